@@ -1,0 +1,173 @@
+import { z } from 'zod';
+
+// SPEC §2. One schema validates the config file, reloads and admin bodies
+// (STYLE §25): every problem is reported as `path: message`, unknown keys are
+// rejected, and the result is deep-frozen.
+
+export const VERSION_NAME = /^[a-z0-9][a-z0-9._-]{0,31}$/;
+
+/** Defaults with their units. Anything here can be overridden in the file. */
+export const DEFAULTS = {
+  listen: { host: '0.0.0.0', port: 8000 },
+  admin: { host: '127.0.0.1', port: 9000 },
+  routing: {
+    query: 'version',
+    header: 'x-version',
+    stickyHeader: 'x-user-id',
+    stickyCookie: 'graygate_uid',
+    default: 'v1',
+    unknownVersion: 'reject' as 'reject' | 'fallback',
+  },
+  limits: {
+    maxSocketsPerWorker: 1024, // concurrent requests per worker, streams included
+    maxIdleSocketsPerWorker: 64, // idle keep-alive sockets kept per worker (nginx `keepalive`)
+    maxQueuePerVersion: 256, // requests waiting for a socket, per version
+    queueTimeoutMs: 5000, // 5 s
+    maxBodyBytes: 10 * 1024 * 1024, // 10 MiB
+    shutdownTimeoutMs: 30_000, // 30 s
+    readyTimeoutMs: 15_000, // 15 s for a forked worker to report ready
+  },
+  upstreamTimeouts: {
+    connectMs: 10_000, // 10 s
+    firstByteMs: 120_000, // 2 min: a slow model thinking before its first token is healthy
+    idleMs: 120_000, // 2 min of silence between body bytes
+    totalMs: 600_000, // 10 min for a whole answer
+  },
+  maxEventBytes: 1024 * 1024, // 1 MiB per SSE line / NDJSON line
+  pingIntervalMs: 15_000, // SSE `: ping` comment while the upstream is silent
+  maxConnectionsPerUpstream: 256,
+} as const;
+
+const ms = z.number({ error: 'must be a number of milliseconds' }).int('must be an integer').min(0, 'must be ≥ 0');
+const positiveInt = z.number({ error: 'must be a number' }).int('must be an integer').min(1, 'must be ≥ 1');
+const port = z.number({ error: 'must be a port number' }).int('must be an integer').min(0, 'must be ≥ 0').max(65535, 'must be ≤ 65535');
+
+export const upstreamSchema = z.strictObject({
+  format: z.enum(['openai', 'ollama', 'anthropic'], { error: 'must be one of openai, ollama, anthropic' }),
+  url: z.string().refine((s) => s === 'mock:' || URL.canParse(s), 'must be a URL or "mock:"'),
+  model: z.string().min(1).optional(),
+  apiKeyEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name').optional(),
+  http2: z.boolean().optional(),
+  timeouts: z
+    .strictObject({
+      connectMs: ms.default(DEFAULTS.upstreamTimeouts.connectMs),
+      firstByteMs: ms.default(DEFAULTS.upstreamTimeouts.firstByteMs),
+      idleMs: ms.default(DEFAULTS.upstreamTimeouts.idleMs),
+      totalMs: ms.default(DEFAULTS.upstreamTimeouts.totalMs),
+    })
+    .prefault({}),
+  maxEventBytes: positiveInt.default(DEFAULTS.maxEventBytes),
+  pingIntervalMs: ms.default(DEFAULTS.pingIntervalMs),
+  maxConnections: positiveInt.default(DEFAULTS.maxConnectionsPerUpstream),
+});
+
+const envSchema = z.record(z.string(), z.string({ error: 'must be a string' }));
+
+export const versionSchema = z.strictObject({
+  entry: z.string().min(1, 'must not be empty').default('dist/worker/main.js'),
+  instances: positiveInt.max(64, 'must be ≤ 64').default(1),
+  weight: z.number({ error: 'must be a number' }).min(0, 'must be ≥ 0').default(0),
+  env: envSchema.default({}),
+  upstream: upstreamSchema.prefault({ format: 'openai', url: 'mock:' }),
+});
+
+const versionNameKey = z.string().regex(VERSION_NAME, 'version names must match ^[a-z0-9][a-z0-9._-]{0,31}$');
+
+export const configSchema = z
+  .strictObject({
+    listen: z.strictObject({ host: z.string().default(DEFAULTS.listen.host), port: port.default(DEFAULTS.listen.port) }).prefault({}),
+    admin: z.strictObject({ host: z.string().default(DEFAULTS.admin.host), port: port.default(DEFAULTS.admin.port) }).prefault({}),
+    routing: z
+      .strictObject({
+        query: z.string().min(1).default(DEFAULTS.routing.query),
+        header: z.string().min(1).toLowerCase().default(DEFAULTS.routing.header),
+        stickyHeader: z.string().min(1).toLowerCase().default(DEFAULTS.routing.stickyHeader),
+        stickyCookie: z.string().min(1).default(DEFAULTS.routing.stickyCookie),
+        default: z.string().default(DEFAULTS.routing.default),
+        unknownVersion: z.enum(['reject', 'fallback'], { error: 'must be "reject" or "fallback"' }).default('reject'),
+      })
+      .prefault({}),
+    limits: z
+      .strictObject({
+        maxSocketsPerWorker: positiveInt.default(DEFAULTS.limits.maxSocketsPerWorker),
+        maxIdleSocketsPerWorker: z.number().int().min(0, 'must be ≥ 0').default(DEFAULTS.limits.maxIdleSocketsPerWorker),
+        maxQueuePerVersion: z.number().int().min(0, 'must be ≥ 0').default(DEFAULTS.limits.maxQueuePerVersion),
+        queueTimeoutMs: ms.default(DEFAULTS.limits.queueTimeoutMs),
+        maxBodyBytes: positiveInt.default(DEFAULTS.limits.maxBodyBytes),
+        shutdownTimeoutMs: ms.default(DEFAULTS.limits.shutdownTimeoutMs),
+        readyTimeoutMs: positiveInt.default(DEFAULTS.limits.readyTimeoutMs),
+      })
+      .prefault({}),
+    versions: z.record(versionNameKey, versionSchema),
+  })
+  .superRefine((cfg, ctx) => {
+    const names = Object.keys(cfg.versions);
+    if (names.length === 0) ctx.addIssue({ code: 'custom', path: ['versions'], message: 'must define at least one version' });
+    if (names.length > 0 && !Object.hasOwn(cfg.versions, cfg.routing.default)) {
+      ctx.addIssue({ code: 'custom', path: ['routing', 'default'], message: `must name a configured version (${names.join(', ')})` });
+    }
+    if (names.length > 0 && names.every((n) => cfg.versions[n]!.weight === 0)) {
+      ctx.addIssue({ code: 'custom', path: ['versions'], message: 'at least one version needs a weight > 0' });
+    }
+  });
+
+export type Config = z.output<typeof configSchema>;
+export type VersionConfig = z.output<typeof versionSchema>;
+export type UpstreamConfig = z.output<typeof upstreamSchema>;
+export type Limits = Config['limits'];
+export type RoutingConfig = Config['routing'];
+
+// STYLE §26: a renamed or misplaced key gets a hint, not just "unknown key".
+const RENAMED_KEYS: Record<string, string> = {
+  timeoutMs: 'use timeouts.totalMs',
+  timeout: 'use timeouts.totalMs',
+  maxSockets: 'use limits.maxSocketsPerWorker',
+  maxQueue: 'use limits.maxQueuePerVersion',
+  apiKey: 'keys never sit in the file: put the key in an env var and name it in apiKeyEnv',
+  workers: 'use instances',
+  script: 'use entry',
+};
+
+export type Validation<T> = { ok: true; value: T } | { ok: false; problems: string[] };
+
+/** Turns zod issues into `path: message` lines (SPEC §2). */
+export function formatProblems(error: z.ZodError): string[] {
+  const problems: string[] = [];
+  for (const issue of error.issues) {
+    const path = issue.path.map(String).join('.');
+    if (issue.code === 'unrecognized_keys') {
+      for (const key of issue.keys) {
+        const at = path === '' ? key : `${path}.${key}`;
+        const hint = RENAMED_KEYS[key];
+        problems.push(`${at}: is not supported${hint === undefined ? ' (unknown key)' : `, ${hint}`}`);
+      }
+    } else if (issue.code === 'invalid_key') {
+      problems.push(`${path}: ${issue.issues[0]?.message ?? issue.message}`);
+    } else {
+      problems.push(`${path === '' ? '(root)' : path}: ${issue.message}`);
+    }
+  }
+  return problems;
+}
+
+export function parseWith<S extends z.ZodType>(schema: S, raw: unknown): Validation<z.output<S>> {
+  const result = schema.safeParse(raw);
+  if (!result.success) return { ok: false, problems: formatProblems(result.error) };
+  return { ok: true, value: deepFreeze(result.data) };
+}
+
+export function validateConfig(raw: unknown): Validation<Config> {
+  return parseWith(configSchema, raw);
+}
+
+export function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const child of Object.values(value)) deepFreeze(child);
+  }
+  return value;
+}
+
+export function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\./.test(host);
+}

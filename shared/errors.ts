@@ -1,0 +1,112 @@
+// The whole error catalogue (STYLE §6). Every error a client, an operator or the
+// CLI can see has a stable `code` here; callers branch on `code`, never on
+// `instanceof` or message text (STYLE §7). README "Errors" is kept in sync with
+// this table by test/shared/errors.test.ts.
+
+export type ErrorType =
+  | 'invalid_request_error'
+  | 'authentication_error'
+  | 'overloaded_error'
+  | 'gateway_error'
+  | 'upstream_error';
+
+interface CatalogueEntry {
+  readonly status: number;
+  readonly type: ErrorType;
+  readonly message: string;
+}
+
+export const ERROR_CATALOGUE = {
+  // SPEC §4, master
+  queue_full: { status: 503, type: 'overloaded_error', message: 'the version is at capacity and its queue is full' },
+  queue_timeout: { status: 503, type: 'overloaded_error', message: 'waited too long for a free worker' },
+  no_ready_worker: { status: 503, type: 'overloaded_error', message: 'the version has no ready worker' },
+  shutting_down: { status: 503, type: 'overloaded_error', message: 'the gateway is shutting down' },
+  worker_error: { status: 502, type: 'gateway_error', message: 'the worker failed before answering' },
+  body_too_large: { status: 413, type: 'invalid_request_error', message: 'request body is too large' },
+  invalid_request: { status: 400, type: 'invalid_request_error', message: 'invalid request' },
+  unknown_version: { status: 404, type: 'invalid_request_error', message: 'unknown version' },
+  not_found: { status: 404, type: 'invalid_request_error', message: 'no such route' },
+  method_not_allowed: { status: 405, type: 'invalid_request_error', message: 'method not allowed' },
+  internal_error: { status: 500, type: 'gateway_error', message: 'internal error' },
+  // SPEC §6, admin
+  unauthorized: { status: 401, type: 'authentication_error', message: 'missing or wrong bearer token' },
+  invalid_config: { status: 400, type: 'invalid_request_error', message: 'invalid configuration' },
+  deploy_failed: { status: 500, type: 'gateway_error', message: 'the new build did not become ready' },
+  deploy_in_progress: { status: 409, type: 'invalid_request_error', message: 'a deploy of this version is already running' },
+  no_previous_build: { status: 409, type: 'invalid_request_error', message: 'this version has no previous build' },
+  version_exists: { status: 409, type: 'invalid_request_error', message: 'a version with this name exists' },
+  // SPEC §4/§5, upstream
+  upstream_unreachable: { status: 502, type: 'upstream_error', message: 'could not connect to the upstream' },
+  upstream_timeout: { status: 504, type: 'upstream_error', message: 'the upstream did not answer in time' },
+  upstream_protocol_error: { status: 502, type: 'upstream_error', message: 'the upstream sent a malformed response' },
+  upstream_reset: { status: 502, type: 'upstream_error', message: 'the upstream closed the connection' },
+  upstream_status: { status: 502, type: 'upstream_error', message: 'the upstream answered with an error status' },
+} as const satisfies Record<string, CatalogueEntry>;
+
+export type ErrorCode = keyof typeof ERROR_CATALOGUE;
+
+export interface GraygateErrorOptions {
+  cause?: unknown;
+  /** Overrides the catalogue status; used for upstream 4xx/429 passed through with their meaning. */
+  status?: number;
+  /** Seconds; sent as `Retry-After` (SPEC §4: queue_full and queue_timeout). */
+  retryAfterS?: number;
+}
+
+export class GraygateError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly type: ErrorType;
+  readonly retryAfterS: number | undefined;
+
+  constructor(code: ErrorCode, message?: string, options: GraygateErrorOptions = {}) {
+    const entry: CatalogueEntry = ERROR_CATALOGUE[code];
+    super(message ?? entry.message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'GraygateError';
+    this.code = code;
+    this.status = options.status ?? entry.status;
+    this.type = entry.type;
+    this.retryAfterS = options.retryAfterS;
+  }
+}
+
+export function isGraygateError(err: unknown): err is GraygateError {
+  // Branch on the stable code, not instanceof (STYLE §7): errors also cross IPC as data.
+  return typeof err === 'object' && err !== null && typeof (err as { code?: unknown }).code === 'string' &&
+    Object.hasOwn(ERROR_CATALOGUE, (err as { code: string }).code) && typeof (err as { status?: unknown }).status === 'number';
+}
+
+export interface ErrorBody {
+  error: { message: string; type: ErrorType; code: ErrorCode };
+}
+
+export interface ErrorResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: ErrorBody;
+}
+
+/** The single error handler (STYLE §8): any error → a status and an OpenAI-shaped body. */
+export function toErrorResponse(err: unknown): ErrorResponse {
+  const e = isGraygateError(err) ? err : new GraygateError('internal_error');
+  const headers: Record<string, string> = {};
+  if (e.retryAfterS !== undefined) headers['retry-after'] = String(e.retryAfterS);
+  return { status: e.status, headers, body: { error: { message: e.message, type: e.type, code: e.code } } };
+}
+
+/** An error as JSON-safe data, for IPC (STYLE §19). */
+export interface SerializedError {
+  code: string;
+  message: string;
+  stack?: string;
+}
+
+export function serializeError(err: unknown): SerializedError {
+  if (err instanceof Error) {
+    const raw = (err as Error & { code?: unknown }).code;
+    const code = typeof raw === 'string' ? raw : 'internal_error';
+    return { code, message: err.message, ...(err.stack === undefined ? {} : { stack: err.stack }) };
+  }
+  return { code: 'internal_error', message: String(err) };
+}

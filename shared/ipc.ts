@@ -1,0 +1,58 @@
+import type { SerializedError } from './errors.js';
+import type { Limits, UpstreamConfig } from './config.js';
+
+// The one IPC protocol between master and workers (STYLE §18). A deploy can run
+// a worker build that differs from the master, so `ready` carries a protocol
+// number the master checks.
+
+export const PROTOCOL_VERSION = 1;
+
+/** The env var through which the master hands a worker its settings, as JSON. */
+export const WORKER_SETTINGS_ENV = 'GRAYGATE_WORKER_SETTINGS';
+
+/** What a worker is told at fork time (JSON in WORKER_SETTINGS_ENV). */
+export interface WorkerSettings {
+  protocol: number;
+  version: string;
+  /** 0-based index of this instance inside its version group. */
+  instance: number;
+  upstream: UpstreamConfig;
+  limits: Pick<Limits, 'maxBodyBytes' | 'shutdownTimeoutMs'>;
+  logLevel: string;
+}
+
+export type MasterToWorker =
+  /** Stop taking requests, finish in-flight ones within deadlineMs, exit 0. */
+  | { type: 'shutdown'; deadlineMs: number }
+  /** Request for this process's metrics in Prometheus JSON form (prom-client `getMetricsAsJSON`). */
+  | { type: 'metrics'; id: number };
+
+export type WorkerToMaster =
+  | { type: 'ready'; protocol: number; pid: number; address: { host: string; port: number } }
+  | { type: 'fatal'; error: SerializedError }
+  | { type: 'metrics'; replyTo: number; metrics: unknown[] };
+
+const MASTER_TO_WORKER_TYPES: ReadonlySet<string> = new Set<MasterToWorker['type']>(['shutdown', 'metrics']);
+const WORKER_TO_MASTER_TYPES: ReadonlySet<string> = new Set<WorkerToMaster['type']>(['ready', 'fatal', 'metrics']);
+
+export function isMasterToWorker(msg: unknown): msg is MasterToWorker {
+  return typeof msg === 'object' && msg !== null && MASTER_TO_WORKER_TYPES.has((msg as { type?: unknown }).type as string);
+}
+
+export function isWorkerToMaster(msg: unknown): msg is WorkerToMaster {
+  return typeof msg === 'object' && msg !== null && WORKER_TO_MASTER_TYPES.has((msg as { type?: unknown }).type as string);
+}
+
+export function assertNever(value: never): never {
+  throw new Error(`unexpected message: ${JSON.stringify(value)}`);
+}
+
+export function readWorkerSettings(env: NodeJS.ProcessEnv): WorkerSettings {
+  const raw = env[WORKER_SETTINGS_ENV];
+  if (raw === undefined) throw new Error(`${WORKER_SETTINGS_ENV} is not set: workers are started by the graygate master`);
+  const settings = JSON.parse(raw) as WorkerSettings;
+  if (settings.protocol !== PROTOCOL_VERSION) {
+    throw new Error(`protocol mismatch: master speaks ${settings.protocol}, this worker ${PROTOCOL_VERSION}`);
+  }
+  return settings;
+}

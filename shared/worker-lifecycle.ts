@@ -1,0 +1,89 @@
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { once } from 'node:events';
+import type { Logger } from './log.js';
+import { PROTOCOL_VERSION, assertNever, isMasterToWorker, type WorkerToMaster } from './ipc.js';
+import { serializeError } from './errors.js';
+
+// The worker half of the master's handshake (STYLE §21–§23), shared by the real
+// worker and by test builds so both behave alike towards the master: listen on
+// 127.0.0.1:0, report `ready` with the address, drain and exit 0 on `shutdown`,
+// exit when the IPC channel drops (the master is gone).
+
+export interface WorkerLifecycleOptions {
+  server: Server;
+  log: Logger;
+  /** Keep-alive idle timeout of the worker's server; above the master agent's so the master never reuses a socket the worker is closing. Default 65 s. */
+  keepAliveTimeoutMs?: number;
+  /** Answers the master's metrics request (SPEC §9). Absent: an empty list. */
+  collectMetrics?: () => Promise<unknown[]>;
+  /** Called once when draining starts, before the server closes: abort long work here if needed. */
+  onDrain?: () => void;
+}
+
+function send(msg: WorkerToMaster): void {
+  if (process.connected) process.send?.(msg);
+}
+
+export async function runWorker(options: WorkerLifecycleOptions): Promise<void> {
+  const { server, log } = options;
+  server.keepAliveTimeout = options.keepAliveTimeoutMs ?? 65_000;
+  server.headersTimeout = Math.max(server.headersTimeout, server.keepAliveTimeout + 1000);
+
+  let isDraining = false;
+  const drain = (deadlineMs: number, reason: string): void => {
+    if (isDraining) return;
+    isDraining = true;
+    log.info({ deadlineMs, reason }, 'worker draining');
+    options.onDrain?.();
+    const deadline = setTimeout(() => {
+      log.warn('shutdown deadline reached, closing remaining connections');
+      server.closeAllConnections();
+      process.exit(0);
+    }, deadlineMs);
+    deadline.unref();
+    server.close(() => process.exit(0));
+    server.closeIdleConnections();
+  };
+
+  process.on('message', (msg: unknown) => {
+    if (!isMasterToWorker(msg)) {
+      // STYLE §19: the worker treats an unknown message as a protocol error.
+      log.error({ msg }, 'protocol error: unknown message from master');
+      send({ type: 'fatal', error: { code: 'protocol_error', message: 'unknown message from master' } });
+      process.exit(70);
+    }
+    switch (msg.type) {
+      case 'shutdown':
+        drain(msg.deadlineMs, 'master');
+        break;
+      case 'metrics': {
+        const collect = options.collectMetrics ?? (async () => []);
+        collect().then(
+          (metrics) => send({ type: 'metrics', replyTo: msg.id, metrics }),
+          (err: unknown) => log.error({ err }, 'metrics collection failed'),
+        );
+        break;
+      }
+      default:
+        assertNever(msg);
+    }
+  });
+  // STYLE §23: a worker whose master is gone exits instead of serving alone.
+  process.on('disconnect', () => {
+    log.warn('IPC channel closed, exiting');
+    drain(5000, 'disconnect');
+  });
+  process.on('SIGTERM', () => drain(5000, 'SIGTERM'));
+  process.on('uncaughtException', (err) => {
+    send({ type: 'fatal', error: serializeError(err) });
+    log.fatal({ err }, 'uncaught exception');
+    process.exit(1);
+  });
+
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const address = server.address() as AddressInfo;
+  send({ type: 'ready', protocol: PROTOCOL_VERSION, pid: process.pid, address: { host: address.address, port: address.port } });
+  log.info({ port: address.port }, 'worker ready');
+}
