@@ -75,6 +75,10 @@ export async function runWorker(options: WorkerLifecycleOptions): Promise<void> 
     drain(5000, 'disconnect');
   });
   process.on('SIGTERM', () => drain(5000, 'SIGTERM'));
+  // Ctrl-C and a terminal hangup reach the whole process group; the master
+  // decides when workers drain, so they ignore both.
+  process.on('SIGINT', () => undefined);
+  process.on('SIGHUP', () => undefined);
   process.on('uncaughtException', (err) => {
     send({ type: 'fatal', error: serializeError(err) });
     log.fatal({ err }, 'uncaught exception');

@@ -1,0 +1,138 @@
+import { GraygateError } from '../shared/errors.js';
+
+// The backlog bound (SPEC §4, the keep-alive-agent incident): every request to
+// a worker holds one of its `maxSocketsPerWorker` slots, so the http.Agent never
+// queues anything in its own unbounded `requests` list. Requests that find no
+// free slot wait here, in a bounded FIFO per version, each for at most
+// `queueTimeoutMs`; a full queue answers 503 at once, and a waiter whose client
+// left is dropped at once.
+
+/** What admission needs to know of a worker. WorkerHandle implements it. */
+export interface AdmissionTarget {
+  /** Requests this master has in flight to the worker. Only admission changes it. */
+  inflight: number;
+  /** Ready and not draining. */
+  readonly isAccepting: boolean;
+}
+
+export interface Lease<W extends AdmissionTarget> {
+  readonly worker: W;
+  /** Frees the slot; idempotent. Must be called once the worker's socket is free again. */
+  release(): void;
+}
+
+export interface AdmissionOptions<W extends AdmissionTarget> {
+  /** Concurrent requests per worker; equals the agent's maxSockets. */
+  maxSocketsPerWorker: number;
+  /** Requests waiting for a slot, per version; 0 means no queue (503 when all slots are busy). */
+  maxQueue: number;
+  /** Longest wait for a slot, in ms. */
+  queueTimeoutMs: number;
+  /** The version's current workers; read on every decision, so deploys and restarts take effect at once. */
+  workers: () => readonly W[];
+  /** Seconds for `Retry-After` on 503 queue_full / queue_timeout. Default 1. */
+  retryAfterS?: number;
+}
+
+interface Waiter<W extends AdmissionTarget> {
+  resolve(lease: Lease<W>): void;
+  reject(err: unknown): void;
+  timer: NodeJS.Timeout;
+  disposeAbort: () => void;
+}
+
+export class VersionAdmission<W extends AdmissionTarget> {
+  readonly #options: AdmissionOptions<W>;
+  // A Set keeps insertion order, so it is a FIFO with O(1) removal of an abandoned waiter.
+  readonly #waiters = new Set<Waiter<W>>();
+  #isDestroyed = false;
+
+  constructor(options: AdmissionOptions<W>) {
+    this.#options = options;
+  }
+
+  get queued(): number {
+    return this.#waiters.size;
+  }
+
+  /** Resolves with a slot on the least-loaded accepting worker, or rejects with a typed error. */
+  acquire(signal: AbortSignal): Promise<Lease<W>> {
+    if (signal.aborted) return Promise.reject(signal.reason);
+    if (this.#isDestroyed) return Promise.reject(new GraygateError('no_ready_worker'));
+    const workers = this.#options.workers();
+    const free = this.#pickFree(workers);
+    if (free !== undefined) return Promise.resolve(this.#lease(free));
+    if (!workers.some((w) => w.isAccepting)) return Promise.reject(new GraygateError('no_ready_worker'));
+    const retryAfterS = this.#options.retryAfterS ?? 1;
+    if (this.#waiters.size >= this.#options.maxQueue) {
+      return Promise.reject(new GraygateError('queue_full', undefined, { retryAfterS }));
+    }
+    return new Promise<Lease<W>>((resolve, reject) => {
+      const waiter: Waiter<W> = {
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          this.#remove(waiter);
+          reject(new GraygateError('queue_timeout', undefined, { retryAfterS }));
+        }, this.#options.queueTimeoutMs),
+        disposeAbort: () => signal.removeEventListener('abort', onAbort),
+      };
+      const onAbort = (): void => {
+        this.#remove(waiter);
+        reject(signal.reason);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.#waiters.add(waiter);
+    });
+  }
+
+  /** Hands free slots to waiters; call when a worker becomes ready. */
+  pump(): void {
+    while (this.#waiters.size > 0) {
+      const free = this.#pickFree(this.#options.workers());
+      if (free === undefined) return;
+      const waiter = this.#waiters.values().next().value as Waiter<W>;
+      this.#remove(waiter);
+      waiter.resolve(this.#lease(free));
+    }
+  }
+
+  /** Rejects every waiter with `err` (the version is being removed or the master is stopping). */
+  destroy(err: unknown): void {
+    this.#isDestroyed = true;
+    for (const waiter of [...this.#waiters]) {
+      this.#remove(waiter);
+      waiter.reject(err);
+    }
+  }
+
+  #remove(waiter: Waiter<W>): void {
+    this.#waiters.delete(waiter);
+    clearTimeout(waiter.timer);
+    waiter.disposeAbort();
+  }
+
+  // Least in-flight among accepting workers with a free slot (issue 2 part 6).
+  #pickFree(workers: readonly W[]): W | undefined {
+    let best: W | undefined;
+    for (const w of workers) {
+      if (!w.isAccepting || w.inflight >= this.#options.maxSocketsPerWorker) continue;
+      if (best === undefined || w.inflight < best.inflight) best = w;
+    }
+    return best;
+  }
+
+  #lease(worker: W): Lease<W> {
+    worker.inflight++;
+    let isReleased = false;
+    return {
+      worker,
+      release: () => {
+        if (isReleased) return;
+        isReleased = true;
+        worker.inflight--;
+        this.pump();
+      },
+    };
+  }
+}

@@ -1,0 +1,85 @@
+import { createServer } from 'node:http';
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { createLogger } from '../shared/log.js';
+import { EXIT_CONFIG, configPath, loadConfig } from './config-file.js';
+import { Supervisor } from './supervisor.js';
+import { createWorkerProxy } from './proxy.js';
+import { createGatewayHandler } from './gateway.js';
+import { createMasterMetrics } from './metrics.js';
+import { createAdminServer } from './admin/server.js';
+import { Operations } from './admin/operations.js';
+import { shutdown } from './shutdown.js';
+
+// The master process (SPEC §1, §4, §10). Wiring only.
+
+const path = configPath(process.argv.slice(2), process.env);
+const loaded = loadConfig(path, process.env);
+if (!loaded.ok) {
+  process.stderr.write(`graygate: invalid config ${path}:\n${loaded.problems.map((p) => `  ${p}`).join('\n')}\n`);
+  process.exit(EXIT_CONFIG);
+}
+const config = loaded.value;
+const log = createLogger({ role: 'master' });
+const supervisor = new Supervisor({ config, log });
+const metrics = createMasterMetrics(() => supervisor);
+const operations = new Operations({ supervisor, log, configPath: path, env: process.env });
+let isClosing = false;
+
+try {
+  await supervisor.startAll();
+} catch (err) {
+  const message = err instanceof Error ? err.message : String(err);
+  process.stderr.write(`graygate: a worker did not start: ${message}\n`);
+  log.fatal({ err }, 'workers did not start');
+  supervisor.destroyAll();
+  process.exit(1);
+}
+
+const main = createServer(createGatewayHandler({ supervisor, proxy: createWorkerProxy(log), log, metrics, isClosing: () => isClosing }));
+// In-flight requests that end while draining leave idle keep-alive sockets behind: close them.
+main.on('request', (_req, res) => res.once('close', () => isClosing && setImmediate(() => main.closeIdleConnections())));
+const admin = createAdminServer({ supervisor, operations, registry: metrics.registry, log, token: process.env['GRAYGATE_ADMIN_TOKEN'] });
+
+main.listen(config.listen.port, config.listen.host);
+admin.listen(config.admin.port, config.admin.host);
+await Promise.all([once(main, 'listening'), once(admin, 'listening')]);
+const mainPort = (main.address() as AddressInfo).port;
+const adminPort = (admin.address() as AddressInfo).port;
+const shownHost = config.listen.host === '0.0.0.0' || config.listen.host === '::' ? 'localhost' : config.listen.host;
+const url = `http://${shownHost}:${mainPort}`;
+const adminUrl = `http://${config.admin.host}:${adminPort}`;
+log.info({ url, adminUrl, versions: [...supervisor.versions.keys()] }, 'graygate listening');
+if (process.stdout.isTTY === true || process.env['GRAYGATE_BANNER'] === '1') {
+  process.stdout.write(
+    `\ngraygate listening on ${url} (admin ${adminUrl})\n\n` +
+      `  curl -N ${url}/v1/chat/completions -H 'content-type: application/json' \\\n` +
+      `    -d '{"model":"graygate-mock","stream":true,"messages":[{"role":"user","content":"Hello"}]}'\n\n`,
+  );
+}
+// PM2 `wait_ready` waits for the string 'ready'; tests and scripts read the addresses first.
+process.send?.({ type: 'listening', url: `http://127.0.0.1:${mainPort}`, adminUrl: `http://127.0.0.1:${adminPort}`, pid: process.pid });
+process.send?.('ready');
+
+const stop = (signal: string): void => {
+  if (isClosing) return;
+  isClosing = true;
+  log.info({ signal }, 'shutting down');
+  shutdown({ servers: [main, admin], main, supervisor, log, deadlineMs: config.limits.shutdownTimeoutMs }).then(
+    () => process.exit(0),
+    (err: unknown) => {
+      log.error({ err }, 'shutdown failed');
+      process.exit(1);
+    },
+  );
+};
+process.on('SIGTERM', () => stop('SIGTERM'));
+process.on('SIGINT', () => stop('SIGINT'));
+process.on('SIGHUP', () => {
+  operations.reload().then(
+    (result) => log.info(result, 'SIGHUP reload applied'),
+    (err: unknown) => log.error({ err: err instanceof Error ? err.message : err }, 'SIGHUP reload refused'),
+  );
+});
+// PM2 sends 'shutdown' over IPC on Windows and with shutdown_with_message.
+process.on('message', (msg) => msg === 'shutdown' && stop('message'));

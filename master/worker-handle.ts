@@ -1,0 +1,246 @@
+import { fork as nodeFork, type ChildProcess, type ForkOptions } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { Agent } from 'node:http';
+import type { Logger } from '../shared/log.js';
+import { PROTOCOL_VERSION, WORKER_SETTINGS_ENV, assertNever, isWorkerToMaster, type WorkerSettings } from '../shared/ipc.js';
+import type { AdmissionTarget } from './admission.js';
+import { createWorkerAgent } from './worker-agent.js';
+
+// One forked worker process and everything the master holds for it (STYLE §20:
+// only this file changes a worker's state). Lifecycle:
+//   starting → ready → draining → stopped
+//   starting/ready → crashed (exit nobody asked for)
+
+export type WorkerState = 'starting' | 'ready' | 'draining' | 'stopped' | 'crashed';
+
+export type ForkFunction = (modulePath: string, args: readonly string[], options: ForkOptions) => ChildProcess;
+
+export interface WorkerHandleOptions {
+  /** Absolute path of the worker entry module. */
+  entry: string;
+  settings: WorkerSettings;
+  /** Extra env for the worker (the version's `env`), on top of the master's. */
+  env: Readonly<Record<string, string>>;
+  /** How long the worker has to report ready, in ms. */
+  readyTimeoutMs: number;
+  /** maxSockets of the worker's agent: the admission slot count. */
+  maxSockets: number;
+  /** Idle keep-alive sockets kept to the worker. */
+  maxIdleSockets: number;
+  log: Logger;
+  /** Injected for tests of the supervisor (STYLE §34); default child_process.fork. */
+  fork?: ForkFunction;
+}
+
+/** Why a worker did not become ready or stopped: data for deploy_failed and status. */
+export interface ExitReport {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** True when the master asked for this exit. */
+  isIntended: boolean;
+  /** Short description: "exited with code 3", "not ready within 15000 ms", … */
+  reason: string;
+  /** Last lines the worker wrote to stderr. */
+  stderrTail: string[];
+}
+
+const STDERR_TAIL_LINES = 20;
+
+/** A worker that exited or was killed before it reported ready. */
+export class WorkerStartFailure extends Error {
+  readonly report: ExitReport;
+  constructor(report: ExitReport) {
+    super(report.reason);
+    this.name = 'WorkerStartFailure';
+    this.report = report;
+  }
+}
+const KILL_GRACE_MS = 2000;
+
+export interface WorkerHandleEvents {
+  ready: [];
+  exit: [ExitReport];
+}
+
+export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements AdmissionTarget {
+  readonly version: string;
+  readonly instance: number;
+  readonly entry: string;
+  readonly agent: Agent;
+  inflight = 0;
+  #state: WorkerState = 'starting';
+  #child: ChildProcess | undefined;
+  #target: URL | undefined;
+  #readyAt = 0;
+  #stderrTail: string[] = [];
+  #isStopRequested = false;
+  #exitReport: ExitReport | undefined;
+  readonly #options: WorkerHandleOptions;
+  readonly #log: Logger;
+
+  constructor(options: WorkerHandleOptions) {
+    super();
+    this.#options = options;
+    this.version = options.settings.version;
+    this.instance = options.settings.instance;
+    this.entry = options.entry;
+    this.#log = options.log.child({ version: this.version, instance: this.instance });
+    this.agent = createWorkerAgent({ maxSockets: options.maxSockets, maxIdleSockets: options.maxIdleSockets });
+  }
+
+  get state(): WorkerState {
+    return this.#state;
+  }
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+  get isAccepting(): boolean {
+    return this.#state === 'ready';
+  }
+  /** http://127.0.0.1:port of the worker once ready. */
+  get target(): URL {
+    if (this.#target === undefined) throw new Error(`worker ${this.version}#${this.instance} has no address yet`);
+    return this.#target;
+  }
+  get readyAt(): number {
+    return this.#readyAt;
+  }
+  get exitReport(): ExitReport | undefined {
+    return this.#exitReport;
+  }
+
+  /** Forks the process; resolves once it reported ready, rejects with a WorkerStartFailure otherwise. */
+  start(): Promise<void> {
+    const fork = this.#options.fork ?? nodeFork;
+    const env = { ...process.env, ...this.#options.env, [WORKER_SETTINGS_ENV]: JSON.stringify(this.#options.settings) };
+    const child = fork(this.#options.entry, [], { env, stdio: ['ignore', 'inherit', 'pipe', 'ipc'], serialization: 'json' });
+    this.#child = child;
+    this.#collectStderr(child);
+    let failure: string | undefined;
+    const fail = (reason: string): void => {
+      failure ??= reason;
+      this.#kill('SIGKILL');
+    };
+    return new Promise<void>((resolve, reject) => {
+      const readyTimer = setTimeout(() => fail(`not ready within ${this.#options.readyTimeoutMs} ms`), this.#options.readyTimeoutMs);
+      child.on('message', (msg: unknown) => {
+        if (!isWorkerToMaster(msg)) {
+          this.#log.warn({ msg }, 'ignoring unknown message from worker'); // STYLE §19
+          return;
+        }
+        switch (msg.type) {
+          case 'ready':
+            if (msg.protocol !== PROTOCOL_VERSION) return fail(`worker speaks protocol ${msg.protocol}, master ${PROTOCOL_VERSION}`);
+            if (this.#state !== 'starting') return;
+            clearTimeout(readyTimer);
+            this.#target = new URL(`http://${msg.address.host}:${msg.address.port}`);
+            this.#state = 'ready';
+            this.#readyAt = Date.now();
+            this.#log.info({ workerPid: child.pid, port: msg.address.port }, 'worker ready');
+            resolve();
+            this.emit('ready');
+            break;
+          case 'fatal':
+            this.#log.error({ workerPid: child.pid, error: msg.error }, 'worker reported a fatal error');
+            break;
+          case 'metrics':
+            this.#metricsWaiters.get(msg.replyTo)?.(msg.metrics);
+            break;
+          default:
+            assertNever(msg);
+        }
+      });
+      child.on('error', (err) => {
+        this.#log.error({ err }, 'worker process error');
+        fail(`could not start: ${err.message}`);
+      });
+      // 'close' rather than 'exit': stderr is fully read by then, so the report has the last lines.
+      child.on('close', (code: number | null, signal: NodeJS.Signals | null) => {
+        clearTimeout(readyTimer);
+        const isIntended = this.#isStopRequested;
+        const reason = failure ?? (signal !== null ? `killed by ${signal}` : `exited with code ${code}`);
+        const report: ExitReport = { code, signal, isIntended, reason, stderrTail: [...this.#stderrTail] };
+        this.#exitReport = report;
+        const wasStarting = this.#state === 'starting';
+        this.#state = isIntended || failure !== undefined ? 'stopped' : 'crashed';
+        this.agent.destroy();
+        for (const pending of this.#metricsWaiters.values()) pending(undefined);
+        this.#metricsWaiters.clear();
+        (isIntended ? this.#log.info : this.#log.warn).call(this.#log, { workerPid: child.pid, code, signal, reason }, 'worker exited');
+        if (wasStarting) reject(new WorkerStartFailure(report));
+        this.emit('exit', report);
+      });
+    });
+  }
+
+  /**
+   * Drains and stops (STYLE §22): `shutdown` over IPC, wait for exit up to
+   * deadlineMs, then SIGTERM, then SIGKILL. Resolves once the process is gone.
+   */
+  async stop(deadlineMs: number): Promise<void> {
+    const child = this.#child;
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) {
+      return;
+    }
+    this.#isStopRequested = true;
+    if (this.#state === 'ready' || this.#state === 'starting') this.#state = 'draining';
+    const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
+    if (child.connected) child.send({ type: 'shutdown', deadlineMs });
+    else this.#kill('SIGTERM');
+    const escalate = setTimeout(() => {
+      this.#log.warn({ workerPid: child.pid }, 'worker did not exit in time, SIGTERM');
+      this.#kill('SIGTERM');
+      setTimeout(() => this.#kill('SIGKILL'), KILL_GRACE_MS).unref();
+    }, deadlineMs + KILL_GRACE_MS);
+    await exited;
+    clearTimeout(escalate);
+  }
+
+  /** Kills at once (a failed deploy, a master that gives up). */
+  destroy(): void {
+    this.#isStopRequested = true;
+    this.#kill('SIGKILL');
+  }
+
+  #kill(signal: NodeJS.Signals): void {
+    const child = this.#child;
+    if (child !== undefined && child.exitCode === null && child.signalCode === null) child.kill(signal);
+  }
+
+  #collectStderr(child: ChildProcess): void {
+    let partial = '';
+    child.stderr?.setEncoding('utf8');
+    child.stderr?.on('data', (chunk: string) => {
+      process.stderr.write(chunk);
+      const lines = (partial + chunk).split('\n');
+      partial = lines.pop() ?? '';
+      for (const line of lines) if (line !== '') this.#stderrTail.push(line.slice(0, 500));
+      if (this.#stderrTail.length > STDERR_TAIL_LINES) this.#stderrTail.splice(0, this.#stderrTail.length - STDERR_TAIL_LINES);
+    });
+  }
+
+  // Metrics over IPC (SPEC §9): request/response paired by id (STYLE §18).
+  readonly #metricsWaiters = new Map<number, (metrics: unknown[] | undefined) => void>();
+  #nextMetricsId = 1;
+
+  /** This worker's metrics, or [] if it does not answer within deadlineMs (a stuck worker must not stall /metrics). */
+  requestMetrics(deadlineMs: number): Promise<unknown[] | undefined> {
+    const child = this.#child;
+    if (child === undefined || !child.connected || this.#state === 'stopped' || this.#state === 'crashed') {
+      return Promise.resolve(undefined);
+    }
+    const id = this.#nextMetricsId++;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#metricsWaiters.delete(id);
+        resolve(undefined);
+      }, deadlineMs);
+      this.#metricsWaiters.set(id, (metrics) => {
+        clearTimeout(timer);
+        this.#metricsWaiters.delete(id);
+        resolve(metrics);
+      });
+      child.send({ type: 'metrics', id });
+    });
+  }
+}
