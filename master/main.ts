@@ -10,6 +10,7 @@ import { createMasterMetrics } from './metrics.js';
 import { createAdminServer } from './admin/server.js';
 import { Operations } from './admin/operations.js';
 import { shutdown } from './shutdown.js';
+import { InflightTracker } from './inflight.js';
 
 // The master process (SPEC §1, §4, §10). Wiring only.
 
@@ -37,8 +38,8 @@ try {
 }
 
 const main = createServer(createGatewayHandler({ supervisor, proxy: createWorkerProxy(log), log, metrics, isClosing: () => isClosing }));
-// In-flight requests that end while draining leave idle keep-alive sockets behind: close them.
-main.on('request', (_req, res) => res.once('close', () => isClosing && setImmediate(() => main.closeIdleConnections())));
+// A request that ends while draining leaves an idle keep-alive socket behind: close it.
+const inflight = new InflightTracker(main, () => isClosing && setImmediate(() => main.closeIdleConnections()));
 const admin = createAdminServer({ supervisor, operations, registry: metrics.registry, log, token: process.env['GRAYGATE_ADMIN_TOKEN'] });
 
 main.listen(config.listen.port, config.listen.host);
@@ -65,7 +66,7 @@ const stop = (signal: string): void => {
   if (isClosing) return;
   isClosing = true;
   log.info({ signal }, 'shutting down');
-  shutdown({ servers: [main, admin], main, supervisor, log, deadlineMs: config.limits.shutdownTimeoutMs }).then(
+  shutdown({ servers: [main, admin], inflight, supervisor, log, deadlineMs: config.limits.shutdownTimeoutMs }).then(
     () => process.exit(0),
     (err: unknown) => {
       log.error({ err }, 'shutdown failed');

@@ -98,7 +98,8 @@ export function createWorkerProxy(log: Logger): WorkerProxy {
       proxy.web(req, res, { target: to.target, agent: to.agent }, (err: Error) => {
         if (ctx.proxyReq === undefined) finish(ctx);
         if (ctx.isBodyTooLarge) return sendError(res, toErrorResponse(new GraygateError('body_too_large')));
-        if (res.destroyed || req.destroyed) return; // the client left; nobody to answer
+        // The client's socket, not req.destroyed: Node destroys a request once its body is read.
+        if (res.writableEnded || req.socket.destroyed) return; // the client left; nobody to answer
         if (!res.headersSent) {
           log.warn({ err: { message: err.message, code: (err as NodeJS.ErrnoException).code } }, 'worker error before response');
           return sendError(res, toErrorResponse(new GraygateError('worker_error', undefined, { cause: err })));

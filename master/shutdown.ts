@@ -1,36 +1,40 @@
 import type { Server } from 'node:http';
 import type { Logger } from '../shared/log.js';
 import type { Supervisor } from './supervisor.js';
+import type { InflightTracker } from './inflight.js';
 
 // SIGTERM/SIGINT (SPEC §10, STYLE §24): stop accepting, let in-flight requests
 // and streams finish up to shutdownTimeoutMs (their responses carry
-// `Connection: close`), then stop the workers and exit 0.
+// `Connection: close`), close what connections remain, stop the workers, exit 0.
 
 export interface ShutdownOptions {
   servers: readonly Server[];
-  /** The main server: its in-flight requests are waited for. */
-  main: Server;
+  /** In-flight requests on the main port: the thing we wait for. */
+  inflight: InflightTracker;
   supervisor: Supervisor;
   log: Logger;
   deadlineMs: number;
 }
 
 export async function shutdown(options: ShutdownOptions): Promise<void> {
-  const { main, supervisor, log, deadlineMs } = options;
+  const { servers, inflight, supervisor, log, deadlineMs } = options;
   const started = Date.now();
-  const drained = new Promise<void>((resolve) => main.close(() => resolve()));
-  for (const server of options.servers) if (server !== main) server.close();
-  for (const server of options.servers) server.closeIdleConnections();
+  for (const server of servers) {
+    server.close();
+    server.closeIdleConnections();
+  }
   let deadline: NodeJS.Timeout | undefined;
   const timedOut = new Promise<void>((resolve) => {
     deadline = setTimeout(() => {
-      log.warn({ deadlineMs }, 'shutdown deadline reached, closing remaining connections');
-      for (const server of options.servers) server.closeAllConnections();
+      log.warn({ deadlineMs, inflight: inflight.count }, 'shutdown deadline reached, cutting remaining requests');
       resolve();
     }, deadlineMs);
   });
-  await Promise.race([drained, timedOut]);
+  await Promise.race([inflight.idle(), timedOut]);
   clearTimeout(deadline);
+  // Nothing is in flight: what remains is idle or never sent a request.
+  for (const server of servers) server.closeAllConnections();
+  log.info({ durationMs: Date.now() - started }, 'in-flight requests finished, stopping workers');
   const remainingMs = Math.max(1000, deadlineMs - (Date.now() - started));
   await supervisor.stopAll(remainingMs);
   log.info({ durationMs: Date.now() - started }, 'graygate stopped');

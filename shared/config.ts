@@ -99,16 +99,6 @@ export const configSchema = z
       })
       .prefault({}),
     versions: z.record(versionNameKey, versionSchema),
-  })
-  .superRefine((cfg, ctx) => {
-    const names = Object.keys(cfg.versions);
-    if (names.length === 0) ctx.addIssue({ code: 'custom', path: ['versions'], message: 'must define at least one version' });
-    if (names.length > 0 && !Object.hasOwn(cfg.versions, cfg.routing.default)) {
-      ctx.addIssue({ code: 'custom', path: ['routing', 'default'], message: `must name a configured version (${names.join(', ')})` });
-    }
-    if (names.length > 0 && names.every((n) => cfg.versions[n]!.weight === 0)) {
-      ctx.addIssue({ code: 'custom', path: ['versions'], message: 'at least one version needs a weight > 0' });
-    }
   });
 
 export type Config = z.output<typeof configSchema>;
@@ -156,8 +146,31 @@ export function parseWith<S extends z.ZodType>(schema: S, raw: unknown): Validat
   return { ok: true, value: deepFreeze(result.data) };
 }
 
+// Cross-field rules run on the raw input as well, so a file with field errors
+// still gets these reported (zod skips refinements once fields fail).
+function crossFieldProblems(raw: unknown): string[] {
+  if (typeof raw !== 'object' || raw === null) return [];
+  const { versions, routing } = raw as { versions?: unknown; routing?: { default?: unknown } };
+  if (typeof versions !== 'object' || versions === null || Array.isArray(versions)) return [];
+  const entries = Object.entries(versions as Record<string, { weight?: unknown } | null>);
+  const problems: string[] = [];
+  if (entries.length === 0) return ['versions: must define at least one version'];
+  const names = entries.map(([n]) => n);
+  const defaultName = routing?.default ?? DEFAULTS.routing.default;
+  if (typeof defaultName === 'string' && !names.includes(defaultName)) {
+    problems.push(`routing.default: must name a configured version (${names.join(', ')})`);
+  }
+  const weights = entries.map(([, v]) => (typeof v === 'object' && v !== null ? v.weight ?? 0 : 0));
+  if (weights.every((w) => w === 0)) problems.push('versions: at least one version needs a weight > 0');
+  return problems;
+}
+
 export function validateConfig(raw: unknown): Validation<Config> {
-  return parseWith(configSchema, raw);
+  const cross = crossFieldProblems(raw);
+  const result = parseWith(configSchema, raw);
+  if (!result.ok) return { ok: false, problems: [...result.problems, ...cross] };
+  if (cross.length > 0) return { ok: false, problems: cross };
+  return result;
 }
 
 export function deepFreeze<T>(value: T): T {

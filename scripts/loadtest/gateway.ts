@@ -1,0 +1,83 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { MASTER_ENTRY, ROOT } from './paths.js';
+import { forkTracked, stopTracked, type Tracked } from './processes.js';
+import { pickListening, waitForMessage } from './ipc-wait.js';
+
+// A graygate master started the way a user would (dist/master/main.js with a
+// config file), but with a generated config on 127.0.0.1 port 0 (issue 6).
+
+export interface GatewayOptions {
+  /** `versions` of the config file (SPEC §2). */
+  versions: Record<string, Record<string, unknown>>;
+  /** `limits` of the config file; shutdownTimeoutMs defaults to 3000 here so stopping is quick. */
+  limits?: Record<string, unknown>;
+  /** LOG_LEVEL of master and workers. The per-request line is part of graygate's cost, so scenarios default to info. */
+  logLevel: string;
+  signal?: AbortSignal;
+}
+
+export interface WorkerInfo {
+  version: string;
+  pid: number;
+  state: string;
+  inflight: number;
+}
+
+export interface RunningGateway {
+  url: string;
+  adminUrl: string;
+  /** The master's PID. */
+  pid: number;
+  process: Tracked;
+  /** Calls the admin API; throws on network errors only. */
+  admin<T = unknown>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }>;
+  workers(): Promise<WorkerInfo[]>;
+  stop(): Promise<void>;
+}
+
+export async function startGateway(options: GatewayOptions): Promise<RunningGateway> {
+  const dir = mkdtempSync(join(tmpdir(), 'graygate-loadtest-'));
+  const configPath = join(dir, 'graygate.json');
+  const config = {
+    listen: { host: '127.0.0.1', port: 0 },
+    admin: { host: '127.0.0.1', port: 0 },
+    limits: { shutdownTimeoutMs: 3000, ...options.limits },
+    versions: options.versions,
+  };
+  writeFileSync(configPath, JSON.stringify(config, null, 2));
+  const env: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: options.logLevel };
+  delete env['GRAYGATE_ADMIN_TOKEN'];
+  delete env['PORT'];
+  delete env['HOST'];
+  const p = forkTracked('graygate', MASTER_ENTRY, ['--config', configPath], { cwd: ROOT, env });
+  const stop = async (): Promise<void> => {
+    await stopTracked(p);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  let listening;
+  try {
+    listening = await waitForMessage(p, { pick: pickListening, timeoutMs: 30_000, signal: options.signal });
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  const adminUrl = listening.adminUrl ?? '';
+  const admin = async <T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> => {
+    const init: RequestInit = { method, headers: { 'content-type': 'application/json' } };
+    if (body !== undefined) init.body = JSON.stringify(body);
+    const res = await fetch(adminUrl + path, init);
+    const text = await res.text();
+    return { status: res.status, body: (text.startsWith('{') ? JSON.parse(text) : text) as T };
+  };
+  const workers = async (): Promise<WorkerInfo[]> => {
+    const { body } = await admin<{ versions: Record<string, { workers: Array<{ pid?: number; state: string; inflight: number }> }> }>('GET', '/admin/status');
+    const out: WorkerInfo[] = [];
+    for (const [version, v] of Object.entries(body.versions)) {
+      for (const w of v.workers) if (w.pid !== undefined) out.push({ version, pid: w.pid, state: w.state, inflight: w.inflight });
+    }
+    return out;
+  };
+  return { url: listening.url, adminUrl, pid: p.pid, process: p, admin, workers, stop };
+}

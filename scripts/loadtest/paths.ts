@@ -1,0 +1,14 @@
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+// Where the built pieces live. This file runs from dist/scripts/loadtest/, so
+// the repository root is three levels up; `npm run loadtest` builds first.
+
+export const ROOT = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
+export const MASTER_ENTRY = join(ROOT, 'dist/master/main.js');
+export const WORKER_ENTRY = join(ROOT, 'dist/worker/main.js');
+/** The test worker build (issue 2): TEST_WORKER_DELAY_MS makes every answer slow. */
+export const TEST_WORKER_ENTRY = join(ROOT, 'dist/test/fixtures/test-worker.js');
+export const NAIVE_PROXY_ENTRY = join(ROOT, 'dist/scripts/loadtest/naive-proxy.js');
+export const MOCK_UPSTREAM_ENTRY = join(ROOT, 'dist/scripts/loadtest/mock-upstream-process.js');
+export const DEFAULT_REPORT_DIR = join(ROOT, 'reports');

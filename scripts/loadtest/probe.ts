@@ -1,0 +1,72 @@
+import { request } from 'node:http';
+
+// Single requests outside the load: the recovery probe after a flood, and
+// readiness checks. A fresh connection each time (agent: false), as a new
+// client would open.
+
+export interface ProbeResult {
+  status: number;
+  ms: number;
+}
+
+export interface ProbeOptions {
+  method?: string;
+  headers?: Record<string, string>;
+  body?: string;
+  /** Give up after this long, in ms (the request is destroyed). */
+  timeoutMs: number;
+  signal?: AbortSignal;
+}
+
+/** Resolves with the status (0 for a network error or a timeout) and the time to the end of the body. */
+export function probe(url: string, options: ProbeOptions): Promise<ProbeResult> {
+  const startedAt = performance.now();
+  return new Promise((resolve) => {
+    const signals = [AbortSignal.timeout(Math.max(1, Math.ceil(options.timeoutMs))), ...(options.signal === undefined ? [] : [options.signal])];
+    const req = request(url, { method: options.method ?? 'GET', headers: options.headers ?? {}, agent: false, signal: AbortSignal.any(signals) }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, ms: performance.now() - startedAt }));
+      res.on('error', () => resolve({ status: 0, ms: performance.now() - startedAt }));
+    });
+    req.on('error', () => resolve({ status: 0, ms: performance.now() - startedAt }));
+    req.end(options.body);
+  });
+}
+
+export interface RecoveryOptions extends Omit<ProbeOptions, 'timeoutMs'> {
+  /** Stop trying after this long, in ms; the result is then `recoveredMs: null`. */
+  limitMs: number;
+  /** Pause between a refused attempt and the next, in ms. Default 20. */
+  retryMs?: number;
+}
+
+export interface RecoveryResult {
+  /** ms from the call (the moment the load stopped) to the end of the first 2xx answer; null if none within limitMs. */
+  recoveredMs: number | null;
+  limitMs: number;
+  attempts: number;
+  /** Status of each attempt that was not 2xx (0: no answer). */
+  refusals: number[];
+}
+
+/**
+ * "How long after the load stops is a fresh request answered" (issue 2): one
+ * request at a time until one gets a 2xx, each bounded by the time left.
+ */
+export async function measureRecovery(url: string, options: RecoveryOptions): Promise<RecoveryResult> {
+  const startedAt = performance.now();
+  const refusals: number[] = [];
+  let attempts = 0;
+  for (;;) {
+    const leftMs = options.limitMs - (performance.now() - startedAt);
+    if (leftMs <= 0 || options.signal?.aborted === true) break;
+    attempts++;
+    const result = await probe(url, { ...options, timeoutMs: leftMs });
+    if (result.status >= 200 && result.status < 300) {
+      return { recoveredMs: Math.round(performance.now() - startedAt), limitMs: options.limitMs, attempts, refusals };
+    }
+    refusals.push(result.status);
+    await new Promise((r) => setTimeout(r, options.retryMs ?? 20));
+  }
+  return { recoveredMs: null, limitMs: options.limitMs, attempts, refusals };
+}

@@ -1,0 +1,125 @@
+import { readFileSync, readdirSync } from 'node:fs';
+
+// Resident memory by PID from /proc/<pid>/status (Linux). Sampled from outside
+// so the measured processes run unmodified.
+
+/** VmRSS in bytes, or undefined when the process is gone or /proc is absent. */
+export function readRssBytes(pid: number): number | undefined {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const match = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
+    return match === null ? undefined : Number(match[1]) * 1024;
+  } catch {
+    return undefined;
+  }
+}
+
+// utime + stime in clock ticks (USER_HZ, 100 on Linux) from /proc/<pid>/stat.
+const TICKS_PER_S = 100;
+
+/** CPU time the process used so far, in ms, or undefined when it is gone. */
+export function readCpuMs(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // After "pid (comm) ": field 3 is state, so utime (14) and stime (15) are at 11 and 12.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / TICKS_PER_S;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Groups of PIDs to sample, e.g. `{ master: [123], workers: [124, 125] }`. */
+export type PidGroups = Record<string, number[]>;
+
+export interface RssSample {
+  /** ms since the sampler started. */
+  tMs: number;
+  /** Summed RSS per group, in bytes. */
+  bytes: Record<string, number>;
+  /** Summed CPU time used so far per group, in ms (processes that exited drop out). */
+  cpuMs: Record<string, number>;
+}
+
+export interface RssSamplerOptions {
+  /** Sampling period in ms. Default 250. */
+  intervalMs?: number;
+  /** The PIDs to sample; called on every tick (keep it cheap) so restarted or swapped workers are followed. */
+  pids: () => PidGroups;
+}
+
+export class RssSampler {
+  readonly samples: RssSample[] = [];
+  readonly #options: RssSamplerOptions;
+  readonly #startedAt = performance.now();
+  readonly #timer: NodeJS.Timeout;
+
+  constructor(options: RssSamplerOptions) {
+    this.#options = options;
+    this.sample();
+    this.#timer = setInterval(() => this.sample(), options.intervalMs ?? 250);
+  }
+
+  sample(): RssSample {
+    const bytes: Record<string, number> = {};
+    const cpuMs: Record<string, number> = {};
+    for (const [group, pids] of Object.entries(this.#options.pids())) {
+      bytes[group] = pids.reduce((sum, pid) => sum + (readRssBytes(pid) ?? 0), 0);
+      cpuMs[group] = pids.reduce((sum, pid) => sum + (readCpuMs(pid) ?? 0), 0);
+    }
+    const s = { tMs: Math.round(performance.now() - this.#startedAt), bytes, cpuMs };
+    this.samples.push(s);
+    return s;
+  }
+
+  /** Highest sample of a group between two sampler times (default: all), in bytes. */
+  peak(group: string, fromMs = 0, toMs = Infinity): number {
+    let peak = 0;
+    for (const s of this.samples) if (s.tMs >= fromMs && s.tMs <= toMs) peak = Math.max(peak, s.bytes[group] ?? 0);
+    return peak;
+  }
+
+  /** Average CPU use of a group between two sampler times, in % of one core (200 = two cores busy). */
+  cpuPercent(group: string, fromMs = 0, toMs = Infinity): number {
+    const inside = this.samples.filter((s) => s.tMs >= fromMs && s.tMs <= toMs);
+    const first = inside[0];
+    const last = inside.at(-1);
+    if (first === undefined || last === undefined || last.tMs === first.tMs) return 0;
+    return Math.round((((last.cpuMs[group] ?? 0) - (first.cpuMs[group] ?? 0)) / (last.tMs - first.tMs)) * 100);
+  }
+
+  latest(group: string): number {
+    return this.samples.at(-1)?.bytes[group] ?? 0;
+  }
+
+  /** ms on the sampler's clock, to mark phases (load start and stop). */
+  now(): number {
+    return Math.round(performance.now() - this.#startedAt);
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    this.sample();
+  }
+}
+
+export function toMb(bytes: number): number {
+  return Math.round((bytes / (1024 * 1024)) * 10) / 10;
+}
+
+/** PIDs whose process group is `pgid` (e.g. nginx's master and workers), from /proc/<pid>/stat. */
+export function processGroupMembers(pgid: number): number[] {
+  const out: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      // "pid (comm) state ppid pgrp …": comm may hold spaces, so split after the last ')'.
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[2]) === pgid) out.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}

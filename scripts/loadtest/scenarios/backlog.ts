@@ -1,0 +1,215 @@
+import { startGateway } from '../gateway.js';
+import { runLoad, type LoadResult } from '../load.js';
+import { fetchMetrics, sumByLabel } from '../metrics.js';
+import { TEST_WORKER_ENTRY } from '../paths.js';
+import { measureRecovery, probe, type RecoveryResult } from '../probe.js';
+import { RssSampler, toMb } from '../rss.js';
+import type { Chart, Scenario, ScenarioContext, Target } from '../scenario.js';
+import { startNaiveProxy, startStandaloneWorker } from '../standalone.js';
+import { lineChart } from '../svg-chart.js';
+
+// The keep-alive-agent backlog incident (SPEC §4, §9; issue 2 "Benchmark";
+// issue 6 scenario 2): a worker answering after 1 s, one socket to it, 400
+// connections for 20 s. graygate (b) alone by default; with --naive, side by
+// side in one run with (a) http-proxy-3 on `http.Agent({keepAlive:true,
+// maxSockets:1})` and (c) a pipe() proxy on the same agent that never aborts
+// the upstream request. All three front the same test-worker build.
+
+type ProxyKind = 'graygate' | 'http-proxy-3' | 'pipe';
+const LABELS: Record<ProxyKind, string> = {
+  graygate: '(b) graygate',
+  'http-proxy-3': '(a) naive http-proxy-3',
+  pipe: '(c) pipe(), no abort',
+};
+// Issue 2 targets for (b).
+const MAX_PEAK_RSS_MB = 120;
+const MAX_RSS_GROWTH_MB = 10;
+const MAX_503_P99_MS = 20;
+const MAX_RECOVERY_OVER_WORKER_MS = 100;
+
+interface Run {
+  kind: ProxyKind;
+  load: LoadResult;
+  recovery: RecoveryResult;
+  proxyRss: { baselineMb: number; peakMb: number; firstHalfPeakMb: number; secondHalfPeakMb: number; afterRecoveryMb: number };
+  workerPeakRssMb: number;
+  /** The worker's own counters (test worker /stats) after the run: requests it really served. */
+  worker: { total: number; peakActive: number } | null;
+  /** graygate only: graygate_rejected_total by reason. */
+  rejectedByReason: Record<string, number> | null;
+  rssSeries: Array<[number, number]>;
+}
+
+async function readWorkerStats(url: string, signal: AbortSignal): Promise<{ total: number; peakActive: number } | null> {
+  try {
+    const res = await fetch(`${url}/stats`, { signal: AbortSignal.any([signal, AbortSignal.timeout(2000)]) });
+    return (await res.json()) as { total: number; peakActive: number };
+  } catch {
+    return null; // (c) may still be busy with abandoned requests
+  }
+}
+
+async function runOne(kind: ProxyKind, ctx: ScenarioContext): Promise<Run> {
+  const { args, signal, progress } = ctx;
+  const durationS = args.durationS ?? 20;
+  const connections = args.connections ?? 400;
+  const workerEnv = { TEST_WORKER_DELAY_MS: String(args.workerDelayMs) };
+  progress.phase(`${LABELS[kind]}: starting`);
+  const stops: Array<() => Promise<void>> = [];
+  try {
+    let url: string;
+    let proxyPid: number;
+    let workerPid: number;
+    let workerUrl: string;
+    let adminUrl: string | undefined;
+    if (kind === 'graygate') {
+      const limits: Record<string, unknown> = { maxSocketsPerWorker: 1 };
+      if (args.maxQueue !== undefined) limits['maxQueuePerVersion'] = args.maxQueue;
+      if (args.queueTimeoutMs !== undefined) limits['queueTimeoutMs'] = args.queueTimeoutMs;
+      const gw = await startGateway({ versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1, env: workerEnv } }, limits, logLevel: args.logLevel, signal });
+      stops.push(gw.stop);
+      url = gw.url;
+      workerUrl = gw.url; // /stats through the gateway once it has recovered
+      proxyPid = gw.pid;
+      workerPid = (await gw.workers())[0]!.pid;
+      adminUrl = gw.adminUrl;
+    } else {
+      const worker = await startStandaloneWorker({ entry: TEST_WORKER_ENTRY, env: workerEnv, logLevel: args.logLevel, signal });
+      stops.push(worker.stop);
+      const proxy = await startNaiveProxy({ mode: kind, targetUrl: worker.url, signal });
+      stops.push(proxy.stop);
+      url = proxy.url;
+      workerUrl = worker.url;
+      proxyPid = proxy.pid;
+      workerPid = worker.pid;
+    }
+    // Warm the single keep-alive socket so every proxy starts from the same state.
+    const warm = await probe(`${url}/slow?ms=0`, { timeoutMs: 10_000, signal });
+    if (warm.status !== 200) throw new Error(`${LABELS[kind]} did not answer the warm-up request (status ${warm.status})`);
+
+    const sampler = new RssSampler({ pids: () => ({ proxy: [proxyPid], worker: [workerPid] }) });
+    const loadStartMs = sampler.now();
+    progress.phase(`${LABELS[kind]}: ${connections} connections for ${durationS} s against a ${args.workerDelayMs} ms worker`);
+    const load = await runLoad({
+      url: `${url}/slow`,
+      connections,
+      durationS,
+      signal,
+      onTick: (p) => progress.status(`${LABELS[kind]} ${p.elapsedS}/${durationS} s  ${p.responses} answers  ${p.errors} errors/timeouts  proxy RSS ${toMb(sampler.latest('proxy'))} MB`),
+    });
+    const loadEndMs = sampler.now();
+    progress.phase(`${LABELS[kind]}: load stopped; waiting for a fresh request (up to ${args.recoveryLimitS} s)`);
+    const recovery = await measureRecovery(`${url}/slow`, { limitMs: args.recoveryLimitS * 1000, signal });
+    const afterRecoveryMb = toMb(sampler.sample().bytes['proxy'] ?? 0);
+    sampler.stop();
+    const midMs = (loadStartMs + loadEndMs) / 2;
+    const rejectedByReason = adminUrl === undefined ? null : sumByLabel(await fetchMetrics(adminUrl), 'graygate_rejected_total', 'reason');
+    const worker = await readWorkerStats(workerUrl, signal);
+    return {
+      kind,
+      load,
+      recovery,
+      proxyRss: {
+        baselineMb: toMb(sampler.samples[0]?.bytes['proxy'] ?? 0),
+        peakMb: toMb(sampler.peak('proxy')),
+        firstHalfPeakMb: toMb(sampler.peak('proxy', loadStartMs, midMs)),
+        secondHalfPeakMb: toMb(sampler.peak('proxy', midMs, loadEndMs)),
+        afterRecoveryMb,
+      },
+      workerPeakRssMb: toMb(sampler.peak('worker')),
+      worker,
+      rejectedByReason,
+      rssSeries: sampler.samples.map((s) => [Math.round((s.tMs - loadStartMs) / 100) / 10, toMb(s.bytes['proxy'] ?? 0)]),
+    };
+  } finally {
+    progress.phase(`${LABELS[kind]}: stopping`);
+    for (const stop of stops.reverse()) await stop();
+  }
+}
+
+function recoveryText(r: RecoveryResult): string {
+  return r.recoveredMs === null ? `> ${r.limitMs / 1000} s` : `${r.recoveredMs} ms`;
+}
+
+export const runBacklog: Scenario = async (ctx) => {
+  const kinds: ProxyKind[] = ctx.args.isNaive ? ['graygate', 'http-proxy-3', 'pipe'] : ['graygate'];
+  const runs: Run[] = [];
+  for (const kind of kinds) runs.push(await runOne(kind, ctx));
+
+  const n503 = (r: Run): number => r.load.byStatus['503']?.count ?? 0;
+  const p503 = (r: Run, q: 'p50' | 'p99'): string => (n503(r) === 0 ? '–' : String(r.load.byStatus['503']![q]));
+  const rows = runs.map((r) => [
+    LABELS[r.kind],
+    r.proxyRss.baselineMb,
+    r.proxyRss.peakMb,
+    `${r.proxyRss.firstHalfPeakMb} → ${r.proxyRss.secondHalfPeakMb}`,
+    r.load.responses,
+    r.load.byStatus['200']?.count ?? 0,
+    n503(r),
+    p503(r, 'p50'),
+    p503(r, 'p99'),
+    r.load.byStatus['200']?.p99 ?? '–',
+    r.load.timeouts,
+    r.load.errors - r.load.timeouts,
+    r.worker?.total ?? '?',
+    recoveryText(r.recovery),
+  ]);
+  const targets: Target[] = [];
+  const gg = runs.find((r) => r.kind === 'graygate');
+  if (gg !== undefined) {
+    const growth = Math.round((gg.proxyRss.secondHalfPeakMb - gg.proxyRss.firstHalfPeakMb) * 10) / 10;
+    const limitMs = ctx.args.workerDelayMs + MAX_RECOVERY_OVER_WORKER_MS;
+    targets.push(
+      { name: 'graygate master peak RSS', value: `${gg.proxyRss.peakMb} MB`, limit: `< ${MAX_PEAK_RSS_MB} MB`, isMet: gg.proxyRss.peakMb < MAX_PEAK_RSS_MB },
+      { name: 'graygate master RSS flat (2nd-half peak − 1st-half peak)', value: `${growth} MB`, limit: `< ${MAX_RSS_GROWTH_MB} MB`, isMet: growth < MAX_RSS_GROWTH_MB },
+      { name: 'graygate 503 p99', value: n503(gg) === 0 ? 'no 503s' : `${gg.load.byStatus['503']!.p99} ms`, limit: `< ${MAX_503_P99_MS} ms`, isMet: n503(gg) === 0 ? null : gg.load.byStatus['503']!.p99 < MAX_503_P99_MS },
+      { name: 'graygate fresh request after the load', value: recoveryText(gg.recovery), limit: `< ${limitMs} ms`, isMet: gg.recovery.recoveredMs !== null && gg.recovery.recoveredMs < limitMs },
+    );
+  }
+  const charts: Chart[] = [
+    {
+      name: 'rss',
+      title: 'Proxy RSS during the flood',
+      svg: lineChart({
+        title: `Proxy process RSS (MB), load from 0 to ${runs[0]!.load.durationS} s`,
+        xLabel: 's since the load started',
+        yLabel: 'RSS MB',
+        series: runs.map((r) => ({ label: LABELS[r.kind], points: r.rssSeries })),
+        markers: [{ x: 0, label: 'load' }, { x: runs[0]!.load.durationS, label: 'load stops' }],
+      }),
+    },
+    {
+      name: 'latency',
+      title: 'p99 latency per second (all statuses)',
+      svg: lineChart({
+        title: 'p99 latency per second, all answers (ms)',
+        xLabel: 's since the load started',
+        yLabel: 'p99 ms',
+        isLogY: true,
+        series: runs.map((r) => ({ label: LABELS[r.kind], points: r.load.perSecond.map((s) => [s.t, s.p99] as [number, number]) })),
+      }),
+    },
+  ];
+  const notes = [
+    `Load: autocannon, ${runs[0]!.load.connections} connections, ${runs[0]!.load.durationS} s, GET /slow on the test worker (TEST_WORKER_DELAY_MS=${ctx.args.workerDelayMs}); autocannon's 10 s request timeout resets a connection whose request waited longer ("timeouts").`,
+    'Recovery: after autocannon stopped, one fresh request at a time (new connection) until one gets a 2xx; the time is from the end of the load to the end of that answer, so the worker\'s own delay is included.',
+    '"worker served": requests the test worker itself counted (its /stats), read after the recovery wait; "?" when the worker could not be asked in time.',
+  ];
+  if (gg?.rejectedByReason !== null && gg?.rejectedByReason !== undefined) {
+    notes.push(`graygate rejections by reason (graygate_rejected_total): ${Object.entries(gg.rejectedByReason).map(([k, v]) => `${k}=${v}`).join(', ') || 'none'}.`);
+  }
+  const results = runs.map(({ rssSeries, ...r }) => ({ ...r, label: LABELS[r.kind], rssSeries }));
+  return {
+    results,
+    tables: [
+      {
+        title: 'Backlog flood: proxy memory, 503s and recovery',
+        headers: ['proxy', 'RSS idle MB', 'RSS peak MB', 'RSS 1st→2nd half MB', 'answers', '200', '503', '503 p50 ms', '503 p99 ms', '200 p99 ms', 'timeouts', 'conn errors', 'worker served', 'fresh request after load'],
+        rows,
+      },
+    ],
+    targets,
+    charts,
+    notes,
+  };
+};

@@ -1,0 +1,114 @@
+import { CHAT_PATH, JSON_HEADERS, chatBody } from '../chat-request.js';
+import { startGateway } from '../gateway.js';
+import { listeningPorts } from '../listen-port.js';
+import { runLoad, type LoadResult } from '../load.js';
+import { findNginx, startNginx } from '../nginx.js';
+import { WORKER_ENTRY } from '../paths.js';
+import { RssSampler, processGroupMembers, toMb } from '../rss.js';
+import type { Scenario } from '../scenario.js';
+import { warmUp, warmUpSeconds } from '../warm-up.js';
+
+// The same request under the same load, one after the other in one run
+// (issue 6 scenario 5): straight to a graygate worker, through graygate, and
+// through nginx in front of that same worker when nginx is installed.
+
+interface Column {
+  path: string;
+  load: LoadResult;
+  /** Peak RSS of the proxy in front (graygate master, nginx group), MB; null for direct. */
+  proxyPeakMb: number | null;
+}
+
+const TOKENS = 20;
+
+function ratio(a: number, b: number): number {
+  return b === 0 ? 0 : Math.round((a / b) * 100) / 100;
+}
+
+export const runCompare: Scenario = async (ctx) => {
+  const { args, signal, progress } = ctx;
+  const durationS = args.durationS ?? 10;
+  const connections = args.connections ?? 50;
+  const stops: Array<() => Promise<void>> = [];
+  const notes: string[] = [];
+  try {
+    progress.phase('starting graygate (1 worker, embedded mock upstream)');
+    const gw = await startGateway({
+      versions: { v1: { entry: WORKER_ENTRY, weight: 1, instances: 1, upstream: { format: 'openai', url: 'mock:' } } },
+      logLevel: args.logLevel,
+      signal,
+    });
+    stops.push(gw.stop);
+    const worker = (await gw.workers())[0]!;
+    // graygate does not publish worker ports; find the one this worker listens on.
+    const port = listeningPorts(worker.pid)[0];
+    if (port === undefined) throw new Error(`could not find the port worker ${worker.pid} listens on (/proc unavailable?)`);
+    const targets: Array<{ path: string; url: string; proxyPid: number | null }> = [
+      { path: 'direct to the worker', url: `http://127.0.0.1:${port}`, proxyPid: null },
+      { path: 'through graygate', url: gw.url, proxyPid: gw.pid },
+    ];
+    const nginxBinary = findNginx();
+    if (nginxBinary === undefined) {
+      notes.push('nginx is not installed: its column is skipped (Debian: apt-get install nginx).');
+    } else {
+      progress.phase(`starting nginx (${nginxBinary}) in front of the same worker`);
+      const nginx = await startNginx({ binary: nginxBinary, upstream: `127.0.0.1:${port}`, keepalive: 64, signal });
+      stops.push(nginx.stop);
+      targets.push({ path: 'through nginx', url: nginx.url, proxyPid: nginx.pid });
+    }
+    const body = chatBody({ tokens: TOKENS, intervalMs: 0 });
+    const columns: Column[] = [];
+    for (const target of targets) {
+      const url = `${target.url}${CHAT_PATH}`;
+      progress.phase(`${target.path}: warm-up, then ${connections} connections × ${durationS} s`);
+      await warmUp({ url, method: 'POST', headers: JSON_HEADERS, body, connections, durationS: warmUpSeconds(durationS), signal });
+      // nginx: master + worker are one group, both counted; graygate: the master (its worker is shared by all columns).
+      const proxyPids = target.proxyPid === null ? [] : target.path === 'through nginx' ? processGroupMembers(target.proxyPid) : [target.proxyPid];
+      const sampler = new RssSampler({ pids: () => ({ proxy: proxyPids }) });
+      const load = await runLoad({
+        url, method: 'POST', headers: JSON_HEADERS, body, connections, durationS, signal,
+        onTick: (p) => progress.status(`${target.path} ${p.elapsedS}/${durationS} s  ${p.responses} answers  ${p.errors} errors`),
+      });
+      sampler.stop();
+      columns.push({ path: target.path, load, proxyPeakMb: target.proxyPid === null ? null : toMb(sampler.peak('proxy')) });
+    }
+    const direct = columns[0]!;
+    const graygate = columns[1]!;
+    const nginx = columns[2];
+    const ratios = {
+      graygateOverDirectRps: ratio(graygate.load.okRps, direct.load.okRps),
+      graygateOverDirectP99: ratio(graygate.load.latency.p99, direct.load.latency.p99),
+      graygateOverNginxRps: nginx === undefined ? null : ratio(graygate.load.okRps, nginx.load.okRps),
+      graygateOverNginxP99: nginx === undefined ? null : ratio(graygate.load.latency.p99, nginx.load.latency.p99),
+    };
+    const failedAll = columns.reduce((n, c) => n + c.load.non2xx + c.load.errors, 0);
+    return {
+      results: { columns, ratios, connections, durationS, tokens: TOKENS, workerPid: worker.pid, workerPort: port },
+      tables: [
+        {
+          title: `Compare: POST ${CHAT_PATH} stream:true, ${connections} connections × ${durationS} s each`,
+          headers: ['path', 'req/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'non-2xx', 'errors', 'proxy peak RSS MB'],
+          rows: columns.map((c) => [c.path, c.load.okRps, c.load.latency.p50, c.load.latency.p99, c.load.latency.p999, c.load.non2xx, c.load.errors, c.proxyPeakMb ?? '–']),
+        },
+        {
+          title: 'Ratios',
+          headers: ['ratio', 'req/s', 'p99'],
+          rows: [
+            ['graygate / direct', ratios.graygateOverDirectRps, ratios.graygateOverDirectP99],
+            ['graygate / nginx', ratios.graygateOverNginxRps ?? 'no nginx', ratios.graygateOverNginxP99 ?? 'no nginx'],
+          ],
+        },
+      ],
+      targets: [{ name: 'every request answered 2xx on every path', value: `${failedAll} failed`, limit: '0', isMet: failedAll === 0 }],
+      charts: [],
+      notes: [
+        `All columns hit the same worker process (pid ${worker.pid}, port ${port}) with its embedded mock upstream (${TOKENS} tokens, no pacing); each after an unrecorded ${warmUpSeconds(durationS)} s warm-up.`,
+        'nginx: 1 worker process, proxy_buffering off, upstream keepalive 64, HTTP/1.1 to the worker, access log to /dev/null. graygate: LOG_LEVEL ' + args.logLevel + ', stdout to /dev/null.',
+        ...notes,
+      ],
+    };
+  } finally {
+    progress.phase('stopping');
+    for (const stop of stops.reverse()) await stop();
+  }
+};

@@ -1,0 +1,82 @@
+import { request, type Agent } from 'node:http';
+
+// The stream client of `streams`: one POST, then reads OpenAI SSE events
+// incrementally and notes when the first content token arrived. Deliberately
+// small and identical for the direct and the through-graygate runs.
+
+export interface StreamResult {
+  status: number;
+  /** ms from sending the request to the first event with delta content; null if none came. */
+  firstTokenMs: number | null;
+  /** Events with delta content. */
+  tokens: number;
+  /** ms from sending the request to the end of the stream. */
+  totalMs: number;
+  /** Saw `data: [DONE]`. */
+  isDone: boolean;
+  /** A network error, an error event or a non-200 status. */
+  error: string | null;
+}
+
+export interface StreamOptions {
+  body: string;
+  headers?: Record<string, string>;
+  agent: Agent | false;
+  /** Whole-stream bound, ms. */
+  timeoutMs: number;
+  signal?: AbortSignal;
+}
+
+export function readStream(url: string, options: StreamOptions): Promise<StreamResult> {
+  const startedAt = performance.now();
+  const result: StreamResult = { status: 0, firstTokenMs: null, tokens: 0, totalMs: 0, isDone: false, error: null };
+  return new Promise((resolve) => {
+    const finish = (error: string | null): void => {
+      if (result.totalMs !== 0) return;
+      result.totalMs = performance.now() - startedAt;
+      if (error !== null && result.error === null) result.error = error;
+      resolve(result);
+    };
+    const signal = AbortSignal.any([AbortSignal.timeout(options.timeoutMs), ...(options.signal === undefined ? [] : [options.signal])]);
+    const req = request(url, { method: 'POST', agent: options.agent, signal, headers: { 'content-type': 'application/json', ...options.headers } }, (res) => {
+      result.status = res.statusCode ?? 0;
+      res.setEncoding('utf8');
+      let pending = '';
+      res.on('data', (chunk: string) => {
+        pending += chunk;
+        // Events end with a blank line; keep the unfinished tail for the next chunk.
+        let end: number;
+        while ((end = pending.search(/\r?\n\r?\n/)) !== -1) {
+          const event = pending.slice(0, end);
+          pending = pending.slice(end).replace(/^\r?\n\r?\n/, '');
+          onEvent(event);
+        }
+      });
+      res.on('end', () => finish(result.status === 200 ? (result.isDone ? null : 'stream ended without [DONE]') : `status ${result.status}`));
+      res.on('error', (err) => finish(err.message));
+    });
+    const onEvent = (event: string): void => {
+      for (const line of event.split(/\r?\n/)) {
+        if (!line.startsWith('data:')) continue;
+        const data = line.slice(5).trim();
+        if (data === '[DONE]') {
+          result.isDone = true;
+          continue;
+        }
+        try {
+          const parsed = JSON.parse(data) as { choices?: Array<{ delta?: { content?: string } }>; error?: { code?: string } };
+          if (parsed.error !== undefined) result.error = `error event: ${parsed.error.code ?? 'unknown'}`;
+          const content = parsed.choices?.[0]?.delta?.content;
+          if (typeof content === 'string' && content !== '') {
+            result.tokens++;
+            if (result.firstTokenMs === null) result.firstTokenMs = performance.now() - startedAt;
+          }
+        } catch {
+          result.error = 'malformed event';
+        }
+      }
+    };
+    req.on('error', (err) => finish(err.message));
+    req.end(options.body);
+  });
+}

@@ -1,0 +1,143 @@
+// Wire shapes of the three upstream formats the mock speaks (SPEC §2, §8):
+// OpenAI chat.completion(.chunk) over SSE, Ollama /api/chat NDJSON, Anthropic
+// /v1/messages SSE. Pure string builders, one object per format.
+
+export type MockFormat = 'openai' | 'ollama' | 'anthropic';
+
+export interface MockAnswer {
+  id: string;
+  /** Unix seconds. */
+  created: number;
+  model: string;
+  promptTokens: number;
+  /** Line ending of this stream. */
+  nl: string;
+  /** OpenAI only: the client asked for the usage chunk. */
+  includeUsage: boolean;
+}
+
+export interface FormatFrames {
+  readonly streamContentType: string;
+  start(a: MockAnswer): string;
+  token(a: MockAnswer, text: string): string;
+  end(a: MockAnswer, completionTokens: number, finish: 'stop' | 'length'): string;
+  /** A line that is not valid JSON, framed like a real event. */
+  malformed(a: MockAnswer): string;
+  /** One framed line of about `bytes` bytes. */
+  longLine(a: MockAnswer, bytes: number): string;
+  errorBody(status: number, message: string): unknown;
+  completion(a: MockAnswer, text: string, completionTokens: number, finish: 'stop' | 'length'): unknown;
+  isStream(body: Record<string, unknown>): boolean;
+  maxTokens(body: Record<string, unknown>): number | undefined;
+}
+
+function sse(a: MockAnswer, data: string, event?: string): string {
+  return event === undefined ? `data: ${data}${a.nl}${a.nl}` : `event: ${event}${a.nl}data: ${data}${a.nl}${a.nl}`;
+}
+
+function num(value: unknown): number | undefined {
+  return typeof value === 'number' && Number.isInteger(value) && value > 0 ? value : undefined;
+}
+
+const openai: FormatFrames = {
+  streamContentType: 'text/event-stream; charset=utf-8',
+  start: (a) => sse(a, chunk(a, { role: 'assistant', content: '' }, null)),
+  token: (a, text) => sse(a, chunk(a, { content: text }, null)),
+  end(a, completionTokens, finish) {
+    let out = sse(a, chunk(a, {}, finish));
+    if (a.includeUsage) {
+      const usage = { prompt_tokens: a.promptTokens, completion_tokens: completionTokens, total_tokens: a.promptTokens + completionTokens };
+      out += sse(a, JSON.stringify({ id: a.id, object: 'chat.completion.chunk', created: a.created, model: a.model, choices: [], usage }));
+    }
+    return out + sse(a, '[DONE]');
+  },
+  malformed: (a) => sse(a, '{"id":"broken","choices":[{'),
+  longLine: (a, bytes) => sse(a, JSON.stringify({ id: a.id, object: 'chat.completion.chunk', created: a.created, model: a.model, padding: 'x'.repeat(bytes), choices: [] })),
+  errorBody: (status, message) => ({ error: { message, type: status === 429 ? 'rate_limit_exceeded' : 'server_error', param: null, code: null } }),
+  completion: (a, text, completionTokens, finish) => ({
+    id: a.id,
+    object: 'chat.completion',
+    created: a.created,
+    model: a.model,
+    choices: [{ index: 0, message: { role: 'assistant', content: text, refusal: null }, finish_reason: finish, logprobs: null }],
+    usage: { prompt_tokens: a.promptTokens, completion_tokens: completionTokens, total_tokens: a.promptTokens + completionTokens },
+  }),
+  isStream: (body) => body['stream'] === true,
+  maxTokens: (body) => num(body['max_completion_tokens']) ?? num(body['max_tokens']),
+};
+
+function chunk(a: MockAnswer, delta: Record<string, unknown>, finish: string | null): string {
+  return JSON.stringify({ id: a.id, object: 'chat.completion.chunk', created: a.created, model: a.model, choices: [{ index: 0, delta, finish_reason: finish }] });
+}
+
+const ollama: FormatFrames = {
+  streamContentType: 'application/x-ndjson',
+  start: () => '',
+  token: (a, text) => JSON.stringify({ model: a.model, created_at: isoOf(a), message: { role: 'assistant', content: text }, done: false }) + a.nl,
+  end: (a, completionTokens, finish) =>
+    JSON.stringify({
+      model: a.model,
+      created_at: isoOf(a),
+      message: { role: 'assistant', content: '' },
+      done: true,
+      done_reason: finish,
+      total_duration: 0,
+      prompt_eval_count: a.promptTokens,
+      eval_count: completionTokens,
+    }) + a.nl,
+  malformed: (a) => `{"model":"${a.model}","message":{${a.nl}`,
+  longLine: (a, bytes) => JSON.stringify({ model: a.model, created_at: isoOf(a), message: { role: 'assistant', content: 'x'.repeat(bytes) }, done: false }) + a.nl,
+  errorBody: (_status, message) => ({ error: message }),
+  completion: (a, text, completionTokens, finish) => ({
+    model: a.model,
+    created_at: isoOf(a),
+    message: { role: 'assistant', content: text },
+    done: true,
+    done_reason: finish,
+    prompt_eval_count: a.promptTokens,
+    eval_count: completionTokens,
+  }),
+  // Ollama streams unless told not to.
+  isStream: (body) => body['stream'] !== false,
+  maxTokens: (body) => num((body['options'] as Record<string, unknown> | undefined)?.['num_predict']),
+};
+
+function isoOf(a: MockAnswer): string {
+  return new Date(a.created * 1000).toISOString();
+}
+
+const STOP_REASONS = { stop: 'end_turn', length: 'max_tokens' } as const;
+
+const anthropic: FormatFrames = {
+  streamContentType: 'text/event-stream; charset=utf-8',
+  start: (a) =>
+    sse(a, JSON.stringify({ type: 'message_start', message: { id: a.id, type: 'message', role: 'assistant', content: [], model: a.model, stop_reason: null, stop_sequence: null, usage: { input_tokens: a.promptTokens, output_tokens: 1 } } }), 'message_start') +
+    sse(a, JSON.stringify({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }), 'content_block_start') +
+    sse(a, JSON.stringify({ type: 'ping' }), 'ping'),
+  token: (a, text) => sse(a, JSON.stringify({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text } }), 'content_block_delta'),
+  end: (a, completionTokens, finish) =>
+    sse(a, JSON.stringify({ type: 'content_block_stop', index: 0 }), 'content_block_stop') +
+    sse(a, JSON.stringify({ type: 'message_delta', delta: { stop_reason: STOP_REASONS[finish], stop_sequence: null }, usage: { output_tokens: completionTokens } }), 'message_delta') +
+    sse(a, JSON.stringify({ type: 'message_stop' }), 'message_stop'),
+  malformed: (a) => sse(a, '{"type":"content_block_delta",', 'content_block_delta'),
+  longLine: (a, bytes) => sse(a, JSON.stringify({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'x'.repeat(bytes) } }), 'content_block_delta'),
+  errorBody: (status, message) => ({ type: 'error', error: { type: status === 429 ? 'rate_limit_error' : status === 529 ? 'overloaded_error' : status < 500 ? 'invalid_request_error' : 'api_error', message } }),
+  completion: (a, text, completionTokens, finish) => ({
+    id: a.id,
+    type: 'message',
+    role: 'assistant',
+    model: a.model,
+    content: [{ type: 'text', text }],
+    stop_reason: STOP_REASONS[finish],
+    stop_sequence: null,
+    usage: { input_tokens: a.promptTokens, output_tokens: completionTokens },
+  }),
+  isStream: (body) => body['stream'] === true,
+  maxTokens: (body) => num(body['max_tokens']),
+};
+
+export const FRAMES: Record<MockFormat, FormatFrames> = { openai, ollama, anthropic };
+
+/** Request path of each format's chat endpoint (SPEC §2), and the base URL suffix each SDK takes. */
+export const CHAT_PATHS: Record<MockFormat, string> = { openai: '/v1/chat/completions', ollama: '/api/chat', anthropic: '/v1/messages' };
+export const BASE_PATHS: Record<MockFormat, string> = { openai: '/v1', ollama: '', anthropic: '' };

@@ -1,0 +1,6 @@
+// The mock upstream's public surface (STYLE §4): the CLI, the worker's
+// `"url": "mock:"` and tests import from here only.
+export { startMockUpstream, MockStream, type MockUpstream, type MockUpstreamOptions, type MockUpstreamStats } from './server.js';
+export { mockText, mockToken, countPromptTokens } from './text.js';
+export { DEFAULT_CONTROLS, type MockControls, type MockFault } from './controls.js';
+export { BASE_PATHS, CHAT_PATHS, type MockFormat } from './formats.js';

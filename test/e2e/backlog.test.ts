@@ -1,0 +1,87 @@
+import t from 'tap';
+import { startGateway, TEST_WORKER_ENTRY, admin } from '../helpers/gateway.js';
+import { httpRequest, json } from '../helpers/http.js';
+
+// The keep-alive-agent backlog incident (issue 2): one socket to a worker
+// that answers after 1 s, a queue of 8, 60 concurrent clients. At most 1 + 8
+// requests may be with or queued for the worker; the rest get 503 queue_full at
+// once; afterwards the gateway serves normally.
+
+t.test('60 concurrent clients against a 1-socket, 8-queue version', async (t) => {
+  const gw = await startGateway(t, {
+    versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1, env: { TEST_WORKER_DELAY_MS: '1000' } } },
+    limits: { maxSocketsPerWorker: 1, maxQueuePerVersion: 8, queueTimeoutMs: 60_000 },
+  });
+
+  // Watch the master's own counters while the flood runs: in-flight + queued ≤ 9.
+  let peakHeld = 0;
+  let isWatching = true;
+  const watcher = (async () => {
+    while (isWatching) {
+      const { body } = await admin<{ versions: { v1: { queued: number; workers: Array<{ inflight: number }> } } }>(gw, 'GET', '/admin/status');
+      const v1 = body.versions.v1;
+      peakHeld = Math.max(peakHeld, v1.queued + v1.workers.reduce((n, w) => n + w.inflight, 0));
+    }
+  })();
+
+  const results = await Promise.all(Array.from({ length: 60 }, () => httpRequest(`${gw.url}/slow`)));
+  isWatching = false;
+  await watcher;
+
+  const ok = results.filter((r) => r.status === 200);
+  const full = results.filter((r) => r.status === 503);
+  t.equal(ok.length + full.length, 60, 'every client got an answer');
+  t.equal(ok.length, 9, '1 in flight + 8 queued were served');
+  t.equal(full.length, 51, 'the rest were refused');
+  for (const r of full) {
+    t.same(json(r), { error: { message: 'the version is at capacity and its queue is full', type: 'overloaded_error', code: 'queue_full' } });
+    t.equal(r.headers['retry-after'], '1');
+  }
+  t.ok(peakHeld <= 9, `master held at most ${peakHeld} requests for the worker`);
+
+  const stats = json<{ peakActive: number; total: number }>(await httpRequest(`${gw.url}/stats`));
+  t.equal(stats.peakActive, 1, 'the worker never saw more than one request at a time');
+  t.equal(stats.total, 9, 'the worker saw only the admitted requests');
+
+  const after = await httpRequest(`${gw.url}/slow?ms=0`);
+  t.equal(after.status, 200, 'a new request succeeds once the flood is over');
+});
+
+t.test('queue timeout and a client leaving while queued', async (t) => {
+  const gw = await startGateway(t, {
+    versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } },
+    limits: { maxSocketsPerWorker: 1, maxQueuePerVersion: 4, queueTimeoutMs: 200 },
+  });
+  // Hold the only slot for longer than the queue timeout.
+  const holder = httpRequest(`${gw.url}/slow?ms=1500`);
+  await waitFor(async () => (await inflight(gw)) === 1);
+  const timedOut = await httpRequest(`${gw.url}/slow?ms=0`);
+  t.equal(timedOut.status, 503);
+  t.equal(json<{ error: { code: string } }>(timedOut).error.code, 'queue_timeout');
+  t.equal(timedOut.headers['retry-after'], '1');
+
+  // A queued client that leaves is dropped from the queue at once and never reaches the worker.
+  const controller = new AbortController();
+  const leaving = fetch(`${gw.url}/slow?ms=0&leaver=1`, { signal: controller.signal }).catch(() => 'aborted');
+  await waitFor(async () => (await queued(gw)) === 1);
+  controller.abort();
+  t.equal(await leaving, 'aborted');
+  await waitFor(async () => (await queued(gw)) === 0);
+  await holder;
+  const stats = json<{ total: number }>(await httpRequest(`${gw.url}/stats`));
+  t.equal(stats.total, 1, 'only the holder reached the worker; the timed-out and the departed requests did not');
+});
+
+async function inflight(gw: Awaited<ReturnType<typeof startGateway>>): Promise<number> {
+  const { body } = await admin<{ versions: { v1: { workers: Array<{ inflight: number }> } } }>(gw, 'GET', '/admin/status');
+  return body.versions.v1.workers.reduce((n, w) => n + w.inflight, 0);
+}
+async function queued(gw: Awaited<ReturnType<typeof startGateway>>): Promise<number> {
+  const { body } = await admin<{ versions: { v1: { queued: number } } }>(gw, 'GET', '/admin/status');
+  return body.versions.v1.queued;
+}
+/** Polls a condition over the admin API; bounded so a broken test fails instead of hanging. */
+async function waitFor(condition: () => Promise<boolean>, attempts = 2000): Promise<void> {
+  for (let i = 0; i < attempts; i++) if (await condition()) return;
+  throw new Error('condition never became true');
+}

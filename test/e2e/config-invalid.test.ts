@@ -1,0 +1,38 @@
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { MASTER_ENTRY, ROOT } from '../helpers/gateway.js';
+
+function runMaster(config: string, env: Record<string, string> = {}): Promise<{ code: number | null; stderr: string }> {
+  const dir = mkdtempSync(join(tmpdir(), 'graygate-cfg-'));
+  const path = join(dir, 'graygate.json');
+  writeFileSync(path, config);
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [MASTER_ENTRY, '--config', path], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('close', (code) => {
+      rmSync(dir, { recursive: true, force: true });
+      resolve({ code, stderr });
+    });
+  });
+}
+
+t.test('invalid config files exit 78 with one line per problem naming the field', async (t) => {
+  const cases: Array<[string, string, Record<string, string>, RegExp[]]> = [
+    ['bad values', JSON.stringify({ versions: { v1: { weight: 90 }, v2: { weight: -1, upstream: { format: 'grpc', url: 'mock:' } } }, limits: { queueTimeoutMs: 'soon' } }), {}, [/versions\.v2\.weight: must be ≥ 0/, /versions\.v2\.upstream\.format: must be one of/, /limits\.queueTimeoutMs: /]],
+    ['unknown and renamed keys', JSON.stringify({ versions: { v1: { weight: 1, timeoutMs: 5 } }, extra: true }), {}, [/versions\.v1\.timeoutMs: is not supported, use timeouts\.totalMs/, /extra: is not supported \(unknown key\)/]],
+    ['bad version name and default', JSON.stringify({ routing: { default: 'v9' }, versions: { 'V1!': { weight: 1 } } }), {}, [/versions\.V1!: version names must match/, /routing\.default: must name a configured version/]],
+    ['not JSON', '{ "versions": ', {}, [/invalid JSON/]],
+    ['all weights zero', JSON.stringify({ versions: { v1: { weight: 0 } } }), {}, [/versions: at least one version needs a weight > 0/]],
+    ['open admin without token', JSON.stringify({ admin: { host: '0.0.0.0' }, versions: { v1: { weight: 1 } } }), { GRAYGATE_ADMIN_TOKEN: '' }, [/admin\.host: binding admin to a non-loopback host needs GRAYGATE_ADMIN_TOKEN/]],
+    ['bad PORT env', JSON.stringify({ versions: { v1: { weight: 1 } } }), { PORT: 'eighty' }, [/PORT: must be a port number/]],
+  ];
+  for (const [name, config, env, patterns] of cases) {
+    const { code, stderr } = await runMaster(config, env);
+    t.equal(code, 78, `${name}: exit 78`);
+    for (const p of patterns) t.match(stderr, p, `${name}: ${p}`);
+  }
+});

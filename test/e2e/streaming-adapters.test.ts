@@ -1,0 +1,98 @@
+import t from 'tap';
+import OpenAI from 'openai';
+import { startGateway } from '../helpers/gateway.js';
+import { httpRequest, json } from '../helpers/http.js';
+import { startMockUpstream, mockText, countPromptTokens, BASE_PATHS, type MockFormat } from '../../shared/mock-upstream/index.js';
+import { postStream, chatBody } from '../worker/fixtures/sse-client.js';
+
+// Issue 3: each adapter, streaming and not, gives exactly the expected text,
+// finish_reason and usage through the real master and worker processes, with
+// the official openai client as one of the clients.
+
+const FORMATS: MockFormat[] = ['openai', 'ollama', 'anthropic'];
+
+t.test('adapters through the gateway', async (t) => {
+  const mock = await startMockUpstream({});
+  t.teardown(() => mock.close());
+  const versions: Record<string, Record<string, unknown>> = {};
+  for (const f of FORMATS) versions[f] = { weight: f === 'openai' ? 1 : 0, upstream: { format: f, url: mock.url + BASE_PATHS[f] } };
+  const gw = await startGateway(t, { versions, routing: { default: 'openai' } });
+
+  for (const format of FORMATS) {
+    const client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'not-used', maxRetries: 0, defaultHeaders: { 'x-version': format } });
+    const messages = [
+      { role: 'system' as const, content: 'Answer briefly.' },
+      { role: 'user' as const, content: 'Say hello [mock tokens=23]' },
+    ];
+    const promptTokens = countPromptTokens(messages.map((m) => m.content));
+
+    t.test(`${format}: openai client, streaming with usage`, async (t) => {
+      const stream = await client.chat.completions.create({ model: 'test-model', messages, stream: true, stream_options: { include_usage: true } });
+      const parts: string[] = [];
+      let finish: string | null = null;
+      let usage: OpenAI.CompletionUsage | null | undefined;
+      let roleChunks = 0;
+      for await (const chunk of stream) {
+        const choice = chunk.choices[0];
+        if (choice?.delta.role === 'assistant') roleChunks++;
+        if (choice?.delta.content) parts.push(choice.delta.content);
+        if (choice?.finish_reason) finish = choice.finish_reason;
+        if (chunk.usage) usage = chunk.usage;
+      }
+      t.equal(parts.join(''), mockText(23), 'exact text, multi-byte characters intact');
+      t.equal(roleChunks, 1, 'one role chunk');
+      t.equal(finish, 'stop');
+      t.same(usage, { prompt_tokens: promptTokens, completion_tokens: 23, total_tokens: promptTokens + 23 });
+    });
+
+    t.test(`${format}: openai client, non-streaming, cut by max_tokens`, async (t) => {
+      const completion = await client.chat.completions.create({ model: 'test-model', messages, max_tokens: 7 });
+      t.equal(completion.object, 'chat.completion');
+      t.equal(completion.choices[0]?.message.content, mockText(7));
+      t.equal(completion.choices[0]?.message.role, 'assistant');
+      t.equal(completion.choices[0]?.finish_reason, 'length');
+      t.same(completion.usage, { prompt_tokens: promptTokens, completion_tokens: 7, total_tokens: promptTokens + 7 });
+    });
+
+    t.test(`${format}: raw SSE, no usage asked, CRLF upstream framing`, async (t) => {
+      const s = await postStream(`${gw.url}/v1/chat/completions?version=${format}`, chatBody('[mock tokens=5 newline=crlf]'));
+      const { isComplete } = await s.done;
+      t.ok(isComplete);
+      t.equal(s.status, 200);
+      t.match(s.headers['content-type'], /^text\/event-stream/);
+      t.equal(s.headers['x-graygate-version'], format);
+      t.equal(s.data.at(-1), '[DONE]', 'ends with [DONE]');
+      t.equal(s.text(), mockText(5));
+      const chunks = s.data.slice(0, -1).map((d) => JSON.parse(d) as { object: string; choices: unknown[]; usage?: unknown });
+      t.ok(chunks.every((c) => c.object === 'chat.completion.chunk' && c.choices.length === 1), 'no usage chunk unless asked');
+    });
+  }
+
+  t.test('GET /v1/models', async (t) => {
+    const res = await httpRequest(`${gw.url}/v1/models?version=ollama`);
+    t.equal(res.status, 200);
+    t.equal(json<{ data: Array<{ owned_by: string }> }>(res).data[0]?.owned_by, 'graygate/ollama');
+  });
+
+  t.test('bad requests get the OpenAI error shape', async (t) => {
+    const cases: Array<[string, number, string]> = [
+      ['{"model":', 400, 'invalid_request'],
+      ['{"model":"m"}', 400, 'invalid_request'],
+      ['{"model":"m","messages":[{"role":"user","content":1}]}', 400, 'invalid_request'],
+    ];
+    for (const [body, status, code] of cases) {
+      const res = await httpRequest(`${gw.url}/v1/chat/completions`, { method: 'POST', body, headers: { 'content-type': 'application/json' } });
+      t.equal(res.status, status, body);
+      t.equal(json<{ error: { code: string; type: string } }>(res).error.code, code);
+    }
+    const get = await httpRequest(`${gw.url}/v1/chat/completions`);
+    t.equal(get.status, 405);
+  });
+});
+
+t.test('"url": "mock:" runs the embedded mock in the worker', async (t) => {
+  const gw = await startGateway(t, { versions: { v1: { weight: 1, upstream: { format: 'anthropic', url: 'mock:' } } } });
+  const client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'not-used', maxRetries: 0 });
+  const completion = await client.chat.completions.create({ model: 'claude-mock', messages: [{ role: 'user', content: 'hi [mock tokens=4]' }] });
+  t.equal(completion.choices[0]?.message.content, mockText(4));
+});

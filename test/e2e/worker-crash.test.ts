@@ -1,0 +1,58 @@
+import t from 'tap';
+import { request } from 'node:http';
+import { startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
+import { httpRequest, json } from '../helpers/http.js';
+import { waitForStatus } from '../helpers/wait.js';
+
+t.test('SIGKILL of a worker: in-flight request gets 502 worker_error, the worker comes back', async (t) => {
+  const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } });
+  const inflight = httpRequest(`${gw.url}/slow?ms=60000`);
+  const before = await waitForStatus(gw, (v) => v.v1!.workers[0]!.inflight === 1, 'request in flight');
+  const pid = before.v1!.workers[0]!.pid;
+  process.kill(pid, 'SIGKILL');
+  const res = await inflight;
+  t.equal(res.status, 502);
+  t.same(json(res), { error: { message: 'the worker failed before answering', type: 'gateway_error', code: 'worker_error' } });
+  const after = await waitForStatus(gw, (v) => v.v1!.workers[0]!.state === 'ready' && v.v1!.workers[0]!.pid !== pid, 'worker restarted');
+  t.equal(after.v1!.workers[0]!.restarts, 1, 'restart counted');
+  const again = await httpRequest(`${gw.url}/slow?ms=0`);
+  t.equal(again.status, 200, 'requests succeed again');
+  t.equal(json<{ pid: number }>(again).pid, after.v1!.workers[0]!.pid);
+});
+
+t.test('a version keeps serving on its other instance while one restarts', async (t) => {
+  const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1, instances: 2 } } });
+  const before = await waitForStatus(gw, (v) => v.v1!.workers.every((w) => w.state === 'ready'), 'both ready');
+  const [victim, survivor] = before.v1!.workers;
+  process.kill(victim!.pid, 'SIGKILL');
+  await waitForStatus(gw, (v) => v.v1!.workers.some((w) => w.pid !== victim!.pid && w.instance === victim!.instance) || v.v1!.workers[victim!.instance]!.state !== 'ready', 'crash seen');
+  const results = await Promise.all(Array.from({ length: 10 }, () => httpRequest(`${gw.url}/slow?ms=0`)));
+  t.same(results.map((r) => r.status), Array(10).fill(200), 'no request failed');
+  t.ok(results.some((r) => json<{ pid: number }>(r).pid === survivor!.pid), 'the survivor served');
+});
+
+t.test('a worker dying mid-stream ends the SSE stream with an error event', async (t) => {
+  const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } });
+  const body = await new Promise<string>((resolve, reject) => {
+    const req = request(`${gw.url}/sse?events=100000&ms=5`, { agent: false }, (res) => {
+      t.equal(res.headers['content-type'], 'text/event-stream');
+      let text = '';
+      let isKilled = false;
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        text += chunk;
+        if (!isKilled) {
+          isKilled = true;
+          process.kill(JSON.parse(/data: (\{.*?\})\n/.exec(text)![1]!).pid as number, 'SIGKILL');
+        }
+      });
+      res.on('end', () => resolve(text));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+  const events = body.trim().split('\n\n');
+  t.match(events.at(-1), /^data: \{"error":\{"message":"[^"]+","type":"gateway_error","code":"worker_error"\}\}$/);
+  t.notOk(body.includes('[DONE]'), 'no [DONE] after the error');
+});

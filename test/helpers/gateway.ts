@@ -1,0 +1,120 @@
+import { fork, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+// Starts the real, built master (dist/master/main.js) with a generated config
+// on 127.0.0.1 port 0, and stops it and its whole process group at teardown.
+// `npm test` builds first (pretest).
+
+export const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+export const MASTER_ENTRY = join(ROOT, 'dist/master/main.js');
+export const WORKER_ENTRY = join(ROOT, 'dist/worker/main.js');
+export const TEST_WORKER_ENTRY = join(ROOT, 'dist/test/fixtures/test-worker.js');
+
+/** The slice of node-tap's `t` we use, so helpers work with any test object. */
+export interface Teardown {
+  teardown(fn: () => unknown): void;
+}
+
+export interface GatewayConfigInput {
+  versions: Record<string, Record<string, unknown>>;
+  routing?: Record<string, unknown>;
+  limits?: Record<string, unknown>;
+  admin?: Record<string, unknown>;
+}
+
+export interface Gateway {
+  url: string;
+  adminUrl: string;
+  pid: number;
+  child: ChildProcess;
+  configPath: string;
+  /** Everything the master wrote to stdout/stderr so far. */
+  output(): string;
+  /** Resolves with the exit code once the master has exited. */
+  exited: Promise<number | null>;
+  /** Rewrites the config file (for reload tests). */
+  writeConfig(input: GatewayConfigInput): void;
+}
+
+export function writeConfigFile(path: string, input: GatewayConfigInput): void {
+  const config = {
+    listen: { host: '127.0.0.1', port: 0 },
+    admin: { host: '127.0.0.1', port: 0, ...input.admin },
+    routing: input.routing ?? {},
+    limits: input.limits ?? {},
+    versions: input.versions,
+  };
+  writeFileSync(path, JSON.stringify(config, null, 2));
+}
+
+export interface StartOptions {
+  env?: Record<string, string>;
+}
+
+export async function startGateway(t: Teardown, input: GatewayConfigInput, options: StartOptions = {}): Promise<Gateway> {
+  const dir = mkdtempSync(join(tmpdir(), 'graygate-test-'));
+  const configPath = join(dir, 'graygate.json');
+  writeConfigFile(configPath, input);
+  const child = fork(MASTER_ENTRY, ['--config', configPath], {
+    cwd: ROOT,
+    // Own process group, so teardown can end the master and every worker it forked.
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    env: { ...process.env, LOG_LEVEL: process.env['TEST_LOG_LEVEL'] ?? 'warn', ...options.env },
+  });
+  let out = '';
+  // TEST_SHOW_OUTPUT=1 echoes the master's and workers' output while debugging a test.
+  const echo = process.env['TEST_SHOW_OUTPUT'] === '1';
+  const collect = (d: string): void => {
+    out += d;
+    if (echo) process.stderr.write(d);
+  };
+  child.stdout?.setEncoding('utf8').on('data', collect);
+  child.stderr?.setEncoding('utf8').on('data', collect);
+  const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
+  t.teardown(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => killGroup(child), 10_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    killGroup(child); // anything left in the group (a worker that outlived its master)
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const listening = await new Promise<{ url: string; adminUrl: string }>((res, rej) => {
+    child.on('message', (msg: unknown) => {
+      if (typeof msg === 'object' && msg !== null && (msg as { type?: string }).type === 'listening') res(msg as { url: string; adminUrl: string });
+    });
+    child.once('exit', (code) => rej(new Error(`master exited with ${code} before listening:\n${out}`)));
+  });
+  return {
+    ...listening,
+    pid: child.pid!,
+    child,
+    configPath,
+    output: () => out,
+    exited,
+    writeConfig: (next) => writeConfigFile(configPath, next),
+  };
+}
+
+function killGroup(child: ChildProcess): void {
+  try {
+    process.kill(-child.pid!, 'SIGKILL');
+  } catch {
+    // the group is already gone
+  }
+}
+
+/** Fetches JSON from the admin API. */
+export async function admin<T = unknown>(gw: Gateway, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: T }> {
+  const init: RequestInit = { method, headers: { 'content-type': 'application/json', ...headers } };
+  if (body !== undefined) init.body = JSON.stringify(body);
+  const res = await fetch(gw.adminUrl + path, init);
+  const text = await res.text();
+  return { status: res.status, body: (text.startsWith('{') || text.startsWith('[') ? JSON.parse(text) : text) as T };
+}

@@ -1,0 +1,129 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { randomBytes } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { toErrorResponse } from '../../shared/errors.js';
+import { headerValue, sendError } from '../../shared/http-headers.js';
+import type { Logger } from '../../shared/log.js';
+import type { UpstreamConfig } from '../../shared/config.js';
+import { readBody } from '../body.js';
+import { parseChatRequest } from './request-schema.js';
+import { SseWriter } from './sse-writer.js';
+import { CompletionAggregator } from './aggregate.js';
+import { createStreamState, type UpstreamAdapter } from '../upstream/adapter.js';
+import type { UpstreamClient } from '../upstream/client.js';
+import { streamUpstream, type StreamStats } from '../upstream/stream.js';
+
+// POST /v1/chat/completions (SPEC §5): validate, convert, call the upstream,
+// stream or aggregate, and log one line when done (SPEC §9).
+
+export interface ChatHandlerOptions {
+  adapter: UpstreamAdapter;
+  client: UpstreamClient;
+  upstream: UpstreamConfig;
+  /** process.env[upstream.apiKeyEnv]; never logged. */
+  apiKey: string | undefined;
+  /** limits.maxBodyBytes. */
+  maxBodyBytes: number;
+  log: Logger;
+}
+
+/** Why the upstream call was aborted when the client left; never sent anywhere, so not in the catalogue. */
+class ClientClosedError extends Error {
+  readonly code = 'client_closed';
+  constructor() {
+    super('the client closed the connection');
+  }
+}
+
+/** nginx's "client closed request": logged when the client left before a status was sent. */
+const STATUS_CLIENT_CLOSED = 499;
+
+export async function handleChatCompletions(req: IncomingMessage, res: ServerResponse, options: ChatHandlerOptions): Promise<void> {
+  const startedMs = performance.now();
+  const reqId = headerValue(req.headers['x-request-id']);
+  // SPEC §5: the client leaving aborts the upstream at once, whatever the phase.
+  const client = new AbortController();
+  const onClose = (): void => {
+    if (!res.writableFinished) client.abort(new ClientClosedError());
+  };
+  res.on('close', onClose);
+
+  const stats: StreamStats = { upstreamBytes: 0 };
+  let isStream = false;
+  let writer: SseWriter | undefined;
+  let aggregator: CompletionAggregator | undefined;
+  let errorCode: string | undefined;
+  let bytes = 0;
+  let state: ReturnType<typeof createStreamState> | undefined;
+  try {
+    const body = await readBody(req, { maxBytes: options.maxBodyBytes, signal: client.signal });
+    const chat = parseChatRequest(body);
+    isStream = chat.stream === true;
+    const { upstream } = options;
+    const request = options.adapter.buildRequest(chat, { model: upstream.model, apiKey: options.apiKey });
+    state = createStreamState({ id: `chatcmpl-${randomBytes(12).toString('base64url')}`, created: Math.floor(Date.now() / 1000), model: request.model });
+    const extraHeaders: Record<string, string> = reqId === undefined ? {} : { 'x-request-id': reqId };
+    const output = isStream
+      ? (writer = new SseWriter({ res, includeUsage: chat.stream_options?.include_usage === true, now: () => performance.now(), headers: extraHeaders }))
+      : (aggregator = new CompletionAggregator());
+    await streamUpstream(
+      {
+        client: options.client,
+        adapter: options.adapter,
+        request,
+        state,
+        output,
+        signal: client.signal,
+        timeouts: upstream.timeouts,
+        maxEventBytes: upstream.maxEventBytes,
+        pingIntervalMs: isStream ? upstream.pingIntervalMs : 0,
+      },
+      stats,
+    );
+    if (writer !== undefined) writer.end();
+    else if (aggregator !== undefined) bytes = sendCompletion(res, JSON.stringify(aggregator.toCompletion()), extraHeaders);
+  } catch (err) {
+    if (client.signal.aborted) {
+      errorCode = 'client_closed';
+    } else {
+      const response = toErrorResponse(err);
+      errorCode = response.body.error.code;
+      if (response.status === 500) options.log.error({ err, reqId }, 'unexpected error in chat handler');
+      if (writer?.isCommitted === true) writer.failAfterCommit(err);
+      else {
+        // SPEC §4 413: the rest of the body is not read; the connection closes after the answer.
+        if (errorCode === 'body_too_large') res.setHeader('connection', 'close');
+        sendError(res, response);
+      }
+    }
+  } finally {
+    res.off('close', onClose);
+    const durationMs = performance.now() - startedMs;
+    const line: Record<string, unknown> = {
+      reqId,
+      status: res.headersSent ? res.statusCode : STATUS_CLIENT_CLOSED,
+      durationMs: round(durationMs),
+      bytes: writer?.bytes ?? bytes,
+      stream: isStream,
+      upstreamBytes: stats.upstreamBytes,
+    };
+    if (writer !== undefined) {
+      line['firstTokenMs'] = writer.firstTokenAtMs === undefined ? undefined : round(writer.firstTokenAtMs - startedMs);
+      line['peakBufferedBytes'] = writer.peakBufferedBytes;
+    }
+    line['tokens'] = state?.usage?.completion_tokens ?? writer?.contentChunks ?? aggregator?.contentChunks ?? 0;
+    if (errorCode !== undefined) line['error'] = errorCode;
+    options.log.info(line, 'request finished');
+  }
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 100) / 100;
+}
+
+function sendCompletion(res: ServerResponse, text: string, headers: Record<string, string>): number {
+  const body = Buffer.from(text, 'utf8');
+  res.writeHead(200, { ...headers, 'content-type': 'application/json', 'content-length': body.length });
+  res.end(body);
+  return body.length;
+}

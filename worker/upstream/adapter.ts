@@ -1,0 +1,108 @@
+import { GraygateError } from '../../shared/errors.js';
+import type { ChatRequest } from '../chat/request-schema.js';
+import type { ChunkSink, FinishReason, Usage } from '../chat/chunk.js';
+
+// The contract every upstream format implements (SPEC §5, issue 3 part 2): a
+// pure request converter and an event converter that is deterministic given
+// the per-stream state it is handed. Neither does I/O, reads the clock or
+// draws random numbers; the pipeline in upstream/pipeline.ts does all that.
+
+export type UpstreamFormat = 'openai' | 'ollama' | 'anthropic';
+
+export interface BuildOptions {
+  /** upstream.model from the config; overrides the client's model when set. */
+  model: string | undefined;
+  /** The key read from process.env[upstream.apiKeyEnv], if any. Goes into headers only, never into logs. */
+  apiKey: string | undefined;
+}
+
+export interface UpstreamRequest {
+  /** Path appended to the upstream base URL (SPEC §2: openai `/chat/completions`, ollama `/api/chat`, anthropic `/v1/messages`). */
+  path: string;
+  headers: Record<string, string>;
+  body: string;
+  /** The model the upstream is asked for; OpenAI chunks we build carry it. */
+  model: string;
+}
+
+/** Per-stream converter state. Created by the pipeline with an id and clock reading, so converters stay pure. */
+export interface StreamState {
+  readonly id: string;
+  /** Unix seconds. */
+  readonly created: number;
+  readonly model: string;
+  isRoleSent: boolean;
+  /** The upstream sent its final event (`[DONE]`, `done: true`, `message_stop`). */
+  isDone: boolean;
+  finishReason: FinishReason | null;
+  promptTokens: number;
+  completionTokens: number;
+  usage: Usage | undefined;
+}
+
+export function createStreamState(init: { id: string; created: number; model: string }): StreamState {
+  return { ...init, isRoleSent: false, isDone: false, finishReason: null, promptTokens: 0, completionTokens: 0, usage: undefined };
+}
+
+export interface UpstreamAdapter {
+  readonly format: UpstreamFormat;
+  /** How the streamed body is framed: SSE events or one JSON document per line. */
+  readonly framing: 'sse' | 'ndjson';
+  /** OpenAI request → upstream request. Always asks for a stream: non-streaming answers aggregate the same events. */
+  buildRequest(req: ChatRequest, options: BuildOptions): UpstreamRequest;
+  /**
+   * One upstream event → zero or more OpenAI chunks pushed to `sink`.
+   * `type` is the SSE event type (`message` when absent), `''` for NDJSON lines.
+   * Throws upstream_protocol_error for malformed data and upstream_status for an error the upstream reports in-stream.
+   */
+  convertEvent(state: StreamState, type: string, data: string, sink: ChunkSink): void;
+}
+
+/** JSON.parse that turns a syntax error into upstream_protocol_error (SPEC §5: never silently dropped). */
+export function parseUpstreamJson(data: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(data);
+  } catch {
+    throw new GraygateError('upstream_protocol_error', `the upstream sent an event that is not valid JSON: ${preview(data)}`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new GraygateError('upstream_protocol_error', `the upstream sent an event that is not a JSON object: ${preview(data)}`);
+  }
+  return value as Record<string, unknown>;
+}
+
+function preview(data: string): string {
+  return data.length > 80 ? `${data.slice(0, 80)}…` : data;
+}
+
+/**
+ * The message of an upstream error body, whatever its format: OpenAI and
+ * Anthropic `{"error":{"message"}}`, Ollama `{"error":"…"}`; else the text itself.
+ */
+export function upstreamErrorMessage(body: string): string {
+  try {
+    const value = JSON.parse(body) as { error?: unknown; message?: unknown };
+    const err = value.error;
+    if (typeof err === 'string') return err;
+    if (typeof err === 'object' && err !== null && typeof (err as { message?: unknown }).message === 'string') {
+      return (err as { message: string }).message;
+    }
+    if (typeof value.message === 'string') return value.message;
+  } catch {
+    // not JSON: fall through to the text
+  }
+  const text = body.trim();
+  return text === '' ? 'the upstream answered with an error status' : preview(text);
+}
+
+/** An error the upstream reported inside a 2xx stream. */
+export function upstreamStreamError(message: string, status = 502): GraygateError {
+  return new GraygateError('upstream_status', `the upstream reported an error: ${message}`, { status });
+}
+
+export function requireModel(req: ChatRequest, options: BuildOptions): string {
+  const model = options.model ?? req.model;
+  if (model === undefined) throw new GraygateError('invalid_request', 'model: is required');
+  return model;
+}

@@ -1,0 +1,114 @@
+import { Pool, type Dispatcher } from 'undici';
+import { GraygateError } from '../../shared/errors.js';
+import { UpstreamTimeoutError } from './timeouts.js';
+
+// SPEC §5, issue 3 part 4: one undici Pool per upstream origin (a worker has
+// one upstream), keep-alive, a connection cap, HTTP/2 where the upstream is
+// https and offers it. Deadlines are enforced by the caller's AbortSignal;
+// undici's own headers/body timeouts are set just above them as a backstop.
+
+export interface UpstreamClientOptions {
+  /** Base URL of the upstream API, e.g. `https://api.openai.com/v1`; request paths are appended to its path. */
+  baseUrl: string;
+  /** Most connections to the origin (upstream.maxConnections, default 256). With HTTP/2 each may carry many streams. */
+  maxConnections: number;
+  /** upstream.http2: false turns HTTP/2 off; it is only ever offered (ALPN) to https origins. Default true. */
+  http2?: boolean;
+  /** TCP+TLS connect deadline in ms (upstream.timeouts.connectMs). */
+  connectMs: number;
+  /** Passed as undici headersTimeout/bodyTimeout plus a margin; the AbortSignal deadlines fire first. 0 disables. */
+  firstByteMs: number;
+  idleMs: number;
+  /** Keep-alive of idle upstream connections, ms. Default 30 s. */
+  keepAliveTimeoutMs?: number;
+}
+
+export interface UpstreamCall {
+  path: string;
+  headers: Record<string, string>;
+  body: string;
+  signal: AbortSignal;
+}
+
+// So our own AbortSignal deadline, with its phase, is what fires; undici's
+// timers are coarse (≈1 s resolution) and only matter if ours were lost.
+const BACKSTOP_MARGIN_MS = 1000;
+/** Per-request read-ahead of the upstream body: undici stops reading the socket above it (issue 3 part 6). */
+export const UPSTREAM_HIGH_WATER_MARK_BYTES = 64 * 1024;
+
+export class UpstreamClient {
+  readonly #pool: Pool;
+  readonly #basePath: string;
+  readonly #options: UpstreamClientOptions;
+
+  constructor(options: UpstreamClientOptions) {
+    const url = new URL(options.baseUrl);
+    this.#options = options;
+    this.#basePath = url.pathname.replace(/\/+$/, '');
+    const isHttps = url.protocol === 'https:';
+    this.#pool = new Pool(url.origin, {
+      connections: options.maxConnections,
+      allowH2: isHttps && options.http2 !== false,
+      connect: { timeout: options.connectMs },
+      keepAliveTimeout: options.keepAliveTimeoutMs ?? 30_000,
+      headersTimeout: backstop(options.firstByteMs),
+      bodyTimeout: backstop(options.idleMs),
+    });
+  }
+
+  /** Sends the request; resolves when response headers arrive. Rejects with undici's error (map it with toUpstreamError). */
+  request(call: UpstreamCall): Promise<Dispatcher.ResponseData> {
+    return this.#pool.request({
+      path: this.#basePath + call.path,
+      method: 'POST',
+      headers: call.headers,
+      body: call.body,
+      signal: call.signal,
+      highWaterMark: UPSTREAM_HIGH_WATER_MARK_BYTES,
+      headersTimeout: backstop(this.#options.firstByteMs),
+      bodyTimeout: backstop(this.#options.idleMs),
+    });
+  }
+
+  /** Waits for in-flight requests, then closes the connections. */
+  close(): Promise<void> {
+    return this.#pool.close();
+  }
+
+  /** Aborts everything now. */
+  destroy(err?: Error): Promise<void> {
+    return this.#pool.destroy(err ?? null);
+  }
+}
+
+function backstop(ms: number): number {
+  return ms > 0 ? ms + BACKSTOP_MARGIN_MS : 0;
+}
+
+// Connection-level failures before any response: the upstream is unreachable.
+const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'ENETDOWN', 'ECONNABORTED', 'CERT_HAS_EXPIRED', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'ERR_TLS_CERT_ALTNAME_INVALID']);
+// The connection dropped under a request or response.
+const RESET = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'ERR_HTTP2_STREAM_ERROR', 'ERR_HTTP2_SESSION_ERROR', 'ERR_HTTP2_GOAWAY_SESSION']);
+
+/**
+ * Any failure of an upstream call → a catalogued error (SPEC §4 upstream codes).
+ * Our own typed errors (deadline reasons, protocol errors) pass unchanged.
+ * `hasResponse`: headers had arrived, so an unknown failure is a reset, not unreachability.
+ */
+export function toUpstreamError(err: unknown, options: { hasResponse: boolean; connectMs: number; firstByteMs: number; idleMs: number }): unknown {
+  if (err instanceof GraygateError) return err;
+  const code = (err as { code?: unknown } | null)?.code;
+  if (code === 'UND_ERR_CONNECT_TIMEOUT') return new UpstreamTimeoutError('connect', options.connectMs, { cause: err });
+  if (code === 'UND_ERR_HEADERS_TIMEOUT') return new UpstreamTimeoutError('first-byte', options.firstByteMs, { cause: err });
+  if (code === 'UND_ERR_BODY_TIMEOUT') return new UpstreamTimeoutError('idle', options.idleMs, { cause: err });
+  if (typeof code === 'string') {
+    if (code.startsWith('HPE_') || code === 'UND_ERR_RESPONSE_CONTENT_LENGTH_MISMATCH' || code === 'UND_ERR_INVALID_ARG') {
+      return new GraygateError('upstream_protocol_error', `the upstream sent a malformed HTTP response (${code})`, { cause: err });
+    }
+    if (RESET.has(code)) return new GraygateError('upstream_reset', `the upstream closed the connection (${code})`, { cause: err });
+    if (UNREACHABLE.has(code) && !options.hasResponse) return new GraygateError('upstream_unreachable', `could not connect to the upstream (${code})`, { cause: err });
+  }
+  return options.hasResponse
+    ? new GraygateError('upstream_reset', 'the upstream connection failed mid-response', { cause: err })
+    : new GraygateError('upstream_unreachable', 'could not connect to the upstream', { cause: err });
+}

@@ -1,0 +1,47 @@
+import type { ChatRequest } from '../chat/request-schema.js';
+import type { ChatCompletionChunk, ChunkSink } from '../chat/chunk.js';
+import { GraygateError } from '../../shared/errors.js';
+import { parseUpstreamJson, requireModel, upstreamErrorMessage, upstreamStreamError, type BuildOptions, type StreamState, type UpstreamAdapter, type UpstreamRequest } from './adapter.js';
+
+// OpenAI-compatible upstream (SPEC §2: `{url}/chat/completions`): SSE passed
+// through event by event. Each payload is parsed once (to validate it, SPEC
+// §5, and to read finish_reason and usage) and re-framed with its original
+// text, so every field the upstream sent reaches the client unchanged.
+
+export function buildOpenAIRequest(req: ChatRequest, options: BuildOptions): UpstreamRequest {
+  const model = requireModel(req, options);
+  // Usage is always asked for: it feeds the request log and non-streaming
+  // answers; the usage chunk reaches a streaming client only if it asked.
+  const body = { ...req, model, stream: true, stream_options: { ...req.stream_options, include_usage: true } };
+  const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'text/event-stream' };
+  if (options.apiKey !== undefined) headers['authorization'] = `Bearer ${options.apiKey}`;
+  return { path: '/chat/completions', headers, body: JSON.stringify(body), model };
+}
+
+export function convertOpenAIEvent(state: StreamState, _type: string, data: string, sink: ChunkSink): void {
+  if (data === '[DONE]') {
+    state.isDone = true;
+    return;
+  }
+  const value = parseUpstreamJson(data);
+  if (value['error'] !== undefined && value['error'] !== null) throw upstreamStreamError(upstreamErrorMessage(data));
+  if (!Array.isArray(value['choices'])) {
+    throw new GraygateError('upstream_protocol_error', 'the upstream sent a chunk without a choices array');
+  }
+  const chunk = value as unknown as ChatCompletionChunk;
+  const usage = chunk.usage;
+  if (usage !== undefined && usage !== null) state.usage = usage;
+  const choice = chunk.choices[0];
+  if (choice !== undefined) {
+    if (choice.finish_reason !== null && choice.finish_reason !== undefined) state.finishReason = choice.finish_reason;
+    state.isRoleSent = true;
+  }
+  sink.chunk(chunk, data);
+}
+
+export const openaiAdapter: UpstreamAdapter = {
+  format: 'openai',
+  framing: 'sse',
+  buildRequest: buildOpenAIRequest,
+  convertEvent: convertOpenAIEvent,
+};

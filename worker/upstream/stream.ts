@@ -1,0 +1,173 @@
+import type { Readable } from 'node:stream';
+import { GraygateError } from '../../shared/errors.js';
+import type { ChunkSink } from '../chat/chunk.js';
+import { EventDecoder } from '../sse/event-decoder.js';
+import { LineDecoder } from '../sse/line-decoder.js';
+import { upstreamErrorMessage, type StreamState, type UpstreamAdapter, type UpstreamRequest } from './adapter.js';
+import { toUpstreamError, type UpstreamClient } from './client.js';
+import { Deadlines } from './timeouts.js';
+
+// The streaming pipeline (SPEC §5): one upstream call, its body decoded
+// incrementally (bytes → lines → events → OpenAI chunks) and handed to an
+// output that writes once per upstream chunk. Backpressure: when the output
+// cannot take more, the body is paused, which makes undici stop reading the
+// socket, until the output drains.
+
+/** Where converted chunks go: an SSE response or a non-streaming aggregate. */
+export interface ChatOutput extends ChunkSink {
+  /** End of one upstream chunk: write what it produced. False: stop reading until `onDrain` calls back. */
+  flush(): boolean;
+  /** Calls `resume` once the output can take more. Returns a disposer. */
+  onDrain(resume: () => void): () => void;
+  /** The upstream was silent for pingIntervalMs (issue 3 part 7). */
+  ping(): void;
+}
+
+export interface StreamUpstreamOptions {
+  client: UpstreamClient;
+  adapter: UpstreamAdapter;
+  request: UpstreamRequest;
+  state: StreamState;
+  output: ChatOutput;
+  /** Aborted when the client goes away. */
+  signal: AbortSignal;
+  timeouts: { connectMs: number; firstByteMs: number; idleMs: number; totalMs: number };
+  /** Bound on one line / one event, bytes (upstream.maxEventBytes). */
+  maxEventBytes: number;
+  /** Silence before a `: ping`, ms; 0 disables. */
+  pingIntervalMs: number;
+  /** Largest upstream error body read to find its message, bytes. Default 64 KiB. */
+  maxErrorBodyBytes?: number;
+}
+
+export interface StreamStats {
+  /** Body bytes read from the upstream. */
+  upstreamBytes: number;
+}
+
+/** Runs the call to its end. Resolves when the upstream finished; rejects with a catalogued error. */
+export async function streamUpstream(options: StreamUpstreamOptions, stats: StreamStats): Promise<void> {
+  const { timeouts } = options;
+  if (options.signal.aborted) throw options.signal.reason;
+  const deadlines = new Deadlines({ signal: options.signal, firstByteMs: timeouts.firstByteMs, idleMs: timeouts.idleMs, totalMs: timeouts.totalMs });
+  let hasResponse = false;
+  const explain = (err: unknown): unknown => toUpstreamError(deadlines.explain(err), { hasResponse, ...timeouts });
+  try {
+    let response;
+    try {
+      response = await options.client.request({ ...options.request, signal: deadlines.signal });
+    } catch (err) {
+      throw explain(err);
+    }
+    hasResponse = true;
+    if (response.statusCode < 200 || response.statusCode >= 300) {
+      throw await readStatusError(response.statusCode, response.headers, response.body, options.maxErrorBodyBytes ?? 64 * 1024).catch((err: unknown) => {
+        throw explain(err);
+      });
+    }
+    await pump(response.body, options, deadlines, stats, explain);
+  } finally {
+    deadlines.dispose();
+  }
+}
+
+function pump(body: Readable, options: StreamUpstreamOptions, deadlines: Deadlines, stats: StreamStats, explain: (err: unknown) => unknown): Promise<void> {
+  const { adapter, state, output } = options;
+  const onEvent = (type: string, data: string): void => adapter.convertEvent(state, type, data, output);
+  let events: EventDecoder | undefined;
+  let lines: LineDecoder;
+  if (adapter.framing === 'sse') {
+    const decoder = new EventDecoder({ onEvent, maxEventBytes: options.maxEventBytes });
+    events = decoder;
+    lines = new LineDecoder({ onLine: (line) => decoder.line(line), maxLineBytes: options.maxEventBytes });
+  } else {
+    lines = new LineDecoder({ onLine: (line) => onEvent('', line), maxLineBytes: options.maxEventBytes });
+  }
+
+  return new Promise<void>((resolve, reject) => {
+    let isSettled = false;
+    let disposeDrain: (() => void) | undefined;
+    let ping: NodeJS.Timeout | undefined;
+    const onSilence = (): void => {
+      output.ping();
+      ping?.refresh(); // documented to re-arm a timer that has fired
+    };
+    const armPing = (): void => {
+      if (options.pingIntervalMs > 0) ping = setTimeout(onSilence, options.pingIntervalMs);
+    };
+    armPing();
+    const settle = (err: unknown): void => {
+      if (isSettled) return;
+      isSettled = true;
+      clearTimeout(ping);
+      disposeDrain?.();
+      if (err === undefined) return resolve();
+      body.destroy(); // aborts the upstream request (undici closes that connection); a no-op once the body ended
+      reject(explain(err));
+    };
+    const resume = (): void => {
+      disposeDrain = undefined;
+      deadlines.resume();
+      armPing();
+      body.resume();
+    };
+    body.on('data', (chunk: Buffer) => {
+      // undici may still emit chunks it had buffered after destroy(): they belong to a failed stream.
+      if (isSettled) return;
+      stats.upstreamBytes += chunk.length;
+      deadlines.onBytes();
+      ping?.refresh();
+      try {
+        lines.push(chunk);
+      } catch (err) {
+        // Events before the bad one were valid: the client gets them, then the error.
+        output.flush();
+        return settle(err);
+      }
+      if (!output.flush()) {
+        // The client is the slow side: stop reading the upstream until it drains.
+        body.pause();
+        deadlines.pause();
+        clearTimeout(ping);
+        ping = undefined;
+        disposeDrain = output.onDrain(resume);
+      }
+    });
+    body.on('end', () => {
+      try {
+        lines.end();
+        events?.end();
+        if (!state.isDone) {
+          throw new GraygateError('upstream_protocol_error', 'the upstream response ended before its final event');
+        }
+      } catch (err) {
+        output.flush();
+        return settle(err);
+      }
+      output.flush();
+      settle(undefined);
+    });
+    body.on('error', (err) => settle(err));
+  });
+}
+
+/** A non-2xx upstream answer → upstream_status with the upstream's status (4xx/429 kept, others 502) and message. */
+async function readStatusError(status: number, headers: Record<string, string | string[] | undefined>, body: Readable, maxBytes: number): Promise<GraygateError> {
+  const parts: Buffer[] = [];
+  let bytes = 0;
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    parts.push(chunk);
+    bytes += chunk.length;
+    if (bytes >= maxBytes) {
+      body.destroy();
+      break;
+    }
+  }
+  const text = Buffer.concat(parts).toString('utf8', 0, Math.min(bytes, maxBytes));
+  const retryAfter = Number(headers['retry-after']);
+  return new GraygateError('upstream_status', `upstream answered ${status}: ${upstreamErrorMessage(text)}`, {
+    // SPEC §4/§5: 429 and 4xx pass through with their meaning; anything else is a bad gateway.
+    status: status >= 400 && status < 500 ? status : 502,
+    ...(Number.isFinite(retryAfter) && retryAfter >= 0 ? { retryAfterS: retryAfter } : {}),
+  });
+}
