@@ -183,9 +183,11 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
       return;
     }
     this.#isStopRequested = true;
+    const wasStarting = this.#state === 'starting';
     if (this.#state === 'ready' || this.#state === 'starting') this.#state = 'draining';
     const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
-    if (child.connected) child.send({ type: 'shutdown', deadlineMs });
+    // A starting worker serves nothing and may not listen for IPC yet: SIGTERM it.
+    if (child.connected && !wasStarting) child.send({ type: 'shutdown', deadlineMs });
     else this.#kill('SIGTERM');
     const escalate = setTimeout(() => {
       this.#log.warn({ workerPid: child.pid }, 'worker did not exit in time, SIGTERM');

@@ -3,4 +3,4 @@
 export { startMockUpstream, MockStream, type MockUpstream, type MockUpstreamOptions, type MockUpstreamStats } from './server.js';
 export { mockText, mockToken, countPromptTokens } from './text.js';
 export { DEFAULT_CONTROLS, type MockControls, type MockFault } from './controls.js';
-export { BASE_PATHS, CHAT_PATHS, type MockFormat } from './formats.js';
+export { BASE_PATHS, CHAT_PATHS, FRAMES, type MockAnswer, type MockFormat } from './formats.js';

@@ -48,7 +48,7 @@ export async function handleChatCompletions(req: IncomingMessage, res: ServerRes
   };
   res.on('close', onClose);
 
-  const stats: StreamStats = { upstreamBytes: 0 };
+  const stats: StreamStats = { upstreamBytes: 0, peakUpstreamBufferedBytes: 0 };
   let isStream = false;
   let writer: SseWriter | undefined;
   let aggregator: CompletionAggregator | undefined;
@@ -109,7 +109,8 @@ export async function handleChatCompletions(req: IncomingMessage, res: ServerRes
     };
     if (writer !== undefined) {
       line['firstTokenMs'] = writer.firstTokenAtMs === undefined ? undefined : round(writer.firstTokenAtMs - startedMs);
-      line['peakBufferedBytes'] = writer.peakBufferedBytes;
+      // What this stream held in the worker at most: unsent output plus unread upstream body (issue 3 part 6).
+      line['peakBufferedBytes'] = writer.peakBufferedBytes + stats.peakUpstreamBufferedBytes;
     }
     line['tokens'] = state?.usage?.completion_tokens ?? writer?.contentChunks ?? aggregator?.contentChunks ?? 0;
     if (errorCode !== undefined) line['error'] = errorCode;

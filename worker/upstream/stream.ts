@@ -43,6 +43,8 @@ export interface StreamUpstreamOptions {
 export interface StreamStats {
   /** Body bytes read from the upstream. */
   upstreamBytes: number;
+  /** Highest count of upstream body bytes read but not yet consumed (undici's read-ahead, ≤ its high-water mark plus one chunk). */
+  peakUpstreamBufferedBytes: number;
 }
 
 /** Runs the call to its end. Resolves when the upstream finished; rejects with a catalogued error. */
@@ -115,6 +117,8 @@ function pump(body: Readable, options: StreamUpstreamOptions, deadlines: Deadlin
       // undici may still emit chunks it had buffered after destroy(): they belong to a failed stream.
       if (isSettled) return;
       stats.upstreamBytes += chunk.length;
+      const held = body.readableLength + chunk.length;
+      if (held > stats.peakUpstreamBufferedBytes) stats.peakUpstreamBufferedBytes = held;
       deadlines.onBytes();
       ping?.refresh();
       try {

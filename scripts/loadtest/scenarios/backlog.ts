@@ -33,6 +33,8 @@ interface Run {
   recovery: RecoveryResult;
   proxyRss: { baselineMb: number; peakMb: number; firstHalfPeakMb: number; secondHalfPeakMb: number; afterRecoveryMb: number };
   workerPeakRssMb: number;
+  /** Average CPU of the proxy process during the load, % of one core. */
+  proxyCpuPct: number;
   /** The worker's own counters (test worker /stats) after the run: requests it really served. */
   worker: { total: number; peakActive: number } | null;
   /** graygate only: graygate_rejected_total by reason. */
@@ -117,6 +119,7 @@ async function runOne(kind: ProxyKind, ctx: ScenarioContext): Promise<Run> {
         afterRecoveryMb,
       },
       workerPeakRssMb: toMb(sampler.peak('worker')),
+      proxyCpuPct: sampler.cpuPercent('proxy', loadStartMs, loadEndMs),
       worker,
       rejectedByReason,
       rssSeries: sampler.samples.map((s) => [Math.round((s.tMs - loadStartMs) / 100) / 10, toMb(s.bytes['proxy'] ?? 0)]),
@@ -143,6 +146,7 @@ export const runBacklog: Scenario = async (ctx) => {
     r.proxyRss.baselineMb,
     r.proxyRss.peakMb,
     `${r.proxyRss.firstHalfPeakMb} → ${r.proxyRss.secondHalfPeakMb}`,
+    r.proxyCpuPct,
     r.load.responses,
     r.load.byStatus['200']?.count ?? 0,
     n503(r),
@@ -204,7 +208,7 @@ export const runBacklog: Scenario = async (ctx) => {
     tables: [
       {
         title: 'Backlog flood: proxy memory, 503s and recovery',
-        headers: ['proxy', 'RSS idle MB', 'RSS peak MB', 'RSS 1st→2nd half MB', 'answers', '200', '503', '503 p50 ms', '503 p99 ms', '200 p99 ms', 'timeouts', 'conn errors', 'worker served', 'fresh request after load'],
+        headers: ['proxy', 'RSS idle MB', 'RSS peak MB', 'RSS 1st→2nd half MB', 'proxy CPU %', 'answers', '200', '503', '503 p50 ms', '503 p99 ms', '200 p99 ms', 'timeouts', 'conn errors', 'worker served', 'fresh request after load'],
         rows,
       },
     ],

@@ -20,6 +20,9 @@ interface Step {
   load: LoadResult;
   masterPeakMb: number;
   workersPeakMb: number;
+  /** Average CPU during the step, % of one core. */
+  masterCpuPct: number;
+  workersCpuPct: number;
   /** p99 under the bound and every request answered 2xx. */
   isPassing: boolean;
 }
@@ -58,7 +61,7 @@ export const runCapacity: Scenario = async (ctx) => {
       });
       const toMs = sampler.now();
       const isPassing = load.latency.p99 < args.p99Ms && load.non2xx === 0 && load.errors === 0 && load.responses > 0;
-      results.push({ connections, load, masterPeakMb: toMb(sampler.peak('master', fromMs, toMs)), workersPeakMb: toMb(sampler.peak('workers', fromMs, toMs)), isPassing });
+      results.push({ connections, load, masterPeakMb: toMb(sampler.peak('master', fromMs, toMs)), workersPeakMb: toMb(sampler.peak('workers', fromMs, toMs)), masterCpuPct: sampler.cpuPercent('master', fromMs, toMs), workersCpuPct: sampler.cpuPercent('workers', fromMs, toMs), isPassing });
     }
     sampler.stop();
     const passing = results.filter((s) => s.isPassing);
@@ -69,10 +72,10 @@ export const runCapacity: Scenario = async (ctx) => {
       tables: [
         {
           title: `Capacity: streamed chat completion (${TOKENS} tokens) through graygate, ${args.instances} worker(s)`,
-          headers: ['connections', 'req/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'max ms', 'non-2xx', 'errors', 'master MB', 'workers MB', `p99 < ${args.p99Ms} ms`],
+          headers: ['connections', 'req/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'max ms', 'non-2xx', 'errors', 'master MB', 'workers MB', 'master CPU %', 'workers CPU %', `p99 < ${args.p99Ms} ms`],
           rows: results.map((s) => [
             s.connections, s.load.okRps, s.load.latency.p50, s.load.latency.p99, s.load.latency.p999, s.load.latency.max,
-            s.load.non2xx, s.load.errors, s.masterPeakMb, s.workersPeakMb, s.isPassing ? 'yes' : 'no',
+            s.load.non2xx, s.load.errors, s.masterPeakMb, s.workersPeakMb, s.masterCpuPct, s.workersCpuPct, s.isPassing ? 'yes' : 'no',
           ]),
         },
       ],

@@ -17,6 +17,9 @@ interface Column {
   load: LoadResult;
   /** Peak RSS of the proxy in front (graygate master, nginx group), MB; null for direct. */
   proxyPeakMb: number | null;
+  /** Average CPU during the run, % of one core: the proxy in front (null for direct) and the shared worker. */
+  proxyCpuPct: number | null;
+  workerCpuPct: number;
 }
 
 const TOKENS = 20;
@@ -64,13 +67,19 @@ export const runCompare: Scenario = async (ctx) => {
       await warmUp({ url, method: 'POST', headers: JSON_HEADERS, body, connections, durationS: warmUpSeconds(durationS), signal });
       // nginx: master + worker are one group, both counted; graygate: the master (its worker is shared by all columns).
       const proxyPids = target.proxyPid === null ? [] : target.path === 'through nginx' ? processGroupMembers(target.proxyPid) : [target.proxyPid];
-      const sampler = new RssSampler({ pids: () => ({ proxy: proxyPids }) });
+      const sampler = new RssSampler({ pids: () => ({ proxy: proxyPids, worker: [worker.pid] }) });
       const load = await runLoad({
         url, method: 'POST', headers: JSON_HEADERS, body, connections, durationS, signal,
         onTick: (p) => progress.status(`${target.path} ${p.elapsedS}/${durationS} s  ${p.responses} answers  ${p.errors} errors`),
       });
       sampler.stop();
-      columns.push({ path: target.path, load, proxyPeakMb: target.proxyPid === null ? null : toMb(sampler.peak('proxy')) });
+      columns.push({
+        path: target.path,
+        load,
+        proxyPeakMb: target.proxyPid === null ? null : toMb(sampler.peak('proxy')),
+        proxyCpuPct: target.proxyPid === null ? null : sampler.cpuPercent('proxy'),
+        workerCpuPct: sampler.cpuPercent('worker'),
+      });
     }
     const direct = columns[0]!;
     const graygate = columns[1]!;
@@ -87,8 +96,8 @@ export const runCompare: Scenario = async (ctx) => {
       tables: [
         {
           title: `Compare: POST ${CHAT_PATH} stream:true, ${connections} connections × ${durationS} s each`,
-          headers: ['path', 'req/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'non-2xx', 'errors', 'proxy peak RSS MB'],
-          rows: columns.map((c) => [c.path, c.load.okRps, c.load.latency.p50, c.load.latency.p99, c.load.latency.p999, c.load.non2xx, c.load.errors, c.proxyPeakMb ?? '–']),
+          headers: ['path', 'req/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'non-2xx', 'errors', 'proxy peak RSS MB', 'proxy CPU %', 'worker CPU %'],
+          rows: columns.map((c) => [c.path, c.load.okRps, c.load.latency.p50, c.load.latency.p99, c.load.latency.p999, c.load.non2xx, c.load.errors, c.proxyPeakMb ?? '–', c.proxyCpuPct ?? '–', c.workerCpuPct]),
         },
         {
           title: 'Ratios',

@@ -130,6 +130,9 @@ export const runStreams: Scenario = async (ctx) => {
       workersMbPer100Streams: per100(peakWorkers, idleWorkers),
       upstreamPeakMbDirect: toMb(sampler.peak('upstream', directStartMs, directEndMs)),
       upstreamPeakMbGraygate: toMb(sampler.peak('upstream', gwStartMs, gwEndMs)),
+      masterCpuPct: sampler.cpuPercent('master', gwStartMs, gwEndMs),
+      workersCpuPct: sampler.cpuPercent('workers', gwStartMs, gwEndMs),
+      upstreamCpuPctDirect: sampler.cpuPercent('upstream', directStartMs, directEndMs),
       idleAtStart: { masterMb: toMb(idle.bytes['master'] ?? 0), workersMb: toMb(idle.bytes['workers'] ?? 0) },
     };
     const added = {
@@ -162,10 +165,10 @@ export const runStreams: Scenario = async (ctx) => {
         },
         {
           title: 'Memory (RSS) while the streams were open through graygate',
-          headers: ['process', 'idle MB', 'peak MB', 'MB per 100 streams'],
+          headers: ['process', 'idle MB', 'peak MB', 'MB per 100 streams', 'CPU % (graygate phase)'],
           rows: [
-            ['master', memory.idleMasterMb, memory.peakMasterMb, memory.masterMbPer100Streams],
-            [`workers (${workerPids.length})`, memory.idleWorkersMb, memory.peakWorkersMb, memory.workersMbPer100Streams],
+            ['master', memory.idleMasterMb, memory.peakMasterMb, memory.masterMbPer100Streams, memory.masterCpuPct],
+            [`workers (${workerPids.length})`, memory.idleWorkersMb, memory.peakWorkersMb, memory.workersMbPer100Streams, memory.workersCpuPct],
           ],
         },
       ],

@@ -1,0 +1,38 @@
+import t from 'tap';
+import { DEFAULTS, validateConfig } from '../../shared/config.js';
+
+t.test('defaults fill a minimal config and the result is frozen', async (t) => {
+  const r = validateConfig({ versions: { v1: { weight: 1 } } });
+  if (!r.ok) throw new Error(r.problems.join('\n'));
+  t.same(r.value.limits.maxQueuePerVersion, DEFAULTS.limits.maxQueuePerVersion);
+  t.equal(r.value.versions.v1!.upstream.timeouts.firstByteMs, 120_000);
+  t.equal(r.value.versions.v1!.entry, 'dist/worker/main.js');
+  t.ok(Object.isFrozen(r.value.versions.v1!.upstream.timeouts), 'deep-frozen');
+});
+
+t.test('every problem is reported with its path', async (t) => {
+  const r = validateConfig({
+    listen: { port: 70000 },
+    routing: { unknownVersion: 'maybe', default: 'nope' },
+    limits: { maxSockets: 3, queueTimeoutMs: -1 },
+    versions: { v1: { weight: 1, instances: 0, upstream: { format: 'openai', url: 'not a url', apiKey: 'sk-x' } } },
+  });
+  t.equal(r.ok, false);
+  if (r.ok) return;
+  t.same(r.problems.sort(), [
+    'limits.maxSockets: is not supported, use limits.maxSocketsPerWorker',
+    'limits.queueTimeoutMs: must be ≥ 0',
+    'listen.port: must be ≤ 65535',
+    'routing.default: must name a configured version (v1)',
+    'routing.unknownVersion: must be "reject" or "fallback"',
+    'versions.v1.instances: must be ≥ 1',
+    'versions.v1.upstream.apiKey: is not supported, keys never sit in the file: put the key in an env var and name it in apiKeyEnv',
+    'versions.v1.upstream.url: must be a URL or "mock:"',
+  ]);
+});
+
+t.test('the shipped config/graygate.json is valid', async (t) => {
+  const { readFileSync } = await import('node:fs');
+  const r = validateConfig(JSON.parse(readFileSync(new URL('../../config/graygate.json', import.meta.url), 'utf8')));
+  t.ok(r.ok, r.ok ? 'valid' : r.problems.join('\n'));
+});
