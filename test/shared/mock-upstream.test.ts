@@ -1,0 +1,51 @@
+import t from 'tap';
+import { once } from 'node:events';
+import { startMockUpstream, mockText, type MockStream } from '../../shared/mock-upstream/index.js';
+
+// The mock upstream on its own (SPEC §8): non-streaming shapes, header controls, faults, close observation.
+
+t.test('mock upstream', async (t) => {
+  const mock = await startMockUpstream({ format: 'ollama' });
+  t.teardown(() => mock.close());
+  t.equal(mock.baseUrl, mock.url, 'ollama base URL is the origin');
+  const post = (path: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> =>
+    fetch(mock.url + path, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+  const messages = [{ role: 'user', content: 'one two' }];
+
+  t.test('non-streaming answers in each shape', async (t) => {
+    const o = (await (await post('/v1/chat/completions', { model: 'a', messages }, { 'x-mock-tokens': '3' })).json()) as { choices: Array<{ message: { content: string } }>; usage: { prompt_tokens: number } };
+    t.equal(o.choices[0]!.message.content, mockText(3));
+    t.equal(o.usage.prompt_tokens, 2);
+    const l = (await (await post('/api/chat', { model: 'b', messages, stream: false }, { 'x-mock-tokens': '4' })).json()) as { message: { content: string }; eval_count: number; done_reason: string };
+    t.same([l.message.content, l.eval_count, l.done_reason], [mockText(4), 4, 'stop']);
+    const a = (await (await post('/v1/messages', { model: 'c', max_tokens: 2, messages }, { 'x-mock-tokens': '5' })).json()) as { content: Array<{ text: string }>; stop_reason: string };
+    t.same([a.content[0]!.text, a.stop_reason], [mockText(2), 'max_tokens']);
+  });
+
+  t.test('ollama streams NDJSON by default; newline and token-size controls', async (t) => {
+    const res = await post('/api/chat', { model: 'b', messages }, { 'x-mock-tokens': '3', 'x-mock-newline': 'crlf', 'x-mock-token-size': '8' });
+    t.equal(res.headers.get('content-type'), 'application/x-ndjson');
+    const lines = (await res.text()).split('\r\n').filter((l) => l !== '');
+    t.equal(lines.length, 4);
+    t.equal(lines.slice(0, 3).map((l) => (JSON.parse(l) as { message: { content: string } }).message.content).join(''), mockText(3, 8));
+  });
+
+  t.test('error status in the format shape', async (t) => {
+    const res = await post('/v1/messages', { messages }, { 'x-mock-fault': 'status', 'x-mock-status': '429' });
+    t.equal(res.status, 429);
+    t.match(await res.json(), { type: 'error', error: { type: 'rate_limit_error' } });
+  });
+
+  t.test('a client hanging up is observed', async (t) => {
+    const started = once(mock.events, 'stream');
+    const res = await post('/v1/chat/completions', { messages, stream: true }, { 'x-mock-fault': 'stall' });
+    const [stream] = (await started) as [MockStream];
+    const closed = once(stream, 'close');
+    const reader = res.body!.getReader();
+    await reader.read();
+    await reader.cancel();
+    await closed;
+    t.equal(stream.isComplete, false);
+    t.ok(mock.stats.aborted >= 1);
+  });
+});

@@ -1,0 +1,41 @@
+import t from 'tap';
+import { once } from 'node:events';
+import { Deadlines } from '../../../worker/upstream/timeouts.js';
+
+// Each deadline aborts the combined signal with its own typed reason (STYLE §12).
+
+t.test('first-byte deadline fires when no bytes come', async (t) => {
+  const d = new Deadlines({ signal: new AbortController().signal, firstByteMs: 5, idleMs: 0, totalMs: 0 });
+  await once(d.signal, 'abort');
+  t.match(d.explain(new Error('x')), { code: 'upstream_timeout', phase: 'first-byte', status: 504 });
+  d.dispose();
+});
+
+t.test('idle deadline after the first bytes; pause stops it', async (t) => {
+  const d = new Deadlines({ signal: new AbortController().signal, firstByteMs: 1000, idleMs: 5, totalMs: 0 });
+  d.onBytes();
+  d.pause();
+  await new Promise((r) => setImmediate(r));
+  t.notOk(d.signal.aborted, 'paused: no idle deadline');
+  d.resume();
+  await once(d.signal, 'abort');
+  t.match(d.explain(undefined), { code: 'upstream_timeout', phase: 'idle' });
+  d.dispose();
+});
+
+t.test('total deadline and client abort', async (t) => {
+  const d = new Deadlines({ signal: new AbortController().signal, firstByteMs: 0, idleMs: 0, totalMs: 5 });
+  await once(d.signal, 'abort');
+  t.match(d.explain(undefined), { phase: 'total' });
+  const client = new AbortController();
+  const d2 = new Deadlines({ signal: client.signal, firstByteMs: 1000, idleMs: 1000, totalMs: 1000 });
+  const reason = new Error('client left');
+  client.abort(reason);
+  t.equal(d2.signal.aborted, true);
+  t.equal(d2.explain(new Error('other')), reason);
+  d2.dispose();
+  const err = new Error('not aborted');
+  const d3 = new Deadlines({ signal: new AbortController().signal, firstByteMs: 0, idleMs: 0, totalMs: 0 });
+  t.equal(d3.explain(err), err, 'no abort: the error is kept');
+  d3.dispose();
+});
