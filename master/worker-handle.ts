@@ -60,6 +60,8 @@ const KILL_GRACE_MS = 2000;
 export interface WorkerHandleEvents {
   ready: [];
   exit: [ExitReport];
+  /** The master has no request in flight to this worker any more. */
+  idle: [];
 }
 
 export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements AdmissionTarget {
@@ -67,7 +69,7 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
   readonly instance: number;
   readonly entry: string;
   readonly agent: Agent;
-  inflight = 0;
+  #inflight = 0;
   #state: WorkerState = 'starting';
   #child: ChildProcess | undefined;
   #target: URL | undefined;
@@ -86,6 +88,28 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
     this.entry = options.entry;
     this.#log = options.log.child({ version: this.version, instance: this.instance });
     this.agent = createWorkerAgent({ maxSockets: options.maxSockets, maxIdleSockets: options.maxIdleSockets });
+  }
+
+  /** Requests this master has in flight to the worker; changed only by admission leases. */
+  get inflight(): number {
+    return this.#inflight;
+  }
+  set inflight(value: number) {
+    this.#inflight = value;
+    if (value === 0) this.emit('idle');
+  }
+
+  /** Resolves when nothing is in flight to this worker, or after timeoutMs. */
+  async whenIdle(timeoutMs: number): Promise<void> {
+    if (this.#inflight === 0) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, timeoutMs);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.once('idle', done);
+    });
   }
 
   get state(): WorkerState {
@@ -174,10 +198,21 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
   }
 
   /**
-   * Drains and stops (STYLE §22): `shutdown` over IPC, wait for exit up to
+   * Drains and stops (STYLE §22). The caller has stopped routing to this
+   * worker. First the master's own in-flight requests finish and its idle
+   * keep-alive sockets are closed, so no request can be written onto a socket
+   * the worker is closing; then `shutdown` over IPC, wait for exit up to
    * deadlineMs, then SIGTERM, then SIGKILL. Resolves once the process is gone.
    */
   async stop(deadlineMs: number): Promise<void> {
+    const started = Date.now();
+    if (this.#state === 'ready') this.#state = 'draining';
+    await this.whenIdle(deadlineMs);
+    this.agent.destroy();
+    await this.#terminate(Math.max(0, deadlineMs - (Date.now() - started)));
+  }
+
+  async #terminate(deadlineMs: number): Promise<void> {
     const child = this.#child;
     if (child === undefined || child.exitCode !== null || child.signalCode !== null) {
       return;

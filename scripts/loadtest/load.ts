@@ -96,7 +96,9 @@ export function runLoad(options: LoadOptions): Promise<LoadResult> {
           errors,
           timeouts,
           non2xx: all.count - ok,
-          perSecond: seconds.map((s, t) => {
+          // Array.from, not map: a second with no answer at all is a hole in `seconds`, and map skips holes.
+          perSecond: Array.from({ length: seconds.length }, (_, t) => {
+            const s = seconds[t];
             const p = (s ?? { all: new Recorder(), ok: 0 }).all.percentiles();
             return { t, responses: p.count, ok: s?.ok ?? 0, p50: p.p50, p99: p.p99 };
           }),

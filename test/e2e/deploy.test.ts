@@ -1,0 +1,120 @@
+import t from 'tap';
+import { Agent, request } from 'node:http';
+import { admin, startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
+import { httpRequest, json } from '../helpers/http.js';
+import { isAlive, status, waitForStatus } from '../helpers/wait.js';
+
+// Issue 4: swapping a version's build while traffic flows, with no failed request.
+
+t.test('deploy while 20 concurrent clients send 2,000 requests: every request succeeds', async (t) => {
+  const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1, instances: 2 } } });
+  const oldPids = (await status(gw)).v1!.workers.map((w) => w.pid);
+  const agent = new Agent({ keepAlive: true, maxSockets: 20 });
+  t.teardown(() => agent.destroy());
+
+  let sent = 0;
+  const failures: string[] = [];
+  const pidsSeen = new Set<number>();
+  let deploy: Promise<{ status: number; body: { lastDeploy: { newPids: number[]; phase: string } } }> | undefined;
+  const client = async (): Promise<void> => {
+    while (sent < 2000) {
+      sent++;
+      // Start the deploy once the load is under way, from inside the load.
+      if (sent === 200) deploy = admin(gw, 'POST', '/admin/versions/v1/deploy', {});
+      const res = await httpRequest(`${gw.url}/slow?ms=1`, { agent }).catch((err: Error) => ({ status: 0, body: err.message, headers: {} }));
+      if (res.status !== 200) failures.push(`${res.status} ${res.body}`);
+      else pidsSeen.add(json<{ pid: number }>(res).pid);
+    }
+  };
+  await Promise.all(Array.from({ length: 20 }, client));
+  const deployed = await deploy!;
+  t.equal(deployed.status, 200, 'deploy answered 200 once complete');
+  t.equal(deployed.body.lastDeploy.phase, 'done');
+  t.same(failures, [], 'no request failed during the deploy');
+
+  const newPids = (await status(gw)).v1!.workers.map((w) => w.pid);
+  t.same(newPids.sort(), [...deployed.body.lastDeploy.newPids].sort());
+  for (const pid of oldPids) t.notOk(newPids.includes(pid), `old worker ${pid} replaced`);
+  for (const pid of oldPids) t.notOk(isAlive(pid), `old worker ${pid} exited`);
+  const after = await Promise.all(Array.from({ length: 10 }, () => httpRequest(`${gw.url}/slow?ms=0`)));
+  for (const r of after) t.ok(newPids.includes(json<{ pid: number }>(r).pid), 'new pids serve afterwards');
+});
+
+t.test('an SSE stream that started before a deploy finishes intact on the old worker, which then exits', async (t) => {
+  const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } });
+  const oldPid = (await status(gw)).v1!.workers[0]!.pid;
+  let deploy: ReturnType<typeof admin> | undefined;
+  const body = await new Promise<string>((resolve, reject) => {
+    const req = request(`${gw.url}/sse?events=60&ms=20`, { agent: false }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        text += chunk;
+        // Deploy as soon as the stream is flowing.
+        deploy ??= admin(gw, 'POST', '/admin/versions/v1/deploy', {});
+      });
+      res.on('end', () => resolve(text));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+  const events = body.trim().split('\n\n');
+  t.equal(events.length, 61, 'all 60 events and [DONE]');
+  t.equal(events.at(-1), 'data: [DONE]');
+  t.ok(events.slice(0, -1).every((e) => JSON.parse(e.slice(6)).pid === oldPid), 'served by the old worker throughout');
+  const deployed = await deploy!;
+  t.equal(deployed.status, 200);
+  t.notOk(isAlive(oldPid), 'the old worker exited after its stream');
+});
+
+t.test('builds that crash at start or never become ready are abandoned; the old build keeps serving', async (t) => {
+  const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } }, limits: { readyTimeoutMs: 4000 } });
+  const oldPid = (await status(gw)).v1!.workers[0]!.pid;
+
+  const crash = await admin<{ error: { code: string; message: string } }>(gw, 'POST', '/admin/versions/v1/deploy', { env: { TEST_WORKER_START: 'crash' } });
+  t.equal(crash.status, 500);
+  t.equal(crash.body.error.code, 'deploy_failed');
+  t.match(crash.body.error.message, /exited with code 3/);
+  t.match(crash.body.error.message, /crashing at start as asked/, 'the last stderr lines are in the reason');
+  let st = await status(gw);
+  t.equal(st.v1!.lastDeploy!.phase, 'failed', 'status records the failed attempt');
+  t.match(st.v1!.lastDeploy!.error!.reason, /exited with code 3/);
+  t.same(st.v1!.workers.map((w) => w.pid), [oldPid], 'old build untouched');
+
+  // A deploy whose build hangs is in progress long enough to see the 409.
+  const hanging = admin<{ error: { code: string; message: string } }>(gw, 'POST', '/admin/versions/v1/deploy', { env: { TEST_WORKER_START: 'hang' } });
+  await waitForStatus(gw, (v) => v.v1!.lastDeploy?.phase === 'starting', 'deploy running');
+  const second = await admin<{ error: { code: string } }>(gw, 'POST', '/admin/versions/v1/deploy', {});
+  t.equal(second.status, 409);
+  t.equal(second.body.error.code, 'deploy_in_progress');
+  const hung = await hanging;
+  t.equal(hung.status, 500);
+  t.match(hung.body.error.message, /not ready within 4000 ms/);
+  st = await status(gw);
+  t.same(st.v1!.workers.map((w) => w.pid), [oldPid]);
+  const res = await httpRequest(`${gw.url}/slow?ms=0`);
+  t.equal(json<{ pid: number }>(res).pid, oldPid, 'the old build still serves');
+});
+
+t.test('rollback returns to the previous entry; no previous build is 409', async (t) => {
+  const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 }, v2: { entry: TEST_WORKER_ENTRY, weight: 1 } } });
+  const none = await admin<{ error: { code: string } }>(gw, 'POST', '/admin/versions/v2/rollback');
+  t.equal(none.status, 409);
+  t.equal(none.body.error.code, 'no_previous_build');
+
+  const { WORKER_ENTRY } = await import('../helpers/gateway.js');
+  const deployed = await admin<{ entry: string; builds: Array<{ entry: string; current: boolean }> }>(gw, 'POST', '/admin/versions/v2/deploy', { entry: WORKER_ENTRY });
+  t.equal(deployed.status, 200);
+  t.equal(deployed.body.entry, WORKER_ENTRY);
+  t.same(deployed.body.builds, [{ entry: TEST_WORKER_ENTRY, current: false }, { entry: WORKER_ENTRY, current: true }]);
+  const models = await httpRequest(`${gw.url}/v1/models?version=v2`);
+  t.equal(models.status, 200, 'the real worker serves /v1/models');
+
+  const rolled = await admin<{ entry: string; lastDeploy: { kind: string } }>(gw, 'POST', '/admin/versions/v2/rollback');
+  t.equal(rolled.status, 200);
+  t.equal(rolled.body.entry, TEST_WORKER_ENTRY);
+  t.equal(rolled.body.lastDeploy.kind, 'rollback');
+  t.equal((await httpRequest(`${gw.url}/stats?version=v2`)).status, 200, 'the test build serves again');
+  t.equal((await admin(gw, 'POST', '/admin/versions/v2/rollback')).status, 409, 'nothing further back');
+});
