@@ -50,14 +50,13 @@ const adminPort = (admin.address() as AddressInfo).port;
 const shownHost = config.listen.host === '0.0.0.0' || config.listen.host === '::' ? 'localhost' : config.listen.host;
 const url = `http://${shownHost}:${mainPort}`;
 const adminUrl = `http://${config.admin.host}:${adminPort}`;
-log.info({ url, adminUrl, versions: [...supervisor.versions.keys()] }, 'graygate listening');
-if (process.stdout.isTTY === true || process.env['GRAYGATE_BANNER'] === '1') {
-  process.stdout.write(
-    `\ngraygate listening on ${url} (admin ${adminUrl})\n\n` +
-      `  curl -N ${url}/v1/chat/completions -H 'content-type: application/json' \\\n` +
-      `    -d '{"model":"graygate-mock","stream":true,"messages":[{"role":"user","content":"Hello"}]}'\n\n`,
-  );
-}
+const curl =
+  `curl -N ${url}/v1/chat/completions -H 'content-type: application/json' ` +
+  `-d '{"model":"graygate-mock","stream":true,"messages":[{"role":"user","content":"Hello"}]}'`;
+// SPEC §1: the URL and a ready-to-paste curl. On a terminal as plain lines; otherwise in the
+// JSON log line, so a log pipeline never sees non-JSON output.
+if (process.stdout.isTTY === true) process.stdout.write(`\ngraygate listening on ${url} (admin ${adminUrl})\n\n  ${curl}\n\n`);
+log.info({ url, adminUrl, versions: [...supervisor.versions.keys()], curl }, 'graygate listening');
 // PM2 `wait_ready` waits for the string 'ready'; tests and scripts read the addresses first.
 process.send?.({ type: 'listening', url: `http://127.0.0.1:${mainPort}`, adminUrl: `http://127.0.0.1:${adminPort}`, pid: process.pid });
 process.send?.('ready');
