@@ -74,7 +74,8 @@ export function createGatewayHandler(options: GatewayOptions): (req: IncomingMes
       if (version !== undefined && (code === 'queue_full' || code === 'queue_timeout' || code === 'no_ready_worker')) {
         metrics.onRejected(version, code);
       }
-      sendError(res, toErrorResponse(e), isClosing() ? { connection: 'close' } : {});
+      // A refused body is not worth reading to its end: close the connection (nginx does the same on 413).
+      sendError(res, toErrorResponse(e), isClosing() || code === 'body_too_large' ? { connection: 'close' } : {});
     };
 
     if (isClosing()) return reject('shutting_down');

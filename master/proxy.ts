@@ -97,7 +97,7 @@ export function createWorkerProxy(log: Logger): WorkerProxy {
       });
       proxy.web(req, res, { target: to.target, agent: to.agent }, (err: Error) => {
         if (ctx.proxyReq === undefined) finish(ctx);
-        if (ctx.isBodyTooLarge) return sendError(res, toErrorResponse(new GraygateError('body_too_large')));
+        if (ctx.isBodyTooLarge) return sendError(res, toErrorResponse(new GraygateError('body_too_large')), { connection: 'close' });
         // The client's socket, not req.destroyed: Node destroys a request once its body is read.
         if (res.writableEnded || req.socket.destroyed) return; // the client left; nobody to answer
         if (!res.headersSent) {
