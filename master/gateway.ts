@@ -57,7 +57,8 @@ export function createGatewayHandler(options: GatewayOptions): (req: IncomingMes
           reqId,
           version,
           method: req.method,
-          path,
+          // Without the query string: clients put keys there too (`?key=…`), and redact paths cannot reach inside a URL.
+          path: path.split('?', 1)[0],
           status,
           durationMs: Math.round(durationMs * 100) / 100,
           bytesOut: req.socket === null ? undefined : req.socket.bytesWritten - socketBytesAtStart,

@@ -1,50 +1,76 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { METRIC } from '../shared/metric-names.js';
-import type { Supervisor } from './supervisor.js';
 import type { WorkerState } from './worker-handle.js';
 
-// The master's own series (SPEC §9). Hot-path cost is one counter increment
-// and one histogram observation per request; gauges are read at scrape time.
+// The master's own series (SPEC §9, issue 5 part 2). Hot-path cost per request
+// is one counter increment and one histogram observation on label children
+// looked up once per (version, status) and cached; queue depth, workers and
+// restarts are read from the supervisor at scrape time, never per request.
 
 const WORKER_STATES: readonly WorkerState[] = ['starting', 'ready', 'draining', 'stopped', 'crashed'];
 
-// Proxy latency to response headers: sub-millisecond to seconds (issue 5 part 3).
-export const PROXY_LATENCY_BUCKETS_S = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+/** Proxy latency to response headers, seconds: 0.25 ms to 30 s (issue 5 part 3: sub-millisecond to seconds). */
+export const PROXY_LATENCY_BUCKETS_S = [0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+/** What the metrics read of a worker; WorkerHandle has it. */
+export interface WorkerView {
+  readonly state: WorkerState;
+  readonly instance: number;
+  readonly pid: number | undefined;
+  /** The worker's prom-client JSON, or undefined when it did not answer within deadlineMs. */
+  requestMetrics(deadlineMs: number): Promise<unknown[] | undefined>;
+}
+
+/** What the metrics read of a version; the supervisor's VersionGroup has it. */
+export interface VersionView {
+  readonly admission: { readonly queued: number };
+  readonly workers: readonly WorkerView[];
+  /** Old builds' workers still finishing requests. */
+  readonly draining: Iterable<WorkerView>;
+  readonly restarts: number;
+}
+
+/** What the metrics read of the supervisor (structural, so tests hand in plain objects). */
+export interface SupervisorView {
+  readonly versions: ReadonlyMap<string, VersionView>;
+}
 
 export interface MasterMetrics {
   readonly registry: Registry;
-  /** Every finished request; status 0 when the client left before any answer. */
+  /** Every finished request, once; status 0 when the client left before any answer. */
   onRequestDone(version: string, status: number, durationMs: number): void;
-  /** Time from request to response headers. */
+  /** Time from request arrival to response headers (the worker's, or the master's own error answer). */
   observeHeaderLatency(version: string, seconds: number): void;
+  /** A 503 the master answered itself: queue_full, queue_timeout or no_ready_worker. */
   onRejected(version: string, reason: string): void;
 }
 
-export function createMasterMetrics(supervisor: () => Supervisor | undefined): MasterMetrics {
+/** `supervisor` is read at scrape time; undefined before it exists. */
+export function createMasterMetrics(supervisor: () => SupervisorView | undefined): MasterMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const requests = new Counter({
     name: METRIC.requestsTotal,
-    help: 'Requests finished by the master, by version and HTTP status (0: client left before an answer)',
+    help: 'Requests finished by the master, by version and HTTP status (code 0: the client left before an answer)',
     labelNames: ['version', 'code'] as const,
     registers: [registry],
   });
   const duration = new Histogram({
     name: METRIC.requestDurationSeconds,
-    help: 'Time from request arrival to response headers, through the master',
+    help: 'Time from request arrival at the master to response headers, by version',
     labelNames: ['version'] as const,
     buckets: PROXY_LATENCY_BUCKETS_S,
     registers: [registry],
   });
   const rejected = new Counter({
     name: METRIC.rejectedTotal,
-    help: 'Requests the master answered itself with 503, by reason (queue_full, queue_timeout, no_ready_worker)',
+    help: 'Requests the master answered itself with 503, by version and reason (queue_full, queue_timeout, no_ready_worker)',
     labelNames: ['version', 'reason'] as const,
     registers: [registry],
   });
   new Gauge({
     name: METRIC.queueDepth,
-    help: 'Requests waiting for a worker slot, per version',
+    help: 'Requests waiting for a worker slot, by version',
     labelNames: ['version'] as const,
     registers: [registry],
     collect() {
@@ -54,7 +80,7 @@ export function createMasterMetrics(supervisor: () => Supervisor | undefined): M
   });
   new Gauge({
     name: METRIC.workers,
-    help: 'Worker processes by version and state',
+    help: 'Worker processes by version and state (draining builds included)',
     labelNames: ['version', 'state'] as const,
     registers: [registry],
     collect() {
@@ -68,7 +94,7 @@ export function createMasterMetrics(supervisor: () => Supervisor | undefined): M
   });
   new Counter({
     name: METRIC.workerRestartsTotal,
-    help: 'Crashed workers restarted, per version',
+    help: 'Crashed workers restarted, by version',
     labelNames: ['version'] as const,
     registers: [registry],
     collect() {
@@ -78,16 +104,25 @@ export function createMasterMetrics(supervisor: () => Supervisor | undefined): M
     },
   });
 
+  // Label children, cached: a request's cost is a Map lookup, not prom-client's label hashing.
+  const requestChildren = new Map<string, Counter.Internal>();
+  const durationChildren = new Map<string, Histogram.Internal<'version'>>();
   return {
     registry,
-    onRequestDone(version, status, _durationMs) {
-      requests.inc({ version, code: String(status) });
+    onRequestDone(version, status) {
+      const key = `${version} ${status}`;
+      let child = requestChildren.get(key);
+      if (child === undefined) requestChildren.set(key, (child = requests.labels({ version, code: String(status) })));
+      child.inc();
     },
     observeHeaderLatency(version, seconds) {
-      duration.observe({ version }, seconds);
+      let child = durationChildren.get(version);
+      if (child === undefined) durationChildren.set(version, (child = duration.labels({ version })));
+      child.observe(seconds);
     },
     onRejected(version, reason) {
       rejected.inc({ version, reason });
     },
   };
 }
+

@@ -2,28 +2,34 @@ import { pino, type Logger, type DestinationStream } from 'pino';
 
 export type { Logger };
 
-// Secrets never reach a log (SPEC §9). Paths cover request headers as we log
-// them and any upstream config that slips into a log object.
-export const REDACT_PATHS = [
-  'req.headers.authorization',
-  'req.headers["proxy-authorization"]',
-  'req.headers["x-api-key"]',
-  'req.headers["api-key"]',
-  'req.headers.cookie',
-  'headers.authorization',
-  'headers["x-api-key"]',
+// Secrets never reach a log (SPEC §9). Credentials travel in these headers:
+// the client's own (Authorization, and keys some SDKs send instead), the
+// worker's to the upstream (openai `authorization`, anthropic `x-api-key`),
+// and cookies. Paths cover headers at the top of a log object, under `req`,
+// and one level down (`{ request: { headers } }`, an upstream call), plus
+// API keys wherever a config object slips into a line.
+const SECRET_HEADERS = ['authorization', 'proxy-authorization', 'x-api-key', 'api-key', 'x-goog-api-key', 'cookie', 'set-cookie'];
+const HEADER_HOLDERS = ['headers', 'req.headers', '*.headers'];
+
+export const REDACT_PATHS: readonly string[] = [
+  ...HEADER_HOLDERS.flatMap((holder) => SECRET_HEADERS.map((h) => `${holder}["${h}"]`)),
   'apiKey',
   '*.apiKey',
+  'api_key',
+  '*.api_key',
 ];
 
+/** What a redacted value is replaced with. */
+export const REDACTED = '[redacted]';
+
 export interface LoggerOptions {
-  /** `master` or `worker`. */
+  /** Which process writes: `master`, `worker` or `cli`. */
   role: 'master' | 'worker' | 'cli';
   /** Worker's version name; absent for the master. */
   version?: string;
-  /** pino level; default `info`, LOG_LEVEL overrides. */
+  /** pino level; default the LOG_LEVEL env var, else `info`. */
   level?: string;
-  /** Where lines go; default stdout (pino-pretty when stdout is a TTY). Tests pass a sink. */
+  /** Where lines go; default stdout (pino-pretty when stdout is a TTY, JSON lines otherwise). Tests pass a sink. */
   destination?: DestinationStream;
 }
 
@@ -32,8 +38,9 @@ export function createLogger(options: LoggerOptions): Logger {
   const level = options.level ?? process.env['LOG_LEVEL'] ?? 'info';
   const base: Record<string, unknown> = { role: options.role, pid: process.pid };
   if (options.version !== undefined) base['version'] = options.version;
-  const pinoOptions = { level, base, redact: { paths: REDACT_PATHS, censor: '[redacted]' } };
+  const pinoOptions = { level, base, redact: { paths: [...REDACT_PATHS], censor: REDACTED } };
   if (options.destination !== undefined) return pino(pinoOptions, options.destination);
+  // Issue 5: readable on a terminal (`npm start`), JSON for anything that parses it.
   if (process.stdout.isTTY === true) {
     return pino({ ...pinoOptions, transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l' } } });
   }

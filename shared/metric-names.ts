@@ -1,13 +1,37 @@
-// Every metric name in one module (STYLE §3), exactly as SPEC §9 names them.
+// Every metric name and fixed label value in one module (STYLE §3), exactly as
+// SPEC §9 names them. The master, the workers, `graygate top` and the tests
+// all read these, so a rename is one edit.
 export const METRIC = {
+  // master
   requestsTotal: 'graygate_requests_total',
   requestDurationSeconds: 'graygate_request_duration_seconds',
   queueDepth: 'graygate_queue_depth',
   rejectedTotal: 'graygate_rejected_total',
   workers: 'graygate_workers',
   workerRestartsTotal: 'graygate_worker_restarts_total',
+  /** Not in SPEC §9's list: 1 when a worker answered the last /metrics scrape in time, 0 when its series are missing (issue 5). */
+  workerScrapeUp: 'graygate_worker_scrape_up',
+  // workers
   streamFirstTokenSeconds: 'graygate_stream_first_token_seconds',
   streamsActive: 'graygate_streams_active',
   upstreamErrorsTotal: 'graygate_upstream_errors_total',
   tokensTotal: 'graygate_tokens_total',
 } as const;
+
+/**
+ * `version` label of requests that got no version: a malformed or unknown
+ * version (400/404) or a gateway shutting down. Never the name the client
+ * sent, which would let any client mint new series.
+ */
+export const NO_VERSION = 'none';
+
+/** `worker` label of the master's own per-process series (default process metrics). */
+export const MASTER_WORKER_LABEL = 'master';
+
+/** `kind` of graygate_upstream_errors_total (issue 5 part 2). */
+export const UPSTREAM_ERROR_KINDS = ['connect', 'timeout', 'reset', 'status', 'protocol'] as const;
+export type UpstreamErrorKind = (typeof UPSTREAM_ERROR_KINDS)[number];
+
+/** `kind` of graygate_tokens_total, from the upstream's usage. */
+export const TOKEN_KINDS = ['prompt', 'completion'] as const;
+export type TokenKind = (typeof TOKEN_KINDS)[number];

@@ -7,12 +7,15 @@ import { listModels } from './models.js';
 import { handleChatCompletions } from './chat/handler.js';
 import { adapterFor } from './upstream/adapters.js';
 import { UpstreamClient } from './upstream/client.js';
+import type { WorkerMetrics } from './metrics.js';
 
 export interface WorkerServerOptions {
   settings: WorkerSettings;
   log: Logger;
   /** Where upstream requests go: upstream.url, or the embedded mock's URL for `mock:` (see upstream/resolve.ts). */
   upstreamBaseUrl: string;
+  /** The worker's metrics registry (SPEC §9); main.ts also answers the master's scrape from it. */
+  metrics: WorkerMetrics;
   /** Environment to read upstream.apiKeyEnv from. Default process.env. */
   env?: NodeJS.ProcessEnv;
 }
@@ -44,6 +47,7 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
     apiKey: upstream.apiKeyEnv === undefined ? undefined : env[upstream.apiKeyEnv],
     maxBodyBytes: settings.limits.maxBodyBytes,
     log,
+    metrics: options.metrics,
   };
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '/').split('?', 1)[0];

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { callAdmin, CliError, EXIT, type AdminClientOptions } from './admin-client.js';
 import { formatStatus, table, type StatusBody } from './format.js';
+import { runTop } from './top.js';
 
 // `graygate <command>` (SPEC §7): a thin client of the admin API, plus `start`
 // and `mock-upstream`, which run in this process.
@@ -9,7 +10,8 @@ const USAGE = `usage: graygate <command> [flags]
 
 commands:
   start [--config F]                        run the gateway (same as npm start)
-  status [--json]                           versions, weights, workers
+  status [--json] [--watch]                 versions, weights, workers (--watch: same as top)
+  top                                       live per-version req/s, error %, p99, queue (Ctrl-C quits)
   weights v1=90 v2=10                       set weights atomically (others unchanged)
   add NAME --entry F [--weight N] [--instances N]
   deploy NAME [--entry F] [--instances N]   swap NAME's worker build without dropping requests
@@ -39,6 +41,7 @@ async function run(argv: string[]): Promise<void> {
     options: {
       admin: { type: 'string' },
       json: { type: 'boolean', default: false },
+      watch: { type: 'boolean', default: false },
       config: { type: 'string' },
       entry: { type: 'string' },
       weight: { type: 'string' },
@@ -80,7 +83,10 @@ async function run(argv: string[]): Promise<void> {
       process.once('SIGTERM', stop);
       return;
     }
+    case 'top':
+      return watch(client);
     case 'status': {
+      if (values.watch) return watch(client);
       const status = await callAdmin<StatusBody>(client, 'GET', '/admin/status');
       return print(status, () => formatStatus(status));
     }
@@ -130,6 +136,12 @@ async function run(argv: string[]): Promise<void> {
     default:
       usage(`unknown command ${JSON.stringify(command)}`);
   }
+}
+
+function watch(client: AdminClientOptions): Promise<void> {
+  const stop = new AbortController();
+  process.once('SIGINT', () => stop.abort());
+  return runTop({ adminUrl: client.adminUrl, token: client.token, signal: stop.signal });
 }
 
 try {

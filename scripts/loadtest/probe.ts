@@ -18,17 +18,29 @@ export interface ProbeOptions {
   signal?: AbortSignal;
 }
 
-/** Resolves with the status (0 for a network error or a timeout) and the time to the end of the body. */
+/** Resolves with the status (0 for a network error or a timeout) and the time to the end of the body. Never rejects. */
 export function probe(url: string, options: ProbeOptions): Promise<ProbeResult> {
   const startedAt = performance.now();
   return new Promise((resolve) => {
-    const signals = [AbortSignal.timeout(Math.max(1, Math.ceil(options.timeoutMs))), ...(options.signal === undefined ? [] : [options.signal])];
-    const req = request(url, { method: options.method ?? 'GET', headers: options.headers ?? {}, agent: false, signal: AbortSignal.any(signals) }, (res) => {
+    // A plain timer, not AbortSignal.timeout/any: a composed signal nobody else
+    // references can be garbage-collected before it fires, and this wait must end.
+    const settle = (status: number): void => {
+      clearTimeout(timer);
+      options.signal?.removeEventListener('abort', onAbort);
+      resolve({ status, ms: performance.now() - startedAt });
+    };
+    const req = request(url, { method: options.method ?? 'GET', headers: options.headers ?? {}, agent: false }, (res) => {
       res.resume();
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, ms: performance.now() - startedAt }));
-      res.on('error', () => resolve({ status: 0, ms: performance.now() - startedAt }));
+      res.on('end', () => settle(res.statusCode ?? 0));
+      res.on('close', () => settle(res.complete ? (res.statusCode ?? 0) : 0));
     });
-    req.on('error', () => resolve({ status: 0, ms: performance.now() - startedAt }));
+    const onAbort = (): void => {
+      req.destroy();
+      settle(0);
+    };
+    const timer = setTimeout(onAbort, Math.max(1, Math.ceil(options.timeoutMs)));
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    req.on('error', () => settle(0));
     req.end(options.body);
   });
 }

@@ -6,6 +6,7 @@ export class Progress {
   readonly #isTty: boolean;
   readonly #isQuiet: boolean;
   #hasLine = false;
+  readonly #startedAt = performance.now();
 
   constructor(options: { isQuiet: boolean }) {
     this.#isTty = process.stderr.isTTY === true;
@@ -16,7 +17,7 @@ export class Progress {
   phase(text: string): void {
     if (this.#isQuiet) return;
     this.#clear();
-    process.stderr.write(`• ${text}\n`);
+    process.stderr.write(`• [${((performance.now() - this.#startedAt) / 1000).toFixed(1)} s] ${text}\n`);
   }
 
   /** A transient status (every second during a run): TTY only. */

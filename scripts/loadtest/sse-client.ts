@@ -33,12 +33,21 @@ export function readStream(url: string, options: StreamOptions): Promise<StreamR
   return new Promise((resolve) => {
     const finish = (error: string | null): void => {
       if (result.totalMs !== 0) return;
+      clearTimeout(timer);
+      options.signal?.removeEventListener('abort', onAbort);
       result.totalMs = performance.now() - startedAt;
       if (error !== null && result.error === null) result.error = error;
       resolve(result);
     };
-    const signal = AbortSignal.any([AbortSignal.timeout(options.timeoutMs), ...(options.signal === undefined ? [] : [options.signal])]);
-    const req = request(url, { method: 'POST', agent: options.agent, signal, headers: { 'content-type': 'application/json', ...options.headers } }, (res) => {
+    // A plain timer, not AbortSignal.timeout/any: a composed signal nobody else
+    // references can be garbage-collected before it fires, and every stream must end.
+    const onAbort = (): void => {
+      req.destroy();
+      finish('timed out or interrupted');
+    };
+    const timer = setTimeout(onAbort, options.timeoutMs);
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    const req = request(url, { method: 'POST', agent: options.agent, headers: { 'content-type': 'application/json', ...options.headers } }, (res) => {
       result.status = res.statusCode ?? 0;
       res.setEncoding('utf8');
       let pending = '';
@@ -54,6 +63,7 @@ export function readStream(url: string, options: StreamOptions): Promise<StreamR
       });
       res.on('end', () => finish(result.status === 200 ? (result.isDone ? null : 'stream ended without [DONE]') : `status ${result.status}`));
       res.on('error', (err) => finish(err.message));
+      res.on('close', () => finish(res.complete ? null : 'connection closed mid-stream'));
     });
     const onEvent = (event: string): void => {
       for (const line of event.split(/\r?\n/)) {

@@ -12,6 +12,7 @@ import { CompletionAggregator } from './aggregate.js';
 import { createStreamState, type UpstreamAdapter } from '../upstream/adapter.js';
 import type { UpstreamClient } from '../upstream/client.js';
 import { streamUpstream, type StreamStats } from '../upstream/stream.js';
+import { upstreamErrorKind, type WorkerMetrics } from '../metrics.js';
 
 // POST /v1/chat/completions (SPEC §5): validate, convert, call the upstream,
 // stream or aggregate, and log one line when done (SPEC §9).
@@ -25,6 +26,8 @@ export interface ChatHandlerOptions {
   /** limits.maxBodyBytes. */
   maxBodyBytes: number;
   log: Logger;
+  /** This worker's metrics (SPEC §9): fed once per request, never per chunk. */
+  metrics: WorkerMetrics;
 }
 
 /** Why the upstream call was aborted when the client left; never sent anywhere, so not in the catalogue. */
@@ -41,6 +44,7 @@ const STATUS_CLIENT_CLOSED = 499;
 export async function handleChatCompletions(req: IncomingMessage, res: ServerResponse, options: ChatHandlerOptions): Promise<void> {
   const startedMs = performance.now();
   const reqId = headerValue(req.headers['x-request-id']);
+  const { metrics } = options;
   // SPEC §5: the client leaving aborts the upstream at once, whatever the phase.
   const client = new AbortController();
   const onClose = (): void => {
@@ -59,12 +63,19 @@ export async function handleChatCompletions(req: IncomingMessage, res: ServerRes
     const body = await readBody(req, { maxBytes: options.maxBodyBytes, signal: client.signal });
     const chat = parseChatRequest(body);
     isStream = chat.stream === true;
+    if (isStream) metrics.streamStarted(); // paired with streamEnded in `finally`
     const { upstream } = options;
     const request = options.adapter.buildRequest(chat, { model: upstream.model, apiKey: options.apiKey });
     state = createStreamState({ id: `chatcmpl-${randomBytes(12).toString('base64url')}`, created: Math.floor(Date.now() / 1000), model: request.model });
     const extraHeaders: Record<string, string> = reqId === undefined ? {} : { 'x-request-id': reqId };
     const output = isStream
-      ? (writer = new SseWriter({ res, includeUsage: chat.stream_options?.include_usage === true, now: () => performance.now(), headers: extraHeaders }))
+      ? (writer = new SseWriter({
+          res,
+          includeUsage: chat.stream_options?.include_usage === true,
+          now: () => performance.now(),
+          headers: extraHeaders,
+          onFirstToken: (atMs) => metrics.observeFirstToken((atMs - startedMs) / 1000),
+        }))
       : (aggregator = new CompletionAggregator());
     await streamUpstream(
       {
@@ -88,6 +99,8 @@ export async function handleChatCompletions(req: IncomingMessage, res: ServerRes
     } else {
       const response = toErrorResponse(err);
       errorCode = response.body.error.code;
+      const kind = upstreamErrorKind(errorCode);
+      if (kind !== undefined) metrics.onUpstreamError(kind);
       if (response.status === 500) options.log.error({ err, reqId }, 'unexpected error in chat handler');
       if (writer?.isCommitted === true) writer.failAfterCommit(err);
       else {
@@ -98,12 +111,17 @@ export async function handleChatCompletions(req: IncomingMessage, res: ServerRes
     }
   } finally {
     res.off('close', onClose);
+    if (isStream) metrics.streamEnded();
+    if (state?.usage !== undefined) metrics.addTokens(state.usage);
     const durationMs = performance.now() - startedMs;
+    // Issue 5 part 4: the same keys as the master's line (reqId joins the two); pid and version are root bindings.
     const line: Record<string, unknown> = {
       reqId,
+      method: req.method,
+      path: (req.url ?? '/').split('?', 1)[0],
       status: res.headersSent ? res.statusCode : STATUS_CLIENT_CLOSED,
       durationMs: round(durationMs),
-      bytes: writer?.bytes ?? bytes,
+      bytesOut: writer?.bytes ?? bytes,
       stream: isStream,
       upstreamBytes: stats.upstreamBytes,
     };
@@ -113,6 +131,7 @@ export async function handleChatCompletions(req: IncomingMessage, res: ServerRes
       line['peakBufferedBytes'] = writer.peakBufferedBytes + stats.peakUpstreamBufferedBytes;
     }
     line['tokens'] = state?.usage?.completion_tokens ?? writer?.contentChunks ?? aggregator?.contentChunks ?? 0;
+    if (state?.usage !== undefined) line['promptTokens'] = state.usage.prompt_tokens;
     if (errorCode !== undefined) line['error'] = errorCode;
     options.log.info(line, 'request finished');
   }

@@ -18,6 +18,8 @@ export interface SseWriterOptions {
   now: () => number;
   /** Extra response headers (e.g. x-request-id). */
   headers?: Record<string, string>;
+  /** Called once, with the `now()` reading, when the first content chunk is written (the first-token metric, issue 5). */
+  onFirstToken?: (atMs: number) => void;
 }
 
 export class SseWriter implements ChatOutput {
@@ -43,7 +45,10 @@ export class SseWriter implements ChatOutput {
     const content = chunk.choices[0]?.delta.content;
     if (typeof content === 'string' && content !== '') {
       this.contentChunks++;
-      if (this.firstTokenAtMs === undefined) this.firstTokenAtMs = this.#options.now();
+      if (this.firstTokenAtMs === undefined) {
+        this.firstTokenAtMs = this.#options.now();
+        this.#options.onFirstToken?.(this.firstTokenAtMs);
+      }
     }
     // Bounded by what one upstream chunk produces, then written and reset.
     this.#batch += encodeChunk(chunk, raw);

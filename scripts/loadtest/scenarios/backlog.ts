@@ -44,7 +44,7 @@ interface Run {
 
 async function readWorkerStats(url: string, signal: AbortSignal): Promise<{ total: number; peakActive: number } | null> {
   try {
-    const res = await fetch(`${url}/stats`, { signal: AbortSignal.any([signal, AbortSignal.timeout(2000)]) });
+    const res = await fetch(`${url}/stats`, { signal: signal.aborted ? signal : AbortSignal.timeout(2000) });
     return (await res.json()) as { total: number; peakActive: number };
   } catch {
     return null; // (c) may still be busy with abandoned requests

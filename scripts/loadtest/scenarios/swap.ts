@@ -61,8 +61,9 @@ export const runSwap: Scenario = async (ctx) => {
     // The load runs at least durationS and until 1 s after the last operation, so
     // every swap happens under load even when deploys are slow; bounded at +60 s.
     const stopLoad = new AbortController();
+    signal.addEventListener('abort', () => stopLoad.abort(), { once: true });
     const loadPromise = runLoad({
-      url, method: 'POST', headers, body, connections, durationS: durationS + 60, signal: AbortSignal.any([signal, stopLoad.signal]),
+      url, method: 'POST', headers, body, connections, durationS: durationS + 60, signal: stopLoad.signal,
       onTick: (p) => progress.status(`${p.elapsedS}/≥${durationS} s  ${p.responses} answers  ${p.errors} errors  ${operations.length}/${plan.length} swaps done`),
     });
     const opsPromise = (async () => {

@@ -1,0 +1,64 @@
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import { Writable } from 'node:stream';
+import { createLogger, REDACTED } from '../../shared/log.js';
+import { ROOT } from '../helpers/gateway.js';
+
+// SPEC §9: secrets never reach a log line. Checked the pino way (STYLE §31):
+// real lines written to a sink, parsed back as JSON.
+
+function sink(): { stream: Writable; lines: () => Array<Record<string, unknown>>; text: () => string } {
+  const chunks: string[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      chunks.push(chunk.toString('utf8'));
+      cb();
+    },
+  });
+  const text = (): string => chunks.join('');
+  return { stream, text, lines: () => text().split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>) };
+}
+
+t.test('authorization headers and API keys are redacted wherever they sit', async (t) => {
+  const out = sink();
+  const log = createLogger({ role: 'worker', version: 'v1', level: 'info', destination: out.stream });
+  const cases: Array<[string, Record<string, unknown>]> = [
+    ['req.headers.authorization', { req: { headers: { authorization: 'Bearer SECRET-A', accept: '*/*' } } }],
+    ['req.headers x-api-key', { req: { headers: { 'x-api-key': 'SECRET-B' } } }],
+    ['req.headers proxy-authorization', { req: { headers: { 'proxy-authorization': 'Basic SECRET-C' } } }],
+    ['headers.cookie', { headers: { cookie: 'session=SECRET-D' } }],
+    ['an upstream call: request.headers', { request: { headers: { authorization: 'Bearer SECRET-E', 'x-api-key': 'SECRET-F', 'api-key': 'SECRET-G' } } }],
+    ['config apiKey', { upstream: { apiKey: 'SECRET-H', url: 'https://api.example' } }],
+    ['top-level apiKey', { apiKey: 'SECRET-I' }],
+  ];
+  for (const [, obj] of cases) log.info(obj, 'line');
+  const lines = out.lines();
+  t.equal(lines.length, cases.length);
+  t.notMatch(out.text(), /SECRET-/, 'no secret in any line');
+  t.equal((lines[0]!['req'] as { headers: Record<string, string> }).headers['authorization'], REDACTED);
+  t.equal((lines[0]!['req'] as { headers: Record<string, string> }).headers['accept'], '*/*', 'other headers are kept');
+  t.equal((lines[5]!['upstream'] as Record<string, string>)['url'], 'https://api.example', 'other config fields are kept');
+  t.match(lines[0], { role: 'worker', version: 'v1', pid: process.pid, msg: 'line' }, 'root bindings');
+});
+
+t.test('the level comes from the option, else LOG_LEVEL', async (t) => {
+  const out = sink();
+  const log = createLogger({ role: 'master', level: 'warn', destination: out.stream });
+  log.info('hidden');
+  log.warn('shown');
+  t.same(out.lines().map((l) => l['msg']), ['shown']);
+
+  const previous = process.env['LOG_LEVEL'];
+  process.env['LOG_LEVEL'] = 'error';
+  t.teardown(() => (previous === undefined ? delete process.env['LOG_LEVEL'] : (process.env['LOG_LEVEL'] = previous)));
+  t.equal(createLogger({ role: 'master', destination: sink().stream }).level, 'error');
+});
+
+t.test('stdout that is not a TTY gets JSON lines', async (t) => {
+  // A real process with piped stdout, as under a log collector; pino-pretty is for terminals only.
+  const script = `import { createLogger } from './dist/shared/log.js'; createLogger({ role: 'cli' }).info({ headers: { authorization: 'Bearer SECRET-Z' } }, 'hello');`;
+  const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, LOG_LEVEL: 'info' } });
+  t.equal(run.status, 0, run.stderr);
+  const line = JSON.parse(run.stdout.trim()) as Record<string, unknown>;
+  t.match(line, { role: 'cli', msg: 'hello', headers: { authorization: REDACTED } });
+});
