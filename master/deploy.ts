@@ -2,7 +2,7 @@ import { request } from 'node:http';
 import { GraygateError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import type { Build, Supervisor, VersionGroup } from './supervisor.js';
-import { WorkerStartFailure, type WorkerHandle } from './worker-handle.js';
+import type { ExitReport, WorkerHandle } from './worker-handle.js';
 
 // Swapping a version's worker build (SPEC §6, STYLE §21), one state machine:
 //   starting  fork the new build's workers, wait for each `ready`
@@ -56,7 +56,8 @@ export async function startBuild(supervisor: Supervisor, group: VersionGroup, bu
     return workers;
   } catch (err) {
     for (const w of workers) w.destroy();
-    const report = err instanceof WorkerStartFailure ? err.report : undefined;
+    // STYLE §7: branch on the code, not on the class.
+    const report = (err as { code?: string }).code === 'worker_start_failed' ? (err as { report: ExitReport }).report : undefined;
     const reason = report?.reason ?? (err as Error).message;
     record.phase = 'failed';
     record.error = { reason, exitCode: report?.code ?? null, signal: report?.signal ?? null, stderrTail: report?.stderrTail ?? [] };
@@ -89,6 +90,10 @@ export async function deployBuild(
   group.lastDeploy = record;
   try {
     const workers = await startBuild(supervisor, group, build, record, log);
+    if (group.isRemoved) {
+      for (const w of workers) w.destroy();
+      throw new GraygateError('deploy_failed', `${group.name} was removed during the deploy`);
+    }
     record.phase = 'switching';
     const previous = group.build;
     const old = supervisor.switchBuild(group, build, workers);

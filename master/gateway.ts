@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { GraygateError, isGraygateError, toErrorResponse, type ErrorCode } from '../shared/errors.js';
-import { headerValue, sendError, sendJson } from '../shared/http-headers.js';
+import { headerValue, sendError, sendJson, stripHopByHop } from '../shared/http-headers.js';
 import type { Logger } from '../shared/log.js';
 import type { Limits } from '../shared/config.js';
 import { chooseVersion } from './router.js';
@@ -82,7 +82,7 @@ export function createGatewayHandler(options: GatewayOptions): (req: IncomingMes
     if (isClosing()) return reject('shutting_down');
 
     const routing = supervisor.config.routing;
-    const factsResult = readRoutingFacts(path, req.headers, routing, randomUUID());
+    const factsResult = readRoutingFacts(path, req.headers, routing, randomUUID);
     if (!factsResult.ok) return reject('invalid_request', factsResult.message);
     const decision = chooseVersion(factsResult.facts, supervisor.routingTable);
     if (!decision.ok) return reject(decision.code, decision.message);
@@ -100,6 +100,13 @@ export function createGatewayHandler(options: GatewayOptions): (req: IncomingMes
     }
 
     req.url = factsResult.forwardPath;
+    // Go's ReverseProxy order: drop hop-by-hop headers first, then add ours, so a
+    // `Connection: x-request-id` from the client cannot remove them (SPEC §3).
+    const hasUncountedBody = req.headers['content-length'] === undefined && req.headers['transfer-encoding'] !== undefined;
+    stripHopByHop(req.headers);
+    // Node already answered `100 Continue`; forwarded, it would also hide the
+    // request from http-proxy-3's proxyReq event and so from slot accounting.
+    delete req.headers['expect'];
     req.headers['x-request-id'] = reqId;
     req.headers['x-graygate-version'] = version;
 
@@ -118,6 +125,7 @@ export function createGatewayHandler(options: GatewayOptions): (req: IncomingMes
           onDone: () => lease.release(),
           onResponseHeaders: () => metrics.observeHeaderLatency(group.name, Number(process.hrtime.bigint() - startedAt) / 1e9),
           maxBodyBytes: limits.maxBodyBytes,
+          hasUncountedBody,
           isClosing,
         });
       },

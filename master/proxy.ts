@@ -23,6 +23,8 @@ export interface ForwardOptions {
   onResponseHeaders: () => void;
   /** Request body byte limit for bodies without Content-Length. */
   maxBodyBytes: number;
+  /** The body has no Content-Length (chunked): count it against maxBodyBytes as it streams. */
+  hasUncountedBody: boolean;
   /** True while the master drains: responses get `Connection: close`. */
   isClosing: () => boolean;
 }
@@ -87,10 +89,7 @@ export function createWorkerProxy(log: Logger): WorkerProxy {
     forward(req, res, to, options) {
       const ctx: ProxyContext = { options, proxyReq: undefined, isDone: false, isBodyTooLarge: false };
       contexts.set(req, ctx);
-      if (req.headers['content-length'] === undefined && req.headers['transfer-encoding'] !== undefined) {
-        countBody(req, ctx);
-      }
-      stripHopByHop(req.headers);
+      if (options.hasUncountedBody) countBody(req, ctx);
       // The slot is free if the client left before a socket was ever taken.
       res.once('close', () => {
         if (ctx.proxyReq === undefined) finish(ctx);

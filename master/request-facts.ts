@@ -19,7 +19,8 @@ export function readRoutingFacts(
   rawTarget: string,
   headers: IncomingHttpHeaders,
   routing: Pick<RoutingConfig, 'query' | 'header' | 'stickyHeader' | 'stickyCookie'>,
-  freshId: string,
+  /** Called only when the request has no sticky key, so most requests pay for no id. */
+  newId: () => string,
 ): FactsResult {
   let target = rawTarget;
   if (!target.startsWith('/')) {
@@ -46,12 +47,10 @@ export function readRoutingFacts(
       forwardPath = target.slice(0, q) + (rest === '' ? '' : `?${rest}`);
     }
   }
-  const facts: RoutingFacts = {
-    queryVersion,
-    headerVersion: nonEmpty(headerValue(headers[routing.header])),
-    stickyHeader: nonEmpty(headerValue(headers[routing.stickyHeader])),
-    stickyCookie: nonEmpty(readCookie(headerValue(headers['cookie']), routing.stickyCookie)),
-    freshId,
-  };
+  const headerVersion = nonEmpty(headerValue(headers[routing.header]));
+  const stickyHeader = nonEmpty(headerValue(headers[routing.stickyHeader]));
+  const stickyCookie = nonEmpty(readCookie(headerValue(headers['cookie']), routing.stickyCookie));
+  const needsId = stickyHeader === undefined && stickyCookie === undefined;
+  const facts: RoutingFacts = { queryVersion, headerVersion, stickyHeader, stickyCookie, freshId: needsId ? newId() : '' };
   return { ok: true, facts, forwardPath };
 }

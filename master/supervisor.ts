@@ -35,6 +35,8 @@ export class VersionGroup {
   readonly previousBuilds: Build[] = [];
   lastDeploy: DeployRecord | undefined;
   isDeploying = false;
+  /** Set once the version is removed: no restart may bring its workers back. */
+  isRemoved = false;
 
   constructor(name: string, weight: number, build: Build, limits: Limits) {
     this.name = name;
@@ -72,6 +74,8 @@ export class Supervisor {
   readonly #log: Logger;
   readonly #fork: ForkFunction | undefined;
   readonly #restartTimers = new Set<NodeJS.Timeout>();
+  /** Every worker forked and not yet exited, whatever build or list it belongs to: stopAll ends them all. */
+  readonly #alive = new Set<WorkerHandle>();
 
   constructor(options: SupervisorOptions) {
     this.#config = options.config;
@@ -105,22 +109,20 @@ export class Supervisor {
       starts.push(...group.workers.map((w) => w.start()));
     }
     await Promise.all(starts);
-    for (const group of this.versions.values()) this.#watchCrashes(group, group.workers);
   }
 
   /** Forks a build's workers (not started). The deploy state machine uses this too. */
   spawnBuild(group: VersionGroup, build: Build): WorkerHandle[] {
-    return Array.from({ length: build.instances }, (_, instance) => this.#spawn(group.name, build, instance));
+    return Array.from({ length: build.instances }, (_, instance) => this.#spawn(group, build, instance));
   }
 
-  /** Restarts crashed members of `workers` while they are the group's current build. */
-  #watchCrashes(group: VersionGroup, workers: readonly WorkerHandle[]): void {
-    for (const handle of workers) this.#watchOne(group, handle);
-  }
-
-  #watchOne(group: VersionGroup, handle: WorkerHandle): void {
+  // Watching starts at fork time: a worker that dies while other versions are
+  // still starting is restarted too. Only members of the group's current build
+  // are restarted; others (an abandoned or retired build) are ignored.
+  #watchCrash(group: VersionGroup, handle: WorkerHandle): void {
     handle.once('exit', (report: ExitReport) => {
-      if (report.isIntended || this.#isStopping) return;
+      this.#alive.delete(handle);
+      if (report.isIntended || this.#isStopping || group.isRemoved) return;
       const slot = group.workers.indexOf(handle);
       if (slot === -1) return; // no longer the current build
       // A worker that stayed up a while was healthy: start counting afresh.
@@ -134,11 +136,11 @@ export class Supervisor {
       this.#log.warn({ version: group.name, instance: handle.instance, delayMs, reason: report.reason }, 'restarting crashed worker');
       const timer = setTimeout(() => {
         this.#restartTimers.delete(timer);
-        if (this.#isStopping || group.workers[slot] !== handle) return;
-        const replacement = this.#spawn(group.name, group.build, handle.instance);
+        if (this.#isStopping || group.isRemoved || group.workers[slot] !== handle) return;
+        const replacement = this.#spawn(group, group.build, handle.instance);
+        replacement.restarts = handle.restarts + 1;
         group.workers[slot] = replacement;
         group.restarts++;
-        this.#watchOne(group, replacement);
         replacement.start().then(
           () => group.admission.pump(),
           (err: unknown) => this.#log.warn({ version: group.name, err }, 'restarted worker failed to start'),
@@ -148,9 +150,10 @@ export class Supervisor {
     });
   }
 
-  #spawn(version: string, build: Build, instance: number): WorkerHandle {
+  #spawn(group: VersionGroup, build: Build, instance: number): WorkerHandle {
     const limits = this.#config.limits;
-    return new WorkerHandle({
+    const version = group.name;
+    const handle = new WorkerHandle({
       entry: build.entry,
       env: build.env,
       settings: {
@@ -167,6 +170,9 @@ export class Supervisor {
       log: this.#log,
       ...(this.#fork === undefined ? {} : { fork: this.#fork }),
     });
+    this.#alive.add(handle);
+    this.#watchCrash(group, handle);
+    return handle;
   }
 
   /** Makes `workers` the group's current build in one step and watches them for crashes. */
@@ -175,7 +181,6 @@ export class Supervisor {
     group.build = build;
     group.workers = workers;
     group.consecutiveCrashes = 0;
-    this.#watchCrashes(group, workers);
     group.admission.pump();
     return old;
   }
@@ -202,6 +207,7 @@ export class Supervisor {
 
   removeGroup(name: string): VersionGroup | undefined {
     const group = this.versions.get(name);
+    if (group !== undefined) group.isRemoved = true;
     this.versions.delete(name);
     this.#routingTable = this.#buildRoutingTable();
     return group;
@@ -218,15 +224,14 @@ export class Supervisor {
     this.#isStopping = true;
     for (const timer of this.#restartTimers) clearTimeout(timer);
     this.#restartTimers.clear();
-    const all: WorkerHandle[] = [];
-    for (const group of this.versions.values()) all.push(...group.workers, ...group.draining);
-    await Promise.all(all.map((w) => w.stop(deadlineMs)));
+    // Every live process, including builds a deploy or add is still starting.
+    await Promise.all([...this.#alive].map((w) => w.stop(deadlineMs)));
   }
 
   /** Kills every worker at once (fatal start-up failure). */
   destroyAll(): void {
     this.#isStopping = true;
-    for (const group of this.versions.values()) for (const w of [...group.workers, ...group.draining]) w.destroy();
+    for (const w of this.#alive) w.destroy();
   }
 
   #buildRoutingTable(): RoutingTable {

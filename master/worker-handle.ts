@@ -45,9 +45,11 @@ export interface ExitReport {
 }
 
 const STDERR_TAIL_LINES = 20;
+const MAX_STDERR_LINE_CHARS = 500;
 
 /** A worker that exited or was killed before it reported ready. */
 export class WorkerStartFailure extends Error {
+  readonly code = 'worker_start_failed';
   readonly report: ExitReport;
   constructor(report: ExitReport) {
     super(report.reason);
@@ -69,6 +71,8 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
   readonly instance: number;
   readonly entry: string;
   readonly agent: Agent;
+  /** Crashes this instance slot has had, carried over to its replacement by the supervisor. */
+  restarts = 0;
   #inflight = 0;
   #state: WorkerState = 'starting';
   #child: ChildProcess | undefined;
@@ -103,11 +107,12 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
   async whenIdle(timeoutMs: number): Promise<void> {
     if (this.#inflight === 0) return;
     await new Promise<void>((resolve) => {
-      const timer = setTimeout(done, timeoutMs);
-      function done(): void {
+      const done = (): void => {
         clearTimeout(timer);
+        this.off('idle', done);
         resolve();
-      }
+      };
+      const timer = setTimeout(done, timeoutMs);
       this.once('idle', done);
     });
   }
@@ -155,7 +160,8 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
         switch (msg.type) {
           case 'ready':
             if (msg.protocol !== PROTOCOL_VERSION) return fail(`worker speaks protocol ${msg.protocol}, master ${PROTOCOL_VERSION}`);
-            if (this.#state !== 'starting') return;
+            // Too late: the ready timer or a protocol mismatch already failed this start.
+            if (this.#state !== 'starting' || failure !== undefined) return;
             clearTimeout(readyTimer);
             this.#target = new URL(`http://${msg.address.host}:${msg.address.port}`);
             this.#state = 'ready';
@@ -250,8 +256,9 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
     child.stderr?.on('data', (chunk: string) => {
       process.stderr.write(chunk);
       const lines = (partial + chunk).split('\n');
-      partial = lines.pop() ?? '';
-      for (const line of lines) if (line !== '') this.#stderrTail.push(line.slice(0, 500));
+      // A line without end (a \r progress bar, a dump) must not grow the master: keep its tail only.
+      partial = (lines.pop() ?? '').slice(-MAX_STDERR_LINE_CHARS);
+      for (const line of lines) if (line !== '') this.#stderrTail.push(line.slice(0, MAX_STDERR_LINE_CHARS));
       if (this.#stderrTail.length > STDERR_TAIL_LINES) this.#stderrTail.splice(0, this.#stderrTail.length - STDERR_TAIL_LINES);
     });
   }

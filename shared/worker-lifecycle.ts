@@ -21,12 +21,24 @@ export interface WorkerLifecycleOptions {
   onDrain?: () => void;
 }
 
+// A worker whose master dies before runWorker is reached (still loading, or
+// awaiting its upstream) must not live on alone. Registered at import, which
+// happens before the entry's own code runs; runWorker takes over afterwards.
+let isLifecycleRunning = false;
+if (process.send !== undefined) {
+  if (!process.connected) process.exit(0);
+  process.once('disconnect', () => {
+    if (!isLifecycleRunning) process.exit(0);
+  });
+}
+
 function send(msg: WorkerToMaster): void {
   if (process.connected) process.send?.(msg);
 }
 
 export async function runWorker(options: WorkerLifecycleOptions): Promise<void> {
   const { server, log } = options;
+  isLifecycleRunning = true;
   server.keepAliveTimeout = options.keepAliveTimeoutMs ?? 65_000;
   server.headersTimeout = Math.max(server.headersTimeout, server.keepAliveTimeout + 1000);
 

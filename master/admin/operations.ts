@@ -54,6 +54,8 @@ export class Operations {
   readonly #log: Logger;
   readonly #options: OperationsOptions;
   #reloading: Promise<ReloadResult> | undefined;
+  /** Names being added right now: a second add of the same name is refused, not raced. */
+  readonly #adding = new Set<string>();
 
   constructor(options: OperationsOptions) {
     this.#supervisor = options.supervisor;
@@ -100,7 +102,18 @@ export class Operations {
   }
 
   async #add(name: string, version: VersionConfig, kind: 'add' | 'reload'): Promise<VersionStatus> {
-    if (this.#supervisor.versions.has(name)) throw new GraygateError('version_exists', `version "${name}" exists; deploy to change its build`);
+    if (this.#supervisor.versions.has(name) || this.#adding.has(name)) {
+      throw new GraygateError('version_exists', `version "${name}" exists; deploy to change its build`);
+    }
+    this.#adding.add(name);
+    try {
+      return await this.#startVersion(name, version, kind);
+    } finally {
+      this.#adding.delete(name);
+    }
+  }
+
+  async #startVersion(name: string, version: VersionConfig, kind: 'add' | 'reload'): Promise<VersionStatus> {
     const build = buildOf(version);
     const group = new VersionGroup(name, version.weight, build, this.#supervisor.config.limits);
     const record: DeployRecord = { kind, from: null, to: build.entry, phase: 'starting', startedAt: new Date().toISOString(), oldPids: [], newPids: [] };
@@ -138,8 +151,9 @@ export class Operations {
   }
 
   /** DELETE /admin/versions/:name: stop routing, drain, stop, forget. */
-  async removeVersion(name: string): Promise<{ removed: string }> {
+  async removeVersion(name: string): Promise<VersionStatus> {
     const group = this.#group(name);
+    if (group.isDeploying) throw new GraygateError('deploy_in_progress', `a deploy of ${name} is running; remove it once that finishes`);
     if (this.#supervisor.config.routing.default === name) {
       throw new GraygateError('invalid_request', `version "${name}" is the routing default; change routing.default first`);
     }
@@ -149,7 +163,7 @@ export class Operations {
     group.admission.destroy(new GraygateError('no_ready_worker', `version "${name}" was removed`));
     await this.#supervisor.retire(group, group.workers);
     this.#log.info({ version: name }, 'version removed');
-    return { removed: name };
+    return this.#versionStatus(group);
   }
 
   /** POST /admin/reload and SIGHUP: re-read the file and apply the difference. One at a time. */
@@ -195,6 +209,7 @@ export class Operations {
     }
     for (const name of [...this.#supervisor.versions.keys()]) {
       if (!Object.hasOwn(next.versions, name)) {
+        if (this.#supervisor.versions.get(name)!.isDeploying) throw new GraygateError('deploy_in_progress', `a deploy of ${name} is running`);
         const group = this.#supervisor.removeGroup(name)!;
         group.admission.destroy(new GraygateError('no_ready_worker', `version "${name}" was removed`));
         await this.#supervisor.retire(group, group.workers);

@@ -22,6 +22,14 @@ export interface AdminServerOptions {
 
 const MAX_ADMIN_BODY_BYTES = 64 * 1024;
 
+function decodeParam(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw new GraygateError('invalid_request', `malformed path segment ${JSON.stringify(raw.slice(0, 40))}`);
+  }
+}
+
 export function readJsonBody(req: IncomingMessage, maxBytes = MAX_ADMIN_BODY_BYTES): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const parts: Buffer[] = [];
@@ -29,8 +37,10 @@ export function readJsonBody(req: IncomingMessage, maxBytes = MAX_ADMIN_BODY_BYT
     req.on('data', (chunk: Buffer) => {
       size += chunk.length;
       if (size > maxBytes) {
+        // Answer first (the handler sends 413 with Connection: close); stop buffering what follows.
+        req.removeAllListeners('data');
+        req.resume();
         reject(new GraygateError('body_too_large', `admin bodies are limited to ${maxBytes} bytes`));
-        req.destroy();
         return;
       }
       parts.push(chunk);
@@ -76,7 +86,10 @@ export function createAdminServer(options: AdminServerOptions): Server {
       if (match === null) continue;
       pathMatched = true;
       if (method !== req.method) continue;
-      route(req, match.slice(1).map(decodeURIComponent)).then(
+      // Decoding runs inside the promise: a bad percent-escape is a 400, never a thrown error in the master.
+      Promise.resolve()
+        .then(() => route(req, match.slice(1).map(decodeParam)))
+        .then(
         ({ status, body, contentType }) => {
           if (contentType === undefined) return sendJson(res, status, body);
           res.writeHead(status, { 'content-type': contentType });
@@ -85,7 +98,7 @@ export function createAdminServer(options: AdminServerOptions): Server {
         (err: unknown) => {
           if (!isGraygateError(err)) log.error({ err, path }, 'admin call failed');
           else log.info({ code: err.code, path, message: err.message }, 'admin call refused');
-          sendError(res, toErrorResponse(err));
+          sendError(res, toErrorResponse(err), isGraygateError(err) && err.code === 'body_too_large' ? { connection: 'close' } : {});
         },
       );
       return;

@@ -33,7 +33,7 @@ export function versionStatus(group: VersionGroup, extra: { builds?: VersionStat
     pid: w.pid,
     instance: w.instance,
     state: w.state,
-    restarts: group.restarts,
+    restarts: w.restarts,
     inflight: w.inflight,
     queued,
     entry: w.entry,

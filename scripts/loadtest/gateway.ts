@@ -52,10 +52,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   delete env['PORT'];
   delete env['HOST'];
   const p = forkTracked('graygate', MASTER_ENTRY, ['--config', configPath], { cwd: ROOT, env });
-  const stop = async (): Promise<void> => {
-    await stopTracked(p);
-    rmSync(dir, { recursive: true, force: true });
-  };
+  p.cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  const stop = (): Promise<void> => stopTracked(p);
   let listening;
   try {
     listening = await waitForMessage(p, { pick: pickListening, timeoutMs: 30_000, signal: options.signal });

@@ -89,18 +89,17 @@ http {
 }
 
 export async function startNginx(options: NginxOptions): Promise<RunningNginx> {
-  const dir = mkdtempSync(join(tmpdir(), 'graygate-nginx-'));
-  chmodSync(dir, 0o755); // nginx's worker may run as nobody when we are root
   let lastError = '';
   for (let attempt = 0; attempt < 3; attempt++) {
+    // A fresh dir per attempt: stopping a failed attempt removes its own.
+    const dir = mkdtempSync(join(tmpdir(), 'graygate-nginx-'));
+    chmodSync(dir, 0o755); // nginx's worker may run as nobody when we are root
     const port = await freePort();
     const conf = join(dir, 'nginx.conf');
     writeFileSync(conf, config(dir, port, options));
     const p = spawnTracked('nginx', options.binary, ['-p', dir, '-c', conf]);
-    const stop = async (): Promise<void> => {
-      await stopTracked(p, { graceMs: 3000 });
-      rmSync(dir, { recursive: true, force: true });
-    };
+    p.cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const stop = (): Promise<void> => stopTracked(p, { graceMs: 3000 });
     const url = `http://127.0.0.1:${port}`;
     // Ready when it answers anything; bounded.
     const deadline = performance.now() + 10_000;
@@ -112,6 +111,5 @@ export async function startNginx(options: NginxOptions): Promise<RunningNginx> {
     lastError = p.stderrTail();
     await stopTracked(p, { graceMs: 1000 });
   }
-  rmSync(dir, { recursive: true, force: true });
   throw new Error(`nginx did not start: ${lastError}`);
 }

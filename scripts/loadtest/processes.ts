@@ -13,6 +13,8 @@ export interface Tracked {
   readonly exited: Promise<void>;
   /** Last lines of stderr, for error messages. */
   stderrTail(): string;
+  /** Synchronous clean-ups (temp dirs) run once the process is stopped, on every stop path. */
+  readonly cleanups: Array<() => void>;
 }
 
 export interface StopOptions {
@@ -30,7 +32,7 @@ function track(name: string, child: ChildProcess): Tracked {
     tail = (tail + d).slice(-STDERR_TAIL_BYTES);
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const tracked: Tracked = { name, child, pid: child.pid, exited, stderrTail: () => tail };
+  const tracked: Tracked = { name, child, pid: child.pid, exited, stderrTail: () => tail, cleanups: [] };
   running.add(tracked);
   // The leader is gone; its group may not be (a worker that outlived its master).
   void exited.then(() => killGroup(tracked.pid, 'SIGKILL'));
@@ -71,6 +73,17 @@ export async function stopTracked(p: Tracked, options: StopOptions = {}): Promis
   }
   killGroup(p.pid, 'SIGKILL');
   running.delete(p);
+  runCleanups(p);
+}
+
+function runCleanups(p: Tracked): void {
+  for (const cleanup of p.cleanups.splice(0)) {
+    try {
+      cleanup();
+    } catch {
+      // best effort: a temp dir left behind is not worth failing a run for
+    }
+  }
 }
 
 /** Stops everything still running, newest first. */
@@ -80,7 +93,10 @@ export async function stopAll(options: StopOptions = {}): Promise<void> {
 
 /** Last-resort cleanup: synchronous, for 'exit' and fatal paths. */
 export function killAllNow(): void {
-  for (const p of running) killGroup(p.pid, 'SIGKILL');
+  for (const p of running) {
+    killGroup(p.pid, 'SIGKILL');
+    runCleanups(p);
+  }
   running.clear();
 }
 

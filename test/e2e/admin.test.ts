@@ -57,4 +57,21 @@ t.test('admin errors keep the OpenAI shape', async (t) => {
   t.equal(res.status, 400);
   t.equal(((await res.json()) as { error: { code: string } }).error.code, 'invalid_request');
   t.equal((await admin(gw, 'GET', '/admin/weights')).status, 405);
+  const malformed = await admin<{ error: { code: string } }>(gw, 'DELETE', '/admin/versions/%E0%A4%A');
+  t.equal(malformed.status, 400, 'a bad percent-escape is a 400, and the master lives on');
+  t.equal(malformed.body.error.code, 'invalid_request');
+  t.equal((await admin(gw, 'GET', '/admin/status')).status, 200);
+  const big = await admin<{ error: { code: string } }>(gw, 'PUT', '/admin/weights', { v1: 1, pad: 'x'.repeat(70 * 1024) });
+  t.equal(big.status, 413);
+  t.equal(big.body.error.code, 'body_too_large');
+});
+
+t.test('two concurrent adds of one name: one wins, the other gets 409', async (t) => {
+  const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } });
+  const [a, b] = await Promise.all([
+    admin(gw, 'POST', '/admin/versions', { name: 'v3', entry: TEST_WORKER_ENTRY }),
+    admin(gw, 'POST', '/admin/versions', { name: 'v3', entry: TEST_WORKER_ENTRY }),
+  ]);
+  t.same([a.status, b.status].sort(), [201, 409]);
+  t.equal((await status(gw)).v3!.workers.length, 1, 'one group, one worker');
 });

@@ -13,14 +13,19 @@ t.test('deploy while 20 concurrent clients send 2,000 requests: every request su
   t.teardown(() => agent.destroy());
 
   let sent = 0;
+  let isDeployDone = false;
   const failures: string[] = [];
   const pidsSeen = new Set<number>();
   let deploy: Promise<{ status: number; body: { lastDeploy: { newPids: number[]; phase: string } } }> | undefined;
   const client = async (): Promise<void> => {
-    while (sent < 2000) {
+    // At least 2,000 requests, and the load keeps running until the deploy has finished.
+    while (sent < 2000 || !isDeployDone) {
       sent++;
       // Start the deploy once the load is under way, from inside the load.
-      if (sent === 200) deploy = admin(gw, 'POST', '/admin/versions/v1/deploy', {});
+      if (sent === 200) {
+        deploy = admin(gw, 'POST', '/admin/versions/v1/deploy', {});
+        void deploy.finally(() => (isDeployDone = true));
+      }
       const res = await httpRequest(`${gw.url}/slow?ms=1`, { agent }).catch((err: Error) => ({ status: 0, body: err.message, headers: {} }));
       if (res.status !== 200) failures.push(`${res.status} ${res.body}`);
       else pidsSeen.add(json<{ pid: number }>(res).pid);
@@ -34,6 +39,8 @@ t.test('deploy while 20 concurrent clients send 2,000 requests: every request su
 
   const newPids = (await status(gw)).v1!.workers.map((w) => w.pid);
   t.same(newPids.sort(), [...deployed.body.lastDeploy.newPids].sort());
+  t.ok(oldPids.some((p) => pidsSeen.has(p)) && newPids.some((p) => pidsSeen.has(p)), 'the load was served by old and new workers: the swap happened under it');
+  t.ok(sent >= 2000, `${sent} requests sent`);
   for (const pid of oldPids) t.notOk(newPids.includes(pid), `old worker ${pid} replaced`);
   for (const pid of oldPids) t.notOk(isAlive(pid), `old worker ${pid} exited`);
   const after = await Promise.all(Array.from({ length: 10 }, () => httpRequest(`${gw.url}/slow?ms=0`)));

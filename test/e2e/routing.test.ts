@@ -63,6 +63,8 @@ t.test('routing, proxy headers and errors through the real master', async (t) =>
     t.match(h['x-forwarded-host'], /^127\.0\.0\.1:\d+$/);
     for (const name of ['x-secret-hop', 'keep-alive', 'te', 'proxy-authorization']) t.notOk(h[name], `${name} not forwarded`);
     t.not(res.headers['keep-alive'], 'timeout=65', "the worker's Keep-Alive header is not passed back");
+    const sneaky = json<Echo>(await httpRequest(`${gw.url}/echo?version=v1`, { headers: { connection: 'x-request-id, x-graygate-version' } })).headers;
+    t.ok(sneaky['x-request-id'] && sneaky['x-graygate-version'] === 'v1', 'a Connection header cannot remove the proxy headers');
     const generated = await httpRequest(`${gw.url}/echo?version=v1`, { headers: { 'x-request-id': 'bad id with spaces' } });
     t.match(generated.headers['x-request-id'], /^[0-9a-f-]{36}$/, 'an unusable id is replaced');
   });
@@ -93,6 +95,19 @@ t.test('routing, proxy headers and errors through the real master', async (t) =>
     });
     t.equal(chunked.status, 413);
     t.equal(JSON.parse(chunked.body).error.code, 'body_too_large');
+    // With Expect: 100-continue the body is counted too.
+    const continued = await new Promise<number>((resolve, reject) => {
+      const req = request(`${gw.url}/slow?ms=5000`, { method: 'POST', agent: false, headers: { 'transfer-encoding': 'chunked', expect: '100-continue' } }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      });
+      req.on('continue', () => {
+        for (let i = 0; i < 20; i++) req.write('y'.repeat(100));
+        req.end();
+      });
+      req.on('error', reject);
+    });
+    t.equal(continued, 413);
   });
 
   t.test('healthz and readyz', async (t) => {

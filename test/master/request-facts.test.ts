@@ -16,8 +16,9 @@ t.test('reads facts and removes only the routing parameter', async (t) => {
     ['/x', { 'x-version': '', 'x-user-id': '' }, { facts: { headerVersion: undefined, stickyHeader: undefined } }],
   ];
   for (const [target, headers, want] of cases) {
-    const got = readRoutingFacts(target, headers, routing, 'fresh');
+    const got = readRoutingFacts(target, headers, routing, () => 'fresh');
     t.match(got, { ok: true, ...want }, target);
   }
-  t.match(readRoutingFacts('garbage target', {}, routing, 'f'), { ok: false });
+  t.match(readRoutingFacts('garbage target', {}, routing, () => 'f'), { ok: false });
+  t.match(readRoutingFacts('/x', { 'x-user-id': 'u' }, routing, () => t.fail('no id needed') as never), { ok: true, facts: { freshId: '' } });
 });

@@ -137,7 +137,10 @@ function recoveryText(r: RecoveryResult): string {
 export const runBacklog: Scenario = async (ctx) => {
   const kinds: ProxyKind[] = ctx.args.isNaive ? ['graygate', 'http-proxy-3', 'pipe'] : ['graygate'];
   const runs: Run[] = [];
-  for (const kind of kinds) runs.push(await runOne(kind, ctx));
+  for (const kind of kinds) {
+    ctx.signal.throwIfAborted(); // Ctrl-C: start nothing new
+    runs.push(await runOne(kind, ctx));
+  }
 
   const n503 = (r: Run): number => r.load.byStatus['503']?.count ?? 0;
   const p503 = (r: Run, q: 'p50' | 'p99'): string => (n503(r) === 0 ? '–' : String(r.load.byStatus['503']![q]));

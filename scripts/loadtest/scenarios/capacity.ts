@@ -47,6 +47,7 @@ export const runCapacity: Scenario = async (ctx) => {
     await warmUp({ url: `${gw.url}${CHAT_PATH}`, method: 'POST', headers: JSON_HEADERS, body, connections: steps[0]!, durationS: warmUpSeconds(durationS), signal });
     const results: Step[] = [];
     for (const connections of steps) {
+      signal.throwIfAborted(); // Ctrl-C: no further step
       progress.phase(`step ${connections} connections × ${durationS} s`);
       const fromMs = sampler.now();
       const load = await runLoad({

@@ -62,6 +62,7 @@ export const runCompare: Scenario = async (ctx) => {
     const body = chatBody({ tokens: TOKENS, intervalMs: 0 });
     const columns: Column[] = [];
     for (const target of targets) {
+      signal.throwIfAborted(); // Ctrl-C: no further column
       const url = `${target.url}${CHAT_PATH}`;
       progress.phase(`${target.path}: warm-up, then ${connections} connections × ${durationS} s`);
       await warmUp({ url, method: 'POST', headers: JSON_HEADERS, body, connections, durationS: warmUpSeconds(durationS), signal });

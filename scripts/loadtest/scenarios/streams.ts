@@ -111,6 +111,7 @@ export const runStreams: Scenario = async (ctx) => {
     const direct = await runStreamsPhase('direct to the upstream', `${mock.url}/chat/completions`, ctx, show('direct'));
     const directEndMs = sampler.now();
 
+    signal.throwIfAborted(); // Ctrl-C: skip the graygate phase
     const idleBeforeGw = sampler.sample();
     progress.phase(`graygate: ${args.streams} streams through master and worker to the same upstream`);
     const gwStartMs = sampler.now();
