@@ -1,4 +1,4 @@
-import { GraygateError } from '../shared/errors.js';
+import { GraygateError, isGraygateError } from '../shared/errors.js';
 
 // The backlog bound (SPEC §4, the keep-alive-agent incident): every request to
 // a worker holds one of its `maxSocketsPerWorker` slots, so the http.Agent never
@@ -46,27 +46,47 @@ export class VersionAdmission<W extends AdmissionTarget> {
   // A Set keeps insertion order, so it is a FIFO with O(1) removal of an abandoned waiter.
   readonly #waiters = new Set<Waiter<W>>();
   #isDestroyed = false;
+  // Refusals are constant: one shared instance each, no stack trace captured per 503.
+  readonly #queueFull: GraygateError;
+  readonly #noReadyWorker = new GraygateError('no_ready_worker');
 
   constructor(options: AdmissionOptions<W>) {
     this.#options = options;
+    this.#queueFull = new GraygateError('queue_full', undefined, { retryAfterS: options.retryAfterS ?? 1 });
   }
 
   get queued(): number {
     return this.#waiters.size;
   }
 
+  /**
+   * The synchronous fast path, taken by every request: a slot at once, a
+   * refusal at once, or undefined when the request must wait (then `wait`).
+   * Under a flood most requests end here, so it allocates nothing on refusal.
+   */
+  tryAcquire(): Lease<W> | GraygateError | undefined {
+    if (this.#isDestroyed) return this.#noReadyWorker;
+    const workers = this.#options.workers();
+    const free = this.#pickFree(workers);
+    if (free !== undefined) return this.#lease(free);
+    if (!workers.some((w) => w.isAccepting)) return this.#noReadyWorker;
+    if (this.#waiters.size >= this.#options.maxQueue) return this.#queueFull;
+    return undefined;
+  }
+
   /** Resolves with a slot on the least-loaded accepting worker, or rejects with a typed error. */
   acquire(signal: AbortSignal): Promise<Lease<W>> {
     if (signal.aborted) return Promise.reject(signal.reason);
-    if (this.#isDestroyed) return Promise.reject(new GraygateError('no_ready_worker'));
-    const workers = this.#options.workers();
-    const free = this.#pickFree(workers);
-    if (free !== undefined) return Promise.resolve(this.#lease(free));
-    if (!workers.some((w) => w.isAccepting)) return Promise.reject(new GraygateError('no_ready_worker'));
+    const now = this.tryAcquire();
+    if (isGraygateError(now)) return Promise.reject(now);
+    if (now !== undefined) return Promise.resolve(now);
+    return this.wait(signal);
+  }
+
+  /** Queues for a slot; call only after tryAcquire() returned undefined. */
+  wait(signal: AbortSignal): Promise<Lease<W>> {
+    if (signal.aborted) return Promise.reject(signal.reason);
     const retryAfterS = this.#options.retryAfterS ?? 1;
-    if (this.#waiters.size >= this.#options.maxQueue) {
-      return Promise.reject(new GraygateError('queue_full', undefined, { retryAfterS }));
-    }
     return new Promise<Lease<W>>((resolve, reject) => {
       const waiter: Waiter<W> = {
         resolve,

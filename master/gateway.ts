@@ -9,6 +9,8 @@ import { readRoutingFacts } from './request-facts.js';
 import type { Supervisor } from './supervisor.js';
 import type { WorkerProxy } from './proxy.js';
 import type { MasterMetrics } from './metrics.js';
+import type { Lease } from './admission.js';
+import type { WorkerHandle } from './worker-handle.js';
 
 // The main port's request path, as named steps applied in order (STYLE §17):
 // health → route → admit → forward → log. Each step is a plain function.
@@ -110,24 +112,31 @@ export function createGatewayHandler(options: GatewayOptions): (req: IncomingMes
     req.headers['x-request-id'] = reqId;
     req.headers['x-graygate-version'] = version;
 
+    const forward = (lease: Lease<WorkerHandle>): void => {
+      workerPid = lease.worker.pid;
+      proxy.forward(req, res, lease.worker, {
+        onDone: () => lease.release(),
+        onResponseHeaders: () => metrics.observeHeaderLatency(group.name, Number(process.hrtime.bigint() - startedAt) / 1e9),
+        maxBodyBytes: limits.maxBodyBytes,
+        hasUncountedBody,
+        isClosing,
+      });
+    };
+
+    // Fast path: a slot or a refusal at once, with no promise or signal (SPEC §4: 503 at once).
+    const now = group.admission.tryAcquire();
+    if (isGraygateError(now)) return reject(now.code, undefined, now);
+    if (now !== undefined) return forward(now);
+
     // The client leaving while queued drops the wait at once (SPEC §4).
     const abort = new AbortController();
-    const onClose = (): void => {
+    res.once('close', () => {
       if (!res.writableFinished) abort.abort(new Error('client closed the connection'));
-    };
-    res.once('close', onClose);
-
-    group.admission.acquire(abort.signal).then(
+    });
+    group.admission.wait(abort.signal).then(
       (lease) => {
         if (abort.signal.aborted) return lease.release();
-        workerPid = lease.worker.pid;
-        proxy.forward(req, res, lease.worker, {
-          onDone: () => lease.release(),
-          onResponseHeaders: () => metrics.observeHeaderLatency(group.name, Number(process.hrtime.bigint() - startedAt) / 1e9),
-          maxBodyBytes: limits.maxBodyBytes,
-          hasUncountedBody,
-          isClosing,
-        });
+        forward(lease);
       },
       (err: unknown) => {
         if (abort.signal.aborted) return; // nobody to answer
