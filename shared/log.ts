@@ -44,10 +44,5 @@ export function createLogger(options: LoggerOptions): Logger {
   if (process.stdout.isTTY === true) {
     return pino({ ...pinoOptions, transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l' } } });
   }
-  // One write(2) per line costs the master its 503 throughput under a flood
-  // (measured: 296k vs 497k answers in 20 s, scripts/loadtest backlog). An
-  // asynchronous destination with no minimum length writes at once when idle
-  // and, while a write is in flight, gathers the lines that arrive into the
-  // next one. pino flushes it synchronously on exit.
   return pino(pinoOptions);
 }
