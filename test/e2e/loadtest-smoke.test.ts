@@ -12,7 +12,7 @@ import { ROOT } from '../helpers/gateway.js';
 const LOADTEST = join(ROOT, 'dist/scripts/loadtest.js');
 const RUN_BOUND_MS = 45_000;
 
-type Test = typeof t;
+type Test = Parameters<Extract<Parameters<typeof t.test>[0], (t: never) => unknown>>[0];
 
 interface RunResult {
   code: number | null;
