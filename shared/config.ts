@@ -35,7 +35,9 @@ export const DEFAULTS = {
   },
   maxEventBytes: 1024 * 1024, // 1 MiB per SSE line / NDJSON line
   pingIntervalMs: 15_000, // SSE `: ping` comment while the upstream is silent
-  maxConnectionsPerUpstream: 256,
+  // Matches limits.maxSocketsPerWorker: a worker admits that many streams, and any beyond the
+  // pool would wait inside undici, where admission and metrics cannot see them.
+  maxConnectionsPerUpstream: 1024,
 } as const;
 
 const ms = z.number({ error: 'must be a number of milliseconds' }).int('must be an integer').min(0, 'must be ≥ 0');
