@@ -1,23 +1,11 @@
 import type { Gateway } from './gateway.js';
 import { admin } from './gateway.js';
+import type { VersionStatus, WorkerStatus } from '../../master/admin/status.js';
 
-export interface WorkerRow {
-  pid: number;
-  instance: number;
-  state: string;
-  restarts: number;
-  inflight: number;
-  queued: number;
-  entry: string;
-}
-export interface VersionRow {
-  weight: number;
-  entry: string;
-  queued: number;
-  workers: WorkerRow[];
-  builds: Array<{ entry: string; current: boolean }>;
-  lastDeploy: { phase: string; error?: { reason: string; stderrTail: string[] } } | null;
-}
+// The admin API's own types: tests read what the API declares it returns.
+// Tests read running workers only, so their pid is known.
+export type WorkerRow = WorkerStatus & { pid: number };
+export type VersionRow = Omit<VersionStatus, "workers" | "lastDeploy"> & { workers: WorkerRow[]; lastDeploy: { phase: string; error?: { reason: string; stderrTail: string[] } } | null };
 
 export async function status(gw: Gateway): Promise<Record<string, VersionRow>> {
   const { body } = await admin<{ versions: Record<string, VersionRow> }>(gw, 'GET', '/admin/status');

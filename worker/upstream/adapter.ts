@@ -59,6 +59,11 @@ export interface UpstreamAdapter {
 }
 
 /** JSON.parse that turns a syntax error into upstream_protocol_error (SPEC §5: never silently dropped). */
+/** A token count from an upstream usage field; anything but a finite number counts as 0. */
+export function tokenCount(value: unknown): number {
+  return typeof value === 'number' && Number.isFinite(value) ? value : 0;
+}
+
 export function parseUpstreamJson(data: string): Record<string, unknown> {
   let value: unknown;
   try {

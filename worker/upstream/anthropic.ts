@@ -2,7 +2,7 @@ import type { ChatRequest } from '../chat/request-schema.js';
 import { maxTokensOf, messageText, stopsOf } from '../chat/request-schema.js';
 import type { ChunkSink, FinishReason } from '../chat/chunk.js';
 import { GraygateError } from '../../shared/errors.js';
-import { parseUpstreamJson, requireModel, upstreamStreamError, type BuildOptions, type StreamState, type UpstreamAdapter, type UpstreamRequest } from './adapter.js';
+import { parseUpstreamJson, requireModel, tokenCount, upstreamStreamError, type BuildOptions, type StreamState, type UpstreamAdapter, type UpstreamRequest } from './adapter.js';
 import { contentChunk, finishChunk, roleChunk, usageChunk } from './chunk-builders.js';
 
 // Anthropic Messages upstream (SPEC §2: `{url}/v1/messages`), streamed as SSE:
@@ -63,8 +63,8 @@ export function convertAnthropicEvent(state: StreamState, type: string, data: st
   switch (kind) {
     case 'message_start': {
       const usage = (value['message'] as { usage?: { input_tokens?: unknown; output_tokens?: unknown } } | undefined)?.usage;
-      state.promptTokens = toCount(usage?.input_tokens);
-      state.completionTokens = toCount(usage?.output_tokens);
+      state.promptTokens = tokenCount(usage?.input_tokens);
+      state.completionTokens = tokenCount(usage?.output_tokens);
       sink.chunk(roleChunk(state));
       return;
     }
@@ -82,8 +82,8 @@ export function convertAnthropicEvent(state: StreamState, type: string, data: st
     case 'message_delta': {
       const delta = value['delta'] as { stop_reason?: unknown } | undefined;
       const usage = value['usage'] as { output_tokens?: unknown; input_tokens?: unknown } | undefined;
-      if (usage?.output_tokens !== undefined) state.completionTokens = toCount(usage.output_tokens);
-      if (usage?.input_tokens !== undefined && usage.input_tokens !== null) state.promptTokens = toCount(usage.input_tokens);
+      if (usage?.output_tokens !== undefined) state.completionTokens = tokenCount(usage.output_tokens);
+      if (usage?.input_tokens !== undefined && usage.input_tokens !== null) state.promptTokens = tokenCount(usage.input_tokens);
       if (delta?.stop_reason !== undefined && delta.stop_reason !== null) sink.chunk(finishChunk(state, mapAnthropicStopReason(delta.stop_reason)));
       return;
     }
@@ -100,10 +100,6 @@ export function convertAnthropicEvent(state: StreamState, type: string, data: st
     default: // ping, content_block_stop, and event types added later (Anthropic's versioning policy)
       return;
   }
-}
-
-function toCount(value: unknown): number {
-  return typeof value === 'number' && Number.isFinite(value) ? value : 0;
 }
 
 export const anthropicAdapter: UpstreamAdapter = {

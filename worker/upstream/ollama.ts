@@ -2,7 +2,7 @@ import type { ChatRequest } from '../chat/request-schema.js';
 import { maxTokensOf, messageText, stopsOf } from '../chat/request-schema.js';
 import type { ChunkSink, FinishReason } from '../chat/chunk.js';
 import { GraygateError } from '../../shared/errors.js';
-import { parseUpstreamJson, requireModel, upstreamStreamError, type BuildOptions, type StreamState, type UpstreamAdapter, type UpstreamRequest } from './adapter.js';
+import { parseUpstreamJson, requireModel, tokenCount, upstreamStreamError, type BuildOptions, type StreamState, type UpstreamAdapter, type UpstreamRequest } from './adapter.js';
 import { contentChunk, finishChunk, roleChunk, usageChunk } from './chunk-builders.js';
 
 // Ollama upstream (SPEC §2: `{url}/api/chat`): one JSON object per line
@@ -47,15 +47,11 @@ export function convertOllamaLine(state: StreamState, _type: string, line: strin
   if (typeof content === 'string' && content !== '') sink.chunk(contentChunk(state, content));
   if (value['done'] === true) {
     state.isDone = true;
-    state.promptTokens = numberOr0(value['prompt_eval_count']);
-    state.completionTokens = numberOr0(value['eval_count']);
+    state.promptTokens = tokenCount(value['prompt_eval_count']);
+    state.completionTokens = tokenCount(value['eval_count']);
     sink.chunk(finishChunk(state, mapOllamaDoneReason(value['done_reason'])));
     sink.chunk(usageChunk(state));
   }
-}
-
-function numberOr0(value: unknown): number {
-  return typeof value === 'number' && Number.isFinite(value) ? value : 0;
 }
 
 export const ollamaAdapter: UpstreamAdapter = {
