@@ -53,7 +53,7 @@ export function createGatewayHandler(options: GatewayOptions): (req: IncomingMes
     res.once('close', () => {
       const durationMs = Number(process.hrtime.bigint() - startedAt) / 1e6;
       const status = res.headersSent ? res.statusCode : 0; // 0: the client left before any answer
-      metrics.onRequestDone(version ?? 'none', status, durationMs);
+      metrics.onRequestDone(version ?? 'none', status);
       log.info(
         {
           reqId,

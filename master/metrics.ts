@@ -38,7 +38,7 @@ export interface SupervisorView {
 export interface MasterMetrics {
   readonly registry: Registry;
   /** Every finished request, once; status 0 when the client left before any answer. */
-  onRequestDone(version: string, status: number, durationMs: number): void;
+  onRequestDone(version: string, status: number): void;
   /** Time from request arrival to response headers (the worker's, or the master's own error answer). */
   observeHeaderLatency(version: string, seconds: number): void;
   /** A 503 the master answered itself: queue_full, queue_timeout or no_ready_worker. */

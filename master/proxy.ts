@@ -1,6 +1,6 @@
 import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
 import { createProxyServer } from 'http-proxy-3';
-import { GraygateError, toErrorResponse, type ErrorCode } from '../shared/errors.js';
+import { GraygateError, toErrorResponse, toSseErrorEvent } from '../shared/errors.js';
 import { isEventStream, sendError, stripHopByHop } from '../shared/http-headers.js';
 import type { Logger } from '../shared/log.js';
 
@@ -48,11 +48,8 @@ function finish(ctx: ProxyContext): void {
   ctx.options.onDone();
 }
 
-/** The last SSE event of a stream the worker cut (SPEC §4): the status was sent long ago. */
-export function streamErrorEvent(code: ErrorCode, message: string): string {
-  const { body } = toErrorResponse(new GraygateError(code, message));
-  return `data: ${JSON.stringify(body)}\n\n`;
-}
+// The worker died mid-response: the status went out long ago (SPEC §4).
+const WORKER_CUT_EVENT = toSseErrorEvent(new GraygateError('worker_error', 'the worker stopped in the middle of the stream'));
 
 export function createWorkerProxy(log: Logger): WorkerProxy {
   const proxy = createProxyServer({ xfwd: true, ws: false });
@@ -78,7 +75,7 @@ export function createWorkerProxy(log: Logger): WorkerProxy {
       if (proxyRes.complete || res.writableEnded || res.destroyed) return;
       // The worker died or reset mid-response: end the client's stream, never hang (SPEC §4).
       if (isEventStream(res.getHeader('content-type'))) {
-        res.end(streamErrorEvent('worker_error', 'the worker stopped in the middle of the stream'));
+        res.end(WORKER_CUT_EVENT);
       } else {
         res.destroy();
       }
@@ -104,7 +101,7 @@ export function createWorkerProxy(log: Logger): WorkerProxy {
           return sendError(res, toErrorResponse(new GraygateError('worker_error', undefined, { cause: err })));
         }
         if (isEventStream(res.getHeader('content-type')) && !res.writableEnded) {
-          return res.end(streamErrorEvent('worker_error', 'the worker stopped in the middle of the stream'));
+          return res.end(WORKER_CUT_EVENT);
         }
         res.destroy();
       });

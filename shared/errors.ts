@@ -95,6 +95,16 @@ export function toErrorResponse(err: unknown): ErrorResponse {
   return { status: e.status, headers, body: { error: { message: e.message, type: e.type, code: e.code } } };
 }
 
+/**
+ * The last event of a stream that failed after its status was sent (SPEC §4–§5,
+ * STYLE §9): the same error body as a JSON answer, as one SSE event. No
+ * `[DONE]` follows it. Used by the worker (upstream failures) and the master
+ * (a worker that died mid-stream).
+ */
+export function toSseErrorEvent(err: unknown): string {
+  return `data: ${JSON.stringify(toErrorResponse(err).body)}\n\n`;
+}
+
 /** An error as JSON-safe data, for IPC (STYLE §19). */
 export interface SerializedError {
   code: string;

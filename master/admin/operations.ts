@@ -153,17 +153,22 @@ export class Operations {
   /** DELETE /admin/versions/:name: stop routing, drain, stop, forget. */
   async removeVersion(name: string): Promise<VersionStatus> {
     const group = this.#group(name);
-    if (group.isDeploying) throw new GraygateError('deploy_in_progress', `a deploy of ${name} is running; remove it once that finishes`);
     if (this.#supervisor.config.routing.default === name) {
       throw new GraygateError('invalid_request', `version "${name}" is the routing default; change routing.default first`);
     }
     const othersWeighted = [...this.#supervisor.versions.values()].some((g) => g.name !== name && g.weight > 0);
     if (!othersWeighted) throw new GraygateError('invalid_request', `version "${name}" is the last version with weight > 0`);
-    this.#supervisor.removeGroup(name);
-    group.admission.destroy(new GraygateError('no_ready_worker', `version "${name}" was removed`));
-    await this.#supervisor.retire(group, group.workers);
-    this.#log.info({ version: name }, 'version removed');
+    await this.#retireVersion(group);
     return this.#versionStatus(group);
+  }
+
+  /** Stop routing to a version, refuse its waiters, drain and stop its workers. */
+  async #retireVersion(group: VersionGroup): Promise<void> {
+    if (group.isDeploying) throw new GraygateError('deploy_in_progress', `a deploy of ${group.name} is running; remove it once that finishes`);
+    this.#supervisor.removeGroup(group.name);
+    group.admission.destroy(new GraygateError('no_ready_worker', `version "${group.name}" was removed`));
+    await this.#supervisor.retire(group, group.workers);
+    this.#log.info({ version: group.name }, 'version removed');
   }
 
   /** POST /admin/reload and SIGHUP: re-read the file and apply the difference. One at a time. */
@@ -209,10 +214,7 @@ export class Operations {
     }
     for (const name of [...this.#supervisor.versions.keys()]) {
       if (!Object.hasOwn(next.versions, name)) {
-        if (this.#supervisor.versions.get(name)!.isDeploying) throw new GraygateError('deploy_in_progress', `a deploy of ${name} is running`);
-        const group = this.#supervisor.removeGroup(name)!;
-        group.admission.destroy(new GraygateError('no_ready_worker', `version "${name}" was removed`));
-        await this.#supervisor.retire(group, group.workers);
+        await this.#retireVersion(this.#supervisor.versions.get(name)!);
         result.applied.push(`removed ${name}`);
       }
     }

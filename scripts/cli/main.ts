@@ -73,15 +73,8 @@ async function run(argv: string[]): Promise<void> {
       return;
     }
     case 'mock-upstream': {
-      const format = values.format ?? 'openai';
-      if (!['openai', 'ollama', 'anthropic'].includes(format)) usage(`--format must be openai, ollama or anthropic, got ${JSON.stringify(format)}`);
-      const { startMockUpstream } = await import('../../shared/mock-upstream/index.js');
-      const mock = await startMockUpstream({ port: positiveInt(values.port, '--port') ?? 0, format: format as 'openai' | 'ollama' | 'anthropic' });
-      process.stdout.write(`mock upstream (${format}) listening on ${mock.baseUrl}\n`);
-      const stop = (): void => void mock.close().then(() => process.exit(0));
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
-      return;
+      const { runMockUpstreamCli } = await import('../../shared/mock-upstream/main.js');
+      return runMockUpstreamCli({ port: positiveInt(values.port, '--port') ?? 0, format: values.format });
     }
     case 'top':
       return watch(client);

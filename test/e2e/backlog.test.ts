@@ -1,5 +1,6 @@
 import t from 'tap';
 import { startGateway, TEST_WORKER_ENTRY, admin } from '../helpers/gateway.js';
+import { waitForStatus } from '../helpers/wait.js';
 import { httpRequest, json } from '../helpers/http.js';
 
 // The keep-alive-agent backlog incident (issue 2): one socket to a worker
@@ -54,7 +55,7 @@ t.test('queue timeout and a client leaving while queued', async (t) => {
   });
   // Hold the only slot for longer than the queue timeout.
   const holder = httpRequest(`${gw.url}/slow?ms=1500`);
-  await waitFor(async () => (await inflight(gw)) === 1);
+  await waitForStatus(gw, (v) => v.v1!.workers[0]!.inflight === 1, 'the slot is held');
   const timedOut = await httpRequest(`${gw.url}/slow?ms=0`);
   t.equal(timedOut.status, 503);
   t.equal(json<{ error: { code: string } }>(timedOut).error.code, 'queue_timeout');
@@ -63,25 +64,11 @@ t.test('queue timeout and a client leaving while queued', async (t) => {
   // A queued client that leaves is dropped from the queue at once and never reaches the worker.
   const controller = new AbortController();
   const leaving = fetch(`${gw.url}/slow?ms=0&leaver=1`, { signal: controller.signal }).catch(() => 'aborted');
-  await waitFor(async () => (await queued(gw)) === 1);
+  await waitForStatus(gw, (v) => v.v1!.queued === 1, 'the leaver is queued');
   controller.abort();
   t.equal(await leaving, 'aborted');
-  await waitFor(async () => (await queued(gw)) === 0);
+  await waitForStatus(gw, (v) => v.v1!.queued === 0, 'the leaver left the queue');
   await holder;
   const stats = json<{ total: number }>(await httpRequest(`${gw.url}/stats`));
   t.equal(stats.total, 1, 'only the holder reached the worker; the timed-out and the departed requests did not');
 });
-
-async function inflight(gw: Awaited<ReturnType<typeof startGateway>>): Promise<number> {
-  const { body } = await admin<{ versions: { v1: { workers: Array<{ inflight: number }> } } }>(gw, 'GET', '/admin/status');
-  return body.versions.v1.workers.reduce((n, w) => n + w.inflight, 0);
-}
-async function queued(gw: Awaited<ReturnType<typeof startGateway>>): Promise<number> {
-  const { body } = await admin<{ versions: { v1: { queued: number } } }>(gw, 'GET', '/admin/status');
-  return body.versions.v1.queued;
-}
-/** Polls a condition over the admin API; bounded so a broken test fails instead of hanging. */
-async function waitFor(condition: () => Promise<boolean>, attempts = 2000): Promise<void> {
-  for (let i = 0; i < attempts; i++) if (await condition()) return;
-  throw new Error('condition never became true');
-}

@@ -27,10 +27,10 @@ t.test('proxy latency buckets: sub-millisecond to seconds', async (t) => {
 t.test('master series: request counts, latency, rejections, gauges read at scrape time', async (t) => {
   const v1 = version([worker(0, 11, async () => []), worker(1, 12, async () => [], 'starting')], { admission: { queued: 3 }, restarts: 2 });
   const m = createMasterMetrics(() => ({ versions: new Map([['v1', v1]]) }));
-  m.onRequestDone('v1', 200, 1);
-  m.onRequestDone('v1', 200, 1);
-  m.onRequestDone('v1', 503, 1);
-  m.onRequestDone('none', 404, 1);
+  m.onRequestDone('v1', 200);
+  m.onRequestDone('v1', 200);
+  m.onRequestDone('v1', 503);
+  m.onRequestDone('none', 404);
   m.observeHeaderLatency('v1', 0.0004);
   m.observeHeaderLatency('v1', 2);
   m.onRejected('v1', 'queue_full');
@@ -68,7 +68,7 @@ t.test('gatherMetrics sums instances, keeps processes apart, reports missing wor
     ]),
   };
   const master = createMasterMetrics(() => supervisor);
-  master.onRequestDone('v1', 200, 1);
+  master.onRequestDone('v1', 200);
   const registry = await gatherMetrics(supervisor, master.registry, { deadlineMs: 50 });
   const text = await registry.metrics();
   t.doesNotThrow(() => parsePromText(text), 'parses with parse-prometheus-text-format');

@@ -2,7 +2,8 @@ import type { ServerResponse } from 'node:http';
 import type { ChatCompletionChunk } from './chunk.js';
 import { isUsageChunk } from './chunk.js';
 import type { ChatOutput } from '../upstream/stream.js';
-import { DONE_EVENT, PING_COMMENT, SSE_HEADERS, encodeChunk, encodeErrorEvent } from '../sse/encoder.js';
+import { DONE_EVENT, PING_COMMENT, SSE_HEADERS, encodeChunk } from '../sse/encoder.js';
+import { toSseErrorEvent } from '../../shared/errors.js';
 
 // A streaming answer (SPEC §5, issue 3 parts 6–8). The status is committed
 // late: headers go out with the first batch of chunks (or the first ping), so
@@ -87,7 +88,7 @@ export class SseWriter implements ChatOutput {
   failAfterCommit(err: unknown): void {
     if (this.#res.destroyed || this.#res.writableEnded) return;
     this.#batch = '';
-    this.#write(encodeErrorEvent(err));
+    this.#write(toSseErrorEvent(err));
     this.#res.end();
   }
 

@@ -1,4 +1,3 @@
-import { toErrorResponse } from '../../shared/errors.js';
 import type { ChatCompletionChunk } from '../chat/chunk.js';
 
 // SSE framing of what the worker sends (SPEC §5). Each chunk is serialised
@@ -11,11 +10,6 @@ export const PING_COMMENT = ': ping\n\n';
 
 export function encodeChunk(chunk: ChatCompletionChunk, raw?: string): string {
   return `data: ${raw ?? JSON.stringify(chunk)}\n\n`;
-}
-
-/** The last event of a stream that failed after its status was sent (STYLE §9): no `[DONE]` follows it. */
-export function encodeErrorEvent(err: unknown): string {
-  return `data: ${JSON.stringify(toErrorResponse(err).body)}\n\n`;
 }
 
 /** Response headers of a streaming answer. `x-accel-buffering: no` stops nginx in front of us from buffering it. */
