@@ -1,3 +1,4 @@
+import { isIPv4 } from 'node:net';
 import { z } from 'zod';
 
 // SPEC §2. One schema validates the config file, reloads and admin bodies
@@ -26,6 +27,16 @@ export const DEFAULTS = {
     maxBodyBytes: 10 * 1024 * 1024, // 10 MiB
     shutdownTimeoutMs: 30_000, // 30 s
     readyTimeoutMs: 15_000, // 15 s for a forked worker to report ready
+    // SPEC §4a (turn 2): the client ↔ master ↔ worker hop
+    bodyTimeoutMs: 30_000, // 30 s of silence while a client sends its body → 408 body_timeout
+    maxBufferedBodyBytes: 256 * 1024 * 1024, // 256 MiB of request bodies held by the master at once → 503 body_budget
+    workerHeadersTimeoutMs: 30_000, // 30 s from request sent to the worker's first response byte (a 102 ping counts) → 504
+    // workerIdleTimeoutMs: no fixed default; 2 × the version's pingIntervalMs + 5000 ms (see workerIdleTimeoutMsFor)
+    healthIntervalMs: 2000, // 2 s between IPC health probes of each worker
+    healthMisses: 3, // probes missed in a row before a worker is killed and replaced
+    maxHeaderBytes: 16 * 1024, // 16 KiB of request head (Node's default) → 431 headers_too_large
+    maxUrlBytes: 8 * 1024, // 8 KiB request target (nginx's large_client_header_buffers) → 414 url_too_long
+    maxPipelinedRequests: 32, // requests parsed ahead on one connection before the master stops reading it
   },
   upstreamTimeouts: {
     connectMs: 10_000, // 10 s
@@ -78,7 +89,30 @@ const versionNameKey = z.string().regex(VERSION_NAME, 'version names must match 
 export const configSchema = z
   .strictObject({
     listen: z.strictObject({ host: z.string().default(DEFAULTS.listen.host), port: port.default(DEFAULTS.listen.port) }).prefault({}),
-    admin: z.strictObject({ host: z.string().default(DEFAULTS.admin.host), port: port.default(DEFAULTS.admin.port) }).prefault({}),
+    admin: z
+      .strictObject({
+        host: z.string().default(DEFAULTS.admin.host),
+        port: port.default(DEFAULTS.admin.port),
+        /** Env vars never passed to workers, besides GRAYGATE_ADMIN_TOKEN (SPEC §6). */
+        redactEnv: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name')).default([]),
+        /** Directories an `entry` given to add/deploy must live in; empty: the working directory (SPEC §6). */
+        entryRoots: z.array(z.string().min(1, 'must not be empty')).default([]),
+      })
+      .prefault({}),
+    cors: z
+      .strictObject({
+        /** Origins allowed to call the main port from a browser (SPEC §12): a list, or "*"; default none. */
+        origins: z.union([z.literal('*'), z.array(z.string().refine(isOrigin, 'must be an origin such as https://app.example.com'))], {
+          error: 'must be "*" or a list of origins',
+        }).default([]),
+      })
+      .prefault({}),
+    config: z
+      .strictObject({
+        /** Watch the config file's directory and apply changes as a reload (SPEC §13). */
+        watch: z.boolean({ error: 'must be a boolean' }).default(false),
+      })
+      .prefault({}),
     routing: z
       .strictObject({
         query: z.string().min(1).default(DEFAULTS.routing.query),
@@ -98,6 +132,16 @@ export const configSchema = z
         maxBodyBytes: positiveInt.default(DEFAULTS.limits.maxBodyBytes),
         shutdownTimeoutMs: ms.default(DEFAULTS.limits.shutdownTimeoutMs),
         readyTimeoutMs: positiveInt.default(DEFAULTS.limits.readyTimeoutMs),
+        bodyTimeoutMs: positiveInt.default(DEFAULTS.limits.bodyTimeoutMs),
+        maxBufferedBodyBytes: positiveInt.default(DEFAULTS.limits.maxBufferedBodyBytes),
+        workerHeadersTimeoutMs: positiveInt.default(DEFAULTS.limits.workerHeadersTimeoutMs),
+        /** Default: 2 × the version's upstream.pingIntervalMs + 5000 (workerIdleTimeoutMsFor). */
+        workerIdleTimeoutMs: positiveInt.optional(),
+        healthIntervalMs: positiveInt.default(DEFAULTS.limits.healthIntervalMs),
+        healthMisses: positiveInt.default(DEFAULTS.limits.healthMisses),
+        maxHeaderBytes: positiveInt.min(1024, 'must be ≥ 1024').default(DEFAULTS.limits.maxHeaderBytes),
+        maxUrlBytes: positiveInt.min(256, 'must be ≥ 256').default(DEFAULTS.limits.maxUrlBytes),
+        maxPipelinedRequests: positiveInt.default(DEFAULTS.limits.maxPipelinedRequests),
       })
       .prefault({}),
     versions: z.record(versionNameKey, versionSchema),
@@ -107,6 +151,7 @@ export type Config = z.output<typeof configSchema>;
 export type VersionConfig = z.output<typeof versionSchema>;
 export type UpstreamConfig = z.output<typeof upstreamSchema>;
 export type Limits = Config['limits'];
+export type CorsConfig = Config['cors'];
 export type RoutingConfig = Config['routing'];
 
 // STYLE §26: a renamed or misplaced key gets a hint, not just "unknown key".
@@ -183,6 +228,26 @@ export function deepFreeze<T>(value: T): T {
   return value;
 }
 
+/**
+ * A literal loopback address or `localhost` (SPEC §6, issue 9 part 4): `127.0.0.0/8` written as a
+ * dotted quad, `::1`, `[::1]`. Anything else — `127.evil.example`, `localhost.example`, a name that
+ * merely resolves to 127.0.0.1 — is not loopback.
+ */
 export function isLoopbackHost(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\./.test(host);
+  const h = host.toLowerCase();
+  if (h === 'localhost' || h === '::1' || h === '[::1]') return true;
+  return isIPv4(h) && h.startsWith('127.');
+}
+
+/** SPEC §4a: 2 × pingIntervalMs + 5000 ms unless limits.workerIdleTimeoutMs is set; 0 (off) when pings are off. */
+export function workerIdleTimeoutMsFor(limits: Pick<Limits, 'workerIdleTimeoutMs'>, upstream: Pick<UpstreamConfig, 'pingIntervalMs'>): number {
+  if (limits.workerIdleTimeoutMs !== undefined) return limits.workerIdleTimeoutMs;
+  return upstream.pingIntervalMs > 0 ? 2 * upstream.pingIntervalMs + 5000 : 0;
+}
+
+/** `scheme://host[:port]` with nothing after it: what a browser sends in `Origin`. */
+export function isOrigin(value: string): boolean {
+  if (!URL.canParse(value)) return false;
+  const url = new URL(value);
+  return (url.protocol === 'http:' || url.protocol === 'https:') && url.origin === value.replace(/\/$/, '');
 }
