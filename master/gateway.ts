@@ -1,27 +1,56 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { GraygateError, isGraygateError, toErrorResponse, type ErrorCode } from '../shared/errors.js';
+import { performance } from 'node:perf_hooks';
+import { GraygateError, isGraygateError, toErrorResponse, toSseErrorEvent, type ErrorCode } from '../shared/errors.js';
 import { headerValue, sendError, sendJson, stripHopByHop } from '../shared/http-headers.js';
+import { bodyTooLarge, declaredLength, hasBody, readBody } from '../shared/body.js';
+import { workerIdleTimeoutMsFor } from '../shared/config.js';
 import type { Logger } from '../shared/log.js';
-import type { Limits } from '../shared/config.js';
+import { NO_VERSION } from '../shared/metric-names.js';
 import { chooseVersion } from './router.js';
 import { readRoutingFacts } from './request-facts.js';
 import type { Supervisor } from './supervisor.js';
-import type { WorkerProxy } from './proxy.js';
 import type { MasterMetrics } from './metrics.js';
 import type { Lease } from './admission.js';
 import type { WorkerHandle } from './worker-handle.js';
+import type { BodyBudget } from './body-budget.js';
+import { RequestContext } from './request-context.js';
+import { createWorkerProxy, type WorkerProxy } from './proxy.js';
+import type { RelayHooks } from './relay.js';
 
-// The main port's request path, as named steps applied in order (STYLE §17):
-// health → route → admit → forward → log. Each step is a plain function.
+// The main port's request path (SPEC §3, §4, §4a) as named steps over one
+// RequestContext, applied in order (STYLE §17):
+//   readHead → route → readRequestBody → admit → forward → (relay) → finish
+// Each step either hands the request on or refuses it through `refuse`, the one
+// function that turns any error into the client's answer. `finish` runs once
+// per request when its response closes: it releases what the request held and
+// writes the log line. The connection queue (connection-queue.ts) calls
+// `serve` for one request per client connection at a time.
 
 export interface GatewayOptions {
   supervisor: Supervisor;
-  proxy: WorkerProxy;
   log: Logger;
   metrics: MasterMetrics;
-  /** True once SIGTERM arrived: answer 503 with `Connection: close`. */
+  budget: BodyBudget;
+  /** True once SIGTERM arrived: new requests get 503 shutting_down, answers `Connection: close`. */
   isClosing: () => boolean;
+  /** Monotonic clock in ms. Default performance.now. */
+  now?: () => number;
+  /** Called after each request is over (shutdown closes the idle keep-alive sockets it leaves). */
+  onRequestDone?: () => void;
+}
+
+export interface Gateway {
+  /** A request arrived (it may wait behind another on its connection): counted in flight from now. */
+  arrive(): void;
+  /** Serves one request (the connection queue's `serve`). */
+  serve(req: IncomingMessage, res: ServerResponse): void;
+  /** A pipelined request dropped before its turn because its connection closed. */
+  drop(req: IncomingMessage, res: ServerResponse): void;
+  /** Requests arrived and not finished. */
+  readonly inflight: number;
+  /** Resolves when no request is in flight (shutdown waits for requests, not connections). */
+  idle(): Promise<void>;
 }
 
 // x-request-id from the client is kept when it is a sane token (SPEC §3);
@@ -32,119 +61,264 @@ export function pickRequestId(sent: string | undefined, fresh: () => string): st
   return sent !== undefined && REQUEST_ID.test(sent) ? sent : fresh();
 }
 
-export function createGatewayHandler(options: GatewayOptions): (req: IncomingMessage, res: ServerResponse) => void {
-  const { supervisor, proxy, log, metrics, isClosing } = options;
+/** Refusals that count in graygate_rejected_total (the master's own overload answers). */
+const REJECTION_CODES: ReadonlySet<ErrorCode> = new Set(['queue_full', 'queue_timeout', 'no_ready_worker', 'body_budget', 'worker_timeout']);
+/** Refusals after which the rest of the request cannot have been read: the connection closes (nginx does the same on 413). */
+const CLOSING_CODES: ReadonlySet<ErrorCode> = new Set(['body_too_large', 'body_timeout', 'body_budget', 'url_too_long']);
+const HEALTH_PATHS: ReadonlySet<string> = new Set(['/healthz', '/readyz']);
+/** Methods whose requests carry a body by definition: forwarded with `Content-Length: 0` when empty. */
+const BODY_METHODS: ReadonlySet<string> = new Set(['POST', 'PUT', 'PATCH']);
 
-  return function handle(req, res) {
-    const startedAt = process.hrtime.bigint();
-    const path = req.url ?? '/';
-    if (path === '/healthz') return sendJson(res, 200, { status: 'ok' });
-    if (path === '/readyz') {
-      const ready = supervisor.isReady && !isClosing();
-      return sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not_ready', versions: readiness(supervisor) });
-    }
+export function createGateway(options: GatewayOptions): Gateway {
+  const { supervisor, log, metrics, budget, isClosing } = options;
+  const now = options.now ?? (() => performance.now());
+  let inflight = 0;
+  let idleWaiters: Array<() => void> = [];
 
-    const reqId = pickRequestId(headerValue(req.headers['x-request-id']), randomUUID);
-    res.setHeader('x-request-id', reqId);
-    let version: string | undefined;
-    let workerPid: number | undefined;
-    const socketBytesAtStart = req.socket.bytesWritten;
+  const hooks: RelayHooks = {
+    now,
+    isClosing,
+    refuse: (ctx, err) => refuse(ctx, err),
+    onHeaders: (ctx) => {
+      if (ctx.version !== undefined) metrics.observeHeaderLatency(ctx.version, (ctx.headersAtMs - ctx.startedAtMs) / 1000);
+    },
+    onBodySent: (ctx) => releaseBody(ctx),
+  };
+  const proxy: WorkerProxy = createWorkerProxy({ log, refuse: (ctx, err) => refuse(ctx, err), hooks });
 
-    res.once('close', () => {
-      const durationMs = Number(process.hrtime.bigint() - startedAt) / 1e6;
-      const status = res.headersSent ? res.statusCode : 0; // 0: the client left before any answer
-      metrics.onRequestDone(version ?? 'none', status);
-      log.info(
-        {
-          reqId,
-          version,
-          method: req.method,
-          // Without the query string: clients put keys there too (`?key=…`), and redact paths cannot reach inside a URL.
-          path: path.split('?', 1)[0],
-          status,
-          durationMs: Math.round(durationMs * 100) / 100,
-          bytesOut: req.socket === null ? undefined : req.socket.bytesWritten - socketBytesAtStart,
-          workerPid,
-          aborted: !res.writableFinished,
-        },
-        'request',
-      );
-    });
-
-    const reject = (code: ErrorCode, message?: string, err?: GraygateError): void => {
-      const e = err ?? new GraygateError(code, message);
-      if (version !== undefined) metrics.observeHeaderLatency(version, Number(process.hrtime.bigint() - startedAt) / 1e9);
-      if (version !== undefined && (code === 'queue_full' || code === 'queue_timeout' || code === 'no_ready_worker')) {
-        metrics.onRejected(version, code);
+  function serve(req: IncomingMessage, res: ServerResponse): void {
+    const ctx = new RequestContext(req, res, now());
+    res.once('close', () => finish(ctx));
+    try {
+      if (!readHead(ctx) || !route(ctx)) return;
+      if (!hasBody(req)) {
+        admit(ctx);
+        return;
       }
-      // A refused body is not worth reading to its end: close the connection (nginx does the same on 413).
-      sendError(res, toErrorResponse(e), isClosing() || code === 'body_too_large' ? { connection: 'close' } : {});
-    };
-
-    if (isClosing()) return reject('shutting_down');
-
-    const routing = supervisor.config.routing;
-    const factsResult = readRoutingFacts(path, req.headers, routing, randomUUID);
-    if (!factsResult.ok) return reject('invalid_request', factsResult.message);
-    const decision = chooseVersion(factsResult.facts, supervisor.routingTable);
-    if (!decision.ok) return reject(decision.code, decision.message);
-    version = decision.version;
-    res.setHeader('x-graygate-version', version);
-    if (decision.setCookie !== undefined) res.setHeader('set-cookie', decision.setCookie);
-
-    const group = supervisor.versions.get(version);
-    if (group === undefined) return reject('unknown_version', `unknown version "${version}"`);
-
-    const limits: Limits = supervisor.config.limits;
-    const declaredLength = Number(headerValue(req.headers['content-length']) ?? '0');
-    if (declaredLength > limits.maxBodyBytes) {
-      return reject('body_too_large', `request body is ${declaredLength} bytes, the limit is ${limits.maxBodyBytes}`);
+      readRequestBody(ctx);
+    } catch (err) {
+      refuse(ctx, err);
     }
+  }
 
-    req.url = factsResult.forwardPath;
+  // Step 1: what the head alone decides — health, request id, URL size, draining.
+  function readHead(ctx: RequestContext): boolean {
+    const { req, res } = ctx;
+    const target = req.url ?? '/';
+    const path = target.split('?', 1)[0]!;
+    if (HEALTH_PATHS.has(path)) {
+      ctx.isHealthCheck = true;
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        res.setHeader('allow', 'GET, HEAD');
+        refuse(ctx, new GraygateError('method_not_allowed', `${path} answers GET and HEAD`));
+        return false;
+      }
+      if (path === '/healthz') sendJson(res, 200, { status: 'ok' });
+      else {
+        const ready = supervisor.isReady && !isClosing();
+        sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not_ready', versions: readiness(supervisor) });
+      }
+      return false;
+    }
+    ctx.reqId = pickRequestId(headerValue(req.headers['x-request-id']), randomUUID);
+    res.setHeader('x-request-id', ctx.reqId);
+    const limits = supervisor.config.limits;
+    if (target.length > limits.maxUrlBytes) {
+      refuse(ctx, new GraygateError('url_too_long', `the request target is ${target.length} bytes, the limit is ${limits.maxUrlBytes}`));
+      return false;
+    }
+    if (isClosing()) {
+      refuse(ctx, new GraygateError('shutting_down'));
+      return false;
+    }
+    return true;
+  }
+
+  // Step 2: the version (SPEC §3), and what it decides before any body byte is read.
+  function route(ctx: RequestContext): boolean {
+    const { req, res } = ctx;
+    const factsResult = readRoutingFacts(req.url ?? '/', req.headers, supervisor.config.routing, randomUUID);
+    if (!factsResult.ok) {
+      refuse(ctx, new GraygateError('invalid_request', factsResult.message));
+      return false;
+    }
+    const decision = chooseVersion(factsResult.facts, supervisor.routingTable);
+    if (!decision.ok) {
+      refuse(ctx, new GraygateError(decision.code, decision.message));
+      return false;
+    }
+    const group = supervisor.versions.get(decision.version);
+    if (group === undefined) {
+      refuse(ctx, new GraygateError('unknown_version', `unknown version "${decision.version}"`));
+      return false;
+    }
+    ctx.version = decision.version;
+    ctx.group = group;
+    ctx.forwardPath = factsResult.forwardPath;
+    res.setHeader('x-graygate-version', decision.version);
+    if (decision.setCookie !== undefined) res.setHeader('set-cookie', decision.setCookie);
+    // SPEC §4a/issue 9 part 7: an over-limit Content-Length is refused before `100 Continue`.
+    const maxBodyBytes = supervisor.config.limits.maxBodyBytes;
+    const declared = declaredLength(req);
+    if (declared !== undefined && declared > maxBodyBytes) {
+      refuse(ctx, bodyTooLarge(declared, maxBodyBytes));
+      return false;
+    }
+    return true;
+  }
+
+  // Step 3: the whole body, before a worker slot is taken (nginx proxy_request_buffering on).
+  function readRequestBody(ctx: RequestContext): void {
+    const { req, res } = ctx;
+    ctx.phase = 'body';
+    const limits = supervisor.config.limits;
+    // The server has a checkContinue listener, so Node sent no `100 Continue`: send it now that the body is wanted.
+    if (/100-continue/i.test(headerValue(req.headers['expect']) ?? '')) res.writeContinue();
+    readBody(req, { maxBytes: limits.maxBodyBytes, idleTimeoutMs: limits.bodyTimeoutMs, signal: ctx.signal, budget }).then(
+      (body) => {
+        ctx.body = body;
+        ctx.budgetBytes = body.length;
+        if (ctx.phase === 'done') return releaseBody(ctx);
+        admit(ctx);
+      },
+      (err: unknown) => refuse(ctx, err),
+    );
+  }
+
+  // Step 4: a worker slot, or a bounded wait for one, or 503 at once (SPEC §4).
+  function admit(ctx: RequestContext): void {
+    const group = ctx.group!;
+    ctx.phase = 'queue';
+    const now = group.admission.tryAcquire();
+    if (isGraygateError(now)) return refuse(ctx, now);
+    if (now !== undefined) return forward(ctx, now);
+    group.admission.wait(ctx.signal).then(
+      (lease) => {
+        if (ctx.phase === 'done') return lease.release();
+        forward(ctx, lease);
+      },
+      (err: unknown) => refuse(ctx, err),
+    );
+  }
+
+  // Step 5: the request, with the master's framing and headers, to the chosen worker.
+  function forward(ctx: RequestContext, lease: Lease<WorkerHandle>): void {
+    const { req } = ctx;
+    ctx.lease = lease;
+    ctx.workerPid = lease.worker.pid;
+    req.url = ctx.forwardPath;
     // Go's ReverseProxy order: drop hop-by-hop headers first, then add ours, so a
     // `Connection: x-request-id` from the client cannot remove them (SPEC §3).
-    const hasUncountedBody = req.headers['content-length'] === undefined && req.headers['transfer-encoding'] !== undefined;
     stripHopByHop(req.headers);
-    // Node already answered `100 Continue`; forwarded, it would also hide the
-    // request from http-proxy-3's proxyReq event and so from slot accounting.
+    // Node already handled `Expect`; forwarded, it would also hide the request from http-proxy-3's proxyReq event.
     delete req.headers['expect'];
-    req.headers['x-request-id'] = reqId;
-    req.headers['x-graygate-version'] = version;
+    // SPEC §4a: framing is the master's, never the client's: a fresh Content-Length for the body it read.
+    if (ctx.body.length > 0 || BODY_METHODS.has(req.method ?? '')) req.headers['content-length'] = String(ctx.body.length);
+    else delete req.headers['content-length'];
+    req.headers['x-request-id'] = ctx.reqId;
+    req.headers['x-graygate-version'] = ctx.version;
+    const limits = supervisor.config.limits;
+    const upstream = ctx.group!.build.upstream;
+    proxy.forward(ctx, lease.worker, { headersMs: limits.workerHeadersTimeoutMs, idleMs: workerIdleTimeoutMsFor(limits, upstream) });
+  }
 
-    const forward = (lease: Lease<WorkerHandle>): void => {
-      workerPid = lease.worker.pid;
-      proxy.forward(req, res, lease.worker, {
-        onDone: () => lease.release(),
-        onResponseHeaders: () => metrics.observeHeaderLatency(group.name, Number(process.hrtime.bigint() - startedAt) / 1e9),
-        maxBodyBytes: limits.maxBodyBytes,
-        hasUncountedBody,
-        isClosing,
-      });
+  /**
+   * The one function that turns any error into the client's answer (STYLE §8):
+   * an OpenAI-shaped error before the status went out, a final SSE error event
+   * on a stream after it (STYLE §9), a reset otherwise; and the worker request,
+   * if any, is aborted.
+   */
+  function refuse(ctx: RequestContext, err: unknown): void {
+    const { req, res } = ctx;
+    const response = toErrorResponse(err);
+    const code = response.body.error.code;
+    ctx.errorCode ??= code;
+    if (code === 'internal_error') log.error({ err, reqId: ctx.reqId }, 'unexpected error in the request path');
+    if (ctx.version !== undefined && REJECTION_CODES.has(code)) metrics.onRejected(ctx.version, code);
+    if (!ctx.isClientGone && !res.writableEnded) {
+      if (!res.headersSent) {
+        if (ctx.version !== undefined) metrics.observeHeaderLatency(ctx.version, (now() - ctx.startedAtMs) / 1000);
+        // The connection closes after a refusal that left request bytes unread, and while draining.
+        const isBodyUnread = (ctx.phase === 'head' || ctx.phase === 'body') && hasBody(req);
+        const isClosingConnection = isClosing() || CLOSING_CODES.has(code) || isBodyUnread;
+        sendError(res, response, isClosingConnection ? { connection: 'close' } : {});
+      } else if (ctx.isEventStream) {
+        ctx.isStreamFailed = true;
+        res.end(toSseErrorEvent(err));
+      } else {
+        res.destroy();
+      }
+    }
+    ctx.proxyReq?.destroy();
+  }
+
+  function releaseBody(ctx: RequestContext): void {
+    if (ctx.budgetBytes > 0) budget.release(ctx.budgetBytes);
+    ctx.budgetBytes = 0;
+  }
+
+  // The response closed (finished, or the client left): release what the request held, log once.
+  function finish(ctx: RequestContext): void {
+    const { req, res } = ctx;
+    const wasPhase = ctx.phase;
+    ctx.phase = 'done';
+    clearTimeout(ctx.workerTimer);
+    ctx.workerTimer = undefined;
+    const isAborted = !res.writableFinished;
+    if (isAborted) {
+      ctx.abort?.abort(new GraygateError('invalid_request', 'the client closed the connection'));
+      ctx.proxyReq?.destroy();
+    }
+    // No worker request was ever made (the client left first): the slot is free now.
+    if (ctx.proxyReq === undefined) ctx.lease?.release();
+    releaseBody(ctx);
+    if (ctx.isHealthCheck) return done();
+    const status = res.headersSent ? res.statusCode : 0; // 0: the client left before any answer
+    const version = ctx.version ?? NO_VERSION;
+    metrics.onRequestDone(version, status);
+    const line: Record<string, unknown> = {
+      reqId: ctx.reqId,
+      version: ctx.version,
+      method: req.method,
+      // Without the query string: clients put keys there too (`?key=…`), and redact paths cannot reach inside a URL.
+      path: (req.url ?? '/').split('?', 1)[0],
+      status,
+      durationMs: Math.round((now() - ctx.startedAtMs) * 100) / 100,
+      bytesOut: req.socket === null ? undefined : req.socket.bytesWritten - ctx.socketBytesAtStart,
+      workerPid: ctx.workerPid,
+      aborted: isAborted,
     };
+    if (isAborted && wasPhase !== 'relay') line['phase'] = wasPhase;
+    if (ctx.errorCode !== undefined) line['error'] = ctx.errorCode;
+    if (ctx.isStreamFailed) line['streamFailed'] = true;
+    log.info(line, 'request');
+    done();
+  }
 
-    // Fast path: a slot or a refusal at once, with no promise or signal (SPEC §4: 503 at once).
-    const now = group.admission.tryAcquire();
-    if (isGraygateError(now)) return reject(now.code, undefined, now);
-    if (now !== undefined) return forward(now);
+  function done(): void {
+    inflight--;
+    options.onRequestDone?.();
+    if (inflight === 0 && idleWaiters.length > 0) {
+      const waiters = idleWaiters;
+      idleWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
 
-    // The client leaving while queued drops the wait at once (SPEC §4).
-    const abort = new AbortController();
-    res.once('close', () => {
-      if (!res.writableFinished) abort.abort(new Error('client closed the connection'));
-    });
-    group.admission.wait(abort.signal).then(
-      (lease) => {
-        if (abort.signal.aborted) return lease.release();
-        forward(lease);
-      },
-      (err: unknown) => {
-        if (abort.signal.aborted) return; // nobody to answer
-        if (isGraygateError(err)) return reject(err.code, undefined, err);
-        log.error({ err, reqId }, 'admission failed');
-        reject('internal_error');
-      },
-    );
+  return {
+    arrive() {
+      inflight++;
+    },
+    serve,
+    // Never started: nothing held, no log line (the client left before its turn).
+    drop: () => done(),
+    get inflight() {
+      return inflight;
+    },
+    idle() {
+      if (inflight === 0) return Promise.resolve();
+      return new Promise((resolve) => idleWaiters.push(resolve));
+    },
   };
 }
 

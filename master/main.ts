@@ -1,16 +1,15 @@
-import { createServer } from 'node:http';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { createLogger } from '../shared/log.js';
 import { EXIT_CONFIG, configPath, loadConfig } from './config-file.js';
 import { Supervisor } from './supervisor.js';
-import { createWorkerProxy } from './proxy.js';
-import { createGatewayHandler } from './gateway.js';
+import { createGateway } from './gateway.js';
+import { createMainServer } from './main-server.js';
+import { BodyBudget } from './body-budget.js';
 import { createMasterMetrics } from './metrics.js';
 import { createAdminServer } from './admin/server.js';
 import { Operations } from './admin/operations.js';
 import { shutdown } from './shutdown.js';
-import { InflightTracker } from './inflight.js';
 
 // The master process (SPEC §1, §4, §10). Wiring only.
 
@@ -23,7 +22,8 @@ if (!loaded.ok) {
 const config = loaded.value;
 const log = createLogger({ role: 'master' });
 const supervisor = new Supervisor({ config, log });
-const metrics = createMasterMetrics(() => supervisor);
+const budget = new BodyBudget(config.limits.maxBufferedBodyBytes);
+const metrics = createMasterMetrics({ supervisor: () => supervisor, bufferedBodyBytes: () => budget.heldBytes });
 const operations = new Operations({ supervisor, log, configPath: path, env: process.env });
 let isClosing = false;
 
@@ -37,9 +37,16 @@ try {
   process.exit(1);
 }
 
-const main = createServer(createGatewayHandler({ supervisor, proxy: createWorkerProxy(log), log, metrics, isClosing: () => isClosing }));
-// A request that ends while draining leaves an idle keep-alive socket behind: close it.
-const inflight = new InflightTracker(main, () => isClosing && setImmediate(() => main.closeIdleConnections()));
+const gateway = createGateway({
+  supervisor,
+  log,
+  metrics,
+  budget,
+  isClosing: () => isClosing,
+  // A request that ends while draining leaves an idle keep-alive socket behind: close it.
+  onRequestDone: () => isClosing && setImmediate(() => main.closeIdleConnections()),
+});
+const main = createMainServer({ gateway, limits: config.limits, log });
 const admin = createAdminServer({ supervisor, operations, registry: metrics.registry, log, token: process.env['GRAYGATE_ADMIN_TOKEN'] });
 
 main.listen(config.listen.port, config.listen.host);
@@ -65,7 +72,7 @@ const stop = (signal: string): void => {
   if (isClosing) return;
   isClosing = true;
   log.info({ signal }, 'shutting down');
-  shutdown({ servers: [main, admin], inflight, supervisor, log, deadlineMs: config.limits.shutdownTimeoutMs }).then(
+  shutdown({ servers: [main, admin], inflight: gateway, supervisor, log, deadlineMs: config.limits.shutdownTimeoutMs }).then(
     () => process.exit(0),
     (err: unknown) => {
       log.error({ err }, 'shutdown failed');

@@ -1,13 +1,13 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { METRIC } from '../shared/metric-names.js';
-import type { WorkerState } from './worker-handle.js';
+import type { WorkerHealth, WorkerState } from './worker-handle.js';
 
 // The master's own series (SPEC §9, issue 5 part 2). Hot-path cost per request
 // is one counter increment and one histogram observation on label children
 // looked up once per (version, status) and cached; queue depth, workers and
 // restarts are read from the supervisor at scrape time, never per request.
 
-const WORKER_STATES: readonly WorkerState[] = ['starting', 'ready', 'draining', 'stopped', 'crashed'];
+const WORKER_STATES: readonly WorkerState[] = ['starting', 'ready', 'unhealthy', 'draining', 'stopped', 'crashed'];
 
 /** Proxy latency to response headers, seconds: 0.25 ms to 30 s (issue 5 part 3: sub-millisecond to seconds). */
 export const PROXY_LATENCY_BUCKETS_S = [0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -17,6 +17,8 @@ export interface WorkerView {
   readonly state: WorkerState;
   readonly instance: number;
   readonly pid: number | undefined;
+  /** The last health probe's answer (SPEC §4a). */
+  readonly health: WorkerHealth;
   /** The worker's prom-client JSON, or undefined when it did not answer within deadlineMs. */
   requestMetrics(deadlineMs: number): Promise<unknown[] | undefined>;
 }
@@ -45,8 +47,20 @@ export interface MasterMetrics {
   onRejected(version: string, reason: string): void;
 }
 
-/** `supervisor` is read at scrape time; undefined before it exists. */
-export function createMasterMetrics(supervisor: () => SupervisorView | undefined): MasterMetrics {
+/** `version/instance/pid`: unique per process, stable for its life, readable in a dashboard. */
+export function workerLabel(version: string, w: Pick<WorkerView, 'instance' | 'pid'>): string {
+  return `${version}/${w.instance}/${w.pid ?? 'none'}`;
+}
+
+export interface MasterMetricsOptions {
+  /** Read at scrape time; undefined before it exists. */
+  supervisor: () => SupervisorView | undefined;
+  /** Bytes of request bodies held right now (master/body-budget.ts), read at scrape time. */
+  bufferedBodyBytes?: () => number;
+}
+
+export function createMasterMetrics(options: MasterMetricsOptions): MasterMetrics {
+  const { supervisor } = options;
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const requests = new Counter({
@@ -103,6 +117,38 @@ export function createMasterMetrics(supervisor: () => SupervisorView | undefined
       for (const [name, group] of supervisor()?.versions ?? []) this.inc({ version: name }, group.restarts);
     },
   });
+
+  // Issue 9 part 3: what the IPC health probe saw, per worker process.
+  const healthGauge = (name: string, help: string, read: (h: WorkerHealth) => number): void => {
+    new Gauge({
+      name,
+      help,
+      labelNames: ['version', 'worker'] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [version, group] of supervisor()?.versions ?? []) {
+          for (const w of [...group.workers, ...group.draining]) {
+            if (w.pid !== undefined && w.health.rssBytes > 0) this.set({ version, worker: workerLabel(version, w) }, read(w.health));
+          }
+        }
+      },
+    });
+  };
+  healthGauge(METRIC.workerRssBytes, 'Worker resident set size from the last health probe, bytes', (h) => h.rssBytes);
+  healthGauge(METRIC.workerEventLoopDelaySeconds, 'Longest worker event-loop delay between two health probes, seconds', (h) => h.eventLoopDelayMs / 1000);
+  healthGauge(METRIC.workerHealthMisses, 'Health probes the worker missed in a row', (h) => h.misses);
+  const readBuffered = options.bufferedBodyBytes;
+  if (readBuffered !== undefined) {
+    new Gauge({
+      name: METRIC.bufferedBodyBytes,
+      help: 'Bytes of request bodies the master holds right now (bounded by limits.maxBufferedBodyBytes)',
+      registers: [registry],
+      collect() {
+        this.set(readBuffered());
+      },
+    });
+  }
 
   // Label children, cached: a request's cost is a Map lookup, not prom-client's label hashing.
   const requestChildren = new Map<string, Counter.Internal>();

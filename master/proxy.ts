@@ -1,124 +1,101 @@
-import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
+import type { ClientRequest, IncomingMessage } from 'node:http';
+import { Stream } from 'node:stream';
 import { createProxyServer } from 'http-proxy-3';
-import { GraygateError, toErrorResponse, toSseErrorEvent } from '../shared/errors.js';
-import { isEventStream, sendError, stripHopByHop } from '../shared/http-headers.js';
+import { GraygateError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
+import type { RequestContext } from './request-context.js';
+import type { WorkerHandle } from './worker-handle.js';
+import { relayResponse, type RelayHooks } from './relay.js';
 
-// Master → worker over http-proxy-3's native http path (never its fetch path,
-// which neither cancels on client abort nor streams past proxyTimeout). What
-// the library leaves to us: hop-by-hop headers, the worker dying mid-response
-// (pipe() does not forward that), and knowing when the worker's socket is free.
+// Master → worker (SPEC §4, §4a) over http-proxy-3's native http path (never
+// its fetch path, which does not cancel on client abort). What the library
+// gives: the outgoing request (headers, path, x-forwarded-*), the client-abort
+// → proxyReq.destroy() wiring and one error callback. What we add:
+//  - the body: already read by the master, handed over whole with a fresh
+//    Content-Length (`buffer`), so no byte of the client's framing ever
+//    reaches the worker (request smuggling, issue 9);
+//  - the response: relayed by relay.ts (selfHandleResponse), which watches SSE
+//    streams and the worker's idle time;
+//  - the worker headers timeout, reset by the worker's `102 Processing` pings;
+//  - knowing when the worker's socket is free again (the admission slot).
 
-export interface ForwardTarget {
-  /** http://127.0.0.1:port of the worker. */
-  target: URL;
-  /** The worker's keep-alive agent. */
-  agent: import('node:http').Agent;
-}
-
-export interface ForwardOptions {
-  /** Called once, when the worker's socket is free again (or was never taken). */
-  onDone: () => void;
-  /** Called when the worker's response headers arrive. */
-  onResponseHeaders: () => void;
-  /** Request body byte limit for bodies without Content-Length. */
-  maxBodyBytes: number;
-  /** The body has no Content-Length (chunked): count it against maxBodyBytes as it streams. */
-  hasUncountedBody: boolean;
-  /** True while the master drains: responses get `Connection: close`. */
-  isClosing: () => boolean;
-}
-
-interface ProxyContext {
-  options: ForwardOptions;
-  proxyReq: ClientRequest | undefined;
-  isDone: boolean;
-  isBodyTooLarge: boolean;
+export interface ForwardTimeouts {
+  /** Request sent → first response byte from the worker (a 102 counts), ms (limits.workerHeadersTimeoutMs). */
+  headersMs: number;
+  /** Longest silence inside a response, ms; 0 disables (limits.workerIdleTimeoutMs). */
+  idleMs: number;
 }
 
 export interface WorkerProxy {
-  forward(req: IncomingMessage, res: ServerResponse, to: ForwardTarget, options: ForwardOptions): void;
+  /** Forwards ctx.req with ctx.body to `worker`; the caller has taken an admission lease (ctx.lease). */
+  forward(ctx: RequestContext, worker: WorkerHandle, timeouts: ForwardTimeouts): void;
 }
 
-const contexts = new WeakMap<IncomingMessage, ProxyContext>();
-
-function finish(ctx: ProxyContext): void {
-  if (ctx.isDone) return;
-  ctx.isDone = true;
-  ctx.options.onDone();
+export interface WorkerProxyOptions {
+  log: Logger;
+  /** Failures are answered through the pipeline's one refusal function. */
+  refuse: (ctx: RequestContext, err: unknown) => void;
+  hooks: RelayHooks;
 }
 
-// The worker died mid-response: the status went out long ago (SPEC §4).
-const WORKER_CUT_EVENT = toSseErrorEvent(new GraygateError('worker_error', 'the worker stopped in the middle of the stream'));
+/** The body as a source for http-proxy-3's `buffer` option: one `end(body)` on the outgoing request. */
+class BodySource extends Stream {
+  readonly #body: Buffer;
+  constructor(body: Buffer) {
+    super();
+    this.#body = body;
+  }
+  override pipe<T extends NodeJS.WritableStream>(destination: T): T {
+    if (this.#body.length > 0) destination.end(this.#body);
+    else destination.end();
+    return destination;
+  }
+}
 
-export function createWorkerProxy(log: Logger): WorkerProxy {
-  const proxy = createProxyServer({ xfwd: true, ws: false });
+/** http-proxy-3 copies unknown per-call options into the options of its 'proxyReq' event: the context rides along. */
+interface CallOptions {
+  ctx: RequestContext;
+  timeouts: ForwardTimeouts;
+}
 
-  proxy.on('proxyReq', (proxyReq: ClientRequest, req: IncomingMessage) => {
-    const ctx = contexts.get(req);
-    if (ctx === undefined) return;
+export function createWorkerProxy(options: WorkerProxyOptions): WorkerProxy {
+  const { log, refuse, hooks } = options;
+  const proxy = createProxyServer({ xfwd: true, ws: false, selfHandleResponse: true });
+
+  proxy.on('proxyReq', (proxyReq: ClientRequest, _req: IncomingMessage, _res: unknown, callOptions: unknown) => {
+    const { ctx, timeouts } = callOptions as CallOptions;
     ctx.proxyReq = proxyReq;
     // 'close' comes after the response ended and the socket went back to the
     // agent (or was destroyed): only then is the admission slot really free.
-    proxyReq.once('close', () => finish(ctx));
-    if (ctx.isBodyTooLarge) proxyReq.destroy();
-  });
-
-  proxy.on('proxyRes', (proxyRes: IncomingMessage, req: IncomingMessage, res: ServerResponse) => {
-    stripHopByHop(proxyRes.headers);
-    const ctx = contexts.get(req);
-    if (ctx !== undefined) {
-      ctx.options.onResponseHeaders();
-      if (ctx.options.isClosing()) proxyRes.headers['connection'] = 'close';
-    }
-    proxyRes.once('close', () => {
-      if (proxyRes.complete || res.writableEnded || res.destroyed) return;
-      // The worker died or reset mid-response: end the client's stream, never hang (SPEC §4).
-      if (isEventStream(res.getHeader('content-type'))) {
-        res.end(WORKER_CUT_EVENT);
-      } else {
-        res.destroy();
-      }
-    });
+    proxyReq.once('close', () => ctx.lease?.release());
+    // The body is on its way: its bytes no longer count against the master's budget.
+    proxyReq.once('finish', () => hooks.onBodySent(ctx));
+    // A `102 Processing` from the worker is a sign of life while it waits for a slow upstream.
+    proxyReq.on('information', () => ctx.workerTimer?.refresh());
+    proxyReq.once('response', (proxyRes: IncomingMessage) => relayResponse(ctx, proxyRes, timeouts.idleMs, hooks));
+    if (ctx.phase === 'done') proxyReq.destroy();
   });
 
   return {
-    forward(req, res, to, options) {
-      const ctx: ProxyContext = { options, proxyReq: undefined, isDone: false, isBodyTooLarge: false };
-      contexts.set(req, ctx);
-      if (options.hasUncountedBody) countBody(req, ctx);
-      // The slot is free if the client left before a socket was ever taken.
-      res.once('close', () => {
-        if (ctx.proxyReq === undefined) finish(ctx);
-      });
-      proxy.web(req, res, { target: to.target, agent: to.agent }, (err: Error) => {
-        if (ctx.proxyReq === undefined) finish(ctx);
-        if (ctx.isBodyTooLarge) return sendError(res, toErrorResponse(new GraygateError('body_too_large')), { connection: 'close' });
-        // The client's socket, not req.destroyed: Node destroys a request once its body is read.
-        if (res.writableEnded || req.socket.destroyed) return; // the client left; nobody to answer
-        if (!res.headersSent) {
-          log.warn({ err: { message: err.message, code: (err as NodeJS.ErrnoException).code } }, 'worker error before response');
-          return sendError(res, toErrorResponse(new GraygateError('worker_error', undefined, { cause: err })));
+    forward(ctx, worker, timeouts) {
+      ctx.phase = 'worker';
+      ctx.workerTimer = setTimeout(onHeadersTimeout, timeouts.headersMs, ctx, refuse);
+      const call = { target: worker.target, agent: worker.agent, buffer: new BodySource(ctx.body), ctx, timeouts };
+      proxy.web(ctx.req, ctx.res, call, (err: Error) => {
+        // The client left: http-proxy-3 destroyed the worker request; nobody to answer.
+        if (ctx.phase === 'done' || ctx.isClientGone) return;
+        if (ctx.proxyRes === undefined) {
+          log.warn({ reqId: ctx.reqId, version: ctx.version, workerPid: ctx.workerPid, err: { message: err.message, code: (err as NodeJS.ErrnoException).code } }, 'worker error before response');
         }
-        if (isEventStream(res.getHeader('content-type')) && !res.writableEnded) {
-          return res.end(WORKER_CUT_EVENT);
-        }
-        res.destroy();
+        refuse(ctx, new GraygateError('worker_error', undefined, { cause: err }));
       });
     },
   };
 }
 
-// Bodies without Content-Length are counted as they stream (SPEC §4 413);
-// with Content-Length the handler refuses them before any proxying.
-function countBody(req: IncomingMessage, ctx: ProxyContext): void {
-  let bytes = 0;
-  const onData = (chunk: Buffer): void => {
-    bytes += chunk.length;
-    if (bytes <= ctx.options.maxBodyBytes) return;
-    req.off('data', onData);
-    ctx.isBodyTooLarge = true;
-    ctx.proxyReq?.destroy(new GraygateError('body_too_large'));
-  };
-  req.on('data', onData);
+function onHeadersTimeout(ctx: RequestContext, refuse: (ctx: RequestContext, err: unknown) => void): void {
+  ctx.workerTimer = undefined;
+  if (ctx.phase !== 'worker') return;
+  refuse(ctx, new GraygateError('worker_timeout', 'the worker sent no response within workerHeadersTimeoutMs'));
 }
+

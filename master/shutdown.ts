@@ -1,7 +1,12 @@
 import type { Server } from 'node:http';
 import type { Logger } from '../shared/log.js';
 import type { Supervisor } from './supervisor.js';
-import type { InflightTracker } from './inflight.js';
+
+/** Requests in flight on the main port (the gateway): the thing shutdown waits for. */
+export interface InflightRequests {
+  readonly inflight: number;
+  idle(): Promise<void>;
+}
 
 // SIGTERM/SIGINT (SPEC §10, STYLE §24): stop accepting, let in-flight requests
 // and streams finish up to shutdownTimeoutMs (their responses carry
@@ -9,8 +14,7 @@ import type { InflightTracker } from './inflight.js';
 
 export interface ShutdownOptions {
   servers: readonly Server[];
-  /** In-flight requests on the main port: the thing we wait for. */
-  inflight: InflightTracker;
+  inflight: InflightRequests;
   supervisor: Supervisor;
   log: Logger;
   deadlineMs: number;
@@ -26,7 +30,7 @@ export async function shutdown(options: ShutdownOptions): Promise<void> {
   let deadline: NodeJS.Timeout | undefined;
   const timedOut = new Promise<void>((resolve) => {
     deadline = setTimeout(() => {
-      log.warn({ deadlineMs, inflight: inflight.count }, 'shutdown deadline reached, cutting remaining requests');
+      log.warn({ deadlineMs, inflight: inflight.inflight }, 'shutdown deadline reached, cutting remaining requests');
       resolve();
     }, deadlineMs);
   });

@@ -1,4 +1,5 @@
 import { resolve as resolvePath } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import type { Config, Limits, UpstreamConfig, VersionConfig } from '../shared/config.js';
 import { PROTOCOL_VERSION } from '../shared/ipc.js';
 import type { Logger } from '../shared/log.js';
@@ -6,6 +7,7 @@ import { VersionAdmission } from './admission.js';
 import type { RoutingTable } from './router.js';
 import { WorkerHandle, type ExitReport, type ForkFunction } from './worker-handle.js';
 import { nextRestartDelayMs, RESTART_POLICY } from './restart-policy.js';
+import { StartLimiter } from './start-limiter.js';
 import type { DeployRecord } from './deploy.js';
 
 // Owns every version's worker processes (SPEC §4, §10): starts them, restarts
@@ -55,9 +57,14 @@ export class VersionGroup {
   }
 }
 
+/** SPEC §6: never in a worker's environment, whatever admin.redactEnv says. */
+export const ADMIN_TOKEN_ENV = 'GRAYGATE_ADMIN_TOKEN';
+
 export interface SupervisorOptions {
   config: Config;
   log: Logger;
+  /** Concurrent worker start-ups; default the machine's available parallelism (start-limiter.ts). */
+  startLimiter?: StartLimiter;
   /** Injected in supervisor tests (STYLE §34). */
   fork?: ForkFunction;
 }
@@ -76,11 +83,14 @@ export class Supervisor {
   readonly #restartTimers = new Set<NodeJS.Timeout>();
   /** Every worker forked and not yet exited, whatever build or list it belongs to: stopAll ends them all. */
   readonly #alive = new Set<WorkerHandle>();
+  readonly #startLimiter: StartLimiter;
+  #healthTimer: NodeJS.Timeout | undefined;
 
   constructor(options: SupervisorOptions) {
     this.#config = options.config;
     this.#log = options.log;
     this.#fork = options.fork;
+    this.#startLimiter = options.startLimiter ?? new StartLimiter();
     for (const [name, version] of Object.entries(options.config.versions)) {
       this.versions.set(name, new VersionGroup(name, version.weight, buildOf(version), options.config.limits));
     }
@@ -103,6 +113,7 @@ export class Supervisor {
 
   /** Starts every version's workers; resolves when all are ready, rejects with the first failure. */
   async startAll(): Promise<void> {
+    this.#startHealthProbes();
     const starts: Promise<void>[] = [];
     for (const group of this.versions.values()) {
       group.workers = this.spawnBuild(group, group.build);
@@ -168,6 +179,8 @@ export class Supervisor {
       maxSockets: limits.maxSocketsPerWorker,
       maxIdleSockets: limits.maxIdleSocketsPerWorker,
       log: this.#log,
+      redactEnv: [ADMIN_TOKEN_ENV, ...this.#config.admin.redactEnv],
+      startLimiter: this.#startLimiter,
       ...(this.#fork === undefined ? {} : { fork: this.#fork }),
     });
     this.#alive.add(handle);
@@ -219,9 +232,28 @@ export class Supervisor {
     this.#routingTable = this.#buildRoutingTable();
   }
 
+  // SPEC §4a: every healthIntervalMs each ready or draining worker is probed over
+  // IPC; one that misses healthMisses probes in a row is taken out of routing and
+  // killed, and the crash path restarts it. Its in-flight requests end with
+  // worker_error when its sockets close.
+  #startHealthProbes(): void {
+    if (this.#healthTimer !== undefined) return;
+    const { healthIntervalMs } = this.#config.limits;
+    this.#healthTimer = setInterval(() => {
+      const { healthMisses } = this.#config.limits;
+      const now = performance.now();
+      for (const worker of this.#alive) {
+        const misses = worker.probe(now);
+        if (misses >= healthMisses) worker.markUnhealthy(`missed ${misses} health probes in a row (every ${healthIntervalMs} ms)`);
+      }
+    }, healthIntervalMs);
+    this.#healthTimer.unref();
+  }
+
   /** Stops every worker: drain up to deadlineMs, then SIGTERM/SIGKILL. No restarts from here on. */
   async stopAll(deadlineMs: number): Promise<void> {
     this.#isStopping = true;
+    clearInterval(this.#healthTimer);
     for (const timer of this.#restartTimers) clearTimeout(timer);
     this.#restartTimers.clear();
     // Every live process, including builds a deploy or add is still starting.
@@ -231,6 +263,7 @@ export class Supervisor {
   /** Kills every worker at once (fatal start-up failure). */
   destroyAll(): void {
     this.#isStopping = true;
+    clearInterval(this.#healthTimer);
     for (const w of this.#alive) w.destroy();
   }
 

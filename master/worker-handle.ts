@@ -2,16 +2,31 @@ import { fork as nodeFork, type ChildProcess, type ForkOptions } from 'node:chil
 import { EventEmitter } from 'node:events';
 import { Agent } from 'node:http';
 import type { Logger } from '../shared/log.js';
-import { PROTOCOL_VERSION, WORKER_SETTINGS_ENV, assertNever, isWorkerToMaster, type WorkerSettings } from '../shared/ipc.js';
+import { performance } from 'node:perf_hooks';
+import { PROTOCOL_VERSION, WORKER_SETTINGS_ENV, assertNever, isWorkerToMaster, type WorkerSettings, type WorkerToMaster } from '../shared/ipc.js';
 import type { AdmissionTarget } from './admission.js';
 import { createWorkerAgent } from './worker-agent.js';
+import type { StartLimiter } from './start-limiter.js';
 
 // One forked worker process and everything the master holds for it (STYLE §20:
 // only this file changes a worker's state). Lifecycle:
 //   starting → ready → draining → stopped
+//   ready → unhealthy (missed health probes; killed, then crashed → restarted)
 //   starting/ready → crashed (exit nobody asked for)
 
-export type WorkerState = 'starting' | 'ready' | 'draining' | 'stopped' | 'crashed';
+export type WorkerState = 'starting' | 'ready' | 'unhealthy' | 'draining' | 'stopped' | 'crashed';
+
+/** What the last answered health probe said (SPEC §4a, issue 9 part 3). */
+export interface WorkerHealth {
+  /** Probes sent and not answered in a row. */
+  misses: number;
+  /** Resident set size at the last answer, bytes; 0 before the first. */
+  rssBytes: number;
+  /** Longest event-loop delay the worker saw between two probes, ms. */
+  eventLoopDelayMs: number;
+  /** Probe round trip at the last answer, ms. */
+  probeRoundTripMs: number;
+}
 
 export type ForkFunction = (modulePath: string, args: readonly string[], options: ForkOptions) => ChildProcess;
 
@@ -28,6 +43,10 @@ export interface WorkerHandleOptions {
   /** Idle keep-alive sockets kept to the worker. */
   maxIdleSockets: number;
   log: Logger;
+  /** Environment variables the worker never inherits (SPEC §6: GRAYGATE_ADMIN_TOKEN and admin.redactEnv). */
+  redactEnv: readonly string[];
+  /** Bounds how many workers start at once; the ready timer starts at this worker's own fork. */
+  startLimiter: StartLimiter;
   /** Injected for tests of the supervisor (STYLE §34); default child_process.fork. */
   fork?: ForkFunction;
 }
@@ -126,6 +145,9 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
   get isAccepting(): boolean {
     return this.#state === 'ready';
   }
+  get health(): WorkerHealth {
+    return { ...this.#health };
+  }
   /** http://127.0.0.1:port of the worker once ready. */
   get target(): URL {
     if (this.#target === undefined) throw new Error(`worker ${this.version}#${this.instance} has no address yet`);
@@ -139,9 +161,24 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
   }
 
   /** Forks the process; resolves once it reported ready, rejects with a WorkerStartFailure otherwise. */
-  start(): Promise<void> {
+  async start(): Promise<void> {
+    const release = await this.#options.startLimiter.acquire();
+    try {
+      if (this.#isStopRequested) {
+        this.#state = 'stopped';
+        throw new WorkerStartFailure({ code: null, signal: null, isIntended: true, reason: 'stopped before it started', stderrTail: [] });
+      }
+      await this.#fork();
+    } finally {
+      release();
+    }
+  }
+
+  #fork(): Promise<void> {
     const fork = this.#options.fork ?? nodeFork;
-    const env = { ...process.env, ...this.#options.env, [WORKER_SETTINGS_ENV]: JSON.stringify(this.#options.settings) };
+    const env: NodeJS.ProcessEnv = { ...process.env, ...this.#options.env, [WORKER_SETTINGS_ENV]: JSON.stringify(this.#options.settings) };
+    // SPEC §6: the admin token (and any variable named in admin.redactEnv) never reaches a worker.
+    for (const name of this.#options.redactEnv) delete env[name];
     const child = fork(this.#options.entry, [], { env, stdio: ['ignore', 'inherit', 'pipe', 'ipc'], serialization: 'json' });
     this.#child = child;
     this.#collectStderr(child);
@@ -176,6 +213,9 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
           case 'metrics':
             this.#metricsWaiters.get(msg.replyTo)?.(msg.metrics);
             break;
+          case 'pong':
+            this.#onPong(msg);
+            break;
           default:
             assertNever(msg);
         }
@@ -193,6 +233,7 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
         this.#exitReport = report;
         const wasStarting = this.#state === 'starting';
         this.#state = isIntended || failure !== undefined ? 'stopped' : 'crashed';
+        this.#pendingProbe = 0;
         this.agent.destroy();
         for (const pending of this.#metricsWaiters.values()) pending(undefined);
         this.#metricsWaiters.clear();
@@ -220,10 +261,11 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
 
   async #terminate(deadlineMs: number): Promise<void> {
     const child = this.#child;
+    // Not forked yet (waiting for a start slot): it never will be.
+    this.#isStopRequested = true;
     if (child === undefined || child.exitCode !== null || child.signalCode !== null) {
       return;
     }
-    this.#isStopRequested = true;
     const wasStarting = this.#state === 'starting';
     if (this.#state === 'ready' || this.#state === 'starting') this.#state = 'draining';
     const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
@@ -243,6 +285,47 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
   destroy(): void {
     this.#isStopRequested = true;
     this.#kill('SIGKILL');
+  }
+
+  // Health probes over IPC (SPEC §4a, issue 9 part 3). A worker that stops
+  // answering — SIGSTOP, an endless loop, a deadlock on a sync call — still
+  // holds its sockets open and would hang every request sent to it.
+
+  readonly #health: WorkerHealth = { misses: 0, rssBytes: 0, eventLoopDelayMs: 0, probeRoundTripMs: 0 };
+  #pendingProbe = 0;
+  #probeSentAtMs = 0;
+  #nextProbeId = 1;
+
+  /**
+   * One health probe tick: counts the previous probe as missed if it is still
+   * unanswered, then sends the next. Returns the misses in a row. Only ready and
+   * draining workers are probed.
+   */
+  probe(nowMs: number): number {
+    const child = this.#child;
+    if ((this.#state !== 'ready' && this.#state !== 'draining') || child === undefined || !child.connected) return 0;
+    if (this.#pendingProbe !== 0) this.#health.misses++;
+    this.#pendingProbe = this.#nextProbeId++;
+    this.#probeSentAtMs = nowMs;
+    child.send({ type: 'ping', id: this.#pendingProbe });
+    return this.#health.misses;
+  }
+
+  /** Takes the worker out of routing and kills it; its exit counts as a crash, so the supervisor replaces it. */
+  markUnhealthy(reason: string): void {
+    if (this.#state !== 'ready' && this.#state !== 'draining') return;
+    this.#state = 'unhealthy';
+    this.#log.error({ workerPid: this.pid, reason, misses: this.#health.misses }, 'worker unhealthy, killing it');
+    this.#kill('SIGKILL');
+  }
+
+  #onPong(msg: Extract<WorkerToMaster, { type: 'pong' }>): void {
+    if (msg.replyTo !== this.#pendingProbe) return; // an answer to a probe already counted as missed
+    this.#pendingProbe = 0;
+    this.#health.misses = 0;
+    this.#health.rssBytes = msg.rssBytes;
+    this.#health.eventLoopDelayMs = msg.eventLoopDelayMs;
+    this.#health.probeRoundTripMs = Math.max(0, performance.now() - this.#probeSentAtMs);
   }
 
   #kill(signal: NodeJS.Signals): void {

@@ -5,7 +5,8 @@ import type { Limits, UpstreamConfig } from './config.js';
 // a worker build that differs from the master, so `ready` carries a protocol
 // number the master checks.
 
-export const PROTOCOL_VERSION = 1;
+// 2 (turn 2): health probes (`ping`/`pong`); a protocol-1 build would never answer them.
+export const PROTOCOL_VERSION = 2;
 
 /** The env var through which the master hands a worker its settings, as JSON. */
 export const WORKER_SETTINGS_ENV = 'GRAYGATE_WORKER_SETTINGS';
@@ -25,15 +26,19 @@ export type MasterToWorker =
   /** Stop taking requests, finish in-flight ones within deadlineMs, exit 0. */
   | { type: 'shutdown'; deadlineMs: number }
   /** Request for this process's metrics in Prometheus JSON form (prom-client `getMetricsAsJSON`). */
-  | { type: 'metrics'; id: number };
+  | { type: 'metrics'; id: number }
+  /** Health probe (SPEC §4a): answer with `pong` at once; a worker that misses limits.healthMisses in a row is replaced. */
+  | { type: 'ping'; id: number };
 
 export type WorkerToMaster =
   | { type: 'ready'; protocol: number; pid: number; address: { host: string; port: number } }
   | { type: 'fatal'; error: SerializedError }
-  | { type: 'metrics'; replyTo: number; metrics: unknown[] };
+  | { type: 'metrics'; replyTo: number; metrics: unknown[] }
+  /** Answer to `ping`, with what a stuck or bloated worker looks like from inside. */
+  | { type: 'pong'; replyTo: number; rssBytes: number; eventLoopDelayMs: number };
 
-const MASTER_TO_WORKER_TYPES: ReadonlySet<string> = new Set<MasterToWorker['type']>(['shutdown', 'metrics']);
-const WORKER_TO_MASTER_TYPES: ReadonlySet<string> = new Set<WorkerToMaster['type']>(['ready', 'fatal', 'metrics']);
+const MASTER_TO_WORKER_TYPES: ReadonlySet<string> = new Set<MasterToWorker['type']>(['shutdown', 'metrics', 'ping']);
+const WORKER_TO_MASTER_TYPES: ReadonlySet<string> = new Set<WorkerToMaster['type']>(['ready', 'fatal', 'metrics', 'pong']);
 
 export function isMasterToWorker(msg: unknown): msg is MasterToWorker {
   return typeof msg === 'object' && msg !== null && MASTER_TO_WORKER_TYPES.has((msg as { type?: unknown }).type as string);

@@ -1,6 +1,7 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { once } from 'node:events';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Logger } from './log.js';
 import { PROTOCOL_VERSION, assertNever, isMasterToWorker, type WorkerToMaster } from './ipc.js';
 import { serializeError } from './errors.js';
@@ -42,6 +43,11 @@ export async function runWorker(options: WorkerLifecycleOptions): Promise<void> 
   server.keepAliveTimeout = options.keepAliveTimeoutMs ?? 65_000;
   server.headersTimeout = Math.max(server.headersTimeout, server.keepAliveTimeout + 1000);
 
+  // Event-loop delay between two health probes, reported in `pong` (issue 9 part 3):
+  // a worker stalled by a huge body or a sync loop shows up even if it recovers.
+  const loopDelay = monitorEventLoopDelay({ resolution: 20 });
+  loopDelay.enable();
+
   let isDraining = false;
   const drain = (deadlineMs: number, reason: string): void => {
     if (isDraining) return;
@@ -69,6 +75,12 @@ export async function runWorker(options: WorkerLifecycleOptions): Promise<void> 
       case 'shutdown':
         drain(msg.deadlineMs, 'master');
         break;
+      case 'ping': {
+        const eventLoopDelayMs = loopDelay.count > 0 ? loopDelay.max / 1e6 : 0;
+        loopDelay.reset();
+        send({ type: 'pong', replyTo: msg.id, rssBytes: process.memoryUsage.rss(), eventLoopDelayMs });
+        break;
+      }
       case 'metrics': {
         const collect = options.collectMetrics ?? (async () => []);
         collect().then(

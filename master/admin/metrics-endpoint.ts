@@ -1,6 +1,6 @@
 import { AggregatorRegistry, type Aggregator, type MetricObjectWithValues, type MetricType, type MetricValue, type Registry } from 'prom-client';
 import { MASTER_WORKER_LABEL, METRIC } from '../../shared/metric-names.js';
-import type { SupervisorView, WorkerView } from '../metrics.js';
+import { workerLabel, type SupervisorView, type WorkerView } from '../metrics.js';
 
 // GET /metrics (SPEC §9, issue 5 part 1): the master's registry plus every
 // worker's, fetched over IPC on each scrape, all workers at once, each with a
@@ -40,10 +40,6 @@ function restoreNonFinite(m: MetricJson): MetricJson {
   return m.values.every((v) => typeof v.value === 'number') ? m : { ...m, values: m.values.map((v) => (typeof v.value === 'number' ? v : { ...v, value: NaN })) };
 }
 
-/** `version/instance/pid`: unique per process, stable for its life, readable in a dashboard. */
-export function workerLabel(version: string, w: WorkerView): string {
-  return `${version}/${w.instance}/${w.pid ?? 'none'}`;
-}
 
 /**
  * Labels a process's own series with `labels` (graygate_* series already

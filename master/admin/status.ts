@@ -10,6 +10,11 @@ export interface WorkerStatus {
   inflight: number;
   queued: number;
   entry: string;
+  /** From the last answered health probe (SPEC §4a): visible even when the worker cannot answer a scrape. */
+  rssBytes: number;
+  eventLoopDelayMs: number;
+  /** Health probes missed in a row right now. */
+  healthMisses: number;
 }
 
 export interface VersionStatus {
@@ -29,15 +34,21 @@ export interface StatusBody {
 
 export function versionStatus(group: VersionGroup, extra: { builds?: VersionStatus['builds']; lastDeploy?: unknown } = {}): VersionStatus {
   const queued = group.admission.queued;
-  const workers = [...group.workers, ...group.draining].map((w) => ({
-    pid: w.pid,
-    instance: w.instance,
-    state: w.state,
-    restarts: w.restarts,
-    inflight: w.inflight,
-    queued,
-    entry: w.entry,
-  }));
+  const workers = [...group.workers, ...group.draining].map((w) => {
+    const health = w.health;
+    return {
+      pid: w.pid,
+      instance: w.instance,
+      state: w.state,
+      restarts: w.restarts,
+      inflight: w.inflight,
+      queued,
+      entry: w.entry,
+      rssBytes: health.rssBytes,
+      eventLoopDelayMs: Math.round(health.eventLoopDelayMs * 100) / 100,
+      healthMisses: health.misses,
+    };
+  });
   const upstream: VersionStatus['upstream'] = { format: group.build.upstream.format, url: group.build.upstream.url };
   if (group.build.upstream.model !== undefined) upstream.model = group.build.upstream.model;
   return {

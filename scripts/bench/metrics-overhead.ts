@@ -1,4 +1,4 @@
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { execFile } from 'node:child_process';
@@ -7,8 +7,9 @@ import { Registry } from 'prom-client';
 import { validateConfig } from '../../shared/config.js';
 import { createLogger } from '../../shared/log.js';
 import { Supervisor } from '../../master/supervisor.js';
-import { createWorkerProxy } from '../../master/proxy.js';
-import { createGatewayHandler } from '../../master/gateway.js';
+import { createGateway } from '../../master/gateway.js';
+import { createMainServer } from '../../master/main-server.js';
+import { BodyBudget } from '../../master/body-budget.js';
 import { createMasterMetrics, type MasterMetrics } from '../../master/metrics.js';
 import { gatherMetrics } from '../../master/admin/metrics-endpoint.js';
 import { TEST_WORKER_ENTRY } from '../loadtest/paths.js';
@@ -37,15 +38,17 @@ const parsed = validateConfig({
   versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1, instances: 2 } },
 });
 if (!parsed.ok) throw new Error(parsed.problems.join('\n'));
+const config = parsed.value;
 // Request lines off in both runs: this measures metrics, not logging.
 const log = createLogger({ role: 'master', level: 'warn' });
-const supervisor = new Supervisor({ config: parsed.value, log });
+const supervisor = new Supervisor({ config, log });
 await supervisor.startAll();
-const proxy = createWorkerProxy(log);
 
 async function run(mode: 'on' | 'off'): Promise<number> {
-  const metrics = mode === 'on' ? createMasterMetrics(() => supervisor) : noopMetrics;
-  const server: Server = createServer(createGatewayHandler({ supervisor, proxy, log, metrics, isClosing: () => false }));
+  const metrics = mode === 'on' ? createMasterMetrics({ supervisor: () => supervisor }) : noopMetrics;
+  const budget = new BodyBudget(config.limits.maxBufferedBodyBytes);
+  const gateway = createGateway({ supervisor, log, metrics, budget, isClosing: () => false });
+  const server: Server = createMainServer({ gateway, limits: config.limits, log });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/slow?ms=0`;

@@ -12,7 +12,7 @@ import { parsePromText } from '../helpers/metrics.js';
 // through JSON.stringify/parse as IPC does.
 
 function worker(instance: number, pid: number, answer: () => Promise<unknown[] | undefined>, state: WorkerView['state'] = 'ready'): WorkerView {
-  return { state, instance, pid, requestMetrics: answer };
+  return { state, instance, pid, requestMetrics: answer, health: { misses: 0, rssBytes: 0, eventLoopDelayMs: 0, probeRoundTripMs: 0 } };
 }
 function version(workers: WorkerView[], extra: Partial<VersionView> = {}): VersionView {
   return { admission: { queued: 0 }, workers, draining: [], restarts: 0, ...extra };
@@ -26,7 +26,7 @@ t.test('proxy latency buckets: sub-millisecond to seconds', async (t) => {
 
 t.test('master series: request counts, latency, rejections, gauges read at scrape time', async (t) => {
   const v1 = version([worker(0, 11, async () => []), worker(1, 12, async () => [], 'starting')], { admission: { queued: 3 }, restarts: 2 });
-  const m = createMasterMetrics(() => ({ versions: new Map([['v1', v1]]) }));
+  const m = createMasterMetrics({ supervisor: () => ({ versions: new Map([['v1', v1]]) }) });
   m.onRequestDone('v1', 200);
   m.onRequestDone('v1', 200);
   m.onRequestDone('v1', 503);
@@ -67,7 +67,7 @@ t.test('gatherMetrics sums instances, keeps processes apart, reports missing wor
       ['v2', version([worker(0, 201, deadlineAnswer), worker(1, 202, async () => [], 'crashed')])],
     ]),
   };
-  const master = createMasterMetrics(() => supervisor);
+  const master = createMasterMetrics({ supervisor: () => supervisor });
   master.onRequestDone('v1', 200);
   const registry = await gatherMetrics(supervisor, master.registry, { deadlineMs: 50 });
   const text = await registry.metrics();

@@ -1,0 +1,95 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+
+// SPEC §4a: one request at a time per client connection. Node's HTTP server
+// parses pipelined requests as they arrive and emits them all at once, so a
+// client pipelining 100 requests used to take 100 worker slots and queue
+// places. Here a request that arrives while its connection has one in flight
+// waits, holding no slot, until that one's response is done (nginx reads the
+// next request only then). A connection that closes drops what it had
+// waiting; the request in flight is aborted by its own close handling.
+//
+// Memory: each waiting request is an IncomingMessage and a ServerResponse.
+// Beyond `maxPipelined` waiting on one connection the master stops reading
+// that socket, with the same `_paused` protocol Node's server uses for its own
+// output backpressure (node lib/_http_server.js parserOnIncoming), and
+// resumes it as the line shortens. The parser still finishes the chunk it is
+// in, so the bound is soft by one read (≤ 64 KiB of request heads). While
+// paused, a client that closes is noticed only when reading resumes.
+
+export interface ConnectionQueueOptions {
+  /** Serves one request; the next on the same connection starts once `res` emits 'close'. */
+  serve: (req: IncomingMessage, res: ServerResponse) => void;
+  /** A waiting request dropped because its connection closed before its turn. */
+  onDropped: (req: IncomingMessage, res: ServerResponse) => void;
+  /** Requests waiting on one connection before the master stops reading it (limits.maxPipelinedRequests). */
+  maxPipelined: () => number;
+}
+
+interface Waiting {
+  req: IncomingMessage;
+  res: ServerResponse;
+}
+
+interface ConnectionState {
+  isBusy: boolean;
+  waiting: Waiting[];
+  isPausedByUs: boolean;
+}
+
+/** Node's own pause flag on server sockets; while set, the server never resumes reading by itself. */
+type ServerSocket = Socket & { _paused?: boolean; parser?: { pause(): void; resume(): void } | null };
+
+export class ConnectionQueue {
+  readonly #options: ConnectionQueueOptions;
+  readonly #states = new WeakMap<Socket, ConnectionState>();
+
+  constructor(options: ConnectionQueueOptions) {
+    this.#options = options;
+  }
+
+  /** The server's 'request' (and 'checkContinue') listener. */
+  readonly enqueue = (req: IncomingMessage, res: ServerResponse): void => {
+    const socket = req.socket;
+    let state = this.#states.get(socket);
+    if (state === undefined) {
+      state = { isBusy: false, waiting: [], isPausedByUs: false };
+      this.#states.set(socket, state);
+      const owned = state;
+      socket.once('close', () => this.#drop(owned));
+    }
+    if (!state.isBusy) return this.#start(socket, state, req, res);
+    state.waiting.push({ req, res });
+    if (state.waiting.length >= this.#options.maxPipelined() && !state.isPausedByUs) {
+      const s = socket as ServerSocket;
+      state.isPausedByUs = true;
+      s._paused = true;
+      s.pause();
+    }
+  };
+
+  #start(socket: Socket, state: ConnectionState, req: IncomingMessage, res: ServerResponse): void {
+    state.isBusy = true;
+    res.once('close', () => this.#next(socket, state));
+    this.#options.serve(req, res);
+  }
+
+  #next(socket: Socket, state: ConnectionState): void {
+    state.isBusy = false;
+    if (socket.destroyed) return this.#drop(state);
+    const next = state.waiting.shift();
+    if (state.isPausedByUs && state.waiting.length < this.#options.maxPipelined()) {
+      const s = socket as ServerSocket;
+      state.isPausedByUs = false;
+      s._paused = false;
+      s.parser?.resume();
+      s.resume();
+    }
+    if (next !== undefined) this.#start(socket, state, next.req, next.res);
+  }
+
+  #drop(state: ConnectionState): void {
+    const dropped = state.waiting.splice(0);
+    for (const { req, res } of dropped) this.#options.onDropped(req, res);
+  }
+}

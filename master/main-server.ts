@@ -1,0 +1,82 @@
+import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { GraygateError, toErrorResponse, type ErrorResponse } from '../shared/errors.js';
+import { sendError } from '../shared/http-headers.js';
+import type { Logger } from '../shared/log.js';
+import type { Limits } from '../shared/config.js';
+import { ConnectionQueue } from './connection-queue.js';
+import type { Gateway } from './gateway.js';
+
+// The main port's HTTP server (SPEC §4a). Node parses; everything it refuses
+// on its own — a malformed request, oversized headers, an unknown `Expect` —
+// is answered here in the OpenAI error shape instead of Node's bare
+// `400 Bad Request`, and every request goes through the connection queue, so
+// one connection has one request in flight at a time.
+
+export interface MainServerOptions {
+  gateway: Gateway;
+  /** Read once: the server's header limit is fixed at creation (a reload does not change it). */
+  limits: Pick<Limits, 'maxHeaderBytes' | 'maxUrlBytes' | 'maxPipelinedRequests'>;
+  log: Logger;
+}
+
+export function createMainServer(options: MainServerOptions): Server {
+  const { gateway, limits, log } = options;
+  const queue = new ConnectionQueue({
+    serve: gateway.serve,
+    onDropped: gateway.drop,
+    maxPipelined: () => limits.maxPipelinedRequests,
+  });
+  const server = createServer({ maxHeaderSize: limits.maxHeaderBytes });
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    gateway.arrive();
+    queue.enqueue(req, res);
+  };
+  server.on('request', onRequest);
+  // With a listener Node sends no automatic `100 Continue`: the pipeline sends it
+  // when it starts reading the body, after the size checks (issue 9 part 7).
+  server.on('checkContinue', onRequest);
+  server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => {
+    const err = new GraygateError('invalid_request', 'only `Expect: 100-continue` is supported', { status: 417 });
+    sendError(res, toErrorResponse(err), { connection: 'close' });
+  });
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    const refusal = clientErrorResponse(err, limits.maxUrlBytes);
+    log.debug({ code: err.code, status: refusal?.status }, 'client error');
+    const inProgress = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+    if (refusal === undefined || !socket.writable || inProgress?.headersSent === true) {
+      socket.destroy();
+      return;
+    }
+    socket.end(rawErrorResponse(refusal));
+  });
+  return server;
+}
+
+/** What Node's parser refused → our answer, or undefined when the socket is just gone (reset, timeout on a dead peer). */
+export function clientErrorResponse(err: NodeJS.ErrnoException & { rawPacket?: Buffer }, maxUrlBytes: number): ErrorResponse | undefined {
+  const code = err.code ?? '';
+  if (code === 'HPE_HEADER_OVERFLOW') {
+    // The request line counts towards Node's header limit: a long URL overflows it too (SPEC §4a: 414).
+    const packet = err.rawPacket;
+    const lineEnd = packet === undefined ? -1 : packet.indexOf('\r\n');
+    const lineBytes = packet === undefined ? 0 : lineEnd === -1 ? packet.length : lineEnd;
+    if (lineBytes > maxUrlBytes) return toErrorResponse(new GraygateError('url_too_long', `the request target is over ${maxUrlBytes} bytes`));
+    return toErrorResponse(new GraygateError('headers_too_large'));
+  }
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+    return toErrorResponse(new GraygateError('body_timeout', 'the request was not received in time'));
+  }
+  if (code.startsWith('HPE_')) {
+    return toErrorResponse(new GraygateError('invalid_request', `malformed HTTP request (${code})`));
+  }
+  return undefined;
+}
+
+/** A whole HTTP/1.1 response for a socket Node has not given us a ServerResponse for. */
+export function rawErrorResponse(response: ErrorResponse): string {
+  const body = JSON.stringify(response.body);
+  const lines = [`HTTP/1.1 ${response.status} ${STATUS_CODES[response.status] ?? 'Error'}`, 'content-type: application/json', `content-length: ${Buffer.byteLength(body)}`, 'connection: close'];
+  for (const [name, value] of Object.entries(response.headers)) lines.push(`${name}: ${value}`);
+  return `${lines.join('\r\n')}\r\n\r\n${body}`;
+}

@@ -1,0 +1,114 @@
+import type { IncomingMessage } from 'node:http';
+import { GraygateError } from '../shared/errors.js';
+import { isEventStream, stripHopByHop } from '../shared/http-headers.js';
+import type { RequestContext } from './request-context.js';
+
+// The worker's response → the client (SPEC §4, §4a). One listener per
+// request, nothing allocated per chunk: each chunk restarts the idle timer
+// (Timeout#refresh), is written as it came (one write, one syscall), and on
+// an SSE stream is scanned for two facts the canary judges on (SPEC §11):
+// when the first content event went out, and whether the stream ended with
+// an error event. When the client is the slow side the worker is paused and
+// the idle timer stops (its silence is then ours, not the worker's).
+
+export interface RelayHooks {
+  /** Monotonic clock, ms. */
+  now(): number;
+  /** True while the master drains: responses get `Connection: close`. */
+  isClosing(): boolean;
+  /** The pipeline's one refusal function: error response, or SSE error event once streaming. */
+  refuse(ctx: RequestContext, err: unknown): void;
+  /** The worker's response headers arrived (latency metric). */
+  onHeaders(ctx: RequestContext): void;
+  /** The request body has been handed to the worker's socket (budget release). */
+  onBodySent(ctx: RequestContext): void;
+}
+
+// What the worker writes (worker/sse): `data: {…"delta":{"content":"…` for
+// chat, `"text":"` for legacy completions, `"delta":"` for Responses API text
+// events, `"tool_calls":[` for tool calls. An empty string (the role chunk's
+// `"content":""`) is not content. The keys are matched with their opening
+// quote, so `"reasoning_content":"` does not count.
+const CONTENT_KEYS = [Buffer.from('"content":"'), Buffer.from('"text":"'), Buffer.from('"delta":"')];
+const TOOL_CALLS_KEY = Buffer.from('"tool_calls":[');
+const QUOTE = 0x22;
+/** The final event of a stream that failed after its status (shared/errors.ts toSseErrorEvent). */
+const ERROR_EVENT = Buffer.from('data: {"error":');
+
+/** True when `chunk` holds a content-bearing event (non-empty text, or tool calls). */
+export function hasContentEvent(chunk: Buffer): boolean {
+  for (const key of CONTENT_KEYS) {
+    let at = chunk.indexOf(key);
+    while (at !== -1) {
+      const next = at + key.length;
+      if (next < chunk.length && chunk[next] !== QUOTE) return true;
+      at = chunk.indexOf(key, next);
+    }
+  }
+  return chunk.indexOf(TOOL_CALLS_KEY) !== -1;
+}
+
+/** True when `chunk` holds the error event a failed stream ends with. */
+export function hasErrorEvent(chunk: Buffer): boolean {
+  return chunk.indexOf(ERROR_EVENT) !== -1;
+}
+
+export function relayResponse(ctx: RequestContext, proxyRes: IncomingMessage, idleMs: number, hooks: RelayHooks): void {
+  const { res } = ctx;
+  clearTimeout(ctx.workerTimer);
+  ctx.workerTimer = undefined;
+  if (ctx.phase === 'done') {
+    proxyRes.destroy();
+    return;
+  }
+  ctx.phase = 'relay';
+  ctx.proxyRes = proxyRes;
+  ctx.headersAtMs = hooks.now();
+  hooks.onHeaders(ctx);
+
+  const headers = proxyRes.headers;
+  stripHopByHop(headers);
+  if (hooks.isClosing()) headers['connection'] = 'close';
+  ctx.isEventStream = isEventStream(headers['content-type']);
+  res.writeHead(proxyRes.statusCode ?? 502, headers);
+
+  const armIdle = (): void => {
+    if (idleMs > 0) ctx.workerTimer = setTimeout(onIdleTimeout, idleMs, ctx, hooks);
+  };
+  const onDrain = (): void => {
+    if (ctx.phase !== 'relay') return;
+    armIdle();
+    proxyRes.resume();
+  };
+  const onData = (chunk: Buffer): void => {
+    ctx.workerTimer?.refresh();
+    if (ctx.isEventStream) {
+      if (ctx.firstContentAtMs === 0 && hasContentEvent(chunk)) ctx.firstContentAtMs = hooks.now();
+      if (!ctx.isStreamFailed && hasErrorEvent(chunk)) ctx.isStreamFailed = true;
+    }
+    if (res.write(chunk)) return;
+    // The client is the slow side: stop reading the worker until it drains.
+    proxyRes.pause();
+    clearTimeout(ctx.workerTimer);
+    ctx.workerTimer = undefined;
+    res.once('drain', onDrain);
+  };
+  armIdle();
+  proxyRes.on('data', onData);
+  proxyRes.once('end', () => {
+    clearTimeout(ctx.workerTimer);
+    ctx.workerTimer = undefined;
+    if (!res.writableEnded) res.end();
+  });
+  proxyRes.once('close', () => {
+    if (proxyRes.complete || res.writableEnded || ctx.phase === 'done') return;
+    // The worker died or reset mid-response: end the client's stream, never hang (SPEC §4).
+    hooks.refuse(ctx, new GraygateError('worker_error', 'the worker stopped in the middle of the response'));
+  });
+}
+
+function onIdleTimeout(ctx: RequestContext, hooks: RelayHooks): void {
+  ctx.workerTimer = undefined;
+  if (ctx.phase !== 'relay') return;
+  hooks.refuse(ctx, new GraygateError('worker_timeout', 'the worker sent nothing within workerIdleTimeoutMs'));
+}

@@ -1,0 +1,72 @@
+import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
+import type { Lease } from './admission.js';
+import type { WorkerHandle } from './worker-handle.js';
+import type { VersionGroup } from './supervisor.js';
+
+// The one per-request object the master's pipeline steps read and write
+// (issue 9: proxy state used to travel in a module-level WeakMap and five
+// places wrote error responses). Every field is set in the constructor so all
+// contexts share one V8 shape; nothing here allocates per chunk.
+
+/** Where a request is in the pipeline: read head → route → read body → admit → forward → relay → done. */
+export type RequestPhase = 'head' | 'body' | 'queue' | 'worker' | 'relay' | 'done';
+
+const EMPTY_BODY = Buffer.alloc(0);
+
+export class RequestContext {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  /** performance.now() at arrival, ms. */
+  readonly startedAtMs: number;
+  /** The client's socket bytesWritten at arrival: the log's bytesOut is the difference. */
+  readonly socketBytesAtStart: number;
+  phase: RequestPhase = 'head';
+  /** /healthz and /readyz: answered by the master, neither logged nor counted. */
+  isHealthCheck = false;
+  reqId = '';
+  /** The path forwarded to the worker (the routing query parameter removed). */
+  forwardPath = '/';
+  /** The version chosen by routing; undefined until then (or when refused before). */
+  version: string | undefined = undefined;
+  group: VersionGroup | undefined = undefined;
+  /** The whole request body, read before a worker slot is taken (SPEC §4a). */
+  body: Buffer = EMPTY_BODY;
+  /** Bytes of the body budget this request holds; released once the body is written to the worker. */
+  budgetBytes = 0;
+  lease: Lease<WorkerHandle> | undefined = undefined;
+  workerPid: number | undefined = undefined;
+  proxyReq: ClientRequest | undefined = undefined;
+  proxyRes: IncomingMessage | undefined = undefined;
+  /** The worker answered `text/event-stream`: errors after the status become a final SSE event. */
+  isEventStream = false;
+  /** performance.now() when the first content event was relayed (streams), ms; 0 until then. */
+  firstContentAtMs = 0;
+  /** performance.now() when the worker's response headers arrived, ms; 0 until then. */
+  headersAtMs = 0;
+  /** A stream that ended with an SSE error event (counts as an error though its status was 200). */
+  isStreamFailed = false;
+  /** The error code the master answered or ended the stream with, for the log line. */
+  errorCode: string | undefined = undefined;
+  /** Master → worker timer (headers, then idle); cleared when the request ends. */
+  workerTimer: NodeJS.Timeout | undefined = undefined;
+  /** Aborts the queue wait and the body read when the client leaves; created only when a step waits. */
+  abort: AbortController | undefined = undefined;
+  /** The last chunk relayed, kept (no copy) to see whether a stream ended with an error event. */
+  lastChunk: Buffer | undefined = undefined;
+
+  constructor(req: IncomingMessage, res: ServerResponse, nowMs: number) {
+    this.req = req;
+    this.res = res;
+    this.startedAtMs = nowMs;
+    this.socketBytesAtStart = req.socket.bytesWritten;
+  }
+
+  /** The signal that aborts when the client goes away; created on first use. */
+  get signal(): AbortSignal {
+    return (this.abort ??= new AbortController()).signal;
+  }
+
+  get isClientGone(): boolean {
+    return this.res.destroyed || this.req.socket.destroyed;
+  }
+}

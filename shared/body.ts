@@ -1,0 +1,129 @@
+import type { IncomingMessage } from 'node:http';
+import { GraygateError } from './errors.js';
+import { IdleTimer, onAbort } from './abort.js';
+
+// The one bounded request-body reader (issue 9: master, worker and admin used
+// four). Whatever arrives is held only up to `maxBytes` (413 body_too_large,
+// refused from Content-Length before a byte is read), a client that goes
+// silent for `idleTimeoutMs` is refused with 408 body_timeout (nginx
+// client_body_timeout), and an optional process-wide budget caps the bytes of
+// all bodies held at once (503 body_budget). On any refusal the reader stops
+// listening and pauses the request: the caller answers with `Connection: close`
+// and the rest is never read.
+
+/** A process-wide byte budget (master/body-budget.ts). */
+export interface ByteBudget {
+  /** Takes `bytes` from the budget; false (and nothing taken) when they do not fit. */
+  tryReserve(bytes: number): boolean;
+  release(bytes: number): void;
+}
+
+export interface ReadBodyOptions {
+  /** Largest body accepted, bytes (limits.maxBodyBytes). */
+  maxBytes: number;
+  /** Longest silence while the body arrives, ms; 0 disables (limits.bodyTimeoutMs). */
+  idleTimeoutMs: number;
+  /** Aborted when the client goes away or the request is given up; rejects with its reason. */
+  signal?: AbortSignal;
+  /**
+   * Bytes are reserved here as the body arrives — all of a declared Content-Length
+   * up front — and stay reserved when the promise resolves: the caller releases
+   * `body.length` once it is done with the body. On rejection nothing stays reserved.
+   */
+  budget?: ByteBudget;
+  /** Seconds for `Retry-After` on body_budget. Default 1. */
+  retryAfterS?: number;
+}
+
+/** The declared Content-Length, or undefined for a chunked body or none. NaN-safe: Node validated the header. */
+export function declaredLength(req: Pick<IncomingMessage, 'headers'>): number | undefined {
+  const raw = req.headers['content-length'];
+  if (raw === undefined) return undefined;
+  const n = Number(raw);
+  return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
+}
+
+/** True when the request carries a body (a Content-Length above 0 or chunked framing), whatever its method. */
+export function hasBody(req: Pick<IncomingMessage, 'headers'>): boolean {
+  const length = declaredLength(req);
+  return (length !== undefined && length > 0) || req.headers['transfer-encoding'] !== undefined;
+}
+
+export function bodyTooLarge(bytes: number | undefined, maxBytes: number): GraygateError {
+  const size = bytes === undefined ? `over ${maxBytes}` : String(bytes);
+  return new GraygateError('body_too_large', `request body is too large (${size} bytes, limit ${maxBytes})`);
+}
+
+export function readBody(req: IncomingMessage, options: ReadBodyOptions): Promise<Buffer> {
+  const { maxBytes, budget } = options;
+  if (options.signal?.aborted === true) return Promise.reject(options.signal.reason);
+  const declared = declaredLength(req);
+  if (declared !== undefined && declared > maxBytes) return Promise.reject(bodyTooLarge(declared, maxBytes));
+  if (declared === 0 || (declared === undefined && req.headers['transfer-encoding'] === undefined)) {
+    return Promise.resolve(EMPTY);
+  }
+  const overBudget = (): GraygateError =>
+    new GraygateError('body_budget', undefined, { retryAfterS: options.retryAfterS ?? 1 });
+  let reserved = 0;
+  if (declared !== undefined && budget !== undefined) {
+    if (!budget.tryReserve(declared)) return Promise.reject(overBudget());
+    reserved = declared;
+  }
+
+  return new Promise<Buffer>((resolve, reject) => {
+    // A declared length is filled in place: one allocation, one copy per byte.
+    const whole = declared === undefined ? undefined : Buffer.allocUnsafe(declared);
+    const parts: Buffer[] = [];
+    let bytes = 0;
+    let isDone = false;
+    const finish = (err: unknown): void => {
+      if (isDone) return;
+      isDone = true;
+      idle.clear();
+      disposeAbort();
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      req.off('aborted', onAborted);
+      if (err === undefined) {
+        const body = whole !== undefined ? whole.subarray(0, bytes) : parts.length === 1 ? parts[0]! : Buffer.concat(parts, bytes);
+        // A chunked body holds exactly what arrived; a declared one never differs (Node enforces it).
+        if (budget !== undefined && reserved > bytes) budget.release(reserved - bytes);
+        resolve(body);
+        return;
+      }
+      req.pause();
+      if (budget !== undefined && reserved > 0) budget.release(reserved);
+      reject(err);
+    };
+    const onData = (chunk: Buffer): void => {
+      idle.touch();
+      const next = bytes + chunk.length;
+      if (next > maxBytes) return finish(bodyTooLarge(undefined, maxBytes));
+      if (whole !== undefined) {
+        if (next > whole.length) return finish(bodyTooLarge(undefined, maxBytes));
+        chunk.copy(whole, bytes);
+      } else {
+        if (budget !== undefined) {
+          if (!budget.tryReserve(chunk.length)) return finish(overBudget());
+          reserved += chunk.length;
+        }
+        parts.push(chunk);
+      }
+      bytes = next;
+    };
+    const onEnd = (): void => finish(undefined);
+    const onError = (err: Error): void => finish(err);
+    const onAborted = (): void => finish(new GraygateError('invalid_request', 'the client closed the connection while sending its body'));
+    const idle = new IdleTimer(options.idleTimeoutMs, () =>
+      finish(new GraygateError('body_timeout', `no request body bytes for ${options.idleTimeoutMs} ms`)),
+    );
+    const disposeAbort = options.signal === undefined ? () => undefined : onAbort(options.signal, (reason) => finish(reason));
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+    req.on('aborted', onAborted);
+  });
+}
+
+const EMPTY = Buffer.alloc(0);
