@@ -1,4 +1,5 @@
-import { isAbsolute, resolve as resolvePath } from 'node:path';
+import { realpathSync } from 'node:fs';
+import { isAbsolute, relative, resolve as resolvePath } from 'node:path';
 import { z } from 'zod';
 import { VERSION_NAME, parseWith, upstreamSchema, versionSchema, type Config, type VersionConfig } from '../../shared/config.js';
 import { GraygateError } from '../../shared/errors.js';
@@ -28,6 +29,27 @@ function parseBody<S extends z.ZodType>(schema: S, raw: unknown): z.output<S> {
 
 function absoluteEntry(entry: string): string {
   return isAbsolute(entry) ? entry : resolvePath(entry);
+}
+
+function realpathOrSelf(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return path; // a missing entry fails later, as deploy_failed with the fork's reason
+  }
+}
+
+/**
+ * SPEC §6: an entry given to add/deploy runs code by design, so it must live
+ * under one of admin.entryRoots (default: the working directory). Symlinks are
+ * resolved first, so a link inside a root cannot point outside it.
+ */
+export function isEntryAllowed(entry: string, roots: readonly string[]): boolean {
+  const real = realpathOrSelf(entry);
+  return roots.some((root) => {
+    const rel = relative(realpathOrSelf(resolvePath(root)), real);
+    return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel);
+  });
 }
 
 function sameBuild(a: Build, b: Build): boolean {
@@ -98,7 +120,18 @@ export class Operations {
   /** POST /admin/versions: serves only once its workers are ready. */
   async addVersion(raw: unknown): Promise<VersionStatus> {
     const { name, ...version } = parseBody(addBody, raw);
-    return this.#add(name, { ...version, entry: absoluteEntry(version.entry) }, 'add');
+    return this.#add(name, { ...version, entry: this.#allowedEntry(version.entry) }, 'add');
+  }
+
+  /** The absolute entry, or 400 when it lies outside admin.entryRoots. */
+  #allowedEntry(entry: string): string {
+    const absolute = absoluteEntry(entry);
+    const configured = this.#supervisor.config.admin.entryRoots;
+    const roots = configured.length > 0 ? configured : [process.cwd()];
+    if (!isEntryAllowed(absolute, roots)) {
+      throw new GraygateError('invalid_request', `entry: ${absolute} is outside admin.entryRoots (${roots.map((r) => resolvePath(r)).join(', ')})`);
+    }
+    return absolute;
   }
 
   async #add(name: string, version: VersionConfig, kind: 'add' | 'reload'): Promise<VersionStatus> {
@@ -131,7 +164,7 @@ export class Operations {
     const group = this.#group(name);
     const body = parseBody(deployBody, raw);
     const build: Build = {
-      entry: body.entry === undefined ? group.build.entry : absoluteEntry(body.entry),
+      entry: body.entry === undefined ? group.build.entry : this.#allowedEntry(body.entry),
       instances: body.instances ?? group.build.instances,
       env: body.env ?? group.build.env,
       upstream: body.upstream ?? group.build.upstream,

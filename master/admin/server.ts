@@ -2,9 +2,11 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Registry } from 'prom-client';
 import { GraygateError, isGraygateError, toErrorResponse } from '../../shared/errors.js';
 import { headerValue, sendError, sendJson } from '../../shared/http-headers.js';
+import { readBody } from '../../shared/body.js';
 import type { Logger } from '../../shared/log.js';
 import type { Supervisor } from '../supervisor.js';
 import { isAuthorized } from './auth.js';
+import { checkAdminRequest } from './guard.js';
 import { gatherMetrics } from './metrics-endpoint.js';
 import type { Operations } from './operations.js';
 
@@ -30,31 +32,18 @@ function decodeParam(raw: string): string {
   }
 }
 
-export function readJsonBody(req: IncomingMessage, maxBytes = MAX_ADMIN_BODY_BYTES): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const parts: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > maxBytes) {
-        // Answer first (the handler sends 413 with Connection: close); stop buffering what follows.
-        req.removeAllListeners('data');
-        req.resume();
-        reject(new GraygateError('body_too_large', `admin bodies are limited to ${maxBytes} bytes`));
-        return;
-      }
-      parts.push(chunk);
-    });
-    req.on('end', () => {
-      if (size === 0) return resolve({});
-      try {
-        resolve(JSON.parse(Buffer.concat(parts).toString('utf8')));
-      } catch {
-        reject(new GraygateError('invalid_request', 'request body is not valid JSON'));
-      }
-    });
-    req.on('error', reject);
-  });
+/** Silence allowed while an admin body arrives, ms. */
+const ADMIN_BODY_TIMEOUT_MS = 10_000;
+
+/** An admin call's JSON body (`{}` when empty), through the shared bounded reader. */
+export async function readJsonBody(req: IncomingMessage, maxBytes = MAX_ADMIN_BODY_BYTES): Promise<unknown> {
+  const body = await readBody(req, { maxBytes, idleTimeoutMs: ADMIN_BODY_TIMEOUT_MS });
+  if (body.length === 0) return {};
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch {
+    throw new GraygateError('invalid_request', 'request body is not valid JSON');
+  }
 }
 
 type Route = (req: IncomingMessage, params: string[]) => Promise<{ status: number; body: unknown; contentType?: string }>;
@@ -75,17 +64,26 @@ export function createAdminServer(options: AdminServerOptions): Server {
     ['POST', /^\/admin\/reload$/, async () => ({ status: 200, body: await operations.reload() })],
   ];
 
+  const hasToken = options.token !== undefined && options.token !== '';
   return createServer((req: IncomingMessage, res: ServerResponse) => {
+    // SPEC §6: a web page must not reach this port (guard.ts); checked before the token, so a rebinding page learns nothing.
+    const forbidden = checkAdminRequest({ method: req.method, headers: req.headers, hasToken });
+    if (forbidden !== undefined) {
+      log.warn({ method: req.method, path: (req.url ?? '/').split('?', 1)[0], host: req.headers['host'], origin: req.headers['origin'] }, 'admin call forbidden');
+      return sendError(res, toErrorResponse(forbidden), { connection: 'close' });
+    }
     if (!isAuthorized(headerValue(req.headers['authorization']), options.token)) {
       return sendError(res, toErrorResponse(new GraygateError('unauthorized')), { 'www-authenticate': 'Bearer' });
     }
     const path = (req.url ?? '/').split('?', 1)[0]!;
-    let pathMatched = false;
+    const allowed: string[] = [];
     for (const [method, pattern, route] of routes) {
       const match = pattern.exec(path);
       if (match === null) continue;
-      pathMatched = true;
-      if (method !== req.method) continue;
+      if (method !== req.method) {
+        allowed.push(method);
+        continue;
+      }
       // Decoding runs inside the promise: a bad percent-escape is a 400, never a thrown error in the master.
       Promise.resolve()
         .then(() => route(req, match.slice(1).map(decodeParam)))
@@ -103,7 +101,9 @@ export function createAdminServer(options: AdminServerOptions): Server {
       );
       return;
     }
-    const code = pathMatched ? 'method_not_allowed' : 'not_found';
-    sendError(res, toErrorResponse(new GraygateError(code, `no admin route for ${req.method} ${path}`)));
+    if (allowed.length > 0) {
+      return sendError(res, toErrorResponse(new GraygateError('method_not_allowed', `${path} answers ${allowed.join(', ')}`)), { allow: allowed.join(', ') });
+    }
+    sendError(res, toErrorResponse(new GraygateError('not_found', `no admin route for ${req.method} ${path}`)));
   });
 }

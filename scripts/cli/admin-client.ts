@@ -21,10 +21,9 @@ export async function callAdmin<T>(options: AdminClientOptions, method: string, 
   const headers: Record<string, string> = { accept: 'application/json' };
   if (options.token !== undefined && options.token !== '') headers['authorization'] = `Bearer ${options.token}`;
   const init: RequestInit = { method, headers };
-  if (body !== undefined) {
-    headers['content-type'] = 'application/json';
-    init.body = JSON.stringify(body);
-  }
+  // SPEC §6: state-changing admin calls must be JSON (no cross-site "simple" request is).
+  if (method !== 'GET' && method !== 'HEAD') headers['content-type'] = 'application/json';
+  if (body !== undefined) init.body = JSON.stringify(body);
   let res: Response;
   try {
     res = await fetch(new URL(path, options.adminUrl), init);

@@ -53,7 +53,7 @@ t.test('admin errors keep the OpenAI shape', async (t) => {
   const notFound = await admin<{ error: { type: string; code: string } }>(gw, 'GET', '/admin/nope');
   t.equal(notFound.status, 404);
   t.equal(notFound.body.error.code, 'not_found');
-  const res = await fetch(`${gw.adminUrl}/admin/weights`, { method: 'PUT', body: '{not json' });
+  const res = await fetch(`${gw.adminUrl}/admin/weights`, { method: 'PUT', body: '{not json', headers: { 'content-type': 'application/json' } });
   t.equal(res.status, 400);
   t.equal(((await res.json()) as { error: { code: string } }).error.code, 'invalid_request');
   t.equal((await admin(gw, 'GET', '/admin/weights')).status, 405);

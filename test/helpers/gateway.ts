@@ -44,7 +44,10 @@ export function writeConfigFile(path: string, input: GatewayConfigInput): void {
     listen: { host: '127.0.0.1', port: 0 },
     admin: { host: '127.0.0.1', port: 0, ...input.admin },
     routing: input.routing ?? {},
-    limits: input.limits ?? {},
+    // Tests are not about start-up time: a loaded CI box (2 cores, two test files each with a
+    // gateway, V8 coverage on) must not fail a test on the 15 s default. Tests of the ready
+    // timeout set their own.
+    limits: { readyTimeoutMs: 60_000, ...input.limits },
     versions: input.versions,
   };
   writeFileSync(path, JSON.stringify(config, null, 2));

@@ -1,0 +1,159 @@
+import t from 'tap';
+import { startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
+import { httpRequest, json } from '../helpers/http.js';
+import { openRaw, rawRequest, type RawConnection } from '../helpers/raw-http.js';
+import { status } from '../helpers/wait.js';
+import { scrape } from '../helpers/metrics.js';
+import type { Gateway } from '../helpers/gateway.js';
+
+// Issue 9 parts 1 and 7, SPEC §4a: the master reads bodies before a worker
+// slot is taken, bounded in size, silence and total bytes held; whatever it
+// refuses on the main port is answered in the OpenAI error shape.
+
+interface ErrorBody {
+  error: { message: string; type: string; code: string };
+}
+
+function errorOf(body: string): ErrorBody['error'] {
+  return (JSON.parse(body) as ErrorBody).error;
+}
+
+/** Resolves once the master holds `bytes` of request bodies (the gauge the budget feeds). */
+async function waitForBufferedBytes(gw: Gateway, bytes: number): Promise<void> {
+  for (let i = 0; i < 2000; i++) {
+    if ((await scrape(gw)).sum('graygate_buffered_body_bytes') === bytes) return;
+    await new Promise((r) => setImmediate(r));
+  }
+  throw new Error(`the master never held ${bytes} body bytes`);
+}
+
+t.test('the request hop on the main port', async (t) => {
+  const gw = await startGateway(t, {
+    versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } },
+    limits: {
+      maxSocketsPerWorker: 2,
+      maxQueuePerVersion: 0,
+      bodyTimeoutMs: 400,
+      maxBodyBytes: 600_000,
+      maxBufferedBodyBytes: 1_000_000,
+      maxUrlBytes: 1024,
+      maxHeaderBytes: 4096,
+    },
+  });
+
+  t.test('slow bodies hold no worker slot, do not block other clients, and end with 408', async (t) => {
+    // Ten clients send a head announcing 1000 bytes, send 10, then nothing.
+    const slow: RawConnection[] = [];
+    for (let i = 0; i < 10; i++) {
+      const conn = await openRaw(gw.url, ['POST']);
+      conn.write(`POST /echo?slow=${i} HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n0123456789`);
+      slow.push(conn);
+    }
+    await waitForBufferedBytes(gw, 10_000);
+    const workers = (await status(gw)).v1!.workers;
+    t.equal(workers[0]!.inflight, 0, 'no worker slot is held while bodies arrive');
+    // Both slots are free: two other clients at once (the queue is 0, so a held slot would mean 503), twice.
+    for (let round = 0; round < 2; round++) {
+      const others = await Promise.all(Array.from({ length: 2 }, (_, i) => httpRequest(`${gw.url}/echo?other=${i}`, { method: 'POST', body: '{"a":1}', headers: { 'content-type': 'application/json' } })));
+      t.same(others.map((r) => r.status), [200, 200], 'served while ten slow bodies are pending');
+    }
+    for (const conn of slow) {
+      const [res] = await conn.waitFor(1);
+      t.equal(res!.status, 408);
+      t.same(errorOf(res!.body), { message: 'no request body bytes for 400 ms', type: 'invalid_request_error', code: 'body_timeout' });
+      t.equal(res!.headers['connection'], 'close');
+      await conn.closed;
+    }
+    const stats = json<{ seen: Array<{ url: string }> }>(await httpRequest(`${gw.url}/stats`));
+    t.notOk(stats.seen.some((s) => s.url.includes('slow=')), 'no slow body ever reached the worker');
+    await waitForBufferedBytes(gw, 0);
+  });
+
+  t.test('bodies held at once stay within maxBufferedBodyBytes: 503 body_budget beyond', async (t) => {
+    const a = await openRaw(gw.url, ['POST']);
+    const b = await openRaw(gw.url, ['POST']);
+    a.write('POST /echo?budget=a HTTP/1.1\r\nHost: gw\r\nContent-Length: 500000\r\n\r\n');
+    b.write('POST /echo?budget=b HTTP/1.1\r\nHost: gw\r\nContent-Length: 500000\r\n\r\n');
+    await waitForBufferedBytes(gw, 1_000_000);
+    const refused = await rawRequest(gw.url, 'POST /echo?budget=c HTTP/1.1\r\nHost: gw\r\nContent-Length: 100\r\n\r\n' + 'x'.repeat(100), 'POST');
+    t.equal(refused.status, 503);
+    t.equal(errorOf(refused.body).code, 'body_budget');
+    t.equal(errorOf(refused.body).type, 'overloaded_error');
+    t.equal(refused.headers['retry-after'], '1');
+    a.write('x'.repeat(500_000));
+    b.write('y'.repeat(500_000));
+    const [[ra], [rb]] = await Promise.all([a.waitFor(1), b.waitFor(1)]);
+    t.equal(ra!.status, 200);
+    t.equal(rb!.status, 200);
+    t.equal((JSON.parse(ra!.body) as { bodyBytes: number }).bodyBytes, 500_000, 'the held body reached the worker whole');
+    a.socket.destroy();
+    b.socket.destroy();
+    await waitForBufferedBytes(gw, 0);
+  });
+
+  t.test('413 for an over-limit Content-Length is answered before 100 Continue', async (t) => {
+    const conn = await openRaw(gw.url, ['POST']);
+    conn.write('POST /echo HTTP/1.1\r\nHost: gw\r\nExpect: 100-continue\r\nContent-Length: 700000\r\n\r\n');
+    const [res] = await conn.waitFor(1);
+    t.equal(conn.responses.filter((r) => r.status === 100).length, 0, 'no 100 Continue was sent');
+    t.equal(res!.status, 413);
+    t.equal(errorOf(res!.body).code, 'body_too_large');
+    t.equal(res!.headers['connection'], 'close');
+    await conn.closed;
+  });
+
+  t.test('a body within the limit gets 100 Continue, then its answer', async (t) => {
+    const conn = await openRaw(gw.url, ['POST']);
+    conn.write('POST /echo HTTP/1.1\r\nHost: gw\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n');
+    await new Promise<void>((resolve) => {
+      const check = (): void => (conn.responses.some((r) => r.status === 100) ? resolve() : void conn.socket.once('data', check));
+      check();
+    });
+    conn.write('hello');
+    const [res] = await conn.waitFor(1);
+    t.equal(res!.status, 200);
+    t.equal((JSON.parse(res!.body) as { body: string }).body, 'hello');
+    conn.socket.destroy();
+  });
+
+  t.test('a chunked body over maxBodyBytes is 413 and the connection closes', async (t) => {
+    const conn = await openRaw(gw.url, ['POST']);
+    conn.write('POST /echo HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n');
+    const piece = 'z'.repeat(100_000);
+    for (let i = 0; i < 7; i++) conn.write(`${(100_000).toString(16)}\r\n${piece}\r\n`);
+    const [res] = await conn.waitFor(1);
+    t.equal(res!.status, 413);
+    t.equal(errorOf(res!.body).code, 'body_too_large');
+    await conn.closed;
+  });
+
+  t.test('refusals of the request head are in the OpenAI error shape', async (t) => {
+    const bigHeader = await rawRequest(gw.url, `GET /echo HTTP/1.1\r\nHost: gw\r\nX-Big: ${'h'.repeat(5000)}\r\n\r\n`);
+    t.equal(bigHeader.status, 431);
+    t.same(errorOf(bigHeader.body), { message: 'request header fields are too large', type: 'invalid_request_error', code: 'headers_too_large' });
+    const longUrl = await rawRequest(gw.url, `GET /echo?q=${'u'.repeat(2000)} HTTP/1.1\r\nHost: gw\r\n\r\n`);
+    t.equal(longUrl.status, 414);
+    t.equal(errorOf(longUrl.body).code, 'url_too_long');
+    const longerUrl = await rawRequest(gw.url, `GET /echo?q=${'u'.repeat(6000)} HTTP/1.1\r\nHost: gw\r\n\r\n`);
+    t.equal(longerUrl.status, 414, 'a URL beyond the header limit is 414 too');
+    const malformed = await rawRequest(gw.url, 'GET /echo HTTP/1.1\r\nHost: gw\r\nBad Header\r\n\r\n');
+    t.equal(malformed.status, 400);
+    t.equal(errorOf(malformed.body).code, 'invalid_request');
+    t.equal(malformed.headers['content-type'], 'application/json');
+    const badTarget = await rawRequest(gw.url, 'GET http://[bad/echo HTTP/1.1\r\nHost: gw\r\n\r\n');
+    t.equal(badTarget.status, 400);
+    t.equal(errorOf(badTarget.body).type, 'invalid_request_error');
+    const notAllowed = await httpRequest(`${gw.url}/healthz`, { method: 'POST' });
+    t.equal(notAllowed.status, 405);
+    t.equal(notAllowed.headers['allow'], 'GET, HEAD');
+    t.equal(json<ErrorBody>(notAllowed).error.code, 'method_not_allowed');
+    const expectation = await rawRequest(gw.url, 'GET /echo HTTP/1.1\r\nHost: gw\r\nExpect: tea\r\n\r\n');
+    t.equal(expectation.status, 417);
+    t.equal(errorOf(expectation.body).type, 'invalid_request_error');
+  });
+
+  t.test('the gateway still serves after all of it', async (t) => {
+    t.equal((await httpRequest(`${gw.url}/echo`)).status, 200);
+    t.equal((await status(gw)).v1!.workers[0]!.inflight, 0, 'no slot leaked');
+  });
+});

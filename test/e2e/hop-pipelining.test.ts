@@ -1,0 +1,62 @@
+import t from 'tap';
+import { once } from 'node:events';
+import { startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
+import { httpRequest, json } from '../helpers/http.js';
+import { openRaw } from '../helpers/raw-http.js';
+import { waitForStatus } from '../helpers/wait.js';
+import { startMockUpstream, BASE_PATHS, type MockStream } from '../../shared/mock-upstream/index.js';
+
+// Issue 9 part 2, SPEC §4a: one request at a time per client connection.
+// Pipelined requests wait behind the first, holding no slot; a connection that
+// closes drops what it had waiting, and the upstream call in flight is
+// aborted at once.
+
+function chatRequest(directive: string, id: number): string {
+  const body = JSON.stringify({ model: 'm', stream: true, messages: [{ role: 'user', content: `${directive} #${id}` }] });
+  return `POST /v1/chat/completions?version=chat HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+}
+
+t.test('pipelining', async (t) => {
+  const mock = await startMockUpstream({});
+  t.teardown(() => mock.close());
+  const gw = await startGateway(t, {
+    versions: {
+      v1: { entry: TEST_WORKER_ENTRY, weight: 1 },
+      chat: { weight: 0, upstream: { format: 'openai', url: mock.url + BASE_PATHS.openai } },
+    },
+    limits: { maxSocketsPerWorker: 10 },
+  });
+
+  t.test('pipelined requests are served one after another, never two slots at once', async (t) => {
+    const n = 6;
+    const conn = await openRaw(gw.url, Array.from({ length: n }, () => 'GET'));
+    let batch = '';
+    for (let i = 0; i < n; i++) batch += `GET /slow?ms=20&i=${i} HTTP/1.1\r\nHost: gw\r\n\r\n`;
+    conn.write(batch); // one write: Node parses all of them at once
+    const responses = await conn.waitFor(n);
+    t.same(responses.map((r) => r.status), Array.from({ length: n }, () => 200), 'every request answered, in order');
+    const stats = json<{ peakActive: number; total: number; seen: Array<{ url: string }> }>(await httpRequest(`${gw.url}/stats`));
+    t.equal(stats.peakActive, 1, 'the worker never saw two of them at once');
+    t.same(stats.seen.map((s) => s.url), Array.from({ length: n }, (_, i) => `/slow?ms=20&i=${i}`), 'in the order sent');
+    conn.socket.destroy();
+  });
+
+  t.test('a pipelining connection that closes aborts its upstream call and drops the rest', async (t) => {
+    const streams: MockStream[] = [];
+    const onStream = (s: MockStream): void => void streams.push(s);
+    mock.events.on('stream', onStream);
+    t.teardown(() => mock.events.off('stream', onStream));
+    const conn = await openRaw(gw.url);
+    const first = once(mock.events, 'stream');
+    conn.write(chatRequest('[mock tokens=50 fault=stall after=2]', 1) + chatRequest('[mock tokens=5]', 2) + chatRequest('[mock tokens=5]', 3));
+    const [upstream] = (await first) as [MockStream];
+    await waitForStatus(gw, (v) => v.chat!.workers[0]!.inflight === 1, 'the first request is in flight');
+    t.equal(streams.length, 1, 'only the first pipelined request reached the upstream');
+    const closed = once(upstream, 'close');
+    conn.socket.destroy();
+    await closed;
+    t.equal(upstream.isComplete, false, 'the upstream call was aborted when the client left');
+    await waitForStatus(gw, (v) => v.chat!.workers[0]!.inflight === 0, 'the slot is free again');
+    t.equal(streams.length, 1, 'the requests waiting behind it never reached the upstream');
+  });
+});

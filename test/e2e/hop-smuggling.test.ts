@@ -1,0 +1,84 @@
+import t from 'tap';
+import { startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
+import { httpRequest, json } from '../helpers/http.js';
+import { openRaw } from '../helpers/raw-http.js';
+
+// Issue 9 part 1, SPEC §4a: no byte the client sends reaches the worker except
+// as the body of the request the master routed. Every variant that desynced
+// the master → worker keep-alive socket before: a body on a method without
+// one (chunked or with Content-Length), and a Content-Length the client named
+// as hop-by-hop. One worker socket (maxSocketsPerWorker 1) so a smuggled
+// request would land on the very socket the next client uses.
+
+interface Echo {
+  method: string;
+  url: string;
+  headers: Record<string, string>;
+  bodyBytes: number;
+  body: string;
+}
+interface Stats {
+  total: number;
+  seen: Array<{ method: string; url: string }>;
+}
+
+const SMUGGLED = 'POST /smuggled HTTP/1.1\r\nHost: worker\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}';
+
+function chunked(body: string): string {
+  return `${Buffer.byteLength(body).toString(16)}\r\n${body}\r\n0\r\n\r\n`;
+}
+
+t.test('request smuggling through the master reaches nothing', async (t) => {
+  const gw = await startGateway(t, {
+    versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } },
+    limits: { maxSocketsPerWorker: 1, maxIdleSocketsPerWorker: 1 },
+  });
+  const variants: Array<{ name: string; method: string; head: string; body: string }> = [];
+  for (const method of ['GET', 'HEAD', 'DELETE', 'OPTIONS']) {
+    variants.push({ name: `${method} + Transfer-Encoding: chunked`, method, head: `${method} /echo?v=${method}-te HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n`, body: chunked(SMUGGLED) });
+  }
+  variants.push({
+    name: 'GET + Content-Length + Connection: content-length',
+    method: 'GET',
+    head: `GET /echo?v=get-cl HTTP/1.1\r\nHost: gw\r\nConnection: keep-alive, content-length\r\nContent-Length: ${Buffer.byteLength(SMUGGLED)}\r\n\r\n`,
+    body: SMUGGLED,
+  });
+  variants.push({
+    name: 'POST + chunked body holding a second request',
+    method: 'POST',
+    head: 'POST /echo?v=post-te HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n',
+    body: chunked(SMUGGLED),
+  });
+
+  let expectedTotal = 0;
+  for (const v of variants) {
+    t.test(v.name, async (t) => {
+      const attacker = await openRaw(gw.url, [v.method, 'GET']);
+      attacker.write(v.head + v.body);
+      const [first] = await attacker.waitFor(1);
+      expectedTotal++;
+      t.equal(first!.status, 200, 'one answer to the request the client sent');
+      if (v.method !== 'HEAD') {
+        const echo = JSON.parse(first!.body) as Echo;
+        t.equal(echo.method, v.method);
+        t.equal(echo.bodyBytes, Buffer.byteLength(SMUGGLED), 'the smuggled request arrived as the body, whole');
+        t.equal(echo.headers['content-length'], String(Buffer.byteLength(SMUGGLED)), 'framed by the master with a fresh Content-Length');
+        t.notOk(echo.headers['transfer-encoding'], 'never with the client framing');
+        t.equal(echo.body, SMUGGLED);
+      }
+      // The attacker's next request on its connection gets its own answer.
+      attacker.write('GET /echo?next=attacker HTTP/1.1\r\nHost: gw\r\n\r\n');
+      const [, second] = await attacker.waitFor(2);
+      expectedTotal++;
+      t.equal((JSON.parse(second!.body) as Echo).url, '/echo?next=attacker', 'the attacker gets no one else’s answer');
+      attacker.socket.destroy();
+      // A victim on another connection, over the same worker socket, gets its own answer.
+      const victim = json<Echo>(await httpRequest(`${gw.url}/echo?victim=1`));
+      expectedTotal++;
+      t.equal(victim.url, '/echo?victim=1', 'the victim gets its own answer');
+      const stats = json<Stats>(await httpRequest(`${gw.url}/stats`));
+      t.notOk(stats.seen.some((s) => s.url.startsWith('/smuggled')), 'the worker never parsed the smuggled request');
+      t.equal(stats.total, expectedTotal, 'the worker saw exactly the requests the master routed');
+    });
+  }
+});

@@ -1,0 +1,82 @@
+import t from 'tap';
+import { startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
+import { httpRequest, json } from '../helpers/http.js';
+import { status, waitForStatus, isAlive } from '../helpers/wait.js';
+import { scrape } from '../helpers/metrics.js';
+
+// Issue 9 part 3, SPEC §4a: a worker that stops answering is found and
+// replaced. Master → worker timeouts end requests a silent worker holds; an
+// IPC health probe takes a stopped worker (SIGSTOP) out of routing, kills it
+// and restarts it, while its sibling keeps serving.
+
+interface ErrorBody {
+  error: { message: string; type: string; code: string };
+}
+
+t.test('a silent or stopped worker', async (t) => {
+  const gw = await startGateway(t, {
+    versions: {
+      one: { entry: TEST_WORKER_ENTRY, weight: 1 },
+      two: { entry: TEST_WORKER_ENTRY, weight: 0, instances: 2 },
+    },
+    routing: { default: 'one' },
+    limits: { workerHeadersTimeoutMs: 1500, workerIdleTimeoutMs: 500, healthIntervalMs: 100, healthMisses: 3 },
+  });
+
+  t.test('no response headers within workerHeadersTimeoutMs: 504 worker_timeout, and the worker request is closed', async (t) => {
+    const res = await httpRequest(`${gw.url}/slow?ms=600000&version=one`);
+    t.equal(res.status, 504);
+    t.same(json<ErrorBody>(res).error, { message: 'the worker sent no response within workerHeadersTimeoutMs', type: 'gateway_error', code: 'worker_timeout' });
+    for (;;) {
+      const stats = json<{ active: number }>(await httpRequest(`${gw.url}/stats?version=one`));
+      if (stats.active === 0) break; // the worker saw its request's socket close
+    }
+    t.pass('the worker saw the request end');
+  });
+
+  t.test('silence inside a stream: a final SSE error event worker_timeout', async (t) => {
+    const res = await httpRequest(`${gw.url}/sse?events=3&ms=600000&version=one`);
+    t.equal(res.status, 200);
+    const events = res.body.split('\n\n').filter((e) => e.startsWith('data: '));
+    t.equal(events.length, 1, 'only the error event');
+    t.same((JSON.parse(events[0]!.slice('data: '.length)) as ErrorBody).error.code, 'worker_timeout');
+  });
+
+  t.test('SIGSTOP of one of two workers: its request ends, the other serves, it is replaced', async (t) => {
+    const before = (await status(gw)).two!.workers;
+    t.equal(before.length, 2);
+    const held = httpRequest(`${gw.url}/slow?ms=600000&version=two`);
+    const busy = await waitForStatus(gw, (v) => v.two!.workers.some((w) => w.inflight === 1), 'a request is in flight on one worker');
+    const victim = busy.two!.workers.find((w) => w.inflight === 1)!.pid;
+    const sibling = busy.two!.workers.find((w) => w.pid !== victim)!.pid;
+    t.teardown(() => {
+      if (isAlive(victim)) process.kill(victim, 'SIGCONT');
+    });
+    process.kill(victim, 'SIGSTOP');
+    const ended = await held;
+    t.ok(ended.status === 502 || ended.status === 504, `the stopped worker's request ended (${ended.status})`);
+    t.ok(['worker_error', 'worker_timeout'].includes(json<ErrorBody>(ended).error.code));
+    const after = await waitForStatus(
+      gw,
+      (v) => v.two!.workers.length === 2 && v.two!.workers.every((w) => w.state === 'ready' && w.pid !== victim),
+      'the stopped worker is replaced by a ready one',
+    );
+    t.notOk(isAlive(victim), 'the stopped worker was killed');
+    t.ok(after.two!.workers.some((w) => w.pid === sibling), 'its sibling kept running');
+    t.equal(after.two!.workers.find((w) => w.pid !== sibling)!.restarts, 1, 'the replacement counts as a restart');
+    const served = await Promise.all(Array.from({ length: 4 }, () => httpRequest(`${gw.url}/slow?ms=0&version=two`)));
+    t.same(served.map((r) => r.status), [200, 200, 200, 200]);
+    t.equal((await httpRequest(`${gw.url}/readyz`)).status, 200);
+  });
+
+  t.test('probe figures are in /admin/status and /metrics', async (t) => {
+    const versions = await waitForStatus(gw, (v) => v.one!.workers[0]!.rssBytes > 0, 'a probe was answered');
+    const w = versions.one!.workers[0]!;
+    t.ok(w.rssBytes > 10 * 1024 * 1024, 'rss in bytes');
+    t.ok(w.eventLoopDelayMs >= 0);
+    t.equal(w.healthMisses, 0);
+    const metrics = await scrape(gw);
+    t.ok(metrics.sum('graygate_worker_rss_bytes', { version: 'one' }) > 0);
+    t.ok(metrics.text.includes('graygate_worker_event_loop_delay_seconds{'), 'event-loop delay per worker');
+  });
+});
