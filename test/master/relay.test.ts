@@ -1,0 +1,26 @@
+import t from 'tap';
+import { hasContentEvent, hasErrorEvent } from '../../master/relay.js';
+import { toSseErrorEvent, GraygateError } from '../../shared/errors.js';
+
+// What the master reads in a relayed SSE stream (SPEC §11 outcomes), as a case table.
+
+t.test('hasContentEvent', async (t) => {
+  const cases: Array<[string, boolean]> = [
+    ['data: {"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}\n\n', false],
+    ['data: {"choices":[{"index":0,"delta":{"content":"Hel"}}]}\n\n', true],
+    ['data: {"choices":[{"delta":{"role":"assistant","content":""}}]}\n\ndata: {"choices":[{"delta":{"content":"x"}}]}\n\n', true],
+    ['data: {"choices":[{"delta":{"reasoning_content":"think"}}]}\n\n', false],
+    ['data: {"choices":[{"delta":{"tool_calls":[{"index":0}]}}]}\n\n', true],
+    ['data: {"choices":[{"text":"legacy","index":0}]}\n\n', true],
+    ['data: {"type":"response.output_text.delta","delta":"hi"}\n\n', true],
+    [': ping\n\n', false],
+    ['data: [DONE]\n\n', false],
+  ];
+  for (const [chunk, want] of cases) t.equal(hasContentEvent(Buffer.from(chunk)), want, chunk.slice(0, 60));
+});
+
+t.test('hasErrorEvent', async (t) => {
+  t.ok(hasErrorEvent(Buffer.from(toSseErrorEvent(new GraygateError('upstream_reset')))));
+  t.ok(hasErrorEvent(Buffer.from('data: {"choices":[]}\n\n' + toSseErrorEvent(new GraygateError('worker_error')))));
+  t.notOk(hasErrorEvent(Buffer.from('data: {"choices":[{"delta":{"content":"{\\"error\\":1}"}}]}\n\n')), 'escaped text is not an event');
+});

@@ -1,0 +1,102 @@
+import t from 'tap';
+import { createServer, request, type IncomingMessage } from 'node:http';
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { readBody, hasBody, declaredLength } from '../../shared/body.js';
+import { BodyBudget } from '../../master/body-budget.js';
+import type { Teardown } from '../helpers/gateway.js';
+
+// The one bounded body reader (issue 9), over real loopback sockets.
+
+async function withServer(t: Teardown, onRequest: (req: IncomingMessage) => Promise<unknown>): Promise<(send: (port: number) => void) => Promise<unknown>> {
+  let result: Promise<unknown> | undefined;
+  const server = createServer((req, res) => {
+    result = onRequest(req).then(
+      (v) => (res.end('ok'), v),
+      (err: unknown) => (res.writeHead(500, { connection: 'close' }).end(), Promise.reject(err)),
+    );
+    result.catch(() => undefined);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  const port = (server.address() as AddressInfo).port;
+  return async (send) => {
+    send(port);
+    while (result === undefined) await new Promise((r) => setImmediate(r));
+    return result;
+  };
+}
+
+t.test('hasBody and declaredLength', async (t) => {
+  t.equal(hasBody({ headers: {} }), false);
+  t.equal(hasBody({ headers: { 'content-length': '0' } }), false);
+  t.equal(hasBody({ headers: { 'content-length': '3' } }), true);
+  t.equal(hasBody({ headers: { 'transfer-encoding': 'chunked' } }), true);
+  t.equal(declaredLength({ headers: { 'content-length': '12' } }), 12);
+  t.equal(declaredLength({ headers: {} }), undefined);
+});
+
+t.test('reads a chunked body and a sized one; the budget holds what was read', async (t) => {
+  const budget = new BodyBudget(1000);
+  const run = await withServer(t, (req) => readBody(req, { maxBytes: 100, idleTimeoutMs: 5000, budget }));
+  const chunked = await run((port) => {
+    const req = request({ port, method: 'POST', headers: { 'transfer-encoding': 'chunked' } }, (res) => res.resume());
+    req.write('hello ');
+    req.end('world');
+  });
+  t.equal((chunked as Buffer).toString(), 'hello world');
+  t.equal(budget.heldBytes, 11, 'the caller owns the reservation of what it read');
+});
+
+t.test('over maxBytes: 413 before reading when declared, at the crossing when chunked; budget returned', async (t) => {
+  const budget = new BodyBudget(1000);
+  const run = await withServer(t, (req) => readBody(req, { maxBytes: 10, idleTimeoutMs: 5000, budget }));
+  await t.rejects(
+    run((port) => request({ port, method: 'POST', headers: { 'content-length': '50' } }).on('error', () => undefined).end('x'.repeat(50))),
+    { code: 'body_too_large' },
+  );
+  t.equal(budget.heldBytes, 0);
+});
+
+t.test('silence: 408 body_timeout', async (t) => {
+  const run = await withServer(t, (req) => readBody(req, { maxBytes: 100, idleTimeoutMs: 100 }));
+  await t.rejects(
+    run((port) => {
+      const req = request({ port, method: 'POST', headers: { 'content-length': '20' } });
+      req.on('error', () => undefined);
+      req.write('12345');
+    }),
+    { code: 'body_timeout' },
+  );
+});
+
+t.test('over the budget: 503 body_budget with Retry-After', async (t) => {
+  const budget = new BodyBudget(10);
+  const run = await withServer(t, (req) => readBody(req, { maxBytes: 100, idleTimeoutMs: 5000, budget }));
+  await t.rejects(
+    run((port) => request({ port, method: 'POST', headers: { 'content-length': '20' } }).on('error', () => undefined).end('x'.repeat(20))),
+    { code: 'body_budget', status: 503, retryAfterS: 1 },
+  );
+  t.equal(budget.heldBytes, 0);
+});
+
+t.test('an aborted signal rejects with its reason', async (t) => {
+  const controller = new AbortController();
+  const run = await withServer(t, (req) => {
+    const p = readBody(req, { maxBytes: 100, idleTimeoutMs: 5000, signal: controller.signal });
+    controller.abort(new Error('client left'));
+    return p;
+  });
+  await t.rejects(
+    run((port) => {
+      const req = request({ port, method: 'POST', headers: { 'content-length': '20' } });
+      req.on('error', () => undefined);
+      req.write('1');
+    }),
+    { message: 'client left' },
+  );
+});
