@@ -7,7 +7,9 @@ import { bodyTooLarge, declaredLength, hasBody, readBody } from '../shared/body.
 import { workerIdleTimeoutMsFor } from '../shared/config.js';
 import type { Logger } from '../shared/log.js';
 import { NO_VERSION } from '../shared/metric-names.js';
-import { chooseVersion } from './router.js';
+import { chooseVersion, needsStickyKey, type RoutingFacts } from './router.js';
+import { corsVerdict, isPreflight, preflightHeaders, responseCorsHeaders } from './cors.js';
+import { findTopLevelUser } from './body-user.js';
 import { readRoutingFacts } from './request-facts.js';
 import type { Supervisor } from './supervisor.js';
 import type { MasterMetrics } from './metrics.js';
@@ -122,6 +124,22 @@ export function createGateway(options: GatewayOptions): Gateway {
     }
     ctx.reqId = pickRequestId(headerValue(req.headers['x-request-id']), randomUUID);
     res.setHeader('x-request-id', ctx.reqId);
+    // SPEC §12: CORS is decided by the master, before anything is forwarded.
+    const origin = headerValue(req.headers['origin']);
+    const cors = supervisor.config.cors;
+    const verdict = corsVerdict(origin, cors);
+    if (verdict === 'forbidden') {
+      refuse(ctx, new GraygateError('forbidden', `origin ${JSON.stringify(origin)} is not allowed (cors.origins)`));
+      return false;
+    }
+    if (verdict === 'allowed') {
+      if (isPreflight(req.method, req.headers)) {
+        res.writeHead(204, preflightHeaders(origin!, req.headers, cors));
+        res.end();
+        return false;
+      }
+      for (const [name, value] of Object.entries(responseCorsHeaders(origin!, cors))) res.setHeader(name, value);
+    }
     const limits = supervisor.config.limits;
     if (target.length > limits.maxUrlBytes) {
       refuse(ctx, new GraygateError('url_too_long', `the request target is ${target.length} bytes, the limit is ${limits.maxUrlBytes}`));
@@ -136,13 +154,29 @@ export function createGateway(options: GatewayOptions): Gateway {
 
   // Step 2: the version (SPEC §3), and what it decides before any body byte is read.
   function route(ctx: RequestContext): boolean {
-    const { req, res } = ctx;
+    const { req } = ctx;
     const factsResult = readRoutingFacts(req.url ?? '/', req.headers, supervisor.config.routing, randomUUID);
     if (!factsResult.ok) {
       refuse(ctx, new GraygateError('invalid_request', factsResult.message));
       return false;
     }
-    const decision = chooseVersion(factsResult.facts, supervisor.routingTable);
+    ctx.forwardPath = factsResult.forwardPath;
+    // Issue 12 part 5: no x-user-id and no cookie — the JSON body's `user` may key the choice, once the body is read.
+    if (needsStickyKey(factsResult.facts) && hasBody(req)) ctx.deferredFacts = factsResult.facts;
+    else if (!choose(ctx, factsResult.facts)) return false;
+    // SPEC §4a/issue 9 part 7: an over-limit Content-Length is refused before `100 Continue`.
+    const maxBodyBytes = supervisor.config.limits.maxBodyBytes;
+    const declared = declaredLength(req);
+    if (declared !== undefined && declared > maxBodyBytes) {
+      refuse(ctx, bodyTooLarge(declared, maxBodyBytes));
+      return false;
+    }
+    return true;
+  }
+
+  // Step 2b: the weighted or explicit choice itself (SPEC §3), from the head's facts and, if deferred, the body's `user`.
+  function choose(ctx: RequestContext, facts: RoutingFacts): boolean {
+    const decision = chooseVersion(facts, supervisor.routingTable);
     if (!decision.ok) {
       refuse(ctx, new GraygateError(decision.code, decision.message));
       return false;
@@ -154,16 +188,8 @@ export function createGateway(options: GatewayOptions): Gateway {
     }
     ctx.version = decision.version;
     ctx.group = group;
-    ctx.forwardPath = factsResult.forwardPath;
-    res.setHeader('x-graygate-version', decision.version);
-    if (decision.setCookie !== undefined) res.setHeader('set-cookie', decision.setCookie);
-    // SPEC §4a/issue 9 part 7: an over-limit Content-Length is refused before `100 Continue`.
-    const maxBodyBytes = supervisor.config.limits.maxBodyBytes;
-    const declared = declaredLength(req);
-    if (declared !== undefined && declared > maxBodyBytes) {
-      refuse(ctx, bodyTooLarge(declared, maxBodyBytes));
-      return false;
-    }
+    ctx.res.setHeader('x-graygate-version', decision.version);
+    if (decision.setCookie !== undefined) ctx.res.setHeader('set-cookie', decision.setCookie);
     return true;
   }
 
@@ -179,6 +205,11 @@ export function createGateway(options: GatewayOptions): Gateway {
         ctx.body = body;
         ctx.budgetBytes = body.length;
         if (ctx.phase === 'done') return releaseBody(ctx);
+        const deferred = ctx.deferredFacts;
+        if (deferred !== undefined) {
+          ctx.deferredFacts = undefined;
+          if (!choose(ctx, { ...deferred, stickyBody: findTopLevelUser(body) })) return;
+        }
         admit(ctx);
       },
       (err: unknown) => refuse(ctx, err),

@@ -14,6 +14,8 @@ export interface RoutingFacts {
   stickyHeader: string | undefined;
   /** Value of the sticky cookie, if present and non-empty. */
   stickyCookie: string | undefined;
+  /** The JSON body's top-level `user` field (issue 12 part 5), if the request had one; read only when header and cookie are absent. */
+  stickyBody?: string | undefined;
   /** A new random id, used (and set as the cookie) when the request has no sticky key. */
   freshId: string;
 }
@@ -24,7 +26,7 @@ export interface RoutingTable {
   versions: readonly WeightedCandidate[];
 }
 
-export type RoutingReason = 'query' | 'header' | 'sticky-header' | 'sticky-cookie' | 'fresh' | 'default';
+export type RoutingReason = 'query' | 'header' | 'sticky-header' | 'sticky-cookie' | 'sticky-body' | 'fresh' | 'default';
 
 export type RoutingDecision =
   | { ok: true; version: string; reason: RoutingReason; /** Set-Cookie value when a fresh id was assigned. */ setCookie?: string }
@@ -33,6 +35,11 @@ export type RoutingDecision =
 /** SPEC §3: `Path=/; HttpOnly; SameSite=Lax; Max-Age=31536000`. */
 export function stickyCookieValue(name: string, id: string): string {
   return `${name}=${id}; Path=/; HttpOnly; SameSite=Lax; Max-Age=31536000`;
+}
+
+/** True when the weighted choice would need a fresh id: no explicit version, no sticky header or cookie (the body's `user` may help). */
+export function needsStickyKey(facts: RoutingFacts): boolean {
+  return facts.queryVersion === undefined && facts.headerVersion === undefined && facts.stickyHeader === undefined && facts.stickyCookie === undefined;
 }
 
 export function chooseVersion(facts: RoutingFacts, table: RoutingTable): RoutingDecision {
@@ -63,6 +70,10 @@ export function chooseVersion(facts: RoutingFacts, table: RoutingTable): Routing
   } else if (facts.stickyCookie !== undefined) {
     key = facts.stickyCookie;
     reason = 'sticky-cookie';
+  } else if (facts.stickyBody !== undefined) {
+    // The body's `user` keys the choice; no cookie is set (server-side SDKs keep none).
+    key = facts.stickyBody;
+    reason = 'sticky-body';
   } else {
     key = facts.freshId;
     reason = 'fresh';

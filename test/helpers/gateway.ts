@@ -23,6 +23,8 @@ export interface GatewayConfigInput {
   routing?: Record<string, unknown>;
   limits?: Record<string, unknown>;
   admin?: Record<string, unknown>;
+  cors?: Record<string, unknown>;
+  config?: Record<string, unknown>;
 }
 
 export interface Gateway {
@@ -49,6 +51,8 @@ export function writeConfigFile(path: string, input: GatewayConfigInput): void {
     // timeout set their own.
     limits: { readyTimeoutMs: 60_000, ...input.limits },
     versions: input.versions,
+    ...(input.cors === undefined ? {} : { cors: input.cors }),
+    ...(input.config === undefined ? {} : { config: input.config }),
   };
   writeFileSync(path, JSON.stringify(config, null, 2));
 }

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { chooseVersion, stickyCookieValue, type RoutingFacts, type RoutingTable } from '../../master/router.js';
+import { chooseVersion, needsStickyKey, stickyCookieValue, type RoutingFacts, type RoutingTable } from '../../master/router.js';
 import { chooseWeighted } from '../../master/weighted-choice.js';
 
 const routing = { default: 'v1', unknownVersion: 'reject' as const, stickyCookie: 'graygate_uid' };
@@ -10,6 +10,8 @@ const table = (weights: Record<string, number>, unknownVersion: 'reject' | 'fall
 const facts = (f: Partial<RoutingFacts>): RoutingFacts => ({
   queryVersion: undefined, headerVersion: undefined, stickyHeader: undefined, stickyCookie: undefined, freshId: 'fresh-1', ...f,
 });
+
+const keys = Array.from({ length: 10_000 }, (_, i) => `user-${i}`);
 
 t.test('every routing branch', async (t) => {
   const tbl = table({ v1: 90, v2: 10, dark: 0 });
@@ -27,15 +29,18 @@ t.test('every routing branch', async (t) => {
     ['sticky header', { stickyHeader: 'alice' }, table({ v1: 1 }), { ok: true, version: 'v1', reason: 'sticky-header' }],
     ['sticky cookie', { stickyCookie: 'abc' }, table({ v1: 1 }), { ok: true, version: 'v1', reason: 'sticky-cookie' }],
     ['header beats cookie as key', { stickyHeader: 'alice', stickyCookie: 'abc' }, table({ v1: 1 }), { reason: 'sticky-header' }],
+    ['cookie beats the body user', { stickyCookie: 'abc', stickyBody: 'bob' }, table({ v1: 1 }), { reason: 'sticky-cookie' }],
+    ['the body user keys the choice, no cookie set', { stickyBody: 'bob' }, table({ v1: 1 }), { ok: true, version: 'v1', reason: 'sticky-body', setCookie: undefined }],
     ['fresh id sets the cookie', {}, table({ v1: 1 }), { ok: true, version: 'v1', reason: 'fresh', setCookie: stickyCookieValue('graygate_uid', 'fresh-1') }],
     ['only weight-0 versions: the default', { stickyHeader: 'x' }, table({ v1: 0, v2: 0 }), { ok: true, version: 'v1', reason: 'default' }],
   ];
   for (const [name, f, tb, want] of cases) t.match(chooseVersion(facts(f), tb), want, name);
   t.notOk((chooseVersion(facts({ stickyHeader: 'x' }), tbl) as { setCookie?: string }).setCookie, 'no cookie when a sticky key exists');
+  const byBody = keys.slice(0, 500).map((k) => chooseVersion(facts({ stickyBody: k }), tbl));
+  const byHeader = keys.slice(0, 500).map((k) => chooseVersion(facts({ stickyHeader: k }), tbl));
+  t.same(byBody.map((d) => (d.ok ? d.version : '')), byHeader.map((d) => (d.ok ? d.version : '')), 'a body user lands where the same x-user-id would');
   t.equal(stickyCookieValue('graygate_uid', 'id'), 'graygate_uid=id; Path=/; HttpOnly; SameSite=Lax; Max-Age=31536000');
 });
-
-const keys = Array.from({ length: 10_000 }, (_, i) => `user-${i}`);
 
 t.test('sticky: the same key gets the same version every time', async (t) => {
   const tbl = table({ v1: 90, v2: 10 });
@@ -76,4 +81,12 @@ t.test('observed split over 10,000 keys is within ±2 points of the weights', as
 t.test('weight 0 receives no weighted traffic', async (t) => {
   const got = new Set(keys.map((k) => chooseWeighted(k, [{ name: 'v1', weight: 1 }, { name: 'dark', weight: 0 }])));
   t.same([...got], ['v1']);
+});
+
+t.test('needsStickyKey: only a weighted request without header or cookie key', async (t) => {
+  t.ok(needsStickyKey(facts({})));
+  t.notOk(needsStickyKey(facts({ stickyHeader: 'a' })));
+  t.notOk(needsStickyKey(facts({ stickyCookie: 'a' })));
+  t.notOk(needsStickyKey(facts({ queryVersion: 'v1' })));
+  t.notOk(needsStickyKey(facts({ headerVersion: 'v1' })));
 });

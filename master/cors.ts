@@ -1,0 +1,57 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { CorsConfig } from '../shared/config.js';
+import { headerValue } from '../shared/http-headers.js';
+
+// SPEC §12: browsers on other origins may call the main port when
+// `cors.origins` allows them (a list, or "*"; default none). The master
+// answers preflights itself (a worker never sees an OPTIONS preflight), adds
+// Access-Control-* headers to every answer for an allowed origin, and refuses
+// a request from any other origin with 403 before it is forwarded — a
+// preflight-free `text/plain` POST from a foreign page would otherwise run
+// upstream and spend tokens on an answer the browser then hides.
+// Pure functions of the request headers and the config.
+
+/** Always allowed in a preflight: what OpenAI SDKs and graygate's routing send. */
+export const CORS_ALLOWED_HEADERS = ['authorization', 'content-type', 'x-version', 'x-user-id', 'x-request-id', 'openai-organization', 'openai-project', 'openai-beta'];
+/** Response headers a browser script may read. */
+export const CORS_EXPOSED_HEADERS = 'x-graygate-version, x-request-id, retry-after';
+export const CORS_ALLOWED_METHODS = 'GET, POST, OPTIONS';
+/** How long a browser may cache a preflight answer, seconds. */
+export const CORS_MAX_AGE_S = 600;
+
+export type CorsVerdict = 'none' | 'allowed' | 'forbidden';
+
+/** `none`: no Origin header (not a cross-origin browser request); else whether cors.origins allows it. */
+export function corsVerdict(origin: string | undefined, cors: CorsConfig): CorsVerdict {
+  if (origin === undefined) return 'none';
+  if (cors.origins === '*') return origin === 'null' ? 'forbidden' : 'allowed';
+  return cors.origins.includes(origin.replace(/\/$/, '')) ? 'allowed' : 'forbidden';
+}
+
+/** A CORS preflight: OPTIONS with Origin and Access-Control-Request-Method. */
+export function isPreflight(method: string | undefined, headers: IncomingHttpHeaders): boolean {
+  return method === 'OPTIONS' && headers['origin'] !== undefined && headers['access-control-request-method'] !== undefined;
+}
+
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+/** Headers of the 204 answer to an allowed preflight: the fixed list plus any well-formed header the browser asked for. */
+export function preflightHeaders(origin: string, headers: IncomingHttpHeaders, cors: CorsConfig): Record<string, string> {
+  const asked = (headerValue(headers['access-control-request-headers']) ?? '')
+    .split(',')
+    .map((h) => h.trim().toLowerCase())
+    .filter((h) => h !== '' && TOKEN.test(h));
+  const allowed = [...new Set([...CORS_ALLOWED_HEADERS, ...asked])];
+  return {
+    ...responseCorsHeaders(origin, cors),
+    'access-control-allow-methods': CORS_ALLOWED_METHODS,
+    'access-control-allow-headers': allowed.join(', '),
+    'access-control-max-age': String(CORS_MAX_AGE_S),
+  };
+}
+
+/** Headers every answer to an allowed origin carries. */
+export function responseCorsHeaders(origin: string, cors: CorsConfig): Record<string, string> {
+  if (cors.origins === '*') return { 'access-control-allow-origin': '*', 'access-control-expose-headers': CORS_EXPOSED_HEADERS };
+  return { 'access-control-allow-origin': origin, 'access-control-expose-headers': CORS_EXPOSED_HEADERS, vary: 'Origin' };
+}

@@ -1,0 +1,32 @@
+import t from 'tap';
+import { findTopLevelUser, MAX_USER_KEY_CHARS } from '../../master/body-user.js';
+
+// The body's `user` as a sticky key (issue 12 part 5): only the top-level string member counts.
+
+t.test('findTopLevelUser', async (t) => {
+  const cases: Array<[string, string | undefined]> = [
+    ['{"model":"m","user":"alice","messages":[]}', 'alice'],
+    ['{"messages":[{"role":"user","content":"user"}],"user":"bob"}', 'bob'],
+    ['  {\n "user" : "spaced" }', 'spaced'],
+    ['{"messages":[{"user":"nested"}]}', undefined],
+    ['{"metadata":{"user":"nested"},"x":1}', undefined],
+    ['{"content":"a \\"user\\":\\"fake\\" inside a string","user":"real"}', 'real'],
+    ['{"content":"ends with backslash \\\\","user":"after"}', 'after'],
+    ['{"user":"caf\\u00e9"}', 'café'],
+    ['{"user":42}', undefined],
+    ['{"user":""}', undefined],
+    ['{"username":"no","user":"yes"}', 'yes'],
+    ['["user","x"]', undefined],
+    ['not json', undefined],
+    ['{"user":"unterminated', undefined],
+    ['', undefined],
+  ];
+  for (const [body, want] of cases) t.equal(findTopLevelUser(Buffer.from(body)), want, body);
+  t.equal(findTopLevelUser(Buffer.from(`{"user":"${'u'.repeat(MAX_USER_KEY_CHARS + 1)}"}`)), undefined, 'too long to be a key');
+});
+
+t.test('a large chat body: the member after a long history is found', async (t) => {
+  const messages = Array.from({ length: 2000 }, (_, i) => ({ role: i % 2 === 0 ? 'user' : 'assistant', content: `message ${i} ${'x'.repeat(500)} {"user":"decoy"}` }));
+  const body = Buffer.from(JSON.stringify({ model: 'm', messages, user: 'carol' }));
+  t.equal(findTopLevelUser(body), 'carol');
+});
