@@ -16,19 +16,28 @@ export function configPath(argv: readonly string[], env: NodeJS.ProcessEnv): str
   return env['GRAYGATE_CONFIG'] ?? DEFAULT_CONFIG_PATH;
 }
 
-/** Applies PORT and HOST over the file's `listen` (SPEC §1); problems name the variable. */
+/**
+ * Applies PORT and HOST over the file's `listen`, GRAYGATE_ADMIN_PORT over `admin.port`
+ * (SPEC §1; issue 12: PM2 users move ports with env, not by editing the file); problems
+ * name the variable.
+ */
 export function applyEnvOverrides(raw: unknown, env: NodeJS.ProcessEnv, problems: string[]): unknown {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return raw;
   const out = { ...(raw as Record<string, unknown>) };
   const listen = { ...((out['listen'] as Record<string, unknown> | undefined) ?? {}) };
-  const port = env['PORT'];
-  if (port !== undefined && port !== '') {
-    if (!/^\d+$/.test(port)) problems.push(`PORT: must be a port number, got ${JSON.stringify(port)}`);
-    else listen['port'] = Number(port);
-  }
+  const admin = { ...((out['admin'] as Record<string, unknown> | undefined) ?? {}) };
+  const readPort = (name: string, into: Record<string, unknown>): void => {
+    const value = env[name];
+    if (value === undefined || value === '') return;
+    if (!/^\d+$/.test(value) || Number(value) > 65535) problems.push(`${name}: must be a port number, got ${JSON.stringify(value)}`);
+    else into['port'] = Number(value);
+  };
+  readPort('PORT', listen);
+  readPort('GRAYGATE_ADMIN_PORT', admin);
   const host = env['HOST'];
   if (host !== undefined && host !== '') listen['host'] = host;
   out['listen'] = listen;
+  out['admin'] = admin;
   return out;
 }
 

@@ -1,4 +1,5 @@
 import { once } from 'node:events';
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createLogger } from '../shared/log.js';
 import { EXIT_CONFIG, configPath, loadConfig } from './config-file.js';
@@ -12,6 +13,9 @@ import { Operations } from './admin/operations.js';
 import { shutdown } from './shutdown.js';
 
 // The master process (SPEC §1, §4, §10). Wiring only.
+
+/** EX_UNAVAILABLE: a port the config names cannot be listened on. */
+const EXIT_CANT_LISTEN = 69;
 
 const path = configPath(process.argv.slice(2), process.env);
 const loaded = loadConfig(path, process.env);
@@ -49,9 +53,22 @@ const gateway = createGateway({
 const main = createMainServer({ gateway, limits: config.limits, log });
 const admin = createAdminServer({ supervisor, operations, registry: metrics.registry, log, token: process.env['GRAYGATE_ADMIN_TOKEN'] });
 
-main.listen(config.listen.port, config.listen.host);
-admin.listen(config.admin.port, config.admin.host);
-await Promise.all([once(main, 'listening'), once(admin, 'listening')]);
+// Issue 12 part 6: a busy port ends start-up with one line naming what moves it, and no worker left behind.
+const listenOn = async (server: Server, port: number, host: string, movedBy: string): Promise<void> => {
+  server.listen(port, host);
+  try {
+    await once(server, 'listening');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'EADDRINUSE' ? 'is in use' : code === 'EACCES' ? 'is not allowed for this user' : `cannot be listened on (${code ?? (err as Error).message})`;
+    process.stderr.write(`graygate: ${host}:${port} ${why}; choose another with ${movedBy}\n`);
+    log.fatal({ err, port, host }, 'cannot listen');
+    supervisor.destroyAll();
+    process.exit(EXIT_CANT_LISTEN);
+  }
+};
+await listenOn(main, config.listen.port, config.listen.host, 'listen.port in the config or PORT');
+await listenOn(admin, config.admin.port, config.admin.host, 'admin.port in the config or GRAYGATE_ADMIN_PORT');
 const mainPort = (main.address() as AddressInfo).port;
 const adminPort = (admin.address() as AddressInfo).port;
 const shownHost = config.listen.host === '0.0.0.0' || config.listen.host === '::' ? 'localhost' : config.listen.host;

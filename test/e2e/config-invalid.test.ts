@@ -36,3 +36,27 @@ t.test('invalid config files exit 78 with one line per problem naming the field'
     for (const p of patterns) t.match(stderr, p, `${name}: ${p}`);
   }
 });
+
+t.test('a busy port ends start-up with one line naming what moves it, exit 69, and no worker left', async (t) => {
+  const { createServer } = await import('node:net');
+  const { once } = await import('node:events');
+  const busy = createServer();
+  busy.listen(0, '127.0.0.1');
+  await once(busy, 'listening');
+  t.teardown(() => busy.close());
+  const port = (busy.address() as { port: number }).port;
+  const base = { listen: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0 }, versions: { v1: { weight: 1, entry: 'dist/test/fixtures/test-worker.js' } } };
+  const cases: Array<[string, string, Record<string, string>, RegExp]> = [
+    ['main port from the file', JSON.stringify({ ...base, listen: { host: '127.0.0.1', port } }), {}, /127\.0\.0\.1:\d+ is in use; choose another with listen\.port in the config or PORT/],
+    ['admin port from GRAYGATE_ADMIN_PORT', JSON.stringify(base), { GRAYGATE_ADMIN_PORT: String(port) }, /is in use; choose another with admin\.port in the config or GRAYGATE_ADMIN_PORT/],
+  ];
+  for (const [name, config, env, pattern] of cases) {
+    const { code, stderr } = await runMaster(config, { ...env, LOG_LEVEL: 'silent' });
+    t.equal(code, 69, `${name}: exit 69`);
+    t.match(stderr, pattern, name);
+    t.notMatch(stderr, /\n\s+at /, `${name}: no stack trace`);
+  }
+  const bad = await runMaster(JSON.stringify(base), { GRAYGATE_ADMIN_PORT: '99999' });
+  t.equal(bad.code, 78);
+  t.match(bad.stderr, /GRAYGATE_ADMIN_PORT: must be a port number/);
+});
