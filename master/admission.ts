@@ -1,4 +1,4 @@
-import { GraygateError, isGraygateError } from '../shared/errors.js';
+import { GraygateError } from '../shared/errors.js';
 
 // The backlog bound (SPEC §4, the keep-alive-agent incident): every request to
 // a worker holds one of its `maxSocketsPerWorker` slots, so the http.Agent never
@@ -9,8 +9,6 @@ import { GraygateError, isGraygateError } from '../shared/errors.js';
 
 /** What admission needs to know of a worker. WorkerHandle implements it. */
 export interface AdmissionTarget {
-  /** Requests this master has in flight to the worker. Only admission changes it. */
-  inflight: number;
   /** Ready and not draining. */
   readonly isAccepting: boolean;
 }
@@ -34,6 +32,11 @@ export interface AdmissionOptions<W extends AdmissionTarget> {
   retryAfterS?: number;
 }
 
+interface IdleWaiter {
+  resolve(): void;
+  timer: NodeJS.Timeout;
+}
+
 interface Waiter<W extends AdmissionTarget> {
   resolve(lease: Lease<W>): void;
   reject(err: unknown): void;
@@ -45,6 +48,9 @@ export class VersionAdmission<W extends AdmissionTarget> {
   readonly #options: AdmissionOptions<W>;
   // A Set keeps insertion order, so it is a FIFO with O(1) removal of an abandoned waiter.
   readonly #waiters = new Set<Waiter<W>>();
+  // Admission owns the in-flight counts (issue 11): a lease is the only way to change them.
+  readonly #inflight = new Map<W, number>();
+  readonly #idleWaiters = new Map<W, Set<IdleWaiter>>();
   #isDestroyed = false;
   // Refusals are constant: one shared instance each, no stack trace captured per 503.
   readonly #queueFull: GraygateError;
@@ -57,6 +63,29 @@ export class VersionAdmission<W extends AdmissionTarget> {
 
   get queued(): number {
     return this.#waiters.size;
+  }
+
+  /** Requests this master has in flight to `worker` (its leases not yet released). */
+  inflight(worker: W): number {
+    return this.#inflight.get(worker) ?? 0;
+  }
+
+  /** Resolves once nothing is in flight to `worker`, or after timeoutMs (a drain's deadline). */
+  whenIdle(worker: W, timeoutMs: number): Promise<void> {
+    if (this.inflight(worker) === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      let waiters = this.#idleWaiters.get(worker);
+      if (waiters === undefined) this.#idleWaiters.set(worker, (waiters = new Set()));
+      const owned = waiters;
+      const waiter: IdleWaiter = {
+        resolve,
+        timer: setTimeout(() => {
+          owned.delete(waiter);
+          resolve();
+        }, timeoutMs),
+      };
+      owned.add(waiter);
+    });
   }
 
   /**
@@ -72,15 +101,6 @@ export class VersionAdmission<W extends AdmissionTarget> {
     if (!workers.some((w) => w.isAccepting)) return this.#noReadyWorker;
     if (this.#waiters.size >= this.#options.maxQueue) return this.#queueFull;
     return undefined;
-  }
-
-  /** Resolves with a slot on the least-loaded accepting worker, or rejects with a typed error. */
-  acquire(signal: AbortSignal): Promise<Lease<W>> {
-    if (signal.aborted) return Promise.reject(signal.reason);
-    const now = this.tryAcquire();
-    if (isGraygateError(now)) return Promise.reject(now);
-    if (now !== undefined) return Promise.resolve(now);
-    return this.wait(signal);
   }
 
   /** Queues for a slot; call only after tryAcquire() returned undefined. */
@@ -135,24 +155,44 @@ export class VersionAdmission<W extends AdmissionTarget> {
   // Least in-flight among accepting workers with a free slot (issue 2 part 6).
   #pickFree(workers: readonly W[]): W | undefined {
     let best: W | undefined;
+    let bestInflight = Infinity;
     for (const w of workers) {
-      if (!w.isAccepting || w.inflight >= this.#options.maxSocketsPerWorker) continue;
-      if (best === undefined || w.inflight < best.inflight) best = w;
+      const inflight = this.#inflight.get(w) ?? 0;
+      if (!w.isAccepting || inflight >= this.#options.maxSocketsPerWorker) continue;
+      if (inflight < bestInflight) {
+        best = w;
+        bestInflight = inflight;
+      }
     }
     return best;
   }
 
   #lease(worker: W): Lease<W> {
-    worker.inflight++;
+    this.#inflight.set(worker, (this.#inflight.get(worker) ?? 0) + 1);
     let isReleased = false;
     return {
       worker,
       release: () => {
         if (isReleased) return;
         isReleased = true;
-        worker.inflight--;
+        const left = (this.#inflight.get(worker) ?? 1) - 1;
+        if (left > 0) this.#inflight.set(worker, left);
+        else {
+          this.#inflight.delete(worker);
+          this.#notifyIdle(worker);
+        }
         this.pump();
       },
     };
+  }
+
+  #notifyIdle(worker: W): void {
+    const waiters = this.#idleWaiters.get(worker);
+    if (waiters === undefined) return;
+    this.#idleWaiters.delete(worker);
+    for (const w of waiters) {
+      clearTimeout(w.timer);
+      w.resolve();
+    }
   }
 }

@@ -1,35 +1,18 @@
 import { request } from 'node:http';
 import { GraygateError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
-import type { Build, Supervisor, VersionGroup } from './supervisor.js';
-import type { ExitReport, WorkerHandle } from './worker-handle.js';
+import type { WorkerHandle } from './worker-handle.js';
+import type { Build, DeployKind, DeployRecord } from './version.js';
 
-// Swapping a version's worker build (SPEC §6, STYLE §21), one state machine:
+// The first half of every build swap (SPEC §6, STYLE §21): deploy, rollback,
+// reload and add all start a build here, and the version registry does the
+// rest (switch traffic, drain the old build). Phases:
 //   starting  fork the new build's workers, wait for each `ready`
 //   probing   GET /v1/models on each must answer < 500
-//   switching make them the version's workers in one step (routing and
-//             admission read the group's list, so the next request goes there)
-//   draining  old workers finish in-flight requests and streams, then exit
-//   done | failed  a build that never gets ready is killed; the old one serves on
-
-export type DeployKind = 'deploy' | 'rollback' | 'reload' | 'add';
-export type DeployPhase = 'starting' | 'probing' | 'switching' | 'draining' | 'done' | 'failed';
-
-export interface DeployRecord {
-  kind: DeployKind;
-  from: string | null;
-  to: string;
-  phase: DeployPhase;
-  startedAt: string;
-  durationMs?: number;
-  /** Only on failure: why the new build was abandoned. */
-  error?: { reason: string; exitCode: number | null; signal: string | null; stderrTail: string[] };
-  oldPids: number[];
-  newPids: number[];
-}
+//   switching | draining | done   (version-registry.ts)
+//   failed    a build that never gets ready is killed; the old one serves on
 
 const PROBE_TIMEOUT_MS = 5000;
-const MAX_PREVIOUS_BUILDS = 5;
 
 /** Answers < 500 on GET /v1/models, through the worker's own agent. */
 export function probeWorker(worker: WorkerHandle, timeoutMs = PROBE_TIMEOUT_MS): Promise<void> {
@@ -44,9 +27,24 @@ export function probeWorker(worker: WorkerHandle, timeoutMs = PROBE_TIMEOUT_MS):
   });
 }
 
-/** Starts and probes a build's workers; on any failure kills them all and throws deploy_failed. */
-export async function startBuild(supervisor: Supervisor, group: VersionGroup, build: Build, record: DeployRecord, log: Logger): Promise<WorkerHandle[]> {
-  const workers = supervisor.spawnBuild(group, build);
+export function newDeployRecord(kind: DeployKind, from: Build | undefined, to: Build, oldPids: number[]): DeployRecord {
+  return { kind, from: from?.entry ?? null, to: to.entry, phase: 'starting', startedAt: new Date().toISOString(), oldPids, newPids: [] };
+}
+
+export interface StartBuildOptions {
+  version: string;
+  build: Build;
+  /** Creates instance `i` of the build (supervisor.spawn with the registry's crash handler). */
+  spawn: (instance: number) => WorkerHandle;
+  /** Updated in place: phase, newPids, error. */
+  record: DeployRecord;
+  log: Logger;
+}
+
+/** Starts and probes a build's workers; on any failure kills them all and throws deploy_failed (SPEC §6). */
+export async function startBuild(options: StartBuildOptions): Promise<WorkerHandle[]> {
+  const { version, build, record, log } = options;
+  const workers = Array.from({ length: build.instances }, (_, instance) => options.spawn(instance));
   try {
     record.phase = 'starting';
     await Promise.all(workers.map((w) => w.start()));
@@ -56,58 +54,13 @@ export async function startBuild(supervisor: Supervisor, group: VersionGroup, bu
     return workers;
   } catch (err) {
     for (const w of workers) w.destroy();
-    // STYLE §7: branch on the code, not on the class.
-    const report = (err as { code?: string }).code === 'worker_start_failed' ? (err as { report: ExitReport }).report : undefined;
+    // A start failure carries its exit report as data (worker-handle.ts WorkerStartFailure).
+    const report = (err as { report?: { reason: string; code: number | null; signal: string | null; stderrTail: string[] } }).report;
     const reason = report?.reason ?? (err as Error).message;
     record.phase = 'failed';
     record.error = { reason, exitCode: report?.code ?? null, signal: report?.signal ?? null, stderrTail: report?.stderrTail ?? [] };
-    log.warn({ version: group.name, entry: build.entry, reason }, 'new build abandoned');
+    log.warn({ version, entry: build.entry, reason }, 'new build abandoned');
     const tail = record.error.stderrTail.length > 0 ? `; last stderr: ${record.error.stderrTail.slice(-3).join(' | ')}` : '';
-    throw new GraygateError('deploy_failed', `${group.name}: build ${build.entry} did not become ready: ${reason}${tail}`, { cause: err });
-  }
-}
-
-/** Runs one deploy of `build` onto `group`; resolves when the old workers are gone. */
-export async function deployBuild(
-  supervisor: Supervisor,
-  group: VersionGroup,
-  build: Build,
-  kind: DeployKind,
-  log: Logger,
-): Promise<DeployRecord> {
-  if (group.isDeploying) throw new GraygateError('deploy_in_progress', `a deploy of ${group.name} is already running`);
-  group.isDeploying = true;
-  const started = Date.now();
-  const record: DeployRecord = {
-    kind,
-    from: group.build.entry,
-    to: build.entry,
-    phase: 'starting',
-    startedAt: new Date(started).toISOString(),
-    oldPids: group.workers.map((w) => w.pid ?? 0),
-    newPids: [],
-  };
-  group.lastDeploy = record;
-  try {
-    const workers = await startBuild(supervisor, group, build, record, log);
-    if (group.isRemoved) {
-      for (const w of workers) w.destroy();
-      throw new GraygateError('deploy_failed', `${group.name} was removed during the deploy`);
-    }
-    record.phase = 'switching';
-    const previous = group.build;
-    const old = supervisor.switchBuild(group, build, workers);
-    if (kind !== 'rollback') {
-      group.previousBuilds.push(previous);
-      if (group.previousBuilds.length > MAX_PREVIOUS_BUILDS) group.previousBuilds.shift();
-    }
-    record.phase = 'draining';
-    log.info({ version: group.name, from: record.from, to: record.to, oldPids: record.oldPids, newPids: record.newPids }, 'traffic moved to new build');
-    await supervisor.retire(group, old);
-    record.phase = 'done';
-    return record;
-  } finally {
-    record.durationMs = Date.now() - started;
-    group.isDeploying = false;
+    throw new GraygateError('deploy_failed', `${version}: build ${build.entry} did not become ready: ${reason}${tail}`, { cause: err });
   }
 }

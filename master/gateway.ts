@@ -11,7 +11,7 @@ import { chooseVersion, needsStickyKey, type RoutingFacts } from './router.js';
 import { corsVerdict, isPreflight, preflightHeaders, responseCorsHeaders } from './cors.js';
 import { findTopLevelUser } from './body-user.js';
 import { readRoutingFacts } from './request-facts.js';
-import type { Supervisor } from './supervisor.js';
+import type { VersionRegistry } from './version-registry.js';
 import type { MasterMetrics } from './metrics.js';
 import type { Lease } from './admission.js';
 import type { WorkerHandle } from './worker-handle.js';
@@ -30,7 +30,8 @@ import type { RelayHooks } from './relay.js';
 // `serve` for one request per client connection at a time.
 
 export interface GatewayOptions {
-  supervisor: Supervisor;
+  /** Versions, routing table and config (version-registry.ts). */
+  registry: VersionRegistry;
   log: Logger;
   metrics: MasterMetrics;
   budget: BodyBudget;
@@ -72,7 +73,7 @@ const HEALTH_PATHS: ReadonlySet<string> = new Set(['/healthz', '/readyz']);
 const BODY_METHODS: ReadonlySet<string> = new Set(['POST', 'PUT', 'PATCH']);
 
 export function createGateway(options: GatewayOptions): Gateway {
-  const { supervisor, log, metrics, budget, isClosing } = options;
+  const { registry, log, metrics, budget, isClosing } = options;
   const now = options.now ?? (() => performance.now());
   let inflight = 0;
   let idleWaiters: Array<() => void> = [];
@@ -117,8 +118,8 @@ export function createGateway(options: GatewayOptions): Gateway {
       }
       if (path === '/healthz') sendJson(res, 200, { status: 'ok' });
       else {
-        const ready = supervisor.isReady && !isClosing();
-        sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not_ready', versions: readiness(supervisor) });
+        const ready = registry.isReady && !isClosing();
+        sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not_ready', versions: readiness(registry) });
       }
       return false;
     }
@@ -126,7 +127,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     res.setHeader('x-request-id', ctx.reqId);
     // SPEC §12: CORS is decided by the master, before anything is forwarded.
     const origin = headerValue(req.headers['origin']);
-    const cors = supervisor.config.cors;
+    const cors = registry.config.cors;
     const verdict = corsVerdict(origin, cors);
     if (verdict === 'forbidden') {
       refuse(ctx, new GraygateError('forbidden', `origin ${JSON.stringify(origin)} is not allowed (cors.origins)`));
@@ -140,7 +141,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       }
       for (const [name, value] of Object.entries(responseCorsHeaders(origin!, cors))) res.setHeader(name, value);
     }
-    const limits = supervisor.config.limits;
+    const limits = registry.config.limits;
     if (target.length > limits.maxUrlBytes) {
       refuse(ctx, new GraygateError('url_too_long', `the request target is ${target.length} bytes, the limit is ${limits.maxUrlBytes}`));
       return false;
@@ -155,7 +156,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   // Step 2: the version (SPEC §3), and what it decides before any body byte is read.
   function route(ctx: RequestContext): boolean {
     const { req } = ctx;
-    const factsResult = readRoutingFacts(req.url ?? '/', req.headers, supervisor.config.routing, randomUUID);
+    const factsResult = readRoutingFacts(req.url ?? '/', req.headers, registry.config.routing, randomUUID);
     if (!factsResult.ok) {
       refuse(ctx, new GraygateError('invalid_request', factsResult.message));
       return false;
@@ -165,7 +166,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     if (needsStickyKey(factsResult.facts) && hasBody(req)) ctx.deferredFacts = factsResult.facts;
     else if (!choose(ctx, factsResult.facts)) return false;
     // SPEC §4a/issue 9 part 7: an over-limit Content-Length is refused before `100 Continue`.
-    const maxBodyBytes = supervisor.config.limits.maxBodyBytes;
+    const maxBodyBytes = registry.config.limits.maxBodyBytes;
     const declared = declaredLength(req);
     if (declared !== undefined && declared > maxBodyBytes) {
       refuse(ctx, bodyTooLarge(declared, maxBodyBytes));
@@ -176,12 +177,12 @@ export function createGateway(options: GatewayOptions): Gateway {
 
   // Step 2b: the weighted or explicit choice itself (SPEC §3), from the head's facts and, if deferred, the body's `user`.
   function choose(ctx: RequestContext, facts: RoutingFacts): boolean {
-    const decision = chooseVersion(facts, supervisor.routingTable);
+    const decision = chooseVersion(facts, registry.routingTable);
     if (!decision.ok) {
       refuse(ctx, new GraygateError(decision.code, decision.message));
       return false;
     }
-    const group = supervisor.versions.get(decision.version);
+    const group = registry.versions.get(decision.version);
     if (group === undefined) {
       refuse(ctx, new GraygateError('unknown_version', `unknown version "${decision.version}"`));
       return false;
@@ -197,7 +198,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   function readRequestBody(ctx: RequestContext): void {
     const { req, res } = ctx;
     ctx.phase = 'body';
-    const limits = supervisor.config.limits;
+    const limits = registry.config.limits;
     // The server has a checkContinue listener, so Node sent no `100 Continue`: send it now that the body is wanted.
     if (/100-continue/i.test(headerValue(req.headers['expect']) ?? '')) res.writeContinue();
     readBody(req, { maxBytes: limits.maxBodyBytes, idleTimeoutMs: limits.bodyTimeoutMs, signal: ctx.signal, budget }).then(
@@ -248,7 +249,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     else delete req.headers['content-length'];
     req.headers['x-request-id'] = ctx.reqId;
     req.headers['x-graygate-version'] = ctx.version;
-    const limits = supervisor.config.limits;
+    const limits = registry.config.limits;
     const upstream = ctx.group!.build.upstream;
     proxy.forward(ctx, lease.worker, { headersMs: limits.workerHeadersTimeoutMs, idleMs: workerIdleTimeoutMsFor(limits, upstream) });
   }
@@ -353,8 +354,8 @@ export function createGateway(options: GatewayOptions): Gateway {
   };
 }
 
-function readiness(supervisor: Supervisor): Record<string, boolean> {
+function readiness(registry: VersionRegistry): Record<string, boolean> {
   const out: Record<string, boolean> = {};
-  for (const [name, group] of supervisor.versions) out[name] = group.hasReadyWorker;
+  for (const [name, version] of registry.versions) out[name] = version.hasReadyWorker;
   return out;
 }

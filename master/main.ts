@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { createLogger } from '../shared/log.js';
 import { EXIT_CONFIG, configPath, loadConfig } from './config-file.js';
 import { Supervisor } from './supervisor.js';
+import { VersionRegistry } from './version-registry.js';
 import { createGateway } from './gateway.js';
 import { createMainServer } from './main-server.js';
 import { BodyBudget } from './body-budget.js';
@@ -25,14 +26,15 @@ if (!loaded.ok) {
 }
 const config = loaded.value;
 const log = createLogger({ role: 'master' });
-const supervisor = new Supervisor({ config, log });
+const supervisor: Supervisor = new Supervisor({ log, limits: () => registry.config.limits, redactEnv: () => registry.config.admin.redactEnv });
+const registry: VersionRegistry = new VersionRegistry({ config, supervisor, log });
 const budget = new BodyBudget(config.limits.maxBufferedBodyBytes);
-const metrics = createMasterMetrics({ supervisor: () => supervisor, bufferedBodyBytes: () => budget.heldBytes });
-const operations = new Operations({ supervisor, log, configPath: path, env: process.env });
+const metrics = createMasterMetrics({ versions: () => registry, bufferedBodyBytes: () => budget.heldBytes });
+const operations = new Operations({ registry, log, configPath: path, env: process.env });
 let isClosing = false;
 
 try {
-  await supervisor.startAll();
+  await registry.startAll();
 } catch (err) {
   const message = err instanceof Error ? err.message : String(err);
   process.stderr.write(`graygate: a worker did not start: ${message}\n`);
@@ -42,7 +44,7 @@ try {
 }
 
 const gateway = createGateway({
-  supervisor,
+  registry,
   log,
   metrics,
   budget,
@@ -51,7 +53,7 @@ const gateway = createGateway({
   onRequestDone: () => isClosing && setImmediate(() => main.closeIdleConnections()),
 });
 const main = createMainServer({ gateway, limits: config.limits, log });
-const admin = createAdminServer({ supervisor, operations, registry: metrics.registry, log, token: process.env['GRAYGATE_ADMIN_TOKEN'] });
+const admin = createAdminServer({ versions: registry, operations, registry: metrics.registry, log, token: process.env['GRAYGATE_ADMIN_TOKEN'] });
 
 // Issue 12 part 6: a busy port ends start-up with one line naming what moves it, and no worker left behind.
 const listenOn = async (server: Server, port: number, host: string, movedBy: string): Promise<void> => {
@@ -80,7 +82,7 @@ const curl =
 // SPEC §1: the URL and a ready-to-paste curl. On a terminal as plain lines; otherwise in the
 // JSON log line, so a log pipeline never sees non-JSON output.
 if (process.stdout.isTTY === true) process.stdout.write(`\ngraygate listening on ${url} (admin ${adminUrl})\n\n  ${curl}\n\n`);
-log.info({ url, adminUrl, versions: [...supervisor.versions.keys()], curl }, 'graygate listening');
+log.info({ url, adminUrl, versions: [...registry.versions.keys()], curl }, 'graygate listening');
 // PM2 `wait_ready` waits for the string 'ready'; tests and scripts read the addresses first.
 process.send?.({ type: 'listening', url: `http://127.0.0.1:${mainPort}`, adminUrl: `http://127.0.0.1:${adminPort}`, pid: process.pid });
 process.send?.('ready');

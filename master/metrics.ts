@@ -5,7 +5,7 @@ import type { WorkerHealth, WorkerState } from './worker-handle.js';
 // The master's own series (SPEC §9, issue 5 part 2). Hot-path cost per request
 // is one counter increment and one histogram observation on label children
 // looked up once per (version, status) and cached; queue depth, workers and
-// restarts are read from the supervisor at scrape time, never per request.
+// restarts are read from the version registry at scrape time, never per request.
 
 const WORKER_STATES: readonly WorkerState[] = ['starting', 'ready', 'unhealthy', 'draining', 'stopped', 'crashed'];
 
@@ -23,7 +23,7 @@ export interface WorkerView {
   requestMetrics(deadlineMs: number): Promise<unknown[] | undefined>;
 }
 
-/** What the metrics read of a version; the supervisor's VersionGroup has it. */
+/** What the metrics read of a version; VersionView has it. */
 export interface VersionView {
   readonly admission: { readonly queued: number };
   readonly workers: readonly WorkerView[];
@@ -32,8 +32,8 @@ export interface VersionView {
   readonly restarts: number;
 }
 
-/** What the metrics read of the supervisor (structural, so tests hand in plain objects). */
-export interface SupervisorView {
+/** What the metrics read of the version registry (structural, so tests hand in plain objects). */
+export interface RegistryView {
   readonly versions: ReadonlyMap<string, VersionView>;
 }
 
@@ -53,14 +53,14 @@ export function workerLabel(version: string, w: Pick<WorkerView, 'instance' | 'p
 }
 
 export interface MasterMetricsOptions {
-  /** Read at scrape time; undefined before it exists. */
-  supervisor: () => SupervisorView | undefined;
+  /** The version registry, read at scrape time; undefined before it exists. */
+  versions: () => RegistryView | undefined;
   /** Bytes of request bodies held right now (master/body-budget.ts), read at scrape time. */
   bufferedBodyBytes?: () => number;
 }
 
 export function createMasterMetrics(options: MasterMetricsOptions): MasterMetrics {
-  const { supervisor } = options;
+  const { versions } = options;
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const requests = new Counter({
@@ -89,7 +89,7 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
     registers: [registry],
     collect() {
       this.reset();
-      for (const [name, group] of supervisor()?.versions ?? []) this.set({ version: name }, group.admission.queued);
+      for (const [name, group] of versions()?.versions ?? []) this.set({ version: name }, group.admission.queued);
     },
   });
   new Gauge({
@@ -99,7 +99,7 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
     registers: [registry],
     collect() {
       this.reset();
-      for (const [name, group] of supervisor()?.versions ?? []) {
+      for (const [name, group] of versions()?.versions ?? []) {
         const counts = new Map<WorkerState, number>(WORKER_STATES.map((s) => [s, 0]));
         for (const w of [...group.workers, ...group.draining]) counts.set(w.state, (counts.get(w.state) ?? 0) + 1);
         for (const [state, n] of counts) this.set({ version: name, state }, n);
@@ -112,9 +112,9 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
     labelNames: ['version'] as const,
     registers: [registry],
     collect() {
-      // The supervisor owns the count; mirror it at scrape time.
+      // The registry owns the count; mirror it at scrape time.
       this.reset();
-      for (const [name, group] of supervisor()?.versions ?? []) this.inc({ version: name }, group.restarts);
+      for (const [name, group] of versions()?.versions ?? []) this.inc({ version: name }, group.restarts);
     },
   });
 
@@ -127,7 +127,7 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
       registers: [registry],
       collect() {
         this.reset();
-        for (const [version, group] of supervisor()?.versions ?? []) {
+        for (const [version, group] of versions()?.versions ?? []) {
           for (const w of [...group.workers, ...group.draining]) {
             if (w.pid !== undefined && w.health.rssBytes > 0) this.set({ version, worker: workerLabel(version, w) }, read(w.health));
           }

@@ -1,7 +1,7 @@
 import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
 import type { Lease } from './admission.js';
 import type { WorkerHandle } from './worker-handle.js';
-import type { VersionGroup } from './supervisor.js';
+import type { VersionView } from './version.js';
 import type { RoutingFacts } from './router.js';
 
 // The one per-request object the master's pipeline steps read and write
@@ -29,7 +29,7 @@ export class RequestContext {
   forwardPath = '/';
   /** The version chosen by routing; undefined until then (or when refused before). */
   version: string | undefined = undefined;
-  group: VersionGroup | undefined = undefined;
+  group: VersionView | undefined = undefined;
   /** Routing waits for the body: the head had no sticky key and the body's `user` may be one (issue 12 part 5). */
   deferredFacts: RoutingFacts | undefined = undefined;
   /** The whole request body, read before a worker slot is taken (SPEC §4a). */

@@ -68,7 +68,7 @@ const MAX_STDERR_LINE_CHARS = 500;
 
 /** A worker that exited or was killed before it reported ready. */
 export class WorkerStartFailure extends Error {
-  readonly code = 'worker_start_failed';
+  /** Data for deploy_failed and status; read as a field, not branched on by class (STYLE §7). */
   readonly report: ExitReport;
   constructor(report: ExitReport) {
     super(report.reason);
@@ -81,8 +81,6 @@ const KILL_GRACE_MS = 2000;
 export interface WorkerHandleEvents {
   ready: [];
   exit: [ExitReport];
-  /** The master has no request in flight to this worker any more. */
-  idle: [];
 }
 
 export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements AdmissionTarget {
@@ -92,7 +90,6 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
   readonly agent: Agent;
   /** Crashes this instance slot has had, carried over to its replacement by the supervisor. */
   restarts = 0;
-  #inflight = 0;
   #state: WorkerState = 'starting';
   #child: ChildProcess | undefined;
   #target: URL | undefined;
@@ -111,29 +108,6 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
     this.entry = options.entry;
     this.#log = options.log.child({ version: this.version, instance: this.instance });
     this.agent = createWorkerAgent({ maxSockets: options.maxSockets, maxIdleSockets: options.maxIdleSockets });
-  }
-
-  /** Requests this master has in flight to the worker; changed only by admission leases. */
-  get inflight(): number {
-    return this.#inflight;
-  }
-  set inflight(value: number) {
-    this.#inflight = value;
-    if (value === 0) this.emit('idle');
-  }
-
-  /** Resolves when nothing is in flight to this worker, or after timeoutMs. */
-  async whenIdle(timeoutMs: number): Promise<void> {
-    if (this.#inflight === 0) return;
-    await new Promise<void>((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer);
-        this.off('idle', done);
-        resolve();
-      };
-      const timer = setTimeout(done, timeoutMs);
-      this.once('idle', done);
-    });
   }
 
   get state(): WorkerState {
@@ -244,19 +218,23 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
     });
   }
 
+  /** Stops taking new requests (admission skips it); requests in flight go on. */
+  drain(): void {
+    if (this.#state === 'ready') this.#state = 'draining';
+  }
+
   /**
-   * Drains and stops (STYLE §22). The caller has stopped routing to this
-   * worker. First the master's own in-flight requests finish and its idle
-   * keep-alive sockets are closed, so no request can be written onto a socket
-   * the worker is closing; then `shutdown` over IPC, wait for exit up to
-   * deadlineMs, then SIGTERM, then SIGKILL. Resolves once the process is gone.
+   * Stops the process (STYLE §22). The caller has drained it and waited for
+   * the master's own requests to it to finish (admission.whenIdle), so closing
+   * the agent's idle keep-alive sockets first means no request can be written
+   * onto a socket the worker is closing; then `shutdown` over IPC, wait for
+   * exit up to deadlineMs, then SIGTERM, then SIGKILL. Resolves once the
+   * process is gone.
    */
   async stop(deadlineMs: number): Promise<void> {
-    const started = Date.now();
-    if (this.#state === 'ready') this.#state = 'draining';
-    await this.whenIdle(deadlineMs);
+    this.drain();
     this.agent.destroy();
-    await this.#terminate(Math.max(0, deadlineMs - (Date.now() - started)));
+    await this.#terminate(deadlineMs);
   }
 
   async #terminate(deadlineMs: number): Promise<void> {

@@ -1,6 +1,6 @@
 import { AggregatorRegistry, type Aggregator, type MetricObjectWithValues, type MetricType, type MetricValue, type Registry } from 'prom-client';
 import { MASTER_WORKER_LABEL, METRIC } from '../../shared/metric-names.js';
-import { workerLabel, type SupervisorView, type WorkerView } from '../metrics.js';
+import { workerLabel, type RegistryView, type WorkerView } from '../metrics.js';
 
 // GET /metrics (SPEC §9, issue 5 part 1): the master's registry plus every
 // worker's, fetched over IPC on each scrape, all workers at once, each with a
@@ -58,11 +58,11 @@ export function labelPerProcess(metrics: readonly MetricJson[], labels: Readonly
 }
 
 /** One registry with the master's series, every worker's, and graygate_worker_scrape_up per worker asked. */
-export async function gatherMetrics(supervisor: SupervisorView, master: Registry, options: GatherOptions = {}): Promise<Registry> {
+export async function gatherMetrics(registry: RegistryView, master: Registry, options: GatherOptions = {}): Promise<Registry> {
   const deadlineMs = options.deadlineMs ?? WORKER_SCRAPE_DEADLINE_MS;
   const up: MetricValue<string>[] = [];
   const scrapes: Array<Promise<MetricJson[]>> = [];
-  for (const [version, group] of supervisor.versions) {
+  for (const [version, group] of registry.versions) {
     for (const w of [...group.workers, ...group.draining]) {
       if (!isScraped(w)) continue;
       const worker = workerLabel(version, w);

@@ -4,7 +4,7 @@ import { GraygateError, isGraygateError, toErrorResponse } from '../../shared/er
 import { headerValue, sendError, sendJson } from '../../shared/http-headers.js';
 import { readBody } from '../../shared/body.js';
 import type { Logger } from '../../shared/log.js';
-import type { Supervisor } from '../supervisor.js';
+import type { VersionRegistry } from '../version-registry.js';
 import { isAuthorized } from './auth.js';
 import { checkAdminRequest } from './guard.js';
 import { gatherMetrics } from './metrics-endpoint.js';
@@ -14,7 +14,7 @@ import type { Operations } from './operations.js';
 // token for everything including /metrics.
 
 export interface AdminServerOptions {
-  supervisor: Supervisor;
+  versions: VersionRegistry;
   operations: Operations;
   registry: Registry;
   log: Logger;
@@ -49,11 +49,11 @@ export async function readJsonBody(req: IncomingMessage, maxBytes = MAX_ADMIN_BO
 type Route = (req: IncomingMessage, params: string[]) => Promise<{ status: number; body: unknown; contentType?: string }>;
 
 export function createAdminServer(options: AdminServerOptions): Server {
-  const { supervisor, operations, log } = options;
+  const { versions, operations, log } = options;
   const routes: Array<[string, RegExp, Route]> = [
     ['GET', /^\/admin\/status$/, async () => ({ status: 200, body: operations.status() })],
     ['GET', /^\/metrics$/, async () => {
-      const registry = await gatherMetrics(supervisor, options.registry);
+      const registry = await gatherMetrics(versions, options.registry);
       return { status: 200, body: await registry.metrics(), contentType: registry.contentType };
     }],
     ['PUT', /^\/admin\/weights$/, async (req) => ({ status: 200, body: operations.setWeights(await readJsonBody(req)) })],

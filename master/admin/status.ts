@@ -1,6 +1,6 @@
-import type { Supervisor, VersionGroup } from '../supervisor.js';
+import type { VersionView } from '../version.js';
 
-// GET /admin/status (SPEC §6): plain data, also what the CLI prints.
+// GET /admin/status (SPEC §6): plain data read from version views, also what the CLI prints.
 
 export interface WorkerStatus {
   pid: number | undefined;
@@ -32,16 +32,16 @@ export interface StatusBody {
   versions: Record<string, VersionStatus>;
 }
 
-export function versionStatus(group: VersionGroup, extra: { builds?: VersionStatus['builds']; lastDeploy?: unknown } = {}): VersionStatus {
-  const queued = group.admission.queued;
-  const workers = [...group.workers, ...group.draining].map((w) => {
+export function versionStatus(version: VersionView): VersionStatus {
+  const queued = version.admission.queued;
+  const workers = [...version.workers, ...version.draining].map((w) => {
     const health = w.health;
     return {
       pid: w.pid,
       instance: w.instance,
       state: w.state,
       restarts: w.restarts,
-      inflight: w.inflight,
+      inflight: version.admission.inflight(w),
       queued,
       entry: w.entry,
       rssBytes: health.rssBytes,
@@ -49,22 +49,23 @@ export function versionStatus(group: VersionGroup, extra: { builds?: VersionStat
       healthMisses: health.misses,
     };
   });
-  const upstream: VersionStatus['upstream'] = { format: group.build.upstream.format, url: group.build.upstream.url };
-  if (group.build.upstream.model !== undefined) upstream.model = group.build.upstream.model;
+  const { build } = version;
+  const upstream: VersionStatus['upstream'] = { format: build.upstream.format, url: build.upstream.url };
+  if (build.upstream.model !== undefined) upstream.model = build.upstream.model;
   return {
-    weight: group.weight,
-    entry: group.build.entry,
-    instances: group.build.instances,
+    weight: version.weight,
+    entry: build.entry,
+    instances: build.instances,
     upstream,
-    builds: extra.builds ?? [{ entry: group.build.entry, current: true }],
-    lastDeploy: extra.lastDeploy ?? null,
+    builds: [...version.previousBuilds.map((b) => ({ entry: b.entry, current: false })), { entry: build.entry, current: true }],
+    lastDeploy: version.lastDeploy ?? null,
     queued,
     workers,
   };
 }
 
-export function statusOf(supervisor: Supervisor, extra: (group: VersionGroup) => { builds?: VersionStatus['builds']; lastDeploy?: unknown } = () => ({})): StatusBody {
-  const versions: Record<string, VersionStatus> = {};
-  for (const [name, group] of supervisor.versions) versions[name] = versionStatus(group, extra(group));
-  return { versions };
+export function statusOf(versions: Iterable<VersionView>): StatusBody {
+  const out: Record<string, VersionStatus> = {};
+  for (const v of versions) out[v.name] = versionStatus(v);
+  return { versions: out };
 }

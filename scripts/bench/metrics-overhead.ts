@@ -7,6 +7,7 @@ import { Registry } from 'prom-client';
 import { validateConfig } from '../../shared/config.js';
 import { createLogger } from '../../shared/log.js';
 import { Supervisor } from '../../master/supervisor.js';
+import { VersionRegistry } from '../../master/version-registry.js';
 import { createGateway } from '../../master/gateway.js';
 import { createMainServer } from '../../master/main-server.js';
 import { BodyBudget } from '../../master/body-budget.js';
@@ -41,18 +42,19 @@ if (!parsed.ok) throw new Error(parsed.problems.join('\n'));
 const config = parsed.value;
 // Request lines off in both runs: this measures metrics, not logging.
 const log = createLogger({ role: 'master', level: 'warn' });
-const supervisor = new Supervisor({ config, log });
-await supervisor.startAll();
+const supervisor = new Supervisor({ log, limits: () => config.limits, redactEnv: () => [] });
+const registry = new VersionRegistry({ config, supervisor, log });
+await registry.startAll();
 
 async function run(mode: 'on' | 'off'): Promise<number> {
-  const metrics = mode === 'on' ? createMasterMetrics({ supervisor: () => supervisor }) : noopMetrics;
+  const metrics = mode === 'on' ? createMasterMetrics({ versions: () => registry }) : noopMetrics;
   const budget = new BodyBudget(config.limits.maxBufferedBodyBytes);
-  const gateway = createGateway({ supervisor, log, metrics, budget, isClosing: () => false });
+  const gateway = createGateway({ registry, log, metrics, budget, isClosing: () => false });
   const server: Server = createMainServer({ gateway, limits: config.limits, log });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/slow?ms=0`;
-  const scraper = mode === 'on' && SCRAPE ? setInterval(() => void gatherMetrics(supervisor, metrics.registry).then((r) => r.metrics()), 1000) : undefined;
+  const scraper = mode === 'on' && SCRAPE ? setInterval(() => void gatherMetrics(registry, metrics.registry).then((r) => r.metrics()), 1000) : undefined;
   const load = (durationS: number): Promise<{ requests: { total: number }; non2xx: number; errors: number }> =>
     new Promise((resolve, reject) =>
       execFile(process.execPath, [AUTOCANNON_BIN, '--json', '-c', String(CONNECTIONS), '-d', String(durationS), url], { maxBuffer: 1 << 24 }, (err, stdout) =>

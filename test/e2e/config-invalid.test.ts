@@ -1,5 +1,7 @@
 import t from 'tap';
 import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { once } from 'node:events';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -38,8 +40,6 @@ t.test('invalid config files exit 78 with one line per problem naming the field'
 });
 
 t.test('a busy port ends start-up with one line naming what moves it, exit 69, and no worker left', async (t) => {
-  const { createServer } = await import('node:net');
-  const { once } = await import('node:events');
   const busy = createServer();
   busy.listen(0, '127.0.0.1');
   await once(busy, 'listening');

@@ -1,10 +1,19 @@
 import t from 'tap';
-import { VersionAdmission, type AdmissionTarget } from '../../master/admission.js';
+import { VersionAdmission, type AdmissionTarget, type Lease } from '../../master/admission.js';
+import { GraygateError } from '../../shared/errors.js';
 
 class FakeWorker implements AdmissionTarget {
-  inflight = 0;
   isAccepting = true;
   constructor(readonly name: string) {}
+}
+
+/** The gateway's two steps in one: a slot or a refusal at once, else a bounded wait. */
+function acquire<W extends AdmissionTarget>(adm: VersionAdmission<W>, signal: AbortSignal): Promise<Lease<W>> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  const now = adm.tryAcquire();
+  if (now instanceof GraygateError) return Promise.reject(now);
+  if (now !== undefined) return Promise.resolve(now);
+  return adm.wait(signal);
 }
 
 function make(workers: FakeWorker[], maxQueue = 2, queueTimeoutMs = 60_000, maxSocketsPerWorker = 1) {
@@ -15,57 +24,57 @@ t.test('least in-flight worker with a free slot', async (t) => {
   const a = new FakeWorker('a');
   const b = new FakeWorker('b');
   const adm = make([a, b], 0, 1000, 2);
-  const l1 = await adm.acquire(new AbortController().signal);
-  const l2 = await adm.acquire(new AbortController().signal);
+  const l1 = await acquire(adm, new AbortController().signal);
+  const l2 = await acquire(adm, new AbortController().signal);
   t.same([l1.worker.name, l2.worker.name], ['a', 'b'], 'spread');
-  const l3 = await adm.acquire(new AbortController().signal);
+  const l3 = await acquire(adm, new AbortController().signal);
   t.equal(l3.worker.name, 'a');
   l1.release();
   l1.release(); // idempotent
-  t.equal(a.inflight, 1);
+  t.equal(adm.inflight(a), 1);
 });
 
 t.test('full queue rejects at once with queue_full and Retry-After', async (t) => {
   const w = new FakeWorker('w');
   const adm = make([w], 2);
-  const held = await adm.acquire(new AbortController().signal);
-  const q1 = adm.acquire(new AbortController().signal);
-  const q2 = adm.acquire(new AbortController().signal);
+  const held = await acquire(adm, new AbortController().signal);
+  const q1 = acquire(adm, new AbortController().signal);
+  const q2 = acquire(adm, new AbortController().signal);
   t.equal(adm.queued, 2);
-  await t.rejects(adm.acquire(new AbortController().signal), { code: 'queue_full', status: 503, retryAfterS: 1 });
+  await t.rejects(acquire(adm, new AbortController().signal), { code: 'queue_full', status: 503, retryAfterS: 1 });
   held.release();
   const l1 = await q1;
   t.equal(adm.queued, 1, 'FIFO: the first waiter got the slot');
   l1.release();
   (await q2).release();
-  t.equal(w.inflight, 0);
+  t.equal(adm.inflight(w), 0);
 });
 
 t.test('a waiter whose client left is dropped at once', async (t) => {
   const w = new FakeWorker('w');
   const adm = make([w], 2);
-  const held = await adm.acquire(new AbortController().signal);
+  const held = await acquire(adm, new AbortController().signal);
   const ac = new AbortController();
-  const waiting = adm.acquire(ac.signal);
+  const waiting = acquire(adm, ac.signal);
   ac.abort(new Error('client left'));
   await t.rejects(waiting, { message: 'client left' });
   t.equal(adm.queued, 0);
   held.release();
-  t.equal(w.inflight, 0, 'the freed slot was not handed to the departed waiter');
+  t.equal(adm.inflight(w), 0, 'the freed slot was not handed to the departed waiter');
 });
 
 t.test('queue timeout', async (t) => {
   const w = new FakeWorker('w');
   const adm = make([w], 2, 1);
-  await adm.acquire(new AbortController().signal);
-  await t.rejects(adm.acquire(new AbortController().signal), { code: 'queue_timeout', status: 503 });
+  await acquire(adm, new AbortController().signal);
+  await t.rejects(acquire(adm, new AbortController().signal), { code: 'queue_timeout', status: 503 });
   t.equal(adm.queued, 0);
 });
 
 t.test('no accepting worker: no_ready_worker', async (t) => {
   const w = new FakeWorker('w');
   w.isAccepting = false;
-  await t.rejects(make([w], 2).acquire(new AbortController().signal), { code: 'no_ready_worker' });
+  await t.rejects(acquire(make([w], 2), new AbortController().signal), { code: 'no_ready_worker' });
 });
 
 t.test('a worker becoming ready is pumped to waiters; a draining one gets nothing new', async (t) => {
@@ -73,25 +82,45 @@ t.test('a worker becoming ready is pumped to waiters; a draining one gets nothin
   const fresh = new FakeWorker('fresh');
   fresh.isAccepting = false;
   const adm = make([busy, fresh], 2);
-  const first = await adm.acquire(new AbortController().signal);
+  const first = await acquire(adm, new AbortController().signal);
   t.equal(first.worker.name, 'busy');
-  const waiting = adm.acquire(new AbortController().signal);
+  const waiting = acquire(adm, new AbortController().signal);
   t.equal(adm.queued, 1);
   fresh.isAccepting = true;
   adm.pump();
   t.equal((await waiting).worker.name, 'fresh');
   busy.isAccepting = false; // draining
   first.release();
-  t.equal(busy.inflight, 0);
-  await t.rejects(make([busy], 2).acquire(new AbortController().signal), { code: 'no_ready_worker' });
+  t.equal(adm.inflight(busy), 0);
+  await t.rejects(acquire(make([busy], 2), new AbortController().signal), { code: 'no_ready_worker' });
 });
 
 t.test('destroy rejects every waiter', async (t) => {
   const w = new FakeWorker('w');
   const adm = make([w], 2);
-  await adm.acquire(new AbortController().signal);
-  const waiting = adm.acquire(new AbortController().signal);
+  await acquire(adm, new AbortController().signal);
+  const waiting = acquire(adm, new AbortController().signal);
   adm.destroy(Object.assign(new Error('removed'), { code: 'no_ready_worker' }));
   await t.rejects(waiting, { message: 'removed' });
-  await t.rejects(adm.acquire(new AbortController().signal), { code: 'no_ready_worker' });
+  await t.rejects(acquire(adm, new AbortController().signal), { code: 'no_ready_worker' });
+});
+
+t.test('whenIdle resolves when the last lease of a worker is released, or at its deadline', async (t) => {
+  const w = new FakeWorker('w');
+  const adm = make([w], 2, 60_000, 2);
+  t.equal(await adm.whenIdle(w, 60_000), undefined, 'idle at once');
+  const a = await acquire(adm, new AbortController().signal);
+  const b = await acquire(adm, new AbortController().signal);
+  let isIdle = false;
+  const idle = adm.whenIdle(w, 60_000).then(() => (isIdle = true));
+  a.release();
+  await new Promise((r) => setImmediate(r));
+  t.equal(isIdle, false, 'one lease still out');
+  b.release();
+  await idle;
+  t.equal(adm.inflight(w), 0);
+  const held = await acquire(adm, new AbortController().signal);
+  await adm.whenIdle(w, 1); // the deadline, with the lease still out
+  t.equal(adm.inflight(w), 1);
+  held.release();
 });

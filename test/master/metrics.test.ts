@@ -1,5 +1,5 @@
 import t from 'tap';
-import { createMasterMetrics, PROXY_LATENCY_BUCKETS_S, type SupervisorView, type VersionView, type WorkerView } from '../../master/metrics.js';
+import { createMasterMetrics, PROXY_LATENCY_BUCKETS_S, type RegistryView, type VersionView, type WorkerView } from '../../master/metrics.js';
 import { gatherMetrics, labelPerProcess } from '../../master/admin/metrics-endpoint.js';
 import { createWorkerMetrics } from '../../worker/metrics.js';
 import { METRIC, MASTER_WORKER_LABEL } from '../../shared/metric-names.js';
@@ -26,7 +26,7 @@ t.test('proxy latency buckets: sub-millisecond to seconds', async (t) => {
 
 t.test('master series: request counts, latency, rejections, gauges read at scrape time', async (t) => {
   const v1 = version([worker(0, 11, async () => []), worker(1, 12, async () => [], 'starting')], { admission: { queued: 3 }, restarts: 2 });
-  const m = createMasterMetrics({ supervisor: () => ({ versions: new Map([['v1', v1]]) }) });
+  const m = createMasterMetrics({ versions: () => ({ versions: new Map([['v1', v1]]) }) });
   m.onRequestDone('v1', 200);
   m.onRequestDone('v1', 200);
   m.onRequestDone('v1', 503);
@@ -60,14 +60,14 @@ t.test('gatherMetrics sums instances, keeps processes apart, reports missing wor
   b.onUpstreamError('timeout');
   const stuck = new Promise<undefined>(() => {});
   const deadlineAnswer = (): Promise<undefined> => Promise.race([stuck, Promise.resolve(undefined)]);
-  const supervisor: SupervisorView = {
+  const supervisor: RegistryView = {
     versions: new Map([
       ['v1', version([worker(0, 101, () => overIpc(a.collect)), worker(1, 102, () => overIpc(b.collect))])],
       // requestMetrics resolves undefined when its deadline passes; here at once.
       ['v2', version([worker(0, 201, deadlineAnswer), worker(1, 202, async () => [], 'crashed')])],
     ]),
   };
-  const master = createMasterMetrics({ supervisor: () => supervisor });
+  const master = createMasterMetrics({ versions: () => supervisor });
   master.onRequestDone('v1', 200);
   const registry = await gatherMetrics(supervisor, master.registry, { deadlineMs: 50 });
   const text = await registry.metrics();

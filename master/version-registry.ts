@@ -1,0 +1,285 @@
+import type { Config, VersionConfig } from '../shared/config.js';
+import { GraygateError } from '../shared/errors.js';
+import type { Logger } from '../shared/log.js';
+import { VersionAdmission } from './admission.js';
+import type { RoutingTable } from './router.js';
+import type { Supervisor } from './supervisor.js';
+import type { ExitReport, WorkerHandle } from './worker-handle.js';
+import { nextRestartDelayMs, RESTART_POLICY } from './restart-policy.js';
+import { newDeployRecord, startBuild } from './deploy.js';
+import { buildOf, type Build, type DeployKind, type DeployRecord, type VersionView } from './version.js';
+
+// The one owner of version state (issue 11): versions, their builds, weights,
+// deploy records and the routing table live here, privately, and change only
+// through these verbs — add, deploy, rollback, remove, setWeights, applyConfig.
+// Everything else reads VersionView. Every build change is one swap
+// (#swap): start the new build, move traffic in one step, drain and stop the
+// old one; adding a version is a swap from nothing.
+
+const MAX_PREVIOUS_BUILDS = 5;
+
+/** A version's state; not exported, so no other module can change it. */
+class VersionState implements VersionView {
+  readonly name: string;
+  weight: number;
+  build: Build;
+  workers: WorkerHandle[] = [];
+  readonly draining = new Set<WorkerHandle>();
+  readonly admission: VersionAdmission<WorkerHandle>;
+  restarts = 0;
+  consecutiveCrashes = 0;
+  previousBuilds: Build[] = [];
+  lastDeploy: DeployRecord | undefined;
+  isDeploying = false;
+  isRemoved = false;
+
+  constructor(name: string, weight: number, build: Build, config: Config) {
+    this.name = name;
+    this.weight = weight;
+    this.build = build;
+    const { limits } = config;
+    this.admission = new VersionAdmission<WorkerHandle>({
+      maxSocketsPerWorker: limits.maxSocketsPerWorker,
+      maxQueue: limits.maxQueuePerVersion,
+      queueTimeoutMs: limits.queueTimeoutMs,
+      workers: () => this.workers,
+    });
+  }
+
+  get hasReadyWorker(): boolean {
+    return this.workers.some((w) => w.state === 'ready');
+  }
+}
+
+export interface VersionRegistryOptions {
+  config: Config;
+  supervisor: Supervisor;
+  log: Logger;
+}
+
+export class VersionRegistry {
+  readonly #versions = new Map<string, VersionState>();
+  /** Names being added right now: a second add of the same name is refused, not raced. */
+  readonly #adding = new Set<string>();
+  readonly #supervisor: Supervisor;
+  readonly #log: Logger;
+  #config: Config;
+  #routingTable: RoutingTable;
+
+  constructor(options: VersionRegistryOptions) {
+    this.#config = options.config;
+    this.#supervisor = options.supervisor;
+    this.#log = options.log;
+    for (const [name, version] of Object.entries(options.config.versions)) {
+      this.#versions.set(name, new VersionState(name, version.weight, buildOf(version), options.config));
+    }
+    this.#routingTable = this.#buildRoutingTable();
+  }
+
+  get config(): Config {
+    return this.#config;
+  }
+  get routingTable(): RoutingTable {
+    return this.#routingTable;
+  }
+  get versions(): ReadonlyMap<string, VersionView> {
+    return this.#versions;
+  }
+  /** Every version has a ready worker (SPEC §4a /readyz). */
+  get isReady(): boolean {
+    for (const v of this.#versions.values()) if (!v.hasReadyWorker) return false;
+    return true;
+  }
+
+  get(name: string): VersionView | undefined {
+    return this.#versions.get(name);
+  }
+
+  /** The version, or 404 unknown_version listing the known ones. */
+  require(name: string): VersionView {
+    return this.#state(name);
+  }
+
+  /** Starts every configured version's workers; resolves when all are ready, rejects with the first failure. */
+  async startAll(): Promise<void> {
+    this.#supervisor.startHealthProbes();
+    const starts: Promise<void>[] = [];
+    for (const state of this.#versions.values()) {
+      state.workers = this.#spawnBuild(state, state.build);
+      starts.push(...state.workers.map((w) => w.start()));
+    }
+    await Promise.all(starts);
+  }
+
+  /** Adds a version; it becomes routable once its workers are ready (SPEC §6: 201 then). */
+  async add(name: string, version: VersionConfig, kind: 'add' | 'reload' = 'add'): Promise<VersionView> {
+    if (this.#versions.has(name) || this.#adding.has(name)) {
+      throw new GraygateError('version_exists', `version "${name}" exists; deploy to change its build`);
+    }
+    this.#adding.add(name);
+    try {
+      const state = new VersionState(name, version.weight, buildOf(version), this.#config);
+      await this.#swap(state, state.build, kind);
+      this.#log.info({ version: name, entry: state.build.entry, weight: version.weight }, 'version added');
+      return state;
+    } finally {
+      this.#adding.delete(name);
+    }
+  }
+
+  /** Swaps a version's build (SPEC §6 deploy); answers when the old workers are gone. */
+  async deploy(name: string, build: Build, kind: 'deploy' | 'reload' = 'deploy'): Promise<VersionView> {
+    const state = this.#state(name);
+    await this.#swap(state, build, kind);
+    return state;
+  }
+
+  /** Deploys the build before the current one (SPEC §6 rollback). */
+  async rollback(name: string): Promise<VersionView> {
+    const state = this.#state(name);
+    const previous = state.previousBuilds.at(-1);
+    if (previous === undefined) throw new GraygateError('no_previous_build', `version "${name}" has no previous build`);
+    await this.#swap(state, previous, 'rollback');
+    state.previousBuilds.pop();
+    return state;
+  }
+
+  /** Stops routing to a version, refuses its waiters, drains and stops its workers, forgets it. */
+  async remove(name: string): Promise<VersionView> {
+    const state = this.#state(name);
+    if (this.#config.routing.default === name) {
+      throw new GraygateError('invalid_request', `version "${name}" is the routing default; change routing.default first`);
+    }
+    const othersWeighted = [...this.#versions.values()].some((v) => v.name !== name && v.weight > 0);
+    if (!othersWeighted) throw new GraygateError('invalid_request', `version "${name}" is the last version with weight > 0`);
+    if (state.isDeploying) throw new GraygateError('deploy_in_progress', `a deploy of ${name} is running; remove it once that finishes`);
+    state.isRemoved = true;
+    this.#versions.delete(name);
+    this.#routingTable = this.#buildRoutingTable();
+    state.admission.destroy(new GraygateError('no_ready_worker', `version "${name}" was removed`));
+    await this.#retire(state, state.workers);
+    this.#log.info({ version: name }, 'version removed');
+    return state;
+  }
+
+  /** Sets the named weights at once, others unchanged (SPEC §6): unknown name 404, all zero 400. */
+  setWeights(weights: Readonly<Record<string, number>>): void {
+    for (const name of Object.keys(weights)) this.#state(name);
+    const after = [...this.#versions.values()].map((v) => weights[v.name] ?? v.weight);
+    if (after.every((w) => w === 0)) throw new GraygateError('invalid_request', 'at least one version needs a weight > 0');
+    for (const [name, weight] of Object.entries(weights)) this.#versions.get(name)!.weight = weight;
+    this.#routingTable = this.#buildRoutingTable();
+  }
+
+  /** Takes a reloaded config's routing section (versions change through the verbs above). */
+  applyConfig(config: Config): void {
+    this.#config = config;
+    this.#routingTable = this.#buildRoutingTable();
+  }
+
+  // One build swap (SPEC §6, STYLE §21). `state` is new (kind 'add') or current.
+  async #swap(state: VersionState, build: Build, kind: DeployKind): Promise<void> {
+    if (state.isDeploying) throw new GraygateError('deploy_in_progress', `a deploy of ${state.name} is already running`);
+    state.isDeploying = true;
+    const started = Date.now();
+    const isNew = kind === 'add' || !this.#versions.has(state.name);
+    const record = newDeployRecord(kind, isNew ? undefined : state.build, build, state.workers.map((w) => w.pid ?? 0));
+    state.lastDeploy = record;
+    try {
+      const workers = await startBuild({ version: state.name, build, record, log: this.#log, spawn: (i) => this.#spawn(state, build, i) });
+      if (state.isRemoved) {
+        for (const w of workers) w.destroy();
+        throw new GraygateError('deploy_failed', `${state.name} was removed during the deploy`);
+      }
+      // switching: one step, so the next request goes to the new build (routing and admission read state.workers).
+      record.phase = 'switching';
+      const old = state.workers;
+      const previous = state.build;
+      state.build = build;
+      state.workers = workers;
+      state.consecutiveCrashes = 0;
+      if (!isNew && kind !== 'rollback') {
+        state.previousBuilds.push(previous);
+        if (state.previousBuilds.length > MAX_PREVIOUS_BUILDS) state.previousBuilds.shift();
+      }
+      if (isNew) {
+        this.#versions.set(state.name, state);
+        this.#routingTable = this.#buildRoutingTable();
+      }
+      state.admission.pump();
+      record.phase = 'draining';
+      if (!isNew) this.#log.info({ version: state.name, from: record.from, to: record.to, oldPids: record.oldPids, newPids: record.newPids }, 'traffic moved to new build');
+      await this.#retire(state, old);
+      record.phase = 'done';
+    } finally {
+      record.durationMs = Date.now() - started;
+      state.isDeploying = false;
+    }
+  }
+
+  /** Drains workers that are no longer current: the master's own requests finish first, then the process stops. */
+  async #retire(state: VersionState, workers: readonly WorkerHandle[]): Promise<void> {
+    const deadlineMs = this.#config.limits.shutdownTimeoutMs;
+    await Promise.all(
+      workers.map(async (w) => {
+        state.draining.add(w);
+        w.drain();
+        const started = Date.now();
+        await state.admission.whenIdle(w, deadlineMs);
+        await w.stop(Math.max(0, deadlineMs - (Date.now() - started)));
+        state.draining.delete(w);
+      }),
+    );
+  }
+
+  #spawnBuild(state: VersionState, build: Build): WorkerHandle[] {
+    return Array.from({ length: build.instances }, (_, i) => this.#spawn(state, build, i));
+  }
+
+  #spawn(state: VersionState, build: Build, instance: number): WorkerHandle {
+    return this.#supervisor.spawn({ version: state.name, instance, build, onCrash: (handle, report) => this.#onCrash(state, handle, report) });
+  }
+
+  // STYLE §23: only the current build's workers are restarted, with capped backoff,
+  // and never after the version is removed; a worker that stayed up a while was
+  // healthy, so the crash count starts afresh.
+  #onCrash(state: VersionState, handle: WorkerHandle, report: ExitReport): void {
+    if (state.isRemoved) return;
+    const slot = state.workers.indexOf(handle);
+    if (slot === -1) return; // no longer the current build
+    if (handle.readyAt > 0 && Date.now() - handle.readyAt > RESTART_POLICY.stableAfterMs) state.consecutiveCrashes = 0;
+    state.consecutiveCrashes++;
+    if (state.consecutiveCrashes > RESTART_POLICY.maxConsecutiveCrashes) {
+      this.#log.error({ version: state.name, crashes: state.consecutiveCrashes }, 'worker keeps crashing, giving up on restarts');
+      return;
+    }
+    const delayMs = nextRestartDelayMs(state.consecutiveCrashes);
+    this.#log.warn({ version: state.name, instance: handle.instance, delayMs, reason: report.reason }, 'restarting crashed worker');
+    this.#supervisor.later(delayMs, () => {
+      if (state.isRemoved || state.workers[slot] !== handle) return;
+      const replacement = this.#spawn(state, state.build, handle.instance);
+      replacement.restarts = handle.restarts + 1;
+      state.workers[slot] = replacement;
+      state.restarts++;
+      replacement.start().then(
+        () => state.admission.pump(),
+        (err: unknown) => this.#log.warn({ version: state.name, err }, 'restarted worker failed to start'),
+      );
+    });
+  }
+
+  #state(name: string): VersionState {
+    const state = this.#versions.get(name);
+    if (state === undefined) {
+      throw new GraygateError('unknown_version', `unknown version "${name}"; known versions: ${[...this.#versions.keys()].join(', ')}`);
+    }
+    return state;
+  }
+
+  #buildRoutingTable(): RoutingTable {
+    const versions = [...this.#versions.values()]
+      .map((v) => ({ name: v.name, weight: v.weight }))
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    return { routing: this.#config.routing, versions };
+  }
+}

@@ -1,0 +1,65 @@
+import { resolve as resolvePath } from 'node:path';
+import type { UpstreamConfig, VersionConfig } from '../shared/config.js';
+import type { VersionAdmission } from './admission.js';
+import type { WorkerHandle } from './worker-handle.js';
+
+// What a version is, as data (issue 11): the build it runs, and the read-only
+// view every other module gets of a version. Only version-registry.ts holds
+// versions and changes them; the gateway, metrics, status and the canary read
+// through VersionView.
+
+/** What a version runs: the part of its config a deploy replaces. */
+export interface Build {
+  /** Absolute path of the worker entry module. */
+  entry: string;
+  instances: number;
+  env: Readonly<Record<string, string>>;
+  upstream: UpstreamConfig;
+}
+
+export function buildOf(version: VersionConfig): Build {
+  return { entry: resolvePath(version.entry), instances: version.instances, env: version.env, upstream: version.upstream };
+}
+
+export function isSameBuild(a: Build, b: Build): boolean {
+  return a.entry === b.entry && a.instances === b.instances && JSON.stringify(a.env) === JSON.stringify(b.env) &&
+    JSON.stringify(a.upstream) === JSON.stringify(b.upstream);
+}
+
+/** How a build came to run: an admin deploy or rollback, a config reload, or a new version. */
+export type DeployKind = 'deploy' | 'rollback' | 'reload' | 'add';
+/** The build swap's phases (deploy.ts): starting → probing → switching → draining → done | failed. */
+export type DeployPhase = 'starting' | 'probing' | 'switching' | 'draining' | 'done' | 'failed';
+
+/** The last build swap of a version, as /admin/status shows it (SPEC §6). */
+export interface DeployRecord {
+  kind: DeployKind;
+  from: string | null;
+  to: string;
+  phase: DeployPhase;
+  startedAt: string;
+  durationMs?: number;
+  /** Only on failure: why the new build was abandoned. */
+  error?: { reason: string; exitCode: number | null; signal: string | null; stderrTail: string[] };
+  oldPids: number[];
+  newPids: number[];
+}
+
+/** A version as every module but the registry sees it. */
+export interface VersionView {
+  readonly name: string;
+  readonly weight: number;
+  readonly build: Build;
+  /** The current build's workers; admission and routing use only these. */
+  readonly workers: readonly WorkerHandle[];
+  /** Old builds' workers finishing their in-flight requests. */
+  readonly draining: ReadonlySet<WorkerHandle>;
+  readonly admission: VersionAdmission<WorkerHandle>;
+  /** Crashed workers restarted, over the version's life. */
+  readonly restarts: number;
+  /** Builds this version ran before, newest last (rollback targets). */
+  readonly previousBuilds: readonly Build[];
+  readonly lastDeploy: DeployRecord | undefined;
+  readonly isDeploying: boolean;
+  readonly hasReadyWorker: boolean;
+}
