@@ -1,5 +1,6 @@
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { isLoopbackHost, validateConfig, type Config, type Validation } from '../shared/config.js';
+import { isLoopbackHost, validateConfig, type Config } from '../shared/config.js';
 
 // SPEC §1–§2: where the config comes from and what overrides it. Start-up
 // exits 78 (EX_CONFIG) on any problem; reload keeps the running config.
@@ -41,7 +42,24 @@ export function applyEnvOverrides(raw: unknown, env: NodeJS.ProcessEnv, problems
   return out;
 }
 
-export function loadConfig(path: string, env: NodeJS.ProcessEnv): Validation<Config> {
+/**
+ * SPEC §13: the identity of a config file, shown as `graygate_config_info{hash}` so pods that run
+ * different files are visible. sha256 of the file's text (UTF-8), first 12 hex digits: 48 bits,
+ * plenty to tell a handful of files apart and short enough for a label. Pure: the same text gives
+ * the same hash on every pod, whatever the path, the env overrides or the time it was read.
+ */
+export function configHash(text: string): string {
+  return createHash('sha256').update(text, 'utf8').digest('hex').slice(0, 12);
+}
+
+/**
+ * What loadConfig returns. On success `hash` is configHash of the very text that was validated (not
+ * re-read), so the hash a caller reports always names the config it applied. A superset of
+ * `Validation<Config>`: callers that only read `ok`/`value`/`problems` are unaffected.
+ */
+export type LoadedConfig = { ok: true; value: Config; hash: string } | { ok: false; problems: string[] };
+
+export function loadConfig(path: string, env: NodeJS.ProcessEnv): LoadedConfig {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -63,5 +81,5 @@ export function loadConfig(path: string, env: NodeJS.ProcessEnv): Validation<Con
     problems.push('admin.host: binding admin to a non-loopback host needs GRAYGATE_ADMIN_TOKEN');
   }
   if (problems.length > 0 || !result.ok) return { ok: false, problems };
-  return result;
+  return { ok: true, value: result.value, hash: configHash(text) };
 }

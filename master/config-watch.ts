@@ -1,0 +1,168 @@
+import { watch, readFileSync, type FSWatcher } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { configHash } from './config-file.js';
+
+// SPEC §13, issue 14 part 3: `config.watch: true` applies a changed config file by itself.
+//
+// Why the DIRECTORY is watched, not the file: kubelet never rewrites a mounted ConfigMap file. It
+// writes the new data into a fresh `..<timestamp>` directory, points a `..data_tmp` symlink at it and
+// renames that over `..data`; `graygate.json` is a symlink to `..data/graygate.json`. A watch on the
+// file (an inode) keeps watching the old, deleted copy; editors that save by rename do the same to
+// a plain file. Every event in the directory therefore only means "look again": the file is re-read
+// through its path and its content hash decides whether anything changed, so a touch, an editor's
+// backup file or kubelet's bookkeeping never cause a reload. (A ConfigMap mounted with `subPath` is
+// never updated at all, kubernetes #50345: mount it as a directory.)
+//
+// What a change does is the caller's business: the master runs its reload path
+// (Operations.reload), which refuses an invalid file and keeps the old config. The watch calls
+// onChange once per distinct content, so an invalid file is reported once, not on every event.
+
+/** The default quiet time before a burst of events is looked at. */
+export const DEFAULT_CONFIG_DEBOUNCE_MS = 250;
+
+export interface ConfigChange {
+  /** configHash of the text just read. It equals LoadedConfig.hash when the caller reloads it. */
+  hash: string;
+  /** The hash the watch held before: `initialHash`, the content at start, or the last change's. */
+  previousHash: string | undefined;
+}
+
+export interface ConfigWatchOptions {
+  /** The config file. It may be a symlink (kubelet's `graygate.json` → `..data/graygate.json`); its directory is watched. */
+  path: string;
+  /**
+   * Called once per real change of the file's content (never for a touch or an identical rewrite).
+   * If it returns a promise, the watch waits for it before it looks again, so a change that arrives
+   * during a slow reload (a deploy) is applied after it, never folded into it. A rejection goes to
+   * onError; the watch goes on.
+   */
+  onChange: (change: ConfigChange) => void | Promise<void>;
+  /**
+   * Problems of the watch itself: the file cannot be read (reported once until it can be read
+   * again), onChange rejected, or the directory watcher failed (the watch has then stopped).
+   * Default: ignored.
+   */
+  onError?: (err: Error) => void;
+  /** Called when events led to a look that found the same content (a touch, an identical rewrite). Default: nothing. For debug logs. */
+  onUnchanged?: (hash: string) => void;
+  /**
+   * Quiet time after the last event before the file is read, in ms. Default 250: spans an editor's
+   * save or kubelet's swap (a few syscalls), short next to kubelet's own delay (up to about a minute).
+   */
+  debounceMs?: number;
+  /**
+   * The hash of the config the caller already applied (LoadedConfig.hash). Given, the watch looks
+   * once at start, so a change between the caller's load and the watch's start is not lost.
+   * Omitted, the file's content at start is the baseline (read synchronously).
+   */
+  initialHash?: string;
+  /** Aborting it closes the watch. */
+  signal?: AbortSignal;
+}
+
+export interface ConfigWatch {
+  /** Stops watching and disposes the directory watcher, the pending timer and the signal listener. Idempotent. */
+  close(): void;
+}
+
+/** Starts watching; throws `signal.reason` if the signal is already aborted. */
+export function watchConfigFile(options: ConfigWatchOptions): ConfigWatch {
+  const { path, onChange, signal } = options;
+  const onError = options.onError ?? ((): void => {});
+  const debounceMs = options.debounceMs ?? DEFAULT_CONFIG_DEBOUNCE_MS;
+  if (!Number.isFinite(debounceMs) || debounceMs < 0) throw new RangeError(`debounceMs: must be a number ≥ 0, got ${debounceMs}`);
+  signal?.throwIfAborted();
+
+  let current = options.initialHash ?? hashNow(path);
+  let timer: NodeJS.Timeout | undefined;
+  let isLooking = false; // a read or an onChange is running
+  let isDirty = false; // events arrived while looking
+  let isClosed = false;
+  let lastErrorKey: string | undefined;
+  const reads = new AbortController(); // cancels a read in flight at close()
+
+  const schedule = (): void => {
+    if (isClosed) return;
+    if (isLooking) {
+      isDirty = true;
+      return;
+    }
+    clearTimeout(timer);
+    // A throwing onUnchanged or onError is the caller's bug; it is reported, never an unhandled rejection.
+    timer = setTimeout(() => look().catch((err: unknown) => onError(err instanceof Error ? err : new Error(String(err)))), debounceMs);
+  };
+
+  const look = async (): Promise<void> => {
+    timer = undefined;
+    isLooking = true;
+    try {
+      let text: string;
+      try {
+        text = await readFile(path, { encoding: 'utf8', signal: reads.signal });
+      } catch (err) {
+        if (isClosed) return;
+        // Once per kind of failure: a missing file stays one report, however many events follow.
+        const key = (err as NodeJS.ErrnoException).code ?? String(err);
+        if (key !== lastErrorKey) onError(err as Error);
+        lastErrorKey = key;
+        return;
+      }
+      lastErrorKey = undefined;
+      if (isClosed) return;
+      const hash = configHash(text);
+      if (hash === current) {
+        options.onUnchanged?.(hash);
+        return;
+      }
+      const previousHash = current;
+      // Recorded before onChange runs: a file it refuses is not offered again until it changes.
+      current = hash;
+      try {
+        await onChange({ hash, previousHash });
+      } catch (err) {
+        if (!isClosed) onError(err instanceof Error ? err : new Error(String(err)));
+      }
+    } finally {
+      isLooking = false;
+      if (isDirty) {
+        isDirty = false;
+        schedule();
+      }
+    }
+  };
+
+  let watcher: FSWatcher;
+  try {
+    // Every event means "look again": kubelet's names (`..data`, `..2026_…`) are not the file's.
+    watcher = watch(dirname(path), () => schedule());
+  } catch (err) {
+    throw new Error(`cannot watch the directory of ${path}: ${(err as Error).message}`, { cause: err });
+  }
+
+  const close = (): void => {
+    if (isClosed) return;
+    isClosed = true;
+    watcher.close();
+    clearTimeout(timer);
+    timer = undefined;
+    reads.abort();
+    signal?.removeEventListener('abort', close);
+  };
+  watcher.on('error', (err) => {
+    close();
+    onError(new Error(`config watch stopped: the directory of ${path} cannot be watched: ${err.message}`, { cause: err }));
+  });
+  signal?.addEventListener('abort', close, { once: true });
+  if (options.initialHash !== undefined) schedule();
+  return { close };
+}
+
+/** The baseline when the caller gives none; an unreadable file has none (its first readable content is a change). */
+function hashNow(path: string): string | undefined {
+  try {
+    return configHash(readFileSync(path, 'utf8'));
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,261 @@
+import t from 'tap';
+import { watch, mkdtempSync, rmSync, writeFileSync, renameSync, unlinkSync, utimesSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { configHash } from '../../master/config-file.js';
+import { watchConfigFile, type ConfigChange, type ConfigWatchOptions } from '../../master/config-watch.js';
+import { createKubeletVolume } from '../helpers/kubelet-volume.js';
+import type { Teardown } from '../helpers/gateway.js';
+
+// master/config-watch.ts on a real directory: every kind of write a config file sees (editor,
+// atomic rename, kubelet's `..data` swap). Tests wait for the watch's own callbacks, never for time.
+
+/** Small quiet time keeps the suite fast; bursts below are written synchronously, so they fall inside it. */
+const DEBOUNCE_MS = 30;
+
+type Seen = { kind: 'change'; change: ConfigChange } | { kind: 'unchanged'; hash: string } | { kind: 'error'; err: Error };
+
+interface Recorded {
+  seen: Seen[];
+  changes(): string[];
+  /** Resolves once `count` callbacks of `kind` have been seen in total. */
+  until(kind: Seen['kind'], count: number): Promise<void>;
+  close(): void;
+}
+
+function record(t: Teardown, options: Omit<ConfigWatchOptions, 'onChange' | 'onUnchanged' | 'onError'> & Partial<Pick<ConfigWatchOptions, 'onChange'>>): Recorded {
+  const seen: Seen[] = [];
+  const waiters: Array<() => void> = [];
+  const push = (s: Seen): void => {
+    seen.push(s);
+    for (const w of waiters.splice(0)) w();
+  };
+  const watcher = watchConfigFile({
+    debounceMs: DEBOUNCE_MS,
+    ...options,
+    onChange: (change) => {
+      push({ kind: 'change', change });
+      return options.onChange?.(change);
+    },
+    onUnchanged: (hash) => push({ kind: 'unchanged', hash }),
+    onError: (err) => push({ kind: 'error', err }),
+  });
+  t.teardown(() => watcher.close());
+  const count = (kind: Seen['kind']): number => seen.filter((s) => s.kind === kind).length;
+  return {
+    seen,
+    changes: () => seen.flatMap((s) => (s.kind === 'change' ? [s.change.hash] : [])),
+    until: async (kind, n) => {
+      while (count(kind) < n) await new Promise<void>((resolve) => waiters.push(resolve));
+    },
+    close: () => watcher.close(),
+  };
+}
+
+function tempDir(t: Teardown): string {
+  const dir = mkdtempSync(join(tmpdir(), 'graygate-watch-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+const config = (weight: number): string => JSON.stringify({ versions: { v1: { weight } } }, null, 2) + '\n';
+
+t.test('a plain rewrite in place is one change', async (t) => {
+  const path = join(tempDir(t), 'graygate.json');
+  writeFileSync(path, config(1));
+  const w = record(t, { path });
+  writeFileSync(path, config(2));
+  await w.until('change', 1);
+  t.same(w.seen, [{ kind: 'change', change: { hash: configHash(config(2)), previousHash: configHash(config(1)) } }]);
+});
+
+t.test('an atomic rename over the file (how editors save) is one change', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 'graygate.json');
+  writeFileSync(path, config(1));
+  const w = record(t, { path });
+  writeFileSync(join(dir, '.graygate.json.tmp'), config(2));
+  renameSync(join(dir, '.graygate.json.tmp'), path);
+  await w.until('change', 1);
+  t.same(w.changes(), [configHash(config(2))]);
+  // The watch did not go stale with the old inode: a second rename is seen too.
+  writeFileSync(join(dir, '.graygate.json.tmp'), config(3));
+  renameSync(join(dir, '.graygate.json.tmp'), path);
+  await w.until('change', 2);
+  t.same(w.changes(), [configHash(config(2)), configHash(config(3))]);
+});
+
+t.test('kubelet’s ..data symlink swap is seen, again and again; other keys changing is no change', async (t) => {
+  const volume = createKubeletVolume(tempDir(t), { 'graygate.json': config(1), 'README': 'a' });
+  const w = record(t, { path: volume.path('graygate.json') });
+  volume.update({ 'graygate.json': config(2), 'README': 'a' });
+  await w.until('change', 1);
+  volume.update({ 'graygate.json': config(3), 'README': 'a' });
+  await w.until('change', 2);
+  t.same(w.changes(), [configHash(config(2)), configHash(config(3))]);
+  // The ConfigMap's other key changed: kubelet swaps the whole revision, our file's content is the same.
+  volume.update({ 'graygate.json': config(3), 'README': 'b' });
+  await w.until('unchanged', 1);
+  t.equal(w.changes().length, 2, 'no reload for a swap that left graygate.json as it was');
+});
+
+t.test('rapid changes are coalesced into one look at the last content', async (t) => {
+  const path = join(tempDir(t), 'graygate.json');
+  writeFileSync(path, config(1));
+  const w = record(t, { path });
+  for (let weight = 2; weight <= 6; weight++) writeFileSync(path, config(weight));
+  await w.until('change', 1);
+  // A later, separate change: had the burst produced more than one change, it would come before this one.
+  writeFileSync(path, config(7));
+  await w.until('change', 2);
+  t.same(w.changes(), [configHash(config(6)), configHash(config(7))]);
+});
+
+t.test('a touch or an identical rewrite is no change; an invalid file is offered once', async (t) => {
+  const path = join(tempDir(t), 'graygate.json');
+  writeFileSync(path, config(1));
+  const w = record(t, { path });
+  const now = new Date();
+  utimesSync(path, now, now);
+  await w.until('unchanged', 1);
+  writeFileSync(path, config(1));
+  await w.until('unchanged', 2);
+  t.same(w.changes(), []);
+  // The module does not judge content: the caller's reload refuses it and logs that once, because
+  // the same bytes are never offered again, however often the file is touched.
+  writeFileSync(path, '{ not json');
+  await w.until('change', 1);
+  writeFileSync(path, '{ not json');
+  await w.until('unchanged', 3);
+  t.same(w.changes(), [configHash('{ not json')]);
+});
+
+t.test('a change during a slow onChange is applied after it, never concurrently', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 'graygate.json');
+  writeFileSync(path, config(1));
+  let release: () => void = () => {};
+  let running = 0;
+  let maxRunning = 0;
+  const w = record(t, {
+    path,
+    onChange: async () => {
+      maxRunning = Math.max(maxRunning, ++running);
+      await new Promise<void>((resolve) => (release = resolve));
+      running--;
+    },
+  });
+  writeFileSync(path, config(2));
+  await w.until('change', 1);
+  // A witness watch on the same directory: once it has seen the next write, so has the watch.
+  const witnessed = new Promise<void>((resolve) => {
+    const witness = watch(dir, () => {
+      witness.close();
+      resolve();
+    });
+    writeFileSync(path, config(3));
+  });
+  await witnessed;
+  await new Promise((r) => setImmediate(r)); // let libuv finish dispatching this event to every handle
+  t.equal(w.changes().length, 1, 'the second change waits for the first onChange');
+  release();
+  await w.until('change', 2);
+  release();
+  t.same(w.changes(), [configHash(config(2)), configHash(config(3))]);
+  t.equal(maxRunning, 1);
+});
+
+t.test('initialHash: a change made before the watch started is not lost', async (t) => {
+  const path = join(tempDir(t), 'graygate.json');
+  writeFileSync(path, config(2));
+  const stale = record(t, { path, initialHash: configHash(config(1)) });
+  await stale.until('change', 1);
+  t.same(stale.seen, [{ kind: 'change', change: { hash: configHash(config(2)), previousHash: configHash(config(1)) } }]);
+  const current = record(t, { path, initialHash: configHash(config(2)) });
+  await current.until('unchanged', 1);
+  t.same(current.changes(), []);
+});
+
+t.test('a missing file is reported once, and its return with new content is a change', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 'graygate.json');
+  writeFileSync(path, config(1));
+  const w = record(t, { path });
+  unlinkSync(path);
+  await w.until('error', 1);
+  writeFileSync(join(dir, 'unrelated'), 'x'); // more events while the file is still missing
+  writeFileSync(join(dir, 'unrelated'), 'y');
+  writeFileSync(path, config(2));
+  await w.until('change', 1);
+  const errors = w.seen.flatMap((s) => (s.kind === 'error' ? [(s.err as NodeJS.ErrnoException).code] : []));
+  t.same(errors, ['ENOENT']);
+  t.same(w.changes(), [configHash(config(2))]);
+});
+
+t.test('close() disposes the watcher and the timer, is idempotent, and stops changes', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 'graygate.json');
+  writeFileSync(path, config(1));
+  const resources = (name: string): number => process.getActiveResourcesInfo().filter((r) => r === name).length;
+  // libuv releases a closed handle in its close phase, a loop turn later: let the previous tests'
+  // watchers go first (bounded), here and after close() below.
+  const released = async (atMost: number): Promise<void> => {
+    for (let i = 0; i < 100 && resources('FSEventWrap') > atMost; i++) await new Promise((r) => setImmediate(r));
+  };
+  await released(0);
+  const timersBefore = resources('Timeout');
+  const watchersBefore = resources('FSEventWrap');
+  // initialHash makes the watch schedule a look at once: a timer is pending when close() runs.
+  const closed = watchConfigFile({ path, initialHash: 'stale', debounceMs: DEBOUNCE_MS, onChange: () => void t.fail('closed watch called onChange') });
+  t.equal(resources('Timeout'), timersBefore + 1, 'a pending look');
+  t.equal(resources('FSEventWrap'), watchersBefore + 1, 'a directory watcher');
+  closed.close();
+  closed.close();
+  t.equal(resources('Timeout'), timersBefore, 'the pending look is cancelled');
+  await released(watchersBefore);
+  t.equal(resources('FSEventWrap'), watchersBefore, 'the directory watcher is released');
+
+  // An open watch on the same directory sees the next change, so the closed one had its chance.
+  const open = record(t, { path });
+  writeFileSync(path, config(2));
+  await open.until('change', 1);
+});
+
+t.test('an AbortSignal closes the watch; an aborted one refuses to start', async (t) => {
+  const path = join(tempDir(t), 'graygate.json');
+  writeFileSync(path, config(1));
+  const reason = new Error('shutting down');
+  t.throws(() => watchConfigFile({ path, onChange: () => {}, signal: AbortSignal.abort(reason) }), reason);
+
+  const controller = new AbortController();
+  const aborted = record(t, { path, signal: controller.signal });
+  controller.abort();
+  const open = record(t, { path });
+  writeFileSync(path, config(2));
+  await open.until('change', 1);
+  t.same(aborted.seen, []);
+  t.throws(() => watchConfigFile({ path, onChange: () => {}, debounceMs: -1 }), RangeError);
+});
+
+t.test('a rejected onChange is reported and the watch goes on', async (t) => {
+  const path = join(tempDir(t), 'graygate.json');
+  writeFileSync(path, config(1));
+  const refused = new Error('config not reloaded');
+  const w = record(t, { path, onChange: (change) => (change.hash === configHash(config(2)) ? Promise.reject(refused) : undefined) });
+  writeFileSync(path, config(2));
+  await w.until('error', 1);
+  writeFileSync(path, config(3));
+  await w.until('change', 2);
+  t.same(w.seen.map((s) => s.kind), ['change', 'error', 'change']);
+  t.equal(w.seen[1]?.kind === 'error' && w.seen[1].err, refused);
+});
+
+t.test('a file missing at start has no baseline: its first content is a change; a missing directory throws', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 'graygate.json');
+  const w = record(t, { path });
+  writeFileSync(path, config(1));
+  await w.until('change', 1);
+  t.same(w.seen, [{ kind: 'change', change: { hash: configHash(config(1)), previousHash: undefined } }]);
+  t.throws(() => watchConfigFile({ path: join(dir, 'nope', 'graygate.json'), onChange: () => {} }), { message: /cannot watch the directory of/, cause: { code: 'ENOENT' } });
+});
