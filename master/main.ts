@@ -8,6 +8,7 @@ import { VersionRegistry } from './version-registry.js';
 import { createGateway } from './gateway.js';
 import { createMainServer } from './main-server.js';
 import { BodyBudget } from './body-budget.js';
+import { watchConfigFile } from './config-watch.js';
 import { createMasterMetrics } from './metrics.js';
 import { createAdminServer } from './admin/server.js';
 import { Operations } from './admin/operations.js';
@@ -29,8 +30,8 @@ const log = createLogger({ role: 'master' });
 const supervisor: Supervisor = new Supervisor({ log, limits: () => registry.config.limits, redactEnv: () => registry.config.admin.redactEnv });
 const registry: VersionRegistry = new VersionRegistry({ config, supervisor, log });
 const budget = new BodyBudget(config.limits.maxBufferedBodyBytes);
-const metrics = createMasterMetrics({ versions: () => registry, bufferedBodyBytes: () => budget.heldBytes });
-const operations = new Operations({ registry, log, configPath: path, env: process.env });
+const operations: Operations = new Operations({ registry, log, configPath: path, env: process.env, configHash: loaded.hash });
+const metrics = createMasterMetrics({ versions: () => registry, bufferedBodyBytes: () => budget.heldBytes, configHash: () => operations.configHash });
 let isClosing = false;
 
 try {
@@ -87,9 +88,25 @@ log.info({ url, adminUrl, versions: [...registry.versions.keys()], curl }, 'gray
 process.send?.({ type: 'listening', url: `http://127.0.0.1:${mainPort}`, adminUrl: `http://127.0.0.1:${adminPort}`, pid: process.pid });
 process.send?.('ready');
 
+// SPEC §13: `config.watch` applies a changed file as a reload (kubelet's ConfigMap symlink swap
+// included); an invalid file is refused and logged once, the running config stays.
+const watch = config.config.watch
+  ? watchConfigFile({
+      path,
+      initialHash: loaded.hash,
+      onChange: () =>
+        operations.reload().then(
+          (result) => log.info(result, 'config file changed: reloaded'),
+          (err: unknown) => log.error({ err: err instanceof Error ? err.message : err }, 'config file changed: refused, the running config stays'),
+        ),
+      onError: (err) => log.warn({ err: err.message }, 'config watch'),
+    })
+  : undefined;
+
 const stop = (signal: string): void => {
   if (isClosing) return;
   isClosing = true;
+  watch?.close();
   log.info({ signal }, 'shutting down');
   shutdown({ servers: [main, admin], inflight: gateway, supervisor, log, deadlineMs: config.limits.shutdownTimeoutMs }).then(
     () => process.exit(0),

@@ -57,6 +57,8 @@ export interface MasterMetricsOptions {
   versions: () => RegistryView | undefined;
   /** Bytes of request bodies held right now (master/body-budget.ts), read at scrape time. */
   bufferedBodyBytes?: () => number;
+  /** configHash of the applied config file (SPEC §13), read at scrape time. */
+  configHash?: () => string;
 }
 
 export function createMasterMetrics(options: MasterMetricsOptions): MasterMetrics {
@@ -146,6 +148,20 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
       registers: [registry],
       collect() {
         this.set(readBuffered());
+      },
+    });
+  }
+
+  const readHash = options.configHash;
+  if (readHash !== undefined) {
+    new Gauge({
+      name: METRIC.configInfo,
+      help: 'Always 1, labelled with the first 12 hex of the applied config file\'s sha256: count(count by (hash)(graygate_config_info)) > 1 means instances disagree',
+      labelNames: ['hash'] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.set({ hash: readHash() }, 1);
       },
     });
   }

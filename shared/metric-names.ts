@@ -17,6 +17,8 @@ export const METRIC = {
   workerHealthMisses: 'graygate_worker_health_misses',
   /** Bytes of request bodies the master holds (limits.maxBufferedBodyBytes bounds it). */
   bufferedBodyBytes: 'graygate_buffered_body_bytes',
+  /** SPEC §13: 1, labelled with the applied config file's hash; more than one hash across pods means they disagree. */
+  configInfo: 'graygate_config_info',
   // workers
   streamFirstTokenSeconds: 'graygate_stream_first_token_seconds',
   streamsActive: 'graygate_streams_active',

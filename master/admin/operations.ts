@@ -54,6 +54,8 @@ export function isEntryAllowed(entry: string, roots: readonly string[]): boolean
 }
 
 export interface ReloadResult {
+  /** configHash of the file now applied (SPEC §13 graygate_config_info). */
+  hash: string;
   applied: string[];
   /** Changes that only take effect after a restart (listen/admin addresses, limits of running versions). */
   restartRequired: string[];
@@ -65,6 +67,8 @@ export interface OperationsOptions {
   /** The config file SIGHUP and POST /admin/reload re-read. */
   configPath: string;
   env: NodeJS.ProcessEnv;
+  /** configHash of the file the master started with (config-file.ts). */
+  configHash: string;
 }
 
 export class Operations {
@@ -72,15 +76,24 @@ export class Operations {
   readonly #log: Logger;
   readonly #options: OperationsOptions;
   #reloading: Promise<ReloadResult> | undefined;
+  /** A reload asked for while one runs: it runs once more afterwards, reading the file then. */
+  #reloadAgain: Promise<ReloadResult> | undefined;
+  #configHash: string;
 
   constructor(options: OperationsOptions) {
     this.#registry = options.registry;
     this.#log = options.log;
     this.#options = options;
+    this.#configHash = options.configHash;
+  }
+
+  /** sha256 (first 12 hex) of the config file applied last (SPEC §13). */
+  get configHash(): string {
+    return this.#configHash;
   }
 
   status(): StatusBody {
-    return statusOf(this.#registry.versions.values());
+    return { ...statusOf(this.#registry.versions.values()), configHash: this.#configHash };
   }
 
   /** PUT /admin/weights: the named weights at once, others unchanged. */
@@ -131,12 +144,25 @@ export class Operations {
     return versionStatus(await this.#registry.remove(name));
   }
 
-  /** POST /admin/reload and SIGHUP: re-read the file and apply the difference. One at a time. */
+  /**
+   * POST /admin/reload, SIGHUP and the config watch: re-read the file and apply the difference.
+   * One at a time; a call during a running reload gets one more reload after it (coalesced), so a
+   * file changed meanwhile is never answered with the result of reading the older one.
+   */
   reload(): Promise<ReloadResult> {
-    this.#reloading ??= this.#reload().finally(() => {
-      this.#reloading = undefined;
-    });
-    return this.#reloading;
+    if (this.#reloading === undefined) {
+      this.#reloading = this.#reload().finally(() => {
+        this.#reloading = undefined;
+      });
+      return this.#reloading;
+    }
+    this.#reloadAgain ??= this.#reloading
+      .catch(() => undefined)
+      .then(() => {
+        this.#reloadAgain = undefined;
+        return this.reload();
+      });
+    return this.#reloadAgain;
   }
 
   async #reload(): Promise<ReloadResult> {
@@ -145,7 +171,7 @@ export class Operations {
     const next: Config = loaded.value;
     const registry = this.#registry;
     const current = registry.config;
-    const result: ReloadResult = { applied: [], restartRequired: [] };
+    const result: ReloadResult = { hash: loaded.hash, applied: [], restartRequired: [] };
     for (const key of ['listen', 'admin', 'limits'] as const) {
       if (JSON.stringify(next[key]) !== JSON.stringify(current[key])) result.restartRequired.push(key);
     }
@@ -182,6 +208,8 @@ export class Operations {
       }
     }
     if (JSON.stringify(next.routing) !== JSON.stringify(current.routing)) result.applied.push('routing');
+    if (JSON.stringify(next.cors) !== JSON.stringify(current.cors)) result.applied.push('cors');
+    this.#configHash = loaded.hash;
     this.#log.info(result, 'config reloaded');
     return result;
   }

@@ -30,6 +30,8 @@ export interface VersionStatus {
 
 export interface StatusBody {
   versions: Record<string, VersionStatus>;
+  /** configHash of the applied config file (SPEC §13): equal on every instance running the same file. */
+  configHash?: string;
 }
 
 export function versionStatus(version: VersionView): VersionStatus {

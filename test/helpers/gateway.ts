@@ -41,7 +41,8 @@ export interface Gateway {
   writeConfig(input: GatewayConfigInput): void;
 }
 
-export function writeConfigFile(path: string, input: GatewayConfigInput): void {
+/** The config file text the helper writes for `input` (tests that lay the file out themselves use it). */
+export function configText(input: GatewayConfigInput): string {
   const config = {
     listen: { host: '127.0.0.1', port: 0 },
     admin: { host: '127.0.0.1', port: 0, ...input.admin },
@@ -54,17 +55,23 @@ export function writeConfigFile(path: string, input: GatewayConfigInput): void {
     ...(input.cors === undefined ? {} : { cors: input.cors }),
     ...(input.config === undefined ? {} : { config: input.config }),
   };
-  writeFileSync(path, JSON.stringify(config, null, 2));
+  return JSON.stringify(config, null, 2);
+}
+
+export function writeConfigFile(path: string, input: GatewayConfigInput): void {
+  writeFileSync(path, configText(input));
 }
 
 export interface StartOptions {
   env?: Record<string, string>;
+  /** Start with this config file, laid out by the test (e.g. a kubelet-style volume); `input` is then not written. */
+  configPath?: string;
 }
 
 export async function startGateway(t: Teardown, input: GatewayConfigInput, options: StartOptions = {}): Promise<Gateway> {
   const dir = mkdtempSync(join(tmpdir(), 'graygate-test-'));
-  const configPath = join(dir, 'graygate.json');
-  writeConfigFile(configPath, input);
+  const configPath = options.configPath ?? join(dir, 'graygate.json');
+  if (options.configPath === undefined) writeConfigFile(configPath, input);
   const child = fork(MASTER_ENTRY, ['--config', configPath], {
     cwd: ROOT,
     // Own process group, so teardown can end the master and every worker it forked.

@@ -1,0 +1,78 @@
+import t from 'tap';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { once } from 'node:events';
+import { admin, configText, startGateway, TEST_WORKER_ENTRY, type GatewayConfigInput } from '../helpers/gateway.js';
+import { createKubeletVolume } from '../helpers/kubelet-volume.js';
+import { status, waitForStatus } from '../helpers/wait.js';
+import { httpRequest } from '../helpers/http.js';
+import { scrape } from '../helpers/metrics.js';
+import { configHash } from '../../master/config-file.js';
+
+// SPEC §13, issue 14 parts 3–5: a watched config file applies by itself —
+// through kubelet's `..data` symlink swap, with no signal — an invalid one is
+// refused and the old config keeps serving, and instances started from the
+// same file agree on every routing decision and report the same hash.
+
+function input(weights: { v1: number; v2: number }): GatewayConfigInput {
+  return {
+    versions: { v1: { entry: TEST_WORKER_ENTRY, weight: weights.v1 }, v2: { entry: TEST_WORKER_ENTRY, weight: weights.v2 } },
+    config: { watch: true },
+  };
+}
+
+t.test('a kubelet-style ConfigMap swap applies with no signal; an invalid one is refused', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'graygate-volume-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const first = configText(input({ v1: 90, v2: 10 }));
+  const volume = createKubeletVolume(dir, { 'graygate.json': first });
+  const gw = await startGateway(t, {} as GatewayConfigInput, { configPath: volume.path('graygate.json') });
+  t.equal((await scrape(gw)).text.includes(`graygate_config_info{hash="${configHash(first)}"} 1`), true, 'the started file’s hash');
+
+  const second = configText(input({ v1: 10, v2: 90 }));
+  volume.update({ 'graygate.json': second });
+  const after = await waitForStatus(gw, (v) => v.v2!.weight === 90, 'the swap applied new weights');
+  t.equal(after.v1!.weight, 10);
+  const metrics = await scrape(gw);
+  t.ok(metrics.text.includes(`graygate_config_info{hash="${configHash(second)}"} 1`), 'graygate_config_info follows the applied file');
+  t.notOk(metrics.text.includes(configHash(first)), 'one hash only');
+
+  volume.update({ 'graygate.json': '{ "versions": { "v1": { "weight": -1 } } ' });
+  // The refusal is logged once; wait for that line (the event), then check the old config serves.
+  while (!gw.output().includes('config file changed: refused')) await once(gw.child.stdout!, 'data');
+  t.equal(gw.output().split('config file changed: refused').length - 1, 1, 'logged once');
+  const kept = await status(gw);
+  t.same([kept.v1!.weight, kept.v2!.weight], [10, 90], 'the old weights still serve');
+  t.equal((await httpRequest(`${gw.url}/slow?ms=0`, { headers: { 'x-user-id': 'u1' } })).status, 200);
+
+  volume.update({ 'graygate.json': configText(input({ v1: 50, v2: 50 })) });
+  await waitForStatus(gw, (v) => v.v1!.weight === 50, 'a valid file after the invalid one applies');
+});
+
+t.test('three gateways from the same config agree on 1,000 user keys and report the same hash', async (t) => {
+  const text = configText(input({ v1: 70, v2: 30 }));
+  const dir = mkdtempSync(join(tmpdir(), 'graygate-same-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const volume = createKubeletVolume(dir, { 'graygate.json': text });
+  const gateways = await Promise.all([0, 1, 2].map(() => startGateway(t, {} as GatewayConfigInput, { configPath: volume.path('graygate.json') })));
+  const hashes = await Promise.all(gateways.map((gw) => scrapeHash(gw)));
+  const statusHashes = await Promise.all(gateways.map(async (gw) => (await admin<{ configHash: string }>(gw, 'GET', '/admin/status')).body.configHash));
+  t.same(hashes, [configHash(text), configHash(text), configHash(text)], 'graygate_config_info: one hash');
+  t.same(statusHashes, hashes, 'and the same in /admin/status');
+  let disagreements = 0;
+  const counts = { v1: 0, v2: 0 };
+  for (let i = 0; i < 1000; i++) {
+    const headers = { 'x-user-id': `user-${i}` };
+    const versions = await Promise.all(gateways.map(async (gw) => (await httpRequest(`${gw.url}/slow?ms=0`, { headers })).headers['x-graygate-version']));
+    if (new Set(versions).size !== 1) disagreements++;
+    counts[versions[0] as 'v1' | 'v2']++;
+  }
+  t.equal(disagreements, 0, 'every key lands on the same version on every instance');
+  t.ok(counts.v1 > 600 && counts.v1 < 800, `the split follows the weights (${counts.v1}/${counts.v2})`);
+});
+
+async function scrapeHash(gw: Parameters<typeof scrape>[0]): Promise<string> {
+  const match = /graygate_config_info\{hash="([0-9a-f]+)"\}/.exec((await scrape(gw)).text);
+  return match?.[1] ?? 'none';
+}
