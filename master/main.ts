@@ -28,7 +28,7 @@ if (!loaded.ok) {
 const config = loaded.value;
 const log = createLogger({ role: 'master' });
 const supervisor: Supervisor = new Supervisor({ log, limits: () => registry.config.limits, redactEnv: () => registry.config.admin.redactEnv });
-const registry: VersionRegistry = new VersionRegistry({ config, supervisor, log });
+const registry: VersionRegistry = new VersionRegistry({ config, supervisor, log, onRemoved: (name) => metrics.forgetVersion(name) });
 const budget = new BodyBudget(config.limits.maxBufferedBodyBytes);
 const operations: Operations = new Operations({ registry, log, configPath: path, env: process.env, configHash: loaded.hash });
 const metrics = createMasterMetrics({ versions: () => registry, bufferedBodyBytes: () => budget.heldBytes, configHash: () => operations.configHash });

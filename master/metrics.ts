@@ -7,6 +7,9 @@ import type { WorkerHealth, WorkerState } from './worker-handle.js';
 // looked up once per (version, status) and cached; queue depth, workers and
 // restarts are read from the version registry at scrape time, never per request.
 
+/** Reasons graygate_rejected_total is labelled with (gateway.ts REJECTION_CODES). */
+const REJECTION_REASONS = ['queue_full', 'queue_timeout', 'no_ready_worker', 'body_budget', 'worker_timeout'];
+
 const WORKER_STATES: readonly WorkerState[] = ['starting', 'ready', 'unhealthy', 'draining', 'stopped', 'crashed'];
 
 /** Proxy latency to response headers, seconds: 0.25 ms to 30 s (issue 5 part 3: sub-millisecond to seconds). */
@@ -45,6 +48,8 @@ export interface MasterMetrics {
   observeHeaderLatency(version: string, seconds: number): void;
   /** A 503 the master answered itself: queue_full, queue_timeout or no_ready_worker. */
   onRejected(version: string, reason: string): void;
+  /** A removed version: its series leave /metrics (issue 12: they stayed forever). */
+  forgetVersion(version: string): void;
 }
 
 /** `version/instance/pid`: unique per process, stable for its life, readable in a dashboard. */
@@ -184,6 +189,16 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
     },
     onRejected(version, reason) {
       rejected.inc({ version, reason });
+    },
+    forgetVersion(version) {
+      for (const key of requestChildren.keys()) {
+        if (!key.startsWith(`${version} `)) continue;
+        requestChildren.delete(key);
+        requests.remove({ version, code: key.slice(version.length + 1) });
+      }
+      if (durationChildren.delete(version)) duration.remove({ version });
+      // rejected_total has a label child per reason seen: drop every one of this version.
+      for (const reason of REJECTION_REASONS) rejected.remove({ version, reason });
     },
   };
 }

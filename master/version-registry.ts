@@ -55,6 +55,8 @@ export interface VersionRegistryOptions {
   config: Config;
   supervisor: Supervisor;
   log: Logger;
+  /** Called once a removed version's workers are gone (metrics drop its series). */
+  onRemoved?: (name: string) => void;
 }
 
 export class VersionRegistry {
@@ -63,6 +65,7 @@ export class VersionRegistry {
   readonly #adding = new Set<string>();
   readonly #supervisor: Supervisor;
   readonly #log: Logger;
+  readonly #onRemoved: ((name: string) => void) | undefined;
   #config: Config;
   #routingTable: RoutingTable;
 
@@ -70,6 +73,7 @@ export class VersionRegistry {
     this.#config = options.config;
     this.#supervisor = options.supervisor;
     this.#log = options.log;
+    this.#onRemoved = options.onRemoved;
     for (const [name, version] of Object.entries(options.config.versions)) {
       this.#versions.set(name, new VersionState(name, version.weight, buildOf(version), options.config));
     }
@@ -159,6 +163,7 @@ export class VersionRegistry {
     state.admission.destroy(new GraygateError('no_ready_worker', `version "${name}" was removed`));
     await this.#retire(state, state.workers);
     this.#log.info({ version: name }, 'version removed');
+    this.#onRemoved?.(name);
     return state;
   }
 

@@ -31,7 +31,7 @@ const CONNECTIONS = Number(process.argv[4] ?? 64);
 const AUTOCANNON_BIN = createRequire(import.meta.url).resolve('autocannon/autocannon.js');
 const SCRAPE = process.env['BENCH_SCRAPE'] === '1';
 
-const noopMetrics: MasterMetrics = { registry: new Registry(), onRequestDone() {}, observeHeaderLatency() {}, onRejected() {} };
+const noopMetrics: MasterMetrics = { registry: new Registry(), onRequestDone() {}, observeHeaderLatency() {}, onRejected() {}, forgetVersion() {} };
 
 const parsed = validateConfig({
   listen: { host: '127.0.0.1', port: 0 },

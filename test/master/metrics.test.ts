@@ -107,3 +107,19 @@ t.test('labelPerProcess leaves graygate_* series alone', async (t) => {
   t.equal(out[0], input[0]);
   t.same(out[1], { ...input[1], aggregator: 'first', values: [{ value: 2, labels: { version: 'v1', worker: 'v1/0/1' } }] });
 });
+
+t.test('forgetVersion drops a removed version’s series (issue 12)', async (t) => {
+  const m = createMasterMetrics({ versions: () => ({ versions: new Map() }) });
+  m.onRequestDone('gone', 200);
+  m.onRequestDone('gone', 503);
+  m.onRequestDone('kept', 200);
+  m.observeHeaderLatency('gone', 0.01);
+  m.onRejected('gone', 'queue_full');
+  t.match(await m.registry.metrics(), /version="gone"/);
+  m.forgetVersion('gone');
+  const text = await m.registry.metrics();
+  t.notMatch(text, /version="gone"/, 'no series of the removed version');
+  t.match(text, /graygate_requests_total\{version="kept",code="200"\} 1/, 'others stay');
+  m.onRequestDone('gone', 200);
+  t.match(await m.registry.metrics(), /graygate_requests_total\{version="gone",code="200"\} 1/, 'a version added again starts from zero');
+});
