@@ -5,7 +5,7 @@ import { VersionAdmission } from './admission.js';
 import type { RoutingTable } from './router.js';
 import type { Supervisor } from './supervisor.js';
 import type { ExitReport, WorkerHandle } from './worker-handle.js';
-import { nextRestartDelayMs, RESTART_POLICY } from './restart-policy.js';
+import { nextRestartDelayMs, RESTART_POLICY, type RestartPolicy } from './restart-policy.js';
 import { newDeployRecord, startBuild } from './deploy.js';
 import { buildOf, type Build, type DeployKind, type DeployRecord, type VersionView } from './version.js';
 
@@ -57,6 +57,8 @@ export interface VersionRegistryOptions {
   log: Logger;
   /** Called once a removed version's workers are gone (metrics drop its series). */
   onRemoved?: (name: string) => void;
+  /** Crash restarts; default RESTART_POLICY (tests pass short delays, STYLE §34). */
+  restartPolicy?: RestartPolicy;
 }
 
 export class VersionRegistry {
@@ -66,6 +68,7 @@ export class VersionRegistry {
   readonly #supervisor: Supervisor;
   readonly #log: Logger;
   readonly #onRemoved: ((name: string) => void) | undefined;
+  readonly #restartPolicy: RestartPolicy;
   #config: Config;
   #routingTable: RoutingTable;
 
@@ -74,6 +77,7 @@ export class VersionRegistry {
     this.#supervisor = options.supervisor;
     this.#log = options.log;
     this.#onRemoved = options.onRemoved;
+    this.#restartPolicy = options.restartPolicy ?? RESTART_POLICY;
     for (const [name, version] of Object.entries(options.config.versions)) {
       this.#versions.set(name, new VersionState(name, version.weight, buildOf(version), options.config));
     }
@@ -252,13 +256,14 @@ export class VersionRegistry {
     if (state.isRemoved) return;
     const slot = state.workers.indexOf(handle);
     if (slot === -1) return; // no longer the current build
-    if (handle.readyAt > 0 && Date.now() - handle.readyAt > RESTART_POLICY.stableAfterMs) state.consecutiveCrashes = 0;
+    const policy = this.#restartPolicy;
+    if (handle.readyAt > 0 && Date.now() - handle.readyAt > policy.stableAfterMs) state.consecutiveCrashes = 0;
     state.consecutiveCrashes++;
-    if (state.consecutiveCrashes > RESTART_POLICY.maxConsecutiveCrashes) {
+    if (state.consecutiveCrashes > policy.maxConsecutiveCrashes) {
       this.#log.error({ version: state.name, crashes: state.consecutiveCrashes }, 'worker keeps crashing, giving up on restarts');
       return;
     }
-    const delayMs = nextRestartDelayMs(state.consecutiveCrashes);
+    const delayMs = nextRestartDelayMs(state.consecutiveCrashes, policy);
     this.#log.warn({ version: state.name, instance: handle.instance, delayMs, reason: report.reason }, 'restarting crashed worker');
     this.#supervisor.later(delayMs, () => {
       if (state.isRemoved || state.workers[slot] !== handle) return;

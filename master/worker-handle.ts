@@ -49,6 +49,8 @@ export interface WorkerHandleOptions {
   startLimiter: StartLimiter;
   /** Injected for tests of the supervisor (STYLE §34); default child_process.fork. */
   fork?: ForkFunction;
+  /** Grace before each kill escalation, ms; default KILL_GRACE_MS. */
+  killGraceMs?: number;
 }
 
 /** Why a worker did not become ready or stopped: data for deploy_failed and status. */
@@ -76,7 +78,8 @@ export class WorkerStartFailure extends Error {
     this.report = report;
   }
 }
-const KILL_GRACE_MS = 2000;
+/** Time a worker gets after SIGTERM before SIGKILL, and after its drain deadline before SIGTERM. */
+export const KILL_GRACE_MS = 2000;
 
 export interface WorkerHandleEvents {
   ready: [];
@@ -250,11 +253,12 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
     // A starting worker serves nothing and may not listen for IPC yet: SIGTERM it.
     if (child.connected && !wasStarting) child.send({ type: 'shutdown', deadlineMs });
     else this.#kill('SIGTERM');
+    const graceMs = this.#options.killGraceMs ?? KILL_GRACE_MS;
     const escalate = setTimeout(() => {
       this.#log.warn({ workerPid: child.pid }, 'worker did not exit in time, SIGTERM');
       this.#kill('SIGTERM');
-      setTimeout(() => this.#kill('SIGKILL'), KILL_GRACE_MS).unref();
-    }, deadlineMs + KILL_GRACE_MS);
+      setTimeout(() => this.#kill('SIGKILL'), graceMs).unref();
+    }, deadlineMs + graceMs);
     await exited;
     clearTimeout(escalate);
   }

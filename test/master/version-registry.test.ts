@@ -1,0 +1,138 @@
+import t from 'tap';
+import { once } from 'node:events';
+import { request } from 'node:http';
+import { validateConfig, versionSchema, type Config } from '../../shared/config.js';
+import { createLogger } from '../../shared/log.js';
+import { Supervisor } from '../../master/supervisor.js';
+import { VersionRegistry } from '../../master/version-registry.js';
+import { StartLimiter } from '../../master/start-limiter.js';
+import type { WorkerHandle } from '../../master/worker-handle.js';
+import { fakeFork, killAll, FAKE_WORKER_ENTRY, type FakeFork } from '../helpers/fake-fork.js';
+
+// The version registry and supervisor together (issue 11 part 4): the build
+// swap state machine (deploy, failed deploy, rollback, add, remove), weights,
+// and the crash-restart policy — with real processes from the injected fork.
+
+const log = createLogger({ role: 'master', level: 'silent' });
+
+function config(versions: Record<string, Record<string, unknown>>): Config {
+  const parsed = validateConfig({ versions, routing: { default: Object.keys(versions)[0] }, limits: { shutdownTimeoutMs: 2000, healthIntervalMs: 60_000 } });
+  if (!parsed.ok) throw new Error(parsed.problems.join('\n'));
+  return parsed.value;
+}
+
+function setup(t: { teardown(fn: () => unknown): void }, fake: FakeFork, versions: Record<string, Record<string, unknown>>, removed: string[] = []) {
+  const cfg = config(versions);
+  const supervisor: Supervisor = new Supervisor({ log, limits: () => cfg.limits, redactEnv: () => [], fork: fake.fork, startLimiter: new StartLimiter(2), logLevel: 'silent' });
+  const registry = new VersionRegistry({
+    config: cfg,
+    supervisor,
+    log,
+    onRemoved: (name) => removed.push(name),
+    restartPolicy: { initialDelayMs: 1, maxDelayMs: 5, stableAfterMs: 60_000, maxConsecutiveCrashes: 2 },
+  });
+  t.teardown(async () => {
+    await supervisor.stopAll(500);
+    killAll(fake);
+  });
+  return { supervisor, registry };
+}
+
+const pids = (workers: readonly WorkerHandle[]): number[] => workers.map((w) => w.pid!);
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+function crash(w: WorkerHandle): void {
+  request(new URL('/crash', w.target), { agent: false }).on('error', () => undefined).end();
+}
+
+t.test('deploy swaps the build; a failed deploy leaves the old one serving; rollback', async (t) => {
+  const fake = fakeFork('ready');
+  const { registry } = setup(t, fake, { v1: { entry: FAKE_WORKER_ENTRY, weight: 1 } });
+  await registry.startAll();
+  const v1 = registry.require('v1');
+  const before = pids(v1.workers);
+  t.equal(v1.workers.length, 1);
+  t.ok(registry.isReady);
+
+  const deployed = await registry.deploy('v1', { ...v1.build, env: { BUILD: 'b2' } });
+  t.notSame(pids(deployed.workers), before, 'new workers');
+  t.ok(before.every((pid) => !alive(pid)), 'the old ones are gone when deploy answers');
+  t.match(deployed.lastDeploy, { kind: 'deploy', phase: 'done' });
+  t.equal(deployed.previousBuilds.length, 1, 'the old build is kept for rollback');
+  const current = pids(deployed.workers);
+
+  fake.mode = 'crash';
+  await t.rejects(registry.deploy('v1', { ...v1.build, env: { BUILD: 'broken' } }), { code: 'deploy_failed', message: /exited with code 3.*crash at start/ });
+  t.same(pids(registry.require('v1').workers), current, 'the old build keeps serving');
+  t.match(registry.require('v1').lastDeploy, { phase: 'failed', error: { exitCode: 3 } });
+  t.equal(registry.require('v1').build.env['BUILD'], 'b2');
+
+  fake.mode = 'ready';
+  const slow = registry.deploy('v1', { ...v1.build, env: { BUILD: 'b3' } });
+  await t.rejects(registry.deploy('v1', v1.build), { code: 'deploy_in_progress' });
+  await slow;
+  const rolled = await registry.rollback('v1');
+  t.equal(rolled.build.env['BUILD'], 'b2', 'back to the build before');
+  t.match(rolled.lastDeploy, { kind: 'rollback', phase: 'done' });
+  await registry.rollback('v1');
+  await t.rejects(registry.rollback('v1'), { code: 'no_previous_build' });
+});
+
+t.test('add, weights, remove', async (t) => {
+  const fake = fakeFork('ready');
+  const removed: string[] = [];
+  const { registry } = setup(t, fake, { v1: { entry: FAKE_WORKER_ENTRY, weight: 1 } }, removed);
+  await registry.startAll();
+  const cfg = versionSchema.parse({ entry: FAKE_WORKER_ENTRY, weight: 0 });
+  const added = registry.add('v2', cfg);
+  t.notOk(registry.routingTable.versions.some((v) => v.name === 'v2'), 'not routable while starting');
+  await t.rejects(registry.add('v2', cfg), { code: 'version_exists' }, 'a second add of the same name is refused');
+  await added;
+  t.ok(registry.routingTable.versions.some((v) => v.name === 'v2'), 'routable once ready');
+
+  registry.setWeights({ v2: 5 });
+  t.same(registry.routingTable.versions, [{ name: 'v1', weight: 1 }, { name: 'v2', weight: 5 }]);
+  t.throws(() => registry.setWeights({ v9: 1 }), { code: 'unknown_version' });
+  t.throws(() => registry.setWeights({ v1: 0, v2: 0 }), { code: 'invalid_request' });
+  t.equal(registry.require('v2').weight, 5, 'a refused change changes nothing');
+
+  await t.rejects(registry.remove('v1'), { code: 'invalid_request' }, 'not the routing default');
+  const v2pids = pids(registry.require('v2').workers);
+  await registry.remove('v2');
+  t.notOk(registry.get('v2'));
+  t.ok(v2pids.every((pid) => !alive(pid)), 'its workers stopped');
+  t.same(removed, ['v2']);
+  t.throws(() => registry.require('v2'), { code: 'unknown_version' });
+});
+
+t.test('crashes are restarted with backoff, up to the policy; intended exits are not', async (t) => {
+  const fake = fakeFork('crash-later');
+  const { registry } = setup(t, fake, { v1: { entry: FAKE_WORKER_ENTRY, weight: 1 } });
+  await registry.startAll();
+  const v1 = registry.require('v1');
+  for (let n = 1; n <= 2; n++) {
+    const worker = v1.workers[0]!;
+    crash(worker);
+    await once(worker, 'exit');
+    while (v1.workers[0] === worker || v1.workers[0]!.state !== 'ready') await new Promise((r) => setImmediate(r));
+    t.equal(v1.restarts, n, `restart ${n}`);
+    t.equal(v1.workers[0]!.restarts, n, 'the replacement carries the count');
+  }
+  const forks = fake.children.length;
+  const last = v1.workers[0]!;
+  crash(last);
+  await once(last, 'exit');
+  // Past maxConsecutiveCrashes (2): no restart is scheduled. Wait longer than the backoff (≤ 5 ms) by waiting on a full fork round trip.
+  const probe = fakeFork('ready');
+  const { registry: other } = setup(t, probe, { x: { entry: FAKE_WORKER_ENTRY, weight: 1 } });
+  await other.startAll();
+  t.equal(fake.children.length, forks, 'gave up after the third crash in a row');
+  t.equal(v1.workers[0]!.state, 'crashed');
+  t.notOk(registry.isReady, '/readyz would say not ready');
+});

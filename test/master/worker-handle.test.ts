@@ -1,0 +1,147 @@
+import t from 'tap';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { WorkerHandle, type ExitReport } from '../../master/worker-handle.js';
+import { StartLimiter } from '../../master/start-limiter.js';
+import { createLogger } from '../../shared/log.js';
+import { PROTOCOL_VERSION } from '../../shared/ipc.js';
+import { validateConfig } from '../../shared/config.js';
+import { fakeFork, killAll, FAKE_WORKER_ENTRY, type FakeFork } from '../helpers/fake-fork.js';
+
+// The worker handle (issue 11 part 4): the ready handshake, start failures as
+// data, intended vs crashed exits, kill escalation, health probes — against
+// real child processes forked through the injected fork.
+
+const log = createLogger({ role: 'master', level: 'silent' });
+const parsed = validateConfig({ versions: { v1: { weight: 1 } } });
+if (!parsed.ok) throw new Error(parsed.problems.join('\n'));
+const upstream = parsed.value.versions['v1']!.upstream;
+
+function handle(t: { teardown(fn: () => unknown): void }, fake: FakeFork, extra: Partial<ConstructorParameters<typeof WorkerHandle>[0]> = {}): WorkerHandle {
+  t.teardown(() => killAll(fake));
+  return new WorkerHandle({
+    entry: FAKE_WORKER_ENTRY,
+    env: {},
+    settings: { protocol: PROTOCOL_VERSION, version: 'v1', instance: 0, upstream, limits: { maxBodyBytes: 1000, shutdownTimeoutMs: 1000 }, logLevel: 'silent' },
+    readyTimeoutMs: 10_000,
+    maxSockets: 4,
+    maxIdleSockets: 1,
+    log,
+    redactEnv: [],
+    startLimiter: new StartLimiter(2),
+    fork: fake.fork,
+    ...extra,
+  });
+}
+
+function get(w: WorkerHandle, path: string): Promise<number> {
+  return new Promise((resolve) => {
+    const req = request(new URL(path, w.target), { agent: w.agent }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', () => resolve(0));
+    req.end();
+  });
+}
+
+t.test('ready handshake, then an intended stop', async (t) => {
+  const fake = fakeFork('ready');
+  const w = handle(t, fake);
+  t.equal(w.state, 'starting');
+  await w.start();
+  t.equal(w.state, 'ready');
+  t.ok(w.isAccepting);
+  t.equal(w.pid, fake.children[0]!.pid);
+  t.equal(await get(w, '/'), 200, 'reachable at the address it reported');
+  const exit = once(w, 'exit') as Promise<[ExitReport]>;
+  await w.stop(1000);
+  const [report] = await exit;
+  t.equal(report.isIntended, true);
+  t.equal(report.code, 0);
+  t.equal(w.state, 'stopped');
+});
+
+t.test('start failures are reported as data', async (t) => {
+  const crash = handle(t, fakeFork('crash'));
+  await t.rejects(crash.start(), { name: 'WorkerStartFailure', report: { code: 3, isIntended: false, reason: 'exited with code 3' } });
+  t.match(crash.exitReport?.stderrTail, ['fake-worker: crash at start as asked'], 'last stderr lines');
+  const silent = handle(t, fakeFork('silent'), { readyTimeoutMs: 200 });
+  await t.rejects(silent.start(), { name: 'WorkerStartFailure', report: { reason: 'not ready within 200 ms', signal: 'SIGKILL' } });
+  const old = handle(t, fakeFork('old-protocol'));
+  await t.rejects(old.start(), { name: 'WorkerStartFailure', report: { reason: `worker speaks protocol 1, master ${PROTOCOL_VERSION}` } });
+});
+
+t.test('a crash is not intended; the handle says crashed', async (t) => {
+  const w = handle(t, fakeFork('crash-later'));
+  await w.start();
+  const exit = once(w, 'exit') as Promise<[ExitReport]>;
+  await get(w, '/crash');
+  const [report] = await exit;
+  t.equal(report.isIntended, false);
+  t.equal(report.code, 1);
+  t.equal(w.state, 'crashed');
+});
+
+t.test('kill escalation: a worker ignoring shutdown and SIGTERM is SIGKILLed', async (t) => {
+  const w = handle(t, fakeFork('stubborn'), { killGraceMs: 50 });
+  await w.start();
+  const exit = once(w, 'exit') as Promise<[ExitReport]>;
+  await w.stop(50);
+  const [report] = await exit;
+  t.equal(report.signal, 'SIGKILL');
+  t.equal(report.isIntended, true, 'asked for, so not a crash');
+});
+
+t.test('a stop before the fork happens: the worker never starts', async (t) => {
+  const limiter = new StartLimiter(1);
+  const release = await limiter.acquire();
+  const fake = fakeFork('ready');
+  const w = handle(t, fake, { startLimiter: limiter });
+  const starting = w.start();
+  await w.stop(100);
+  release();
+  await t.rejects(starting, { name: 'WorkerStartFailure', report: { reason: 'stopped before it started' } });
+  t.equal(fake.children.length, 0, 'nothing was forked');
+});
+
+t.test('redacted variables never reach the worker', async (t) => {
+  process.env['FAKE_SECRET_TOKEN'] = 'sssh-9d1';
+  t.teardown(() => delete process.env['FAKE_SECRET_TOKEN']);
+  const w = handle(t, fakeFork('ready'), { redactEnv: ['FAKE_SECRET_TOKEN'], env: { FAKE_SECRET_TOKEN: 'also-this' } });
+  await w.start();
+  const environ = readFileSync(`/proc/${w.pid}/environ`, 'utf8');
+  t.notOk(environ.includes('sssh-9d1'));
+  t.notOk(environ.includes('FAKE_SECRET_TOKEN'));
+  await w.stop(1000);
+});
+
+t.test('health probes: answered ones reset the count; a stopped worker misses them and is killed', async (t) => {
+  const fake = fakeFork('ready');
+  const w = handle(t, fake);
+  await w.start();
+  t.equal(w.probe(0), 0, 'first probe, nothing missed');
+  while (w.health.rssBytes === 0) await once(fake.children[0]!, 'message');
+  t.ok(w.health.rssBytes > 0, 'the answer carries the RSS');
+  process.kill(w.pid!, 'SIGSTOP');
+  t.teardown(() => {
+    try {
+      process.kill(w.pid!, 'SIGCONT');
+    } catch {
+      // gone
+    }
+  });
+  w.probe(1);
+  t.equal(w.probe(2), 1);
+  t.equal(w.probe(3), 2);
+  const exit = once(w, 'exit') as Promise<[ExitReport]>;
+  w.markUnhealthy('missed probes');
+  t.equal(w.state, 'unhealthy');
+  t.notOk(w.isAccepting, 'out of routing at once');
+  const [report] = await exit;
+  t.equal(report.signal, 'SIGKILL');
+  t.equal(report.isIntended, false, 'a crash: the registry restarts it');
+  t.equal(w.state, 'crashed');
+});
+
