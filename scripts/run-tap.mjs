@@ -1,0 +1,29 @@
+#!/usr/bin/env node
+// `npm test` (issue 9 part 0): runs node-tap as configured in package.json and
+// ends with the summary lines TAP runners print (tape, node --test):
+//   # tests N / # pass N / # fail N / # skip N / # todo N
+// read from tap's own last line (`# { total: N, pass: N, fail: N, … }`).
+// tap's output passes through unchanged; its exit code is ours. Plain JS so it
+// runs before and without the TypeScript build.
+import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+
+const tapBin = createRequire(import.meta.url).resolve('tap/package.json').replace(/package\.json$/, 'dist/esm/run.mjs');
+const child = spawn(process.execPath, [tapBin, ...process.argv.slice(2)], { stdio: ['inherit', 'pipe', 'inherit'] });
+let tail = '';
+child.stdout.on('data', (chunk) => {
+  process.stdout.write(chunk);
+  tail = (tail + chunk.toString('utf8')).slice(-4096);
+});
+const forward = (signal) => child.kill(signal);
+process.on('SIGINT', forward);
+process.on('SIGTERM', forward);
+child.on('close', (code, signal) => {
+  const line = [...tail.matchAll(/^# \{ (total: \d+[^}]*) \}$/gm)].at(-1)?.[1] ?? '';
+  const counts = Object.fromEntries([...line.matchAll(/(\w+): (\d+)/g)].map((m) => [m[1], Number(m[2])]));
+  const total = counts.total ?? 0;
+  const pass = counts.pass ?? 0;
+  const fail = counts.fail ?? (code === 0 ? 0 : Math.max(1, total - pass));
+  process.stdout.write(`# tests ${total}\n# pass ${pass}\n# fail ${fail}\n# skip ${counts.skip ?? 0}\n# todo ${counts.todo ?? 0}\n`);
+  process.exit(signal === null ? (code ?? 1) : 1);
+});
