@@ -14,8 +14,9 @@ import { logGamma } from './log-gamma.js';
 // is looked at and whenever the looking stops. It depends on the counts only.
 //
 // The Beta(½, ½) (Jeffreys) mixing prior puts more mass near 0 than a uniform
-// one, which tightens the bounds for rates of a few percent (error rates,
-// the 1 % tail above a p99) by about ln π(p) ≈ 1 nat.
+// one, which tightens the bounds for error rates of a few percent by about
+// ln π(p) ≈ 1 nat. (Counts at a known rate, for the p99s, use the one-sided
+// mixtures of e-process.ts instead.)
 //
 // Callers pass `logThreshold` = ln(1/α).
 
@@ -45,17 +46,28 @@ export interface RateCounts {
   logThreshold: number;
 }
 
-// Solves logLikelihood(p) = target on [lo, hi], where logLikelihood is concave in p and target is
-// crossed exactly once in the interval; `isRising` says whether logLikelihood − target goes from
-// negative to positive on [lo, hi]. Bisection: 60 halvings reach 1e-18, cheap next to logGamma.
+// Solves logLikelihood(p) = target for p in [lo, hi], where logLikelihood is
+// concave in p and crosses target exactly once there (rising when isRising).
+// Newton's method, safeguarded by bisection whenever a step leaves the
+// bracket, in a handful of steps; the result is rounded outward by 1e-12
+// (down for a lower bound, up for an upper one).
+const TOLERANCE = 1e-12;
+
 function solve(counts: RateCounts, target: number, lo: number, hi: number, isRising: boolean): number {
-  for (let i = 0; i < 60 && hi - lo > 1e-12; i++) {
-    const mid = 0.5 * (lo + hi);
-    const isAbove = logLikelihood(counts.successes, counts.trials, mid) > target;
-    if (isAbove === isRising) hi = mid;
-    else lo = mid;
+  const { successes: x, trials: n } = counts;
+  let p = 0.5 * (lo + hi);
+  for (let i = 0; i < 200 && hi - lo > TOLERANCE; i++) {
+    const excess = logLikelihood(x, n, p) - target;
+    if (excess > 0 === isRising) hi = p;
+    else lo = p;
+    const next = p - excess / (x / p - (n - x) / (1 - p));
+    if (Math.abs(next - p) < TOLERANCE) {
+      p = next;
+      break;
+    }
+    p = next > lo && next < hi ? next : 0.5 * (lo + hi);
   }
-  return isRising ? lo : hi;
+  return isRising ? Math.max(lo, p - TOLERANCE) : Math.min(hi, p + TOLERANCE);
 }
 
 /**
@@ -77,56 +89,4 @@ export function rateLowerBound(counts: RateCounts): number {
   if (trials === 0 || successes <= 0) return 0;
   const target = logMixtureLikelihood(successes, trials) - counts.logThreshold;
   return solve(counts, target, 0, successes / trials, true);
-}
-
-export interface CountBoundInput {
-  /** Trials observed so far. Integer ≥ 0. */
-  trials: number;
-  /** The hypothesised rate, e.g. 0.01 for the share of requests above a p99. */
-  rate: number;
-  /** ln(1/α) of the confidence sequence. */
-  logThreshold: number;
-}
-
-/**
- * The smallest count of successes the sequence still allows among `trials`
- * when the success rate is at least `rate`: with probability ≥ 1 − α the
- * actual count is ≥ this bound at every n at once. A composite null is fine
- * here: for counts below trials·rate, ln E_n(p) only grows as p moves above
- * `rate` (the likelihood falls away from its peak at count/trials), so the
- * bound computed at `rate` holds for every p ≥ rate.
- * Used for the baseline's p99: if at least L requests exceed it, the L-th
- * largest value is an upper confidence bound for it. 0 means "no bound yet".
- */
-export function countLowerBound(input: CountBoundInput): number {
-  const { trials, rate, logThreshold } = input;
-  // ln E is convex in the count and falls towards trials·rate: the counts kept form an interval.
-  let hi = Math.floor(trials * rate); // kept: ln E there is ≤ 0 < logThreshold
-  if (logMixtureRatio(0, trials, rate) < logThreshold) return 0;
-  let lo = 0; // rejected
-  while (hi - lo > 1) {
-    const mid = (lo + hi) >> 1;
-    if (logMixtureRatio(mid, trials, rate) < logThreshold) hi = mid;
-    else lo = mid;
-  }
-  return hi;
-}
-
-/**
- * The largest count the sequence still allows when the success rate is at
- * most `rate` (the mirror image of countLowerBound): with probability ≥ 1 − α
- * the actual count is ≤ this bound at every n. Used for a lower confidence
- * bound of the baseline's p99 (requireNonInferiority).
- */
-export function countUpperBound(input: CountBoundInput): number {
-  const { trials, rate, logThreshold } = input;
-  let lo = Math.ceil(trials * rate); // kept
-  if (logMixtureRatio(trials, trials, rate) < logThreshold) return trials;
-  let hi = trials; // rejected
-  while (hi - lo > 1) {
-    const mid = (lo + hi) >> 1;
-    if (logMixtureRatio(mid, trials, rate) < logThreshold) lo = mid;
-    else hi = mid;
-  }
-  return lo;
 }

@@ -1,3 +1,5 @@
+import type { PairedState } from './paired-e-process.js';
+
 // What the judge decides per step and metric (SPEC §11 `decisions`), and the
 // per-metric evidence it carries from call to call. Plain JSON-safe data: the
 // controller returns decisions from the admin API as they are.
@@ -37,6 +39,8 @@ export interface MetricEvidence {
   carriedLog: number[];
   /** Per mixture component: ln of the current step's factor at the last call. */
   stepLog: number[];
+  /** error_rate while the baseline serves part of the traffic: the step's two-sample state; otherwise null. */
+  paired: PairedState | null;
 }
 
 /** One metric's judgement at one call. */

@@ -17,8 +17,8 @@
 
 /** Odds ratios of the alternatives mixed: from 15 % worse than the null boundary to plainly broken. */
 export const ODDS_RATIOS: readonly number[] = [1.15, 1.3, 1.5, 1.75, 2, 2.5, 3.2, 4.5, 7, 12, 25, 60, 200];
-const TILTS = ODDS_RATIOS.map((r) => Math.log(r));
-const EXCESS_ODDS = ODDS_RATIOS.map((r) => r - 1);
+/** λ_j = ln(odds ratio_j). */
+export const TILTS: readonly number[] = ODDS_RATIOS.map((r) => Math.log(r));
 export const COMPONENTS = ODDS_RATIOS.length;
 
 /** ln of the equally weighted mixture of components whose ln-values are carried[j] + step[j]. */
@@ -75,68 +75,98 @@ export function carryIntoNextStep(carried: readonly number[], step: readonly num
  * bound for p0, a rounded-down count for x).
  */
 export function boundedLogFactors(successes: number, trials: number, nullRate: number): number[] {
-  const p0 = Math.min(1, Math.max(0, nullRate));
+  const cumulants = cumulantsAt(Math.min(1, Math.max(0, nullRate)), true);
   const out = new Array<number>(COMPONENTS);
-  for (let j = 0; j < COMPONENTS; j++) out[j] = TILTS[j]! * successes - trials * Math.log1p(p0 * EXCESS_ODDS[j]!);
+  for (let j = 0; j < COMPONENTS; j++) out[j] = TILTS[j]! * successes - trials * cumulants[j]!;
   return out;
 }
 
-export interface PairedCounts {
-  canaryTrials: number;
-  canarySuccesses: number;
-  baselineTrials: number;
-  baselineSuccesses: number;
+// ln(1 − p + p·R) per component, R the odds ratio (isUp) or its inverse: the Bernoulli cumulant
+// generating function at the tilt. Remembered for the last rate asked, in each direction: the
+// judge asks for the same few rates (1 % for the p99s) at every call.
+const lastCumulants = {
+  up: { rate: Number.NaN, values: new Float64Array(COMPONENTS) },
+  down: { rate: Number.NaN, values: new Float64Array(COMPONENTS) },
+};
+
+function cumulantsAt(rate: number, isUp: boolean): Float64Array {
+  const last = isUp ? lastCumulants.up : lastCumulants.down;
+  if (last.rate !== rate) {
+    for (let j = 0; j < COMPONENTS; j++) last.values[j] = Math.log1p(rate * ((isUp ? ODDS_RATIOS[j]! : 1 / ODDS_RATIOS[j]!) - 1));
+    last.rate = rate;
+  }
+  return last.values;
 }
 
-export interface PairedNull {
-  /** Null: canary rate ≤ maxRatio · baseline rate + marginAbs. */
-  maxRatio: number;
-  marginAbs: number;
-  /** The canary's share of the pair's traffic at this step, 0 < share < 1. Fixed for the step. */
-  canaryShare: number;
+export interface CountBoundInput {
+  /** Trials observed so far. Integer ≥ 0. */
+  trials: number;
+  /** The hypothesised success rate, e.g. 0.01 for the share of requests above a p99. */
+  rate: number;
+  /** ln(1/α). */
+  logThreshold: number;
 }
 
-// Baseline rate assumed when tuning each component's baseline weight μ (below): a typical error rate.
-const NOMINAL_BASELINE_RATE = 0.02;
-// Largest 1 − e^(−μ): a baseline error then costs at most ln 20 ≈ 3 nats, so a few baseline
-// errors cannot wipe out a component that is accumulating evidence.
-const MAX_BASELINE_TILT = 0.95;
+// ln of the mixture, over the grid, of the one-sided likelihood ratios of a count: tilted
+// up (alternatives above `rate`, valid when the true rate is ≤ rate) or down (below, valid
+// when it is ≥ rate).
+export function logCountMixture(count: number, trials: number, rate: number, isUp: boolean): number {
+  // Streaming log-sum-exp: no array, as the bounds call this a dozen times per judgement.
+  const cumulants = cumulantsAt(rate, isUp);
+  let max = Number.NEGATIVE_INFINITY;
+  let sum = 0;
+  for (let j = 0; j < COMPONENTS; j++) {
+    const value = (isUp ? TILTS[j]! : -TILTS[j]!) * count - trials * cumulants[j]!;
+    if (value > max) {
+      sum = sum * Math.exp(max - value) + 1;
+      max = value;
+    } else {
+      sum += Math.exp(value - max);
+    }
+  }
+  return max + Math.log(sum / COMPONENTS);
+}
 
 /**
- * Two-sample factors, ln, per component, for the null
- * "p_c ≤ r·p_b + m" where the baseline's rate p_b is unknown.
- *
- * Component j is exp(λ·x_c − μ·x_b − C) with the compensator
- *   C = max over p ∈ [0, (1 − m)/r] of  n_c·ln(1 + (r·p + m)(e^λ − 1)) + n_b·ln(1 − p(1 − e^(−μ))).
- * For the true (p_c, p_b), exp(λ·x_c − n_c·ψ_c(λ) − μ·x_b − n_b·ψ_b(−μ)) is a
- * product of one factor of expectation 1 per request (ψ the Bernoulli
- * cumulant generating functions), whichever arm each request went to. Under
- * the null ψ_c(λ) ≤ ψ at rate r·p_b + m (λ > 0), so that product's exponent is
- * at least ours: C takes the worst baseline rate, which makes the nuisance
- * p_b harmless without estimating it (a profile over the nuisance, exact
- * rather than asymptotic). Both terms of C are concave in p, so the maximum
- * is where the derivative vanishes — a linear equation in p, solved in closed form.
- *
- * μ is chosen per component so that the baseline's errors cancel the
- * baseline-rate term, μ·n_b·p_b ≈ λ·n_c·r·p_b: 1 − e^(−μ) = ρ·r·(e^λ − 1) /
- * (1 + (r·p̄ + m)(e^λ − 1)) with ρ = share/(1 − share) the expected n_c/n_b
- * and p̄ a nominal baseline rate. This only tunes power; any fixed μ is valid,
- * which is why it depends on the configured share, not on the counts.
+ * The smallest count of successes among `trials` that the one-sided mixture
+ * SPRT for "rate ≥ `rate`" does not reject: with probability ≥ 1 − α the true
+ * count stays ≥ this bound at every n at once, whatever the true rate ≥ rate
+ * (each component's factor per trial has expectation
+ * (1 − p + p/R)/(1 − rate + rate/R) ≤ 1; Ville). Used for the baseline's p99:
+ * if at least L requests took the p99 or longer, the L-th largest value is an
+ * upper confidence bound for it. 0: no bound yet. Compared with a two-sided
+ * beta mixture it spends nothing on rates above `rate`, which gives a bound
+ * ~10 % tighter on the count, 60 % less canary data against a +50 % p99.
  */
-export function pairedLogFactors(counts: PairedCounts, nul: PairedNull): number[] {
-  const { canaryTrials: nc, canarySuccesses: xc, baselineTrials: nb, baselineSuccesses: xb } = counts;
-  const { maxRatio: r, marginAbs: m } = nul;
-  const rho = nul.canaryShare / (1 - nul.canaryShare);
-  const pMax = (1 - m) / r;
-  const out = new Array<number>(COMPONENTS);
-  for (let j = 0; j < COMPONENTS; j++) {
-    const a = EXCESS_ODDS[j]!;
-    const b = Math.min(MAX_BASELINE_TILT, (rho * r * a) / (1 + (r * NOMINAL_BASELINE_RATE + m) * a));
-    const mu = -Math.log1p(-b);
-    let p = nb + nc > 0 ? (nc * r * a - nb * b * (1 + m * a)) / (r * a * b * (nb + nc)) : 0;
-    p = Math.min(pMax, Math.max(0, p));
-    const compensator = nc * Math.log1p((r * p + m) * a) + nb * Math.log1p(-p * b);
-    out[j] = TILTS[j]! * xc - mu * xb - compensator;
+export function countLowerBound(input: CountBoundInput): number {
+  const { trials, rate, logThreshold } = input;
+  // The mixture is at most its largest component, the one tilted furthest down.
+  if (-trials * cumulantsAt(rate, false)[COMPONENTS - 1]! < logThreshold) return 0;
+  if (logCountMixture(0, trials, rate, false) < logThreshold) return 0;
+  let lo = 0; // rejected
+  let hi = Math.ceil(trials * rate); // kept: every component's ln-factor is ≤ 0 there
+  while (hi - lo > 1) {
+    const mid = (lo + hi) >> 1;
+    if (logCountMixture(mid, trials, rate, false) < logThreshold) hi = mid;
+    else lo = mid;
   }
-  return out;
+  return hi;
+}
+
+/**
+ * The largest count the mirror-image SPRT for "rate ≤ `rate`" does not
+ * reject: with probability ≥ 1 − α the true count stays ≤ it at every n.
+ * Used for a lower confidence bound of the baseline's p99 (requireNonInferiority).
+ */
+export function countUpperBound(input: CountBoundInput): number {
+  const { trials, rate, logThreshold } = input;
+  if (logCountMixture(trials, trials, rate, true) < logThreshold) return trials;
+  let lo = Math.floor(trials * rate); // kept
+  let hi = trials; // rejected
+  while (hi - lo > 1) {
+    const mid = (lo + hi) >> 1;
+    if (logCountMixture(mid, trials, rate, true) < logThreshold) lo = mid;
+    else hi = mid;
+  }
+  return lo;
 }

@@ -1,13 +1,14 @@
 import { rateLowerBound, rateUpperBound } from './confidence-sequence.js';
 import type { MetricContext, MetricEvidence, MetricJudgement, MetricVerdict } from './decision.js';
-import { boundedLogFactors, logMixture, pairedLogFactors } from './e-process.js';
+import { boundedLogFactors, logMixture } from './e-process.js';
+import { advancePairedState, emptyPairedState, pairedLogFactors, type PairedState } from './paired-e-process.js';
 import type { ResolvedErrorRateCriterion } from './judge-options.js';
 
 // The error-rate judgement of one step: "canary rate ≤ maxRatio × baseline
 // rate + marginAbs" (SPEC §11).
 //
 // While the baseline serves part of the traffic, the test is the two-sample
-// e-process of e-process.ts (pairedLogFactors): exact for any baseline rate,
+// e-process of paired-e-process.ts: exact for any baseline rate,
 // it never has to estimate the baseline's rate, and it weighs both versions'
 // noise together, which is what makes a 2× error rate (5 % → 10 %, only 3
 // points above the 7 % limit) detectable in a few thousand requests. At a
@@ -48,47 +49,51 @@ export function judgeErrorRate(
   const isConcurrent = ctx.canaryShare < 1;
   const reference = isConcurrent ? obs.baseline : obs.baselinePreviousSteps;
 
-  const stepLog = isConcurrent
-    ? pairedLogFactors(
-        { canaryTrials: canary.requests, canarySuccesses: canary.errors, baselineTrials: reference.requests, baselineSuccesses: reference.errors },
-        { maxRatio, marginAbs, canaryShare: ctx.canaryShare },
-      )
-    : boundedLogFactors(
-        canary.errors,
-        canary.requests,
-        maxRatio * rateUpperBound({ successes: reference.errors, trials: reference.requests, logThreshold: ctx.baselineLogThreshold }) + marginAbs,
-      );
+  let paired: PairedState | null = null;
+  let stepLog: number[];
+  if (isConcurrent) {
+    const previous = evidence.paired ?? emptyPairedState();
+    if (canary.requests < previous.canaryTrials || reference.requests < previous.baselineTrials) {
+      throw new RangeError('observations.errors: counts went down within a step');
+    }
+    const counts = { canaryTrials: canary.requests, canarySuccesses: canary.errors, baselineTrials: reference.requests, baselineSuccesses: reference.errors };
+    paired = advancePairedState(previous, counts, criterion, ctx.canaryShare / (1 - ctx.canaryShare));
+    stepLog = pairedLogFactors(paired, criterion);
+  } else {
+    const baselineUpper = rateUpperBound({ successes: reference.errors, trials: reference.requests, logThreshold: ctx.baselineLogThreshold });
+    stepLog = boundedLogFactors(canary.errors, canary.requests, maxRatio * baselineUpper + marginAbs);
+  }
   const statistic = logMixture(evidence.carriedLog, stepLog);
 
   const canaryRate = canary.requests > 0 ? canary.errors / canary.requests : null;
   const baselineRate = reference.requests > 0 ? reference.errors / reference.requests : null;
   const limit = baselineRate === null ? null : maxRatio * baselineRate + marginAbs;
-  const facts = (): string =>
-    `error_rate: canary ${percent(canaryRate)} (${canary.errors}/${canary.requests}) vs baseline ${percent(baselineRate)} ` +
-    `(${reference.errors}/${reference.requests}${isConcurrent ? '' : ', earlier steps'}), limit ${percent(limit)}, ` +
-    `log e-value ${statistic.toFixed(2)} of ${ctx.canaryLogThreshold.toFixed(2)}`;
-
-  let verdict: MetricVerdict;
-  let why: () => string;
+  let verdict: MetricVerdict = 'not_yet';
+  let why: string;
   if (statistic >= ctx.canaryLogThreshold) {
-    [verdict, why] = ['fail', () => 'worse than the limit'];
+    verdict = 'fail';
+    why = 'worse than the limit';
   } else if (ctx.canaryRequests < ctx.minRequests) {
-    [verdict, why] = ['not_yet', () => `${ctx.canaryRequests} of ${ctx.minRequests} canary requests`];
+    why = `${ctx.canaryRequests} of ${ctx.minRequests} canary requests`;
   } else if (limit === null) {
-    [verdict, why] = ['not_yet', () => 'no baseline requests to compare with'];
+    why = 'no baseline requests to compare with';
   } else if (canaryRate! > limit) {
-    [verdict, why] = ['not_yet', () => 'estimate above the limit'];
+    why = 'estimate above the limit';
   } else if (ctx.requireNonInferiority) {
     const canaryUpper = rateUpperBound({ successes: canary.errors, trials: canary.requests, logThreshold: ctx.canaryLogThreshold });
     const boundLimit =
       maxRatio * rateLowerBound({ successes: reference.errors, trials: reference.requests, logThreshold: ctx.baselineLogThreshold }) + marginAbs;
-    [verdict, why] =
-      canaryUpper <= boundLimit
-        ? ['pass', () => `upper bound ${percent(canaryUpper)} within ${percent(boundLimit)}`]
-        : ['not_yet', () => `upper bound ${percent(canaryUpper)} not yet within ${percent(boundLimit)}`];
+    const isShown = canaryUpper <= boundLimit;
+    if (isShown) verdict = 'pass';
+    why = `upper bound ${percent(canaryUpper)} ${isShown ? '' : 'not yet '}within ${percent(boundLimit)}`;
   } else {
-    [verdict, why] = ['pass', () => 'within the limit'];
+    verdict = 'pass';
+    why = 'within the limit';
   }
+  const explain = (): string =>
+    `error_rate: canary ${percent(canaryRate)} (${canary.errors}/${canary.requests}) vs baseline ${percent(baselineRate)} ` +
+    `(${reference.errors}/${reference.requests}${isConcurrent ? '' : ', earlier steps'}), limit ${percent(limit)}, ` +
+    `log e-value ${statistic.toFixed(2)} of ${ctx.canaryLogThreshold.toFixed(2)}: ${why}`;
 
   return {
     decision: {
@@ -99,7 +104,7 @@ export function judgeErrorRate(
       verdict,
       statistic,
     },
-    evidence: { carriedLog: evidence.carriedLog, stepLog },
-    explain: () => `${facts()}: ${why()}`,
+    evidence: { carriedLog: evidence.carriedLog, stepLog, paired },
+    explain,
   };
 }

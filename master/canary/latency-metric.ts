@@ -1,6 +1,6 @@
-import { countLowerBound, countUpperBound, rateUpperBound } from './confidence-sequence.js';
+import { rateUpperBound } from './confidence-sequence.js';
 import type { CanaryMetric, MetricContext, MetricEvidence, MetricJudgement, MetricVerdict } from './decision.js';
-import { boundedLogFactors, logMixture } from './e-process.js';
+import { boundedLogFactors, countLowerBound, countUpperBound, logMixture } from './e-process.js';
 import type { ResolvedLatencyCriterion } from './judge-options.js';
 import type { LatencySketchView } from './sketch.js';
 
@@ -14,9 +14,8 @@ import type { LatencySketchView } from './sketch.js';
 // one-sample mixture SPRT (e-process.ts boundedLogFactors) applies. Q is
 // unknown, so the threshold is maxRatio·U with U an upper confidence bound
 // of Q: if at least L of the baseline's n requests took Q or longer, the
-// L-th largest is ≥ Q, and the baseline's confidence sequence
-// (confidence-sequence.ts countLowerBound at rate 1 %) says how large L may
-// be claimed. While U ≥ Q (the baseline's half of the alpha covers the rest)
+// L-th largest is ≥ Q, and a one-sided mixture SPRT on the baseline's count
+// at rate 1 % (e-process.ts countLowerBound) says how large L may be claimed. While U ≥ Q (the baseline's half of the alpha covers the rest)
 // the threshold is ≥ maxRatio·Q, so the canary's count above it is ≤ its
 // count above maxRatio·Q, and the e-value, increasing in that count, is ≤ the
 // one at the true threshold, a test supermartingale. The sketch rounds that
@@ -70,38 +69,42 @@ export function judgeLatency(
   const canaryP99 = orNull(canary.quantile(QUANTILE));
   const baselineP99 = orNull(reference.quantile(QUANTILE));
   const limit = baselineP99 === null ? null : maxRatio * baselineP99;
-  const facts = (): string =>
-    `${metric}: canary ${ms(canaryP99)} (n ${canary.count}) vs baseline ${ms(baselineP99)} ` +
-    `(n ${reference.count}${isConcurrent ? '' : ', earlier steps'}), limit ${ms(limit)}, ` +
-    `${exceedances} above ${Number.isFinite(thresholdMs) ? ms(thresholdMs) : '(no baseline bound yet)'}, ` +
-    `log e-value ${statistic.toFixed(2)} of ${ctx.canaryLogThreshold.toFixed(2)}`;
-
-  let verdict: MetricVerdict;
-  let why: () => string;
+  let verdict: MetricVerdict = 'not_yet';
+  let why: string;
   if (statistic >= ctx.canaryLogThreshold) {
-    [verdict, why] = ['fail', () => 'too many canary requests above the limit'];
+    verdict = 'fail';
+    why = 'too many canary requests above the limit';
   } else if (ctx.canaryRequests < ctx.minRequests) {
-    [verdict, why] = ['not_yet', () => `${ctx.canaryRequests} of ${ctx.minRequests} canary requests`];
+    why = `${ctx.canaryRequests} of ${ctx.minRequests} canary requests`;
   } else if (canary.count === 0) {
     // Nothing of this kind was served by the canary at this step: nothing to hold it back on.
-    [verdict, why] = ['pass', () => 'no such canary requests'];
+    verdict = 'pass';
+    why = 'no such canary requests';
   } else if (limit === null) {
-    [verdict, why] = ['not_yet', () => 'no baseline requests to compare with'];
+    why = 'no baseline requests to compare with';
   } else if (canaryP99! > limit) {
-    [verdict, why] = ['not_yet', () => 'estimate above the limit'];
+    why = 'estimate above the limit';
   } else if (ctx.requireNonInferiority) {
     // Mirror image: a lower bound of the baseline's p99, counts rounded up, and an upper bound
     // of the canary's rate above maxRatio × it, which must be under 1 %.
     const maxTail = countUpperBound({ trials: reference.count, rate: TAIL_RATE, logThreshold: ctx.baselineLogThreshold });
     const lowMs = maxRatio * reference.lowerBoundOfKthLargest(maxTail + 1);
     const upper = rateUpperBound({ successes: canary.countPossiblyAbove(lowMs), trials: canary.count, logThreshold: ctx.canaryLogThreshold });
-    [verdict, why] =
-      upper < TAIL_RATE
-        ? ['pass', () => `at most ${(100 * upper).toFixed(2)} % above ${ms(lowMs)}`]
-        : ['not_yet', () => `up to ${(100 * upper).toFixed(2)} % may be above ${ms(lowMs)} (needs < 1 %)`];
+    if (upper < TAIL_RATE) {
+      verdict = 'pass';
+      why = `at most ${(100 * upper).toFixed(2)} % above ${ms(lowMs)}`;
+    } else {
+      why = `up to ${(100 * upper).toFixed(2)} % may be above ${ms(lowMs)} (needs < 1 %)`;
+    }
   } else {
-    [verdict, why] = ['pass', () => 'within the limit'];
+    verdict = 'pass';
+    why = 'within the limit';
   }
+  const explain = (): string =>
+    `${metric}: canary ${ms(canaryP99)} (n ${canary.count}) vs baseline ${ms(baselineP99)} ` +
+    `(n ${reference.count}${isConcurrent ? '' : ', earlier steps'}), limit ${ms(limit)}, ` +
+    `${exceedances} above ${Number.isFinite(thresholdMs) ? ms(thresholdMs) : '(no baseline bound yet)'}, ` +
+    `log e-value ${statistic.toFixed(2)} of ${ctx.canaryLogThreshold.toFixed(2)}: ${why}`;
 
   return {
     decision: {
@@ -112,7 +115,7 @@ export function judgeLatency(
       verdict,
       statistic,
     },
-    evidence: { carriedLog: evidence.carriedLog, stepLog },
-    explain: () => `${facts()}: ${why()}`,
+    evidence: { carriedLog: evidence.carriedLog, stepLog, paired: null },
+    explain,
   };
 }

@@ -5,8 +5,7 @@ import {
   baselineLogThreshold,
   canaryLogThreshold,
   enabledMetrics,
-  resolveJudgeOptions,
-  type JudgeOptions,
+  type ResolvedJudgeOptions,
 } from './judge-options.js';
 import { judgeLatency, type LatencyObservations } from './latency-metric.js';
 
@@ -43,7 +42,7 @@ export type { CanaryMetric, Decision, MetricEvidence, MetricVerdict } from './de
 export type { ErrorCounts, ErrorObservations } from './error-rate-metric.js';
 export type { LatencyObservations } from './latency-metric.js';
 export { JUDGE_DEFAULTS, resolveJudgeOptions } from './judge-options.js';
-export type { ErrorRateCriterion, JudgeCriteria, JudgeOptions, LatencyCriterion } from './judge-options.js';
+export type { ErrorRateCriterion, JudgeCriteria, JudgeOptions, LatencyCriterion, ResolvedJudgeOptions } from './judge-options.js';
 
 export type JudgeVerdict = 'advance' | 'wait' | 'rollback';
 
@@ -77,8 +76,12 @@ export interface JudgeInput {
   observations: StepObservations;
   /** createCanaryEvidence() at the first call, then the evidence the previous call returned. */
   evidence: CanaryEvidence;
-  /** The same options at every call of one canary. */
-  options?: JudgeOptions;
+  /**
+   * resolveJudgeOptions(the canary's options), resolved once when the canary
+   * starts (it throws a RangeError naming every bad field: a 400) and passed
+   * unchanged at every call: alpha is spent for one fixed set of tests.
+   */
+  options: ResolvedJudgeOptions;
 }
 
 /**
@@ -115,7 +118,7 @@ export class JudgeResult {
 }
 
 function freshMetricEvidence(): MetricEvidence {
-  return { carriedLog: new Array<number>(COMPONENTS).fill(logStartWeight(1)), stepLog: new Array<number>(COMPONENTS).fill(0) };
+  return { carriedLog: new Array<number>(COMPONENTS).fill(logStartWeight(1)), stepLog: new Array<number>(COMPONENTS).fill(0), paired: null };
 }
 
 /** The evidence before a canary's first call. */
@@ -135,7 +138,7 @@ function enterStep(evidence: CanaryEvidence, step: number): CanaryEvidence {
   const metrics = {} as Record<CanaryMetric, MetricEvidence>;
   for (const m of CANARY_METRICS) {
     const e = evidence.metrics[m];
-    metrics[m] = { carriedLog: carryIntoNextStep(e.carriedLog, e.stepLog, stepOrdinal), stepLog: new Array<number>(COMPONENTS).fill(0) };
+    metrics[m] = { carriedLog: carryIntoNextStep(e.carriedLog, e.stepLog, stepOrdinal), stepLog: new Array<number>(COMPONENTS).fill(0), paired: null };
   }
   return { step, stepOrdinal, metrics };
 }
@@ -158,7 +161,7 @@ function checkInput(input: JudgeInput): void {
 /** Judges the canary on the current step's observations; see JudgeInput and JudgeResult. */
 export function judge(input: JudgeInput): JudgeResult {
   checkInput(input);
-  const options = resolveJudgeOptions(input.options);
+  const { options } = input;
   const evidence = enterStep(input.evidence, input.step);
   const metrics = enabledMetrics(options);
   const ctx: MetricContext = {

@@ -4,8 +4,10 @@ import {
   judge,
   type CanaryEvidence,
   type CanaryMetric,
+  resolveJudgeOptions,
   type JudgeOptions,
   type JudgeResult,
+  type ResolvedJudgeOptions,
 } from '../../master/canary/statistics.js';
 
 // A simulated canary for the judge (issue 13 part 3): a pair of versions with
@@ -116,6 +118,7 @@ class VersionRecorder {
 /** Runs canaries of one scenario; reuse it across runs so that its sketches are reused. */
 export class CanarySimulator {
   readonly #scenario: Scenario;
+  readonly #options: ResolvedJudgeOptions;
   readonly #random: () => number;
   readonly #normal: () => number;
   readonly #baseline = new VersionRecorder();
@@ -124,6 +127,7 @@ export class CanarySimulator {
 
   constructor(scenario: Scenario, seed: number) {
     this.#scenario = scenario;
+    this.#options = resolveJudgeOptions(scenario.options);
     this.#random = mulberry32(seed);
     this.#normal = normalSampler(this.#random);
   }
@@ -148,7 +152,7 @@ export class CanarySimulator {
       step,
       canaryPercent: this.#scenario.steps[step]!,
       evidence,
-      options: this.#scenario.options,
+      options: this.#options,
       observations: {
         errors: {
           baseline: { requests: b.requests, errors: b.errors },

@@ -1,6 +1,16 @@
 import t from 'tap';
-import { countLowerBound, countUpperBound, logMixtureRatio, rateLowerBound, rateUpperBound } from '../../../master/canary/confidence-sequence.js';
-import { boundedLogFactors, carryIntoNextStep, COMPONENTS, logMixture, ODDS_RATIOS, pairedLogFactors } from '../../../master/canary/e-process.js';
+import { logMixtureRatio, rateLowerBound, rateUpperBound } from '../../../master/canary/confidence-sequence.js';
+import {
+  boundedLogFactors,
+  carryIntoNextStep,
+  COMPONENTS,
+  countLowerBound,
+  countUpperBound,
+  logCountMixture,
+  logMixture,
+  ODDS_RATIOS,
+} from '../../../master/canary/e-process.js';
+import { advancePairedState, emptyPairedState, pairedLogFactors, type PairedCounts } from '../../../master/canary/paired-e-process.js';
 import { logGamma } from '../../../master/canary/log-gamma.js';
 import { LatencySketch } from '../../../master/canary/sketch.js';
 import {
@@ -57,7 +67,7 @@ t.test('rate bounds sit where the mixture ratio crosses ln(1/α)', async (t) => 
   t.equal(rateLowerBound({ successes: 0, trials: 7, logThreshold: 5 }), 0);
 });
 
-t.test('count bounds are the ends of the kept interval', async (t) => {
+t.test('count bounds are the ends of the counts the one-sided tests keep', async (t) => {
   const cases: Array<[trials: number, logThreshold: number]> = [
     [500, Math.log(1000)],
     [1000, Math.log(1000)],
@@ -68,13 +78,39 @@ t.test('count bounds are the ends of the kept interval', async (t) => {
   for (const [trials, logThreshold] of cases) {
     const low = countLowerBound({ trials, rate: 0.01, logThreshold });
     const high = countUpperBound({ trials, rate: 0.01, logThreshold });
-    const isKept = (c: number): boolean => logMixtureRatio(c, trials, 0.01) < logThreshold;
+    const isKeptLow = (c: number): boolean => logCountMixture(c, trials, 0.01, false) < logThreshold;
+    const isKeptHigh = (c: number): boolean => logCountMixture(c, trials, 0.01, true) < logThreshold;
     t.ok(low <= trials * 0.01 && high >= trials * 0.01, `n=${trials}: ${low} ≤ ${trials * 0.01} ≤ ${high}`);
-    t.ok(isKept(low) && (low === 0 || !isKept(low - 1)), `n=${trials}: ${low} is the smallest kept count`);
-    t.ok(isKept(high) && !isKept(high + 1), `n=${trials}: ${high} is the largest kept count`);
+    t.ok(isKeptLow(low) && (low === 0 || !isKeptLow(low - 1)), `n=${trials}: ${low} is the smallest kept count`);
+    t.ok(isKeptHigh(high) && !isKeptHigh(high + 1), `n=${trials}: ${high} is the largest kept count`);
   }
-  t.equal(countLowerBound({ trials: 500, rate: 0.01, logThreshold: Math.log(1000) }), 0, 'too few trials for any bound on a p99');
+  t.equal(countLowerBound({ trials: 700, rate: 0.01, logThreshold: Math.log(1000) }), 0, 'too few trials for any bound on a p99');
   t.equal(countUpperBound({ trials: 3, rate: 0.01, logThreshold: Math.log(1000) }), 2, '3 of 3 would be too many for 1 %');
+});
+
+t.test('the count bounds hold at every n at once (≥ 1 − α)', async (t) => {
+  // 500 sequences of 3000 trials at exactly 1 %, checked every 20 trials, α = 0.1 each side.
+  // A count below the lower bound is one the downward test rejects (previous test), so check that.
+  const random = mulberry32(12);
+  const logThreshold = Math.log(10);
+  let below = 0;
+  let above = 0;
+  for (let run = 0; run < 500; run++) {
+    let count = 0;
+    let isBelow = false;
+    let isAbove = false;
+    for (let n = 1; n <= 3000; n++) {
+      if (random() < 0.01) count++;
+      if (n % 20 !== 0) continue;
+      isBelow ||= logCountMixture(count, n, 0.01, false) >= logThreshold;
+      isAbove ||= logCountMixture(count, n, 0.01, true) >= logThreshold;
+    }
+    if (isBelow) below++;
+    if (isAbove) above++;
+  }
+  const slack = 3 * Math.sqrt(0.09 / 500);
+  t.ok(below / 500 <= 0.1 + slack, `${below} of 500 went below the lower bound`);
+  t.ok(above / 500 <= 0.1 + slack, `${above} of 500 went above the upper bound`);
 });
 
 t.test('the confidence sequence covers the true rate at every n at once (≥ 1 − α)', async (t) => {
@@ -120,11 +156,17 @@ t.test('one-sample factors have expectation ≤ 1 under the whole null (exact)',
   t.same(boundedLogFactors(0, 0, 0.05), new Array(COMPONENTS).fill(0), 'no trials: factor 1');
 });
 
-t.test('two-sample factors have expectation ≤ 1 on the null boundary p_c = r·p_b + m (exact)', async (t) => {
+/** The step's two-sample factors after one batch of `counts`, tuned for `ratio` canary requests per baseline request. */
+function pairedOnce(counts: PairedCounts, ratio: number): number[] {
+  const nul = { maxRatio: 1.2, marginAbs: 0.01 };
+  return pairedLogFactors(advancePairedState(emptyPairedState(), counts, nul, ratio), nul);
+}
+
+t.test('two-sample factors have expectation ≤ 1 on the null boundary p_c = r·p_b + m (exact, one batch)', async (t) => {
   const r = 1.2;
   const m = 0.01;
-  for (const [nc, nb, share] of [[20, 180, 0.1], [60, 60, 0.5], [20, 40, 0.25], [40, 10, 0.5]] as const) {
-    for (const pb of [0, 0.01, 0.05, 0.3, 0.7, 0.95]) {
+  for (const [nc, nb, ratio] of [[20, 180, 1 / 9], [50, 50, 1], [40, 10, 1], [30, 30, 1 / 9], [10, 90, 1]] as const) {
+    for (const pb of [0, 0.01, 0.05, 0.3, 0.9]) {
       const pc = Math.min(1, r * pb + m);
       const logPmfC = binomialLogPmf(nc, pc);
       const logPmfB = binomialLogPmf(nb, pb);
@@ -133,7 +175,7 @@ t.test('two-sample factors have expectation ≤ 1 on the null boundary p_c = r·
         for (let xb = 0; xb <= nb; xb++) {
           const logWeight = logPmfC[xc]! + logPmfB[xb]!;
           if (logWeight < -700) continue; // impossible or negligible (also skips −∞ · 0)
-          const f = pairedLogFactors({ canaryTrials: nc, canarySuccesses: xc, baselineTrials: nb, baselineSuccesses: xb }, { maxRatio: r, marginAbs: m, canaryShare: share });
+          const f = pairedOnce({ canaryTrials: nc, canarySuccesses: xc, baselineTrials: nb, baselineSuccesses: xb }, ratio);
           for (let j = 0; j < COMPONENTS; j++) expectation[j]! += Math.exp(logWeight + f[j]!);
         }
       }
@@ -141,17 +183,62 @@ t.test('two-sample factors have expectation ≤ 1 on the null boundary p_c = r·
       if (!(worst <= 1 + 1e-9)) t.fail(`n_c=${nc} n_b=${nb} p_b=${pb}: E = ${worst}`);
     }
   }
-  t.pass('every component, 4 sample sizes × 6 baseline rates');
+  t.pass('every component, 5 sample sizes and tunings × 5 baseline rates, some tuned for the wrong ratio');
+});
+
+t.test('two-sample e-process, judged every 10 requests with the tilt following the realised ratio: false alarms ≤ α', async (t) => {
+  // On the null boundary, where it is hardest; α = 0.2 so that a broken bound would show in 200 runs.
+  const nul = { maxRatio: 1.2, marginAbs: 0.01 };
+  const random = mulberry32(13);
+  const zero = new Array<number>(COMPONENTS).fill(0);
+  for (const [pb, share] of [[0.05, 0.1], [0.01, 0.5]] as const) {
+    const pc = 1.2 * pb + 0.01;
+    let alarms = 0;
+    for (let run = 0; run < 200; run++) {
+      let state = emptyPairedState();
+      const counts = { canaryTrials: 0, canarySuccesses: 0, baselineTrials: 0, baselineSuccesses: 0 };
+      for (let i = 1; i <= 1500; i++) {
+        if (random() < share) {
+          counts.canaryTrials++;
+          if (random() < pc) counts.canarySuccesses++;
+        } else {
+          counts.baselineTrials++;
+          if (random() < pb) counts.baselineSuccesses++;
+        }
+        if (i % 10 !== 0) continue;
+        state = advancePairedState(state, counts, nul, share / (1 - share));
+        if (logMixture(zero, pairedLogFactors(state, nul)) >= Math.log(1 / 0.2)) {
+          alarms++;
+          break;
+        }
+      }
+    }
+    t.ok(alarms / 200 <= 0.2 + 3 * Math.sqrt(0.16 / 200), `p_b=${pb}, share ${share}: ${alarms} of 200`);
+  }
 });
 
 t.test('two-sample factors grow with canary errors and shrink with baseline errors', async (t) => {
-  const nul = { maxRatio: 1.2, marginAbs: 0.01, canaryShare: 0.1 };
   const at = (xc: number, xb: number): number =>
-    logMixture(new Array(COMPONENTS).fill(0), pairedLogFactors({ canaryTrials: 100, canarySuccesses: xc, baselineTrials: 900, baselineSuccesses: xb }, nul));
+    logMixture(new Array(COMPONENTS).fill(0), pairedOnce({ canaryTrials: 100, canarySuccesses: xc, baselineTrials: 900, baselineSuccesses: xb }, 1 / 9));
   t.ok(at(20, 45) > at(10, 45) && at(10, 45) > at(5, 45), 'more canary errors: more evidence');
   t.ok(at(10, 90) < at(10, 45), 'more baseline errors: less evidence');
   t.ok(at(5, 45) < 0, 'as good as the baseline: evidence below 1');
   t.ok(at(30, 9) > Math.log(600), '30 % vs 1 %: rejected at the default threshold');
+});
+
+t.test('the baseline tilt follows the realised share, not the configured one', async (t) => {
+  // A 10 % step where the canary really gets 5 %: 10 % errors vs 5 %, in batches of 200 requests.
+  const nul = { maxRatio: 1.2, marginAbs: 0.01 };
+  let state = emptyPairedState();
+  for (let batch = 1; batch <= 200; batch++) {
+    const counts = { canaryTrials: 10 * batch, canarySuccesses: batch, baselineTrials: 190 * batch, baselineSuccesses: 9.5 * batch };
+    state = advancePairedState(state, { ...counts, baselineSuccesses: Math.round(counts.baselineSuccesses) }, nul, 1 / 9);
+  }
+  const adaptive = logMixture(new Array(COMPONENTS).fill(0), pairedLogFactors(state, nul));
+  const fixed = logMixture(new Array(COMPONENTS).fill(0), pairedOnce({ canaryTrials: 2000, canarySuccesses: 200, baselineTrials: 38_000, baselineSuccesses: 1900 }, 1 / 9));
+  t.ok(adaptive > Math.log(600), `adapted: log e-value ${adaptive.toFixed(1)} rejects`);
+  t.ok(fixed < 0, `tuned for the configured 10 %: ${fixed.toFixed(1)}, nothing`);
+  t.equal(advancePairedState(state, state, nul, 1 / 9), state, 'nothing new: the same state');
 });
 
 t.test('carrying into the next step mixes in a fresh start', async (t) => {
@@ -198,7 +285,7 @@ function makeInput(c: Case): JudgeInput {
     step: c.step ?? 0,
     canaryPercent: c.canaryPercent ?? 10,
     evidence: c.evidence ?? createCanaryEvidence(),
-    options: c.options ?? {},
+    options: resolveJudgeOptions(c.options),
     observations: {
       errors: { baseline: c.baseline ?? none, canary: c.canary ?? none, baselinePreviousSteps: c.previous ?? none },
       firstTokenMs: {
@@ -344,6 +431,11 @@ t.test('evidence accumulates across steps', async (t) => {
 
 t.test('bad input is a programming error', async (t) => {
   const later = judge(makeInput({ step: 3 })).evidence;
+  const counted = judge(makeInput({ ...clean40 })).evidence;
+  t.throws(() => judge(makeInput({ ...clean40, canary: { requests: 30, errors: 0 }, evidence: counted })), {
+    name: 'RangeError',
+    message: /counts went down within a step/,
+  });
   t.throws(() => judge(makeInput({ step: 2, evidence: later })), { name: 'RangeError', message: /went down from 3 to 2/ });
   t.throws(() => judge(makeInput({ canaryPercent: 0, canary: { requests: 1, errors: 2 } })), {
     name: 'RangeError',
