@@ -1,0 +1,121 @@
+import { rateUpperBound } from './confidence-sequence.js';
+import type { CanaryMetric, MetricContext, MetricEvidence, MetricJudgement, MetricVerdict } from './decision.js';
+import { boundedLogFactors, countLowerBound, countUpperBound, logMixture } from './e-process.js';
+import type { ResolvedLatencyCriterion } from './judge-options.js';
+import type { LatencySketchView } from './sketch.js';
+
+// The p99 judgement of one step (first-token time of streams, response time
+// of the rest): "canary p99 ≤ maxRatio × baseline p99" (SPEC §11), tested by
+// exceedances (issue 13 part 3).
+//
+// Under the null, the canary's p99 is at most maxRatio·Q where Q is the
+// baseline's p99, so at most 1 % of canary requests take longer than
+// maxRatio·Q, and the count of those is binomial with rate ≤ 1 %: a
+// one-sample mixture SPRT (e-process.ts boundedLogFactors) applies. Q is
+// unknown, so the threshold is maxRatio·U with U an upper confidence bound
+// of Q: if at least L of the baseline's n requests took Q or longer, the
+// L-th largest is ≥ Q, and a one-sided mixture SPRT on the baseline's count
+// at rate 1 % (e-process.ts countLowerBound) says how large L may be claimed. While U ≥ Q (the baseline's half of the alpha covers the rest)
+// the threshold is ≥ maxRatio·Q, so the canary's count above it is ≤ its
+// count above maxRatio·Q, and the e-value, increasing in that count, is ≤ the
+// one at the true threshold, a test supermartingale. The sketch rounds that
+// count down to bucket edges and U up, both in the same safe direction.
+//
+// The price is data: no U exists until the baseline has ~1000 requests
+// (ln(1/α)/0.01), and a canary is flagged only when its tail is clearly
+// beyond maxRatio·U, not maxRatio·Q. At a step where the canary has 100 %
+// the reference is the baseline's sketch over all earlier steps, assuming
+// its latency then still holds.
+
+/** The share of requests above a p99. */
+const TAIL_RATE = 0.01;
+const QUANTILE = 1 - TAIL_RATE;
+
+export interface LatencyObservations {
+  /** The baseline's values at this step. */
+  baseline: LatencySketchView;
+  /** The canary's values at this step. */
+  canary: LatencySketchView;
+  /** The baseline's values at all earlier steps (the reference when the canary has 100 %). */
+  baselinePreviousSteps: LatencySketchView;
+}
+
+function ms(value: number | null): string {
+  return value === null ? '–' : `${value.toFixed(value < 10 ? 2 : 0)} ms`;
+}
+
+function orNull(value: number): number | null {
+  return Number.isFinite(value) ? value : null;
+}
+
+export function judgeLatency(
+  ctx: MetricContext,
+  metric: Exclude<CanaryMetric, 'error_rate'>,
+  obs: LatencyObservations,
+  criterion: ResolvedLatencyCriterion,
+  evidence: MetricEvidence,
+): MetricJudgement {
+  const { maxRatio } = criterion;
+  const { canary } = obs;
+  const isConcurrent = ctx.canaryShare < 1;
+  const reference = isConcurrent ? obs.baseline : obs.baselinePreviousSteps;
+
+  const tailCount = countLowerBound({ trials: reference.count, rate: TAIL_RATE, logThreshold: ctx.baselineLogThreshold });
+  const thresholdMs = maxRatio * (tailCount > 0 ? reference.upperBoundOfKthLargest(tailCount) : Number.POSITIVE_INFINITY);
+  const exceedances = Number.isFinite(thresholdMs) ? canary.countAbove(thresholdMs) : 0;
+  const stepLog = boundedLogFactors(exceedances, canary.count, TAIL_RATE);
+  const statistic = logMixture(evidence.carriedLog, stepLog);
+
+  const canaryP99 = orNull(canary.quantile(QUANTILE));
+  const baselineP99 = orNull(reference.quantile(QUANTILE));
+  const limit = baselineP99 === null ? null : maxRatio * baselineP99;
+  let verdict: MetricVerdict = 'not_yet';
+  let why: string;
+  if (statistic >= ctx.canaryLogThreshold) {
+    verdict = 'fail';
+    why = 'too many canary requests above the limit';
+  } else if (ctx.canaryRequests < ctx.minRequests) {
+    why = `${ctx.canaryRequests} of ${ctx.minRequests} canary requests`;
+  } else if (canary.count === 0) {
+    // Nothing of this kind was served by the canary at this step: nothing to hold it back on.
+    verdict = 'pass';
+    why = 'no such canary requests';
+  } else if (limit === null) {
+    why = 'no baseline requests to compare with';
+  } else if (canaryP99! > limit) {
+    why = 'estimate above the limit';
+  } else if (ctx.requireNonInferiority) {
+    // Mirror image: a lower bound of the baseline's p99, counts rounded up, and an upper bound
+    // of the canary's rate above maxRatio × it, which must be under 1 %.
+    const maxTail = countUpperBound({ trials: reference.count, rate: TAIL_RATE, logThreshold: ctx.baselineLogThreshold });
+    const lowMs = maxRatio * reference.lowerBoundOfKthLargest(maxTail + 1);
+    const upper = rateUpperBound({ successes: canary.countPossiblyAbove(lowMs), trials: canary.count, logThreshold: ctx.canaryLogThreshold });
+    if (upper < TAIL_RATE) {
+      verdict = 'pass';
+      why = `at most ${(100 * upper).toFixed(2)} % above ${ms(lowMs)}`;
+    } else {
+      why = `up to ${(100 * upper).toFixed(2)} % may be above ${ms(lowMs)} (needs < 1 %)`;
+    }
+  } else {
+    verdict = 'pass';
+    why = 'within the limit';
+  }
+  const explain = (): string =>
+    `${metric}: canary ${ms(canaryP99)} (n ${canary.count}) vs baseline ${ms(baselineP99)} ` +
+    `(n ${reference.count}${isConcurrent ? '' : ', earlier steps'}), limit ${ms(limit)}, ` +
+    `${exceedances} above ${Number.isFinite(thresholdMs) ? ms(thresholdMs) : '(no baseline bound yet)'}, ` +
+    `log e-value ${statistic.toFixed(2)} of ${ctx.canaryLogThreshold.toFixed(2)}: ${why}`;
+
+  return {
+    decision: {
+      step: ctx.step,
+      metric,
+      baseline: { n: reference.count, value: baselineP99 },
+      canary: { n: canary.count, value: canaryP99 },
+      verdict,
+      statistic,
+    },
+    evidence: { carriedLog: evidence.carriedLog, stepLog, paired: null },
+    explain,
+  };
+}

@@ -1,0 +1,205 @@
+import { CANARY_METRICS, type CanaryMetric, type Decision, type MetricContext, type MetricEvidence, type MetricJudgement } from './decision.js';
+import { carryIntoNextStep, COMPONENTS, logStartWeight } from './e-process.js';
+import { judgeErrorRate, type ErrorObservations } from './error-rate-metric.js';
+import {
+  baselineLogThreshold,
+  canaryLogThreshold,
+  enabledMetrics,
+  type ResolvedJudgeOptions,
+} from './judge-options.js';
+import { judgeLatency, type LatencyObservations } from './latency-metric.js';
+
+// The canary judge (SPEC §11, issue 13 part 3): one pure function the
+// controller calls after each batch of observations. No clock, no
+// randomness, no I/O: everything it knows is in its input, and everything it
+// must remember is in the evidence it returns.
+//
+// Guarantee: if at every step the canary is within every criterion switched
+// on (error rate ≤ maxRatio × the baseline's + marginAbs, p99 ≤ maxRatio ×
+// the baseline's) — in particular if the two versions are the same — the
+// probability that judge() EVER answers 'rollback' during the whole canary
+// is ≤ alpha, however often it is called and whatever the controller does
+// between calls (that is the point of e-values and Ville's inequality). This
+// assumes, per version and step, independent outcomes with a fixed error
+// rate and latency distribution, and at a step where the canary has 100 %,
+// a baseline unchanged since the earlier steps.
+//
+// The methods, and why each is sound:
+// - error rate: a two-sample mixture SPRT, exact for any baseline rate
+//   (error-rate-metric.ts, e-process.ts pairedLogFactors);
+// - p99s: a mixture SPRT on the canary's requests above maxRatio × an upper
+//   confidence bound of the baseline's p99 (latency-metric.ts);
+// - evidence across steps: a mixture over the step where evidence starts of
+//   products of per-step factors (e-process.ts carryIntoNextStep);
+// - alpha: alpha/M per metric, half for the e-value, half for the baseline's
+//   confidence sequences spent 1/(k(k+1)) per step (judge-options.ts).
+// A plainly broken canary needs no separate rule: the mixture holds
+// alternatives up to 200× the odds of the limit, so 10 errors in the first
+// 20 canary requests (baseline ~1 %) already reject; that keeps the whole
+// false-alarm budget in one place.
+
+export type { CanaryMetric, Decision, MetricEvidence, MetricVerdict } from './decision.js';
+export type { ErrorCounts, ErrorObservations } from './error-rate-metric.js';
+export type { LatencyObservations } from './latency-metric.js';
+export { JUDGE_DEFAULTS, resolveJudgeOptions } from './judge-options.js';
+export type { ErrorRateCriterion, JudgeCriteria, JudgeOptions, LatencyCriterion, ResolvedJudgeOptions } from './judge-options.js';
+
+export type JudgeVerdict = 'advance' | 'wait' | 'rollback';
+
+/** What judge() carries from one call to the next: plain JSON-safe numbers, created by createCanaryEvidence(). */
+export interface CanaryEvidence {
+  /** The step index of the last call; null before the first call. */
+  step: number | null;
+  /** Steps judged so far, the current one included (1 during the first step). */
+  stepOrdinal: number;
+  metrics: Record<CanaryMetric, MetricEvidence>;
+}
+
+export interface StepObservations {
+  /** Every request counts here, streams or not. */
+  errors: ErrorObservations;
+  /** Streams only: ms from the request to the first content event relayed. */
+  firstTokenMs: LatencyObservations;
+  /** Non-streams only: ms from the request to the end of the response. */
+  responseMs: LatencyObservations;
+}
+
+export interface JudgeInput {
+  /**
+   * The current step's index in the canary's steps. A value different from
+   * the previous call's starts a new step (it must not go down): the
+   * evidence of the step before is settled as it stood at the last call.
+   */
+  step: number;
+  /** The canary's percentage of the pair's weight at this step, 0 < canaryPercent ≤ 100. */
+  canaryPercent: number;
+  observations: StepObservations;
+  /** createCanaryEvidence() at the first call, then the evidence the previous call returned. */
+  evidence: CanaryEvidence;
+  /**
+   * resolveJudgeOptions(the canary's options), resolved once when the canary
+   * starts (it throws a RangeError naming every bad field: a 400) and passed
+   * unchanged at every call: alpha is spent for one fixed set of tests.
+   */
+  options: ResolvedJudgeOptions;
+}
+
+/**
+ * What judge() answers. A class only so that `reason`, which costs more to
+ * format than the judgement itself, is formatted when first read; toJSON()
+ * includes it.
+ */
+export class JudgeResult {
+  /** rollback: some test rejected; advance: every metric switched on passed; wait: otherwise. */
+  readonly verdict: JudgeVerdict;
+  /** One per metric switched on, for this step (SPEC §11 decisions). */
+  readonly decisions: Decision[];
+  /** Pass it to the next call. */
+  readonly evidence: CanaryEvidence;
+  readonly #explain: () => string;
+  #reason: string | undefined;
+
+  constructor(verdict: JudgeVerdict, decisions: Decision[], evidence: CanaryEvidence, explain: () => string) {
+    this.verdict = verdict;
+    this.decisions = decisions;
+    this.evidence = evidence;
+    this.#explain = explain;
+  }
+
+  /** One line for the log and the status: the deciding metric(s) with their numbers. */
+  get reason(): string {
+    this.#reason ??= this.#explain();
+    return this.#reason;
+  }
+
+  toJSON(): { verdict: JudgeVerdict; reason: string; decisions: Decision[]; evidence: CanaryEvidence } {
+    return { verdict: this.verdict, reason: this.reason, decisions: this.decisions, evidence: this.evidence };
+  }
+}
+
+function freshMetricEvidence(): MetricEvidence {
+  return { carriedLog: new Array<number>(COMPONENTS).fill(logStartWeight(1)), stepLog: new Array<number>(COMPONENTS).fill(0), paired: null };
+}
+
+/** The evidence before a canary's first call. */
+export function createCanaryEvidence(): CanaryEvidence {
+  return {
+    step: null,
+    stepOrdinal: 1,
+    metrics: { error_rate: freshMetricEvidence(), first_token_p99: freshMetricEvidence(), response_time_p99: freshMetricEvidence() },
+  };
+}
+
+function enterStep(evidence: CanaryEvidence, step: number): CanaryEvidence {
+  if (evidence.step === step) return evidence;
+  if (evidence.step === null) return { step, stepOrdinal: evidence.stepOrdinal, metrics: evidence.metrics };
+  if (step < evidence.step) throw new RangeError(`step: went down from ${evidence.step} to ${step}`);
+  const stepOrdinal = evidence.stepOrdinal + 1;
+  const metrics = {} as Record<CanaryMetric, MetricEvidence>;
+  for (const m of CANARY_METRICS) {
+    const e = evidence.metrics[m];
+    metrics[m] = { carriedLog: carryIntoNextStep(e.carriedLog, e.stepLog, stepOrdinal), stepLog: new Array<number>(COMPONENTS).fill(0), paired: null };
+  }
+  return { step, stepOrdinal, metrics };
+}
+
+function isCounts(c: { requests: number; errors: number }): boolean {
+  return Number.isInteger(c.requests) && Number.isInteger(c.errors) && c.errors >= 0 && c.errors <= c.requests;
+}
+
+function checkInput(input: JudgeInput): void {
+  const problems: string[] = [];
+  if (!Number.isInteger(input.step) || input.step < 0) problems.push('step: must be an integer ≥ 0');
+  if (!(input.canaryPercent > 0 && input.canaryPercent <= 100)) problems.push('canaryPercent: must be > 0 and ≤ 100');
+  const e = input.observations.errors;
+  if (!isCounts(e.baseline)) problems.push('observations.errors.baseline: must be integers with 0 ≤ errors ≤ requests');
+  if (!isCounts(e.canary)) problems.push('observations.errors.canary: must be integers with 0 ≤ errors ≤ requests');
+  if (!isCounts(e.baselinePreviousSteps)) problems.push('observations.errors.baselinePreviousSteps: must be integers with 0 ≤ errors ≤ requests');
+  if (problems.length > 0) throw new RangeError(`invalid judge input: ${problems.join('; ')}`);
+}
+
+/** Judges the canary on the current step's observations; see JudgeInput and JudgeResult. */
+export function judge(input: JudgeInput): JudgeResult {
+  checkInput(input);
+  const { options } = input;
+  const evidence = enterStep(input.evidence, input.step);
+  const metrics = enabledMetrics(options);
+  const ctx: MetricContext = {
+    step: input.step,
+    canaryShare: input.canaryPercent / 100,
+    canaryRequests: input.observations.errors.canary.requests,
+    minRequests: options.minRequests,
+    requireNonInferiority: options.requireNonInferiority,
+    canaryLogThreshold: canaryLogThreshold(options.alpha, metrics.length),
+    baselineLogThreshold: baselineLogThreshold(options.alpha, metrics.length, evidence.stepOrdinal),
+  };
+
+  const judgements: MetricJudgement[] = [];
+  const updated: Record<CanaryMetric, MetricEvidence> = {
+    error_rate: evidence.metrics.error_rate,
+    first_token_p99: evidence.metrics.first_token_p99,
+    response_time_p99: evidence.metrics.response_time_p99,
+  };
+  for (const metric of metrics) {
+    const criterion = options.criteria[metric]!;
+    const j =
+      metric === 'error_rate'
+        ? judgeErrorRate(ctx, input.observations.errors, options.criteria.error_rate!, evidence.metrics[metric])
+        : judgeLatency(ctx, metric, metric === 'first_token_p99' ? input.observations.firstTokenMs : input.observations.responseMs, criterion, evidence.metrics[metric]);
+    judgements.push(j);
+    updated[metric] = j.evidence;
+  }
+
+  const failed = judgements.filter((j) => j.decision.verdict === 'fail');
+  const waiting = judgements.filter((j) => j.decision.verdict === 'not_yet');
+  const isShort = ctx.canaryRequests < ctx.minRequests; // only decisive with every criterion switched off
+  const verdict: JudgeVerdict = failed.length > 0 ? 'rollback' : waiting.length > 0 || isShort ? 'wait' : 'advance';
+  const explain = (list: MetricJudgement[]): string => list.map((j) => j.explain()).join('; ');
+  return new JudgeResult(verdict, judgements.map((j) => j.decision), { step: evidence.step, stepOrdinal: evidence.stepOrdinal, metrics: updated }, () =>
+    verdict === 'rollback'
+      ? `step ${input.step}: rolled back on ${explain(failed)}`
+      : verdict === 'advance'
+        ? `step ${input.step}: every criterion met${judgements.length > 0 ? `: ${explain(judgements)}` : ''}`
+        : `step ${input.step}: not yet: ${waiting.length > 0 ? explain(waiting) : `${ctx.canaryRequests} of ${ctx.minRequests} canary requests`}`,
+  );
+}
