@@ -41,6 +41,14 @@ export interface GatewayOptions {
   now?: () => number;
   /** Called after each request is over (shutdown closes the idle keep-alive sockets it leaves). */
   onRequestDone?: () => void;
+  /** Where each answered request's outcome goes (the canaries, SPEC §11): counters only, no allocation. */
+  outcomes?: OutcomeSink;
+}
+
+/** SPEC §11 outcomes: the error flag and the latency the canary judge compares. */
+export interface OutcomeSink {
+  /** firstTokenMs for streams, responseMs for the rest; NaN where there is none. */
+  record(version: string, isError: boolean, firstTokenMs: number, responseMs: number): void;
 }
 
 export interface Gateway {
@@ -307,7 +315,9 @@ export function createGateway(options: GatewayOptions): Gateway {
     if (ctx.isHealthCheck) return done();
     const status = res.headersSent ? res.statusCode : 0; // 0: the client left before any answer
     const version = ctx.version ?? NO_VERSION;
+    const endMs = now();
     metrics.onRequestDone(version, status);
+    if (options.outcomes !== undefined && ctx.version !== undefined && status !== 0) recordOutcome(options.outcomes, ctx, status, isAborted, endMs);
     const line: Record<string, unknown> = {
       reqId: ctx.reqId,
       version: ctx.version,
@@ -315,7 +325,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       // Without the query string: clients put keys there too (`?key=…`), and redact paths cannot reach inside a URL.
       path: (req.url ?? '/').split('?', 1)[0],
       status,
-      durationMs: Math.round((now() - ctx.startedAtMs) * 100) / 100,
+      durationMs: Math.round((endMs - ctx.startedAtMs) * 100) / 100,
       bytesOut: req.socket === null ? undefined : req.socket.bytesWritten - ctx.socketBytesAtStart,
       workerPid: ctx.workerPid,
       aborted: isAborted,
@@ -352,6 +362,26 @@ export function createGateway(options: GatewayOptions): Gateway {
       return new Promise((resolve) => idleWaiters.push(resolve));
     },
   };
+}
+
+/**
+ * SPEC §11: an error is a 5xx (the worker's, or the master's own refusal routed
+ * to the version) or a stream that ended with an error event after its 200.
+ * Latencies only of answers that succeeded: streams' first content event,
+ * other answers' end; a client that left takes its latency with it.
+ */
+function recordOutcome(sink: OutcomeSink, ctx: RequestContext, status: number, isAborted: boolean, endMs: number): void {
+  const isError = status >= 500 || ctx.isStreamFailed;
+  let firstTokenMs = NaN;
+  let responseMs = NaN;
+  if (!isError && status < 400) {
+    if (ctx.isEventStream) {
+      if (ctx.firstContentAtMs > 0) firstTokenMs = ctx.firstContentAtMs - ctx.startedAtMs;
+    } else if (!isAborted) {
+      responseMs = endMs - ctx.startedAtMs;
+    }
+  }
+  sink.record(ctx.version!, isError, firstTokenMs, responseMs);
 }
 
 function readiness(registry: VersionRegistry): Record<string, boolean> {

@@ -9,6 +9,7 @@ import { createGateway } from './gateway.js';
 import { createMainServer } from './main-server.js';
 import { BodyBudget } from './body-budget.js';
 import { watchConfigFile } from './config-watch.js';
+import { CanaryManager } from './canary/manager.js';
 import { createMasterMetrics } from './metrics.js';
 import { createAdminServer } from './admin/server.js';
 import { Operations } from './admin/operations.js';
@@ -30,8 +31,14 @@ const log = createLogger({ role: 'master' });
 const supervisor: Supervisor = new Supervisor({ log, limits: () => registry.config.limits, redactEnv: () => registry.config.admin.redactEnv });
 const registry: VersionRegistry = new VersionRegistry({ config, supervisor, log, onRemoved: (name) => metrics.forgetVersion(name) });
 const budget = new BodyBudget(config.limits.maxBufferedBodyBytes);
-const operations: Operations = new Operations({ registry, log, configPath: path, env: process.env, configHash: loaded.hash });
-const metrics = createMasterMetrics({ versions: () => registry, bufferedBodyBytes: () => budget.heldBytes, configHash: () => operations.configHash });
+const canaries = new CanaryManager({ versions: registry, log });
+const operations: Operations = new Operations({ registry, canaries, log, configPath: path, env: process.env, configHash: loaded.hash });
+const metrics = createMasterMetrics({
+  versions: () => registry,
+  bufferedBodyBytes: () => budget.heldBytes,
+  configHash: () => operations.configHash,
+  canaries: () => canaries.list(),
+});
 let isClosing = false;
 
 try {
@@ -49,6 +56,7 @@ const gateway = createGateway({
   log,
   metrics,
   budget,
+  outcomes: canaries,
   isClosing: () => isClosing,
   // A request that ends while draining leaves an idle keep-alive socket behind: close it.
   onRequestDone: () => isClosing && setImmediate(() => main.closeIdleConnections()),
@@ -107,6 +115,8 @@ const stop = (signal: string): void => {
   if (isClosing) return;
   isClosing = true;
   watch?.close();
+  // Running canaries stop where they are; a restarted master starts from the file's weights (SPEC §11).
+  canaries.close();
   log.info({ signal }, 'shutting down');
   shutdown({ servers: [main, admin], inflight: gateway, supervisor, log, deadlineMs: config.limits.shutdownTimeoutMs }).then(
     () => process.exit(0),

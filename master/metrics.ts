@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { METRIC } from '../shared/metric-names.js';
 import type { WorkerHealth, WorkerState } from './worker-handle.js';
+import { CANARY_STATES } from './canary/controller.js';
 
 // The master's own series (SPEC §9, issue 5 part 2). Hot-path cost per request
 // is one counter increment and one histogram observation on label children
@@ -64,6 +65,8 @@ export interface MasterMetricsOptions {
   bufferedBodyBytes?: () => number;
   /** configHash of the applied config file (SPEC §13), read at scrape time. */
   configHash?: () => string;
+  /** The last canary of each version (SPEC §11), read at scrape time. */
+  canaries?: () => Iterable<{ version: string; state: string; canaryPercent: number }>;
 }
 
 export function createMasterMetrics(options: MasterMetricsOptions): MasterMetrics {
@@ -167,6 +170,30 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
       collect() {
         this.reset();
         this.set({ hash: readHash() }, 1);
+      },
+    });
+  }
+
+  const readCanaries = options.canaries;
+  if (readCanaries !== undefined) {
+    new Gauge({
+      name: METRIC.canaryPercent,
+      help: 'Percent of its pair\'s combined weight the canary version has (SPEC §11)',
+      labelNames: ['version'] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const c of readCanaries()) this.set({ version: c.version }, c.canaryPercent);
+      },
+    });
+    new Gauge({
+      name: METRIC.canaryState,
+      help: 'State of the version\'s last canary: 1 for the current state, 0 for the others',
+      labelNames: ['version', 'state'] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const c of readCanaries()) for (const state of CANARY_STATES) this.set({ version: c.version, state }, c.state === state ? 1 : 0);
       },
     });
   }

@@ -103,6 +103,11 @@ export class VersionRegistry {
     return this.#versions.get(name);
   }
 
+  /** A version's weight, or undefined when it does not exist. */
+  weightOf(name: string): number | undefined {
+    return this.#versions.get(name)?.weight;
+  }
+
   /** The version, or 404 unknown_version listing the known ones. */
   require(name: string): VersionView {
     return this.#state(name);

@@ -19,6 +19,9 @@ export const METRIC = {
   bufferedBodyBytes: 'graygate_buffered_body_bytes',
   /** SPEC §13: 1, labelled with the applied config file's hash; more than one hash across pods means they disagree. */
   configInfo: 'graygate_config_info',
+  /** SPEC §11: the canary's share of its pair's weight, and its state (1 for the current one). */
+  canaryPercent: 'graygate_canary_percent',
+  canaryState: 'graygate_canary_state',
   // workers
   streamFirstTokenSeconds: 'graygate_stream_first_token_seconds',
   streamsActive: 'graygate_streams_active',

@@ -6,6 +6,8 @@ import { GraygateError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import { loadConfig } from '../config-file.js';
 import type { VersionRegistry } from '../version-registry.js';
+import type { CanaryManager } from '../canary/manager.js';
+import type { CanaryStatus } from '../canary/controller.js';
 import { buildOf, isSameBuild, type Build } from '../version.js';
 import { statusOf, versionStatus, type StatusBody, type VersionStatus } from './status.js';
 
@@ -63,6 +65,8 @@ export interface ReloadResult {
 
 export interface OperationsOptions {
   registry: VersionRegistry;
+  /** Canaries end when their versions change underneath them (SPEC §11). */
+  canaries: CanaryManager;
   log: Logger;
   /** The config file SIGHUP and POST /admin/reload re-read. */
   configPath: string;
@@ -73,6 +77,7 @@ export interface OperationsOptions {
 
 export class Operations {
   readonly #registry: VersionRegistry;
+  readonly #canaries: CanaryManager;
   readonly #log: Logger;
   readonly #options: OperationsOptions;
   #reloading: Promise<ReloadResult> | undefined;
@@ -82,6 +87,7 @@ export class Operations {
 
   constructor(options: OperationsOptions) {
     this.#registry = options.registry;
+    this.#canaries = options.canaries;
     this.#log = options.log;
     this.#options = options;
     this.#configHash = options.configHash;
@@ -93,12 +99,23 @@ export class Operations {
   }
 
   status(): StatusBody {
-    return { ...statusOf(this.#registry.versions.values()), configHash: this.#configHash };
+    const body = statusOf(this.#registry.versions.values());
+    for (const [name, version] of Object.entries(body.versions)) {
+      const canary = this.#canaries.runningFor(name);
+      if (canary !== undefined) version.canary = canary;
+    }
+    return { ...body, configHash: this.#configHash };
   }
 
   /** PUT /admin/weights: the named weights at once, others unchanged. */
   setWeights(raw: unknown): StatusBody {
     const weights = parseBody(weightsBody, raw);
+    for (const name of Object.keys(weights)) {
+      const canary = this.#canaries.runningFor(name);
+      if (canary !== undefined) {
+        throw new GraygateError('canary_in_progress', `${name} is in the running canary of ${canary.version}; abort it first (DELETE /admin/versions/${canary.version}/canary)`);
+      }
+    }
     this.#registry.setWeights(weights);
     this.#log.info({ weights }, 'weights changed');
     return this.status();
@@ -131,17 +148,42 @@ export class Operations {
       env: body.env ?? current.env,
       upstream: body.upstream ?? current.upstream,
     };
+    this.#canaries.abortFor(name, `${name} was redeployed`, true);
     return versionStatus(await this.#registry.deploy(name, build));
   }
 
   /** POST /admin/versions/:name/rollback: the build before the current one. */
   async rollback(name: string): Promise<VersionStatus> {
+    this.#registry.require(name);
+    this.#canaries.abortFor(name, `${name} was rolled back`, true);
     return versionStatus(await this.#registry.rollback(name));
   }
 
   /** DELETE /admin/versions/:name: stop routing, drain, stop, forget. */
   async removeVersion(name: string): Promise<VersionStatus> {
+    this.#registry.require(name);
+    this.#canaries.abortFor(name, `${name} was removed`, false);
     return versionStatus(await this.#registry.remove(name));
+  }
+
+  /** POST /admin/versions/:name/canary (SPEC §11): 202 with its status. */
+  startCanary(name: string, raw: unknown): CanaryStatus {
+    return this.#canaries.start(name, raw);
+  }
+
+  /** GET /admin/versions/:name/canary. */
+  canary(name: string): CanaryStatus {
+    return this.#canaries.get(name);
+  }
+
+  /** DELETE /admin/versions/:name/canary: the canary's weight back to 0 at once. */
+  abortCanary(name: string): CanaryStatus {
+    return this.#canaries.abort(name);
+  }
+
+  /** GET /admin/canaries. */
+  canaries(): { canaries: CanaryStatus[] } {
+    return { canaries: this.#canaries.list() };
   }
 
   /**
@@ -169,6 +211,8 @@ export class Operations {
     const loaded = loadConfig(this.#options.configPath, this.#options.env);
     if (!loaded.ok) throw new GraygateError('invalid_config', `config not reloaded, the running config stays:\n${loaded.problems.join('\n')}`);
     const next: Config = loaded.value;
+    // SPEC §11: a reload (SIGHUP, the admin call or a watched file) ends running canaries; the file's weights apply.
+    this.#canaries.abortAll('the config was reloaded');
     const registry = this.#registry;
     const current = registry.config;
     const result: ReloadResult = { hash: loaded.hash, applied: [], restartRequired: [] };

@@ -62,6 +62,11 @@ export function createAdminServer(options: AdminServerOptions): Server {
     ['POST', /^\/admin\/versions\/([^/]+)\/rollback$/, async (_req, [name]) => ({ status: 200, body: await operations.rollback(name!) })],
     ['DELETE', /^\/admin\/versions\/([^/]+)$/, async (_req, [name]) => ({ status: 200, body: await operations.removeVersion(name!) })],
     ['POST', /^\/admin\/reload$/, async () => ({ status: 200, body: await operations.reload() })],
+    // SPEC §11 canaries.
+    ['POST', /^\/admin\/versions\/([^/]+)\/canary$/, async (req, [name]) => ({ status: 202, body: operations.startCanary(name!, await readJsonBody(req)) })],
+    ['GET', /^\/admin\/versions\/([^/]+)\/canary$/, async (_req, [name]) => ({ status: 200, body: operations.canary(name!) })],
+    ['DELETE', /^\/admin\/versions\/([^/]+)\/canary$/, async (_req, [name]) => ({ status: 200, body: operations.abortCanary(name!) })],
+    ['GET', /^\/admin\/canaries$/, async () => ({ status: 200, body: operations.canaries() })],
   ];
 
   const hasToken = options.token !== undefined && options.token !== '';

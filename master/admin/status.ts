@@ -1,4 +1,5 @@
 import type { VersionView } from '../version.js';
+import type { CanaryStatus } from '../canary/controller.js';
 
 // GET /admin/status (SPEC §6): plain data read from version views, also what the CLI prints.
 
@@ -26,6 +27,8 @@ export interface VersionStatus {
   lastDeploy: unknown;
   queued: number;
   workers: WorkerStatus[];
+  /** The running canary this version is in, as canary or baseline (SPEC §11). */
+  canary?: CanaryStatus;
 }
 
 export interface StatusBody {

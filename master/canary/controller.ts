@@ -1,0 +1,201 @@
+import type { Logger } from '../../shared/log.js';
+import { CanaryOutcomes } from './outcomes.js';
+import { createCanaryEvidence, judge, type CanaryEvidence, type Decision } from './statistics.js';
+import type { CanaryPlan } from './plan.js';
+
+// One canary (SPEC §11): a state machine over the pair's weights, driven by
+// tick(). Each tick judges the current step on the outcomes recorded since it
+// began (statistics.ts); a rollback verdict ends it at once, an advance verdict
+// moves to the next step once stepMs has passed, and a step with no verdict
+// by maxStepMs follows onInconclusive. Weights only go up the steps, or
+// straight to 0: no flapping. Only the two versions' weights change, and their
+// sum is kept. The clock is passed in (STYLE §15), so tests drive it.
+
+export type CanaryState = 'running' | 'promoted' | 'rolled_back' | 'aborted' | 'held';
+export const CANARY_STATES: readonly CanaryState[] = ['running', 'promoted', 'rolled_back', 'aborted', 'held'];
+
+/** How the controller changes weights: the version registry's setWeights, and a version's current weight. */
+export interface WeightsPort {
+  weightOf(name: string): number | undefined;
+  setWeights(weights: Readonly<Record<string, number>>): void;
+}
+
+export interface CanaryStatus {
+  version: string;
+  baseline: string;
+  state: CanaryState;
+  /** Index of the current (or last) step in `steps`. */
+  step: number;
+  canaryPercent: number;
+  steps: readonly number[];
+  stepMs: number;
+  maxStepMs: number;
+  minRequests: number;
+  startedAt: string;
+  stepStartedAt: string;
+  endedAt: string | null;
+  /** Why it is where it is: the judge's last reason, or what ended it. */
+  reason: string;
+  /** The current step's requests so far, per version. */
+  observed: { baseline: { requests: number; errors: number }; canary: { requests: number; errors: number } };
+  /** Per step and metric: the last judgement of every step reached (SPEC §11). */
+  decisions: Decision[];
+}
+
+export interface CanaryControllerOptions {
+  plan: CanaryPlan;
+  weights: WeightsPort;
+  log: Logger;
+  /** Monotonic ms at start (performance.now()). */
+  nowMs: number;
+  /** Wall clock at start, for startedAt. */
+  wallMs: number;
+}
+
+const round = (w: number): number => Math.round(w * 1e6) / 1e6;
+
+export class CanaryController {
+  readonly plan: CanaryPlan;
+  readonly outcomes = new CanaryOutcomes();
+  #state: CanaryState = 'running';
+  #step = 0;
+  #reason = 'starting';
+  #evidence: CanaryEvidence = createCanaryEvidence();
+  /** Decisions of completed steps, then the current step's latest. */
+  #settled: Decision[] = [];
+  #current: Decision[] = [];
+  readonly #pairWeight: number;
+  readonly #weights: WeightsPort;
+  readonly #log: Logger;
+  readonly #startMs: number;
+  readonly #wallAtStartMs: number;
+  #stepStartMs: number;
+  #endedAtMs: number | null = null;
+
+  constructor(options: CanaryControllerOptions) {
+    const { plan } = options;
+    this.plan = plan;
+    this.#weights = options.weights;
+    this.#log = options.log.child({ canary: plan.canary, baseline: plan.baseline });
+    this.#startMs = options.nowMs;
+    this.#stepStartMs = options.nowMs;
+    this.#wallAtStartMs = options.wallMs;
+    this.#pairWeight = (options.weights.weightOf(plan.baseline) ?? 0) + (options.weights.weightOf(plan.canary) ?? 0);
+  }
+
+  get state(): CanaryState {
+    return this.#state;
+  }
+  get isRunning(): boolean {
+    return this.#state === 'running';
+  }
+  get canaryPercent(): number {
+    return this.#state === 'running' || this.#state === 'held' || this.#state === 'promoted' ? this.plan.steps[this.#step]! : 0;
+  }
+  /** The pair's combined weight, kept through the whole canary. */
+  get pairWeight(): number {
+    return this.#pairWeight;
+  }
+
+  /** Sets the first step's weights. */
+  begin(): void {
+    this.#applyStep();
+  }
+
+  /** One request of either version ended (the gateway's hot path: counters only). */
+  record(version: string, isError: boolean, firstTokenMs: number, responseMs: number): void {
+    if (this.#state !== 'running') return;
+    const tally = version === this.plan.canary ? this.outcomes.canary : this.outcomes.baseline;
+    tally.record(isError, firstTokenMs, responseMs);
+  }
+
+  /** Judges the current step; moves on, ends, or waits. */
+  tick(nowMs: number): void {
+    if (this.#state !== 'running') return;
+    const result = judge({
+      step: this.#step,
+      canaryPercent: this.plan.steps[this.#step]!,
+      observations: this.outcomes.observations(),
+      evidence: this.#evidence,
+      options: this.plan.judge,
+    });
+    this.#evidence = result.evidence;
+    this.#current = result.decisions;
+    const elapsedMs = nowMs - this.#stepStartMs;
+    if (result.verdict === 'rollback') return this.#end('rolled_back', result.reason, nowMs);
+    if (result.verdict === 'advance') {
+      this.#reason = result.reason;
+      if (elapsedMs < this.plan.stepMs) return;
+      if (this.#step === this.plan.steps.length - 1) return this.#end('promoted', result.reason, nowMs);
+      this.#settled.push(...this.#current);
+      this.#current = [];
+      this.#step++;
+      this.#stepStartMs = nowMs;
+      this.outcomes.nextStep();
+      this.#applyStep();
+      return;
+    }
+    this.#reason = result.reason;
+    if (elapsedMs >= this.plan.maxStepMs) {
+      const why = `no verdict within maxStepMs (${this.plan.maxStepMs} ms): ${result.reason}`;
+      this.#end(this.plan.onInconclusive === 'rollback' ? 'rolled_back' : 'held', why, nowMs);
+    }
+  }
+
+  /**
+   * Ends a running canary from outside. `restoreBaseline`: the canary's weight goes
+   * back to 0 at once (DELETE); false when the weights are someone else's to set
+   * (a reload applies the file's) or a version is gone.
+   */
+  abort(reason: string, nowMs: number, restoreBaseline: boolean): void {
+    if (this.#state !== 'running') return;
+    this.#end('aborted', reason, nowMs, restoreBaseline);
+  }
+
+  status(): CanaryStatus {
+    const { plan } = this;
+    const iso = (monoMs: number): string => new Date(this.#wallAtStartMs + (monoMs - this.#startMs)).toISOString();
+    const { baseline, canary } = this.outcomes;
+    return {
+      version: plan.canary,
+      baseline: plan.baseline,
+      state: this.#state,
+      step: this.#step,
+      canaryPercent: this.canaryPercent,
+      steps: plan.steps,
+      stepMs: plan.stepMs,
+      maxStepMs: plan.maxStepMs,
+      minRequests: plan.judge.minRequests,
+      startedAt: iso(this.#startMs),
+      stepStartedAt: iso(this.#stepStartMs),
+      endedAt: this.#endedAtMs === null ? null : iso(this.#endedAtMs),
+      reason: this.#reason,
+      observed: { baseline: { requests: baseline.requests, errors: baseline.errors }, canary: { requests: canary.requests, errors: canary.errors } },
+      decisions: [...this.#settled, ...this.#current],
+    };
+  }
+
+  #applyStep(): void {
+    const percent = this.plan.steps[this.#step]!;
+    const canaryWeight = round((this.#pairWeight * percent) / 100);
+    const weights = { [this.plan.canary]: canaryWeight, [this.plan.baseline]: round(this.#pairWeight - canaryWeight) };
+    this.#weights.setWeights(weights);
+    this.#log.info({ step: this.#step, canaryPercent: percent, weights }, 'canary step');
+  }
+
+  #end(state: CanaryState, reason: string, nowMs: number, restoreBaseline = true): void {
+    this.#state = state;
+    this.#reason = reason;
+    this.#endedAtMs = nowMs;
+    this.#settled.push(...this.#current);
+    this.#current = [];
+    const { canary, baseline } = this.plan;
+    let weights: Record<string, number> | undefined;
+    if (state === 'rolled_back' || (state === 'aborted' && restoreBaseline)) weights = { [canary]: 0, [baseline]: this.#pairWeight };
+    else if (state === 'promoted') weights = { [canary]: this.#pairWeight, [baseline]: 0 };
+    if (weights !== undefined) this.#weights.setWeights(weights);
+    const line = { state, step: this.#step, reason, weights, decisions: this.#settled };
+    if (state === 'rolled_back') this.#log.warn(line, 'canary verdict');
+    else this.#log.info(line, 'canary verdict');
+  }
+}

@@ -1,0 +1,75 @@
+import { LatencySketch } from './sketch.js';
+import type { StepObservations } from './statistics.js';
+
+// Per-request outcomes of the two versions of a canary (SPEC §11, issue 13
+// part 2), recorded by the master where each request ends: counters and one
+// bounded sketch per latency kind, per version, per step — nothing allocated
+// per request. The baseline's earlier steps are merged into one reference
+// (what the canary is compared with once it has 100 %).
+
+/** One request's outcome, as the gateway sees it at its end. */
+export interface Outcome {
+  /** 5xx (the worker's or the master's own refusal routed to this version), or a stream that ended with an error event. */
+  isError: boolean;
+  /** Streams: ms to the first content event relayed; NaN when none was (an error, or an empty answer). */
+  firstTokenMs: number;
+  /** Non-streams: ms to the end of the response; NaN for streams and errors. */
+  responseMs: number;
+}
+
+/** One version's outcomes over one period (a step, or the baseline's earlier steps). */
+export class OutcomeTally {
+  requests = 0;
+  errors = 0;
+  readonly firstTokenMs = new LatencySketch();
+  readonly responseMs = new LatencySketch();
+
+  record(isError: boolean, firstTokenMs: number, responseMs: number): void {
+    this.requests++;
+    if (isError) this.errors++;
+    if (firstTokenMs >= 0) this.firstTokenMs.record(firstTokenMs);
+    if (responseMs >= 0) this.responseMs.record(responseMs);
+  }
+
+  merge(other: OutcomeTally): void {
+    this.requests += other.requests;
+    this.errors += other.errors;
+    this.firstTokenMs.merge(other.firstTokenMs);
+    this.responseMs.merge(other.responseMs);
+  }
+
+  reset(): void {
+    this.requests = 0;
+    this.errors = 0;
+    this.firstTokenMs.reset();
+    this.responseMs.reset();
+  }
+}
+
+/** Both versions' tallies for the canary's current step, and the baseline's earlier steps. */
+export class CanaryOutcomes {
+  readonly baseline = new OutcomeTally();
+  readonly canary = new OutcomeTally();
+  readonly baselinePreviousSteps = new OutcomeTally();
+
+  /** A new step: the baseline's step joins the reference; both step tallies start from zero. */
+  nextStep(): void {
+    this.baselinePreviousSteps.merge(this.baseline);
+    this.baseline.reset();
+    this.canary.reset();
+  }
+
+  /** The judge's input for the current step (views over the live tallies; no copy). */
+  observations(): StepObservations {
+    const { baseline, canary, baselinePreviousSteps: previous } = this;
+    return {
+      errors: {
+        baseline: { requests: baseline.requests, errors: baseline.errors },
+        canary: { requests: canary.requests, errors: canary.errors },
+        baselinePreviousSteps: { requests: previous.requests, errors: previous.errors },
+      },
+      firstTokenMs: { baseline: baseline.firstTokenMs, canary: canary.firstTokenMs, baselinePreviousSteps: previous.firstTokenMs },
+      responseMs: { baseline: baseline.responseMs, canary: canary.responseMs, baselinePreviousSteps: previous.responseMs },
+    };
+  }
+}

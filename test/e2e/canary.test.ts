@@ -1,0 +1,152 @@
+import t from 'tap';
+import { performance } from 'node:perf_hooks';
+import { admin, startGateway, TEST_WORKER_ENTRY, type Gateway } from '../helpers/gateway.js';
+import { status } from '../helpers/wait.js';
+import { drive } from '../helpers/load.js';
+import { scrape } from '../helpers/metrics.js';
+
+// SPEC §11, issue 13: canaries judged on the gateway's own outcomes, with
+// real workers of different quality (the test worker's TEST_WORKER_ERROR_EVERY
+// and TEST_WORKER_FIRST_EVENT_MS per version). Each canary here ends by itself;
+// load is bounded in count and ends when the canary does.
+
+interface CanaryBody {
+  version: string;
+  baseline: string;
+  state: string;
+  step: number;
+  canaryPercent: number;
+  reason: string;
+  decisions: Array<{ step: number; metric: string; verdict: string; canary: { n: number; value: number | null } }>;
+}
+interface ErrorBody {
+  error: { code: string; message: string };
+}
+
+const FINAL = new Set(['promoted', 'rolled_back', 'aborted', 'held']);
+
+async function canaryOf(gw: Gateway, name: string): Promise<CanaryBody> {
+  return (await admin<CanaryBody>(gw, 'GET', `/admin/versions/${name}/canary`)).body;
+}
+
+/** Load until the canary of `name` has ended; returns the load's figures and the final status. */
+async function runToEnd(gw: Gateway, name: string, path: string, concurrency = 8, maxRequests = 6000) {
+  const started = performance.now();
+  let final: CanaryBody | undefined;
+  const load = await drive(gw.url, {
+    path: () => path,
+    concurrency,
+    maxRequests,
+    isDone: async () => {
+      const c = await canaryOf(gw, name);
+      if (FINAL.has(c.state)) final = c;
+      return final !== undefined;
+    },
+  });
+  final ??= await canaryOf(gw, name);
+  return { load, final, seconds: (performance.now() - started) / 1000 };
+}
+
+t.test('canaries', async (t) => {
+  const worker = (env: Record<string, string> = {}, weight = 0) => ({ entry: TEST_WORKER_ENTRY, weight, env });
+  const gw = await startGateway(t, {
+    versions: {
+      base: worker({}, 100),
+      good: worker(),
+      bad: worker({ TEST_WORKER_ERROR_EVERY: '4' }),
+      slow: worker({ TEST_WORKER_FIRST_EVENT_MS: '400' }),
+      idle: worker(),
+    },
+    routing: { default: 'base' },
+  });
+  const weights = async (): Promise<Record<string, number>> => {
+    const v = await status(gw);
+    return Object.fromEntries(Object.entries(v).map(([n, s]) => [n, s.weight]));
+  };
+
+  t.test('the API refuses what it cannot run', async (t) => {
+    const cases: Array<[string, string, unknown, number, string]> = [
+      ['unknown version', 'nope', {}, 404, 'unknown_version'],
+      ['unknown baseline', 'good', { baseline: 'nope' }, 404, 'unknown_version'],
+      ['steps going down', 'good', { steps: [50, 10, 100] }, 400, 'invalid_request'],
+      ['last step not 100', 'good', { steps: [10, 50] }, 400, 'invalid_request'],
+      ['a step of 0', 'good', { steps: [0, 100] }, 400, 'invalid_request'],
+      ['bad alpha', 'good', { alpha: 2 }, 400, 'invalid_request'],
+      ['the baseline as canary', 'base', {}, 400, 'invalid_request'],
+      ['unknown field', 'good', { stepSeconds: 3 }, 400, 'invalid_request'],
+    ];
+    for (const [what, name, body, code, errorCode] of cases) {
+      const res = await admin<ErrorBody>(gw, 'POST', `/admin/versions/${name}/canary`, body);
+      t.equal(res.status, code, what);
+      t.equal(res.body.error.code, errorCode, what);
+    }
+    t.equal((await admin(gw, 'GET', '/admin/versions/good/canary')).status, 404, 'no canary yet');
+    t.equal((await admin(gw, 'DELETE', '/admin/versions/good/canary')).status, 404, 'nothing to abort');
+  });
+
+  t.test('a canary with no traffic is neither promoted nor rolled back; 409 while it runs; abort', async (t) => {
+    const started = await admin<CanaryBody>(gw, 'POST', '/admin/versions/idle/canary', { steps: [20, 100], stepMs: 50, minRequests: 20 });
+    t.equal(started.status, 202);
+    t.match(started.body, { version: 'idle', baseline: 'base', state: 'running', step: 0, canaryPercent: 20 });
+    t.same(await weights(), { base: 80, good: 0, bad: 0, slow: 0, idle: 20 }, 'only the pair changed, its sum kept');
+    // The judge has looked at the empty step (its reason says so): still running, no verdict.
+    let c = await canaryOf(gw, 'idle');
+    while (!/not yet/.test(c.reason)) c = await canaryOf(gw, 'idle');
+    t.equal(c.state, 'running', 'too little data is "not yet", never a verdict');
+    t.equal((await admin<ErrorBody>(gw, 'POST', '/admin/versions/idle/canary', {})).status, 409);
+    t.equal((await admin<ErrorBody>(gw, 'POST', '/admin/versions/good/canary', {})).body.error.code, 'canary_in_progress', 'its baseline is taken');
+    t.equal((await admin<ErrorBody>(gw, 'PUT', '/admin/weights', { idle: 50 })).body.error.code, 'canary_in_progress', 'weights of the pair are the canary’s');
+    const listed = await admin<{ canaries: CanaryBody[] }>(gw, 'GET', '/admin/canaries');
+    t.same(listed.body.canaries.map((x) => x.version), ['idle']);
+    t.equal((await status(gw)).idle!['canary' as 'weight'] !== undefined, true, 'in /admin/status');
+    const metrics = await scrape(gw);
+    t.equal(metrics.sum('graygate_canary_percent', { version: 'idle' }), 20);
+    t.equal(metrics.sum('graygate_canary_state', { version: 'idle', state: 'running' }), 1);
+    const aborted = await admin<CanaryBody>(gw, 'DELETE', '/admin/versions/idle/canary');
+    t.equal(aborted.body.state, 'aborted');
+    t.same(await weights(), { base: 100, good: 0, bad: 0, slow: 0, idle: 0 }, 'the canary’s weight went back to 0 at once');
+  });
+
+  t.test('a canary failing 25 % of requests is rolled back; the baseline gets the whole weight', async (t) => {
+    t.equal((await admin(gw, 'POST', '/admin/versions/bad/canary', { steps: [10, 50, 100], stepMs: 200, minRequests: 40, criteria: { firstTokenP99: false, responseTimeP99: false } })).status, 202);
+    const { final, load, seconds } = await runToEnd(gw, 'bad', '/slow?ms=0');
+    t.equal(final.state, 'rolled_back', final.reason);
+    t.match(final.reason, /error/);
+    t.ok(final.decisions.some((d) => d.metric === 'error_rate' && d.verdict === 'fail'), 'the error-rate test rejected');
+    t.same(await weights(), { base: 100, good: 0, bad: 0, slow: 0, idle: 0 });
+    t.comment(`rolled back after ${seconds.toFixed(1)} s and ${load.requests} requests (${JSON.stringify(Object.fromEntries(load.byVersion))})`);
+  });
+
+  t.test('a canary whose first token is 400 ms slower is rolled back on latency', async (t) => {
+    const body = { steps: [50, 100], stepMs: 200, minRequests: 40, alpha: 0.1, criteria: { errorRate: false, responseTimeP99: false } };
+    t.equal((await admin(gw, 'POST', '/admin/versions/slow/canary', body)).status, 202);
+    const { final, load, seconds } = await runToEnd(gw, 'slow', '/sse?events=2&ms=1', 16, 8000);
+    t.equal(final.state, 'rolled_back', final.reason);
+    t.ok(final.decisions.some((d) => d.metric === 'first_token_p99' && d.verdict === 'fail'), 'the first-token test rejected');
+    t.equal(load.streamErrors, 0);
+    t.same((await weights()).slow, 0);
+    t.comment(`rolled back after ${seconds.toFixed(1)} s and ${load.requests} requests`);
+  });
+
+  t.test('an equal canary is promoted through every step with zero failed client requests', async (t) => {
+    const body = { steps: [10, 50, 100], stepMs: 300, minRequests: 40, criteria: { firstTokenP99: false, responseTimeP99: false } };
+    t.equal((await admin(gw, 'POST', '/admin/versions/good/canary', body)).status, 202);
+    const { final, load, seconds } = await runToEnd(gw, 'good', '/slow?ms=0');
+    t.equal(final.state, 'promoted', final.reason);
+    t.same([...load.byStatus.keys()], [200], 'every client request succeeded');
+    t.same(new Set(final.decisions.map((d) => d.step)), new Set([0, 1, 2]), 'judged at every step');
+    t.same(await weights(), { base: 0, good: 100, bad: 0, slow: 0, idle: 0 }, 'the canary has the whole weight');
+    t.comment(`promoted after ${seconds.toFixed(1)} s and ${load.requests} requests`);
+  });
+
+  t.test('a reload aborts a running canary and the file’s weights apply', async (t) => {
+    t.equal((await admin(gw, 'POST', '/admin/versions/idle/canary', { baseline: 'good', steps: [30, 100], stepMs: 60_000 })).status, 202);
+    t.same((await weights()).idle, 30);
+    const reloaded = await admin(gw, 'POST', '/admin/reload');
+    t.equal(reloaded.status, 200);
+    const c = await canaryOf(gw, 'idle');
+    t.equal(c.state, 'aborted');
+    t.match(c.reason, /reloaded/);
+    t.same(await weights(), { base: 100, good: 0, bad: 0, slow: 0, idle: 0 }, 'the file’s weights');
+  });
+});

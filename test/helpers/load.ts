@@ -1,0 +1,66 @@
+import { request, Agent } from 'node:http';
+
+// Closed-loop load for end-to-end tests (canaries): `concurrency` loops send
+// requests with fresh sticky keys until `isDone()` says so (asked every
+// `checkEvery` answers) or `maxRequests` were sent. Bounded in count, loopback only.
+
+export interface DriveOptions {
+  /** The request for the i-th call. */
+  path: (i: number) => string;
+  concurrency: number;
+  maxRequests: number;
+  /** Asked every `checkEvery` finished requests; true ends the load. */
+  isDone: () => Promise<boolean>;
+  checkEvery?: number;
+}
+
+export interface DriveResult {
+  requests: number;
+  /** Answers by HTTP status; 0 for a connection that failed. */
+  byStatus: Map<number, number>;
+  /** Streams whose body ended with an error event. */
+  streamErrors: number;
+  /** Answers per x-graygate-version. */
+  byVersion: Map<string, number>;
+}
+
+export async function drive(baseUrl: string, options: DriveOptions): Promise<DriveResult> {
+  const agent = new Agent({ keepAlive: true, maxSockets: options.concurrency });
+  const result: DriveResult = { requests: 0, byStatus: new Map(), streamErrors: 0, byVersion: new Map() };
+  let sent = 0;
+  let isDone = false;
+  const checkEvery = options.checkEvery ?? 20;
+  const one = (i: number): Promise<void> =>
+    new Promise((resolve) => {
+      const req = request(baseUrl + options.path(i), { agent, headers: { 'x-user-id': `load-${i}` } }, (res) => {
+        let tail = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (tail = (tail + chunk).slice(-300)));
+        res.on('end', () => {
+          const status = res.statusCode ?? 0;
+          result.byStatus.set(status, (result.byStatus.get(status) ?? 0) + 1);
+          const version = String(res.headers['x-graygate-version']);
+          result.byVersion.set(version, (result.byVersion.get(version) ?? 0) + 1);
+          if (tail.includes('data: {"error"')) result.streamErrors++;
+          resolve();
+        });
+        res.on('error', () => resolve());
+      });
+      req.on('error', () => {
+        result.byStatus.set(0, (result.byStatus.get(0) ?? 0) + 1);
+        resolve();
+      });
+      req.end();
+    });
+  const loop = async (): Promise<void> => {
+    while (!isDone && sent < options.maxRequests) {
+      const i = sent++;
+      await one(i);
+      result.requests++;
+      if (result.requests % checkEvery === 0 && !isDone && (await options.isDone())) isDone = true;
+    }
+  };
+  await Promise.all(Array.from({ length: options.concurrency }, loop));
+  agent.destroy();
+  return result;
+}
