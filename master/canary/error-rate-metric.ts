@@ -65,7 +65,12 @@ export function judgeErrorRate(
     if (canary.requests < previous.canaryTrials || reference.requests < previous.baselineTrials) {
       throw new RangeError('observations.errors: counts went down within a step');
     }
-    const counts = { canaryTrials: canary.requests, canarySuccesses: canary.errors, baselineTrials: reference.requests, baselineSuccesses: reference.errors };
+    const counts = {
+      canaryTrials: canary.requests,
+      canarySuccesses: canary.errors,
+      baselineTrials: reference.requests,
+      baselineSuccesses: reference.errors,
+    };
     paired = advancePairedState(previous, counts, criterion, ctx.canaryShare / (1 - ctx.canaryShare));
     stepLog = pairedLogFactors(paired, criterion);
   } else {
@@ -102,7 +107,8 @@ export function judgeErrorRate(
   const explain = (): string =>
     `error_rate: canary ${percent(canaryRate)} (${canary.errors}/${canary.requests}) vs baseline ${percent(baselineRate)} ` +
     `(${reference.errors}/${reference.requests}${isConcurrent ? '' : ', earlier steps'}), limit ${percent(limit)}, ` +
-    `log e-value ${statistic.toFixed(2)} of ${ctx.canaryLogThreshold.toFixed(2)}: ${why || `${ctx.canaryRequests} of ${ctx.minRequests} canary requests`}`;
+    `log e-value ${statistic.toFixed(2)} of ${ctx.canaryLogThreshold.toFixed(2)}: ` +
+    (why || `${ctx.canaryRequests} of ${ctx.minRequests} canary requests`);
 
   return {
     decision: {

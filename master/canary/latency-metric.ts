@@ -106,7 +106,8 @@ export function judgeLatency(
     `${metric}: canary ${ms(canaryP99)} (n ${canary.count}) vs baseline ${ms(baselineP99)} ` +
     `(n ${reference.count}${isConcurrent ? '' : ', earlier steps'}), limit ${ms(limit)}, ` +
     `${exceedances} above ${Number.isFinite(thresholdMs) ? ms(thresholdMs) : '(no baseline bound yet)'}, ` +
-    `log e-value ${statistic.toFixed(2)} of ${ctx.canaryLogThreshold.toFixed(2)}: ${why || `${ctx.canaryRequests} of ${ctx.minRequests} canary requests`}`;
+    `log e-value ${statistic.toFixed(2)} of ${ctx.canaryLogThreshold.toFixed(2)}: ` +
+    (why || `${ctx.canaryRequests} of ${ctx.minRequests} canary requests`);
 
   return {
     decision: {

@@ -168,7 +168,11 @@ function enterStep(evidence: CanaryEvidence, step: number): CanaryEvidence {
   const metrics = {} as Record<CanaryMetric, MetricEvidence>;
   for (const m of CANARY_METRICS) {
     const e = evidence.metrics[m];
-    metrics[m] = { carriedLog: carryIntoNextStep(e.carriedLog, e.stepLog, stepOrdinal), stepLog: new Array<number>(COMPONENTS).fill(0), paired: null };
+    metrics[m] = {
+      carriedLog: carryIntoNextStep(e.carriedLog, e.stepLog, stepOrdinal),
+      stepLog: new Array<number>(COMPONENTS).fill(0),
+      paired: null,
+    };
   }
   return { step, stepOrdinal, metrics };
 }
@@ -210,12 +214,12 @@ export function judge(input: JudgeInput): JudgeResult {
     first_token_p99: evidence.metrics.first_token_p99,
     response_time_p99: evidence.metrics.response_time_p99,
   };
+  const { errors, firstTokenMs, responseMs } = input.observations;
   for (const metric of metrics) {
-    const criterion = options.criteria[metric]!;
     const j =
       metric === 'error_rate'
-        ? judgeErrorRate(ctx, input.observations.errors, options.criteria.error_rate!, evidence.metrics[metric])
-        : judgeLatency(ctx, metric, metric === 'first_token_p99' ? input.observations.firstTokenMs : input.observations.responseMs, criterion, evidence.metrics[metric]);
+        ? judgeErrorRate(ctx, errors, options.criteria.error_rate!, evidence.metrics[metric])
+        : judgeLatency(ctx, metric, metric === 'first_token_p99' ? firstTokenMs : responseMs, options.criteria[metric]!, evidence.metrics[metric]);
     judgements.push(j);
     updated[metric] = j.evidence;
   }
@@ -225,7 +229,8 @@ export function judge(input: JudgeInput): JudgeResult {
   const isShort = ctx.canaryRequests < ctx.minRequests; // only decisive with every criterion switched off
   const verdict: JudgeVerdict = failed.length > 0 ? 'rollback' : waiting.length > 0 || isShort ? 'wait' : 'advance';
   const explain = (list: MetricJudgement[]): string => list.map((j) => j.explain()).join('; ');
-  return new JudgeResult(verdict, judgements.map((j) => j.decision), { step: evidence.step, stepOrdinal: evidence.stepOrdinal, metrics: updated }, () =>
+  const next: CanaryEvidence = { step: evidence.step, stepOrdinal: evidence.stepOrdinal, metrics: updated };
+  return new JudgeResult(verdict, judgements.map((j) => j.decision), next, () =>
     verdict === 'rollback'
       ? `step ${input.step}: roll back: ${explain(failed)}`
       : verdict === 'advance'

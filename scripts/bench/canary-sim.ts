@@ -71,7 +71,13 @@ const rows: Row[] = [
     isEqual: false,
   },
   { name: '+400 ms first token (LLM-like, 300 ms)', baseline: llm(0.01), canary: { ...llm(0.01), addedFirstTokenMs: 400 }, isEqual: false },
-  { name: '+400 ms first token (mock upstream, all streams)', baseline: mock(0), canary: { ...mock(0), addedFirstTokenMs: 400 }, isEqual: false, over: { streamShare: 1 } },
+  {
+    name: '+400 ms first token (mock upstream, all streams)',
+    baseline: mock(0),
+    canary: { ...mock(0), addedFirstTokenMs: 400 },
+    isEqual: false,
+    over: { streamShare: 1 },
+  },
   { name: '25 % errors (baseline 1 %)', baseline: llm(0.01), canary: llm(0.25), isEqual: false },
   { name: '50 % errors (plainly broken)', baseline: llm(0.01), canary: llm(0.5), isEqual: false },
 ];
