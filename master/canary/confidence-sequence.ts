@@ -3,7 +3,7 @@ import { logGamma } from './log-gamma.js';
 // Time-uniform confidence sequences for a binomial rate, from Robbins' (1970)
 // beta-binomial mixture martingale as presented by Howard, Ramdas, McAuliffe
 // & Sekhon, "Time-uniform, nonparametric, nonasymptotic confidence sequences"
-// (Ann. Statist. 2021, §3.2 and Prop. 6): for i.i.d. Bernoulli(p) outcomes,
+// (Ann. Statist. 2021; its beta-binomial mixture): for i.i.d. Bernoulli(p) outcomes,
 //
 //   E_n(p) = ∫ q^x (1−q)^(n−x) Beta(q; ½, ½) dq  /  p^x (1−p)^(n−x)
 //

@@ -28,7 +28,7 @@ export interface Decision {
   /**
    * ln of the metric's e-value, accumulated across steps: the test rejects
    * (verdict fail) once it reaches ln(2·M/alpha) for M metrics switched on
-   * (7.6 with the defaults). Negative values are normal for a healthy canary.
+   * (ln 600 = 6.40 with the defaults). Negative values are normal for a healthy canary.
    */
   statistic: number;
 }

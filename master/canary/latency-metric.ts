@@ -8,24 +8,26 @@ import type { LatencySketchView } from './sketch.js';
 // of the rest): "canary p99 ≤ maxRatio × baseline p99" (SPEC §11), tested by
 // exceedances (issue 13 part 3).
 //
-// Under the null, the canary's p99 is at most maxRatio·Q where Q is the
-// baseline's p99, so at most 1 % of canary requests take longer than
-// maxRatio·Q, and the count of those is binomial with rate ≤ 1 %: a
-// one-sample mixture SPRT (e-process.ts boundedLogFactors) applies. Q is
-// unknown, so the threshold is maxRatio·U with U an upper confidence bound
-// of Q: if at least L of the baseline's n requests took Q or longer, the
-// L-th largest is ≥ Q, and a one-sided mixture SPRT on the baseline's count
-// at rate 1 % (e-process.ts countLowerBound) says how large L may be claimed. While U ≥ Q (the baseline's half of the alpha covers the rest)
+// Under the null, the canary's p99 is at most maxRatio·Q, Q the baseline's
+// p99, so at most 1 % of canary requests take longer than maxRatio·Q and
+// their count is binomial with a rate ≤ 1 %: the one-sample mixture SPRT of
+// e-process.ts (boundedLogFactors) applies. Q is unknown, so the threshold
+// is maxRatio·U with U an upper confidence bound of Q: if at least L of the
+// baseline's requests took Q or longer, the L-th largest is ≥ Q, and a
+// one-sided mixture SPRT on the baseline's count at rate 1 %
+// (countLowerBound) says how large an L may be claimed at every n at once.
+// While U ≥ Q (the baseline's half of the metric's alpha covers the rest),
 // the threshold is ≥ maxRatio·Q, so the canary's count above it is ≤ its
-// count above maxRatio·Q, and the e-value, increasing in that count, is ≤ the
-// one at the true threshold, a test supermartingale. The sketch rounds that
-// count down to bucket edges and U up, both in the same safe direction.
+// count above maxRatio·Q, and the e-value, increasing in that count, is ≤
+// the one at the true threshold: a test supermartingale. The sketch rounds
+// U up and the count down to bucket edges, both on the safe side.
 //
-// The price is data: no U exists until the baseline has ~1000 requests
-// (ln(1/α)/0.01), and a canary is flagged only when its tail is clearly
-// beyond maxRatio·U, not maxRatio·Q. At a step where the canary has 100 %
-// the reference is the baseline's sketch over all earlier steps, assuming
-// its latency then still holds.
+// The price is data: there is no U until the baseline has ~830–1020
+// requests of the kind at the step (ln(1/α)/0.01 and the mixture's cost),
+// and the canary is flagged only when its tail is clearly beyond maxRatio·U,
+// somewhat above maxRatio·Q. At a step where the canary has 100 % the
+// reference is the baseline's sketch over all earlier steps, assuming its
+// latency still holds.
 
 /** The share of requests above a p99. */
 const TAIL_RATE = 0.01;
@@ -75,7 +77,7 @@ export function judgeLatency(
     verdict = 'fail';
     why = 'too many canary requests above the limit';
   } else if (ctx.canaryRequests < ctx.minRequests) {
-    why = `${ctx.canaryRequests} of ${ctx.minRequests} canary requests`;
+    why = ''; // the most frequent answer: formatted only if explained
   } else if (canary.count === 0) {
     // Nothing of this kind was served by the canary at this step: nothing to hold it back on.
     verdict = 'pass';
@@ -104,7 +106,8 @@ export function judgeLatency(
     `${metric}: canary ${ms(canaryP99)} (n ${canary.count}) vs baseline ${ms(baselineP99)} ` +
     `(n ${reference.count}${isConcurrent ? '' : ', earlier steps'}), limit ${ms(limit)}, ` +
     `${exceedances} above ${Number.isFinite(thresholdMs) ? ms(thresholdMs) : '(no baseline bound yet)'}, ` +
-    `log e-value ${statistic.toFixed(2)} of ${ctx.canaryLogThreshold.toFixed(2)}: ${why}`;
+    `log e-value ${statistic.toFixed(2)} of ${ctx.canaryLogThreshold.toFixed(2)}: ` +
+    (why || `${ctx.canaryRequests} of ${ctx.minRequests} canary requests`);
 
   return {
     decision: {

@@ -11,32 +11,62 @@ import { judgeLatency, type LatencyObservations } from './latency-metric.js';
 
 // The canary judge (SPEC §11, issue 13 part 3): one pure function the
 // controller calls after each batch of observations. No clock, no
-// randomness, no I/O: everything it knows is in its input, and everything it
-// must remember is in the evidence it returns.
+// randomness, no I/O: everything it knows is in its input, everything it
+// must remember is in the evidence it returns (plain numbers).
 //
 // Guarantee: if at every step the canary is within every criterion switched
 // on (error rate ≤ maxRatio × the baseline's + marginAbs, p99 ≤ maxRatio ×
-// the baseline's) — in particular if the two versions are the same — the
+// the baseline's), in particular if both versions are the same, the
 // probability that judge() EVER answers 'rollback' during the whole canary
-// is ≤ alpha, however often it is called and whatever the controller does
-// between calls (that is the point of e-values and Ville's inequality). This
-// assumes, per version and step, independent outcomes with a fixed error
+// is ≤ alpha, however often it is called and whenever the controller stops.
+// It assumes, per version and step, independent outcomes with a fixed error
 // rate and latency distribution, and at a step where the canary has 100 %,
-// a baseline unchanged since the earlier steps.
+// a baseline that behaves as in the earlier steps.
 //
-// The methods, and why each is sound:
-// - error rate: a two-sample mixture SPRT, exact for any baseline rate
-//   (error-rate-metric.ts, e-process.ts pairedLogFactors);
-// - p99s: a mixture SPRT on the canary's requests above maxRatio × an upper
-//   confidence bound of the baseline's p99 (latency-metric.ts);
-// - evidence across steps: a mixture over the step where evidence starts of
+// Methods (each file says why it is sound):
+// - error rate: a two-sample mixture SPRT, exact whatever the baseline's
+//   rate, on both versions' requests of the step (paired-e-process.ts);
+// - p99s: a mixture SPRT on the count of canary requests above maxRatio × an
+//   upper confidence bound of the baseline's p99 (latency-metric.ts);
+// - across steps: a mixture, over the step where evidence starts, of
 //   products of per-step factors (e-process.ts carryIntoNextStep);
-// - alpha: alpha/M per metric, half for the e-value, half for the baseline's
-//   confidence sequences spent 1/(k(k+1)) per step (judge-options.ts).
-// A plainly broken canary needs no separate rule: the mixture holds
-// alternatives up to 200× the odds of the limit, so 10 errors in the first
-// 20 canary requests (baseline ~1 %) already reject; that keeps the whole
-// false-alarm budget in one place.
+// - alpha: alpha/M per metric switched on, half for its e-value, half for
+//   the baseline's confidence bounds, spent 1/(k(k+1)) at the k-th step
+//   (judge-options.ts).
+// A plainly broken canary needs no rule of its own, which would need a share
+// of alpha: the mixture includes alternatives up to 200× the odds of the
+// limit, so 10 errors in the first 20 canary requests (baseline ~1 %) reject
+// at once, and 50 % errors are rolled back after ~10 canary requests.
+//
+// How the controller uses it:
+//   const options = resolveJudgeOptions(body.criteria…);  // once; RangeError → 400 invalid_request
+//   let evidence = createCanaryEvidence();
+//   // per version: { requests, errors } and two LatencySketch (firstTokenMs, responseMs) for the
+//   // current step, and the same for the baseline over all previous steps
+//   every ~100–250 ms:
+//     const result = judge({ step, canaryPercent, observations, evidence, options });
+//     evidence = result.evidence;                          // always, whatever the verdict
+//     rollback → weights at once; advance → only once stepMs has passed (else keep calling);
+//     wait → keep calling until maxStepMs, then onInconclusive
+//   on advancing: merge the baseline's step counts and sketches into the
+//   previous-steps ones, reset the step ones, and pass the next step index.
+// Caveats:
+// - Counts and sketches are the step's, cumulative: they never go down
+//   within a step (RangeError). A step's evidence is settled as it stood at
+//   the last call of the step, so call judge() once more before advancing
+//   if observations came in since (an 'advance' verdict already is that call).
+// - "Within a second" for a plainly broken canary needs calls at least every
+//   ~250 ms (and enough canary traffic: 10 requests at 50 % errors).
+// - A p99 test can reject only once the step's baseline has ~830–1020
+//   requests of that kind (alpha 0.01, 3 metrics, step 1–3; fewer with fewer
+//   metrics or a larger alpha): no upper bound of a p99 is possible earlier.
+//   Switch off the criteria that do not apply (no streams: firstTokenP99).
+// - The point-estimate rule for advancing has no error control: with small
+//   steps (a few hundred requests) the p99 estimates are noisy, and an equal
+//   canary may wait until maxStepMs (6–8 % at 200-request steps, 0 % at 6000).
+//   With onInconclusive "rollback" those become rollbacks that alpha does not cover.
+// - At 100 % the reference is baselinePreviousSteps; with no earlier
+//   baseline at all (steps [100]) there is nothing to compare with: 'wait'.
 
 export type { CanaryMetric, Decision, MetricEvidence, MetricVerdict } from './decision.js';
 export type { ErrorCounts, ErrorObservations } from './error-rate-metric.js';
@@ -138,7 +168,11 @@ function enterStep(evidence: CanaryEvidence, step: number): CanaryEvidence {
   const metrics = {} as Record<CanaryMetric, MetricEvidence>;
   for (const m of CANARY_METRICS) {
     const e = evidence.metrics[m];
-    metrics[m] = { carriedLog: carryIntoNextStep(e.carriedLog, e.stepLog, stepOrdinal), stepLog: new Array<number>(COMPONENTS).fill(0), paired: null };
+    metrics[m] = {
+      carriedLog: carryIntoNextStep(e.carriedLog, e.stepLog, stepOrdinal),
+      stepLog: new Array<number>(COMPONENTS).fill(0),
+      paired: null,
+    };
   }
   return { step, stepOrdinal, metrics };
 }
@@ -180,12 +214,12 @@ export function judge(input: JudgeInput): JudgeResult {
     first_token_p99: evidence.metrics.first_token_p99,
     response_time_p99: evidence.metrics.response_time_p99,
   };
+  const { errors, firstTokenMs, responseMs } = input.observations;
   for (const metric of metrics) {
-    const criterion = options.criteria[metric]!;
     const j =
       metric === 'error_rate'
-        ? judgeErrorRate(ctx, input.observations.errors, options.criteria.error_rate!, evidence.metrics[metric])
-        : judgeLatency(ctx, metric, metric === 'first_token_p99' ? input.observations.firstTokenMs : input.observations.responseMs, criterion, evidence.metrics[metric]);
+        ? judgeErrorRate(ctx, errors, options.criteria.error_rate!, evidence.metrics[metric])
+        : judgeLatency(ctx, metric, metric === 'first_token_p99' ? firstTokenMs : responseMs, options.criteria[metric]!, evidence.metrics[metric]);
     judgements.push(j);
     updated[metric] = j.evidence;
   }
@@ -195,9 +229,10 @@ export function judge(input: JudgeInput): JudgeResult {
   const isShort = ctx.canaryRequests < ctx.minRequests; // only decisive with every criterion switched off
   const verdict: JudgeVerdict = failed.length > 0 ? 'rollback' : waiting.length > 0 || isShort ? 'wait' : 'advance';
   const explain = (list: MetricJudgement[]): string => list.map((j) => j.explain()).join('; ');
-  return new JudgeResult(verdict, judgements.map((j) => j.decision), { step: evidence.step, stepOrdinal: evidence.stepOrdinal, metrics: updated }, () =>
+  const next: CanaryEvidence = { step: evidence.step, stepOrdinal: evidence.stepOrdinal, metrics: updated };
+  return new JudgeResult(verdict, judgements.map((j) => j.decision), next, () =>
     verdict === 'rollback'
-      ? `step ${input.step}: rolled back on ${explain(failed)}`
+      ? `step ${input.step}: roll back: ${explain(failed)}`
       : verdict === 'advance'
         ? `step ${input.step}: every criterion met${judgements.length > 0 ? `: ${explain(judgements)}` : ''}`
         : `step ${input.step}: not yet: ${waiting.length > 0 ? explain(waiting) : `${ctx.canaryRequests} of ${ctx.minRequests} canary requests`}`,

@@ -71,7 +71,13 @@ const rows: Row[] = [
     isEqual: false,
   },
   { name: '+400 ms first token (LLM-like, 300 ms)', baseline: llm(0.01), canary: { ...llm(0.01), addedFirstTokenMs: 400 }, isEqual: false },
-  { name: '+400 ms first token (mock upstream, all streams)', baseline: mock(0), canary: { ...mock(0), addedFirstTokenMs: 400 }, isEqual: false, over: { streamShare: 1 } },
+  {
+    name: '+400 ms first token (mock upstream, all streams)',
+    baseline: mock(0),
+    canary: { ...mock(0), addedFirstTokenMs: 400 },
+    isEqual: false,
+    over: { streamShare: 1 },
+  },
   { name: '25 % errors (baseline 1 %)', baseline: llm(0.01), canary: llm(0.25), isEqual: false },
   { name: '50 % errors (plainly broken)', baseline: llm(0.01), canary: llm(0.5), isEqual: false },
 ];
@@ -80,24 +86,25 @@ function seconds(ms: number): string {
   return Number.isNaN(ms) ? '–' : ms < 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${(ms / 1000).toFixed(0)} s`;
 }
 
-function percent(count: number, runs: number): string {
-  return `${((100 * count) / runs).toFixed(count > 0 && count < runs / 100 ? 2 : 1)} %`;
+function share(count: number, runs: number): string {
+  return `${count} (${((100 * count) / runs).toFixed(count > 0 && count < runs / 10 ? 2 : 1)} %)`;
 }
 
 function format(row: Row, s: ScenarioSummary): string {
   const decided = row.isEqual
-    ? `${percent(s.promoted, s.runs)} promoted, median ${seconds(s.medianMsToPromotion)}`
-    : `median ${s.medianCanaryRequestsToRollback} canary / ${s.medianRequestsToRollback} total requests, ${seconds(s.medianMsToRollback)}`;
-  const rolledBack = `${percent(s.rolledBack, s.runs)}${row.isEqual ? ' (false alarms)' : ''}`;
-  return `| ${row.name} | ${s.runs} | ${rolledBack} | ${percent(s.held, s.runs)} | ${decided} |`;
+    ? `promoted in ${seconds(s.medianMsToPromotion)}`
+    : s.rolledBack === 0
+      ? '–'
+      : `rolled back after ${s.medianCanaryRequestsToRollback} canary / ${s.medianRequestsToRollback} requests, ${seconds(s.medianMsToRollback)}`;
+  return `| ${row.name} | ${s.runs} | ${share(s.rolledBack, s.runs)} | ${share(s.held, s.runs)} | ${share(s.promoted, s.runs)} | ${decided} |`;
 }
 
 console.log(
   `steps ${base.steps.join('/')} %, ${rate} req/s, stepMs ${stepMs}, maxStepMs ${base.maxStepMs}, minRequests ${base.options.minRequests}, ` +
     `alpha ${base.options.alpha}, judge every ${base.judgeEveryRequests} requests, half streams\n`,
 );
-console.log('| scenario | canaries | rolled back | held | to the decision |');
-console.log('|---|---:|---:|---:|---|');
+console.log('| scenario | canaries | rolled back | held | promoted | median to the decision |');
+console.log('|---|---:|---:|---:|---:|---|');
 let seed = Number(values.seed);
 for (const row of rows) {
   const scenario: Scenario = { ...base, baseline: row.baseline, canary: row.canary, ...row.over };

@@ -94,3 +94,11 @@ t.test('power: worse canaries are rolled back', async (t) => {
     t.ok(summary.rolledBack >= minShare * summary.runs, `${name}: rolled back in ${summary.rolledBack} of ${summary.runs}`);
   }
 });
+
+t.test('a plainly broken canary is rolled back within about a second', async (t) => {
+  // 50 % errors at the 10 % step of 100 req/s (10 canary requests a second), judged every 100 ms.
+  const summary = simulateScenario(scenario({ stepMs: 60_000, maxStepMs: 600_000, options: { alpha: ALPHA }, canary: model(0.5) }), 200, 9);
+  t.comment(describe(summary));
+  t.equal(summary.rolledBack, summary.runs, 'every one');
+  t.ok(summary.medianMsToRollback <= 1500, `median ${summary.medianMsToRollback} ms (${summary.medianCanaryRequestsToRollback} canary requests)`);
+});

@@ -319,7 +319,7 @@ t.test('verdicts', async (t) => {
       { ...clean40, canary: { requests: 20, errors: 10 }, baseline: { requests: 180, errors: 2 } },
       'rollback',
       ['fail', 'not_yet', 'not_yet'],
-      /rolled back on error_rate.*worse than the limit/,
+      /roll back: error_rate.*worse than the limit/,
     ],
     [
       'no latency sample of the canary: nothing to hold it on',
