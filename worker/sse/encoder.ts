@@ -1,4 +1,4 @@
-import type { ChatCompletionChunk } from '../chat/chunk.js';
+import type { ChatCompletionChunk } from '../types.js';
 
 // SSE framing of what the worker sends (SPEC §5). Each chunk is serialised
 // exactly once; an upstream chunk already in OpenAI form keeps its own text.

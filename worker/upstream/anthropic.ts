@@ -1,8 +1,7 @@
-import type { ChatRequest } from '../chat/request-schema.js';
-import { maxTokensOf, messageText, stopsOf } from '../chat/request-schema.js';
-import type { ChunkSink, FinishReason } from '../chat/chunk.js';
+import { maxTokensOf, messageText, stopsOf, type ChatRequest } from '../request/chat-request.js';
+import type { ChunkSink, FinishReason, StreamState } from '../types.js';
 import { GraygateError } from '../../shared/errors.js';
-import { parseUpstreamJson, requireModel, tokenCount, upstreamStreamError, type BuildOptions, type StreamState, type UpstreamAdapter, type UpstreamRequest } from './adapter.js';
+import { parseUpstreamJson, requireModel, tokenCount, upstreamStreamError, type BuildOptions, type UpstreamAdapter, type UpstreamRequest } from './format-adapter.js';
 import { contentChunk, finishChunk, roleChunk, usageChunk } from './chunk-builders.js';
 
 // Anthropic Messages upstream (SPEC §2: `{url}/v1/messages`), streamed as SSE:

@@ -1,5 +1,5 @@
 import { Pool, type Dispatcher } from 'undici';
-import { GraygateError } from '../../shared/errors.js';
+import { GraygateError, isGraygateError } from '../../shared/errors.js';
 import { UpstreamTimeoutError } from './timeouts.js';
 
 // SPEC §5, issue 3 part 4: one undici Pool per upstream origin (a worker has
@@ -96,7 +96,7 @@ const RESET = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED'
  * `hasResponse`: headers had arrived, so an unknown failure is a reset, not unreachability.
  */
 export function toUpstreamError(err: unknown, options: { hasResponse: boolean; connectMs: number; firstByteMs: number; idleMs: number }): unknown {
-  if (err instanceof GraygateError) return err;
+  if (isGraygateError(err)) return err;
   const code = (err as { code?: unknown } | null)?.code;
   if (code === 'UND_ERR_CONNECT_TIMEOUT') return new UpstreamTimeoutError('connect', options.connectMs, { cause: err });
   if (code === 'UND_ERR_HEADERS_TIMEOUT') return new UpstreamTimeoutError('first-byte', options.firstByteMs, { cause: err });

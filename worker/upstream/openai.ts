@@ -1,7 +1,7 @@
-import type { ChatRequest } from '../chat/request-schema.js';
-import type { ChatCompletionChunk, ChunkSink } from '../chat/chunk.js';
+import type { ChatRequest } from '../request/chat-request.js';
+import type { ChatCompletionChunk, ChunkSink, StreamState } from '../types.js';
 import { GraygateError } from '../../shared/errors.js';
-import { parseUpstreamJson, requireModel, upstreamErrorMessage, upstreamStreamError, type BuildOptions, type StreamState, type UpstreamAdapter, type UpstreamRequest } from './adapter.js';
+import { parseUpstreamJson, requireModel, upstreamErrorMessage, upstreamStreamError, type BuildOptions, type UpstreamAdapter, type UpstreamRequest } from './format-adapter.js';
 
 // OpenAI-compatible upstream (SPEC §2: `{url}/chat/completions`): SSE passed
 // through event by event. Each payload is parsed once (to validate it, SPEC

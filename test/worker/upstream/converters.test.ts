@@ -1,10 +1,10 @@
 import t from 'tap';
-import { createStreamState, upstreamErrorMessage, type StreamState } from '../../../worker/upstream/adapter.js';
+import { upstreamErrorMessage } from '../../../worker/upstream/format-adapter.js';
 import { buildOpenAIRequest, convertOpenAIEvent } from '../../../worker/upstream/openai.js';
 import { buildOllamaRequest, convertOllamaLine, mapOllamaDoneReason } from '../../../worker/upstream/ollama.js';
 import { buildAnthropicRequest, convertAnthropicEvent, mapAnthropicStopReason, DEFAULT_ANTHROPIC_MAX_TOKENS } from '../../../worker/upstream/anthropic.js';
-import type { ChatCompletionChunk } from '../../../worker/chat/chunk.js';
-import type { ChatRequest } from '../../../worker/chat/request-schema.js';
+import { createStreamState, type ChatCompletionChunk, type StreamState } from '../../../worker/types.js';
+import type { ChatRequest } from '../../../worker/request/chat-request.js';
 
 // The converters alone (issue 3 part 2): plain data in, plain data out.
 

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { parseChatRequest } from '../../../worker/chat/request-schema.js';
+import { parseChatRequest } from '../../../worker/request/chat-request.js';
 
 // Request validation (issue 3 part 1): every bad body is a 400 invalid_request naming the field.
 

@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import { GraygateError } from '../shared/errors.js';
+import { GraygateError } from '../../shared/errors.js';
 
 // Request bodies are read with a byte bound (SPEC §4 maxBodyBytes, issue 3
 // part 1): a declared Content-Length over it is refused before reading, and a
