@@ -5,6 +5,7 @@ import { GraygateError, toErrorResponse } from '../shared/errors.js';
 import { sendError, sendJson } from '../shared/http-headers.js';
 import { listModels } from './models.js';
 import { handleChatCompletions, type ChatHandlerOptions } from './chat/handler.js';
+import { RequestPreparer, type RequestPreparerOptions } from './chat/preparer.js';
 import type { UpstreamAdapter } from './upstream/format-adapter.js';
 import { UpstreamClient } from './upstream/client.js';
 import type { ResolvedUpstream } from './upstream/resolve.js';
@@ -21,6 +22,8 @@ export interface WorkerServerOptions {
   upstream: ResolvedUpstream;
   /** Environment to read upstream.apiKeyEnv from. Default process.env. */
   env?: NodeJS.ProcessEnv;
+  /** How request bodies are prepared (chat/preparer.ts): the inline size limit, the thread's module. Defaults there. */
+  preparer?: Pick<RequestPreparerOptions, 'inlineMaxBytes' | 'threadUrl'>;
 }
 
 export interface WorkerServer {
@@ -29,13 +32,14 @@ export interface WorkerServer {
   /**
    * Drains (STYLE §14, §24): requests that arrive from now on get 503
    * shutting_down with `Connection: close`; once the requests in flight have
-   * finished, the upstream pool and the embedded mock close. Idempotent.
+   * finished, the body-preparing thread, the upstream pool and the embedded
+   * mock close. Idempotent.
    */
   close(): Promise<void>;
   /**
    * Aborts now: upstream calls in flight fail with `err` (default
    * shutting_down), so their clients get an error answer or a final SSE error
-   * event; the pool and the embedded mock are torn down. Idempotent.
+   * event; the thread, the pool and the embedded mock are torn down. Idempotent.
    */
   destroy(err?: Error): Promise<void>;
 }
@@ -53,12 +57,17 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
     ...(upstream.http2 === undefined ? {} : { http2: upstream.http2 }),
   });
   const env = options.env ?? process.env;
+  const preparer = new RequestPreparer({
+    ...options.preparer,
+    adapter: options.adapter,
+    // The key is read once at start and goes into upstream headers only (SPEC §9: never logged).
+    build: { model: upstream.model, apiKey: upstream.apiKeyEnv === undefined ? undefined : env[upstream.apiKeyEnv] },
+  });
   const chat: ChatHandlerOptions = {
     adapter: options.adapter,
+    preparer,
     client,
     upstream,
-    // Read once at start; the key goes into upstream headers only (SPEC §9: never logged).
-    apiKey: upstream.apiKeyEnv === undefined ? undefined : env[upstream.apiKeyEnv],
     maxBodyBytes: settings.limits.maxBodyBytes,
     log,
     metrics: options.metrics,
@@ -102,6 +111,7 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
       isDraining = true;
       closing ??= (async () => {
         if (inFlight > 0) await new Promise<void>((resolve) => (onIdle = resolve));
+        await preparer.close();
         await client.close();
         await options.upstream.close();
       })();
@@ -110,6 +120,7 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
     destroy(err) {
       isDraining = true;
       destroying ??= (async () => {
+        await preparer.destroy();
         await client.destroy(err ?? new GraygateError('shutting_down'));
         await options.upstream.destroy();
       })();

@@ -6,7 +6,6 @@ import { headerValue, sendError } from '../../shared/http-headers.js';
 import type { Logger } from '../../shared/log.js';
 import type { UpstreamConfig } from '../../shared/config.js';
 import { readBody } from '../request/body.js';
-import { parseChatRequest } from '../request/chat-request.js';
 import { createStreamState, type StreamState } from '../types.js';
 import type { UpstreamAdapter } from '../upstream/format-adapter.js';
 import type { UpstreamClient } from '../upstream/client.js';
@@ -14,16 +13,18 @@ import { runPipeline, type PipelineStats } from '../upstream/pipeline.js';
 import { upstreamErrorKind, type WorkerMetrics } from '../metrics.js';
 import { SseWriter } from './sse-writer.js';
 import { CompletionAggregator } from './aggregate.js';
+import type { RequestPreparer } from './preparer.js';
 
 // POST /v1/chat/completions (SPEC §5): validate, convert, call the upstream,
 // stream or aggregate, and log one line when done (SPEC §9).
 
 export interface ChatHandlerOptions {
+  /** The version's converter: its events → OpenAI chunks. */
   adapter: UpstreamAdapter;
+  /** Body → upstream request (validation and conversion, off the event loop for large bodies). */
+  preparer: RequestPreparer;
   client: UpstreamClient;
   upstream: UpstreamConfig;
-  /** process.env[upstream.apiKeyEnv]; never logged. */
-  apiKey: string | undefined;
   /** limits.maxBodyBytes. */
   maxBodyBytes: number;
   log: Logger;
@@ -55,18 +56,19 @@ export async function handleChatCompletions(req: IncomingMessage, res: ServerRes
   let bytes = 0;
   let state: StreamState | undefined;
   try {
-    const body = await readBody(req, { maxBytes: options.maxBodyBytes, signal: client.signal });
-    const chat = parseChatRequest(body);
-    isStream = chat.stream === true;
+    // Issue 9 part 5: the body's memory goes to the preparer and the parsed request is not kept; only the upstream body is.
+    const { request, isStream: isStreamAsked, includeUsage } = await options.preparer.prepare(await readBody(req, { maxBytes: options.maxBodyBytes, signal: client.signal }), {
+      signal: client.signal,
+    });
+    isStream = isStreamAsked;
     if (isStream) metrics.streamStarted(); // paired with streamEnded in `finally`
     const { upstream } = options;
-    const request = options.adapter.buildRequest(chat, { model: upstream.model, apiKey: options.apiKey });
     state = createStreamState({ id: `chatcmpl-${randomBytes(12).toString('base64url')}`, created: Math.floor(Date.now() / 1000), model: request.model });
     const extraHeaders: Record<string, string> = reqId === undefined ? {} : { 'x-request-id': reqId };
     const output = isStream
       ? (writer = new SseWriter({
           res,
-          includeUsage: chat.stream_options?.include_usage === true,
+          includeUsage,
           now: () => performance.now(),
           headers: extraHeaders,
           onFirstToken: (atMs) => metrics.observeFirstToken((atMs - startedMs) / 1000),

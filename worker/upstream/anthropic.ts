@@ -31,7 +31,7 @@ export function buildAnthropicRequest(req: ChatRequest, options: BuildOptions): 
   if (stop !== undefined) body['stop_sequences'] = stop;
   const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'text/event-stream', 'anthropic-version': ANTHROPIC_VERSION };
   if (options.apiKey !== undefined) headers['x-api-key'] = options.apiKey;
-  return { path: '/v1/messages', headers, body: JSON.stringify(body), model };
+  return { path: '/v1/messages', headers, body: Buffer.from(JSON.stringify(body)), model };
 }
 
 /** Anthropic stop_reason → OpenAI finish_reason. */

@@ -26,7 +26,7 @@ export interface UpstreamClientOptions {
 export interface UpstreamCall {
   path: string;
   headers: Record<string, string>;
-  body: string;
+  body: Buffer;
   signal: AbortSignal;
 }
 

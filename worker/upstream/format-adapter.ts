@@ -21,7 +21,8 @@ export interface UpstreamRequest {
   /** Path appended to the upstream base URL (SPEC §2: openai `/chat/completions`, ollama `/api/chat`, anthropic `/v1/messages`). */
   path: string;
   headers: Record<string, string>;
-  body: string;
+  /** JSON, as bytes: handed to undici as is, no string conversion on the way out (issue 9 part 5). */
+  body: Buffer;
   /** The model the upstream is asked for; OpenAI chunks we build carry it. */
   model: string;
 }

@@ -26,7 +26,7 @@ export function buildOllamaRequest(req: ChatRequest, options: BuildOptions): Ups
   // Ollama has no auth of its own, but a proxy in front of it may.
   const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/x-ndjson' };
   if (options.apiKey !== undefined) headers['authorization'] = `Bearer ${options.apiKey}`;
-  return { path: '/api/chat', headers, body: JSON.stringify(body), model };
+  return { path: '/api/chat', headers, body: Buffer.from(JSON.stringify(body)), model };
 }
 
 /** Ollama's done_reason → OpenAI finish_reason. "load"/"unload" never come with content; treat them as stop. */

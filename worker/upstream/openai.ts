@@ -15,7 +15,7 @@ export function buildOpenAIRequest(req: ChatRequest, options: BuildOptions): Ups
   const body = { ...req, model, stream: true, stream_options: { ...req.stream_options, include_usage: true } };
   const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'text/event-stream' };
   if (options.apiKey !== undefined) headers['authorization'] = `Bearer ${options.apiKey}`;
-  return { path: '/chat/completions', headers, body: JSON.stringify(body), model };
+  return { path: '/chat/completions', headers, body: Buffer.from(JSON.stringify(body)), model };
 }
 
 export function convertOpenAIEvent(state: StreamState, _type: string, data: string, sink: ChunkSink): void {
