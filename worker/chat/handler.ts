@@ -56,11 +56,11 @@ export async function handleChatCompletions(req: IncomingMessage, res: ServerRes
   let bytes = 0;
   let state: StreamState | undefined;
   try {
-    // Issue 9 part 5: the body's memory goes to the preparer and the parsed request is not kept; only the upstream body is.
-    const { request, isStream: isStreamAsked, includeUsage } = await options.preparer.prepare(await readBody(req, { maxBytes: options.maxBodyBytes, signal: client.signal }), {
-      signal: client.signal,
-    });
-    isStream = isStreamAsked;
+    const body = await readBody(req, { maxBytes: options.maxBodyBytes, signal: client.signal });
+    // Issue 9 part 5: a large body's memory moves to the preparer's thread, and the parsed request is not kept: only the upstream body is.
+    const prepared = await options.preparer.prepare(body, { signal: client.signal });
+    const { request, includeUsage } = prepared;
+    isStream = prepared.isStream;
     if (isStream) metrics.streamStarted(); // paired with streamEnded in `finally`
     const { upstream } = options;
     state = createStreamState({ id: `chatcmpl-${randomBytes(12).toString('base64url')}`, created: Math.floor(Date.now() / 1000), model: request.model });
