@@ -22,8 +22,8 @@ export interface WorkerServerOptions {
   upstream: ResolvedUpstream;
   /** Environment to read upstream.apiKeyEnv from. Default process.env. */
   env?: NodeJS.ProcessEnv;
-  /** How request bodies are prepared (chat/preparer.ts): the inline size limit, the thread's module. Defaults there. */
-  preparer?: Pick<RequestPreparerOptions, 'inlineMaxBytes' | 'threadUrl'>;
+  /** How request bodies are prepared (chat/preparer.ts): the inline size bound, the thread's idle time and module. Defaults there. */
+  preparer?: Pick<RequestPreparerOptions, 'inlineMaxBytes' | 'threadIdleMs' | 'threadUrl'>;
 }
 
 export interface WorkerServer {
