@@ -2,6 +2,7 @@ import { readWorkerSettings } from '../shared/ipc.js';
 import { createLogger } from '../shared/log.js';
 import { runWorker } from '../shared/worker-lifecycle.js';
 import { createWorkerServer } from './server.js';
+import { loadAdapter } from './upstream/load-adapter.js';
 import { resolveUpstream } from './upstream/resolve.js';
 import { createWorkerMetrics } from './metrics.js';
 
@@ -9,6 +10,14 @@ import { createWorkerMetrics } from './metrics.js';
 const settings = readWorkerSettings(process.env);
 const log = createLogger({ role: 'worker', version: settings.version, level: settings.logLevel });
 const metrics = createWorkerMetrics({ version: settings.version });
-const upstream = await resolveUpstream(settings.upstream);
-const { server } = createWorkerServer({ settings, log, metrics, upstreamBaseUrl: upstream.baseUrl });
-await runWorker({ server, log, collectMetrics: () => metrics.collect() });
+const [adapter, upstream] = await Promise.all([loadAdapter(settings.upstream.format), resolveUpstream(settings.upstream)]);
+const worker = createWorkerServer({ settings, log, metrics, adapter, upstream });
+await runWorker({
+  server: worker.server,
+  log,
+  collectMetrics: () => metrics.collect(),
+  // The lifecycle closes the HTTP server; the worker server then lets its requests finish and closes the upstream pool and the mock.
+  onDrain: () => {
+    worker.close().catch((err: unknown) => log.error({ err }, 'closing the upstream failed'));
+  },
+});

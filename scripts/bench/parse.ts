@@ -3,9 +3,13 @@ import { FRAMES, mockToken, type MockFormat } from '../../shared/mock-upstream/i
 import { LineDecoder } from '../../worker/sse/line-decoder.js';
 import { EventDecoder } from '../../worker/sse/event-decoder.js';
 import { encodeChunk } from '../../worker/sse/encoder.js';
-import { createStreamState } from '../../worker/upstream/adapter.js';
-import { adapterFor } from '../../worker/upstream/adapters.js';
-import type { ChatCompletionChunk } from '../../worker/chat/chunk.js';
+import { createStreamState, type ChatCompletionChunk } from '../../worker/types.js';
+import type { UpstreamAdapter } from '../../worker/upstream/format-adapter.js';
+import { anthropicAdapter } from '../../worker/upstream/anthropic.js';
+import { ollamaAdapter } from '../../worker/upstream/ollama.js';
+import { openaiAdapter } from '../../worker/upstream/openai.js';
+
+const ADAPTERS: Record<MockFormat, UpstreamAdapter> = { openai: openaiAdapter, ollama: ollamaAdapter, anthropic: anthropicAdapter };
 
 // Issue 3 benchmark: parse+convert throughput (MB/s of upstream bytes) of the
 // worker's incremental pipeline, per upstream format, next to the naive
@@ -40,7 +44,7 @@ function split(buf: Buffer): Buffer[] {
 
 /** The worker's pipeline: bytes → lines → events → OpenAI chunks → SSE text, one output string per chunk. */
 function runIncremental(format: MockFormat, chunks: Buffer[]): number {
-  const adapter = adapterFor(format);
+  const adapter = ADAPTERS[format];
   const state = createStreamState({ id: 'chatcmpl-bench', created: 1, model: 'm' });
   let batch = '';
   let out = 0;
@@ -64,7 +68,7 @@ function runIncremental(format: MockFormat, chunks: Buffer[]): number {
 
 /** The naive way: a growing string, re-split and every event JSON.parsed again on each chunk; only new events are converted. */
 function runNaive(format: MockFormat, chunks: Buffer[]): number {
-  const adapter = adapterFor(format);
+  const adapter = ADAPTERS[format];
   const state = createStreamState({ id: 'chatcmpl-bench', created: 1, model: 'm' });
   let text = '';
   let seen = 0;

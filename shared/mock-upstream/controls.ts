@@ -3,7 +3,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 // What a request asks the mock upstream to do (SPEC §8). Set per request by
 // `x-mock-*` headers, or, when the request comes through the gateway (which
 // does not forward such headers), by a directive in the last message's text:
-//   [mock tokens=50 interval-ms=5 fault=stall after=3]
+//   [mock tokens=50 interval-ms=5 fault=stall after=3 framing=quirks]
 // Headers win over the directive, the directive over the server's defaults.
 
 export type MockFault = 'none' | 'stall' | 'reset' | 'close' | 'malformed' | 'status' | 'long-line';
@@ -34,6 +34,16 @@ export interface MockControls {
   lineBytes: number;
   /** Line ending of the stream: `\n`, `\r\n` or `\r`. */
   newline: '\n' | '\r\n' | '\r';
+  /**
+   * plain: one `data:` line per event, the `newline` ending. quirks (issue 9
+   * part 6): every framing the formats allow at once. SSE: comments, `event:`
+   * without its space, id and retry fields, JSON spread over several `data:`
+   * lines with and without the space, CRLF, CR and LF endings changing from
+   * event to event. NDJSON: CRLF endings, blank lines between documents, the
+   * last one without a newline. Both: the body written a few bytes at a time,
+   * so UTF-8 characters are split across network chunks. Overrides `newline`.
+   */
+  framing: 'plain' | 'quirks';
   /** finish_reason the answer ends with (also `length` when max_tokens cut it). */
   finish: 'stop' | 'length';
 }
@@ -48,6 +58,7 @@ export const DEFAULT_CONTROLS: MockControls = {
   status: 500,
   lineBytes: 2 * 1024 * 1024,
   newline: '\n',
+  framing: 'plain',
   finish: 'stop',
 };
 
@@ -103,6 +114,9 @@ function apply(controls: MockControls, key: string, value: string): void {
       break;
     case 'finish':
       if (value === 'stop' || value === 'length') controls.finish = value;
+      break;
+    case 'framing':
+      if (value === 'plain' || value === 'quirks') controls.framing = value;
       break;
     default:
       break;

@@ -12,6 +12,8 @@ export interface MockAnswer {
   promptTokens: number;
   /** Line ending of this stream. */
   nl: string;
+  /** Every legal framing variant at once instead of `nl` (controls.ts `framing=quirks`). */
+  quirks?: boolean;
   /** OpenAI only: the client asked for the usage chunk. */
   includeUsage: boolean;
 }
@@ -32,7 +34,36 @@ export interface FormatFrames {
 }
 
 function sse(a: MockAnswer, data: string, event?: string): string {
+  if (a.quirks === true) return quirkySse(data, event);
   return event === undefined ? `data: ${data}${a.nl}${a.nl}` : `event: ${event}${a.nl}data: ${data}${a.nl}${a.nl}`;
+}
+
+const QUIRK_NEWLINES = ['\r\n', '\r', '\n'] as const;
+
+/** One event framed every way WHATWG HTML §9.2.6 allows; it decodes to the same type and (JSON-equal) data. */
+function quirkySse(data: string, event: string | undefined): string {
+  const nl = QUIRK_NEWLINES[data.length % QUIRK_NEWLINES.length]!;
+  const lines = [': framed every way the standard allows'];
+  // `message` is the type of an event without `event:`, so naming it changes nothing for a format that sends none.
+  lines.push(`event:${event ?? 'message'}`);
+  lines.push(`id: ${data.length}`, 'retry: 3000');
+  spreadJson(data).forEach((line, i) => lines.push(i % 2 === 0 ? `data:${line}` : `data: ${line}`));
+  return lines.join(nl) + nl + nl;
+}
+
+/** JSON pretty-printed over several lines (its strings stay whole); anything else as one line. */
+function spreadJson(data: string): string[] {
+  try {
+    return JSON.stringify(JSON.parse(data), null, 1).split('\n');
+  } catch {
+    return [data];
+  }
+}
+
+/** One NDJSON document; quirks: CRLF endings and blank lines after it, and no newline at all after the last. */
+function ndjson(a: MockAnswer, value: unknown, isLast = false): string {
+  if (a.quirks !== true) return JSON.stringify(value) + a.nl;
+  return isLast ? JSON.stringify(value) : `${JSON.stringify(value)}\r\n\r\n  \r\n`;
 }
 
 function num(value: unknown): number | undefined {
@@ -73,18 +104,22 @@ function chunk(a: MockAnswer, delta: Record<string, unknown>, finish: string | n
 const ollama: FormatFrames = {
   streamContentType: 'application/x-ndjson',
   start: () => '',
-  token: (a, text) => JSON.stringify({ model: a.model, created_at: isoOf(a), message: { role: 'assistant', content: text }, done: false }) + a.nl,
+  token: (a, text) => ndjson(a, { model: a.model, created_at: isoOf(a), message: { role: 'assistant', content: text }, done: false }),
   end: (a, completionTokens, finish) =>
-    JSON.stringify({
-      model: a.model,
-      created_at: isoOf(a),
-      message: { role: 'assistant', content: '' },
-      done: true,
-      done_reason: finish,
-      total_duration: 0,
-      prompt_eval_count: a.promptTokens,
-      eval_count: completionTokens,
-    }) + a.nl,
+    ndjson(
+      a,
+      {
+        model: a.model,
+        created_at: isoOf(a),
+        message: { role: 'assistant', content: '' },
+        done: true,
+        done_reason: finish,
+        total_duration: 0,
+        prompt_eval_count: a.promptTokens,
+        eval_count: completionTokens,
+      },
+      true,
+    ),
   malformed: (a) => `{"model":"${a.model}","message":{${a.nl}`,
   longLine: (a, bytes) => JSON.stringify({ model: a.model, created_at: isoOf(a), message: { role: 'assistant', content: 'x'.repeat(bytes) }, done: false }) + a.nl,
   errorBody: (_status, message) => ({ error: message }),

@@ -73,8 +73,24 @@ export class MockStream extends EventEmitter<{ blocked: []; drain: []; close: []
 
   /** Writes body text; resolves once the socket can take more (or at once). */
   async write(text: string): Promise<void> {
-    if (this.isClosed || text === '') return;
+    if (text !== '') await this.#writeBytes(Buffer.from(text, 'utf8'));
+  }
+
+  /**
+   * Writes body text `pieceBytes` at a time, one write per turn of the event
+   * loop, so the client reads it in many network chunks and multi-byte UTF-8
+   * characters arrive split (the `framing=quirks` control).
+   */
+  async writeInPieces(text: string, pieceBytes: number): Promise<void> {
     const buf = Buffer.from(text, 'utf8');
+    for (let i = 0; i < buf.length && !this.isClosed; i += pieceBytes) {
+      await this.#writeBytes(buf.subarray(i, i + pieceBytes));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+
+  async #writeBytes(buf: Buffer): Promise<void> {
+    if (this.isClosed) return;
     this.bytesWritten += buf.length;
     if (this.#res.write(buf)) return;
     this.isBlocked = true;
@@ -134,6 +150,7 @@ export async function startMockUpstream(options: MockUpstreamOptions = {}): Prom
           model: typeof body['model'] === 'string' ? body['model'] : 'graygate-mock',
           promptTokens: countPromptTokens(texts),
           nl: controls.newline,
+          quirks: controls.framing === 'quirks',
           includeUsage: (body['stream_options'] as { include_usage?: unknown } | undefined)?.include_usage === true,
         };
         return answerChat(res, stream, frames, answer, frames.maxTokens(body), frames.isStream(body));
@@ -165,6 +182,8 @@ export async function startMockUpstream(options: MockUpstreamOptions = {}): Prom
   };
 }
 
+const QUIRKS_PIECE_BYTES = 3;
+
 async function answerChat(res: ServerResponse, stream: MockStream, frames: FormatFrames, a: MockAnswer, maxTokens: number | undefined, isStream: boolean): Promise<void> {
   const c = stream.controls;
   if (c.fault === 'status') return json(res, c.status, frames.errorBody(c.status, `mock upstream error ${c.status}`));
@@ -179,16 +198,18 @@ async function answerChat(res: ServerResponse, stream: MockStream, frames: Forma
   }
   res.writeHead(200, { 'content-type': frames.streamContentType, 'cache-control': 'no-cache' });
   res.flushHeaders();
+  // 3-byte pieces split every multi-byte character of the vocabulary somewhere.
+  const write = (text: string): Promise<void> => (c.framing === 'quirks' ? stream.writeInPieces(text, QUIRKS_PIECE_BYTES) : stream.write(text));
   await pause(stream, c.firstByteMs);
-  await stream.write(frames.start(a));
+  await write(frames.start(a));
   for (let i = 0; i < tokens; i++) {
     if (await fault(stream, frames, a, i, true)) return;
     await pause(stream, c.intervalMs);
-    await stream.write(frames.token(a, mockToken(i, c.tokenSize)));
+    await write(frames.token(a, mockToken(i, c.tokenSize)));
     if (stream.isClosed) return;
   }
   if (await fault(stream, frames, a, tokens, true)) return;
-  await stream.write(frames.end(a, tokens, finish));
+  await write(frames.end(a, tokens, finish));
   res.end();
 }
 

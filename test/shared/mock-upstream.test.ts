@@ -1,6 +1,8 @@
 import t from 'tap';
 import { once } from 'node:events';
 import { startMockUpstream, mockText, type MockStream } from '../../shared/mock-upstream/index.js';
+import { EventDecoder } from '../../worker/sse/event-decoder.js';
+import { LineDecoder } from '../../worker/sse/line-decoder.js';
 
 // The mock upstream on its own (SPEC §8): non-streaming shapes, header controls, faults, close observation.
 
@@ -28,6 +30,37 @@ t.test('mock upstream', async (t) => {
     const lines = (await res.text()).split('\r\n').filter((l) => l !== '');
     t.equal(lines.length, 4);
     t.equal(lines.slice(0, 3).map((l) => (JSON.parse(l) as { message: { content: string } }).message.content).join(''), mockText(3, 8));
+  });
+
+  t.test('framing=quirks: every SSE framing variant at once, same events as plain framing', async (t) => {
+    const sse = (text: string): Array<[string, unknown]> => {
+      const events: Array<[string, unknown]> = [];
+      // Each answer has its own id and timestamp.
+      const normalise = (data: string): unknown => (data === '[DONE]' ? data : JSON.parse(data.replace(/mock-\d+/g, 'mock-N').replace(/"created":\s*\d+/g, '"created":0')));
+      const decoder = new EventDecoder({ onEvent: (type, data) => events.push([type, normalise(data)]), maxEventBytes: 1 << 20 });
+      const lines = new LineDecoder({ onLine: (line) => decoder.line(line), maxLineBytes: 1 << 20 });
+      lines.push(Buffer.from(text));
+      lines.end();
+      decoder.end();
+      return events;
+    };
+    for (const [path, body] of [['/v1/chat/completions', { model: 'a', messages, stream: true }], ['/v1/messages', { model: 'c', messages, stream: true }]] as const) {
+      const plain = await (await post(path, body, { 'x-mock-tokens': '4' })).text();
+      const quirky = await (await post(path, body, { 'x-mock-tokens': '4', 'x-mock-framing': 'quirks' })).text();
+      for (const quirk of ['\r\n', /[^\n]\r[^\n]/, '\n:', /\nevent:[^ ]/, '\nid: ', '\nretry: ', /\ndata:[^ ]/, /\ndata: [^\r\n]*(\r\n|\r|\n)data:/]) {
+        t.match(quirky, quirk, `${path}: ${String(quirk)}`);
+      }
+      t.same(sse(quirky), sse(plain), `${path}: decodes to the same events`);
+    }
+  });
+
+  t.test('framing=quirks: NDJSON with CRLF, blank lines and no final newline', async (t) => {
+    const text = await (await post('/api/chat', { model: 'b', messages }, { 'x-mock-tokens': '3', 'x-mock-framing': 'quirks' })).text();
+    t.match(text, /}\r\n\r\n/);
+    t.notMatch(text, /[^\r]\n/, 'CRLF only');
+    t.ok(text.endsWith('}'), 'the last document has no newline');
+    const docs = text.split(/\r\n/).filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as { message: { content: string } });
+    t.equal(docs.map((d) => d.message.content).join(''), mockText(3));
   });
 
   t.test('error status in the format shape', async (t) => {

@@ -1,5 +1,4 @@
-import type { ChatCompletion, ChatCompletionChunk, FinishReason, Usage } from './chunk.js';
-import type { ChatOutput } from '../upstream/stream.js';
+import type { ChatCompletion, ChatCompletionChunk, ChatOutput, FinishReason, Usage } from '../types.js';
 
 // A non-streaming answer (SPEC §5 `stream:false`) built from the same chunks a
 // stream gets. Content parts are collected in an array and joined once at the
@@ -36,7 +35,7 @@ export class CompletionAggregator implements ChatOutput {
     return true;
   }
 
-  onDrain(): () => void {
+  onWritable(): () => void {
     return () => undefined;
   }
 

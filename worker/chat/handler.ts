@@ -5,37 +5,31 @@ import { toErrorResponse } from '../../shared/errors.js';
 import { headerValue, sendError } from '../../shared/http-headers.js';
 import type { Logger } from '../../shared/log.js';
 import type { UpstreamConfig } from '../../shared/config.js';
-import { readBody } from '../body.js';
-import { parseChatRequest } from './request-schema.js';
+import { readBody } from '../request/body.js';
+import { createStreamState, type StreamState } from '../types.js';
+import type { UpstreamAdapter } from '../upstream/format-adapter.js';
+import type { UpstreamClient } from '../upstream/client.js';
+import { runPipeline, type PipelineStats } from '../upstream/pipeline.js';
+import { upstreamErrorKind, type WorkerMetrics } from '../metrics.js';
 import { SseWriter } from './sse-writer.js';
 import { CompletionAggregator } from './aggregate.js';
-import { createStreamState, type UpstreamAdapter } from '../upstream/adapter.js';
-import type { UpstreamClient } from '../upstream/client.js';
-import { streamUpstream, type StreamStats } from '../upstream/stream.js';
-import { upstreamErrorKind, type WorkerMetrics } from '../metrics.js';
+import type { RequestPreparer } from './preparer.js';
 
 // POST /v1/chat/completions (SPEC §5): validate, convert, call the upstream,
 // stream or aggregate, and log one line when done (SPEC §9).
 
 export interface ChatHandlerOptions {
+  /** The version's converter: its events → OpenAI chunks. */
   adapter: UpstreamAdapter;
+  /** Body → upstream request (validation and conversion, off the event loop for large bodies). */
+  preparer: RequestPreparer;
   client: UpstreamClient;
   upstream: UpstreamConfig;
-  /** process.env[upstream.apiKeyEnv]; never logged. */
-  apiKey: string | undefined;
   /** limits.maxBodyBytes. */
   maxBodyBytes: number;
   log: Logger;
   /** This worker's metrics (SPEC §9): fed once per request, never per chunk. */
   metrics: WorkerMetrics;
-}
-
-/** Why the upstream call was aborted when the client left; never sent anywhere, so not in the catalogue. */
-class ClientClosedError extends Error {
-  readonly code = 'client_closed';
-  constructor() {
-    super('the client closed the connection');
-  }
 }
 
 /** nginx's "client closed request": logged when the client left before a status was sent. */
@@ -46,38 +40,41 @@ export async function handleChatCompletions(req: IncomingMessage, res: ServerRes
   const reqId = headerValue(req.headers['x-request-id']);
   const { metrics } = options;
   // SPEC §5: the client leaving aborts the upstream at once, whatever the phase.
+  // Nothing is answered to a client that left, so the abort's reason is the
+  // signal's own AbortError and `client.signal.aborted` is how it is told apart.
   const client = new AbortController();
   const onClose = (): void => {
-    if (!res.writableFinished) client.abort(new ClientClosedError());
+    if (!res.writableFinished) client.abort();
   };
   res.on('close', onClose);
 
-  const stats: StreamStats = { upstreamBytes: 0, peakUpstreamBufferedBytes: 0 };
+  const stats: PipelineStats = { upstreamBytes: 0, peakUpstreamBufferedBytes: 0 };
   let isStream = false;
   let writer: SseWriter | undefined;
   let aggregator: CompletionAggregator | undefined;
   let errorCode: string | undefined;
   let bytes = 0;
-  let state: ReturnType<typeof createStreamState> | undefined;
+  let state: StreamState | undefined;
   try {
     const body = await readBody(req, { maxBytes: options.maxBodyBytes, signal: client.signal });
-    const chat = parseChatRequest(body);
-    isStream = chat.stream === true;
+    // Issue 9 part 5: a large body's memory moves to the preparer's thread, and the parsed request is not kept: only the upstream body is.
+    const prepared = await options.preparer.prepare(body, { signal: client.signal });
+    const { request, includeUsage } = prepared;
+    isStream = prepared.isStream;
     if (isStream) metrics.streamStarted(); // paired with streamEnded in `finally`
     const { upstream } = options;
-    const request = options.adapter.buildRequest(chat, { model: upstream.model, apiKey: options.apiKey });
     state = createStreamState({ id: `chatcmpl-${randomBytes(12).toString('base64url')}`, created: Math.floor(Date.now() / 1000), model: request.model });
     const extraHeaders: Record<string, string> = reqId === undefined ? {} : { 'x-request-id': reqId };
     const output = isStream
       ? (writer = new SseWriter({
           res,
-          includeUsage: chat.stream_options?.include_usage === true,
+          includeUsage,
           now: () => performance.now(),
           headers: extraHeaders,
           onFirstToken: (atMs) => metrics.observeFirstToken((atMs - startedMs) / 1000),
         }))
       : (aggregator = new CompletionAggregator());
-    await streamUpstream(
+    await runPipeline(
       {
         client: options.client,
         adapter: options.adapter,
@@ -94,18 +91,18 @@ export async function handleChatCompletions(req: IncomingMessage, res: ServerRes
     if (writer !== undefined) writer.end();
     else if (aggregator !== undefined) bytes = sendCompletion(res, JSON.stringify(aggregator.toCompletion()), extraHeaders);
   } catch (err) {
-    if (client.signal.aborted) {
-      errorCode = 'client_closed';
-    } else {
+    // A client that left gets no answer and counts as no error (it is logged as `aborted`).
+    if (!client.signal.aborted) {
       const response = toErrorResponse(err);
-      errorCode = response.body.error.code;
-      const kind = upstreamErrorKind(errorCode);
+      const { code } = response.body.error;
+      errorCode = code;
+      const kind = upstreamErrorKind(code);
       if (kind !== undefined) metrics.onUpstreamError(kind);
       if (response.status === 500) options.log.error({ err, reqId }, 'unexpected error in chat handler');
       if (writer?.isCommitted === true) writer.failAfterCommit(err);
       else {
         // SPEC §4 413: the rest of the body is not read; the connection closes after the answer.
-        if (errorCode === 'body_too_large') res.setHeader('connection', 'close');
+        if (code === 'body_too_large') res.setHeader('connection', 'close');
         sendError(res, response);
       }
     }
@@ -133,6 +130,7 @@ export async function handleChatCompletions(req: IncomingMessage, res: ServerRes
     line['tokens'] = state?.usage?.completion_tokens ?? writer?.contentChunks ?? aggregator?.contentChunks ?? 0;
     if (state?.usage !== undefined) line['promptTokens'] = state.usage.prompt_tokens;
     if (errorCode !== undefined) line['error'] = errorCode;
+    if (client.signal.aborted) line['aborted'] = true;
     options.log.info(line, 'request finished');
   }
 }

@@ -1,7 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import type { ChatCompletionChunk } from './chunk.js';
-import { isUsageChunk } from './chunk.js';
-import type { ChatOutput } from '../upstream/stream.js';
+import type { ChatCompletionChunk, ChatOutput } from '../types.js';
 import { DONE_EVENT, PING_COMMENT, SSE_HEADERS, encodeChunk } from '../sse/encoder.js';
 import { toSseErrorEvent } from '../../shared/errors.js';
 
@@ -42,7 +40,8 @@ export class SseWriter implements ChatOutput {
   }
 
   chunk(chunk: ChatCompletionChunk, raw?: string): void {
-    if (!this.#options.includeUsage && isUsageChunk(chunk)) return;
+    // A usage-only chunk (`choices: []`) goes out only when the client asked with stream_options.include_usage.
+    if (!this.#options.includeUsage && chunk.choices.length === 0) return;
     const content = chunk.choices[0]?.delta.content;
     if (typeof content === 'string' && content !== '') {
       this.contentChunks++;
@@ -62,7 +61,7 @@ export class SseWriter implements ChatOutput {
     return this.#write(text);
   }
 
-  onDrain(resume: () => void): () => void {
+  onWritable(resume: () => void): () => void {
     this.#res.once('drain', resume);
     return () => this.#res.off('drain', resume);
   }

@@ -5,14 +5,8 @@ import { GraygateError } from '../../shared/errors.js';
 // several `data:` lines join with `\n`, a blank line dispatches. `id` and `retry`
 // mean nothing to a proxy that never reconnects, so they are ignored.
 
-export interface SseEvent {
-  /** The `event:` field, or `message` when absent. */
-  type: string;
-  data: string;
-}
-
 export interface EventDecoderOptions {
-  /** Called once per dispatched event (events with no data are dropped, as the standard says). */
+  /** Called once per dispatched event with its `event:` field (`message` when absent) and data; events with no data are dropped, as the standard says. */
   onEvent: (type: string, data: string) => void;
   /** Largest data payload accepted, in UTF-16 units of the joined data (≤ its bytes). Larger → upstream_protocol_error. */
   maxEventBytes: number;

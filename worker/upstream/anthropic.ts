@@ -1,8 +1,7 @@
-import type { ChatRequest } from '../chat/request-schema.js';
-import { maxTokensOf, messageText, stopsOf } from '../chat/request-schema.js';
-import type { ChunkSink, FinishReason } from '../chat/chunk.js';
+import { maxTokensOf, messageText, stopsOf, type ChatRequest } from '../request/chat-request.js';
+import type { ChunkSink, FinishReason, StreamState } from '../types.js';
 import { GraygateError } from '../../shared/errors.js';
-import { parseUpstreamJson, requireModel, tokenCount, upstreamStreamError, type BuildOptions, type StreamState, type UpstreamAdapter, type UpstreamRequest } from './adapter.js';
+import { parseUpstreamJson, requireModel, tokenCount, upstreamStreamError, type BuildOptions, type UpstreamAdapter, type UpstreamRequest } from './format-adapter.js';
 import { contentChunk, finishChunk, roleChunk, usageChunk } from './chunk-builders.js';
 
 // Anthropic Messages upstream (SPEC §2: `{url}/v1/messages`), streamed as SSE:
@@ -32,7 +31,7 @@ export function buildAnthropicRequest(req: ChatRequest, options: BuildOptions): 
   if (stop !== undefined) body['stop_sequences'] = stop;
   const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'text/event-stream', 'anthropic-version': ANTHROPIC_VERSION };
   if (options.apiKey !== undefined) headers['x-api-key'] = options.apiKey;
-  return { path: '/v1/messages', headers, body: JSON.stringify(body), model };
+  return { path: '/v1/messages', headers, body: Buffer.from(JSON.stringify(body)), model };
 }
 
 /** Anthropic stop_reason → OpenAI finish_reason. */

@@ -1,6 +1,4 @@
-import type { ChatCompletionChunk, FinishReason } from '../chat/chunk.js';
-import { makeUsage } from '../chat/chunk.js';
-import type { StreamState } from './adapter.js';
+import type { ChatCompletionChunk, FinishReason, StreamState, Usage } from '../types.js';
 
 // The OpenAI chunks the ollama and anthropic converters build, in the order
 // OpenAI sends them: a role chunk (`content: ""`), content deltas, a chunk
@@ -21,7 +19,7 @@ export function finishChunk(state: StreamState, reason: FinishReason): ChatCompl
 }
 
 export function usageChunk(state: StreamState): ChatCompletionChunk {
-  const usage = makeUsage(state.promptTokens, state.completionTokens);
+  const usage: Usage = { prompt_tokens: state.promptTokens, completion_tokens: state.completionTokens, total_tokens: state.promptTokens + state.completionTokens };
   state.usage = usage;
   return { id: state.id, object: 'chat.completion.chunk', created: state.created, model: state.model, choices: [], usage };
 }

@@ -1,6 +1,17 @@
-import { Pool, type Dispatcher } from 'undici';
-import { GraygateError } from '../../shared/errors.js';
+import { createRequire } from 'node:module';
+import type { Dispatcher, Pool as UndiciPool } from 'undici';
+import { GraygateError, isGraygateError } from '../../shared/errors.js';
 import { UpstreamTimeoutError } from './timeouts.js';
+
+// Issue 9 part 0: undici's index also loads fetch, WebSocket, EventSource,
+// caches, mocks and cookies (whose set-up initialises Node's own bundled
+// undici): 450 files and ~250 ms of CPU, half of a worker's start-up, for
+// nothing a worker uses. Its Pool and its request() are loaded directly, the
+// very objects the index exports (undici has no exports map; the version is
+// pinned, and test/worker/upstream/client.test.ts checks they are the same).
+const requireCjs = createRequire(import.meta.url);
+export const Pool = requireCjs('undici/lib/dispatcher/pool.js') as typeof UndiciPool;
+export const poolRequest = requireCjs('undici/lib/api/api-request.js') as (this: Dispatcher, options: Dispatcher.RequestOptions) => Promise<Dispatcher.ResponseData>;
 
 // SPEC §5, issue 3 part 4: one undici Pool per upstream origin (a worker has
 // one upstream), keep-alive, a connection cap, HTTP/2 where the upstream is
@@ -26,7 +37,7 @@ export interface UpstreamClientOptions {
 export interface UpstreamCall {
   path: string;
   headers: Record<string, string>;
-  body: string;
+  body: Buffer;
   signal: AbortSignal;
 }
 
@@ -37,7 +48,7 @@ const BACKSTOP_MARGIN_MS = 1000;
 export const UPSTREAM_HIGH_WATER_MARK_BYTES = 64 * 1024;
 
 export class UpstreamClient {
-  readonly #pool: Pool;
+  readonly #pool: UndiciPool;
   readonly #basePath: string;
   readonly #options: UpstreamClientOptions;
 
@@ -58,7 +69,7 @@ export class UpstreamClient {
 
   /** Sends the request; resolves when response headers arrive. Rejects with undici's error (map it with toUpstreamError). */
   request(call: UpstreamCall): Promise<Dispatcher.ResponseData> {
-    return this.#pool.request({
+    return poolRequest.call(this.#pool, {
       path: this.#basePath + call.path,
       method: 'POST',
       headers: call.headers,
@@ -96,7 +107,7 @@ const RESET = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED'
  * `hasResponse`: headers had arrived, so an unknown failure is a reset, not unreachability.
  */
 export function toUpstreamError(err: unknown, options: { hasResponse: boolean; connectMs: number; firstByteMs: number; idleMs: number }): unknown {
-  if (err instanceof GraygateError) return err;
+  if (isGraygateError(err)) return err;
   const code = (err as { code?: unknown } | null)?.code;
   if (code === 'UND_ERR_CONNECT_TIMEOUT') return new UpstreamTimeoutError('connect', options.connectMs, { cause: err });
   if (code === 'UND_ERR_HEADERS_TIMEOUT') return new UpstreamTimeoutError('first-byte', options.firstByteMs, { cause: err });

@@ -1,8 +1,7 @@
-import type { ChatRequest } from '../chat/request-schema.js';
-import { maxTokensOf, messageText, stopsOf } from '../chat/request-schema.js';
-import type { ChunkSink, FinishReason } from '../chat/chunk.js';
+import { maxTokensOf, messageText, stopsOf, type ChatRequest } from '../request/chat-request.js';
+import type { ChunkSink, FinishReason, StreamState } from '../types.js';
 import { GraygateError } from '../../shared/errors.js';
-import { parseUpstreamJson, requireModel, tokenCount, upstreamStreamError, type BuildOptions, type StreamState, type UpstreamAdapter, type UpstreamRequest } from './adapter.js';
+import { parseUpstreamJson, requireModel, tokenCount, upstreamStreamError, type BuildOptions, type UpstreamAdapter, type UpstreamRequest } from './format-adapter.js';
 import { contentChunk, finishChunk, roleChunk, usageChunk } from './chunk-builders.js';
 
 // Ollama upstream (SPEC §2: `{url}/api/chat`): one JSON object per line
@@ -27,7 +26,7 @@ export function buildOllamaRequest(req: ChatRequest, options: BuildOptions): Ups
   // Ollama has no auth of its own, but a proxy in front of it may.
   const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/x-ndjson' };
   if (options.apiKey !== undefined) headers['authorization'] = `Bearer ${options.apiKey}`;
-  return { path: '/api/chat', headers, body: JSON.stringify(body), model };
+  return { path: '/api/chat', headers, body: Buffer.from(JSON.stringify(body)), model };
 }
 
 /** Ollama's done_reason → OpenAI finish_reason. "load"/"unload" never come with content; treat them as stop. */

@@ -1,7 +1,7 @@
-import type { ChatRequest } from '../chat/request-schema.js';
-import type { ChatCompletionChunk, ChunkSink } from '../chat/chunk.js';
+import type { ChatRequest } from '../request/chat-request.js';
+import type { ChatCompletionChunk, ChunkSink, StreamState } from '../types.js';
 import { GraygateError } from '../../shared/errors.js';
-import { parseUpstreamJson, requireModel, upstreamErrorMessage, upstreamStreamError, type BuildOptions, type StreamState, type UpstreamAdapter, type UpstreamRequest } from './adapter.js';
+import { parseUpstreamJson, requireModel, upstreamErrorMessage, upstreamStreamError, type BuildOptions, type UpstreamAdapter, type UpstreamRequest } from './format-adapter.js';
 
 // OpenAI-compatible upstream (SPEC §2: `{url}/chat/completions`): SSE passed
 // through event by event. Each payload is parsed once (to validate it, SPEC
@@ -15,7 +15,7 @@ export function buildOpenAIRequest(req: ChatRequest, options: BuildOptions): Ups
   const body = { ...req, model, stream: true, stream_options: { ...req.stream_options, include_usage: true } };
   const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'text/event-stream' };
   if (options.apiKey !== undefined) headers['authorization'] = `Bearer ${options.apiKey}`;
-  return { path: '/chat/completions', headers, body: JSON.stringify(body), model };
+  return { path: '/chat/completions', headers, body: Buffer.from(JSON.stringify(body)), model };
 }
 
 export function convertOpenAIEvent(state: StreamState, _type: string, data: string, sink: ChunkSink): void {

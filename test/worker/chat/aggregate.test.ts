@@ -1,6 +1,6 @@
 import t from 'tap';
 import { CompletionAggregator } from '../../../worker/chat/aggregate.js';
-import type { ChatCompletionChunk } from '../../../worker/chat/chunk.js';
+import type { ChatCompletionChunk } from '../../../worker/types.js';
 
 const base = { id: 'c1', object: 'chat.completion.chunk' as const, created: 9, model: 'm' };
 

@@ -1,29 +1,22 @@
 import type { Readable } from 'node:stream';
 import { GraygateError } from '../../shared/errors.js';
-import type { ChunkSink } from '../chat/chunk.js';
+import type { ChatOutput, StreamState } from '../types.js';
 import { EventDecoder } from '../sse/event-decoder.js';
 import { LineDecoder } from '../sse/line-decoder.js';
-import { upstreamErrorMessage, type StreamState, type UpstreamAdapter, type UpstreamRequest } from './adapter.js';
+import { upstreamErrorMessage, type UpstreamAdapter, type UpstreamRequest } from './format-adapter.js';
 import { toUpstreamError, type UpstreamClient } from './client.js';
 import { Deadlines } from './timeouts.js';
 
-// The streaming pipeline (SPEC §5): one upstream call, its body decoded
-// incrementally (bytes → lines → events → OpenAI chunks) and handed to an
-// output that writes once per upstream chunk. Backpressure: when the output
-// cannot take more, the body is paused, which makes undici stop reading the
-// socket, until the output drains.
+// The pipeline of one upstream call (SPEC §5), for streaming and non-streaming
+// answers alike: the call, its body decoded incrementally (bytes → lines →
+// events → OpenAI chunks) and handed to an output that writes once per
+// upstream chunk. Backpressure: when the output cannot take more, the body is
+// paused, which makes undici stop reading the socket, until it is writable.
 
-/** Where converted chunks go: an SSE response or a non-streaming aggregate. */
-export interface ChatOutput extends ChunkSink {
-  /** End of one upstream chunk: write what it produced. False: stop reading until `onDrain` calls back. */
-  flush(): boolean;
-  /** Calls `resume` once the output can take more. Returns a disposer. */
-  onDrain(resume: () => void): () => void;
-  /** The upstream was silent for pingIntervalMs (issue 3 part 7). */
-  ping(): void;
-}
+/** Largest upstream error body read to find its message, bytes. */
+const MAX_ERROR_BODY_BYTES = 64 * 1024;
 
-export interface StreamUpstreamOptions {
+export interface PipelineOptions {
   client: UpstreamClient;
   adapter: UpstreamAdapter;
   request: UpstreamRequest;
@@ -36,11 +29,9 @@ export interface StreamUpstreamOptions {
   maxEventBytes: number;
   /** Silence before a `: ping`, ms; 0 disables. */
   pingIntervalMs: number;
-  /** Largest upstream error body read to find its message, bytes. Default 64 KiB. */
-  maxErrorBodyBytes?: number;
 }
 
-export interface StreamStats {
+export interface PipelineStats {
   /** Body bytes read from the upstream. */
   upstreamBytes: number;
   /** Highest count of upstream body bytes read but not yet consumed (undici's read-ahead, ≤ its high-water mark plus one chunk). */
@@ -48,7 +39,7 @@ export interface StreamStats {
 }
 
 /** Runs the call to its end. Resolves when the upstream finished; rejects with a catalogued error. */
-export async function streamUpstream(options: StreamUpstreamOptions, stats: StreamStats): Promise<void> {
+export async function runPipeline(options: PipelineOptions, stats: PipelineStats): Promise<void> {
   const { timeouts } = options;
   if (options.signal.aborted) throw options.signal.reason;
   const deadlines = new Deadlines({ signal: options.signal, firstByteMs: timeouts.firstByteMs, idleMs: timeouts.idleMs, totalMs: timeouts.totalMs });
@@ -63,7 +54,7 @@ export async function streamUpstream(options: StreamUpstreamOptions, stats: Stre
     }
     hasResponse = true;
     if (response.statusCode < 200 || response.statusCode >= 300) {
-      throw await readStatusError(response.statusCode, response.headers, response.body, options.maxErrorBodyBytes ?? 64 * 1024).catch((err: unknown) => {
+      throw await readStatusError(response.statusCode, response.headers, response.body, MAX_ERROR_BODY_BYTES).catch((err: unknown) => {
         throw explain(err);
       });
     }
@@ -73,7 +64,7 @@ export async function streamUpstream(options: StreamUpstreamOptions, stats: Stre
   }
 }
 
-function pump(body: Readable, options: StreamUpstreamOptions, deadlines: Deadlines, stats: StreamStats, explain: (err: unknown) => unknown): Promise<void> {
+function pump(body: Readable, options: PipelineOptions, deadlines: Deadlines, stats: PipelineStats, explain: (err: unknown) => unknown): Promise<void> {
   const { adapter, state, output } = options;
   const onEvent = (type: string, data: string): void => adapter.convertEvent(state, type, data, output);
   let events: EventDecoder | undefined;
@@ -88,7 +79,7 @@ function pump(body: Readable, options: StreamUpstreamOptions, deadlines: Deadlin
 
   return new Promise<void>((resolve, reject) => {
     let isSettled = false;
-    let disposeDrain: (() => void) | undefined;
+    let disposeWritable: (() => void) | undefined;
     let ping: NodeJS.Timeout | undefined;
     const onSilence = (): void => {
       output.ping();
@@ -102,13 +93,13 @@ function pump(body: Readable, options: StreamUpstreamOptions, deadlines: Deadlin
       if (isSettled) return;
       isSettled = true;
       clearTimeout(ping);
-      disposeDrain?.();
+      disposeWritable?.();
       if (err === undefined) return resolve();
       body.destroy(); // aborts the upstream request (undici closes that connection); a no-op once the body ended
       reject(explain(err));
     };
     const resume = (): void => {
-      disposeDrain = undefined;
+      disposeWritable = undefined;
       deadlines.resume();
       armPing();
       body.resume();
@@ -129,12 +120,12 @@ function pump(body: Readable, options: StreamUpstreamOptions, deadlines: Deadlin
         return settle(err);
       }
       if (!output.flush()) {
-        // The client is the slow side: stop reading the upstream until it drains.
+        // The client is the slow side: stop reading the upstream until its response is writable again.
         body.pause();
         deadlines.pause();
         clearTimeout(ping);
         ping = undefined;
-        disposeDrain = output.onDrain(resume);
+        disposeWritable = output.onWritable(resume);
       }
     });
     body.on('end', () => {

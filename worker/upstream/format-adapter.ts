@@ -1,11 +1,12 @@
 import { GraygateError } from '../../shared/errors.js';
-import type { ChatRequest } from '../chat/request-schema.js';
-import type { ChunkSink, FinishReason, Usage } from '../chat/chunk.js';
+import type { ChatRequest } from '../request/chat-request.js';
+import type { ChunkSink, StreamState } from '../types.js';
 
 // The contract every upstream format implements (SPEC §5, issue 3 part 2): a
 // pure request converter and an event converter that is deterministic given
 // the per-stream state it is handed. Neither does I/O, reads the clock or
-// draws random numbers; the pipeline in upstream/pipeline.ts does all that.
+// draws random numbers; upstream/pipeline.ts does all that. Below it, the
+// helpers the three converters share.
 
 export type UpstreamFormat = 'openai' | 'ollama' | 'anthropic';
 
@@ -20,28 +21,10 @@ export interface UpstreamRequest {
   /** Path appended to the upstream base URL (SPEC §2: openai `/chat/completions`, ollama `/api/chat`, anthropic `/v1/messages`). */
   path: string;
   headers: Record<string, string>;
-  body: string;
+  /** JSON, as bytes: handed to undici as is, no string conversion on the way out (issue 9 part 5). */
+  body: Buffer;
   /** The model the upstream is asked for; OpenAI chunks we build carry it. */
   model: string;
-}
-
-/** Per-stream converter state. Created by the pipeline with an id and clock reading, so converters stay pure. */
-export interface StreamState {
-  readonly id: string;
-  /** Unix seconds. */
-  readonly created: number;
-  readonly model: string;
-  isRoleSent: boolean;
-  /** The upstream sent its final event (`[DONE]`, `done: true`, `message_stop`). */
-  isDone: boolean;
-  finishReason: FinishReason | null;
-  promptTokens: number;
-  completionTokens: number;
-  usage: Usage | undefined;
-}
-
-export function createStreamState(init: { id: string; created: number; model: string }): StreamState {
-  return { ...init, isRoleSent: false, isDone: false, finishReason: null, promptTokens: 0, completionTokens: 0, usage: undefined };
 }
 
 export interface UpstreamAdapter {
@@ -58,12 +41,12 @@ export interface UpstreamAdapter {
   convertEvent(state: StreamState, type: string, data: string, sink: ChunkSink): void;
 }
 
-/** JSON.parse that turns a syntax error into upstream_protocol_error (SPEC §5: never silently dropped). */
 /** A token count from an upstream usage field; anything but a finite number counts as 0. */
 export function tokenCount(value: unknown): number {
   return typeof value === 'number' && Number.isFinite(value) ? value : 0;
 }
 
+/** JSON.parse that turns a syntax error into upstream_protocol_error (SPEC §5: never silently dropped). */
 export function parseUpstreamJson(data: string): Record<string, unknown> {
   let value: unknown;
   try {

@@ -1,0 +1,59 @@
+import t from 'tap';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { RequestPreparer } from '../../../worker/chat/preparer.js';
+import { loadAdapter } from '../../../worker/upstream/load-adapter.js';
+import { ROOT } from '../../helpers/gateway.js';
+
+// Issue 9 part 5: small bodies are prepared on the event loop, large ones on
+// the helper thread, with the same result; the thread is the built one
+// (`npm test` builds first), since a thread cannot run the TypeScript sources.
+
+const threadUrl = pathToFileURL(join(ROOT, 'dist/worker/chat/prepare-thread.js'));
+const body = (content: string, extra: Record<string, unknown> = {}): Buffer =>
+  Buffer.from(JSON.stringify({ model: 'm', stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content }], ...extra }));
+
+t.test('inline and on the thread, the same upstream call', async (t) => {
+  const adapter = await loadAdapter('anthropic');
+  const preparer = new RequestPreparer({ adapter, build: { model: undefined, apiKey: 'k' }, inlineMaxBytes: 1024, threadUrl });
+  t.teardown(() => preparer.destroy());
+  const signal = new AbortController().signal;
+  const small = await preparer.prepare(body('hi'), { signal });
+  t.equal(preparer.hasThread, false, 'a small body needs no thread');
+  const bigText = 'é'.repeat(4096);
+  const big = body(bigText);
+  const onThread = await preparer.prepare(big, { signal });
+  t.equal(preparer.hasThread, true);
+  t.equal(big.length, 0, "the body's memory moved to the thread, not copied");
+  t.same({ ...onThread, request: { ...onThread.request, body: undefined } }, { ...small, request: { ...small.request, body: undefined } }, 'same flags, path, headers and model');
+  t.equal(JSON.parse(onThread.request.body.toString()).messages[0].content, bigText);
+  t.same([onThread.isStream, onThread.includeUsage], [true, true]);
+  await t.rejects(preparer.prepare(body('x'.repeat(2048), { n: 3 }), { signal }), { code: 'invalid_request', message: /only n = 1/ }, 'a refusal crosses back with its code');
+});
+
+t.test('a caller that gives up stops waiting; close() and destroy() stop the thread', async (t) => {
+  const adapter = await loadAdapter('openai');
+  const preparer = new RequestPreparer({ adapter, build: { model: undefined, apiKey: undefined }, inlineMaxBytes: 16, threadUrl });
+  t.teardown(() => preparer.destroy());
+  const client = new AbortController();
+  const waiting = preparer.prepare(body('x'.repeat(100)), { signal: client.signal });
+  client.abort(new Error('client left'));
+  await t.rejects(waiting, { message: 'client left' });
+  const pending = preparer.prepare(body('y'.repeat(100)), { signal: new AbortController().signal });
+  const closed = preparer.close();
+  await t.resolves(pending, 'close() lets the jobs it has finish');
+  await closed;
+  t.equal(preparer.hasThread, false);
+  await t.rejects(preparer.prepare(body('z'.repeat(100)), { signal: client.signal }), { message: 'client left' }, 'an aborted caller is refused first');
+  await t.rejects(preparer.prepare(body('z'.repeat(100)), { signal: new AbortController().signal }), { code: 'shutting_down' });
+});
+
+t.test('destroy() fails the jobs in flight', async (t) => {
+  const adapter = await loadAdapter('ollama');
+  const preparer = new RequestPreparer({ adapter, build: { model: undefined, apiKey: undefined }, inlineMaxBytes: 16, threadUrl });
+  const pending = preparer.prepare(body('x'.repeat(100)), { signal: new AbortController().signal });
+  const refused = t.rejects(pending, { code: 'shutting_down' });
+  await preparer.destroy();
+  await refused;
+  t.equal(preparer.hasThread, false);
+});

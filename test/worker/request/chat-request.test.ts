@@ -1,0 +1,60 @@
+import t from 'tap';
+import { CHAT_REQUEST_LIMITS, parseChatRequest } from '../../../worker/request/chat-request.js';
+
+// Request validation (issue 3 part 1, issue 9 part 5): every bad body is a 400
+// invalid_request naming the field or the limit; a good one comes back as the
+// very object JSON.parse made, unknown fields included.
+
+const ok = { model: 'm', messages: [{ role: 'user', content: 'hi' }] };
+const parse = (value: unknown): ReturnType<typeof parseChatRequest> => parseChatRequest(Buffer.from(JSON.stringify(value)));
+
+t.test('valid bodies', async (t) => {
+  t.equal(parse(ok).model, 'm');
+  const full = parse({ ...ok, stream: true, stream_options: { include_usage: true }, max_tokens: 5, stop: ['x'], n: 1, tools: [], temperature: null });
+  t.equal(full.stream_options?.include_usage, true);
+  t.same(full['tools'], [], 'unknown fields kept for an OpenAI upstream');
+  const parts = parse({ messages: [{ role: 'user', content: [{ type: 'text', text: 'a' }, { type: 'image_url', image_url: { url: 'x' } }], name: 'n' }] });
+  t.equal(parts.messages[0]?.name, 'n');
+});
+
+const BAD: Array<[string, string, RegExp]> = [
+  ['not JSON', '{"model":', /not valid JSON/],
+  ['an array', '[]', /must be a JSON object/],
+  ['missing messages', '{"model":"m"}', /^messages: /],
+  ['empty messages', '{"model":"m","messages":[]}', /messages: must contain at least one message/],
+  ['a message that is not an object', '{"messages":["hi"]}', /messages\.0: must be an object/],
+  ['bad role', '{"messages":[{"role":"robot","content":"x"}]}', /messages\.0\.role/],
+  ['content number', '{"messages":[{"role":"user","content":5}]}', /messages\.0\.content/],
+  ['a content part without type', '{"messages":[{"role":"user","content":[{"text":"x"}]}]}', /messages\.0\.content/],
+  ['name number', '{"messages":[{"role":"user","content":"x","name":1}]}', /messages\.0\.name: must be a string/],
+  ['empty model', '{"model":"","messages":[{"role":"user","content":"x"}]}', /model: must not be empty/],
+  ['stream string', '{"messages":[{"role":"user","content":"x"}],"stream":"yes"}', /stream: must be a boolean/],
+  ['stream_options string', '{"messages":[{"role":"user","content":"x"}],"stream_options":"x"}', /stream_options: must be an object/],
+  ['include_usage string', '{"messages":[{"role":"user","content":"x"}],"stream_options":{"include_usage":1}}', /stream_options\.include_usage: must be a boolean/],
+  ['n = 2', '{"messages":[{"role":"user","content":"x"}],"n":2}', /only n = 1/],
+  ['max_tokens 0', '{"messages":[{"role":"user","content":"x"}],"max_tokens":0}', /max_tokens: must be ≥ 1/],
+  ['max_completion_tokens 1.5', '{"messages":[{"role":"user","content":"x"}],"max_completion_tokens":1.5}', /max_completion_tokens: must be an integer/],
+  ['temperature 1e400', '{"messages":[{"role":"user","content":"x"}],"temperature":1e400}', /temperature: must be a number/],
+  ['stop numbers', '{"messages":[{"role":"user","content":"x"}],"stop":[1]}', /stop: must be a string or an array of strings/],
+  ['every problem at once', '{"model":1,"messages":[],"stream":1}', /^model: must be a string; messages: must contain at least one message; stream: must be a boolean$/],
+];
+
+for (const [name, body, message] of BAD) {
+  t.test(name, async (t) => {
+    t.throws(() => parseChatRequest(Buffer.from(body)), { code: 'invalid_request', status: 400, message });
+  });
+}
+
+t.test('many problems: the first ten, then a count', async (t) => {
+  const messages = Array.from({ length: 25 }, () => ({ role: 'robot' }));
+  t.throws(() => parse({ messages }), { message: /messages\.9\.role: [^;]+; and 15 more$/ });
+});
+
+t.test('limits: deep and wide bodies are 400s naming the limit', async (t) => {
+  const deep = `{"messages":[{"role":"user","content":"x"}],"x":${'['.repeat(100_000)}${']'.repeat(100_000)}}`;
+  t.throws(() => parseChatRequest(Buffer.from(deep)), { code: 'invalid_request', message: /nested more than 64 levels deep \(limit 64\)/ });
+  const keys = Array.from({ length: CHAT_REQUEST_LIMITS.maxMembers + 1 }, (_, i) => `"k${i}":1`).join(',');
+  t.throws(() => parseChatRequest(Buffer.from(`{"messages":[{"role":"user","content":"x"}],"metadata":{${keys}}}`)), { message: /more than 10000 members \(limit 10000\)/ });
+  const history = Array.from({ length: 5000 }, (_, i) => ({ role: i % 2 === 0 ? 'user' : 'assistant', content: `turn ${i}`, name: 'n' }));
+  t.equal(parse({ messages: history }).messages.length, 5000, 'a 5 000-message history fits');
+});

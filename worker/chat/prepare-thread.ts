@@ -1,0 +1,27 @@
+import { parentPort, workerData } from 'node:worker_threads';
+import { serializeError } from '../../shared/errors.js';
+import { loadAdapter } from '../upstream/load-adapter.js';
+import { fromTransferred, prepareCall, toTransferable, type PrepareJob, type PrepareReply, type PrepareThreadData } from './prepare.js';
+
+// Entry of the helper thread (chat/preparer.ts): prepares one large request
+// body at a time, so however long JSON.parse and JSON.stringify take, the
+// worker's event loop keeps streaming. Jobs arrive before the adapter has
+// loaded too: the port holds messages until the listener is attached.
+
+const data = workerData as PrepareThreadData;
+const adapter = await loadAdapter(data.format);
+const port = parentPort!;
+port.on('message', (job: PrepareJob) => {
+  let reply: PrepareReply;
+  let transfer: ArrayBuffer[] = [];
+  try {
+    const call = prepareCall(fromTransferred(job.body), adapter, data.build);
+    const out = toTransferable(call.request.body);
+    transfer = out.transfer;
+    reply = { id: job.id, ok: true, path: call.request.path, headers: call.request.headers, body: out.bytes, model: call.request.model, isStream: call.isStream, includeUsage: call.includeUsage };
+  } catch (err) {
+    const { code, message } = serializeError(err);
+    reply = { id: job.id, ok: false, code, message };
+  }
+  port.postMessage(reply, transfer);
+});

@@ -1,0 +1,57 @@
+import { GraygateError, ERROR_CATALOGUE, type ErrorCode } from '../../shared/errors.js';
+import { parseChatRequest } from '../request/chat-request.js';
+import type { BuildOptions, UpstreamAdapter, UpstreamFormat, UpstreamRequest } from '../upstream/format-adapter.js';
+
+// Request body → upstream call, as one pure step (issue 9 part 5): parse,
+// validate, convert. What comes out is the upstream body as bytes and the two
+// flags the handler reads; the parsed request is not kept, so a 10 MB prompt
+// is held once (as the upstream body) while its answer streams. Runs on the
+// event loop for small bodies and on a helper thread for large ones
+// (chat/preparer.ts); the messages between the two are declared here.
+
+export interface PreparedCall {
+  request: UpstreamRequest;
+  /** `stream: true`: answer with SSE. */
+  isStream: boolean;
+  /** `stream_options.include_usage`: send the usage chunk. */
+  includeUsage: boolean;
+}
+
+export function prepareCall(body: Buffer, adapter: Pick<UpstreamAdapter, 'buildRequest'>, build: BuildOptions): PreparedCall {
+  const chat = parseChatRequest(body);
+  return { request: adapter.buildRequest(chat, build), isStream: chat.stream === true, includeUsage: chat.stream_options?.include_usage === true };
+}
+
+/** What the helper thread is started with. */
+export interface PrepareThreadData {
+  format: UpstreamFormat;
+  build: BuildOptions;
+}
+
+/** Main → thread: one body; its memory is moved, not copied, when it owns its ArrayBuffer. */
+export interface PrepareJob {
+  id: number;
+  body: Uint8Array;
+}
+
+/** Thread → main. Errors travel as data (STYLE §19). */
+export type PrepareReply =
+  | { id: number; ok: true; path: string; headers: Record<string, string>; body: Uint8Array; model: string; isStream: boolean; includeUsage: boolean }
+  | { id: number; ok: false; code: string; message: string };
+
+/** Buffer → the view to post and the memory to move with it (none when the Buffer is a slice of Node's shared pool). */
+export function toTransferable(buf: Buffer): { bytes: Uint8Array; transfer: ArrayBuffer[] } {
+  const bytes = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+  const owns = buf.byteOffset === 0 && buf.byteLength === buf.buffer.byteLength && buf.buffer instanceof ArrayBuffer;
+  return { bytes, transfer: owns ? [buf.buffer as ArrayBuffer] : [] };
+}
+
+export function fromTransferred(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** A failure of the thread's job as a catalogued error, the code kept (STYLE §7). */
+export function toJobError(reply: { code: string; message: string }): GraygateError {
+  const code = Object.hasOwn(ERROR_CATALOGUE, reply.code) ? (reply.code as ErrorCode) : 'internal_error';
+  return new GraygateError(code, reply.message);
+}

@@ -1,0 +1,164 @@
+import { GraygateError } from '../../shared/errors.js';
+import { checkJsonLimits, type JsonLimits } from './json-limits.js';
+
+// SPEC §5: the OpenAI Chat Completions request, as far as the gateway needs to
+// understand it. Only the fields the gateway reads are checked; the parsed
+// object itself is what callers get, unknown fields included, so an OpenAI
+// upstream still receives what the client sent (tools, response_format, seed,
+// …) and nothing is copied (issue 9 part 5: a schema library's loose objects
+// copied every unknown key, 580 ms for 300 000 of them).
+
+/**
+ * What a request body may hold (issue 9 part 5), measured with
+ * test/worker/fixtures/bench/bodies.ts. Depth 64: JSON Schemas of tools nest
+ * a few levels, OpenAI's structured outputs allow 5 or 10. 10 000 members per
+ * object or array and 50 000 in all: a 5 000-message history or 128 tools
+ * with large schemas fit several times over, while the costliest shape that
+ * fits (50 000 keys all different) parses in about 0.2 s, off the event loop
+ * (see chat/preparer.ts).
+ */
+export const CHAT_REQUEST_LIMITS: JsonLimits = { maxDepth: 64, maxMembers: 10_000, maxValues: 50_000 };
+
+export type ChatRole = 'system' | 'developer' | 'user' | 'assistant' | 'tool';
+
+/** A content part: `{type:"text", text}` or any other type, which only an OpenAI upstream takes. */
+export interface ContentPart {
+  type: string;
+  [key: string]: unknown;
+}
+
+export interface ChatMessage {
+  role: ChatRole;
+  content?: string | ContentPart[] | null;
+  name?: string;
+  [key: string]: unknown;
+}
+
+export interface ChatRequest {
+  model?: string;
+  messages: ChatMessage[];
+  stream?: boolean | null;
+  stream_options?: { include_usage?: boolean; [key: string]: unknown } | null;
+  max_tokens?: number | null;
+  max_completion_tokens?: number | null;
+  temperature?: number | null;
+  top_p?: number | null;
+  stop?: string | string[] | null;
+  /** One choice per request: the converters build a single choice (index 0). */
+  n?: 1 | null;
+  [key: string]: unknown;
+}
+
+/** Problems listed in one answer; the rest are counted. */
+const MAX_PROBLEMS_LISTED = 10;
+
+/** Parses a request body (raw bytes) into a ChatRequest, or throws invalid_request naming the limit or every problem. */
+export function parseChatRequest(body: Buffer): ChatRequest {
+  checkJsonLimits(body, CHAT_REQUEST_LIMITS);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(body.toString('utf8'));
+  } catch (err) {
+    throw new GraygateError('invalid_request', `the request body is not valid JSON: ${(err as Error).message}`);
+  }
+  if (!isObject(raw)) throw new GraygateError('invalid_request', 'the request body must be a JSON object');
+  const problems = chatRequestProblems(raw);
+  if (problems.length > 0) {
+    const listed = problems.slice(0, MAX_PROBLEMS_LISTED);
+    if (problems.length > listed.length) listed.push(`and ${problems.length - listed.length} more`);
+    throw new GraygateError('invalid_request', listed.join('; '));
+  }
+  return raw as ChatRequest;
+}
+
+const ROLES: ReadonlySet<unknown> = new Set<ChatRole>(['system', 'developer', 'user', 'assistant', 'tool']);
+
+/** Every `path: message` problem of a parsed body, in field order; empty when it is a valid request. */
+export function chatRequestProblems(body: Record<string, unknown>): string[] {
+  const problems: string[] = [];
+  const check = (path: string, value: unknown, rule: (v: unknown) => string | undefined): void => {
+    if (value === undefined) return;
+    const problem = rule(value);
+    if (problem !== undefined) problems.push(`${path}: ${problem}`);
+  };
+  check('model', body['model'], (v) => (typeof v !== 'string' ? 'must be a string' : v === '' ? 'must not be empty' : undefined));
+  const messages = body['messages'];
+  if (!Array.isArray(messages)) problems.push('messages: must be an array of messages');
+  else if (messages.length === 0) problems.push('messages: must contain at least one message');
+  else messages.forEach((m: unknown, i) => messageProblems(m, `messages.${i}`, problems));
+  check('stream', body['stream'], nullable(boolean));
+  check('stream_options', body['stream_options'], nullable((v) => (isObject(v) ? undefined : 'must be an object')));
+  const streamOptions = body['stream_options'];
+  if (isObject(streamOptions)) check('stream_options.include_usage', streamOptions['include_usage'], boolean);
+  check('max_tokens', body['max_tokens'], nullable(positiveInteger));
+  check('max_completion_tokens', body['max_completion_tokens'], nullable(positiveInteger));
+  check('temperature', body['temperature'], nullable(number));
+  check('top_p', body['top_p'], nullable(number));
+  check('stop', body['stop'], nullable((v) => (typeof v === 'string' || (Array.isArray(v) && v.every((s) => typeof s === 'string')) ? undefined : 'must be a string or an array of strings')));
+  check('n', body['n'], nullable((v) => (v === 1 ? undefined : 'only n = 1 is supported')));
+  return problems;
+}
+
+function messageProblems(message: unknown, path: string, problems: string[]): void {
+  if (!isObject(message)) {
+    problems.push(`${path}: must be an object`);
+    return;
+  }
+  if (!ROLES.has(message['role'])) problems.push(`${path}.role: must be one of system, developer, user, assistant, tool`);
+  const content = message['content'];
+  if (content !== undefined && content !== null && typeof content !== 'string' && !(Array.isArray(content) && content.every(isContentPart))) {
+    problems.push(`${path}.content: must be a string, an array of content parts or null`);
+  }
+  if (message['name'] !== undefined && typeof message['name'] !== 'string') problems.push(`${path}.name: must be a string`);
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function isContentPart(value: unknown): boolean {
+  return isObject(value) && typeof value['type'] === 'string';
+}
+
+function nullable(rule: (v: unknown) => string | undefined): (v: unknown) => string | undefined {
+  return (v) => (v === null ? undefined : rule(v));
+}
+
+function boolean(v: unknown): string | undefined {
+  return typeof v === 'boolean' ? undefined : 'must be a boolean';
+}
+
+function number(v: unknown): string | undefined {
+  // JSON.parse turns 1e400 into Infinity, which no upstream takes.
+  return typeof v === 'number' && Number.isFinite(v) ? undefined : 'must be a number';
+}
+
+function positiveInteger(v: unknown): string | undefined {
+  if (typeof v !== 'number' || !Number.isInteger(v)) return 'must be an integer';
+  return v >= 1 ? undefined : 'must be ≥ 1';
+}
+
+/** The text of a message: a string as is, text parts joined; non-text parts are refused for upstreams that only take text. */
+export function messageText(msg: ChatMessage): string {
+  const content = msg.content;
+  if (content === undefined || content === null) return '';
+  if (typeof content === 'string') return content;
+  const parts: string[] = [];
+  for (const part of content) {
+    if (part.type !== 'text' || typeof part['text'] !== 'string') {
+      throw new GraygateError('invalid_request', `content parts of type "${part.type}" are not supported by this version's upstream`);
+    }
+    parts.push(part['text']);
+  }
+  return parts.join('');
+}
+
+/** max_completion_tokens is the newer name of max_tokens; either may be sent. */
+export function maxTokensOf(req: ChatRequest): number | undefined {
+  return req.max_completion_tokens ?? req.max_tokens ?? undefined;
+}
+
+export function stopsOf(req: ChatRequest): string[] | undefined {
+  if (req.stop === undefined || req.stop === null) return undefined;
+  return typeof req.stop === 'string' ? [req.stop] : req.stop;
+}
