@@ -74,6 +74,9 @@ export async function startGateway(t: Teardown, input: GatewayConfigInput, optio
   if (options.configPath === undefined) writeConfigFile(configPath, input);
   const child = fork(MASTER_ENTRY, ['--config', configPath], {
     cwd: ROOT,
+    // The built master is plain JS: not tap's TypeScript loader and mocks, which fork() would pass on
+    // (and the master to each worker). Coverage still follows through NODE_OPTIONS.
+    execArgv: [],
     // Own process group, so teardown can end the master and every worker it forked.
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
