@@ -1,7 +1,10 @@
 import { parseArgs } from 'node:util';
+import { resolveAdminUrl } from './admin-address.js';
 import { callAdmin, CliError, EXIT, type AdminClientOptions } from './admin-client.js';
+import { exitQuietlyOnBrokenPipe } from './broken-pipe.js';
 import { formatStatus, table, type StatusBody } from './format.js';
 import { runTop } from './top.js';
+import { packageVersion } from './version.js';
 
 // `graygate <command>` (SPEC §7): a thin client of the admin API, plus `start`
 // and `mock-upstream`, which run in this process.
@@ -11,7 +14,8 @@ const USAGE = `usage: graygate <command> [flags]
 commands:
   start [--config F]                        run the gateway (same as npm start)
   status [--json] [--watch]                 versions, weights, workers (--watch: same as top)
-  top                                       live per-version req/s, error %, p99, queue (Ctrl-C quits)
+  top [--json] [--interval S] [--iterations N]
+                                            live per-version req/s, error %, p99, queue (Ctrl-C quits)
   weights v1=90 v2=10                       set weights atomically (others unchanged)
   add NAME --entry F [--weight N] [--instances N]
   deploy NAME [--entry F] [--instances N]   swap NAME's worker build without dropping requests
@@ -21,8 +25,22 @@ commands:
   mock-upstream [--port N] [--format F]     run the embedded mock upstream alone
 
 flags:
-  --admin URL   admin API (default http://127.0.0.1:9000); token from GRAYGATE_ADMIN_TOKEN
-  --json        machine-readable output`;
+  --admin ADDR      admin API: http(s)://HOST:PORT, HOST:PORT, HOST or :PORT
+                    (no scheme: http://; HOST alone: the admin port below)
+  --json            machine-readable output (top: one JSON object per line per refresh)
+  --interval S      top: seconds between refreshes (default 1)
+  --iterations N    top: stop after N refreshes (default: until Ctrl-C)
+  -v, --version     print the version
+  -h, --help        print this help
+
+environment:
+  GRAYGATE_ADMIN_URL    admin API when --admin is not given (same forms as --admin)
+  GRAYGATE_ADMIN_PORT   admin port when neither is given: http://127.0.0.1:PORT,
+                        default 9000 (the gateway moves its admin port with it too)
+  GRAYGATE_ADMIN_TOKEN  bearer token for the admin API
+
+exit codes: 0 ok, 1 the admin API refused the call, 64 usage, 69 admin API
+unreachable, 141 the reader of the output went away (e.g. | head)`;
 
 function usage(message: string): never {
   throw new CliError(`${message}\n${USAGE}`, EXIT.usage);
@@ -32,6 +50,19 @@ function positiveInt(value: string | undefined, flag: string): number | undefine
   if (value === undefined) return undefined;
   if (!/^\d+$/.test(value)) usage(`${flag} must be a whole number, got ${JSON.stringify(value)}`);
   return Number(value);
+}
+
+function atLeastOne(value: string | undefined, flag: string): number | undefined {
+  const n = positiveInt(value, flag);
+  if (n === 0) usage(`${flag} must be at least 1`);
+  return n;
+}
+
+/** `--interval S` in ms. */
+function intervalMs(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^(\d+(\.\d*)?|\.\d+)$/.test(value) || Number(value) <= 0) usage(`--interval must be a number of seconds above 0, got ${JSON.stringify(value)}`);
+  return Number(value) * 1000;
 }
 
 async function run(argv: string[]): Promise<void> {
@@ -48,18 +79,45 @@ async function run(argv: string[]): Promise<void> {
       instances: { type: 'string' },
       port: { type: 'string' },
       format: { type: 'string' },
+      interval: { type: 'string' },
+      iterations: { type: 'string' },
+      // -v like node, npm and pm2, whose users run this; graygate has no verbose mode to keep it for.
+      version: { type: 'boolean', short: 'v', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
   const [command, ...args] = positionals;
+  // `start` runs the master, whose output is its own business: a broken pipe must not skip its shutdown.
+  if (command !== 'start') exitQuietlyOnBrokenPipe([process.stdout, process.stderr]);
+  if (values.version) {
+    process.stdout.write(`${packageVersion()}\n`);
+    return;
+  }
   if (values.help || command === undefined) {
     process.stdout.write(`${USAGE}\n`);
     if (command === undefined && !values.help) process.exitCode = EXIT.usage;
     return;
   }
-  const client: AdminClientOptions = {
-    adminUrl: values.admin ?? process.env['GRAYGATE_ADMIN_URL'] ?? 'http://127.0.0.1:9000',
-    token: process.env['GRAYGATE_ADMIN_TOKEN'],
+  // Resolved on first use: `mock-upstream` must not fail on an admin variable it never reads.
+  let resolved: AdminClientOptions | undefined;
+  const client = (): AdminClientOptions => {
+    if (resolved !== undefined) return resolved;
+    const { url, source } = resolveAdminUrl({ flag: values.admin, env: process.env });
+    resolved = { adminUrl: url, source, token: process.env['GRAYGATE_ADMIN_TOKEN'] };
+    return resolved;
+  };
+  const watch = (): Promise<void> => {
+    const stop = new AbortController();
+    process.once('SIGINT', () => stop.abort());
+    const interval = intervalMs(values.interval);
+    const frames = atLeastOne(values.iterations, '--iterations');
+    return runTop({
+      ...client(),
+      format: values.json ? 'json' : 'table',
+      signal: stop.signal,
+      ...(interval === undefined ? {} : { intervalMs: interval }),
+      ...(frames === undefined ? {} : { frames }),
+    });
   };
   const print = (value: unknown, human: () => string): void => {
     process.stdout.write(`${values.json ? JSON.stringify(value, null, 2) : human()}\n`);
@@ -77,10 +135,10 @@ async function run(argv: string[]): Promise<void> {
       return runMockUpstreamCli({ port: positiveInt(values.port, '--port') ?? 0, format: values.format });
     }
     case 'top':
-      return watch(client);
+      return watch();
     case 'status': {
-      if (values.watch) return watch(client);
-      const status = await callAdmin<StatusBody>(client, 'GET', '/admin/status');
+      if (values.watch) return watch();
+      const status = await callAdmin<StatusBody>(client(), { method: 'GET', path: '/admin/status' });
       return print(status, () => formatStatus(status));
     }
     case 'weights': {
@@ -91,7 +149,7 @@ async function run(argv: string[]): Promise<void> {
         if (m === null) usage(`bad weight ${JSON.stringify(pair)}: use NAME=NUMBER`);
         weights[m[1]!] = Number(m[2]);
       }
-      const status = await callAdmin<StatusBody>(client, 'PUT', '/admin/weights', weights);
+      const status = await callAdmin<StatusBody>(client(), { method: 'PUT', path: '/admin/weights', body: weights });
       return print(status, () => table(['VERSION', 'WEIGHT'], Object.entries(status.versions).map(([n, v]) => [n, String(v.weight)])));
     }
     case 'add': {
@@ -99,7 +157,7 @@ async function run(argv: string[]): Promise<void> {
       const body: Record<string, unknown> = { name: name(), entry: values.entry, weight: positiveInt(values.weight, '--weight') ?? 0 };
       const instances = positiveInt(values.instances, '--instances');
       if (instances !== undefined) body['instances'] = instances;
-      const added = await callAdmin<unknown>(client, 'POST', '/admin/versions', body);
+      const added = await callAdmin<unknown>(client(), { method: 'POST', path: '/admin/versions', body });
       return print(added, () => `added ${name()}`);
     }
     case 'deploy': {
@@ -107,20 +165,20 @@ async function run(argv: string[]): Promise<void> {
       if (values.entry !== undefined) body['entry'] = values.entry;
       const instances = positiveInt(values.instances, '--instances');
       if (instances !== undefined) body['instances'] = instances;
-      const result = await callAdmin<{ lastDeploy: { from: string; to: string; durationMs: number; newPids: number[] } }>(client, 'POST', `/admin/versions/${encodeURIComponent(name())}/deploy`, body);
+      const result = await callAdmin<{ lastDeploy: { from: string; to: string; durationMs: number; newPids: number[] } }>(client(), { method: 'POST', path: `/admin/versions/${encodeURIComponent(name())}/deploy`, body });
       const d = result.lastDeploy;
       return print(result, () => `deployed ${name()}: ${d.to} (pids ${d.newPids.join(', ')}) in ${d.durationMs} ms`);
     }
     case 'rollback': {
-      const result = await callAdmin<{ lastDeploy: { to: string; durationMs: number } }>(client, 'POST', `/admin/versions/${encodeURIComponent(name())}/rollback`);
+      const result = await callAdmin<{ lastDeploy: { to: string; durationMs: number } }>(client(), { method: 'POST', path: `/admin/versions/${encodeURIComponent(name())}/rollback` });
       return print(result, () => `rolled back ${name()} to ${result.lastDeploy.to} in ${result.lastDeploy.durationMs} ms`);
     }
     case 'remove': {
-      const result = await callAdmin<unknown>(client, 'DELETE', `/admin/versions/${encodeURIComponent(name())}`);
+      const result = await callAdmin<unknown>(client(), { method: 'DELETE', path: `/admin/versions/${encodeURIComponent(name())}` });
       return print(result, () => `removed ${name()}`);
     }
     case 'reload': {
-      const result = await callAdmin<{ applied: string[]; restartRequired: string[] }>(client, 'POST', '/admin/reload');
+      const result = await callAdmin<{ applied: string[]; restartRequired: string[] }>(client(), { method: 'POST', path: '/admin/reload' });
       return print(result, () => {
         const applied = result.applied.length === 0 ? 'nothing changed' : `applied: ${result.applied.join(', ')}`;
         return result.restartRequired.length === 0 ? applied : `${applied}\nneeds a restart to take effect: ${result.restartRequired.join(', ')}`;
@@ -129,12 +187,6 @@ async function run(argv: string[]): Promise<void> {
     default:
       usage(`unknown command ${JSON.stringify(command)}`);
   }
-}
-
-function watch(client: AdminClientOptions): Promise<void> {
-  const stop = new AbortController();
-  process.once('SIGINT', () => stop.abort());
-  return runTop({ adminUrl: client.adminUrl, token: client.token, signal: stop.signal });
 }
 
 try {

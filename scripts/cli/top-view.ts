@@ -8,11 +8,18 @@ import type { Sample } from './prom-text.js';
 // master's latency to response headers and of time to first token from the
 // interval's bucket increments, and the current queue depth and streams.
 // Pure functions of the samples, so they are tested with plain data.
+//
+// Issue 12 part 6: the rows are the versions /admin/status lists at the
+// scrape, not every name that ever left a series in /metrics, and a previous
+// scrape counts only for versions it listed too. The previous snapshot is all
+// the state top keeps, so a removed version leaves nothing behind.
 
 export interface Snapshot {
   /** Monotonic clock reading of the scrape, ms. */
   atMs: number;
   samples: readonly Sample[];
+  /** The versions /admin/status listed with this scrape; undefined: the versions the samples name. */
+  versions?: readonly string[];
 }
 
 export interface VersionRow {
@@ -85,7 +92,17 @@ function intervalQuantile(q: number, prev: Snapshot | undefined, cur: Snapshot, 
   return histogramQuantile(q, delta);
 }
 
+function versionsOf(snapshot: Snapshot): Set<string> {
+  if (snapshot.versions !== undefined) return new Set(snapshot.versions);
+  const named = new Set<string>();
+  for (const name of [METRIC.requestsTotal, METRIC.queueDepth, METRIC.workerScrapeUp]) for (const v of byVersion(snapshot.samples, name).keys()) named.add(v);
+  named.delete(NO_VERSION);
+  return named;
+}
+
 export function computeRows(prev: Snapshot | undefined, cur: Snapshot): VersionRow[] {
+  const versions = versionsOf(cur);
+  const prevVersions = prev === undefined ? new Set<string>() : versionsOf(prev);
   const total = byVersion(cur.samples, METRIC.requestsTotal);
   const errors = byVersion(cur.samples, METRIC.requestsTotal, (s) => Number(s.labels['code']) >= 500);
   const prevTotal = prev === undefined ? undefined : byVersion(prev.samples, METRIC.requestsTotal);
@@ -95,20 +112,19 @@ export function computeRows(prev: Snapshot | undefined, cur: Snapshot): VersionR
   const up = byVersion(cur.samples, METRIC.workerScrapeUp);
   const asked = new Map<string, number>();
   for (const s of cur.samples) if (s.name === METRIC.workerScrapeUp && s.labels['version'] !== undefined) asked.set(s.labels['version'], (asked.get(s.labels['version']) ?? 0) + 1);
-
-  const versions = new Set([...total.keys(), ...queue.keys(), ...asked.keys()]);
-  versions.delete(NO_VERSION);
   const seconds = prev === undefined ? 0 : (cur.atMs - prev.atMs) / 1000;
   return [...versions].sort().map((version) => {
+    // A version the previous scrape did not list (just added) has no interval yet.
+    const hasInterval = prev !== undefined && prevVersions.has(version);
     let rps: number | undefined;
     let errorRate: number | undefined;
-    if (prevTotal !== undefined && prevErrors !== undefined && seconds > 0) {
+    if (hasInterval && prevTotal !== undefined && prevErrors !== undefined && seconds > 0) {
       const done = increase(prevTotal.get(version), total.get(version));
       rps = done / seconds;
       errorRate = done === 0 ? undefined : increase(prevErrors.get(version), errors.get(version)) / done;
     }
-    const p99 = prev === undefined ? undefined : intervalQuantile(0.99, prev, cur, METRIC.requestDurationSeconds, version);
-    const ttft = prev === undefined ? undefined : intervalQuantile(0.99, prev, cur, METRIC.streamFirstTokenSeconds, version);
+    const p99 = hasInterval ? intervalQuantile(0.99, prev, cur, METRIC.requestDurationSeconds, version) : undefined;
+    const ttft = hasInterval ? intervalQuantile(0.99, prev, cur, METRIC.streamFirstTokenSeconds, version) : undefined;
     return {
       version,
       rps,
@@ -146,4 +162,9 @@ export function renderRows(rows: readonly VersionRow[]): string {
       `${r.workersUp}/${r.workersScraped}`,
     ]),
   );
+}
+
+/** `graygate top --json`: one row as plain JSON, with null where the table shows `-`. */
+export function rowToJson(row: VersionRow): Record<string, string | number | null> {
+  return Object.fromEntries(Object.entries(row).map(([k, v]) => [k, v === undefined ? null : (v as string | number)]));
 }

@@ -62,3 +62,21 @@ t.test('the text reader: escapes, NaN spellings, and errors on a broken line', a
   t.equal(samples[2]!.value, Infinity);
   t.throws(() => parsePrometheusText('a{l="x"} one'), /line 1 is not a Prometheus sample/);
 });
+
+t.test('rows are the versions /admin/status lists: a removed version leaves no row and no state', async (t) => {
+  const text = (versions: string[], count: number): string =>
+    versions.map((v) => `graygate_requests_total{version="${v}",code="200"} ${count}\ngraygate_worker_scrape_up{version="${v}",worker="${v}/0/1"} 1\n`).join('');
+  const before = { atMs: 0, samples: parsePrometheusText(text(['v1', 'v3'], 10)), versions: ['v1', 'v3'] };
+  // v3 was removed between the scrapes, but this master still exposes its counter.
+  const stale = { atMs: 1000, samples: parsePrometheusText(text(['v1', 'v3'], 20)), versions: ['v1'] };
+  t.same(computeRows(before, stale).map((r) => r.version), ['v1'], 'series of a version status no longer lists are ignored');
+  t.equal(computeRows(before, stale)[0]!.rps, 10);
+  const gone = { atMs: 2000, samples: parsePrometheusText(text(['v1'], 30)), versions: ['v1'] };
+  t.same(computeRows(stale, gone).map((r) => r.version), ['v1'], 'and once its series are gone too');
+  // v3 is added again under the same name: its old counter must not make a rate.
+  const readded = { atMs: 3000, samples: parsePrometheusText(text(['v1', 'v3'], 40)), versions: ['v1', 'v3'] };
+  const rows = computeRows(gone, readded);
+  t.same(rows.map((r) => [r.version, r.rps]), [['v1', 10], ['v3', undefined]], 'a version the previous scrape did not list has no rate yet');
+  const listedOnly = { atMs: 4000, samples: parsePrometheusText(text(['v1'], 50)), versions: ['v1', 'v4'] };
+  t.same(computeRows(readded, listedOnly).find((r) => r.version === 'v4'), { version: 'v4', rps: undefined, errorRate: undefined, p99Ms: undefined, firstTokenP99Ms: undefined, queueDepth: 0, streams: 0, workersUp: 0, workersScraped: 0 }, 'a listed version without series yet has a row of zeros');
+});
