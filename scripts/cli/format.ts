@@ -20,6 +20,7 @@ interface StatusVersion {
   upstream: { format: string; url: string; model?: string };
   workers: StatusWorker[];
   lastDeploy: { kind: string; phase: string; durationMs?: number; error?: { reason: string } } | null;
+  canary?: { version: string; baseline: string; state: string; canaryPercent: number; step: number; steps: number[] };
 }
 export interface StatusBody {
   versions: Record<string, StatusVersion>;
@@ -39,5 +40,12 @@ export function formatStatus(status: StatusBody): string {
       );
     });
   }
-  return table(['VERSION', 'WEIGHT', 'ENTRY', 'UPSTREAM', 'PID', 'STATE', 'RESTARTS', 'INFLIGHT', 'QUEUED', 'LAST DEPLOY'], rows);
+  const out = table(['VERSION', 'WEIGHT', 'ENTRY', 'UPSTREAM', 'PID', 'STATE', 'RESTARTS', 'INFLIGHT', 'QUEUED', 'LAST DEPLOY'], rows);
+  // SPEC §11: a running canary shows under the table, once per canary.
+  const canaries = new Map<string, NonNullable<StatusVersion['canary']>>();
+  for (const v of Object.values(status.versions)) if (v.canary !== undefined) canaries.set(v.canary.version, v.canary);
+  const lines = [...canaries.values()].map(
+    (c) => `canary ${c.version} (baseline ${c.baseline}): ${c.state}, step ${c.step + 1}/${c.steps.length}, ${c.canaryPercent} % — graygate canary status ${c.version}`,
+  );
+  return lines.length === 0 ? out : `${out}\n\n${lines.join('\n')}`;
 }

@@ -3,6 +3,7 @@ import { resolveAdminUrl } from './admin-address.js';
 import { callAdmin, CliError, EXIT, type AdminClientOptions } from './admin-client.js';
 import { exitQuietlyOnBrokenPipe } from './broken-pipe.js';
 import { formatStatus, table, type StatusBody } from './format.js';
+import { formatCanary, parseDuration, parseSteps, type CanaryStatusBody } from './canary.js';
 import { runTop } from './top.js';
 import { packageVersion } from './version.js';
 
@@ -22,6 +23,13 @@ commands:
   rollback NAME                             deploy NAME's previous build
   remove NAME                               stop routing to NAME, drain and stop its workers
   reload                                    re-read the config file and apply the difference
+  canary NAME [--baseline V] [--steps 5,25,50,100] [--step 60s] [--min-requests 200]
+         [--max-step 10m] [--on-inconclusive hold|rollback] [--alpha 0.01]
+         [--non-inferiority] [--no-error-rate] [--no-first-token] [--no-response-time]
+                                            start a canary of NAME: step its weight up, judged
+                                            against the baseline, promoted or rolled back by itself
+  canary status [NAME]                      a canary's state and the numbers behind it (all without NAME)
+  canary abort NAME                         stop NAME's canary; its weight goes back to 0
   mock-upstream [--port N] [--format F]     run the embedded mock upstream alone
 
 flags:
@@ -41,6 +49,48 @@ environment:
 
 exit codes: 0 ok, 1 the admin API refused the call, 64 usage, 69 admin API
 unreachable, 141 the reader of the output went away (e.g. | head)`;
+
+type Print = (value: unknown, human: () => string) => void;
+
+async function canaryCommand(args: string[], values: Record<string, string | boolean | undefined>, client: () => AdminClientOptions, print: Print): Promise<void> {
+  const [first, second] = args;
+  if (first === 'status') {
+    if (second === undefined) {
+      const { canaries } = await callAdmin<{ canaries: CanaryStatusBody[] }>(client(), { method: 'GET', path: '/admin/canaries' });
+      return print({ canaries }, () => (canaries.length === 0 ? 'no canaries' : canaries.map(formatCanary).join('\n\n')));
+    }
+    const one = await callAdmin<CanaryStatusBody>(client(), { method: 'GET', path: `/admin/versions/${encodeURIComponent(second)}/canary` });
+    return print(one, () => formatCanary(one));
+  }
+  if (first === 'abort') {
+    if (second === undefined) usage('canary abort needs a version name');
+    const aborted = await callAdmin<CanaryStatusBody>(client(), { method: 'DELETE', path: `/admin/versions/${encodeURIComponent(second)}/canary` });
+    return print(aborted, () => formatCanary(aborted));
+  }
+  // `canary start NAME` too, for a version literally named status or abort.
+  const name = first === 'start' ? second : first;
+  if (name === undefined) usage('canary needs a version name');
+  const body: Record<string, unknown> = {};
+  const text = (key: string): string | undefined => (typeof values[key] === 'string' ? (values[key] as string) : undefined);
+  if (text('baseline') !== undefined) body['baseline'] = text('baseline');
+  if (text('steps') !== undefined) body['steps'] = parseSteps(text('steps')!) ?? usage(`--steps must be percentages like 5,25,50,100, got ${JSON.stringify(text('steps'))}`);
+  for (const [flag, key] of [['step', 'stepMs'], ['max-step', 'maxStepMs']] as const) {
+    const raw = text(flag);
+    if (raw !== undefined) body[key] = parseDuration(raw) ?? usage(`--${flag} must be a duration like 60s, 500ms or 10m, got ${JSON.stringify(raw)}`);
+  }
+  const minRequests = positiveInt(text('min-requests'), '--min-requests');
+  if (minRequests !== undefined) body['minRequests'] = minRequests;
+  if (text('on-inconclusive') !== undefined) body['onInconclusive'] = text('on-inconclusive');
+  if (text('alpha') !== undefined) body['alpha'] = Number(text('alpha'));
+  if (values['non-inferiority'] === true) body['requireNonInferiority'] = true;
+  const criteria: Record<string, false> = {};
+  if (values['no-error-rate'] === true) criteria['errorRate'] = false;
+  if (values['no-first-token'] === true) criteria['firstTokenP99'] = false;
+  if (values['no-response-time'] === true) criteria['responseTimeP99'] = false;
+  if (Object.keys(criteria).length > 0) body['criteria'] = criteria;
+  const started = await callAdmin<CanaryStatusBody>(client(), { method: 'POST', path: `/admin/versions/${encodeURIComponent(name)}/canary`, body });
+  return print(started, () => formatCanary(started));
+}
 
 function usage(message: string): never {
   throw new CliError(`${message}\n${USAGE}`, EXIT.usage);
@@ -81,6 +131,17 @@ async function run(argv: string[]): Promise<void> {
       format: { type: 'string' },
       interval: { type: 'string' },
       iterations: { type: 'string' },
+      baseline: { type: 'string' },
+      steps: { type: 'string' },
+      step: { type: 'string' },
+      'max-step': { type: 'string' },
+      'min-requests': { type: 'string' },
+      'on-inconclusive': { type: 'string' },
+      alpha: { type: 'string' },
+      'non-inferiority': { type: 'boolean', default: false },
+      'no-error-rate': { type: 'boolean', default: false },
+      'no-first-token': { type: 'boolean', default: false },
+      'no-response-time': { type: 'boolean', default: false },
       // -v like node, npm and pm2, whose users run this; graygate has no verbose mode to keep it for.
       version: { type: 'boolean', short: 'v', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -184,6 +245,8 @@ async function run(argv: string[]): Promise<void> {
         return result.restartRequired.length === 0 ? applied : `${applied}\nneeds a restart to take effect: ${result.restartRequired.join(', ')}`;
       });
     }
+    case 'canary':
+      return canaryCommand(args, values, client, print);
     default:
       usage(`unknown command ${JSON.stringify(command)}`);
   }

@@ -4,6 +4,7 @@ import { admin, startGateway, TEST_WORKER_ENTRY, type Gateway } from '../helpers
 import { status } from '../helpers/wait.js';
 import { drive } from '../helpers/load.js';
 import { scrape } from '../helpers/metrics.js';
+import { runCli } from '../helpers/cli.js';
 
 // SPEC §11, issue 13: canaries judged on the gateway's own outcomes, with
 // real workers of different quality (the test worker's TEST_WORKER_ERROR_EVERY
@@ -137,6 +138,29 @@ t.test('canaries', async (t) => {
     t.same(new Set(final.decisions.map((d) => d.step)), new Set([0, 1, 2]), 'judged at every step');
     t.same(await weights(), { base: 0, good: 100, bad: 0, slow: 0, idle: 0 }, 'the canary has the whole weight');
     t.comment(`promoted after ${seconds.toFixed(1)} s and ${load.requests} requests`);
+  });
+
+  t.test('the CLI starts, explains and aborts a canary; graygate status shows it', async (t) => {
+    const admin = ['--admin', gw.adminUrl];
+    const started = await runCli(['canary', 'idle', '--baseline', 'good', '--steps', '25,100', '--step', '30s', '--min-requests', '50', '--no-response-time', ...admin]);
+    t.equal(started.code, 0, started.stderr);
+    t.match(started.stdout, /canary idle \(baseline good\): running at step 1\/2 \(25 %\)/);
+    const status = await runCli(['status', ...admin]);
+    t.match(status.stdout, /canary idle \(baseline good\): running, step 1\/2, 25 %/);
+    const explained = await runCli(['canary', 'status', 'idle', ...admin]);
+    t.match(explained.stdout, /at least 30 s and 50 canary requests each/);
+    t.match(explained.stdout, /why: /);
+    const json = await runCli(['canary', 'status', 'idle', '--json', ...admin]);
+    t.equal((JSON.parse(json.stdout) as CanaryBody).state, 'running');
+    const bad = await runCli(['canary', 'idle', '--step', 'soon', ...admin]);
+    t.equal(bad.code, 64, 'a malformed duration is a usage error');
+    const again = await runCli(['canary', 'idle', ...admin]);
+    t.equal(again.code, 1);
+    t.match(again.stderr, /409 canary_in_progress/);
+    const aborted = await runCli(['canary', 'abort', 'idle', ...admin]);
+    t.equal(aborted.code, 0);
+    t.match(aborted.stdout, /aborted/);
+    t.same((await weights()).idle, 0);
   });
 
   t.test('a reload aborts a running canary and the file’s weights apply', async (t) => {

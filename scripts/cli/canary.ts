@@ -1,0 +1,66 @@
+import { table } from './format.js';
+
+// `graygate canary …` (SPEC §11): the start flags turned into the admin API's
+// body, and the canary's status as a short human summary (issue 13 part 4).
+
+export interface CanaryDecision {
+  step: number;
+  metric: string;
+  baseline: { n: number; value: number | null };
+  canary: { n: number; value: number | null };
+  verdict: string;
+  statistic: number;
+}
+
+export interface CanaryStatusBody {
+  version: string;
+  baseline: string;
+  state: string;
+  step: number;
+  canaryPercent: number;
+  steps: number[];
+  stepMs: number;
+  minRequests: number;
+  startedAt: string;
+  endedAt: string | null;
+  reason: string;
+  observed: { baseline: { requests: number; errors: number }; canary: { requests: number; errors: number } };
+  decisions: CanaryDecision[];
+}
+
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** `60s`, `500ms`, `2m`, `1h`, or a plain number of seconds → ms; undefined when malformed. */
+export function parseDuration(text: string): number | undefined {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  if (m === null) return undefined;
+  return Math.round(Number(m[1]) * UNITS[m[2] ?? 's']!);
+}
+
+/** `5,25,50,100` → [5, 25, 50, 100]; undefined when malformed (the API checks the order and the last 100). */
+export function parseSteps(text: string): number[] | undefined {
+  const steps = text.split(',').map((s) => Number(s.trim()));
+  return steps.length > 0 && steps.every((n) => Number.isFinite(n)) ? steps : undefined;
+}
+
+function pct(value: number | null): string {
+  return value === null ? '-' : `${(value * 100).toFixed(2)} %`;
+}
+
+function ms(value: number | null): string {
+  return value === null ? '-' : `${value.toFixed(1)} ms`;
+}
+
+/** A few lines a person reads at a glance: where the canary is, why, and the numbers behind it. */
+export function formatCanary(c: CanaryStatusBody): string {
+  const stepOf = `step ${c.step + 1}/${c.steps.length} (${c.steps[c.step]} %)`;
+  const head = `canary ${c.version} (baseline ${c.baseline}): ${c.state.replace('_', ' ')} at ${stepOf}, canary now at ${c.canaryPercent} % of the pair`;
+  const when = `started ${c.startedAt}${c.endedAt === null ? '' : `, ended ${c.endedAt}`}; steps ${c.steps.join('/')} %, at least ${c.stepMs / 1000} s and ${c.minRequests} canary requests each`;
+  const seen = `this step: baseline ${c.observed.baseline.requests} requests (${c.observed.baseline.errors} errors), canary ${c.observed.canary.requests} (${c.observed.canary.errors} errors)`;
+  const rows = c.decisions.map((d) => {
+    const format = d.metric === 'error_rate' ? pct : ms;
+    return [String(d.step + 1), d.metric, `${d.baseline.n}`, format(d.baseline.value), `${d.canary.n}`, format(d.canary.value), d.verdict, d.statistic.toFixed(2)];
+  });
+  const decisions = rows.length === 0 ? 'no judgement yet' : table(['STEP', 'METRIC', 'BASE N', 'BASE', 'CANARY N', 'CANARY', 'VERDICT', 'LOG E'], rows);
+  return [head, when, `why: ${c.reason}`, seen, decisions].join('\n');
+}

@@ -1,0 +1,38 @@
+import t from 'tap';
+import { formatCanary, parseDuration, parseSteps, type CanaryStatusBody } from '../../../scripts/cli/canary.js';
+
+t.test('parseDuration and parseSteps', async (t) => {
+  const durations: Array<[string, number | undefined]> = [['60s', 60_000], ['500ms', 500], ['2m', 120_000], ['1h', 3_600_000], ['3', 3000], ['1.5s', 1500], ['soon', undefined], ['-1s', undefined], ['', undefined]];
+  for (const [text, want] of durations) t.equal(parseDuration(text), want, text);
+  t.same(parseSteps('5,25,50,100'), [5, 25, 50, 100]);
+  t.same(parseSteps('10, 100'), [10, 100]);
+  t.equal(parseSteps('a,100'), undefined);
+});
+
+t.test('formatCanary: state, step, why, and the decisions as a table', async (t) => {
+  const status: CanaryStatusBody = {
+    version: 'v2',
+    baseline: 'v1',
+    state: 'rolled_back',
+    step: 0,
+    canaryPercent: 0,
+    steps: [10, 50, 100],
+    stepMs: 60_000,
+    minRequests: 200,
+    startedAt: '2026-12-01T12:00:00.000Z',
+    endedAt: '2026-12-01T12:00:03.100Z',
+    reason: 'step 0: roll back: error rate 26.09 % (6/23) vs 0.00 %',
+    observed: { baseline: { requests: 251, errors: 0 }, canary: { requests: 23, errors: 6 } },
+    decisions: [
+      { step: 0, metric: 'error_rate', baseline: { n: 251, value: 0 }, canary: { n: 23, value: 0.2609 }, verdict: 'fail', statistic: 7.91 },
+      { step: 0, metric: 'response_time_p99', baseline: { n: 251, value: 3.2 }, canary: { n: 17, value: null }, verdict: 'not_yet', statistic: -0.5 },
+    ],
+  };
+  const text = formatCanary(status);
+  t.match(text, /^canary v2 \(baseline v1\): rolled back at step 1\/3 \(10 %\)/);
+  t.match(text, /ended 2026-12-01T12:00:03\.100Z/);
+  t.match(text, /why: step 0: roll back/);
+  t.match(text, /error_rate\s+251\s+0\.00 %\s+23\s+26\.09 %\s+fail\s+7\.91/);
+  t.match(text, /response_time_p99\s+251\s+3\.2 ms\s+17\s+-\s+not_yet/);
+  t.match(formatCanary({ ...status, decisions: [] }), /no judgement yet/);
+});
