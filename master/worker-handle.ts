@@ -68,6 +68,32 @@ export interface ExitReport {
 const STDERR_TAIL_LINES = 20;
 const MAX_STDERR_LINE_CHARS = 500;
 
+/** Master flags that take the next argument as their value when written without `=`. */
+const FLAGS_WITH_VALUE = new Set(['--require', '-r', '--import', '--loader', '--experimental-loader', '--inspect-port', '--debug-port']);
+/** Prefixes of master flags a worker never gets: debugger ports (two processes cannot share one) and module hooks. */
+const NOT_FOR_WORKERS = ['--inspect', '--debug', '--require', '-r', '--import', '--loader', '--experimental-loader'];
+
+/**
+ * The node flags a worker is forked with (issue 9 part 0): the master's own, minus debugger
+ * ports and preloaded modules. fork() passes them all by default; under a test runner that was
+ * its TypeScript loader and mocks, which made each worker start cost ~2.7 s of CPU instead of
+ * 0.3 s (and 15 s ready timeouts on a loaded box). Profiling and heap flags (--cpu-prof,
+ * --max-old-space-size, …) still reach the workers; preloads meant for them go in NODE_OPTIONS.
+ */
+export function workerExecArgv(masterExecArgv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < masterExecArgv.length; i++) {
+    const arg = masterExecArgv[i]!;
+    const name = arg.split('=', 1)[0]!;
+    if (NOT_FOR_WORKERS.some((p) => name === p || name.startsWith(`${p}-`) || (p.startsWith('--') && name.startsWith(p)))) {
+      if (!arg.includes('=') && FLAGS_WITH_VALUE.has(name)) i++; // its value is the next argument
+      continue;
+    }
+    out.push(arg);
+  }
+  return out;
+}
+
 /** A worker that exited or was killed before it reported ready. */
 export class WorkerStartFailure extends Error {
   /** Data for deploy_failed and status; read as a field, not branched on by class (STYLE §7). */
@@ -156,11 +182,8 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
     const env: NodeJS.ProcessEnv = { ...process.env, ...this.#options.env, [WORKER_SETTINGS_ENV]: JSON.stringify(this.#options.settings) };
     // SPEC §6: the admin token (and any variable named in admin.redactEnv) never reaches a worker.
     for (const name of this.#options.redactEnv) delete env[name];
-    // execArgv [] (issue 9 part 0): fork() would otherwise hand the master's own node flags to every
-    // worker — under a test runner, its TypeScript loader and mocks, which made each worker start
-    // ~2.7 s of CPU instead of 0.3 s; in production, an --inspect port two processes cannot share.
-    // Flags meant for workers go in NODE_OPTIONS (the version's env).
-    const child = fork(this.#options.entry, [], { env, execArgv: [], stdio: ['ignore', 'inherit', 'pipe', 'ipc'], serialization: 'json' });
+    const execArgv = workerExecArgv(process.execArgv);
+    const child = fork(this.#options.entry, [], { env, execArgv, stdio: ['ignore', 'inherit', 'pipe', 'ipc'], serialization: 'json' });
     this.#child = child;
     this.#collectStderr(child);
     let failure: string | undefined;

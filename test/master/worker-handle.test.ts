@@ -145,3 +145,14 @@ t.test('health probes: answered ones reset the count; a stopped worker misses th
   t.equal(w.state, 'crashed');
 });
 
+
+t.test('workerExecArgv: profiling and heap flags pass, debugger ports and preloads do not', async (t) => {
+  const { workerExecArgv } = await import('../../master/worker-handle.js');
+  const cases: Array<[string[], string[]]> = [
+    [['--cpu-prof', '--cpu-prof-dir=/tmp/p', '--max-old-space-size=512'], ['--cpu-prof', '--cpu-prof-dir=/tmp/p', '--max-old-space-size=512']],
+    [['--inspect=9229', '--inspect-brk', '--inspect-port', '9230'], []],
+    [['--import=file:///tap/import.mjs', '--import', 'tsx', '--require', 'ts-node/register', '-r', 'x', '--loader=y', '--enable-source-maps'], ['--enable-source-maps']],
+    [['--experimental-loader', 'z', '--heap-prof'], ['--heap-prof']],
+  ];
+  for (const [input, want] of cases) t.same(workerExecArgv(input), want, input.join(' '));
+});
