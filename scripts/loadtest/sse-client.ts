@@ -25,6 +25,8 @@ export interface StreamOptions {
   /** Whole-stream bound, ms. */
   timeoutMs: number;
   signal?: AbortSignal;
+  /** Called on every content token as it arrives (compare --sse counts events inside its window). */
+  onToken?: () => void;
 }
 
 export function readStream(url: string, options: StreamOptions): Promise<StreamResult> {
@@ -79,6 +81,7 @@ export function readStream(url: string, options: StreamOptions): Promise<StreamR
           const content = parsed.choices?.[0]?.delta?.content;
           if (typeof content === 'string' && content !== '') {
             result.tokens++;
+            options.onToken?.();
             if (result.firstTokenMs === null) result.firstTokenMs = performance.now() - startedAt;
           }
         } catch {

@@ -56,7 +56,7 @@ export async function startStandaloneWorker(options: StandaloneWorkerOptions): P
 }
 
 export interface NaiveProxyOptions {
-  mode: 'http-proxy-3' | 'pipe';
+  mode: 'http-proxy-3' | 'pipe' | 'minimal';
   targetUrl: string;
   signal?: AbortSignal;
 }

@@ -7,6 +7,7 @@ import { WORKER_ENTRY } from '../paths.js';
 import { RssSampler, processGroupMembers, toMb } from '../rss.js';
 import type { Scenario } from '../scenario.js';
 import { warmUp, warmUpSeconds } from '../warm-up.js';
+import { runCompareSse } from './compare-sse.js';
 
 // The same request under the same load, one after the other in one run
 // (issue 6 scenario 5): straight to a graygate worker, through graygate, and
@@ -29,6 +30,7 @@ function ratio(a: number, b: number): number {
 }
 
 export const runCompare: Scenario = async (ctx) => {
+  if (ctx.args.isSse) return runCompareSse(ctx);
   const { args, signal, progress } = ctx;
   const durationS = args.durationS ?? 10;
   const connections = args.connections ?? 50;
