@@ -9,6 +9,7 @@ import { pickListening, waitForMessage } from '../loadtest/ipc-wait.js';
 import { listeningPorts } from '../loadtest/listen-port.js';
 import { findNginx, startNginx } from '../loadtest/nginx.js';
 import { buildEntries } from '../loadtest/paths.js';
+import { processGroupMembers, readCpuMs } from '../loadtest/rss.js';
 import { forkTracked, installInterruptHandlers, stopAll } from '../loadtest/processes.js';
 import { startNaiveProxy } from '../loadtest/standalone.js';
 
@@ -25,7 +26,9 @@ import { startNaiveProxy } from '../loadtest/standalone.js';
 // graygate, the node:http pipe proxy, nginx. Paths alternate within a round.
 // Usage: node dist/scripts/bench/hop-latency.js [--graygate-root DIR] [--concurrency 1,40] [--streams 400] [--rounds 3]
 
+// Background streams (concurrency > 1) last TOKENS tokens, like the `rest` workload; alone, a stream ends after 2.
 const TOKENS = 20;
+const SOLO_TOKENS = 2;
 const INTERVAL_MS = 20;
 
 function now(): number {
@@ -36,9 +39,12 @@ function now(): number {
 async function serveUpstream(): Promise<void> {
   const server = createServer((req, res) => {
     const headAt = now();
-    req.resume();
+    const parts: Buffer[] = [];
+    req.on('data', (c: Buffer) => parts.push(c));
     req.on('end', () => {
       const bodyAt = now();
+      // The length travels in the message text: proxies forward the body unchanged, not our headers.
+      const tokens = Number(/tokens=(\d+)/.exec(Buffer.concat(parts).toString())?.[1] ?? TOKENS);
       const frame = (delta: Record<string, unknown>, finish: string | null): string =>
         `data: ${JSON.stringify({ id: 'hop', object: 'chat.completion.chunk', created: 0, model: 'hop', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
@@ -48,7 +54,7 @@ async function serveUpstream(): Promise<void> {
         if (sent === 0) {
           // Read when the text is built: the write below happens in the same tick.
           res.write(frame({ content: `t:${headAt.toFixed(3)}:${bodyAt.toFixed(3)}:${now().toFixed(3)}` }, null));
-        } else if (sent < TOKENS) {
+        } else if (sent < tokens) {
           res.write(frame({ content: ` w${sent}` }, null));
         } else {
           clearInterval(timer);
@@ -73,10 +79,10 @@ interface Sample {
   totalMs: number;
 }
 
-const BODY = JSON.stringify({ model: 'hop', stream: true, messages: [{ role: 'user', content: 'hi' }] });
+const bodyFor = (tokens: number): string => JSON.stringify({ model: 'hop', stream: true, messages: [{ role: 'user', content: `hi tokens=${tokens}` }] });
 const STAMP = /"content":"t:([\d.]+):([\d.]+):([\d.]+)"/;
 
-function oneStream(url: string, agent: Agent): Promise<Sample> {
+function oneStream(url: string, agent: Agent, body: string): Promise<Sample> {
   return new Promise((resolve, reject) => {
     const sentAt = now();
     let sample: Sample | undefined;
@@ -94,18 +100,19 @@ function oneStream(url: string, agent: Agent): Promise<Sample> {
       res.on('error', reject);
     });
     req.on('error', reject);
-    req.end(BODY);
+    req.end(body);
   });
 }
 
 async function measure(url: string, streams: number, concurrency: number): Promise<Sample[]> {
   const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
   const out: Sample[] = [];
+  const body = bodyFor(concurrency === 1 ? SOLO_TOKENS : TOKENS);
   let next = 0;
   await Promise.all(Array.from({ length: concurrency }, async (_, i) => {
     // Spread the starts over one stream's length, as the `rest` workload does.
     await new Promise((r) => setTimeout(r, (i * TOKENS * INTERVAL_MS) / concurrency));
-    while (next++ < streams) out.push(await oneStream(url, agent));
+    while (next++ < streams) out.push(await oneStream(url, agent, body));
   }));
   agent.destroy();
   return out;
@@ -125,23 +132,33 @@ async function main(): Promise<void> {
     const entries = buildEntries(values['graygate-root']);
     const gw = await startGateway({ versions: { v1: { entry: entries.worker, weight: 1, upstream: { format: 'openai', url: upstream.url } } }, logLevel: process.env['LOG_LEVEL'] ?? 'info', root: entries.root, signal });
     const workerPid = (await gw.workers())[0]!.pid;
-    const paths: Array<[string, string]> = [
-      ['direct', upstream.url],
-      ['graygate worker alone', `http://127.0.0.1:${listeningPorts(workerPid)[0]}/v1`],
-      ['graygate', `${gw.url}/v1`],
-      ['node:http pipe proxy', `${(await startNaiveProxy({ mode: 'minimal', targetUrl: upstream.url, signal })).url}`],
+    const node = await startNaiveProxy({ mode: 'minimal', targetUrl: upstream.url, signal });
+    // [name, base URL, the proxy's PIDs (their CPU per stream is shown)]
+    const paths: Array<[string, string, number[]]> = [
+      ['direct', upstream.url, []],
+      ['graygate worker alone', `http://127.0.0.1:${listeningPorts(workerPid)[0]}/v1`, [workerPid]],
+      ['graygate', `${gw.url}/v1`, [gw.pid, workerPid]],
+      ['node:http pipe proxy', node.url, [node.pid]],
     ];
     const nginxBinary = findNginx();
-    if (nginxBinary !== undefined) paths.push(['nginx', (await startNginx({ binary: nginxBinary, upstream: new URL(upstream.url).host, keepalive: 64, signal })).url]);
+    if (nginxBinary !== undefined) {
+      const nginx = await startNginx({ binary: nginxBinary, upstream: new URL(upstream.url).host, keepalive: 64, signal });
+      paths.push(['nginx', nginx.url, processGroupMembers(nginx.pid)]);
+    }
+    const cpuOf = (pids: number[]): number => pids.reduce((sum, pid) => sum + (readCpuMs(pid) ?? 0), 0);
     for (const [, base] of paths) await measure(`${base}/chat/completions`, 20, 2); // warm-up: JIT, keep-alive pools
     process.stdout.write(`graygate from ${entries.root}; ${streams} streams × ${rounds} rounds per path and concurrency; ms (p50 / p99)\n`);
     for (const c of levels) {
-      const rec = paths.map(() => ({ request: new Recorder(), gap: new Recorder(), response: new Recorder(), total: new Recorder() }));
+      const rec = paths.map(() => ({ request: new Recorder(), gap: new Recorder(), response: new Recorder(), total: new Recorder(), cpuMs: 0, streams: 0 }));
       for (let round = 0; round < rounds; round++) {
         const order = paths.map((_, i) => i);
         if (round % 2 === 1) order.reverse();
         for (const i of order) {
-          for (const s of await measure(`${paths[i]![1]}/chat/completions`, streams, c)) {
+          const cpuBefore = cpuOf(paths[i]![2]);
+          const samples = await measure(`${paths[i]![1]}/chat/completions`, streams, c);
+          rec[i]!.cpuMs += cpuOf(paths[i]![2]) - cpuBefore;
+          rec[i]!.streams += samples.length;
+          for (const s of samples) {
             rec[i]!.request.record(s.requestMs);
             rec[i]!.gap.record(s.bodyGapMs);
             rec[i]!.response.record(s.responseMs);
@@ -149,12 +166,13 @@ async function main(): Promise<void> {
           }
         }
       }
-      process.stdout.write(`\nconcurrency ${c}\n${'path'.padEnd(24)}${'request'.padStart(18)}${'(head→body)'.padStart(18)}${'response'.padStart(18)}${'first token'.padStart(18)}${'added p50 / p99'.padStart(20)}\n`);
+      process.stdout.write(`\nconcurrency ${c} (${c === 1 ? SOLO_TOKENS : TOKENS} tokens per stream)\n${'path'.padEnd(24)}${'request'.padStart(18)}${'(head→body)'.padStart(18)}${'response'.padStart(18)}${'first token'.padStart(18)}${'added p50 / p99'.padStart(20)}${'CPU ms/stream'.padStart(15)}\n`);
       const d = rec[0]!.total.percentiles();
       paths.forEach(([name], i) => {
         const f = (r: Recorder): string => { const p = r.percentiles(); return `${p.p50.toFixed(2)} / ${p.p99.toFixed(2)}`; };
         const t = rec[i]!.total.percentiles();
-        process.stdout.write(`${name.padEnd(24)}${f(rec[i]!.request).padStart(18)}${f(rec[i]!.gap).padStart(18)}${f(rec[i]!.response).padStart(18)}${f(rec[i]!.total).padStart(18)}${`${(t.p50 - d.p50).toFixed(2)} / ${(t.p99 - d.p99).toFixed(2)}`.padStart(20)}\n`);
+        const cpu = rec[i]!.streams === 0 || paths[i]![2].length === 0 ? '–' : (rec[i]!.cpuMs / rec[i]!.streams).toFixed(3);
+        process.stdout.write(`${name.padEnd(24)}${f(rec[i]!.request).padStart(18)}${f(rec[i]!.gap).padStart(18)}${f(rec[i]!.response).padStart(18)}${f(rec[i]!.total).padStart(18)}${`${(t.p50 - d.p50).toFixed(2)} / ${(t.p99 - d.p99).toFixed(2)}`.padStart(20)}${cpu.padStart(15)}\n`);
       });
     }
   } finally {

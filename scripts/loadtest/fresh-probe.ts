@@ -1,5 +1,10 @@
+import { setMaxListeners } from 'node:events';
+import { join } from 'node:path';
 import { Recorder, type Percentiles } from './histogram.js';
+import { waitForMessage } from './ipc-wait.js';
+import { ROOT } from './paths.js';
 import { probe } from './probe.js';
+import { forkTracked, stopTracked } from './processes.js';
 
 // Fresh connections during a flood (issue 10 target 4): the load's own
 // keep-alive connections already sit in the master's accept backlog and event
@@ -27,6 +32,7 @@ export interface FreshProber {
 }
 
 export function startFreshProbes(options: FreshProbeOptions): FreshProber {
+  setMaxListeners(0, options.signal); // each probe in flight listens on it
   const byStatus = new Map<number, Recorder>();
   const inFlight = new Set<Promise<void>>();
   const fire = (): void => {
@@ -50,6 +56,30 @@ export function startFreshProbes(options: FreshProbeOptions): FreshProber {
         count += rec.count;
       }
       return { byStatus: out, count };
+    },
+  };
+}
+
+const FRESH_PROBE_ENTRY = join(ROOT, 'dist/scripts/loadtest/fresh-probe-process.js');
+
+/** The same prober in a child process (fresh-probe-process.ts), so the flood's client lag is not in its timings. */
+export function startFreshProbeProcess(options: Omit<FreshProbeOptions, 'timeoutMs'>): FreshProber {
+  const env = { ...process.env, FRESH_PROBE_URL: options.url, FRESH_PROBE_EVERY_MS: String(options.everyMs ?? 50) };
+  const child = forkTracked('fresh-connection prober', FRESH_PROBE_ENTRY, [], { cwd: ROOT, env });
+  return {
+    async stop() {
+      try {
+        const reply = waitForMessage(child, {
+          pick: (m) => ((m as { type?: string } | null)?.type === 'fresh' ? (m as { result: FreshProbeResult }).result : undefined),
+          // Probes in flight get up to 10 s each.
+          timeoutMs: 15_000,
+          signal: options.signal,
+        });
+        child.child.send('stop');
+        return await reply;
+      } finally {
+        await stopTracked(child, { graceMs: 1000 });
+      }
     },
   };
 }

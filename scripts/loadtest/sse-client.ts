@@ -63,7 +63,7 @@ export function readStream(url: string, options: StreamOptions): Promise<StreamR
           onEvent(event);
         }
       });
-      res.on('end', () => finish(result.status === 200 ? (result.isDone ? null : 'stream ended without [DONE]') : `status ${result.status}`));
+      res.on('end', () => finish(result.status === 200 ? (result.isDone ? null : 'stream ended without [DONE]') : `status ${result.status}${errorCodeOf(pending)}`));
       res.on('error', (err) => finish(err.message));
       res.on('close', () => finish(res.complete ? null : 'connection closed mid-stream'));
     });
@@ -92,4 +92,14 @@ export function readStream(url: string, options: StreamOptions): Promise<StreamR
     req.on('error', (err) => finish(err.message));
     req.end(options.body);
   });
+}
+
+/** ` (code)` from an OpenAI-shaped error body, so failures say which refusal they were. */
+function errorCodeOf(body: string): string {
+  try {
+    const code = (JSON.parse(body) as { error?: { code?: unknown } }).error?.code;
+    return typeof code === 'string' ? ` (${code})` : '';
+  } catch {
+    return '';
+  }
 }

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { Agent } from 'node:http';
 import { Recorder, type Percentiles } from './histogram.js';
 import { readStream } from './sse-client.js';
@@ -50,7 +51,9 @@ export interface SseLoadResult {
 
 export async function runSseLoad(options: SseLoadOptions): Promise<SseLoadResult> {
   options.signal.throwIfAborted();
-  const agent = new Agent({ keepAlive: true, maxSockets: options.slots });
+  setMaxListeners(0, options.signal); // every open stream listens on it
+  // Every slot keeps its connection between streams (maxFreeSockets defaults to 256, below 300 slots).
+  const agent = new Agent({ keepAlive: true, maxSockets: options.slots, maxFreeSockets: options.slots });
   const first = new Recorder();
   const errors: Record<string, number> = {};
   let streams = 0;

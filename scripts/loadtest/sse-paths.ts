@@ -1,4 +1,4 @@
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { Args, SsePathKey } from './args.js';
 import { graygateLaunch } from './graygate-env.js';
 import { startGateway, type RunningGateway } from './gateway.js';
@@ -83,7 +83,9 @@ export async function startSsePaths(args: Args, progress: Progress, signal: Abor
 
     const builds: GraygateBuild[] = [];
     const roots: Array<{ key: 'graygate' | 'baseline'; root: string | undefined; label: string }> = [];
-    if (wanted.has('graygate')) roots.push({ key: 'graygate', root: args.graygateRoot, label: args.baselineRoot === undefined ? 'graygate' : 'graygate (current)' });
+    // "graygate" alone; "(current)" beside a baseline; "(<dir>)" when it runs another tree, e.g. "(before)".
+    const label = args.graygateRoot !== undefined ? `graygate (${basename(args.graygateRoot)})` : args.baselineRoot === undefined ? 'graygate' : 'graygate (current)';
+    if (wanted.has('graygate')) roots.push({ key: 'graygate', root: args.graygateRoot, label });
     if (wanted.has('baseline') && args.baselineRoot !== undefined) roots.push({ key: 'baseline', root: args.baselineRoot, label: 'graygate (before)' });
     for (const r of roots) {
       const entries = buildEntries(r.root);
@@ -104,7 +106,8 @@ export async function startSsePaths(args: Args, progress: Progress, signal: Abor
       builds.push({ key: r.key, label: r.label, root: entries.root, gateway, masterPid: gateway.pid, workerPid, workerUrl: `http://127.0.0.1:${port}` });
       paths.push({ key: r.key, label: r.label, base: `${gateway.url}/v1`, pids: { master: [gateway.pid], worker: [workerPid] } });
     }
-    if (args.cpuProfDir !== undefined) notes.push(`graygate ran with --cpu-prof (profiles in ${args.cpuProfDir}/<graygate|baseline>/): its CPU figures include the profiler's cost.`);
+    for (const b of builds) notes.push(`${b.label}: ${b.root} (master pid ${b.masterPid}, worker pid ${b.workerPid}).`);
+    if (args.cpuProfDir !== undefined) notes.push(`graygate ran with --cpu-prof (profiles in ${args.cpuProfDir}/<graygate|baseline>/CPU.<date>.<time>.<pid>.*.cpuprofile): its CPU figures include the profiler's cost.`);
     return { mockPid: mockProcess.pid, mockBase: mock.url, paths, builds, notes, stop };
   } catch (err) {
     await stop();

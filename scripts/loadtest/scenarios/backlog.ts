@@ -1,7 +1,7 @@
 import { startGateway } from '../gateway.js';
 import { runLoad, type LoadResult } from '../load.js';
 import { fetchMetrics, sumByLabel } from '../metrics.js';
-import { startFreshProbes, type FreshProbeResult } from '../fresh-probe.js';
+import { startFreshProbeProcess, type FreshProbeResult } from '../fresh-probe.js';
 import { buildEntries } from '../paths.js';
 import { measureRecovery, probe, type RecoveryResult } from '../probe.js';
 import { RssSampler, toMb } from '../rss.js';
@@ -101,8 +101,8 @@ async function runOne(kind: ProxyKind, ctx: ScenarioContext): Promise<Run> {
     const sampler = new RssSampler({ pids: () => ({ proxy: [proxyPid], worker: [workerPid] }) });
     const loadStartMs = sampler.now();
     progress.phase(`${LABELS[kind]}: ${connections} connections for ${durationS} s against a ${args.workerDelayMs} ms worker`);
-    let prober: ReturnType<typeof startFreshProbes> | undefined;
-    const proberTimer = setTimeout(() => (prober = startFreshProbes({ url: `${url}/slow`, signal })), FRESH_PROBE_DELAY_MS);
+    let prober: ReturnType<typeof startFreshProbeProcess> | undefined;
+    const proberTimer = setTimeout(() => (prober = startFreshProbeProcess({ url: `${url}/slow`, signal })), FRESH_PROBE_DELAY_MS);
     const load = await runLoad({
       url: `${url}/slow`,
       connections,
@@ -227,7 +227,7 @@ export const runBacklog: Scenario = async (ctx) => {
   const notes = [
     `Load: autocannon, ${runs[0]!.load.connections} connections, ${runs[0]!.load.durationS} s, GET /slow on the test worker (TEST_WORKER_DELAY_MS=${ctx.args.workerDelayMs}); autocannon's 10 s request timeout resets a connection whose request waited longer ("timeouts").`,
     'Recovery: after autocannon stopped, one fresh request at a time (new connection) until one gets a 2xx; the time is from the end of the load to the end of that answer, so the worker\'s own delay is included.',
-    `"fresh": from ${FRESH_PROBE_DELAY_MS / 1000} s into the load until its end, one GET /slow on a NEW connection every 50 ms (a client arriving during the flood), timed to the end of its answer; "fresh other": probes answered with another status or not at all within 10 s. The load's own 503s come on its keep-alive connections.`,
+    `"fresh": from ${FRESH_PROBE_DELAY_MS / 1000} s into the load until its end, one GET /slow on a NEW connection every 50 ms (a client arriving during the flood) from a process of its own (so the flood client's event loop is not in its timings), timed to the end of its answer; "fresh other": probes answered with another status or not at all within 10 s. The load's own 503s come on its keep-alive connections.`,
     '"worker served": requests the test worker itself counted (its /stats), read after the recovery wait; "?" when the worker could not be asked in time.',
   ];
   if (gg?.rejectedByReason !== null && gg?.rejectedByReason !== undefined) {

@@ -118,13 +118,14 @@ export const runStreamsHold: Scenario = async (ctx) => {
     isHolding = true;
     const holdStartMs = sampler.now();
     const atHoldStart = { ...counts };
-    await new Promise((r) => setTimeout(r, (args.holdS * 1000) / 2));
-    const probes: MemoryProbe[] = probeDir === undefined ? [] : await probeMemory(probeDir, [gw.pid, ...workerPids], args.isHeapSnapshot ? 120_000 : 10_000);
-    await new Promise((r) => setTimeout(r, (args.holdS * 1000) / 2));
+    await new Promise((r) => setTimeout(r, args.holdS * 1000));
     const holdEndMs = sampler.now();
     const atHoldEnd = { ...counts };
     const rssAtHold = sampler.sample();
     clearInterval(ticker);
+    // After the figures: a heap snapshot freezes the process for seconds and allocates as much again.
+    if (probeDir !== undefined) progress.phase(`memory probe${args.isHeapSnapshot ? ' and heap snapshots' : ''} of master and workers`);
+    const probes: MemoryProbe[] = probeDir === undefined ? [] : await probeMemory(probeDir, [gw.pid, ...workerPids], args.isHeapSnapshot ? 180_000 : 10_000);
     progress.phase('stopping the streams');
     run.abort(new Error('hold over'));
     await Promise.all(all);
@@ -156,7 +157,7 @@ export const runStreamsHold: Scenario = async (ctx) => {
           ],
         },
         ...(probes.length === 0 ? [] : [{
-          title: 'process.memoryUsage() at the middle of the hold (MB)',
+          title: 'process.memoryUsage() at the end of the hold (MB)',
           headers: ['process', 'rss', 'heap used', 'heap total', 'external', 'array buffers', 'sockets', 'timers'],
           rows: probes.map((p) => [`${p.role} ${p.pid}`, toMb(p.memory.rss), toMb(p.memory.heapUsed), toMb(p.memory.heapTotal), toMb(p.memory.external), toMb(p.memory.arrayBuffers), p.activeResources['TCPSocketWrap'] ?? 0, p.activeResources['Timeout'] ?? 0]),
         }]),
