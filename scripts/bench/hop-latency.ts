@@ -134,12 +134,11 @@ async function main(): Promise<void> {
     const workerPid = (await gw.workers())[0]!.pid;
     const node = await startNaiveProxy({ mode: 'minimal', targetUrl: upstream.url, signal });
     // [name, base URL, the proxy's PIDs (their CPU per stream is shown)]
-    const paths: Array<[string, string, number[]]> = [
-      ['direct', upstream.url, []],
-      ['graygate worker alone', `http://127.0.0.1:${listeningPorts(workerPid)[0]}/v1`, [workerPid]],
-      ['graygate', `${gw.url}/v1`, [gw.pid, workerPid]],
-      ['node:http pipe proxy', node.url, [node.pid]],
-    ];
+    const paths: Array<[string, string, number[]]> = [['direct', upstream.url, []]];
+    // Only a worker on a TCP port can be read alone here (this client has no unix-socket path option).
+    const workerPort = listeningPorts(workerPid)[0];
+    if (workerPort !== undefined) paths.push(['graygate worker alone', `http://127.0.0.1:${workerPort}/v1`, [workerPid]]);
+    paths.push(['graygate', `${gw.url}/v1`, [gw.pid, workerPid]], ['node:http pipe proxy', node.url, [node.pid]]);
     const nginxBinary = findNginx();
     if (nginxBinary !== undefined) {
       const nginx = await startNginx({ binary: nginxBinary, upstream: new URL(upstream.url).host, keepalive: 64, signal });

@@ -11,6 +11,8 @@ export interface CannonOptions {
   url: string;
   connections: number;
   durationS: number;
+  /** Connect over this unix socket instead of url's host and port (autocannon --socketPath). */
+  socketPath?: string;
   signal: AbortSignal;
 }
 
@@ -34,7 +36,9 @@ interface AutocannonJson {
 }
 
 export function runCannon(options: CannonOptions): Promise<CannonResult> {
-  const args = [AUTOCANNON_BIN, '--json', '-c', String(options.connections), '-d', String(options.durationS), options.url];
+  const args = [AUTOCANNON_BIN, '--json', '-c', String(options.connections), '-d', String(options.durationS)];
+  if (options.socketPath !== undefined) args.push('--socketPath', options.socketPath);
+  args.push(options.url);
   return new Promise((resolve, reject) =>
     // Bounded by -d; the signal (Ctrl-C) kills it earlier.
     execFile(process.execPath, args, { maxBuffer: 1 << 24, signal: options.signal }, (err, stdout) => {

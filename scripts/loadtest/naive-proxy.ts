@@ -12,10 +12,13 @@ import { createProxyServer } from 'http-proxy-3';
 //   NAIVE_PROXY_MODE=minimal       the Node baseline of `compare --sse` (issue 10): the
 //                                      same pipe() on a keep-alive agent with no socket cap,
 //                                      upstream request destroyed when the client leaves
-// NAIVE_PROXY_TARGET is the worker's base URL. Sends {type:'listening', url, pid} over IPC.
+// NAIVE_PROXY_TARGET is the worker's base URL; for mode minimal, NAIVE_PROXY_SOCKET (a unix
+// socket path) replaces its host and port. Sends {type:'listening', url, pid} over IPC.
 
 const mode = process.env['NAIVE_PROXY_MODE'];
 const target = new URL(process.env['NAIVE_PROXY_TARGET'] ?? '');
+const socketPath = process.env['NAIVE_PROXY_SOCKET'];
+const minimalTarget = socketPath === undefined ? { host: target.hostname, port: target.port } : { socketPath };
 const agent = new Agent({ keepAlive: true, maxSockets: 1 });
 // Issue 10's yardstick: what one node:http hop costs with no limits and no features.
 const minimalAgent = new Agent({ keepAlive: true, maxSockets: Infinity, maxFreeSockets: 1024 });
@@ -47,7 +50,7 @@ function pipeHandler(req: IncomingMessage, res: ServerResponse): void {
 
 function minimalHandler(req: IncomingMessage, res: ServerResponse): void {
   const upstream = request(
-    { host: target.hostname, port: target.port, path: req.url, method: req.method, headers: req.headers, agent: minimalAgent },
+    { ...minimalTarget, path: req.url, method: req.method, headers: req.headers, agent: minimalAgent },
     (upstreamRes) => {
       res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
       upstreamRes.pipe(res);

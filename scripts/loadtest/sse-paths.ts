@@ -3,7 +3,7 @@ import type { Args, SsePathKey } from './args.js';
 import { graygateLaunch } from './graygate-env.js';
 import { startGateway, type RunningGateway } from './gateway.js';
 import { pickListening, waitForMessage } from './ipc-wait.js';
-import { listeningPorts } from './listen-port.js';
+import { workerAddress, type WorkerAddress } from './listen-port.js';
 import { findNginx, startNginx } from './nginx.js';
 import { MOCK_UPSTREAM_ENTRY, ROOT, buildEntries } from './paths.js';
 import { forkTracked, stopTracked } from './processes.js';
@@ -34,8 +34,8 @@ export interface GraygateBuild {
   gateway: RunningGateway;
   masterPid: number;
   workerPid: number;
-  /** http://127.0.0.1:<port> of its worker, found through /proc. */
-  workerUrl: string;
+  /** Its worker's own address (TCP port or unix socket), found through /proc; undefined if neither. */
+  worker: WorkerAddress | undefined;
 }
 
 export interface SseSetup {
@@ -101,9 +101,9 @@ export async function startSsePaths(args: Args, progress: Progress, signal: Abor
       });
       stops.push(gateway.stop);
       const workerPid = (await gateway.workers())[0]!.pid;
-      const port = listeningPorts(workerPid)[0];
-      if (port === undefined) throw new Error(`could not find the port worker ${workerPid} listens on (/proc unavailable?)`);
-      builds.push({ key: r.key, label: r.label, root: entries.root, gateway, masterPid: gateway.pid, workerPid, workerUrl: `http://127.0.0.1:${port}` });
+      const worker = workerAddress(workerPid);
+      if (worker === undefined) notes.push(`${r.label}: its worker's address was not found in /proc; the small-request columns in front of it are skipped.`);
+      builds.push({ key: r.key, label: r.label, root: entries.root, gateway, masterPid: gateway.pid, workerPid, worker });
       paths.push({ key: r.key, label: r.label, base: `${gateway.url}/v1`, pids: { master: [gateway.pid], worker: [workerPid] } });
     }
     for (const b of builds) notes.push(`${b.label}: ${b.root} (master pid ${b.masterPid}, worker pid ${b.workerPid}).`);
@@ -121,6 +121,8 @@ export interface SmallTarget {
   kind: 'graygate' | 'node' | 'nginx' | 'worker';
   label: string;
   url: string;
+  /** Set when the target is only reachable over a unix socket (a worker that serves the master over one). */
+  socketPath?: string;
   /** The front process(es) whose CPU is reported; empty for the worker alone. */
   pids: number[];
 }
@@ -134,19 +136,24 @@ export async function startSmallTargets(setup: SseSetup, args: Args, progress: P
   const nginxBinary = args.paths.includes('nginx') ? findNginx() : undefined;
   try {
     for (const b of setup.builds) {
-      progress.phase(`starting the node proxy${nginxBinary === undefined ? '' : ' and nginx'} in front of ${b.label}'s worker`);
       targets.push({ build: b.key, kind: 'graygate', label: b.label, url: b.gateway.url, pids: [b.masterPid] });
+      const w = b.worker;
+      if (w === undefined) continue;
+      progress.phase(`starting the node proxy${nginxBinary === undefined ? '' : ' and nginx'} in front of ${b.label}'s worker (${w.kind === 'tcp' ? w.hostPort : w.socketPath})`);
       if (args.paths.includes('node')) {
-        const node = await startNaiveProxy({ mode: 'minimal', targetUrl: b.workerUrl, signal });
+        const node = await startNaiveProxy({ mode: 'minimal', targetUrl: w.kind === 'tcp' ? w.url : 'http://localhost', ...(w.kind === 'unix' ? { socketPath: w.socketPath } : {}), signal });
         stops.push(node.stop);
         targets.push({ build: b.key, kind: 'node', label: `node:http pipe proxy → ${b.label}'s worker`, url: node.url, pids: [node.pid] });
       }
       if (nginxBinary !== undefined) {
-        const nginx = await startNginx({ binary: nginxBinary, upstream: new URL(b.workerUrl).host, keepalive: 64, signal });
+        // nginx takes `unix:/path` as an upstream server too (its worker must be allowed to open the socket).
+        const nginx = await startNginx({ binary: nginxBinary, upstream: w.kind === 'tcp' ? w.hostPort : `unix:${w.socketPath}`, keepalive: 64, signal });
         stops.push(nginx.stop);
         targets.push({ build: b.key, kind: 'nginx', label: `nginx → ${b.label}'s worker`, url: nginx.url, pids: processGroupMembers(nginx.pid) });
       }
-      if (args.paths.includes('direct')) targets.push({ build: b.key, kind: 'worker', label: `${b.label}'s worker alone`, url: b.workerUrl, pids: [] });
+      if (args.paths.includes('direct')) {
+        targets.push({ build: b.key, kind: 'worker', label: `${b.label}'s worker alone`, url: w.kind === 'tcp' ? w.url : 'http://localhost', ...(w.kind === 'unix' ? { socketPath: w.socketPath } : {}), pids: [] });
+      }
     }
     return { targets, stop };
   } catch (err) {

@@ -158,7 +158,7 @@ async function runSmallWorkload(setup: SseSetup, ctx: ScenarioContext): Promise<
     // Unrecorded warm-up (JIT, keep-alive pools), skipped in short smoke runs.
     for (const t of durationS >= 5 ? targets : []) {
       progress.phase(`small: warm-up of ${t.label}`);
-      await runCannon({ url: `${t.url}/v1/models`, connections, durationS: 1, signal });
+      await runCannon({ url: `${t.url}/v1/models`, connections, durationS: 1, ...(t.socketPath === undefined ? {} : { socketPath: t.socketPath }), signal });
     }
     for (let round = 0; round < args.rounds; round++) {
       const order = targets.map((_, i) => i);
@@ -169,7 +169,7 @@ async function runSmallWorkload(setup: SseSetup, ctx: ScenarioContext): Promise<
         progress.phase(`small round ${round + 1}/${args.rounds}: GET /v1/models via ${t.label}, ${connections} connections × ${durationS} s`);
         const sampler = new RssSampler({ pids: () => ({ front: t.pids }), intervalMs: 1000 });
         const from = sampler.sample();
-        rounds[i]!.push(await runCannon({ url: `${t.url}/v1/models`, connections, durationS, signal }));
+        rounds[i]!.push(await runCannon({ url: `${t.url}/v1/models`, connections, durationS, ...(t.socketPath === undefined ? {} : { socketPath: t.socketPath }), signal }));
         const to = sampler.sample();
         sampler.stop();
         cpu[i]!.ms += cpuDelta(from, to, 'front');
@@ -177,7 +177,7 @@ async function runSmallWorkload(setup: SseSetup, ctx: ScenarioContext): Promise<
       }
     }
     return targets.map((t, i) => {
-      const { pids: _pids, ...target } = t;
+      const { pids: _pids, socketPath: _socketPath, ...target } = t;
       return {
         target,
         rounds: rounds[i]!,
