@@ -122,6 +122,9 @@ export const runStreamsHold: Scenario = async (ctx) => {
     const holdEndMs = sampler.now();
     const atHoldEnd = { ...counts };
     const rssAtHold = sampler.sample();
+    // What graygate itself reports at the hold (issue 10: a queue must show in status and metrics).
+    const statusAtHold = await gw.admin('GET', '/admin/status').then((r) => r.body, (err: unknown) => String(err));
+    const workersAtHold = await gw.workers().catch(() => []);
     clearInterval(ticker);
     // After the figures: a heap snapshot freezes the process for seconds and allocates as much again.
     if (probeDir !== undefined) progress.phase(`memory probe${args.isHeapSnapshot ? ' and heap snapshots' : ''} of master and workers`);
@@ -144,7 +147,7 @@ export const runStreamsHold: Scenario = async (ctx) => {
     ];
     const relative = (t: number): number => Math.round((t - rampStartMs) / 100) / 10;
     return {
-      results: { streams, workers: args.instances, maxSockets, upstreamConnections: args.upstreamConnections ?? null, tokens, intervalMs, rampS: args.rampS, holdS: args.holdS, idleMb, atHoldStart, atHoldEnd, errors, firstToken: firstToken.percentiles(), rss: { totalAtHoldMb: totalAtHold, totalPeakMb: totalPeak, peak, perStreamKb }, probes },
+      results: { streams, workers: args.instances, maxSockets, upstreamConnections: args.upstreamConnections ?? null, tokens, intervalMs, rampS: args.rampS, holdS: args.holdS, idleMb, atHoldStart, atHoldEnd, statusAtHold, errors, firstToken: firstToken.percentiles(), rss: { totalAtHoldMb: totalAtHold, totalPeakMb: totalPeak, peak, perStreamKb }, probes },
       tables: [
         {
           title: `streams --hold: ${streams} streams through graygate, ${args.instances} worker(s)`,
@@ -178,6 +181,7 @@ export const runStreamsHold: Scenario = async (ctx) => {
         `Each stream: POST ${CHAT_PATH} on its own connection; the mock sends ${tokens} tokens, one every ${intervalMs} ms, so no stream ends before the hold does; they are cut (client closes) after it.`,
         `First token: ${firstToken.count} streams, p50 ${firstToken.percentiles().p50} ms, p99 ${firstToken.percentiles().p99} ms, max ${firstToken.percentiles().max} ms (the ramp's arrivals included).`,
         `RSS per stream at the hold over idle (master + workers): ${perStreamKb} KiB.`,
+        `graygate's own count at the hold (GET /admin/status, in flight per worker): ${workersAtHold.map((w) => `${w.pid}: ${w.inflight}`).join(', ') || 'unavailable'}; the full status is in the JSON report (results.statusAtHold).`,
         'Idle: RSS of master and the first worker 2 s after one short stream, before the ramp.',
         ...Object.entries(errors).map(([e, n]) => `error: ${e} ×${n}`),
         ...(probeDir === undefined ? [] : [`memory probes (and heap snapshots with --heap-snapshot) in ${probeDir}`]),
