@@ -6,6 +6,12 @@ import { DEFAULT_REPORT_DIR } from './paths.js';
 
 export const SCENARIOS = ['capacity', 'backlog', 'streams', 'swap', 'compare'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
+/** compare --sse workloads (issue 10): 300 streams at 15k events/s, 40 streams at rest, GET /v1/models. */
+export const SSE_WORKLOADS = ['loaded', 'rest', 'small'] as const;
+export type SseWorkload = (typeof SSE_WORKLOADS)[number];
+/** compare --sse paths: straight to the upstream, nginx, a minimal node:http proxy, graygate, graygate from --baseline-root. */
+export const SSE_PATHS = ['direct', 'nginx', 'node', 'graygate', 'baseline'] as const;
+export type SsePathKey = (typeof SSE_PATHS)[number];
 
 export interface Args {
   scenario: ScenarioName;
@@ -37,12 +43,40 @@ export interface Args {
   maxQueue: number | undefined;
   /** backlog: --queue-timeout-ms; undefined: graygate's default. */
   queueTimeoutMs: number | undefined;
-  /** streams: --streams, default 1000 concurrent. */
-  streams: number;
-  /** streams: --tokens per stream, default 100. */
-  tokens: number;
-  /** streams: --token-interval-ms between tokens, default 20. */
-  tokenIntervalMs: number;
+  /** streams: --streams concurrent (default 1000; with --hold the count to ramp to); compare --sse: streams of the loaded workload (default 300). */
+  streams: number | undefined;
+  /** streams, compare --sse: --tokens per stream (streams default 100; --hold: enough to outlast the hold). */
+  tokens: number | undefined;
+  /** streams, compare --sse: --token-interval-ms between tokens (default 20; --hold: 2000). */
+  tokenIntervalMs: number | undefined;
+  /** compare: --sse runs the streaming workloads of issue 10 instead of the 20-token request compare. */
+  isSse: boolean;
+  /** compare --sse: --rounds of every path, interleaved (default 3). */
+  rounds: number;
+  /** compare --sse: --workloads to run, subset of loaded,rest,small (default all). */
+  workloads: SseWorkload[];
+  /** compare --sse: --paths to run, subset of direct,nginx,node,graygate,baseline (default all available). */
+  paths: SsePathKey[];
+  /** --graygate-root: the graygate build to run (its dist/), default this tree. */
+  graygateRoot: string | undefined;
+  /** --baseline-root: a second graygate build run beside the first in the same run, e.g. /work/before. */
+  baselineRoot: string | undefined;
+  /** --cpu-prof-dir: graygate's master and workers run with --cpu-prof, profiles written there on exit. */
+  cpuProfDir: string | undefined;
+  /** --memory-probe: graygate's processes preload a SIGUSR2 handler that dumps process.memoryUsage() (and, with --heap-snapshot, a heap snapshot). */
+  isMemoryProbe: boolean;
+  /** --heap-snapshot: with --memory-probe, also write a V8 heap snapshot of each worker at the hold. */
+  isHeapSnapshot: boolean;
+  /** streams: --hold ramps to --streams through graygate only and holds them. */
+  isHold: boolean;
+  /** streams --hold: --ramp-s to open all streams (default 30). */
+  rampS: number;
+  /** streams --hold: --hold-s at the full count (default 20). */
+  holdS: number;
+  /** streams --hold: --max-sockets, graygate maxSocketsPerWorker (default max(1024, streams)). */
+  maxSockets: number | undefined;
+  /** streams --hold: --upstream-connections, the version's upstream.maxConnections (default graygate's own). */
+  upstreamConnections: number | undefined;
 }
 
 export const USAGE = `usage: npm run loadtest -- <scenario> [flags]
@@ -63,16 +97,40 @@ flags:
   --log-level LEVEL     graygate LOG_LEVEL (default info)
   --steps 10,50,…       capacity: connection steps
   --p99-ms MS           capacity: p99 bound of a passing step (default 100)
-  --instances N         capacity, compare, streams: workers per version (default 1)
+  --instances N         capacity, compare, streams: workers per version (default 1); --workers is the same
   --naive               backlog: also run (a) http-proxy-3 and (c) pipe() proxies, side by side
   --worker-delay-ms MS  backlog: the slow worker's answer time (default 1000)
   --recovery-limit-s S  backlog: give up waiting for a fresh answer after S (default 60)
   --max-queue N         backlog: graygate maxQueuePerVersion (default graygate's)
   --queue-timeout-ms MS backlog: graygate queueTimeoutMs (default graygate's)
-  --streams N           streams: concurrent streams (default 1000)
+  --streams N           streams: concurrent streams (default 1000); compare --sse: loaded workload (300)
   --tokens N            streams: tokens per stream (default 100)
-  --token-interval-ms MS streams: time between tokens (default 20)
+  --token-interval-ms MS streams: time between tokens (default 20; --hold 2000)
+  --sse                 compare: issue 10's streaming workloads (CPU per event vs the upstream's,
+                        added first token, RSS) plus GET /v1/models, interleaved over --rounds
+  --rounds N            compare --sse: interleaved rounds (default 3)
+  --workloads a,b       compare --sse: any of ${SSE_WORKLOADS.join(',')} (default all)
+  --paths a,b           compare --sse: any of ${SSE_PATHS.join(',')} (default all available)
+  --graygate-root DIR   run the graygate build in DIR (its dist/) instead of this tree
+  --baseline-root DIR   compare --sse, backlog: also run the build in DIR as "graygate (before)"
+  --cpu-prof-dir DIR    graygate's master and workers run with --cpu-prof; profiles in DIR/<label>/
+  --memory-probe        graygate's processes dump process.memoryUsage() on SIGUSR2 (streams --hold
+                        does so at the hold); --heap-snapshot adds a heap snapshot of each worker
+  --hold                streams: ramp to --streams through graygate and hold them (no direct phase)
+  --ramp-s S            streams --hold: seconds to open all streams (default 30)
+  --hold-s S            streams --hold: seconds to hold the full count (default 20)
+  --max-sockets N       streams --hold: graygate maxSocketsPerWorker (default max(1024, streams))
+  --upstream-connections N  streams --hold: upstream.maxConnections (default graygate's own)
+  --workers N           alias of --instances
 `;
+
+function list<T extends string>(name: string, raw: string | undefined, allowed: readonly T[]): T[] {
+  if (raw === undefined) return [...allowed];
+  const items = raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const bad = items.filter((s) => !(allowed as readonly string[]).includes(s));
+  if (items.length === 0 || bad.length > 0) throw new Error(`--${name}: a comma-separated list of ${allowed.join(', ')}, got "${raw}"`);
+  return items as T[];
+}
 
 function positive(name: string, raw: string | undefined, fallback: number): number;
 function positive(name: string, raw: string | undefined, fallback: undefined): number | undefined;
@@ -81,6 +139,12 @@ function positive(name: string, raw: string | undefined, fallback: number | unde
   const n = Number(raw);
   if (!Number.isFinite(n) || n < 0) throw new Error(`--${name}: must be a number ≥ 0, got "${raw}"`);
   return n;
+}
+
+function atLeastOne(name: string, raw: string | undefined): number | undefined {
+  const n = positive(name, raw, undefined);
+  if (n !== undefined && n < 1) throw new Error(`--${name}: must be ≥ 1`);
+  return n === undefined ? undefined : Math.round(n);
 }
 
 export function parseLoadtestArgs(argv: string[]): Args {
@@ -106,6 +170,21 @@ export function parseLoadtestArgs(argv: string[]): Args {
       streams: { type: 'string' },
       tokens: { type: 'string' },
       'token-interval-ms': { type: 'string' },
+      sse: { type: 'boolean', default: false },
+      rounds: { type: 'string' },
+      workloads: { type: 'string' },
+      paths: { type: 'string' },
+      'graygate-root': { type: 'string' },
+      'baseline-root': { type: 'string' },
+      'cpu-prof-dir': { type: 'string' },
+      'memory-probe': { type: 'boolean', default: false },
+      'heap-snapshot': { type: 'boolean', default: false },
+      hold: { type: 'boolean', default: false },
+      'ramp-s': { type: 'string' },
+      'hold-s': { type: 'string' },
+      'max-sockets': { type: 'string' },
+      'upstream-connections': { type: 'string' },
+      workers: { type: 'string' },
     },
   });
   const scenario = positionals[0];
@@ -126,14 +205,28 @@ export function parseLoadtestArgs(argv: string[]): Args {
     logLevel: values['log-level'] ?? 'info',
     steps,
     p99Ms: positive('p99-ms', values['p99-ms'], 100),
-    instances: Math.max(1, positive('instances', values.instances, 1)),
+    instances: Math.max(1, positive('instances', values.instances ?? values.workers, 1)),
     isNaive: values.naive === true,
     workerDelayMs: positive('worker-delay-ms', values['worker-delay-ms'], 1000),
     recoveryLimitS: positive('recovery-limit-s', values['recovery-limit-s'], 60),
     maxQueue: positive('max-queue', values['max-queue'], undefined),
     queueTimeoutMs: positive('queue-timeout-ms', values['queue-timeout-ms'], undefined),
-    streams: Math.max(1, positive('streams', values.streams, 1000)),
-    tokens: Math.max(1, positive('tokens', values.tokens, 100)),
-    tokenIntervalMs: positive('token-interval-ms', values['token-interval-ms'], 20),
+    streams: atLeastOne('streams', values.streams),
+    tokens: atLeastOne('tokens', values.tokens),
+    tokenIntervalMs: positive('token-interval-ms', values['token-interval-ms'], undefined),
+    isSse: values.sse === true,
+    rounds: Math.max(1, positive('rounds', values.rounds, 3)),
+    workloads: list('workloads', values.workloads, SSE_WORKLOADS),
+    paths: list('paths', values.paths, SSE_PATHS),
+    graygateRoot: values['graygate-root'],
+    baselineRoot: values['baseline-root'],
+    cpuProfDir: values['cpu-prof-dir'],
+    isMemoryProbe: values['memory-probe'] === true || values['heap-snapshot'] === true,
+    isHeapSnapshot: values['heap-snapshot'] === true,
+    isHold: values.hold === true,
+    rampS: positive('ramp-s', values['ramp-s'], 30),
+    holdS: positive('hold-s', values['hold-s'], 20),
+    maxSockets: atLeastOne('max-sockets', values['max-sockets']),
+    upstreamConnections: atLeastOne('upstream-connections', values['upstream-connections']),
   };
 }

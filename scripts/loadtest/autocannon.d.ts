@@ -16,6 +16,8 @@ declare module 'autocannon' {
     pipelining?: number;
     /** Count of requests after which to stop (instead of duration). */
     amount?: number;
+    /** Connect over this unix socket; url then only supplies the path. */
+    socketPath?: string;
   }
 
   interface AutocannonResult {

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MASTER_ENTRY, ROOT } from './paths.js';
+import { MASTER_ENTRY, ROOT, buildEntries } from './paths.js';
 import { forkTracked, stopTracked, type Tracked } from './processes.js';
 import { pickListening, waitForMessage } from './ipc-wait.js';
 
@@ -15,6 +15,15 @@ export interface GatewayOptions {
   limits?: Record<string, unknown>;
   /** LOG_LEVEL of master and workers. The per-request line is part of graygate's cost, so scenarios default to info. */
   logLevel: string;
+  /**
+   * Root of the graygate build to run (its dist/master/main.js); default this tree.
+   * Versions' `entry` is not rewritten: pass the same root's worker entry.
+   */
+  root?: string;
+  /** Extra environment for master and workers (workers inherit it). */
+  env?: Record<string, string>;
+  /** Node flags for the master, which its workers inherit (fork's default execArgv), e.g. --cpu-prof. */
+  execArgv?: string[];
   signal?: AbortSignal;
 }
 
@@ -47,11 +56,13 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     versions: options.versions,
   };
   writeFileSync(configPath, JSON.stringify(config, null, 2));
-  const env: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: options.logLevel };
+  const env: NodeJS.ProcessEnv = { ...process.env, ...options.env, LOG_LEVEL: options.logLevel };
   delete env['GRAYGATE_ADMIN_TOKEN'];
   delete env['PORT'];
   delete env['HOST'];
-  const p = forkTracked('graygate', MASTER_ENTRY, ['--config', configPath], { cwd: ROOT, env });
+  const entry = options.root === undefined ? MASTER_ENTRY : buildEntries(options.root).master;
+  const cwd = options.root ?? ROOT;
+  const p = forkTracked('graygate', entry, ['--config', configPath], { cwd, env, execArgv: [...process.execArgv, ...(options.execArgv ?? [])] });
   p.cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   const stop = (): Promise<void> => stopTracked(p);
   let listening;

@@ -28,6 +28,11 @@ export class Recorder {
     this.#sum += value;
   }
 
+  /** Adds every value another recorder holds. */
+  merge(other: Recorder): void {
+    for (let i = 0; i < other.#count; i++) this.record(other.#values[i]!);
+  }
+
   get count(): number {
     return this.#count;
   }

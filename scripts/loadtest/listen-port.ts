@@ -44,3 +44,36 @@ export function listeningPorts(pid: number): number[] {
   }
   return [...ports].sort((a, b) => a - b);
 }
+
+// __SO_ACCEPTCON in /proc/net/unix's Flags column: the socket is listening.
+const UNIX_ACCEPTCON = 0x10000;
+
+/** Paths of the unix domain sockets `pid` listens on (a worker may serve the master over one). Empty when none or no /proc. */
+export function listeningUnixPaths(pid: number): string[] {
+  let inodes: Set<string>;
+  let text: string;
+  try {
+    inodes = socketInodes(pid);
+    text = readFileSync('/proc/net/unix', 'utf8');
+  } catch {
+    return [];
+  }
+  const paths: string[] = [];
+  // "Num RefCount Protocol Flags Type St Inode Path"
+  for (const line of text.split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 8 || (parseInt(f[3]!, 16) & UNIX_ACCEPTCON) === 0 || !inodes.has(f[6]!)) continue;
+    paths.push(f.slice(7).join(' '));
+  }
+  return paths.filter((p) => p.startsWith('/'));
+}
+
+/** Where a worker can be reached directly: its TCP port, else its unix socket; undefined if neither is found. */
+export type WorkerAddress = { kind: 'tcp'; url: string; hostPort: string } | { kind: 'unix'; socketPath: string };
+
+export function workerAddress(pid: number): WorkerAddress | undefined {
+  const port = listeningPorts(pid)[0];
+  if (port !== undefined) return { kind: 'tcp', url: `http://127.0.0.1:${port}`, hostPort: `127.0.0.1:${port}` };
+  const socketPath = listeningUnixPaths(pid)[0];
+  return socketPath === undefined ? undefined : { kind: 'unix', socketPath };
+}

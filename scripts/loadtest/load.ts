@@ -12,6 +12,8 @@ export interface LoadOptions {
   method?: string;
   headers?: Record<string, string>;
   body?: string;
+  /** Connect over this unix socket instead of url's host and port. */
+  socketPath?: string;
   /** autocannon's per-request timeout in s; a timed-out request's connection is reset. Default 10. */
   timeoutS?: number;
   /** Called about every second with the running totals, for TTY progress. */
@@ -75,6 +77,7 @@ export function runLoad(options: LoadOptions): Promise<LoadResult> {
         method: options.method ?? 'GET',
         headers: options.headers ?? {},
         ...(options.body === undefined ? {} : { body: options.body }),
+        ...(options.socketPath === undefined ? {} : { socketPath: options.socketPath }),
       },
       (err, result) => {
         clearInterval(ticker);

@@ -9,11 +9,19 @@ import { createProxyServer } from 'http-proxy-3';
 //   NAIVE_PROXY_MODE=http-proxy-3  (a) http-proxy-3 with that agent
 //   NAIVE_PROXY_MODE=pipe          (c) http.request(...).pipe(res) that never
 //                                      aborts the upstream request when its client leaves
-// NAIVE_PROXY_TARGET is the worker's base URL. Sends {type:'listening', url, pid} over IPC.
+//   NAIVE_PROXY_MODE=minimal       the Node baseline of `compare --sse` (issue 10): the
+//                                      same pipe() on a keep-alive agent with no socket cap,
+//                                      upstream request destroyed when the client leaves
+// NAIVE_PROXY_TARGET is the worker's base URL; for mode minimal, NAIVE_PROXY_SOCKET (a unix
+// socket path) replaces its host and port. Sends {type:'listening', url, pid} over IPC.
 
 const mode = process.env['NAIVE_PROXY_MODE'];
 const target = new URL(process.env['NAIVE_PROXY_TARGET'] ?? '');
+const socketPath = process.env['NAIVE_PROXY_SOCKET'];
+const minimalTarget = socketPath === undefined ? { host: target.hostname, port: target.port } : { socketPath };
 const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+// Issue 10's yardstick: what one node:http hop costs with no limits and no features.
+const minimalAgent = new Agent({ keepAlive: true, maxSockets: Infinity, maxFreeSockets: 1024 });
 
 function badGateway(res: ServerResponse): void {
   if (res.headersSent) return void res.destroy();
@@ -40,6 +48,21 @@ function pipeHandler(req: IncomingMessage, res: ServerResponse): void {
   req.pipe(upstream);
 }
 
+function minimalHandler(req: IncomingMessage, res: ServerResponse): void {
+  const upstream = request(
+    { ...minimalTarget, path: req.url, method: req.method, headers: req.headers, agent: minimalAgent },
+    (upstreamRes) => {
+      res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
+      upstreamRes.pipe(res);
+    },
+  );
+  upstream.on('error', () => badGateway(res));
+  res.on('close', () => {
+    if (!res.writableFinished) upstream.destroy();
+  });
+  req.pipe(upstream);
+}
+
 let handler: (req: IncomingMessage, res: ServerResponse) => void;
 switch (mode) {
   case 'http-proxy-3':
@@ -48,8 +71,11 @@ switch (mode) {
   case 'pipe':
     handler = pipeHandler;
     break;
+  case 'minimal':
+    handler = minimalHandler;
+    break;
   default:
-    process.stderr.write(`naive-proxy: NAIVE_PROXY_MODE must be http-proxy-3 or pipe, got ${mode}\n`);
+    process.stderr.write(`naive-proxy: NAIVE_PROXY_MODE must be http-proxy-3, pipe or minimal, got ${mode}\n`);
     process.exit(64);
 }
 

@@ -12,3 +12,22 @@ export const TEST_WORKER_ENTRY = join(ROOT, 'dist/test/fixtures/test-worker.js')
 export const NAIVE_PROXY_ENTRY = join(ROOT, 'dist/scripts/loadtest/naive-proxy.js');
 export const MOCK_UPSTREAM_ENTRY = join(ROOT, 'dist/scripts/loadtest/mock-upstream-process.js');
 export const DEFAULT_REPORT_DIR = join(ROOT, 'reports');
+
+/** Entry points of a graygate build: this tree's, or another built root (`--graygate-root /work/before`). */
+export interface BuildEntries {
+  /** The repository root the build lives in (its dist/ holds the compiled code). */
+  root: string;
+  master: string;
+  worker: string;
+  testWorker: string;
+}
+
+export function buildEntries(root: string = ROOT): BuildEntries {
+  const r = resolve(root);
+  return {
+    root: r,
+    master: join(r, 'dist/master/main.js'),
+    worker: join(r, 'dist/worker/main.js'),
+    testWorker: join(r, 'dist/test/fixtures/test-worker.js'),
+  };
+}

@@ -123,3 +123,16 @@ export function processGroupMembers(pgid: number): number[] {
   }
   return out;
 }
+
+/** Whole-machine CPU from /proc/stat: busy and total time so far, in ms summed over all cores. */
+export function readBoxCpuMs(): { busyMs: number; totalMs: number } {
+  try {
+    // "cpu  user nice system idle iowait irq softirq steal …" in USER_HZ ticks.
+    const fields = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
+    const total = fields.reduce((a, b) => a + b, 0);
+    const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
+    return { busyMs: ((total - idle) * 1000) / TICKS_PER_S, totalMs: (total * 1000) / TICKS_PER_S };
+  } catch {
+    return { busyMs: 0, totalMs: 0 };
+  }
+}

@@ -25,6 +25,8 @@ export interface StreamOptions {
   /** Whole-stream bound, ms. */
   timeoutMs: number;
   signal?: AbortSignal;
+  /** Called on every content token as it arrives (compare --sse counts events inside its window). */
+  onToken?: () => void;
 }
 
 export function readStream(url: string, options: StreamOptions): Promise<StreamResult> {
@@ -61,7 +63,7 @@ export function readStream(url: string, options: StreamOptions): Promise<StreamR
           onEvent(event);
         }
       });
-      res.on('end', () => finish(result.status === 200 ? (result.isDone ? null : 'stream ended without [DONE]') : `status ${result.status}`));
+      res.on('end', () => finish(result.status === 200 ? (result.isDone ? null : 'stream ended without [DONE]') : `status ${result.status}${errorCodeOf(pending)}`));
       res.on('error', (err) => finish(err.message));
       res.on('close', () => finish(res.complete ? null : 'connection closed mid-stream'));
     });
@@ -79,6 +81,7 @@ export function readStream(url: string, options: StreamOptions): Promise<StreamR
           const content = parsed.choices?.[0]?.delta?.content;
           if (typeof content === 'string' && content !== '') {
             result.tokens++;
+            options.onToken?.();
             if (result.firstTokenMs === null) result.firstTokenMs = performance.now() - startedAt;
           }
         } catch {
@@ -89,4 +92,14 @@ export function readStream(url: string, options: StreamOptions): Promise<StreamR
     req.on('error', (err) => finish(err.message));
     req.end(options.body);
   });
+}
+
+/** ` (code)` from an OpenAI-shaped error body, so failures say which refusal they were. */
+function errorCodeOf(body: string): string {
+  try {
+    const code = (JSON.parse(body) as { error?: { code?: unknown } }).error?.code;
+    return typeof code === 'string' ? ` (${code})` : '';
+  } catch {
+    return '';
+  }
 }

@@ -56,13 +56,16 @@ export async function startStandaloneWorker(options: StandaloneWorkerOptions): P
 }
 
 export interface NaiveProxyOptions {
-  mode: 'http-proxy-3' | 'pipe';
+  mode: 'http-proxy-3' | 'pipe' | 'minimal';
   targetUrl: string;
+  /** mode minimal only: reach the target over this unix socket instead of targetUrl's host and port. */
+  socketPath?: string;
   signal?: AbortSignal;
 }
 
 export async function startNaiveProxy(options: NaiveProxyOptions): Promise<StandaloneProcess> {
-  const env = { ...process.env, NAIVE_PROXY_MODE: options.mode, NAIVE_PROXY_TARGET: options.targetUrl };
+  const env: NodeJS.ProcessEnv = { ...process.env, NAIVE_PROXY_MODE: options.mode, NAIVE_PROXY_TARGET: options.targetUrl };
+  if (options.socketPath !== undefined) env['NAIVE_PROXY_SOCKET'] = options.socketPath;
   const p = forkTracked(`naive proxy (${options.mode})`, NAIVE_PROXY_ENTRY, [], { cwd: ROOT, env });
   const stop = (): Promise<void> => stopTracked(p, { graceMs: 1000 });
   try {

@@ -1,7 +1,8 @@
 import { startGateway } from '../gateway.js';
 import { runLoad, type LoadResult } from '../load.js';
 import { fetchMetrics, sumByLabel } from '../metrics.js';
-import { TEST_WORKER_ENTRY } from '../paths.js';
+import { startFreshProbeProcess, type FreshProbeResult } from '../fresh-probe.js';
+import { buildEntries } from '../paths.js';
 import { measureRecovery, probe, type RecoveryResult } from '../probe.js';
 import { RssSampler, toMb } from '../rss.js';
 import type { Chart, Scenario, ScenarioContext, Target } from '../scenario.js';
@@ -15,9 +16,10 @@ import { lineChart } from '../svg-chart.js';
 // maxSockets:1})` and (c) a pipe() proxy on the same agent that never aborts
 // the upstream request. All three front the same test-worker build.
 
-type ProxyKind = 'graygate' | 'http-proxy-3' | 'pipe';
+type ProxyKind = 'graygate' | 'graygate-before' | 'http-proxy-3' | 'pipe';
 const LABELS: Record<ProxyKind, string> = {
   graygate: '(b) graygate',
+  'graygate-before': '(b) graygate (before)',
   'http-proxy-3': '(a) naive http-proxy-3',
   pipe: '(c) pipe(), no abort',
 };
@@ -26,6 +28,10 @@ const MAX_PEAK_RSS_MB = 120;
 const MAX_RSS_GROWTH_MB = 10;
 const MAX_503_P99_MS = 20;
 const MAX_RECOVERY_OVER_WORKER_MS = 100;
+// Issue 10 target 4: a fresh connection's 503 during the flood.
+const MAX_FRESH_503_P99_MS = 100;
+/** Fresh-connection probes start once the flood's own connections are open. */
+const FRESH_PROBE_DELAY_MS = 1000;
 
 interface Run {
   kind: ProxyKind;
@@ -40,6 +46,8 @@ interface Run {
   /** graygate only: graygate_rejected_total by reason. */
   rejectedByReason: Record<string, number> | null;
   rssSeries: Array<[number, number]>;
+  /** One request per new connection every 50 ms during the load (issue 10). */
+  fresh: FreshProbeResult;
 }
 
 async function readWorkerStats(url: string, signal: AbortSignal): Promise<{ total: number; peakActive: number } | null> {
@@ -64,11 +72,12 @@ async function runOne(kind: ProxyKind, ctx: ScenarioContext): Promise<Run> {
     let workerPid: number;
     let workerUrl: string;
     let adminUrl: string | undefined;
-    if (kind === 'graygate') {
+    if (kind === 'graygate' || kind === 'graygate-before') {
+      const entries = buildEntries(kind === 'graygate' ? args.graygateRoot : args.baselineRoot);
       const limits: Record<string, unknown> = { maxSocketsPerWorker: 1 };
       if (args.maxQueue !== undefined) limits['maxQueuePerVersion'] = args.maxQueue;
       if (args.queueTimeoutMs !== undefined) limits['queueTimeoutMs'] = args.queueTimeoutMs;
-      const gw = await startGateway({ versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1, env: workerEnv } }, limits, logLevel: args.logLevel, signal });
+      const gw = await startGateway({ versions: { v1: { entry: entries.testWorker, weight: 1, env: workerEnv } }, limits, logLevel: args.logLevel, root: entries.root, signal });
       stops.push(gw.stop);
       url = gw.url;
       workerUrl = gw.url; // /stats through the gateway once it has recovered
@@ -76,7 +85,7 @@ async function runOne(kind: ProxyKind, ctx: ScenarioContext): Promise<Run> {
       workerPid = (await gw.workers())[0]!.pid;
       adminUrl = gw.adminUrl;
     } else {
-      const worker = await startStandaloneWorker({ entry: TEST_WORKER_ENTRY, env: workerEnv, logLevel: args.logLevel, signal });
+      const worker = await startStandaloneWorker({ entry: buildEntries(args.graygateRoot).testWorker, env: workerEnv, logLevel: args.logLevel, signal });
       stops.push(worker.stop);
       const proxy = await startNaiveProxy({ mode: kind, targetUrl: worker.url, signal });
       stops.push(proxy.stop);
@@ -92,6 +101,8 @@ async function runOne(kind: ProxyKind, ctx: ScenarioContext): Promise<Run> {
     const sampler = new RssSampler({ pids: () => ({ proxy: [proxyPid], worker: [workerPid] }) });
     const loadStartMs = sampler.now();
     progress.phase(`${LABELS[kind]}: ${connections} connections for ${durationS} s against a ${args.workerDelayMs} ms worker`);
+    let prober: ReturnType<typeof startFreshProbeProcess> | undefined;
+    const proberTimer = setTimeout(() => (prober = startFreshProbeProcess({ url: `${url}/slow`, signal })), FRESH_PROBE_DELAY_MS);
     const load = await runLoad({
       url: `${url}/slow`,
       connections,
@@ -100,6 +111,8 @@ async function runOne(kind: ProxyKind, ctx: ScenarioContext): Promise<Run> {
       onTick: (p) => progress.status(`${LABELS[kind]} ${p.elapsedS}/${durationS} s  ${p.responses} answers  ${p.errors} errors/timeouts  proxy RSS ${toMb(sampler.latest('proxy'))} MB`),
     });
     const loadEndMs = sampler.now();
+    clearTimeout(proberTimer);
+    const fresh = (await prober?.stop()) ?? { byStatus: {}, count: 0 };
     progress.phase(`${LABELS[kind]}: load stopped; waiting for a fresh request (up to ${args.recoveryLimitS} s)`);
     const recovery = await measureRecovery(`${url}/slow`, { limitMs: args.recoveryLimitS * 1000, signal });
     const afterRecoveryMb = toMb(sampler.sample().bytes['proxy'] ?? 0);
@@ -123,6 +136,7 @@ async function runOne(kind: ProxyKind, ctx: ScenarioContext): Promise<Run> {
       worker,
       rejectedByReason,
       rssSeries: sampler.samples.map((s) => [Math.round((s.tMs - loadStartMs) / 100) / 10, toMb(s.bytes['proxy'] ?? 0)]),
+      fresh,
     };
   } finally {
     progress.phase(`${LABELS[kind]}: stopping`);
@@ -135,7 +149,8 @@ function recoveryText(r: RecoveryResult): string {
 }
 
 export const runBacklog: Scenario = async (ctx) => {
-  const kinds: ProxyKind[] = ctx.args.isNaive ? ['graygate', 'http-proxy-3', 'pipe'] : ['graygate'];
+  const graygates: ProxyKind[] = ctx.args.baselineRoot === undefined ? ['graygate'] : ['graygate', 'graygate-before'];
+  const kinds: ProxyKind[] = ctx.args.isNaive ? [...graygates, 'http-proxy-3', 'pipe'] : graygates;
   const runs: Run[] = [];
   for (const kind of kinds) {
     ctx.signal.throwIfAborted(); // Ctrl-C: start nothing new
@@ -144,6 +159,8 @@ export const runBacklog: Scenario = async (ctx) => {
 
   const n503 = (r: Run): number => r.load.byStatus['503']?.count ?? 0;
   const p503 = (r: Run, q: 'p50' | 'p99'): string => (n503(r) === 0 ? '–' : String(r.load.byStatus['503']![q]));
+  const fresh503 = (r: Run, q: 'p50' | 'p99'): string => String(r.fresh.byStatus['503']?.[q] ?? '–');
+  const freshOther = (r: Run): number => Object.entries(r.fresh.byStatus).filter(([s]) => s !== '503').reduce((n, [, p]) => n + p.count, 0);
   const rows = runs.map((r) => [
     LABELS[r.kind],
     r.proxyRss.baselineMb,
@@ -155,6 +172,10 @@ export const runBacklog: Scenario = async (ctx) => {
     n503(r),
     p503(r, 'p50'),
     p503(r, 'p99'),
+    r.fresh.byStatus['503']?.count ?? 0,
+    fresh503(r, 'p50'),
+    fresh503(r, 'p99'),
+    freshOther(r),
     r.load.byStatus['200']?.p99 ?? '–',
     r.load.timeouts,
     r.load.errors - r.load.timeouts,
@@ -170,6 +191,12 @@ export const runBacklog: Scenario = async (ctx) => {
       { name: 'graygate master peak RSS', value: `${gg.proxyRss.peakMb} MB`, limit: `< ${MAX_PEAK_RSS_MB} MB`, isMet: gg.proxyRss.peakMb < MAX_PEAK_RSS_MB },
       { name: 'graygate master RSS flat (2nd-half peak − 1st-half peak)', value: `${growth} MB`, limit: `< ${MAX_RSS_GROWTH_MB} MB`, isMet: growth < MAX_RSS_GROWTH_MB },
       { name: 'graygate 503 p99', value: n503(gg) === 0 ? 'no 503s' : `${gg.load.byStatus['503']!.p99} ms`, limit: `< ${MAX_503_P99_MS} ms`, isMet: n503(gg) === 0 ? null : gg.load.byStatus['503']!.p99 < MAX_503_P99_MS },
+      {
+        name: 'graygate 503 p99 on a fresh connection during the flood',
+        value: gg.fresh.byStatus['503'] === undefined ? 'no 503s' : `${gg.fresh.byStatus['503'].p99} ms`,
+        limit: `≤ ${MAX_FRESH_503_P99_MS} ms`,
+        isMet: gg.fresh.byStatus['503'] === undefined ? null : gg.fresh.byStatus['503'].p99 <= MAX_FRESH_503_P99_MS,
+      },
       { name: 'graygate fresh request after the load', value: recoveryText(gg.recovery), limit: `< ${limitMs} ms`, isMet: gg.recovery.recoveredMs !== null && gg.recovery.recoveredMs < limitMs },
     );
   }
@@ -200,6 +227,7 @@ export const runBacklog: Scenario = async (ctx) => {
   const notes = [
     `Load: autocannon, ${runs[0]!.load.connections} connections, ${runs[0]!.load.durationS} s, GET /slow on the test worker (TEST_WORKER_DELAY_MS=${ctx.args.workerDelayMs}); autocannon's 10 s request timeout resets a connection whose request waited longer ("timeouts").`,
     'Recovery: after autocannon stopped, one fresh request at a time (new connection) until one gets a 2xx; the time is from the end of the load to the end of that answer, so the worker\'s own delay is included.',
+    `"fresh": from ${FRESH_PROBE_DELAY_MS / 1000} s into the load until its end, one GET /slow on a NEW connection every 50 ms (a client arriving during the flood) from a process of its own (so the flood client's event loop is not in its timings), timed to the end of its answer; "fresh other": probes answered with another status or not at all within 10 s. The load's own 503s come on its keep-alive connections.`,
     '"worker served": requests the test worker itself counted (its /stats), read after the recovery wait; "?" when the worker could not be asked in time.',
   ];
   if (gg?.rejectedByReason !== null && gg?.rejectedByReason !== undefined) {
@@ -211,7 +239,7 @@ export const runBacklog: Scenario = async (ctx) => {
     tables: [
       {
         title: 'Backlog flood: proxy memory, 503s and recovery',
-        headers: ['proxy', 'RSS idle MB', 'RSS peak MB', 'RSS 1st→2nd half MB', 'proxy CPU %', 'answers', '200', '503', '503 p50 ms', '503 p99 ms', '200 p99 ms', 'timeouts', 'conn errors', 'worker served', 'fresh request after load'],
+        headers: ['proxy', 'RSS idle MB', 'RSS peak MB', 'RSS 1st→2nd half MB', 'proxy CPU %', 'answers', '200', '503', '503 p50 ms', '503 p99 ms', 'fresh 503s', 'fresh 503 p50 ms', 'fresh 503 p99 ms', 'fresh other', '200 p99 ms', 'timeouts', 'conn errors', 'worker served', 'fresh request after load'],
         rows,
       },
     ],

@@ -1,12 +1,13 @@
 import { CHAT_PATH, JSON_HEADERS, chatBody } from '../chat-request.js';
 import { startGateway } from '../gateway.js';
-import { listeningPorts } from '../listen-port.js';
+import { workerAddress } from '../listen-port.js';
 import { runLoad, type LoadResult } from '../load.js';
 import { findNginx, startNginx } from '../nginx.js';
 import { WORKER_ENTRY } from '../paths.js';
 import { RssSampler, processGroupMembers, toMb } from '../rss.js';
 import type { Scenario } from '../scenario.js';
 import { warmUp, warmUpSeconds } from '../warm-up.js';
+import { runCompareSse } from './compare-sse.js';
 
 // The same request under the same load, one after the other in one run
 // (issue 6 scenario 5): straight to a graygate worker, through graygate, and
@@ -29,6 +30,7 @@ function ratio(a: number, b: number): number {
 }
 
 export const runCompare: Scenario = async (ctx) => {
+  if (ctx.args.isSse) return runCompareSse(ctx);
   const { args, signal, progress } = ctx;
   const durationS = args.durationS ?? 10;
   const connections = args.connections ?? 50;
@@ -43,11 +45,14 @@ export const runCompare: Scenario = async (ctx) => {
     });
     stops.push(gw.stop);
     const worker = (await gw.workers())[0]!;
-    // graygate does not publish worker ports; find the one this worker listens on.
-    const port = listeningPorts(worker.pid)[0];
-    if (port === undefined) throw new Error(`could not find the port worker ${worker.pid} listens on (/proc unavailable?)`);
-    const targets: Array<{ path: string; url: string; proxyPid: number | null }> = [
-      { path: 'direct to the worker', url: `http://127.0.0.1:${port}`, proxyPid: null },
+    // graygate does not publish worker addresses; find the port (or unix socket) this worker listens on.
+    const address = workerAddress(worker.pid);
+    if (address === undefined) throw new Error(`could not find the address worker ${worker.pid} listens on (/proc unavailable?)`);
+    const port = address.kind === 'tcp' ? address.hostPort : address.socketPath;
+    const targets: Array<{ path: string; url: string; socketPath?: string; proxyPid: number | null }> = [
+      address.kind === 'tcp'
+        ? { path: 'direct to the worker', url: address.url, proxyPid: null }
+        : { path: 'direct to the worker', url: 'http://localhost', socketPath: address.socketPath, proxyPid: null },
       { path: 'through graygate', url: gw.url, proxyPid: gw.pid },
     ];
     const nginxBinary = findNginx();
@@ -55,7 +60,7 @@ export const runCompare: Scenario = async (ctx) => {
       notes.push('nginx is not installed: its column is skipped (Debian: apt-get install nginx).');
     } else {
       progress.phase(`starting nginx (${nginxBinary}) in front of the same worker`);
-      const nginx = await startNginx({ binary: nginxBinary, upstream: `127.0.0.1:${port}`, keepalive: 64, signal });
+      const nginx = await startNginx({ binary: nginxBinary, upstream: address.kind === 'tcp' ? address.hostPort : `unix:${address.socketPath}`, keepalive: 64, signal });
       stops.push(nginx.stop);
       targets.push({ path: 'through nginx', url: nginx.url, proxyPid: nginx.pid });
     }
@@ -65,12 +70,13 @@ export const runCompare: Scenario = async (ctx) => {
       signal.throwIfAborted(); // Ctrl-C: no further column
       const url = `${target.url}${CHAT_PATH}`;
       progress.phase(`${target.path}: warm-up, then ${connections} connections × ${durationS} s`);
-      await warmUp({ url, method: 'POST', headers: JSON_HEADERS, body, connections, durationS: warmUpSeconds(durationS), signal });
+      const socket = target.socketPath === undefined ? {} : { socketPath: target.socketPath };
+      await warmUp({ url, method: 'POST', headers: JSON_HEADERS, body, connections, durationS: warmUpSeconds(durationS), ...socket, signal });
       // nginx: master + worker are one group, both counted; graygate: the master (its worker is shared by all columns).
       const proxyPids = target.proxyPid === null ? [] : target.path === 'through nginx' ? processGroupMembers(target.proxyPid) : [target.proxyPid];
       const sampler = new RssSampler({ pids: () => ({ proxy: proxyPids, worker: [worker.pid] }) });
       const load = await runLoad({
-        url, method: 'POST', headers: JSON_HEADERS, body, connections, durationS, signal,
+        url, method: 'POST', headers: JSON_HEADERS, body, connections, durationS, ...socket, signal,
         onTick: (p) => progress.status(`${target.path} ${p.elapsedS}/${durationS} s  ${p.responses} answers  ${p.errors} errors`),
       });
       sampler.stop();
@@ -93,7 +99,7 @@ export const runCompare: Scenario = async (ctx) => {
     };
     const failedAll = columns.reduce((n, c) => n + c.load.non2xx + c.load.errors, 0);
     return {
-      results: { columns, ratios, connections, durationS, tokens: TOKENS, workerPid: worker.pid, workerPort: port },
+      results: { columns, ratios, connections, durationS, tokens: TOKENS, workerPid: worker.pid, workerAddress: port },
       tables: [
         {
           title: `Compare: POST ${CHAT_PATH} stream:true, ${connections} connections × ${durationS} s each`,
@@ -112,7 +118,7 @@ export const runCompare: Scenario = async (ctx) => {
       targets: [{ name: 'every request answered 2xx on every path', value: `${failedAll} failed`, limit: '0', isMet: failedAll === 0 }],
       charts: [],
       notes: [
-        `All columns hit the same worker process (pid ${worker.pid}, port ${port}) with its embedded mock upstream (${TOKENS} tokens, no pacing); each after an unrecorded ${warmUpSeconds(durationS)} s warm-up.`,
+        `All columns hit the same worker process (pid ${worker.pid}, ${port}) with its embedded mock upstream (${TOKENS} tokens, no pacing); each after an unrecorded ${warmUpSeconds(durationS)} s warm-up.`,
         'nginx: 1 worker process, proxy_buffering off, upstream keepalive 64, HTTP/1.1 to the worker, access log to /dev/null. graygate: LOG_LEVEL ' + args.logLevel + ', stdout to /dev/null.',
         ...notes,
       ],

@@ -3,12 +3,13 @@ import { CHAT_PATH, chatBody } from '../chat-request.js';
 import { startGateway } from '../gateway.js';
 import { Recorder, type Percentiles } from '../histogram.js';
 import { pickListening, waitForMessage } from '../ipc-wait.js';
-import { MOCK_UPSTREAM_ENTRY, ROOT, WORKER_ENTRY } from '../paths.js';
+import { MOCK_UPSTREAM_ENTRY, ROOT, buildEntries } from '../paths.js';
 import { forkTracked, stopTracked } from '../processes.js';
 import { RssSampler, toMb, type PidGroups } from '../rss.js';
 import type { Scenario, ScenarioContext, Target } from '../scenario.js';
 import { readStream, type StreamResult } from '../sse-client.js';
 import { lineChart } from '../svg-chart.js';
+import { runStreamsHold } from './streams-hold.js';
 
 // N concurrent SSE streams of M tokens (SPEC §9, issue 6 scenario 3), first
 // straight to the mock upstream, then through graygate (master → worker →
@@ -29,17 +30,24 @@ interface PhaseResult {
   wallMs: number;
 }
 
-async function runStreamsPhase(label: string, url: string, ctx: ScenarioContext, onProgress: (open: number) => void): Promise<PhaseResult> {
-  const { args, signal } = ctx;
+/** The streams of one run, with the scenario's defaults applied. */
+interface Shape {
+  streams: number;
+  tokens: number;
+  tokenIntervalMs: number;
+}
+
+async function runStreamsPhase(label: string, url: string, ctx: ScenarioContext, shape: Shape, onProgress: (open: number) => void): Promise<PhaseResult> {
+  const { signal } = ctx;
   const agent = new Agent({ keepAlive: false, maxSockets: Infinity });
-  const body = chatBody({ tokens: args.tokens, intervalMs: args.tokenIntervalMs });
+  const body = chatBody({ tokens: shape.tokens, intervalMs: shape.tokenIntervalMs });
   // Bounded: the streams' own length plus a generous minute for set-up under load.
-  const timeoutMs = args.tokens * args.tokenIntervalMs + 60_000;
+  const timeoutMs = shape.tokens * shape.tokenIntervalMs + 60_000;
   const startedAt = performance.now();
-  let open = args.streams;
+  let open = shape.streams;
   const ticker = setInterval(() => onProgress(open), 500);
   const results: StreamResult[] = await Promise.all(
-    Array.from({ length: args.streams }, () =>
+    Array.from({ length: shape.streams }, () =>
       readStream(url, { body, agent, timeoutMs, signal }).finally(() => {
         open--;
       }),
@@ -61,7 +69,7 @@ async function runStreamsPhase(label: string, url: string, ctx: ScenarioContext,
   const failed = results.filter((r) => r.error !== null || !r.isDone).length;
   return {
     label,
-    streams: args.streams,
+    streams: shape.streams,
     completed: results.length - failed,
     failed,
     errors,
@@ -74,7 +82,15 @@ async function runStreamsPhase(label: string, url: string, ctx: ScenarioContext,
 }
 
 export const runStreams: Scenario = async (ctx) => {
-  const { args, signal, progress } = ctx;
+  if (ctx.args.isHold) return runStreamsHold(ctx);
+  const { signal, progress } = ctx;
+  const args = {
+    ...ctx.args,
+    streams: ctx.args.streams ?? 1000,
+    tokens: ctx.args.tokens ?? 100,
+    tokenIntervalMs: ctx.args.tokenIntervalMs ?? 20,
+  };
+  const entries = buildEntries(args.graygateRoot);
   const stops: Array<() => Promise<void>> = [];
   try {
     progress.phase('starting the mock upstream');
@@ -86,10 +102,11 @@ export const runStreams: Scenario = async (ctx) => {
     const gw = await startGateway({
       // upstream.maxConnections defaults to 256 per worker; beyond that undici queues streams inside the
       // worker and first tokens wait for whole earlier streams, so it is sized to the streams too.
-      versions: { v1: { entry: WORKER_ENTRY, weight: 1, instances: args.instances, upstream: { format: 'openai', url: mock.url, maxConnections: Math.max(256, args.streams) } } },
+      versions: { v1: { entry: entries.worker, weight: 1, instances: args.instances, upstream: { format: 'openai', url: mock.url, maxConnections: Math.max(256, args.streams) } } },
       // Every stream holds a worker socket for its whole life (SPEC §4): size the limit to the streams.
       limits: { maxSocketsPerWorker: Math.max(1024, args.streams), maxQueuePerVersion: Math.max(256, args.streams) },
       logLevel: args.logLevel,
+      root: entries.root,
       signal,
     });
     stops.push(gw.stop);
@@ -108,14 +125,14 @@ export const runStreams: Scenario = async (ctx) => {
 
     progress.phase(`direct: ${args.streams} streams × ${args.tokens} tokens every ${args.tokenIntervalMs} ms, straight to the mock upstream`);
     const directStartMs = sampler.now();
-    const direct = await runStreamsPhase('direct to the upstream', `${mock.url}/chat/completions`, ctx, show('direct'));
+    const direct = await runStreamsPhase('direct to the upstream', `${mock.url}/chat/completions`, ctx, args, show('direct'));
     const directEndMs = sampler.now();
 
     signal.throwIfAborted(); // Ctrl-C: skip the graygate phase
     const idleBeforeGw = sampler.sample();
     progress.phase(`graygate: ${args.streams} streams through master and worker to the same upstream`);
     const gwStartMs = sampler.now();
-    const through = await runStreamsPhase('through graygate', `${gw.url}${CHAT_PATH}`, ctx, show('graygate'));
+    const through = await runStreamsPhase('through graygate', `${gw.url}${CHAT_PATH}`, ctx, args, show('graygate'));
     const gwEndMs = sampler.now();
     sampler.stop();
 

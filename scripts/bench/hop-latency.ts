@@ -1,0 +1,186 @@
+import { once } from 'node:events';
+import { createServer, request, Agent } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { startGateway } from '../loadtest/gateway.js';
+import { Recorder } from '../loadtest/histogram.js';
+import { pickListening, waitForMessage } from '../loadtest/ipc-wait.js';
+import { listeningPorts } from '../loadtest/listen-port.js';
+import { findNginx, startNginx } from '../loadtest/nginx.js';
+import { buildEntries } from '../loadtest/paths.js';
+import { processGroupMembers, readCpuMs } from '../loadtest/rss.js';
+import { forkTracked, installInterruptHandlers, stopAll } from '../loadtest/processes.js';
+import { startNaiveProxy } from '../loadtest/standalone.js';
+
+// Where the first token's added latency goes (issue 10: "+3.5 ms at rest; find
+// where 3 ms go"). A timestamping upstream in its own process answers OpenAI
+// SSE and writes, as the TEXT of its first token, the monotonic clock
+// (process.hrtime, CLOCK_MONOTONIC: the same clock in every process of the box)
+// when the request's headers arrived, when its body had arrived, and when it
+// wrote that token. The text passes through every proxy unchanged, so the
+// client splits each path's first-token latency into
+//   request  = client sends → upstream has the body (master + worker request path)
+//   response = upstream writes the token → client reads it (worker + master relay)
+// on: direct, graygate's worker alone (so master vs worker can be told apart),
+// graygate, the node:http pipe proxy, nginx. Paths alternate within a round.
+// Usage: node dist/scripts/bench/hop-latency.js [--graygate-root DIR] [--concurrency 1,40] [--streams 400] [--rounds 3]
+
+// Background streams (concurrency > 1) last TOKENS tokens, like the `rest` workload; alone, a stream ends after 2.
+const TOKENS = 20;
+const SOLO_TOKENS = 2;
+const INTERVAL_MS = 20;
+
+function now(): number {
+  return Number(process.hrtime.bigint()) / 1e6;
+}
+
+/** The upstream: `node hop-latency.js --upstream`, reports {type:'listening', url} over IPC. */
+async function serveUpstream(): Promise<void> {
+  const server = createServer((req, res) => {
+    const headAt = now();
+    const parts: Buffer[] = [];
+    req.on('data', (c: Buffer) => parts.push(c));
+    req.on('end', () => {
+      const bodyAt = now();
+      // The length travels in the message text: proxies forward the body unchanged, not our headers.
+      const tokens = Number(/tokens=(\d+)/.exec(Buffer.concat(parts).toString())?.[1] ?? TOKENS);
+      const frame = (delta: Record<string, unknown>, finish: string | null): string =>
+        `data: ${JSON.stringify({ id: 'hop', object: 'chat.completion.chunk', created: 0, model: 'hop', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+      res.write(frame({ role: 'assistant', content: '' }, null));
+      let sent = 0;
+      const timer = setInterval(() => {
+        if (sent === 0) {
+          // Read when the text is built: the write below happens in the same tick.
+          res.write(frame({ content: `t:${headAt.toFixed(3)}:${bodyAt.toFixed(3)}:${now().toFixed(3)}` }, null));
+        } else if (sent < tokens) {
+          res.write(frame({ content: ` w${sent}` }, null));
+        } else {
+          clearInterval(timer);
+          res.end(frame({}, 'stop') + 'data: [DONE]\n\n');
+        }
+        sent++;
+      }, INTERVAL_MS);
+      res.on('close', () => clearInterval(timer));
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  process.send?.({ type: 'listening', url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, pid: process.pid });
+  process.on('disconnect', () => process.exit(0));
+}
+
+interface Sample {
+  requestMs: number;
+  /** Headers → body end at the upstream: > 0 when the body came in a later packet. */
+  bodyGapMs: number;
+  responseMs: number;
+  totalMs: number;
+}
+
+const bodyFor = (tokens: number): string => JSON.stringify({ model: 'hop', stream: true, messages: [{ role: 'user', content: `hi tokens=${tokens}` }] });
+const STAMP = /"content":"t:([\d.]+):([\d.]+):([\d.]+)"/;
+
+function oneStream(url: string, agent: Agent, body: string): Promise<Sample> {
+  return new Promise((resolve, reject) => {
+    const sentAt = now();
+    let sample: Sample | undefined;
+    const req = request(url, { method: 'POST', agent, headers: { 'content-type': 'application/json' } }, (res) => {
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        if (sample !== undefined) return;
+        const at = now();
+        const m = STAMP.exec(chunk);
+        if (m === null) return;
+        const [head, body, wrote] = [Number(m[1]), Number(m[2]), Number(m[3])];
+        sample = { requestMs: body - sentAt, bodyGapMs: body - head, responseMs: at - wrote, totalMs: at - sentAt };
+      });
+      res.on('end', () => (sample === undefined ? reject(new Error(`${url}: no stamped token`)) : resolve(sample)));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+async function measure(url: string, streams: number, concurrency: number): Promise<Sample[]> {
+  const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
+  const out: Sample[] = [];
+  const body = bodyFor(concurrency === 1 ? SOLO_TOKENS : TOKENS);
+  let next = 0;
+  await Promise.all(Array.from({ length: concurrency }, async (_, i) => {
+    // Spread the starts over one stream's length, as the `rest` workload does.
+    await new Promise((r) => setTimeout(r, (i * TOKENS * INTERVAL_MS) / concurrency));
+    while (next++ < streams) out.push(await oneStream(url, agent, body));
+  }));
+  agent.destroy();
+  return out;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { 'graygate-root': { type: 'string' }, concurrency: { type: 'string', default: '1,40' }, streams: { type: 'string', default: '400' }, rounds: { type: 'string', default: '3' } } });
+  const levels = values.concurrency.split(',').map(Number);
+  const streams = Number(values.streams);
+  const rounds = Number(values.rounds);
+  const abort = new AbortController();
+  installInterruptHandlers(abort);
+  const signal = abort.signal;
+  try {
+    const up = forkTracked('hop upstream', fileURLToPath(import.meta.url), ['--upstream'], {});
+    const upstream = await waitForMessage(up, { pick: pickListening, timeoutMs: 15_000, signal });
+    const entries = buildEntries(values['graygate-root']);
+    const gw = await startGateway({ versions: { v1: { entry: entries.worker, weight: 1, upstream: { format: 'openai', url: upstream.url } } }, logLevel: process.env['LOG_LEVEL'] ?? 'info', root: entries.root, signal });
+    const workerPid = (await gw.workers())[0]!.pid;
+    const node = await startNaiveProxy({ mode: 'minimal', targetUrl: upstream.url, signal });
+    // [name, base URL, the proxy's PIDs (their CPU per stream is shown)]
+    const paths: Array<[string, string, number[]]> = [['direct', upstream.url, []]];
+    // Only a worker on a TCP port can be read alone here (this client has no unix-socket path option).
+    const workerPort = listeningPorts(workerPid)[0];
+    if (workerPort !== undefined) paths.push(['graygate worker alone', `http://127.0.0.1:${workerPort}/v1`, [workerPid]]);
+    paths.push(['graygate', `${gw.url}/v1`, [gw.pid, workerPid]], ['node:http pipe proxy', node.url, [node.pid]]);
+    const nginxBinary = findNginx();
+    if (nginxBinary !== undefined) {
+      const nginx = await startNginx({ binary: nginxBinary, upstream: new URL(upstream.url).host, keepalive: 64, signal });
+      paths.push(['nginx', nginx.url, processGroupMembers(nginx.pid)]);
+    }
+    const cpuOf = (pids: number[]): number => pids.reduce((sum, pid) => sum + (readCpuMs(pid) ?? 0), 0);
+    for (const [, base] of paths) await measure(`${base}/chat/completions`, 20, 2); // warm-up: JIT, keep-alive pools
+    process.stdout.write(`graygate from ${entries.root}; ${streams} streams × ${rounds} rounds per path and concurrency; ms (p50 / p99)\n`);
+    for (const c of levels) {
+      const rec = paths.map(() => ({ request: new Recorder(), gap: new Recorder(), response: new Recorder(), total: new Recorder(), cpuMs: 0, streams: 0 }));
+      for (let round = 0; round < rounds; round++) {
+        const order = paths.map((_, i) => i);
+        if (round % 2 === 1) order.reverse();
+        for (const i of order) {
+          const cpuBefore = cpuOf(paths[i]![2]);
+          const samples = await measure(`${paths[i]![1]}/chat/completions`, streams, c);
+          rec[i]!.cpuMs += cpuOf(paths[i]![2]) - cpuBefore;
+          rec[i]!.streams += samples.length;
+          for (const s of samples) {
+            rec[i]!.request.record(s.requestMs);
+            rec[i]!.gap.record(s.bodyGapMs);
+            rec[i]!.response.record(s.responseMs);
+            rec[i]!.total.record(s.totalMs);
+          }
+        }
+      }
+      process.stdout.write(`\nconcurrency ${c} (${c === 1 ? SOLO_TOKENS : TOKENS} tokens per stream)\n${'path'.padEnd(24)}${'request'.padStart(18)}${'(head→body)'.padStart(18)}${'response'.padStart(18)}${'first token'.padStart(18)}${'added p50 / p99'.padStart(20)}${'CPU ms/stream'.padStart(15)}\n`);
+      const d = rec[0]!.total.percentiles();
+      paths.forEach(([name], i) => {
+        const f = (r: Recorder): string => { const p = r.percentiles(); return `${p.p50.toFixed(2)} / ${p.p99.toFixed(2)}`; };
+        const t = rec[i]!.total.percentiles();
+        const cpu = rec[i]!.streams === 0 || paths[i]![2].length === 0 ? '–' : (rec[i]!.cpuMs / rec[i]!.streams).toFixed(3);
+        process.stdout.write(`${name.padEnd(24)}${f(rec[i]!.request).padStart(18)}${f(rec[i]!.gap).padStart(18)}${f(rec[i]!.response).padStart(18)}${f(rec[i]!.total).padStart(18)}${`${(t.p50 - d.p50).toFixed(2)} / ${(t.p99 - d.p99).toFixed(2)}`.padStart(20)}${cpu.padStart(15)}\n`);
+      });
+    }
+  } finally {
+    await stopAll();
+  }
+}
+
+if (process.argv.includes('--upstream')) await serveUpstream();
+else {
+  await main();
+  process.exit(0);
+}

@@ -1,0 +1,51 @@
+import { execFile } from 'node:child_process';
+import { createRequire } from 'node:module';
+
+// autocannon in its own process, for small fast requests (compare --sse,
+// issue 10 "GET /v1/models"): run inside the scenario's process it would share
+// one event loop with the SSE client and cap the fastest proxy's figure.
+
+const AUTOCANNON_BIN = createRequire(import.meta.url).resolve('autocannon/autocannon.js');
+
+export interface CannonOptions {
+  url: string;
+  connections: number;
+  durationS: number;
+  /** Connect over this unix socket instead of url's host and port (autocannon --socketPath). */
+  socketPath?: string;
+  signal: AbortSignal;
+}
+
+export interface CannonResult {
+  /** 2xx answers per second. */
+  okRps: number;
+  /** Latency, ms. */
+  p50: number;
+  p99: number;
+  non2xx: number;
+  errors: number;
+}
+
+interface AutocannonJson {
+  requests: { total: number };
+  duration: number;
+  latency: { p50: number; p99: number };
+  non2xx: number;
+  errors: number;
+  timeouts: number;
+}
+
+export function runCannon(options: CannonOptions): Promise<CannonResult> {
+  const args = [AUTOCANNON_BIN, '--json', '-c', String(options.connections), '-d', String(options.durationS)];
+  if (options.socketPath !== undefined) args.push('--socketPath', options.socketPath);
+  args.push(options.url);
+  return new Promise((resolve, reject) =>
+    // Bounded by -d; the signal (Ctrl-C) kills it earlier.
+    execFile(process.execPath, args, { maxBuffer: 1 << 24, signal: options.signal }, (err, stdout) => {
+      if (err !== null) return reject(err);
+      const r = JSON.parse(stdout) as AutocannonJson;
+      const seconds = r.duration > 0 ? r.duration : options.durationS;
+      resolve({ okRps: Math.round((r.requests.total - r.non2xx) / seconds), p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx, errors: r.errors + r.timeouts });
+    }),
+  );
+}

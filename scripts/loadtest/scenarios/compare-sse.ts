@@ -1,0 +1,219 @@
+import { chatBody } from '../chat-request.js';
+import { runCannon, type CannonResult } from '../autocannon-process.js';
+import { Recorder, type Percentiles } from '../histogram.js';
+import { readBoxCpuMs, RssSampler, type PidGroups, type RssSample } from '../rss.js';
+import type { Scenario, ScenarioContext } from '../scenario.js';
+import { runSseLoad } from '../sse-load.js';
+import { readStream } from '../sse-client.js';
+import { startSmallTargets, startSsePaths, type SmallTarget, type SsePath, type SseSetup } from '../sse-paths.js';
+import { sseReport } from './compare-sse-report.js';
+
+// `npm run loadtest -- compare --sse` (issue 10): the streaming data path's
+// cost, every path in ONE run, interleaved (A B C …, then … C B A) over
+// --rounds, so drift on this shared 2-core box hits all paths alike.
+//   loaded  300 streams × 100 tokens, one every 20 ms (15k events/s): proxy CPU ÷ the
+//           mock upstream's CPU over the same window, added first token, peak RSS
+//   rest    40 streams × 20 tokens, one every 20 ms: added first token when nothing saturates
+//   small   GET /v1/models, 50 connections (autocannon in its own process): graygate vs
+//           a node:http proxy and nginx in front of the SAME worker
+// The upstream is one mock process (scripts/loadtest/mock-upstream-process.ts)
+// behind every path; its CPU is the yardstick (issue 10 "Rules of measurement").
+
+/** One streaming workload: streams open at once, tokens per stream, ms between tokens. */
+export interface StreamShape {
+  slots: number;
+  tokens: number;
+  intervalMs: number;
+}
+
+/** Per path, summed over the rounds. */
+export interface StreamAggregate {
+  key: SsePath['key'];
+  label: string;
+  /** CPU ms of the proxy's processes in the windows, by role (master, worker, nginx, proxy). */
+  cpuMs: Record<string, number>;
+  upstreamCpuMs: number;
+  clientCpuMs: number;
+  /** Whole box over the windows: busy ms and total ms (all cores). */
+  box: { busyMs: number; totalMs: number };
+  events: number;
+  windowMs: number;
+  streams: number;
+  failed: number;
+  errors: Record<string, number>;
+  firstToken: Percentiles;
+  /** Highest summed RSS of the proxy's processes in any window, bytes. */
+  peakRssBytes: number;
+  /** Per round: proxy CPU ÷ upstream CPU (null for direct), first-token p50 / p99. */
+  rounds: Array<{ ratio: number | null; p50: number; p99: number }>;
+}
+
+export interface SmallAggregate {
+  target: Omit<SmallTarget, 'pids'>;
+  rounds: CannonResult[];
+  /** Median of the rounds' 2xx req/s. */
+  medianRps: number;
+  /** Median of the rounds' p99, ms. */
+  medianP99: number;
+  /** Front process CPU over the measured runs, % of one core. */
+  frontCpuPct: number;
+}
+
+const LOADED: StreamShape = { slots: 300, tokens: 100, intervalMs: 20 };
+const REST: StreamShape = { slots: 40, tokens: 20, intervalMs: 20 };
+
+function cpuDelta(a: RssSample, b: RssSample, group: string): number {
+  return (b.cpuMs[group] ?? 0) - (a.cpuMs[group] ?? 0);
+}
+
+async function runStreamRound(setup: SseSetup, path: SsePath, shape: StreamShape, windowMs: number, agg: StreamAggregate, recorder: Recorder, ctx: ScenarioContext): Promise<void> {
+  const roles = Object.keys(path.pids);
+  const groups: PidGroups = { ...path.pids, upstream: [setup.mockPid], client: [process.pid] };
+  const sampler = new RssSampler({ pids: () => groups, intervalMs: 250 });
+  let start: RssSample | undefined;
+  let end: RssSample | undefined;
+  let boxStart = readBoxCpuMs();
+  let boxEnd = boxStart;
+  const streamMs = shape.tokens * shape.intervalMs;
+  const round = new Recorder();
+  try {
+    const r = await runSseLoad({
+      url: `${path.base}/chat/completions`,
+      body: chatBody({ tokens: shape.tokens, intervalMs: shape.intervalMs }),
+      slots: shape.slots,
+      rampMs: streamMs,
+      warmMs: Math.min(1000, windowMs / 2),
+      windowMs,
+      streamTimeoutMs: streamMs + 30_000,
+      firstTokens: round,
+      onWindowStart: () => {
+        start = sampler.sample();
+        boxStart = readBoxCpuMs();
+      },
+      onWindowEnd: () => {
+        end = sampler.sample();
+        boxEnd = readBoxCpuMs();
+      },
+      signal: ctx.signal,
+    });
+    if (start === undefined || end === undefined) throw new Error(`${path.label}: the measured window never ended`);
+    let proxyMs = 0;
+    for (const role of roles) {
+      const ms = cpuDelta(start, end, role);
+      agg.cpuMs[role] = (agg.cpuMs[role] ?? 0) + ms;
+      proxyMs += ms;
+    }
+    const upstreamMs = cpuDelta(start, end, 'upstream');
+    agg.upstreamCpuMs += upstreamMs;
+    agg.clientCpuMs += cpuDelta(start, end, 'client');
+    agg.box.busyMs += boxEnd.busyMs - boxStart.busyMs;
+    agg.box.totalMs += boxEnd.totalMs - boxStart.totalMs;
+    agg.events += r.windowTokens;
+    agg.windowMs += r.windowMs;
+    agg.streams += r.streams;
+    agg.failed += r.failed;
+    for (const [e, n] of Object.entries(r.errors)) agg.errors[e] = (agg.errors[e] ?? 0) + n;
+    for (const s of sampler.samples) {
+      if (s.tMs < start.tMs || s.tMs > end.tMs) continue;
+      agg.peakRssBytes = Math.max(agg.peakRssBytes, roles.reduce((sum, role) => sum + (s.bytes[role] ?? 0), 0));
+    }
+    const p = round.percentiles();
+    agg.rounds.push({ ratio: roles.length === 0 || upstreamMs === 0 ? null : Math.round((proxyMs / upstreamMs) * 100) / 100, p50: p.p50, p99: p.p99 });
+    // Merge this round's samples into the path's recorder (rounds are weighed by their stream count).
+    recorder.merge(round);
+  } finally {
+    sampler.stop();
+  }
+}
+
+async function runStreamWorkload(name: string, setup: SseSetup, shape: StreamShape, windowMs: number, ctx: ScenarioContext): Promise<StreamAggregate[]> {
+  const aggs = setup.paths.map((p): StreamAggregate => ({
+    key: p.key, label: p.label, cpuMs: {}, upstreamCpuMs: 0, clientCpuMs: 0, box: { busyMs: 0, totalMs: 0 }, events: 0, windowMs: 0,
+    streams: 0, failed: 0, errors: {}, firstToken: new Recorder().percentiles(), peakRssBytes: 0, rounds: [],
+  }));
+  const recorders = setup.paths.map(() => new Recorder());
+  for (let round = 0; round < ctx.args.rounds; round++) {
+    // A B C … then … C B A: each path sees both ends of the round alike.
+    const order = setup.paths.map((_, i) => i);
+    if (round % 2 === 1) order.reverse();
+    for (const i of order) {
+      ctx.signal.throwIfAborted();
+      const path = setup.paths[i]!;
+      ctx.progress.phase(`${name} round ${round + 1}/${ctx.args.rounds}: ${path.label}, ${shape.slots} streams × ${shape.tokens} tokens every ${shape.intervalMs} ms, ${windowMs / 1000} s window`);
+      await runStreamRound(setup, path, shape, windowMs, aggs[i]!, recorders[i]!, ctx);
+    }
+  }
+  aggs.forEach((a, i) => (a.firstToken = recorders[i]!.percentiles()));
+  return aggs;
+}
+
+async function runSmallWorkload(setup: SseSetup, ctx: ScenarioContext): Promise<SmallAggregate[]> {
+  const { args, signal, progress } = ctx;
+  const connections = args.connections ?? 50;
+  const durationS = args.durationS ?? 10;
+  const { targets, stop } = await startSmallTargets(setup, args, progress, signal);
+  try {
+    const rounds: CannonResult[][] = targets.map(() => []);
+    const cpu = targets.map(() => ({ ms: 0, wallMs: 0 }));
+    // Unrecorded warm-up (JIT, keep-alive pools), skipped in short smoke runs.
+    for (const t of durationS >= 5 ? targets : []) {
+      progress.phase(`small: warm-up of ${t.label}`);
+      await runCannon({ url: `${t.url}/v1/models`, connections, durationS: 1, ...(t.socketPath === undefined ? {} : { socketPath: t.socketPath }), signal });
+    }
+    for (let round = 0; round < args.rounds; round++) {
+      const order = targets.map((_, i) => i);
+      if (round % 2 === 1) order.reverse();
+      for (const i of order) {
+        signal.throwIfAborted();
+        const t = targets[i]!;
+        progress.phase(`small round ${round + 1}/${args.rounds}: GET /v1/models via ${t.label}, ${connections} connections × ${durationS} s`);
+        const sampler = new RssSampler({ pids: () => ({ front: t.pids }), intervalMs: 1000 });
+        const from = sampler.sample();
+        rounds[i]!.push(await runCannon({ url: `${t.url}/v1/models`, connections, durationS, ...(t.socketPath === undefined ? {} : { socketPath: t.socketPath }), signal }));
+        const to = sampler.sample();
+        sampler.stop();
+        cpu[i]!.ms += cpuDelta(from, to, 'front');
+        cpu[i]!.wallMs += to.tMs - from.tMs;
+      }
+    }
+    return targets.map((t, i) => {
+      const { pids: _pids, socketPath: _socketPath, ...target } = t;
+      return {
+        target,
+        rounds: rounds[i]!,
+        medianRps: median(rounds[i]!.map((r) => r.okRps)),
+        medianP99: median(rounds[i]!.map((r) => r.p99)),
+        frontCpuPct: cpu[i]!.wallMs === 0 ? 0 : Math.round((cpu[i]!.ms / cpu[i]!.wallMs) * 100),
+      };
+    });
+  } finally {
+    await stop();
+  }
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  if (s.length === 0) return 0;
+  return s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+}
+
+export const runCompareSse: Scenario = async (ctx) => {
+  const { args, signal, progress } = ctx;
+  const windowMs = (args.durationS ?? 10) * 1000;
+  const loaded: StreamShape = { slots: args.streams ?? LOADED.slots, tokens: args.tokens ?? LOADED.tokens, intervalMs: args.tokenIntervalMs ?? LOADED.intervalMs };
+  const setup = await startSsePaths(args, progress, signal);
+  try {
+    // One short stream per path first: connections, JIT and the mock's first answer are not measured.
+    for (const p of setup.paths) {
+      const warm = await readStream(`${p.base}/chat/completions`, { body: chatBody({ tokens: 2, intervalMs: 0 }), agent: false, timeoutMs: 10_000, signal });
+      if (warm.error !== null) throw new Error(`${p.label} does not stream: ${warm.error}`);
+    }
+    const streams = args.workloads.includes('loaded') ? await runStreamWorkload('loaded', setup, loaded, windowMs, ctx) : null;
+    const rest = args.workloads.includes('rest') ? await runStreamWorkload('rest', setup, REST, windowMs, ctx) : null;
+    const small = args.workloads.includes('small') && setup.builds.length > 0 ? await runSmallWorkload(setup, ctx) : null;
+    return sseReport({ args, loaded, rest: REST, windowMs, streams, restResult: rest, small, setupNotes: setup.notes });
+  } finally {
+    progress.phase('stopping');
+    await setup.stop();
+  }
+};

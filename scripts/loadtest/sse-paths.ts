@@ -1,0 +1,163 @@
+import { basename, join } from 'node:path';
+import type { Args, SsePathKey } from './args.js';
+import { graygateLaunch } from './graygate-env.js';
+import { startGateway, type RunningGateway } from './gateway.js';
+import { pickListening, waitForMessage } from './ipc-wait.js';
+import { workerAddress, type WorkerAddress } from './listen-port.js';
+import { findNginx, startNginx } from './nginx.js';
+import { MOCK_UPSTREAM_ENTRY, ROOT, buildEntries } from './paths.js';
+import { forkTracked, stopTracked } from './processes.js';
+import type { Progress } from './progress.js';
+import { processGroupMembers, type PidGroups } from './rss.js';
+import { startNaiveProxy } from './standalone.js';
+
+// The paths `compare --sse` drives (issue 10), all in front of ONE mock
+// upstream process whose CPU is the yardstick: straight to it, nginx, a
+// minimal node:http pipe proxy, graygate (master + 1 worker), and optionally
+// a second graygate build. For GET /v1/models the proxies stand in front of
+// each graygate build's own worker instead, beside that graygate.
+
+export interface SsePath {
+  key: SsePathKey;
+  label: string;
+  /** Origin + prefix: requests go to `${base}/chat/completions` (the mock's OpenAI base is /v1). */
+  base: string;
+  /** The proxy's processes by role, for CPU and RSS; empty for direct. */
+  pids: PidGroups;
+}
+
+/** One graygate build with the helpers that front its worker, for the small-request workload. */
+export interface GraygateBuild {
+  key: 'graygate' | 'baseline';
+  label: string;
+  root: string;
+  gateway: RunningGateway;
+  masterPid: number;
+  workerPid: number;
+  /** Its worker's own address (TCP port or unix socket), found through /proc; undefined if neither. */
+  worker: WorkerAddress | undefined;
+}
+
+export interface SseSetup {
+  mockPid: number;
+  /** The mock's OpenAI base URL (…/v1). */
+  mockBase: string;
+  paths: SsePath[];
+  builds: GraygateBuild[];
+  notes: string[];
+  /** Stops everything, newest first. */
+  stop(): Promise<void>;
+}
+
+export async function startSsePaths(args: Args, progress: Progress, signal: AbortSignal): Promise<SseSetup> {
+  const stops: Array<() => Promise<void>> = [];
+  const stop = async (): Promise<void> => {
+    for (const s of stops.splice(0).reverse()) await s();
+  };
+  try {
+    const notes: string[] = [];
+    const wanted = new Set(args.paths);
+    progress.phase('starting the mock upstream (its own process: the CPU yardstick)');
+    const mockProcess = forkTracked('mock upstream', MOCK_UPSTREAM_ENTRY, [], { cwd: ROOT });
+    stops.push(() => stopTracked(mockProcess, { graceMs: 2000 }));
+    const mock = await waitForMessage(mockProcess, { pick: pickListening, timeoutMs: 15_000, signal });
+    const mockOrigin = new URL(mock.url).origin;
+    const paths: SsePath[] = [];
+    if (wanted.has('direct')) paths.push({ key: 'direct', label: 'direct (client → mock)', base: mock.url, pids: {} });
+
+    const nginxBinary = findNginx();
+    if (wanted.has('nginx') && nginxBinary === undefined) notes.push('nginx is not installed: its column is skipped (Debian: apt-get install nginx).');
+    if (wanted.has('nginx') && nginxBinary !== undefined) {
+      progress.phase('starting nginx (1 worker) in front of the mock');
+      // keepalive as large as the loaded workload's streams, so nginx reuses upstream connections too.
+      const nginx = await startNginx({ binary: nginxBinary, upstream: new URL(mockOrigin).host, keepalive: 1024, signal });
+      stops.push(nginx.stop);
+      paths.push({ key: 'nginx', label: 'nginx (1 worker)', base: `${nginx.url}/v1`, pids: { nginx: processGroupMembers(nginx.pid) } });
+    }
+    if (wanted.has('node')) {
+      progress.phase('starting the minimal node:http proxy in front of the mock');
+      const node = await startNaiveProxy({ mode: 'minimal', targetUrl: mockOrigin, signal });
+      stops.push(node.stop);
+      paths.push({ key: 'node', label: 'node:http pipe proxy', base: `${node.url}/v1`, pids: { proxy: [node.pid] } });
+    }
+
+    const builds: GraygateBuild[] = [];
+    const roots: Array<{ key: 'graygate' | 'baseline'; root: string | undefined; label: string }> = [];
+    // "graygate" alone; "(current)" beside a baseline; "(<dir>)" when it runs another tree, e.g. "(before)".
+    const label = args.graygateRoot !== undefined ? `graygate (${basename(args.graygateRoot)})` : args.baselineRoot === undefined ? 'graygate' : 'graygate (current)';
+    if (wanted.has('graygate')) roots.push({ key: 'graygate', root: args.graygateRoot, label });
+    if (wanted.has('baseline') && args.baselineRoot !== undefined) roots.push({ key: 'baseline', root: args.baselineRoot, label: 'graygate (before)' });
+    for (const r of roots) {
+      const entries = buildEntries(r.root);
+      progress.phase(`starting ${r.label} from ${entries.root} (master + 1 worker → the mock)`);
+      const launch = graygateLaunch({ cpuProfDir: args.cpuProfDir === undefined ? undefined : join(args.cpuProfDir, r.key) });
+      const gateway = await startGateway({
+        // graygate's defaults otherwise (upstream.maxConnections 1024 ≥ the 300 streams).
+        versions: { v1: { entry: entries.worker, weight: 1, instances: 1, upstream: { format: 'openai', url: mock.url } } },
+        logLevel: args.logLevel,
+        root: entries.root,
+        ...launch,
+        signal,
+      });
+      stops.push(gateway.stop);
+      const workerPid = (await gateway.workers())[0]!.pid;
+      const worker = workerAddress(workerPid);
+      if (worker === undefined) notes.push(`${r.label}: its worker's address was not found in /proc; the small-request columns in front of it are skipped.`);
+      builds.push({ key: r.key, label: r.label, root: entries.root, gateway, masterPid: gateway.pid, workerPid, worker });
+      paths.push({ key: r.key, label: r.label, base: `${gateway.url}/v1`, pids: { master: [gateway.pid], worker: [workerPid] } });
+    }
+    for (const b of builds) notes.push(`${b.label}: ${b.root} (master pid ${b.masterPid}, worker pid ${b.workerPid}).`);
+    if (args.cpuProfDir !== undefined) notes.push(`graygate ran with --cpu-prof (profiles in ${args.cpuProfDir}/<graygate|baseline>/CPU.<date>.<time>.<pid>.*.cpuprofile): its CPU figures include the profiler's cost.`);
+    return { mockPid: mockProcess.pid, mockBase: mock.url, paths, builds, notes, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** The small-request columns of one build: graygate, the node proxy and nginx in front of its worker, the worker alone. */
+export interface SmallTarget {
+  build: GraygateBuild['key'];
+  kind: 'graygate' | 'node' | 'nginx' | 'worker';
+  label: string;
+  url: string;
+  /** Set when the target is only reachable over a unix socket (a worker that serves the master over one). */
+  socketPath?: string;
+  /** The front process(es) whose CPU is reported; empty for the worker alone. */
+  pids: number[];
+}
+
+export async function startSmallTargets(setup: SseSetup, args: Args, progress: Progress, signal: AbortSignal): Promise<{ targets: SmallTarget[]; stop: () => Promise<void> }> {
+  const stops: Array<() => Promise<void>> = [];
+  const stop = async (): Promise<void> => {
+    for (const s of stops.splice(0).reverse()) await s();
+  };
+  const targets: SmallTarget[] = [];
+  const nginxBinary = args.paths.includes('nginx') ? findNginx() : undefined;
+  try {
+    for (const b of setup.builds) {
+      targets.push({ build: b.key, kind: 'graygate', label: b.label, url: b.gateway.url, pids: [b.masterPid] });
+      const w = b.worker;
+      if (w === undefined) continue;
+      progress.phase(`starting the node proxy${nginxBinary === undefined ? '' : ' and nginx'} in front of ${b.label}'s worker (${w.kind === 'tcp' ? w.hostPort : w.socketPath})`);
+      if (args.paths.includes('node')) {
+        const node = await startNaiveProxy({ mode: 'minimal', targetUrl: w.kind === 'tcp' ? w.url : 'http://localhost', ...(w.kind === 'unix' ? { socketPath: w.socketPath } : {}), signal });
+        stops.push(node.stop);
+        targets.push({ build: b.key, kind: 'node', label: `node:http pipe proxy → ${b.label}'s worker`, url: node.url, pids: [node.pid] });
+      }
+      if (nginxBinary !== undefined) {
+        // nginx takes `unix:/path` as an upstream server too (its worker must be allowed to open the socket).
+        const nginx = await startNginx({ binary: nginxBinary, upstream: w.kind === 'tcp' ? w.hostPort : `unix:${w.socketPath}`, keepalive: 64, signal });
+        stops.push(nginx.stop);
+        targets.push({ build: b.key, kind: 'nginx', label: `nginx → ${b.label}'s worker`, url: nginx.url, pids: processGroupMembers(nginx.pid) });
+      }
+      if (args.paths.includes('direct')) {
+        targets.push({ build: b.key, kind: 'worker', label: `${b.label}'s worker alone`, url: w.kind === 'tcp' ? w.url : 'http://localhost', ...(w.kind === 'unix' ? { socketPath: w.socketPath } : {}), pids: [] });
+      }
+    }
+    return { targets, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
