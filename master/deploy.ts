@@ -17,7 +17,7 @@ const PROBE_TIMEOUT_MS = 5000;
 /** Answers < 500 on GET /v1/models, through the worker's own agent. */
 export function probeWorker(worker: WorkerHandle, timeoutMs = PROBE_TIMEOUT_MS): Promise<void> {
   return new Promise((resolve, reject) => {
-    const req = request(new URL('/v1/models', worker.target), { agent: worker.agent, signal: AbortSignal.timeout(timeoutMs) }, (res) => {
+    const req = request({ ...worker.requestOptions('/v1/models'), signal: AbortSignal.timeout(timeoutMs) }, (res) => {
       res.resume();
       if ((res.statusCode ?? 500) < 500) resolve();
       else reject(new Error(`health probe answered ${res.statusCode}`));

@@ -1,4 +1,7 @@
 import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createLogger } from '../shared/log.js';
@@ -28,7 +31,10 @@ if (!loaded.ok) {
 }
 const config = loaded.value;
 const log = createLogger({ role: 'master' });
-const supervisor: Supervisor = new Supervisor({ log, limits: () => registry.config.limits, redactEnv: () => registry.config.admin.redactEnv });
+// Workers listen on unix sockets in a directory only this user can enter; removed when the master exits.
+const socketDir = mkdtempSync(join(tmpdir(), 'graygate-'));
+process.once('exit', () => rmSync(socketDir, { recursive: true, force: true }));
+const supervisor: Supervisor = new Supervisor({ log, limits: () => registry.config.limits, redactEnv: () => registry.config.admin.redactEnv, socketDir });
 const registry: VersionRegistry = new VersionRegistry({ config, supervisor, log, onRemoved: (name) => metrics.forgetVersion(name) });
 const budget = new BodyBudget(config.limits.maxBufferedBodyBytes);
 const canaries = new CanaryManager({ versions: registry, log });

@@ -80,7 +80,7 @@ export function createWorkerProxy(options: WorkerProxyOptions): WorkerProxy {
     forward(ctx, worker, timeouts) {
       ctx.phase = 'worker';
       ctx.workerTimer = setTimeout(onHeadersTimeout, timeouts.headersMs, ctx, refuse);
-      const call = { target: worker.target, agent: worker.agent, buffer: new BodySource(ctx.body), ctx, timeouts };
+      const call = { target: worker.endpoint, agent: worker.agent, buffer: new BodySource(ctx.body), ctx, timeouts };
       proxy.web(ctx.req, ctx.res, call, (err: Error) => {
         // The client left: http-proxy-3 destroyed the worker request; nobody to answer.
         if (ctx.phase === 'done' || ctx.isClientGone) return;

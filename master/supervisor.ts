@@ -1,3 +1,5 @@
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Limits } from '../shared/config.js';
 import { PROTOCOL_VERSION } from '../shared/ipc.js';
@@ -27,6 +29,12 @@ export interface SupervisorOptions {
   fork?: ForkFunction;
   /** Level for the workers' loggers; default LOG_LEVEL, else info. */
   logLevel?: string;
+  /**
+   * A directory only this user can enter (mkdtemp, 0700): each worker listens on a unix socket in
+   * it (issue 10: cheaper per write than TCP loopback, and no other local user can reach a worker).
+   * Absent: workers listen on 127.0.0.1 ports.
+   */
+  socketDir?: string;
 }
 
 export interface SpawnOptions {
@@ -46,6 +54,7 @@ export class Supervisor {
   readonly #timers = new Set<NodeJS.Timeout>();
   #healthTimer: NodeJS.Timeout | undefined;
   #isStopping = false;
+  #nextSocket = 1;
 
   constructor(options: SupervisorOptions) {
     this.#options = options;
@@ -71,6 +80,7 @@ export class Supervisor {
         upstream: build.upstream,
         limits: { maxBodyBytes: limits.maxBodyBytes, shutdownTimeoutMs: limits.shutdownTimeoutMs },
         logLevel: this.#options.logLevel ?? process.env['LOG_LEVEL'] ?? 'info',
+        ...(this.#options.socketDir === undefined ? {} : { socketPath: join(this.#options.socketDir, `w${this.#nextSocket++}.sock`) }),
       },
       readyTimeoutMs: limits.readyTimeoutMs,
       maxSockets: limits.maxSocketsPerWorker,
@@ -83,6 +93,8 @@ export class Supervisor {
     this.#alive.add(handle);
     handle.once('exit', (report: ExitReport) => {
       this.#alive.delete(handle);
+      const socketPath = handle.settings.socketPath;
+      if (socketPath !== undefined) rmSync(socketPath, { force: true });
       if (!report.isIntended && !this.#isStopping) options.onCrash(handle, report);
     });
     return handle;

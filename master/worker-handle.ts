@@ -1,9 +1,9 @@
 import { fork as nodeFork, type ChildProcess, type ForkOptions } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { Agent } from 'node:http';
+import { Agent, type RequestOptions } from 'node:http';
 import type { Logger } from '../shared/log.js';
 import { performance } from 'node:perf_hooks';
-import { PROTOCOL_VERSION, WORKER_SETTINGS_ENV, assertNever, isWorkerToMaster, type WorkerSettings, type WorkerToMaster } from '../shared/ipc.js';
+import { PROTOCOL_VERSION, WORKER_SETTINGS_ENV, assertNever, isWorkerToMaster, type WorkerAddress, type WorkerSettings, type WorkerToMaster } from '../shared/ipc.js';
 import type { AdmissionTarget } from './admission.js';
 import { createWorkerAgent } from './worker-agent.js';
 import type { StartLimiter } from './start-limiter.js';
@@ -68,6 +68,22 @@ export interface ExitReport {
 const STDERR_TAIL_LINES = 20;
 const MAX_STDERR_LINE_CHARS = 500;
 
+/**
+ * A ready worker's address as http-proxy-3 and node:http take it. For a unix socket the host is
+ * only what the `Host` header says; the connection goes to socketPath.
+ */
+export interface WorkerEndpoint {
+  host: string;
+  port: number;
+  protocol: 'http:';
+  socketPath?: string;
+}
+
+export function endpointOf(address: WorkerAddress): WorkerEndpoint {
+  if ('path' in address) return { host: 'localhost', port: 80, protocol: 'http:', socketPath: address.path };
+  return { host: address.host, port: address.port, protocol: 'http:' };
+}
+
 /** Master flags that take the next argument as their value when written without `=`. */
 const FLAGS_WITH_VALUE = new Set(['--require', '-r', '--import', '--loader', '--experimental-loader', '--inspect-port', '--debug-port']);
 /** Prefixes of master flags a worker never gets: debugger ports (two processes cannot share one) and module hooks. */
@@ -117,11 +133,13 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
   readonly instance: number;
   readonly entry: string;
   readonly agent: Agent;
+  /** What the worker was told at fork time. */
+  readonly settings: WorkerSettings;
   /** Crashes this instance slot has had, carried over to its replacement by the supervisor. */
   restarts = 0;
   #state: WorkerState = 'starting';
   #child: ChildProcess | undefined;
-  #target: URL | undefined;
+  #endpoint: WorkerEndpoint | undefined;
   #readyAt = 0;
   #stderrTail: string[] = [];
   #isStopRequested = false;
@@ -135,6 +153,7 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
     this.version = options.settings.version;
     this.instance = options.settings.instance;
     this.entry = options.entry;
+    this.settings = options.settings;
     this.#log = options.log.child({ version: this.version, instance: this.instance });
     this.agent = createWorkerAgent({ maxSockets: options.maxSockets, maxIdleSockets: options.maxIdleSockets });
   }
@@ -152,9 +171,17 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
     return { ...this.#health };
   }
   /** http://127.0.0.1:port of the worker once ready. */
-  get target(): URL {
-    if (this.#target === undefined) throw new Error(`worker ${this.version}#${this.instance} has no address yet`);
-    return this.#target;
+  /** Where the worker listens once ready: a unix socket or a loopback port. */
+  get endpoint(): WorkerEndpoint {
+    if (this.#endpoint === undefined) throw new Error(`worker ${this.version}#${this.instance} has no address yet`);
+    return this.#endpoint;
+  }
+
+  /** node:http options for a request of the master's own to this worker (deploy probe, tests), through its agent. */
+  requestOptions(path: string): RequestOptions {
+    const endpoint = this.endpoint;
+    const where = endpoint.socketPath === undefined ? { host: endpoint.host, port: endpoint.port } : { socketPath: endpoint.socketPath };
+    return { ...where, path, agent: this.agent };
   }
   get readyAt(): number {
     return this.#readyAt;
@@ -204,10 +231,10 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
             // Too late: the ready timer or a protocol mismatch already failed this start.
             if (this.#state !== 'starting' || failure !== undefined) return;
             clearTimeout(readyTimer);
-            this.#target = new URL(`http://${msg.address.host}:${msg.address.port}`);
+            this.#endpoint = endpointOf(msg.address);
             this.#state = 'ready';
             this.#readyAt = Date.now();
-            this.#log.info({ workerPid: child.pid, port: msg.address.port }, 'worker ready');
+            this.#log.info({ workerPid: child.pid, address: msg.address }, 'worker ready');
             resolve();
             this.emit('ready');
             break;

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { once } from 'node:events';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Logger } from './log.js';
-import { PROTOCOL_VERSION, assertNever, isMasterToWorker, type WorkerToMaster } from './ipc.js';
+import { PROTOCOL_VERSION, assertNever, isMasterToWorker, type WorkerAddress, type WorkerToMaster } from './ipc.js';
 import { serializeError } from './errors.js';
 
 // The worker half of the master's handshake (STYLE §21–§23), shared by the real
@@ -20,6 +20,8 @@ export interface WorkerLifecycleOptions {
   collectMetrics?: () => Promise<unknown[]>;
   /** Called once when draining starts, before the server closes: abort long work here if needed. */
   onDrain?: () => void;
+  /** Listen on this unix socket (WorkerSettings.socketPath); absent: 127.0.0.1 on a free port. */
+  socketPath?: string | undefined;
 }
 
 // A worker whose master dies before runWorker is reached (still loading, or
@@ -109,9 +111,12 @@ export async function runWorker(options: WorkerLifecycleOptions): Promise<void> 
     process.exit(1);
   });
 
-  server.listen(0, '127.0.0.1');
+  if (options.socketPath !== undefined) server.listen(options.socketPath);
+  else server.listen(0, '127.0.0.1');
   await once(server, 'listening');
-  const address = server.address() as AddressInfo;
-  send({ type: 'ready', protocol: PROTOCOL_VERSION, pid: process.pid, address: { host: address.address, port: address.port } });
-  log.info({ port: address.port }, 'worker ready');
+  const address = server.address();
+  const reported: WorkerAddress =
+    typeof address === 'string' ? { path: address } : { host: (address as AddressInfo).address, port: (address as AddressInfo).port };
+  send({ type: 'ready', protocol: PROTOCOL_VERSION, pid: process.pid, address: reported });
+  log.info({ address: reported }, 'worker ready');
 }

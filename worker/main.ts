@@ -15,6 +15,7 @@ const worker = createWorkerServer({ settings, log, metrics, adapter, upstream })
 await runWorker({
   server: worker.server,
   log,
+  socketPath: settings.socketPath,
   collectMetrics: () => metrics.collect(),
   // The lifecycle closes the HTTP server; the worker server then lets its requests finish and closes the upstream pool and the mock.
   onDrain: () => {

@@ -48,7 +48,7 @@ const alive = (pid: number): boolean => {
   }
 };
 function crash(w: WorkerHandle): void {
-  request(new URL('/crash', w.target), { agent: false }).on('error', () => undefined).end();
+  request({ ...w.requestOptions('/crash'), agent: false }).on('error', () => undefined).end();
 }
 
 t.test('deploy swaps the build; a failed deploy leaves the old one serving; rollback', async (t) => {

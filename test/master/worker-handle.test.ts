@@ -37,7 +37,7 @@ function handle(t: { teardown(fn: () => unknown): void }, fake: FakeFork, extra:
 
 function get(w: WorkerHandle, path: string): Promise<number> {
   return new Promise((resolve) => {
-    const req = request(new URL(path, w.target), { agent: w.agent }, (res) => {
+    const req = request(w.requestOptions(path), (res) => {
       res.resume();
       resolve(res.statusCode ?? 0);
     });
