@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { GraygateError, isGraygateError, toErrorResponse, toSseErrorEvent, type ErrorCode } from '../shared/errors.js';
-import { headerValue, sendError, sendJson, stripHopByHop } from '../shared/http-headers.js';
+import { copyHeaders, headerValue, HOP_BY_HOP_HEADERS, sendError, sendJson } from '../shared/http-headers.js';
 import { bodyTooLarge, declaredLength, hasBody, readBody } from '../shared/body.js';
 import { workerIdleTimeoutMsFor } from '../shared/config.js';
 import type { Logger } from '../shared/log.js';
@@ -77,6 +77,12 @@ const REJECTION_CODES: ReadonlySet<ErrorCode> = new Set(['queue_full', 'queue_ti
 /** Refusals after which the rest of the request cannot have been read: the connection closes (nginx does the same on 413). */
 const CLOSING_CODES: ReadonlySet<ErrorCode> = new Set(['body_too_large', 'body_timeout', 'body_budget', 'url_too_long']);
 const HEALTH_PATHS: ReadonlySet<string> = new Set(['/healthz', '/readyz']);
+/**
+ * Request headers never forwarded: hop-by-hop ones, the client's framing (the master sets its own
+ * Content-Length), and `Expect` (Node answered it; forwarded, it would also hide the request from
+ * http-proxy-3's proxyReq event).
+ */
+const NOT_FORWARDED: ReadonlySet<string> = new Set([...HOP_BY_HOP_HEADERS, 'content-length', 'expect']);
 /** Methods whose requests carry a body by definition: forwarded with `Content-Length: 0` when empty. */
 const BODY_METHODS: ReadonlySet<string> = new Set(['POST', 'PUT', 'PATCH']);
 
@@ -249,14 +255,12 @@ export function createGateway(options: GatewayOptions): Gateway {
     req.url = ctx.forwardPath;
     // Go's ReverseProxy order: drop hop-by-hop headers first, then add ours, so a
     // `Connection: x-request-id` from the client cannot remove them (SPEC §3).
-    stripHopByHop(req.headers);
-    // Node already handled `Expect`; forwarded, it would also hide the request from http-proxy-3's proxyReq event.
-    delete req.headers['expect'];
+    const headers = copyHeaders(req.headers, NOT_FORWARDED);
     // SPEC §4a: framing is the master's, never the client's: a fresh Content-Length for the body it read.
-    if (ctx.body.length > 0 || BODY_METHODS.has(req.method ?? '')) req.headers['content-length'] = String(ctx.body.length);
-    else delete req.headers['content-length'];
-    req.headers['x-request-id'] = ctx.reqId;
-    req.headers['x-graygate-version'] = ctx.version;
+    if (ctx.body.length > 0 || BODY_METHODS.has(req.method ?? '')) headers['content-length'] = String(ctx.body.length);
+    headers['x-request-id'] = ctx.reqId;
+    headers['x-graygate-version'] = ctx.version;
+    req.headers = headers;
     const limits = registry.config.limits;
     const upstream = ctx.group!.build.upstream;
     proxy.forward(ctx, lease.worker, { headersMs: limits.workerHeadersTimeoutMs, idleMs: workerIdleTimeoutMsFor(limits, upstream) });

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { GraygateError } from '../shared/errors.js';
-import { isEventStream, stripHopByHop } from '../shared/http-headers.js';
+import { isEventStream, withoutHopByHop } from '../shared/http-headers.js';
 import type { RequestContext } from './request-context.js';
 
 // The worker's response → the client (SPEC §4, §4a). One listener per
@@ -66,8 +66,7 @@ export function relayResponse(ctx: RequestContext, proxyRes: IncomingMessage, id
   ctx.headersAtMs = hooks.now();
   hooks.onHeaders(ctx);
 
-  const headers = proxyRes.headers;
-  stripHopByHop(headers);
+  const headers = withoutHopByHop(proxyRes.headers);
   if (hooks.isClosing()) headers['connection'] = 'close';
   ctx.isEventStream = isEventStream(headers['content-type']);
   res.writeHead(proxyRes.statusCode ?? 502, headers);

@@ -22,6 +22,16 @@ export function hashUnit(key: string, name: string): number {
 
 /** The candidate the key lands on, or undefined when no candidate has a weight > 0. */
 export function chooseWeighted(key: string, candidates: readonly WeightedCandidate[]): string | undefined {
+  // One version with weight: the answer needs no hash (issue 10: sha256 per candidate per request).
+  let only: string | undefined;
+  let weighted = 0;
+  for (const { name, weight } of candidates) {
+    if (weight > 0) {
+      weighted++;
+      only = name;
+    }
+  }
+  if (weighted <= 1) return only;
   let best: string | undefined;
   let bestScore = -Infinity;
   for (const { name, weight } of candidates) {

@@ -26,3 +26,13 @@ t.test('readCookie', async (t) => {
   ];
   for (const [header, want] of cases) t.equal(readCookie(header, 'graygate_uid'), want, String(header));
 });
+
+t.test('withoutHopByHop and copyHeaders build a new object', async (t) => {
+  const { withoutHopByHop, copyHeaders } = await import('../../shared/http-headers.js');
+  const headers = { connection: 'keep-alive, X-Secret', 'x-secret': '1', 'keep-alive': 'timeout=5', te: 'trailers', 'transfer-encoding': 'chunked', host: 'h', 'x-keep': 'yes', 'x-undef': undefined };
+  const out = withoutHopByHop(headers);
+  t.same(out, { host: 'h', 'x-keep': 'yes' });
+  t.not(out, headers, 'a copy');
+  t.equal(headers['x-secret'], '1', 'the input is untouched');
+  t.same(copyHeaders({ host: 'h', expect: '100-continue', 'content-length': '3' }, new Set(['expect', 'content-length'])), { host: 'h' });
+});
