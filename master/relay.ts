@@ -53,6 +53,19 @@ export function hasErrorEvent(chunk: Buffer): boolean {
   return chunk.indexOf(ERROR_EVENT) !== -1;
 }
 
+/**
+ * Whether a stream's last two chunks hold its final error event — looked at once, at the end,
+ * not per chunk: the worker writes that event last, on its own, so it lies in the last chunk, or
+ * across the last two when reads split it.
+ */
+export function endsWithErrorEvent(previous: Buffer | undefined, last: Buffer | undefined): boolean {
+  if (last === undefined) return false;
+  if (hasErrorEvent(last)) return true;
+  if (previous === undefined) return false;
+  const seam = Buffer.concat([previous.subarray(-ERROR_EVENT.length), last.subarray(0, ERROR_EVENT.length)]);
+  return hasErrorEvent(seam);
+}
+
 export function relayResponse(ctx: RequestContext, proxyRes: IncomingMessage, idleMs: number, hooks: RelayHooks): void {
   const { res } = ctx;
   clearTimeout(ctx.workerTimer);
@@ -79,13 +92,20 @@ export function relayResponse(ctx: RequestContext, proxyRes: IncomingMessage, id
     armIdle();
     proxyRes.resume();
   };
+  const socket = res.socket;
   const onData = (chunk: Buffer): void => {
     ctx.workerTimer?.refresh();
     if (ctx.isEventStream) {
       if (ctx.firstContentAtMs === 0 && hasContentEvent(chunk)) ctx.firstContentAtMs = hooks.now();
-      if (!ctx.isStreamFailed && hasErrorEvent(chunk)) ctx.isStreamFailed = true;
+      ctx.previousChunk = ctx.lastChunk;
+      ctx.lastChunk = chunk;
     }
-    if (res.write(chunk)) return;
+    // Corked around the write: node:http then frames the chunk (size, data, CRLF) into one writev
+    // at once instead of scheduling a nextTick to uncork (issue 10: one write per event, no tick).
+    socket?.cork();
+    const isReady = res.write(chunk);
+    socket?.uncork();
+    if (isReady) return;
     // The client is the slow side: stop reading the worker until it drains.
     proxyRes.pause();
     clearTimeout(ctx.workerTimer);
@@ -97,6 +117,7 @@ export function relayResponse(ctx: RequestContext, proxyRes: IncomingMessage, id
   proxyRes.once('end', () => {
     clearTimeout(ctx.workerTimer);
     ctx.workerTimer = undefined;
+    if (ctx.isEventStream && endsWithErrorEvent(ctx.previousChunk, ctx.lastChunk)) ctx.isStreamFailed = true;
     if (!res.writableEnded) res.end();
   });
   proxyRes.once('close', () => {

@@ -54,8 +54,9 @@ export class RequestContext {
   workerTimer: NodeJS.Timeout | undefined = undefined;
   /** Aborts the queue wait and the body read when the client leaves; created only when a step waits. */
   abort: AbortController | undefined = undefined;
-  /** The last chunk relayed, kept (no copy) to see whether a stream ended with an error event. */
+  /** The last two chunks relayed, kept (no copy) to see, at its end, whether a stream ended with an error event. */
   lastChunk: Buffer | undefined = undefined;
+  previousChunk: Buffer | undefined = undefined;
 
   constructor(req: IncomingMessage, res: ServerResponse, nowMs: number) {
     this.req = req;

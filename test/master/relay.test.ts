@@ -24,3 +24,12 @@ t.test('hasErrorEvent', async (t) => {
   t.ok(hasErrorEvent(Buffer.from('data: {"choices":[]}\n\n' + toSseErrorEvent(new GraygateError('worker_error')))));
   t.notOk(hasErrorEvent(Buffer.from('data: {"choices":[{"delta":{"content":"{\\"error\\":1}"}}]}\n\n')), 'escaped text is not an event');
 });
+
+t.test('endsWithErrorEvent: in the last chunk, or across the last two', async (t) => {
+  const { endsWithErrorEvent } = await import('../../master/relay.js');
+  const event = toSseErrorEvent(new GraygateError('upstream_reset'));
+  t.ok(endsWithErrorEvent(Buffer.from('data: {"choices":[]}\n\n'), Buffer.from(event)));
+  t.ok(endsWithErrorEvent(Buffer.from(`data: {"choices":[]}\n\n${event.slice(0, 9)}`), Buffer.from(event.slice(9))), 'split across reads');
+  t.notOk(endsWithErrorEvent(Buffer.from('data: {"choices":[]}\n\n'), Buffer.from('data: [DONE]\n\n')));
+  t.notOk(endsWithErrorEvent(undefined, undefined));
+});
