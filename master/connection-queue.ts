@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { LoopSlice } from './loop-slice.js';
 
 // SPEC §4a: one request at a time per client connection. Node's HTTP server
 // parses pipelined requests as they arrive and emits them all at once, so a
@@ -24,7 +25,12 @@ export interface ConnectionQueueOptions {
   onDropped: (req: IncomingMessage, res: ServerResponse) => void;
   /** Requests waiting on one connection before the master stops reading it (limits.maxPipelinedRequests). */
   maxPipelined: () => number;
+  /** Request starts per event-loop turn, ms (loop-slice.ts); default LOOP_SLICE_MS. */
+  sliceMs?: number;
 }
+
+/** Default time of request starts per loop turn: short enough for ~100+ accepts a second under a flood. */
+export const LOOP_SLICE_MS = 5;
 
 interface Waiting {
   req: IncomingMessage;
@@ -35,6 +41,15 @@ interface ConnectionState {
   isBusy: boolean;
   waiting: Waiting[];
   isPausedByUs: boolean;
+  /** No request of this connection has started yet: its first goes ahead of deferred ones. */
+  isNew: boolean;
+}
+
+interface Start {
+  socket: Socket;
+  state: ConnectionState;
+  req: IncomingMessage;
+  res: ServerResponse;
 }
 
 /** Node's own pause flag on server sockets; while set, the server never resumes reading by itself. */
@@ -43,9 +58,11 @@ type ServerSocket = Socket & { _paused?: boolean; parser?: { pause(): void; resu
 export class ConnectionQueue {
   readonly #options: ConnectionQueueOptions;
   readonly #states = new WeakMap<Socket, ConnectionState>();
+  readonly #slice: LoopSlice<Start>;
 
   constructor(options: ConnectionQueueOptions) {
     this.#options = options;
+    this.#slice = new LoopSlice<Start>({ sliceMs: options.sliceMs ?? LOOP_SLICE_MS }, (s) => this.#serve(s));
   }
 
   /** The server's 'request' (and 'checkContinue') listener. */
@@ -53,7 +70,7 @@ export class ConnectionQueue {
     const socket = req.socket;
     let state = this.#states.get(socket);
     if (state === undefined) {
-      state = { isBusy: false, waiting: [], isPausedByUs: false };
+      state = { isBusy: false, waiting: [], isPausedByUs: false, isNew: true };
       this.#states.set(socket, state);
       const owned = state;
       socket.once('close', () => this.#drop(owned));
@@ -70,6 +87,18 @@ export class ConnectionQueue {
 
   #start(socket: Socket, state: ConnectionState, req: IncomingMessage, res: ServerResponse): void {
     state.isBusy = true;
+    const isFirst = state.isNew;
+    state.isNew = false;
+    this.#slice.submit({ socket, state, req, res }, isFirst);
+  }
+
+  #serve({ socket, state, req, res }: Start): void {
+    // Deferred to a later turn, and the client left meanwhile: its 'close' has been and gone.
+    if (socket.destroyed || res.destroyed) {
+      state.isBusy = false;
+      this.#options.onDropped(req, res);
+      return;
+    }
     res.once('close', () => this.#next(socket, state));
     this.#options.serve(req, res);
   }

@@ -201,6 +201,7 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
   // Label children, cached: a request's cost is a Map lookup, not prom-client's label hashing.
   const requestChildren = new Map<string, Counter.Internal>();
   const durationChildren = new Map<string, Histogram.Internal<'version'>>();
+  const rejectedChildren = new Map<string, Counter.Internal>();
   return {
     registry,
     onRequestDone(version, status) {
@@ -215,7 +216,10 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
       child.observe(seconds);
     },
     onRejected(version, reason) {
-      rejected.inc({ version, reason });
+      const key = `${version} ${reason}`;
+      let child = rejectedChildren.get(key);
+      if (child === undefined) rejectedChildren.set(key, (child = rejected.labels({ version, reason })));
+      child.inc();
     },
     forgetVersion(version) {
       for (const key of requestChildren.keys()) {
@@ -225,7 +229,10 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
       }
       if (durationChildren.delete(version)) duration.remove({ version });
       // rejected_total has a label child per reason seen: drop every one of this version.
-      for (const reason of REJECTION_REASONS) rejected.remove({ version, reason });
+      for (const reason of REJECTION_REASONS) {
+        rejectedChildren.delete(`${version} ${reason}`);
+        rejected.remove({ version, reason });
+      }
     },
   };
 }

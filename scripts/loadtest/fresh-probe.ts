@@ -21,7 +21,7 @@ export interface FreshProbeOptions {
 }
 
 export interface FreshProbeResult {
-  /** Per HTTP status ("0": no answer within the bound). */
+  /** Per HTTP status ("0": no answer within the bound), and per status and error code ("503:queue_full"). */
   byStatus: Record<string, Percentiles>;
   count: number;
 }
@@ -33,13 +33,17 @@ export interface FreshProber {
 
 export function startFreshProbes(options: FreshProbeOptions): FreshProber {
   setMaxListeners(0, options.signal); // each probe in flight listens on it
-  const byStatus = new Map<number, Recorder>();
+  const byStatus = new Map<string, Recorder>();
+  const record = (key: string, ms: number): void => {
+    let rec = byStatus.get(key);
+    if (rec === undefined) byStatus.set(key, (rec = new Recorder()));
+    rec.record(ms);
+  };
   const inFlight = new Set<Promise<void>>();
   const fire = (): void => {
     const p = probe(options.url, { timeoutMs: options.timeoutMs ?? 10_000, signal: options.signal }).then((r) => {
-      let rec = byStatus.get(r.status);
-      if (rec === undefined) byStatus.set(r.status, (rec = new Recorder()));
-      rec.record(r.ms);
+      record(String(r.status), r.ms);
+      if (r.code !== undefined) record(`${r.status}:${r.code}`, r.ms);
       inFlight.delete(p);
     });
     inFlight.add(p);
@@ -51,9 +55,9 @@ export function startFreshProbes(options: FreshProbeOptions): FreshProber {
       await Promise.all(inFlight);
       const out: Record<string, Percentiles> = {};
       let count = 0;
-      for (const [status, rec] of [...byStatus].sort((a, b) => a[0] - b[0])) {
-        out[String(status)] = rec.percentiles();
-        count += rec.count;
+      for (const [key, rec] of [...byStatus].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
+        out[key] = rec.percentiles();
+        if (!key.includes(':')) count += rec.count;
       }
       return { byStatus: out, count };
     },

@@ -7,6 +7,8 @@ import { request } from 'node:http';
 export interface ProbeResult {
   status: number;
   ms: number;
+  /** error.code of an OpenAI-shaped error body (e.g. queue_full vs queue_timeout), if any. */
+  code?: string;
 }
 
 export interface ProbeOptions {
@@ -24,13 +26,18 @@ export function probe(url: string, options: ProbeOptions): Promise<ProbeResult> 
   return new Promise((resolve) => {
     // A plain timer, not AbortSignal.timeout/any: a composed signal nobody else
     // references can be garbage-collected before it fires, and this wait must end.
+    let body = '';
     const settle = (status: number): void => {
       clearTimeout(timer);
       options.signal?.removeEventListener('abort', onAbort);
-      resolve({ status, ms: performance.now() - startedAt });
+      const code = status >= 400 ? /"code":"([a-z_]+)"/.exec(body)?.[1] : undefined;
+      resolve({ status, ms: performance.now() - startedAt, ...(code === undefined ? {} : { code }) });
     };
     const req = request(url, { method: options.method ?? 'GET', headers: options.headers ?? {}, agent: false }, (res) => {
-      res.resume();
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        if (body.length < 4096) body += chunk;
+      });
       res.on('end', () => settle(res.statusCode ?? 0));
       res.on('close', () => settle(res.complete ? (res.statusCode ?? 0) : 0));
     });

@@ -159,8 +159,10 @@ export const runBacklog: Scenario = async (ctx) => {
 
   const n503 = (r: Run): number => r.load.byStatus['503']?.count ?? 0;
   const p503 = (r: Run, q: 'p50' | 'p99'): string => (n503(r) === 0 ? '–' : String(r.load.byStatus['503']![q]));
-  const fresh503 = (r: Run, q: 'p50' | 'p99'): string => String(r.fresh.byStatus['503']?.[q] ?? '–');
-  const freshOther = (r: Run): number => Object.entries(r.fresh.byStatus).filter(([s]) => s !== '503').reduce((n, [, p]) => n + p.count, 0);
+  // The immediate refusal (queue_full) is what a fresh connection's wait is about; a probe that found a
+  // queue place waits queueTimeoutMs by design (queue_timeout) and is shown apart.
+  const fresh503 = (r: Run, q: 'p50' | 'p99'): string => String((r.fresh.byStatus['503:queue_full'] ?? r.fresh.byStatus['503'])?.[q] ?? '–');
+  const freshOther = (r: Run): number => Object.entries(r.fresh.byStatus).filter(([s]) => !s.includes(':') && s !== '503').reduce((n, [, p]) => n + p.count, 0);
   const rows = runs.map((r) => [
     LABELS[r.kind],
     r.proxyRss.baselineMb,
@@ -185,6 +187,7 @@ export const runBacklog: Scenario = async (ctx) => {
   const targets: Target[] = [];
   const gg = runs.find((r) => r.kind === 'graygate');
   if (gg !== undefined) {
+    const freshFull = gg.fresh.byStatus['503:queue_full'] ?? gg.fresh.byStatus['503'];
     const growth = Math.round((gg.proxyRss.secondHalfPeakMb - gg.proxyRss.firstHalfPeakMb) * 10) / 10;
     const limitMs = ctx.args.workerDelayMs + MAX_RECOVERY_OVER_WORKER_MS;
     targets.push(
@@ -192,10 +195,10 @@ export const runBacklog: Scenario = async (ctx) => {
       { name: 'graygate master RSS flat (2nd-half peak − 1st-half peak)', value: `${growth} MB`, limit: `< ${MAX_RSS_GROWTH_MB} MB`, isMet: growth < MAX_RSS_GROWTH_MB },
       { name: 'graygate 503 p99', value: n503(gg) === 0 ? 'no 503s' : `${gg.load.byStatus['503']!.p99} ms`, limit: `< ${MAX_503_P99_MS} ms`, isMet: n503(gg) === 0 ? null : gg.load.byStatus['503']!.p99 < MAX_503_P99_MS },
       {
-        name: 'graygate 503 p99 on a fresh connection during the flood',
-        value: gg.fresh.byStatus['503'] === undefined ? 'no 503s' : `${gg.fresh.byStatus['503'].p99} ms`,
+        name: 'graygate queue_full 503 p99 on a fresh connection during the flood',
+        value: freshFull === undefined ? 'no 503s' : `${freshFull.p99} ms (queue_timeout after ${gg.fresh.byStatus['503:queue_timeout']?.p50 ?? '–'} ms: ${gg.fresh.byStatus['503:queue_timeout']?.count ?? 0})`,
         limit: `≤ ${MAX_FRESH_503_P99_MS} ms`,
-        isMet: gg.fresh.byStatus['503'] === undefined ? null : gg.fresh.byStatus['503'].p99 <= MAX_FRESH_503_P99_MS,
+        isMet: freshFull === undefined ? null : freshFull.p99 <= MAX_FRESH_503_P99_MS,
       },
       { name: 'graygate fresh request after the load', value: recoveryText(gg.recovery), limit: `< ${limitMs} ms`, isMet: gg.recovery.recoveredMs !== null && gg.recovery.recoveredMs < limitMs },
     );
