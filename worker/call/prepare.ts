@@ -21,13 +21,13 @@ export interface PreparedCall {
   encoding: EmbeddingEncoding;
 }
 
-export function prepareCall(kind: EndpointKind, body: Buffer, adapter: Pick<UpstreamAdapter, 'format' | 'buildRequest' | 'buildEndpointRequest'>, build: BuildOptions): PreparedCall {
+export function prepareCall(kind: EndpointKind, body: Buffer, adapter: Pick<UpstreamAdapter, 'format' | 'endpoints' | 'buildRequest' | 'buildEndpointRequest'>, build: BuildOptions): PreparedCall {
   if (kind === 'chat') {
     const chat = parseChatRequest(body);
     return { request: adapter.buildRequest(chat, build), isStream: chat.stream === true, includeUsage: chat.stream_options?.include_usage === true, encoding: 'float' };
   }
+  if (!adapter.endpoints.has(kind) || adapter.buildEndpointRequest === undefined) throw unsupportedEndpoint(kind, adapter.format);
   const req = parseEndpointRequest(kind, body);
-  if (adapter.buildEndpointRequest === undefined) throw unsupportedEndpoint(kind, adapter.format);
   return { request: adapter.buildEndpointRequest(kind, req.body, build), isStream: req.isStream, includeUsage: req.includeUsage, encoding: req.encoding };
 }
 

@@ -57,3 +57,22 @@ t.test('destroy() fails the jobs in flight', async (t) => {
   await refused;
   t.equal(preparer.hasThread, false);
 });
+
+t.test('every endpoint kind, inline and on the thread', async (t) => {
+  const adapter = await loadAdapter('openai');
+  const preparer = new RequestPreparer({ adapter, build: { model: 'pinned', apiKey: undefined }, inlineMaxBytes: 1024, threadUrl });
+  t.teardown(() => preparer.destroy());
+  const signal = new AbortController().signal;
+  const embed = (input: string): Buffer => Buffer.from(JSON.stringify({ model: 'm', input, encoding_format: 'base64' }));
+  const small = await preparer.prepare(embed('x'), { signal, kind: 'embeddings' });
+  const big = await preparer.prepare(embed('x'.repeat(4096)), { signal, kind: 'embeddings' });
+  t.equal(preparer.hasThread, true);
+  for (const call of [small, big]) {
+    t.same([call.request.path, call.request.model, call.encoding, call.isStream], ['/embeddings', 'pinned', 'base64', false]);
+  }
+  const responses = await preparer.prepare(Buffer.from(JSON.stringify({ model: 'm', input: 'y'.repeat(2048), stream: true })), { signal, kind: 'responses' });
+  t.same([responses.request.path, responses.isStream], ['/responses', true]);
+  const ollama = new RequestPreparer({ adapter: await loadAdapter('ollama'), build: { model: undefined, apiKey: undefined }, inlineMaxBytes: 16, threadUrl });
+  t.teardown(() => ollama.destroy());
+  await t.rejects(ollama.prepare(Buffer.from(JSON.stringify({ model: 'm', prompt: 'p'.repeat(100) })), { signal, kind: 'completions' }), { code: 'unsupported_endpoint', message: /\(ollama\)/ }, 'a kind the format lacks');
+});
