@@ -1,5 +1,5 @@
 import type { ChatMessage } from '../request/chat-request.js';
-import { contentParts, invalid, parseArguments, parseDataUrl, textOnly, type Part } from './message-parts.js';
+import { checkName, contentParts, invalid, parseArguments, parseDataUrl, textOnly, type Part } from './message-parts.js';
 
 // OpenAI messages → Anthropic Messages (SPEC §12): system and developer
 // messages become the top-level `system`; an assistant's tool calls become
@@ -25,6 +25,7 @@ export function anthropicMessages(messages: ChatMessage[]): { system: string[]; 
   let resultTurn: AnthropicMessage | undefined;
   messages.forEach((m, i) => {
     const path = `messages.${i}`;
+    checkName(m, path, 'anthropic');
     if (m.role === 'system' || m.role === 'developer') {
       system.push(textOnly(m, path, 'anthropic'));
       return;

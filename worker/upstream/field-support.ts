@@ -82,7 +82,7 @@ export const MESSAGE_FIELDS: Readonly<Record<string, Readonly<Record<ConvertedFo
   content: { ollama: sent('`content` + `images`'), anthropic: sent('content blocks') },
   tool_calls: { ollama: sent('`tool_calls` (arguments as an object)'), anthropic: sent('`tool_use` blocks') },
   tool_call_id: { ollama: sent('`tool_call_id` + `tool_name`'), anthropic: sent('`tool_result.tool_use_id`') },
-  name: { ollama: REFUSED, anthropic: REFUSED },
+  name: { ollama: sent('tool messages: `tool_name` (LangChain sends it); others: 400'), anthropic: sent('tool messages: not sent (the id names the call); others: 400') },
   refusal: { ollama: REFUSED, anthropic: REFUSED },
   audio: { ollama: REFUSED, anthropic: REFUSED },
   function_call: { ollama: REFUSED, anthropic: REFUSED },

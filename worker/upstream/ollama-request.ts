@@ -2,7 +2,7 @@ import { maxTokensOf, stopsOf, type ChatMessage, type ChatRequest } from '../req
 import { upstreamAuthHeaders } from './auth-headers.js';
 import { checkChatFields } from './field-support.js';
 import { requireModel, type BuildOptions, type UpstreamRequest } from './format-adapter.js';
-import { contentParts, functionTools, invalid, parseArguments, parseDataUrl, textOnly, toolNamesById } from './message-parts.js';
+import { checkName, contentParts, functionTools, invalid, parseArguments, parseDataUrl, textOnly, toolNamesById } from './message-parts.js';
 
 // OpenAI chat request → Ollama `/api/chat` (SPEC §2, §12).
 // https://github.com/ollama/ollama/blob/main/docs/api.md#generate-a-chat-completion
@@ -53,6 +53,7 @@ function ollamaMessages(messages: ChatMessage[]): Array<Record<string, unknown>>
   const names = toolNamesById(messages);
   return messages.map((m, i) => {
     const path = `messages.${i}`;
+    checkName(m, path, 'ollama');
     const out: Record<string, unknown> = { role: ROLES[m.role]! };
     if (m.role === 'user') {
       const texts: string[] = [];
@@ -76,7 +77,7 @@ function ollamaMessages(messages: ChatMessage[]): Array<Record<string, unknown>>
     if (m.role === 'tool' && m.tool_call_id !== undefined) {
       out['tool_call_id'] = m.tool_call_id;
       // Ollama matches a result to its call by function name (older versions by name only).
-      const name = names.get(m.tool_call_id);
+      const name = names.get(m.tool_call_id) ?? m.name ?? undefined;
       if (name !== undefined) out['tool_name'] = name;
     }
     return out;

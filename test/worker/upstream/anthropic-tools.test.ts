@@ -68,7 +68,7 @@ t.test('messages: tool_use blocks, tool_result turns, images', async (t) => {
       { role: 'user', content: 'And?' },
       { role: 'developer', content: 'B' },
       { role: 'assistant', content: null, tool_calls: [{ id: 'toolu_3', type: 'function', function: { name: 'now', arguments: '' } }] },
-      { role: 'tool', tool_call_id: 'toolu_3', content: 'one' },
+      { role: 'tool', tool_call_id: 'toolu_3', content: 'one', name: 'now' },
     ],
   });
   t.equal(sent['system'], 'A\n\nB');

@@ -61,6 +61,7 @@ t.test('messages: tool calls and results, images', async (t) => {
       { role: 'tool', tool_call_id: 'call_1', content: [{ type: 'text', text: 'a cat' }] },
       { role: 'tool', tool_call_id: 'call_2', content: 'noon' },
       { role: 'tool', tool_call_id: 'unknown', content: '?' },
+      { role: 'tool', tool_call_id: 'other', content: '!', name: 'lookup' },
     ],
   });
   t.same(sent['messages'], [
@@ -70,7 +71,9 @@ t.test('messages: tool calls and results, images', async (t) => {
     { role: 'tool', content: 'a cat', tool_call_id: 'call_1', tool_name: 'look' },
     { role: 'tool', content: 'noon', tool_call_id: 'call_2', tool_name: 'now' },
     { role: 'tool', content: '?', tool_call_id: 'unknown' },
+    { role: 'tool', content: '!', tool_call_id: 'other', tool_name: 'lookup' },
   ]);
+  t.throws(() => body({ messages: [{ role: 'user', content: 'x', name: 'alice' }] }), { code: 'invalid_request', message: /^messages\.0\.name: is not supported in user messages by an ollama upstream$/ });
 });
 
 function run(lines: string[]): { chunks: ChatCompletionChunk[] } {
