@@ -2,7 +2,7 @@ import t from 'tap';
 import { once } from 'node:events';
 import OpenAI from 'openai';
 import { startGateway } from '../helpers/gateway.js';
-import { startMockUpstream, mockText, sampleFromSchema, BASE_PATHS, type MockFormat, type MockStream } from '../../shared/mock-upstream/index.js';
+import { startMockUpstream, mockText, sampleFromSchema, BASE_PATHS, CHAT_PATHS, type MockFormat, type MockStream } from '../../shared/mock-upstream/index.js';
 import { postStream } from '../worker/fixtures/sse-client.js';
 
 // Issue 12 part 1, SPEC §12: tool calling and JSON mode through the real
@@ -226,5 +226,24 @@ t.test('tool calling and JSON mode per format', async (t) => {
     const openai = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'not-used', maxRetries: 0 });
     const completion = await openai.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'hi [mock tokens=2]' }], seed: 1, logit_bias: { '1': 1 } });
     t.equal(completion.choices[0]!.message.content, mockText(2));
+  });
+
+  t.test('the mock answers tool calls whole too, in each format', async (t) => {
+    const bodies: Record<MockFormat, Record<string, unknown>> = {
+      openai: { model: 'm', messages: [{ role: 'user', content: `[mock tools=get_weather args=${ARGS}]` }], tools: [WEATHER] },
+      ollama: { model: 'm', stream: false, messages: [{ role: 'user', content: `[mock tools=get_weather args=${ARGS}]` }], tools: [WEATHER] },
+      anthropic: { model: 'm', max_tokens: 9, messages: [{ role: 'user', content: `[mock tools=get_weather args=${ARGS}]` }], tools: [{ name: 'get_weather', input_schema: WEATHER.function.parameters }] },
+    };
+    const calls: Record<MockFormat, (b: Record<string, unknown>) => unknown> = {
+      openai: (b) => (b['choices'] as Array<{ message: { tool_calls: Array<{ function: { name: string; arguments: string } }> } }>)[0]!.message.tool_calls.map((c) => [c.function.name, JSON.parse(c.function.arguments)]),
+      ollama: (b) => (b['message'] as { tool_calls: Array<{ function: { name: string; arguments: unknown } }> }).tool_calls.map((c) => [c.function.name, c.function.arguments]),
+      anthropic: (b) => (b['content'] as Array<{ name: string; input: unknown }>).map((c) => [c.name, c.input]),
+    };
+    for (const format of FORMATS) {
+      const res = await fetch(mock.url + CHAT_PATHS[format], { method: 'POST', body: JSON.stringify(bodies[format]) });
+      t.same(calls[format]((await res.json()) as Record<string, unknown>), [['get_weather', { city: 'Paris' }]], format);
+      const unknown = await fetch(mock.url + CHAT_PATHS[format], { method: 'POST', body: JSON.stringify({ ...bodies[format], tools: [] }) });
+      t.equal(unknown.status, 400, `${format}: a tool the request did not offer`);
+    }
   });
 });

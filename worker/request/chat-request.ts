@@ -147,21 +147,6 @@ function isContentPart(value: unknown): boolean {
   return isObject(value) && typeof value['type'] === 'string';
 }
 
-/** The text of a message: a string as is, text parts joined; non-text parts are refused for upstreams that only take text. */
-export function messageText(msg: ChatMessage): string {
-  const content = msg.content;
-  if (content === undefined || content === null) return '';
-  if (typeof content === 'string') return content;
-  const parts: string[] = [];
-  for (const part of content) {
-    if (part.type !== 'text' || typeof part['text'] !== 'string') {
-      throw new GraygateError('invalid_request', `content parts of type "${part.type}" are not supported by this version's upstream`);
-    }
-    parts.push(part['text']);
-  }
-  return parts.join('');
-}
-
 /** max_completion_tokens is the newer name of max_tokens; either may be sent. */
 export function maxTokensOf(req: ChatRequest): number | undefined {
   return req.max_completion_tokens ?? req.max_tokens ?? undefined;
