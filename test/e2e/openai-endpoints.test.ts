@@ -27,6 +27,7 @@ t.test('endpoints per format', async (t) => {
   const versions: Record<string, Record<string, unknown>> = {};
   for (const f of ['openai', 'ollama', 'anthropic'] as MockFormat[]) versions[f] = { weight: f === 'openai' ? 1 : 0, upstream: { format: f, url: mock.url + BASE_PATHS[f] } };
   versions['pinned'] = { weight: 0, upstream: { format: 'ollama', url: mock.url, model: 'pinned:7b' } };
+  versions['pinging'] = { weight: 0, upstream: { format: 'anthropic', url: mock.url, pingIntervalMs: 20 } };
   versions['down'] = { weight: 0, upstream: { format: 'openai', url: `http://127.0.0.1:${deadPort}/v1`, timeouts: { connectMs: 2000 } } };
   const gw = await startGateway(t, { versions, routing: { default: 'openai' } });
   const clientOf = (version: string): OpenAI => new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'not-used', maxRetries: 0, defaultHeaders: { 'x-version': version } });
@@ -139,6 +140,13 @@ t.test('endpoints per format', async (t) => {
     const client = clientOf('pinned');
     t.same((await client.models.list()).data.map((m) => m.id), ['pinned:7b']);
     t.equal((await client.models.retrieve('pinned:7b')).owned_by, 'graygate/pinned');
+  });
+
+  t.test("a whole answer slower than pingIntervalMs: the worker's 102s do not disturb the client", async (t) => {
+    const completion = await clientOf('pinging').chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'hi [mock tokens=3 first-byte-ms=300]' }] });
+    t.equal(completion.choices[0]!.message.content, mockText(3));
+    const embedded = await clientOf('openai').embeddings.create({ model: 'e', input: 'x' });
+    t.equal(embedded.data.length, 1);
   });
 
   t.test('an upstream that is down and nothing cached: 502 upstream_unreachable', async (t) => {
