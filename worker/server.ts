@@ -2,10 +2,15 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Logger } from '../shared/log.js';
 import type { WorkerSettings } from '../shared/ipc.js';
 import { GraygateError, toErrorResponse } from '../shared/errors.js';
-import { sendError, sendJson } from '../shared/http-headers.js';
-import { listModels } from './models.js';
-import { handleChatCompletions, type ChatHandlerOptions } from './chat/handler.js';
-import { RequestPreparer, type RequestPreparerOptions } from './chat/preparer.js';
+import { sendError } from '../shared/http-headers.js';
+import type { EndpointKind } from './types.js';
+import { handleCall, type CallHandlerOptions } from './call/handler.js';
+import { RequestPreparer, type RequestPreparerOptions } from './call/preparer.js';
+import { unsupportedEndpoint } from './call/prepare.js';
+import { ModelCatalog, type ModelCatalogOptions } from './models/model-catalog.js';
+import { fetchModels } from './models/fetch-models.js';
+import { handleModels } from './models/models-handler.js';
+import { upstreamErrorKind } from './metrics.js';
 import type { UpstreamAdapter } from './upstream/format-adapter.js';
 import { UpstreamClient } from './upstream/client.js';
 import type { ResolvedUpstream } from './upstream/resolve.js';
@@ -22,9 +27,21 @@ export interface WorkerServerOptions {
   upstream: ResolvedUpstream;
   /** Environment to read upstream.apiKeyEnv from. Default process.env. */
   env?: NodeJS.ProcessEnv;
-  /** How request bodies are prepared (chat/preparer.ts): the inline size bound, the thread's idle time and module. Defaults there. */
+  /** How request bodies are prepared (call/preparer.ts): the inline size bound, the thread's idle time and module. Defaults there. */
   preparer?: Pick<RequestPreparerOptions, 'inlineMaxBytes' | 'threadIdleMs' | 'threadUrl'>;
+  /** How the upstream's model list is cached (models/model-catalog.ts): TTLs, fetch timeout, clock. Defaults there. */
+  models?: Pick<ModelCatalogOptions, 'ttlMs' | 'failureTtlMs' | 'fetchTimeoutMs' | 'now'>;
 }
+
+/** POST endpoints that call the upstream (SPEC §5, §12). */
+const CALL_ROUTES: Readonly<Record<string, EndpointKind>> = {
+  '/v1/chat/completions': 'chat',
+  '/v1/embeddings': 'embeddings',
+  '/v1/completions': 'completions',
+  '/v1/responses': 'responses',
+};
+
+const MODELS_PATH = '/v1/models';
 
 export interface WorkerServer {
   /** The HTTP server. Whoever listens on it closes it (shared/worker-lifecycle.ts). */
@@ -44,7 +61,7 @@ export interface WorkerServer {
   destroy(err?: Error): Promise<void>;
 }
 
-/** The worker's HTTP surface (SPEC §5): what clients reach through the master. */
+/** The worker's HTTP surface (SPEC §5, §12): what clients reach through the master. */
 export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
   const { settings, log } = options;
   const { upstream } = settings;
@@ -57,13 +74,22 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
     ...(upstream.http2 === undefined ? {} : { http2: upstream.http2 }),
   });
   const env = options.env ?? process.env;
-  const preparer = new RequestPreparer({
-    ...options.preparer,
-    adapter: options.adapter,
-    // The key is read once at start and goes into upstream headers only (SPEC §9: never logged).
-    build: { model: upstream.model, apiKey: upstream.apiKeyEnv === undefined ? undefined : env[upstream.apiKeyEnv] },
+  // The key is read once at start and goes into upstream headers only (SPEC §9: never logged).
+  const apiKey = upstream.apiKeyEnv === undefined ? undefined : env[upstream.apiKeyEnv];
+  const preparer = new RequestPreparer({ ...options.preparer, adapter: options.adapter, build: { model: upstream.model, apiKey } });
+  const ownedBy = `graygate/${settings.version}`;
+  const catalog = new ModelCatalog({
+    ...options.models,
+    configuredModel: upstream.model,
+    ownedBy,
+    fetch: (signal) => fetchModels({ client, upstream, apiKey, ownedBy, signal }),
+    onFetchError: (err) => {
+      const kind = upstreamErrorKind((err as { code?: string }).code ?? '');
+      if (kind !== undefined) options.metrics.onUpstreamError(kind);
+      log.warn({ err: { message: (err as Error).message, code: (err as { code?: unknown }).code } }, "could not fetch the upstream's model list");
+    },
   });
-  const chat: ChatHandlerOptions = {
+  const calls: CallHandlerOptions = {
     adapter: options.adapter,
     preparer,
     client,
@@ -83,16 +109,19 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
       res.setHeader('connection', 'close');
       return sendError(res, toErrorResponse(new GraygateError('shutting_down')));
     }
-    if (path === '/v1/models') {
-      if (req.method !== 'GET') return sendError(res, toErrorResponse(new GraygateError('method_not_allowed')));
-      return sendJson(res, 200, listModels(settings));
+    if (path === MODELS_PATH || path.startsWith(`${MODELS_PATH}/`)) {
+      if (req.method !== 'GET') return refuseMethod(res, 'GET');
+      return handleModels(req, res, modelIdOf(path), catalog);
     }
-    if (path === '/v1/chat/completions') {
-      if (req.method !== 'POST') return sendError(res, toErrorResponse(new GraygateError('method_not_allowed')));
+    const kind = CALL_ROUTES[path];
+    if (kind !== undefined) {
+      if (req.method !== 'POST') return refuseMethod(res, 'POST');
+      // SPEC §12: refused before the body is read, naming the format.
+      if (!options.adapter.endpoints.has(kind)) return sendError(res, toErrorResponse(unsupportedEndpoint(kind, upstream.format)));
       inFlight++;
-      handleChatCompletions(req, res, chat)
+      handleCall(kind, req, res, calls)
         .catch((err: unknown) => {
-          log.error({ err }, 'chat handler failed');
+          log.error({ err }, 'request handler failed');
           sendError(res, toErrorResponse(err));
         })
         .finally(() => {
@@ -110,6 +139,7 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
     close() {
       isDraining = true;
       closing ??= (async () => {
+        catalog.close();
         if (inFlight > 0) await new Promise<void>((resolve) => (onIdle = resolve));
         await preparer.close();
         await client.close();
@@ -120,6 +150,7 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
     destroy(err) {
       isDraining = true;
       destroying ??= (async () => {
+        catalog.close();
         await preparer.destroy();
         await client.destroy(err ?? new GraygateError('shutting_down'));
         await options.upstream.destroy();
@@ -127,4 +158,20 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
       return destroying;
     },
   };
+}
+
+/** SPEC §4a: a 405 names the methods the route takes. */
+function refuseMethod(res: ServerResponse, allow: string): void {
+  sendError(res, toErrorResponse(new GraygateError('method_not_allowed')), { allow });
+}
+
+/** `/v1/models/{id}` → the id (percent-decoded, slashes kept: `org/model` ids); `/v1/models` → undefined. */
+function modelIdOf(path: string): string | undefined {
+  if (path === MODELS_PATH) return undefined;
+  const raw = path.slice(MODELS_PATH.length + 1);
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return raw;
+  }
 }

@@ -1,8 +1,8 @@
 // The worker's shared vocabulary (issue 11 part 2), the leaf every worker
 // folder imports and that imports none of them, so chat/, upstream/ and sse/
 // form a tree: the OpenAI chat.completion(.chunk) shapes the gateway answers
-// with whatever the upstream format (SPEC §5), the sink converted chunks go
-// to, and the per-stream converter state.
+// with whatever the upstream format (SPEC §5, §12), the sink converted chunks
+// go to, and the per-stream converter state.
 
 export type FinishReason = 'stop' | 'length' | 'tool_calls' | 'content_filter' | 'function_call';
 
@@ -10,12 +10,50 @@ export interface Usage {
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
+  [key: string]: unknown;
+}
+
+/** One fragment of a streamed tool call (SPEC §12): the first of a call has id, type and name; later ones only `function.arguments`. */
+export interface ToolCallDelta {
+  index: number;
+  id?: string;
+  type?: 'function';
+  function?: { name?: string; arguments?: string };
+}
+
+/** A whole tool call, as a non-streaming answer carries it. */
+export interface ToolCall {
+  id: string;
+  type: 'function';
+  function: { name: string; arguments: string };
+}
+
+/** OpenAI's per-token log probabilities (`logprobs.content[]`). */
+export interface TokenLogprob {
+  token: string;
+  logprob: number;
+  bytes: number[] | null;
+  top_logprobs: Array<{ token: string; logprob: number; bytes: number[] | null }>;
+}
+
+export interface ChoiceLogprobs {
+  content: TokenLogprob[] | null;
+  refusal?: TokenLogprob[] | null;
+}
+
+export interface ChunkDelta {
+  role?: 'assistant';
+  content?: string | null;
+  refusal?: string | null;
+  tool_calls?: ToolCallDelta[];
+  [key: string]: unknown;
 }
 
 export interface ChunkChoice {
   index: number;
-  delta: { role?: 'assistant'; content?: string; [key: string]: unknown };
+  delta: ChunkDelta;
   finish_reason: FinishReason | null;
+  logprobs?: ChoiceLogprobs | null;
   [key: string]: unknown;
 }
 
@@ -29,13 +67,23 @@ export interface ChatCompletionChunk {
   [key: string]: unknown;
 }
 
+export interface CompletionMessage {
+  role: 'assistant';
+  /** null when the answer is only tool calls, as OpenAI sends it. */
+  content: string | null;
+  refusal: string | null;
+  tool_calls?: ToolCall[];
+  [key: string]: unknown;
+}
+
 export interface ChatCompletion {
   id: string;
   object: 'chat.completion';
   created: number;
   model: string;
-  choices: Array<{ index: number; message: { role: 'assistant'; content: string; refusal: null }; finish_reason: FinishReason | null; logprobs: null }>;
+  choices: Array<{ index: number; message: CompletionMessage; finish_reason: FinishReason | null; logprobs: ChoiceLogprobs | null }>;
   usage?: Usage;
+  [key: string]: unknown;
 }
 
 /**
@@ -47,8 +95,8 @@ export interface ChunkSink {
   chunk(chunk: ChatCompletionChunk, raw?: string): void;
 }
 
-/** Where an upstream call's chunks go: an SSE response (chat/sse-writer.ts) or a non-streaming aggregate (chat/aggregate.ts). */
-export interface ChatOutput extends ChunkSink {
+/** What the upstream pipeline drives (upstream/pipeline.ts): backpressure and keep-alive of one answer, whatever its shape. */
+export interface CallOutput {
   /** End of one upstream chunk: write what it produced. False: stop reading until `onWritable` calls back. */
   flush(): boolean;
   /** Calls `resume` once the output can take more (the response's 'drain' event). Returns a disposer. */
@@ -56,6 +104,9 @@ export interface ChatOutput extends ChunkSink {
   /** The upstream was silent for pingIntervalMs (issue 3 part 7). */
   ping(): void;
 }
+
+/** Where an upstream chat call's chunks go: an SSE response (chat/sse-writer.ts) or a non-streaming aggregate (chat/aggregate.ts). */
+export interface ChatOutput extends ChunkSink, CallOutput {}
 
 /** Per-stream converter state. Created by the handler with an id and clock reading, so converters stay pure. */
 export interface StreamState {
@@ -70,8 +121,28 @@ export interface StreamState {
   promptTokens: number;
   completionTokens: number;
   usage: Usage | undefined;
+  /** Tool calls sent so far: the next one's `index` (SPEC §12). */
+  toolCalls: number;
+  /**
+   * Anthropic: content-block index → what the block becomes, a tool call's
+   * `index`, or JSON_ANSWER_BLOCK for the block that carries a JSON-mode
+   * answer (upstream/anthropic-tools.ts), re-emitted as content.
+   */
+  readonly blocks: Map<number, number>;
 }
 
+/** StreamState.blocks value of the block whose tool input is the answer itself (Anthropic JSON mode). */
+export const JSON_ANSWER_BLOCK = -1;
+
 export function createStreamState(init: { id: string; created: number; model: string }): StreamState {
-  return { ...init, isRoleSent: false, isDone: false, finishReason: null, promptTokens: 0, completionTokens: 0, usage: undefined };
+  return { ...init, isRoleSent: false, isDone: false, finishReason: null, promptTokens: 0, completionTokens: 0, usage: undefined, toolCalls: 0, blocks: new Map() };
 }
+
+/** The OpenAI endpoints a worker serves (SPEC §5, §12); a format serves a subset (upstream/format-adapter.ts). */
+export type EndpointKind = 'chat' | 'embeddings' | 'completions' | 'responses';
+
+/** The endpoints other than chat: their bodies pass through (OpenAI) or are converted whole (Ollama embeddings). */
+export type RelayKind = Exclude<EndpointKind, 'chat'>;
+
+/** How an embeddings answer carries its vectors (OpenAI `encoding_format`; the official npm client asks for base64). */
+export type EmbeddingEncoding = 'float' | 'base64';

@@ -4,6 +4,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 // `x-mock-*` headers, or, when the request comes through the gateway (which
 // does not forward such headers), by a directive in the last message's text:
 //   [mock tokens=50 interval-ms=5 fault=stall after=3 framing=quirks]
+//   [mock tools=get_weather,get_time args={"city":"Paris"}]
 // Headers win over the directive, the directive over the server's defaults.
 
 export type MockFault = 'none' | 'stall' | 'reset' | 'close' | 'malformed' | 'status' | 'long-line';
@@ -46,6 +47,15 @@ export interface MockControls {
   framing: 'plain' | 'quirks';
   /** finish_reason the answer ends with (also `length` when max_tokens cut it). */
   finish: 'stop' | 'length';
+  /**
+   * Answer with calls of these tools (several: parallel calls), each of which
+   * must be among the request's tools (else a 400, as a real upstream would
+   * never call an unknown tool). Empty: a text answer, unless the request
+   * forces a tool (tool_choice required / a named tool).
+   */
+  tools: string[];
+  /** The arguments of every call, as JSON without spaces; default: a value made from the tool's schema. */
+  args: string | undefined;
 }
 
 export const DEFAULT_CONTROLS: MockControls = {
@@ -60,6 +70,8 @@ export const DEFAULT_CONTROLS: MockControls = {
   newline: '\n',
   framing: 'plain',
   finish: 'stop',
+  tools: [],
+  args: undefined,
 };
 
 const DIRECTIVE = /\[mock ([^\]]*)\]/;
@@ -118,7 +130,22 @@ function apply(controls: MockControls, key: string, value: string): void {
     case 'framing':
       if (value === 'plain' || value === 'quirks') controls.framing = value;
       break;
+    case 'tools':
+      controls.tools = value.split(',').filter((name) => name !== '');
+      break;
+    case 'args':
+      if (isJsonObject(value)) controls.args = value;
+      break;
     default:
       break;
+  }
+}
+
+function isJsonObject(text: string): boolean {
+  try {
+    const value = JSON.parse(text) as unknown;
+    return typeof value === 'object' && value !== null && !Array.isArray(value);
+  } catch {
+    return false;
   }
 }

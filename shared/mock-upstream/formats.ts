@@ -16,6 +16,10 @@ export interface MockAnswer {
   quirks?: boolean;
   /** OpenAI only: the client asked for the usage chunk. */
   includeUsage: boolean;
+  /** Text sent so far (the Responses API repeats the whole text at the end). */
+  sent?: string[];
+  /** Responses API: the next event's sequence_number. */
+  seq?: number;
 }
 
 export interface FormatFrames {
@@ -33,7 +37,8 @@ export interface FormatFrames {
   maxTokens(body: Record<string, unknown>): number | undefined;
 }
 
-function sse(a: MockAnswer, data: string, event?: string): string {
+/** One SSE event in this answer's framing. */
+export function sse(a: MockAnswer, data: string, event?: string): string {
   if (a.quirks === true) return quirkySse(data, event);
   return event === undefined ? `data: ${data}${a.nl}${a.nl}` : `event: ${event}${a.nl}data: ${data}${a.nl}${a.nl}`;
 }
@@ -61,7 +66,7 @@ function spreadJson(data: string): string[] {
 }
 
 /** One NDJSON document; quirks: CRLF endings and blank lines after it, and no newline at all after the last. */
-function ndjson(a: MockAnswer, value: unknown, isLast = false): string {
+export function ndjson(a: MockAnswer, value: unknown, isLast = false): string {
   if (a.quirks !== true) return JSON.stringify(value) + a.nl;
   return isLast ? JSON.stringify(value) : `${JSON.stringify(value)}\r\n\r\n  \r\n`;
 }
@@ -97,7 +102,8 @@ const openai: FormatFrames = {
   maxTokens: (body) => num(body['max_completion_tokens']) ?? num(body['max_tokens']),
 };
 
-function chunk(a: MockAnswer, delta: Record<string, unknown>, finish: string | null): string {
+/** An OpenAI chat.completion.chunk's JSON. */
+export function chunk(a: MockAnswer, delta: Record<string, unknown>, finish: string | null): string {
   return JSON.stringify({ id: a.id, object: 'chat.completion.chunk', created: a.created, model: a.model, choices: [{ index: 0, delta, finish_reason: finish }] });
 }
 
@@ -137,11 +143,11 @@ const ollama: FormatFrames = {
   maxTokens: (body) => num((body['options'] as Record<string, unknown> | undefined)?.['num_predict']),
 };
 
-function isoOf(a: MockAnswer): string {
+export function isoOf(a: MockAnswer): string {
   return new Date(a.created * 1000).toISOString();
 }
 
-const STOP_REASONS = { stop: 'end_turn', length: 'max_tokens' } as const;
+export const STOP_REASONS = { stop: 'end_turn', length: 'max_tokens' } as const;
 
 const anthropic: FormatFrames = {
   streamContentType: 'text/event-stream; charset=utf-8',

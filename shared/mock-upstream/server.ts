@@ -1,14 +1,27 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { EventEmitter, once } from 'node:events';
 import { BASE_PATHS, CHAT_PATHS, FRAMES, type FormatFrames, type MockAnswer, type MockFormat } from './formats.js';
+import { completions, responses } from './endpoint-frames.js';
 import { DEFAULT_CONTROLS, readControls, type MockControls } from './controls.js';
-import { countPromptTokens, mockToken } from './text.js';
+import { countPromptTokens, mockText } from './text.js';
+import { MockStream } from './mock-stream.js';
+import { answerText, answerTools, json } from './answer.js';
+import { forcedTool, jsonMode, messageTexts, promptTexts, requestTools } from './request-reading.js';
+import { mockCallId, pieces, TOOL_FRAMES, type MockCall } from './tool-frames.js';
+import { sampleFromSchema } from './schema-sample.js';
+import { ollamaEmbed, openaiEmbeddings, embeddingInputs } from './embeddings.js';
+import { anthropicModelList, ollamaModelList, openaiModelList } from './models.js';
 
-// The mock upstream (SPEC §8): one HTTP server answering the OpenAI, Ollama
-// and Anthropic chat endpoints with deterministic text, at a chosen pace, with
-// faults on demand. Tests observe each stream through a MockStream handle
-// (bytes written, backpressure, when its connection closed).
+// The mock upstream (SPEC §8, §12): one HTTP server answering the OpenAI,
+// Ollama and Anthropic chat endpoints with deterministic text or tool calls
+// (JSON mode included), at a chosen pace, with faults on demand; and OpenAI's
+// legacy completions, Responses API and embeddings, Ollama's embeddings, and
+// each format's model list. Tests observe each answer through a MockStream
+// handle (what was asked, bytes written, backpressure, when its connection
+// closed).
+
+export { MockStream };
 
 export interface MockUpstreamOptions {
   /** Default 127.0.0.1. */
@@ -21,6 +34,8 @@ export interface MockUpstreamOptions {
   defaults?: Partial<MockControls>;
   /** Largest request body read, bytes. Default 10 MiB. */
   maxBodyBytes?: number;
+  /** Model ids the model lists name. Default `["graygate-mock"]`. */
+  models?: readonly string[];
 }
 
 export interface MockUpstreamStats {
@@ -47,70 +62,6 @@ export interface MockUpstream {
   close(): Promise<void>;
 }
 
-/** One answer in progress. Emits 'blocked' when a write hit backpressure, 'drain' after, 'close' when its connection closed. */
-export class MockStream extends EventEmitter<{ blocked: []; drain: []; close: [] }> {
-  readonly id: number;
-  readonly format: MockFormat;
-  readonly controls: MockControls;
-  /** Body bytes handed to the socket so far. */
-  bytesWritten = 0;
-  /** True while a write returned false and 'drain' has not come. */
-  isBlocked = false;
-  /** The answer was fully written before the connection closed. */
-  isComplete = false;
-  isClosed = false;
-  readonly #res: ServerResponse;
-  readonly #socket: Socket;
-
-  constructor(id: number, format: MockFormat, controls: MockControls, res: ServerResponse) {
-    super();
-    this.id = id;
-    this.format = format;
-    this.controls = controls;
-    this.#res = res;
-    this.#socket = res.socket!;
-  }
-
-  /** Writes body text; resolves once the socket can take more (or at once). */
-  async write(text: string): Promise<void> {
-    if (text !== '') await this.#writeBytes(Buffer.from(text, 'utf8'));
-  }
-
-  /**
-   * Writes body text `pieceBytes` at a time, one write per turn of the event
-   * loop, so the client reads it in many network chunks and multi-byte UTF-8
-   * characters arrive split (the `framing=quirks` control).
-   */
-  async writeInPieces(text: string, pieceBytes: number): Promise<void> {
-    const buf = Buffer.from(text, 'utf8');
-    for (let i = 0; i < buf.length && !this.isClosed; i += pieceBytes) {
-      await this.#writeBytes(buf.subarray(i, i + pieceBytes));
-      await new Promise((resolve) => setImmediate(resolve));
-    }
-  }
-
-  async #writeBytes(buf: Buffer): Promise<void> {
-    if (this.isClosed) return;
-    this.bytesWritten += buf.length;
-    if (this.#res.write(buf)) return;
-    this.isBlocked = true;
-    this.emit('blocked');
-    await Promise.race([once(this.#res, 'drain'), once(this.#res, 'close')]);
-    this.isBlocked = false;
-    if (!this.isClosed) this.emit('drain');
-  }
-
-  /** Sends a TCP RST at once (the `reset` fault, also callable by tests at a moment they choose). */
-  reset(): void {
-    if (!this.isClosed) this.#socket.resetAndDestroy();
-  }
-
-  /** Ends the connection with a FIN without finishing the body (the `close` fault). */
-  cut(): void {
-    if (!this.isClosed) this.#socket.destroy();
-  }
-}
-
 export async function startMockUpstream(options: MockUpstreamOptions = {}): Promise<MockUpstream> {
   const defaults: MockControls = { ...DEFAULT_CONTROLS, ...options.defaults };
   const maxBodyBytes = options.maxBodyBytes ?? 10 * 1024 * 1024;
@@ -118,32 +69,37 @@ export async function startMockUpstream(options: MockUpstreamOptions = {}): Prom
   const stats: MockUpstreamStats = { opened: 0, closed: 0, aborted: 0 };
   const open = new Set<MockStream>();
   let nextId = 1;
+  const models = options.models ?? ['graygate-mock'];
+  const track = (stream: MockStream, res: ServerResponse): void => {
+    stats.opened++;
+    open.add(stream);
+    res.once('close', () => {
+      stream.isClosed = true;
+      stream.isComplete = res.writableFinished;
+      open.delete(stream);
+      stats.closed++;
+      if (!stream.isComplete) stats.aborted++;
+      stream.emit('close');
+    });
+    events.emit('stream', stream);
+  };
 
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?', 1)[0]!;
-    const format = (Object.keys(CHAT_PATHS) as MockFormat[]).find((f) => CHAT_PATHS[f] === path);
-    if (req.method === 'GET' && (path === '/v1/models' || path === '/api/tags')) {
-      return json(res, 200, path === '/v1/models' ? { object: 'list', data: [{ id: 'graygate-mock', object: 'model', created: 0, owned_by: 'mock' }] } : { models: [{ name: 'graygate-mock' }] });
+    if (req.method === 'GET' && path === '/v1/models') {
+      return json(res, 200, req.headers['anthropic-version'] === undefined ? openaiModelList(models) : anthropicModelList(models));
     }
-    if (format === undefined || req.method !== 'POST') return json(res, 404, { error: { message: `no route for ${req.method} ${path}`, type: 'invalid_request_error' } });
+    if (req.method === 'GET' && path === '/api/tags') return json(res, 200, ollamaModelList(models));
+    const route = ROUTES[path];
+    if (route === undefined || req.method !== 'POST') return json(res, 404, { error: { message: `no route for ${req.method} ${path}`, type: 'invalid_request_error' } });
     readJson(req, maxBodyBytes).then(
       (body) => {
-        const frames = FRAMES[format];
+        const frames = route.frames;
         if (body === undefined) return json(res, 400, frames.errorBody(400, 'the request body is not a JSON object'));
-        const texts = messageTexts(body, format);
+        const texts = textsOf(route, body);
         const controls = readControls(req.headers, texts.at(-1) ?? '', defaults);
-        const stream = new MockStream(nextId++, format, controls, res);
-        stats.opened++;
-        open.add(stream);
-        res.once('close', () => {
-          stream.isClosed = true;
-          stream.isComplete = res.writableFinished;
-          open.delete(stream);
-          stats.closed++;
-          if (!stream.isComplete) stats.aborted++;
-          stream.emit('close');
-        });
-        events.emit('stream', stream);
+        const stream = new MockStream({ id: nextId++, format: route.format, controls, path, body }, res);
+        track(stream, res);
         const answer: MockAnswer = {
           id: `mock-${stream.id}`,
           created: 1_700_000_000 + stream.id,
@@ -153,7 +109,7 @@ export async function startMockUpstream(options: MockUpstreamOptions = {}): Prom
           quirks: controls.framing === 'quirks',
           includeUsage: (body['stream_options'] as { include_usage?: unknown } | undefined)?.include_usage === true,
         };
-        return answerChat(res, stream, frames, answer, frames.maxTokens(body), frames.isStream(body));
+        return answerRequest(res, stream, route, body, answer);
       },
       () => json(res, 400, { error: { message: 'could not read the request body', type: 'invalid_request_error' } }),
     ).catch((err: unknown) => res.destroy(err as Error));
@@ -182,80 +138,68 @@ export async function startMockUpstream(options: MockUpstreamOptions = {}): Prom
   };
 }
 
-const QUIRKS_PIECE_BYTES = 3;
-
-async function answerChat(res: ServerResponse, stream: MockStream, frames: FormatFrames, a: MockAnswer, maxTokens: number | undefined, isStream: boolean): Promise<void> {
-  const c = stream.controls;
-  if (c.fault === 'status') return json(res, c.status, frames.errorBody(c.status, `mock upstream error ${c.status}`));
-  const tokens = maxTokens !== undefined && maxTokens < c.tokens ? maxTokens : c.tokens;
-  const finish = tokens < c.tokens ? 'length' : c.finish;
-  if (!isStream) {
-    await pause(stream, c.firstByteMs + c.intervalMs * tokens);
-    if (await fault(stream, frames, a, Math.min(c.after, c.tokens), false)) return;
-    const parts: string[] = [];
-    for (let i = 0; i < tokens; i++) parts.push(mockToken(i, c.tokenSize));
-    return json(res, 200, frames.completion(a, parts.join(''), tokens, finish));
-  }
-  res.writeHead(200, { 'content-type': frames.streamContentType, 'cache-control': 'no-cache' });
-  res.flushHeaders();
-  // 3-byte pieces split every multi-byte character of the vocabulary somewhere.
-  const write = (text: string): Promise<void> => (c.framing === 'quirks' ? stream.writeInPieces(text, QUIRKS_PIECE_BYTES) : stream.write(text));
-  await pause(stream, c.firstByteMs);
-  await write(frames.start(a));
-  for (let i = 0; i < tokens; i++) {
-    if (await fault(stream, frames, a, i, true)) return;
-    await pause(stream, c.intervalMs);
-    await write(frames.token(a, mockToken(i, c.tokenSize)));
-    if (stream.isClosed) return;
-  }
-  if (await fault(stream, frames, a, tokens, true)) return;
-  await write(frames.end(a, tokens, finish));
-  res.end();
+/** What each path answers: its format (whose error bodies and tool shapes it uses) and dialect. */
+interface Route {
+  format: MockFormat;
+  kind: 'chat' | 'completions' | 'responses' | 'embeddings';
+  frames: FormatFrames;
 }
 
-/** Applies the stream's fault when `sent` tokens went out. True: the answer is over (or stalls forever). */
-async function fault(stream: MockStream, frames: FormatFrames, a: MockAnswer, sent: number, isStream: boolean): Promise<boolean> {
-  const c = stream.controls;
-  if (c.fault === 'none' || sent !== Math.min(c.after, c.tokens) || stream.isClosed) return stream.isClosed;
-  switch (c.fault) {
-    case 'stall':
-      return true; // the connection stays open until the client gives up
-    case 'reset':
-      stream.reset();
-      return true;
-    case 'close':
-      stream.cut();
-      return true;
-    case 'malformed':
-      if (!isStream) return false;
-      await stream.write(frames.malformed(a));
-      return false;
-    case 'long-line':
-      if (!isStream) return false;
-      await stream.write(frames.longLine(a, c.lineBytes));
-      return false;
+const ROUTES: Record<string, Route> = {
+  [CHAT_PATHS.openai]: { format: 'openai', kind: 'chat', frames: FRAMES.openai },
+  [CHAT_PATHS.ollama]: { format: 'ollama', kind: 'chat', frames: FRAMES.ollama },
+  [CHAT_PATHS.anthropic]: { format: 'anthropic', kind: 'chat', frames: FRAMES.anthropic },
+  '/v1/completions': { format: 'openai', kind: 'completions', frames: completions },
+  '/v1/responses': { format: 'openai', kind: 'responses', frames: responses },
+  '/v1/embeddings': { format: 'openai', kind: 'embeddings', frames: FRAMES.openai },
+  '/api/embed': { format: 'ollama', kind: 'embeddings', frames: FRAMES.ollama },
+};
+
+function textsOf(route: Route, body: Record<string, unknown>): string[] {
+  switch (route.kind) {
+    case 'chat':
+      return messageTexts(body, route.format);
+    case 'embeddings':
+      return embeddingInputs(body['input']);
     default:
-      return false;
+      return promptTexts(body, route.kind);
   }
 }
 
-function pause(stream: MockStream, ms: number): Promise<void> {
-  if (ms <= 0 || stream.isClosed) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer);
-      stream.off('close', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    stream.once('close', done);
-  });
+async function answerRequest(res: ServerResponse, stream: MockStream, route: Route, body: Record<string, unknown>, a: MockAnswer): Promise<void> {
+  const { frames, format } = route;
+  const isStream = frames.isStream(body);
+  if (route.kind === 'embeddings') {
+    const c = stream.controls;
+    if (c.fault === 'status') return json(res, c.status, frames.errorBody(c.status, `mock upstream error ${c.status}`));
+    return json(res, 200, format === 'ollama' ? ollamaEmbed(body, a.model) : openaiEmbeddings(body, a.model));
+  }
+  if (route.kind !== 'chat') return answerText(res, stream, frames, a, { maxTokens: frames.maxTokens(body), isStream });
+  const tools = requestTools(body, format);
+  const forced = forcedTool(body, format, tools);
+  const names = stream.controls.tools.length > 0 ? stream.controls.tools : forced === undefined ? [] : [forced];
+  if (names.length > 0) {
+    const calls: MockCall[] = [];
+    for (const [i, name] of names.entries()) {
+      const spec = tools.find((t) => t.name === name);
+      // A real model never calls a tool it was not offered: a request that lost its tools on the way is a test failure.
+      if (spec === undefined) return json(res, 400, frames.errorBody(400, `tool "${name}" is not among the request's tools (${tools.map((t) => t.name).join(', ') || 'none'})`));
+      calls.push({ id: mockCallId(format, stream.id, i), name, args: stream.controls.args ?? JSON.stringify(toolArguments(spec.schema, stream.controls.tokens)) });
+    }
+    return answerTools(res, stream, { text: frames, tools: TOOL_FRAMES[format] }, a, calls, isStream);
+  }
+  const mode = jsonMode(body, format);
+  if (mode === undefined) return answerText(res, stream, frames, a, { maxTokens: frames.maxTokens(body), isStream });
+  const value = mode.kind === 'object' ? { answer: mockText(stream.controls.tokens) } : sampleFromSchema(mode.schema);
+  return answerText(res, stream, frames, a, { maxTokens: undefined, isStream, pieces: pieces(JSON.stringify(value)) });
 }
 
-function json(res: ServerResponse, status: number, value: unknown): void {
-  const body = JSON.stringify(value);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
-  res.end(body);
+/** A call's arguments made from its schema; a schema that allows any object (a JSON-answer tool) gets the JSON-mode answer. */
+function toolArguments(schema: unknown, tokens: number): unknown {
+  const hasProperties = typeof schema === 'object' && schema !== null && (schema as { properties?: unknown }).properties !== undefined;
+  if (!hasProperties) return { answer: mockText(tokens) };
+  const sample = sampleFromSchema(schema);
+  return typeof sample === 'object' && sample !== null ? sample : {};
 }
 
 async function readJson(req: IncomingMessage, maxBytes: number): Promise<Record<string, unknown> | undefined> {
@@ -272,18 +216,4 @@ async function readJson(req: IncomingMessage, maxBytes: number): Promise<Record<
   } catch {
     return undefined;
   }
-}
-
-/** Every message text of the request, system prompt first (Anthropic keeps it outside `messages`). */
-function messageTexts(body: Record<string, unknown>, format: MockFormat): string[] {
-  const texts: string[] = [];
-  if (format === 'anthropic' && typeof body['system'] === 'string') texts.push(body['system']);
-  const messages = Array.isArray(body['messages']) ? (body['messages'] as Array<{ content?: unknown }>) : [];
-  for (const m of messages) {
-    if (typeof m.content === 'string') texts.push(m.content);
-    else if (Array.isArray(m.content)) {
-      texts.push((m.content as Array<{ text?: unknown }>).map((p) => (typeof p.text === 'string' ? p.text : '')).join(''));
-    }
-  }
-  return texts;
 }

@@ -8,7 +8,7 @@ import { GraygateError } from '../../shared/errors.js';
 // Issue 9 part 5: a body is held once. With a Content-Length (the master
 // always sends one, SPEC §4a) each chunk is copied into one buffer of that
 // size as it arrives and dropped; the result owns its memory, so it can move
-// to the helper thread without a copy (chat/preparer.ts).
+// to the helper thread without a copy (call/preparer.ts).
 
 export interface ReadBodyOptions {
   /** Largest body accepted, bytes (limits.maxBodyBytes). */

@@ -1,5 +1,7 @@
 import { GraygateError } from '../../shared/errors.js';
 import { checkJsonLimits, type JsonLimits } from './json-limits.js';
+import { toolProblems, messageToolProblems } from './chat-tools.js';
+import { boolean, checker, isObject, nonEmptyString, nullable, number, object, positiveInteger } from './checks.js';
 
 // SPEC §5: the OpenAI Chat Completions request, as far as the gateway needs to
 // understand it. Only the fields the gateway reads are checked; the parsed
@@ -15,7 +17,7 @@ import { checkJsonLimits, type JsonLimits } from './json-limits.js';
  * object or array and 50 000 in all: a 5 000-message history or 128 tools
  * with large schemas fit several times over, while the costliest shape that
  * fits (50 000 keys all different) parses in about 0.2 s, off the event loop
- * (see chat/preparer.ts).
+ * (see call/preparer.ts).
  */
 export const CHAT_REQUEST_LIMITS: JsonLimits = { maxDepth: 64, maxMembers: 10_000, maxValues: 50_000 };
 
@@ -31,6 +33,33 @@ export interface ChatMessage {
   role: ChatRole;
   content?: string | ContentPart[] | null;
   name?: string;
+  /** Assistant messages: the calls the model made (SPEC §12). */
+  tool_calls?: RequestToolCall[] | null;
+  /** Tool messages: which call this is the result of. */
+  tool_call_id?: string;
+  [key: string]: unknown;
+}
+
+/** A tool call sent back in an assistant message; `function` is checked when `type` is "function". */
+export interface RequestToolCall {
+  id: string;
+  type: string;
+  function: { name: string; arguments: string };
+  [key: string]: unknown;
+}
+
+/** A tool the model may call; `function` is checked when `type` is "function" (other types pass through to an OpenAI upstream only). */
+export interface RequestTool {
+  type: string;
+  function: { name: string; description?: string; parameters?: Record<string, unknown>; strict?: boolean | null };
+  [key: string]: unknown;
+}
+
+export type ToolChoice = 'none' | 'auto' | 'required' | { type: string; function?: { name: string }; [key: string]: unknown };
+
+export interface ResponseFormat {
+  type: string;
+  json_schema?: { name: string; description?: string; schema?: Record<string, unknown>; strict?: boolean | null };
   [key: string]: unknown;
 }
 
@@ -44,8 +73,12 @@ export interface ChatRequest {
   temperature?: number | null;
   top_p?: number | null;
   stop?: string | string[] | null;
-  /** One choice per request: the converters build a single choice (index 0). */
-  n?: 1 | null;
+  /** Choices per request; only an OpenAI upstream takes more than 1 (upstream/field-support.ts). */
+  n?: number | null;
+  tools?: RequestTool[] | null;
+  tool_choice?: ToolChoice | null;
+  parallel_tool_calls?: boolean | null;
+  response_format?: ResponseFormat | null;
   [key: string]: unknown;
 }
 
@@ -76,18 +109,14 @@ const ROLES: ReadonlySet<unknown> = new Set<ChatRole>(['system', 'developer', 'u
 /** Every `path: message` problem of a parsed body, in field order; empty when it is a valid request. */
 export function chatRequestProblems(body: Record<string, unknown>): string[] {
   const problems: string[] = [];
-  const check = (path: string, value: unknown, rule: (v: unknown) => string | undefined): void => {
-    if (value === undefined) return;
-    const problem = rule(value);
-    if (problem !== undefined) problems.push(`${path}: ${problem}`);
-  };
-  check('model', body['model'], (v) => (typeof v !== 'string' ? 'must be a string' : v === '' ? 'must not be empty' : undefined));
+  const check = checker(problems);
+  check('model', body['model'], nonEmptyString);
   const messages = body['messages'];
   if (!Array.isArray(messages)) problems.push('messages: must be an array of messages');
   else if (messages.length === 0) problems.push('messages: must contain at least one message');
   else messages.forEach((m: unknown, i) => messageProblems(m, `messages.${i}`, problems));
   check('stream', body['stream'], nullable(boolean));
-  check('stream_options', body['stream_options'], nullable((v) => (isObject(v) ? undefined : 'must be an object')));
+  check('stream_options', body['stream_options'], nullable(object));
   const streamOptions = body['stream_options'];
   if (isObject(streamOptions)) check('stream_options.include_usage', streamOptions['include_usage'], boolean);
   check('max_tokens', body['max_tokens'], nullable(positiveInteger));
@@ -95,7 +124,8 @@ export function chatRequestProblems(body: Record<string, unknown>): string[] {
   check('temperature', body['temperature'], nullable(number));
   check('top_p', body['top_p'], nullable(number));
   check('stop', body['stop'], nullable((v) => (typeof v === 'string' || (Array.isArray(v) && v.every((s) => typeof s === 'string')) ? undefined : 'must be a string or an array of strings')));
-  check('n', body['n'], nullable((v) => (v === 1 ? undefined : 'only n = 1 is supported')));
+  check('n', body['n'], nullable(positiveInteger));
+  toolProblems(body, problems);
   return problems;
 }
 
@@ -110,47 +140,11 @@ function messageProblems(message: unknown, path: string, problems: string[]): vo
     problems.push(`${path}.content: must be a string, an array of content parts or null`);
   }
   if (message['name'] !== undefined && typeof message['name'] !== 'string') problems.push(`${path}.name: must be a string`);
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
+  messageToolProblems(message, path, problems);
 }
 
 function isContentPart(value: unknown): boolean {
   return isObject(value) && typeof value['type'] === 'string';
-}
-
-function nullable(rule: (v: unknown) => string | undefined): (v: unknown) => string | undefined {
-  return (v) => (v === null ? undefined : rule(v));
-}
-
-function boolean(v: unknown): string | undefined {
-  return typeof v === 'boolean' ? undefined : 'must be a boolean';
-}
-
-function number(v: unknown): string | undefined {
-  // JSON.parse turns 1e400 into Infinity, which no upstream takes.
-  return typeof v === 'number' && Number.isFinite(v) ? undefined : 'must be a number';
-}
-
-function positiveInteger(v: unknown): string | undefined {
-  if (typeof v !== 'number' || !Number.isInteger(v)) return 'must be an integer';
-  return v >= 1 ? undefined : 'must be ≥ 1';
-}
-
-/** The text of a message: a string as is, text parts joined; non-text parts are refused for upstreams that only take text. */
-export function messageText(msg: ChatMessage): string {
-  const content = msg.content;
-  if (content === undefined || content === null) return '';
-  if (typeof content === 'string') return content;
-  const parts: string[] = [];
-  for (const part of content) {
-    if (part.type !== 'text' || typeof part['text'] !== 'string') {
-      throw new GraygateError('invalid_request', `content parts of type "${part.type}" are not supported by this version's upstream`);
-    }
-    parts.push(part['text']);
-  }
-  return parts.join('');
 }
 
 /** max_completion_tokens is the newer name of max_tokens; either may be sent. */

@@ -33,3 +33,8 @@ export const SSE_HEADERS = {
   'cache-control': 'no-cache',
   'x-accel-buffering': 'no',
 } as const;
+
+/** One SSE event of type `type` (no `event:` line for the default `message`), its data verbatim: how relayed events go out. */
+export function encodeEvent(type: string, data: string): string {
+  return type === 'message' ? encodeData(data) : `event: ${type}\n${encodeData(data)}`;
+}

@@ -1,46 +1,27 @@
-import { maxTokensOf, messageText, stopsOf, type ChatRequest } from '../request/chat-request.js';
-import type { ChunkSink, FinishReason, StreamState } from '../types.js';
+import { JSON_ANSWER_BLOCK, type ChunkSink, type FinishReason, type StreamState } from '../types.js';
 import { GraygateError } from '../../shared/errors.js';
-import { parseUpstreamJson, requireModel, tokenCount, upstreamStreamError, type BuildOptions, type UpstreamAdapter, type UpstreamRequest } from './format-adapter.js';
-import { contentChunk, finishChunk, roleChunk, usageChunk } from './chunk-builders.js';
+import { parseUpstreamJson, tokenCount, upstreamStreamError, type UpstreamAdapter } from './format-adapter.js';
+import { contentChunk, finishChunk, roleChunk, toolArgumentsChunk, toolCallStartChunk, usageChunk } from './chunk-builders.js';
+import { buildAnthropicRequest, DEFAULT_ANTHROPIC_MAX_TOKENS } from './anthropic-request.js';
+import { JSON_ANSWER_TOOL } from './anthropic-tools.js';
 
 // Anthropic Messages upstream (SPEC §2: `{url}/v1/messages`), streamed as SSE:
 // message_start, content_block_start/delta/stop, message_delta, message_stop,
 // ping and error. https://docs.anthropic.com/en/api/messages-streaming
+// A `tool_use` block becomes an OpenAI tool call: its start the first fragment
+// (id, name), each `input_json_delta` an arguments fragment (SPEC §12); the
+// block of the JSON-mode answer tool is re-emitted as content.
 
-export const ANTHROPIC_VERSION = '2023-06-01';
-/** Anthropic requires max_tokens; OpenAI clients usually omit it. 4096 fits every current Claude model. */
-export const DEFAULT_ANTHROPIC_MAX_TOKENS = 4096;
+export { buildAnthropicRequest, DEFAULT_ANTHROPIC_MAX_TOKENS };
+export { ANTHROPIC_VERSION } from './auth-headers.js';
 
-export function buildAnthropicRequest(req: ChatRequest, options: BuildOptions): UpstreamRequest {
-  const model = requireModel(req, options);
-  // Anthropic takes system prompts as a top-level field, not as messages.
-  const system: string[] = [];
-  const messages: Array<{ role: 'user' | 'assistant'; content: string }> = [];
-  for (const m of req.messages) {
-    if (m.role === 'system' || m.role === 'developer') system.push(messageText(m));
-    else if (m.role === 'user' || m.role === 'assistant') messages.push({ role: m.role, content: messageText(m) });
-    else throw new GraygateError('invalid_request', 'messages: tool messages are not supported by an anthropic upstream');
-  }
-  if (messages.length === 0) throw new GraygateError('invalid_request', 'messages: an anthropic upstream needs at least one user or assistant message');
-  const body: Record<string, unknown> = { model, max_tokens: maxTokensOf(req) ?? DEFAULT_ANTHROPIC_MAX_TOKENS, messages, stream: true };
-  if (system.length > 0) body['system'] = system.join('\n\n');
-  if (req.temperature !== undefined && req.temperature !== null) body['temperature'] = req.temperature;
-  if (req.top_p !== undefined && req.top_p !== null) body['top_p'] = req.top_p;
-  const stop = stopsOf(req);
-  if (stop !== undefined) body['stop_sequences'] = stop;
-  const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'text/event-stream', 'anthropic-version': ANTHROPIC_VERSION };
-  if (options.apiKey !== undefined) headers['x-api-key'] = options.apiKey;
-  return { path: '/v1/messages', headers, body: Buffer.from(JSON.stringify(body)), model };
-}
-
-/** Anthropic stop_reason → OpenAI finish_reason. */
-export function mapAnthropicStopReason(reason: unknown): FinishReason {
+/** Anthropic stop_reason → OpenAI finish_reason. `tool_use` ended only by the JSON answer is a plain stop. */
+export function mapAnthropicStopReason(reason: unknown, hasToolCalls = true): FinishReason {
   switch (reason) {
     case 'max_tokens':
       return 'length';
     case 'tool_use':
-      return 'tool_calls';
+      return hasToolCalls ? 'tool_calls' : 'stop';
     case 'refusal':
       return 'content_filter';
     default: // end_turn, stop_sequence, pause_turn
@@ -67,15 +48,17 @@ export function convertAnthropicEvent(state: StreamState, type: string, data: st
       sink.chunk(roleChunk(state));
       return;
     }
-    case 'content_block_start': {
-      const block = value['content_block'] as { type?: unknown; text?: unknown } | undefined;
-      if (block?.type === 'text' && typeof block.text === 'string' && block.text !== '') sink.chunk(contentChunk(state, block.text));
-      return;
-    }
+    case 'content_block_start':
+      return startBlock(state, value, sink);
     case 'content_block_delta': {
-      const delta = value['delta'] as { type?: unknown; text?: unknown } | undefined;
-      // thinking_delta, input_json_delta, signature_delta have no OpenAI text equivalent.
+      const delta = value['delta'] as { type?: unknown; text?: unknown; partial_json?: unknown } | undefined;
       if (delta?.type === 'text_delta' && typeof delta.text === 'string' && delta.text !== '') sink.chunk(contentChunk(state, delta.text));
+      else if (delta?.type === 'input_json_delta' && typeof delta.partial_json === 'string' && delta.partial_json !== '') {
+        const block = state.blocks.get(blockIndex(value));
+        if (block === JSON_ANSWER_BLOCK) sink.chunk(contentChunk(state, delta.partial_json));
+        else if (block !== undefined) sink.chunk(toolArgumentsChunk(state, block, delta.partial_json));
+      }
+      // thinking_delta, signature_delta, citations_delta have no OpenAI equivalent.
       return;
     }
     case 'message_delta': {
@@ -83,7 +66,7 @@ export function convertAnthropicEvent(state: StreamState, type: string, data: st
       const usage = value['usage'] as { output_tokens?: unknown; input_tokens?: unknown } | undefined;
       if (usage?.output_tokens !== undefined) state.completionTokens = tokenCount(usage.output_tokens);
       if (usage?.input_tokens !== undefined && usage.input_tokens !== null) state.promptTokens = tokenCount(usage.input_tokens);
-      if (delta?.stop_reason !== undefined && delta.stop_reason !== null) sink.chunk(finishChunk(state, mapAnthropicStopReason(delta.stop_reason)));
+      if (delta?.stop_reason !== undefined && delta.stop_reason !== null) sink.chunk(finishChunk(state, mapAnthropicStopReason(delta.stop_reason, state.toolCalls > 0)));
       return;
     }
     case 'message_stop':
@@ -101,9 +84,28 @@ export function convertAnthropicEvent(state: StreamState, type: string, data: st
   }
 }
 
+function startBlock(state: StreamState, value: Record<string, unknown>, sink: ChunkSink): void {
+  const block = value['content_block'] as { type?: unknown; text?: unknown; id?: unknown; name?: unknown } | undefined;
+  if (block?.type === 'text' && typeof block.text === 'string' && block.text !== '') sink.chunk(contentChunk(state, block.text));
+  if (block?.type !== 'tool_use') return;
+  if (typeof block.id !== 'string' || typeof block.name !== 'string') throw new GraygateError('upstream_protocol_error', 'the upstream sent a tool_use block without an id or a name');
+  if (block.name === JSON_ANSWER_TOOL) {
+    state.blocks.set(blockIndex(value), JSON_ANSWER_BLOCK);
+    return;
+  }
+  const { chunk, index } = toolCallStartChunk(state, block.id, block.name);
+  state.blocks.set(blockIndex(value), index);
+  sink.chunk(chunk);
+}
+
+function blockIndex(value: Record<string, unknown>): number {
+  return typeof value['index'] === 'number' ? value['index'] : 0;
+}
+
 export const anthropicAdapter: UpstreamAdapter = {
   format: 'anthropic',
   framing: 'sse',
+  endpoints: new Set(['chat']),
   buildRequest: buildAnthropicRequest,
   convertEvent: convertAnthropicEvent,
 };

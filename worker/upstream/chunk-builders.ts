@@ -1,16 +1,40 @@
-import type { ChatCompletionChunk, FinishReason, StreamState, Usage } from '../types.js';
+import type { ChatCompletionChunk, ChoiceLogprobs, ChunkDelta, FinishReason, StreamState, Usage } from '../types.js';
 
 // The OpenAI chunks the ollama and anthropic converters build, in the order
-// OpenAI sends them: a role chunk (`content: ""`), content deltas, a chunk
-// with finish_reason and an empty delta, and a usage chunk with no choices.
+// OpenAI sends them: a role chunk (`content: ""`), content deltas or tool-call
+// fragments, a chunk with finish_reason and an empty delta, and a usage chunk
+// with no choices.
 
 export function roleChunk(state: StreamState): ChatCompletionChunk {
   state.isRoleSent = true;
   return chunkOf(state, { role: 'assistant', content: '' }, null);
 }
 
-export function contentChunk(state: StreamState, content: string): ChatCompletionChunk {
-  return chunkOf(state, { content }, null);
+export function contentChunk(state: StreamState, content: string, logprobs?: ChoiceLogprobs): ChatCompletionChunk {
+  const chunk = chunkOf(state, { content }, null);
+  if (logprobs !== undefined) chunk.choices[0]!.logprobs = logprobs;
+  return chunk;
+}
+
+/**
+ * The first fragment of a new tool call, as OpenAI streams it: index, id,
+ * type and name, empty arguments (SPEC §12). Returns the call's index too,
+ * for the argument fragments that follow.
+ */
+export function toolCallStartChunk(state: StreamState, id: string, name: string): { chunk: ChatCompletionChunk; index: number } {
+  const index = state.toolCalls++;
+  return { chunk: chunkOf(state, { tool_calls: [{ index, id, type: 'function', function: { name, arguments: '' } }] }, null), index };
+}
+
+/** A later fragment of tool call `index`: arguments only. */
+export function toolArgumentsChunk(state: StreamState, index: number, fragment: string): ChatCompletionChunk {
+  return chunkOf(state, { tool_calls: [{ index, function: { arguments: fragment } }] }, null);
+}
+
+/** A tool call the upstream sent whole (Ollama): its first fragment, then all its arguments in one. */
+export function wholeToolCallChunks(state: StreamState, id: string, name: string, args: string): ChatCompletionChunk[] {
+  const { chunk, index } = toolCallStartChunk(state, id, name);
+  return args === '' ? [chunk] : [chunk, toolArgumentsChunk(state, index, args)];
 }
 
 export function finishChunk(state: StreamState, reason: FinishReason): ChatCompletionChunk {
@@ -24,7 +48,12 @@ export function usageChunk(state: StreamState): ChatCompletionChunk {
   return { id: state.id, object: 'chat.completion.chunk', created: state.created, model: state.model, choices: [], usage };
 }
 
-function chunkOf(state: StreamState, delta: ChatCompletionChunk['choices'][number]['delta'], finishReason: FinishReason | null): ChatCompletionChunk {
+/** A tool-call id for an upstream that sent none: unique within the answer and, through the answer's own random id, across answers. */
+export function syntheticToolCallId(state: StreamState, index: number): string {
+  return `call_${state.id.slice(state.id.indexOf('-') + 1)}_${index}`;
+}
+
+function chunkOf(state: StreamState, delta: ChunkDelta, finishReason: FinishReason | null): ChatCompletionChunk {
   return {
     id: state.id,
     object: 'chat.completion.chunk',

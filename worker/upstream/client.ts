@@ -35,9 +35,12 @@ export interface UpstreamClientOptions {
 }
 
 export interface UpstreamCall {
+  /** Default POST; GET for model lists (SPEC §12). */
+  method?: 'GET' | 'POST';
   path: string;
   headers: Record<string, string>;
-  body: Buffer;
+  /** The request body; none for GET. */
+  body?: Buffer;
   signal: AbortSignal;
 }
 
@@ -71,9 +74,9 @@ export class UpstreamClient {
   request(call: UpstreamCall): Promise<Dispatcher.ResponseData> {
     return poolRequest.call(this.#pool, {
       path: this.#basePath + call.path,
-      method: 'POST',
+      method: call.method ?? 'POST',
       headers: call.headers,
-      body: call.body,
+      body: call.body ?? null,
       signal: call.signal,
       highWaterMark: UPSTREAM_HIGH_WATER_MARK_BYTES,
       headersTimeout: backstop(this.#options.firstByteMs),

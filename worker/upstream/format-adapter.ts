@@ -1,6 +1,6 @@
 import { GraygateError } from '../../shared/errors.js';
 import type { ChatRequest } from '../request/chat-request.js';
-import type { ChunkSink, StreamState } from '../types.js';
+import type { ChunkSink, EmbeddingEncoding, EndpointKind, RelayKind, StreamState } from '../types.js';
 
 // The contract every upstream format implements (SPEC §5, issue 3 part 2): a
 // pure request converter and an event converter that is deterministic given
@@ -39,6 +39,23 @@ export interface UpstreamAdapter {
    * Throws upstream_protocol_error for malformed data and upstream_status for an error the upstream reports in-stream.
    */
   convertEvent(state: StreamState, type: string, data: string, sink: ChunkSink): void;
+  /** The OpenAI endpoints this format serves (SPEC §12); any other is 400 unsupported_endpoint naming the format. */
+  readonly endpoints: ReadonlySet<EndpointKind>;
+  /** The upstream call of a relay endpoint this format serves (`endpoints`), from the client's parsed body. */
+  buildEndpointRequest?(kind: RelayKind, req: Record<string, unknown>, options: BuildOptions): UpstreamRequest;
+  /** A whole non-streamed upstream answer → the OpenAI answer's JSON bytes and its usage; absent: the answer is relayed byte for byte. */
+  convertAnswer?(kind: RelayKind, body: Buffer, hints: AnswerHints): ConvertedAnswer;
+}
+
+export interface ConvertedAnswer {
+  body: Buffer;
+  usage: { prompt_tokens: number; completion_tokens: number };
+}
+
+/** What converting a whole answer needs to know of the request. */
+export interface AnswerHints {
+  /** Embeddings: floats or base64 of little-endian float32s. */
+  encoding: EmbeddingEncoding;
 }
 
 /** A token count from an upstream usage field; anything but a finite number counts as 0. */
@@ -89,8 +106,8 @@ export function upstreamStreamError(message: string, status = 502): GraygateErro
   return new GraygateError('upstream_status', `the upstream reported an error: ${message}`, { status });
 }
 
-export function requireModel(req: ChatRequest, options: BuildOptions): string {
+export function requireModel(req: { model?: unknown }, options: BuildOptions): string {
   const model = options.model ?? req.model;
-  if (model === undefined) throw new GraygateError('invalid_request', 'model: is required');
+  if (typeof model !== 'string') throw new GraygateError('invalid_request', 'model: is required');
   return model;
 }

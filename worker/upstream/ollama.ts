@@ -1,37 +1,28 @@
-import { maxTokensOf, messageText, stopsOf, type ChatRequest } from '../request/chat-request.js';
-import type { ChunkSink, FinishReason, StreamState } from '../types.js';
+import type { ChoiceLogprobs, ChunkSink, FinishReason, StreamState, TokenLogprob } from '../types.js';
 import { GraygateError } from '../../shared/errors.js';
-import { parseUpstreamJson, requireModel, tokenCount, upstreamStreamError, type BuildOptions, type UpstreamAdapter, type UpstreamRequest } from './format-adapter.js';
-import { contentChunk, finishChunk, roleChunk, usageChunk } from './chunk-builders.js';
+import { parseUpstreamJson, tokenCount, upstreamStreamError, type UpstreamAdapter } from './format-adapter.js';
+import { contentChunk, finishChunk, roleChunk, syntheticToolCallId, usageChunk, wholeToolCallChunks } from './chunk-builders.js';
+import { buildOllamaRequest } from './ollama-request.js';
+import { buildOllamaEmbedRequest, convertOllamaEmbedAnswer } from './ollama-embed.js';
 
 // Ollama upstream (SPEC §2: `{url}/api/chat`): one JSON object per line
-// (NDJSON). Each line carries `message.content`; the last has `done: true`,
+// (NDJSON). Each line carries `message.content`, and `message.tool_calls`
+// when the model calls tools: whole calls, arguments as an object (SPEC §12),
+// which become OpenAI's fragments here. The last line has `done: true`,
 // `done_reason` and the token counts (prompt_eval_count, eval_count).
 // https://github.com/ollama/ollama/blob/main/docs/api.md#generate-a-chat-completion
 
-const ROLES: Record<string, string> = { system: 'system', developer: 'system', user: 'user', assistant: 'assistant', tool: 'tool' };
+export { buildOllamaRequest };
 
-export function buildOllamaRequest(req: ChatRequest, options: BuildOptions): UpstreamRequest {
-  const model = requireModel(req, options);
-  const messages = req.messages.map((m) => ({ role: ROLES[m.role]!, content: messageText(m) }));
-  const modelOptions: Record<string, unknown> = {};
-  if (req.temperature !== undefined && req.temperature !== null) modelOptions['temperature'] = req.temperature;
-  if (req.top_p !== undefined && req.top_p !== null) modelOptions['top_p'] = req.top_p;
-  const maxTokens = maxTokensOf(req);
-  if (maxTokens !== undefined) modelOptions['num_predict'] = maxTokens;
-  const stop = stopsOf(req);
-  if (stop !== undefined) modelOptions['stop'] = stop;
-  const body: Record<string, unknown> = { model, messages, stream: true };
-  if (Object.keys(modelOptions).length > 0) body['options'] = modelOptions;
-  // Ollama has no auth of its own, but a proxy in front of it may.
-  const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/x-ndjson' };
-  if (options.apiKey !== undefined) headers['authorization'] = `Bearer ${options.apiKey}`;
-  return { path: '/api/chat', headers, body: Buffer.from(JSON.stringify(body)), model };
+/** Ollama's done_reason → OpenAI finish_reason. "load"/"unload" never come with content; treat them as stop. Tool calls made: tool_calls. */
+export function mapOllamaDoneReason(reason: unknown, hasToolCalls = false): FinishReason {
+  if (reason === 'length') return 'length';
+  return hasToolCalls ? 'tool_calls' : 'stop';
 }
 
-/** Ollama's done_reason → OpenAI finish_reason. "load"/"unload" never come with content; treat them as stop. */
-export function mapOllamaDoneReason(reason: unknown): FinishReason {
-  return reason === 'length' ? 'length' : 'stop';
+interface OllamaToolCall {
+  id?: unknown;
+  function?: { name?: unknown; arguments?: unknown };
 }
 
 export function convertOllamaLine(state: StreamState, _type: string, line: string, sink: ChunkSink): void {
@@ -41,21 +32,54 @@ export function convertOllamaLine(state: StreamState, _type: string, line: strin
   if (typeof error === 'string') throw upstreamStreamError(error);
   if (state.isDone) throw new GraygateError('upstream_protocol_error', 'the upstream sent data after its final line');
   if (!state.isRoleSent) sink.chunk(roleChunk(state));
-  const message = value['message'] as { content?: unknown } | undefined;
+  const message = value['message'] as { content?: unknown; tool_calls?: unknown } | undefined;
   const content = message?.content;
-  if (typeof content === 'string' && content !== '') sink.chunk(contentChunk(state, content));
+  if (typeof content === 'string' && content !== '') sink.chunk(contentChunk(state, content, logprobsOf(value['logprobs'])));
+  const calls = message?.tool_calls;
+  if (Array.isArray(calls)) for (const call of calls as OllamaToolCall[]) sendToolCall(state, call, sink);
   if (value['done'] === true) {
     state.isDone = true;
     state.promptTokens = tokenCount(value['prompt_eval_count']);
     state.completionTokens = tokenCount(value['eval_count']);
-    sink.chunk(finishChunk(state, mapOllamaDoneReason(value['done_reason'])));
+    sink.chunk(finishChunk(state, mapOllamaDoneReason(value['done_reason'], state.toolCalls > 0)));
     sink.chunk(usageChunk(state));
   }
+}
+
+function sendToolCall(state: StreamState, call: OllamaToolCall, sink: ChunkSink): void {
+  const name = call.function?.name;
+  if (typeof name !== 'string' || name === '') throw new GraygateError('upstream_protocol_error', 'the upstream sent a tool call without a function name');
+  const args = call.function?.arguments ?? {};
+  // Ollama ≥ 0.12.10 gives each call an id; older ones give none.
+  const id = typeof call.id === 'string' && call.id !== '' ? call.id : syntheticToolCallId(state, state.toolCalls);
+  for (const chunk of wholeToolCallChunks(state, id, name, typeof args === 'string' ? args : JSON.stringify(args))) sink.chunk(chunk);
+}
+
+interface OllamaLogprob {
+  token?: unknown;
+  logprob?: unknown;
+  bytes?: unknown;
+  top_logprobs?: unknown;
+}
+
+/** Ollama's `logprobs` of one line (Ollama ≥ 0.12.11) → OpenAI's `logprobs.content`; undefined when the line has none. */
+export function logprobsOf(value: unknown): ChoiceLogprobs | undefined {
+  if (!Array.isArray(value) || value.length === 0) return undefined;
+  const token = (p: OllamaLogprob): Omit<TokenLogprob, 'top_logprobs'> => ({
+    token: typeof p.token === 'string' ? p.token : '',
+    logprob: typeof p.logprob === 'number' ? p.logprob : 0,
+    bytes: Array.isArray(p.bytes) ? (p.bytes as number[]) : null,
+  });
+  const content = (value as OllamaLogprob[]).map((p) => ({ ...token(p), top_logprobs: Array.isArray(p.top_logprobs) ? (p.top_logprobs as OllamaLogprob[]).map(token) : [] }));
+  return { content, refusal: null };
 }
 
 export const ollamaAdapter: UpstreamAdapter = {
   format: 'ollama',
   framing: 'ndjson',
+  endpoints: new Set(['chat', 'embeddings']),
   buildRequest: buildOllamaRequest,
   convertEvent: convertOllamaLine,
+  buildEndpointRequest: (kind, req, options) => buildOllamaEmbedRequest(kind, req, options),
+  convertAnswer: convertOllamaEmbedAnswer,
 };

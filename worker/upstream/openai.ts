@@ -1,21 +1,34 @@
 import type { ChatRequest } from '../request/chat-request.js';
-import type { ChatCompletionChunk, ChunkSink, StreamState } from '../types.js';
+import type { ChatCompletionChunk, ChunkSink, RelayKind, StreamState } from '../types.js';
 import { GraygateError } from '../../shared/errors.js';
+import { upstreamAuthHeaders } from './auth-headers.js';
 import { parseUpstreamJson, requireModel, upstreamErrorMessage, upstreamStreamError, type BuildOptions, type UpstreamAdapter, type UpstreamRequest } from './format-adapter.js';
 
 // OpenAI-compatible upstream (SPEC §2: `{url}/chat/completions`): SSE passed
 // through event by event. Each payload is parsed once (to validate it, SPEC
 // §5, and to read finish_reason and usage) and re-framed with its original
 // text, so every field the upstream sent reaches the client unchanged.
+// Embeddings, legacy completions and the Responses API are relayed as they
+// are (SPEC §12), with `upstream.model` put in when configured.
 
 export function buildOpenAIRequest(req: ChatRequest, options: BuildOptions): UpstreamRequest {
   const model = requireModel(req, options);
   // Usage is always asked for: it feeds the request log and non-streaming
   // answers; the usage chunk reaches a streaming client only if it asked.
   const body = { ...req, model, stream: true, stream_options: { ...req.stream_options, include_usage: true } };
-  const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'text/event-stream' };
-  if (options.apiKey !== undefined) headers['authorization'] = `Bearer ${options.apiKey}`;
+  const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'text/event-stream', ...upstreamAuthHeaders('openai', options.apiKey) };
   return { path: '/chat/completions', headers, body: Buffer.from(JSON.stringify(body)), model };
+}
+
+/** POST /v1/embeddings, /v1/completions, /v1/responses → the same call upstream (`{url}/embeddings`, …). */
+export function buildOpenAIRelayRequest(kind: RelayKind, req: Record<string, unknown>, options: BuildOptions): UpstreamRequest {
+  const model = requireModel(req as { model?: string }, options);
+  const body: Record<string, unknown> = { ...req, model };
+  const isStream = req['stream'] === true;
+  // Legacy completions stream usage only when asked: asked always, as for chat, and dropped unless the client asked.
+  if (kind === 'completions' && isStream) body['stream_options'] = { ...(req['stream_options'] as object | undefined), include_usage: true };
+  const headers: Record<string, string> = { 'content-type': 'application/json', accept: isStream ? 'text/event-stream' : 'application/json', ...upstreamAuthHeaders('openai', options.apiKey) };
+  return { path: `/${kind}`, headers, body: Buffer.from(JSON.stringify(body)), model };
 }
 
 export function convertOpenAIEvent(state: StreamState, _type: string, data: string, sink: ChunkSink): void {
@@ -42,6 +55,8 @@ export function convertOpenAIEvent(state: StreamState, _type: string, data: stri
 export const openaiAdapter: UpstreamAdapter = {
   format: 'openai',
   framing: 'sse',
+  endpoints: new Set(['chat', 'embeddings', 'completions', 'responses']),
   buildRequest: buildOpenAIRequest,
   convertEvent: convertOpenAIEvent,
+  buildEndpointRequest: buildOpenAIRelayRequest,
 };

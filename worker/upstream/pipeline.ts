@@ -1,27 +1,51 @@
 import type { Readable } from 'node:stream';
 import { GraygateError } from '../../shared/errors.js';
-import type { ChatOutput, StreamState } from '../types.js';
+import type { CallOutput, ChatOutput, StreamState } from '../types.js';
 import { EventDecoder } from '../sse/event-decoder.js';
 import { LineDecoder } from '../sse/line-decoder.js';
 import { upstreamErrorMessage, type UpstreamAdapter, type UpstreamRequest } from './format-adapter.js';
 import { toUpstreamError, type UpstreamClient } from './client.js';
 import { Deadlines } from './timeouts.js';
 
-// The pipeline of one upstream call (SPEC §5), for streaming and non-streaming
-// answers alike: the call, its body decoded incrementally (bytes → lines →
-// events → OpenAI chunks) and handed to an output that writes once per
-// upstream chunk. Backpressure: when the output cannot take more, the body is
-// paused, which makes undici stop reading the socket, until it is writable.
+// The pipeline of one upstream call (SPEC §5, §12), for every endpoint,
+// streaming or not: the call, its body decoded incrementally (bytes → lines →
+// events) and handed to a consumer (chat: OpenAI chunks; relays: the events
+// or bytes as they are), whose output writes once per upstream chunk.
+// Backpressure: when the output cannot take more, the body is paused, which
+// makes undici stop reading the socket, until it is writable.
 
 /** Largest upstream error body read to find its message, bytes. */
-const MAX_ERROR_BODY_BYTES = 64 * 1024;
+export const MAX_ERROR_BODY_BYTES = 64 * 1024;
+
+/** What reads the upstream's body. */
+export interface BodyConsumer {
+  /** How the body is framed: SSE events, one JSON document per line, or bytes taken as they come. */
+  readonly framing: 'sse' | 'ndjson' | 'bytes';
+  /** One SSE event (its `event:` type, `message` when absent) or one NDJSON line (type ''). Throws to fail the call. */
+  event(type: string, data: string): void;
+  /** `bytes` framing: one chunk of the body as it came. */
+  body(chunk: Buffer): void;
+  /** The body ended. Throws upstream_protocol_error when it ended before its final event. */
+  end(): void;
+}
+
+/** A chat call's consumer: the adapter's converter into OpenAI chunks, complete once the upstream sent its final event. */
+export function chatConsumer(adapter: UpstreamAdapter, state: StreamState, output: ChatOutput): BodyConsumer {
+  return {
+    framing: adapter.framing,
+    event: (type, data) => adapter.convertEvent(state, type, data, output),
+    body: () => undefined,
+    end() {
+      if (!state.isDone) throw new GraygateError('upstream_protocol_error', 'the upstream response ended before its final event');
+    },
+  };
+}
 
 export interface PipelineOptions {
   client: UpstreamClient;
-  adapter: UpstreamAdapter;
   request: UpstreamRequest;
-  state: StreamState;
-  output: ChatOutput;
+  consumer: BodyConsumer;
+  output: CallOutput;
   /** Aborted when the client goes away. */
   signal: AbortSignal;
   timeouts: { connectMs: number; firstByteMs: number; idleMs: number; totalMs: number };
@@ -65,16 +89,17 @@ export async function runPipeline(options: PipelineOptions, stats: PipelineStats
 }
 
 function pump(body: Readable, options: PipelineOptions, deadlines: Deadlines, stats: PipelineStats, explain: (err: unknown) => unknown): Promise<void> {
-  const { adapter, state, output } = options;
-  const onEvent = (type: string, data: string): void => adapter.convertEvent(state, type, data, output);
+  const { consumer, output } = options;
   let events: EventDecoder | undefined;
-  let lines: LineDecoder;
-  if (adapter.framing === 'sse') {
-    const decoder = new EventDecoder({ onEvent, maxEventBytes: options.maxEventBytes });
+  let lines: { push(chunk: Buffer): void; end(): void };
+  if (consumer.framing === 'sse') {
+    const decoder = new EventDecoder({ onEvent: (type, data) => consumer.event(type, data), maxEventBytes: options.maxEventBytes });
     events = decoder;
     lines = new LineDecoder({ onLine: (line) => decoder.line(line), maxLineBytes: options.maxEventBytes });
+  } else if (consumer.framing === 'ndjson') {
+    lines = new LineDecoder({ onLine: (line) => consumer.event('', line), maxLineBytes: options.maxEventBytes });
   } else {
-    lines = new LineDecoder({ onLine: (line) => onEvent('', line), maxLineBytes: options.maxEventBytes });
+    lines = { push: (chunk) => consumer.body(chunk), end: () => undefined };
   }
 
   return new Promise<void>((resolve, reject) => {
@@ -132,9 +157,7 @@ function pump(body: Readable, options: PipelineOptions, deadlines: Deadlines, st
       try {
         lines.end();
         events?.end();
-        if (!state.isDone) {
-          throw new GraygateError('upstream_protocol_error', 'the upstream response ended before its final event');
-        }
+        consumer.end();
       } catch (err) {
         output.flush();
         return settle(err);
@@ -147,7 +170,7 @@ function pump(body: Readable, options: PipelineOptions, deadlines: Deadlines, st
 }
 
 /** A non-2xx upstream answer → upstream_status with the upstream's status (4xx/429 kept, others 502) and message. */
-async function readStatusError(status: number, headers: Record<string, string | string[] | undefined>, body: Readable, maxBytes: number): Promise<GraygateError> {
+export async function readStatusError(status: number, headers: Record<string, string | string[] | undefined>, body: Readable, maxBytes: number): Promise<GraygateError> {
   const parts: Buffer[] = [];
   let bytes = 0;
   for await (const chunk of body as AsyncIterable<Buffer>) {

@@ -3,7 +3,7 @@ import { serializeError } from '../../shared/errors.js';
 import { loadAdapter } from '../upstream/load-adapter.js';
 import { fromTransferred, prepareCall, toTransferable, type PrepareJob, type PrepareReply, type PrepareThreadData } from './prepare.js';
 
-// Entry of the helper thread (chat/preparer.ts): prepares one large request
+// Entry of the helper thread (call/preparer.ts): prepares one large request
 // body at a time, so however long JSON.parse and JSON.stringify take, the
 // worker's event loop keeps streaming. Jobs arrive before the adapter has
 // loaded too: the port holds messages until the listener is attached.
@@ -15,10 +15,10 @@ port.on('message', (job: PrepareJob) => {
   let reply: PrepareReply;
   let transfer: ArrayBuffer[] = [];
   try {
-    const call = prepareCall(fromTransferred(job.body), adapter, data.build);
+    const call = prepareCall(job.kind, fromTransferred(job.body), adapter, data.build);
     const out = toTransferable(call.request.body);
     transfer = out.transfer;
-    reply = { id: job.id, ok: true, path: call.request.path, headers: call.request.headers, body: out.bytes, model: call.request.model, isStream: call.isStream, includeUsage: call.includeUsage };
+    reply = { id: job.id, ok: true, path: call.request.path, headers: call.request.headers, body: out.bytes, model: call.request.model, isStream: call.isStream, includeUsage: call.includeUsage, encoding: call.encoding };
   } catch (err) {
     const { code, message } = serializeError(err);
     reply = { id: job.id, ok: false, code, message };

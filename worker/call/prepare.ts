@@ -1,13 +1,15 @@
 import { GraygateError, ERROR_CATALOGUE, type ErrorCode } from '../../shared/errors.js';
 import { parseChatRequest } from '../request/chat-request.js';
+import { parseEndpointRequest } from '../request/endpoint-request.js';
+import type { EmbeddingEncoding, EndpointKind } from '../types.js';
 import type { BuildOptions, UpstreamAdapter, UpstreamFormat, UpstreamRequest } from '../upstream/format-adapter.js';
 
 // Request body → upstream call, as one pure step (issue 9 part 5): parse,
-// validate, convert. What comes out is the upstream body as bytes and the two
+// validate, convert, for every endpoint (SPEC §12). What comes out is the upstream body as bytes and the two
 // flags the handler reads; the parsed request is not kept, so a 10 MB prompt
 // is held once (as the upstream body) while its answer streams. Runs on the
 // event loop for small bodies and on a helper thread for large ones
-// (chat/preparer.ts); the messages between the two are declared here.
+// (call/preparer.ts); the messages between the two are declared here.
 
 export interface PreparedCall {
   request: UpstreamRequest;
@@ -15,12 +17,32 @@ export interface PreparedCall {
   isStream: boolean;
   /** `stream_options.include_usage`: send the usage chunk. */
   includeUsage: boolean;
+  /** Embeddings: how the client wants its vectors. */
+  encoding: EmbeddingEncoding;
 }
 
-export function prepareCall(body: Buffer, adapter: Pick<UpstreamAdapter, 'buildRequest'>, build: BuildOptions): PreparedCall {
-  const chat = parseChatRequest(body);
-  return { request: adapter.buildRequest(chat, build), isStream: chat.stream === true, includeUsage: chat.stream_options?.include_usage === true };
+export function prepareCall(kind: EndpointKind, body: Buffer, adapter: Pick<UpstreamAdapter, 'format' | 'endpoints' | 'buildRequest' | 'buildEndpointRequest'>, build: BuildOptions): PreparedCall {
+  if (kind === 'chat') {
+    const chat = parseChatRequest(body);
+    return { request: adapter.buildRequest(chat, build), isStream: chat.stream === true, includeUsage: chat.stream_options?.include_usage === true, encoding: 'float' };
+  }
+  if (!adapter.endpoints.has(kind) || adapter.buildEndpointRequest === undefined) throw unsupportedEndpoint(kind, adapter.format);
+  const req = parseEndpointRequest(kind, body);
+  return { request: adapter.buildEndpointRequest(kind, req.body, build), isStream: req.isStream, includeUsage: req.includeUsage, encoding: req.encoding };
 }
+
+/** SPEC §12: an endpoint the version's format does not serve, naming the format. */
+export function unsupportedEndpoint(kind: EndpointKind, format: UpstreamFormat): GraygateError {
+  return new GraygateError('unsupported_endpoint', `POST ${ENDPOINT_PATHS[kind]} is not supported by this version's upstream format (${format})`);
+}
+
+/** The worker path of each endpoint. */
+export const ENDPOINT_PATHS: Readonly<Record<EndpointKind, string>> = {
+  chat: '/v1/chat/completions',
+  embeddings: '/v1/embeddings',
+  completions: '/v1/completions',
+  responses: '/v1/responses',
+};
 
 /** What the helper thread is started with. */
 export interface PrepareThreadData {
@@ -31,12 +53,13 @@ export interface PrepareThreadData {
 /** Main → thread: one body; its memory is moved, not copied, when it owns its ArrayBuffer. */
 export interface PrepareJob {
   id: number;
+  kind: EndpointKind;
   body: Uint8Array;
 }
 
 /** Thread → main. Errors travel as data (STYLE §19). */
 export type PrepareReply =
-  | { id: number; ok: true; path: string; headers: Record<string, string>; body: Uint8Array; model: string; isStream: boolean; includeUsage: boolean }
+  | { id: number; ok: true; path: string; headers: Record<string, string>; body: Uint8Array; model: string; isStream: boolean; includeUsage: boolean; encoding: EmbeddingEncoding }
   | { id: number; ok: false; code: string; message: string };
 
 /** Buffer → the view to post and the memory to move with it (none when the Buffer is a slice of Node's shared pool). */

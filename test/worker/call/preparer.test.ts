@@ -1,7 +1,7 @@
 import t from 'tap';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { RequestPreparer } from '../../../worker/chat/preparer.js';
+import { RequestPreparer } from '../../../worker/call/preparer.js';
 import { loadAdapter } from '../../../worker/upstream/load-adapter.js';
 import { ROOT } from '../../helpers/gateway.js';
 
@@ -9,7 +9,7 @@ import { ROOT } from '../../helpers/gateway.js';
 // the helper thread, with the same result; the thread is the built one
 // (`npm test` builds first), since a thread cannot run the TypeScript sources.
 
-const threadUrl = pathToFileURL(join(ROOT, 'dist/worker/chat/prepare-thread.js'));
+const threadUrl = pathToFileURL(join(ROOT, 'dist/worker/call/prepare-thread.js'));
 const body = (content: string, extra: Record<string, unknown> = {}): Buffer =>
   Buffer.from(JSON.stringify({ model: 'm', stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content }], ...extra }));
 
@@ -28,7 +28,7 @@ t.test('inline and on the thread, the same upstream call', async (t) => {
   t.same({ ...onThread, request: { ...onThread.request, body: undefined } }, { ...small, request: { ...small.request, body: undefined } }, 'same flags, path, headers and model');
   t.equal(JSON.parse(onThread.request.body.toString()).messages[0].content, bigText);
   t.same([onThread.isStream, onThread.includeUsage], [true, true]);
-  await t.rejects(preparer.prepare(body('x'.repeat(2048), { n: 3 }), { signal }), { code: 'invalid_request', message: /only n = 1/ }, 'a refusal crosses back with its code');
+  await t.rejects(preparer.prepare(body('x'.repeat(2048), { n: 3 }), { signal }), { code: 'invalid_request', message: /^n: an anthropic upstream cannot express it/ }, 'a refusal crosses back with its code');
 });
 
 t.test('a caller that gives up stops waiting; close() and destroy() stop the thread', async (t) => {
@@ -56,4 +56,23 @@ t.test('destroy() fails the jobs in flight', async (t) => {
   await preparer.destroy();
   await refused;
   t.equal(preparer.hasThread, false);
+});
+
+t.test('every endpoint kind, inline and on the thread', async (t) => {
+  const adapter = await loadAdapter('openai');
+  const preparer = new RequestPreparer({ adapter, build: { model: 'pinned', apiKey: undefined }, inlineMaxBytes: 1024, threadUrl });
+  t.teardown(() => preparer.destroy());
+  const signal = new AbortController().signal;
+  const embed = (input: string): Buffer => Buffer.from(JSON.stringify({ model: 'm', input, encoding_format: 'base64' }));
+  const small = await preparer.prepare(embed('x'), { signal, kind: 'embeddings' });
+  const big = await preparer.prepare(embed('x'.repeat(4096)), { signal, kind: 'embeddings' });
+  t.equal(preparer.hasThread, true);
+  for (const call of [small, big]) {
+    t.same([call.request.path, call.request.model, call.encoding, call.isStream], ['/embeddings', 'pinned', 'base64', false]);
+  }
+  const responses = await preparer.prepare(Buffer.from(JSON.stringify({ model: 'm', input: 'y'.repeat(2048), stream: true })), { signal, kind: 'responses' });
+  t.same([responses.request.path, responses.isStream], ['/responses', true]);
+  const ollama = new RequestPreparer({ adapter: await loadAdapter('ollama'), build: { model: undefined, apiKey: undefined }, inlineMaxBytes: 16, threadUrl });
+  t.teardown(() => ollama.destroy());
+  await t.rejects(ollama.prepare(Buffer.from(JSON.stringify({ model: 'm', prompt: 'p'.repeat(100) })), { signal, kind: 'completions' }), { code: 'unsupported_endpoint', message: /\(ollama\)/ }, 'a kind the format lacks');
 });

@@ -1,6 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import { GraygateError } from '../../shared/errors.js';
 import type { BuildOptions, UpstreamAdapter } from '../upstream/format-adapter.js';
+import type { EndpointKind } from '../types.js';
 import { fromTransferred, prepareCall, toJobError, toTransferable, type PreparedCall, type PrepareJob, type PrepareReply, type PrepareThreadData } from './prepare.js';
 
 // Issue 9 part 5: parsing a body costs time in proportion to its size (on a
@@ -56,16 +57,17 @@ export class RequestPreparer {
   }
 
   /**
-   * Parses, validates and converts a request body; rejects with
+   * Parses, validates and converts a request body of endpoint `kind` (default chat); rejects with
    * invalid_request, or with the signal's reason once it aborts. A large
    * body's memory moves to the thread: the caller must not use it afterwards.
    */
-  prepare(body: Buffer, options: { signal: AbortSignal }): Promise<PreparedCall> {
+  prepare(body: Buffer, options: { signal: AbortSignal; kind?: EndpointKind }): Promise<PreparedCall> {
     const { signal } = options;
+    const kind = options.kind ?? 'chat';
     if (signal.aborted) return Promise.reject(signal.reason);
     if (body.length <= this.#inlineMaxBytes) {
       try {
-        return Promise.resolve(prepareCall(body, this.#options.adapter, this.#options.build));
+        return Promise.resolve(prepareCall(kind, body, this.#options.adapter, this.#options.build));
       } catch (err) {
         return Promise.reject(err);
       }
@@ -89,7 +91,7 @@ export class RequestPreparer {
         },
       });
       const { bytes, transfer } = toTransferable(body);
-      thread.postMessage({ id, body: bytes } satisfies PrepareJob, transfer);
+      thread.postMessage({ id, kind, body: bytes } satisfies PrepareJob, transfer);
     });
   }
 
@@ -118,7 +120,7 @@ export class RequestPreparer {
       this.#settle(reply.id, (waiter) => {
         if (!reply.ok) return waiter.reject(toJobError(reply));
         const request = { path: reply.path, headers: reply.headers, body: fromTransferred(reply.body), model: reply.model };
-        waiter.resolve({ request, isStream: reply.isStream, includeUsage: reply.includeUsage });
+        waiter.resolve({ request, isStream: reply.isStream, includeUsage: reply.includeUsage, encoding: reply.encoding });
       });
     });
     // A crashed thread fails its jobs; the next large body starts a new one.

@@ -1,0 +1,155 @@
+import t from 'tap';
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import OpenAI from 'openai';
+import { startGateway } from '../helpers/gateway.js';
+import { startMockUpstream, mockEmbedding, mockText, countPromptTokens, BASE_PATHS, MOCK_MODEL_CREATED, type MockFormat, type MockStream } from '../../shared/mock-upstream/index.js';
+import { postStream } from '../worker/fixtures/sse-client.js';
+
+// Issue 12 parts 2 and 3, SPEC §12: embeddings, legacy completions, the
+// Responses API and models through the real gateway with the official openai
+// client: relayed for OpenAI upstreams, converted for Ollama embeddings,
+// refused with unsupported_endpoint naming the format elsewhere.
+
+const MODELS = ['mock-large', 'mock-small'];
+
+t.test('endpoints per format', async (t) => {
+  const mock = await startMockUpstream({ models: MODELS });
+  t.teardown(() => mock.close());
+  // A port nothing listens on: an upstream that is down.
+  const closed = createServer();
+  closed.listen(0, '127.0.0.1');
+  await once(closed, 'listening');
+  const deadPort = (closed.address() as AddressInfo).port;
+  await new Promise((r) => closed.close(r));
+
+  const versions: Record<string, Record<string, unknown>> = {};
+  for (const f of ['openai', 'ollama', 'anthropic'] as MockFormat[]) versions[f] = { weight: f === 'openai' ? 1 : 0, upstream: { format: f, url: mock.url + BASE_PATHS[f] } };
+  versions['pinned'] = { weight: 0, upstream: { format: 'ollama', url: mock.url, model: 'pinned:7b' } };
+  versions['pinging'] = { weight: 0, upstream: { format: 'anthropic', url: mock.url, pingIntervalMs: 20 } };
+  versions['down'] = { weight: 0, upstream: { format: 'openai', url: `http://127.0.0.1:${deadPort}/v1`, timeouts: { connectMs: 2000 } } };
+  const gw = await startGateway(t, { versions, routing: { default: 'openai' } });
+  const clientOf = (version: string): OpenAI => new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'not-used', maxRetries: 0, defaultHeaders: { 'x-version': version } });
+  const nextUpstream = (): Promise<MockStream> => once(mock.events, 'stream').then(([s]) => s as MockStream);
+  const inputs = ['The quick brown fox', 'naïve café 🚀'];
+  const expected = inputs.map((text) => mockEmbedding(text));
+
+  for (const version of ['openai', 'ollama']) {
+    t.test(`${version}: embeddings, base64 (the client's default) and float`, async (t) => {
+      const client = clientOf(version);
+      const upstream = nextUpstream();
+      const viaBase64 = await client.embeddings.create({ model: 'embedder', input: inputs });
+      t.same((await upstream).path, version === 'openai' ? '/v1/embeddings' : '/api/embed');
+      t.equal(viaBase64.object, 'list');
+      t.same(viaBase64.data.map((d) => d.index), [0, 1]);
+      t.same(viaBase64.data.map((d) => Array.from(d.embedding)), expected, 'the vectors, exactly (float32 through base64)');
+      t.same(viaBase64.usage, { prompt_tokens: countPromptTokens(inputs), total_tokens: countPromptTokens(inputs) });
+      t.equal(viaBase64.model, 'embedder');
+      const viaFloat = await client.embeddings.create({ model: 'embedder', input: 'one', encoding_format: 'float', dimensions: 4 });
+      t.same(viaFloat.data[0]!.embedding, mockEmbedding('one', 4), 'floats; dimensions passed on');
+    });
+  }
+
+  t.test('ollama: embeddings of token arrays are a 400 naming input', async (t) => {
+    await t.rejects(clientOf('ollama').embeddings.create({ model: 'e', input: [[1, 2, 3]] }), { status: 400, message: /^400 input: an ollama upstream embeds text/ });
+  });
+
+  t.test('openai: legacy completions, not streamed and streamed', async (t) => {
+    const client = clientOf('openai');
+    const prompt = 'Say hello [mock tokens=5]';
+    const completion = await client.completions.create({ model: 'davinci-mock', prompt });
+    t.equal(completion.object, 'text_completion');
+    t.equal(completion.choices[0]!.text, mockText(5));
+    t.equal(completion.choices[0]!.finish_reason, 'stop');
+    t.same(completion.usage, { prompt_tokens: countPromptTokens([prompt]), completion_tokens: 5, total_tokens: countPromptTokens([prompt]) + 5 });
+    const parts: string[] = [];
+    let usage: OpenAI.CompletionUsage | undefined;
+    for await (const chunk of await client.completions.create({ model: 'davinci-mock', prompt, stream: true, stream_options: { include_usage: true } })) {
+      parts.push(chunk.choices[0]?.text ?? '');
+      if (chunk.usage) usage = chunk.usage;
+    }
+    t.equal(parts.join(''), mockText(5));
+    t.equal(usage?.completion_tokens, 5, 'the usage chunk when asked');
+    const raw = await postStream(`${gw.url}/v1/completions`, { model: 'm', prompt, stream: true });
+    await raw.done;
+    t.equal(raw.data.at(-1), '[DONE]');
+    t.notOk(raw.data.some((d) => d.includes('"usage"')), 'no usage chunk unless asked (graygate asks the upstream for it always)');
+  });
+
+  t.test('openai: the Responses API, not streamed and streamed, events relayed as they are', async (t) => {
+    const client = clientOf('openai');
+    const response = await client.responses.create({ model: 'gpt-mock', input: 'Say hello [mock tokens=6]' });
+    t.equal(response.object, 'response');
+    t.equal(response.status, 'completed');
+    t.equal(response.output_text, mockText(6));
+    t.equal(response.usage?.output_tokens, 6);
+    const types: string[] = [];
+    const deltas: string[] = [];
+    for await (const event of await client.responses.create({ model: 'gpt-mock', input: 'Say hello [mock tokens=6]', stream: true })) {
+      types.push(event.type);
+      if (event.type === 'response.output_text.delta') deltas.push(event.delta);
+    }
+    t.equal(types[0], 'response.created');
+    t.equal(types.at(-1), 'response.completed');
+    t.equal(deltas.join(''), mockText(6));
+    const raw = await postStream(`${gw.url}/v1/responses`, { model: 'm', input: 'hi [mock tokens=2]', stream: true });
+    await raw.done;
+    const first = JSON.parse(raw.data[0]!) as { type: string; sequence_number: number };
+    t.same([first.type, first.sequence_number], ['response.created', 0], 'events unchanged');
+    t.notOk(raw.data.includes('[DONE]'), 'no [DONE] added: the Responses API sends none');
+  });
+
+  t.test('a client leaving a relayed stream closes the upstream', async (t) => {
+    const upstream = nextUpstream();
+    const s = await postStream(`${gw.url}/v1/responses`, { model: 'm', input: 'hi [mock tokens=50 fault=stall after=2]', stream: true });
+    const handle = await upstream;
+    await s.until(() => s.data.filter((d) => d.includes('output_text.delta')).length === 2);
+    const gone = once(handle, 'close');
+    s.req.destroy();
+    await gone;
+    t.equal(handle.isComplete, false);
+  });
+
+  t.test('endpoints a format does not serve: 400 unsupported_endpoint naming the format', async (t) => {
+    const cases: Array<[string, () => Promise<unknown>]> = [
+      ['anthropic', () => clientOf('anthropic').embeddings.create({ model: 'e', input: 'x' })],
+      ['ollama', () => clientOf('ollama').completions.create({ model: 'm', prompt: 'x' })],
+      ['anthropic', () => clientOf('anthropic').completions.create({ model: 'm', prompt: 'x' })],
+      ['ollama', () => clientOf('ollama').responses.create({ model: 'm', input: 'x' })],
+      ['anthropic', () => clientOf('anthropic').responses.create({ model: 'm', input: 'x', stream: true })],
+    ];
+    for (const [format, call] of cases) {
+      await t.rejects(call(), { status: 400, code: 'unsupported_endpoint', message: new RegExp(`upstream format \\(${format}\\)`) });
+    }
+  });
+
+  for (const version of ['openai', 'ollama', 'anthropic']) {
+    t.test(`${version}: models listed by the upstream, and retrieved`, async (t) => {
+      const client = clientOf(version);
+      const list = await client.models.list();
+      t.same(list.data.map((m) => m.id), MODELS, 'the real model ids');
+      t.ok(list.data.every((m) => m.object === 'model' && m.created === MOCK_MODEL_CREATED));
+      const one = await client.models.retrieve('mock-small');
+      t.same([one.id, one.object], ['mock-small', 'model']);
+      await t.rejects(client.models.retrieve('no-such-model'), { status: 404, code: 'not_found' });
+    });
+  }
+
+  t.test('upstream.model wins; ids with slashes and colons are retrieved', async (t) => {
+    const client = clientOf('pinned');
+    t.same((await client.models.list()).data.map((m) => m.id), ['pinned:7b']);
+    t.equal((await client.models.retrieve('pinned:7b')).owned_by, 'graygate/pinned');
+  });
+
+  t.test("a whole answer slower than pingIntervalMs: the worker's 102s do not disturb the client", async (t) => {
+    const completion = await clientOf('pinging').chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'hi [mock tokens=3 first-byte-ms=300]' }] });
+    t.equal(completion.choices[0]!.message.content, mockText(3));
+    const embedded = await clientOf('openai').embeddings.create({ model: 'e', input: 'x' });
+    t.equal(embedded.data.length, 1);
+  });
+
+  t.test('an upstream that is down and nothing cached: 502 upstream_unreachable', async (t) => {
+    await t.rejects(clientOf('down').models.list(), { status: 502, code: 'upstream_unreachable' });
+  });
+});

@@ -1,0 +1,159 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { randomBytes } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { toErrorResponse } from '../../shared/errors.js';
+import { headerValue, sendError } from '../../shared/http-headers.js';
+import type { Logger } from '../../shared/log.js';
+import type { UpstreamConfig } from '../../shared/config.js';
+import type { Disposer } from '../../shared/abort.js';
+import { readBody } from '../request/body.js';
+import type { EndpointKind } from '../types.js';
+import type { UpstreamAdapter } from '../upstream/format-adapter.js';
+import type { UpstreamClient } from '../upstream/client.js';
+import { runPipeline, type PipelineStats } from '../upstream/pipeline.js';
+import { upstreamErrorKind, type WorkerMetrics } from '../metrics.js';
+import type { RequestPreparer } from './preparer.js';
+import type { CallResponse, OpenedCall } from './call-response.js';
+import { openCall } from './open-call.js';
+import { startProcessingPings } from './processing-pings.js';
+
+// Every POST endpoint that calls the upstream (SPEC §5, §12): chat
+// completions, embeddings, legacy completions, responses. One lifecycle for
+// all: read and prepare the body, call the upstream with the version's
+// timeouts, the client leaving aborting it (SPEC §5), answer streamed or
+// whole, feed the metrics once, and log one line when done (SPEC §9).
+
+export interface CallHandlerOptions {
+  /** The version's converter: its events → OpenAI chunks. */
+  adapter: UpstreamAdapter;
+  /** Body → upstream request (validation and conversion, off the event loop for large bodies). */
+  preparer: RequestPreparer;
+  client: UpstreamClient;
+  upstream: UpstreamConfig;
+  /** limits.maxBodyBytes. */
+  maxBodyBytes: number;
+  log: Logger;
+  /** This worker's metrics (SPEC §9): fed once per request, never per chunk. */
+  metrics: WorkerMetrics;
+}
+
+/** nginx's "client closed request": logged when the client left before a status was sent. */
+const STATUS_CLIENT_CLOSED = 499;
+
+export async function handleCall(kind: EndpointKind, req: IncomingMessage, res: ServerResponse, options: CallHandlerOptions): Promise<void> {
+  const startedMs = performance.now();
+  const reqId = headerValue(req.headers['x-request-id']);
+  const { metrics, upstream } = options;
+  // SPEC §5: the client leaving aborts the upstream at once, whatever the phase.
+  // Nothing is answered to a client that left, so the abort's reason is the
+  // signal's own AbortError and `client.signal.aborted` is how it is told apart.
+  const client = new AbortController();
+  const onClose = (): void => {
+    if (!res.writableFinished) client.abort();
+  };
+  res.on('close', onClose);
+
+  const stats: PipelineStats = { upstreamBytes: 0, peakUpstreamBufferedBytes: 0 };
+  let isStream = false;
+  let opened: OpenedCall | undefined;
+  let stopPings: Disposer | undefined;
+  let errorCode: string | undefined;
+  try {
+    const body = await readBody(req, { maxBytes: options.maxBodyBytes, signal: client.signal });
+    // Issue 9 part 5: a large body's memory moves to the preparer's thread, and the parsed request is not kept: only the upstream body is.
+    const call = await options.preparer.prepare(body, { signal: client.signal, kind });
+    isStream = call.isStream;
+    if (isStream) metrics.streamStarted(); // paired with streamEnded in `finally`
+    // A whole answer says nothing until the upstream is done: 102s keep the master's headers timeout from firing (SPEC §4a).
+    else stopPings = startProcessingPings(res, upstream.pingIntervalMs);
+    opened = openCall({
+      kind,
+      call,
+      adapter: options.adapter,
+      res,
+      headers: reqId === undefined ? {} : { 'x-request-id': reqId },
+      id: `chatcmpl-${randomBytes(12).toString('base64url')}`,
+      created: Math.floor(Date.now() / 1000),
+      now: () => performance.now(),
+      onFirstToken: (atMs) => metrics.observeFirstToken((atMs - startedMs) / 1000),
+    });
+    await runPipeline(
+      {
+        client: options.client,
+        request: call.request,
+        consumer: opened.consumer,
+        output: opened.response,
+        signal: client.signal,
+        timeouts: upstream.timeouts,
+        maxEventBytes: upstream.maxEventBytes,
+        pingIntervalMs: isStream ? upstream.pingIntervalMs : 0,
+      },
+      stats,
+    );
+    stopPings?.();
+    opened.response.complete();
+  } catch (err) {
+    // A client that left gets no answer and counts as no error (it is logged as `aborted`).
+    if (!client.signal.aborted) {
+      const response = toErrorResponse(err);
+      const { code } = response.body.error;
+      errorCode = code;
+      const kind = upstreamErrorKind(code);
+      if (kind !== undefined) metrics.onUpstreamError(kind);
+      if (response.status === 500) options.log.error({ err, reqId }, 'unexpected error in the request handler');
+      if (opened?.response.isCommitted === true) opened.response.failAfterCommit(err);
+      else {
+        // SPEC §4 413: the rest of the body is not read; the connection closes after the answer.
+        if (code === 'body_too_large') res.setHeader('connection', 'close');
+        sendError(res, response);
+      }
+    }
+  } finally {
+    stopPings?.();
+    res.off('close', onClose);
+    if (isStream) metrics.streamEnded();
+    const usage = opened?.usage();
+    if (usage !== undefined) metrics.addTokens(usage);
+    options.log.info(logLine(req, res, { startedMs, isStream, stats, response: opened?.response, usage, errorCode, isAborted: client.signal.aborted, reqId }), 'request finished');
+  }
+}
+
+interface LineFacts {
+  startedMs: number;
+  isStream: boolean;
+  stats: PipelineStats;
+  response: CallResponse | undefined;
+  usage: { prompt_tokens: number; completion_tokens: number } | undefined;
+  errorCode: string | undefined;
+  isAborted: boolean;
+  reqId: string | undefined;
+}
+
+/** Issue 5 part 4: the same keys as the master's line (reqId joins the two); pid and version are root bindings. */
+function logLine(req: IncomingMessage, res: ServerResponse, facts: LineFacts): Record<string, unknown> {
+  const { response } = facts;
+  const line: Record<string, unknown> = {
+    reqId: facts.reqId,
+    method: req.method,
+    path: (req.url ?? '/').split('?', 1)[0],
+    status: res.headersSent ? res.statusCode : STATUS_CLIENT_CLOSED,
+    durationMs: round(performance.now() - facts.startedMs),
+    bytesOut: response?.bytesOut ?? 0,
+    stream: facts.isStream,
+    upstreamBytes: facts.stats.upstreamBytes,
+  };
+  if (facts.isStream && response !== undefined) {
+    line['firstTokenMs'] = response.firstTokenAtMs === undefined ? undefined : round(response.firstTokenAtMs - facts.startedMs);
+    // What this stream held in the worker at most: unsent output plus unread upstream body (issue 3 part 6).
+    line['peakBufferedBytes'] = (response.peakBufferedBytes ?? 0) + facts.stats.peakUpstreamBufferedBytes;
+  }
+  line['tokens'] = facts.usage?.completion_tokens ?? response?.contentChunks ?? 0;
+  if (facts.usage !== undefined) line['promptTokens'] = facts.usage.prompt_tokens;
+  if (facts.errorCode !== undefined) line['error'] = facts.errorCode;
+  if (facts.isAborted) line['aborted'] = true;
+  return line;
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 100) / 100;
+}

@@ -1,0 +1,89 @@
+import type { ServerResponse } from 'node:http';
+import { GraygateError } from '../../shared/errors.js';
+import type { BodyConsumer } from '../upstream/pipeline.js';
+import type { CallResponse } from './call-response.js';
+
+// A non-streamed answer written once, whole, when the upstream is done: a
+// chat completion aggregated from chunks (chat/aggregate.ts), or an answer
+// converted as a whole (Ollama embeddings). Until then the client gets only
+// `102 Processing` pings (call/processing-pings.ts).
+
+export interface JsonAnswerOptions {
+  res: ServerResponse;
+  /** Extra response headers (e.g. x-request-id). */
+  headers: Record<string, string>;
+  /** The answer's JSON bytes, built when the upstream finished. */
+  build: () => Buffer;
+  /** Content pieces the answer holds (for the log line). */
+  contentChunks: () => number;
+}
+
+export class JsonAnswer implements CallResponse {
+  bytesOut = 0;
+  readonly #options: JsonAnswerOptions;
+
+  constructor(options: JsonAnswerOptions) {
+    this.#options = options;
+  }
+
+  get contentChunks(): number {
+    return this.#options.contentChunks();
+  }
+
+  get isCommitted(): boolean {
+    return this.#options.res.headersSent;
+  }
+
+  // Nothing is written before the end, so the output never pushes back.
+  flush(): boolean {
+    return true;
+  }
+
+  onWritable(): () => void {
+    return () => undefined;
+  }
+
+  ping(): void {}
+
+  complete(): void {
+    const body = this.#options.build();
+    this.#options.res.writeHead(200, { ...this.#options.headers, 'content-type': 'application/json', 'content-length': body.length });
+    this.#options.res.end(body);
+    this.bytesOut = body.length;
+  }
+
+  // One write at the end: nothing can fail after it.
+  failAfterCommit(): void {
+    this.#options.res.destroy();
+  }
+}
+
+/**
+ * Reads a whole upstream answer into memory, up to `maxBytes` (over it:
+ * upstream_protocol_error), for answers that are converted as a whole.
+ */
+export class CollectedBody implements BodyConsumer {
+  readonly framing = 'bytes';
+  readonly #maxBytes: number;
+  readonly #parts: Buffer[] = [];
+  #bytes = 0;
+
+  constructor(maxBytes: number) {
+    this.#maxBytes = maxBytes;
+  }
+
+  event(): void {}
+
+  body(chunk: Buffer): void {
+    this.#bytes += chunk.length;
+    if (this.#bytes > this.#maxBytes) throw new GraygateError('upstream_protocol_error', `the upstream answer is larger than ${this.#maxBytes} bytes`);
+    this.#parts.push(chunk);
+  }
+
+  end(): void {}
+
+  /** The whole answer, once the body ended. */
+  bytes(): Buffer {
+    return Buffer.concat(this.#parts, this.#bytes);
+  }
+}

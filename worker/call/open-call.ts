@@ -1,0 +1,69 @@
+import type { ServerResponse } from 'node:http';
+import { createStreamState, type EndpointKind } from '../types.js';
+import type { UpstreamAdapter } from '../upstream/format-adapter.js';
+import { chatConsumer } from '../upstream/pipeline.js';
+import { CompletionAggregator } from '../chat/aggregate.js';
+import type { PreparedCall } from './prepare.js';
+import { SseWriter } from '../chat/sse-writer.js';
+import { BytesRelay } from '../relay/bytes-relay.js';
+import { SseRelay } from '../relay/sse-relay.js';
+import type { OpenedCall } from './call-response.js';
+import { CollectedBody, JsonAnswer } from './json-answer.js';
+
+// Which reader and which writer an upstream call gets (SPEC §5, §12):
+//   chat, stream         upstream events → OpenAI chunks → SSE
+//   chat, not streamed   upstream events → OpenAI chunks → one chat.completion
+//   relay, stream        OpenAI upstream's events → the same events (completions, responses)
+//   relay, not streamed  OpenAI upstream's JSON → the same bytes (embeddings, completions, responses)
+//   converted answer     the upstream's whole JSON → OpenAI's (Ollama embeddings)
+
+/** Largest upstream answer converted as a whole, bytes: 64 MiB holds 2 048 embeddings of 3 072 dimensions as JSON. */
+export const MAX_CONVERTED_ANSWER_BYTES = 64 * 1024 * 1024;
+
+export interface OpenCallOptions {
+  kind: EndpointKind;
+  call: PreparedCall;
+  adapter: UpstreamAdapter;
+  res: ServerResponse;
+  /** Extra response headers (e.g. x-request-id). */
+  headers: Record<string, string>;
+  /** Chat: the answer's id and creation time (unix seconds). */
+  id: string;
+  created: number;
+  /** Monotonic clock in ms. */
+  now: () => number;
+  /** The first content of a stream went out, at this `now()` reading. */
+  onFirstToken: (atMs: number) => void;
+}
+
+export function openCall(options: OpenCallOptions): OpenedCall {
+  const { kind, call, adapter, res, headers } = options;
+  const stream = { res, headers, now: options.now, onFirstToken: options.onFirstToken };
+  if (kind === 'chat') {
+    const state = createStreamState({ id: options.id, created: options.created, model: call.request.model });
+    if (call.isStream) {
+      const writer = new SseWriter({ ...stream, includeUsage: call.includeUsage });
+      return { consumer: chatConsumer(adapter, state, writer), response: writer, usage: () => state.usage };
+    }
+    const aggregator = new CompletionAggregator();
+    const build = (): Buffer => Buffer.from(JSON.stringify(aggregator.toCompletion()));
+    return { consumer: chatConsumer(adapter, state, aggregator), response: new JsonAnswer({ res, headers, build, contentChunks: () => aggregator.contentChunks }), usage: () => state.usage };
+  }
+  const convert = adapter.convertAnswer;
+  if (convert !== undefined) {
+    const collected = new CollectedBody(MAX_CONVERTED_ANSWER_BYTES);
+    let usage: { prompt_tokens: number; completion_tokens: number } | undefined;
+    const build = (): Buffer => {
+      const answer = convert(kind, collected.bytes(), { encoding: call.encoding });
+      usage = answer.usage;
+      return answer.body;
+    };
+    return { consumer: collected, response: new JsonAnswer({ res, headers, build, contentChunks: () => (usage === undefined ? 0 : 1) }), usage: () => usage };
+  }
+  if (call.isStream && kind !== 'embeddings') {
+    const relay = new SseRelay({ ...stream, kind, includeUsage: call.includeUsage });
+    return { consumer: relay.consumer, response: relay, usage: () => relay.usage() };
+  }
+  const relay = new BytesRelay({ res, headers });
+  return { consumer: relay, response: relay, usage: () => relay.usage() };
+}

@@ -1,0 +1,21 @@
+import type { ServerResponse } from 'node:http';
+import type { Disposer } from '../../shared/abort.js';
+
+// A non-streamed answer says nothing until the upstream is done, which for a
+// long completion can be minutes; the master gives a worker
+// limits.workerHeadersTimeoutMs (30 s) from request to first response byte,
+// and counts each `102 Processing` (RFC 2518 §10.1, an informational answer
+// HTTP/1.1 clients skip) as a sign of life (SPEC §4a). So while the answer is
+// pending, one goes out every `intervalMs` (upstream.pingIntervalMs, the same
+// period as a stream's `: ping`), until the response head is written.
+
+/** Starts the pings; the disposer stops them (the head going out also does). `intervalMs` 0: none. */
+export function startProcessingPings(res: ServerResponse, intervalMs: number): Disposer {
+  // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client.
+  if (intervalMs <= 0 || (res.req.httpVersionMajor === 1 && res.req.httpVersionMinor === 0)) return () => undefined;
+  const timer = setInterval(() => {
+    if (res.headersSent || res.destroyed) return clearInterval(timer);
+    res.writeProcessing();
+  }, intervalMs);
+  return () => clearInterval(timer);
+}

@@ -1,0 +1,47 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { GraygateError, toErrorResponse } from '../../shared/errors.js';
+import { sendError, sendJson } from '../../shared/http-headers.js';
+import type { ModelCatalog } from './model-catalog.js';
+import type { ModelEntry } from './model-list.js';
+
+// GET /v1/models and GET /v1/models/{id} (SPEC §12), in OpenAI's shapes: a
+// list, one model object, or 404 not_found for an id the version does not
+// serve.
+//
+// The master's deploy probe (master/deploy.ts) calls GET /v1/models on a new
+// worker and needs an answer under 500 within seconds, whatever the state of
+// the upstream. The probe is the one caller that does not come through the
+// master's proxy, which stamps every request it forwards with
+// `x-graygate-version` (SPEC §3). So a request without it is answered from
+// what is known now, without waiting (an empty list at worst), and warms the
+// cache for the clients that follow.
+
+/** Header the master's proxy sets on every request it forwards (SPEC §3). */
+const PROXIED_HEADER = 'x-graygate-version';
+
+export function handleModels(req: IncomingMessage, res: ServerResponse, modelId: string | undefined, catalog: ModelCatalog): void {
+  if (req.headers[PROXIED_HEADER] === undefined) {
+    catalog.warm();
+    sendJson(res, 200, listOf(catalog.peek() ?? []));
+    return;
+  }
+  const client = new AbortController();
+  const onClose = (): void => client.abort();
+  res.once('close', onClose);
+  catalog
+    .list({ signal: client.signal })
+    .then((models) => {
+      if (modelId === undefined) return sendJson(res, 200, listOf(models));
+      const model = models.find((m) => m.id === modelId);
+      if (model === undefined) throw new GraygateError('not_found', `The model '${modelId}' does not exist on this version`);
+      sendJson(res, 200, model);
+    })
+    .catch((err: unknown) => {
+      if (!client.signal.aborted) sendError(res, toErrorResponse(err));
+    })
+    .finally(() => res.off('close', onClose));
+}
+
+function listOf(models: ModelEntry[]): { object: 'list'; data: ModelEntry[] } {
+  return { object: 'list', data: models };
+}

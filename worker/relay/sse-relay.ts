@@ -1,0 +1,83 @@
+import { GraygateError } from '../../shared/errors.js';
+import { encodeEvent } from '../sse/encoder.js';
+import { SseResponse, type SseResponseOptions } from '../sse/sse-response.js';
+import type { BodyConsumer } from '../upstream/pipeline.js';
+import { parseUpstreamJson, upstreamErrorMessage, upstreamStreamError } from '../upstream/format-adapter.js';
+import type { CallResponse } from '../call/call-response.js';
+import { usageOf } from './usage-tail.js';
+
+// A streamed answer of an OpenAI upstream relayed event by event (SPEC §12):
+// legacy completions (`data:` chunks, `data: [DONE]`) and the Responses API
+// (`event: response.output_text.delta` … `event: response.completed`). Each
+// event keeps its type and data text; only the framing is the encoder's.
+// Each payload is parsed once, as for chat (SPEC §5: invalid JSON is an
+// upstream_protocol_error), to know when the stream is complete and to read
+// its usage. Legacy completions get their usage chunk asked for always
+// (upstream/openai.ts) and forwarded only when the client asked.
+
+/** Responses API events after which the stream is over. */
+const RESPONSES_FINAL: ReadonlySet<unknown> = new Set(['response.completed', 'response.incomplete', 'response.failed', 'error']);
+
+export interface SseRelayOptions extends SseResponseOptions {
+  kind: 'completions' | 'responses';
+  /** stream_options.include_usage (legacy completions). */
+  includeUsage: boolean;
+}
+
+export class SseRelay extends SseResponse implements CallResponse {
+  readonly consumer: BodyConsumer;
+  readonly #options: SseRelayOptions;
+  #isDone = false;
+  #usage: Record<string, unknown> | undefined;
+
+  constructor(options: SseRelayOptions) {
+    super(options);
+    this.#options = options;
+    this.consumer = {
+      framing: 'sse',
+      event: (type, data) => this.#event(type, data),
+      body: () => undefined,
+      end: () => {
+        if (!this.#isDone) throw new GraygateError('upstream_protocol_error', 'the upstream response ended before its final event');
+      },
+    };
+  }
+
+  complete(): void {
+    this.finish('');
+  }
+
+  usage(): { prompt_tokens: number; completion_tokens: number } | undefined {
+    return usageOf(this.#usage);
+  }
+
+  #event(type: string, data: string): void {
+    if (this.#options.kind === 'completions' && data === '[DONE]') {
+      this.#isDone = true;
+      this.queue(encodeEvent(type, data), false);
+      return;
+    }
+    const value = parseUpstreamJson(data);
+    if (this.#options.kind === 'completions') {
+      if (value['error'] !== undefined && value['error'] !== null) throw upstreamStreamError(upstreamErrorMessage(data));
+      const choices = value['choices'];
+      if (isRecord(value['usage'])) this.#usage = value['usage'];
+      if (Array.isArray(choices) && choices.length === 0 && !this.#options.includeUsage) return;
+      const text = Array.isArray(choices) ? (choices[0] as { text?: unknown } | undefined)?.text : undefined;
+      this.queue(encodeEvent(type, data), typeof text === 'string' && text !== '');
+      return;
+    }
+    const kind = value['type'];
+    if (RESPONSES_FINAL.has(kind)) {
+      this.#isDone = true;
+      const usage = (value['response'] as { usage?: unknown } | undefined)?.usage;
+      if (isRecord(usage)) this.#usage = usage;
+    }
+    // Every `*.delta` is generated output: text, refusals, tool-call arguments, reasoning summaries.
+    this.queue(encodeEvent(type, data), typeof kind === 'string' && kind.endsWith('.delta'));
+  }
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}

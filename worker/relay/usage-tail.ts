@@ -1,0 +1,71 @@
+// The token usage of a relayed, non-streamed JSON answer (SPEC §9 tokens,
+// §12), which may be megabytes long (a batch of embeddings) and is passed on
+// chunk by chunk, never held whole. OpenAI puts `usage` at the end of every
+// such object (chat, completions, embeddings, responses), so the last bytes
+// are kept and searched once the answer is over. A `"usage"` key can't be
+// confused with text inside a string: a quote in a JSON string is escaped.
+
+/** Bytes kept from the end of an answer: `usage` and what follows it (Responses: `user`, `metadata` up to 16 pairs) fit. */
+export const USAGE_TAIL_BYTES = 16 * 1024;
+
+export class UsageTail {
+  readonly #maxBytes: number;
+  #parts: Buffer[] = [];
+  #bytes = 0;
+
+  constructor(maxBytes = USAGE_TAIL_BYTES) {
+    this.#maxBytes = maxBytes;
+  }
+
+  push(chunk: Buffer): void {
+    this.#parts.push(chunk);
+    this.#bytes += chunk.length;
+    while (this.#parts.length > 1 && this.#bytes - this.#parts[0]!.length >= this.#maxBytes) this.#bytes -= this.#parts.shift()!.length;
+  }
+
+  /** The tokens of the last `usage` object in the kept bytes, OpenAI's names or the Responses API's. */
+  usage(): { prompt_tokens: number; completion_tokens: number } | undefined {
+    const joined = Buffer.concat(this.#parts);
+    return usageOf(findUsage(joined.toString('utf8', Math.max(0, joined.length - this.#maxBytes))));
+  }
+}
+
+/** The object after the last `"usage":` in `text`, parsed; undefined when there is none or it is cut. */
+export function findUsage(text: string): Record<string, unknown> | undefined {
+  const at = text.lastIndexOf('"usage"');
+  if (at === -1) return undefined;
+  let i = at + '"usage"'.length;
+  while (i < text.length && /\s/.test(text[i]!)) i++;
+  if (text[i] !== ':') return undefined;
+  i++;
+  while (i < text.length && /\s/.test(text[i]!)) i++;
+  if (text[i] !== '{') return undefined;
+  const end = objectEnd(text, i);
+  if (end === -1) return undefined;
+  try {
+    const value = JSON.parse(text.slice(i, end + 1)) as unknown;
+    return typeof value === 'object' && value !== null ? (value as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Index of the `}` closing the object that opens at `start`, strings skipped; -1 if it is not closed. */
+function objectEnd(text: string, start: number): number {
+  let depth = 0;
+  for (let i = start; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') {
+      for (i++; i < text.length && text[i] !== '"'; i++) if (text[i] === '\\') i++;
+    } else if (c === '{') depth++;
+    else if (c === '}' && --depth === 0) return i;
+  }
+  return -1;
+}
+
+/** prompt/completion tokens from OpenAI's usage names or the Responses API's (input/output). */
+export function usageOf(usage: Record<string, unknown> | undefined): { prompt_tokens: number; completion_tokens: number } | undefined {
+  if (usage === undefined) return undefined;
+  const count = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
+  return { prompt_tokens: count(usage['prompt_tokens'] ?? usage['input_tokens']), completion_tokens: count(usage['completion_tokens'] ?? usage['output_tokens']) };
+}

@@ -1,0 +1,99 @@
+import type { ServerResponse } from 'node:http';
+import { toSseErrorEvent } from '../../shared/errors.js';
+import { PING_COMMENT, SSE_HEADERS } from './encoder.js';
+
+// What every streamed answer shares (SPEC §5, issue 3 parts 6–8), chat chunks
+// and relayed events alike. The status is committed late: headers go out with
+// the first batch of events (or the first ping), so a failure before any
+// content still gets a real HTTP status. Events produced by one upstream read
+// are joined and written at once: one write, one Buffer conversion and one
+// syscall per upstream chunk, not per event.
+
+export interface SseResponseOptions {
+  res: ServerResponse;
+  /** Monotonic clock in ms, for first-token latency. */
+  now: () => number;
+  /** Extra response headers (e.g. x-request-id). */
+  headers?: Record<string, string>;
+  /** Called once, with the `now()` reading, when the first content event is written (the first-token metric, issue 5). */
+  onFirstToken?: (atMs: number) => void;
+}
+
+export abstract class SseResponse {
+  /** Bytes written to the client. */
+  bytesOut = 0;
+  /** Content events sent (text, tool-call fragments). */
+  contentChunks = 0;
+  /** Clock reading when the first content event was queued; undefined until then. */
+  firstTokenAtMs: number | undefined = undefined;
+  /** Highest res.writableLength seen: what this stream held in memory on our side. */
+  peakBufferedBytes = 0;
+  protected readonly res: ServerResponse;
+  readonly #options: SseResponseOptions;
+  #batch = '';
+
+  constructor(options: SseResponseOptions) {
+    this.res = options.res;
+    this.#options = options;
+  }
+
+  /** Queues framed event text; written at the next flush. Bounded by what one upstream chunk produces. */
+  protected queue(text: string, isContent: boolean): void {
+    if (isContent) {
+      this.contentChunks++;
+      if (this.firstTokenAtMs === undefined) {
+        this.firstTokenAtMs = this.#options.now();
+        this.#options.onFirstToken?.(this.firstTokenAtMs);
+      }
+    }
+    this.#batch += text;
+  }
+
+  flush(): boolean {
+    if (this.#batch === '') return !this.res.writableNeedDrain;
+    const text = this.#batch;
+    this.#batch = '';
+    return this.#write(text);
+  }
+
+  onWritable(resume: () => void): () => void {
+    this.res.once('drain', resume);
+    return () => this.res.off('drain', resume);
+  }
+
+  ping(): void {
+    // A client that is not reading needs no keep-alive, and a ping must never grow its buffer.
+    if (this.res.writableNeedDrain || this.res.destroyed) return;
+    this.#write(PING_COMMENT);
+  }
+
+  /** The upstream finished: pending events, then `last` (e.g. `[DONE]`), end. */
+  protected finish(last: string): void {
+    this.#batch += last;
+    this.flush();
+    this.res.end();
+  }
+
+  get isCommitted(): boolean {
+    return this.res.headersSent;
+  }
+
+  /** After the status went out (STYLE §9): a final error event, no `[DONE]`, end. */
+  failAfterCommit(err: unknown): void {
+    if (this.res.destroyed || this.res.writableEnded) return;
+    this.#batch = '';
+    this.#write(toSseErrorEvent(err));
+    this.res.end();
+  }
+
+  #write(text: string): boolean {
+    const res = this.res;
+    if (res.destroyed) return true;
+    if (!res.headersSent) res.writeHead(200, { ...this.#options.headers, ...SSE_HEADERS });
+    const buf = Buffer.from(text, 'utf8');
+    this.bytesOut += buf.length;
+    const isReady = res.write(buf);
+    if (res.writableLength > this.peakBufferedBytes) this.peakBufferedBytes = res.writableLength;
+    return isReady;
+  }
+}

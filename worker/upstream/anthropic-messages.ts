@@ -1,0 +1,96 @@
+import type { ChatMessage } from '../request/chat-request.js';
+import { checkName, contentParts, invalid, parseArguments, parseDataUrl, textOnly, type Part } from './message-parts.js';
+
+// OpenAI messages → Anthropic Messages (SPEC §12): system and developer
+// messages become the top-level `system`; an assistant's tool calls become
+// `tool_use` blocks; tool messages become `tool_result` blocks of a user
+// turn (consecutive results, and a user message after them, share one turn,
+// as Anthropic wants every result of a turn in the next user message); images
+// become image blocks. https://docs.anthropic.com/en/api/messages
+
+export type AnthropicBlock = Record<string, unknown> & { type: string };
+
+export interface AnthropicMessage {
+  role: 'user' | 'assistant';
+  content: string | AnthropicBlock[];
+}
+
+/** The image types Anthropic takes. */
+const IMAGE_TYPES: ReadonlySet<string> = new Set(['image/jpeg', 'image/png', 'image/gif', 'image/webp']);
+
+export function anthropicMessages(messages: ChatMessage[]): { system: string[]; messages: AnthropicMessage[] } {
+  const system: string[] = [];
+  const out: AnthropicMessage[] = [];
+  // The user turn tool results went into, while more may join it.
+  let resultTurn: AnthropicMessage | undefined;
+  messages.forEach((m, i) => {
+    const path = `messages.${i}`;
+    checkName(m, path, 'anthropic');
+    if (m.role === 'system' || m.role === 'developer') {
+      system.push(textOnly(m, path, 'anthropic'));
+      return;
+    }
+    if (m.role === 'tool') {
+      const block: AnthropicBlock = { type: 'tool_result', tool_use_id: m.tool_call_id!, content: textOnly(m, path, 'anthropic') };
+      if (resultTurn === undefined) out.push((resultTurn = { role: 'user', content: [] }));
+      (resultTurn.content as AnthropicBlock[]).push(block);
+      return;
+    }
+    if (m.role === 'user') {
+      const blocks = joinTexts(contentParts(m, path, 'anthropic', true)).map(userBlock);
+      if (resultTurn !== undefined) {
+        (resultTurn.content as AnthropicBlock[]).push(...blocks.filter((b) => b.type !== 'text' || b['text'] !== ''));
+        resultTurn = undefined;
+        return;
+      }
+      out.push({ role: 'user', content: simplify(blocks) });
+      return;
+    }
+    resultTurn = undefined;
+    out.push({ role: 'assistant', content: simplify(assistantBlocks(m, path)) });
+  });
+  return { system, messages: out };
+}
+
+/** Adjacent text parts as one (OpenAI concatenates them; Anthropic would see separate blocks). */
+function joinTexts(parts: Part[]): Part[] {
+  const out: Part[] = [];
+  for (const part of parts) {
+    const last = out.at(-1);
+    if (part.kind === 'text' && last?.kind === 'text') out[out.length - 1] = { kind: 'text', text: last.text + part.text };
+    else out.push(part);
+  }
+  return out;
+}
+
+function userBlock(part: Part): AnthropicBlock {
+  if (part.kind === 'text') return { type: 'text', text: part.text };
+  const data = parseDataUrl(part.url);
+  if (data !== undefined) {
+    if (data.mediaType === undefined || !IMAGE_TYPES.has(data.mediaType)) {
+      throw invalid(part.path, `an anthropic upstream takes images of type ${[...IMAGE_TYPES].join(', ')}`);
+    }
+    return { type: 'image', source: { type: 'base64', media_type: data.mediaType, data: data.data } };
+  }
+  if (!/^https?:\/\//i.test(part.url)) throw invalid(part.path, 'must be an http(s) URL or a base64 data: URL');
+  return { type: 'image', source: { type: 'url', url: part.url } };
+}
+
+function assistantBlocks(m: ChatMessage, path: string): AnthropicBlock[] {
+  const text = textOnly(m, path, 'anthropic');
+  // Anthropic refuses empty text blocks.
+  const blocks: AnthropicBlock[] = text === '' ? [] : [{ type: 'text', text }];
+  (m.tool_calls ?? []).forEach((call, j) => {
+    const at = `${path}.tool_calls.${j}`;
+    if (call.type !== 'function') throw invalid(`${at}.type`, `an anthropic upstream takes function calls only, not "${call.type}"`);
+    blocks.push({ type: 'tool_use', id: call.id, name: call.function.name, input: parseArguments(call.function.arguments, `${at}.function.arguments`, 'anthropic') });
+  });
+  return blocks;
+}
+
+/** A turn that is one text block goes as a plain string, as it always did; anything else as blocks. */
+function simplify(blocks: AnthropicBlock[]): string | AnthropicBlock[] {
+  if (blocks.length === 0) return '';
+  if (blocks.length === 1 && blocks[0]!.type === 'text') return blocks[0]!['text'] as string;
+  return blocks;
+}

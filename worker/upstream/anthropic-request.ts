@@ -1,0 +1,39 @@
+import { maxTokensOf, stopsOf, type ChatRequest } from '../request/chat-request.js';
+import { GraygateError } from '../../shared/errors.js';
+import { upstreamAuthHeaders } from './auth-headers.js';
+import { checkChatFields } from './field-support.js';
+import { requireModel, type BuildOptions, type UpstreamRequest } from './format-adapter.js';
+import { invalid } from './message-parts.js';
+import { anthropicMessages } from './anthropic-messages.js';
+import { anthropicToolFields } from './anthropic-tools.js';
+
+// OpenAI chat request → Anthropic `/v1/messages` (SPEC §2, §12). What Anthropic
+// cannot express is a 400 naming the field (upstream/field-support.ts).
+
+/** Anthropic requires max_tokens; OpenAI clients usually omit it. 4096 fits every current Claude model. */
+export const DEFAULT_ANTHROPIC_MAX_TOKENS = 4096;
+
+/** Anthropic's temperature range is 0–1 (OpenAI's 0–2): a higher one is refused, not scaled. */
+const MAX_TEMPERATURE = 1;
+
+export function buildAnthropicRequest(req: ChatRequest, options: BuildOptions): UpstreamRequest {
+  checkChatFields(req, 'anthropic');
+  const model = requireModel(req, options);
+  const { system, messages } = anthropicMessages(req.messages);
+  if (messages.length === 0) throw new GraygateError('invalid_request', 'messages: an anthropic upstream needs at least one user or assistant message');
+  const body: Record<string, unknown> = { model, max_tokens: maxTokensOf(req) ?? DEFAULT_ANTHROPIC_MAX_TOKENS, messages, stream: true };
+  if (system.length > 0) body['system'] = system.join('\n\n');
+  if (req.temperature !== undefined && req.temperature !== null) {
+    if (req.temperature > MAX_TEMPERATURE) throw invalid('temperature', `an anthropic upstream takes 0 to ${MAX_TEMPERATURE}`);
+    body['temperature'] = req.temperature;
+  }
+  if (req.top_p !== undefined && req.top_p !== null) body['top_p'] = req.top_p;
+  if (typeof req['top_k'] === 'number') body['top_k'] = req['top_k'];
+  const stop = stopsOf(req);
+  if (stop !== undefined) body['stop_sequences'] = stop;
+  const userId = req['safety_identifier'] ?? req['user'];
+  if (typeof userId === 'string') body['metadata'] = { user_id: userId };
+  Object.assign(body, anthropicToolFields(req));
+  const headers = { 'content-type': 'application/json', accept: 'text/event-stream', ...upstreamAuthHeaders('anthropic', options.apiKey) };
+  return { path: '/v1/messages', headers, body: Buffer.from(JSON.stringify(body)), model };
+}

@@ -1,0 +1,71 @@
+import type { ChatRequest } from '../request/chat-request.js';
+import { functionTools, invalid } from './message-parts.js';
+
+// Tool calling and JSON mode on an Anthropic upstream (SPEC §12).
+// https://docs.anthropic.com/en/docs/agents-and-tools/tool-use/implement-tool-use
+//   tools          → `tools` with `input_schema` (and `strict`, which Anthropic honours)
+//   tool_choice    → auto → auto, none → none, required → any, named → tool
+//   parallel_tool_calls: false → `disable_parallel_tool_use: true`
+//   response_format json_schema → `output_config.format` (structured outputs:
+//                    the answer is text that follows the schema)
+//   response_format json_object → Anthropic has no schema-less JSON mode, so
+//                    a tool whose input is any JSON object is forced, and its
+//                    input is re-emitted as the answer's content (anthropic.ts)
+
+/** The tool that carries a json_object answer; reserved: a client tool of this name is refused. */
+export const JSON_ANSWER_TOOL = 'respond_with_json';
+
+const JSON_ANSWER_TOOL_SPEC = {
+  name: JSON_ANSWER_TOOL,
+  description: 'Give your whole answer as the input of this tool: one JSON object.',
+  input_schema: { type: 'object', additionalProperties: true },
+};
+
+/** The fields of the Anthropic body that tools and JSON mode set; absent ones are left out. */
+export interface AnthropicToolFields {
+  tools?: Array<Record<string, unknown>>;
+  tool_choice?: Record<string, unknown>;
+  output_config?: Record<string, unknown>;
+}
+
+export function anthropicToolFields(req: ChatRequest): AnthropicToolFields {
+  const out: AnthropicToolFields = {};
+  const tools = functionTools(req.tools ?? [], 'anthropic', true).map((t, i) => {
+    if (t.name === JSON_ANSWER_TOOL) throw invalid(`tools.${i}.function.name`, `"${JSON_ANSWER_TOOL}" is reserved by graygate on an anthropic upstream (it carries JSON-mode answers)`);
+    const tool: Record<string, unknown> = { name: t.name, input_schema: t.parameters ?? { type: 'object', properties: {} } };
+    if (t.description !== undefined) tool['description'] = t.description;
+    if (t.strict) tool['strict'] = true;
+    return tool;
+  });
+  const noParallel = req.parallel_tool_calls === false ? { disable_parallel_tool_use: true } : {};
+  let choice = toolChoice(req, tools.length > 0);
+  const format = req.response_format;
+  if (format !== undefined && format !== null && format.type !== 'text') {
+    const schema = format.type === 'json_schema' ? format.json_schema?.schema : undefined;
+    if (format.type === 'json_schema' && schema !== undefined) {
+      out.output_config = { format: { type: 'json_schema', schema } };
+    } else if (format.type === 'json_object' || format.type === 'json_schema') {
+      // The answer tool joins the choice unless the client forces a tool call anyway (then no JSON answer can come).
+      if (choice === undefined || choice['type'] === 'auto' || choice['type'] === 'none') {
+        const isOnlyAnswer = choice === undefined || choice['type'] === 'none' || tools.length === 0;
+        tools.push(JSON_ANSWER_TOOL_SPEC);
+        choice = isOnlyAnswer ? { type: 'tool', name: JSON_ANSWER_TOOL, disable_parallel_tool_use: true } : { type: 'any' };
+      }
+    } else {
+      throw invalid('response_format.type', `an anthropic upstream takes "text", "json_object" or "json_schema", not "${format.type}"`);
+    }
+  }
+  if (tools.length > 0) out.tools = tools;
+  if (choice !== undefined) out.tool_choice = choice['type'] === 'none' ? choice : { ...choice, ...noParallel };
+  return out;
+}
+
+function toolChoice(req: ChatRequest, hasTools: boolean): Record<string, unknown> | undefined {
+  const choice = req.tool_choice;
+  if (choice === undefined || choice === null) return hasTools ? { type: 'auto' } : undefined;
+  if (choice === 'auto' || choice === 'none') return hasTools ? { type: choice } : undefined;
+  if (!hasTools) throw invalid('tool_choice', 'forcing a tool call needs tools');
+  if (choice === 'required') return { type: 'any' };
+  if (choice.type === 'function' && choice.function !== undefined) return { type: 'tool', name: choice.function.name };
+  throw invalid('tool_choice.type', `an anthropic upstream takes "none", "auto", "required" or a function, not "${choice.type}"`);
+}

@@ -1,0 +1,99 @@
+import { GraygateError } from '../../shared/errors.js';
+import type { ChatMessage, ContentPart, RequestTool } from '../request/chat-request.js';
+import type { ConvertedFormat } from './field-support.js';
+
+// Pieces of an OpenAI chat request that the Ollama and Anthropic converters
+// read the same way (SPEC §12): content parts, tool-call arguments, image
+// data URLs. Every refusal is a 400 whose message starts with the path of the
+// field, `messages.3.content.1.image_url.url: …`, like the other checks.
+
+export function invalid(path: string, message: string): GraygateError {
+  return new GraygateError('invalid_request', `${path}: ${message}`);
+}
+
+/** A content part, or a whole message's content given as a string. */
+export type Part = { kind: 'text'; text: string } | { kind: 'image'; url: string; path: string };
+
+/**
+ * The parts of a message's content: text always; images only where `allowImages`
+ * (user messages). Any other part type is refused, naming the part.
+ */
+export function contentParts(msg: ChatMessage, path: string, format: ConvertedFormat, allowImages: boolean): Part[] {
+  const content = msg.content;
+  if (content === undefined || content === null) return [];
+  if (typeof content === 'string') return [{ kind: 'text', text: content }];
+  return content.map((part: ContentPart, i) => {
+    const at = `${path}.content.${i}`;
+    if (part.type === 'text' && typeof part['text'] === 'string') return { kind: 'text', text: part['text'] };
+    if (part.type === 'image_url' && allowImages) {
+      const url = (part['image_url'] as { url?: unknown } | undefined)?.url;
+      if (typeof url !== 'string') throw invalid(`${at}.image_url.url`, 'must be a string');
+      return { kind: 'image', url, path: `${at}.image_url.url` };
+    }
+    throw invalid(at, `content parts of type "${part.type}" are not supported in ${msg.role} messages by an ${format} upstream`);
+  });
+}
+
+/** The text parts of a message joined (for roles that take text only). */
+export function textOnly(msg: ChatMessage, path: string, format: ConvertedFormat): string {
+  return contentParts(msg, path, format, false)
+    .map((p) => (p.kind === 'text' ? p.text : ''))
+    .join('');
+}
+
+const DATA_URL = /^data:([a-z]+\/[a-z0-9.+-]+)?((?:;[^,;]*)*?);base64,/i;
+
+/** `data:image/png;base64,AAAA` → its media type and base64 payload; undefined for any other URL. */
+export function parseDataUrl(url: string): { mediaType: string | undefined; data: string } | undefined {
+  const match = DATA_URL.exec(url);
+  if (match === null) return undefined;
+  return { mediaType: match[1]?.toLowerCase(), data: url.slice(match[0].length) };
+}
+
+/**
+ * A tool call's `arguments` (a JSON text, as OpenAI sends it) as the object
+ * Ollama and Anthropic take. An empty text is `{}` (some clients send that for
+ * a call without parameters); anything but a JSON object is refused.
+ */
+export function parseArguments(text: string, path: string, format: ConvertedFormat): Record<string, unknown> {
+  if (text.trim() === '') return {};
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw invalid(path, `must be a JSON object for an ${format} upstream (it is not valid JSON)`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw invalid(path, `must be a JSON object for an ${format} upstream`);
+  return value as Record<string, unknown>;
+}
+
+/** Function tools only, with their path; `strict: true` refused where the format cannot guarantee it. */
+export function functionTools(tools: RequestTool[], format: ConvertedFormat, isStrictHonoured: boolean): Array<{ name: string; description: string | undefined; parameters: Record<string, unknown> | undefined; strict: boolean }> {
+  return tools.map((tool, i) => {
+    if (tool.type !== 'function') throw invalid(`tools.${i}.type`, `an ${format} upstream takes function tools only, not "${tool.type}"`);
+    const fn = tool.function;
+    const strict = fn.strict === true;
+    if (strict && !isStrictHonoured) throw invalid(`tools.${i}.function.strict`, `an ${format} upstream cannot guarantee that tool arguments follow the schema; send strict: false`);
+    return { name: fn.name, description: fn.description, parameters: fn.parameters, strict };
+  });
+}
+
+/**
+ * A message's `name`: OpenAI's participant name, which neither format has (a
+ * 400), except on tool messages, where clients such as LangChain put the
+ * function's name (the converters use or skip it).
+ */
+export function checkName(msg: ChatMessage, path: string, format: ConvertedFormat): void {
+  if (msg.name !== undefined && msg.name !== null && msg.role !== 'tool') throw invalid(`${path}.name`, `is not supported in ${msg.role} messages by an ${format} upstream`);
+}
+
+/** Tool-call id → function name over a conversation's assistant messages (a tool result names the call by id only). */
+export function toolNamesById(messages: ChatMessage[]): Map<string, string> {
+  const names = new Map<string, string>();
+  for (const m of messages) {
+    for (const call of m.tool_calls ?? []) {
+      if (call.type === 'function') names.set(call.id, call.function.name);
+    }
+  }
+  return names;
+}

@@ -1,0 +1,113 @@
+import { maxTokensOf, stopsOf, type ChatMessage, type ChatRequest } from '../request/chat-request.js';
+import { upstreamAuthHeaders } from './auth-headers.js';
+import { checkChatFields } from './field-support.js';
+import { requireModel, type BuildOptions, type UpstreamRequest } from './format-adapter.js';
+import { checkName, contentParts, functionTools, invalid, parseArguments, parseDataUrl, textOnly, toolNamesById } from './message-parts.js';
+
+// OpenAI chat request → Ollama `/api/chat` (SPEC §2, §12).
+// https://github.com/ollama/ollama/blob/main/docs/api.md#generate-a-chat-completion
+// Tools go as they are (Ollama takes OpenAI's function-tool shape); tool calls
+// in the history carry their arguments as an object; a tool result names its
+// call by id and function name; JSON mode is `format`. What Ollama cannot
+// express is a 400 (upstream/field-support.ts).
+
+const ROLES: Record<string, string> = { system: 'system', developer: 'system', user: 'user', assistant: 'assistant', tool: 'tool' };
+
+/** OpenAI sampling fields → Ollama `options` keys. */
+const OPTIONS: ReadonlyArray<[keyof ChatRequest & string, string]> = [
+  ['temperature', 'temperature'],
+  ['top_p', 'top_p'],
+  ['top_k', 'top_k'],
+  ['seed', 'seed'],
+  ['frequency_penalty', 'frequency_penalty'],
+  ['presence_penalty', 'presence_penalty'],
+];
+
+export function buildOllamaRequest(req: ChatRequest, options: BuildOptions): UpstreamRequest {
+  checkChatFields(req, 'ollama');
+  const model = requireModel(req, options);
+  const body: Record<string, unknown> = { model, messages: ollamaMessages(req.messages), stream: true };
+  const tools = ollamaTools(req);
+  if (tools !== undefined) body['tools'] = tools;
+  const format = ollamaFormat(req);
+  if (format !== undefined) body['format'] = format;
+  if (req['logprobs'] === true) {
+    body['logprobs'] = true;
+    if (typeof req['top_logprobs'] === 'number') body['top_logprobs'] = req['top_logprobs'];
+  }
+  const modelOptions: Record<string, unknown> = {};
+  for (const [from, to] of OPTIONS) {
+    const value = req[from];
+    if (value !== undefined && value !== null) modelOptions[to] = value;
+  }
+  const maxTokens = maxTokensOf(req);
+  if (maxTokens !== undefined) modelOptions['num_predict'] = maxTokens;
+  const stop = stopsOf(req);
+  if (stop !== undefined) modelOptions['stop'] = stop;
+  if (Object.keys(modelOptions).length > 0) body['options'] = modelOptions;
+  const headers = { 'content-type': 'application/json', accept: 'application/x-ndjson', ...upstreamAuthHeaders('ollama', options.apiKey) };
+  return { path: '/api/chat', headers, body: Buffer.from(JSON.stringify(body)), model };
+}
+
+function ollamaMessages(messages: ChatMessage[]): Array<Record<string, unknown>> {
+  const names = toolNamesById(messages);
+  return messages.map((m, i) => {
+    const path = `messages.${i}`;
+    checkName(m, path, 'ollama');
+    const out: Record<string, unknown> = { role: ROLES[m.role]! };
+    if (m.role === 'user') {
+      const texts: string[] = [];
+      const images: string[] = [];
+      for (const part of contentParts(m, path, 'ollama', true)) {
+        if (part.kind === 'text') texts.push(part.text);
+        else images.push(imageData(part.url, part.path));
+      }
+      out['content'] = texts.join('');
+      if (images.length > 0) out['images'] = images;
+      return out;
+    }
+    out['content'] = textOnly(m, path, 'ollama');
+    if (m.role === 'assistant' && m.tool_calls !== undefined && m.tool_calls !== null && m.tool_calls.length > 0) {
+      out['tool_calls'] = m.tool_calls.map((call, j) => {
+        const at = `${path}.tool_calls.${j}`;
+        if (call.type !== 'function') throw invalid(`${at}.type`, `an ollama upstream takes function calls only, not "${call.type}"`);
+        return { id: call.id, function: { index: j, name: call.function.name, arguments: parseArguments(call.function.arguments, `${at}.function.arguments`, 'ollama') } };
+      });
+    }
+    if (m.role === 'tool' && m.tool_call_id !== undefined) {
+      out['tool_call_id'] = m.tool_call_id;
+      // Ollama matches a result to its call by function name (older versions by name only).
+      const name = names.get(m.tool_call_id) ?? m.name ?? undefined;
+      if (name !== undefined) out['tool_name'] = name;
+    }
+    return out;
+  });
+}
+
+/** Ollama takes images as bare base64 (no data: prefix); it fetches no URLs. */
+function imageData(url: string, path: string): string {
+  const parsed = parseDataUrl(url);
+  if (parsed === undefined) throw invalid(path, 'an ollama upstream takes images as base64 data: URLs only (it fetches no URLs)');
+  return parsed.data;
+}
+
+function ollamaTools(req: ChatRequest): unknown[] | undefined {
+  const choice = req.tool_choice;
+  if (choice !== undefined && choice !== null && choice !== 'auto' && choice !== 'none') {
+    throw invalid('tool_choice', 'an ollama upstream cannot force a tool call (only "auto" and "none")');
+  }
+  if (req.tools === undefined || req.tools === null || req.tools.length === 0) return undefined;
+  const tools = functionTools(req.tools, 'ollama', false);
+  // "none": the model must not call a tool, so it is shown none.
+  if (choice === 'none') return undefined;
+  return tools.map((t) => ({ type: 'function', function: { name: t.name, ...(t.description === undefined ? {} : { description: t.description }), parameters: t.parameters ?? { type: 'object', properties: {} } } }));
+}
+
+/** response_format → `format`. Ollama decodes under the schema's grammar, so `strict` is honoured. */
+function ollamaFormat(req: ChatRequest): unknown {
+  const format = req.response_format;
+  if (format === undefined || format === null || format.type === 'text') return undefined;
+  if (format.type === 'json_object') return 'json';
+  if (format.type === 'json_schema') return format.json_schema?.schema ?? 'json';
+  throw invalid('response_format.type', `an ollama upstream takes "text", "json_object" or "json_schema", not "${format.type}"`);
+}
