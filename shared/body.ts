@@ -33,6 +33,12 @@ export interface ReadBodyOptions {
   budget?: ByteBudget;
   /** Seconds for `Retry-After` on body_budget. Default 1. */
   retryAfterS?: number;
+  /**
+   * The result owns its memory — not a slice of Node's shared pool nor a view
+   * into the socket's buffers — so its ArrayBuffer can move to a helper thread
+   * without a copy (worker/call/preparer.ts). Default false.
+   */
+  ownMemory?: boolean;
 }
 
 /** The declared Content-Length, or undefined for a chunked body or none. NaN-safe: Node validated the header. */
@@ -72,7 +78,8 @@ export function readBody(req: IncomingMessage, options: ReadBodyOptions): Promis
 
   return new Promise<Buffer>((resolve, reject) => {
     // A declared length is filled in place: one allocation, one copy per byte.
-    const whole = declared === undefined ? undefined : Buffer.allocUnsafe(declared);
+    const alloc = options.ownMemory === true ? Buffer.allocUnsafeSlow : Buffer.allocUnsafe;
+    const whole = declared === undefined ? undefined : alloc(declared);
     const parts: Buffer[] = [];
     let bytes = 0;
     let isDone = false;
@@ -86,7 +93,7 @@ export function readBody(req: IncomingMessage, options: ReadBodyOptions): Promis
       req.off('error', onError);
       req.off('aborted', onAborted);
       if (err === undefined) {
-        const body = whole !== undefined ? whole.subarray(0, bytes) : parts.length === 1 ? parts[0]! : Buffer.concat(parts, bytes);
+        const body = whole !== undefined ? whole.subarray(0, bytes) : joined(parts, bytes, options.ownMemory === true);
         // A chunked body holds exactly what arrived; a declared one never differs (Node enforces it).
         if (budget !== undefined && reserved > bytes) budget.release(reserved - bytes);
         resolve(body);
@@ -127,3 +134,12 @@ export function readBody(req: IncomingMessage, options: ReadBodyOptions): Promis
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** The parts of a chunked body as one Buffer (with `own`, one that owns its memory even for a single part). */
+function joined(parts: Buffer[], bytes: number, own: boolean): Buffer {
+  if (!own) return parts.length === 1 ? parts[0]! : Buffer.concat(parts, bytes);
+  const out = Buffer.allocUnsafeSlow(bytes);
+  let offset = 0;
+  for (const part of parts) offset += part.copy(out, offset);
+  return out;
+}

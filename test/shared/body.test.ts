@@ -100,3 +100,16 @@ t.test('an aborted signal rejects with its reason', async (t) => {
     { message: 'client left' },
   );
 });
+
+t.test('ownMemory: sized and chunked bodies own their ArrayBuffer (they can move to another thread)', async (t) => {
+  for (const headers of [{ 'content-length': '11' }, { 'transfer-encoding': 'chunked' }]) {
+    const run = await withServer(t, (req) => readBody(req, { maxBytes: 100, idleTimeoutMs: 0, ownMemory: true }));
+    const body = (await run((port) => {
+      const req = request({ port, method: 'POST', headers }, (res) => res.resume());
+      req.end('hello world');
+    })) as Buffer;
+    t.equal(body.toString(), 'hello world', Object.keys(headers)[0]!);
+    t.equal(body.byteOffset, 0, 'not a slice of a shared pool');
+    t.equal(body.buffer.byteLength, body.length, 'the whole ArrayBuffer is the body');
+  }
+});

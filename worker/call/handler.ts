@@ -6,7 +6,7 @@ import { headerValue, sendError } from '../../shared/http-headers.js';
 import type { Logger } from '../../shared/log.js';
 import type { UpstreamConfig } from '../../shared/config.js';
 import type { Disposer } from '../../shared/abort.js';
-import { readBody } from '../request/body.js';
+import { readBody } from '../../shared/body.js';
 import type { EndpointKind } from '../types.js';
 import type { UpstreamAdapter } from '../upstream/format-adapter.js';
 import type { UpstreamClient } from '../upstream/client.js';
@@ -59,7 +59,9 @@ export async function handleCall(kind: EndpointKind, req: IncomingMessage, res: 
   let stopPings: Disposer | undefined;
   let errorCode: string | undefined;
   try {
-    const body = await readBody(req, { maxBytes: options.maxBodyBytes, signal: client.signal });
+    // The master sends each body whole, framed by Content-Length, after reading it under its own
+    // bodyTimeoutMs (SPEC §4a): no idle timeout here. ownMemory: the body may move to the preparer's thread.
+    const body = await readBody(req, { maxBytes: options.maxBodyBytes, idleTimeoutMs: 0, signal: client.signal, ownMemory: true });
     // Issue 9 part 5: a large body's memory moves to the preparer's thread, and the parsed request is not kept: only the upstream body is.
     const call = await options.preparer.prepare(body, { signal: client.signal, kind });
     isStream = call.isStream;
