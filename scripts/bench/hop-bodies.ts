@@ -41,7 +41,7 @@ import { readCpuMs, RssSampler, toMb } from '../loadtest/rss.js';
 //           streamed through (baseline). Against /work/before this compares
 //           the whole turn's request path, not body buffering alone.
 // Usage: npm run build && node dist/scripts/bench/hop-bodies.js [--baseline-root /work/before] [--graygate-root DIR] [--rounds 2]
-//          [--concurrent 24] [--mib 9.5] [--connections 50] [--duration-s 8] [--log-level info] [--report-dir reports]
+//          [--parts memory,stall,small] [--concurrent 24] [--mib 9.5] [--connections 50] [--duration-s 8] [--log-level info] [--report-dir reports]
 
 const MIB = 1024 * 1024;
 const STREAM_INTERVAL_MS = 10;
@@ -51,6 +51,8 @@ const KEYS = 300_000;
 const AFTER_MS = 2000;
 /** A second "after", to tell memory a worker keeps from memory it has not handed back yet. */
 const LATE_AFTER_MS = 10_000;
+/** Then this many seconds of small requests, and a third reading. */
+const LOADED_S = 3;
 const WARMUP_S = 2;
 
 const { values } = parseArgs({
@@ -64,6 +66,8 @@ const { values } = parseArgs({
     'duration-s': { type: 'string', default: '8' },
     'log-level': { type: 'string', default: 'info' },
     'report-dir': { type: 'string', default: DEFAULT_REPORT_DIR },
+    /** Which measurements to make, comma-separated: memory, stall, small. */
+    parts: { type: 'string', default: 'memory,stall,small' },
     /** Internal: run as the upstream process. */
     upstream: { type: 'boolean', default: false },
   },
@@ -74,6 +78,9 @@ const concurrent = Number(values.concurrent);
 const mib = Number(values.mib);
 const connections = Number(values.connections);
 const durationS = Number(values['duration-s']);
+const PARTS = ['memory', 'stall', 'small'] as const;
+const parts = new Set(values.parts.split(',').filter((p) => p !== ''));
+for (const p of parts) if (!(PARTS as readonly string[]).includes(p)) throw new Error(`--parts: unknown part ${p} (expected ${PARTS.join(',')})`);
 for (const [name, n] of Object.entries({ rounds, concurrent, mib, connections, durationS })) {
   if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name}: expected a positive number`);
 }
@@ -211,8 +218,8 @@ const median = (xs: number[]): number => {
 // ---- the three measurements ---------------------------------------------
 
 interface MemoryResult {
-  workerMb: { before: number; peak: number; hwm: number; after: number; late: number };
-  masterMb: { before: number; peak: number; hwm: number; after: number; late: number };
+  workerMb: { before: number; peak: number; hwm: number; after: number; late: number; loaded: number };
+  masterMb: { before: number; peak: number; hwm: number; after: number; late: number; loaded: number };
   statuses: Record<string, number>;
   /** First request sent → last answer, ms. */
   wallMs: number;
@@ -236,7 +243,7 @@ async function startOne(build: Build, mockUrl: string, signal: AbortSignal): Pro
   return { gw, workerPid };
 }
 
-async function measureMemory(gw: RunningGateway, workerPid: number, body: Buffer): Promise<MemoryResult> {
+async function measureMemory(gw: RunningGateway, workerPid: number, body: Buffer, signal: AbortSignal): Promise<MemoryResult> {
   const url = `${gw.url}/v1/chat/completions`;
   // One small request first, so what loads lazily is in "before" for both builds.
   await post(url, smallBody(), 10_000);
@@ -254,6 +261,9 @@ async function measureMemory(gw: RunningGateway, workerPid: number, body: Buffer
   const t1 = sampler.now();
   await sleep(LATE_AFTER_MS - AFTER_MS);
   const late = sampler.sample();
+  // Then a little traffic (small requests), which lets the processes' GCs run: memory held only by garbage drops here.
+  await runCannon({ url, connections: 10, durationS: LOADED_S, method: 'POST', body: smallBody(), headers: { 'content-type': 'application/json' }, signal });
+  const loaded = sampler.sample();
   sampler.stop();
   const mb = (group: 'worker' | 'master', pid: number): MemoryResult['workerMb'] => ({
     before: toMb(before.bytes[group] ?? 0),
@@ -261,6 +271,7 @@ async function measureMemory(gw: RunningGateway, workerPid: number, body: Buffer
     hwm: toMb(readHwmBytes(pid) ?? 0),
     after: toMb(after.bytes[group] ?? 0),
     late: toMb(late.bytes[group] ?? 0),
+    loaded: toMb(loaded.bytes[group] ?? 0),
   });
   return { workerMb: mb('worker', workerPid), masterMb: mb('master', gw.pid), statuses: countBy(answers), wallMs, workerCpuMs: Math.round(cpu1.w - cpu0.w), masterCpuMs: Math.round(cpu1.m - cpu0.m) };
 }
@@ -414,11 +425,11 @@ async function serveUpstream(): Promise<void> {
 interface RoundResult {
   round: number;
   build: Build['key'];
-  memory: MemoryResult;
-  stall: StallResult;
+  memory?: MemoryResult;
+  stall?: StallResult;
   /** The same with one --mib text body. */
-  stallText: StallResult;
-  small: SmallResult;
+  stallText?: StallResult;
+  small?: SmallResult;
 }
 
 async function main(): Promise<void> {
@@ -439,28 +450,35 @@ async function main(): Promise<void> {
     const mock = await waitForMessage(mockProcess, { pick: pickListening, timeoutMs: 15_000, signal });
     for (let round = 1; round <= rounds; round++) {
       for (const build of builds) {
-        process.stderr.write(`round ${round}, ${build.label}: small requests and stall… `);
-        let g = await startOne(build, mock.url, signal);
-        let small: SmallResult;
-        let stall: StallResult;
-        let stallText: StallResult;
-        try {
-          small = await measureSmall(g.gw, g.workerPid, signal);
-          stall = await measureStall(g.gw, g.workerPid, keys);
-          stallText = await measureStall(g.gw, g.workerPid, bigBody);
-        } finally {
-          await g.gw.stop();
+        const r: RoundResult = { round, build: build.key };
+        process.stderr.write(`round ${round}, ${build.label}:`);
+        if (parts.has('small') || parts.has('stall')) {
+          const g = await startOne(build, mock.url, signal);
+          try {
+            if (parts.has('small')) {
+              r.small = await measureSmall(g.gw, g.workerPid, signal);
+              process.stderr.write(` small ${r.small.okRps} req/s;`);
+            }
+            if (parts.has('stall')) {
+              r.stall = await measureStall(g.gw, g.workerPid, keys);
+              r.stallText = await measureStall(g.gw, g.workerPid, bigBody);
+              process.stderr.write(` stall ${r.stall.stallMs} ms (text body ${r.stallText.stallMs} ms);`);
+            }
+          } finally {
+            await g.gw.stop();
+          }
         }
-        process.stderr.write(`${small.okRps} req/s, stall ${stall.stallMs} ms (text body ${stallText.stallMs} ms); memory… `);
-        g = await startOne(build, mock.url, signal);
-        let memory: MemoryResult;
-        try {
-          memory = await measureMemory(g.gw, g.workerPid, bigBody);
-        } finally {
-          await g.gw.stop();
+        if (parts.has('memory')) {
+          const g = await startOne(build, mock.url, signal);
+          try {
+            r.memory = await measureMemory(g.gw, g.workerPid, bigBody, signal);
+          } finally {
+            await g.gw.stop();
+          }
+          process.stderr.write(` worker ${r.memory.workerMb.before} → ${r.memory.workerMb.peak} → ${r.memory.workerMb.after} MB`);
         }
-        process.stderr.write(`worker ${memory.workerMb.before} → ${memory.workerMb.peak} → ${memory.workerMb.after} MB\n`);
-        results.push({ round, build: build.key, memory, stall, stallText, small });
+        process.stderr.write('\n');
+        results.push(r);
       }
     }
     await stopTracked(mockProcess, { graceMs: 2000 });
@@ -474,80 +492,86 @@ async function main(): Promise<void> {
   const file = join(dir, `hop-bodies-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
   writeFileSync(
     file,
-    JSON.stringify({ startedAt: startedAt.toISOString(), builds, options: { rounds, concurrent, mib, bigBodyBytes: bigBody.length, keys: KEYS, keysBodyBytes: keys.length, smallBodyBytes: Buffer.byteLength(smallBody()), connections, durationS, logLevel: values['log-level'] }, results, summary: report.summary }, null, 2) + '\n',
+    JSON.stringify({ startedAt: startedAt.toISOString(), builds, options: { parts: [...parts], rounds, concurrent, mib, bigBodyBytes: bigBody.length, keys: KEYS, keysBodyBytes: keys.length, smallBodyBytes: Buffer.byteLength(smallBody()), connections, durationS, logLevel: values['log-level'] }, results, summary: report.summary }, null, 2) + '\n',
   );
   process.stdout.write(`\nreport: ${file}\n`);
 }
 
 function summarize(results: RoundResult[]): { text: string; summary: Record<string, unknown> } {
-  const lines: string[] = [];
   const row = (cells: Array<string | number>, widths: number[]): string => cells.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]!) : String(c).padStart(widths[i]!))).join('') + '\n';
-  const summary: Record<string, unknown> = {};
+  const status = (a: Answer): string => `${a.status}${a.error === null ? '' : ` ${a.error}`}`;
+  const summary: Record<string, Record<string, unknown>> = {};
+  for (const b of builds) summary[b.key] = { root: b.root };
+  const lines: string[] = [`\nsummary (medians over ${rounds} round(s))`];
+  const perBuild = builds.map((b) => ({ b, mine: results.filter((r) => r.build === b.key), text: [] as string[] }));
   let out = '';
 
-  out += `\n1. ${concurrent} concurrent ${mib} MiB bodies: RSS in MB, before → peak (sampled every 50 ms; VmHWM) → ${AFTER_MS / 1000} s after → ${LATE_AFTER_MS / 1000} s after; answers\n`;
-  const w1 = [22, 7, 24, 24, 10, 10, 26];
-  out += row(['build / round', 'wall', 'worker b→p(hwm)→a→a10', 'master b→p(hwm)→a→a10', 'wCPU ms', 'mCPU ms', 'answers'], w1);
-  for (const r of results) {
-    const m = r.memory;
-    const f = (x: MemoryResult['workerMb']): string => `${Math.round(x.before)}→${Math.round(x.peak)}(${Math.round(x.hwm)})→${Math.round(x.after)}→${Math.round(x.late)}`;
-    out += row([`${labelOf(r.build)} #${r.round}`, `${(m.wallMs / 1000).toFixed(1)} s`, f(m.workerMb), f(m.masterMb), m.workerCpuMs, m.masterCpuMs, Object.entries(m.statuses).map(([k, n]) => `${n}×${k}`).join(', ')], w1);
-  }
-
-  out += `\n2. one SSE stream (a token every ${STREAM_INTERVAL_MS} ms) on the same worker while a big body is POSTed: longest gap between its events\n`;
-  const w2 = [22, 14, 10, 10, 34, 10, 10, 12];
-  out += row(['build / round', 'body', 'stall ms', 'quiet ms', 'big request', 'wCPU ms', 'mCPU ms', 'client lag'], w2);
-  for (const r of results) {
-    for (const [name, s] of [[`${KEYS / 1000}k keys`, r.stall], [`${mib} MiB text`, r.stallText]] as const) {
-      out += row([`${labelOf(r.build)} #${r.round}`, name, s.stallMs, s.quietGapMs, `${s.big.status}${s.big.error === null ? '' : ` ${s.big.error}`} in ${s.big.ms} ms`, s.workerCpuMs, s.masterCpuMs, `${s.clientLagMs} ms`], w2);
+  if (parts.has('memory')) {
+    out += `\n1. ${concurrent} concurrent ${mib} MiB bodies: RSS in MB, before → peak (sampled every 50 ms; VmHWM) → ${AFTER_MS / 1000} s after → ${LATE_AFTER_MS / 1000} s after → after ${LOADED_S} s of small requests; answers\n`;
+    const w1 = [22, 7, 28, 28, 10, 10, 26];
+    out += row(['build / round', 'wall', 'worker b→p(hwm)→a→a10→l', 'master b→p(hwm)→a→a10→l', 'wCPU ms', 'mCPU ms', 'answers'], w1);
+    const f = (x: MemoryResult['workerMb']): string => [`${Math.round(x.before)}`, `${Math.round(x.peak)}(${Math.round(x.hwm)})`, x.after, x.late, x.loaded].map((v) => (typeof v === 'number' ? Math.round(v) : v)).join('→');
+    for (const r of results) {
+      const m = r.memory!;
+      out += row([`${labelOf(r.build)} #${r.round}`, `${(m.wallMs / 1000).toFixed(1)} s`, f(m.workerMb), f(m.masterMb), m.workerCpuMs, m.masterCpuMs, Object.entries(m.statuses).map(([k, n]) => `${n}×${k}`).join(', ')], w1);
+    }
+    const mem = (m: MemoryResult['workerMb']): string => `${m.before} → ${m.peak} → ${m.after} (10 s: ${m.late}; after load: ${m.loaded}) MB`;
+    for (const p of perBuild) {
+      const workerMb = medians(p.mine.map((r) => r.memory!.workerMb));
+      const masterMb = medians(p.mine.map((r) => r.memory!.masterMb));
+      Object.assign(summary[p.b.key]!, { workerMb, masterMb });
+      p.text.push(`worker ${mem(workerMb)}; master ${mem(masterMb)}`);
     }
   }
 
-  out += `\n3. small POST /v1/chat/completions (${Buffer.byteLength(smallBody())} bytes, 3-token answer), ${connections} connections × ${durationS} s\n`;
-  const w3 = [22, 12, 10, 10, 10, 10, 20];
-  out += row(['build / round', '2xx req/s', 'p50 ms', 'p99 ms', 'non-2xx', 'errors', 'CPU ms/req m / w'], w3);
-  for (const r of results) out += row([`${labelOf(r.build)} #${r.round}`, r.small.okRps, r.small.p50, r.small.p99, r.small.non2xx, r.small.errors, `${r.small.masterCpuMsPerRequest} / ${r.small.workerCpuMsPerRequest}`], w3);
+  if (parts.has('stall')) {
+    out += `\n2. one SSE stream (a token every ${STREAM_INTERVAL_MS} ms) on the same worker while a big body is POSTed: longest gap between its events\n`;
+    const w2 = [22, 14, 10, 10, 34, 10, 10, 12];
+    out += row(['build / round', 'body', 'stall ms', 'quiet ms', 'big request', 'wCPU ms', 'mCPU ms', 'client lag'], w2);
+    for (const r of results) {
+      for (const [name, s] of [[`${KEYS / 1000}k keys`, r.stall!], [`${mib} MiB text`, r.stallText!]] as const) {
+        out += row([`${labelOf(r.build)} #${r.round}`, name, s.stallMs, s.quietGapMs, `${status(s.big)} in ${s.big.ms} ms`, s.workerCpuMs, s.masterCpuMs, `${s.clientLagMs} ms`], w2);
+      }
+    }
+    for (const p of perBuild) {
+      const stallMs = { median: median(p.mine.map((r) => r.stall!.stallMs)), max: Math.max(...p.mine.map((r) => r.stall!.stallMs)) };
+      const stallTextMs = { median: median(p.mine.map((r) => r.stallText!.stallMs)), max: Math.max(...p.mine.map((r) => r.stallText!.stallMs)) };
+      const bigStatus = [...new Set(p.mine.map((r) => status(r.stall!.big)))];
+      Object.assign(summary[p.b.key]!, { stallMs, stallTextMs, bigStatus });
+      p.text.push(`stall ${stallMs.median} ms (max ${stallMs.max}), ${KEYS / 1000}k-key body ${bigStatus.join(' / ')}; text-body stall ${stallTextMs.median} ms (max ${stallTextMs.max})`);
+    }
+  }
 
-  for (const b of builds) {
-    const mine = results.filter((r) => r.build === b.key);
-    summary[b.key] = {
-      root: b.root,
-      workerMb: medians(mine.map((r) => r.memory.workerMb)),
-      masterMb: medians(mine.map((r) => r.memory.masterMb)),
-      stallMs: { median: median(mine.map((r) => r.stall.stallMs)), max: Math.max(...mine.map((r) => r.stall.stallMs)) },
-      stallTextMs: { median: median(mine.map((r) => r.stallText.stallMs)), max: Math.max(...mine.map((r) => r.stallText.stallMs)) },
-      bigStatus: [...new Set(mine.map((r) => `${r.stall.big.status}${r.stall.big.error === null ? '' : ` ${r.stall.big.error}`}`))],
-      smallRps: { median: median(mine.map((r) => r.small.okRps)), rounds: mine.map((r) => r.small.okRps) },
-      smallCpuMsPerRequest: { master: median(mine.map((r) => r.small.masterCpuMsPerRequest)), worker: median(mine.map((r) => r.small.workerCpuMsPerRequest)) },
-    };
+  if (parts.has('small')) {
+    out += `\n3. small POST /v1/chat/completions (${Buffer.byteLength(smallBody())} bytes, 3-token answer), ${connections} connections × ${durationS} s\n`;
+    const w3 = [22, 12, 10, 10, 10, 10, 20];
+    out += row(['build / round', '2xx req/s', 'p50 ms', 'p99 ms', 'non-2xx', 'errors', 'CPU ms/req m / w'], w3);
+    for (const r of results) out += row([`${labelOf(r.build)} #${r.round}`, r.small!.okRps, r.small!.p50, r.small!.p99, r.small!.non2xx, r.small!.errors, `${r.small!.masterCpuMsPerRequest} / ${r.small!.workerCpuMsPerRequest}`], w3);
+    for (const p of perBuild) {
+      const smallRps = { median: median(p.mine.map((r) => r.small!.okRps)), rounds: p.mine.map((r) => r.small!.okRps) };
+      const smallCpuMsPerRequest = { master: median(p.mine.map((r) => r.small!.masterCpuMsPerRequest)), worker: median(p.mine.map((r) => r.small!.workerCpuMsPerRequest)) };
+      Object.assign(summary[p.b.key]!, { smallRps, smallCpuMsPerRequest });
+      p.text.push(`small ${smallRps.median} req/s, CPU ms/request master ${smallCpuMsPerRequest.master} worker ${smallCpuMsPerRequest.worker}`);
+    }
   }
-  lines.push(`\nsummary (medians over ${rounds} round(s))`);
-  for (const b of builds) {
-    const s = summary[b.key] as { workerMb: Record<string, number>; masterMb: Record<string, number>; stallMs: { median: number; max: number }; stallTextMs: { median: number; max: number }; bigStatus: string[]; smallRps: { median: number }; smallCpuMsPerRequest: { master: number; worker: number } };
-    const mem = (m: Record<string, number>): string => `${m['before']} → ${m['peak']} → ${m['after']} (10 s: ${m['late']}) MB`;
-    lines.push(
-      `  ${b.label.padEnd(20)} worker ${mem(s.workerMb)}; master ${mem(s.masterMb)}; ` +
-        `stall ${s.stallMs.median} ms (max ${s.stallMs.max}), ${KEYS / 1000}k-key body ${s.bigStatus.join(' / ')}; text-body stall ${s.stallTextMs.median} ms (max ${s.stallTextMs.max}); small ${s.smallRps.median} req/s, CPU ms/request master ${s.smallCpuMsPerRequest.master} worker ${s.smallCpuMsPerRequest.worker}`,
-    );
-  }
-  const cur = summary['current'] as { smallRps: { median: number } } | undefined;
-  const base = summary['baseline'] as { smallRps: { median: number } } | undefined;
-  if (cur !== undefined && base !== undefined && base.smallRps.median > 0) {
+
+  for (const p of perBuild) lines.push(`  ${p.b.label.padEnd(20)} ${p.text.join('; ')}`);
+  if (parts.has('small') && builds.length === 2) {
     // Per round too: each round's two runs sat next to each other in time.
-    const perRound = Array.from({ length: rounds }, (_, i) => {
-      const c = results.find((r) => r.round === i + 1 && r.build === 'current')?.small.okRps ?? NaN;
-      const b = results.find((r) => r.round === i + 1 && r.build === 'baseline')?.small.okRps ?? NaN;
-      return Math.round((c / b) * 1000) / 1000;
-    });
-    const ratio = Math.round((cur.smallRps.median / base.smallRps.median) * 1000) / 1000;
-    summary['smallRatio'] = { medians: ratio, perRound };
-    lines.push(`  small req/s current ÷ baseline: ${ratio} (per round: ${perRound.join(', ')})`);
+    const rps = (round: number, key: Build['key']): number => results.find((r) => r.round === round && r.build === key)?.small?.okRps ?? NaN;
+    const perRound = Array.from({ length: rounds }, (_, i) => Math.round((rps(i + 1, 'current') / rps(i + 1, 'baseline')) * 1000) / 1000);
+    const medianOfRatios = median(perRound);
+    const cur = summary['current']!['smallRps'] as { median: number };
+    const base = summary['baseline']!['smallRps'] as { median: number };
+    const ofMedians = Math.round((cur.median / base.median) * 1000) / 1000;
+    summary['smallRatio'] = { ofMedians, medianOfRatios, perRound };
+    lines.push(`  small req/s current ÷ baseline: ${ofMedians} (median of the rounds' ratios ${medianOfRatios}; per round: ${perRound.join(', ')})`);
   }
   return { text: out + lines.join('\n') + '\n', summary };
 }
 
 function medians(xs: Array<MemoryResult['workerMb']>): MemoryResult['workerMb'] {
-  return { before: median(xs.map((x) => x.before)), peak: median(xs.map((x) => x.peak)), hwm: median(xs.map((x) => x.hwm)), after: median(xs.map((x) => x.after)), late: median(xs.map((x) => x.late)) };
+  return { before: median(xs.map((x) => x.before)), peak: median(xs.map((x) => x.peak)), hwm: median(xs.map((x) => x.hwm)), after: median(xs.map((x) => x.after)), late: median(xs.map((x) => x.late)), loaded: median(xs.map((x) => x.loaded)) };
 }
 
 function labelOf(key: Build['key']): string {
