@@ -13,6 +13,12 @@ export interface CannonOptions {
   durationS: number;
   /** Connect over this unix socket instead of url's host and port (autocannon --socketPath). */
   socketPath?: string;
+  /** Default GET. */
+  method?: string;
+  /** Request body (autocannon -b), sent with every request. */
+  body?: string;
+  /** Request headers, name → value (autocannon -H name=value). */
+  headers?: Record<string, string>;
   signal: AbortSignal;
 }
 
@@ -38,6 +44,9 @@ interface AutocannonJson {
 export function runCannon(options: CannonOptions): Promise<CannonResult> {
   const args = [AUTOCANNON_BIN, '--json', '-c', String(options.connections), '-d', String(options.durationS)];
   if (options.socketPath !== undefined) args.push('--socketPath', options.socketPath);
+  if (options.method !== undefined) args.push('-m', options.method);
+  if (options.body !== undefined) args.push('-b', options.body);
+  for (const [name, value] of Object.entries(options.headers ?? {})) args.push('-H', `${name}=${value}`);
   args.push(options.url);
   return new Promise((resolve, reject) =>
     // Bounded by -d; the signal (Ctrl-C) kills it earlier.
