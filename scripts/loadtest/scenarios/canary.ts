@@ -325,7 +325,7 @@ export const runCanary: Scenario = async (ctx) => {
   ];
   const failedEqual = results.find((r) => r.case === 'equal')?.client.failed;
   return {
-    results: { canaryBody: CANARY_BODY, rate: args.rate, boundS, cases: results },
+    results: { canaryBody: CANARY_BODY, rate: args.rate, tokens: args.tokens ?? DEFAULT_TOKENS, tokenIntervalMs: args.tokenIntervalMs ?? DEFAULT_TOKEN_INTERVAL_MS, boundS, cases: results },
     tables,
     targets: [
       ...results.map((r) => ({
