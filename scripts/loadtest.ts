@@ -9,6 +9,7 @@ import { runBacklog } from './loadtest/scenarios/backlog.js';
 import { runStreams } from './loadtest/scenarios/streams.js';
 import { runSwap } from './loadtest/scenarios/swap.js';
 import { runCompare } from './loadtest/scenarios/compare.js';
+import { runCanary } from './loadtest/scenarios/canary.js';
 
 // `npm run loadtest -- <scenario> [flags]` (SPEC §9, issue 6). Wiring only:
 // parse flags, run one scenario, write its reports, print the summary.
@@ -21,6 +22,7 @@ const SCENARIO_RUNNERS: Record<ScenarioName, Scenario> = {
   streams: runStreams,
   swap: runSwap,
   compare: runCompare,
+  canary: runCanary,
 };
 
 const argv = process.argv.slice(2);

@@ -30,7 +30,9 @@ commands:
                                             against the baseline, promoted or rolled back by itself
   canary status [NAME]                      a canary's state and the numbers behind it (all without NAME)
   canary abort NAME                         stop NAME's canary; its weight goes back to 0
-  mock-upstream [--port N] [--format F]     run the embedded mock upstream alone
+  mock-upstream [--port N] [--format F] [--fail-every N] [--first-byte-ms MS]
+                                            run the embedded mock upstream alone; --fail-every:
+                                            every Nth answer a 500; --first-byte-ms: each later
 
 flags:
   --admin ADDR      admin API: http(s)://HOST:PORT, HOST:PORT, HOST or :PORT
@@ -129,6 +131,8 @@ async function run(argv: string[]): Promise<void> {
       instances: { type: 'string' },
       port: { type: 'string' },
       format: { type: 'string' },
+      'fail-every': { type: 'string' },
+      'first-byte-ms': { type: 'string' },
       interval: { type: 'string' },
       iterations: { type: 'string' },
       baseline: { type: 'string' },
@@ -193,7 +197,12 @@ async function run(argv: string[]): Promise<void> {
     }
     case 'mock-upstream': {
       const { runMockUpstreamCli } = await import('../../shared/mock-upstream/main.js');
-      return runMockUpstreamCli({ port: positiveInt(values.port, '--port') ?? 0, format: values.format });
+      return runMockUpstreamCli({
+        port: positiveInt(values.port, '--port') ?? 0,
+        format: values.format,
+        failEvery: positiveInt(values['fail-every'], '--fail-every'),
+        firstByteMs: positiveInt(values['first-byte-ms'], '--first-byte-ms'),
+      });
     }
     case 'top':
       return watch();

@@ -4,7 +4,7 @@ import { DEFAULT_REPORT_DIR } from './paths.js';
 // `npm run loadtest -- <scenario> [flags]` (SPEC §9, issue 6). Unknown flags
 // are an error, so a typo never silently runs the default load.
 
-export const SCENARIOS = ['capacity', 'backlog', 'streams', 'swap', 'compare'] as const;
+export const SCENARIOS = ['capacity', 'backlog', 'streams', 'swap', 'compare', 'canary'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 /** compare --sse workloads (issue 10): 300 streams at 15k events/s, 40 streams at rest, GET /v1/models. */
 export const SSE_WORKLOADS = ['loaded', 'rest', 'small'] as const;
@@ -12,6 +12,9 @@ export type SseWorkload = (typeof SSE_WORKLOADS)[number];
 /** compare --sse paths: straight to the upstream, nginx, a minimal node:http proxy, graygate, graygate from --baseline-root. */
 export const SSE_PATHS = ['direct', 'nginx', 'node', 'graygate', 'baseline'] as const;
 export type SsePathKey = (typeof SSE_PATHS)[number];
+/** canary --cases (issue 13): a canary failing 25 % of requests, one whose first token is 400 ms later, one equal to its baseline. */
+export const CANARY_CASES = ['error25', 'slow400', 'equal'] as const;
+export type CanaryCase = (typeof CANARY_CASES)[number];
 
 export interface Args {
   scenario: ScenarioName;
@@ -77,6 +80,10 @@ export interface Args {
   maxSockets: number | undefined;
   /** streams --hold: --upstream-connections, the version's upstream.maxConnections (default graygate's own). */
   upstreamConnections: number | undefined;
+  /** canary: --cases to run, subset of error25,slow400,equal (default all). */
+  cases: CanaryCase[];
+  /** canary: --rate, requests per second started open-loop (default 100). */
+  rate: number;
 }
 
 export const USAGE = `usage: npm run loadtest -- <scenario> [flags]
@@ -87,6 +94,9 @@ scenarios:
   streams    N concurrent SSE streams through graygate and straight to the upstream
   swap       load while v2 is deployed twice and rolled back once
   compare    direct to a worker vs through graygate vs through nginx (when installed)
+  canary     issue 13: time for a canary (steps 10/50/100, 3 s each) to be rolled back when its
+             upstream fails 25 % of requests or is 400 ms slower to the first token, or promoted
+             when it is equal to its baseline, at 100 req/s
 
 flags:
   --duration S          seconds of load (capacity: per step)
@@ -122,6 +132,10 @@ flags:
   --max-sockets N       streams --hold: graygate maxSocketsPerWorker (default max(1024, streams))
   --upstream-connections N  streams --hold: upstream.maxConnections (default graygate's own)
   --workers N           alias of --instances
+  --cases a,b           canary: any of ${CANARY_CASES.join(',')} (default all)
+  --rate R              canary: streamed chat completions started per second (default 100)
+                        (canary also takes --duration S, the longest wait for a verdict per
+                        case, default 60; --tokens, default 5; --token-interval-ms, default 10)
 `;
 
 function list<T extends string>(name: string, raw: string | undefined, allowed: readonly T[]): T[] {
@@ -185,6 +199,8 @@ export function parseLoadtestArgs(argv: string[]): Args {
       'max-sockets': { type: 'string' },
       'upstream-connections': { type: 'string' },
       workers: { type: 'string' },
+      cases: { type: 'string' },
+      rate: { type: 'string' },
     },
   });
   const scenario = positionals[0];
@@ -228,5 +244,7 @@ export function parseLoadtestArgs(argv: string[]): Args {
     holdS: positive('hold-s', values['hold-s'], 20),
     maxSockets: atLeastOne('max-sockets', values['max-sockets']),
     upstreamConnections: atLeastOne('upstream-connections', values['upstream-connections']),
+    cases: list('cases', values.cases, CANARY_CASES),
+    rate: Math.max(1, positive('rate', values.rate, 100)),
   };
 }

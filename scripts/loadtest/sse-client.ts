@@ -16,6 +16,8 @@ export interface StreamResult {
   isDone: boolean;
   /** A network error, an error event or a non-200 status. */
   error: string | null;
+  /** The version graygate routed it to (its x-graygate-version header); null straight to an upstream. */
+  version: string | null;
 }
 
 export interface StreamOptions {
@@ -31,7 +33,7 @@ export interface StreamOptions {
 
 export function readStream(url: string, options: StreamOptions): Promise<StreamResult> {
   const startedAt = performance.now();
-  const result: StreamResult = { status: 0, firstTokenMs: null, tokens: 0, totalMs: 0, isDone: false, error: null };
+  const result: StreamResult = { status: 0, firstTokenMs: null, tokens: 0, totalMs: 0, isDone: false, error: null, version: null };
   return new Promise((resolve) => {
     const finish = (error: string | null): void => {
       if (result.totalMs !== 0) return;
@@ -51,6 +53,8 @@ export function readStream(url: string, options: StreamOptions): Promise<StreamR
     options.signal?.addEventListener('abort', onAbort, { once: true });
     const req = request(url, { method: 'POST', agent: options.agent, headers: { 'content-type': 'application/json', ...options.headers } }, (res) => {
       result.status = res.statusCode ?? 0;
+      const version = res.headers['x-graygate-version'];
+      if (typeof version === 'string') result.version = version;
       res.setEncoding('utf8');
       let pending = '';
       res.on('data', (chunk: string) => {

@@ -2,8 +2,11 @@ import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { startMockUpstream, type MockFormat } from './index.js';
 
-// `graygate mock-upstream [--port N] [--format F]` (SPEC §7, §8): runs the mock
-// upstream alone and prints the base URL to put in a version's upstream.url.
+// `graygate mock-upstream [--port N] [--format F] [--fail-every N]
+// [--first-byte-ms MS]` (SPEC §7, §8): runs the mock upstream alone and prints
+// the base URL to put in a version's upstream.url. The last two make the whole
+// server worse (every Nth answer a 500; every answer's first byte MS later), so
+// two versions can be given upstreams of different quality (issue 13).
 // The CLI calls runMockUpstreamCli; `node dist/shared/mock-upstream/main.js
 // --port N --format F` runs the same thing directly.
 
@@ -16,6 +19,10 @@ export interface MockUpstreamCliOptions {
   host?: string;
   /** Which format's base URL to print; all three are served. Default openai. */
   format?: string | undefined;
+  /** Every Nth answer is a 500 in the format's shape; 0 (default): never. */
+  failEvery?: number | undefined;
+  /** Default first-byte delay of every answer, ms (a request's own control wins). */
+  firstByteMs?: number | undefined;
 }
 
 /** Starts the mock, prints its URL, and stops it on SIGINT/SIGTERM. Exits 64 on a bad option. */
@@ -25,8 +32,15 @@ export async function runMockUpstreamCli(options: MockUpstreamCliOptions): Promi
     process.stderr.write(`mock-upstream: --format must be one of ${FORMATS.join(', ')}, got ${format}\n`);
     process.exit(64);
   }
-  const mock = await startMockUpstream({ port: options.port ?? 0, host: options.host ?? '127.0.0.1', format: format as MockFormat });
-  process.stdout.write(`mock upstream (${format}) listening on ${mock.baseUrl}\n`);
+  const mock = await startMockUpstream({
+    port: options.port ?? 0,
+    host: options.host ?? '127.0.0.1',
+    format: format as MockFormat,
+    failEvery: options.failEvery ?? 0,
+    defaults: { firstByteMs: options.firstByteMs ?? 0 },
+  });
+  const worse = [options.failEvery ? `1 answer in ${options.failEvery} a 500` : '', options.firstByteMs ? `first byte +${options.firstByteMs} ms` : ''].filter((s) => s !== '');
+  process.stdout.write(`mock upstream (${format}) listening on ${mock.baseUrl}${worse.length > 0 ? ` (${worse.join(', ')})` : ''}\n`);
   const stop = (): void => {
     void mock.close().then(() => process.exit(0));
   };
@@ -40,6 +54,8 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
       port: { type: 'string', default: '0' },
       host: { type: 'string', default: '127.0.0.1' },
       format: { type: 'string', default: 'openai' },
+      'fail-every': { type: 'string', default: '0' },
+      'first-byte-ms': { type: 'string', default: '0' },
     },
   });
   const port = Number(values.port);
@@ -47,5 +63,12 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
     process.stderr.write(`mock-upstream: --port must be 0–65535, got ${values.port}\n`);
     process.exit(64);
   }
-  await runMockUpstreamCli({ port, host: values.host, format: values.format });
+  const count = (flag: string, raw: string): number => {
+    if (!/^\d+$/.test(raw)) {
+      process.stderr.write(`mock-upstream: --${flag} must be a whole number, got ${raw}\n`);
+      process.exit(64);
+    }
+    return Number(raw);
+  };
+  await runMockUpstreamCli({ port, host: values.host, format: values.format, failEvery: count('fail-every', values['fail-every']), firstByteMs: count('first-byte-ms', values['first-byte-ms']) });
 }

@@ -36,6 +36,14 @@ export interface MockUpstreamOptions {
   maxBodyBytes?: number;
   /** Model ids the model lists name. Default `["graygate-mock"]`. */
   models?: readonly string[];
+  /**
+   * Every Nth answer (chat, completions, responses, embeddings; counted across
+   * them, deterministic: the 4th, 8th, … with 4) is refused at once with the
+   * format's error body and status 500, whatever its request asked: an
+   * upstream with a 1/N error rate for a whole version (issue 13's 25 %-error
+   * canary). Default 0: never.
+   */
+  failEvery?: number;
 }
 
 export interface MockUpstreamStats {
@@ -69,6 +77,8 @@ export async function startMockUpstream(options: MockUpstreamOptions = {}): Prom
   const stats: MockUpstreamStats = { opened: 0, closed: 0, aborted: 0 };
   const open = new Set<MockStream>();
   let nextId = 1;
+  const failEvery = options.failEvery ?? 0;
+  let answered = 0;
   const models = options.models ?? ['graygate-mock'];
   const track = (stream: MockStream, res: ServerResponse): void => {
     stats.opened++;
@@ -97,7 +107,8 @@ export async function startMockUpstream(options: MockUpstreamOptions = {}): Prom
         const frames = route.frames;
         if (body === undefined) return json(res, 400, frames.errorBody(400, 'the request body is not a JSON object'));
         const texts = textsOf(route, body);
-        const controls = readControls(req.headers, texts.at(-1) ?? '', defaults);
+        let controls = readControls(req.headers, texts.at(-1) ?? '', defaults);
+        if (failEvery > 0 && ++answered % failEvery === 0) controls = { ...controls, fault: 'status', status: 500 };
         const stream = new MockStream({ id: nextId++, format: route.format, controls, path, body }, res);
         track(stream, res);
         const answer: MockAnswer = {

@@ -82,3 +82,41 @@ t.test('mock upstream', async (t) => {
     t.ok(mock.stats.aborted >= 1);
   });
 });
+
+t.test('server defaults: failEvery refuses every Nth answer with a 500 in the format shape; firstByteMs delays the first token', async (t) => {
+  const mock = await startMockUpstream({ failEvery: 4, defaults: { firstByteMs: 150 } });
+  t.teardown(() => mock.close());
+  const post = (path: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> =>
+    fetch(mock.url + path, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+  const messages = [{ role: 'user', content: '[mock tokens=2] hi' }];
+  const statuses: number[] = [];
+  for (let i = 0; i < 8; i++) {
+    // Counted across formats and even when the request asks for a fault of its own.
+    const res = i % 2 === 0 ? await post('/v1/chat/completions', { messages }, { 'x-mock-first-byte-ms': '0' }) : await post('/v1/messages', { max_tokens: 5, messages });
+    statuses.push(res.status);
+    if (i === 3) t.match(await res.json(), { type: 'error', error: { type: 'api_error' } }, 'anthropic error body');
+    else if (i === 7) t.match(await res.json(), { type: 'error' });
+    else await res.arrayBuffer();
+  }
+  t.same(statuses, [200, 200, 200, 500, 200, 200, 200, 500], 'the 4th and 8th answers, deterministic');
+  const started = performance.now();
+  const res = await post('/v1/chat/completions', { messages, stream: true });
+  t.equal(res.status, 200);
+  const reader = res.body!.getReader();
+  const decoder = new TextDecoder();
+  let text = '';
+  while (!text.includes('"content":"')) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    text += decoder.decode(value);
+  }
+  t.ok(performance.now() - started >= 140, 'the server default delays the first token');
+  await reader.cancel();
+  const more: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const quick = await post('/v1/chat/completions', { messages }, { 'x-mock-first-byte-ms': '0' });
+    more.push(quick.status);
+    await quick.arrayBuffer();
+  }
+  t.same(more, [200, 200, 500], 'streams count too: the 12th answer fails');
+});
