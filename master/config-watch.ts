@@ -29,7 +29,10 @@ export interface ConfigChange {
 }
 
 export interface ConfigWatchOptions {
-  /** The config file. It may be a symlink (kubelet's `graygate.json` → `..data/graygate.json`); its directory is watched. */
+  /**
+   * The config file. It may be a symlink (kubelet's `graygate.json`
+   * → `..data/graygate.json`); its directory is watched.
+   */
   path: string;
   /**
    * Called once per real change of the file's content (never for a touch or an identical rewrite).
@@ -44,7 +47,10 @@ export interface ConfigWatchOptions {
    * Default: ignored.
    */
   onError?: (err: Error) => void;
-  /** Called when events led to a look that found the same content (a touch, an identical rewrite). Default: nothing. For debug logs. */
+  /**
+   * Called when events led to a look that found the same content (a touch,
+   * an identical rewrite). Default: nothing. For debug logs.
+   */
   onUnchanged?: (hash: string) => void;
   /**
    * Quiet time after the last event before the file is read, in ms. Default 250: spans an editor's

@@ -35,7 +35,9 @@ export function isPreflight(method: string | undefined, headers: IncomingHttpHea
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
-/** Headers of the 204 answer to an allowed preflight: the fixed list plus any well-formed header the browser asked for. */
+/**
+ * Headers of the 204 answer to an allowed preflight: the fixed list plus any well-formed header the browser asked for.
+ */
 export function preflightHeaders(origin: string, headers: IncomingHttpHeaders, cors: CorsConfig): Record<string, string> {
   const asked = (headerValue(headers['access-control-request-headers']) ?? '')
     .split(',')

@@ -83,7 +83,10 @@ export function createRequestIds(prefix: string = randomBytes(6).toString('hex')
 
 /** Refusals that count in graygate_rejected_total (the master's own overload answers). */
 const REJECTION_CODES: ReadonlySet<ErrorCode> = new Set(['queue_full', 'queue_timeout', 'no_ready_worker', 'body_budget', 'worker_timeout']);
-/** Refusals after which the rest of the request cannot have been read: the connection closes (nginx does the same on 413). */
+/**
+ * Refusals after which the rest of the request cannot have been
+ * read: the connection closes (nginx does the same on 413).
+ */
 const CLOSING_CODES: ReadonlySet<ErrorCode> = new Set(['body_too_large', 'body_timeout', 'body_budget', 'url_too_long']);
 const HEALTH_PATHS: ReadonlySet<string> = new Set(['/healthz', '/readyz']);
 /**
@@ -199,7 +202,8 @@ export function createGateway(options: GatewayOptions): Gateway {
     return true;
   }
 
-  // Step 2b: the weighted or explicit choice itself (SPEC §3), from the head's facts and, if deferred, the body's `user`.
+  // Step 2b: the weighted or explicit choice itself (SPEC §3), from
+  // the head's facts and, if deferred, the body's `user`.
   function choose(ctx: RequestContext, facts: RoutingFacts): boolean {
     const decision = chooseVersion(facts, registry.routingTable);
     if (!decision.ok) {

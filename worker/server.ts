@@ -27,7 +27,10 @@ export interface WorkerServerOptions {
   upstream: ResolvedUpstream;
   /** Environment to read upstream.apiKeyEnv from. Default process.env. */
   env?: NodeJS.ProcessEnv;
-  /** How request bodies are prepared (call/preparer.ts): the inline size bound, the thread's idle time and module. Defaults there. */
+  /**
+   * How request bodies are prepared (call/preparer.ts): the inline size
+   * bound, the thread's idle time and module. Defaults there.
+   */
   preparer?: Pick<RequestPreparerOptions, 'inlineMaxBytes' | 'threadIdleMs' | 'threadUrl'>;
   /** How the upstream's model list is cached (models/model-catalog.ts): TTLs, fetch timeout, clock. Defaults there. */
   models?: Pick<ModelCatalogOptions, 'ttlMs' | 'failureTtlMs' | 'fetchTimeoutMs' | 'now'>;

@@ -71,7 +71,8 @@ export function createAdminServer(options: AdminServerOptions): Server {
 
   const hasToken = options.token !== undefined && options.token !== '';
   return createServer((req: IncomingMessage, res: ServerResponse) => {
-    // SPEC §6: a web page must not reach this port (guard.ts); checked before the token, so a rebinding page learns nothing.
+    // SPEC §6: a web page must not reach this port (guard.ts); checked
+    // before the token, so a rebinding page learns nothing.
     const forbidden = checkAdminRequest({ method: req.method, headers: req.headers, hasToken });
     if (forbidden !== undefined) {
       log.warn({ method: req.method, path: (req.url ?? '/').split('?', 1)[0], host: req.headers['host'], origin: req.headers['origin'] }, 'admin call forbidden');

@@ -20,7 +20,10 @@ export interface AdminRequest {
   body?: unknown;
   /** Ends the call; it then rejects with `signal.reason`, never with a CliError. */
   signal?: AbortSignal;
-  /** No answer within this many ms is reported like an unreachable admin (69). Default: no limit (a deploy takes as long as it takes). */
+  /**
+   * No answer within this many ms is reported like an unreachable admin
+   * (69). Default: no limit (a deploy takes as long as it takes).
+   */
   timeoutMs?: number;
 }
 

@@ -31,7 +31,10 @@ export interface TopOptions extends AdminClientOptions {
   format?: 'table' | 'json';
   /** Stop after this many frames (e.g. 2 for one interval's rates in a script). Default: until `signal` aborts. */
   frames?: number;
-  /** Failed refreshes in a row after a good one that are drawn and retried before top rejects. Default DEFAULT_TOP_RETRIES. */
+  /**
+   * Failed refreshes in a row after a good one that are drawn and
+   * retried before top rejects. Default DEFAULT_TOP_RETRIES.
+   */
   retries?: number;
   /** Ends the loop (Ctrl-C); runTop then resolves. */
   signal?: AbortSignal;

@@ -115,7 +115,9 @@ export async function startSsePaths(args: Args, progress: Progress, signal: Abor
   }
 }
 
-/** The small-request columns of one build: graygate, the node proxy and nginx in front of its worker, the worker alone. */
+/**
+ * The small-request columns of one build: graygate, the node proxy and nginx in front of its worker, the worker alone.
+ */
 export interface SmallTarget {
   build: GraygateBuild['key'];
   kind: 'graygate' | 'node' | 'nginx' | 'worker';

@@ -45,7 +45,10 @@ interface Frame {
   error?: string;
 }
 
-/** `graygate top --json …` running: `nextFrame` reads its frames as they come; `result` has them all. Stopped at teardown. */
+/**
+ * `graygate top --json …` running: `nextFrame` reads its frames
+ * as they come; `result` has them all. Stopped at teardown.
+ */
 function startTop(t: Test, args: string[]): { nextFrame(what: string): Promise<Frame>; result: Promise<Result>; stop(): void } {
   const child = spawn(process.execPath, [BIN, 'top', '--json', ...args], { env: { ...process.env, ...CLEAN_ENV }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';

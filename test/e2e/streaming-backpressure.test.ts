@@ -25,7 +25,10 @@ const MAX_WORKER_BUFFERED_BYTES = 256 * 1024;
 // not held back writes all 32 MiB and fails the bound whenever we look.
 const QUIET_MS = 300;
 
-/** Resolves with bytesWritten once the mock stream has been blocked (write returned false) for QUIET_MS without a drain, or finished. */
+/**
+ * Resolves with bytesWritten once the mock stream has been blocked (write
+ * returned false) for QUIET_MS without a drain, or finished.
+ */
 async function whenStopped(stream: MockStream): Promise<number> {
   for (;;) {
     if (stream.isClosed || stream.isComplete) return stream.bytesWritten;

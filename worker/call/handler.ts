@@ -60,11 +60,13 @@ export async function handleCall(kind: EndpointKind, req: IncomingMessage, res: 
   let errorCode: string | undefined;
   try {
     const body = await readBody(req, { maxBytes: options.maxBodyBytes, signal: client.signal });
-    // Issue 9 part 5: a large body's memory moves to the preparer's thread, and the parsed request is not kept: only the upstream body is.
+    // Issue 9 part 5: a large body's memory moves to the preparer's thread,
+    // and the parsed request is not kept: only the upstream body is.
     const call = await options.preparer.prepare(body, { signal: client.signal, kind });
     isStream = call.isStream;
     if (isStream) metrics.streamStarted(); // paired with streamEnded in `finally`
-    // A whole answer says nothing until the upstream is done: 102s keep the master's headers timeout from firing (SPEC §4a).
+    // A whole answer says nothing until the upstream is done: 102s
+    // keep the master's headers timeout from firing (SPEC §4a).
     else stopPings = startProcessingPings(res, upstream.pingIntervalMs);
     opened = openCall({
       kind,

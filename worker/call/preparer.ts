@@ -22,9 +22,14 @@ export interface RequestPreparerOptions {
    * its shape, such a body costs the loop a few ms (see CHAT_REQUEST_LIMITS).
    */
   inlineMaxBytes?: number;
-  /** The thread stops after this long without a job, ms. Default 10 000; the next large body starts it again (~0.1 s). */
+  /**
+   * The thread stops after this long without a job, ms. Default 10 000; the next large body starts it again (~0.1 s).
+   */
   threadIdleMs?: number;
-  /** Module the helper thread runs. Default prepare-thread.js beside this file; tests of the TypeScript sources pass the built one. */
+  /**
+   * Module the helper thread runs. Default prepare-thread.js beside
+   * this file; tests of the TypeScript sources pass the built one.
+   */
   threadUrl?: URL;
 }
 

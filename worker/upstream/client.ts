@@ -70,7 +70,10 @@ export class UpstreamClient {
     });
   }
 
-  /** Sends the request; resolves when response headers arrive. Rejects with undici's error (map it with toUpstreamError). */
+  /**
+   * Sends the request; resolves when response headers arrive. Rejects
+   * with undici's error (map it with toUpstreamError).
+   */
   request(call: UpstreamCall): Promise<Dispatcher.ResponseData> {
     return poolRequest.call(this.#pool, {
       path: this.#basePath + call.path,

@@ -18,7 +18,10 @@ export interface BuildOptions {
 }
 
 export interface UpstreamRequest {
-  /** Path appended to the upstream base URL (SPEC §2: openai `/chat/completions`, ollama `/api/chat`, anthropic `/v1/messages`). */
+  /**
+   * Path appended to the upstream base URL (SPEC §2: openai `/chat/completions`,
+   * ollama `/api/chat`, anthropic `/v1/messages`).
+   */
   path: string;
   headers: Record<string, string>;
   /** JSON, as bytes: handed to undici as is, no string conversion on the way out (issue 9 part 5). */
