@@ -19,7 +19,7 @@ import { configHash } from './config-file.js';
 // onChange once per distinct content, so an invalid file is reported once, not on every event.
 
 /** The default quiet time before a burst of events is looked at. */
-export const DEFAULT_CONFIG_DEBOUNCE_MS = 250;
+const DEFAULT_CONFIG_DEBOUNCE_MS = 250;
 
 export interface ConfigChange {
   /** configHash of the text just read. It equals LoadedConfig.hash when the caller reloads it. */

@@ -68,7 +68,7 @@ export interface Gateway {
 // anything else is replaced so logs and headers stay clean.
 const REQUEST_ID = /^[A-Za-z0-9._:@\/+=-]{1,128}$/;
 
-export function pickRequestId(sent: string | undefined, fresh: () => string): string {
+function pickRequestId(sent: string | undefined, fresh: () => string): string {
   return sent !== undefined && REQUEST_ID.test(sent) ? sent : fresh();
 }
 
@@ -76,7 +76,7 @@ export function pickRequestId(sent: string | undefined, fresh: () => string): st
  * A new request id: this master's random prefix and a counter (issue 10: a randomUUID per request
  * was 1 % of the master under a flood). Unique across masters and restarts by the prefix.
  */
-export function createRequestIds(prefix: string = randomBytes(6).toString('hex')): () => string {
+function createRequestIds(prefix: string = randomBytes(6).toString('hex')): () => string {
   let counter = 0;
   return () => `${prefix}-${(++counter).toString(36)}`;
 }

@@ -168,7 +168,7 @@ const RENAMED_KEYS: Record<string, string> = {
 export type Validation<T> = { ok: true; value: T } | { ok: false; problems: string[] };
 
 /** Turns zod issues into `path: message` lines (SPEC §2). */
-export function formatProblems(error: z.ZodError): string[] {
+function formatProblems(error: z.ZodError): string[] {
   const problems: string[] = [];
   for (const issue of error.issues) {
     const path = issue.path.map(String).join('.');
@@ -220,7 +220,7 @@ export function validateConfig(raw: unknown): Validation<Config> {
   return result;
 }
 
-export function deepFreeze<T>(value: T): T {
+function deepFreeze<T>(value: T): T {
   if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
     Object.freeze(value);
     for (const child of Object.values(value)) deepFreeze(child);
@@ -246,7 +246,7 @@ export function workerIdleTimeoutMsFor(limits: Pick<Limits, 'workerIdleTimeoutMs
 }
 
 /** `scheme://host[:port]` with nothing after it: what a browser sends in `Origin`. */
-export function isOrigin(value: string): boolean {
+function isOrigin(value: string): boolean {
   if (!URL.canParse(value)) return false;
   const url = new URL(value);
   return (url.protocol === 'http:' || url.protocol === 'https:') && url.origin === value.replace(/\/$/, '');

@@ -50,4 +50,3 @@ export type UpstreamErrorKind = (typeof UPSTREAM_ERROR_KINDS)[number];
 
 /** `kind` of graygate_tokens_total, from the upstream's usage. */
 export const TOKEN_KINDS = ['prompt', 'completion'] as const;
-export type TokenKind = (typeof TOKEN_KINDS)[number];

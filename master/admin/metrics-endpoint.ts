@@ -11,7 +11,7 @@ import { workerLabel, type RegistryView, type WorkerView } from '../metrics.js';
 // nodejs_*) get `version` and `worker` labels so they stay apart.
 
 /** Longest wait for one worker's metrics, ms. All workers are asked in parallel, so this bounds the whole scrape. */
-export const WORKER_SCRAPE_DEADLINE_MS = 1000;
+const WORKER_SCRAPE_DEADLINE_MS = 1000;
 
 type MetricJson = MetricObjectWithValues<MetricValue<string>>;
 

@@ -36,7 +36,7 @@ function decodeParam(raw: string): string {
 const ADMIN_BODY_TIMEOUT_MS = 10_000;
 
 /** An admin call's JSON body (`{}` when empty), through the shared bounded reader. */
-export async function readJsonBody(req: IncomingMessage, maxBytes = MAX_ADMIN_BODY_BYTES): Promise<unknown> {
+async function readJsonBody(req: IncomingMessage, maxBytes = MAX_ADMIN_BODY_BYTES): Promise<unknown> {
   const body = await readBody(req, { maxBytes, idleTimeoutMs: ADMIN_BODY_TIMEOUT_MS });
   if (body.length === 0) return {};
   try {

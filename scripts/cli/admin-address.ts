@@ -7,7 +7,7 @@ import { CliError, EXIT } from './admin-client.js';
 // is read, so a stale variable behind `--admin` is no error.
 
 /** The admin port when nothing names one (SPEC §6). */
-export const DEFAULT_ADMIN_PORT = 9000;
+const DEFAULT_ADMIN_PORT = 9000;
 const DEFAULT_ADMIN_HOST = '127.0.0.1';
 
 export type AdminUrlSource = '--admin' | 'GRAYGATE_ADMIN_URL' | 'GRAYGATE_ADMIN_PORT' | 'default';

@@ -17,7 +17,7 @@ import { computeRows, renderRows, rowToJson, type Snapshot, type VersionRow } fr
 // forbidden) ends it at once, since retrying cannot fix it.
 
 /** Failed refreshes in a row that top shows and retries before it exits: about 5 s at the default interval. */
-export const DEFAULT_TOP_RETRIES = 5;
+const DEFAULT_TOP_RETRIES = 5;
 const DEFAULT_INTERVAL_MS = 1000;
 /** A refresh that takes longer than this (or the interval, if longer) counts as failed, ms. */
 const MIN_REFRESH_TIMEOUT_MS = 5000;

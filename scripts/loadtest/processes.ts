@@ -92,7 +92,7 @@ export async function stopAll(options: StopOptions = {}): Promise<void> {
 }
 
 /** Last-resort cleanup: synchronous, for 'exit' and fatal paths. */
-export function killAllNow(): void {
+function killAllNow(): void {
   for (const p of running) {
     killGroup(p.pid, 'SIGKILL');
     runCleanups(p);

@@ -23,7 +23,7 @@ export function messageTexts(body: Record<string, unknown>, format: MockFormat):
 }
 
 /** A string, or the text of content parts/blocks (`text`, and a tool result's `content`). */
-export function textOf(content: unknown): string {
+function textOf(content: unknown): string {
   if (typeof content === 'string') return content;
   if (!Array.isArray(content)) return '';
   return content

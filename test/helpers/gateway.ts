@@ -58,7 +58,7 @@ export function configText(input: GatewayConfigInput): string {
   return JSON.stringify(config, null, 2);
 }
 
-export function writeConfigFile(path: string, input: GatewayConfigInput): void {
+function writeConfigFile(path: string, input: GatewayConfigInput): void {
   writeFileSync(path, configText(input));
 }
 

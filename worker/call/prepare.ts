@@ -37,7 +37,7 @@ export function unsupportedEndpoint(kind: EndpointKind, format: UpstreamFormat):
 }
 
 /** The worker path of each endpoint. */
-export const ENDPOINT_PATHS: Readonly<Record<EndpointKind, string>> = {
+const ENDPOINT_PATHS: Readonly<Record<EndpointKind, string>> = {
   chat: '/v1/chat/completions',
   embeddings: '/v1/embeddings',
   completions: '/v1/completions',

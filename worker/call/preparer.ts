@@ -33,8 +33,8 @@ export interface RequestPreparerOptions {
   threadUrl?: URL;
 }
 
-export const DEFAULT_INLINE_MAX_BYTES = 32 * 1024;
-export const DEFAULT_THREAD_IDLE_MS = 10_000;
+const DEFAULT_INLINE_MAX_BYTES = 32 * 1024;
+const DEFAULT_THREAD_IDLE_MS = 10_000;
 
 interface Waiter {
   resolve: (call: PreparedCall) => void;

@@ -36,9 +36,9 @@ export interface ModelCatalogOptions {
   now?: () => number;
 }
 
-export const DEFAULT_MODELS_TTL_MS = 60_000;
-export const DEFAULT_MODELS_FAILURE_TTL_MS = 2000;
-export const DEFAULT_MODELS_FETCH_TIMEOUT_MS = 10_000;
+const DEFAULT_MODELS_TTL_MS = 60_000;
+const DEFAULT_MODELS_FAILURE_TTL_MS = 2000;
+const DEFAULT_MODELS_FETCH_TIMEOUT_MS = 10_000;
 
 export class ModelCatalog {
   readonly #options: ModelCatalogOptions;

@@ -112,7 +112,7 @@ export function parseChatRequest(body: Buffer): ChatRequest {
 const ROLES: ReadonlySet<unknown> = new Set<ChatRole>(['system', 'developer', 'user', 'assistant', 'tool']);
 
 /** Every `path: message` problem of a parsed body, in field order; empty when it is a valid request. */
-export function chatRequestProblems(body: Record<string, unknown>): string[] {
+function chatRequestProblems(body: Record<string, unknown>): string[] {
   const problems: string[] = [];
   const check = checker(problems);
   check('model', body['model'], nonEmptyString);

@@ -48,7 +48,7 @@ export interface UpstreamCall {
 // timers are coarse (≈1 s resolution) and only matter if ours were lost.
 const BACKSTOP_MARGIN_MS = 1000;
 /** Per-request read-ahead of the upstream body: undici stops reading the socket above it (issue 3 part 6). */
-export const UPSTREAM_HIGH_WATER_MARK_BYTES = 64 * 1024;
+const UPSTREAM_HIGH_WATER_MARK_BYTES = 64 * 1024;
 
 export class UpstreamClient {
   readonly #pool: UndiciPool;

@@ -31,7 +31,7 @@ const r2 = (n: number): number => Math.round(n * 100) / 100;
 const sum = (o: Record<string, number>): number => Object.values(o).reduce((a, b) => a + b, 0);
 
 /** Proxy CPU ÷ upstream CPU, total and per role; null for direct. */
-export function cpuRatios(a: StreamAggregate): { total: number; byRole: Record<string, number> } | null {
+function cpuRatios(a: StreamAggregate): { total: number; byRole: Record<string, number> } | null {
   if (Object.keys(a.cpuMs).length === 0 || a.upstreamCpuMs === 0) return null;
   const byRole: Record<string, number> = {};
   for (const [role, ms] of Object.entries(a.cpuMs)) byRole[role] = r2(ms / a.upstreamCpuMs);
