@@ -96,7 +96,7 @@ export function watchConfigFile(options: ConfigWatchOptions): ConfigWatch {
     }
     clearTimeout(timer);
     // A throwing onUnchanged or onError is the caller's bug; it is reported, never an unhandled rejection.
-    timer = setTimeout(() => look().catch((err: unknown) => onError(err instanceof Error ? err : new Error(String(err)))), debounceMs);
+    timer = setTimeout(() => void look().catch((err: unknown) => onError(err instanceof Error ? err : new Error(String(err)))), debounceMs);
   };
 
   const look = async (): Promise<void> => {

@@ -55,9 +55,9 @@ export interface Gateway {
   /** A request arrived (it may wait behind another on its connection): counted in flight from now. */
   arrive(): void;
   /** Serves one request (the connection queue's `serve`). */
-  serve(req: IncomingMessage, res: ServerResponse): void;
+  serve: (req: IncomingMessage, res: ServerResponse) => void;
   /** A pipelined request dropped before its turn because its connection closed. */
-  drop(req: IncomingMessage, res: ServerResponse): void;
+  drop: (req: IncomingMessage, res: ServerResponse) => void;
   /** Requests arrived and not finished. */
   readonly inflight: number;
   /** Resolves when no request is in flight (shutdown waits for requests, not connections). */
@@ -66,7 +66,7 @@ export interface Gateway {
 
 // x-request-id from the client is kept when it is a sane token (SPEC §3);
 // anything else is replaced so logs and headers stay clean.
-const REQUEST_ID = /^[A-Za-z0-9._:@\/+=-]{1,128}$/;
+const REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
 
 function pickRequestId(sent: string | undefined, fresh: () => string): string {
   return sent !== undefined && REQUEST_ID.test(sent) ? sent : fresh();

@@ -106,7 +106,7 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
   let inFlight = 0;
   let onIdle: (() => void) | undefined;
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
-    const path = (req.url ?? '/').split('?', 1)[0];
+    const path = (req.url ?? '/').split('?', 1)[0]!;
     if (isDraining) {
       // The rest of the body is not read, so the connection cannot be reused.
       res.setHeader('connection', 'close');

@@ -53,7 +53,7 @@ export function labelPerProcess(metrics: readonly MetricJson[], labels: Readonly
     m.name.startsWith('graygate_')
       ? m
       : // A series' own labels win: nodejs_version_info has a `version` of its own (Node's).
-        { ...m, aggregator: 'first' as Aggregator, values: m.values.map((v) => ({ ...v, labels: { ...labels, ...v.labels } })) },
+        { ...m, aggregator: 'first', values: m.values.map((v) => ({ ...v, labels: { ...labels, ...v.labels } })) },
   );
 }
 

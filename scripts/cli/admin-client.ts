@@ -1,7 +1,9 @@
 import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
-import type { AdminUrlSource } from './admin-address.js';
 
 // The CLI's view of the admin API (SPEC §6–§7): one request, one typed outcome.
+
+/** Where the admin URL came from (admin-address.ts). */
+export type AdminUrlSource = '--admin' | 'GRAYGATE_ADMIN_URL' | 'GRAYGATE_ADMIN_PORT' | 'default';
 
 export interface AdminClientOptions {
   /** Origin of the admin port, e.g. http://127.0.0.1:9000 (see admin-address.ts). */

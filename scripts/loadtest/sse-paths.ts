@@ -46,7 +46,7 @@ export interface SseSetup {
   builds: GraygateBuild[];
   notes: string[];
   /** Stops everything, newest first. */
-  stop(): Promise<void>;
+  stop: () => Promise<void>;
 }
 
 export async function startSsePaths(args: Args, progress: Progress, signal: AbortSignal): Promise<SseSetup> {

@@ -2,7 +2,7 @@ import t from 'tap';
 import { once } from 'node:events';
 import { request, type IncomingMessage } from 'node:http';
 import { startGateway } from '../helpers/gateway.js';
-import { startMockUpstream, mockToken, BASE_PATHS, type MockStream } from '../../shared/mock-upstream/index.js';
+import { startMockUpstream, BASE_PATHS, type MockStream } from '../../shared/mock-upstream/index.js';
 import { chatBody } from '../worker/fixtures/sse-client.js';
 
 // Issue 3 part 6: a client that stops reading makes the worker stop reading

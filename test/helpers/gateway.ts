@@ -34,7 +34,7 @@ export interface Gateway {
   child: ChildProcess;
   configPath: string;
   /** Everything the master wrote to stdout/stderr so far. */
-  output(): string;
+  output: () => string;
   /** Resolves with the exit code once the master has exited. */
   exited: Promise<number | null>;
   /** Rewrites the config file (for reload tests). */

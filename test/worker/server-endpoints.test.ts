@@ -106,5 +106,5 @@ t.test('every endpoint logs one line with its tokens', async (t) => {
     { path: '/v1/completions', status: 200, stream: false, tokens: 3, promptTokens: 3 },
     { path: '/v1/embeddings', status: 200, stream: false, promptTokens: 4 },
   ]);
-  t.ok(lines.every((l) => typeof l['bytesOut'] === 'number' && (l['bytesOut'] as number) > 0));
+  t.ok(lines.every((l) => typeof l['bytesOut'] === 'number' && (l['bytesOut']) > 0));
 });

@@ -66,7 +66,7 @@ export type PrepareReply =
 export function toTransferable(buf: Buffer): { bytes: Uint8Array; transfer: ArrayBuffer[] } {
   const bytes = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
   const owns = buf.byteOffset === 0 && buf.byteLength === buf.buffer.byteLength && buf.buffer instanceof ArrayBuffer;
-  return { bytes, transfer: owns ? [buf.buffer as ArrayBuffer] : [] };
+  return { bytes, transfer: owns ? [buf.buffer] : [] };
 }
 
 export function fromTransferred(bytes: Uint8Array): Buffer {

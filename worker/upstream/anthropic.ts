@@ -38,7 +38,7 @@ function mapAnthropicErrorStatus(type: unknown): number {
 export function convertAnthropicEvent(state: StreamState, type: string, data: string, sink: ChunkSink): void {
   const value = parseUpstreamJson(data);
   // The `type` inside the data is authoritative; the SSE `event:` line repeats it.
-  const kind = typeof value['type'] === 'string' ? (value['type'] as string) : type;
+  const kind = typeof value['type'] === 'string' ? (value['type']) : type;
   switch (kind) {
     case 'message_start': {
       const usage = (value['message'] as { usage?: { input_tokens?: unknown; output_tokens?: unknown } } | undefined)?.usage;
