@@ -35,7 +35,7 @@ function isSpace(byte: number | undefined): boolean {
 }
 
 /** Bodies above this are not scanned (the request gets a fresh sticky cookie): bounds the master's work per request. */
-export const MAX_SCANNED_BODY_BYTES = 4 * 1024 * 1024;
+const MAX_SCANNED_BODY_BYTES = 4 * 1024 * 1024;
 
 /** The top-level `user` string of a JSON object body, or undefined. */
 export function findTopLevelUser(body: Buffer): string | undefined {

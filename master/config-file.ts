@@ -6,7 +6,7 @@ import { isLoopbackHost, validateConfig, type Config } from '../shared/config.js
 // exits 78 (EX_CONFIG) on any problem; reload keeps the running config.
 
 export const EXIT_CONFIG = 78;
-export const DEFAULT_CONFIG_PATH = 'config/graygate.json';
+const DEFAULT_CONFIG_PATH = 'config/graygate.json';
 
 /** `--config F`, else GRAYGATE_CONFIG, else config/graygate.json (relative to the working directory). */
 export function configPath(argv: readonly string[], env: NodeJS.ProcessEnv): string {
@@ -22,7 +22,7 @@ export function configPath(argv: readonly string[], env: NodeJS.ProcessEnv): str
  * (SPEC §1; issue 12: PM2 users move ports with env, not by editing the file); problems
  * name the variable.
  */
-export function applyEnvOverrides(raw: unknown, env: NodeJS.ProcessEnv, problems: string[]): unknown {
+function applyEnvOverrides(raw: unknown, env: NodeJS.ProcessEnv, problems: string[]): unknown {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return raw;
   const out = { ...(raw as Record<string, unknown>) };
   const listen = { ...((out['listen'] as Record<string, unknown> | undefined) ?? {}) };

@@ -19,7 +19,7 @@ import { configHash } from './config-file.js';
 // onChange once per distinct content, so an invalid file is reported once, not on every event.
 
 /** The default quiet time before a burst of events is looked at. */
-export const DEFAULT_CONFIG_DEBOUNCE_MS = 250;
+const DEFAULT_CONFIG_DEBOUNCE_MS = 250;
 
 export interface ConfigChange {
   /** configHash of the text just read. It equals LoadedConfig.hash when the caller reloads it. */
@@ -29,7 +29,10 @@ export interface ConfigChange {
 }
 
 export interface ConfigWatchOptions {
-  /** The config file. It may be a symlink (kubelet's `graygate.json` → `..data/graygate.json`); its directory is watched. */
+  /**
+   * The config file. It may be a symlink (kubelet's `graygate.json`
+   * → `..data/graygate.json`); its directory is watched.
+   */
   path: string;
   /**
    * Called once per real change of the file's content (never for a touch or an identical rewrite).
@@ -44,7 +47,10 @@ export interface ConfigWatchOptions {
    * Default: ignored.
    */
   onError?: (err: Error) => void;
-  /** Called when events led to a look that found the same content (a touch, an identical rewrite). Default: nothing. For debug logs. */
+  /**
+   * Called when events led to a look that found the same content (a touch,
+   * an identical rewrite). Default: nothing. For debug logs.
+   */
   onUnchanged?: (hash: string) => void;
   /**
    * Quiet time after the last event before the file is read, in ms. Default 250: spans an editor's
@@ -90,7 +96,7 @@ export function watchConfigFile(options: ConfigWatchOptions): ConfigWatch {
     }
     clearTimeout(timer);
     // A throwing onUnchanged or onError is the caller's bug; it is reported, never an unhandled rejection.
-    timer = setTimeout(() => look().catch((err: unknown) => onError(err instanceof Error ? err : new Error(String(err)))), debounceMs);
+    timer = setTimeout(() => void look().catch((err: unknown) => onError(err instanceof Error ? err : new Error(String(err)))), debounceMs);
   };
 
   const look = async (): Promise<void> => {

@@ -30,7 +30,7 @@ export interface ConnectionQueueOptions {
 }
 
 /** Default time of request starts per loop turn: short enough for ~100+ accepts a second under a flood. */
-export const LOOP_SLICE_MS = 5;
+const LOOP_SLICE_MS = 5;
 
 interface Waiting {
   req: IncomingMessage;

@@ -12,12 +12,12 @@ import { headerValue } from '../shared/http-headers.js';
 // Pure functions of the request headers and the config.
 
 /** Always allowed in a preflight: what OpenAI SDKs and graygate's routing send. */
-export const CORS_ALLOWED_HEADERS = ['authorization', 'content-type', 'x-version', 'x-user-id', 'x-request-id', 'openai-organization', 'openai-project', 'openai-beta'];
+const CORS_ALLOWED_HEADERS = ['authorization', 'content-type', 'x-version', 'x-user-id', 'x-request-id', 'openai-organization', 'openai-project', 'openai-beta'];
 /** Response headers a browser script may read. */
-export const CORS_EXPOSED_HEADERS = 'x-graygate-version, x-request-id, retry-after';
-export const CORS_ALLOWED_METHODS = 'GET, POST, OPTIONS';
+const CORS_EXPOSED_HEADERS = 'x-graygate-version, x-request-id, retry-after';
+const CORS_ALLOWED_METHODS = 'GET, POST, OPTIONS';
 /** How long a browser may cache a preflight answer, seconds. */
-export const CORS_MAX_AGE_S = 600;
+const CORS_MAX_AGE_S = 600;
 
 export type CorsVerdict = 'none' | 'allowed' | 'forbidden';
 
@@ -35,7 +35,9 @@ export function isPreflight(method: string | undefined, headers: IncomingHttpHea
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
-/** Headers of the 204 answer to an allowed preflight: the fixed list plus any well-formed header the browser asked for. */
+/**
+ * Headers of the 204 answer to an allowed preflight: the fixed list plus any well-formed header the browser asked for.
+ */
 export function preflightHeaders(origin: string, headers: IncomingHttpHeaders, cors: CorsConfig): Record<string, string> {
   const asked = (headerValue(headers['access-control-request-headers']) ?? '')
     .split(',')

@@ -15,7 +15,7 @@ import type { Build, DeployKind, DeployRecord } from './version.js';
 const PROBE_TIMEOUT_MS = 5000;
 
 /** Answers < 500 on GET /v1/models, through the worker's own agent. */
-export function probeWorker(worker: WorkerHandle, timeoutMs = PROBE_TIMEOUT_MS): Promise<void> {
+function probeWorker(worker: WorkerHandle, timeoutMs = PROBE_TIMEOUT_MS): Promise<void> {
   return new Promise((resolve, reject) => {
     const req = request({ ...worker.requestOptions('/v1/models'), signal: AbortSignal.timeout(timeoutMs) }, (res) => {
       res.resume();

@@ -55,9 +55,9 @@ export interface Gateway {
   /** A request arrived (it may wait behind another on its connection): counted in flight from now. */
   arrive(): void;
   /** Serves one request (the connection queue's `serve`). */
-  serve(req: IncomingMessage, res: ServerResponse): void;
+  serve: (req: IncomingMessage, res: ServerResponse) => void;
   /** A pipelined request dropped before its turn because its connection closed. */
-  drop(req: IncomingMessage, res: ServerResponse): void;
+  drop: (req: IncomingMessage, res: ServerResponse) => void;
   /** Requests arrived and not finished. */
   readonly inflight: number;
   /** Resolves when no request is in flight (shutdown waits for requests, not connections). */
@@ -66,9 +66,9 @@ export interface Gateway {
 
 // x-request-id from the client is kept when it is a sane token (SPEC §3);
 // anything else is replaced so logs and headers stay clean.
-const REQUEST_ID = /^[A-Za-z0-9._:@\/+=-]{1,128}$/;
+const REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
 
-export function pickRequestId(sent: string | undefined, fresh: () => string): string {
+function pickRequestId(sent: string | undefined, fresh: () => string): string {
   return sent !== undefined && REQUEST_ID.test(sent) ? sent : fresh();
 }
 
@@ -76,14 +76,17 @@ export function pickRequestId(sent: string | undefined, fresh: () => string): st
  * A new request id: this master's random prefix and a counter (issue 10: a randomUUID per request
  * was 1 % of the master under a flood). Unique across masters and restarts by the prefix.
  */
-export function createRequestIds(prefix: string = randomBytes(6).toString('hex')): () => string {
+function createRequestIds(prefix: string = randomBytes(6).toString('hex')): () => string {
   let counter = 0;
   return () => `${prefix}-${(++counter).toString(36)}`;
 }
 
 /** Refusals that count in graygate_rejected_total (the master's own overload answers). */
 const REJECTION_CODES: ReadonlySet<ErrorCode> = new Set(['queue_full', 'queue_timeout', 'no_ready_worker', 'body_budget', 'worker_timeout']);
-/** Refusals after which the rest of the request cannot have been read: the connection closes (nginx does the same on 413). */
+/**
+ * Refusals after which the rest of the request cannot have been
+ * read: the connection closes (nginx does the same on 413).
+ */
 const CLOSING_CODES: ReadonlySet<ErrorCode> = new Set(['body_too_large', 'body_timeout', 'body_budget', 'url_too_long']);
 const HEALTH_PATHS: ReadonlySet<string> = new Set(['/healthz', '/readyz']);
 /**
@@ -199,7 +202,8 @@ export function createGateway(options: GatewayOptions): Gateway {
     return true;
   }
 
-  // Step 2b: the weighted or explicit choice itself (SPEC §3), from the head's facts and, if deferred, the body's `user`.
+  // Step 2b: the weighted or explicit choice itself (SPEC §3), from
+  // the head's facts and, if deferred, the body's `user`.
   function choose(ctx: RequestContext, facts: RoutingFacts): boolean {
     const decision = chooseVersion(facts, registry.routingTable);
     if (!decision.ok) {

@@ -53,7 +53,9 @@ export function createMainServer(options: MainServerOptions): Server {
   return server;
 }
 
-/** What Node's parser refused → our answer, or undefined when the socket is just gone (reset, timeout on a dead peer). */
+/**
+ * What Node's parser refused → our answer, or undefined when the socket is just gone (reset, timeout on a dead peer).
+ */
 export function clientErrorResponse(err: NodeJS.ErrnoException & { rawPacket?: Buffer }, maxUrlBytes: number): ErrorResponse | undefined {
   const code = err.code ?? '';
   if (code === 'HPE_HEADER_OVERFLOW') {

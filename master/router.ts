@@ -14,7 +14,10 @@ export interface RoutingFacts {
   stickyHeader: string | undefined;
   /** Value of the sticky cookie, if present and non-empty. */
   stickyCookie: string | undefined;
-  /** The JSON body's top-level `user` field (issue 12 part 5), if the request had one; read only when header and cookie are absent. */
+  /**
+   * The JSON body's top-level `user` field (issue 12 part 5), if the
+   * request had one; read only when header and cookie are absent.
+   */
   stickyBody?: string | undefined;
   /** A new random id, used (and set as the cookie) when the request has no sticky key. */
   freshId: string;
@@ -37,7 +40,10 @@ export function stickyCookieValue(name: string, id: string): string {
   return `${name}=${id}; Path=/; HttpOnly; SameSite=Lax; Max-Age=31536000`;
 }
 
-/** True when the weighted choice would need a fresh id: no explicit version, no sticky header or cookie (the body's `user` may help). */
+/**
+ * True when the weighted choice would need a fresh id: no explicit version,
+ * no sticky header or cookie (the body's `user` may help).
+ */
 export function needsStickyKey(facts: RoutingFacts): boolean {
   return facts.queryVersion === undefined && facts.headerVersion === undefined && facts.stickyHeader === undefined && facts.stickyCookie === undefined;
 }

@@ -15,7 +15,7 @@ import type { Build } from './version.js';
 // of each unintended exit and runs what it decides.
 
 /** SPEC §6: never in a worker's environment, whatever admin.redactEnv says. */
-export const ADMIN_TOKEN_ENV = 'GRAYGATE_ADMIN_TOKEN';
+const ADMIN_TOKEN_ENV = 'GRAYGATE_ADMIN_TOKEN';
 
 export interface SupervisorOptions {
   log: Logger;

@@ -12,7 +12,7 @@ export interface WeightedCandidate {
 }
 
 /** A uniform float in (0, 1) from the first 52 bits of sha256(key, name). */
-export function hashUnit(key: string, name: string): number {
+function hashUnit(key: string, name: string): number {
   const digest = createHash('sha256').update(name).update('\0').update(key).digest();
   // 52 bits fit a double exactly; +0.5 keeps u strictly inside (0, 1).
   const high = digest.readUInt32BE(0) & 0xfffff; // 20 bits

@@ -19,7 +19,7 @@ export interface WorkerAgentOptions {
  * closing. The agent would learn this from the worker's `Keep-Alive: timeout`
  * hint, but proxy.ts strips that hop-by-hop header from the response first.
  */
-export const WORKER_IDLE_SOCKET_TIMEOUT_MS = 60_000;
+const WORKER_IDLE_SOCKET_TIMEOUT_MS = 60_000;
 
 /** The keep-alive agent master → one worker. Without it http-proxy-3 sends `Connection: close`. */
 export function createWorkerAgent(options: WorkerAgentOptions): Agent {

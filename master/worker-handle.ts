@@ -79,7 +79,7 @@ export interface WorkerEndpoint {
   socketPath?: string;
 }
 
-export function endpointOf(address: WorkerAddress): WorkerEndpoint {
+function endpointOf(address: WorkerAddress): WorkerEndpoint {
   if ('path' in address) return { host: 'localhost', port: 80, protocol: 'http:', socketPath: address.path };
   return { host: address.host, port: address.port, protocol: 'http:' };
 }
@@ -111,7 +111,7 @@ export function workerExecArgv(masterExecArgv: readonly string[]): string[] {
 }
 
 /** A worker that exited or was killed before it reported ready. */
-export class WorkerStartFailure extends Error {
+class WorkerStartFailure extends Error {
   /** Data for deploy_failed and status; read as a field, not branched on by class (STYLE §7). */
   readonly report: ExitReport;
   constructor(report: ExitReport) {
@@ -121,7 +121,7 @@ export class WorkerStartFailure extends Error {
   }
 }
 /** Time a worker gets after SIGTERM before SIGKILL, and after its drain deadline before SIGTERM. */
-export const KILL_GRACE_MS = 2000;
+const KILL_GRACE_MS = 2000;
 
 export interface WorkerHandleEvents {
   ready: [];

@@ -22,11 +22,6 @@ export function onAbort(signal: AbortSignal, onAbort: (reason: unknown) => void)
   return () => signal.removeEventListener('abort', listener);
 }
 
-/** Throws `signal.reason` if the signal has aborted (STYLE §13: check before starting). */
-export function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted === true) throw signal.reason;
-}
-
 /**
  * A timer that fires `onTimeout` after `ms` of inactivity; `touch()` restarts the
  * count without allocating (Timeout#refresh), `clear()` disposes it. `ms` 0

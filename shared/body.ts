@@ -101,6 +101,7 @@ export function readBody(req: IncomingMessage, options: ReadBodyOptions): Promis
       }
       req.pause();
       if (budget !== undefined && reserved > 0) budget.release(reserved);
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- an abort reason passes unchanged
       reject(err);
     };
     const onData = (chunk: Buffer): void => {

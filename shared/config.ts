@@ -30,7 +30,7 @@ export const DEFAULTS = {
     // SPEC §4a (turn 2): the client ↔ master ↔ worker hop
     bodyTimeoutMs: 30_000, // 30 s of silence while a client sends its body → 408 body_timeout
     maxBufferedBodyBytes: 256 * 1024 * 1024, // 256 MiB of request bodies held by the master at once → 503 body_budget
-    workerHeadersTimeoutMs: 30_000, // 30 s from request sent to the worker's first response byte (a 102 ping counts) → 504
+    workerHeadersTimeoutMs: 30_000, // 30 s from sending to the worker's first response byte (a 102 ping counts) → 504
     // workerIdleTimeoutMs: no fixed default; 2 × the version's pingIntervalMs + 5000 ms (see workerIdleTimeoutMsFor)
     healthIntervalMs: 2000, // 2 s between IPC health probes of each worker
     healthMisses: 3, // probes missed in a row before a worker is killed and replaced
@@ -168,7 +168,7 @@ const RENAMED_KEYS: Record<string, string> = {
 export type Validation<T> = { ok: true; value: T } | { ok: false; problems: string[] };
 
 /** Turns zod issues into `path: message` lines (SPEC §2). */
-export function formatProblems(error: z.ZodError): string[] {
+function formatProblems(error: z.ZodError): string[] {
   const problems: string[] = [];
   for (const issue of error.issues) {
     const path = issue.path.map(String).join('.');
@@ -220,7 +220,7 @@ export function validateConfig(raw: unknown): Validation<Config> {
   return result;
 }
 
-export function deepFreeze<T>(value: T): T {
+function deepFreeze<T>(value: T): T {
   if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
     Object.freeze(value);
     for (const child of Object.values(value)) deepFreeze(child);
@@ -246,7 +246,7 @@ export function workerIdleTimeoutMsFor(limits: Pick<Limits, 'workerIdleTimeoutMs
 }
 
 /** `scheme://host[:port]` with nothing after it: what a browser sends in `Origin`. */
-export function isOrigin(value: string): boolean {
+function isOrigin(value: string): boolean {
   if (!URL.canParse(value)) return false;
   const url = new URL(value);
   return (url.protocol === 'http:' || url.protocol === 'https:') && url.origin === value.replace(/\/$/, '');

@@ -41,7 +41,9 @@ export function withoutHopByHop<H extends IncomingHttpHeaders | OutgoingHttpHead
   return copyHeaders(headers, HOP_BY_HOP);
 }
 
-/** A copy of `headers` without the names in `drop` nor those its `Connection` header names; undefined values left out. */
+/**
+ * A copy of `headers` without the names in `drop` nor those its `Connection` header names; undefined values left out.
+ */
 export function copyHeaders<H extends IncomingHttpHeaders | OutgoingHttpHeaders>(headers: H, drop: ReadonlySet<string>): H {
   const connection = headers['connection'];
   const named = connection === undefined ? undefined : String(connection).toLowerCase().split(',').map((t) => t.trim());

@@ -36,7 +36,9 @@ export type MasterToWorker =
   | { type: 'shutdown'; deadlineMs: number }
   /** Request for this process's metrics in Prometheus JSON form (prom-client `getMetricsAsJSON`). */
   | { type: 'metrics'; id: number }
-  /** Health probe (SPEC §4a): answer with `pong` at once; a worker that misses limits.healthMisses in a row is replaced. */
+  /**
+   * Health probe (SPEC §4a): answer with `pong` at once; a worker that misses limits.healthMisses in a row is replaced.
+   */
   | { type: 'ping'; id: number };
 
 export type WorkerToMaster =

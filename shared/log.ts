@@ -16,7 +16,7 @@ const SECRET_HEADERS = ['authorization', 'proxy-authorization', 'x-api-key', 'ap
 const HEADER_HOLDERS = ['headers', 'req.headers', 'request.headers', 'upstream.headers', 'res.headers'];
 const KEY_HOLDERS = ['', 'upstream.', 'settings.upstream.', 'config.'];
 
-export const REDACT_PATHS: readonly string[] = [
+const REDACT_PATHS: readonly string[] = [
   ...HEADER_HOLDERS.flatMap((holder) => SECRET_HEADERS.map((h) => `${holder}["${h}"]`)),
   ...KEY_HOLDERS.flatMap((holder) => [`${holder}apiKey`, `${holder}api_key`]),
 ];

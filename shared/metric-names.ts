@@ -9,9 +9,14 @@ export const METRIC = {
   rejectedTotal: 'graygate_rejected_total',
   workers: 'graygate_workers',
   workerRestartsTotal: 'graygate_worker_restarts_total',
-  /** Not in SPEC §9's list: 1 when a worker answered the last /metrics scrape in time, 0 when its series are missing (issue 5). */
+  /**
+   * Not in SPEC §9's list: 1 when a worker answered the last /metrics
+   * scrape in time, 0 when its series are missing (issue 5).
+   */
   workerScrapeUp: 'graygate_worker_scrape_up',
-  /** Issue 9 part 3: from the IPC health probe, so a stuck or bloated worker shows even when it cannot answer a scrape. */
+  /**
+   * Issue 9 part 3: from the IPC health probe, so a stuck or bloated worker shows even when it cannot answer a scrape.
+   */
   workerRssBytes: 'graygate_worker_rss_bytes',
   workerEventLoopDelaySeconds: 'graygate_worker_event_loop_delay_seconds',
   workerHealthMisses: 'graygate_worker_health_misses',
@@ -45,4 +50,3 @@ export type UpstreamErrorKind = (typeof UPSTREAM_ERROR_KINDS)[number];
 
 /** `kind` of graygate_tokens_total, from the upstream's usage. */
 export const TOKEN_KINDS = ['prompt', 'completion'] as const;
-export type TokenKind = (typeof TOKEN_KINDS)[number];

@@ -14,7 +14,10 @@ import { serializeError } from './errors.js';
 export interface WorkerLifecycleOptions {
   server: Server;
   log: Logger;
-  /** Keep-alive idle timeout of the worker's server; above the master agent's so the master never reuses a socket the worker is closing. Default 65 s. */
+  /**
+   * Keep-alive idle timeout of the worker's server; above the master agent's so
+   * the master never reuses a socket the worker is closing. Default 65 s.
+   */
   keepAliveTimeoutMs?: number;
   /** Answers the master's metrics request (SPEC §9). Absent: an empty list. */
   collectMetrics?: () => Promise<unknown[]>;

@@ -17,7 +17,8 @@ await runWorker({
   log,
   socketPath: settings.socketPath,
   collectMetrics: () => metrics.collect(),
-  // The lifecycle closes the HTTP server; the worker server then lets its requests finish and closes the upstream pool and the mock.
+  // The lifecycle closes the HTTP server; the worker server then lets
+  // its requests finish and closes the upstream pool and the mock.
   onDrain: () => {
     worker.close().catch((err: unknown) => log.error({ err }, 'closing the upstream failed'));
   },

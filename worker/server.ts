@@ -27,7 +27,10 @@ export interface WorkerServerOptions {
   upstream: ResolvedUpstream;
   /** Environment to read upstream.apiKeyEnv from. Default process.env. */
   env?: NodeJS.ProcessEnv;
-  /** How request bodies are prepared (call/preparer.ts): the inline size bound, the thread's idle time and module. Defaults there. */
+  /**
+   * How request bodies are prepared (call/preparer.ts): the inline size
+   * bound, the thread's idle time and module. Defaults there.
+   */
   preparer?: Pick<RequestPreparerOptions, 'inlineMaxBytes' | 'threadIdleMs' | 'threadUrl'>;
   /** How the upstream's model list is cached (models/model-catalog.ts): TTLs, fetch timeout, clock. Defaults there. */
   models?: Pick<ModelCatalogOptions, 'ttlMs' | 'failureTtlMs' | 'fetchTimeoutMs' | 'now'>;
@@ -103,7 +106,7 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
   let inFlight = 0;
   let onIdle: (() => void) | undefined;
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
-    const path = (req.url ?? '/').split('?', 1)[0];
+    const path = (req.url ?? '/').split('?', 1)[0]!;
     if (isDraining) {
       // The rest of the body is not read, so the connection cannot be reused.
       res.setHeader('connection', 'close');

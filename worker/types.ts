@@ -13,7 +13,10 @@ export interface Usage {
   [key: string]: unknown;
 }
 
-/** One fragment of a streamed tool call (SPEC §12): the first of a call has id, type and name; later ones only `function.arguments`. */
+/**
+ * One fragment of a streamed tool call (SPEC §12): the first of a call
+ * has id, type and name; later ones only `function.arguments`.
+ */
 export interface ToolCallDelta {
   index: number;
   id?: string;
@@ -95,7 +98,10 @@ export interface ChunkSink {
   chunk(chunk: ChatCompletionChunk, raw?: string): void;
 }
 
-/** What the upstream pipeline drives (upstream/pipeline.ts): backpressure and keep-alive of one answer, whatever its shape. */
+/**
+ * What the upstream pipeline drives (upstream/pipeline.ts): backpressure
+ * and keep-alive of one answer, whatever its shape.
+ */
 export interface CallOutput {
   /** End of one upstream chunk: write what it produced. False: stop reading until `onWritable` calls back. */
   flush(): boolean;
@@ -105,7 +111,10 @@ export interface CallOutput {
   ping(): void;
 }
 
-/** Where an upstream chat call's chunks go: an SSE response (chat/sse-writer.ts) or a non-streaming aggregate (chat/aggregate.ts). */
+/**
+ * Where an upstream chat call's chunks go: an SSE response (chat/sse-writer.ts)
+ * or a non-streaming aggregate (chat/aggregate.ts).
+ */
 export interface ChatOutput extends ChunkSink, CallOutput {}
 
 /** Per-stream converter state. Created by the handler with an id and clock reading, so converters stay pure. */

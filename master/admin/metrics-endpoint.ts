@@ -11,7 +11,7 @@ import { workerLabel, type RegistryView, type WorkerView } from '../metrics.js';
 // nodejs_*) get `version` and `worker` labels so they stay apart.
 
 /** Longest wait for one worker's metrics, ms. All workers are asked in parallel, so this bounds the whole scrape. */
-export const WORKER_SCRAPE_DEADLINE_MS = 1000;
+const WORKER_SCRAPE_DEADLINE_MS = 1000;
 
 type MetricJson = MetricObjectWithValues<MetricValue<string>>;
 
@@ -53,7 +53,7 @@ export function labelPerProcess(metrics: readonly MetricJson[], labels: Readonly
     m.name.startsWith('graygate_')
       ? m
       : // A series' own labels win: nodejs_version_info has a `version` of its own (Node's).
-        { ...m, aggregator: 'first' as Aggregator, values: m.values.map((v) => ({ ...v, labels: { ...labels, ...v.labels } })) },
+        { ...m, aggregator: 'first', values: m.values.map((v) => ({ ...v, labels: { ...labels, ...v.labels } })) },
   );
 }
 

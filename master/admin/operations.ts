@@ -47,7 +47,7 @@ function realpathOrSelf(path: string): string {
  * under one of admin.entryRoots (default: the working directory). Symlinks are
  * resolved first, so a link inside a root cannot point outside it.
  */
-export function isEntryAllowed(entry: string, roots: readonly string[]): boolean {
+function isEntryAllowed(entry: string, roots: readonly string[]): boolean {
   const real = realpathOrSelf(entry);
   return roots.some((root) => {
     const rel = relative(realpathOrSelf(resolvePath(root)), real);

@@ -36,7 +36,7 @@ function decodeParam(raw: string): string {
 const ADMIN_BODY_TIMEOUT_MS = 10_000;
 
 /** An admin call's JSON body (`{}` when empty), through the shared bounded reader. */
-export async function readJsonBody(req: IncomingMessage, maxBytes = MAX_ADMIN_BODY_BYTES): Promise<unknown> {
+async function readJsonBody(req: IncomingMessage, maxBytes = MAX_ADMIN_BODY_BYTES): Promise<unknown> {
   const body = await readBody(req, { maxBytes, idleTimeoutMs: ADMIN_BODY_TIMEOUT_MS });
   if (body.length === 0) return {};
   try {
@@ -71,7 +71,8 @@ export function createAdminServer(options: AdminServerOptions): Server {
 
   const hasToken = options.token !== undefined && options.token !== '';
   return createServer((req: IncomingMessage, res: ServerResponse) => {
-    // SPEC §6: a web page must not reach this port (guard.ts); checked before the token, so a rebinding page learns nothing.
+    // SPEC §6: a web page must not reach this port (guard.ts); checked
+    // before the token, so a rebinding page learns nothing.
     const forbidden = checkAdminRequest({ method: req.method, headers: req.headers, hasToken });
     if (forbidden !== undefined) {
       log.warn({ method: req.method, path: (req.url ?? '/').split('?', 1)[0], host: req.headers['host'], origin: req.headers['origin'] }, 'admin call forbidden');

@@ -45,7 +45,7 @@ export interface JudgeOptions {
   criteria?: JudgeCriteria;
 }
 
-export const JUDGE_DEFAULTS = {
+const JUDGE_DEFAULTS = {
   alpha: 0.01,
   minRequests: 200,
   requireNonInferiority: false,

@@ -12,7 +12,7 @@ import { parseCanaryPlan } from './plan.js';
 // readable after it ends.
 
 /** How often running canaries are judged, ms: a plainly broken one is rolled back within a second. */
-export const CANARY_TICK_MS = 200;
+const CANARY_TICK_MS = 200;
 
 export interface CanaryVersions extends WeightsPort {
   /** 404 unknown_version when the version does not exist. */

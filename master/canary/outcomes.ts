@@ -7,18 +7,8 @@ import type { StepObservations } from './statistics.js';
 // per request. The baseline's earlier steps are merged into one reference
 // (what the canary is compared with once it has 100 %).
 
-/** One request's outcome, as the gateway sees it at its end. */
-export interface Outcome {
-  /** 5xx (the worker's or the master's own refusal routed to this version), or a stream that ended with an error event. */
-  isError: boolean;
-  /** Streams: ms to the first content event relayed; NaN when none was (an error, or an empty answer). */
-  firstTokenMs: number;
-  /** Non-streams: ms to the end of the response; NaN for streams and errors. */
-  responseMs: number;
-}
-
 /** One version's outcomes over one period (a step, or the baseline's earlier steps). */
-export class OutcomeTally {
+class OutcomeTally {
   requests = 0;
   errors = 0;
   readonly firstTokenMs = new LatencySketch();

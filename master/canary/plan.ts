@@ -7,7 +7,7 @@ import { resolveJudgeOptions, type ResolvedJudgeOptions } from './statistics.js'
 // with its defaults. Every problem is reported (400 invalid_request, one line
 // each), like the config file.
 
-export const CANARY_DEFAULTS = {
+const CANARY_DEFAULTS = {
   steps: [5, 25, 50, 100], // % of the pair's combined weight the canary gets at each step
   stepMs: 60_000, // 1 min at least at each step
   minRequests: 200, // canary requests at a step before it may advance
@@ -31,7 +31,7 @@ const ms = z.number({ error: 'must be a number of milliseconds' }).int('must be 
 const ratio = z.number({ error: 'must be a number' });
 const latency = z.union([z.literal(false), z.strictObject({ maxRatio: ratio.optional() })], { error: 'must be false or { maxRatio }' });
 
-export const canaryBody = z.strictObject({
+const canaryBody = z.strictObject({
   baseline: z.string().regex(VERSION_NAME, 'must be a version name').optional(),
   steps: z.array(z.number({ error: 'must be a number' }).gt(0, 'must be > 0').max(100, 'must be ≤ 100'), { error: 'must be an array of percentages' }).min(1, 'must not be empty').max(20, 'at most 20 steps').optional(),
   stepMs: ms.optional(),

@@ -71,7 +71,7 @@ import { judgeLatency, type LatencyObservations } from './latency-metric.js';
 export type { CanaryMetric, Decision, MetricEvidence, MetricVerdict } from './decision.js';
 export type { ErrorCounts, ErrorObservations } from './error-rate-metric.js';
 export type { LatencyObservations } from './latency-metric.js';
-export { JUDGE_DEFAULTS, resolveJudgeOptions } from './judge-options.js';
+export { resolveJudgeOptions } from './judge-options.js';
 export type { ErrorRateCriterion, JudgeCriteria, JudgeOptions, LatencyCriterion, ResolvedJudgeOptions } from './judge-options.js';
 
 export type JudgeVerdict = 'advance' | 'wait' | 'rollback';

@@ -7,7 +7,8 @@ import { basename } from 'node:path';
 // Snapshots come from `npm run loadtest -- streams --hold --heap-snapshot`.
 // With --baseline IDLE.heapsnapshot (the same build at rest) the rows are the
 // growth over it, so "per stream" is what one more stream adds.
-// Usage: node dist/scripts/bench/heap-summary.js FILE.heapsnapshot [--baseline IDLE.heapsnapshot] [--streams N] [--top 40]
+// Usage: node dist/scripts/bench/heap-summary.js FILE.heapsnapshot \
+//          [--baseline IDLE.heapsnapshot] [--streams N] [--top 40]
 
 interface Snapshot {
   snapshot: { meta: { node_fields: string[]; node_types: [string[], ...unknown[]] }; node_count: number };

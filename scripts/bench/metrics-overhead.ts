@@ -57,7 +57,7 @@ async function run(mode: 'on' | 'off'): Promise<number> {
   const scraper = mode === 'on' && SCRAPE ? setInterval(() => void gatherMetrics(registry, metrics.registry).then((r) => r.metrics()), 1000) : undefined;
   const load = (durationS: number): Promise<{ requests: { total: number }; non2xx: number; errors: number }> =>
     new Promise((resolve, reject) =>
-      execFile(process.execPath, [AUTOCANNON_BIN, '--json', '-c', String(CONNECTIONS), '-d', String(durationS), url], { maxBuffer: 1 << 24 }, (err, stdout) =>
+      execFile(process.execPath, [AUTOCANNON_BIN, '--json', '-c', String(CONNECTIONS), '-d', String(durationS), url], { maxBuffer: 1 << 24 }, (err: Error | null, stdout) =>
         err ? reject(err) : resolve(JSON.parse(stdout) as { requests: { total: number }; non2xx: number; errors: number }),
       ),
     );

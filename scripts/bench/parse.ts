@@ -66,7 +66,10 @@ function runIncremental(format: MockFormat, chunks: Buffer[]): number {
   return out;
 }
 
-/** The naive way: a growing string, re-split and every event JSON.parsed again on each chunk; only new events are converted. */
+/**
+ * The naive way: a growing string, re-split and every event JSON.parsed
+ * again on each chunk; only new events are converted.
+ */
 function runNaive(format: MockFormat, chunks: Buffer[]): number {
   const adapter = ADAPTERS[format];
   const state = createStreamState({ id: 'chatcmpl-bench', created: 1, model: 'm' });

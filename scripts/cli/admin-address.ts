@@ -1,4 +1,4 @@
-import { CliError, EXIT } from './admin-client.js';
+import { CliError, EXIT, type AdminUrlSource } from './admin-client.js';
 
 // Where the CLI finds the admin API (SPEC §7; issue 12 part 6): `--admin`,
 // else GRAYGATE_ADMIN_URL, else http://127.0.0.1 on GRAYGATE_ADMIN_PORT (the
@@ -7,10 +7,8 @@ import { CliError, EXIT } from './admin-client.js';
 // is read, so a stale variable behind `--admin` is no error.
 
 /** The admin port when nothing names one (SPEC §6). */
-export const DEFAULT_ADMIN_PORT = 9000;
+const DEFAULT_ADMIN_PORT = 9000;
 const DEFAULT_ADMIN_HOST = '127.0.0.1';
-
-export type AdminUrlSource = '--admin' | 'GRAYGATE_ADMIN_URL' | 'GRAYGATE_ADMIN_PORT' | 'default';
 
 export interface AdminUrlInput {
   /** The `--admin` flag as typed, or undefined. */

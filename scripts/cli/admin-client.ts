@@ -1,7 +1,9 @@
 import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
-import type { AdminUrlSource } from './admin-address.js';
 
 // The CLI's view of the admin API (SPEC §6–§7): one request, one typed outcome.
+
+/** Where the admin URL came from (admin-address.ts). */
+export type AdminUrlSource = '--admin' | 'GRAYGATE_ADMIN_URL' | 'GRAYGATE_ADMIN_PORT' | 'default';
 
 export interface AdminClientOptions {
   /** Origin of the admin port, e.g. http://127.0.0.1:9000 (see admin-address.ts). */
@@ -20,7 +22,10 @@ export interface AdminRequest {
   body?: unknown;
   /** Ends the call; it then rejects with `signal.reason`, never with a CliError. */
   signal?: AbortSignal;
-  /** No answer within this many ms is reported like an unreachable admin (69). Default: no limit (a deploy takes as long as it takes). */
+  /**
+   * No answer within this many ms is reported like an unreachable admin
+   * (69). Default: no limit (a deploy takes as long as it takes).
+   */
   timeoutMs?: number;
 }
 

@@ -73,7 +73,7 @@ async function canaryCommand(args: string[], values: Record<string, string | boo
   const name = first === 'start' ? second : first;
   if (name === undefined) usage('canary needs a version name');
   const body: Record<string, unknown> = {};
-  const text = (key: string): string | undefined => (typeof values[key] === 'string' ? (values[key] as string) : undefined);
+  const text = (key: string): string | undefined => (typeof values[key] === 'string' ? (values[key]) : undefined);
   if (text('baseline') !== undefined) body['baseline'] = text('baseline');
   if (text('steps') !== undefined) body['steps'] = parseSteps(text('steps')!) ?? usage(`--steps must be percentages like 5,25,50,100, got ${JSON.stringify(text('steps'))}`);
   for (const [flag, key] of [['step', 'stepMs'], ['max-step', 'maxStepMs']] as const) {

@@ -17,7 +17,7 @@ import { computeRows, renderRows, rowToJson, type Snapshot, type VersionRow } fr
 // forbidden) ends it at once, since retrying cannot fix it.
 
 /** Failed refreshes in a row that top shows and retries before it exits: about 5 s at the default interval. */
-export const DEFAULT_TOP_RETRIES = 5;
+const DEFAULT_TOP_RETRIES = 5;
 const DEFAULT_INTERVAL_MS = 1000;
 /** A refresh that takes longer than this (or the interval, if longer) counts as failed, ms. */
 const MIN_REFRESH_TIMEOUT_MS = 5000;
@@ -31,7 +31,10 @@ export interface TopOptions extends AdminClientOptions {
   format?: 'table' | 'json';
   /** Stop after this many frames (e.g. 2 for one interval's rates in a script). Default: until `signal` aborts. */
   frames?: number;
-  /** Failed refreshes in a row after a good one that are drawn and retried before top rejects. Default DEFAULT_TOP_RETRIES. */
+  /**
+   * Failed refreshes in a row after a good one that are drawn and
+   * retried before top rejects. Default DEFAULT_TOP_RETRIES.
+   */
   retries?: number;
   /** Ends the loop (Ctrl-C); runTop then resolves. */
   signal?: AbortSignal;

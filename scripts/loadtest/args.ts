@@ -9,7 +9,10 @@ export type ScenarioName = (typeof SCENARIOS)[number];
 /** compare --sse workloads (issue 10): 300 streams at 15k events/s, 40 streams at rest, GET /v1/models. */
 export const SSE_WORKLOADS = ['loaded', 'rest', 'small'] as const;
 export type SseWorkload = (typeof SSE_WORKLOADS)[number];
-/** compare --sse paths: straight to the upstream, nginx, a minimal node:http proxy, graygate, graygate from --baseline-root. */
+/**
+ * compare --sse paths: straight to the upstream, nginx, a minimal
+ * node:http proxy, graygate, graygate from --baseline-root.
+ */
 export const SSE_PATHS = ['direct', 'nginx', 'node', 'graygate', 'baseline'] as const;
 export type SsePathKey = (typeof SSE_PATHS)[number];
 /** canary --cases (issue 13): a canary failing 25 % of requests, one whose first token is 400 ms later, one equal to its baseline. */
@@ -46,7 +49,10 @@ export interface Args {
   maxQueue: number | undefined;
   /** backlog: --queue-timeout-ms; undefined: graygate's default. */
   queueTimeoutMs: number | undefined;
-  /** streams: --streams concurrent (default 1000; with --hold the count to ramp to); compare --sse: streams of the loaded workload (default 300). */
+  /**
+   * streams: --streams concurrent (default 1000; with --hold the count to ramp
+   * to); compare --sse: streams of the loaded workload (default 300).
+   */
   streams: number | undefined;
   /** streams, compare --sse: --tokens per stream (streams default 100; --hold: enough to outlast the hold). */
   tokens: number | undefined;
@@ -66,7 +72,10 @@ export interface Args {
   baselineRoot: string | undefined;
   /** --cpu-prof-dir: graygate's master and workers run with --cpu-prof, profiles written there on exit. */
   cpuProfDir: string | undefined;
-  /** --memory-probe: graygate's processes preload a SIGUSR2 handler that dumps process.memoryUsage() (and, with --heap-snapshot, a heap snapshot). */
+  /**
+   * --memory-probe: graygate's processes preload a SIGUSR2 handler that dumps
+   * process.memoryUsage() (and, with --heap-snapshot, a heap snapshot).
+   */
   isMemoryProbe: boolean;
   /** --heap-snapshot: with --memory-probe, also write a V8 heap snapshot of each worker at the hold. */
   isHeapSnapshot: boolean;

@@ -50,7 +50,7 @@ export function runCannon(options: CannonOptions): Promise<CannonResult> {
   args.push(options.url);
   return new Promise((resolve, reject) =>
     // Bounded by -d; the signal (Ctrl-C) kills it earlier.
-    execFile(process.execPath, args, { maxBuffer: 1 << 24, signal: options.signal }, (err, stdout) => {
+    execFile(process.execPath, args, { maxBuffer: 1 << 24, signal: options.signal }, (err: Error | null, stdout) => {
       if (err !== null) return reject(err);
       const r = JSON.parse(stdout) as AutocannonJson;
       const seconds = r.duration > 0 ? r.duration : options.durationS;

@@ -43,7 +43,7 @@ export interface RunningGateway {
   /** Calls the admin API; throws on network errors only. */
   admin<T = unknown>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }>;
   workers(): Promise<WorkerInfo[]>;
-  stop(): Promise<void>;
+  stop: () => Promise<void>;
 }
 
 export async function startGateway(options: GatewayOptions): Promise<RunningGateway> {

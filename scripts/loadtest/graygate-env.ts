@@ -9,7 +9,7 @@ import { ROOT } from './paths.js';
 // forks its workers with child_process.fork's default execArgv, its own, so
 // both get them, and nothing else: the load client and helpers run without.
 
-export const MEMORY_PROBE_ENTRY = join(ROOT, 'dist/scripts/loadtest/memory-probe.js');
+const MEMORY_PROBE_ENTRY = join(ROOT, 'dist/scripts/loadtest/memory-probe.js');
 
 export interface GraygateEnvOptions {
   /** Write a .cpuprofile per process on exit into this directory (created). */

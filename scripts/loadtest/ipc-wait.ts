@@ -8,7 +8,9 @@ export interface WaitForMessageOptions<T> {
   signal?: AbortSignal;
 }
 
-/** Resolves with the first IPC message `pick` accepts; rejects if the process exits, times out or the run is aborted. */
+/**
+ * Resolves with the first IPC message `pick` accepts; rejects if the process exits, times out or the run is aborted.
+ */
 export function waitForMessage<T>(p: Tracked, options: WaitForMessageOptions<T>): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const cleanup = (): void => {

@@ -48,8 +48,11 @@ export function listeningPorts(pid: number): number[] {
 // __SO_ACCEPTCON in /proc/net/unix's Flags column: the socket is listening.
 const UNIX_ACCEPTCON = 0x10000;
 
-/** Paths of the unix domain sockets `pid` listens on (a worker may serve the master over one). Empty when none or no /proc. */
-export function listeningUnixPaths(pid: number): string[] {
+/**
+ * Paths of the unix domain sockets `pid` listens on (a worker may
+ * serve the master over one). Empty when none or no /proc.
+ */
+function listeningUnixPaths(pid: number): string[] {
   let inodes: Set<string>;
   let text: string;
   try {

@@ -52,7 +52,7 @@ export interface RunningNginx {
   process: Tracked;
   /** nginx's master and worker PIDs are in one group; the worker is what serves. */
   pid: number;
-  stop(): Promise<void>;
+  stop: () => Promise<void>;
 }
 
 function config(dir: string, port: number, options: NginxOptions): string {

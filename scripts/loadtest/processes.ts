@@ -92,7 +92,7 @@ export async function stopAll(options: StopOptions = {}): Promise<void> {
 }
 
 /** Last-resort cleanup: synchronous, for 'exit' and fatal paths. */
-export function killAllNow(): void {
+function killAllNow(): void {
   for (const p of running) {
     killGroup(p.pid, 'SIGKILL');
     runCleanups(p);
@@ -115,7 +115,7 @@ export function installInterruptHandlers(abort: AbortController): void {
     isStopping = true;
     process.stderr.write(`\nloadtest: ${signal}, stopping what it started…\n`);
     abort.abort(new Error(`interrupted by ${signal}`));
-    stopAll({ graceMs: 2000 }).finally(() => process.exit(code));
+    void stopAll({ graceMs: 2000 }).finally(() => process.exit(code));
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);

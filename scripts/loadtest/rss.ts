@@ -4,7 +4,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 // so the measured processes run unmodified.
 
 /** VmRSS in bytes, or undefined when the process is gone or /proc is absent. */
-export function readRssBytes(pid: number): number | undefined {
+function readRssBytes(pid: number): number | undefined {
   try {
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
     const match = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);

@@ -46,7 +46,7 @@ export interface SseSetup {
   builds: GraygateBuild[];
   notes: string[];
   /** Stops everything, newest first. */
-  stop(): Promise<void>;
+  stop: () => Promise<void>;
 }
 
 export async function startSsePaths(args: Args, progress: Progress, signal: AbortSignal): Promise<SseSetup> {
@@ -115,7 +115,9 @@ export async function startSsePaths(args: Args, progress: Progress, signal: Abor
   }
 }
 
-/** The small-request columns of one build: graygate, the node proxy and nginx in front of its worker, the worker alone. */
+/**
+ * The small-request columns of one build: graygate, the node proxy and nginx in front of its worker, the worker alone.
+ */
 export interface SmallTarget {
   build: GraygateBuild['key'];
   kind: 'graygate' | 'node' | 'nginx' | 'worker';

@@ -12,7 +12,7 @@ export interface StandaloneProcess {
   url: string;
   pid: number;
   process: Tracked;
-  stop(): Promise<void>;
+  stop: () => Promise<void>;
 }
 
 export interface StandaloneWorkerOptions {

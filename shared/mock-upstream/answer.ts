@@ -91,7 +91,7 @@ async function fault(stream: MockStream, frames: FormatFrames, a: MockAnswer, se
   }
 }
 
-export function pause(stream: MockStream, ms: number): Promise<void> {
+function pause(stream: MockStream, ms: number): Promise<void> {
   if (ms <= 0 || stream.isClosed) return Promise.resolve();
   return new Promise((resolve) => {
     const done = (): void => {

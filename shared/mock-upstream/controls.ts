@@ -77,7 +77,9 @@ export const DEFAULT_CONTROLS: MockControls = {
 const DIRECTIVE = /\[mock ([^\]]*)\]/;
 const NEWLINES: Record<string, MockControls['newline']> = { lf: '\n', crlf: '\r\n', cr: '\r' };
 
-/** Reads controls from the headers and the last message text, over `defaults`. Unknown or invalid values are ignored. */
+/**
+ * Reads controls from the headers and the last message text, over `defaults`. Unknown or invalid values are ignored.
+ */
 export function readControls(headers: IncomingHttpHeaders, lastMessageText: string, defaults: MockControls): MockControls {
   const controls = { ...defaults };
   const match = DIRECTIVE.exec(lastMessageText);

@@ -5,7 +5,7 @@ import { countPromptTokens } from './text.js';
 // has unit length, and holds float32 values exactly, so a test can compute
 // the expected vector and compare base64 and float answers exactly.
 
-export const DEFAULT_EMBEDDING_DIMENSIONS = 8;
+const DEFAULT_EMBEDDING_DIMENSIONS = 8;
 
 /** The mock's embedding of `text`: a unit vector of float32 values. */
 export function mockEmbedding(text: string, dimensions = DEFAULT_EMBEDDING_DIMENSIONS): number[] {

@@ -147,7 +147,7 @@ export function isoOf(a: MockAnswer): string {
   return new Date(a.created * 1000).toISOString();
 }
 
-export const STOP_REASONS = { stop: 'end_turn', length: 'max_tokens' } as const;
+const STOP_REASONS = { stop: 'end_turn', length: 'max_tokens' } as const;
 
 const anthropic: FormatFrames = {
   streamContentType: 'text/event-stream; charset=utf-8',

@@ -8,7 +8,10 @@ import type { MockFormat } from './formats.js';
 // what was asked, bytes written, backpressure, when its connection closed;
 // and the faults a test can trigger at a moment it chooses.
 
-/** One answer in progress. Emits 'blocked' when a write hit backpressure, 'drain' after, 'close' when its connection closed. */
+/**
+ * One answer in progress. Emits 'blocked' when a write hit backpressure,
+ * 'drain' after, 'close' when its connection closed.
+ */
 export class MockStream extends EventEmitter<{ blocked: []; drain: []; close: [] }> {
   readonly id: number;
   readonly format: MockFormat;

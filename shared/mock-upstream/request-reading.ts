@@ -10,7 +10,10 @@ export interface ToolSpec {
   schema: unknown;
 }
 
-/** Every message text of a chat request, system prompt first (Anthropic keeps it outside `messages`); tool results included. */
+/**
+ * Every message text of a chat request, system prompt first (Anthropic
+ * keeps it outside `messages`); tool results included.
+ */
 export function messageTexts(body: Record<string, unknown>, format: MockFormat): string[] {
   const texts: string[] = [];
   if (format === 'anthropic') texts.push(textOf(body['system']));
@@ -20,7 +23,7 @@ export function messageTexts(body: Record<string, unknown>, format: MockFormat):
 }
 
 /** A string, or the text of content parts/blocks (`text`, and a tool result's `content`). */
-export function textOf(content: unknown): string {
+function textOf(content: unknown): string {
   if (typeof content === 'string') return content;
   if (!Array.isArray(content)) return '';
   return content
@@ -50,7 +53,10 @@ export function requestTools(body: Record<string, unknown>, format: MockFormat):
   });
 }
 
-/** The tool the request forces (OpenAI `required` or a named function, Anthropic `any` or `tool`): the first tool for `required`/`any`. */
+/**
+ * The tool the request forces (OpenAI `required` or a named function,
+ * Anthropic `any` or `tool`): the first tool for `required`/`any`.
+ */
 export function forcedTool(body: Record<string, unknown>, format: MockFormat, tools: ToolSpec[]): string | undefined {
   const choice = body['tool_choice'] as { type?: unknown; name?: unknown; function?: { name?: unknown } } | string | undefined;
   if (format === 'openai') {

@@ -205,7 +205,10 @@ async function answerRequest(res: ServerResponse, stream: MockStream, route: Rou
   return answerText(res, stream, frames, a, { maxTokens: undefined, isStream, pieces: pieces(JSON.stringify(value)) });
 }
 
-/** A call's arguments made from its schema; a schema that allows any object (a JSON-answer tool) gets the JSON-mode answer. */
+/**
+ * A call's arguments made from its schema; a schema that allows
+ * any object (a JSON-answer tool) gets the JSON-mode answer.
+ */
 function toolArguments(schema: unknown, tokens: number): unknown {
   const hasProperties = typeof schema === 'object' && schema !== null && (schema as { properties?: unknown }).properties !== undefined;
   if (!hasProperties) return { answer: mockText(tokens) };

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
-import { admin, ROOT, startGateway, TEST_WORKER_ENTRY, type Gateway } from '../helpers/gateway.js';
+import { admin, ROOT, startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
 
 // Issue 12 part 6: `graygate top` and the CLI's output against a real
 // gateway without a token, run as the built CLI: EPIPE, an admin API that is
@@ -45,7 +45,10 @@ interface Frame {
   error?: string;
 }
 
-/** `graygate top --json …` running: `nextFrame` reads its frames as they come; `result` has them all. Stopped at teardown. */
+/**
+ * `graygate top --json …` running: `nextFrame` reads its frames
+ * as they come; `result` has them all. Stopped at teardown.
+ */
 function startTop(t: Test, args: string[]): { nextFrame(what: string): Promise<Frame>; result: Promise<Result>; stop(): void } {
   const child = spawn(process.execPath, [BIN, 'top', '--json', ...args], { env: { ...process.env, ...CLEAN_ENV }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';

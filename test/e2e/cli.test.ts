@@ -38,11 +38,11 @@ async function commands(t: Test, gw: Gateway, env: Record<string, string>): Prom
 
   const json = await cli(['status', '--json', ...a], env);
   t.equal(json.code, 0);
-  t.equal(JSON.parse(json.stdout).versions.v2.weight, 10, '--json is the admin API body');
+  t.equal((JSON.parse(json.stdout) as { versions: Record<string, { weight: number }> }).versions['v2']?.weight, 10, '--json is the admin API body');
 
   const weights = await cli(['weights', 'v1=50', 'v2=50', '--json', ...a], env);
   t.equal(weights.code, 0);
-  t.equal(JSON.parse(weights.stdout).versions.v1.weight, 50);
+  t.equal((JSON.parse(weights.stdout) as { versions: Record<string, { weight: number }> }).versions['v1']?.weight, 50);
 
   const unauthorized = await cli(['status', ...a], { GRAYGATE_ADMIN_TOKEN: 'nope' });
   t.equal(unauthorized.code, 1);
@@ -100,7 +100,7 @@ async function adminAddress(t: Test, gw: Gateway, env: Record<string, string>): 
     t.equal(results[i]!.code, 0, what);
     t.equal(results[i]!.stderr, '', what);
   });
-  t.equal(JSON.parse(results[0]!.stdout).versions.v1.weight, 90);
+  t.equal((JSON.parse(results[0]!.stdout) as { versions: Record<string, { weight: number }> }).versions['v1']?.weight, 90);
 
   const top = await cli(['top', '--json', '--iterations', '1', '--admin', `:${port}`], env);
   t.equal(top.code, 0, 'top --iterations 1 ends by itself');

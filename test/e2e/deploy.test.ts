@@ -69,7 +69,7 @@ t.test('an SSE stream that started before a deploy finishes intact on the old wo
   const events = body.trim().split('\n\n');
   t.equal(events.length, 61, 'all 60 events and [DONE]');
   t.equal(events.at(-1), 'data: [DONE]');
-  t.ok(events.slice(0, -1).every((e) => JSON.parse(e.slice(6)).pid === oldPid), 'served by the old worker throughout');
+  t.ok(events.slice(0, -1).every((e) => (JSON.parse(e.slice(6)) as { pid: number }).pid === oldPid), 'served by the old worker throughout');
   const deployed = await deploy!;
   t.equal(deployed.status, 200);
   t.notOk(isAlive(oldPid), 'the old worker exited after its stream');

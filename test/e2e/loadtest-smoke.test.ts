@@ -63,7 +63,7 @@ async function smoke(t: Test, scenario: string, flags: string[], boundMs = RUN_B
   const report = JSON.parse(run.stdout) as Report;
   t.equal(report.scenario, scenario);
   t.ok(report.files.json.startsWith(dir), 'the report goes to --report-dir');
-  t.same(JSON.parse(readFileSync(report.files.json, 'utf8')).scenario, scenario, 'the JSON report is written');
+  t.same((JSON.parse(readFileSync(report.files.json, 'utf8')) as { scenario: string }).scenario, scenario, 'the JSON report is written');
   t.match(readFileSync(report.files.markdown, 'utf8'), `# graygate load test: ${scenario}`, 'the Markdown report is written');
   for (const chart of report.charts) t.match(readFileSync(chart, 'utf8'), /^<svg /, `chart ${chart} is an SVG`);
   t.type(report.machine.cores, 'number');

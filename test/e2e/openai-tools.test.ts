@@ -235,7 +235,7 @@ t.test('tool calling and JSON mode per format', async (t) => {
       anthropic: { model: 'm', max_tokens: 9, messages: [{ role: 'user', content: `[mock tools=get_weather args=${ARGS}]` }], tools: [{ name: 'get_weather', input_schema: WEATHER.function.parameters }] },
     };
     const calls: Record<MockFormat, (b: Record<string, unknown>) => unknown> = {
-      openai: (b) => (b['choices'] as Array<{ message: { tool_calls: Array<{ function: { name: string; arguments: string } }> } }>)[0]!.message.tool_calls.map((c) => [c.function.name, JSON.parse(c.function.arguments)]),
+      openai: (b) => (b['choices'] as Array<{ message: { tool_calls: Array<{ function: { name: string; arguments: string } }> } }>)[0]!.message.tool_calls.map((c) => [c.function.name, JSON.parse(c.function.arguments) as unknown]),
       ollama: (b) => (b['message'] as { tool_calls: Array<{ function: { name: string; arguments: unknown } }> }).tool_calls.map((c) => [c.function.name, c.function.arguments]),
       anthropic: (b) => (b['content'] as Array<{ name: string; input: unknown }>).map((c) => [c.name, c.input]),
     };

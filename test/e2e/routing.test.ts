@@ -86,7 +86,7 @@ t.test('routing, proxy headers and errors through the real master', async (t) =>
     const chunked = await new Promise<{ status: number; body: string }>((resolve, reject) => {
       const req = request(`${gw.url}/slow?ms=5000`, { method: 'POST', agent: false, headers: { 'transfer-encoding': 'chunked' } }, (res) => {
         let body = '';
-        res.on('data', (d: Buffer) => (body += d));
+        res.on('data', (d: Buffer) => (body += d.toString()));
         res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
       });
       req.on('error', reject);
@@ -94,7 +94,7 @@ t.test('routing, proxy headers and errors through the real master', async (t) =>
       req.end();
     });
     t.equal(chunked.status, 413);
-    t.equal(JSON.parse(chunked.body).error.code, 'body_too_large');
+    t.equal((JSON.parse(chunked.body) as { error: { code: string } }).error.code, 'body_too_large');
     // With Expect: 100-continue the body is counted too.
     const continued = await new Promise<number>((resolve, reject) => {
       const req = request(`${gw.url}/slow?ms=5000`, { method: 'POST', agent: false, headers: { 'transfer-encoding': 'chunked', expect: '100-continue' } }, (res) => {

@@ -2,7 +2,7 @@ import t from 'tap';
 import { once } from 'node:events';
 import { request, type IncomingMessage } from 'node:http';
 import { startGateway } from '../helpers/gateway.js';
-import { startMockUpstream, mockToken, BASE_PATHS, type MockStream } from '../../shared/mock-upstream/index.js';
+import { startMockUpstream, BASE_PATHS, type MockStream } from '../../shared/mock-upstream/index.js';
 import { chatBody } from '../worker/fixtures/sse-client.js';
 
 // Issue 3 part 6: a client that stops reading makes the worker stop reading
@@ -25,7 +25,10 @@ const MAX_WORKER_BUFFERED_BYTES = 256 * 1024;
 // not held back writes all 32 MiB and fails the bound whenever we look.
 const QUIET_MS = 300;
 
-/** Resolves with bytesWritten once the mock stream has been blocked (write returned false) for QUIET_MS without a drain, or finished. */
+/**
+ * Resolves with bytesWritten once the mock stream has been blocked (write
+ * returned false) for QUIET_MS without a drain, or finished.
+ */
 async function whenStopped(stream: MockStream): Promise<number> {
   for (;;) {
     if (stream.isClosed || stream.isComplete) return stream.bytesWritten;

@@ -43,7 +43,7 @@ t.test('a worker dying mid-stream ends the SSE stream with an error event', asyn
         text += chunk;
         if (!isKilled) {
           isKilled = true;
-          process.kill(JSON.parse(/data: (\{.*?\})\n/.exec(text)![1]!).pid as number, 'SIGKILL');
+          process.kill((JSON.parse(/data: (\{.*?\})\n/.exec(text)![1]!) as { pid: number }).pid, 'SIGKILL');
         }
       });
       res.on('end', () => resolve(text));

@@ -4,7 +4,7 @@ import { ROOT } from './gateway.js';
 
 // Runs the built CLI (bin/graygate.js) as a user would, with a clean admin environment.
 
-export const CLI_BIN = join(ROOT, 'bin/graygate.js');
+const CLI_BIN = join(ROOT, 'bin/graygate.js');
 const CLEAN_ENV = { GRAYGATE_ADMIN_URL: '', GRAYGATE_ADMIN_PORT: '', GRAYGATE_ADMIN_TOKEN: '' };
 
 export interface CliResult {

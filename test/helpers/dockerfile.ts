@@ -29,7 +29,7 @@ export interface ParsedDockerfile {
 
 export function readDockerfile(path: string): ParsedDockerfile {
   const text = readFileSync(path, 'utf8');
-  const diagnostics = validate(text, {}).map((d) => `line ${d.range.start.line + 1}: ${d.message}`);
+  const diagnostics = validate(text, {}).map((d) => `line ${d.range.start.line + 1}: ${typeof d.message === 'string' ? d.message : d.message.value}`);
   const stages: DockerStage[] = [];
   for (const instruction of DockerfileParser.parse(text).getInstructions()) {
     const parsed = toData(instruction);

@@ -34,7 +34,7 @@ export interface Gateway {
   child: ChildProcess;
   configPath: string;
   /** Everything the master wrote to stdout/stderr so far. */
-  output(): string;
+  output: () => string;
   /** Resolves with the exit code once the master has exited. */
   exited: Promise<number | null>;
   /** Rewrites the config file (for reload tests). */
@@ -58,7 +58,7 @@ export function configText(input: GatewayConfigInput): string {
   return JSON.stringify(config, null, 2);
 }
 
-export function writeConfigFile(path: string, input: GatewayConfigInput): void {
+function writeConfigFile(path: string, input: GatewayConfigInput): void {
   writeFileSync(path, configText(input));
 }
 

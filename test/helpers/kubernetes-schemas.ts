@@ -166,6 +166,7 @@ type UnknownKeys<S, T, P extends string = ''> = S extends readonly (infer SE)[]
     ? { [K in keyof S & string]: K extends keyof NonNullable<T> ? UnknownKeys<S[K], NonNullable<T>[K], `${P}.${K}`> : `${P}.${K}` }[keyof S & string]
     : never;
 type KnownFields<S, T> = [UnknownKeys<S, T>] extends [never] ? (S extends T ? true : 'a field has a type Kubernetes does not accept') : UnknownKeys<S, T>;
+/** @public A compile-time check: nothing reads it at run time. */
 export const SCHEMAS_MATCH_KUBERNETES_TYPES: [
   KnownFields<DeploymentObject, IDeployment>,
   KnownFields<ServiceObject, IService>,

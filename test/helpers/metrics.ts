@@ -42,7 +42,10 @@ export async function scrape(gw: Gateway, headers: Record<string, string> = {}):
   };
 }
 
-/** Scrapes until `condition` holds (metrics have no push events, so polling is the event); bounded so a broken test fails. */
+/**
+ * Scrapes until `condition` holds (metrics have no push events,
+ * so polling is the event); bounded so a broken test fails.
+ */
 export async function scrapeUntil(gw: Gateway, condition: (s: Scrape) => boolean, what: string, attempts = 2000): Promise<Scrape> {
   let last: Scrape | undefined;
   for (let i = 0; i < attempts; i++) {

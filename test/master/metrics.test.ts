@@ -62,7 +62,7 @@ t.test('gatherMetrics sums instances, keeps processes apart, reports missing wor
   const deadlineAnswer = (): Promise<undefined> => Promise.race([stuck, Promise.resolve(undefined)]);
   const supervisor: RegistryView = {
     versions: new Map([
-      ['v1', version([worker(0, 101, () => overIpc(a.collect)), worker(1, 102, () => overIpc(b.collect))])],
+      ['v1', version([worker(0, 101, () => overIpc(() => a.collect())), worker(1, 102, () => overIpc(() => b.collect()))])],
       // requestMetrics resolves undefined when its deadline passes; here at once.
       ['v2', version([worker(0, 201, deadlineAnswer), worker(1, 202, async () => [], 'crashed')])],
     ]),

@@ -128,7 +128,8 @@ t.test('crashes are restarted with backoff, up to the policy; intended exits are
   const last = v1.workers[0]!;
   crash(last);
   await once(last, 'exit');
-  // Past maxConsecutiveCrashes (2): no restart is scheduled. Wait longer than the backoff (≤ 5 ms) by waiting on a full fork round trip.
+  // Past maxConsecutiveCrashes (2): no restart is scheduled. Wait longer
+  // than the backoff (≤ 5 ms) by waiting on a full fork round trip.
   const probe = fakeFork('ready');
   const { registry: other } = setup(t, probe, { x: { entry: FAKE_WORKER_ENTRY, weight: 1 } });
   await other.startAll();

@@ -41,7 +41,8 @@ async function deadUrl(): Promise<string> {
 t.test('a whole answer slower than pingIntervalMs gets 102 Processing until it starts', async (t) => {
   const mock = await startMockUpstream({});
   t.teardown(() => mock.close());
-  // The mock and the worker share this event loop: the 20 ms ping timer, armed first, fires before the mock's 300 ms one.
+  // The mock and the worker share this event loop: the 20 ms ping
+  // timer, armed first, fires before the mock's 300 ms one.
   const w = await startTestWorker(t, { upstream: { format: 'anthropic', url: mock.url + BASE_PATHS.anthropic, pingIntervalMs: 20 } });
   const chat = await postCounting(`${w.url}/v1/chat/completions`, { model: 'm', messages: [{ role: 'user', content: 'hi [mock tokens=3 first-byte-ms=300]' }] });
   t.equal(chat.status, 200);
@@ -105,5 +106,5 @@ t.test('every endpoint logs one line with its tokens', async (t) => {
     { path: '/v1/completions', status: 200, stream: false, tokens: 3, promptTokens: 3 },
     { path: '/v1/embeddings', status: 200, stream: false, promptTokens: 4 },
   ]);
-  t.ok(lines.every((l) => typeof l['bytesOut'] === 'number' && (l['bytesOut'] as number) > 0));
+  t.ok(lines.every((l) => typeof l['bytesOut'] === 'number' && (l['bytesOut']) > 0));
 });

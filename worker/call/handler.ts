@@ -61,12 +61,19 @@ export async function handleCall(kind: EndpointKind, req: IncomingMessage, res: 
   try {
     // The master sends each body whole, framed by Content-Length, after reading it under its own
     // bodyTimeoutMs (SPEC §4a): no idle timeout here. ownMemory: the body may move to the preparer's thread.
-    const body = await readBody(req, { maxBytes: options.maxBodyBytes, idleTimeoutMs: 0, signal: client.signal, ownMemory: true });
-    // Issue 9 part 5: a large body's memory moves to the preparer's thread, and the parsed request is not kept: only the upstream body is.
+    const body = await readBody(req, {
+      maxBytes: options.maxBodyBytes,
+      idleTimeoutMs: 0,
+      signal: client.signal,
+      ownMemory: true,
+    });
+    // Issue 9 part 5: a large body's memory moves to the preparer's thread,
+    // and the parsed request is not kept: only the upstream body is.
     const call = await options.preparer.prepare(body, { signal: client.signal, kind });
     isStream = call.isStream;
     if (isStream) metrics.streamStarted(); // paired with streamEnded in `finally`
-    // A whole answer says nothing until the upstream is done: 102s keep the master's headers timeout from firing (SPEC §4a).
+    // A whole answer says nothing until the upstream is done: 102s
+    // keep the master's headers timeout from firing (SPEC §4a).
     else stopPings = startProcessingPings(res, upstream.pingIntervalMs);
     opened = openCall({
       kind,

@@ -18,7 +18,7 @@ import { CollectedBody, JsonAnswer } from './json-answer.js';
 //   converted answer     the upstream's whole JSON → OpenAI's (Ollama embeddings)
 
 /** Largest upstream answer converted as a whole, bytes: 64 MiB holds 2 048 embeddings of 3 072 dimensions as JSON. */
-export const MAX_CONVERTED_ANSWER_BYTES = 64 * 1024 * 1024;
+const MAX_CONVERTED_ANSWER_BYTES = 64 * 1024 * 1024;
 
 export interface OpenCallOptions {
   kind: EndpointKind;

@@ -37,7 +37,7 @@ export function unsupportedEndpoint(kind: EndpointKind, format: UpstreamFormat):
 }
 
 /** The worker path of each endpoint. */
-export const ENDPOINT_PATHS: Readonly<Record<EndpointKind, string>> = {
+const ENDPOINT_PATHS: Readonly<Record<EndpointKind, string>> = {
   chat: '/v1/chat/completions',
   embeddings: '/v1/embeddings',
   completions: '/v1/completions',
@@ -66,7 +66,7 @@ export type PrepareReply =
 export function toTransferable(buf: Buffer): { bytes: Uint8Array; transfer: ArrayBuffer[] } {
   const bytes = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
   const owns = buf.byteOffset === 0 && buf.byteLength === buf.buffer.byteLength && buf.buffer instanceof ArrayBuffer;
-  return { bytes, transfer: owns ? [buf.buffer as ArrayBuffer] : [] };
+  return { bytes, transfer: owns ? [buf.buffer] : [] };
 }
 
 export function fromTransferred(bytes: Uint8Array): Buffer {

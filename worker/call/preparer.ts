@@ -22,14 +22,19 @@ export interface RequestPreparerOptions {
    * its shape, such a body costs the loop a few ms (see CHAT_REQUEST_LIMITS).
    */
   inlineMaxBytes?: number;
-  /** The thread stops after this long without a job, ms. Default 10 000; the next large body starts it again (~0.1 s). */
+  /**
+   * The thread stops after this long without a job, ms. Default 10 000; the next large body starts it again (~0.1 s).
+   */
   threadIdleMs?: number;
-  /** Module the helper thread runs. Default prepare-thread.js beside this file; tests of the TypeScript sources pass the built one. */
+  /**
+   * Module the helper thread runs. Default prepare-thread.js beside
+   * this file; tests of the TypeScript sources pass the built one.
+   */
   threadUrl?: URL;
 }
 
-export const DEFAULT_INLINE_MAX_BYTES = 32 * 1024;
-export const DEFAULT_THREAD_IDLE_MS = 10_000;
+const DEFAULT_INLINE_MAX_BYTES = 32 * 1024;
+const DEFAULT_THREAD_IDLE_MS = 10_000;
 
 interface Waiter {
   resolve: (call: PreparedCall) => void;

@@ -22,7 +22,10 @@ class ChoiceParts {
   readonly tools = new Map<number, ToolCallParts>();
   logprobs: { content: TokenLogprob[]; refusal: TokenLogprob[] } | undefined;
   finishReason: FinishReason | null = null;
-  /** Message fields beyond the ones joined here (`annotations`, a server's `reasoning_content`): strings are joined, other values replaced. */
+  /**
+   * Message fields beyond the ones joined here (`annotations`, a server's
+   * `reasoning_content`): strings are joined, other values replaced.
+   */
   readonly extra: Record<string, unknown> = {};
 }
 

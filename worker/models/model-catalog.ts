@@ -23,7 +23,10 @@ export interface ModelCatalogOptions {
   fetch: (signal: AbortSignal) => Promise<ModelEntry[]>;
   /** How long a fetched list is served without asking again, ms. Default 60 000. */
   ttlMs?: number;
-  /** After a failed fetch with nothing cached, how long callers get that failure without a new attempt, ms. Default 2000. */
+  /**
+   * After a failed fetch with nothing cached, how long callers
+   * get that failure without a new attempt, ms. Default 2000.
+   */
   failureTtlMs?: number;
   /** Longest one fetch may take, ms; then upstream_timeout. Default 10 000. */
   fetchTimeoutMs?: number;
@@ -33,9 +36,9 @@ export interface ModelCatalogOptions {
   now?: () => number;
 }
 
-export const DEFAULT_MODELS_TTL_MS = 60_000;
-export const DEFAULT_MODELS_FAILURE_TTL_MS = 2000;
-export const DEFAULT_MODELS_FETCH_TIMEOUT_MS = 10_000;
+const DEFAULT_MODELS_TTL_MS = 60_000;
+const DEFAULT_MODELS_FAILURE_TTL_MS = 2000;
+const DEFAULT_MODELS_FETCH_TIMEOUT_MS = 10_000;
 
 export class ModelCatalog {
   readonly #options: ModelCatalogOptions;
@@ -50,7 +53,10 @@ export class ModelCatalog {
     this.#now = options.now ?? (() => performance.now());
   }
 
-  /** What is known now, without waiting: the configured model, else the last fetched list (any age); undefined when neither. */
+  /**
+   * What is known now, without waiting: the configured model, else
+   * the last fetched list (any age); undefined when neither.
+   */
   peek(): ModelEntry[] | undefined {
     const { configuredModel: id } = this.#options;
     if (id !== undefined) return [configuredModel(id, this.#options.ownedBy)];
@@ -63,7 +69,10 @@ export class ModelCatalog {
     this.#refresh().catch(() => undefined); // reported through onFetchError
   }
 
-  /** The list a client sees; rejects with the upstream's error when nothing is known, or with `signal`'s reason when the caller leaves. */
+  /**
+   * The list a client sees; rejects with the upstream's error when nothing
+   * is known, or with `signal`'s reason when the caller leaves.
+   */
   list(options: { signal: AbortSignal }): Promise<ModelEntry[]> {
     const known = this.peek();
     if (known !== undefined) {

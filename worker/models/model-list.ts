@@ -17,7 +17,9 @@ export interface ModelEntry {
   [key: string]: unknown;
 }
 
-/** Where each format lists its models, under the version's upstream URL. Anthropic pages by 20 unless asked for more. */
+/**
+ * Where each format lists its models, under the version's upstream URL. Anthropic pages by 20 unless asked for more.
+ */
 export const MODEL_LIST_PATHS: Readonly<Record<UpstreamFormat, string>> = {
   openai: '/models',
   ollama: '/api/tags',

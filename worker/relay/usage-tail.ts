@@ -5,8 +5,10 @@
 // are kept and searched once the answer is over. A `"usage"` key can't be
 // confused with text inside a string: a quote in a JSON string is escaped.
 
-/** Bytes kept from the end of an answer: `usage` and what follows it (Responses: `user`, `metadata` up to 16 pairs) fit. */
-export const USAGE_TAIL_BYTES = 16 * 1024;
+/**
+ * Bytes kept from the end of an answer: `usage` and what follows it (Responses: `user`, `metadata` up to 16 pairs) fit.
+ */
+const USAGE_TAIL_BYTES = 16 * 1024;
 
 export class UsageTail {
   readonly #maxBytes: number;

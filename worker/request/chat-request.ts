@@ -48,7 +48,10 @@ export interface RequestToolCall {
   [key: string]: unknown;
 }
 
-/** A tool the model may call; `function` is checked when `type` is "function" (other types pass through to an OpenAI upstream only). */
+/**
+ * A tool the model may call; `function` is checked when `type` is "function"
+ * (other types pass through to an OpenAI upstream only).
+ */
 export interface RequestTool {
   type: string;
   function: { name: string; description?: string; parameters?: Record<string, unknown>; strict?: boolean | null };
@@ -85,7 +88,9 @@ export interface ChatRequest {
 /** Problems listed in one answer; the rest are counted. */
 const MAX_PROBLEMS_LISTED = 10;
 
-/** Parses a request body (raw bytes) into a ChatRequest, or throws invalid_request naming the limit or every problem. */
+/**
+ * Parses a request body (raw bytes) into a ChatRequest, or throws invalid_request naming the limit or every problem.
+ */
 export function parseChatRequest(body: Buffer): ChatRequest {
   checkJsonLimits(body, CHAT_REQUEST_LIMITS);
   let raw: unknown;
@@ -107,7 +112,7 @@ export function parseChatRequest(body: Buffer): ChatRequest {
 const ROLES: ReadonlySet<unknown> = new Set<ChatRole>(['system', 'developer', 'user', 'assistant', 'tool']);
 
 /** Every `path: message` problem of a parsed body, in field order; empty when it is a valid request. */
-export function chatRequestProblems(body: Record<string, unknown>): string[] {
+function chatRequestProblems(body: Record<string, unknown>): string[] {
   const problems: string[] = [];
   const check = checker(problems);
   check('model', body['model'], nonEmptyString);

@@ -8,7 +8,9 @@ export function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** `check(path, value, rule)`: an absent (undefined) value is fine; a broken rule adds `path: problem` to `problems`. */
+/**
+ * `check(path, value, rule)`: an absent (undefined) value is fine; a broken rule adds `path: problem` to `problems`.
+ */
 export function checker(problems: string[]): (path: string, value: unknown, rule: Rule) => void {
   return (path, value, rule) => {
     if (value === undefined) return;

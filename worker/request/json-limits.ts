@@ -45,7 +45,7 @@ export function checkJsonLimits(bytes: Buffer, limits: JsonLimits): void {
       if (i === -1) return; // unterminated: not JSON
     } else if (c === COMMA) {
       if (depth === 0) return; // `1,2` at the top: not JSON
-      if (++commas[depth] >= maxMembers) {
+      if (++commas[depth]! >= maxMembers) {
         throw new GraygateError('invalid_request', `the request body has an object or array with more than ${maxMembers} members (limit ${maxMembers})`);
       }
       if (++values > maxValues) throw tooManyValues(maxValues);

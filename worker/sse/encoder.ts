@@ -11,7 +11,9 @@ import type { ChatCompletionChunk } from '../types.js';
 
 export const DONE_EVENT = 'data: [DONE]\n\n';
 
-/** An SSE comment: ignored by every client, but it keeps intermediaries from cutting a silent stream (issue 3 part 7). */
+/**
+ * An SSE comment: ignored by every client, but it keeps intermediaries from cutting a silent stream (issue 3 part 7).
+ */
 export const PING_COMMENT = ': ping\n\n';
 
 const LINE_BREAK = /\r\n|\r|\n/g;
@@ -34,7 +36,10 @@ export const SSE_HEADERS = {
   'x-accel-buffering': 'no',
 } as const;
 
-/** One SSE event of type `type` (no `event:` line for the default `message`), its data verbatim: how relayed events go out. */
+/**
+ * One SSE event of type `type` (no `event:` line for the default
+ * `message`), its data verbatim: how relayed events go out.
+ */
 export function encodeEvent(type: string, data: string): string {
   return type === 'message' ? encodeData(data) : `event: ${type}\n${encodeData(data)}`;
 }

@@ -6,9 +6,14 @@ import { GraygateError } from '../../shared/errors.js';
 // mean nothing to a proxy that never reconnects, so they are ignored.
 
 export interface EventDecoderOptions {
-  /** Called once per dispatched event with its `event:` field (`message` when absent) and data; events with no data are dropped, as the standard says. */
+  /**
+   * Called once per dispatched event with its `event:` field (`message` when absent)
+   * and data; events with no data are dropped, as the standard says.
+   */
   onEvent: (type: string, data: string) => void;
-  /** Largest data payload accepted, in UTF-16 units of the joined data (≤ its bytes). Larger → upstream_protocol_error. */
+  /**
+   * Largest data payload accepted, in UTF-16 units of the joined data (≤ its bytes). Larger → upstream_protocol_error.
+   */
   maxEventBytes: number;
 }
 
@@ -45,7 +50,10 @@ export class EventDecoder {
     else if (field === 'event') this.#type = value;
   }
 
-  /** The body ended. An event missing its final blank line is dispatched anyway: a proxy should not lose the last event of a sloppy upstream. */
+  /**
+   * The body ended. An event missing its final blank line is dispatched anyway:
+   * a proxy should not lose the last event of a sloppy upstream.
+   */
   end(): void {
     this.#dispatch();
   }

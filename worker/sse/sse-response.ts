@@ -15,7 +15,9 @@ export interface SseResponseOptions {
   now: () => number;
   /** Extra response headers (e.g. x-request-id). */
   headers?: Record<string, string>;
-  /** Called once, with the `now()` reading, when the first content event is written (the first-token metric, issue 5). */
+  /**
+   * Called once, with the `now()` reading, when the first content event is written (the first-token metric, issue 5).
+   */
   onFirstToken?: (atMs: number) => void;
 }
 

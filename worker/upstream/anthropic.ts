@@ -13,7 +13,6 @@ import { JSON_ANSWER_TOOL } from './anthropic-tools.js';
 // block of the JSON-mode answer tool is re-emitted as content.
 
 export { buildAnthropicRequest, DEFAULT_ANTHROPIC_MAX_TOKENS };
-export { ANTHROPIC_VERSION } from './auth-headers.js';
 
 /** Anthropic stop_reason → OpenAI finish_reason. `tool_use` ended only by the JSON answer is a plain stop. */
 export function mapAnthropicStopReason(reason: unknown, hasToolCalls = true): FinishReason {
@@ -30,7 +29,7 @@ export function mapAnthropicStopReason(reason: unknown, hasToolCalls = true): Fi
 }
 
 /** Anthropic error types → the status a client should see (429 rate limit, 529 overloaded as 503). */
-export function mapAnthropicErrorStatus(type: unknown): number {
+function mapAnthropicErrorStatus(type: unknown): number {
   if (type === 'rate_limit_error') return 429;
   if (type === 'overloaded_error') return 503;
   return 502;
@@ -39,7 +38,7 @@ export function mapAnthropicErrorStatus(type: unknown): number {
 export function convertAnthropicEvent(state: StreamState, type: string, data: string, sink: ChunkSink): void {
   const value = parseUpstreamJson(data);
   // The `type` inside the data is authoritative; the SSE `event:` line repeats it.
-  const kind = typeof value['type'] === 'string' ? (value['type'] as string) : type;
+  const kind = typeof value['type'] === 'string' ? (value['type']) : type;
   switch (kind) {
     case 'message_start': {
       const usage = (value['message'] as { usage?: { input_tokens?: unknown; output_tokens?: unknown } } | undefined)?.usage;

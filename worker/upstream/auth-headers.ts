@@ -5,7 +5,7 @@ import type { UpstreamFormat } from './format-adapter.js';
 // own, but a proxy in front of it may take one; Anthropic takes `x-api-key`
 // and needs its API version on every call, the model list included.
 
-export const ANTHROPIC_VERSION = '2023-06-01';
+const ANTHROPIC_VERSION = '2023-06-01';
 
 /** Headers every call to a `format` upstream carries. The key goes into headers only, never into logs. */
 export function upstreamAuthHeaders(format: UpstreamFormat, apiKey: string | undefined): Record<string, string> {

@@ -48,7 +48,10 @@ export function usageChunk(state: StreamState): ChatCompletionChunk {
   return { id: state.id, object: 'chat.completion.chunk', created: state.created, model: state.model, choices: [], usage };
 }
 
-/** A tool-call id for an upstream that sent none: unique within the answer and, through the answer's own random id, across answers. */
+/**
+ * A tool-call id for an upstream that sent none: unique within the
+ * answer and, through the answer's own random id, across answers.
+ */
 export function syntheticToolCallId(state: StreamState, index: number): string {
   return `call_${state.id.slice(state.id.indexOf('-') + 1)}_${index}`;
 }

@@ -48,7 +48,7 @@ export interface UpstreamCall {
 // timers are coarse (≈1 s resolution) and only matter if ours were lost.
 const BACKSTOP_MARGIN_MS = 1000;
 /** Per-request read-ahead of the upstream body: undici stops reading the socket above it (issue 3 part 6). */
-export const UPSTREAM_HIGH_WATER_MARK_BYTES = 64 * 1024;
+const UPSTREAM_HIGH_WATER_MARK_BYTES = 64 * 1024;
 
 export class UpstreamClient {
   readonly #pool: UndiciPool;
@@ -70,7 +70,10 @@ export class UpstreamClient {
     });
   }
 
-  /** Sends the request; resolves when response headers arrive. Rejects with undici's error (map it with toUpstreamError). */
+  /**
+   * Sends the request; resolves when response headers arrive. Rejects
+   * with undici's error (map it with toUpstreamError).
+   */
   request(call: UpstreamCall): Promise<Dispatcher.ResponseData> {
     return poolRequest.call(this.#pool, {
       path: this.#basePath + call.path,

@@ -18,7 +18,10 @@ export interface BuildOptions {
 }
 
 export interface UpstreamRequest {
-  /** Path appended to the upstream base URL (SPEC §2: openai `/chat/completions`, ollama `/api/chat`, anthropic `/v1/messages`). */
+  /**
+   * Path appended to the upstream base URL (SPEC §2: openai `/chat/completions`,
+   * ollama `/api/chat`, anthropic `/v1/messages`).
+   */
   path: string;
   headers: Record<string, string>;
   /** JSON, as bytes: handed to undici as is, no string conversion on the way out (issue 9 part 5). */
@@ -43,8 +46,11 @@ export interface UpstreamAdapter {
   readonly endpoints: ReadonlySet<EndpointKind>;
   /** The upstream call of a relay endpoint this format serves (`endpoints`), from the client's parsed body. */
   buildEndpointRequest?(kind: RelayKind, req: Record<string, unknown>, options: BuildOptions): UpstreamRequest;
-  /** A whole non-streamed upstream answer → the OpenAI answer's JSON bytes and its usage; absent: the answer is relayed byte for byte. */
-  convertAnswer?(kind: RelayKind, body: Buffer, hints: AnswerHints): ConvertedAnswer;
+  /**
+   * A whole non-streamed upstream answer → the OpenAI answer's JSON bytes
+   * and its usage; absent: the answer is relayed byte for byte.
+   */
+  convertAnswer?: (kind: RelayKind, body: Buffer, hints: AnswerHints) => ConvertedAnswer;
 }
 
 export interface ConvertedAnswer {

@@ -43,7 +43,7 @@ export function convertOllamaEmbedAnswer(kind: RelayKind, body: Buffer, hints: A
   const tokens = tokenCount(value['prompt_eval_count']);
   const answer = {
     object: 'list',
-    data: (embeddings as number[][]).map((vector, index) => ({ object: 'embedding', index, embedding: hints.encoding === 'base64' ? toBase64Float32(vector) : vector })),
+    data: (embeddings).map((vector, index) => ({ object: 'embedding', index, embedding: hints.encoding === 'base64' ? toBase64Float32(vector) : vector })),
     model: typeof value['model'] === 'string' ? value['model'] : '',
     usage: { prompt_tokens: tokens, total_tokens: tokens },
   };

@@ -14,7 +14,10 @@ import { buildOllamaEmbedRequest, convertOllamaEmbedAnswer } from './ollama-embe
 
 export { buildOllamaRequest };
 
-/** Ollama's done_reason → OpenAI finish_reason. "load"/"unload" never come with content; treat them as stop. Tool calls made: tool_calls. */
+/**
+ * Ollama's done_reason → OpenAI finish_reason. "load"/"unload" never come
+ * with content; treat them as stop. Tool calls made: tool_calls.
+ */
 export function mapOllamaDoneReason(reason: unknown, hasToolCalls = false): FinishReason {
   if (reason === 'length') return 'length';
   return hasToolCalls ? 'tool_calls' : 'stop';
@@ -62,7 +65,9 @@ interface OllamaLogprob {
   top_logprobs?: unknown;
 }
 
-/** Ollama's `logprobs` of one line (Ollama ≥ 0.12.11) → OpenAI's `logprobs.content`; undefined when the line has none. */
+/**
+ * Ollama's `logprobs` of one line (Ollama ≥ 0.12.11) → OpenAI's `logprobs.content`; undefined when the line has none.
+ */
 export function logprobsOf(value: unknown): ChoiceLogprobs | undefined {
   if (!Array.isArray(value) || value.length === 0) return undefined;
   const token = (p: OllamaLogprob): Omit<TokenLogprob, 'top_logprobs'> => ({

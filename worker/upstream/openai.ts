@@ -21,8 +21,8 @@ export function buildOpenAIRequest(req: ChatRequest, options: BuildOptions): Ups
 }
 
 /** POST /v1/embeddings, /v1/completions, /v1/responses → the same call upstream (`{url}/embeddings`, …). */
-export function buildOpenAIRelayRequest(kind: RelayKind, req: Record<string, unknown>, options: BuildOptions): UpstreamRequest {
-  const model = requireModel(req as { model?: string }, options);
+function buildOpenAIRelayRequest(kind: RelayKind, req: Record<string, unknown>, options: BuildOptions): UpstreamRequest {
+  const model = requireModel(req, options);
   const body: Record<string, unknown> = { ...req, model };
   const isStream = req['stream'] === true;
   // Legacy completions stream usage only when asked: asked always, as for chat, and dropped unless the client asked.

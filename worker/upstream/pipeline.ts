@@ -29,7 +29,9 @@ export interface BodyConsumer {
   end(): void;
 }
 
-/** A chat call's consumer: the adapter's converter into OpenAI chunks, complete once the upstream sent its final event. */
+/**
+ * A chat call's consumer: the adapter's converter into OpenAI chunks, complete once the upstream sent its final event.
+ */
 export function chatConsumer(adapter: UpstreamAdapter, state: StreamState, output: ChatOutput): BodyConsumer {
   return {
     framing: adapter.framing,
@@ -58,7 +60,10 @@ export interface PipelineOptions {
 export interface PipelineStats {
   /** Body bytes read from the upstream. */
   upstreamBytes: number;
-  /** Highest count of upstream body bytes read but not yet consumed (undici's read-ahead, ≤ its high-water mark plus one chunk). */
+  /**
+   * Highest count of upstream body bytes read but not yet consumed
+   * (undici's read-ahead, ≤ its high-water mark plus one chunk).
+   */
   peakUpstreamBufferedBytes: number;
 }
 

@@ -49,7 +49,10 @@ export class Deadlines {
     if (options.firstByteMs > 0) this.#timer = setTimeout(this.#abortPhase, options.firstByteMs, 'first-byte', options.firstByteMs);
   }
 
-  /** Body bytes arrived: the first switches from the first-byte to the idle deadline, later ones restart it. Allocation-free after the first. */
+  /**
+   * Body bytes arrived: the first switches from the first-byte to the idle
+   * deadline, later ones restart it. Allocation-free after the first.
+   */
   onBytes(): void {
     if (this.#hasBytes) {
       this.#timer?.refresh();

@@ -2,7 +2,9 @@ import type { Args } from '../args.js';
 import { toMb } from '../rss.js';
 import type { ScenarioOutput, Target } from '../scenario.js';
 import type { Table } from '../table.js';
-import type { SmallAggregate, StreamAggregate, StreamShape } from './compare-sse.js';
+import type { CannonResult } from '../autocannon-process.js';
+import type { Percentiles } from '../histogram.js';
+import type { SmallTarget, SsePath } from '../sse-paths.js';
 
 // Tables, targets and notes of `compare --sse` (issue 10). Ratios are what
 // count on a shared box: CPU as a multiple of the upstream's own CPU, latency
@@ -15,6 +17,46 @@ const MAX_LOADED_RSS_MB = 150;
 const MAX_REST_ADDED_P50_MS = 1;
 const MAX_REST_ADDED_P99_MS = 3;
 const MIN_SMALL_OVER_NODE = 0.8;
+
+/** One streaming workload: streams open at once, tokens per stream, ms between tokens. */
+export interface StreamShape {
+  slots: number;
+  tokens: number;
+  intervalMs: number;
+}
+
+/** Per path, summed over the rounds. */
+export interface StreamAggregate {
+  key: SsePath['key'];
+  label: string;
+  /** CPU ms of the proxy's processes in the windows, by role (master, worker, nginx, proxy). */
+  cpuMs: Record<string, number>;
+  upstreamCpuMs: number;
+  clientCpuMs: number;
+  /** Whole box over the windows: busy ms and total ms (all cores). */
+  box: { busyMs: number; totalMs: number };
+  events: number;
+  windowMs: number;
+  streams: number;
+  failed: number;
+  errors: Record<string, number>;
+  firstToken: Percentiles;
+  /** Highest summed RSS of the proxy's processes in any window, bytes. */
+  peakRssBytes: number;
+  /** Per round: proxy CPU ÷ upstream CPU (null for direct), first-token p50 / p99. */
+  rounds: Array<{ ratio: number | null; p50: number; p99: number }>;
+}
+
+export interface SmallAggregate {
+  target: Omit<SmallTarget, 'pids'>;
+  rounds: CannonResult[];
+  /** Median of the rounds' 2xx req/s. */
+  medianRps: number;
+  /** Median of the rounds' p99, ms. */
+  medianP99: number;
+  /** Front process CPU over the measured runs, % of one core. */
+  frontCpuPct: number;
+}
 
 export interface SseReportInput {
   args: Args;
@@ -31,7 +73,7 @@ const r2 = (n: number): number => Math.round(n * 100) / 100;
 const sum = (o: Record<string, number>): number => Object.values(o).reduce((a, b) => a + b, 0);
 
 /** Proxy CPU ÷ upstream CPU, total and per role; null for direct. */
-export function cpuRatios(a: StreamAggregate): { total: number; byRole: Record<string, number> } | null {
+function cpuRatios(a: StreamAggregate): { total: number; byRole: Record<string, number> } | null {
   if (Object.keys(a.cpuMs).length === 0 || a.upstreamCpuMs === 0) return null;
   const byRole: Record<string, number> = {};
   for (const [role, ms] of Object.entries(a.cpuMs)) byRole[role] = r2(ms / a.upstreamCpuMs);

@@ -1,12 +1,12 @@
 import { chatBody } from '../chat-request.js';
 import { runCannon, type CannonResult } from '../autocannon-process.js';
-import { Recorder, type Percentiles } from '../histogram.js';
+import { Recorder } from '../histogram.js';
 import { readBoxCpuMs, RssSampler, type PidGroups, type RssSample } from '../rss.js';
 import type { Scenario, ScenarioContext } from '../scenario.js';
 import { runSseLoad } from '../sse-load.js';
 import { readStream } from '../sse-client.js';
-import { startSmallTargets, startSsePaths, type SmallTarget, type SsePath, type SseSetup } from '../sse-paths.js';
-import { sseReport } from './compare-sse-report.js';
+import { startSmallTargets, startSsePaths, type SsePath, type SseSetup } from '../sse-paths.js';
+import { sseReport, type SmallAggregate, type StreamAggregate, type StreamShape } from './compare-sse-report.js';
 
 // `npm run loadtest -- compare --sse` (issue 10): the streaming data path's
 // cost, every path in ONE run, interleaved (A B C …, then … C B A) over
@@ -18,46 +18,6 @@ import { sseReport } from './compare-sse-report.js';
 //           a node:http proxy and nginx in front of the SAME worker
 // The upstream is one mock process (scripts/loadtest/mock-upstream-process.ts)
 // behind every path; its CPU is the yardstick (issue 10 "Rules of measurement").
-
-/** One streaming workload: streams open at once, tokens per stream, ms between tokens. */
-export interface StreamShape {
-  slots: number;
-  tokens: number;
-  intervalMs: number;
-}
-
-/** Per path, summed over the rounds. */
-export interface StreamAggregate {
-  key: SsePath['key'];
-  label: string;
-  /** CPU ms of the proxy's processes in the windows, by role (master, worker, nginx, proxy). */
-  cpuMs: Record<string, number>;
-  upstreamCpuMs: number;
-  clientCpuMs: number;
-  /** Whole box over the windows: busy ms and total ms (all cores). */
-  box: { busyMs: number; totalMs: number };
-  events: number;
-  windowMs: number;
-  streams: number;
-  failed: number;
-  errors: Record<string, number>;
-  firstToken: Percentiles;
-  /** Highest summed RSS of the proxy's processes in any window, bytes. */
-  peakRssBytes: number;
-  /** Per round: proxy CPU ÷ upstream CPU (null for direct), first-token p50 / p99. */
-  rounds: Array<{ ratio: number | null; p50: number; p99: number }>;
-}
-
-export interface SmallAggregate {
-  target: Omit<SmallTarget, 'pids'>;
-  rounds: CannonResult[];
-  /** Median of the rounds' 2xx req/s. */
-  medianRps: number;
-  /** Median of the rounds' p99, ms. */
-  medianP99: number;
-  /** Front process CPU over the measured runs, % of one core. */
-  frontCpuPct: number;
-}
 
 const LOADED: StreamShape = { slots: 300, tokens: 100, intervalMs: 20 };
 const REST: StreamShape = { slots: 40, tokens: 20, intervalMs: 20 };

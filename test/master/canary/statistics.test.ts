@@ -156,7 +156,9 @@ t.test('one-sample factors have expectation ≤ 1 under the whole null (exact)',
   t.same(boundedLogFactors(0, 0, 0.05), new Array(COMPONENTS).fill(0), 'no trials: factor 1');
 });
 
-/** The step's two-sample factors after one batch of `counts`, tuned for `ratio` canary requests per baseline request. */
+/**
+ * The step's two-sample factors after one batch of `counts`, tuned for `ratio` canary requests per baseline request.
+ */
 function pairedOnce(counts: PairedCounts, ratio: number): number[] {
   const nul = { maxRatio: 1.2, marginAbs: 0.01 };
   return pairedLogFactors(advancePairedState(emptyPairedState(), counts, nul, ratio), nul);

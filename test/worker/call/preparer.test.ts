@@ -26,7 +26,7 @@ t.test('inline and on the thread, the same upstream call', async (t) => {
   t.equal(preparer.hasThread, true);
   t.equal(big.length, 0, "the body's memory moved to the thread, not copied");
   t.same({ ...onThread, request: { ...onThread.request, body: undefined } }, { ...small, request: { ...small.request, body: undefined } }, 'same flags, path, headers and model');
-  t.equal(JSON.parse(onThread.request.body.toString()).messages[0].content, bigText);
+  t.equal((JSON.parse(onThread.request.body.toString()) as { messages: Array<{ content: string }> }).messages[0]?.content, bigText);
   t.same([onThread.isStream, onThread.includeUsage], [true, true]);
   await t.rejects(preparer.prepare(body('x'.repeat(2048), { n: 3 }), { signal }), { code: 'invalid_request', message: /^n: an anthropic upstream cannot express it/ }, 'a refusal crosses back with its code');
 });

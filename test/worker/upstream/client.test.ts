@@ -8,5 +8,6 @@ import { Pool, poolRequest } from '../../../worker/upstream/client.js';
 t.test("the Pool and request() loaded by path are undici's own", async (t) => {
   const undici = await import('undici');
   t.equal(Pool, undici.Pool);
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- compared by identity, never called unbound
   t.equal(poolRequest, undici.Dispatcher.prototype.request);
 });

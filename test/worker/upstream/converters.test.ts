@@ -28,10 +28,10 @@ const req = (extra: Partial<ChatRequest> = {}): ChatRequest => ({
 });
 
 t.test('openai request: stream forced, usage asked, key as bearer, config model wins', async (t) => {
-  const r = buildOpenAIRequest(req({ temperature: 0.5, seed: 7 } as Partial<ChatRequest>), { model: 'gpt-x', apiKey: 'sk-1' });
+  const r = buildOpenAIRequest(req({ temperature: 0.5, seed: 7 }), { model: 'gpt-x', apiKey: 'sk-1' });
   t.equal(r.path, '/chat/completions');
   t.equal(r.headers['authorization'], 'Bearer sk-1');
-  const body = JSON.parse(r.body.toString());
+  const body = JSON.parse(r.body.toString()) as Record<string, unknown>;
   t.equal(body.model, 'gpt-x');
   t.equal(body.stream, true);
   t.same(body.stream_options, { include_usage: true });
@@ -60,7 +60,7 @@ t.test('openai events: passed through with their own text, [DONE] ends, errors a
 t.test('ollama request: messages flattened, options mapped', async (t) => {
   const r = buildOllamaRequest(req({ max_tokens: 9, temperature: 0.1, top_p: 0.9, stop: 'END' }), { model: undefined, apiKey: undefined });
   t.equal(r.path, '/api/chat');
-  const body = JSON.parse(r.body.toString());
+  const body = JSON.parse(r.body.toString()) as Record<string, unknown>;
   t.same(body, {
     model: 'client-model',
     messages: [
@@ -72,7 +72,7 @@ t.test('ollama request: messages flattened, options mapped', async (t) => {
     stream: true,
     options: { temperature: 0.1, top_p: 0.9, num_predict: 9, stop: ['END'] },
   });
-  t.throws(() => buildOllamaRequest(req({ messages: [{ role: 'user', content: [{ type: 'image_url', image_url: {} }] }] } as Partial<ChatRequest>), { model: 'x', apiKey: undefined }), { code: 'invalid_request' });
+  t.throws(() => buildOllamaRequest(req({ messages: [{ role: 'user', content: [{ type: 'image_url', image_url: {} }] }] }), { model: 'x', apiKey: undefined }), { code: 'invalid_request' });
 });
 
 t.test('ollama lines: role chunk, deltas, final chunk with done_reason and usage', async (t) => {
@@ -101,7 +101,7 @@ t.test('anthropic request: system moved out, max_tokens defaulted, headers', asy
   t.equal(r.headers['x-api-key'], 'ak');
   t.equal(r.headers['anthropic-version'], '2023-06-01');
   t.notOk('authorization' in r.headers);
-  const body = JSON.parse(r.body.toString());
+  const body = JSON.parse(r.body.toString()) as Record<string, unknown>;
   t.same(body, {
     model: 'claude-x',
     max_tokens: DEFAULT_ANTHROPIC_MAX_TOKENS,
@@ -114,7 +114,7 @@ t.test('anthropic request: system moved out, max_tokens defaulted, headers', asy
     system: 'Be brief.',
     stop_sequences: ['x', 'y'],
   });
-  t.equal(JSON.parse(buildAnthropicRequest(req({ max_completion_tokens: 5 }), { model: "c", apiKey: undefined }).body.toString()).max_tokens, 5);
+  t.equal((JSON.parse(buildAnthropicRequest(req({ max_completion_tokens: 5 }), { model: "c", apiKey: undefined }).body.toString()) as { max_tokens: number }).max_tokens, 5);
   t.throws(() => buildAnthropicRequest(req({ messages: [{ role: 'system', content: 'only' }] }), { model: 'c', apiKey: undefined }), { code: 'invalid_request' });
 });
 
