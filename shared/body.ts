@@ -78,8 +78,8 @@ export function readBody(req: IncomingMessage, options: ReadBodyOptions): Promis
 
   return new Promise<Buffer>((resolve, reject) => {
     // A declared length is filled in place: one allocation, one copy per byte.
-    const alloc = options.ownMemory === true ? Buffer.allocUnsafeSlow : Buffer.allocUnsafe;
-    const whole = declared === undefined ? undefined : alloc(declared);
+    const own = options.ownMemory === true;
+    const whole = declared === undefined ? undefined : own ? Buffer.allocUnsafeSlow(declared) : Buffer.allocUnsafe(declared);
     const parts: Buffer[] = [];
     let bytes = 0;
     let isDone = false;
@@ -93,7 +93,7 @@ export function readBody(req: IncomingMessage, options: ReadBodyOptions): Promis
       req.off('error', onError);
       req.off('aborted', onAborted);
       if (err === undefined) {
-        const body = whole !== undefined ? whole.subarray(0, bytes) : joined(parts, bytes, options.ownMemory === true);
+        const body = whole !== undefined ? whole.subarray(0, bytes) : joined(parts, bytes, own);
         // A chunked body holds exactly what arrived; a declared one never differs (Node enforces it).
         if (budget !== undefined && reserved > bytes) budget.release(reserved - bytes);
         resolve(body);

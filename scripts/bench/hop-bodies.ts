@@ -40,8 +40,9 @@ import { readCpuMs, RssSampler, toMb } from '../loadtest/rss.js';
 //           and worker, with the body buffered by the master (current) or
 //           streamed through (baseline). Against /work/before this compares
 //           the whole turn's request path, not body buffering alone.
-// Usage: npm run build && node dist/scripts/bench/hop-bodies.js [--baseline-root /work/before] [--graygate-root DIR] [--rounds 2]
-//          [--parts memory,stall,small] [--concurrent 24] [--mib 9.5] [--connections 50] [--duration-s 8] [--log-level info] [--report-dir reports]
+// Usage: npm run build && node dist/scripts/bench/hop-bodies.js
+//   [--baseline-root /work/before] [--graygate-root DIR] [--rounds 2] [--parts memory,stall,small]
+//   [--concurrent 24] [--mib 9.5] [--connections 50] [--duration-s 8] [--log-level info] [--report-dir reports]
 
 const MIB = 1024 * 1024;
 const STREAM_INTERVAL_MS = 10;
@@ -287,7 +288,10 @@ interface StallResult {
   streamStatus: number;
   workerCpuMs: number;
   masterCpuMs: number;
-  /** This client's own longest event-loop delay in the window (so a stall of the client is not taken for the gateway's), ms. */
+  /**
+   * This client's own longest event-loop delay in the window, ms (so a stall of the
+   * client is not taken for the gateway's).
+   */
   clientLagMs: number;
 }
 
@@ -341,7 +345,7 @@ async function measureStall(gw: RunningGateway, workerPid: number, body: Buffer)
 }
 
 interface SmallResult extends CannonResult {
-  /** CPU of the master and the worker per 2xx answer over the measured run, ms (steadier than req/s on a shared box). */
+  /** CPU of the master and the worker per 2xx answer over the run, ms (steadier than req/s on a shared box). */
   masterCpuMsPerRequest: number;
   workerCpuMsPerRequest: number;
 }

@@ -74,7 +74,7 @@ t.test('mock upstream', async (t) => {
     const res = await post('/v1/chat/completions', { messages, stream: true }, { 'x-mock-fault': 'stall' });
     const [stream] = (await started) as [MockStream];
     const closed = once(stream, 'close');
-    const reader = res.body!.getReader();
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
     await reader.read();
     await reader.cancel();
     await closed;
@@ -102,7 +102,7 @@ t.test('server defaults: failEvery refuses every Nth answer with a 500 in the fo
   const started = performance.now();
   const res = await post('/v1/chat/completions', { messages, stream: true });
   t.equal(res.status, 200);
-  const reader = res.body!.getReader();
+  const reader = (res.body as ReadableStream<Uint8Array>).getReader();
   const decoder = new TextDecoder();
   let text = '';
   while (!text.includes('"content":"')) {

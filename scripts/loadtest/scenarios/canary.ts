@@ -44,7 +44,7 @@ const CASES: Record<CanaryCase, CaseSpec> = {
  */
 export const CANARY_BODY = { baseline: 'v1', steps: [10, 50, 100], stepMs: 3000, minRequests: 25 } as const;
 
-/** Each answer: 5 tokens 10 ms apart (--tokens, --token-interval-ms): short streams, so 100 req/s stays light on a 2-core box. */
+/** Each answer: 5 tokens 10 ms apart (--tokens, --token-interval-ms): short, so 100 req/s stays light on 2 cores. */
 const DEFAULT_TOKENS = 5;
 const DEFAULT_TOKEN_INTERVAL_MS = 10;
 /** Load on the baseline alone before the canary starts, ms. */
@@ -103,7 +103,7 @@ export interface CaseResult {
     failed: number;
     /** Failures by their error text, most frequent first. */
     failures: Array<[string, number]>;
-    /** When the failed requests started, s after the POST (negative: before it): first and last; null when none failed. */
+    /** When the failed requests started, s after the POST (negative: before): first and last; null when none failed. */
     failedStartedS: [number, number] | null;
   };
   decisions: Decision[];
