@@ -42,7 +42,7 @@ const CASES: Record<CanaryCase, CaseSpec> = {
  * than by waiting for requests; far below SPEC's default of 200, which at 10 %
  * of 100 req/s would hold the first step 20 s. Rollbacks do not wait for it.
  */
-export const CANARY_BODY = { baseline: 'v1', steps: [10, 50, 100], stepMs: 3000, minRequests: 25 } as const;
+const CANARY_BODY = { baseline: 'v1', steps: [10, 50, 100], stepMs: 3000, minRequests: 25 } as const;
 
 /** Each answer: 5 tokens 10 ms apart (--tokens, --token-interval-ms): short, so 100 req/s stays light on 2 cores. */
 const DEFAULT_TOKENS = 5;
