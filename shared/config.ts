@@ -48,6 +48,13 @@ export const DEFAULTS = {
   pingIntervalMs: 15_000, // SSE `: ping` comment while the upstream is silent
 } as const;
 
+/**
+ * Listen queue of the master's ports and the workers' sockets (issue 10): Node's default is 511,
+ * and a burst of new connections beyond it is dropped by the kernel (SYN retried after 1 s, or
+ * reset) while the loop accepts one per turn. 4096 is Linux's default somaxconn, which caps it.
+ */
+export const LISTEN_BACKLOG = 4096;
+
 const ms = z.number({ error: 'must be a number of milliseconds' }).int('must be an integer').min(0, 'must be ≥ 0');
 const positiveInt = z.number({ error: 'must be a number' }).int('must be an integer').min(1, 'must be ≥ 1');
 const port = z.number({ error: 'must be a port number' }).int('must be an integer').min(0, 'must be ≥ 0').max(65535, 'must be ≤ 65535');
