@@ -117,7 +117,12 @@ export abstract class SseResponse {
     if (res.destroyed) return true;
     if (!res.headersSent) res.writeHead(200, { ...this.#options.headers, ...SSE_HEADERS });
     this.bytesOut += buf.length;
+    // Corked around the write, as in master/relay.ts: node:http frames the chunk (size, data, CRLF)
+    // into one writev now instead of scheduling a nextTick to uncork (issue 10: no tick per event).
+    const socket = res.socket;
+    socket?.cork();
     const isReady = res.write(buf);
+    socket?.uncork();
     if (res.writableLength > this.peakBufferedBytes) this.peakBufferedBytes = res.writableLength;
     return isReady;
   }
