@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createLogger } from '../shared/log.js';
+import { LISTEN_BACKLOG } from '../shared/config.js';
 import { EXIT_CONFIG, configPath, loadConfig } from './config-file.js';
 import { Supervisor } from './supervisor.js';
 import { VersionRegistry } from './version-registry.js';
@@ -72,7 +73,7 @@ const admin = createAdminServer({ versions: registry, operations, registry: metr
 
 // Issue 12 part 6: a busy port ends start-up with one line naming what moves it, and no worker left behind.
 const listenOn = async (server: Server, port: number, host: string, movedBy: string): Promise<void> => {
-  server.listen(port, host);
+  server.listen({ port, host, backlog: LISTEN_BACKLOG });
   try {
     await once(server, 'listening');
   } catch (err) {

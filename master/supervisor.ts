@@ -78,7 +78,7 @@ export class Supervisor {
         version,
         instance,
         upstream: build.upstream,
-        limits: { maxBodyBytes: limits.maxBodyBytes, shutdownTimeoutMs: limits.shutdownTimeoutMs },
+        limits: { maxBodyBytes: limits.maxBodyBytes, shutdownTimeoutMs: limits.shutdownTimeoutMs, maxSocketsPerWorker: limits.maxSocketsPerWorker },
         logLevel: this.#options.logLevel ?? process.env['LOG_LEVEL'] ?? 'info',
         ...(this.#options.socketDir === undefined ? {} : { socketPath: join(this.#options.socketDir, `w${this.#nextSocket++}.sock`) }),
       },

@@ -46,10 +46,14 @@ export const DEFAULTS = {
   },
   maxEventBytes: 1024 * 1024, // 1 MiB per SSE line / NDJSON line
   pingIntervalMs: 15_000, // SSE `: ping` comment while the upstream is silent
-  // Matches limits.maxSocketsPerWorker: a worker admits that many streams, and any beyond the
-  // pool would wait inside undici, where admission and metrics cannot see them.
-  maxConnectionsPerUpstream: 1024,
 } as const;
+
+/**
+ * Listen queue of the master's ports and the workers' sockets (issue 10): Node's default is 511,
+ * and a burst of new connections beyond it is dropped by the kernel (SYN retried after 1 s, or
+ * reset) while the loop accepts one per turn. 4096 is Linux's default somaxconn, which caps it.
+ */
+export const LISTEN_BACKLOG = 4096;
 
 const ms = z.number({ error: 'must be a number of milliseconds' }).int('must be an integer').min(0, 'must be ≥ 0');
 const positiveInt = z.number({ error: 'must be a number' }).int('must be an integer').min(1, 'must be ≥ 1');
@@ -71,7 +75,10 @@ export const upstreamSchema = z.strictObject({
     .prefault({}),
   maxEventBytes: positiveInt.default(DEFAULTS.maxEventBytes),
   pingIntervalMs: ms.default(DEFAULTS.pingIntervalMs),
-  maxConnections: positiveInt.default(DEFAULTS.maxConnectionsPerUpstream),
+  // Issue 10, no hidden queue: absent, a worker's upstream pool gets limits.maxSocketsPerWorker
+  // connections, one per request it can admit; set, it must be at least that (crossFieldProblems),
+  // else requests beyond the pool would wait inside undici, unseen by admission and metrics.
+  maxConnections: positiveInt.optional(),
 });
 
 const envSchema = z.record(z.string(), z.string({ error: 'must be a string' }));
@@ -206,6 +213,15 @@ function crossFieldProblems(raw: unknown): string[] {
   const defaultName = routing?.default ?? DEFAULTS.routing.default;
   if (typeof defaultName === 'string' && !names.includes(defaultName)) {
     problems.push(`routing.default: must name a configured version (${names.join(', ')})`);
+  }
+  const maxSockets = (raw as { limits?: { maxSocketsPerWorker?: unknown } }).limits?.maxSocketsPerWorker ?? DEFAULTS.limits.maxSocketsPerWorker;
+  for (const [name, v] of entries) {
+    const maxConnections = (v as { upstream?: { maxConnections?: unknown } } | null)?.upstream?.maxConnections;
+    if (typeof maxConnections === 'number' && typeof maxSockets === 'number' && maxConnections < maxSockets) {
+      problems.push(
+        `versions.${name}.upstream.maxConnections: must be ≥ limits.maxSocketsPerWorker (${maxSockets}): a worker admits that many requests, and those beyond its upstream connections would wait inside the worker, unseen by admission (leave it out to get one connection per admitted request)`,
+      );
+    }
   }
   const weights = entries.map(([, v]) => (typeof v === 'object' && v !== null ? v.weight ?? 0 : 0));
   if (weights.every((w) => w === 0)) problems.push('versions: at least one version needs a weight > 0');

@@ -18,7 +18,11 @@ export interface WorkerSettings {
   /** 0-based index of this instance inside its version group. */
   instance: number;
   upstream: UpstreamConfig;
-  limits: Pick<Limits, 'maxBodyBytes' | 'shutdownTimeoutMs'>;
+  /**
+   * maxSocketsPerWorker: the requests the master may have in this worker at once, which sizes its
+   * upstream pool (issue 10); absent when the master predates it (a deploy may mix builds).
+   */
+  limits: Pick<Limits, 'maxBodyBytes' | 'shutdownTimeoutMs'> & Partial<Pick<Limits, 'maxSocketsPerWorker'>>;
   logLevel: string;
   /**
    * Where to listen (issue 10): a unix socket in a directory only the master's user can enter.

@@ -5,6 +5,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Logger } from './log.js';
 import { PROTOCOL_VERSION, assertNever, isMasterToWorker, type WorkerAddress, type WorkerToMaster } from './ipc.js';
 import { serializeError } from './errors.js';
+import { LISTEN_BACKLOG } from './config.js';
 
 // The worker half of the master's handshake (STYLE §21–§23), shared by the real
 // worker and by test builds so both behave alike towards the master: listen on
@@ -114,8 +115,8 @@ export async function runWorker(options: WorkerLifecycleOptions): Promise<void> 
     process.exit(1);
   });
 
-  if (options.socketPath !== undefined) server.listen(options.socketPath);
-  else server.listen(0, '127.0.0.1');
+  if (options.socketPath !== undefined) server.listen({ path: options.socketPath, backlog: LISTEN_BACKLOG });
+  else server.listen({ port: 0, host: '127.0.0.1', backlog: LISTEN_BACKLOG });
   await once(server, 'listening');
   const address = server.address();
   const reported: WorkerAddress =

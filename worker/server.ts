@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from '../shared/log.js';
 import type { WorkerSettings } from '../shared/ipc.js';
+import { DEFAULTS } from '../shared/config.js';
 import { GraygateError, toErrorResponse } from '../shared/errors.js';
 import { sendError } from '../shared/http-headers.js';
 import type { EndpointKind } from './types.js';
@@ -70,7 +71,8 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
   const { upstream } = settings;
   const client = new UpstreamClient({
     baseUrl: options.upstream.baseUrl,
-    maxConnections: upstream.maxConnections,
+    // Issue 10: at least one connection per request the master can have in this worker, so undici never queues one.
+    maxConnections: Math.max(upstream.maxConnections ?? 0, settings.limits.maxSocketsPerWorker ?? DEFAULTS.limits.maxSocketsPerWorker),
     connectMs: upstream.timeouts.connectMs,
     firstByteMs: upstream.timeouts.firstByteMs,
     idleMs: upstream.timeouts.idleMs,

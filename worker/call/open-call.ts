@@ -43,7 +43,16 @@ export function openCall(options: OpenCallOptions): OpenedCall {
     const state = createStreamState({ id: options.id, created: options.created, model: call.request.model });
     if (call.isStream) {
       const writer = new SseWriter({ ...stream, includeUsage: call.includeUsage });
-      return { consumer: chatConsumer(adapter, state, writer), response: writer, usage: () => state.usage };
+      const consumer = chatConsumer(adapter, state, writer);
+      // An OpenAI upstream's plain chunks go out as they came (issue 10): their first choice means the role went out.
+      if (adapter.format === 'openai') {
+        consumer.plainChunk = (chunk) => {
+          if (!writer.relayPlain(chunk)) return false;
+          state.isRoleSent = true;
+          return true;
+        };
+      }
+      return { consumer, response: writer, usage: () => state.usage };
     }
     const aggregator = new CompletionAggregator();
     const build = (): Buffer => Buffer.from(JSON.stringify(aggregator.toCompletion()));

@@ -1,6 +1,7 @@
 import type { ChatCompletionChunk, ChatOutput } from '../types.js';
 import { DONE_EVENT, encodeChunk } from '../sse/encoder.js';
 import { SseResponse, type SseResponseOptions } from '../sse/sse-response.js';
+import { NOT_PLAIN, scanPlainChunk } from '../sse/openai-chunk-scan.js';
 
 // A streaming chat answer (SPEC §5, issue 3 parts 6–8): OpenAI chunks as SSE
 // events, `data: [DONE]` at the end (sse/sse-response.ts does the writing).
@@ -25,6 +26,14 @@ export class SseWriter extends SseResponse implements ChatOutput {
     // A tool call's fragments are the answer as much as text is (SPEC §12).
     const isContent = delta !== undefined && (isText(delta.content) || isText(delta.refusal) || delta.tool_calls !== undefined);
     this.queue(encodeChunk(chunk, raw), isContent);
+  }
+
+  /** A chunk of an OpenAI upstream's body made only of plain events (sse/openai-chunk-scan.ts) goes out as it came; false, with nothing done, for any other. */
+  relayPlain(bytes: Buffer): boolean {
+    const contentEvents = scanPlainChunk(bytes);
+    if (contentEvents === NOT_PLAIN) return false;
+    this.queueBytes(bytes, contentEvents);
+    return true;
   }
 
   /** The upstream finished: pending chunks, `[DONE]`, end. */

@@ -50,6 +50,11 @@ export class EventDecoder {
     else if (field === 'event') this.#type = value;
   }
 
+  /** No unfinished event is held: the next line starts an event. */
+  get isIdle(): boolean {
+    return this.#data === undefined && this.#type === '';
+  }
+
   /**
    * The body ended. An event missing its final blank line is dispatched anyway:
    * a proxy should not lose the last event of a sloppy upstream.

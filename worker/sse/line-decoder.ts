@@ -66,6 +66,11 @@ export class LineDecoder {
     }
   }
 
+  /** No unfinished line is held: the next chunk starts a line. */
+  get isIdle(): boolean {
+    return this.#pendingBytes === 0 && !this.#isAfterCR;
+  }
+
   /** The body ended: a last line without terminator is still a line (NDJSON often ends so). */
   end(): void {
     if (this.#pendingBytes > 0) {

@@ -9,6 +9,8 @@ import { PING_COMMENT, SSE_HEADERS } from './encoder.js';
 // are joined and written at once: one write, one Buffer conversion and one
 // syscall per upstream chunk, not per event.
 
+const PING_BYTES = Buffer.from(PING_COMMENT);
+
 export interface SseResponseOptions {
   res: ServerResponse;
   /** Monotonic clock in ms, for first-token latency. */
@@ -33,6 +35,8 @@ export abstract class SseResponse {
   protected readonly res: ServerResponse;
   readonly #options: SseResponseOptions;
   #batch = '';
+  // Upstream bytes relayed as they came (queueBytes). Only one of #batch and #bytes holds anything at a time.
+  #bytes: Buffer | undefined = undefined;
 
   constructor(options: SseResponseOptions) {
     this.res = options.res;
@@ -41,6 +45,7 @@ export abstract class SseResponse {
 
   /** Queues framed event text; written at the next flush. Bounded by what one upstream chunk produces. */
   protected queue(text: string, isContent: boolean): void {
+    if (this.#bytes !== undefined) this.flush();
     if (isContent) {
       this.contentChunks++;
       if (this.firstTokenAtMs === undefined) {
@@ -51,11 +56,30 @@ export abstract class SseResponse {
     this.#batch += text;
   }
 
+  /** Queues bytes that are already SSE events (a relayed upstream chunk), `contentEvents` of them content. Written at the next flush, as they are. */
+  protected queueBytes(bytes: Buffer, contentEvents: number): void {
+    // Order is kept by holding one kind at a time; the pipeline flushes after every chunk, so this rarely writes.
+    if (this.#bytes !== undefined || this.#batch !== '') this.flush();
+    if (contentEvents > 0) {
+      this.contentChunks += contentEvents;
+      if (this.firstTokenAtMs === undefined) {
+        this.firstTokenAtMs = this.#options.now();
+        this.#options.onFirstToken?.(this.firstTokenAtMs);
+      }
+    }
+    this.#bytes = bytes;
+  }
+
   flush(): boolean {
-    if (this.#batch === '') return !this.res.writableNeedDrain;
+    const bytes = this.#bytes;
+    if (this.#batch === '' && bytes === undefined) return !this.res.writableNeedDrain;
+    if (bytes !== undefined) {
+      this.#bytes = undefined;
+      return this.#write(bytes);
+    }
     const text = this.#batch;
     this.#batch = '';
-    return this.#write(text);
+    return this.#write(Buffer.from(text, 'utf8'));
   }
 
   onWritable(resume: () => void): () => void {
@@ -66,11 +90,12 @@ export abstract class SseResponse {
   ping(): void {
     // A client that is not reading needs no keep-alive, and a ping must never grow its buffer.
     if (this.res.writableNeedDrain || this.res.destroyed) return;
-    this.#write(PING_COMMENT);
+    this.#write(PING_BYTES);
   }
 
   /** The upstream finished: pending events, then `last` (e.g. `[DONE]`), end. */
   protected finish(last: string): void {
+    if (this.#bytes !== undefined) this.flush();
     this.#batch += last;
     this.flush();
     this.res.end();
@@ -84,17 +109,22 @@ export abstract class SseResponse {
   failAfterCommit(err: unknown): void {
     if (this.res.destroyed || this.res.writableEnded) return;
     this.#batch = '';
-    this.#write(toSseErrorEvent(err));
+    this.#bytes = undefined;
+    this.#write(Buffer.from(toSseErrorEvent(err), 'utf8'));
     this.res.end();
   }
 
-  #write(text: string): boolean {
+  #write(buf: Buffer): boolean {
     const res = this.res;
     if (res.destroyed) return true;
     if (!res.headersSent) res.writeHead(200, { ...this.#options.headers, ...SSE_HEADERS });
-    const buf = Buffer.from(text, 'utf8');
     this.bytesOut += buf.length;
+    // Corked around the write, as in master/relay.ts: node:http frames the chunk (size, data, CRLF)
+    // into one writev now instead of scheduling a nextTick to uncork (issue 10: no tick per event).
+    const socket = res.socket;
+    socket?.cork();
     const isReady = res.write(buf);
+    socket?.uncork();
     if (res.writableLength > this.peakBufferedBytes) this.peakBufferedBytes = res.writableLength;
     return isReady;
   }

@@ -27,6 +27,13 @@ export interface BodyConsumer {
   body(chunk: Buffer): void;
   /** The body ended. Throws upstream_protocol_error when it ended before its final event. */
   end(): void;
+  /**
+   * `sse` framing, optional: a chunk of the body that starts and ends on event
+   * boundaries, offered before it is decoded. True: taken whole as bytes (no
+   * event() calls for it); false: it is decoded as usual. Must not change any
+   * state when it answers false.
+   */
+  plainChunk?(chunk: Buffer): boolean;
 }
 
 /**
@@ -100,7 +107,18 @@ function pump(body: Readable, options: PipelineOptions, deadlines: Deadlines, st
   if (consumer.framing === 'sse') {
     const decoder = new EventDecoder({ onEvent: (type, data) => consumer.event(type, data), maxEventBytes: options.maxEventBytes });
     events = decoder;
-    lines = new LineDecoder({ onLine: (line) => decoder.line(line), maxLineBytes: options.maxEventBytes });
+    const lineDecoder = new LineDecoder({ onLine: (line) => decoder.line(line), maxLineBytes: options.maxEventBytes });
+    const plainChunk = consumer.plainChunk?.bind(consumer);
+    // Issue 10: a chunk of whole plain events skips decoding; one that starts or ends mid-event, or holds anything else, is decoded.
+    lines =
+      plainChunk === undefined
+        ? lineDecoder
+        : {
+            push: (chunk) => {
+              if (!(lineDecoder.isIdle && decoder.isIdle && plainChunk(chunk))) lineDecoder.push(chunk);
+            },
+            end: () => lineDecoder.end(),
+          };
   } else if (consumer.framing === 'ndjson') {
     lines = new LineDecoder({ onLine: (line) => consumer.event('', line), maxLineBytes: options.maxEventBytes });
   } else {

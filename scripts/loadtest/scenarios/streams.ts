@@ -100,9 +100,9 @@ export const runStreams: Scenario = async (ctx) => {
 
     progress.phase(`starting graygate (${args.instances} worker(s)) in front of it`);
     const gw = await startGateway({
-      // upstream.maxConnections defaults to 256 per worker; beyond that undici queues streams inside the
-      // worker and first tokens wait for whole earlier streams, so it is sized to the streams too.
-      versions: { v1: { entry: entries.worker, weight: 1, instances: args.instances, upstream: { format: 'openai', url: mock.url, maxConnections: Math.max(256, args.streams) } } },
+      // upstream.maxConnections is sized to the streams too (issue 10: graygate now refuses less than
+      // maxSocketsPerWorker; older builds defaulted to 256 or 1024 and queued the rest inside undici).
+      versions: { v1: { entry: entries.worker, weight: 1, instances: args.instances, upstream: { format: 'openai', url: mock.url, maxConnections: Math.max(1024, args.streams) } } },
       // Every stream holds a worker socket for its whole life (SPEC §4): size the limit to the streams.
       limits: { maxSocketsPerWorker: Math.max(1024, args.streams), maxQueuePerVersion: Math.max(256, args.streams) },
       logLevel: args.logLevel,
@@ -169,7 +169,7 @@ export const runStreams: Scenario = async (ctx) => {
     const notes = [
       `Each stream: POST ${CHAT_PATH} with stream:true; the mock upstream sends ${args.tokens} tokens, one every ${args.tokenIntervalMs} ms, so a stream lasts at least ${(args.tokens * args.tokenIntervalMs) / 1000} s. All ${args.streams} start at once on fresh connections.`,
       `First token: from sending the request to the first event with delta content. "Added by graygate": p50 +${added.firstTokenP50Ms} ms, p99 +${added.firstTokenP99Ms} ms.`,
-      `graygate config: maxSocketsPerWorker and upstream.maxConnections ≥ ${args.streams} (the defaults, 1024 and 256, would queue streams beyond 256 per worker inside the worker).`,
+      `graygate config: maxSocketsPerWorker and upstream.maxConnections ≥ ${args.streams} (older builds' default upstream.maxConnections would queue streams beyond it inside the worker).`,
       `RSS per 100 streams = (peak while the ${args.streams} streams were open − idle just before) / ${args.streams} × 100.`,
     ];
     for (const p of [direct, through]) {

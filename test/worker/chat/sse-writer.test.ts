@@ -1,0 +1,67 @@
+import t from 'tap';
+import { PassThrough } from 'node:stream';
+import type { ServerResponse } from 'node:http';
+import { SseWriter } from '../../../worker/chat/sse-writer.js';
+import type { ChatCompletionChunk } from '../../../worker/types.js';
+
+// Issue 10: plain upstream chunks go out as the bytes they came in, mixed with
+// chunks the writer frames itself, in the order they were queued, with the
+// content count and the first-token time the decoding path would give.
+
+/** A ServerResponse stand-in: what is written, in order, as one string. */
+function fakeResponse(): { res: ServerResponse; text: () => string; writes: () => number } {
+  const sink = new PassThrough();
+  const parts: Buffer[] = [];
+  let headersSent = false;
+  const res = Object.assign(sink, {
+    get headersSent() {
+      return headersSent;
+    },
+    writeHead() {
+      headersSent = true;
+      return res;
+    },
+  }) as unknown as ServerResponse;
+  sink.on('data', (chunk: Buffer) => parts.push(chunk));
+  const write = sink.write.bind(sink);
+  let writes = 0;
+  (sink as unknown as { write: typeof write }).write = ((chunk: Buffer) => {
+    writes++;
+    return write(chunk);
+  }) as typeof write;
+  return { res, text: () => Buffer.concat(parts).toString(), writes: () => writes };
+}
+
+const plain = (content: string): string => `data: ${JSON.stringify({ id: 'c', choices: [{ index: 0, delta: { content }, finish_reason: null }] })}\n\n`;
+const framed: ChatCompletionChunk = { id: 'c', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [{ index: 0, delta: { content: 'z' }, finish_reason: 'stop' }] };
+
+t.test('plain bytes and framed chunks keep their order; [DONE] comes last', async (t) => {
+  const { res, text, writes } = fakeResponse();
+  let firstTokenAt: number | undefined;
+  const writer = new SseWriter({ res, now: () => 7, onFirstToken: (at) => (firstTokenAt = at), includeUsage: false });
+  const a = Buffer.from(plain('') + plain('a'));
+  t.equal(writer.relayPlain(a), true);
+  t.equal(writer.contentChunks, 1, 'one content event of two');
+  t.equal(firstTokenAt, 7, 'first token seen in relayed bytes');
+  // Not flushed in between: queueing a framed chunk writes the pending bytes first.
+  writer.chunk(framed, JSON.stringify(framed));
+  t.equal(writer.relayPlain(Buffer.from(plain('b'))), true, 'after text, bytes: the text goes first');
+  t.equal(writer.relayPlain(Buffer.from(plain('c'))), true, 'bytes after bytes');
+  t.equal(writer.relayPlain(Buffer.from('data: [DONE]\n\n')), false, 'not plain: left to the decoding path');
+  writer.complete();
+  t.equal(text(), `${plain('')}${plain('a')}data: ${JSON.stringify(framed)}\n\n${plain('b')}${plain('c')}data: [DONE]\n\n`);
+  t.equal(writer.contentChunks, 4);
+  t.equal(writer.bytesOut, Buffer.byteLength(text()));
+  t.equal(writes(), 5, 'one write per flushed batch');
+});
+
+t.test('a stream that fails after plain bytes ends with the error event only', async (t) => {
+  const { res, text } = fakeResponse();
+  const writer = new SseWriter({ res, now: () => 0, includeUsage: false });
+  writer.relayPlain(Buffer.from(plain('a')));
+  writer.flush();
+  writer.relayPlain(Buffer.from(plain('b')));
+  writer.failAfterCommit(new Error('boom'));
+  t.match(text(), /^data: \{"id":"c".*"a".*\n\ndata: \{"error":/s);
+  t.notMatch(text(), /"b"/, 'queued, unflushed bytes are dropped for the error');
+});
