@@ -1,12 +1,11 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import { GraygateError, isGraygateError, toErrorResponse, toSseErrorEvent, type ErrorCode } from '../shared/errors.js';
-import { copyHeaders, headerValue, HOP_BY_HOP_HEADERS, sendError, sendJson } from '../shared/http-headers.js';
+import { GraygateError, isGraygateError } from '../shared/errors.js';
+import { copyHeaders, headerValue, HOP_BY_HOP_HEADERS, sendJson } from '../shared/http-headers.js';
 import { bodyTooLarge, declaredLength, hasBody, readBody } from '../shared/body.js';
 import { workerIdleTimeoutMsFor } from '../shared/config.js';
 import type { Logger } from '../shared/log.js';
-import { NO_VERSION } from '../shared/metric-names.js';
 import { chooseVersion, needsStickyKey, type RoutingFacts } from './router.js';
 import { corsVerdict, isPreflight, preflightHeaders, responseCorsHeaders } from './cors.js';
 import { findTopLevelUser } from './body-user.js';
@@ -18,6 +17,7 @@ import type { WorkerHandle } from './worker-handle.js';
 import type { BodyBudget } from './body-budget.js';
 import { RequestContext } from './request-context.js';
 import { createWorkerProxy, type WorkerProxy } from './proxy.js';
+import { createRequestEnd, type OutcomeSink } from './request-end.js';
 import type { RelayHooks } from './relay.js';
 
 // The main port's request path (SPEC §3, §4, §4a) as named steps over one
@@ -26,8 +26,9 @@ import type { RelayHooks } from './relay.js';
 // Each step either hands the request on or refuses it through `refuse`, the one
 // function that turns any error into the client's answer. `finish` runs once
 // per request when its response closes: it releases what the request held and
-// writes the log line. The connection queue (connection-queue.ts) calls
-// `serve` for one request per client connection at a time.
+// writes the log line; both live in request-end.ts. The connection queue
+// (connection-queue.ts) calls `serve` for one request per client connection
+// at a time.
 
 export interface GatewayOptions {
   /** Versions, routing table and config (version-registry.ts). */
@@ -43,12 +44,6 @@ export interface GatewayOptions {
   onRequestDone?: () => void;
   /** Where each answered request's outcome goes (the canaries, SPEC §11): counters only, no allocation. */
   outcomes?: OutcomeSink;
-}
-
-/** SPEC §11 outcomes: the error flag and the latency the canary judge compares. */
-export interface OutcomeSink {
-  /** firstTokenMs for streams, responseMs for the rest; NaN where there is none. */
-  record(version: string, isError: boolean, firstTokenMs: number, responseMs: number): void;
 }
 
 export interface Gateway {
@@ -81,13 +76,6 @@ function createRequestIds(prefix: string = randomBytes(6).toString('hex')): () =
   return () => `${prefix}-${(++counter).toString(36)}`;
 }
 
-/** Refusals that count in graygate_rejected_total (the master's own overload answers). */
-const REJECTION_CODES: ReadonlySet<ErrorCode> = new Set(['queue_full', 'queue_timeout', 'no_ready_worker', 'body_budget', 'worker_timeout']);
-/**
- * Refusals after which the rest of the request cannot have been
- * read: the connection closes (nginx does the same on 413).
- */
-const CLOSING_CODES: ReadonlySet<ErrorCode> = new Set(['body_too_large', 'body_timeout', 'body_budget', 'url_too_long']);
 const HEALTH_PATHS: ReadonlySet<string> = new Set(['/healthz', '/readyz']);
 /**
  * Request headers never forwarded: hop-by-hop ones, the client's framing (the master sets its own
@@ -104,6 +92,15 @@ export function createGateway(options: GatewayOptions): Gateway {
   const newRequestId = createRequestIds();
   let inflight = 0;
   let idleWaiters: Array<() => void> = [];
+  const { refuse, releaseBody, finish } = createRequestEnd({
+    log,
+    metrics,
+    budget,
+    isClosing,
+    now,
+    outcomes: options.outcomes,
+    done,
+  });
 
   const hooks: RelayHooks = {
     now,
@@ -280,81 +277,6 @@ export function createGateway(options: GatewayOptions): Gateway {
     proxy.forward(ctx, lease.worker, { headersMs: limits.workerHeadersTimeoutMs, idleMs: workerIdleTimeoutMsFor(limits, upstream) });
   }
 
-  /**
-   * The one function that turns any error into the client's answer (STYLE §8):
-   * an OpenAI-shaped error before the status went out, a final SSE error event
-   * on a stream after it (STYLE §9), a reset otherwise; and the worker request,
-   * if any, is aborted.
-   */
-  function refuse(ctx: RequestContext, err: unknown): void {
-    const { req, res } = ctx;
-    const response = toErrorResponse(err);
-    const code = response.body.error.code;
-    ctx.errorCode ??= code;
-    if (code === 'internal_error') log.error({ err, reqId: ctx.reqId }, 'unexpected error in the request path');
-    if (ctx.version !== undefined && REJECTION_CODES.has(code)) metrics.onRejected(ctx.version, code);
-    if (!ctx.isClientGone && !res.writableEnded) {
-      if (!res.headersSent) {
-        if (ctx.version !== undefined) metrics.observeHeaderLatency(ctx.version, (now() - ctx.startedAtMs) / 1000);
-        // The connection closes after a refusal that left request bytes unread, and while draining.
-        const isBodyUnread = (ctx.phase === 'head' || ctx.phase === 'body') && hasBody(req);
-        const isClosingConnection = isClosing() || CLOSING_CODES.has(code) || isBodyUnread;
-        sendError(res, response, isClosingConnection ? { connection: 'close' } : {});
-      } else if (ctx.isEventStream) {
-        ctx.isStreamFailed = true;
-        res.end(toSseErrorEvent(err));
-      } else {
-        res.destroy();
-      }
-    }
-    ctx.proxyReq?.destroy();
-  }
-
-  function releaseBody(ctx: RequestContext): void {
-    if (ctx.budgetBytes > 0) budget.release(ctx.budgetBytes);
-    ctx.budgetBytes = 0;
-  }
-
-  // The response closed (finished, or the client left): release what the request held, log once.
-  function finish(ctx: RequestContext): void {
-    const { req, res } = ctx;
-    const wasPhase = ctx.phase;
-    ctx.phase = 'done';
-    clearTimeout(ctx.workerTimer);
-    ctx.workerTimer = undefined;
-    const isAborted = !res.writableFinished;
-    if (isAborted) {
-      ctx.abort?.abort(new GraygateError('invalid_request', 'the client closed the connection'));
-      ctx.proxyReq?.destroy();
-    }
-    // No worker request was ever made (the client left first): the slot is free now.
-    if (ctx.proxyReq === undefined) ctx.lease?.release();
-    releaseBody(ctx);
-    if (ctx.isHealthCheck) return done();
-    const status = res.headersSent ? res.statusCode : 0; // 0: the client left before any answer
-    const version = ctx.version ?? NO_VERSION;
-    const endMs = now();
-    metrics.onRequestDone(version, status);
-    if (options.outcomes !== undefined && ctx.version !== undefined && status !== 0) recordOutcome(options.outcomes, ctx, status, isAborted, endMs);
-    const line: Record<string, unknown> = {
-      reqId: ctx.reqId,
-      version: ctx.version,
-      method: req.method,
-      // Without the query string: clients put keys there too (`?key=…`), and redact paths cannot reach inside a URL.
-      path: (req.url ?? '/').split('?', 1)[0],
-      status,
-      durationMs: Math.round((endMs - ctx.startedAtMs) * 100) / 100,
-      bytesOut: req.socket === null ? undefined : req.socket.bytesWritten - ctx.socketBytesAtStart,
-      workerPid: ctx.workerPid,
-      aborted: isAborted,
-    };
-    if (isAborted && wasPhase !== 'relay') line['phase'] = wasPhase;
-    if (ctx.errorCode !== undefined) line['error'] = ctx.errorCode;
-    if (ctx.isStreamFailed) line['streamFailed'] = true;
-    log.info(line, 'request');
-    done();
-  }
-
   function done(): void {
     inflight--;
     options.onRequestDone?.();
@@ -380,26 +302,6 @@ export function createGateway(options: GatewayOptions): Gateway {
       return new Promise((resolve) => idleWaiters.push(resolve));
     },
   };
-}
-
-/**
- * SPEC §11: an error is a 5xx (the worker's, or the master's own refusal routed
- * to the version) or a stream that ended with an error event after its 200.
- * Latencies only of answers that succeeded: streams' first content event,
- * other answers' end; a client that left takes its latency with it.
- */
-function recordOutcome(sink: OutcomeSink, ctx: RequestContext, status: number, isAborted: boolean, endMs: number): void {
-  const isError = status >= 500 || ctx.isStreamFailed;
-  let firstTokenMs = NaN;
-  let responseMs = NaN;
-  if (!isError && status < 400) {
-    if (ctx.isEventStream) {
-      if (ctx.firstContentAtMs > 0) firstTokenMs = ctx.firstContentAtMs - ctx.startedAtMs;
-    } else if (!isAborted) {
-      responseMs = endMs - ctx.startedAtMs;
-    }
-  }
-  sink.record(ctx.version!, isError, firstTokenMs, responseMs);
 }
 
 function readiness(registry: VersionRegistry): Record<string, boolean> {

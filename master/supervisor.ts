@@ -4,7 +4,8 @@ import { performance } from 'node:perf_hooks';
 import type { Limits } from '../shared/config.js';
 import { PROTOCOL_VERSION } from '../shared/ipc.js';
 import type { Logger } from '../shared/log.js';
-import { WorkerHandle, type ExitReport, type ForkFunction } from './worker-handle.js';
+import { WorkerHandle, type ForkFunction } from './worker-handle.js';
+import type { ExitReport } from './worker-process.js';
 import { StartLimiter } from './start-limiter.js';
 import type { Build } from './version.js';
 

@@ -3,10 +3,11 @@ import { EventEmitter } from 'node:events';
 import { Agent, type RequestOptions } from 'node:http';
 import type { Logger } from '../shared/log.js';
 import { performance } from 'node:perf_hooks';
-import { PROTOCOL_VERSION, WORKER_SETTINGS_ENV, assertNever, isWorkerToMaster, type WorkerAddress, type WorkerSettings, type WorkerToMaster } from '../shared/ipc.js';
+import { PROTOCOL_VERSION, WORKER_SETTINGS_ENV, assertNever, isWorkerToMaster, type WorkerSettings, type WorkerToMaster } from '../shared/ipc.js';
 import type { AdmissionTarget } from './admission.js';
 import { createWorkerAgent } from './worker-agent.js';
 import type { StartLimiter } from './start-limiter.js';
+import { collectStderr, endpointOf, workerExecArgv, WorkerStartFailure, type ExitReport, type WorkerEndpoint } from './worker-process.js';
 
 // One forked worker process and everything the master holds for it (STYLE §20:
 // only this file changes a worker's state). Lifecycle:
@@ -53,73 +54,6 @@ export interface WorkerHandleOptions {
   killGraceMs?: number;
 }
 
-/** Why a worker did not become ready or stopped: data for deploy_failed and status. */
-export interface ExitReport {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  /** True when the master asked for this exit. */
-  isIntended: boolean;
-  /** Short description: "exited with code 3", "not ready within 15000 ms", … */
-  reason: string;
-  /** Last lines the worker wrote to stderr. */
-  stderrTail: string[];
-}
-
-const STDERR_TAIL_LINES = 20;
-const MAX_STDERR_LINE_CHARS = 500;
-
-/**
- * A ready worker's address as http-proxy-3 and node:http take it. For a unix socket the host is
- * only what the `Host` header says; the connection goes to socketPath.
- */
-export interface WorkerEndpoint {
-  host: string;
-  port: number;
-  protocol: 'http:';
-  socketPath?: string;
-}
-
-function endpointOf(address: WorkerAddress): WorkerEndpoint {
-  if ('path' in address) return { host: 'localhost', port: 80, protocol: 'http:', socketPath: address.path };
-  return { host: address.host, port: address.port, protocol: 'http:' };
-}
-
-/** Master flags that take the next argument as their value when written without `=`. */
-const FLAGS_WITH_VALUE = new Set(['--require', '-r', '--import', '--loader', '--experimental-loader', '--inspect-port', '--debug-port']);
-/** Prefixes of master flags a worker never gets: debugger ports (two processes cannot share one) and module hooks. */
-const NOT_FOR_WORKERS = ['--inspect', '--debug', '--require', '-r', '--import', '--loader', '--experimental-loader'];
-
-/**
- * The node flags a worker is forked with (issue 9 part 0): the master's own, minus debugger
- * ports and preloaded modules. fork() passes them all by default; under a test runner that was
- * its TypeScript loader and mocks, which made each worker start cost ~2.7 s of CPU instead of
- * 0.3 s (and 15 s ready timeouts on a loaded box). Profiling and heap flags (--cpu-prof,
- * --max-old-space-size, …) still reach the workers; preloads meant for them go in NODE_OPTIONS.
- */
-export function workerExecArgv(masterExecArgv: readonly string[]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < masterExecArgv.length; i++) {
-    const arg = masterExecArgv[i]!;
-    const name = arg.split('=', 1)[0]!;
-    if (NOT_FOR_WORKERS.some((p) => name === p || name.startsWith(`${p}-`) || (p.startsWith('--') && name.startsWith(p)))) {
-      if (!arg.includes('=') && FLAGS_WITH_VALUE.has(name)) i++; // its value is the next argument
-      continue;
-    }
-    out.push(arg);
-  }
-  return out;
-}
-
-/** A worker that exited or was killed before it reported ready. */
-class WorkerStartFailure extends Error {
-  /** Data for deploy_failed and status; read as a field, not branched on by class (STYLE §7). */
-  readonly report: ExitReport;
-  constructor(report: ExitReport) {
-    super(report.reason);
-    this.name = 'WorkerStartFailure';
-    this.report = report;
-  }
-}
 /** Time a worker gets after SIGTERM before SIGKILL, and after its drain deadline before SIGTERM. */
 const KILL_GRACE_MS = 2000;
 
@@ -212,7 +146,7 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
     const execArgv = workerExecArgv(process.execArgv);
     const child = fork(this.#options.entry, [], { env, execArgv, stdio: ['ignore', 'inherit', 'pipe', 'ipc'], serialization: 'json' });
     this.#child = child;
-    this.#collectStderr(child);
+    collectStderr(child, this.#stderrTail);
     let failure: string | undefined;
     const fail = (reason: string): void => {
       failure ??= reason;
@@ -367,19 +301,6 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
   #kill(signal: NodeJS.Signals): void {
     const child = this.#child;
     if (child !== undefined && child.exitCode === null && child.signalCode === null) child.kill(signal);
-  }
-
-  #collectStderr(child: ChildProcess): void {
-    let partial = '';
-    child.stderr?.setEncoding('utf8');
-    child.stderr?.on('data', (chunk: string) => {
-      process.stderr.write(chunk);
-      const lines = (partial + chunk).split('\n');
-      // A line without end (a \r progress bar, a dump) must not grow the master: keep its tail only.
-      partial = (lines.pop() ?? '').slice(-MAX_STDERR_LINE_CHARS);
-      for (const line of lines) if (line !== '') this.#stderrTail.push(line.slice(0, MAX_STDERR_LINE_CHARS));
-      if (this.#stderrTail.length > STDERR_TAIL_LINES) this.#stderrTail.splice(0, this.#stderrTail.length - STDERR_TAIL_LINES);
-    });
   }
 
   // Metrics over IPC (SPEC §9): request/response paired by id (STYLE §18).

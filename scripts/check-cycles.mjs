@@ -1,14 +1,18 @@
 #!/usr/bin/env node
 // `npm run lint` (issue 11 part 3): no file cycles, type-only imports included. import-x/no-cycle
 // (eslint.config.js) skips `import type`, which still ties two files into one module; this finds every
-// strongly connected component of the relative-import graph of the tracked .ts files and fails on any.
+// strongly connected component of the relative-import graph of the .ts files and fails on any.
 // Dynamic `import()` is a deliberate lazy edge and is not followed. Plain JS so it runs without a build.
-import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, normalize } from 'node:path';
 import ts from 'typescript';
 
-const files = execFileSync('git', ['ls-files', '--cached', '--others', '--exclude-standard', '*.ts'], { encoding: 'utf8' }).split('\n').filter(Boolean);
+const FOLDERS = ['master', 'worker', 'shared', 'scripts', 'test'];
+const files = FOLDERS.flatMap((dir) =>
+  readdirSync(dir, { recursive: true, encoding: 'utf8' })
+    .filter((name) => name.endsWith('.ts'))
+    .map((name) => join(dir, name)),
+);
 const graph = new Map();
 for (const file of files) {
   const { importedFiles } = ts.preProcessFile(readFileSync(file, 'utf8'), true, false);

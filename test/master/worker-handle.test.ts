@@ -2,7 +2,8 @@ import t from 'tap';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { WorkerHandle, type ExitReport } from '../../master/worker-handle.js';
+import { WorkerHandle } from '../../master/worker-handle.js';
+import type { ExitReport } from '../../master/worker-process.js';
 import { StartLimiter } from '../../master/start-limiter.js';
 import { createLogger } from '../../shared/log.js';
 import { PROTOCOL_VERSION } from '../../shared/ipc.js';
@@ -147,7 +148,7 @@ t.test('health probes: answered ones reset the count; a stopped worker misses th
 
 
 t.test('workerExecArgv: profiling and heap flags pass, debugger ports and preloads do not', async (t) => {
-  const { workerExecArgv } = await import('../../master/worker-handle.js');
+  const { workerExecArgv } = await import('../../master/worker-process.js');
   const cases: Array<[string[], string[]]> = [
     [['--cpu-prof', '--cpu-prof-dir=/tmp/p', '--max-old-space-size=512'], ['--cpu-prof', '--cpu-prof-dir=/tmp/p', '--max-old-space-size=512']],
     [['--inspect=9229', '--inspect-brk', '--inspect-port', '9230'], []],

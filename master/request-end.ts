@@ -1,0 +1,148 @@
+import { GraygateError, toErrorResponse, toSseErrorEvent, type ErrorCode } from '../shared/errors.js';
+import { sendError } from '../shared/http-headers.js';
+import { hasBody } from '../shared/body.js';
+import type { Logger } from '../shared/log.js';
+import { NO_VERSION } from '../shared/metric-names.js';
+import type { MasterMetrics } from './metrics.js';
+import type { BodyBudget } from './body-budget.js';
+import type { RequestContext } from './request-context.js';
+
+// The end of the main port's request path (gateway.ts): `refuse`, the one
+// function that turns any error into the client's answer, and `finish`, which
+// runs once per request when its response closes, releases what the request
+// held, records its outcome and writes its log line.
+
+/** SPEC §11 outcomes: the error flag and the latency the canary judge compares. */
+export interface OutcomeSink {
+  /** firstTokenMs for streams, responseMs for the rest; NaN where there is none. */
+  record(version: string, isError: boolean, firstTokenMs: number, responseMs: number): void;
+}
+
+export interface RequestEndOptions {
+  log: Logger;
+  metrics: MasterMetrics;
+  budget: BodyBudget;
+  /** True once SIGTERM arrived: a refusal then closes the connection. */
+  isClosing: () => boolean;
+  /** Monotonic clock in ms. */
+  now: () => number;
+  outcomes: OutcomeSink | undefined;
+  /** Called once per request, after its log line (a health check has none). */
+  done: () => void;
+}
+
+export interface RequestEnd {
+  refuse: (ctx: RequestContext, err: unknown) => void;
+  /** Gives the request body's bytes back to the body budget (once the worker has them, or at the end). */
+  releaseBody: (ctx: RequestContext) => void;
+  finish: (ctx: RequestContext) => void;
+}
+
+/** Refusals that count in graygate_rejected_total (the master's own overload answers). */
+const REJECTION_CODES: ReadonlySet<ErrorCode> = new Set(['queue_full', 'queue_timeout', 'no_ready_worker', 'body_budget', 'worker_timeout']);
+/**
+ * Refusals after which the rest of the request cannot have been
+ * read: the connection closes (nginx does the same on 413).
+ */
+const CLOSING_CODES: ReadonlySet<ErrorCode> = new Set(['body_too_large', 'body_timeout', 'body_budget', 'url_too_long']);
+
+export function createRequestEnd(options: RequestEndOptions): RequestEnd {
+  const { log, metrics, budget, isClosing, now, done } = options;
+
+  /**
+   * The one function that turns any error into the client's answer (STYLE §8):
+   * an OpenAI-shaped error before the status went out, a final SSE error event
+   * on a stream after it (STYLE §9), a reset otherwise; and the worker request,
+   * if any, is aborted.
+   */
+  function refuse(ctx: RequestContext, err: unknown): void {
+    const { req, res } = ctx;
+    const response = toErrorResponse(err);
+    const code = response.body.error.code;
+    ctx.errorCode ??= code;
+    if (code === 'internal_error') log.error({ err, reqId: ctx.reqId }, 'unexpected error in the request path');
+    if (ctx.version !== undefined && REJECTION_CODES.has(code)) metrics.onRejected(ctx.version, code);
+    if (!ctx.isClientGone && !res.writableEnded) {
+      if (!res.headersSent) {
+        if (ctx.version !== undefined) metrics.observeHeaderLatency(ctx.version, (now() - ctx.startedAtMs) / 1000);
+        // The connection closes after a refusal that left request bytes unread, and while draining.
+        const isBodyUnread = (ctx.phase === 'head' || ctx.phase === 'body') && hasBody(req);
+        const isClosingConnection = isClosing() || CLOSING_CODES.has(code) || isBodyUnread;
+        sendError(res, response, isClosingConnection ? { connection: 'close' } : {});
+      } else if (ctx.isEventStream) {
+        ctx.isStreamFailed = true;
+        res.end(toSseErrorEvent(err));
+      } else {
+        res.destroy();
+      }
+    }
+    ctx.proxyReq?.destroy();
+  }
+
+  function releaseBody(ctx: RequestContext): void {
+    if (ctx.budgetBytes > 0) budget.release(ctx.budgetBytes);
+    ctx.budgetBytes = 0;
+  }
+
+  // The response closed (finished, or the client left): release what the request held, log once.
+  function finish(ctx: RequestContext): void {
+    const { req, res } = ctx;
+    const wasPhase = ctx.phase;
+    ctx.phase = 'done';
+    clearTimeout(ctx.workerTimer);
+    ctx.workerTimer = undefined;
+    const isAborted = !res.writableFinished;
+    if (isAborted) {
+      ctx.abort?.abort(new GraygateError('invalid_request', 'the client closed the connection'));
+      ctx.proxyReq?.destroy();
+    }
+    // No worker request was ever made (the client left first): the slot is free now.
+    if (ctx.proxyReq === undefined) ctx.lease?.release();
+    releaseBody(ctx);
+    if (ctx.isHealthCheck) return done();
+    const status = res.headersSent ? res.statusCode : 0; // 0: the client left before any answer
+    const version = ctx.version ?? NO_VERSION;
+    const endMs = now();
+    metrics.onRequestDone(version, status);
+    if (options.outcomes !== undefined && ctx.version !== undefined && status !== 0) recordOutcome(options.outcomes, ctx, status, isAborted, endMs);
+    const line: Record<string, unknown> = {
+      reqId: ctx.reqId,
+      version: ctx.version,
+      method: req.method,
+      // Without the query string: clients put keys there too (`?key=…`), and redact paths cannot reach inside a URL.
+      path: (req.url ?? '/').split('?', 1)[0],
+      status,
+      durationMs: Math.round((endMs - ctx.startedAtMs) * 100) / 100,
+      bytesOut: req.socket === null ? undefined : req.socket.bytesWritten - ctx.socketBytesAtStart,
+      workerPid: ctx.workerPid,
+      aborted: isAborted,
+    };
+    if (isAborted && wasPhase !== 'relay') line['phase'] = wasPhase;
+    if (ctx.errorCode !== undefined) line['error'] = ctx.errorCode;
+    if (ctx.isStreamFailed) line['streamFailed'] = true;
+    log.info(line, 'request');
+    done();
+  }
+
+  return { refuse, releaseBody, finish };
+}
+
+/**
+ * SPEC §11: an error is a 5xx (the worker's, or the master's own refusal routed
+ * to the version) or a stream that ended with an error event after its 200.
+ * Latencies only of answers that succeeded: streams' first content event,
+ * other answers' end; a client that left takes its latency with it.
+ */
+function recordOutcome(sink: OutcomeSink, ctx: RequestContext, status: number, isAborted: boolean, endMs: number): void {
+  const isError = status >= 500 || ctx.isStreamFailed;
+  let firstTokenMs = NaN;
+  let responseMs = NaN;
+  if (!isError && status < 400) {
+    if (ctx.isEventStream) {
+      if (ctx.firstContentAtMs > 0) firstTokenMs = ctx.firstContentAtMs - ctx.startedAtMs;
+    } else if (!isAborted) {
+      responseMs = endMs - ctx.startedAtMs;
+    }
+  }
+  sink.record(ctx.version!, isError, firstTokenMs, responseMs);
+}
