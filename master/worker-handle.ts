@@ -267,9 +267,9 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
   #nextProbeId = 1;
 
   /**
-   * One health probe tick: counts the previous probe as missed if it is still
-   * unanswered, then sends the next. Returns the misses in a row. Only ready and
-   * draining workers are probed.
+   * One health probe tick: counts a miss if the previous probe is still
+   * unanswered, then sends the next. Returns the ticks in a row with no answer
+   * to any probe. Only ready and draining workers are probed.
    */
   probe(nowMs: number): number {
     const child = this.#child;
@@ -290,11 +290,14 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
   }
 
   #onPong(msg: Extract<WorkerToMaster, { type: 'pong' }>): void {
-    if (msg.replyTo !== this.#pendingProbe) return; // an answer to a probe already counted as missed
-    this.#pendingProbe = 0;
+    // Any answer shows the worker's loop ran just now (IPC is ordered), even one to a probe
+    // already counted as missed: a worker, or a master, slowed by a busy machine answers late,
+    // and a late answer must not add up to a kill. Only a worker that answers nothing does.
     this.#health.misses = 0;
     this.#health.rssBytes = msg.rssBytes;
     this.#health.eventLoopDelayMs = msg.eventLoopDelayMs;
+    if (msg.replyTo !== this.#pendingProbe) return; // the latest probe is still out
+    this.#pendingProbe = 0;
     this.#health.probeRoundTripMs = Math.max(0, performance.now() - this.#probeSentAtMs);
   }
 

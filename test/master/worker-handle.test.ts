@@ -125,6 +125,23 @@ t.test('health probes: answered ones reset the count; a stopped worker misses th
   t.equal(w.probe(0), 0, 'first probe, nothing missed');
   while (w.health.rssBytes === 0) await once(fake.children[0]!, 'message');
   t.ok(w.health.rssBytes > 0, 'the answer carries the RSS');
+  // A late answer (to a probe already counted as missed) still shows the worker is alive.
+  const missesAtPongs: number[] = [];
+  const allAnswered = new Promise<void>((resolve) => {
+    const onMessage = (msg: { type?: string }): void => {
+      if (msg.type !== 'pong') return;
+      missesAtPongs.push(w.health.misses); // the handle's own listener ran first
+      if (missesAtPongs.length < 3) return;
+      fake.children[0]!.off('message', onMessage);
+      resolve();
+    };
+    fake.children[0]!.on('message', onMessage);
+  });
+  w.probe(0);
+  t.equal(w.probe(0), 1, 'the probe before is unanswered yet');
+  t.equal(w.probe(0), 2);
+  await allAnswered;
+  t.same(missesAtPongs, [0, 0, 0], 'an answer to an older probe resets the count');
   process.kill(w.pid!, 'SIGSTOP');
   t.teardown(() => {
     try {
