@@ -40,8 +40,16 @@ export default defineConfig(
         'error',
         {
           zones: [
-            { target: './master', from: './worker', message: 'master/ and worker/ talk over IPC only (shared/ipc.ts).' },
-            { target: './worker', from: './master', message: 'master/ and worker/ talk over IPC only (shared/ipc.ts).' },
+            {
+              target: './master',
+              from: './worker',
+              message: 'master/ and worker/ talk over IPC only (shared/ipc.ts).',
+            },
+            {
+              target: './worker',
+              from: './master',
+              message: 'master/ and worker/ talk over IPC only (shared/ipc.ts).',
+            },
             { target: './shared', from: ['./master', './worker'], message: 'shared/ is the leaf both sides use.' },
           ],
         },
@@ -65,7 +73,10 @@ export default defineConfig(
       ],
       // An AbortSignal's reason and a caught `unknown` are passed on as they are (the abort reason is the
       // error the caller chose); everything else rejects with an Error.
-      '@typescript-eslint/prefer-promise-reject-errors': ['error', { allowThrowingAny: true, allowThrowingUnknown: true }],
+      '@typescript-eslint/prefer-promise-reject-errors': [
+        'error',
+        { allowThrowingAny: true, allowThrowingUnknown: true },
+      ],
       // Off: an async function without await is deliberate here (it turns a throw into a rejection, or
       // implements an interface that returns a promise); dropping `async` would change behaviour.
       '@typescript-eslint/require-await': 'off',

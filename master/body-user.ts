@@ -50,7 +50,11 @@ export function findTopLevelUser(body: Buffer): string | undefined {
     if (byte === QUOTE) {
       const end = stringEnd(body, at);
       if (end === -1) return undefined;
-      if (depth === 1 && end - at - 1 === USER_KEY.length && body.compare(USER_KEY, 0, USER_KEY.length, at + 1, end) === 0) {
+      if (
+        depth === 1 &&
+        end - at - 1 === USER_KEY.length &&
+        body.compare(USER_KEY, 0, USER_KEY.length, at + 1, end) === 0
+      ) {
         let next = end + 1;
         while (next < length && isSpace(body[next])) next++;
         if (body[next] === COLON) {

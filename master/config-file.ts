@@ -30,7 +30,8 @@ function applyEnvOverrides(raw: unknown, env: NodeJS.ProcessEnv, problems: strin
   const readPort = (name: string, into: Record<string, unknown>): void => {
     const value = env[name];
     if (value === undefined || value === '') return;
-    if (!/^\d+$/.test(value) || Number(value) > 65535) problems.push(`${name}: must be a port number, got ${JSON.stringify(value)}`);
+    if (!/^\d+$/.test(value) || Number(value) > 65535)
+      problems.push(`${name}: must be a port number, got ${JSON.stringify(value)}`);
     else into['port'] = Number(value);
   };
   readPort('PORT', listen);

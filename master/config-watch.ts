@@ -77,7 +77,8 @@ export function watchConfigFile(options: ConfigWatchOptions): ConfigWatch {
   const { path, onChange, signal } = options;
   const onError = options.onError ?? ((): void => {});
   const debounceMs = options.debounceMs ?? DEFAULT_CONFIG_DEBOUNCE_MS;
-  if (!Number.isFinite(debounceMs) || debounceMs < 0) throw new RangeError(`debounceMs: must be a number ≥ 0, got ${debounceMs}`);
+  if (!Number.isFinite(debounceMs) || debounceMs < 0)
+    throw new RangeError(`debounceMs: must be a number ≥ 0, got ${debounceMs}`);
   signal?.throwIfAborted();
 
   let current = options.initialHash ?? hashNow(path);
@@ -96,7 +97,10 @@ export function watchConfigFile(options: ConfigWatchOptions): ConfigWatch {
     }
     clearTimeout(timer);
     // A throwing onUnchanged or onError is the caller's bug; it is reported, never an unhandled rejection.
-    timer = setTimeout(() => void look().catch((err: unknown) => onError(err instanceof Error ? err : new Error(String(err)))), debounceMs);
+    timer = setTimeout(
+      () => void look().catch((err: unknown) => onError(err instanceof Error ? err : new Error(String(err)))),
+      debounceMs,
+    );
   };
 
   const look = async (): Promise<void> => {
@@ -157,7 +161,9 @@ export function watchConfigFile(options: ConfigWatchOptions): ConfigWatch {
   };
   watcher.on('error', (err) => {
     close();
-    onError(new Error(`config watch stopped: the directory of ${path} cannot be watched: ${err.message}`, { cause: err }));
+    onError(
+      new Error(`config watch stopped: the directory of ${path} cannot be watched: ${err.message}`, { cause: err }),
+    );
   });
   signal?.addEventListener('abort', close, { once: true });
   if (options.initialHash !== undefined) schedule();

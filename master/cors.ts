@@ -12,7 +12,16 @@ import { headerValue } from '../shared/http-headers.js';
 // Pure functions of the request headers and the config.
 
 /** Always allowed in a preflight: what OpenAI SDKs and graygate's routing send. */
-const CORS_ALLOWED_HEADERS = ['authorization', 'content-type', 'x-version', 'x-user-id', 'x-request-id', 'openai-organization', 'openai-project', 'openai-beta'];
+const CORS_ALLOWED_HEADERS = [
+  'authorization',
+  'content-type',
+  'x-version',
+  'x-user-id',
+  'x-request-id',
+  'openai-organization',
+  'openai-project',
+  'openai-beta',
+];
 /** Response headers a browser script may read. */
 const CORS_EXPOSED_HEADERS = 'x-graygate-version, x-request-id, retry-after';
 const CORS_ALLOWED_METHODS = 'GET, POST, OPTIONS';
@@ -30,7 +39,9 @@ export function corsVerdict(origin: string | undefined, cors: CorsConfig): CorsV
 
 /** A CORS preflight: OPTIONS with Origin and Access-Control-Request-Method. */
 export function isPreflight(method: string | undefined, headers: IncomingHttpHeaders): boolean {
-  return method === 'OPTIONS' && headers['origin'] !== undefined && headers['access-control-request-method'] !== undefined;
+  return (
+    method === 'OPTIONS' && headers['origin'] !== undefined && headers['access-control-request-method'] !== undefined
+  );
 }
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
@@ -38,7 +49,11 @@ const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 /**
  * Headers of the 204 answer to an allowed preflight: the fixed list plus any well-formed header the browser asked for.
  */
-export function preflightHeaders(origin: string, headers: IncomingHttpHeaders, cors: CorsConfig): Record<string, string> {
+export function preflightHeaders(
+  origin: string,
+  headers: IncomingHttpHeaders,
+  cors: CorsConfig,
+): Record<string, string> {
   const asked = (headerValue(headers['access-control-request-headers']) ?? '')
     .split(',')
     .map((h) => h.trim().toLowerCase())
@@ -54,6 +69,11 @@ export function preflightHeaders(origin: string, headers: IncomingHttpHeaders, c
 
 /** Headers every answer to an allowed origin carries. */
 export function responseCorsHeaders(origin: string, cors: CorsConfig): Record<string, string> {
-  if (cors.origins === '*') return { 'access-control-allow-origin': '*', 'access-control-expose-headers': CORS_EXPOSED_HEADERS };
-  return { 'access-control-allow-origin': origin, 'access-control-expose-headers': CORS_EXPOSED_HEADERS, vary: 'Origin' };
+  if (cors.origins === '*')
+    return { 'access-control-allow-origin': '*', 'access-control-expose-headers': CORS_EXPOSED_HEADERS };
+  return {
+    'access-control-allow-origin': origin,
+    'access-control-expose-headers': CORS_EXPOSED_HEADERS,
+    vary: 'Origin',
+  };
 }

@@ -28,7 +28,15 @@ function probeWorker(worker: WorkerHandle, timeoutMs = PROBE_TIMEOUT_MS): Promis
 }
 
 export function newDeployRecord(kind: DeployKind, from: Build | undefined, to: Build, oldPids: number[]): DeployRecord {
-  return { kind, from: from?.entry ?? null, to: to.entry, phase: 'starting', startedAt: new Date().toISOString(), oldPids, newPids: [] };
+  return {
+    kind,
+    from: from?.entry ?? null,
+    to: to.entry,
+    phase: 'starting',
+    startedAt: new Date().toISOString(),
+    oldPids,
+    newPids: [],
+  };
 }
 
 export interface StartBuildOptions {
@@ -55,12 +63,24 @@ export async function startBuild(options: StartBuildOptions): Promise<WorkerHand
   } catch (err) {
     for (const w of workers) w.destroy();
     // A start failure carries its exit report as data (worker-handle.ts WorkerStartFailure).
-    const report = (err as { report?: { reason: string; code: number | null; signal: string | null; stderrTail: string[] } }).report;
+    const report = (
+      err as { report?: { reason: string; code: number | null; signal: string | null; stderrTail: string[] } }
+    ).report;
     const reason = report?.reason ?? (err as Error).message;
     record.phase = 'failed';
-    record.error = { reason, exitCode: report?.code ?? null, signal: report?.signal ?? null, stderrTail: report?.stderrTail ?? [] };
+    record.error = {
+      reason,
+      exitCode: report?.code ?? null,
+      signal: report?.signal ?? null,
+      stderrTail: report?.stderrTail ?? [],
+    };
     log.warn({ version, entry: build.entry, reason }, 'new build abandoned');
-    const tail = record.error.stderrTail.length > 0 ? `; last stderr: ${record.error.stderrTail.slice(-3).join(' | ')}` : '';
-    throw new GraygateError('deploy_failed', `${version}: build ${build.entry} did not become ready: ${reason}${tail}`, { cause: err });
+    const tail =
+      record.error.stderrTail.length > 0 ? `; last stderr: ${record.error.stderrTail.slice(-3).join(' | ')}` : '';
+    throw new GraygateError(
+      'deploy_failed',
+      `${version}: build ${build.entry} did not become ready: ${reason}${tail}`,
+      { cause: err },
+    );
   }
 }

@@ -107,7 +107,8 @@ export function createGateway(options: GatewayOptions): Gateway {
     isClosing,
     refuse: (ctx, err) => refuse(ctx, err),
     onHeaders: (ctx) => {
-      if (ctx.version !== undefined) metrics.observeHeaderLatency(ctx.version, (ctx.headersAtMs - ctx.startedAtMs) / 1000);
+      if (ctx.version !== undefined)
+        metrics.observeHeaderLatency(ctx.version, (ctx.headersAtMs - ctx.startedAtMs) / 1000);
     },
     onBodySent: (ctx) => releaseBody(ctx),
   };
@@ -167,7 +168,13 @@ export function createGateway(options: GatewayOptions): Gateway {
     }
     const limits = registry.config.limits;
     if (target.length > limits.maxUrlBytes) {
-      refuse(ctx, new GraygateError('url_too_long', `the request target is ${target.length} bytes, the limit is ${limits.maxUrlBytes}`));
+      refuse(
+        ctx,
+        new GraygateError(
+          'url_too_long',
+          `the request target is ${target.length} bytes, the limit is ${limits.maxUrlBytes}`,
+        ),
+      );
       return false;
     }
     if (isClosing()) {
@@ -226,7 +233,12 @@ export function createGateway(options: GatewayOptions): Gateway {
     const limits = registry.config.limits;
     // The server has a checkContinue listener, so Node sent no `100 Continue`: send it now that the body is wanted.
     if (/100-continue/i.test(headerValue(req.headers['expect']) ?? '')) res.writeContinue();
-    readBody(req, { maxBytes: limits.maxBodyBytes, idleTimeoutMs: limits.bodyTimeoutMs, signal: ctx.signal, budget }).then(
+    readBody(req, {
+      maxBytes: limits.maxBodyBytes,
+      idleTimeoutMs: limits.bodyTimeoutMs,
+      signal: ctx.signal,
+      budget,
+    }).then(
       (body) => {
         ctx.body = body;
         ctx.budgetBytes = body.length;
@@ -274,7 +286,10 @@ export function createGateway(options: GatewayOptions): Gateway {
     req.headers = headers;
     const limits = registry.config.limits;
     const upstream = ctx.group!.build.upstream;
-    proxy.forward(ctx, lease.worker, { headersMs: limits.workerHeadersTimeoutMs, idleMs: workerIdleTimeoutMsFor(limits, upstream) });
+    proxy.forward(ctx, lease.worker, {
+      headersMs: limits.workerHeadersTimeoutMs,
+      idleMs: workerIdleTimeoutMsFor(limits, upstream),
+    });
   }
 
   function done(): void {

@@ -56,14 +56,18 @@ export function createMainServer(options: MainServerOptions): Server {
 /**
  * What Node's parser refused → our answer, or undefined when the socket is just gone (reset, timeout on a dead peer).
  */
-export function clientErrorResponse(err: NodeJS.ErrnoException & { rawPacket?: Buffer }, maxUrlBytes: number): ErrorResponse | undefined {
+export function clientErrorResponse(
+  err: NodeJS.ErrnoException & { rawPacket?: Buffer },
+  maxUrlBytes: number,
+): ErrorResponse | undefined {
   const code = err.code ?? '';
   if (code === 'HPE_HEADER_OVERFLOW') {
     // The request line counts towards Node's header limit: a long URL overflows it too (SPEC §4a: 414).
     const packet = err.rawPacket;
     const lineEnd = packet === undefined ? -1 : packet.indexOf('\r\n');
     const lineBytes = packet === undefined ? 0 : lineEnd === -1 ? packet.length : lineEnd;
-    if (lineBytes > maxUrlBytes) return toErrorResponse(new GraygateError('url_too_long', `the request target is over ${maxUrlBytes} bytes`));
+    if (lineBytes > maxUrlBytes)
+      return toErrorResponse(new GraygateError('url_too_long', `the request target is over ${maxUrlBytes} bytes`));
     return toErrorResponse(new GraygateError('headers_too_large'));
   }
   if (code === 'ERR_HTTP_REQUEST_TIMEOUT') {
@@ -78,7 +82,12 @@ export function clientErrorResponse(err: NodeJS.ErrnoException & { rawPacket?: B
 /** A whole HTTP/1.1 response for a socket Node has not given us a ServerResponse for. */
 export function rawErrorResponse(response: ErrorResponse): string {
   const body = JSON.stringify(response.body);
-  const lines = [`HTTP/1.1 ${response.status} ${STATUS_CODES[response.status] ?? 'Error'}`, 'content-type: application/json', `content-length: ${Buffer.byteLength(body)}`, 'connection: close'];
+  const lines = [
+    `HTTP/1.1 ${response.status} ${STATUS_CODES[response.status] ?? 'Error'}`,
+    'content-type: application/json',
+    `content-length: ${Buffer.byteLength(body)}`,
+    'connection: close',
+  ];
   for (const [name, value] of Object.entries(response.headers)) lines.push(`${name}: ${value}`);
   return `${lines.join('\r\n')}\r\n\r\n${body}`;
 }

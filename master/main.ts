@@ -35,11 +35,28 @@ const log = createLogger({ role: 'master' });
 // Workers listen on unix sockets in a directory only this user can enter; removed when the master exits.
 const socketDir = mkdtempSync(join(tmpdir(), 'graygate-'));
 process.once('exit', () => rmSync(socketDir, { recursive: true, force: true }));
-const supervisor: Supervisor = new Supervisor({ log, limits: () => registry.config.limits, redactEnv: () => registry.config.admin.redactEnv, socketDir });
-const registry: VersionRegistry = new VersionRegistry({ config, supervisor, log, onRemoved: (name) => metrics.forgetVersion(name) });
+const supervisor: Supervisor = new Supervisor({
+  log,
+  limits: () => registry.config.limits,
+  redactEnv: () => registry.config.admin.redactEnv,
+  socketDir,
+});
+const registry: VersionRegistry = new VersionRegistry({
+  config,
+  supervisor,
+  log,
+  onRemoved: (name) => metrics.forgetVersion(name),
+});
 const budget = new BodyBudget(config.limits.maxBufferedBodyBytes);
 const canaries = new CanaryManager({ versions: registry, log });
-const operations: Operations = new Operations({ registry, canaries, log, configPath: path, env: process.env, configHash: loaded.hash });
+const operations: Operations = new Operations({
+  registry,
+  canaries,
+  log,
+  configPath: path,
+  env: process.env,
+  configHash: loaded.hash,
+});
 const metrics = createMasterMetrics({
   versions: () => registry,
   bufferedBodyBytes: () => budget.heldBytes,
@@ -69,7 +86,13 @@ const gateway = createGateway({
   onRequestDone: () => isClosing && setImmediate(() => main.closeIdleConnections()),
 });
 const main = createMainServer({ gateway, limits: config.limits, log });
-const admin = createAdminServer({ versions: registry, operations, registry: metrics.registry, log, token: process.env['GRAYGATE_ADMIN_TOKEN'] });
+const admin = createAdminServer({
+  versions: registry,
+  operations,
+  registry: metrics.registry,
+  log,
+  token: process.env['GRAYGATE_ADMIN_TOKEN'],
+});
 
 // Issue 12 part 6: a busy port ends start-up with one line naming what moves it, and no worker left behind.
 const listenOn = async (server: Server, port: number, host: string, movedBy: string): Promise<void> => {
@@ -78,7 +101,12 @@ const listenOn = async (server: Server, port: number, host: string, movedBy: str
     await once(server, 'listening');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'EADDRINUSE' ? 'is in use' : code === 'EACCES' ? 'is not allowed for this user' : `cannot be listened on (${code ?? (err as Error).message})`;
+    const why =
+      code === 'EADDRINUSE'
+        ? 'is in use'
+        : code === 'EACCES'
+          ? 'is not allowed for this user'
+          : `cannot be listened on (${code ?? (err as Error).message})`;
     process.stderr.write(`graygate: ${host}:${port} ${why}; choose another with ${movedBy}\n`);
     log.fatal({ err, port, host }, 'cannot listen');
     supervisor.destroyAll();
@@ -97,10 +125,16 @@ const curl =
   `-d '{"model":"graygate-mock","stream":true,"messages":[{"role":"user","content":"Hello"}]}'`;
 // SPEC §1: the URL and a ready-to-paste curl. On a terminal as plain lines; otherwise in the
 // JSON log line, so a log pipeline never sees non-JSON output.
-if (process.stdout.isTTY === true) process.stdout.write(`\ngraygate listening on ${url} (admin ${adminUrl})\n\n  ${curl}\n\n`);
+if (process.stdout.isTTY === true)
+  process.stdout.write(`\ngraygate listening on ${url} (admin ${adminUrl})\n\n  ${curl}\n\n`);
 log.info({ url, adminUrl, versions: [...registry.versions.keys()], curl }, 'graygate listening');
 // PM2 `wait_ready` waits for the string 'ready'; tests and scripts read the addresses first.
-process.send?.({ type: 'listening', url: `http://127.0.0.1:${mainPort}`, adminUrl: `http://127.0.0.1:${adminPort}`, pid: process.pid });
+process.send?.({
+  type: 'listening',
+  url: `http://127.0.0.1:${mainPort}`,
+  adminUrl: `http://127.0.0.1:${adminPort}`,
+  pid: process.pid,
+});
 process.send?.('ready');
 
 // SPEC §13: `config.watch` applies a changed file as a reload (kubelet's ConfigMap symlink swap
@@ -112,7 +146,11 @@ const watch = config.config.watch
       onChange: () =>
         operations.reload().then(
           (result) => log.info(result, 'config file changed: reloaded'),
-          (err: unknown) => log.error({ err: err instanceof Error ? err.message : err }, 'config file changed: refused, the running config stays'),
+          (err: unknown) =>
+            log.error(
+              { err: err instanceof Error ? err.message : err },
+              'config file changed: refused, the running config stays',
+            ),
         ),
       onError: (err) => log.warn({ err: err.message }, 'config watch'),
     })
@@ -125,7 +163,13 @@ const stop = (signal: string): void => {
   // Running canaries stop where they are; a restarted master starts from the file's weights (SPEC §11).
   canaries.close();
   log.info({ signal }, 'shutting down');
-  shutdown({ servers: [main, admin], inflight: gateway, supervisor, log, deadlineMs: config.limits.shutdownTimeoutMs }).then(
+  shutdown({
+    servers: [main, admin],
+    inflight: gateway,
+    supervisor,
+    log,
+    deadlineMs: config.limits.shutdownTimeoutMs,
+  }).then(
     () => process.exit(0),
     (err: unknown) => {
       log.error({ err }, 'shutdown failed');

@@ -14,7 +14,9 @@ const REJECTION_REASONS = ['queue_full', 'queue_timeout', 'no_ready_worker', 'bo
 const WORKER_STATES: readonly WorkerState[] = ['starting', 'ready', 'unhealthy', 'draining', 'stopped', 'crashed'];
 
 /** Proxy latency to response headers, seconds: 0.25 ms to 30 s (issue 5 part 3: sub-millisecond to seconds). */
-export const PROXY_LATENCY_BUCKETS_S = [0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+export const PROXY_LATENCY_BUCKETS_S = [
+  0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+];
 
 /** What the metrics read of a worker; WorkerHandle has it. */
 export interface WorkerView {
@@ -139,14 +141,19 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
         this.reset();
         for (const [version, group] of versions()?.versions ?? []) {
           for (const w of [...group.workers, ...group.draining]) {
-            if (w.pid !== undefined && w.health.rssBytes > 0) this.set({ version, worker: workerLabel(version, w) }, read(w.health));
+            if (w.pid !== undefined && w.health.rssBytes > 0)
+              this.set({ version, worker: workerLabel(version, w) }, read(w.health));
           }
         }
       },
     });
   };
   healthGauge(METRIC.workerRssBytes, 'Worker resident set size from the last health probe, bytes', (h) => h.rssBytes);
-  healthGauge(METRIC.workerEventLoopDelaySeconds, 'Longest worker event-loop delay between two health probes, seconds', (h) => h.eventLoopDelayMs / 1000);
+  healthGauge(
+    METRIC.workerEventLoopDelaySeconds,
+    'Longest worker event-loop delay between two health probes, seconds',
+    (h) => h.eventLoopDelayMs / 1000,
+  );
   healthGauge(METRIC.workerHealthMisses, 'Health probes the worker missed in a row', (h) => h.misses);
   const readBuffered = options.bufferedBodyBytes;
   if (readBuffered !== undefined) {
@@ -164,7 +171,7 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
   if (readHash !== undefined) {
     new Gauge({
       name: METRIC.configInfo,
-      help: 'Always 1, labelled with the first 12 hex of the applied config file\'s sha256: count(count by (hash)(graygate_config_info)) > 1 means instances disagree',
+      help: "Always 1, labelled with the first 12 hex of the applied config file's sha256: count(count by (hash)(graygate_config_info)) > 1 means instances disagree",
       labelNames: ['hash'] as const,
       registers: [registry],
       collect() {
@@ -178,7 +185,7 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
   if (readCanaries !== undefined) {
     new Gauge({
       name: METRIC.canaryPercent,
-      help: 'Percent of its pair\'s combined weight the canary version has (SPEC §11)',
+      help: "Percent of its pair's combined weight the canary version has (SPEC §11)",
       labelNames: ['version'] as const,
       registers: [registry],
       collect() {
@@ -188,12 +195,13 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
     });
     new Gauge({
       name: METRIC.canaryState,
-      help: 'State of the version\'s last canary: 1 for the current state, 0 for the others',
+      help: "State of the version's last canary: 1 for the current state, 0 for the others",
       labelNames: ['version', 'state'] as const,
       registers: [registry],
       collect() {
         this.reset();
-        for (const c of readCanaries()) for (const state of CANARY_STATES) this.set({ version: c.version, state }, c.state === state ? 1 : 0);
+        for (const c of readCanaries())
+          for (const state of CANARY_STATES) this.set({ version: c.version, state }, c.state === state ? 1 : 0);
       },
     });
   }
@@ -236,4 +244,3 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
     },
   };
 }
-

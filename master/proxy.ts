@@ -85,7 +85,15 @@ export function createWorkerProxy(options: WorkerProxyOptions): WorkerProxy {
         // The client left: http-proxy-3 destroyed the worker request; nobody to answer.
         if (ctx.phase === 'done' || ctx.isClientGone) return;
         if (ctx.proxyRes === undefined) {
-          log.warn({ reqId: ctx.reqId, version: ctx.version, workerPid: ctx.workerPid, err: { message: err.message, code: (err as NodeJS.ErrnoException).code } }, 'worker error before response');
+          log.warn(
+            {
+              reqId: ctx.reqId,
+              version: ctx.version,
+              workerPid: ctx.workerPid,
+              err: { message: err.message, code: (err as NodeJS.ErrnoException).code },
+            },
+            'worker error before response',
+          );
         }
         refuse(ctx, new GraygateError('worker_error', undefined, { cause: err }));
       });
@@ -98,4 +106,3 @@ function onHeadersTimeout(ctx: RequestContext, refuse: (ctx: RequestContext, err
   if (ctx.phase !== 'worker') return;
   refuse(ctx, new GraygateError('worker_timeout', 'the worker sent no response within workerHeadersTimeoutMs'));
 }
-

@@ -39,12 +39,23 @@ export interface RequestEnd {
 }
 
 /** Refusals that count in graygate_rejected_total (the master's own overload answers). */
-const REJECTION_CODES: ReadonlySet<ErrorCode> = new Set(['queue_full', 'queue_timeout', 'no_ready_worker', 'body_budget', 'worker_timeout']);
+const REJECTION_CODES: ReadonlySet<ErrorCode> = new Set([
+  'queue_full',
+  'queue_timeout',
+  'no_ready_worker',
+  'body_budget',
+  'worker_timeout',
+]);
 /**
  * Refusals after which the rest of the request cannot have been
  * read: the connection closes (nginx does the same on 413).
  */
-const CLOSING_CODES: ReadonlySet<ErrorCode> = new Set(['body_too_large', 'body_timeout', 'body_budget', 'url_too_long']);
+const CLOSING_CODES: ReadonlySet<ErrorCode> = new Set([
+  'body_too_large',
+  'body_timeout',
+  'body_budget',
+  'url_too_long',
+]);
 
 export function createRequestEnd(options: RequestEndOptions): RequestEnd {
   const { log, metrics, budget, isClosing, now, done } = options;
@@ -104,7 +115,8 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
     const version = ctx.version ?? NO_VERSION;
     const endMs = now();
     metrics.onRequestDone(version, status);
-    if (options.outcomes !== undefined && ctx.version !== undefined && status !== 0) recordOutcome(options.outcomes, ctx, status, isAborted, endMs);
+    if (options.outcomes !== undefined && ctx.version !== undefined && status !== 0)
+      recordOutcome(options.outcomes, ctx, status, isAborted, endMs);
     const line: Record<string, unknown> = {
       reqId: ctx.reqId,
       version: ctx.version,
@@ -133,7 +145,13 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
  * Latencies only of answers that succeeded: streams' first content event,
  * other answers' end; a client that left takes its latency with it.
  */
-function recordOutcome(sink: OutcomeSink, ctx: RequestContext, status: number, isAborted: boolean, endMs: number): void {
+function recordOutcome(
+  sink: OutcomeSink,
+  ctx: RequestContext,
+  status: number,
+  isAborted: boolean,
+  endMs: number,
+): void {
   const isError = status >= 500 || ctx.isStreamFailed;
   let firstTokenMs = NaN;
   let responseMs = NaN;

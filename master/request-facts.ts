@@ -7,9 +7,7 @@ import type { RoutingFacts } from './router.js';
 // computes the path to forward, with the routing query parameter removed.
 // Pure: plain strings in, plain data out.
 
-export type FactsResult =
-  | { ok: true; facts: RoutingFacts; forwardPath: string }
-  | { ok: false; message: string };
+export type FactsResult = { ok: true; facts: RoutingFacts; forwardPath: string } | { ok: false; message: string };
 
 function nonEmpty(value: string | undefined): string | undefined {
   return value === undefined || value === '' ? undefined : value;
@@ -51,6 +49,12 @@ export function readRoutingFacts(
   const stickyHeader = nonEmpty(headerValue(headers[routing.stickyHeader]));
   const stickyCookie = nonEmpty(readCookie(headerValue(headers['cookie']), routing.stickyCookie));
   const needsId = stickyHeader === undefined && stickyCookie === undefined;
-  const facts: RoutingFacts = { queryVersion, headerVersion, stickyHeader, stickyCookie, freshId: needsId ? newId() : '' };
+  const facts: RoutingFacts = {
+    queryVersion,
+    headerVersion,
+    stickyHeader,
+    stickyCookie,
+    freshId: needsId ? newId() : '',
+  };
   return { ok: true, facts, forwardPath };
 }

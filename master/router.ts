@@ -29,10 +29,16 @@ export interface RoutingTable {
   versions: readonly WeightedCandidate[];
 }
 
-export type RoutingReason = 'query' | 'header' | 'sticky-header' | 'sticky-cookie' | 'sticky-body' | 'fresh' | 'default';
+export type RoutingReason =
+  'query' | 'header' | 'sticky-header' | 'sticky-cookie' | 'sticky-body' | 'fresh' | 'default';
 
 export type RoutingDecision =
-  | { ok: true; version: string; reason: RoutingReason; /** Set-Cookie value when a fresh id was assigned. */ setCookie?: string }
+  | {
+      ok: true;
+      version: string;
+      reason: RoutingReason;
+      /** Set-Cookie value when a fresh id was assigned. */ setCookie?: string;
+    }
   | { ok: false; code: Extract<ErrorCode, 'invalid_request' | 'unknown_version'>; message: string };
 
 /** SPEC §3: `Path=/; HttpOnly; SameSite=Lax; Max-Age=31536000`. */
@@ -45,7 +51,12 @@ export function stickyCookieValue(name: string, id: string): string {
  * no sticky header or cookie (the body's `user` may help).
  */
 export function needsStickyKey(facts: RoutingFacts): boolean {
-  return facts.queryVersion === undefined && facts.headerVersion === undefined && facts.stickyHeader === undefined && facts.stickyCookie === undefined;
+  return (
+    facts.queryVersion === undefined &&
+    facts.headerVersion === undefined &&
+    facts.stickyHeader === undefined &&
+    facts.stickyCookie === undefined
+  );
 }
 
 export function chooseVersion(facts: RoutingFacts, table: RoutingTable): RoutingDecision {
@@ -57,7 +68,11 @@ export function chooseVersion(facts: RoutingFacts, table: RoutingTable): Routing
     if (value === undefined) continue;
     if (!VERSION_NAME.test(value)) {
       // Malformed names are 400 in both modes: "fallback" is for typos of real names, not garbage.
-      return { ok: false, code: 'invalid_request', message: `invalid version name ${JSON.stringify(value.slice(0, 40))}: must match ${VERSION_NAME.source}` };
+      return {
+        ok: false,
+        code: 'invalid_request',
+        message: `invalid version name ${JSON.stringify(value.slice(0, 40))}: must match ${VERSION_NAME.source}`,
+      };
     }
     if (table.versions.some((v) => v.name === value)) return { ok: true, version: value, reason };
     if (table.routing.unknownVersion === 'reject') {

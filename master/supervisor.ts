@@ -79,9 +79,15 @@ export class Supervisor {
         version,
         instance,
         upstream: build.upstream,
-        limits: { maxBodyBytes: limits.maxBodyBytes, shutdownTimeoutMs: limits.shutdownTimeoutMs, maxSocketsPerWorker: limits.maxSocketsPerWorker },
+        limits: {
+          maxBodyBytes: limits.maxBodyBytes,
+          shutdownTimeoutMs: limits.shutdownTimeoutMs,
+          maxSocketsPerWorker: limits.maxSocketsPerWorker,
+        },
         logLevel: this.#options.logLevel ?? process.env['LOG_LEVEL'] ?? 'info',
-        ...(this.#options.socketDir === undefined ? {} : { socketPath: join(this.#options.socketDir, `w${this.#nextSocket++}.sock`) }),
+        ...(this.#options.socketDir === undefined
+          ? {}
+          : { socketPath: join(this.#options.socketDir, `w${this.#nextSocket++}.sock`) }),
       },
       readyTimeoutMs: limits.readyTimeoutMs,
       maxSockets: limits.maxSocketsPerWorker,
@@ -123,7 +129,8 @@ export class Supervisor {
       const now = performance.now();
       for (const worker of this.#alive) {
         const misses = worker.probe(now);
-        if (misses >= healthMisses) worker.markUnhealthy(`missed ${misses} health probes in a row (every ${healthIntervalMs} ms)`);
+        if (misses >= healthMisses)
+          worker.markUnhealthy(`missed ${misses} health probes in a row (every ${healthIntervalMs} ms)`);
       }
     }, healthIntervalMs);
     this.#healthTimer.unref();

@@ -162,11 +162,16 @@ export class VersionRegistry {
   async remove(name: string): Promise<VersionView> {
     const state = this.#state(name);
     if (this.#config.routing.default === name) {
-      throw new GraygateError('invalid_request', `version "${name}" is the routing default; change routing.default first`);
+      throw new GraygateError(
+        'invalid_request',
+        `version "${name}" is the routing default; change routing.default first`,
+      );
     }
     const othersWeighted = [...this.#versions.values()].some((v) => v.name !== name && v.weight > 0);
-    if (!othersWeighted) throw new GraygateError('invalid_request', `version "${name}" is the last version with weight > 0`);
-    if (state.isDeploying) throw new GraygateError('deploy_in_progress', `a deploy of ${name} is running; remove it once that finishes`);
+    if (!othersWeighted)
+      throw new GraygateError('invalid_request', `version "${name}" is the last version with weight > 0`);
+    if (state.isDeploying)
+      throw new GraygateError('deploy_in_progress', `a deploy of ${name} is running; remove it once that finishes`);
     state.isRemoved = true;
     this.#versions.delete(name);
     this.#routingTable = this.#buildRoutingTable();
@@ -181,7 +186,8 @@ export class VersionRegistry {
   setWeights(weights: Readonly<Record<string, number>>): void {
     for (const name of Object.keys(weights)) this.#state(name);
     const after = [...this.#versions.values()].map((v) => weights[v.name] ?? v.weight);
-    if (after.every((w) => w === 0)) throw new GraygateError('invalid_request', 'at least one version needs a weight > 0');
+    if (after.every((w) => w === 0))
+      throw new GraygateError('invalid_request', 'at least one version needs a weight > 0');
     for (const [name, weight] of Object.entries(weights)) this.#versions.get(name)!.weight = weight;
     this.#routingTable = this.#buildRoutingTable();
   }
@@ -194,14 +200,26 @@ export class VersionRegistry {
 
   // One build swap (SPEC §6, STYLE §21). `state` is new (kind 'add') or current.
   async #swap(state: VersionState, build: Build, kind: DeployKind): Promise<void> {
-    if (state.isDeploying) throw new GraygateError('deploy_in_progress', `a deploy of ${state.name} is already running`);
+    if (state.isDeploying)
+      throw new GraygateError('deploy_in_progress', `a deploy of ${state.name} is already running`);
     state.isDeploying = true;
     const started = Date.now();
     const isNew = kind === 'add' || !this.#versions.has(state.name);
-    const record = newDeployRecord(kind, isNew ? undefined : state.build, build, state.workers.map((w) => w.pid ?? 0));
+    const record = newDeployRecord(
+      kind,
+      isNew ? undefined : state.build,
+      build,
+      state.workers.map((w) => w.pid ?? 0),
+    );
     state.lastDeploy = record;
     try {
-      const workers = await startBuild({ version: state.name, build, record, log: this.#log, spawn: (i) => this.#spawn(state, build, i) });
+      const workers = await startBuild({
+        version: state.name,
+        build,
+        record,
+        log: this.#log,
+        spawn: (i) => this.#spawn(state, build, i),
+      });
       if (state.isRemoved) {
         for (const w of workers) w.destroy();
         throw new GraygateError('deploy_failed', `${state.name} was removed during the deploy`);
@@ -223,7 +241,11 @@ export class VersionRegistry {
       }
       state.admission.pump();
       record.phase = 'draining';
-      if (!isNew) this.#log.info({ version: state.name, from: record.from, to: record.to, oldPids: record.oldPids, newPids: record.newPids }, 'traffic moved to new build');
+      if (!isNew)
+        this.#log.info(
+          { version: state.name, from: record.from, to: record.to, oldPids: record.oldPids, newPids: record.newPids },
+          'traffic moved to new build',
+        );
       await this.#retire(state, old);
       record.phase = 'done';
     } finally {
@@ -252,7 +274,12 @@ export class VersionRegistry {
   }
 
   #spawn(state: VersionState, build: Build, instance: number): WorkerHandle {
-    return this.#supervisor.spawn({ version: state.name, instance, build, onCrash: (handle, report) => this.#onCrash(state, handle, report) });
+    return this.#supervisor.spawn({
+      version: state.name,
+      instance,
+      build,
+      onCrash: (handle, report) => this.#onCrash(state, handle, report),
+    });
   }
 
   // STYLE §23: only the current build's workers are restarted, with capped backoff,
@@ -266,11 +293,17 @@ export class VersionRegistry {
     if (handle.readyAt > 0 && Date.now() - handle.readyAt > policy.stableAfterMs) state.consecutiveCrashes = 0;
     state.consecutiveCrashes++;
     if (state.consecutiveCrashes > policy.maxConsecutiveCrashes) {
-      this.#log.error({ version: state.name, crashes: state.consecutiveCrashes }, 'worker keeps crashing, giving up on restarts');
+      this.#log.error(
+        { version: state.name, crashes: state.consecutiveCrashes },
+        'worker keeps crashing, giving up on restarts',
+      );
       return;
     }
     const delayMs = nextRestartDelayMs(state.consecutiveCrashes, policy);
-    this.#log.warn({ version: state.name, instance: handle.instance, delayMs, reason: report.reason }, 'restarting crashed worker');
+    this.#log.warn(
+      { version: state.name, instance: handle.instance, delayMs, reason: report.reason },
+      'restarting crashed worker',
+    );
     this.#supervisor.later(delayMs, () => {
       if (state.isRemoved || state.workers[slot] !== handle) return;
       const replacement = this.#spawn(state, state.build, handle.instance);
@@ -287,7 +320,10 @@ export class VersionRegistry {
   #state(name: string): VersionState {
     const state = this.#versions.get(name);
     if (state === undefined) {
-      throw new GraygateError('unknown_version', `unknown version "${name}"; known versions: ${[...this.#versions.keys()].join(', ')}`);
+      throw new GraygateError(
+        'unknown_version',
+        `unknown version "${name}"; known versions: ${[...this.#versions.keys()].join(', ')}`,
+      );
     }
     return state;
   }

@@ -18,12 +18,21 @@ export interface Build {
 }
 
 export function buildOf(version: VersionConfig): Build {
-  return { entry: resolvePath(version.entry), instances: version.instances, env: version.env, upstream: version.upstream };
+  return {
+    entry: resolvePath(version.entry),
+    instances: version.instances,
+    env: version.env,
+    upstream: version.upstream,
+  };
 }
 
 export function isSameBuild(a: Build, b: Build): boolean {
-  return a.entry === b.entry && a.instances === b.instances && JSON.stringify(a.env) === JSON.stringify(b.env) &&
-    JSON.stringify(a.upstream) === JSON.stringify(b.upstream);
+  return (
+    a.entry === b.entry &&
+    a.instances === b.instances &&
+    JSON.stringify(a.env) === JSON.stringify(b.env) &&
+    JSON.stringify(a.upstream) === JSON.stringify(b.upstream)
+  );
 }
 
 /** How a build came to run: an admin deploy or rollback, a config reload, or a new version. */

@@ -3,11 +3,25 @@ import { EventEmitter } from 'node:events';
 import { Agent, type RequestOptions } from 'node:http';
 import type { Logger } from '../shared/log.js';
 import { performance } from 'node:perf_hooks';
-import { PROTOCOL_VERSION, WORKER_SETTINGS_ENV, assertNever, isWorkerToMaster, type WorkerSettings, type WorkerToMaster } from '../shared/ipc.js';
+import {
+  PROTOCOL_VERSION,
+  WORKER_SETTINGS_ENV,
+  assertNever,
+  isWorkerToMaster,
+  type WorkerSettings,
+  type WorkerToMaster,
+} from '../shared/ipc.js';
 import type { AdmissionTarget } from './admission.js';
 import { createWorkerAgent } from './worker-agent.js';
 import type { StartLimiter } from './start-limiter.js';
-import { collectStderr, endpointOf, workerExecArgv, WorkerStartFailure, type ExitReport, type WorkerEndpoint } from './worker-process.js';
+import {
+  collectStderr,
+  endpointOf,
+  workerExecArgv,
+  WorkerStartFailure,
+  type ExitReport,
+  type WorkerEndpoint,
+} from './worker-process.js';
 
 // One forked worker process and everything the master holds for it (STYLE §20:
 // only this file changes a worker's state). Lifecycle:
@@ -114,7 +128,10 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
   /** node:http options for a request of the master's own to this worker (deploy probe, tests), through its agent. */
   requestOptions(path: string): RequestOptions {
     const endpoint = this.endpoint;
-    const where = endpoint.socketPath === undefined ? { host: endpoint.host, port: endpoint.port } : { socketPath: endpoint.socketPath };
+    const where =
+      endpoint.socketPath === undefined
+        ? { host: endpoint.host, port: endpoint.port }
+        : { socketPath: endpoint.socketPath };
     return { ...where, path, agent: this.agent };
   }
   get readyAt(): number {
@@ -130,7 +147,13 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
     try {
       if (this.#isStopRequested) {
         this.#state = 'stopped';
-        throw new WorkerStartFailure({ code: null, signal: null, isIntended: true, reason: 'stopped before it started', stderrTail: [] });
+        throw new WorkerStartFailure({
+          code: null,
+          signal: null,
+          isIntended: true,
+          reason: 'stopped before it started',
+          stderrTail: [],
+        });
       }
       await this.#fork();
     } finally {
@@ -140,11 +163,20 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
 
   #fork(): Promise<void> {
     const fork = this.#options.fork ?? nodeFork;
-    const env: NodeJS.ProcessEnv = { ...process.env, ...this.#options.env, [WORKER_SETTINGS_ENV]: JSON.stringify(this.#options.settings) };
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      ...this.#options.env,
+      [WORKER_SETTINGS_ENV]: JSON.stringify(this.#options.settings),
+    };
     // SPEC §6: the admin token (and any variable named in admin.redactEnv) never reaches a worker.
     for (const name of this.#options.redactEnv) delete env[name];
     const execArgv = workerExecArgv(process.execArgv);
-    const child = fork(this.#options.entry, [], { env, execArgv, stdio: ['ignore', 'inherit', 'pipe', 'ipc'], serialization: 'json' });
+    const child = fork(this.#options.entry, [], {
+      env,
+      execArgv,
+      stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
+      serialization: 'json',
+    });
     this.#child = child;
     collectStderr(child, this.#stderrTail);
     let failure: string | undefined;
@@ -153,7 +185,10 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
       this.#kill('SIGKILL');
     };
     return new Promise<void>((resolve, reject) => {
-      const readyTimer = setTimeout(() => fail(`not ready within ${this.#options.readyTimeoutMs} ms`), this.#options.readyTimeoutMs);
+      const readyTimer = setTimeout(
+        () => fail(`not ready within ${this.#options.readyTimeoutMs} ms`),
+        this.#options.readyTimeoutMs,
+      );
       child.on('message', (msg: unknown) => {
         if (!isWorkerToMaster(msg)) {
           this.#log.warn({ msg }, 'ignoring unknown message from worker'); // STYLE §19
@@ -161,7 +196,8 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
         }
         switch (msg.type) {
           case 'ready':
-            if (msg.protocol !== PROTOCOL_VERSION) return fail(`worker speaks protocol ${msg.protocol}, master ${PROTOCOL_VERSION}`);
+            if (msg.protocol !== PROTOCOL_VERSION)
+              return fail(`worker speaks protocol ${msg.protocol}, master ${PROTOCOL_VERSION}`);
             // Too late: the ready timer or a protocol mismatch already failed this start.
             if (this.#state !== 'starting' || failure !== undefined) return;
             clearTimeout(readyTimer);
@@ -202,7 +238,11 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
         this.agent.destroy();
         for (const pending of this.#metricsWaiters.values()) pending(undefined);
         this.#metricsWaiters.clear();
-        (isIntended ? this.#log.info : this.#log.warn).call(this.#log, { workerPid: child.pid, code, signal, reason }, 'worker exited');
+        (isIntended ? this.#log.info : this.#log.warn).call(
+          this.#log,
+          { workerPid: child.pid, code, signal, reason },
+          'worker exited',
+        );
         if (wasStarting) reject(new WorkerStartFailure(report));
         this.emit('exit', report);
       });

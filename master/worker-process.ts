@@ -37,7 +37,15 @@ export function endpointOf(address: WorkerAddress): WorkerEndpoint {
 }
 
 /** Master flags that take the next argument as their value when written without `=`. */
-const FLAGS_WITH_VALUE = new Set(['--require', '-r', '--import', '--loader', '--experimental-loader', '--inspect-port', '--debug-port']);
+const FLAGS_WITH_VALUE = new Set([
+  '--require',
+  '-r',
+  '--import',
+  '--loader',
+  '--experimental-loader',
+  '--inspect-port',
+  '--debug-port',
+]);
 /** Prefixes of master flags a worker never gets: debugger ports (two processes cannot share one) and module hooks. */
 const NOT_FOR_WORKERS = ['--inspect', '--debug', '--require', '-r', '--import', '--loader', '--experimental-loader'];
 
@@ -53,7 +61,9 @@ export function workerExecArgv(masterExecArgv: readonly string[]): string[] {
   for (let i = 0; i < masterExecArgv.length; i++) {
     const arg = masterExecArgv[i]!;
     const name = arg.split('=', 1)[0]!;
-    if (NOT_FOR_WORKERS.some((p) => name === p || name.startsWith(`${p}-`) || (p.startsWith('--') && name.startsWith(p)))) {
+    if (
+      NOT_FOR_WORKERS.some((p) => name === p || name.startsWith(`${p}-`) || (p.startsWith('--') && name.startsWith(p)))
+    ) {
       if (!arg.includes('=') && FLAGS_WITH_VALUE.has(name)) i++; // its value is the next argument
       continue;
     }

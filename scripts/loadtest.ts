@@ -63,11 +63,18 @@ try {
   } else {
     for (const table of output.tables) process.stdout.write(`\n${renderText(table)}\n`);
     if (output.targets.length > 0) {
-      process.stdout.write(`\n${renderText({
-        title: 'Targets',
-        headers: ['target', 'measured', 'limit', 'met'],
-        rows: output.targets.map((t) => [t.name, t.value, t.limit, t.isMet === null ? 'n/a' : t.isMet ? 'yes' : 'NO']),
-      })}\n`);
+      process.stdout.write(
+        `\n${renderText({
+          title: 'Targets',
+          headers: ['target', 'measured', 'limit', 'met'],
+          rows: output.targets.map((t) => [
+            t.name,
+            t.value,
+            t.limit,
+            t.isMet === null ? 'n/a' : t.isMet ? 'yes' : 'NO',
+          ]),
+        })}\n`,
+      );
     }
     for (const note of output.notes) process.stdout.write(`\n  ${note}`);
     process.stdout.write(`\n\nreport: ${report.files.markdown}\n        ${report.files.json}\n`);
@@ -83,7 +90,9 @@ try {
   if (abort.signal.aborted) {
     // the interrupt handler stops everything and exits
   } else {
-    process.stderr.write(`loadtest ${args.scenario} failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.stderr.write(
+      `loadtest ${args.scenario} failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    );
     process.exitCode = 3;
   }
 } finally {

@@ -8,7 +8,9 @@
 import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 
-const tapBin = createRequire(import.meta.url).resolve('tap/package.json').replace(/package\.json$/, 'dist/esm/run.mjs');
+const tapBin = createRequire(import.meta.url)
+  .resolve('tap/package.json')
+  .replace(/package\.json$/, 'dist/esm/run.mjs');
 const child = spawn(process.execPath, [tapBin, ...process.argv.slice(2)], { stdio: ['inherit', 'pipe', 'inherit'] });
 let tail = '';
 child.stdout.on('data', (chunk) => {
@@ -24,6 +26,8 @@ child.on('close', (code, signal) => {
   const total = counts.total ?? 0;
   const pass = counts.pass ?? 0;
   const fail = counts.fail ?? (code === 0 ? 0 : Math.max(1, total - pass));
-  process.stdout.write(`# tests ${total}\n# pass ${pass}\n# fail ${fail}\n# skip ${counts.skip ?? 0}\n# todo ${counts.todo ?? 0}\n`);
+  process.stdout.write(
+    `# tests ${total}\n# pass ${pass}\n# fail ${fail}\n# skip ${counts.skip ?? 0}\n# todo ${counts.todo ?? 0}\n`,
+  );
   process.exit(signal === null ? (code ?? 1) : 1);
 });

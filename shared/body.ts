@@ -79,7 +79,8 @@ export function readBody(req: IncomingMessage, options: ReadBodyOptions): Promis
   return new Promise<Buffer>((resolve, reject) => {
     // A declared length is filled in place: one allocation, one copy per byte.
     const own = options.ownMemory === true;
-    const whole = declared === undefined ? undefined : own ? Buffer.allocUnsafeSlow(declared) : Buffer.allocUnsafe(declared);
+    const whole =
+      declared === undefined ? undefined : own ? Buffer.allocUnsafeSlow(declared) : Buffer.allocUnsafe(declared);
     const parts: Buffer[] = [];
     let bytes = 0;
     let isDone = false;
@@ -122,11 +123,13 @@ export function readBody(req: IncomingMessage, options: ReadBodyOptions): Promis
     };
     const onEnd = (): void => finish(undefined);
     const onError = (err: Error): void => finish(err);
-    const onAborted = (): void => finish(new GraygateError('invalid_request', 'the client closed the connection while sending its body'));
+    const onAborted = (): void =>
+      finish(new GraygateError('invalid_request', 'the client closed the connection while sending its body'));
     const idle = new IdleTimer(options.idleTimeoutMs, () =>
       finish(new GraygateError('body_timeout', `no request body bytes for ${options.idleTimeoutMs} ms`)),
     );
-    const disposeAbort = options.signal === undefined ? () => undefined : onAbort(options.signal, (reason) => finish(reason));
+    const disposeAbort =
+      options.signal === undefined ? () => undefined : onAbort(options.signal, (reason) => finish(reason));
     req.on('data', onData);
     req.on('end', onEnd);
     req.on('error', onError);

@@ -57,13 +57,20 @@ export const LISTEN_BACKLOG = 4096;
 
 const ms = z.number({ error: 'must be a number of milliseconds' }).int('must be an integer').min(0, 'must be ≥ 0');
 const positiveInt = z.number({ error: 'must be a number' }).int('must be an integer').min(1, 'must be ≥ 1');
-const port = z.number({ error: 'must be a port number' }).int('must be an integer').min(0, 'must be ≥ 0').max(65535, 'must be ≤ 65535');
+const port = z
+  .number({ error: 'must be a port number' })
+  .int('must be an integer')
+  .min(0, 'must be ≥ 0')
+  .max(65535, 'must be ≤ 65535');
 
 export const upstreamSchema = z.strictObject({
   format: z.enum(['openai', 'ollama', 'anthropic'], { error: 'must be one of openai, ollama, anthropic' }),
   url: z.string().refine((s) => s === 'mock:' || URL.canParse(s), 'must be a URL or "mock:"'),
   model: z.string().min(1).optional(),
-  apiKeyEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name').optional(),
+  apiKeyEnv: z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name')
+    .optional(),
   http2: z.boolean().optional(),
   timeouts: z
     .strictObject({
@@ -93,66 +100,74 @@ export const versionSchema = z.strictObject({
 
 const versionNameKey = z.string().regex(VERSION_NAME, 'version names must match ^[a-z0-9][a-z0-9._-]{0,31}$');
 
-export const configSchema = z
-  .strictObject({
-    listen: z.strictObject({ host: z.string().default(DEFAULTS.listen.host), port: port.default(DEFAULTS.listen.port) }).prefault({}),
-    admin: z
-      .strictObject({
-        host: z.string().default(DEFAULTS.admin.host),
-        port: port.default(DEFAULTS.admin.port),
-        /** Env vars never passed to workers, besides GRAYGATE_ADMIN_TOKEN (SPEC §6). */
-        redactEnv: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name')).default([]),
-        /** Directories an `entry` given to add/deploy must live in; empty: the working directory (SPEC §6). */
-        entryRoots: z.array(z.string().min(1, 'must not be empty')).default([]),
-      })
-      .prefault({}),
-    cors: z
-      .strictObject({
-        /** Origins allowed to call the main port from a browser (SPEC §12): a list, or "*"; default none. */
-        origins: z.union([z.literal('*'), z.array(z.string().refine(isOrigin, 'must be an origin such as https://app.example.com'))], {
-          error: 'must be "*" or a list of origins',
-        }).default([]),
-      })
-      .prefault({}),
-    config: z
-      .strictObject({
-        /** Watch the config file's directory and apply changes as a reload (SPEC §13). */
-        watch: z.boolean({ error: 'must be a boolean' }).default(false),
-      })
-      .prefault({}),
-    routing: z
-      .strictObject({
-        query: z.string().min(1).default(DEFAULTS.routing.query),
-        header: z.string().min(1).toLowerCase().default(DEFAULTS.routing.header),
-        stickyHeader: z.string().min(1).toLowerCase().default(DEFAULTS.routing.stickyHeader),
-        stickyCookie: z.string().min(1).default(DEFAULTS.routing.stickyCookie),
-        default: z.string().default(DEFAULTS.routing.default),
-        unknownVersion: z.enum(['reject', 'fallback'], { error: 'must be "reject" or "fallback"' }).default('reject'),
-      })
-      .prefault({}),
-    limits: z
-      .strictObject({
-        maxSocketsPerWorker: positiveInt.default(DEFAULTS.limits.maxSocketsPerWorker),
-        maxIdleSocketsPerWorker: z.number().int().min(0, 'must be ≥ 0').default(DEFAULTS.limits.maxIdleSocketsPerWorker),
-        maxQueuePerVersion: z.number().int().min(0, 'must be ≥ 0').default(DEFAULTS.limits.maxQueuePerVersion),
-        queueTimeoutMs: ms.default(DEFAULTS.limits.queueTimeoutMs),
-        maxBodyBytes: positiveInt.default(DEFAULTS.limits.maxBodyBytes),
-        shutdownTimeoutMs: ms.default(DEFAULTS.limits.shutdownTimeoutMs),
-        readyTimeoutMs: positiveInt.default(DEFAULTS.limits.readyTimeoutMs),
-        bodyTimeoutMs: positiveInt.default(DEFAULTS.limits.bodyTimeoutMs),
-        maxBufferedBodyBytes: positiveInt.default(DEFAULTS.limits.maxBufferedBodyBytes),
-        workerHeadersTimeoutMs: positiveInt.default(DEFAULTS.limits.workerHeadersTimeoutMs),
-        /** Default: 2 × the version's upstream.pingIntervalMs + 5000 (workerIdleTimeoutMsFor). */
-        workerIdleTimeoutMs: positiveInt.optional(),
-        healthIntervalMs: positiveInt.default(DEFAULTS.limits.healthIntervalMs),
-        healthMisses: positiveInt.default(DEFAULTS.limits.healthMisses),
-        maxHeaderBytes: positiveInt.min(1024, 'must be ≥ 1024').default(DEFAULTS.limits.maxHeaderBytes),
-        maxUrlBytes: positiveInt.min(256, 'must be ≥ 256').default(DEFAULTS.limits.maxUrlBytes),
-        maxPipelinedRequests: positiveInt.default(DEFAULTS.limits.maxPipelinedRequests),
-      })
-      .prefault({}),
-    versions: z.record(versionNameKey, versionSchema),
-  });
+export const configSchema = z.strictObject({
+  listen: z
+    .strictObject({ host: z.string().default(DEFAULTS.listen.host), port: port.default(DEFAULTS.listen.port) })
+    .prefault({}),
+  admin: z
+    .strictObject({
+      host: z.string().default(DEFAULTS.admin.host),
+      port: port.default(DEFAULTS.admin.port),
+      /** Env vars never passed to workers, besides GRAYGATE_ADMIN_TOKEN (SPEC §6). */
+      redactEnv: z
+        .array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name'))
+        .default([]),
+      /** Directories an `entry` given to add/deploy must live in; empty: the working directory (SPEC §6). */
+      entryRoots: z.array(z.string().min(1, 'must not be empty')).default([]),
+    })
+    .prefault({}),
+  cors: z
+    .strictObject({
+      /** Origins allowed to call the main port from a browser (SPEC §12): a list, or "*"; default none. */
+      origins: z
+        .union(
+          [z.literal('*'), z.array(z.string().refine(isOrigin, 'must be an origin such as https://app.example.com'))],
+          {
+            error: 'must be "*" or a list of origins',
+          },
+        )
+        .default([]),
+    })
+    .prefault({}),
+  config: z
+    .strictObject({
+      /** Watch the config file's directory and apply changes as a reload (SPEC §13). */
+      watch: z.boolean({ error: 'must be a boolean' }).default(false),
+    })
+    .prefault({}),
+  routing: z
+    .strictObject({
+      query: z.string().min(1).default(DEFAULTS.routing.query),
+      header: z.string().min(1).toLowerCase().default(DEFAULTS.routing.header),
+      stickyHeader: z.string().min(1).toLowerCase().default(DEFAULTS.routing.stickyHeader),
+      stickyCookie: z.string().min(1).default(DEFAULTS.routing.stickyCookie),
+      default: z.string().default(DEFAULTS.routing.default),
+      unknownVersion: z.enum(['reject', 'fallback'], { error: 'must be "reject" or "fallback"' }).default('reject'),
+    })
+    .prefault({}),
+  limits: z
+    .strictObject({
+      maxSocketsPerWorker: positiveInt.default(DEFAULTS.limits.maxSocketsPerWorker),
+      maxIdleSocketsPerWorker: z.number().int().min(0, 'must be ≥ 0').default(DEFAULTS.limits.maxIdleSocketsPerWorker),
+      maxQueuePerVersion: z.number().int().min(0, 'must be ≥ 0').default(DEFAULTS.limits.maxQueuePerVersion),
+      queueTimeoutMs: ms.default(DEFAULTS.limits.queueTimeoutMs),
+      maxBodyBytes: positiveInt.default(DEFAULTS.limits.maxBodyBytes),
+      shutdownTimeoutMs: ms.default(DEFAULTS.limits.shutdownTimeoutMs),
+      readyTimeoutMs: positiveInt.default(DEFAULTS.limits.readyTimeoutMs),
+      bodyTimeoutMs: positiveInt.default(DEFAULTS.limits.bodyTimeoutMs),
+      maxBufferedBodyBytes: positiveInt.default(DEFAULTS.limits.maxBufferedBodyBytes),
+      workerHeadersTimeoutMs: positiveInt.default(DEFAULTS.limits.workerHeadersTimeoutMs),
+      /** Default: 2 × the version's upstream.pingIntervalMs + 5000 (workerIdleTimeoutMsFor). */
+      workerIdleTimeoutMs: positiveInt.optional(),
+      healthIntervalMs: positiveInt.default(DEFAULTS.limits.healthIntervalMs),
+      healthMisses: positiveInt.default(DEFAULTS.limits.healthMisses),
+      maxHeaderBytes: positiveInt.min(1024, 'must be ≥ 1024').default(DEFAULTS.limits.maxHeaderBytes),
+      maxUrlBytes: positiveInt.min(256, 'must be ≥ 256').default(DEFAULTS.limits.maxUrlBytes),
+      maxPipelinedRequests: positiveInt.default(DEFAULTS.limits.maxPipelinedRequests),
+    })
+    .prefault({}),
+  versions: z.record(versionNameKey, versionSchema),
+});
 
 export type Config = z.output<typeof configSchema>;
 export type VersionConfig = z.output<typeof versionSchema>;
@@ -214,7 +229,9 @@ function crossFieldProblems(raw: unknown): string[] {
   if (typeof defaultName === 'string' && !names.includes(defaultName)) {
     problems.push(`routing.default: must name a configured version (${names.join(', ')})`);
   }
-  const maxSockets = (raw as { limits?: { maxSocketsPerWorker?: unknown } }).limits?.maxSocketsPerWorker ?? DEFAULTS.limits.maxSocketsPerWorker;
+  const maxSockets =
+    (raw as { limits?: { maxSocketsPerWorker?: unknown } }).limits?.maxSocketsPerWorker ??
+    DEFAULTS.limits.maxSocketsPerWorker;
   for (const [name, v] of entries) {
     const maxConnections = (v as { upstream?: { maxConnections?: unknown } } | null)?.upstream?.maxConnections;
     if (typeof maxConnections === 'number' && typeof maxSockets === 'number' && maxConnections < maxSockets) {
@@ -223,7 +240,7 @@ function crossFieldProblems(raw: unknown): string[] {
       );
     }
   }
-  const weights = entries.map(([, v]) => (typeof v === 'object' && v !== null ? v.weight ?? 0 : 0));
+  const weights = entries.map(([, v]) => (typeof v === 'object' && v !== null ? (v.weight ?? 0) : 0));
   if (weights.every((w) => w === 0)) problems.push('versions: at least one version needs a weight > 0');
   return problems;
 }
@@ -256,7 +273,10 @@ export function isLoopbackHost(host: string): boolean {
 }
 
 /** SPEC §4a: 2 × pingIntervalMs + 5000 ms unless limits.workerIdleTimeoutMs is set; 0 (off) when pings are off. */
-export function workerIdleTimeoutMsFor(limits: Pick<Limits, 'workerIdleTimeoutMs'>, upstream: Pick<UpstreamConfig, 'pingIntervalMs'>): number {
+export function workerIdleTimeoutMsFor(
+  limits: Pick<Limits, 'workerIdleTimeoutMs'>,
+  upstream: Pick<UpstreamConfig, 'pingIntervalMs'>,
+): number {
   if (limits.workerIdleTimeoutMs !== undefined) return limits.workerIdleTimeoutMs;
   return upstream.pingIntervalMs > 0 ? 2 * upstream.pingIntervalMs + 5000 : 0;
 }

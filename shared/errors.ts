@@ -4,11 +4,7 @@
 // this table by test/shared/errors.test.ts.
 
 export type ErrorType =
-  | 'invalid_request_error'
-  | 'authentication_error'
-  | 'overloaded_error'
-  | 'gateway_error'
-  | 'upstream_error';
+  'invalid_request_error' | 'authentication_error' | 'overloaded_error' | 'gateway_error' | 'upstream_error';
 
 interface CatalogueEntry {
   readonly status: number;
@@ -31,22 +27,38 @@ export const ERROR_CATALOGUE = {
   internal_error: { status: 500, type: 'gateway_error', message: 'internal error' },
   // SPEC §4a, the client ↔ master ↔ worker hop (turn 2)
   body_timeout: { status: 408, type: 'invalid_request_error', message: 'the request body was not received in time' },
-  body_budget: { status: 503, type: 'overloaded_error', message: 'the gateway holds too many request bodies right now' },
+  body_budget: {
+    status: 503,
+    type: 'overloaded_error',
+    message: 'the gateway holds too many request bodies right now',
+  },
   worker_timeout: { status: 504, type: 'gateway_error', message: 'the worker did not answer in time' },
   headers_too_large: { status: 431, type: 'invalid_request_error', message: 'request header fields are too large' },
   url_too_long: { status: 414, type: 'invalid_request_error', message: 'the request URL is too long' },
   // SPEC §12, the OpenAI surface across formats (turn 2)
-  unsupported_endpoint: { status: 400, type: 'invalid_request_error', message: "this endpoint is not supported by the version's upstream format" },
+  unsupported_endpoint: {
+    status: 400,
+    type: 'invalid_request_error',
+    message: "this endpoint is not supported by the version's upstream format",
+  },
   // SPEC §6, admin
   unauthorized: { status: 401, type: 'authentication_error', message: 'missing or wrong bearer token' },
   forbidden: { status: 403, type: 'invalid_request_error', message: 'this admin call is not allowed from here' },
   invalid_config: { status: 400, type: 'invalid_request_error', message: 'invalid configuration' },
   deploy_failed: { status: 500, type: 'gateway_error', message: 'the new build did not become ready' },
-  deploy_in_progress: { status: 409, type: 'invalid_request_error', message: 'a deploy of this version is already running' },
+  deploy_in_progress: {
+    status: 409,
+    type: 'invalid_request_error',
+    message: 'a deploy of this version is already running',
+  },
   no_previous_build: { status: 409, type: 'invalid_request_error', message: 'this version has no previous build' },
   version_exists: { status: 409, type: 'invalid_request_error', message: 'a version with this name exists' },
   // SPEC §11, canary (turn 2)
-  canary_in_progress: { status: 409, type: 'invalid_request_error', message: 'a canary of this version is already running' },
+  canary_in_progress: {
+    status: 409,
+    type: 'invalid_request_error',
+    message: 'a canary of this version is already running',
+  },
   // SPEC §4/§5, upstream
   upstream_unreachable: { status: 502, type: 'upstream_error', message: 'could not connect to the upstream' },
   upstream_timeout: { status: 504, type: 'upstream_error', message: 'the upstream did not answer in time' },
@@ -84,8 +96,13 @@ export class GraygateError extends Error {
 
 export function isGraygateError(err: unknown): err is GraygateError {
   // Branch on the stable code, not instanceof (STYLE §7): errors also cross IPC as data.
-  return typeof err === 'object' && err !== null && typeof (err as { code?: unknown }).code === 'string' &&
-    Object.hasOwn(ERROR_CATALOGUE, (err as { code: string }).code) && typeof (err as { status?: unknown }).status === 'number';
+  return (
+    typeof err === 'object' &&
+    err !== null &&
+    typeof (err as { code?: unknown }).code === 'string' &&
+    Object.hasOwn(ERROR_CATALOGUE, (err as { code: string }).code) &&
+    typeof (err as { status?: unknown }).status === 'number'
+  );
 }
 
 export interface ErrorBody {

@@ -44,9 +44,18 @@ export function withoutHopByHop<H extends IncomingHttpHeaders | OutgoingHttpHead
 /**
  * A copy of `headers` without the names in `drop` nor those its `Connection` header names; undefined values left out.
  */
-export function copyHeaders<H extends IncomingHttpHeaders | OutgoingHttpHeaders>(headers: H, drop: ReadonlySet<string>): H {
+export function copyHeaders<H extends IncomingHttpHeaders | OutgoingHttpHeaders>(
+  headers: H,
+  drop: ReadonlySet<string>,
+): H {
   const connection = headers['connection'];
-  const named = connection === undefined ? undefined : String(connection).toLowerCase().split(',').map((t) => t.trim());
+  const named =
+    connection === undefined
+      ? undefined
+      : String(connection)
+          .toLowerCase()
+          .split(',')
+          .map((t) => t.trim());
   const out = {} as H;
   for (const name in headers) {
     const value = headers[name];
@@ -88,7 +97,11 @@ export function headerValue(value: string | string[] | undefined): string | unde
 }
 
 /** Writes an error response if nothing was sent yet; after the first byte the status cannot change (STYLE §9). */
-export function sendError(res: ServerResponse, response: ErrorResponse, extraHeaders: Record<string, string> = {}): void {
+export function sendError(
+  res: ServerResponse,
+  response: ErrorResponse,
+  extraHeaders: Record<string, string> = {},
+): void {
   if (res.headersSent) {
     res.destroy();
     return;
@@ -104,8 +117,17 @@ export function sendError(res: ServerResponse, response: ErrorResponse, extraHea
 }
 
 /** Writes a JSON success body. */
-export function sendJson(res: ServerResponse, status: number, value: unknown, extraHeaders: Record<string, string> = {}): void {
+export function sendJson(
+  res: ServerResponse,
+  status: number,
+  value: unknown,
+  extraHeaders: Record<string, string> = {},
+): void {
   const body = JSON.stringify(value);
-  res.writeHead(status, { ...extraHeaders, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+  res.writeHead(status, {
+    ...extraHeaders,
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+  });
   res.end(body);
 }

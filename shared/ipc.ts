@@ -53,14 +53,23 @@ export type WorkerToMaster =
   | { type: 'pong'; replyTo: number; rssBytes: number; eventLoopDelayMs: number };
 
 const MASTER_TO_WORKER_TYPES: ReadonlySet<string> = new Set<MasterToWorker['type']>(['shutdown', 'metrics', 'ping']);
-const WORKER_TO_MASTER_TYPES: ReadonlySet<string> = new Set<WorkerToMaster['type']>(['ready', 'fatal', 'metrics', 'pong']);
+const WORKER_TO_MASTER_TYPES: ReadonlySet<string> = new Set<WorkerToMaster['type']>([
+  'ready',
+  'fatal',
+  'metrics',
+  'pong',
+]);
 
 export function isMasterToWorker(msg: unknown): msg is MasterToWorker {
-  return typeof msg === 'object' && msg !== null && MASTER_TO_WORKER_TYPES.has((msg as { type?: unknown }).type as string);
+  return (
+    typeof msg === 'object' && msg !== null && MASTER_TO_WORKER_TYPES.has((msg as { type?: unknown }).type as string)
+  );
 }
 
 export function isWorkerToMaster(msg: unknown): msg is WorkerToMaster {
-  return typeof msg === 'object' && msg !== null && WORKER_TO_MASTER_TYPES.has((msg as { type?: unknown }).type as string);
+  return (
+    typeof msg === 'object' && msg !== null && WORKER_TO_MASTER_TYPES.has((msg as { type?: unknown }).type as string)
+  );
 }
 
 export function assertNever(value: never): never {
@@ -69,7 +78,8 @@ export function assertNever(value: never): never {
 
 export function readWorkerSettings(env: NodeJS.ProcessEnv): WorkerSettings {
   const raw = env[WORKER_SETTINGS_ENV];
-  if (raw === undefined) throw new Error(`${WORKER_SETTINGS_ENV} is not set: workers are started by the graygate master`);
+  if (raw === undefined)
+    throw new Error(`${WORKER_SETTINGS_ENV} is not set: workers are started by the graygate master`);
   const settings = JSON.parse(raw) as WorkerSettings;
   if (settings.protocol !== PROTOCOL_VERSION) {
     throw new Error(`protocol mismatch: master speaks ${settings.protocol}, this worker ${PROTOCOL_VERSION}`);

@@ -120,7 +120,9 @@ export async function runWorker(options: WorkerLifecycleOptions): Promise<void> 
   await once(server, 'listening');
   const address = server.address();
   const reported: WorkerAddress =
-    typeof address === 'string' ? { path: address } : { host: (address as AddressInfo).address, port: (address as AddressInfo).port };
+    typeof address === 'string'
+      ? { path: address }
+      : { host: (address as AddressInfo).address, port: (address as AddressInfo).port };
   send({ type: 'ready', protocol: PROTOCOL_VERSION, pid: process.pid, address: reported });
   log.info({ address: reported }, 'worker ready');
 }

@@ -10,7 +10,10 @@ import { createWorkerMetrics } from './metrics.js';
 const settings = readWorkerSettings(process.env);
 const log = createLogger({ role: 'worker', version: settings.version, level: settings.logLevel });
 const metrics = createWorkerMetrics({ version: settings.version });
-const [adapter, upstream] = await Promise.all([loadAdapter(settings.upstream.format), resolveUpstream(settings.upstream)]);
+const [adapter, upstream] = await Promise.all([
+  loadAdapter(settings.upstream.format),
+  resolveUpstream(settings.upstream),
+]);
 const worker = createWorkerServer({ settings, log, metrics, adapter, upstream });
 await runWorker({
   server: worker.server,

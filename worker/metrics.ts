@@ -93,7 +93,8 @@ export function createWorkerMetrics(options: WorkerMetricsOptions): WorkerMetric
     addTokens(usage) {
       // Counters only go up: a malformed usage (negative, NaN) from the upstream is not counted.
       if (Number.isFinite(usage.prompt_tokens) && usage.prompt_tokens > 0) prompt!.inc(usage.prompt_tokens);
-      if (Number.isFinite(usage.completion_tokens) && usage.completion_tokens > 0) completion!.inc(usage.completion_tokens);
+      if (Number.isFinite(usage.completion_tokens) && usage.completion_tokens > 0)
+        completion!.inc(usage.completion_tokens);
     },
     collect: () => registry.getMetricsAsJSON(),
   };

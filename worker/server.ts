@@ -72,7 +72,10 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
   const client = new UpstreamClient({
     baseUrl: options.upstream.baseUrl,
     // Issue 10: at least one connection per request the master can have in this worker, so undici never queues one.
-    maxConnections: Math.max(upstream.maxConnections ?? 0, settings.limits.maxSocketsPerWorker ?? DEFAULTS.limits.maxSocketsPerWorker),
+    maxConnections: Math.max(
+      upstream.maxConnections ?? 0,
+      settings.limits.maxSocketsPerWorker ?? DEFAULTS.limits.maxSocketsPerWorker,
+    ),
     connectMs: upstream.timeouts.connectMs,
     firstByteMs: upstream.timeouts.firstByteMs,
     idleMs: upstream.timeouts.idleMs,
@@ -81,7 +84,11 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
   const env = options.env ?? process.env;
   // The key is read once at start and goes into upstream headers only (SPEC §9: never logged).
   const apiKey = upstream.apiKeyEnv === undefined ? undefined : env[upstream.apiKeyEnv];
-  const preparer = new RequestPreparer({ ...options.preparer, adapter: options.adapter, build: { model: upstream.model, apiKey } });
+  const preparer = new RequestPreparer({
+    ...options.preparer,
+    adapter: options.adapter,
+    build: { model: upstream.model, apiKey },
+  });
   const ownedBy = `graygate/${settings.version}`;
   const catalog = new ModelCatalog({
     ...options.models,
@@ -91,7 +98,10 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
     onFetchError: (err) => {
       const kind = upstreamErrorKind((err as { code?: string }).code ?? '');
       if (kind !== undefined) options.metrics.onUpstreamError(kind);
-      log.warn({ err: { message: (err as Error).message, code: (err as { code?: unknown }).code } }, "could not fetch the upstream's model list");
+      log.warn(
+        { err: { message: (err as Error).message, code: (err as { code?: unknown }).code } },
+        "could not fetch the upstream's model list",
+      );
     },
   });
   const calls: CallHandlerOptions = {
@@ -122,7 +132,8 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
     if (kind !== undefined) {
       if (req.method !== 'POST') return refuseMethod(res, 'POST');
       // SPEC §12: refused before the body is read, naming the format.
-      if (!options.adapter.endpoints.has(kind)) return sendError(res, toErrorResponse(unsupportedEndpoint(kind, upstream.format)));
+      if (!options.adapter.endpoints.has(kind))
+        return sendError(res, toErrorResponse(unsupportedEndpoint(kind, upstream.format)));
       inFlight++;
       handleCall(kind, req, res, calls)
         .catch((err: unknown) => {

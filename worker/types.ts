@@ -84,7 +84,12 @@ export interface ChatCompletion {
   object: 'chat.completion';
   created: number;
   model: string;
-  choices: Array<{ index: number; message: CompletionMessage; finish_reason: FinishReason | null; logprobs: ChoiceLogprobs | null }>;
+  choices: Array<{
+    index: number;
+    message: CompletionMessage;
+    finish_reason: FinishReason | null;
+    logprobs: ChoiceLogprobs | null;
+  }>;
   usage?: Usage;
   [key: string]: unknown;
 }
@@ -144,7 +149,17 @@ export interface StreamState {
 export const JSON_ANSWER_BLOCK = -1;
 
 export function createStreamState(init: { id: string; created: number; model: string }): StreamState {
-  return { ...init, isRoleSent: false, isDone: false, finishReason: null, promptTokens: 0, completionTokens: 0, usage: undefined, toolCalls: 0, blocks: new Map() };
+  return {
+    ...init,
+    isRoleSent: false,
+    isDone: false,
+    finishReason: null,
+    promptTokens: 0,
+    completionTokens: 0,
+    usage: undefined,
+    toolCalls: 0,
+    blocks: new Map(),
+  };
 }
 
 /** The OpenAI endpoints a worker serves (SPEC §5, §12); a format serves a subset (upstream/format-adapter.ts). */

@@ -51,7 +51,10 @@ export function checkAdminRequest(facts: AdminRequestFacts): GraygateError | und
   if (!facts.hasToken) {
     const host = headerValue(headers['host']);
     if (host === undefined || !isLoopbackHost(hostOf(host))) {
-      return new GraygateError('forbidden', 'without GRAYGATE_ADMIN_TOKEN the admin API answers only requests addressed to a loopback host (Host: 127.0.0.1 or localhost)');
+      return new GraygateError(
+        'forbidden',
+        'without GRAYGATE_ADMIN_TOKEN the admin API answers only requests addressed to a loopback host (Host: 127.0.0.1 or localhost)',
+      );
     }
     const origin = headerValue(headers['origin']);
     if (origin !== undefined && origin.toLowerCase() !== `http://${host.trim().toLowerCase()}`) {

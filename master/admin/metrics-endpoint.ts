@@ -1,4 +1,11 @@
-import { AggregatorRegistry, type Aggregator, type MetricObjectWithValues, type MetricType, type MetricValue, type Registry } from 'prom-client';
+import {
+  AggregatorRegistry,
+  type Aggregator,
+  type MetricObjectWithValues,
+  type MetricType,
+  type MetricValue,
+  type Registry,
+} from 'prom-client';
 import { MASTER_WORKER_LABEL, METRIC } from '../../shared/metric-names.js';
 import { workerLabel, type RegistryView, type WorkerView } from '../metrics.js';
 
@@ -31,15 +38,22 @@ const AGGREGATORS: ReadonlySet<string> = new Set<Aggregator>(['omit', 'sum', 'fi
 // entry must not make aggregate() throw and cost the whole scrape.
 function isMetricJson(value: unknown): value is MetricJson {
   const m = value as Partial<MetricJson> | null;
-  return typeof m === 'object' && m !== null && typeof m.name === 'string' && Array.isArray(m.values) && AGGREGATORS.has(m.aggregator as string);
+  return (
+    typeof m === 'object' &&
+    m !== null &&
+    typeof m.name === 'string' &&
+    Array.isArray(m.values) &&
+    AGGREGATORS.has(m.aggregator as string)
+  );
 }
 
 // IPC is JSON: NaN and ±Infinity arrive as null (an event-loop mean before
 // its first sample). Unknown is NaN; prom-client would print null as +Inf.
 function restoreNonFinite(m: MetricJson): MetricJson {
-  return m.values.every((v) => typeof v.value === 'number') ? m : { ...m, values: m.values.map((v) => (typeof v.value === 'number' ? v : { ...v, value: NaN })) };
+  return m.values.every((v) => typeof v.value === 'number')
+    ? m
+    : { ...m, values: m.values.map((v) => (typeof v.value === 'number' ? v : { ...v, value: NaN })) };
 }
-
 
 /**
  * Labels a process's own series with `labels` (graygate_* series already
@@ -48,7 +62,10 @@ function restoreNonFinite(m: MetricJson): MetricJson {
  * (`omit` for process_start_time_seconds, `average` for event-loop lag…)
  * are meant for merging processes into one series, which we do not want.
  */
-export function labelPerProcess(metrics: readonly MetricJson[], labels: Readonly<Record<string, string>>): MetricJson[] {
+export function labelPerProcess(
+  metrics: readonly MetricJson[],
+  labels: Readonly<Record<string, string>>,
+): MetricJson[] {
   return metrics.map((m) =>
     m.name.startsWith('graygate_')
       ? m
@@ -58,7 +75,11 @@ export function labelPerProcess(metrics: readonly MetricJson[], labels: Readonly
 }
 
 /** One registry with the master's series, every worker's, and graygate_worker_scrape_up per worker asked. */
-export async function gatherMetrics(registry: RegistryView, master: Registry, options: GatherOptions = {}): Promise<Registry> {
+export async function gatherMetrics(
+  registry: RegistryView,
+  master: Registry,
+  options: GatherOptions = {},
+): Promise<Registry> {
   const deadlineMs = options.deadlineMs ?? WORKER_SCRAPE_DEADLINE_MS;
   const up: MetricValue<string>[] = [];
   const scrapes: Array<Promise<MetricJson[]>> = [];
@@ -84,5 +105,9 @@ export async function gatherMetrics(registry: RegistryView, master: Registry, op
     aggregator: 'first' as Aggregator,
     values: up,
   };
-  return AggregatorRegistry.aggregate([labelPerProcess(masterJson, { worker: MASTER_WORKER_LABEL }), ...workers, [scrapeUp]]);
+  return AggregatorRegistry.aggregate([
+    labelPerProcess(masterJson, { worker: MASTER_WORKER_LABEL }),
+    ...workers,
+    [scrapeUp],
+  ]);
 }

@@ -15,8 +15,13 @@ import { statusOf, versionStatus, type StatusBody, type VersionStatus } from './
 // same schema library as the config, then handed to the version registry, the
 // one owner of version state. Each call answers once the change is complete.
 
-const weightsBody = z.record(z.string().regex(VERSION_NAME, 'version names must match ^[a-z0-9][a-z0-9._-]{0,31}$'), z.number({ error: 'must be a number' }).min(0, 'must be ≥ 0'));
-const addBody = versionSchema.extend({ name: z.string().regex(VERSION_NAME, 'must match ^[a-z0-9][a-z0-9._-]{0,31}$') });
+const weightsBody = z.record(
+  z.string().regex(VERSION_NAME, 'version names must match ^[a-z0-9][a-z0-9._-]{0,31}$'),
+  z.number({ error: 'must be a number' }).min(0, 'must be ≥ 0'),
+);
+const addBody = versionSchema.extend({
+  name: z.string().regex(VERSION_NAME, 'must match ^[a-z0-9][a-z0-9._-]{0,31}$'),
+});
 const deployBody = z.strictObject({
   entry: z.string().min(1).optional(),
   instances: z.number().int().min(1).max(64).optional(),
@@ -113,7 +118,10 @@ export class Operations {
     for (const name of Object.keys(weights)) {
       const canary = this.#canaries.runningFor(name);
       if (canary !== undefined) {
-        throw new GraygateError('canary_in_progress', `${name} is in the running canary of ${canary.version}; abort it first (DELETE /admin/versions/${canary.version}/canary)`);
+        throw new GraygateError(
+          'canary_in_progress',
+          `${name} is in the running canary of ${canary.version}; abort it first (DELETE /admin/versions/${canary.version}/canary)`,
+        );
       }
     }
     this.#registry.setWeights(weights);
@@ -133,7 +141,10 @@ export class Operations {
     const configured = this.#registry.config.admin.entryRoots;
     const roots = configured.length > 0 ? configured : [process.cwd()];
     if (!isEntryAllowed(absolute, roots)) {
-      throw new GraygateError('invalid_request', `entry: ${absolute} is outside admin.entryRoots (${roots.map((r) => resolvePath(r)).join(', ')})`);
+      throw new GraygateError(
+        'invalid_request',
+        `entry: ${absolute} is outside admin.entryRoots (${roots.map((r) => resolvePath(r)).join(', ')})`,
+      );
     }
     return absolute;
   }
@@ -209,7 +220,11 @@ export class Operations {
 
   async #reload(): Promise<ReloadResult> {
     const loaded = loadConfig(this.#options.configPath, this.#options.env);
-    if (!loaded.ok) throw new GraygateError('invalid_config', `config not reloaded, the running config stays:\n${loaded.problems.join('\n')}`);
+    if (!loaded.ok)
+      throw new GraygateError(
+        'invalid_config',
+        `config not reloaded, the running config stays:\n${loaded.problems.join('\n')}`,
+      );
     const next: Config = loaded.value;
     // SPEC §11: a reload (SIGHUP, the admin call or a watched file) ends running canaries; the file's weights apply.
     this.#canaries.abortAll('the config was reloaded');
@@ -243,7 +258,11 @@ export class Operations {
       const zeroed: Record<string, number> = { ...weights };
       for (const name of registry.versions.keys()) if (!Object.hasOwn(next.versions, name)) zeroed[name] = 0;
       registry.setWeights(zeroed);
-      result.applied.push(`weights ${Object.entries(weights).map(([n, w]) => `${n}=${w}`).join(' ')}`);
+      result.applied.push(
+        `weights ${Object.entries(weights)
+          .map(([n, w]) => `${n}=${w}`)
+          .join(' ')}`,
+      );
     }
     for (const name of [...registry.versions.keys()]) {
       if (!Object.hasOwn(next.versions, name)) {

@@ -46,26 +46,65 @@ async function readJsonBody(req: IncomingMessage, maxBytes = MAX_ADMIN_BODY_BYTE
   }
 }
 
-type Route = (req: IncomingMessage, params: string[]) => Promise<{ status: number; body: unknown; contentType?: string }>;
+type Route = (
+  req: IncomingMessage,
+  params: string[],
+) => Promise<{ status: number; body: unknown; contentType?: string }>;
 
 export function createAdminServer(options: AdminServerOptions): Server {
   const { versions, operations, log } = options;
   const routes: Array<[string, RegExp, Route]> = [
     ['GET', /^\/admin\/status$/, async () => ({ status: 200, body: operations.status() })],
-    ['GET', /^\/metrics$/, async () => {
-      const registry = await gatherMetrics(versions, options.registry);
-      return { status: 200, body: await registry.metrics(), contentType: registry.contentType };
-    }],
-    ['PUT', /^\/admin\/weights$/, async (req) => ({ status: 200, body: operations.setWeights(await readJsonBody(req)) })],
-    ['POST', /^\/admin\/versions$/, async (req) => ({ status: 201, body: await operations.addVersion(await readJsonBody(req)) })],
-    ['POST', /^\/admin\/versions\/([^/]+)\/deploy$/, async (req, [name]) => ({ status: 200, body: await operations.deploy(name!, await readJsonBody(req)) })],
-    ['POST', /^\/admin\/versions\/([^/]+)\/rollback$/, async (_req, [name]) => ({ status: 200, body: await operations.rollback(name!) })],
-    ['DELETE', /^\/admin\/versions\/([^/]+)$/, async (_req, [name]) => ({ status: 200, body: await operations.removeVersion(name!) })],
+    [
+      'GET',
+      /^\/metrics$/,
+      async () => {
+        const registry = await gatherMetrics(versions, options.registry);
+        return { status: 200, body: await registry.metrics(), contentType: registry.contentType };
+      },
+    ],
+    [
+      'PUT',
+      /^\/admin\/weights$/,
+      async (req) => ({ status: 200, body: operations.setWeights(await readJsonBody(req)) }),
+    ],
+    [
+      'POST',
+      /^\/admin\/versions$/,
+      async (req) => ({ status: 201, body: await operations.addVersion(await readJsonBody(req)) }),
+    ],
+    [
+      'POST',
+      /^\/admin\/versions\/([^/]+)\/deploy$/,
+      async (req, [name]) => ({ status: 200, body: await operations.deploy(name!, await readJsonBody(req)) }),
+    ],
+    [
+      'POST',
+      /^\/admin\/versions\/([^/]+)\/rollback$/,
+      async (_req, [name]) => ({ status: 200, body: await operations.rollback(name!) }),
+    ],
+    [
+      'DELETE',
+      /^\/admin\/versions\/([^/]+)$/,
+      async (_req, [name]) => ({ status: 200, body: await operations.removeVersion(name!) }),
+    ],
     ['POST', /^\/admin\/reload$/, async () => ({ status: 200, body: await operations.reload() })],
     // SPEC §11 canaries.
-    ['POST', /^\/admin\/versions\/([^/]+)\/canary$/, async (req, [name]) => ({ status: 202, body: operations.startCanary(name!, await readJsonBody(req)) })],
-    ['GET', /^\/admin\/versions\/([^/]+)\/canary$/, async (_req, [name]) => ({ status: 200, body: operations.canary(name!) })],
-    ['DELETE', /^\/admin\/versions\/([^/]+)\/canary$/, async (_req, [name]) => ({ status: 200, body: operations.abortCanary(name!) })],
+    [
+      'POST',
+      /^\/admin\/versions\/([^/]+)\/canary$/,
+      async (req, [name]) => ({ status: 202, body: operations.startCanary(name!, await readJsonBody(req)) }),
+    ],
+    [
+      'GET',
+      /^\/admin\/versions\/([^/]+)\/canary$/,
+      async (_req, [name]) => ({ status: 200, body: operations.canary(name!) }),
+    ],
+    [
+      'DELETE',
+      /^\/admin\/versions\/([^/]+)\/canary$/,
+      async (_req, [name]) => ({ status: 200, body: operations.abortCanary(name!) }),
+    ],
     ['GET', /^\/admin\/canaries$/, async () => ({ status: 200, body: operations.canaries() })],
   ];
 
@@ -75,7 +114,15 @@ export function createAdminServer(options: AdminServerOptions): Server {
     // before the token, so a rebinding page learns nothing.
     const forbidden = checkAdminRequest({ method: req.method, headers: req.headers, hasToken });
     if (forbidden !== undefined) {
-      log.warn({ method: req.method, path: (req.url ?? '/').split('?', 1)[0], host: req.headers['host'], origin: req.headers['origin'] }, 'admin call forbidden');
+      log.warn(
+        {
+          method: req.method,
+          path: (req.url ?? '/').split('?', 1)[0],
+          host: req.headers['host'],
+          origin: req.headers['origin'],
+        },
+        'admin call forbidden',
+      );
       return sendError(res, toErrorResponse(forbidden), { connection: 'close' });
     }
     if (!isAuthorized(headerValue(req.headers['authorization']), options.token)) {
@@ -94,21 +141,29 @@ export function createAdminServer(options: AdminServerOptions): Server {
       Promise.resolve()
         .then(() => route(req, match.slice(1).map(decodeParam)))
         .then(
-        ({ status, body, contentType }) => {
-          if (contentType === undefined) return sendJson(res, status, body);
-          res.writeHead(status, { 'content-type': contentType });
-          res.end(body as string);
-        },
-        (err: unknown) => {
-          if (!isGraygateError(err)) log.error({ err, path }, 'admin call failed');
-          else log.info({ code: err.code, path, message: err.message }, 'admin call refused');
-          sendError(res, toErrorResponse(err), isGraygateError(err) && err.code === 'body_too_large' ? { connection: 'close' } : {});
-        },
-      );
+          ({ status, body, contentType }) => {
+            if (contentType === undefined) return sendJson(res, status, body);
+            res.writeHead(status, { 'content-type': contentType });
+            res.end(body as string);
+          },
+          (err: unknown) => {
+            if (!isGraygateError(err)) log.error({ err, path }, 'admin call failed');
+            else log.info({ code: err.code, path, message: err.message }, 'admin call refused');
+            sendError(
+              res,
+              toErrorResponse(err),
+              isGraygateError(err) && err.code === 'body_too_large' ? { connection: 'close' } : {},
+            );
+          },
+        );
       return;
     }
     if (allowed.length > 0) {
-      return sendError(res, toErrorResponse(new GraygateError('method_not_allowed', `${path} answers ${allowed.join(', ')}`)), { allow: allowed.join(', ') });
+      return sendError(
+        res,
+        toErrorResponse(new GraygateError('method_not_allowed', `${path} answers ${allowed.join(', ')}`)),
+        { allow: allowed.join(', ') },
+      );
     }
     sendError(res, toErrorResponse(new GraygateError('not_found', `no admin route for ${req.method} ${path}`)));
   });

@@ -62,7 +62,10 @@ export function versionStatus(version: VersionView): VersionStatus {
     entry: build.entry,
     instances: build.instances,
     upstream,
-    builds: [...version.previousBuilds.map((b) => ({ entry: b.entry, current: false })), { entry: build.entry, current: true }],
+    builds: [
+      ...version.previousBuilds.map((b) => ({ entry: b.entry, current: false })),
+      { entry: build.entry, current: true },
+    ],
     lastDeploy: version.lastDeploy ?? null,
     queued,
     workers,

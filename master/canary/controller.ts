@@ -90,7 +90,9 @@ export class CanaryController {
     return this.#state === 'running';
   }
   get canaryPercent(): number {
-    return this.#state === 'running' || this.#state === 'held' || this.#state === 'promoted' ? this.plan.steps[this.#step]! : 0;
+    return this.#state === 'running' || this.#state === 'held' || this.#state === 'promoted'
+      ? this.plan.steps[this.#step]!
+      : 0;
   }
   /** The pair's combined weight, kept through the whole canary. */
   get pairWeight(): number {
@@ -170,7 +172,10 @@ export class CanaryController {
       stepStartedAt: iso(this.#stepStartMs),
       endedAt: this.#endedAtMs === null ? null : iso(this.#endedAtMs),
       reason: this.#reason,
-      observed: { baseline: { requests: baseline.requests, errors: baseline.errors }, canary: { requests: canary.requests, errors: canary.errors } },
+      observed: {
+        baseline: { requests: baseline.requests, errors: baseline.errors },
+        canary: { requests: canary.requests, errors: canary.errors },
+      },
       decisions: [...this.#settled, ...this.#current],
     };
   }
@@ -191,7 +196,8 @@ export class CanaryController {
     this.#current = [];
     const { canary, baseline } = this.plan;
     let weights: Record<string, number> | undefined;
-    if (state === 'rolled_back' || (state === 'aborted' && restoreBaseline)) weights = { [canary]: 0, [baseline]: this.#pairWeight };
+    if (state === 'rolled_back' || (state === 'aborted' && restoreBaseline))
+      weights = { [canary]: 0, [baseline]: this.#pairWeight };
     else if (state === 'promoted') weights = { [canary]: this.#pairWeight, [baseline]: 0 };
     if (weights !== undefined) this.#weights.setWeights(weights);
     const line = { state, step: this.#step, reason, weights, decisions: this.#settled };

@@ -95,7 +95,8 @@ const lastCumulants = {
 function cumulantsAt(rate: number, isUp: boolean): Float64Array {
   const last = isUp ? lastCumulants.up : lastCumulants.down;
   if (last.rate !== rate) {
-    for (let j = 0; j < COMPONENTS; j++) last.values[j] = Math.log1p(rate * ((isUp ? ODDS_RATIOS[j]! : 1 / ODDS_RATIOS[j]!) - 1));
+    for (let j = 0; j < COMPONENTS; j++)
+      last.values[j] = Math.log1p(rate * ((isUp ? ODDS_RATIOS[j]! : 1 / ODDS_RATIOS[j]!) - 1));
     last.rate = rate;
   }
   return last.values;

@@ -74,7 +74,11 @@ export function judgeErrorRate(
     paired = advancePairedState(previous, counts, criterion, ctx.canaryShare / (1 - ctx.canaryShare));
     stepLog = pairedLogFactors(paired, criterion);
   } else {
-    const baselineUpper = rateUpperBound({ successes: reference.errors, trials: reference.requests, logThreshold: ctx.baselineLogThreshold });
+    const baselineUpper = rateUpperBound({
+      successes: reference.errors,
+      trials: reference.requests,
+      logThreshold: ctx.baselineLogThreshold,
+    });
     stepLog = boundedLogFactors(canary.errors, canary.requests, maxRatio * baselineUpper + marginAbs);
   }
   const statistic = logMixture(evidence.carriedLog, stepLog);
@@ -94,9 +98,19 @@ export function judgeErrorRate(
   } else if (canaryRate! > limit) {
     why = 'estimate above the limit';
   } else if (ctx.requireNonInferiority) {
-    const canaryUpper = rateUpperBound({ successes: canary.errors, trials: canary.requests, logThreshold: ctx.canaryLogThreshold });
+    const canaryUpper = rateUpperBound({
+      successes: canary.errors,
+      trials: canary.requests,
+      logThreshold: ctx.canaryLogThreshold,
+    });
     const boundLimit =
-      maxRatio * rateLowerBound({ successes: reference.errors, trials: reference.requests, logThreshold: ctx.baselineLogThreshold }) + marginAbs;
+      maxRatio *
+        rateLowerBound({
+          successes: reference.errors,
+          trials: reference.requests,
+          logThreshold: ctx.baselineLogThreshold,
+        }) +
+      marginAbs;
     const isShown = canaryUpper <= boundLimit;
     if (isShown) verdict = 'pass';
     why = `upper bound ${percent(canaryUpper)} ${isShown ? '' : 'not yet '}within ${percent(boundLimit)}`;

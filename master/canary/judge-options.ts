@@ -94,7 +94,8 @@ export function resolveJudgeOptions(options: JudgeOptions = {}): ResolvedJudgeOp
       marginAbs: c.errorRate?.marginAbs ?? JUDGE_DEFAULTS.errorRate.marginAbs,
     };
     checkRatio('criteria.errorRate.maxRatio', errorRate.maxRatio, problems);
-    if (!(errorRate.marginAbs >= 0 && errorRate.marginAbs < 1)) problems.push('criteria.errorRate.marginAbs: must be ≥ 0 and < 1');
+    if (!(errorRate.marginAbs >= 0 && errorRate.marginAbs < 1))
+      problems.push('criteria.errorRate.marginAbs: must be ≥ 0 and < 1');
   }
   const latency = (path: string, value: LatencyCriterion | false | undefined): ResolvedLatencyCriterion | null => {
     if (value === false) return null;
@@ -108,7 +109,12 @@ export function resolveJudgeOptions(options: JudgeOptions = {}): ResolvedJudgeOp
     response_time_p99: latency('criteria.responseTimeP99', c.responseTimeP99),
   };
   if (problems.length > 0) throw new RangeError(`invalid judge options: ${problems.join('; ')}`);
-  return { alpha, minRequests, requireNonInferiority: options.requireNonInferiority ?? JUDGE_DEFAULTS.requireNonInferiority, criteria };
+  return {
+    alpha,
+    minRequests,
+    requireNonInferiority: options.requireNonInferiority ?? JUDGE_DEFAULTS.requireNonInferiority,
+    criteria,
+  };
 }
 
 export function enabledMetrics(options: ResolvedJudgeOptions): CanaryMetric[] {

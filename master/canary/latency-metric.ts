@@ -62,8 +62,13 @@ export function judgeLatency(
   const isConcurrent = ctx.canaryShare < 1;
   const reference = isConcurrent ? obs.baseline : obs.baselinePreviousSteps;
 
-  const tailCount = countLowerBound({ trials: reference.count, rate: TAIL_RATE, logThreshold: ctx.baselineLogThreshold });
-  const thresholdMs = maxRatio * (tailCount > 0 ? reference.upperBoundOfKthLargest(tailCount) : Number.POSITIVE_INFINITY);
+  const tailCount = countLowerBound({
+    trials: reference.count,
+    rate: TAIL_RATE,
+    logThreshold: ctx.baselineLogThreshold,
+  });
+  const thresholdMs =
+    maxRatio * (tailCount > 0 ? reference.upperBoundOfKthLargest(tailCount) : Number.POSITIVE_INFINITY);
   const exceedances = Number.isFinite(thresholdMs) ? canary.countAbove(thresholdMs) : 0;
   const stepLog = boundedLogFactors(exceedances, canary.count, TAIL_RATE);
   const statistic = logMixture(evidence.carriedLog, stepLog);
@@ -89,9 +94,17 @@ export function judgeLatency(
   } else if (ctx.requireNonInferiority) {
     // Mirror image: a lower bound of the baseline's p99, counts rounded up, and an upper bound
     // of the canary's rate above maxRatio × it, which must be under 1 %.
-    const maxTail = countUpperBound({ trials: reference.count, rate: TAIL_RATE, logThreshold: ctx.baselineLogThreshold });
+    const maxTail = countUpperBound({
+      trials: reference.count,
+      rate: TAIL_RATE,
+      logThreshold: ctx.baselineLogThreshold,
+    });
     const lowMs = maxRatio * reference.lowerBoundOfKthLargest(maxTail + 1);
-    const upper = rateUpperBound({ successes: canary.countPossiblyAbove(lowMs), trials: canary.count, logThreshold: ctx.canaryLogThreshold });
+    const upper = rateUpperBound({
+      successes: canary.countPossiblyAbove(lowMs),
+      trials: canary.count,
+      logThreshold: ctx.canaryLogThreshold,
+    });
     if (upper < TAIL_RATE) {
       verdict = 'pass';
       why = `at most ${(100 * upper).toFixed(2)} % above ${ms(lowMs)}`;

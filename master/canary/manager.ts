@@ -55,12 +55,25 @@ export class CanaryManager {
     for (const version of [plan.canary, plan.baseline]) {
       const running = this.#watching.get(version);
       if (running !== undefined) {
-        throw new GraygateError('canary_in_progress', `version "${version}" is in the running canary of ${running.plan.canary} (baseline ${running.plan.baseline})`);
+        throw new GraygateError(
+          'canary_in_progress',
+          `version "${version}" is in the running canary of ${running.plan.canary} (baseline ${running.plan.baseline})`,
+        );
       }
     }
     const pair = (this.#versions.weightOf(plan.baseline) ?? 0) + (this.#versions.weightOf(plan.canary) ?? 0);
-    if (!(pair > 0)) throw new GraygateError('invalid_request', `${plan.baseline} and ${plan.canary} have no weight between them to share`);
-    const controller = new CanaryController({ plan, weights: this.#versions, log: this.#log, nowMs: this.#now(), wallMs: Date.now() });
+    if (!(pair > 0))
+      throw new GraygateError(
+        'invalid_request',
+        `${plan.baseline} and ${plan.canary} have no weight between them to share`,
+      );
+    const controller = new CanaryController({
+      plan,
+      weights: this.#versions,
+      log: this.#log,
+      nowMs: this.#now(),
+      wallMs: Date.now(),
+    });
     controller.begin();
     this.#byCanary.set(name, controller);
     this.#watching.set(plan.canary, controller);
@@ -96,7 +109,8 @@ export class CanaryManager {
   abort(name: string): CanaryStatus {
     this.#versions.require(name);
     const controller = this.#byCanary.get(name);
-    if (controller === undefined || !controller.isRunning) throw new GraygateError('not_found', `version "${name}" has no running canary`);
+    if (controller === undefined || !controller.isRunning)
+      throw new GraygateError('not_found', `version "${name}" has no running canary`);
     controller.abort('aborted by DELETE /admin/versions/:name/canary', this.#now(), true);
     this.#settle();
     return controller.status();

@@ -58,8 +58,16 @@ export class CanaryOutcomes {
         canary: { requests: canary.requests, errors: canary.errors },
         baselinePreviousSteps: { requests: previous.requests, errors: previous.errors },
       },
-      firstTokenMs: { baseline: baseline.firstTokenMs, canary: canary.firstTokenMs, baselinePreviousSteps: previous.firstTokenMs },
-      responseMs: { baseline: baseline.responseMs, canary: canary.responseMs, baselinePreviousSteps: previous.responseMs },
+      firstTokenMs: {
+        baseline: baseline.firstTokenMs,
+        canary: canary.firstTokenMs,
+        baselinePreviousSteps: previous.firstTokenMs,
+      },
+      responseMs: {
+        baseline: baseline.responseMs,
+        canary: canary.responseMs,
+        baselinePreviousSteps: previous.responseMs,
+      },
     };
   }
 }

@@ -78,11 +78,17 @@ export function emptyPairedState(): PairedState {
  * request the weights should give) tunes the first batch of the step, before
  * any ratio has been seen. Returns a new state.
  */
-export function advancePairedState(state: PairedState, counts: PairedCounts, nul: PairedNull, expectedRatio: number): PairedState {
+export function advancePairedState(
+  state: PairedState,
+  counts: PairedCounts,
+  nul: PairedNull,
+  expectedRatio: number,
+): PairedState {
   const newTrials = counts.baselineTrials - state.baselineTrials;
   const newSuccesses = counts.baselineSuccesses - state.baselineSuccesses;
   if (newTrials === 0 && counts.canaryTrials === state.canaryTrials) return state;
-  const ratio = state.canaryTrials > 0 && state.baselineTrials > 0 ? state.canaryTrials / state.baselineTrials : expectedRatio;
+  const ratio =
+    state.canaryTrials > 0 && state.baselineTrials > 0 ? state.canaryTrials / state.baselineTrials : expectedRatio;
   const tilts = baselineTilts(ratio, nul);
   const baselinePenalty = new Array<number>(COMPONENTS);
   const baselineTiltedTrials = new Array<number>(COMPONENTS);
@@ -103,7 +109,13 @@ export function advancePairedState(state: PairedState, counts: PairedCounts, nul
 // The ratio is rounded to a grid 2^(1/16) apart (±2 % of balance, immaterial for power) so that
 // consecutive batches, whose ratios barely move, reuse the last tilts instead of 13 logarithms.
 const RATIO_GRID = 16 / Math.LN2;
-const lastTilts = { key: Number.NaN, maxRatio: Number.NaN, marginAbs: Number.NaN, b: new Float64Array(COMPONENTS), mu: new Float64Array(COMPONENTS) };
+const lastTilts = {
+  key: Number.NaN,
+  maxRatio: Number.NaN,
+  marginAbs: Number.NaN,
+  b: new Float64Array(COMPONENTS),
+  mu: new Float64Array(COMPONENTS),
+};
 
 function baselineTilts(ratio: number, nul: PairedNull): { b: Float64Array; mu: Float64Array } {
   const key = Math.round(Math.log(ratio) * RATIO_GRID);

@@ -29,11 +29,19 @@ export interface CanaryPlan {
 
 const ms = z.number({ error: 'must be a number of milliseconds' }).int('must be an integer').min(0, 'must be ≥ 0');
 const ratio = z.number({ error: 'must be a number' });
-const latency = z.union([z.literal(false), z.strictObject({ maxRatio: ratio.optional() })], { error: 'must be false or { maxRatio }' });
+const latency = z.union([z.literal(false), z.strictObject({ maxRatio: ratio.optional() })], {
+  error: 'must be false or { maxRatio }',
+});
 
 const canaryBody = z.strictObject({
   baseline: z.string().regex(VERSION_NAME, 'must be a version name').optional(),
-  steps: z.array(z.number({ error: 'must be a number' }).gt(0, 'must be > 0').max(100, 'must be ≤ 100'), { error: 'must be an array of percentages' }).min(1, 'must not be empty').max(20, 'at most 20 steps').optional(),
+  steps: z
+    .array(z.number({ error: 'must be a number' }).gt(0, 'must be > 0').max(100, 'must be ≤ 100'), {
+      error: 'must be an array of percentages',
+    })
+    .min(1, 'must not be empty')
+    .max(20, 'at most 20 steps')
+    .optional(),
   stepMs: ms.optional(),
   minRequests: z.number({ error: 'must be a number' }).int('must be an integer').min(1, 'must be ≥ 1').optional(),
   maxStepMs: ms.optional(),
@@ -42,7 +50,11 @@ const canaryBody = z.strictObject({
   requireNonInferiority: z.boolean({ error: 'must be a boolean' }).optional(),
   criteria: z
     .strictObject({
-      errorRate: z.union([z.literal(false), z.strictObject({ maxRatio: ratio.optional(), marginAbs: ratio.optional() })], { error: 'must be false or { maxRatio, marginAbs }' }).optional(),
+      errorRate: z
+        .union([z.literal(false), z.strictObject({ maxRatio: ratio.optional(), marginAbs: ratio.optional() })], {
+          error: 'must be false or { maxRatio, marginAbs }',
+        })
+        .optional(),
       firstTokenP99: latency.optional(),
       responseTimeP99: latency.optional(),
     })
@@ -57,7 +69,8 @@ export function parseCanaryPlan(canary: string, raw: unknown, defaultBaseline: s
   const problems: string[] = [];
   const steps = body.steps ?? CANARY_DEFAULTS.steps;
   for (let i = 1; i < steps.length; i++) {
-    if (!(steps[i]! > steps[i - 1]!)) problems.push(`steps: must go up (weights never go back down), got ${steps.join(', ')}`);
+    if (!(steps[i]! > steps[i - 1]!))
+      problems.push(`steps: must go up (weights never go back down), got ${steps.join(', ')}`);
   }
   if (steps.at(-1) !== 100) problems.push(`steps: the last step must be 100, got ${steps.at(-1)}`);
   const stepMs = body.stepMs ?? CANARY_DEFAULTS.stepMs;
@@ -77,5 +90,13 @@ export function parseCanaryPlan(canary: string, raw: unknown, defaultBaseline: s
     problems.push(...(err as Error).message.replace(/^invalid judge options: /, '').split('; '));
   }
   if (problems.length > 0 || judge === undefined) throw new GraygateError('invalid_request', problems.join('\n'));
-  return { canary, baseline, steps: [...steps], stepMs, maxStepMs, onInconclusive: body.onInconclusive ?? CANARY_DEFAULTS.onInconclusive, judge };
+  return {
+    canary,
+    baseline,
+    steps: [...steps],
+    stepMs,
+    maxStepMs,
+    onInconclusive: body.onInconclusive ?? CANARY_DEFAULTS.onInconclusive,
+    judge,
+  };
 }

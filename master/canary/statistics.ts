@@ -1,4 +1,11 @@
-import { CANARY_METRICS, type CanaryMetric, type Decision, type MetricContext, type MetricEvidence, type MetricJudgement } from './decision.js';
+import {
+  CANARY_METRICS,
+  type CanaryMetric,
+  type Decision,
+  type MetricContext,
+  type MetricEvidence,
+  type MetricJudgement,
+} from './decision.js';
 import { carryIntoNextStep, COMPONENTS, logStartWeight } from './e-process.js';
 import { judgeErrorRate, type ErrorObservations } from './error-rate-metric.js';
 import {
@@ -72,7 +79,13 @@ export type { CanaryMetric, Decision, MetricEvidence, MetricVerdict } from './de
 export type { ErrorCounts, ErrorObservations } from './error-rate-metric.js';
 export type { LatencyObservations } from './latency-metric.js';
 export { resolveJudgeOptions } from './judge-options.js';
-export type { ErrorRateCriterion, JudgeCriteria, JudgeOptions, LatencyCriterion, ResolvedJudgeOptions } from './judge-options.js';
+export type {
+  ErrorRateCriterion,
+  JudgeCriteria,
+  JudgeOptions,
+  LatencyCriterion,
+  ResolvedJudgeOptions,
+} from './judge-options.js';
 
 export type JudgeVerdict = 'advance' | 'wait' | 'rollback';
 
@@ -148,7 +161,11 @@ export class JudgeResult {
 }
 
 function freshMetricEvidence(): MetricEvidence {
-  return { carriedLog: new Array<number>(COMPONENTS).fill(logStartWeight(1)), stepLog: new Array<number>(COMPONENTS).fill(0), paired: null };
+  return {
+    carriedLog: new Array<number>(COMPONENTS).fill(logStartWeight(1)),
+    stepLog: new Array<number>(COMPONENTS).fill(0),
+    paired: null,
+  };
 }
 
 /** The evidence before a canary's first call. */
@@ -156,7 +173,11 @@ export function createCanaryEvidence(): CanaryEvidence {
   return {
     step: null,
     stepOrdinal: 1,
-    metrics: { error_rate: freshMetricEvidence(), first_token_p99: freshMetricEvidence(), response_time_p99: freshMetricEvidence() },
+    metrics: {
+      error_rate: freshMetricEvidence(),
+      first_token_p99: freshMetricEvidence(),
+      response_time_p99: freshMetricEvidence(),
+    },
   };
 }
 
@@ -188,7 +209,8 @@ function checkInput(input: JudgeInput): void {
   const e = input.observations.errors;
   if (!isCounts(e.baseline)) problems.push('observations.errors.baseline: must be integers with 0 ≤ errors ≤ requests');
   if (!isCounts(e.canary)) problems.push('observations.errors.canary: must be integers with 0 ≤ errors ≤ requests');
-  if (!isCounts(e.baselinePreviousSteps)) problems.push('observations.errors.baselinePreviousSteps: must be integers with 0 ≤ errors ≤ requests');
+  if (!isCounts(e.baselinePreviousSteps))
+    problems.push('observations.errors.baselinePreviousSteps: must be integers with 0 ≤ errors ≤ requests');
   if (problems.length > 0) throw new RangeError(`invalid judge input: ${problems.join('; ')}`);
 }
 
@@ -219,7 +241,13 @@ export function judge(input: JudgeInput): JudgeResult {
     const j =
       metric === 'error_rate'
         ? judgeErrorRate(ctx, errors, options.criteria.error_rate!, evidence.metrics[metric])
-        : judgeLatency(ctx, metric, metric === 'first_token_p99' ? firstTokenMs : responseMs, options.criteria[metric]!, evidence.metrics[metric]);
+        : judgeLatency(
+            ctx,
+            metric,
+            metric === 'first_token_p99' ? firstTokenMs : responseMs,
+            options.criteria[metric]!,
+            evidence.metrics[metric],
+          );
     judgements.push(j);
     updated[metric] = j.evidence;
   }
@@ -230,11 +258,15 @@ export function judge(input: JudgeInput): JudgeResult {
   const verdict: JudgeVerdict = failed.length > 0 ? 'rollback' : waiting.length > 0 || isShort ? 'wait' : 'advance';
   const explain = (list: MetricJudgement[]): string => list.map((j) => j.explain()).join('; ');
   const next: CanaryEvidence = { step: evidence.step, stepOrdinal: evidence.stepOrdinal, metrics: updated };
-  return new JudgeResult(verdict, judgements.map((j) => j.decision), next, () =>
-    verdict === 'rollback'
-      ? `step ${input.step}: roll back: ${explain(failed)}`
-      : verdict === 'advance'
-        ? `step ${input.step}: every criterion met${judgements.length > 0 ? `: ${explain(judgements)}` : ''}`
-        : `step ${input.step}: not yet: ${waiting.length > 0 ? explain(waiting) : `${ctx.canaryRequests} of ${ctx.minRequests} canary requests`}`,
+  return new JudgeResult(
+    verdict,
+    judgements.map((j) => j.decision),
+    next,
+    () =>
+      verdict === 'rollback'
+        ? `step ${input.step}: roll back: ${explain(failed)}`
+        : verdict === 'advance'
+          ? `step ${input.step}: every criterion met${judgements.length > 0 ? `: ${explain(judgements)}` : ''}`
+          : `step ${input.step}: not yet: ${waiting.length > 0 ? explain(waiting) : `${ctx.canaryRequests} of ${ctx.minRequests} canary requests`}`,
   );
 }

@@ -45,9 +45,17 @@ const base: Omit<Scenario, 'baseline' | 'canary'> = {
 };
 
 // An LLM-like version: first token ~300 ms (p99 ≈ 760 ms), whole answers ~2 s (p99 ≈ 6.4 s).
-const llm = (errorRate: number): VersionModel => ({ errorRate, firstToken: { medianMs: 300, sigma: 0.4 }, response: { medianMs: 2000, sigma: 0.5 } });
+const llm = (errorRate: number): VersionModel => ({
+  errorRate,
+  firstToken: { medianMs: 300, sigma: 0.4 },
+  response: { medianMs: 2000, sigma: 0.5 },
+});
 // The embedded mock upstream behind the gateway: first token and answers in ~20 ms.
-const mock = (errorRate: number): VersionModel => ({ errorRate, firstToken: { medianMs: 20, sigma: 0.5 }, response: { medianMs: 20, sigma: 0.5 } });
+const mock = (errorRate: number): VersionModel => ({
+  errorRate,
+  firstToken: { medianMs: 20, sigma: 0.5 },
+  response: { medianMs: 20, sigma: 0.5 },
+});
 
 interface Row {
   name: string;
@@ -61,7 +69,13 @@ interface Row {
 const rows: Row[] = [
   { name: 'equal, 1 % errors (LLM-like latencies)', baseline: llm(0.01), canary: llm(0.01), isEqual: true },
   { name: 'equal, 5 % errors', baseline: llm(0.05), canary: llm(0.05), isEqual: true },
-  { name: 'equal, mock upstream, stepMs 3 s', baseline: mock(0), canary: mock(0), isEqual: true, over: { stepMs: 3000, maxStepMs: 30_000 } },
+  {
+    name: 'equal, mock upstream, stepMs 3 s',
+    baseline: mock(0),
+    canary: mock(0),
+    isEqual: true,
+    over: { stepMs: 3000, maxStepMs: 30_000 },
+  },
   { name: 'edge: errors 7 % vs 5 % (= 1.2 × 5 % + 1 pt)', baseline: llm(0.05), canary: llm(0.07), isEqual: true },
   { name: '2× errors (5 % → 10 %)', baseline: llm(0.05), canary: llm(0.1), isEqual: false },
   {
@@ -70,7 +84,12 @@ const rows: Row[] = [
     canary: { errorRate: 0.01, firstToken: { medianMs: 450, sigma: 0.4 }, response: { medianMs: 3000, sigma: 0.5 } },
     isEqual: false,
   },
-  { name: '+400 ms first token (LLM-like, 300 ms)', baseline: llm(0.01), canary: { ...llm(0.01), addedFirstTokenMs: 400 }, isEqual: false },
+  {
+    name: '+400 ms first token (LLM-like, 300 ms)',
+    baseline: llm(0.01),
+    canary: { ...llm(0.01), addedFirstTokenMs: 400 },
+    isEqual: false,
+  },
   {
     name: '+400 ms first token (mock upstream, all streams)',
     baseline: mock(0),

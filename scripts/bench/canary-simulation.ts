@@ -195,7 +195,8 @@ export class CanarySimulator {
           return { result: 'rolled_back', requests, canaryRequests, elapsedMs: requests * msPerRequest, metric };
         }
         if (result.verdict === 'advance' && i >= stepRequests) break;
-        if (i === maxStepRequests) return { result: 'held', requests, canaryRequests, elapsedMs: requests * msPerRequest, metric: null };
+        if (i === maxStepRequests)
+          return { result: 'held', requests, canaryRequests, elapsedMs: requests * msPerRequest, metric: null };
       }
       this.#baseline.mergeInto(this.#previous);
     }

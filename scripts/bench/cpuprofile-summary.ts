@@ -53,24 +53,63 @@ const BUCKETS: Array<[string, (f: CallFrame) => boolean]> = [
   ['GC', (f) => f.functionName === '(garbage collector)'],
   ['(program): V8/native, unattributed', (f) => f.functionName === '(program)'],
   ['http-proxy-3', (f) => f.url.includes('/node_modules/http-proxy-3/')],
-  ['pino logging', (f) => /\/node_modules\/(pino|sonic-boom|fast-redact|thread-stream|quick-format-unescaped|@pinojs|fast-safe-stringify|safe-stable-stringify)/.test(f.url)],
+  [
+    'pino logging',
+    (f) =>
+      /\/node_modules\/(pino|sonic-boom|fast-redact|thread-stream|quick-format-unescaped|@pinojs|fast-safe-stringify|safe-stable-stringify)/.test(
+        f.url,
+      ),
+  ],
   ['prom-client', (f) => /\/node_modules\/(prom-client|tdigest|bintrees)\//.test(f.url)],
   ['undici', (f) => f.url.includes('/node_modules/undici/') || f.url.startsWith('node:internal/deps/undici')],
   ['zod', (f) => f.url.includes('/node_modules/zod/')],
   ['other npm packages', (f) => f.url.includes('/node_modules/')],
   ['JSON.parse/stringify', (f) => f.url === '' && (f.functionName === 'parse' || f.functionName === 'stringify')],
-  ['socket writes (native)', (f) => f.url === '' && /^(writev|writeBuffer|writeString|writeUtf8String|writeLatin1String|writeAsciiString|writeUcs2String|shutdown)$/.test(f.functionName)],
+  [
+    'socket writes (native)',
+    (f) =>
+      f.url === '' &&
+      /^(writev|writeBuffer|writeString|writeUtf8String|writeLatin1String|writeAsciiString|writeUcs2String|shutdown)$/.test(
+        f.functionName,
+      ),
+  ],
   // node's llhttp runs inside socketOnData/parser.execute (native, no frame of its own); undici's is WebAssembly.
-  ['http parser', (f) => f.url === 'node:_http_common' || f.url.startsWith('wasm://') || (f.url === '' && /^(execute|finish|consume|unconsume|initialize)$/.test(f.functionName))],
-  ['module loading (start-up)', (f) => /^node:internal\/(modules|bootstrap)\//.test(f.url) || (f.url === '' && /^(compileFunction|ModuleWrap|evaluate|link|instantiate|internalModuleStat|internalModuleReadJSON|readFileUtf8|openFileHandle|fstat|lstat|read|close|FSReqCallback)$/.test(f.functionName))],
+  [
+    'http parser',
+    (f) =>
+      f.url === 'node:_http_common' ||
+      f.url.startsWith('wasm://') ||
+      (f.url === '' && /^(execute|finish|consume|unconsume|initialize)$/.test(f.functionName)),
+  ],
+  [
+    'module loading (start-up)',
+    (f) =>
+      /^node:internal\/(modules|bootstrap)\//.test(f.url) ||
+      (f.url === '' &&
+        /^(compileFunction|ModuleWrap|evaluate|link|instantiate|internalModuleStat|internalModuleReadJSON|readFileUtf8|openFileHandle|fstat|lstat|read|close|FSReqCallback)$/.test(
+          f.functionName,
+        )),
+  ],
   ['node:http server/client/outgoing', (f) => /^node:_http_(server|client|outgoing|incoming|agent)$/.test(f.url)],
   ['stream machinery', (f) => f.url.startsWith('node:internal/streams/') || f.url === 'node:stream'],
   ['net / stream_base', (f) => f.url === 'node:net' || f.url === 'node:internal/stream_base_commons'],
   ['timers', (f) => f.url === 'node:internal/timers' || f.url === 'node:timers'],
-  ['AbortSignal / EventTarget', (f) => f.url === 'node:internal/abort_controller' || f.url === 'node:internal/event_target'],
+  [
+    'AbortSignal / EventTarget',
+    (f) => f.url === 'node:internal/abort_controller' || f.url === 'node:internal/event_target',
+  ],
   ['EventEmitter', (f) => f.url === 'node:events' || f.url === 'node:internal/events/abort_listener'],
-  ['process.nextTick / microtasks', (f) => f.url === 'node:internal/process/task_queues' || f.functionName === '(microtasks)' || f.functionName === 'runMicrotasks'],
-  ['Buffer / string encoding', (f) => f.url === 'node:buffer' || f.url === 'node:internal/buffer' || f.url === 'node:string_decoder'],
+  [
+    'process.nextTick / microtasks',
+    (f) =>
+      f.url === 'node:internal/process/task_queues' ||
+      f.functionName === '(microtasks)' ||
+      f.functionName === 'runMicrotasks',
+  ],
+  [
+    'Buffer / string encoding',
+    (f) => f.url === 'node:buffer' || f.url === 'node:internal/buffer' || f.url === 'node:string_decoder',
+  ],
   ['crypto (randomUUID/randomBytes)', (f) => f.url.startsWith('node:internal/crypto/')],
   ['graygate master', (f) => f.url.includes('/dist/master/')],
   ['graygate worker', (f) => f.url.includes('/dist/worker/')],
@@ -127,7 +166,11 @@ export function summarize(file: string, profile: CpuProfile, top: number): Summa
     for (let id: number | undefined = leaf.id; id !== undefined; id = parent.get(id)) {
       const f = byId.get(id)!.callFrame;
       if (f.functionName === '(root)') break;
-      for (const [kind, key] of [['fn', functionOf(f)], ['file', fileOf(f)], ['bucket', bucketOf(f)]] as const) {
+      for (const [kind, key] of [
+        ['fn', functionOf(f)],
+        ['file', fileOf(f)],
+        ['bucket', bucketOf(f)],
+      ] as const) {
         if (seen[kind].has(key)) continue;
         seen[kind].add(key);
         add(total[kind], key, us);
@@ -136,10 +179,21 @@ export function summarize(file: string, profile: CpuProfile, top: number): Summa
   }
   const rows = (kind: 'fn' | 'file' | 'bucket', n: number): Row[] =>
     [...self[kind].keys(), ...[...total[kind].keys()].filter((k) => !self[kind].has(k))]
-      .map((name) => ({ name, selfMs: (self[kind].get(name) ?? 0) / 1000, totalMs: (total[kind].get(name) ?? 0) / 1000 }))
+      .map((name) => ({
+        name,
+        selfMs: (self[kind].get(name) ?? 0) / 1000,
+        totalMs: (total[kind].get(name) ?? 0) / 1000,
+      }))
       .sort((a, b) => b.selfMs - a.selfMs || b.totalMs - a.totalMs)
       .slice(0, n);
-  return { file, sampledMs: sampledUs / 1000, busyMs: (sampledUs - idleUs) / 1000, buckets: rows('bucket', BUCKETS.length + 1), functions: rows('fn', top), files: rows('file', top) };
+  return {
+    file,
+    sampledMs: sampledUs / 1000,
+    busyMs: (sampledUs - idleUs) / 1000,
+    buckets: rows('bucket', BUCKETS.length + 1),
+    functions: rows('fn', top),
+    files: rows('file', top),
+  };
 }
 
 function render(s: Summary, top: number): string {
@@ -147,15 +201,28 @@ function render(s: Summary, top: number): string {
   const table = (title: string, rows: Row[], isBusyOnly: boolean): string[] => [
     title,
     `${'self ms'.padStart(9)} ${'self'.padStart(6)} ${'total'.padStart(6)}  name`,
-    ...rows.filter((r) => !isBusyOnly || r.name !== 'idle').map((r) => `${r.selfMs.toFixed(0).padStart(9)} ${pct(r.selfMs).padStart(6)} ${pct(r.totalMs).padStart(6)}  ${r.name}`),
+    ...rows
+      .filter((r) => !isBusyOnly || r.name !== 'idle')
+      .map(
+        (r) =>
+          `${r.selfMs.toFixed(0).padStart(9)} ${pct(r.selfMs).padStart(6)} ${pct(r.totalMs).padStart(6)}  ${r.name}`,
+      ),
     '',
   ];
   return [
     `== ${basename(s.file)}: sampled ${(s.sampledMs / 1000).toFixed(1)} s, busy (not idle) ${(s.busyMs / 1000).toFixed(1)} s; percentages are of busy time`,
     '',
-    ...table('by bucket (self: time in the bucket\'s own frames; total: with everything they called)', s.buckets, true),
-    ...table(`top ${top} functions by self time`, s.functions.filter((r) => r.name !== '(idle)'), false),
-    ...table(`top ${top} files by self time`, s.files.filter((r) => r.name !== '(idle)'), false),
+    ...table("by bucket (self: time in the bucket's own frames; total: with everything they called)", s.buckets, true),
+    ...table(
+      `top ${top} functions by self time`,
+      s.functions.filter((r) => r.name !== '(idle)'),
+      false,
+    ),
+    ...table(
+      `top ${top} files by self time`,
+      s.files.filter((r) => r.name !== '(idle)'),
+      false,
+    ),
   ].join('\n');
 }
 
@@ -169,4 +236,6 @@ if (files.length === 0) {
   process.exit(2);
 }
 const summaries = files.map((f) => summarize(f, JSON.parse(readFileSync(f, 'utf8')) as CpuProfile, top));
-process.stdout.write(isJson ? JSON.stringify(summaries, null, 2) + '\n' : summaries.map((s) => render(s, top)).join('\n') + '\n');
+process.stdout.write(
+  isJson ? JSON.stringify(summaries, null, 2) + '\n' : summaries.map((s) => render(s, top)).join('\n') + '\n',
+);

@@ -16,7 +16,11 @@ import { startMockUpstream } from '../../shared/mock-upstream/index.js';
 const [streams = 1000, concurrency = 10, rounds = 3] = process.argv.slice(2).map(Number);
 const root = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
 // The directive reaches the mock on both paths (the worker does not forward x-mock-* headers).
-const body = JSON.stringify({ model: 'm', stream: true, messages: [{ role: 'user', content: '[mock tokens=5 interval-ms=0]' }] });
+const body = JSON.stringify({
+  model: 'm',
+  stream: true,
+  messages: [{ role: 'user', content: '[mock tokens=5 interval-ms=0]' }],
+});
 
 interface Quantiles {
   p50: number;
@@ -43,9 +47,11 @@ async function measure(url: string, agent: Agent): Promise<Quantiles> {
       req.on('error', fail);
       req.end(body);
     });
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next++ < streams) await one();
-  }));
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next++ < streams) await one();
+    }),
+  );
   ttft.sort((a, b) => a - b);
   return { p50: ttft[Math.floor(ttft.length / 2)]!, p99: ttft[Math.floor(ttft.length * 0.99)]! };
 }
@@ -53,12 +59,20 @@ async function measure(url: string, agent: Agent): Promise<Quantiles> {
 const mock = await startMockUpstream({ format: 'openai' });
 const dir = mkdtempSync(join(tmpdir(), 'graygate-ttft-'));
 const configPath = join(dir, 'graygate.json');
-writeFileSync(configPath, JSON.stringify({
-  listen: { host: '127.0.0.1', port: 0 },
-  admin: { host: '127.0.0.1', port: 0 },
-  versions: { v1: { entry: join(root, 'dist/worker/main.js'), weight: 1, upstream: { format: 'openai', url: mock.baseUrl } } },
-}));
-const master = fork(join(root, 'dist/master/main.js'), ['--config', configPath], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], env: { ...process.env, LOG_LEVEL: process.env['LOG_LEVEL'] ?? 'info' } });
+writeFileSync(
+  configPath,
+  JSON.stringify({
+    listen: { host: '127.0.0.1', port: 0 },
+    admin: { host: '127.0.0.1', port: 0 },
+    versions: {
+      v1: { entry: join(root, 'dist/worker/main.js'), weight: 1, upstream: { format: 'openai', url: mock.baseUrl } },
+    },
+  }),
+);
+const master = fork(join(root, 'dist/master/main.js'), ['--config', configPath], {
+  stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  env: { ...process.env, LOG_LEVEL: process.env['LOG_LEVEL'] ?? 'info' },
+});
 const stop = (): void => {
   if (master.exitCode === null) master.kill('SIGTERM');
 };
@@ -76,7 +90,9 @@ try {
     const d = await measure(direct, agent);
     const g = await measure(gateway, agent);
     const f = (n: number): string => n.toFixed(2);
-    console.log(`${i}      ${f(d.p50)} / ${f(d.p99)}     ${f(g.p50)} / ${f(g.p99)}     ${f(g.p50 - d.p50)} / ${f(g.p99 - d.p99)}`);
+    console.log(
+      `${i}      ${f(d.p50)} / ${f(d.p99)}     ${f(g.p50)} / ${f(g.p99)}     ${f(g.p50 - d.p50)} / ${f(g.p99 - d.p99)}`,
+    );
   }
   agent.destroy();
 } finally {

@@ -58,14 +58,29 @@ export function summarizeHeap(snap: Snapshot): { totalBytes: number; nodes: numb
     row.count++;
     row.bytes += bytes;
   }
-  return { totalBytes, nodes: snap.nodes.length / width, rows: [...byClass.values()].sort((a, b) => b.bytes - a.bytes) };
+  return {
+    totalBytes,
+    nodes: snap.nodes.length / width,
+    rows: [...byClass.values()].sort((a, b) => b.bytes - a.bytes),
+  };
 }
 
 /** Rows of `s` minus the same classes in `base` (count and bytes), largest growth first. */
-function subtract(s: ReturnType<typeof summarizeHeap>, base: ReturnType<typeof summarizeHeap>): ReturnType<typeof summarizeHeap> {
+function subtract(
+  s: ReturnType<typeof summarizeHeap>,
+  base: ReturnType<typeof summarizeHeap>,
+): ReturnType<typeof summarizeHeap> {
   const before = new Map(base.rows.map((r) => [r.name, r]));
-  const rows = s.rows.map((r) => ({ name: r.name, count: r.count - (before.get(r.name)?.count ?? 0), bytes: r.bytes - (before.get(r.name)?.bytes ?? 0) }));
-  return { totalBytes: s.totalBytes - base.totalBytes, nodes: s.nodes - base.nodes, rows: rows.sort((a, b) => b.bytes - a.bytes) };
+  const rows = s.rows.map((r) => ({
+    name: r.name,
+    count: r.count - (before.get(r.name)?.count ?? 0),
+    bytes: r.bytes - (before.get(r.name)?.bytes ?? 0),
+  }));
+  return {
+    totalBytes: s.totalBytes - base.totalBytes,
+    nodes: s.nodes - base.nodes,
+    rows: rows.sort((a, b) => b.bytes - a.bytes),
+  };
 }
 
 const argv = process.argv.slice(2);
@@ -74,7 +89,8 @@ const opt = (name: string): number | undefined => {
   return at === -1 ? undefined : Number(argv[at + 1]);
 };
 const baselineAt = argv.indexOf('--baseline');
-const baseline = baselineAt === -1 ? undefined : summarizeHeap(JSON.parse(readFileSync(argv[baselineAt + 1]!, 'utf8')) as Snapshot);
+const baseline =
+  baselineAt === -1 ? undefined : summarizeHeap(JSON.parse(readFileSync(argv[baselineAt + 1]!, 'utf8')) as Snapshot);
 const streams = opt('--streams');
 const top = opt('--top') ?? 40;
 const files = argv.filter((a, i) => !a.startsWith('--') && !argv[i - 1]?.startsWith('--'));
@@ -86,10 +102,19 @@ for (const file of files) {
   const whole = summarizeHeap(JSON.parse(readFileSync(file, 'utf8')) as Snapshot);
   const s = baseline === undefined ? whole : subtract(whole, baseline);
   const mb = (b: number): string => (b / 1048576).toFixed(2);
-  process.stdout.write(`== ${basename(file)}: ${mb(s.totalBytes)} MB in ${s.nodes} objects (self sizes)${baseline === undefined ? '' : ' over the baseline'}${streams === undefined ? '' : `; per stream over ${streams} streams`}\n`);
-  process.stdout.write(`${'MB'.padStart(8)} ${'count'.padStart(9)}${streams === undefined ? '' : `${'B/stream'.padStart(10)}${'n/stream'.padStart(10)}`}  class\n`);
+  process.stdout.write(
+    `== ${basename(file)}: ${mb(s.totalBytes)} MB in ${s.nodes} objects (self sizes)${baseline === undefined ? '' : ' over the baseline'}${streams === undefined ? '' : `; per stream over ${streams} streams`}\n`,
+  );
+  process.stdout.write(
+    `${'MB'.padStart(8)} ${'count'.padStart(9)}${streams === undefined ? '' : `${'B/stream'.padStart(10)}${'n/stream'.padStart(10)}`}  class\n`,
+  );
   for (const r of s.rows.slice(0, top)) {
-    const per = streams === undefined ? '' : `${Math.round(r.bytes / streams).toString().padStart(10)}${(r.count / streams).toFixed(2).padStart(10)}`;
+    const per =
+      streams === undefined
+        ? ''
+        : `${Math.round(r.bytes / streams)
+            .toString()
+            .padStart(10)}${(r.count / streams).toFixed(2).padStart(10)}`;
     process.stdout.write(`${mb(r.bytes).padStart(8)} ${String(r.count).padStart(9)}${per}  ${r.name}\n`);
   }
   process.stdout.write('\n');

@@ -81,7 +81,9 @@ const connections = Number(values.connections);
 const durationS = Number(values['duration-s']);
 const PARTS = ['memory', 'stall', 'small'] as const;
 const parts = new Set(values.parts.split(',').filter((p) => p !== ''));
-for (const p of parts) if (!(PARTS as readonly string[]).includes(p)) throw new Error(`--parts: unknown part ${p} (expected ${PARTS.join(',')})`);
+for (const p of parts)
+  if (!(PARTS as readonly string[]).includes(p))
+    throw new Error(`--parts: unknown part ${p} (expected ${PARTS.join(',')})`);
 for (const [name, n] of Object.entries({ rounds, concurrent, mib, connections, durationS })) {
   if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name}: expected a positive number`);
 }
@@ -92,12 +94,24 @@ interface Build {
   root: string;
 }
 
-const builds: Build[] = [{ key: 'current', label: values['graygate-root'] === undefined ? 'current' : `current (${basename(values['graygate-root'])})`, root: buildEntries(values['graygate-root']).root }];
-if (values['baseline-root'] !== undefined) builds.push({ key: 'baseline', label: `baseline (${basename(values['baseline-root'])})`, root: buildEntries(values['baseline-root']).root });
+const builds: Build[] = [
+  {
+    key: 'current',
+    label: values['graygate-root'] === undefined ? 'current' : `current (${basename(values['graygate-root'])})`,
+    root: buildEntries(values['graygate-root']).root,
+  },
+];
+if (values['baseline-root'] !== undefined)
+  builds.push({
+    key: 'baseline',
+    label: `baseline (${basename(values['baseline-root'])})`,
+    root: buildEntries(values['baseline-root']).root,
+  });
 
 // ---- bodies -------------------------------------------------------------
 
-const chat = (content: string, isStream = false): string => JSON.stringify({ model: 'graygate-mock', stream: isStream, messages: [{ role: 'user', content }] });
+const chat = (content: string, isStream = false): string =>
+  JSON.stringify({ model: 'graygate-mock', stream: isStream, messages: [{ role: 'user', content }] });
 
 /** One user message of plain text, the whole body `bytes` long. */
 function bigTextBody(bytes: number): Buffer {
@@ -112,7 +126,9 @@ function bigTextBody(bytes: number): Buffer {
 function keysBody(): Buffer {
   const keys: string[] = [];
   for (let i = 0; i < KEYS; i++) keys.push(`"key_${String(i).padStart(7, '0')}":1`);
-  return Buffer.from(`{"model":"graygate-mock","stream":false,"messages":[{"role":"user","content":"hi [mock tokens=3 interval-ms=0]"}],${keys.join(',')}}`);
+  return Buffer.from(
+    `{"model":"graygate-mock","stream":false,"messages":[{"role":"user","content":"hi [mock tokens=3 interval-ms=0]"}],${keys.join(',')}}`,
+  );
 }
 
 /** ~200 bytes, a 3-token answer. */
@@ -140,19 +156,28 @@ function post(url: string, body: Buffer | string, timeoutMs: number): Promise<An
       clearTimeout(timer);
       done({ ...a, ms: Math.round(performance.now() - startedAt) });
     };
-    const req = request(url, { method: 'POST', agent: false, headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) } }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => {
-        if (text.length < 4096) text += c;
-      });
-      res.on('end', () => {
-        let error: string | null = null;
-        if (res.statusCode !== 200) error = /"code":"([^"]+)"/.exec(text)?.[1] ?? /"type":"([^"]+)"/.exec(text)?.[1] ?? text.slice(0, 80);
-        finish({ status: res.statusCode ?? 0, error });
-      });
-      res.on('error', (err) => finish({ status: res.statusCode ?? 0, error: err.message }));
-    });
+    const req = request(
+      url,
+      {
+        method: 'POST',
+        agent: false,
+        headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) },
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => {
+          if (text.length < 4096) text += c;
+        });
+        res.on('end', () => {
+          let error: string | null = null;
+          if (res.statusCode !== 200)
+            error = /"code":"([^"]+)"/.exec(text)?.[1] ?? /"type":"([^"]+)"/.exec(text)?.[1] ?? text.slice(0, 80);
+          finish({ status: res.statusCode ?? 0, error });
+        });
+        res.on('error', (err) => finish({ status: res.statusCode ?? 0, error: err.message }));
+      },
+    );
     const timer = setTimeout(() => {
       req.destroy();
       finish({ status: 0, error: 'client timeout' });
@@ -163,7 +188,10 @@ function post(url: string, body: Buffer | string, timeoutMs: number): Promise<An
 }
 
 /** An SSE stream whose event arrival times are kept; `stop()` cuts it. */
-function openStream(url: string, body: string): { arrivals: number[]; status: () => number; stop: () => void; ended: Promise<void> } {
+function openStream(
+  url: string,
+  body: string,
+): { arrivals: number[]; status: () => number; stop: () => void; ended: Promise<void> } {
   const arrivals: number[] = [];
   let status = 0;
   let resolveEnded: () => void = () => undefined;
@@ -228,7 +256,11 @@ interface MemoryResult {
   masterCpuMs: number;
 }
 
-async function startOne(build: Build, mockUrl: string, signal: AbortSignal): Promise<{ gw: RunningGateway; workerPid: number }> {
+async function startOne(
+  build: Build,
+  mockUrl: string,
+  signal: AbortSignal,
+): Promise<{ gw: RunningGateway; workerPid: number }> {
   const entries = buildEntries(build.root);
   const gw = await startGateway({
     versions: { v1: { entry: entries.worker, weight: 1, instances: 1, upstream: { format: 'openai', url: mockUrl } } },
@@ -244,7 +276,12 @@ async function startOne(build: Build, mockUrl: string, signal: AbortSignal): Pro
   return { gw, workerPid };
 }
 
-async function measureMemory(gw: RunningGateway, workerPid: number, body: Buffer, signal: AbortSignal): Promise<MemoryResult> {
+async function measureMemory(
+  gw: RunningGateway,
+  workerPid: number,
+  body: Buffer,
+  signal: AbortSignal,
+): Promise<MemoryResult> {
   const url = `${gw.url}/v1/chat/completions`;
   // One small request first, so what loads lazily is in "before" for both builds.
   await post(url, smallBody(), 10_000);
@@ -263,7 +300,15 @@ async function measureMemory(gw: RunningGateway, workerPid: number, body: Buffer
   await sleep(LATE_AFTER_MS - AFTER_MS);
   const late = sampler.sample();
   // Then a little traffic (small requests), which lets the processes' GCs run: memory held only by garbage drops here.
-  await runCannon({ url, connections: 10, durationS: LOADED_S, method: 'POST', body: smallBody(), headers: { 'content-type': 'application/json' }, signal });
+  await runCannon({
+    url,
+    connections: 10,
+    durationS: LOADED_S,
+    method: 'POST',
+    body: smallBody(),
+    headers: { 'content-type': 'application/json' },
+    signal,
+  });
   const loaded = sampler.sample();
   sampler.stop();
   const mb = (group: 'worker' | 'master', pid: number): MemoryResult['workerMb'] => ({
@@ -274,7 +319,14 @@ async function measureMemory(gw: RunningGateway, workerPid: number, body: Buffer
     late: toMb(late.bytes[group] ?? 0),
     loaded: toMb(loaded.bytes[group] ?? 0),
   });
-  return { workerMb: mb('worker', workerPid), masterMb: mb('master', gw.pid), statuses: countBy(answers), wallMs, workerCpuMs: Math.round(cpu1.w - cpu0.w), masterCpuMs: Math.round(cpu1.m - cpu0.m) };
+  return {
+    workerMb: mb('worker', workerPid),
+    masterMb: mb('master', gw.pid),
+    statuses: countBy(answers),
+    wallMs,
+    workerCpuMs: Math.round(cpu1.w - cpu0.w),
+    masterCpuMs: Math.round(cpu1.m - cpu0.m),
+  };
 }
 
 interface StallResult {
@@ -297,7 +349,10 @@ interface StallResult {
 
 async function measureStall(gw: RunningGateway, workerPid: number, body: Buffer): Promise<StallResult> {
   const url = `${gw.url}/v1/chat/completions`;
-  const stream = openStream(url, chat(`[mock tokens=${STREAM_TOKENS} interval-ms=${STREAM_INTERVAL_MS}] Count slowly.`, true));
+  const stream = openStream(
+    url,
+    chat(`[mock tokens=${STREAM_TOKENS} interval-ms=${STREAM_INTERVAL_MS}] Count slowly.`, true),
+  );
   const deadline = performance.now() + 10_000;
   while (stream.arrivals.length < 20 && performance.now() < deadline) await sleep(20);
   if (stream.arrivals.length < 20) {
@@ -385,15 +440,28 @@ async function serveUpstream(): Promise<void> {
     req.on('end', () => {
       if (req.method === 'GET') {
         res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ object: 'list', data: [{ id: 'graygate-mock', object: 'model', created: 0, owned_by: 'bench' }] }));
+        res.end(
+          JSON.stringify({
+            object: 'list',
+            data: [{ id: 'graygate-mock', object: 'model', created: 0, owned_by: 'bench' }],
+          }),
+        );
         return;
       }
       // The head and the last chunk: where the worker puts `stream` and the message text, whatever the body's size.
-      const text = Buffer.concat(head).toString('latin1') + (bytes > UPSTREAM_PARSE_BYTES ? last.toString('latin1') : '');
+      const text =
+        Buffer.concat(head).toString('latin1') + (bytes > UPSTREAM_PARSE_BYTES ? last.toString('latin1') : '');
       const directive = /\[mock ([^\]]*)\]/.exec(text)?.[1] ?? '';
       const tokens = Number(/tokens=(\d+)/.exec(directive)?.[1] ?? 3);
       const intervalMs = Number(/interval-ms=(\d+)/.exec(directive)?.[1] ?? 0);
-      const a: MockAnswer = { id: `bench-${++answers}`, created: 1_700_000_000, model: 'graygate-mock', promptTokens: Math.ceil(bytes / 4), nl: '\n', includeUsage: /"include_usage":\s*true/.test(text) };
+      const a: MockAnswer = {
+        id: `bench-${++answers}`,
+        created: 1_700_000_000,
+        model: 'graygate-mock',
+        promptTokens: Math.ceil(bytes / 4),
+        nl: '\n',
+        includeUsage: /"include_usage":\s*true/.test(text),
+      };
       if (!/"stream":\s*true/.test(text)) {
         const words = Array.from({ length: tokens }, (_, i) => mockToken(i)).join('');
         res.writeHead(200, { 'content-type': 'application/json' });
@@ -420,7 +488,11 @@ async function serveUpstream(): Promise<void> {
   server.keepAliveTimeout = 60_000;
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
-  process.send?.({ type: 'listening', url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`, pid: process.pid });
+  process.send?.({
+    type: 'listening',
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`,
+    pid: process.pid,
+  });
   process.on('disconnect', () => process.exit(0));
 }
 
@@ -479,7 +551,9 @@ async function main(): Promise<void> {
           } finally {
             await g.gw.stop();
           }
-          process.stderr.write(` worker ${r.memory.workerMb.before} → ${r.memory.workerMb.peak} → ${r.memory.workerMb.after} MB`);
+          process.stderr.write(
+            ` worker ${r.memory.workerMb.before} → ${r.memory.workerMb.peak} → ${r.memory.workerMb.after} MB`,
+          );
         }
         process.stderr.write('\n');
         results.push(r);
@@ -496,13 +570,36 @@ async function main(): Promise<void> {
   const file = join(dir, `hop-bodies-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
   writeFileSync(
     file,
-    JSON.stringify({ startedAt: startedAt.toISOString(), builds, options: { parts: [...parts], rounds, concurrent, mib, bigBodyBytes: bigBody.length, keys: KEYS, keysBodyBytes: keys.length, smallBodyBytes: Buffer.byteLength(smallBody()), connections, durationS, logLevel: values['log-level'] }, results, summary: report.summary }, null, 2) + '\n',
+    JSON.stringify(
+      {
+        startedAt: startedAt.toISOString(),
+        builds,
+        options: {
+          parts: [...parts],
+          rounds,
+          concurrent,
+          mib,
+          bigBodyBytes: bigBody.length,
+          keys: KEYS,
+          keysBodyBytes: keys.length,
+          smallBodyBytes: Buffer.byteLength(smallBody()),
+          connections,
+          durationS,
+          logLevel: values['log-level'],
+        },
+        results,
+        summary: report.summary,
+      },
+      null,
+      2,
+    ) + '\n',
   );
   process.stdout.write(`\nreport: ${file}\n`);
 }
 
 function summarize(results: RoundResult[]): { text: string; summary: Record<string, unknown> } {
-  const row = (cells: Array<string | number>, widths: number[]): string => cells.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]!) : String(c).padStart(widths[i]!))).join('') + '\n';
+  const row = (cells: Array<string | number>, widths: number[]): string =>
+    cells.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]!) : String(c).padStart(widths[i]!))).join('') + '\n';
   const status = (a: Answer): string => `${a.status}${a.error === null ? '' : ` ${a.error}`}`;
   const summary: Record<string, Record<string, unknown>> = {};
   for (const b of builds) summary[b.key] = { root: b.root };
@@ -513,13 +610,33 @@ function summarize(results: RoundResult[]): { text: string; summary: Record<stri
   if (parts.has('memory')) {
     out += `\n1. ${concurrent} concurrent ${mib} MiB bodies: RSS in MB, before → peak (sampled every 50 ms; VmHWM) → ${AFTER_MS / 1000} s after → ${LATE_AFTER_MS / 1000} s after → after ${LOADED_S} s of small requests; answers\n`;
     const w1 = [22, 7, 28, 28, 10, 10, 26];
-    out += row(['build / round', 'wall', 'worker b→p(hwm)→a→a10→l', 'master b→p(hwm)→a→a10→l', 'wCPU ms', 'mCPU ms', 'answers'], w1);
-    const f = (x: MemoryResult['workerMb']): string => [`${Math.round(x.before)}`, `${Math.round(x.peak)}(${Math.round(x.hwm)})`, x.after, x.late, x.loaded].map((v) => (typeof v === 'number' ? Math.round(v) : v)).join('→');
+    out += row(
+      ['build / round', 'wall', 'worker b→p(hwm)→a→a10→l', 'master b→p(hwm)→a→a10→l', 'wCPU ms', 'mCPU ms', 'answers'],
+      w1,
+    );
+    const f = (x: MemoryResult['workerMb']): string =>
+      [`${Math.round(x.before)}`, `${Math.round(x.peak)}(${Math.round(x.hwm)})`, x.after, x.late, x.loaded]
+        .map((v) => (typeof v === 'number' ? Math.round(v) : v))
+        .join('→');
     for (const r of results) {
       const m = r.memory!;
-      out += row([`${labelOf(r.build)} #${r.round}`, `${(m.wallMs / 1000).toFixed(1)} s`, f(m.workerMb), f(m.masterMb), m.workerCpuMs, m.masterCpuMs, Object.entries(m.statuses).map(([k, n]) => `${n}×${k}`).join(', ')], w1);
+      out += row(
+        [
+          `${labelOf(r.build)} #${r.round}`,
+          `${(m.wallMs / 1000).toFixed(1)} s`,
+          f(m.workerMb),
+          f(m.masterMb),
+          m.workerCpuMs,
+          m.masterCpuMs,
+          Object.entries(m.statuses)
+            .map(([k, n]) => `${n}×${k}`)
+            .join(', '),
+        ],
+        w1,
+      );
     }
-    const mem = (m: MemoryResult['workerMb']): string => `${m.before} → ${m.peak} → ${m.after} (10 s: ${m.late}; after load: ${m.loaded}) MB`;
+    const mem = (m: MemoryResult['workerMb']): string =>
+      `${m.before} → ${m.peak} → ${m.after} (10 s: ${m.late}; after load: ${m.loaded}) MB`;
     for (const p of perBuild) {
       const workerMb = medians(p.mine.map((r) => r.memory!.workerMb));
       const masterMb = medians(p.mine.map((r) => r.memory!.masterMb));
@@ -531,18 +648,44 @@ function summarize(results: RoundResult[]): { text: string; summary: Record<stri
   if (parts.has('stall')) {
     out += `\n2. one SSE stream (a token every ${STREAM_INTERVAL_MS} ms) on the same worker while a big body is POSTed: longest gap between its events\n`;
     const w2 = [22, 14, 10, 10, 34, 10, 10, 12];
-    out += row(['build / round', 'body', 'stall ms', 'quiet ms', 'big request', 'wCPU ms', 'mCPU ms', 'client lag'], w2);
+    out += row(
+      ['build / round', 'body', 'stall ms', 'quiet ms', 'big request', 'wCPU ms', 'mCPU ms', 'client lag'],
+      w2,
+    );
     for (const r of results) {
-      for (const [name, s] of [[`${KEYS / 1000}k keys`, r.stall!], [`${mib} MiB text`, r.stallText!]] as const) {
-        out += row([`${labelOf(r.build)} #${r.round}`, name, s.stallMs, s.quietGapMs, `${status(s.big)} in ${s.big.ms} ms`, s.workerCpuMs, s.masterCpuMs, `${s.clientLagMs} ms`], w2);
+      for (const [name, s] of [
+        [`${KEYS / 1000}k keys`, r.stall!],
+        [`${mib} MiB text`, r.stallText!],
+      ] as const) {
+        out += row(
+          [
+            `${labelOf(r.build)} #${r.round}`,
+            name,
+            s.stallMs,
+            s.quietGapMs,
+            `${status(s.big)} in ${s.big.ms} ms`,
+            s.workerCpuMs,
+            s.masterCpuMs,
+            `${s.clientLagMs} ms`,
+          ],
+          w2,
+        );
       }
     }
     for (const p of perBuild) {
-      const stallMs = { median: median(p.mine.map((r) => r.stall!.stallMs)), max: Math.max(...p.mine.map((r) => r.stall!.stallMs)) };
-      const stallTextMs = { median: median(p.mine.map((r) => r.stallText!.stallMs)), max: Math.max(...p.mine.map((r) => r.stallText!.stallMs)) };
+      const stallMs = {
+        median: median(p.mine.map((r) => r.stall!.stallMs)),
+        max: Math.max(...p.mine.map((r) => r.stall!.stallMs)),
+      };
+      const stallTextMs = {
+        median: median(p.mine.map((r) => r.stallText!.stallMs)),
+        max: Math.max(...p.mine.map((r) => r.stallText!.stallMs)),
+      };
       const bigStatus = [...new Set(p.mine.map((r) => status(r.stall!.big)))];
       Object.assign(summary[p.b.key]!, { stallMs, stallTextMs, bigStatus });
-      p.text.push(`stall ${stallMs.median} ms (max ${stallMs.max}), ${KEYS / 1000}k-key body ${bigStatus.join(' / ')}; text-body stall ${stallTextMs.median} ms (max ${stallTextMs.max})`);
+      p.text.push(
+        `stall ${stallMs.median} ms (max ${stallMs.max}), ${KEYS / 1000}k-key body ${bigStatus.join(' / ')}; text-body stall ${stallTextMs.median} ms (max ${stallTextMs.max})`,
+      );
     }
   }
 
@@ -550,32 +693,62 @@ function summarize(results: RoundResult[]): { text: string; summary: Record<stri
     out += `\n3. small POST /v1/chat/completions (${Buffer.byteLength(smallBody())} bytes, 3-token answer), ${connections} connections × ${durationS} s\n`;
     const w3 = [22, 12, 10, 10, 10, 10, 20];
     out += row(['build / round', '2xx req/s', 'p50 ms', 'p99 ms', 'non-2xx', 'errors', 'CPU ms/req m / w'], w3);
-    for (const r of results) out += row([`${labelOf(r.build)} #${r.round}`, r.small!.okRps, r.small!.p50, r.small!.p99, r.small!.non2xx, r.small!.errors, `${r.small!.masterCpuMsPerRequest} / ${r.small!.workerCpuMsPerRequest}`], w3);
+    for (const r of results)
+      out += row(
+        [
+          `${labelOf(r.build)} #${r.round}`,
+          r.small!.okRps,
+          r.small!.p50,
+          r.small!.p99,
+          r.small!.non2xx,
+          r.small!.errors,
+          `${r.small!.masterCpuMsPerRequest} / ${r.small!.workerCpuMsPerRequest}`,
+        ],
+        w3,
+      );
     for (const p of perBuild) {
       const smallRps = { median: median(p.mine.map((r) => r.small!.okRps)), rounds: p.mine.map((r) => r.small!.okRps) };
-      const smallCpuMsPerRequest = { master: median(p.mine.map((r) => r.small!.masterCpuMsPerRequest)), worker: median(p.mine.map((r) => r.small!.workerCpuMsPerRequest)) };
+      const smallCpuMsPerRequest = {
+        master: median(p.mine.map((r) => r.small!.masterCpuMsPerRequest)),
+        worker: median(p.mine.map((r) => r.small!.workerCpuMsPerRequest)),
+      };
       Object.assign(summary[p.b.key]!, { smallRps, smallCpuMsPerRequest });
-      p.text.push(`small ${smallRps.median} req/s, CPU ms/request master ${smallCpuMsPerRequest.master} worker ${smallCpuMsPerRequest.worker}`);
+      p.text.push(
+        `small ${smallRps.median} req/s, CPU ms/request master ${smallCpuMsPerRequest.master} worker ${smallCpuMsPerRequest.worker}`,
+      );
     }
   }
 
   for (const p of perBuild) lines.push(`  ${p.b.label.padEnd(20)} ${p.text.join('; ')}`);
   if (parts.has('small') && builds.length === 2) {
     // Per round too: each round's two runs sat next to each other in time.
-    const rps = (round: number, key: Build['key']): number => results.find((r) => r.round === round && r.build === key)?.small?.okRps ?? NaN;
-    const perRound = Array.from({ length: rounds }, (_, i) => Math.round((rps(i + 1, 'current') / rps(i + 1, 'baseline')) * 1000) / 1000);
+    const rps = (round: number, key: Build['key']): number =>
+      results.find((r) => r.round === round && r.build === key)?.small?.okRps ?? NaN;
+    const perRound = Array.from(
+      { length: rounds },
+      (_, i) => Math.round((rps(i + 1, 'current') / rps(i + 1, 'baseline')) * 1000) / 1000,
+    );
     const medianOfRatios = median(perRound);
     const cur = summary['current']!['smallRps'] as { median: number };
     const base = summary['baseline']!['smallRps'] as { median: number };
     const ofMedians = Math.round((cur.median / base.median) * 1000) / 1000;
     summary['smallRatio'] = { ofMedians, medianOfRatios, perRound };
-    lines.push(`  small req/s current ÷ baseline: ${ofMedians} (median of the rounds' ratios ${medianOfRatios}; per round: ${perRound.join(', ')})`);
+    lines.push(
+      `  small req/s current ÷ baseline: ${ofMedians} (median of the rounds' ratios ${medianOfRatios}; per round: ${perRound.join(', ')})`,
+    );
   }
   return { text: out + lines.join('\n') + '\n', summary };
 }
 
 function medians(xs: Array<MemoryResult['workerMb']>): MemoryResult['workerMb'] {
-  return { before: median(xs.map((x) => x.before)), peak: median(xs.map((x) => x.peak)), hwm: median(xs.map((x) => x.hwm)), after: median(xs.map((x) => x.after)), late: median(xs.map((x) => x.late)), loaded: median(xs.map((x) => x.loaded)) };
+  return {
+    before: median(xs.map((x) => x.before)),
+    peak: median(xs.map((x) => x.peak)),
+    hwm: median(xs.map((x) => x.hwm)),
+    after: median(xs.map((x) => x.after)),
+    late: median(xs.map((x) => x.late)),
+    loaded: median(xs.map((x) => x.loaded)),
+  };
 }
 
 function labelOf(key: Build['key']): string {

@@ -67,7 +67,11 @@ async function serveUpstream(): Promise<void> {
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
-  process.send?.({ type: 'listening', url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, pid: process.pid });
+  process.send?.({
+    type: 'listening',
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    pid: process.pid,
+  });
   process.on('disconnect', () => process.exit(0));
 }
 
@@ -79,7 +83,8 @@ interface Sample {
   totalMs: number;
 }
 
-const bodyFor = (tokens: number): string => JSON.stringify({ model: 'hop', stream: true, messages: [{ role: 'user', content: `hi tokens=${tokens}` }] });
+const bodyFor = (tokens: number): string =>
+  JSON.stringify({ model: 'hop', stream: true, messages: [{ role: 'user', content: `hi tokens=${tokens}` }] });
 const STAMP = /"content":"t:([\d.]+):([\d.]+):([\d.]+)"/;
 
 function oneStream(url: string, agent: Agent, body: string): Promise<Sample> {
@@ -109,17 +114,26 @@ async function measure(url: string, streams: number, concurrency: number): Promi
   const out: Sample[] = [];
   const body = bodyFor(concurrency === 1 ? SOLO_TOKENS : TOKENS);
   let next = 0;
-  await Promise.all(Array.from({ length: concurrency }, async (_, i) => {
-    // Spread the starts over one stream's length, as the `rest` workload does.
-    await new Promise((r) => setTimeout(r, (i * TOKENS * INTERVAL_MS) / concurrency));
-    while (next++ < streams) out.push(await oneStream(url, agent, body));
-  }));
+  await Promise.all(
+    Array.from({ length: concurrency }, async (_, i) => {
+      // Spread the starts over one stream's length, as the `rest` workload does.
+      await new Promise((r) => setTimeout(r, (i * TOKENS * INTERVAL_MS) / concurrency));
+      while (next++ < streams) out.push(await oneStream(url, agent, body));
+    }),
+  );
   agent.destroy();
   return out;
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { 'graygate-root': { type: 'string' }, concurrency: { type: 'string', default: '1,40' }, streams: { type: 'string', default: '400' }, rounds: { type: 'string', default: '3' } } });
+  const { values } = parseArgs({
+    options: {
+      'graygate-root': { type: 'string' },
+      concurrency: { type: 'string', default: '1,40' },
+      streams: { type: 'string', default: '400' },
+      rounds: { type: 'string', default: '3' },
+    },
+  });
   const levels = values.concurrency.split(',').map(Number);
   const streams = Number(values.streams);
   const rounds = Number(values.rounds);
@@ -130,25 +144,45 @@ async function main(): Promise<void> {
     const up = forkTracked('hop upstream', fileURLToPath(import.meta.url), ['--upstream'], {});
     const upstream = await waitForMessage(up, { pick: pickListening, timeoutMs: 15_000, signal });
     const entries = buildEntries(values['graygate-root']);
-    const gw = await startGateway({ versions: { v1: { entry: entries.worker, weight: 1, upstream: { format: 'openai', url: upstream.url } } }, logLevel: process.env['LOG_LEVEL'] ?? 'info', root: entries.root, signal });
+    const gw = await startGateway({
+      versions: { v1: { entry: entries.worker, weight: 1, upstream: { format: 'openai', url: upstream.url } } },
+      logLevel: process.env['LOG_LEVEL'] ?? 'info',
+      root: entries.root,
+      signal,
+    });
     const workerPid = (await gw.workers())[0]!.pid;
     const node = await startNaiveProxy({ mode: 'minimal', targetUrl: upstream.url, signal });
     // [name, base URL, the proxy's PIDs (their CPU per stream is shown)]
     const paths: Array<[string, string, number[]]> = [['direct', upstream.url, []]];
     // Only a worker on a TCP port can be read alone here (this client has no unix-socket path option).
     const workerPort = listeningPorts(workerPid)[0];
-    if (workerPort !== undefined) paths.push(['graygate worker alone', `http://127.0.0.1:${workerPort}/v1`, [workerPid]]);
+    if (workerPort !== undefined)
+      paths.push(['graygate worker alone', `http://127.0.0.1:${workerPort}/v1`, [workerPid]]);
     paths.push(['graygate', `${gw.url}/v1`, [gw.pid, workerPid]], ['node:http pipe proxy', node.url, [node.pid]]);
     const nginxBinary = findNginx();
     if (nginxBinary !== undefined) {
-      const nginx = await startNginx({ binary: nginxBinary, upstream: new URL(upstream.url).host, keepalive: 64, signal });
+      const nginx = await startNginx({
+        binary: nginxBinary,
+        upstream: new URL(upstream.url).host,
+        keepalive: 64,
+        signal,
+      });
       paths.push(['nginx', nginx.url, processGroupMembers(nginx.pid)]);
     }
     const cpuOf = (pids: number[]): number => pids.reduce((sum, pid) => sum + (readCpuMs(pid) ?? 0), 0);
     for (const [, base] of paths) await measure(`${base}/chat/completions`, 20, 2); // warm-up: JIT, keep-alive pools
-    process.stdout.write(`graygate from ${entries.root}; ${streams} streams × ${rounds} rounds per path and concurrency; ms (p50 / p99)\n`);
+    process.stdout.write(
+      `graygate from ${entries.root}; ${streams} streams × ${rounds} rounds per path and concurrency; ms (p50 / p99)\n`,
+    );
     for (const c of levels) {
-      const rec = paths.map(() => ({ request: new Recorder(), gap: new Recorder(), response: new Recorder(), total: new Recorder(), cpuMs: 0, streams: 0 }));
+      const rec = paths.map(() => ({
+        request: new Recorder(),
+        gap: new Recorder(),
+        response: new Recorder(),
+        total: new Recorder(),
+        cpuMs: 0,
+        streams: 0,
+      }));
       for (let round = 0; round < rounds; round++) {
         const order = paths.map((_, i) => i);
         if (round % 2 === 1) order.reverse();
@@ -165,13 +199,21 @@ async function main(): Promise<void> {
           }
         }
       }
-      process.stdout.write(`\nconcurrency ${c} (${c === 1 ? SOLO_TOKENS : TOKENS} tokens per stream)\n${'path'.padEnd(24)}${'request'.padStart(18)}${'(head→body)'.padStart(18)}${'response'.padStart(18)}${'first token'.padStart(18)}${'added p50 / p99'.padStart(20)}${'CPU ms/stream'.padStart(15)}\n`);
+      process.stdout.write(
+        `\nconcurrency ${c} (${c === 1 ? SOLO_TOKENS : TOKENS} tokens per stream)\n${'path'.padEnd(24)}${'request'.padStart(18)}${'(head→body)'.padStart(18)}${'response'.padStart(18)}${'first token'.padStart(18)}${'added p50 / p99'.padStart(20)}${'CPU ms/stream'.padStart(15)}\n`,
+      );
       const d = rec[0]!.total.percentiles();
       paths.forEach(([name], i) => {
-        const f = (r: Recorder): string => { const p = r.percentiles(); return `${p.p50.toFixed(2)} / ${p.p99.toFixed(2)}`; };
+        const f = (r: Recorder): string => {
+          const p = r.percentiles();
+          return `${p.p50.toFixed(2)} / ${p.p99.toFixed(2)}`;
+        };
         const t = rec[i]!.total.percentiles();
-        const cpu = rec[i]!.streams === 0 || paths[i]![2].length === 0 ? '–' : (rec[i]!.cpuMs / rec[i]!.streams).toFixed(3);
-        process.stdout.write(`${name.padEnd(24)}${f(rec[i]!.request).padStart(18)}${f(rec[i]!.gap).padStart(18)}${f(rec[i]!.response).padStart(18)}${f(rec[i]!.total).padStart(18)}${`${(t.p50 - d.p50).toFixed(2)} / ${(t.p99 - d.p99).toFixed(2)}`.padStart(20)}${cpu.padStart(15)}\n`);
+        const cpu =
+          rec[i]!.streams === 0 || paths[i]![2].length === 0 ? '–' : (rec[i]!.cpuMs / rec[i]!.streams).toFixed(3);
+        process.stdout.write(
+          `${name.padEnd(24)}${f(rec[i]!.request).padStart(18)}${f(rec[i]!.gap).padStart(18)}${f(rec[i]!.response).padStart(18)}${f(rec[i]!.total).padStart(18)}${`${(t.p50 - d.p50).toFixed(2)} / ${(t.p99 - d.p99).toFixed(2)}`.padStart(20)}${cpu.padStart(15)}\n`,
+        );
       });
     }
   } finally {

@@ -31,7 +31,13 @@ const CONNECTIONS = Number(process.argv[4] ?? 64);
 const AUTOCANNON_BIN = createRequire(import.meta.url).resolve('autocannon/autocannon.js');
 const SCRAPE = process.env['BENCH_SCRAPE'] === '1';
 
-const noopMetrics: MasterMetrics = { registry: new Registry(), onRequestDone() {}, observeHeaderLatency() {}, onRejected() {}, forgetVersion() {} };
+const noopMetrics: MasterMetrics = {
+  registry: new Registry(),
+  onRequestDone() {},
+  observeHeaderLatency() {},
+  onRejected() {},
+  forgetVersion() {},
+};
 
 const parsed = validateConfig({
   listen: { host: '127.0.0.1', port: 0 },
@@ -54,11 +60,20 @@ async function run(mode: 'on' | 'off'): Promise<number> {
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/slow?ms=0`;
-  const scraper = mode === 'on' && SCRAPE ? setInterval(() => void gatherMetrics(registry, metrics.registry).then((r) => r.metrics()), 1000) : undefined;
+  const scraper =
+    mode === 'on' && SCRAPE
+      ? setInterval(() => void gatherMetrics(registry, metrics.registry).then((r) => r.metrics()), 1000)
+      : undefined;
   const load = (durationS: number): Promise<{ requests: { total: number }; non2xx: number; errors: number }> =>
     new Promise((resolve, reject) =>
-      execFile(process.execPath, [AUTOCANNON_BIN, '--json', '-c', String(CONNECTIONS), '-d', String(durationS), url], { maxBuffer: 1 << 24 }, (err: Error | null, stdout) =>
-        err ? reject(err) : resolve(JSON.parse(stdout) as { requests: { total: number }; non2xx: number; errors: number }),
+      execFile(
+        process.execPath,
+        [AUTOCANNON_BIN, '--json', '-c', String(CONNECTIONS), '-d', String(durationS), url],
+        { maxBuffer: 1 << 24 },
+        (err: Error | null, stdout) =>
+          err
+            ? reject(err)
+            : resolve(JSON.parse(stdout) as { requests: { total: number }; non2xx: number; errors: number }),
       ),
     );
   await load(2); // warm-up: JIT, keep-alive sockets
@@ -66,7 +81,8 @@ async function run(mode: 'on' | 'off'): Promise<number> {
   clearInterval(scraper);
   server.closeAllConnections();
   await new Promise((r) => server.close(r));
-  if (result.non2xx > 0 || result.errors > 0) throw new Error(`${mode}: ${result.non2xx} non-2xx, ${result.errors} errors`);
+  if (result.non2xx > 0 || result.errors > 0)
+    throw new Error(`${mode}: ${result.non2xx} non-2xx, ${result.errors} errors`);
   return result.requests.total / DURATION_S;
 }
 

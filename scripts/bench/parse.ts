@@ -9,7 +9,11 @@ import { anthropicAdapter } from '../../worker/upstream/anthropic.js';
 import { ollamaAdapter } from '../../worker/upstream/ollama.js';
 import { openaiAdapter } from '../../worker/upstream/openai.js';
 
-const ADAPTERS: Record<MockFormat, UpstreamAdapter> = { openai: openaiAdapter, ollama: ollamaAdapter, anthropic: anthropicAdapter };
+const ADAPTERS: Record<MockFormat, UpstreamAdapter> = {
+  openai: openaiAdapter,
+  ollama: ollamaAdapter,
+  anthropic: anthropicAdapter,
+};
 
 // Issue 3 benchmark: parse+convert throughput (MB/s of upstream bytes) of the
 // worker's incremental pipeline, per upstream format, next to the naive
@@ -82,12 +86,23 @@ function runNaive(format: MockFormat, chunks: Buffer[]): number {
     const blocks = text.split(sep);
     blocks.pop();
     const parsed = blocks.map((b) => {
-      const dataLine = adapter.framing === 'sse' ? b.split('\n').find((l) => l.startsWith('data: '))!.slice(6) : b;
+      const dataLine =
+        adapter.framing === 'sse'
+          ? b
+              .split('\n')
+              .find((l) => l.startsWith('data: '))!
+              .slice(6)
+          : b;
       return dataLine === '[DONE]' ? null : (JSON.parse(dataLine) as unknown);
     });
     for (let i = seen; i < parsed.length; i++) {
       const block = blocks[i]!;
-      const type = adapter.framing === 'sse' && block.startsWith('event: ') ? block.slice(7, block.indexOf('\n')) : adapter.framing === 'sse' ? 'message' : '';
+      const type =
+        adapter.framing === 'sse' && block.startsWith('event: ')
+          ? block.slice(7, block.indexOf('\n'))
+          : adapter.framing === 'sse'
+            ? 'message'
+            : '';
       const data = parsed[i] === null ? '[DONE]' : JSON.stringify(parsed[i]);
       adapter.convertEvent(state, type, data, { chunk: (ch, raw) => void (out += encodeChunk(ch, raw).length) });
     }
@@ -117,9 +132,16 @@ for (const format of ['openai', 'ollama', 'anthropic'] as MockFormat[]) {
     if (runIncremental(format, chunks) === 0) throw new Error('the pipeline produced nothing');
     const fast = measure(() => runIncremental(format, chunks), stream.length);
     const naive = measure(() => runNaive(format, chunks), stream.length);
-    rows.push([format, `${(stream.length / 1000).toFixed(0)} KB`, fast.toFixed(1), naive.toFixed(2), `${(fast / naive).toFixed(1)}×`]);
+    rows.push([
+      format,
+      `${(stream.length / 1000).toFixed(0)} KB`,
+      fast.toFixed(1),
+      naive.toFixed(2),
+      `${(fast / naive).toFixed(1)}×`,
+    ]);
   }
 }
 const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-for (const r of rows) process.stdout.write(r.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ') + '\n');
+for (const r of rows)
+  process.stdout.write(r.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ') + '\n');
 process.stdout.write(`\nnode ${process.version}, ${CHUNK_BYTES}-byte chunks, ≥${MIN_RUN_MS} ms per cell\n`);

@@ -32,8 +32,12 @@ export function resolveAdminUrl(input: AdminUrlInput): ResolvedAdminUrl {
   const flag = set(input.flag);
   if (flag !== undefined) return { url: parseAdminAddress(flag, '--admin', port), source: '--admin' };
   const fromEnv = set(input.env['GRAYGATE_ADMIN_URL']);
-  if (fromEnv !== undefined) return { url: parseAdminAddress(fromEnv, 'GRAYGATE_ADMIN_URL', port), source: 'GRAYGATE_ADMIN_URL' };
-  return { url: `http://${DEFAULT_ADMIN_HOST}:${port()}`, source: portEnv === undefined ? 'default' : 'GRAYGATE_ADMIN_PORT' };
+  if (fromEnv !== undefined)
+    return { url: parseAdminAddress(fromEnv, 'GRAYGATE_ADMIN_URL', port), source: 'GRAYGATE_ADMIN_URL' };
+  return {
+    url: `http://${DEFAULT_ADMIN_HOST}:${port()}`,
+    source: portEnv === undefined ? 'default' : 'GRAYGATE_ADMIN_PORT',
+  };
 }
 
 function bad(name: string, value: string, why: string): never {
@@ -67,9 +71,12 @@ export function parseAdminAddress(value: string, name: string, defaultPort: () =
   if (SCHEME.test(text)) {
     if (!URL.canParse(text)) bad(name, value, expected);
     const url = new URL(text);
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') bad(name, value, 'only http:// and https:// are supported');
-    if (url.username !== '' || url.password !== '') bad(name, value, 'credentials do not go in the URL; set GRAYGATE_ADMIN_TOKEN');
-    if (url.pathname !== '/' || url.search !== '' || url.hash !== '') bad(name, value, 'the admin API is at the root of its port; drop the path');
+    if (url.protocol !== 'http:' && url.protocol !== 'https:')
+      bad(name, value, 'only http:// and https:// are supported');
+    if (url.username !== '' || url.password !== '')
+      bad(name, value, 'credentials do not go in the URL; set GRAYGATE_ADMIN_TOKEN');
+    if (url.pathname !== '/' || url.search !== '' || url.hash !== '')
+      bad(name, value, 'the admin API is at the root of its port; drop the path');
     return url.origin;
   }
   const portOnly = /^:?(\d+)$/.exec(text);

@@ -57,11 +57,19 @@ export async function requestAdmin(options: AdminClientOptions, request: AdminRe
   let status: number;
   let text: string;
   try {
-    ({ status, text } = await send(new URL(request.path, options.adminUrl), { method: request.method, headers, ...(signal ? { signal } : {}) }, body));
+    ({ status, text } = await send(
+      new URL(request.path, options.adminUrl),
+      { method: request.method, headers, ...(signal ? { signal } : {}) },
+      body,
+    ));
   } catch (err) {
     if (request.signal?.aborted === true) throw request.signal.reason;
     const cause = timeout?.aborted === true ? `no answer within ${request.timeoutMs} ms` : describeRequestError(err);
-    throw new CliError(`admin API unreachable at ${options.adminUrl} (${cause}); is graygate running?${whereFrom(options.source)}`, EXIT.unreachable, undefined);
+    throw new CliError(
+      `admin API unreachable at ${options.adminUrl} (${cause}); is graygate running?${whereFrom(options.source)}`,
+      EXIT.unreachable,
+      undefined,
+    );
   }
   if (status >= 200 && status < 300) return text;
   let error: { code?: string; message?: string } | undefined;
@@ -86,7 +94,10 @@ export async function callAdmin<T>(options: AdminClientOptions, request: AdminRe
   try {
     return JSON.parse(text) as T;
   } catch {
-    throw new CliError(`${request.method} ${request.path} at ${options.adminUrl} answered something that is not JSON: ${JSON.stringify(text.slice(0, 80))}`, EXIT.apiError);
+    throw new CliError(
+      `${request.method} ${request.path} at ${options.adminUrl} answered something that is not JSON: ${JSON.stringify(text.slice(0, 80))}`,
+      EXIT.apiError,
+    );
   }
 }
 
@@ -113,13 +124,18 @@ export function forbiddenHint(facts: { adminUrl: string; token: string | undefin
 
 function whereFrom(source: AdminUrlSource | undefined): string {
   if (source === undefined) return '';
-  if (source === 'default') return ' (the default address; --admin, GRAYGATE_ADMIN_URL or GRAYGATE_ADMIN_PORT name another)';
+  if (source === 'default')
+    return ' (the default address; --admin, GRAYGATE_ADMIN_URL or GRAYGATE_ADMIN_PORT name another)';
   return ` (address from ${source})`;
 }
 
 // node:http rather than fetch: fetch refuses the Fetch standard's "bad ports" (6000, 6665–6669,
 // 10080…), and an admin port moved to one of them must still be reachable; it also starts faster.
-async function send(url: URL, options: RequestOptions, body: string | undefined): Promise<{ status: number; text: string }> {
+async function send(
+  url: URL,
+  options: RequestOptions,
+  body: string | undefined,
+): Promise<{ status: number; text: string }> {
   const request = url.protocol === 'https:' ? (await import('node:https')).request : httpRequest;
   return new Promise((resolve, reject) => {
     const req = request(url, options, (res: IncomingMessage) => {

@@ -59,8 +59,20 @@ export function formatCanary(c: CanaryStatusBody): string {
   const seen = `this step: baseline ${c.observed.baseline.requests} requests (${c.observed.baseline.errors} errors), canary ${c.observed.canary.requests} (${c.observed.canary.errors} errors)`;
   const rows = c.decisions.map((d) => {
     const format = d.metric === 'error_rate' ? pct : ms;
-    return [String(d.step + 1), d.metric, `${d.baseline.n}`, format(d.baseline.value), `${d.canary.n}`, format(d.canary.value), d.verdict, d.statistic.toFixed(2)];
+    return [
+      String(d.step + 1),
+      d.metric,
+      `${d.baseline.n}`,
+      format(d.baseline.value),
+      `${d.canary.n}`,
+      format(d.canary.value),
+      d.verdict,
+      d.statistic.toFixed(2),
+    ];
   });
-  const decisions = rows.length === 0 ? 'no judgement yet' : table(['STEP', 'METRIC', 'BASE N', 'BASE', 'CANARY N', 'CANARY', 'VERDICT', 'LOG E'], rows);
+  const decisions =
+    rows.length === 0
+      ? 'no judgement yet'
+      : table(['STEP', 'METRIC', 'BASE N', 'BASE', 'CANARY N', 'CANARY', 'VERDICT', 'LOG E'], rows);
   return [head, when, `why: ${c.reason}`, seen, decisions].join('\n');
 }

@@ -2,7 +2,11 @@
 
 export function table(headers: readonly string[], rows: ReadonlyArray<readonly string[]>): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: readonly string[]): string => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  const line = (cells: readonly string[]): string =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
   return [line(headers), ...rows.map(line)].join('\n');
 }
 
@@ -30,22 +34,51 @@ export function formatStatus(status: StatusBody): string {
   const rows: string[][] = [];
   for (const [name, v] of Object.entries(status.versions)) {
     const upstream = `${v.upstream.format} ${v.upstream.url}${v.upstream.model === undefined ? '' : ` (${v.upstream.model})`}`;
-    const deploy = v.lastDeploy === null ? '-' : `${v.lastDeploy.kind} ${v.lastDeploy.phase}${v.lastDeploy.error ? `: ${v.lastDeploy.error.reason}` : ''}`;
+    const deploy =
+      v.lastDeploy === null
+        ? '-'
+        : `${v.lastDeploy.kind} ${v.lastDeploy.phase}${v.lastDeploy.error ? `: ${v.lastDeploy.error.reason}` : ''}`;
     if (v.workers.length === 0) rows.push([name, String(v.weight), v.entry, upstream, '-', '-', '-', '-', '-', deploy]);
     v.workers.forEach((w, i) => {
       rows.push(
         i === 0
-          ? [name, String(v.weight), v.entry, upstream, String(w.pid ?? '-'), w.state, String(w.restarts), String(w.inflight), String(w.queued), deploy]
-          : ['', '', '', '', String(w.pid ?? '-'), w.state, String(w.restarts), String(w.inflight), String(w.queued), ''],
+          ? [
+              name,
+              String(v.weight),
+              v.entry,
+              upstream,
+              String(w.pid ?? '-'),
+              w.state,
+              String(w.restarts),
+              String(w.inflight),
+              String(w.queued),
+              deploy,
+            ]
+          : [
+              '',
+              '',
+              '',
+              '',
+              String(w.pid ?? '-'),
+              w.state,
+              String(w.restarts),
+              String(w.inflight),
+              String(w.queued),
+              '',
+            ],
       );
     });
   }
-  const out = table(['VERSION', 'WEIGHT', 'ENTRY', 'UPSTREAM', 'PID', 'STATE', 'RESTARTS', 'INFLIGHT', 'QUEUED', 'LAST DEPLOY'], rows);
+  const out = table(
+    ['VERSION', 'WEIGHT', 'ENTRY', 'UPSTREAM', 'PID', 'STATE', 'RESTARTS', 'INFLIGHT', 'QUEUED', 'LAST DEPLOY'],
+    rows,
+  );
   // SPEC §11: a running canary shows under the table, once per canary.
   const canaries = new Map<string, NonNullable<StatusVersion['canary']>>();
   for (const v of Object.values(status.versions)) if (v.canary !== undefined) canaries.set(v.canary.version, v.canary);
   const lines = [...canaries.values()].map(
-    (c) => `canary ${c.version} (baseline ${c.baseline}): ${c.state}, step ${c.step + 1}/${c.steps.length}, ${c.canaryPercent} % — graygate canary status ${c.version}`,
+    (c) =>
+      `canary ${c.version} (baseline ${c.baseline}): ${c.state}, step ${c.step + 1}/${c.steps.length}, ${c.canaryPercent} % — graygate canary status ${c.version}`,
   );
   return lines.length === 0 ? out : `${out}\n\n${lines.join('\n')}`;
 }

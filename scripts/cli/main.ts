@@ -54,31 +54,55 @@ unreachable, 141 the reader of the output went away (e.g. | head)`;
 
 type Print = (value: unknown, human: () => string) => void;
 
-async function canaryCommand(args: string[], values: Record<string, string | boolean | undefined>, client: () => AdminClientOptions, print: Print): Promise<void> {
+async function canaryCommand(
+  args: string[],
+  values: Record<string, string | boolean | undefined>,
+  client: () => AdminClientOptions,
+  print: Print,
+): Promise<void> {
   const [first, second] = args;
   if (first === 'status') {
     if (second === undefined) {
-      const { canaries } = await callAdmin<{ canaries: CanaryStatusBody[] }>(client(), { method: 'GET', path: '/admin/canaries' });
-      return print({ canaries }, () => (canaries.length === 0 ? 'no canaries' : canaries.map(formatCanary).join('\n\n')));
+      const { canaries } = await callAdmin<{ canaries: CanaryStatusBody[] }>(client(), {
+        method: 'GET',
+        path: '/admin/canaries',
+      });
+      return print({ canaries }, () =>
+        canaries.length === 0 ? 'no canaries' : canaries.map(formatCanary).join('\n\n'),
+      );
     }
-    const one = await callAdmin<CanaryStatusBody>(client(), { method: 'GET', path: `/admin/versions/${encodeURIComponent(second)}/canary` });
+    const one = await callAdmin<CanaryStatusBody>(client(), {
+      method: 'GET',
+      path: `/admin/versions/${encodeURIComponent(second)}/canary`,
+    });
     return print(one, () => formatCanary(one));
   }
   if (first === 'abort') {
     if (second === undefined) usage('canary abort needs a version name');
-    const aborted = await callAdmin<CanaryStatusBody>(client(), { method: 'DELETE', path: `/admin/versions/${encodeURIComponent(second)}/canary` });
+    const aborted = await callAdmin<CanaryStatusBody>(client(), {
+      method: 'DELETE',
+      path: `/admin/versions/${encodeURIComponent(second)}/canary`,
+    });
     return print(aborted, () => formatCanary(aborted));
   }
   // `canary start NAME` too, for a version literally named status or abort.
   const name = first === 'start' ? second : first;
   if (name === undefined) usage('canary needs a version name');
   const body: Record<string, unknown> = {};
-  const text = (key: string): string | undefined => (typeof values[key] === 'string' ? (values[key]) : undefined);
+  const text = (key: string): string | undefined => (typeof values[key] === 'string' ? values[key] : undefined);
   if (text('baseline') !== undefined) body['baseline'] = text('baseline');
-  if (text('steps') !== undefined) body['steps'] = parseSteps(text('steps')!) ?? usage(`--steps must be percentages like 5,25,50,100, got ${JSON.stringify(text('steps'))}`);
-  for (const [flag, key] of [['step', 'stepMs'], ['max-step', 'maxStepMs']] as const) {
+  if (text('steps') !== undefined)
+    body['steps'] =
+      parseSteps(text('steps')!) ??
+      usage(`--steps must be percentages like 5,25,50,100, got ${JSON.stringify(text('steps'))}`);
+  for (const [flag, key] of [
+    ['step', 'stepMs'],
+    ['max-step', 'maxStepMs'],
+  ] as const) {
     const raw = text(flag);
-    if (raw !== undefined) body[key] = parseDuration(raw) ?? usage(`--${flag} must be a duration like 60s, 500ms or 10m, got ${JSON.stringify(raw)}`);
+    if (raw !== undefined)
+      body[key] =
+        parseDuration(raw) ?? usage(`--${flag} must be a duration like 60s, 500ms or 10m, got ${JSON.stringify(raw)}`);
   }
   const minRequests = positiveInt(text('min-requests'), '--min-requests');
   if (minRequests !== undefined) body['minRequests'] = minRequests;
@@ -90,7 +114,11 @@ async function canaryCommand(args: string[], values: Record<string, string | boo
   if (values['no-first-token'] === true) criteria['firstTokenP99'] = false;
   if (values['no-response-time'] === true) criteria['responseTimeP99'] = false;
   if (Object.keys(criteria).length > 0) body['criteria'] = criteria;
-  const started = await callAdmin<CanaryStatusBody>(client(), { method: 'POST', path: `/admin/versions/${encodeURIComponent(name)}/canary`, body });
+  const started = await callAdmin<CanaryStatusBody>(client(), {
+    method: 'POST',
+    path: `/admin/versions/${encodeURIComponent(name)}/canary`,
+    body,
+  });
   return print(started, () => formatCanary(started));
 }
 
@@ -113,7 +141,8 @@ function atLeastOne(value: string | undefined, flag: string): number | undefined
 /** `--interval S` in ms. */
 function intervalMs(value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
-  if (!/^(\d+(\.\d*)?|\.\d+)$/.test(value) || Number(value) <= 0) usage(`--interval must be a number of seconds above 0, got ${JSON.stringify(value)}`);
+  if (!/^(\d+(\.\d*)?|\.\d+)$/.test(value) || Number(value) <= 0)
+    usage(`--interval must be a number of seconds above 0, got ${JSON.stringify(value)}`);
   return Number(value) * 1000;
 }
 
@@ -220,11 +249,20 @@ async function run(argv: string[]): Promise<void> {
         weights[m[1]!] = Number(m[2]);
       }
       const status = await callAdmin<StatusBody>(client(), { method: 'PUT', path: '/admin/weights', body: weights });
-      return print(status, () => table(['VERSION', 'WEIGHT'], Object.entries(status.versions).map(([n, v]) => [n, String(v.weight)])));
+      return print(status, () =>
+        table(
+          ['VERSION', 'WEIGHT'],
+          Object.entries(status.versions).map(([n, v]) => [n, String(v.weight)]),
+        ),
+      );
     }
     case 'add': {
       if (values.entry === undefined) usage('add needs --entry F');
-      const body: Record<string, unknown> = { name: name(), entry: values.entry, weight: positiveInt(values.weight, '--weight') ?? 0 };
+      const body: Record<string, unknown> = {
+        name: name(),
+        entry: values.entry,
+        weight: positiveInt(values.weight, '--weight') ?? 0,
+      };
       const instances = positiveInt(values.instances, '--instances');
       if (instances !== undefined) body['instances'] = instances;
       const added = await callAdmin<unknown>(client(), { method: 'POST', path: '/admin/versions', body });
@@ -235,23 +273,39 @@ async function run(argv: string[]): Promise<void> {
       if (values.entry !== undefined) body['entry'] = values.entry;
       const instances = positiveInt(values.instances, '--instances');
       if (instances !== undefined) body['instances'] = instances;
-      const result = await callAdmin<{ lastDeploy: { from: string; to: string; durationMs: number; newPids: number[] } }>(client(), { method: 'POST', path: `/admin/versions/${encodeURIComponent(name())}/deploy`, body });
+      const result = await callAdmin<{
+        lastDeploy: { from: string; to: string; durationMs: number; newPids: number[] };
+      }>(client(), { method: 'POST', path: `/admin/versions/${encodeURIComponent(name())}/deploy`, body });
       const d = result.lastDeploy;
       return print(result, () => `deployed ${name()}: ${d.to} (pids ${d.newPids.join(', ')}) in ${d.durationMs} ms`);
     }
     case 'rollback': {
-      const result = await callAdmin<{ lastDeploy: { to: string; durationMs: number } }>(client(), { method: 'POST', path: `/admin/versions/${encodeURIComponent(name())}/rollback` });
-      return print(result, () => `rolled back ${name()} to ${result.lastDeploy.to} in ${result.lastDeploy.durationMs} ms`);
+      const result = await callAdmin<{ lastDeploy: { to: string; durationMs: number } }>(client(), {
+        method: 'POST',
+        path: `/admin/versions/${encodeURIComponent(name())}/rollback`,
+      });
+      return print(
+        result,
+        () => `rolled back ${name()} to ${result.lastDeploy.to} in ${result.lastDeploy.durationMs} ms`,
+      );
     }
     case 'remove': {
-      const result = await callAdmin<unknown>(client(), { method: 'DELETE', path: `/admin/versions/${encodeURIComponent(name())}` });
+      const result = await callAdmin<unknown>(client(), {
+        method: 'DELETE',
+        path: `/admin/versions/${encodeURIComponent(name())}`,
+      });
       return print(result, () => `removed ${name()}`);
     }
     case 'reload': {
-      const result = await callAdmin<{ applied: string[]; restartRequired: string[] }>(client(), { method: 'POST', path: '/admin/reload' });
+      const result = await callAdmin<{ applied: string[]; restartRequired: string[] }>(client(), {
+        method: 'POST',
+        path: '/admin/reload',
+      });
       return print(result, () => {
         const applied = result.applied.length === 0 ? 'nothing changed' : `applied: ${result.applied.join(', ')}`;
-        return result.restartRequired.length === 0 ? applied : `${applied}\nneeds a restart to take effect: ${result.restartRequired.join(', ')}`;
+        return result.restartRequired.length === 0
+          ? applied
+          : `${applied}\nneeds a restart to take effect: ${result.restartRequired.join(', ')}`;
       });
     }
     case 'canary':

@@ -85,7 +85,11 @@ function parseValue(text: string): number | undefined {
 }
 
 /** Sum of the samples named `name` whose labels include every pair in `match`. */
-export function sumSamples(samples: readonly Sample[], name: string, match: Readonly<Record<string, string>> = {}): number {
+export function sumSamples(
+  samples: readonly Sample[],
+  name: string,
+  match: Readonly<Record<string, string>> = {},
+): number {
   let total = 0;
   for (const s of samples) {
     if (s.name !== name) continue;

@@ -39,7 +39,11 @@ export interface VersionRow {
   workersScraped: number;
 }
 
-function byVersion(samples: readonly Sample[], name: string, keep: (s: Sample) => boolean = () => true): Map<string, number> {
+function byVersion(
+  samples: readonly Sample[],
+  name: string,
+  keep: (s: Sample) => boolean = () => true,
+): Map<string, number> {
   const out = new Map<string, number>();
   for (const s of samples) {
     const version = s.labels['version'];
@@ -84,7 +88,13 @@ export function histogramQuantile(q: number, cumulative: ReadonlyMap<number, num
   return prevBound;
 }
 
-function intervalQuantile(q: number, prev: Snapshot | undefined, cur: Snapshot, histogram: string, version: string): number | undefined {
+function intervalQuantile(
+  q: number,
+  prev: Snapshot | undefined,
+  cur: Snapshot,
+  histogram: string,
+  version: string,
+): number | undefined {
   const now = buckets(cur.samples, histogram, version);
   const before = prev === undefined ? new Map<number, number>() : buckets(prev.samples, histogram, version);
   // A counter that went down is a restarted process: count from zero, as rate() does.
@@ -95,7 +105,8 @@ function intervalQuantile(q: number, prev: Snapshot | undefined, cur: Snapshot, 
 function versionsOf(snapshot: Snapshot): Set<string> {
   if (snapshot.versions !== undefined) return new Set(snapshot.versions);
   const named = new Set<string>();
-  for (const name of [METRIC.requestsTotal, METRIC.queueDepth, METRIC.workerScrapeUp]) for (const v of byVersion(snapshot.samples, name).keys()) named.add(v);
+  for (const name of [METRIC.requestsTotal, METRIC.queueDepth, METRIC.workerScrapeUp])
+    for (const v of byVersion(snapshot.samples, name).keys()) named.add(v);
   named.delete(NO_VERSION);
   return named;
 }
@@ -106,12 +117,17 @@ export function computeRows(prev: Snapshot | undefined, cur: Snapshot): VersionR
   const total = byVersion(cur.samples, METRIC.requestsTotal);
   const errors = byVersion(cur.samples, METRIC.requestsTotal, (s) => Number(s.labels['code']) >= 500);
   const prevTotal = prev === undefined ? undefined : byVersion(prev.samples, METRIC.requestsTotal);
-  const prevErrors = prev === undefined ? undefined : byVersion(prev.samples, METRIC.requestsTotal, (s) => Number(s.labels['code']) >= 500);
+  const prevErrors =
+    prev === undefined
+      ? undefined
+      : byVersion(prev.samples, METRIC.requestsTotal, (s) => Number(s.labels['code']) >= 500);
   const queue = byVersion(cur.samples, METRIC.queueDepth);
   const streams = byVersion(cur.samples, METRIC.streamsActive);
   const up = byVersion(cur.samples, METRIC.workerScrapeUp);
   const asked = new Map<string, number>();
-  for (const s of cur.samples) if (s.name === METRIC.workerScrapeUp && s.labels['version'] !== undefined) asked.set(s.labels['version'], (asked.get(s.labels['version']) ?? 0) + 1);
+  for (const s of cur.samples)
+    if (s.name === METRIC.workerScrapeUp && s.labels['version'] !== undefined)
+      asked.set(s.labels['version'], (asked.get(s.labels['version']) ?? 0) + 1);
   const seconds = prev === undefined ? 0 : (cur.atMs - prev.atMs) / 1000;
   return [...versions].sort().map((version) => {
     // A version the previous scrape did not list (just added) has no interval yet.

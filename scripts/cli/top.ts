@@ -42,7 +42,10 @@ export interface TopOptions extends AdminClientOptions {
 
 async function refresh(options: TopOptions, timeoutMs: number): Promise<Snapshot> {
   const get = { method: 'GET', timeoutMs, ...(options.signal ? { signal: options.signal } : {}) } as const;
-  const [status, text] = await Promise.all([callAdmin<StatusBody>(options, { ...get, path: '/admin/status' }), requestAdmin(options, { ...get, path: '/metrics' })]);
+  const [status, text] = await Promise.all([
+    callAdmin<StatusBody>(options, { ...get, path: '/admin/status' }),
+    requestAdmin(options, { ...get, path: '/metrics' }),
+  ]);
   try {
     return { atMs: performance.now(), samples: parsePrometheusText(text), versions: Object.keys(status.versions) };
   } catch (err) {
@@ -82,15 +85,24 @@ export async function runTop(options: TopOptions): Promise<void> {
     }
     const time = new Date();
     if (isJson) {
-      const line = rows === undefined ? { time: time.toISOString(), error: problem } : { time: time.toISOString(), versions: rows.map(rowToJson) };
+      const line =
+        rows === undefined
+          ? { time: time.toISOString(), error: problem }
+          : { time: time.toISOString(), versions: rows.map(rowToJson) };
       output.write(`${JSON.stringify(line)}\n`);
     } else {
       const header = `graygate top — ${options.adminUrl} — ${time.toLocaleTimeString()} — every ${intervalMs / 1000} s, Ctrl-C to quit`;
-      output.write(`${isTty ? CLEAR : frame === 0 ? '' : '\n'}${header}\n\n${rows === undefined ? problem : renderRows(rows)}\n`);
+      output.write(
+        `${isTty ? CLEAR : frame === 0 ? '' : '\n'}${header}\n\n${rows === undefined ? problem : renderRows(rows)}\n`,
+      );
     }
     if (options.frames !== undefined && frame + 1 >= options.frames) return;
     try {
-      await sleep(Math.max(0, intervalMs - (performance.now() - started)), undefined, options.signal ? { signal: options.signal } : {});
+      await sleep(
+        Math.max(0, intervalMs - (performance.now() - started)),
+        undefined,
+        options.signal ? { signal: options.signal } : {},
+      );
     } catch {
       return; // aborted while waiting
     }

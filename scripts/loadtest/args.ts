@@ -149,9 +149,13 @@ flags:
 
 function list<T extends string>(name: string, raw: string | undefined, allowed: readonly T[]): T[] {
   if (raw === undefined) return [...allowed];
-  const items = raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const items = raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
   const bad = items.filter((s) => !(allowed as readonly string[]).includes(s));
-  if (items.length === 0 || bad.length > 0) throw new Error(`--${name}: a comma-separated list of ${allowed.join(', ')}, got "${raw}"`);
+  if (items.length === 0 || bad.length > 0)
+    throw new Error(`--${name}: a comma-separated list of ${allowed.join(', ')}, got "${raw}"`);
   return items as T[];
 }
 
@@ -214,10 +218,13 @@ export function parseLoadtestArgs(argv: string[]): Args {
   });
   const scenario = positionals[0];
   if (positionals.length !== 1 || !(SCENARIOS as readonly string[]).includes(scenario ?? '')) {
-    throw new Error(`expected one scenario (${SCENARIOS.join(', ')}), got ${positionals.length === 0 ? 'none' : positionals.join(' ')}`);
+    throw new Error(
+      `expected one scenario (${SCENARIOS.join(', ')}), got ${positionals.length === 0 ? 'none' : positionals.join(' ')}`,
+    );
   }
   const steps = values.steps?.split(',').map((s) => positive('steps', s.trim(), 0));
-  if (steps !== undefined && (steps.length === 0 || steps.some((s) => s < 1))) throw new Error('--steps: a comma-separated list of connection counts ≥ 1');
+  if (steps !== undefined && (steps.length === 0 || steps.some((s) => s < 1)))
+    throw new Error('--steps: a comma-separated list of connection counts ≥ 1');
   const connections = positive('connections', values.connections, undefined);
   if (connections !== undefined && connections < 1) throw new Error('--connections: must be ≥ 1');
   return {

@@ -54,7 +54,13 @@ export function runCannon(options: CannonOptions): Promise<CannonResult> {
       if (err !== null) return reject(err);
       const r = JSON.parse(stdout) as AutocannonJson;
       const seconds = r.duration > 0 ? r.duration : options.durationS;
-      resolve({ okRps: Math.round((r.requests.total - r.non2xx) / seconds), p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx, errors: r.errors + r.timeouts });
+      resolve({
+        okRps: Math.round((r.requests.total - r.non2xx) / seconds),
+        p50: r.latency.p50,
+        p99: r.latency.p99,
+        non2xx: r.non2xx,
+        errors: r.errors + r.timeouts,
+      });
     }),
   );
 }

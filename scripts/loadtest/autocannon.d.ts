@@ -31,12 +31,18 @@ declare module 'autocannon' {
 
   interface Instance extends EventEmitter {
     stop(): void;
-    on(event: 'response', listener: (client: unknown, statusCode: number, resBytes: number, responseTimeMs: number) => void): this;
+    on(
+      event: 'response',
+      listener: (client: unknown, statusCode: number, resBytes: number, responseTimeMs: number) => void,
+    ): this;
     on(event: 'reqError', listener: (err: Error) => void): this;
     on(event: 'tick', listener: (counts: { counter: number; bytes: number }) => void): this;
     on(event: string, listener: (...args: unknown[]) => void): this;
   }
 
-  function autocannon(options: AutocannonOptions, callback: (err: Error | null, result: AutocannonResult) => void): Instance;
+  function autocannon(
+    options: AutocannonOptions,
+    callback: (err: Error | null, result: AutocannonResult) => void,
+  ): Instance;
   export default autocannon;
 }

@@ -17,7 +17,9 @@ export function chatBody(options: ChatRequestOptions): string {
   return JSON.stringify({
     model: 'graygate-mock',
     stream: options.isStream ?? true,
-    messages: [{ role: 'user', content: `[mock tokens=${options.tokens} interval-ms=${options.intervalMs}] Say hello.` }],
+    messages: [
+      { role: 'user', content: `[mock tokens=${options.tokens} interval-ms=${options.intervalMs}] Say hello.` },
+    ],
   });
 }
 

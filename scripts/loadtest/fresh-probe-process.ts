@@ -6,7 +6,11 @@ import { startFreshProbes } from './fresh-probe.js';
 // probes until it gets 'stop' over IPC, then sends {type:'fresh', result} and exits.
 
 const abort = new AbortController();
-const prober = startFreshProbes({ url: process.env['FRESH_PROBE_URL'] ?? '', everyMs: Number(process.env['FRESH_PROBE_EVERY_MS'] ?? 50), signal: abort.signal });
+const prober = startFreshProbes({
+  url: process.env['FRESH_PROBE_URL'] ?? '',
+  everyMs: Number(process.env['FRESH_PROBE_EVERY_MS'] ?? 50),
+  signal: abort.signal,
+});
 process.on('message', (msg) => {
   if (msg !== 'stop') return;
   void prober.stop().then((result) => process.send?.({ type: 'fresh', result }, undefined, {}, () => process.exit(0)));

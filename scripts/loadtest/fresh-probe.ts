@@ -74,7 +74,8 @@ export function startFreshProbeProcess(options: Omit<FreshProbeOptions, 'timeout
     async stop() {
       try {
         const reply = waitForMessage(child, {
-          pick: (m) => ((m as { type?: string } | null)?.type === 'fresh' ? (m as { result: FreshProbeResult }).result : undefined),
+          pick: (m) =>
+            (m as { type?: string } | null)?.type === 'fresh' ? (m as { result: FreshProbeResult }).result : undefined,
           // Probes in flight get up to 10 s each.
           timeoutMs: 15_000,
           signal: options.signal,

@@ -62,7 +62,11 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   delete env['HOST'];
   const entry = options.root === undefined ? MASTER_ENTRY : buildEntries(options.root).master;
   const cwd = options.root ?? ROOT;
-  const p = forkTracked('graygate', entry, ['--config', configPath], { cwd, env, execArgv: [...process.execArgv, ...(options.execArgv ?? [])] });
+  const p = forkTracked('graygate', entry, ['--config', configPath], {
+    cwd,
+    env,
+    execArgv: [...process.execArgv, ...(options.execArgv ?? [])],
+  });
   p.cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   const stop = (): Promise<void> => stopTracked(p);
   let listening;
@@ -81,10 +85,13 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     return { status: res.status, body: (text.startsWith('{') ? JSON.parse(text) : text) as T };
   };
   const workers = async (): Promise<WorkerInfo[]> => {
-    const { body } = await admin<{ versions: Record<string, { workers: Array<{ pid?: number; state: string; inflight: number }> }> }>('GET', '/admin/status');
+    const { body } = await admin<{
+      versions: Record<string, { workers: Array<{ pid?: number; state: string; inflight: number }> }>;
+    }>('GET', '/admin/status');
     const out: WorkerInfo[] = [];
     for (const [version, v] of Object.entries(body.versions)) {
-      for (const w of v.workers) if (w.pid !== undefined) out.push({ version, pid: w.pid, state: w.state, inflight: w.inflight });
+      for (const w of v.workers)
+        if (w.pid !== undefined) out.push({ version, pid: w.pid, state: w.state, inflight: w.inflight });
     }
     return out;
   };

@@ -57,7 +57,8 @@ export async function probeMemory(dir: string, pids: number[], timeoutMs: number
     }
   }
   const deadline = performance.now() + timeoutMs;
-  while (performance.now() < deadline && !files.every((f) => existsSync(f))) await new Promise((r) => setTimeout(r, 200));
+  while (performance.now() < deadline && !files.every((f) => existsSync(f)))
+    await new Promise((r) => setTimeout(r, 200));
   const out: MemoryProbe[] = [];
   for (const file of files) {
     try {

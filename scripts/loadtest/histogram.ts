@@ -43,7 +43,16 @@ export class Recorder {
     const sorted = this.#values.slice(0, n).sort();
     // Nearest-rank: the smallest value with at least q of the samples at or below it.
     const at = (q: number): number => round(sorted[Math.min(n - 1, Math.max(0, Math.ceil(q * n) - 1))]!);
-    return { count: n, min: round(sorted[0]!), mean: round(this.#sum / n), p50: at(0.5), p90: at(0.9), p99: at(0.99), p999: at(0.999), max: round(sorted[n - 1]!) };
+    return {
+      count: n,
+      min: round(sorted[0]!),
+      mean: round(this.#sum / n),
+      p50: at(0.5),
+      p90: at(0.9),
+      p99: at(0.99),
+      p999: at(0.999),
+      max: round(sorted[n - 1]!),
+    };
   }
 }
 

@@ -85,7 +85,8 @@ export function runLoad(options: LoadOptions): Promise<LoadResult> {
         if (err !== null) return reject(err);
         const elapsedS = result.duration > 0 ? result.duration : options.durationS;
         const statuses: Record<string, Percentiles> = {};
-        for (const [status, rec] of [...byStatus].sort((a, b) => a[0] - b[0])) statuses[String(status)] = rec.percentiles();
+        for (const [status, rec] of [...byStatus].sort((a, b) => a[0] - b[0]))
+          statuses[String(status)] = rec.percentiles();
         const ok = [...byStatus].filter(([s]) => s >= 200 && s < 300).reduce((n, [, r]) => n + r.count, 0);
         resolve({
           url: options.url,

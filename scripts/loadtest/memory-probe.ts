@@ -33,7 +33,11 @@ if (dir !== undefined) {
     const role = process.env[WORKER_SETTINGS_ENV] === undefined ? 'master' : 'worker';
     // Counted before the snapshot, which allocates.
     const memory = process.memoryUsage();
-    const heapSpaces = getHeapSpaceStatistics().map((s) => ({ name: s.space_name, usedBytes: s.space_used_size, committedBytes: s.physical_space_size }));
+    const heapSpaces = getHeapSpaceStatistics().map((s) => ({
+      name: s.space_name,
+      usedBytes: s.space_used_size,
+      committedBytes: s.physical_space_size,
+    }));
     const activeResources: Record<string, number> = {};
     for (const kind of process.getActiveResourcesInfo()) activeResources[kind] = (activeResources[kind] ?? 0) + 1;
     let heapSnapshot: string | null = null;
@@ -43,7 +47,15 @@ if (dir !== undefined) {
       heapSnapshot = writeHeapSnapshot(join(dir, `heap-${role}-${process.pid}.heapsnapshot`));
       heapSnapshotMs = Math.round(performance.now() - startedAt);
     }
-    const probe: MemoryProbe = { pid: process.pid, role, memory, heapSpaces, activeResources, heapSnapshot, heapSnapshotMs };
+    const probe: MemoryProbe = {
+      pid: process.pid,
+      role,
+      memory,
+      heapSpaces,
+      activeResources,
+      heapSnapshot,
+      heapSnapshotMs,
+    };
     // Written aside, then renamed: the reader polls for the file and must never see half of it.
     const file = join(dir, `memory-${process.pid}.json`);
     writeFileSync(`${file}.tmp`, JSON.stringify(probe, null, 2));

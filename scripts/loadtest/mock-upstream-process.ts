@@ -8,7 +8,9 @@ import { startMockUpstream } from '../../shared/mock-upstream/index.js';
 // Nth answer a 500) or `--first-byte-ms MS` (every first byte MS later).
 // Sends {type:'listening', url: <openai base URL>, pid} over IPC.
 
-const { values } = parseArgs({ options: { 'fail-every': { type: 'string', default: '0' }, 'first-byte-ms': { type: 'string', default: '0' } } });
+const { values } = parseArgs({
+  options: { 'fail-every': { type: 'string', default: '0' }, 'first-byte-ms': { type: 'string', default: '0' } },
+});
 const mock = await startMockUpstream({
   host: '127.0.0.1',
   port: 0,

@@ -33,14 +33,18 @@ export function probe(url: string, options: ProbeOptions): Promise<ProbeResult> 
       const code = status >= 400 ? /"code":"([a-z_]+)"/.exec(body)?.[1] : undefined;
       resolve({ status, ms: performance.now() - startedAt, ...(code === undefined ? {} : { code }) });
     };
-    const req = request(url, { method: options.method ?? 'GET', headers: options.headers ?? {}, agent: false }, (res) => {
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => {
-        if (body.length < 4096) body += chunk;
-      });
-      res.on('end', () => settle(res.statusCode ?? 0));
-      res.on('close', () => settle(res.complete ? (res.statusCode ?? 0) : 0));
-    });
+    const req = request(
+      url,
+      { method: options.method ?? 'GET', headers: options.headers ?? {}, agent: false },
+      (res) => {
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => {
+          if (body.length < 4096) body += chunk;
+        });
+        res.on('end', () => settle(res.statusCode ?? 0));
+        res.on('close', () => settle(res.complete ? (res.statusCode ?? 0) : 0));
+      },
+    );
     const onAbort = (): void => {
       req.destroy();
       settle(0);

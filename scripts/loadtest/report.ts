@@ -96,7 +96,10 @@ function toMarkdown(report: FullReport, output: ScenarioOutput): string {
   for (const table of output.tables) lines.push(renderMarkdown(table), '');
   if (output.targets.length > 0) {
     lines.push('### Targets', '', '| target | measured | limit | met |', '|---|---:|---:|---|');
-    for (const t of output.targets) lines.push(`| ${t.name} | ${t.value} | ${t.limit} | ${t.isMet === null ? 'not measured' : t.isMet ? 'yes' : '**no**'} |`);
+    for (const t of output.targets)
+      lines.push(
+        `| ${t.name} | ${t.value} | ${t.limit} | ${t.isMet === null ? 'not measured' : t.isMet ? 'yes' : '**no**'} |`,
+      );
     lines.push('');
   }
   for (const [i, c] of output.charts.entries()) lines.push(`![${c.title}](${report.charts[i]!.split('/').pop()})`, '');

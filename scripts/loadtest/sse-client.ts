@@ -33,7 +33,15 @@ export interface StreamOptions {
 
 export function readStream(url: string, options: StreamOptions): Promise<StreamResult> {
   const startedAt = performance.now();
-  const result: StreamResult = { status: 0, firstTokenMs: null, tokens: 0, totalMs: 0, isDone: false, error: null, version: null };
+  const result: StreamResult = {
+    status: 0,
+    firstTokenMs: null,
+    tokens: 0,
+    totalMs: 0,
+    isDone: false,
+    error: null,
+    version: null,
+  };
   return new Promise((resolve) => {
     const finish = (error: string | null): void => {
       if (result.totalMs !== 0) return;
@@ -51,26 +59,38 @@ export function readStream(url: string, options: StreamOptions): Promise<StreamR
     };
     const timer = setTimeout(onAbort, options.timeoutMs);
     options.signal?.addEventListener('abort', onAbort, { once: true });
-    const req = request(url, { method: 'POST', agent: options.agent, headers: { 'content-type': 'application/json', ...options.headers } }, (res) => {
-      result.status = res.statusCode ?? 0;
-      const version = res.headers['x-graygate-version'];
-      if (typeof version === 'string') result.version = version;
-      res.setEncoding('utf8');
-      let pending = '';
-      res.on('data', (chunk: string) => {
-        pending += chunk;
-        // Events end with a blank line; keep the unfinished tail for the next chunk.
-        let end: number;
-        while ((end = pending.search(/\r?\n\r?\n/)) !== -1) {
-          const event = pending.slice(0, end);
-          pending = pending.slice(end).replace(/^\r?\n\r?\n/, '');
-          onEvent(event);
-        }
-      });
-      res.on('end', () => finish(result.status === 200 ? (result.isDone ? null : 'stream ended without [DONE]') : `status ${result.status}${errorCodeOf(pending)}`));
-      res.on('error', (err) => finish(err.message));
-      res.on('close', () => finish(res.complete ? null : 'connection closed mid-stream'));
-    });
+    const req = request(
+      url,
+      { method: 'POST', agent: options.agent, headers: { 'content-type': 'application/json', ...options.headers } },
+      (res) => {
+        result.status = res.statusCode ?? 0;
+        const version = res.headers['x-graygate-version'];
+        if (typeof version === 'string') result.version = version;
+        res.setEncoding('utf8');
+        let pending = '';
+        res.on('data', (chunk: string) => {
+          pending += chunk;
+          // Events end with a blank line; keep the unfinished tail for the next chunk.
+          let end: number;
+          while ((end = pending.search(/\r?\n\r?\n/)) !== -1) {
+            const event = pending.slice(0, end);
+            pending = pending.slice(end).replace(/^\r?\n\r?\n/, '');
+            onEvent(event);
+          }
+        });
+        res.on('end', () =>
+          finish(
+            result.status === 200
+              ? result.isDone
+                ? null
+                : 'stream ended without [DONE]'
+              : `status ${result.status}${errorCodeOf(pending)}`,
+          ),
+        );
+        res.on('error', (err) => finish(err.message));
+        res.on('close', () => finish(res.complete ? null : 'connection closed mid-stream'));
+      },
+    );
     const onEvent = (event: string): void => {
       for (const line of event.split(/\r?\n/)) {
         if (!line.startsWith('data:')) continue;
@@ -80,7 +100,10 @@ export function readStream(url: string, options: StreamOptions): Promise<StreamR
           continue;
         }
         try {
-          const parsed = JSON.parse(data) as { choices?: Array<{ delta?: { content?: string } }>; error?: { code?: string } };
+          const parsed = JSON.parse(data) as {
+            choices?: Array<{ delta?: { content?: string } }>;
+            error?: { code?: string };
+          };
           if (parsed.error !== undefined) result.error = `error event: ${parsed.error.code ?? 'unknown'}`;
           const content = parsed.choices?.[0]?.delta?.content;
           if (typeof content === 'string' && content !== '') {

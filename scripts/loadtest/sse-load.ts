@@ -70,7 +70,13 @@ export async function runSseLoad(options: SseLoadOptions): Promise<SseLoadResult
     await new Promise((resolve) => setTimeout(resolve, delayMs));
     while (phase !== 'after' && !options.signal.aborted) {
       const isRecorded = phase === 'window';
-      const r = await readStream(options.url, { body: options.body, agent, timeoutMs: options.streamTimeoutMs, signal: options.signal, onToken });
+      const r = await readStream(options.url, {
+        body: options.body,
+        agent,
+        timeoutMs: options.streamTimeoutMs,
+        signal: options.signal,
+        onToken,
+      });
       if (!isRecorded) continue;
       streams++;
       if (r.firstTokenMs !== null) {

@@ -66,13 +66,24 @@ export async function startSsePaths(args: Args, progress: Progress, signal: Abor
     if (wanted.has('direct')) paths.push({ key: 'direct', label: 'direct (client → mock)', base: mock.url, pids: {} });
 
     const nginxBinary = findNginx();
-    if (wanted.has('nginx') && nginxBinary === undefined) notes.push('nginx is not installed: its column is skipped (Debian: apt-get install nginx).');
+    if (wanted.has('nginx') && nginxBinary === undefined)
+      notes.push('nginx is not installed: its column is skipped (Debian: apt-get install nginx).');
     if (wanted.has('nginx') && nginxBinary !== undefined) {
       progress.phase('starting nginx (1 worker) in front of the mock');
       // keepalive as large as the loaded workload's streams, so nginx reuses upstream connections too.
-      const nginx = await startNginx({ binary: nginxBinary, upstream: new URL(mockOrigin).host, keepalive: 1024, signal });
+      const nginx = await startNginx({
+        binary: nginxBinary,
+        upstream: new URL(mockOrigin).host,
+        keepalive: 1024,
+        signal,
+      });
       stops.push(nginx.stop);
-      paths.push({ key: 'nginx', label: 'nginx (1 worker)', base: `${nginx.url}/v1`, pids: { nginx: processGroupMembers(nginx.pid) } });
+      paths.push({
+        key: 'nginx',
+        label: 'nginx (1 worker)',
+        base: `${nginx.url}/v1`,
+        pids: { nginx: processGroupMembers(nginx.pid) },
+      });
     }
     if (wanted.has('node')) {
       progress.phase('starting the minimal node:http proxy in front of the mock');
@@ -84,16 +95,26 @@ export async function startSsePaths(args: Args, progress: Progress, signal: Abor
     const builds: GraygateBuild[] = [];
     const roots: Array<{ key: 'graygate' | 'baseline'; root: string | undefined; label: string }> = [];
     // "graygate" alone; "(current)" beside a baseline; "(<dir>)" when it runs another tree, e.g. "(before)".
-    const label = args.graygateRoot !== undefined ? `graygate (${basename(args.graygateRoot)})` : args.baselineRoot === undefined ? 'graygate' : 'graygate (current)';
+    const label =
+      args.graygateRoot !== undefined
+        ? `graygate (${basename(args.graygateRoot)})`
+        : args.baselineRoot === undefined
+          ? 'graygate'
+          : 'graygate (current)';
     if (wanted.has('graygate')) roots.push({ key: 'graygate', root: args.graygateRoot, label });
-    if (wanted.has('baseline') && args.baselineRoot !== undefined) roots.push({ key: 'baseline', root: args.baselineRoot, label: 'graygate (before)' });
+    if (wanted.has('baseline') && args.baselineRoot !== undefined)
+      roots.push({ key: 'baseline', root: args.baselineRoot, label: 'graygate (before)' });
     for (const r of roots) {
       const entries = buildEntries(r.root);
       progress.phase(`starting ${r.label} from ${entries.root} (master + 1 worker → the mock)`);
-      const launch = graygateLaunch({ cpuProfDir: args.cpuProfDir === undefined ? undefined : join(args.cpuProfDir, r.key) });
+      const launch = graygateLaunch({
+        cpuProfDir: args.cpuProfDir === undefined ? undefined : join(args.cpuProfDir, r.key),
+      });
       const gateway = await startGateway({
         // graygate's defaults otherwise (upstream.maxConnections 1024 ≥ the 300 streams).
-        versions: { v1: { entry: entries.worker, weight: 1, instances: 1, upstream: { format: 'openai', url: mock.url } } },
+        versions: {
+          v1: { entry: entries.worker, weight: 1, instances: 1, upstream: { format: 'openai', url: mock.url } },
+        },
         logLevel: args.logLevel,
         root: entries.root,
         ...launch,
@@ -102,12 +123,31 @@ export async function startSsePaths(args: Args, progress: Progress, signal: Abor
       stops.push(gateway.stop);
       const workerPid = (await gateway.workers())[0]!.pid;
       const worker = workerAddress(workerPid);
-      if (worker === undefined) notes.push(`${r.label}: its worker's address was not found in /proc; the small-request columns in front of it are skipped.`);
-      builds.push({ key: r.key, label: r.label, root: entries.root, gateway, masterPid: gateway.pid, workerPid, worker });
-      paths.push({ key: r.key, label: r.label, base: `${gateway.url}/v1`, pids: { master: [gateway.pid], worker: [workerPid] } });
+      if (worker === undefined)
+        notes.push(
+          `${r.label}: its worker's address was not found in /proc; the small-request columns in front of it are skipped.`,
+        );
+      builds.push({
+        key: r.key,
+        label: r.label,
+        root: entries.root,
+        gateway,
+        masterPid: gateway.pid,
+        workerPid,
+        worker,
+      });
+      paths.push({
+        key: r.key,
+        label: r.label,
+        base: `${gateway.url}/v1`,
+        pids: { master: [gateway.pid], worker: [workerPid] },
+      });
     }
     for (const b of builds) notes.push(`${b.label}: ${b.root} (master pid ${b.masterPid}, worker pid ${b.workerPid}).`);
-    if (args.cpuProfDir !== undefined) notes.push(`graygate ran with --cpu-prof (profiles in ${args.cpuProfDir}/<graygate|baseline>/CPU.<date>.<time>.<pid>.*.cpuprofile): its CPU figures include the profiler's cost.`);
+    if (args.cpuProfDir !== undefined)
+      notes.push(
+        `graygate ran with --cpu-prof (profiles in ${args.cpuProfDir}/<graygate|baseline>/CPU.<date>.<time>.<pid>.*.cpuprofile): its CPU figures include the profiler's cost.`,
+      );
     return { mockPid: mockProcess.pid, mockBase: mock.url, paths, builds, notes, stop };
   } catch (err) {
     await stop();
@@ -129,7 +169,12 @@ export interface SmallTarget {
   pids: number[];
 }
 
-export async function startSmallTargets(setup: SseSetup, args: Args, progress: Progress, signal: AbortSignal): Promise<{ targets: SmallTarget[]; stop: () => Promise<void> }> {
+export async function startSmallTargets(
+  setup: SseSetup,
+  args: Args,
+  progress: Progress,
+  signal: AbortSignal,
+): Promise<{ targets: SmallTarget[]; stop: () => Promise<void> }> {
   const stops: Array<() => Promise<void>> = [];
   const stop = async (): Promise<void> => {
     for (const s of stops.splice(0).reverse()) await s();
@@ -141,20 +186,51 @@ export async function startSmallTargets(setup: SseSetup, args: Args, progress: P
       targets.push({ build: b.key, kind: 'graygate', label: b.label, url: b.gateway.url, pids: [b.masterPid] });
       const w = b.worker;
       if (w === undefined) continue;
-      progress.phase(`starting the node proxy${nginxBinary === undefined ? '' : ' and nginx'} in front of ${b.label}'s worker (${w.kind === 'tcp' ? w.hostPort : w.socketPath})`);
+      progress.phase(
+        `starting the node proxy${nginxBinary === undefined ? '' : ' and nginx'} in front of ${b.label}'s worker (${w.kind === 'tcp' ? w.hostPort : w.socketPath})`,
+      );
       if (args.paths.includes('node')) {
-        const node = await startNaiveProxy({ mode: 'minimal', targetUrl: w.kind === 'tcp' ? w.url : 'http://localhost', ...(w.kind === 'unix' ? { socketPath: w.socketPath } : {}), signal });
+        const node = await startNaiveProxy({
+          mode: 'minimal',
+          targetUrl: w.kind === 'tcp' ? w.url : 'http://localhost',
+          ...(w.kind === 'unix' ? { socketPath: w.socketPath } : {}),
+          signal,
+        });
         stops.push(node.stop);
-        targets.push({ build: b.key, kind: 'node', label: `node:http pipe proxy → ${b.label}'s worker`, url: node.url, pids: [node.pid] });
+        targets.push({
+          build: b.key,
+          kind: 'node',
+          label: `node:http pipe proxy → ${b.label}'s worker`,
+          url: node.url,
+          pids: [node.pid],
+        });
       }
       if (nginxBinary !== undefined) {
         // nginx takes `unix:/path` as an upstream server too (its worker must be allowed to open the socket).
-        const nginx = await startNginx({ binary: nginxBinary, upstream: w.kind === 'tcp' ? w.hostPort : `unix:${w.socketPath}`, keepalive: 64, signal });
+        const nginx = await startNginx({
+          binary: nginxBinary,
+          upstream: w.kind === 'tcp' ? w.hostPort : `unix:${w.socketPath}`,
+          keepalive: 64,
+          signal,
+        });
         stops.push(nginx.stop);
-        targets.push({ build: b.key, kind: 'nginx', label: `nginx → ${b.label}'s worker`, url: nginx.url, pids: processGroupMembers(nginx.pid) });
+        targets.push({
+          build: b.key,
+          kind: 'nginx',
+          label: `nginx → ${b.label}'s worker`,
+          url: nginx.url,
+          pids: processGroupMembers(nginx.pid),
+        });
       }
       if (args.paths.includes('direct')) {
-        targets.push({ build: b.key, kind: 'worker', label: `${b.label}'s worker alone`, url: w.kind === 'tcp' ? w.url : 'http://localhost', ...(w.kind === 'unix' ? { socketPath: w.socketPath } : {}), pids: [] });
+        targets.push({
+          build: b.key,
+          kind: 'worker',
+          label: `${b.label}'s worker alone`,
+          url: w.kind === 'tcp' ? w.url : 'http://localhost',
+          ...(w.kind === 'unix' ? { socketPath: w.socketPath } : {}),
+          pids: [],
+        });
       }
     }
     return { targets, stop };

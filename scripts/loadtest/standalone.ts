@@ -36,7 +36,12 @@ export async function startStandaloneWorker(options: StandaloneWorkerOptions): P
     limits: { maxBodyBytes: DEFAULTS.limits.maxBodyBytes, shutdownTimeoutMs: 3000 },
     logLevel: options.logLevel,
   };
-  const env = { ...process.env, ...options.env, LOG_LEVEL: options.logLevel, [WORKER_SETTINGS_ENV]: JSON.stringify(settings) };
+  const env = {
+    ...process.env,
+    ...options.env,
+    LOG_LEVEL: options.logLevel,
+    [WORKER_SETTINGS_ENV]: JSON.stringify(settings),
+  };
   const p = forkTracked('worker', options.entry, [], { cwd: ROOT, env, serialization: 'json' });
   const stop = (): Promise<void> => stopTracked(p);
   try {
@@ -64,7 +69,11 @@ export interface NaiveProxyOptions {
 }
 
 export async function startNaiveProxy(options: NaiveProxyOptions): Promise<StandaloneProcess> {
-  const env: NodeJS.ProcessEnv = { ...process.env, NAIVE_PROXY_MODE: options.mode, NAIVE_PROXY_TARGET: options.targetUrl };
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    NAIVE_PROXY_MODE: options.mode,
+    NAIVE_PROXY_TARGET: options.targetUrl,
+  };
   if (options.socketPath !== undefined) env['NAIVE_PROXY_SOCKET'] = options.socketPath;
   const p = forkTracked(`naive proxy (${options.mode})`, NAIVE_PROXY_ENTRY, [], { cwd: ROOT, env });
   const stop = (): Promise<void> => stopTracked(p, { graceMs: 1000 });

@@ -65,7 +65,9 @@ export function lineChart(options: LineChartOptions): string {
   const xStep = niceStep(xMax, 8);
   const xOf = (x: number): number => PAD.left + (x / xMax) * plotW;
   const out: string[] = [];
-  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" viewBox="0 0 ${WIDTH} ${HEIGHT}" font-family="sans-serif" font-size="11">`);
+  out.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" viewBox="0 0 ${WIDTH} ${HEIGHT}" font-family="sans-serif" font-size="11">`,
+  );
   out.push(`<rect width="${WIDTH}" height="${HEIGHT}" fill="white"/>`);
   out.push(`<text x="${WIDTH / 2}" y="20" text-anchor="middle" font-size="14">${escapeXml(options.title)}</text>`);
   for (const v of yTicks) {
@@ -78,18 +80,28 @@ export function lineChart(options: LineChartOptions): string {
     out.push(`<text x="${px}" y="${PAD.top + plotH + 16}" text-anchor="middle">${format(x)}</text>`);
   }
   out.push(`<line x1="${PAD.left}" x2="${PAD.left}" y1="${PAD.top}" y2="${PAD.top + plotH}" stroke="#333"/>`);
-  out.push(`<line x1="${PAD.left}" x2="${WIDTH - PAD.right}" y1="${PAD.top + plotH}" y2="${PAD.top + plotH}" stroke="#333"/>`);
-  out.push(`<text x="${PAD.left + plotW / 2}" y="${PAD.top + plotH + 34}" text-anchor="middle">${escapeXml(options.xLabel)}</text>`);
-  out.push(`<text transform="translate(16 ${PAD.top + plotH / 2}) rotate(-90)" text-anchor="middle">${escapeXml(options.yLabel)}${options.isLogY === true ? ' (log)' : ''}</text>`);
+  out.push(
+    `<line x1="${PAD.left}" x2="${WIDTH - PAD.right}" y1="${PAD.top + plotH}" y2="${PAD.top + plotH}" stroke="#333"/>`,
+  );
+  out.push(
+    `<text x="${PAD.left + plotW / 2}" y="${PAD.top + plotH + 34}" text-anchor="middle">${escapeXml(options.xLabel)}</text>`,
+  );
+  out.push(
+    `<text transform="translate(16 ${PAD.top + plotH / 2}) rotate(-90)" text-anchor="middle">${escapeXml(options.yLabel)}${options.isLogY === true ? ' (log)' : ''}</text>`,
+  );
   for (const m of options.markers ?? []) {
     const px = xOf(m.x).toFixed(1);
-    out.push(`<line x1="${px}" x2="${px}" y1="${PAD.top}" y2="${PAD.top + plotH}" stroke="#999" stroke-dasharray="4 3"/>`);
+    out.push(
+      `<line x1="${px}" x2="${px}" y1="${PAD.top}" y2="${PAD.top + plotH}" stroke="#999" stroke-dasharray="4 3"/>`,
+    );
     out.push(`<text x="${px}" y="${PAD.top - 4}" text-anchor="middle" fill="#555">${escapeXml(m.label)}</text>`);
   }
   options.series.forEach((s, i) => {
     const color = COLORS[i % COLORS.length]!;
     if (s.points.length > 0) {
-      const d = s.points.map(([x, y], j) => `${j === 0 ? 'M' : 'L'}${xOf(x).toFixed(1)},${yOf(y).toFixed(1)}`).join(' ');
+      const d = s.points
+        .map(([x, y], j) => `${j === 0 ? 'M' : 'L'}${xOf(x).toFixed(1)},${yOf(y).toFixed(1)}`)
+        .join(' ');
       out.push(`<path d="${d}" fill="none" stroke="${color}" stroke-width="1.8"/>`);
     }
     const lx = PAD.left + i * 180;

@@ -3,7 +3,9 @@ import { runLoad, type LoadOptions } from './load.js';
 // A short unrecorded run before the measured one: the first seconds of a
 // fresh Node process are JIT compilation, not capacity.
 
-export async function warmUp(options: Omit<LoadOptions, 'durationS' | 'onTick'> & { durationS: number }): Promise<void> {
+export async function warmUp(
+  options: Omit<LoadOptions, 'durationS' | 'onTick'> & { durationS: number },
+): Promise<void> {
   if (options.durationS <= 0) return;
   await runLoad({ ...options, connections: Math.min(options.connections, 50) });
 }

@@ -13,7 +13,13 @@ const QUIRKS_PIECE_BYTES = 3;
  * A text answer: `pieces` when given (JSON mode: the JSON text in pieces,
  * never cut by max_tokens, so it stays valid), else `tokens` mock words.
  */
-export async function answerText(res: ServerResponse, stream: MockStream, frames: FormatFrames, a: MockAnswer, options: { maxTokens: number | undefined; isStream: boolean; pieces?: string[] }): Promise<void> {
+export async function answerText(
+  res: ServerResponse,
+  stream: MockStream,
+  frames: FormatFrames,
+  a: MockAnswer,
+  options: { maxTokens: number | undefined; isStream: boolean; pieces?: string[] },
+): Promise<void> {
   const c = stream.controls;
   if (c.fault === 'status') return json(res, c.status, frames.errorBody(c.status, `mock upstream error ${c.status}`));
   const { maxTokens, isStream } = options;
@@ -30,7 +36,8 @@ export async function answerText(res: ServerResponse, stream: MockStream, frames
   res.writeHead(200, { 'content-type': frames.streamContentType, 'cache-control': 'no-cache' });
   res.flushHeaders();
   // 3-byte pieces split every multi-byte character of the vocabulary somewhere.
-  const write = (text: string): Promise<void> => (c.framing === 'quirks' ? stream.writeInPieces(text, QUIRKS_PIECE_BYTES) : stream.write(text));
+  const write = (text: string): Promise<void> =>
+    c.framing === 'quirks' ? stream.writeInPieces(text, QUIRKS_PIECE_BYTES) : stream.write(text);
   await pause(stream, c.firstByteMs);
   await write(frames.start(a));
   for (let i = 0; i < tokens; i++) {
@@ -46,9 +53,17 @@ export async function answerText(res: ServerResponse, stream: MockStream, frames
 }
 
 /** A tool-call answer: the calls' events at the controls' pace (faults other than `status` do not apply). */
-export async function answerTools(res: ServerResponse, stream: MockStream, frames: { text: FormatFrames; tools: ToolFrames }, a: MockAnswer, calls: MockCall[], isStream: boolean): Promise<void> {
+export async function answerTools(
+  res: ServerResponse,
+  stream: MockStream,
+  frames: { text: FormatFrames; tools: ToolFrames },
+  a: MockAnswer,
+  calls: MockCall[],
+  isStream: boolean,
+): Promise<void> {
   const c = stream.controls;
-  if (c.fault === 'status') return json(res, c.status, frames.text.errorBody(c.status, `mock upstream error ${c.status}`));
+  if (c.fault === 'status')
+    return json(res, c.status, frames.text.errorBody(c.status, `mock upstream error ${c.status}`));
   const tokens = calls.reduce((n, call) => n + Math.max(1, Math.ceil(call.args.length / 4)), 0);
   if (!isStream) {
     await pause(stream, c.firstByteMs);
@@ -66,7 +81,13 @@ export async function answerTools(res: ServerResponse, stream: MockStream, frame
 }
 
 /** Applies the stream's fault when `sent` tokens went out. True: the answer is over (or stalls forever). */
-async function fault(stream: MockStream, frames: FormatFrames, a: MockAnswer, sent: number, isStream: boolean): Promise<boolean> {
+async function fault(
+  stream: MockStream,
+  frames: FormatFrames,
+  a: MockAnswer,
+  sent: number,
+  isStream: boolean,
+): Promise<boolean> {
   const c = stream.controls;
   if (c.fault === 'none' || sent !== Math.min(c.after, c.tokens) || stream.isClosed) return stream.isClosed;
   switch (c.fault) {

@@ -9,7 +9,15 @@ import type { IncomingHttpHeaders } from 'node:http';
 
 export type MockFault = 'none' | 'stall' | 'reset' | 'close' | 'malformed' | 'status' | 'long-line';
 
-const FAULTS: ReadonlySet<string> = new Set<MockFault>(['none', 'stall', 'reset', 'close', 'malformed', 'status', 'long-line']);
+const FAULTS: ReadonlySet<string> = new Set<MockFault>([
+  'none',
+  'stall',
+  'reset',
+  'close',
+  'malformed',
+  'status',
+  'long-line',
+]);
 
 export interface MockControls {
   /** Tokens in the answer. */
@@ -80,7 +88,11 @@ const NEWLINES: Record<string, MockControls['newline']> = { lf: '\n', crlf: '\r\
 /**
  * Reads controls from the headers and the last message text, over `defaults`. Unknown or invalid values are ignored.
  */
-export function readControls(headers: IncomingHttpHeaders, lastMessageText: string, defaults: MockControls): MockControls {
+export function readControls(
+  headers: IncomingHttpHeaders,
+  lastMessageText: string,
+  defaults: MockControls,
+): MockControls {
   const controls = { ...defaults };
   const match = DIRECTIVE.exec(lastMessageText);
   if (match !== null) {

@@ -38,7 +38,11 @@ export function openaiEmbeddings(body: Record<string, unknown>, model: string): 
     object: 'list',
     data: inputs.map((text, index) => {
       const vector = mockEmbedding(text, dimensions);
-      return { object: 'embedding', index, embedding: isBase64 ? Buffer.from(new Float32Array(vector).buffer).toString('base64') : vector };
+      return {
+        object: 'embedding',
+        index,
+        embedding: isBase64 ? Buffer.from(new Float32Array(vector).buffer).toString('base64') : vector,
+      };
     }),
     model,
     usage: { prompt_tokens: tokens, total_tokens: tokens },
@@ -48,5 +52,11 @@ export function openaiEmbeddings(body: Record<string, unknown>, model: string): 
 export function ollamaEmbed(body: Record<string, unknown>, model: string): unknown {
   const inputs = embeddingInputs(body['input']);
   const dimensions = dimensionsOf(body);
-  return { model, embeddings: inputs.map((text) => mockEmbedding(text, dimensions)), total_duration: 1000, load_duration: 100, prompt_eval_count: countPromptTokens(inputs) };
+  return {
+    model,
+    embeddings: inputs.map((text) => mockEmbedding(text, dimensions)),
+    total_duration: 1000,
+    load_duration: 100,
+    prompt_eval_count: countPromptTokens(inputs),
+  };
 }

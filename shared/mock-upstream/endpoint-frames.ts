@@ -9,10 +9,18 @@ function num(value: unknown): number | undefined {
   return typeof value === 'number' && Number.isInteger(value) && value > 0 ? value : undefined;
 }
 
-const openaiError = (status: number, message: string): unknown => ({ error: { message, type: status === 429 ? 'rate_limit_exceeded' : 'server_error', param: null, code: null } });
+const openaiError = (status: number, message: string): unknown => ({
+  error: { message, type: status === 429 ? 'rate_limit_exceeded' : 'server_error', param: null, code: null },
+});
 
 function completionChunk(a: MockAnswer, text: string, finish: string | null): string {
-  return JSON.stringify({ id: `cmpl-${a.id}`, object: 'text_completion', created: a.created, model: a.model, choices: [{ text, index: 0, logprobs: null, finish_reason: finish }] });
+  return JSON.stringify({
+    id: `cmpl-${a.id}`,
+    object: 'text_completion',
+    created: a.created,
+    model: a.model,
+    choices: [{ text, index: 0, logprobs: null, finish_reason: finish }],
+  });
 }
 
 export const completions: FormatFrames = {
@@ -22,8 +30,22 @@ export const completions: FormatFrames = {
   end(a, completionTokens, finish) {
     let out = sse(a, completionChunk(a, '', finish));
     if (a.includeUsage) {
-      const usage = { prompt_tokens: a.promptTokens, completion_tokens: completionTokens, total_tokens: a.promptTokens + completionTokens };
-      out += sse(a, JSON.stringify({ id: `cmpl-${a.id}`, object: 'text_completion', created: a.created, model: a.model, choices: [], usage }));
+      const usage = {
+        prompt_tokens: a.promptTokens,
+        completion_tokens: completionTokens,
+        total_tokens: a.promptTokens + completionTokens,
+      };
+      out += sse(
+        a,
+        JSON.stringify({
+          id: `cmpl-${a.id}`,
+          object: 'text_completion',
+          created: a.created,
+          model: a.model,
+          choices: [],
+          usage,
+        }),
+      );
     }
     return out + sse(a, '[DONE]');
   },
@@ -36,7 +58,11 @@ export const completions: FormatFrames = {
     created: a.created,
     model: a.model,
     choices: [{ text, index: 0, logprobs: null, finish_reason: finish }],
-    usage: { prompt_tokens: a.promptTokens, completion_tokens: completionTokens, total_tokens: a.promptTokens + completionTokens },
+    usage: {
+      prompt_tokens: a.promptTokens,
+      completion_tokens: completionTokens,
+      total_tokens: a.promptTokens + completionTokens,
+    },
   }),
   isStream: (body) => body['stream'] === true,
   maxTokens: (body) => num(body['max_tokens']),
@@ -45,14 +71,31 @@ export const completions: FormatFrames = {
 const itemId = (a: MockAnswer): string => `msg_${a.id}`;
 
 function outputItem(a: MockAnswer, text: string, status: string): Record<string, unknown> {
-  return { id: itemId(a), type: 'message', status, role: 'assistant', content: status === 'in_progress' ? [] : [{ type: 'output_text', text, annotations: [], logprobs: [] }] };
+  return {
+    id: itemId(a),
+    type: 'message',
+    status,
+    role: 'assistant',
+    content: status === 'in_progress' ? [] : [{ type: 'output_text', text, annotations: [], logprobs: [] }],
+  };
 }
 
-function responseObject(a: MockAnswer, status: string, output: unknown[], completionTokens?: number): Record<string, unknown> {
+function responseObject(
+  a: MockAnswer,
+  status: string,
+  output: unknown[],
+  completionTokens?: number,
+): Record<string, unknown> {
   const usage =
     completionTokens === undefined
       ? null
-      : { input_tokens: a.promptTokens, input_tokens_details: { cached_tokens: 0 }, output_tokens: completionTokens, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: a.promptTokens + completionTokens };
+      : {
+          input_tokens: a.promptTokens,
+          input_tokens_details: { cached_tokens: 0 },
+          output_tokens: completionTokens,
+          output_tokens_details: { reasoning_tokens: 0 },
+          total_tokens: a.promptTokens + completionTokens,
+        };
   return {
     id: `resp_${a.id}`,
     object: 'response',
@@ -90,23 +133,55 @@ export const responses: FormatFrames = {
     event(a, 'response.created', { response: responseObject(a, 'in_progress', []) }) +
     event(a, 'response.in_progress', { response: responseObject(a, 'in_progress', []) }) +
     event(a, 'response.output_item.added', { output_index: 0, item: outputItem(a, '', 'in_progress') }) +
-    event(a, 'response.content_part.added', { item_id: itemId(a), output_index: 0, content_index: 0, part: { type: 'output_text', text: '', annotations: [] } }),
-  token: (a, text) => event(a, 'response.output_text.delta', { item_id: itemId(a), output_index: 0, content_index: 0, delta: text, logprobs: [] }),
+    event(a, 'response.content_part.added', {
+      item_id: itemId(a),
+      output_index: 0,
+      content_index: 0,
+      part: { type: 'output_text', text: '', annotations: [] },
+    }),
+  token: (a, text) =>
+    event(a, 'response.output_text.delta', {
+      item_id: itemId(a),
+      output_index: 0,
+      content_index: 0,
+      delta: text,
+      logprobs: [],
+    }),
   end(a, completionTokens, finish) {
     const text = (a.sent ?? []).join('');
     const status = finish === 'length' ? 'incomplete' : 'completed';
     const part = { type: 'output_text', text, annotations: [], logprobs: [] };
     return (
-      event(a, 'response.output_text.done', { item_id: itemId(a), output_index: 0, content_index: 0, text, logprobs: [] }) +
+      event(a, 'response.output_text.done', {
+        item_id: itemId(a),
+        output_index: 0,
+        content_index: 0,
+        text,
+        logprobs: [],
+      }) +
       event(a, 'response.content_part.done', { item_id: itemId(a), output_index: 0, content_index: 0, part }) +
       event(a, 'response.output_item.done', { output_index: 0, item: outputItem(a, text, 'completed') }) +
-      event(a, `response.${status}`, { response: responseObject(a, status, [outputItem(a, text, 'completed')], completionTokens) })
+      event(a, `response.${status}`, {
+        response: responseObject(a, status, [outputItem(a, text, 'completed')], completionTokens),
+      })
     );
   },
   malformed: (a) => sse(a, '{"type":"response.output_text.delta",', 'response.output_text.delta'),
-  longLine: (a, bytes) => event(a, 'response.output_text.delta', { item_id: itemId(a), output_index: 0, content_index: 0, delta: 'x'.repeat(bytes) }),
+  longLine: (a, bytes) =>
+    event(a, 'response.output_text.delta', {
+      item_id: itemId(a),
+      output_index: 0,
+      content_index: 0,
+      delta: 'x'.repeat(bytes),
+    }),
   errorBody: openaiError,
-  completion: (a, text, completionTokens, finish) => responseObject(a, finish === 'length' ? 'incomplete' : 'completed', [outputItem(a, text, 'completed')], completionTokens),
+  completion: (a, text, completionTokens, finish) =>
+    responseObject(
+      a,
+      finish === 'length' ? 'incomplete' : 'completed',
+      [outputItem(a, text, 'completed')],
+      completionTokens,
+    ),
   isStream: (body) => body['stream'] === true,
   maxTokens: (body) => num(body['max_output_tokens']),
 };

@@ -82,21 +82,54 @@ const openai: FormatFrames = {
   end(a, completionTokens, finish) {
     let out = sse(a, chunk(a, {}, finish));
     if (a.includeUsage) {
-      const usage = { prompt_tokens: a.promptTokens, completion_tokens: completionTokens, total_tokens: a.promptTokens + completionTokens };
-      out += sse(a, JSON.stringify({ id: a.id, object: 'chat.completion.chunk', created: a.created, model: a.model, choices: [], usage }));
+      const usage = {
+        prompt_tokens: a.promptTokens,
+        completion_tokens: completionTokens,
+        total_tokens: a.promptTokens + completionTokens,
+      };
+      out += sse(
+        a,
+        JSON.stringify({
+          id: a.id,
+          object: 'chat.completion.chunk',
+          created: a.created,
+          model: a.model,
+          choices: [],
+          usage,
+        }),
+      );
     }
     return out + sse(a, '[DONE]');
   },
   malformed: (a) => sse(a, '{"id":"broken","choices":[{'),
-  longLine: (a, bytes) => sse(a, JSON.stringify({ id: a.id, object: 'chat.completion.chunk', created: a.created, model: a.model, padding: 'x'.repeat(bytes), choices: [] })),
-  errorBody: (status, message) => ({ error: { message, type: status === 429 ? 'rate_limit_exceeded' : 'server_error', param: null, code: null } }),
+  longLine: (a, bytes) =>
+    sse(
+      a,
+      JSON.stringify({
+        id: a.id,
+        object: 'chat.completion.chunk',
+        created: a.created,
+        model: a.model,
+        padding: 'x'.repeat(bytes),
+        choices: [],
+      }),
+    ),
+  errorBody: (status, message) => ({
+    error: { message, type: status === 429 ? 'rate_limit_exceeded' : 'server_error', param: null, code: null },
+  }),
   completion: (a, text, completionTokens, finish) => ({
     id: a.id,
     object: 'chat.completion',
     created: a.created,
     model: a.model,
-    choices: [{ index: 0, message: { role: 'assistant', content: text, refusal: null }, finish_reason: finish, logprobs: null }],
-    usage: { prompt_tokens: a.promptTokens, completion_tokens: completionTokens, total_tokens: a.promptTokens + completionTokens },
+    choices: [
+      { index: 0, message: { role: 'assistant', content: text, refusal: null }, finish_reason: finish, logprobs: null },
+    ],
+    usage: {
+      prompt_tokens: a.promptTokens,
+      completion_tokens: completionTokens,
+      total_tokens: a.promptTokens + completionTokens,
+    },
   }),
   isStream: (body) => body['stream'] === true,
   maxTokens: (body) => num(body['max_completion_tokens']) ?? num(body['max_tokens']),
@@ -104,13 +137,20 @@ const openai: FormatFrames = {
 
 /** An OpenAI chat.completion.chunk's JSON. */
 export function chunk(a: MockAnswer, delta: Record<string, unknown>, finish: string | null): string {
-  return JSON.stringify({ id: a.id, object: 'chat.completion.chunk', created: a.created, model: a.model, choices: [{ index: 0, delta, finish_reason: finish }] });
+  return JSON.stringify({
+    id: a.id,
+    object: 'chat.completion.chunk',
+    created: a.created,
+    model: a.model,
+    choices: [{ index: 0, delta, finish_reason: finish }],
+  });
 }
 
 const ollama: FormatFrames = {
   streamContentType: 'application/x-ndjson',
   start: () => '',
-  token: (a, text) => ndjson(a, { model: a.model, created_at: isoOf(a), message: { role: 'assistant', content: text }, done: false }),
+  token: (a, text) =>
+    ndjson(a, { model: a.model, created_at: isoOf(a), message: { role: 'assistant', content: text }, done: false }),
   end: (a, completionTokens, finish) =>
     ndjson(
       a,
@@ -127,7 +167,13 @@ const ollama: FormatFrames = {
       true,
     ),
   malformed: (a) => `{"model":"${a.model}","message":{${a.nl}`,
-  longLine: (a, bytes) => JSON.stringify({ model: a.model, created_at: isoOf(a), message: { role: 'assistant', content: 'x'.repeat(bytes) }, done: false }) + a.nl,
+  longLine: (a, bytes) =>
+    JSON.stringify({
+      model: a.model,
+      created_at: isoOf(a),
+      message: { role: 'assistant', content: 'x'.repeat(bytes) },
+      done: false,
+    }) + a.nl,
   errorBody: (_status, message) => ({ error: message }),
   completion: (a, text, completionTokens, finish) => ({
     model: a.model,
@@ -152,17 +198,68 @@ const STOP_REASONS = { stop: 'end_turn', length: 'max_tokens' } as const;
 const anthropic: FormatFrames = {
   streamContentType: 'text/event-stream; charset=utf-8',
   start: (a) =>
-    sse(a, JSON.stringify({ type: 'message_start', message: { id: a.id, type: 'message', role: 'assistant', content: [], model: a.model, stop_reason: null, stop_sequence: null, usage: { input_tokens: a.promptTokens, output_tokens: 1 } } }), 'message_start') +
-    sse(a, JSON.stringify({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }), 'content_block_start') +
+    sse(
+      a,
+      JSON.stringify({
+        type: 'message_start',
+        message: {
+          id: a.id,
+          type: 'message',
+          role: 'assistant',
+          content: [],
+          model: a.model,
+          stop_reason: null,
+          stop_sequence: null,
+          usage: { input_tokens: a.promptTokens, output_tokens: 1 },
+        },
+      }),
+      'message_start',
+    ) +
+    sse(
+      a,
+      JSON.stringify({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }),
+      'content_block_start',
+    ) +
     sse(a, JSON.stringify({ type: 'ping' }), 'ping'),
-  token: (a, text) => sse(a, JSON.stringify({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text } }), 'content_block_delta'),
+  token: (a, text) =>
+    sse(
+      a,
+      JSON.stringify({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text } }),
+      'content_block_delta',
+    ),
   end: (a, completionTokens, finish) =>
     sse(a, JSON.stringify({ type: 'content_block_stop', index: 0 }), 'content_block_stop') +
-    sse(a, JSON.stringify({ type: 'message_delta', delta: { stop_reason: STOP_REASONS[finish], stop_sequence: null }, usage: { output_tokens: completionTokens } }), 'message_delta') +
+    sse(
+      a,
+      JSON.stringify({
+        type: 'message_delta',
+        delta: { stop_reason: STOP_REASONS[finish], stop_sequence: null },
+        usage: { output_tokens: completionTokens },
+      }),
+      'message_delta',
+    ) +
     sse(a, JSON.stringify({ type: 'message_stop' }), 'message_stop'),
   malformed: (a) => sse(a, '{"type":"content_block_delta",', 'content_block_delta'),
-  longLine: (a, bytes) => sse(a, JSON.stringify({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'x'.repeat(bytes) } }), 'content_block_delta'),
-  errorBody: (status, message) => ({ type: 'error', error: { type: status === 429 ? 'rate_limit_error' : status === 529 ? 'overloaded_error' : status < 500 ? 'invalid_request_error' : 'api_error', message } }),
+  longLine: (a, bytes) =>
+    sse(
+      a,
+      JSON.stringify({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'x'.repeat(bytes) } }),
+      'content_block_delta',
+    ),
+  errorBody: (status, message) => ({
+    type: 'error',
+    error: {
+      type:
+        status === 429
+          ? 'rate_limit_error'
+          : status === 529
+            ? 'overloaded_error'
+            : status < 500
+              ? 'invalid_request_error'
+              : 'api_error',
+      message,
+    },
+  }),
   completion: (a, text, completionTokens, finish) => ({
     id: a.id,
     type: 'message',
@@ -180,5 +277,9 @@ const anthropic: FormatFrames = {
 export const FRAMES: Record<MockFormat, FormatFrames> = { openai, ollama, anthropic };
 
 /** Request path of each format's chat endpoint (SPEC §2), and the base URL suffix each SDK takes. */
-export const CHAT_PATHS: Record<MockFormat, string> = { openai: '/v1/chat/completions', ollama: '/api/chat', anthropic: '/v1/messages' };
+export const CHAT_PATHS: Record<MockFormat, string> = {
+  openai: '/v1/chat/completions',
+  ollama: '/api/chat',
+  anthropic: '/v1/messages',
+};
 export const BASE_PATHS: Record<MockFormat, string> = { openai: '/v1', ollama: '', anthropic: '' };

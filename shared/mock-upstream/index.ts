@@ -1,6 +1,12 @@
 // The mock upstream's public surface (STYLE §4): the CLI, the worker's
 // `"url": "mock:"` and tests import from here only.
-export { startMockUpstream, MockStream, type MockUpstream, type MockUpstreamOptions, type MockUpstreamStats } from './server.js';
+export {
+  startMockUpstream,
+  MockStream,
+  type MockUpstream,
+  type MockUpstreamOptions,
+  type MockUpstreamStats,
+} from './server.js';
 export { mockEmbedding } from './embeddings.js';
 export { sampleFromSchema } from './schema-sample.js';
 export { MOCK_MODEL_CREATED } from './models.js';

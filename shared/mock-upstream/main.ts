@@ -39,8 +39,13 @@ export async function runMockUpstreamCli(options: MockUpstreamCliOptions): Promi
     failEvery: options.failEvery ?? 0,
     defaults: { firstByteMs: options.firstByteMs ?? 0 },
   });
-  const worse = [options.failEvery ? `1 answer in ${options.failEvery} a 500` : '', options.firstByteMs ? `first byte +${options.firstByteMs} ms` : ''].filter((s) => s !== '');
-  process.stdout.write(`mock upstream (${format}) listening on ${mock.baseUrl}${worse.length > 0 ? ` (${worse.join(', ')})` : ''}\n`);
+  const worse = [
+    options.failEvery ? `1 answer in ${options.failEvery} a 500` : '',
+    options.firstByteMs ? `first byte +${options.firstByteMs} ms` : '',
+  ].filter((s) => s !== '');
+  process.stdout.write(
+    `mock upstream (${format}) listening on ${mock.baseUrl}${worse.length > 0 ? ` (${worse.join(', ')})` : ''}\n`,
+  );
   const stop = (): void => {
     void mock.close().then(() => process.exit(0));
   };
@@ -70,5 +75,11 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
     }
     return Number(raw);
   };
-  await runMockUpstreamCli({ port, host: values.host, format: values.format, failEvery: count('fail-every', values['fail-every']), firstByteMs: count('first-byte-ms', values['first-byte-ms']) });
+  await runMockUpstreamCli({
+    port,
+    host: values.host,
+    format: values.format,
+    failEvery: count('fail-every', values['fail-every']),
+    firstByteMs: count('first-byte-ms', values['first-byte-ms']),
+  });
 }

@@ -29,7 +29,10 @@ export class MockStream extends EventEmitter<{ blocked: []; drain: []; close: []
   readonly #res: ServerResponse;
   readonly #socket: Socket;
 
-  constructor(init: { id: number; format: MockFormat; controls: MockControls; path: string; body: Record<string, unknown> }, res: ServerResponse) {
+  constructor(
+    init: { id: number; format: MockFormat; controls: MockControls; path: string; body: Record<string, unknown> },
+    res: ServerResponse,
+  ) {
     super();
     this.id = init.id;
     this.format = init.format;

@@ -27,7 +27,9 @@ function textOf(content: unknown): string {
   if (typeof content === 'string') return content;
   if (!Array.isArray(content)) return '';
   return content
-    .map((p: { text?: unknown; content?: unknown } | null) => (typeof p?.text === 'string' ? p.text : p?.content !== undefined ? textOf(p.content) : ''))
+    .map((p: { text?: unknown; content?: unknown } | null) =>
+      typeof p?.text === 'string' ? p.text : p?.content !== undefined ? textOf(p.content) : '',
+    )
     .join('');
 }
 
@@ -40,14 +42,17 @@ export function promptTexts(body: Record<string, unknown>, dialect: 'completions
   const texts = [textOf(body['instructions'])];
   const input = body['input'];
   if (typeof input === 'string') texts.push(input);
-  else if (Array.isArray(input)) for (const item of input as Array<{ content?: unknown; output?: unknown }>) texts.push(textOf(item.content ?? item.output));
+  else if (Array.isArray(input))
+    for (const item of input as Array<{ content?: unknown; output?: unknown }>)
+      texts.push(textOf(item.content ?? item.output));
   return texts.filter((t) => t !== '');
 }
 
 export function requestTools(body: Record<string, unknown>, format: MockFormat): ToolSpec[] {
   const tools = Array.isArray(body['tools']) ? (body['tools'] as Array<Record<string, unknown>>) : [];
   return tools.flatMap((tool) => {
-    if (format === 'anthropic') return typeof tool['name'] === 'string' ? [{ name: tool['name'], schema: tool['input_schema'] }] : [];
+    if (format === 'anthropic')
+      return typeof tool['name'] === 'string' ? [{ name: tool['name'], schema: tool['input_schema'] }] : [];
     const fn = tool['function'] as { name?: unknown; parameters?: unknown } | undefined;
     return typeof fn?.name === 'string' ? [{ name: fn.name, schema: fn.parameters }] : [];
   });
@@ -58,10 +63,17 @@ export function requestTools(body: Record<string, unknown>, format: MockFormat):
  * Anthropic `any` or `tool`): the first tool for `required`/`any`.
  */
 export function forcedTool(body: Record<string, unknown>, format: MockFormat, tools: ToolSpec[]): string | undefined {
-  const choice = body['tool_choice'] as { type?: unknown; name?: unknown; function?: { name?: unknown } } | string | undefined;
+  const choice = body['tool_choice'] as
+    { type?: unknown; name?: unknown; function?: { name?: unknown } } | string | undefined;
   if (format === 'openai') {
     if (choice === 'required') return tools[0]?.name;
-    if (typeof choice === 'object' && choice !== null && choice.type === 'function' && typeof choice.function?.name === 'string') return choice.function.name;
+    if (
+      typeof choice === 'object' &&
+      choice !== null &&
+      choice.type === 'function' &&
+      typeof choice.function?.name === 'string'
+    )
+      return choice.function.name;
   }
   if (format === 'anthropic' && typeof choice === 'object' && choice !== null) {
     if (choice.type === 'any') return tools[0]?.name;
@@ -77,7 +89,10 @@ export function jsonMode(body: Record<string, unknown>, format: MockFormat): Jso
   if (format === 'openai') {
     const rf = body['response_format'] as { type?: unknown; json_schema?: { schema?: unknown } } | undefined;
     if (rf?.type === 'json_object') return { kind: 'object' };
-    if (rf?.type === 'json_schema') return rf.json_schema?.schema === undefined ? { kind: 'object' } : { kind: 'schema', schema: rf.json_schema.schema };
+    if (rf?.type === 'json_schema')
+      return rf.json_schema?.schema === undefined
+        ? { kind: 'object' }
+        : { kind: 'schema', schema: rf.json_schema.schema };
     return undefined;
   }
   if (format === 'ollama') {

@@ -15,13 +15,16 @@ export function sampleFromSchema(schema: unknown, depth = 0): unknown {
   if ('const' in s) return s['const'];
   for (const key of ['anyOf', 'oneOf', 'allOf']) {
     const options = s[key];
-    if (Array.isArray(options) && options.length > 0) return sampleFromSchema(options.find((o) => (o as { type?: unknown }).type !== 'null') ?? options[0], depth + 1);
+    if (Array.isArray(options) && options.length > 0)
+      return sampleFromSchema(options.find((o) => (o as { type?: unknown }).type !== 'null') ?? options[0], depth + 1);
   }
   const type = Array.isArray(s['type']) ? (s['type'] as unknown[]).find((t) => t !== 'null') : s['type'];
   switch (type) {
     case 'object': {
       const properties = (s['properties'] ?? {}) as Record<string, unknown>;
-      return Object.fromEntries(Object.entries(properties).map(([name, sub]) => [name, sampleFromSchema(sub, depth + 1)]));
+      return Object.fromEntries(
+        Object.entries(properties).map(([name, sub]) => [name, sampleFromSchema(sub, depth + 1)]),
+      );
     }
     case 'array':
       return [sampleFromSchema(s['items'], depth + 1)];

@@ -97,33 +97,42 @@ export async function startMockUpstream(options: MockUpstreamOptions = {}): Prom
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?', 1)[0]!;
     if (req.method === 'GET' && path === '/v1/models') {
-      return json(res, 200, req.headers['anthropic-version'] === undefined ? openaiModelList(models) : anthropicModelList(models));
+      return json(
+        res,
+        200,
+        req.headers['anthropic-version'] === undefined ? openaiModelList(models) : anthropicModelList(models),
+      );
     }
     if (req.method === 'GET' && path === '/api/tags') return json(res, 200, ollamaModelList(models));
     const route = ROUTES[path];
-    if (route === undefined || req.method !== 'POST') return json(res, 404, { error: { message: `no route for ${req.method} ${path}`, type: 'invalid_request_error' } });
-    readJson(req, maxBodyBytes).then(
-      (body) => {
-        const frames = route.frames;
-        if (body === undefined) return json(res, 400, frames.errorBody(400, 'the request body is not a JSON object'));
-        const texts = textsOf(route, body);
-        let controls = readControls(req.headers, texts.at(-1) ?? '', defaults);
-        if (failEvery > 0 && ++answered % failEvery === 0) controls = { ...controls, fault: 'status', status: 500 };
-        const stream = new MockStream({ id: nextId++, format: route.format, controls, path, body }, res);
-        track(stream, res);
-        const answer: MockAnswer = {
-          id: `mock-${stream.id}`,
-          created: 1_700_000_000 + stream.id,
-          model: typeof body['model'] === 'string' ? body['model'] : 'graygate-mock',
-          promptTokens: countPromptTokens(texts),
-          nl: controls.newline,
-          quirks: controls.framing === 'quirks',
-          includeUsage: (body['stream_options'] as { include_usage?: unknown } | undefined)?.include_usage === true,
-        };
-        return answerRequest(res, stream, route, body, answer);
-      },
-      () => json(res, 400, { error: { message: 'could not read the request body', type: 'invalid_request_error' } }),
-    ).catch((err: unknown) => res.destroy(err as Error));
+    if (route === undefined || req.method !== 'POST')
+      return json(res, 404, {
+        error: { message: `no route for ${req.method} ${path}`, type: 'invalid_request_error' },
+      });
+    readJson(req, maxBodyBytes)
+      .then(
+        (body) => {
+          const frames = route.frames;
+          if (body === undefined) return json(res, 400, frames.errorBody(400, 'the request body is not a JSON object'));
+          const texts = textsOf(route, body);
+          let controls = readControls(req.headers, texts.at(-1) ?? '', defaults);
+          if (failEvery > 0 && ++answered % failEvery === 0) controls = { ...controls, fault: 'status', status: 500 };
+          const stream = new MockStream({ id: nextId++, format: route.format, controls, path, body }, res);
+          track(stream, res);
+          const answer: MockAnswer = {
+            id: `mock-${stream.id}`,
+            created: 1_700_000_000 + stream.id,
+            model: typeof body['model'] === 'string' ? body['model'] : 'graygate-mock',
+            promptTokens: countPromptTokens(texts),
+            nl: controls.newline,
+            quirks: controls.framing === 'quirks',
+            includeUsage: (body['stream_options'] as { include_usage?: unknown } | undefined)?.include_usage === true,
+          };
+          return answerRequest(res, stream, route, body, answer);
+        },
+        () => json(res, 400, { error: { message: 'could not read the request body', type: 'invalid_request_error' } }),
+      )
+      .catch((err: unknown) => res.destroy(err as Error));
   });
 
   server.listen(options.port ?? 0, options.host ?? '127.0.0.1');
@@ -177,7 +186,13 @@ function textsOf(route: Route, body: Record<string, unknown>): string[] {
   }
 }
 
-async function answerRequest(res: ServerResponse, stream: MockStream, route: Route, body: Record<string, unknown>, a: MockAnswer): Promise<void> {
+async function answerRequest(
+  res: ServerResponse,
+  stream: MockStream,
+  route: Route,
+  body: Record<string, unknown>,
+  a: MockAnswer,
+): Promise<void> {
   const { frames, format } = route;
   const isStream = frames.isStream(body);
   if (route.kind === 'embeddings') {
@@ -194,8 +209,20 @@ async function answerRequest(res: ServerResponse, stream: MockStream, route: Rou
     for (const [i, name] of names.entries()) {
       const spec = tools.find((t) => t.name === name);
       // A real model never calls a tool it was not offered: a request that lost its tools on the way is a test failure.
-      if (spec === undefined) return json(res, 400, frames.errorBody(400, `tool "${name}" is not among the request's tools (${tools.map((t) => t.name).join(', ') || 'none'})`));
-      calls.push({ id: mockCallId(format, stream.id, i), name, args: stream.controls.args ?? JSON.stringify(toolArguments(spec.schema, stream.controls.tokens)) });
+      if (spec === undefined)
+        return json(
+          res,
+          400,
+          frames.errorBody(
+            400,
+            `tool "${name}" is not among the request's tools (${tools.map((t) => t.name).join(', ') || 'none'})`,
+          ),
+        );
+      calls.push({
+        id: mockCallId(format, stream.id, i),
+        name,
+        args: stream.controls.args ?? JSON.stringify(toolArguments(spec.schema, stream.controls.tokens)),
+      });
     }
     return answerTools(res, stream, { text: frames, tools: TOOL_FRAMES[format] }, a, calls, isStream);
   }
@@ -210,7 +237,8 @@ async function answerRequest(res: ServerResponse, stream: MockStream, route: Rou
  * any object (a JSON-answer tool) gets the JSON-mode answer.
  */
 function toolArguments(schema: unknown, tokens: number): unknown {
-  const hasProperties = typeof schema === 'object' && schema !== null && (schema as { properties?: unknown }).properties !== undefined;
+  const hasProperties =
+    typeof schema === 'object' && schema !== null && (schema as { properties?: unknown }).properties !== undefined;
   if (!hasProperties) return { answer: mockText(tokens) };
   const sample = sampleFromSchema(schema);
   return typeof sample === 'object' && sample !== null ? sample : {};
@@ -226,7 +254,9 @@ async function readJson(req: IncomingMessage, maxBytes: number): Promise<Record<
   }
   try {
     const value = JSON.parse(Buffer.concat(parts).toString('utf8')) as unknown;
-    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+    return typeof value === 'object' && value !== null && !Array.isArray(value)
+      ? (value as Record<string, unknown>)
+      : undefined;
   } catch {
     return undefined;
   }

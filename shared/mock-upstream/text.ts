@@ -3,7 +3,27 @@
 // with 2-, 3- and 4-byte UTF-8 characters so every parser sees characters
 // split across network chunks.
 
-const VOCABULARY = ['Hello', ',', ' wörld', '!', ' Ça', ' va', ' très', ' bien', ' —', ' 日本語', ' の', ' テキスト', ' 🚀', ' naïve', ' café', ' €5', ' 😀', ' fin', '.'];
+const VOCABULARY = [
+  'Hello',
+  ',',
+  ' wörld',
+  '!',
+  ' Ça',
+  ' va',
+  ' très',
+  ' bien',
+  ' —',
+  ' 日本語',
+  ' の',
+  ' テキスト',
+  ' 🚀',
+  ' naïve',
+  ' café',
+  ' €5',
+  ' 😀',
+  ' fin',
+  '.',
+];
 
 /**
  * Token `index` of an answer. `minChars` > 0 repeats the word until the token

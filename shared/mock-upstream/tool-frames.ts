@@ -32,17 +32,44 @@ export function pieces(text: string, size = 6): string[] {
   return out;
 }
 
-const usageOf = (a: MockAnswer, completionTokens: number): Record<string, number> => ({ prompt_tokens: a.promptTokens, completion_tokens: completionTokens, total_tokens: a.promptTokens + completionTokens });
+const usageOf = (a: MockAnswer, completionTokens: number): Record<string, number> => ({
+  prompt_tokens: a.promptTokens,
+  completion_tokens: completionTokens,
+  total_tokens: a.promptTokens + completionTokens,
+});
 
 const openai: ToolFrames = {
   stream(a, calls, completionTokens) {
     const out = [sse(a, chunk(a, { role: 'assistant', content: null }, null))];
     calls.forEach((call, index) => {
-      out.push(sse(a, chunk(a, { tool_calls: [{ index, id: call.id, type: 'function', function: { name: call.name, arguments: '' } }] }, null)));
-      for (const piece of pieces(call.args)) out.push(sse(a, chunk(a, { tool_calls: [{ index, function: { arguments: piece } }] }, null)));
+      out.push(
+        sse(
+          a,
+          chunk(
+            a,
+            { tool_calls: [{ index, id: call.id, type: 'function', function: { name: call.name, arguments: '' } }] },
+            null,
+          ),
+        ),
+      );
+      for (const piece of pieces(call.args))
+        out.push(sse(a, chunk(a, { tool_calls: [{ index, function: { arguments: piece } }] }, null)));
     });
     out.push(sse(a, chunk(a, {}, 'tool_calls')));
-    if (a.includeUsage) out.push(sse(a, JSON.stringify({ id: a.id, object: 'chat.completion.chunk', created: a.created, model: a.model, choices: [], usage: usageOf(a, completionTokens) })));
+    if (a.includeUsage)
+      out.push(
+        sse(
+          a,
+          JSON.stringify({
+            id: a.id,
+            object: 'chat.completion.chunk',
+            created: a.created,
+            model: a.model,
+            choices: [],
+            usage: usageOf(a, completionTokens),
+          }),
+        ),
+      );
     out.push(sse(a, '[DONE]'));
     return out;
   },
@@ -51,7 +78,19 @@ const openai: ToolFrames = {
     object: 'chat.completion',
     created: a.created,
     model: a.model,
-    choices: [{ index: 0, message: { role: 'assistant', content: null, refusal: null, tool_calls: calls.map((c) => ({ id: c.id, type: 'function', function: { name: c.name, arguments: c.args } })) }, finish_reason: 'tool_calls', logprobs: null }],
+    choices: [
+      {
+        index: 0,
+        message: {
+          role: 'assistant',
+          content: null,
+          refusal: null,
+          tool_calls: calls.map((c) => ({ id: c.id, type: 'function', function: { name: c.name, arguments: c.args } })),
+        },
+        finish_reason: 'tool_calls',
+        logprobs: null,
+      },
+    ],
     usage: usageOf(a, completionTokens),
   }),
 };
@@ -59,27 +98,79 @@ const openai: ToolFrames = {
 const ollamaMessage = (calls: MockCall[]): Record<string, unknown> => ({
   role: 'assistant',
   content: '',
-  tool_calls: calls.map((c, index) => ({ id: c.id, function: { index, name: c.name, arguments: JSON.parse(c.args) as unknown } })),
+  tool_calls: calls.map((c, index) => ({
+    id: c.id,
+    function: { index, name: c.name, arguments: JSON.parse(c.args) as unknown },
+  })),
 });
 
 const ollama: ToolFrames = {
   stream: (a, calls, completionTokens) => [
     ndjson(a, { model: a.model, created_at: isoOf(a), message: ollamaMessage(calls), done: false }),
-    ndjson(a, { model: a.model, created_at: isoOf(a), message: { role: 'assistant', content: '' }, done: true, done_reason: 'stop', prompt_eval_count: a.promptTokens, eval_count: completionTokens }, true),
+    ndjson(
+      a,
+      {
+        model: a.model,
+        created_at: isoOf(a),
+        message: { role: 'assistant', content: '' },
+        done: true,
+        done_reason: 'stop',
+        prompt_eval_count: a.promptTokens,
+        eval_count: completionTokens,
+      },
+      true,
+    ),
   ],
-  completion: (a, calls, completionTokens) => ({ model: a.model, created_at: isoOf(a), message: ollamaMessage(calls), done: true, done_reason: 'stop', prompt_eval_count: a.promptTokens, eval_count: completionTokens }),
+  completion: (a, calls, completionTokens) => ({
+    model: a.model,
+    created_at: isoOf(a),
+    message: ollamaMessage(calls),
+    done: true,
+    done_reason: 'stop',
+    prompt_eval_count: a.promptTokens,
+    eval_count: completionTokens,
+  }),
 };
 
 const anthropic: ToolFrames = {
   stream(a, calls, completionTokens) {
     const event = (value: Record<string, unknown>): string => sse(a, JSON.stringify(value), value['type'] as string);
-    const out = [event({ type: 'message_start', message: { id: a.id, type: 'message', role: 'assistant', content: [], model: a.model, stop_reason: null, stop_sequence: null, usage: { input_tokens: a.promptTokens, output_tokens: 1 } } })];
+    const out = [
+      event({
+        type: 'message_start',
+        message: {
+          id: a.id,
+          type: 'message',
+          role: 'assistant',
+          content: [],
+          model: a.model,
+          stop_reason: null,
+          stop_sequence: null,
+          usage: { input_tokens: a.promptTokens, output_tokens: 1 },
+        },
+      }),
+    ];
     calls.forEach((call, index) => {
-      out.push(event({ type: 'content_block_start', index, content_block: { type: 'tool_use', id: call.id, name: call.name, input: {} } }));
-      for (const piece of pieces(call.args)) out.push(event({ type: 'content_block_delta', index, delta: { type: 'input_json_delta', partial_json: piece } }));
+      out.push(
+        event({
+          type: 'content_block_start',
+          index,
+          content_block: { type: 'tool_use', id: call.id, name: call.name, input: {} },
+        }),
+      );
+      for (const piece of pieces(call.args))
+        out.push(
+          event({ type: 'content_block_delta', index, delta: { type: 'input_json_delta', partial_json: piece } }),
+        );
       out.push(event({ type: 'content_block_stop', index }));
     });
-    out.push(event({ type: 'message_delta', delta: { stop_reason: 'tool_use', stop_sequence: null }, usage: { output_tokens: completionTokens } }));
+    out.push(
+      event({
+        type: 'message_delta',
+        delta: { stop_reason: 'tool_use', stop_sequence: null },
+        usage: { output_tokens: completionTokens },
+      }),
+    );
     out.push(event({ type: 'message_stop' }));
     return out;
   },

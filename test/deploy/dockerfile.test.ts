@@ -21,10 +21,17 @@ t.test('two stages from the official node image: build, then runtime', async (t)
   t.equal(dockerfile.stages.length, 2);
   for (const stage of dockerfile.stages) {
     // node:20 or node:22, any variant, optionally pinned by digest; never `latest` or an untagged image.
-    t.match(stage.image, /^node:(20|22)(\.\d+)*(-[a-z0-9]+)*(@sha256:[0-9a-f]{64})?$/, `${stage.name}: official node image`);
+    t.match(
+      stage.image,
+      /^node:(20|22)(\.\d+)*(-[a-z0-9]+)*(@sha256:[0-9a-f]{64})?$/,
+      `${stage.name}: official node image`,
+    );
   }
   t.ok(build.name !== null, 'the build stage is named, for COPY --from');
-  t.ok(runs(build).some((r) => /^npm ci\b.*--ignore-scripts/.test(r)), 'build: npm ci (prepare runs after the sources are copied)');
+  t.ok(
+    runs(build).some((r) => /^npm ci\b.*--ignore-scripts/.test(r)),
+    'build: npm ci (prepare runs after the sources are copied)',
+  );
   t.ok(runs(build).includes('npm run build'), 'build: tsc');
 });
 
@@ -34,9 +41,15 @@ t.test('runtime: production dependencies only, dist/ from the build stage', asyn
   t.match(installs[0], /^npm ci\b/);
   t.match(installs[0], /--omit=dev/, 'no dev dependencies');
   t.match(installs[0], /--ignore-scripts/, '`prepare` would need tsc, a dev dependency');
-  t.notOk(runs(runtime).some((r) => /\b(tsc|npm run build)\b/.test(r)), 'nothing compiles in the runtime stage');
+  t.notOk(
+    runs(runtime).some((r) => /\b(tsc|npm run build)\b/.test(r)),
+    'nothing compiles in the runtime stage',
+  );
   const fromBuild = instructionsOf(runtime, 'COPY').filter((c) => c.flags.includes(`from=${build.name}`));
-  t.same(fromBuild.map((c) => c.args), [['/app/dist', './dist']]);
+  t.same(
+    fromBuild.map((c) => c.args),
+    [['/app/dist', './dist']],
+  );
 });
 
 t.test('runtime: a non-root user, both ports, SIGTERM, the shipped config by default', async (t) => {
@@ -49,7 +62,10 @@ t.test('runtime: a non-root user, both ports, SIGTERM, the shipped config by def
   const exposed = instructionsOf(runtime, 'EXPOSE').flatMap((i) => i.args.map((p) => Number(p.split('/')[0])));
   t.same(exposed.sort(), [DEFAULTS.listen.port, DEFAULTS.admin.port].sort(), 'the gateway and the admin port');
 
-  t.same(instructionsOf(runtime, 'STOPSIGNAL').map((i) => i.args), [['SIGTERM']]);
+  t.same(
+    instructionsOf(runtime, 'STOPSIGNAL').map((i) => i.args),
+    [['SIGTERM']],
+  );
 
   // The default command: node itself (it handles SIGTERM), the master, the config shipped in the image.
   const entrypoint = instructionsOf(runtime, 'ENTRYPOINT').at(-1)?.args ?? [];
@@ -57,20 +73,37 @@ t.test('runtime: a non-root user, both ports, SIGTERM, the shipped config by def
   t.same(entrypoint, ['node', 'dist/master/main.js']);
   const config = configPath(cmd, {});
   t.equal(config, 'config/graygate.json');
-  t.ok(instructionsOf(runtime, 'COPY').some((c) => c.args[0] === 'config'), 'config/ is in the image');
+  t.ok(
+    instructionsOf(runtime, 'COPY').some((c) => c.args[0] === 'config'),
+    'config/ is in the image',
+  );
   const shipped = validateConfig(JSON.parse(readFileSync(join(ROOT, config), 'utf8')));
   t.ok(shipped.ok && shipped.value.admin.host === '127.0.0.1', 'the default config keeps admin on loopback');
 });
 
 t.test('.dockerignore lets in exactly what the Dockerfile copies', async (t) => {
-  const lines = readFileSync(join(ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+  const lines = readFileSync(join(ROOT, '.dockerignore'), 'utf8')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('#'));
   t.equal(lines[0], '*', 'an allowlist: everything is excluded first');
   const allowed = new Set(lines.slice(1).map((l) => l.replace(/^!/, '').replace(/\/$/, '')));
-  t.ok(lines.slice(1).every((l) => l.startsWith('!')), 'then only re-inclusions');
-  const sources = dockerfile.stages.flatMap((s) => instructionsOf(s, 'COPY').filter((c) => !c.flags.some((f) => f.startsWith('from='))).flatMap((c) => c.args.slice(0, -1)));
+  t.ok(
+    lines.slice(1).every((l) => l.startsWith('!')),
+    'then only re-inclusions',
+  );
+  const sources = dockerfile.stages.flatMap((s) =>
+    instructionsOf(s, 'COPY')
+      .filter((c) => !c.flags.some((f) => f.startsWith('from=')))
+      .flatMap((c) => c.args.slice(0, -1)),
+  );
   for (const source of new Set(sources)) {
     t.ok(allowed.has(source.replace(/\/$/, '')), `${source} is in the build context`);
     t.ok(existsSync(join(ROOT, source)), `${source} exists`);
   }
-  t.same([...allowed].sort(), [...new Set(sources.map((s) => s.replace(/\/$/, '')))].sort(), 'nothing allowed that is not copied');
+  t.same(
+    [...allowed].sort(),
+    [...new Set(sources.map((s) => s.replace(/\/$/, '')))].sort(),
+    'nothing allowed that is not copied',
+  );
 });

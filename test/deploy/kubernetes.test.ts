@@ -7,9 +7,20 @@ import { isLoopbackHost, validateConfig, type Config } from '../../shared/config
 import { configPath, loadConfig } from '../../master/config-file.js';
 import { ROOT } from '../helpers/gateway.js';
 import { instructionsOf, readDockerfile } from '../helpers/dockerfile.js';
-import { kubectlKustomize, kubectlKustomizeOverlay, parseYamlDocuments, renderWithoutKubectl } from '../helpers/kustomize.js';
 import {
-  kubernetesProblems, type ConfigMapObject, type DeploymentObject, type HpaObject, type KubernetesObject, type PdbObject, type ServiceObject,
+  kubectlKustomize,
+  kubectlKustomizeOverlay,
+  parseYamlDocuments,
+  renderWithoutKubectl,
+} from '../helpers/kustomize.js';
+import {
+  kubernetesProblems,
+  type ConfigMapObject,
+  type DeploymentObject,
+  type HpaObject,
+  type KubernetesObject,
+  type PdbObject,
+  type ServiceObject,
 } from '../helpers/kubernetes-schemas.js';
 
 // Issue 14 parts 2 and 5: the kustomize base renders as `kubectl apply -k` renders it, every object
@@ -25,15 +36,30 @@ const CONFIG_KEY = 'graygate.json';
  * deploy/kubernetes/kustomization.yaml). Anything else drifting between the two files fails.
  */
 const K8S_CONFIG_DIFFERENCES: Array<{ path: string[]; value: unknown; why: string }> = [
-  { path: ['admin', 'host'], value: '0.0.0.0', why: 'Prometheus scrapes /metrics on the pod IP; the token comes from a Secret' },
-  { path: ['config', 'watch'], value: true, why: 'an edited ConfigMap applies as a reload, with no restart (SPEC §13)' },
+  {
+    path: ['admin', 'host'],
+    value: '0.0.0.0',
+    why: 'Prometheus scrapes /metrics on the pod IP; the token comes from a Secret',
+  },
+  {
+    path: ['config', 'watch'],
+    value: true,
+    why: 'an edited ConfigMap applies as a reload, with no restart (SPEC §13)',
+  },
 ];
 
 const kubectl = await kubectlKustomize(BASE);
 const objects = (kubectl ?? renderWithoutKubectl(BASE)) as KubernetesObject[];
-t.comment(kubectl === undefined ? 'kubectl not on PATH: rendered by the fallback in test/helpers/kustomize.ts' : 'rendered by kubectl kustomize');
+t.comment(
+  kubectl === undefined
+    ? 'kubectl not on PATH: rendered by the fallback in test/helpers/kustomize.ts'
+    : 'rendered by kubectl kustomize',
+);
 
-function one<K extends KubernetesObject['kind']>(list: KubernetesObject[], kind: K): Extract<KubernetesObject, { kind: K }> {
+function one<K extends KubernetesObject['kind']>(
+  list: KubernetesObject[],
+  kind: K,
+): Extract<KubernetesObject, { kind: K }> {
   const found = list.filter((o) => o.kind === kind);
   if (found.length !== 1) throw new Error(`expected one ${kind}, rendered ${found.length}`);
   return found[0] as Extract<KubernetesObject, { kind: K }>;
@@ -55,13 +81,18 @@ const portNumber = (port: number | string): number | undefined =>
 
 t.test('the base renders exactly these objects, each valid and strict', async (t) => {
   t.same(objects.map((o) => `${o.kind}/${o.metadata.name}`).sort(), [
-    'ConfigMap/graygate-config', 'Deployment/graygate', 'PodDisruptionBudget/graygate', 'Service/graygate',
+    'ConfigMap/graygate-config',
+    'Deployment/graygate',
+    'PodDisruptionBudget/graygate',
+    'Service/graygate',
   ]);
   for (const object of objects) t.same(kubernetesProblems(object), [], `${object.kind}/${object.metadata.name}`);
 });
 
 t.test('the strict check catches what Kubernetes would silently drop', async (t) => {
-  const typo = structuredClone(deployment) as unknown as { spec: { template: { spec: { containers: Array<Record<string, unknown>> } } } };
+  const typo = structuredClone(deployment) as unknown as {
+    spec: { template: { spec: { containers: Array<Record<string, unknown>> } } };
+  };
   const c = typo.spec.template.spec.containers[0]!;
   c['readinesProbe'] = c['readinessProbe'];
   delete c['readinessProbe'];
@@ -80,16 +111,27 @@ t.test('the strict check catches what Kubernetes would silently drop', async (t)
 
 t.test('probes, ports and selectors agree with the config and with each other', async (t) => {
   t.equal(deployment.spec.replicas, 2);
-  t.same([container.readinessProbe.httpGet.path, container.livenessProbe.httpGet.path, container.startupProbe.httpGet.path], ['/readyz', '/healthz', '/healthz']);
+  t.same(
+    [container.readinessProbe.httpGet.path, container.livenessProbe.httpGet.path, container.startupProbe.httpGet.path],
+    ['/readyz', '/healthz', '/healthz'],
+  );
   for (const probe of [container.readinessProbe, container.livenessProbe, container.startupProbe]) {
     t.equal(portNumber(probe.httpGet.port), config.listen.port, `${probe.httpGet.path} on the main port`);
   }
   t.equal(portNumber('admin'), config.admin.port, 'the admin port is declared for scraping');
-  t.same(service.spec.ports.map((p) => portNumber(p.targetPort)), [config.listen.port], 'the Service sends to the gateway only');
+  t.same(
+    service.spec.ports.map((p) => portNumber(p.targetPort)),
+    [config.listen.port],
+    'the Service sends to the gateway only',
+  );
 
   const podLabels = deployment.spec.template.metadata.labels;
-  const selects = (selector: Record<string, string>): boolean => Object.entries(selector).every(([k, v]) => podLabels[k] === v);
-  t.ok(Object.keys(deployment.spec.selector.matchLabels).length > 0 && selects(deployment.spec.selector.matchLabels), 'Deployment selector');
+  const selects = (selector: Record<string, string>): boolean =>
+    Object.entries(selector).every(([k, v]) => podLabels[k] === v);
+  t.ok(
+    Object.keys(deployment.spec.selector.matchLabels).length > 0 && selects(deployment.spec.selector.matchLabels),
+    'Deployment selector',
+  );
   t.ok(selects(service.spec.selector), 'Service selector');
   t.ok(selects(pdb.spec.selector.matchLabels), 'PDB selector');
   t.equal(pdb.spec.maxUnavailable, 1);
@@ -106,7 +148,10 @@ t.test('the grace period covers the preStop pause plus the drain', async (t) => 
   t.ok(Number.isInteger(pauseS) && pauseS > 0, `a pause of ${seconds} s`);
   const drainS = config.limits.shutdownTimeoutMs / 1000;
   // Kubernetes counts terminationGracePeriodSeconds from the start of preStop, then SIGKILLs.
-  t.ok(pod.terminationGracePeriodSeconds > pauseS + drainS, `${pod.terminationGracePeriodSeconds} s > ${pauseS} s + ${drainS} s`);
+  t.ok(
+    pod.terminationGracePeriodSeconds > pauseS + drainS,
+    `${pod.terminationGracePeriodSeconds} s > ${pauseS} s + ${drainS} s`,
+  );
 });
 
 t.test('the ConfigMap is mounted as a directory and --config points inside it', async (t) => {
@@ -131,8 +176,16 @@ t.test('admin is on loopback, or needs a token that comes from a Secret', async 
   const dir = mkdtempSync(join(tmpdir(), 'graygate-k8s-config-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   writeFileSync(join(dir, CONFIG_KEY), configText);
-  t.match(loadConfig(join(dir, CONFIG_KEY), {}), { ok: false, problems: [/admin.host: .*GRAYGATE_ADMIN_TOKEN/] }, 'refuses to start without the token');
-  t.match(loadConfig(join(dir, CONFIG_KEY), { GRAYGATE_ADMIN_TOKEN: 'from-the-secret' }), { ok: true }, 'starts with it');
+  t.match(
+    loadConfig(join(dir, CONFIG_KEY), {}),
+    { ok: false, problems: [/admin.host: .*GRAYGATE_ADMIN_TOKEN/] },
+    'refuses to start without the token',
+  );
+  t.match(
+    loadConfig(join(dir, CONFIG_KEY), { GRAYGATE_ADMIN_TOKEN: 'from-the-secret' }),
+    { ok: true },
+    'starts with it',
+  );
 });
 
 t.test('the pod runs as the image’s non-root user, locked down', async (t) => {
@@ -142,9 +195,17 @@ t.test('the pod runs as the image’s non-root user, locked down', async (t) => 
   t.equal(container.securityContext.readOnlyRootFilesystem, true);
   t.same(container.securityContext.capabilities.drop, ['ALL']);
   const runtime = readDockerfile(join(ROOT, 'Dockerfile')).stages.at(-1)!;
-  t.equal(instructionsOf(runtime, 'USER').at(-1)?.args[0], `${pod.securityContext.runAsUser}:${pod.securityContext.runAsGroup}`, 'the Dockerfile USER');
+  t.equal(
+    instructionsOf(runtime, 'USER').at(-1)?.args[0],
+    `${pod.securityContext.runAsUser}:${pod.securityContext.runAsGroup}`,
+    'the Dockerfile USER',
+  );
   const exposed = instructionsOf(runtime, 'EXPOSE').flatMap((i) => i.args.map(Number));
-  t.same(exposed.sort(), container.ports.map((p) => p.containerPort).sort(), 'the Dockerfile EXPOSEs the container ports');
+  t.same(
+    exposed.sort(),
+    container.ports.map((p) => p.containerPort).sort(),
+    'the Dockerfile EXPOSEs the container ports',
+  );
 });
 
 t.test('the ConfigMap equals config/graygate.json but for K8S_CONFIG_DIFFERENCES', async (t) => {
@@ -152,7 +213,9 @@ t.test('the ConfigMap equals config/graygate.json but for K8S_CONFIG_DIFFERENCES
   const shipped = JSON.parse(readFileSync(join(ROOT, 'config/graygate.json'), 'utf8')) as Record<string, unknown>;
   const expected = structuredClone(shipped);
   for (const { path, value, why } of K8S_CONFIG_DIFFERENCES) {
-    const parent = path.slice(0, -1).reduce<Record<string, unknown>>((at, key) => (at[key] ??= {}) as Record<string, unknown>, expected);
+    const parent = path
+      .slice(0, -1)
+      .reduce<Record<string, unknown>>((at, key) => (at[key] ??= {}) as Record<string, unknown>, expected);
     t.not(JSON.stringify(parent[path.at(-1)!]), JSON.stringify(value), `${path.join('.')} really differs (${why})`);
     parent[path.at(-1)!] = value;
   }
@@ -160,28 +223,42 @@ t.test('the ConfigMap equals config/graygate.json but for K8S_CONFIG_DIFFERENCES
 });
 
 t.test('the HPA component: CPU autoscaling that owns the replica count', async (t) => {
-  const rendered = ((await kubectlKustomizeOverlay(t, BASE, [HPA])) ?? renderWithoutKubectl(BASE, [HPA])) as KubernetesObject[];
+  const rendered = ((await kubectlKustomizeOverlay(t, BASE, [HPA])) ??
+    renderWithoutKubectl(BASE, [HPA])) as KubernetesObject[];
   for (const object of rendered) t.same(kubernetesProblems(object), [], `${object.kind}/${object.metadata.name}`);
   const hpa: HpaObject = one(rendered, 'HorizontalPodAutoscaler');
   t.same(hpa.spec.scaleTargetRef, { apiVersion: 'apps/v1', kind: 'Deployment', name: deployment.metadata.name });
-  t.same(hpa.spec.metrics.map((m) => m.resource.name), ['cpu']);
+  t.same(
+    hpa.spec.metrics.map((m) => m.resource.name),
+    ['cpu'],
+  );
   t.ok(hpa.spec.minReplicas >= 2 && hpa.spec.maxReplicas > hpa.spec.minReplicas);
   t.equal(one(rendered, 'Deployment').spec.replicas, undefined, 'no fixed replicas to fight the HPA on re-apply');
-  t.notOk(objects.some((o) => o.kind === 'HorizontalPodAutoscaler'), 'not in the base');
+  t.notOk(
+    objects.some((o) => o.kind === 'HorizontalPodAutoscaler'),
+    'not in the base',
+  );
 });
 
-t.test('the fallback renderer agrees with kubectl', { skip: kubectl === undefined && 'kubectl not on PATH' }, async (t) => {
-  const key = (o: unknown): string => `${(o as KubernetesObject).kind}/${(o as KubernetesObject).metadata.name}`;
-  const sorted = (list: unknown[]): unknown[] => [...list].sort((a, b) => key(a).localeCompare(key(b)));
-  t.same(sorted(renderWithoutKubectl(BASE)), sorted(kubectl!));
-  t.same(sorted(renderWithoutKubectl(BASE, [HPA])), sorted((await kubectlKustomizeOverlay(t, BASE, [HPA]))!));
-});
+t.test(
+  'the fallback renderer agrees with kubectl',
+  { skip: kubectl === undefined && 'kubectl not on PATH' },
+  async (t) => {
+    const key = (o: unknown): string => `${(o as KubernetesObject).kind}/${(o as KubernetesObject).metadata.name}`;
+    const sorted = (list: unknown[]): unknown[] => [...list].sort((a, b) => key(a).localeCompare(key(b)));
+    t.same(sorted(renderWithoutKubectl(BASE)), sorted(kubectl!));
+    t.same(sorted(renderWithoutKubectl(BASE, [HPA])), sorted((await kubectlKustomizeOverlay(t, BASE, [HPA]))!));
+  },
+);
 
 t.test('every YAML file of the base parses strictly (no duplicate keys)', async (t) => {
   const walk = (dir: string): string[] =>
-    readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(dir, e.name)) : e.name.endsWith('.yaml') ? [join(dir, e.name)] : []));
+    readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+      e.isDirectory() ? walk(join(dir, e.name)) : e.name.endsWith('.yaml') ? [join(dir, e.name)] : [],
+    );
   const files = walk(BASE);
   t.ok(files.length >= 6);
-  for (const file of files) t.doesNotThrow(() => parseYamlDocuments(readFileSync(file, 'utf8'), file), file.slice(ROOT.length + 1));
+  for (const file of files)
+    t.doesNotThrow(() => parseYamlDocuments(readFileSync(file, 'utf8'), file), file.slice(ROOT.length + 1));
   t.ok(files.every((f) => dirname(f).startsWith(BASE)));
 });

@@ -40,59 +40,110 @@ t.test('admin without a token: only loopback Host, no cross-origin Origin, JSON 
     body: JSON.stringify({ env: { NODE_OPTIONS: '--import=data:text/javascript,process.exit(9)' } }),
   });
   t.equal(simple.status, 403, 'a cross-site simple POST is refused');
-  const plainLoopback = await httpRequest(`${gw.adminUrl}/admin/versions/v1/deploy`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: '{}' });
+  const plainLoopback = await httpRequest(`${gw.adminUrl}/admin/versions/v1/deploy`, {
+    method: 'POST',
+    headers: { 'content-type': 'text/plain' },
+    body: '{}',
+  });
   t.equal(plainLoopback.status, 403, 'a state change without application/json is refused even from loopback');
   t.match(json<ErrorBody>(plainLoopback).error.message, /Content-Type: application\/json/);
   const noType = await httpRequest(`${gw.adminUrl}/admin/reload`, { method: 'POST' });
   t.equal(noType.status, 403, 'a bodiless state change needs it too');
   const after = (await status(gw)).v1!;
-  t.same(after.workers.map((w) => w.pid), status0.workers.map((w) => w.pid), 'nothing was deployed');
+  t.same(
+    after.workers.map((w) => w.pid),
+    status0.workers.map((w) => w.pid),
+    'nothing was deployed',
+  );
 
   // What curl and the CLI send.
   t.equal((await httpRequest(`${gw.adminUrl}/admin/status`)).status, 200, 'loopback Host, no Origin');
-  t.equal((await httpRequest(`${gw.adminUrl}/admin/status`, { headers: { host: `localhost:${port}` } })).status, 200, 'localhost');
-  t.equal((await httpRequest(`${gw.adminUrl}/admin/status`, { headers: { host: `127.0.0.1:${port}`, origin: `http://127.0.0.1:${port}` } })).status, 200, 'same-origin');
-  const weights = await httpRequest(`${gw.adminUrl}/admin/weights`, { method: 'PUT', headers: { 'content-type': 'application/json; charset=utf-8' }, body: '{"v1":2}' });
-  t.equal(weights.status, 200, 'JSON with parameters');
-  t.equal((await httpRequest(`${gw.adminUrl}/metrics`, { headers: { host: `evil.example:${port}` } })).status, 403, '/metrics too');
-});
-
-t.test('admin with a token: any-case bearer; workers never inherit secrets; entries bounded by entryRoots', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'graygate-entry-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const outside = join(dir, 'outside.js');
-  writeFileSync(outside, 'process.exit(0)\n');
-  const gw = await startGateway(
-    t,
-    { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1, instances: 2 } }, admin: { redactEnv: ['MY_SECRET'] } },
-    { env: { GRAYGATE_ADMIN_TOKEN: 'tok-3f9a', MY_SECRET: 'hush-71c2' } },
+  t.equal(
+    (await httpRequest(`${gw.adminUrl}/admin/status`, { headers: { host: `localhost:${port}` } })).status,
+    200,
+    'localhost',
   );
-  const auth = { authorization: 'bearer tok-3f9a' };
-  t.equal((await admin(gw, 'GET', '/admin/status', undefined, auth)).status, 200, 'lowercase bearer');
-  t.equal((await admin(gw, 'GET', '/admin/status', undefined, { authorization: 'BEARER tok-3f9a' })).status, 200, 'uppercase BEARER');
-  t.equal((await admin(gw, 'GET', '/admin/status', undefined, { authorization: 'Basic tok-3f9a' })).status, 401, 'another scheme');
-
-  const environOf = (pid: number): string => readFileSync(`/proc/${pid}/environ`, 'utf8');
-  const checkWorkers = async (when: string): Promise<void> => {
-    const { body } = await admin<{ versions: Record<string, { workers: Array<{ pid: number }> }> }>(gw, 'GET', '/admin/status', undefined, auth);
-    for (const w of body.versions.v1!.workers) {
-      const env = environOf(w.pid);
-      t.notOk(env.includes('tok-3f9a'), `${when}: worker ${w.pid} has no admin token in its environment`);
-      t.notOk(env.includes('GRAYGATE_ADMIN_TOKEN'), `${when}: nor the variable`);
-      t.notOk(env.includes('hush-71c2'), `${when}: nor a variable named in admin.redactEnv`);
-    }
-  };
-  t.ok(environOf(gw.pid).includes('tok-3f9a'), 'the master has it (the test would prove nothing otherwise)');
-  await checkWorkers('at start');
-  const deployed = await admin(gw, 'POST', '/admin/versions/v1/deploy', { env: { EXTRA: '1' } }, auth);
-  t.equal(deployed.status, 200);
-  await checkWorkers('after a deploy');
-
-  const outsideDeploy = await admin<ErrorBody>(gw, 'POST', '/admin/versions/v1/deploy', { entry: outside }, auth);
-  t.equal(outsideDeploy.status, 400, 'an entry outside admin.entryRoots is refused');
-  t.match(outsideDeploy.body.error.message, /outside admin\.entryRoots/);
-  const outsideAdd = await admin<ErrorBody>(gw, 'POST', '/admin/versions', { name: 'v9', entry: outside }, auth);
-  t.equal(outsideAdd.status, 400);
-  const escape = await admin<ErrorBody>(gw, 'POST', '/admin/versions', { name: 'v9', entry: `${TEST_WORKER_ENTRY}/../../../../../../${outside}` }, auth);
-  t.equal(escape.status, 400, 'no escape with ../');
+  t.equal(
+    (
+      await httpRequest(`${gw.adminUrl}/admin/status`, {
+        headers: { host: `127.0.0.1:${port}`, origin: `http://127.0.0.1:${port}` },
+      })
+    ).status,
+    200,
+    'same-origin',
+  );
+  const weights = await httpRequest(`${gw.adminUrl}/admin/weights`, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/json; charset=utf-8' },
+    body: '{"v1":2}',
+  });
+  t.equal(weights.status, 200, 'JSON with parameters');
+  t.equal(
+    (await httpRequest(`${gw.adminUrl}/metrics`, { headers: { host: `evil.example:${port}` } })).status,
+    403,
+    '/metrics too',
+  );
 });
+
+t.test(
+  'admin with a token: any-case bearer; workers never inherit secrets; entries bounded by entryRoots',
+  async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'graygate-entry-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const outside = join(dir, 'outside.js');
+    writeFileSync(outside, 'process.exit(0)\n');
+    const gw = await startGateway(
+      t,
+      { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1, instances: 2 } }, admin: { redactEnv: ['MY_SECRET'] } },
+      { env: { GRAYGATE_ADMIN_TOKEN: 'tok-3f9a', MY_SECRET: 'hush-71c2' } },
+    );
+    const auth = { authorization: 'bearer tok-3f9a' };
+    t.equal((await admin(gw, 'GET', '/admin/status', undefined, auth)).status, 200, 'lowercase bearer');
+    t.equal(
+      (await admin(gw, 'GET', '/admin/status', undefined, { authorization: 'BEARER tok-3f9a' })).status,
+      200,
+      'uppercase BEARER',
+    );
+    t.equal(
+      (await admin(gw, 'GET', '/admin/status', undefined, { authorization: 'Basic tok-3f9a' })).status,
+      401,
+      'another scheme',
+    );
+
+    const environOf = (pid: number): string => readFileSync(`/proc/${pid}/environ`, 'utf8');
+    const checkWorkers = async (when: string): Promise<void> => {
+      const { body } = await admin<{ versions: Record<string, { workers: Array<{ pid: number }> }> }>(
+        gw,
+        'GET',
+        '/admin/status',
+        undefined,
+        auth,
+      );
+      for (const w of body.versions.v1!.workers) {
+        const env = environOf(w.pid);
+        t.notOk(env.includes('tok-3f9a'), `${when}: worker ${w.pid} has no admin token in its environment`);
+        t.notOk(env.includes('GRAYGATE_ADMIN_TOKEN'), `${when}: nor the variable`);
+        t.notOk(env.includes('hush-71c2'), `${when}: nor a variable named in admin.redactEnv`);
+      }
+    };
+    t.ok(environOf(gw.pid).includes('tok-3f9a'), 'the master has it (the test would prove nothing otherwise)');
+    await checkWorkers('at start');
+    const deployed = await admin(gw, 'POST', '/admin/versions/v1/deploy', { env: { EXTRA: '1' } }, auth);
+    t.equal(deployed.status, 200);
+    await checkWorkers('after a deploy');
+
+    const outsideDeploy = await admin<ErrorBody>(gw, 'POST', '/admin/versions/v1/deploy', { entry: outside }, auth);
+    t.equal(outsideDeploy.status, 400, 'an entry outside admin.entryRoots is refused');
+    t.match(outsideDeploy.body.error.message, /outside admin\.entryRoots/);
+    const outsideAdd = await admin<ErrorBody>(gw, 'POST', '/admin/versions', { name: 'v9', entry: outside }, auth);
+    t.equal(outsideAdd.status, 400);
+    const escape = await admin<ErrorBody>(
+      gw,
+      'POST',
+      '/admin/versions',
+      { name: 'v9', entry: `${TEST_WORKER_ENTRY}/../../../../../../${outside}` },
+      auth,
+    );
+    t.equal(escape.status, 400, 'no escape with ../');
+  },
+);

@@ -4,24 +4,54 @@ import { httpRequest, json } from '../helpers/http.js';
 import { isAlive, status } from '../helpers/wait.js';
 
 t.test('admin token: 401 without it, 200 with it, /metrics included', async (t) => {
-  const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } }, { env: { GRAYGATE_ADMIN_TOKEN: 's3cret' } });
+  const gw = await startGateway(
+    t,
+    { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } },
+    { env: { GRAYGATE_ADMIN_TOKEN: 's3cret' } },
+  );
   for (const path of ['/admin/status', '/metrics']) {
     const none = await admin<{ error: { code: string; type: string } }>(gw, 'GET', path);
     t.equal(none.status, 401, `${path} without token`);
-    t.same(none.body.error, { message: 'missing or wrong bearer token', type: 'authentication_error', code: 'unauthorized' });
-    t.equal((await admin(gw, 'GET', path, undefined, { authorization: 'Bearer wrong' })).status, 401, `${path} wrong token`);
-    t.equal((await admin(gw, 'GET', path, undefined, { authorization: 'Bearer s3cret' })).status, 200, `${path} right token`);
+    t.same(none.body.error, {
+      message: 'missing or wrong bearer token',
+      type: 'authentication_error',
+      code: 'unauthorized',
+    });
+    t.equal(
+      (await admin(gw, 'GET', path, undefined, { authorization: 'Bearer wrong' })).status,
+      401,
+      `${path} wrong token`,
+    );
+    t.equal(
+      (await admin(gw, 'GET', path, undefined, { authorization: 'Bearer s3cret' })).status,
+      200,
+      `${path} right token`,
+    );
   }
 });
 
 t.test('weights, add, remove', async (t) => {
-  const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 90 }, v2: { entry: TEST_WORKER_ENTRY, weight: 10 } } });
+  const gw = await startGateway(t, {
+    versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 90 }, v2: { entry: TEST_WORKER_ENTRY, weight: 10 } },
+  });
 
-  const w = await admin<{ versions: Record<string, { weight: number }> }>(gw, 'PUT', '/admin/weights', { v2: 100, v1: 0 });
+  const w = await admin<{ versions: Record<string, { weight: number }> }>(gw, 'PUT', '/admin/weights', {
+    v2: 100,
+    v1: 0,
+  });
   t.equal(w.status, 200);
   t.same([w.body.versions.v1!.weight, w.body.versions.v2!.weight], [0, 100]);
-  for (let i = 0; i < 5; i++) t.equal((await httpRequest(`${gw.url}/stats`, { headers: { 'x-user-id': `u${i}` } })).headers['x-graygate-version'], 'v2', 'next request follows the new weights');
-  t.equal((await admin<{ error: { code: string } }>(gw, 'PUT', '/admin/weights', { v9: 1 })).status, 404, 'unknown name');
+  for (let i = 0; i < 5; i++)
+    t.equal(
+      (await httpRequest(`${gw.url}/stats`, { headers: { 'x-user-id': `u${i}` } })).headers['x-graygate-version'],
+      'v2',
+      'next request follows the new weights',
+    );
+  t.equal(
+    (await admin<{ error: { code: string } }>(gw, 'PUT', '/admin/weights', { v9: 1 })).status,
+    404,
+    'unknown name',
+  );
   const zero = await admin<{ error: { code: string } }>(gw, 'PUT', '/admin/weights', { v2: 0 });
   t.equal(zero.status, 400, 'all zero refused');
   t.equal((await status(gw)).v2!.weight, 100, 'a refused change changes nothing');
@@ -29,15 +59,31 @@ t.test('weights, add, remove', async (t) => {
   t.equal(bad.status, 400);
   t.match(bad.body.error.message, /v1: must be ≥ 0/);
 
-  const added = await admin<{ weight: number; workers: Array<{ state: string }> }>(gw, 'POST', '/admin/versions', { name: 'v3', entry: TEST_WORKER_ENTRY, weight: 0 });
+  const added = await admin<{ weight: number; workers: Array<{ state: string }> }>(gw, 'POST', '/admin/versions', {
+    name: 'v3',
+    entry: TEST_WORKER_ENTRY,
+    weight: 0,
+  });
   t.equal(added.status, 201);
   t.equal(added.body.workers[0]!.state, 'ready', 'answers once its workers are ready');
-  t.equal((await httpRequest(`${gw.url}/stats?version=v3`)).headers['x-graygate-version'], 'v3', 'reachable explicitly');
+  t.equal(
+    (await httpRequest(`${gw.url}/stats?version=v3`)).headers['x-graygate-version'],
+    'v3',
+    'reachable explicitly',
+  );
   t.equal((await admin(gw, 'POST', '/admin/versions', { name: 'v3', entry: TEST_WORKER_ENTRY })).status, 409, 'exists');
   t.equal((await admin(gw, 'POST', '/admin/versions', { name: 'Bad Name', entry: TEST_WORKER_ENTRY })).status, 400);
 
-  t.equal((await admin<{ error: { message: string } }>(gw, 'DELETE', '/admin/versions/v1')).status, 400, 'the routing default cannot be removed');
-  t.equal((await admin(gw, 'DELETE', '/admin/versions/v2')).status, 400, 'the last version with weight > 0 cannot be removed');
+  t.equal(
+    (await admin<{ error: { message: string } }>(gw, 'DELETE', '/admin/versions/v1')).status,
+    400,
+    'the routing default cannot be removed',
+  );
+  t.equal(
+    (await admin(gw, 'DELETE', '/admin/versions/v2')).status,
+    400,
+    'the last version with weight > 0 cannot be removed',
+  );
   const v3pid = (await status(gw)).v3!.workers[0]!.pid;
   const removed = await admin(gw, 'DELETE', '/admin/versions/v3');
   t.equal(removed.status, 200);
@@ -53,7 +99,11 @@ t.test('admin errors keep the OpenAI shape', async (t) => {
   const notFound = await admin<{ error: { type: string; code: string } }>(gw, 'GET', '/admin/nope');
   t.equal(notFound.status, 404);
   t.equal(notFound.body.error.code, 'not_found');
-  const res = await fetch(`${gw.adminUrl}/admin/weights`, { method: 'PUT', body: '{not json', headers: { 'content-type': 'application/json' } });
+  const res = await fetch(`${gw.adminUrl}/admin/weights`, {
+    method: 'PUT',
+    body: '{not json',
+    headers: { 'content-type': 'application/json' },
+  });
   t.equal(res.status, 400);
   t.equal(((await res.json()) as { error: { code: string } }).error.code, 'invalid_request');
   t.equal((await admin(gw, 'GET', '/admin/weights')).status, 405);
@@ -61,7 +111,10 @@ t.test('admin errors keep the OpenAI shape', async (t) => {
   t.equal(malformed.status, 400, 'a bad percent-escape is a 400, and the master lives on');
   t.equal(malformed.body.error.code, 'invalid_request');
   t.equal((await admin(gw, 'GET', '/admin/status')).status, 200);
-  const big = await admin<{ error: { code: string } }>(gw, 'PUT', '/admin/weights', { v1: 1, pad: 'x'.repeat(70 * 1024) });
+  const big = await admin<{ error: { code: string } }>(gw, 'PUT', '/admin/weights', {
+    v1: 1,
+    pad: 'x'.repeat(70 * 1024),
+  });
   t.equal(big.status, 413);
   t.equal(big.body.error.code, 'body_too_large');
 });

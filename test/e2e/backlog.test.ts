@@ -19,7 +19,11 @@ t.test('60 concurrent clients against a 1-socket, 8-queue version', async (t) =>
   let isWatching = true;
   const watcher = (async () => {
     while (isWatching) {
-      const { body } = await admin<{ versions: { v1: { queued: number; workers: Array<{ inflight: number }> } } }>(gw, 'GET', '/admin/status');
+      const { body } = await admin<{ versions: { v1: { queued: number; workers: Array<{ inflight: number }> } } }>(
+        gw,
+        'GET',
+        '/admin/status',
+      );
       const v1 = body.versions.v1;
       peakHeld = Math.max(peakHeld, v1.queued + v1.workers.reduce((n, w) => n + w.inflight, 0));
     }
@@ -35,7 +39,13 @@ t.test('60 concurrent clients against a 1-socket, 8-queue version', async (t) =>
   t.equal(ok.length, 9, '1 in flight + 8 queued were served');
   t.equal(full.length, 51, 'the rest were refused');
   for (const r of full) {
-    t.same(json(r), { error: { message: 'the version is at capacity and its queue is full', type: 'overloaded_error', code: 'queue_full' } });
+    t.same(json(r), {
+      error: {
+        message: 'the version is at capacity and its queue is full',
+        type: 'overloaded_error',
+        code: 'queue_full',
+      },
+    });
     t.equal(r.headers['retry-after'], '1');
   }
   t.ok(peakHeld <= 9, `master held at most ${peakHeld} requests for the worker`);

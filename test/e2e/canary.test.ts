@@ -86,7 +86,11 @@ t.test('canaries', async (t) => {
   });
 
   t.test('a canary with no traffic is neither promoted nor rolled back; 409 while it runs; abort', async (t) => {
-    const started = await admin<CanaryBody>(gw, 'POST', '/admin/versions/idle/canary', { steps: [20, 100], stepMs: 50, minRequests: 20 });
+    const started = await admin<CanaryBody>(gw, 'POST', '/admin/versions/idle/canary', {
+      steps: [20, 100],
+      stepMs: 50,
+      minRequests: 20,
+    });
     t.equal(started.status, 202);
     t.match(started.body, { version: 'idle', baseline: 'base', state: 'running', step: 0, canaryPercent: 20 });
     t.same(await weights(), { base: 80, good: 0, bad: 0, slow: 0, idle: 20 }, 'only the pair changed, its sum kept');
@@ -95,42 +99,86 @@ t.test('canaries', async (t) => {
     while (!/not yet/.test(c.reason)) c = await canaryOf(gw, 'idle');
     t.equal(c.state, 'running', 'too little data is "not yet", never a verdict');
     t.equal((await admin<ErrorBody>(gw, 'POST', '/admin/versions/idle/canary', {})).status, 409);
-    t.equal((await admin<ErrorBody>(gw, 'POST', '/admin/versions/good/canary', {})).body.error.code, 'canary_in_progress', 'its baseline is taken');
-    t.equal((await admin<ErrorBody>(gw, 'PUT', '/admin/weights', { idle: 50 })).body.error.code, 'canary_in_progress', 'weights of the pair are the canary’s');
+    t.equal(
+      (await admin<ErrorBody>(gw, 'POST', '/admin/versions/good/canary', {})).body.error.code,
+      'canary_in_progress',
+      'its baseline is taken',
+    );
+    t.equal(
+      (await admin<ErrorBody>(gw, 'PUT', '/admin/weights', { idle: 50 })).body.error.code,
+      'canary_in_progress',
+      'weights of the pair are the canary’s',
+    );
     const listed = await admin<{ canaries: CanaryBody[] }>(gw, 'GET', '/admin/canaries');
-    t.same(listed.body.canaries.map((x) => x.version), ['idle']);
+    t.same(
+      listed.body.canaries.map((x) => x.version),
+      ['idle'],
+    );
     t.equal((await status(gw)).idle!['canary' as 'weight'] !== undefined, true, 'in /admin/status');
     const metrics = await scrape(gw);
     t.equal(metrics.sum('graygate_canary_percent', { version: 'idle' }), 20);
     t.equal(metrics.sum('graygate_canary_state', { version: 'idle', state: 'running' }), 1);
     const aborted = await admin<CanaryBody>(gw, 'DELETE', '/admin/versions/idle/canary');
     t.equal(aborted.body.state, 'aborted');
-    t.same(await weights(), { base: 100, good: 0, bad: 0, slow: 0, idle: 0 }, 'the canary’s weight went back to 0 at once');
+    t.same(
+      await weights(),
+      { base: 100, good: 0, bad: 0, slow: 0, idle: 0 },
+      'the canary’s weight went back to 0 at once',
+    );
   });
 
   t.test('a canary failing 25 % of requests is rolled back; the baseline gets the whole weight', async (t) => {
-    t.equal((await admin(gw, 'POST', '/admin/versions/bad/canary', { steps: [10, 50, 100], stepMs: 200, minRequests: 40, criteria: { firstTokenP99: false, responseTimeP99: false } })).status, 202);
+    t.equal(
+      (
+        await admin(gw, 'POST', '/admin/versions/bad/canary', {
+          steps: [10, 50, 100],
+          stepMs: 200,
+          minRequests: 40,
+          criteria: { firstTokenP99: false, responseTimeP99: false },
+        })
+      ).status,
+      202,
+    );
     const { final, load, seconds } = await runToEnd(gw, 'bad', '/slow?ms=0');
     t.equal(final.state, 'rolled_back', final.reason);
     t.match(final.reason, /error/);
-    t.ok(final.decisions.some((d) => d.metric === 'error_rate' && d.verdict === 'fail'), 'the error-rate test rejected');
+    t.ok(
+      final.decisions.some((d) => d.metric === 'error_rate' && d.verdict === 'fail'),
+      'the error-rate test rejected',
+    );
     t.same(await weights(), { base: 100, good: 0, bad: 0, slow: 0, idle: 0 });
-    t.comment(`rolled back after ${seconds.toFixed(1)} s and ${load.requests} requests (${JSON.stringify(Object.fromEntries(load.byVersion))})`);
+    t.comment(
+      `rolled back after ${seconds.toFixed(1)} s and ${load.requests} requests (${JSON.stringify(Object.fromEntries(load.byVersion))})`,
+    );
   });
 
   t.test('a canary whose first token is 400 ms slower is rolled back on latency', async (t) => {
-    const body = { steps: [50, 100], stepMs: 200, minRequests: 40, alpha: 0.1, criteria: { errorRate: false, responseTimeP99: false } };
+    const body = {
+      steps: [50, 100],
+      stepMs: 200,
+      minRequests: 40,
+      alpha: 0.1,
+      criteria: { errorRate: false, responseTimeP99: false },
+    };
     t.equal((await admin(gw, 'POST', '/admin/versions/slow/canary', body)).status, 202);
     const { final, load, seconds } = await runToEnd(gw, 'slow', '/sse?events=2&ms=1', 16, 8000);
     t.equal(final.state, 'rolled_back', final.reason);
-    t.ok(final.decisions.some((d) => d.metric === 'first_token_p99' && d.verdict === 'fail'), 'the first-token test rejected');
+    t.ok(
+      final.decisions.some((d) => d.metric === 'first_token_p99' && d.verdict === 'fail'),
+      'the first-token test rejected',
+    );
     t.equal(load.streamErrors, 0);
     t.same((await weights()).slow, 0);
     t.comment(`rolled back after ${seconds.toFixed(1)} s and ${load.requests} requests`);
   });
 
   t.test('an equal canary is promoted through every step with zero failed client requests', async (t) => {
-    const body = { steps: [10, 50, 100], stepMs: 300, minRequests: 40, criteria: { firstTokenP99: false, responseTimeP99: false } };
+    const body = {
+      steps: [10, 50, 100],
+      stepMs: 300,
+      minRequests: 40,
+      criteria: { firstTokenP99: false, responseTimeP99: false },
+    };
     t.equal((await admin(gw, 'POST', '/admin/versions/good/canary', body)).status, 202);
     const { final, load, seconds } = await runToEnd(gw, 'good', '/slow?ms=0');
     t.equal(final.state, 'promoted', final.reason);
@@ -142,7 +190,20 @@ t.test('canaries', async (t) => {
 
   t.test('the CLI starts, explains and aborts a canary; graygate status shows it', async (t) => {
     const admin = ['--admin', gw.adminUrl];
-    const started = await runCli(['canary', 'idle', '--baseline', 'good', '--steps', '25,100', '--step', '30s', '--min-requests', '50', '--no-response-time', ...admin]);
+    const started = await runCli([
+      'canary',
+      'idle',
+      '--baseline',
+      'good',
+      '--steps',
+      '25,100',
+      '--step',
+      '30s',
+      '--min-requests',
+      '50',
+      '--no-response-time',
+      ...admin,
+    ]);
     t.equal(started.code, 0, started.stderr);
     t.match(started.stdout, /canary idle \(baseline good\): running at step 1\/2 \(25 %\)/);
     const status = await runCli(['status', ...admin]);
@@ -164,7 +225,11 @@ t.test('canaries', async (t) => {
   });
 
   t.test('a reload aborts a running canary and the file’s weights apply', async (t) => {
-    t.equal((await admin(gw, 'POST', '/admin/versions/idle/canary', { baseline: 'good', steps: [30, 100], stepMs: 60_000 })).status, 202);
+    t.equal(
+      (await admin(gw, 'POST', '/admin/versions/idle/canary', { baseline: 'good', steps: [30, 100], stepMs: 60_000 }))
+        .status,
+      202,
+    );
     t.same((await weights()).idle, 30);
     const reloaded = await admin(gw, 'POST', '/admin/reload');
     t.equal(reloaded.status, 200);

@@ -31,12 +31,22 @@ function collect(child: ChildProcessByStdio<null, Readable, Readable>): Promise<
 }
 
 function cli(args: string[]): Promise<Result> {
-  return collect(spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...CLEAN_ENV }, stdio: ['ignore', 'pipe', 'pipe'] }));
+  return collect(
+    spawn(process.execPath, [BIN, ...args], {
+      env: { ...process.env, ...CLEAN_ENV },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
+  );
 }
 
 /** `script` in sh with $NODE, $BIN and `env`: a real shell pipeline, real pipes. */
 function shell(script: string, env: Record<string, string>): Promise<Result> {
-  return collect(spawn('sh', ['-c', script], { env: { ...process.env, ...CLEAN_ENV, NODE: process.execPath, BIN, ...env }, stdio: ['ignore', 'pipe', 'pipe'] }));
+  return collect(
+    spawn('sh', ['-c', script], {
+      env: { ...process.env, ...CLEAN_ENV, NODE: process.execPath, BIN, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
+  );
 }
 
 interface Frame {
@@ -49,8 +59,14 @@ interface Frame {
  * `graygate top --json …` running: `nextFrame` reads its frames
  * as they come; `result` has them all. Stopped at teardown.
  */
-function startTop(t: Test, args: string[]): { nextFrame(what: string): Promise<Frame>; result: Promise<Result>; stop(): void } {
-  const child = spawn(process.execPath, [BIN, 'top', '--json', ...args], { env: { ...process.env, ...CLEAN_ENV }, stdio: ['ignore', 'pipe', 'pipe'] });
+function startTop(
+  t: Test,
+  args: string[],
+): { nextFrame(what: string): Promise<Frame>; result: Promise<Result>; stop(): void } {
+  const child = spawn(process.execPath, [BIN, 'top', '--json', ...args], {
+    env: { ...process.env, ...CLEAN_ENV },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   const lines: string[] = [];
@@ -69,11 +85,14 @@ function startTop(t: Test, args: string[]): { nextFrame(what: string): Promise<F
     for (const reader of readers.splice(0)) reader(undefined);
   });
   const nextFrame = async (what: string): Promise<Frame> => {
-    const line = unread.shift() ?? (isEnded ? undefined : await new Promise<string | undefined>((r) => readers.push(r)));
+    const line =
+      unread.shift() ?? (isEnded ? undefined : await new Promise<string | undefined>((r) => readers.push(r)));
     if (line === undefined) throw new Error(`top ended before ${what}: ${stderr}`);
     return JSON.parse(line) as Frame;
   };
-  const result = new Promise<Result>((resolve) => child.on('close', (code) => resolve({ code, stdout: lines.map((l) => `${l}\n`).join(''), stderr })));
+  const result = new Promise<Result>((resolve) =>
+    child.on('close', (code) => resolve({ code, stdout: lines.map((l) => `${l}\n`).join(''), stderr })),
+  );
   const stop = (): void => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
   };
@@ -139,12 +158,21 @@ async function startHostRewritingProxy(t: Test, target: string): Promise<string>
 
 t.test('top and CLI output against a gateway without a token', async (t) => {
   // v2 (weight 0) is the one removed while top runs; the last subtest removes it.
-  const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 }, v2: { entry: TEST_WORKER_ENTRY, weight: 0 } } });
+  const gw = await startGateway(t, {
+    versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 }, v2: { entry: TEST_WORKER_ENTRY, weight: 0 } },
+  });
 
   t.test('top | head -n 1: top exits 141 without a word when head leaves', async (t) => {
-    const res = await shell('{ "$NODE" "$BIN" top --admin "$ADMIN" --interval 0.02; echo "graygate exited $?" >&2; } | head -n 1', { ADMIN: gw.adminUrl });
+    const res = await shell(
+      '{ "$NODE" "$BIN" top --admin "$ADMIN" --interval 0.02; echo "graygate exited $?" >&2; } | head -n 1',
+      { ADMIN: gw.adminUrl },
+    );
     t.equal(res.code, 0, "head's status");
-    t.match(res.stdout, /^graygate top — http:\/\/127\.0\.0\.1:\d+ — .+ — every 0\.02 s, Ctrl-C to quit\n$/, 'the first line');
+    t.match(
+      res.stdout,
+      /^graygate top — http:\/\/127\.0\.0\.1:\d+ — .+ — every 0\.02 s, Ctrl-C to quit\n$/,
+      'the first line',
+    );
     t.equal(res.stderr, 'graygate exited 141\n', 'no stack trace, the exit code of a writer stopped by SIGPIPE');
   });
 
@@ -162,7 +190,10 @@ t.test('top and CLI output against a gateway without a token', async (t) => {
 
   t.test('top exits 69 with one line when the admin API is unreachable at start, like status', async (t) => {
     const port = await freePort();
-    const [top, status] = await Promise.all([cli(['top', '--admin', `:${port}`]), cli(['status', '--admin', `:${port}`])]);
+    const [top, status] = await Promise.all([
+      cli(['top', '--admin', `:${port}`]),
+      cli(['status', '--admin', `:${port}`]),
+    ]);
     const line = `graygate: admin API unreachable at http://127.0.0.1:${port} (ECONNREFUSED); is graygate running? (address from --admin)\n`;
     t.same(top, { code: 69, stdout: '', stderr: line });
     t.same(status, { code: 69, stdout: '', stderr: line });
@@ -175,20 +206,46 @@ t.test('top and CLI output against a gateway without a token', async (t) => {
     await relay.close();
     const res = await top.result;
     t.equal(res.code, 69);
-    t.match(res.stderr, new RegExp(`^graygate: admin API unreachable at ${relay.url.replace(/\./g, '\\.')} \\([^)]+\\); is graygate running\\? \\(address from --admin\\)\\n$`), 'one line');
-    const frames = res.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as Frame);
+    t.match(
+      res.stderr,
+      new RegExp(
+        `^graygate: admin API unreachable at ${relay.url.replace(/\./g, '\\.')} \\([^)]+\\); is graygate running\\? \\(address from --admin\\)\\n$`,
+      ),
+      'one line',
+    );
+    const frames = res.stdout
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Frame);
     const failed = frames.slice(-5);
-    t.same(failed.map((f) => /; retrying \((\d)\/5\)$/.exec(f.error ?? '')?.[1]), ['1', '2', '3', '4', '5'], 'the last five frames say so, counting');
-    t.ok(frames.slice(0, -5).every((f) => f.versions !== undefined), 'every frame before them showed versions');
+    t.same(
+      failed.map((f) => /; retrying \((\d)\/5\)$/.exec(f.error ?? '')?.[1]),
+      ['1', '2', '3', '4', '5'],
+      'the last five frames say so, counting',
+    );
+    t.ok(
+      frames.slice(0, -5).every((f) => f.versions !== undefined),
+      'every frame before them showed versions',
+    );
   });
 
   t.test('a 403 forbidden ends status and top with a one-line hint', async (t) => {
     const proxy = await startHostRewritingProxy(t, gw.adminUrl);
-    const [status, top] = await Promise.all([cli(['status', '--admin', proxy]), cli(['top', '--admin', proxy, '--interval', '0.02'])]);
-    for (const [what, res] of [['status', status], ['top', top]] as const) {
+    const [status, top] = await Promise.all([
+      cli(['status', '--admin', proxy]),
+      cli(['top', '--admin', proxy, '--interval', '0.02']),
+    ]);
+    for (const [what, res] of [
+      ['status', status],
+      ['top', top],
+    ] as const) {
       t.equal(res.code, 1, what);
       t.equal(res.stdout, '', what);
-      t.match(res.stderr, /^graygate: 403 forbidden: [^\n]*loopback[^\n]*; hint: graygate itself sends a loopback Host and Content-Type: application\/json; if a proxy forwards to the admin port, make it pass both through unchanged[^\n]*\n$/, what);
+      t.match(
+        res.stderr,
+        /^graygate: 403 forbidden: [^\n]*loopback[^\n]*; hint: graygate itself sends a loopback Host and Content-Type: application\/json; if a proxy forwards to the admin port, make it pass both through unchanged[^\n]*\n$/,
+        what,
+      );
     }
   });
 

@@ -10,9 +10,15 @@ const BIN = join(ROOT, 'bin/graygate.js');
 // The caller's own admin settings must not leak in: empty is unset.
 const CLEAN_ENV = { GRAYGATE_ADMIN_TOKEN: '', GRAYGATE_ADMIN_URL: '', GRAYGATE_ADMIN_PORT: '' };
 
-function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function cli(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...CLEAN_ENV, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, ...args], {
+      env: { ...process.env, ...CLEAN_ENV, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
@@ -22,7 +28,11 @@ function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: 
 }
 
 t.test('CLI against a running gateway', async (t) => {
-  const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 90 }, v2: { entry: TEST_WORKER_ENTRY, weight: 10 } } }, { env: { GRAYGATE_ADMIN_TOKEN: 'tok' } });
+  const gw = await startGateway(
+    t,
+    { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 90 }, v2: { entry: TEST_WORKER_ENTRY, weight: 10 } } },
+    { env: { GRAYGATE_ADMIN_TOKEN: 'tok' } },
+  );
   const env = { GRAYGATE_ADMIN_TOKEN: 'tok' };
   t.test('commands', (t) => commands(t, gw, env));
   t.test('where the CLI finds the admin API (issue 12 part 6)', (t) => adminAddress(t, gw, env));
@@ -38,7 +48,11 @@ async function commands(t: Test, gw: Gateway, env: Record<string, string>): Prom
 
   const json = await cli(['status', '--json', ...a], env);
   t.equal(json.code, 0);
-  t.equal((JSON.parse(json.stdout) as { versions: Record<string, { weight: number }> }).versions['v2']?.weight, 10, '--json is the admin API body');
+  t.equal(
+    (JSON.parse(json.stdout) as { versions: Record<string, { weight: number }> }).versions['v2']?.weight,
+    10,
+    '--json is the admin API body',
+  );
 
   const weights = await cli(['weights', 'v1=50', 'v2=50', '--json', ...a], env);
   t.equal(weights.code, 0);
@@ -91,26 +105,63 @@ async function adminAddress(t: Test, gw: Gateway, env: Record<string, string>): 
 
   // The resolution rules are tested case by case in test/scripts/cli/admin-address.test.ts; here, each source once.
   const reach: Array<[string, string[], Record<string, string>]> = [
-    ['--admin HOST:PORT without a scheme, over GRAYGATE_ADMIN_URL', ['--admin', `127.0.0.1:${port}`], { GRAYGATE_ADMIN_URL: `127.0.0.1:${dead}` }],
-    ['GRAYGATE_ADMIN_URL without a scheme, over GRAYGATE_ADMIN_PORT', [], { GRAYGATE_ADMIN_URL: `localhost:${port}`, GRAYGATE_ADMIN_PORT: dead }],
+    [
+      '--admin HOST:PORT without a scheme, over GRAYGATE_ADMIN_URL',
+      ['--admin', `127.0.0.1:${port}`],
+      { GRAYGATE_ADMIN_URL: `127.0.0.1:${dead}` },
+    ],
+    [
+      'GRAYGATE_ADMIN_URL without a scheme, over GRAYGATE_ADMIN_PORT',
+      [],
+      { GRAYGATE_ADMIN_URL: `localhost:${port}`, GRAYGATE_ADMIN_PORT: dead },
+    ],
     ['GRAYGATE_ADMIN_PORT alone', [], { GRAYGATE_ADMIN_PORT: port }],
   ];
-  const results = await Promise.all(reach.map(([, args, extra]) => cli(['status', '--json', ...args], { ...env, ...extra })));
+  const results = await Promise.all(
+    reach.map(([, args, extra]) => cli(['status', '--json', ...args], { ...env, ...extra })),
+  );
   reach.forEach(([what], i) => {
     t.equal(results[i]!.code, 0, what);
     t.equal(results[i]!.stderr, '', what);
   });
-  t.equal((JSON.parse(results[0]!.stdout) as { versions: Record<string, { weight: number }> }).versions['v1']?.weight, 90);
+  t.equal(
+    (JSON.parse(results[0]!.stdout) as { versions: Record<string, { weight: number }> }).versions['v1']?.weight,
+    90,
+  );
 
   const top = await cli(['top', '--json', '--iterations', '1', '--admin', `:${port}`], env);
   t.equal(top.code, 0, 'top --iterations 1 ends by itself');
   const frame = JSON.parse(top.stdout) as { versions: Array<{ version: string; workersUp: number }> };
-  t.same(frame.versions.map((v) => [v.version, v.workersUp]), [['v1', 1], ['v2', 1]], 'one JSON frame');
+  t.same(
+    frame.versions.map((v) => [v.version, v.workersUp]),
+    [
+      ['v1', 1],
+      ['v2', 1],
+    ],
+    'one JSON frame',
+  );
 
   const refused: Array<[string, string[], Record<string, string>, RegExp]> = [
-    ['a dead GRAYGATE_ADMIN_PORT is named', [], { GRAYGATE_ADMIN_PORT: dead }, new RegExp(`^graygate: admin API unreachable at http://127\\.0\\.0\\.1:${dead} \\(ECONNREFUSED\\); is graygate running\\? \\(address from GRAYGATE_ADMIN_PORT\\)\n$`)],
-    ['garbage --admin', ['--admin', 'http//127.0.0.1:9000'], {}, /^graygate: --admin: expected http:\/\/HOST:PORT, HOST:PORT or :PORT, got "http\/\/127\.0\.0\.1:9000"\n$/],
-    ['garbage GRAYGATE_ADMIN_PORT', [], { GRAYGATE_ADMIN_PORT: 'nine' }, /^graygate: GRAYGATE_ADMIN_PORT: the port must be a number 1–65535, got "nine"\n$/],
+    [
+      'a dead GRAYGATE_ADMIN_PORT is named',
+      [],
+      { GRAYGATE_ADMIN_PORT: dead },
+      new RegExp(
+        `^graygate: admin API unreachable at http://127\\.0\\.0\\.1:${dead} \\(ECONNREFUSED\\); is graygate running\\? \\(address from GRAYGATE_ADMIN_PORT\\)\n$`,
+      ),
+    ],
+    [
+      'garbage --admin',
+      ['--admin', 'http//127.0.0.1:9000'],
+      {},
+      /^graygate: --admin: expected http:\/\/HOST:PORT, HOST:PORT or :PORT, got "http\/\/127\.0\.0\.1:9000"\n$/,
+    ],
+    [
+      'garbage GRAYGATE_ADMIN_PORT',
+      [],
+      { GRAYGATE_ADMIN_PORT: 'nine' },
+      /^graygate: GRAYGATE_ADMIN_PORT: the port must be a number 1–65535, got "nine"\n$/,
+    ],
   ];
   const failed = await Promise.all(refused.map(([, args, extra]) => cli(['status', ...args], { ...env, ...extra })));
   refused.forEach(([what, , , stderr], i) => {
@@ -124,14 +175,26 @@ t.test('CLI errors without a gateway', async (t) => {
   const port = await freePort();
   const down = await cli(['status', '--admin', `http://127.0.0.1:${port}`]);
   t.equal(down.code, 69);
-  t.equal(down.stderr, `graygate: admin API unreachable at http://127.0.0.1:${port} (ECONNREFUSED); is graygate running? (address from --admin)\n`, 'one line');
+  t.equal(
+    down.stderr,
+    `graygate: admin API unreachable at http://127.0.0.1:${port} (ECONNREFUSED); is graygate running? (address from --admin)\n`,
+    'one line',
+  );
   t.equal((await cli(['frobnicate'])).code, 64);
   t.equal((await cli(['status', '--bogus'])).code, 64);
   t.equal((await cli(['top', '--iterations', '0'])).code, 64);
   const help = await cli(['--help']);
   t.equal(help.code, 0);
   t.match(help.stdout, /usage: graygate <command>/);
-  for (const documented of ['GRAYGATE_ADMIN_URL', 'GRAYGATE_ADMIN_PORT', 'GRAYGATE_ADMIN_TOKEN', '--admin ADDR', '-v, --version', '--iterations N']) t.ok(help.stdout.includes(documented), `--help documents ${documented}`);
+  for (const documented of [
+    'GRAYGATE_ADMIN_URL',
+    'GRAYGATE_ADMIN_PORT',
+    'GRAYGATE_ADMIN_TOKEN',
+    '--admin ADDR',
+    '-v, --version',
+    '--iterations N',
+  ])
+    t.ok(help.stdout.includes(documented), `--help documents ${documented}`);
 });
 
 t.test('--version and -v print the installed package version and exit 0', async (t) => {

@@ -12,7 +12,11 @@ function runMaster(config: string, env: Record<string, string> = {}): Promise<{ 
   const path = join(dir, 'graygate.json');
   writeFileSync(path, config);
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [MASTER_ENTRY, '--config', path], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, [MASTER_ENTRY, '--config', path], {
+      cwd: ROOT,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     let stderr = '';
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     child.on('close', (code) => {
@@ -24,13 +28,50 @@ function runMaster(config: string, env: Record<string, string> = {}): Promise<{ 
 
 t.test('invalid config files exit 78 with one line per problem naming the field', async (t) => {
   const cases: Array<[string, string, Record<string, string>, RegExp[]]> = [
-    ['bad values', JSON.stringify({ versions: { v1: { weight: 90 }, v2: { weight: -1, upstream: { format: 'grpc', url: 'mock:' } } }, limits: { queueTimeoutMs: 'soon' } }), {}, [/versions\.v2\.weight: must be ≥ 0/, /versions\.v2\.upstream\.format: must be one of/, /limits\.queueTimeoutMs: /]],
-    ['unknown and renamed keys', JSON.stringify({ versions: { v1: { weight: 1, timeoutMs: 5 } }, extra: true }), {}, [/versions\.v1\.timeoutMs: is not supported, use timeouts\.totalMs/, /extra: is not supported \(unknown key\)/]],
-    ['bad version name and default', JSON.stringify({ routing: { default: 'v9' }, versions: { 'V1!': { weight: 1 } } }), {}, [/versions\.V1!: version names must match/, /routing\.default: must name a configured version/]],
+    [
+      'bad values',
+      JSON.stringify({
+        versions: { v1: { weight: 90 }, v2: { weight: -1, upstream: { format: 'grpc', url: 'mock:' } } },
+        limits: { queueTimeoutMs: 'soon' },
+      }),
+      {},
+      [
+        /versions\.v2\.weight: must be ≥ 0/,
+        /versions\.v2\.upstream\.format: must be one of/,
+        /limits\.queueTimeoutMs: /,
+      ],
+    ],
+    [
+      'unknown and renamed keys',
+      JSON.stringify({ versions: { v1: { weight: 1, timeoutMs: 5 } }, extra: true }),
+      {},
+      [/versions\.v1\.timeoutMs: is not supported, use timeouts\.totalMs/, /extra: is not supported \(unknown key\)/],
+    ],
+    [
+      'bad version name and default',
+      JSON.stringify({ routing: { default: 'v9' }, versions: { 'V1!': { weight: 1 } } }),
+      {},
+      [/versions\.V1!: version names must match/, /routing\.default: must name a configured version/],
+    ],
     ['not JSON', '{ "versions": ', {}, [/invalid JSON/]],
-    ['all weights zero', JSON.stringify({ versions: { v1: { weight: 0 } } }), {}, [/versions: at least one version needs a weight > 0/]],
-    ['open admin without token', JSON.stringify({ admin: { host: '0.0.0.0' }, versions: { v1: { weight: 1 } } }), { GRAYGATE_ADMIN_TOKEN: '' }, [/admin\.host: binding admin to a non-loopback host needs GRAYGATE_ADMIN_TOKEN/]],
-    ['bad PORT env', JSON.stringify({ versions: { v1: { weight: 1 } } }), { PORT: 'eighty' }, [/PORT: must be a port number/]],
+    [
+      'all weights zero',
+      JSON.stringify({ versions: { v1: { weight: 0 } } }),
+      {},
+      [/versions: at least one version needs a weight > 0/],
+    ],
+    [
+      'open admin without token',
+      JSON.stringify({ admin: { host: '0.0.0.0' }, versions: { v1: { weight: 1 } } }),
+      { GRAYGATE_ADMIN_TOKEN: '' },
+      [/admin\.host: binding admin to a non-loopback host needs GRAYGATE_ADMIN_TOKEN/],
+    ],
+    [
+      'bad PORT env',
+      JSON.stringify({ versions: { v1: { weight: 1 } } }),
+      { PORT: 'eighty' },
+      [/PORT: must be a port number/],
+    ],
   ];
   for (const [name, config, env, patterns] of cases) {
     const { code, stderr } = await runMaster(config, env);
@@ -45,10 +86,24 @@ t.test('a busy port ends start-up with one line naming what moves it, exit 69, a
   await once(busy, 'listening');
   t.teardown(() => busy.close());
   const port = (busy.address() as { port: number }).port;
-  const base = { listen: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0 }, versions: { v1: { weight: 1, entry: 'dist/test/fixtures/test-worker.js' } } };
+  const base = {
+    listen: { host: '127.0.0.1', port: 0 },
+    admin: { host: '127.0.0.1', port: 0 },
+    versions: { v1: { weight: 1, entry: 'dist/test/fixtures/test-worker.js' } },
+  };
   const cases: Array<[string, string, Record<string, string>, RegExp]> = [
-    ['main port from the file', JSON.stringify({ ...base, listen: { host: '127.0.0.1', port } }), {}, /127\.0\.0\.1:\d+ is in use; choose another with listen\.port in the config or PORT/],
-    ['admin port from GRAYGATE_ADMIN_PORT', JSON.stringify(base), { GRAYGATE_ADMIN_PORT: String(port) }, /is in use; choose another with admin\.port in the config or GRAYGATE_ADMIN_PORT/],
+    [
+      'main port from the file',
+      JSON.stringify({ ...base, listen: { host: '127.0.0.1', port } }),
+      {},
+      /127\.0\.0\.1:\d+ is in use; choose another with listen\.port in the config or PORT/,
+    ],
+    [
+      'admin port from GRAYGATE_ADMIN_PORT',
+      JSON.stringify(base),
+      { GRAYGATE_ADMIN_PORT: String(port) },
+      /is in use; choose another with admin\.port in the config or GRAYGATE_ADMIN_PORT/,
+    ],
   ];
   for (const [name, config, env, pattern] of cases) {
     const { code, stderr } = await runMaster(config, { ...env, LOG_LEVEL: 'silent' });

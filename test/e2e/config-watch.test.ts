@@ -18,7 +18,10 @@ import { configHash } from '../../master/config-file.js';
 
 function input(weights: { v1: number; v2: number }): GatewayConfigInput {
   return {
-    versions: { v1: { entry: TEST_WORKER_ENTRY, weight: weights.v1 }, v2: { entry: TEST_WORKER_ENTRY, weight: weights.v2 } },
+    versions: {
+      v1: { entry: TEST_WORKER_ENTRY, weight: weights.v1 },
+      v2: { entry: TEST_WORKER_ENTRY, weight: weights.v2 },
+    },
     config: { watch: true },
   };
 }
@@ -29,14 +32,21 @@ t.test('a kubelet-style ConfigMap swap applies with no signal; an invalid one is
   const first = configText(input({ v1: 90, v2: 10 }));
   const volume = createKubeletVolume(dir, { 'graygate.json': first });
   const gw = await startGateway(t, {} as GatewayConfigInput, { configPath: volume.path('graygate.json') });
-  t.equal((await scrape(gw)).text.includes(`graygate_config_info{hash="${configHash(first)}"} 1`), true, 'the started file’s hash');
+  t.equal(
+    (await scrape(gw)).text.includes(`graygate_config_info{hash="${configHash(first)}"} 1`),
+    true,
+    'the started file’s hash',
+  );
 
   const second = configText(input({ v1: 10, v2: 90 }));
   volume.update({ 'graygate.json': second });
   const after = await waitForStatus(gw, (v) => v.v2!.weight === 90, 'the swap applied new weights');
   t.equal(after.v1!.weight, 10);
   const metrics = await scrape(gw);
-  t.ok(metrics.text.includes(`graygate_config_info{hash="${configHash(second)}"} 1`), 'graygate_config_info follows the applied file');
+  t.ok(
+    metrics.text.includes(`graygate_config_info{hash="${configHash(second)}"} 1`),
+    'graygate_config_info follows the applied file',
+  );
   t.notOk(metrics.text.includes(configHash(first)), 'one hash only');
 
   volume.update({ 'graygate.json': '{ "versions": { "v1": { "weight": -1 } } ' });
@@ -56,9 +66,13 @@ t.test('three gateways from the same config agree on 1,000 user keys and report 
   const dir = mkdtempSync(join(tmpdir(), 'graygate-same-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const volume = createKubeletVolume(dir, { 'graygate.json': text });
-  const gateways = await Promise.all([0, 1, 2].map(() => startGateway(t, {} as GatewayConfigInput, { configPath: volume.path('graygate.json') })));
+  const gateways = await Promise.all(
+    [0, 1, 2].map(() => startGateway(t, {} as GatewayConfigInput, { configPath: volume.path('graygate.json') })),
+  );
   const hashes = await Promise.all(gateways.map((gw) => scrapeHash(gw)));
-  const statusHashes = await Promise.all(gateways.map(async (gw) => (await admin<{ configHash: string }>(gw, 'GET', '/admin/status')).body.configHash));
+  const statusHashes = await Promise.all(
+    gateways.map(async (gw) => (await admin<{ configHash: string }>(gw, 'GET', '/admin/status')).body.configHash),
+  );
   t.same(hashes, [configHash(text), configHash(text), configHash(text)], 'graygate_config_info: one hash');
   t.same(statusHashes, hashes, 'and the same in /admin/status');
   let disagreements = 0;
@@ -67,7 +81,13 @@ t.test('three gateways from the same config agree on 1,000 user keys and report 
   const agents = gateways.map(() => new Agent({ keepAlive: true, maxSockets: 25 }));
   t.teardown(() => agents.forEach((a) => a.destroy()));
   const versionsOf = (i: number): Promise<Array<string | string[] | undefined>> =>
-    Promise.all(gateways.map(async (gw, g) => (await httpRequest(`${gw.url}/slow?ms=0`, { headers: { 'x-user-id': `user-${i}` }, agent: agents[g] })).headers['x-graygate-version']));
+    Promise.all(
+      gateways.map(
+        async (gw, g) =>
+          (await httpRequest(`${gw.url}/slow?ms=0`, { headers: { 'x-user-id': `user-${i}` }, agent: agents[g] }))
+            .headers['x-graygate-version'],
+      ),
+    );
   for (let first = 0; first < 1000; first += 25) {
     const batch = await Promise.all(Array.from({ length: 25 }, (_, k) => versionsOf(first + k)));
     for (const versions of batch) {

@@ -15,41 +15,62 @@ t.test('CORS and body-user stickiness', async (t) => {
     cors: { origins: ['https://app.example'] },
   });
   const total = async (): Promise<number> =>
-    json<Stats>(await httpRequest(`${gw.url}/stats?version=v1`)).total + json<Stats>(await httpRequest(`${gw.url}/stats?version=v2`)).total;
+    json<Stats>(await httpRequest(`${gw.url}/stats?version=v1`)).total +
+    json<Stats>(await httpRequest(`${gw.url}/stats?version=v2`)).total;
 
   t.test('a preflight from an allowed origin is answered by the master', async (t) => {
     const before = await total();
     const res = await httpRequest(`${gw.url}/v1/chat/completions`, {
       method: 'OPTIONS',
-      headers: { origin: 'https://app.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type, authorization, x-stainless-os' },
+      headers: {
+        origin: 'https://app.example',
+        'access-control-request-method': 'POST',
+        'access-control-request-headers': 'content-type, authorization, x-stainless-os',
+      },
     });
     t.equal(res.status, 204);
     t.equal(res.headers['access-control-allow-origin'], 'https://app.example');
     const allowed = String(res.headers['access-control-allow-headers']).split(', ');
-    for (const h of ['authorization', 'content-type', 'x-version', 'x-user-id', 'x-stainless-os']) t.ok(allowed.includes(h), `allows ${h}`);
+    for (const h of ['authorization', 'content-type', 'x-version', 'x-user-id', 'x-stainless-os'])
+      t.ok(allowed.includes(h), `allows ${h}`);
     t.match(String(res.headers['access-control-allow-methods']), /POST/);
     t.equal(res.headers['vary'], 'Origin');
     t.equal(await total(), before, 'no worker saw the preflight');
   });
 
   t.test('answers to an allowed origin carry Access-Control-Allow-Origin and expose graygate headers', async (t) => {
-    const res = await httpRequest(`${gw.url}/echo`, { method: 'POST', headers: { origin: 'https://app.example', 'content-type': 'application/json' }, body: '{}' });
+    const res = await httpRequest(`${gw.url}/echo`, {
+      method: 'POST',
+      headers: { origin: 'https://app.example', 'content-type': 'application/json' },
+      body: '{}',
+    });
     t.equal(res.status, 200);
     t.equal(res.headers['access-control-allow-origin'], 'https://app.example');
     t.match(String(res.headers['access-control-expose-headers']), /x-graygate-version/);
     t.match(String(res.headers['access-control-expose-headers']), /x-request-id/);
     const refused = await httpRequest(`${gw.url}/echo?version=nope`, { headers: { origin: 'https://app.example' } });
     t.equal(refused.status, 404);
-    t.equal(refused.headers['access-control-allow-origin'], 'https://app.example', 'errors too, so the page can read them');
+    t.equal(
+      refused.headers['access-control-allow-origin'],
+      'https://app.example',
+      'errors too, so the page can read them',
+    );
   });
 
   t.test('a request from an origin not allowed never reaches a worker', async (t) => {
     const before = await total();
-    const simple = await httpRequest(`${gw.url}/echo`, { method: 'POST', headers: { origin: 'https://evil.example', 'content-type': 'text/plain' }, body: '{"messages":[]}' });
+    const simple = await httpRequest(`${gw.url}/echo`, {
+      method: 'POST',
+      headers: { origin: 'https://evil.example', 'content-type': 'text/plain' },
+      body: '{"messages":[]}',
+    });
     t.equal(simple.status, 403);
     t.equal(json<{ error: { code: string } }>(simple).error.code, 'forbidden');
     t.notOk(simple.headers['access-control-allow-origin']);
-    const preflight = await httpRequest(`${gw.url}/echo`, { method: 'OPTIONS', headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' } });
+    const preflight = await httpRequest(`${gw.url}/echo`, {
+      method: 'OPTIONS',
+      headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' },
+    });
     t.equal(preflight.status, 403);
     t.equal(await total(), before, 'nothing was forwarded');
   });
@@ -68,11 +89,23 @@ t.test('CORS and body-user stickiness', async (t) => {
     t.equal(seen.size, 1, `one version for one user (${[...seen].join(', ')})`);
     const spread = new Set<string>();
     for (let u = 0; u < 40; u++) {
-      const res = await httpRequest(`${gw.url}/echo`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages: [], user: `u-${u}` }) });
+      const res = await httpRequest(`${gw.url}/echo`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ messages: [], user: `u-${u}` }),
+      });
       spread.add(String(res.headers['x-graygate-version']));
     }
     t.equal(spread.size, 2, 'different users still spread over the weights');
-    const header = await httpRequest(`${gw.url}/echo`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-user-id': 'user-7' }, body: '{"user":"someone-else"}' });
-    t.equal(header.headers['x-graygate-version'], [...seen][0], 'x-user-id wins over the body, and the same key lands on the same version');
+    const header = await httpRequest(`${gw.url}/echo`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-user-id': 'user-7' },
+      body: '{"user":"someone-else"}',
+    });
+    t.equal(
+      header.headers['x-graygate-version'],
+      [...seen][0],
+      'x-user-id wins over the body, and the same key lands on the same version',
+    );
   });
 });

@@ -26,7 +26,11 @@ t.test('deploy while 20 concurrent clients send 2,000 requests: every request su
         deploy = admin(gw, 'POST', '/admin/versions/v1/deploy', {});
         void deploy.finally(() => (isDeployDone = true));
       }
-      const res = await httpRequest(`${gw.url}/slow?ms=1`, { agent }).catch((err: Error) => ({ status: 0, body: err.message, headers: {} }));
+      const res = await httpRequest(`${gw.url}/slow?ms=1`, { agent }).catch((err: Error) => ({
+        status: 0,
+        body: err.message,
+        headers: {},
+      }));
       if (res.status !== 200) failures.push(`${res.status} ${res.body}`);
       else pidsSeen.add(json<{ pid: number }>(res).pid);
     }
@@ -39,7 +43,10 @@ t.test('deploy while 20 concurrent clients send 2,000 requests: every request su
 
   const newPids = (await status(gw)).v1!.workers.map((w) => w.pid);
   t.same(newPids.sort(), [...deployed.body.lastDeploy.newPids].sort());
-  t.ok(oldPids.some((p) => pidsSeen.has(p)) && newPids.some((p) => pidsSeen.has(p)), 'the load was served by old and new workers: the swap happened under it');
+  t.ok(
+    oldPids.some((p) => pidsSeen.has(p)) && newPids.some((p) => pidsSeen.has(p)),
+    'the load was served by old and new workers: the swap happened under it',
+  );
   t.ok(sent >= 2000, `${sent} requests sent`);
   for (const pid of oldPids) t.notOk(newPids.includes(pid), `old worker ${pid} replaced`);
   for (const pid of oldPids) t.notOk(isAlive(pid), `old worker ${pid} exited`);
@@ -69,17 +76,25 @@ t.test('an SSE stream that started before a deploy finishes intact on the old wo
   const events = body.trim().split('\n\n');
   t.equal(events.length, 61, 'all 60 events and [DONE]');
   t.equal(events.at(-1), 'data: [DONE]');
-  t.ok(events.slice(0, -1).every((e) => (JSON.parse(e.slice(6)) as { pid: number }).pid === oldPid), 'served by the old worker throughout');
+  t.ok(
+    events.slice(0, -1).every((e) => (JSON.parse(e.slice(6)) as { pid: number }).pid === oldPid),
+    'served by the old worker throughout',
+  );
   const deployed = await deploy!;
   t.equal(deployed.status, 200);
   t.notOk(isAlive(oldPid), 'the old worker exited after its stream');
 });
 
 t.test('builds that crash at start or never become ready are abandoned; the old build keeps serving', async (t) => {
-  const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } }, limits: { readyTimeoutMs: 4000 } });
+  const gw = await startGateway(t, {
+    versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } },
+    limits: { readyTimeoutMs: 4000 },
+  });
   const oldPid = (await status(gw)).v1!.workers[0]!.pid;
 
-  const crash = await admin<{ error: { code: string; message: string } }>(gw, 'POST', '/admin/versions/v1/deploy', { env: { TEST_WORKER_START: 'crash' } });
+  const crash = await admin<{ error: { code: string; message: string } }>(gw, 'POST', '/admin/versions/v1/deploy', {
+    env: { TEST_WORKER_START: 'crash' },
+  });
   t.equal(crash.status, 500);
   t.equal(crash.body.error.code, 'deploy_failed');
   t.match(crash.body.error.message, /exited with code 3/);
@@ -87,10 +102,16 @@ t.test('builds that crash at start or never become ready are abandoned; the old 
   let st = await status(gw);
   t.equal(st.v1!.lastDeploy!.phase, 'failed', 'status records the failed attempt');
   t.match(st.v1!.lastDeploy!.error!.reason, /exited with code 3/);
-  t.same(st.v1!.workers.map((w) => w.pid), [oldPid], 'old build untouched');
+  t.same(
+    st.v1!.workers.map((w) => w.pid),
+    [oldPid],
+    'old build untouched',
+  );
 
   // A deploy whose build hangs is in progress long enough to see the 409.
-  const hanging = admin<{ error: { code: string; message: string } }>(gw, 'POST', '/admin/versions/v1/deploy', { env: { TEST_WORKER_START: 'hang' } });
+  const hanging = admin<{ error: { code: string; message: string } }>(gw, 'POST', '/admin/versions/v1/deploy', {
+    env: { TEST_WORKER_START: 'hang' },
+  });
   await waitForStatus(gw, (v) => v.v1!.lastDeploy?.phase === 'starting', 'deploy running');
   const second = await admin<{ error: { code: string } }>(gw, 'POST', '/admin/versions/v1/deploy', {});
   t.equal(second.status, 409);
@@ -99,26 +120,43 @@ t.test('builds that crash at start or never become ready are abandoned; the old 
   t.equal(hung.status, 500);
   t.match(hung.body.error.message, /not ready within 4000 ms/);
   st = await status(gw);
-  t.same(st.v1!.workers.map((w) => w.pid), [oldPid]);
+  t.same(
+    st.v1!.workers.map((w) => w.pid),
+    [oldPid],
+  );
   const res = await httpRequest(`${gw.url}/slow?ms=0`);
   t.equal(json<{ pid: number }>(res).pid, oldPid, 'the old build still serves');
 });
 
 t.test('rollback returns to the previous entry; no previous build is 409', async (t) => {
-  const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 }, v2: { entry: TEST_WORKER_ENTRY, weight: 1 } } });
+  const gw = await startGateway(t, {
+    versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 }, v2: { entry: TEST_WORKER_ENTRY, weight: 1 } },
+  });
   const none = await admin<{ error: { code: string } }>(gw, 'POST', '/admin/versions/v2/rollback');
   t.equal(none.status, 409);
   t.equal(none.body.error.code, 'no_previous_build');
 
   const { WORKER_ENTRY } = await import('../helpers/gateway.js');
-  const deployed = await admin<{ entry: string; builds: Array<{ entry: string; current: boolean }> }>(gw, 'POST', '/admin/versions/v2/deploy', { entry: WORKER_ENTRY });
+  const deployed = await admin<{ entry: string; builds: Array<{ entry: string; current: boolean }> }>(
+    gw,
+    'POST',
+    '/admin/versions/v2/deploy',
+    { entry: WORKER_ENTRY },
+  );
   t.equal(deployed.status, 200);
   t.equal(deployed.body.entry, WORKER_ENTRY);
-  t.same(deployed.body.builds, [{ entry: TEST_WORKER_ENTRY, current: false }, { entry: WORKER_ENTRY, current: true }]);
+  t.same(deployed.body.builds, [
+    { entry: TEST_WORKER_ENTRY, current: false },
+    { entry: WORKER_ENTRY, current: true },
+  ]);
   const models = await httpRequest(`${gw.url}/v1/models?version=v2`);
   t.equal(models.status, 200, 'the real worker serves /v1/models');
 
-  const rolled = await admin<{ entry: string; lastDeploy: { kind: string } }>(gw, 'POST', '/admin/versions/v2/rollback');
+  const rolled = await admin<{ entry: string; lastDeploy: { kind: string } }>(
+    gw,
+    'POST',
+    '/admin/versions/v2/rollback',
+  );
   t.equal(rolled.status, 200);
   t.equal(rolled.body.entry, TEST_WORKER_ENTRY);
   t.equal(rolled.body.lastDeploy.kind, 'rollback');

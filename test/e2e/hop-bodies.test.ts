@@ -46,7 +46,9 @@ t.test('the request hop on the main port', async (t) => {
     const slow: RawConnection[] = [];
     for (let i = 0; i < 10; i++) {
       const conn = await openRaw(gw.url, ['POST']);
-      conn.write(`POST /echo?slow=${i} HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n0123456789`);
+      conn.write(
+        `POST /echo?slow=${i} HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n0123456789`,
+      );
       slow.push(conn);
     }
     await waitForBufferedBytes(gw, 10_000);
@@ -54,18 +56,37 @@ t.test('the request hop on the main port', async (t) => {
     t.equal(workers[0]!.inflight, 0, 'no worker slot is held while bodies arrive');
     // Both slots are free: two other clients at once (the queue is 0, so a held slot would mean 503), twice.
     for (let round = 0; round < 2; round++) {
-      const others = await Promise.all(Array.from({ length: 2 }, (_, i) => httpRequest(`${gw.url}/echo?other=${i}`, { method: 'POST', body: '{"a":1}', headers: { 'content-type': 'application/json' } })));
-      t.same(others.map((r) => r.status), [200, 200], 'served while ten slow bodies are pending');
+      const others = await Promise.all(
+        Array.from({ length: 2 }, (_, i) =>
+          httpRequest(`${gw.url}/echo?other=${i}`, {
+            method: 'POST',
+            body: '{"a":1}',
+            headers: { 'content-type': 'application/json' },
+          }),
+        ),
+      );
+      t.same(
+        others.map((r) => r.status),
+        [200, 200],
+        'served while ten slow bodies are pending',
+      );
     }
     for (const conn of slow) {
       const [res] = await conn.waitFor(1);
       t.equal(res!.status, 408);
-      t.same(errorOf(res!.body), { message: 'no request body bytes for 400 ms', type: 'invalid_request_error', code: 'body_timeout' });
+      t.same(errorOf(res!.body), {
+        message: 'no request body bytes for 400 ms',
+        type: 'invalid_request_error',
+        code: 'body_timeout',
+      });
       t.equal(res!.headers['connection'], 'close');
       await conn.closed;
     }
     const stats = json<{ seen: Array<{ url: string }> }>(await httpRequest(`${gw.url}/stats`));
-    t.notOk(stats.seen.some((s) => s.url.includes('slow=')), 'no slow body ever reached the worker');
+    t.notOk(
+      stats.seen.some((s) => s.url.includes('slow=')),
+      'no slow body ever reached the worker',
+    );
     await waitForBufferedBytes(gw, 0);
   });
 
@@ -75,7 +96,11 @@ t.test('the request hop on the main port', async (t) => {
     a.write('POST /echo?budget=a HTTP/1.1\r\nHost: gw\r\nContent-Length: 500000\r\n\r\n');
     b.write('POST /echo?budget=b HTTP/1.1\r\nHost: gw\r\nContent-Length: 500000\r\n\r\n');
     await waitForBufferedBytes(gw, 1_000_000);
-    const refused = await rawRequest(gw.url, 'POST /echo?budget=c HTTP/1.1\r\nHost: gw\r\nContent-Length: 100\r\n\r\n' + 'x'.repeat(100), 'POST');
+    const refused = await rawRequest(
+      gw.url,
+      'POST /echo?budget=c HTTP/1.1\r\nHost: gw\r\nContent-Length: 100\r\n\r\n' + 'x'.repeat(100),
+      'POST',
+    );
     t.equal(refused.status, 503);
     t.equal(errorOf(refused.body).code, 'body_budget');
     t.equal(errorOf(refused.body).type, 'overloaded_error');
@@ -85,7 +110,11 @@ t.test('the request hop on the main port', async (t) => {
     const [[ra], [rb]] = await Promise.all([a.waitFor(1), b.waitFor(1)]);
     t.equal(ra!.status, 200);
     t.equal(rb!.status, 200);
-    t.equal((JSON.parse(ra!.body) as { bodyBytes: number }).bodyBytes, 500_000, 'the held body reached the worker whole');
+    t.equal(
+      (JSON.parse(ra!.body) as { bodyBytes: number }).bodyBytes,
+      500_000,
+      'the held body reached the worker whole',
+    );
     a.socket.destroy();
     b.socket.destroy();
     await waitForBufferedBytes(gw, 0);
@@ -106,7 +135,8 @@ t.test('the request hop on the main port', async (t) => {
     const conn = await openRaw(gw.url, ['POST']);
     conn.write('POST /echo HTTP/1.1\r\nHost: gw\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n');
     await new Promise<void>((resolve) => {
-      const check = (): void => (conn.responses.some((r) => r.status === 100) ? resolve() : void conn.socket.once('data', check));
+      const check = (): void =>
+        conn.responses.some((r) => r.status === 100) ? resolve() : void conn.socket.once('data', check);
       check();
     });
     conn.write('hello');
@@ -130,7 +160,11 @@ t.test('the request hop on the main port', async (t) => {
   t.test('refusals of the request head are in the OpenAI error shape', async (t) => {
     const bigHeader = await rawRequest(gw.url, `GET /echo HTTP/1.1\r\nHost: gw\r\nX-Big: ${'h'.repeat(5000)}\r\n\r\n`);
     t.equal(bigHeader.status, 431);
-    t.same(errorOf(bigHeader.body), { message: 'request header fields are too large', type: 'invalid_request_error', code: 'headers_too_large' });
+    t.same(errorOf(bigHeader.body), {
+      message: 'request header fields are too large',
+      type: 'invalid_request_error',
+      code: 'headers_too_large',
+    });
     const longUrl = await rawRequest(gw.url, `GET /echo?q=${'u'.repeat(2000)} HTTP/1.1\r\nHost: gw\r\n\r\n`);
     t.equal(longUrl.status, 414);
     t.equal(errorOf(longUrl.body).code, 'url_too_long');

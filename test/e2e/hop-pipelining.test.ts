@@ -12,7 +12,11 @@ import { startMockUpstream, BASE_PATHS, type MockStream } from '../../shared/moc
 // aborted at once.
 
 function chatRequest(directive: string, id: number): string {
-  const body = JSON.stringify({ model: 'm', stream: true, messages: [{ role: 'user', content: `${directive} #${id}` }] });
+  const body = JSON.stringify({
+    model: 'm',
+    stream: true,
+    messages: [{ role: 'user', content: `${directive} #${id}` }],
+  });
   return `POST /v1/chat/completions?version=chat HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
 }
 
@@ -29,15 +33,28 @@ t.test('pipelining', async (t) => {
 
   t.test('pipelined requests are served one after another, never two slots at once', async (t) => {
     const n = 6;
-    const conn = await openRaw(gw.url, Array.from({ length: n }, () => 'GET'));
+    const conn = await openRaw(
+      gw.url,
+      Array.from({ length: n }, () => 'GET'),
+    );
     let batch = '';
     for (let i = 0; i < n; i++) batch += `GET /slow?ms=20&i=${i} HTTP/1.1\r\nHost: gw\r\n\r\n`;
     conn.write(batch); // one write: Node parses all of them at once
     const responses = await conn.waitFor(n);
-    t.same(responses.map((r) => r.status), Array.from({ length: n }, () => 200), 'every request answered, in order');
-    const stats = json<{ peakActive: number; total: number; seen: Array<{ url: string }> }>(await httpRequest(`${gw.url}/stats`));
+    t.same(
+      responses.map((r) => r.status),
+      Array.from({ length: n }, () => 200),
+      'every request answered, in order',
+    );
+    const stats = json<{ peakActive: number; total: number; seen: Array<{ url: string }> }>(
+      await httpRequest(`${gw.url}/stats`),
+    );
     t.equal(stats.peakActive, 1, 'the worker never saw two of them at once');
-    t.same(stats.seen.map((s) => s.url), Array.from({ length: n }, (_, i) => `/slow?ms=20&i=${i}`), 'in the order sent');
+    t.same(
+      stats.seen.map((s) => s.url),
+      Array.from({ length: n }, (_, i) => `/slow?ms=20&i=${i}`),
+      'in the order sent',
+    );
     conn.socket.destroy();
   });
 
@@ -48,7 +65,11 @@ t.test('pipelining', async (t) => {
     t.teardown(() => mock.events.off('stream', onStream));
     const conn = await openRaw(gw.url);
     const first = once(mock.events, 'stream');
-    conn.write(chatRequest('[mock tokens=50 fault=stall after=2]', 1) + chatRequest('[mock tokens=5]', 2) + chatRequest('[mock tokens=5]', 3));
+    conn.write(
+      chatRequest('[mock tokens=50 fault=stall after=2]', 1) +
+        chatRequest('[mock tokens=5]', 2) +
+        chatRequest('[mock tokens=5]', 3),
+    );
     const [upstream] = (await first) as [MockStream];
     await waitForStatus(gw, (v) => v.chat!.workers[0]!.inflight === 1, 'the first request is in flight');
     t.equal(streams.length, 1, 'only the first pipelined request reached the upstream');

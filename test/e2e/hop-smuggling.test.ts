@@ -22,7 +22,8 @@ interface Stats {
   seen: Array<{ method: string; url: string }>;
 }
 
-const SMUGGLED = 'POST /smuggled HTTP/1.1\r\nHost: worker\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}';
+const SMUGGLED =
+  'POST /smuggled HTTP/1.1\r\nHost: worker\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}';
 
 function chunked(body: string): string {
   return `${Buffer.byteLength(body).toString(16)}\r\n${body}\r\n0\r\n\r\n`;
@@ -35,7 +36,12 @@ t.test('request smuggling through the master reaches nothing', async (t) => {
   });
   const variants: Array<{ name: string; method: string; head: string; body: string }> = [];
   for (const method of ['GET', 'HEAD', 'DELETE', 'OPTIONS']) {
-    variants.push({ name: `${method} + Transfer-Encoding: chunked`, method, head: `${method} /echo?v=${method}-te HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n`, body: chunked(SMUGGLED) });
+    variants.push({
+      name: `${method} + Transfer-Encoding: chunked`,
+      method,
+      head: `${method} /echo?v=${method}-te HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n`,
+      body: chunked(SMUGGLED),
+    });
   }
   variants.push({
     name: 'GET + Content-Length + Connection: content-length',
@@ -62,7 +68,11 @@ t.test('request smuggling through the master reaches nothing', async (t) => {
         const echo = JSON.parse(first!.body) as Echo;
         t.equal(echo.method, v.method);
         t.equal(echo.bodyBytes, Buffer.byteLength(SMUGGLED), 'the smuggled request arrived as the body, whole');
-        t.equal(echo.headers['content-length'], String(Buffer.byteLength(SMUGGLED)), 'framed by the master with a fresh Content-Length');
+        t.equal(
+          echo.headers['content-length'],
+          String(Buffer.byteLength(SMUGGLED)),
+          'framed by the master with a fresh Content-Length',
+        );
         t.notOk(echo.headers['transfer-encoding'], 'never with the client framing');
         t.equal(echo.body, SMUGGLED);
       }
@@ -77,7 +87,10 @@ t.test('request smuggling through the master reaches nothing', async (t) => {
       expectedTotal++;
       t.equal(victim.url, '/echo?victim=1', 'the victim gets its own answer');
       const stats = json<Stats>(await httpRequest(`${gw.url}/stats`));
-      t.notOk(stats.seen.some((s) => s.url.startsWith('/smuggled')), 'the worker never parsed the smuggled request');
+      t.notOk(
+        stats.seen.some((s) => s.url.startsWith('/smuggled')),
+        'the worker never parsed the smuggled request',
+      );
       t.equal(stats.total, expectedTotal, 'the worker saw exactly the requests the master routed');
     });
   }

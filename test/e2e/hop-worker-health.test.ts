@@ -23,16 +23,23 @@ t.test('a silent or stopped worker', async (t) => {
     limits: { workerHeadersTimeoutMs: 1500, workerIdleTimeoutMs: 500, healthIntervalMs: 100, healthMisses: 3 },
   });
 
-  t.test('no response headers within workerHeadersTimeoutMs: 504 worker_timeout, and the worker request is closed', async (t) => {
-    const res = await httpRequest(`${gw.url}/slow?ms=600000&version=one`);
-    t.equal(res.status, 504);
-    t.same(json<ErrorBody>(res).error, { message: 'the worker sent no response within workerHeadersTimeoutMs', type: 'gateway_error', code: 'worker_timeout' });
-    for (;;) {
-      const stats = json<{ active: number }>(await httpRequest(`${gw.url}/stats?version=one`));
-      if (stats.active === 0) break; // the worker saw its request's socket close
-    }
-    t.pass('the worker saw the request end');
-  });
+  t.test(
+    'no response headers within workerHeadersTimeoutMs: 504 worker_timeout, and the worker request is closed',
+    async (t) => {
+      const res = await httpRequest(`${gw.url}/slow?ms=600000&version=one`);
+      t.equal(res.status, 504);
+      t.same(json<ErrorBody>(res).error, {
+        message: 'the worker sent no response within workerHeadersTimeoutMs',
+        type: 'gateway_error',
+        code: 'worker_timeout',
+      });
+      for (;;) {
+        const stats = json<{ active: number }>(await httpRequest(`${gw.url}/stats?version=one`));
+        if (stats.active === 0) break; // the worker saw its request's socket close
+      }
+      t.pass('the worker saw the request end');
+    },
+  );
 
   t.test('silence inside a stream: a final SSE error event worker_timeout', async (t) => {
     const res = await httpRequest(`${gw.url}/sse?events=3&ms=600000&version=one`);
@@ -46,7 +53,11 @@ t.test('a silent or stopped worker', async (t) => {
     const before = (await status(gw)).two!.workers;
     t.equal(before.length, 2);
     const held = httpRequest(`${gw.url}/slow?ms=600000&version=two`);
-    const busy = await waitForStatus(gw, (v) => v.two!.workers.some((w) => w.inflight === 1), 'a request is in flight on one worker');
+    const busy = await waitForStatus(
+      gw,
+      (v) => v.two!.workers.some((w) => w.inflight === 1),
+      'a request is in flight on one worker',
+    );
     const victim = busy.two!.workers.find((w) => w.inflight === 1)!.pid;
     const sibling = busy.two!.workers.find((w) => w.pid !== victim)!.pid;
     t.teardown(() => {
@@ -62,10 +73,16 @@ t.test('a silent or stopped worker', async (t) => {
       'the stopped worker is replaced by a ready one',
     );
     t.notOk(isAlive(victim), 'the stopped worker was killed');
-    t.ok(after.two!.workers.some((w) => w.pid === sibling), 'its sibling kept running');
+    t.ok(
+      after.two!.workers.some((w) => w.pid === sibling),
+      'its sibling kept running',
+    );
     t.equal(after.two!.workers.find((w) => w.pid !== sibling)!.restarts, 1, 'the replacement counts as a restart');
     const served = await Promise.all(Array.from({ length: 4 }, () => httpRequest(`${gw.url}/slow?ms=0&version=two`)));
-    t.same(served.map((r) => r.status), [200, 200, 200, 200]);
+    t.same(
+      served.map((r) => r.status),
+      [200, 200, 200, 200],
+    );
     t.equal((await httpRequest(`${gw.url}/readyz`)).status, 200);
   });
 

@@ -63,8 +63,16 @@ async function smoke(t: Test, scenario: string, flags: string[], boundMs = RUN_B
   const report = JSON.parse(run.stdout) as Report;
   t.equal(report.scenario, scenario);
   t.ok(report.files.json.startsWith(dir), 'the report goes to --report-dir');
-  t.same((JSON.parse(readFileSync(report.files.json, 'utf8')) as { scenario: string }).scenario, scenario, 'the JSON report is written');
-  t.match(readFileSync(report.files.markdown, 'utf8'), `# graygate load test: ${scenario}`, 'the Markdown report is written');
+  t.same(
+    (JSON.parse(readFileSync(report.files.json, 'utf8')) as { scenario: string }).scenario,
+    scenario,
+    'the JSON report is written',
+  );
+  t.match(
+    readFileSync(report.files.markdown, 'utf8'),
+    `# graygate load test: ${scenario}`,
+    'the Markdown report is written',
+  );
   for (const chart of report.charts) t.match(readFileSync(chart, 'utf8'), /^<svg /, `chart ${chart} is an SVG`);
   t.type(report.machine.cores, 'number');
   t.ok(report.results !== null && typeof report.results === 'object', 'results are present');
@@ -76,7 +84,17 @@ t.test('capacity', async (t) => {
 });
 
 t.test('backlog with the naive proxies side by side', async (t) => {
-  const report = await smoke(t, 'backlog', ['--naive', '--duration', '2', '--connections', '10', '--worker-delay-ms', '100', '--recovery-limit-s', '10']);
+  const report = await smoke(t, 'backlog', [
+    '--naive',
+    '--duration',
+    '2',
+    '--connections',
+    '10',
+    '--worker-delay-ms',
+    '100',
+    '--recovery-limit-s',
+    '10',
+  ]);
   const kinds = (report.results as Array<{ kind: string }>).map((r) => r.kind);
   t.same(kinds, ['graygate', 'http-proxy-3', 'pipe'], 'all three proxies ran');
 });
@@ -101,21 +119,67 @@ t.test('compare', async (t) => {
 
 t.test('compare --sse: streaming workloads and GET /v1/models on every path', async (t) => {
   // nginx's column is the plain compare's to smoke-test; here it would only add two more processes.
-  const report = await smoke(t, 'compare', ['--sse', '--duration', '1', '--rounds', '1', '--streams', '10', '--tokens', '5', '--connections', '5', '--workloads', 'loaded,small', '--paths', 'direct,node,graygate'], SSE_RUN_BOUND_MS);
-  const results = report.results as { loaded: Array<{ key: string; streams: number; failed: number }>; small: Array<{ target: { kind: string } }> };
+  const report = await smoke(
+    t,
+    'compare',
+    [
+      '--sse',
+      '--duration',
+      '1',
+      '--rounds',
+      '1',
+      '--streams',
+      '10',
+      '--tokens',
+      '5',
+      '--connections',
+      '5',
+      '--workloads',
+      'loaded,small',
+      '--paths',
+      'direct,node,graygate',
+    ],
+    SSE_RUN_BOUND_MS,
+  );
+  const results = report.results as {
+    loaded: Array<{ key: string; streams: number; failed: number }>;
+    small: Array<{ target: { kind: string } }>;
+  };
   const keys = results.loaded.map((a) => a.key);
   t.same(keys, ['direct', 'node', 'graygate'], 'direct, the node proxy and graygate ran');
   for (const a of results.loaded) {
     t.ok(a.streams > 0, `${a.key}: streams measured`);
     t.equal(a.failed, 0, `${a.key}: no stream failed`);
   }
-  t.ok(results.small.some((s) => s.target.kind === 'graygate') && results.small.some((s) => s.target.kind === 'node'), 'small requests through graygate and the node proxy');
+  t.ok(
+    results.small.some((s) => s.target.kind === 'graygate') && results.small.some((s) => s.target.kind === 'node'),
+    'small requests through graygate and the node proxy',
+  );
 });
 
 t.test('streams --hold: ramps, holds, reports first tokens and RSS', async (t) => {
-  const report = await smoke(t, 'streams', ['--hold', '--streams', '20', '--workers', '1', '--ramp-s', '1', '--hold-s', '3', '--token-interval-ms', '500']);
-  const results = report.results as { atHoldEnd: { opened: number; firstTokens: number; errors: number }; idleMb: { master: number } };
-  t.same(results.atHoldEnd, { opened: 20, firstTokens: 20, errors: 0 }, 'every stream opened, got its first token, no error');
+  const report = await smoke(t, 'streams', [
+    '--hold',
+    '--streams',
+    '20',
+    '--workers',
+    '1',
+    '--ramp-s',
+    '1',
+    '--hold-s',
+    '3',
+    '--token-interval-ms',
+    '500',
+  ]);
+  const results = report.results as {
+    atHoldEnd: { opened: number; firstTokens: number; errors: number };
+    idleMb: { master: number };
+  };
+  t.same(
+    results.atHoldEnd,
+    { opened: 20, firstTokens: 20, errors: 0 },
+    'every stream opened, got its first token, no error',
+  );
   t.ok(results.idleMb.master > 0, 'the idle footprint was measured');
 });
 

@@ -52,7 +52,11 @@ t.test('stream metrics, upstream error kinds, request logs', async (t) => {
     t,
     {
       versions: {
-        v1: { weight: 1, upstream: { ...mock, apiKeyEnv: 'GG_TEST_UPSTREAM_KEY' }, env: { GG_TEST_UPSTREAM_KEY: UPSTREAM_SECRET } },
+        v1: {
+          weight: 1,
+          upstream: { ...mock, apiKeyEnv: 'GG_TEST_UPSTREAM_KEY' },
+          env: { GG_TEST_UPSTREAM_KEY: UPSTREAM_SECRET },
+        },
         quick: { weight: 0, upstream: { ...mock, timeouts: { firstByteMs: 200 } } },
         dead: { weight: 0, upstream: { format: 'openai', url: `http://127.0.0.1:${deadPort}/v1` } },
       },
@@ -63,34 +67,71 @@ t.test('stream metrics, upstream error kinds, request logs', async (t) => {
 
   t.test('a streamed request records first-token latency and tokens', async (t) => {
     const directive = '[mock tokens=7 interval-ms=1]';
-    const s = await postStream(`${url('v1')}&key=${QUERY_SECRET}`, chatBody(directive, { stream_options: { include_usage: true } }), {
-      authorization: `Bearer ${CLIENT_SECRET}`,
-      'x-api-key': CLIENT_KEY,
-      'x-request-id': 'metrics-log-1',
-    });
+    const s = await postStream(
+      `${url('v1')}&key=${QUERY_SECRET}`,
+      chatBody(directive, { stream_options: { include_usage: true } }),
+      {
+        authorization: `Bearer ${CLIENT_SECRET}`,
+        'x-api-key': CLIENT_KEY,
+        'x-request-id': 'metrics-log-1',
+      },
+    );
     await s.done;
     t.equal(s.status, 200);
-    const m = await scrapeUntil(gw, (m) => m.sum(METRIC.streamsActive, { version: 'v1' }) === 0, 'the stream ended in the worker');
+    const m = await scrapeUntil(
+      gw,
+      (m) => m.sum(METRIC.streamsActive, { version: 'v1' }) === 0,
+      'the stream ended in the worker',
+    );
     t.equal(m.sum(`${METRIC.streamFirstTokenSeconds}_count`, { version: 'v1' }), 1, 'one first-token observation');
     const ttft = m.sum(`${METRIC.streamFirstTokenSeconds}_sum`, { version: 'v1' });
     t.ok(ttft > 0, `first token after ${ttft} s`);
-    t.equal(m.sum(`${METRIC.streamFirstTokenSeconds}_bucket`, { version: 'v1', le: '60' }), 1, 'the 60 s bucket exists and holds it');
+    t.equal(
+      m.sum(`${METRIC.streamFirstTokenSeconds}_bucket`, { version: 'v1', le: '60' }),
+      1,
+      'the 60 s bucket exists and holds it',
+    );
     t.equal(m.sum(METRIC.tokensTotal, { version: 'v1', kind: 'completion' }), 7);
     const body = chatBody(directive) as { messages: Array<{ content: string }> };
-    t.equal(m.sum(METRIC.tokensTotal, { version: 'v1', kind: 'prompt' }), countPromptTokens(body.messages.map((x) => x.content)));
+    t.equal(
+      m.sum(METRIC.tokensTotal, { version: 'v1', kind: 'prompt' }),
+      countPromptTokens(body.messages.map((x) => x.content)),
+    );
 
     const { master, worker } = await requestLines(gw, 'metrics-log-1');
-    t.match(master, { reqId: 'metrics-log-1', version: 'v1', method: 'POST', path: '/v1/chat/completions', status: 200, workerPid: Number });
+    t.match(master, {
+      reqId: 'metrics-log-1',
+      version: 'v1',
+      method: 'POST',
+      path: '/v1/chat/completions',
+      status: 200,
+      workerPid: Number,
+    });
     t.ok((master['durationMs'] as number) > 0 && (master['bytesOut'] as number) > 0, 'master: duration and bytes out');
-    t.match(worker, { reqId: 'metrics-log-1', version: 'v1', role: 'worker', method: 'POST', path: '/v1/chat/completions', status: 200, stream: true, tokens: 7 });
+    t.match(worker, {
+      reqId: 'metrics-log-1',
+      version: 'v1',
+      role: 'worker',
+      method: 'POST',
+      path: '/v1/chat/completions',
+      status: 200,
+      stream: true,
+      tokens: 7,
+    });
     t.equal(worker['pid'], master['workerPid'], "the worker line's pid is the worker the master logged");
-    t.ok((worker['firstTokenMs'] as number) > 0 && (worker['bytesOut'] as number) > 0 && (worker['durationMs'] as number) > 0, 'worker: first token, bytes, duration');
+    t.ok(
+      (worker['firstTokenMs'] as number) > 0 &&
+        (worker['bytesOut'] as number) > 0 &&
+        (worker['durationMs'] as number) > 0,
+      'worker: first token, bytes, duration',
+    );
   });
 
   t.test('no log line holds a secret', async (t) => {
     const out = gw.output();
     t.ok(logLines(gw).length > 5, 'the processes logged (LOG_LEVEL=debug)');
-    for (const secret of [CLIENT_SECRET, CLIENT_KEY, UPSTREAM_SECRET, QUERY_SECRET]) t.notOk(out.includes(secret), `${secret.slice(0, 8)}… is not in the output`);
+    for (const secret of [CLIENT_SECRET, CLIENT_KEY, UPSTREAM_SECRET, QUERY_SECRET])
+      t.notOk(out.includes(secret), `${secret.slice(0, 8)}… is not in the output`);
   });
 
   t.test('upstream errors are counted by kind', async (t) => {
@@ -109,7 +150,13 @@ t.test('stream metrics, upstream error kinds, request logs', async (t) => {
     const count = (version: string, kind: string): number => m.sum(METRIC.upstreamErrorsTotal, { version, kind });
     t.same(
       UPSTREAM_ERROR_KINDS.map((k) => [k, count('v1', k)]),
-      [['connect', 0], ['timeout', 0], ['reset', 1], ['status', 1], ['protocol', 1]],
+      [
+        ['connect', 0],
+        ['timeout', 0],
+        ['reset', 1],
+        ['status', 1],
+        ['protocol', 1],
+      ],
     );
     t.equal(count('quick', 'timeout'), 1);
     t.equal(count('dead', 'connect'), 1);

@@ -35,14 +35,27 @@ t.test('a stuck worker does not block /metrics and its absence is visible', asyn
   for (const round of [1, 2]) {
     const started = performance.now();
     const m = await scrape(gw, auth);
-    t.comment(`scrape ${round} answered in ${Math.round(performance.now() - started)} ms (per-worker deadline 1000 ms)`);
+    t.comment(
+      `scrape ${round} answered in ${Math.round(performance.now() - started)} ms (per-worker deadline 1000 ms)`,
+    );
     t.equal(m.status, 200, `scrape ${round} answered although v2's worker never replies`);
     t.equal(m.sum(METRIC.workerScrapeUp, { version: 'v1', worker: `v1/0/${v1Pid}` }), 1, 'v1 answered');
     const v2Up = m.samples.filter((s) => s.name === METRIC.workerScrapeUp && s.labels['version'] === 'v2');
-    t.same(v2Up.map((s) => [s.labels['worker'], s.value]), [[`v2/0/${v2Pid}`, 0]], 'v2 is reported missing, by worker');
-    const rss = m.samples.filter((s) => s.name === 'process_resident_memory_bytes').map((s) => s.labels['worker']).sort();
+    t.same(
+      v2Up.map((s) => [s.labels['worker'], s.value]),
+      [[`v2/0/${v2Pid}`, 0]],
+      'v2 is reported missing, by worker',
+    );
+    const rss = m.samples
+      .filter((s) => s.name === 'process_resident_memory_bytes')
+      .map((s) => s.labels['worker'])
+      .sort();
     t.same(rss, ['master', `v1/0/${v1Pid}`], "the stuck worker's series are absent, the others are there");
-    t.equal(m.sum(METRIC.workers, { version: 'v2', state: 'ready' }), 1, 'the master still reports the stuck worker as ready');
+    t.equal(
+      m.sum(METRIC.workers, { version: 'v2', state: 'ready' }),
+      1,
+      'the master still reports the stuck worker as ready',
+    );
   }
   const ok = await fetch(`${gw.url}/slow?version=v2`);
   t.equal(ok.status, 200, 'the stuck worker still serves requests');

@@ -11,7 +11,16 @@ import { runTop } from '../../scripts/cli/top.js';
 // Prometheus scrapes, and draws them.
 
 t.test('graygate top against a running gateway', async (t) => {
-  const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1, instances: 2 }, v2: { entry: TEST_WORKER_ENTRY, weight: 0 } } }, { env: { GRAYGATE_ADMIN_TOKEN: 'top-token' } });
+  const gw = await startGateway(
+    t,
+    {
+      versions: {
+        v1: { entry: TEST_WORKER_ENTRY, weight: 1, instances: 2 },
+        v2: { entry: TEST_WORKER_ENTRY, weight: 0 },
+      },
+    },
+    { env: { GRAYGATE_ADMIN_TOKEN: 'top-token' } },
+  );
   const auth = { authorization: 'Bearer top-token' };
 
   t.test('rows from two real scrapes count the requests in between', async (t) => {
@@ -21,7 +30,8 @@ t.test('graygate top against a running gateway', async (t) => {
     await httpRequest(`${gw.url}/slow?version=v2`);
     // One scrape is exact only once the master logged them all: the count is the event.
     let after = await scrape(gw, auth);
-    while (after.sum('graygate_requests_total') < before.sum('graygate_requests_total') + 7) after = await scrape(gw, auth);
+    while (after.sum('graygate_requests_total') < before.sum('graygate_requests_total') + 7)
+      after = await scrape(gw, auth);
     const afterAt = performance.now();
     const rows = computeRows({ atMs: beforeAt, samples: before.samples }, { atMs: afterAt, samples: after.samples });
     const v1 = rows.find((r) => r.version === 'v1')!;
@@ -47,6 +57,14 @@ t.test('graygate top against a running gateway', async (t) => {
   });
 
   t.test('a wrong token ends top with a one-line reason', async (t) => {
-    await t.rejects(runTop({ adminUrl: gw.adminUrl, token: 'nope', output: new Writable({ write: (_c, _e, cb) => cb() }), frames: 1 }), { exitCode: 1, message: /^401 unauthorized/ });
+    await t.rejects(
+      runTop({
+        adminUrl: gw.adminUrl,
+        token: 'nope',
+        output: new Writable({ write: (_c, _e, cb) => cb() }),
+        frames: 1,
+      }),
+      { exitCode: 1, message: /^401 unauthorized/ },
+    );
   });
 });

@@ -28,9 +28,11 @@ t.test('scraped counters equal the requests made, across two instances', async (
     limits: { maxSocketsPerWorker: 1, maxQueuePerVersion: 0 },
   });
   const url = (version: string): string => `${gw.url}/v1/chat/completions?version=${version}`;
-  const inflight = (vs: Record<string, VersionRow>): number[] => Object.values(vs).flatMap((v) => v.workers.map((w) => w.inflight));
+  const inflight = (vs: Record<string, VersionRow>): number[] =>
+    Object.values(vs).flatMap((v) => v.workers.map((w) => w.inflight));
   // The master frees a slot when the worker's socket is back, a moment after the client has its answer.
-  const settle = (held: number): Promise<unknown> => waitForStatus(gw, (vs) => inflight(vs).reduce((a, b) => a + b, 0) === held, `${held} requests in flight`);
+  const settle = (held: number): Promise<unknown> =>
+    waitForStatus(gw, (vs) => inflight(vs).reduce((a, b) => a + b, 0) === held, `${held} requests in flight`);
 
   let v1Prompt = 0;
   let v2Prompt = 0;
@@ -50,7 +52,11 @@ t.test('scraped counters equal the requests made, across two instances', async (
     return s;
   };
   const refuse = async (version: string): Promise<void> => {
-    const res = await httpRequest(url(version), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(chatBody('[mock tokens=1]')) });
+    const res = await httpRequest(url(version), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(chatBody('[mock tokens=1]')),
+    });
     t.equal(res.status, 503);
     t.equal(json<{ error: { code: string } }>(res).error.code, 'queue_full');
   };
@@ -63,7 +69,11 @@ t.test('scraped counters equal the requests made, across two instances', async (
   await complete('v1', 3, 1);
   await complete('v1', 4, 1);
   const held2 = await hold('v1');
-  const v1Busy = await waitForStatus(gw, (vs) => vs['v1']!.workers.every((w) => w.inflight === 1), 'both v1 instances busy');
+  const v1Busy = await waitForStatus(
+    gw,
+    (vs) => vs['v1']!.workers.every((w) => w.inflight === 1),
+    'both v1 instances busy',
+  );
   t.equal(new Set(v1Busy['v1']!.workers.map((w) => w.pid)).size, 2, 'the two held streams are on two instances');
   for (let i = 0; i < 4; i++) await refuse('v1');
   // v2, one instance: two answers (tokens 2 + 9), then held.
@@ -73,7 +83,11 @@ t.test('scraped counters equal the requests made, across two instances', async (
   for (let i = 0; i < 3; i++) await refuse('v2');
   // No version for these: unknown (404) and malformed (400).
   t.equal((await httpRequest(url('v9'), { method: 'POST', body: '{}' })).status, 404);
-  t.equal((await httpRequest(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { 'x-version': 'v9' }, body: '{}' })).status, 404);
+  t.equal(
+    (await httpRequest(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { 'x-version': 'v9' }, body: '{}' }))
+      .status,
+    404,
+  );
   t.equal((await httpRequest(url('Bad!'), { method: 'POST', body: '{}' })).status, 400);
 
   for (const s of [held1, held2, held3]) s.req.destroy();
@@ -94,7 +108,11 @@ t.test('scraped counters equal the requests made, across two instances', async (
     t.equal(m.sum(METRIC.rejectedTotal, { version: 'v1', reason: 'queue_full' }), 4);
     t.equal(m.sum(METRIC.rejectedTotal, { version: 'v2', reason: 'queue_full' }), 3);
     t.equal(m.sum(METRIC.rejectedTotal), 7, 'no other rejection');
-    t.equal(m.sum(`${METRIC.requestDurationSeconds}_count`, { version: 'v1' }), 10, 'one latency observation per v1 request');
+    t.equal(
+      m.sum(`${METRIC.requestDurationSeconds}_count`, { version: 'v1' }),
+      10,
+      'one latency observation per v1 request',
+    );
     t.equal(m.sum(`${METRIC.requestDurationSeconds}_count`, { version: 'v2' }), 6);
     t.equal(m.sum(`${METRIC.requestDurationSeconds}_bucket`, { version: 'v1', le: '+Inf' }), 10);
     t.equal(m.sum(METRIC.queueDepth, { version: 'v1' }), 0);
@@ -104,16 +122,25 @@ t.test('scraped counters equal the requests made, across two instances', async (
   });
 
   t.test('worker counters are summed over both v1 instances', async (t) => {
-    t.equal(m.sum(METRIC.tokensTotal, { version: 'v1', kind: 'completion' }), 5 + 6 + 3 + 4, 'instance 0 had 11, instance 1 had 7');
+    t.equal(
+      m.sum(METRIC.tokensTotal, { version: 'v1', kind: 'completion' }),
+      5 + 6 + 3 + 4,
+      'instance 0 had 11, instance 1 had 7',
+    );
     t.equal(m.sum(METRIC.tokensTotal, { version: 'v1', kind: 'prompt' }), v1Prompt);
     t.equal(m.sum(METRIC.tokensTotal, { version: 'v2', kind: 'completion' }), 2 + 9);
     t.equal(m.sum(METRIC.tokensTotal, { version: 'v2', kind: 'prompt' }), v2Prompt);
-    t.equal(m.sum(`${METRIC.streamFirstTokenSeconds}_count`, { version: 'v1' }), 6, 'every v1 stream sent a first token, held ones too');
+    t.equal(
+      m.sum(`${METRIC.streamFirstTokenSeconds}_count`, { version: 'v1' }),
+      6,
+      'every v1 stream sent a first token, held ones too',
+    );
     t.equal(m.sum(`${METRIC.streamFirstTokenSeconds}_count`, { version: 'v2' }), 3);
     t.equal(m.sum(METRIC.upstreamErrorsTotal), 0, 'a client leaving is not an upstream error');
     const tokenSeries = m.samples.filter((s) => s.name === METRIC.tokensTotal && s.labels['version'] === 'v1');
     t.equal(tokenSeries.length, 2, 'one merged series per kind, not one per instance');
-    for (const kind of UPSTREAM_ERROR_KINDS) t.equal(m.sum(METRIC.upstreamErrorsTotal, { version: 'v1', kind }), 0, `${kind} series exists at 0`);
+    for (const kind of UPSTREAM_ERROR_KINDS)
+      t.equal(m.sum(METRIC.upstreamErrorsTotal, { version: 'v1', kind }), 0, `${kind} series exists at 0`);
   });
 
   t.test('per-process series are kept apart by a worker label', async (t) => {
@@ -121,12 +148,22 @@ t.test('scraped counters equal the requests made, across two instances', async (
     t.equal(workers.length, 4, 'master + 3 workers');
     t.ok(workers.includes('master'));
     t.equal(workers.filter((w) => w?.startsWith('v1/')).length, 2);
-    t.equal(m.samples.filter((s) => s.name === 'process_start_time_seconds').length, 4, "prom-client's `omit` aggregator does not drop them");
+    t.equal(
+      m.samples.filter((s) => s.name === 'process_start_time_seconds').length,
+      4,
+      "prom-client's `omit` aggregator does not drop them",
+    );
     const node = m.samples.filter((s) => s.name === 'nodejs_version_info');
-    t.ok(node.length === 4 && node.every((s) => s.labels['version'] === process.version), "a series' own `version` label (Node's) is kept");
+    t.ok(
+      node.length === 4 && node.every((s) => s.labels['version'] === process.version),
+      "a series' own `version` label (Node's) is kept",
+    );
     const up = m.samples.filter((s) => s.name === METRIC.workerScrapeUp);
     t.equal(up.length, 3);
-    t.ok(up.every((s) => s.value === 1), 'every worker answered the scrape');
+    t.ok(
+      up.every((s) => s.value === 1),
+      'every worker answered the scrape',
+    );
   });
 
   t.test('the exposition parses with a third-party Prometheus parser', async (t) => {

@@ -4,7 +4,16 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import OpenAI from 'openai';
 import { startGateway } from '../helpers/gateway.js';
-import { startMockUpstream, mockEmbedding, mockText, countPromptTokens, BASE_PATHS, MOCK_MODEL_CREATED, type MockFormat, type MockStream } from '../../shared/mock-upstream/index.js';
+import {
+  startMockUpstream,
+  mockEmbedding,
+  mockText,
+  countPromptTokens,
+  BASE_PATHS,
+  MOCK_MODEL_CREATED,
+  type MockFormat,
+  type MockStream,
+} from '../../shared/mock-upstream/index.js';
 import { postStream } from '../worker/fixtures/sse-client.js';
 
 // Issue 12 parts 2 and 3, SPEC §12: embeddings, legacy completions, the
@@ -25,12 +34,22 @@ t.test('endpoints per format', async (t) => {
   await new Promise((r) => closed.close(r));
 
   const versions: Record<string, Record<string, unknown>> = {};
-  for (const f of ['openai', 'ollama', 'anthropic'] as MockFormat[]) versions[f] = { weight: f === 'openai' ? 1 : 0, upstream: { format: f, url: mock.url + BASE_PATHS[f] } };
+  for (const f of ['openai', 'ollama', 'anthropic'] as MockFormat[])
+    versions[f] = { weight: f === 'openai' ? 1 : 0, upstream: { format: f, url: mock.url + BASE_PATHS[f] } };
   versions['pinned'] = { weight: 0, upstream: { format: 'ollama', url: mock.url, model: 'pinned:7b' } };
   versions['pinging'] = { weight: 0, upstream: { format: 'anthropic', url: mock.url, pingIntervalMs: 20 } };
-  versions['down'] = { weight: 0, upstream: { format: 'openai', url: `http://127.0.0.1:${deadPort}/v1`, timeouts: { connectMs: 2000 } } };
+  versions['down'] = {
+    weight: 0,
+    upstream: { format: 'openai', url: `http://127.0.0.1:${deadPort}/v1`, timeouts: { connectMs: 2000 } },
+  };
   const gw = await startGateway(t, { versions, routing: { default: 'openai' } });
-  const clientOf = (version: string): OpenAI => new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'not-used', maxRetries: 0, defaultHeaders: { 'x-version': version } });
+  const clientOf = (version: string): OpenAI =>
+    new OpenAI({
+      baseURL: `${gw.url}/v1`,
+      apiKey: 'not-used',
+      maxRetries: 0,
+      defaultHeaders: { 'x-version': version },
+    });
   const nextUpstream = (): Promise<MockStream> => once(mock.events, 'stream').then(([s]) => s as MockStream);
   const inputs = ['The quick brown fox', 'naïve café 🚀'];
   const expected = inputs.map((text) => mockEmbedding(text));
@@ -42,17 +61,32 @@ t.test('endpoints per format', async (t) => {
       const viaBase64 = await client.embeddings.create({ model: 'embedder', input: inputs });
       t.same((await upstream).path, version === 'openai' ? '/v1/embeddings' : '/api/embed');
       t.equal(viaBase64.object, 'list');
-      t.same(viaBase64.data.map((d) => d.index), [0, 1]);
-      t.same(viaBase64.data.map((d) => Array.from(d.embedding)), expected, 'the vectors, exactly (float32 through base64)');
+      t.same(
+        viaBase64.data.map((d) => d.index),
+        [0, 1],
+      );
+      t.same(
+        viaBase64.data.map((d) => Array.from(d.embedding)),
+        expected,
+        'the vectors, exactly (float32 through base64)',
+      );
       t.same(viaBase64.usage, { prompt_tokens: countPromptTokens(inputs), total_tokens: countPromptTokens(inputs) });
       t.equal(viaBase64.model, 'embedder');
-      const viaFloat = await client.embeddings.create({ model: 'embedder', input: 'one', encoding_format: 'float', dimensions: 4 });
+      const viaFloat = await client.embeddings.create({
+        model: 'embedder',
+        input: 'one',
+        encoding_format: 'float',
+        dimensions: 4,
+      });
       t.same(viaFloat.data[0]!.embedding, mockEmbedding('one', 4), 'floats; dimensions passed on');
     });
   }
 
   t.test('ollama: embeddings of token arrays are a 400 naming input', async (t) => {
-    await t.rejects(clientOf('ollama').embeddings.create({ model: 'e', input: [[1, 2, 3]] }), { status: 400, message: /^400 input: an ollama upstream embeds text/ });
+    await t.rejects(clientOf('ollama').embeddings.create({ model: 'e', input: [[1, 2, 3]] }), {
+      status: 400,
+      message: /^400 input: an ollama upstream embeds text/,
+    });
   });
 
   t.test('openai: legacy completions, not streamed and streamed', async (t) => {
@@ -62,10 +96,19 @@ t.test('endpoints per format', async (t) => {
     t.equal(completion.object, 'text_completion');
     t.equal(completion.choices[0]!.text, mockText(5));
     t.equal(completion.choices[0]!.finish_reason, 'stop');
-    t.same(completion.usage, { prompt_tokens: countPromptTokens([prompt]), completion_tokens: 5, total_tokens: countPromptTokens([prompt]) + 5 });
+    t.same(completion.usage, {
+      prompt_tokens: countPromptTokens([prompt]),
+      completion_tokens: 5,
+      total_tokens: countPromptTokens([prompt]) + 5,
+    });
     const parts: string[] = [];
     let usage: OpenAI.CompletionUsage | undefined;
-    for await (const chunk of await client.completions.create({ model: 'davinci-mock', prompt, stream: true, stream_options: { include_usage: true } })) {
+    for await (const chunk of await client.completions.create({
+      model: 'davinci-mock',
+      prompt,
+      stream: true,
+      stream_options: { include_usage: true },
+    })) {
       parts.push(chunk.choices[0]?.text ?? '');
       if (chunk.usage) usage = chunk.usage;
     }
@@ -74,7 +117,10 @@ t.test('endpoints per format', async (t) => {
     const raw = await postStream(`${gw.url}/v1/completions`, { model: 'm', prompt, stream: true });
     await raw.done;
     t.equal(raw.data.at(-1), '[DONE]');
-    t.notOk(raw.data.some((d) => d.includes('"usage"')), 'no usage chunk unless asked (graygate asks the upstream for it always)');
+    t.notOk(
+      raw.data.some((d) => d.includes('"usage"')),
+      'no usage chunk unless asked (graygate asks the upstream for it always)',
+    );
   });
 
   t.test('openai: the Responses API, not streamed and streamed, events relayed as they are', async (t) => {
@@ -86,7 +132,11 @@ t.test('endpoints per format', async (t) => {
     t.equal(response.usage?.output_tokens, 6);
     const types: string[] = [];
     const deltas: string[] = [];
-    for await (const event of await client.responses.create({ model: 'gpt-mock', input: 'Say hello [mock tokens=6]', stream: true })) {
+    for await (const event of await client.responses.create({
+      model: 'gpt-mock',
+      input: 'Say hello [mock tokens=6]',
+      stream: true,
+    })) {
       types.push(event.type);
       if (event.type === 'response.output_text.delta') deltas.push(event.delta);
     }
@@ -102,7 +152,11 @@ t.test('endpoints per format', async (t) => {
 
   t.test('a client leaving a relayed stream closes the upstream', async (t) => {
     const upstream = nextUpstream();
-    const s = await postStream(`${gw.url}/v1/responses`, { model: 'm', input: 'hi [mock tokens=50 fault=stall after=2]', stream: true });
+    const s = await postStream(`${gw.url}/v1/responses`, {
+      model: 'm',
+      input: 'hi [mock tokens=50 fault=stall after=2]',
+      stream: true,
+    });
     const handle = await upstream;
     await s.until(() => s.data.filter((d) => d.includes('output_text.delta')).length === 2);
     const gone = once(handle, 'close');
@@ -120,7 +174,11 @@ t.test('endpoints per format', async (t) => {
       ['anthropic', () => clientOf('anthropic').responses.create({ model: 'm', input: 'x', stream: true })],
     ];
     for (const [format, call] of cases) {
-      await t.rejects(call(), { status: 400, code: 'unsupported_endpoint', message: new RegExp(`upstream format \\(${format}\\)`) });
+      await t.rejects(call(), {
+        status: 400,
+        code: 'unsupported_endpoint',
+        message: new RegExp(`upstream format \\(${format}\\)`),
+      });
     }
   });
 
@@ -128,7 +186,11 @@ t.test('endpoints per format', async (t) => {
     t.test(`${version}: models listed by the upstream, and retrieved`, async (t) => {
       const client = clientOf(version);
       const list = await client.models.list();
-      t.same(list.data.map((m) => m.id), MODELS, 'the real model ids');
+      t.same(
+        list.data.map((m) => m.id),
+        MODELS,
+        'the real model ids',
+      );
       t.ok(list.data.every((m) => m.object === 'model' && m.created === MOCK_MODEL_CREATED));
       const one = await client.models.retrieve('mock-small');
       t.same([one.id, one.object], ['mock-small', 'model']);
@@ -138,12 +200,18 @@ t.test('endpoints per format', async (t) => {
 
   t.test('upstream.model wins; ids with slashes and colons are retrieved', async (t) => {
     const client = clientOf('pinned');
-    t.same((await client.models.list()).data.map((m) => m.id), ['pinned:7b']);
+    t.same(
+      (await client.models.list()).data.map((m) => m.id),
+      ['pinned:7b'],
+    );
     t.equal((await client.models.retrieve('pinned:7b')).owned_by, 'graygate/pinned');
   });
 
   t.test("a whole answer slower than pingIntervalMs: the worker's 102s do not disturb the client", async (t) => {
-    const completion = await clientOf('pinging').chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'hi [mock tokens=3 first-byte-ms=300]' }] });
+    const completion = await clientOf('pinging').chat.completions.create({
+      model: 'm',
+      messages: [{ role: 'user', content: 'hi [mock tokens=3 first-byte-ms=300]' }],
+    });
     t.equal(completion.choices[0]!.message.content, mockText(3));
     const embedded = await clientOf('openai').embeddings.create({ model: 'e', input: 'x' });
     t.equal(embedded.data.length, 1);

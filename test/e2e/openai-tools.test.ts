@@ -2,7 +2,15 @@ import t from 'tap';
 import { once } from 'node:events';
 import OpenAI from 'openai';
 import { startGateway } from '../helpers/gateway.js';
-import { startMockUpstream, mockText, sampleFromSchema, BASE_PATHS, CHAT_PATHS, type MockFormat, type MockStream } from '../../shared/mock-upstream/index.js';
+import {
+  startMockUpstream,
+  mockText,
+  sampleFromSchema,
+  BASE_PATHS,
+  CHAT_PATHS,
+  type MockFormat,
+  type MockStream,
+} from '../../shared/mock-upstream/index.js';
 import { postStream } from '../worker/fixtures/sse-client.js';
 
 // Issue 12 part 1, SPEC §12: tool calling and JSON mode through the real
@@ -22,13 +30,20 @@ const WEATHER: OpenAI.ChatCompletionTool = {
 };
 const TIME: OpenAI.ChatCompletionTool = {
   type: 'function',
-  function: { name: 'get_time', parameters: { type: 'object', properties: { zone: { type: 'string' }, hours24: { type: 'boolean' } } } },
+  function: {
+    name: 'get_time',
+    parameters: { type: 'object', properties: { zone: { type: 'string' }, hours24: { type: 'boolean' } } },
+  },
 };
 const ARGS = '{"city":"Paris"}';
 
 const PERSON_SCHEMA = {
   type: 'object',
-  properties: { name: { type: 'string' }, age: { type: 'integer' }, tags: { type: 'array', items: { type: 'string' } } },
+  properties: {
+    name: { type: 'string' },
+    age: { type: 'integer' },
+    tags: { type: 'array', items: { type: 'string' } },
+  },
   required: ['name', 'age', 'tags'],
   additionalProperties: false,
 };
@@ -37,12 +52,18 @@ t.test('tool calling and JSON mode per format', async (t) => {
   const mock = await startMockUpstream({});
   t.teardown(() => mock.close());
   const versions: Record<string, Record<string, unknown>> = {};
-  for (const f of FORMATS) versions[f] = { weight: f === 'openai' ? 1 : 0, upstream: { format: f, url: mock.url + BASE_PATHS[f] } };
+  for (const f of FORMATS)
+    versions[f] = { weight: f === 'openai' ? 1 : 0, upstream: { format: f, url: mock.url + BASE_PATHS[f] } };
   const gw = await startGateway(t, { versions, routing: { default: 'openai' } });
   const nextUpstream = (): Promise<MockStream> => once(mock.events, 'stream').then(([s]) => s as MockStream);
 
   for (const format of FORMATS) {
-    const client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'not-used', maxRetries: 0, defaultHeaders: { 'x-version': format } });
+    const client = new OpenAI({
+      baseURL: `${gw.url}/v1`,
+      apiKey: 'not-used',
+      maxRetries: 0,
+      defaultHeaders: { 'x-version': format },
+    });
 
     t.test(`${format}: a non-streamed tool call`, async (t) => {
       const upstream = nextUpstream();
@@ -63,7 +84,12 @@ t.test('tool calling and JSON mode per format', async (t) => {
       t.match(call.id, /^\S+$/, 'an id');
       const sent = (await upstream).body;
       const tools = sent['tools'] as Array<Record<string, unknown>>;
-      if (format === 'anthropic') t.same(tools[0], { name: 'get_weather', input_schema: WEATHER.function.parameters, description: 'Current weather of a city' });
+      if (format === 'anthropic')
+        t.same(tools[0], {
+          name: 'get_weather',
+          input_schema: WEATHER.function.parameters,
+          description: 'Current weather of a city',
+        });
       else t.same(tools[0], WEATHER, 'the tool reached the upstream as OpenAI sent it');
     });
 
@@ -79,12 +105,21 @@ t.test('tool calling and JSON mode per format', async (t) => {
       const chunks = s.data.slice(0, -1).map((d) => JSON.parse(d) as OpenAI.ChatCompletionChunk);
       const fragments = chunks.flatMap((c) => c.choices[0]?.delta.tool_calls ?? []);
       t.ok(fragments.length >= 2, 'a first fragment and argument fragments');
-      t.same(Object.keys(fragments[0]!).sort(), ['function', 'id', 'index', 'type'], 'the first fragment has index, id, type, function');
+      t.same(
+        Object.keys(fragments[0]!).sort(),
+        ['function', 'id', 'index', 'type'],
+        'the first fragment has index, id, type, function',
+      );
       t.equal(fragments[0]!.function?.name, 'get_weather');
       t.equal(fragments[0]!.function?.arguments, '', 'and empty arguments');
-      for (const later of fragments.slice(1)) t.same(Object.keys(later).sort(), ['function', 'index'], 'later fragments: index and arguments only');
+      for (const later of fragments.slice(1))
+        t.same(Object.keys(later).sort(), ['function', 'index'], 'later fragments: index and arguments only');
       const args = fragments.map((f) => f.function?.arguments ?? '').join('');
-      t.same(JSON.parse(args), sampleFromSchema(WEATHER.function.parameters), 'arguments made from the schema arrive whole');
+      t.same(
+        JSON.parse(args),
+        sampleFromSchema(WEATHER.function.parameters),
+        'arguments made from the schema arrive whole',
+      );
       t.equal(chunks.find((c) => c.choices[0]?.finish_reason)?.choices[0]?.finish_reason, 'tool_calls');
     });
 
@@ -96,8 +131,14 @@ t.test('tool calling and JSON mode per format', async (t) => {
       });
       const final = await stream.finalChatCompletion();
       const calls = final.choices[0]!.message.tool_calls as OpenAI.ChatCompletionMessageFunctionToolCall[];
-      t.same(calls.map((c) => c.function.name), ['get_weather', 'get_time']);
-      t.same(calls.map((c) => JSON.parse(c.function.arguments) as unknown), [{ city: 'Paris' }, { city: 'Paris' }]);
+      t.same(
+        calls.map((c) => c.function.name),
+        ['get_weather', 'get_time'],
+      );
+      t.same(
+        calls.map((c) => JSON.parse(c.function.arguments) as unknown),
+        [{ city: 'Paris' }, { city: 'Paris' }],
+      );
       t.equal(new Set(calls.map((c) => c.id)).size, 2, 'distinct ids');
       t.equal(final.choices[0]!.finish_reason, 'tool_calls');
     });
@@ -127,24 +168,42 @@ t.test('tool calling and JSON mode per format', async (t) => {
       const sent = (await upstream).body['messages'] as Array<Record<string, unknown>>;
       const args = { city: 'Paris' };
       if (format === 'openai') {
-        t.same(sent.slice(2), [message, { role: 'tool', tool_call_id: calls[0]!.id, content: 'Sunny, 21°C' }, { role: 'tool', tool_call_id: calls[1]!.id, content: '12:00 [mock tokens=4]' }]);
+        t.same(sent.slice(2), [
+          message,
+          { role: 'tool', tool_call_id: calls[0]!.id, content: 'Sunny, 21°C' },
+          { role: 'tool', tool_call_id: calls[1]!.id, content: '12:00 [mock tokens=4]' },
+        ]);
       } else if (format === 'ollama') {
         t.same(sent.slice(2), [
-          { role: 'assistant', content: '', tool_calls: calls.map((c, index) => ({ id: c.id, function: { index, name: c.function.name, arguments: args } })) },
+          {
+            role: 'assistant',
+            content: '',
+            tool_calls: calls.map((c, index) => ({
+              id: c.id,
+              function: { index, name: c.function.name, arguments: args },
+            })),
+          },
           { role: 'tool', content: 'Sunny, 21°C', tool_call_id: calls[0]!.id, tool_name: 'get_weather' },
           { role: 'tool', content: '12:00 [mock tokens=4]', tool_call_id: calls[1]!.id, tool_name: 'get_time' },
         ]);
       } else {
-        t.same(sent.slice(1), [
-          { role: 'assistant', content: calls.map((c) => ({ type: 'tool_use', id: c.id, name: c.function.name, input: args })) },
-          {
-            role: 'user',
-            content: [
-              { type: 'tool_result', tool_use_id: calls[0]!.id, content: 'Sunny, 21°C' },
-              { type: 'tool_result', tool_use_id: calls[1]!.id, content: '12:00 [mock tokens=4]' },
-            ],
-          },
-        ], 'tool_use blocks, then every result in one user turn');
+        t.same(
+          sent.slice(1),
+          [
+            {
+              role: 'assistant',
+              content: calls.map((c) => ({ type: 'tool_use', id: c.id, name: c.function.name, input: args })),
+            },
+            {
+              role: 'user',
+              content: [
+                { type: 'tool_result', tool_use_id: calls[0]!.id, content: 'Sunny, 21°C' },
+                { type: 'tool_result', tool_use_id: calls[1]!.id, content: '12:00 [mock tokens=4]' },
+              ],
+            },
+          ],
+          'tool_use blocks, then every result in one user turn',
+        );
       }
     });
 
@@ -176,17 +235,35 @@ t.test('tool calling and JSON mode per format', async (t) => {
       t.equal(completion.choices[0]!.message.tool_calls, undefined);
       const sent = (await upstream).body;
       if (format === 'ollama') t.same(sent['format'], PERSON_SCHEMA, 'format: the schema');
-      if (format === 'anthropic') t.same(sent['output_config'], { format: { type: 'json_schema', schema: PERSON_SCHEMA } }, 'structured outputs');
-      if (format === 'openai') t.same(sent['response_format'], { type: 'json_schema', json_schema: { name: 'person', schema: PERSON_SCHEMA, strict: true } });
+      if (format === 'anthropic')
+        t.same(sent['output_config'], { format: { type: 'json_schema', schema: PERSON_SCHEMA } }, 'structured outputs');
+      if (format === 'openai')
+        t.same(sent['response_format'], {
+          type: 'json_schema',
+          json_schema: { name: 'person', schema: PERSON_SCHEMA, strict: true },
+        });
     });
 
     t.test(`${format}: a forced tool (tool_choice)`, async (t) => {
       const choice: OpenAI.ChatCompletionToolChoiceOption = { type: 'function', function: { name: 'get_time' } };
       if (format === 'ollama') {
-        await t.rejects(client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'Time?' }], tools: [WEATHER, TIME], tool_choice: choice }), { status: 400, message: /tool_choice: an ollama upstream cannot force a tool call/ });
+        await t.rejects(
+          client.chat.completions.create({
+            model: 'm',
+            messages: [{ role: 'user', content: 'Time?' }],
+            tools: [WEATHER, TIME],
+            tool_choice: choice,
+          }),
+          { status: 400, message: /tool_choice: an ollama upstream cannot force a tool call/ },
+        );
         return;
       }
-      const completion = await client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'Time?' }], tools: [WEATHER, TIME], tool_choice: choice });
+      const completion = await client.chat.completions.create({
+        model: 'm',
+        messages: [{ role: 'user', content: 'Time?' }],
+        tools: [WEATHER, TIME],
+        tool_choice: choice,
+      });
       const call = completion.choices[0]!.message.tool_calls![0] as OpenAI.ChatCompletionMessageFunctionToolCall;
       t.equal(call.function.name, 'get_time', 'the named tool was called');
       t.same(JSON.parse(call.function.arguments), sampleFromSchema(TIME.function.parameters));
@@ -201,12 +278,28 @@ t.test('tool calling and JSON mode per format', async (t) => {
       ['ollama', { logit_bias: { '50256': -100 } }, /^logit_bias: /],
       ['anthropic', { frequency_penalty: 0.5 }, /^frequency_penalty: /],
       ['ollama', { parallel_tool_calls: false, tools: [WEATHER] }, /^parallel_tool_calls: /],
-      ['ollama', { tools: [{ ...WEATHER, function: { ...WEATHER.function, strict: true } }] }, /^tools\.0\.function\.strict: /],
+      [
+        'ollama',
+        { tools: [{ ...WEATHER, function: { ...WEATHER.function, strict: true } }] },
+        /^tools\.0\.function\.strict: /,
+      ],
       ['anthropic', { temperature: 1.5 }, /^temperature: an anthropic upstream takes 0 to 1/],
       ['anthropic', { reasoning_effort: 'low' }, /^reasoning_effort: /],
       ['ollama', { some_new_field: 1 }, /^some_new_field: is not a field graygate can convert/],
-      ['ollama', { messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'https://example.com/a.png' } }] }] }, /^messages\.0\.content\.0\.image_url\.url: an ollama upstream takes images as base64 data: URLs only/],
-      ['anthropic', { messages: [{ role: 'user', content: [{ type: 'input_audio', input_audio: { data: '', format: 'wav' } }] }] }, /^messages\.0\.content\.0: content parts of type "input_audio"/],
+      [
+        'ollama',
+        {
+          messages: [
+            { role: 'user', content: [{ type: 'image_url', image_url: { url: 'https://example.com/a.png' } }] },
+          ],
+        },
+        /^messages\.0\.content\.0\.image_url\.url: an ollama upstream takes images as base64 data: URLs only/,
+      ],
+      [
+        'anthropic',
+        { messages: [{ role: 'user', content: [{ type: 'input_audio', input_audio: { data: '', format: 'wav' } }] }] },
+        /^messages\.0\.content\.0: content parts of type "input_audio"/,
+      ],
       ['anthropic', { messages: [{ role: 'user', content: 'hi', name: 'alice' }] }, /^messages\.0\.name: /],
     ];
     for (const [format, extra, message] of cases) {
@@ -220,29 +313,70 @@ t.test('tool calling and JSON mode per format', async (t) => {
       t.equal(body.error.code, 'invalid_request');
       t.match(body.error.message, message);
     }
-    const client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'not-used', maxRetries: 0, defaultHeaders: { 'x-version': 'anthropic' } });
-    await t.rejects(client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'hi' }], seed: 1 }), { status: 400, code: 'invalid_request' }, 'the openai client sees a 400 APIError');
+    const client = new OpenAI({
+      baseURL: `${gw.url}/v1`,
+      apiKey: 'not-used',
+      maxRetries: 0,
+      defaultHeaders: { 'x-version': 'anthropic' },
+    });
+    await t.rejects(
+      client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'hi' }], seed: 1 }),
+      { status: 400, code: 'invalid_request' },
+      'the openai client sees a 400 APIError',
+    );
     // The same fields are the client's business on an OpenAI upstream.
     const openai = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'not-used', maxRetries: 0 });
-    const completion = await openai.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'hi [mock tokens=2]' }], seed: 1, logit_bias: { '1': 1 } });
+    const completion = await openai.chat.completions.create({
+      model: 'm',
+      messages: [{ role: 'user', content: 'hi [mock tokens=2]' }],
+      seed: 1,
+      logit_bias: { '1': 1 },
+    });
     t.equal(completion.choices[0]!.message.content, mockText(2));
   });
 
   t.test('the mock answers tool calls whole too, in each format', async (t) => {
     const bodies: Record<MockFormat, Record<string, unknown>> = {
-      openai: { model: 'm', messages: [{ role: 'user', content: `[mock tools=get_weather args=${ARGS}]` }], tools: [WEATHER] },
-      ollama: { model: 'm', stream: false, messages: [{ role: 'user', content: `[mock tools=get_weather args=${ARGS}]` }], tools: [WEATHER] },
-      anthropic: { model: 'm', max_tokens: 9, messages: [{ role: 'user', content: `[mock tools=get_weather args=${ARGS}]` }], tools: [{ name: 'get_weather', input_schema: WEATHER.function.parameters }] },
+      openai: {
+        model: 'm',
+        messages: [{ role: 'user', content: `[mock tools=get_weather args=${ARGS}]` }],
+        tools: [WEATHER],
+      },
+      ollama: {
+        model: 'm',
+        stream: false,
+        messages: [{ role: 'user', content: `[mock tools=get_weather args=${ARGS}]` }],
+        tools: [WEATHER],
+      },
+      anthropic: {
+        model: 'm',
+        max_tokens: 9,
+        messages: [{ role: 'user', content: `[mock tools=get_weather args=${ARGS}]` }],
+        tools: [{ name: 'get_weather', input_schema: WEATHER.function.parameters }],
+      },
     };
     const calls: Record<MockFormat, (b: Record<string, unknown>) => unknown> = {
-      openai: (b) => (b['choices'] as Array<{ message: { tool_calls: Array<{ function: { name: string; arguments: string } }> } }>)[0]!.message.tool_calls.map((c) => [c.function.name, JSON.parse(c.function.arguments) as unknown]),
-      ollama: (b) => (b['message'] as { tool_calls: Array<{ function: { name: string; arguments: unknown } }> }).tool_calls.map((c) => [c.function.name, c.function.arguments]),
+      openai: (b) =>
+        (
+          b['choices'] as Array<{ message: { tool_calls: Array<{ function: { name: string; arguments: string } }> } }>
+        )[0]!.message.tool_calls.map((c) => [c.function.name, JSON.parse(c.function.arguments) as unknown]),
+      ollama: (b) =>
+        (b['message'] as { tool_calls: Array<{ function: { name: string; arguments: unknown } }> }).tool_calls.map(
+          (c) => [c.function.name, c.function.arguments],
+        ),
       anthropic: (b) => (b['content'] as Array<{ name: string; input: unknown }>).map((c) => [c.name, c.input]),
     };
     for (const format of FORMATS) {
       const res = await fetch(mock.url + CHAT_PATHS[format], { method: 'POST', body: JSON.stringify(bodies[format]) });
-      t.same(calls[format]((await res.json()) as Record<string, unknown>), [['get_weather', { city: 'Paris' }]], format);
-      const unknown = await fetch(mock.url + CHAT_PATHS[format], { method: 'POST', body: JSON.stringify({ ...bodies[format], tools: [] }) });
+      t.same(
+        calls[format]((await res.json()) as Record<string, unknown>),
+        [['get_weather', { city: 'Paris' }]],
+        format,
+      );
+      const unknown = await fetch(mock.url + CHAT_PATHS[format], {
+        method: 'POST',
+        body: JSON.stringify({ ...bodies[format], tools: [] }),
+      });
       t.equal(unknown.status, 400, `${format}: a tool the request did not offer`);
     }
   });

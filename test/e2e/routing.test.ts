@@ -53,7 +53,14 @@ t.test('routing, proxy headers and errors through the real master', async (t) =>
 
   t.test('request ids, x-forwarded-*, hop-by-hop headers', async (t) => {
     const res = await httpRequest(`${gw.url}/echo?version=v1`, {
-      headers: { 'x-request-id': 'abc-123', connection: 'keep-alive, x-secret-hop', 'x-secret-hop': '1', 'keep-alive': 'timeout=9', te: 'trailers', 'proxy-authorization': 'Basic x' },
+      headers: {
+        'x-request-id': 'abc-123',
+        connection: 'keep-alive, x-secret-hop',
+        'x-secret-hop': '1',
+        'keep-alive': 'timeout=9',
+        te: 'trailers',
+        'proxy-authorization': 'Basic x',
+      },
     });
     t.equal(res.headers['x-request-id'], 'abc-123', 'the client id is kept');
     const h = json<Echo>(res).headers;
@@ -61,34 +68,60 @@ t.test('routing, proxy headers and errors through the real master', async (t) =>
     t.equal(h['x-forwarded-for'], '127.0.0.1');
     t.equal(h['x-forwarded-proto'], 'http');
     t.match(h['x-forwarded-host'], /^127\.0\.0\.1:\d+$/);
-    for (const name of ['x-secret-hop', 'keep-alive', 'te', 'proxy-authorization']) t.notOk(h[name], `${name} not forwarded`);
+    for (const name of ['x-secret-hop', 'keep-alive', 'te', 'proxy-authorization'])
+      t.notOk(h[name], `${name} not forwarded`);
     t.not(res.headers['keep-alive'], 'timeout=65', "the worker's Keep-Alive header is not passed back");
-    const sneaky = json<Echo>(await httpRequest(`${gw.url}/echo?version=v1`, { headers: { connection: 'x-request-id, x-graygate-version' } })).headers;
-    t.ok(sneaky['x-request-id'] && sneaky['x-graygate-version'] === 'v1', 'a Connection header cannot remove the proxy headers');
-    const generated = await httpRequest(`${gw.url}/echo?version=v1`, { headers: { 'x-request-id': 'bad id with spaces' } });
-    t.match(generated.headers['x-request-id'], /^[0-9a-f]{12}-[0-9a-z]+$/, 'an unusable id is replaced by the master’s own');
+    const sneaky = json<Echo>(
+      await httpRequest(`${gw.url}/echo?version=v1`, { headers: { connection: 'x-request-id, x-graygate-version' } }),
+    ).headers;
+    t.ok(
+      sneaky['x-request-id'] && sneaky['x-graygate-version'] === 'v1',
+      'a Connection header cannot remove the proxy headers',
+    );
+    const generated = await httpRequest(`${gw.url}/echo?version=v1`, {
+      headers: { 'x-request-id': 'bad id with spaces' },
+    });
+    t.match(
+      generated.headers['x-request-id'],
+      /^[0-9a-f]{12}-[0-9a-z]+$/,
+      'an unusable id is replaced by the master’s own',
+    );
   });
 
   t.test('unknown and malformed versions', async (t) => {
     const unknown = await httpRequest(`${gw.url}/echo?version=v9`);
     t.equal(unknown.status, 404);
-    t.same(json(unknown), { error: { message: 'unknown version "v9"; known versions: dark, v1, v2', type: 'invalid_request_error', code: 'unknown_version' } });
+    t.same(json(unknown), {
+      error: {
+        message: 'unknown version "v9"; known versions: dark, v1, v2',
+        type: 'invalid_request_error',
+        code: 'unknown_version',
+      },
+    });
     const bad = await httpRequest(`${gw.url}/echo`, { headers: { 'x-version': 'Not A Version' } });
     t.equal(bad.status, 400);
     t.equal(json<{ error: { code: string; type: string } }>(bad).error.code, 'invalid_request');
   });
 
   t.test('bodies over maxBodyBytes: 413 by Content-Length and by counting a chunked body', async (t) => {
-    const declared = await httpRequest(`${gw.url}/echo`, { method: 'POST', body: 'x'.repeat(1001), headers: { 'content-type': 'text/plain' } });
+    const declared = await httpRequest(`${gw.url}/echo`, {
+      method: 'POST',
+      body: 'x'.repeat(1001),
+      headers: { 'content-type': 'text/plain' },
+    });
     t.equal(declared.status, 413);
     t.equal(declared.headers['connection'], 'close', 'the rest of a refused body is not read');
     t.equal(json<{ error: { code: string } }>(declared).error.code, 'body_too_large');
     const chunked = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-      const req = request(`${gw.url}/slow?ms=5000`, { method: 'POST', agent: false, headers: { 'transfer-encoding': 'chunked' } }, (res) => {
-        let body = '';
-        res.on('data', (d: Buffer) => (body += d.toString()));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      });
+      const req = request(
+        `${gw.url}/slow?ms=5000`,
+        { method: 'POST', agent: false, headers: { 'transfer-encoding': 'chunked' } },
+        (res) => {
+          let body = '';
+          res.on('data', (d: Buffer) => (body += d.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        },
+      );
       req.on('error', reject);
       for (let i = 0; i < 20; i++) req.write('y'.repeat(100));
       req.end();
@@ -97,10 +130,14 @@ t.test('routing, proxy headers and errors through the real master', async (t) =>
     t.equal((JSON.parse(chunked.body) as { error: { code: string } }).error.code, 'body_too_large');
     // With Expect: 100-continue the body is counted too.
     const continued = await new Promise<number>((resolve, reject) => {
-      const req = request(`${gw.url}/slow?ms=5000`, { method: 'POST', agent: false, headers: { 'transfer-encoding': 'chunked', expect: '100-continue' } }, (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode ?? 0));
-      });
+      const req = request(
+        `${gw.url}/slow?ms=5000`,
+        { method: 'POST', agent: false, headers: { 'transfer-encoding': 'chunked', expect: '100-continue' } },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        },
+      );
       req.on('continue', () => {
         for (let i = 0; i < 20; i++) req.write('y'.repeat(100));
         req.end();
@@ -112,12 +149,18 @@ t.test('routing, proxy headers and errors through the real master', async (t) =>
 
   t.test('healthz and readyz', async (t) => {
     t.same(json(await httpRequest(`${gw.url}/healthz`)), { status: 'ok' });
-    t.same(json(await httpRequest(`${gw.url}/readyz`)), { status: 'ready', versions: { dark: true, v1: true, v2: true } });
+    t.same(json(await httpRequest(`${gw.url}/readyz`)), {
+      status: 'ready',
+      versions: { dark: true, v1: true, v2: true },
+    });
   });
 });
 
 t.test('unknownVersion fallback routes unknown names by weight', async (t) => {
-  const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } }, routing: { unknownVersion: 'fallback' } });
+  const gw = await startGateway(t, {
+    versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } },
+    routing: { unknownVersion: 'fallback' },
+  });
   const res = await httpRequest(`${gw.url}/echo?version=v9`);
   t.equal(res.status, 200);
   t.equal(res.headers['x-graygate-version'], 'v1');

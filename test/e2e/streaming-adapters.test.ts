@@ -2,7 +2,13 @@ import t from 'tap';
 import OpenAI from 'openai';
 import { startGateway } from '../helpers/gateway.js';
 import { httpRequest, json } from '../helpers/http.js';
-import { startMockUpstream, mockText, countPromptTokens, BASE_PATHS, type MockFormat } from '../../shared/mock-upstream/index.js';
+import {
+  startMockUpstream,
+  mockText,
+  countPromptTokens,
+  BASE_PATHS,
+  type MockFormat,
+} from '../../shared/mock-upstream/index.js';
 import { postStream, chatBody } from '../worker/fixtures/sse-client.js';
 
 // Issue 3: each adapter, streaming and not, gives exactly the expected text,
@@ -15,11 +21,17 @@ t.test('adapters through the gateway', async (t) => {
   const mock = await startMockUpstream({});
   t.teardown(() => mock.close());
   const versions: Record<string, Record<string, unknown>> = {};
-  for (const f of FORMATS) versions[f] = { weight: f === 'openai' ? 1 : 0, upstream: { format: f, url: mock.url + BASE_PATHS[f] } };
+  for (const f of FORMATS)
+    versions[f] = { weight: f === 'openai' ? 1 : 0, upstream: { format: f, url: mock.url + BASE_PATHS[f] } };
   const gw = await startGateway(t, { versions, routing: { default: 'openai' } });
 
   for (const format of FORMATS) {
-    const client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'not-used', maxRetries: 0, defaultHeaders: { 'x-version': format } });
+    const client = new OpenAI({
+      baseURL: `${gw.url}/v1`,
+      apiKey: 'not-used',
+      maxRetries: 0,
+      defaultHeaders: { 'x-version': format },
+    });
     const messages = [
       { role: 'system' as const, content: 'Answer briefly.' },
       { role: 'user' as const, content: 'Say hello [mock tokens=23]' },
@@ -27,7 +39,12 @@ t.test('adapters through the gateway', async (t) => {
     const promptTokens = countPromptTokens(messages.map((m) => m.content));
 
     t.test(`${format}: openai client, streaming with usage`, async (t) => {
-      const stream = await client.chat.completions.create({ model: 'test-model', messages, stream: true, stream_options: { include_usage: true } });
+      const stream = await client.chat.completions.create({
+        model: 'test-model',
+        messages,
+        stream: true,
+        stream_options: { include_usage: true },
+      });
       const parts: string[] = [];
       let finish: string | null = null;
       let usage: OpenAI.CompletionUsage | null | undefined;
@@ -55,7 +72,10 @@ t.test('adapters through the gateway', async (t) => {
     });
 
     t.test(`${format}: raw SSE, no usage asked, CRLF upstream framing`, async (t) => {
-      const s = await postStream(`${gw.url}/v1/chat/completions?version=${format}`, chatBody('[mock tokens=5 newline=crlf]'));
+      const s = await postStream(
+        `${gw.url}/v1/chat/completions?version=${format}`,
+        chatBody('[mock tokens=5 newline=crlf]'),
+      );
       const { isComplete } = await s.done;
       t.ok(isComplete);
       t.equal(s.status, 200);
@@ -63,8 +83,13 @@ t.test('adapters through the gateway', async (t) => {
       t.equal(s.headers['x-graygate-version'], format);
       t.equal(s.data.at(-1), '[DONE]', 'ends with [DONE]');
       t.equal(s.text(), mockText(5));
-      const chunks = s.data.slice(0, -1).map((d) => JSON.parse(d) as { object: string; choices: unknown[]; usage?: unknown });
-      t.ok(chunks.every((c) => c.object === 'chat.completion.chunk' && c.choices.length === 1), 'no usage chunk unless asked');
+      const chunks = s.data
+        .slice(0, -1)
+        .map((d) => JSON.parse(d) as { object: string; choices: unknown[]; usage?: unknown });
+      t.ok(
+        chunks.every((c) => c.object === 'chat.completion.chunk' && c.choices.length === 1),
+        'no usage chunk unless asked',
+      );
     });
   }
 
@@ -81,7 +106,11 @@ t.test('adapters through the gateway', async (t) => {
       ['{"model":"m","messages":[{"role":"user","content":1}]}', 400, 'invalid_request'],
     ];
     for (const [body, status, code] of cases) {
-      const res = await httpRequest(`${gw.url}/v1/chat/completions`, { method: 'POST', body, headers: { 'content-type': 'application/json' } });
+      const res = await httpRequest(`${gw.url}/v1/chat/completions`, {
+        method: 'POST',
+        body,
+        headers: { 'content-type': 'application/json' },
+      });
       t.equal(res.status, status, body);
       t.equal(json<{ error: { code: string; type: string } }>(res).error.code, code);
     }
@@ -91,8 +120,13 @@ t.test('adapters through the gateway', async (t) => {
 });
 
 t.test('"url": "mock:" runs the embedded mock in the worker', async (t) => {
-  const gw = await startGateway(t, { versions: { v1: { weight: 1, upstream: { format: 'anthropic', url: 'mock:' } } } });
+  const gw = await startGateway(t, {
+    versions: { v1: { weight: 1, upstream: { format: 'anthropic', url: 'mock:' } } },
+  });
   const client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'not-used', maxRetries: 0 });
-  const completion = await client.chat.completions.create({ model: 'claude-mock', messages: [{ role: 'user', content: 'hi [mock tokens=4]' }] });
+  const completion = await client.chat.completions.create({
+    model: 'claude-mock',
+    messages: [{ role: 'user', content: 'hi [mock tokens=4]' }],
+  });
   t.equal(completion.choices[0]?.message.content, mockText(4));
 });

@@ -35,7 +35,11 @@ async function whenStopped(stream: MockStream): Promise<number> {
     if (!stream.isBlocked) await Promise.race([once(stream, 'blocked'), once(stream, 'close')]);
     let timer: NodeJS.Timeout | undefined;
     const quiet = new Promise<'quiet'>((resolve) => (timer = setTimeout(resolve, QUIET_MS, 'quiet')));
-    const outcome = await Promise.race([quiet, once(stream, 'drain').then(() => 'drain' as const), once(stream, 'close').then(() => 'close' as const)]);
+    const outcome = await Promise.race([
+      quiet,
+      once(stream, 'drain').then(() => 'drain' as const),
+      once(stream, 'close').then(() => 'close' as const),
+    ]);
     clearTimeout(timer);
     if (outcome !== 'drain') return stream.bytesWritten;
   }
@@ -44,11 +48,19 @@ async function whenStopped(stream: MockStream): Promise<number> {
 t.test('a client that stops reading holds the upstream back', async (t) => {
   const mock = await startMockUpstream({});
   t.teardown(() => mock.close());
-  const gw = await startGateway(t, { versions: { v1: { weight: 1, upstream: { format: 'openai', url: mock.url + BASE_PATHS.openai } } } }, { env: { LOG_LEVEL: 'info' } });
+  const gw = await startGateway(
+    t,
+    { versions: { v1: { weight: 1, upstream: { format: 'openai', url: mock.url + BASE_PATHS.openai } } } },
+    { env: { LOG_LEVEL: 'info' } },
+  );
 
   const upstream = once(mock.events, 'stream').then(([s]) => s as MockStream);
   const payload = JSON.stringify(chatBody(`[mock tokens=${TOKENS} token-size=${TOKEN_CHARS}]`));
-  const req = request(`${gw.url}/v1/chat/completions`, { method: 'POST', agent: false, headers: { 'content-type': 'application/json', 'x-request-id': 'backpressure-1' } });
+  const req = request(`${gw.url}/v1/chat/completions`, {
+    method: 'POST',
+    agent: false,
+    headers: { 'content-type': 'application/json', 'x-request-id': 'backpressure-1' },
+  });
   t.teardown(() => req.destroy());
   req.end(payload);
   const [res] = (await once(req, 'response')) as [IncomingMessage];
@@ -79,15 +91,27 @@ t.test('a client that stops reading holds the upstream back', async (t) => {
 
   // The worker's own request log line (SPEC §9) reports what it buffered.
   await t.resolves(waitForLine(gw.output, 'backpressure-1'));
-  const line = JSON.parse(gw.output().split('\n').find((l) => l.includes('"reqId":"backpressure-1"') && l.includes('request finished'))!) as { peakBufferedBytes: number; upstreamBytes: number; tokens: number };
-  t.ok(line.peakBufferedBytes <= MAX_WORKER_BUFFERED_BYTES, `worker held at most ${line.peakBufferedBytes} B for the stream (bound ${MAX_WORKER_BUFFERED_BYTES} B)`);
+  const line = JSON.parse(
+    gw
+      .output()
+      .split('\n')
+      .find((l) => l.includes('"reqId":"backpressure-1"') && l.includes('request finished'))!,
+  ) as { peakBufferedBytes: number; upstreamBytes: number; tokens: number };
+  t.ok(
+    line.peakBufferedBytes <= MAX_WORKER_BUFFERED_BYTES,
+    `worker held at most ${line.peakBufferedBytes} B for the stream (bound ${MAX_WORKER_BUFFERED_BYTES} B)`,
+  );
   t.ok(line.upstreamBytes >= bytes * 0.5, 'and it did read the whole answer from the upstream');
   t.equal(line.tokens, TOKENS);
 });
 
 /** The master collects its workers' stdout; wait until the line is there (it is written when the response ends). */
 async function waitForLine(output: () => string, reqId: string): Promise<void> {
-  while (!output().split('\n').some((l) => l.includes(`"reqId":"${reqId}"`) && l.includes('request finished'))) {
+  while (
+    !output()
+      .split('\n')
+      .some((l) => l.includes(`"reqId":"${reqId}"`) && l.includes('request finished'))
+  ) {
     await new Promise((r) => setImmediate(r));
   }
 }

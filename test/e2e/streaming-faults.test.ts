@@ -38,12 +38,16 @@ t.test('faults', async (t) => {
       ollama: { weight: 0, upstream: { format: 'ollama', url: mock.url, maxEventBytes: 65536 } },
       small: { weight: 0, upstream: { ...openai, maxEventBytes: 65536 } },
       pinger: { weight: 0, upstream: { ...openai, pingIntervalMs: 20 } },
-      dead: { weight: 0, upstream: { format: 'openai', url: `http://127.0.0.1:${deadPort}/v1`, timeouts: { connectMs: 2000 } } },
+      dead: {
+        weight: 0,
+        upstream: { format: 'openai', url: `http://127.0.0.1:${deadPort}/v1`, timeouts: { connectMs: 2000 } },
+      },
     },
   });
   const url = (version: string): string => `${gw.url}/v1/chat/completions?version=${version}`;
   const nextMockStream = (): Promise<MockStream> => once(mock.events, 'stream').then(([s]) => s as MockStream);
-  const contentCount = (data: string[]): number => data.filter((d) => d.includes('"content":"') && !d.includes('"content":""')).length;
+  const contentCount = (data: string[]): number =>
+    data.filter((d) => d.includes('"content":"') && !d.includes('"content":""')).length;
 
   t.test('client disconnect mid-stream closes the upstream connection', async (t) => {
     const upstream = nextMockStream();
@@ -85,7 +89,10 @@ t.test('faults', async (t) => {
   });
 
   t.test('first-byte timeout before any event: a real 504', async (t) => {
-    const res = await httpRequest(url('quick'), { method: 'POST', body: JSON.stringify(chatBody('[mock first-byte-ms=60000]')) });
+    const res = await httpRequest(url('quick'), {
+      method: 'POST',
+      body: JSON.stringify(chatBody('[mock first-byte-ms=60000]')),
+    });
     t.equal(res.status, 504);
     t.same(json<ErrorBody>(res).error.code, 'upstream_timeout');
     t.match(json<ErrorBody>(res).error.message, /first-byte timeout/);
@@ -131,14 +138,25 @@ t.test('faults', async (t) => {
     t.equal(s.text(), mockText(2));
     t.equal(lastError(s.data).code, 'upstream_protocol_error');
     t.match(lastError(s.data).message, /maxEventBytes/);
-    const res = await httpRequest(url('ollama'), { method: 'POST', body: JSON.stringify(chatBody('[mock fault=long-line line-bytes=200000 after=0]')) });
+    const res = await httpRequest(url('ollama'), {
+      method: 'POST',
+      body: JSON.stringify(chatBody('[mock fault=long-line line-bytes=200000 after=0]')),
+    });
     t.equal(res.status, 502);
     t.equal(json<ErrorBody>(res).error.code, 'upstream_protocol_error');
   });
 
   t.test('upstream error statuses: 4xx/429 passed through, 5xx → 502', async (t) => {
-    for (const [version, status, expected] of [['v1', 429, 429], ['v1', 400, 400], ['v1', 500, 502], ['ollama', 404, 404]] as const) {
-      const res = await httpRequest(url(version), { method: 'POST', body: JSON.stringify(chatBody(`[mock fault=status status=${status}]`)) });
+    for (const [version, status, expected] of [
+      ['v1', 429, 429],
+      ['v1', 400, 400],
+      ['v1', 500, 502],
+      ['ollama', 404, 404],
+    ] as const) {
+      const res = await httpRequest(url(version), {
+        method: 'POST',
+        body: JSON.stringify(chatBody(`[mock fault=status status=${status}]`)),
+      });
       t.equal(res.status, expected, `${version} ${status}`);
       const { error } = json<ErrorBody>(res);
       t.equal(error.code, 'upstream_status');
@@ -161,7 +179,10 @@ t.test('faults', async (t) => {
     // 20 ms pings: on a loaded box one may come before the token does, so wait for both.
     await s.until(() => s.comments.length >= 1 && s.text() === mockText(1));
     t.equal(s.status, 200);
-    t.ok(s.comments.every((c) => c === ': ping'), 'only `: ping` comments');
+    t.ok(
+      s.comments.every((c) => c === ': ping'),
+      'only `: ping` comments',
+    );
     t.equal(s.text(), mockText(1), 'the token before the silence was delivered');
     const closedUpstream = once(handle, 'close');
     s.req.destroy();

@@ -1,7 +1,13 @@
 import t from 'tap';
 import OpenAI from 'openai';
 import { startGateway } from '../helpers/gateway.js';
-import { startMockUpstream, mockText, countPromptTokens, BASE_PATHS, type MockFormat } from '../../shared/mock-upstream/index.js';
+import {
+  startMockUpstream,
+  mockText,
+  countPromptTokens,
+  BASE_PATHS,
+  type MockFormat,
+} from '../../shared/mock-upstream/index.js';
 
 // Issue 9 part 6, through the real master and worker: an upstream that uses
 // every framing its format allows at once (shared/mock-upstream `framing=quirks`:
@@ -18,16 +24,27 @@ t.test('every upstream framing quirk at once, per format', async (t) => {
   const mock = await startMockUpstream({});
   t.teardown(() => mock.close());
   const versions: Record<string, Record<string, unknown>> = {};
-  for (const f of FORMATS) versions[f] = { weight: f === 'openai' ? 1 : 0, upstream: { format: f, url: mock.url + BASE_PATHS[f] } };
+  for (const f of FORMATS)
+    versions[f] = { weight: f === 'openai' ? 1 : 0, upstream: { format: f, url: mock.url + BASE_PATHS[f] } };
   const gw = await startGateway(t, { versions, routing: { default: 'openai' } });
   const messages = [{ role: 'user' as const, content: `Say hello [mock tokens=${TOKENS} framing=quirks]` }];
   const promptTokens = countPromptTokens(messages.map((m) => m.content));
 
   for (const format of FORMATS) {
-    const client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'not-used', maxRetries: 0, defaultHeaders: { 'x-version': format } });
+    const client = new OpenAI({
+      baseURL: `${gw.url}/v1`,
+      apiKey: 'not-used',
+      maxRetries: 0,
+      defaultHeaders: { 'x-version': format },
+    });
 
     t.test(`${format}: streamed`, async (t) => {
-      const stream = await client.chat.completions.create({ model: 'test-model', messages, stream: true, stream_options: { include_usage: true } });
+      const stream = await client.chat.completions.create({
+        model: 'test-model',
+        messages,
+        stream: true,
+        stream_options: { include_usage: true },
+      });
       const parts: string[] = [];
       let finish: string | null = null;
       let usage: OpenAI.CompletionUsage | null | undefined;

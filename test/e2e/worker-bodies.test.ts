@@ -24,7 +24,11 @@ t.test('request bodies on the worker', async (t) => {
     routing: { default: 'openai' },
   });
   const post = (body: string, version = 'openai') =>
-    httpRequest(`${gw.url}/v1/chat/completions?version=${version}`, { method: 'POST', body, headers: { 'content-type': 'application/json' } });
+    httpRequest(`${gw.url}/v1/chat/completions?version=${version}`, {
+      method: 'POST',
+      body,
+      headers: { 'content-type': 'application/json' },
+    });
   const prefix = '{"model":"m","messages":[{"role":"user","content":"hi"}],';
 
   t.test('JSON nested 100 000 deep: 400 naming the depth limit', async (t) => {
@@ -53,7 +57,12 @@ t.test('request bodies on the worker', async (t) => {
 
   for (const version of ['openai', 'anthropic']) {
     t.test(`${version}: an 8 MB body of long messages reaches the upstream whole`, async (t) => {
-      const client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'not-used', maxRetries: 0, defaultHeaders: { 'x-version': version } });
+      const client = new OpenAI({
+        baseURL: `${gw.url}/v1`,
+        apiKey: 'not-used',
+        maxRetries: 0,
+        defaultHeaders: { 'x-version': version },
+      });
       const long = 'lorem ipsum dolor sit amet, consectetur adipiscing élit; 日本語 '.repeat(30_000); // 2 MB each
       const messages = [
         { role: 'system' as const, content: long },

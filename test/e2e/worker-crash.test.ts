@@ -12,8 +12,14 @@ t.test('SIGKILL of a worker: in-flight request gets 502 worker_error, the worker
   process.kill(pid, 'SIGKILL');
   const res = await inflight;
   t.equal(res.status, 502);
-  t.same(json(res), { error: { message: 'the worker failed before answering', type: 'gateway_error', code: 'worker_error' } });
-  const after = await waitForStatus(gw, (v) => v.v1!.workers[0]!.state === 'ready' && v.v1!.workers[0]!.pid !== pid, 'worker restarted');
+  t.same(json(res), {
+    error: { message: 'the worker failed before answering', type: 'gateway_error', code: 'worker_error' },
+  });
+  const after = await waitForStatus(
+    gw,
+    (v) => v.v1!.workers[0]!.state === 'ready' && v.v1!.workers[0]!.pid !== pid,
+    'worker restarted',
+  );
   t.equal(after.v1!.workers[0]!.restarts, 1, 'restart counted');
   const again = await httpRequest(`${gw.url}/slow?ms=0`);
   t.equal(again.status, 200, 'requests succeed again');
@@ -25,10 +31,23 @@ t.test('a version keeps serving on its other instance while one restarts', async
   const before = await waitForStatus(gw, (v) => v.v1!.workers.every((w) => w.state === 'ready'), 'both ready');
   const [victim, survivor] = before.v1!.workers;
   process.kill(victim!.pid, 'SIGKILL');
-  await waitForStatus(gw, (v) => v.v1!.workers.some((w) => w.pid !== victim!.pid && w.instance === victim!.instance) || v.v1!.workers[victim!.instance]!.state !== 'ready', 'crash seen');
+  await waitForStatus(
+    gw,
+    (v) =>
+      v.v1!.workers.some((w) => w.pid !== victim!.pid && w.instance === victim!.instance) ||
+      v.v1!.workers[victim!.instance]!.state !== 'ready',
+    'crash seen',
+  );
   const results = await Promise.all(Array.from({ length: 10 }, () => httpRequest(`${gw.url}/slow?ms=0`)));
-  t.same(results.map((r) => r.status), Array(10).fill(200), 'no request failed');
-  t.ok(results.some((r) => json<{ pid: number }>(r).pid === survivor!.pid), 'the survivor served');
+  t.same(
+    results.map((r) => r.status),
+    Array(10).fill(200),
+    'no request failed',
+  );
+  t.ok(
+    results.some((r) => json<{ pid: number }>(r).pid === survivor!.pid),
+    'the survivor served',
+  );
 });
 
 t.test('a worker dying mid-stream ends the SSE stream with an error event', async (t) => {

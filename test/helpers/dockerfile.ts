@@ -29,13 +29,19 @@ export interface ParsedDockerfile {
 
 export function readDockerfile(path: string): ParsedDockerfile {
   const text = readFileSync(path, 'utf8');
-  const diagnostics = validate(text, {}).map((d) => `line ${d.range.start.line + 1}: ${typeof d.message === 'string' ? d.message : d.message.value}`);
+  const diagnostics = validate(text, {}).map(
+    (d) => `line ${d.range.start.line + 1}: ${typeof d.message === 'string' ? d.message : d.message.value}`,
+  );
   const stages: DockerStage[] = [];
   for (const instruction of DockerfileParser.parse(text).getInstructions()) {
     const parsed = toData(instruction);
     if (parsed.keyword === 'FROM') {
       const as = parsed.args.findIndex((a) => a.toUpperCase() === 'AS');
-      stages.push({ name: as === -1 ? null : parsed.args[as + 1] ?? null, image: parsed.args[0] ?? '', instructions: [] });
+      stages.push({
+        name: as === -1 ? null : (parsed.args[as + 1] ?? null),
+        image: parsed.args[0] ?? '',
+        instructions: [],
+      });
     } else {
       stages.at(-1)?.instructions.push(parsed);
     }
@@ -47,7 +53,9 @@ function toData(instruction: Instruction): DockerInstruction {
   const keyword = instruction.getKeyword().toUpperCase();
   const json = instruction instanceof JSONInstruction ? instruction.getJSONStrings().map((s) => s.getJSONValue()) : [];
   const args = json.length > 0 ? json : instruction.getArguments().map((a) => a.getValue());
-  const withFlags = instruction as Instruction & { getFlags?: () => Array<{ getName(): string; getValue(): string | null }> };
+  const withFlags = instruction as Instruction & {
+    getFlags?: () => Array<{ getName(): string; getValue(): string | null }>;
+  };
   const flags = (withFlags.getFlags?.() ?? []).map((f) => `${f.getName()}=${f.getValue() ?? ''}`);
   return { keyword, args, flags };
 }

@@ -21,7 +21,10 @@ export function fakeFork(initialMode = 'ready'): FakeFork {
     children: [],
     mode: initialMode,
     fork: (_modulePath, args, options) => {
-      const child = fork(FAKE_WORKER_ENTRY, [...args], { ...options, env: { ...options.env, FAKE_WORKER_MODE: state.mode } });
+      const child = fork(FAKE_WORKER_ENTRY, [...args], {
+        ...options,
+        env: { ...options.env, FAKE_WORKER_MODE: state.mode },
+      });
       state.children.push(child);
       return child;
     },

@@ -68,7 +68,11 @@ export interface StartOptions {
   configPath?: string;
 }
 
-export async function startGateway(t: Teardown, input: GatewayConfigInput, options: StartOptions = {}): Promise<Gateway> {
+export async function startGateway(
+  t: Teardown,
+  input: GatewayConfigInput,
+  options: StartOptions = {},
+): Promise<Gateway> {
   const dir = mkdtempSync(join(tmpdir(), 'graygate-test-'));
   const configPath = options.configPath ?? join(dir, 'graygate.json');
   if (options.configPath === undefined) writeConfigFile(configPath, input);
@@ -104,7 +108,8 @@ export async function startGateway(t: Teardown, input: GatewayConfigInput, optio
   });
   const listening = await new Promise<{ url: string; adminUrl: string }>((res, rej) => {
     child.on('message', (msg: unknown) => {
-      if (typeof msg === 'object' && msg !== null && (msg as { type?: string }).type === 'listening') res(msg as { url: string; adminUrl: string });
+      if (typeof msg === 'object' && msg !== null && (msg as { type?: string }).type === 'listening')
+        res(msg as { url: string; adminUrl: string });
     });
     child.once('exit', (code) => rej(new Error(`master exited with ${code} before listening:\n${out}`)));
   });
@@ -128,7 +133,13 @@ function killGroup(child: ChildProcess): void {
 }
 
 /** Fetches JSON from the admin API. */
-export async function admin<T = unknown>(gw: Gateway, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: T }> {
+export async function admin<T = unknown>(
+  gw: Gateway,
+  method: string,
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: T }> {
   const init: RequestInit = { method, headers: { 'content-type': 'application/json', ...headers } };
   if (body !== undefined) init.body = JSON.stringify(body);
   const res = await fetch(gw.adminUrl + path, init);

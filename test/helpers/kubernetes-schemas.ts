@@ -3,7 +3,10 @@ import { Deployment, type IDeployment } from 'kubernetes-models/apps/v1/Deployme
 import { Service, type IService } from 'kubernetes-models/v1/Service';
 import { ConfigMap, type IConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import { PodDisruptionBudget, type IPodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
-import { HorizontalPodAutoscaler, type IHorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2/HorizontalPodAutoscaler';
+import {
+  HorizontalPodAutoscaler,
+  type IHorizontalPodAutoscaler,
+} from 'kubernetes-models/autoscaling/v2/HorizontalPodAutoscaler';
 
 // Strict models of the Kubernetes objects in deploy/kubernetes (issue 14 part 5), three layers:
 // 1. run time, zod strictObject at every level: a key the schema does not list fails, so a typo
@@ -47,7 +50,9 @@ const container = z.strictObject({
   startupProbe: probe,
   readinessProbe: probe,
   livenessProbe: probe,
-  lifecycle: z.strictObject({ preStop: z.strictObject({ exec: z.strictObject({ command: z.array(z.string()).min(1) }) }) }),
+  lifecycle: z.strictObject({
+    preStop: z.strictObject({ exec: z.strictObject({ command: z.array(z.string()).min(1) }) }),
+  }),
   resources: z.strictObject({
     requests: z.strictObject({ cpu: quantity, memory: quantity }),
     limits: z.strictObject({ cpu: quantity, memory: quantity }),
@@ -58,7 +63,9 @@ const container = z.strictObject({
     capabilities: z.strictObject({ drop: z.array(z.string()) }),
   }),
   // No subPath here on purpose: kubelet never updates a subPath mount (kubernetes #50345).
-  volumeMounts: z.array(z.strictObject({ name: dnsLabel, mountPath: z.string().startsWith('/'), readOnly: z.boolean().optional() })),
+  volumeMounts: z.array(
+    z.strictObject({ name: dnsLabel, mountPath: z.string().startsWith('/'), readOnly: z.boolean().optional() }),
+  ),
 });
 
 export const deploymentSchema = z.strictObject({
@@ -163,9 +170,17 @@ type UnknownKeys<S, T, P extends string = ''> = S extends readonly (infer SE)[]
     ? UnknownKeys<SE, TE, `${P}[]`>
     : never
   : S extends object
-    ? { [K in keyof S & string]: K extends keyof NonNullable<T> ? UnknownKeys<S[K], NonNullable<T>[K], `${P}.${K}`> : `${P}.${K}` }[keyof S & string]
+    ? {
+        [K in keyof S & string]: K extends keyof NonNullable<T>
+          ? UnknownKeys<S[K], NonNullable<T>[K], `${P}.${K}`>
+          : `${P}.${K}`;
+      }[keyof S & string]
     : never;
-type KnownFields<S, T> = [UnknownKeys<S, T>] extends [never] ? (S extends T ? true : 'a field has a type Kubernetes does not accept') : UnknownKeys<S, T>;
+type KnownFields<S, T> = [UnknownKeys<S, T>] extends [never]
+  ? S extends T
+    ? true
+    : 'a field has a type Kubernetes does not accept'
+  : UnknownKeys<S, T>;
 /** @public A compile-time check: nothing reads it at run time. */
 export const SCHEMAS_MATCH_KUBERNETES_TYPES: [
   KnownFields<DeploymentObject, IDeployment>,
@@ -180,7 +195,10 @@ const KINDS = {
   Service: { schema: serviceSchema, model: (o: unknown) => new Service(o as IService) },
   ConfigMap: { schema: configMapSchema, model: (o: unknown) => new ConfigMap(o as IConfigMap) },
   PodDisruptionBudget: { schema: pdbSchema, model: (o: unknown) => new PodDisruptionBudget(o as IPodDisruptionBudget) },
-  HorizontalPodAutoscaler: { schema: hpaSchema, model: (o: unknown) => new HorizontalPodAutoscaler(o as IHorizontalPodAutoscaler) },
+  HorizontalPodAutoscaler: {
+    schema: hpaSchema,
+    model: (o: unknown) => new HorizontalPodAutoscaler(o as IHorizontalPodAutoscaler),
+  },
 } as const;
 
 /** Layers 1 and 2 for one rendered object: its problems as `kind/name: path: message` lines; [] when valid. */

@@ -36,14 +36,24 @@ export async function kubectlKustomize(dir: string): Promise<unknown[] | undefin
 }
 
 /** Renders `base` plus `components` through a throw-away overlay, as a user's overlay would. */
-export async function kubectlKustomizeOverlay(t: Teardown, base: string, components: string[]): Promise<unknown[] | undefined> {
+export async function kubectlKustomizeOverlay(
+  t: Teardown,
+  base: string,
+  components: string[],
+): Promise<unknown[] | undefined> {
   const dir = mkdtempSync(join(tmpdir(), 'graygate-overlay-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   // kustomize refuses absolute paths to kustomizations; relative ones from anywhere are fine.
   const rel = (p: string): string => relative(dir, p);
   writeFileSync(
     join(dir, 'kustomization.yaml'),
-    ['apiVersion: kustomize.config.k8s.io/v1beta1', 'kind: Kustomization', `resources: [${rel(base)}]`, `components: [${components.map(rel).join(', ')}]`, ''].join('\n'),
+    [
+      'apiVersion: kustomize.config.k8s.io/v1beta1',
+      'kind: Kustomization',
+      `resources: [${rel(base)}]`,
+      `components: [${components.map(rel).join(', ')}]`,
+      '',
+    ].join('\n'),
   );
   return kubectlKustomize(dir);
 }
@@ -87,7 +97,8 @@ export function renderWithoutKubectl(base: string, components: string[] = []): u
   const objects = k.resources.flatMap((r) => readYaml(join(base, r))) as Obj[];
   for (const gen of k.configMapGenerator) {
     const data = Object.fromEntries(gen.files.map((f) => [basename(f), readFileSync(join(base, f), 'utf8')]));
-    const metadata = gen.options.labels === undefined ? { name: gen.name } : { name: gen.name, labels: gen.options.labels };
+    const metadata =
+      gen.options.labels === undefined ? { name: gen.name } : { name: gen.name, labels: gen.options.labels };
     objects.push({ apiVersion: 'v1', kind: 'ConfigMap', metadata, data });
   }
   for (const c of containersOf(objects)) {
@@ -98,7 +109,12 @@ export function renderWithoutKubectl(base: string, components: string[] = []): u
     const comp = componentSchema.parse(readYaml(join(dir, 'kustomization.yaml'))[0]);
     objects.push(...(comp.resources.flatMap((r) => readYaml(join(dir, r))) as Obj[]));
     for (const { target, patch } of comp.patches) {
-      const hit = objects.find((o) => o.kind === target.kind && o.metadata?.name === target.name && o['apiVersion'] === `${target.group}/${target.version}`);
+      const hit = objects.find(
+        (o) =>
+          o.kind === target.kind &&
+          o.metadata?.name === target.name &&
+          o['apiVersion'] === `${target.group}/${target.version}`,
+      );
       if (hit === undefined) throw new Error(`${dir}: patch target ${target.kind}/${target.name} not found`);
       for (const { path } of removals.parse(parseYamlDocuments(patch, `${dir} patch`)[0])) removeAt(hit, path);
     }
@@ -107,12 +123,19 @@ export function renderWithoutKubectl(base: string, components: string[] = []): u
 }
 
 function containersOf(objects: Obj[]): Array<{ image?: string }> {
-  return objects.flatMap((o) => ((o['spec'] as { template?: { spec?: { containers?: Array<{ image?: string }> } } } | undefined)?.template?.spec?.containers ?? []));
+  return objects.flatMap(
+    (o) =>
+      (o['spec'] as { template?: { spec?: { containers?: Array<{ image?: string }> } } } | undefined)?.template?.spec
+        ?.containers ?? [],
+  );
 }
 
 /** JSON-patch `remove` (RFC 6902) of an object member; the member must exist, as kustomize requires. */
 function removeAt(target: Obj, pointer: string): void {
-  const keys = pointer.slice(1).split('/').map((k) => k.replaceAll('~1', '/').replaceAll('~0', '~'));
+  const keys = pointer
+    .slice(1)
+    .split('/')
+    .map((k) => k.replaceAll('~1', '/').replaceAll('~0', '~'));
   const last = keys.pop()!;
   let at: Record<string, unknown> = target;
   for (const key of keys) at = at[key] as Record<string, unknown>;

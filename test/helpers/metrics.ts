@@ -30,7 +30,15 @@ export interface Scrape {
 export async function scrape(gw: Gateway, headers: Record<string, string> = {}): Promise<Scrape> {
   const res = await fetch(`${gw.adminUrl}/metrics`, { headers });
   const text = await res.text();
-  if (res.status !== 200) return { status: res.status, contentType: res.headers.get('content-type'), text, families: [], samples: [], sum: () => NaN };
+  if (res.status !== 200)
+    return {
+      status: res.status,
+      contentType: res.headers.get('content-type'),
+      text,
+      families: [],
+      samples: [],
+      sum: () => NaN,
+    };
   const samples = parsePrometheusText(text);
   return {
     status: res.status,
@@ -46,12 +54,24 @@ export async function scrape(gw: Gateway, headers: Record<string, string> = {}):
  * Scrapes until `condition` holds (metrics have no push events,
  * so polling is the event); bounded so a broken test fails.
  */
-export async function scrapeUntil(gw: Gateway, condition: (s: Scrape) => boolean, what: string, attempts = 2000): Promise<Scrape> {
+export async function scrapeUntil(
+  gw: Gateway,
+  condition: (s: Scrape) => boolean,
+  what: string,
+  attempts = 2000,
+): Promise<Scrape> {
   let last: Scrape | undefined;
   for (let i = 0; i < attempts; i++) {
     last = await scrape(gw);
     if (condition(last)) return last;
     await new Promise((r) => setImmediate(r));
   }
-  throw new Error(`${what} never became true; graygate_* series of the last scrape:\n${last?.text.split('\n').filter((l) => l.startsWith('graygate_')).join('\n') ?? ''}`);
+  throw new Error(
+    `${what} never became true; graygate_* series of the last scrape:\n${
+      last?.text
+        .split('\n')
+        .filter((l) => l.startsWith('graygate_'))
+        .join('\n') ?? ''
+    }`,
+  );
 }

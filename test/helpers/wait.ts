@@ -5,7 +5,10 @@ import type { VersionStatus, WorkerStatus } from '../../master/admin/status.js';
 // The admin API's own types: tests read what the API declares it returns.
 // Tests read running workers only, so their pid is known.
 export type WorkerRow = WorkerStatus & { pid: number };
-export type VersionRow = Omit<VersionStatus, "workers" | "lastDeploy"> & { workers: WorkerRow[]; lastDeploy: { phase: string; error?: { reason: string; stderrTail: string[] } } | null };
+export type VersionRow = Omit<VersionStatus, 'workers' | 'lastDeploy'> & {
+  workers: WorkerRow[];
+  lastDeploy: { phase: string; error?: { reason: string; stderrTail: string[] } } | null;
+};
 
 export async function status(gw: Gateway): Promise<Record<string, VersionRow>> {
   const { body } = await admin<{ versions: Record<string, VersionRow> }>(gw, 'GET', '/admin/status');

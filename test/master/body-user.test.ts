@@ -22,11 +22,18 @@ t.test('findTopLevelUser', async (t) => {
     ['', undefined],
   ];
   for (const [body, want] of cases) t.equal(findTopLevelUser(Buffer.from(body)), want, body);
-  t.equal(findTopLevelUser(Buffer.from(`{"user":"${'u'.repeat(MAX_USER_KEY_CHARS + 1)}"}`)), undefined, 'too long to be a key');
+  t.equal(
+    findTopLevelUser(Buffer.from(`{"user":"${'u'.repeat(MAX_USER_KEY_CHARS + 1)}"}`)),
+    undefined,
+    'too long to be a key',
+  );
 });
 
 t.test('a large chat body: the member after a long history is found', async (t) => {
-  const messages = Array.from({ length: 2000 }, (_, i) => ({ role: i % 2 === 0 ? 'user' : 'assistant', content: `message ${i} ${'x'.repeat(500)} {"user":"decoy"}` }));
+  const messages = Array.from({ length: 2000 }, (_, i) => ({
+    role: i % 2 === 0 ? 'user' : 'assistant',
+    content: `message ${i} ${'x'.repeat(500)} {"user":"decoy"}`,
+  }));
   const body = Buffer.from(JSON.stringify({ model: 'm', messages, user: 'carol' }));
   t.equal(findTopLevelUser(body), 'carol');
 });

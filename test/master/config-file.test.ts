@@ -13,8 +13,17 @@ t.test('configHash is the first 12 hex digits of the text’s sha256', async (t)
   const cases: Array<[string, string]> = [
     ['', 'e3b0c44298fc'], // sha256 of nothing, the well-known vector
     ['abc', 'ba7816bf8f01'], // FIPS 180-2 test vector
-    ['{"versions":{"v1":{"weight":1}}}\n', createHash('sha256').update('{"versions":{"v1":{"weight":1}}}\n').digest('hex').slice(0, 12)],
-    ['é', createHash('sha256').update(Buffer.from([0xc3, 0xa9])).digest('hex').slice(0, 12)], // hashed as UTF-8 bytes
+    [
+      '{"versions":{"v1":{"weight":1}}}\n',
+      createHash('sha256').update('{"versions":{"v1":{"weight":1}}}\n').digest('hex').slice(0, 12),
+    ],
+    [
+      'é',
+      createHash('sha256')
+        .update(Buffer.from([0xc3, 0xa9]))
+        .digest('hex')
+        .slice(0, 12),
+    ], // hashed as UTF-8 bytes
   ];
   for (const [text, hash] of cases) t.equal(configHash(text), hash, JSON.stringify(text));
   t.not(configHash('{"a":1}'), configHash('{"a":1}\n'), 'bytes, not meaning: a trailing newline is a different file');
@@ -41,5 +50,9 @@ t.test('loadConfig returns the hash of the text it validated', async (t) => {
 
   writeFileSync(path, '{"versions":{"v1":{"weight":-1}}}');
   const invalid = loadConfig(path, {});
-  t.same(invalid, { ok: false, problems: ['versions.v1.weight: must be ≥ 0'] }, 'an invalid file has problems and no hash');
+  t.same(
+    invalid,
+    { ok: false, problems: ['versions.v1.weight: must be ≥ 0'] },
+    'an invalid file has problems and no hash',
+  );
 });

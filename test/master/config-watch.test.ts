@@ -13,7 +13,8 @@ import type { Teardown } from '../helpers/gateway.js';
 /** Small quiet time keeps the suite fast; bursts below are written synchronously, so they fall inside it. */
 const DEBOUNCE_MS = 30;
 
-type Seen = { kind: 'change'; change: ConfigChange } | { kind: 'unchanged'; hash: string } | { kind: 'error'; err: Error };
+type Seen =
+  { kind: 'change'; change: ConfigChange } | { kind: 'unchanged'; hash: string } | { kind: 'error'; err: Error };
 
 interface Recorded {
   seen: Seen[];
@@ -23,7 +24,11 @@ interface Recorded {
   close(): void;
 }
 
-function record(t: Teardown, options: Omit<ConfigWatchOptions, 'onChange' | 'onUnchanged' | 'onError'> & Partial<Pick<ConfigWatchOptions, 'onChange'>>): Recorded {
+function record(
+  t: Teardown,
+  options: Omit<ConfigWatchOptions, 'onChange' | 'onUnchanged' | 'onError'> &
+    Partial<Pick<ConfigWatchOptions, 'onChange'>>,
+): Recorded {
   const seen: Seen[] = [];
   const waiters: Array<() => void> = [];
   const push = (s: Seen): void => {
@@ -86,15 +91,15 @@ t.test('an atomic rename over the file (how editors save) is one change', async 
 });
 
 t.test('kubelet’s ..data symlink swap is seen, again and again; other keys changing is no change', async (t) => {
-  const volume = createKubeletVolume(tempDir(t), { 'graygate.json': config(1), 'README': 'a' });
+  const volume = createKubeletVolume(tempDir(t), { 'graygate.json': config(1), README: 'a' });
   const w = record(t, { path: volume.path('graygate.json') });
-  volume.update({ 'graygate.json': config(2), 'README': 'a' });
+  volume.update({ 'graygate.json': config(2), README: 'a' });
   await w.until('change', 1);
-  volume.update({ 'graygate.json': config(3), 'README': 'a' });
+  volume.update({ 'graygate.json': config(3), README: 'a' });
   await w.until('change', 2);
   t.same(w.changes(), [configHash(config(2)), configHash(config(3))]);
   // The ConfigMap's other key changed: kubelet swaps the whole revision, our file's content is the same.
-  volume.update({ 'graygate.json': config(3), 'README': 'b' });
+  volume.update({ 'graygate.json': config(3), README: 'b' });
   await w.until('unchanged', 1);
   t.equal(w.changes().length, 2, 'no reload for a swap that left graygate.json as it was');
 });
@@ -170,7 +175,9 @@ t.test('initialHash: a change made before the watch started is not lost', async 
   writeFileSync(path, config(2));
   const stale = record(t, { path, initialHash: configHash(config(1)) });
   await stale.until('change', 1);
-  t.same(stale.seen, [{ kind: 'change', change: { hash: configHash(config(2)), previousHash: configHash(config(1)) } }]);
+  t.same(stale.seen, [
+    { kind: 'change', change: { hash: configHash(config(2)), previousHash: configHash(config(1)) } },
+  ]);
   const current = record(t, { path, initialHash: configHash(config(2)) });
   await current.until('unchanged', 1);
   t.same(current.changes(), []);
@@ -206,7 +213,12 @@ t.test('close() disposes the watcher and the timer, is idempotent, and stops cha
   const timersBefore = resources('Timeout');
   const watchersBefore = resources('FSEventWrap');
   // initialHash makes the watch schedule a look at once: a timer is pending when close() runs.
-  const closed = watchConfigFile({ path, initialHash: 'stale', debounceMs: DEBOUNCE_MS, onChange: () => void t.fail('closed watch called onChange') });
+  const closed = watchConfigFile({
+    path,
+    initialHash: 'stale',
+    debounceMs: DEBOUNCE_MS,
+    onChange: () => void t.fail('closed watch called onChange'),
+  });
   t.equal(resources('Timeout'), timersBefore + 1, 'a pending look');
   t.equal(resources('FSEventWrap'), watchersBefore + 1, 'a directory watcher');
   closed.close();
@@ -241,21 +253,33 @@ t.test('a rejected onChange is reported and the watch goes on', async (t) => {
   const path = join(tempDir(t), 'graygate.json');
   writeFileSync(path, config(1));
   const refused = new Error('config not reloaded');
-  const w = record(t, { path, onChange: (change) => (change.hash === configHash(config(2)) ? Promise.reject(refused) : undefined) });
+  const w = record(t, {
+    path,
+    onChange: (change) => (change.hash === configHash(config(2)) ? Promise.reject(refused) : undefined),
+  });
   writeFileSync(path, config(2));
   await w.until('error', 1);
   writeFileSync(path, config(3));
   await w.until('change', 2);
-  t.same(w.seen.map((s) => s.kind), ['change', 'error', 'change']);
+  t.same(
+    w.seen.map((s) => s.kind),
+    ['change', 'error', 'change'],
+  );
   t.equal(w.seen[1]?.kind === 'error' && w.seen[1].err, refused);
 });
 
-t.test('a file missing at start has no baseline: its first content is a change; a missing directory throws', async (t) => {
-  const dir = tempDir(t);
-  const path = join(dir, 'graygate.json');
-  const w = record(t, { path });
-  writeFileSync(path, config(1));
-  await w.until('change', 1);
-  t.same(w.seen, [{ kind: 'change', change: { hash: configHash(config(1)), previousHash: undefined } }]);
-  t.throws(() => watchConfigFile({ path: join(dir, 'nope', 'graygate.json'), onChange: () => {} }), { message: /cannot watch the directory of/, cause: { code: 'ENOENT' } });
-});
+t.test(
+  'a file missing at start has no baseline: its first content is a change; a missing directory throws',
+  async (t) => {
+    const dir = tempDir(t);
+    const path = join(dir, 'graygate.json');
+    const w = record(t, { path });
+    writeFileSync(path, config(1));
+    await w.until('change', 1);
+    t.same(w.seen, [{ kind: 'change', change: { hash: configHash(config(1)), previousHash: undefined } }]);
+    t.throws(() => watchConfigFile({ path: join(dir, 'nope', 'graygate.json'), onChange: () => {} }), {
+      message: /cannot watch the directory of/,
+      cause: { code: 'ENOENT' },
+    });
+  },
+);

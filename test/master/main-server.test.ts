@@ -12,15 +12,27 @@ function error(code: string, rawPacket?: string): NodeJS.ErrnoException & { rawP
 
 t.test('clientErrorResponse', async (t) => {
   t.equal(clientErrorResponse(error('HPE_HEADER_OVERFLOW', 'GET / HTTP/1.1\r\nX: yyyy'), 100)?.status, 431);
-  t.equal(clientErrorResponse(error('HPE_HEADER_OVERFLOW', `GET /${'a'.repeat(200)} HTTP/1.1\r\n`), 100)?.status, 414, 'a long request line');
-  t.equal(clientErrorResponse(error('HPE_HEADER_OVERFLOW', `GET /${'a'.repeat(200)}`), 100)?.status, 414, 'cut before its end');
+  t.equal(
+    clientErrorResponse(error('HPE_HEADER_OVERFLOW', `GET /${'a'.repeat(200)} HTTP/1.1\r\n`), 100)?.status,
+    414,
+    'a long request line',
+  );
+  t.equal(
+    clientErrorResponse(error('HPE_HEADER_OVERFLOW', `GET /${'a'.repeat(200)}`), 100)?.status,
+    414,
+    'cut before its end',
+  );
   t.equal(clientErrorResponse(error('HPE_INVALID_METHOD'), 100)?.body.error.code, 'invalid_request');
   t.equal(clientErrorResponse(error('ERR_HTTP_REQUEST_TIMEOUT'), 100)?.status, 408);
   t.equal(clientErrorResponse(error('ECONNRESET'), 100), undefined, 'a reset socket gets nothing');
 });
 
 t.test('rawErrorResponse is a whole HTTP/1.1 response', async (t) => {
-  const text = rawErrorResponse({ status: 431, headers: { 'retry-after': '1' }, body: { error: { message: 'm', type: 'invalid_request_error', code: 'headers_too_large' } } });
+  const text = rawErrorResponse({
+    status: 431,
+    headers: { 'retry-after': '1' },
+    body: { error: { message: 'm', type: 'invalid_request_error', code: 'headers_too_large' } },
+  });
   const [head, body] = text.split('\r\n\r\n');
   t.match(head, /^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/);
   t.match(head, /content-type: application\/json/);

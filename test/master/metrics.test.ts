@@ -1,5 +1,11 @@
 import t from 'tap';
-import { createMasterMetrics, PROXY_LATENCY_BUCKETS_S, type RegistryView, type VersionView, type WorkerView } from '../../master/metrics.js';
+import {
+  createMasterMetrics,
+  PROXY_LATENCY_BUCKETS_S,
+  type RegistryView,
+  type VersionView,
+  type WorkerView,
+} from '../../master/metrics.js';
 import { gatherMetrics, labelPerProcess } from '../../master/admin/metrics-endpoint.js';
 import { createWorkerMetrics } from '../../worker/metrics.js';
 import { METRIC, MASTER_WORKER_LABEL } from '../../shared/metric-names.js';
@@ -11,13 +17,25 @@ import { parsePromText } from '../helpers/metrics.js';
 // The workers' registries are real prom-client registries, their JSON sent
 // through JSON.stringify/parse as IPC does.
 
-function worker(instance: number, pid: number, answer: () => Promise<unknown[] | undefined>, state: WorkerView['state'] = 'ready'): WorkerView {
-  return { state, instance, pid, requestMetrics: answer, health: { misses: 0, rssBytes: 0, eventLoopDelayMs: 0, probeRoundTripMs: 0 } };
+function worker(
+  instance: number,
+  pid: number,
+  answer: () => Promise<unknown[] | undefined>,
+  state: WorkerView['state'] = 'ready',
+): WorkerView {
+  return {
+    state,
+    instance,
+    pid,
+    requestMetrics: answer,
+    health: { misses: 0, rssBytes: 0, eventLoopDelayMs: 0, probeRoundTripMs: 0 },
+  };
 }
 function version(workers: WorkerView[], extra: Partial<VersionView> = {}): VersionView {
   return { admission: { queued: 0 }, workers, draining: [], restarts: 0, ...extra };
 }
-const overIpc = async (collect: () => Promise<unknown[]>): Promise<unknown[]> => JSON.parse(JSON.stringify(await collect())) as unknown[];
+const overIpc = async (collect: () => Promise<unknown[]>): Promise<unknown[]> =>
+  JSON.parse(JSON.stringify(await collect())) as unknown[];
 
 t.test('proxy latency buckets: sub-millisecond to seconds', async (t) => {
   t.ok(PROXY_LATENCY_BUCKETS_S[0]! < 0.001, 'first bucket under 1 ms');
@@ -25,7 +43,10 @@ t.test('proxy latency buckets: sub-millisecond to seconds', async (t) => {
 });
 
 t.test('master series: request counts, latency, rejections, gauges read at scrape time', async (t) => {
-  const v1 = version([worker(0, 11, async () => []), worker(1, 12, async () => [], 'starting')], { admission: { queued: 3 }, restarts: 2 });
+  const v1 = version([worker(0, 11, async () => []), worker(1, 12, async () => [], 'starting')], {
+    admission: { queued: 3 },
+    restarts: 2,
+  });
   const m = createMasterMetrics({ versions: () => ({ versions: new Map([['v1', v1]]) }) });
   m.onRequestDone('v1', 200);
   m.onRequestDone('v1', 200);
@@ -39,7 +60,11 @@ t.test('master series: request counts, latency, rejections, gauges read at scrap
   t.equal(sum(METRIC.requestsTotal, { version: 'v1', code: '200' }), 2);
   t.equal(sum(METRIC.requestsTotal, { version: 'v1', code: '503' }), 1);
   t.equal(sum(METRIC.requestsTotal, { version: 'none', code: '404' }), 1);
-  t.equal(sum(`${METRIC.requestDurationSeconds}_bucket`, { version: 'v1', le: '0.0005' }), 1, 'a sub-millisecond answer lands in a sub-millisecond bucket');
+  t.equal(
+    sum(`${METRIC.requestDurationSeconds}_bucket`, { version: 'v1', le: '0.0005' }),
+    1,
+    'a sub-millisecond answer lands in a sub-millisecond bucket',
+  );
   t.equal(sum(`${METRIC.requestDurationSeconds}_count`, { version: 'v1' }), 2);
   t.equal(sum(METRIC.rejectedTotal, { version: 'v1', reason: 'queue_full' }), 1);
   t.equal(sum(METRIC.queueDepth, { version: 'v1' }), 3);
@@ -62,7 +87,10 @@ t.test('gatherMetrics sums instances, keeps processes apart, reports missing wor
   const deadlineAnswer = (): Promise<undefined> => Promise.race([stuck, Promise.resolve(undefined)]);
   const supervisor: RegistryView = {
     versions: new Map([
-      ['v1', version([worker(0, 101, () => overIpc(() => a.collect())), worker(1, 102, () => overIpc(() => b.collect()))])],
+      [
+        'v1',
+        version([worker(0, 101, () => overIpc(() => a.collect())), worker(1, 102, () => overIpc(() => b.collect()))]),
+      ],
       // requestMetrics resolves undefined when its deadline passes; here at once.
       ['v2', version([worker(0, 201, deadlineAnswer), worker(1, 202, async () => [], 'crashed')])],
     ]),
@@ -74,7 +102,8 @@ t.test('gatherMetrics sums instances, keeps processes apart, reports missing wor
   t.doesNotThrow(() => parsePromText(text), 'parses with parse-prometheus-text-format');
   const samples = parsePrometheusText(text);
   const sum = (name: string, labels: Record<string, string> = {}): number => sumSamples(samples, name, labels);
-  const series = (name: string): Array<Record<string, string>> => samples.filter((s) => s.name === name).map((s) => s.labels);
+  const series = (name: string): Array<Record<string, string>> =>
+    samples.filter((s) => s.name === name).map((s) => s.labels);
 
   t.equal(sum(METRIC.tokensTotal, { version: 'v1', kind: 'prompt' }), 11, 'counters sum over instances');
   t.equal(series(METRIC.tokensTotal).filter((l) => l['version'] === 'v1').length, 2, 'one series per kind');
@@ -86,26 +115,55 @@ t.test('gatherMetrics sums instances, keeps processes apart, reports missing wor
   t.equal(sum(METRIC.requestsTotal, { version: 'v1', code: '200' }), 1, "the master's own series are there");
 
   t.same(
-    series(METRIC.workerScrapeUp).map((l) => l['worker']).sort(),
+    series(METRIC.workerScrapeUp)
+      .map((l) => l['worker'])
+      .sort(),
     ['v1/0/101', 'v1/1/102', 'v2/0/201'],
     'every serving worker was asked; a crashed one is not',
   );
   t.equal(sum(METRIC.workerScrapeUp, { worker: 'v2/0/201' }), 0, 'the silent worker is visible as 0');
-  t.same(series('process_start_time_seconds').map((l) => l['worker']).sort(), [MASTER_WORKER_LABEL, 'v1/0/101', 'v1/1/102'], 'one per process, not omitted');
-  t.match(series('process_cpu_user_seconds_total').find((l) => l['worker'] === 'v1/1/102'), { version: 'v1' });
-  t.ok(samples.filter((s) => s.name === 'nodejs_version_info').every((s) => s.labels['version'] === process.version), "Node's own version label is kept");
-  const lag = samples.filter((s) => s.name === 'nodejs_eventloop_lag_mean_seconds' && s.labels['worker'] !== MASTER_WORKER_LABEL);
-  t.ok(lag.every((s) => Number.isNaN(s.value) || Number.isFinite(s.value)), 'a NaN that crossed IPC as null is NaN again, not +Inf');
+  t.same(
+    series('process_start_time_seconds')
+      .map((l) => l['worker'])
+      .sort(),
+    [MASTER_WORKER_LABEL, 'v1/0/101', 'v1/1/102'],
+    'one per process, not omitted',
+  );
+  t.match(
+    series('process_cpu_user_seconds_total').find((l) => l['worker'] === 'v1/1/102'),
+    { version: 'v1' },
+  );
+  t.ok(
+    samples.filter((s) => s.name === 'nodejs_version_info').every((s) => s.labels['version'] === process.version),
+    "Node's own version label is kept",
+  );
+  const lag = samples.filter(
+    (s) => s.name === 'nodejs_eventloop_lag_mean_seconds' && s.labels['worker'] !== MASTER_WORKER_LABEL,
+  );
+  t.ok(
+    lag.every((s) => Number.isNaN(s.value) || Number.isFinite(s.value)),
+    'a NaN that crossed IPC as null is NaN again, not +Inf',
+  );
 });
 
 t.test('labelPerProcess leaves graygate_* series alone', async (t) => {
   const input = [
-    { name: 'graygate_x', help: '', type: 'counter', aggregator: 'sum', values: [{ value: 1, labels: { version: 'v1' } }] },
+    {
+      name: 'graygate_x',
+      help: '',
+      type: 'counter',
+      aggregator: 'sum',
+      values: [{ value: 1, labels: { version: 'v1' } }],
+    },
     { name: 'process_y', help: '', type: 'gauge', aggregator: 'omit', values: [{ value: 2, labels: {} }] },
   ] as unknown as Parameters<typeof labelPerProcess>[0];
   const out = labelPerProcess(input, { version: 'v1', worker: 'v1/0/1' });
   t.equal(out[0], input[0]);
-  t.same(out[1], { ...input[1], aggregator: 'first', values: [{ value: 2, labels: { version: 'v1', worker: 'v1/0/1' } }] });
+  t.same(out[1], {
+    ...input[1],
+    aggregator: 'first',
+    values: [{ value: 2, labels: { version: 'v1', worker: 'v1/0/1' } }],
+  });
 });
 
 t.test('forgetVersion drops a removed version’s series (issue 12)', async (t) => {
@@ -121,5 +179,9 @@ t.test('forgetVersion drops a removed version’s series (issue 12)', async (t) 
   t.notMatch(text, /version="gone"/, 'no series of the removed version');
   t.match(text, /graygate_requests_total\{version="kept",code="200"\} 1/, 'others stay');
   m.onRequestDone('gone', 200);
-  t.match(await m.registry.metrics(), /graygate_requests_total\{version="gone",code="200"\} 1/, 'a version added again starts from zero');
+  t.match(
+    await m.registry.metrics(),
+    /graygate_requests_total\{version="gone",code="200"\} 1/,
+    'a version added again starts from zero',
+  );
 });

@@ -8,7 +8,10 @@ t.test('hasContentEvent', async (t) => {
   const cases: Array<[string, boolean]> = [
     ['data: {"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}\n\n', false],
     ['data: {"choices":[{"index":0,"delta":{"content":"Hel"}}]}\n\n', true],
-    ['data: {"choices":[{"delta":{"role":"assistant","content":""}}]}\n\ndata: {"choices":[{"delta":{"content":"x"}}]}\n\n', true],
+    [
+      'data: {"choices":[{"delta":{"role":"assistant","content":""}}]}\n\ndata: {"choices":[{"delta":{"content":"x"}}]}\n\n',
+      true,
+    ],
     ['data: {"choices":[{"delta":{"reasoning_content":"think"}}]}\n\n', false],
     ['data: {"choices":[{"delta":{"tool_calls":[{"index":0}]}}]}\n\n', true],
     ['data: {"choices":[{"text":"legacy","index":0}]}\n\n', true],
@@ -22,14 +25,20 @@ t.test('hasContentEvent', async (t) => {
 t.test('hasErrorEvent', async (t) => {
   t.ok(hasErrorEvent(Buffer.from(toSseErrorEvent(new GraygateError('upstream_reset')))));
   t.ok(hasErrorEvent(Buffer.from('data: {"choices":[]}\n\n' + toSseErrorEvent(new GraygateError('worker_error')))));
-  t.notOk(hasErrorEvent(Buffer.from('data: {"choices":[{"delta":{"content":"{\\"error\\":1}"}}]}\n\n')), 'escaped text is not an event');
+  t.notOk(
+    hasErrorEvent(Buffer.from('data: {"choices":[{"delta":{"content":"{\\"error\\":1}"}}]}\n\n')),
+    'escaped text is not an event',
+  );
 });
 
 t.test('endsWithErrorEvent: in the last chunk, or across the last two', async (t) => {
   const { endsWithErrorEvent } = await import('../../master/relay.js');
   const event = toSseErrorEvent(new GraygateError('upstream_reset'));
   t.ok(endsWithErrorEvent(Buffer.from('data: {"choices":[]}\n\n'), Buffer.from(event)));
-  t.ok(endsWithErrorEvent(Buffer.from(`data: {"choices":[]}\n\n${event.slice(0, 9)}`), Buffer.from(event.slice(9))), 'split across reads');
+  t.ok(
+    endsWithErrorEvent(Buffer.from(`data: {"choices":[]}\n\n${event.slice(0, 9)}`), Buffer.from(event.slice(9))),
+    'split across reads',
+  );
   t.notOk(endsWithErrorEvent(Buffer.from('data: {"choices":[]}\n\n'), Buffer.from('data: [DONE]\n\n')));
   t.notOk(endsWithErrorEvent(undefined, undefined));
 });

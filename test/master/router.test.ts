@@ -1,5 +1,11 @@
 import t from 'tap';
-import { chooseVersion, needsStickyKey, stickyCookieValue, type RoutingFacts, type RoutingTable } from '../../master/router.js';
+import {
+  chooseVersion,
+  needsStickyKey,
+  stickyCookieValue,
+  type RoutingFacts,
+  type RoutingTable,
+} from '../../master/router.js';
 import { chooseWeighted } from '../../master/weighted-choice.js';
 
 const routing = { default: 'v1', unknownVersion: 'reject' as const, stickyCookie: 'graygate_uid' };
@@ -8,7 +14,12 @@ const table = (weights: Record<string, number>, unknownVersion: 'reject' | 'fall
   versions: Object.entries(weights).map(([name, weight]) => ({ name, weight })),
 });
 const facts = (f: Partial<RoutingFacts>): RoutingFacts => ({
-  queryVersion: undefined, headerVersion: undefined, stickyHeader: undefined, stickyCookie: undefined, freshId: 'fresh-1', ...f,
+  queryVersion: undefined,
+  headerVersion: undefined,
+  stickyHeader: undefined,
+  stickyCookie: undefined,
+  freshId: 'fresh-1',
+  ...f,
 });
 
 const keys = Array.from({ length: 10_000 }, (_, i) => `user-${i}`);
@@ -16,29 +27,86 @@ const keys = Array.from({ length: 10_000 }, (_, i) => `user-${i}`);
 t.test('every routing branch', async (t) => {
   const tbl = table({ v1: 90, v2: 10, dark: 0 });
   const cases: Array<[string, Partial<RoutingFacts>, RoutingTable, Record<string, unknown>]> = [
-    ['query wins over header', { queryVersion: 'v2', headerVersion: 'v1' }, tbl, { ok: true, version: 'v2', reason: 'query' }],
+    [
+      'query wins over header',
+      { queryVersion: 'v2', headerVersion: 'v1' },
+      tbl,
+      { ok: true, version: 'v2', reason: 'query' },
+    ],
     ['header', { headerVersion: 'v2' }, tbl, { ok: true, version: 'v2', reason: 'header' }],
-    ['weight 0 reachable by query (dark launch)', { queryVersion: 'dark' }, tbl, { ok: true, version: 'dark', reason: 'query' }],
+    [
+      'weight 0 reachable by query (dark launch)',
+      { queryVersion: 'dark' },
+      tbl,
+      { ok: true, version: 'dark', reason: 'query' },
+    ],
     ['weight 0 reachable by header', { headerVersion: 'dark' }, tbl, { ok: true, version: 'dark', reason: 'header' }],
     ['unknown version rejected', { queryVersion: 'v9' }, tbl, { ok: false, code: 'unknown_version' }],
     ['unknown header version rejected', { headerVersion: 'v9' }, tbl, { ok: false, code: 'unknown_version' }],
     ['malformed name is 400 in reject mode', { queryVersion: 'V1!' }, tbl, { ok: false, code: 'invalid_request' }],
-    ['malformed name is 400 in fallback mode', { headerVersion: '../etc' }, table({ v1: 1 }, 'fallback'), { ok: false, code: 'invalid_request' }],
+    [
+      'malformed name is 400 in fallback mode',
+      { headerVersion: '../etc' },
+      table({ v1: 1 }, 'fallback'),
+      { ok: false, code: 'invalid_request' },
+    ],
     ['empty query value is malformed', { queryVersion: '' }, tbl, { ok: false, code: 'invalid_request' }],
-    ['unknown version falls back to weighted', { queryVersion: 'v9', stickyHeader: 'u1' }, table({ v1: 1 }, 'fallback'), { ok: true, version: 'v1', reason: 'sticky-header' }],
-    ['sticky header', { stickyHeader: 'alice' }, table({ v1: 1 }), { ok: true, version: 'v1', reason: 'sticky-header' }],
+    [
+      'unknown version falls back to weighted',
+      { queryVersion: 'v9', stickyHeader: 'u1' },
+      table({ v1: 1 }, 'fallback'),
+      { ok: true, version: 'v1', reason: 'sticky-header' },
+    ],
+    [
+      'sticky header',
+      { stickyHeader: 'alice' },
+      table({ v1: 1 }),
+      { ok: true, version: 'v1', reason: 'sticky-header' },
+    ],
     ['sticky cookie', { stickyCookie: 'abc' }, table({ v1: 1 }), { ok: true, version: 'v1', reason: 'sticky-cookie' }],
-    ['header beats cookie as key', { stickyHeader: 'alice', stickyCookie: 'abc' }, table({ v1: 1 }), { reason: 'sticky-header' }],
-    ['cookie beats the body user', { stickyCookie: 'abc', stickyBody: 'bob' }, table({ v1: 1 }), { reason: 'sticky-cookie' }],
-    ['the body user keys the choice, no cookie set', { stickyBody: 'bob' }, table({ v1: 1 }), { ok: true, version: 'v1', reason: 'sticky-body', setCookie: undefined }],
-    ['fresh id sets the cookie', {}, table({ v1: 1 }), { ok: true, version: 'v1', reason: 'fresh', setCookie: stickyCookieValue('graygate_uid', 'fresh-1') }],
-    ['only weight-0 versions: the default', { stickyHeader: 'x' }, table({ v1: 0, v2: 0 }), { ok: true, version: 'v1', reason: 'default' }],
+    [
+      'header beats cookie as key',
+      { stickyHeader: 'alice', stickyCookie: 'abc' },
+      table({ v1: 1 }),
+      { reason: 'sticky-header' },
+    ],
+    [
+      'cookie beats the body user',
+      { stickyCookie: 'abc', stickyBody: 'bob' },
+      table({ v1: 1 }),
+      { reason: 'sticky-cookie' },
+    ],
+    [
+      'the body user keys the choice, no cookie set',
+      { stickyBody: 'bob' },
+      table({ v1: 1 }),
+      { ok: true, version: 'v1', reason: 'sticky-body', setCookie: undefined },
+    ],
+    [
+      'fresh id sets the cookie',
+      {},
+      table({ v1: 1 }),
+      { ok: true, version: 'v1', reason: 'fresh', setCookie: stickyCookieValue('graygate_uid', 'fresh-1') },
+    ],
+    [
+      'only weight-0 versions: the default',
+      { stickyHeader: 'x' },
+      table({ v1: 0, v2: 0 }),
+      { ok: true, version: 'v1', reason: 'default' },
+    ],
   ];
   for (const [name, f, tb, want] of cases) t.match(chooseVersion(facts(f), tb), want, name);
-  t.notOk((chooseVersion(facts({ stickyHeader: 'x' }), tbl) as { setCookie?: string }).setCookie, 'no cookie when a sticky key exists');
+  t.notOk(
+    (chooseVersion(facts({ stickyHeader: 'x' }), tbl) as { setCookie?: string }).setCookie,
+    'no cookie when a sticky key exists',
+  );
   const byBody = keys.slice(0, 500).map((k) => chooseVersion(facts({ stickyBody: k }), tbl));
   const byHeader = keys.slice(0, 500).map((k) => chooseVersion(facts({ stickyHeader: k }), tbl));
-  t.same(byBody.map((d) => (d.ok ? d.version : '')), byHeader.map((d) => (d.ok ? d.version : '')), 'a body user lands where the same x-user-id would');
+  t.same(
+    byBody.map((d) => (d.ok ? d.version : '')),
+    byHeader.map((d) => (d.ok ? d.version : '')),
+    'a body user lands where the same x-user-id would',
+  );
   t.equal(stickyCookieValue('graygate_uid', 'id'), 'graygate_uid=id; Path=/; HttpOnly; SameSite=Lax; Max-Age=31536000');
 });
 
@@ -50,8 +118,18 @@ t.test('sticky: the same key gets the same version every time', async (t) => {
 });
 
 t.test('raising v2 from 10 to 20 moves keys only from v1 to v2', async (t) => {
-  const before = keys.map((k) => chooseWeighted(k, [{ name: 'v1', weight: 90 }, { name: 'v2', weight: 10 }]));
-  const after = keys.map((k) => chooseWeighted(k, [{ name: 'v1', weight: 90 }, { name: 'v2', weight: 20 }]));
+  const before = keys.map((k) =>
+    chooseWeighted(k, [
+      { name: 'v1', weight: 90 },
+      { name: 'v2', weight: 10 },
+    ]),
+  );
+  const after = keys.map((k) =>
+    chooseWeighted(k, [
+      { name: 'v1', weight: 90 },
+      { name: 'v2', weight: 20 },
+    ]),
+  );
   let moved = 0;
   for (let i = 0; i < keys.length; i++) {
     if (before[i] === after[i]) continue;
@@ -62,7 +140,11 @@ t.test('raising v2 from 10 to 20 moves keys only from v1 to v2', async (t) => {
 });
 
 t.test('observed split over 10,000 keys is within ±2 points of the weights', async (t) => {
-  for (const weights of [{ v1: 90, v2: 10 }, { v1: 50, v2: 50 }, { v1: 70, v2: 20, v3: 10 }] as Array<Record<string, number>>) {
+  for (const weights of [
+    { v1: 90, v2: 10 },
+    { v1: 50, v2: 50 },
+    { v1: 70, v2: 20, v3: 10 },
+  ] as Array<Record<string, number>>) {
     const candidates = Object.entries(weights).map(([name, weight]) => ({ name, weight }));
     const counts: Record<string, number> = {};
     for (const k of keys) {
@@ -73,13 +155,23 @@ t.test('observed split over 10,000 keys is within ±2 points of the weights', as
     for (const [name, w] of Object.entries(weights)) {
       const observed = ((counts[name] ?? 0) / keys.length) * 100;
       const expected = (w / total) * 100;
-      t.ok(Math.abs(observed - expected) <= 2, `${JSON.stringify(weights)}: ${name} got ${observed.toFixed(2)}%, expected ${expected}%`);
+      t.ok(
+        Math.abs(observed - expected) <= 2,
+        `${JSON.stringify(weights)}: ${name} got ${observed.toFixed(2)}%, expected ${expected}%`,
+      );
     }
   }
 });
 
 t.test('weight 0 receives no weighted traffic', async (t) => {
-  const got = new Set(keys.map((k) => chooseWeighted(k, [{ name: 'v1', weight: 1 }, { name: 'dark', weight: 0 }])));
+  const got = new Set(
+    keys.map((k) =>
+      chooseWeighted(k, [
+        { name: 'v1', weight: 1 },
+        { name: 'dark', weight: 0 },
+      ]),
+    ),
+  );
   t.same([...got], ['v1']);
 });
 

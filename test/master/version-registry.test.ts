@@ -16,14 +16,30 @@ import { fakeFork, killAll, FAKE_WORKER_ENTRY, type FakeFork } from '../helpers/
 const log = createLogger({ role: 'master', level: 'silent' });
 
 function config(versions: Record<string, Record<string, unknown>>): Config {
-  const parsed = validateConfig({ versions, routing: { default: Object.keys(versions)[0] }, limits: { shutdownTimeoutMs: 2000, healthIntervalMs: 60_000 } });
+  const parsed = validateConfig({
+    versions,
+    routing: { default: Object.keys(versions)[0] },
+    limits: { shutdownTimeoutMs: 2000, healthIntervalMs: 60_000 },
+  });
   if (!parsed.ok) throw new Error(parsed.problems.join('\n'));
   return parsed.value;
 }
 
-function setup(t: { teardown(fn: () => unknown): void }, fake: FakeFork, versions: Record<string, Record<string, unknown>>, removed: string[] = []) {
+function setup(
+  t: { teardown(fn: () => unknown): void },
+  fake: FakeFork,
+  versions: Record<string, Record<string, unknown>>,
+  removed: string[] = [],
+) {
   const cfg = config(versions);
-  const supervisor: Supervisor = new Supervisor({ log, limits: () => cfg.limits, redactEnv: () => [], fork: fake.fork, startLimiter: new StartLimiter(2), logLevel: 'silent' });
+  const supervisor: Supervisor = new Supervisor({
+    log,
+    limits: () => cfg.limits,
+    redactEnv: () => [],
+    fork: fake.fork,
+    startLimiter: new StartLimiter(2),
+    logLevel: 'silent',
+  });
   const registry = new VersionRegistry({
     config: cfg,
     supervisor,
@@ -48,7 +64,9 @@ const alive = (pid: number): boolean => {
   }
 };
 function crash(w: WorkerHandle): void {
-  request({ ...w.requestOptions('/crash'), agent: false }).on('error', () => undefined).end();
+  request({ ...w.requestOptions('/crash'), agent: false })
+    .on('error', () => undefined)
+    .end();
 }
 
 t.test('deploy swaps the build; a failed deploy leaves the old one serving; rollback', async (t) => {
@@ -62,13 +80,19 @@ t.test('deploy swaps the build; a failed deploy leaves the old one serving; roll
 
   const deployed = await registry.deploy('v1', { ...v1.build, env: { BUILD: 'b2' } });
   t.notSame(pids(deployed.workers), before, 'new workers');
-  t.ok(before.every((pid) => !alive(pid)), 'the old ones are gone when deploy answers');
+  t.ok(
+    before.every((pid) => !alive(pid)),
+    'the old ones are gone when deploy answers',
+  );
   t.match(deployed.lastDeploy, { kind: 'deploy', phase: 'done' });
   t.equal(deployed.previousBuilds.length, 1, 'the old build is kept for rollback');
   const current = pids(deployed.workers);
 
   fake.mode = 'crash';
-  await t.rejects(registry.deploy('v1', { ...v1.build, env: { BUILD: 'broken' } }), { code: 'deploy_failed', message: /exited with code 3.*crash at start/ });
+  await t.rejects(registry.deploy('v1', { ...v1.build, env: { BUILD: 'broken' } }), {
+    code: 'deploy_failed',
+    message: /exited with code 3.*crash at start/,
+  });
   t.same(pids(registry.require('v1').workers), current, 'the old build keeps serving');
   t.match(registry.require('v1').lastDeploy, { phase: 'failed', error: { exitCode: 3 } });
   t.equal(registry.require('v1').build.env['BUILD'], 'b2');
@@ -91,13 +115,22 @@ t.test('add, weights, remove', async (t) => {
   await registry.startAll();
   const cfg = versionSchema.parse({ entry: FAKE_WORKER_ENTRY, weight: 0 });
   const added = registry.add('v2', cfg);
-  t.notOk(registry.routingTable.versions.some((v) => v.name === 'v2'), 'not routable while starting');
+  t.notOk(
+    registry.routingTable.versions.some((v) => v.name === 'v2'),
+    'not routable while starting',
+  );
   await t.rejects(registry.add('v2', cfg), { code: 'version_exists' }, 'a second add of the same name is refused');
   await added;
-  t.ok(registry.routingTable.versions.some((v) => v.name === 'v2'), 'routable once ready');
+  t.ok(
+    registry.routingTable.versions.some((v) => v.name === 'v2'),
+    'routable once ready',
+  );
 
   registry.setWeights({ v2: 5 });
-  t.same(registry.routingTable.versions, [{ name: 'v1', weight: 1 }, { name: 'v2', weight: 5 }]);
+  t.same(registry.routingTable.versions, [
+    { name: 'v1', weight: 1 },
+    { name: 'v2', weight: 5 },
+  ]);
   t.throws(() => registry.setWeights({ v9: 1 }), { code: 'unknown_version' });
   t.throws(() => registry.setWeights({ v1: 0, v2: 0 }), { code: 'invalid_request' });
   t.equal(registry.require('v2').weight, 5, 'a refused change changes nothing');
@@ -106,7 +139,10 @@ t.test('add, weights, remove', async (t) => {
   const v2pids = pids(registry.require('v2').workers);
   await registry.remove('v2');
   t.notOk(registry.get('v2'));
-  t.ok(v2pids.every((pid) => !alive(pid)), 'its workers stopped');
+  t.ok(
+    v2pids.every((pid) => !alive(pid)),
+    'its workers stopped',
+  );
   t.same(removed, ['v2']);
   t.throws(() => registry.require('v2'), { code: 'unknown_version' });
 });

@@ -19,12 +19,23 @@ const parsed = validateConfig({ versions: { v1: { weight: 1 } } });
 if (!parsed.ok) throw new Error(parsed.problems.join('\n'));
 const upstream = parsed.value.versions['v1']!.upstream;
 
-function handle(t: { teardown(fn: () => unknown): void }, fake: FakeFork, extra: Partial<ConstructorParameters<typeof WorkerHandle>[0]> = {}): WorkerHandle {
+function handle(
+  t: { teardown(fn: () => unknown): void },
+  fake: FakeFork,
+  extra: Partial<ConstructorParameters<typeof WorkerHandle>[0]> = {},
+): WorkerHandle {
   t.teardown(() => killAll(fake));
   return new WorkerHandle({
     entry: FAKE_WORKER_ENTRY,
     env: {},
-    settings: { protocol: PROTOCOL_VERSION, version: 'v1', instance: 0, upstream, limits: { maxBodyBytes: 1000, shutdownTimeoutMs: 1000 }, logLevel: 'silent' },
+    settings: {
+      protocol: PROTOCOL_VERSION,
+      version: 'v1',
+      instance: 0,
+      upstream,
+      limits: { maxBodyBytes: 1000, shutdownTimeoutMs: 1000 },
+      logLevel: 'silent',
+    },
     readyTimeoutMs: 10_000,
     maxSockets: 4,
     maxIdleSockets: 1,
@@ -66,12 +77,21 @@ t.test('ready handshake, then an intended stop', async (t) => {
 
 t.test('start failures are reported as data', async (t) => {
   const crash = handle(t, fakeFork('crash'));
-  await t.rejects(crash.start(), { name: 'WorkerStartFailure', report: { code: 3, isIntended: false, reason: 'exited with code 3' } });
+  await t.rejects(crash.start(), {
+    name: 'WorkerStartFailure',
+    report: { code: 3, isIntended: false, reason: 'exited with code 3' },
+  });
   t.match(crash.exitReport?.stderrTail, ['fake-worker: crash at start as asked'], 'last stderr lines');
   const silent = handle(t, fakeFork('silent'), { readyTimeoutMs: 200 });
-  await t.rejects(silent.start(), { name: 'WorkerStartFailure', report: { reason: 'not ready within 200 ms', signal: 'SIGKILL' } });
+  await t.rejects(silent.start(), {
+    name: 'WorkerStartFailure',
+    report: { reason: 'not ready within 200 ms', signal: 'SIGKILL' },
+  });
   const old = handle(t, fakeFork('old-protocol'));
-  await t.rejects(old.start(), { name: 'WorkerStartFailure', report: { reason: `worker speaks protocol 1, master ${PROTOCOL_VERSION}` } });
+  await t.rejects(old.start(), {
+    name: 'WorkerStartFailure',
+    report: { reason: `worker speaks protocol 1, master ${PROTOCOL_VERSION}` },
+  });
 });
 
 t.test('a crash is not intended; the handle says crashed', async (t) => {
@@ -163,13 +183,28 @@ t.test('health probes: answered ones reset the count; a stopped worker misses th
   t.equal(w.state, 'crashed');
 });
 
-
 t.test('workerExecArgv: profiling and heap flags pass, debugger ports and preloads do not', async (t) => {
   const { workerExecArgv } = await import('../../master/worker-process.js');
   const cases: Array<[string[], string[]]> = [
-    [['--cpu-prof', '--cpu-prof-dir=/tmp/p', '--max-old-space-size=512'], ['--cpu-prof', '--cpu-prof-dir=/tmp/p', '--max-old-space-size=512']],
+    [
+      ['--cpu-prof', '--cpu-prof-dir=/tmp/p', '--max-old-space-size=512'],
+      ['--cpu-prof', '--cpu-prof-dir=/tmp/p', '--max-old-space-size=512'],
+    ],
     [['--inspect=9229', '--inspect-brk', '--inspect-port', '9230'], []],
-    [['--import=file:///tap/import.mjs', '--import', 'tsx', '--require', 'ts-node/register', '-r', 'x', '--loader=y', '--enable-source-maps'], ['--enable-source-maps']],
+    [
+      [
+        '--import=file:///tap/import.mjs',
+        '--import',
+        'tsx',
+        '--require',
+        'ts-node/register',
+        '-r',
+        'x',
+        '--loader=y',
+        '--enable-source-maps',
+      ],
+      ['--enable-source-maps'],
+    ],
     [['--experimental-loader', 'z', '--heap-prof'], ['--heap-prof']],
   ];
   for (const [input, want] of cases) t.same(workerExecArgv(input), want, input.join(' '));

@@ -8,7 +8,10 @@ import type { Teardown } from '../helpers/gateway.js';
 
 // The one bounded body reader (issue 9), over real loopback sockets.
 
-async function withServer(t: Teardown, onRequest: (req: IncomingMessage) => Promise<unknown>): Promise<(send: (port: number) => void) => Promise<unknown>> {
+async function withServer(
+  t: Teardown,
+  onRequest: (req: IncomingMessage) => Promise<unknown>,
+): Promise<(send: (port: number) => void) => Promise<unknown>> {
   let result: Promise<unknown> | undefined;
   const server = createServer((req, res) => {
     result = onRequest(req).then(
@@ -56,7 +59,11 @@ t.test('over maxBytes: 413 before reading when declared, at the crossing when ch
   const budget = new BodyBudget(1000);
   const run = await withServer(t, (req) => readBody(req, { maxBytes: 10, idleTimeoutMs: 5000, budget }));
   await t.rejects(
-    run((port) => request({ port, method: 'POST', headers: { 'content-length': '50' } }).on('error', () => undefined).end('x'.repeat(50))),
+    run((port) =>
+      request({ port, method: 'POST', headers: { 'content-length': '50' } })
+        .on('error', () => undefined)
+        .end('x'.repeat(50)),
+    ),
     { code: 'body_too_large' },
   );
   t.equal(budget.heldBytes, 0);
@@ -78,7 +85,11 @@ t.test('over the budget: 503 body_budget with Retry-After', async (t) => {
   const budget = new BodyBudget(10);
   const run = await withServer(t, (req) => readBody(req, { maxBytes: 100, idleTimeoutMs: 5000, budget }));
   await t.rejects(
-    run((port) => request({ port, method: 'POST', headers: { 'content-length': '20' } }).on('error', () => undefined).end('x'.repeat(20))),
+    run((port) =>
+      request({ port, method: 'POST', headers: { 'content-length': '20' } })
+        .on('error', () => undefined)
+        .end('x'.repeat(20)),
+    ),
     { code: 'body_budget', status: 503, retryAfterS: 1 },
   );
   t.equal(budget.heldBytes, 0);

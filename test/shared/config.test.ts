@@ -37,16 +37,33 @@ t.test('the shipped config/graygate.json is valid', async (t) => {
   t.ok(r.ok, r.ok ? 'valid' : r.problems.join('\n'));
 });
 
-t.test('upstream.maxConnections below maxSocketsPerWorker is refused: no queue inside the worker (issue 10)', async (t) => {
-  const upstream = (maxConnections: number): Record<string, unknown> => ({ format: 'openai', url: 'http://127.0.0.1:1', maxConnections });
-  const r = validateConfig({ limits: { maxSocketsPerWorker: 500 }, versions: { v1: { weight: 1, upstream: upstream(499) }, v2: { weight: 0, upstream: upstream(500) } } });
-  t.equal(r.ok, false);
-  if (!r.ok) {
-    t.equal(r.problems.length, 1);
-    t.match(r.problems[0], /^versions\.v1\.upstream\.maxConnections: must be ≥ limits\.maxSocketsPerWorker \(500\)/);
-  }
-  const byDefault = validateConfig({ versions: { v1: { weight: 1, upstream: upstream(DEFAULTS.limits.maxSocketsPerWorker - 1) } } });
-  t.equal(byDefault.ok, false, 'against the default maxSocketsPerWorker too');
-  const absent = validateConfig({ versions: { v1: { weight: 1, upstream: { format: 'openai', url: 'http://127.0.0.1:1' } } } });
-  t.ok(absent.ok && absent.value.versions.v1!.upstream.maxConnections === undefined, 'absent: the worker sizes its pool from maxSocketsPerWorker');
-});
+t.test(
+  'upstream.maxConnections below maxSocketsPerWorker is refused: no queue inside the worker (issue 10)',
+  async (t) => {
+    const upstream = (maxConnections: number): Record<string, unknown> => ({
+      format: 'openai',
+      url: 'http://127.0.0.1:1',
+      maxConnections,
+    });
+    const r = validateConfig({
+      limits: { maxSocketsPerWorker: 500 },
+      versions: { v1: { weight: 1, upstream: upstream(499) }, v2: { weight: 0, upstream: upstream(500) } },
+    });
+    t.equal(r.ok, false);
+    if (!r.ok) {
+      t.equal(r.problems.length, 1);
+      t.match(r.problems[0], /^versions\.v1\.upstream\.maxConnections: must be ≥ limits\.maxSocketsPerWorker \(500\)/);
+    }
+    const byDefault = validateConfig({
+      versions: { v1: { weight: 1, upstream: upstream(DEFAULTS.limits.maxSocketsPerWorker - 1) } },
+    });
+    t.equal(byDefault.ok, false, 'against the default maxSocketsPerWorker too');
+    const absent = validateConfig({
+      versions: { v1: { weight: 1, upstream: { format: 'openai', url: 'http://127.0.0.1:1' } } },
+    });
+    t.ok(
+      absent.ok && absent.value.versions.v1!.upstream.maxConnections === undefined,
+      'absent: the worker sizes its pool from maxSocketsPerWorker',
+    );
+  },
+);

@@ -7,7 +7,8 @@ t.test('README error table and catalogue are in sync', async (t) => {
   const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
   const section = readme.slice(readme.indexOf('## Errors'), readme.indexOf('## Admin API'));
   const rows = new Map<string, { status: number; type: string }>();
-  for (const m of section.matchAll(/^\| `([a-z_]+)` \| (\d{3}) \| ([a-z_]+) \|/gm)) rows.set(m[1]!, { status: Number(m[2]), type: m[3]! });
+  for (const m of section.matchAll(/^\| `([a-z_]+)` \| (\d{3}) \| ([a-z_]+) \|/gm))
+    rows.set(m[1]!, { status: Number(m[2]), type: m[3]! });
   t.same([...rows.keys()].sort(), Object.keys(ERROR_CATALOGUE).sort(), 'same codes');
   for (const [code, entry] of Object.entries(ERROR_CATALOGUE)) {
     t.same(rows.get(code), { status: entry.status, type: entry.type }, code);
@@ -16,10 +17,18 @@ t.test('README error table and catalogue are in sync', async (t) => {
 
 t.test('toErrorResponse', async (t) => {
   const full = toErrorResponse(new GraygateError('queue_full', undefined, { retryAfterS: 2 }));
-  t.same(full, { status: 503, headers: { 'retry-after': '2' }, body: { error: { message: ERROR_CATALOGUE.queue_full.message, type: 'overloaded_error', code: 'queue_full' } } });
+  t.same(full, {
+    status: 503,
+    headers: { 'retry-after': '2' },
+    body: { error: { message: ERROR_CATALOGUE.queue_full.message, type: 'overloaded_error', code: 'queue_full' } },
+  });
   const passthrough = toErrorResponse(new GraygateError('upstream_status', 'rate limited', { status: 429 }));
   t.equal(passthrough.status, 429);
   const unknown = toErrorResponse(new Error('boom'));
-  t.same(unknown.body.error, { message: 'internal error', type: 'gateway_error', code: 'internal_error' as ErrorCode }, 'unknown errors become 500 without leaking the message');
+  t.same(
+    unknown.body.error,
+    { message: 'internal error', type: 'gateway_error', code: 'internal_error' as ErrorCode },
+    'unknown errors become 500 without leaking the message',
+  );
   t.equal(unknown.status, 500);
 });

@@ -16,7 +16,15 @@ function sink(): { stream: Writable; lines: () => Array<Record<string, unknown>>
     },
   });
   const text = (): string => chunks.join('');
-  return { stream, text, lines: () => text().split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>) };
+  return {
+    stream,
+    text,
+    lines: () =>
+      text()
+        .split('\n')
+        .filter((l) => l !== '')
+        .map((l) => JSON.parse(l) as Record<string, unknown>),
+  };
 }
 
 t.test('authorization headers and API keys are redacted wherever they sit', async (t) => {
@@ -27,7 +35,10 @@ t.test('authorization headers and API keys are redacted wherever they sit', asyn
     ['req.headers x-api-key', { req: { headers: { 'x-api-key': 'SECRET-B' } } }],
     ['req.headers proxy-authorization', { req: { headers: { 'proxy-authorization': 'Basic SECRET-C' } } }],
     ['headers.cookie', { headers: { cookie: 'session=SECRET-D' } }],
-    ['an upstream call: request.headers', { request: { headers: { authorization: 'Bearer SECRET-E', 'x-api-key': 'SECRET-F', 'api-key': 'SECRET-G' } } }],
+    [
+      'an upstream call: request.headers',
+      { request: { headers: { authorization: 'Bearer SECRET-E', 'x-api-key': 'SECRET-F', 'api-key': 'SECRET-G' } } },
+    ],
     ['config apiKey', { upstream: { apiKey: 'SECRET-H', url: 'https://api.example' } }],
     ['top-level apiKey', { apiKey: 'SECRET-I' }],
   ];
@@ -37,7 +48,11 @@ t.test('authorization headers and API keys are redacted wherever they sit', asyn
   t.notMatch(out.text(), /SECRET-/, 'no secret in any line');
   t.equal((lines[0]!['req'] as { headers: Record<string, string> }).headers['authorization'], REDACTED);
   t.equal((lines[0]!['req'] as { headers: Record<string, string> }).headers['accept'], '*/*', 'other headers are kept');
-  t.equal((lines[5]!['upstream'] as Record<string, string>)['url'], 'https://api.example', 'other config fields are kept');
+  t.equal(
+    (lines[5]!['upstream'] as Record<string, string>)['url'],
+    'https://api.example',
+    'other config fields are kept',
+  );
   t.match(lines[0], { role: 'worker', version: 'v1', pid: process.pid, msg: 'line' }, 'root bindings');
 });
 
@@ -46,7 +61,10 @@ t.test('the level comes from the option, else LOG_LEVEL', async (t) => {
   const log = createLogger({ role: 'master', level: 'warn', destination: out.stream });
   log.info('hidden');
   log.warn('shown');
-  t.same(out.lines().map((l) => l['msg']), ['shown']);
+  t.same(
+    out.lines().map((l) => l['msg']),
+    ['shown'],
+  );
 
   const previous = process.env['LOG_LEVEL'];
   process.env['LOG_LEVEL'] = 'error';
@@ -57,7 +75,11 @@ t.test('the level comes from the option, else LOG_LEVEL', async (t) => {
 t.test('stdout that is not a TTY gets JSON lines', async (t) => {
   // A real process with piped stdout, as under a log collector; pino-pretty is for terminals only.
   const script = `import { createLogger } from './dist/shared/log.js'; createLogger({ role: 'cli' }).info({ headers: { authorization: 'Bearer SECRET-Z' } }, 'hello');`;
-  const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, LOG_LEVEL: 'info' } });
+  const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    env: { ...process.env, LOG_LEVEL: 'info' },
+  });
   t.equal(run.status, 0, run.stderr);
   const line = JSON.parse(run.stdout.trim()) as Record<string, unknown>;
   t.match(line, { role: 'cli', msg: 'hello', headers: { authorization: REDACTED } });

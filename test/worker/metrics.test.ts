@@ -21,7 +21,11 @@ t.test('upstream error kind of every catalogued code', async (t) => {
 t.test('first-token buckets span 50 ms to 60 s', async (t) => {
   t.equal(FIRST_TOKEN_BUCKETS_S[0], 0.05);
   t.equal(FIRST_TOKEN_BUCKETS_S.at(-1), 60);
-  t.same([...FIRST_TOKEN_BUCKETS_S].sort((a, b) => a - b), FIRST_TOKEN_BUCKETS_S, 'ascending');
+  t.same(
+    [...FIRST_TOKEN_BUCKETS_S].sort((a, b) => a - b),
+    FIRST_TOKEN_BUCKETS_S,
+    'ascending',
+  );
 });
 
 t.test('hooks feed the series the master scrapes, labelled with the version', async (t) => {
@@ -48,7 +52,13 @@ t.test('hooks feed the series the master scrapes, labelled with the version', as
   t.equal(hist.find((v) => v.metricName?.endsWith('_count'))?.value, 1);
   t.equal(hist.find((v) => v.metricName?.endsWith('_bucket') && v.labels['le'] === 0.25)?.value, 0);
   t.equal(hist.find((v) => v.metricName?.endsWith('_bucket') && v.labels['le'] === 0.5)?.value, 1);
-  t.ok(json.some((x) => x.name === 'process_cpu_user_seconds_total'), 'default process metrics are included');
+  t.ok(
+    json.some((x) => x.name === 'process_cpu_user_seconds_total'),
+    'default process metrics are included',
+  );
   const graygate = json.filter((x) => x.name.startsWith('graygate_'));
-  t.ok(graygate.every((x) => x.values.every((v) => Number.isFinite(v.value))), 'graygate_* values are finite, so they survive the JSON of IPC');
+  t.ok(
+    graygate.every((x) => x.values.every((v) => Number.isFinite(v.value))),
+    'graygate_* values are finite, so they survive the JSON of IPC',
+  );
 });

@@ -18,11 +18,21 @@ function postCounting(url: string, body: unknown): Promise<{ status: number; inf
   return new Promise((resolve, reject) => {
     const payload = JSON.stringify(body);
     const informational: number[] = [];
-    const req = request(url, { method: 'POST', agent: false, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload), ...PROXIED } }, (res) => {
-      const parts: Buffer[] = [];
-      res.on('data', (c: Buffer) => parts.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, informational, body: Buffer.concat(parts).toString('utf8') }));
-    });
+    const req = request(
+      url,
+      {
+        method: 'POST',
+        agent: false,
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload), ...PROXIED },
+      },
+      (res) => {
+        const parts: Buffer[] = [];
+        res.on('data', (c: Buffer) => parts.push(c));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, informational, body: Buffer.concat(parts).toString('utf8') }),
+        );
+      },
+    );
     req.on('information', (info) => informational.push(info.statusCode));
     req.on('error', reject);
     req.end(payload);
@@ -43,14 +53,30 @@ t.test('a whole answer slower than pingIntervalMs gets 102 Processing until it s
   t.teardown(() => mock.close());
   // The mock and the worker share this event loop: the 20 ms ping
   // timer, armed first, fires before the mock's 300 ms one.
-  const w = await startTestWorker(t, { upstream: { format: 'anthropic', url: mock.url + BASE_PATHS.anthropic, pingIntervalMs: 20 } });
-  const chat = await postCounting(`${w.url}/v1/chat/completions`, { model: 'm', messages: [{ role: 'user', content: 'hi [mock tokens=3 first-byte-ms=300]' }] });
+  const w = await startTestWorker(t, {
+    upstream: { format: 'anthropic', url: mock.url + BASE_PATHS.anthropic, pingIntervalMs: 20 },
+  });
+  const chat = await postCounting(`${w.url}/v1/chat/completions`, {
+    model: 'm',
+    messages: [{ role: 'user', content: 'hi [mock tokens=3 first-byte-ms=300]' }],
+  });
   t.equal(chat.status, 200);
   t.ok(chat.informational.length >= 1, `102s before the answer (${chat.informational.length})`);
-  t.ok(chat.informational.every((s) => s === 102), 'only 102s');
-  t.equal((JSON.parse(chat.body) as { choices: Array<{ message: { content: string } }> }).choices[0]!.message.content, mockText(3), 'and the right answer');
+  t.ok(
+    chat.informational.every((s) => s === 102),
+    'only 102s',
+  );
+  t.equal(
+    (JSON.parse(chat.body) as { choices: Array<{ message: { content: string } }> }).choices[0]!.message.content,
+    mockText(3),
+    'and the right answer',
+  );
 
-  const streamed = await postCounting(`${w.url}/v1/chat/completions`, { model: 'm', stream: true, messages: [{ role: 'user', content: 'hi [mock tokens=3 first-byte-ms=100]' }] });
+  const streamed = await postCounting(`${w.url}/v1/chat/completions`, {
+    model: 'm',
+    stream: true,
+    messages: [{ role: 'user', content: 'hi [mock tokens=3 first-byte-ms=100]' }],
+  });
   t.same(streamed.informational, [], 'a stream gets `: ping` comments instead');
   t.match(streamed.body, /: ping/);
 });
@@ -58,8 +84,13 @@ t.test('a whole answer slower than pingIntervalMs gets 102 Processing until it s
 t.test('relayed whole answers get 102s too', async (t) => {
   const mock = await startMockUpstream({});
   t.teardown(() => mock.close());
-  const w = await startTestWorker(t, { upstream: { format: 'openai', url: mock.url + BASE_PATHS.openai, pingIntervalMs: 20 } });
-  const res = await postCounting(`${w.url}/v1/completions`, { model: 'm', prompt: 'hi [mock tokens=2 first-byte-ms=300]' });
+  const w = await startTestWorker(t, {
+    upstream: { format: 'openai', url: mock.url + BASE_PATHS.openai, pingIntervalMs: 20 },
+  });
+  const res = await postCounting(`${w.url}/v1/completions`, {
+    model: 'm',
+    prompt: 'hi [mock tokens=2 first-byte-ms=300]',
+  });
   t.equal(res.status, 200);
   t.ok(res.informational.length >= 1);
   t.equal((JSON.parse(res.body) as { choices: Array<{ text: string }> }).choices[0]!.text, mockText(2));
@@ -67,7 +98,13 @@ t.test('relayed whole answers get 102s too', async (t) => {
 
 t.test('405 answers carry Allow; unknown paths are 404', async (t) => {
   const w = await startTestWorker(t, { upstream: { format: 'ollama', url: await deadUrl() } });
-  for (const [method, path, allow] of [['GET', '/v1/chat/completions', 'POST'], ['GET', '/v1/embeddings', 'POST'], ['PUT', '/v1/responses', 'POST'], ['POST', '/v1/models', 'GET'], ['DELETE', '/v1/models/x', 'GET']]) {
+  for (const [method, path, allow] of [
+    ['GET', '/v1/chat/completions', 'POST'],
+    ['GET', '/v1/embeddings', 'POST'],
+    ['PUT', '/v1/responses', 'POST'],
+    ['POST', '/v1/models', 'GET'],
+    ['DELETE', '/v1/models/x', 'GET'],
+  ]) {
     const res = await httpRequest(`${w.url}${path}`, { method: method! });
     t.equal(res.status, 405, `${method} ${path}`);
     t.equal(res.headers['allow'], allow);
@@ -88,15 +125,29 @@ t.test("the deploy probe never waits for the upstream; clients get the upstream'
   const mock = await startMockUpstream({ models: ['m1'] });
   t.teardown(() => mock.close());
   const up = await startTestWorker(t, { upstream: { format: 'ollama', url: mock.url } });
-  t.same(json<{ data: unknown[] }>(await httpRequest(`${up.url}/v1/models`, { headers: PROXIED })).data.map((m) => (m as { id: string }).id), ['m1']);
-  t.same(json<{ data: unknown[] }>(await httpRequest(`${up.url}/v1/models`)).data.map((m) => (m as { id: string }).id), ['m1'], 'once known, the probe sees the list too');
+  t.same(
+    json<{ data: unknown[] }>(await httpRequest(`${up.url}/v1/models`, { headers: PROXIED })).data.map(
+      (m) => (m as { id: string }).id,
+    ),
+    ['m1'],
+  );
+  t.same(
+    json<{ data: unknown[] }>(await httpRequest(`${up.url}/v1/models`)).data.map((m) => (m as { id: string }).id),
+    ['m1'],
+    'once known, the probe sees the list too',
+  );
 });
 
 t.test('every endpoint logs one line with its tokens', async (t) => {
   const mock = await startMockUpstream({});
   t.teardown(() => mock.close());
   const w = await startTestWorker(t, { upstream: { format: 'openai', url: mock.url + BASE_PATHS.openai } });
-  const post = (path: string, body: unknown): Promise<unknown> => httpRequest(`${w.url}${path}`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json', ...PROXIED } });
+  const post = (path: string, body: unknown): Promise<unknown> =>
+    httpRequest(`${w.url}${path}`, {
+      method: 'POST',
+      body: JSON.stringify(body),
+      headers: { 'content-type': 'application/json', ...PROXIED },
+    });
   await post('/v1/responses', { model: 'm', input: 'hi [mock tokens=4]', stream: true });
   await post('/v1/completions', { model: 'm', prompt: 'hi [mock tokens=3]' });
   await post('/v1/embeddings', { model: 'm', input: ['a b c', 'd'] });
@@ -106,5 +157,5 @@ t.test('every endpoint logs one line with its tokens', async (t) => {
     { path: '/v1/completions', status: 200, stream: false, tokens: 3, promptTokens: 3 },
     { path: '/v1/embeddings', status: 200, stream: false, promptTokens: 4 },
   ]);
-  t.ok(lines.every((l) => typeof l['bytesOut'] === 'number' && (l['bytesOut']) > 0));
+  t.ok(lines.every((l) => typeof l['bytesOut'] === 'number' && l['bytesOut'] > 0));
 });

@@ -25,7 +25,10 @@ t.test('close() refuses new requests, waits for the ones in flight, then closes 
   let isClosed = false;
   const closed = w.worker.close().then(() => (isClosed = true));
   t.equal(w.worker.close(), w.worker.close(), 'idempotent: one promise');
-  const refused = await httpRequest(`${w.url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify(chatBody('')) });
+  const refused = await httpRequest(`${w.url}/v1/chat/completions`, {
+    method: 'POST',
+    body: JSON.stringify(chatBody('')),
+  });
   t.equal(refused.status, 503);
   t.equal(refused.headers['connection'], 'close');
   t.equal(json<ErrorBody>(refused).error.code, 'shutting_down');

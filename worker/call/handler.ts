@@ -40,7 +40,12 @@ export interface CallHandlerOptions {
 /** nginx's "client closed request": logged when the client left before a status was sent. */
 const STATUS_CLIENT_CLOSED = 499;
 
-export async function handleCall(kind: EndpointKind, req: IncomingMessage, res: ServerResponse, options: CallHandlerOptions): Promise<void> {
+export async function handleCall(
+  kind: EndpointKind,
+  req: IncomingMessage,
+  res: ServerResponse,
+  options: CallHandlerOptions,
+): Promise<void> {
   const startedMs = performance.now();
   const reqId = headerValue(req.headers['x-request-id']);
   const { metrics, upstream } = options;
@@ -71,7 +76,8 @@ export async function handleCall(kind: EndpointKind, req: IncomingMessage, res: 
     // and the parsed request is not kept: only the upstream body is.
     const call = await options.preparer.prepare(body, { signal: client.signal, kind });
     isStream = call.isStream;
-    if (isStream) metrics.streamStarted(); // paired with streamEnded in `finally`
+    if (isStream)
+      metrics.streamStarted(); // paired with streamEnded in `finally`
     // A whole answer says nothing until the upstream is done: 102s
     // keep the master's headers timeout from firing (SPEC §4a).
     else stopPings = startProcessingPings(res, upstream.pingIntervalMs);
@@ -123,7 +129,19 @@ export async function handleCall(kind: EndpointKind, req: IncomingMessage, res: 
     if (isStream) metrics.streamEnded();
     const usage = opened?.usage();
     if (usage !== undefined) metrics.addTokens(usage);
-    options.log.info(logLine(req, res, { startedMs, isStream, stats, response: opened?.response, usage, errorCode, isAborted: client.signal.aborted, reqId }), 'request finished');
+    options.log.info(
+      logLine(req, res, {
+        startedMs,
+        isStream,
+        stats,
+        response: opened?.response,
+        usage,
+        errorCode,
+        isAborted: client.signal.aborted,
+        reqId,
+      }),
+      'request finished',
+    );
   }
 }
 
@@ -152,7 +170,8 @@ function logLine(req: IncomingMessage, res: ServerResponse, facts: LineFacts): R
     upstreamBytes: facts.stats.upstreamBytes,
   };
   if (facts.isStream && response !== undefined) {
-    line['firstTokenMs'] = response.firstTokenAtMs === undefined ? undefined : round(response.firstTokenAtMs - facts.startedMs);
+    line['firstTokenMs'] =
+      response.firstTokenAtMs === undefined ? undefined : round(response.firstTokenAtMs - facts.startedMs);
     // What this stream held in the worker at most: unsent output plus unread upstream body (issue 3 part 6).
     line['peakBufferedBytes'] = (response.peakBufferedBytes ?? 0) + facts.stats.peakUpstreamBufferedBytes;
   }

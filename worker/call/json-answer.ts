@@ -47,7 +47,11 @@ export class JsonAnswer implements CallResponse {
 
   complete(): void {
     const body = this.#options.build();
-    this.#options.res.writeHead(200, { ...this.#options.headers, 'content-type': 'application/json', 'content-length': body.length });
+    this.#options.res.writeHead(200, {
+      ...this.#options.headers,
+      'content-type': 'application/json',
+      'content-length': body.length,
+    });
     this.#options.res.end(body);
     this.bytesOut = body.length;
   }
@@ -76,7 +80,8 @@ export class CollectedBody implements BodyConsumer {
 
   body(chunk: Buffer): void {
     this.#bytes += chunk.length;
-    if (this.#bytes > this.#maxBytes) throw new GraygateError('upstream_protocol_error', `the upstream answer is larger than ${this.#maxBytes} bytes`);
+    if (this.#bytes > this.#maxBytes)
+      throw new GraygateError('upstream_protocol_error', `the upstream answer is larger than ${this.#maxBytes} bytes`);
     this.#parts.push(chunk);
   }
 

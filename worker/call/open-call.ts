@@ -56,7 +56,11 @@ export function openCall(options: OpenCallOptions): OpenedCall {
     }
     const aggregator = new CompletionAggregator();
     const build = (): Buffer => Buffer.from(JSON.stringify(aggregator.toCompletion()));
-    return { consumer: chatConsumer(adapter, state, aggregator), response: new JsonAnswer({ res, headers, build, contentChunks: () => aggregator.contentChunks }), usage: () => state.usage };
+    return {
+      consumer: chatConsumer(adapter, state, aggregator),
+      response: new JsonAnswer({ res, headers, build, contentChunks: () => aggregator.contentChunks }),
+      usage: () => state.usage,
+    };
   }
   const convert = adapter.convertAnswer;
   if (convert !== undefined) {
@@ -67,7 +71,11 @@ export function openCall(options: OpenCallOptions): OpenedCall {
       usage = answer.usage;
       return answer.body;
     };
-    return { consumer: collected, response: new JsonAnswer({ res, headers, build, contentChunks: () => (usage === undefined ? 0 : 1) }), usage: () => usage };
+    return {
+      consumer: collected,
+      response: new JsonAnswer({ res, headers, build, contentChunks: () => (usage === undefined ? 0 : 1) }),
+      usage: () => usage,
+    };
   }
   if (call.isStream && kind !== 'embeddings') {
     const relay = new SseRelay({ ...stream, kind, includeUsage: call.includeUsage });

@@ -1,7 +1,14 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { serializeError } from '../../shared/errors.js';
 import { loadAdapter } from '../upstream/load-adapter.js';
-import { fromTransferred, prepareCall, toTransferable, type PrepareJob, type PrepareReply, type PrepareThreadData } from './prepare.js';
+import {
+  fromTransferred,
+  prepareCall,
+  toTransferable,
+  type PrepareJob,
+  type PrepareReply,
+  type PrepareThreadData,
+} from './prepare.js';
 
 // Entry of the helper thread (call/preparer.ts): prepares one large request
 // body at a time, so however long JSON.parse and JSON.stringify take, the
@@ -18,7 +25,17 @@ port.on('message', (job: PrepareJob) => {
     const call = prepareCall(job.kind, fromTransferred(job.body), adapter, data.build);
     const out = toTransferable(call.request.body);
     transfer = out.transfer;
-    reply = { id: job.id, ok: true, path: call.request.path, headers: call.request.headers, body: out.bytes, model: call.request.model, isStream: call.isStream, includeUsage: call.includeUsage, encoding: call.encoding };
+    reply = {
+      id: job.id,
+      ok: true,
+      path: call.request.path,
+      headers: call.request.headers,
+      body: out.bytes,
+      model: call.request.model,
+      isStream: call.isStream,
+      includeUsage: call.includeUsage,
+      encoding: call.encoding,
+    };
   } catch (err) {
     const { code, message } = serializeError(err);
     reply = { id: job.id, ok: false, code, message };

@@ -21,19 +21,38 @@ export interface PreparedCall {
   encoding: EmbeddingEncoding;
 }
 
-export function prepareCall(kind: EndpointKind, body: Buffer, adapter: Pick<UpstreamAdapter, 'format' | 'endpoints' | 'buildRequest' | 'buildEndpointRequest'>, build: BuildOptions): PreparedCall {
+export function prepareCall(
+  kind: EndpointKind,
+  body: Buffer,
+  adapter: Pick<UpstreamAdapter, 'format' | 'endpoints' | 'buildRequest' | 'buildEndpointRequest'>,
+  build: BuildOptions,
+): PreparedCall {
   if (kind === 'chat') {
     const chat = parseChatRequest(body);
-    return { request: adapter.buildRequest(chat, build), isStream: chat.stream === true, includeUsage: chat.stream_options?.include_usage === true, encoding: 'float' };
+    return {
+      request: adapter.buildRequest(chat, build),
+      isStream: chat.stream === true,
+      includeUsage: chat.stream_options?.include_usage === true,
+      encoding: 'float',
+    };
   }
-  if (!adapter.endpoints.has(kind) || adapter.buildEndpointRequest === undefined) throw unsupportedEndpoint(kind, adapter.format);
+  if (!adapter.endpoints.has(kind) || adapter.buildEndpointRequest === undefined)
+    throw unsupportedEndpoint(kind, adapter.format);
   const req = parseEndpointRequest(kind, body);
-  return { request: adapter.buildEndpointRequest(kind, req.body, build), isStream: req.isStream, includeUsage: req.includeUsage, encoding: req.encoding };
+  return {
+    request: adapter.buildEndpointRequest(kind, req.body, build),
+    isStream: req.isStream,
+    includeUsage: req.includeUsage,
+    encoding: req.encoding,
+  };
 }
 
 /** SPEC §12: an endpoint the version's format does not serve, naming the format. */
 export function unsupportedEndpoint(kind: EndpointKind, format: UpstreamFormat): GraygateError {
-  return new GraygateError('unsupported_endpoint', `POST ${ENDPOINT_PATHS[kind]} is not supported by this version's upstream format (${format})`);
+  return new GraygateError(
+    'unsupported_endpoint',
+    `POST ${ENDPOINT_PATHS[kind]} is not supported by this version's upstream format (${format})`,
+  );
 }
 
 /** The worker path of each endpoint. */
@@ -59,7 +78,17 @@ export interface PrepareJob {
 
 /** Thread → main. Errors travel as data (STYLE §19). */
 export type PrepareReply =
-  | { id: number; ok: true; path: string; headers: Record<string, string>; body: Uint8Array; model: string; isStream: boolean; includeUsage: boolean; encoding: EmbeddingEncoding }
+  | {
+      id: number;
+      ok: true;
+      path: string;
+      headers: Record<string, string>;
+      body: Uint8Array;
+      model: string;
+      isStream: boolean;
+      includeUsage: boolean;
+      encoding: EmbeddingEncoding;
+    }
   | { id: number; ok: false; code: string; message: string };
 
 /** Buffer → the view to post and the memory to move with it (none when the Buffer is a slice of Node's shared pool). */

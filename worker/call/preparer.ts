@@ -2,7 +2,16 @@ import { Worker } from 'node:worker_threads';
 import { GraygateError } from '../../shared/errors.js';
 import type { BuildOptions, UpstreamAdapter } from '../upstream/format-adapter.js';
 import type { EndpointKind } from '../types.js';
-import { fromTransferred, prepareCall, toJobError, toTransferable, type PreparedCall, type PrepareJob, type PrepareReply, type PrepareThreadData } from './prepare.js';
+import {
+  fromTransferred,
+  prepareCall,
+  toJobError,
+  toTransferable,
+  type PreparedCall,
+  type PrepareJob,
+  type PrepareReply,
+  type PrepareThreadData,
+} from './prepare.js';
 
 // Issue 9 part 5: parsing a body costs time in proportion to its size (on a
 // 2-core machine a legitimate 9.5 MB prompt took ~130 ms to decode, parse and
@@ -118,19 +127,42 @@ export class RequestPreparer {
     const data: PrepareThreadData = { format: this.#options.adapter.format, build: this.#options.build };
     // No execArgv: the thread runs built JavaScript and needs none of the process's flags (a test runner's
     // TypeScript loader, inherited, made each thread start take 1.5 s).
-    const thread = new Worker(this.#options.threadUrl ?? new URL('./prepare-thread.js', import.meta.url), { workerData: data, execArgv: [] });
+    const thread = new Worker(this.#options.threadUrl ?? new URL('./prepare-thread.js', import.meta.url), {
+      workerData: data,
+      execArgv: [],
+    });
     // The thread never keeps the process alive: a worker exits when its server closes.
     thread.unref();
     thread.on('message', (reply: PrepareReply) => {
       this.#settle(reply.id, (waiter) => {
         if (!reply.ok) return waiter.reject(toJobError(reply));
-        const request = { path: reply.path, headers: reply.headers, body: fromTransferred(reply.body), model: reply.model };
-        waiter.resolve({ request, isStream: reply.isStream, includeUsage: reply.includeUsage, encoding: reply.encoding });
+        const request = {
+          path: reply.path,
+          headers: reply.headers,
+          body: fromTransferred(reply.body),
+          model: reply.model,
+        };
+        waiter.resolve({
+          request,
+          isStream: reply.isStream,
+          includeUsage: reply.includeUsage,
+          encoding: reply.encoding,
+        });
       });
     });
     // A crashed thread fails its jobs; the next large body starts a new one.
-    thread.on('error', (err) => this.#onThreadGone(thread, new GraygateError('internal_error', 'the request preparing thread failed', { cause: err })));
-    thread.on('exit', (code) => this.#onThreadGone(thread, new GraygateError('internal_error', `the request preparing thread exited with code ${code}`)));
+    thread.on('error', (err) =>
+      this.#onThreadGone(
+        thread,
+        new GraygateError('internal_error', 'the request preparing thread failed', { cause: err }),
+      ),
+    );
+    thread.on('exit', (code) =>
+      this.#onThreadGone(
+        thread,
+        new GraygateError('internal_error', `the request preparing thread exited with code ${code}`),
+      ),
+    );
     return thread;
   }
 
@@ -142,7 +174,10 @@ export class RequestPreparer {
     if (this.#waiters.size > 0) return;
     this.#onIdle?.();
     if (this.#thread !== undefined && !this.#isClosed) {
-      this.#idleTimer = setTimeout(() => void this.#stopThread(), this.#options.threadIdleMs ?? DEFAULT_THREAD_IDLE_MS).unref();
+      this.#idleTimer = setTimeout(
+        () => void this.#stopThread(),
+        this.#options.threadIdleMs ?? DEFAULT_THREAD_IDLE_MS,
+      ).unref();
     }
   }
 

@@ -1,4 +1,13 @@
-import type { ChatCompletion, ChatCompletionChunk, ChatOutput, ChoiceLogprobs, FinishReason, TokenLogprob, ToolCall, Usage } from '../types.js';
+import type {
+  ChatCompletion,
+  ChatCompletionChunk,
+  ChatOutput,
+  ChoiceLogprobs,
+  FinishReason,
+  TokenLogprob,
+  ToolCall,
+  Usage,
+} from '../types.js';
 
 // A non-streaming answer (SPEC §5 `stream:false`) built from the same chunks a
 // stream gets: per choice (an OpenAI upstream may send n of them), its text,
@@ -57,7 +66,8 @@ export class CompletionAggregator implements ChatOutput {
       }
       addExtra(parts.extra, rest);
       if (choice.logprobs !== undefined && choice.logprobs !== null) addLogprobs(parts, choice.logprobs);
-      if (choice.finish_reason !== null && choice.finish_reason !== undefined) parts.finishReason = choice.finish_reason;
+      if (choice.finish_reason !== null && choice.finish_reason !== undefined)
+        parts.finishReason = choice.finish_reason;
     }
   }
 
@@ -74,7 +84,13 @@ export class CompletionAggregator implements ChatOutput {
 
   toCompletion(): ChatCompletion {
     const first = this.#first;
-    const completion: ChatCompletion = { id: first?.id ?? '', object: 'chat.completion', created: first?.created ?? 0, model: first?.model ?? '', choices: [] };
+    const completion: ChatCompletion = {
+      id: first?.id ?? '',
+      object: 'chat.completion',
+      created: first?.created ?? 0,
+      model: first?.model ?? '',
+      choices: [],
+    };
     // An upstream's own top-level fields (system_fingerprint, service_tier) carry over.
     for (const [key, value] of Object.entries(first ?? {})) if (!CHUNK_ONLY.has(key)) completion[key] = value;
     const indexes = [...this.#choices.keys()].sort((a, b) => a - b);
@@ -104,8 +120,19 @@ function toChoice(index: number, parts: ChoiceParts): ChatCompletion['choices'][
     .map(([, t]) => ({ id: t.id, type: t.type, function: { name: t.name, arguments: t.args.join('') } }));
   // OpenAI: `content: null` when the model only called tools.
   const content = parts.content.length === 0 && tools.length > 0 ? null : parts.content.join('');
-  const message: ChatCompletion['choices'][number]['message'] = { role: 'assistant', content, refusal: parts.refusal.length === 0 ? null : parts.refusal.join(''), ...parts.extra };
+  const message: ChatCompletion['choices'][number]['message'] = {
+    role: 'assistant',
+    content,
+    refusal: parts.refusal.length === 0 ? null : parts.refusal.join(''),
+    ...parts.extra,
+  };
   if (tools.length > 0) message.tool_calls = tools;
-  const logprobs = parts.logprobs === undefined ? null : { content: parts.logprobs.content, refusal: parts.logprobs.refusal.length === 0 ? null : parts.logprobs.refusal };
+  const logprobs =
+    parts.logprobs === undefined
+      ? null
+      : {
+          content: parts.logprobs.content,
+          refusal: parts.logprobs.refusal.length === 0 ? null : parts.logprobs.refusal,
+        };
   return { index, message, finish_reason: parts.finishReason, logprobs };
 }

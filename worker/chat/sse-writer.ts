@@ -24,7 +24,8 @@ export class SseWriter extends SseResponse implements ChatOutput {
     if (!this.#includeUsage && chunk.choices.length === 0) return;
     const delta = chunk.choices[0]?.delta;
     // A tool call's fragments are the answer as much as text is (SPEC §12).
-    const isContent = delta !== undefined && (isText(delta.content) || isText(delta.refusal) || delta.tool_calls !== undefined);
+    const isContent =
+      delta !== undefined && (isText(delta.content) || isText(delta.refusal) || delta.tool_calls !== undefined);
     this.queue(encodeChunk(chunk, raw), isContent);
   }
 

@@ -26,16 +26,25 @@ export async function fetchModels(options: FetchModelsOptions): Promise<ModelEnt
   let hasResponse = false;
   try {
     const headers = { accept: 'application/json', ...upstreamAuthHeaders(format, options.apiKey) };
-    const res = await options.client.request({ method: 'GET', path: MODEL_LIST_PATHS[format], headers, signal: options.signal });
+    const res = await options.client.request({
+      method: 'GET',
+      path: MODEL_LIST_PATHS[format],
+      headers,
+      signal: options.signal,
+    });
     hasResponse = true;
-    if (res.statusCode < 200 || res.statusCode >= 300) throw await readStatusError(res.statusCode, res.headers, res.body, MAX_ERROR_BODY_BYTES);
+    if (res.statusCode < 200 || res.statusCode >= 300)
+      throw await readStatusError(res.statusCode, res.headers, res.body, MAX_ERROR_BODY_BYTES);
     const parts: Buffer[] = [];
     let bytes = 0;
     for await (const chunk of res.body as AsyncIterable<Buffer>) {
       bytes += chunk.length;
       if (bytes > MAX_LIST_BYTES) {
         res.body.destroy();
-        throw new GraygateError('upstream_protocol_error', `the upstream's model list is larger than ${MAX_LIST_BYTES} bytes`);
+        throw new GraygateError(
+          'upstream_protocol_error',
+          `the upstream's model list is larger than ${MAX_LIST_BYTES} bytes`,
+        );
       }
       parts.push(chunk);
     }

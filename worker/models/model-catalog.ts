@@ -80,7 +80,11 @@ export class ModelCatalog {
       return Promise.resolve(known);
     }
     const failure = this.#failure;
-    if (failure !== undefined && this.#now() - failure.atMs < (this.#options.failureTtlMs ?? DEFAULT_MODELS_FAILURE_TTL_MS)) return Promise.reject(failure.err);
+    if (
+      failure !== undefined &&
+      this.#now() - failure.atMs < (this.#options.failureTtlMs ?? DEFAULT_MODELS_FAILURE_TTL_MS)
+    )
+      return Promise.reject(failure.err);
     return raceAbort(this.#refresh(), options.signal);
   }
 
@@ -90,7 +94,9 @@ export class ModelCatalog {
   }
 
   #isFresh(): boolean {
-    return this.#cached !== undefined && this.#now() - this.#cached.atMs < (this.#options.ttlMs ?? DEFAULT_MODELS_TTL_MS);
+    return (
+      this.#cached !== undefined && this.#now() - this.#cached.atMs < (this.#options.ttlMs ?? DEFAULT_MODELS_TTL_MS)
+    );
   }
 
   /** The one fetch in flight, started if none is. */

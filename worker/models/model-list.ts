@@ -34,16 +34,26 @@ export function configuredModel(id: string, ownedBy: string): ModelEntry {
 /** A format's model list → OpenAI model objects; a list of another shape is an upstream_protocol_error. */
 export function modelsFromUpstream(format: UpstreamFormat, value: unknown, ownedBy: string): ModelEntry[] {
   const list = (value as Record<string, unknown> | null)?.[format === 'ollama' ? 'models' : 'data'];
-  if (!Array.isArray(list)) throw new GraygateError('upstream_protocol_error', `the upstream's model list has no ${format === 'ollama' ? '`models`' : '`data`'} array`);
+  if (!Array.isArray(list))
+    throw new GraygateError(
+      'upstream_protocol_error',
+      `the upstream's model list has no ${format === 'ollama' ? '`models`' : '`data`'} array`,
+    );
   return list.map((item: Record<string, unknown> | null) => {
     const id = format === 'ollama' ? (item?.['name'] ?? item?.['model']) : item?.['id'];
-    if (typeof id !== 'string' || id === '') throw new GraygateError('upstream_protocol_error', "the upstream's model list has an entry without an id");
+    if (typeof id !== 'string' || id === '')
+      throw new GraygateError('upstream_protocol_error', "the upstream's model list has an entry without an id");
     if (format === 'openai') {
       const created = typeof item!['created'] === 'number' ? item!['created'] : 0;
       const owner = typeof item!['owned_by'] === 'string' ? item!['owned_by'] : ownedBy;
       return { ...item, id, object: 'model', created, owned_by: owner };
     }
-    return { id, object: 'model', created: unixSeconds(item?.[format === 'ollama' ? 'modified_at' : 'created_at']), owned_by: ownedBy };
+    return {
+      id,
+      object: 'model',
+      created: unixSeconds(item?.[format === 'ollama' ? 'modified_at' : 'created_at']),
+      owned_by: ownedBy,
+    };
   });
 }
 

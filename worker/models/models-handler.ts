@@ -19,7 +19,12 @@ import type { ModelEntry } from './model-list.js';
 /** Header the master's proxy sets on every request it forwards (SPEC §3). */
 const PROXIED_HEADER = 'x-graygate-version';
 
-export function handleModels(req: IncomingMessage, res: ServerResponse, modelId: string | undefined, catalog: ModelCatalog): void {
+export function handleModels(
+  req: IncomingMessage,
+  res: ServerResponse,
+  modelId: string | undefined,
+  catalog: ModelCatalog,
+): void {
   if (req.headers[PROXIED_HEADER] === undefined) {
     catalog.warm();
     sendJson(res, 200, listOf(catalog.peek() ?? []));
@@ -33,7 +38,8 @@ export function handleModels(req: IncomingMessage, res: ServerResponse, modelId:
     .then((models) => {
       if (modelId === undefined) return sendJson(res, 200, listOf(models));
       const model = models.find((m) => m.id === modelId);
-      if (model === undefined) throw new GraygateError('not_found', `The model '${modelId}' does not exist on this version`);
+      if (model === undefined)
+        throw new GraygateError('not_found', `The model '${modelId}' does not exist on this version`);
       sendJson(res, 200, model);
     })
     .catch((err: unknown) => {

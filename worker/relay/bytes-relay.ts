@@ -70,7 +70,8 @@ export class BytesRelay implements BodyConsumer, CallResponse {
 
   complete(): void {
     this.flush();
-    if (!this.#res.headersSent) this.#res.writeHead(200, { ...this.#headers, 'content-type': 'application/json', 'content-length': 0 });
+    if (!this.#res.headersSent)
+      this.#res.writeHead(200, { ...this.#headers, 'content-type': 'application/json', 'content-length': 0 });
     this.#res.end();
   }
 

@@ -16,7 +16,12 @@ import { usageOf } from './usage-tail.js';
 // (upstream/openai.ts) and forwarded only when the client asked.
 
 /** Responses API events after which the stream is over. */
-const RESPONSES_FINAL: ReadonlySet<unknown> = new Set(['response.completed', 'response.incomplete', 'response.failed', 'error']);
+const RESPONSES_FINAL: ReadonlySet<unknown> = new Set([
+  'response.completed',
+  'response.incomplete',
+  'response.failed',
+  'error',
+]);
 
 export interface SseRelayOptions extends SseResponseOptions {
   kind: 'completions' | 'responses';
@@ -38,7 +43,8 @@ export class SseRelay extends SseResponse implements CallResponse {
       event: (type, data) => this.#event(type, data),
       body: () => undefined,
       end: () => {
-        if (!this.#isDone) throw new GraygateError('upstream_protocol_error', 'the upstream response ended before its final event');
+        if (!this.#isDone)
+          throw new GraygateError('upstream_protocol_error', 'the upstream response ended before its final event');
       },
     };
   }
@@ -59,7 +65,8 @@ export class SseRelay extends SseResponse implements CallResponse {
     }
     const value = parseUpstreamJson(data);
     if (this.#options.kind === 'completions') {
-      if (value['error'] !== undefined && value['error'] !== null) throw upstreamStreamError(upstreamErrorMessage(data));
+      if (value['error'] !== undefined && value['error'] !== null)
+        throw upstreamStreamError(upstreamErrorMessage(data));
       const choices = value['choices'];
       if (isRecord(value['usage'])) this.#usage = value['usage'];
       if (Array.isArray(choices) && choices.length === 0 && !this.#options.includeUsage) return;

@@ -22,7 +22,8 @@ export class UsageTail {
   push(chunk: Buffer): void {
     this.#parts.push(chunk);
     this.#bytes += chunk.length;
-    while (this.#parts.length > 1 && this.#bytes - this.#parts[0]!.length >= this.#maxBytes) this.#bytes -= this.#parts.shift()!.length;
+    while (this.#parts.length > 1 && this.#bytes - this.#parts[0]!.length >= this.#maxBytes)
+      this.#bytes -= this.#parts.shift()!.length;
   }
 
   /** The tokens of the last `usage` object in the kept bytes, OpenAI's names or the Responses API's. */
@@ -66,8 +67,13 @@ function objectEnd(text: string, start: number): number {
 }
 
 /** prompt/completion tokens from OpenAI's usage names or the Responses API's (input/output). */
-export function usageOf(usage: Record<string, unknown> | undefined): { prompt_tokens: number; completion_tokens: number } | undefined {
+export function usageOf(
+  usage: Record<string, unknown> | undefined,
+): { prompt_tokens: number; completion_tokens: number } | undefined {
   if (usage === undefined) return undefined;
   const count = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
-  return { prompt_tokens: count(usage['prompt_tokens'] ?? usage['input_tokens']), completion_tokens: count(usage['completion_tokens'] ?? usage['output_tokens']) };
+  return {
+    prompt_tokens: count(usage['prompt_tokens'] ?? usage['input_tokens']),
+    completion_tokens: count(usage['completion_tokens'] ?? usage['output_tokens']),
+  };
 }

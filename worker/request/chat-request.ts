@@ -58,7 +58,8 @@ export interface RequestTool {
   [key: string]: unknown;
 }
 
-export type ToolChoice = 'none' | 'auto' | 'required' | { type: string; function?: { name: string }; [key: string]: unknown };
+export type ToolChoice =
+  'none' | 'auto' | 'required' | { type: string; function?: { name: string }; [key: string]: unknown };
 
 export interface ResponseFormat {
   type: string;
@@ -128,7 +129,15 @@ function chatRequestProblems(body: Record<string, unknown>): string[] {
   check('max_completion_tokens', body['max_completion_tokens'], nullable(positiveInteger));
   check('temperature', body['temperature'], nullable(number));
   check('top_p', body['top_p'], nullable(number));
-  check('stop', body['stop'], nullable((v) => (typeof v === 'string' || (Array.isArray(v) && v.every((s) => typeof s === 'string')) ? undefined : 'must be a string or an array of strings')));
+  check(
+    'stop',
+    body['stop'],
+    nullable((v) =>
+      typeof v === 'string' || (Array.isArray(v) && v.every((s) => typeof s === 'string'))
+        ? undefined
+        : 'must be a string or an array of strings',
+    ),
+  );
   check('n', body['n'], nullable(positiveInteger));
   toolProblems(body, problems);
   return problems;
@@ -139,12 +148,19 @@ function messageProblems(message: unknown, path: string, problems: string[]): vo
     problems.push(`${path}: must be an object`);
     return;
   }
-  if (!ROLES.has(message['role'])) problems.push(`${path}.role: must be one of system, developer, user, assistant, tool`);
+  if (!ROLES.has(message['role']))
+    problems.push(`${path}.role: must be one of system, developer, user, assistant, tool`);
   const content = message['content'];
-  if (content !== undefined && content !== null && typeof content !== 'string' && !(Array.isArray(content) && content.every(isContentPart))) {
+  if (
+    content !== undefined &&
+    content !== null &&
+    typeof content !== 'string' &&
+    !(Array.isArray(content) && content.every(isContentPart))
+  ) {
     problems.push(`${path}.content: must be a string, an array of content parts or null`);
   }
-  if (message['name'] !== undefined && typeof message['name'] !== 'string') problems.push(`${path}.name: must be a string`);
+  if (message['name'] !== undefined && typeof message['name'] !== 'string')
+    problems.push(`${path}.name: must be a string`);
   messageToolProblems(message, path, problems);
 }
 

@@ -12,17 +12,34 @@ const TOOL_CHOICE_WORDS: ReadonlySet<unknown> = new Set(['none', 'auto', 'requir
 export function toolProblems(body: Record<string, unknown>, problems: string[]): void {
   const check = checker(problems);
   const tools = body['tools'];
-  check('tools', tools, nullable((v) => (Array.isArray(v) ? undefined : 'must be an array of tools')));
+  check(
+    'tools',
+    tools,
+    nullable((v) => (Array.isArray(v) ? undefined : 'must be an array of tools')),
+  );
   if (Array.isArray(tools)) tools.forEach((tool: unknown, i) => toolShapeProblems(tool, `tools.${i}`, problems));
   const choice = body['tool_choice'];
-  check('tool_choice', choice, nullable((v) => (TOOL_CHOICE_WORDS.has(v) || (isObject(v) && typeof v['type'] === 'string') ? undefined : 'must be "none", "auto", "required" or an object with a type')));
+  check(
+    'tool_choice',
+    choice,
+    nullable((v) =>
+      TOOL_CHOICE_WORDS.has(v) || (isObject(v) && typeof v['type'] === 'string')
+        ? undefined
+        : 'must be "none", "auto", "required" or an object with a type',
+    ),
+  );
   if (isObject(choice) && choice['type'] === 'function') {
     check('tool_choice.function', choice['function'], object);
-    if (isObject(choice['function'])) check('tool_choice.function.name', choice['function']['name'] ?? null, nonEmptyString);
+    if (isObject(choice['function']))
+      check('tool_choice.function.name', choice['function']['name'] ?? null, nonEmptyString);
   }
   check('parallel_tool_calls', body['parallel_tool_calls'], nullable(boolean));
   const format = body['response_format'];
-  check('response_format', format, nullable((v) => (isObject(v) && typeof v['type'] === 'string' ? undefined : 'must be an object with a type')));
+  check(
+    'response_format',
+    format,
+    nullable((v) => (isObject(v) && typeof v['type'] === 'string' ? undefined : 'must be an object with a type')),
+  );
   if (isObject(format) && format['type'] === 'json_schema') {
     const spec = format['json_schema'];
     check('response_format.json_schema', spec ?? null, object);

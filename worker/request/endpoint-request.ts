@@ -38,8 +38,14 @@ export function parseEndpointRequest(kind: RelayKind, bytes: Buffer): EndpointRe
   if (isObject(streamOptions)) check('stream_options.include_usage', streamOptions['include_usage'], boolean);
   if (kind === 'embeddings') {
     if (raw['stream'] === true) problems.push('stream: embeddings are not streamed');
-    check('input', raw['input'] ?? null, (v) => (isInput(v) ? undefined : 'must be a string, an array of strings, or token arrays'));
-    check('encoding_format', raw['encoding_format'], nullable((v) => (v === 'float' || v === 'base64' ? undefined : 'must be "float" or "base64"')));
+    check('input', raw['input'] ?? null, (v) =>
+      isInput(v) ? undefined : 'must be a string, an array of strings, or token arrays',
+    );
+    check(
+      'encoding_format',
+      raw['encoding_format'],
+      nullable((v) => (v === 'float' || v === 'base64' ? undefined : 'must be "float" or "base64"')),
+    );
     check('dimensions', raw['dimensions'], nullable(positiveInteger));
   }
   if (problems.length > 0) throw new GraygateError('invalid_request', problems.join('; '));

@@ -46,12 +46,18 @@ export function checkJsonLimits(bytes: Buffer, limits: JsonLimits): void {
     } else if (c === COMMA) {
       if (depth === 0) return; // `1,2` at the top: not JSON
       if (++commas[depth]! >= maxMembers) {
-        throw new GraygateError('invalid_request', `the request body has an object or array with more than ${maxMembers} members (limit ${maxMembers})`);
+        throw new GraygateError(
+          'invalid_request',
+          `the request body has an object or array with more than ${maxMembers} members (limit ${maxMembers})`,
+        );
       }
       if (++values > maxValues) throw tooManyValues(maxValues);
     } else if (c === OPEN_OBJECT || c === OPEN_ARRAY) {
       if (depth === maxDepth) {
-        throw new GraygateError('invalid_request', `the request body is nested more than ${maxDepth} levels deep (limit ${maxDepth})`);
+        throw new GraygateError(
+          'invalid_request',
+          `the request body is nested more than ${maxDepth} levels deep (limit ${maxDepth})`,
+        );
       }
       commas[++depth] = 0;
       if (++values > maxValues) throw tooManyValues(maxValues);
@@ -63,7 +69,10 @@ export function checkJsonLimits(bytes: Buffer, limits: JsonLimits): void {
 }
 
 function tooManyValues(maxValues: number): GraygateError {
-  return new GraygateError('invalid_request', `the request body has more than ${maxValues} members and items in total (limit ${maxValues})`);
+  return new GraygateError(
+    'invalid_request',
+    `the request body has more than ${maxValues} members and items in total (limit ${maxValues})`,
+  );
 }
 
 /**
@@ -92,7 +101,8 @@ class StringSkipper {
     if (backslash === -1 || backslash > quote) return quote;
     for (let i = backslash; i < bytes.length; i++) {
       const c = bytes[i];
-      if (c === BACKSLASH) i++; // the escaped byte, a quote included
+      if (c === BACKSLASH)
+        i++; // the escaped byte, a quote included
       else if (c === QUOTE) return i;
     }
     return -1;

@@ -67,7 +67,10 @@ export class EventDecoder {
     this.#dataLength += value.length + (this.#data === undefined ? 0 : 1);
     if (this.#dataLength > this.#maxEventBytes) {
       this.#clear();
-      throw new GraygateError('upstream_protocol_error', `the upstream sent an event larger than maxEventBytes (${this.#maxEventBytes} bytes)`);
+      throw new GraygateError(
+        'upstream_protocol_error',
+        `the upstream sent an event larger than maxEventBytes (${this.#maxEventBytes} bytes)`,
+      );
     }
     if (this.#data === undefined) this.#data = value;
     else (this.#moreData ??= []).push(value);

@@ -105,7 +105,10 @@ export class LineDecoder {
   #check(bytes: number): void {
     if (bytes > this.#maxLineBytes) {
       this.#reset();
-      throw new GraygateError('upstream_protocol_error', `the upstream sent a line longer than maxEventBytes (${this.#maxLineBytes} bytes)`);
+      throw new GraygateError(
+        'upstream_protocol_error',
+        `the upstream sent a line longer than maxEventBytes (${this.#maxLineBytes} bytes)`,
+      );
     }
   }
 

@@ -228,7 +228,9 @@ class Scan {
 
   #null(i: number): number {
     const buf = this.buf;
-    return buf[i] === 0x6e && buf[i + 1] === 0x75 && buf[i + 2] === 0x6c && buf[i + 3] === 0x6c && i + 4 <= this.#end ? i + 4 : -1;
+    return buf[i] === 0x6e && buf[i + 1] === 0x75 && buf[i + 2] === 0x6c && buf[i + 3] === 0x6c && i + 4 <= this.#end
+      ? i + 4
+      : -1;
   }
 
   /** Any JSON value, validated. */
@@ -290,7 +292,8 @@ class Scan {
       else if (c === BACKSLASH) {
         const e = buf[++i];
         if (e === 0x75 /* u */) {
-          if (i + 4 >= end || !isHex(buf[i + 1]!) || !isHex(buf[i + 2]!) || !isHex(buf[i + 3]!) || !isHex(buf[i + 4]!)) return -1;
+          if (i + 4 >= end || !isHex(buf[i + 1]!) || !isHex(buf[i + 2]!) || !isHex(buf[i + 3]!) || !isHex(buf[i + 4]!))
+            return -1;
           i += 4;
         } else if (e === undefined || !ESCAPES.has(e)) return -1;
       }
@@ -328,7 +331,16 @@ class Scan {
 
 /** Any unescaped key the scan does not look at. */
 const OTHER_KEY = Buffer.alloc(0);
-const KEYS_BY_LENGTH: ReadonlyArray<readonly Buffer[] | undefined> = groupByLength([KEY_CHOICES, KEY_ERROR, KEY_USAGE, KEY_DELTA, KEY_FINISH, KEY_CONTENT, KEY_REFUSAL, KEY_TOOL_CALLS]);
+const KEYS_BY_LENGTH: ReadonlyArray<readonly Buffer[] | undefined> = groupByLength([
+  KEY_CHOICES,
+  KEY_ERROR,
+  KEY_USAGE,
+  KEY_DELTA,
+  KEY_FINISH,
+  KEY_CONTENT,
+  KEY_REFUSAL,
+  KEY_TOOL_CALLS,
+]);
 const TRUE = Buffer.from('true');
 const FALSE = Buffer.from('false');
 const ESCAPES: ReadonlySet<number> = new Set([...'"\\/bfnrt'].map((c) => c.charCodeAt(0)));

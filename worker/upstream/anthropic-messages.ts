@@ -1,5 +1,13 @@
 import type { ChatMessage } from '../request/chat-request.js';
-import { checkName, contentParts, invalid, parseArguments, parseDataUrl, textOnly, type Part } from './message-parts.js';
+import {
+  checkName,
+  contentParts,
+  invalid,
+  parseArguments,
+  parseDataUrl,
+  textOnly,
+  type Part,
+} from './message-parts.js';
 
 // OpenAI messages → Anthropic Messages (SPEC §12): system and developer
 // messages become the top-level `system`; an assistant's tool calls become
@@ -31,7 +39,11 @@ export function anthropicMessages(messages: ChatMessage[]): { system: string[]; 
       return;
     }
     if (m.role === 'tool') {
-      const block: AnthropicBlock = { type: 'tool_result', tool_use_id: m.tool_call_id!, content: textOnly(m, path, 'anthropic') };
+      const block: AnthropicBlock = {
+        type: 'tool_result',
+        tool_use_id: m.tool_call_id!,
+        content: textOnly(m, path, 'anthropic'),
+      };
       if (resultTurn === undefined) out.push((resultTurn = { role: 'user', content: [] }));
       (resultTurn.content as AnthropicBlock[]).push(block);
       return;
@@ -57,7 +69,8 @@ function joinTexts(parts: Part[]): Part[] {
   const out: Part[] = [];
   for (const part of parts) {
     const last = out.at(-1);
-    if (part.kind === 'text' && last?.kind === 'text') out[out.length - 1] = { kind: 'text', text: last.text + part.text };
+    if (part.kind === 'text' && last?.kind === 'text')
+      out[out.length - 1] = { kind: 'text', text: last.text + part.text };
     else out.push(part);
   }
   return out;
@@ -82,8 +95,14 @@ function assistantBlocks(m: ChatMessage, path: string): AnthropicBlock[] {
   const blocks: AnthropicBlock[] = text === '' ? [] : [{ type: 'text', text }];
   (m.tool_calls ?? []).forEach((call, j) => {
     const at = `${path}.tool_calls.${j}`;
-    if (call.type !== 'function') throw invalid(`${at}.type`, `an anthropic upstream takes function calls only, not "${call.type}"`);
-    blocks.push({ type: 'tool_use', id: call.id, name: call.function.name, input: parseArguments(call.function.arguments, `${at}.function.arguments`, 'anthropic') });
+    if (call.type !== 'function')
+      throw invalid(`${at}.type`, `an anthropic upstream takes function calls only, not "${call.type}"`);
+    blocks.push({
+      type: 'tool_use',
+      id: call.id,
+      name: call.function.name,
+      input: parseArguments(call.function.arguments, `${at}.function.arguments`, 'anthropic'),
+    });
   });
   return blocks;
 }

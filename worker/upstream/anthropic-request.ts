@@ -20,11 +20,21 @@ export function buildAnthropicRequest(req: ChatRequest, options: BuildOptions): 
   checkChatFields(req, 'anthropic');
   const model = requireModel(req, options);
   const { system, messages } = anthropicMessages(req.messages);
-  if (messages.length === 0) throw new GraygateError('invalid_request', 'messages: an anthropic upstream needs at least one user or assistant message');
-  const body: Record<string, unknown> = { model, max_tokens: maxTokensOf(req) ?? DEFAULT_ANTHROPIC_MAX_TOKENS, messages, stream: true };
+  if (messages.length === 0)
+    throw new GraygateError(
+      'invalid_request',
+      'messages: an anthropic upstream needs at least one user or assistant message',
+    );
+  const body: Record<string, unknown> = {
+    model,
+    max_tokens: maxTokensOf(req) ?? DEFAULT_ANTHROPIC_MAX_TOKENS,
+    messages,
+    stream: true,
+  };
   if (system.length > 0) body['system'] = system.join('\n\n');
   if (req.temperature !== undefined && req.temperature !== null) {
-    if (req.temperature > MAX_TEMPERATURE) throw invalid('temperature', `an anthropic upstream takes 0 to ${MAX_TEMPERATURE}`);
+    if (req.temperature > MAX_TEMPERATURE)
+      throw invalid('temperature', `an anthropic upstream takes 0 to ${MAX_TEMPERATURE}`);
     body['temperature'] = req.temperature;
   }
   if (req.top_p !== undefined && req.top_p !== null) body['top_p'] = req.top_p;
@@ -34,6 +44,10 @@ export function buildAnthropicRequest(req: ChatRequest, options: BuildOptions): 
   const userId = req['safety_identifier'] ?? req['user'];
   if (typeof userId === 'string') body['metadata'] = { user_id: userId };
   Object.assign(body, anthropicToolFields(req));
-  const headers = { 'content-type': 'application/json', accept: 'text/event-stream', ...upstreamAuthHeaders('anthropic', options.apiKey) };
+  const headers = {
+    'content-type': 'application/json',
+    accept: 'text/event-stream',
+    ...upstreamAuthHeaders('anthropic', options.apiKey),
+  };
   return { path: '/v1/messages', headers, body: Buffer.from(JSON.stringify(body)), model };
 }

@@ -31,8 +31,15 @@ export interface AnthropicToolFields {
 export function anthropicToolFields(req: ChatRequest): AnthropicToolFields {
   const out: AnthropicToolFields = {};
   const tools = functionTools(req.tools ?? [], 'anthropic', true).map((t, i) => {
-    if (t.name === JSON_ANSWER_TOOL) throw invalid(`tools.${i}.function.name`, `"${JSON_ANSWER_TOOL}" is reserved by graygate on an anthropic upstream (it carries JSON-mode answers)`);
-    const tool: Record<string, unknown> = { name: t.name, input_schema: t.parameters ?? { type: 'object', properties: {} } };
+    if (t.name === JSON_ANSWER_TOOL)
+      throw invalid(
+        `tools.${i}.function.name`,
+        `"${JSON_ANSWER_TOOL}" is reserved by graygate on an anthropic upstream (it carries JSON-mode answers)`,
+      );
+    const tool: Record<string, unknown> = {
+      name: t.name,
+      input_schema: t.parameters ?? { type: 'object', properties: {} },
+    };
     if (t.description !== undefined) tool['description'] = t.description;
     if (t.strict) tool['strict'] = true;
     return tool;
@@ -49,10 +56,15 @@ export function anthropicToolFields(req: ChatRequest): AnthropicToolFields {
       if (choice === undefined || choice['type'] === 'auto' || choice['type'] === 'none') {
         const isOnlyAnswer = choice === undefined || choice['type'] === 'none' || tools.length === 0;
         tools.push(JSON_ANSWER_TOOL_SPEC);
-        choice = isOnlyAnswer ? { type: 'tool', name: JSON_ANSWER_TOOL, disable_parallel_tool_use: true } : { type: 'any' };
+        choice = isOnlyAnswer
+          ? { type: 'tool', name: JSON_ANSWER_TOOL, disable_parallel_tool_use: true }
+          : { type: 'any' };
       }
     } else {
-      throw invalid('response_format.type', `an anthropic upstream takes "text", "json_object" or "json_schema", not "${format.type}"`);
+      throw invalid(
+        'response_format.type',
+        `an anthropic upstream takes "text", "json_object" or "json_schema", not "${format.type}"`,
+      );
     }
   }
   if (tools.length > 0) out.tools = tools;
@@ -67,5 +79,8 @@ function toolChoice(req: ChatRequest, hasTools: boolean): Record<string, unknown
   if (!hasTools) throw invalid('tool_choice', 'forcing a tool call needs tools');
   if (choice === 'required') return { type: 'any' };
   if (choice.type === 'function' && choice.function !== undefined) return { type: 'tool', name: choice.function.name };
-  throw invalid('tool_choice.type', `an anthropic upstream takes "none", "auto", "required" or a function, not "${choice.type}"`);
+  throw invalid(
+    'tool_choice.type',
+    `an anthropic upstream takes "none", "auto", "required" or a function, not "${choice.type}"`,
+  );
 }

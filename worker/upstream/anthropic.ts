@@ -1,7 +1,14 @@
 import { JSON_ANSWER_BLOCK, type ChunkSink, type FinishReason, type StreamState } from '../types.js';
 import { GraygateError } from '../../shared/errors.js';
 import { parseUpstreamJson, tokenCount, upstreamStreamError, type UpstreamAdapter } from './format-adapter.js';
-import { contentChunk, finishChunk, roleChunk, toolArgumentsChunk, toolCallStartChunk, usageChunk } from './chunk-builders.js';
+import {
+  contentChunk,
+  finishChunk,
+  roleChunk,
+  toolArgumentsChunk,
+  toolCallStartChunk,
+  usageChunk,
+} from './chunk-builders.js';
 import { buildAnthropicRequest, DEFAULT_ANTHROPIC_MAX_TOKENS } from './anthropic-request.js';
 import { JSON_ANSWER_TOOL } from './anthropic-tools.js';
 
@@ -38,10 +45,11 @@ function mapAnthropicErrorStatus(type: unknown): number {
 export function convertAnthropicEvent(state: StreamState, type: string, data: string, sink: ChunkSink): void {
   const value = parseUpstreamJson(data);
   // The `type` inside the data is authoritative; the SSE `event:` line repeats it.
-  const kind = typeof value['type'] === 'string' ? (value['type']) : type;
+  const kind = typeof value['type'] === 'string' ? value['type'] : type;
   switch (kind) {
     case 'message_start': {
-      const usage = (value['message'] as { usage?: { input_tokens?: unknown; output_tokens?: unknown } } | undefined)?.usage;
+      const usage = (value['message'] as { usage?: { input_tokens?: unknown; output_tokens?: unknown } } | undefined)
+        ?.usage;
       state.promptTokens = tokenCount(usage?.input_tokens);
       state.completionTokens = tokenCount(usage?.output_tokens);
       sink.chunk(roleChunk(state));
@@ -51,8 +59,13 @@ export function convertAnthropicEvent(state: StreamState, type: string, data: st
       return startBlock(state, value, sink);
     case 'content_block_delta': {
       const delta = value['delta'] as { type?: unknown; text?: unknown; partial_json?: unknown } | undefined;
-      if (delta?.type === 'text_delta' && typeof delta.text === 'string' && delta.text !== '') sink.chunk(contentChunk(state, delta.text));
-      else if (delta?.type === 'input_json_delta' && typeof delta.partial_json === 'string' && delta.partial_json !== '') {
+      if (delta?.type === 'text_delta' && typeof delta.text === 'string' && delta.text !== '')
+        sink.chunk(contentChunk(state, delta.text));
+      else if (
+        delta?.type === 'input_json_delta' &&
+        typeof delta.partial_json === 'string' &&
+        delta.partial_json !== ''
+      ) {
         const block = state.blocks.get(blockIndex(value));
         if (block === JSON_ANSWER_BLOCK) sink.chunk(contentChunk(state, delta.partial_json));
         else if (block !== undefined) sink.chunk(toolArgumentsChunk(state, block, delta.partial_json));
@@ -64,8 +77,10 @@ export function convertAnthropicEvent(state: StreamState, type: string, data: st
       const delta = value['delta'] as { stop_reason?: unknown } | undefined;
       const usage = value['usage'] as { output_tokens?: unknown; input_tokens?: unknown } | undefined;
       if (usage?.output_tokens !== undefined) state.completionTokens = tokenCount(usage.output_tokens);
-      if (usage?.input_tokens !== undefined && usage.input_tokens !== null) state.promptTokens = tokenCount(usage.input_tokens);
-      if (delta?.stop_reason !== undefined && delta.stop_reason !== null) sink.chunk(finishChunk(state, mapAnthropicStopReason(delta.stop_reason, state.toolCalls > 0)));
+      if (usage?.input_tokens !== undefined && usage.input_tokens !== null)
+        state.promptTokens = tokenCount(usage.input_tokens);
+      if (delta?.stop_reason !== undefined && delta.stop_reason !== null)
+        sink.chunk(finishChunk(state, mapAnthropicStopReason(delta.stop_reason, state.toolCalls > 0)));
       return;
     }
     case 'message_stop':
@@ -85,9 +100,11 @@ export function convertAnthropicEvent(state: StreamState, type: string, data: st
 
 function startBlock(state: StreamState, value: Record<string, unknown>, sink: ChunkSink): void {
   const block = value['content_block'] as { type?: unknown; text?: unknown; id?: unknown; name?: unknown } | undefined;
-  if (block?.type === 'text' && typeof block.text === 'string' && block.text !== '') sink.chunk(contentChunk(state, block.text));
+  if (block?.type === 'text' && typeof block.text === 'string' && block.text !== '')
+    sink.chunk(contentChunk(state, block.text));
   if (block?.type !== 'tool_use') return;
-  if (typeof block.id !== 'string' || typeof block.name !== 'string') throw new GraygateError('upstream_protocol_error', 'the upstream sent a tool_use block without an id or a name');
+  if (typeof block.id !== 'string' || typeof block.name !== 'string')
+    throw new GraygateError('upstream_protocol_error', 'the upstream sent a tool_use block without an id or a name');
   if (block.name === JSON_ANSWER_TOOL) {
     state.blocks.set(blockIndex(value), JSON_ANSWER_BLOCK);
     return;

@@ -10,7 +10,9 @@ const ANTHROPIC_VERSION = '2023-06-01';
 /** Headers every call to a `format` upstream carries. The key goes into headers only, never into logs. */
 export function upstreamAuthHeaders(format: UpstreamFormat, apiKey: string | undefined): Record<string, string> {
   if (format === 'anthropic') {
-    return apiKey === undefined ? { 'anthropic-version': ANTHROPIC_VERSION } : { 'anthropic-version': ANTHROPIC_VERSION, 'x-api-key': apiKey };
+    return apiKey === undefined
+      ? { 'anthropic-version': ANTHROPIC_VERSION }
+      : { 'anthropic-version': ANTHROPIC_VERSION, 'x-api-key': apiKey };
   }
   return apiKey === undefined ? {} : { authorization: `Bearer ${apiKey}` };
 }

@@ -21,9 +21,16 @@ export function contentChunk(state: StreamState, content: string, logprobs?: Cho
  * type and name, empty arguments (SPEC §12). Returns the call's index too,
  * for the argument fragments that follow.
  */
-export function toolCallStartChunk(state: StreamState, id: string, name: string): { chunk: ChatCompletionChunk; index: number } {
+export function toolCallStartChunk(
+  state: StreamState,
+  id: string,
+  name: string,
+): { chunk: ChatCompletionChunk; index: number } {
   const index = state.toolCalls++;
-  return { chunk: chunkOf(state, { tool_calls: [{ index, id, type: 'function', function: { name, arguments: '' } }] }, null), index };
+  return {
+    chunk: chunkOf(state, { tool_calls: [{ index, id, type: 'function', function: { name, arguments: '' } }] }, null),
+    index,
+  };
 }
 
 /** A later fragment of tool call `index`: arguments only. */
@@ -43,9 +50,20 @@ export function finishChunk(state: StreamState, reason: FinishReason): ChatCompl
 }
 
 export function usageChunk(state: StreamState): ChatCompletionChunk {
-  const usage: Usage = { prompt_tokens: state.promptTokens, completion_tokens: state.completionTokens, total_tokens: state.promptTokens + state.completionTokens };
+  const usage: Usage = {
+    prompt_tokens: state.promptTokens,
+    completion_tokens: state.completionTokens,
+    total_tokens: state.promptTokens + state.completionTokens,
+  };
   state.usage = usage;
-  return { id: state.id, object: 'chat.completion.chunk', created: state.created, model: state.model, choices: [], usage };
+  return {
+    id: state.id,
+    object: 'chat.completion.chunk',
+    created: state.created,
+    model: state.model,
+    choices: [],
+    usage,
+  };
 }
 
 /**

@@ -11,7 +11,10 @@ import { UpstreamTimeoutError } from './timeouts.js';
 // pinned, and test/worker/upstream/client.test.ts checks they are the same).
 const requireCjs = createRequire(import.meta.url);
 export const Pool = requireCjs('undici/lib/dispatcher/pool.js') as typeof UndiciPool;
-export const poolRequest = requireCjs('undici/lib/api/api-request.js') as (this: Dispatcher, options: Dispatcher.RequestOptions) => Promise<Dispatcher.ResponseData>;
+export const poolRequest = requireCjs('undici/lib/api/api-request.js') as (
+  this: Dispatcher,
+  options: Dispatcher.RequestOptions,
+) => Promise<Dispatcher.ResponseData>;
 
 // SPEC §5, issue 3 part 4: one undici Pool per upstream origin (a worker has
 // one upstream), keep-alive, a connection cap, HTTP/2 where the upstream is
@@ -103,27 +106,60 @@ function backstop(ms: number): number {
 }
 
 // Connection-level failures before any response: the upstream is unreachable.
-const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'ENETDOWN', 'ECONNABORTED', 'CERT_HAS_EXPIRED', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'ERR_TLS_CERT_ALTNAME_INVALID']);
+const UNREACHABLE = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EHOSTDOWN',
+  'ENETDOWN',
+  'ECONNABORTED',
+  'CERT_HAS_EXPIRED',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
 // The connection dropped under a request or response.
-const RESET = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'ERR_HTTP2_STREAM_ERROR', 'ERR_HTTP2_SESSION_ERROR', 'ERR_HTTP2_GOAWAY_SESSION']);
+const RESET = new Set([
+  'ECONNRESET',
+  'EPIPE',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CLOSED',
+  'ERR_HTTP2_STREAM_ERROR',
+  'ERR_HTTP2_SESSION_ERROR',
+  'ERR_HTTP2_GOAWAY_SESSION',
+]);
 
 /**
  * Any failure of an upstream call → a catalogued error (SPEC §4 upstream codes).
  * Our own typed errors (deadline reasons, protocol errors) pass unchanged.
  * `hasResponse`: headers had arrived, so an unknown failure is a reset, not unreachability.
  */
-export function toUpstreamError(err: unknown, options: { hasResponse: boolean; connectMs: number; firstByteMs: number; idleMs: number }): unknown {
+export function toUpstreamError(
+  err: unknown,
+  options: { hasResponse: boolean; connectMs: number; firstByteMs: number; idleMs: number },
+): unknown {
   if (isGraygateError(err)) return err;
   const code = (err as { code?: unknown } | null)?.code;
   if (code === 'UND_ERR_CONNECT_TIMEOUT') return new UpstreamTimeoutError('connect', options.connectMs, { cause: err });
-  if (code === 'UND_ERR_HEADERS_TIMEOUT') return new UpstreamTimeoutError('first-byte', options.firstByteMs, { cause: err });
+  if (code === 'UND_ERR_HEADERS_TIMEOUT')
+    return new UpstreamTimeoutError('first-byte', options.firstByteMs, { cause: err });
   if (code === 'UND_ERR_BODY_TIMEOUT') return new UpstreamTimeoutError('idle', options.idleMs, { cause: err });
   if (typeof code === 'string') {
-    if (code.startsWith('HPE_') || code === 'UND_ERR_RESPONSE_CONTENT_LENGTH_MISMATCH' || code === 'UND_ERR_INVALID_ARG') {
-      return new GraygateError('upstream_protocol_error', `the upstream sent a malformed HTTP response (${code})`, { cause: err });
+    if (
+      code.startsWith('HPE_') ||
+      code === 'UND_ERR_RESPONSE_CONTENT_LENGTH_MISMATCH' ||
+      code === 'UND_ERR_INVALID_ARG'
+    ) {
+      return new GraygateError('upstream_protocol_error', `the upstream sent a malformed HTTP response (${code})`, {
+        cause: err,
+      });
     }
-    if (RESET.has(code)) return new GraygateError('upstream_reset', `the upstream closed the connection (${code})`, { cause: err });
-    if (UNREACHABLE.has(code) && !options.hasResponse) return new GraygateError('upstream_unreachable', `could not connect to the upstream (${code})`, { cause: err });
+    if (RESET.has(code))
+      return new GraygateError('upstream_reset', `the upstream closed the connection (${code})`, { cause: err });
+    if (UNREACHABLE.has(code) && !options.hasResponse)
+      return new GraygateError('upstream_unreachable', `could not connect to the upstream (${code})`, { cause: err });
   }
   return options.hasResponse
     ? new GraygateError('upstream_reset', 'the upstream connection failed mid-response', { cause: err })

@@ -23,11 +23,16 @@ export type Support =
 const sent = (cell: string): Support => ({ kind: 'sent', cell });
 const unsent = (why: string): Support => ({ kind: 'unsent', cell: `not sent (${why})` });
 const REFUSED: Support = { kind: 'refused', cell: '400' };
-const only = (cell: string, accepts: (value: unknown) => boolean): Support => ({ kind: 'only', accepts, cell: `400 unless ${cell}` });
+const only = (cell: string, accepts: (value: unknown) => boolean): Support => ({
+  kind: 'only',
+  accepts,
+  cell: `400 unless ${cell}`,
+});
 
 const isZero = (v: unknown): boolean => v === 0;
 const isFalse = (v: unknown): boolean => v === false;
-const isEmptyObject = (v: unknown): boolean => typeof v === 'object' && v !== null && !Array.isArray(v) && Object.keys(v).length === 0;
+const isEmptyObject = (v: unknown): boolean =>
+  typeof v === 'object' && v !== null && !Array.isArray(v) && Object.keys(v).length === 0;
 const GATEWAY = sent('read by the gateway');
 
 /** Top-level request fields, by format. Absent from this table: a 400 naming the field. */
@@ -54,7 +59,10 @@ export const CHAT_FIELDS: Readonly<Record<string, Readonly<Record<ConvertedForma
     ollama: sent('`auto`; `none` sends no tools; `required` or a named function is a 400'),
     anthropic: sent('`auto`, `none`, `required` → `any`, a named function → `tool`'),
   },
-  parallel_tool_calls: { ollama: only('true', (v) => v === true), anthropic: sent('`false` → `disable_parallel_tool_use`') },
+  parallel_tool_calls: {
+    ollama: only('true', (v) => v === true),
+    anthropic: sent('`false` → `disable_parallel_tool_use`'),
+  },
   response_format: {
     ollama: sent('`json_object` → `format: "json"`, `json_schema` → `format: schema`'),
     anthropic: sent('`json_schema` → `output_config.format`; `json_object` → a forced tool whose input is the answer'),
@@ -63,7 +71,10 @@ export const CHAT_FIELDS: Readonly<Record<string, Readonly<Record<ConvertedForma
   safety_identifier: { ollama: unsent('an end-user id'), anthropic: sent('`metadata.user_id`') },
   prompt_cache_key: { ollama: unsent('a cache hint'), anthropic: unsent('a cache hint') },
   prompt_cache_retention: { ollama: unsent('a cache hint'), anthropic: unsent('a cache hint') },
-  service_tier: { ollama: only('`auto` or `default`', isDefaultTier), anthropic: only('`auto` or `default`', isDefaultTier) },
+  service_tier: {
+    ollama: only('`auto` or `default`', isDefaultTier),
+    anthropic: only('`auto` or `default`', isDefaultTier),
+  },
   store: { ollama: only('false', isFalse), anthropic: only('false', isFalse) },
   metadata: { ollama: only('`{}`', isEmptyObject), anthropic: only('`{}`', isEmptyObject) },
   modalities: { ollama: only('`["text"]`', isTextOnly), anthropic: only('`["text"]`', isTextOnly) },
@@ -78,11 +89,17 @@ export const CHAT_FIELDS: Readonly<Record<string, Readonly<Record<ConvertedForma
 
 /** Fields of one message, by format (content parts are the converters' business). */
 export const MESSAGE_FIELDS: Readonly<Record<string, Readonly<Record<ConvertedFormat, Support>>>> = {
-  role: { ollama: sent('`role` (`developer` → `system`)'), anthropic: sent('`system`/`developer` → `system`; `tool` → a `user` turn') },
+  role: {
+    ollama: sent('`role` (`developer` → `system`)'),
+    anthropic: sent('`system`/`developer` → `system`; `tool` → a `user` turn'),
+  },
   content: { ollama: sent('`content` + `images`'), anthropic: sent('content blocks') },
   tool_calls: { ollama: sent('`tool_calls` (arguments as an object)'), anthropic: sent('`tool_use` blocks') },
   tool_call_id: { ollama: sent('`tool_call_id` + `tool_name`'), anthropic: sent('`tool_result.tool_use_id`') },
-  name: { ollama: sent('tool messages: `tool_name` (LangChain sends it); others: 400'), anthropic: sent('tool messages: not sent (the id names the call); others: 400') },
+  name: {
+    ollama: sent('tool messages: `tool_name` (LangChain sends it); others: 400'),
+    anthropic: sent('tool messages: not sent (the id names the call); others: 400'),
+  },
   refusal: { ollama: REFUSED, anthropic: REFUSED },
   audio: { ollama: REFUSED, anthropic: REFUSED },
   function_call: { ollama: REFUSED, anthropic: REFUSED },
@@ -108,7 +125,9 @@ export function checkChatFields(req: Record<string, unknown>, format: ConvertedF
   fieldProblems(req, '', CHAT_FIELDS, format, problems);
   const messages = req['messages'];
   if (Array.isArray(messages)) {
-    messages.forEach((m: Record<string, unknown>, i) => fieldProblems(m, `messages.${i}.`, MESSAGE_FIELDS, format, problems));
+    messages.forEach((m: Record<string, unknown>, i) =>
+      fieldProblems(m, `messages.${i}.`, MESSAGE_FIELDS, format, problems),
+    );
   }
   if (problems.length === 0) return;
   const listed = problems.slice(0, MAX_LISTED);
@@ -116,12 +135,20 @@ export function checkChatFields(req: Record<string, unknown>, format: ConvertedF
   throw new GraygateError('invalid_request', listed.join('; '));
 }
 
-function fieldProblems(value: Record<string, unknown>, prefix: string, table: typeof CHAT_FIELDS, format: ConvertedFormat, problems: string[]): void {
+function fieldProblems(
+  value: Record<string, unknown>,
+  prefix: string,
+  table: typeof CHAT_FIELDS,
+  format: ConvertedFormat,
+  problems: string[],
+): void {
   for (const [key, v] of Object.entries(value)) {
     if (v === null || v === undefined) continue;
     const rule = table[key]?.[format];
-    if (rule === undefined) problems.push(`${prefix}${key}: is not a field graygate can convert for an ${format} upstream`);
+    if (rule === undefined)
+      problems.push(`${prefix}${key}: is not a field graygate can convert for an ${format} upstream`);
     else if (rule.kind === 'refused') problems.push(`${prefix}${key}: is not supported by an ${format} upstream`);
-    else if (rule.kind === 'only' && !rule.accepts(v)) problems.push(`${prefix}${key}: an ${format} upstream cannot express it (${rule.cell})`);
+    else if (rule.kind === 'only' && !rule.accepts(v))
+      problems.push(`${prefix}${key}: an ${format} upstream cannot express it (${rule.cell})`);
   }
 }

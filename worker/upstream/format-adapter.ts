@@ -75,10 +75,16 @@ export function parseUpstreamJson(data: string): Record<string, unknown> {
   try {
     value = JSON.parse(data);
   } catch {
-    throw new GraygateError('upstream_protocol_error', `the upstream sent an event that is not valid JSON: ${preview(data)}`);
+    throw new GraygateError(
+      'upstream_protocol_error',
+      `the upstream sent an event that is not valid JSON: ${preview(data)}`,
+    );
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new GraygateError('upstream_protocol_error', `the upstream sent an event that is not a JSON object: ${preview(data)}`);
+    throw new GraygateError(
+      'upstream_protocol_error',
+      `the upstream sent an event that is not a JSON object: ${preview(data)}`,
+    );
   }
   return value as Record<string, unknown>;
 }

@@ -30,7 +30,10 @@ export function contentParts(msg: ChatMessage, path: string, format: ConvertedFo
       if (typeof url !== 'string') throw invalid(`${at}.image_url.url`, 'must be a string');
       return { kind: 'image', url, path: `${at}.image_url.url` };
     }
-    throw invalid(at, `content parts of type "${part.type}" are not supported in ${msg.role} messages by an ${format} upstream`);
+    throw invalid(
+      at,
+      `content parts of type "${part.type}" are not supported in ${msg.role} messages by an ${format} upstream`,
+    );
   });
 }
 
@@ -63,17 +66,32 @@ export function parseArguments(text: string, path: string, format: ConvertedForm
   } catch {
     throw invalid(path, `must be a JSON object for an ${format} upstream (it is not valid JSON)`);
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw invalid(path, `must be a JSON object for an ${format} upstream`);
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw invalid(path, `must be a JSON object for an ${format} upstream`);
   return value as Record<string, unknown>;
 }
 
 /** Function tools only, with their path; `strict: true` refused where the format cannot guarantee it. */
-export function functionTools(tools: RequestTool[], format: ConvertedFormat, isStrictHonoured: boolean): Array<{ name: string; description: string | undefined; parameters: Record<string, unknown> | undefined; strict: boolean }> {
+export function functionTools(
+  tools: RequestTool[],
+  format: ConvertedFormat,
+  isStrictHonoured: boolean,
+): Array<{
+  name: string;
+  description: string | undefined;
+  parameters: Record<string, unknown> | undefined;
+  strict: boolean;
+}> {
   return tools.map((tool, i) => {
-    if (tool.type !== 'function') throw invalid(`tools.${i}.type`, `an ${format} upstream takes function tools only, not "${tool.type}"`);
+    if (tool.type !== 'function')
+      throw invalid(`tools.${i}.type`, `an ${format} upstream takes function tools only, not "${tool.type}"`);
     const fn = tool.function;
     const strict = fn.strict === true;
-    if (strict && !isStrictHonoured) throw invalid(`tools.${i}.function.strict`, `an ${format} upstream cannot guarantee that tool arguments follow the schema; send strict: false`);
+    if (strict && !isStrictHonoured)
+      throw invalid(
+        `tools.${i}.function.strict`,
+        `an ${format} upstream cannot guarantee that tool arguments follow the schema; send strict: false`,
+      );
     return { name: fn.name, description: fn.description, parameters: fn.parameters, strict };
   });
 }
@@ -84,7 +102,8 @@ export function functionTools(tools: RequestTool[], format: ConvertedFormat, isS
  * function's name (the converters use or skip it).
  */
 export function checkName(msg: ChatMessage, path: string, format: ConvertedFormat): void {
-  if (msg.name !== undefined && msg.name !== null && msg.role !== 'tool') throw invalid(`${path}.name`, `is not supported in ${msg.role} messages by an ${format} upstream`);
+  if (msg.name !== undefined && msg.name !== null && msg.role !== 'tool')
+    throw invalid(`${path}.name`, `is not supported in ${msg.role} messages by an ${format} upstream`);
 }
 
 /** Tool-call id → function name over a conversation's assistant messages (a tool result names the call by id only). */

@@ -1,7 +1,14 @@
 import { GraygateError } from '../../shared/errors.js';
 import type { RelayKind } from '../types.js';
 import { upstreamAuthHeaders } from './auth-headers.js';
-import { parseUpstreamJson, tokenCount, type AnswerHints, type BuildOptions, type ConvertedAnswer, type UpstreamRequest } from './format-adapter.js';
+import {
+  parseUpstreamJson,
+  tokenCount,
+  type AnswerHints,
+  type BuildOptions,
+  type ConvertedAnswer,
+  type UpstreamRequest,
+} from './format-adapter.js';
 import { invalid } from './message-parts.js';
 
 // POST /v1/embeddings on an Ollama upstream (SPEC §12): OpenAI's request →
@@ -14,36 +21,63 @@ import { invalid } from './message-parts.js';
 /** OpenAI embeddings fields: what each becomes; any other field is a 400. */
 const FIELDS: ReadonlySet<string> = new Set(['model', 'input', 'dimensions', 'encoding_format', 'user']);
 
-export function buildOllamaEmbedRequest(kind: RelayKind, req: Record<string, unknown>, options: BuildOptions): UpstreamRequest {
-  if (kind !== 'embeddings') throw new GraygateError('unsupported_endpoint', `POST /v1/${kind} is not supported by an ollama upstream`);
+export function buildOllamaEmbedRequest(
+  kind: RelayKind,
+  req: Record<string, unknown>,
+  options: BuildOptions,
+): UpstreamRequest {
+  if (kind !== 'embeddings')
+    throw new GraygateError('unsupported_endpoint', `POST /v1/${kind} is not supported by an ollama upstream`);
   const unknown = Object.keys(req).filter((k) => !FIELDS.has(k) && req[k] !== null && req[k] !== undefined);
-  if (unknown.length > 0) throw new GraygateError('invalid_request', unknown.map((k) => `${k}: is not a field graygate can convert for an ollama upstream`).join('; '));
+  if (unknown.length > 0)
+    throw new GraygateError(
+      'invalid_request',
+      unknown.map((k) => `${k}: is not a field graygate can convert for an ollama upstream`).join('; '),
+    );
   const model = options.model ?? (req['model'] as string | undefined);
   if (model === undefined) throw invalid('model', 'is required');
   const input = req['input'];
-  if (!isText(input)) throw invalid('input', 'an ollama upstream embeds text (a string or an array of strings), not token arrays');
+  if (!isText(input))
+    throw invalid('input', 'an ollama upstream embeds text (a string or an array of strings), not token arrays');
   const body: Record<string, unknown> = { model, input };
   if (typeof req['dimensions'] === 'number') body['dimensions'] = req['dimensions'];
   // `user` is the sticky-routing key (README Routing); Ollama has no use for it.
-  const headers = { 'content-type': 'application/json', accept: 'application/json', ...upstreamAuthHeaders('ollama', options.apiKey) };
+  const headers = {
+    'content-type': 'application/json',
+    accept: 'application/json',
+    ...upstreamAuthHeaders('ollama', options.apiKey),
+  };
   return { path: '/api/embed', headers, body: Buffer.from(JSON.stringify(body)), model };
 }
 
 function isText(input: unknown): boolean {
-  return typeof input === 'string' || (Array.isArray(input) && input.length > 0 && input.every((s) => typeof s === 'string'));
+  return (
+    typeof input === 'string' || (Array.isArray(input) && input.length > 0 && input.every((s) => typeof s === 'string'))
+  );
 }
 
 export function convertOllamaEmbedAnswer(kind: RelayKind, body: Buffer, hints: AnswerHints): ConvertedAnswer {
-  if (kind !== 'embeddings') throw new GraygateError('unsupported_endpoint', `POST /v1/${kind} is not supported by an ollama upstream`);
+  if (kind !== 'embeddings')
+    throw new GraygateError('unsupported_endpoint', `POST /v1/${kind} is not supported by an ollama upstream`);
   const value = parseUpstreamJson(body.toString('utf8'));
   const embeddings = value['embeddings'];
-  if (!Array.isArray(embeddings) || !embeddings.every((e) => Array.isArray(e) && e.every((x) => typeof x === 'number'))) {
-    throw new GraygateError('upstream_protocol_error', 'the upstream answered embeddings without an `embeddings` array of vectors');
+  if (
+    !Array.isArray(embeddings) ||
+    !embeddings.every((e) => Array.isArray(e) && e.every((x) => typeof x === 'number'))
+  ) {
+    throw new GraygateError(
+      'upstream_protocol_error',
+      'the upstream answered embeddings without an `embeddings` array of vectors',
+    );
   }
   const tokens = tokenCount(value['prompt_eval_count']);
   const answer = {
     object: 'list',
-    data: (embeddings).map((vector, index) => ({ object: 'embedding', index, embedding: hints.encoding === 'base64' ? toBase64Float32(vector) : vector })),
+    data: embeddings.map((vector, index) => ({
+      object: 'embedding',
+      index,
+      embedding: hints.encoding === 'base64' ? toBase64Float32(vector) : vector,
+    })),
     model: typeof value['model'] === 'string' ? value['model'] : '',
     usage: { prompt_tokens: tokens, total_tokens: tokens },
   };

@@ -2,7 +2,16 @@ import { maxTokensOf, stopsOf, type ChatMessage, type ChatRequest } from '../req
 import { upstreamAuthHeaders } from './auth-headers.js';
 import { checkChatFields } from './field-support.js';
 import { requireModel, type BuildOptions, type UpstreamRequest } from './format-adapter.js';
-import { checkName, contentParts, functionTools, invalid, parseArguments, parseDataUrl, textOnly, toolNamesById } from './message-parts.js';
+import {
+  checkName,
+  contentParts,
+  functionTools,
+  invalid,
+  parseArguments,
+  parseDataUrl,
+  textOnly,
+  toolNamesById,
+} from './message-parts.js';
 
 // OpenAI chat request → Ollama `/api/chat` (SPEC §2, §12).
 // https://github.com/ollama/ollama/blob/main/docs/api.md#generate-a-chat-completion
@@ -11,7 +20,13 @@ import { checkName, contentParts, functionTools, invalid, parseArguments, parseD
 // call by id and function name; JSON mode is `format`. What Ollama cannot
 // express is a 400 (upstream/field-support.ts).
 
-const ROLES: Record<string, string> = { system: 'system', developer: 'system', user: 'user', assistant: 'assistant', tool: 'tool' };
+const ROLES: Record<string, string> = {
+  system: 'system',
+  developer: 'system',
+  user: 'user',
+  assistant: 'assistant',
+  tool: 'tool',
+};
 
 /** OpenAI sampling fields → Ollama `options` keys. */
 const OPTIONS: ReadonlyArray<[keyof ChatRequest & string, string]> = [
@@ -45,7 +60,11 @@ export function buildOllamaRequest(req: ChatRequest, options: BuildOptions): Ups
   const stop = stopsOf(req);
   if (stop !== undefined) modelOptions['stop'] = stop;
   if (Object.keys(modelOptions).length > 0) body['options'] = modelOptions;
-  const headers = { 'content-type': 'application/json', accept: 'application/x-ndjson', ...upstreamAuthHeaders('ollama', options.apiKey) };
+  const headers = {
+    'content-type': 'application/json',
+    accept: 'application/x-ndjson',
+    ...upstreamAuthHeaders('ollama', options.apiKey),
+  };
   return { path: '/api/chat', headers, body: Buffer.from(JSON.stringify(body)), model };
 }
 
@@ -70,8 +89,16 @@ function ollamaMessages(messages: ChatMessage[]): Array<Record<string, unknown>>
     if (m.role === 'assistant' && m.tool_calls !== undefined && m.tool_calls !== null && m.tool_calls.length > 0) {
       out['tool_calls'] = m.tool_calls.map((call, j) => {
         const at = `${path}.tool_calls.${j}`;
-        if (call.type !== 'function') throw invalid(`${at}.type`, `an ollama upstream takes function calls only, not "${call.type}"`);
-        return { id: call.id, function: { index: j, name: call.function.name, arguments: parseArguments(call.function.arguments, `${at}.function.arguments`, 'ollama') } };
+        if (call.type !== 'function')
+          throw invalid(`${at}.type`, `an ollama upstream takes function calls only, not "${call.type}"`);
+        return {
+          id: call.id,
+          function: {
+            index: j,
+            name: call.function.name,
+            arguments: parseArguments(call.function.arguments, `${at}.function.arguments`, 'ollama'),
+          },
+        };
       });
     }
     if (m.role === 'tool' && m.tool_call_id !== undefined) {
@@ -87,7 +114,8 @@ function ollamaMessages(messages: ChatMessage[]): Array<Record<string, unknown>>
 /** Ollama takes images as bare base64 (no data: prefix); it fetches no URLs. */
 function imageData(url: string, path: string): string {
   const parsed = parseDataUrl(url);
-  if (parsed === undefined) throw invalid(path, 'an ollama upstream takes images as base64 data: URLs only (it fetches no URLs)');
+  if (parsed === undefined)
+    throw invalid(path, 'an ollama upstream takes images as base64 data: URLs only (it fetches no URLs)');
   return parsed.data;
 }
 
@@ -100,7 +128,14 @@ function ollamaTools(req: ChatRequest): unknown[] | undefined {
   const tools = functionTools(req.tools, 'ollama', false);
   // "none": the model must not call a tool, so it is shown none.
   if (choice === 'none') return undefined;
-  return tools.map((t) => ({ type: 'function', function: { name: t.name, ...(t.description === undefined ? {} : { description: t.description }), parameters: t.parameters ?? { type: 'object', properties: {} } } }));
+  return tools.map((t) => ({
+    type: 'function',
+    function: {
+      name: t.name,
+      ...(t.description === undefined ? {} : { description: t.description }),
+      parameters: t.parameters ?? { type: 'object', properties: {} },
+    },
+  }));
 }
 
 /** response_format → `format`. Ollama decodes under the schema's grammar, so `strict` is honoured. */
@@ -109,5 +144,8 @@ function ollamaFormat(req: ChatRequest): unknown {
   if (format === undefined || format === null || format.type === 'text') return undefined;
   if (format.type === 'json_object') return 'json';
   if (format.type === 'json_schema') return format.json_schema?.schema ?? 'json';
-  throw invalid('response_format.type', `an ollama upstream takes "text", "json_object" or "json_schema", not "${format.type}"`);
+  throw invalid(
+    'response_format.type',
+    `an ollama upstream takes "text", "json_object" or "json_schema", not "${format.type}"`,
+  );
 }

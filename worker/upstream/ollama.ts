@@ -1,7 +1,14 @@
 import type { ChoiceLogprobs, ChunkSink, FinishReason, StreamState, TokenLogprob } from '../types.js';
 import { GraygateError } from '../../shared/errors.js';
 import { parseUpstreamJson, tokenCount, upstreamStreamError, type UpstreamAdapter } from './format-adapter.js';
-import { contentChunk, finishChunk, roleChunk, syntheticToolCallId, usageChunk, wholeToolCallChunks } from './chunk-builders.js';
+import {
+  contentChunk,
+  finishChunk,
+  roleChunk,
+  syntheticToolCallId,
+  usageChunk,
+  wholeToolCallChunks,
+} from './chunk-builders.js';
 import { buildOllamaRequest } from './ollama-request.js';
 import { buildOllamaEmbedRequest, convertOllamaEmbedAnswer } from './ollama-embed.js';
 
@@ -37,7 +44,8 @@ export function convertOllamaLine(state: StreamState, _type: string, line: strin
   if (!state.isRoleSent) sink.chunk(roleChunk(state));
   const message = value['message'] as { content?: unknown; tool_calls?: unknown } | undefined;
   const content = message?.content;
-  if (typeof content === 'string' && content !== '') sink.chunk(contentChunk(state, content, logprobsOf(value['logprobs'])));
+  if (typeof content === 'string' && content !== '')
+    sink.chunk(contentChunk(state, content, logprobsOf(value['logprobs'])));
   const calls = message?.tool_calls;
   if (Array.isArray(calls)) for (const call of calls as OllamaToolCall[]) sendToolCall(state, call, sink);
   if (value['done'] === true) {
@@ -51,11 +59,13 @@ export function convertOllamaLine(state: StreamState, _type: string, line: strin
 
 function sendToolCall(state: StreamState, call: OllamaToolCall, sink: ChunkSink): void {
   const name = call.function?.name;
-  if (typeof name !== 'string' || name === '') throw new GraygateError('upstream_protocol_error', 'the upstream sent a tool call without a function name');
+  if (typeof name !== 'string' || name === '')
+    throw new GraygateError('upstream_protocol_error', 'the upstream sent a tool call without a function name');
   const args = call.function?.arguments ?? {};
   // Ollama ≥ 0.12.10 gives each call an id; older ones give none.
   const id = typeof call.id === 'string' && call.id !== '' ? call.id : syntheticToolCallId(state, state.toolCalls);
-  for (const chunk of wholeToolCallChunks(state, id, name, typeof args === 'string' ? args : JSON.stringify(args))) sink.chunk(chunk);
+  for (const chunk of wholeToolCallChunks(state, id, name, typeof args === 'string' ? args : JSON.stringify(args)))
+    sink.chunk(chunk);
 }
 
 interface OllamaLogprob {
@@ -75,7 +85,10 @@ export function logprobsOf(value: unknown): ChoiceLogprobs | undefined {
     logprob: typeof p.logprob === 'number' ? p.logprob : 0,
     bytes: Array.isArray(p.bytes) ? (p.bytes as number[]) : null,
   });
-  const content = (value as OllamaLogprob[]).map((p) => ({ ...token(p), top_logprobs: Array.isArray(p.top_logprobs) ? (p.top_logprobs as OllamaLogprob[]).map(token) : [] }));
+  const content = (value as OllamaLogprob[]).map((p) => ({
+    ...token(p),
+    top_logprobs: Array.isArray(p.top_logprobs) ? (p.top_logprobs as OllamaLogprob[]).map(token) : [],
+  }));
   return { content, refusal: null };
 }
 

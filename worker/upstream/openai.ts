@@ -2,7 +2,15 @@ import type { ChatRequest } from '../request/chat-request.js';
 import type { ChatCompletionChunk, ChunkSink, RelayKind, StreamState } from '../types.js';
 import { GraygateError } from '../../shared/errors.js';
 import { upstreamAuthHeaders } from './auth-headers.js';
-import { parseUpstreamJson, requireModel, upstreamErrorMessage, upstreamStreamError, type BuildOptions, type UpstreamAdapter, type UpstreamRequest } from './format-adapter.js';
+import {
+  parseUpstreamJson,
+  requireModel,
+  upstreamErrorMessage,
+  upstreamStreamError,
+  type BuildOptions,
+  type UpstreamAdapter,
+  type UpstreamRequest,
+} from './format-adapter.js';
 
 // OpenAI-compatible upstream (SPEC §2: `{url}/chat/completions`): SSE passed
 // through event by event. Each payload is parsed once (to validate it, SPEC
@@ -16,18 +24,31 @@ export function buildOpenAIRequest(req: ChatRequest, options: BuildOptions): Ups
   // Usage is always asked for: it feeds the request log and non-streaming
   // answers; the usage chunk reaches a streaming client only if it asked.
   const body = { ...req, model, stream: true, stream_options: { ...req.stream_options, include_usage: true } };
-  const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'text/event-stream', ...upstreamAuthHeaders('openai', options.apiKey) };
+  const headers: Record<string, string> = {
+    'content-type': 'application/json',
+    accept: 'text/event-stream',
+    ...upstreamAuthHeaders('openai', options.apiKey),
+  };
   return { path: '/chat/completions', headers, body: Buffer.from(JSON.stringify(body)), model };
 }
 
 /** POST /v1/embeddings, /v1/completions, /v1/responses → the same call upstream (`{url}/embeddings`, …). */
-function buildOpenAIRelayRequest(kind: RelayKind, req: Record<string, unknown>, options: BuildOptions): UpstreamRequest {
+function buildOpenAIRelayRequest(
+  kind: RelayKind,
+  req: Record<string, unknown>,
+  options: BuildOptions,
+): UpstreamRequest {
   const model = requireModel(req, options);
   const body: Record<string, unknown> = { ...req, model };
   const isStream = req['stream'] === true;
   // Legacy completions stream usage only when asked: asked always, as for chat, and dropped unless the client asked.
-  if (kind === 'completions' && isStream) body['stream_options'] = { ...(req['stream_options'] as object | undefined), include_usage: true };
-  const headers: Record<string, string> = { 'content-type': 'application/json', accept: isStream ? 'text/event-stream' : 'application/json', ...upstreamAuthHeaders('openai', options.apiKey) };
+  if (kind === 'completions' && isStream)
+    body['stream_options'] = { ...(req['stream_options'] as object | undefined), include_usage: true };
+  const headers: Record<string, string> = {
+    'content-type': 'application/json',
+    accept: isStream ? 'text/event-stream' : 'application/json',
+    ...upstreamAuthHeaders('openai', options.apiKey),
+  };
   return { path: `/${kind}`, headers, body: Buffer.from(JSON.stringify(body)), model };
 }
 

@@ -45,7 +45,8 @@ export function chatConsumer(adapter: UpstreamAdapter, state: StreamState, outpu
     event: (type, data) => adapter.convertEvent(state, type, data, output),
     body: () => undefined,
     end() {
-      if (!state.isDone) throw new GraygateError('upstream_protocol_error', 'the upstream response ended before its final event');
+      if (!state.isDone)
+        throw new GraygateError('upstream_protocol_error', 'the upstream response ended before its final event');
     },
   };
 }
@@ -78,7 +79,12 @@ export interface PipelineStats {
 export async function runPipeline(options: PipelineOptions, stats: PipelineStats): Promise<void> {
   const { timeouts } = options;
   if (options.signal.aborted) throw options.signal.reason;
-  const deadlines = new Deadlines({ signal: options.signal, firstByteMs: timeouts.firstByteMs, idleMs: timeouts.idleMs, totalMs: timeouts.totalMs });
+  const deadlines = new Deadlines({
+    signal: options.signal,
+    firstByteMs: timeouts.firstByteMs,
+    idleMs: timeouts.idleMs,
+    totalMs: timeouts.totalMs,
+  });
   let hasResponse = false;
   const explain = (err: unknown): unknown => toUpstreamError(deadlines.explain(err), { hasResponse, ...timeouts });
   try {
@@ -90,9 +96,11 @@ export async function runPipeline(options: PipelineOptions, stats: PipelineStats
     }
     hasResponse = true;
     if (response.statusCode < 200 || response.statusCode >= 300) {
-      throw await readStatusError(response.statusCode, response.headers, response.body, MAX_ERROR_BODY_BYTES).catch((err: unknown) => {
-        throw explain(err);
-      });
+      throw await readStatusError(response.statusCode, response.headers, response.body, MAX_ERROR_BODY_BYTES).catch(
+        (err: unknown) => {
+          throw explain(err);
+        },
+      );
     }
     await pump(response.body, options, deadlines, stats, explain);
   } finally {
@@ -100,12 +108,21 @@ export async function runPipeline(options: PipelineOptions, stats: PipelineStats
   }
 }
 
-function pump(body: Readable, options: PipelineOptions, deadlines: Deadlines, stats: PipelineStats, explain: (err: unknown) => unknown): Promise<void> {
+function pump(
+  body: Readable,
+  options: PipelineOptions,
+  deadlines: Deadlines,
+  stats: PipelineStats,
+  explain: (err: unknown) => unknown,
+): Promise<void> {
   const { consumer, output } = options;
   let events: EventDecoder | undefined;
   let lines: { push(chunk: Buffer): void; end(): void };
   if (consumer.framing === 'sse') {
-    const decoder = new EventDecoder({ onEvent: (type, data) => consumer.event(type, data), maxEventBytes: options.maxEventBytes });
+    const decoder = new EventDecoder({
+      onEvent: (type, data) => consumer.event(type, data),
+      maxEventBytes: options.maxEventBytes,
+    });
     events = decoder;
     const lineDecoder = new LineDecoder({ onLine: (line) => decoder.line(line), maxLineBytes: options.maxEventBytes });
     const plainChunk = consumer.plainChunk?.bind(consumer);
@@ -193,7 +210,12 @@ function pump(body: Readable, options: PipelineOptions, deadlines: Deadlines, st
 }
 
 /** A non-2xx upstream answer → upstream_status with the upstream's status (4xx/429 kept, others 502) and message. */
-export async function readStatusError(status: number, headers: Record<string, string | string[] | undefined>, body: Readable, maxBytes: number): Promise<GraygateError> {
+export async function readStatusError(
+  status: number,
+  headers: Record<string, string | string[] | undefined>,
+  body: Readable,
+  maxBytes: number,
+): Promise<GraygateError> {
   const parts: Buffer[] = [];
   let bytes = 0;
   for await (const chunk of body as AsyncIterable<Buffer>) {

@@ -15,7 +15,8 @@ export interface ResolvedUpstream {
 }
 
 export async function resolveUpstream(upstream: Pick<UpstreamConfig, 'url' | 'format'>): Promise<ResolvedUpstream> {
-  if (upstream.url !== 'mock:') return { baseUrl: upstream.url, close: async () => undefined, destroy: async () => undefined };
+  if (upstream.url !== 'mock:')
+    return { baseUrl: upstream.url, close: async () => undefined, destroy: async () => undefined };
   const { startMockUpstream } = await import('../../shared/mock-upstream/index.js');
   const mock = await startMockUpstream({ host: '127.0.0.1', port: 0, format: upstream.format });
   // The mock's close() already ends every connection: called after the pool closed, only idle ones are left.

@@ -46,7 +46,8 @@ export class Deadlines {
     this.#options = options;
     this.signal = AbortSignal.any([options.signal, this.#phase.signal]);
     if (options.totalMs > 0) this.#totalTimer = setTimeout(this.#abortPhase, options.totalMs, 'total', options.totalMs);
-    if (options.firstByteMs > 0) this.#timer = setTimeout(this.#abortPhase, options.firstByteMs, 'first-byte', options.firstByteMs);
+    if (options.firstByteMs > 0)
+      this.#timer = setTimeout(this.#abortPhase, options.firstByteMs, 'first-byte', options.firstByteMs);
   }
 
   /**
@@ -89,7 +90,8 @@ export class Deadlines {
   }
 
   #armIdle(): void {
-    if (this.#options.idleMs > 0) this.#timer = setTimeout(this.#abortPhase, this.#options.idleMs, 'idle', this.#options.idleMs);
+    if (this.#options.idleMs > 0)
+      this.#timer = setTimeout(this.#abortPhase, this.#options.idleMs, 'idle', this.#options.idleMs);
   }
 
   readonly #abortPhase = (phase: TimeoutPhase, limitMs: number): void => {

@@ -37,7 +37,13 @@ interface Run {
   kind: ProxyKind;
   load: LoadResult;
   recovery: RecoveryResult;
-  proxyRss: { baselineMb: number; peakMb: number; firstHalfPeakMb: number; secondHalfPeakMb: number; afterRecoveryMb: number };
+  proxyRss: {
+    baselineMb: number;
+    peakMb: number;
+    firstHalfPeakMb: number;
+    secondHalfPeakMb: number;
+    afterRecoveryMb: number;
+  };
   workerPeakRssMb: number;
   /** Average CPU of the proxy process during the load, % of one core. */
   proxyCpuPct: number;
@@ -50,7 +56,10 @@ interface Run {
   fresh: FreshProbeResult;
 }
 
-async function readWorkerStats(url: string, signal: AbortSignal): Promise<{ total: number; peakActive: number } | null> {
+async function readWorkerStats(
+  url: string,
+  signal: AbortSignal,
+): Promise<{ total: number; peakActive: number } | null> {
   try {
     const res = await fetch(`${url}/stats`, { signal: signal.aborted ? signal : AbortSignal.timeout(2000) });
     return (await res.json()) as { total: number; peakActive: number };
@@ -77,7 +86,13 @@ async function runOne(kind: ProxyKind, ctx: ScenarioContext): Promise<Run> {
       const limits: Record<string, unknown> = { maxSocketsPerWorker: 1 };
       if (args.maxQueue !== undefined) limits['maxQueuePerVersion'] = args.maxQueue;
       if (args.queueTimeoutMs !== undefined) limits['queueTimeoutMs'] = args.queueTimeoutMs;
-      const gw = await startGateway({ versions: { v1: { entry: entries.testWorker, weight: 1, env: workerEnv } }, limits, logLevel: args.logLevel, root: entries.root, signal });
+      const gw = await startGateway({
+        versions: { v1: { entry: entries.testWorker, weight: 1, env: workerEnv } },
+        limits,
+        logLevel: args.logLevel,
+        root: entries.root,
+        signal,
+      });
       stops.push(gw.stop);
       url = gw.url;
       workerUrl = gw.url; // /stats through the gateway once it has recovered
@@ -85,7 +100,12 @@ async function runOne(kind: ProxyKind, ctx: ScenarioContext): Promise<Run> {
       workerPid = (await gw.workers())[0]!.pid;
       adminUrl = gw.adminUrl;
     } else {
-      const worker = await startStandaloneWorker({ entry: buildEntries(args.graygateRoot).testWorker, env: workerEnv, logLevel: args.logLevel, signal });
+      const worker = await startStandaloneWorker({
+        entry: buildEntries(args.graygateRoot).testWorker,
+        env: workerEnv,
+        logLevel: args.logLevel,
+        signal,
+      });
       stops.push(worker.stop);
       const proxy = await startNaiveProxy({ mode: kind, targetUrl: worker.url, signal });
       stops.push(proxy.stop);
@@ -96,19 +116,28 @@ async function runOne(kind: ProxyKind, ctx: ScenarioContext): Promise<Run> {
     }
     // Warm the single keep-alive socket so every proxy starts from the same state.
     const warm = await probe(`${url}/slow?ms=0`, { timeoutMs: 10_000, signal });
-    if (warm.status !== 200) throw new Error(`${LABELS[kind]} did not answer the warm-up request (status ${warm.status})`);
+    if (warm.status !== 200)
+      throw new Error(`${LABELS[kind]} did not answer the warm-up request (status ${warm.status})`);
 
     const sampler = new RssSampler({ pids: () => ({ proxy: [proxyPid], worker: [workerPid] }) });
     const loadStartMs = sampler.now();
-    progress.phase(`${LABELS[kind]}: ${connections} connections for ${durationS} s against a ${args.workerDelayMs} ms worker`);
+    progress.phase(
+      `${LABELS[kind]}: ${connections} connections for ${durationS} s against a ${args.workerDelayMs} ms worker`,
+    );
     let prober: ReturnType<typeof startFreshProbeProcess> | undefined;
-    const proberTimer = setTimeout(() => (prober = startFreshProbeProcess({ url: `${url}/slow`, signal })), FRESH_PROBE_DELAY_MS);
+    const proberTimer = setTimeout(
+      () => (prober = startFreshProbeProcess({ url: `${url}/slow`, signal })),
+      FRESH_PROBE_DELAY_MS,
+    );
     const load = await runLoad({
       url: `${url}/slow`,
       connections,
       durationS,
       signal,
-      onTick: (p) => progress.status(`${LABELS[kind]} ${p.elapsedS}/${durationS} s  ${p.responses} answers  ${p.errors} errors/timeouts  proxy RSS ${toMb(sampler.latest('proxy'))} MB`),
+      onTick: (p) =>
+        progress.status(
+          `${LABELS[kind]} ${p.elapsedS}/${durationS} s  ${p.responses} answers  ${p.errors} errors/timeouts  proxy RSS ${toMb(sampler.latest('proxy'))} MB`,
+        ),
     });
     const loadEndMs = sampler.now();
     clearTimeout(proberTimer);
@@ -118,7 +147,8 @@ async function runOne(kind: ProxyKind, ctx: ScenarioContext): Promise<Run> {
     const afterRecoveryMb = toMb(sampler.sample().bytes['proxy'] ?? 0);
     sampler.stop();
     const midMs = (loadStartMs + loadEndMs) / 2;
-    const rejectedByReason = adminUrl === undefined ? null : sumByLabel(await fetchMetrics(adminUrl), 'graygate_rejected_total', 'reason');
+    const rejectedByReason =
+      adminUrl === undefined ? null : sumByLabel(await fetchMetrics(adminUrl), 'graygate_rejected_total', 'reason');
     const worker = await readWorkerStats(workerUrl, signal);
     return {
       kind,
@@ -135,7 +165,10 @@ async function runOne(kind: ProxyKind, ctx: ScenarioContext): Promise<Run> {
       proxyCpuPct: sampler.cpuPercent('proxy', loadStartMs, loadEndMs),
       worker,
       rejectedByReason,
-      rssSeries: sampler.samples.map((s) => [Math.round((s.tMs - loadStartMs) / 100) / 10, toMb(s.bytes['proxy'] ?? 0)]),
+      rssSeries: sampler.samples.map((s) => [
+        Math.round((s.tMs - loadStartMs) / 100) / 10,
+        toMb(s.bytes['proxy'] ?? 0),
+      ]),
       fresh,
     };
   } finally {
@@ -161,8 +194,12 @@ export const runBacklog: Scenario = async (ctx) => {
   const p503 = (r: Run, q: 'p50' | 'p99'): string => (n503(r) === 0 ? '–' : String(r.load.byStatus['503']![q]));
   // The immediate refusal (queue_full) is what a fresh connection's wait is about; a probe that found a
   // queue place waits queueTimeoutMs by design (queue_timeout) and is shown apart.
-  const fresh503 = (r: Run, q: 'p50' | 'p99'): string => String((r.fresh.byStatus['503:queue_full'] ?? r.fresh.byStatus['503'])?.[q] ?? '–');
-  const freshOther = (r: Run): number => Object.entries(r.fresh.byStatus).filter(([s]) => !s.includes(':') && s !== '503').reduce((n, [, p]) => n + p.count, 0);
+  const fresh503 = (r: Run, q: 'p50' | 'p99'): string =>
+    String((r.fresh.byStatus['503:queue_full'] ?? r.fresh.byStatus['503'])?.[q] ?? '–');
+  const freshOther = (r: Run): number =>
+    Object.entries(r.fresh.byStatus)
+      .filter(([s]) => !s.includes(':') && s !== '503')
+      .reduce((n, [, p]) => n + p.count, 0);
   const rows = runs.map((r) => [
     LABELS[r.kind],
     r.proxyRss.baselineMb,
@@ -191,16 +228,39 @@ export const runBacklog: Scenario = async (ctx) => {
     const growth = Math.round((gg.proxyRss.secondHalfPeakMb - gg.proxyRss.firstHalfPeakMb) * 10) / 10;
     const limitMs = ctx.args.workerDelayMs + MAX_RECOVERY_OVER_WORKER_MS;
     targets.push(
-      { name: 'graygate master peak RSS', value: `${gg.proxyRss.peakMb} MB`, limit: `< ${MAX_PEAK_RSS_MB} MB`, isMet: gg.proxyRss.peakMb < MAX_PEAK_RSS_MB },
-      { name: 'graygate master RSS flat (2nd-half peak − 1st-half peak)', value: `${growth} MB`, limit: `< ${MAX_RSS_GROWTH_MB} MB`, isMet: growth < MAX_RSS_GROWTH_MB },
-      { name: 'graygate 503 p99', value: n503(gg) === 0 ? 'no 503s' : `${gg.load.byStatus['503']!.p99} ms`, limit: `< ${MAX_503_P99_MS} ms`, isMet: n503(gg) === 0 ? null : gg.load.byStatus['503']!.p99 < MAX_503_P99_MS },
+      {
+        name: 'graygate master peak RSS',
+        value: `${gg.proxyRss.peakMb} MB`,
+        limit: `< ${MAX_PEAK_RSS_MB} MB`,
+        isMet: gg.proxyRss.peakMb < MAX_PEAK_RSS_MB,
+      },
+      {
+        name: 'graygate master RSS flat (2nd-half peak − 1st-half peak)',
+        value: `${growth} MB`,
+        limit: `< ${MAX_RSS_GROWTH_MB} MB`,
+        isMet: growth < MAX_RSS_GROWTH_MB,
+      },
+      {
+        name: 'graygate 503 p99',
+        value: n503(gg) === 0 ? 'no 503s' : `${gg.load.byStatus['503']!.p99} ms`,
+        limit: `< ${MAX_503_P99_MS} ms`,
+        isMet: n503(gg) === 0 ? null : gg.load.byStatus['503']!.p99 < MAX_503_P99_MS,
+      },
       {
         name: 'graygate queue_full 503 p99 on a fresh connection during the flood',
-        value: freshFull === undefined ? 'no 503s' : `${freshFull.p99} ms (queue_timeout after ${gg.fresh.byStatus['503:queue_timeout']?.p50 ?? '–'} ms: ${gg.fresh.byStatus['503:queue_timeout']?.count ?? 0})`,
+        value:
+          freshFull === undefined
+            ? 'no 503s'
+            : `${freshFull.p99} ms (queue_timeout after ${gg.fresh.byStatus['503:queue_timeout']?.p50 ?? '–'} ms: ${gg.fresh.byStatus['503:queue_timeout']?.count ?? 0})`,
         limit: `≤ ${MAX_FRESH_503_P99_MS} ms`,
         isMet: freshFull === undefined ? null : freshFull.p99 <= MAX_FRESH_503_P99_MS,
       },
-      { name: 'graygate fresh request after the load', value: recoveryText(gg.recovery), limit: `< ${limitMs} ms`, isMet: gg.recovery.recoveredMs !== null && gg.recovery.recoveredMs < limitMs },
+      {
+        name: 'graygate fresh request after the load',
+        value: recoveryText(gg.recovery),
+        limit: `< ${limitMs} ms`,
+        isMet: gg.recovery.recoveredMs !== null && gg.recovery.recoveredMs < limitMs,
+      },
     );
   }
   const charts: Chart[] = [
@@ -212,7 +272,10 @@ export const runBacklog: Scenario = async (ctx) => {
         xLabel: 's since the load started',
         yLabel: 'RSS MB',
         series: runs.map((r) => ({ label: LABELS[r.kind], points: r.rssSeries })),
-        markers: [{ x: 0, label: 'load' }, { x: runs[0]!.load.durationS, label: 'load stops' }],
+        markers: [
+          { x: 0, label: 'load' },
+          { x: runs[0]!.load.durationS, label: 'load stops' },
+        ],
       }),
     },
     {
@@ -223,18 +286,27 @@ export const runBacklog: Scenario = async (ctx) => {
         xLabel: 's since the load started',
         yLabel: 'p99 ms',
         isLogY: true,
-        series: runs.map((r) => ({ label: LABELS[r.kind], points: r.load.perSecond.map((s) => [s.t, s.p99] as [number, number]) })),
+        series: runs.map((r) => ({
+          label: LABELS[r.kind],
+          points: r.load.perSecond.map((s) => [s.t, s.p99] as [number, number]),
+        })),
       }),
     },
   ];
   const notes = [
     `Load: autocannon, ${runs[0]!.load.connections} connections, ${runs[0]!.load.durationS} s, GET /slow on the test worker (TEST_WORKER_DELAY_MS=${ctx.args.workerDelayMs}); autocannon's 10 s request timeout resets a connection whose request waited longer ("timeouts").`,
-    'Recovery: after autocannon stopped, one fresh request at a time (new connection) until one gets a 2xx; the time is from the end of the load to the end of that answer, so the worker\'s own delay is included.',
+    "Recovery: after autocannon stopped, one fresh request at a time (new connection) until one gets a 2xx; the time is from the end of the load to the end of that answer, so the worker's own delay is included.",
     `"fresh": from ${FRESH_PROBE_DELAY_MS / 1000} s into the load until its end, one GET /slow on a NEW connection every 50 ms (a client arriving during the flood) from a process of its own (so the flood client's event loop is not in its timings), timed to the end of its answer; "fresh other": probes answered with another status or not at all within 10 s. The load's own 503s come on its keep-alive connections.`,
     '"worker served": requests the test worker itself counted (its /stats), read after the recovery wait; "?" when the worker could not be asked in time.',
   ];
   if (gg?.rejectedByReason !== null && gg?.rejectedByReason !== undefined) {
-    notes.push(`graygate rejections by reason (graygate_rejected_total): ${Object.entries(gg.rejectedByReason).map(([k, v]) => `${k}=${v}`).join(', ') || 'none'}.`);
+    notes.push(
+      `graygate rejections by reason (graygate_rejected_total): ${
+        Object.entries(gg.rejectedByReason)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(', ') || 'none'
+      }.`,
+    );
   }
   const results = runs.map(({ rssSeries, ...r }) => ({ ...r, label: LABELS[r.kind], rssSeries }));
   return {
@@ -242,7 +314,27 @@ export const runBacklog: Scenario = async (ctx) => {
     tables: [
       {
         title: 'Backlog flood: proxy memory, 503s and recovery',
-        headers: ['proxy', 'RSS idle MB', 'RSS peak MB', 'RSS 1st→2nd half MB', 'proxy CPU %', 'answers', '200', '503', '503 p50 ms', '503 p99 ms', 'fresh 503s', 'fresh 503 p50 ms', 'fresh 503 p99 ms', 'fresh other', '200 p99 ms', 'timeouts', 'conn errors', 'worker served', 'fresh request after load'],
+        headers: [
+          'proxy',
+          'RSS idle MB',
+          'RSS peak MB',
+          'RSS 1st→2nd half MB',
+          'proxy CPU %',
+          'answers',
+          '200',
+          '503',
+          '503 p50 ms',
+          '503 p99 ms',
+          'fresh 503s',
+          'fresh 503 p50 ms',
+          'fresh 503 p99 ms',
+          'fresh other',
+          '200 p99 ms',
+          'timeouts',
+          'conn errors',
+          'worker served',
+          'fresh request after load',
+        ],
         rows,
       },
     ],

@@ -30,8 +30,16 @@ interface CaseSpec {
 }
 
 const CASES: Record<CanaryCase, CaseSpec> = {
-  error25: { title: 'canary upstream fails every 4th answer (25 %, 500 → 502)', mockArgs: ['--fail-every', '4'], expected: 'rolled_back' },
-  slow400: { title: 'canary upstream first byte +400 ms', mockArgs: ['--first-byte-ms', '400'], expected: 'rolled_back' },
+  error25: {
+    title: 'canary upstream fails every 4th answer (25 %, 500 → 502)',
+    mockArgs: ['--fail-every', '4'],
+    expected: 'rolled_back',
+  },
+  slow400: {
+    title: 'canary upstream first byte +400 ms',
+    mockArgs: ['--first-byte-ms', '400'],
+    expected: 'rolled_back',
+  },
   equal: { title: 'canary upstream equal to the baseline’s', mockArgs: [], expected: 'promoted' },
 };
 
@@ -129,7 +137,10 @@ async function runCase(name: CanaryCase, ctx: Parameters<Scenario>[0], boundS: n
   try {
     progress.phase(`${name}: mock upstreams (v2 ${spec.mockArgs.join(' ') || 'as v1'}) and graygate`);
     const mocks = [];
-    for (const [version, mockArgs] of [['v1', []], ['v2', spec.mockArgs]] as const) {
+    for (const [version, mockArgs] of [
+      ['v1', []],
+      ['v2', spec.mockArgs],
+    ] as const) {
       const p = forkTracked(`mock upstream ${version}`, MOCK_UPSTREAM_ENTRY, [...mockArgs], { cwd: ROOT });
       stops.push(() => stopTracked(p, { graceMs: 2000 }));
       mocks.push(await waitForMessage(p, { pick: pickListening, timeoutMs: 15_000, signal }));
@@ -144,12 +155,19 @@ async function runCase(name: CanaryCase, ctx: Parameters<Scenario>[0], boundS: n
     });
     stops.push(gw.stop);
     const url = `${gw.url}${CHAT_PATH}`;
-    const body = chatBody({ tokens: args.tokens ?? DEFAULT_TOKENS, intervalMs: args.tokenIntervalMs ?? DEFAULT_TOKEN_INTERVAL_MS });
+    const body = chatBody({
+      tokens: args.tokens ?? DEFAULT_TOKENS,
+      intervalMs: args.tokenIntervalMs ?? DEFAULT_TOKEN_INTERVAL_MS,
+    });
 
     // Both workers and both upstream connections warm before anything is measured (outside any canary).
     progress.phase(`${name}: warm-up`);
     for (const version of ['v1', 'v2']) {
-      await Promise.all(Array.from({ length: 10 }, () => readStream(url, { body, headers: { 'x-version': version }, agent, timeoutMs: STREAM_TIMEOUT_MS, signal })));
+      await Promise.all(
+        Array.from({ length: 10 }, () =>
+          readStream(url, { body, headers: { 'x-version': version }, agent, timeoutMs: STREAM_TIMEOUT_MS, signal }),
+        ),
+      );
     }
 
     // Open loop: request i starts at i/rate s, whatever the earlier ones are doing.
@@ -183,7 +201,9 @@ async function runCase(name: CanaryCase, ctx: Parameters<Scenario>[0], boundS: n
         sent++;
         const headers = { 'x-user-id': `u${Math.random().toString(36).slice(2, 12)}` };
         const startedAt = performance.now();
-        const p = readStream(url, { body, headers, agent, timeoutMs: STREAM_TIMEOUT_MS, signal }).then((res) => record(res, startedAt));
+        const p = readStream(url, { body, headers, agent, timeoutMs: STREAM_TIMEOUT_MS, signal }).then((res) =>
+          record(res, startedAt),
+        );
         inflight.add(p);
         void p.finally(() => inflight.delete(p));
       }
@@ -197,8 +217,13 @@ async function runCase(name: CanaryCase, ctx: Parameters<Scenario>[0], boundS: n
     sentAtPost = sent;
     const loadAverage = Math.round(loadavg()[0]! * 100) / 100;
     postedAt = performance.now();
-    const started = await gw.admin<CanaryStatus & { error?: { message: string } }>('POST', '/admin/versions/v2/canary', CANARY_BODY);
-    if (started.status !== 202) throw new Error(`POST /admin/versions/v2/canary: ${started.status} ${JSON.stringify(started.body)}`);
+    const started = await gw.admin<CanaryStatus & { error?: { message: string } }>(
+      'POST',
+      '/admin/versions/v2/canary',
+      CANARY_BODY,
+    );
+    if (started.status !== 202)
+      throw new Error(`POST /admin/versions/v2/canary: ${started.status} ${JSON.stringify(started.body)}`);
     const steps: CaseResult['steps'] = [{ step: 0, percent: started.body.canaryPercent, atS: 0 }];
     let status: CanaryStatus = started.body;
     let seenS: number | null = null;
@@ -206,9 +231,12 @@ async function runCase(name: CanaryCase, ctx: Parameters<Scenario>[0], boundS: n
       await new Promise((r) => setTimeout(r, POLL_MS));
       status = (await gw.admin<CanaryStatus>('GET', '/admin/versions/v2/canary')).body;
       const atS = (performance.now() - postedAt) / 1000;
-      if (status.step !== steps.at(-1)!.step) steps.push({ step: status.step, percent: status.canaryPercent, atS: r1(atS) });
+      if (status.step !== steps.at(-1)!.step)
+        steps.push({ step: status.step, percent: status.canaryPercent, atS: r1(atS) });
       const fails = [...tallies.values()].reduce((sum, t) => sum + t.failed, 0);
-      progress.status(`${r1(atS)} s  ${status.state} step ${status.step + 1}/${CANARY_BODY.steps.length} (${status.canaryPercent} %)  ${sent} sent  ${fails} failed`);
+      progress.status(
+        `${r1(atS)} s  ${status.state} step ${status.step + 1}/${CANARY_BODY.steps.length} (${status.canaryPercent} %)  ${sent} sent  ${fails} failed`,
+      );
       if (TERMINAL.has(status.state)) {
         seenS = atS;
         break;
@@ -216,7 +244,10 @@ async function runCase(name: CanaryCase, ctx: Parameters<Scenario>[0], boundS: n
       if (atS > boundS) {
         const last = status.reason;
         status = (await gw.admin<CanaryStatus>('DELETE', '/admin/versions/v2/canary')).body;
-        status = { ...status, reason: `no verdict within ${boundS} s (aborted by the scenario); the judge's last reason: ${last}` };
+        status = {
+          ...status,
+          reason: `no verdict within ${boundS} s (aborted by the scenario); the judge's last reason: ${last}`,
+        };
         break;
       }
     }
@@ -226,13 +257,20 @@ async function runCase(name: CanaryCase, ctx: Parameters<Scenario>[0], boundS: n
     const weights = await gw.admin<{ versions: Record<string, { weight: number }> }>('GET', '/admin/status');
     // What the master itself counted (answers by status, refusals by reason), to set beside the client's failures.
     const metricsText = await (await fetch(`${gw.adminUrl}/metrics`)).text();
-    const gatewayCounters = metricsText.split('\n').filter((l) => /^graygate_(requests_total|rejected_total)\{/.test(l) && !/ 0$/.test(l));
+    const gatewayCounters = metricsText
+      .split('\n')
+      .filter((l) => /^graygate_(requests_total|rejected_total)\{/.test(l) && !/ 0$/.test(l));
     const weightsAfter = Object.fromEntries(Object.entries(weights.body.versions).map(([v, s]) => [v, s.weight]));
     const ended = status.endedAt === null ? null : (Date.parse(status.endedAt) - Date.parse(status.startedAt)) / 1000;
     const byVersion: CaseResult['client']['byVersion'] = {};
     for (const [version, t] of [...tallies].sort(([a], [b]) => a.localeCompare(b))) {
       const p = t.firstTokenMs.percentiles();
-      byVersion[version] = { requests: t.requests, failed: t.failed, firstTokenP50: r1(p.p50), firstTokenP99: r1(p.p99) };
+      byVersion[version] = {
+        requests: t.requests,
+        failed: t.failed,
+        firstTokenP50: r1(p.p50),
+        firstTokenP99: r1(p.p99),
+      };
     }
     const failed = [...tallies.values()].reduce((sum, t) => sum + t.failed, 0);
     return {
@@ -244,7 +282,9 @@ async function runCase(name: CanaryCase, ctx: Parameters<Scenario>[0], boundS: n
       verdictS: status.state === 'aborted' || ended === null ? null : ended,
       seenS: seenS === null ? null : r1(seenS),
       finalStep: status.step,
-      canaryRequestsJudged: status.decisions.filter((d) => d.metric === 'error_rate').reduce((sum, d) => sum + d.canary.n, 0),
+      canaryRequestsJudged: status.decisions
+        .filter((d) => d.metric === 'error_rate')
+        .reduce((sum, d) => sum + d.canary.n, 0),
       steps,
       weightsAfter,
       client: {
@@ -283,7 +323,21 @@ export const runCanary: Scenario = async (ctx) => {
   const tables: Table[] = [
     {
       title: `Canary verdicts: steps ${CANARY_BODY.steps.join('/')}, stepMs ${CANARY_BODY.stepMs}, minRequests ${CANARY_BODY.minRequests}, ${args.rate} req/s`,
-      headers: ['case', 'expected', 'state', 'verdict after s', 'seen after s', 'at step', 'canary reqs judged', 'client reqs', 'failed v1', 'failed v2', 'no answer', 'weights after', 'load avg'],
+      headers: [
+        'case',
+        'expected',
+        'state',
+        'verdict after s',
+        'seen after s',
+        'at step',
+        'canary reqs judged',
+        'client reqs',
+        'failed v1',
+        'failed v2',
+        'no answer',
+        'weights after',
+        'load avg',
+      ],
       rows: results.map((r) => [
         r.case,
         r.expected,
@@ -296,7 +350,9 @@ export const runCanary: Scenario = async (ctx) => {
         r.client.byVersion['v1']?.failed ?? 0,
         r.client.byVersion['v2']?.failed ?? 0,
         r.client.byVersion['no answer']?.failed ?? 0,
-        Object.entries(r.weightsAfter).map(([v, w]) => `${v} ${w}`).join(' / '),
+        Object.entries(r.weightsAfter)
+          .map(([v, w]) => `${v} ${w}`)
+          .join(' / '),
         r.loadAverage,
       ]),
     },
@@ -304,7 +360,15 @@ export const runCanary: Scenario = async (ctx) => {
       title: 'Client side: requests and first token (ms, successful streams) per version',
       headers: ['case', 'version', 'requests', 'failed', 'first token p50', 'first token p99', 'achieved req/s'],
       rows: results.flatMap((r) =>
-        Object.entries(r.client.byVersion).map(([v, s]) => [r.case, v, s.requests, s.failed, s.firstTokenP50, s.firstTokenP99, r.client.achievedRps]),
+        Object.entries(r.client.byVersion).map(([v, s]) => [
+          r.case,
+          v,
+          s.requests,
+          s.failed,
+          s.firstTokenP50,
+          s.firstTokenP99,
+          r.client.achievedRps,
+        ]),
       ),
     },
     {
@@ -314,18 +378,46 @@ export const runCanary: Scenario = async (ctx) => {
     },
     {
       title: 'Decisions (per step and metric: the last judgement; statistic = ln e-value, rejects at ln(2·M/alpha))',
-      headers: ['case', 'step', 'metric', 'baseline n', 'baseline value', 'canary n', 'canary value', 'verdict', 'statistic'],
+      headers: [
+        'case',
+        'step',
+        'metric',
+        'baseline n',
+        'baseline value',
+        'canary n',
+        'canary value',
+        'verdict',
+        'statistic',
+      ],
       rows: results.flatMap((r) =>
         r.decisions.map((d) => {
-          const value = (v: number | null): string => (v === null ? '–' : d.metric === 'error_rate' ? `${(v * 100).toFixed(1)} %` : `${fmt(v)} ms`);
-          return [r.case, `${d.step + 1} (${percentOf(d.step)} %)`, d.metric, d.baseline.n, value(d.baseline.value), d.canary.n, value(d.canary.value), d.verdict, d.statistic.toFixed(2)];
+          const value = (v: number | null): string =>
+            v === null ? '–' : d.metric === 'error_rate' ? `${(v * 100).toFixed(1)} %` : `${fmt(v)} ms`;
+          return [
+            r.case,
+            `${d.step + 1} (${percentOf(d.step)} %)`,
+            d.metric,
+            d.baseline.n,
+            value(d.baseline.value),
+            d.canary.n,
+            value(d.canary.value),
+            d.verdict,
+            d.statistic.toFixed(2),
+          ];
         }),
       ),
     },
   ];
   const failedEqual = results.find((r) => r.case === 'equal')?.client.failed;
   return {
-    results: { canaryBody: CANARY_BODY, rate: args.rate, tokens: args.tokens ?? DEFAULT_TOKENS, tokenIntervalMs: args.tokenIntervalMs ?? DEFAULT_TOKEN_INTERVAL_MS, boundS, cases: results },
+    results: {
+      canaryBody: CANARY_BODY,
+      rate: args.rate,
+      tokens: args.tokens ?? DEFAULT_TOKENS,
+      tokenIntervalMs: args.tokenIntervalMs ?? DEFAULT_TOKEN_INTERVAL_MS,
+      boundS,
+      cases: results,
+    },
     tables,
     targets: [
       ...results.map((r) => ({
@@ -334,12 +426,21 @@ export const runCanary: Scenario = async (ctx) => {
         limit: r.expected,
         isMet: r.state === r.expected,
       })),
-      ...(failedEqual === undefined ? [] : [{ name: 'equal: failed client requests', value: String(failedEqual), limit: '0', isMet: failedEqual === 0 }]),
+      ...(failedEqual === undefined
+        ? []
+        : [
+            { name: 'equal: failed client requests', value: String(failedEqual), limit: '0', isMet: failedEqual === 0 },
+          ]),
     ],
     charts: [],
     notes: [
       ...results.map((r) => `${r.case}: ${r.reason}`),
-      ...results.filter((r) => r.client.failures.length > 0).map((r) => `${r.case} client failures: ${r.client.failures.map(([why, n]) => `${n}× ${why}`).join('; ')}; started ${r.client.failedStartedS?.join(' to ')} s after the POST`),
+      ...results
+        .filter((r) => r.client.failures.length > 0)
+        .map(
+          (r) =>
+            `${r.case} client failures: ${r.client.failures.map(([why, n]) => `${n}× ${why}`).join('; ')}; started ${r.client.failedStartedS?.join(' to ')} s after the POST`,
+        ),
       `Load: open loop, ${args.rate} streamed chat completions started per second (${args.tokens ?? DEFAULT_TOKENS} tokens ${args.tokenIntervalMs ?? DEFAULT_TOKEN_INTERVAL_MS} ms apart from each mock), a random x-user-id each so the weights split them; ${LEAD_MS / 1000} s on the baseline alone before the POST. Verdict after = the master's endedAt − startedAt; seen after = the poll (every ${POLL_MS} ms) that saw it, from the POST.`,
       'minRequests 25: the 10 % step gets ~30 canary requests in its 3 s at 100 req/s, so a clean step advances when stepMs has passed; the p99 tests need ~1000 baseline requests at a step before they can reject (latency-metric.ts), the error test does not.',
     ],

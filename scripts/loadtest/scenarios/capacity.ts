@@ -33,7 +33,9 @@ export const runCapacity: Scenario = async (ctx) => {
   const durationS = args.durationS ?? DEFAULT_STEP_S;
   progress.phase(`starting graygate (${args.instances} worker(s), embedded mock upstream)`);
   const gw = await startGateway({
-    versions: { v1: { entry: WORKER_ENTRY, weight: 1, instances: args.instances, upstream: { format: 'openai', url: 'mock:' } } },
+    versions: {
+      v1: { entry: WORKER_ENTRY, weight: 1, instances: args.instances, upstream: { format: 'openai', url: 'mock:' } },
+    },
     limits: { maxSocketsPerWorker: Math.max(1024, ...steps) },
     logLevel: args.logLevel,
     signal,
@@ -44,7 +46,15 @@ export const runCapacity: Scenario = async (ctx) => {
     const idle = { masterMb: toMb(sampler.latest('master')), workersMb: toMb(sampler.latest('workers')) };
     const body = chatBody({ tokens: TOKENS, intervalMs: 0 });
     progress.phase('warm-up');
-    await warmUp({ url: `${gw.url}${CHAT_PATH}`, method: 'POST', headers: JSON_HEADERS, body, connections: steps[0]!, durationS: warmUpSeconds(durationS), signal });
+    await warmUp({
+      url: `${gw.url}${CHAT_PATH}`,
+      method: 'POST',
+      headers: JSON_HEADERS,
+      body,
+      connections: steps[0]!,
+      durationS: warmUpSeconds(durationS),
+      signal,
+    });
     const results: Step[] = [];
     for (const connections of steps) {
       signal.throwIfAborted(); // Ctrl-C: no further step
@@ -58,25 +68,68 @@ export const runCapacity: Scenario = async (ctx) => {
         connections,
         durationS,
         signal,
-        onTick: (p) => progress.status(`${connections} connections ${p.elapsedS}/${durationS} s  ${p.responses} answers  ${p.errors} errors  master ${toMb(sampler.latest('master'))} MB`),
+        onTick: (p) =>
+          progress.status(
+            `${connections} connections ${p.elapsedS}/${durationS} s  ${p.responses} answers  ${p.errors} errors  master ${toMb(sampler.latest('master'))} MB`,
+          ),
       });
       const toMs = sampler.now();
       const isPassing = load.latency.p99 < args.p99Ms && load.non2xx === 0 && load.errors === 0 && load.responses > 0;
-      results.push({ connections, load, masterPeakMb: toMb(sampler.peak('master', fromMs, toMs)), workersPeakMb: toMb(sampler.peak('workers', fromMs, toMs)), masterCpuPct: sampler.cpuPercent('master', fromMs, toMs), workersCpuPct: sampler.cpuPercent('workers', fromMs, toMs), isPassing });
+      results.push({
+        connections,
+        load,
+        masterPeakMb: toMb(sampler.peak('master', fromMs, toMs)),
+        workersPeakMb: toMb(sampler.peak('workers', fromMs, toMs)),
+        masterCpuPct: sampler.cpuPercent('master', fromMs, toMs),
+        workersCpuPct: sampler.cpuPercent('workers', fromMs, toMs),
+        isPassing,
+      });
     }
     sampler.stop();
     const passing = results.filter((s) => s.isPassing);
     const best = passing.at(-1);
     const bestRps = Math.max(...results.map((s) => s.load.okRps));
     return {
-      results: { steps: results, idle, highestPassingConnections: best?.connections ?? null, p99BoundMs: args.p99Ms, tokensPerAnswer: TOKENS, instances: args.instances },
+      results: {
+        steps: results,
+        idle,
+        highestPassingConnections: best?.connections ?? null,
+        p99BoundMs: args.p99Ms,
+        tokensPerAnswer: TOKENS,
+        instances: args.instances,
+      },
       tables: [
         {
           title: `Capacity: streamed chat completion (${TOKENS} tokens) through graygate, ${args.instances} worker(s)`,
-          headers: ['connections', 'req/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'max ms', 'non-2xx', 'errors', 'master MB', 'workers MB', 'master CPU %', 'workers CPU %', `p99 < ${args.p99Ms} ms`],
+          headers: [
+            'connections',
+            'req/s',
+            'p50 ms',
+            'p99 ms',
+            'p99.9 ms',
+            'max ms',
+            'non-2xx',
+            'errors',
+            'master MB',
+            'workers MB',
+            'master CPU %',
+            'workers CPU %',
+            `p99 < ${args.p99Ms} ms`,
+          ],
           rows: results.map((s) => [
-            s.connections, s.load.okRps, s.load.latency.p50, s.load.latency.p99, s.load.latency.p999, s.load.latency.max,
-            s.load.non2xx, s.load.errors, s.masterPeakMb, s.workersPeakMb, s.masterCpuPct, s.workersCpuPct, s.isPassing ? 'yes' : 'no',
+            s.connections,
+            s.load.okRps,
+            s.load.latency.p50,
+            s.load.latency.p99,
+            s.load.latency.p999,
+            s.load.latency.max,
+            s.load.non2xx,
+            s.load.errors,
+            s.masterPeakMb,
+            s.workersPeakMb,
+            s.masterCpuPct,
+            s.workersCpuPct,
+            s.isPassing ? 'yes' : 'no',
           ]),
         },
       ],
@@ -98,7 +151,9 @@ export const runCapacity: Scenario = async (ctx) => {
             yLabel: 'ms',
             series: ['p50', 'p99'].map((q) => ({
               label: q,
-              points: results.flatMap((s, i) => s.load.perSecond.map((b) => [i * durationS + b.t, q === 'p50' ? b.p50 : b.p99] as [number, number])),
+              points: results.flatMap((s, i) =>
+                s.load.perSecond.map((b) => [i * durationS + b.t, q === 'p50' ? b.p50 : b.p99] as [number, number]),
+              ),
             })),
             markers: results.map((s, i) => ({ x: i * durationS, label: `c${s.connections}` })),
           }),

@@ -81,14 +81,32 @@ function cpuRatios(a: StreamAggregate): { total: number; byRole: Record<string, 
 }
 
 function added(a: StreamAggregate, direct: StreamAggregate | undefined): { p50: number; p99: number } | null {
-  return direct === undefined ? null : { p50: r2(a.firstToken.p50 - direct.firstToken.p50), p99: r2(a.firstToken.p99 - direct.firstToken.p99) };
+  return direct === undefined
+    ? null
+    : { p50: r2(a.firstToken.p50 - direct.firstToken.p50), p99: r2(a.firstToken.p99 - direct.firstToken.p99) };
 }
 
 function streamTable(title: string, aggs: StreamAggregate[]): Table {
   const direct = aggs.find((a) => a.key === 'direct');
   return {
     title,
-    headers: ['path', 'CPU ÷ upstream', 'master', 'worker', 'per round', 'µs CPU/event', 'events/s', 'first token p50 ms', 'p99 ms', 'added p50', 'added p99', 'peak RSS MB', 'streams', 'failed', 'box busy %'],
+    headers: [
+      'path',
+      'CPU ÷ upstream',
+      'master',
+      'worker',
+      'per round',
+      'µs CPU/event',
+      'events/s',
+      'first token p50 ms',
+      'p99 ms',
+      'added p50',
+      'added p99',
+      'peak RSS MB',
+      'streams',
+      'failed',
+      'box busy %',
+    ],
     rows: aggs.map((a) => {
       const ratio = cpuRatios(a);
       const add = added(a, direct);
@@ -115,21 +133,38 @@ function streamTable(title: string, aggs: StreamAggregate[]): Table {
 }
 
 function smallTables(small: SmallAggregate[]): Table[] {
-  const rows = small.map((s) => [s.target.label, s.medianRps, s.rounds.map((r) => r.okRps).join(' / '), s.medianP99, s.rounds.reduce((n, r) => n + r.non2xx + r.errors, 0), s.target.kind === 'worker' ? '–' : s.frontCpuPct]);
+  const rows = small.map((s) => [
+    s.target.label,
+    s.medianRps,
+    s.rounds.map((r) => r.okRps).join(' / '),
+    s.medianP99,
+    s.rounds.reduce((n, r) => n + r.non2xx + r.errors, 0),
+    s.target.kind === 'worker' ? '–' : s.frontCpuPct,
+  ]);
   const ratioRows: Array<Array<string | number>> = [];
   for (const build of new Set(small.map((s) => s.target.build))) {
-    const of = (kind: string): SmallAggregate | undefined => small.find((s) => s.target.build === build && s.target.kind === kind);
+    const of = (kind: string): SmallAggregate | undefined =>
+      small.find((s) => s.target.build === build && s.target.kind === kind);
     const gg = of('graygate')!;
     for (const kind of ['node', 'nginx', 'worker']) {
       const other = of(kind);
-      if (other !== undefined && other.medianRps > 0) ratioRows.push([`${gg.target.label} ÷ ${other.target.label}`, `${r2(gg.medianRps / other.medianRps)}×`]);
+      if (other !== undefined && other.medianRps > 0)
+        ratioRows.push([`${gg.target.label} ÷ ${other.target.label}`, `${r2(gg.medianRps / other.medianRps)}×`]);
     }
   }
   const current = small.find((s) => s.target.build === 'graygate' && s.target.kind === 'graygate');
   const before = small.find((s) => s.target.build === 'baseline' && s.target.kind === 'graygate');
-  if (current !== undefined && before !== undefined && before.medianRps > 0) ratioRows.push([`${current.target.label} ÷ ${before.target.label}`, `${r2(current.medianRps / before.medianRps)}×`]);
+  if (current !== undefined && before !== undefined && before.medianRps > 0)
+    ratioRows.push([
+      `${current.target.label} ÷ ${before.target.label}`,
+      `${r2(current.medianRps / before.medianRps)}×`,
+    ]);
   return [
-    { title: 'small: GET /v1/models (autocannon in its own process), median of the rounds', headers: ['path', 'req/s', 'per round', 'p99 ms', 'non-2xx + errors', 'front CPU %'], rows },
+    {
+      title: 'small: GET /v1/models (autocannon in its own process), median of the rounds',
+      headers: ['path', 'req/s', 'per round', 'p99 ms', 'non-2xx + errors', 'front CPU %'],
+      rows,
+    },
     { title: 'small: req/s ratios (medians)', headers: ['ratio', 'req/s'], rows: ratioRows },
   ];
 }
@@ -143,17 +178,48 @@ function targetsFor(input: SseReportInput): Target[] {
     const ratio = cpuRatios(loaded);
     const add = added(loaded, direct);
     targets.push(
-      { name: 'loaded: graygate CPU ÷ upstream CPU', value: ratio === null ? 'n/a' : `${ratio.total}×`, limit: `≤ ${MAX_CPU_RATIO}×`, isMet: ratio === null ? null : ratio.total <= MAX_CPU_RATIO },
-      { name: 'loaded: graygate added first token p99', value: add === null ? 'no direct path' : `${add.p99} ms`, limit: `≤ ${MAX_LOADED_ADDED_P99_MS} ms`, isMet: add === null ? null : add.p99 <= MAX_LOADED_ADDED_P99_MS },
-      { name: 'loaded: graygate master + worker peak RSS', value: `${toMb(loaded.peakRssBytes)} MB`, limit: `≤ ${MAX_LOADED_RSS_MB} MB`, isMet: toMb(loaded.peakRssBytes) <= MAX_LOADED_RSS_MB },
+      {
+        name: 'loaded: graygate CPU ÷ upstream CPU',
+        value: ratio === null ? 'n/a' : `${ratio.total}×`,
+        limit: `≤ ${MAX_CPU_RATIO}×`,
+        isMet: ratio === null ? null : ratio.total <= MAX_CPU_RATIO,
+      },
+      {
+        name: 'loaded: graygate added first token p99',
+        value: add === null ? 'no direct path' : `${add.p99} ms`,
+        limit: `≤ ${MAX_LOADED_ADDED_P99_MS} ms`,
+        isMet: add === null ? null : add.p99 <= MAX_LOADED_ADDED_P99_MS,
+      },
+      {
+        name: 'loaded: graygate master + worker peak RSS',
+        value: `${toMb(loaded.peakRssBytes)} MB`,
+        limit: `≤ ${MAX_LOADED_RSS_MB} MB`,
+        isMet: toMb(loaded.peakRssBytes) <= MAX_LOADED_RSS_MB,
+      },
     );
   }
   const rest = gg(input.restResult);
-  const restAdded = rest === undefined ? null : added(rest, input.restResult?.find((a) => a.key === 'direct'));
+  const restAdded =
+    rest === undefined
+      ? null
+      : added(
+          rest,
+          input.restResult?.find((a) => a.key === 'direct'),
+        );
   if (rest !== undefined) {
     targets.push(
-      { name: 'rest: graygate added first token p50', value: restAdded === null ? 'no direct path' : `${restAdded.p50} ms`, limit: `≤ ${MAX_REST_ADDED_P50_MS} ms`, isMet: restAdded === null ? null : restAdded.p50 <= MAX_REST_ADDED_P50_MS },
-      { name: 'rest: graygate added first token p99', value: restAdded === null ? 'no direct path' : `${restAdded.p99} ms`, limit: `≤ ${MAX_REST_ADDED_P99_MS} ms`, isMet: restAdded === null ? null : restAdded.p99 <= MAX_REST_ADDED_P99_MS },
+      {
+        name: 'rest: graygate added first token p50',
+        value: restAdded === null ? 'no direct path' : `${restAdded.p50} ms`,
+        limit: `≤ ${MAX_REST_ADDED_P50_MS} ms`,
+        isMet: restAdded === null ? null : restAdded.p50 <= MAX_REST_ADDED_P50_MS,
+      },
+      {
+        name: 'rest: graygate added first token p99',
+        value: restAdded === null ? 'no direct path' : `${restAdded.p99} ms`,
+        limit: `≤ ${MAX_REST_ADDED_P99_MS} ms`,
+        isMet: restAdded === null ? null : restAdded.p99 <= MAX_REST_ADDED_P99_MS,
+      },
     );
   }
   const small = input.small;
@@ -161,10 +227,22 @@ function targetsFor(input: SseReportInput): Target[] {
   const sNode = small?.find((s) => s.target.build === 'graygate' && s.target.kind === 'node');
   if (sGg !== undefined && sNode !== undefined && sNode.medianRps > 0) {
     const ratio = r2(sGg.medianRps / sNode.medianRps);
-    targets.push({ name: 'small: graygate req/s ÷ node proxy in front of its worker', value: `${ratio}×`, limit: `≥ ${MIN_SMALL_OVER_NODE}×`, isMet: ratio >= MIN_SMALL_OVER_NODE });
+    targets.push({
+      name: 'small: graygate req/s ÷ node proxy in front of its worker',
+      value: `${ratio}×`,
+      limit: `≥ ${MIN_SMALL_OVER_NODE}×`,
+      isMet: ratio >= MIN_SMALL_OVER_NODE,
+    });
   }
-  const failed = [...(input.streams ?? []), ...(input.restResult ?? [])].reduce((n, a) => n + a.failed, 0) + (small ?? []).reduce((n, s) => n + s.rounds.reduce((m, r) => m + r.non2xx + r.errors, 0), 0);
-  targets.push({ name: 'every stream and request completed on every path', value: `${failed} failed`, limit: '0', isMet: failed === 0 });
+  const failed =
+    [...(input.streams ?? []), ...(input.restResult ?? [])].reduce((n, a) => n + a.failed, 0) +
+    (small ?? []).reduce((n, s) => n + s.rounds.reduce((m, r) => m + r.non2xx + r.errors, 0), 0);
+  targets.push({
+    name: 'every stream and request completed on every path',
+    value: `${failed} failed`,
+    limit: '0',
+    isMet: failed === 0,
+  });
   return targets;
 }
 
@@ -172,21 +250,44 @@ export function sseReport(input: SseReportInput): ScenarioOutput {
   const { loaded, rest, windowMs, args } = input;
   const tables: Table[] = [];
   const shape = (s: StreamShape): string => `${s.slots} streams × ${s.tokens} tokens, one every ${s.intervalMs} ms`;
-  if (input.streams !== null) tables.push(streamTable(`loaded: ${shape(loaded)} (${Math.round((loaded.slots * 1000) / loaded.intervalMs)} events/s nominal), ${args.rounds} × ${windowMs / 1000} s windows`, input.streams));
-  if (input.restResult !== null) tables.push(streamTable(`rest: ${shape(rest)}, ${args.rounds} × ${windowMs / 1000} s windows`, input.restResult));
+  if (input.streams !== null)
+    tables.push(
+      streamTable(
+        `loaded: ${shape(loaded)} (${Math.round((loaded.slots * 1000) / loaded.intervalMs)} events/s nominal), ${args.rounds} × ${windowMs / 1000} s windows`,
+        input.streams,
+      ),
+    );
+  if (input.restResult !== null)
+    tables.push(streamTable(`rest: ${shape(rest)}, ${args.rounds} × ${windowMs / 1000} s windows`, input.restResult));
   if (input.small !== null) tables.push(...smallTables(input.small));
-  const errors = [...(input.streams ?? []), ...(input.restResult ?? [])].filter((a) => a.failed > 0).map((a) => `${a.label}: ${Object.entries(a.errors).map(([e, n]) => `${e} ×${n}`).join(', ')}`);
+  const errors = [...(input.streams ?? []), ...(input.restResult ?? [])]
+    .filter((a) => a.failed > 0)
+    .map(
+      (a) =>
+        `${a.label}: ${Object.entries(a.errors)
+          .map(([e, n]) => `${e} ×${n}`)
+          .join(', ')}`,
+    );
   const notes = [
     'CPU ÷ upstream: CPU seconds (utime+stime, /proc/<pid>/stat) of the proxy\'s processes over the measured windows, divided by the CPU seconds of the mock upstream process over the same windows; the mock produced the same events on every path, so this is CPU per relayed event in units of "what producing it cost". master / worker split graygate\'s total.',
     '"added": first-token percentile of the path minus that of direct (client → mock) in the same run. First token = request sent → first event with delta content; the mock waits one interval before the first token.',
-    'Closed loop: each of the N streams is replaced as soon as it ends, on the same keep-alive connection; the first starts are spread over one stream\'s length, then 1 s of unrecorded warm-up, then the window. Paths alternate A B C…, then …C B A, per round.',
+    "Closed loop: each of the N streams is replaced as soon as it ends, on the same keep-alive connection; the first starts are spread over one stream's length, then 1 s of unrecorded warm-up, then the window. Paths alternate A B C…, then …C B A, per round.",
     'box busy %: all cores, whole machine (other sessions included) during the windows: near 100 % means the figures include queueing for CPU.',
     'nginx: 1 worker process, proxy_buffering off, upstream keepalive, HTTP/1.1; node:http pipe proxy: http.request(...).pipe(res) on a keep-alive agent (scripts/loadtest/naive-proxy.ts, mode minimal).',
     ...input.setupNotes,
     ...errors,
   ];
   return {
-    results: { loadedShape: loaded, restShape: rest, windowMs, rounds: args.rounds, loaded: input.streams, rest: input.restResult, small: input.small, ratios: input.streams?.map((a) => ({ key: a.key, cpu: cpuRatios(a) })) ?? null },
+    results: {
+      loadedShape: loaded,
+      restShape: rest,
+      windowMs,
+      rounds: args.rounds,
+      loaded: input.streams,
+      rest: input.restResult,
+      small: input.small,
+      ratios: input.streams?.map((a) => ({ key: a.key, cpu: cpuRatios(a) })) ?? null,
+    },
     tables,
     targets: targetsFor(input),
     charts: [],

@@ -26,7 +26,15 @@ function cpuDelta(a: RssSample, b: RssSample, group: string): number {
   return (b.cpuMs[group] ?? 0) - (a.cpuMs[group] ?? 0);
 }
 
-async function runStreamRound(setup: SseSetup, path: SsePath, shape: StreamShape, windowMs: number, agg: StreamAggregate, recorder: Recorder, ctx: ScenarioContext): Promise<void> {
+async function runStreamRound(
+  setup: SseSetup,
+  path: SsePath,
+  shape: StreamShape,
+  windowMs: number,
+  agg: StreamAggregate,
+  recorder: Recorder,
+  ctx: ScenarioContext,
+): Promise<void> {
   const roles = Object.keys(path.pids);
   const groups: PidGroups = { ...path.pids, upstream: [setup.mockPid], client: [process.pid] };
   const sampler = new RssSampler({ pids: () => groups, intervalMs: 250 });
@@ -75,10 +83,17 @@ async function runStreamRound(setup: SseSetup, path: SsePath, shape: StreamShape
     for (const [e, n] of Object.entries(r.errors)) agg.errors[e] = (agg.errors[e] ?? 0) + n;
     for (const s of sampler.samples) {
       if (s.tMs < start.tMs || s.tMs > end.tMs) continue;
-      agg.peakRssBytes = Math.max(agg.peakRssBytes, roles.reduce((sum, role) => sum + (s.bytes[role] ?? 0), 0));
+      agg.peakRssBytes = Math.max(
+        agg.peakRssBytes,
+        roles.reduce((sum, role) => sum + (s.bytes[role] ?? 0), 0),
+      );
     }
     const p = round.percentiles();
-    agg.rounds.push({ ratio: roles.length === 0 || upstreamMs === 0 ? null : Math.round((proxyMs / upstreamMs) * 100) / 100, p50: p.p50, p99: p.p99 });
+    agg.rounds.push({
+      ratio: roles.length === 0 || upstreamMs === 0 ? null : Math.round((proxyMs / upstreamMs) * 100) / 100,
+      p50: p.p50,
+      p99: p.p99,
+    });
     // Merge this round's samples into the path's recorder (rounds are weighed by their stream count).
     recorder.merge(round);
   } finally {
@@ -86,10 +101,28 @@ async function runStreamRound(setup: SseSetup, path: SsePath, shape: StreamShape
   }
 }
 
-async function runStreamWorkload(name: string, setup: SseSetup, shape: StreamShape, windowMs: number, ctx: ScenarioContext): Promise<StreamAggregate[]> {
+async function runStreamWorkload(
+  name: string,
+  setup: SseSetup,
+  shape: StreamShape,
+  windowMs: number,
+  ctx: ScenarioContext,
+): Promise<StreamAggregate[]> {
   const aggs = setup.paths.map((p): StreamAggregate => ({
-    key: p.key, label: p.label, cpuMs: {}, upstreamCpuMs: 0, clientCpuMs: 0, box: { busyMs: 0, totalMs: 0 }, events: 0, windowMs: 0,
-    streams: 0, failed: 0, errors: {}, firstToken: new Recorder().percentiles(), peakRssBytes: 0, rounds: [],
+    key: p.key,
+    label: p.label,
+    cpuMs: {},
+    upstreamCpuMs: 0,
+    clientCpuMs: 0,
+    box: { busyMs: 0, totalMs: 0 },
+    events: 0,
+    windowMs: 0,
+    streams: 0,
+    failed: 0,
+    errors: {},
+    firstToken: new Recorder().percentiles(),
+    peakRssBytes: 0,
+    rounds: [],
   }));
   const recorders = setup.paths.map(() => new Recorder());
   for (let round = 0; round < ctx.args.rounds; round++) {
@@ -99,7 +132,9 @@ async function runStreamWorkload(name: string, setup: SseSetup, shape: StreamSha
     for (const i of order) {
       ctx.signal.throwIfAborted();
       const path = setup.paths[i]!;
-      ctx.progress.phase(`${name} round ${round + 1}/${ctx.args.rounds}: ${path.label}, ${shape.slots} streams × ${shape.tokens} tokens every ${shape.intervalMs} ms, ${windowMs / 1000} s window`);
+      ctx.progress.phase(
+        `${name} round ${round + 1}/${ctx.args.rounds}: ${path.label}, ${shape.slots} streams × ${shape.tokens} tokens every ${shape.intervalMs} ms, ${windowMs / 1000} s window`,
+      );
       await runStreamRound(setup, path, shape, windowMs, aggs[i]!, recorders[i]!, ctx);
     }
   }
@@ -118,7 +153,13 @@ async function runSmallWorkload(setup: SseSetup, ctx: ScenarioContext): Promise<
     // Unrecorded warm-up (JIT, keep-alive pools), skipped in short smoke runs.
     for (const t of durationS >= 5 ? targets : []) {
       progress.phase(`small: warm-up of ${t.label}`);
-      await runCannon({ url: `${t.url}/v1/models`, connections, durationS: 1, ...(t.socketPath === undefined ? {} : { socketPath: t.socketPath }), signal });
+      await runCannon({
+        url: `${t.url}/v1/models`,
+        connections,
+        durationS: 1,
+        ...(t.socketPath === undefined ? {} : { socketPath: t.socketPath }),
+        signal,
+      });
     }
     for (let round = 0; round < args.rounds; round++) {
       const order = targets.map((_, i) => i);
@@ -126,10 +167,20 @@ async function runSmallWorkload(setup: SseSetup, ctx: ScenarioContext): Promise<
       for (const i of order) {
         signal.throwIfAborted();
         const t = targets[i]!;
-        progress.phase(`small round ${round + 1}/${args.rounds}: GET /v1/models via ${t.label}, ${connections} connections × ${durationS} s`);
+        progress.phase(
+          `small round ${round + 1}/${args.rounds}: GET /v1/models via ${t.label}, ${connections} connections × ${durationS} s`,
+        );
         const sampler = new RssSampler({ pids: () => ({ front: t.pids }), intervalMs: 1000 });
         const from = sampler.sample();
-        rounds[i]!.push(await runCannon({ url: `${t.url}/v1/models`, connections, durationS, ...(t.socketPath === undefined ? {} : { socketPath: t.socketPath }), signal }));
+        rounds[i]!.push(
+          await runCannon({
+            url: `${t.url}/v1/models`,
+            connections,
+            durationS,
+            ...(t.socketPath === undefined ? {} : { socketPath: t.socketPath }),
+            signal,
+          }),
+        );
         const to = sampler.sample();
         sampler.stop();
         cpu[i]!.ms += cpuDelta(from, to, 'front');
@@ -160,17 +211,29 @@ function median(xs: number[]): number {
 export const runCompareSse: Scenario = async (ctx) => {
   const { args, signal, progress } = ctx;
   const windowMs = (args.durationS ?? 10) * 1000;
-  const loaded: StreamShape = { slots: args.streams ?? LOADED.slots, tokens: args.tokens ?? LOADED.tokens, intervalMs: args.tokenIntervalMs ?? LOADED.intervalMs };
+  const loaded: StreamShape = {
+    slots: args.streams ?? LOADED.slots,
+    tokens: args.tokens ?? LOADED.tokens,
+    intervalMs: args.tokenIntervalMs ?? LOADED.intervalMs,
+  };
   const setup = await startSsePaths(args, progress, signal);
   try {
     // One short stream per path first: connections, JIT and the mock's first answer are not measured.
     for (const p of setup.paths) {
-      const warm = await readStream(`${p.base}/chat/completions`, { body: chatBody({ tokens: 2, intervalMs: 0 }), agent: false, timeoutMs: 10_000, signal });
+      const warm = await readStream(`${p.base}/chat/completions`, {
+        body: chatBody({ tokens: 2, intervalMs: 0 }),
+        agent: false,
+        timeoutMs: 10_000,
+        signal,
+      });
       if (warm.error !== null) throw new Error(`${p.label} does not stream: ${warm.error}`);
     }
-    const streams = args.workloads.includes('loaded') ? await runStreamWorkload('loaded', setup, loaded, windowMs, ctx) : null;
+    const streams = args.workloads.includes('loaded')
+      ? await runStreamWorkload('loaded', setup, loaded, windowMs, ctx)
+      : null;
     const rest = args.workloads.includes('rest') ? await runStreamWorkload('rest', setup, REST, windowMs, ctx) : null;
-    const small = args.workloads.includes('small') && setup.builds.length > 0 ? await runSmallWorkload(setup, ctx) : null;
+    const small =
+      args.workloads.includes('small') && setup.builds.length > 0 ? await runSmallWorkload(setup, ctx) : null;
     return sseReport({ args, loaded, rest: REST, windowMs, streams, restResult: rest, small, setupNotes: setup.notes });
   } finally {
     progress.phase('stopping');

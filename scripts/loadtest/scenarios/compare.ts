@@ -47,7 +47,8 @@ export const runCompare: Scenario = async (ctx) => {
     const worker = (await gw.workers())[0]!;
     // graygate does not publish worker addresses; find the port (or unix socket) this worker listens on.
     const address = workerAddress(worker.pid);
-    if (address === undefined) throw new Error(`could not find the address worker ${worker.pid} listens on (/proc unavailable?)`);
+    if (address === undefined)
+      throw new Error(`could not find the address worker ${worker.pid} listens on (/proc unavailable?)`);
     const port = address.kind === 'tcp' ? address.hostPort : address.socketPath;
     const targets: Array<{ path: string; url: string; socketPath?: string; proxyPid: number | null }> = [
       address.kind === 'tcp'
@@ -60,7 +61,12 @@ export const runCompare: Scenario = async (ctx) => {
       notes.push('nginx is not installed: its column is skipped (Debian: apt-get install nginx).');
     } else {
       progress.phase(`starting nginx (${nginxBinary}) in front of the same worker`);
-      const nginx = await startNginx({ binary: nginxBinary, upstream: address.kind === 'tcp' ? address.hostPort : `unix:${address.socketPath}`, keepalive: 64, signal });
+      const nginx = await startNginx({
+        binary: nginxBinary,
+        upstream: address.kind === 'tcp' ? address.hostPort : `unix:${address.socketPath}`,
+        keepalive: 64,
+        signal,
+      });
       stops.push(nginx.stop);
       targets.push({ path: 'through nginx', url: nginx.url, proxyPid: nginx.pid });
     }
@@ -71,13 +77,35 @@ export const runCompare: Scenario = async (ctx) => {
       const url = `${target.url}${CHAT_PATH}`;
       progress.phase(`${target.path}: warm-up, then ${connections} connections × ${durationS} s`);
       const socket = target.socketPath === undefined ? {} : { socketPath: target.socketPath };
-      await warmUp({ url, method: 'POST', headers: JSON_HEADERS, body, connections, durationS: warmUpSeconds(durationS), ...socket, signal });
+      await warmUp({
+        url,
+        method: 'POST',
+        headers: JSON_HEADERS,
+        body,
+        connections,
+        durationS: warmUpSeconds(durationS),
+        ...socket,
+        signal,
+      });
       // nginx: master + worker are one group, both counted; graygate: the master (its worker is shared by all columns).
-      const proxyPids = target.proxyPid === null ? [] : target.path === 'through nginx' ? processGroupMembers(target.proxyPid) : [target.proxyPid];
+      const proxyPids =
+        target.proxyPid === null
+          ? []
+          : target.path === 'through nginx'
+            ? processGroupMembers(target.proxyPid)
+            : [target.proxyPid];
       const sampler = new RssSampler({ pids: () => ({ proxy: proxyPids, worker: [worker.pid] }) });
       const load = await runLoad({
-        url, method: 'POST', headers: JSON_HEADERS, body, connections, durationS, ...socket, signal,
-        onTick: (p) => progress.status(`${target.path} ${p.elapsedS}/${durationS} s  ${p.responses} answers  ${p.errors} errors`),
+        url,
+        method: 'POST',
+        headers: JSON_HEADERS,
+        body,
+        connections,
+        durationS,
+        ...socket,
+        signal,
+        onTick: (p) =>
+          progress.status(`${target.path} ${p.elapsedS}/${durationS} s  ${p.responses} answers  ${p.errors} errors`),
       });
       sampler.stop();
       columns.push({
@@ -103,8 +131,30 @@ export const runCompare: Scenario = async (ctx) => {
       tables: [
         {
           title: `Compare: POST ${CHAT_PATH} stream:true, ${connections} connections × ${durationS} s each`,
-          headers: ['path', 'req/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'non-2xx', 'errors', 'proxy peak RSS MB', 'proxy CPU %', 'worker CPU %'],
-          rows: columns.map((c) => [c.path, c.load.okRps, c.load.latency.p50, c.load.latency.p99, c.load.latency.p999, c.load.non2xx, c.load.errors, c.proxyPeakMb ?? '–', c.proxyCpuPct ?? '–', c.workerCpuPct]),
+          headers: [
+            'path',
+            'req/s',
+            'p50 ms',
+            'p99 ms',
+            'p99.9 ms',
+            'non-2xx',
+            'errors',
+            'proxy peak RSS MB',
+            'proxy CPU %',
+            'worker CPU %',
+          ],
+          rows: columns.map((c) => [
+            c.path,
+            c.load.okRps,
+            c.load.latency.p50,
+            c.load.latency.p99,
+            c.load.latency.p999,
+            c.load.non2xx,
+            c.load.errors,
+            c.proxyPeakMb ?? '–',
+            c.proxyCpuPct ?? '–',
+            c.workerCpuPct,
+          ]),
         },
         {
           title: 'Ratios',
@@ -115,11 +165,20 @@ export const runCompare: Scenario = async (ctx) => {
           ],
         },
       ],
-      targets: [{ name: 'every request answered 2xx on every path', value: `${failedAll} failed`, limit: '0', isMet: failedAll === 0 }],
+      targets: [
+        {
+          name: 'every request answered 2xx on every path',
+          value: `${failedAll} failed`,
+          limit: '0',
+          isMet: failedAll === 0,
+        },
+      ],
       charts: [],
       notes: [
         `All columns hit the same worker process (pid ${worker.pid}, ${port}) with its embedded mock upstream (${TOKENS} tokens, no pacing); each after an unrecorded ${warmUpSeconds(durationS)} s warm-up.`,
-        'nginx: 1 worker process, proxy_buffering off, upstream keepalive 64, HTTP/1.1 to the worker, access log to /dev/null. graygate: LOG_LEVEL ' + args.logLevel + ', stdout to /dev/null.',
+        'nginx: 1 worker process, proxy_buffering off, upstream keepalive 64, HTTP/1.1 to the worker, access log to /dev/null. graygate: LOG_LEVEL ' +
+          args.logLevel +
+          ', stdout to /dev/null.',
         ...notes,
       ],
     };

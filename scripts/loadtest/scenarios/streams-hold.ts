@@ -51,7 +51,9 @@ export const runStreamsHold: Scenario = async (ctx) => {
     stops.push(() => stopTracked(mockProcess, { graceMs: 2000 }));
     const mock = await waitForMessage(mockProcess, { pick: pickListening, timeoutMs: 15_000, signal });
 
-    progress.phase(`starting graygate from ${entries.root} (${args.instances} worker(s), maxSocketsPerWorker ${maxSockets}, upstream.maxConnections ${args.upstreamConnections ?? "graygate's default"})`);
+    progress.phase(
+      `starting graygate from ${entries.root} (${args.instances} worker(s), maxSocketsPerWorker ${maxSockets}, upstream.maxConnections ${args.upstreamConnections ?? "graygate's default"})`,
+    );
     const upstream: Record<string, unknown> = { format: 'openai', url: mock.url };
     if (args.upstreamConnections !== undefined) upstream['maxConnections'] = args.upstreamConnections;
     const gw = await startGateway({
@@ -64,14 +66,28 @@ export const runStreamsHold: Scenario = async (ctx) => {
     });
     stops.push(gw.stop);
     const workerPids = (await gw.workers()).map((w) => w.pid);
-    const pids = (): PidGroups => ({ master: [gw.pid], workers: workerPids, firstWorker: workerPids.slice(0, 1), upstream: [mockProcess.pid] });
+    const pids = (): PidGroups => ({
+      master: [gw.pid],
+      workers: workerPids,
+      firstWorker: workerPids.slice(0, 1),
+      upstream: [mockProcess.pid],
+    });
 
     // Idle footprint (issue 10 target 5): after one stream, once start-up garbage had time to go.
-    await readStream(`${gw.url}${CHAT_PATH}`, { body: chatBody({ tokens: 2, intervalMs: 0 }), agent: false, timeoutMs: 10_000, signal });
+    await readStream(`${gw.url}${CHAT_PATH}`, {
+      body: chatBody({ tokens: 2, intervalMs: 0 }),
+      agent: false,
+      timeoutMs: 10_000,
+      signal,
+    });
     await new Promise((r) => setTimeout(r, IDLE_SETTLE_MS));
     const sampler = new RssSampler({ pids, intervalMs: 500 });
     const idle = sampler.sample();
-    const idleMb = { master: toMb(idle.bytes['master'] ?? 0), firstWorker: toMb(idle.bytes['firstWorker'] ?? 0), workers: toMb(idle.bytes['workers'] ?? 0) };
+    const idleMb = {
+      master: toMb(idle.bytes['master'] ?? 0),
+      firstWorker: toMb(idle.bytes['firstWorker'] ?? 0),
+      workers: toMb(idle.bytes['workers'] ?? 0),
+    };
 
     const counts: HoldCounts = { opened: 0, firstTokens: 0, errors: 0 };
     const errors: Record<string, number> = {};
@@ -83,7 +99,10 @@ export const runStreamsHold: Scenario = async (ctx) => {
       counts.opened++;
       let isFirst = true;
       return readStream(`${gw.url}${CHAT_PATH}`, {
-        body, agent, timeoutMs: (args.rampS + args.holdS) * 1000 + 120_000, signal: runSignal,
+        body,
+        agent,
+        timeoutMs: (args.rampS + args.holdS) * 1000 + 120_000,
+        signal: runSignal,
         onToken: () => {
           if (!isFirst) return;
           isFirst = false;
@@ -100,7 +119,10 @@ export const runStreamsHold: Scenario = async (ctx) => {
         return r;
       });
     };
-    const show = (): void => progress.status(`${isHolding ? 'hold' : 'ramp'}: ${counts.opened} opened  ${counts.firstTokens} first tokens  ${counts.errors} errors  master ${toMb(sampler.latest('master'))} MB  workers ${toMb(sampler.latest('workers'))} MB`);
+    const show = (): void =>
+      progress.status(
+        `${isHolding ? 'hold' : 'ramp'}: ${counts.opened} opened  ${counts.firstTokens} first tokens  ${counts.errors} errors  master ${toMb(sampler.latest('master'))} MB  workers ${toMb(sampler.latest('workers'))} MB`,
+      );
     const ticker = setInterval(show, 500);
 
     progress.phase(`ramp: ${streams} streams over ${args.rampS} s (${tokens} tokens, one every ${intervalMs} ms)`);
@@ -123,60 +145,171 @@ export const runStreamsHold: Scenario = async (ctx) => {
     const atHoldEnd = { ...counts };
     const rssAtHold = sampler.sample();
     // What graygate itself reports at the hold (issue 10: a queue must show in status and metrics).
-    const statusAtHold = await gw.admin('GET', '/admin/status').then((r) => r.body, (err: unknown) => String(err));
+    const statusAtHold = await gw.admin('GET', '/admin/status').then(
+      (r) => r.body,
+      (err: unknown) => String(err),
+    );
     const workersAtHold = await gw.workers().catch(() => []);
     clearInterval(ticker);
     // After the figures: a heap snapshot freezes the process for seconds and allocates as much again.
-    if (probeDir !== undefined) progress.phase(`memory probe${args.isHeapSnapshot ? ' and heap snapshots' : ''} of master and workers`);
-    const probes: MemoryProbe[] = probeDir === undefined ? [] : await probeMemory(probeDir, [gw.pid, ...workerPids], args.isHeapSnapshot ? 180_000 : 10_000);
+    if (probeDir !== undefined)
+      progress.phase(`memory probe${args.isHeapSnapshot ? ' and heap snapshots' : ''} of master and workers`);
+    const probes: MemoryProbe[] =
+      probeDir === undefined
+        ? []
+        : await probeMemory(probeDir, [gw.pid, ...workerPids], args.isHeapSnapshot ? 180_000 : 10_000);
     progress.phase('stopping the streams');
     run.abort(new Error('hold over'));
     await Promise.all(all);
     agent.destroy();
     sampler.stop();
 
-    const peak = { master: toMb(sampler.peak('master', holdStartMs, holdEndMs)), workers: toMb(sampler.peak('workers', holdStartMs, holdEndMs)) };
+    const peak = {
+      master: toMb(sampler.peak('master', holdStartMs, holdEndMs)),
+      workers: toMb(sampler.peak('workers', holdStartMs, holdEndMs)),
+    };
     const totalAtHold = toMb((rssAtHold.bytes['master'] ?? 0) + (rssAtHold.bytes['workers'] ?? 0));
-    const totalPeak = toMb(Math.max(0, ...sampler.samples.filter((s) => s.tMs >= holdStartMs && s.tMs <= holdEndMs).map((s) => (s.bytes['master'] ?? 0) + (s.bytes['workers'] ?? 0))));
-    const perStreamKb = Math.round((((rssAtHold.bytes['master'] ?? 0) + (rssAtHold.bytes['workers'] ?? 0) - (idle.bytes['master'] ?? 0) - (idle.bytes['workers'] ?? 0)) / streams / 1024) * 10) / 10;
+    const totalPeak = toMb(
+      Math.max(
+        0,
+        ...sampler.samples
+          .filter((s) => s.tMs >= holdStartMs && s.tMs <= holdEndMs)
+          .map((s) => (s.bytes['master'] ?? 0) + (s.bytes['workers'] ?? 0)),
+      ),
+    );
+    const perStreamKb =
+      Math.round(
+        (((rssAtHold.bytes['master'] ?? 0) +
+          (rssAtHold.bytes['workers'] ?? 0) -
+          (idle.bytes['master'] ?? 0) -
+          (idle.bytes['workers'] ?? 0)) /
+          streams /
+          1024) *
+          10,
+      ) / 10;
     const targets: Target[] = [
-      { name: 'streams that got their first token by the end of the hold', value: `${atHoldEnd.firstTokens}/${streams}`, limit: `${streams}`, isMet: atHoldEnd.firstTokens === streams },
-      { name: 'errors before the end of the hold', value: String(atHoldEnd.errors), limit: '0', isMet: atHoldEnd.errors === 0 },
-      { name: 'master + workers RSS at the hold (issue 10: 9,000 streams)', value: `${totalAtHold} MB`, limit: '< 500 MB', isMet: totalAtHold < 500 },
-      { name: 'idle master + one worker RSS', value: `${Math.round((idleMb.master + idleMb.firstWorker) * 10) / 10} MB`, limit: '≤ 100 MB', isMet: idleMb.master + idleMb.firstWorker <= 100 },
+      {
+        name: 'streams that got their first token by the end of the hold',
+        value: `${atHoldEnd.firstTokens}/${streams}`,
+        limit: `${streams}`,
+        isMet: atHoldEnd.firstTokens === streams,
+      },
+      {
+        name: 'errors before the end of the hold',
+        value: String(atHoldEnd.errors),
+        limit: '0',
+        isMet: atHoldEnd.errors === 0,
+      },
+      {
+        name: 'master + workers RSS at the hold (issue 10: 9,000 streams)',
+        value: `${totalAtHold} MB`,
+        limit: '< 500 MB',
+        isMet: totalAtHold < 500,
+      },
+      {
+        name: 'idle master + one worker RSS',
+        value: `${Math.round((idleMb.master + idleMb.firstWorker) * 10) / 10} MB`,
+        limit: '≤ 100 MB',
+        isMet: idleMb.master + idleMb.firstWorker <= 100,
+      },
     ];
     const relative = (t: number): number => Math.round((t - rampStartMs) / 100) / 10;
     return {
-      results: { streams, workers: args.instances, maxSockets, upstreamConnections: args.upstreamConnections ?? null, tokens, intervalMs, rampS: args.rampS, holdS: args.holdS, idleMb, atHoldStart, atHoldEnd, statusAtHold, errors, firstToken: firstToken.percentiles(), rss: { totalAtHoldMb: totalAtHold, totalPeakMb: totalPeak, peak, perStreamKb }, probes },
+      results: {
+        streams,
+        workers: args.instances,
+        maxSockets,
+        upstreamConnections: args.upstreamConnections ?? null,
+        tokens,
+        intervalMs,
+        rampS: args.rampS,
+        holdS: args.holdS,
+        idleMb,
+        atHoldStart,
+        atHoldEnd,
+        statusAtHold,
+        errors,
+        firstToken: firstToken.percentiles(),
+        rss: { totalAtHoldMb: totalAtHold, totalPeakMb: totalPeak, peak, perStreamKb },
+        probes,
+      },
       tables: [
         {
           title: `streams --hold: ${streams} streams through graygate, ${args.instances} worker(s)`,
           headers: ['moment', 'opened', 'first tokens', 'errors', 'master MB', 'workers MB', 'total MB'],
           rows: [
-            ['idle (after start)', 0, 0, 0, idleMb.master, idleMb.workers, Math.round((idleMb.master + idleMb.workers) * 10) / 10],
+            [
+              'idle (after start)',
+              0,
+              0,
+              0,
+              idleMb.master,
+              idleMb.workers,
+              Math.round((idleMb.master + idleMb.workers) * 10) / 10,
+            ],
             ['hold starts', atHoldStart.opened, atHoldStart.firstTokens, atHoldStart.errors, '', '', ''],
-            ['hold ends', atHoldEnd.opened, atHoldEnd.firstTokens, atHoldEnd.errors, toMb(rssAtHold.bytes['master'] ?? 0), toMb(rssAtHold.bytes['workers'] ?? 0), totalAtHold],
+            [
+              'hold ends',
+              atHoldEnd.opened,
+              atHoldEnd.firstTokens,
+              atHoldEnd.errors,
+              toMb(rssAtHold.bytes['master'] ?? 0),
+              toMb(rssAtHold.bytes['workers'] ?? 0),
+              totalAtHold,
+            ],
             ['peak during the hold', '', '', '', peak.master, peak.workers, totalPeak],
           ],
         },
-        ...(probes.length === 0 ? [] : [{
-          title: 'process.memoryUsage() at the end of the hold (MB)',
-          headers: ['process', 'rss', 'heap used', 'heap total', 'external', 'array buffers', 'sockets', 'timers'],
-          rows: probes.map((p) => [`${p.role} ${p.pid}`, toMb(p.memory.rss), toMb(p.memory.heapUsed), toMb(p.memory.heapTotal), toMb(p.memory.external), toMb(p.memory.arrayBuffers), p.activeResources['TCPSocketWrap'] ?? 0, p.activeResources['Timeout'] ?? 0]),
-        }]),
+        ...(probes.length === 0
+          ? []
+          : [
+              {
+                title: 'process.memoryUsage() at the end of the hold (MB)',
+                headers: [
+                  'process',
+                  'rss',
+                  'heap used',
+                  'heap total',
+                  'external',
+                  'array buffers',
+                  'sockets',
+                  'timers',
+                ],
+                rows: probes.map((p) => [
+                  `${p.role} ${p.pid}`,
+                  toMb(p.memory.rss),
+                  toMb(p.memory.heapUsed),
+                  toMb(p.memory.heapTotal),
+                  toMb(p.memory.external),
+                  toMb(p.memory.arrayBuffers),
+                  p.activeResources['TCPSocketWrap'] ?? 0,
+                  p.activeResources['Timeout'] ?? 0,
+                ]),
+              },
+            ]),
       ],
       targets,
-      charts: [{
-        name: 'rss',
-        title: 'RSS while ramping and holding',
-        svg: lineChart({
-          title: 'RSS (MB): ramp, then hold',
-          xLabel: 's',
-          yLabel: 'RSS MB',
-          series: ['master', 'workers'].map((g) => ({ label: g, points: sampler.samples.filter((s) => s.tMs >= rampStartMs).map((s) => [relative(s.tMs), toMb(s.bytes[g] ?? 0)] as [number, number]) })),
-          markers: [{ x: 0, label: 'ramp' }, { x: relative(holdStartMs), label: 'hold' }],
-        }),
-      }],
+      charts: [
+        {
+          name: 'rss',
+          title: 'RSS while ramping and holding',
+          svg: lineChart({
+            title: 'RSS (MB): ramp, then hold',
+            xLabel: 's',
+            yLabel: 'RSS MB',
+            series: ['master', 'workers'].map((g) => ({
+              label: g,
+              points: sampler.samples
+                .filter((s) => s.tMs >= rampStartMs)
+                .map((s) => [relative(s.tMs), toMb(s.bytes[g] ?? 0)] as [number, number]),
+            })),
+            markers: [
+              { x: 0, label: 'ramp' },
+              { x: relative(holdStartMs), label: 'hold' },
+            ],
+          }),
+        },
+      ],
       notes: [
         `Each stream: POST ${CHAT_PATH} on its own connection; the mock sends ${tokens} tokens, one every ${intervalMs} ms, so no stream ends before the hold does; they are cut (client closes) after it.`,
         `First token: ${firstToken.count} streams, p50 ${firstToken.percentiles().p50} ms, p99 ${firstToken.percentiles().p99} ms, max ${firstToken.percentiles().max} ms (the ramp's arrivals included).`,

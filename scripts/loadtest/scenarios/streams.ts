@@ -37,7 +37,13 @@ interface Shape {
   tokenIntervalMs: number;
 }
 
-async function runStreamsPhase(label: string, url: string, ctx: ScenarioContext, shape: Shape, onProgress: (open: number) => void): Promise<PhaseResult> {
+async function runStreamsPhase(
+  label: string,
+  url: string,
+  ctx: ScenarioContext,
+  shape: Shape,
+  onProgress: (open: number) => void,
+): Promise<PhaseResult> {
   const { signal } = ctx;
   const agent = new Agent({ keepAlive: false, maxSockets: Infinity });
   const body = chatBody({ tokens: shape.tokens, intervalMs: shape.tokenIntervalMs });
@@ -102,7 +108,14 @@ export const runStreams: Scenario = async (ctx) => {
     const gw = await startGateway({
       // upstream.maxConnections is sized to the streams too (issue 10: graygate now refuses less than
       // maxSocketsPerWorker; older builds defaulted to 256 or 1024 and queued the rest inside undici).
-      versions: { v1: { entry: entries.worker, weight: 1, instances: args.instances, upstream: { format: 'openai', url: mock.url, maxConnections: Math.max(1024, args.streams) } } },
+      versions: {
+        v1: {
+          entry: entries.worker,
+          weight: 1,
+          instances: args.instances,
+          upstream: { format: 'openai', url: mock.url, maxConnections: Math.max(1024, args.streams) },
+        },
+      },
       // Every stream holds a worker socket for its whole life (SPEC §4): size the limit to the streams.
       limits: { maxSocketsPerWorker: Math.max(1024, args.streams), maxQueuePerVersion: Math.max(256, args.streams) },
       logLevel: args.logLevel,
@@ -120,12 +133,24 @@ export const runStreams: Scenario = async (ctx) => {
 
     const sampler = new RssSampler({ pids, intervalMs: 200 });
     const idle = sampler.sample();
-    const show = (label: string) => (open: number): void =>
-      progress.status(`${label}: ${open}/${args.streams} streams open  master ${toMb(sampler.latest('master'))} MB  workers ${toMb(sampler.latest('workers'))} MB`);
+    const show =
+      (label: string) =>
+      (open: number): void =>
+        progress.status(
+          `${label}: ${open}/${args.streams} streams open  master ${toMb(sampler.latest('master'))} MB  workers ${toMb(sampler.latest('workers'))} MB`,
+        );
 
-    progress.phase(`direct: ${args.streams} streams × ${args.tokens} tokens every ${args.tokenIntervalMs} ms, straight to the mock upstream`);
+    progress.phase(
+      `direct: ${args.streams} streams × ${args.tokens} tokens every ${args.tokenIntervalMs} ms, straight to the mock upstream`,
+    );
     const directStartMs = sampler.now();
-    const direct = await runStreamsPhase('direct to the upstream', `${mock.url}/chat/completions`, ctx, args, show('direct'));
+    const direct = await runStreamsPhase(
+      'direct to the upstream',
+      `${mock.url}/chat/completions`,
+      ctx,
+      args,
+      show('direct'),
+    );
     const directEndMs = sampler.now();
 
     signal.throwIfAborted(); // Ctrl-C: skip the graygate phase
@@ -160,11 +185,29 @@ export const runStreams: Scenario = async (ctx) => {
       firstTokenP99Ms: Math.round((through.firstToken.p99 - direct.firstToken.p99) * 100) / 100,
     };
     const row = (p: PhaseResult): Array<string | number> => [
-      p.label, p.streams, p.completed, p.failed, p.firstToken.p50, p.firstToken.p99, p.firstToken.max, p.streamDuration.p99, p.tokensPerS,
+      p.label,
+      p.streams,
+      p.completed,
+      p.failed,
+      p.firstToken.p50,
+      p.firstToken.p99,
+      p.firstToken.max,
+      p.streamDuration.p99,
+      p.tokensPerS,
     ];
     const targets: Target[] = [
-      { name: 'streams completed through graygate', value: `${through.completed}/${through.streams}`, limit: 'all', isMet: through.failed === 0 },
-      { name: 'streams completed direct (the load client itself keeps up)', value: `${direct.completed}/${direct.streams}`, limit: 'all', isMet: direct.failed === 0 },
+      {
+        name: 'streams completed through graygate',
+        value: `${through.completed}/${through.streams}`,
+        limit: 'all',
+        isMet: through.failed === 0,
+      },
+      {
+        name: 'streams completed direct (the load client itself keeps up)',
+        value: `${direct.completed}/${direct.streams}`,
+        limit: 'all',
+        isMet: direct.failed === 0,
+      },
     ];
     const notes = [
       `Each stream: POST ${CHAT_PATH} with stream:true; the mock upstream sends ${args.tokens} tokens, one every ${args.tokenIntervalMs} ms, so a stream lasts at least ${(args.tokens * args.tokenIntervalMs) / 1000} s. All ${args.streams} start at once on fresh connections.`,
@@ -173,15 +216,39 @@ export const runStreams: Scenario = async (ctx) => {
       `RSS per 100 streams = (peak while the ${args.streams} streams were open − idle just before) / ${args.streams} × 100.`,
     ];
     for (const p of [direct, through]) {
-      if (p.failed > 0) notes.push(`${p.label}: failures ${Object.entries(p.errors).map(([e, n]) => `${e} ×${n}`).join(', ')}`);
+      if (p.failed > 0)
+        notes.push(
+          `${p.label}: failures ${Object.entries(p.errors)
+            .map(([e, n]) => `${e} ×${n}`)
+            .join(', ')}`,
+        );
     }
-    const relative = (s: { tMs: number; bytes: Record<string, number> }): number => Math.round((s.tMs - directStartMs) / 100) / 10;
+    const relative = (s: { tMs: number; bytes: Record<string, number> }): number =>
+      Math.round((s.tMs - directStartMs) / 100) / 10;
     return {
-      results: { direct, through, added, memory, tokens: args.tokens, tokenIntervalMs: args.tokenIntervalMs, instances: args.instances },
+      results: {
+        direct,
+        through,
+        added,
+        memory,
+        tokens: args.tokens,
+        tokenIntervalMs: args.tokenIntervalMs,
+        instances: args.instances,
+      },
       tables: [
         {
           title: `${args.streams} concurrent SSE streams × ${args.tokens} tokens`,
-          headers: ['path', 'streams', 'completed', 'failed', 'first token p50 ms', 'p99 ms', 'max ms', 'stream p99 ms', 'tokens/s'],
+          headers: [
+            'path',
+            'streams',
+            'completed',
+            'failed',
+            'first token p50 ms',
+            'p99 ms',
+            'max ms',
+            'stream p99 ms',
+            'tokens/s',
+          ],
           rows: [row(direct), row(through)],
         },
         {
@@ -189,7 +256,13 @@ export const runStreams: Scenario = async (ctx) => {
           headers: ['process', 'idle MB', 'peak MB', 'MB per 100 streams', 'CPU % (graygate phase)'],
           rows: [
             ['master', memory.idleMasterMb, memory.peakMasterMb, memory.masterMbPer100Streams, memory.masterCpuPct],
-            [`workers (${workerPids.length})`, memory.idleWorkersMb, memory.peakWorkersMb, memory.workersMbPer100Streams, memory.workersCpuPct],
+            [
+              `workers (${workerPids.length})`,
+              memory.idleWorkersMb,
+              memory.peakWorkersMb,
+              memory.workersMbPer100Streams,
+              memory.workersCpuPct,
+            ],
           ],
         },
       ],
@@ -202,8 +275,16 @@ export const runStreams: Scenario = async (ctx) => {
             title: 'RSS (MB): direct phase, then through graygate',
             xLabel: 's',
             yLabel: 'RSS MB',
-            series: ['master', 'workers', 'upstream'].map((g) => ({ label: g, points: sampler.samples.filter((s) => s.tMs >= directStartMs).map((s) => [relative(s), toMb(s.bytes[g] ?? 0)] as [number, number]) })),
-            markers: [{ x: 0, label: 'direct' }, { x: Math.round((gwStartMs - directStartMs) / 100) / 10, label: 'graygate' }],
+            series: ['master', 'workers', 'upstream'].map((g) => ({
+              label: g,
+              points: sampler.samples
+                .filter((s) => s.tMs >= directStartMs)
+                .map((s) => [relative(s), toMb(s.bytes[g] ?? 0)] as [number, number]),
+            })),
+            markers: [
+              { x: 0, label: 'direct' },
+              { x: Math.round((gwStartMs - directStartMs) / 100) / 10, label: 'graygate' },
+            ],
           }),
         },
       ],

@@ -50,12 +50,22 @@ export const runSwap: Scenario = async (ctx) => {
 
     // Deploy b2 at 20 %, deploy b3 at 50 %, roll back (to b2) at 80 % of the run; each waits for the one before.
     const plan: Array<{ name: string; atS: number; call: () => Promise<{ status: number; body: unknown }> }> = [
-      { name: 'deploy v2 (b2)', atS: durationS * 0.2, call: () => gw.admin('POST', '/admin/versions/v2/deploy', { env: { [BUILD_ENV]: 'b2' } }) },
-      { name: 'deploy v2 (b3)', atS: durationS * 0.5, call: () => gw.admin('POST', '/admin/versions/v2/deploy', { env: { [BUILD_ENV]: 'b3' } }) },
+      {
+        name: 'deploy v2 (b2)',
+        atS: durationS * 0.2,
+        call: () => gw.admin('POST', '/admin/versions/v2/deploy', { env: { [BUILD_ENV]: 'b2' } }),
+      },
+      {
+        name: 'deploy v2 (b3)',
+        atS: durationS * 0.5,
+        call: () => gw.admin('POST', '/admin/versions/v2/deploy', { env: { [BUILD_ENV]: 'b3' } }),
+      },
       { name: 'rollback v2', atS: durationS * 0.8, call: () => gw.admin('POST', '/admin/versions/v2/rollback') },
     ];
     const operations: Operation[] = [];
-    progress.phase(`${connections} connections × ${durationS} s on v2; ${plan.map((p) => `${p.name} at ${Math.round(p.atS * 10) / 10} s`).join(', ')}`);
+    progress.phase(
+      `${connections} connections × ${durationS} s on v2; ${plan.map((p) => `${p.name} at ${Math.round(p.atS * 10) / 10} s`).join(', ')}`,
+    );
     const loadStartedAt = performance.now();
     const elapsedS = (): number => (performance.now() - loadStartedAt) / 1000;
     // The load runs at least durationS and until 1 s after the last operation, so
@@ -63,8 +73,17 @@ export const runSwap: Scenario = async (ctx) => {
     const stopLoad = new AbortController();
     signal.addEventListener('abort', () => stopLoad.abort(), { once: true });
     const loadPromise = runLoad({
-      url, method: 'POST', headers, body, connections, durationS: durationS + 60, signal: stopLoad.signal,
-      onTick: (p) => progress.status(`${p.elapsedS}/≥${durationS} s  ${p.responses} answers  ${p.errors} errors  ${operations.length}/${plan.length} swaps done`),
+      url,
+      method: 'POST',
+      headers,
+      body,
+      connections,
+      durationS: durationS + 60,
+      signal: stopLoad.signal,
+      onTick: (p) =>
+        progress.status(
+          `${p.elapsedS}/≥${durationS} s  ${p.responses} answers  ${p.errors} errors  ${operations.length}/${plan.length} swaps done`,
+        ),
     });
     const opsPromise = (async () => {
       for (const step of plan) {
@@ -87,7 +106,15 @@ export const runSwap: Scenario = async (ctx) => {
         const durationMs = Math.round(performance.now() - started);
         const now = await gw.workers();
         workerPids = now.map((w) => w.pid);
-        operations.push({ name: step.name, startS: Math.round(startS * 10) / 10, durationMs, status, outcome, oldPids, newPids: now.filter((w) => w.version === 'v2').map((w) => w.pid) });
+        operations.push({
+          name: step.name,
+          startS: Math.round(startS * 10) / 10,
+          durationMs,
+          status,
+          outcome,
+          oldPids,
+          newPids: now.filter((w) => w.version === 'v2').map((w) => w.pid),
+        });
       }
     })().finally(async () => {
       const tailMs = Math.max(1000, durationS * 1000 - (performance.now() - loadStartedAt));
@@ -98,7 +125,9 @@ export const runSwap: Scenario = async (ctx) => {
     sampler.stop();
     const failed = load.non2xx + load.errors;
     const around = (op: Operation): Array<string | number> => {
-      const window = load.perSecond.filter((b) => b.t >= Math.floor(op.startS) - 1 && b.t <= Math.ceil(op.startS + op.durationMs / 1000));
+      const window = load.perSecond.filter(
+        (b) => b.t >= Math.floor(op.startS) - 1 && b.t <= Math.ceil(op.startS + op.durationMs / 1000),
+      );
       const p99 = Math.max(0, ...window.map((b) => b.p99));
       const before = load.perSecond.find((b) => b.t === Math.floor(op.startS) - 2)?.p99 ?? '–';
       return [op.name, op.startS, op.durationMs, op.status, before, p99, op.oldPids.join(' '), op.newPids.join(' ')];
@@ -109,17 +138,43 @@ export const runSwap: Scenario = async (ctx) => {
         {
           title: `Swap under load: ${connections} connections × ${Math.round(load.durationS)} s on v2`,
           headers: ['answers', 'req/s', '2xx', 'non-2xx', 'errors', 'timeouts', 'p50 ms', 'p99 ms', 'max ms'],
-          rows: [[load.responses, load.rps, load.responses - load.non2xx, load.non2xx, load.errors, load.timeouts, load.latency.p50, load.latency.p99, load.latency.max]],
+          rows: [
+            [
+              load.responses,
+              load.rps,
+              load.responses - load.non2xx,
+              load.non2xx,
+              load.errors,
+              load.timeouts,
+              load.latency.p50,
+              load.latency.p99,
+              load.latency.max,
+            ],
+          ],
         },
         {
           title: 'Latency around each swap',
-          headers: ['operation', 'at s', 'took ms', 'status', 'p99 ms 2 s before', 'worst 1-s p99 ms during', 'old v2 pids', 'new v2 pids'],
+          headers: [
+            'operation',
+            'at s',
+            'took ms',
+            'status',
+            'p99 ms 2 s before',
+            'worst 1-s p99 ms during',
+            'old v2 pids',
+            'new v2 pids',
+          ],
           rows: operations.map(around),
         },
       ],
       targets: [
         { name: 'failed requests during the swaps', value: String(failed), limit: '0', isMet: failed === 0 },
-        { name: 'admin operations that succeeded', value: `${operations.filter((o) => o.status === 200).length}/${plan.length}`, limit: `${plan.length}`, isMet: operations.filter((o) => o.status === 200).length === plan.length },
+        {
+          name: 'admin operations that succeeded',
+          value: `${operations.filter((o) => o.status === 200).length}/${plan.length}`,
+          limit: `${plan.length}`,
+          isMet: operations.filter((o) => o.status === 200).length === plan.length,
+        },
       ],
       charts: [
         {

@@ -44,15 +44,47 @@ t.test('checkAdminRequest', async (t) => {
     ['curl to 127.0.0.1', { method: 'GET', headers: { host: '127.0.0.1:9000' }, hasToken: false }, true],
     ['no Host at all (HTTP/1.0)', { method: 'GET', headers: {}, hasToken: false }, false],
     ['rebinding Host', { method: 'GET', headers: { host: 'evil.example:9000' }, hasToken: false }, false],
-    ['cross-origin', { method: 'GET', headers: { host: '127.0.0.1:9000', origin: 'http://evil.example' }, hasToken: false }, false],
-    ['Origin null (sandboxed page)', { method: 'GET', headers: { host: '127.0.0.1:9000', origin: 'null' }, hasToken: false }, false],
-    ['same origin', { method: 'PUT', headers: { host: '127.0.0.1:9000', origin: 'http://127.0.0.1:9000', ...json }, hasToken: false }, true],
-    ['simple POST', { method: 'POST', headers: { host: '127.0.0.1:9000', 'content-type': 'text/plain' }, hasToken: false }, false],
-    ['form POST', { method: 'POST', headers: { host: 'localhost:9000', 'content-type': 'application/x-www-form-urlencoded' }, hasToken: false }, false],
+    [
+      'cross-origin',
+      { method: 'GET', headers: { host: '127.0.0.1:9000', origin: 'http://evil.example' }, hasToken: false },
+      false,
+    ],
+    [
+      'Origin null (sandboxed page)',
+      { method: 'GET', headers: { host: '127.0.0.1:9000', origin: 'null' }, hasToken: false },
+      false,
+    ],
+    [
+      'same origin',
+      { method: 'PUT', headers: { host: '127.0.0.1:9000', origin: 'http://127.0.0.1:9000', ...json }, hasToken: false },
+      true,
+    ],
+    [
+      'simple POST',
+      { method: 'POST', headers: { host: '127.0.0.1:9000', 'content-type': 'text/plain' }, hasToken: false },
+      false,
+    ],
+    [
+      'form POST',
+      {
+        method: 'POST',
+        headers: { host: 'localhost:9000', 'content-type': 'application/x-www-form-urlencoded' },
+        hasToken: false,
+      },
+      false,
+    ],
     ['DELETE without type', { method: 'DELETE', headers: { host: 'localhost:9000' }, hasToken: false }, false],
     ['JSON POST', { method: 'POST', headers: { host: 'localhost:9000', ...json }, hasToken: false }, true],
-    ['token: any Host (a proxy in front)', { method: 'GET', headers: { host: 'admin.internal' }, hasToken: true }, true],
-    ['token: still JSON for changes', { method: 'POST', headers: { host: 'admin.internal', 'content-type': 'text/plain' }, hasToken: true }, false],
+    [
+      'token: any Host (a proxy in front)',
+      { method: 'GET', headers: { host: 'admin.internal' }, hasToken: true },
+      true,
+    ],
+    [
+      'token: still JSON for changes',
+      { method: 'POST', headers: { host: 'admin.internal', 'content-type': 'text/plain' }, hasToken: true },
+      false,
+    ],
   ];
   for (const [what, facts, isAllowed] of cases) {
     const err = checkAdminRequest(facts);

@@ -73,8 +73,10 @@ t.test('countAbove never counts a value ≤ the threshold; countPossiblyAbove ne
     const high = s.countPossiblyAbove(threshold);
     if (!(low <= exact && exact <= high)) t.fail(`threshold ${threshold}: ${low} ≤ ${exact} ≤ ${high}`);
     // Within one bucket of the truth: a threshold 2 % higher or lower brackets the counts.
-    if (low < values.filter((v) => v > threshold * 1.0203).length) t.fail(`countAbove(${threshold}) is more than a bucket low`);
-    if (high > values.filter((v) => v > threshold / 1.0203).length) t.fail(`countPossiblyAbove(${threshold}) is more than a bucket high`);
+    if (low < values.filter((v) => v > threshold * 1.0203).length)
+      t.fail(`countAbove(${threshold}) is more than a bucket low`);
+    if (high > values.filter((v) => v > threshold / 1.0203).length)
+      t.fail(`countPossiblyAbove(${threshold}) is more than a bucket high`);
   }
   t.pass('300 thresholds');
 });
@@ -125,12 +127,13 @@ t.test('options are checked', async (t) => {
     [{ minMs: 0 }, /minMs/],
     [{ minMs: 10, maxMs: 10 }, /maxMs/],
   ];
-  for (const [options, message] of cases) t.throws(() => new LatencySketch(options), { name: 'RangeError', message }, JSON.stringify(options));
+  for (const [options, message] of cases)
+    t.throws(() => new LatencySketch(options), { name: 'RangeError', message }, JSON.stringify(options));
 });
 
 t.test('record allocates nothing (hot path)', async (t) => {
   const s = new LatencySketch();
-  const values = new Float64Array(4096).map((_, i) => 0.05 + (i * 7919) % 5000);
+  const values = new Float64Array(4096).map((_, i) => 0.05 + ((i * 7919) % 5000));
   const recordAll = (rounds: number): void => {
     for (let r = 0; r < rounds; r++) for (let i = 0; i < values.length; i++) s.record(values[i]!);
   };

@@ -1,5 +1,10 @@
 import t from 'tap';
-import { simulateScenario, type Scenario, type ScenarioSummary, type VersionModel } from '../../../scripts/bench/canary-simulation.js';
+import {
+  simulateScenario,
+  type Scenario,
+  type ScenarioSummary,
+  type VersionModel,
+} from '../../../scripts/bench/canary-simulation.js';
 
 // The judge's false-alarm guarantee, measured (issue 13 part 3): 10,000
 // simulated canaries equal to their baseline, a seeded PRNG, and the
@@ -51,12 +56,18 @@ t.test('false alarms: 10,000 canaries equal to their baseline, judged every 20 r
   // 1 % and 5 % errors, half streams, lognormal first-token and response times.
   let rolledBack = 0;
   let runs = 0;
-  for (const [errorRate, seed] of [[0.01, 1], [0.05, 2]] as const) {
+  for (const [errorRate, seed] of [
+    [0.01, 1],
+    [0.05, 2],
+  ] as const) {
     const summary = simulateScenario(scenario({ baseline: model(errorRate), canary: model(errorRate) }), 5000, seed);
     t.comment(`${errorRate * 100} % errors: ${describe(summary)}`);
     t.ok(summary.promoted > 0.9 * summary.runs, 'equal canaries are promoted');
     rolledBack += summary.rolledBack;
     runs += summary.runs;
   }
-  t.ok(rolledBack <= maxFalseAlarms(runs), `${rolledBack} false rollbacks in ${runs} (≤ ${maxFalseAlarms(runs).toFixed(0)})`);
+  t.ok(
+    rolledBack <= maxFalseAlarms(runs),
+    `${rolledBack} false rollbacks in ${runs} (≤ ${maxFalseAlarms(runs).toFixed(0)})`,
+  );
 });

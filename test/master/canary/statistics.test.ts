@@ -10,7 +10,12 @@ import {
   logMixture,
   ODDS_RATIOS,
 } from '../../../master/canary/e-process.js';
-import { advancePairedState, emptyPairedState, pairedLogFactors, type PairedCounts } from '../../../master/canary/paired-e-process.js';
+import {
+  advancePairedState,
+  emptyPairedState,
+  pairedLogFactors,
+  type PairedCounts,
+} from '../../../master/canary/paired-e-process.js';
 import { logGamma } from '../../../master/canary/log-gamma.js';
 import { LatencySketch } from '../../../master/canary/sketch.js';
 import {
@@ -39,7 +44,8 @@ t.test('logGamma matches reference values', async (t) => {
     [100.5, 361.4355404677776],
     [1e6 + 0.5, 12815511.476902764],
   ];
-  for (const [x, expected] of cases) t.ok(Math.abs(logGamma(x) - expected) <= 1e-12 * Math.max(1, Math.abs(expected)), `lnΓ(${x})`);
+  for (const [x, expected] of cases)
+    t.ok(Math.abs(logGamma(x) - expected) <= 1e-12 * Math.max(1, Math.abs(expected)), `lnΓ(${x})`);
   t.ok(Number.isNaN(logGamma(0)) && Number.isNaN(logGamma(-1)), 'NaN outside x > 0');
 });
 
@@ -58,11 +64,25 @@ t.test('rate bounds sit where the mixture ratio crosses ln(1/α)', async (t) => 
     const rate = successes / trials;
     t.ok(lower <= rate && rate <= upper, `${successes}/${trials}: ${lower} ≤ ${rate} ≤ ${upper}`);
     // Bisection to 1e-12 in the rate; ln E moves by up to 1/(1 − p) per unit of rate near 1.
-    t.ok(Math.abs(logMixtureRatio(successes, trials, upper) - logThreshold) < 1e-4, `${successes}/${trials}: ln E at the upper bound is ln(1/α)`);
-    if (lower > 0) t.ok(Math.abs(logMixtureRatio(successes, trials, lower) - logThreshold) < 1e-4, `${successes}/${trials}: and at the lower`);
+    t.ok(
+      Math.abs(logMixtureRatio(successes, trials, upper) - logThreshold) < 1e-4,
+      `${successes}/${trials}: ln E at the upper bound is ln(1/α)`,
+    );
+    if (lower > 0)
+      t.ok(
+        Math.abs(logMixtureRatio(successes, trials, lower) - logThreshold) < 1e-4,
+        `${successes}/${trials}: and at the lower`,
+      );
     t.ok(logMixtureRatio(successes, trials, upper - 1e-6) < logThreshold, 'just inside is kept');
   }
-  t.same([rateUpperBound({ successes: 0, trials: 0, logThreshold: 5 }), rateLowerBound({ successes: 0, trials: 0, logThreshold: 5 })], [1, 0], 'no data: [0, 1]');
+  t.same(
+    [
+      rateUpperBound({ successes: 0, trials: 0, logThreshold: 5 }),
+      rateLowerBound({ successes: 0, trials: 0, logThreshold: 5 }),
+    ],
+    [1, 0],
+    'no data: [0, 1]',
+  );
   t.equal(rateUpperBound({ successes: 7, trials: 7, logThreshold: 5 }), 1);
   t.equal(rateLowerBound({ successes: 0, trials: 7, logThreshold: 5 }), 0);
 });
@@ -84,8 +104,16 @@ t.test('count bounds are the ends of the counts the one-sided tests keep', async
     t.ok(isKeptLow(low) && (low === 0 || !isKeptLow(low - 1)), `n=${trials}: ${low} is the smallest kept count`);
     t.ok(isKeptHigh(high) && !isKeptHigh(high + 1), `n=${trials}: ${high} is the largest kept count`);
   }
-  t.equal(countLowerBound({ trials: 700, rate: 0.01, logThreshold: Math.log(1000) }), 0, 'too few trials for any bound on a p99');
-  t.equal(countUpperBound({ trials: 3, rate: 0.01, logThreshold: Math.log(1000) }), 2, '3 of 3 would be too many for 1 %');
+  t.equal(
+    countLowerBound({ trials: 700, rate: 0.01, logThreshold: Math.log(1000) }),
+    0,
+    'too few trials for any bound on a p99',
+  );
+  t.equal(
+    countUpperBound({ trials: 3, rate: 0.01, logThreshold: Math.log(1000) }),
+    2,
+    '3 of 3 would be too many for 1 %',
+  );
 });
 
 t.test('the count bounds hold at every n at once (≥ 1 − α)', async (t) => {
@@ -136,13 +164,23 @@ t.test('the confidence sequence covers the true rate at every n at once (≥ 1 �
 function binomialLogPmf(n: number, p: number): number[] {
   const logPmf: number[] = [];
   for (let k = 0; k <= n; k++) {
-    logPmf.push(logGamma(n + 1) - logGamma(k + 1) - logGamma(n - k + 1) + (k > 0 ? k * Math.log(p) : 0) + (n - k > 0 ? (n - k) * Math.log1p(-p) : 0));
+    logPmf.push(
+      logGamma(n + 1) -
+        logGamma(k + 1) -
+        logGamma(n - k + 1) +
+        (k > 0 ? k * Math.log(p) : 0) +
+        (n - k > 0 ? (n - k) * Math.log1p(-p) : 0),
+    );
   }
   return logPmf;
 }
 
 t.test('one-sample factors have expectation ≤ 1 under the whole null (exact)', async (t) => {
-  for (const [n, p0] of [[30, 0.01], [30, 0.07], [200, 0.01]] as const) {
+  for (const [n, p0] of [
+    [30, 0.01],
+    [30, 0.07],
+    [200, 0.01],
+  ] as const) {
     for (const p of [0, p0 / 2, p0]) {
       const logPmf = binomialLogPmf(n, p);
       const expectation = new Array<number>(COMPONENTS).fill(0);
@@ -167,7 +205,13 @@ function pairedOnce(counts: PairedCounts, ratio: number): number[] {
 t.test('two-sample factors have expectation ≤ 1 on the null boundary p_c = r·p_b + m (exact, one batch)', async (t) => {
   const r = 1.2;
   const m = 0.01;
-  for (const [nc, nb, ratio] of [[20, 180, 1 / 9], [50, 50, 1], [40, 10, 1], [30, 30, 1 / 9], [10, 90, 1]] as const) {
+  for (const [nc, nb, ratio] of [
+    [20, 180, 1 / 9],
+    [50, 50, 1],
+    [40, 10, 1],
+    [30, 30, 1 / 9],
+    [10, 90, 1],
+  ] as const) {
     for (const pb of [0, 0.01, 0.05, 0.3, 0.9]) {
       const pc = Math.min(1, r * pb + m);
       const logPmfC = binomialLogPmf(nc, pc);
@@ -177,7 +221,10 @@ t.test('two-sample factors have expectation ≤ 1 on the null boundary p_c = r·
         for (let xb = 0; xb <= nb; xb++) {
           const logWeight = logPmfC[xc]! + logPmfB[xb]!;
           if (logWeight < -700) continue; // impossible or negligible (also skips −∞ · 0)
-          const f = pairedOnce({ canaryTrials: nc, canarySuccesses: xc, baselineTrials: nb, baselineSuccesses: xb }, ratio);
+          const f = pairedOnce(
+            { canaryTrials: nc, canarySuccesses: xc, baselineTrials: nb, baselineSuccesses: xb },
+            ratio,
+          );
           for (let j = 0; j < COMPONENTS; j++) expectation[j]! += Math.exp(logWeight + f[j]!);
         }
       }
@@ -188,40 +235,49 @@ t.test('two-sample factors have expectation ≤ 1 on the null boundary p_c = r·
   t.pass('every component, 5 sample sizes and tunings × 5 baseline rates, some tuned for the wrong ratio');
 });
 
-t.test('two-sample e-process, judged every 10 requests with the tilt following the realised ratio: false alarms ≤ α', async (t) => {
-  // On the null boundary, where it is hardest; α = 0.2 so that a broken bound would show in 200 runs.
-  const nul = { maxRatio: 1.2, marginAbs: 0.01 };
-  const random = mulberry32(13);
-  const zero = new Array<number>(COMPONENTS).fill(0);
-  for (const [pb, share] of [[0.05, 0.1], [0.01, 0.5]] as const) {
-    const pc = 1.2 * pb + 0.01;
-    let alarms = 0;
-    for (let run = 0; run < 200; run++) {
-      let state = emptyPairedState();
-      const counts = { canaryTrials: 0, canarySuccesses: 0, baselineTrials: 0, baselineSuccesses: 0 };
-      for (let i = 1; i <= 1500; i++) {
-        if (random() < share) {
-          counts.canaryTrials++;
-          if (random() < pc) counts.canarySuccesses++;
-        } else {
-          counts.baselineTrials++;
-          if (random() < pb) counts.baselineSuccesses++;
-        }
-        if (i % 10 !== 0) continue;
-        state = advancePairedState(state, counts, nul, share / (1 - share));
-        if (logMixture(zero, pairedLogFactors(state, nul)) >= Math.log(1 / 0.2)) {
-          alarms++;
-          break;
+t.test(
+  'two-sample e-process, judged every 10 requests with the tilt following the realised ratio: false alarms ≤ α',
+  async (t) => {
+    // On the null boundary, where it is hardest; α = 0.2 so that a broken bound would show in 200 runs.
+    const nul = { maxRatio: 1.2, marginAbs: 0.01 };
+    const random = mulberry32(13);
+    const zero = new Array<number>(COMPONENTS).fill(0);
+    for (const [pb, share] of [
+      [0.05, 0.1],
+      [0.01, 0.5],
+    ] as const) {
+      const pc = 1.2 * pb + 0.01;
+      let alarms = 0;
+      for (let run = 0; run < 200; run++) {
+        let state = emptyPairedState();
+        const counts = { canaryTrials: 0, canarySuccesses: 0, baselineTrials: 0, baselineSuccesses: 0 };
+        for (let i = 1; i <= 1500; i++) {
+          if (random() < share) {
+            counts.canaryTrials++;
+            if (random() < pc) counts.canarySuccesses++;
+          } else {
+            counts.baselineTrials++;
+            if (random() < pb) counts.baselineSuccesses++;
+          }
+          if (i % 10 !== 0) continue;
+          state = advancePairedState(state, counts, nul, share / (1 - share));
+          if (logMixture(zero, pairedLogFactors(state, nul)) >= Math.log(1 / 0.2)) {
+            alarms++;
+            break;
+          }
         }
       }
+      t.ok(alarms / 200 <= 0.2 + 3 * Math.sqrt(0.16 / 200), `p_b=${pb}, share ${share}: ${alarms} of 200`);
     }
-    t.ok(alarms / 200 <= 0.2 + 3 * Math.sqrt(0.16 / 200), `p_b=${pb}, share ${share}: ${alarms} of 200`);
-  }
-});
+  },
+);
 
 t.test('two-sample factors grow with canary errors and shrink with baseline errors', async (t) => {
   const at = (xc: number, xb: number): number =>
-    logMixture(new Array(COMPONENTS).fill(0), pairedOnce({ canaryTrials: 100, canarySuccesses: xc, baselineTrials: 900, baselineSuccesses: xb }, 1 / 9));
+    logMixture(
+      new Array(COMPONENTS).fill(0),
+      pairedOnce({ canaryTrials: 100, canarySuccesses: xc, baselineTrials: 900, baselineSuccesses: xb }, 1 / 9),
+    );
   t.ok(at(20, 45) > at(10, 45) && at(10, 45) > at(5, 45), 'more canary errors: more evidence');
   t.ok(at(10, 90) < at(10, 45), 'more baseline errors: less evidence');
   t.ok(at(5, 45) < 0, 'as good as the baseline: evidence below 1');
@@ -233,11 +289,24 @@ t.test('the baseline tilt follows the realised share, not the configured one', a
   const nul = { maxRatio: 1.2, marginAbs: 0.01 };
   let state = emptyPairedState();
   for (let batch = 1; batch <= 200; batch++) {
-    const counts = { canaryTrials: 10 * batch, canarySuccesses: batch, baselineTrials: 190 * batch, baselineSuccesses: 9.5 * batch };
-    state = advancePairedState(state, { ...counts, baselineSuccesses: Math.round(counts.baselineSuccesses) }, nul, 1 / 9);
+    const counts = {
+      canaryTrials: 10 * batch,
+      canarySuccesses: batch,
+      baselineTrials: 190 * batch,
+      baselineSuccesses: 9.5 * batch,
+    };
+    state = advancePairedState(
+      state,
+      { ...counts, baselineSuccesses: Math.round(counts.baselineSuccesses) },
+      nul,
+      1 / 9,
+    );
   }
   const adaptive = logMixture(new Array(COMPONENTS).fill(0), pairedLogFactors(state, nul));
-  const fixed = logMixture(new Array(COMPONENTS).fill(0), pairedOnce({ canaryTrials: 2000, canarySuccesses: 200, baselineTrials: 38_000, baselineSuccesses: 1900 }, 1 / 9));
+  const fixed = logMixture(
+    new Array(COMPONENTS).fill(0),
+    pairedOnce({ canaryTrials: 2000, canarySuccesses: 200, baselineTrials: 38_000, baselineSuccesses: 1900 }, 1 / 9),
+  );
   t.ok(adaptive > Math.log(600), `adapted: log e-value ${adaptive.toFixed(1)} rejects`);
   t.ok(fixed < 0, `tuned for the configured 10 %: ${fixed.toFixed(1)}, nothing`);
   t.equal(advancePairedState(state, state, nul, 1 / 9), state, 'nothing new: the same state');
@@ -247,9 +316,15 @@ t.test('carrying into the next step mixes in a fresh start', async (t) => {
   const zero = new Array<number>(COMPONENTS).fill(0);
   const low = new Array<number>(COMPONENTS).fill(-50);
   const carried = carryIntoNextStep(low, zero, 2);
-  t.ok(carried.every((v) => Math.abs(v - Math.log(1 / 6)) < 1e-9), 'a step that went badly for the alternative does not sink the next one below 1/(k(k+1))');
+  t.ok(
+    carried.every((v) => Math.abs(v - Math.log(1 / 6)) < 1e-9),
+    'a step that went badly for the alternative does not sink the next one below 1/(k(k+1))',
+  );
   const kept = carryIntoNextStep(zero, new Array<number>(COMPONENTS).fill(3), 2);
-  t.ok(kept.every((v) => Math.abs(v - Math.log(Math.exp(3) + 1 / 6)) < 1e-9), 'evidence carries over');
+  t.ok(
+    kept.every((v) => Math.abs(v - Math.log(Math.exp(3) + 1 / 6)) < 1e-9),
+    'evidence carries over',
+  );
   t.equal(ODDS_RATIOS.length, COMPONENTS);
 });
 
@@ -295,7 +370,11 @@ function makeInput(c: Case): JudgeInput {
         canary: sketchOf(c.canaryFirstToken ?? []),
         baselinePreviousSteps: sketchOf(c.previousFirstToken ?? []),
       },
-      responseMs: { baseline: sketchOf(c.baselineResponse ?? []), canary: sketchOf(c.canaryResponse ?? []), baselinePreviousSteps: sketchOf([]) },
+      responseMs: {
+        baseline: sketchOf(c.baselineResponse ?? []),
+        canary: sketchOf(c.canaryResponse ?? []),
+        baselinePreviousSteps: sketchOf([]),
+      },
     },
   };
 }
@@ -312,10 +391,28 @@ const clean40: Case = {
 
 t.test('verdicts', async (t) => {
   const cases: Array<[name: string, c: Case, verdict: string, verdicts: string[], reason: RegExp]> = [
-    ['no traffic at all: not yet, never a verdict', {}, 'wait', ['not_yet', 'not_yet', 'not_yet'], /0 of 200 canary requests/],
+    [
+      'no traffic at all: not yet, never a verdict',
+      {},
+      'wait',
+      ['not_yet', 'not_yet', 'not_yet'],
+      /0 of 200 canary requests/,
+    ],
     ['a clean step with 40 requests advances', clean40, 'advance', ['pass', 'pass', 'pass'], /every criterion met/],
-    ['39 requests: not yet', { ...clean40, canary: { requests: 39, errors: 0 } }, 'wait', ['not_yet', 'not_yet', 'not_yet'], /39 of 40/],
-    ['error estimate above the limit, test not sure: wait', { ...clean40, canary: { requests: 40, errors: 1 } }, 'wait', ['not_yet', 'pass', 'pass'], /estimate above the limit/],
+    [
+      '39 requests: not yet',
+      { ...clean40, canary: { requests: 39, errors: 0 } },
+      'wait',
+      ['not_yet', 'not_yet', 'not_yet'],
+      /39 of 40/,
+    ],
+    [
+      'error estimate above the limit, test not sure: wait',
+      { ...clean40, canary: { requests: 40, errors: 1 } },
+      'wait',
+      ['not_yet', 'pass', 'pass'],
+      /estimate above the limit/,
+    ],
     [
       'plainly broken: 10 errors in the first 20 canary requests',
       { ...clean40, canary: { requests: 20, errors: 10 }, baseline: { requests: 180, errors: 2 } },
@@ -358,14 +455,29 @@ t.test('verdicts', async (t) => {
     ],
     [
       'at 100 %, the baseline of earlier steps is the reference',
-      { ...clean40, canaryPercent: 100, baseline: { requests: 0, errors: 0 }, previous: { requests: 5000, errors: 50 }, baselineFirstToken: [], previousFirstToken: spread(500, 100, 200), baselineResponse: [], canaryResponse: [] },
+      {
+        ...clean40,
+        canaryPercent: 100,
+        baseline: { requests: 0, errors: 0 },
+        previous: { requests: 5000, errors: 50 },
+        baselineFirstToken: [],
+        previousFirstToken: spread(500, 100, 200),
+        baselineResponse: [],
+        canaryResponse: [],
+      },
       'advance',
       ['pass', 'pass', 'pass'],
       /earlier steps/,
     ],
     [
       'at 100 % with no earlier baseline: nothing to compare with',
-      { ...clean40, canaryPercent: 100, baseline: { requests: 0, errors: 0 }, baselineFirstToken: [], baselineResponse: [] },
+      {
+        ...clean40,
+        canaryPercent: 100,
+        baseline: { requests: 0, errors: 0 },
+        baselineFirstToken: [],
+        baselineResponse: [],
+      },
       'wait',
       ['not_yet', 'not_yet', 'not_yet'],
       /no baseline requests to compare with/,
@@ -374,7 +486,11 @@ t.test('verdicts', async (t) => {
   for (const [name, c, verdict, verdicts, reason] of cases) {
     const result = judge(makeInput(c));
     t.equal(result.verdict, verdict, `${name}: verdict`);
-    t.same(result.decisions.map((d) => d.verdict), verdicts, `${name}: per metric`);
+    t.same(
+      result.decisions.map((d) => d.verdict),
+      verdicts,
+      `${name}: per metric`,
+    );
     t.match(result.reason, reason, `${name}: reason`);
   }
 });
@@ -382,43 +498,103 @@ t.test('verdicts', async (t) => {
 t.test('decisions carry the numbers of SPEC §11', async (t) => {
   const result = judge(makeInput({ ...clean40, step: 2 }));
   const [errors, firstToken] = result.decisions;
-  t.match(errors, { step: 2, metric: 'error_rate', baseline: { n: 360, value: 4 / 360 }, canary: { n: 40, value: 0 }, verdict: 'pass' });
+  t.match(errors, {
+    step: 2,
+    metric: 'error_rate',
+    baseline: { n: 360, value: 4 / 360 },
+    canary: { n: 40, value: 0 },
+    verdict: 'pass',
+  });
   t.equal(firstToken!.metric, 'first_token_p99');
   t.equal(firstToken!.baseline.n, 180);
   t.ok(Math.abs(firstToken!.baseline.value! - 199) < 3, 'baseline p99 in ms');
-  t.ok(result.decisions.every((d) => Number.isFinite(d.statistic)), 'statistic: a log e-value');
+  t.ok(
+    result.decisions.every((d) => Number.isFinite(d.statistic)),
+    'statistic: a log e-value',
+  );
   const json = JSON.parse(JSON.stringify(result)) as { reason: string; verdict: string };
   t.match(json, { verdict: 'advance', reason: /every criterion met/ }, 'JSON includes the reason');
 });
 
 t.test('switching criteria off', async (t) => {
-  const noLatency = judge(makeInput({ ...clean40, options: { minRequests: 40, criteria: { firstTokenP99: false, responseTimeP99: false } } }));
-  t.same(noLatency.decisions.map((d) => d.metric), ['error_rate']);
+  const noLatency = judge(
+    makeInput({ ...clean40, options: { minRequests: 40, criteria: { firstTokenP99: false, responseTimeP99: false } } }),
+  );
+  t.same(
+    noLatency.decisions.map((d) => d.metric),
+    ['error_rate'],
+  );
   t.match(noLatency.reason, /error_rate.*of 5\.30/, 'one metric: rejects at ln(2/0.01) = 5.30');
-  const nothing = judge(makeInput({ ...clean40, options: { minRequests: 40, criteria: { errorRate: false, firstTokenP99: false, responseTimeP99: false } } }));
+  const nothing = judge(
+    makeInput({
+      ...clean40,
+      options: { minRequests: 40, criteria: { errorRate: false, firstTokenP99: false, responseTimeP99: false } },
+    }),
+  );
   t.same([nothing.verdict, nothing.decisions], ['advance', []], 'no criteria: advance after minRequests');
-  const short = judge(makeInput({ ...clean40, canary: { requests: 3, errors: 0 }, options: { criteria: { errorRate: false, firstTokenP99: false, responseTimeP99: false } } }));
+  const short = judge(
+    makeInput({
+      ...clean40,
+      canary: { requests: 3, errors: 0 },
+      options: { criteria: { errorRate: false, firstTokenP99: false, responseTimeP99: false } },
+    }),
+  );
   t.match([short.verdict, short.reason], ['wait', /3 of 200 canary requests/]);
 });
 
 t.test('requireNonInferiority waits for an upper bound within the limit', async (t) => {
-  const options: JudgeOptions = { minRequests: 40, requireNonInferiority: true, criteria: { firstTokenP99: false, responseTimeP99: false } };
+  const options: JudgeOptions = {
+    minRequests: 40,
+    requireNonInferiority: true,
+    criteria: { firstTokenP99: false, responseTimeP99: false },
+  };
   const small = judge(makeInput({ ...clean40, options }));
   t.match([small.verdict, small.reason], ['wait', /upper bound .* not yet within/], '40 clean requests prove little');
-  const large = judge(makeInput({ ...clean40, options, baseline: { requests: 20_000, errors: 200 }, canary: { requests: 2000, errors: 10 } }));
+  const large = judge(
+    makeInput({
+      ...clean40,
+      options,
+      baseline: { requests: 20_000, errors: 200 },
+      canary: { requests: 2000, errors: 10 },
+    }),
+  );
   t.match([large.verdict, large.reason], ['advance', /upper bound .* within/], '0.5 % of 2000 against a 2.2 % limit');
 
-  const latency: JudgeOptions = { minRequests: 40, requireNonInferiority: true, criteria: { errorRate: false, responseTimeP99: false } };
+  const latency: JudgeOptions = {
+    minRequests: 40,
+    requireNonInferiority: true,
+    criteria: { errorRate: false, responseTimeP99: false },
+  };
   const few = judge(makeInput({ ...clean40, options: latency }));
   t.match([few.verdict, few.reason], ['wait', /may be above/]);
-  const many = judge(makeInput({ ...clean40, options: latency, baselineFirstToken: spread(20_000, 100, 200), canaryFirstToken: spread(3000, 100, 180) }));
-  t.match([many.verdict, many.reason], ['advance', /at most .* above/], 'no canary value above 1.2 × a lower bound of the baseline p99');
+  const many = judge(
+    makeInput({
+      ...clean40,
+      options: latency,
+      baselineFirstToken: spread(20_000, 100, 200),
+      canaryFirstToken: spread(3000, 100, 180),
+    }),
+  );
+  t.match(
+    [many.verdict, many.reason],
+    ['advance', /at most .* above/],
+    'no canary value above 1.2 × a lower bound of the baseline p99',
+  );
 });
 
 t.test('evidence accumulates across steps', async (t) => {
   // A canary at 10 % errors against a 5 % baseline (limit 7 %): not enough at one step, enough over three.
   const step = (index: number, evidence: CanaryEvidence) =>
-    judge(makeInput({ step: index, canaryPercent: 50, evidence, baseline: { requests: 1500, errors: 75 }, canary: { requests: 1500, errors: 150 }, options: { criteria: { firstTokenP99: false, responseTimeP99: false } } }));
+    judge(
+      makeInput({
+        step: index,
+        canaryPercent: 50,
+        evidence,
+        baseline: { requests: 1500, errors: 75 },
+        canary: { requests: 1500, errors: 150 },
+        options: { criteria: { firstTokenP99: false, responseTimeP99: false } },
+      }),
+    );
   const first = step(0, createCanaryEvidence());
   t.equal(first.verdict, 'wait', 'one step: not sure yet');
   t.equal(first.evidence.stepOrdinal, 1);
@@ -438,19 +614,35 @@ t.test('bad input is a programming error', async (t) => {
     name: 'RangeError',
     message: /counts went down within a step/,
   });
-  t.throws(() => judge(makeInput({ step: 2, evidence: later })), { name: 'RangeError', message: /went down from 3 to 2/ });
+  t.throws(() => judge(makeInput({ step: 2, evidence: later })), {
+    name: 'RangeError',
+    message: /went down from 3 to 2/,
+  });
   t.throws(() => judge(makeInput({ canaryPercent: 0, canary: { requests: 1, errors: 2 } })), {
     name: 'RangeError',
     message: /canaryPercent: .*; observations.errors.canary: /,
   });
-  t.throws(() => resolveJudgeOptions({ alpha: 0, minRequests: 1.5, criteria: { errorRate: { maxRatio: 0.5, marginAbs: -1 }, firstTokenP99: { maxRatio: Number.NaN } } }), {
-    name: 'RangeError',
-    message: /alpha: .*; minRequests: .*; criteria.errorRate.maxRatio: .*; criteria.errorRate.marginAbs: .*; criteria.firstTokenP99.maxRatio: /,
-  });
+  t.throws(
+    () =>
+      resolveJudgeOptions({
+        alpha: 0,
+        minRequests: 1.5,
+        criteria: { errorRate: { maxRatio: 0.5, marginAbs: -1 }, firstTokenP99: { maxRatio: Number.NaN } },
+      }),
+    {
+      name: 'RangeError',
+      message:
+        /alpha: .*; minRequests: .*; criteria.errorRate.maxRatio: .*; criteria.errorRate.marginAbs: .*; criteria.firstTokenP99.maxRatio: /,
+    },
+  );
   t.same(resolveJudgeOptions(), {
     alpha: 0.01,
     minRequests: 200,
     requireNonInferiority: false,
-    criteria: { error_rate: { maxRatio: 1.2, marginAbs: 0.01 }, first_token_p99: { maxRatio: 1.2 }, response_time_p99: { maxRatio: 1.2 } },
+    criteria: {
+      error_rate: { maxRatio: 1.2, marginAbs: 0.01 },
+      first_token_p99: { maxRatio: 1.2 },
+      response_time_p99: { maxRatio: 1.2 },
+    },
   });
 });

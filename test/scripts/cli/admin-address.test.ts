@@ -49,23 +49,66 @@ t.test('admin addresses: with or without a scheme, and garbage refused', async (
     }
     t.equal(err.exitCode, 64, `${input}: usage error`);
     t.match(err.message, want, input);
-    t.ok(err.message?.startsWith('--admin: ') && err.message.endsWith(`, got ${JSON.stringify(input)}`), `${input}: names the flag and the value`);
+    t.ok(
+      err.message?.startsWith('--admin: ') && err.message.endsWith(`, got ${JSON.stringify(input)}`),
+      `${input}: names the flag and the value`,
+    );
   }
 });
 
 t.test('resolution order: --admin, GRAYGATE_ADMIN_URL, GRAYGATE_ADMIN_PORT, 9000', async (t) => {
   const cases: Array<[string, string | undefined, Record<string, string>, string, string]> = [
     ['nothing set', undefined, {}, 'http://127.0.0.1:9000', 'default'],
-    ['empty variables are unset', '', { GRAYGATE_ADMIN_URL: '', GRAYGATE_ADMIN_PORT: '' }, 'http://127.0.0.1:9000', 'default'],
+    [
+      'empty variables are unset',
+      '',
+      { GRAYGATE_ADMIN_URL: '', GRAYGATE_ADMIN_PORT: '' },
+      'http://127.0.0.1:9000',
+      'default',
+    ],
     ['the port variable', undefined, { GRAYGATE_ADMIN_PORT: '9100' }, 'http://127.0.0.1:9100', 'GRAYGATE_ADMIN_PORT'],
-    ['the URL variable wins over the port', undefined, { GRAYGATE_ADMIN_URL: '10.0.0.5:9200', GRAYGATE_ADMIN_PORT: '9100' }, 'http://10.0.0.5:9200', 'GRAYGATE_ADMIN_URL'],
-    ['a host-only URL variable takes the port variable', undefined, { GRAYGATE_ADMIN_URL: 'localhost', GRAYGATE_ADMIN_PORT: '9100' }, 'http://localhost:9100', 'GRAYGATE_ADMIN_URL'],
-    ['--admin wins over both', ':9300', { GRAYGATE_ADMIN_URL: 'http://10.0.0.5:9200', GRAYGATE_ADMIN_PORT: '9100' }, 'http://127.0.0.1:9300', '--admin'],
-    ['a variable behind --admin is not read', ':9300', { GRAYGATE_ADMIN_URL: 'garbage garbage', GRAYGATE_ADMIN_PORT: 'x' }, 'http://127.0.0.1:9300', '--admin'],
+    [
+      'the URL variable wins over the port',
+      undefined,
+      { GRAYGATE_ADMIN_URL: '10.0.0.5:9200', GRAYGATE_ADMIN_PORT: '9100' },
+      'http://10.0.0.5:9200',
+      'GRAYGATE_ADMIN_URL',
+    ],
+    [
+      'a host-only URL variable takes the port variable',
+      undefined,
+      { GRAYGATE_ADMIN_URL: 'localhost', GRAYGATE_ADMIN_PORT: '9100' },
+      'http://localhost:9100',
+      'GRAYGATE_ADMIN_URL',
+    ],
+    [
+      '--admin wins over both',
+      ':9300',
+      { GRAYGATE_ADMIN_URL: 'http://10.0.0.5:9200', GRAYGATE_ADMIN_PORT: '9100' },
+      'http://127.0.0.1:9300',
+      '--admin',
+    ],
+    [
+      'a variable behind --admin is not read',
+      ':9300',
+      { GRAYGATE_ADMIN_URL: 'garbage garbage', GRAYGATE_ADMIN_PORT: 'x' },
+      'http://127.0.0.1:9300',
+      '--admin',
+    ],
   ];
   for (const [what, flag, env, url, source] of cases) t.same(resolveAdminUrl({ flag, env }), { url, source }, what);
 
-  t.throws(() => resolveAdminUrl({ flag: undefined, env: { GRAYGATE_ADMIN_PORT: '99999' } }), { exitCode: 64, message: /^GRAYGATE_ADMIN_PORT: the port must be a number 1–65535, got "99999"$/ });
-  t.throws(() => resolveAdminUrl({ flag: undefined, env: { GRAYGATE_ADMIN_URL: 'ftp://x' } }), { exitCode: 64, message: /^GRAYGATE_ADMIN_URL: only http/ });
-  t.throws(() => resolveAdminUrl({ flag: 'localhost', env: { GRAYGATE_ADMIN_PORT: 'nine' } }), { exitCode: 64, message: /^GRAYGATE_ADMIN_PORT: / }, 'a host-only --admin reads the port variable');
+  t.throws(() => resolveAdminUrl({ flag: undefined, env: { GRAYGATE_ADMIN_PORT: '99999' } }), {
+    exitCode: 64,
+    message: /^GRAYGATE_ADMIN_PORT: the port must be a number 1–65535, got "99999"$/,
+  });
+  t.throws(() => resolveAdminUrl({ flag: undefined, env: { GRAYGATE_ADMIN_URL: 'ftp://x' } }), {
+    exitCode: 64,
+    message: /^GRAYGATE_ADMIN_URL: only http/,
+  });
+  t.throws(
+    () => resolveAdminUrl({ flag: 'localhost', env: { GRAYGATE_ADMIN_PORT: 'nine' } }),
+    { exitCode: 64, message: /^GRAYGATE_ADMIN_PORT: / },
+    'a host-only --admin reads the port variable',
+  );
 });

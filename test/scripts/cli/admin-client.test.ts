@@ -6,13 +6,38 @@ import { forbiddenHint } from '../../../scripts/cli/admin-client.js';
 
 t.test('forbiddenHint by address and token', async (t) => {
   const cases: Array<[string, string, string | undefined, boolean, RegExp]> = [
-    ['a remote host without a token', 'http://gw.example:9000', undefined, false, /^run graygate on the gateway's machine \(e\.g\. over ssh\) with --admin 127\.0\.0\.1:9000, or start the gateway with GRAYGATE_ADMIN_TOKEN/],
-    ['an empty token is none', 'http://10.0.0.5:9100', '', false, /with --admin 127\.0\.0\.1:9100, or start the gateway with GRAYGATE_ADMIN_TOKEN/],
-    ['a remote host with a token the gateway lacks', 'http://gw.example:9000', 'tok', false, /^the gateway runs without GRAYGATE_ADMIN_TOKEN, so a token does not lift this/],
+    [
+      'a remote host without a token',
+      'http://gw.example:9000',
+      undefined,
+      false,
+      /^run graygate on the gateway's machine \(e\.g\. over ssh\) with --admin 127\.0\.0\.1:9000, or start the gateway with GRAYGATE_ADMIN_TOKEN/,
+    ],
+    [
+      'an empty token is none',
+      'http://10.0.0.5:9100',
+      '',
+      false,
+      /with --admin 127\.0\.0\.1:9100, or start the gateway with GRAYGATE_ADMIN_TOKEN/,
+    ],
+    [
+      'a remote host with a token the gateway lacks',
+      'http://gw.example:9000',
+      'tok',
+      false,
+      /^the gateway runs without GRAYGATE_ADMIN_TOKEN, so a token does not lift this/,
+    ],
     ['https without a port', 'https://gw.example', undefined, false, /--admin 127\.0\.0\.1:443/],
     ['http without a port', 'http://gw.example', undefined, false, /--admin 127\.0\.0\.1:80,/],
-    ['loopback: a proxy in between', 'http://127.0.0.1:9000', undefined, true, /^graygate itself sends a loopback Host and Content-Type: application\/json; if a proxy/],
+    [
+      'loopback: a proxy in between',
+      'http://127.0.0.1:9000',
+      undefined,
+      true,
+      /^graygate itself sends a loopback Host and Content-Type: application\/json; if a proxy/,
+    ],
     ['loopback with a token', 'http://localhost:9000', 'tok', true, /^graygate itself sends/],
   ];
-  for (const [what, adminUrl, token, isLoopback, want] of cases) t.match(forbiddenHint({ adminUrl, token, isLoopback }), want, what);
+  for (const [what, adminUrl, token, isLoopback, want] of cases)
+    t.match(forbiddenHint({ adminUrl, token, isLoopback }), want, what);
 });

@@ -2,7 +2,17 @@ import t from 'tap';
 import { formatCanary, parseDuration, parseSteps, type CanaryStatusBody } from '../../../scripts/cli/canary.js';
 
 t.test('parseDuration and parseSteps', async (t) => {
-  const durations: Array<[string, number | undefined]> = [['60s', 60_000], ['500ms', 500], ['2m', 120_000], ['1h', 3_600_000], ['3', 3000], ['1.5s', 1500], ['soon', undefined], ['-1s', undefined], ['', undefined]];
+  const durations: Array<[string, number | undefined]> = [
+    ['60s', 60_000],
+    ['500ms', 500],
+    ['2m', 120_000],
+    ['1h', 3_600_000],
+    ['3', 3000],
+    ['1.5s', 1500],
+    ['soon', undefined],
+    ['-1s', undefined],
+    ['', undefined],
+  ];
   for (const [text, want] of durations) t.equal(parseDuration(text), want, text);
   t.same(parseSteps('5,25,50,100'), [5, 25, 50, 100]);
   t.same(parseSteps('10, 100'), [10, 100]);
@@ -24,8 +34,22 @@ t.test('formatCanary: state, step, why, and the decisions as a table', async (t)
     reason: 'step 0: roll back: error rate 26.09 % (6/23) vs 0.00 %',
     observed: { baseline: { requests: 251, errors: 0 }, canary: { requests: 23, errors: 6 } },
     decisions: [
-      { step: 0, metric: 'error_rate', baseline: { n: 251, value: 0 }, canary: { n: 23, value: 0.2609 }, verdict: 'fail', statistic: 7.91 },
-      { step: 0, metric: 'response_time_p99', baseline: { n: 251, value: 3.2 }, canary: { n: 17, value: null }, verdict: 'not_yet', statistic: -0.5 },
+      {
+        step: 0,
+        metric: 'error_rate',
+        baseline: { n: 251, value: 0 },
+        canary: { n: 23, value: 0.2609 },
+        verdict: 'fail',
+        statistic: 7.91,
+      },
+      {
+        step: 0,
+        metric: 'response_time_p99',
+        baseline: { n: 251, value: 3.2 },
+        canary: { n: 17, value: null },
+        verdict: 'not_yet',
+        statistic: -0.5,
+      },
     ],
   };
   const text = formatCanary(status);

@@ -6,11 +6,48 @@ import { parsePromText } from '../../helpers/metrics.js';
 t.test('histogramQuantile interpolates like Prometheus', async (t) => {
   const cases: Array<[number, Array<[number, number]>, number | undefined]> = [
     [0.99, [], undefined],
-    [0.99, [[0.1, 0], [Infinity, 0]], undefined],
-    [0.5, [[1, 10], [2, 20], [Infinity, 20]], 1], // rank 10 at the top of the first bucket
-    [0.75, [[1, 10], [2, 20], [Infinity, 20]], 1.5],
-    [0.99, [[0.001, 100], [Infinity, 100]], 0.00099],
-    [0.99, [[1, 0], [Infinity, 5]], 1], // in +Inf: the highest finite bound
+    [
+      0.99,
+      [
+        [0.1, 0],
+        [Infinity, 0],
+      ],
+      undefined,
+    ],
+    [
+      0.5,
+      [
+        [1, 10],
+        [2, 20],
+        [Infinity, 20],
+      ],
+      1,
+    ], // rank 10 at the top of the first bucket
+    [
+      0.75,
+      [
+        [1, 10],
+        [2, 20],
+        [Infinity, 20],
+      ],
+      1.5,
+    ],
+    [
+      0.99,
+      [
+        [0.001, 100],
+        [Infinity, 100],
+      ],
+      0.00099,
+    ],
+    [
+      0.99,
+      [
+        [1, 0],
+        [Infinity, 5],
+      ],
+      1,
+    ], // in +Inf: the highest finite bound
   ];
   for (const [q, b, want] of cases) {
     const got = histogramQuantile(q, new Map(b));
@@ -38,8 +75,15 @@ graygate_worker_scrape_up{version="v1",worker="v1/1/2"} 0
   const a = scrape(100, 0, 50, 100);
   const b = scrape(180, 20, 10, 100); // v2 went down: its process restarted
   t.doesNotThrow(() => parsePromText(b), 'the fixture is valid exposition text');
-  const rows = computeRows({ atMs: 0, samples: parsePrometheusText(a) }, { atMs: 2000, samples: parsePrometheusText(b) });
-  t.same(rows.map((r) => r.version), ['v1', 'v2'], 'no row for requests without a version');
+  const rows = computeRows(
+    { atMs: 0, samples: parsePrometheusText(a) },
+    { atMs: 2000, samples: parsePrometheusText(b) },
+  );
+  t.same(
+    rows.map((r) => r.version),
+    ['v1', 'v2'],
+    'no row for requests without a version',
+  );
   const [v1, v2] = rows;
   t.equal(v1!.rps, 50, '100 requests in 2 s');
   t.equal(v1!.errorRate, 0.2);
@@ -52,7 +96,10 @@ graygate_worker_scrape_up{version="v1",worker="v1/1/2"} 0
   t.equal(v2!.p99Ms, undefined);
   const first = computeRows(undefined, { atMs: 0, samples: parsePrometheusText(a) });
   t.equal(first[0]!.rps, undefined, 'no rate from one scrape');
-  t.match(renderRows(rows), /^VERSION\s+REQ\/S\s+ERR%\s+P99 MS\s+TTFT P99 MS\s+QUEUE\s+STREAMS\s+WORKERS UP\nv1\s+50\.0\s+20\.0\s+\S+\s+-\s+4\s+0\s+1\/2\nv2\s+5\.0/);
+  t.match(
+    renderRows(rows),
+    /^VERSION\s+REQ\/S\s+ERR%\s+P99 MS\s+TTFT P99 MS\s+QUEUE\s+STREAMS\s+WORKERS UP\nv1\s+50\.0\s+20\.0\s+\S+\s+-\s+4\s+0\s+1\/2\nv2\s+5\.0/,
+  );
 });
 
 t.test('the text reader: escapes, NaN spellings, and errors on a broken line', async (t) => {
@@ -65,18 +112,52 @@ t.test('the text reader: escapes, NaN spellings, and errors on a broken line', a
 
 t.test('rows are the versions /admin/status lists: a removed version leaves no row and no state', async (t) => {
   const text = (versions: string[], count: number): string =>
-    versions.map((v) => `graygate_requests_total{version="${v}",code="200"} ${count}\ngraygate_worker_scrape_up{version="${v}",worker="${v}/0/1"} 1\n`).join('');
+    versions
+      .map(
+        (v) =>
+          `graygate_requests_total{version="${v}",code="200"} ${count}\ngraygate_worker_scrape_up{version="${v}",worker="${v}/0/1"} 1\n`,
+      )
+      .join('');
   const before = { atMs: 0, samples: parsePrometheusText(text(['v1', 'v3'], 10)), versions: ['v1', 'v3'] };
   // v3 was removed between the scrapes, but this master still exposes its counter.
   const stale = { atMs: 1000, samples: parsePrometheusText(text(['v1', 'v3'], 20)), versions: ['v1'] };
-  t.same(computeRows(before, stale).map((r) => r.version), ['v1'], 'series of a version status no longer lists are ignored');
+  t.same(
+    computeRows(before, stale).map((r) => r.version),
+    ['v1'],
+    'series of a version status no longer lists are ignored',
+  );
   t.equal(computeRows(before, stale)[0]!.rps, 10);
   const gone = { atMs: 2000, samples: parsePrometheusText(text(['v1'], 30)), versions: ['v1'] };
-  t.same(computeRows(stale, gone).map((r) => r.version), ['v1'], 'and once its series are gone too');
+  t.same(
+    computeRows(stale, gone).map((r) => r.version),
+    ['v1'],
+    'and once its series are gone too',
+  );
   // v3 is added again under the same name: its old counter must not make a rate.
   const readded = { atMs: 3000, samples: parsePrometheusText(text(['v1', 'v3'], 40)), versions: ['v1', 'v3'] };
   const rows = computeRows(gone, readded);
-  t.same(rows.map((r) => [r.version, r.rps]), [['v1', 10], ['v3', undefined]], 'a version the previous scrape did not list has no rate yet');
+  t.same(
+    rows.map((r) => [r.version, r.rps]),
+    [
+      ['v1', 10],
+      ['v3', undefined],
+    ],
+    'a version the previous scrape did not list has no rate yet',
+  );
   const listedOnly = { atMs: 4000, samples: parsePrometheusText(text(['v1'], 50)), versions: ['v1', 'v4'] };
-  t.same(computeRows(readded, listedOnly).find((r) => r.version === 'v4'), { version: 'v4', rps: undefined, errorRate: undefined, p99Ms: undefined, firstTokenP99Ms: undefined, queueDepth: 0, streams: 0, workersUp: 0, workersScraped: 0 }, 'a listed version without series yet has a row of zeros');
+  t.same(
+    computeRows(readded, listedOnly).find((r) => r.version === 'v4'),
+    {
+      version: 'v4',
+      rps: undefined,
+      errorRate: undefined,
+      p99Ms: undefined,
+      firstTokenP99Ms: undefined,
+      queueDepth: 0,
+      streams: 0,
+      workersUp: 0,
+      workersScraped: 0,
+    },
+    'a listed version without series yet has a row of zeros',
+  );
 });

@@ -11,11 +11,24 @@ import { ROOT } from '../../helpers/gateway.js';
 
 const threadUrl = pathToFileURL(join(ROOT, 'dist/worker/call/prepare-thread.js'));
 const body = (content: string, extra: Record<string, unknown> = {}): Buffer =>
-  Buffer.from(JSON.stringify({ model: 'm', stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content }], ...extra }));
+  Buffer.from(
+    JSON.stringify({
+      model: 'm',
+      stream: true,
+      stream_options: { include_usage: true },
+      messages: [{ role: 'user', content }],
+      ...extra,
+    }),
+  );
 
 t.test('inline and on the thread, the same upstream call', async (t) => {
   const adapter = await loadAdapter('anthropic');
-  const preparer = new RequestPreparer({ adapter, build: { model: undefined, apiKey: 'k' }, inlineMaxBytes: 1024, threadUrl });
+  const preparer = new RequestPreparer({
+    adapter,
+    build: { model: undefined, apiKey: 'k' },
+    inlineMaxBytes: 1024,
+    threadUrl,
+  });
   t.teardown(() => preparer.destroy());
   const signal = new AbortController().signal;
   const small = await preparer.prepare(body('hi'), { signal });
@@ -25,15 +38,31 @@ t.test('inline and on the thread, the same upstream call', async (t) => {
   const onThread = await preparer.prepare(big, { signal });
   t.equal(preparer.hasThread, true);
   t.equal(big.length, 0, "the body's memory moved to the thread, not copied");
-  t.same({ ...onThread, request: { ...onThread.request, body: undefined } }, { ...small, request: { ...small.request, body: undefined } }, 'same flags, path, headers and model');
-  t.equal((JSON.parse(onThread.request.body.toString()) as { messages: Array<{ content: string }> }).messages[0]?.content, bigText);
+  t.same(
+    { ...onThread, request: { ...onThread.request, body: undefined } },
+    { ...small, request: { ...small.request, body: undefined } },
+    'same flags, path, headers and model',
+  );
+  t.equal(
+    (JSON.parse(onThread.request.body.toString()) as { messages: Array<{ content: string }> }).messages[0]?.content,
+    bigText,
+  );
   t.same([onThread.isStream, onThread.includeUsage], [true, true]);
-  await t.rejects(preparer.prepare(body('x'.repeat(2048), { n: 3 }), { signal }), { code: 'invalid_request', message: /^n: an anthropic upstream cannot express it/ }, 'a refusal crosses back with its code');
+  await t.rejects(
+    preparer.prepare(body('x'.repeat(2048), { n: 3 }), { signal }),
+    { code: 'invalid_request', message: /^n: an anthropic upstream cannot express it/ },
+    'a refusal crosses back with its code',
+  );
 });
 
 t.test('a caller that gives up stops waiting; close() and destroy() stop the thread', async (t) => {
   const adapter = await loadAdapter('openai');
-  const preparer = new RequestPreparer({ adapter, build: { model: undefined, apiKey: undefined }, inlineMaxBytes: 16, threadUrl });
+  const preparer = new RequestPreparer({
+    adapter,
+    build: { model: undefined, apiKey: undefined },
+    inlineMaxBytes: 16,
+    threadUrl,
+  });
   t.teardown(() => preparer.destroy());
   const client = new AbortController();
   const waiting = preparer.prepare(body('x'.repeat(100)), { signal: client.signal });
@@ -44,13 +73,24 @@ t.test('a caller that gives up stops waiting; close() and destroy() stop the thr
   await t.resolves(pending, 'close() lets the jobs it has finish');
   await closed;
   t.equal(preparer.hasThread, false);
-  await t.rejects(preparer.prepare(body('z'.repeat(100)), { signal: client.signal }), { message: 'client left' }, 'an aborted caller is refused first');
-  await t.rejects(preparer.prepare(body('z'.repeat(100)), { signal: new AbortController().signal }), { code: 'shutting_down' });
+  await t.rejects(
+    preparer.prepare(body('z'.repeat(100)), { signal: client.signal }),
+    { message: 'client left' },
+    'an aborted caller is refused first',
+  );
+  await t.rejects(preparer.prepare(body('z'.repeat(100)), { signal: new AbortController().signal }), {
+    code: 'shutting_down',
+  });
 });
 
 t.test('destroy() fails the jobs in flight', async (t) => {
   const adapter = await loadAdapter('ollama');
-  const preparer = new RequestPreparer({ adapter, build: { model: undefined, apiKey: undefined }, inlineMaxBytes: 16, threadUrl });
+  const preparer = new RequestPreparer({
+    adapter,
+    build: { model: undefined, apiKey: undefined },
+    inlineMaxBytes: 16,
+    threadUrl,
+  });
   const pending = preparer.prepare(body('x'.repeat(100)), { signal: new AbortController().signal });
   const refused = t.rejects(pending, { code: 'shutting_down' });
   await preparer.destroy();
@@ -60,19 +100,43 @@ t.test('destroy() fails the jobs in flight', async (t) => {
 
 t.test('every endpoint kind, inline and on the thread', async (t) => {
   const adapter = await loadAdapter('openai');
-  const preparer = new RequestPreparer({ adapter, build: { model: 'pinned', apiKey: undefined }, inlineMaxBytes: 1024, threadUrl });
+  const preparer = new RequestPreparer({
+    adapter,
+    build: { model: 'pinned', apiKey: undefined },
+    inlineMaxBytes: 1024,
+    threadUrl,
+  });
   t.teardown(() => preparer.destroy());
   const signal = new AbortController().signal;
-  const embed = (input: string): Buffer => Buffer.from(JSON.stringify({ model: 'm', input, encoding_format: 'base64' }));
+  const embed = (input: string): Buffer =>
+    Buffer.from(JSON.stringify({ model: 'm', input, encoding_format: 'base64' }));
   const small = await preparer.prepare(embed('x'), { signal, kind: 'embeddings' });
   const big = await preparer.prepare(embed('x'.repeat(4096)), { signal, kind: 'embeddings' });
   t.equal(preparer.hasThread, true);
   for (const call of [small, big]) {
-    t.same([call.request.path, call.request.model, call.encoding, call.isStream], ['/embeddings', 'pinned', 'base64', false]);
+    t.same(
+      [call.request.path, call.request.model, call.encoding, call.isStream],
+      ['/embeddings', 'pinned', 'base64', false],
+    );
   }
-  const responses = await preparer.prepare(Buffer.from(JSON.stringify({ model: 'm', input: 'y'.repeat(2048), stream: true })), { signal, kind: 'responses' });
+  const responses = await preparer.prepare(
+    Buffer.from(JSON.stringify({ model: 'm', input: 'y'.repeat(2048), stream: true })),
+    { signal, kind: 'responses' },
+  );
   t.same([responses.request.path, responses.isStream], ['/responses', true]);
-  const ollama = new RequestPreparer({ adapter: await loadAdapter('ollama'), build: { model: undefined, apiKey: undefined }, inlineMaxBytes: 16, threadUrl });
+  const ollama = new RequestPreparer({
+    adapter: await loadAdapter('ollama'),
+    build: { model: undefined, apiKey: undefined },
+    inlineMaxBytes: 16,
+    threadUrl,
+  });
   t.teardown(() => ollama.destroy());
-  await t.rejects(ollama.prepare(Buffer.from(JSON.stringify({ model: 'm', prompt: 'p'.repeat(100) })), { signal, kind: 'completions' }), { code: 'unsupported_endpoint', message: /\(ollama\)/ }, 'a kind the format lacks');
+  await t.rejects(
+    ollama.prepare(Buffer.from(JSON.stringify({ model: 'm', prompt: 'p'.repeat(100) })), {
+      signal,
+      kind: 'completions',
+    }),
+    { code: 'unsupported_endpoint', message: /\(ollama\)/ },
+    'a kind the format lacks',
+  );
 });

@@ -20,7 +20,14 @@ t.test('chunks aggregate into one chat.completion', async (t) => {
     object: 'chat.completion',
     created: 9,
     model: 'm',
-    choices: [{ index: 0, message: { role: 'assistant', content: 'Héllo 🚀', refusal: null }, finish_reason: 'stop', logprobs: null }],
+    choices: [
+      {
+        index: 0,
+        message: { role: 'assistant', content: 'Héllo 🚀', refusal: null },
+        finish_reason: 'stop',
+        logprobs: null,
+      },
+    ],
     usage: { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 },
   });
   t.equal(agg.contentChunks, 2);
@@ -28,19 +35,89 @@ t.test('chunks aggregate into one chat.completion', async (t) => {
 
 t.test('tool-call fragments, several choices, refusals, logprobs and upstream fields', async (t) => {
   const agg = new CompletionAggregator();
-  const lp = (token: string): { token: string; logprob: number; bytes: null; top_logprobs: [] } => ({ token, logprob: -1, bytes: null, top_logprobs: [] });
+  const lp = (token: string): { token: string; logprob: number; bytes: null; top_logprobs: [] } => ({
+    token,
+    logprob: -1,
+    bytes: null,
+    top_logprobs: [],
+  });
   const chunks: ChatCompletionChunk[] = [
-    { ...base, system_fingerprint: 'fp_1', service_tier: 'default', choices: [{ index: 0, delta: { role: 'assistant', content: null }, finish_reason: null }] },
-    { ...base, choices: [{ index: 0, delta: { tool_calls: [{ index: 0, id: 'call_a', type: 'function', function: { name: 'f', arguments: '' } }] }, finish_reason: null }] },
-    { ...base, choices: [{ index: 0, delta: { tool_calls: [{ index: 1, id: 'call_b', type: 'function', function: { name: 'g', arguments: '' } }] }, finish_reason: null }] },
-    { ...base, choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: '{"x":' } }] }, finish_reason: null }] },
-    { ...base, choices: [{ index: 0, delta: { tool_calls: [{ index: 1, function: { arguments: '{}' } }] }, finish_reason: null }] },
-    { ...base, choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: '1}' } }] }, finish_reason: null }] },
-    { ...base, choices: [{ index: 1, delta: { role: 'assistant', content: 'B' }, finish_reason: null, logprobs: { content: [lp('B')], refusal: null } }] },
-    { ...base, choices: [{ index: 1, delta: { content: 'ye', reasoning_content: 'th' }, finish_reason: null, logprobs: { content: [lp('ye')], refusal: null } }] },
+    {
+      ...base,
+      system_fingerprint: 'fp_1',
+      service_tier: 'default',
+      choices: [{ index: 0, delta: { role: 'assistant', content: null }, finish_reason: null }],
+    },
+    {
+      ...base,
+      choices: [
+        {
+          index: 0,
+          delta: { tool_calls: [{ index: 0, id: 'call_a', type: 'function', function: { name: 'f', arguments: '' } }] },
+          finish_reason: null,
+        },
+      ],
+    },
+    {
+      ...base,
+      choices: [
+        {
+          index: 0,
+          delta: { tool_calls: [{ index: 1, id: 'call_b', type: 'function', function: { name: 'g', arguments: '' } }] },
+          finish_reason: null,
+        },
+      ],
+    },
+    {
+      ...base,
+      choices: [
+        { index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: '{"x":' } }] }, finish_reason: null },
+      ],
+    },
+    {
+      ...base,
+      choices: [
+        { index: 0, delta: { tool_calls: [{ index: 1, function: { arguments: '{}' } }] }, finish_reason: null },
+      ],
+    },
+    {
+      ...base,
+      choices: [
+        { index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: '1}' } }] }, finish_reason: null },
+      ],
+    },
+    {
+      ...base,
+      choices: [
+        {
+          index: 1,
+          delta: { role: 'assistant', content: 'B' },
+          finish_reason: null,
+          logprobs: { content: [lp('B')], refusal: null },
+        },
+      ],
+    },
+    {
+      ...base,
+      choices: [
+        {
+          index: 1,
+          delta: { content: 'ye', reasoning_content: 'th' },
+          finish_reason: null,
+          logprobs: { content: [lp('ye')], refusal: null },
+        },
+      ],
+    },
     { ...base, choices: [{ index: 1, delta: { reasoning_content: 'ink' }, finish_reason: null }] },
     { ...base, choices: [{ index: 2, delta: { refusal: 'I cannot' }, finish_reason: null }] },
-    { ...base, choices: [{ index: 0, delta: {}, finish_reason: 'tool_calls' }, { index: 1, delta: {}, finish_reason: 'stop' }, { index: 2, delta: {}, finish_reason: 'content_filter' }] },
+    {
+      ...base,
+      choices: [
+        { index: 0, delta: {}, finish_reason: 'tool_calls' },
+        { index: 1, delta: {}, finish_reason: 'stop' },
+        { index: 2, delta: {}, finish_reason: 'content_filter' },
+      ],
+    },
   ];
   for (const c of chunks) agg.chunk(c);
   const completion = agg.toCompletion();
@@ -49,15 +126,35 @@ t.test('tool-call fragments, several choices, refusals, logprobs and upstream fi
   t.same(completion.choices, [
     {
       index: 0,
-      message: { role: 'assistant', content: null, refusal: null, tool_calls: [{ id: 'call_a', type: 'function', function: { name: 'f', arguments: '{"x":1}' } }, { id: 'call_b', type: 'function', function: { name: 'g', arguments: '{}' } }] },
+      message: {
+        role: 'assistant',
+        content: null,
+        refusal: null,
+        tool_calls: [
+          { id: 'call_a', type: 'function', function: { name: 'f', arguments: '{"x":1}' } },
+          { id: 'call_b', type: 'function', function: { name: 'g', arguments: '{}' } },
+        ],
+      },
       finish_reason: 'tool_calls',
       logprobs: null,
     },
-    { index: 1, message: { role: 'assistant', content: 'Bye', refusal: null, reasoning_content: 'think' }, finish_reason: 'stop', logprobs: { content: [lp('B'), lp('ye')], refusal: null } },
-    { index: 2, message: { role: 'assistant', content: '', refusal: 'I cannot' }, finish_reason: 'content_filter', logprobs: null },
+    {
+      index: 1,
+      message: { role: 'assistant', content: 'Bye', refusal: null, reasoning_content: 'think' },
+      finish_reason: 'stop',
+      logprobs: { content: [lp('B'), lp('ye')], refusal: null },
+    },
+    {
+      index: 2,
+      message: { role: 'assistant', content: '', refusal: 'I cannot' },
+      finish_reason: 'content_filter',
+      logprobs: null,
+    },
   ]);
 });
 
 t.test('no chunks at all: one empty choice', async (t) => {
-  t.same(new CompletionAggregator().toCompletion().choices, [{ index: 0, message: { role: 'assistant', content: '', refusal: null }, finish_reason: null, logprobs: null }]);
+  t.same(new CompletionAggregator().toCompletion().choices, [
+    { index: 0, message: { role: 'assistant', content: '', refusal: null }, finish_reason: null, logprobs: null },
+  ]);
 });

@@ -32,8 +32,15 @@ function fakeResponse(): { res: ServerResponse; text: () => string; writes: () =
   return { res, text: () => Buffer.concat(parts).toString(), writes: () => writes };
 }
 
-const plain = (content: string): string => `data: ${JSON.stringify({ id: 'c', choices: [{ index: 0, delta: { content }, finish_reason: null }] })}\n\n`;
-const framed: ChatCompletionChunk = { id: 'c', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [{ index: 0, delta: { content: 'z' }, finish_reason: 'stop' }] };
+const plain = (content: string): string =>
+  `data: ${JSON.stringify({ id: 'c', choices: [{ index: 0, delta: { content }, finish_reason: null }] })}\n\n`;
+const framed: ChatCompletionChunk = {
+  id: 'c',
+  object: 'chat.completion.chunk',
+  created: 1,
+  model: 'm',
+  choices: [{ index: 0, delta: { content: 'z' }, finish_reason: 'stop' }],
+};
 
 t.test('plain bytes and framed chunks keep their order; [DONE] comes last', async (t) => {
   const { res, text, writes } = fakeResponse();
@@ -49,7 +56,10 @@ t.test('plain bytes and framed chunks keep their order; [DONE] comes last', asyn
   t.equal(writer.relayPlain(Buffer.from(plain('c'))), true, 'bytes after bytes');
   t.equal(writer.relayPlain(Buffer.from('data: [DONE]\n\n')), false, 'not plain: left to the decoding path');
   writer.complete();
-  t.equal(text(), `${plain('')}${plain('a')}data: ${JSON.stringify(framed)}\n\n${plain('b')}${plain('c')}data: [DONE]\n\n`);
+  t.equal(
+    text(),
+    `${plain('')}${plain('a')}data: ${JSON.stringify(framed)}\n\n${plain('b')}${plain('c')}data: [DONE]\n\n`,
+  );
   t.equal(writer.contentChunks, 4);
   t.equal(writer.bytesOut, Buffer.byteLength(text()));
   t.equal(writes(), 5, 'one write per flushed batch');

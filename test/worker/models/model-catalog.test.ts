@@ -15,7 +15,12 @@ interface Pending {
   signal: AbortSignal;
 }
 
-function setup(configuredModel?: string): { catalog: ModelCatalog; fetches: Pending[]; clock: { ms: number }; errors: unknown[] } {
+function setup(configuredModel?: string): {
+  catalog: ModelCatalog;
+  fetches: Pending[];
+  clock: { ms: number };
+  errors: unknown[];
+} {
   const fetches: Pending[] = [];
   const errors: unknown[] = [];
   const clock = { ms: 0 };
@@ -38,7 +43,10 @@ t.test('the configured model wins and the upstream is never asked', async (t) =>
   const { catalog, fetches } = setup('pinned');
   t.same(await catalog.list({ signal }), [{ id: 'pinned', object: 'model', created: 0, owned_by: 'graygate/v1' }]);
   catalog.warm();
-  t.same(catalog.peek()?.map((m) => m.id), ['pinned']);
+  t.same(
+    catalog.peek()?.map((m) => m.id),
+    ['pinned'],
+  );
   t.equal(fetches.length, 0);
 });
 
@@ -49,22 +57,39 @@ t.test('one fetch for every waiting caller; fresh, then stale while renewed', as
   const b = catalog.list({ signal });
   t.equal(fetches.length, 1, 'shared');
   fetches[0]!.resolve([entry('m1')]);
-  t.same((await a).map((m) => m.id), ['m1']);
-  t.same((await b).map((m) => m.id), ['m1']);
+  t.same(
+    (await a).map((m) => m.id),
+    ['m1'],
+  );
+  t.same(
+    (await b).map((m) => m.id),
+    ['m1'],
+  );
   clock.ms = 999;
   await catalog.list({ signal });
   t.equal(fetches.length, 1, 'fresh: no new fetch');
   clock.ms = 1000;
-  t.same((await catalog.list({ signal })).map((m) => m.id), ['m1'], 'stale: served at once');
+  t.same(
+    (await catalog.list({ signal })).map((m) => m.id),
+    ['m1'],
+    'stale: served at once',
+  );
   t.equal(fetches.length, 2, 'and renewed in the background');
   await catalog.list({ signal });
   t.equal(fetches.length, 2, 'one renewal at a time');
   fetches[1]!.reject(new GraygateError('upstream_unreachable'));
   await new Promise((r) => setImmediate(r));
-  t.same((await catalog.list({ signal })).map((m) => m.id), ['m1'], 'a failed renewal keeps the last good list');
+  t.same(
+    (await catalog.list({ signal })).map((m) => m.id),
+    ['m1'],
+    'a failed renewal keeps the last good list',
+  );
   fetches[2]!.resolve([entry('m2')]);
   await new Promise((r) => setImmediate(r));
-  t.same(catalog.peek()?.map((m) => m.id), ['m2']);
+  t.same(
+    catalog.peek()?.map((m) => m.id),
+    ['m2'],
+  );
 });
 
 t.test('with nothing cached, a failure is the answer for failureTtlMs', async (t) => {
@@ -79,7 +104,10 @@ t.test('with nothing cached, a failure is the answer for failureTtlMs', async (t
   const retry = catalog.list({ signal });
   t.equal(fetches.length, 2);
   fetches[1]!.resolve([entry('m')]);
-  t.same((await retry).map((m) => m.id), ['m']);
+  t.same(
+    (await retry).map((m) => m.id),
+    ['m'],
+  );
 });
 
 t.test('a caller that leaves stops waiting; close() aborts the fetch', async (t) => {

@@ -5,10 +5,26 @@ import { UsageTail, findUsage, usageOf } from '../../../worker/relay/usage-tail.
 
 t.test('findUsage: the last usage object, whatever surrounds it', async (t) => {
   const cases: Array<[string, string, Record<string, unknown> | undefined]> = [
-    ['chat', '{"id":"x","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}', { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 }],
-    ['spaces and newlines', '{"usage" :\n {"prompt_tokens": 4, "details": {"cached_tokens": 0}}\n}', { prompt_tokens: 4, details: { cached_tokens: 0 } }],
-    ['responses, keys after usage', '{"output":[],"usage":{"input_tokens":5,"output_tokens":6},"user":null,"metadata":{"k":"}"}}', { input_tokens: 5, output_tokens: 6 }],
-    ['a usage word inside a string is not a key', '{"text":"say \\"usage\\": {1}","usage":{"prompt_tokens":7}}', { prompt_tokens: 7 }],
+    [
+      'chat',
+      '{"id":"x","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}',
+      { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 },
+    ],
+    [
+      'spaces and newlines',
+      '{"usage" :\n {"prompt_tokens": 4, "details": {"cached_tokens": 0}}\n}',
+      { prompt_tokens: 4, details: { cached_tokens: 0 } },
+    ],
+    [
+      'responses, keys after usage',
+      '{"output":[],"usage":{"input_tokens":5,"output_tokens":6},"user":null,"metadata":{"k":"}"}}',
+      { input_tokens: 5, output_tokens: 6 },
+    ],
+    [
+      'a usage word inside a string is not a key',
+      '{"text":"say \\"usage\\": {1}","usage":{"prompt_tokens":7}}',
+      { prompt_tokens: 7 },
+    ],
     ['a brace inside a string value', '{"usage":{"note":"}{","prompt_tokens":8}}', { note: '}{', prompt_tokens: 8 }],
     ['no usage', '{"id":"x"}', undefined],
     ['usage null', '{"usage":null}', undefined],

@@ -6,17 +6,49 @@ import { CHAT_REQUEST_LIMITS, parseChatRequest } from '../../../worker/request/c
 // very object JSON.parse made, unknown fields included.
 
 const ok = { model: 'm', messages: [{ role: 'user', content: 'hi' }] };
-const parse = (value: unknown): ReturnType<typeof parseChatRequest> => parseChatRequest(Buffer.from(JSON.stringify(value)));
+const parse = (value: unknown): ReturnType<typeof parseChatRequest> =>
+  parseChatRequest(Buffer.from(JSON.stringify(value)));
 
 t.test('valid bodies', async (t) => {
   t.equal(parse(ok).model, 'm');
-  const full = parse({ ...ok, stream: true, stream_options: { include_usage: true }, max_tokens: 5, stop: ['x'], n: 1, tools: [], temperature: null });
+  const full = parse({
+    ...ok,
+    stream: true,
+    stream_options: { include_usage: true },
+    max_tokens: 5,
+    stop: ['x'],
+    n: 1,
+    tools: [],
+    temperature: null,
+  });
   t.equal(full.stream_options?.include_usage, true);
   t.same(full['tools'], [], 'fields kept for an OpenAI upstream');
-  const other = parse({ ...ok, tools: [{ type: 'custom', custom: { name: 'x' } }], tool_choice: { type: 'allowed_tools', allowed_tools: {} }, response_format: { type: 'grammar' }, n: 3, seed: 1 });
-  t.same(other['tools'], [{ type: 'custom', custom: { name: 'x' } }], 'tool and format types graygate does not convert pass for an OpenAI upstream');
+  const other = parse({
+    ...ok,
+    tools: [{ type: 'custom', custom: { name: 'x' } }],
+    tool_choice: { type: 'allowed_tools', allowed_tools: {} },
+    response_format: { type: 'grammar' },
+    n: 3,
+    seed: 1,
+  });
+  t.same(
+    other['tools'],
+    [{ type: 'custom', custom: { name: 'x' } }],
+    'tool and format types graygate does not convert pass for an OpenAI upstream',
+  );
   t.equal(other.n, 3, 'n > 1: the upstream format decides');
-  const parts = parse({ messages: [{ role: 'user', content: [{ type: 'text', text: 'a' }, { type: 'image_url', image_url: { url: 'x' } }], name: 'n' }] });
+  const parts = parse({
+    messages: [
+      {
+        role: 'user',
+        content: [
+          { type: 'text', text: 'a' },
+          { type: 'image_url', image_url: { url: 'x' } },
+        ],
+        name: 'n',
+      },
+    ],
+  });
   t.equal(parts.messages[0]?.name, 'n');
 });
 
@@ -32,26 +64,98 @@ const BAD: Array<[string, string, RegExp]> = [
   ['name number', '{"messages":[{"role":"user","content":"x","name":1}]}', /messages\.0\.name: must be a string/],
   ['empty model', '{"model":"","messages":[{"role":"user","content":"x"}]}', /model: must not be empty/],
   ['stream string', '{"messages":[{"role":"user","content":"x"}],"stream":"yes"}', /stream: must be a boolean/],
-  ['stream_options string', '{"messages":[{"role":"user","content":"x"}],"stream_options":"x"}', /stream_options: must be an object/],
-  ['include_usage string', '{"messages":[{"role":"user","content":"x"}],"stream_options":{"include_usage":1}}', /stream_options\.include_usage: must be a boolean/],
+  [
+    'stream_options string',
+    '{"messages":[{"role":"user","content":"x"}],"stream_options":"x"}',
+    /stream_options: must be an object/,
+  ],
+  [
+    'include_usage string',
+    '{"messages":[{"role":"user","content":"x"}],"stream_options":{"include_usage":1}}',
+    /stream_options\.include_usage: must be a boolean/,
+  ],
   ['n = 0', '{"messages":[{"role":"user","content":"x"}],"n":0}', /n: must be ≥ 1/],
-  ['tools not an array', '{"messages":[{"role":"user","content":"x"}],"tools":{}}', /^tools: must be an array of tools$/],
-  ['a function tool without a name', '{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{}}]}', /^tools\.0\.function\.name: must be a string$/],
-  ['tool parameters not an object', '{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f","parameters":[]}}]}', /^tools\.0\.function\.parameters: must be an object$/],
-  ['tool_choice a word it is not', '{"messages":[{"role":"user","content":"x"}],"tool_choice":"always"}', /^tool_choice: must be "none", "auto", "required"/],
-  ['tool_choice function without name', '{"messages":[{"role":"user","content":"x"}],"tool_choice":{"type":"function","function":{}}}', /^tool_choice\.function\.name: /],
-  ['parallel_tool_calls string', '{"messages":[{"role":"user","content":"x"}],"parallel_tool_calls":"no"}', /^parallel_tool_calls: must be a boolean$/],
-  ['json_schema without name', '{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"schema":{}}}}', /^response_format\.json_schema\.name: /],
-  ['response_format without type', '{"messages":[{"role":"user","content":"x"}],"response_format":{}}', /^response_format: must be an object with a type$/],
-  ['tool_calls on a user message', '{"messages":[{"role":"user","content":"x","tool_calls":[]}]}', /^messages\.0\.tool_calls: only assistant messages carry tool calls$/],
-  ['a tool call without arguments', '{"messages":[{"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"f"}}]}]}', /^messages\.0\.tool_calls\.0\.function\.arguments: is required$/],
-  ['a tool call without id', '{"messages":[{"role":"assistant","tool_calls":[{"type":"function","function":{"name":"f","arguments":"{}"}}]}]}', /^messages\.0\.tool_calls\.0\.id: is required$/],
-  ['a tool message without tool_call_id', '{"messages":[{"role":"tool","content":"r"}]}', /^messages\.0\.tool_call_id: must be a string$/],
+  [
+    'tools not an array',
+    '{"messages":[{"role":"user","content":"x"}],"tools":{}}',
+    /^tools: must be an array of tools$/,
+  ],
+  [
+    'a function tool without a name',
+    '{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{}}]}',
+    /^tools\.0\.function\.name: must be a string$/,
+  ],
+  [
+    'tool parameters not an object',
+    '{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f","parameters":[]}}]}',
+    /^tools\.0\.function\.parameters: must be an object$/,
+  ],
+  [
+    'tool_choice a word it is not',
+    '{"messages":[{"role":"user","content":"x"}],"tool_choice":"always"}',
+    /^tool_choice: must be "none", "auto", "required"/,
+  ],
+  [
+    'tool_choice function without name',
+    '{"messages":[{"role":"user","content":"x"}],"tool_choice":{"type":"function","function":{}}}',
+    /^tool_choice\.function\.name: /,
+  ],
+  [
+    'parallel_tool_calls string',
+    '{"messages":[{"role":"user","content":"x"}],"parallel_tool_calls":"no"}',
+    /^parallel_tool_calls: must be a boolean$/,
+  ],
+  [
+    'json_schema without name',
+    '{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"schema":{}}}}',
+    /^response_format\.json_schema\.name: /,
+  ],
+  [
+    'response_format without type',
+    '{"messages":[{"role":"user","content":"x"}],"response_format":{}}',
+    /^response_format: must be an object with a type$/,
+  ],
+  [
+    'tool_calls on a user message',
+    '{"messages":[{"role":"user","content":"x","tool_calls":[]}]}',
+    /^messages\.0\.tool_calls: only assistant messages carry tool calls$/,
+  ],
+  [
+    'a tool call without arguments',
+    '{"messages":[{"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"f"}}]}]}',
+    /^messages\.0\.tool_calls\.0\.function\.arguments: is required$/,
+  ],
+  [
+    'a tool call without id',
+    '{"messages":[{"role":"assistant","tool_calls":[{"type":"function","function":{"name":"f","arguments":"{}"}}]}]}',
+    /^messages\.0\.tool_calls\.0\.id: is required$/,
+  ],
+  [
+    'a tool message without tool_call_id',
+    '{"messages":[{"role":"tool","content":"r"}]}',
+    /^messages\.0\.tool_call_id: must be a string$/,
+  ],
   ['max_tokens 0', '{"messages":[{"role":"user","content":"x"}],"max_tokens":0}', /max_tokens: must be ≥ 1/],
-  ['max_completion_tokens 1.5', '{"messages":[{"role":"user","content":"x"}],"max_completion_tokens":1.5}', /max_completion_tokens: must be an integer/],
-  ['temperature 1e400', '{"messages":[{"role":"user","content":"x"}],"temperature":1e400}', /temperature: must be a number/],
-  ['stop numbers', '{"messages":[{"role":"user","content":"x"}],"stop":[1]}', /stop: must be a string or an array of strings/],
-  ['every problem at once', '{"model":1,"messages":[],"stream":1}', /^model: must be a string; messages: must contain at least one message; stream: must be a boolean$/],
+  [
+    'max_completion_tokens 1.5',
+    '{"messages":[{"role":"user","content":"x"}],"max_completion_tokens":1.5}',
+    /max_completion_tokens: must be an integer/,
+  ],
+  [
+    'temperature 1e400',
+    '{"messages":[{"role":"user","content":"x"}],"temperature":1e400}',
+    /temperature: must be a number/,
+  ],
+  [
+    'stop numbers',
+    '{"messages":[{"role":"user","content":"x"}],"stop":[1]}',
+    /stop: must be a string or an array of strings/,
+  ],
+  [
+    'every problem at once',
+    '{"model":1,"messages":[],"stream":1}',
+    /^model: must be a string; messages: must contain at least one message; stream: must be a boolean$/,
+  ],
 ];
 
 for (const [name, body, message] of BAD) {
@@ -67,9 +171,18 @@ t.test('many problems: the first ten, then a count', async (t) => {
 
 t.test('limits: deep and wide bodies are 400s naming the limit', async (t) => {
   const deep = `{"messages":[{"role":"user","content":"x"}],"x":${'['.repeat(100_000)}${']'.repeat(100_000)}}`;
-  t.throws(() => parseChatRequest(Buffer.from(deep)), { code: 'invalid_request', message: /nested more than 64 levels deep \(limit 64\)/ });
+  t.throws(() => parseChatRequest(Buffer.from(deep)), {
+    code: 'invalid_request',
+    message: /nested more than 64 levels deep \(limit 64\)/,
+  });
   const keys = Array.from({ length: CHAT_REQUEST_LIMITS.maxMembers + 1 }, (_, i) => `"k${i}":1`).join(',');
-  t.throws(() => parseChatRequest(Buffer.from(`{"messages":[{"role":"user","content":"x"}],"metadata":{${keys}}}`)), { message: /more than 10000 members \(limit 10000\)/ });
-  const history = Array.from({ length: 5000 }, (_, i) => ({ role: i % 2 === 0 ? 'user' : 'assistant', content: `turn ${i}`, name: 'n' }));
+  t.throws(() => parseChatRequest(Buffer.from(`{"messages":[{"role":"user","content":"x"}],"metadata":{${keys}}}`)), {
+    message: /more than 10000 members \(limit 10000\)/,
+  });
+  const history = Array.from({ length: 5000 }, (_, i) => ({
+    role: i % 2 === 0 ? 'user' : 'assistant',
+    content: `turn ${i}`,
+    name: 'n',
+  }));
   t.equal(parse({ messages: history }).messages.length, 5000, 'a 5 000-message history fits');
 });

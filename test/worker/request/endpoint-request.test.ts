@@ -5,13 +5,24 @@ import type { RelayKind } from '../../../worker/types.js';
 // SPEC §12: embeddings, completions and responses bodies: only what the
 // gateway reads is checked; the rest is the upstream's to judge.
 
-const parse = (kind: RelayKind, value: unknown): ReturnType<typeof parseEndpointRequest> => parseEndpointRequest(kind, Buffer.from(JSON.stringify(value)));
+const parse = (kind: RelayKind, value: unknown): ReturnType<typeof parseEndpointRequest> =>
+  parseEndpointRequest(kind, Buffer.from(JSON.stringify(value)));
 
 t.test('what the gateway reads', async (t) => {
-  t.same(parse('responses', { model: 'm', input: 'x', stream: true, anything: [1] }), { body: { model: 'm', input: 'x', stream: true, anything: [1] }, isStream: true, includeUsage: false, encoding: 'float' });
-  t.same(parse('completions', { model: 'm', prompt: 'x', stream: true, stream_options: { include_usage: true } }).includeUsage, true);
+  t.same(parse('responses', { model: 'm', input: 'x', stream: true, anything: [1] }), {
+    body: { model: 'm', input: 'x', stream: true, anything: [1] },
+    isStream: true,
+    includeUsage: false,
+    encoding: 'float',
+  });
+  t.same(
+    parse('completions', { model: 'm', prompt: 'x', stream: true, stream_options: { include_usage: true } })
+      .includeUsage,
+    true,
+  );
   t.equal(parse('embeddings', { model: 'm', input: 'x', encoding_format: 'base64' }).encoding, 'base64');
-  for (const input of ['x', ['a', 'b'], [1, 2], [[1], [2, 3]]]) t.doesNotThrow(() => parse('embeddings', { model: 'm', input }), JSON.stringify(input));
+  for (const input of ['x', ['a', 'b'], [1, 2], [[1], [2, 3]]])
+    t.doesNotThrow(() => parse('embeddings', { model: 'm', input }), JSON.stringify(input));
 });
 
 t.test('bad bodies are 400s naming the field', async (t) => {
@@ -28,6 +39,13 @@ t.test('bad bodies are 400s naming the field', async (t) => {
     ['embeddings', '{"input":"x","dimensions":0}', /^dimensions: must be ≥ 1$/],
     ['embeddings', '{"input":"x","stream":true}', /^stream: embeddings are not streamed$/],
   ];
-  for (const [kind, body, message] of cases) t.throws(() => parseEndpointRequest(kind, Buffer.from(body)), { code: 'invalid_request', message }, `${kind} ${body}`);
-  t.throws(() => parseEndpointRequest('responses', Buffer.from(`{"input":${'['.repeat(100)}${']'.repeat(100)}}`)), { message: /nested more than 64 levels/ });
+  for (const [kind, body, message] of cases)
+    t.throws(
+      () => parseEndpointRequest(kind, Buffer.from(body)),
+      { code: 'invalid_request', message },
+      `${kind} ${body}`,
+    );
+  t.throws(() => parseEndpointRequest('responses', Buffer.from(`{"input":${'['.repeat(100)}${']'.repeat(100)}}`)), {
+    message: /nested more than 64 levels/,
+  });
 });

@@ -40,10 +40,13 @@ for (const [name, json, message] of REFUSED) {
 }
 
 t.test('malformed JSON is left to JSON.parse', async (t) => {
-  for (const json of ['{"a":"unterminated', ']]]]]', '1,2,3,4,5', '{"a":1}}}}}']) t.doesNotThrow(() => check(json), json);
+  for (const json of ['{"a":"unterminated', ']]]]]', '1,2,3,4,5', '{"a":1}}}}}'])
+    t.doesNotThrow(() => check(json), json);
 });
 
 t.test('a deep body is refused without recursion, whatever its depth', async (t) => {
   const deep = '['.repeat(1_000_000) + ']'.repeat(1_000_000);
-  t.throws(() => checkJsonLimits(Buffer.from(deep), { maxDepth: 64, maxMembers: 10, maxValues: 100 }), { message: /nested more than 64 levels/ });
+  t.throws(() => checkJsonLimits(Buffer.from(deep), { maxDepth: 64, maxMembers: 10, maxValues: 100 }), {
+    message: /nested more than 64 levels/,
+  });
 });

@@ -43,7 +43,13 @@ t.test('CR and CRLF breaks become data lines too (their text is LF once decoded)
 t.test('single-line payloads and serialised chunks are written as they are', async (t) => {
   const raw = '{"id":"u1","choices":[]}';
   t.equal(encodeChunk({} as ChatCompletionChunk, raw), `data: ${raw}\n\n`);
-  const chunk: ChatCompletionChunk = { id: 'c', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [{ index: 0, delta: { content: 'a\nb' }, finish_reason: null }] };
+  const chunk: ChatCompletionChunk = {
+    id: 'c',
+    object: 'chat.completion.chunk',
+    created: 1,
+    model: 'm',
+    choices: [{ index: 0, delta: { content: 'a\nb' }, finish_reason: null }],
+  };
   t.equal(encodeChunk(chunk), `data: ${JSON.stringify(chunk)}\n\n`);
   t.same(roundTrip(encodeChunk(chunk)), [JSON.stringify(chunk)], 'a newline inside a string is escaped by JSON');
 });

@@ -23,14 +23,25 @@ const CASES: Array<{ name: string; text: string; events: Ev[] }> = [
   { name: 'only one leading space is removed', text: 'data:  x\n\n', events: [['message', ' x']] },
   { name: 'multi-line data joins with LF', text: 'data: a\ndata: b\ndata:\n\n', events: [['message', 'a\nb\n']] },
   { name: 'event type', text: 'event: message_start\ndata: {}\n\n', events: [['message_start', '{}']] },
-  { name: 'event type resets after dispatch', text: 'event: ping\ndata: 1\n\ndata: 2\n\n', events: [['ping', '1'], ['message', '2']] },
+  {
+    name: 'event type resets after dispatch',
+    text: 'event: ping\ndata: 1\n\ndata: 2\n\n',
+    events: [
+      ['ping', '1'],
+      ['message', '2'],
+    ],
+  },
   { name: 'comments are ignored', text: ': ping\n\n:\ndata: x\n: mid-event comment\n\n', events: [['message', 'x']] },
   { name: 'id and retry are ignored', text: 'id: 7\nretry: 100\ndata: x\n\n', events: [['message', 'x']] },
   { name: 'field without colon', text: 'data\n\n', events: [['message', '']] },
   { name: 'event with no data is dropped', text: 'event: ping\n\ndata: y\n\n', events: [['message', 'y']] },
   { name: 'unknown fields ignored', text: 'foo: bar\ndata: z\n\n', events: [['message', 'z']] },
   { name: 'last event without blank line is kept', text: 'data: [DONE]\n', events: [['message', '[DONE]']] },
-  { name: 'multi-byte payload', text: 'data: {"t":"日本語 🚀 wörld"}\n\n', events: [['message', '{"t":"日本語 🚀 wörld"}']] },
+  {
+    name: 'multi-byte payload',
+    text: 'data: {"t":"日本語 🚀 wörld"}\n\n',
+    events: [['message', '{"t":"日本語 🚀 wörld"}']],
+  },
 ];
 
 for (const c of CASES) {
@@ -64,7 +75,11 @@ const STREAM_EVENTS: Ev[] = [
   ['message', '[DONE]'],
 ];
 
-for (const [name, nl] of [['LF', '\n'], ['CRLF', '\r\n'], ['CR', '\r']] as const) {
+for (const [name, nl] of [
+  ['LF', '\n'],
+  ['CRLF', '\r\n'],
+  ['CR', '\r'],
+] as const) {
   t.test(`stream with ${name} cut at every offset, in two and three pieces`, async (t) => {
     const bytes = Buffer.from(STREAM_LINES.join(nl) + nl);
     t.same(decode([bytes]), STREAM_EVENTS, 'whole');
@@ -90,7 +105,9 @@ for (const [name, nl] of [['LF', '\n'], ['CRLF', '\r\n'], ['CR', '\r']] as const
 }
 
 t.test('an event larger than maxEventBytes is an upstream_protocol_error', async (t) => {
-  t.throws(() => decode([Buffer.from(`data: ${'a'.repeat(50)}\ndata: ${'b'.repeat(50)}\n\n`)], 80), { code: 'upstream_protocol_error' });
+  t.throws(() => decode([Buffer.from(`data: ${'a'.repeat(50)}\ndata: ${'b'.repeat(50)}\n\n`)], 80), {
+    code: 'upstream_protocol_error',
+  });
   t.throws(() => decode([Buffer.from(`data: ${'a'.repeat(200)}\n\n`)], 80), { code: 'upstream_protocol_error' });
   t.same(decode([Buffer.from(`data: ${'a'.repeat(40)}\ndata: ${'b'.repeat(30)}\n\n`)], 80).length, 1);
 });

@@ -32,16 +32,42 @@ function reference(payload: string): number {
 
 const event = (payload: string): Buffer => Buffer.from(`data: ${payload}\n\n`);
 const chunk = (content: unknown, extra: Record<string, unknown> = {}): string =>
-  JSON.stringify({ id: 'chatcmpl-1', object: 'chat.completion.chunk', created: 1, model: 'm', ...extra, choices: [{ index: 0, delta: { content }, logprobs: null, finish_reason: null }] });
+  JSON.stringify({
+    id: 'chatcmpl-1',
+    object: 'chat.completion.chunk',
+    created: 1,
+    model: 'm',
+    ...extra,
+    choices: [{ index: 0, delta: { content }, logprobs: null, finish_reason: null }],
+  });
 
 const PLAIN: Array<[string, string, number]> = [
   ['a text token', chunk('Hello'), 1],
-  ['the role chunk', JSON.stringify({ id: 'x', choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }] }), 0],
+  [
+    'the role chunk',
+    JSON.stringify({
+      id: 'x',
+      choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }],
+    }),
+    0,
+  ],
   ['usage null', chunk('a', { usage: null }), 1],
   ['escapes and non-ASCII text', chunk('"quoted" \\ \n \t \u0001 日本 🎉 \u2028'), 1],
-  ['numbers of every form', JSON.stringify({ choices: [{ delta: { content: 'x' } }], a: [0, -1, 1.5, -0.25e10, 3E-2, 12345678901234567890] }), 1],
-  ['true, false, nested', JSON.stringify({ a: { b: [true, false, null, {}, []] }, choices: [{ delta: { refusal: 'no' } }] }), 1],
-  ['whitespace around tokens', ' { "choices" : [ { "delta" : { "content" : "x" } , "finish_reason" : null } , 2 ] } ', 1],
+  [
+    'numbers of every form',
+    JSON.stringify({ choices: [{ delta: { content: 'x' } }], a: [0, -1, 1.5, -0.25e10, 3e-2, 12345678901234567890] }),
+    1,
+  ],
+  [
+    'true, false, nested',
+    JSON.stringify({ a: { b: [true, false, null, {}, []] }, choices: [{ delta: { refusal: 'no' } }] }),
+    1,
+  ],
+  [
+    'whitespace around tokens',
+    ' { "choices" : [ { "delta" : { "content" : "x" } , "finish_reason" : null } , 2 ] } ',
+    1,
+  ],
   ['a first choice that is not an object', '{"choices":[1,{"delta":{"content":"x"}}]}', 0],
   ['a delta that is not an object', '{"choices":[{"delta":"text"}]}', 0],
   ['an empty first choice', '{"choices":[{}]}', 0],
@@ -108,7 +134,11 @@ t.test('anything else is left to the decoding path', async (t) => {
 t.test('framing: only whole `data: …\\n\\n` events, several per chunk counted together', async (t) => {
   const a = chunk('a');
   const empty = chunk('');
-  t.equal(scanPlainChunk(Buffer.from(`data: ${a}\n\ndata: ${empty}\n\ndata: ${a}\n\n`)), 2, 'three events, two with content');
+  t.equal(
+    scanPlainChunk(Buffer.from(`data: ${a}\n\ndata: ${empty}\n\ndata: ${a}\n\n`)),
+    2,
+    'three events, two with content',
+  );
   t.equal(scanPlainChunk(Buffer.alloc(0)), NOT_PLAIN, 'an empty chunk');
   t.equal(scanPlainChunk(Buffer.from(`data: ${a}\n`)), NOT_PLAIN, 'the blank line is in the next chunk');
   t.equal(scanPlainChunk(Buffer.from(`data: ${a}`)), NOT_PLAIN, 'the line is cut');
@@ -124,11 +154,19 @@ t.test('framing: only whole `data: …\\n\\n` events, several per chunk counted 
 
 t.test('UTF-8: valid multi-byte text passes, invalid bytes go to the decoding path', async (t) => {
   t.equal(scanPlainChunk(event(chunk('日本語 🎉'))), 1);
-  const bad = Buffer.concat([Buffer.from('data: {"choices":[{"delta":{"content":"'), Buffer.from([0xc3, 0x28]), Buffer.from('"}}]}\n\n')]);
+  const bad = Buffer.concat([
+    Buffer.from('data: {"choices":[{"delta":{"content":"'),
+    Buffer.from([0xc3, 0x28]),
+    Buffer.from('"}}]}\n\n'),
+  ]);
   t.equal(scanPlainChunk(bad), NOT_PLAIN, 'an invalid sequence');
   const cut = Buffer.from(`data: ${chunk('é')}\n\n`);
   const at = cut.indexOf(0xc3);
-  t.equal(scanPlainChunk(Buffer.concat([cut.subarray(0, at + 1), Buffer.from('x'), cut.subarray(at + 2)])), NOT_PLAIN, 'a sequence cut short');
+  t.equal(
+    scanPlainChunk(Buffer.concat([cut.subarray(0, at + 1), Buffer.from('x'), cut.subarray(at + 2)])),
+    NOT_PLAIN,
+    'a sequence cut short',
+  );
 });
 
 t.test('mutated events: whatever the scan accepts, JSON.parse accepts with the same facts', async (t) => {
@@ -139,7 +177,12 @@ t.test('mutated events: whatever the scan accepts, JSON.parse accepts with the s
     return seed % n;
   };
   const alphabet = '{}[]",:\\ 0123456789-+.eEtrufalsn"u\\x\tabc';
-  const bases = [chunk('Hi'), chunk(''), chunk('a', { usage: null }), '{"choices":[{"delta":{"refusal":"no"},"finish_reason":null}],"n":-1.5e3}'];
+  const bases = [
+    chunk('Hi'),
+    chunk(''),
+    chunk('a', { usage: null }),
+    '{"choices":[{"delta":{"refusal":"no"},"finish_reason":null}],"n":-1.5e3}',
+  ];
   let accepted = 0;
   for (let n = 0; n < 20_000; n++) {
     const base = bases[random(bases.length)]!;
@@ -148,13 +191,19 @@ t.test('mutated events: whatever the scan accepts, JSON.parse accepts with the s
       const at = random(text.length + 1);
       const c = alphabet[random(alphabet.length)]!;
       const op = random(3);
-      text = op === 0 ? text.slice(0, at) + c + text.slice(at) : op === 1 ? text.slice(0, at) + text.slice(at + 1) : text.slice(0, at) + c + text.slice(at + 1);
+      text =
+        op === 0
+          ? text.slice(0, at) + c + text.slice(at)
+          : op === 1
+            ? text.slice(0, at) + text.slice(at + 1)
+            : text.slice(0, at) + c + text.slice(at + 1);
     }
     if (text.includes('\n')) continue;
     const scanned = scanPlainChunk(event(text));
     if (scanned === NOT_PLAIN) continue;
     accepted++;
-    if (reference(text) !== scanned) t.fail(`${JSON.stringify(text)}: scan ${scanned}, decoding path ${reference(text)}`);
+    if (reference(text) !== scanned)
+      t.fail(`${JSON.stringify(text)}: scan ${scanned}, decoding path ${reference(text)}`);
   }
   t.ok(accepted > 100, `the scan accepted some mutated events (${accepted})`);
 });

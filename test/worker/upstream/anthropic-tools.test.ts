@@ -9,35 +9,89 @@ import type { ChatRequest } from '../../../worker/request/chat-request.js';
 
 const NO_KEY = { model: undefined, apiKey: undefined };
 const user = { role: 'user' as const, content: 'hi' };
-const body = (req: Partial<ChatRequest>): Record<string, unknown> => JSON.parse(buildAnthropicRequest({ model: 'm', messages: [user], ...req }, NO_KEY).body.toString()) as Record<string, unknown>;
+const body = (req: Partial<ChatRequest>): Record<string, unknown> =>
+  JSON.parse(buildAnthropicRequest({ model: 'm', messages: [user], ...req }, NO_KEY).body.toString()) as Record<
+    string,
+    unknown
+  >;
 const params = { type: 'object', properties: { city: { type: 'string' } } };
 const WEATHER = { type: 'function', function: { name: 'get_weather', description: 'd', parameters: params } };
 const TOOL = { name: 'get_weather', input_schema: params, description: 'd' };
-const ANSWER_TOOL = { name: JSON_ANSWER_TOOL, description: 'Give your whole answer as the input of this tool: one JSON object.', input_schema: { type: 'object', additionalProperties: true } };
+const ANSWER_TOOL = {
+  name: JSON_ANSWER_TOOL,
+  description: 'Give your whole answer as the input of this tool: one JSON object.',
+  input_schema: { type: 'object', additionalProperties: true },
+};
 const SCHEMA = { type: 'object', properties: { a: { type: 'string' } }, additionalProperties: false };
 
 t.test('tools, tool_choice, parallel_tool_calls and JSON mode → Anthropic', async (t) => {
   const cases: Array<[string, Partial<ChatRequest>, Record<string, unknown>]> = [
     ['tools → input_schema, auto', { tools: [WEATHER] }, { tools: [TOOL], tool_choice: { type: 'auto' } }],
-    ['a tool without parameters', { tools: [{ type: 'function', function: { name: 'now' } }] }, { tools: [{ name: 'now', input_schema: { type: 'object', properties: {} } }] }],
-    ['strict is honoured', { tools: [{ type: 'function', function: { name: 'f', parameters: params, strict: true } }] }, { tools: [{ name: 'f', input_schema: params, strict: true }] }],
+    [
+      'a tool without parameters',
+      { tools: [{ type: 'function', function: { name: 'now' } }] },
+      { tools: [{ name: 'now', input_schema: { type: 'object', properties: {} } }] },
+    ],
+    [
+      'strict is honoured',
+      { tools: [{ type: 'function', function: { name: 'f', parameters: params, strict: true } }] },
+      { tools: [{ name: 'f', input_schema: params, strict: true }] },
+    ],
     ['none', { tools: [WEATHER], tool_choice: 'none' }, { tools: [TOOL], tool_choice: { type: 'none' } }],
     ['required → any', { tools: [WEATHER], tool_choice: 'required' }, { tool_choice: { type: 'any' } }],
-    ['named → tool', { tools: [WEATHER], tool_choice: { type: 'function', function: { name: 'get_weather' } } }, { tool_choice: { type: 'tool', name: 'get_weather' } }],
-    ['parallel_tool_calls false', { tools: [WEATHER], parallel_tool_calls: false }, { tool_choice: { type: 'auto', disable_parallel_tool_use: true } }],
-    ['parallel_tool_calls false with required', { tools: [WEATHER], tool_choice: 'required', parallel_tool_calls: false }, { tool_choice: { type: 'any', disable_parallel_tool_use: true } }],
-    ['json_schema → output_config', { response_format: { type: 'json_schema', json_schema: { name: 'x', schema: SCHEMA, strict: true } } }, { output_config: { format: { type: 'json_schema', schema: SCHEMA } } }],
-    ['json_object → the forced answer tool', { response_format: { type: 'json_object' } }, { tools: [ANSWER_TOOL], tool_choice: { type: 'tool', name: JSON_ANSWER_TOOL, disable_parallel_tool_use: true } }],
-    ['json_object with tools → any', { tools: [WEATHER], response_format: { type: 'json_object' } }, { tools: [TOOL, ANSWER_TOOL], tool_choice: { type: 'any' } }],
-    ['json_object with tools and none → the answer tool forced', { tools: [WEATHER], tool_choice: 'none', response_format: { type: 'json_object' } }, { tools: [TOOL, ANSWER_TOOL], tool_choice: { type: 'tool', name: JSON_ANSWER_TOOL, disable_parallel_tool_use: true } }],
-    ['json_object with a forced tool: the forced call is the answer', { tools: [WEATHER], tool_choice: 'required', response_format: { type: 'json_object' } }, { tools: [TOOL], tool_choice: { type: 'any' } }],
+    [
+      'named → tool',
+      { tools: [WEATHER], tool_choice: { type: 'function', function: { name: 'get_weather' } } },
+      { tool_choice: { type: 'tool', name: 'get_weather' } },
+    ],
+    [
+      'parallel_tool_calls false',
+      { tools: [WEATHER], parallel_tool_calls: false },
+      { tool_choice: { type: 'auto', disable_parallel_tool_use: true } },
+    ],
+    [
+      'parallel_tool_calls false with required',
+      { tools: [WEATHER], tool_choice: 'required', parallel_tool_calls: false },
+      { tool_choice: { type: 'any', disable_parallel_tool_use: true } },
+    ],
+    [
+      'json_schema → output_config',
+      { response_format: { type: 'json_schema', json_schema: { name: 'x', schema: SCHEMA, strict: true } } },
+      { output_config: { format: { type: 'json_schema', schema: SCHEMA } } },
+    ],
+    [
+      'json_object → the forced answer tool',
+      { response_format: { type: 'json_object' } },
+      { tools: [ANSWER_TOOL], tool_choice: { type: 'tool', name: JSON_ANSWER_TOOL, disable_parallel_tool_use: true } },
+    ],
+    [
+      'json_object with tools → any',
+      { tools: [WEATHER], response_format: { type: 'json_object' } },
+      { tools: [TOOL, ANSWER_TOOL], tool_choice: { type: 'any' } },
+    ],
+    [
+      'json_object with tools and none → the answer tool forced',
+      { tools: [WEATHER], tool_choice: 'none', response_format: { type: 'json_object' } },
+      {
+        tools: [TOOL, ANSWER_TOOL],
+        tool_choice: { type: 'tool', name: JSON_ANSWER_TOOL, disable_parallel_tool_use: true },
+      },
+    ],
+    [
+      'json_object with a forced tool: the forced call is the answer',
+      { tools: [WEATHER], tool_choice: 'required', response_format: { type: 'json_object' } },
+      { tools: [TOOL], tool_choice: { type: 'any' } },
+    ],
     ['user → metadata.user_id', { user: 'alice' }, { metadata: { user_id: 'alice' } }],
     ['safety_identifier wins', { user: 'alice', safety_identifier: 'sid' }, { metadata: { user_id: 'sid' } }],
     ['top_k', { top_k: 5, temperature: 1 }, { top_k: 5, temperature: 1 }],
   ];
   for (const [name, req, expected] of cases) t.match(body(req), expected, name);
   const plain = body({ tool_choice: 'auto', response_format: { type: 'text' } });
-  t.notOk('tools' in plain || 'tool_choice' in plain || 'output_config' in plain, 'nothing when there is nothing to say');
+  t.notOk(
+    'tools' in plain || 'tool_choice' in plain || 'output_config' in plain,
+    'nothing when there is nothing to say',
+  );
   t.same((body({ response_format: { type: 'json_object' } })['tools'] as unknown[]).length, 1);
 });
 
@@ -45,29 +99,68 @@ t.test('requests Anthropic cannot express are 400s naming the field', async (t) 
   const cases: Array<[string, Partial<ChatRequest>, RegExp]> = [
     ['required without tools', { tool_choice: 'required' }, /^tool_choice: forcing a tool call needs tools/],
     ['another tool_choice type', { tools: [WEATHER], tool_choice: { type: 'allowed_tools' } }, /^tool_choice\.type: /],
-    ['the reserved tool name', { tools: [{ type: 'function', function: { name: JSON_ANSWER_TOOL } }] }, /^tools\.0\.function\.name: "respond_with_json" is reserved/],
+    [
+      'the reserved tool name',
+      { tools: [{ type: 'function', function: { name: JSON_ANSWER_TOOL } }] },
+      /^tools\.0\.function\.name: "respond_with_json" is reserved/,
+    ],
     ['seed', { seed: 1 }, /^seed: is not supported by an anthropic upstream$/],
     ['n', { n: 3 }, /^n: an anthropic upstream cannot express it \(400 unless 1\)$/],
     ['temperature over 1', { temperature: 1.2 }, /^temperature: /],
-    ['a gif with no media type', { messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:;base64,AA' } }] }] }, /image_url\.url: an anthropic upstream takes images of type/],
-    ['a file part', { messages: [{ role: 'user', content: [{ type: 'file', file: {} }] }] }, /^messages\.0\.content\.0: content parts of type "file"/],
-    ['a refusal in history', { messages: [user, { role: 'assistant', content: 'no', refusal: 'no' }] }, /^messages\.1\.refusal: /],
+    [
+      'a gif with no media type',
+      { messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:;base64,AA' } }] }] },
+      /image_url\.url: an anthropic upstream takes images of type/,
+    ],
+    [
+      'a file part',
+      { messages: [{ role: 'user', content: [{ type: 'file', file: {} }] }] },
+      /^messages\.0\.content\.0: content parts of type "file"/,
+    ],
+    [
+      'a refusal in history',
+      { messages: [user, { role: 'assistant', content: 'no', refusal: 'no' }] },
+      /^messages\.1\.refusal: /,
+    ],
   ];
   for (const [name, req, message] of cases) t.throws(() => body(req), { code: 'invalid_request', message }, name);
-  t.same(body({ frequency_penalty: 0, presence_penalty: 0, logprobs: false, n: 1 })['model'], 'm', 'neutral values pass');
+  t.same(
+    body({ frequency_penalty: 0, presence_penalty: 0, logprobs: false, n: 1 })['model'],
+    'm',
+    'neutral values pass',
+  );
 });
 
 t.test('messages: tool_use blocks, tool_result turns, images', async (t) => {
   const sent = body({
     messages: [
       { role: 'system', content: 'A' },
-      { role: 'user', content: [{ type: 'text', text: 'Look ' }, { type: 'text', text: 'here' }, { type: 'image_url', image_url: { url: 'data:image/png;base64,iVBOR' } }, { type: 'image_url', image_url: { url: 'https://x/y.jpg' } }] },
-      { role: 'assistant', content: 'Checking.', tool_calls: [{ id: 'toolu_1', type: 'function', function: { name: 'look', arguments: '{"zoom":2}' } }, { id: 'toolu_2', type: 'function', function: { name: 'now', arguments: '{}' } }] },
+      {
+        role: 'user',
+        content: [
+          { type: 'text', text: 'Look ' },
+          { type: 'text', text: 'here' },
+          { type: 'image_url', image_url: { url: 'data:image/png;base64,iVBOR' } },
+          { type: 'image_url', image_url: { url: 'https://x/y.jpg' } },
+        ],
+      },
+      {
+        role: 'assistant',
+        content: 'Checking.',
+        tool_calls: [
+          { id: 'toolu_1', type: 'function', function: { name: 'look', arguments: '{"zoom":2}' } },
+          { id: 'toolu_2', type: 'function', function: { name: 'now', arguments: '{}' } },
+        ],
+      },
       { role: 'tool', tool_call_id: 'toolu_1', content: 'a cat' },
       { role: 'tool', tool_call_id: 'toolu_2', content: [{ type: 'text', text: 'noon' }] },
       { role: 'user', content: 'And?' },
       { role: 'developer', content: 'B' },
-      { role: 'assistant', content: null, tool_calls: [{ id: 'toolu_3', type: 'function', function: { name: 'now', arguments: '' } }] },
+      {
+        role: 'assistant',
+        content: null,
+        tool_calls: [{ id: 'toolu_3', type: 'function', function: { name: 'now', arguments: '' } }],
+      },
       { role: 'tool', tool_call_id: 'toolu_3', content: 'one', name: 'now' },
     ],
   });
@@ -81,8 +174,22 @@ t.test('messages: tool_use blocks, tool_result turns, images', async (t) => {
         { type: 'image', source: { type: 'url', url: 'https://x/y.jpg' } },
       ],
     },
-    { role: 'assistant', content: [{ type: 'text', text: 'Checking.' }, { type: 'tool_use', id: 'toolu_1', name: 'look', input: { zoom: 2 } }, { type: 'tool_use', id: 'toolu_2', name: 'now', input: {} }] },
-    { role: 'user', content: [{ type: 'tool_result', tool_use_id: 'toolu_1', content: 'a cat' }, { type: 'tool_result', tool_use_id: 'toolu_2', content: 'noon' }, { type: 'text', text: 'And?' }] },
+    {
+      role: 'assistant',
+      content: [
+        { type: 'text', text: 'Checking.' },
+        { type: 'tool_use', id: 'toolu_1', name: 'look', input: { zoom: 2 } },
+        { type: 'tool_use', id: 'toolu_2', name: 'now', input: {} },
+      ],
+    },
+    {
+      role: 'user',
+      content: [
+        { type: 'tool_result', tool_use_id: 'toolu_1', content: 'a cat' },
+        { type: 'tool_result', tool_use_id: 'toolu_2', content: 'noon' },
+        { type: 'text', text: 'And?' },
+      ],
+    },
     { role: 'assistant', content: [{ type: 'tool_use', id: 'toolu_3', name: 'now', input: {} }] },
     { role: 'user', content: [{ type: 'tool_result', tool_use_id: 'toolu_3', content: 'one' }] },
   ]);
@@ -91,14 +198,26 @@ t.test('messages: tool_use blocks, tool_result turns, images', async (t) => {
 function run(events: Array<Record<string, unknown>>): ChatCompletionChunk[] {
   const state = createStreamState({ id: 'chatcmpl-x', created: 1, model: 'm' });
   const chunks: ChatCompletionChunk[] = [];
-  for (const e of events) convertAnthropicEvent(state, e['type'] as string, JSON.stringify(e), { chunk: (c) => chunks.push(c) });
+  for (const e of events)
+    convertAnthropicEvent(state, e['type'] as string, JSON.stringify(e), { chunk: (c) => chunks.push(c) });
   return chunks;
 }
 
 const start = { type: 'message_start', message: { usage: { input_tokens: 3, output_tokens: 1 } } };
-const stop = (reason: string): Array<Record<string, unknown>> => [{ type: 'message_delta', delta: { stop_reason: reason }, usage: { output_tokens: 9 } }, { type: 'message_stop' }];
-const toolBlock = (index: number, id: string, name: string): Record<string, unknown> => ({ type: 'content_block_start', index, content_block: { type: 'tool_use', id, name, input: {} } });
-const json = (index: number, partial: string): Record<string, unknown> => ({ type: 'content_block_delta', index, delta: { type: 'input_json_delta', partial_json: partial } });
+const stop = (reason: string): Array<Record<string, unknown>> => [
+  { type: 'message_delta', delta: { stop_reason: reason }, usage: { output_tokens: 9 } },
+  { type: 'message_stop' },
+];
+const toolBlock = (index: number, id: string, name: string): Record<string, unknown> => ({
+  type: 'content_block_start',
+  index,
+  content_block: { type: 'tool_use', id, name, input: {} },
+});
+const json = (index: number, partial: string): Record<string, unknown> => ({
+  type: 'content_block_delta',
+  index,
+  delta: { type: 'input_json_delta', partial_json: partial },
+});
 
 t.test('tool_use blocks → OpenAI fragments', async (t) => {
   const chunks = run([
@@ -114,23 +233,39 @@ t.test('tool_use blocks → OpenAI fragments', async (t) => {
     json(2, '{}'),
     ...stop('tool_use'),
   ]);
-  t.same(chunks.map((c) => c.choices[0]?.delta ?? 'usage'), [
-    { role: 'assistant', content: '' },
-    { content: 'Sure.' },
-    { tool_calls: [{ index: 0, id: 'toolu_a', type: 'function', function: { name: 'get_weather', arguments: '' } }] },
-    { tool_calls: [{ index: 0, function: { arguments: '{"city":' } }] },
-    { tool_calls: [{ index: 1, id: 'toolu_b', type: 'function', function: { name: 'now', arguments: '' } }] },
-    { tool_calls: [{ index: 0, function: { arguments: '"Paris"}' } }] },
-    { tool_calls: [{ index: 1, function: { arguments: '{}' } }] },
-    {},
-    'usage',
-  ], 'blocks map to call indexes, interleaved fragments included; empty fragments dropped');
+  t.same(
+    chunks.map((c) => c.choices[0]?.delta ?? 'usage'),
+    [
+      { role: 'assistant', content: '' },
+      { content: 'Sure.' },
+      { tool_calls: [{ index: 0, id: 'toolu_a', type: 'function', function: { name: 'get_weather', arguments: '' } }] },
+      { tool_calls: [{ index: 0, function: { arguments: '{"city":' } }] },
+      { tool_calls: [{ index: 1, id: 'toolu_b', type: 'function', function: { name: 'now', arguments: '' } }] },
+      { tool_calls: [{ index: 0, function: { arguments: '"Paris"}' } }] },
+      { tool_calls: [{ index: 1, function: { arguments: '{}' } }] },
+      {},
+      'usage',
+    ],
+    'blocks map to call indexes, interleaved fragments included; empty fragments dropped',
+  );
   t.equal(chunks.at(-2)!.choices[0]!.finish_reason, 'tool_calls');
-  t.throws(() => run([start, { type: 'content_block_start', index: 0, content_block: { type: 'tool_use', name: 'x' } }]), { code: 'upstream_protocol_error' });
+  t.throws(
+    () => run([start, { type: 'content_block_start', index: 0, content_block: { type: 'tool_use', name: 'x' } }]),
+    { code: 'upstream_protocol_error' },
+  );
 });
 
 t.test('the JSON-answer tool is re-emitted as content, and ends as a plain stop', async (t) => {
-  const chunks = run([start, toolBlock(0, 'toolu_j', JSON_ANSWER_TOOL), json(0, '{"answer":'), json(0, '"yes"}'), ...stop('tool_use')]);
-  t.same(chunks.map((c) => c.choices[0]?.delta ?? 'usage'), [{ role: 'assistant', content: '' }, { content: '{"answer":' }, { content: '"yes"}' }, {}, 'usage']);
+  const chunks = run([
+    start,
+    toolBlock(0, 'toolu_j', JSON_ANSWER_TOOL),
+    json(0, '{"answer":'),
+    json(0, '"yes"}'),
+    ...stop('tool_use'),
+  ]);
+  t.same(
+    chunks.map((c) => c.choices[0]?.delta ?? 'usage'),
+    [{ role: 'assistant', content: '' }, { content: '{"answer":' }, { content: '"yes"}' }, {}, 'usage'],
+  );
   t.equal(chunks.at(-2)!.choices[0]!.finish_reason, 'stop');
 });

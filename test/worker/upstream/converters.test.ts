@@ -2,14 +2,27 @@ import t from 'tap';
 import { upstreamErrorMessage } from '../../../worker/upstream/format-adapter.js';
 import { buildOpenAIRequest, convertOpenAIEvent } from '../../../worker/upstream/openai.js';
 import { buildOllamaRequest, convertOllamaLine, mapOllamaDoneReason } from '../../../worker/upstream/ollama.js';
-import { buildAnthropicRequest, convertAnthropicEvent, mapAnthropicStopReason, DEFAULT_ANTHROPIC_MAX_TOKENS } from '../../../worker/upstream/anthropic.js';
+import {
+  buildAnthropicRequest,
+  convertAnthropicEvent,
+  mapAnthropicStopReason,
+  DEFAULT_ANTHROPIC_MAX_TOKENS,
+} from '../../../worker/upstream/anthropic.js';
 import { createStreamState, type ChatCompletionChunk, type StreamState } from '../../../worker/types.js';
 import type { ChatRequest } from '../../../worker/request/chat-request.js';
 
 // The converters alone (issue 3 part 2): plain data in, plain data out.
 
 const state = (): StreamState => createStreamState({ id: 'chatcmpl-x', created: 100, model: 'm' });
-function run(convert: (s: StreamState, type: string, data: string, sink: { chunk(c: ChatCompletionChunk, raw?: string): void }) => void, events: Array<[string, string]>): { chunks: ChatCompletionChunk[]; raws: Array<string | undefined>; s: StreamState } {
+function run(
+  convert: (
+    s: StreamState,
+    type: string,
+    data: string,
+    sink: { chunk(c: ChatCompletionChunk, raw?: string): void },
+  ) => void,
+  events: Array<[string, string]>,
+): { chunks: ChatCompletionChunk[]; raws: Array<string | undefined>; s: StreamState } {
   const s = state();
   const chunks: ChatCompletionChunk[] = [];
   const raws: Array<string | undefined> = [];
@@ -20,7 +33,13 @@ const req = (extra: Partial<ChatRequest> = {}): ChatRequest => ({
   model: 'client-model',
   messages: [
     { role: 'system', content: 'Be brief.' },
-    { role: 'user', content: [{ type: 'text', text: 'Hi ' }, { type: 'text', text: 'there' }] },
+    {
+      role: 'user',
+      content: [
+        { type: 'text', text: 'Hi ' },
+        { type: 'text', text: 'there' },
+      ],
+    },
     { role: 'assistant', content: 'Hello' },
     { role: 'user', content: 'More' },
   ],
@@ -38,14 +57,24 @@ t.test('openai request: stream forced, usage asked, key as bearer, config model 
   t.equal(body.seed, 7, 'unknown fields pass through');
   t.equal(body.temperature, 0.5);
   t.notOk('authorization' in buildOpenAIRequest(req(), { model: undefined, apiKey: undefined }).headers);
-  t.throws(() => buildOpenAIRequest(req({ model: undefined }), { model: undefined, apiKey: undefined }), { code: 'invalid_request' });
+  t.throws(() => buildOpenAIRequest(req({ model: undefined }), { model: undefined, apiKey: undefined }), {
+    code: 'invalid_request',
+  });
 });
 
 t.test('openai events: passed through with their own text, [DONE] ends, errors and bad JSON throw', async (t) => {
-  const first = '{"id":"u1","object":"chat.completion.chunk","created":5,"model":"g","system_fingerprint":"fp","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}';
-  const last = '{"id":"u1","object":"chat.completion.chunk","created":5,"model":"g","choices":[{"index":0,"delta":{},"finish_reason":"length"}]}';
-  const usage = '{"id":"u1","object":"chat.completion.chunk","created":5,"model":"g","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}';
-  const { chunks, raws, s } = run(convertOpenAIEvent, [['message', first], ['message', last], ['message', usage], ['message', '[DONE]']]);
+  const first =
+    '{"id":"u1","object":"chat.completion.chunk","created":5,"model":"g","system_fingerprint":"fp","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}';
+  const last =
+    '{"id":"u1","object":"chat.completion.chunk","created":5,"model":"g","choices":[{"index":0,"delta":{},"finish_reason":"length"}]}';
+  const usage =
+    '{"id":"u1","object":"chat.completion.chunk","created":5,"model":"g","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}';
+  const { chunks, raws, s } = run(convertOpenAIEvent, [
+    ['message', first],
+    ['message', last],
+    ['message', usage],
+    ['message', '[DONE]'],
+  ]);
   t.equal(chunks.length, 3);
   t.same(raws, [first, last, usage], 'the raw text is re-used, not re-serialised');
   t.equal(chunks[0]!['system_fingerprint'], 'fp');
@@ -54,11 +83,17 @@ t.test('openai events: passed through with their own text, [DONE] ends, errors a
   t.equal(s.isDone, true);
   t.throws(() => run(convertOpenAIEvent, [['message', '{"choices":[{']]), { code: 'upstream_protocol_error' });
   t.throws(() => run(convertOpenAIEvent, [['message', '{"id":1}']]), { code: 'upstream_protocol_error' });
-  t.throws(() => run(convertOpenAIEvent, [['message', '{"error":{"message":"overloaded"}}']]), { code: 'upstream_status', message: /overloaded/ });
+  t.throws(() => run(convertOpenAIEvent, [['message', '{"error":{"message":"overloaded"}}']]), {
+    code: 'upstream_status',
+    message: /overloaded/,
+  });
 });
 
 t.test('ollama request: messages flattened, options mapped', async (t) => {
-  const r = buildOllamaRequest(req({ max_tokens: 9, temperature: 0.1, top_p: 0.9, stop: 'END' }), { model: undefined, apiKey: undefined });
+  const r = buildOllamaRequest(req({ max_tokens: 9, temperature: 0.1, top_p: 0.9, stop: 'END' }), {
+    model: undefined,
+    apiKey: undefined,
+  });
   t.equal(r.path, '/api/chat');
   const body = JSON.parse(r.body.toString()) as Record<string, unknown>;
   t.same(body, {
@@ -72,7 +107,14 @@ t.test('ollama request: messages flattened, options mapped', async (t) => {
     stream: true,
     options: { temperature: 0.1, top_p: 0.9, num_predict: 9, stop: ['END'] },
   });
-  t.throws(() => buildOllamaRequest(req({ messages: [{ role: 'user', content: [{ type: 'image_url', image_url: {} }] }] }), { model: 'x', apiKey: undefined }), { code: 'invalid_request' });
+  t.throws(
+    () =>
+      buildOllamaRequest(req({ messages: [{ role: 'user', content: [{ type: 'image_url', image_url: {} }] }] }), {
+        model: 'x',
+        apiKey: undefined,
+      }),
+    { code: 'invalid_request' },
+  );
 });
 
 t.test('ollama lines: role chunk, deltas, final chunk with done_reason and usage', async (t) => {
@@ -80,17 +122,31 @@ t.test('ollama lines: role chunk, deltas, final chunk with done_reason and usage
     ['', '{"model":"m","message":{"role":"assistant","content":"Hé"},"done":false}'],
     ['', '   '],
     ['', '{"model":"m","message":{"role":"assistant","content":"llo"},"done":false}'],
-    ['', '{"model":"m","message":{"role":"assistant","content":""},"done":true,"done_reason":"length","prompt_eval_count":12,"eval_count":2}'],
+    [
+      '',
+      '{"model":"m","message":{"role":"assistant","content":""},"done":true,"done_reason":"length","prompt_eval_count":12,"eval_count":2}',
+    ],
   ]);
-  t.same(chunks.map((c) => c.choices[0]?.delta ?? 'usage'), [{ role: 'assistant', content: '' }, { content: 'Hé' }, { content: 'llo' }, {}, 'usage']);
+  t.same(
+    chunks.map((c) => c.choices[0]?.delta ?? 'usage'),
+    [{ role: 'assistant', content: '' }, { content: 'Hé' }, { content: 'llo' }, {}, 'usage'],
+  );
   t.equal(chunks[3]!.choices[0]!.finish_reason, 'length');
   t.same(chunks[4]!.usage, { prompt_tokens: 12, completion_tokens: 2, total_tokens: 14 });
   t.same(chunks[4]!.choices, []);
   t.equal(chunks[0]!.id, 'chatcmpl-x');
   t.equal(s.isDone, true);
-  t.throws(() => run(convertOllamaLine, [['', '{"error":"model not found"}']]), { code: 'upstream_status', message: /model not found/ });
+  t.throws(() => run(convertOllamaLine, [['', '{"error":"model not found"}']]), {
+    code: 'upstream_status',
+    message: /model not found/,
+  });
   t.throws(() => run(convertOllamaLine, [['', '{"message":']]), { code: 'upstream_protocol_error' });
-  for (const [reason, expected] of [['stop', 'stop'], ['length', 'length'], ['load', 'stop'], [undefined, 'stop']] as const) {
+  for (const [reason, expected] of [
+    ['stop', 'stop'],
+    ['length', 'length'],
+    ['load', 'stop'],
+    [undefined, 'stop'],
+  ] as const) {
     t.equal(mapOllamaDoneReason(reason), expected, `done_reason ${reason}`);
   }
 });
@@ -114,29 +170,66 @@ t.test('anthropic request: system moved out, max_tokens defaulted, headers', asy
     system: 'Be brief.',
     stop_sequences: ['x', 'y'],
   });
-  t.equal((JSON.parse(buildAnthropicRequest(req({ max_completion_tokens: 5 }), { model: "c", apiKey: undefined }).body.toString()) as { max_tokens: number }).max_tokens, 5);
-  t.throws(() => buildAnthropicRequest(req({ messages: [{ role: 'system', content: 'only' }] }), { model: 'c', apiKey: undefined }), { code: 'invalid_request' });
+  t.equal(
+    (
+      JSON.parse(
+        buildAnthropicRequest(req({ max_completion_tokens: 5 }), { model: 'c', apiKey: undefined }).body.toString(),
+      ) as { max_tokens: number }
+    ).max_tokens,
+    5,
+  );
+  t.throws(
+    () =>
+      buildAnthropicRequest(req({ messages: [{ role: 'system', content: 'only' }] }), {
+        model: 'c',
+        apiKey: undefined,
+      }),
+    { code: 'invalid_request' },
+  );
 });
 
 t.test('anthropic events → chunks', async (t) => {
   const { chunks, s } = run(convertAnthropicEvent, [
-    ['message_start', '{"type":"message_start","message":{"id":"msg_1","usage":{"input_tokens":11,"output_tokens":1}}}'],
+    [
+      'message_start',
+      '{"type":"message_start","message":{"id":"msg_1","usage":{"input_tokens":11,"output_tokens":1}}}',
+    ],
     ['content_block_start', '{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}'],
     ['ping', '{"type":"ping"}'],
     ['content_block_delta', '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"日本"}}'],
-    ['content_block_delta', '{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"hmm"}}'],
+    [
+      'content_block_delta',
+      '{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"hmm"}}',
+    ],
     ['content_block_delta', '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"語"}}'],
     ['content_block_stop', '{"type":"content_block_stop","index":0}'],
     ['message_delta', '{"type":"message_delta","delta":{"stop_reason":"max_tokens"},"usage":{"output_tokens":2}}'],
     ['message_stop', '{"type":"message_stop"}'],
   ]);
-  t.same(chunks.map((c) => c.choices[0]?.delta ?? 'usage'), [{ role: 'assistant', content: '' }, { content: '日本' }, { content: '語' }, {}, 'usage']);
+  t.same(
+    chunks.map((c) => c.choices[0]?.delta ?? 'usage'),
+    [{ role: 'assistant', content: '' }, { content: '日本' }, { content: '語' }, {}, 'usage'],
+  );
   t.equal(chunks[3]!.choices[0]!.finish_reason, 'length');
   t.same(chunks[4]!.usage, { prompt_tokens: 11, completion_tokens: 2, total_tokens: 13 });
   t.equal(s.isDone, true);
-  t.throws(() => run(convertAnthropicEvent, [['error', '{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}']]), { code: 'upstream_status', status: 503, message: /Overloaded/ });
-  t.throws(() => run(convertAnthropicEvent, [['content_block_delta', '{"type":']]), { code: 'upstream_protocol_error' });
-  for (const [reason, expected] of [['end_turn', 'stop'], ['max_tokens', 'length'], ['stop_sequence', 'stop'], ['tool_use', 'tool_calls'], ['refusal', 'content_filter']] as const) {
+  t.throws(
+    () =>
+      run(convertAnthropicEvent, [
+        ['error', '{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}'],
+      ]),
+    { code: 'upstream_status', status: 503, message: /Overloaded/ },
+  );
+  t.throws(() => run(convertAnthropicEvent, [['content_block_delta', '{"type":']]), {
+    code: 'upstream_protocol_error',
+  });
+  for (const [reason, expected] of [
+    ['end_turn', 'stop'],
+    ['max_tokens', 'length'],
+    ['stop_sequence', 'stop'],
+    ['tool_use', 'tool_calls'],
+    ['refusal', 'content_filter'],
+  ] as const) {
     t.equal(mapAnthropicStopReason(reason), expected, `stop_reason ${reason}`);
   }
 });

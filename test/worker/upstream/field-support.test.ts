@@ -1,6 +1,11 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
-import { CHAT_FIELDS, MESSAGE_FIELDS, checkChatFields, type ConvertedFormat } from '../../../worker/upstream/field-support.js';
+import {
+  CHAT_FIELDS,
+  MESSAGE_FIELDS,
+  checkChatFields,
+  type ConvertedFormat,
+} from '../../../worker/upstream/field-support.js';
 
 // SPEC §12: the field table is the README's, cell by cell and both ways
 // (as test/shared/errors.test.ts holds the error table), and it decides
@@ -11,15 +16,20 @@ function readmeRows(heading: string): Map<string, [string, string]> {
   const start = readme.indexOf(`### ${heading}`);
   const end = readme.indexOf('\n#', start + 4);
   const rows = new Map<string, [string, string]>();
-  for (const m of readme.slice(start, end).matchAll(/^\| `([a-z_]+)` \| (.+?) \| (.+?) \|$/gm)) rows.set(m[1]!, [m[2]!, m[3]!]);
+  for (const m of readme.slice(start, end).matchAll(/^\| `([a-z_]+)` \| (.+?) \| (.+?) \|$/gm))
+    rows.set(m[1]!, [m[2]!, m[3]!]);
   return rows;
 }
 
-for (const [heading, table] of [['Chat Completions fields', CHAT_FIELDS], ['Message fields', MESSAGE_FIELDS]] as const) {
+for (const [heading, table] of [
+  ['Chat Completions fields', CHAT_FIELDS],
+  ['Message fields', MESSAGE_FIELDS],
+] as const) {
   t.test(`README "${heading}" and the table agree`, async (t) => {
     const rows = readmeRows(heading);
     t.same([...rows.keys()], Object.keys(table), 'same fields, same order');
-    for (const [field, support] of Object.entries(table)) t.same(rows.get(field), [support.ollama.cell, support.anthropic.cell], field);
+    for (const [field, support] of Object.entries(table))
+      t.same(rows.get(field), [support.ollama.cell, support.anthropic.cell], field);
   });
 }
 
@@ -27,10 +37,36 @@ t.test('checkChatFields: every field a format cannot take, in one 400', async (t
   const messages = [{ role: 'user', content: 'hi' }];
   const cases: Array<[ConvertedFormat, Record<string, unknown>, RegExp | undefined]> = [
     ['ollama', { model: 'm', messages, seed: 1, top_k: 3, user: 'u', n: 1, logprobs: true }, undefined],
-    ['anthropic', { model: 'm', messages, n: null, seed: null, presence_penalty: 0, store: false, metadata: {}, modalities: ['text'], service_tier: 'auto' }, undefined],
-    ['anthropic', { messages, seed: 1, n: 2, whatever: true }, /^seed: is not supported by an anthropic upstream; n: an anthropic upstream cannot express it \(400 unless 1\); whatever: is not a field graygate can convert for an anthropic upstream$/],
-    ['ollama', { messages: [{ role: 'user', content: 'x', name: 'n', extra: 1 }] }, /^messages\.0\.extra: is not a field graygate can convert for an ollama upstream$/],
-    ['ollama', { messages, store: true, metadata: { a: '1' }, service_tier: 'flex', modalities: ['text', 'audio'] }, /^store: .*; metadata: .*; service_tier: .*; modalities: /],
+    [
+      'anthropic',
+      {
+        model: 'm',
+        messages,
+        n: null,
+        seed: null,
+        presence_penalty: 0,
+        store: false,
+        metadata: {},
+        modalities: ['text'],
+        service_tier: 'auto',
+      },
+      undefined,
+    ],
+    [
+      'anthropic',
+      { messages, seed: 1, n: 2, whatever: true },
+      /^seed: is not supported by an anthropic upstream; n: an anthropic upstream cannot express it \(400 unless 1\); whatever: is not a field graygate can convert for an anthropic upstream$/,
+    ],
+    [
+      'ollama',
+      { messages: [{ role: 'user', content: 'x', name: 'n', extra: 1 }] },
+      /^messages\.0\.extra: is not a field graygate can convert for an ollama upstream$/,
+    ],
+    [
+      'ollama',
+      { messages, store: true, metadata: { a: '1' }, service_tier: 'flex', modalities: ['text', 'audio'] },
+      /^store: .*; metadata: .*; service_tier: .*; modalities: /,
+    ],
   ];
   for (const [format, req, message] of cases) {
     if (message === undefined) t.doesNotThrow(() => checkChatFields(req, format), JSON.stringify(req));

@@ -1,6 +1,10 @@
 import t from 'tap';
 import { buildOllamaRequest, convertOllamaLine, logprobsOf } from '../../../worker/upstream/ollama.js';
-import { buildOllamaEmbedRequest, convertOllamaEmbedAnswer, toBase64Float32 } from '../../../worker/upstream/ollama-embed.js';
+import {
+  buildOllamaEmbedRequest,
+  convertOllamaEmbedAnswer,
+  toBase64Float32,
+} from '../../../worker/upstream/ollama-embed.js';
 import { createStreamState, type ChatCompletionChunk } from '../../../worker/types.js';
 import type { ChatRequest } from '../../../worker/request/chat-request.js';
 
@@ -9,25 +13,66 @@ import type { ChatRequest } from '../../../worker/request/chat-request.js';
 
 const NO_KEY = { model: undefined, apiKey: undefined };
 const user = { role: 'user' as const, content: 'hi' };
-const body = (req: Partial<ChatRequest>): Record<string, unknown> => JSON.parse(buildOllamaRequest({ model: 'm', messages: [user], ...req }, NO_KEY).body.toString()) as Record<string, unknown>;
-const WEATHER = { type: 'function', function: { name: 'get_weather', description: 'd', parameters: { type: 'object', properties: { city: { type: 'string' } } } } };
+const body = (req: Partial<ChatRequest>): Record<string, unknown> =>
+  JSON.parse(buildOllamaRequest({ model: 'm', messages: [user], ...req }, NO_KEY).body.toString()) as Record<
+    string,
+    unknown
+  >;
+const WEATHER = {
+  type: 'function',
+  function: {
+    name: 'get_weather',
+    description: 'd',
+    parameters: { type: 'object', properties: { city: { type: 'string' } } },
+  },
+};
 
 t.test('request fields → Ollama', async (t) => {
   const cases: Array<[string, Partial<ChatRequest>, Record<string, unknown>]> = [
     ['tools as OpenAI sends them', { tools: [WEATHER] }, { tools: [WEATHER] }],
-    ['a tool without parameters gets an empty object schema', { tools: [{ type: 'function', function: { name: 'now' } }] }, { tools: [{ type: 'function', function: { name: 'now', parameters: { type: 'object', properties: {} } } }] }],
+    [
+      'a tool without parameters gets an empty object schema',
+      { tools: [{ type: 'function', function: { name: 'now' } }] },
+      { tools: [{ type: 'function', function: { name: 'now', parameters: { type: 'object', properties: {} } } }] },
+    ],
     ['tool_choice auto: tools sent', { tools: [WEATHER], tool_choice: 'auto' }, { tools: [WEATHER] }],
     ['tool_choice none: no tools sent', { tools: [WEATHER], tool_choice: 'none' }, { tools: undefined }],
-    ['parallel_tool_calls true is what Ollama does', { tools: [WEATHER], parallel_tool_calls: true }, { tools: [WEATHER] }],
+    [
+      'parallel_tool_calls true is what Ollama does',
+      { tools: [WEATHER], parallel_tool_calls: true },
+      { tools: [WEATHER] },
+    ],
     ['json_object → format json', { response_format: { type: 'json_object' } }, { format: 'json' }],
-    ['json_schema → the schema', { response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'object' }, strict: true } } }, { format: { type: 'object' } }],
-    ['json_schema without a schema → json', { response_format: { type: 'json_schema', json_schema: { name: 'x' } } }, { format: 'json' }],
+    [
+      'json_schema → the schema',
+      {
+        response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'object' }, strict: true } },
+      },
+      { format: { type: 'object' } },
+    ],
+    [
+      'json_schema without a schema → json',
+      { response_format: { type: 'json_schema', json_schema: { name: 'x' } } },
+      { format: 'json' },
+    ],
     ['text → no format', { response_format: { type: 'text' } }, { format: undefined }],
     ['logprobs', { logprobs: true, top_logprobs: 3 }, { logprobs: true, top_logprobs: 3 }],
     ['logprobs false → not sent', { logprobs: false }, { logprobs: undefined }],
-    ['sampling options', { seed: 7, top_k: 40, frequency_penalty: 0.5, presence_penalty: 0.1, max_completion_tokens: 9 }, { options: { seed: 7, top_k: 40, frequency_penalty: 0.5, presence_penalty: 0.1, num_predict: 9 } }],
-    ['user: the routing key, not sent', { user: 'alice', prompt_cache_key: 'k' }, { user: undefined, prompt_cache_key: undefined }],
-    ['neutral values of fields Ollama lacks', { n: 1, logit_bias: {}, store: false, service_tier: 'auto', modalities: ['text'] }, { n: undefined, logit_bias: undefined }],
+    [
+      'sampling options',
+      { seed: 7, top_k: 40, frequency_penalty: 0.5, presence_penalty: 0.1, max_completion_tokens: 9 },
+      { options: { seed: 7, top_k: 40, frequency_penalty: 0.5, presence_penalty: 0.1, num_predict: 9 } },
+    ],
+    [
+      'user: the routing key, not sent',
+      { user: 'alice', prompt_cache_key: 'k' },
+      { user: undefined, prompt_cache_key: undefined },
+    ],
+    [
+      'neutral values of fields Ollama lacks',
+      { n: 1, logit_bias: {}, store: false, service_tier: 'auto', modalities: ['text'] },
+      { n: undefined, logit_bias: undefined },
+    ],
   ];
   for (const [name, req, expected] of cases) t.match(body(req), expected, name);
   t.notOk('tools' in body({ tools: [WEATHER], tool_choice: 'none' }));
@@ -37,17 +82,68 @@ t.test('request fields → Ollama', async (t) => {
 t.test('requests Ollama cannot express are 400s naming the field', async (t) => {
   const cases: Array<[string, Partial<ChatRequest>, RegExp]> = [
     ['required', { tools: [WEATHER], tool_choice: 'required' }, /^tool_choice: an ollama upstream cannot force/],
-    ['a named tool', { tools: [WEATHER], tool_choice: { type: 'function', function: { name: 'get_weather' } } }, /^tool_choice: /],
-    ['strict tools', { tools: [{ type: 'function', function: { name: 'f', strict: true } }] }, /^tools\.0\.function\.strict: /],
-    ['custom tools', { tools: [{ type: 'custom', function: { name: 'x' } }] }, /^tools\.0\.type: an ollama upstream takes function tools only/],
-    ['parallel_tool_calls false', { parallel_tool_calls: false }, /^parallel_tool_calls: an ollama upstream cannot express it \(400 unless true\)/],
+    [
+      'a named tool',
+      { tools: [WEATHER], tool_choice: { type: 'function', function: { name: 'get_weather' } } },
+      /^tool_choice: /,
+    ],
+    [
+      'strict tools',
+      { tools: [{ type: 'function', function: { name: 'f', strict: true } }] },
+      /^tools\.0\.function\.strict: /,
+    ],
+    [
+      'custom tools',
+      { tools: [{ type: 'custom', function: { name: 'x' } }] },
+      /^tools\.0\.type: an ollama upstream takes function tools only/,
+    ],
+    [
+      'parallel_tool_calls false',
+      { parallel_tool_calls: false },
+      /^parallel_tool_calls: an ollama upstream cannot express it \(400 unless true\)/,
+    ],
     ['n 2', { n: 2 }, /^n: /],
     ['another format type', { response_format: { type: 'grammar' } }, /^response_format\.type: /],
-    ['an http image', { messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'https://x/y.png' } }] }] }, /^messages\.0\.content\.0\.image_url\.url: /],
-    ['an image in a system message', { messages: [{ role: 'system', content: [{ type: 'image_url', image_url: { url: 'data:image/png;base64,AA' } }] }, user] }, /^messages\.0\.content\.0: content parts of type "image_url" are not supported in system messages/],
-    ['arguments that are not an object', { messages: [{ role: 'assistant', tool_calls: [{ id: 'c', type: 'function', function: { name: 'f', arguments: '[1]' } }] }, user] }, /^messages\.0\.tool_calls\.0\.function\.arguments: must be a JSON object/],
-    ['arguments that are not JSON', { messages: [{ role: 'assistant', tool_calls: [{ id: 'c', type: 'function', function: { name: 'f', arguments: '{' } }] }, user] }, /not valid JSON/],
-    ['several at once', { seed: 1, audio: {}, logit_bias: { a: 1 }, verbosity: 'low' }, /^audio: .*; logit_bias: .*; verbosity: /],
+    [
+      'an http image',
+      { messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'https://x/y.png' } }] }] },
+      /^messages\.0\.content\.0\.image_url\.url: /,
+    ],
+    [
+      'an image in a system message',
+      {
+        messages: [
+          { role: 'system', content: [{ type: 'image_url', image_url: { url: 'data:image/png;base64,AA' } }] },
+          user,
+        ],
+      },
+      /^messages\.0\.content\.0: content parts of type "image_url" are not supported in system messages/,
+    ],
+    [
+      'arguments that are not an object',
+      {
+        messages: [
+          { role: 'assistant', tool_calls: [{ id: 'c', type: 'function', function: { name: 'f', arguments: '[1]' } }] },
+          user,
+        ],
+      },
+      /^messages\.0\.tool_calls\.0\.function\.arguments: must be a JSON object/,
+    ],
+    [
+      'arguments that are not JSON',
+      {
+        messages: [
+          { role: 'assistant', tool_calls: [{ id: 'c', type: 'function', function: { name: 'f', arguments: '{' } }] },
+          user,
+        ],
+      },
+      /not valid JSON/,
+    ],
+    [
+      'several at once',
+      { seed: 1, audio: {}, logit_bias: { a: 1 }, verbosity: 'low' },
+      /^audio: .*; logit_bias: .*; verbosity: /,
+    ],
   ];
   for (const [name, req, message] of cases) t.throws(() => body(req), { code: 'invalid_request', message }, name);
 });
@@ -56,8 +152,22 @@ t.test('messages: tool calls and results, images', async (t) => {
   const sent = body({
     messages: [
       { role: 'developer', content: 'Be brief.' },
-      { role: 'user', content: [{ type: 'text', text: 'What is ' }, { type: 'text', text: 'this?' }, { type: 'image_url', image_url: { url: 'data:image/png;base64,iVBOR' } }] },
-      { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'look', arguments: '{"zoom":2}' } }, { id: 'call_2', type: 'function', function: { name: 'now', arguments: '' } }] },
+      {
+        role: 'user',
+        content: [
+          { type: 'text', text: 'What is ' },
+          { type: 'text', text: 'this?' },
+          { type: 'image_url', image_url: { url: 'data:image/png;base64,iVBOR' } },
+        ],
+      },
+      {
+        role: 'assistant',
+        content: null,
+        tool_calls: [
+          { id: 'call_1', type: 'function', function: { name: 'look', arguments: '{"zoom":2}' } },
+          { id: 'call_2', type: 'function', function: { name: 'now', arguments: '' } },
+        ],
+      },
       { role: 'tool', tool_call_id: 'call_1', content: [{ type: 'text', text: 'a cat' }] },
       { role: 'tool', tool_call_id: 'call_2', content: 'noon' },
       { role: 'tool', tool_call_id: 'unknown', content: '?' },
@@ -67,13 +177,23 @@ t.test('messages: tool calls and results, images', async (t) => {
   t.same(sent['messages'], [
     { role: 'system', content: 'Be brief.' },
     { role: 'user', content: 'What is this?', images: ['iVBOR'] },
-    { role: 'assistant', content: '', tool_calls: [{ id: 'call_1', function: { index: 0, name: 'look', arguments: { zoom: 2 } } }, { id: 'call_2', function: { index: 1, name: 'now', arguments: {} } }] },
+    {
+      role: 'assistant',
+      content: '',
+      tool_calls: [
+        { id: 'call_1', function: { index: 0, name: 'look', arguments: { zoom: 2 } } },
+        { id: 'call_2', function: { index: 1, name: 'now', arguments: {} } },
+      ],
+    },
     { role: 'tool', content: 'a cat', tool_call_id: 'call_1', tool_name: 'look' },
     { role: 'tool', content: 'noon', tool_call_id: 'call_2', tool_name: 'now' },
     { role: 'tool', content: '?', tool_call_id: 'unknown' },
     { role: 'tool', content: '!', tool_call_id: 'other', tool_name: 'lookup' },
   ]);
-  t.throws(() => body({ messages: [{ role: 'user', content: 'x', name: 'alice' }] }), { code: 'invalid_request', message: /^messages\.0\.name: is not supported in user messages by an ollama upstream$/ });
+  t.throws(() => body({ messages: [{ role: 'user', content: 'x', name: 'alice' }] }), {
+    code: 'invalid_request',
+    message: /^messages\.0\.name: is not supported in user messages by an ollama upstream$/,
+  });
 });
 
 function run(lines: string[]): { chunks: ChatCompletionChunk[] } {
@@ -104,15 +224,32 @@ t.test('streamed tool calls → OpenAI fragments, finish_reason tool_calls', asy
     'whole calls become a first fragment and one arguments fragment; a call without an id gets one',
   );
   t.equal(chunks.at(-2)!.choices[0]!.finish_reason, 'tool_calls');
-  t.throws(() => run(['{"message":{"tool_calls":[{"function":{"arguments":{}}}]},"done":false}']), { code: 'upstream_protocol_error' });
-  const length = run(['{"message":{"content":"","tool_calls":[{"function":{"name":"f","arguments":{}}}]},"done":false}', '{"message":{"content":""},"done":true,"done_reason":"length"}']);
+  t.throws(() => run(['{"message":{"tool_calls":[{"function":{"arguments":{}}}]},"done":false}']), {
+    code: 'upstream_protocol_error',
+  });
+  const length = run([
+    '{"message":{"content":"","tool_calls":[{"function":{"name":"f","arguments":{}}}]},"done":false}',
+    '{"message":{"content":""},"done":true,"done_reason":"length"}',
+  ]);
   t.equal(length.chunks.at(-2)!.choices[0]!.finish_reason, 'length', 'length wins');
 });
 
 t.test('logprobs → OpenAI logprobs.content', async (t) => {
-  const { chunks } = run(['{"message":{"content":"Hi"},"logprobs":[{"token":"Hi","logprob":-0.1,"bytes":[72,105],"top_logprobs":[{"token":"Hi","logprob":-0.1},{"token":"Yo","logprob":-2}]}],"done":false}']);
+  const { chunks } = run([
+    '{"message":{"content":"Hi"},"logprobs":[{"token":"Hi","logprob":-0.1,"bytes":[72,105],"top_logprobs":[{"token":"Hi","logprob":-0.1},{"token":"Yo","logprob":-2}]}],"done":false}',
+  ]);
   t.same(chunks[1]!.choices[0]!.logprobs, {
-    content: [{ token: 'Hi', logprob: -0.1, bytes: [72, 105], top_logprobs: [{ token: 'Hi', logprob: -0.1, bytes: null }, { token: 'Yo', logprob: -2, bytes: null }] }],
+    content: [
+      {
+        token: 'Hi',
+        logprob: -0.1,
+        bytes: [72, 105],
+        top_logprobs: [
+          { token: 'Hi', logprob: -0.1, bytes: null },
+          { token: 'Yo', logprob: -2, bytes: null },
+        ],
+      },
+    ],
     refusal: null,
   });
   t.equal(logprobsOf(undefined), undefined);
@@ -120,23 +257,44 @@ t.test('logprobs → OpenAI logprobs.content', async (t) => {
 });
 
 t.test('embeddings: request and answer', async (t) => {
-  const req = buildOllamaEmbedRequest('embeddings', { model: 'e', input: ['a', 'b'], dimensions: 4, encoding_format: 'base64', user: 'u' }, { model: 'pinned', apiKey: 'k' });
+  const req = buildOllamaEmbedRequest(
+    'embeddings',
+    { model: 'e', input: ['a', 'b'], dimensions: 4, encoding_format: 'base64', user: 'u' },
+    { model: 'pinned', apiKey: 'k' },
+  );
   t.equal(req.path, '/api/embed');
   t.equal(req.headers['authorization'], 'Bearer k');
   t.same(JSON.parse(req.body.toString()), { model: 'pinned', input: ['a', 'b'], dimensions: 4 });
-  t.throws(() => buildOllamaEmbedRequest('embeddings', { model: 'e', input: [1, 2] }, NO_KEY), { code: 'invalid_request', message: /^input: / });
-  t.throws(() => buildOllamaEmbedRequest('embeddings', { model: 'e', input: 'x', truncate: true }, NO_KEY), { code: 'invalid_request', message: /^truncate: / });
+  t.throws(() => buildOllamaEmbedRequest('embeddings', { model: 'e', input: [1, 2] }, NO_KEY), {
+    code: 'invalid_request',
+    message: /^input: /,
+  });
+  t.throws(() => buildOllamaEmbedRequest('embeddings', { model: 'e', input: 'x', truncate: true }, NO_KEY), {
+    code: 'invalid_request',
+    message: /^truncate: /,
+  });
   const answer = Buffer.from('{"model":"e","embeddings":[[0.5,-1],[0.25,2]],"prompt_eval_count":3}');
   const floats = convertOllamaEmbedAnswer('embeddings', answer, { encoding: 'float' });
   t.same(JSON.parse(floats.body.toString()), {
     object: 'list',
-    data: [{ object: 'embedding', index: 0, embedding: [0.5, -1] }, { object: 'embedding', index: 1, embedding: [0.25, 2] }],
+    data: [
+      { object: 'embedding', index: 0, embedding: [0.5, -1] },
+      { object: 'embedding', index: 1, embedding: [0.25, 2] },
+    ],
     model: 'e',
     usage: { prompt_tokens: 3, total_tokens: 3 },
   });
   t.same(floats.usage, { prompt_tokens: 3, completion_tokens: 0 });
-  const base64 = JSON.parse(convertOllamaEmbedAnswer('embeddings', answer, { encoding: 'base64' }).body.toString()) as { data: Array<{ embedding: string }> };
-  t.same(Array.from(new Float32Array(Uint8Array.from(Buffer.from(base64.data[0]!.embedding, 'base64')).buffer)), [0.5, -1], 'little-endian float32s');
+  const base64 = JSON.parse(convertOllamaEmbedAnswer('embeddings', answer, { encoding: 'base64' }).body.toString()) as {
+    data: Array<{ embedding: string }>;
+  };
+  t.same(
+    Array.from(new Float32Array(Uint8Array.from(Buffer.from(base64.data[0]!.embedding, 'base64')).buffer)),
+    [0.5, -1],
+    'little-endian float32s',
+  );
   t.equal(toBase64Float32([1]), Buffer.from([0, 0, 0x80, 0x3f]).toString('base64'));
-  t.throws(() => convertOllamaEmbedAnswer('embeddings', Buffer.from('{"embeddings":"x"}'), { encoding: 'float' }), { code: 'upstream_protocol_error' });
+  t.throws(() => convertOllamaEmbedAnswer('embeddings', Buffer.from('{"embeddings":"x"}'), { encoding: 'float' }), {
+    code: 'upstream_protocol_error',
+  });
 });
