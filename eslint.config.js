@@ -91,9 +91,6 @@ export default defineConfig(
           ignoreStrings: true,
           ignoreTemplateLiterals: true,
           ignoreRegExpLiterals: true,
-          // TEMPORARY, until the one Prettier commit (`npx prettier --write .`): code lines are Prettier's to
-          // wrap, so only comment lines are checked before it. That commit deletes this ignorePattern.
-          ignorePattern: String.raw`^(?!\s*(//|/\*|\*)).*$`,
         },
       ],
     },

@@ -15,7 +15,10 @@ export type SseWorkload = (typeof SSE_WORKLOADS)[number];
  */
 export const SSE_PATHS = ['direct', 'nginx', 'node', 'graygate', 'baseline'] as const;
 export type SsePathKey = (typeof SSE_PATHS)[number];
-/** canary --cases (issue 13): a canary failing 25 % of requests, one whose first token is 400 ms later, one equal to its baseline. */
+/**
+ * canary --cases (issue 13): a canary failing 25 % of requests, one whose first token is 400 ms later, one equal to
+ * its baseline.
+ */
 export const CANARY_CASES = ['error25', 'slow400', 'equal'] as const;
 export type CanaryCase = (typeof CANARY_CASES)[number];
 

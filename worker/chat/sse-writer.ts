@@ -29,7 +29,10 @@ export class SseWriter extends SseResponse implements ChatOutput {
     this.queue(encodeChunk(chunk, raw), isContent);
   }
 
-  /** A chunk of an OpenAI upstream's body made only of plain events (sse/openai-chunk-scan.ts) goes out as it came; false, with nothing done, for any other. */
+  /**
+   * A chunk of an OpenAI upstream's body made only of plain events (sse/openai-chunk-scan.ts) goes out as it came;
+   * false, with nothing done, for any other.
+   */
   relayPlain(bytes: Buffer): boolean {
     const contentEvents = scanPlainChunk(bytes);
     if (contentEvents === NOT_PLAIN) return false;

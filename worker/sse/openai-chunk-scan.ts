@@ -60,7 +60,10 @@ export function scanPlainChunk(chunk: Buffer): number {
   return contentEvents;
 }
 
-/** One pass over the JSON of events; positions are byte offsets in `buf`. Methods return the position after what they read, or -1. */
+/**
+ * One pass over the JSON of events; positions are byte offsets in `buf`. Methods return the position after what they
+ * read, or -1.
+ */
 class Scan {
   readonly buf: Buffer;
   hasHighBytes = false;
@@ -173,7 +176,10 @@ class Scan {
     }
   }
 
-  /** `delta`: content and refusal read (the last of a duplicated key counts, as in JSON.parse); tool_calls not handled here. */
+  /**
+   * `delta`: content and refusal read (the last of a duplicated key counts, as in JSON.parse); tool_calls not handled
+   * here.
+   */
   #delta(i: number): number {
     this.#hasContent = false;
     this.#hasRefusal = false;
@@ -203,7 +209,10 @@ class Scan {
     }
   }
 
-  /** The key between [start, end) if it is one the scan looks at; OTHER_KEY for any other unescaped key; undefined for an escaped one. */
+  /**
+   * The key between [start, end) if it is one the scan looks at; OTHER_KEY for any other unescaped key; undefined for
+   * an escaped one.
+   */
   #key(start: number, end: number): Buffer | undefined {
     const buf = this.buf;
     for (let i = start; i < end; i++) if (buf[i] === BACKSLASH) return undefined;
@@ -279,7 +288,10 @@ class Scan {
     }
   }
 
-  /** A string starting at the quote at `i`: the position after its closing quote. Control bytes and bad escapes are invalid. */
+  /**
+   * A string starting at the quote at `i`: the position after its closing quote. Control bytes and bad escapes are
+   * invalid.
+   */
   #string(i: number): number {
     const buf = this.buf;
     const end = this.#end;

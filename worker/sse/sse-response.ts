@@ -56,7 +56,10 @@ export abstract class SseResponse {
     this.#batch += text;
   }
 
-  /** Queues bytes that are already SSE events (a relayed upstream chunk), `contentEvents` of them content. Written at the next flush, as they are. */
+  /**
+   * Queues bytes that are already SSE events (a relayed upstream chunk), `contentEvents` of them content. Written at
+   * the next flush, as they are.
+   */
   protected queueBytes(bytes: Buffer, contentEvents: number): void {
     // Order is kept by holding one kind at a time; the pipeline flushes after every chunk, so this rarely writes.
     if (this.#bytes !== undefined || this.#batch !== '') this.flush();

@@ -24,7 +24,10 @@ export const poolRequest = requireCjs('undici/lib/api/api-request.js') as (
 export interface UpstreamClientOptions {
   /** Base URL of the upstream API, e.g. `https://api.openai.com/v1`; request paths are appended to its path. */
   baseUrl: string;
-  /** Most connections to the origin: upstream.maxConnections, at least limits.maxSocketsPerWorker (worker/server.ts). With HTTP/2 each may carry many streams. */
+  /**
+   * Most connections to the origin: upstream.maxConnections, at least limits.maxSocketsPerWorker (worker/server.ts).
+   * With HTTP/2 each may carry many streams.
+   */
   maxConnections: number;
   /** upstream.http2: false turns HTTP/2 off; it is only ever offered (ALPN) to https origins. Default true. */
   http2?: boolean;

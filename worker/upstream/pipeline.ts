@@ -126,7 +126,8 @@ function pump(
     events = decoder;
     const lineDecoder = new LineDecoder({ onLine: (line) => decoder.line(line), maxLineBytes: options.maxEventBytes });
     const plainChunk = consumer.plainChunk?.bind(consumer);
-    // Issue 10: a chunk of whole plain events skips decoding; one that starts or ends mid-event, or holds anything else, is decoded.
+    // Issue 10: a chunk of whole plain events skips decoding; one that starts or ends mid-event, or holds anything
+    // else, is decoded.
     lines =
       plainChunk === undefined
         ? lineDecoder
