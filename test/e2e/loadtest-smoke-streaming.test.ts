@@ -1,0 +1,77 @@
+import t from 'tap';
+import { RUN_BOUND_MS, SSE_RUN_BOUND_MS, smoke } from '../helpers/loadtest-smoke.js';
+
+// Smoke runs of the streaming load-test scenarios and swap (test/helpers/loadtest-smoke.ts).
+// Scenario runs one after another, each up to its bound on a busy box: more than tap's 120 s per file.
+t.setTimeout(5 * RUN_BOUND_MS);
+
+t.test('swap', async (t) => {
+  const report = await smoke(t, 'swap', ['--duration', '2', '--connections', '5']);
+  t.equal((report.results as { operations: unknown[] }).operations.length, 3, 'two deploys and a rollback ran');
+});
+
+t.test('compare --sse: streaming workloads and GET /v1/models on every path', async (t) => {
+  // nginx's column is the plain compare's to smoke-test; here it would only add two more processes.
+  const report = await smoke(
+    t,
+    'compare',
+    [
+      '--sse',
+      '--duration',
+      '1',
+      '--rounds',
+      '1',
+      '--streams',
+      '10',
+      '--tokens',
+      '5',
+      '--connections',
+      '5',
+      '--workloads',
+      'loaded,small',
+      '--paths',
+      'direct,node,graygate',
+    ],
+    SSE_RUN_BOUND_MS,
+  );
+  const results = report.results as {
+    loaded: Array<{ key: string; streams: number; failed: number }>;
+    small: Array<{ target: { kind: string } }>;
+  };
+  const keys = results.loaded.map((a) => a.key);
+  t.same(keys, ['direct', 'node', 'graygate'], 'direct, the node proxy and graygate ran');
+  for (const a of results.loaded) {
+    t.ok(a.streams > 0, `${a.key}: streams measured`);
+    t.equal(a.failed, 0, `${a.key}: no stream failed`);
+  }
+  t.ok(
+    results.small.some((s) => s.target.kind === 'graygate') && results.small.some((s) => s.target.kind === 'node'),
+    'small requests through graygate and the node proxy',
+  );
+});
+
+t.test('streams --hold: ramps, holds, reports first tokens and RSS', async (t) => {
+  const report = await smoke(t, 'streams', [
+    '--hold',
+    '--streams',
+    '20',
+    '--workers',
+    '1',
+    '--ramp-s',
+    '1',
+    '--hold-s',
+    '3',
+    '--token-interval-ms',
+    '500',
+  ]);
+  const results = report.results as {
+    atHoldEnd: { opened: number; firstTokens: number; errors: number };
+    idleMb: { master: number };
+  };
+  t.same(
+    results.atHoldEnd,
+    { opened: 20, firstTokens: 20, errors: 0 },
+    'every stream opened, got its first token, no error',
+  );
+  t.ok(results.idleMb.master > 0, 'the idle footprint was measured');
+});

@@ -1,0 +1,78 @@
+import type t from 'tap';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ROOT } from './gateway.js';
+
+// Smoke runs of the load-test scenarios (issue 6; test/e2e/loadtest-smoke*.test.ts): tiny sizes, each
+// checks that the scenario runs, exits 0 and writes its JSON and Markdown reports — never its figures,
+// which depend on the machine. `npm test` builds first (pretest). Two files, so tap's two jobs share them.
+
+const LOADTEST = join(ROOT, 'dist/scripts/loadtest.js');
+export const RUN_BOUND_MS = 45_000;
+// compare --sse starts four paths and runs three workloads: twice the bound of the others.
+export const SSE_RUN_BOUND_MS = 2 * RUN_BOUND_MS;
+
+export type Test = Parameters<Extract<Parameters<typeof t.test>[0], (t: never) => unknown>>[0];
+
+interface RunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export function runLoadtest(t: Test, args: string[], boundMs = RUN_BOUND_MS): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [LOADTEST, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    // SIGTERM lets the script stop what it started; a run over its bound fails the test.
+    const bound = setTimeout(() => child.kill('SIGTERM'), boundMs);
+    t.teardown(() => {
+      clearTimeout(bound);
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    });
+    child.once('error', reject);
+    child.once('close', (code) => {
+      clearTimeout(bound);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+export interface Report {
+  scenario: string;
+  results: unknown;
+  targets: unknown[];
+  machine: { cores: number; node: string };
+  files: { json: string; markdown: string };
+  charts: string[];
+  notes: string[];
+}
+
+export async function smoke(t: Test, scenario: string, flags: string[], boundMs = RUN_BOUND_MS): Promise<Report> {
+  const dir = mkdtempSync(join(tmpdir(), 'graygate-loadtest-smoke-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const run = await runLoadtest(t, [scenario, ...flags, '--json', '--report-dir', dir], boundMs);
+  t.equal(run.code, 0, `${scenario} exits 0`, { stderr: run.stderr });
+  const report = JSON.parse(run.stdout) as Report;
+  t.equal(report.scenario, scenario);
+  t.ok(report.files.json.startsWith(dir), 'the report goes to --report-dir');
+  t.same(
+    (JSON.parse(readFileSync(report.files.json, 'utf8')) as { scenario: string }).scenario,
+    scenario,
+    'the JSON report is written',
+  );
+  t.match(
+    readFileSync(report.files.markdown, 'utf8'),
+    `# graygate load test: ${scenario}`,
+    'the Markdown report is written',
+  );
+  for (const chart of report.charts) t.match(readFileSync(chart, 'utf8'), /^<svg /, `chart ${chart} is an SVG`);
+  t.type(report.machine.cores, 'number');
+  t.ok(report.results !== null && typeof report.results === 'object', 'results are present');
+  return report;
+}
