@@ -1,31 +1,12 @@
 import t, { type Test } from 'tap';
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { runCli } from '../helpers/cli.js';
 import { ROOT, startGateway, TEST_WORKER_ENTRY, type Gateway } from '../helpers/gateway.js';
 
-const BIN = join(ROOT, 'bin/graygate.js');
-
-// The caller's own admin settings must not leak in: empty is unset.
-const CLEAN_ENV = { GRAYGATE_ADMIN_TOKEN: '', GRAYGATE_ADMIN_URL: '', GRAYGATE_ADMIN_PORT: '' };
-
-function cli(
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      env: { ...process.env, ...CLEAN_ENV, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+// The built CLI with a clean admin environment (test/helpers/cli.ts).
+const cli = runCli;
 
 t.test('CLI against a running gateway', async (t) => {
   const gw = await startGateway(
