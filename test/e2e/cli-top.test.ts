@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
+import { nodeLaunch } from '../helpers/child-env.js';
 import { admin, ROOT, startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
 
 // Issue 12 part 6: `graygate top` and the CLI's output against a real
@@ -31,11 +32,9 @@ function collect(child: ChildProcessByStdio<null, Readable, Readable>): Promise<
 }
 
 function cli(args: string[]): Promise<Result> {
+  const node = nodeLaunch(CLEAN_ENV);
   return collect(
-    spawn(process.execPath, [BIN, ...args], {
-      env: { ...process.env, ...CLEAN_ENV },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    }),
+    spawn(node.command, [...node.prefix, BIN, ...args], { env: node.env, stdio: ['ignore', 'pipe', 'pipe'] }),
   );
 }
 
@@ -63,8 +62,9 @@ function startTop(
   t: Test,
   args: string[],
 ): { nextFrame(what: string): Promise<Frame>; result: Promise<Result>; stop(): void } {
-  const child = spawn(process.execPath, [BIN, 'top', '--json', ...args], {
-    env: { ...process.env, ...CLEAN_ENV },
+  const node = nodeLaunch(CLEAN_ENV);
+  const child = spawn(node.command, [...node.prefix, BIN, 'top', '--json', ...args], {
+    env: node.env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';

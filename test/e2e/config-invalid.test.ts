@@ -5,6 +5,7 @@ import { once } from 'node:events';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { nodeLaunch } from '../helpers/child-env.js';
 import { MASTER_ENTRY, ROOT } from '../helpers/gateway.js';
 
 function runMaster(config: string, env: Record<string, string> = {}): Promise<{ code: number | null; stderr: string }> {
@@ -12,9 +13,10 @@ function runMaster(config: string, env: Record<string, string> = {}): Promise<{ 
   const path = join(dir, 'graygate.json');
   writeFileSync(path, config);
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [MASTER_ENTRY, '--config', path], {
+    const node = nodeLaunch(env);
+    const child = spawn(node.command, [...node.prefix, MASTER_ENTRY, '--config', path], {
       cwd: ROOT,
-      env: { ...process.env, ...env },
+      env: node.env,
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     let stderr = '';

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { nodeLaunch } from './child-env.js';
 import { ROOT } from './gateway.js';
 
 // Runs the built CLI (bin/graygate.js) as a user would, with a clean admin environment.
@@ -15,8 +16,9 @@ export interface CliResult {
 
 export function runCli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI_BIN, ...args], {
-      env: { ...process.env, ...CLEAN_ENV, ...env },
+    const node = nodeLaunch({ ...CLEAN_ENV, ...env });
+    const child = spawn(node.command, [...node.prefix, CLI_BIN, ...args], {
+      env: node.env,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';

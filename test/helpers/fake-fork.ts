@@ -1,6 +1,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import type { ForkFunction } from '../../master/worker-handle.js';
+import { forkLaunch } from './child-env.js';
 import { ROOT } from './gateway.js';
 
 // The injected fork of the supervisor tests (STYLE §34): real child
@@ -23,7 +24,7 @@ export function fakeFork(initialMode = 'ready'): FakeFork {
     fork: (_modulePath, args, options) => {
       const child = fork(FAKE_WORKER_ENTRY, [...args], {
         ...options,
-        env: { ...options.env, FAKE_WORKER_MODE: state.mode },
+        ...forkLaunch({ FAKE_WORKER_MODE: state.mode }, options.env, options.execArgv),
       });
       state.children.push(child);
       return child;

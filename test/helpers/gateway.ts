@@ -1,14 +1,15 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { ROOT } from './root.js';
+import { forkLaunch } from './child-env.js';
 
 // Starts the real, built master (dist/master/main.js) with a generated config
 // on 127.0.0.1 port 0, and stops it and its whole process group at teardown.
 // `npm test` builds first (pretest).
 
-export const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+export { ROOT };
 export const MASTER_ENTRY = join(ROOT, 'dist/master/main.js');
 export const WORKER_ENTRY = join(ROOT, 'dist/worker/main.js');
 export const TEST_WORKER_ENTRY = join(ROOT, 'dist/test/fixtures/test-worker.js');
@@ -79,12 +80,11 @@ export async function startGateway(
   const child = fork(MASTER_ENTRY, ['--config', configPath], {
     cwd: ROOT,
     // The built master is plain JS: not tap's TypeScript loader and mocks, which fork() would pass on
-    // (and the master to each worker). Coverage still follows through NODE_OPTIONS.
-    execArgv: [],
+    // (and the master to each worker); nor tap's processinfo (child-env.ts).
     // Own process group, so teardown can end the master and every worker it forked.
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-    env: { ...process.env, LOG_LEVEL: process.env['TEST_LOG_LEVEL'] ?? 'warn', ...options.env },
+    ...forkLaunch({ LOG_LEVEL: process.env['TEST_LOG_LEVEL'] ?? 'warn', ...options.env }),
   });
   let out = '';
   // TEST_SHOW_OUTPUT=1 echoes the master's and workers' output while debugging a test.

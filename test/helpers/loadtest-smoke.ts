@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { nodeLaunch } from './child-env.js';
 import { ROOT } from './gateway.js';
 
 // Smoke runs of the load-test scenarios (issue 6; test/e2e/loadtest-smoke*.test.ts): tiny sizes, each
@@ -24,7 +25,12 @@ interface RunResult {
 
 export function runLoadtest(t: Test, args: string[], boundMs = RUN_BOUND_MS): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [LOADTEST, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const node = nodeLaunch();
+    const child = spawn(node.command, [...node.prefix, LOADTEST, ...args], {
+      cwd: ROOT,
+      env: node.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));

@@ -4,10 +4,11 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { configHash, loadConfig } from '../../master/config-file.js';
+import { ROOT } from '../helpers/root.js';
 
 // SPEC §13: graygate_config_info{hash} names the applied file by the first 12 hex of its sha256.
 
-const SHIPPED = new URL('../../config/graygate.json', import.meta.url);
+const SHIPPED = join(ROOT, 'config/graygate.json');
 
 t.test('configHash is the first 12 hex digits of the text’s sha256', async (t) => {
   const cases: Array<[string, string]> = [

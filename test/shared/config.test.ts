@@ -1,5 +1,8 @@
 import t from 'tap';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { DEFAULTS, validateConfig } from '../../shared/config.js';
+import { ROOT } from '../helpers/root.js';
 
 t.test('defaults fill a minimal config and the result is frozen', async (t) => {
   const r = validateConfig({ versions: { v1: { weight: 1 } } });
@@ -32,8 +35,7 @@ t.test('every problem is reported with its path', async (t) => {
 });
 
 t.test('the shipped config/graygate.json is valid', async (t) => {
-  const { readFileSync } = await import('node:fs');
-  const r = validateConfig(JSON.parse(readFileSync(new URL('../../config/graygate.json', import.meta.url), 'utf8')));
+  const r = validateConfig(JSON.parse(readFileSync(join(ROOT, 'config/graygate.json'), 'utf8')));
   t.ok(r.ok, r.ok ? 'valid' : r.problems.join('\n'));
 });
 

@@ -1,10 +1,12 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { ERROR_CATALOGUE, GraygateError, toErrorResponse, type ErrorCode } from '../../shared/errors.js';
+import { ROOT } from '../helpers/root.js';
 
 // STYLE §10: the catalogue and the README error table agree, both ways.
 t.test('README error table and catalogue are in sync', async (t) => {
-  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
   const section = readme.slice(readme.indexOf('## Errors'), readme.indexOf('## Admin API'));
   const rows = new Map<string, { status: number; type: string }>();
   for (const m of section.matchAll(/^\| `([a-z_]+)` \| (\d{3}) \| ([a-z_]+) \|/gm))

@@ -1,18 +1,20 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import {
   CHAT_FIELDS,
   MESSAGE_FIELDS,
   checkChatFields,
   type ConvertedFormat,
 } from '../../../worker/upstream/field-support.js';
+import { ROOT } from '../../helpers/root.js';
 
 // SPEC §12: the field table is the README's, cell by cell and both ways
 // (as test/shared/errors.test.ts holds the error table), and it decides
 // which requests are 400s.
 
 function readmeRows(heading: string): Map<string, [string, string]> {
-  const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8');
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
   const start = readme.indexOf(`### ${heading}`);
   const end = readme.indexOf('\n#', start + 4);
   const rows = new Map<string, [string, string]>();
