@@ -1,7 +1,6 @@
 #!/usr/bin/env node
-// `npm test`'s pretest: build, then the tests' type-check and compile (into dist/test/, where
-// run-tap.mjs runs them) and the linters side by side (each is one single-threaded process; on CI's
-// 2 cores running them together saves about half a minute). Each one's output is printed whole when
+// `npm test`'s pretest: build, the tests' type-check and compile, and the linters (each one a
+// single-threaded process, so they run in two lanes below). Each one's output is printed whole when
 // it ends; the exit code is the first failure's. Plain JS so it runs before the build.
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, rmSync } from 'node:fs';
@@ -43,11 +42,23 @@ function removeStaleTests(dir) {
 
 const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
 removeStaleTests(join('dist', 'test'));
-const build = await run('build', npm, ['run', '--silent', 'build']);
-if (build !== 0) process.exit(build);
+// Two lanes, one per core of CI's 2: ESLint (type-aware, the longest single step, ~50 s) beside the
+// build, the tests' type-check and compile (into dist/test/, where run-tap.mjs runs them), knip and the
+// cycle check, which run one after another. `npm run lint` is the same three checks.
+const sequence = async (steps) => {
+  for (const step of steps) {
+    const code = await step();
+    if (code !== 0) return code;
+  }
+  return 0;
+};
 const codes = await Promise.all([
-  // Type-checks the tests and compiles them into dist/test/, where `npm test` runs them (run-tap.mjs).
-  run('tests: type-check and compile', npm, ['exec', '--', 'tsc', '-p', 'tsconfig.test.json']),
-  run('lint', npm, ['run', '--silent', 'lint']),
+  run('lint: eslint', npm, ['exec', '--', 'eslint', '.']),
+  sequence([
+    () => run('build', npm, ['run', '--silent', 'build']),
+    () => run('tests: type-check and compile', npm, ['exec', '--', 'tsc', '-p', 'tsconfig.test.json']),
+    () => run('lint: knip', npm, ['exec', '--', 'knip']),
+    () => run('lint: import cycles', process.execPath, ['scripts/check-cycles.mjs']),
+  ]),
 ]);
 process.exit(codes.find((c) => c !== 0) ?? 0);
