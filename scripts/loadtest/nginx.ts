@@ -56,8 +56,11 @@ export interface RunningNginx {
 }
 
 function config(dir: string, port: number, options: NginxOptions): string {
-  // One worker process: graygate's master is one process too.
-  return `worker_processes 1;
+  // One worker process: graygate's master is one process too. Started by root, nginx's worker would
+  // run as nobody and could not enter graygate's worker socket directory (0700, master/main.ts): it
+  // runs as root then, the user everything else in the run is.
+  const user = process.getuid?.() === 0 ? 'user root;\n' : '';
+  return `${user}worker_processes 1;
 daemon off;
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { startGateway, TEST_WORKER_ENTRY, admin } from '../helpers/gateway.js';
-import { waitForStatus } from '../helpers/wait.js';
+import { pollPause, waitForStatus } from '../helpers/wait.js';
 import { httpRequest, json } from '../helpers/http.js';
 
 // The keep-alive-agent backlog incident (issue 2): one socket to a worker
@@ -26,6 +26,7 @@ t.test('60 concurrent clients against a 1-socket, 8-queue version', async (t) =>
       );
       const v1 = body.versions.v1;
       peakHeld = Math.max(peakHeld, v1.queued + v1.workers.reduce((n, w) => n + w.inflight, 0));
+      await pollPause();
     }
   })();
 

@@ -2,7 +2,7 @@ import t from 'tap';
 import { startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
 import { httpRequest, json } from '../helpers/http.js';
 import { openRaw, rawRequest, type RawConnection } from '../helpers/raw-http.js';
-import { status } from '../helpers/wait.js';
+import { pollPause, status } from '../helpers/wait.js';
 import { scrape } from '../helpers/metrics.js';
 import type { Gateway } from '../helpers/gateway.js';
 
@@ -22,7 +22,7 @@ function errorOf(body: string): ErrorBody['error'] {
 async function waitForBufferedBytes(gw: Gateway, bytes: number): Promise<void> {
   for (let i = 0; i < 2000; i++) {
     if ((await scrape(gw)).sum('graygate_buffered_body_bytes') === bytes) return;
-    await new Promise((r) => setImmediate(r));
+    await pollPause();
   }
   throw new Error(`the master never held ${bytes} body bytes`);
 }

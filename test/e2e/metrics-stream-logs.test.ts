@@ -35,7 +35,7 @@ async function requestLines(gw: Gateway, reqId: string): Promise<{ master: LogLi
     const master = lines.find((l) => l['role'] === 'master' && l['msg'] === 'request');
     const worker = lines.find((l) => l['role'] === 'worker' && l['msg'] === 'request finished');
     if (master !== undefined && worker !== undefined) return { master, worker };
-    await new Promise((r) => setImmediate(r));
+    await once(gw.child.stdout!, 'data');
   }
   throw new Error(`no master and worker lines for ${reqId}:\n${gw.output()}`);
 }

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { once } from 'node:events';
 import { request, type IncomingMessage } from 'node:http';
-import { startGateway } from '../helpers/gateway.js';
+import { startGateway, type Gateway } from '../helpers/gateway.js';
 import { startMockUpstream, BASE_PATHS, type MockStream } from '../../shared/mock-upstream/index.js';
 import { chatBody } from '../worker/fixtures/sse-client.js';
 
@@ -90,7 +90,7 @@ t.test('a client that stops reading holds the upstream back', async (t) => {
   t.ok(bytes > TOKENS * TOKEN_CHARS, `${bytes} bytes read`);
 
   // The worker's own request log line (SPEC §9) reports what it buffered.
-  await t.resolves(waitForLine(gw.output, 'backpressure-1'));
+  await t.resolves(waitForLine(gw, 'backpressure-1'));
   const line = JSON.parse(
     gw
       .output()
@@ -106,12 +106,13 @@ t.test('a client that stops reading holds the upstream back', async (t) => {
 });
 
 /** The master collects its workers' stdout; wait until the line is there (it is written when the response ends). */
-async function waitForLine(output: () => string, reqId: string): Promise<void> {
+async function waitForLine(gw: Gateway, reqId: string): Promise<void> {
   while (
-    !output()
+    !gw
+      .output()
       .split('\n')
       .some((l) => l.includes(`"reqId":"${reqId}"`) && l.includes('request finished'))
   ) {
-    await new Promise((r) => setImmediate(r));
+    await once(gw.child.stdout!, 'data');
   }
 }

@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import type { Gateway } from './gateway.js';
+import { pollPause } from './wait.js';
 import { parsePrometheusText, sumSamples, type Sample } from '../../scripts/cli/prom-text.js';
 
 // Scrapes GET /metrics and reads it two ways: with parse-prometheus-text-format
@@ -64,7 +65,7 @@ export async function scrapeUntil(
   for (let i = 0; i < attempts; i++) {
     last = await scrape(gw);
     if (condition(last)) return last;
-    await new Promise((r) => setImmediate(r));
+    await pollPause();
   }
   throw new Error(
     `${what} never became true; graygate_* series of the last scrape:\n${

@@ -1,3 +1,4 @@
+import { setTimeout } from 'node:timers/promises';
 import type { Gateway } from './gateway.js';
 import { admin } from './gateway.js';
 import type { VersionStatus, WorkerStatus } from '../../master/admin/status.js';
@@ -10,6 +11,17 @@ export type VersionRow = Omit<VersionStatus, 'workers' | 'lastDeploy'> & {
   lastDeploy: { phase: string; error?: { reason: string; stderrTail: string[] } } | null;
 };
 
+/**
+ * The pause between two looks at the admin API while waiting for it to change. Status changes when a
+ * worker starts, stops, is probed or ends a request: 10 ms apart loses nothing a test waits for,
+ * where a loop with no pause kept the master and this process busy for the whole wait (a core of
+ * CI's two), slowing the other test file that runs beside it.
+ */
+export function pollPause(): Promise<void> {
+  return setTimeout(POLL_MS);
+}
+const POLL_MS = 10;
+
 export async function status(gw: Gateway): Promise<Record<string, VersionRow>> {
   const { body } = await admin<{ versions: Record<string, VersionRow> }>(gw, 'GET', '/admin/status');
   return body.versions;
@@ -17,19 +29,19 @@ export async function status(gw: Gateway): Promise<Record<string, VersionRow>> {
 
 /**
  * Polls the admin status until `condition` holds. The gateway exposes no
- * push events, so this is the event; bounded so a broken test fails rather
- * than hangs.
+ * push events, so this is the event; bounded (≥ 30 s of pauses) so a broken
+ * test fails rather than hangs.
  */
 export async function waitForStatus(
   gw: Gateway,
   condition: (versions: Record<string, VersionRow>) => boolean,
   what = 'status condition',
-  attempts = 5000,
+  attempts = 3000,
 ): Promise<Record<string, VersionRow>> {
   for (let i = 0; i < attempts; i++) {
     const versions = await status(gw);
     if (condition(versions)) return versions;
-    await new Promise((r) => setImmediate(r));
+    await pollPause();
   }
   throw new Error(`${what} never became true`);
 }

@@ -8,6 +8,7 @@ import { VersionRegistry } from '../../master/version-registry.js';
 import { StartLimiter } from '../../master/start-limiter.js';
 import type { WorkerHandle } from '../../master/worker-handle.js';
 import { fakeFork, killAll, FAKE_WORKER_ENTRY, type FakeFork } from '../helpers/fake-fork.js';
+import { pollPause } from '../helpers/wait.js';
 
 // The version registry and supervisor together (issue 11 part 4): the build
 // swap state machine (deploy, failed deploy, rollback, add, remove), weights,
@@ -156,7 +157,7 @@ t.test('crashes are restarted with backoff, up to the policy; intended exits are
     const worker = v1.workers[0]!;
     crash(worker);
     await once(worker, 'exit');
-    while (v1.workers[0] === worker || v1.workers[0]!.state !== 'ready') await new Promise((r) => setImmediate(r));
+    while (v1.workers[0] === worker || v1.workers[0]!.state !== 'ready') await pollPause();
     t.equal(v1.restarts, n, `restart ${n}`);
     t.equal(v1.workers[0]!.restarts, n, 'the replacement carries the count');
   }
