@@ -1,4 +1,4 @@
-import { sse, type FormatFrames, type MockAnswer } from './formats.js';
+import { openaiErrorBody, sse, type FormatFrames, type MockAnswer } from './formats.js';
 
 // OpenAI's legacy completions and Responses API in their wire shapes (SPEC §8,
 // §12), text answers only, streamed and not.
@@ -8,10 +8,6 @@ import { sse, type FormatFrames, type MockAnswer } from './formats.js';
 function num(value: unknown): number | undefined {
   return typeof value === 'number' && Number.isInteger(value) && value > 0 ? value : undefined;
 }
-
-const openaiError = (status: number, message: string): unknown => ({
-  error: { message, type: status === 429 ? 'rate_limit_exceeded' : 'server_error', param: null, code: null },
-});
 
 function completionChunk(a: MockAnswer, text: string, finish: string | null): string {
   return JSON.stringify({
@@ -51,7 +47,7 @@ export const completions: FormatFrames = {
   },
   malformed: (a) => sse(a, '{"id":"broken","choices":[{'),
   longLine: (a, bytes) => sse(a, completionChunk(a, 'x'.repeat(bytes), null)),
-  errorBody: openaiError,
+  errorBody: openaiErrorBody,
   completion: (a, text, completionTokens, finish) => ({
     id: `cmpl-${a.id}`,
     object: 'text_completion',
@@ -174,7 +170,7 @@ export const responses: FormatFrames = {
       content_index: 0,
       delta: 'x'.repeat(bytes),
     }),
-  errorBody: openaiError,
+  errorBody: openaiErrorBody,
   completion: (a, text, completionTokens, finish) =>
     responseObject(
       a,

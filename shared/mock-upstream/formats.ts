@@ -75,6 +75,13 @@ function num(value: unknown): number | undefined {
   return typeof value === 'number' && Number.isInteger(value) && value > 0 ? value : undefined;
 }
 
+/** OpenAI's error body, for chat and the other endpoints (endpoint-frames.ts). */
+export function openaiErrorBody(status: number, message: string): unknown {
+  return {
+    error: { message, type: status === 429 ? 'rate_limit_exceeded' : 'server_error', param: null, code: null },
+  };
+}
+
 const openai: FormatFrames = {
   streamContentType: 'text/event-stream; charset=utf-8',
   start: (a) => sse(a, chunk(a, { role: 'assistant', content: '' }, null)),
@@ -114,9 +121,7 @@ const openai: FormatFrames = {
         choices: [],
       }),
     ),
-  errorBody: (status, message) => ({
-    error: { message, type: status === 429 ? 'rate_limit_exceeded' : 'server_error', param: null, code: null },
-  }),
+  errorBody: openaiErrorBody,
   completion: (a, text, completionTokens, finish) => ({
     id: a.id,
     object: 'chat.completion',
@@ -195,26 +200,31 @@ export function isoOf(a: MockAnswer): string {
 
 const STOP_REASONS = { stop: 'end_turn', length: 'max_tokens' } as const;
 
+/** Anthropic's first event of a message, text or tool use (tool-frames.ts). */
+export function anthropicMessageStart(a: MockAnswer): string {
+  return sse(
+    a,
+    JSON.stringify({
+      type: 'message_start',
+      message: {
+        id: a.id,
+        type: 'message',
+        role: 'assistant',
+        content: [],
+        model: a.model,
+        stop_reason: null,
+        stop_sequence: null,
+        usage: { input_tokens: a.promptTokens, output_tokens: 1 },
+      },
+    }),
+    'message_start',
+  );
+}
+
 const anthropic: FormatFrames = {
   streamContentType: 'text/event-stream; charset=utf-8',
   start: (a) =>
-    sse(
-      a,
-      JSON.stringify({
-        type: 'message_start',
-        message: {
-          id: a.id,
-          type: 'message',
-          role: 'assistant',
-          content: [],
-          model: a.model,
-          stop_reason: null,
-          stop_sequence: null,
-          usage: { input_tokens: a.promptTokens, output_tokens: 1 },
-        },
-      }),
-      'message_start',
-    ) +
+    anthropicMessageStart(a) +
     sse(
       a,
       JSON.stringify({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }),

@@ -1,4 +1,4 @@
-import { chunk, isoOf, ndjson, sse, type MockAnswer, type MockFormat } from './formats.js';
+import { anthropicMessageStart, chunk, isoOf, ndjson, sse, type MockAnswer, type MockFormat } from './formats.js';
 
 // Tool-call answers in each format's wire shape (SPEC §8, §12):
 //  openai     chunks with `delta.tool_calls`: the first fragment of a call has
@@ -135,21 +135,7 @@ const ollama: ToolFrames = {
 const anthropic: ToolFrames = {
   stream(a, calls, completionTokens) {
     const event = (value: Record<string, unknown>): string => sse(a, JSON.stringify(value), value['type'] as string);
-    const out = [
-      event({
-        type: 'message_start',
-        message: {
-          id: a.id,
-          type: 'message',
-          role: 'assistant',
-          content: [],
-          model: a.model,
-          stop_reason: null,
-          stop_sequence: null,
-          usage: { input_tokens: a.promptTokens, output_tokens: 1 },
-        },
-      }),
-    ];
+    const out = [anthropicMessageStart(a)];
     calls.forEach((call, index) => {
       out.push(
         event({

@@ -1,12 +1,10 @@
 import t from 'tap';
 import { once } from 'node:events';
 import OpenAI from 'openai';
-import { startGateway } from '../helpers/gateway.js';
+import { FORMATS, startFormatGateway } from '../helpers/format-gateway.js';
 import {
-  startMockUpstream,
   mockText,
   sampleFromSchema,
-  BASE_PATHS,
   CHAT_PATHS,
   type MockFormat,
   type MockStream,
@@ -17,8 +15,6 @@ import { postStream } from '../worker/fixtures/sse-client.js';
 // gateway with the official openai client, for every upstream format: the
 // mock answers in each format's own wire shape, and records what it was sent,
 // so the conversion is checked both ways.
-
-const FORMATS: MockFormat[] = ['openai', 'ollama', 'anthropic'];
 
 const WEATHER: OpenAI.ChatCompletionTool = {
   type: 'function',
@@ -49,12 +45,7 @@ const PERSON_SCHEMA = {
 };
 
 t.test('tool calling and JSON mode per format', async (t) => {
-  const mock = await startMockUpstream({});
-  t.teardown(() => mock.close());
-  const versions: Record<string, Record<string, unknown>> = {};
-  for (const f of FORMATS)
-    versions[f] = { weight: f === 'openai' ? 1 : 0, upstream: { format: f, url: mock.url + BASE_PATHS[f] } };
-  const gw = await startGateway(t, { versions, routing: { default: 'openai' } });
+  const { gw, mock } = await startFormatGateway(t);
   const nextUpstream = (): Promise<MockStream> => once(mock.events, 'stream').then(([s]) => s as MockStream);
 
   for (const format of FORMATS) {

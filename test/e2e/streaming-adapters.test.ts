@@ -1,29 +1,17 @@
 import t from 'tap';
 import OpenAI from 'openai';
+import { FORMATS, startFormatGateway } from '../helpers/format-gateway.js';
 import { startGateway } from '../helpers/gateway.js';
 import { httpRequest, json } from '../helpers/http.js';
-import {
-  startMockUpstream,
-  mockText,
-  countPromptTokens,
-  BASE_PATHS,
-  type MockFormat,
-} from '../../shared/mock-upstream/index.js';
+import { mockText, countPromptTokens } from '../../shared/mock-upstream/index.js';
 import { postStream, chatBody } from '../worker/fixtures/sse-client.js';
 
 // Issue 3: each adapter, streaming and not, gives exactly the expected text,
 // finish_reason and usage through the real master and worker processes, with
 // the official openai client as one of the clients.
 
-const FORMATS: MockFormat[] = ['openai', 'ollama', 'anthropic'];
-
 t.test('adapters through the gateway', async (t) => {
-  const mock = await startMockUpstream({});
-  t.teardown(() => mock.close());
-  const versions: Record<string, Record<string, unknown>> = {};
-  for (const f of FORMATS)
-    versions[f] = { weight: f === 'openai' ? 1 : 0, upstream: { format: f, url: mock.url + BASE_PATHS[f] } };
-  const gw = await startGateway(t, { versions, routing: { default: 'openai' } });
+  const { gw } = await startFormatGateway(t);
 
   for (const format of FORMATS) {
     const client = new OpenAI({

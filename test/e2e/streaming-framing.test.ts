@@ -1,13 +1,7 @@
 import t from 'tap';
 import OpenAI from 'openai';
-import { startGateway } from '../helpers/gateway.js';
-import {
-  startMockUpstream,
-  mockText,
-  countPromptTokens,
-  BASE_PATHS,
-  type MockFormat,
-} from '../../shared/mock-upstream/index.js';
+import { FORMATS, startFormatGateway } from '../helpers/format-gateway.js';
+import { mockText, countPromptTokens } from '../../shared/mock-upstream/index.js';
 
 // Issue 9 part 6, through the real master and worker: an upstream that uses
 // every framing its format allows at once (shared/mock-upstream `framing=quirks`:
@@ -17,16 +11,10 @@ import {
 // both written 3 bytes at a time so UTF-8 characters arrive split) still gives
 // the official openai client exactly the answer's text.
 
-const FORMATS: MockFormat[] = ['openai', 'ollama', 'anthropic'];
 const TOKENS = 19; // the mock's whole vocabulary: 2-, 3- and 4-byte characters included
 
 t.test('every upstream framing quirk at once, per format', async (t) => {
-  const mock = await startMockUpstream({});
-  t.teardown(() => mock.close());
-  const versions: Record<string, Record<string, unknown>> = {};
-  for (const f of FORMATS)
-    versions[f] = { weight: f === 'openai' ? 1 : 0, upstream: { format: f, url: mock.url + BASE_PATHS[f] } };
-  const gw = await startGateway(t, { versions, routing: { default: 'openai' } });
+  const { gw } = await startFormatGateway(t);
   const messages = [{ role: 'user' as const, content: `Say hello [mock tokens=${TOKENS} framing=quirks]` }];
   const promptTokens = countPromptTokens(messages.map((m) => m.content));
 
