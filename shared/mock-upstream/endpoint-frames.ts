@@ -1,4 +1,4 @@
-import { openaiErrorBody, sse, type FormatFrames, type MockAnswer } from './formats.js';
+import { openaiErrorBody, openaiUsage, sse, type FormatFrames, type MockAnswer } from './formats.js';
 
 // OpenAI's legacy completions and Responses API in their wire shapes (SPEC §8,
 // §12), text answers only, streamed and not.
@@ -26,11 +26,7 @@ export const completions: FormatFrames = {
   end(a, completionTokens, finish) {
     let out = sse(a, completionChunk(a, '', finish));
     if (a.includeUsage) {
-      const usage = {
-        prompt_tokens: a.promptTokens,
-        completion_tokens: completionTokens,
-        total_tokens: a.promptTokens + completionTokens,
-      };
+      const usage = openaiUsage(a, completionTokens);
       out += sse(
         a,
         JSON.stringify({
@@ -54,11 +50,7 @@ export const completions: FormatFrames = {
     created: a.created,
     model: a.model,
     choices: [{ text, index: 0, logprobs: null, finish_reason: finish }],
-    usage: {
-      prompt_tokens: a.promptTokens,
-      completion_tokens: completionTokens,
-      total_tokens: a.promptTokens + completionTokens,
-    },
+    usage: openaiUsage(a, completionTokens),
   }),
   isStream: (body) => body['stream'] === true,
   maxTokens: (body) => num(body['max_tokens']),

@@ -88,24 +88,7 @@ const openai: FormatFrames = {
   token: (a, text) => sse(a, chunk(a, { content: text }, null)),
   end(a, completionTokens, finish) {
     let out = sse(a, chunk(a, {}, finish));
-    if (a.includeUsage) {
-      const usage = {
-        prompt_tokens: a.promptTokens,
-        completion_tokens: completionTokens,
-        total_tokens: a.promptTokens + completionTokens,
-      };
-      out += sse(
-        a,
-        JSON.stringify({
-          id: a.id,
-          object: 'chat.completion.chunk',
-          created: a.created,
-          model: a.model,
-          choices: [],
-          usage,
-        }),
-      );
-    }
+    if (a.includeUsage) out += sse(a, usageChunk(a, completionTokens));
     return out + sse(a, '[DONE]');
   },
   malformed: (a) => sse(a, '{"id":"broken","choices":[{'),
@@ -130,15 +113,32 @@ const openai: FormatFrames = {
     choices: [
       { index: 0, message: { role: 'assistant', content: text, refusal: null }, finish_reason: finish, logprobs: null },
     ],
-    usage: {
-      prompt_tokens: a.promptTokens,
-      completion_tokens: completionTokens,
-      total_tokens: a.promptTokens + completionTokens,
-    },
+    usage: openaiUsage(a, completionTokens),
   }),
   isStream: (body) => body['stream'] === true,
   maxTokens: (body) => num(body['max_completion_tokens']) ?? num(body['max_tokens']),
 };
+
+/** OpenAI's `usage` object, of every endpoint's answer and of the last stream chunk. */
+export function openaiUsage(a: MockAnswer, completionTokens: number): Record<string, number> {
+  return {
+    prompt_tokens: a.promptTokens,
+    completion_tokens: completionTokens,
+    total_tokens: a.promptTokens + completionTokens,
+  };
+}
+
+/** The chat.completion.chunk with no choices and the usage (`stream_options.include_usage`), its JSON. */
+export function usageChunk(a: MockAnswer, completionTokens: number): string {
+  return JSON.stringify({
+    id: a.id,
+    object: 'chat.completion.chunk',
+    created: a.created,
+    model: a.model,
+    choices: [],
+    usage: openaiUsage(a, completionTokens),
+  });
+}
 
 /** An OpenAI chat.completion.chunk's JSON. */
 export function chunk(a: MockAnswer, delta: Record<string, unknown>, finish: string | null): string {

@@ -1,4 +1,14 @@
-import { anthropicMessageStart, chunk, isoOf, ndjson, sse, type MockAnswer, type MockFormat } from './formats.js';
+import {
+  anthropicMessageStart,
+  chunk,
+  isoOf,
+  ndjson,
+  openaiUsage,
+  sse,
+  usageChunk,
+  type MockAnswer,
+  type MockFormat,
+} from './formats.js';
 
 // Tool-call answers in each format's wire shape (SPEC §8, §12):
 //  openai     chunks with `delta.tool_calls`: the first fragment of a call has
@@ -32,12 +42,6 @@ export function pieces(text: string, size = 6): string[] {
   return out;
 }
 
-const usageOf = (a: MockAnswer, completionTokens: number): Record<string, number> => ({
-  prompt_tokens: a.promptTokens,
-  completion_tokens: completionTokens,
-  total_tokens: a.promptTokens + completionTokens,
-});
-
 const openai: ToolFrames = {
   stream(a, calls, completionTokens) {
     const out = [sse(a, chunk(a, { role: 'assistant', content: null }, null))];
@@ -56,20 +60,7 @@ const openai: ToolFrames = {
         out.push(sse(a, chunk(a, { tool_calls: [{ index, function: { arguments: piece } }] }, null)));
     });
     out.push(sse(a, chunk(a, {}, 'tool_calls')));
-    if (a.includeUsage)
-      out.push(
-        sse(
-          a,
-          JSON.stringify({
-            id: a.id,
-            object: 'chat.completion.chunk',
-            created: a.created,
-            model: a.model,
-            choices: [],
-            usage: usageOf(a, completionTokens),
-          }),
-        ),
-      );
+    if (a.includeUsage) out.push(sse(a, usageChunk(a, completionTokens)));
     out.push(sse(a, '[DONE]'));
     return out;
   },
@@ -91,7 +82,7 @@ const openai: ToolFrames = {
         logprobs: null,
       },
     ],
-    usage: usageOf(a, completionTokens),
+    usage: openaiUsage(a, completionTokens),
   }),
 };
 

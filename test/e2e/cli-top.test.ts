@@ -1,48 +1,24 @@
 import t, { type Test } from 'tap';
-import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { request as httpRequest, createServer as createHttpServer, type Server } from 'node:http';
 import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import type { Readable } from 'node:stream';
-import { nodeLaunch } from '../helpers/child-env.js';
-import { admin, ROOT, startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
+import { collectOutput, nodeLaunch, type NodeRun } from '../helpers/child-env.js';
+import { CLEAN_ENV, CLI_BIN, runCli } from '../helpers/cli.js';
+import { admin, startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
 
 // Issue 12 part 6: `graygate top` and the CLI's output against a real
 // gateway without a token, run as the built CLI: EPIPE, an admin API that is
 // gone at start or goes away, a removed version, a 403 with its hint.
 
-const BIN = join(ROOT, 'bin/graygate.js');
-const CLEAN_ENV = { GRAYGATE_ADMIN_TOKEN: '', GRAYGATE_ADMIN_URL: '', GRAYGATE_ADMIN_PORT: '' };
-
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function collect(child: ChildProcessByStdio<null, Readable, Readable>): Promise<Result> {
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  return new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
-}
-
-function cli(args: string[]): Promise<Result> {
-  const node = nodeLaunch(CLEAN_ENV);
-  return collect(
-    spawn(node.command, [...node.prefix, BIN, ...args], { env: node.env, stdio: ['ignore', 'pipe', 'pipe'] }),
-  );
-}
-
 /** `script` in sh with $NODE, $BIN and `env`: a real shell pipeline, real pipes. */
-function shell(script: string, env: Record<string, string>): Promise<Result> {
-  return collect(
+function shell(script: string, env: Record<string, string>): Promise<NodeRun> {
+  return collectOutput(
     spawn('sh', ['-c', script], {
-      env: { ...process.env, ...CLEAN_ENV, NODE: process.execPath, BIN, ...env },
+      env: { ...process.env, ...CLEAN_ENV, NODE: process.execPath, BIN: CLI_BIN, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     }),
   );
@@ -61,9 +37,9 @@ interface Frame {
 function startTop(
   t: Test,
   args: string[],
-): { nextFrame(what: string): Promise<Frame>; result: Promise<Result>; stop(): void } {
+): { nextFrame(what: string): Promise<Frame>; result: Promise<NodeRun>; stop(): void } {
   const node = nodeLaunch(CLEAN_ENV);
-  const child = spawn(node.command, [...node.prefix, BIN, 'top', '--json', ...args], {
+  const child = spawn(node.command, [...node.prefix, CLI_BIN, 'top', '--json', ...args], {
     env: node.env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -90,7 +66,7 @@ function startTop(
     if (line === undefined) throw new Error(`top ended before ${what}: ${stderr}`);
     return JSON.parse(line) as Frame;
   };
-  const result = new Promise<Result>((resolve) =>
+  const result = new Promise<NodeRun>((resolve) =>
     child.on('close', (code) => resolve({ code, stdout: lines.map((l) => `${l}\n`).join(''), stderr })),
   );
   const stop = (): void => {
@@ -191,8 +167,8 @@ t.test('top and CLI output against a gateway without a token', async (t) => {
   t.test('top exits 69 with one line when the admin API is unreachable at start, like status', async (t) => {
     const port = await freePort();
     const [top, status] = await Promise.all([
-      cli(['top', '--admin', `:${port}`]),
-      cli(['status', '--admin', `:${port}`]),
+      runCli(['top', '--admin', `:${port}`]),
+      runCli(['status', '--admin', `:${port}`]),
     ]);
     const line = `graygate: admin API unreachable at http://127.0.0.1:${port} (ECONNREFUSED); is graygate running? (address from --admin)\n`;
     t.same(top, { code: 69, stdout: '', stderr: line });
@@ -232,8 +208,8 @@ t.test('top and CLI output against a gateway without a token', async (t) => {
   t.test('a 403 forbidden ends status and top with a one-line hint', async (t) => {
     const proxy = await startHostRewritingProxy(t, gw.adminUrl);
     const [status, top] = await Promise.all([
-      cli(['status', '--admin', proxy]),
-      cli(['top', '--admin', proxy, '--interval', '0.02']),
+      runCli(['status', '--admin', proxy]),
+      runCli(['top', '--admin', proxy, '--interval', '0.02']),
     ]);
     for (const [what, res] of [
       ['status', status],

@@ -1,4 +1,6 @@
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { join } from 'node:path';
+import type { Readable } from 'node:stream';
 import { ROOT } from './root.js';
 
 // How a test starts a node process (masters, the CLI, load-test runs, fake workers): `node` with
@@ -44,4 +46,36 @@ export function forkLaunch(
 ): { execPath: string; execArgv: string[]; env: NodeJS.ProcessEnv } {
   const launch = nodeLaunch(extra, base);
   return { execPath: launch.command, execArgv: [...launch.prefix, ...execArgv], env: launch.env };
+}
+
+export interface NodeRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** A child's whole stdout and stderr and its exit code, once it has closed (rejects if it could not start). */
+export function collectOutput(child: ChildProcessByStdio<null, Readable, Readable>): Promise<NodeRun> {
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  return new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** `node <args…>` started as nodeLaunch() says, with `env` on top of this environment; `done` is its output. */
+export function runNode(
+  args: readonly string[],
+  options: { env?: Record<string, string | undefined>; cwd?: string } = {},
+): { child: ChildProcessByStdio<null, Readable, Readable>; done: Promise<NodeRun> } {
+  const node = nodeLaunch(options.env);
+  const child = spawn(node.command, [...node.prefix, ...args], {
+    cwd: options.cwd,
+    env: node.env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return { child, done: collectOutput(child) };
 }

@@ -1,9 +1,8 @@
 import type t from 'tap';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { nodeLaunch } from './child-env.js';
+import { runNode, type NodeRun } from './child-env.js';
 import { ROOT } from './gateway.js';
 
 // Smoke runs of the load-test scenarios (issue 6; test/e2e/loadtest-smoke*.test.ts): tiny sizes, each
@@ -17,36 +16,19 @@ export const SSE_RUN_BOUND_MS = 2 * RUN_BOUND_MS;
 
 export type Test = Parameters<Extract<Parameters<typeof t.test>[0], (t: never) => unknown>>[0];
 
-interface RunResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-export function runLoadtest(t: Test, args: string[], boundMs = RUN_BOUND_MS): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const node = nodeLaunch();
-    const child = spawn(node.command, [...node.prefix, LOADTEST, ...args], {
-      cwd: ROOT,
-      env: node.env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    // SIGTERM lets the script stop what it started; a run over its bound fails the test.
-    const bound = setTimeout(() => child.kill('SIGTERM'), boundMs);
-    t.teardown(() => {
-      clearTimeout(bound);
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-    });
-    child.once('error', reject);
-    child.once('close', (code) => {
-      clearTimeout(bound);
-      resolve({ code, stdout, stderr });
-    });
+export async function runLoadtest(t: Test, args: string[], boundMs = RUN_BOUND_MS): Promise<NodeRun> {
+  const { child, done } = runNode([LOADTEST, ...args], { cwd: ROOT });
+  // SIGTERM lets the script stop what it started; a run over its bound fails the test.
+  const bound = setTimeout(() => child.kill('SIGTERM'), boundMs);
+  t.teardown(() => {
+    clearTimeout(bound);
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
   });
+  try {
+    return await done;
+  } finally {
+    clearTimeout(bound);
+  }
 }
 
 export interface Report {
