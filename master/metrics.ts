@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { METRIC } from '../shared/metric-names.js';
+import { LOOP_DELAY_RESOLUTION_MS, METRIC } from '../shared/metric-names.js';
 import type { WorkerHealth, WorkerState } from './worker-handle.js';
 import { CANARY_STATES } from './canary/controller.js';
 
@@ -74,7 +74,7 @@ export interface MasterMetricsOptions {
 export function createMasterMetrics(options: MasterMetricsOptions): MasterMetrics {
   const { versions } = options;
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
+  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: LOOP_DELAY_RESOLUTION_MS });
   const requests = new Counter({
     name: METRIC.requestsTotal,
     help: 'Requests finished by the master, by version and HTTP status (code 0: the client left before an answer)',

@@ -55,5 +55,41 @@ export function createLogger(options: LoggerOptions): Logger {
       transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l' } },
     });
   }
-  return pino(pinoOptions);
+  return pino(pinoOptions, stdoutPerLoopTurn());
 }
+
+/**
+ * Log lines to stdout, written synchronously once per event-loop turn: every
+ * line a turn produced, in one write(2). pino's default destination writes
+ * each line through libuv's thread pool (fs.write), which costs a wakeup of a
+ * pool thread and one of the event loop per line: at one request at a time
+ * that was 1.5 of the ~7 context switches a request costs each process
+ * (issue 10, docs/BENCHMARKS.md "Background wakeups"). Under load a turn's
+ * lines share one write, as they shared one fs.write before. sonic-boom's
+ * synchronous mode does the write (partial writes, EAGAIN retried). Lines
+ * still pending when the process exits are written by the `exit` handler.
+ */
+function stdoutPerLoopTurn(): DestinationStream {
+  if (stdoutBatch !== undefined) return stdoutBatch;
+  const out = pino.destination({ dest: 1, sync: true });
+  let pending = '';
+  let isScheduled = false;
+  const flush = (): void => {
+    isScheduled = false;
+    if (pending.length === 0) return;
+    const lines = pending;
+    pending = '';
+    out.write(lines);
+  };
+  process.on('exit', flush);
+  stdoutBatch = {
+    write(line: string): void {
+      pending += line;
+      if (isScheduled) return;
+      isScheduled = true;
+      setImmediate(flush);
+    },
+  };
+  return stdoutBatch;
+}
+let stdoutBatch: DestinationStream | undefined;

@@ -50,3 +50,15 @@ export type UpstreamErrorKind = (typeof UPSTREAM_ERROR_KINDS)[number];
 
 /** `kind` of graygate_tokens_total, from the upstream's usage. */
 export const TOKEN_KINDS = ['prompt', 'completion'] as const;
+
+/**
+ * Resolution of every event-loop delay monitor (prom-client's
+ * nodejs_eventloop_lag_* and the worker's health figure), ms. A monitor is a
+ * timer that fires this often whether or not anything happens, and on this
+ * kind of VM each wakeup of an idle process costs ~0.1 ms of CPU: prom-client's
+ * default 10 ms cost 17 ms of CPU a second per process at rest, the worker's
+ * 20 ms another 6 (issue 10, docs/BENCHMARKS.md "Background wakeups"). At 50 ms
+ * a stall of 50 ms or more is always seen (a delay of at least its length less
+ * 50 ms), shorter ones by chance.
+ */
+export const LOOP_DELAY_RESOLUTION_MS = 50;

@@ -6,6 +6,7 @@ import type { Logger } from './log.js';
 import { PROTOCOL_VERSION, assertNever, isMasterToWorker, type WorkerAddress, type WorkerToMaster } from './ipc.js';
 import { serializeError } from './errors.js';
 import { LISTEN_BACKLOG } from './config.js';
+import { LOOP_DELAY_RESOLUTION_MS } from './metric-names.js';
 
 // The worker half of the master's handshake (STYLE §21–§23), shared by the real
 // worker and by test builds so both behave alike towards the master: listen on
@@ -51,7 +52,7 @@ export async function runWorker(options: WorkerLifecycleOptions): Promise<void> 
 
   // Event-loop delay between two health probes, reported in `pong` (issue 9 part 3):
   // a worker stalled by a huge body or a sync loop shows up even if it recovers.
-  const loopDelay = monitorEventLoopDelay({ resolution: 20 });
+  const loopDelay = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS });
   loopDelay.enable();
 
   let isDraining = false;

@@ -24,7 +24,8 @@ import { startNaiveProxy } from '../loadtest/standalone.js';
 //   response = upstream writes the token → client reads it (worker + master relay)
 // on: direct, graygate's worker alone (so master vs worker can be told apart),
 // graygate, the node:http pipe proxy, nginx. Paths alternate within a round.
-// Usage: node dist/scripts/bench/hop-latency.js [--graygate-root DIR] [--concurrency 1,40] [--streams 400] [--rounds 3]
+// Usage: node dist/scripts/bench/hop-latency.js [--graygate-root DIR] [--concurrency 1,40] [--streams 400]
+//        [--rounds 3] [--warmup 3000]
 
 // Background streams (concurrency > 1) last TOKENS tokens, like the `rest` workload; alone, a stream ends after 2.
 const TOKENS = 20;
@@ -109,10 +110,15 @@ function oneStream(url: string, agent: Agent, body: string): Promise<Sample> {
   });
 }
 
-async function measure(url: string, streams: number, concurrency: number): Promise<Sample[]> {
+async function measure(
+  url: string,
+  streams: number,
+  concurrency: number,
+  tokens = concurrency === 1 ? SOLO_TOKENS : TOKENS,
+): Promise<Sample[]> {
   const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
   const out: Sample[] = [];
-  const body = bodyFor(concurrency === 1 ? SOLO_TOKENS : TOKENS);
+  const body = bodyFor(tokens);
   let next = 0;
   await Promise.all(
     Array.from({ length: concurrency }, async (_, i) => {
@@ -132,6 +138,7 @@ async function main(): Promise<void> {
       concurrency: { type: 'string', default: '1,40' },
       streams: { type: 'string', default: '400' },
       rounds: { type: 'string', default: '3' },
+      warmup: { type: 'string', default: '3000' },
     },
   });
   const levels = values.concurrency.split(',').map(Number);
@@ -170,9 +177,14 @@ async function main(): Promise<void> {
       paths.push(['nginx', nginx.url, processGroupMembers(nginx.pid)]);
     }
     const cpuOf = (pids: number[]): number => pids.reduce((sum, pid) => sum + (readCpuMs(pid) ?? 0), 0);
-    for (const [, base] of paths) await measure(`${base}/chat/completions`, 20, 2); // warm-up: JIT, keep-alive pools
+    // Warm-up: keep-alive pools, and JIT. At one stream at a time a process still
+    // compiles hot functions after 1,000 streams (minor page faults and TurboFan
+    // on its CPU; graygate's CPU per stream fell 35-40 % from 50 to 5,000 streams
+    // of warm-up), and a proxy in service runs warm: --warmup short streams, 20 at a time.
+    const warmup = Number(values.warmup);
+    for (const [, base] of paths) await measure(`${base}/chat/completions`, warmup, 20, SOLO_TOKENS);
     process.stdout.write(
-      `graygate from ${entries.root}; ${streams} streams × ${rounds} rounds per path and concurrency; ms (p50 / p99)\n`,
+      `graygate from ${entries.root}; ${warmup} warm-up streams per path, then ${streams} streams × ${rounds} rounds per path and concurrency; ms (p50 / p99)\n`,
     );
     for (const c of levels) {
       const rec = paths.map(() => ({

@@ -84,3 +84,29 @@ t.test('stdout that is not a TTY gets JSON lines', async (t) => {
   const line = JSON.parse(run.stdout.trim()) as Record<string, unknown>;
   t.match(line, { role: 'cli', msg: 'hello', headers: { authorization: REDACTED } });
 });
+
+t.test('stdout lines are written once per loop turn, in order, and none is lost at exit', async (t) => {
+  // Two loggers share one batch: three lines in one turn, one in the next, and one
+  // logged just before process.exit, which only the exit handler can still write.
+  const script = [
+    `import { createLogger } from './dist/shared/log.js';`,
+    `const a = createLogger({ role: 'master' }); const b = createLogger({ role: 'worker', version: 'v1' });`,
+    `a.info('one'); b.info('two'); a.info('three');`,
+    `setImmediate(() => { b.info('four'); setImmediate(() => { a.error('five'); process.exit(3); }); });`,
+  ].join('\n');
+  const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    env: { ...process.env, LOG_LEVEL: 'info' },
+  });
+  t.equal(run.status, 3, run.stderr);
+  const lines = run.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  t.same(
+    lines.map((l) => l['msg']),
+    ['one', 'two', 'three', 'four', 'five'],
+  );
+  t.match(lines[1], { role: 'worker', version: 'v1' });
+});
