@@ -1,3 +1,4 @@
+import { writeSync } from 'node:fs';
 import { pino, type Logger, type DestinationStream } from 'pino';
 
 export type { Logger };
@@ -63,25 +64,58 @@ export function createLogger(options: LoggerOptions): Logger {
  * line a turn produced, in one write(2). pino's default destination writes
  * each line through libuv's thread pool (fs.write), which costs a wakeup of a
  * pool thread and one of the event loop per line: at one request at a time
- * that was 1.5 of the ~7 context switches a request costs each process
- * (issue 10, docs/BENCHMARKS.md "Background wakeups"). Under load a turn's
- * lines share one write, as they shared one fs.write before. sonic-boom's
- * synchronous mode does the write (partial writes, EAGAIN retried). Lines
- * still pending when the process exits are written by the `exit` handler.
+ * that was 1.5 of the ~7 context switches a request cost each process
+ * (issue 10, docs/BENCHMARKS.md "Wakeups"). Under load a turn's lines share one
+ * write, as they shared one fs.write before.
+ *
+ * stdout is a pipe in production (a log collector), made non-blocking by Node,
+ * and shared with the workers. When it is full the write takes what fits and
+ * the rest waits, in order, for a retry every RETRY_MS: the event loop never
+ * blocks on a slow reader, and lines are kept as pino's default kept them
+ * (unbounded). A closed stdout (EPIPE) drops lines, as pino does. Lines still
+ * pending at exit are written by the `exit` handler, which waits for a full
+ * pipe at most EXIT_WAIT_MS.
  */
 function stdoutPerLoopTurn(): DestinationStream {
   if (stdoutBatch !== undefined) return stdoutBatch;
-  const out = pino.destination({ dest: 1, sync: true });
   let pending = '';
   let isScheduled = false;
+  const blocked: Buffer[] = [];
+  let retry: NodeJS.Timeout | undefined;
+  /** Writes what is blocked until done (true) or the pipe is full (false). */
+  const writeOut = (): boolean => {
+    while (blocked.length > 0) {
+      const buf = blocked[0]!;
+      let written: number;
+      try {
+        written = writeSync(STDOUT, buf);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EAGAIN') return false;
+        blocked.length = 0;
+        return true;
+      }
+      if (written < buf.length) blocked[0] = buf.subarray(written);
+      else blocked.shift();
+    }
+    return true;
+  };
   const flush = (): void => {
     isScheduled = false;
-    if (pending.length === 0) return;
-    const lines = pending;
-    pending = '';
-    out.write(lines);
+    if (pending.length > 0) {
+      blocked.push(Buffer.from(pending));
+      pending = '';
+    }
+    if (retry === undefined && !writeOut()) retry = setTimeout(onRetry, RETRY_MS);
   };
-  process.on('exit', flush);
+  const onRetry = (): void => {
+    retry = undefined;
+    flush();
+  };
+  process.on('exit', () => {
+    if (pending.length > 0) blocked.push(Buffer.from(pending));
+    const pause = new Int32Array(new SharedArrayBuffer(4));
+    for (let waited = 0; !writeOut() && waited < EXIT_WAIT_MS; waited += RETRY_MS) Atomics.wait(pause, 0, 0, RETRY_MS);
+  });
   stdoutBatch = {
     write(line: string): void {
       pending += line;
@@ -93,3 +127,6 @@ function stdoutPerLoopTurn(): DestinationStream {
   return stdoutBatch;
 }
 let stdoutBatch: DestinationStream | undefined;
+const STDOUT = 1;
+const RETRY_MS = 10;
+const EXIT_WAIT_MS = 2000;

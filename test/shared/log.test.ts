@@ -1,5 +1,6 @@
 import t from 'tap';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { Writable } from 'node:stream';
 import { createLogger, REDACTED } from '../../shared/log.js';
 import { ROOT } from '../helpers/gateway.js';
@@ -109,4 +110,53 @@ t.test('stdout lines are written once per loop turn, in order, and none is lost 
     ['one', 'two', 'three', 'four', 'five'],
   );
   t.match(lines[1], { role: 'worker', version: 'v1' });
+});
+
+t.test('a full stdout pipe does not block the event loop, and no line is lost or reordered', async (t) => {
+  // 500 lines of ~1 KiB in five turns, far more than the pipe and the parent's
+  // buffer hold while the parent does not read. The child says so on stderr
+  // (its loop is running) and waits for stdin to end; only then does the parent read.
+  const script = [
+    `import { createLogger } from './dist/shared/log.js';`,
+    `const log = createLogger({ role: 'cli' }); const pad = 'x'.repeat(1000); let turn = 0;`,
+    `const more = () => {`,
+    `  for (let i = 0; i < 100; i++) log.info({ n: turn * 100 + i, pad }, 'line');`,
+    `  if (++turn < 5) return setImmediate(more);`,
+    `  process.stderr.write('logged\\n');`,
+    `  process.stdin.on('end', () => process.exit(0)).resume();`,
+    `};`,
+    `more();`,
+  ].join('\n');
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+    cwd: ROOT,
+    env: { ...process.env, LOG_LEVEL: 'info' },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  child.stdout.pause();
+  let stderr = '';
+  child.stderr.setEncoding('utf8');
+  await new Promise<void>((resolve, reject) => {
+    child.stderr.on('data', (chunk: string) => {
+      stderr += chunk;
+      if (stderr.includes('logged')) resolve();
+    });
+    child.on('exit', (code) => reject(new Error(`child exited (${code}) before logging: ${stderr}`)));
+  });
+  const chunks: Buffer[] = [];
+  child.stdout.on('data', (c: Buffer) => chunks.push(c)).resume();
+  child.stdin.end();
+  const [code] = (await once(child, 'close')) as [number | null];
+  t.equal(code, 0, stderr);
+  const numbers = Buffer.concat(chunks)
+    .toString('utf8')
+    .trim()
+    .split('\n')
+    .map((l) => (JSON.parse(l) as { n: number }).n);
+  t.same(
+    numbers,
+    Array.from({ length: 500 }, (_, i) => i),
+  );
 });
