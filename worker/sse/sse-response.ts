@@ -100,6 +100,8 @@ export abstract class SseResponse {
   protected finish(last: string): void {
     if (this.#bytes !== undefined) this.flush();
     this.#batch += last;
+    // Corked: the last events and the chunked terminator leave in one writev (end() uncorks fully).
+    this.res.socket?.cork();
     this.flush();
     this.res.end();
   }
@@ -113,6 +115,7 @@ export abstract class SseResponse {
     if (this.res.destroyed || this.res.writableEnded) return;
     this.#batch = '';
     this.#bytes = undefined;
+    this.res.socket?.cork();
     this.#write(Buffer.from(toSseErrorEvent(err), 'utf8'));
     this.res.end();
   }
