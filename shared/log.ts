@@ -65,36 +65,42 @@ export function createLogger(options: LoggerOptions): Logger {
  * each line through libuv's thread pool (fs.write), which costs a wakeup of a
  * pool thread and one of the event loop per line: at one request at a time
  * that was 1.5 of the ~7 context switches a request cost each process
- * (issue 10, docs/BENCHMARKS.md "Wakeups"). Under load a turn's lines share one
- * write, as they shared one fs.write before.
+ * (issue 10, docs/BENCHMARKS.md "Wakeups at rest"). Under load a turn's lines
+ * share one write, as they shared one fs.write before.
  *
  * stdout is a pipe in production (a log collector), made non-blocking by Node,
  * and shared with the workers. When it is full the write takes what fits and
- * the rest waits, in order, for a retry every RETRY_MS: the event loop never
- * blocks on a slow reader, and lines are kept as pino's default kept them
- * (unbounded). A closed stdout (EPIPE) drops lines, as pino does. Lines still
- * pending at exit are written by the `exit` handler, which waits for a full
- * pipe at most EXIT_WAIT_MS.
+ * the rest waits, in order, for a retry every RETRY_MS (sonic-boom's pace):
+ * the event loop never blocks on a slow reader, and lines are kept as pino's
+ * default kept them (unbounded). A closed stdout (EPIPE) drops lines, as pino
+ * does. Lines still pending at exit are written by the `exit` handler, which
+ * waits on a full pipe as long as its reader makes progress, and gives up
+ * after EXIT_STALL_MS without any (ending a line cut in the middle, if it can).
  */
 function stdoutPerLoopTurn(): DestinationStream {
   if (stdoutBatch !== undefined) return stdoutBatch;
   let pending = '';
   let isScheduled = false;
   const blocked: Buffer[] = [];
+  /** Bytes written so far; the head of `blocked` is a line cut in the middle when its write was partial. */
+  let written = 0;
+  let isHeadCut = false;
   let retry: NodeJS.Timeout | undefined;
   /** Writes what is blocked until done (true) or the pipe is full (false). */
   const writeOut = (): boolean => {
     while (blocked.length > 0) {
       const buf = blocked[0]!;
-      let written: number;
+      let n: number;
       try {
-        written = writeSync(STDOUT, buf);
+        n = writeSync(STDOUT, buf);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'EAGAIN') return false;
         blocked.length = 0;
         return true;
       }
-      if (written < buf.length) blocked[0] = buf.subarray(written);
+      written += n;
+      isHeadCut = n < buf.length;
+      if (isHeadCut) blocked[0] = buf.subarray(n);
       else blocked.shift();
     }
     return true;
@@ -114,7 +120,23 @@ function stdoutPerLoopTurn(): DestinationStream {
   process.on('exit', () => {
     if (pending.length > 0) blocked.push(Buffer.from(pending));
     const pause = new Int32Array(new SharedArrayBuffer(4));
-    for (let waited = 0; !writeOut() && waited < EXIT_WAIT_MS; waited += RETRY_MS) Atomics.wait(pause, 0, 0, RETRY_MS);
+    let stalledMs = 0;
+    let lastWritten = written;
+    while (!writeOut()) {
+      if (written !== lastWritten) [stalledMs, lastWritten] = [0, written];
+      if (stalledMs >= EXIT_STALL_MS) {
+        if (isHeadCut) {
+          try {
+            writeSync(STDOUT, '\n');
+          } catch {
+            // still full: the reader sees a cut line
+          }
+        }
+        return;
+      }
+      Atomics.wait(pause, 0, 0, EXIT_PAUSE_MS);
+      stalledMs += EXIT_PAUSE_MS;
+    }
   });
   stdoutBatch = {
     write(line: string): void {
@@ -128,5 +150,6 @@ function stdoutPerLoopTurn(): DestinationStream {
 }
 let stdoutBatch: DestinationStream | undefined;
 const STDOUT = 1;
-const RETRY_MS = 10;
-const EXIT_WAIT_MS = 2000;
+const RETRY_MS = 100;
+const EXIT_PAUSE_MS = 10;
+const EXIT_STALL_MS = 5000;

@@ -57,8 +57,11 @@ export const TOKEN_KINDS = ['prompt', 'completion'] as const;
  * timer that fires this often whether or not anything happens, and on this
  * kind of VM each wakeup of an idle process costs ~0.1 ms of CPU: prom-client's
  * default 10 ms cost 17 ms of CPU a second per process at rest, the worker's
- * 20 ms another 6 (issue 10, docs/BENCHMARKS.md "Background wakeups"). At 50 ms
- * a stall of 50 ms or more is always seen (a delay of at least its length less
- * 50 ms), shorter ones by chance.
+ * 20 ms another 6 (issue 10, docs/BENCHMARKS.md "Wakeups at rest").
+ * node's monitor records the whole time between two samples, so an idle
+ * process reads this value; a stall of S ms reads between S and S + this
+ * value, and stalls shorter than it may not show at all. prom-client's series
+ * are reported as node gives them; the worker's health figure has the
+ * resolution taken off (shared/worker-lifecycle.ts).
  */
 export const LOOP_DELAY_RESOLUTION_MS = 50;

@@ -83,7 +83,8 @@ export async function runWorker(options: WorkerLifecycleOptions): Promise<void> 
         drain(msg.deadlineMs, 'master');
         break;
       case 'ping': {
-        const eventLoopDelayMs = loopDelay.count > 0 ? loopDelay.max / 1e6 : 0;
+        // The longest interval between two samples, less the interval itself: 0 when idle.
+        const eventLoopDelayMs = loopDelay.count > 0 ? Math.max(0, loopDelay.max / 1e6 - LOOP_DELAY_RESOLUTION_MS) : 0;
         loopDelay.reset();
         send({ type: 'pong', replyTo: msg.id, rssBytes: process.memoryUsage.rss(), eventLoopDelayMs });
         break;

@@ -13,6 +13,7 @@ import { pickListening, waitForMessage } from '../loadtest/ipc-wait.js';
 import { DEFAULT_REPORT_DIR, buildEntries } from '../loadtest/paths.js';
 import { forkTracked, installInterruptHandlers, stopAll, stopTracked } from '../loadtest/processes.js';
 import { readCpuMs, RssSampler, toMb } from '../loadtest/rss.js';
+import { checkCounts } from './counts.js';
 
 // Issue 9's figures for docs/BENCHMARKS.md, the current build against a
 // baseline build (e.g. /work/before, 18cf3c6) in ONE run, interleaved
@@ -84,9 +85,7 @@ const parts = new Set(values.parts.split(',').filter((p) => p !== ''));
 for (const p of parts)
   if (!(PARTS as readonly string[]).includes(p))
     throw new Error(`--parts: unknown part ${p} (expected ${PARTS.join(',')})`);
-for (const [name, n] of Object.entries({ rounds, concurrent, mib, connections, durationS })) {
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name}: expected a positive number`);
-}
+checkCounts({ rounds, concurrent, mib, connections, 'duration-s': durationS }, { above: 0 });
 
 interface Build {
   key: 'current' | 'baseline';

@@ -12,6 +12,7 @@ import { buildEntries } from '../loadtest/paths.js';
 import { processGroupMembers, readCpuMs } from '../loadtest/rss.js';
 import { forkTracked, installInterruptHandlers, stopAll } from '../loadtest/processes.js';
 import { startNaiveProxy } from '../loadtest/standalone.js';
+import { checkCounts } from './counts.js';
 
 // Where the first token's added latency goes (issue 10: "+3.5 ms at rest; find
 // where 3 ms go"). A timestamping upstream in its own process answers OpenAI
@@ -144,6 +145,12 @@ async function main(): Promise<void> {
   const levels = values.concurrency.split(',').map(Number);
   const streams = Number(values.streams);
   const rounds = Number(values.rounds);
+  const warmup = Number(values.warmup);
+  checkCounts(
+    { streams, rounds, ...Object.fromEntries(levels.map((c, i) => [`concurrency[${i}]`, c])) },
+    { atLeast: 1 },
+  );
+  checkCounts({ warmup }, { atLeast: 0 });
   const abort = new AbortController();
   installInterruptHandlers(abort);
   const signal = abort.signal;
@@ -181,7 +188,6 @@ async function main(): Promise<void> {
     // compiles hot functions after 1,000 streams (minor page faults and TurboFan
     // on its CPU; graygate's CPU per stream fell 35-40 % from 50 to 5,000 streams
     // of warm-up), and a proxy in service runs warm: --warmup short streams, 20 at a time.
-    const warmup = Number(values.warmup);
     for (const [, base] of paths) await measure(`${base}/chat/completions`, warmup, 20, SOLO_TOKENS);
     process.stdout.write(
       `graygate from ${entries.root}; ${warmup} warm-up streams per path, then ${streams} streams × ${rounds} rounds per path and concurrency; ms (p50 / p99)\n`,

@@ -7,6 +7,7 @@ import { pickListening, waitForMessage } from '../loadtest/ipc-wait.js';
 import { buildEntries } from '../loadtest/paths.js';
 import { forkTracked, installInterruptHandlers, stopAll } from '../loadtest/processes.js';
 import { readCpuMs } from '../loadtest/rss.js';
+import { checkCounts } from './counts.js';
 
 // What graygate costs when little happens (issue 10 targets 2 and 5): master +
 // one worker in front of hop-latency's upstream, per build (this tree and
@@ -122,6 +123,14 @@ async function main(): Promise<void> {
       warmup: { type: 'string', default: '3000' },
     },
   });
+  const [rounds, idleS, requests, warmup] = [
+    Number(values.rounds),
+    Number(values['idle-s']),
+    Number(values.requests),
+    Number(values.warmup),
+  ];
+  checkCounts({ rounds, 'idle-s': idleS, requests }, { atLeast: 1 });
+  checkCounts({ warmup }, { atLeast: 0 });
   const abort = new AbortController();
   installInterruptHandlers(abort);
   const signal = abort.signal;
@@ -141,15 +150,13 @@ async function main(): Promise<void> {
         signal,
       });
       const workerPid = (await gw.workers())[0]!.pid;
-      await streams(`${gw.url}/v1/chat/completions`, Number(values.warmup), 20);
+      await streams(`${gw.url}/v1/chat/completions`, warmup, 20);
       gateways.push({ name, gw, workerPid, rows: [] as Row[] });
     }
-    const idleS = Number(values['idle-s']);
-    const requests = Number(values.requests);
     process.stdout.write(
-      `${values.warmup} warm-up streams per build; per round: ${idleS} s idle, then ${requests} streams one at a time\n`,
+      `${warmup} warm-up streams per build; per round: ${idleS} s idle, then ${requests} streams one at a time\n`,
     );
-    for (let round = 0; round < Number(values.rounds); round++) {
+    for (let round = 0; round < rounds; round++) {
       const order = round % 2 === 0 ? gateways : [...gateways].reverse();
       for (const g of order) g.rows.push(await measureBuild(g.gw, g.workerPid, { idleS, requests }));
     }

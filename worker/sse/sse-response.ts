@@ -100,8 +100,9 @@ export abstract class SseResponse {
   protected finish(last: string): void {
     if (this.#bytes !== undefined) this.flush();
     this.#batch += last;
-    // Corked: the last events and the chunked terminator leave in one writev (end() uncorks fully).
-    this.res.socket?.cork();
+    // Corked: the last events and the chunked terminator leave in one writev (end() uncorks fully;
+    // an ended response would not, so it is never corked).
+    if (!this.res.writableEnded) this.res.socket?.cork();
     this.flush();
     this.res.end();
   }
