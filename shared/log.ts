@@ -71,8 +71,11 @@ export function createLogger(options: LoggerOptions): Logger {
  * stdout is a pipe in production (a log collector), made non-blocking by Node,
  * and shared with the workers. When it is full the write takes what fits and
  * the rest waits, in order, for a retry every RETRY_MS (sonic-boom's pace):
- * the event loop never blocks on a slow reader, and lines are kept as pino's
- * default kept them (unbounded). A closed stdout (EPIPE) drops lines, as pino
+ * the event loop never blocks on a slow reader. What waits is bounded: every
+ * request writes a line, so a stalled collector must not let clients grow a
+ * process's memory (pino's default kept lines without bound). Above
+ * MAX_WAITING_BYTES a turn's lines are dropped and counted, and once the pipe
+ * drains one line says how many. A closed stdout (EPIPE) drops lines, as pino
  * does. Lines still pending at exit are written by the `exit` handler, which
  * waits on a full pipe as long as its reader makes progress, and gives up
  * after EXIT_STALL_MS without any (ending a line cut in the middle, if it can).
@@ -81,49 +84,68 @@ function stdoutPerLoopTurn(): DestinationStream {
   if (stdoutBatch !== undefined) return stdoutBatch;
   let pending = '';
   let isScheduled = false;
-  const blocked: Buffer[] = [];
-  /** Bytes written so far; the head of `blocked` is a line cut in the middle when its write was partial. */
-  let written = 0;
+  /** Bytes the pipe did not take yet, in order; the head is a line cut in the middle after a partial write. */
+  const waiting: Buffer[] = [];
+  let waitingBytes = 0;
   let isHeadCut = false;
+  let droppedLines = 0;
   let retry: NodeJS.Timeout | undefined;
-  /** Writes what is blocked until done (true) or the pipe is full (false). */
+  const enqueue = (text: string): void => {
+    const buf = Buffer.from(text);
+    waiting.push(buf);
+    waitingBytes += buf.length;
+  };
+  /** Writes what waits until done (true) or the pipe is full (false). */
   const writeOut = (): boolean => {
-    while (blocked.length > 0) {
-      const buf = blocked[0]!;
+    while (waiting.length > 0) {
+      const buf = waiting[0]!;
       let n: number;
       try {
         n = writeSync(STDOUT, buf);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'EAGAIN') return false;
-        blocked.length = 0;
+        waiting.length = 0;
+        waitingBytes = 0;
         return true;
       }
-      written += n;
+      waitingBytes -= n;
       isHeadCut = n < buf.length;
-      if (isHeadCut) blocked[0] = buf.subarray(n);
-      else blocked.shift();
+      if (isHeadCut) waiting[0] = buf.subarray(n);
+      else waiting.shift();
     }
     return true;
   };
   const flush = (): void => {
     isScheduled = false;
     if (pending.length > 0) {
-      blocked.push(Buffer.from(pending));
+      if (waitingBytes + pending.length > MAX_WAITING_BYTES) droppedLines += countLines(pending);
+      else enqueue(pending);
       pending = '';
     }
-    if (retry === undefined && !writeOut()) retry = setTimeout(onRetry, RETRY_MS);
+    if (retry !== undefined) return;
+    if (!writeOut()) {
+      retry = setTimeout(onRetry, RETRY_MS);
+    } else if (droppedLines > 0) {
+      enqueue(droppedLinesLine(droppedLines));
+      droppedLines = 0;
+      flush();
+    }
   };
   const onRetry = (): void => {
     retry = undefined;
     flush();
   };
   process.on('exit', () => {
-    if (pending.length > 0) blocked.push(Buffer.from(pending));
+    if (pending.length > 0) enqueue(pending);
+    if (droppedLines > 0) enqueue(droppedLinesLine(droppedLines));
     const pause = new Int32Array(new SharedArrayBuffer(4));
     let stalledMs = 0;
-    let lastWritten = written;
+    let lastWaiting = waitingBytes;
     while (!writeOut()) {
-      if (written !== lastWritten) [stalledMs, lastWritten] = [0, written];
+      if (waitingBytes !== lastWaiting) {
+        stalledMs = 0;
+        lastWaiting = waitingBytes;
+      }
       if (stalledMs >= EXIT_STALL_MS) {
         if (isHeadCut) {
           try {
@@ -148,8 +170,22 @@ function stdoutPerLoopTurn(): DestinationStream {
   };
   return stdoutBatch;
 }
+
+function countLines(text: string): number {
+  let n = 0;
+  for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) n++;
+  return n;
+}
+
+/** A warn line in pino's shape (the loggers' own bindings are not known here). */
+function droppedLinesLine(count: number): string {
+  return `${JSON.stringify({ level: 40, time: Date.now(), pid: process.pid, droppedLines: count, msg: 'log lines dropped: stdout was not read' })}\n`;
+}
+
 let stdoutBatch: DestinationStream | undefined;
 const STDOUT = 1;
 const RETRY_MS = 100;
 const EXIT_PAUSE_MS = 10;
 const EXIT_STALL_MS = 5000;
+/** Most bytes of log lines a process holds for a stdout that is not read (~16k request lines). */
+export const MAX_WAITING_BYTES = 16 * 1024 * 1024;

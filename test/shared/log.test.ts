@@ -2,7 +2,7 @@ import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { Writable } from 'node:stream';
-import { createLogger, REDACTED } from '../../shared/log.js';
+import { createLogger, MAX_WAITING_BYTES, REDACTED } from '../../shared/log.js';
 import { ROOT } from '../helpers/gateway.js';
 
 // SPEC §9: secrets never reach a log line. Checked the pino way (STYLE §31):
@@ -86,7 +86,7 @@ t.test('stdout that is not a TTY gets JSON lines', async (t) => {
   t.match(line, { role: 'cli', msg: 'hello', headers: { authorization: REDACTED } });
 });
 
-t.test('stdout lines are written once per loop turn, in order, and none is lost at exit', async (t) => {
+t.test('stdout lines of two loggers keep their order across loop turns, and none is lost at exit', async (t) => {
   // Two loggers share one batch: three lines in one turn, one in the next, and one
   // logged just before process.exit, which only the exit handler can still write.
   const script = [
@@ -158,5 +158,65 @@ t.test('a full stdout pipe does not block the event loop, and no line is lost or
   t.same(
     numbers,
     Array.from({ length: 500 }, (_, i) => i),
+  );
+});
+
+t.test('lines a stdout that is not read cannot take are bounded, dropped in whole turns and counted', async (t) => {
+  // Every request writes a line: a stalled log collector must not let clients grow the
+  // process. 1.5 × the bound in 1 KiB lines, 1,000 a turn, while the parent does not read.
+  const total = Math.ceil((1.5 * MAX_WAITING_BYTES) / 1024 / 1000) * 1000;
+  const script = [
+    `import { createLogger } from './dist/shared/log.js';`,
+    `const log = createLogger({ role: 'cli' }); const pad = 'x'.repeat(1000); let turn = 0;`,
+    `const more = () => {`,
+    `  for (let i = 0; i < 1000; i++) log.info({ n: turn * 1000 + i, pad }, 'line');`,
+    `  if (++turn < ${total / 1000}) return setImmediate(more);`,
+    `  process.stderr.write('logged\\n');`,
+    `  process.stdin.on('end', () => process.exit(0)).resume();`,
+    `};`,
+    `more();`,
+  ].join('\n');
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+    cwd: ROOT,
+    env: { ...process.env, LOG_LEVEL: 'info' },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  child.stdout.pause();
+  let stderr = '';
+  child.stderr.setEncoding('utf8');
+  await new Promise<void>((resolve, reject) => {
+    child.stderr.on('data', (chunk: string) => {
+      stderr += chunk;
+      if (stderr.includes('logged')) resolve();
+    });
+    child.on('exit', (code) => reject(new Error(`child exited (${code}) before logging: ${stderr}`)));
+  });
+  const chunks: Buffer[] = [];
+  child.stdout.on('data', (c: Buffer) => chunks.push(c)).resume();
+  child.stdin.end();
+  const [code] = (await once(child, 'close')) as [number | null];
+  t.equal(code, 0, stderr);
+  const lines = Buffer.concat(chunks)
+    .toString('utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { n?: number; droppedLines?: number; level: number });
+  const numbers = lines.flatMap((l) => (l.n === undefined ? [] : [l.n]));
+  const notices = lines.filter((l) => l.droppedLines !== undefined);
+  t.equal(notices.length, 1, 'one line says how many were dropped');
+  t.equal(notices[0]?.level, 40);
+  t.ok((notices[0]?.droppedLines ?? 0) >= 1000, 'whole turns were dropped');
+  t.equal(numbers.length + (notices[0]?.droppedLines ?? 0), total, 'every line is written or counted');
+  t.ok(
+    numbers.every((n, i) => i === 0 || n > numbers[i - 1]!),
+    'what was written is in order',
+  );
+  const written = new Set(numbers);
+  t.ok(
+    numbers.every((n) => n % 1000 !== 0 || written.has(n + 999)),
+    'turns are written or dropped whole',
   );
 });
