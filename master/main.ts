@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createLogger } from '../shared/log.js';
-import { LISTEN_BACKLOG } from '../shared/config.js';
+import { LISTEN_BACKLOG } from '../shared/defaults.js';
 import { EXIT_CONFIG, configPath, loadConfig } from './config-file.js';
 import { Supervisor } from './supervisor.js';
 import { VersionRegistry } from './version-registry.js';

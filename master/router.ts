@@ -1,4 +1,5 @@
-import { VERSION_NAME, type RoutingConfig } from '../shared/config.js';
+import type { RoutingConfig } from '../shared/config.js';
+import { VERSION_NAME } from '../shared/defaults.js';
 import type { ErrorCode } from '../shared/errors.js';
 import { chooseWeighted, type WeightedCandidate } from './weighted-choice.js';
 

@@ -1,59 +1,10 @@
 import { isIPv4 } from 'node:net';
 import { z } from 'zod';
+import { DEFAULTS, VERSION_NAME } from './defaults.js';
 
 // SPEC §2. One schema validates the config file, reloads and admin bodies
 // (STYLE §25): every problem is reported as `path: message`, unknown keys are
 // rejected, and the result is deep-frozen.
-
-export const VERSION_NAME = /^[a-z0-9][a-z0-9._-]{0,31}$/;
-
-/** Defaults with their units. Anything here can be overridden in the file. */
-export const DEFAULTS = {
-  listen: { host: '0.0.0.0', port: 8000 },
-  admin: { host: '127.0.0.1', port: 9000 },
-  routing: {
-    query: 'version',
-    header: 'x-version',
-    stickyHeader: 'x-user-id',
-    stickyCookie: 'graygate_uid',
-    default: 'v1',
-    unknownVersion: 'reject' as 'reject' | 'fallback',
-  },
-  limits: {
-    maxSocketsPerWorker: 1024, // concurrent requests per worker, streams included
-    maxIdleSocketsPerWorker: 64, // idle keep-alive sockets kept per worker (nginx `keepalive`)
-    maxQueuePerVersion: 256, // requests waiting for a socket, per version
-    queueTimeoutMs: 5000, // 5 s
-    maxBodyBytes: 10 * 1024 * 1024, // 10 MiB
-    shutdownTimeoutMs: 30_000, // 30 s
-    readyTimeoutMs: 15_000, // 15 s for a forked worker to report ready
-    // SPEC §4a (turn 2): the client ↔ master ↔ worker hop
-    bodyTimeoutMs: 30_000, // 30 s of silence while a client sends its body → 408 body_timeout
-    maxBufferedBodyBytes: 256 * 1024 * 1024, // 256 MiB of request bodies held by the master at once → 503 body_budget
-    workerHeadersTimeoutMs: 30_000, // 30 s from sending to the worker's first response byte (a 102 ping counts) → 504
-    // workerIdleTimeoutMs: no fixed default; 2 × the version's pingIntervalMs + 5000 ms (see workerIdleTimeoutMsFor)
-    healthIntervalMs: 2000, // 2 s between IPC health probes of each worker
-    healthMisses: 3, // probes missed in a row before a worker is killed and replaced
-    maxHeaderBytes: 16 * 1024, // 16 KiB of request head (Node's default) → 431 headers_too_large
-    maxUrlBytes: 8 * 1024, // 8 KiB request target (nginx's large_client_header_buffers) → 414 url_too_long
-    maxPipelinedRequests: 32, // requests parsed ahead on one connection before the master stops reading it
-  },
-  upstreamTimeouts: {
-    connectMs: 10_000, // 10 s
-    firstByteMs: 120_000, // 2 min: a slow model thinking before its first token is healthy
-    idleMs: 120_000, // 2 min of silence between body bytes
-    totalMs: 600_000, // 10 min for a whole answer
-  },
-  maxEventBytes: 1024 * 1024, // 1 MiB per SSE line / NDJSON line
-  pingIntervalMs: 15_000, // SSE `: ping` comment while the upstream is silent
-} as const;
-
-/**
- * Listen queue of the master's ports and the workers' sockets (issue 10): Node's default is 511,
- * and a burst of new connections beyond it is dropped by the kernel (SYN retried after 1 s, or
- * reset) while the loop accepts one per turn. 4096 is Linux's default somaxconn, which caps it.
- */
-export const LISTEN_BACKLOG = 4096;
 
 const ms = z.number({ error: 'must be a number of milliseconds' }).int('must be an integer').min(0, 'must be ≥ 0');
 const positiveInt = z.number({ error: 'must be a number' }).int('must be an integer').min(1, 'must be ≥ 1');

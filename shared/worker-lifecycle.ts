@@ -5,7 +5,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Logger } from './log.js';
 import { PROTOCOL_VERSION, assertNever, isMasterToWorker, type WorkerAddress, type WorkerToMaster } from './ipc.js';
 import { serializeError } from './errors.js';
-import { LISTEN_BACKLOG } from './config.js';
+import { LISTEN_BACKLOG } from './defaults.js';
 import { LOOP_DELAY_RESOLUTION_MS } from './metric-names.js';
 
 // The worker half of the master's handshake (STYLE §21–§23), shared by the real

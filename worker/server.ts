@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from '../shared/log.js';
 import type { WorkerSettings } from '../shared/ipc.js';
-import { DEFAULTS } from '../shared/config.js';
+import { DEFAULTS } from '../shared/defaults.js';
 import { GraygateError, toErrorResponse } from '../shared/errors.js';
 import { sendError } from '../shared/http-headers.js';
 import type { EndpointKind } from './types.js';

@@ -1,7 +1,8 @@
 import { realpathSync } from 'node:fs';
 import { isAbsolute, relative, resolve as resolvePath } from 'node:path';
 import { z } from 'zod';
-import { VERSION_NAME, parseWith, upstreamSchema, versionSchema, type Config } from '../../shared/config.js';
+import { parseWith, upstreamSchema, versionSchema, type Config } from '../../shared/config.js';
+import { VERSION_NAME } from '../../shared/defaults.js';
 import { GraygateError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import { loadConfig } from '../config-file.js';

@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { VERSION_NAME, parseWith } from '../../shared/config.js';
+import { parseWith } from '../../shared/config.js';
+import { VERSION_NAME } from '../../shared/defaults.js';
 import { GraygateError } from '../../shared/errors.js';
 import { resolveJudgeOptions, type ResolvedJudgeOptions } from './statistics.js';
 

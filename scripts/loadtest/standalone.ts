@@ -1,4 +1,5 @@
-import { DEFAULTS, upstreamSchema } from '../../shared/config.js';
+import { upstreamSchema } from '../../shared/config.js';
+import { DEFAULTS } from '../../shared/defaults.js';
 import { PROTOCOL_VERSION, WORKER_SETTINGS_ENV, type WorkerSettings } from '../../shared/ipc.js';
 import { NAIVE_PROXY_ENTRY, ROOT } from './paths.js';
 import { forkTracked, stopTracked, type Tracked } from './processes.js';

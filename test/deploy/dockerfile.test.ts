@@ -1,7 +1,8 @@
 import t from 'tap';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEFAULTS, validateConfig } from '../../shared/config.js';
+import { validateConfig } from '../../shared/config.js';
+import { DEFAULTS } from '../../shared/defaults.js';
 import { configPath } from '../../master/config-file.js';
 import { ROOT } from '../helpers/gateway.js';
 import { instructionsOf, readDockerfile, type DockerStage } from '../helpers/dockerfile.js';

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { readRoutingFacts } from '../../master/request-facts.js';
-import { DEFAULTS } from '../../shared/config.js';
+import { DEFAULTS } from '../../shared/defaults.js';
 
 const routing = DEFAULTS.routing;
 

@@ -1,7 +1,8 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEFAULTS, validateConfig } from '../../shared/config.js';
+import { validateConfig } from '../../shared/config.js';
+import { DEFAULTS } from '../../shared/defaults.js';
 import { ROOT } from '../helpers/root.js';
 
 t.test('defaults fill a minimal config and the result is frozen', async (t) => {
