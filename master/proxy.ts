@@ -39,14 +39,17 @@ export interface WorkerProxyOptions {
 }
 
 /** The body as a source for http-proxy-3's `buffer` option: one `end(body)` on the outgoing request. */
-class BodySource extends Stream {
-  readonly #body: Buffer;
+export class BodySource extends Stream {
+  #body: Buffer | undefined;
   constructor(body: Buffer) {
     super();
     this.#body = body;
   }
   override pipe<T extends NodeJS.WritableStream>(destination: T): T {
-    if (this.#body.length > 0) destination.end(this.#body);
+    const body = this.#body;
+    // http-proxy-3's per-call options hold this source until the response ends: it must not hold the body.
+    this.#body = undefined;
+    if (body !== undefined && body.length > 0) destination.end(body);
     else destination.end();
     return destination;
   }

@@ -12,7 +12,7 @@ import type { RoutingFacts } from './router.js';
 /** Where a request is in the pipeline: read head → route → read body → admit → forward → relay → done. */
 export type RequestPhase = 'head' | 'body' | 'queue' | 'worker' | 'relay' | 'done';
 
-const EMPTY_BODY = Buffer.alloc(0);
+export const EMPTY_BODY = Buffer.alloc(0);
 
 export class RequestContext {
   readonly req: IncomingMessage;

@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module';
+import type { Readable } from 'node:stream';
 import type { Dispatcher, Pool as UndiciPool } from 'undici';
 import { GraygateError, isGraygateError } from '../../shared/errors.js';
 import { UpstreamTimeoutError } from './timeouts.js';
@@ -81,11 +82,14 @@ export class UpstreamClient {
    * with undici's error (map it with toUpstreamError).
    */
   request(call: UpstreamCall): Promise<Dispatcher.ResponseData> {
+    const { body } = call;
+    const isHeld = body === undefined || body.length <= HELD_BODY_MAX_BYTES;
     return poolRequest.call(this.#pool, {
       path: this.#basePath + call.path,
       method: call.method ?? 'POST',
-      headers: call.headers,
-      body: call.body ?? null,
+      headers: isHeld ? call.headers : { ...call.headers, 'content-length': String(body.length) },
+      // An iterable body is documented (Dispatcher.md: `Iterable | AsyncIterable`), not in undici's types.
+      body: isHeld ? (body ?? null) : (new WrittenOnce(body) as unknown as Readable),
       signal: call.signal,
       highWaterMark: UPSTREAM_HIGH_WATER_MARK_BYTES,
       headersTimeout: backstop(this.#options.firstByteMs),
@@ -101,6 +105,31 @@ export class UpstreamClient {
   /** Aborts everything now. */
   destroy(err?: Error): Promise<void> {
     return this.#pool.destroy(err ?? null);
+  }
+}
+
+/**
+ * undici keeps a Buffer body (its Request and its request handler) until the response has ended,
+ * which for a stream is its whole life: 100 streams with 512 KiB prompts held 50 MB in the worker
+ * (issue 10). A body above this size goes as a one-shot iterable instead (framed by the
+ * Content-Length set above), which holds nothing once written; smaller ones stay Buffers, which
+ * undici writes with one less promise and listener pair.
+ */
+const HELD_BODY_MAX_BYTES = 16 * 1024;
+
+/** An iterable of one chunk that lets go of it once taken (a generator's frame would keep its argument). */
+class WrittenOnce implements IterableIterator<Buffer> {
+  #body: Buffer | undefined;
+  constructor(body: Buffer) {
+    this.#body = body;
+  }
+  [Symbol.iterator](): this {
+    return this;
+  }
+  next(): IteratorResult<Buffer, undefined> {
+    const value = this.#body;
+    this.#body = undefined;
+    return value === undefined ? { done: true, value: undefined } : { done: false, value };
   }
 }
 

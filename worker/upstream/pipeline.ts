@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import type { Dispatcher } from 'undici';
 import { GraygateError } from '../../shared/errors.js';
 import type { CallOutput, ChatOutput, StreamState } from '../types.js';
 import { EventDecoder } from '../sse/event-decoder.js';
@@ -75,6 +76,19 @@ export interface PipelineStats {
   peakUpstreamBufferedBytes: number;
 }
 
+const NO_BODY = Buffer.alloc(0);
+
+/**
+ * Hands the request to the upstream client, body included: the prepared request lets go of its body
+ * (the caller's PreparedCall holds it for the stream's whole life), and the client writes it without
+ * keeping it (client.ts). Not async, so no suspended frame holds the body either.
+ */
+function send(client: UpstreamClient, request: UpstreamRequest, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
+  const { body } = request;
+  request.body = NO_BODY;
+  return client.request({ path: request.path, headers: request.headers, body, signal });
+}
+
 /** Runs the call to its end. Resolves when the upstream finished; rejects with a catalogued error. */
 export async function runPipeline(options: PipelineOptions, stats: PipelineStats): Promise<void> {
   const { timeouts } = options;
@@ -90,7 +104,7 @@ export async function runPipeline(options: PipelineOptions, stats: PipelineStats
   try {
     let response;
     try {
-      response = await options.client.request({ ...options.request, signal: deadlines.signal });
+      response = await send(options.client, options.request, deadlines.signal);
     } catch (err) {
       throw explain(err);
     }
