@@ -4,10 +4,11 @@ import type { MemoryProbe } from './memory-probe.js';
 import { ROOT } from './paths.js';
 
 // Extra node flags and environment for the graygate processes a scenario
-// starts (issue 10: profiles and memory of master AND workers). They go into
-// the master's execArgv (--cpu-prof is refused in NODE_OPTIONS); the master
-// forks its workers with child_process.fork's default execArgv, its own, so
-// both get them, and nothing else: the load client and helpers run without.
+// starts (issue 10: profiles and memory of master AND workers). Flags go into
+// the master's execArgv (--cpu-prof is refused in NODE_OPTIONS), which its
+// workers inherit, except preloads: master/worker-process.ts keeps `--import`
+// from workers, so the memory probe travels in NODE_OPTIONS, which both read.
+// Nothing else gets them: the load client and helpers run without.
 
 const MEMORY_PROBE_ENTRY = join(ROOT, 'dist/scripts/loadtest/memory-probe.js');
 
@@ -18,6 +19,8 @@ export interface GraygateEnvOptions {
   memoryProbeDir?: string | undefined;
   /** With memoryProbeDir: also a heap snapshot per probe. */
   isHeapSnapshot?: boolean;
+  /** With memoryProbeDir: processes run with --expose-gc and each probe also reports what is live after a full GC. */
+  isLiveMemory?: boolean;
 }
 
 export interface GraygateLaunch {
@@ -38,9 +41,11 @@ export function graygateLaunch(options: GraygateEnvOptions): GraygateLaunch {
   if (options.memoryProbeDir !== undefined) {
     const dir = resolve(options.memoryProbeDir);
     mkdirSync(dir, { recursive: true });
-    execArgv.push(`--import=${MEMORY_PROBE_ENTRY}`);
+    const inherited = process.env['NODE_OPTIONS'];
+    env['NODE_OPTIONS'] = `${inherited === undefined ? '' : `${inherited} `}--import=${MEMORY_PROBE_ENTRY}`;
     env['GRAYGATE_MEMORY_PROBE_DIR'] = dir;
     if (options.isHeapSnapshot === true) env['GRAYGATE_MEMORY_PROBE_SNAPSHOT'] = '1';
+    if (options.isLiveMemory === true) execArgv.push('--expose-gc');
   }
   return { execArgv, env };
 }

@@ -18,6 +18,8 @@ export interface MemoryProbe {
   role: 'master' | 'worker';
   /** process.memoryUsage(), bytes. */
   memory: NodeJS.MemoryUsage;
+  /** process.memoryUsage() after two full GCs, when the process runs with --expose-gc (what is live). */
+  live: NodeJS.MemoryUsage | null;
   /** V8 heap spaces: used and committed bytes each. */
   heapSpaces: Array<{ name: string; usedBytes: number; committedBytes: number }>;
   /** process.getActiveResourcesInfo() counted by kind: sockets, timers, … held right now. */
@@ -33,6 +35,13 @@ if (dir !== undefined) {
     const role = process.env[WORKER_SETTINGS_ENV] === undefined ? 'master' : 'worker';
     // Counted before the snapshot, which allocates.
     const memory = process.memoryUsage();
+    const gc = (globalThis as { gc?: () => void }).gc;
+    let live: NodeJS.MemoryUsage | null = null;
+    if (gc !== undefined) {
+      gc();
+      gc(); // the first one's finalizers may free more (native buffers)
+      live = process.memoryUsage();
+    }
     const heapSpaces = getHeapSpaceStatistics().map((s) => ({
       name: s.space_name,
       usedBytes: s.space_used_size,
@@ -51,6 +60,7 @@ if (dir !== undefined) {
       pid: process.pid,
       role,
       memory,
+      live,
       heapSpaces,
       activeResources,
       heapSnapshot,
