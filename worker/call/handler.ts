@@ -13,6 +13,7 @@ import type { UpstreamClient } from '../upstream/client.js';
 import { runPipeline, type PipelineStats } from '../upstream/pipeline.js';
 import { upstreamErrorKind, type WorkerMetrics } from '../metrics.js';
 import type { RequestPreparer } from './preparer.js';
+import type { PreparedCall } from './prepare.js';
 import type { CallResponse, OpenedCall } from './call-response.js';
 import { openCall } from './open-call.js';
 import { startProcessingPings } from './processing-pings.js';
@@ -35,6 +36,24 @@ export interface CallHandlerOptions {
   log: Logger;
   /** This worker's metrics (SPEC §9): fed once per request, never per chunk. */
   metrics: WorkerMetrics;
+}
+
+/**
+ * Reads the body and prepares the upstream request. A function of its own so that no frame of
+ * handleCall, which lives as long as the stream, holds the client's body (issue 10).
+ */
+async function readAndPrepare(
+  kind: EndpointKind,
+  req: IncomingMessage,
+  options: CallHandlerOptions,
+  signal: AbortSignal,
+): Promise<PreparedCall> {
+  // The master sends each body whole, framed by Content-Length, after reading it under its own
+  // bodyTimeoutMs (SPEC §4a): no idle timeout here. ownMemory: the body may move to the preparer's thread.
+  const body = await readBody(req, { maxBytes: options.maxBodyBytes, idleTimeoutMs: 0, signal, ownMemory: true });
+  // Issue 9 part 5: a large body's memory moves to the preparer's thread, and the parsed request
+  // is not kept: only the upstream body is, until it is handed to the upstream (pipeline.ts).
+  return options.preparer.prepare(body, { signal, kind });
 }
 
 /** nginx's "client closed request": logged when the client left before a status was sent. */
@@ -64,17 +83,7 @@ export async function handleCall(
   let stopPings: Disposer | undefined;
   let errorCode: string | undefined;
   try {
-    // The master sends each body whole, framed by Content-Length, after reading it under its own
-    // bodyTimeoutMs (SPEC §4a): no idle timeout here. ownMemory: the body may move to the preparer's thread.
-    const body = await readBody(req, {
-      maxBytes: options.maxBodyBytes,
-      idleTimeoutMs: 0,
-      signal: client.signal,
-      ownMemory: true,
-    });
-    // Issue 9 part 5: a large body's memory moves to the preparer's thread,
-    // and the parsed request is not kept: only the upstream body is.
-    const call = await options.preparer.prepare(body, { signal: client.signal, kind });
+    const call = await readAndPrepare(kind, req, options, client.signal);
     isStream = call.isStream;
     if (isStream)
       metrics.streamStarted(); // paired with streamEnded in `finally`
