@@ -61,17 +61,19 @@ export function createLogger(options: LoggerOptions): Logger {
 
 /**
  * Log lines to stdout, written synchronously once per event-loop turn: every
- * line a turn produced, in one write(2). pino's default destination writes
+ * line a turn produced, in one write(2) of up to 4 KiB of whole lines (more
+ * take one write per 4 KiB, see atomicPiece). pino's default destination writes
  * each line through libuv's thread pool (fs.write), which costs a wakeup of a
  * pool thread and one of the event loop per line: at one request at a time
  * that was 1.5 of the ~7 context switches a request cost each process
  * (issue 10, docs/BENCHMARKS.md "Wakeups at rest"). Under load a turn's lines
- * share one write, as they shared one fs.write before.
+ * share writes, as they shared fs.writes before.
  *
  * stdout is a pipe in production (a log collector), made non-blocking by Node,
- * and shared with the workers. When it is full the write takes what fits and
- * the rest waits, in order, for a retry every RETRY_MS (sonic-boom's pace):
- * the event loop never blocks on a slow reader. What waits is bounded: every
+ * and shared with the workers. When it is full what it did not take waits, in
+ * order, for a retry every RETRY_MS (sonic-boom's pace): the event loop never
+ * blocks on a slow reader, and no other process's line lands inside one of
+ * ours (writes of whole lines, 4 KiB at most). What waits is bounded: every
  * request writes a line, so a stalled collector must not let clients grow a
  * process's memory (pino's default kept lines without bound). Above
  * MAX_WAITING_BYTES a turn's lines are dropped and counted, and once the pipe
@@ -99,9 +101,10 @@ function stdoutPerLoopTurn(): DestinationStream {
   const writeOut = (): boolean => {
     while (waiting.length > 0) {
       const buf = waiting[0]!;
+      const piece = atomicPiece(buf);
       let n: number;
       try {
-        n = writeSync(STDOUT, buf);
+        n = writeSync(STDOUT, buf, 0, piece);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'EAGAIN') return false;
         waiting.length = 0;
@@ -109,8 +112,8 @@ function stdoutPerLoopTurn(): DestinationStream {
         return true;
       }
       waitingBytes -= n;
-      isHeadCut = n < buf.length;
-      if (isHeadCut) waiting[0] = buf.subarray(n);
+      isHeadCut = n < piece;
+      if (n < buf.length) waiting[0] = buf.subarray(n);
       else waiting.shift();
     }
     return true;
@@ -171,6 +174,22 @@ function stdoutPerLoopTurn(): DestinationStream {
   return stdoutBatch;
 }
 
+/**
+ * How much of `buf` (whole lines, the head of what waits) one write takes: at most PIPE_BUF bytes
+ * of whole lines, or one longer line alone. The master and its workers share stdout; a write of
+ * up to PIPE_BUF bytes to a pipe is atomic (all of it or EAGAIN), so no other process's line can
+ * land inside one of ours. A longer write can be cut when the pipe is nearly full, and its rest,
+ * written 100 ms later, would follow whatever the others wrote meanwhile. Only a single line over
+ * PIPE_BUF can still be cut that way.
+ */
+function atomicPiece(buf: Buffer): number {
+  if (buf.length <= PIPE_BUF) return buf.length;
+  const lastEnd = buf.lastIndexOf(NEWLINE, PIPE_BUF - 1);
+  if (lastEnd !== -1) return lastEnd + 1;
+  const firstEnd = buf.indexOf(NEWLINE);
+  return firstEnd === -1 ? buf.length : firstEnd + 1;
+}
+
 function countLines(text: string): number {
   let n = 0;
   for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) n++;
@@ -184,6 +203,9 @@ function droppedLinesLine(count: number): string {
 
 let stdoutBatch: DestinationStream | undefined;
 const STDOUT = 1;
+/** Linux's PIPE_BUF: the largest write to a pipe that is never interleaved with another. */
+const PIPE_BUF = 4096;
+const NEWLINE = 0x0a;
 const RETRY_MS = 100;
 const EXIT_PAUSE_MS = 10;
 const EXIT_STALL_MS = 5000;

@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import { Writable } from 'node:stream';
 import { createLogger, MAX_WAITING_BYTES, REDACTED } from '../../shared/log.js';
 import { ROOT } from '../helpers/gateway.js';
+import { nodeLaunch } from '../helpers/child-env.js';
 
 // SPEC §9: secrets never reach a log line. Checked the pino way (STYLE §31):
 // real lines written to a sink, parsed back as JSON.
@@ -219,4 +220,92 @@ t.test('lines a stdout that is not read cannot take are bounded, dropped in whol
     numbers.every((n) => n % 1000 !== 0 || written.has(n + 999)),
     'turns are written or dropped whole',
   );
+});
+
+t.test('two processes sharing a stdout that fills up never cut into each other’s lines', async (t) => {
+  // A master and its workers share stdout. Each of these two processes logs 400 lines of ~1 KiB in
+  // four turns while the parent does not read: every write but the first finds the pipe full or
+  // nearly so. Each says on stderr when its turns are done; the parent then reads, and every line
+  // it gets must be whole JSON, each process's lines all there and in order.
+  const script = [
+    `import { spawn } from 'node:child_process';`,
+    `import { createLogger } from './dist/shared/log.js';`,
+    `const name = process.argv[1] ?? 'a';`,
+    `const peer = name === 'a' ? spawn(process.execPath, ['--input-type=module', '-e', process.argv[2], 'b', process.argv[2]], { stdio: ['pipe', 'inherit', 'inherit'] }) : undefined;`,
+    `const log = createLogger({ role: 'cli' }); const pad = name.repeat(1000); let turn = 0;`,
+    `const more = () => {`,
+    `  for (let i = 0; i < 100; i++) log.info({ name, n: turn * 100 + i, pad }, 'line');`,
+    `  if (++turn < 4) return setImmediate(more);`,
+    `  process.stderr.write('logged-' + name + '\\n');`,
+    `  process.stdin.on('end', () => {`,
+    `    if (peer === undefined) return process.exit(0);`,
+    `    peer.on('exit', (code) => process.exit(code ?? 1)).stdin.end();`,
+    `  }).resume();`,
+    `};`,
+    `more();`,
+  ].join('\n');
+  // Without tap's processinfo hooks, which every process a test starts would pass on to the next.
+  const launch = nodeLaunch({ LOG_LEVEL: 'info' });
+  const child = spawn(launch.command, [...launch.prefix, '--input-type=module', '-e', script, 'a', script], {
+    cwd: ROOT,
+    env: launch.env,
+    stdio: ['pipe', 'pipe', 'pipe'],
+    detached: true, // its own process group, with the peer it starts: the teardown ends both
+  });
+  t.teardown(() => {
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      // both gone
+    }
+  });
+  child.stdout.pause();
+  let stderr = '';
+  child.stderr.setEncoding('utf8');
+  await new Promise<void>((resolve, reject) => {
+    child.stderr.on('data', (chunk: string) => {
+      stderr += chunk;
+      if (stderr.includes('logged-a') && stderr.includes('logged-b')) resolve();
+    });
+    child.on('exit', (code) => reject(new Error(`child exited (${code}) before logging: ${stderr}`)));
+  });
+  const chunks: Buffer[] = [];
+  child.stdout.on('data', (c: Buffer) => chunks.push(c)).resume();
+  child.stdin.end();
+  const [code] = (await once(child, 'close')) as [number | null];
+  t.equal(code, 0, stderr);
+  const text = Buffer.concat(chunks).toString('utf8');
+  const cut = text
+    .trim()
+    .split('\n')
+    .filter((l) => {
+      try {
+        JSON.parse(l);
+        return false;
+      } catch {
+        return true;
+      }
+    });
+  t.same(
+    cut.map((l) => l.slice(0, 60)),
+    [],
+    'every line is whole JSON',
+  );
+  const lines = text
+    .trim()
+    .split('\n')
+    .flatMap((l) => {
+      try {
+        return [JSON.parse(l) as { name: string; n: number }];
+      } catch {
+        return [];
+      }
+    });
+  for (const name of ['a', 'b']) {
+    t.same(
+      lines.filter((l) => l.name === name).map((l) => l.n),
+      Array.from({ length: 400 }, (_, i) => i),
+      `process ${name}: every line, in order`,
+    );
+  }
 });
