@@ -73,7 +73,8 @@ export function createLogger(options: LoggerOptions): Logger {
  * and shared with the workers. When it is full what it did not take waits, in
  * order, for a retry every RETRY_MS (sonic-boom's pace): the event loop never
  * blocks on a slow reader, and no other process's line lands inside one of
- * ours (writes of whole lines, 4 KiB at most). What waits is bounded: every
+ * ours (writes of whole lines, 4 KiB at most, see atomicPiece for the limits:
+ * a single line over 4 KiB can still be cut). What waits is bounded: every
  * request writes a line, so a stalled collector must not let clients grow a
  * process's memory (pino's default kept lines without bound). Above
  * MAX_WAITING_BYTES a turn's lines are dropped and counted, and once the pipe
@@ -121,7 +122,8 @@ function stdoutPerLoopTurn(): DestinationStream {
   const flush = (): void => {
     isScheduled = false;
     if (pending.length > 0) {
-      if (waitingBytes + pending.length > MAX_WAITING_BYTES) droppedLines += countLines(pending);
+      // In bytes, as waitingBytes is: a character can take up to 3 in UTF-8.
+      if (waitingBytes + Buffer.byteLength(pending) > MAX_WAITING_BYTES) droppedLines += countLines(pending);
       else enqueue(pending);
       pending = '';
     }
@@ -177,10 +179,12 @@ function stdoutPerLoopTurn(): DestinationStream {
 /**
  * How much of `buf` (whole lines, the head of what waits) one write takes: at most PIPE_BUF bytes
  * of whole lines, or one longer line alone. The master and its workers share stdout; a write of
- * up to PIPE_BUF bytes to a pipe is atomic (all of it or EAGAIN), so no other process's line can
- * land inside one of ours. A longer write can be cut when the pipe is nearly full, and its rest,
- * written 100 ms later, would follow whatever the others wrote meanwhile. Only a single line over
- * PIPE_BUF can still be cut that way.
+ * up to PIPE_BUF bytes to a pipe is atomic (all of it or EAGAIN, POSIX), so no other process's line
+ * can land inside one of ours. A longer write can be cut when the pipe is nearly full, and its
+ * rest, written 100 ms later, would follow whatever the others wrote meanwhile. A Unix stream
+ * socket (what journald and Node's `stdio: 'pipe'` give) takes a write this small whole too
+ * (Linux queues it as one buffer), and a regular file is written whole. Only a single line over
+ * PIPE_BUF can still be cut.
  */
 function atomicPiece(buf: Buffer): number {
   if (buf.length <= PIPE_BUF) return buf.length;

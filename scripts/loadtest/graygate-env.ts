@@ -42,7 +42,7 @@ export function graygateLaunch(options: GraygateEnvOptions): GraygateLaunch {
     const dir = resolve(options.memoryProbeDir);
     mkdirSync(dir, { recursive: true });
     const inherited = process.env['NODE_OPTIONS'];
-    env['NODE_OPTIONS'] = `${inherited === undefined ? '' : `${inherited} `}--import=${MEMORY_PROBE_ENTRY}`;
+    env['NODE_OPTIONS'] = `${inherited === undefined ? '' : `${inherited} `}--import="${MEMORY_PROBE_ENTRY}"`;
     env['GRAYGATE_MEMORY_PROBE_DIR'] = dir;
     if (options.isHeapSnapshot === true) env['GRAYGATE_MEMORY_PROBE_SNAPSHOT'] = '1';
     if (options.isLiveMemory === true) execArgv.push('--expose-gc');

@@ -222,90 +222,99 @@ t.test('lines a stdout that is not read cannot take are bounded, dropped in whol
   );
 });
 
-t.test('two processes sharing a stdout that fills up never cut into each other’s lines', async (t) => {
-  // A master and its workers share stdout. Each of these two processes logs 400 lines of ~1 KiB in
-  // four turns while the parent does not read: every write but the first finds the pipe full or
-  // nearly so. Each says on stderr when its turns are done; the parent then reads, and every line
-  // it gets must be whole JSON, each process's lines all there and in order.
-  const script = [
-    `import { spawn } from 'node:child_process';`,
-    `import { createLogger } from './dist/shared/log.js';`,
-    `const name = process.argv[1] ?? 'a';`,
-    `const peer = name === 'a' ? spawn(process.execPath, ['--input-type=module', '-e', process.argv[2], 'b', process.argv[2]], { stdio: ['pipe', 'inherit', 'inherit'] }) : undefined;`,
-    `const log = createLogger({ role: 'cli' }); const pad = name.repeat(1000); let turn = 0;`,
-    `const more = () => {`,
-    `  for (let i = 0; i < 100; i++) log.info({ name, n: turn * 100 + i, pad }, 'line');`,
-    `  if (++turn < 4) return setImmediate(more);`,
-    `  process.stderr.write('logged-' + name + '\\n');`,
-    `  process.stdin.on('end', () => {`,
-    `    if (peer === undefined) return process.exit(0);`,
-    `    peer.on('exit', (code) => process.exit(code ?? 1)).stdin.end();`,
-    `  }).resume();`,
-    `};`,
-    `more();`,
-  ].join('\n');
-  // Without tap's processinfo hooks, which every process a test starts would pass on to the next.
-  const launch = nodeLaunch({ LOG_LEVEL: 'info' });
-  const child = spawn(launch.command, [...launch.prefix, '--input-type=module', '-e', script, 'a', script], {
-    cwd: ROOT,
-    env: launch.env,
-    stdio: ['pipe', 'pipe', 'pipe'],
-    detached: true, // its own process group, with the peer it starts: the teardown ends both
-  });
-  t.teardown(() => {
-    try {
-      process.kill(-child.pid!, 'SIGKILL');
-    } catch {
-      // both gone
+// stdio 'pipe' gives a child a Unix socket (so does journald); a shell pipeline, Docker and most log
+// shippers give it a pipe: both kinds, the pipe through `| cat`, which stops reading when we do.
+for (const kind of ['socket', 'pipe'] as const) {
+  t.test(`two processes sharing a stdout ${kind} that fills up never cut into each other’s lines`, async (t) => {
+    // A master and its workers share stdout. Each of these two processes logs 400 lines of ~1 KiB in
+    // four turns while the parent does not read: every write but the first finds stdout full or
+    // nearly so. Each says on stderr when its turns are done; the parent then reads, and every line
+    // it gets must be whole JSON, each process's lines all there and in order.
+    const script = [
+      `import { spawn } from 'node:child_process';`,
+      `import { createLogger } from './dist/shared/log.js';`,
+      `const name = process.argv[1] ?? 'a';`,
+      `const peer = name === 'a' ? spawn(process.execPath, ['--input-type=module', '-e', process.argv[2], 'b', process.argv[2]], { stdio: ['pipe', 'inherit', 'inherit'] }) : undefined;`,
+      `const log = createLogger({ role: 'cli' }); const pad = name.repeat(1000); let turn = 0;`,
+      `const more = () => {`,
+      `  for (let i = 0; i < 100; i++) log.info({ name, n: turn * 100 + i, pad }, 'line');`,
+      `  if (++turn < 4) return setImmediate(more);`,
+      `  process.stderr.write('logged-' + name + '\\n');`,
+      `  process.stdin.on('end', () => {`,
+      `    if (peer === undefined) return process.exit(0);`,
+      `    peer.on('exit', (code) => process.exit(code ?? 1)).stdin.end();`,
+      `  }).resume();`,
+      `};`,
+      `more();`,
+    ].join('\n');
+    // Without tap's processinfo hooks, which every process a test starts would pass on to the next.
+    const launch = nodeLaunch({ LOG_LEVEL: 'info' });
+    const args = [...launch.prefix, '--input-type=module', '-e', script, 'a', script];
+    const child = spawn(
+      kind === 'socket' ? launch.command : '/bin/sh',
+      kind === 'socket' ? args : ['-c', '"$0" "$@" | cat', launch.command, ...args],
+      {
+        cwd: ROOT,
+        env: launch.env,
+        stdio: ['pipe', 'pipe', 'pipe'],
+        detached: true, // its own process group, with everything it starts: the teardown ends them all
+      },
+    );
+    t.teardown(() => {
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        // all gone
+      }
+    });
+    child.stdout.pause();
+    let stderr = '';
+    child.stderr.setEncoding('utf8');
+    await new Promise<void>((resolve, reject) => {
+      child.stderr.on('data', (chunk: string) => {
+        stderr += chunk;
+        if (stderr.includes('logged-a') && stderr.includes('logged-b')) resolve();
+      });
+      child.on('exit', (code) => reject(new Error(`child exited (${code}) before logging: ${stderr}`)));
+    });
+    const chunks: Buffer[] = [];
+    child.stdout.on('data', (c: Buffer) => chunks.push(c)).resume();
+    child.stdin.end();
+    const [code] = (await once(child, 'close')) as [number | null];
+    t.equal(code, 0, stderr);
+    const text = Buffer.concat(chunks).toString('utf8');
+    const cut = text
+      .trim()
+      .split('\n')
+      .filter((l) => {
+        try {
+          JSON.parse(l);
+          return false;
+        } catch {
+          return true;
+        }
+      });
+    t.same(
+      cut.map((l) => l.slice(0, 60)),
+      [],
+      'every line is whole JSON',
+    );
+    const lines = text
+      .trim()
+      .split('\n')
+      .flatMap((l) => {
+        try {
+          return [JSON.parse(l) as { name: string; n: number }];
+        } catch {
+          return [];
+        }
+      });
+    for (const name of ['a', 'b']) {
+      t.same(
+        lines.filter((l) => l.name === name).map((l) => l.n),
+        Array.from({ length: 400 }, (_, i) => i),
+        `process ${name}: every line, in order`,
+      );
     }
   });
-  child.stdout.pause();
-  let stderr = '';
-  child.stderr.setEncoding('utf8');
-  await new Promise<void>((resolve, reject) => {
-    child.stderr.on('data', (chunk: string) => {
-      stderr += chunk;
-      if (stderr.includes('logged-a') && stderr.includes('logged-b')) resolve();
-    });
-    child.on('exit', (code) => reject(new Error(`child exited (${code}) before logging: ${stderr}`)));
-  });
-  const chunks: Buffer[] = [];
-  child.stdout.on('data', (c: Buffer) => chunks.push(c)).resume();
-  child.stdin.end();
-  const [code] = (await once(child, 'close')) as [number | null];
-  t.equal(code, 0, stderr);
-  const text = Buffer.concat(chunks).toString('utf8');
-  const cut = text
-    .trim()
-    .split('\n')
-    .filter((l) => {
-      try {
-        JSON.parse(l);
-        return false;
-      } catch {
-        return true;
-      }
-    });
-  t.same(
-    cut.map((l) => l.slice(0, 60)),
-    [],
-    'every line is whole JSON',
-  );
-  const lines = text
-    .trim()
-    .split('\n')
-    .flatMap((l) => {
-      try {
-        return [JSON.parse(l) as { name: string; n: number }];
-      } catch {
-        return [];
-      }
-    });
-  for (const name of ['a', 'b']) {
-    t.same(
-      lines.filter((l) => l.name === name).map((l) => l.n),
-      Array.from({ length: 400 }, (_, i) => i),
-      `process ${name}: every line, in order`,
-    );
-  }
-});
+}

@@ -83,12 +83,12 @@ export class UpstreamClient {
    */
   request(call: UpstreamCall): Promise<Dispatcher.ResponseData> {
     const { body } = call;
-    // An empty body has nothing to hold (and undici refuses an empty iterable on a busy connection).
+    // An empty body has nothing to hold: it stays a Buffer (undici sends `content-length: 0`).
     const isIterable = body !== undefined && body.length > 0;
     return poolRequest.call(this.#pool, {
       path: this.#basePath + call.path,
       method: call.method ?? 'POST',
-      headers: isIterable ? { ...call.headers, 'content-length': String(body.length) } : call.headers,
+      headers: isIterable ? withContentLength(call.headers, body.length) : call.headers,
       // An iterable body is documented (Dispatcher.md: `Iterable | AsyncIterable`), not in undici's types.
       body: isIterable ? (new WrittenOnce(body) as unknown as Readable) : (body ?? null),
       signal: call.signal,
@@ -116,6 +116,17 @@ export class UpstreamClient {
  * which holds nothing once written. It costs undici ~10 µs more a request (an async write), against
  * ~5 ms of the worker's CPU a stream; a small Buffer kept would also pin its 8 KiB pool slab.
  */
+
+/** The headers with our Content-Length, and no framing header of another case (undici refuses two). */
+function withContentLength(headers: Record<string, string>, length: number): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name in headers) {
+    const lower = name.toLowerCase();
+    if (lower !== 'content-length' && lower !== 'transfer-encoding') out[name] = headers[name]!;
+  }
+  out['content-length'] = String(length);
+  return out;
+}
 
 /** An iterable of one chunk that lets go of it once taken (a generator's frame would keep its argument). */
 class WrittenOnce implements IterableIterator<Buffer> {
