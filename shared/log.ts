@@ -93,8 +93,7 @@ function stdoutPerLoopTurn(): DestinationStream {
   let isHeadCut = false;
   let droppedLines = 0;
   let retry: NodeJS.Timeout | undefined;
-  const enqueue = (text: string): void => {
-    const buf = Buffer.from(text);
+  const enqueue = (buf: Buffer): void => {
     waiting.push(buf);
     waitingBytes += buf.length;
   };
@@ -122,9 +121,9 @@ function stdoutPerLoopTurn(): DestinationStream {
   const flush = (): void => {
     isScheduled = false;
     if (pending.length > 0) {
-      // In bytes, as waitingBytes is: a character can take up to 3 in UTF-8.
-      if (waitingBytes + Buffer.byteLength(pending) > MAX_WAITING_BYTES) droppedLines += countLines(pending);
-      else enqueue(pending);
+      const buf = Buffer.from(pending);
+      if (waitingBytes + buf.length > MAX_WAITING_BYTES) droppedLines += countLines(pending);
+      else enqueue(buf);
       pending = '';
     }
     if (retry !== undefined) return;
@@ -141,7 +140,7 @@ function stdoutPerLoopTurn(): DestinationStream {
     flush();
   };
   process.on('exit', () => {
-    if (pending.length > 0) enqueue(pending);
+    if (pending.length > 0) enqueue(Buffer.from(pending));
     if (droppedLines > 0) enqueue(droppedLinesLine(droppedLines));
     const pause = new Int32Array(new SharedArrayBuffer(4));
     let stalledMs = 0;
@@ -201,8 +200,10 @@ function countLines(text: string): number {
 }
 
 /** A warn line in pino's shape (the loggers' own bindings are not known here). */
-function droppedLinesLine(count: number): string {
-  return `${JSON.stringify({ level: 40, time: Date.now(), pid: process.pid, droppedLines: count, msg: 'log lines dropped: stdout was not read' })}\n`;
+function droppedLinesLine(count: number): Buffer {
+  return Buffer.from(
+    `${JSON.stringify({ level: 40, time: Date.now(), pid: process.pid, droppedLines: count, msg: 'log lines dropped: stdout was not read' })}\n`,
+  );
 }
 
 let stdoutBatch: DestinationStream | undefined;

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { Agent, request, type ClientRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +15,7 @@ import { checkCounts } from './counts.js';
 // dropped … buffers"). Per build (this tree and --baseline-root, alternating within each round):
 // a master and one worker in front of hop-latency's upstream; --streams streams, each with a
 // prompt of --kib KiB, are opened and held (the upstream streams a token every 20 ms and never
-// ends them), then every graygate process is probed: RSS (smaps_rollup) and, after two full GCs
+// ends them), then every graygate process is probed: its RSS and, after two full GCs
 // (--expose-gc), the live `external` memory, where Buffers live. Each figure is given over the
 // same processes' idle ones. The streams are then dropped and the gateway stopped.
 // Usage: node dist/scripts/bench/held-bodies.js [--baseline-root DIR] [--rounds 2] [--streams 100] [--kib 512]
@@ -28,25 +28,18 @@ interface Figures {
   liveExternal: number;
 }
 
-function rssMiB(pid: number): number {
-  const text = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
-  return Number(/^Rss:\s+(\d+)/m.exec(text)?.[1] ?? 0) / 1024;
-}
-
 async function probe(
   dir: string,
   pids: { master: number; worker: number },
 ): Promise<Record<'master' | 'worker', Figures>> {
   const probes = await probeMemory(dir, [pids.master, pids.worker], 30_000);
-  const live = (pid: number): number => {
+  const figures = (pid: number): Figures => {
     const p = probes.find((x) => x.pid === pid);
     if (p?.live == null) throw new Error(`process ${pid} did not report its live memory`);
-    return p.live.external / MiB;
+    // RSS as the process saw it before its GCs: what it held, garbage included.
+    return { rss: p.memory.rss / MiB, liveExternal: p.live.external / MiB };
   };
-  return {
-    master: { rss: rssMiB(pids.master), liveExternal: live(pids.master) },
-    worker: { rss: rssMiB(pids.worker), liveExternal: live(pids.worker) },
-  };
+  return { master: figures(pids.master), worker: figures(pids.worker) };
 }
 
 /** Opens `count` streams with `body`; resolves with their requests once each has its first bytes. */

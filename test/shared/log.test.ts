@@ -3,7 +3,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { Writable } from 'node:stream';
 import { createLogger, MAX_WAITING_BYTES, REDACTED } from '../../shared/log.js';
-import { ROOT } from '../helpers/gateway.js';
+import { ROOT, type Teardown } from '../helpers/gateway.js';
 import { nodeLaunch } from '../helpers/child-env.js';
 
 // SPEC §9: secrets never reach a log line. Checked the pino way (STYLE §31):
@@ -113,6 +113,50 @@ t.test('stdout lines of two loggers keep their order across loop turns, and none
   t.match(lines[1], { role: 'worker', version: 'v1' });
 });
 
+/**
+ * Runs a script whose stdout nobody reads until it has said each of `markers` on stderr (its event
+ * loop ran on while stdout was full); then reads all of stdout, ends its stdin (the scripts exit on
+ * it) and resolves once it has closed. `viaPipe`: stdout is a pipe through `| cat`, not the socket
+ * Node's `stdio: 'pipe'` gives. Run in its own process group, which the teardown ends.
+ */
+async function runUnread(
+  t: Teardown,
+  args: string[],
+  markers: string[],
+  viaPipe = false,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  // Without tap's processinfo hooks, which every process a test starts would pass on to the next.
+  const launch = nodeLaunch({ LOG_LEVEL: 'info' });
+  const nodeArgs = [...launch.prefix, ...args];
+  const child = spawn(
+    viaPipe ? '/bin/sh' : launch.command,
+    viaPipe ? ['-c', '"$0" "$@" | cat', launch.command, ...nodeArgs] : nodeArgs,
+    { cwd: ROOT, env: launch.env, stdio: ['pipe', 'pipe', 'pipe'], detached: true },
+  );
+  t.teardown(() => {
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      // all gone
+    }
+  });
+  child.stdout.pause();
+  let stderr = '';
+  child.stderr.setEncoding('utf8');
+  await new Promise<void>((resolve, reject) => {
+    child.stderr.on('data', (chunk: string) => {
+      stderr += chunk;
+      if (markers.every((m) => stderr.includes(m))) resolve();
+    });
+    child.on('exit', (code) => reject(new Error(`child exited (${code}) before logging: ${stderr}`)));
+  });
+  const chunks: Buffer[] = [];
+  child.stdout.on('data', (c: Buffer) => chunks.push(c)).resume();
+  child.stdin.end();
+  const [code] = (await once(child, 'close')) as [number | null];
+  return { code, stdout: Buffer.concat(chunks).toString('utf8'), stderr };
+}
+
 t.test('a full stdout pipe does not block the event loop, and no line is lost or reordered', async (t) => {
   // 500 lines of ~1 KiB in five turns, far more than the pipe and the parent's
   // buffer hold while the parent does not read. The child says so on stderr
@@ -128,31 +172,9 @@ t.test('a full stdout pipe does not block the event loop, and no line is lost or
     `};`,
     `more();`,
   ].join('\n');
-  const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
-    cwd: ROOT,
-    env: { ...process.env, LOG_LEVEL: 'info' },
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  t.teardown(() => {
-    if (child.exitCode === null) child.kill('SIGKILL');
-  });
-  child.stdout.pause();
-  let stderr = '';
-  child.stderr.setEncoding('utf8');
-  await new Promise<void>((resolve, reject) => {
-    child.stderr.on('data', (chunk: string) => {
-      stderr += chunk;
-      if (stderr.includes('logged')) resolve();
-    });
-    child.on('exit', (code) => reject(new Error(`child exited (${code}) before logging: ${stderr}`)));
-  });
-  const chunks: Buffer[] = [];
-  child.stdout.on('data', (c: Buffer) => chunks.push(c)).resume();
-  child.stdin.end();
-  const [code] = (await once(child, 'close')) as [number | null];
-  t.equal(code, 0, stderr);
-  const numbers = Buffer.concat(chunks)
-    .toString('utf8')
+  const run = await runUnread(t, ['--input-type=module', '-e', script], ['logged']);
+  t.equal(run.code, 0, run.stderr);
+  const numbers = run.stdout
     .trim()
     .split('\n')
     .map((l) => (JSON.parse(l) as { n: number }).n);
@@ -177,31 +199,9 @@ t.test('lines a stdout that is not read cannot take are bounded, dropped in whol
     `};`,
     `more();`,
   ].join('\n');
-  const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
-    cwd: ROOT,
-    env: { ...process.env, LOG_LEVEL: 'info' },
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  t.teardown(() => {
-    if (child.exitCode === null) child.kill('SIGKILL');
-  });
-  child.stdout.pause();
-  let stderr = '';
-  child.stderr.setEncoding('utf8');
-  await new Promise<void>((resolve, reject) => {
-    child.stderr.on('data', (chunk: string) => {
-      stderr += chunk;
-      if (stderr.includes('logged')) resolve();
-    });
-    child.on('exit', (code) => reject(new Error(`child exited (${code}) before logging: ${stderr}`)));
-  });
-  const chunks: Buffer[] = [];
-  child.stdout.on('data', (c: Buffer) => chunks.push(c)).resume();
-  child.stdin.end();
-  const [code] = (await once(child, 'close')) as [number | null];
-  t.equal(code, 0, stderr);
-  const lines = Buffer.concat(chunks)
-    .toString('utf8')
+  const run = await runUnread(t, ['--input-type=module', '-e', script], ['logged']);
+  t.equal(run.code, 0, run.stderr);
+  const lines = run.stdout
     .trim()
     .split('\n')
     .map((l) => JSON.parse(l) as { n?: number; droppedLines?: number; level: number });
@@ -247,71 +247,31 @@ for (const kind of ['socket', 'pipe'] as const) {
       `};`,
       `more();`,
     ].join('\n');
-    // Without tap's processinfo hooks, which every process a test starts would pass on to the next.
-    const launch = nodeLaunch({ LOG_LEVEL: 'info' });
-    const args = [...launch.prefix, '--input-type=module', '-e', script, 'a', script];
-    const child = spawn(
-      kind === 'socket' ? launch.command : '/bin/sh',
-      kind === 'socket' ? args : ['-c', '"$0" "$@" | cat', launch.command, ...args],
-      {
-        cwd: ROOT,
-        env: launch.env,
-        stdio: ['pipe', 'pipe', 'pipe'],
-        detached: true, // its own process group, with everything it starts: the teardown ends them all
-      },
+    const run = await runUnread(
+      t,
+      ['--input-type=module', '-e', script, 'a', script],
+      ['logged-a', 'logged-b'],
+      kind === 'pipe',
     );
-    t.teardown(() => {
-      try {
-        process.kill(-child.pid!, 'SIGKILL');
-      } catch {
-        // all gone
-      }
-    });
-    child.stdout.pause();
-    let stderr = '';
-    child.stderr.setEncoding('utf8');
-    await new Promise<void>((resolve, reject) => {
-      child.stderr.on('data', (chunk: string) => {
-        stderr += chunk;
-        if (stderr.includes('logged-a') && stderr.includes('logged-b')) resolve();
-      });
-      child.on('exit', (code) => reject(new Error(`child exited (${code}) before logging: ${stderr}`)));
-    });
-    const chunks: Buffer[] = [];
-    child.stdout.on('data', (c: Buffer) => chunks.push(c)).resume();
-    child.stdin.end();
-    const [code] = (await once(child, 'close')) as [number | null];
-    t.equal(code, 0, stderr);
-    const text = Buffer.concat(chunks).toString('utf8');
-    const cut = text
+    t.equal(run.code, 0, run.stderr);
+    const parsed = run.stdout
       .trim()
       .split('\n')
-      .filter((l) => {
+      .map((l) => {
         try {
-          JSON.parse(l);
-          return false;
+          return JSON.parse(l) as { name: string; n: number };
         } catch {
-          return true;
+          return l.slice(0, 60);
         }
       });
     t.same(
-      cut.map((l) => l.slice(0, 60)),
+      parsed.filter((l) => typeof l === 'string'),
       [],
       'every line is whole JSON',
     );
-    const lines = text
-      .trim()
-      .split('\n')
-      .flatMap((l) => {
-        try {
-          return [JSON.parse(l) as { name: string; n: number }];
-        } catch {
-          return [];
-        }
-      });
     for (const name of ['a', 'b']) {
       t.same(
-        lines.filter((l) => l.name === name).map((l) => l.n),
+        parsed.flatMap((l) => (typeof l !== 'string' && l.name === name ? [l.n] : [])),
         Array.from({ length: 400 }, (_, i) => i),
         `process ${name}: every line, in order`,
       );

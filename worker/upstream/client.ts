@@ -83,14 +83,13 @@ export class UpstreamClient {
    */
   request(call: UpstreamCall): Promise<Dispatcher.ResponseData> {
     const { body } = call;
-    // An empty body has nothing to hold: it stays a Buffer (undici sends `content-length: 0`).
-    const isIterable = body !== undefined && body.length > 0;
     return poolRequest.call(this.#pool, {
       path: this.#basePath + call.path,
       method: call.method ?? 'POST',
-      headers: isIterable ? withContentLength(call.headers, body.length) : call.headers,
+      headers: body === undefined ? call.headers : withContentLength(call.headers, body.length),
       // An iterable body is documented (Dispatcher.md: `Iterable | AsyncIterable`), not in undici's types.
-      body: isIterable ? (new WrittenOnce(body) as unknown as Readable) : (body ?? null),
+      // An empty one has nothing to hold: it stays a Buffer (undici refuses an empty iterable).
+      body: body === undefined ? null : body.length === 0 ? body : (new WrittenOnce(body) as unknown as Readable),
       signal: call.signal,
       highWaterMark: UPSTREAM_HIGH_WATER_MARK_BYTES,
       headersTimeout: backstop(this.#options.firstByteMs),
