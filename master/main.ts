@@ -187,3 +187,7 @@ process.on('SIGHUP', () => {
 });
 // PM2 sends 'shutdown' over IPC on Windows and with shutdown_with_message.
 process.on('message', (msg) => msg === 'shutdown' && stop('message'));
+// Started with an IPC channel (PM2, a test, a load-test script), the master stops as on SIGTERM
+// when that channel closes: its parent is gone, and nothing would stop or restart it — an orphan
+// that keeps the ports would make the parent's next start fail. Workers do the same (worker-lifecycle).
+process.on('disconnect', () => stop('disconnect'));
