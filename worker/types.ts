@@ -143,6 +143,12 @@ export interface StreamState {
    * answer (upstream/anthropic-tools.ts), re-emitted as content.
    */
   readonly blocks: Map<number, number>;
+  /**
+   * Anthropic: blocks of `blocks` that have had no `input_json_delta` yet → the input to send when the block
+   * stops without one: `{}` (a tool called with no arguments streams no fragment at all; OpenAI always sends a
+   * JSON object), or the block start's own input where an Anthropic-compatible upstream puts it there.
+   */
+  readonly inputsPending: Map<number, string>;
 }
 
 /** StreamState.blocks value of the block whose tool input is the answer itself (Anthropic JSON mode). */
@@ -159,6 +165,7 @@ export function createStreamState(init: { id: string; created: number; model: st
     usage: undefined,
     toolCalls: 0,
     blocks: new Map(),
+    inputsPending: new Map(),
   };
 }
 

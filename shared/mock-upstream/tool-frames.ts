@@ -17,7 +17,8 @@ import {
 //  ollama     one line with every call whole (`message.tool_calls`, arguments
 //             as an object, ids and `function.index` as Ollama ≥ 0.12.10
 //             sends them), then the `done` line
-//  anthropic  a `tool_use` block per call (input_json_delta pieces),
+//  anthropic  a `tool_use` block per call (input_json_delta pieces; a call
+//             without arguments one empty piece, as Anthropic streams it),
 //             stop_reason "tool_use"
 
 export interface MockCall {
@@ -135,7 +136,7 @@ const anthropic: ToolFrames = {
           content_block: { type: 'tool_use', id: call.id, name: call.name, input: {} },
         }),
       );
-      for (const piece of pieces(call.args))
+      for (const piece of call.args === '{}' ? [''] : pieces(call.args))
         out.push(
           event({ type: 'content_block_delta', index, delta: { type: 'input_json_delta', partial_json: piece } }),
         );

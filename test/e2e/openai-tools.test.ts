@@ -134,6 +134,24 @@ t.test('tool calling and JSON mode per format', async (t) => {
       t.equal(final.choices[0]!.finish_reason, 'tool_calls');
     });
 
+    t.test(`${format}: a tool called without arguments gets {}, streamed and not`, async (t) => {
+      // Anthropic streams no input fragment for it; `arguments: ""` broke the openai client's runTools.
+      const request = {
+        model: 'm',
+        messages: [{ role: 'user' as const, content: 'Time? [mock tools=get_time args={}]' }],
+        tools: [TIME],
+      };
+      const whole = await client.chat.completions.create(request);
+      const streamed = await client.chat.completions.stream(request).finalChatCompletion();
+      for (const [how, completion] of [
+        ['not streamed', whole],
+        ['streamed', streamed],
+      ] as const) {
+        const call = completion.choices[0]!.message.tool_calls![0] as OpenAI.ChatCompletionMessageFunctionToolCall;
+        t.equal(call.function.arguments, '{}', how);
+      }
+    });
+
     t.test(`${format}: a tool-result round trip`, async (t) => {
       const first = await client.chat.completions.create({
         model: 'm',

@@ -25,6 +25,7 @@ export { buildAnthropicRequest, DEFAULT_ANTHROPIC_MAX_TOKENS };
 export function mapAnthropicStopReason(reason: unknown, hasToolCalls = true): FinishReason {
   switch (reason) {
     case 'max_tokens':
+    case 'model_context_window_exceeded': // cut by the context window: a token limit too
       return 'length';
     case 'tool_use':
       return hasToolCalls ? 'tool_calls' : 'stop';
@@ -35,11 +36,12 @@ export function mapAnthropicStopReason(reason: unknown, hasToolCalls = true): Fi
   }
 }
 
-/** Anthropic error types → the status a client should see (429 rate limit, 529 overloaded as 503). */
+/**
+ * An error event's type → the status a client sees before anything was sent: the status the same error has
+ * as an HTTP answer (SPEC §4: 429 keeps its meaning; 529 overloaded, 500 api_error and the rest are a 502).
+ */
 function mapAnthropicErrorStatus(type: unknown): number {
-  if (type === 'rate_limit_error') return 429;
-  if (type === 'overloaded_error') return 503;
-  return 502;
+  return type === 'rate_limit_error' ? 429 : 502;
 }
 
 export function convertAnthropicEvent(state: StreamState, type: string, data: string, sink: ChunkSink): void {
@@ -48,9 +50,8 @@ export function convertAnthropicEvent(state: StreamState, type: string, data: st
   const kind = typeof value['type'] === 'string' ? value['type'] : type;
   switch (kind) {
     case 'message_start': {
-      const usage = (value['message'] as { usage?: { input_tokens?: unknown; output_tokens?: unknown } } | undefined)
-        ?.usage;
-      state.promptTokens = tokenCount(usage?.input_tokens);
+      const usage = (value['message'] as { usage?: AnthropicUsage } | undefined)?.usage;
+      state.promptTokens = promptTokens(usage);
       state.completionTokens = tokenCount(usage?.output_tokens);
       sink.chunk(roleChunk(state));
       return;
@@ -66,19 +67,26 @@ export function convertAnthropicEvent(state: StreamState, type: string, data: st
         typeof delta.partial_json === 'string' &&
         delta.partial_json !== ''
       ) {
-        const block = state.blocks.get(blockIndex(value));
-        if (block === JSON_ANSWER_BLOCK) sink.chunk(contentChunk(state, delta.partial_json));
-        else if (block !== undefined) sink.chunk(toolArgumentsChunk(state, block, delta.partial_json));
+        const index = blockIndex(value);
+        state.inputsPending.delete(index);
+        sendInput(state, index, delta.partial_json, sink);
       }
       // thinking_delta, signature_delta, citations_delta have no OpenAI equivalent.
       return;
     }
+    case 'content_block_stop': {
+      const index = blockIndex(value);
+      const input = state.inputsPending.get(index);
+      if (input === undefined) return;
+      state.inputsPending.delete(index);
+      sendInput(state, index, input, sink);
+      return;
+    }
     case 'message_delta': {
       const delta = value['delta'] as { stop_reason?: unknown } | undefined;
-      const usage = value['usage'] as { output_tokens?: unknown; input_tokens?: unknown } | undefined;
+      const usage = value['usage'] as AnthropicUsage | undefined;
       if (usage?.output_tokens !== undefined) state.completionTokens = tokenCount(usage.output_tokens);
-      if (usage?.input_tokens !== undefined && usage.input_tokens !== null)
-        state.promptTokens = tokenCount(usage.input_tokens);
+      if (usage?.input_tokens !== undefined && usage.input_tokens !== null) state.promptTokens = promptTokens(usage);
       if (delta?.stop_reason !== undefined && delta.stop_reason !== null)
         sink.chunk(finishChunk(state, mapAnthropicStopReason(delta.stop_reason, state.toolCalls > 0)));
       return;
@@ -93,25 +101,60 @@ export function convertAnthropicEvent(state: StreamState, type: string, data: st
       const message = typeof error?.message === 'string' ? error.message : 'unknown error';
       throw upstreamStreamError(message, mapAnthropicErrorStatus(error?.type));
     }
-    default: // ping, content_block_stop, and event types added later (Anthropic's versioning policy)
+    default: // ping, and event types added later (Anthropic's versioning policy)
       return;
   }
 }
 
+interface AnthropicUsage {
+  input_tokens?: unknown;
+  output_tokens?: unknown;
+  cache_creation_input_tokens?: unknown;
+  cache_read_input_tokens?: unknown;
+}
+
+/**
+ * OpenAI's prompt_tokens counts cached prompt tokens too; Anthropic's input_tokens leaves out those written
+ * to and read from its prompt cache, which it counts apart.
+ */
+function promptTokens(usage: AnthropicUsage | undefined): number {
+  return (
+    tokenCount(usage?.input_tokens) +
+    tokenCount(usage?.cache_creation_input_tokens) +
+    tokenCount(usage?.cache_read_input_tokens)
+  );
+}
+
 function startBlock(state: StreamState, value: Record<string, unknown>, sink: ChunkSink): void {
-  const block = value['content_block'] as { type?: unknown; text?: unknown; id?: unknown; name?: unknown } | undefined;
+  const block = value['content_block'] as
+    { type?: unknown; text?: unknown; id?: unknown; name?: unknown; input?: unknown } | undefined;
   if (block?.type === 'text' && typeof block.text === 'string' && block.text !== '')
     sink.chunk(contentChunk(state, block.text));
   if (block?.type !== 'tool_use') return;
   if (typeof block.id !== 'string' || typeof block.name !== 'string')
     throw new GraygateError('upstream_protocol_error', 'the upstream sent a tool_use block without an id or a name');
+  const index = blockIndex(value);
+  // Anthropic starts every tool_use block with `input: {}` and streams the input as fragments; a block
+  // that stops without one was called with no arguments.
+  state.inputsPending.set(index, isNonEmptyObject(block.input) ? JSON.stringify(block.input) : '{}');
   if (block.name === JSON_ANSWER_TOOL) {
-    state.blocks.set(blockIndex(value), JSON_ANSWER_BLOCK);
+    state.blocks.set(index, JSON_ANSWER_BLOCK);
     return;
   }
-  const { chunk, index } = toolCallStartChunk(state, block.id, block.name);
-  state.blocks.set(blockIndex(value), index);
+  const { chunk, index: callIndex } = toolCallStartChunk(state, block.id, block.name);
+  state.blocks.set(index, callIndex);
   sink.chunk(chunk);
+}
+
+/** A fragment of a tool_use block's input: an arguments fragment, or content for the JSON-mode answer. */
+function sendInput(state: StreamState, index: number, fragment: string, sink: ChunkSink): void {
+  const block = state.blocks.get(index);
+  if (block === JSON_ANSWER_BLOCK) sink.chunk(contentChunk(state, fragment));
+  else if (block !== undefined) sink.chunk(toolArgumentsChunk(state, block, fragment));
+}
+
+function isNonEmptyObject(value: unknown): boolean {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && Object.keys(value).length > 0;
 }
 
 function blockIndex(value: Record<string, unknown>): number {

@@ -52,7 +52,7 @@ export const CHAT_FIELDS: Readonly<Record<string, Readonly<Record<ConvertedForma
   presence_penalty: { ollama: sent('`options.presence_penalty`'), anthropic: only('0', isZero) },
   n: { ollama: only('1', (v) => v === 1), anthropic: only('1', (v) => v === 1) },
   logprobs: { ollama: sent('`logprobs` (Ollama ≥ 0.12.11)'), anthropic: only('false', isFalse) },
-  top_logprobs: { ollama: sent('`top_logprobs`'), anthropic: only('0', isZero) },
+  top_logprobs: { ollama: sent('`top_logprobs` (with `logprobs: true`, else a 400)'), anthropic: only('0', isZero) },
   logit_bias: { ollama: only('`{}`', isEmptyObject), anthropic: only('`{}`', isEmptyObject) },
   tools: { ollama: sent('`tools` (`strict: true` is a 400)'), anthropic: sent('`tools[].input_schema`, `strict`') },
   tool_choice: {

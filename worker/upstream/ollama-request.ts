@@ -49,6 +49,9 @@ export function buildOllamaRequest(req: ChatRequest, options: BuildOptions): Ups
   if (req['logprobs'] === true) {
     body['logprobs'] = true;
     if (typeof req['top_logprobs'] === 'number') body['top_logprobs'] = req['top_logprobs'];
+  } else if (req['top_logprobs'] !== undefined && req['top_logprobs'] !== null) {
+    // OpenAI refuses it too: without logprobs there is nothing to list alternatives of.
+    throw invalid('top_logprobs', 'needs logprobs: true');
   }
   const modelOptions: Record<string, unknown> = {};
   for (const [from, to] of OPTIONS) {

@@ -230,7 +230,8 @@ t.test('tool_use blocks → OpenAI fragments', async (t) => {
     json(1, '{"city":'),
     toolBlock(2, 'toolu_b', 'now'),
     json(1, '"Paris"}'),
-    json(2, '{}'),
+    { type: 'content_block_stop', index: 1 },
+    { type: 'content_block_stop', index: 2 },
     ...stop('tool_use'),
   ]);
   t.same(
@@ -246,7 +247,7 @@ t.test('tool_use blocks → OpenAI fragments', async (t) => {
       {},
       'usage',
     ],
-    'blocks map to call indexes, interleaved fragments included; empty fragments dropped',
+    'blocks map to call indexes, interleaved fragments included; empty fragments dropped; a call without input gets {}',
   );
   t.equal(chunks.at(-2)!.choices[0]!.finish_reason, 'tool_calls');
   t.throws(
@@ -268,4 +269,50 @@ t.test('the JSON-answer tool is re-emitted as content, and ends as a plain stop'
     [{ role: 'assistant', content: '' }, { content: '{"answer":' }, { content: '"yes"}' }, {}, 'usage'],
   );
   t.equal(chunks.at(-2)!.choices[0]!.finish_reason, 'stop');
+});
+
+t.test('a tool called without arguments gets the JSON object {}, as OpenAI sends it', async (t) => {
+  // What Anthropic streams for a tool with no input: the block starts with `input: {}`, then one empty
+  // fragment (or none) and its stop. `arguments: ""` made the openai SDK's runTools fail to parse it.
+  const args = (events: Array<Record<string, unknown>>): string[] =>
+    run(events).flatMap((c) => c.choices[0]?.delta.tool_calls?.map((call) => call.function?.arguments ?? '') ?? []);
+  const stopBlock = (index: number): Record<string, unknown> => ({ type: 'content_block_stop', index });
+  t.same(args([start, toolBlock(0, 'toolu_n', 'now'), json(0, ''), stopBlock(0), ...stop('tool_use')]), ['', '{}']);
+  t.same(
+    args([start, toolBlock(0, 'toolu_n', 'now'), stopBlock(0), ...stop('tool_use')]),
+    ['', '{}'],
+    'no fragment at all',
+  );
+  t.same(
+    args([
+      start,
+      toolBlock(0, 'toolu_c', 'get_weather'),
+      json(0, '{"city":"Oslo"}'),
+      stopBlock(0),
+      ...stop('tool_use'),
+    ]),
+    ['', '{"city":"Oslo"}'],
+    'a call with input gets nothing more at its stop',
+  );
+  const filled = {
+    type: 'content_block_start',
+    index: 0,
+    content_block: { type: 'tool_use', id: 'toolu_f', name: 'get_weather', input: { city: 'Rome' } },
+  };
+  t.same(
+    args([start, filled, stopBlock(0), ...stop('tool_use')]),
+    ['', '{"city":"Rome"}'],
+    'an upstream that puts the whole input in the block start (Anthropic-compatible servers do)',
+  );
+  t.same(
+    args([start, filled, json(0, '{"city":"Rome"}'), stopBlock(0), ...stop('tool_use')]),
+    ['', '{"city":"Rome"}'],
+    'and sends it again as fragments: once',
+  );
+  const answer = run([start, toolBlock(0, 'toolu_j', JSON_ANSWER_TOOL), stopBlock(0), ...stop('tool_use')]);
+  t.same(
+    answer.map((c) => c.choices[0]?.delta.content),
+    ['', '{}', undefined, undefined],
+    'a JSON-mode answer of an empty object is the content {}',
+  );
 });

@@ -218,7 +218,27 @@ t.test('anthropic events → chunks', async (t) => {
       run(convertAnthropicEvent, [
         ['error', '{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}'],
       ]),
-    { code: 'upstream_status', status: 503, message: /Overloaded/ },
+    { code: 'upstream_status', status: 502, message: /Overloaded/ },
+    'as the same error answered as HTTP 529',
+  );
+  t.throws(
+    () =>
+      run(convertAnthropicEvent, [['error', '{"type":"error","error":{"type":"rate_limit_error","message":"Slow"}}']]),
+    { code: 'upstream_status', status: 429 },
+  );
+  const cached = run(convertAnthropicEvent, [
+    [
+      'message_start',
+      '{"type":"message_start","message":{"usage":{"input_tokens":5,"cache_creation_input_tokens":100,' +
+        '"cache_read_input_tokens":2000,"output_tokens":1}}}',
+    ],
+    ['message_delta', '{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":3}}'],
+    ['message_stop', '{"type":"message_stop"}'],
+  ]);
+  t.same(
+    cached.chunks.at(-1)!.usage,
+    { prompt_tokens: 2105, completion_tokens: 3, total_tokens: 2108 },
+    'prompt tokens written to and read from the prompt cache count, as OpenAI counts cached tokens',
   );
   t.throws(() => run(convertAnthropicEvent, [['content_block_delta', '{"type":']]), {
     code: 'upstream_protocol_error',
@@ -229,6 +249,8 @@ t.test('anthropic events → chunks', async (t) => {
     ['stop_sequence', 'stop'],
     ['tool_use', 'tool_calls'],
     ['refusal', 'content_filter'],
+    ['model_context_window_exceeded', 'length'],
+    ['pause_turn', 'stop'],
   ] as const) {
     t.equal(mapAnthropicStopReason(reason), expected, `stop_reason ${reason}`);
   }

@@ -103,6 +103,12 @@ t.test('requests Ollama cannot express are 400s naming the field', async (t) => 
       /^parallel_tool_calls: an ollama upstream cannot express it \(400 unless true\)/,
     ],
     ['n 2', { n: 2 }, /^n: /],
+    [
+      'top_logprobs without logprobs (OpenAI refuses it too)',
+      { top_logprobs: 3 },
+      /^top_logprobs: needs logprobs: true/,
+    ],
+    ['top_logprobs with logprobs false', { logprobs: false, top_logprobs: 0 }, /^top_logprobs: /],
     ['another format type', { response_format: { type: 'grammar' } }, /^response_format\.type: /],
     [
       'an http image',
