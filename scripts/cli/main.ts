@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { resolveAdminUrl } from './admin-address.js';
 import { callAdmin, CliError, EXIT, type AdminClientOptions } from './admin-client.js';
@@ -260,7 +261,7 @@ async function run(argv: string[]): Promise<void> {
       if (values.entry === undefined) usage('add needs --entry F');
       const body: Record<string, unknown> = {
         name: name(),
-        entry: values.entry,
+        entry: resolve(values.entry),
         weight: positiveInt(values.weight, '--weight') ?? 0,
       };
       const instances = positiveInt(values.instances, '--instances');
@@ -270,7 +271,8 @@ async function run(argv: string[]): Promise<void> {
     }
     case 'deploy': {
       const body: Record<string, unknown> = {};
-      if (values.entry !== undefined) body['entry'] = values.entry;
+      // SPEC §2: the CLI sends absolute paths; a relative one means the user's working directory, not the master's.
+      if (values.entry !== undefined) body['entry'] = resolve(values.entry);
       const instances = positiveInt(values.instances, '--instances');
       if (instances !== undefined) body['instances'] = instances;
       const result = await callAdmin<{

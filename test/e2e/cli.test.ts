@@ -59,6 +59,14 @@ async function commands(t: Test, gw: Gateway, env: Record<string, string>): Prom
   t.equal(added.stdout, 'added v3\n');
   const removed = await cli(['remove', 'v3', ...a], env);
   t.equal(removed.code, 0);
+  // SPEC §2: the CLI sends absolute paths; a relative entry is the user's working directory's, not the master's.
+  const fromDist = await cli(['add', 'v4', '--entry', 'test/fixtures/test-worker.js', ...a], env, join(ROOT, 'dist'));
+  t.equal(fromDist.code, 0, fromDist.stderr);
+  const v4 = JSON.parse((await cli(['status', '--json', ...a], env)).stdout) as {
+    versions: Record<string, { entry: string }>;
+  };
+  t.equal(v4.versions['v4']?.entry, TEST_WORKER_ENTRY, 'the entry resolved against the CLI working directory');
+  t.equal((await cli(['remove', 'v4', ...a], env)).code, 0);
 
   const deployed = await cli(['deploy', 'v2', ...a], env);
   t.equal(deployed.code, 0);

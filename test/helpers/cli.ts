@@ -8,6 +8,6 @@ export const CLI_BIN = join(ROOT, 'bin/graygate.js');
 /** The CLI's environment with no admin address or token of the machine's own. */
 export const CLEAN_ENV = { GRAYGATE_ADMIN_URL: '', GRAYGATE_ADMIN_PORT: '', GRAYGATE_ADMIN_TOKEN: '' };
 
-export function runCli(args: string[], env: Record<string, string> = {}): Promise<NodeRun> {
-  return runNode([CLI_BIN, ...args], { env: { ...CLEAN_ENV, ...env } }).done;
+export function runCli(args: string[], env: Record<string, string> = {}, cwd?: string): Promise<NodeRun> {
+  return runNode([CLI_BIN, ...args], { env: { ...CLEAN_ENV, ...env }, cwd }).done;
 }
