@@ -92,7 +92,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   const newRequestId = createRequestIds();
   let inflight = 0;
   let idleWaiters: Array<() => void> = [];
-  const { refuse, releaseBody, finish } = createRequestEnd({
+  const { refuse, dropBody, releaseBody, finish } = createRequestEnd({
     log,
     metrics,
     budget,
@@ -107,10 +107,11 @@ export function createGateway(options: GatewayOptions): Gateway {
     isClosing,
     refuse: (ctx, err) => refuse(ctx, err),
     onHeaders: (ctx) => {
+      releaseBody(ctx);
       if (ctx.version !== undefined)
         metrics.observeHeaderLatency(ctx.version, (ctx.headersAtMs - ctx.startedAtMs) / 1000);
     },
-    onBodySent: (ctx) => releaseBody(ctx),
+    onBodySent: (ctx) => dropBody(ctx),
   };
   const proxy: WorkerProxy = createWorkerProxy({ log, refuse: (ctx, err) => refuse(ctx, err), hooks });
 

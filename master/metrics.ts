@@ -159,7 +159,7 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
   if (readBuffered !== undefined) {
     new Gauge({
       name: METRIC.bufferedBodyBytes,
-      help: 'Bytes of request bodies the master holds right now (bounded by limits.maxBufferedBodyBytes)',
+      help: 'Bytes of request bodies on their way right now, read and not yet answered by a worker (bounded by limits.maxBufferedBodyBytes)',
       registers: [registry],
       collect() {
         this.set(readBuffered());

@@ -71,7 +71,7 @@ export function createWorkerProxy(options: WorkerProxyOptions): WorkerProxy {
     // 'close' comes after the response ended and the socket went back to the
     // agent (or was destroyed): only then is the admission slot really free.
     proxyReq.once('close', () => ctx.lease?.release());
-    // The body is on its way: its bytes no longer count against the master's budget.
+    // The body is on its way: the master need not hold it (its bytes count in the budget until the worker answers).
     proxyReq.once('finish', () => hooks.onBodySent(ctx));
     // A `102 Processing` from the worker is a sign of life while it waits for a slow upstream.
     proxyReq.on('information', () => ctx.workerTimer?.refresh());

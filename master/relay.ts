@@ -20,7 +20,7 @@ export interface RelayHooks {
   refuse(ctx: RequestContext, err: unknown): void;
   /** The worker's response headers arrived (latency metric). */
   onHeaders(ctx: RequestContext): void;
-  /** The request body has been handed to the worker's socket (budget release). */
+  /** The request body has been handed to the worker's socket: the master lets go of it. */
   onBodySent(ctx: RequestContext): void;
 }
 

@@ -33,7 +33,12 @@ export interface RequestEndOptions {
 
 export interface RequestEnd {
   refuse: (ctx: RequestContext, err: unknown) => void;
-  /** Gives the request body's bytes back to the body budget (once the worker has them, or at the end). */
+  /** Lets go of the request body (the worker has it, or never will): the master holds it no longer. */
+  dropBody: (ctx: RequestContext) => void;
+  /**
+   * Gives the body's bytes back to the body budget: once the worker answered (it has prepared and sent the body
+   * upstream by then), or at the end. The budget bounds bodies on their way, in the master and in the worker.
+   */
   releaseBody: (ctx: RequestContext) => void;
   finish: (ctx: RequestContext) => void;
 }
@@ -90,13 +95,19 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
     ctx.proxyReq?.destroy();
   }
 
-  // The body is with the worker (or never will be): its bytes leave the budget and the request lets go
-  // of them, or a stream would hold its prompt for its whole life (issue 10: 100 held streams with
-  // 512 KiB prompts kept ~70 MB in the master).
+  // The body is with the worker (or never will be): the request lets go of it, or a stream would hold
+  // its prompt for its whole life (issue 10: 100 held streams with 512 KiB prompts kept ~70 MB in the master).
+  function dropBody(ctx: RequestContext): void {
+    ctx.body = EMPTY_BODY;
+  }
+
+  // The worker has answered (or never will): its copies of the body, raw, parsed and converted (~3× its size),
+  // are gone too, so the bytes leave the budget. Released when the master alone had let go, a burst of large
+  // prompts grew a pod by ~3.5× the budget (24 × 9.5 MiB: +800 MiB), past a container's memory limit.
   function releaseBody(ctx: RequestContext): void {
     if (ctx.budgetBytes > 0) budget.release(ctx.budgetBytes);
     ctx.budgetBytes = 0;
-    ctx.body = EMPTY_BODY;
+    dropBody(ctx);
   }
 
   // The response closed (finished, or the client left): release what the request held, log once.
@@ -140,7 +151,7 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
     done();
   }
 
-  return { refuse, releaseBody, finish };
+  return { refuse, dropBody, releaseBody, finish };
 }
 
 /**

@@ -26,9 +26,11 @@ export interface ReadBodyOptions {
   /** Aborted when the client goes away or the request is given up; rejects with its reason. */
   signal?: AbortSignal;
   /**
-   * Bytes are reserved here as the body arrives — all of a declared Content-Length
-   * up front — and stay reserved when the promise resolves: the caller releases
-   * `body.length` once it is done with the body. On rejection nothing stays reserved.
+   * Bytes are reserved here as they arrive — never from a declared Content-Length,
+   * or a few connections that declare large bodies and send nothing would hold the
+   * whole budget (nginx and Envoy count what they received) — and stay reserved when
+   * the promise resolves: the caller releases `body.length` once it is done with
+   * the body. On rejection nothing stays reserved.
    */
   budget?: ByteBudget;
   /** Seconds for `Retry-After` on body_budget. Default 1. */
@@ -71,13 +73,10 @@ export function readBody(req: IncomingMessage, options: ReadBodyOptions): Promis
   const overBudget = (): GraygateError =>
     new GraygateError('body_budget', undefined, { retryAfterS: options.retryAfterS ?? 1 });
   let reserved = 0;
-  if (declared !== undefined && budget !== undefined) {
-    if (!budget.tryReserve(declared)) return Promise.reject(overBudget());
-    reserved = declared;
-  }
 
   return new Promise<Buffer>((resolve, reject) => {
-    // A declared length is filled in place: one allocation, one copy per byte.
+    // A declared length is filled in place: one allocation (its pages are touched only as bytes arrive), one copy
+    // per byte.
     const own = options.ownMemory === true;
     const whole =
       declared === undefined ? undefined : own ? Buffer.allocUnsafeSlow(declared) : Buffer.allocUnsafe(declared);
@@ -94,10 +93,7 @@ export function readBody(req: IncomingMessage, options: ReadBodyOptions): Promis
       req.off('error', onError);
       req.off('aborted', onAborted);
       if (err === undefined) {
-        const body = whole !== undefined ? whole.subarray(0, bytes) : joined(parts, bytes, own);
-        // A chunked body holds exactly what arrived; a declared one never differs (Node enforces it).
-        if (budget !== undefined && reserved > bytes) budget.release(reserved - bytes);
-        resolve(body);
+        resolve(whole !== undefined ? whole.subarray(0, bytes) : joined(parts, bytes, own));
         return;
       }
       req.pause();
@@ -109,16 +105,13 @@ export function readBody(req: IncomingMessage, options: ReadBodyOptions): Promis
       idle.touch();
       const next = bytes + chunk.length;
       if (next > maxBytes) return finish(bodyTooLarge(undefined, maxBytes));
-      if (whole !== undefined) {
-        if (next > whole.length) return finish(bodyTooLarge(undefined, maxBytes));
-        chunk.copy(whole, bytes);
-      } else {
-        if (budget !== undefined) {
-          if (!budget.tryReserve(chunk.length)) return finish(overBudget());
-          reserved += chunk.length;
-        }
-        parts.push(chunk);
+      if (whole !== undefined && next > whole.length) return finish(bodyTooLarge(undefined, maxBytes));
+      if (budget !== undefined) {
+        if (!budget.tryReserve(chunk.length)) return finish(overBudget());
+        reserved += chunk.length;
       }
+      if (whole !== undefined) chunk.copy(whole, bytes);
+      else parts.push(chunk);
       bytes = next;
     };
     const onEnd = (): void => finish(undefined);

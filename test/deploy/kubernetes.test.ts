@@ -46,6 +46,11 @@ const K8S_CONFIG_DIFFERENCES: Array<{ path: string[]; value: unknown; why: strin
     value: true,
     why: 'an edited ConfigMap applies as a reload, with no restart (SPEC §13)',
   },
+  {
+    path: ['limits', 'maxBufferedBodyBytes'],
+    value: 32 * 1024 * 1024,
+    why: "the container's memory limit (tested below)",
+  },
 ];
 
 const kubectl = await kubectlKustomize(BASE);
@@ -153,6 +158,28 @@ t.test('the grace period covers the preStop pause plus the drain', async (t) => 
     `${pod.terminationGracePeriodSeconds} s > ${pauseS} s + ${drainS} s`,
   );
 });
+
+t.test('a burst of large prompts fits the memory limit', async (t) => {
+  // Measured (docs/BENCHMARKS.md): 24 prompts of 9.5 MiB sent at once grew master + 2 workers from ~190 MB by
+  // up to ~8× the budget (the master's buffers, refused ones awaiting GC included; the worker's raw, parsed
+  // and converted copies and its preparing thread). The budget bounds them; idle processes and streams need
+  // the rest.
+  const limitBytes = bytesOf(container.resources.limits.memory);
+  const idleAndStreamsBytes = 256 * 1024 * 1024;
+  const burstBytes = 8 * config.limits.maxBufferedBodyBytes;
+  t.ok(
+    idleAndStreamsBytes + burstBytes <= limitBytes,
+    `256 MiB + 8 × ${config.limits.maxBufferedBodyBytes} B ≤ ${container.resources.limits.memory}`,
+  );
+});
+
+/** A Kubernetes memory quantity (plain bytes, or Ki/Mi/Gi) in bytes. */
+function bytesOf(quantity: string | number): number {
+  const match = /^(\d+)(Ki|Mi|Gi)?$/.exec(String(quantity));
+  if (match === null) throw new Error(`unexpected memory quantity ${quantity}`);
+  const unit = match[2] === 'Gi' ? 1024 ** 3 : match[2] === 'Mi' ? 1024 ** 2 : match[2] === 'Ki' ? 1024 : 1;
+  return Number(match[1]) * unit;
+}
 
 t.test('the ConfigMap is mounted as a directory and --config points inside it', async (t) => {
   const withSubPath = JSON.stringify(objects).match(/"subPath(Expr)?"/g) ?? [];

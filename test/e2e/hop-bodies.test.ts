@@ -51,7 +51,7 @@ t.test('the request hop on the main port', async (t) => {
       );
       slow.push(conn);
     }
-    await waitForBufferedBytes(gw, 10_000);
+    await waitForBufferedBytes(gw, 100); // what arrived: 10 bytes each
     const workers = (await status(gw)).v1!.workers;
     t.equal(workers[0]!.inflight, 0, 'no worker slot is held while bodies arrive');
     // Both slots are free: two other clients at once (the queue is 0, so a held slot would mean 503), twice.
@@ -93,9 +93,18 @@ t.test('the request hop on the main port', async (t) => {
   t.test('bodies held at once stay within maxBufferedBodyBytes: 503 body_budget beyond', async (t) => {
     const a = await openRaw(gw.url, ['POST']);
     const b = await openRaw(gw.url, ['POST']);
+    // Bytes count as they arrive, not as declared: a head announcing 500000 reserves nothing by itself.
     a.write('POST /echo?budget=a HTTP/1.1\r\nHost: gw\r\nContent-Length: 500000\r\n\r\n');
     b.write('POST /echo?budget=b HTTP/1.1\r\nHost: gw\r\nContent-Length: 500000\r\n\r\n');
-    await waitForBufferedBytes(gw, 1_000_000);
+    const other = await rawRequest(
+      gw.url,
+      'POST /echo?budget=declared HTTP/1.1\r\nHost: gw\r\nContent-Length: 100\r\n\r\n' + 'x'.repeat(100),
+      'POST',
+    );
+    t.equal(other.status, 200, 'two declared bodies with no bytes yet hold no budget');
+    a.write('x'.repeat(499_990));
+    b.write('y'.repeat(499_990));
+    await waitForBufferedBytes(gw, 999_980);
     const refused = await rawRequest(
       gw.url,
       'POST /echo?budget=c HTTP/1.1\r\nHost: gw\r\nContent-Length: 100\r\n\r\n' + 'x'.repeat(100),
@@ -105,8 +114,8 @@ t.test('the request hop on the main port', async (t) => {
     t.equal(errorOf(refused.body).code, 'body_budget');
     t.equal(errorOf(refused.body).type, 'overloaded_error');
     t.equal(refused.headers['retry-after'], '1');
-    a.write('x'.repeat(500_000));
-    b.write('y'.repeat(500_000));
+    a.write('x'.repeat(10));
+    b.write('y'.repeat(10));
     const [[ra], [rb]] = await Promise.all([a.waitFor(1), b.waitFor(1)]);
     t.equal(ra!.status, 200);
     t.equal(rb!.status, 200);
@@ -117,6 +126,29 @@ t.test('the request hop on the main port', async (t) => {
     );
     a.socket.destroy();
     b.socket.destroy();
+    await waitForBufferedBytes(gw, 0);
+  });
+
+  t.test('a body counts against the budget until the worker answers, not only while the master has it', async (t) => {
+    // The worker reads, parses and converts the body (~3 copies) before its answer; released when the master had
+    // sent it, a burst of large prompts grew a pod far past maxBufferedBodyBytes.
+    const held = await openRaw(gw.url, ['POST']);
+    held.write('POST /slow?ms=600000 HTTP/1.1\r\nHost: gw\r\nContent-Length: 600000\r\n\r\n' + 'h'.repeat(600_000));
+    for (let i = 0; ; i++) {
+      const stats = json<{ bodyBytesRead: number }>(await httpRequest(`${gw.url}/stats`));
+      if (stats.bodyBytesRead >= 600_000) break;
+      if (i === 2000) throw new Error('the worker never read the held body');
+      await pollPause();
+    }
+    t.equal((await scrape(gw)).sum('graygate_buffered_body_bytes'), 600_000, 'the worker has it, unanswered: counted');
+    const refused = await rawRequest(
+      gw.url,
+      'POST /echo?budget=after HTTP/1.1\r\nHost: gw\r\nContent-Length: 500000\r\n\r\n' + 'x'.repeat(500_000),
+      'POST',
+    );
+    t.equal(refused.status, 503);
+    t.equal(errorOf(refused.body).code, 'body_budget');
+    held.socket.destroy();
     await waitForBufferedBytes(gw, 0);
   });
 

@@ -95,6 +95,23 @@ t.test('over the budget: 503 body_budget with Retry-After', async (t) => {
   t.equal(budget.heldBytes, 0);
 });
 
+t.test('a declared length reserves nothing until its bytes arrive: a silent client holds no budget', async (t) => {
+  // Reserved from Content-Length, four connections declaring 1 MiB and sending a byte now and then held a 4 MiB
+  // budget, and every other body got 503 body_budget.
+  const budget = new BodyBudget(10);
+  const run = await withServer(t, (req) => {
+    readBody(req, { maxBytes: 100, idleTimeoutMs: 5000, budget }).catch(() => undefined);
+    const atHead = budget.heldBytes;
+    return new Promise((resolve) => req.once('data', () => setImmediate(() => resolve([atHead, budget.heldBytes]))));
+  });
+  const held = await run((port) => {
+    const req = request({ port, method: 'POST', headers: { 'content-length': '20' } });
+    req.on('error', () => undefined);
+    req.write('12345');
+  });
+  t.same(held, [0, 5], 'nothing at the head, then what arrived');
+});
+
 t.test('an aborted signal rejects with its reason', async (t) => {
   const controller = new AbortController();
   const run = await withServer(t, (req) => {
