@@ -290,6 +290,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     proxy.forward(ctx, lease.worker, {
       headersMs: limits.workerHeadersTimeoutMs,
       idleMs: workerIdleTimeoutMsFor(limits, upstream),
+      sendMs: limits.sendTimeoutMs,
     });
   }
 

@@ -24,6 +24,8 @@ export interface ForwardTimeouts {
   headersMs: number;
   /** Longest silence inside a response, ms; 0 disables (limits.workerIdleTimeoutMs). */
   idleMs: number;
+  /** Longest time the client reads nothing of a response it is behind on, ms (limits.sendTimeoutMs). */
+  sendMs: number;
 }
 
 export interface WorkerProxy {
@@ -75,7 +77,7 @@ export function createWorkerProxy(options: WorkerProxyOptions): WorkerProxy {
     proxyReq.once('finish', () => hooks.onBodySent(ctx));
     // A `102 Processing` from the worker is a sign of life while it waits for a slow upstream.
     proxyReq.on('information', () => ctx.workerTimer?.refresh());
-    proxyReq.once('response', (proxyRes: IncomingMessage) => relayResponse(ctx, proxyRes, timeouts.idleMs, hooks));
+    proxyReq.once('response', (proxyRes: IncomingMessage) => relayResponse(ctx, proxyRes, timeouts, hooks));
     if (ctx.phase === 'done') proxyReq.destroy();
   });
 

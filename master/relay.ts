@@ -9,7 +9,9 @@ import type { RequestContext } from './request-context.js';
 // an SSE stream is scanned for two facts the canary judges on (SPEC §11):
 // when the first content event went out, and whether the stream ended with
 // an error event. When the client is the slow side the worker is paused and
-// the idle timer stops (its silence is then ours, not the worker's).
+// the idle timer gives way to the send timer: a client that reads nothing for
+// sendTimeoutMs is cut (nginx send_timeout), or it would hold its worker slot,
+// and its upstream call, for as long as it keeps the connection open.
 
 export interface RelayHooks {
   /** Monotonic clock, ms. */
@@ -66,7 +68,13 @@ export function endsWithErrorEvent(previous: Buffer | undefined, last: Buffer | 
   return hasErrorEvent(seam);
 }
 
-export function relayResponse(ctx: RequestContext, proxyRes: IncomingMessage, idleMs: number, hooks: RelayHooks): void {
+export function relayResponse(
+  ctx: RequestContext,
+  proxyRes: IncomingMessage,
+  timeouts: { idleMs: number; sendMs: number },
+  hooks: RelayHooks,
+): void {
+  const { idleMs, sendMs } = timeouts;
   const { res } = ctx;
   clearTimeout(ctx.workerTimer);
   ctx.workerTimer = undefined;
@@ -88,6 +96,8 @@ export function relayResponse(ctx: RequestContext, proxyRes: IncomingMessage, id
     if (idleMs > 0) ctx.workerTimer = setTimeout(onIdleTimeout, idleMs, ctx, hooks);
   };
   const onDrain = (): void => {
+    clearTimeout(ctx.workerTimer);
+    ctx.workerTimer = undefined;
     if (ctx.phase !== 'relay') return;
     armIdle();
     proxyRes.resume();
@@ -106,10 +116,10 @@ export function relayResponse(ctx: RequestContext, proxyRes: IncomingMessage, id
     const isReady = res.write(chunk);
     socket?.uncork();
     if (isReady) return;
-    // The client is the slow side: stop reading the worker until it drains.
+    // The client is the slow side: stop reading the worker until it drains, within sendTimeoutMs.
     proxyRes.pause();
     clearTimeout(ctx.workerTimer);
-    ctx.workerTimer = undefined;
+    ctx.workerTimer = setTimeout(onSendTimeout, sendMs, ctx);
     res.once('drain', onDrain);
   };
   armIdle();
@@ -125,6 +135,15 @@ export function relayResponse(ctx: RequestContext, proxyRes: IncomingMessage, id
     // The worker died or reset mid-response: end the client's stream, never hang (SPEC §4).
     hooks.refuse(ctx, new GraygateError('worker_error', 'the worker stopped in the middle of the response'));
   });
+}
+
+function onSendTimeout(ctx: RequestContext): void {
+  ctx.workerTimer = undefined;
+  if (ctx.phase !== 'relay') return;
+  // Nothing more can reach this client (it reads nothing, an error event included): close its connection. The
+  // response's close then ends the request as a client that left does (request-end.ts finish).
+  ctx.errorCode = 'send_timeout';
+  ctx.res.destroy();
 }
 
 function onIdleTimeout(ctx: RequestContext, hooks: RelayHooks): void {

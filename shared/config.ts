@@ -107,6 +107,7 @@ export const configSchema = z.strictObject({
       readyTimeoutMs: positiveInt.default(DEFAULTS.limits.readyTimeoutMs),
       bodyTimeoutMs: positiveInt.default(DEFAULTS.limits.bodyTimeoutMs),
       maxBufferedBodyBytes: positiveInt.default(DEFAULTS.limits.maxBufferedBodyBytes),
+      sendTimeoutMs: positiveInt.default(DEFAULTS.limits.sendTimeoutMs),
       workerHeadersTimeoutMs: positiveInt.default(DEFAULTS.limits.workerHeadersTimeoutMs),
       /** Default: 2 × the version's upstream.pingIntervalMs + 5000 (workerIdleTimeoutMsFor). */
       workerIdleTimeoutMs: positiveInt.optional(),

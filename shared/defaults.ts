@@ -27,6 +27,7 @@ export const DEFAULTS = {
     // SPEC §4a (turn 2): the client ↔ master ↔ worker hop
     bodyTimeoutMs: 30_000, // 30 s of silence while a client sends its body → 408 body_timeout
     maxBufferedBodyBytes: 256 * 1024 * 1024, // 256 MiB of request bodies held by the master at once → 503 body_budget
+    sendTimeoutMs: 60_000, // 60 s in which a client reads nothing of its answer → closed (nginx send_timeout)
     workerHeadersTimeoutMs: 30_000, // 30 s from sending to the worker's first response byte (a 102 ping counts) → 504
     // workerIdleTimeoutMs: no fixed default; 2 × the version's pingIntervalMs + 5000 ms (see workerIdleTimeoutMsFor)
     healthIntervalMs: 2000, // 2 s between IPC health probes of each worker

@@ -33,6 +33,8 @@ export const ERROR_CATALOGUE = {
     message: 'the gateway holds too many request bodies right now',
   },
   worker_timeout: { status: 504, type: 'gateway_error', message: 'the worker did not answer in time' },
+  // Never sent (the answer's status is out by then): the access log's `error` of a response cut for it.
+  send_timeout: { status: 408, type: 'invalid_request_error', message: 'the client read nothing in time' },
   headers_too_large: { status: 431, type: 'invalid_request_error', message: 'request header fields are too large' },
   url_too_long: { status: 414, type: 'invalid_request_error', message: 'the request URL is too long' },
   // SPEC §12, the OpenAI surface across formats (turn 2)

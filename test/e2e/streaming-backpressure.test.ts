@@ -116,3 +116,39 @@ async function waitForLine(gw: Gateway, reqId: string): Promise<void> {
     await once(gw.child.stdout!, 'data');
   }
 }
+
+t.test('a client that reads nothing for sendTimeoutMs is cut, and so is its upstream call', async (t) => {
+  // nginx send_timeout: without it such a client held its worker slot and its upstream call for as long as it
+  // kept the connection open (a few hundred idle sockets locked a version out).
+  const mock = await startMockUpstream({});
+  t.teardown(() => mock.close());
+  const gw = await startGateway(
+    t,
+    {
+      versions: { v1: { weight: 1, upstream: { format: 'openai', url: mock.url + BASE_PATHS.openai } } },
+      limits: { sendTimeoutMs: 500 },
+    },
+    { env: { LOG_LEVEL: 'info' } },
+  );
+  const upstream = once(mock.events, 'stream').then(([s]) => s as MockStream);
+  const req = request(`${gw.url}/v1/chat/completions`, {
+    method: 'POST',
+    agent: false,
+    headers: { 'content-type': 'application/json', 'x-request-id': 'send-timeout-1' },
+  });
+  t.teardown(() => req.destroy());
+  req.end(JSON.stringify(chatBody(`[mock tokens=${TOKENS} token-size=${TOKEN_CHARS}]`)));
+  const [res] = (await once(req, 'response')) as [IncomingMessage];
+  t.equal(res.statusCode, 200);
+  res.pause(); // read nothing more, ever
+  const stream = await upstream;
+  if (!stream.isClosed) await once(stream, 'close');
+  t.notOk(stream.isComplete, 'the upstream call was cut before its end');
+  const masterLine = (): string | undefined =>
+    gw
+      .output()
+      .split('\n')
+      .find((l) => l.includes('"reqId":"send-timeout-1"') && l.includes('"msg":"request"'));
+  while (masterLine() === undefined) await once(gw.child.stdout!, 'data');
+  t.match(masterLine(), /"error":"send_timeout"/, 'the master logged why');
+});
