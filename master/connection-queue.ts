@@ -43,6 +43,8 @@ interface ConnectionState {
   isPausedByUs: boolean;
   /** No request of this connection has started yet: its first goes ahead of deferred ones. */
   isNew: boolean;
+  /** Runs once no request of this connection is in flight or waiting (afterLast). */
+  onIdle: (() => void) | undefined;
 }
 
 interface Start {
@@ -70,7 +72,7 @@ export class ConnectionQueue {
     const socket = req.socket;
     let state = this.#states.get(socket);
     if (state === undefined) {
-      state = { isBusy: false, waiting: [], isPausedByUs: false, isNew: true };
+      state = { isBusy: false, waiting: [], isPausedByUs: false, isNew: true, onIdle: undefined };
       this.#states.set(socket, state);
       const owned = state;
       socket.once('close', () => this.#drop(owned));
@@ -84,6 +86,16 @@ export class ConnectionQueue {
       s.pause();
     }
   };
+
+  /**
+   * Runs `then` once every request this connection has sent is answered (at once when none is in flight):
+   * what the parser refused after them is answered last, never in place of an answer still due.
+   */
+  afterLast(socket: Socket, then: () => void): void {
+    const state = this.#states.get(socket);
+    if (state === undefined || (!state.isBusy && state.waiting.length === 0)) return then();
+    state.onIdle = then;
+  }
 
   #start(socket: Socket, state: ConnectionState, req: IncomingMessage, res: ServerResponse): void {
     state.isBusy = true;
@@ -114,7 +126,10 @@ export class ConnectionQueue {
       s.parser?.resume();
       s.resume();
     }
-    if (next !== undefined) this.#start(socket, state, next.req, next.res);
+    if (next !== undefined) return this.#start(socket, state, next.req, next.res);
+    const onIdle = state.onIdle;
+    state.onIdle = undefined;
+    onIdle?.();
   }
 
   #drop(state: ConnectionState): void {

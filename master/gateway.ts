@@ -1,6 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
+import { MAX_HEADER_LINES } from '../shared/defaults.js';
 import { GraygateError, isGraygateError } from '../shared/errors.js';
 import { copyHeaders, headerValue, HOP_BY_HOP_HEADERS, sendJson } from '../shared/http-headers.js';
 import { bodyTooLarge, declaredLength, hasBody, readBody } from '../shared/body.js';
@@ -151,6 +152,12 @@ export function createGateway(options: GatewayOptions): Gateway {
     }
     ctx.reqId = pickRequestId(headerValue(req.headers['x-request-id']), newRequestId);
     res.setHeader('x-request-id', ctx.reqId);
+    // Node dropped the lines past MAX_HEADER_LINES, maybe a Content-Length it framed the body by: the master
+    // cannot know what the request was (a body read as none reached no limit, and the worker saw none).
+    if (req.rawHeaders.length >= 2 * MAX_HEADER_LINES) {
+      refuse(ctx, new GraygateError('headers_too_large', `${MAX_HEADER_LINES} header lines or more`));
+      return false;
+    }
     // SPEC §12: CORS is decided by the master, before anything is forwarded.
     const origin = headerValue(req.headers['origin']);
     const cors = registry.config.cors;

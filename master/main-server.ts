@@ -1,9 +1,11 @@
 import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { GraygateError, toErrorResponse, type ErrorResponse } from '../shared/errors.js';
 import { sendError } from '../shared/http-headers.js';
 import type { Logger } from '../shared/log.js';
 import type { Limits } from '../shared/config.js';
+import { MAX_HEADER_LINES } from '../shared/defaults.js';
 import { ConnectionQueue } from './connection-queue.js';
 import type { Gateway } from './gateway.js';
 
@@ -27,7 +29,13 @@ export function createMainServer(options: MainServerOptions): Server {
     onDropped: gateway.drop,
     maxPipelined: () => limits.maxPipelinedRequests,
   });
-  const server = createServer({ maxHeaderSize: limits.maxHeaderBytes });
+  const server = createServer({
+    maxHeaderSize: limits.maxHeaderBytes,
+    // Node's whole-request deadline (300 s) would cut a long stream with a request pipelined behind it, whose
+    // body the connection queue leaves unread on purpose; bodyTimeoutMs bounds a body's silence instead.
+    requestTimeout: 0,
+  });
+  server.maxHeadersCount = MAX_HEADER_LINES; // a head that reaches it is refused (gateway.ts readHead)
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     gateway.arrive();
     queue.enqueue(req, res);
@@ -40,15 +48,23 @@ export function createMainServer(options: MainServerOptions): Server {
     const err = new GraygateError('invalid_request', 'only `Expect: 100-continue` is supported', { status: 417 });
     sendError(res, toErrorResponse(err), { connection: 'close' });
   });
+  // Sockets whose parser failed: the refusal waits for the answers still due (nginx answers the requests it
+  // read, then refuses what follows), and the errors of the bytes after the first are ignored.
+  const refused = new WeakSet<Duplex>();
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    if (refused.has(socket)) return;
+    refused.add(socket);
     const refusal = clientErrorResponse(err, limits.maxUrlBytes);
     log.debug({ code: err.code, status: refusal?.status }, 'client error');
-    const inProgress = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
-    if (refusal === undefined || !socket.writable || inProgress?.headersSent === true) {
+    if (refusal === undefined || !socket.writable) {
       socket.destroy();
       return;
     }
-    socket.end(rawErrorResponse(refusal));
+    queue.afterLast(socket as Socket, () => {
+      // Bytes after a `Connection: close` request: its answer closed the connection; nothing more is due.
+      if (!socket.writable || err.code === 'HPE_CLOSED_CONNECTION') socket.destroy();
+      else socket.end(rawErrorResponse(refusal));
+    });
   });
   return server;
 }

@@ -43,12 +43,15 @@ export interface ReadBodyOptions {
   ownMemory?: boolean;
 }
 
-/** The declared Content-Length, or undefined for a chunked body or none. NaN-safe: Node validated the header. */
+/**
+ * The declared Content-Length, or undefined for a chunked body or none. Node validated the header (digits, below
+ * 2^64); one above 2^53 comes back rounded, never as "none": Node frames the body by it all the same.
+ */
 export function declaredLength(req: Pick<IncomingMessage, 'headers'>): number | undefined {
   const raw = req.headers['content-length'];
   if (raw === undefined) return undefined;
   const n = Number(raw);
-  return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
+  return Number.isFinite(n) && n >= 0 ? n : undefined;
 }
 
 /** True when the request carries a body (a Content-Length above 0 or chunked framing), whatever its method. */

@@ -52,3 +52,10 @@ export const DEFAULTS = {
  * reset) while the loop accepts one per turn. 4096 is Linux's default somaxconn, which caps it.
  */
 export const LISTEN_BACKLOG = 4096;
+
+/**
+ * Header lines Node keeps of a request head (its default `maxHeadersCount`); it drops the rest silently,
+ * a Content-Length among them, though its parser frames the body by it. The master refuses a head that
+ * reaches this many (master/gateway.ts) rather than forward a request whose framing it cannot see.
+ */
+export const MAX_HEADER_LINES = 2000;

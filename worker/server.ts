@@ -148,6 +148,11 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
     sendError(res, toErrorResponse(new GraygateError('not_found', `no route for ${req.method} ${path}`)));
   });
 
+  // The master bounds the head (maxHeaderBytes, fewer than MAX_HEADER_LINES client lines) and adds a few of its
+  // own after them, its Content-Length first: Node's 2000-line cut must never drop that one, or the body would
+  // be read as the next request.
+  server.maxHeadersCount = 0;
+
   let closing: Promise<void> | undefined;
   let destroying: Promise<void> | undefined;
   return {

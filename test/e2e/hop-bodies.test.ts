@@ -152,6 +152,21 @@ t.test('the request hop on the main port', async (t) => {
     await waitForBufferedBytes(gw, 0);
   });
 
+  t.test('a Content-Length over 2^53 is over the limit, never read as no body', async (t) => {
+    const huge = await rawRequest(
+      gw.url,
+      'POST /echo?huge HTTP/1.1\r\nHost: gw\r\nContent-Length: 9007199254740993\r\n\r\n{}',
+      'POST',
+    );
+    t.equal(huge.status, 413);
+    t.equal(errorOf(huge.body).code, 'body_too_large');
+    const stats = json<{ seen: Array<{ url: string }> }>(await httpRequest(`${gw.url}/stats`));
+    t.notOk(
+      stats.seen.some((s) => s.url.includes('huge')),
+      'it never reached the worker (before: forwarded with no body)',
+    );
+  });
+
   t.test('413 for an over-limit Content-Length is answered before 100 Continue', async (t) => {
     const conn = await openRaw(gw.url, ['POST']);
     conn.write('POST /echo HTTP/1.1\r\nHost: gw\r\nExpect: 100-continue\r\nContent-Length: 700000\r\n\r\n');

@@ -58,6 +58,32 @@ t.test('pipelining', async (t) => {
     conn.socket.destroy();
   });
 
+  t.test('a malformed request pipelined behind valid ones: they are answered first, then the 400', async (t) => {
+    // Before, the raw 400 was written over the answer still due (the client took it for the valid request's).
+    const conn = await openRaw(gw.url, ['GET', 'GET', 'GET']);
+    conn.write(
+      'GET /slow?ms=50&i=a HTTP/1.1\r\nHost: gw\r\n\r\n' +
+        'GET /slow?ms=0&i=b HTTP/1.1\r\nHost: gw\r\n\r\n' +
+        'GET /slow HTTP/1.1\r\nHost: gw\r\nBad Header: x\r\n\r\n',
+    );
+    const responses = await conn.waitFor(3);
+    t.same(
+      responses.map((r) => r.status),
+      [200, 200, 400],
+    );
+    t.match(responses[2]!.body, /"code":"invalid_request"/, 'the refusal in the OpenAI error shape');
+    await conn.closed;
+  });
+
+  t.test('bytes after a Connection: close request: its answer comes whole, nothing else', async (t) => {
+    const conn = await openRaw(gw.url, ['GET']);
+    conn.write('GET /slow?ms=50 HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\nGET /slow HTTP/1.1\r\n\r\n');
+    const [res] = await conn.waitFor(1);
+    t.equal(res!.status, 200);
+    await conn.closed;
+    t.equal(conn.responses.length, 1);
+  });
+
   t.test('a pipelining connection that closes aborts its upstream call and drops the rest', async (t) => {
     const streams: MockStream[] = [];
     const onStream = (s: MockStream): void => void streams.push(s);

@@ -95,3 +95,37 @@ t.test('request smuggling through the master reaches nothing', async (t) => {
     });
   }
 });
+
+t.test('a head of 2000 header lines or more is refused: Node dropped lines the master cannot see', async (t) => {
+  // Node keeps 2000 header lines and drops the rest, a Content-Length at the end among them, while its parser
+  // still frames the body by it: the master forwarded the request with no body (a 200 MiB body passed a 1 MiB
+  // limit unseen), and with the cut lifted alone the worker would drop the master's Content-Length instead.
+  const gw = await startGateway(t, {
+    versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } },
+    limits: { maxSocketsPerWorker: 1, maxIdleSocketsPerWorker: 1 },
+  });
+  const conn = await openRaw(gw.url, ['POST', 'GET']);
+  conn.write(
+    `POST /echo?many HTTP/1.1\r\nHost: gw\r\n${'a:1\r\n'.repeat(2000)}Content-Length: ${Buffer.byteLength(SMUGGLED)}\r\n\r\n${SMUGGLED}`,
+  );
+  const [refused] = await conn.waitFor(1);
+  t.equal(refused!.status, 431);
+  t.match(refused!.body, /"code":"headers_too_large"/);
+  conn.write('GET /echo?next=1 HTTP/1.1\r\nHost: gw\r\n\r\n');
+  const [, next] = await conn.waitFor(2);
+  t.equal((JSON.parse(next!.body) as Echo).url, '/echo?next=1', 'the connection is still in step');
+  const stats = json<Stats>(await httpRequest(`${gw.url}/stats`));
+  t.same(
+    stats.seen.map((s) => s.url),
+    ['/echo?next=1'],
+    'the worker saw only the next request',
+  );
+  conn.socket.destroy();
+  // 1999 lines are forwarded whole, framing included.
+  const ok = await openRaw(gw.url, ['POST']);
+  ok.write(`POST /echo?fewer HTTP/1.1\r\nHost: gw\r\n${'a:1\r\n'.repeat(1997)}Content-Length: 2\r\n\r\n{}`);
+  const [echo] = await ok.waitFor(1);
+  t.equal(echo!.status, 200);
+  t.equal((JSON.parse(echo!.body) as Echo).bodyBytes, 2);
+  ok.socket.destroy();
+});

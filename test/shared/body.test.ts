@@ -41,6 +41,9 @@ t.test('hasBody and declaredLength', async (t) => {
   t.equal(hasBody({ headers: { 'transfer-encoding': 'chunked' } }), true);
   t.equal(declaredLength({ headers: { 'content-length': '12' } }), 12);
   t.equal(declaredLength({ headers: {} }), undefined);
+  // Over 2^53: Node still frames a body by it; "no body" let 200 MiB through a 1 MiB limit, unseen.
+  t.equal(hasBody({ headers: { 'content-length': '9007199254740993' } }), true);
+  t.ok(declaredLength({ headers: { 'content-length': '9007199254740993' } })! >= 2 ** 53);
 });
 
 t.test('reads a chunked body and a sized one; the budget holds what was read', async (t) => {
