@@ -16,7 +16,9 @@ import { configHash } from './config-file.js';
 //
 // What a change does is the caller's business: the master runs its reload path
 // (Operations.reload), which refuses an invalid file and keeps the old config. The watch calls
-// onChange once per distinct content, so an invalid file is reported once, not on every event.
+// onChange once per distinct content, so an invalid file is reported once, not on every event;
+// a content whose onChange rejected (not applied, e.g. a build that did not start) is looked at
+// again at the next event.
 
 /** The default quiet time before a burst of events is looked at. */
 const DEFAULT_CONFIG_DEBOUNCE_MS = 250;
@@ -37,8 +39,11 @@ export interface ConfigWatchOptions {
   /**
    * Called once per real change of the file's content (never for a touch or an identical rewrite).
    * If it returns a promise, the watch waits for it before it looks again, so a change that arrives
-   * during a slow reload (a deploy) is applied after it, never folded into it. A rejection goes to
-   * onError; the watch goes on.
+   * during a slow reload (a deploy) is applied after it, never folded into it. Resolving means the
+   * content was dealt with (applied, or refused for good: an invalid file is not offered again
+   * until it changes). A rejection means it was not applied and nothing changed (a build that did
+   * not start): it goes to onError, and the same content is offered again at the next event in
+   * the directory. The watch goes on.
    */
   onChange: (change: ConfigChange) => void | Promise<void>;
   /**
@@ -131,6 +136,8 @@ export function watchConfigFile(options: ConfigWatchOptions): ConfigWatch {
       try {
         await onChange({ hash, previousHash });
       } catch (err) {
+        // Not applied: forget the content, so the next event retries it rather than taking it as seen.
+        if (current === hash) current = previousHash;
         if (!isClosed) onError(err instanceof Error ? err : new Error(String(err)));
       }
     } finally {

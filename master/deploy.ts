@@ -2,15 +2,21 @@ import { request } from 'node:http';
 import { GraygateError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import type { WorkerHandle } from './worker-handle.js';
+import type { VersionAdmission } from './admission.js';
 import type { Build, DeployKind, DeployRecord } from './version.js';
 
-// The first half of every build swap (SPEC §6, STYLE §21): deploy, rollback,
-// reload and add all start a build here, and the version registry does the
-// rest (switch traffic, drain the old build). Phases:
+// Every build swap (SPEC §6, STYLE §21) in two halves: deploy, rollback, reload
+// and add all start a build here (startSwap), then move traffic to it in one
+// synchronous step (switchBuild); the version registry drains the old build.
+// A reload starts all its builds before it switches any, so a build that fails
+// leaves every version as it was (cancelSwap). Phases:
 //   starting  fork the new build's workers, wait for each `ready`
 //   probing   GET /v1/models on each must answer < 500
-//   switching | draining | done   (version-registry.ts)
+//   switching | draining | done
 //   failed    a build that never gets ready is killed; the old one serves on
+
+/** Builds a version ran before, kept as rollback targets. */
+const MAX_PREVIOUS_BUILDS = 5;
 
 const PROBE_TIMEOUT_MS = 5000;
 
@@ -27,7 +33,7 @@ function probeWorker(worker: WorkerHandle, timeoutMs = PROBE_TIMEOUT_MS): Promis
   });
 }
 
-export function newDeployRecord(kind: DeployKind, from: Build | undefined, to: Build, oldPids: number[]): DeployRecord {
+function newDeployRecord(kind: DeployKind, from: Build | undefined, to: Build, oldPids: number[]): DeployRecord {
   return {
     kind,
     from: from?.entry ?? null,
@@ -39,7 +45,7 @@ export function newDeployRecord(kind: DeployKind, from: Build | undefined, to: B
   };
 }
 
-export interface StartBuildOptions {
+interface StartBuildOptions {
   version: string;
   build: Build;
   /** Creates instance `i` of the build (supervisor.spawn with the registry's crash handler). */
@@ -50,7 +56,7 @@ export interface StartBuildOptions {
 }
 
 /** Starts and probes a build's workers; on any failure kills them all and throws deploy_failed (SPEC §6). */
-export async function startBuild(options: StartBuildOptions): Promise<WorkerHandle[]> {
+async function startBuild(options: StartBuildOptions): Promise<WorkerHandle[]> {
   const { version, build, record, log } = options;
   const workers = Array.from({ length: build.instances }, (_, instance) => options.spawn(instance));
   try {
@@ -83,4 +89,106 @@ export async function startBuild(options: StartBuildOptions): Promise<WorkerHand
       { cause: err },
     );
   }
+}
+
+/** The registry's state of a version, as a swap changes it. */
+export interface SwapTarget {
+  readonly name: string;
+  build: Build;
+  workers: WorkerHandle[];
+  previousBuilds: Build[];
+  consecutiveCrashes: number;
+  isDeploying: boolean;
+  lastDeploy: DeployRecord | undefined;
+  readonly isRemoved: boolean;
+  readonly admission: VersionAdmission<WorkerHandle>;
+}
+
+/** A swap's first half done: the new build's workers are ready and get no traffic yet. */
+export interface PendingSwap<T extends SwapTarget> {
+  target: T;
+  build: Build;
+  kind: DeployKind;
+  /** A version being added: nothing to drain, no previous build. */
+  isNew: boolean;
+  record: DeployRecord;
+  workers: WorkerHandle[];
+  startedMs: number;
+}
+
+export interface StartSwapOptions {
+  kind: DeployKind;
+  isNew: boolean;
+  spawn: (instance: number) => WorkerHandle;
+  log: Logger;
+}
+
+/** Starts `build` for `target`; the version is deploying (409 to another swap) until endSwap. */
+export async function startSwap<T extends SwapTarget>(
+  target: T,
+  build: Build,
+  options: StartSwapOptions,
+): Promise<PendingSwap<T>> {
+  if (target.isDeploying)
+    throw new GraygateError('deploy_in_progress', `a deploy of ${target.name} is already running`);
+  target.isDeploying = true;
+  const { kind, isNew } = options;
+  const oldPids = target.workers.map((w) => w.pid ?? 0);
+  const record = newDeployRecord(kind, isNew ? undefined : target.build, build, oldPids);
+  target.lastDeploy = record;
+  const pending: PendingSwap<T> = { target, build, kind, isNew, record, workers: [], startedMs: Date.now() };
+  try {
+    pending.workers = await startBuild({ version: target.name, build, record, log: options.log, spawn: options.spawn });
+    return pending;
+  } catch (err) {
+    endSwap(pending);
+    throw err;
+  }
+}
+
+/**
+ * The second half, synchronous: the next request goes to the new build (routing and admission
+ * read `workers`). `onSwitch` runs first, once the swap is certain. Returns the old workers, to drain.
+ */
+export function switchBuild(
+  pending: PendingSwap<SwapTarget>,
+  options: { log: Logger; onSwitch?: (() => void) | undefined },
+): readonly WorkerHandle[] {
+  const { target, build, kind, isNew, record, workers } = pending;
+  if (target.isRemoved) {
+    for (const w of workers) w.destroy();
+    throw new GraygateError('deploy_failed', `${target.name} was removed during the deploy`);
+  }
+  options.onSwitch?.();
+  record.phase = 'switching';
+  const old = target.workers;
+  const previous = target.build;
+  target.build = build;
+  target.workers = workers;
+  target.consecutiveCrashes = 0;
+  if (!isNew && kind !== 'rollback') {
+    target.previousBuilds.push(previous);
+    if (target.previousBuilds.length > MAX_PREVIOUS_BUILDS) target.previousBuilds.shift();
+  }
+  target.admission.pump();
+  record.phase = 'draining';
+  if (!isNew)
+    options.log.info(
+      { version: target.name, from: record.from, to: record.to, oldPids: record.oldPids, newPids: record.newPids },
+      'traffic moved to new build',
+    );
+  return old;
+}
+
+/** A started build that will not be used (another build of the same reload failed): stopped, the record says why. */
+export function cancelSwap(pending: PendingSwap<SwapTarget>, reason: string): void {
+  for (const w of pending.workers) w.destroy();
+  pending.record.phase = 'failed';
+  pending.record.error = { reason, exitCode: null, signal: null, stderrTail: [] };
+  endSwap(pending);
+}
+
+export function endSwap(pending: PendingSwap<SwapTarget>): void {
+  pending.record.durationMs = Date.now() - pending.startedMs;
+  pending.target.isDeploying = false;
 }

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createLogger } from '../shared/log.js';
+import { isGraygateError } from '../shared/errors.js';
 import { LISTEN_BACKLOG } from '../shared/defaults.js';
 import { EXIT_CONFIG, configPath, loadConfig } from './config-file.js';
 import { Supervisor } from './supervisor.js';
@@ -45,7 +46,10 @@ const registry: VersionRegistry = new VersionRegistry({
   config,
   supervisor,
   log,
-  onRemoved: (name) => metrics.forgetVersion(name),
+  onRemoved: (name) => {
+    metrics.forgetVersion(name);
+    canaries.forget(name);
+  },
 });
 const budget = new BodyBudget(config.limits.maxBufferedBodyBytes);
 const canaries = new CanaryManager({ versions: registry, log });
@@ -146,13 +150,24 @@ const watch = config.config.watch
       onChange: () =>
         operations.reload().then(
           (result) => log.info(result, 'config file changed: reloaded'),
-          (err: unknown) =>
-            log.error(
-              { err: err instanceof Error ? err.message : err },
-              'config file changed: refused, the running config stays',
-            ),
+          (err: unknown) => {
+            const message = err instanceof Error ? err.message : String(err);
+            // An invalid file is refused for good (logged once); one that could not be applied (a
+            // build that did not start, a deploy running) changed nothing and is retried at the
+            // next event: the rejection tells the watch so, and onError logs it.
+            if (isGraygateError(err) && err.code === 'invalid_config') {
+              log.error({ err: message }, 'config file changed: refused, the running config stays');
+              return;
+            }
+            throw new Error(
+              `config file changed: not applied, nothing changed, retried at the next change: ${message}`,
+              {
+                cause: err,
+              },
+            );
+          },
         ),
-      onError: (err) => log.warn({ err: err.message }, 'config watch'),
+      onError: (err) => log.error({ err: err.message }, 'config watch'),
     })
   : undefined;
 

@@ -7,17 +7,17 @@ import type { Supervisor } from './supervisor.js';
 import type { WorkerHandle } from './worker-handle.js';
 import type { ExitReport } from './worker-process.js';
 import { nextRestartDelayMs, RESTART_POLICY, type RestartPolicy } from './restart-policy.js';
-import { newDeployRecord, startBuild } from './deploy.js';
+import { cancelSwap, endSwap, startSwap, switchBuild, type PendingSwap } from './deploy.js';
 import { buildOf, type Build, type DeployKind, type DeployRecord, type VersionView } from './version.js';
+import type { ReloadPlan } from './reload-plan.js';
 
 // The one owner of version state (issue 11): versions, their builds, weights,
 // deploy records and the routing table live here, privately, and change only
-// through these verbs — add, deploy, rollback, remove, setWeights, applyConfig.
-// Everything else reads VersionView. Every build change is one swap
+// through these verbs — add, deploy, rollback, remove, setWeights and
+// applyReload. Everything else reads VersionView. Every build change is one swap
 // (#swap): start the new build, move traffic in one step, drain and stop the
-// old one; adding a version is a swap from nothing.
-
-const MAX_PREVIOUS_BUILDS = 5;
+// old one; adding a version is a swap from nothing. A reload runs the swaps'
+// halves itself, so that it changes all or nothing.
 
 /** A version's state; not exported, so no other module can change it. */
 class VersionState implements VersionView {
@@ -52,6 +52,23 @@ class VersionState implements VersionView {
   }
 }
 
+export interface SwapOptions {
+  /**
+   * Runs synchronously once the new build is ready, just before traffic moves to it: what must
+   * end only when the swap is certain (the canary the version is in, SPEC §11). Default: nothing.
+   */
+  onSwitch?: () => void;
+}
+
+/** What a reload changed (applyReload). */
+export interface ReloadApplied {
+  added: string[];
+  deployed: string[];
+  removed: string[];
+  /** The weights the file changed: name → new weight. */
+  weights: Record<string, number>;
+}
+
 export interface VersionRegistryOptions {
   config: Config;
   supervisor: Supervisor;
@@ -66,6 +83,8 @@ export class VersionRegistry {
   readonly #versions = new Map<string, VersionState>();
   /** Names being added right now: a second add of the same name is refused, not raced. */
   readonly #adding = new Set<string>();
+  /** A reload is starting its builds: other build changes wait for it to commit or fail (409). */
+  #isReloading = false;
   readonly #supervisor: Supervisor;
   readonly #log: Logger;
   readonly #onRemoved: ((name: string) => void) | undefined;
@@ -126,14 +145,15 @@ export class VersionRegistry {
   }
 
   /** Adds a version; it becomes routable once its workers are ready (SPEC §6: 201 then). */
-  async add(name: string, version: VersionConfig, kind: 'add' | 'reload' = 'add'): Promise<VersionView> {
+  async add(name: string, version: VersionConfig): Promise<VersionView> {
+    this.#refuseDuringReload();
     if (this.#versions.has(name) || this.#adding.has(name)) {
       throw new GraygateError('version_exists', `version "${name}" exists; deploy to change its build`);
     }
     this.#adding.add(name);
     try {
       const state = new VersionState(name, version.weight, buildOf(version), this.#config);
-      await this.#swap(state, state.build, kind);
+      await this.#swap(state, state.build, 'add');
       this.#log.info({ version: name, entry: state.build.entry, weight: version.weight }, 'version added');
       return state;
     } finally {
@@ -142,24 +162,30 @@ export class VersionRegistry {
   }
 
   /** Swaps a version's build (SPEC §6 deploy); answers when the old workers are gone. */
-  async deploy(name: string, build: Build, kind: 'deploy' | 'reload' = 'deploy'): Promise<VersionView> {
+  async deploy(name: string, build: Build, options: SwapOptions = {}): Promise<VersionView> {
+    this.#refuseDuringReload();
     const state = this.#state(name);
-    await this.#swap(state, build, kind);
+    await this.#swap(state, build, 'deploy', options.onSwitch);
     return state;
   }
 
   /** Deploys the build before the current one (SPEC §6 rollback). */
-  async rollback(name: string): Promise<VersionView> {
+  async rollback(name: string, options: SwapOptions = {}): Promise<VersionView> {
+    this.#refuseDuringReload();
     const state = this.#state(name);
     const previous = state.previousBuilds.at(-1);
     if (previous === undefined) throw new GraygateError('no_previous_build', `version "${name}" has no previous build`);
-    await this.#swap(state, previous, 'rollback');
+    await this.#swap(state, previous, 'rollback', options.onSwitch);
     state.previousBuilds.pop();
     return state;
   }
 
-  /** Stops routing to a version, refuses its waiters, drains and stops its workers, forgets it. */
-  async remove(name: string): Promise<VersionView> {
+  /**
+   * Throws what remove(name) would refuse with, changing nothing. `weights` (default none):
+   * weights that will hold by then (a canary aborted first gives its baseline the pair's sum).
+   */
+  assertRemovable(name: string, options: { weights?: Readonly<Record<string, number>> } = {}): void {
+    this.#refuseDuringReload();
     const state = this.#state(name);
     if (this.#config.routing.default === name) {
       throw new GraygateError(
@@ -167,18 +193,20 @@ export class VersionRegistry {
         `version "${name}" is the routing default; change routing.default first`,
       );
     }
-    const othersWeighted = [...this.#versions.values()].some((v) => v.name !== name && v.weight > 0);
+    const weightOf = (v: VersionState): number => options.weights?.[v.name] ?? v.weight;
+    const othersWeighted = [...this.#versions.values()].some((v) => v.name !== name && weightOf(v) > 0);
     if (!othersWeighted)
       throw new GraygateError('invalid_request', `version "${name}" is the last version with weight > 0`);
     if (state.isDeploying)
       throw new GraygateError('deploy_in_progress', `a deploy of ${name} is running; remove it once that finishes`);
-    state.isRemoved = true;
-    this.#versions.delete(name);
-    this.#routingTable = this.#buildRoutingTable();
-    state.admission.destroy(new GraygateError('no_ready_worker', `version "${name}" was removed`));
+  }
+
+  /** Stops routing to a version, refuses its waiters, drains and stops its workers, forgets it. */
+  async remove(name: string): Promise<VersionView> {
+    this.assertRemovable(name);
+    const state = this.#unroute(name);
     await this.#retire(state, state.workers);
-    this.#log.info({ version: name }, 'version removed');
-    this.#onRemoved?.(name);
+    this.#forget(state);
     return state;
   }
 
@@ -192,66 +220,149 @@ export class VersionRegistry {
     this.#routingTable = this.#buildRoutingTable();
   }
 
-  /** Takes a reloaded config's routing section (versions change through the verbs above). */
-  applyConfig(config: Config): void {
-    this.#config = config;
+  /**
+   * Applies a reloaded config all or nothing (SPEC §6 reload, §11): every new or changed build
+   * starts first, with no traffic; if one fails, the started ones are stopped and nothing has
+   * changed (deploy_failed). Then, in one synchronous step, `onCommit` runs (the canaries end),
+   * versions are added, builds switched, the file's routing and weights applied and removed
+   * versions taken out of routing; old builds and removed versions drain afterwards.
+   */
+  async applyReload(plan: ReloadPlan, options: { onCommit: () => void }): Promise<ReloadApplied> {
+    this.#checkReload(plan);
+    this.#isReloading = true;
+    let pending: PendingSwap<VersionState>[];
+    try {
+      pending = await this.#startAll(plan);
+    } finally {
+      this.#isReloading = false;
+    }
+    try {
+      options.onCommit();
+    } catch (err) {
+      for (const p of pending) cancelSwap(p, 'the reload could not commit');
+      for (const [name] of plan.adds) this.#adding.delete(name);
+      throw err;
+    }
+    const applied: ReloadApplied = { added: [], deployed: [], removed: [], weights: {} };
+    const old = pending.map((p) => {
+      (p.isNew ? applied.added : applied.deployed).push(p.target.name);
+      return this.#switch(p);
+    });
+    for (const [name] of plan.adds) this.#adding.delete(name);
+    for (const name of applied.added) this.#log.info({ version: name }, 'version added');
+    this.#config = plan.next;
+    for (const [name, version] of Object.entries(plan.next.versions)) {
+      const state = this.#state(name);
+      if (state.weight !== version.weight) applied.weights[name] = version.weight;
+      state.weight = version.weight;
+    }
+    const removed = plan.removes.map((name) => this.#unroute(name));
+    applied.removed = removed.map((s) => s.name);
     this.#routingTable = this.#buildRoutingTable();
+    await Promise.all([
+      ...pending.map((p, i) => this.#finishSwap(p, old[i]!)),
+      ...removed.map(async (state) => {
+        await this.#retire(state, state.workers);
+        this.#forget(state);
+      }),
+    ]);
+    return applied;
+  }
+
+  /** What would make a reload fail half-way, checked before anything starts. */
+  #checkReload(plan: ReloadPlan): void {
+    this.#refuseDuringReload();
+    for (const [name] of plan.adds) {
+      if (this.#versions.has(name) || this.#adding.has(name))
+        throw new GraygateError('version_exists', `config not reloaded: version "${name}" is being added meanwhile`);
+    }
+    for (const name of [...plan.deploys.map(([n]) => n), ...plan.removes]) {
+      if (this.#state(name).isDeploying)
+        throw new GraygateError(
+          'deploy_in_progress',
+          `config not reloaded, nothing changed: a deploy of ${name} is running; reload once it finishes`,
+        );
+    }
+  }
+
+  /** Starts every build of a reload; when one fails, stops the others and throws (nothing changed). */
+  async #startAll(plan: ReloadPlan): Promise<PendingSwap<VersionState>[]> {
+    const added = plan.adds.map(([name, version]) => {
+      this.#adding.add(name);
+      return new VersionState(name, version.weight, buildOf(version), this.#config);
+    });
+    const swaps: Array<[VersionState, Build]> = [
+      ...added.map((state): [VersionState, Build] => [state, state.build]),
+      ...plan.deploys.map(([name, build]): [VersionState, Build] => [this.#state(name), build]),
+    ];
+    const results = await Promise.allSettled(swaps.map(([state, build]) => this.#startSwap(state, build, 'reload')));
+    const failures = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as Error] : []));
+    const pending = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    if (failures.length === 0) return pending;
+    for (const p of pending) cancelSwap(p, 'another build of the same reload did not become ready');
+    for (const [name] of plan.adds) this.#adding.delete(name);
+    throw new GraygateError(
+      'deploy_failed',
+      `config not reloaded, nothing changed: ${failures.map((err) => err.message).join('; ')}`,
+      { cause: failures[0] },
+    );
   }
 
   // One build swap (SPEC §6, STYLE §21). `state` is new (kind 'add') or current.
-  async #swap(state: VersionState, build: Build, kind: DeployKind): Promise<void> {
-    if (state.isDeploying)
-      throw new GraygateError('deploy_in_progress', `a deploy of ${state.name} is already running`);
-    state.isDeploying = true;
-    const started = Date.now();
-    const isNew = kind === 'add' || !this.#versions.has(state.name);
-    const record = newDeployRecord(
-      kind,
-      isNew ? undefined : state.build,
-      build,
-      state.workers.map((w) => w.pid ?? 0),
-    );
-    state.lastDeploy = record;
+  async #swap(state: VersionState, build: Build, kind: DeployKind, onSwitch?: () => void): Promise<void> {
+    const pending = await this.#startSwap(state, build, kind);
+    let old: readonly WorkerHandle[];
     try {
-      const workers = await startBuild({
-        version: state.name,
-        build,
-        record,
-        log: this.#log,
-        spawn: (i) => this.#spawn(state, build, i),
-      });
-      if (state.isRemoved) {
-        for (const w of workers) w.destroy();
-        throw new GraygateError('deploy_failed', `${state.name} was removed during the deploy`);
-      }
-      // switching: one step, so the next request goes to the new build (routing and admission read state.workers).
-      record.phase = 'switching';
-      const old = state.workers;
-      const previous = state.build;
-      state.build = build;
-      state.workers = workers;
-      state.consecutiveCrashes = 0;
-      if (!isNew && kind !== 'rollback') {
-        state.previousBuilds.push(previous);
-        if (state.previousBuilds.length > MAX_PREVIOUS_BUILDS) state.previousBuilds.shift();
-      }
-      if (isNew) {
-        this.#versions.set(state.name, state);
-        this.#routingTable = this.#buildRoutingTable();
-      }
-      state.admission.pump();
-      record.phase = 'draining';
-      if (!isNew)
-        this.#log.info(
-          { version: state.name, from: record.from, to: record.to, oldPids: record.oldPids, newPids: record.newPids },
-          'traffic moved to new build',
-        );
-      await this.#retire(state, old);
-      record.phase = 'done';
-    } finally {
-      record.durationMs = Date.now() - started;
-      state.isDeploying = false;
+      old = this.#switch(pending, onSwitch);
+    } catch (err) {
+      endSwap(pending);
+      throw err;
     }
+    await this.#finishSwap(pending, old);
+  }
+
+  #startSwap(state: VersionState, build: Build, kind: DeployKind): Promise<PendingSwap<VersionState>> {
+    const isNew = kind === 'add' || !this.#versions.has(state.name);
+    return startSwap(state, build, { kind, isNew, log: this.#log, spawn: (i) => this.#spawn(state, build, i) });
+  }
+
+  /** The swap's second half, synchronous; a new version becomes routable here. Returns the old workers. */
+  #switch(pending: PendingSwap<VersionState>, onSwitch?: () => void): readonly WorkerHandle[] {
+    const old = switchBuild(pending, { log: this.#log, onSwitch });
+    if (pending.isNew) {
+      this.#versions.set(pending.target.name, pending.target);
+      this.#routingTable = this.#buildRoutingTable();
+    }
+    return old;
+  }
+
+  async #finishSwap(pending: PendingSwap<VersionState>, old: readonly WorkerHandle[]): Promise<void> {
+    try {
+      await this.#retire(pending.target, old);
+      pending.record.phase = 'done';
+    } finally {
+      endSwap(pending);
+    }
+  }
+
+  /** Takes a version out of routing at once and refuses its waiters; its workers still drain. */
+  #unroute(name: string): VersionState {
+    const state = this.#state(name);
+    state.isRemoved = true;
+    this.#versions.delete(name);
+    this.#routingTable = this.#buildRoutingTable();
+    state.admission.destroy(new GraygateError('no_ready_worker', `version "${name}" was removed`));
+    return state;
+  }
+
+  #forget(state: VersionState): void {
+    this.#log.info({ version: state.name }, 'version removed');
+    this.#onRemoved?.(state.name);
+  }
+
+  #refuseDuringReload(): void {
+    if (this.#isReloading)
+      throw new GraygateError('deploy_in_progress', 'a config reload is starting builds; try again once it ends');
   }
 
   /** Drains workers that are no longer current: the master's own requests finish first, then the process stops. */

@@ -14,6 +14,17 @@ const port = z
   .min(0, 'must be ≥ 0')
   .max(65535, 'must be ≤ 65535');
 
+/**
+ * A routing weight (SPEC §2, §6): the file and PUT /admin/weights share it. Bounded so that a
+ * pair's sum and its canary steps stay finite numbers (1e308 + 1e308 is Infinity, and a canary
+ * step then routes NaN); a million leaves room for any ratio an operator writes.
+ */
+const MAX_WEIGHT = 1_000_000;
+export const weightSchema = z
+  .number({ error: 'must be a number' })
+  .min(0, 'must be ≥ 0')
+  .max(MAX_WEIGHT, `must be ≤ ${MAX_WEIGHT}`);
+
 export const upstreamSchema = z.strictObject({
   format: z.enum(['openai', 'ollama', 'anthropic'], { error: 'must be one of openai, ollama, anthropic' }),
   url: z.string().refine((s) => s === 'mock:' || URL.canParse(s), 'must be a URL or "mock:"'),
@@ -44,7 +55,7 @@ const envSchema = z.record(z.string(), z.string({ error: 'must be a string' }));
 export const versionSchema = z.strictObject({
   entry: z.string().min(1, 'must not be empty').default('dist/worker/main.js'),
   instances: positiveInt.max(64, 'must be ≤ 64').default(1),
-  weight: z.number({ error: 'must be a number' }).min(0, 'must be ≥ 0').default(0),
+  weight: weightSchema.default(0),
   env: envSchema.default({}),
   upstream: upstreamSchema.prefault({ format: 'openai', url: 'mock:' }),
 });

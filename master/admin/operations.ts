@@ -1,7 +1,7 @@
 import { realpathSync } from 'node:fs';
 import { isAbsolute, relative, resolve as resolvePath } from 'node:path';
 import { z } from 'zod';
-import { parseWith, upstreamSchema, versionSchema, type Config } from '../../shared/config.js';
+import { parseWith, upstreamSchema, versionSchema, weightSchema, type Config } from '../../shared/config.js';
 import { VERSION_NAME } from '../../shared/defaults.js';
 import { GraygateError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
@@ -9,7 +9,8 @@ import { loadConfig } from '../config-file.js';
 import type { VersionRegistry } from '../version-registry.js';
 import type { CanaryManager } from '../canary/manager.js';
 import type { CanaryStatus } from '../canary/controller.js';
-import { buildOf, isSameBuild, type Build } from '../version.js';
+import type { Build } from '../version.js';
+import { planReload } from '../reload-plan.js';
 import { statusOf, versionStatus, type StatusBody, type VersionStatus } from './status.js';
 
 // What the admin API and SIGHUP do (SPEC §6, §10): bodies validated with the
@@ -18,7 +19,7 @@ import { statusOf, versionStatus, type StatusBody, type VersionStatus } from './
 
 const weightsBody = z.record(
   z.string().regex(VERSION_NAME, 'version names must match ^[a-z0-9][a-z0-9._-]{0,31}$'),
-  z.number({ error: 'must be a number' }).min(0, 'must be ≥ 0'),
+  weightSchema,
 );
 const addBody = versionSchema.extend({
   name: z.string().regex(VERSION_NAME, 'must match ^[a-z0-9][a-z0-9._-]{0,31}$'),
@@ -107,7 +108,7 @@ export class Operations {
   status(): StatusBody {
     const body = statusOf(this.#registry.versions.values());
     for (const [name, version] of Object.entries(body.versions)) {
-      const canary = this.#canaries.runningFor(name);
+      const canary = this.#canaries.activeFor(name);
       if (canary !== undefined) version.canary = canary;
     }
     return { ...body, configHash: this.#configHash };
@@ -117,11 +118,11 @@ export class Operations {
   setWeights(raw: unknown): StatusBody {
     const weights = parseBody(weightsBody, raw);
     for (const name of Object.keys(weights)) {
-      const canary = this.#canaries.runningFor(name);
+      const canary = this.#canaries.activeFor(name);
       if (canary !== undefined) {
         throw new GraygateError(
           'canary_in_progress',
-          `${name} is in the running canary of ${canary.version}; abort it first (DELETE /admin/versions/${canary.version}/canary)`,
+          `${name} is in the ${canary.state} canary of ${canary.version}; abort it first (DELETE /admin/versions/${canary.version}/canary)`,
         );
       }
     }
@@ -150,7 +151,10 @@ export class Operations {
     return absolute;
   }
 
-  /** POST /admin/versions/:name/deploy. */
+  /**
+   * POST /admin/versions/:name/deploy. The canary the version is in ends when traffic moves to
+   * the new build, not before: a refused or failed deploy leaves it running (SPEC §11).
+   */
   async deploy(name: string, raw: unknown): Promise<VersionStatus> {
     const current = this.#registry.require(name).build;
     const body = parseBody(deployBody, raw);
@@ -160,21 +164,24 @@ export class Operations {
       env: body.env ?? current.env,
       upstream: body.upstream ?? current.upstream,
     };
-    this.#canaries.abortFor(name, `${name} was redeployed`, true);
-    return versionStatus(await this.#registry.deploy(name, build));
+    const onSwitch = (): void => this.#canaries.abortFor(name, `${name} was redeployed`);
+    return versionStatus(await this.#registry.deploy(name, build, { onSwitch }));
   }
 
   /** POST /admin/versions/:name/rollback: the build before the current one. */
   async rollback(name: string): Promise<VersionStatus> {
-    this.#registry.require(name);
-    this.#canaries.abortFor(name, `${name} was rolled back`, true);
-    return versionStatus(await this.#registry.rollback(name));
+    const onSwitch = (): void => this.#canaries.abortFor(name, `${name} was rolled back`);
+    return versionStatus(await this.#registry.rollback(name, { onSwitch }));
   }
 
-  /** DELETE /admin/versions/:name: stop routing, drain, stop, forget. */
+  /**
+   * DELETE /admin/versions/:name: stop routing, drain, stop, forget. The canary the version is in
+   * is aborted (the baseline gets the pair's sum) once the removal is known to go ahead: its
+   * checks run on the weights the abort leaves, so a refused removal changes nothing.
+   */
   async removeVersion(name: string): Promise<VersionStatus> {
-    this.#registry.require(name);
-    this.#canaries.abortFor(name, `${name} was removed`, false);
+    this.#registry.assertRemovable(name, { weights: this.#canaries.weightsAfterAbort(name) });
+    this.#canaries.abortFor(name, `${name} was removed`);
     return versionStatus(await this.#registry.remove(name));
   }
 
@@ -226,54 +233,30 @@ export class Operations {
         'invalid_config',
         `config not reloaded, the running config stays:\n${loaded.problems.join('\n')}`,
       );
-    const next: Config = loaded.value;
-    // SPEC §11: a reload (SIGHUP, the admin call or a watched file) ends running canaries; the file's weights apply.
-    this.#canaries.abortAll('the config was reloaded');
     const registry = this.#registry;
     const current = registry.config;
+    // listen/admin/limits of running versions take a restart; the file's routing and versions apply now.
+    const next: Config = { ...loaded.value, limits: current.limits, listen: current.listen, admin: current.admin };
     const result: ReloadResult = { hash: loaded.hash, applied: [], restartRequired: [] };
     for (const key of ['listen', 'admin', 'limits'] as const) {
-      if (JSON.stringify(next[key]) !== JSON.stringify(current[key])) result.restartRequired.push(key);
+      if (JSON.stringify(loaded.value[key]) !== JSON.stringify(current[key])) result.restartRequired.push(key);
     }
-    // Order: add new versions first so a new default exists before routing points at it; remove last.
-    for (const [name, version] of Object.entries(next.versions)) {
-      if (registry.get(name) === undefined) {
-        await registry.add(name, version, 'reload');
-        result.applied.push(`added ${name}`);
-      }
-    }
-    for (const [name, version] of Object.entries(next.versions)) {
-      const build = buildOf(version);
-      if (!isSameBuild(build, registry.require(name).build)) {
-        await registry.deploy(name, build, 'reload');
-        result.applied.push(`deployed ${name}`);
-      }
-    }
-    const weights: Record<string, number> = {};
-    for (const [name, version] of Object.entries(next.versions)) {
-      if (registry.require(name).weight !== version.weight) weights[name] = version.weight;
-    }
-    registry.applyConfig({ ...next, limits: current.limits, listen: current.listen, admin: current.admin });
-    if (Object.keys(weights).length > 0) {
-      // Removed versions still count until they are removed below: set the new weights over them.
-      const zeroed: Record<string, number> = { ...weights };
-      for (const name of registry.versions.keys()) if (!Object.hasOwn(next.versions, name)) zeroed[name] = 0;
-      registry.setWeights(zeroed);
-      result.applied.push(
-        `weights ${Object.entries(weights)
-          .map(([n, w]) => `${n}=${w}`)
-          .join(' ')}`,
-      );
-    }
-    for (const name of [...registry.versions.keys()]) {
-      if (!Object.hasOwn(next.versions, name)) {
-        await registry.remove(name);
-        result.applied.push(`removed ${name}`);
-      }
-    }
+    // All or nothing (registry.applyReload): a build that does not start, or a deploy running on a
+    // version the file changes, refuses the whole file; the running canaries end only at the commit
+    // (SPEC §11: a reload aborts them and the file's weights apply).
+    const applied = await registry.applyReload(planReload(registry.versions, next), {
+      onCommit: () => {
+        this.#canaries.abortAll('the config was reloaded');
+        this.#configHash = loaded.hash;
+      },
+    });
+    result.applied.push(...applied.added.map((name) => `added ${name}`));
+    result.applied.push(...applied.deployed.map((name) => `deployed ${name}`));
+    const weights = Object.entries(applied.weights);
+    if (weights.length > 0) result.applied.push(`weights ${weights.map(([n, w]) => `${n}=${w}`).join(' ')}`);
+    result.applied.push(...applied.removed.map((name) => `removed ${name}`));
     if (JSON.stringify(next.routing) !== JSON.stringify(current.routing)) result.applied.push('routing');
     if (JSON.stringify(next.cors) !== JSON.stringify(current.cors)) result.applied.push('cors');
-    this.#configHash = loaded.hash;
     this.#log.info(result, 'config reloaded');
     return result;
   }

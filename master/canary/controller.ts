@@ -8,8 +8,12 @@ import type { CanaryPlan } from './plan.js';
 // began (statistics.ts); a rollback verdict ends it at once, an advance verdict
 // moves to the next step once stepMs has passed, and a step with no verdict
 // by maxStepMs follows onInconclusive. Weights only go up the steps, or
-// straight to 0: no flapping. Only the two versions' weights change, and their
-// sum is kept. The clock is passed in (STYLE §15), so tests drive it.
+// straight to 0: no flapping (the first step never lowers the share the
+// canary already had). Only the two versions' weights change, and their
+// sum is kept. A held canary keeps its traffic, so it stays watched: it is
+// still judged and rolled back if it starts failing, and it can be aborted,
+// but it does not advance by itself. The clock is passed in (STYLE §15), so
+// tests drive it.
 
 export type CanaryState = 'running' | 'promoted' | 'rolled_back' | 'aborted' | 'held';
 export const CANARY_STATES: readonly CanaryState[] = ['running', 'promoted', 'rolled_back', 'aborted', 'held'];
@@ -86,8 +90,9 @@ export class CanaryController {
   get state(): CanaryState {
     return this.#state;
   }
-  get isRunning(): boolean {
-    return this.#state === 'running';
+  /** Running or held: it has traffic, is judged, and an abort gives the baseline the pair's sum. */
+  get isActive(): boolean {
+    return this.#state === 'running' || this.#state === 'held';
   }
   get canaryPercent(): number {
     return this.#state === 'running' || this.#state === 'held' || this.#state === 'promoted'
@@ -99,21 +104,31 @@ export class CanaryController {
     return this.#pairWeight;
   }
 
-  /** Sets the first step's weights. */
+  /** Sets the first step's weights; steps below the canary's current share are skipped, so it never goes down. */
   begin(): void {
+    const share = round(((this.#weights.weightOf(this.plan.canary) ?? 0) / this.#pairWeight) * 100);
+    const { steps } = this.plan;
+    while (this.#step < steps.length - 1 && steps[this.#step]! < share) this.#step++;
+    if (this.#step > 0)
+      this.#reason = `started at step ${this.#step + 1} (${steps[this.#step]} %): the canary already had ${share} % of the pair`;
     this.#applyStep();
+  }
+
+  /** The pair's weights an abort sets: the canary 0, the baseline the whole sum (SPEC §11). */
+  get abortWeights(): Record<string, number> {
+    return { [this.plan.canary]: 0, [this.plan.baseline]: this.#pairWeight };
   }
 
   /** One request of either version ended (the gateway's hot path: counters only). */
   record(version: string, isError: boolean, firstTokenMs: number, responseMs: number): void {
-    if (this.#state !== 'running') return;
+    if (!this.isActive) return;
     const tally = version === this.plan.canary ? this.outcomes.canary : this.outcomes.baseline;
     tally.record(isError, firstTokenMs, responseMs);
   }
 
   /** Judges the current step; moves on, ends, or waits. */
   tick(nowMs: number): void {
-    if (this.#state !== 'running') return;
+    if (!this.isActive) return;
     const result = judge({
       step: this.#step,
       canaryPercent: this.plan.steps[this.#step]!,
@@ -125,6 +140,9 @@ export class CanaryController {
     this.#current = result.decisions;
     const elapsedMs = nowMs - this.#stepStartMs;
     if (result.verdict === 'rollback') return this.#end('rolled_back', result.reason, nowMs);
+    // Held: SPEC §11 is silent; like a paused Argo rollout, whose analysis keeps running, it is
+    // watched while it has traffic, but moving on is the operator's call (abort, or a new canary).
+    if (this.#state === 'held') return;
     if (result.verdict === 'advance') {
       this.#reason = result.reason;
       if (elapsedMs < this.plan.stepMs) return;
@@ -145,13 +163,12 @@ export class CanaryController {
   }
 
   /**
-   * Ends a running canary from outside. `restoreBaseline`: the canary's weight goes
-   * back to 0 at once (DELETE); false when the weights are someone else's to set
-   * (a reload applies the file's) or a version is gone.
+   * Ends a running or held canary from outside: the canary's weight goes back to 0 at once and
+   * the baseline gets the pair's sum (a reload then applies the file's weights over them).
    */
-  abort(reason: string, nowMs: number, restoreBaseline: boolean): void {
-    if (this.#state !== 'running') return;
-    this.#end('aborted', reason, nowMs, restoreBaseline);
+  abort(reason: string, nowMs: number): void {
+    if (!this.isActive) return;
+    this.#end('aborted', reason, nowMs);
   }
 
   status(): CanaryStatus {
@@ -188,19 +205,20 @@ export class CanaryController {
     this.#log.info({ step: this.#step, canaryPercent: percent, weights }, 'canary step');
   }
 
-  #end(state: CanaryState, reason: string, nowMs: number, restoreBaseline = true): void {
+  #end(state: CanaryState, reason: string, nowMs: number): void {
     this.#state = state;
     this.#reason = reason;
     this.#endedAtMs = nowMs;
-    this.#settled.push(...this.#current);
-    this.#current = [];
-    const { canary, baseline } = this.plan;
+    // A held canary is still judged at its step: that step's decisions stay current.
+    if (state !== 'held') {
+      this.#settled.push(...this.#current);
+      this.#current = [];
+    }
     let weights: Record<string, number> | undefined;
-    if (state === 'rolled_back' || (state === 'aborted' && restoreBaseline))
-      weights = { [canary]: 0, [baseline]: this.#pairWeight };
-    else if (state === 'promoted') weights = { [canary]: this.#pairWeight, [baseline]: 0 };
+    if (state === 'rolled_back' || state === 'aborted') weights = this.abortWeights;
+    else if (state === 'promoted') weights = { [this.plan.canary]: this.#pairWeight, [this.plan.baseline]: 0 };
     if (weights !== undefined) this.#weights.setWeights(weights);
-    const line = { state, step: this.#step, reason, weights, decisions: this.#settled };
+    const line = { state, step: this.#step, reason, weights, decisions: [...this.#settled, ...this.#current] };
     if (state === 'rolled_back') this.#log.warn(line, 'canary verdict');
     else this.#log.info(line, 'canary verdict');
   }

@@ -5,18 +5,19 @@ import { CanaryController, type CanaryStatus, type WeightsPort } from './control
 import { parseCanaryPlan } from './plan.js';
 
 // Every canary of the master (SPEC §11): starts them, runs one timer that
-// ticks the running ones, routes each finished request's outcome to the
-// canary that watches its version, and ends canaries when their versions are
-// redeployed, removed or the config is reloaded. At most one running canary
-// per version, as canary or as baseline. The last canary of each version stays
-// readable after it ends.
+// ticks the active ones (running or held: both have traffic), routes each
+// finished request's outcome to the canary that watches its version, and ends
+// canaries when their versions are redeployed, removed or the config is
+// reloaded. At most one active canary per version, as canary or as baseline.
+// The last canary of each version stays readable after it ends, until the
+// version is removed.
 
 /** How often running canaries are judged, ms: a plainly broken one is rolled back within a second. */
 const CANARY_TICK_MS = 200;
 
 export interface CanaryVersions extends WeightsPort {
   /** 404 unknown_version when the version does not exist. */
-  require(name: string): unknown;
+  require(name: string): { readonly isDeploying: boolean };
   readonly config: { readonly routing: { readonly default: string } };
 }
 
@@ -51,13 +52,19 @@ export class CanaryManager {
   start(name: string, raw: unknown): CanaryStatus {
     this.#versions.require(name);
     const plan = parseCanaryPlan(name, raw, this.#versions.config.routing.default);
-    this.#versions.require(plan.baseline);
     for (const version of [plan.canary, plan.baseline]) {
+      // A canary must judge one build of each version: one that starts mid-deploy would judge the old
+      // build, then the new one, as one.
+      if (this.#versions.require(version).isDeploying)
+        throw new GraygateError(
+          'deploy_in_progress',
+          `a deploy of ${version} is running; start the canary once it finishes`,
+        );
       const running = this.#watching.get(version);
       if (running !== undefined) {
         throw new GraygateError(
           'canary_in_progress',
-          `version "${version}" is in the running canary of ${running.plan.canary} (baseline ${running.plan.baseline})`,
+          `version "${version}" is in the ${running.state} canary of ${running.plan.canary} (baseline ${running.plan.baseline})`,
         );
       }
     }
@@ -95,37 +102,45 @@ export class CanaryManager {
     return [...this.#byCanary.values()].map((c) => c.status());
   }
 
-  /** The running canary `name` belongs to, as canary or baseline, if any. */
-  runningFor(name: string): CanaryStatus | undefined {
+  /**
+   * The active (running or held) canary `name` belongs to, as canary or baseline, if any:
+   * shown in /admin/status, and PUT /admin/weights on it is 409 canary_in_progress.
+   */
+  activeFor(name: string): CanaryStatus | undefined {
     return this.#watching.get(name)?.status();
   }
 
-  /** True when `name` is in a running canary (PUT /admin/weights on it is 409 canary_in_progress). */
-  isWatched(name: string): boolean {
-    return this.#watching.has(name);
-  }
-
-  /** DELETE /admin/versions/:name/canary: the canary's weight goes back to 0 at once. */
+  /** DELETE /admin/versions/:name/canary, running or held: the canary's weight goes back to 0 at once. */
   abort(name: string): CanaryStatus {
     this.#versions.require(name);
     const controller = this.#byCanary.get(name);
-    if (controller === undefined || !controller.isRunning)
-      throw new GraygateError('not_found', `version "${name}" has no running canary`);
-    controller.abort('aborted by DELETE /admin/versions/:name/canary', this.#now(), true);
+    if (controller === undefined || !controller.isActive)
+      throw new GraygateError('not_found', `version "${name}" has no running or held canary`);
+    controller.abort('aborted by DELETE /admin/versions/:name/canary', this.#now());
     this.#settle();
     return controller.status();
   }
 
-  /** A version was redeployed, rolled back or removed: the canary it is in ends, weights left to the caller. */
-  abortFor(name: string, reason: string, restoreBaseline: boolean): void {
-    this.#watching.get(name)?.abort(reason, this.#now(), restoreBaseline);
+  /** The pair's weights once the canary `name` is in is aborted (empty when it is in none). */
+  weightsAfterAbort(name: string): Record<string, number> {
+    return this.#watching.get(name)?.abortWeights ?? {};
+  }
+
+  /** A version is being redeployed, rolled back or removed: the canary it is in is aborted. */
+  abortFor(name: string, reason: string): void {
+    this.#watching.get(name)?.abort(reason, this.#now());
     this.#settle();
   }
 
-  /** A reload or config change: every running canary ends and the file's weights apply. */
+  /** A reload commits: every active canary is aborted, then the file's weights apply over them. */
   abortAll(reason: string): void {
-    for (const controller of new Set(this.#watching.values())) controller.abort(reason, this.#now(), false);
+    for (const controller of new Set(this.#watching.values())) controller.abort(reason, this.#now());
     this.#settle();
+  }
+
+  /** A version is gone: its last canary goes from GET /admin/canaries and /metrics. */
+  forget(name: string): void {
+    if (this.#byCanary.get(name)?.isActive === false) this.#byCanary.delete(name);
   }
 
   /** The request path (gateway finish): one Map lookup when no canary watches the version. */
@@ -152,7 +167,7 @@ export class CanaryManager {
         controller.tick(now);
       } catch (err) {
         this.#log.error({ err, canary: controller.plan.canary }, 'canary judge failed; aborting the canary');
-        controller.abort(`internal error: ${(err as Error).message}`, now, true);
+        controller.abort(`internal error: ${(err as Error).message}`, now);
       }
     }
     this.#settle();
@@ -160,7 +175,7 @@ export class CanaryManager {
 
   /** Forgets ended canaries in the request path's map; stops the timer when none runs. */
   #settle(): void {
-    for (const [version, controller] of this.#watching) if (!controller.isRunning) this.#watching.delete(version);
+    for (const [version, controller] of this.#watching) if (!controller.isActive) this.#watching.delete(version);
     if (this.#watching.size === 0) this.close();
   }
 }

@@ -1,5 +1,7 @@
 import t from 'tap';
+import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { admin, startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
 import { status, waitForStatus } from '../helpers/wait.js';
 
@@ -60,3 +62,60 @@ t.test(
     t.notOk((await status(gw)).v3);
   },
 );
+
+t.test('reload is all or nothing: a build that cannot start changes nothing, and is not half-applied', async (t) => {
+  const versions = { v1: { entry: TEST_WORKER_ENTRY, weight: 90 }, v2: { entry: TEST_WORKER_ENTRY, weight: 10 } };
+  const gw = await startGateway(t, { versions });
+  const before = await status(gw);
+  const hash = async (): Promise<string | undefined> =>
+    (await admin<{ configHash?: string }>(gw, 'GET', '/admin/status')).body.configHash;
+  const startedHash = await hash();
+
+  gw.writeConfig({
+    versions: {
+      v1: { ...versions.v1, weight: 10 },
+      v2: { ...versions.v2, env: { TEST_WORKER_START: 'crash' } },
+      v3: { entry: TEST_WORKER_ENTRY, weight: 50 },
+    },
+  });
+  const r = await admin<{ error: { code: string; message: string } }>(gw, 'POST', '/admin/reload');
+  t.equal(r.status, 500);
+  t.equal(r.body.error.code, 'deploy_failed');
+  t.match(r.body.error.message, /^config not reloaded, nothing changed: v2: build .* did not become ready/);
+  const after = await status(gw);
+  t.same(Object.keys(after).sort(), ['v1', 'v2'], 'v3 was not added');
+  t.same([after.v1!.weight, after.v2!.weight], [90, 10], 'no weight changed');
+  t.same(
+    after.v2!.workers.map((w) => w.pid),
+    before.v2!.workers.map((w) => w.pid),
+    'v2 runs its old build',
+  );
+  t.equal(await hash(), startedHash, 'configHash is still the applied file’s');
+});
+
+t.test('a watched file that could not be applied is retried at the next event', async (t) => {
+  const versions = { v1: { entry: TEST_WORKER_ENTRY, weight: 90 }, v2: { entry: TEST_WORKER_ENTRY, weight: 10 } };
+  const config = { watch: true };
+  const limits = { readyTimeoutMs: 3000 };
+  const gw = await startGateway(t, { versions, config, limits });
+  // A deploy of v2 that never gets ready holds v2 while the file changes v2's build: 409, not applied.
+  const hanging = admin(gw, 'POST', '/admin/versions/v2/deploy', { env: { TEST_WORKER_START: 'hang' } });
+  await waitForStatus(gw, (v) => v.v2!.lastDeploy?.phase === 'starting', 'deploy running');
+  gw.writeConfig({
+    versions: { v1: { ...versions.v1, weight: 50 }, v2: { ...versions.v2, weight: 50, env: { X: '1' } } },
+    config,
+    limits,
+  });
+  while (!gw.output().includes('not applied, nothing changed')) await once(gw.child.stdout!, 'data');
+  t.equal((await status(gw)).v1!.weight, 90, 'nothing applied');
+  t.equal((await hanging).status, 500);
+  // Any event in the directory makes the watch look again; the same content is now applied.
+  writeFileSync(join(dirname(gw.configPath), 'poke'), '1');
+  const applied = await waitForStatus(
+    gw,
+    (v) => v.v1!.weight === 50 && v.v2!.lastDeploy?.phase === 'done',
+    'the same file applied on retry',
+  );
+  t.equal(applied.v2!.lastDeploy?.phase, 'done');
+  t.equal(applied.v2!.weight, 50);
+});

@@ -268,6 +268,30 @@ t.test('a rejected onChange is reported and the watch goes on', async (t) => {
   t.equal(w.seen[1]?.kind === 'error' && w.seen[1].err, refused);
 });
 
+t.test('content whose onChange rejected is offered again at the next event, then taken as seen', async (t) => {
+  const path = join(tempDir(t), 'graygate.json');
+  writeFileSync(path, config(1));
+  let isApplied = false;
+  const w = record(t, {
+    path,
+    // A reload that could not apply (a deploy running) rejects; the same bytes later apply.
+    onChange: () => (isApplied ? undefined : Promise.reject(new Error('not applied'))),
+  });
+  writeFileSync(path, config(2));
+  await w.until('error', 1);
+  isApplied = true;
+  const now = new Date();
+  utimesSync(path, now, now);
+  await w.until('change', 2);
+  utimesSync(path, now, now);
+  await w.until('unchanged', 1);
+  t.same(w.changes(), [configHash(config(2)), configHash(config(2))], 'the same content, offered twice');
+  t.same(
+    w.seen.map((s) => s.kind),
+    ['change', 'error', 'change', 'unchanged'],
+  );
+});
+
 t.test(
   'a file missing at start has no baseline: its first content is a change; a missing directory throws',
   async (t) => {

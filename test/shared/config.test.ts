@@ -70,3 +70,10 @@ t.test(
     );
   },
 );
+
+t.test('a weight is bounded, in the file as in PUT /admin/weights', async (t) => {
+  const r = validateConfig({ versions: { v1: { weight: 1e308 }, v2: { weight: 1_000_000 } } });
+  t.equal(r.ok, false);
+  if (r.ok) return;
+  t.same(r.problems, ['versions.v1.weight: must be ≤ 1000000']);
+});

@@ -1,0 +1,199 @@
+import t from 'tap';
+import { admin, startGateway, TEST_WORKER_ENTRY, type Gateway } from '../helpers/gateway.js';
+import { pollPause, status, waitForStatus } from '../helpers/wait.js';
+import { drive } from '../helpers/load.js';
+import { scrape } from '../helpers/metrics.js';
+
+// SPEC §11 and the review of turn 2: what ends a canary, and what must not. A
+// held canary still holds traffic, so it stays watched and can be aborted; a
+// refused admin call changes nothing; a canary ends only once the deploy,
+// rollback, removal or reload that ends it is certain, and every abort gives
+// the baseline the pair's sum; a removed version's canary record goes too.
+
+interface CanaryBody {
+  version: string;
+  baseline: string;
+  state: string;
+  step: number;
+  canaryPercent: number;
+  reason: string;
+}
+interface ErrorBody {
+  error: { code: string; message: string };
+}
+
+const worker = (weight: number, env: Record<string, string> = {}) => ({ entry: TEST_WORKER_ENTRY, weight, env });
+
+async function weights(gw: Gateway): Promise<Record<string, number>> {
+  return Object.fromEntries(Object.entries(await status(gw)).map(([n, s]) => [n, s.weight]));
+}
+
+async function canaryOf(gw: Gateway, name: string): Promise<CanaryBody> {
+  return (await admin<CanaryBody>(gw, 'GET', `/admin/versions/${name}/canary`)).body;
+}
+
+/** Polls the canary of `name` until it is in `state` (the admin API pushes nothing: this is the event). */
+async function waitForCanary(gw: Gateway, name: string, state: string): Promise<CanaryBody> {
+  for (let i = 0; i < 3000; i++) {
+    const c = await canaryOf(gw, name);
+    if (c.state === state) return c;
+    await pollPause();
+  }
+  throw new Error(`the canary of ${name} never became ${state}`);
+}
+
+t.test('a held canary keeps its traffic: shown, still judged, abortable', async (t) => {
+  const gw = await startGateway(t, {
+    versions: { base: worker(100), idle: worker(0), bad: worker(0, { TEST_WORKER_ERROR_EVERY: '2' }) },
+    routing: { default: 'base' },
+  });
+  const plan = { steps: [25, 100], stepMs: 0, maxStepMs: 100, minRequests: 1000 };
+  t.equal((await admin(gw, 'POST', '/admin/versions/idle/canary', plan)).status, 202);
+  const held = await waitForCanary(gw, 'idle', 'held');
+  t.equal(held.canaryPercent, 25);
+  t.same(await weights(gw), { base: 75, idle: 25, bad: 0 }, 'held: the weights stay');
+  const st = await status(gw);
+  t.equal(st.idle!.canary?.state, 'held', 'in /admin/status while it has traffic');
+  t.equal(st.base!.canary?.version, 'idle', 'on its baseline too');
+  const put = await admin<ErrorBody>(gw, 'PUT', '/admin/weights', { idle: 0 });
+  t.equal(put.body.error.code, 'canary_in_progress', 'its weights are still the canary’s');
+  const aborted = await admin<CanaryBody>(gw, 'DELETE', '/admin/versions/idle/canary');
+  t.equal(aborted.status, 200, 'a held canary can be aborted');
+  t.equal(aborted.body.state, 'aborted');
+  t.same(await weights(gw), { base: 100, idle: 0, bad: 0 }, 'the baseline gets the pair’s sum');
+  t.equal((await status(gw)).idle!.canary, undefined, 'gone from /admin/status once aborted');
+  t.equal((await scrape(gw)).sum('graygate_canary_state', { version: 'idle', state: 'aborted' }), 1);
+
+  // Held with no traffic, then traffic comes and half of the canary's requests fail: rolled back.
+  t.equal((await admin(gw, 'POST', '/admin/versions/bad/canary', plan)).status, 202);
+  await waitForCanary(gw, 'bad', 'held');
+  let final: CanaryBody | undefined;
+  await drive(gw.url, {
+    path: () => '/slow?ms=0',
+    concurrency: 4,
+    maxRequests: 4000,
+    isDone: async () => {
+      const c = await canaryOf(gw, 'bad');
+      if (c.state !== 'held') final = c;
+      return final !== undefined;
+    },
+  });
+  t.equal(final?.state, 'rolled_back', 'a held canary that fails is rolled back');
+  t.same(await weights(gw), { base: 100, idle: 0, bad: 0 });
+});
+
+t.test('a refused or failed call leaves the running canary as it was', async (t) => {
+  const gw = await startGateway(t, {
+    versions: { base: worker(100), idle: worker(0) },
+    routing: { default: 'base' },
+    limits: { readyTimeoutMs: 3000 },
+  });
+  t.equal((await admin(gw, 'POST', '/admin/versions/idle/canary', { steps: [30, 100], stepMs: 60_000 })).status, 202);
+  const unchanged = async (what: string): Promise<void> => {
+    const c = await canaryOf(gw, 'idle');
+    t.equal(c.state, 'running', `${what}: the canary still runs`);
+    t.same(await weights(gw), { base: 70, idle: 30 }, `${what}: the weights are the canary’s`);
+  };
+
+  t.equal((await admin(gw, 'DELETE', '/admin/versions/base')).status, 400, 'the routing default');
+  await unchanged('refused removal');
+  const rollback = await admin<ErrorBody>(gw, 'POST', '/admin/versions/idle/rollback');
+  t.equal(rollback.body.error.code, 'no_previous_build');
+  await unchanged('refused rollback');
+
+  // A deploy of the canary's version that never gets ready: the canary runs on through it.
+  const hanging = admin<ErrorBody>(gw, 'POST', '/admin/versions/idle/deploy', { env: { TEST_WORKER_START: 'hang' } });
+  await waitForStatus(gw, (v) => v.idle!.lastDeploy?.phase === 'starting', 'deploy running');
+  const second = await admin<ErrorBody>(gw, 'POST', '/admin/versions/idle/deploy', {});
+  t.equal(second.body.error.code, 'deploy_in_progress');
+  await unchanged('refused deploy');
+  gw.writeConfig({
+    versions: { base: worker(100), idle: worker(0, { X: '2' }) },
+    routing: { default: 'base' },
+    limits: { readyTimeoutMs: 3000 },
+  });
+  const reload = await admin<ErrorBody>(gw, 'POST', '/admin/reload');
+  t.equal(reload.body.error.code, 'deploy_in_progress', 'a reload that would redeploy the deploying version');
+  t.match(reload.body.error.message, /config not reloaded, nothing changed/);
+  await unchanged('refused reload');
+  t.equal((await hanging).body.error.code, 'deploy_failed');
+  await unchanged('failed deploy');
+
+  // A reload whose new build cannot start changes nothing, the canary included.
+  gw.writeConfig({
+    versions: { base: worker(100), idle: worker(0, { TEST_WORKER_START: 'crash' }), extra: worker(50) },
+    routing: { default: 'base' },
+    limits: { readyTimeoutMs: 3000 },
+  });
+  const failed = await admin<ErrorBody>(gw, 'POST', '/admin/reload');
+  t.equal(failed.body.error.code, 'deploy_failed');
+  await unchanged('failed reload');
+  t.equal((await status(gw)).extra, undefined, 'the version it would add is not there');
+
+  // A deploy that completes ends it, and the baseline gets the pair's sum.
+  t.equal((await admin(gw, 'POST', '/admin/versions/idle/deploy', { env: { X: '1' } })).status, 200);
+  const c = await canaryOf(gw, 'idle');
+  t.equal(c.state, 'aborted');
+  t.match(c.reason, /redeployed/);
+  t.same(await weights(gw), { base: 100, idle: 0 });
+});
+
+t.test('no canary starts while either version deploys', async (t) => {
+  const gw = await startGateway(t, {
+    versions: { base: worker(100), idle: worker(0), other: worker(0) },
+    routing: { default: 'base' },
+    limits: { readyTimeoutMs: 3000 },
+  });
+  const hanging = admin(gw, 'POST', '/admin/versions/idle/deploy', { env: { TEST_WORKER_START: 'hang' } });
+  await waitForStatus(gw, (v) => v.idle!.lastDeploy?.phase === 'starting', 'deploy running');
+  const asCanary = await admin<ErrorBody>(gw, 'POST', '/admin/versions/idle/canary', {});
+  t.equal(asCanary.status, 409);
+  t.equal(asCanary.body.error.code, 'deploy_in_progress');
+  const asBaseline = await admin<ErrorBody>(gw, 'POST', '/admin/versions/other/canary', { baseline: 'idle' });
+  t.equal(asBaseline.body.error.code, 'deploy_in_progress', 'as baseline');
+  t.same(await weights(gw), { base: 100, idle: 0, other: 0 }, 'nothing changed');
+  t.same(await canaryList(gw), [], 'no canary started');
+  await hanging;
+});
+
+t.test('removing a canary’s version gives the baseline the pair’s sum and drops its record', async (t) => {
+  const gw = await startGateway(t, {
+    versions: { base: worker(90), idle: worker(0), other: worker(10), gone: worker(0) },
+    routing: { default: 'base' },
+  });
+  t.equal((await admin(gw, 'POST', '/admin/versions/idle/canary', { steps: [50, 100], stepMs: 60_000 })).status, 202);
+  t.same(await weights(gw), { base: 45, idle: 45, other: 10, gone: 0 });
+  t.equal((await admin(gw, 'DELETE', '/admin/versions/idle')).status, 200);
+  t.same(await weights(gw), { base: 90, other: 10, gone: 0 }, 'as for any abort: the baseline has the whole sum');
+  t.same(await canaryList(gw), [], 'its canary is gone from GET /admin/canaries');
+  t.equal((await scrape(gw)).text.includes('version="idle"'), false, 'and from /metrics');
+
+  // A reload that removes a version drops its canary record too.
+  t.equal((await admin(gw, 'POST', '/admin/versions/gone/canary', { steps: [50, 100] })).status, 202);
+  t.equal((await admin(gw, 'DELETE', '/admin/versions/gone/canary')).status, 200);
+  gw.writeConfig({ versions: { base: worker(90), other: worker(10) }, routing: { default: 'base' } });
+  const reloaded = await admin<{ applied: string[] }>(gw, 'POST', '/admin/reload');
+  t.same(reloaded.body.applied, ['removed gone']);
+  t.same(await canaryList(gw), []);
+  t.equal((await scrape(gw)).text.includes('version="gone"'), false);
+});
+
+t.test('weights are bounded; the first step never lowers the canary’s share', async (t) => {
+  const gw = await startGateway(t, { versions: { base: worker(90), idle: worker(10) }, routing: { default: 'base' } });
+  const huge = await admin<ErrorBody>(gw, 'PUT', '/admin/weights', { base: 1e308, idle: 1e308 });
+  t.equal(huge.status, 400);
+  t.equal(huge.body.error.code, 'invalid_request');
+  t.match(huge.body.error.message, /base: must be ≤ 1000000/);
+  t.equal((await admin(gw, 'PUT', '/admin/weights', { base: 1_000_000 })).status, 200, 'the maximum itself');
+  t.equal((await admin(gw, 'PUT', '/admin/weights', { base: 90 })).status, 200);
+
+  const started = await admin<CanaryBody>(gw, 'POST', '/admin/versions/idle/canary', { steps: [5, 25, 100] });
+  t.equal(started.status, 202);
+  t.match(started.body, { state: 'running', step: 1, canaryPercent: 25 });
+  t.same(await weights(gw), { base: 75, idle: 25 }, '10 % already: it starts at 25 %, not 5 %');
+  t.equal((await admin(gw, 'DELETE', '/admin/versions/idle/canary')).status, 200);
+});
+
+async function canaryList(gw: Gateway): Promise<string[]> {
+  return (await admin<{ canaries: CanaryBody[] }>(gw, 'GET', '/admin/canaries')).body.canaries.map((c) => c.version);
+}
