@@ -87,6 +87,25 @@ const NOT_FORWARDED: ReadonlySet<string> = new Set([...HOP_BY_HOP_HEADERS, 'cont
 /** Methods whose requests carry a body by definition: forwarded with `Content-Length: 0` when empty. */
 const BODY_METHODS: ReadonlySet<string> = new Set(['POST', 'PUT', 'PATCH']);
 
+/**
+ * What Node's parser lets through and nginx refuses (SPEC §4a): an HTTP/1.1 request without a Host or with two
+ * (400), and a transfer-coding other than chunked (501: the master would forward the body still coded, framed
+ * as plain bytes).
+ */
+function headProblem(req: IncomingMessage): GraygateError | undefined {
+  let hosts = 0;
+  for (let i = 0; i < req.rawHeaders.length; i += 2) if (req.rawHeaders[i]!.toLowerCase() === 'host') hosts++;
+  const isHttp11 = req.httpVersionMajor > 1 || req.httpVersionMinor >= 1;
+  if (hosts > 1 || (hosts === 0 && isHttp11))
+    return new GraygateError('invalid_request', `an HTTP/1.1 request needs one Host header (it has ${hosts})`);
+  const coding = req.headers['transfer-encoding'];
+  if (coding !== undefined && coding.trim().toLowerCase() !== 'chunked')
+    return new GraygateError('invalid_request', `Transfer-Encoding "${coding}" is not supported, only chunked`, {
+      status: 501,
+    });
+  return undefined;
+}
+
 export function createGateway(options: GatewayOptions): Gateway {
   const { registry, log, metrics, budget, isClosing } = options;
   const now = options.now ?? (() => performance.now());
@@ -156,6 +175,11 @@ export function createGateway(options: GatewayOptions): Gateway {
     // cannot know what the request was (a body read as none reached no limit, and the worker saw none).
     if (req.rawHeaders.length >= 2 * MAX_HEADER_LINES) {
       refuse(ctx, new GraygateError('headers_too_large', `${MAX_HEADER_LINES} header lines or more`));
+      return false;
+    }
+    const framing = headProblem(req);
+    if (framing !== undefined) {
+      refuse(ctx, framing);
       return false;
     }
     // SPEC §12: CORS is decided by the master, before anything is forwarded.
@@ -240,7 +264,9 @@ export function createGateway(options: GatewayOptions): Gateway {
     ctx.phase = 'body';
     const limits = registry.config.limits;
     // The server has a checkContinue listener, so Node sent no `100 Continue`: send it now that the body is wanted.
-    if (/100-continue/i.test(headerValue(req.headers['expect']) ?? '')) res.writeContinue();
+    // Never to an HTTP/1.0 client, which must ignore the expectation and cannot read a 1xx (RFC 9110 §10.1.1).
+    const isHttp11 = req.httpVersionMajor > 1 || req.httpVersionMinor >= 1;
+    if (isHttp11 && /100-continue/i.test(headerValue(req.headers['expect']) ?? '')) res.writeContinue();
     readBody(req, {
       maxBytes: limits.maxBodyBytes,
       idleTimeoutMs: limits.bodyTimeoutMs,

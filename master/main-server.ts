@@ -34,6 +34,9 @@ export function createMainServer(options: MainServerOptions): Server {
     // Node's whole-request deadline (300 s) would cut a long stream with a request pipelined behind it, whose
     // body the connection queue leaves unread on purpose; bodyTimeoutMs bounds a body's silence instead.
     requestTimeout: 0,
+    // A missing Host is refused by the gateway in the OpenAI error shape (gateway.ts headProblem), not by
+    // Node's bare 400.
+    requireHostHeader: false,
   });
   server.maxHeadersCount = MAX_HEADER_LINES; // a head that reaches it is refused (gateway.ts readHead)
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
@@ -44,6 +47,11 @@ export function createMainServer(options: MainServerOptions): Server {
   // With a listener Node sends no automatic `100 Continue`: the pipeline sends it
   // when it starts reading the body, after the size checks (issue 9 part 7).
   server.on('checkContinue', onRequest);
+  // CONNECT has no listener otherwise, and Node then closes the connection without a word.
+  server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
+    const err = new GraygateError('invalid_request', 'CONNECT is not supported: this is not a forward proxy');
+    socket.end(rawErrorResponse(toErrorResponse(err)));
+  });
   server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => {
     const err = new GraygateError('invalid_request', 'only `Expect: 100-continue` is supported', { status: 417 });
     sendError(res, toErrorResponse(err), { connection: 'close' });

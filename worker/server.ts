@@ -125,7 +125,8 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
       return sendError(res, toErrorResponse(new GraygateError('shutting_down')));
     }
     if (path === MODELS_PATH || path.startsWith(`${MODELS_PATH}/`)) {
-      if (req.method !== 'GET') return refuseMethod(res, 'GET');
+      // HEAD wherever GET (RFC 9110 §9.3.2; Node sends the head without the body).
+      if (req.method !== 'GET' && req.method !== 'HEAD') return refuseMethod(res, 'GET, HEAD');
       return handleModels(req, res, modelIdOf(path), catalog);
     }
     const kind = CALL_ROUTES[path];

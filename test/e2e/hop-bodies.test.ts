@@ -231,6 +231,31 @@ t.test('the request hop on the main port', async (t) => {
     const expectation = await rawRequest(gw.url, 'GET /echo HTTP/1.1\r\nHost: gw\r\nExpect: tea\r\n\r\n');
     t.equal(expectation.status, 417);
     t.equal(errorOf(expectation.body).type, 'invalid_request_error');
+    // What Node lets through or answers bare, and nginx refuses (review of the hop).
+    const noHost = await rawRequest(gw.url, 'GET /echo HTTP/1.1\r\nX-A: 1\r\n\r\n');
+    t.equal(noHost.status, 400, 'HTTP/1.1 without Host');
+    t.match(errorOf(noHost.body).message, /needs one Host header/);
+    const twoHosts = await rawRequest(gw.url, 'GET /echo HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n');
+    t.equal(twoHosts.status, 400, 'two Host headers');
+    t.equal((await rawRequest(gw.url, 'GET /echo HTTP/1.0\r\n\r\n')).status, 200, 'HTTP/1.0 needs none');
+    const gzip = await rawRequest(
+      gw.url,
+      'POST /echo HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n',
+      'POST',
+    );
+    t.equal(gzip.status, 501, 'a transfer-coding the master would forward still coded');
+    t.equal(errorOf(gzip.body).code, 'invalid_request');
+    t.equal(gzip.headers['connection'], 'close');
+    const connect = await rawRequest(gw.url, 'CONNECT 127.0.0.1:9 HTTP/1.1\r\nHost: 127.0.0.1:9\r\n\r\n');
+    t.equal(connect.status, 400, 'CONNECT is answered, not dropped');
+    t.match(errorOf(connect.body).message, /not a forward proxy/);
+    const continued = await openRaw(gw.url, ['POST']);
+    continued.write('POST /echo HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n');
+    continued.write('{}');
+    const [answer] = await continued.waitFor(1);
+    t.equal(answer!.status, 200);
+    t.equal(continued.responses.length, 1, 'no 100 Continue to an HTTP/1.0 client');
+    continued.socket.destroy();
   });
 
   t.test('the gateway still serves after all of it', async (t) => {

@@ -102,8 +102,8 @@ t.test('405 answers carry Allow; unknown paths are 404', async (t) => {
     ['GET', '/v1/chat/completions', 'POST'],
     ['GET', '/v1/embeddings', 'POST'],
     ['PUT', '/v1/responses', 'POST'],
-    ['POST', '/v1/models', 'GET'],
-    ['DELETE', '/v1/models/x', 'GET'],
+    ['POST', '/v1/models', 'GET, HEAD'],
+    ['DELETE', '/v1/models/x', 'GET, HEAD'],
   ]) {
     const res = await httpRequest(`${w.url}${path}`, { method: method! });
     t.equal(res.status, 405, `${method} ${path}`);
@@ -111,6 +111,9 @@ t.test('405 answers carry Allow; unknown paths are 404', async (t) => {
     t.equal(json<{ error: { code: string } }>(res).error.code, 'method_not_allowed');
   }
   t.equal((await httpRequest(`${w.url}/v1/nothing`, { method: 'POST' })).status, 404);
+  const head = await httpRequest(`${w.url}/v1/models`, { method: 'HEAD' });
+  t.equal(head.status, 200, 'HEAD wherever GET');
+  t.equal(head.body, '', 'and no body');
 });
 
 t.test("the deploy probe never waits for the upstream; clients get the upstream's answer", async (t) => {
