@@ -41,6 +41,7 @@ const supervisor: Supervisor = new Supervisor({
   limits: () => registry.config.limits,
   redactEnv: () => registry.config.admin.redactEnv,
   socketDir,
+  onWorkerExit: (handle) => metrics.retireWorker(handle.version, handle.lastMetrics),
 });
 const registry: VersionRegistry = new VersionRegistry({
   config,
@@ -93,7 +94,7 @@ const main = createMainServer({ gateway, limits: config.limits, log });
 const admin = createAdminServer({
   versions: registry,
   operations,
-  registry: metrics.registry,
+  metrics,
   log,
   token: process.env['GRAYGATE_ADMIN_TOKEN'],
 });

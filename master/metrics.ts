@@ -2,6 +2,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { LOOP_DELAY_RESOLUTION_MS, METRIC } from '../shared/metric-names.js';
 import type { WorkerHealth, WorkerState } from './worker-handle.js';
 import { CANARY_STATES } from './canary/controller.js';
+import { RetiredTotals, readWorkerMetrics, type MetricJson } from './retired-totals.js';
 
 // The master's own series (SPEC §9, issue 5 part 2). Hot-path cost per request
 // is one counter increment and one histogram observation on label children
@@ -27,6 +28,8 @@ export interface WorkerView {
   readonly health: WorkerHealth;
   /** The worker's prom-client JSON, or undefined when it did not answer within deadlineMs. */
   requestMetrics(deadlineMs: number): Promise<unknown[] | undefined>;
+  /** The worker's last answer to requestMetrics (a scrape's, or the final one at stop); undefined before any. */
+  readonly lastMetrics: readonly unknown[] | undefined;
 }
 
 /** What the metrics read of a version; VersionView has it. */
@@ -51,8 +54,15 @@ export interface MasterMetrics {
   observeHeaderLatency(version: string, seconds: number): void;
   /** A 503 the master answered itself: queue_full, queue_timeout or no_ready_worker. */
   onRejected(version: string, reason: string): void;
-  /** A removed version: its series leave /metrics (issue 12: they stayed forever). */
+  /** A removed version: its series leave /metrics (issue 12: they stayed forever), its retired totals too. */
   forgetVersion(version: string): void;
+  /**
+   * A worker process exited (crash, kill, deploy, remove): its last counters and histograms stay in
+   * its version's totals, so they never go down while the master lives (SPEC §9, retired-totals.ts).
+   */
+  retireWorker(version: string, lastMetrics: readonly unknown[] | undefined): void;
+  /** The exited workers' totals, as prom-client JSON for the /metrics merge. */
+  retiredMetrics(): MetricJson[];
 }
 
 /** `version/instance/pid`: unique per process, stable for its life, readable in a dashboard. */
@@ -210,6 +220,7 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
   const requestChildren = new Map<string, Counter.Internal>();
   const durationChildren = new Map<string, Histogram.Internal<'version'>>();
   const rejectedChildren = new Map<string, Counter.Internal>();
+  const retired = new RetiredTotals();
   return {
     registry,
     onRequestDone(version, status) {
@@ -241,6 +252,11 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
         rejectedChildren.delete(`${version} ${reason}`);
         rejected.remove({ version, reason });
       }
+      retired.forget(version);
     },
+    retireWorker(version, lastMetrics) {
+      retired.add(version, readWorkerMetrics(lastMetrics));
+    },
+    retiredMetrics: () => retired.metrics(),
   };
 }

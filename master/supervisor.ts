@@ -36,6 +36,8 @@ export interface SupervisorOptions {
    * Absent: workers listen on 127.0.0.1 ports.
    */
   socketDir?: string;
+  /** Every worker's exit, intended or not, once its state is final (metrics keep its last counters). */
+  onWorkerExit?: (handle: WorkerHandle) => void;
 }
 
 export interface SpawnOptions {
@@ -102,6 +104,7 @@ export class Supervisor {
       this.#alive.delete(handle);
       const socketPath = handle.settings.socketPath;
       if (socketPath !== undefined) rmSync(socketPath, { force: true });
+      this.#options.onWorkerExit?.(handle);
       if (!report.isIntended && !this.#isStopping) options.onCrash(handle, report);
     });
     return handle;

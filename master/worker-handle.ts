@@ -71,6 +71,9 @@ export interface WorkerHandleOptions {
 /** Time a worker gets after SIGTERM before SIGKILL, and after its drain deadline before SIGTERM. */
 const KILL_GRACE_MS = 2000;
 
+/** Longest wait at stop for the worker's final metrics (as long as a scrape waits for one worker), ms. */
+const FINAL_METRICS_DEADLINE_MS = 1000;
+
 export interface WorkerHandleEvents {
   ready: [];
   exit: [ExitReport];
@@ -265,6 +268,10 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
   async stop(deadlineMs: number): Promise<void> {
     this.drain();
     this.agent.destroy();
+    // SPEC §9: what its counters reached since the last scrape, kept once it exits (master/retired-totals.ts).
+    // The caller waited for its requests to end, so this answer is its last word; a crash has none. Not
+    // taken from the drain deadline: a worker that never answers costs at most this wait more.
+    if (this.#state === 'draining') await this.requestMetrics(Math.min(FINAL_METRICS_DEADLINE_MS, deadlineMs));
     await this.#terminate(deadlineMs);
   }
 
@@ -349,6 +356,12 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
   // Metrics over IPC (SPEC §9): request/response paired by id (STYLE §18).
   readonly #metricsWaiters = new Map<number, (metrics: unknown[] | undefined) => void>();
   #nextMetricsId = 1;
+  #lastMetrics: unknown[] | undefined;
+
+  /** The worker's last answer to requestMetrics; the master keeps its counters once the process is gone. */
+  get lastMetrics(): readonly unknown[] | undefined {
+    return this.#lastMetrics;
+  }
 
   /** This worker's metrics, or [] if it does not answer within deadlineMs (a stuck worker must not stall /metrics). */
   requestMetrics(deadlineMs: number): Promise<unknown[] | undefined> {
@@ -365,6 +378,8 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
       this.#metricsWaiters.set(id, (metrics) => {
         clearTimeout(timer);
         this.#metricsWaiters.delete(id);
+        // IPC keeps order and a process's counters only go up: each answer is at least the one before.
+        if (metrics !== undefined) this.#lastMetrics = metrics;
         resolve(metrics);
       });
       child.send({ type: 'metrics', id });

@@ -1,9 +1,9 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { Registry } from 'prom-client';
 import { GraygateError, isGraygateError, toErrorResponse } from '../../shared/errors.js';
 import { headerValue, sendError, sendJson } from '../../shared/http-headers.js';
 import { readBody } from '../../shared/body.js';
 import type { Logger } from '../../shared/log.js';
+import type { MasterMetrics } from '../metrics.js';
 import type { VersionRegistry } from '../version-registry.js';
 import { isAuthorized } from './auth.js';
 import { checkAdminRequest } from './guard.js';
@@ -16,7 +16,8 @@ import type { Operations } from './operations.js';
 export interface AdminServerOptions {
   versions: VersionRegistry;
   operations: Operations;
-  registry: Registry;
+  /** The master's metrics: its registry and the exited workers' totals, merged into /metrics. */
+  metrics: Pick<MasterMetrics, 'registry' | 'retiredMetrics'>;
   log: Logger;
   /** GRAYGATE_ADMIN_TOKEN; undefined or empty: no auth (loopback only, checked at config load). */
   token: string | undefined;
@@ -59,7 +60,7 @@ export function createAdminServer(options: AdminServerOptions): Server {
       'GET',
       /^\/metrics$/,
       async () => {
-        const registry = await gatherMetrics(versions, options.registry);
+        const registry = await gatherMetrics(versions, options.metrics);
         return { status: 200, body: await registry.metrics(), contentType: registry.contentType };
       },
     ],

@@ -37,6 +37,8 @@ const noopMetrics: MasterMetrics = {
   observeHeaderLatency() {},
   onRejected() {},
   forgetVersion() {},
+  retireWorker() {},
+  retiredMetrics: () => [],
 };
 
 const parsed = validateConfig({
@@ -62,7 +64,7 @@ async function run(mode: 'on' | 'off'): Promise<number> {
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/slow?ms=0`;
   const scraper =
     mode === 'on' && SCRAPE
-      ? setInterval(() => void gatherMetrics(registry, metrics.registry).then((r) => r.metrics()), 1000)
+      ? setInterval(() => void gatherMetrics(registry, metrics).then((r) => r.metrics()), 1000)
       : undefined;
   const load = (durationS: number): Promise<{ requests: { total: number }; non2xx: number; errors: number }> =>
     new Promise((resolve, reject) =>

@@ -17,19 +17,27 @@ import { parsePromText } from '../helpers/metrics.js';
 // The workers' registries are real prom-client registries, their JSON sent
 // through JSON.stringify/parse as IPC does.
 
+type StubWorker = WorkerView & { state: WorkerView['state'] };
 function worker(
   instance: number,
   pid: number,
   answer: () => Promise<unknown[] | undefined>,
   state: WorkerView['state'] = 'ready',
-): WorkerView {
-  return {
+): StubWorker {
+  const w: StubWorker & { lastMetrics: readonly unknown[] | undefined } = {
     state,
     instance,
     pid,
-    requestMetrics: answer,
+    lastMetrics: undefined,
+    // As WorkerHandle: the last answer is kept.
+    requestMetrics: async () => {
+      const metrics = await answer();
+      if (metrics !== undefined) w.lastMetrics = metrics;
+      return metrics;
+    },
     health: { misses: 0, rssBytes: 0, eventLoopDelayMs: 0, probeRoundTripMs: 0 },
   };
+  return w;
 }
 function version(workers: WorkerView[], extra: Partial<VersionView> = {}): VersionView {
   return { admission: { queued: 0 }, workers, draining: [], restarts: 0, ...extra };
@@ -97,7 +105,7 @@ t.test('gatherMetrics sums instances, keeps processes apart, reports missing wor
   };
   const master = createMasterMetrics({ versions: () => supervisor });
   master.onRequestDone('v1', 200);
-  const registry = await gatherMetrics(supervisor, master.registry, { deadlineMs: 50 });
+  const registry = await gatherMetrics(supervisor, master, { deadlineMs: 50 });
   const text = await registry.metrics();
   t.doesNotThrow(() => parsePromText(text), 'parses with parse-prometheus-text-format');
   const samples = parsePrometheusText(text);
@@ -144,6 +152,73 @@ t.test('gatherMetrics sums instances, keeps processes apart, reports missing wor
     lag.every((s) => Number.isNaN(s.value) || Number.isFinite(s.value)),
     'a NaN that crossed IPC as null is NaN again, not +Inf',
   );
+});
+
+t.test("a gone worker's counters and histograms stay in its version's totals; its gauges do not", async (t) => {
+  const a = createWorkerMetrics({ version: 'v1' });
+  const b = createWorkerMetrics({ version: 'v1' });
+  a.addTokens({ prompt_tokens: 10, completion_tokens: 5 });
+  b.addTokens({ prompt_tokens: 1, completion_tokens: 7 });
+  a.observeFirstToken(0.07);
+  b.observeFirstToken(0.2);
+  b.onUpstreamError('reset');
+  b.streamStarted();
+  let isAStuck = false;
+  const wa = worker(0, 101, () => (isAStuck ? Promise.resolve(undefined) : overIpc(() => a.collect())));
+  const wb = worker(1, 102, () => overIpc(() => b.collect()));
+  const group: VersionView & { workers: WorkerView[] } = { ...version([wa, wb]), workers: [wa, wb] };
+  const view: RegistryView = { versions: new Map([['v1', group]]) };
+  const master = createMasterMetrics({ versions: () => view });
+  const read = async (): Promise<{ sum: (n: string, l?: Record<string, string>) => number; procs: string[] }> => {
+    const samples = parsePrometheusText(await (await gatherMetrics(view, master, { deadlineMs: 50 })).metrics());
+    return {
+      sum: (name, labels = {}) => sumSamples(samples, name, labels),
+      procs: samples
+        .filter((s) => s.name === 'process_start_time_seconds')
+        .map((s) => s.labels['worker']!)
+        .sort(),
+    };
+  };
+  const completion = { version: 'v1', kind: 'completion' };
+
+  const before = await read();
+  t.equal(before.sum(METRIC.tokensTotal, completion), 12);
+  t.equal(before.sum(`${METRIC.streamFirstTokenSeconds}_count`, { version: 'v1' }), 2);
+  t.equal(before.sum(METRIC.streamsActive, { version: 'v1' }), 1);
+
+  // b crashes: its handle's state is final when the supervisor hands its last answer over.
+  b.addTokens({ prompt_tokens: 0, completion_tokens: 100 });
+  wb.state = 'crashed';
+  master.retireWorker('v1', wb.lastMetrics);
+  const crashed = await read();
+  t.equal(
+    crashed.sum(METRIC.tokensTotal, completion),
+    12,
+    "b's share stays; what it counted after its last answer is lost",
+  );
+  t.equal(crashed.sum(`${METRIC.streamFirstTokenSeconds}_count`, { version: 'v1' }), 2);
+  t.equal(crashed.sum(`${METRIC.streamFirstTokenSeconds}_bucket`, { version: 'v1', le: '0.25' }), 2);
+  t.equal(crashed.sum(`${METRIC.streamFirstTokenSeconds}_sum`, { version: 'v1' }), 0.27);
+  t.equal(crashed.sum(METRIC.upstreamErrorsTotal, { version: 'v1', kind: 'reset' }), 1);
+  t.equal(crashed.sum(METRIC.streamsActive, { version: 'v1' }), 0, 'its gauge went with it');
+  t.same(crashed.procs, [MASTER_WORKER_LABEL, 'v1/0/101'], 'its process series went with it');
+
+  // Its replacement starts from zero; a, late for this scrape, counts with its last answer.
+  const c = createWorkerMetrics({ version: 'v1' });
+  c.addTokens({ prompt_tokens: 2, completion_tokens: 3 });
+  group.workers = [wa, worker(1, 103, () => overIpc(() => c.collect()))];
+  isAStuck = true;
+  const replaced = await read();
+  t.equal(replaced.sum(METRIC.tokensTotal, completion), 5 + 7 + 3);
+  t.equal(replaced.sum(METRIC.tokensTotal, { version: 'v1', kind: 'prompt' }), 10 + 1 + 2);
+  t.same(replaced.procs, [MASTER_WORKER_LABEL, 'v1/1/103'], "the late worker's process series are absent");
+
+  const series = (): number => master.retiredMetrics().reduce((n, m) => n + m.values.length, 0);
+  const held = series();
+  for (let i = 0; i < 50; i++) master.retireWorker('v1', wb.lastMetrics);
+  t.equal(series(), held, 'totals are per label set, not per worker: restarts do not grow them');
+  master.forgetVersion('v1');
+  t.same(master.retiredMetrics(), [], "a removed version's totals go");
 });
 
 t.test('labelPerProcess leaves graygate_* series alone', async (t) => {

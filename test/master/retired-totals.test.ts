@@ -1,0 +1,69 @@
+import t from 'tap';
+import { isCumulative, readWorkerMetrics, RetiredTotals, type MetricJson } from '../../master/retired-totals.js';
+
+// What the master keeps of an exited worker (SPEC §9): its graygate_* counters
+// and histograms, summed per version and label set; nothing else.
+
+const metric = (name: string, type: string, values: unknown[]): MetricJson =>
+  ({ name, help: name, type, aggregator: 'sum', values }) as unknown as MetricJson;
+
+t.test('isCumulative: graygate_* counters and histograms only', async (t) => {
+  const cases: Array<[string, string, boolean]> = [
+    ['graygate_tokens_total', 'counter', true],
+    ['graygate_stream_first_token_seconds', 'histogram', true],
+    ['graygate_streams_active', 'gauge', false],
+    ['process_cpu_user_seconds_total', 'counter', false],
+    ['nodejs_gc_duration_seconds', 'histogram', false],
+  ];
+  for (const [name, type, expected] of cases) t.equal(isCumulative(metric(name, type, [])), expected, name);
+});
+
+t.test('add sums per version and label set, whatever the label order; forget drops a version', async (t) => {
+  const totals = new RetiredTotals();
+  const tokens = (completion: number, order: 'vk' | 'kv'): MetricJson =>
+    metric('graygate_tokens_total', 'counter', [
+      {
+        value: completion,
+        labels: order === 'vk' ? { version: 'v1', kind: 'completion' } : { kind: 'completion', version: 'v1' },
+      },
+    ]);
+  totals.add('v1', [
+    tokens(5, 'vk'),
+    metric('graygate_streams_active', 'gauge', [{ value: 2, labels: { version: 'v1' } }]),
+  ]);
+  totals.add('v1', [tokens(7, 'kv')]);
+  totals.add('v2', [
+    metric('graygate_tokens_total', 'counter', [{ value: 1, labels: { version: 'v2', kind: 'prompt' } }]),
+  ]);
+  const values = (): Array<[string, number]> =>
+    totals
+      .metrics()
+      .flatMap((m) => m.values.map((v): [string, number] => [`${m.name} ${String(v.labels['version'])}`, v.value]));
+  t.same(
+    values(),
+    [
+      ['graygate_tokens_total v1', 12],
+      ['graygate_tokens_total v2', 1],
+    ],
+    'one series each; no gauge',
+  );
+  totals.forget('v1');
+  t.same(values(), [['graygate_tokens_total v2', 1]]);
+});
+
+t.test('odd input from another release is skipped, never thrown on', async (t) => {
+  const totals = new RetiredTotals();
+  const raw = [
+    null,
+    { name: 'graygate_x_total' },
+    metric('graygate_x_total', 'counter', [
+      null,
+      { value: 1 },
+      { value: 'a', labels: {} },
+      { value: 2, labels: null },
+      { value: 3, labels: {} },
+    ]),
+  ];
+  t.doesNotThrow(() => totals.add('v1', readWorkerMetrics(raw)));
+  t.same(totals.metrics()[0]?.values, [{ value: 3, labels: {} }]);
+});
