@@ -9,7 +9,6 @@ export interface WorkerStatus {
   state: string;
   restarts: number;
   inflight: number;
-  queued: number;
   entry: string;
   /** From the last answered health probe (SPEC §4a): visible even when the worker cannot answer a scrape. */
   rssBytes: number;
@@ -25,6 +24,11 @@ export interface VersionStatus {
   upstream: { format: string; url: string; model?: string };
   builds: Array<{ entry: string; current: boolean }>;
   lastDeploy: unknown;
+  /**
+   * Requests waiting for a slot on any of the version's workers (SPEC §4): the queue is the
+   * version's, so it is here once and not on each worker row (rows that each showed it added up
+   * to a multiple of graygate_queue_depth).
+   */
   queued: number;
   workers: WorkerStatus[];
   /** The running canary this version is in, as canary or baseline (SPEC §11). */
@@ -38,7 +42,6 @@ export interface StatusBody {
 }
 
 export function versionStatus(version: VersionView): VersionStatus {
-  const queued = version.admission.queued;
   const workers = [...version.workers, ...version.draining].map((w) => {
     const health = w.health;
     return {
@@ -47,7 +50,6 @@ export function versionStatus(version: VersionView): VersionStatus {
       state: w.state,
       restarts: w.restarts,
       inflight: version.admission.inflight(w),
-      queued,
       entry: w.entry,
       rssBytes: health.rssBytes,
       eventLoopDelayMs: Math.round(health.eventLoopDelayMs * 100) / 100,
@@ -67,7 +69,7 @@ export function versionStatus(version: VersionView): VersionStatus {
       { entry: build.entry, current: true },
     ],
     lastDeploy: version.lastDeploy ?? null,
-    queued,
+    queued: version.admission.queued,
     workers,
   };
 }

@@ -16,10 +16,11 @@ interface StatusWorker {
   state: string;
   restarts: number;
   inflight: number;
-  queued: number;
 }
 interface StatusVersion {
   weight: number;
+  /** The version's queue: one figure for all its workers, shown once on its first row. */
+  queued: number;
   entry: string;
   upstream: { format: string; url: string; model?: string };
   workers: StatusWorker[];
@@ -38,7 +39,8 @@ export function formatStatus(status: StatusBody): string {
       v.lastDeploy === null
         ? '-'
         : `${v.lastDeploy.kind} ${v.lastDeploy.phase}${v.lastDeploy.error ? `: ${v.lastDeploy.error.reason}` : ''}`;
-    if (v.workers.length === 0) rows.push([name, String(v.weight), v.entry, upstream, '-', '-', '-', '-', '-', deploy]);
+    if (v.workers.length === 0)
+      rows.push([name, String(v.weight), v.entry, upstream, '-', '-', '-', '-', String(v.queued), deploy]);
     v.workers.forEach((w, i) => {
       rows.push(
         i === 0
@@ -51,21 +53,10 @@ export function formatStatus(status: StatusBody): string {
               w.state,
               String(w.restarts),
               String(w.inflight),
-              String(w.queued),
+              String(v.queued),
               deploy,
             ]
-          : [
-              '',
-              '',
-              '',
-              '',
-              String(w.pid ?? '-'),
-              w.state,
-              String(w.restarts),
-              String(w.inflight),
-              String(w.queued),
-              '',
-            ],
+          : ['', '', '', '', String(w.pid ?? '-'), w.state, String(w.restarts), String(w.inflight), '', ''],
       );
     });
   }
