@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { EventEmitter, once } from 'node:events';
+import { EventEmitter } from 'node:events';
 import type { MockControls } from './controls.js';
 import type { MockFormat } from './formats.js';
 
@@ -67,7 +67,18 @@ export class MockStream extends EventEmitter<{ blocked: []; drain: []; close: []
     if (this.#res.write(buf)) return;
     this.isBlocked = true;
     this.emit('blocked');
-    await Promise.race([once(this.#res, 'drain'), once(this.#res, 'close')]);
+    // Whichever comes first; both listeners go (a race of two once() left the loser's behind, one per block:
+    // MaxListenersExceededWarning on a long answer to a slow reader).
+    const res = this.#res;
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        res.off('drain', done);
+        res.off('close', done);
+        resolve();
+      };
+      res.once('drain', done);
+      res.once('close', done);
+    });
     this.isBlocked = false;
     if (!this.isClosed) this.emit('drain');
   }
