@@ -17,11 +17,15 @@ import { configHash } from './config-file.js';
 // What a change does is the caller's business: the master runs its reload path
 // (Operations.reload), which refuses an invalid file and keeps the old config. The watch calls
 // onChange once per distinct content, so an invalid file is reported once, not on every event;
-// a content whose onChange rejected (not applied, e.g. a build that did not start) is looked at
-// again at the next event.
+// a content whose onChange rejected (not applied, e.g. a deploy was running) is offered again after
+// a backoff (retryMs, doubling up to 32×), never on the next event: the directory may be the one the
+// master logs into, and every failed try may fork a worker.
 
 /** The default quiet time before a burst of events is looked at. */
 const DEFAULT_CONFIG_DEBOUNCE_MS = 250;
+/** The default wait before content that could not be applied is offered again; it doubles up to 32×. */
+const DEFAULT_RETRY_MS = 10_000;
+const MAX_RETRY_FACTOR = 32;
 
 export interface ConfigChange {
   /** configHash of the text just read. It equals LoadedConfig.hash when the caller reloads it. */
@@ -41,9 +45,9 @@ export interface ConfigWatchOptions {
    * If it returns a promise, the watch waits for it before it looks again, so a change that arrives
    * during a slow reload (a deploy) is applied after it, never folded into it. Resolving means the
    * content was dealt with (applied, or refused for good: an invalid file is not offered again
-   * until it changes). A rejection means it was not applied and nothing changed (a build that did
-   * not start): it goes to onError, and the same content is offered again at the next event in
-   * the directory. The watch goes on.
+   * until it changes). A rejection means it was not applied and nothing changed (a deploy was
+   * running, a build did not start): it goes to onError, and the same content is offered again
+   * after retryMs (then 2×, 4× … up to 32×), unless the file changes first. The watch goes on.
    */
   onChange: (change: ConfigChange) => void | Promise<void>;
   /**
@@ -68,6 +72,8 @@ export interface ConfigWatchOptions {
    * Omitted, the file's content at start is the baseline (read synchronously).
    */
   initialHash?: string;
+  /** Wait before content whose onChange rejected is offered again, ms; it doubles up to 32×. Default 10 000. */
+  retryMs?: number;
   /** Aborting it closes the watch. */
   signal?: AbortSignal;
 }
@@ -88,6 +94,10 @@ export function watchConfigFile(options: ConfigWatchOptions): ConfigWatch {
 
   let current = options.initialHash ?? hashNow(path);
   let timer: NodeJS.Timeout | undefined;
+  const retryMs = options.retryMs ?? DEFAULT_RETRY_MS;
+  let retryTimer: NodeJS.Timeout | undefined;
+  let retries = 0; // rejected tries of failedHash
+  let failedHash: string | undefined;
   let isLooking = false; // a read or an onChange is running
   let isDirty = false; // events arrived while looking
   let isClosed = false;
@@ -133,12 +143,24 @@ export function watchConfigFile(options: ConfigWatchOptions): ConfigWatch {
       const previousHash = current;
       // Recorded before onChange runs: a file it refuses is not offered again until it changes.
       current = hash;
+      clearTimeout(retryTimer);
+      if (hash !== failedHash) retries = 0;
       try {
         await onChange({ hash, previousHash });
+        retries = 0;
       } catch (err) {
-        // Not applied: forget the content, so the next event retries it rather than taking it as seen.
-        if (current === hash) current = previousHash;
-        if (!isClosed) onError(err instanceof Error ? err : new Error(String(err)));
+        if (isClosed) return;
+        onError(err instanceof Error ? err : new Error(String(err)));
+        // Not applied: offered again after a backoff, if the file still holds it then.
+        failedHash = hash;
+        const delayMs = retryMs * Math.min(MAX_RETRY_FACTOR, 2 ** retries);
+        retries++;
+        retryTimer = setTimeout(() => {
+          if (current !== hash) return;
+          current = previousHash;
+          schedule();
+        }, delayMs);
+        retryTimer.unref();
       }
     } finally {
       isLooking = false;
@@ -162,6 +184,7 @@ export function watchConfigFile(options: ConfigWatchOptions): ConfigWatch {
     isClosed = true;
     watcher.close();
     clearTimeout(timer);
+    clearTimeout(retryTimer);
     timer = undefined;
     reads.abort();
     signal?.removeEventListener('abort', close);

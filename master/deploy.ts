@@ -159,6 +159,11 @@ export function switchBuild(
     for (const w of workers) w.destroy();
     throw new GraygateError('deploy_failed', `${target.name} was removed during the deploy`);
   }
+  const lost = lostWorker(pending);
+  if (lost !== undefined) {
+    cancelSwap(pending, lost);
+    throw new GraygateError('deploy_failed', lost);
+  }
   options.onSwitch?.();
   record.phase = 'switching';
   const old = target.workers;
@@ -181,6 +186,17 @@ export function switchBuild(
 }
 
 /** A started build that will not be used (another build of the same reload failed): stopped, the record says why. */
+/**
+ * Why the new build cannot take traffic, if a worker of it is no longer ready: it was ready, then exited while
+ * the swap waited (for its other instances, or for the other builds of a reload). Such a worker is in no
+ * version's `workers` yet, so no crash handling restarts it: committed, it would serve nothing.
+ */
+export function lostWorker(pending: PendingSwap<SwapTarget>): string | undefined {
+  const gone = pending.workers.find((w) => w.state !== 'ready');
+  if (gone === undefined) return undefined;
+  return `a new worker of ${pending.target.name} (pid ${gone.pid ?? '?'}) stopped being ready before traffic moved`;
+}
+
 export function cancelSwap(pending: PendingSwap<SwapTarget>, reason: string): void {
   for (const w of pending.workers) w.destroy();
   pending.record.phase = 'failed';

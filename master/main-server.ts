@@ -48,9 +48,10 @@ export function createMainServer(options: MainServerOptions): Server {
   // when it starts reading the body, after the size checks (issue 9 part 7).
   server.on('checkContinue', onRequest);
   // CONNECT has no listener otherwise, and Node then closes the connection without a word.
+  // Pipelined behind other requests, its answer waits for theirs, as a malformed request's does.
   server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
     const err = new GraygateError('invalid_request', 'CONNECT is not supported: this is not a forward proxy');
-    socket.end(rawErrorResponse(toErrorResponse(err)));
+    queue.afterLast(socket as Socket, () => socket.end(rawErrorResponse(toErrorResponse(err))));
   });
   server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => {
     const err = new GraygateError('invalid_request', 'only `Expect: 100-continue` is supported', { status: 417 });

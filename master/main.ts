@@ -148,26 +148,27 @@ const watch = config.config.watch
   ? watchConfigFile({
       path,
       initialHash: loaded.hash,
-      onChange: () =>
-        operations.reload().then(
-          (result) => log.info(result, 'config file changed: reloaded'),
-          (err: unknown) => {
-            const message = err instanceof Error ? err.message : String(err);
-            // An invalid file is refused for good (logged once); one that could not be applied (a
-            // build that did not start, a deploy running) changed nothing and is retried at the
-            // next event: the rejection tells the watch so, and onError logs it.
-            if (isGraygateError(err) && err.code === 'invalid_config') {
-              log.error({ err: message }, 'config file changed: refused, the running config stays');
-              return;
-            }
-            throw new Error(
-              `config file changed: not applied, nothing changed, retried at the next change: ${message}`,
-              {
-                cause: err,
+      // Content already applied another way (POST /admin/reload, SIGHUP) is not reloaded again: a reload
+      // aborts running canaries (SPEC §11), and this one would change nothing else.
+      onChange: (change) =>
+        change.hash === operations.configHash
+          ? undefined
+          : operations.reload().then(
+              (result) => log.info(result, 'config file changed: reloaded'),
+              (err: unknown) => {
+                const message = err instanceof Error ? err.message : String(err);
+                // An invalid file is refused for good (logged once); one that could not be applied (a
+                // build that did not start, a deploy running) changed nothing and is tried again after a
+                // backoff: the rejection tells the watch so, and onError logs it.
+                if (isGraygateError(err) && err.code === 'invalid_config') {
+                  log.error({ err: message }, 'config file changed: refused, the running config stays');
+                  return;
+                }
+                throw new Error(`config file changed: not applied, nothing changed, tried again later: ${message}`, {
+                  cause: err,
+                });
               },
-            );
-          },
-        ),
+            ),
       onError: (err) => log.error({ err: err.message }, 'config watch'),
     })
   : undefined;
@@ -207,3 +208,5 @@ process.on('message', (msg) => msg === 'shutdown' && stop('message'));
 // when that channel closes: its parent is gone, and nothing would stop or restart it — an orphan
 // that keeps the ports would make the parent's next start fail. Workers do the same (worker-lifecycle).
 process.on('disconnect', () => stop('disconnect'));
+// The channel may have closed while the master was starting, before the listener existed.
+if (process.send !== undefined && !process.connected) stop('disconnect');

@@ -95,10 +95,11 @@ export function relayResponse(
   const armIdle = (): void => {
     if (idleMs > 0) ctx.workerTimer = setTimeout(onIdleTimeout, idleMs, ctx, hooks);
   };
+  let isEnded = false;
   const onDrain = (): void => {
     clearTimeout(ctx.workerTimer);
     ctx.workerTimer = undefined;
-    if (ctx.phase !== 'relay') return;
+    if (ctx.phase !== 'relay' || isEnded) return;
     armIdle();
     proxyRes.resume();
   };
@@ -125,8 +126,13 @@ export function relayResponse(
   armIdle();
   proxyRes.on('data', onData);
   proxyRes.once('end', () => {
-    clearTimeout(ctx.workerTimer);
-    ctx.workerTimer = undefined;
+    isEnded = true;
+    // The worker is done; a client still behind keeps its send timer (drain clears it), or a client that
+    // stopped reading the last chunk would hold the request for ever.
+    if (!res.writableNeedDrain) {
+      clearTimeout(ctx.workerTimer);
+      ctx.workerTimer = undefined;
+    }
     if (ctx.isEventStream && endsWithErrorEvent(ctx.previousChunk, ctx.lastChunk)) ctx.isStreamFailed = true;
     if (!res.writableEnded) res.end();
   });

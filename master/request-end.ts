@@ -1,6 +1,7 @@
 import { GraygateError, toErrorResponse, toSseErrorEvent, type ErrorCode } from '../shared/errors.js';
 import { sendError } from '../shared/http-headers.js';
 import { hasBody } from '../shared/body.js';
+import type { Socket } from 'node:net';
 import type { Logger } from '../shared/log.js';
 import { NO_VERSION } from '../shared/metric-names.js';
 import type { MasterMetrics } from './metrics.js';
@@ -62,6 +63,28 @@ const CLOSING_CODES: ReadonlySet<ErrorCode> = new Set([
   'url_too_long',
 ]);
 
+/** Longest time a refused upload is read and dropped before its connection closes (nginx lingering_time: 30 s). */
+const LINGER_MS = 5000;
+
+/**
+ * nginx lingering_close: the client of a refused upload is likely still sending its body. Closing with its
+ * bytes unread makes the kernel send a reset, which can destroy the answer in the client's buffers before it
+ * reads it (Python's http.client saw a broken pipe instead of the 413 or 503, 10 times in 10). So the rest
+ * of the body is read and dropped, the connection half-closed once the answer is out, and closed when the
+ * client closes its side or after LINGER_MS.
+ */
+function linger(ctx: RequestContext): void {
+  const { req } = ctx;
+  const socket = req.socket as Socket & { destroySoon?: () => void };
+  if (socket === null || socket.destroyed) return;
+  req.resume(); // read on, into nothing
+  // After a `Connection: close` answer Node calls destroySoon: end (FIN after the answer), then close the
+  // socket. Here only the end; the close comes from the client's own, or from the timer.
+  socket.destroySoon = () => socket.end();
+  const timer = setTimeout(() => socket.destroy(), LINGER_MS).unref();
+  socket.once('close', () => clearTimeout(timer));
+}
+
 export function createRequestEnd(options: RequestEndOptions): RequestEnd {
   const { log, metrics, budget, isClosing, now, done } = options;
 
@@ -85,6 +108,7 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
         const isBodyUnread = (ctx.phase === 'head' || ctx.phase === 'body') && hasBody(req);
         const isClosingConnection = isClosing() || CLOSING_CODES.has(code) || isBodyUnread;
         sendError(res, response, isClosingConnection ? { connection: 'close' } : {});
+        if (isBodyUnread) linger(ctx);
       } else if (ctx.isEventStream) {
         ctx.isStreamFailed = true;
         res.end(toSseErrorEvent(err));

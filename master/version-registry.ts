@@ -7,7 +7,7 @@ import type { Supervisor } from './supervisor.js';
 import type { WorkerHandle } from './worker-handle.js';
 import type { ExitReport } from './worker-process.js';
 import { nextRestartDelayMs, RESTART_POLICY, type RestartPolicy } from './restart-policy.js';
-import { cancelSwap, endSwap, startSwap, switchBuild, type PendingSwap } from './deploy.js';
+import { cancelSwap, endSwap, lostWorker, startSwap, switchBuild, type PendingSwap } from './deploy.js';
 import { buildOf, type Build, type DeployKind, type DeployRecord, type VersionView } from './version.js';
 import type { ReloadPlan } from './reload-plan.js';
 
@@ -235,6 +235,13 @@ export class VersionRegistry {
       pending = await this.#startAll(plan);
     } finally {
       this.#isReloading = false;
+    }
+    // From here to the switches nothing awaits, so no worker can exit in between.
+    const lost = pending.map(lostWorker).find((reason) => reason !== undefined);
+    if (lost !== undefined) {
+      for (const p of pending) cancelSwap(p, `the reload could not commit: ${lost}`);
+      for (const [name] of plan.adds) this.#adding.delete(name);
+      throw new GraygateError('deploy_failed', `config not reloaded, nothing changed: ${lost}`);
     }
     try {
       options.onCommit();

@@ -78,11 +78,16 @@ export function readBody(req: IncomingMessage, options: ReadBodyOptions): Promis
   let reserved = 0;
 
   return new Promise<Buffer>((resolve, reject) => {
-    // A declared length is filled in place: one allocation (its pages are touched only as bytes arrive), one copy
-    // per byte.
+    // A small declared length is filled in place: one allocation, one copy per byte. A large one is not
+    // allocated before its bytes come: a silent client declaring maxBodyBytes would hold that much (V8 counts
+    // it, and so does a kernel that does not overcommit) while the budget counts nothing.
     const own = options.ownMemory === true;
     const whole =
-      declared === undefined ? undefined : own ? Buffer.allocUnsafeSlow(declared) : Buffer.allocUnsafe(declared);
+      declared === undefined || declared > PREALLOCATED_MAX_BYTES
+        ? undefined
+        : own
+          ? Buffer.allocUnsafeSlow(declared)
+          : Buffer.allocUnsafe(declared);
     const parts: Buffer[] = [];
     let bytes = 0;
     let isDone = false;
@@ -134,6 +139,8 @@ export function readBody(req: IncomingMessage, options: ReadBodyOptions): Promis
 }
 
 const EMPTY = Buffer.alloc(0);
+/** Largest declared body allocated whole before its bytes arrive. */
+const PREALLOCATED_MAX_BYTES = 64 * 1024;
 
 /** The parts of a chunked body as one Buffer (with `own`, one that owns its memory even for a single part). */
 function joined(parts: Buffer[], bytes: number, own: boolean): Buffer {

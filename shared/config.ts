@@ -6,8 +6,16 @@ import { DEFAULTS, VERSION_NAME } from './defaults.js';
 // (STYLE §25): every problem is reported as `path: message`, unknown keys are
 // rejected, and the result is deep-frozen.
 
-const ms = z.number({ error: 'must be a number of milliseconds' }).int('must be an integer').min(0, 'must be ≥ 0');
+/** The longest delay a Node timer takes: a longer one fires after 1 ms (with a warning), not never. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+const ms = z
+  .number({ error: 'must be a number of milliseconds' })
+  .int('must be an integer')
+  .min(0, 'must be ≥ 0')
+  .max(MAX_TIMER_MS, `must be ≤ ${MAX_TIMER_MS} (about 24.8 days)`);
 const positiveInt = z.number({ error: 'must be a number' }).int('must be an integer').min(1, 'must be ≥ 1');
+/** A timeout or interval that must be set (≥ 1 ms). */
+const positiveMs = positiveInt.max(MAX_TIMER_MS, `must be ≤ ${MAX_TIMER_MS} (about 24.8 days)`);
 const port = z
   .number({ error: 'must be a port number' })
   .int('must be an integer')
@@ -115,14 +123,14 @@ export const configSchema = z.strictObject({
       queueTimeoutMs: ms.default(DEFAULTS.limits.queueTimeoutMs),
       maxBodyBytes: positiveInt.default(DEFAULTS.limits.maxBodyBytes),
       shutdownTimeoutMs: ms.default(DEFAULTS.limits.shutdownTimeoutMs),
-      readyTimeoutMs: positiveInt.default(DEFAULTS.limits.readyTimeoutMs),
-      bodyTimeoutMs: positiveInt.default(DEFAULTS.limits.bodyTimeoutMs),
+      readyTimeoutMs: positiveMs.default(DEFAULTS.limits.readyTimeoutMs),
+      bodyTimeoutMs: positiveMs.default(DEFAULTS.limits.bodyTimeoutMs),
       maxBufferedBodyBytes: positiveInt.default(DEFAULTS.limits.maxBufferedBodyBytes),
-      sendTimeoutMs: positiveInt.default(DEFAULTS.limits.sendTimeoutMs),
-      workerHeadersTimeoutMs: positiveInt.default(DEFAULTS.limits.workerHeadersTimeoutMs),
+      sendTimeoutMs: positiveMs.default(DEFAULTS.limits.sendTimeoutMs),
+      workerHeadersTimeoutMs: positiveMs.default(DEFAULTS.limits.workerHeadersTimeoutMs),
       /** Default: 2 × the version's upstream.pingIntervalMs + 5000 (workerIdleTimeoutMsFor). */
-      workerIdleTimeoutMs: positiveInt.optional(),
-      healthIntervalMs: positiveInt.default(DEFAULTS.limits.healthIntervalMs),
+      workerIdleTimeoutMs: positiveMs.optional(),
+      healthIntervalMs: positiveMs.default(DEFAULTS.limits.healthIntervalMs),
       healthMisses: positiveInt.default(DEFAULTS.limits.healthMisses),
       maxHeaderBytes: positiveInt.min(1024, 'must be ≥ 1024').default(DEFAULTS.limits.maxHeaderBytes),
       maxUrlBytes: positiveInt.min(256, 'must be ≥ 256').default(DEFAULTS.limits.maxUrlBytes),

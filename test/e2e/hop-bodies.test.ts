@@ -152,6 +152,20 @@ t.test('the request hop on the main port', async (t) => {
     await waitForBufferedBytes(gw, 0);
   });
 
+  t.test('a client that sends its whole over-limit body reads the 413 (lingering close)', async (t) => {
+    // Closed with the body unread, the connection was reset under the answer: a client that uploads without
+    // `Expect` (Python's http.client, curl for small bodies) saw a broken pipe instead of the 413.
+    for (let round = 0; round < 3; round++) {
+      const conn = await openRaw(gw.url, ['POST']);
+      conn.write(`POST /echo?linger=${round} HTTP/1.1\r\nHost: gw\r\nContent-Length: 2000000\r\n\r\n`);
+      conn.write('z'.repeat(2_000_000));
+      const [res] = await conn.waitFor(1);
+      t.equal(res!.status, 413, `round ${round}`);
+      t.equal(res!.headers['connection'], 'close');
+      await conn.closed;
+    }
+  });
+
   t.test('a Content-Length over 2^53 is over the limit, never read as no body', async (t) => {
     const huge = await rawRequest(
       gw.url,

@@ -75,6 +75,18 @@ t.test('pipelining', async (t) => {
     await conn.closed;
   });
 
+  t.test('a CONNECT pipelined behind a request is refused after its answer', async (t) => {
+    const conn = await openRaw(gw.url, ['GET', 'CONNECT']);
+    conn.write('GET /slow?ms=50&i=c HTTP/1.1\r\nHost: gw\r\n\r\nCONNECT 127.0.0.1:9 HTTP/1.1\r\nHost: x\r\n\r\n');
+    const responses = await conn.waitFor(2);
+    t.same(
+      responses.map((r) => r.status),
+      [200, 400],
+      'the answer whole, then the refusal (it was written into the answer)',
+    );
+    await conn.closed;
+  });
+
   t.test('bytes after a Connection: close request: its answer comes whole, nothing else', async (t) => {
     const conn = await openRaw(gw.url, ['GET']);
     conn.write('GET /slow?ms=50 HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\nGET /slow HTTP/1.1\r\n\r\n');

@@ -93,7 +93,7 @@ t.test('reload is all or nothing: a build that cannot start changes nothing, and
   t.equal(await hash(), startedHash, 'configHash is still the applied file’s');
 });
 
-t.test('a watched file that could not be applied is retried at the next event', async (t) => {
+t.test('a watched file that could not be applied is tried again after a backoff', async (t) => {
   const versions = { v1: { entry: TEST_WORKER_ENTRY, weight: 90 }, v2: { entry: TEST_WORKER_ENTRY, weight: 10 } };
   const config = { watch: true };
   const limits = { readyTimeoutMs: 3000 };
@@ -109,7 +109,9 @@ t.test('a watched file that could not be applied is retried at the next event', 
   while (!gw.output().includes('not applied, nothing changed')) await once(gw.child.stdout!, 'data');
   t.equal((await status(gw)).v1!.weight, 90, 'nothing applied');
   t.equal((await hanging).status, 500);
-  // Any event in the directory makes the watch look again; the same content is now applied.
+  // An unrelated event in the directory (the master's own log file, say) does not re-run it
+  // (test/master/config-watch.test.ts); the backoff's try, 10 s after the failure, applies the same
+  // content, the deploy being over.
   writeFileSync(join(dirname(gw.configPath), 'poke'), '1');
   const applied = await waitForStatus(
     gw,
@@ -118,4 +120,47 @@ t.test('a watched file that could not be applied is retried at the next event', 
   );
   t.equal(applied.v2!.lastDeploy?.phase, 'done');
   t.equal(applied.v2!.weight, 50);
+});
+
+t.test('a new worker that exits while the reload waits for another build: nothing changes', async (t) => {
+  // Ready, then gone before the commit: it was in no version's workers yet, so nothing restarted it, and the
+  // reload installed it dead (every request to v1 503 no_ready_worker).
+  const versions = { v1: { entry: TEST_WORKER_ENTRY, weight: 50 }, v2: { entry: TEST_WORKER_ENTRY, weight: 50 } };
+  const gw = await startGateway(t, { versions }, { env: { LOG_LEVEL: 'info' } });
+  const before = await status(gw);
+  const oldPids = new Set(Object.values(before).flatMap((v) => v.workers.map((w) => w.pid)));
+  const gate = join(dirname(gw.configPath), 'release-v2');
+  gw.writeConfig({
+    versions: {
+      v1: { ...versions.v1, env: { MARK: 'new' } },
+      v2: { ...versions.v2, env: { TEST_WORKER_READY_FILE: gate } },
+    },
+  });
+  const reload = admin<{ error: { code: string; message: string } }>(gw, 'POST', '/admin/reload');
+  // v1's new worker gets ready and passes its probe (its pid is then in the deploy record); v2's waits.
+  const started = await waitForStatus(
+    gw,
+    (v) => (v.v1!.lastDeploy?.newPids.length ?? 0) > 0,
+    "v1's new build ready and probed",
+  );
+  const victim = started.v1!.lastDeploy!.newPids[0]!;
+  t.notOk(oldPids.has(victim));
+  process.kill(victim, 'SIGKILL');
+  while (!gw.output().includes(`"workerPid":${victim},"code":null,"signal":"SIGKILL"`))
+    await once(gw.child.stdout!, 'data');
+  writeFileSync(gate, '');
+  const r = await reload;
+  t.equal(r.status, 500);
+  t.match(r.body.error.message, /^config not reloaded, nothing changed: a new worker of v1 \(pid \d+\) stopped/);
+  const after = await status(gw);
+  t.same(
+    after.v1!.workers.map((w) => [w.pid, w.state]),
+    before.v1!.workers.map((w) => [w.pid, 'ready']),
+    'v1 still runs its old, ready worker',
+  );
+  t.same(
+    after.v2!.workers.map((w) => w.pid),
+    before.v2!.workers.map((w) => w.pid),
+    'v2 too',
+  );
 });

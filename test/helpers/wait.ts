@@ -8,7 +8,7 @@ import type { VersionStatus, WorkerStatus } from '../../master/admin/status.js';
 export type WorkerRow = WorkerStatus & { pid: number };
 export type VersionRow = Omit<VersionStatus, 'workers' | 'lastDeploy'> & {
   workers: WorkerRow[];
-  lastDeploy: { phase: string; error?: { reason: string; stderrTail: string[] } } | null;
+  lastDeploy: { phase: string; newPids: number[]; error?: { reason: string; stderrTail: string[] } } | null;
 };
 
 /**

@@ -77,3 +77,13 @@ t.test('a weight is bounded, in the file as in PUT /admin/weights', async (t) =>
   if (r.ok) return;
   t.same(r.problems, ['versions.v1.weight: must be ≤ 1000000']);
 });
+
+t.test('a timeout longer than a Node timer can wait is refused, not taken as 1 ms', async (t) => {
+  const r = validateConfig({
+    versions: { v1: { weight: 1 } },
+    limits: { sendTimeoutMs: 2 ** 31, queueTimeoutMs: 2 ** 31 - 1 },
+  });
+  t.equal(r.ok, false);
+  if (r.ok) return;
+  t.same(r.problems, ['limits.sendTimeoutMs: must be ≤ 2147483647 (about 24.8 days)']);
+});
