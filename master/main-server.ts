@@ -96,7 +96,8 @@ export function clientErrorResponse(
     return toErrorResponse(new GraygateError('headers_too_large'));
   }
   if (code === 'ERR_HTTP_REQUEST_TIMEOUT') {
-    return toErrorResponse(new GraygateError('body_timeout', 'the request was not received in time'));
+    // requestTimeout is off, so this is Node's headersTimeout (60 s for the whole head); bodies have bodyTimeoutMs.
+    return toErrorResponse(new GraygateError('body_timeout', 'the request head was not received within 60 s'));
   }
   if (code.startsWith('HPE_')) {
     return toErrorResponse(new GraygateError('invalid_request', `malformed HTTP request (${code})`));

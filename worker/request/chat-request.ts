@@ -125,6 +125,9 @@ function chatRequestProblems(body: Record<string, unknown>): string[] {
   check('stream_options', body['stream_options'], nullable(object));
   const streamOptions = body['stream_options'];
   if (isObject(streamOptions)) check('stream_options.include_usage', streamOptions['include_usage'], boolean);
+  // As OpenAI answers it: there is no stream for the options to apply to.
+  if (isObject(streamOptions) && body['stream'] !== true)
+    problems.push('stream_options: only allowed when stream is true');
   check('max_tokens', body['max_tokens'], nullable(positiveInteger));
   check('max_completion_tokens', body['max_completion_tokens'], nullable(positiveInteger));
   check('temperature', body['temperature'], nullable(number));

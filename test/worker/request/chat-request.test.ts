@@ -74,6 +74,11 @@ const BAD: Array<[string, string, RegExp]> = [
     '{"messages":[{"role":"user","content":"x"}],"stream_options":{"include_usage":1}}',
     /stream_options\.include_usage: must be a boolean/,
   ],
+  [
+    'stream_options without a stream (OpenAI refuses it too)',
+    '{"messages":[{"role":"user","content":"x"}],"stream_options":{"include_usage":true}}',
+    /stream_options: only allowed when stream is true/,
+  ],
   ['n = 0', '{"messages":[{"role":"user","content":"x"}],"n":0}', /n: must be ≥ 1/],
   [
     'tools not an array',
