@@ -143,7 +143,7 @@ export class Supervisor {
   async stopAll(deadlineMs: number): Promise<void> {
     this.#beginStopping();
     // Every live process, including builds a deploy or add is still starting.
-    await Promise.all([...this.#alive].map((w) => w.stop(deadlineMs)));
+    await Promise.all([...this.#alive].map((w) => w.stop(deadlineMs, { finalMetrics: false })));
   }
 
   /** Kills every worker at once (fatal start-up failure). */

@@ -265,13 +265,15 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
    * exit up to deadlineMs, then SIGTERM, then SIGKILL. Resolves once the
    * process is gone.
    */
-  async stop(deadlineMs: number): Promise<void> {
+  async stop(deadlineMs: number, options: { finalMetrics?: boolean } = {}): Promise<void> {
     this.drain();
     this.agent.destroy();
     // SPEC §9: what its counters reached since the last scrape, kept once it exits (master/retired-totals.ts).
     // The caller waited for its requests to end, so this answer is its last word; a crash has none. Not
-    // taken from the drain deadline: a worker that never answers costs at most this wait more.
-    if (this.#state === 'draining') await this.requestMetrics(Math.min(FINAL_METRICS_DEADLINE_MS, deadlineMs));
+    // taken from the drain deadline: a worker that never answers costs at most this wait more. Not asked
+    // when the master itself stops (finalMetrics false): nobody will scrape it again.
+    if (this.#state === 'draining' && options.finalMetrics !== false)
+      await this.requestMetrics(Math.min(FINAL_METRICS_DEADLINE_MS, deadlineMs));
     await this.#terminate(deadlineMs);
   }
 
