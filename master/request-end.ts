@@ -108,7 +108,8 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
         const isBodyUnread = (ctx.phase === 'head' || ctx.phase === 'body') && hasBody(req);
         const isClosingConnection = isClosing() || CLOSING_CODES.has(code) || isBodyUnread;
         sendError(res, response, isClosingConnection ? { connection: 'close' } : {});
-        if (isBodyUnread) linger(ctx);
+        // A client silent for bodyTimeoutMs is not sending: nothing to wait for.
+        if (isBodyUnread && code !== 'body_timeout') linger(ctx);
       } else if (ctx.isEventStream) {
         ctx.isStreamFailed = true;
         res.end(toSseErrorEvent(err));
