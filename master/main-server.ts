@@ -65,8 +65,17 @@ export function createMainServer(options: MainServerOptions): Server {
     refused.add(socket);
     const refusal = clientErrorResponse(err, limits.maxUrlBytes);
     log.debug({ code: err.code, status: refusal?.status }, 'client error');
-    if (refusal === undefined || !socket.writable) {
+    // The client closed in the middle of a request: nothing it could read is due; its requests end now (a body
+    // being read gives back its budget at once, not after bodyTimeoutMs).
+    if (refusal === undefined || !socket.writable || err.code === 'HPE_INVALID_EOF_STATE') {
       socket.destroy();
+      return;
+    }
+    // The error is in the body the gateway is reading (a malformed chunk): that reader refuses it now, in
+    // the OpenAI shape, instead of waiting bodyTimeoutMs for bytes the parser will never give it.
+    const current = (socket as Duplex & { _httpMessage?: { req?: IncomingMessage } })._httpMessage?.req;
+    if (current !== undefined && !current.complete && current.listenerCount('error') > 0) {
+      current.emit('error', new GraygateError('invalid_request', `malformed request body (${err.code ?? 'parse'})`));
       return;
     }
     queue.afterLast(socket as Socket, () => {

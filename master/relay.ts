@@ -99,7 +99,9 @@ export function relayResponse(
   const onDrain = (): void => {
     clearTimeout(ctx.workerTimer);
     ctx.workerTimer = undefined;
-    if (ctx.phase !== 'relay' || isEnded) return;
+    if (ctx.phase !== 'relay') return;
+    // The worker is done; what is left must reach the client within sendTimeoutMs of its last progress.
+    if (isEnded) return void (ctx.workerTimer = setTimeout(onSendTimeout, sendMs, ctx));
     armIdle();
     proxyRes.resume();
   };
@@ -127,12 +129,11 @@ export function relayResponse(
   proxyRes.on('data', onData);
   proxyRes.once('end', () => {
     isEnded = true;
-    // The worker is done; a client still behind keeps its send timer (drain clears it), or a client that
-    // stopped reading the last chunk would hold the request for ever.
-    if (!res.writableNeedDrain) {
-      clearTimeout(ctx.workerTimer);
-      ctx.workerTimer = undefined;
-    }
+    // The worker is done. The rest must reach the client within sendTimeoutMs, or a client that stopped reading
+    // near the end (its kernel buffers full, less than a high-water mark in ours) would hold the request for
+    // ever; the response's finish (request-end.ts) clears the timer, one per request, not per event.
+    clearTimeout(ctx.workerTimer);
+    ctx.workerTimer = setTimeout(onSendTimeout, sendMs, ctx);
     if (ctx.isEventStream && endsWithErrorEvent(ctx.previousChunk, ctx.lastChunk)) ctx.isStreamFailed = true;
     if (!res.writableEnded) res.end();
   });

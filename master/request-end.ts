@@ -57,6 +57,7 @@ const REJECTION_CODES: ReadonlySet<ErrorCode> = new Set([
  * read: the connection closes (nginx does the same on 413).
  */
 const CLOSING_CODES: ReadonlySet<ErrorCode> = new Set([
+  'headers_too_large', // 2000 header lines or more: the framing Node read is not one the master saw
   'body_too_large',
   'body_timeout',
   'body_budget',
