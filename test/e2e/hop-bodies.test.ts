@@ -33,7 +33,9 @@ t.test('the request hop on the main port', async (t) => {
     limits: {
       maxSocketsPerWorker: 2,
       maxQueuePerVersion: 0,
-      bodyTimeoutMs: 400,
+      // Long enough that a loaded box opens and fills every pending body before the first one's silence
+      // runs out (the tests below look at them all pending at once); short enough to wait for once.
+      bodyTimeoutMs: 3000,
       maxBodyBytes: 600_000,
       maxBufferedBodyBytes: 1_000_000,
       maxUrlBytes: 1024,
@@ -43,14 +45,13 @@ t.test('the request hop on the main port', async (t) => {
 
   t.test('slow bodies hold no worker slot, do not block other clients, and end with 408', async (t) => {
     // Ten clients send a head announcing 1000 bytes, send 10, then nothing.
-    const slow: RawConnection[] = [];
-    for (let i = 0; i < 10; i++) {
-      const conn = await openRaw(gw.url, ['POST']);
+    // Connected first, then written together: their silences start within one loop turn of each other.
+    const slow: RawConnection[] = await Promise.all(Array.from({ length: 10 }, () => openRaw(gw.url, ['POST'])));
+    slow.forEach((conn, i) =>
       conn.write(
         `POST /echo?slow=${i} HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n0123456789`,
-      );
-      slow.push(conn);
-    }
+      ),
+    );
     await waitForBufferedBytes(gw, 100); // what arrived: 10 bytes each
     const workers = (await status(gw)).v1!.workers;
     t.equal(workers[0]!.inflight, 0, 'no worker slot is held while bodies arrive');
@@ -75,7 +76,7 @@ t.test('the request hop on the main port', async (t) => {
       const [res] = await conn.waitFor(1);
       t.equal(res!.status, 408);
       t.same(errorOf(res!.body), {
-        message: 'no request body bytes for 400 ms',
+        message: 'no request body bytes for 3000 ms',
         type: 'invalid_request_error',
         code: 'body_timeout',
       });
