@@ -94,7 +94,8 @@ const BODY_METHODS: ReadonlySet<string> = new Set(['POST', 'PUT', 'PATCH']);
  */
 function headProblem(req: IncomingMessage): GraygateError | undefined {
   let hosts = 0;
-  for (let i = 0; i < req.rawHeaders.length; i += 2) if (req.rawHeaders[i]!.toLowerCase() === 'host') hosts++;
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 4 && raw[i]!.toLowerCase() === 'host') hosts++;
   const isHttp11 = req.httpVersionMajor > 1 || req.httpVersionMinor >= 1;
   if (hosts > 1 || (hosts === 0 && isHttp11))
     return new GraygateError('invalid_request', `an HTTP/1.1 request needs one Host header (it has ${hosts})`);

@@ -129,13 +129,14 @@ export function relayResponse(
   proxyRes.on('data', onData);
   proxyRes.once('end', () => {
     isEnded = true;
-    // The worker is done. The rest must reach the client within sendTimeoutMs, or a client that stopped reading
-    // near the end (its kernel buffers full, less than a high-water mark in ours) would hold the request for
-    // ever; the response's finish (request-end.ts) clears the timer, one per request, not per event.
     clearTimeout(ctx.workerTimer);
-    ctx.workerTimer = setTimeout(onSendTimeout, sendMs, ctx);
+    ctx.workerTimer = undefined;
     if (ctx.isEventStream && endsWithErrorEvent(ctx.previousChunk, ctx.lastChunk)) ctx.isStreamFailed = true;
     if (!res.writableEnded) res.end();
+    // What the kernel did not take must reach the client within sendTimeoutMs, or a client that stopped reading
+    // near the end (its kernel buffers full, less than a high-water mark in ours) would hold the request for
+    // ever. Usually nothing is left and no timer is made; the response's finish (request-end.ts) clears one.
+    if ((socket?.writableLength ?? 0) > 0) ctx.workerTimer = setTimeout(onSendTimeout, sendMs, ctx);
   });
   proxyRes.once('close', () => {
     if (proxyRes.complete || res.writableEnded || ctx.phase === 'done') return;

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -6,6 +5,7 @@ import { startGateway } from '../loadtest/gateway.js';
 import { pickListening, waitForMessage } from '../loadtest/ipc-wait.js';
 import { buildEntries } from '../loadtest/paths.js';
 import { forkTracked, installInterruptHandlers, stopAll } from '../loadtest/processes.js';
+import { RssSampler } from '../loadtest/rss.js';
 import { checkCounts } from './counts.js';
 
 // A burst of large prompts against the body budget (SPEC §4a, maxBufferedBodyBytes): --clients raw
@@ -22,15 +22,6 @@ import { checkCounts } from './counts.js';
 const HOP_LATENCY = fileURLToPath(new URL('./hop-latency.js', import.meta.url));
 const MiB = 1024 * 1024;
 const SAMPLE_MS = 50;
-
-function rssMiB(pid: number): number {
-  try {
-    const match = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return match === null ? 0 : Number(match[1]) / 1024;
-  } catch {
-    return 0; // gone
-  }
-}
 
 /** Sends one request on its own connection; resolves with its status line's code, or the socket's error code. */
 function send(port: number, head: string, body: Buffer): Promise<string> {
@@ -94,26 +85,23 @@ async function main(): Promise<void> {
           signal,
         });
         try {
-          const pids = [gw.pid, (await gw.workers())[0]!.pid];
-          const idle = pids.map(rssMiB);
-          const peak = [...idle];
-          const sampler = setInterval(
-            () => pids.forEach((pid, i) => (peak[i] = Math.max(peak[i]!, rssMiB(pid)))),
-            SAMPLE_MS,
-          );
+          const groups = { master: [gw.pid], worker: [(await gw.workers())[0]!.pid] };
+          const sampler = new RssSampler({ intervalMs: SAMPLE_MS, pids: () => groups });
+          const total = (bytes: Record<string, number>): number => (bytes['master']! + bytes['worker']!) / MiB;
+          const idle = total(sampler.samples[0]!.bytes);
           const port = Number(new URL(gw.url).port);
           const head =
             'POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n' +
             `Connection: close\r\nContent-Length: ${body.length}\r\n\r\n`;
           const outcomes = await Promise.all(Array.from({ length: clients }, () => send(port, head, body)));
-          clearInterval(sampler);
+          sampler.stop();
           const counts = new Map<string, number>();
           for (const o of outcomes) counts.set(o, (counts.get(o) ?? 0) + 1);
-          const total = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
+          const peak = Math.max(...sampler.samples.map((x) => total(x.bytes)));
+          const peakOf = (group: string): string => (sampler.peak(group) / MiB).toFixed(0).padStart(8);
           lines.push(
             `${name.padEnd(10)}${String(round + 1).padStart(6)}${(budget === undefined ? 'default' : `${budget / MiB} MiB`).padStart(11)}` +
-              `${total(idle).toFixed(0).padStart(9)}${total(peak).toFixed(0).padStart(9)}` +
-              `${peak[0]!.toFixed(0).padStart(8)}${peak[1]!.toFixed(0).padStart(8)}  ` +
+              `${idle.toFixed(0).padStart(9)}${peak.toFixed(0).padStart(9)}${peakOf('master')}${peakOf('worker')}  ` +
               [...counts].map(([o, n]) => `${n} × ${o}`).join(', '),
           );
         } finally {

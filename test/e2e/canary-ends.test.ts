@@ -1,6 +1,7 @@
 import t from 'tap';
 import { admin, startGateway, TEST_WORKER_ENTRY, type Gateway } from '../helpers/gateway.js';
-import { pollPause, status, waitForStatus } from '../helpers/wait.js';
+import { canaryOf, pollPause, status, waitForStatus } from '../helpers/wait.js';
+import type { CanaryStatus } from '../../master/canary/controller.js';
 import { drive } from '../helpers/load.js';
 import { scrape } from '../helpers/metrics.js';
 
@@ -10,14 +11,6 @@ import { scrape } from '../helpers/metrics.js';
 // rollback, removal or reload that ends it is certain, and every abort gives
 // the baseline the pair's sum; a removed version's canary record goes too.
 
-interface CanaryBody {
-  version: string;
-  baseline: string;
-  state: string;
-  step: number;
-  canaryPercent: number;
-  reason: string;
-}
 interface ErrorBody {
   error: { code: string; message: string };
 }
@@ -28,12 +21,8 @@ async function weights(gw: Gateway): Promise<Record<string, number>> {
   return Object.fromEntries(Object.entries(await status(gw)).map(([n, s]) => [n, s.weight]));
 }
 
-async function canaryOf(gw: Gateway, name: string): Promise<CanaryBody> {
-  return (await admin<CanaryBody>(gw, 'GET', `/admin/versions/${name}/canary`)).body;
-}
-
 /** Polls the canary of `name` until it is in `state` (the admin API pushes nothing: this is the event). */
-async function waitForCanary(gw: Gateway, name: string, state: string): Promise<CanaryBody> {
+async function waitForCanary(gw: Gateway, name: string, state: string): Promise<CanaryStatus> {
   for (let i = 0; i < 3000; i++) {
     const c = await canaryOf(gw, name);
     if (c.state === state) return c;
@@ -57,7 +46,7 @@ t.test('a held canary keeps its traffic: shown, still judged, abortable', async 
   t.equal(st.base!.canary?.version, 'idle', 'on its baseline too');
   const put = await admin<ErrorBody>(gw, 'PUT', '/admin/weights', { idle: 0 });
   t.equal(put.body.error.code, 'canary_in_progress', 'its weights are still the canary’s');
-  const aborted = await admin<CanaryBody>(gw, 'DELETE', '/admin/versions/idle/canary');
+  const aborted = await admin<CanaryStatus>(gw, 'DELETE', '/admin/versions/idle/canary');
   t.equal(aborted.status, 200, 'a held canary can be aborted');
   t.equal(aborted.body.state, 'aborted');
   t.same(await weights(gw), { base: 100, idle: 0, bad: 0 }, 'the baseline gets the pair’s sum');
@@ -67,7 +56,7 @@ t.test('a held canary keeps its traffic: shown, still judged, abortable', async 
   // Held with no traffic, then traffic comes and half of the canary's requests fail: rolled back.
   t.equal((await admin(gw, 'POST', '/admin/versions/bad/canary', plan)).status, 202);
   await waitForCanary(gw, 'bad', 'held');
-  let final: CanaryBody | undefined;
+  let final: CanaryStatus | undefined;
   await drive(gw.url, {
     path: () => '/slow?ms=0',
     concurrency: 4,
@@ -187,7 +176,7 @@ t.test('weights are bounded; the first step never lowers the canary’s share', 
   t.equal((await admin(gw, 'PUT', '/admin/weights', { base: 1_000_000 })).status, 200, 'the maximum itself');
   t.equal((await admin(gw, 'PUT', '/admin/weights', { base: 90 })).status, 200);
 
-  const started = await admin<CanaryBody>(gw, 'POST', '/admin/versions/idle/canary', { steps: [5, 25, 100] });
+  const started = await admin<CanaryStatus>(gw, 'POST', '/admin/versions/idle/canary', { steps: [5, 25, 100] });
   t.equal(started.status, 202);
   t.match(started.body, { state: 'running', step: 1, canaryPercent: 25 });
   t.same(await weights(gw), { base: 75, idle: 25 }, '10 % already: it starts at 25 %, not 5 %');
@@ -195,5 +184,5 @@ t.test('weights are bounded; the first step never lowers the canary’s share', 
 });
 
 async function canaryList(gw: Gateway): Promise<string[]> {
-  return (await admin<{ canaries: CanaryBody[] }>(gw, 'GET', '/admin/canaries')).body.canaries.map((c) => c.version);
+  return (await admin<{ canaries: CanaryStatus[] }>(gw, 'GET', '/admin/canaries')).body.canaries.map((c) => c.version);
 }

@@ -1,7 +1,8 @@
 import t from 'tap';
 import { performance } from 'node:perf_hooks';
 import { admin, startGateway, TEST_WORKER_ENTRY, type Gateway } from '../helpers/gateway.js';
-import { status } from '../helpers/wait.js';
+import { canaryOf, status } from '../helpers/wait.js';
+import type { CanaryStatus } from '../../master/canary/controller.js';
 import { drive } from '../helpers/load.js';
 import { scrape } from '../helpers/metrics.js';
 import { runCli } from '../helpers/cli.js';
@@ -11,29 +12,16 @@ import { runCli } from '../helpers/cli.js';
 // and TEST_WORKER_FIRST_EVENT_MS per version). Each canary here ends by itself;
 // load is bounded in count and ends when the canary does.
 
-interface CanaryBody {
-  version: string;
-  baseline: string;
-  state: string;
-  step: number;
-  canaryPercent: number;
-  reason: string;
-  decisions: Array<{ step: number; metric: string; verdict: string; canary: { n: number; value: number | null } }>;
-}
 interface ErrorBody {
   error: { code: string; message: string };
 }
 
 const FINAL = new Set(['promoted', 'rolled_back', 'aborted', 'held']);
 
-async function canaryOf(gw: Gateway, name: string): Promise<CanaryBody> {
-  return (await admin<CanaryBody>(gw, 'GET', `/admin/versions/${name}/canary`)).body;
-}
-
 /** Load until the canary of `name` has ended; returns the load's figures and the final status. */
 async function runToEnd(gw: Gateway, name: string, path: string, concurrency = 8, maxRequests = 6000) {
   const started = performance.now();
-  let final: CanaryBody | undefined;
+  let final: CanaryStatus | undefined;
   const load = await drive(gw.url, {
     path: () => path,
     concurrency,
@@ -86,7 +74,7 @@ t.test('canaries', async (t) => {
   });
 
   t.test('a canary with no traffic is neither promoted nor rolled back; 409 while it runs; abort', async (t) => {
-    const started = await admin<CanaryBody>(gw, 'POST', '/admin/versions/idle/canary', {
+    const started = await admin<CanaryStatus>(gw, 'POST', '/admin/versions/idle/canary', {
       steps: [20, 100],
       stepMs: 50,
       minRequests: 20,
@@ -109,7 +97,7 @@ t.test('canaries', async (t) => {
       'canary_in_progress',
       'weights of the pair are the canary’s',
     );
-    const listed = await admin<{ canaries: CanaryBody[] }>(gw, 'GET', '/admin/canaries');
+    const listed = await admin<{ canaries: CanaryStatus[] }>(gw, 'GET', '/admin/canaries');
     t.same(
       listed.body.canaries.map((x) => x.version),
       ['idle'],
@@ -118,7 +106,7 @@ t.test('canaries', async (t) => {
     const metrics = await scrape(gw);
     t.equal(metrics.sum('graygate_canary_percent', { version: 'idle' }), 20);
     t.equal(metrics.sum('graygate_canary_state', { version: 'idle', state: 'running' }), 1);
-    const aborted = await admin<CanaryBody>(gw, 'DELETE', '/admin/versions/idle/canary');
+    const aborted = await admin<CanaryStatus>(gw, 'DELETE', '/admin/versions/idle/canary');
     t.equal(aborted.body.state, 'aborted');
     t.same(
       await weights(),
@@ -212,7 +200,7 @@ t.test('canaries', async (t) => {
     t.match(explained.stdout, /at least 30 s and 50 canary requests each/);
     t.match(explained.stdout, /why: /);
     const json = await runCli(['canary', 'status', 'idle', '--json', ...admin]);
-    t.equal((JSON.parse(json.stdout) as CanaryBody).state, 'running');
+    t.equal((JSON.parse(json.stdout) as CanaryStatus).state, 'running');
     const bad = await runCli(['canary', 'idle', '--step', 'soon', ...admin]);
     t.equal(bad.code, 64, 'a malformed duration is a usage error');
     const again = await runCli(['canary', 'idle', ...admin]);

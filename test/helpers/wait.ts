@@ -2,6 +2,7 @@ import { setTimeout } from 'node:timers/promises';
 import type { Gateway } from './gateway.js';
 import { admin } from './gateway.js';
 import type { VersionStatus, WorkerStatus } from '../../master/admin/status.js';
+import type { CanaryStatus } from '../../master/canary/controller.js';
 
 // The admin API's own types: tests read what the API declares it returns.
 // Tests read running workers only, so their pid is known.
@@ -53,4 +54,9 @@ export function isAlive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** The canary of version `name`, as GET /admin/versions/:name/canary answers it. */
+export async function canaryOf(gw: Gateway, name: string): Promise<CanaryStatus> {
+  return (await admin<CanaryStatus>(gw, 'GET', `/admin/versions/${name}/canary`)).body;
 }
