@@ -87,11 +87,15 @@ const NOT_FORWARDED: ReadonlySet<string> = new Set([...HOP_BY_HOP_HEADERS, 'cont
 /** Methods whose requests carry a body by definition: forwarded with `Content-Length: 0` when empty. */
 const BODY_METHODS: ReadonlySet<string> = new Set(['POST', 'PUT', 'PATCH']);
 
+/** Node's `continueExpression` (lib/_http_server.js). */
+const CONTINUE_EXPECTATION = /(?:^|\W)100-continue(?:$|\W)/i;
+
 /**
  * What Node's parser lets through and nginx refuses (SPEC §4a): an HTTP/1.1 request without a Host or with two
- * (400), and a transfer-coding other than chunked (501: the master would forward the body still coded, framed
- * as plain bytes).
+ * (400), an expectation other than 100-continue (417, RFC 9110 §10.1.1), and a transfer-coding other than
+ * chunked (501: the master would forward the body still coded, framed as plain bytes).
  */
+
 function headProblem(req: IncomingMessage): GraygateError | undefined {
   let hosts = 0;
   const raw = req.rawHeaders;
@@ -99,6 +103,10 @@ function headProblem(req: IncomingMessage): GraygateError | undefined {
   const isHttp11 = req.httpVersionMajor > 1 || req.httpVersionMinor >= 1;
   if (hosts > 1 || (hosts === 0 && isHttp11))
     return new GraygateError('invalid_request', `an HTTP/1.1 request needs one Host header (it has ${hosts})`);
+  // Node's own test (a `checkExpectation` request): an expectation other than 100-continue, on HTTP/1.1 only.
+  const expect = req.headers['expect'];
+  if (expect !== undefined && isHttp11 && !CONTINUE_EXPECTATION.test(expect))
+    return new GraygateError('invalid_request', 'only `Expect: 100-continue` is supported', { status: 417 });
   const coding = req.headers['transfer-encoding'];
   if (coding !== undefined && coding.trim().toLowerCase() !== 'chunked')
     return new GraygateError('invalid_request', `Transfer-Encoding "${coding}" is not supported, only chunked`, {

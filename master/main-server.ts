@@ -2,7 +2,6 @@ import { createServer, STATUS_CODES, type IncomingMessage, type Server, type Ser
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { GraygateError, toErrorResponse, type ErrorResponse } from '../shared/errors.js';
-import { sendError } from '../shared/http-headers.js';
 import type { Logger } from '../shared/log.js';
 import type { Limits } from '../shared/config.js';
 import { MAX_HEADER_LINES } from '../shared/defaults.js';
@@ -53,10 +52,9 @@ export function createMainServer(options: MainServerOptions): Server {
     const err = new GraygateError('invalid_request', 'CONNECT is not supported: this is not a forward proxy');
     queue.afterLast(socket as Socket, () => socket.end(rawErrorResponse(toErrorResponse(err))));
   });
-  server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => {
-    const err = new GraygateError('invalid_request', 'only `Expect: 100-continue` is supported', { status: 417 });
-    sendError(res, toErrorResponse(err), { connection: 'close' });
-  });
+  // Any other expectation: through the pipeline too, which refuses it with 417 (gateway.ts headProblem), in turn,
+  // with its request id and access-log line.
+  server.on('checkExpectation', onRequest);
   // Sockets whose parser failed: the refusal waits for the answers still due (nginx answers the requests it
   // read, then refuses what follows), and the errors of the bytes after the first are ignored.
   const refused = new WeakSet<Duplex>();

@@ -245,6 +245,7 @@ t.test('the request hop on the main port', async (t) => {
     t.equal(json<ErrorBody>(notAllowed).error.code, 'method_not_allowed');
     const expectation = await rawRequest(gw.url, 'GET /echo HTTP/1.1\r\nHost: gw\r\nExpect: tea\r\n\r\n');
     t.equal(expectation.status, 417);
+    t.ok(expectation.headers['x-request-id'], 'refused in the pipeline, with its request id');
     t.equal(errorOf(expectation.body).type, 'invalid_request_error');
     // What Node lets through or answers bare, and nginx refuses (review of the hop).
     const noHost = await rawRequest(gw.url, 'GET /echo HTTP/1.1\r\nX-A: 1\r\n\r\n');

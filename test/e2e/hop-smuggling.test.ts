@@ -128,3 +128,22 @@ t.test('a head of 2000 header lines or more is refused: Node dropped lines the m
   t.equal((JSON.parse(echo!.body) as Echo).bodyBytes, 2);
   ok.socket.destroy();
 });
+
+t.test('the worker gets the request target the master read, byte for byte', async (t) => {
+  // http-proxy-3 rebuilt the path through `new URL`, which resolves dot segments, `%2e%2e` among them, and turns
+  // backslashes into slashes: the worker answered a path the master never saw (`/v1/%2e%2e/v1/chat/completions`
+  // was a chat call). nginx's `proxy_pass` without a URI forwards the target unchanged; so does the master.
+  const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } });
+  const targets = ['/x/%2e%2e/echo?a=1', '/x/../echo', '/x/%2E%2e/%2e/echo?b=%2e%2e', '//echo', '/x\\..\\echo'];
+  const conn = await openRaw(gw.url, targets.map(() => 'GET'));
+  for (const target of targets) conn.write(`GET ${target} HTTP/1.1\r\nHost: gw\r\n\r\n`);
+  const answers = await conn.waitFor(targets.length);
+  conn.socket.destroy();
+  const stats = json<Stats>(await httpRequest(`${gw.url}/stats`));
+  t.same(
+    stats.seen.map((s) => s.url),
+    targets,
+    'each target reached the worker as sent',
+  );
+  t.equal(answers.length, targets.length, 'each answered in turn');
+});
