@@ -21,8 +21,9 @@ export async function answerText(
   options: { maxTokens: number | undefined; isStream: boolean; pieces?: string[] },
 ): Promise<void> {
   const c = stream.controls;
-  if (c.fault === 'status') return json(res, c.status, frames.errorBody(c.status, `mock upstream error ${c.status}`));
   const { maxTokens, isStream } = options;
+  if (c.fault === 'status' || (c.fault === 'error' && !isStream))
+    return json(res, c.status, frames.errorBody(c.status, `mock upstream error ${c.status}`));
   const tokens = options.pieces?.length ?? (maxTokens !== undefined && maxTokens < c.tokens ? maxTokens : c.tokens);
   const finish = tokens < c.tokens && options.pieces === undefined ? 'length' : c.finish;
   const piece = (i: number): string => options.pieces?.[i] ?? mockToken(i, c.tokenSize);
@@ -107,6 +108,10 @@ async function fault(
       if (!isStream) return false;
       await stream.write(frames.longLine(a, c.lineBytes));
       return false;
+    case 'error':
+      await stream.write(frames.errorEvent(a, c.status, `mock upstream error ${c.status}`));
+      stream.end();
+      return true;
     default:
       return false;
   }

@@ -7,7 +7,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 //   [mock tools=get_weather,get_time args={"city":"Paris"}]
 // Headers win over the directive, the directive over the server's defaults.
 
-export type MockFault = 'none' | 'stall' | 'reset' | 'close' | 'malformed' | 'status' | 'long-line';
+export type MockFault = 'none' | 'stall' | 'reset' | 'close' | 'malformed' | 'status' | 'long-line' | 'error';
 
 const FAULTS: ReadonlySet<string> = new Set<MockFault>([
   'none',
@@ -17,6 +17,7 @@ const FAULTS: ReadonlySet<string> = new Set<MockFault>([
   'malformed',
   'status',
   'long-line',
+  'error',
 ]);
 
 export interface MockControls {
@@ -32,12 +33,14 @@ export interface MockControls {
    * stall: stop writing, keep the connection open; reset: TCP RST; close: end
    * the connection without finishing the body; malformed: a line that is not
    * JSON; long-line: one line of `lineBytes` bytes; status: answer `status` at
-   * once with the format's error body.
+   * once with the format's error body; error: the format's in-stream error
+   * event for `status` (Anthropic's `event: error`, Ollama's `{"error":…}`
+   * line), then the end of the stream (not streamed: as status).
    */
   fault: MockFault;
   /** Tokens sent before the fault. */
   after: number;
-  /** Status for fault=status. */
+  /** Status for fault=status and fault=error. */
   status: number;
   /** Size of the fault=long-line line, bytes. */
   lineBytes: number;

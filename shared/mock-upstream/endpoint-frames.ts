@@ -44,6 +44,7 @@ export const completions: FormatFrames = {
   malformed: (a) => sse(a, '{"id":"broken","choices":[{'),
   longLine: (a, bytes) => sse(a, completionChunk(a, 'x'.repeat(bytes), null)),
   errorBody: openaiErrorBody,
+  errorEvent: (a, status, message) => sse(a, JSON.stringify(openaiErrorBody(status, message))),
   completion: (a, text, completionTokens, finish) => ({
     id: `cmpl-${a.id}`,
     object: 'text_completion',
@@ -163,6 +164,7 @@ export const responses: FormatFrames = {
       delta: 'x'.repeat(bytes),
     }),
   errorBody: openaiErrorBody,
+  errorEvent: (a, status, message) => sse(a, JSON.stringify(openaiErrorBody(status, message))),
   completion: (a, text, completionTokens, finish) =>
     responseObject(
       a,

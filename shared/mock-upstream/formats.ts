@@ -32,6 +32,8 @@ export interface FormatFrames {
   /** One framed line of about `bytes` bytes. */
   longLine(a: MockAnswer, bytes: number): string;
   errorBody(status: number, message: string): unknown;
+  /** The error event a stream ends with when the upstream fails after its status (fault=error). */
+  errorEvent(a: MockAnswer, status: number, message: string): string;
   completion(a: MockAnswer, text: string, completionTokens: number, finish: 'stop' | 'length'): unknown;
   isStream(body: Record<string, unknown>): boolean;
   maxTokens(body: Record<string, unknown>): number | undefined;
@@ -105,6 +107,7 @@ const openai: FormatFrames = {
       }),
     ),
   errorBody: openaiErrorBody,
+  errorEvent: (a, status, message) => sse(a, JSON.stringify(openaiErrorBody(status, message))),
   completion: (a, text, completionTokens, finish) => ({
     id: a.id,
     object: 'chat.completion',
@@ -180,6 +183,7 @@ const ollama: FormatFrames = {
       done: false,
     }) + a.nl,
   errorBody: (_status, message) => ({ error: message }),
+  errorEvent: (a, _status, message) => JSON.stringify({ error: message }) + a.nl,
   completion: (a, text, completionTokens, finish) => ({
     model: a.model,
     created_at: isoOf(a),
@@ -221,6 +225,23 @@ export function anthropicMessageStart(a: MockAnswer): string {
   );
 }
 
+function anthropicErrorBody(status: number, message: string): unknown {
+  return {
+    type: 'error',
+    error: {
+      type:
+        status === 429
+          ? 'rate_limit_error'
+          : status === 529
+            ? 'overloaded_error'
+            : status < 500
+              ? 'invalid_request_error'
+              : 'api_error',
+      message,
+    },
+  };
+}
+
 const anthropic: FormatFrames = {
   streamContentType: 'text/event-stream; charset=utf-8',
   start: (a) =>
@@ -256,20 +277,8 @@ const anthropic: FormatFrames = {
       JSON.stringify({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'x'.repeat(bytes) } }),
       'content_block_delta',
     ),
-  errorBody: (status, message) => ({
-    type: 'error',
-    error: {
-      type:
-        status === 429
-          ? 'rate_limit_error'
-          : status === 529
-            ? 'overloaded_error'
-            : status < 500
-              ? 'invalid_request_error'
-              : 'api_error',
-      message,
-    },
-  }),
+  errorBody: anthropicErrorBody,
+  errorEvent: (a, status, message) => sse(a, JSON.stringify(anthropicErrorBody(status, message)), 'error'),
   completion: (a, text, completionTokens, finish) => ({
     id: a.id,
     type: 'message',

@@ -83,6 +83,11 @@ export class MockStream extends EventEmitter<{ blocked: []; drain: []; close: []
     if (!this.isClosed) this.emit('drain');
   }
 
+  /** Ends the body as a complete answer (after the `error` fault's event). */
+  end(): void {
+    if (!this.isClosed) this.#res.end();
+  }
+
   /** Sends a TCP RST at once (the `reset` fault, also callable by tests at a moment they choose). */
   reset(): void {
     if (!this.isClosed) this.#socket.resetAndDestroy();

@@ -50,6 +50,42 @@ t.test('adapters through the gateway', async (t) => {
       t.same(usage, { prompt_tokens: promptTokens, completion_tokens: 23, total_tokens: promptTokens + 23 });
     });
 
+    t.test(`${format}: an upstream error event before any content, and after`, async (t) => {
+      // Anthropic opens every stream with message_start: its role chunk used to go out at once and commit a
+      // 200, so a streamed rate limit reached the SDK as an in-stream error it never retries. (Ollama's error
+      // line has no kind, so its status is a 502; an OpenAI upstream's own role chunk is relayed as it comes.)
+      for (const [status, expected] of [
+        [429, 429],
+        [529, 502],
+      ] as const) {
+        for (const stream of format === 'anthropic' ? [false, true] : []) {
+          const err = await client.chat.completions
+            .create({
+              model: 'test-model',
+              messages: [{ role: 'user', content: `[mock fault=error status=${status} after=0]` }],
+              stream,
+            })
+            .then(async (answer) => {
+              if (stream) for await (const chunk of answer as AsyncIterable<unknown>) void chunk;
+              return undefined;
+            })
+            .catch((e: unknown) => e);
+          t.type(err, OpenAI.APIError, `${status}, stream ${stream}: an error`);
+          t.equal((err as InstanceType<typeof OpenAI.APIError>).status, expected, `${status}, stream ${stream}`);
+        }
+      }
+      // After content went out the status is sent: the stream ends with the error event, no [DONE].
+      const late = await postStream(
+        `${gw.url}/v1/chat/completions?version=${format}`,
+        chatBody('[mock tokens=5 fault=error status=429 after=2]'),
+      );
+      await late.done;
+      t.equal(late.status, 200);
+      t.equal(late.text(), mockText(2), 'the content before the error');
+      t.match(late.data.at(-1), /^\{"error":/, 'then the error event, last');
+      t.notOk(late.data.includes('[DONE]'));
+    });
+
     t.test(`${format}: openai client, non-streaming, cut by max_tokens`, async (t) => {
       const completion = await client.chat.completions.create({ model: 'test-model', messages, max_tokens: 7 });
       t.equal(completion.object, 'chat.completion');

@@ -1,4 +1,10 @@
-import { JSON_ANSWER_BLOCK, type ChunkSink, type FinishReason, type StreamState } from '../types.js';
+import {
+  JSON_ANSWER_BLOCK,
+  type ChatCompletionChunk,
+  type ChunkSink,
+  type FinishReason,
+  type StreamState,
+} from '../types.js';
 import { GraygateError } from '../../shared/errors.js';
 import { parseUpstreamJson, tokenCount, upstreamStreamError, type UpstreamAdapter } from './format-adapter.js';
 import {
@@ -53,7 +59,8 @@ export function convertAnthropicEvent(state: StreamState, type: string, data: st
       const usage = (value['message'] as { usage?: AnthropicUsage } | undefined)?.usage;
       state.promptTokens = promptTokens(usage);
       state.completionTokens = tokenCount(usage?.output_tokens);
-      sink.chunk(roleChunk(state));
+      // The role chunk waits for the first chunk of the answer (send): an error event before any content must
+      // still get its own status (429 rate_limit_error), which the first byte written would have committed as 200.
       return;
     }
     case 'content_block_start':
@@ -61,7 +68,7 @@ export function convertAnthropicEvent(state: StreamState, type: string, data: st
     case 'content_block_delta': {
       const delta = value['delta'] as { type?: unknown; text?: unknown; partial_json?: unknown } | undefined;
       if (delta?.type === 'text_delta' && typeof delta.text === 'string' && delta.text !== '')
-        sink.chunk(contentChunk(state, delta.text));
+        send(state, sink, contentChunk(state, delta.text));
       else if (
         delta?.type === 'input_json_delta' &&
         typeof delta.partial_json === 'string' &&
@@ -88,12 +95,12 @@ export function convertAnthropicEvent(state: StreamState, type: string, data: st
       if (usage?.output_tokens !== undefined) state.completionTokens = tokenCount(usage.output_tokens);
       if (usage?.input_tokens !== undefined && usage.input_tokens !== null) state.promptTokens = promptTokens(usage);
       if (delta?.stop_reason !== undefined && delta.stop_reason !== null)
-        sink.chunk(finishChunk(state, mapAnthropicStopReason(delta.stop_reason, state.toolCalls > 0)));
+        send(state, sink, finishChunk(state, mapAnthropicStopReason(delta.stop_reason, state.toolCalls > 0)));
       return;
     }
     case 'message_stop':
       state.isDone = true;
-      if (state.finishReason === null) sink.chunk(finishChunk(state, 'stop'));
+      if (state.finishReason === null) send(state, sink, finishChunk(state, 'stop'));
       sink.chunk(usageChunk(state));
       return;
     case 'error': {
@@ -129,7 +136,7 @@ function startBlock(state: StreamState, value: Record<string, unknown>, sink: Ch
   const block = value['content_block'] as
     { type?: unknown; text?: unknown; id?: unknown; name?: unknown; input?: unknown } | undefined;
   if (block?.type === 'text' && typeof block.text === 'string' && block.text !== '')
-    sink.chunk(contentChunk(state, block.text));
+    send(state, sink, contentChunk(state, block.text));
   if (block?.type !== 'tool_use') return;
   if (typeof block.id !== 'string' || typeof block.name !== 'string')
     throw new GraygateError('upstream_protocol_error', 'the upstream sent a tool_use block without an id or a name');
@@ -143,14 +150,20 @@ function startBlock(state: StreamState, value: Record<string, unknown>, sink: Ch
   }
   const { chunk, index: callIndex } = toolCallStartChunk(state, block.id, block.name);
   state.blocks.set(index, callIndex);
-  sink.chunk(chunk);
+  send(state, sink, chunk);
 }
 
 /** A fragment of a tool_use block's input: an arguments fragment, or content for the JSON-mode answer. */
 function sendInput(state: StreamState, index: number, fragment: string, sink: ChunkSink): void {
   const block = state.blocks.get(index);
-  if (block === JSON_ANSWER_BLOCK) sink.chunk(contentChunk(state, fragment));
-  else if (block !== undefined) sink.chunk(toolArgumentsChunk(state, block, fragment));
+  if (block === JSON_ANSWER_BLOCK) send(state, sink, contentChunk(state, fragment));
+  else if (block !== undefined) send(state, sink, toolArgumentsChunk(state, block, fragment));
+}
+
+/** A chunk of the answer, after the role chunk OpenAI sends first. */
+function send(state: StreamState, sink: ChunkSink, chunk: ChatCompletionChunk): void {
+  if (!state.isRoleSent) sink.chunk(roleChunk(state));
+  sink.chunk(chunk);
 }
 
 function isNonEmptyObject(value: unknown): boolean {
