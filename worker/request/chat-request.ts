@@ -1,7 +1,18 @@
 import { GraygateError } from '../../shared/errors.js';
 import { checkJsonLimits, type JsonLimits } from './json-limits.js';
 import { toolProblems, messageToolProblems } from './chat-tools.js';
-import { boolean, checker, isObject, nonEmptyString, nullable, number, object, positiveInteger } from './checks.js';
+import {
+  boolean,
+  checker,
+  integer,
+  isObject,
+  nonEmptyString,
+  nonNegativeInteger,
+  nullable,
+  number,
+  object,
+  positiveInteger,
+} from './checks.js';
 
 // SPEC §5: the OpenAI Chat Completions request, as far as the gateway needs to
 // understand it. Only the fields the gateway reads are checked; the parsed
@@ -132,6 +143,14 @@ function chatRequestProblems(body: Record<string, unknown>): string[] {
   check('max_completion_tokens', body['max_completion_tokens'], nullable(positiveInteger));
   check('temperature', body['temperature'], nullable(number));
   check('top_p', body['top_p'], nullable(number));
+  // Typed here for every format, as OpenAI answers a wrong type: a converter that takes only a value of the right
+  // type would otherwise drop a string silently, or send it on to the upstream as it is.
+  check('top_k', body['top_k'], nullable(integer)); // vLLM and others take -1 for "off"
+  check('seed', body['seed'], nullable(integer));
+  check('frequency_penalty', body['frequency_penalty'], nullable(number));
+  check('presence_penalty', body['presence_penalty'], nullable(number));
+  check('logprobs', body['logprobs'], nullable(boolean));
+  check('top_logprobs', body['top_logprobs'], nullable(nonNegativeInteger));
   check(
     'stop',
     body['stop'],

@@ -101,6 +101,8 @@ export const MESSAGE_FIELDS: Readonly<Record<string, Readonly<Record<ConvertedFo
     anthropic: sent('tool messages: not sent (the id names the call); others: 400'),
   },
   refusal: { ollama: REFUSED, anthropic: REFUSED },
+  // OpenAI returns it on every assistant message (`[]` mostly), and clients push that message back as history.
+  annotations: { ollama: unsent('output-only'), anthropic: unsent('output-only') },
   audio: { ollama: REFUSED, anthropic: REFUSED },
   function_call: { ollama: REFUSED, anthropic: REFUSED },
 };

@@ -156,6 +156,25 @@ const BAD: Array<[string, string, RegExp]> = [
     '{"messages":[{"role":"user","content":"x"}],"stop":[1]}',
     /stop: must be a string or an array of strings/,
   ],
+  // Typed as OpenAI types them: a converter used to drop a string silently (top_k on Anthropic, logprobs on
+  // Ollama) or send it on as it was (seed, the penalties and top_k into Ollama's options).
+  ...(
+    [
+      ['top_k', '"5"', /^top_k: must be an integer$/],
+      ['seed', '"abc"', /^seed: must be an integer$/],
+      ['seed', '1.5', /^seed: must be an integer$/],
+      ['frequency_penalty', '"high"', /^frequency_penalty: must be a number$/],
+      ['presence_penalty', 'true', /^presence_penalty: must be a number$/],
+      ['logprobs', '"true"', /^logprobs: must be a boolean$/],
+      ['logprobs', '1', /^logprobs: must be a boolean$/],
+      ['top_logprobs', '-1', /^top_logprobs: must be ≥ 0$/],
+      ['top_logprobs', '"2"', /^top_logprobs: must be an integer$/],
+    ] as const
+  ).map(([field, value, message]): [string, string, RegExp] => [
+    `${field} ${value}`,
+    `{"messages":[{"role":"user","content":"x"}],"${field}":${value}}`,
+    message,
+  ]),
   [
     'every problem at once',
     '{"model":1,"messages":[],"stream":1}',

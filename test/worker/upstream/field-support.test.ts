@@ -70,6 +70,9 @@ t.test('checkChatFields: every field a format cannot take, in one 400', async (t
       /^store: .*; metadata: .*; service_tier: .*; modalities: /,
     ],
   ];
+  // An assistant message exactly as api.openai.com returns it, pushed back as history.
+  const history = [...messages, { role: 'assistant', content: 'hello', refusal: null, annotations: [] }, ...messages];
+  for (const format of ['ollama', 'anthropic'] as const) cases.push([format, { messages: history }, undefined]);
   for (const [format, req, message] of cases) {
     if (message === undefined) t.doesNotThrow(() => checkChatFields(req, format), JSON.stringify(req));
     else t.throws(() => checkChatFields(req, format), { code: 'invalid_request', message }, JSON.stringify(req));
