@@ -48,18 +48,24 @@ export function anthropicMessages(messages: ChatMessage[]): { system: string[]; 
       (resultTurn.content as AnthropicBlock[]).push(block);
       return;
     }
+    // Anthropic refuses empty text blocks and turns with no content, which OpenAI takes (and graygate itself
+    // answers an empty end_turn or a refusal with `content: ""`, which clients push back as history): an empty
+    // part is left out, and a turn left with nothing is not sent. It says nothing, and Anthropic joins the
+    // turns of one role on either side of it.
     if (m.role === 'user') {
-      const blocks = joinTexts(contentParts(m, path, 'anthropic', true)).map(userBlock);
+      const blocks = joinTexts(contentParts(m, path, 'anthropic', true)).map(userBlock).filter(isNotEmptyText);
       if (resultTurn !== undefined) {
-        (resultTurn.content as AnthropicBlock[]).push(...blocks.filter((b) => b.type !== 'text' || b['text'] !== ''));
+        (resultTurn.content as AnthropicBlock[]).push(...blocks);
         resultTurn = undefined;
         return;
       }
-      out.push({ role: 'user', content: simplify(blocks) });
+      if (blocks.length > 0) out.push({ role: 'user', content: simplify(blocks) });
       return;
     }
+    const blocks = assistantBlocks(m, path);
+    if (blocks.length === 0) return;
     resultTurn = undefined;
-    out.push({ role: 'assistant', content: simplify(assistantBlocks(m, path)) });
+    out.push({ role: 'assistant', content: simplify(blocks) });
   });
   return { system, messages: out };
 }
@@ -91,7 +97,6 @@ function userBlock(part: Part): AnthropicBlock {
 
 function assistantBlocks(m: ChatMessage, path: string): AnthropicBlock[] {
   const text = textOnly(m, path, 'anthropic');
-  // Anthropic refuses empty text blocks.
   const blocks: AnthropicBlock[] = text === '' ? [] : [{ type: 'text', text }];
   (m.tool_calls ?? []).forEach((call, j) => {
     const at = `${path}.tool_calls.${j}`;
@@ -107,9 +112,12 @@ function assistantBlocks(m: ChatMessage, path: string): AnthropicBlock[] {
   return blocks;
 }
 
+function isNotEmptyText(block: AnthropicBlock): boolean {
+  return block.type !== 'text' || block['text'] !== '';
+}
+
 /** A turn that is one text block goes as a plain string, as it always did; anything else as blocks. */
 function simplify(blocks: AnthropicBlock[]): string | AnthropicBlock[] {
-  if (blocks.length === 0) return '';
   if (blocks.length === 1 && blocks[0]!.type === 'text') return blocks[0]!['text'] as string;
   return blocks;
 }
