@@ -133,6 +133,8 @@ export interface StreamState {
   isDone: boolean;
   finishReason: FinishReason | null;
   promptTokens: number;
+  /** Of promptTokens, those read from the upstream's prompt cache (OpenAI's `prompt_tokens_details.cached_tokens`). */
+  cachedTokens: number;
   completionTokens: number;
   usage: Usage | undefined;
   /** Tool calls sent so far: the next one's `index` (SPEC §12). */
@@ -161,6 +163,7 @@ export function createStreamState(init: { id: string; created: number; model: st
     isDone: false,
     finishReason: null,
     promptTokens: 0,
+    cachedTokens: 0,
     completionTokens: 0,
     usage: undefined,
     toolCalls: 0,

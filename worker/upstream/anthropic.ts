@@ -58,6 +58,7 @@ export function convertAnthropicEvent(state: StreamState, type: string, data: st
     case 'message_start': {
       const usage = (value['message'] as { usage?: AnthropicUsage } | undefined)?.usage;
       state.promptTokens = promptTokens(usage);
+      state.cachedTokens = tokenCount(usage?.cache_read_input_tokens);
       state.completionTokens = tokenCount(usage?.output_tokens);
       // The role chunk waits for the first chunk of the answer (send): an error event before any content must
       // still get its own status (429 rate_limit_error), which the first byte written would have committed as 200.
@@ -93,7 +94,10 @@ export function convertAnthropicEvent(state: StreamState, type: string, data: st
       const delta = value['delta'] as { stop_reason?: unknown } | undefined;
       const usage = value['usage'] as AnthropicUsage | undefined;
       if (usage?.output_tokens !== undefined) state.completionTokens = tokenCount(usage.output_tokens);
-      if (usage?.input_tokens !== undefined && usage.input_tokens !== null) state.promptTokens = promptTokens(usage);
+      if (usage?.input_tokens !== undefined && usage.input_tokens !== null) {
+        state.promptTokens = promptTokens(usage);
+        state.cachedTokens = tokenCount(usage.cache_read_input_tokens);
+      }
       if (delta?.stop_reason !== undefined && delta.stop_reason !== null)
         send(state, sink, finishChunk(state, mapAnthropicStopReason(delta.stop_reason, state.toolCalls > 0)));
       return;

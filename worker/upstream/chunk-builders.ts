@@ -55,6 +55,7 @@ export function usageChunk(state: StreamState): ChatCompletionChunk {
     completion_tokens: state.completionTokens,
     total_tokens: state.promptTokens + state.completionTokens,
   };
+  if (state.cachedTokens > 0) usage['prompt_tokens_details'] = { cached_tokens: state.cachedTokens };
   state.usage = usage;
   return {
     id: state.id,

@@ -237,8 +237,8 @@ t.test('anthropic events → chunks', async (t) => {
   ]);
   t.same(
     cached.chunks.at(-1)!.usage,
-    { prompt_tokens: 2105, completion_tokens: 3, total_tokens: 2108 },
-    'prompt tokens written to and read from the prompt cache count, as OpenAI counts cached tokens',
+    { prompt_tokens: 2105, completion_tokens: 3, total_tokens: 2108, prompt_tokens_details: { cached_tokens: 2000 } },
+    'prompt tokens written to and read from the prompt cache count, as OpenAI counts cached tokens; those read are its cached_tokens',
   );
   t.throws(() => run(convertAnthropicEvent, [['content_block_delta', '{"type":']]), {
     code: 'upstream_protocol_error',
