@@ -149,7 +149,7 @@ t.test('canaries', async (t) => {
       criteria: { errorRate: false, responseTimeP99: false },
     };
     t.equal((await admin(gw, 'POST', '/admin/versions/slow/canary', body)).status, 202);
-    const { final, load, seconds } = await runToEnd(gw, 'slow', '/sse?events=2&ms=1', 16, 8000);
+    const { final, load, seconds } = await runToEnd(gw, 'slow', '/sse?events=2&ms=1', 48, 8000);
     t.equal(final.state, 'rolled_back', final.reason);
     t.ok(
       final.decisions.some((d) => d.metric === 'first_token_p99' && d.verdict === 'fail'),

@@ -61,7 +61,7 @@ t.test('a kubelet-style ConfigMap swap applies with no signal; an invalid one is
   await waitForStatus(gw, (v) => v.v1!.weight === 50, 'a valid file after the invalid one applies');
 });
 
-t.test('three gateways from the same config agree on 1,000 user keys and report the same hash', async (t) => {
+t.test('three gateways from the same config agree on 400 user keys and report the same hash', async (t) => {
   const text = configText(input({ v1: 70, v2: 30 }));
   const dir = mkdtempSync(join(tmpdir(), 'graygate-same-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -77,7 +77,7 @@ t.test('three gateways from the same config agree on 1,000 user keys and report 
   t.same(statusHashes, hashes, 'and the same in /admin/status');
   let disagreements = 0;
   const counts = { v1: 0, v2: 0 };
-  // Keep-alive agents and 25 keys at a time: 3,000 requests, not 3,000 connections one after another.
+  // Keep-alive agents and 25 keys at a time: 1,200 requests, not 1,200 connections one after another.
   const agents = gateways.map(() => new Agent({ keepAlive: true, maxSockets: 25 }));
   t.teardown(() => agents.forEach((a) => a.destroy()));
   const versionsOf = (i: number): Promise<Array<string | string[] | undefined>> =>
@@ -88,7 +88,7 @@ t.test('three gateways from the same config agree on 1,000 user keys and report 
             .headers['x-graygate-version'],
       ),
     );
-  for (let first = 0; first < 1000; first += 25) {
+  for (let first = 0; first < 400; first += 25) {
     const batch = await Promise.all(Array.from({ length: 25 }, (_, k) => versionsOf(first + k)));
     for (const versions of batch) {
       if (new Set(versions).size !== 1) disagreements++;
@@ -96,7 +96,7 @@ t.test('three gateways from the same config agree on 1,000 user keys and report 
     }
   }
   t.equal(disagreements, 0, 'every key lands on the same version on every instance');
-  t.ok(counts.v1 > 600 && counts.v1 < 800, `the split follows the weights (${counts.v1}/${counts.v2})`);
+  t.ok(counts.v1 > 240 && counts.v1 < 320, `the split follows the weights (${counts.v1}/${counts.v2})`);
 });
 
 async function scrapeHash(gw: Parameters<typeof scrape>[0]): Promise<string> {
