@@ -156,8 +156,16 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
     const version = ctx.version ?? NO_VERSION;
     const endMs = now();
     metrics.onRequestDone(version, status);
-    if (options.outcomes !== undefined && ctx.version !== undefined && status !== 0)
-      recordOutcome(options.outcomes, ctx, status, isAborted, endMs);
+    // A client that gave up waiting for its version's answer (queued for a slot, at the worker, or a stream before
+    // its first content) was failed by that version, as nginx's 499 says; one that left while it still sent
+    // its body was not.
+    const isAbandoned =
+      isAborted &&
+      (wasPhase === 'queue' ||
+        wasPhase === 'worker' ||
+        (wasPhase === 'relay' && ctx.isEventStream && ctx.firstContentAtMs === 0));
+    if (options.outcomes !== undefined && ctx.version !== undefined && (status !== 0 || isAbandoned))
+      recordOutcome(options.outcomes, ctx, status, isAborted, isAbandoned, endMs);
     const line: Record<string, unknown> = {
       reqId: ctx.reqId,
       version: ctx.version,
@@ -182,7 +190,9 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
 
 /**
  * SPEC §11: an error is a 5xx (the worker's, or the master's own refusal routed
- * to the version) or a stream that ended with an error event after its 200.
+ * to the version) or a stream that ended with an error event after its 200;
+ * and a request its client gave up on before any answer came (a version that
+ * leaves requests hanging would otherwise be judged on the ones it answered).
  * Latencies only of answers that succeeded: streams' first content event,
  * other answers' end; a client that left takes its latency with it.
  */
@@ -191,9 +201,10 @@ function recordOutcome(
   ctx: RequestContext,
   status: number,
   isAborted: boolean,
+  isAbandoned: boolean,
   endMs: number,
 ): void {
-  const isError = status >= 500 || ctx.isStreamFailed;
+  const isError = status >= 500 || ctx.isStreamFailed || isAbandoned;
   let firstTokenMs = NaN;
   let responseMs = NaN;
   if (!isError && status < 400) {

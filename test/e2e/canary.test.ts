@@ -19,13 +19,21 @@ interface ErrorBody {
 const FINAL = new Set(['promoted', 'rolled_back', 'aborted', 'held']);
 
 /** Load until the canary of `name` has ended; returns the load's figures and the final status. */
-async function runToEnd(gw: Gateway, name: string, path: string, concurrency = 8, maxRequests = 6000) {
+async function runToEnd(
+  gw: Gateway,
+  name: string,
+  path: string,
+  concurrency = 8,
+  maxRequests = 6000,
+  timeoutMs?: number,
+) {
   const started = performance.now();
   let final: CanaryStatus | undefined;
   const load = await drive(gw.url, {
     path: () => path,
     concurrency,
     maxRequests,
+    timeoutMs,
     isDone: async () => {
       const c = await canaryOf(gw, name);
       if (FINAL.has(c.state)) final = c;
@@ -44,6 +52,7 @@ t.test('canaries', async (t) => {
       good: worker(),
       bad: worker({ TEST_WORKER_ERROR_EVERY: '4' }),
       slow: worker({ TEST_WORKER_FIRST_EVENT_MS: '400' }),
+      hang: worker({ TEST_WORKER_HANG_EVERY: '3' }),
       idle: worker(),
     },
     routing: { default: 'base' },
@@ -81,7 +90,7 @@ t.test('canaries', async (t) => {
     });
     t.equal(started.status, 202);
     t.match(started.body, { version: 'idle', baseline: 'base', state: 'running', step: 0, canaryPercent: 20 });
-    t.same(await weights(), { base: 80, good: 0, bad: 0, slow: 0, idle: 20 }, 'only the pair changed, its sum kept');
+    t.same(await weights(), { base: 80, good: 0, bad: 0, slow: 0, hang: 0, idle: 20 }, 'only the pair changed, its sum kept');
     // The judge has looked at the empty step (its reason says so): still running, no verdict.
     let c = await canaryOf(gw, 'idle');
     while (!/not yet/.test(c.reason)) c = await canaryOf(gw, 'idle');
@@ -110,7 +119,7 @@ t.test('canaries', async (t) => {
     t.equal(aborted.body.state, 'aborted');
     t.same(
       await weights(),
-      { base: 100, good: 0, bad: 0, slow: 0, idle: 0 },
+      { base: 100, good: 0, bad: 0, slow: 0, hang: 0, idle: 0 },
       'the canary’s weight went back to 0 at once',
     );
   });
@@ -134,10 +143,26 @@ t.test('canaries', async (t) => {
       final.decisions.some((d) => d.metric === 'error_rate' && d.verdict === 'fail'),
       'the error-rate test rejected',
     );
-    t.same(await weights(), { base: 100, good: 0, bad: 0, slow: 0, idle: 0 });
+    t.same(await weights(), { base: 100, good: 0, bad: 0, slow: 0, hang: 0, idle: 0 });
     t.comment(
       `rolled back after ${seconds.toFixed(1)} s and ${load.requests} requests (${JSON.stringify(Object.fromEntries(load.byVersion))})`,
     );
+  });
+
+  t.test('a canary that leaves a third of its requests hanging is rolled back: the clients gave up', async (t) => {
+    // Its clients time out, as SDKs do: the requests they gave up on are the canary's errors. Judged only on
+    // the requests it answered, it was promoted with an error rate of 0.
+    const body = { steps: [50, 100], stepMs: 200, minRequests: 40, criteria: { firstTokenP99: false } };
+    t.equal((await admin(gw, 'POST', '/admin/versions/hang/canary', body)).status, 202);
+    const { final, load, seconds } = await runToEnd(gw, 'hang', '/slow?ms=0', 16, 4000, 300);
+    t.equal(final.state, 'rolled_back', final.reason);
+    t.ok(
+      final.decisions.some((d) => d.metric === 'error_rate' && d.verdict === 'fail'),
+      'the error-rate test rejected',
+    );
+    t.ok((load.byStatus.get(0) ?? 0) > 0, 'clients gave up');
+    t.same((await weights()).hang, 0);
+    t.comment(`rolled back after ${seconds.toFixed(1)} s and ${load.requests} requests`);
   });
 
   t.test('a canary whose first token is 400 ms slower is rolled back on latency', async (t) => {
@@ -172,7 +197,7 @@ t.test('canaries', async (t) => {
     t.equal(final.state, 'promoted', final.reason);
     t.same([...load.byStatus.keys()], [200], 'every client request succeeded');
     t.same(new Set(final.decisions.map((d) => d.step)), new Set([0, 1, 2]), 'judged at every step');
-    t.same(await weights(), { base: 0, good: 100, bad: 0, slow: 0, idle: 0 }, 'the canary has the whole weight');
+    t.same(await weights(), { base: 0, good: 100, bad: 0, slow: 0, hang: 0, idle: 0 }, 'the canary has the whole weight');
     t.comment(`promoted after ${seconds.toFixed(1)} s and ${load.requests} requests`);
   });
 
@@ -224,6 +249,6 @@ t.test('canaries', async (t) => {
     const c = await canaryOf(gw, 'idle');
     t.equal(c.state, 'aborted');
     t.match(c.reason, /reloaded/);
-    t.same(await weights(), { base: 100, good: 0, bad: 0, slow: 0, idle: 0 }, 'the file’s weights');
+    t.same(await weights(), { base: 100, good: 0, bad: 0, slow: 0, hang: 0, idle: 0 }, 'the file’s weights');
   });
 });

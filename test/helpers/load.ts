@@ -12,6 +12,8 @@ export interface DriveOptions {
   /** Asked every `checkEvery` finished requests; true ends the load. */
   isDone: () => Promise<boolean>;
   checkEvery?: number;
+  /** A request with no answer after this many ms is given up (destroyed), as an SDK's timeout does; counted as 0. */
+  timeoutMs?: number;
 }
 
 export interface DriveResult {
@@ -46,6 +48,7 @@ export async function drive(baseUrl: string, options: DriveOptions): Promise<Dri
         });
         res.on('error', () => resolve());
       });
+      if (options.timeoutMs !== undefined) req.setTimeout(options.timeoutMs, () => req.destroy());
       req.on('error', () => {
         result.byStatus.set(0, (result.byStatus.get(0) ?? 0) + 1);
         resolve();
