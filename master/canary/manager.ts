@@ -74,6 +74,13 @@ export class CanaryManager {
         'invalid_request',
         `${plan.baseline} and ${plan.canary} have no weight between them to share`,
       );
+    // The canary would start at its last step with no baseline traffic, now or before, to judge it against: it
+    // could never be rolled back, and would end held with its traffic.
+    if (!((this.#versions.weightOf(plan.baseline) ?? 0) > 0))
+      throw new GraygateError(
+        'invalid_request',
+        `${plan.baseline} has weight 0: ${plan.canary} already has the pair's whole weight, with no baseline traffic to judge it against`,
+      );
     const controller = new CanaryController({
       plan,
       weights: this.#versions,

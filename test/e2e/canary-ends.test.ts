@@ -181,6 +181,14 @@ t.test('weights are bounded; the first step never lowers the canary’s share', 
   t.match(started.body, { state: 'running', step: 1, canaryPercent: 25 });
   t.same(await weights(gw), { base: 75, idle: 25 }, '10 % already: it starts at 25 %, not 5 %');
   t.equal((await admin(gw, 'DELETE', '/admin/versions/idle/canary')).status, 200);
+
+  // A baseline with weight 0: the canary would start at 100 % with nothing to judge it against, for ever.
+  t.equal((await admin(gw, 'PUT', '/admin/weights', { base: 0, idle: 50 })).status, 200);
+  const unjudgeable = await admin<ErrorBody>(gw, 'POST', '/admin/versions/idle/canary', {});
+  t.equal(unjudgeable.status, 400);
+  t.match(unjudgeable.body.error.message, /base has weight 0/);
+  t.equal((await canaryOf(gw, 'idle')).state, 'aborted', 'nothing started: the last canary is the aborted one');
+  t.same(await weights(gw), { base: 0, idle: 50 }, 'no weight changed');
 });
 
 async function canaryList(gw: Gateway): Promise<string[]> {
