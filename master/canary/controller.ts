@@ -1,6 +1,6 @@
 import type { Logger } from '../../shared/log.js';
 import { CanaryOutcomes } from './outcomes.js';
-import { createCanaryEvidence, judge, type CanaryEvidence, type Decision } from './statistics.js';
+import { createCanaryEvidence, judge, lastStepWaitsFor, type CanaryEvidence, type Decision } from './statistics.js';
 import type { CanaryPlan } from './plan.js';
 
 // One canary (SPEC §11): a state machine over the pair's weights, driven by
@@ -143,7 +143,8 @@ export class CanaryController {
     // Held: SPEC §11 is silent; like a paused Argo rollout, whose analysis keeps running, it is
     // watched while it has traffic, but moving on is the operator's call (abort, or a new canary).
     if (this.#state === 'held') return;
-    if (result.verdict === 'advance') {
+    const waitsFor = result.verdict === 'advance' ? this.#nextStepWaitsFor() : undefined;
+    if (result.verdict === 'advance' && waitsFor === undefined) {
       this.#reason = result.reason;
       if (elapsedMs < this.plan.stepMs) return;
       if (this.#step === this.plan.steps.length - 1) return this.#end('promoted', result.reason, nowMs);
@@ -155,11 +156,19 @@ export class CanaryController {
       this.#applyStep();
       return;
     }
-    this.#reason = result.reason;
+    this.#reason = waitsFor ?? result.reason;
     if (elapsedMs >= this.plan.maxStepMs) {
-      const why = `no verdict within maxStepMs (${this.plan.maxStepMs} ms): ${result.reason}`;
+      const why = `no verdict within maxStepMs (${this.plan.maxStepMs} ms): ${this.#reason}`;
       this.#end(this.plan.onInconclusive === 'rollback' ? 'rolled_back' : 'held', why, nowMs);
     }
+  }
+
+  /** Before the step where the canary has 100 %: why the baseline's requests so far cannot judge it there, if so. */
+  #nextStepWaitsFor(): string | undefined {
+    if (this.#step + 1 !== this.plan.steps.length - 1) return undefined;
+    const { baseline, baselinePreviousSteps: previous } = this.outcomes.observations().errors;
+    const history = { requests: baseline.requests + previous.requests, errors: baseline.errors + previous.errors };
+    return lastStepWaitsFor(history, this.#evidence, this.plan.judge);
   }
 
   /**

@@ -6,6 +6,7 @@ import {
   type MetricEvidence,
   type MetricJudgement,
 } from './decision.js';
+import { rateUpperBound } from './confidence-sequence.js';
 import { carryIntoNextStep, COMPONENTS, logStartWeight } from './e-process.js';
 import { judgeErrorRate, type ErrorObservations } from './error-rate-metric.js';
 import {
@@ -212,6 +213,38 @@ function checkInput(input: JudgeInput): void {
   if (!isCounts(e.baselinePreviousSteps))
     problems.push('observations.errors.baselinePreviousSteps: must be integers with 0 ≤ errors ≤ requests');
   if (problems.length > 0) throw new RangeError(`invalid judge input: ${problems.join('; ')}`);
+}
+
+/** How far above its point estimate the last step's error-rate limit may lie, for that step to judge a canary alone. */
+const LAST_STEP_MAX_SLACK = 0.1;
+
+/**
+ * Whether the step where the canary has 100 % could judge its error rate, with `baseline` (the baseline's requests of
+ * every step before it) as the only reference. There the limit is maxRatio × an upper confidence bound of the
+ * baseline's rate + marginAbs; after a few dozen baseline requests that bound is so wide that a canary failing half
+ * its requests is rolled back late or never (0 errors in 20 baseline requests: never). So the controller enters that
+ * step only once the limit is within 10 points of its point estimate (about 110 error-free baseline requests with the
+ * defaults). Undefined when it may; else why not.
+ */
+export function lastStepWaitsFor(
+  baseline: { requests: number; errors: number },
+  evidence: CanaryEvidence,
+  options: ResolvedJudgeOptions,
+): string | undefined {
+  const criterion = options.criteria.error_rate;
+  if (criterion === null) return undefined;
+  const upper = rateUpperBound({
+    successes: baseline.errors,
+    trials: baseline.requests,
+    logThreshold: baselineLogThreshold(options.alpha, enabledMetrics(options).length, evidence.stepOrdinal + 1),
+  });
+  const rate = baseline.requests > 0 ? baseline.errors / baseline.requests : 0;
+  const slack = criterion.maxRatio * (upper - rate);
+  if (slack <= LAST_STEP_MAX_SLACK) return undefined;
+  return (
+    `the last step judges the canary against the baseline's ${baseline.requests} requests so far, too few: ` +
+    `its error-rate limit would be ${(100 * slack).toFixed(1)} points above the estimate (needs ≤ ${100 * LAST_STEP_MAX_SLACK})`
+  );
 }
 
 /** Judges the canary on the current step's observations; see JudgeInput and JudgeResult. */

@@ -2,6 +2,7 @@ import { LatencySketch } from '../../master/canary/sketch.js';
 import {
   createCanaryEvidence,
   judge,
+  lastStepWaitsFor,
   type CanaryEvidence,
   type CanaryMetric,
   resolveJudgeOptions,
@@ -194,7 +195,18 @@ export class CanarySimulator {
           const metric = result.decisions.find((d) => d.verdict === 'fail')!.metric;
           return { result: 'rolled_back', requests, canaryRequests, elapsedMs: requests * msPerRequest, metric };
         }
-        if (result.verdict === 'advance' && i >= stepRequests) break;
+        // As the controller: the step to 100 % waits for a baseline history that can judge the canary alone.
+        const isReady =
+          step + 2 !== s.steps.length ||
+          lastStepWaitsFor(
+            {
+              requests: this.#previous.requests + this.#baseline.requests,
+              errors: this.#previous.errors + this.#baseline.errors,
+            },
+            evidence,
+            this.#options,
+          ) === undefined;
+        if (result.verdict === 'advance' && i >= stepRequests && isReady) break;
         if (i === maxStepRequests)
           return { result: 'held', requests, canaryRequests, elapsedMs: requests * msPerRequest, metric: null };
       }

@@ -1,0 +1,80 @@
+import t from 'tap';
+import { CanaryController, type WeightsPort } from '../../../master/canary/controller.js';
+import { parseCanaryPlan } from '../../../master/canary/plan.js';
+import { lastStepWaitsFor, createCanaryEvidence } from '../../../master/canary/statistics.js';
+import { resolveJudgeOptions } from '../../../master/canary/judge-options.js';
+import { createLogger } from '../../../shared/log.js';
+
+// The controller alone, driven by hand (SPEC §11): plain weights, a clock passed in, outcomes recorded as the
+// gateway records them.
+
+const log = createLogger({ role: 'master', level: 'silent' });
+
+function weightsOf(initial: Record<string, number>): WeightsPort & { now: Record<string, number> } {
+  const now = { ...initial };
+  return {
+    now,
+    weightOf: (name) => now[name],
+    setWeights: (weights) => Object.assign(now, weights),
+  };
+}
+
+function record(c: CanaryController, version: string, requests: number, errors = 0): void {
+  for (let i = 0; i < requests; i++) c.record(version, i < errors, NaN, 5);
+}
+
+t.test('the last step waits until the baseline has served enough to judge the canary alone', async (t) => {
+  // Measured before: steps 50/100 and minRequests 20 at 10 req/s moved to 100 % after 20 baseline requests; a canary
+  // failing 60 % from then on served 37 errors in 68 requests before its rollback, and with 0 errors in 20 baseline
+  // requests a canary failing half its requests was never rolled back.
+  const weights = weightsOf({ v1: 100, v2: 0 });
+  const plan = parseCanaryPlan(
+    'v2',
+    { steps: [50, 100], stepMs: 0, minRequests: 20, criteria: { responseTimeP99: false, firstTokenP99: false } },
+    'v1',
+  );
+  const c = new CanaryController({ plan, weights, log, nowMs: 0, wallMs: 0 });
+  c.begin();
+  t.same(weights.now, { v1: 50, v2: 50 });
+  record(c, 'v1', 20);
+  record(c, 'v2', 20);
+  c.tick(1);
+  t.equal(c.status().step, 0, 'not yet at 100 %');
+  t.match(c.status().reason, /the last step judges the canary against the baseline's 20 requests so far, too few/);
+  record(c, 'v1', 100);
+  record(c, 'v2', 100);
+  c.tick(2);
+  t.equal(c.status().step, 1, 'at 100 % once the baseline has served 120 requests');
+  t.same(weights.now, { v1: 0, v2: 100 });
+  // Plainly broken from then on: rolled back within 20 requests (SPEC §11).
+  let served = 0;
+  while (c.state === 'running' && served < 20) {
+    record(c, 'v2', 2, 1);
+    served += 2;
+    c.tick(3 + served);
+  }
+  t.equal(c.state, 'rolled_back', c.status().reason);
+  t.ok(served <= 20, `after ${served} requests at 50 % errors`);
+  t.same(weights.now, { v1: 100, v2: 0 });
+});
+
+t.test(
+  'lastStepWaitsFor: how many error-free baseline requests the defaults need, and never without the criterion',
+  async (t) => {
+    const options = resolveJudgeOptions({});
+    const evidence = createCanaryEvidence();
+    let needed = 0;
+    while (lastStepWaitsFor({ requests: needed, errors: 0 }, evidence, options) !== undefined) needed++;
+    t.ok(needed > 20 && needed < 200, `${needed} requests`);
+    t.match(
+      lastStepWaitsFor({ requests: 10_000, errors: 9_000 }, evidence, options),
+      undefined,
+      'a tight bound at any rate',
+    );
+    t.equal(
+      lastStepWaitsFor({ requests: 0, errors: 0 }, evidence, resolveJudgeOptions({ criteria: { errorRate: false } })),
+      undefined,
+      'no error-rate criterion: nothing to wait for',
+    );
+  },
+);
