@@ -244,12 +244,15 @@ export class Operations {
     // All or nothing (registry.applyReload): a build that does not start, or a deploy running on a
     // version the file changes, refuses the whole file; the running canaries end only at the commit
     // (SPEC §11: a reload aborts them and the file's weights apply).
+    let aborted: Array<{ canary: string; baseline: string }> = [];
     const applied = await registry.applyReload(planReload(registry.versions, next), {
       onCommit: () => {
-        this.#canaries.abortAll('the config was reloaded');
+        aborted = this.#canaries.abortAll('the config was reloaded');
         this.#configHash = loaded.hash;
       },
     });
+    // First: the abort moved the pair's weights before the file's were compared, so those may show no change.
+    result.applied.push(...aborted.map((a) => `aborted the canary of ${a.canary} (baseline ${a.baseline})`));
     result.applied.push(...applied.added.map((name) => `added ${name}`));
     result.applied.push(...applied.deployed.map((name) => `deployed ${name}`));
     const weights = Object.entries(applied.weights);

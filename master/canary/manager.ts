@@ -140,9 +140,12 @@ export class CanaryManager {
   }
 
   /** A reload commits: every active canary is aborted, then the file's weights apply over them. */
-  abortAll(reason: string): void {
-    for (const controller of new Set(this.#watching.values())) controller.abort(reason, this.#now());
+  /** Returns the canaries it ended: `canary (baseline)` pairs, for the caller to say so. */
+  abortAll(reason: string): Array<{ canary: string; baseline: string }> {
+    const ended = [...new Set(this.#watching.values())];
+    for (const controller of ended) controller.abort(reason, this.#now());
     this.#settle();
+    return ended.map((c) => ({ canary: c.plan.canary, baseline: c.plan.baseline }));
   }
 
   /** A version is gone: its last canary goes from GET /admin/canaries and /metrics. */

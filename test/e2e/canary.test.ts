@@ -244,8 +244,10 @@ t.test('canaries', async (t) => {
       202,
     );
     t.same((await weights()).idle, 30);
-    const reloaded = await admin(gw, 'POST', '/admin/reload');
+    const reloaded = await admin<{ applied: string[] }>(gw, 'POST', '/admin/reload');
     t.equal(reloaded.status, 200);
+    // The abort moves the pair's weights first: with the file unchanged, the answer said "nothing changed".
+    t.equal(reloaded.body.applied[0], 'aborted the canary of idle (baseline good)', 'the answer says so');
     const c = await canaryOf(gw, 'idle');
     t.equal(c.state, 'aborted');
     t.match(c.reason, /reloaded/);
