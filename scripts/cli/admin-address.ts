@@ -67,7 +67,7 @@ const BARE_IPV6 = /^[0-9a-f]*:[0-9a-f]*:[0-9a-f:.]*$/i;
  */
 export function parseAdminAddress(value: string, name: string, defaultPort: () => number): string {
   const text = value.trim();
-  const expected = 'expected http://HOST:PORT, HOST:PORT or :PORT';
+  const expected = 'expected http://HOST:PORT, HOST:PORT, HOST, :PORT or PORT';
   if (SCHEME.test(text)) {
     if (!URL.canParse(text)) bad(name, value, expected);
     const url = new URL(text);

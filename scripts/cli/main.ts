@@ -33,11 +33,12 @@ commands:
   canary abort NAME                         stop NAME's canary; its weight goes back to 0
   mock-upstream [--port N] [--format F] [--fail-every N] [--first-byte-ms MS]
                                             run the embedded mock upstream alone; --fail-every:
-                                            every Nth answer a 500; --first-byte-ms: each later
+                                            every Nth answer a 500; --first-byte-ms: each answer's
+                                            first byte that late (a worse upstream for a canary)
 
 flags:
-  --admin ADDR      admin API: http(s)://HOST:PORT, HOST:PORT, HOST or :PORT
-                    (no scheme: http://; HOST alone: the admin port below)
+  --admin ADDR      admin API: http(s)://HOST:PORT, HOST:PORT, HOST, :PORT or PORT
+                    (no scheme: http://; HOST alone: the admin port below; a port alone: 127.0.0.1)
   --json            machine-readable output (top: one JSON object per line per refresh)
   --interval S      top: seconds between refreshes (default 1)
   --iterations N    top: stop after N refreshes (default: until Ctrl-C)

@@ -143,7 +143,7 @@ async function adminAddress(t: Test, gw: Gateway, env: Record<string, string>): 
       'garbage --admin',
       ['--admin', 'http//127.0.0.1:9000'],
       {},
-      /^graygate: --admin: expected http:\/\/HOST:PORT, HOST:PORT or :PORT, got "http\/\/127\.0\.0\.1:9000"\n$/,
+      /^graygate: --admin: expected http:\/\/HOST:PORT, HOST:PORT, HOST, :PORT or PORT, got "http\/\/127\.0\.0\.1:9000"\n$/,
     ],
     [
       'garbage GRAYGATE_ADMIN_PORT',

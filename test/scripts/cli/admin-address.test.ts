@@ -26,7 +26,7 @@ t.test('admin addresses: with or without a scheme, and garbage refused', async (
   for (const [input, want] of accepted) t.equal(parseAdminAddress(input, '--admin', port9000), want, input);
 
   const refused: Array<[string, RegExp]> = [
-    ['http//127.0.0.1:9000', /expected http:\/\/HOST:PORT, HOST:PORT or :PORT/],
+    ['http//127.0.0.1:9000', /expected http:\/\/HOST:PORT, HOST:PORT, HOST, :PORT or PORT/],
     ['127.0.0.1:abc', /the port must be a number/],
     ['127.0.0.1:', /the port must be a number/],
     ['127.0.0.1:99999', /the port must be a number 1–65535/],
