@@ -75,6 +75,8 @@ export class CanaryController {
   readonly #wallAtStartMs: number;
   #stepStartMs: number;
   #endedAtMs: number | null = null;
+  /** Why it was held (maxStepMs ran out), kept at the head of its reason while it is still judged. */
+  #heldReason = '';
 
   constructor(options: CanaryControllerOptions) {
     const { plan } = options;
@@ -142,7 +144,11 @@ export class CanaryController {
     if (result.verdict === 'rollback') return this.#end('rolled_back', result.reason, nowMs);
     // Held: SPEC §11 is silent; like a paused Argo rollout, whose analysis keeps running, it is
     // watched while it has traffic, but moving on is the operator's call (abort, or a new canary).
-    if (this.#state === 'held') return;
+    if (this.#state === 'held') {
+      // Why it was held stays first; what the judge sees now follows, as it is still judged.
+      this.#reason = `${this.#heldReason}; judged since: ${result.reason}`;
+      return;
+    }
     const waitsFor = result.verdict === 'advance' ? this.#nextStepWaitsFor() : undefined;
     if (result.verdict === 'advance' && waitsFor === undefined) {
       this.#reason = result.reason;
@@ -159,6 +165,7 @@ export class CanaryController {
     this.#reason = waitsFor ?? result.reason;
     if (elapsedMs >= this.plan.maxStepMs) {
       const why = `no verdict within maxStepMs (${this.plan.maxStepMs} ms): ${this.#reason}`;
+      if (this.plan.onInconclusive === 'hold') this.#heldReason = why;
       this.#end(this.plan.onInconclusive === 'rollback' ? 'rolled_back' : 'held', why, nowMs);
     }
   }
@@ -217,7 +224,8 @@ export class CanaryController {
   #end(state: CanaryState, reason: string, nowMs: number): void {
     this.#state = state;
     this.#reason = reason;
-    this.#endedAtMs = nowMs;
+    // Held is not an end: it is still judged, and ends when it is rolled back or aborted.
+    if (state !== 'held') this.#endedAtMs = nowMs;
     // A held canary is still judged at its step: that step's decisions stay current.
     if (state !== 'held') {
       this.#settled.push(...this.#current);

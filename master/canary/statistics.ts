@@ -297,9 +297,9 @@ export function judge(input: JudgeInput): JudgeResult {
     next,
     () =>
       verdict === 'rollback'
-        ? `step ${input.step}: roll back: ${explain(failed)}`
+        ? `step ${input.step + 1} (${input.canaryPercent} %): roll back: ${explain(failed)}`
         : verdict === 'advance'
-          ? `step ${input.step}: every criterion met${judgements.length > 0 ? `: ${explain(judgements)}` : ''}`
-          : `step ${input.step}: not yet: ${waiting.length > 0 ? explain(waiting) : `${ctx.canaryRequests} of ${ctx.minRequests} canary requests`}`,
+          ? `step ${input.step + 1} (${input.canaryPercent} %): every criterion met${judgements.length > 0 ? `: ${explain(judgements)}` : ''}`
+          : `step ${input.step + 1} (${input.canaryPercent} %): not yet: ${waiting.length > 0 ? explain(waiting) : `${ctx.canaryRequests} of ${ctx.minRequests} canary requests`}`,
   );
 }

@@ -40,6 +40,8 @@ t.test('a held canary keeps its traffic: shown, still judged, abortable', async 
   t.equal((await admin(gw, 'POST', '/admin/versions/idle/canary', plan)).status, 202);
   const held = await waitForCanary(gw, 'idle', 'held');
   t.equal(held.canaryPercent, 25);
+  t.equal(held.endedAt, null, 'held is not an end');
+  t.match(held.reason, /^no verdict within maxStepMs/);
   t.same(await weights(gw), { base: 75, idle: 25, bad: 0 }, 'held: the weights stay');
   const st = await status(gw);
   t.equal(st.idle!.canary?.state, 'held', 'in /admin/status while it has traffic');
@@ -49,6 +51,7 @@ t.test('a held canary keeps its traffic: shown, still judged, abortable', async 
   const aborted = await admin<CanaryStatus>(gw, 'DELETE', '/admin/versions/idle/canary');
   t.equal(aborted.status, 200, 'a held canary can be aborted');
   t.equal(aborted.body.state, 'aborted');
+  t.not(aborted.body.endedAt, null, 'the abort ends it');
   t.same(await weights(gw), { base: 100, idle: 0, bad: 0 }, 'the baseline gets the pair’s sum');
   t.equal((await status(gw)).idle!.canary, undefined, 'gone from /admin/status once aborted');
   t.equal((await scrape(gw)).sum('graygate_canary_state', { version: 'idle', state: 'aborted' }), 1);

@@ -31,7 +31,7 @@ t.test('formatCanary: state, step, why, and the decisions as a table', async (t)
     minRequests: 200,
     startedAt: '2026-12-01T12:00:00.000Z',
     endedAt: '2026-12-01T12:00:03.100Z',
-    reason: 'step 0: roll back: error rate 26.09 % (6/23) vs 0.00 %',
+    reason: 'step 1 (10 %): roll back: error rate 26.09 % (6/23) vs 0.00 %',
     observed: { baseline: { requests: 251, errors: 0 }, canary: { requests: 23, errors: 6 } },
     decisions: [
       {
@@ -55,7 +55,7 @@ t.test('formatCanary: state, step, why, and the decisions as a table', async (t)
   const text = formatCanary(status);
   t.match(text, /^canary v2 \(baseline v1\): rolled back at step 1\/3 \(10 %\)/);
   t.match(text, /ended 2026-12-01T12:00:03\.100Z/);
-  t.match(text, /why: step 0: roll back/);
+  t.match(text, /why: step 1 \(10 %\): roll back/);
   t.match(text, /error_rate\s+251\s+0\.00 %\s+23\s+26\.09 %\s+fail\s+7\.91/);
   t.match(text, /response_time_p99\s+251\s+3\.2 ms\s+17\s+-\s+not_yet/);
   t.match(formatCanary({ ...status, decisions: [] }), /no judgement yet/);
