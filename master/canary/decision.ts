@@ -63,6 +63,8 @@ export interface MetricContext {
   canaryShare: number;
   /** All the canary's requests at this step (the minRequests gate). */
   canaryRequests: number;
+  /** All the reference's requests: the baseline's at this step, or at the earlier steps when the canary has 100 %. */
+  referenceRequests: number;
   minRequests: number;
   requireNonInferiority: boolean;
   /** ln(1/α) at which the metric's e-value rejects. */

@@ -42,6 +42,14 @@ export interface LatencyObservations {
   baselinePreviousSteps: LatencySketchView;
 }
 
+/** Below this many expected canary answers of a kind, none at all is chance (Poisson: e^-5 < 1 %), not a sign. */
+const MIN_EXPECTED_COUNT = 5;
+
+/** The canary answers of a kind the reference's mix predicts for the canary's requests at this step. */
+function expectedCanaryCount(ctx: MetricContext, referenceCount: number): number {
+  return ctx.referenceRequests > 0 ? (ctx.canaryRequests * referenceCount) / ctx.referenceRequests : 0;
+}
+
 function ms(value: number | null): string {
   return value === null ? '–' : `${value.toFixed(value < 10 ? 2 : 0)} ms`;
 }
@@ -83,10 +91,14 @@ export function judgeLatency(
     why = 'too many canary requests above the limit';
   } else if (ctx.canaryRequests < ctx.minRequests) {
     why = ''; // the most frequent answer: formatted only if explained
-  } else if (canary.count === 0) {
-    // Nothing of this kind was served by the canary at this step: nothing to hold it back on.
+  } else if (canary.count === 0 && expectedCanaryCount(ctx, reference.count) < MIN_EXPECTED_COUNT) {
+    // Nothing of this kind was served by the canary at this step, and the traffic mix expects (almost) none.
     verdict = 'pass';
     why = 'no such canary requests';
+  } else if (canary.count === 0) {
+    // The baseline answered this kind and the canary answered none: all its requests failed some other way (a
+    // 4xx for every one, say: a mistyped model), which must not pass as "nothing to judge".
+    why = `no such canary answers, where the traffic mix expects ${expectedCanaryCount(ctx, reference.count).toFixed(0)}`;
   } else if (limit === null) {
     why = 'no baseline requests to compare with';
   } else if (canaryP99! > limit) {

@@ -257,6 +257,10 @@ export function judge(input: JudgeInput): JudgeResult {
     step: input.step,
     canaryShare: input.canaryPercent / 100,
     canaryRequests: input.observations.errors.canary.requests,
+    referenceRequests:
+      input.canaryPercent < 100
+        ? input.observations.errors.baseline.requests
+        : input.observations.errors.baselinePreviousSteps.requests,
     minRequests: options.minRequests,
     requireNonInferiority: options.requireNonInferiority,
     canaryLogThreshold: canaryLogThreshold(options.alpha, metrics.length),

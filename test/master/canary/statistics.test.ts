@@ -421,11 +421,18 @@ t.test('verdicts', async (t) => {
       /roll back: error_rate.*worse than the limit/,
     ],
     [
-      'no latency sample of the canary: nothing to hold it on',
+      'no canary latency sample where the mix expects 20 of each: none of its requests succeeded (all 4xx): wait',
       { ...clean40, canaryFirstToken: [], canaryResponse: [] },
+      'wait',
+      ['pass', 'not_yet', 'not_yet'],
+      /first_token_p99: .*no such canary answers, where the traffic mix expects 20/,
+    ],
+    [
+      'no canary latency sample of a kind the mix expects fewer than 5 of: nothing to hold it on',
+      { ...clean40, baselineFirstToken: spread(30, 100, 200), canaryFirstToken: [] },
       'advance',
       ['pass', 'pass', 'pass'],
-      /no such canary requests/,
+      /first_token_p99: .*no such canary requests/,
     ],
     [
       'first token p99 estimate above 1.2 × the baseline: wait',
