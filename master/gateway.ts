@@ -95,7 +95,6 @@ const CONTINUE_EXPECTATION = /(?:^|\W)100-continue(?:$|\W)/i;
  * (400), an expectation other than 100-continue (417, RFC 9110 §10.1.1), and a transfer-coding other than
  * chunked (501: the master would forward the body still coded, framed as plain bytes).
  */
-
 function headProblem(req: IncomingMessage): GraygateError | undefined {
   let hosts = 0;
   const raw = req.rawHeaders;
@@ -275,7 +274,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     // The server has a checkContinue listener, so Node sent no `100 Continue`: send it now that the body is wanted.
     // Never to an HTTP/1.0 client, which must ignore the expectation and cannot read a 1xx (RFC 9110 §10.1.1).
     const isHttp11 = req.httpVersionMajor > 1 || req.httpVersionMinor >= 1;
-    if (isHttp11 && /100-continue/i.test(headerValue(req.headers['expect']) ?? '')) res.writeContinue();
+    if (isHttp11 && CONTINUE_EXPECTATION.test(headerValue(req.headers['expect']) ?? '')) res.writeContinue();
     readBody(req, {
       maxBytes: limits.maxBodyBytes,
       idleTimeoutMs: limits.bodyTimeoutMs,

@@ -106,11 +106,25 @@ export class CanaryController {
     return this.#pairWeight;
   }
 
-  /** Sets the first step's weights; steps below the canary's current share are skipped, so it never goes down. */
-  begin(): void {
-    const share = round(((this.#weights.weightOf(this.plan.canary) ?? 0) / this.#pairWeight) * 100);
+  /** The canary's share of the pair now, percent. */
+  get currentShare(): number {
+    return round(((this.#weights.weightOf(this.plan.canary) ?? 0) / this.#pairWeight) * 100);
+  }
+
+  /** The step begin() starts at: steps below the canary's current share are skipped, so it never goes down. */
+  get firstStep(): number {
+    const share = this.currentShare;
     const { steps } = this.plan;
-    while (this.#step < steps.length - 1 && steps[this.#step]! < share) this.#step++;
+    let step = 0;
+    while (step < steps.length - 1 && steps[step]! < share) step++;
+    return step;
+  }
+
+  /** Sets the first step's weights (firstStep). */
+  begin(): void {
+    const share = this.currentShare;
+    const { steps } = this.plan;
+    this.#step = this.firstStep;
     if (this.#step > 0)
       this.#reason = `started at step ${this.#step + 1} (${steps[this.#step]} %): the canary already had ${share} % of the pair`;
     this.#applyStep();

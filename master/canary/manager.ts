@@ -74,13 +74,6 @@ export class CanaryManager {
         'invalid_request',
         `${plan.baseline} and ${plan.canary} have no weight between them to share`,
       );
-    // The canary would start at its last step with no baseline traffic, now or before, to judge it against: it
-    // could never be rolled back, and would end held with its traffic.
-    if (!((this.#versions.weightOf(plan.baseline) ?? 0) > 0))
-      throw new GraygateError(
-        'invalid_request',
-        `${plan.baseline} has weight 0: ${plan.canary} already has the pair's whole weight, with no baseline traffic to judge it against`,
-      );
     const controller = new CanaryController({
       plan,
       weights: this.#versions,
@@ -88,6 +81,20 @@ export class CanaryManager {
       nowMs: this.#now(),
       wallMs: Date.now(),
     });
+    // A canary that would start at its last step (100 %) has no baseline traffic, now or before, to judge it
+    // against: it could never be rolled back, and would end held with all the traffic.
+    if (controller.firstStep === plan.steps.length - 1) {
+      const share = controller.currentShare;
+      throw new GraygateError(
+        'invalid_request',
+        plan.steps.length === 1
+          ? 'steps: a canary needs a step below 100, where it is judged against the baseline'
+          : (this.#versions.weightOf(plan.baseline) ?? 0) > 0
+            ? `${plan.canary} already has ${share} % of the pair's weight, above every step below 100; ` +
+              'lower its weight, or give steps above its share'
+            : `${plan.baseline} has weight 0: ${plan.canary} already has the pair's whole weight, with no baseline traffic to judge it against`,
+      );
+    }
     controller.begin();
     this.#byCanary.set(name, controller);
     this.#watching.set(plan.canary, controller);
@@ -139,8 +146,10 @@ export class CanaryManager {
     this.#settle();
   }
 
-  /** A reload commits: every active canary is aborted, then the file's weights apply over them. */
-  /** Returns the canaries it ended: `canary (baseline)` pairs, for the caller to say so. */
+  /**
+   * A reload commits: every active canary is aborted, then the file's weights apply over them. Returns the canaries
+   * it ended, for the caller to say so.
+   */
   abortAll(reason: string): Array<{ canary: string; baseline: string }> {
     const ended = [...new Set(this.#watching.values())];
     for (const controller of ended) controller.abort(reason, this.#now());

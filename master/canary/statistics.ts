@@ -223,8 +223,8 @@ const LAST_STEP_MAX_SLACK = 0.1;
  * every step before it) as the only reference. There the limit is maxRatio × an upper confidence bound of the
  * baseline's rate + marginAbs; after a few dozen baseline requests that bound is so wide that a canary failing half
  * its requests is rolled back late or never (0 errors in 20 baseline requests: never). So the controller enters that
- * step only once the limit is within 10 points of its point estimate (about 110 error-free baseline requests with the
- * defaults). Undefined when it may; else why not.
+ * step only once the limit is within 10 points of its point estimate (about 130–150 error-free baseline requests with
+ * the default criteria). Undefined when it may; else why not.
  */
 export function lastStepWaitsFor(
   baseline: { requests: number; errors: number },
@@ -239,7 +239,9 @@ export function lastStepWaitsFor(
     logThreshold: baselineLogThreshold(options.alpha, enabledMetrics(options).length, evidence.stepOrdinal + 1),
   });
   const rate = baseline.requests > 0 ? baseline.errors / baseline.requests : 0;
-  const slack = criterion.maxRatio * (upper - rate);
+  // Limits at or above 100 % all mean the same (no error rate can exceed them): capped, the slack is what matters.
+  const limit = (r: number): number => Math.min(1, criterion.maxRatio * r + criterion.marginAbs);
+  const slack = limit(upper) - limit(rate);
   if (slack <= LAST_STEP_MAX_SLACK) return undefined;
   return (
     `the last step judges the canary against the baseline's ${baseline.requests} requests so far, too few: ` +

@@ -190,8 +190,16 @@ t.test('weights are bounded; the first step never lowers the canary’s share', 
   const unjudgeable = await admin<ErrorBody>(gw, 'POST', '/admin/versions/idle/canary', {});
   t.equal(unjudgeable.status, 400);
   t.match(unjudgeable.body.error.message, /base has weight 0/);
+  // So would a canary whose share is above every step below 100, and a plan of one step.
+  t.equal((await admin(gw, 'PUT', '/admin/weights', { base: 40, idle: 60 })).status, 200);
+  const above = await admin<ErrorBody>(gw, 'POST', '/admin/versions/idle/canary', {});
+  t.equal(above.status, 400);
+  t.match(above.body.error.message, /idle already has 60 % of the pair's weight, above every step below 100/);
+  const oneStep = await admin<ErrorBody>(gw, 'POST', '/admin/versions/idle/canary', { steps: [100] });
+  t.equal(oneStep.status, 400);
+  t.match(oneStep.body.error.message, /a canary needs a step below 100/);
   t.equal((await canaryOf(gw, 'idle')).state, 'aborted', 'nothing started: the last canary is the aborted one');
-  t.same(await weights(gw), { base: 0, idle: 50 }, 'no weight changed');
+  t.same(await weights(gw), { base: 40, idle: 60 }, 'no weight changed');
 });
 
 async function canaryList(gw: Gateway): Promise<string[]> {

@@ -71,6 +71,10 @@ t.test(
       undefined,
       'a tight bound at any rate',
     );
+    // A limit at or above 100 % cannot be passed by any rate: no wait for a bound no test could use (maxRatio 10
+    // at a 20 % baseline rate waited for ~50,000 baseline requests).
+    const loose = resolveJudgeOptions({ criteria: { errorRate: { maxRatio: 10 } } });
+    t.equal(lastStepWaitsFor({ requests: 50, errors: 10 }, evidence, loose), undefined, 'the limit is 100 % either way');
     t.equal(
       lastStepWaitsFor({ requests: 0, errors: 0 }, evidence, resolveJudgeOptions({ criteria: { errorRate: false } })),
       undefined,
