@@ -112,8 +112,10 @@ export interface CallOutput {
   flush(): boolean;
   /** Calls `resume` once the output can take more (the response's 'drain' event). Returns a disposer. */
   onWritable(resume: () => void): () => void;
-  /** The upstream was silent for pingIntervalMs (issue 3 part 7). */
+  /** The client has been sent nothing for pingIntervalMs (issue 3 part 7). */
   ping(): void;
+  /** Bytes written to the client so far: the pipeline's ping timer restarts when they grow. */
+  readonly bytesOut: number;
 }
 
 /**

@@ -1,4 +1,6 @@
 import t from 'tap';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import OpenAI from 'openai';
 import { FORMATS, startFormatGateway } from '../helpers/format-gateway.js';
 import { startGateway } from '../helpers/gateway.js';
@@ -154,3 +156,75 @@ t.test('"url": "mock:" runs the embedded mock in the worker', async (t) => {
   });
   t.equal(completion.choices[0]?.message.content, mockText(4));
 });
+
+t.test(
+  'an upstream that sends only what the client never sees (thinking, pings) still keeps the client informed',
+  async (t) => {
+    // A reasoning model on Anthropic streams thinking deltas, and Anthropic `ping` events, for a long time before its
+    // first text: upstream bytes that produce nothing for the client. The worker's `: ping` restarted on upstream
+    // bytes, so it never came, and the master's timers cut the stream (504 before its status, once the role chunk
+    // waits for the first content). It restarts on what the client was sent now.
+    const events = [
+      ['message_start', { type: 'message_start', message: { usage: { input_tokens: 3, output_tokens: 1 } } }],
+      [
+        'content_block_start',
+        { type: 'content_block_start', index: 0, content_block: { type: 'thinking', thinking: '' } },
+      ],
+    ] as const;
+    const upstream = createServer((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      const send = (type: string, data: unknown): boolean =>
+        res.write(`event: ${type}\ndata: ${JSON.stringify(data)}\n\n`);
+      for (const [type, data] of events) send(type, data);
+      let n = 0;
+      // 1.5 s of thinking, 10 events a second: more than the master's 1 s headers timeout.
+      const timer = setInterval(() => {
+        if (++n < 15) {
+          send('content_block_delta', {
+            type: 'content_block_delta',
+            index: 0,
+            delta: { type: 'thinking_delta', thinking: 'hm' },
+          });
+          send('ping', { type: 'ping' });
+          return;
+        }
+        clearInterval(timer);
+        send('content_block_stop', { type: 'content_block_stop', index: 0 });
+        send('content_block_start', {
+          type: 'content_block_start',
+          index: 1,
+          content_block: { type: 'text', text: '' },
+        });
+        send('content_block_delta', {
+          type: 'content_block_delta',
+          index: 1,
+          delta: { type: 'text_delta', text: 'Done.' },
+        });
+        send('content_block_stop', { type: 'content_block_stop', index: 1 });
+        send('message_delta', {
+          type: 'message_delta',
+          delta: { stop_reason: 'end_turn' },
+          usage: { output_tokens: 9 },
+        });
+        send('message_stop', { type: 'message_stop' });
+        res.end();
+      }, 100);
+      res.on('close', () => clearInterval(timer));
+    });
+    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+    t.teardown(() => upstream.close());
+    const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
+    const gw = await startGateway(t, {
+      versions: { v1: { weight: 1, upstream: { format: 'anthropic', url, pingIntervalMs: 300 } } },
+      limits: { workerHeadersTimeoutMs: 1000, workerIdleTimeoutMs: 1000 },
+    });
+    const s = await postStream(`${gw.url}/v1/chat/completions`, chatBody(''));
+    const { isComplete } = await s.done;
+    t.equal(s.status, 200);
+    t.ok(isComplete, 'the stream ended normally');
+    t.equal(s.text(), 'Done.');
+    t.ok(s.comments.length >= 2, `the client got pings while the model thought (${s.comments.length})`);
+    t.equal(s.data.at(-1), '[DONE]');
+  },
+);

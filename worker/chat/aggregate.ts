@@ -82,6 +82,9 @@ export class CompletionAggregator implements ChatOutput {
 
   ping(): void {}
 
+  /** The aggregate is written whole by the JSON answer, which pings the client with `102 Processing` itself. */
+  readonly bytesOut = 0;
+
   toCompletion(): ChatCompletion {
     const first = this.#first;
     const completion: ChatCompletion = {

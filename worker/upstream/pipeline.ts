@@ -191,7 +191,10 @@ function pump(
       const held = body.readableLength + chunk.length;
       if (held > stats.peakUpstreamBufferedBytes) stats.peakUpstreamBufferedBytes = held;
       deadlines.onBytes();
-      ping?.refresh();
+      // The ping keeps the client (and the master's timers) informed, so it restarts on what the client got, not on
+      // upstream bytes: Anthropic's `ping` events and thinking deltas produce nothing for the client, and a reasoning
+      // model can send them for minutes before its first content.
+      const sentBefore = output.bytesOut;
       try {
         lines.push(chunk);
       } catch (err) {
@@ -199,7 +202,9 @@ function pump(
         output.flush();
         return settle(err);
       }
-      if (!output.flush()) {
+      const isWritable = output.flush();
+      if (output.bytesOut !== sentBefore) ping?.refresh();
+      if (!isWritable) {
         // The client is the slow side: stop reading the upstream until its response is writable again.
         body.pause();
         deadlines.pause();
