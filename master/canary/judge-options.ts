@@ -13,8 +13,13 @@ export interface ErrorRateCriterion {
 }
 
 export interface LatencyCriterion {
-  /** The canary's p99 may be at most maxRatio × the baseline's p99. ≥ 1. Default 1.2. */
+  /** The canary's p99 may be at most maxRatio × the baseline's p99 (+ marginMs). ≥ 1. Default 1.2. */
   maxRatio?: number;
+  /**
+   * Milliseconds added to the limit, ≥ 0. Default 0. A fast service's p99 is noisy in absolute terms (a few ms of
+   * scheduling on a 20 ms p99 is already 1.2×): a margin keeps equal builds from being held there.
+   */
+  marginMs?: number;
 }
 
 export interface JudgeCriteria {
@@ -41,7 +46,7 @@ export interface JudgeOptions {
    * bound shows each metric within its criterion (hundreds of requests or more per step).
    */
   requireNonInferiority?: boolean;
-  /** Defaults: error rate ≤ 1.2 × baseline + 0.01; both p99s ≤ 1.2 × baseline. */
+  /** Defaults: error rate ≤ 1.2 × baseline + 0.01; both p99s ≤ 1.2 × baseline (+ 0 ms). */
   criteria?: JudgeCriteria;
 }
 
@@ -50,7 +55,7 @@ const JUDGE_DEFAULTS = {
   minRequests: 200,
   requireNonInferiority: false,
   errorRate: { maxRatio: 1.2, marginAbs: 0.01 },
-  latency: { maxRatio: 1.2 },
+  latency: { maxRatio: 1.2, marginMs: 0 },
 } as const;
 
 export interface ResolvedErrorRateCriterion {
@@ -60,6 +65,7 @@ export interface ResolvedErrorRateCriterion {
 
 export interface ResolvedLatencyCriterion {
   maxRatio: number;
+  marginMs: number;
 }
 
 export interface ResolvedJudgeOptions {
@@ -101,7 +107,9 @@ export function resolveJudgeOptions(options: JudgeOptions = {}): ResolvedJudgeOp
     if (value === false) return null;
     const maxRatio = value?.maxRatio ?? JUDGE_DEFAULTS.latency.maxRatio;
     checkRatio(`${path}.maxRatio`, maxRatio, problems);
-    return { maxRatio };
+    const marginMs = value?.marginMs ?? JUDGE_DEFAULTS.latency.marginMs;
+    if (!(Number.isFinite(marginMs) && marginMs >= 0)) problems.push(`${path}.marginMs: must be a number ≥ 0`);
+    return { maxRatio, marginMs };
   };
   const criteria = {
     error_rate: errorRate,

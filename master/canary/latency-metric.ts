@@ -6,7 +6,9 @@ import type { LatencySketchView } from './sketch.js';
 
 // The p99 judgement of one step (first-token time of streams, response time
 // of the rest): "canary p99 ≤ maxRatio × baseline p99" (SPEC §11), tested by
-// exceedances (issue 13 part 3).
+// exceedances (issue 13 part 3). An optional marginMs is added to every limit
+// below (maxRatio·Q + marginMs); the argument is the same, the threshold only
+// moves up by a constant.
 //
 // Under the null, the canary's p99 is at most maxRatio·Q, Q the baseline's
 // p99, so at most 1 % of canary requests take longer than maxRatio·Q and
@@ -65,7 +67,7 @@ export function judgeLatency(
   criterion: ResolvedLatencyCriterion,
   evidence: MetricEvidence,
 ): MetricJudgement {
-  const { maxRatio } = criterion;
+  const { maxRatio, marginMs } = criterion;
   const { canary } = obs;
   const isConcurrent = ctx.canaryShare < 1;
   const reference = isConcurrent ? obs.baseline : obs.baselinePreviousSteps;
@@ -76,14 +78,14 @@ export function judgeLatency(
     logThreshold: ctx.baselineLogThreshold,
   });
   const thresholdMs =
-    maxRatio * (tailCount > 0 ? reference.upperBoundOfKthLargest(tailCount) : Number.POSITIVE_INFINITY);
+    maxRatio * (tailCount > 0 ? reference.upperBoundOfKthLargest(tailCount) : Number.POSITIVE_INFINITY) + marginMs;
   const exceedances = Number.isFinite(thresholdMs) ? canary.countAbove(thresholdMs) : 0;
   const stepLog = boundedLogFactors(exceedances, canary.count, TAIL_RATE);
   const statistic = logMixture(evidence.carriedLog, stepLog);
 
   const canaryP99 = orNull(canary.quantile(QUANTILE));
   const baselineP99 = orNull(reference.quantile(QUANTILE));
-  const limit = baselineP99 === null ? null : maxRatio * baselineP99;
+  const limit = baselineP99 === null ? null : maxRatio * baselineP99 + marginMs;
   let verdict: MetricVerdict = 'not_yet';
   let why: string;
   if (statistic >= ctx.canaryLogThreshold) {
@@ -111,7 +113,7 @@ export function judgeLatency(
       rate: TAIL_RATE,
       logThreshold: ctx.baselineLogThreshold,
     });
-    const lowMs = maxRatio * reference.lowerBoundOfKthLargest(maxTail + 1);
+    const lowMs = maxRatio * reference.lowerBoundOfKthLargest(maxTail + 1) + marginMs;
     const upper = rateUpperBound({
       successes: canary.countPossiblyAbove(lowMs),
       trials: canary.count,

@@ -30,9 +30,12 @@ export interface CanaryPlan {
 
 const ms = z.number({ error: 'must be a number of milliseconds' }).int('must be an integer').min(0, 'must be ≥ 0');
 const ratio = z.number({ error: 'must be a number' });
-const latency = z.union([z.literal(false), z.strictObject({ maxRatio: ratio.optional() })], {
-  error: 'must be false or { maxRatio }',
-});
+const latency = z.union(
+  [z.literal(false), z.strictObject({ maxRatio: ratio.optional(), marginMs: ratio.optional() })],
+  {
+    error: 'must be false or { maxRatio, marginMs }',
+  },
+);
 
 const canaryBody = z.strictObject({
   baseline: z.string().regex(VERSION_NAME, 'must be a version name').optional(),

@@ -27,6 +27,7 @@ commands:
   canary NAME [--baseline V] [--steps 5,25,50,100] [--step 60s] [--min-requests 200]
          [--max-step 10m] [--on-inconclusive hold|rollback] [--alpha 0.01]
          [--non-inferiority] [--no-error-rate] [--no-first-token] [--no-response-time]
+         [--latency-margin 20ms]
                                             start a canary of NAME: step its weight up, judged
                                             against the baseline, promoted or rolled back by itself
   canary status [NAME]                      a canary's state and the numbers behind it (all without NAME)
@@ -111,7 +112,15 @@ async function canaryCommand(
   if (text('on-inconclusive') !== undefined) body['onInconclusive'] = text('on-inconclusive');
   if (text('alpha') !== undefined) body['alpha'] = Number(text('alpha'));
   if (values['non-inferiority'] === true) body['requireNonInferiority'] = true;
-  const criteria: Record<string, false> = {};
+  const criteria: Record<string, false | { marginMs: number }> = {};
+  const marginText = text('latency-margin');
+  if (marginText !== undefined) {
+    const marginMs =
+      parseDuration(marginText) ??
+      usage(`--latency-margin must be a duration like 20ms, got ${JSON.stringify(marginText)}`);
+    criteria['firstTokenP99'] = { marginMs };
+    criteria['responseTimeP99'] = { marginMs };
+  }
   if (values['no-error-rate'] === true) criteria['errorRate'] = false;
   if (values['no-first-token'] === true) criteria['firstTokenP99'] = false;
   if (values['no-response-time'] === true) criteria['responseTimeP99'] = false;
@@ -177,6 +186,7 @@ async function run(argv: string[]): Promise<void> {
       'no-error-rate': { type: 'boolean', default: false },
       'no-first-token': { type: 'boolean', default: false },
       'no-response-time': { type: 'boolean', default: false },
+      'latency-margin': { type: 'string' },
       // -v like node, npm and pm2, whose users run this; graygate has no verbose mode to keep it for.
       version: { type: 'boolean', short: 'v', default: false },
       help: { type: 'boolean', short: 'h', default: false },

@@ -215,6 +215,8 @@ t.test('canaries', async (t) => {
       '--min-requests',
       '50',
       '--no-response-time',
+      '--latency-margin',
+      '25ms',
       ...admin,
     ]);
     t.equal(started.code, 0, started.stderr);

@@ -442,6 +442,17 @@ t.test('verdicts', async (t) => {
       /first_token_p99.*estimate above the limit/,
     ],
     [
+      'the same, with a 250 ms margin: within 1.2 × the baseline (198 ms) + 250 ms, advance',
+      {
+        ...clean40,
+        canaryFirstToken: [...spread(18, 100, 190), 400, 400],
+        options: { minRequests: 40, criteria: { firstTokenP99: { marginMs: 250 } } },
+      },
+      'advance',
+      ['pass', 'pass', 'pass'],
+      /first_token_p99: .*limit 487 ms/,
+    ],
+    [
       'first token 400 ms slower, baseline with enough streams for a bound: rollback on latency',
       {
         ...clean40,
@@ -634,12 +645,16 @@ t.test('bad input is a programming error', async (t) => {
       resolveJudgeOptions({
         alpha: 0,
         minRequests: 1.5,
-        criteria: { errorRate: { maxRatio: 0.5, marginAbs: -1 }, firstTokenP99: { maxRatio: Number.NaN } },
+        criteria: {
+          errorRate: { maxRatio: 0.5, marginAbs: -1 },
+          firstTokenP99: { maxRatio: Number.NaN },
+          responseTimeP99: { marginMs: -5 },
+        },
       }),
     {
       name: 'RangeError',
       message:
-        /alpha: .*; minRequests: .*; criteria.errorRate.maxRatio: .*; criteria.errorRate.marginAbs: .*; criteria.firstTokenP99.maxRatio: /,
+        /alpha: .*; minRequests: .*; criteria.errorRate.maxRatio: .*; criteria.errorRate.marginAbs: .*; criteria.firstTokenP99.maxRatio: .*; criteria.responseTimeP99.marginMs: must be a number ≥ 0/,
     },
   );
   t.same(resolveJudgeOptions(), {
@@ -648,8 +663,8 @@ t.test('bad input is a programming error', async (t) => {
     requireNonInferiority: false,
     criteria: {
       error_rate: { maxRatio: 1.2, marginAbs: 0.01 },
-      first_token_p99: { maxRatio: 1.2 },
-      response_time_p99: { maxRatio: 1.2 },
+      first_token_p99: { maxRatio: 1.2, marginMs: 0 },
+      response_time_p99: { maxRatio: 1.2, marginMs: 0 },
     },
   });
 });
