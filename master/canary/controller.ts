@@ -1,6 +1,6 @@
 import type { Logger } from '../../shared/log.js';
 import { CanaryOutcomes } from './outcomes.js';
-import { createCanaryEvidence, judge, lastStepWaitsFor, type CanaryEvidence, type Decision } from './statistics.js';
+import { createCanaryEvidence, judge, nextStepWaitsFor, type CanaryEvidence, type Decision } from './statistics.js';
 import type { CanaryPlan } from './plan.js';
 
 // One canary (SPEC §11): a state machine over the pair's weights, driven by
@@ -186,10 +186,8 @@ export class CanaryController {
 
   /** Before the step where the canary has 100 %: why the baseline's requests so far cannot judge it there, if so. */
   #nextStepWaitsFor(): string | undefined {
-    if (this.#step + 1 !== this.plan.steps.length - 1) return undefined;
-    const { baseline, baselinePreviousSteps: previous } = this.outcomes.observations().errors;
-    const history = { requests: baseline.requests + previous.requests, errors: baseline.errors + previous.errors };
-    return lastStepWaitsFor(history, this.#evidence, this.plan.judge);
+    const { steps, judge: options } = this.plan;
+    return nextStepWaitsFor(this.#step, steps.length, this.outcomes.observations().errors, this.#evidence, options);
   }
 
   /**

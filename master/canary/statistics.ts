@@ -249,6 +249,23 @@ export function lastStepWaitsFor(
   );
 }
 
+/**
+ * At `step` of `stepCount`: when the next step is the last (100 %), lastStepWaitsFor over the baseline's requests
+ * so far (this step's and the earlier ones'); else undefined. The controller and the simulation both ask it.
+ */
+export function nextStepWaitsFor(
+  step: number,
+  stepCount: number,
+  errors: ErrorObservations,
+  evidence: CanaryEvidence,
+  options: ResolvedJudgeOptions,
+): string | undefined {
+  if (step + 1 !== stepCount - 1) return undefined;
+  const { baseline, baselinePreviousSteps: previous } = errors;
+  const history = { requests: baseline.requests + previous.requests, errors: baseline.errors + previous.errors };
+  return lastStepWaitsFor(history, evidence, options);
+}
+
 /** Judges the canary on the current step's observations; see JudgeInput and JudgeResult. */
 export function judge(input: JudgeInput): JudgeResult {
   checkInput(input);

@@ -2,7 +2,7 @@ import { LatencySketch } from '../../master/canary/sketch.js';
 import {
   createCanaryEvidence,
   judge,
-  lastStepWaitsFor,
+  nextStepWaitsFor,
   type CanaryEvidence,
   type CanaryMetric,
   resolveJudgeOptions,
@@ -196,16 +196,8 @@ export class CanarySimulator {
           return { result: 'rolled_back', requests, canaryRequests, elapsedMs: requests * msPerRequest, metric };
         }
         // As the controller: the step to 100 % waits for a baseline history that can judge the canary alone.
-        const isReady =
-          step + 2 !== s.steps.length ||
-          lastStepWaitsFor(
-            {
-              requests: this.#previous.requests + this.#baseline.requests,
-              errors: this.#previous.errors + this.#baseline.errors,
-            },
-            evidence,
-            this.#options,
-          ) === undefined;
+        const errors = { baseline: this.#baseline, canary: this.#canary, baselinePreviousSteps: this.#previous };
+        const isReady = nextStepWaitsFor(step, s.steps.length, errors, evidence, this.#options) === undefined;
         if (result.verdict === 'advance' && i >= stepRequests && isReady) break;
         if (i === maxStepRequests)
           return { result: 'held', requests, canaryRequests, elapsedMs: requests * msPerRequest, metric: null };

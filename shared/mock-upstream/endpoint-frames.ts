@@ -1,4 +1,4 @@
-import { openaiErrorBody, openaiUsage, sse, type FormatFrames, type MockAnswer } from './formats.js';
+import { openaiErrorBody, openaiErrorEvent, openaiUsage, sse, type FormatFrames, type MockAnswer } from './formats.js';
 
 // OpenAI's legacy completions and Responses API in their wire shapes (SPEC §8,
 // §12), text answers only, streamed and not.
@@ -44,7 +44,7 @@ export const completions: FormatFrames = {
   malformed: (a) => sse(a, '{"id":"broken","choices":[{'),
   longLine: (a, bytes) => sse(a, completionChunk(a, 'x'.repeat(bytes), null)),
   errorBody: openaiErrorBody,
-  errorEvent: (a, status, message) => sse(a, JSON.stringify(openaiErrorBody(status, message))),
+  errorEvent: openaiErrorEvent,
   completion: (a, text, completionTokens, finish) => ({
     id: `cmpl-${a.id}`,
     object: 'text_completion',
@@ -164,7 +164,7 @@ export const responses: FormatFrames = {
       delta: 'x'.repeat(bytes),
     }),
   errorBody: openaiErrorBody,
-  errorEvent: (a, status, message) => sse(a, JSON.stringify(openaiErrorBody(status, message))),
+  errorEvent: openaiErrorEvent,
   completion: (a, text, completionTokens, finish) =>
     responseObject(
       a,

@@ -84,6 +84,11 @@ export function openaiErrorBody(status: number, message: string): unknown {
   };
 }
 
+/** OpenAI's in-stream error event (fault=error), for every OpenAI-shaped endpoint. */
+export function openaiErrorEvent(a: MockAnswer, status: number, message: string): string {
+  return sse(a, JSON.stringify(openaiErrorBody(status, message)));
+}
+
 const openai: FormatFrames = {
   streamContentType: 'text/event-stream; charset=utf-8',
   start: (a) => sse(a, chunk(a, { role: 'assistant', content: '' }, null)),
@@ -107,7 +112,7 @@ const openai: FormatFrames = {
       }),
     ),
   errorBody: openaiErrorBody,
-  errorEvent: (a, status, message) => sse(a, JSON.stringify(openaiErrorBody(status, message))),
+  errorEvent: openaiErrorEvent,
   completion: (a, text, completionTokens, finish) => ({
     id: a.id,
     object: 'chat.completion',
