@@ -74,11 +74,41 @@ t.test(
     // A limit at or above 100 % cannot be passed by any rate: no wait for a bound no test could use (maxRatio 10
     // at a 20 % baseline rate waited for ~50,000 baseline requests).
     const loose = resolveJudgeOptions({ criteria: { errorRate: { maxRatio: 10 } } });
-    t.equal(lastStepWaitsFor({ requests: 50, errors: 10 }, evidence, loose), undefined, 'the limit is 100 % either way');
+    t.equal(
+      lastStepWaitsFor({ requests: 50, errors: 10 }, evidence, loose),
+      undefined,
+      'the limit is 100 % either way',
+    );
     t.equal(
       lastStepWaitsFor({ requests: 0, errors: 0 }, evidence, resolveJudgeOptions({ criteria: { errorRate: false } })),
       undefined,
       'no error-rate criterion: nothing to wait for',
     );
+  },
+);
+
+t.test(
+  'a held canary has not ended: no endedAt, and its reason keeps why it was held and what the judge sees since',
+  async (t) => {
+    const weights = weightsOf({ v1: 90, v2: 10 });
+    const plan = parseCanaryPlan('v2', { steps: [25, 100], stepMs: 0, maxStepMs: 100, minRequests: 50 }, 'v1');
+    const c = new CanaryController({ plan, weights, log, nowMs: 0, wallMs: 0 });
+    c.begin();
+    c.tick(200);
+    t.equal(c.state, 'held');
+    t.equal(c.status().endedAt, null);
+    t.match(c.status().reason, /^no verdict within maxStepMs \(100 ms\): step 1 \(25 %\): not yet: /);
+    t.notMatch(c.status().reason, /judged since/);
+    record(c, 'v1', 30);
+    record(c, 'v2', 10);
+    c.tick(300);
+    t.match(
+      c.status().reason,
+      /^no verdict within maxStepMs \(100 ms\): step 1 \(25 %\): not yet: .*; judged since: step 1 \(25 %\): not yet: .*\(0\/10\)/,
+    );
+    c.abort('enough', 400);
+    t.equal(c.state, 'aborted');
+    t.not(c.status().endedAt, null, 'the abort ends it');
+    t.same(weights.now, { v1: 100, v2: 0 });
   },
 );
