@@ -115,9 +115,10 @@ async function canaryCommand(
   const criteria: Record<string, false | { marginMs: number }> = {};
   const marginText = text('latency-margin');
   if (marginText !== undefined) {
+    // A unit is required: a bare number reads as seconds elsewhere (--step 60), and 20 s would switch the p99s off.
     const marginMs =
-      parseDuration(marginText) ??
-      usage(`--latency-margin must be a duration like 20ms, got ${JSON.stringify(marginText)}`);
+      (/[a-z]\s*$/i.test(marginText) ? parseDuration(marginText) : undefined) ??
+      usage(`--latency-margin must be a duration with its unit, like 20ms, got ${JSON.stringify(marginText)}`);
     criteria['firstTokenP99'] = { marginMs };
     criteria['responseTimeP99'] = { marginMs };
   }

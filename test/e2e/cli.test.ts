@@ -172,6 +172,10 @@ t.test('CLI errors without a gateway', async (t) => {
   t.equal((await cli(['frobnicate'])).code, 64);
   t.equal((await cli(['status', '--bogus'])).code, 64);
   t.equal((await cli(['top', '--iterations', '0'])).code, 64);
+  // A bare number would read as seconds, as --step's does: 20 s switches the p99 criteria off.
+  const bareMargin = await cli(['canary', 'v2', '--latency-margin', '20']);
+  t.equal(bareMargin.code, 64);
+  t.match(bareMargin.stderr, /--latency-margin must be a duration with its unit, like 20ms, got "20"/);
   const help = await cli(['--help']);
   t.equal(help.code, 0);
   t.match(help.stdout, /usage: graygate <command>/);

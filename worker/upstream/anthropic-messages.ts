@@ -35,7 +35,8 @@ export function anthropicMessages(messages: ChatMessage[]): { system: string[]; 
     const path = `messages.${i}`;
     checkName(m, path, 'anthropic');
     if (m.role === 'system' || m.role === 'developer') {
-      system.push(textOnly(m, path, 'anthropic'));
+      const text = textOnly(m, path, 'anthropic');
+      if (!isBlank(text)) system.push(text);
       return;
     }
     if (m.role === 'tool') {
@@ -48,7 +49,8 @@ export function anthropicMessages(messages: ChatMessage[]): { system: string[]; 
       (resultTurn.content as AnthropicBlock[]).push(block);
       return;
     }
-    // Anthropic refuses empty text blocks and turns with no content, which OpenAI takes (and graygate itself
+    // Anthropic refuses empty or whitespace-only text blocks, an empty system and turns with no content, which OpenAI
+    // takes (and graygate itself
     // answers an empty end_turn or a refusal with `content: ""`, which clients push back as history): an empty
     // part is left out, and a turn left with nothing is not sent. It says nothing, and Anthropic joins the
     // turns of one role on either side of it.
@@ -97,7 +99,7 @@ function userBlock(part: Part): AnthropicBlock {
 
 function assistantBlocks(m: ChatMessage, path: string): AnthropicBlock[] {
   const text = textOnly(m, path, 'anthropic');
-  const blocks: AnthropicBlock[] = text === '' ? [] : [{ type: 'text', text }];
+  const blocks: AnthropicBlock[] = isBlank(text) ? [] : [{ type: 'text', text }];
   (m.tool_calls ?? []).forEach((call, j) => {
     const at = `${path}.tool_calls.${j}`;
     if (call.type !== 'function')
@@ -113,7 +115,12 @@ function assistantBlocks(m: ChatMessage, path: string): AnthropicBlock[] {
 }
 
 function isNotEmptyText(block: AnthropicBlock): boolean {
-  return block.type !== 'text' || block['text'] !== '';
+  return block.type !== 'text' || !isBlank(block['text'] as string);
+}
+
+/** Empty or whitespace only: Anthropic refuses such a text block ("must contain non-whitespace text"). */
+function isBlank(text: string): boolean {
+  return text.trim() === '';
 }
 
 /** A turn that is one text block goes as a plain string, as it always did; anything else as blocks. */

@@ -195,56 +195,63 @@ t.test('messages: tool_use blocks, tool_result turns, images', async (t) => {
   ]);
 });
 
-t.test('empty text and empty turns are not sent: Anthropic refuses them, OpenAI takes them', async (t) => {
-  // graygate answers an empty end_turn or a refusal with `content: ""`; a client pushes that answer back.
-  const sent = body({
-    messages: [
+t.test(
+  'empty or blank text, an empty system and empty turns are not sent: Anthropic refuses them, OpenAI takes them',
+  async (t) => {
+    // graygate answers an empty end_turn or a refusal with `content: ""`; a client pushes that answer back.
+    const sent = body({
+      messages: [
+        { role: 'system', content: '' },
+        { role: 'user', content: 'Hi' },
+        { role: 'assistant', content: '' },
+        { role: 'assistant', content: ' \n' },
+        { role: 'user', content: [{ type: 'text', text: '  ' }] },
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: '' },
+            { type: 'image_url', image_url: { url: 'https://x/y.png' } },
+          ],
+        },
+        { role: 'assistant', content: null },
+        { role: 'user', content: '' },
+        {
+          role: 'assistant',
+          content: 'Ok.',
+          tool_calls: [{ id: 't1', type: 'function', function: { name: 'now', arguments: '{}' } }],
+        },
+        { role: 'tool', tool_call_id: 't1', content: 'noon' },
+        { role: 'assistant', content: '' },
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: '' },
+            { type: 'text', text: 'And?' },
+          ],
+        },
+      ],
+    });
+    t.equal(sent['system'], undefined, 'no empty system');
+    t.same(sent['messages'], [
       { role: 'user', content: 'Hi' },
-      { role: 'assistant', content: '' },
-      {
-        role: 'user',
-        content: [
-          { type: 'text', text: '' },
-          { type: 'image_url', image_url: { url: 'https://x/y.png' } },
-        ],
-      },
-      { role: 'assistant', content: null },
-      { role: 'user', content: '' },
+      { role: 'user', content: [{ type: 'image', source: { type: 'url', url: 'https://x/y.png' } }] },
       {
         role: 'assistant',
-        content: 'Ok.',
-        tool_calls: [{ id: 't1', type: 'function', function: { name: 'now', arguments: '{}' } }],
+        content: [
+          { type: 'text', text: 'Ok.' },
+          { type: 'tool_use', id: 't1', name: 'now', input: {} },
+        ],
       },
-      { role: 'tool', tool_call_id: 't1', content: 'noon' },
-      { role: 'assistant', content: '' },
       {
         role: 'user',
         content: [
-          { type: 'text', text: '' },
+          { type: 'tool_result', tool_use_id: 't1', content: 'noon' },
           { type: 'text', text: 'And?' },
         ],
       },
-    ],
-  });
-  t.same(sent['messages'], [
-    { role: 'user', content: 'Hi' },
-    { role: 'user', content: [{ type: 'image', source: { type: 'url', url: 'https://x/y.png' } }] },
-    {
-      role: 'assistant',
-      content: [
-        { type: 'text', text: 'Ok.' },
-        { type: 'tool_use', id: 't1', name: 'now', input: {} },
-      ],
-    },
-    {
-      role: 'user',
-      content: [
-        { type: 'tool_result', tool_use_id: 't1', content: 'noon' },
-        { type: 'text', text: 'And?' },
-      ],
-    },
-  ]);
-});
+    ]);
+  },
+);
 
 function run(events: Array<Record<string, unknown>>): ChatCompletionChunk[] {
   const state = createStreamState({ id: 'chatcmpl-x', created: 1, model: 'm' });
