@@ -1,5 +1,5 @@
 import { USAGE, parseLoadtestArgs, type Args, type ScenarioName } from './loadtest/args.js';
-import { installInterruptHandlers, stopAll } from './loadtest/processes.js';
+import { interruptSignal, stopAll } from './loadtest/processes.js';
 import { Progress } from './loadtest/progress.js';
 import { describeMachine, writeReport } from './loadtest/report.js';
 import type { Scenario } from './loadtest/scenario.js';
@@ -38,15 +38,14 @@ try {
   process.exit(2);
 }
 
-const abort = new AbortController();
-installInterruptHandlers(abort);
+const signal = interruptSignal();
 const progress = new Progress({ isQuiet: false });
 const startedAt = new Date();
 const machine = describeMachine(); // before the scenario loads the box
 progress.phase(`loadtest ${args.scenario}`);
 
 try {
-  const output = await SCENARIO_RUNNERS[args.scenario]({ args, signal: abort.signal, progress });
+  const output = await SCENARIO_RUNNERS[args.scenario]({ args, signal, progress });
   progress.done();
   const { scenario, reportDir: _dir, ...options } = args;
   const report = writeReport({
@@ -87,7 +86,7 @@ try {
   }
 } catch (err) {
   progress.done();
-  if (abort.signal.aborted) {
+  if (signal.aborted) {
     // the interrupt handler stops everything and exits
   } else {
     process.stderr.write(

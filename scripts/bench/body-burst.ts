@@ -1,10 +1,9 @@
 import { connect } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startGateway } from '../loadtest/gateway.js';
-import { pickListening, waitForMessage } from '../loadtest/ipc-wait.js';
 import { buildEntries } from '../loadtest/paths.js';
-import { forkTracked, installInterruptHandlers, stopAll } from '../loadtest/processes.js';
+import { interruptSignal, stopAll } from '../loadtest/processes.js';
+import { startHopUpstream } from './hop-upstream.js';
 import { RssSampler } from '../loadtest/rss.js';
 import { checkCounts } from './counts.js';
 
@@ -19,7 +18,6 @@ import { checkCounts } from './counts.js';
 // Usage: node dist/scripts/bench/body-burst.js [--baseline-root DIR] [--rounds 2] [--clients 24] [--mib 9.5]
 //        [--budget-mib 32] [--baseline-budget-mib N]
 
-const HOP_LATENCY = fileURLToPath(new URL('./hop-latency.js', import.meta.url));
 const MiB = 1024 * 1024;
 const SAMPLE_MS = 50;
 
@@ -55,12 +53,9 @@ async function main(): Promise<void> {
   checkCounts({ rounds, clients, mib }, { above: 0 });
   const budgetOf = (text: string | undefined): number | undefined =>
     text === undefined ? undefined : Math.round(Number(text) * MiB);
-  const abort = new AbortController();
-  installInterruptHandlers(abort);
-  const signal = abort.signal;
+  const signal = interruptSignal();
   try {
-    const up = forkTracked('hop upstream', HOP_LATENCY, ['--upstream'], {});
-    const upstream = await waitForMessage(up, { pick: pickListening, timeoutMs: 15_000, signal });
+    const upstream = await startHopUpstream(signal);
     const body = Buffer.from(
       JSON.stringify({
         model: 'hop',

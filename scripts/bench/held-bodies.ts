@@ -2,13 +2,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { Agent, request, type ClientRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startGateway, type RunningGateway } from '../loadtest/gateway.js';
 import { graygateLaunch, probeMemory } from '../loadtest/graygate-env.js';
-import { pickListening, waitForMessage } from '../loadtest/ipc-wait.js';
 import { buildEntries } from '../loadtest/paths.js';
-import { forkTracked, installInterruptHandlers, stopAll } from '../loadtest/processes.js';
+import { interruptSignal, stopAll } from '../loadtest/processes.js';
+import { startHopUpstream } from './hop-upstream.js';
 import { checkCounts } from './counts.js';
 
 // What a stream holds of its prompt while it streams (issue 10: "per-stream objects that can be
@@ -20,7 +19,6 @@ import { checkCounts } from './counts.js';
 // same processes' idle ones. The streams are then dropped and the gateway stopped.
 // Usage: node dist/scripts/bench/held-bodies.js [--baseline-root DIR] [--rounds 2] [--streams 100] [--kib 512]
 
-const HOP_LATENCY = fileURLToPath(new URL('./hop-latency.js', import.meta.url));
 const MiB = 1024 * 1024;
 
 interface Figures {
@@ -84,13 +82,10 @@ async function main(): Promise<void> {
   });
   const [rounds, streams, kib] = [Number(values.rounds), Number(values.streams), Number(values.kib)];
   checkCounts({ rounds, streams, kib }, { atLeast: 1 });
-  const abort = new AbortController();
-  installInterruptHandlers(abort);
-  const signal = abort.signal;
+  const signal = interruptSignal();
   const probeDir = mkdtempSync(join(tmpdir(), 'graygate-held-bodies-'));
   try {
-    const up = forkTracked('hop upstream', HOP_LATENCY, ['--upstream'], {});
-    const upstream = await waitForMessage(up, { pick: pickListening, timeoutMs: 15_000, signal });
+    const upstream = await startHopUpstream(signal);
     // tokens=… sets the stream's length (hop-latency's upstream reads it from the text): it never ends here.
     const body = JSON.stringify({
       model: 'hop',

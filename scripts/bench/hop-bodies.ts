@@ -11,7 +11,7 @@ import { runCannon, type CannonResult } from '../loadtest/autocannon-process.js'
 import { startGateway, type RunningGateway } from '../loadtest/gateway.js';
 import { pickListening, waitForMessage } from '../loadtest/ipc-wait.js';
 import { DEFAULT_REPORT_DIR, buildEntries } from '../loadtest/paths.js';
-import { forkTracked, installInterruptHandlers, stopAll, stopTracked } from '../loadtest/processes.js';
+import { forkTracked, interruptSignal, stopAll, stopTracked } from '../loadtest/processes.js';
 import { readCpuMs, RssSampler, toMb } from '../loadtest/rss.js';
 import { checkCounts } from './counts.js';
 
@@ -508,9 +508,7 @@ interface RoundResult {
 }
 
 async function main(): Promise<void> {
-  const abort = new AbortController();
-  installInterruptHandlers(abort);
-  const signal = abort.signal;
+  const signal = interruptSignal();
   const results: RoundResult[] = [];
   const bigBody = bigTextBody(Math.round(mib * MIB));
   const keys = keysBody();

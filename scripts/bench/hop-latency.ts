@@ -1,16 +1,15 @@
 import { once } from 'node:events';
 import { createServer, request, Agent } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startGateway } from '../loadtest/gateway.js';
 import { Recorder } from '../loadtest/histogram.js';
-import { pickListening, waitForMessage } from '../loadtest/ipc-wait.js';
 import { listeningPorts } from '../loadtest/listen-port.js';
 import { findNginx, startNginx } from '../loadtest/nginx.js';
 import { buildEntries } from '../loadtest/paths.js';
 import { processGroupMembers, readCpuMs } from '../loadtest/rss.js';
-import { forkTracked, installInterruptHandlers, stopAll } from '../loadtest/processes.js';
+import { interruptSignal, stopAll } from '../loadtest/processes.js';
+import { startHopUpstream } from './hop-upstream.js';
 import { startNaiveProxy } from '../loadtest/standalone.js';
 import { checkCounts } from './counts.js';
 
@@ -151,12 +150,9 @@ async function main(): Promise<void> {
     { atLeast: 1 },
   );
   checkCounts({ warmup }, { atLeast: 0 });
-  const abort = new AbortController();
-  installInterruptHandlers(abort);
-  const signal = abort.signal;
+  const signal = interruptSignal();
   try {
-    const up = forkTracked('hop upstream', fileURLToPath(import.meta.url), ['--upstream'], {});
-    const upstream = await waitForMessage(up, { pick: pickListening, timeoutMs: 15_000, signal });
+    const upstream = await startHopUpstream(signal);
     const entries = buildEntries(values['graygate-root']);
     const gw = await startGateway({
       versions: { v1: { entry: entries.worker, weight: 1, upstream: { format: 'openai', url: upstream.url } } },

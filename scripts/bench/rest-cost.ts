@@ -1,11 +1,10 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { Agent, request } from 'node:http';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startGateway, type RunningGateway } from '../loadtest/gateway.js';
-import { pickListening, waitForMessage } from '../loadtest/ipc-wait.js';
 import { buildEntries } from '../loadtest/paths.js';
-import { forkTracked, installInterruptHandlers, stopAll } from '../loadtest/processes.js';
+import { interruptSignal, stopAll } from '../loadtest/processes.js';
+import { startHopUpstream } from './hop-upstream.js';
 import { readCpuMs } from '../loadtest/rss.js';
 import { checkCounts } from './counts.js';
 
@@ -22,8 +21,6 @@ import { checkCounts } from './counts.js';
 // every thread, minflt, smaps_rollup), so the processes run unmodified.
 // Usage: node dist/scripts/bench/rest-cost.js [--baseline-root DIR] [--rounds 2] [--idle-s 10]
 //        [--requests 300] [--warmup 3000]
-
-const HOP_LATENCY = fileURLToPath(new URL('./hop-latency.js', import.meta.url));
 
 interface Counters {
   cpuMs: number;
@@ -131,12 +128,9 @@ async function main(): Promise<void> {
   ];
   checkCounts({ rounds, 'idle-s': idleS, requests }, { atLeast: 1 });
   checkCounts({ warmup }, { atLeast: 0 });
-  const abort = new AbortController();
-  installInterruptHandlers(abort);
-  const signal = abort.signal;
+  const signal = interruptSignal();
   try {
-    const up = forkTracked('hop upstream', HOP_LATENCY, ['--upstream'], {});
-    const upstream = await waitForMessage(up, { pick: pickListening, timeoutMs: 15_000, signal });
+    const upstream = await startHopUpstream(signal);
     const builds: Array<[string, string | undefined]> = [['this tree', undefined]];
     if (values['baseline-root'] !== undefined)
       builds.push([`baseline ${values['baseline-root']}`, values['baseline-root']]);

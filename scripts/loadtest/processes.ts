@@ -104,7 +104,14 @@ function killAllNow(): void {
  * Ctrl-C / SIGTERM: abort the scenario, stop what it started, exit 130/143.
  * The scenario's own `finally` blocks also stop things; both paths are idempotent.
  */
-export function installInterruptHandlers(abort: AbortController): void {
+/** A signal that aborts on SIGINT/SIGTERM, once everything forkTracked has been asked to stop (twice: killed now). */
+export function interruptSignal(): AbortSignal {
+  const abort = new AbortController();
+  installInterruptHandlers(abort);
+  return abort.signal;
+}
+
+function installInterruptHandlers(abort: AbortController): void {
   let isStopping = false;
   const onSignal = (signal: NodeJS.Signals): void => {
     const code = signal === 'SIGINT' ? 130 : 143;
