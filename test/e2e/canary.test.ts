@@ -154,7 +154,7 @@ t.test('canaries', async (t) => {
     // the requests it answered, it was promoted with an error rate of 0.
     const body = { steps: [50, 100], stepMs: 200, minRequests: 40, criteria: { firstTokenP99: false } };
     t.equal((await admin(gw, 'POST', '/admin/versions/hang/canary', body)).status, 202);
-    const { final, load, seconds } = await runToEnd(gw, 'hang', '/slow?ms=0', 16, 4000, 300);
+    const { final, load, seconds } = await runToEnd(gw, 'hang', '/slow?ms=0', 16, 4000, 1000);
     t.equal(final.state, 'rolled_back', final.reason);
     t.ok(
       final.decisions.some((d) => d.metric === 'error_rate' && d.verdict === 'fail'),

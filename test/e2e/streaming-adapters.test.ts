@@ -178,9 +178,10 @@ t.test(
         res.write(`event: ${type}\ndata: ${JSON.stringify(data)}\n\n`);
       for (const [type, data] of events) send(type, data);
       let n = 0;
-      // 1.5 s of thinking, 10 events a second: more than the master's 1 s headers timeout.
+      // 3 s of thinking, 10 events a second: more than the master's 2 s timeouts, with a ping every 250 ms of silence
+      // (a worker stalled 1.75 s would be needed to miss them).
       const timer = setInterval(() => {
-        if (++n < 15) {
+        if (++n < 30) {
           send('content_block_delta', {
             type: 'content_block_delta',
             index: 0,
@@ -216,8 +217,8 @@ t.test(
     t.teardown(() => upstream.close());
     const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
     const gw = await startGateway(t, {
-      versions: { v1: { weight: 1, upstream: { format: 'anthropic', url, pingIntervalMs: 300 } } },
-      limits: { workerHeadersTimeoutMs: 1000, workerIdleTimeoutMs: 1000 },
+      versions: { v1: { weight: 1, upstream: { format: 'anthropic', url, pingIntervalMs: 250 } } },
+      limits: { workerHeadersTimeoutMs: 2000, workerIdleTimeoutMs: 2000 },
     });
     const s = await postStream(`${gw.url}/v1/chat/completions`, chatBody(''));
     const { isComplete } = await s.done;

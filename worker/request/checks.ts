@@ -44,16 +44,17 @@ export function number(v: unknown): string | undefined {
   return typeof v === 'number' && Number.isFinite(v) ? undefined : 'must be a number';
 }
 
+/** An integer JSON.parse reads exactly (1e30 is not: it is sent on rounded, which no upstream means). */
 export function integer(v: unknown): string | undefined {
   return typeof v === 'number' && Number.isSafeInteger(v) ? undefined : 'must be an integer';
 }
 
 export function nonNegativeInteger(v: unknown): string | undefined {
-  if (typeof v !== 'number' || !Number.isInteger(v)) return 'must be an integer';
+  if (typeof v !== 'number' || !Number.isSafeInteger(v)) return 'must be an integer';
   return v >= 0 ? undefined : 'must be ≥ 0';
 }
 
 export function positiveInteger(v: unknown): string | undefined {
-  if (typeof v !== 'number' || !Number.isInteger(v)) return 'must be an integer';
+  if (typeof v !== 'number' || !Number.isSafeInteger(v)) return 'must be an integer';
   return v >= 1 ? undefined : 'must be ≥ 1';
 }
