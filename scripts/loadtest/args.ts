@@ -13,7 +13,7 @@ export type SseWorkload = (typeof SSE_WORKLOADS)[number];
  * compare --sse paths: straight to the upstream, nginx, a minimal
  * node:http proxy, graygate, graygate from --baseline-root.
  */
-export const SSE_PATHS = ['direct', 'nginx', 'node', 'graygate', 'baseline'] as const;
+export const SSE_PATHS = ['direct', 'nginx', 'node', 'graygate', 'baseline', 'onehop'] as const;
 export type SsePathKey = (typeof SSE_PATHS)[number];
 /**
  * canary --cases (issue 13): a canary failing 25 % of requests, one whose first token is 400 ms later, one equal to
@@ -67,7 +67,7 @@ export interface Args {
   rounds: number;
   /** compare --sse: --workloads to run, subset of loaded,rest,small (default all). */
   workloads: SseWorkload[];
-  /** compare --sse: --paths to run, subset of direct,nginx,node,graygate,baseline (default all available). */
+  /** compare --sse: --paths to run, subset of SSE_PATHS (default all available but the onehop prototype). */
   paths: SsePathKey[];
   /** --graygate-root: the graygate build to run (its dist/), default this tree. */
   graygateRoot: string | undefined;
@@ -132,7 +132,8 @@ flags:
                         added first token, RSS) plus GET /v1/models, interleaved over --rounds
   --rounds N            compare --sse: interleaved rounds (default 3)
   --workloads a,b       compare --sse: any of ${SSE_WORKLOADS.join(',')} (default all)
-  --paths a,b           compare --sse: any of ${SSE_PATHS.join(',')} (default all available)
+  --paths a,b           compare --sse: any of ${SSE_PATHS.join(',')} (default all available but onehop,
+                        a prototype of a one-hop design, not graygate: scripts/loadtest/onehop-prototype.ts)
   --graygate-root DIR   run the graygate build in DIR (its dist/) instead of this tree
   --baseline-root DIR   compare --sse, backlog: also run the build in DIR as "graygate (before)"
   --cpu-prof-dir DIR    graygate's master and workers run with --cpu-prof; profiles in DIR/<label>/
@@ -252,7 +253,8 @@ export function parseLoadtestArgs(argv: string[]): Args {
     isSse: values.sse === true,
     rounds: Math.max(1, positive('rounds', values.rounds, 3)),
     workloads: list('workloads', values.workloads, SSE_WORKLOADS),
-    paths: list('paths', values.paths, SSE_PATHS),
+    // onehop is a prototype (scripts/loadtest/onehop-prototype.ts): asked for by name only.
+    paths: list('paths', values.paths, SSE_PATHS).filter((p) => values.paths !== undefined || p !== 'onehop'),
     graygateRoot: values['graygate-root'],
     baselineRoot: values['baseline-root'],
     cpuProfDir: values['cpu-prof-dir'],

@@ -10,6 +10,8 @@ export const WORKER_ENTRY = join(ROOT, 'dist/worker/main.js');
 /** The test worker build (issue 2): TEST_WORKER_DELAY_MS makes every answer slow. */
 export const TEST_WORKER_ENTRY = join(ROOT, 'dist/test/fixtures/test-worker.js');
 export const NAIVE_PROXY_ENTRY = join(ROOT, 'dist/scripts/loadtest/naive-proxy.js');
+/** Issue 10's one-hop design as a prototype (not graygate): `compare --sse --paths onehop`. */
+export const ONEHOP_ENTRY = join(ROOT, 'dist/scripts/loadtest/onehop-prototype.js');
 export const MOCK_UPSTREAM_ENTRY = join(ROOT, 'dist/scripts/loadtest/mock-upstream-process.js');
 export const DEFAULT_REPORT_DIR = join(ROOT, 'reports');
 

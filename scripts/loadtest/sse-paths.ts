@@ -5,7 +5,7 @@ import { startGateway, type RunningGateway } from './gateway.js';
 import { pickListening, waitForMessage } from './ipc-wait.js';
 import { workerAddress, type WorkerAddress } from './listen-port.js';
 import { findNginx, startNginx } from './nginx.js';
-import { MOCK_UPSTREAM_ENTRY, ROOT, buildEntries } from './paths.js';
+import { MOCK_UPSTREAM_ENTRY, ONEHOP_ENTRY, ROOT, buildEntries } from './paths.js';
 import { forkTracked, stopTracked } from './processes.js';
 import type { Progress } from './progress.js';
 import { processGroupMembers, type PidGroups } from './rss.js';
@@ -16,6 +16,29 @@ import { startNaiveProxy } from './standalone.js';
 // minimal node:http pipe proxy, graygate (master + 1 worker), and optionally
 // a second graygate build. For GET /v1/models the proxies stand in front of
 // each graygate build's own worker instead, beside that graygate.
+
+function pickOnehop(m: unknown): { url: string; pid: number; backPid: number } | undefined {
+  if (typeof m !== 'object' || m === null) return undefined;
+  const { type, url, pid, backPid } = m as Record<string, unknown>;
+  if (type !== 'listening' || typeof url !== 'string' || typeof pid !== 'number' || typeof backPid !== 'number')
+    return undefined;
+  return { url, pid, backPid };
+}
+
+/** The one-hop prototype (scripts/loadtest/onehop-prototype.ts): front and back process. */
+async function startOnehop(
+  env: Record<string, string>,
+  signal: AbortSignal,
+): Promise<{ url: string; pid: number; backPid: number; stop: () => Promise<void> }> {
+  const p = forkTracked('one-hop prototype', ONEHOP_ENTRY, [], { cwd: ROOT, env: { ...process.env, ...env } });
+  const stop = (): Promise<void> => stopTracked(p, { graceMs: 1000 });
+  try {
+    return { ...(await waitForMessage(p, { pick: pickOnehop, timeoutMs: 15_000, signal })), stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
 
 export interface SsePath {
   key: SsePathKey;
@@ -91,6 +114,17 @@ export async function startSsePaths(args: Args, progress: Progress, signal: Abor
       stops.push(node.stop);
       paths.push({ key: 'node', label: 'node:http pipe proxy', base: `${node.url}/v1`, pids: { proxy: [node.pid] } });
     }
+    if (wanted.has('onehop')) {
+      progress.phase('starting the one-hop prototype (front parses, back writes to the client) in front of the mock');
+      const up = await startOnehop({ ONEHOP_TARGET: mockOrigin }, signal);
+      stops.push(up.stop);
+      paths.push({
+        key: 'onehop',
+        label: 'one-hop prototype (2 processes)',
+        base: `${up.url}/v1`,
+        pids: { master: [up.pid], worker: [up.backPid] },
+      });
+    }
 
     const builds: GraygateBuild[] = [];
     const roots: Array<{ key: 'graygate' | 'baseline'; root: string | undefined; label: string }> = [];
@@ -160,7 +194,7 @@ export async function startSsePaths(args: Args, progress: Progress, signal: Abor
  */
 export interface SmallTarget {
   build: GraygateBuild['key'];
-  kind: 'graygate' | 'node' | 'nginx' | 'worker';
+  kind: 'graygate' | 'node' | 'nginx' | 'worker' | 'onehop';
   label: string;
   url: string;
   /** Set when the target is only reachable over a unix socket (a worker that serves the master over one). */
@@ -203,6 +237,23 @@ export async function startSmallTargets(
           label: `node:http pipe proxy → ${b.label}'s worker`,
           url: node.url,
           pids: [node.pid],
+        });
+      }
+      if (args.paths.includes('onehop')) {
+        const onehop = await startOnehop(
+          {
+            ONEHOP_TARGET: w.kind === 'tcp' ? w.url : 'http://localhost',
+            ...(w.kind === 'unix' ? { ONEHOP_SOCKET: w.socketPath } : {}),
+          },
+          signal,
+        );
+        stops.push(onehop.stop);
+        targets.push({
+          build: b.key,
+          kind: 'onehop',
+          label: `one-hop prototype → ${b.label}'s worker`,
+          url: onehop.url,
+          pids: [onehop.pid, onehop.backPid],
         });
       }
       if (nginxBinary !== undefined) {

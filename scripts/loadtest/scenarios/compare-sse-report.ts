@@ -151,6 +151,10 @@ function smallTables(small: SmallAggregate[]): Table[] {
       if (other !== undefined && other.medianRps > 0)
         ratioRows.push([`${gg.target.label} ÷ ${other.target.label}`, `${r2(gg.medianRps / other.medianRps)}×`]);
     }
+    const onehop = of('onehop');
+    const node = of('node');
+    if (onehop !== undefined && node !== undefined && node.medianRps > 0)
+      ratioRows.push([`${onehop.target.label} ÷ ${node.target.label}`, `${r2(onehop.medianRps / node.medianRps)}×`]);
   }
   const current = small.find((s) => s.target.build === 'graygate' && s.target.kind === 'graygate');
   const before = small.find((s) => s.target.build === 'baseline' && s.target.kind === 'graygate');
