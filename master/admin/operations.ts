@@ -200,6 +200,11 @@ export class Operations {
     return this.#canaries.abort(name);
   }
 
+  /** POST /admin/versions/:name/canary/promote: the canary gets the pair's whole weight at once. */
+  promoteCanary(name: string): CanaryStatus {
+    return this.#canaries.promote(name);
+  }
+
   /** GET /admin/canaries. */
   canaries(): { canaries: CanaryStatus[] } {
     return { canaries: this.#canaries.list() };

@@ -106,6 +106,11 @@ export function createAdminServer(options: AdminServerOptions): Server {
       /^\/admin\/versions\/([^/]+)\/canary$/,
       async (_req, [name]) => ({ status: 200, body: operations.abortCanary(name!) }),
     ],
+    [
+      'POST',
+      /^\/admin\/versions\/([^/]+)\/canary\/promote$/,
+      async (_req, [name]) => ({ status: 200, body: operations.promoteCanary(name!) }),
+    ],
     ['GET', /^\/admin\/canaries$/, async () => ({ status: 200, body: operations.canaries() })],
   ];
 

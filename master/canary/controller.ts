@@ -97,9 +97,8 @@ export class CanaryController {
     return this.#state === 'running' || this.#state === 'held';
   }
   get canaryPercent(): number {
-    return this.#state === 'running' || this.#state === 'held' || this.#state === 'promoted'
-      ? this.plan.steps[this.#step]!
-      : 0;
+    if (this.#state === 'promoted') return 100; // by the judge at the last step, or by hand from any step
+    return this.#state === 'running' || this.#state === 'held' ? this.plan.steps[this.#step]! : 0;
   }
   /** The pair's combined weight, kept through the whole canary. */
   get pairWeight(): number {
@@ -197,6 +196,18 @@ export class CanaryController {
   abort(reason: string, nowMs: number): void {
     if (!this.isActive) return;
     this.#end('aborted', reason, nowMs);
+  }
+
+  /**
+   * Promotes a running or held canary by hand, from whatever step it is at (Argo Rollouts' `promote --full`): the
+   * canary gets the pair's sum at once and the baseline 0, without waiting for the judge. It ends `promoted`; its
+   * reason says it was by hand and keeps what the judge had said.
+   */
+  promote(by: string, nowMs: number): void {
+    if (!this.isActive) return;
+    const { steps } = this.plan;
+    const at = `step ${this.#step + 1} (${steps[this.#step]} %)${this.#state === 'held' ? ', held' : ''}`;
+    this.#end('promoted', `promoted by hand (${by}) at ${at}; the judge had said: ${this.#reason}`, nowMs);
   }
 
   status(): CanaryStatus {

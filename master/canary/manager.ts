@@ -135,6 +135,20 @@ export class CanaryManager {
     return controller.status();
   }
 
+  /**
+   * POST /admin/versions/:name/canary/promote, running or held: the canary gets the pair's whole weight at once
+   * (Argo Rollouts' `promote --full`). As for a promotion by the judge, a reload or restart applies the file's weights.
+   */
+  promote(name: string): CanaryStatus {
+    this.#versions.require(name);
+    const controller = this.#byCanary.get(name);
+    if (controller === undefined || !controller.isActive)
+      throw new GraygateError('not_found', `version "${name}" has no running or held canary`);
+    controller.promote('POST /admin/versions/:name/canary/promote', this.#now());
+    this.#settle();
+    return controller.status();
+  }
+
   /** The pair's weights once the canary `name` is in is aborted (empty when it is in none). */
   weightsAfterAbort(name: string): Record<string, number> {
     return this.#watching.get(name)?.abortWeights ?? {};

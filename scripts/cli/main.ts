@@ -31,6 +31,8 @@ commands:
                                             start a canary of NAME: step its weight up, judged
                                             against the baseline, promoted or rolled back by itself
   canary status [NAME]                      a canary's state and the numbers behind it (all without NAME)
+  canary promote NAME                       promote NAME's canary now, whatever its step (running
+                                            or held): it gets the pair's whole weight
   canary abort NAME                         stop NAME's canary; its weight goes back to 0
   mock-upstream [--port N] [--format F] [--fail-every N] [--first-byte-ms MS]
                                             run the embedded mock upstream alone; --fail-every:
@@ -80,6 +82,14 @@ async function canaryCommand(
     });
     return print(one, () => formatCanary(one));
   }
+  if (first === 'promote') {
+    if (second === undefined) usage('canary promote needs a version name');
+    const promoted = await callAdmin<CanaryStatusBody>(client(), {
+      method: 'POST',
+      path: `/admin/versions/${encodeURIComponent(second)}/canary/promote`,
+    });
+    return print(promoted, () => formatCanary(promoted));
+  }
   if (first === 'abort') {
     if (second === undefined) usage('canary abort needs a version name');
     const aborted = await callAdmin<CanaryStatusBody>(client(), {
@@ -88,7 +98,7 @@ async function canaryCommand(
     });
     return print(aborted, () => formatCanary(aborted));
   }
-  // `canary start NAME` too, for a version literally named status or abort.
+  // `canary start NAME` too, for a version literally named status, promote or abort.
   const name = first === 'start' ? second : first;
   if (name === undefined) usage('canary needs a version name');
   const body: Record<string, unknown> = {};

@@ -7,6 +7,9 @@ import { drive } from '../helpers/load.js';
 import { scrape } from '../helpers/metrics.js';
 import { runCli } from '../helpers/cli.js';
 
+/** The admin API call, under a name the CLI test's `admin` flags do not shadow. */
+const adminApi = admin;
+
 // SPEC §11, issue 13: canaries judged on the gateway's own outcomes, with
 // real workers of different quality (the test worker's TEST_WORKER_ERROR_EVERY
 // and TEST_WORKER_FIRST_EVENT_MS per version). Each canary here ends by itself;
@@ -90,7 +93,11 @@ t.test('canaries', async (t) => {
     });
     t.equal(started.status, 202);
     t.match(started.body, { version: 'idle', baseline: 'base', state: 'running', step: 0, canaryPercent: 20 });
-    t.same(await weights(), { base: 80, good: 0, bad: 0, slow: 0, hang: 0, idle: 20 }, 'only the pair changed, its sum kept');
+    t.same(
+      await weights(),
+      { base: 80, good: 0, bad: 0, slow: 0, hang: 0, idle: 20 },
+      'only the pair changed, its sum kept',
+    );
     // The judge has looked at the empty step (its reason says so): still running, no verdict.
     let c = await canaryOf(gw, 'idle');
     while (!/not yet/.test(c.reason)) c = await canaryOf(gw, 'idle');
@@ -197,7 +204,11 @@ t.test('canaries', async (t) => {
     t.equal(final.state, 'promoted', final.reason);
     t.same([...load.byStatus.keys()], [200], 'every client request succeeded');
     t.same(new Set(final.decisions.map((d) => d.step)), new Set([0, 1, 2]), 'judged at every step');
-    t.same(await weights(), { base: 0, good: 100, bad: 0, slow: 0, hang: 0, idle: 0 }, 'the canary has the whole weight');
+    t.same(
+      await weights(),
+      { base: 0, good: 100, bad: 0, slow: 0, hang: 0, idle: 0 },
+      'the canary has the whole weight',
+    );
     t.comment(`promoted after ${seconds.toFixed(1)} s and ${load.requests} requests`);
   });
 
@@ -237,6 +248,34 @@ t.test('canaries', async (t) => {
     t.equal(aborted.code, 0);
     t.match(aborted.stdout, /aborted/);
     t.same((await weights()).idle, 0);
+
+    // Promoted by hand (Argo Rollouts' `promote --full`): from its first step, before any verdict.
+    t.equal(
+      (await runCli(['canary', 'idle', '--baseline', 'good', '--steps', '25,100', '--step', '30s', ...admin])).code,
+      0,
+    );
+    const promoted = await runCli(['canary', 'promote', 'idle', ...admin]);
+    t.equal(promoted.code, 0, promoted.stderr);
+    t.match(
+      promoted.stdout,
+      /canary idle \(baseline good\): promoted at step 1\/2 \(25 %\), canary now at 100 % of the pair/,
+    );
+    t.match(
+      promoted.stdout,
+      /why: promoted by hand \(POST \/admin\/versions\/:name\/canary\/promote\) at step 1 \(25 %\)/,
+    );
+    t.same(await weights(), { base: 0, good: 0, bad: 0, slow: 0, hang: 0, idle: 100 }, 'the canary has the pair’s sum');
+    t.equal((await scrape(gw)).sum('graygate_canary_state', { version: 'idle', state: 'promoted' }), 1);
+    const twice = await adminApi<{ error: { code: string } }>(gw, 'POST', '/admin/versions/idle/canary/promote');
+    t.equal(twice.status, 404, 'an ended canary cannot be promoted');
+    t.equal(twice.body.error.code, 'not_found');
+    t.equal((await adminApi(gw, 'POST', '/admin/versions/nope/canary/promote')).status, 404, 'nor an unknown version');
+    t.equal((await adminApi(gw, 'GET', '/admin/versions/idle/canary/promote')).status, 405);
+    t.equal(
+      (await adminApi(gw, 'PUT', '/admin/weights', { good: 100, idle: 0 })).status,
+      200,
+      'weights are free again',
+    );
   });
 
   t.test('a reload aborts a running canary and the file’s weights apply', async (t) => {

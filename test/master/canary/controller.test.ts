@@ -112,3 +112,35 @@ t.test(
     t.same(weights.now, { v1: 100, v2: 0 });
   },
 );
+
+t.test('promoted by hand from any step, running or held: the pair’s sum to the canary at once', async (t) => {
+  const plan = parseCanaryPlan('v2', { steps: [10, 50, 100], stepMs: 0, maxStepMs: 10, minRequests: 1000 }, 'v1');
+  const weights = weightsOf({ v1: 80, v2: 0, v3: 20 });
+  const c = new CanaryController({ plan, weights, log, nowMs: 0, wallMs: 0 });
+  c.begin();
+  t.same(weights.now, { v1: 72, v2: 8, v3: 20 });
+  record(c, 'v1', 10);
+  record(c, 'v2', 10);
+  c.tick(1);
+  t.equal(c.state, 'running', 'too few requests for a verdict');
+  c.promote('test', 2);
+  t.equal(c.state, 'promoted');
+  t.same(weights.now, { v1: 0, v2: 80, v3: 20 }, 'only the pair changes, and its sum is kept');
+  const s = c.status();
+  t.equal(s.canaryPercent, 100, 'at 100 %, though promoted from step 1');
+  t.equal(s.step, 0, 'the step it was promoted from');
+  t.not(s.endedAt, null, 'a promotion ends it');
+  t.match(s.reason, /^promoted by hand \(test\) at step 1 \(10 %\); the judge had said: /);
+  c.promote('again', 3);
+  c.tick(4);
+  t.equal(c.status().reason, s.reason, 'an ended canary is not promoted twice, nor judged');
+
+  // Held (no verdict within maxStepMs): still promotable, and the reason says it was held.
+  const held = new CanaryController({ plan, weights: weightsOf({ v1: 100, v2: 0 }), log, nowMs: 0, wallMs: 0 });
+  held.begin();
+  held.tick(20);
+  t.equal(held.state, 'held');
+  held.promote('test', 21);
+  t.equal(held.state, 'promoted');
+  t.match(held.status().reason, /^promoted by hand \(test\) at step 1 \(10 %\), held; the judge had said: no verdict/);
+});
