@@ -135,7 +135,10 @@ t.test('the worker gets the request target the master read, byte for byte', asyn
   // was a chat call). nginx's `proxy_pass` without a URI forwards the target unchanged; so does the master.
   const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } });
   const targets = ['/x/%2e%2e/echo?a=1', '/x/../echo', '/x/%2E%2e/%2e/echo?b=%2e%2e', '//echo', '/x\\..\\echo'];
-  const conn = await openRaw(gw.url, targets.map(() => 'GET'));
+  const conn = await openRaw(
+    gw.url,
+    targets.map(() => 'GET'),
+  );
   for (const target of targets) conn.write(`GET ${target} HTTP/1.1\r\nHost: gw\r\n\r\n`);
   const answers = await conn.waitFor(targets.length);
   conn.socket.destroy();

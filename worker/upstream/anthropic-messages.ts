@@ -55,7 +55,9 @@ export function anthropicMessages(messages: ChatMessage[]): { system: string[]; 
     // part is left out, and a turn left with nothing is not sent. It says nothing, and Anthropic joins the
     // turns of one role on either side of it.
     if (m.role === 'user') {
-      const blocks = joinTexts(contentParts(m, path, 'anthropic', true)).map(userBlock).filter(isNotEmptyText);
+      const blocks = joinTexts(contentParts(m, path, 'anthropic', true))
+        .map(userBlock)
+        .filter(isNotEmptyText);
       if (resultTurn !== undefined) {
         (resultTurn.content as AnthropicBlock[]).push(...blocks);
         resultTurn = undefined;
