@@ -19,6 +19,8 @@ import type { BodyBudget } from './body-budget.js';
 import { RequestContext } from './request-context.js';
 import { createWorkerProxy, type WorkerProxy } from './proxy.js';
 import { createRequestEnd, type OutcomeSink } from './request-end.js';
+import { DirectConnections } from './direct-connections.js';
+import { DIRECT_HEADER, type DirectOffer } from '../shared/direct.js';
 import type { RelayHooks } from './relay.js';
 
 // The main port's request path (SPEC §3, §4, §4a) as named steps over one
@@ -83,7 +85,8 @@ const HEALTH_PATHS: ReadonlySet<string> = new Set(['/healthz', '/readyz']);
  * Content-Length), and `Expect` (Node answered it; forwarded, it would also hide the request from
  * http-proxy-3's proxyReq event).
  */
-const NOT_FORWARDED: ReadonlySet<string> = new Set([...HOP_BY_HOP_HEADERS, 'content-length', 'expect']);
+// DIRECT_HEADER: only the master offers a client's connection to a worker; a client's own would name another's.
+const NOT_FORWARDED: ReadonlySet<string> = new Set([...HOP_BY_HOP_HEADERS, 'content-length', 'expect', DIRECT_HEADER]);
 /** Methods whose requests carry a body by definition: forwarded with `Content-Length: 0` when empty. */
 const BODY_METHODS: ReadonlySet<string> = new Set(['POST', 'PUT', 'PATCH']);
 
@@ -142,6 +145,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     onBodySent: (ctx) => dropBody(ctx),
   };
   const proxy: WorkerProxy = createWorkerProxy({ log, refuse: (ctx, err) => refuse(ctx, err), hooks });
+  const directConnections = new DirectConnections();
 
   function serve(req: IncomingMessage, res: ServerResponse): void {
     const ctx = new RequestContext(req, res, now());
@@ -325,12 +329,28 @@ export function createGateway(options: GatewayOptions): Gateway {
     if (ctx.body.length > 0 || BODY_METHODS.has(req.method ?? '')) headers['content-length'] = String(ctx.body.length);
     headers['x-request-id'] = ctx.reqId;
     headers['x-graygate-version'] = ctx.version;
-    req.headers = headers;
     const limits = registry.config.limits;
     const upstream = ctx.group!.build.upstream;
+    const idleMs = workerIdleTimeoutMsFor(limits, upstream);
+    if (limits.directStreams) {
+      const conn = directConnections.offer(ctx, lease.worker);
+      if (conn !== undefined) {
+        const keepAlive = ctx.res.shouldKeepAlive && !isClosing();
+        ctx.direct = { keepAlive };
+        const offer: DirectOffer = {
+          conn,
+          keepAlive,
+          sendTimeoutMs: limits.sendTimeoutMs,
+          heartbeatMs: idleMs > 0 ? Math.max(1, Math.floor(idleMs / 3)) : 0,
+          headers: ctx.res.getHeaders(),
+        };
+        headers[DIRECT_HEADER] = JSON.stringify(offer);
+      }
+    }
+    req.headers = headers;
     proxy.forward(ctx, lease.worker, {
       headersMs: limits.workerHeadersTimeoutMs,
-      idleMs: workerIdleTimeoutMsFor(limits, upstream),
+      idleMs,
       sendMs: limits.sendTimeoutMs,
     });
   }

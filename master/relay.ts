@@ -2,6 +2,14 @@ import type { IncomingMessage } from 'node:http';
 import { GraygateError } from '../shared/errors.js';
 import { isEventStream, withoutHopByHop } from '../shared/http-headers.js';
 import type { RequestContext } from './request-context.js';
+import { cutDirect, endUnwritten } from './direct-connections.js';
+import {
+  DIRECT_DONE,
+  DIRECT_FAILED,
+  DIRECT_FIRST_CONTENT,
+  DIRECT_HEADER,
+  DIRECT_SEND_TIMEOUT,
+} from '../shared/direct.js';
 
 // The worker's response → the client (SPEC §4, §4a). One listener per
 // request, nothing allocated per chunk: each chunk restarts the idle timer
@@ -87,6 +95,11 @@ export function relayResponse(
   ctx.headersAtMs = hooks.now();
   hooks.onHeaders(ctx);
 
+  if (ctx.direct !== undefined && proxyRes.headers[DIRECT_HEADER] === '1') {
+    relayDirect(ctx, ctx.direct.keepAlive, proxyRes, idleMs, hooks);
+    return;
+  }
+
   const headers = withoutHopByHop(proxyRes.headers);
   if (hooks.isClosing()) headers['connection'] = 'close';
   ctx.isEventStream = isEventStream(headers['content-type']);
@@ -142,6 +155,60 @@ export function relayResponse(
     if (proxyRes.complete || res.writableEnded || ctx.phase === 'done') return;
     // The worker died or reset mid-response: end the client's stream, never hang (SPEC §4).
     hooks.refuse(ctx, new GraygateError('worker_error', 'the worker stopped in the middle of the response'));
+  });
+}
+
+/** The last control bytes of a direct answer: `E` if its stream failed, then `=` and the bytes written. */
+const DIRECT_END = new RegExp(`(${DIRECT_FAILED}?)${DIRECT_DONE}(\\d+)$`);
+
+/**
+ * limits.directStreams: the worker writes the answer to the client itself and sends the master control bytes
+ * (shared/direct.ts). The master keeps what it owns: the idle timer (the worker's heartbeats restart it), the
+ * canary's facts, and the connection, which it ends without writing or, when the answer cannot be finished, cuts.
+ */
+function relayDirect(
+  ctx: RequestContext,
+  keepAlive: boolean,
+  proxyRes: IncomingMessage,
+  idleMs: number,
+  hooks: RelayHooks,
+): void {
+  ctx.isDirect = true;
+  ctx.isEventStream = true;
+  const status = proxyRes.statusCode ?? 200;
+  ctx.res.statusCode = status; // what the client got, for the log line and the canary, however the answer ends
+  const cut = (code: string): void => {
+    clearTimeout(ctx.workerTimer);
+    ctx.workerTimer = undefined;
+    ctx.errorCode ??= code;
+    if (code !== 'send_timeout') ctx.isStreamFailed = true;
+    cutDirect(ctx);
+    ctx.proxyReq?.destroy();
+  };
+  if (idleMs > 0) ctx.workerTimer = setTimeout(() => cut('worker_timeout'), idleMs);
+  let control = '';
+  proxyRes.setEncoding('latin1');
+  proxyRes.on('data', (text: string) => {
+    ctx.workerTimer?.refresh();
+    if (ctx.firstContentAtMs === 0 && text.includes(DIRECT_FIRST_CONTENT)) ctx.firstContentAtMs = hooks.now();
+    if (text.includes(DIRECT_SEND_TIMEOUT)) return cut('send_timeout');
+    control = (control + text).slice(-32);
+  });
+  proxyRes.once('end', () => {
+    clearTimeout(ctx.workerTimer);
+    ctx.workerTimer = undefined;
+    if (ctx.phase !== 'relay') return;
+    const end = DIRECT_END.exec(control);
+    // Ended without its final report: the worker gave up on the answer half-way (framing unknown).
+    if (end === null) return cut('worker_error');
+    if (end[1] === DIRECT_FAILED) ctx.isStreamFailed = true;
+    ctx.directBytes = Number(end[2]);
+    endUnwritten(ctx.res, status, keepAlive);
+  });
+  proxyRes.once('close', () => {
+    if (proxyRes.complete || ctx.phase !== 'relay') return;
+    // The worker died or reset mid-answer.
+    cut('worker_error');
   });
 }
 

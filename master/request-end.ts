@@ -7,6 +7,7 @@ import { NO_VERSION } from '../shared/metric-names.js';
 import type { MasterMetrics } from './metrics.js';
 import type { BodyBudget } from './body-budget.js';
 import { EMPTY_BODY, type RequestContext } from './request-context.js';
+import { cutDirect } from './direct-connections.js';
 
 // The end of the main port's request path (gateway.ts): `refuse`, the one
 // function that turns any error into the client's answer, and `finish`, which
@@ -102,7 +103,11 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
     ctx.errorCode ??= code;
     if (code === 'internal_error') log.error({ err, reqId: ctx.reqId }, 'unexpected error in the request path');
     if (ctx.version !== undefined && REJECTION_CODES.has(code)) metrics.onRejected(ctx.version, code);
-    if (!ctx.isClientGone && !res.writableEnded) {
+    if (ctx.isDirect) {
+      // The worker writes this answer: where its framing stands is unknown here, so no error can be appended.
+      ctx.isStreamFailed = true;
+      cutDirect(ctx);
+    } else if (!ctx.isClientGone && !res.writableEnded) {
       if (!res.headersSent) {
         if (ctx.version !== undefined) metrics.observeHeaderLatency(ctx.version, (now() - ctx.startedAtMs) / 1000);
         // The connection closes after a refusal that left request bytes unread, and while draining.
@@ -152,7 +157,8 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
     if (ctx.proxyReq === undefined) ctx.lease?.release();
     releaseBody(ctx);
     if (ctx.isHealthCheck) return done();
-    const status = res.headersSent ? res.statusCode : 0; // 0: the client left before any answer
+    // 0: the client left before any answer. A direct answer's status went out from the worker (relay.ts).
+    const status = res.headersSent || ctx.isDirect ? res.statusCode : 0;
     const version = ctx.version ?? NO_VERSION;
     const endMs = now();
     metrics.onRequestDone(version, status);
@@ -174,13 +180,14 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
       path: (req.url ?? '/').split('?', 1)[0],
       status,
       durationMs: Math.round((endMs - ctx.startedAtMs) * 100) / 100,
-      bytesOut: req.socket === null ? undefined : req.socket.bytesWritten - ctx.socketBytesAtStart,
+      bytesOut: ctx.directBytes ?? (req.socket === null ? undefined : req.socket.bytesWritten - ctx.socketBytesAtStart),
       workerPid: ctx.workerPid,
       aborted: isAborted,
     };
     if (isAborted && wasPhase !== 'relay') line['phase'] = wasPhase;
     if (ctx.errorCode !== undefined) line['error'] = ctx.errorCode;
     if (ctx.isStreamFailed) line['streamFailed'] = true;
+    if (ctx.isDirect) line['direct'] = true; // limits.directStreams: the worker wrote this answer to the client
     log.info(line, 'request');
     done();
   }

@@ -1,6 +1,7 @@
 import { fork as nodeFork, type ChildProcess, type ForkOptions } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { Agent, type RequestOptions } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Logger } from '../shared/log.js';
 import { performance } from 'node:perf_hooks';
 import {
@@ -90,6 +91,10 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
   restarts = 0;
   #state: WorkerState = 'starting';
   #child: ChildProcess | undefined;
+  /** limits.directStreams: the connection whose descriptor was sent and not yet taken (0: none). */
+  #connectionInFlight = 0;
+  /** limits.directStreams: connections offered to this worker process, waiting for their turn (one at a time). */
+  #connectionQueue: Array<{ id: number; socket: Socket }> = [];
   #endpoint: WorkerEndpoint | undefined;
   #readyAt = 0;
   #stderrTail: string[] = [];
@@ -181,6 +186,8 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
       serialization: 'json',
     });
     this.#child = child;
+    this.#connectionInFlight = 0;
+    this.#connectionQueue = [];
     collectStderr(child, this.#stderrTail);
     let failure: string | undefined;
     const fail = (reason: string): void => {
@@ -219,6 +226,11 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
             break;
           case 'pong':
             this.#onPong(msg);
+            break;
+          case 'conn-taken':
+            if (this.#connectionInFlight !== msg.id) break;
+            this.#connectionInFlight = 0;
+            this.#sendNextConnection();
             break;
           default:
             assertNever(msg);
@@ -330,6 +342,44 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
     return this.#health.misses;
   }
 
+  /**
+   * limits.directStreams: queues a duplicate of a client connection's descriptor for this worker process (the master
+   * keeps its own and goes on reading). False when the worker cannot take one; the answer then comes through the
+   * master, as it does until the descriptor has arrived.
+   */
+  offerConnection(id: number, socket: Socket): boolean {
+    if (this.#state !== 'ready' || this.#child === undefined || !this.#child.connected) return false;
+    this.#connectionQueue.push({ id, socket });
+    this.#sendNextConnection();
+    return true;
+  }
+
+  // One descriptor in flight at a time: node holds every later message to this worker, its health probes included,
+  // until the worker acknowledges a handle, and a busy worker takes tens of ms to. 300 connections offered at once
+  // held the probes for 12 s, and the worker was killed as unhealthy. A connection that closed while it waited is
+  // skipped, never sent: a handle closed before node's write went out stalls that queue for good.
+  #sendNextConnection(): void {
+    const child = this.#child;
+    while (this.#connectionInFlight === 0 && this.#connectionQueue.length > 0) {
+      const { id, socket } = this.#connectionQueue.shift()!;
+      const handle = (socket as Socket & { _handle: object | null })._handle;
+      if (socket.destroyed || handle === null || child === undefined || !child.connected) continue;
+      this.#connectionInFlight = id;
+      child.send({ type: 'conn', id }, handle as Parameters<ChildProcess['send']>[1], { keepOpen: true }, (err) => {
+        if (err === null || this.#connectionInFlight !== id) return;
+        this.#connectionInFlight = 0;
+        this.#sendNextConnection();
+      });
+    }
+  }
+
+  /** The client connection `id` closed: the worker closes its duplicate (if it is still the process that got it). */
+  closeConnection(id: number, pid: number): void {
+    const child = this.#child;
+    if (child === undefined || child.pid !== pid || !child.connected) return;
+    child.send({ type: 'conn-close', id }, undefined, undefined, ignoreSendError);
+  }
+
   /** Takes the worker out of routing and kills it; its exit counts as a crash, so the supervisor replaces it. */
   markUnhealthy(reason: string): void {
     if (this.#state !== 'ready' && this.#state !== 'draining') return;
@@ -388,3 +438,6 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
     });
   }
 }
+
+/** IPC sends to a worker that is exiting fail; its own exit handling reports that. */
+function ignoreSendError(): void {}

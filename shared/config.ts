@@ -135,6 +135,11 @@ export const configSchema = z.strictObject({
       maxHeaderBytes: positiveInt.min(1024, 'must be ≥ 1024').default(DEFAULTS.limits.maxHeaderBytes),
       maxUrlBytes: positiveInt.min(256, 'must be ≥ 256').default(DEFAULTS.limits.maxUrlBytes),
       maxPipelinedRequests: positiveInt.default(DEFAULTS.limits.maxPipelinedRequests),
+      /**
+       * Issue 10, one hop: a worker writes a streamed answer straight to the client's connection, whose descriptor
+       * the master hands it; the master keeps the request, its timers and its facts. Experimental, off by default.
+       */
+      directStreams: z.boolean({ error: 'must be true or false' }).default(false),
     })
     .prefault({}),
   versions: z.record(versionNameKey, versionSchema),

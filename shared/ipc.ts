@@ -43,21 +43,38 @@ export type MasterToWorker =
   /**
    * Health probe (SPEC §4a): answer with `pong` at once; a worker that misses limits.healthMisses in a row is replaced.
    */
-  | { type: 'ping'; id: number };
+  | { type: 'ping'; id: number }
+  /**
+   * limits.directStreams (issue 10): a duplicate of a client connection's descriptor comes with this message, once per
+   * connection and worker process; requests on that connection name it in `x-graygate-conn`. The worker only writes
+   * to it (the master's parser reads it) and closes its duplicate on `conn-close`.
+   */
+  | { type: 'conn'; id: number }
+  /** The client connection `id` closed in the master: close the duplicate. */
+  | { type: 'conn-close'; id: number };
 
 export type WorkerToMaster =
   | { type: 'ready'; protocol: number; pid: number; address: WorkerAddress }
   | { type: 'fatal'; error: SerializedError }
   | { type: 'metrics'; replyTo: number; metrics: unknown[] }
   /** Answer to `ping`, with what a stuck or bloated worker looks like from inside. */
-  | { type: 'pong'; replyTo: number; rssBytes: number; eventLoopDelayMs: number };
+  | { type: 'pong'; replyTo: number; rssBytes: number; eventLoopDelayMs: number }
+  /** The descriptor of connection `id` (IPC `conn`) arrived: the master may send the next one. */
+  | { type: 'conn-taken'; id: number };
 
-const MASTER_TO_WORKER_TYPES: ReadonlySet<string> = new Set<MasterToWorker['type']>(['shutdown', 'metrics', 'ping']);
+const MASTER_TO_WORKER_TYPES: ReadonlySet<string> = new Set<MasterToWorker['type']>([
+  'shutdown',
+  'metrics',
+  'ping',
+  'conn',
+  'conn-close',
+]);
 const WORKER_TO_MASTER_TYPES: ReadonlySet<string> = new Set<WorkerToMaster['type']>([
   'ready',
   'fatal',
   'metrics',
   'pong',
+  'conn-taken',
 ]);
 
 export function isMasterToWorker(msg: unknown): msg is MasterToWorker {

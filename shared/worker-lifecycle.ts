@@ -27,6 +27,16 @@ export interface WorkerLifecycleOptions {
   onDrain?: () => void;
   /** Listen on this unix socket (WorkerSettings.socketPath); absent: 127.0.0.1 on a free port. */
   socketPath?: string | undefined;
+  /**
+   * A client connection's descriptor from the master (limits.directStreams) and its close. Absent: the handle is
+   * closed at once, and requests naming it are answered through the master as usual.
+   */
+  connections?: { add(id: number, handle: object): void; remove(id: number): void };
+}
+
+/** What child_process hands over for a socket sent as a raw handle: closable. */
+interface RawHandle {
+  close(): void;
 }
 
 // A worker whose master dies before runWorker is reached (still loading, or
@@ -71,7 +81,7 @@ export async function runWorker(options: WorkerLifecycleOptions): Promise<void> 
     server.closeIdleConnections();
   };
 
-  process.on('message', (msg: unknown) => {
+  process.on('message', (msg: unknown, handle: unknown) => {
     if (!isMasterToWorker(msg)) {
       // STYLE §19: the worker treats an unknown message as a protocol error.
       log.error({ msg }, 'protocol error: unknown message from master');
@@ -97,6 +107,15 @@ export async function runWorker(options: WorkerLifecycleOptions): Promise<void> 
         );
         break;
       }
+      case 'conn':
+        send({ type: 'conn-taken', id: msg.id });
+        if (typeof handle !== 'object' || handle === null) break;
+        if (options.connections === undefined || isDraining) (handle as RawHandle).close();
+        else options.connections.add(msg.id, handle);
+        break;
+      case 'conn-close':
+        options.connections?.remove(msg.id);
+        break;
       default:
         assertNever(msg);
     }

@@ -20,6 +20,7 @@ await runWorker({
   log,
   socketPath: settings.socketPath,
   collectMetrics: () => metrics.collect(),
+  connections: worker.connections,
   // The lifecycle closes the HTTP server; the worker server then lets
   // its requests finish and closes the upstream pool and the mock.
   onDrain: () => {

@@ -6,6 +6,7 @@ import { GraygateError, toErrorResponse } from '../shared/errors.js';
 import { sendError } from '../shared/http-headers.js';
 import type { EndpointKind } from './types.js';
 import { handleCall, type CallHandlerOptions } from './call/handler.js';
+import { DirectConnections } from './direct/connections.js';
 import { RequestPreparer, type RequestPreparerOptions } from './call/preparer.js';
 import { unsupportedEndpoint } from './call/prepare.js';
 import { ModelCatalog, type ModelCatalogOptions } from './models/model-catalog.js';
@@ -57,6 +58,8 @@ export interface WorkerServer {
    * mock close. Idempotent.
    */
   close(): Promise<void>;
+  /** The client connections the master handed this worker (limits.directStreams), for runWorker. */
+  connections: DirectConnections;
   /**
    * Aborts now: upstream calls in flight fail with `err` (default
    * shutting_down), so their clients get an error answer or a final SSE error
@@ -104,6 +107,9 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
       );
     },
   });
+  // limits.directStreams: connections the master hands over (IPC, worker-lifecycle.ts) for streamed answers. Held
+  // only when the master offers one, so a reload that turns the option on needs no new workers.
+  const connections = new DirectConnections();
   const calls: CallHandlerOptions = {
     adapter: options.adapter,
     preparer,
@@ -112,6 +118,7 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
     maxBodyBytes: settings.limits.maxBodyBytes,
     log,
     metrics: options.metrics,
+    connections,
   };
 
   let isDraining = false;
@@ -158,6 +165,7 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
   let destroying: Promise<void> | undefined;
   return {
     server,
+    connections,
     close() {
       isDraining = true;
       closing ??= (async () => {

@@ -13,7 +13,7 @@ export type SseWorkload = (typeof SSE_WORKLOADS)[number];
  * compare --sse paths: straight to the upstream, nginx, a minimal
  * node:http proxy, graygate, graygate from --baseline-root.
  */
-export const SSE_PATHS = ['direct', 'nginx', 'node', 'graygate', 'baseline', 'onehop'] as const;
+export const SSE_PATHS = ['direct', 'nginx', 'node', 'graygate', 'baseline', 'onehop', 'direct-streams'] as const;
 export type SsePathKey = (typeof SSE_PATHS)[number];
 /**
  * canary --cases (issue 13): a canary failing 25 % of requests, one whose first token is 400 ms later, one equal to
@@ -86,6 +86,8 @@ export interface Args {
   isHold: boolean;
   /** streams --hold: --ramp-s to open all streams (default 30). */
   rampS: number;
+  /** compare --sse: unrecorded seconds before each streaming window (default 1). */
+  warmS: number;
   /** streams --hold: --hold-s at the full count (default 20). */
   holdS: number;
   /** streams --hold: --max-sockets, graygate maxSocketsPerWorker (default max(1024, streams)). */
@@ -133,7 +135,9 @@ flags:
   --rounds N            compare --sse: interleaved rounds (default 3)
   --workloads a,b       compare --sse: any of ${SSE_WORKLOADS.join(',')} (default all)
   --paths a,b           compare --sse: any of ${SSE_PATHS.join(',')} (default all available but onehop,
-                        a prototype of a one-hop design, not graygate: scripts/loadtest/onehop-prototype.ts)
+                        a prototype of a one-hop design, not graygate: scripts/loadtest/onehop-prototype.ts,
+                        and direct-streams, this graygate with limits.directStreams; give it --warm-s 10 or
+                        more, so that its 300 connections have reached the worker)
   --graygate-root DIR   run the graygate build in DIR (its dist/) instead of this tree
   --baseline-root DIR   compare --sse, backlog: also run the build in DIR as "graygate (before)"
   --cpu-prof-dir DIR    graygate's master and workers run with --cpu-prof; profiles in DIR/<label>/
@@ -141,6 +145,7 @@ flags:
                         does so at the hold); --heap-snapshot adds a heap snapshot of each worker
   --hold                streams: ramp to --streams through graygate and hold them (no direct phase)
   --ramp-s S            streams --hold: seconds to open all streams (default 30)
+  --warm-s S            compare --sse: unrecorded seconds before each streaming window (default 1)
   --hold-s S            streams --hold: seconds to hold the full count (default 20)
   --max-sockets N       streams --hold: graygate maxSocketsPerWorker (default max(1024, streams))
   --upstream-connections N  streams --hold: upstream.maxConnections (default graygate's own)
@@ -212,6 +217,7 @@ export function parseLoadtestArgs(argv: string[]): Args {
       'heap-snapshot': { type: 'boolean', default: false },
       hold: { type: 'boolean', default: false },
       'ramp-s': { type: 'string' },
+      'warm-s': { type: 'string' },
       'hold-s': { type: 'string' },
       'max-sockets': { type: 'string' },
       'upstream-connections': { type: 'string' },
@@ -253,8 +259,11 @@ export function parseLoadtestArgs(argv: string[]): Args {
     isSse: values.sse === true,
     rounds: Math.max(1, positive('rounds', values.rounds, 3)),
     workloads: list('workloads', values.workloads, SSE_WORKLOADS),
-    // onehop is a prototype (scripts/loadtest/onehop-prototype.ts): asked for by name only.
-    paths: list('paths', values.paths, SSE_PATHS).filter((p) => values.paths !== undefined || p !== 'onehop'),
+    // Asked for by name only: onehop, a prototype (scripts/loadtest/onehop-prototype.ts), and direct-streams, graygate
+    // with the experimental limits.directStreams.
+    paths: list('paths', values.paths, SSE_PATHS).filter(
+      (p) => values.paths !== undefined || (p !== 'onehop' && p !== 'direct-streams'),
+    ),
     graygateRoot: values['graygate-root'],
     baselineRoot: values['baseline-root'],
     cpuProfDir: values['cpu-prof-dir'],
@@ -262,6 +271,7 @@ export function parseLoadtestArgs(argv: string[]): Args {
     isHeapSnapshot: values['heap-snapshot'] === true,
     isHold: values.hold === true,
     rampS: positive('ramp-s', values['ramp-s'], 30),
+    warmS: positive('warm-s', values['warm-s'], 1),
     holdS: positive('hold-s', values['hold-s'], 20),
     maxSockets: atLeastOne('max-sockets', values['max-sockets']),
     upstreamConnections: atLeastOne('upstream-connections', values['upstream-connections']),

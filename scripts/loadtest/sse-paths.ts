@@ -51,7 +51,7 @@ export interface SsePath {
 
 /** One graygate build with the helpers that front its worker, for the small-request workload. */
 export interface GraygateBuild {
-  key: 'graygate' | 'baseline';
+  key: 'graygate' | 'baseline' | 'direct-streams';
   label: string;
   root: string;
   gateway: RunningGateway;
@@ -127,7 +127,7 @@ export async function startSsePaths(args: Args, progress: Progress, signal: Abor
     }
 
     const builds: GraygateBuild[] = [];
-    const roots: Array<{ key: 'graygate' | 'baseline'; root: string | undefined; label: string }> = [];
+    const roots: Array<{ key: GraygateBuild['key']; root: string | undefined; label: string }> = [];
     // "graygate" alone; "(current)" beside a baseline; "(<dir>)" when it runs another tree, e.g. "(before)".
     const label =
       args.graygateRoot !== undefined
@@ -138,6 +138,9 @@ export async function startSsePaths(args: Args, progress: Progress, signal: Abor
     if (wanted.has('graygate')) roots.push({ key: 'graygate', root: args.graygateRoot, label });
     if (wanted.has('baseline') && args.baselineRoot !== undefined)
       roots.push({ key: 'baseline', root: args.baselineRoot, label: 'graygate (before)' });
+    // The same build with limits.directStreams: workers write streamed answers to the client (docs/ONE-HOP.md).
+    if (wanted.has('direct-streams'))
+      roots.push({ key: 'direct-streams', root: args.graygateRoot, label: 'graygate, directStreams' });
     for (const r of roots) {
       const entries = buildEntries(r.root);
       progress.phase(`starting ${r.label} from ${entries.root} (master + 1 worker → the mock)`);
@@ -151,6 +154,7 @@ export async function startSsePaths(args: Args, progress: Progress, signal: Abor
         },
         logLevel: args.logLevel,
         root: entries.root,
+        ...(r.key === 'direct-streams' ? { limits: { directStreams: true } } : {}),
         ...launch,
         signal,
       });

@@ -17,6 +17,9 @@ import type { PreparedCall } from './prepare.js';
 import type { CallResponse, OpenedCall } from './call-response.js';
 import { openCall } from './open-call.js';
 import { startProcessingPings } from './processing-pings.js';
+import { DIRECT_HEADER, readDirectOffer } from '../../shared/direct.js';
+import type { DirectConnections } from '../direct/connections.js';
+import type { DirectRoute } from '../direct/direct-answer.js';
 
 // Every POST endpoint that calls the upstream (SPEC §5, §12): chat
 // completions, embeddings, legacy completions, responses. One lifecycle for
@@ -36,6 +39,8 @@ export interface CallHandlerOptions {
   log: Logger;
   /** This worker's metrics (SPEC §9): fed once per request, never per chunk. */
   metrics: WorkerMetrics;
+  /** limits.directStreams: the client connections the master handed this worker. */
+  connections?: DirectConnections | undefined;
 }
 
 /**
@@ -54,6 +59,13 @@ async function readAndPrepare(
   // Issue 9 part 5: a large body's memory moves to the preparer's thread, and the parsed request
   // is not kept: only the upstream body is, until it is handed to the upstream (pipeline.ts).
   return options.preparer.prepare(body, { signal, kind });
+}
+
+/** The master's offer of the client's connection (limits.directStreams), if any and if this worker can take offers. */
+function directRoute(req: IncomingMessage, connections: DirectConnections | undefined): DirectRoute | undefined {
+  if (connections === undefined) return undefined;
+  const offer = readDirectOffer(req.headers[DIRECT_HEADER]);
+  return offer === undefined ? undefined : { offer, connections };
 }
 
 /** nginx's "client closed request": logged when the client left before a status was sent. */
@@ -100,6 +112,7 @@ export async function handleCall(
       created: Math.floor(Date.now() / 1000),
       now: () => performance.now(),
       onFirstToken: (atMs) => metrics.observeFirstToken((atMs - startedMs) / 1000),
+      direct: directRoute(req, options.connections),
     });
     await runPipeline(
       {

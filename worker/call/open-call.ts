@@ -9,6 +9,7 @@ import { BytesRelay } from '../relay/bytes-relay.js';
 import { SseRelay } from '../relay/sse-relay.js';
 import type { OpenedCall } from './call-response.js';
 import { CollectedBody, JsonAnswer } from './json-answer.js';
+import type { DirectRoute } from '../direct/direct-answer.js';
 
 // Which reader and which writer an upstream call gets (SPEC §5, §12):
 //   chat, stream         upstream events → OpenAI chunks → SSE
@@ -34,11 +35,13 @@ export interface OpenCallOptions {
   now: () => number;
   /** The first content of a stream went out, at this `now()` reading. */
   onFirstToken: (atMs: number) => void;
+  /** limits.directStreams: the master offered the client's connection for a streamed answer. */
+  direct?: DirectRoute | undefined;
 }
 
 export function openCall(options: OpenCallOptions): OpenedCall {
   const { kind, call, adapter, res, headers } = options;
-  const stream = { res, headers, now: options.now, onFirstToken: options.onFirstToken };
+  const stream = { res, headers, now: options.now, onFirstToken: options.onFirstToken, direct: options.direct };
   if (kind === 'chat') {
     const state = createStreamState({ id: options.id, created: options.created, model: call.request.model });
     if (call.isStream) {

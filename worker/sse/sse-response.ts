@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import { toSseErrorEvent } from '../../shared/errors.js';
+import { DirectAnswer, type DirectRoute } from '../direct/direct-answer.js';
 import { PING_COMMENT, SSE_HEADERS } from './encoder.js';
 
 // What every streamed answer shares (SPEC §5, issue 3 parts 6–8), chat chunks
@@ -21,6 +22,8 @@ export interface SseResponseOptions {
    * Called once, with the `now()` reading, when the first content event is written (the first-token metric, issue 5).
    */
   onFirstToken?: (atMs: number) => void;
+  /** limits.directStreams: the client's connection was offered; the answer goes straight to it if it is free. */
+  direct?: DirectRoute | undefined;
 }
 
 export abstract class SseResponse {
@@ -32,8 +35,10 @@ export abstract class SseResponse {
   firstTokenAtMs: number | undefined = undefined;
   /** Highest res.writableLength seen: what this stream held in memory on our side. */
   peakBufferedBytes = 0;
-  protected readonly res: ServerResponse;
+  /** Where the answer is written: the master's request, or the client's connection on a direct answer. */
+  private res: ServerResponse;
   readonly #options: SseResponseOptions;
+  #direct: DirectAnswer | undefined = undefined;
   #batch = '';
   // Upstream bytes relayed as they came (queueBytes). Only one of #batch and #bytes holds anything at a time.
   #bytes: Buffer | undefined = undefined;
@@ -48,10 +53,7 @@ export abstract class SseResponse {
     if (this.#bytes !== undefined) this.flush();
     if (isContent) {
       this.contentChunks++;
-      if (this.firstTokenAtMs === undefined) {
-        this.firstTokenAtMs = this.#options.now();
-        this.#options.onFirstToken?.(this.firstTokenAtMs);
-      }
+      if (this.firstTokenAtMs === undefined) this.#onFirstContent();
     }
     this.#batch += text;
   }
@@ -65,12 +67,16 @@ export abstract class SseResponse {
     if (this.#bytes !== undefined || this.#batch !== '') this.flush();
     if (contentEvents > 0) {
       this.contentChunks += contentEvents;
-      if (this.firstTokenAtMs === undefined) {
-        this.firstTokenAtMs = this.#options.now();
-        this.#options.onFirstToken?.(this.firstTokenAtMs);
-      }
+      if (this.firstTokenAtMs === undefined) this.#onFirstContent();
     }
     this.#bytes = bytes;
+  }
+
+  #onFirstContent(): void {
+    this.firstTokenAtMs = this.#options.now();
+    this.#options.onFirstToken?.(this.firstTokenAtMs);
+    // Queued, so written at the next flush: the master's mark follows the client's bytes closely enough.
+    this.#direct?.firstContent();
   }
 
   flush(): boolean {
@@ -104,7 +110,8 @@ export abstract class SseResponse {
     // an ended response would not, so it is never corked).
     if (!this.res.writableEnded) this.res.socket?.cork();
     this.flush();
-    this.res.end();
+    if (this.#direct !== undefined) this.#direct.end();
+    else this.res.end();
   }
 
   get isCommitted(): boolean {
@@ -118,13 +125,16 @@ export abstract class SseResponse {
     this.#bytes = undefined;
     this.res.socket?.cork();
     this.#write(Buffer.from(toSseErrorEvent(err), 'utf8'));
-    this.res.end();
+    if (this.#direct !== undefined) {
+      this.#direct.fail();
+      this.#direct.end();
+    } else this.res.end();
   }
 
   #write(buf: Buffer): boolean {
+    if (!this.res.headersSent) this.#commit();
     const res = this.res;
     if (res.destroyed) return true;
-    if (!res.headersSent) res.writeHead(200, { ...this.#options.headers, ...SSE_HEADERS });
     this.bytesOut += buf.length;
     // Corked around the write, as in master/relay.ts: node:http frames the chunk (size, data, CRLF)
     // into one writev now instead of scheduling a nextTick to uncork (issue 10: no tick per event).
@@ -133,6 +143,20 @@ export abstract class SseResponse {
     const isReady = res.write(buf);
     socket?.uncork();
     if (res.writableLength > this.peakBufferedBytes) this.peakBufferedBytes = res.writableLength;
+    if (!isReady) this.#direct?.behind();
     return isReady;
+  }
+
+  /** The status goes out: to the client's connection when it was offered and is free, else to the master. */
+  #commit(): void {
+    const headers = { ...this.#options.headers, ...SSE_HEADERS };
+    const route = this.#options.direct;
+    const direct = route === undefined ? undefined : DirectAnswer.open(route, this.res, headers);
+    if (direct === undefined) {
+      if (!this.res.destroyed) this.res.writeHead(200, headers);
+      return;
+    }
+    this.#direct = direct;
+    this.res = direct.client;
   }
 }

@@ -50,7 +50,7 @@ async function runStreamRound(
       body: chatBody({ tokens: shape.tokens, intervalMs: shape.intervalMs }),
       slots: shape.slots,
       rampMs: streamMs,
-      warmMs: Math.min(1000, windowMs / 2),
+      warmMs: ctx.args.warmS === 1 ? Math.min(1000, windowMs / 2) : ctx.args.warmS * 1000,
       windowMs,
       streamTimeoutMs: streamMs + 30_000,
       firstTokens: round,

@@ -1,0 +1,103 @@
+import type { ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { RequestContext } from './request-context.js';
+
+// limits.directStreams (issue 10, docs/ONE-HOP.md): one hop for streamed
+// answers. The master parses, routes, admits and forwards each request as
+// always, and offers the worker the client's connection: a duplicate of its
+// descriptor goes to the worker process over IPC, once per connection and
+// process, and the request names it (`x-graygate-direct`). A worker that
+// streams its answer writes it straight to the client and answers the master
+// with a few control bytes (direct-control.ts); the master never sees a token.
+// Its parser keeps the connection: when the worker is done, the master ends its
+// own response without writing a byte and reads the next request.
+
+/** What the master needs of a worker process to offer it connections (worker-handle.ts). */
+export interface ConnectionHolder {
+  readonly pid: number | undefined;
+  offerConnection(id: number, socket: Socket): boolean;
+  closeConnection(id: number, pid: number): void;
+}
+
+interface Offered {
+  id: number;
+  /** Worker processes holding a duplicate, by pid (a restarted worker is a new process with none). */
+  holders: Map<number, ConnectionHolder>;
+}
+
+/** The libuv handle behind a net.Socket: what child_process sends (SCM_RIGHTS). */
+interface WithHandle {
+  _handle: object | null;
+}
+
+export class DirectConnections {
+  readonly #offered = new WeakMap<Socket, Offered>();
+  #nextId = 0;
+
+  /**
+   * The id under which `worker` holds the client connection of `ctx`, sending it a duplicate first if it has none;
+   * undefined when this request cannot be answered directly: not HTTP/1.1, not a POST, or bytes of the master's
+   * still unsent on the connection (a `100 Continue`), or the worker cannot take a descriptor now.
+   */
+  offer(ctx: RequestContext, worker: ConnectionHolder): number | undefined {
+    const { req } = ctx;
+    const socket = req.socket;
+    const pid = worker.pid;
+    const handle = (socket as Socket & WithHandle)._handle;
+    if (req.httpVersion !== '1.1' || req.method !== 'POST' || pid === undefined || handle === null) return undefined;
+    if (socket.destroyed || socket.writableLength > 0) return undefined;
+    let offered = this.#offered.get(socket);
+    if (offered === undefined) {
+      offered = { id: ++this.#nextId, holders: new Map() };
+      this.#offered.set(socket, offered);
+      const closing = offered;
+      // A duplicate keeps the connection open after the master's own descriptor is closed: every holder lets go.
+      socket.once('close', () => {
+        for (const [holderPid, holder] of closing.holders) holder.closeConnection(closing.id, holderPid);
+        closing.holders.clear();
+      });
+    }
+    if (!offered.holders.has(pid)) {
+      // Sent in turn (worker-handle.ts): until it arrives, the worker answers this connection through the master.
+      if (!worker.offerConnection(offered.id, socket)) return undefined;
+      offered.holders.set(pid, worker);
+    }
+    return offered.id;
+  }
+}
+
+/** node:http's own fields of a response, set so that end() writes nothing: the worker wrote the whole answer. */
+interface Unwritten {
+  _header: string | null;
+  _headerSent: boolean;
+  _hasBody: boolean;
+  _last: boolean;
+}
+
+/**
+ * Ends the master's response to a request the worker answered directly, without writing a byte; `keepAlive` false
+ * closes the connection after it, as the `Connection: close` the worker wrote says. The server then reads the
+ * connection's next request as after any answer.
+ */
+export function endUnwritten(res: ServerResponse, statusCode: number, keepAlive: boolean): void {
+  const r = res as ServerResponse & Unwritten;
+  res.statusCode = statusCode;
+  r._header = `HTTP/1.1 ${statusCode} (written by the worker)\r\n\r\n`;
+  r._headerSent = true;
+  r._hasBody = false;
+  r._last = !keepAlive;
+  res.end();
+}
+
+/**
+ * A direct answer that cannot be finished: where the worker's chunked framing stands is unknown to the master, so
+ * no error event can be appended (SPEC §4 allows the reset for a worker that dies mid-stream). The connection is
+ * shut down (FIN now, whatever duplicate the worker still holds), then closed.
+ */
+export function cutDirect(ctx: RequestContext): void {
+  const socket = ctx.req.socket;
+  if (socket.destroyed) return;
+  if (!socket.writable) return void socket.destroy();
+  socket.once('finish', () => socket.destroy());
+  socket.end();
+}

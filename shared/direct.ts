@@ -1,0 +1,57 @@
+import type { OutgoingHttpHeaders } from 'node:http';
+
+// limits.directStreams (issue 10, docs/ONE-HOP.md): what master and worker say
+// to each other about a direct answer. The master offers the client's
+// connection in a request header; a worker that takes it answers the master
+// with DIRECT_HEADER: 1 and a body of control bytes instead of the answer:
+//   F      the first content event went to the client (the canary's first token)
+//   .      still alive (every heartbeatMs, so the master's idle timer holds)
+//   T      the client read nothing for sendTimeoutMs: the master closes it
+//   E      (at the end) the stream ended with an error event
+//   =N     (last) done: N bytes written to the client
+// The master strips the header from what clients send (gateway.ts NOT_FORWARDED).
+
+export const DIRECT_HEADER = 'x-graygate-direct';
+
+export const DIRECT_FIRST_CONTENT = 'F';
+export const DIRECT_ALIVE = '.';
+export const DIRECT_SEND_TIMEOUT = 'T';
+export const DIRECT_FAILED = 'E';
+export const DIRECT_DONE = '=';
+
+export interface DirectOffer {
+  /** The connection, as the master sent its descriptor (IPC `conn`). */
+  conn: number;
+  /** The master's server keeps the connection after this answer; otherwise the answer says `Connection: close`. */
+  keepAlive: boolean;
+  /** limits.sendTimeoutMs: the longest the client may read nothing of an answer it is behind on. */
+  sendTimeoutMs: number;
+  /** Control byte `.` at least this often, ms; 0: none (the master has no idle timer). */
+  heartbeatMs: number;
+  /** The master's own response headers (x-graygate-version, x-request-id, CORS, sticky cookie). */
+  headers: OutgoingHttpHeaders;
+}
+
+/** The offer from its header; undefined when absent or malformed (the answer then goes through the master). */
+export function readDirectOffer(value: string | string[] | undefined): DirectOffer | undefined {
+  if (typeof value !== 'string') return undefined;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(value);
+  } catch {
+    return undefined;
+  }
+  if (typeof raw !== 'object' || raw === null) return undefined;
+  const o = raw as Record<string, unknown>;
+  const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+  if (!isCount(o['conn']) || !isCount(o['sendTimeoutMs']) || !isCount(o['heartbeatMs'])) return undefined;
+  if (typeof o['keepAlive'] !== 'boolean' || typeof o['headers'] !== 'object' || o['headers'] === null)
+    return undefined;
+  return {
+    conn: o['conn'],
+    keepAlive: o['keepAlive'],
+    sendTimeoutMs: o['sendTimeoutMs'],
+    heartbeatMs: o['heartbeatMs'],
+    headers: o['headers'] as OutgoingHttpHeaders,
+  };
+}

@@ -1,0 +1,187 @@
+import t, { type Test } from 'tap';
+import { once } from 'node:events';
+import { Agent, request } from 'node:http';
+import { admin, startGateway, TEST_WORKER_ENTRY, type Gateway } from '../helpers/gateway.js';
+import { startMockUpstream, BASE_PATHS, type MockStream } from '../../shared/mock-upstream/index.js';
+import { postStream, chatBody, type StreamClient } from '../worker/fixtures/sse-client.js';
+import { waitForStatus } from '../helpers/wait.js';
+
+// limits.directStreams (issue 10, docs/ONE-HOP.md): a worker writes a streamed
+// answer straight to the client's connection, whose descriptor the master
+// handed it; the master keeps the request, its timers and its facts. A
+// connection's descriptor reaches a worker once, in turn, so its first
+// requests may still come through the master: each test sends streams on one
+// keep-alive connection until the master's log line says `direct`.
+
+interface LogLine {
+  msg?: string;
+  reqId?: string;
+  direct?: boolean;
+  status?: number;
+  bytesOut?: number;
+  aborted?: boolean;
+  error?: string;
+  streamFailed?: boolean;
+}
+
+function requestLine(gw: Gateway, reqId: string): LogLine | undefined {
+  for (const raw of gw.output().split('\n')) {
+    if (!raw.includes(reqId)) continue;
+    const line = JSON.parse(raw) as LogLine;
+    if (line.msg === 'request' && line.reqId === reqId) return line;
+  }
+  return undefined;
+}
+
+/** Waits for the master's log line of `reqId` (written when the request ends: the event, polled in the output). */
+async function lineOf(gw: Gateway, reqId: string): Promise<LogLine> {
+  for (;;) {
+    const line = requestLine(gw, reqId);
+    if (line !== undefined) return line;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+}
+
+const isDone = (s: StreamClient): boolean => s.data.at(-1) === '[DONE]';
+
+t.test('directStreams', async (t) => {
+  const mock = await startMockUpstream({});
+  t.teardown(() => mock.close());
+  const openai = { format: 'openai', url: mock.url + BASE_PATHS.openai };
+  const gw = await startGateway(
+    t,
+    {
+      limits: { directStreams: true, sendTimeoutMs: 500 },
+      versions: { v1: { weight: 1, upstream: openai }, echo: { entry: TEST_WORKER_ENTRY, weight: 0 } },
+    },
+    { env: { LOG_LEVEL: 'info' } },
+  );
+  const url = `${gw.url}/v1/chat/completions?version=v1`;
+
+  /** Streams on `agent`'s one connection until an answer comes straight from the worker; returns it. */
+  async function untilDirect(tt: Test, agent: Agent): Promise<StreamClient> {
+    for (let i = 0; i < 200; i++) {
+      const s = await postStream(url, chatBody('[mock tokens=5 interval-ms=1]'), {}, agent);
+      await s.done;
+      if (!isDone(s)) tt.fail('every answer is whole, direct or not');
+      const line = await lineOf(gw, String(s.headers['x-request-id']));
+      if (line.direct === true) return s;
+    }
+    throw new Error('no answer came straight from the worker in 200 streams');
+  }
+
+  t.test('streamed answers go straight to the client; the connection serves every kind of request', async (t) => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    t.teardown(() => agent.destroy());
+    const direct = await untilDirect(t, agent);
+    t.equal(direct.status, 200);
+    t.equal(direct.headers['x-graygate-version'], 'v1', "the master's headers are on the worker's answer");
+    t.match(String(direct.headers['content-type']), /^text\/event-stream/);
+    t.ok(direct.text().length > 0, 'content came');
+    const line = await lineOf(gw, String(direct.headers['x-request-id']));
+    t.equal(line.status, 200);
+    t.ok((line.bytesOut ?? 0) > 0, 'the bytes the worker wrote are in the log line');
+    t.notOk(line.aborted);
+
+    // The same connection, next: a relayed JSON answer, a non-streamed chat, and a direct stream again.
+    const socket = direct.res.socket;
+    const models = await new Promise<{ status: number; body: string; reused: boolean }>((resolve, reject) => {
+      const req = request(`${gw.url}/v1/models?version=v1`, { agent }, (res) => {
+        let body = '';
+        res.setEncoding('utf8').on('data', (c: string) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body, reused: req.reusedSocket }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    t.equal(models.status, 200);
+    t.ok(models.reused, 'on the same connection');
+    t.match(JSON.parse(models.body), { object: 'list' });
+    const whole = await postStream(url, chatBody('[mock tokens=3]', { stream: false }), {}, agent);
+    await whole.done;
+    t.equal(whole.status, 200, 'a non-streamed answer through the master');
+    const again = await postStream(url, chatBody('[mock tokens=3 interval-ms=1]'), {}, agent);
+    await again.done;
+    t.ok(isDone(again));
+    t.equal(again.res.socket, socket, 'still the same connection');
+    t.equal(
+      (await lineOf(gw, String(again.headers['x-request-id']))).direct,
+      true,
+      'and again straight from the worker',
+    );
+  });
+
+  t.test('a client that leaves mid-stream ends the upstream call', async (t) => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    t.teardown(() => agent.destroy());
+    await untilDirect(t, agent);
+    const upstream = once(mock.events, 'stream').then(([s]) => s as MockStream);
+    const s = await postStream(url, chatBody('[mock tokens=50 fault=stall after=3]'), {}, agent);
+    const handle = await upstream;
+    await s.until(() => s.data.length >= 3);
+    const closed = once(handle, 'close');
+    s.req.destroy();
+    await closed;
+    t.equal(handle.isComplete, false, 'the mock saw its connection close before the answer was complete');
+    const line = await lineOf(gw, String(s.headers['x-request-id']));
+    t.equal(line.direct, true);
+    t.equal(line.aborted, true);
+  });
+
+  t.test('a worker killed mid-stream ends the client’s stream, never hangs', async (t) => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    t.teardown(() => agent.destroy());
+    await untilDirect(t, agent);
+    const s = await postStream(url, chatBody('[mock tokens=1000 interval-ms=20]'), {}, agent);
+    await s.until(() => s.data.length >= 3);
+    const { body } = await admin<{ versions: Record<string, { workers: Array<{ pid?: number }> }> }>(
+      gw,
+      'GET',
+      '/admin/status',
+    );
+    const killed = body.versions['v1']!.workers[0]!.pid!;
+    process.kill(killed, 'SIGKILL');
+    const { isComplete } = await s.done;
+    t.notOk(isComplete && isDone(s), 'no [DONE]: the stream was cut');
+    const line = await lineOf(gw, String(s.headers['x-request-id']));
+    t.equal(line.direct, true);
+    t.equal(line.error, 'worker_error');
+    t.equal(line.streamFailed, true, 'a failed stream for the canary');
+    // The next tests need v1 again: its replacement is ready.
+    await waitForStatus(
+      gw,
+      (v) => v['v1']!.workers.some((w) => w.pid !== killed && w.state === 'ready'),
+      'a new v1 worker',
+    );
+  });
+
+  t.test('a client that reads nothing for sendTimeoutMs is cut, and so is its upstream call', async (t) => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    t.teardown(() => agent.destroy());
+    await untilDirect(t, agent);
+    const upstream = once(mock.events, 'stream').then(([s]) => s as MockStream);
+    const s = await postStream(url, chatBody('[mock tokens=32768 token-size=1024]'), {}, agent);
+    s.res.pause(); // read nothing more, ever
+    const stream = await upstream;
+    if (!stream.isClosed) await once(stream, 'close');
+    t.notOk(stream.isComplete, 'the upstream call was cut before its end');
+    const line = await lineOf(gw, String(s.headers['x-request-id']));
+    t.equal(line.direct, true);
+    t.equal(line.error, 'send_timeout', 'the master logged why');
+  });
+
+  t.test('a client cannot offer a connection: its own x-graygate-direct never reaches a worker', async (t) => {
+    const forged = JSON.stringify({ conn: 1, keepAlive: true, sendTimeoutMs: 1000, heartbeatMs: 0, headers: {} });
+    const res = await fetch(`${gw.url}/echo?version=echo`, {
+      method: 'POST',
+      headers: { 'x-graygate-direct': forged },
+    });
+    const echoed = (await res.json()) as { headers: Record<string, string> };
+    t.equal(res.status, 200);
+    t.not(
+      echoed.headers['x-graygate-direct'],
+      forged,
+      "the client's own is dropped (the master may add its own offer)",
+    );
+  });
+});

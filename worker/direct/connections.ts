@@ -1,0 +1,48 @@
+import { Socket, type SocketConstructorOpts } from 'node:net';
+
+// limits.directStreams (issue 10, docs/ONE-HOP.md): the client connections
+// the master handed this worker (IPC `conn`), by the master's id. Each is a
+// write-only socket around a duplicate descriptor: the master's parser reads
+// the connection, this process only writes answers to it, one at a time.
+// Closing one closes this process's duplicate only; the master ends the
+// connection itself.
+
+/** What node:http sets on a socket while a response is written to it. */
+interface WithMessage {
+  _httpMessage?: unknown;
+}
+
+export class DirectConnections {
+  readonly #sockets = new Map<number, Socket>();
+
+  /** IPC `conn`: the descriptor of connection `id`. */
+  add(id: number, handle: object): void {
+    this.remove(id);
+    // `handle` is a constructor option node has not typed (child_process uses it for received handles).
+    const socket = new Socket({ handle, readable: false, writable: true } as SocketConstructorOpts);
+    // The client left (EPIPE, reset): the master sees it too, and ends the request.
+    socket.on('error', () => undefined);
+    socket.once('close', () => {
+      if (this.#sockets.get(id) === socket) this.#sockets.delete(id);
+    });
+    this.#sockets.set(id, socket);
+  }
+
+  /** IPC `conn-close`: the master closed connection `id`. */
+  remove(id: number): void {
+    const socket = this.#sockets.get(id);
+    this.#sockets.delete(id);
+    socket?.destroy();
+  }
+
+  /** Connection `id`, if this worker holds it and no answer is being written to it. */
+  free(id: number): Socket | undefined {
+    const socket = this.#sockets.get(id);
+    if (socket === undefined || socket.destroyed || (socket as Socket & WithMessage)._httpMessage) return undefined;
+    return socket;
+  }
+
+  get size(): number {
+    return this.#sockets.size;
+  }
+}
