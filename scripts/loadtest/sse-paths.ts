@@ -221,6 +221,8 @@ export async function startSmallTargets(
   const nginxBinary = args.paths.includes('nginx') ? findNginx() : undefined;
   try {
     for (const b of setup.builds) {
+      // limits.directStreams changes streamed answers only: GET /v1/models would measure graygate again.
+      if (b.key === 'direct-streams') continue;
       targets.push({ build: b.key, kind: 'graygate', label: b.label, url: b.gateway.url, pids: [b.masterPid] });
       const w = b.worker;
       if (w === undefined) continue;

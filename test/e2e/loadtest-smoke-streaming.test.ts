@@ -11,7 +11,7 @@ t.test('swap', async (t) => {
 });
 
 t.test('compare --sse: streaming workloads and GET /v1/models on every path', async (t) => {
-  // onehop: issue 10's one-hop design as a prototype (not graygate), smoke-tested so its figures stay reproducible.
+  // direct-streams: graygate with limits.directStreams (issue 10), as its benchmark runs it.
   // nginx's column is the plain compare's to smoke-test; here it would only add two more processes.
   const report = await smoke(
     t,
@@ -31,7 +31,7 @@ t.test('compare --sse: streaming workloads and GET /v1/models on every path', as
       '--workloads',
       'loaded,small',
       '--paths',
-      'direct,node,onehop,graygate',
+      'direct,node,graygate,direct-streams',
     ],
     SSE_RUN_BOUND_MS,
   );
@@ -42,16 +42,16 @@ t.test('compare --sse: streaming workloads and GET /v1/models on every path', as
   const keys = results.loaded.map((a) => a.key);
   t.same(
     keys,
-    ['direct', 'node', 'onehop', 'graygate'],
-    'direct, the node proxy, the one-hop prototype and graygate ran',
+    ['direct', 'node', 'graygate', 'direct-streams'],
+    'direct, the node proxy, graygate and graygate with limits.directStreams ran',
   );
   for (const a of results.loaded) {
     t.ok(a.streams > 0, `${a.key}: streams measured`);
     t.equal(a.failed, 0, `${a.key}: no stream failed`);
   }
   t.ok(
-    ['graygate', 'node', 'onehop'].every((kind) => results.small.some((s) => s.target.kind === kind)),
-    'small requests through graygate, the node proxy and the one-hop prototype',
+    ['graygate', 'node'].every((kind) => results.small.some((s) => s.target.kind === kind)),
+    'small requests through graygate and the node proxy',
   );
 });
 
