@@ -337,9 +337,12 @@ export function createGateway(options: GatewayOptions): Gateway {
       if (conn !== undefined) {
         const keepAlive = ctx.res.shouldKeepAlive && !isClosing();
         ctx.direct = { keepAlive };
+        // node:http's own `Keep-Alive: timeout=N` (its keepAliveTimeout), which relayed answers carry too.
+        const server = (req.socket as { server?: { keepAliveTimeout?: number } }).server;
         const offer: DirectOffer = {
           conn,
           keepAlive,
+          keepAliveTimeoutS: Math.floor((server?.keepAliveTimeout ?? 0) / 1000),
           sendTimeoutMs: limits.sendTimeoutMs,
           heartbeatMs: idleMs > 0 ? Math.max(1, Math.floor(idleMs / 3)) : 0,
           headers: ctx.res.getHeaders(),

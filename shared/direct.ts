@@ -24,6 +24,8 @@ export interface DirectOffer {
   conn: number;
   /** The master's server keeps the connection after this answer; otherwise the answer says `Connection: close`. */
   keepAlive: boolean;
+  /** The master's keep-alive timeout in whole seconds, for the `Keep-Alive: timeout=N` its own answers carry; 0: none. */
+  keepAliveTimeoutS: number;
   /** limits.sendTimeoutMs: the longest the client may read nothing of an answer it is behind on. */
   sendTimeoutMs: number;
   /** Control byte `.` at least this often, ms; 0: none (the master has no idle timer). */
@@ -45,11 +47,13 @@ export function readDirectOffer(value: string | string[] | undefined): DirectOff
   const o = raw as Record<string, unknown>;
   const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
   if (!isCount(o['conn']) || !isCount(o['sendTimeoutMs']) || !isCount(o['heartbeatMs'])) return undefined;
+  if (!isCount(o['keepAliveTimeoutS'])) return undefined;
   if (typeof o['keepAlive'] !== 'boolean' || typeof o['headers'] !== 'object' || o['headers'] === null)
     return undefined;
   return {
     conn: o['conn'],
     keepAlive: o['keepAlive'],
+    keepAliveTimeoutS: o['keepAliveTimeoutS'],
     sendTimeoutMs: o['sendTimeoutMs'],
     heartbeatMs: o['heartbeatMs'],
     headers: o['headers'] as OutgoingHttpHeaders,

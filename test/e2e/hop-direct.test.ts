@@ -85,16 +85,28 @@ t.test('directStreams', async (t) => {
 
     // The same connection, next: a relayed JSON answer, a non-streamed chat, and a direct stream again.
     const socket = direct.res.socket;
-    const models = await new Promise<{ status: number; body: string; reused: boolean }>((resolve, reject) => {
-      const req = request(`${gw.url}/v1/models?version=v1`, { agent }, (res) => {
-        let body = '';
-        res.setEncoding('utf8').on('data', (c: string) => (body += c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body, reused: req.reusedSocket }));
-      });
-      req.on('error', reject);
-      req.end();
-    });
+    const models = await new Promise<{ status: number; body: string; reused: boolean; keepAlive: unknown }>(
+      (resolve, reject) => {
+        const req = request(`${gw.url}/v1/models?version=v1`, { agent }, (res) => {
+          let body = '';
+          res.setEncoding('utf8').on('data', (c: string) => (body += c));
+          res.on('end', () =>
+            resolve({
+              status: res.statusCode ?? 0,
+              body,
+              reused: req.reusedSocket,
+              keepAlive: res.headers['keep-alive'],
+            }),
+          );
+        });
+        req.on('error', reject);
+        req.end();
+      },
+    );
     t.equal(models.status, 200);
+    t.match(models.keepAlive, /^timeout=\d+$/);
+    t.equal(direct.headers['keep-alive'], models.keepAlive, 'the same Keep-Alive as an answer through the master');
+    t.equal(direct.headers['connection'], 'keep-alive');
     t.ok(models.reused, 'on the same connection');
     t.match(JSON.parse(models.body), { object: 'list' });
     const whole = await postStream(url, chatBody('[mock tokens=3]', { stream: false }), {}, agent);

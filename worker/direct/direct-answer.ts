@@ -61,7 +61,9 @@ export class DirectAnswer {
     const client = new ServerResponse(req);
     client.shouldKeepAlive = offer.keepAlive;
     client.assignSocket(socket);
-    client.writeHead(200, { ...offer.headers, ...headers });
+    const keepAlive =
+      offer.keepAlive && offer.keepAliveTimeoutS > 0 ? { 'keep-alive': `timeout=${offer.keepAliveTimeoutS}` } : {};
+    client.writeHead(200, { ...offer.headers, ...keepAlive, ...headers });
     this.client = client;
     client.on('drain', () => this.#clearSendTimer());
     // The connection closed mid-answer (the client left; the master closed its side and then ours): the call ends,
