@@ -24,7 +24,7 @@ export interface DirectOffer {
   conn: number;
   /** The master's server keeps the connection after this answer; otherwise the answer says `Connection: close`. */
   keepAlive: boolean;
-  /** The master's keep-alive timeout in whole seconds, for the `Keep-Alive: timeout=N` its own answers carry; 0: none. */
+  /** The master's keep-alive timeout in whole seconds, for the `Keep-Alive: timeout=N` of its answers; 0: none. */
   keepAliveTimeoutS: number;
   /** limits.sendTimeoutMs: the longest the client may read nothing of an answer it is behind on. */
   sendTimeoutMs: number;
