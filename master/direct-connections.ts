@@ -8,7 +8,7 @@ import type { RequestContext } from './request-context.js';
 // descriptor goes to the worker process over IPC, once per connection and
 // process, and the request names it (`x-graygate-direct`). A worker that
 // streams its answer writes it straight to the client and answers the master
-// with a few control bytes (direct-control.ts); the master never sees a token.
+// with a few control bytes (shared/direct.ts); the master never sees a token.
 // Its parser keeps the connection: when the worker is done, the master ends its
 // own response without writing a byte and reads the next request.
 

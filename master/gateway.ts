@@ -332,10 +332,12 @@ export function createGateway(options: GatewayOptions): Gateway {
     const limits = registry.config.limits;
     const upstream = ctx.group!.build.upstream;
     const idleMs = workerIdleTimeoutMsFor(limits, upstream);
-    if (limits.directStreams) {
+    // A connection that closes after this answer is not offered: its descriptor would cost a transfer, and hold the
+    // worker's queue, for at most one answer.
+    const keepAlive = ctx.res.shouldKeepAlive && !isClosing();
+    if (limits.directStreams && keepAlive) {
       const conn = directConnections.offer(ctx, lease.worker);
       if (conn !== undefined) {
-        const keepAlive = ctx.res.shouldKeepAlive && !isClosing();
         ctx.direct = { keepAlive };
         // node:http's own `Keep-Alive: timeout=N` (its keepAliveTimeout), which relayed answers carry too.
         const server = (req.socket as { server?: { keepAliveTimeout?: number } }).server;

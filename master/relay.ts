@@ -4,6 +4,7 @@ import { isEventStream, withoutHopByHop } from '../shared/http-headers.js';
 import type { RequestContext } from './request-context.js';
 import { cutDirect, endUnwritten } from './direct-connections.js';
 import {
+  DIRECT_CLIENT_GONE,
   DIRECT_DONE,
   DIRECT_FAILED,
   DIRECT_FIRST_CONTENT,
@@ -187,11 +188,19 @@ function relayDirect(
   };
   if (idleMs > 0) ctx.workerTimer = setTimeout(() => cut('worker_timeout'), idleMs);
   let control = '';
+  let isClientGone = false;
   proxyRes.setEncoding('latin1');
   proxyRes.on('data', (text: string) => {
     ctx.workerTimer?.refresh();
     if (ctx.firstContentAtMs === 0 && text.includes(DIRECT_FIRST_CONTENT)) ctx.firstContentAtMs = hooks.now();
     if (text.includes(DIRECT_SEND_TIMEOUT)) return cut('send_timeout');
+    if (text.includes(DIRECT_CLIENT_GONE)) {
+      // The client left under the worker's writes: the master's own socket tells it so too, soon; nobody's error.
+      isClientGone = true;
+      clearTimeout(ctx.workerTimer);
+      ctx.workerTimer = undefined;
+      return cutDirect(ctx);
+    }
     control = (control + text).slice(-32);
   });
   proxyRes.once('end', () => {
@@ -206,7 +215,7 @@ function relayDirect(
     endUnwritten(ctx.res, status, keepAlive);
   });
   proxyRes.once('close', () => {
-    if (proxyRes.complete || ctx.phase !== 'relay') return;
+    if (proxyRes.complete || ctx.phase !== 'relay' || isClientGone) return;
     // The worker died or reset mid-answer.
     cut('worker_error');
   });

@@ -180,7 +180,12 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
       path: (req.url ?? '/').split('?', 1)[0],
       status,
       durationMs: Math.round((endMs - ctx.startedAtMs) * 100) / 100,
-      bytesOut: ctx.directBytes ?? (req.socket === null ? undefined : req.socket.bytesWritten - ctx.socketBytesAtStart),
+      // A direct answer's bytes are the worker's report; a cut one has none (left out rather than a wrong 0).
+      bytesOut: ctx.isDirect
+        ? ctx.directBytes
+        : req.socket === null
+          ? undefined
+          : req.socket.bytesWritten - ctx.socketBytesAtStart,
       workerPid: ctx.workerPid,
       aborted: isAborted,
     };

@@ -91,6 +91,8 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
   restarts = 0;
   #state: WorkerState = 'starting';
   #child: ChildProcess | undefined;
+  /** limits.directStreams: this worker process said it takes client connections (an older build would exit). */
+  #takesConnections = false;
   /** limits.directStreams: the connection whose descriptor was sent and not yet taken (0: none). */
   #connectionInFlight = 0;
   /** limits.directStreams: connections offered to this worker process, waiting for their turn (one at a time). */
@@ -186,6 +188,7 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
       serialization: 'json',
     });
     this.#child = child;
+    this.#takesConnections = false;
     this.#connectionInFlight = 0;
     this.#connectionQueue = [];
     collectStderr(child, this.#stderrTail);
@@ -212,6 +215,7 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
             if (this.#state !== 'starting' || failure !== undefined) return;
             clearTimeout(readyTimer);
             this.#endpoint = endpointOf(msg.address);
+            this.#takesConnections = msg.takesConnections === true;
             this.#state = 'ready';
             this.#readyAt = Date.now();
             this.#log.info({ workerPid: child.pid, address: msg.address }, 'worker ready');
@@ -348,7 +352,8 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
    * master, as it does until the descriptor has arrived.
    */
   offerConnection(id: number, socket: Socket): boolean {
-    if (this.#state !== 'ready' || this.#child === undefined || !this.#child.connected) return false;
+    if (this.#state !== 'ready' || !this.#takesConnections || this.#child === undefined || !this.#child.connected)
+      return false;
     this.#connectionQueue.push({ id, socket });
     this.#sendNextConnection();
     return true;

@@ -6,7 +6,8 @@ import type { OutgoingHttpHeaders } from 'node:http';
 // with DIRECT_HEADER: 1 and a body of control bytes instead of the answer:
 //   F      the first content event went to the client (the canary's first token)
 //   .      still alive (every heartbeatMs, so the master's idle timer holds)
-//   T      the client read nothing for sendTimeoutMs: the master closes it
+//   T      the client took nothing more for sendTimeoutMs while the answer waited on it: the master closes it
+//   C      the client's connection failed under the worker's writes (it left): not the worker's failure
 //   E      (at the end) the stream ended with an error event
 //   =N     (last) done: N bytes written to the client
 // The master strips the header from what clients send (gateway.ts NOT_FORWARDED).
@@ -16,6 +17,7 @@ export const DIRECT_HEADER = 'x-graygate-direct';
 export const DIRECT_FIRST_CONTENT = 'F';
 export const DIRECT_ALIVE = '.';
 export const DIRECT_SEND_TIMEOUT = 'T';
+export const DIRECT_CLIENT_GONE = 'C';
 export const DIRECT_FAILED = 'E';
 export const DIRECT_DONE = '=';
 

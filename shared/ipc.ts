@@ -46,15 +46,26 @@ export type MasterToWorker =
   | { type: 'ping'; id: number }
   /**
    * limits.directStreams (issue 10): a duplicate of a client connection's descriptor comes with this message, once per
-   * connection and worker process; requests on that connection name it in `x-graygate-conn`. The worker only writes
-   * to it (the master's parser reads it) and closes its duplicate on `conn-close`.
+   * connection and worker process, only to workers whose `ready` said `takesConnections`; requests on that connection
+   * name it in their `x-graygate-direct` offer. The worker only writes to it (the master's parser reads it) and closes
+   * its duplicate on `conn-close`.
    */
   | { type: 'conn'; id: number }
   /** The client connection `id` closed in the master: close the duplicate. */
   | { type: 'conn-close'; id: number };
 
 export type WorkerToMaster =
-  | { type: 'ready'; protocol: number; pid: number; address: WorkerAddress }
+  | {
+      type: 'ready';
+      protocol: number;
+      pid: number;
+      address: WorkerAddress;
+      /**
+       * limits.directStreams: this worker takes client connections (IPC `conn`). Absent in builds from before the
+       * option and in workers that take none: the master never offers them one (an older build exits on `conn`).
+       */
+      takesConnections?: boolean;
+    }
   | { type: 'fatal'; error: SerializedError }
   | { type: 'metrics'; replyTo: number; metrics: unknown[] }
   /** Answer to `ping`, with what a stuck or bloated worker looks like from inside. */

@@ -144,6 +144,12 @@ export async function runWorker(options: WorkerLifecycleOptions): Promise<void> 
     typeof address === 'string'
       ? { path: address }
       : { host: (address as AddressInfo).address, port: (address as AddressInfo).port };
-  send({ type: 'ready', protocol: PROTOCOL_VERSION, pid: process.pid, address: reported });
+  send({
+    type: 'ready',
+    protocol: PROTOCOL_VERSION,
+    pid: process.pid,
+    address: reported,
+    ...(options.connections === undefined ? {} : { takesConnections: true }),
+  });
   log.info({ address: reported }, 'worker ready');
 }

@@ -2,6 +2,7 @@ import { IncomingMessage, ServerResponse, type OutgoingHttpHeaders } from 'node:
 import type { Socket } from 'node:net';
 import {
   DIRECT_ALIVE,
+  DIRECT_CLIENT_GONE,
   DIRECT_DONE,
   DIRECT_FAILED,
   DIRECT_FIRST_CONTENT,
@@ -27,8 +28,13 @@ export interface DirectRoute {
 export class DirectAnswer {
   /** The client's response: where the answer goes. */
   readonly client: ServerResponse;
+  /**
+   * The connection's socket: its `drain` and `writableNeedDrain` are the answer's backpressure. node:http sends a
+   * response `drain` only from the listener its server puts on its own sockets, which this one is not.
+   */
+  readonly socket: Socket;
   readonly #hop: ServerResponse;
-  readonly #socket: Socket;
+  readonly #onDrain = (): void => this.#clearSendTimer();
   readonly #heartbeat: NodeJS.Timeout | undefined;
   readonly #sendTimeoutMs: number;
   readonly #bytesAtStart: number;
@@ -48,7 +54,7 @@ export class DirectAnswer {
 
   private constructor(offer: DirectOffer, socket: Socket, hop: ServerResponse, headers: OutgoingHttpHeaders) {
     this.#hop = hop;
-    this.#socket = socket;
+    this.socket = socket;
     this.#sendTimeoutMs = offer.sendTimeoutMs;
     this.#bytesAtStart = socket.bytesWritten;
     // What a server's response needs of its request: an HTTP/1.1 POST (the master offers nothing else).
@@ -65,10 +71,9 @@ export class DirectAnswer {
       offer.keepAlive && offer.keepAliveTimeoutS > 0 ? { 'keep-alive': `timeout=${offer.keepAliveTimeoutS}` } : {};
     client.writeHead(200, { ...offer.headers, ...keepAlive, ...headers });
     this.client = client;
-    client.on('drain', () => this.#clearSendTimer());
-    // The connection closed mid-answer (the client left; the master closed its side and then ours): the call ends,
-    // as when the master's request closes.
-    client.once('close', () => this.#abandon());
+    socket.on('drain', this.#onDrain);
+    // The connection failed or closed mid-answer (the client left, or the master closed it): the call ends.
+    client.once('close', () => this.#clientGone());
     // The master's request ended first (its client left, or its timers cut the connection): nothing more to write.
     hop.once('close', () => this.#abandon());
     hop.writeHead(200, {
@@ -123,17 +128,29 @@ export class DirectAnswer {
     if (!this.#hop.writableEnded && !this.#hop.destroyed) this.#hop.write(bytes, 'latin1');
   }
 
-  /** Ended before the answer did: let go of the connection, and end the master's request so the call is aborted. */
+  /** The master's request closed first: let go of the connection; the handler aborts the call. */
   #abandon(): void {
     if (this.#isSettled) return;
     this.#release();
-    this.#hop.destroy();
+  }
+
+  /**
+   * The connection went mid-answer. The master hears it was the client's doing (`C`) before its request is destroyed,
+   * which aborts the call: otherwise that close, reaching the master before its own socket's, reads as the worker's
+   * failure, and a client's "stop" counted against the version in the canary.
+   */
+  #clientGone(): void {
+    if (this.#isSettled) return;
+    this.#release();
+    const hop = this.#hop;
+    if (hop.destroyed || hop.writableEnded) return;
+    hop.write(DIRECT_CLIENT_GONE, 'latin1', () => hop.destroy());
   }
 
   /** The whole answer is with the kernel: the master hears it is done, and how many bytes it was. */
   #settle(): void {
     if (this.#isSettled) return;
-    const bytes = this.#socket.bytesWritten - this.#bytesAtStart;
+    const bytes = this.socket.bytesWritten - this.#bytesAtStart;
     this.#release();
     if (!this.#hop.writableEnded && !this.#hop.destroyed)
       this.#hop.end(`${this.#isFailed ? DIRECT_FAILED : ''}${DIRECT_DONE}${bytes}`, 'latin1');
@@ -143,6 +160,7 @@ export class DirectAnswer {
     this.#isSettled = true;
     clearInterval(this.#heartbeat);
     this.#clearSendTimer();
-    if (this.client.socket !== null) this.client.detachSocket(this.#socket);
+    this.socket.off('drain', this.#onDrain);
+    if (this.client.socket !== null) this.client.detachSocket(this.socket);
   }
 }

@@ -81,7 +81,7 @@ export abstract class SseResponse {
 
   flush(): boolean {
     const bytes = this.#bytes;
-    if (this.#batch === '' && bytes === undefined) return !this.res.writableNeedDrain;
+    if (this.#batch === '' && bytes === undefined) return !this.#isBehind();
     if (bytes !== undefined) {
       this.#bytes = undefined;
       return this.#write(bytes);
@@ -92,13 +92,19 @@ export abstract class SseResponse {
   }
 
   onWritable(resume: () => void): () => void {
-    this.res.once('drain', resume);
-    return () => this.res.off('drain', resume);
+    const target = this.#direct?.socket ?? this.res;
+    target.once('drain', resume);
+    return () => target.off('drain', resume);
+  }
+
+  /** The client is behind: what we wrote is over the high-water mark (on a direct answer, the socket's own). */
+  #isBehind(): boolean {
+    return this.#direct !== undefined ? this.#direct.socket.writableNeedDrain : this.res.writableNeedDrain;
   }
 
   ping(): void {
     // A client that is not reading needs no keep-alive, and a ping must never grow its buffer.
-    if (this.res.writableNeedDrain || this.res.destroyed) return;
+    if (this.#isBehind() || this.res.destroyed) return;
     this.#write(PING_BYTES);
   }
 
