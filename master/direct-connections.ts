@@ -75,17 +75,16 @@ interface Unwritten {
 }
 
 /**
- * Ends the master's response to a request the worker answered directly, without writing a byte; `keepAlive` false
- * closes the connection after it, as the `Connection: close` the worker wrote says. The server then reads the
- * connection's next request as after any answer.
+ * Ends the master's response to a request the worker answered directly, without writing a byte. The server then reads
+ * the connection's next request as after any answer (only connections it keeps are offered, so it keeps this one).
  */
-export function endUnwritten(res: ServerResponse, statusCode: number, keepAlive: boolean): void {
+export function endUnwritten(res: ServerResponse, statusCode: number): void {
   const r = res as ServerResponse & Unwritten;
   res.statusCode = statusCode;
   r._header = `HTTP/1.1 ${statusCode} (written by the worker)\r\n\r\n`;
   r._headerSent = true;
   r._hasBody = false;
-  r._last = !keepAlive;
+  r._last = false; // only connections the master keeps are offered (gateway.ts)
   res.end();
 }
 

@@ -338,12 +338,11 @@ export function createGateway(options: GatewayOptions): Gateway {
     if (limits.directStreams && keepAlive) {
       const conn = directConnections.offer(ctx, lease.worker);
       if (conn !== undefined) {
-        ctx.direct = { keepAlive };
+        ctx.isDirectOffered = true;
         // node:http's own `Keep-Alive: timeout=N` (its keepAliveTimeout), which relayed answers carry too.
         const server = (req.socket as { server?: { keepAliveTimeout?: number } }).server;
         const offer: DirectOffer = {
           conn,
-          keepAlive,
           keepAliveTimeoutS: Math.floor((server?.keepAliveTimeout ?? 0) / 1000),
           sendTimeoutMs: limits.sendTimeoutMs,
           heartbeatMs: idleMs > 0 ? Math.max(1, Math.floor(idleMs / 3)) : 0,

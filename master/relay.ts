@@ -96,8 +96,8 @@ export function relayResponse(
   ctx.headersAtMs = hooks.now();
   hooks.onHeaders(ctx);
 
-  if (ctx.direct !== undefined && proxyRes.headers[DIRECT_HEADER] === '1') {
-    relayDirect(ctx, ctx.direct.keepAlive, proxyRes, idleMs, hooks);
+  if (ctx.isDirectOffered && proxyRes.headers[DIRECT_HEADER] === '1') {
+    relayDirect(ctx, proxyRes, idleMs, hooks);
     return;
   }
 
@@ -167,13 +167,7 @@ const DIRECT_END = new RegExp(`(${DIRECT_FAILED}?)${DIRECT_DONE}(\\d+)$`);
  * (shared/direct.ts). The master keeps what it owns: the idle timer (the worker's heartbeats restart it), the
  * canary's facts, and the connection, which it ends without writing or, when the answer cannot be finished, cuts.
  */
-function relayDirect(
-  ctx: RequestContext,
-  keepAlive: boolean,
-  proxyRes: IncomingMessage,
-  idleMs: number,
-  hooks: RelayHooks,
-): void {
+function relayDirect(ctx: RequestContext, proxyRes: IncomingMessage, idleMs: number, hooks: RelayHooks): void {
   ctx.isDirect = true;
   ctx.isEventStream = true;
   const status = proxyRes.statusCode ?? 200;
@@ -212,7 +206,7 @@ function relayDirect(
     if (end === null) return cut('worker_error');
     if (end[1] === DIRECT_FAILED) ctx.isStreamFailed = true;
     ctx.directBytes = Number(end[2]);
-    endUnwritten(ctx.res, status, keepAlive);
+    endUnwritten(ctx.res, status);
   });
   proxyRes.once('close', () => {
     if (proxyRes.complete || ctx.phase !== 'relay' || isClientGone) return;

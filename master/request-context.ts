@@ -57,11 +57,8 @@ export class RequestContext {
   /** The last two chunks relayed, kept (no copy) to see, at its end, whether a stream ended with an error event. */
   lastChunk: Buffer | undefined = undefined;
   previousChunk: Buffer | undefined = undefined;
-  /**
-   * limits.directStreams: the worker was offered the client's connection for this answer; `keepAlive` is what the
-   * master's server will do after it. Undefined when the answer comes through the master.
-   */
-  direct: { keepAlive: boolean } | undefined = undefined;
+  /** limits.directStreams: the worker was offered the client's connection for this answer (gateway.ts forward). */
+  isDirectOffered = false;
   /** The worker took the offer: it writes the answer to the client itself; the master relays nothing. */
   isDirect = false;
   /** Bytes the worker wrote to the client on a direct answer (its final report), for the log line. */

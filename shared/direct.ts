@@ -24,8 +24,6 @@ export const DIRECT_DONE = '=';
 export interface DirectOffer {
   /** The connection, as the master sent its descriptor (IPC `conn`). */
   conn: number;
-  /** The master's server keeps the connection after this answer; otherwise the answer says `Connection: close`. */
-  keepAlive: boolean;
   /** The master's keep-alive timeout in whole seconds, for the `Keep-Alive: timeout=N` of its answers; 0: none. */
   keepAliveTimeoutS: number;
   /** limits.sendTimeoutMs: the longest the client may read nothing of an answer it is behind on. */
@@ -50,11 +48,9 @@ export function readDirectOffer(value: string | string[] | undefined): DirectOff
   const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
   if (!isCount(o['conn']) || !isCount(o['sendTimeoutMs']) || !isCount(o['heartbeatMs'])) return undefined;
   if (!isCount(o['keepAliveTimeoutS'])) return undefined;
-  if (typeof o['keepAlive'] !== 'boolean' || typeof o['headers'] !== 'object' || o['headers'] === null)
-    return undefined;
+  if (typeof o['headers'] !== 'object' || o['headers'] === null) return undefined;
   return {
     conn: o['conn'],
-    keepAlive: o['keepAlive'],
     keepAliveTimeoutS: o['keepAliveTimeoutS'],
     sendTimeoutMs: o['sendTimeoutMs'],
     heartbeatMs: o['heartbeatMs'],

@@ -126,13 +126,7 @@ export class CanaryManager {
 
   /** DELETE /admin/versions/:name/canary, running or held: the canary's weight goes back to 0 at once. */
   abort(name: string): CanaryStatus {
-    this.#versions.require(name);
-    const controller = this.#byCanary.get(name);
-    if (controller === undefined || !controller.isActive)
-      throw new GraygateError('not_found', `version "${name}" has no running or held canary`);
-    controller.abort('aborted by DELETE /admin/versions/:name/canary', this.#now());
-    this.#settle();
-    return controller.status();
+    return this.#endByHand(name, (c) => c.abort('aborted by DELETE /admin/versions/:name/canary', this.#now()));
   }
 
   /**
@@ -140,11 +134,16 @@ export class CanaryManager {
    * (Argo Rollouts' `promote --full`). As for a promotion by the judge, a reload or restart applies the file's weights.
    */
   promote(name: string): CanaryStatus {
+    return this.#endByHand(name, (c) => c.promote('POST /admin/versions/:name/canary/promote', this.#now()));
+  }
+
+  /** An operator's abort or promote: the running or held canary of `name` (404 without one), ended by `end`. */
+  #endByHand(name: string, end: (controller: CanaryController) => void): CanaryStatus {
     this.#versions.require(name);
     const controller = this.#byCanary.get(name);
     if (controller === undefined || !controller.isActive)
       throw new GraygateError('not_found', `version "${name}" has no running or held canary`);
-    controller.promote('POST /admin/versions/:name/canary/promote', this.#now());
+    end(controller);
     this.#settle();
     return controller.status();
   }

@@ -33,12 +33,12 @@ function requestLine(gw: Gateway, reqId: string): LogLine | undefined {
   return undefined;
 }
 
-/** Waits for the master's log line of `reqId` (written when the request ends: the event, polled in the output). */
+/** Waits for the master's log line of `reqId`, written when the request ends: each new output is the event. */
 async function lineOf(gw: Gateway, reqId: string): Promise<LogLine> {
   for (;;) {
     const line = requestLine(gw, reqId);
     if (line !== undefined) return line;
-    await new Promise<void>((resolve) => setImmediate(resolve));
+    await Promise.race([once(gw.child.stdout!, 'data'), once(gw.child.stderr!, 'data')]);
   }
 }
 
@@ -70,10 +70,15 @@ t.test('directStreams', async (t) => {
     throw new Error('no answer came straight from the worker in 200 streams');
   }
 
-  t.test('streamed answers go straight to the client; the connection serves every kind of request', async (t) => {
+  /** A keep-alive connection of its own, on which the worker already answers directly (closed at the test's end). */
+  async function directConnection(tt: Test): Promise<{ agent: Agent; first: StreamClient }> {
     const agent = new Agent({ keepAlive: true, maxSockets: 1 });
-    t.teardown(() => agent.destroy());
-    const direct = await untilDirect(t, agent);
+    tt.teardown(() => agent.destroy());
+    return { agent, first: await untilDirect(tt, agent) };
+  }
+
+  t.test('streamed answers go straight to the client; the connection serves every kind of request', async (t) => {
+    const { agent, first: direct } = await directConnection(t);
     t.equal(direct.status, 200);
     t.equal(direct.headers['x-graygate-version'], 'v1', "the master's headers are on the worker's answer");
     t.match(String(direct.headers['content-type']), /^text\/event-stream/);
@@ -128,8 +133,7 @@ t.test('directStreams', async (t) => {
     // master saw its own socket close, which read as the worker's failure: 27 of 30 closes logged worker_error and
     // counted as failed streams in the canary. Eight closes here, each on a direct answer.
     for (let i = 0; i < 8; i++) {
-      const agent = new Agent({ keepAlive: true, maxSockets: 1 });
-      await untilDirect(t, agent);
+      const { agent } = await directConnection(t);
       const upstream = once(mock.events, 'stream').then(([s]) => s as MockStream);
       // Tokens as fast as the mock writes them: the worker is writing when the connection goes. This process may
       // fall behind parsing them, and then sendTimeoutMs (500 ms here) cuts the stream first: also not a failure.
@@ -154,9 +158,7 @@ t.test('directStreams', async (t) => {
   t.test('a client that reads slowly slows the upstream, and gets the whole answer', async (t) => {
     // Found by review: the client's response never got 'drain' (node:http sends it from its server's own socket
     // listener), so the first backpressure stopped the stream for good and sendTimeoutMs cut it.
-    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
-    t.teardown(() => agent.destroy());
-    await untilDirect(t, agent);
+    const { agent } = await directConnection(t);
     const upstream = once(mock.events, 'stream').then(([s]) => s as MockStream);
     // More than the kernel's socket buffers on both sides hold (a few MiB each on loopback).
     const s = await postStream(url, chatBody('[mock tokens=16384 token-size=1024]'), {}, agent);
@@ -173,9 +175,7 @@ t.test('directStreams', async (t) => {
   });
 
   t.test('a worker killed mid-stream ends the client’s stream, never hangs', async (t) => {
-    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
-    t.teardown(() => agent.destroy());
-    await untilDirect(t, agent);
+    const { agent } = await directConnection(t);
     const s = await postStream(url, chatBody('[mock tokens=1000 interval-ms=20]'), {}, agent);
     await s.until(() => s.data.length >= 3);
     const { body } = await admin<{ versions: Record<string, { workers: Array<{ pid?: number }> }> }>(
@@ -200,9 +200,7 @@ t.test('directStreams', async (t) => {
   });
 
   t.test('a client that reads nothing for sendTimeoutMs is cut, and so is its upstream call', async (t) => {
-    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
-    t.teardown(() => agent.destroy());
-    await untilDirect(t, agent);
+    const { agent } = await directConnection(t);
     const upstream = once(mock.events, 'stream').then(([s]) => s as MockStream);
     const s = await postStream(url, chatBody('[mock tokens=32768 token-size=1024]'), {}, agent);
     s.res.pause(); // read nothing more, ever
@@ -215,7 +213,7 @@ t.test('directStreams', async (t) => {
   });
 
   t.test('a client cannot offer a connection: its own x-graygate-direct never reaches a worker', async (t) => {
-    const forged = JSON.stringify({ conn: 1, keepAlive: true, sendTimeoutMs: 1000, heartbeatMs: 0, headers: {} });
+    const forged = JSON.stringify({ conn: 1, keepAliveTimeoutS: 5, sendTimeoutMs: 1000, heartbeatMs: 0, headers: {} });
     const res = await fetch(`${gw.url}/echo?version=echo`, {
       method: 'POST',
       headers: { 'x-graygate-direct': forged },

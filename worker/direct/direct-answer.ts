@@ -65,10 +65,9 @@ export class DirectAnswer {
       headers: {},
     });
     const client = new ServerResponse(req);
-    client.shouldKeepAlive = offer.keepAlive;
     client.assignSocket(socket);
-    const keepAlive =
-      offer.keepAlive && offer.keepAliveTimeoutS > 0 ? { 'keep-alive': `timeout=${offer.keepAliveTimeoutS}` } : {};
+    // Offered only on connections the master keeps: node's default `Connection: keep-alive` is right.
+    const keepAlive = offer.keepAliveTimeoutS > 0 ? { 'keep-alive': `timeout=${offer.keepAliveTimeoutS}` } : {};
     client.writeHead(200, { ...offer.headers, ...keepAlive, ...headers });
     this.client = client;
     socket.on('drain', this.#onDrain);
@@ -110,13 +109,8 @@ export class DirectAnswer {
 
   #onSendTimeout(): void {
     this.#sendTimer = undefined;
-    if (this.#isSettled) return;
-    // The master closes the client's connection; destroying our request aborts the upstream call (handler.ts),
-    // once the mark is out (a destroy would drop it).
-    this.#release();
-    const hop = this.#hop;
-    if (hop.destroyed || hop.writableEnded) return;
-    hop.write(DIRECT_SEND_TIMEOUT, 'latin1', () => hop.destroy());
+    // The master closes the client's connection.
+    this.#giveUp(DIRECT_SEND_TIMEOUT);
   }
 
   #clearSendTimer(): void {
@@ -140,11 +134,19 @@ export class DirectAnswer {
    * failure, and a client's "stop" counted against the version in the canary.
    */
   #clientGone(): void {
+    this.#giveUp(DIRECT_CLIENT_GONE);
+  }
+
+  /**
+   * Ends the answer early: lets go of the connection, tells the master why (`mark`), then destroys its request, which
+   * aborts the upstream call (handler.ts); the destroy waits for the mark, which it would otherwise drop.
+   */
+  #giveUp(mark: string): void {
     if (this.#isSettled) return;
     this.#release();
     const hop = this.#hop;
     if (hop.destroyed || hop.writableEnded) return;
-    hop.write(DIRECT_CLIENT_GONE, 'latin1', () => hop.destroy());
+    hop.write(mark, 'latin1', () => hop.destroy());
   }
 
   /** The whole answer is with the kernel: the master hears it is done, and how many bytes it was. */
