@@ -15,7 +15,7 @@ import type { RequestContext } from './request-context.js';
 /** What the master needs of a worker process to offer it connections (worker-handle.ts). */
 export interface ConnectionHolder {
   readonly pid: number | undefined;
-  offerConnection(id: number, socket: Socket): boolean;
+  offerConnection(id: number, socket: Socket, onTaken: () => void): boolean;
   closeConnection(id: number, pid: number): void;
 }
 
@@ -23,6 +23,8 @@ interface Offered {
   id: number;
   /** Worker processes holding a duplicate, by pid (a restarted worker is a new process with none). */
   holders: Map<number, ConnectionHolder>;
+  /** Of those, the ones whose duplicate has arrived (IPC `conn-taken`): requests can go to them as IPC calls. */
+  taken: Set<number>;
 }
 
 /** The libuv handle behind a net.Socket: what child_process sends (SCM_RIGHTS). */
@@ -36,33 +38,37 @@ export class DirectConnections {
 
   /**
    * The id under which `worker` holds the client connection of `ctx`, sending it a duplicate first if it has none;
-   * undefined when this request cannot be answered directly: not HTTP/1.1, not a POST, or bytes of the master's
-   * still unsent on the connection (a `100 Continue`), or the worker cannot take a descriptor now.
+   * undefined when this request cannot be answered directly: not HTTP/1.1, or bytes of the master's still unsent on
+   * the connection (a `100 Continue`), or the worker cannot take a descriptor now. `isTaken`: the duplicate is there
+   * (the request can go as an IPC call); else it is on its way, and only a streamed answer may find it in time.
    */
-  offer(ctx: RequestContext, worker: ConnectionHolder): number | undefined {
+  offer(ctx: RequestContext, worker: ConnectionHolder): { conn: number; isTaken: boolean } | undefined {
     const { req } = ctx;
     const socket = req.socket;
     const pid = worker.pid;
     const handle = (socket as Socket & WithHandle)._handle;
-    if (req.httpVersion !== '1.1' || req.method !== 'POST' || pid === undefined || handle === null) return undefined;
+    if (req.httpVersion !== '1.1' || pid === undefined || handle === null) return undefined;
     if (socket.destroyed || socket.writableLength > 0) return undefined;
     let offered = this.#offered.get(socket);
     if (offered === undefined) {
-      offered = { id: ++this.#nextId, holders: new Map() };
+      offered = { id: ++this.#nextId, holders: new Map(), taken: new Set() };
       this.#offered.set(socket, offered);
       const closing = offered;
       // A duplicate keeps the connection open after the master's own descriptor is closed: every holder lets go.
       socket.once('close', () => {
         for (const [holderPid, holder] of closing.holders) holder.closeConnection(closing.id, holderPid);
         closing.holders.clear();
+        closing.taken.clear();
       });
     }
     if (!offered.holders.has(pid)) {
       // Sent in turn (worker-handle.ts): until it arrives, the worker answers this connection through the master.
-      if (!worker.offerConnection(offered.id, socket)) return undefined;
+      const taking = offered;
+      if (!worker.offerConnection(offered.id, socket, () => void (socket.destroyed || taking.taken.add(pid))))
+        return undefined;
       offered.holders.set(pid, worker);
     }
-    return offered.id;
+    return { conn: offered.id, isTaken: offered.taken.has(pid) };
   }
 }
 

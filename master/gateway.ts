@@ -20,6 +20,7 @@ import { RequestContext } from './request-context.js';
 import { createWorkerProxy, type WorkerProxy } from './proxy.js';
 import { createRequestEnd, type OutcomeSink } from './request-end.js';
 import { DirectConnections } from './direct-connections.js';
+import { callDirect } from './direct-calls.js';
 import { DIRECT_HEADER, type DirectOffer } from '../shared/direct.js';
 import type { RelayHooks } from './relay.js';
 
@@ -336,14 +337,30 @@ export function createGateway(options: GatewayOptions): Gateway {
     // worker's queue, for at most one answer.
     const keepAlive = ctx.res.shouldKeepAlive && !isClosing();
     if (limits.directStreams && keepAlive) {
-      const conn = directConnections.offer(ctx, lease.worker);
-      if (conn !== undefined) {
-        ctx.isDirectOffered = true;
+      const offered = directConnections.offer(ctx, lease.worker);
+      if (offered !== undefined) {
         // node:http's own `Keep-Alive: timeout=N` (its keepAliveTimeout), which relayed answers carry too.
         const server = (req.socket as { server?: { keepAliveTimeout?: number } }).server;
+        const keepAliveTimeoutS = Math.floor((server?.keepAliveTimeout ?? 0) / 1000);
+        // A sign of life at least every third of the master's shortest timer.
+        const watchMs = Math.min(limits.workerHeadersTimeoutMs, idleMs > 0 ? idleMs : Infinity);
+        const heartbeatMs = Math.max(1, Math.floor(watchMs / 3));
+        // The worker holds the connection: the request goes as an IPC call, and every answer straight to the client.
+        if (offered.isTaken && lease.worker.takesCalls) {
+          const call = {
+            conn: offered.conn,
+            keepAliveTimeoutS,
+            sendTimeoutMs: limits.sendTimeoutMs,
+            heartbeatMs,
+            responseHeaders: ctx.res.getHeaders(),
+          };
+          const timeouts = { headersMs: limits.workerHeadersTimeoutMs, idleMs };
+          if (callDirect(ctx, lease.worker, headers, call, timeouts, hooks)) return;
+        }
+        ctx.isDirectOffered = true;
         const offer: DirectOffer = {
-          conn,
-          keepAliveTimeoutS: Math.floor((server?.keepAliveTimeout ?? 0) / 1000),
+          conn: offered.conn,
+          keepAliveTimeoutS,
           sendTimeoutMs: limits.sendTimeoutMs,
           heartbeatMs: idleMs > 0 ? Math.max(1, Math.floor(idleMs / 3)) : 0,
           headers: ctx.res.getHeaders(),

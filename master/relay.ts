@@ -2,15 +2,8 @@ import type { IncomingMessage } from 'node:http';
 import { GraygateError } from '../shared/errors.js';
 import { isEventStream, withoutHopByHop } from '../shared/http-headers.js';
 import type { RequestContext } from './request-context.js';
-import { cutDirect, endUnwritten } from './direct-connections.js';
-import {
-  DIRECT_CLIENT_GONE,
-  DIRECT_DONE,
-  DIRECT_FAILED,
-  DIRECT_FIRST_CONTENT,
-  DIRECT_HEADER,
-  DIRECT_SEND_TIMEOUT,
-} from '../shared/direct.js';
+import { DirectReport } from './direct-report.js';
+import { DIRECT_HEADER } from '../shared/direct.js';
 
 // The worker's response → the client (SPEC §4, §4a). One listener per
 // request, nothing allocated per chunk: each chunk restarts the idle timer
@@ -159,59 +152,22 @@ export function relayResponse(
   });
 }
 
-/** The last control bytes of a direct answer: `E` if its stream failed, then `=` and the bytes written. */
-const DIRECT_END = new RegExp(`(${DIRECT_FAILED}?)${DIRECT_DONE}(\\d+)$`);
-
 /**
  * limits.directStreams: the worker writes the answer to the client itself and sends the master control bytes
- * (shared/direct.ts). The master keeps what it owns: the idle timer (the worker's heartbeats restart it), the
- * canary's facts, and the connection, which it ends without writing or, when the answer cannot be finished, cuts.
+ * (shared/direct.ts) as the body of its response; direct-report.ts reads them.
  */
 function relayDirect(ctx: RequestContext, proxyRes: IncomingMessage, idleMs: number, hooks: RelayHooks): void {
-  ctx.isDirect = true;
   ctx.isEventStream = true;
   const status = proxyRes.statusCode ?? 200;
   ctx.res.statusCode = status; // what the client got, for the log line and the canary, however the answer ends
-  const cut = (code: string): void => {
-    clearTimeout(ctx.workerTimer);
-    ctx.workerTimer = undefined;
-    ctx.errorCode ??= code;
-    if (code !== 'send_timeout') ctx.isStreamFailed = true;
-    cutDirect(ctx);
-    ctx.proxyReq?.destroy();
-  };
-  if (idleMs > 0) ctx.workerTimer = setTimeout(() => cut('worker_timeout'), idleMs);
-  let control = '';
-  let isClientGone = false;
+  const report = new DirectReport(ctx, () => hooks.now());
+  report.watch(idleMs, 'worker_timeout');
   proxyRes.setEncoding('latin1');
-  proxyRes.on('data', (text: string) => {
-    ctx.workerTimer?.refresh();
-    if (ctx.firstContentAtMs === 0 && text.includes(DIRECT_FIRST_CONTENT)) ctx.firstContentAtMs = hooks.now();
-    if (text.includes(DIRECT_SEND_TIMEOUT)) return cut('send_timeout');
-    if (text.includes(DIRECT_CLIENT_GONE)) {
-      // The client left under the worker's writes: the master's own socket tells it so too, soon; nobody's error.
-      isClientGone = true;
-      clearTimeout(ctx.workerTimer);
-      ctx.workerTimer = undefined;
-      return cutDirect(ctx);
-    }
-    control = (control + text).slice(-32);
-  });
-  proxyRes.once('end', () => {
-    clearTimeout(ctx.workerTimer);
-    ctx.workerTimer = undefined;
-    if (ctx.phase !== 'relay') return;
-    const end = DIRECT_END.exec(control);
-    // Ended without its final report: the worker gave up on the answer half-way (framing unknown).
-    if (end === null) return cut('worker_error');
-    if (end[1] === DIRECT_FAILED) ctx.isStreamFailed = true;
-    ctx.directBytes = Number(end[2]);
-    endUnwritten(ctx.res, status);
-  });
+  proxyRes.on('data', (text: string) => report.marks(text));
+  proxyRes.once('end', () => report.end(status));
   proxyRes.once('close', () => {
-    if (proxyRes.complete || ctx.phase !== 'relay' || isClientGone) return;
     // The worker died or reset mid-answer.
-    cut('worker_error');
+    if (!proxyRes.complete) report.lost();
   });
 }
 

@@ -61,6 +61,8 @@ export class RequestContext {
   isDirectOffered = false;
   /** The worker took the offer: it writes the answer to the client itself; the master relays nothing. */
   isDirect = false;
+  /** The request went to the worker as an IPC call (direct-calls.ts): its answer, whatever it is, is direct. */
+  isDirectCall = false;
   /** Bytes the worker wrote to the client on a direct answer (its final report), for the log line. */
   directBytes: number | undefined = undefined;
 

@@ -193,6 +193,7 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
     if (ctx.errorCode !== undefined) line['error'] = ctx.errorCode;
     if (ctx.isStreamFailed) line['streamFailed'] = true;
     if (ctx.isDirect) line['direct'] = true; // limits.directStreams: the worker wrote this answer to the client
+    if (ctx.isDirectCall) line['directCall'] = true; // … and the request reached it as an IPC call
     log.info(line, 'request');
     done();
   }

@@ -13,6 +13,7 @@ import {
   type WorkerToMaster,
 } from '../shared/ipc.js';
 import type { AdmissionTarget } from './admission.js';
+import type { DirectCallMessage, DirectCallReport } from '../shared/direct.js';
 import { createWorkerAgent } from './worker-agent.js';
 import type { StartLimiter } from './start-limiter.js';
 import {
@@ -33,6 +34,19 @@ import {
 export type WorkerState = 'starting' | 'ready' | 'unhealthy' | 'draining' | 'stopped' | 'crashed';
 
 /** What the last answered health probe said (SPEC §4a, issue 9 part 3). */
+/** limits.directStreams: where an IPC call's reports go (master/direct-calls.ts). */
+export interface DirectCallSink {
+  report(msg: DirectCallReport): void;
+  /** The worker process ended before the call's last report. */
+  lost(): void;
+}
+
+interface QueuedConnection {
+  id: number;
+  socket: Socket;
+  onTaken: () => void;
+}
+
 export interface WorkerHealth {
   /** Probes sent and not answered in a row. */
   misses: number;
@@ -96,7 +110,13 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
   /** limits.directStreams: the connection whose descriptor was sent and not yet taken (0: none). */
   #connectionInFlight = 0;
   /** limits.directStreams: connections offered to this worker process, waiting for their turn (one at a time). */
-  #connectionQueue: Array<{ id: number; socket: Socket }> = [];
+  #connectionQueue: QueuedConnection[] = [];
+  /** limits.directStreams: told when the connection in flight has been taken. */
+  #onConnectionTaken: (() => void) | undefined = undefined;
+  /** limits.directStreams: this worker process answers requests passed as IPC calls. */
+  #takesCalls = false;
+  /** limits.directStreams: IPC calls in this worker process, by id: where their reports go. */
+  readonly #calls = new Map<number, DirectCallSink>();
   #endpoint: WorkerEndpoint | undefined;
   #readyAt = 0;
   #stderrTail: string[] = [];
@@ -191,6 +211,8 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
     this.#takesConnections = false;
     this.#connectionInFlight = 0;
     this.#connectionQueue = [];
+    this.#onConnectionTaken = undefined;
+    this.#takesCalls = false;
     collectStderr(child, this.#stderrTail);
     let failure: string | undefined;
     const fail = (reason: string): void => {
@@ -216,6 +238,7 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
             clearTimeout(readyTimer);
             this.#endpoint = endpointOf(msg.address);
             this.#takesConnections = msg.takesConnections === true;
+            this.#takesCalls = this.#takesConnections && msg.takesCalls === true;
             this.#state = 'ready';
             this.#readyAt = Date.now();
             this.#log.info({ workerPid: child.pid, address: msg.address }, 'worker ready');
@@ -231,11 +254,22 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
           case 'pong':
             this.#onPong(msg);
             break;
-          case 'conn-taken':
+          case 'conn-taken': {
             if (this.#connectionInFlight !== msg.id) break;
+            const onTaken = this.#onConnectionTaken;
             this.#connectionInFlight = 0;
+            this.#onConnectionTaken = undefined;
+            onTaken?.();
             this.#sendNextConnection();
             break;
+          }
+          case 'call-report': {
+            const sink = this.#calls.get(msg.id);
+            if (sink === undefined) break;
+            if (msg.isEnd === true) this.#calls.delete(msg.id);
+            sink.report(msg);
+            break;
+          }
           default:
             assertNever(msg);
         }
@@ -257,6 +291,9 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
         this.agent.destroy();
         for (const pending of this.#metricsWaiters.values()) pending(undefined);
         this.#metricsWaiters.clear();
+        const calls = [...this.#calls.values()];
+        this.#calls.clear();
+        for (const sink of calls) sink.lost();
         (isIntended ? this.#log.info : this.#log.warn).call(
           this.#log,
           { workerPid: child.pid, code, signal, reason },
@@ -351,10 +388,10 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
    * keeps its own and goes on reading). False when the worker cannot take one; the answer then comes through the
    * master, as it does until the descriptor has arrived.
    */
-  offerConnection(id: number, socket: Socket): boolean {
+  offerConnection(id: number, socket: Socket, onTaken: () => void): boolean {
     if (this.#state !== 'ready' || !this.#takesConnections || this.#child === undefined || !this.#child.connected)
       return false;
-    this.#connectionQueue.push({ id, socket });
+    this.#connectionQueue.push({ id, socket, onTaken });
     this.#sendNextConnection();
     return true;
   }
@@ -366,16 +403,35 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
   #sendNextConnection(): void {
     const child = this.#child;
     while (this.#connectionInFlight === 0 && this.#connectionQueue.length > 0) {
-      const { id, socket } = this.#connectionQueue.shift()!;
+      const { id, socket, onTaken } = this.#connectionQueue.shift()!;
       const handle = (socket as Socket & { _handle: object | null })._handle;
       if (socket.destroyed || handle === null || child === undefined || !child.connected) continue;
       this.#connectionInFlight = id;
+      this.#onConnectionTaken = onTaken;
       child.send({ type: 'conn', id }, handle as Parameters<ChildProcess['send']>[1], { keepOpen: true }, (err) => {
         if (err === null || this.#connectionInFlight !== id) return;
         this.#connectionInFlight = 0;
+        this.#onConnectionTaken = undefined;
         this.#sendNextConnection();
       });
     }
+  }
+
+  /** limits.directStreams: this worker process answers requests passed as IPC calls (its `ready` said so). */
+  get takesCalls(): boolean {
+    return this.#takesCalls && this.#state === 'ready';
+  }
+
+  /**
+   * limits.directStreams: passes a request to this worker process as an IPC call on a connection it holds; its reports
+   * go to `sink`, and `sink.lost()` if the process ends first. False when it cannot be sent (the caller answers).
+   */
+  sendCall(msg: DirectCallMessage, sink: DirectCallSink): boolean {
+    const child = this.#child;
+    if (!this.takesCalls || child === undefined || !child.connected) return false;
+    this.#calls.set(msg.id, sink);
+    child.send(msg, undefined, undefined, ignoreSendError);
+    return true;
   }
 
   /** The client connection `id` closed: the worker closes its duplicate (if it is still the process that got it). */

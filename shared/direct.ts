@@ -1,4 +1,5 @@
-import type { OutgoingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import { isUtf8 } from 'node:buffer';
 
 // limits.directStreams (issue 10, docs/ONE-HOP.md): what master and worker say
 // to each other about a direct answer. The master offers the client's
@@ -11,6 +12,12 @@ import type { OutgoingHttpHeaders } from 'node:http';
 //   E      (at the end) the stream ended with an error event
 //   =N     (last) done: N bytes written to the client
 // The master strips the header from what clients send (gateway.ts NOT_FORWARDED).
+//
+// Once a worker holds a connection, the master passes the connection's next
+// requests to it as IPC `call` messages instead of HTTP requests (no request,
+// response or parser in either process), and every answer to them, streamed or
+// not, goes straight to the client. The worker reports the same control bytes
+// in `call-report` messages, with the status when it goes out.
 
 export const DIRECT_HEADER = 'x-graygate-direct';
 
@@ -56,4 +63,48 @@ export function readDirectOffer(value: string | string[] | undefined): DirectOff
     heartbeatMs: o['heartbeatMs'],
     headers: o['headers'] as OutgoingHttpHeaders,
   };
+}
+
+/** IPC `call` (master → worker): one request on connection `conn`, whole. */
+export interface DirectCallMessage {
+  type: 'call';
+  id: number;
+  conn: number;
+  method: string;
+  /** The path forwarded (routing parameters removed), as the master's HTTP request would carry it. */
+  url: string;
+  /** The master's forwarded headers: the client's without hop-by-hop ones, with its own framing and ids. */
+  headers: IncomingHttpHeaders;
+  /** The body: UTF-8 text, or base64 when it is not valid UTF-8 (`binary`). */
+  body: string;
+  binary: boolean;
+  keepAliveTimeoutS: number;
+  sendTimeoutMs: number;
+  heartbeatMs: number;
+  /** The master's own response headers (x-graygate-version, x-request-id, CORS, sticky cookie). */
+  responseHeaders: OutgoingHttpHeaders;
+}
+
+/** IPC `call-report` (worker → master): control bytes of a direct call, as above. */
+export interface DirectCallReport {
+  type: 'call-report';
+  id: number;
+  marks: string;
+  /** The status went out now (with `isStream` when it is an event stream). */
+  status?: number;
+  isStream?: boolean;
+  /** The last report of this call: `marks` ends with `=N`, or it was given up (`T`, `C`). */
+  isEnd?: boolean;
+}
+
+/** A request body as IPC JSON carries it: as text when it is UTF-8 (almost always: JSON), else base64. */
+export function encodeBody(body: Buffer): { body: string; binary: boolean } {
+  if (body.length === 0) return { body: '', binary: false };
+  return isUtf8(body)
+    ? { body: body.toString('utf8'), binary: false }
+    : { body: body.toString('base64'), binary: true };
+}
+
+export function decodeBody(msg: Pick<DirectCallMessage, 'body' | 'binary'>): Buffer {
+  return Buffer.from(msg.body, msg.binary ? 'base64' : 'utf8');
 }

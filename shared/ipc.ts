@@ -1,5 +1,6 @@
 import type { SerializedError } from './errors.js';
 import type { Limits, UpstreamConfig } from './config.js';
+import type { DirectCallMessage, DirectCallReport } from './direct.js';
 
 // The one IPC protocol between master and workers (STYLE §18). A deploy can run
 // a worker build that differs from the master, so `ready` carries a protocol
@@ -52,7 +53,12 @@ export type MasterToWorker =
    */
   | { type: 'conn'; id: number }
   /** The client connection `id` closed in the master: close the duplicate. */
-  | { type: 'conn-close'; id: number };
+  | { type: 'conn-close'; id: number }
+  /**
+   * limits.directStreams (issue 10): a request on a connection this worker holds, passed whole, to be answered
+   * straight to the client; only to workers whose `ready` said `takesCalls`. Reported on with `call-report`.
+   */
+  | DirectCallMessage;
 
 export type WorkerToMaster =
   | {
@@ -65,13 +71,17 @@ export type WorkerToMaster =
        * option and in workers that take none: the master never offers them one (an older build exits on `conn`).
        */
       takesConnections?: boolean;
+      /** limits.directStreams: this worker answers requests passed as IPC `call` messages. */
+      takesCalls?: boolean;
     }
   | { type: 'fatal'; error: SerializedError }
   | { type: 'metrics'; replyTo: number; metrics: unknown[] }
   /** Answer to `ping`, with what a stuck or bloated worker looks like from inside. */
   | { type: 'pong'; replyTo: number; rssBytes: number; eventLoopDelayMs: number }
   /** The descriptor of connection `id` (IPC `conn`) arrived: the master may send the next one. */
-  | { type: 'conn-taken'; id: number };
+  | { type: 'conn-taken'; id: number }
+  /** What became of the direct call `id` (IPC `call`). */
+  | DirectCallReport;
 
 const MASTER_TO_WORKER_TYPES: ReadonlySet<string> = new Set<MasterToWorker['type']>([
   'shutdown',
@@ -79,6 +89,7 @@ const MASTER_TO_WORKER_TYPES: ReadonlySet<string> = new Set<MasterToWorker['type
   'ping',
   'conn',
   'conn-close',
+  'call',
 ]);
 const WORKER_TO_MASTER_TYPES: ReadonlySet<string> = new Set<WorkerToMaster['type']>([
   'ready',
@@ -86,6 +97,7 @@ const WORKER_TO_MASTER_TYPES: ReadonlySet<string> = new Set<WorkerToMaster['type
   'metrics',
   'pong',
   'conn-taken',
+  'call-report',
 ]);
 
 export function isMasterToWorker(msg: unknown): msg is MasterToWorker {

@@ -5,6 +5,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Logger } from './log.js';
 import { PROTOCOL_VERSION, assertNever, isMasterToWorker, type WorkerAddress, type WorkerToMaster } from './ipc.js';
 import { serializeError } from './errors.js';
+import type { DirectCallMessage, DirectCallReport } from './direct.js';
 import { LISTEN_BACKLOG } from './defaults.js';
 import { LOOP_DELAY_RESOLUTION_MS } from './metric-names.js';
 
@@ -32,6 +33,15 @@ export interface WorkerLifecycleOptions {
    * closed at once, and requests naming it are answered through the master as usual.
    */
   connections?: { add(id: number, handle: object): void; remove(id: number): void };
+  /**
+   * Requests passed as IPC `call` messages on those connections (limits.directStreams), answered straight to the
+   * client; `idle` resolves when none is in flight (a drain waits for them as for the server's). Absent: the master
+   * sends none.
+   */
+  calls?: {
+    open(msg: DirectCallMessage, report: (msg: DirectCallReport) => void): void;
+    idle(): Promise<void>;
+  };
 }
 
 /** What child_process hands over for a socket sent as a raw handle: closable. */
@@ -77,7 +87,10 @@ export async function runWorker(options: WorkerLifecycleOptions): Promise<void> 
       process.exit(0);
     }, deadlineMs);
     deadline.unref();
-    server.close(() => process.exit(0));
+    server.close(() => {
+      const calls = options.calls?.idle() ?? Promise.resolve();
+      void calls.then(() => process.exit(0));
+    });
     server.closeIdleConnections();
   };
 
@@ -116,6 +129,13 @@ export async function runWorker(options: WorkerLifecycleOptions): Promise<void> 
       case 'conn-close':
         options.connections?.remove(msg.id);
         break;
+      case 'call':
+        if (options.calls === undefined) {
+          send({ type: 'call-report', id: msg.id, marks: '', isEnd: true });
+          break;
+        }
+        options.calls.open(msg, send);
+        break;
       default:
         assertNever(msg);
     }
@@ -150,6 +170,7 @@ export async function runWorker(options: WorkerLifecycleOptions): Promise<void> 
     pid: process.pid,
     address: reported,
     ...(options.connections === undefined ? {} : { takesConnections: true }),
+    ...(options.connections === undefined || options.calls === undefined ? {} : { takesCalls: true }),
   });
   log.info({ address: reported }, 'worker ready');
 }

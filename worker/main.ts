@@ -21,6 +21,7 @@ await runWorker({
   socketPath: settings.socketPath,
   collectMetrics: () => metrics.collect(),
   connections: worker.connections,
+  calls: worker.calls,
   // The lifecycle closes the HTTP server; the worker server then lets
   // its requests finish and closes the upstream pool and the mock.
   onDrain: () => {

@@ -7,6 +7,8 @@ import { sendError } from '../shared/http-headers.js';
 import type { EndpointKind } from './types.js';
 import { handleCall, type CallHandlerOptions } from './call/handler.js';
 import { DirectConnections } from './direct/connections.js';
+import { DirectAnswer } from './direct/direct-answer.js';
+import type { DirectCallMessage, DirectCallReport } from '../shared/direct.js';
 import { RequestPreparer, type RequestPreparerOptions } from './call/preparer.js';
 import { unsupportedEndpoint } from './call/prepare.js';
 import { ModelCatalog, type ModelCatalogOptions } from './models/model-catalog.js';
@@ -60,6 +62,11 @@ export interface WorkerServer {
   close(): Promise<void>;
   /** The client connections the master handed this worker (limits.directStreams), for runWorker. */
   connections: DirectConnections;
+  /** Requests the master passes as IPC calls on those connections (limits.directStreams), for runWorker. */
+  calls: {
+    open(msg: DirectCallMessage, report: (msg: DirectCallReport) => void): void;
+    idle(): Promise<void>;
+  };
   /**
    * Aborts now: upstream calls in flight fail with `err` (default
    * shutting_down), so their clients get an error answer or a final SSE error
@@ -124,7 +131,7 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
   let isDraining = false;
   let inFlight = 0;
   let onIdle: (() => void) | undefined;
-  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+  const handle = (req: IncomingMessage, res: ServerResponse): void => {
     const path = (req.url ?? '/').split('?', 1)[0]!;
     if (isDraining) {
       // The rest of the body is not read, so the connection cannot be reused.
@@ -154,7 +161,15 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
       return;
     }
     sendError(res, toErrorResponse(new GraygateError('not_found', `no route for ${req.method} ${path}`)));
-  });
+  };
+  const server = createServer(handle);
+
+  // IPC calls not yet answered whole (a drain waits for them, as the server waits for its connections).
+  let openCalls = 0;
+  let onCallsIdle: (() => void) | undefined;
+  const callSettled = (): void => {
+    if (--openCalls === 0) onCallsIdle?.();
+  };
 
   // The master bounds the head (maxHeaderBytes, fewer than MAX_HEADER_LINES client lines) and adds a few of its
   // own after them, its Content-Length first: Node's 2000-line cut must never drop that one, or the body would
@@ -166,6 +181,18 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
   return {
     server,
     connections,
+    calls: {
+      open(msg, report) {
+        const call = DirectAnswer.call(msg, connections, report, callSettled);
+        if (call === undefined) return;
+        openCalls++;
+        handle(call.req, call.res);
+      },
+      idle() {
+        if (openCalls === 0) return Promise.resolve();
+        return new Promise<void>((resolve) => (onCallsIdle = resolve));
+      },
+    },
     close() {
       isDraining = true;
       closing ??= (async () => {

@@ -221,9 +221,10 @@ export async function startSmallTargets(
   const nginxBinary = args.paths.includes('nginx') ? findNginx() : undefined;
   try {
     for (const b of setup.builds) {
-      // limits.directStreams changes streamed answers only: GET /v1/models would measure graygate again.
-      if (b.key === 'direct-streams') continue;
       targets.push({ build: b.key, kind: 'graygate', label: b.label, url: b.gateway.url, pids: [b.masterPid] });
+      // limits.directStreams answers GET /v1/models as IPC calls once the worker holds a connection; in front of its
+      // worker, the node proxy and nginx would measure the same worker again.
+      if (b.key === 'direct-streams') continue;
       const w = b.worker;
       if (w === undefined) continue;
       progress.phase(

@@ -10,13 +10,17 @@ import { waitForStatus } from '../helpers/wait.js';
 // answer straight to the client's connection, whose descriptor the master
 // handed it; the master keeps the request, its timers and its facts. A
 // connection's descriptor reaches a worker once, in turn, so its first
-// requests may still come through the master: each test sends streams on one
-// keep-alive connection until the master's log line says `direct`.
+// requests may still come through the master, or offer it the connection in
+// their HTTP request; once the worker holds it, its requests go to the worker
+// as IPC calls, and every answer, streamed or not, is the worker's. Each test
+// sends streams on a keep-alive connection until the master's log line says
+// `direct` (and `directCall`, for the path a held connection takes).
 
 interface LogLine {
   msg?: string;
   reqId?: string;
   direct?: boolean;
+  directCall?: boolean;
   status?: number;
   bytesOut?: number;
   aborted?: boolean;
@@ -38,8 +42,22 @@ async function lineOf(gw: Gateway, reqId: string): Promise<LogLine> {
   for (;;) {
     const line = requestLine(gw, reqId);
     if (line !== undefined) return line;
-    await Promise.race([once(gw.child.stdout!, 'data'), once(gw.child.stderr!, 'data')]);
+    await nextOutput(gw);
   }
+}
+
+/** The master's next output, on stdout or stderr (both listeners removed after). */
+function nextOutput(gw: Gateway): Promise<void> {
+  const { stdout, stderr } = gw.child;
+  return new Promise((resolve) => {
+    const onData = (): void => {
+      stdout!.off('data', onData);
+      stderr!.off('data', onData);
+      resolve();
+    };
+    stdout!.on('data', onData);
+    stderr!.on('data', onData);
+  });
 }
 
 const isDone = (s: StreamClient): boolean => s.data.at(-1) === '[DONE]';
@@ -58,27 +76,69 @@ t.test('directStreams', async (t) => {
   );
   const url = `${gw.url}/v1/chat/completions?version=v1`;
 
-  /** Streams on `agent`'s one connection until an answer comes straight from the worker; returns it. */
-  async function untilDirect(tt: Test, agent: Agent): Promise<StreamClient> {
+  /**
+   * Streams on `agent`'s one connection until an answer comes straight from the worker, as an IPC call or (`offer`)
+   * through the master's HTTP request; returns it, or undefined if the connection is past offers (its requests are
+   * calls now).
+   */
+  async function untilDirect(tt: Test, agent: Agent, via: 'call' | 'offer'): Promise<StreamClient | undefined> {
     for (let i = 0; i < 200; i++) {
       const s = await postStream(url, chatBody('[mock tokens=5 interval-ms=1]'), {}, agent);
       await s.done;
       if (!isDone(s)) tt.fail('every answer is whole, direct or not');
       const line = await lineOf(gw, String(s.headers['x-request-id']));
-      if (line.direct === true) return s;
+      if (line.directCall === true) return via === 'call' ? s : undefined;
+      if (line.direct === true && via === 'offer') return s;
     }
-    throw new Error('no answer came straight from the worker in 200 streams');
+    throw new Error(`no answer came straight from the worker (${via}) in 200 streams`);
   }
 
-  /** A keep-alive connection of its own, on which the worker already answers directly (closed at the test's end). */
-  async function directConnection(tt: Test): Promise<{ agent: Agent; first: StreamClient }> {
+  function keepAliveAgent(tt: Test): Agent {
     const agent = new Agent({ keepAlive: true, maxSockets: 1 });
     tt.teardown(() => agent.destroy());
-    return { agent, first: await untilDirect(tt, agent) };
+    return agent;
+  }
+
+  /** A keep-alive connection of its own, whose requests go to the worker as IPC calls (closed at the test's end). */
+  async function directConnection(tt: Test): Promise<{ agent: Agent; first: StreamClient }> {
+    const agent = keepAliveAgent(tt);
+    return { agent, first: (await untilDirect(tt, agent, 'call'))! };
+  }
+
+  /** A fresh keep-alive connection whose first direct answer came through an offer in the master's HTTP request. */
+  async function offeredConnection(tt: Test): Promise<{ agent: Agent; first: StreamClient }> {
+    for (let i = 0; i < 50; i++) {
+      const agent = keepAliveAgent(tt);
+      const first = await untilDirect(tt, agent, 'offer');
+      if (first !== undefined) return { agent, first };
+      agent.destroy();
+    }
+    throw new Error('no offered direct answer on 50 connections');
+  }
+
+  /** One request on `agent`'s connection, read whole. */
+  function plain(
+    agent: Agent,
+    method: string,
+    path: string,
+    body?: string,
+  ): Promise<{ status: number; body: string; headers: Record<string, unknown>; reused: boolean }> {
+    return new Promise((resolve, reject) => {
+      const req = request(`${gw.url}${path}`, { agent, method }, (res) => {
+        let text = '';
+        res.setEncoding('utf8').on('data', (c: string) => (text += c));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, body: text, headers: res.headers, reused: req.reusedSocket }),
+        );
+      });
+      req.on('error', reject);
+      if (body !== undefined) req.setHeader('content-type', 'application/json');
+      req.end(body);
+    });
   }
 
   t.test('streamed answers go straight to the client; the connection serves every kind of request', async (t) => {
-    const { agent, first: direct } = await directConnection(t);
+    const { agent, first: direct } = await offeredConnection(t);
     t.equal(direct.status, 200);
     t.equal(direct.headers['x-graygate-version'], 'v1', "the master's headers are on the worker's answer");
     t.match(String(direct.headers['content-type']), /^text\/event-stream/);
@@ -126,6 +186,51 @@ t.test('directStreams', async (t) => {
       true,
       'and again straight from the worker',
     );
+  });
+
+  t.test('once the worker holds the connection, every answer on it is the worker’s, sent as an IPC call', async (t) => {
+    const { agent, first } = await directConnection(t);
+    const socket = first.res.socket;
+    const cases: Array<{ method: string; path: string; body?: string; status: number; check?: RegExp }> = [
+      { method: 'GET', path: '/v1/models?version=v1', status: 200, check: /"object":"list"/ },
+      { method: 'HEAD', path: '/v1/models?version=v1', status: 200 },
+      {
+        method: 'POST',
+        path: '/v1/chat/completions?version=v1',
+        body: JSON.stringify(chatBody('[mock tokens=3]', { stream: false })),
+        status: 200,
+        check: /"object":"chat.completion"/,
+      },
+      { method: 'GET', path: '/v1/nothing-here?version=v1', status: 404, check: /"code":"not_found"/ },
+      {
+        method: 'POST',
+        path: '/v1/chat/completions?version=v1',
+        body: '{"messages": [',
+        status: 400,
+        check: /"type":"invalid_request_error"/,
+      },
+    ];
+    for (const c of cases) {
+      const got = await plain(agent, c.method, c.path, c.body);
+      t.equal(got.status, c.status, `${c.method} ${c.path}`);
+      if (c.check !== undefined) t.match(got.body, c.check);
+      if (c.method === 'HEAD') t.equal(got.body, '', 'no body to a HEAD');
+      t.ok(got.reused, 'on the same connection');
+      t.equal(got.headers['x-graygate-version'], 'v1', "the master's headers are on the worker's answer");
+      t.match(got.headers['keep-alive'], /^timeout=\d+$/);
+      const line = await lineOf(gw, String(got.headers['x-request-id']));
+      t.same(
+        { direct: line.direct, directCall: line.directCall, status: line.status, aborted: line.aborted },
+        { direct: true, directCall: true, status: c.status, aborted: false },
+        'logged as an IPC call the worker answered',
+      );
+      t.ok((line.bytesOut ?? 0) > 0, 'the bytes the worker wrote are in the log line');
+    }
+    const s = await postStream(url, chatBody('[mock tokens=3 interval-ms=1]'), {}, agent);
+    await s.done;
+    t.ok(isDone(s));
+    t.equal(s.res.socket, socket, 'still the same connection');
+    t.equal((await lineOf(gw, String(s.headers['x-request-id']))).directCall, true);
   });
 
   t.test('a client that leaves mid-stream ends the upstream call, and is nobody’s error', async (t) => {

@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { Disposer } from '../../shared/abort.js';
+import { directAnswerOf } from '../direct/direct-answer.js';
 
 // A non-streamed answer says nothing until the upstream is done, which for a
 // long completion can be minutes; the master gives a worker
@@ -11,8 +12,10 @@ import type { Disposer } from '../../shared/abort.js';
 
 /** Starts the pings; the disposer stops them (the head going out also does). `intervalMs` 0: none. */
 export function startProcessingPings(res: ServerResponse, intervalMs: number): Disposer {
-  // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client.
+  // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client. An IPC call's response is the client's own, and its heartbeats
+  // keep the master's timer (direct-answer.ts): a 102 would reach the client.
   if (intervalMs <= 0 || (res.req.httpVersionMajor === 1 && res.req.httpVersionMinor === 0)) return () => undefined;
+  if (directAnswerOf(res) !== undefined) return () => undefined;
   const timer = setInterval(() => {
     if (res.headersSent || res.destroyed) return clearInterval(timer);
     res.writeProcessing();

@@ -1,5 +1,6 @@
 import { IncomingMessage, ServerResponse, type OutgoingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
+import { Readable } from 'node:stream';
 import {
   DIRECT_ALIVE,
   DIRECT_CLIENT_GONE,
@@ -8,21 +9,51 @@ import {
   DIRECT_FIRST_CONTENT,
   DIRECT_HEADER,
   DIRECT_SEND_TIMEOUT,
+  decodeBody,
+  type DirectCallMessage,
+  type DirectCallReport,
   type DirectOffer,
 } from '../../shared/direct.js';
+import { isEventStream } from '../../shared/http-headers.js';
 import type { DirectConnections } from './connections.js';
 
-// limits.directStreams (issue 10, docs/ONE-HOP.md): a streamed answer
-// written straight to the client's connection. The client's response is a
-// node:http ServerResponse on the connection's write-only socket, so node
-// frames it as it frames every answer; the master's request (`hop`) gets the
-// control bytes of shared/direct.ts instead: a heartbeat timer per answer and
-// a few bytes per stream, never per event.
+// limits.directStreams (issue 10, docs/ONE-HOP.md): an answer written
+// straight to the client's connection. The client's response is a node:http
+// ServerResponse on the connection's write-only socket, so node frames it as
+// it frames every answer. The master hears control bytes (shared/direct.ts)
+// instead of the answer, by one of two ways:
+//  - an offer: the master's HTTP request offered the connection and a streamed
+//    answer took it when its status went out; the bytes are the body of the
+//    worker's response to that request (the `hop`);
+//  - a call: the master passed the request as an IPC message on a connection
+//    this process holds; every answer to it goes to the client, and the bytes
+//    go back in `call-report` messages.
+// A heartbeat timer per answer and a few bytes per answer, never per event.
 
 /** A request on the direct path: the master's offer, and the connections this worker holds. */
 export interface DirectRoute {
   offer: DirectOffer;
   connections: DirectConnections;
+}
+
+/** Where the control bytes go. */
+interface Hop {
+  /** Control bytes now. */
+  mark(bytes: string): void;
+  /** The status went out before the end (an event stream's). */
+  status(status: number, isStream: boolean): void;
+  /** The last control bytes of an answer that was written whole (`E?=N`); `status` if not reported yet. */
+  done(bytes: string, status: number | undefined, isStream: boolean): void;
+  /** The answer was given up (`mark`): the master hears why, and the call ends (the handler aborts it). */
+  giveUp(mark: string, answer: DirectAnswer): void;
+}
+
+/** The answer of each response on the direct path, for the SSE writer and the processing pings. */
+const answers = new WeakMap<ServerResponse, DirectAnswer>();
+
+/** The direct answer `res` is the client's response of, if any (an IPC call's response from the start). */
+export function directAnswerOf(res: ServerResponse): DirectAnswer | undefined {
+  return answers.get(res);
 }
 
 export class DirectAnswer {
@@ -33,7 +64,7 @@ export class DirectAnswer {
    * response `drain` only from the listener its server puts on its own sockets, which this one is not.
    */
   readonly socket: Socket;
-  readonly #hop: ServerResponse;
+  readonly #hop: Hop;
   readonly #onDrain = (): void => this.#clearSendTimer();
   readonly #heartbeat: NodeJS.Timeout | undefined;
   readonly #sendTimeoutMs: number;
@@ -41,6 +72,7 @@ export class DirectAnswer {
   #sendTimer: NodeJS.Timeout | undefined = undefined;
   #isFailed = false;
   #isSettled = false;
+  #isStatusReported = false;
 
   /**
    * Takes the offered connection if this worker holds it and nothing else is being written to it; undefined
@@ -49,39 +81,69 @@ export class DirectAnswer {
   static open(route: DirectRoute, hop: ServerResponse, headers: OutgoingHttpHeaders): DirectAnswer | undefined {
     const socket = route.connections.free(route.offer.conn);
     if (socket === undefined || hop.headersSent || hop.destroyed) return undefined;
-    return new DirectAnswer(route.offer, socket, hop, headers);
-  }
-
-  private constructor(offer: DirectOffer, socket: Socket, hop: ServerResponse, headers: OutgoingHttpHeaders) {
-    this.#hop = hop;
-    this.socket = socket;
-    this.#sendTimeoutMs = offer.sendTimeoutMs;
-    this.#bytesAtStart = socket.bytesWritten;
     // What a server's response needs of its request: an HTTP/1.1 POST (the master offers nothing else).
-    const req = Object.assign(Object.create(IncomingMessage.prototype) as IncomingMessage, {
-      method: 'POST',
-      httpVersionMajor: 1,
-      httpVersionMinor: 1,
-      headers: {},
-    });
-    const client = new ServerResponse(req);
-    client.assignSocket(socket);
-    // Offered only on connections the master keeps: node's default `Connection: keep-alive` is right.
-    const keepAlive = offer.keepAliveTimeoutS > 0 ? { 'keep-alive': `timeout=${offer.keepAliveTimeoutS}` } : {};
-    client.writeHead(200, { ...offer.headers, ...keepAlive, ...headers });
-    this.client = client;
-    socket.on('drain', this.#onDrain);
-    // The connection failed or closed mid-answer (the client left, or the master closed it): the call ends.
-    client.once('close', () => this.#clientGone());
+    const client = responseOn(socket, requestOf('POST', '/', {}), route.offer.keepAliveTimeoutS, route.offer.headers);
+    const answer = new DirectAnswer(socket, client, httpHop(hop), route.offer);
     // The master's request ended first (its client left, or its timers cut the connection): nothing more to write.
-    hop.once('close', () => this.#abandon());
+    hop.once('close', () => answer.#abandon());
     hop.writeHead(200, {
       [DIRECT_HEADER]: '1',
       'content-type': 'text/plain; charset=latin1',
       'cache-control': 'no-store',
     });
     hop.flushHeaders();
-    if (offer.heartbeatMs > 0) this.#heartbeat = setInterval(() => this.#control(DIRECT_ALIVE), offer.heartbeatMs);
+    client.writeHead(200, headers);
+    return answer;
+  }
+
+  /**
+   * An IPC call (master/direct-calls.ts) on connection `msg.conn`: the request, and the client's response to answer
+   * it on; undefined when this worker does not hold the connection, or something is being written to it (reported).
+   */
+  static call(
+    msg: DirectCallMessage,
+    connections: DirectConnections,
+    report: (msg: DirectCallReport) => void,
+    onSettled: () => void,
+  ): { req: IncomingMessage; res: ServerResponse } | undefined {
+    const socket = connections.free(msg.conn);
+    if (socket === undefined) {
+      report({ type: 'call-report', id: msg.id, marks: DIRECT_CLIENT_GONE, isEnd: true });
+      return undefined;
+    }
+    const req = requestOf(msg.method, msg.url, msg.headers);
+    req.push(decodeBody(msg));
+    req.push(null);
+    const client = responseOn(socket, req, msg.keepAliveTimeoutS, msg.responseHeaders);
+    const answer = new DirectAnswer(socket, client, ipcHop(msg.id, report, onSettled), msg);
+    answers.set(client, answer);
+    return { req, res: client };
+  }
+
+  private constructor(
+    socket: Socket,
+    client: ServerResponse,
+    hop: Hop,
+    timing: Pick<DirectOffer, 'sendTimeoutMs' | 'heartbeatMs'>,
+  ) {
+    this.socket = socket;
+    this.client = client;
+    this.#hop = hop;
+    this.#sendTimeoutMs = timing.sendTimeoutMs;
+    this.#bytesAtStart = socket.bytesWritten;
+    socket.on('drain', this.#onDrain);
+    // The whole answer is with the kernel.
+    client.once('finish', () => this.#settle());
+    // The connection failed or closed mid-answer (the client left, or the master closed it): the call ends.
+    client.once('close', () => this.#giveUp(DIRECT_CLIENT_GONE));
+    if (timing.heartbeatMs > 0) this.#heartbeat = setInterval(() => this.#control(DIRECT_ALIVE), timing.heartbeatMs);
+  }
+
+  /** The status went out (an event stream's, which starts late): the master hears it now, not at its end. */
+  statusSent(): void {
+    if (this.#isStatusReported || this.#isSettled) return;
+    this.#isStatusReported = true;
+    this.#hop.status(this.client.statusCode, true);
   }
 
   /** The first content event went out (the canary's first token, in the master). */
@@ -103,7 +165,6 @@ export class DirectAnswer {
   /** Ends the client's answer; the master hears it is done once the last byte is with the kernel. */
   end(): void {
     if (this.#isSettled) return;
-    this.client.once('finish', () => this.#settle());
     this.client.end();
   }
 
@@ -119,7 +180,7 @@ export class DirectAnswer {
   }
 
   #control(bytes: string): void {
-    if (!this.#hop.writableEnded && !this.#hop.destroyed) this.#hop.write(bytes, 'latin1');
+    if (!this.#isSettled) this.#hop.mark(bytes);
   }
 
   /** The master's request closed first: let go of the connection; the handler aborts the call. */
@@ -129,33 +190,25 @@ export class DirectAnswer {
   }
 
   /**
-   * The connection went mid-answer. The master hears it was the client's doing (`C`) before its request is destroyed,
-   * which aborts the call: otherwise that close, reaching the master before its own socket's, reads as the worker's
-   * failure, and a client's "stop" counted against the version in the canary.
-   */
-  #clientGone(): void {
-    this.#giveUp(DIRECT_CLIENT_GONE);
-  }
-
-  /**
-   * Ends the answer early: lets go of the connection, tells the master why (`mark`), then destroys its request, which
-   * aborts the upstream call (handler.ts); the destroy waits for the mark, which it would otherwise drop.
+   * Ends the answer early: lets go of the connection, tells the master why (`mark`): `T` (the client took nothing
+   * for sendTimeoutMs) or `C` (the connection went mid-answer, which the master must hear was the client's doing, or
+   * that close, reaching it before its own socket's, reads as the worker's failure, and a client's "stop" counted
+   * against the version in the canary). The hop then ends the call.
    */
   #giveUp(mark: string): void {
     if (this.#isSettled) return;
     this.#release();
-    const hop = this.#hop;
-    if (hop.destroyed || hop.writableEnded) return;
-    hop.write(mark, 'latin1', () => hop.destroy());
+    this.#hop.giveUp(mark, this);
   }
 
   /** The whole answer is with the kernel: the master hears it is done, and how many bytes it was. */
   #settle(): void {
     if (this.#isSettled) return;
     const bytes = this.socket.bytesWritten - this.#bytesAtStart;
+    const isStream = isEventStream(headerText(this.client.getHeader('content-type')));
+    const status = this.#isStatusReported ? undefined : this.client.statusCode;
     this.#release();
-    if (!this.#hop.writableEnded && !this.#hop.destroyed)
-      this.#hop.end(`${this.#isFailed ? DIRECT_FAILED : ''}${DIRECT_DONE}${bytes}`, 'latin1');
+    this.#hop.done(`${this.#isFailed ? DIRECT_FAILED : ''}${DIRECT_DONE}${bytes}`, status, isStream);
   }
 
   #release(): void {
@@ -165,4 +218,70 @@ export class DirectAnswer {
     this.socket.off('drain', this.#onDrain);
     if (this.client.socket !== null) this.client.detachSocket(this.socket);
   }
+}
+
+function headerText(value: number | string | string[] | undefined): string | undefined {
+  return typeof value === 'string' ? value : undefined;
+}
+
+/** The request a response is written for, from the master's IPC call (or the offer's POST). */
+function requestOf(method: string, url: string, headers: IncomingMessage['headers']): IncomingMessage {
+  return Object.assign(new Readable({ read: () => undefined }), {
+    method,
+    url,
+    headers,
+    httpVersion: '1.1',
+    httpVersionMajor: 1,
+    httpVersionMinor: 1,
+  }) as unknown as IncomingMessage;
+}
+
+/** The client's response on `socket`, with the master's headers and its `Keep-Alive` (only kept connections). */
+function responseOn(
+  socket: Socket,
+  req: IncomingMessage,
+  keepAliveTimeoutS: number,
+  headers: OutgoingHttpHeaders,
+): ServerResponse {
+  const client = new ServerResponse(req);
+  client.assignSocket(socket);
+  for (const [name, value] of Object.entries(headers)) if (value !== undefined) client.setHeader(name, value);
+  if (keepAliveTimeoutS > 0) client.setHeader('keep-alive', `timeout=${keepAliveTimeoutS}`);
+  return client;
+}
+
+/** The master's HTTP request (`x-graygate-direct`): control bytes in its response body. */
+function httpHop(hop: ServerResponse): Hop {
+  const isOpen = (): boolean => !hop.writableEnded && !hop.destroyed;
+  return {
+    mark: (bytes) => void (isOpen() && hop.write(bytes, 'latin1')),
+    status: () => undefined, // the hop's own head said it (relay.ts)
+    done: (bytes) => void (isOpen() && hop.end(bytes, 'latin1')),
+    // Destroying the master's request aborts the upstream call (handler.ts); the destroy waits for the mark, which
+    // it would otherwise drop.
+    giveUp: (mark) => void (isOpen() && hop.write(mark, 'latin1', () => hop.destroy())),
+  };
+}
+
+/** An IPC call: control bytes in `call-report` messages; the status rides in the first report after it went out. */
+function ipcHop(id: number, report: (msg: DirectCallReport) => void, onSettled: () => void): Hop {
+  return {
+    mark: (marks) => report({ type: 'call-report', id, marks }),
+    status: (status, isStream) => report({ type: 'call-report', id, marks: '', status, isStream }),
+    done: (marks, status, isStream) => {
+      report({ type: 'call-report', id, marks, isEnd: true, ...(status === undefined ? {} : { status, isStream }) });
+      onSettled();
+    },
+    giveUp: (mark, answer) => {
+      report({ type: 'call-report', id, marks: mark, isEnd: true });
+      onSettled();
+      // The handler's response is the client's: closed as node closes it when its socket goes (onServerResponseClose),
+      // it aborts the upstream call as a client leaving does.
+      const client = answer.client as ServerResponse & { _closed?: boolean };
+      if (client._closed === true) return;
+      client.destroyed = true;
+      client._closed = true;
+      client.emit('close');
+    },
+  };
 }

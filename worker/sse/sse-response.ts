@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import { toSseErrorEvent } from '../../shared/errors.js';
-import { DirectAnswer, type DirectRoute } from '../direct/direct-answer.js';
+import { DirectAnswer, directAnswerOf, type DirectRoute } from '../direct/direct-answer.js';
 import { PING_COMMENT, SSE_HEADERS } from './encoder.js';
 
 // What every streamed answer shares (SPEC §5, issue 3 parts 6–8), chat chunks
@@ -46,6 +46,8 @@ export abstract class SseResponse {
   constructor(options: SseResponseOptions) {
     this.res = options.res;
     this.#options = options;
+    // An IPC call's response is the client's from the start (direct-answer.ts).
+    this.#direct = directAnswerOf(options.res);
   }
 
   /** Queues framed event text; written at the next flush. Bounded by what one upstream chunk produces. */
@@ -156,6 +158,12 @@ export abstract class SseResponse {
   /** The status goes out: to the client's connection when it was offered and is free, else to the master. */
   #commit(): void {
     const headers = { ...this.#options.headers, ...SSE_HEADERS };
+    if (this.#direct !== undefined) {
+      // An IPC call: the client's response already; the master hears the status now.
+      if (!this.res.destroyed) this.res.writeHead(200, headers);
+      this.#direct.statusSent();
+      return;
+    }
     const route = this.#options.direct;
     const direct = route === undefined ? undefined : DirectAnswer.open(route, this.res, headers);
     if (direct === undefined) {

@@ -146,6 +146,7 @@ function smallTables(small: SmallAggregate[]): Table[] {
     const of = (kind: string): SmallAggregate | undefined =>
       small.find((s) => s.target.build === build && s.target.kind === kind);
     const gg = of('graygate')!;
+    if (build === 'direct-streams') continue;
     for (const kind of ['node', 'nginx', 'worker']) {
       const other = of(kind);
       if (other !== undefined && other.medianRps > 0)
@@ -156,6 +157,14 @@ function smallTables(small: SmallAggregate[]): Table[] {
     if (onehop !== undefined && node !== undefined && node.medianRps > 0)
       ratioRows.push([`${onehop.target.label} ÷ ${node.target.label}`, `${r2(onehop.medianRps / node.medianRps)}×`]);
   }
+  // limits.directStreams has no node proxy of its own (its worker is the same build's): against graygate's.
+  const directCalls = small.find((s) => s.target.build === 'direct-streams' && s.target.kind === 'graygate');
+  const graygateNode = small.find((s) => s.target.build === 'graygate' && s.target.kind === 'node');
+  if (directCalls !== undefined && graygateNode !== undefined && graygateNode.medianRps > 0)
+    ratioRows.push([
+      `${directCalls.target.label} ÷ ${graygateNode.target.label}`,
+      `${r2(directCalls.medianRps / graygateNode.medianRps)}×`,
+    ]);
   const current = small.find((s) => s.target.build === 'graygate' && s.target.kind === 'graygate');
   const before = small.find((s) => s.target.build === 'baseline' && s.target.kind === 'graygate');
   if (current !== undefined && before !== undefined && before.medianRps > 0)

@@ -1,0 +1,106 @@
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import { encodeBody, type DirectCallMessage, type DirectCallReport } from '../shared/direct.js';
+import type { RequestContext } from './request-context.js';
+import type { DirectCallSink, WorkerHandle } from './worker-handle.js';
+import { DirectReport } from './direct-report.js';
+import type { RelayHooks } from './relay.js';
+
+// limits.directStreams (issue 10, docs/ONE-HOP.md): once a worker process
+// holds a client's connection, the connection's next requests go to it as IPC
+// messages instead of HTTP requests: no http-proxy-3 call, ClientRequest or
+// response parser in the master, no server request in the worker. The worker
+// writes every answer to them, streamed or not, straight to the client, and
+// reports on it (shared/direct.ts); direct-report.ts reads the reports.
+
+export interface DirectCallTimeouts {
+  /** Request passed → the status (or a heartbeat), ms (limits.workerHeadersTimeoutMs). */
+  headersMs: number;
+  /** Longest silence between two reports once the status went out, ms; 0: none (limits.workerIdleTimeoutMs). */
+  idleMs: number;
+}
+
+export interface DirectCallOffer {
+  conn: number;
+  keepAliveTimeoutS: number;
+  sendTimeoutMs: number;
+  heartbeatMs: number;
+  responseHeaders: OutgoingHttpHeaders;
+}
+
+class DirectCall implements DirectCallSink {
+  readonly #ctx: RequestContext;
+  readonly #report: DirectReport;
+  readonly #hooks: RelayHooks;
+  readonly #idleMs: number;
+  #status = 0;
+
+  constructor(ctx: RequestContext, hooks: RelayHooks, timeouts: DirectCallTimeouts) {
+    this.#ctx = ctx;
+    this.#hooks = hooks;
+    this.#idleMs = timeouts.idleMs;
+    this.#report = new DirectReport(ctx, () => hooks.now());
+    this.#report.watch(timeouts.headersMs, 'worker_timeout');
+  }
+
+  report(msg: DirectCallReport): void {
+    const ctx = this.#ctx;
+    if (ctx.phase === 'done') return;
+    if (msg.status !== undefined && ctx.phase === 'worker') {
+      // The status went out to the client: from now on it is an answer in progress, as a relayed one would be.
+      this.#status = msg.status;
+      ctx.phase = 'relay';
+      ctx.res.statusCode = msg.status;
+      ctx.isEventStream = msg.isStream === true;
+      ctx.headersAtMs = this.#hooks.now();
+      this.#hooks.onHeaders(ctx);
+      this.#report.watch(this.#idleMs, 'worker_timeout');
+    }
+    if (msg.marks !== '') this.#report.marks(msg.marks);
+    if (msg.isEnd !== true) return;
+    if (ctx.phase === 'relay') this.#report.end(this.#status);
+    // Given up before its status (the connection was gone, or closed under it): nothing was answered.
+    else if (ctx.phase === 'worker') this.#report.cut('worker_error');
+  }
+
+  lost(): void {
+    this.#report.lost();
+  }
+}
+
+let nextCallId = 0;
+
+/**
+ * Passes the request of `ctx` (routed, admitted, its body read) to `worker` as an IPC call on connection
+ * `offer.conn`, which that process holds. False when the worker cannot take it now: the caller forwards it over HTTP.
+ */
+export function callDirect(
+  ctx: RequestContext,
+  worker: WorkerHandle,
+  headers: IncomingHttpHeaders,
+  offer: DirectCallOffer,
+  timeouts: DirectCallTimeouts,
+  hooks: RelayHooks,
+): boolean {
+  const { req } = ctx;
+  const msg: DirectCallMessage = {
+    type: 'call',
+    id: ++nextCallId,
+    method: req.method ?? 'GET',
+    url: ctx.forwardPath,
+    headers,
+    ...encodeBody(ctx.body),
+    ...offer,
+  };
+  ctx.phase = 'worker';
+  const call = new DirectCall(ctx, hooks, timeouts);
+  if (!worker.sendCall(msg, call)) {
+    clearTimeout(ctx.workerTimer);
+    ctx.workerTimer = undefined;
+    ctx.isDirect = false;
+    return false;
+  }
+  ctx.isDirectCall = true;
+  // The body is in the message: the master need not hold it (its bytes count in the budget until the status).
+  hooks.onBodySent(ctx);
+  return true;
+}

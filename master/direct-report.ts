@@ -1,0 +1,89 @@
+import type { RequestContext } from './request-context.js';
+import { cutDirect, endUnwritten } from './direct-connections.js';
+import {
+  DIRECT_CLIENT_GONE,
+  DIRECT_DONE,
+  DIRECT_FAILED,
+  DIRECT_FIRST_CONTENT,
+  DIRECT_SEND_TIMEOUT,
+} from '../shared/direct.js';
+
+// limits.directStreams (issue 10, docs/ONE-HOP.md): the master's side of an
+// answer the worker writes to the client itself. The worker's control bytes
+// (shared/direct.ts) arrive in the body of the master's HTTP request to it
+// (relay.ts) or in IPC call reports (direct-calls.ts); either way they come
+// here. The master keeps what it owns: the timer (any report restarts it), the
+// canary's facts, and the connection, which it ends without writing or, when
+// the answer cannot be finished, cuts.
+
+/** The last control bytes of a direct answer: `E` if its stream failed, then `=` and the bytes written. */
+const DIRECT_END = new RegExp(`(${DIRECT_FAILED}?)${DIRECT_DONE}(\\d+)$`);
+
+export class DirectReport {
+  readonly #ctx: RequestContext;
+  readonly #now: () => number;
+  /** The last control bytes, for the final `E?=N`. */
+  #control = '';
+  #isClientGone = false;
+
+  constructor(ctx: RequestContext, now: () => number) {
+    this.#ctx = ctx;
+    this.#now = now;
+    ctx.isDirect = true;
+  }
+
+  /** The worker must report within `ms` (0: no limit), and again within `ms` of each report. */
+  watch(ms: number, code: string): void {
+    const ctx = this.#ctx;
+    clearTimeout(ctx.workerTimer);
+    ctx.workerTimer = ms > 0 ? setTimeout(() => this.cut(code), ms) : undefined;
+  }
+
+  /** Control bytes from the worker. */
+  marks(text: string): void {
+    const ctx = this.#ctx;
+    ctx.workerTimer?.refresh();
+    if (ctx.firstContentAtMs === 0 && text.includes(DIRECT_FIRST_CONTENT)) ctx.firstContentAtMs = this.#now();
+    if (text.includes(DIRECT_SEND_TIMEOUT)) return this.cut('send_timeout');
+    if (text.includes(DIRECT_CLIENT_GONE)) {
+      // The client left under the worker's writes: the master's own socket tells it so too, soon; nobody's error.
+      this.#isClientGone = true;
+      clearTimeout(ctx.workerTimer);
+      ctx.workerTimer = undefined;
+      return cutDirect(ctx);
+    }
+    this.#control = (this.#control + text).slice(-32);
+  }
+
+  /** The worker's last report arrived: the answer is with the client's kernel, or it was given up half-way. */
+  end(status: number): void {
+    const ctx = this.#ctx;
+    clearTimeout(ctx.workerTimer);
+    ctx.workerTimer = undefined;
+    if (ctx.phase !== 'relay' || this.#isClientGone) return;
+    const end = DIRECT_END.exec(this.#control);
+    // Ended without its final report: the worker gave up on the answer half-way (framing unknown).
+    if (end === null) return this.cut('worker_error');
+    if (end[1] === DIRECT_FAILED) ctx.isStreamFailed = true;
+    ctx.directBytes = Number(end[2]);
+    endUnwritten(ctx.res, status);
+  }
+
+  /** The worker died, or reset the master's request, before its last report. */
+  lost(): void {
+    const ctx = this.#ctx;
+    if (ctx.phase === 'done' || this.#isClientGone) return;
+    this.cut('worker_error');
+  }
+
+  /** The answer cannot be finished: the connection is cut (where the worker's framing stands is unknown). */
+  cut(code: string): void {
+    const ctx = this.#ctx;
+    clearTimeout(ctx.workerTimer);
+    ctx.workerTimer = undefined;
+    ctx.errorCode ??= code;
+    if (code !== 'send_timeout') ctx.isStreamFailed = true;
+    cutDirect(ctx);
+    ctx.proxyReq?.destroy();
+  }
+}
