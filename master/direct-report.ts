@@ -24,7 +24,8 @@ export class DirectReport {
   readonly #now: () => number;
   /** The last control bytes, for the final `E?=N`. */
   #control = '';
-  #isClientGone = false;
+  /** The connection was cut, or the client left: what the worker reports after that changes nothing. */
+  #isOver = false;
 
   constructor(ctx: RequestContext, now: () => number) {
     this.#ctx = ctx;
@@ -42,12 +43,13 @@ export class DirectReport {
   /** Control bytes from the worker. */
   marks(text: string): void {
     const ctx = this.#ctx;
+    if (this.#isOver) return;
     ctx.workerTimer?.refresh();
     if (ctx.firstContentAtMs === 0 && text.includes(DIRECT_FIRST_CONTENT)) ctx.firstContentAtMs = this.#now();
     if (text.includes(DIRECT_SEND_TIMEOUT)) return this.cut('send_timeout');
     if (text.includes(DIRECT_CLIENT_GONE)) {
       // The client left under the worker's writes: the master's own socket tells it so too, soon; nobody's error.
-      this.#isClientGone = true;
+      this.#isOver = true;
       clearTimeout(ctx.workerTimer);
       ctx.workerTimer = undefined;
       return cutDirect(ctx);
@@ -60,7 +62,7 @@ export class DirectReport {
     const ctx = this.#ctx;
     clearTimeout(ctx.workerTimer);
     ctx.workerTimer = undefined;
-    if (ctx.phase !== 'relay' || this.#isClientGone) return;
+    if (ctx.phase !== 'relay' || this.#isOver) return;
     const end = DIRECT_END.exec(this.#control);
     // Ended without its final report: the worker gave up on the answer half-way (framing unknown).
     if (end === null) return this.cut('worker_error');
@@ -72,13 +74,15 @@ export class DirectReport {
   /** The worker died, or reset the master's request, before its last report. */
   lost(): void {
     const ctx = this.#ctx;
-    if (ctx.phase === 'done' || this.#isClientGone) return;
+    if (ctx.phase === 'done' || this.#isOver) return;
     this.cut('worker_error');
   }
 
   /** The answer cannot be finished: the connection is cut (where the worker's framing stands is unknown). */
   cut(code: string): void {
     const ctx = this.#ctx;
+    if (this.#isOver) return;
+    this.#isOver = true;
     clearTimeout(ctx.workerTimer);
     ctx.workerTimer = undefined;
     ctx.errorCode ??= code;

@@ -254,7 +254,7 @@ t.test('directStreams', async (t) => {
       t.same(
         { direct: line.direct, aborted: line.aborted, streamFailed: line.streamFailed },
         { direct: true, aborted: true, streamFailed: undefined },
-        'logged as a client that left, not as a failed stream',
+        `logged as a client that left, not as a failed stream: ${JSON.stringify(line)}`,
       );
       t.not(line.error, 'worker_error', "not the worker's failure");
     }
@@ -304,6 +304,34 @@ t.test('directStreams', async (t) => {
     );
   });
 
+  t.test('a deploy while a call streams: it ends whole on the old worker, which then exits', async (t) => {
+    // A draining worker exits once its HTTP server has closed; IPC calls hold no connection of that server, so it
+    // must wait for them too, or this stream would be cut when the deploy drains its worker.
+    const { agent } = await directConnection(t);
+    const { body } = await admin<{ versions: Record<string, { workers: Array<{ pid?: number }> }> }>(
+      gw,
+      'GET',
+      '/admin/status',
+    );
+    const oldPid = body.versions['v1']!.workers[0]!.pid!;
+    const s = await postStream(url, chatBody('[mock tokens=40 interval-ms=10]'), {}, agent);
+    await s.until(() => s.data.length >= 3);
+    const deployed = admin(gw, 'POST', '/admin/versions/v1/deploy', {});
+    await s.done;
+    t.ok(isDone(s), 'every token, then [DONE]');
+    const line = await lineOf(gw, String(s.headers['x-request-id']));
+    t.same({ directCall: line.directCall, error: line.error }, { directCall: true, error: undefined });
+    t.equal((await deployed).status, 200);
+    await waitForStatus(
+      gw,
+      (v) => v['v1']!.workers.every((w) => w.pid !== oldPid) && v['v1']!.workers.some((w) => w.state === 'ready'),
+      'the old v1 worker gone, a new one ready',
+    );
+    const next = await postStream(url, chatBody('[mock tokens=3 interval-ms=1]'), {}, agent);
+    await next.done;
+    t.ok(isDone(next), 'the connection goes on with the new worker');
+  });
+
   t.test('a client that reads nothing for sendTimeoutMs is cut, and so is its upstream call', async (t) => {
     const { agent } = await directConnection(t);
     const upstream = once(mock.events, 'stream').then(([s]) => s as MockStream);
@@ -315,6 +343,8 @@ t.test('directStreams', async (t) => {
     const line = await lineOf(gw, String(s.headers['x-request-id']));
     t.equal(line.direct, true);
     t.equal(line.error, 'send_timeout', 'the master logged why');
+    // The client's doing, not the version's: the worker's last report (T) must not read as an unfinished answer.
+    t.equal(line.streamFailed, undefined, 'not a failed stream for the canary');
   });
 
   t.test('a client cannot offer a connection: its own x-graygate-direct never reaches a worker', async (t) => {

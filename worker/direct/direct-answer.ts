@@ -43,7 +43,7 @@ interface Hop {
   /** The status went out before the end (an event stream's). */
   status(status: number, isStream: boolean): void;
   /** The last control bytes of an answer that was written whole (`E?=N`); `status` if not reported yet. */
-  done(bytes: string, status: number | undefined, isStream: boolean): void;
+  done(bytes: string, status: number | undefined, isStream: boolean, answer: DirectAnswer): void;
   /** The answer was given up (`mark`): the master hears why, and the call ends (the handler aborts it). */
   giveUp(mark: string, answer: DirectAnswer): void;
 }
@@ -208,7 +208,7 @@ export class DirectAnswer {
     const isStream = isEventStream(headerText(this.client.getHeader('content-type')));
     const status = this.#isStatusReported ? undefined : this.client.statusCode;
     this.#release();
-    this.#hop.done(`${this.#isFailed ? DIRECT_FAILED : ''}${DIRECT_DONE}${bytes}`, status, isStream);
+    this.#hop.done(`${this.#isFailed ? DIRECT_FAILED : ''}${DIRECT_DONE}${bytes}`, status, isStream, this);
   }
 
   #release(): void {
@@ -268,20 +268,27 @@ function ipcHop(id: number, report: (msg: DirectCallReport) => void, onSettled: 
   return {
     mark: (marks) => report({ type: 'call-report', id, marks }),
     status: (status, isStream) => report({ type: 'call-report', id, marks: '', status, isStream }),
-    done: (marks, status, isStream) => {
+    done: (marks, status, isStream, answer) => {
       report({ type: 'call-report', id, marks, isEnd: true, ...(status === undefined ? {} : { status, isStream }) });
       onSettled();
+      // node:http's server closes a response after its finish (resOnFinish); the handler's response is this one.
+      process.nextTick(closeResponse, answer.client);
     },
     giveUp: (mark, answer) => {
       report({ type: 'call-report', id, marks: mark, isEnd: true });
       onSettled();
-      // The handler's response is the client's: closed as node closes it when its socket goes (onServerResponseClose),
-      // it aborts the upstream call as a client leaving does.
-      const client = answer.client as ServerResponse & { _closed?: boolean };
-      if (client._closed === true) return;
-      client.destroyed = true;
-      client._closed = true;
-      client.emit('close');
+      // The handler's response is the client's: closed unfinished, it aborts the upstream call as a client leaving
+      // does.
+      closeResponse(answer.client);
     },
   };
+}
+
+/** What node:http does to close a response (emitCloseNT, for a finished one or one whose socket went). */
+function closeResponse(res: ServerResponse): void {
+  const r = res as ServerResponse & { _closed?: boolean };
+  if (r._closed === true) return;
+  r.destroyed = true;
+  r._closed = true;
+  r.emit('close');
 }
