@@ -304,9 +304,31 @@ t.test('directStreams', async (t) => {
     );
   });
 
-  t.test('a deploy while a call streams: it ends whole on the old worker, which then exits', async (t) => {
+  t.test('a worker sent SIGTERM during a call finishes the call before it exits', async (t) => {
     // A draining worker exits once its HTTP server has closed; IPC calls hold no connection of that server, so it
-    // must wait for them too, or this stream would be cut when the deploy drains its worker.
+    // must wait for them too. (A deploy drains a worker only once the master's requests to it are over.)
+    const { agent } = await directConnection(t);
+    const { body } = await admin<{ versions: Record<string, { workers: Array<{ pid?: number }> }> }>(
+      gw,
+      'GET',
+      '/admin/status',
+    );
+    const pid = body.versions['v1']!.workers[0]!.pid!;
+    const s = await postStream(url, chatBody('[mock tokens=100 interval-ms=10]'), {}, agent);
+    await s.until(() => s.data.length >= 3);
+    process.kill(pid, 'SIGTERM');
+    await s.done;
+    t.ok(isDone(s), 'every token, then [DONE]');
+    const line = await lineOf(gw, String(s.headers['x-request-id']));
+    t.same({ directCall: line.directCall, error: line.error }, { directCall: true, error: undefined });
+    await waitForStatus(
+      gw,
+      (v) => v['v1']!.workers.every((w) => w.pid !== pid) && v['v1']!.workers.some((w) => w.state === 'ready'),
+      'a new v1 worker',
+    );
+  });
+
+  t.test('a deploy while a call streams: it ends whole on the old worker, which then exits', async (t) => {
     const { agent } = await directConnection(t);
     const { body } = await admin<{ versions: Record<string, { workers: Array<{ pid?: number }> }> }>(
       gw,
@@ -314,7 +336,7 @@ t.test('directStreams', async (t) => {
       '/admin/status',
     );
     const oldPid = body.versions['v1']!.workers[0]!.pid!;
-    const s = await postStream(url, chatBody('[mock tokens=40 interval-ms=10]'), {}, agent);
+    const s = await postStream(url, chatBody('[mock tokens=100 interval-ms=10]'), {}, agent);
     await s.until(() => s.data.length >= 3);
     const deployed = admin(gw, 'POST', '/admin/versions/v1/deploy', {});
     await s.done;
