@@ -117,7 +117,9 @@ export class ConnectionQueue {
 
   #next(socket: Socket, state: ConnectionState): void {
     state.isBusy = false;
-    if (socket.destroyed) return this.#drop(state);
+    // Destroyed, or ending after an answer that said `Connection: close` (node's destroySoon has run): what was
+    // pipelined after it is not answered, as node:http answers nothing after such an answer.
+    if (socket.destroyed || !socket.writable) return this.#drop(state);
     const next = state.waiting.shift();
     if (state.isPausedByUs && state.waiting.length < this.#options.maxPipelined()) {
       const s = socket as ServerSocket;

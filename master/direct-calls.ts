@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import { GraygateError } from '../shared/errors.js';
 import { encodeBody, type DirectCallMessage, type DirectCallReport } from '../shared/direct.js';
 import type { RequestContext } from './request-context.js';
 import type { DirectCallSink, WorkerHandle } from './worker-handle.js';
@@ -39,7 +40,15 @@ class DirectCall implements DirectCallSink {
     this.#hooks = hooks;
     this.#idleMs = timeouts.idleMs;
     this.#report = new DirectReport(ctx, () => hooks.now());
-    this.#report.watch(timeouts.headersMs, 'worker_timeout');
+    // Before the status, as a relayed request's headers timeout: the master's refusal (a cut, on a direct answer),
+    // counted as a rejection.
+    this.#report.watch(timeouts.headersMs, () => {
+      this.#report.stop();
+      hooks.refuse(
+        ctx,
+        new GraygateError('worker_timeout', 'the worker sent no response within workerHeadersTimeoutMs'),
+      );
+    });
   }
 
   report(msg: DirectCallReport): void {
@@ -53,11 +62,11 @@ class DirectCall implements DirectCallSink {
       ctx.isEventStream = msg.isStream === true;
       ctx.headersAtMs = this.#hooks.now();
       this.#hooks.onHeaders(ctx);
-      this.#report.watch(this.#idleMs, 'worker_timeout');
+      this.#report.watch(this.#idleMs, () => this.#report.cut('worker_timeout'));
     }
     if (msg.marks !== '') this.#report.marks(msg.marks);
     if (msg.isEnd !== true) return;
-    if (ctx.phase === 'relay') this.#report.end(this.#status);
+    if (ctx.phase === 'relay') this.#report.end(this.#status, msg.isLast === true || this.#hooks.isClosing());
     // Given up before its status (the connection was gone, or closed under it): nothing was answered.
     else if (ctx.phase === 'worker') this.#report.cut('worker_error');
   }

@@ -82,15 +82,16 @@ interface Unwritten {
 
 /**
  * Ends the master's response to a request the worker answered directly, without writing a byte. The server then reads
- * the connection's next request as after any answer (only connections it keeps are offered, so it keeps this one).
+ * the connection's next request as after any answer (only connections it keeps are offered), or, `isLast`, closes
+ * it after the answer (FIN), as after one that said `Connection: close`.
  */
-export function endUnwritten(res: ServerResponse, statusCode: number): void {
+export function endUnwritten(res: ServerResponse, statusCode: number, isLast = false): void {
   const r = res as ServerResponse & Unwritten;
   res.statusCode = statusCode;
   r._header = `HTTP/1.1 ${statusCode} (written by the worker)\r\n\r\n`;
   r._headerSent = true;
   r._hasBody = false;
-  r._last = false; // only connections the master keeps are offered (gateway.ts)
+  r._last = isLast;
   res.end();
 }
 

@@ -33,11 +33,18 @@ export class DirectReport {
     ctx.isDirect = true;
   }
 
-  /** The worker must report within `ms` (0: no limit), and again within `ms` of each report. */
-  watch(ms: number, code: string): void {
+  /** The worker must report within `ms` (0: no limit), and again within `ms` of each report; else `onTimeout`. */
+  watch(ms: number, onTimeout: () => void): void {
     const ctx = this.#ctx;
     clearTimeout(ctx.workerTimer);
-    ctx.workerTimer = ms > 0 ? setTimeout(() => this.cut(code), ms) : undefined;
+    ctx.workerTimer = ms > 0 ? setTimeout(onTimeout, ms) : undefined;
+  }
+
+  /** The master ends the answer itself (its refusal cuts the connection): nothing the worker reports counts now. */
+  stop(): void {
+    this.#isOver = true;
+    clearTimeout(this.#ctx.workerTimer);
+    this.#ctx.workerTimer = undefined;
   }
 
   /** Control bytes from the worker. */
@@ -57,8 +64,11 @@ export class DirectReport {
     this.#control = (this.#control + text).slice(-32);
   }
 
-  /** The worker's last report arrived: the answer is with the client's kernel, or it was given up half-way. */
-  end(status: number): void {
+  /**
+   * The worker's last report arrived: the answer is with the client's kernel, or it was given up half-way.
+   * `isLast`: the connection closes after it (the worker's answer said `Connection: close`, or the master drains).
+   */
+  end(status: number, isLast = false): void {
     const ctx = this.#ctx;
     clearTimeout(ctx.workerTimer);
     ctx.workerTimer = undefined;
@@ -68,7 +78,7 @@ export class DirectReport {
     if (end === null) return this.cut('worker_error');
     if (end[1] === DIRECT_FAILED) ctx.isStreamFailed = true;
     ctx.directBytes = Number(end[2]);
-    endUnwritten(ctx.res, status);
+    endUnwritten(ctx.res, status, isLast);
   }
 
   /** The worker died, or reset the master's request, before its last report. */

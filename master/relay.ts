@@ -161,7 +161,7 @@ function relayDirect(ctx: RequestContext, proxyRes: IncomingMessage, idleMs: num
   const status = proxyRes.statusCode ?? 200;
   ctx.res.statusCode = status; // what the client got, for the log line and the canary, however the answer ends
   const report = new DirectReport(ctx, () => hooks.now());
-  report.watch(idleMs, 'worker_timeout');
+  report.watch(idleMs, () => report.cut('worker_timeout'));
   proxyRes.setEncoding('latin1');
   proxyRes.on('data', (text: string) => report.marks(text));
   proxyRes.once('end', () => report.end(status));

@@ -157,8 +157,9 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
     if (ctx.proxyReq === undefined) ctx.lease?.release();
     releaseBody(ctx);
     if (ctx.isHealthCheck) return done();
-    // 0: the client left before any answer. A direct answer's status went out from the worker (relay.ts).
-    const status = res.headersSent || ctx.isDirect ? res.statusCode : 0;
+    // 0: the client left before any answer. A direct answer's status went out from the worker, when it said so
+    // (relay.ts, direct-calls.ts); a call cut before that has none.
+    const status = res.headersSent || (ctx.isDirect && ctx.headersAtMs > 0) ? res.statusCode : 0;
     const version = ctx.version ?? NO_VERSION;
     const endMs = now();
     metrics.onRequestDone(version, status);

@@ -95,6 +95,8 @@ export interface DirectCallReport {
   isStream?: boolean;
   /** The last report of this call: `marks` ends with `=N`, or it was given up (`T`, `C`). */
   isEnd?: boolean;
+  /** With a last `=N`: the answer said `Connection: close` (a draining worker's 503, a 413): the master closes. */
+  isLast?: boolean;
 }
 
 /** A request body as IPC JSON carries it: as text when it is UTF-8 (almost always: JSON), else base64. */

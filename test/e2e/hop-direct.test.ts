@@ -1,6 +1,7 @@
 import t, { type Test } from 'tap';
 import { once } from 'node:events';
 import { Agent, request } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { admin, startGateway, TEST_WORKER_ENTRY, type Gateway } from '../helpers/gateway.js';
 import { startMockUpstream, BASE_PATHS, type MockStream } from '../../shared/mock-upstream/index.js';
 import { postStream, chatBody, type StreamClient } from '../worker/fixtures/sse-client.js';
@@ -26,6 +27,7 @@ interface LogLine {
   aborted?: boolean;
   error?: string;
   streamFailed?: boolean;
+  phase?: string;
 }
 
 function requestLine(gw: Gateway, reqId: string): LogLine | undefined {
@@ -116,19 +118,44 @@ t.test('directStreams', async (t) => {
     throw new Error('no offered direct answer on 50 connections');
   }
 
+  /** A GET /v1/models as raw bytes, with its request id. */
+  const rawGet = (id: string): string =>
+    `GET /v1/models?version=v1 HTTP/1.1\r\nHost: test\r\nx-request-id: ${id}\r\n\r\n`;
+
+  /** A raw keep-alive connection whose requests go to the worker as IPC calls; `received` is every byte read. */
+  async function rawHeldConnection(tt: Test): Promise<{ socket: Socket; received: () => string }> {
+    const socket = connect(new URL(gw.url).port === '' ? 80 : Number(new URL(gw.url).port), '127.0.0.1');
+    tt.teardown(() => socket.destroy());
+    await once(socket, 'connect');
+    let text = '';
+    socket.setEncoding('latin1').on('data', (c: string) => (text += c));
+    for (let i = 0; i < 200; i++) {
+      const id = `raw-${i}-${Date.now()}`;
+      socket.write(rawGet(id));
+      if ((await lineOf(gw, id)).directCall === true) {
+        // Its bytes were with the kernel before the master's line: read them all before going on.
+        while (!text.endsWith('}')) await once(socket, 'data');
+        text = '';
+        return { socket, received: () => text };
+      }
+    }
+    throw new Error('no IPC call on the raw connection in 200 requests');
+  }
+
   /** One request on `agent`'s connection, read whole. */
   function plain(
     agent: Agent,
     method: string,
     path: string,
     body?: string,
-  ): Promise<{ status: number; body: string; headers: Record<string, unknown>; reused: boolean }> {
+  ): Promise<{ status: number; body: string; headers: Record<string, unknown>; reused: boolean; socket: Socket }> {
     return new Promise((resolve, reject) => {
       const req = request(`${gw.url}${path}`, { agent, method }, (res) => {
         let text = '';
+        const socket = res.socket;
         res.setEncoding('utf8').on('data', (c: string) => (text += c));
         res.on('end', () =>
-          resolve({ status: res.statusCode ?? 0, body: text, headers: res.headers, reused: req.reusedSocket }),
+          resolve({ status: res.statusCode ?? 0, body: text, headers: res.headers, reused: req.reusedSocket, socket }),
         );
       });
       req.on('error', reject);
@@ -304,10 +331,65 @@ t.test('directStreams', async (t) => {
     );
   });
 
+  t.test(
+    'a large answer relayed as bytes (legacy completions, 16 MiB) on a held connection arrives whole',
+    async (t) => {
+      // Found by review: node:http's server emits a response's `drain` from its own socket listener; a response on the
+      // worker's hand-made socket never got one, so the byte relay waited for it for ever after its first backpressure.
+      const { agent } = await directConnection(t);
+      const body = JSON.stringify({ model: 'm', prompt: 'hi [mock tokens=16384 token-size=1024]' });
+      const got = await plain(agent, 'POST', '/v1/completions?version=v1', body);
+      t.equal(got.status, 200);
+      const text = (JSON.parse(got.body) as { choices: Array<{ text: string }> }).choices[0]!.text;
+      t.ok(text.length >= 16384 * 1024, `the whole text (${text.length} characters)`);
+      const line = await lineOf(gw, String(got.headers['x-request-id']));
+      t.same({ directCall: line.directCall, status: line.status }, { directCall: true, status: 200 });
+    },
+  );
+
+  t.test('a client that reads nothing of a large JSON answer is cut after sendTimeoutMs', async (t) => {
+    // Found by review: only the SSE writer armed the send timer; a JSON answer the client never read held the
+    // worker's slot for as long as the client kept its connection open.
+    const { agent } = await directConnection(t);
+    const req = request(`${gw.url}/v1/chat/completions?version=v1`, {
+      agent,
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-request-id': 'unread-json' },
+    });
+    req.on('response', (res) => res.pause()); // read nothing, ever
+    req.on('error', () => undefined); // the cut
+    req.end(JSON.stringify(chatBody('[mock tokens=16384 token-size=1024]', { stream: false })));
+    const line = await lineOf(gw, 'unread-json');
+    t.same(
+      { directCall: line.directCall, error: line.error, streamFailed: line.streamFailed },
+      { directCall: true, error: 'send_timeout', streamFailed: undefined },
+    );
+  });
+
+  t.test('a client that leaves before a call’s status: logged with no status, as a relayed request is', async (t) => {
+    const { agent } = await directConnection(t);
+    const upstream = once(mock.events, 'stream');
+    const req = request(`${gw.url}/v1/chat/completions?version=v1`, {
+      agent,
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-request-id': 'left-early' },
+    });
+    req.on('error', () => undefined);
+    req.end(JSON.stringify(chatBody('[mock tokens=50 interval-ms=100]', { stream: false })));
+    await upstream; // the worker has the call
+    req.destroy();
+    const line = await lineOf(gw, 'left-early');
+    t.same(
+      { directCall: line.directCall, status: line.status, aborted: line.aborted, phase: line.phase },
+      { directCall: true, status: 0, aborted: true, phase: 'worker' },
+    );
+  });
+
   t.test('a worker sent SIGTERM during a call finishes the call before it exits', async (t) => {
     // A draining worker exits once its HTTP server has closed; IPC calls hold no connection of that server, so it
     // must wait for them too. (A deploy drains a worker only once the master's requests to it are over.)
     const { agent } = await directConnection(t);
+    const raw = await rawHeldConnection(t);
     const { body } = await admin<{ versions: Record<string, { workers: Array<{ pid?: number }> }> }>(
       gw,
       'GET',
@@ -316,7 +398,28 @@ t.test('directStreams', async (t) => {
     const pid = body.versions['v1']!.workers[0]!.pid!;
     const s = await postStream(url, chatBody('[mock tokens=100 interval-ms=10]'), {}, agent);
     await s.until(() => s.data.length >= 3);
+    const draining = `"pid":${pid},`;
     process.kill(pid, 'SIGTERM');
+    while (
+      !gw
+        .output()
+        .split('\n')
+        .some((l) => l.includes(draining) && l.includes('"msg":"worker draining"'))
+    )
+      await nextOutput(gw);
+    // A call the draining worker refuses: its 503 says `Connection: close`, and the master closes the connection
+    // after it (found by review: it kept it, and answered the client's next, pipelined requests on it).
+    // A raw client, which would read on: two pipelined requests.
+    const ended = once(raw.socket, 'end');
+    raw.socket.write(rawGet('pipelined-1') + rawGet('pipelined-2'));
+    await ended;
+    const heads = raw.received().match(/HTTP\/1\.1 \d{3}/g) ?? [];
+    t.same(heads, ['HTTP/1.1 503'], 'one answer, the 503, then the connection ended');
+    t.match(raw.received(), /\r\nconnection: close\r\n/i);
+    t.same(
+      { directCall: (await lineOf(gw, 'pipelined-1')).directCall, status: (await lineOf(gw, 'pipelined-1')).status },
+      { directCall: true, status: 503 },
+    );
     await s.done;
     t.ok(isDone(s), 'every token, then [DONE]');
     const line = await lineOf(gw, String(s.headers['x-request-id']));

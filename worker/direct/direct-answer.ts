@@ -42,8 +42,11 @@ interface Hop {
   mark(bytes: string): void;
   /** The status went out before the end (an event stream's). */
   status(status: number, isStream: boolean): void;
-  /** The last control bytes of an answer that was written whole (`E?=N`); `status` if not reported yet. */
-  done(bytes: string, status: number | undefined, isStream: boolean, answer: DirectAnswer): void;
+  /**
+   * The last control bytes of an answer that was written whole (`E?=N`); `status` if not reported yet; `isLast` if
+   * the answer said `Connection: close`.
+   */
+  done(bytes: string, status: number | undefined, isStream: boolean, isLast: boolean, answer: DirectAnswer): void;
   /** The answer was given up (`mark`): the master hears why, and the call ends (the handler aborts it). */
   giveUp(mark: string, answer: DirectAnswer): void;
 }
@@ -65,7 +68,15 @@ export class DirectAnswer {
    */
   readonly socket: Socket;
   readonly #hop: Hop;
-  readonly #onDrain = (): void => this.#clearSendTimer();
+  readonly #onDrain = (): void => {
+    this.#clearSendTimer();
+    // What node:http's server does for its own sockets (socketOnDrain): the response's writers wait on its `drain`.
+    const client = this.client as ServerResponse & Record<symbol, boolean>;
+    if (client.writableFinished || !client.writableNeedDrain) return;
+    const kNeedDrain = needDrainSymbol(client);
+    if (kNeedDrain !== undefined) client[kNeedDrain] = false;
+    client.emit('drain');
+  };
   readonly #heartbeat: NodeJS.Timeout | undefined;
   readonly #sendTimeoutMs: number;
   readonly #bytesAtStart: number;
@@ -117,6 +128,7 @@ export class DirectAnswer {
     const client = responseOn(socket, req, msg.keepAliveTimeoutS, msg.responseHeaders);
     const answer = new DirectAnswer(socket, client, ipcHop(msg.id, report, onSettled), msg);
     answers.set(client, answer);
+    answer.#watchWrites();
     return { req, res: client };
   }
 
@@ -137,6 +149,27 @@ export class DirectAnswer {
     // The connection failed or closed mid-answer (the client left, or the master closed it): the call ends.
     client.once('close', () => this.#giveUp(DIRECT_CLIENT_GONE));
     if (timing.heartbeatMs > 0) this.#heartbeat = setInterval(() => this.#control(DIRECT_ALIVE), timing.heartbeatMs);
+  }
+
+  /**
+   * An IPC call's response is written by whatever answers it (the SSE writer, a JSON answer, a relay of bytes): a
+   * write the socket did not take at once, or an end with bytes still queued, must be read within sendTimeoutMs, or
+   * a client that reads nothing would hold the worker's slot for as long as it keeps the connection open.
+   */
+  #watchWrites(): void {
+    const client = this.client;
+    const write = client.write.bind(client) as (...args: unknown[]) => boolean;
+    const end = client.end.bind(client) as (...args: unknown[]) => ServerResponse;
+    client.write = ((...args: unknown[]): boolean => {
+      const isReady = write(...args);
+      if (!isReady) this.behind();
+      return isReady;
+    }) as ServerResponse['write'];
+    client.end = ((...args: unknown[]): ServerResponse => {
+      end(...args);
+      if (this.socket.writableLength > 0) this.behind();
+      return client;
+    }) as ServerResponse['end'];
   }
 
   /** The status went out (an event stream's, which starts late): the master hears it now, not at its end. */
@@ -166,6 +199,8 @@ export class DirectAnswer {
   end(): void {
     if (this.#isSettled) return;
     this.client.end();
+    // What the kernel did not take must reach the client within sendTimeoutMs (as relay.ts does for relayed answers).
+    if (this.socket.writableLength > 0) this.behind();
   }
 
   #onSendTimeout(): void {
@@ -208,7 +243,8 @@ export class DirectAnswer {
     const isStream = isEventStream(headerText(this.client.getHeader('content-type')));
     const status = this.#isStatusReported ? undefined : this.client.statusCode;
     this.#release();
-    this.#hop.done(`${this.#isFailed ? DIRECT_FAILED : ''}${DIRECT_DONE}${bytes}`, status, isStream, this);
+    const isLast = !this.client.shouldKeepAlive || /close/i.test(String(this.client.getHeader('connection') ?? ''));
+    this.#hop.done(`${this.#isFailed ? DIRECT_FAILED : ''}${DIRECT_DONE}${bytes}`, status, isStream, isLast, this);
   }
 
   #release(): void {
@@ -218,6 +254,14 @@ export class DirectAnswer {
     this.socket.off('drain', this.#onDrain);
     if (this.client.socket !== null) this.client.detachSocket(this.socket);
   }
+}
+
+let kNeedDrain: symbol | null | undefined;
+
+/** node:http's private `kNeedDrain` of a response (lib/_http_outgoing.js), found once; undefined if not there. */
+function needDrainSymbol(res: ServerResponse): symbol | undefined {
+  kNeedDrain ??= Object.getOwnPropertySymbols(res).find((s) => s.description === 'kNeedDrain') ?? null;
+  return kNeedDrain ?? undefined;
 }
 
 function headerText(value: number | string | string[] | undefined): string | undefined {
@@ -268,8 +312,15 @@ function ipcHop(id: number, report: (msg: DirectCallReport) => void, onSettled: 
   return {
     mark: (marks) => report({ type: 'call-report', id, marks }),
     status: (status, isStream) => report({ type: 'call-report', id, marks: '', status, isStream }),
-    done: (marks, status, isStream, answer) => {
-      report({ type: 'call-report', id, marks, isEnd: true, ...(status === undefined ? {} : { status, isStream }) });
+    done: (marks, status, isStream, isLast, answer) => {
+      report({
+        type: 'call-report',
+        id,
+        marks,
+        isEnd: true,
+        ...(status === undefined ? {} : { status, isStream }),
+        ...(isLast ? { isLast } : {}),
+      });
       onSettled();
       // node:http's server closes a response after its finish (resOnFinish); the handler's response is this one.
       process.nextTick(closeResponse, answer.client);
