@@ -92,7 +92,7 @@ export class DirectAnswer {
   static open(route: DirectRoute, hop: ServerResponse, headers: OutgoingHttpHeaders): DirectAnswer | undefined {
     const socket = route.connections.free(route.offer.conn);
     if (socket === undefined || hop.headersSent || hop.destroyed) return undefined;
-    // What a server's response needs of its request: an HTTP/1.1 POST (the master offers nothing else).
+    // What a server's response needs of its request: an HTTP/1.1 POST (only POST endpoints stream).
     const client = responseOn(socket, requestOf('POST', '/', {}), route.offer.keepAliveTimeoutS, route.offer.headers);
     const answer = new DirectAnswer(socket, client, httpHop(hop), route.offer);
     // The master's request ended first (its client left, or its timers cut the connection): nothing more to write.
