@@ -70,6 +70,9 @@ export class ConnectionQueue {
   /** The server's 'request' (and 'checkContinue') listener. */
   readonly enqueue = (req: IncomingMessage, res: ServerResponse): void => {
     const socket = req.socket;
+    // Parsed after an answer that said `Connection: close` (the socket is ending, maybe lingering on a refused body):
+    // node:http answers nothing after such an answer, nor does the master.
+    if (!socket.writable) return this.#options.onDropped(req, res);
     let state = this.#states.get(socket);
     if (state === undefined) {
       state = { isBusy: false, waiting: [], isPausedByUs: false, isNew: true, onIdle: undefined };
@@ -106,7 +109,7 @@ export class ConnectionQueue {
 
   #serve({ socket, state, req, res }: Start): void {
     // Deferred to a later turn, and the client left meanwhile: its 'close' has been and gone.
-    if (socket.destroyed || res.destroyed) {
+    if (socket.destroyed || res.destroyed || !socket.writable) {
       state.isBusy = false;
       this.#options.onDropped(req, res);
       return;

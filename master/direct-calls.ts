@@ -53,7 +53,7 @@ class DirectCall implements DirectCallSink {
 
   report(msg: DirectCallReport): void {
     const ctx = this.#ctx;
-    if (ctx.phase === 'done') return;
+    if (ctx.phase === 'done' || this.#report.isOver) return;
     if (msg.status !== undefined && ctx.phase === 'worker') {
       // The status went out to the client: from now on it is an answer in progress, as a relayed one would be.
       this.#status = msg.status;

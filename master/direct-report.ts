@@ -40,6 +40,11 @@ export class DirectReport {
     ctx.workerTimer = ms > 0 ? setTimeout(onTimeout, ms) : undefined;
   }
 
+  /** Cut, given up or stopped: nothing more from the worker counts. */
+  get isOver(): boolean {
+    return this.#isOver;
+  }
+
   /** The master ends the answer itself (its refusal cuts the connection): nothing the worker reports counts now. */
   stop(): void {
     this.#isOver = true;

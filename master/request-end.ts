@@ -104,8 +104,9 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
     if (code === 'internal_error') log.error({ err, reqId: ctx.reqId }, 'unexpected error in the request path');
     if (ctx.version !== undefined && REJECTION_CODES.has(code)) metrics.onRejected(ctx.version, code);
     if (ctx.isDirect) {
-      // The worker writes this answer: where its framing stands is unknown here, so no error can be appended.
-      ctx.isStreamFailed = true;
+      // The worker writes this answer: where its framing stands is unknown here, so no error can be appended. (An IPC
+      // call cut before its status has no stream to fail.)
+      if (ctx.phase === 'relay') ctx.isStreamFailed = true;
       cutDirect(ctx);
     } else if (!ctx.isClientGone && !res.writableEnded) {
       if (!res.headersSent) {

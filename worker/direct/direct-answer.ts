@@ -47,8 +47,11 @@ interface Hop {
    * the answer said `Connection: close`.
    */
   done(bytes: string, status: number | undefined, isStream: boolean, isLast: boolean, answer: DirectAnswer): void;
-  /** The answer was given up (`mark`): the master hears why, and the call ends (the handler aborts it). */
-  giveUp(mark: string, answer: DirectAnswer): void;
+  /**
+   * The answer was given up (`mark`; '' when the handler broke it off): the master hears why, with the status if it
+   * went out unreported, and the call ends (the handler aborts it).
+   */
+  giveUp(mark: string, status: number | undefined, isStream: boolean, answer: DirectAnswer): void;
 }
 
 /** The answer of each response on the direct path, for the SSE writer and the processing pings. */
@@ -81,6 +84,10 @@ export class DirectAnswer {
   readonly #sendTimeoutMs: number;
   readonly #bytesAtStart: number;
   #sendTimer: NodeJS.Timeout | undefined = undefined;
+  /** Bytes not yet with the kernel when the send timer was armed: less when it fires is progress. */
+  #backlogAtArm = 0;
+  /** The handler destroyed the response (an upstream failure mid-answer): not the client's doing. */
+  #isBrokenOff = false;
   #isFailed = false;
   #isSettled = false;
   #isStatusReported = false;
@@ -170,6 +177,13 @@ export class DirectAnswer {
       if (this.socket.writableLength > 0) this.behind();
       return client;
     }) as ServerResponse['end'];
+    // A writer that breaks the answer off (a byte relay whose upstream failed) destroys the response, which closes
+    // the socket: the master must hear the worker's failure, not a client that left.
+    const destroy = client.destroy.bind(client);
+    client.destroy = (err?: Error): ServerResponse => {
+      this.#isBrokenOff = true;
+      return destroy(err);
+    };
   }
 
   /** The status went out (an event stream's, which starts late): the master hears it now, not at its end. */
@@ -187,7 +201,17 @@ export class DirectAnswer {
   /** A write to the client was not taken at once: it must be read within sendTimeoutMs. */
   behind(): void {
     if (this.#sendTimer !== undefined || this.#isSettled) return;
+    this.#backlogAtArm = this.#backlog();
     this.#sendTimer = setTimeout(() => this.#onSendTimeout(), this.#sendTimeoutMs);
+  }
+
+  /**
+   * What the client has yet to take: the socket's queue, and what the kernel has not taken of the write in flight
+   * (libuv's writeQueueSize: one large write, a JSON answer's, shrinks only there).
+   */
+  #backlog(): number {
+    const handle = (this.socket as Socket & { _handle?: { writeQueueSize?: number } | null })._handle;
+    return this.socket.writableLength + (handle?.writeQueueSize ?? 0);
   }
 
   /** The answer ends with an error event. */
@@ -205,6 +229,8 @@ export class DirectAnswer {
 
   #onSendTimeout(): void {
     this.#sendTimer = undefined;
+    // nginx's send_timeout: a client that took something since is slow, not gone; it gets another sendTimeoutMs.
+    if (this.#backlog() < this.#backlogAtArm) return this.behind();
     // The master closes the client's connection.
     this.#giveUp(DIRECT_SEND_TIMEOUT);
   }
@@ -232,8 +258,12 @@ export class DirectAnswer {
    */
   #giveUp(mark: string): void {
     if (this.#isSettled) return;
+    const client = this.client;
+    // A status that went out (a JSON answer's head) must reach the master, or the call reads as never answered.
+    const status = client.headersSent && !this.#isStatusReported ? client.statusCode : undefined;
+    const isStream = isEventStream(headerText(client.getHeader('content-type')));
     this.#release();
-    this.#hop.giveUp(mark, this);
+    this.#hop.giveUp(this.#isBrokenOff && mark === DIRECT_CLIENT_GONE ? '' : mark, status, isStream, this);
   }
 
   /** The whole answer is with the kernel: the master hears it is done, and how many bytes it was. */
@@ -325,8 +355,14 @@ function ipcHop(id: number, report: (msg: DirectCallReport) => void, onSettled: 
       // node:http's server closes a response after its finish (resOnFinish); the handler's response is this one.
       process.nextTick(closeResponse, answer.client);
     },
-    giveUp: (mark, answer) => {
-      report({ type: 'call-report', id, marks: mark, isEnd: true });
+    giveUp: (mark, status, isStream, answer) => {
+      report({
+        type: 'call-report',
+        id,
+        marks: mark,
+        isEnd: true,
+        ...(status === undefined ? {} : { status, isStream }),
+      });
       onSettled();
       // The handler's response is the client's: closed unfinished, it aborts the upstream call as a client leaving
       // does.
