@@ -411,8 +411,9 @@ t.test('directStreams', async (t) => {
       '/admin/status',
     );
     const pid = body.versions['v1']!.workers[0]!.pid!;
-    // Long enough to keep the draining worker alive while the pipelined requests reach it, on a loaded box too.
-    const s = await postStream(url, chatBody('[mock tokens=400 interval-ms=10]'), {}, agent);
+    // Long enough to keep the draining worker alive while the pipelined requests reach it (about 0.1 s), short enough
+    // to end well within the worker's 5 s drain deadline after SIGTERM on a loaded box (4 s took over 5 s in CI).
+    const s = await postStream(url, chatBody('[mock tokens=200 interval-ms=10]'), {}, agent);
     await s.until(() => s.data.length >= 3);
     const draining = `"pid":${pid},`;
     process.kill(pid, 'SIGTERM');
