@@ -1,6 +1,6 @@
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
 import { GraygateError } from '../shared/errors.js';
-import { encodeBody, type DirectCallMessage, type DirectCallReport } from '../shared/direct.js';
+import { encodeBody, type DirectCallReport, type DirectOffer } from '../shared/direct.js';
 import type { RequestContext } from './request-context.js';
 import type { DirectCallSink, WorkerHandle } from './worker-handle.js';
 import { DirectReport } from './direct-report.js';
@@ -20,25 +20,19 @@ export interface DirectCallTimeouts {
   idleMs: number;
 }
 
-export interface DirectCallOffer {
-  conn: number;
-  keepAliveTimeoutS: number;
-  sendTimeoutMs: number;
-  heartbeatMs: number;
-  responseHeaders: OutgoingHttpHeaders;
-}
-
 class DirectCall implements DirectCallSink {
   readonly #ctx: RequestContext;
-  readonly #report: DirectReport;
   readonly #hooks: RelayHooks;
   readonly #idleMs: number;
-  #status = 0;
+  readonly #report: DirectReport;
 
+  /** Starts the call's side of the master: the request is with the worker. */
   constructor(ctx: RequestContext, hooks: RelayHooks, timeouts: DirectCallTimeouts) {
     this.#ctx = ctx;
     this.#hooks = hooks;
     this.#idleMs = timeouts.idleMs;
+    ctx.phase = 'worker';
+    ctx.isDirectCall = true;
     this.#report = new DirectReport(ctx, () => hooks.now());
     // Before the status, as a relayed request's headers timeout: the master's refusal (a cut, on a direct answer),
     // counted as a rejection.
@@ -49,6 +43,8 @@ class DirectCall implements DirectCallSink {
         new GraygateError('worker_timeout', 'the worker sent no response within workerHeadersTimeoutMs'),
       );
     });
+    // The body is in the message: the master need not hold it (its bytes count in the budget until the status).
+    hooks.onBodySent(ctx);
   }
 
   report(msg: DirectCallReport): void {
@@ -56,7 +52,6 @@ class DirectCall implements DirectCallSink {
     if (ctx.phase === 'done' || this.#report.isOver) return;
     if (msg.status !== undefined && ctx.phase === 'worker') {
       // The status went out to the client: from now on it is an answer in progress, as a relayed one would be.
-      this.#status = msg.status;
       ctx.phase = 'relay';
       ctx.res.statusCode = msg.status;
       ctx.isEventStream = msg.isStream === true;
@@ -66,7 +61,7 @@ class DirectCall implements DirectCallSink {
     }
     if (msg.marks !== '') this.#report.marks(msg.marks);
     if (msg.isEnd !== true) return;
-    if (ctx.phase === 'relay') this.#report.end(this.#status, msg.isLast === true || this.#hooks.isClosing());
+    if (ctx.phase === 'relay') this.#report.end(ctx.res.statusCode, msg.isLast === true || this.#hooks.isClosing());
     // Given up before its status (the connection was gone, or closed under it): nothing was answered.
     else if (ctx.phase === 'worker') this.#report.cut('worker_error');
   }
@@ -80,36 +75,17 @@ let nextCallId = 0;
 
 /**
  * Passes the request of `ctx` (routed, admitted, its body read) to `worker` as an IPC call on connection
- * `offer.conn`, which that process holds. False when the worker cannot take it now: the caller forwards it over HTTP.
+ * `offer.conn`, which that process holds. False when the worker takes no calls now: the caller forwards it over HTTP.
  */
 export function callDirect(
   ctx: RequestContext,
   worker: WorkerHandle,
   headers: IncomingHttpHeaders,
-  offer: DirectCallOffer,
+  offer: DirectOffer,
   timeouts: DirectCallTimeouts,
   hooks: RelayHooks,
 ): boolean {
-  const { req } = ctx;
-  const msg: DirectCallMessage = {
-    type: 'call',
-    id: ++nextCallId,
-    method: req.method ?? 'GET',
-    url: ctx.forwardPath,
-    headers,
-    ...encodeBody(ctx.body),
-    ...offer,
-  };
-  ctx.phase = 'worker';
-  const call = new DirectCall(ctx, hooks, timeouts);
-  if (!worker.sendCall(msg, call)) {
-    clearTimeout(ctx.workerTimer);
-    ctx.workerTimer = undefined;
-    ctx.isDirect = false;
-    return false;
-  }
-  ctx.isDirectCall = true;
-  // The body is in the message: the master need not hold it (its bytes count in the budget until the status).
-  hooks.onBodySent(ctx);
-  return true;
+  const id = ++nextCallId;
+  const msg = { type: 'call', id, offer, method: ctx.req.method ?? 'GET', url: ctx.forwardPath, headers } as const;
+  return worker.sendCall({ ...msg, ...encodeBody(ctx.body) }, () => new DirectCall(ctx, hooks, timeouts));
 }

@@ -61,9 +61,7 @@ export class DirectReport {
     if (text.includes(DIRECT_SEND_TIMEOUT)) return this.cut('send_timeout');
     if (text.includes(DIRECT_CLIENT_GONE)) {
       // The client left under the worker's writes: the master's own socket tells it so too, soon; nobody's error.
-      this.#isOver = true;
-      clearTimeout(ctx.workerTimer);
-      ctx.workerTimer = undefined;
+      this.stop();
       return cutDirect(ctx);
     }
     this.#control = (this.#control + text).slice(-32);
@@ -97,9 +95,7 @@ export class DirectReport {
   cut(code: string): void {
     const ctx = this.#ctx;
     if (this.#isOver) return;
-    this.#isOver = true;
-    clearTimeout(ctx.workerTimer);
-    ctx.workerTimer = undefined;
+    this.stop();
     ctx.errorCode ??= code;
     if (code !== 'send_timeout') ctx.isStreamFailed = true;
     cutDirect(ctx);

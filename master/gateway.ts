@@ -341,30 +341,19 @@ export function createGateway(options: GatewayOptions): Gateway {
       if (offered !== undefined) {
         // node:http's own `Keep-Alive: timeout=N` (its keepAliveTimeout), which relayed answers carry too.
         const server = (req.socket as { server?: { keepAliveTimeout?: number } }).server;
-        const keepAliveTimeoutS = Math.floor((server?.keepAliveTimeout ?? 0) / 1000);
-        // A sign of life at least every third of the master's shortest timer.
+        // A sign of life at least every third of the master's shortest timer on the answer.
         const watchMs = Math.min(limits.workerHeadersTimeoutMs, idleMs > 0 ? idleMs : Infinity);
-        const heartbeatMs = Math.max(1, Math.floor(watchMs / 3));
-        // The worker holds the connection: the request goes as an IPC call, and every answer straight to the client.
-        if (offered.isTaken && lease.worker.takesCalls) {
-          const call = {
-            conn: offered.conn,
-            keepAliveTimeoutS,
-            sendTimeoutMs: limits.sendTimeoutMs,
-            heartbeatMs,
-            responseHeaders: ctx.res.getHeaders(),
-          };
-          const timeouts = { headersMs: limits.workerHeadersTimeoutMs, idleMs };
-          if (callDirect(ctx, lease.worker, headers, call, timeouts, hooks)) return;
-        }
-        ctx.isDirectOffered = true;
         const offer: DirectOffer = {
           conn: offered.conn,
-          keepAliveTimeoutS,
+          keepAliveTimeoutS: Math.floor((server?.keepAliveTimeout ?? 0) / 1000),
           sendTimeoutMs: limits.sendTimeoutMs,
-          heartbeatMs: idleMs > 0 ? Math.max(1, Math.floor(idleMs / 3)) : 0,
+          heartbeatMs: Math.max(1, Math.floor(watchMs / 3)),
           headers: ctx.res.getHeaders(),
         };
+        // The worker holds the connection: the request goes as an IPC call, and every answer straight to the client.
+        const timeouts = { headersMs: limits.workerHeadersTimeoutMs, idleMs };
+        if (offered.isTaken && callDirect(ctx, lease.worker, headers, offer, timeouts, hooks)) return;
+        ctx.isDirectOffered = true;
         headers[DIRECT_HEADER] = JSON.stringify(offer);
       }
     }

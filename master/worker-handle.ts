@@ -33,7 +33,6 @@ import {
 
 export type WorkerState = 'starting' | 'ready' | 'unhealthy' | 'draining' | 'stopped' | 'crashed';
 
-/** What the last answered health probe said (SPEC §4a, issue 9 part 3). */
 /** limits.directStreams: where an IPC call's reports go (master/direct-calls.ts). */
 export interface DirectCallSink {
   report(msg: DirectCallReport): void;
@@ -47,6 +46,7 @@ interface QueuedConnection {
   onTaken: () => void;
 }
 
+/** What the last answered health probe said (SPEC §4a, issue 9 part 3). */
 export interface WorkerHealth {
   /** Probes sent and not answered in a row. */
   misses: number;
@@ -424,13 +424,15 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
 
   /**
    * limits.directStreams: passes a request to this worker process as an IPC call on a connection it holds; its reports
-   * go to `sink`, and `sink.lost()` if the process ends first. False when it cannot be sent (the caller answers).
+   * go to the sink `start` makes once it is sent, and `sink.lost()` if the process ends first. False when this process
+   * takes no calls (the caller forwards the request over HTTP).
    */
-  sendCall(msg: DirectCallMessage, sink: DirectCallSink): boolean {
+  sendCall(msg: DirectCallMessage, start: () => DirectCallSink): boolean {
     const child = this.#child;
     if (!this.takesCalls || child === undefined || !child.connected) return false;
-    this.#calls.set(msg.id, sink);
     child.send(msg, undefined, undefined, ignoreSendError);
+    // Reports arrive in a later turn, read from the channel: the sink is in place by then.
+    this.#calls.set(msg.id, start());
     return true;
   }
 

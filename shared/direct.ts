@@ -65,11 +65,12 @@ export function readDirectOffer(value: string | string[] | undefined): DirectOff
   };
 }
 
-/** IPC `call` (master → worker): one request on connection `conn`, whole. */
+/** IPC `call` (master → worker): one request on connection `offer.conn`, whole. */
 export interface DirectCallMessage {
   type: 'call';
   id: number;
-  conn: number;
+  /** What the master's HTTP request would have offered: the connection, timers, the master's own headers. */
+  offer: DirectOffer;
   method: string;
   /** The path forwarded (routing parameters removed), as the master's HTTP request would carry it. */
   url: string;
@@ -78,11 +79,6 @@ export interface DirectCallMessage {
   /** The body: UTF-8 text, or base64 when it is not valid UTF-8 (`binary`). */
   body: string;
   binary: boolean;
-  keepAliveTimeoutS: number;
-  sendTimeoutMs: number;
-  heartbeatMs: number;
-  /** The master's own response headers (x-graygate-version, x-request-id, CORS, sticky cookie). */
-  responseHeaders: OutgoingHttpHeaders;
 }
 
 /** IPC `call-report` (worker → master): control bytes of a direct call, as above. */

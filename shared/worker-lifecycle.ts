@@ -38,10 +38,15 @@ export interface WorkerLifecycleOptions {
    * client; `idle` resolves when none is in flight (a drain waits for them as for the server's). Absent: the master
    * sends none.
    */
-  calls?: {
-    open(msg: DirectCallMessage, report: (msg: DirectCallReport) => void): void;
-    idle(): Promise<void>;
-  };
+  calls?: DirectCalls;
+}
+
+/** A worker's side of IPC calls (limits.directStreams; worker/server.ts). */
+export interface DirectCalls {
+  /** Answers the call straight to the client; `report` tells the master how it goes. */
+  open(msg: DirectCallMessage, report: (msg: DirectCallReport) => void): void;
+  /** Resolves once no call is in flight. */
+  idle(): Promise<void>;
 }
 
 /** What child_process hands over for a socket sent as a raw handle: closable. */

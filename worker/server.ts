@@ -8,7 +8,7 @@ import type { EndpointKind } from './types.js';
 import { handleCall, type CallHandlerOptions } from './call/handler.js';
 import { DirectConnections } from './direct/connections.js';
 import { DirectAnswer } from './direct/direct-answer.js';
-import type { DirectCallMessage, DirectCallReport } from '../shared/direct.js';
+import type { DirectCalls } from '../shared/worker-lifecycle.js';
 import { RequestPreparer, type RequestPreparerOptions } from './call/preparer.js';
 import { unsupportedEndpoint } from './call/prepare.js';
 import { ModelCatalog, type ModelCatalogOptions } from './models/model-catalog.js';
@@ -63,10 +63,7 @@ export interface WorkerServer {
   /** The client connections the master handed this worker (limits.directStreams), for runWorker. */
   connections: DirectConnections;
   /** Requests the master passes as IPC calls on those connections (limits.directStreams), for runWorker. */
-  calls: {
-    open(msg: DirectCallMessage, report: (msg: DirectCallReport) => void): void;
-    idle(): Promise<void>;
-  };
+  calls: DirectCalls;
   /**
    * Aborts now: upstream calls in flight fail with `err` (default
    * shutting_down), so their clients get an error answer or a final SSE error

@@ -1,11 +1,12 @@
 import t, { type Test } from 'tap';
 import { once } from 'node:events';
 import { Agent, request } from 'node:http';
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { admin, startGateway, TEST_WORKER_ENTRY, type Gateway } from '../helpers/gateway.js';
 import { startMockUpstream, BASE_PATHS, type MockStream } from '../../shared/mock-upstream/index.js';
 import { postStream, chatBody, type StreamClient } from '../worker/fixtures/sse-client.js';
-import { waitForStatus } from '../helpers/wait.js';
+import { status, waitForStatus } from '../helpers/wait.js';
+import { openRaw, type RawConnection } from '../helpers/raw-http.js';
 
 // limits.directStreams (issue 10, docs/ONE-HOP.md): a worker writes a streamed
 // answer straight to the client's connection, whose descriptor the master
@@ -39,13 +40,23 @@ function requestLine(gw: Gateway, reqId: string): LogLine | undefined {
   return undefined;
 }
 
-/** Waits for the master's log line of `reqId`, written when the request ends: each new output is the event. */
-async function lineOf(gw: Gateway, reqId: string): Promise<LogLine> {
+/** Waits until `find` finds something in the gateway's output: each new output is the event to look again on. */
+async function untilOutput<T>(gw: Gateway, find: () => T | undefined): Promise<T> {
   for (;;) {
-    const line = requestLine(gw, reqId);
-    if (line !== undefined) return line;
+    const found = find();
+    if (found !== undefined) return found;
     await nextOutput(gw);
   }
+}
+
+/** The master's log line of `reqId`, written when the request ends. */
+function lineOf(gw: Gateway, reqId: string): Promise<LogLine> {
+  return untilOutput(gw, () => requestLine(gw, reqId));
+}
+
+/** The pid of the first v1 worker. */
+async function v1Pid(gw: Gateway): Promise<number> {
+  return (await status(gw))['v1']!.workers[0]!.pid;
 }
 
 /** The master's next output, on stdout or stderr (both listeners removed after). */
@@ -123,28 +134,15 @@ t.test('directStreams', async (t) => {
   const rawGet = (id: string): string =>
     `GET /v1/models?version=v1 HTTP/1.1\r\nHost: test\r\nx-request-id: ${id}\r\n\r\n`;
 
-  /** A raw keep-alive connection whose requests go to the worker as IPC calls; `received` is every byte read. */
-  async function rawHeldConnection(tt: Test): Promise<{ socket: Socket; received: () => string }> {
-    const socket = connect(new URL(gw.url).port === '' ? 80 : Number(new URL(gw.url).port), '127.0.0.1');
-    tt.teardown(() => socket.destroy());
-    await once(socket, 'connect');
-    let text = '';
-    socket.setEncoding('latin1').on('data', (c: string) => (text += c));
-    /** True once `text` holds the whole answer to `id` (a head with its Content-Length, then that many bytes). */
-    const hasAnswer = (id: string): boolean => {
-      const at = text.indexOf(`x-request-id: ${id}\r\n`);
-      const headEnd = at === -1 ? -1 : text.indexOf('\r\n\r\n', at);
-      if (headEnd === -1) return false;
-      const length = /\r\ncontent-length: (\d+)\r\n/i.exec(text.slice(text.lastIndexOf('HTTP/1.1 ', at), headEnd + 2));
-      return length !== null && text.length >= headEnd + 4 + Number(length[1]);
-    };
+  /** A raw keep-alive connection whose requests go to the worker as IPC calls (closed at the test's end). */
+  async function rawHeldConnection(tt: Test): Promise<RawConnection> {
+    const raw = await openRaw(gw.url);
+    tt.teardown(() => raw.socket.destroy());
     for (let i = 0; i < 200; i++) {
       const id = `raw-${i}-${Date.now()}`;
-      socket.write(rawGet(id));
-      // One request at a time, each answer read whole before the next: `received` starts clean.
-      while (!hasAnswer(id)) await once(socket, 'data');
-      text = '';
-      if ((await lineOf(gw, id)).directCall === true) return { socket, received: () => text };
+      raw.write(rawGet(id));
+      await raw.waitFor(i + 1); // one request at a time, each answer read whole
+      if ((await lineOf(gw, id)).directCall === true) return raw;
     }
     throw new Error('no IPC call on the raw connection in 200 requests');
   }
@@ -267,6 +265,19 @@ t.test('directStreams', async (t) => {
     t.equal((await lineOf(gw, String(s.headers['x-request-id']))).directCall, true);
   });
 
+  t.test('a call’s body reaches the upstream byte for byte (text in any script)', async (t) => {
+    const { agent } = await directConnection(t);
+    const prompt = 'héllo ✓ 𝄞 — «ж» \u2028 "quoted" \\ [mock tokens=2]';
+    const upstream = once(mock.events, 'stream').then(([s]) => s as MockStream);
+    const s = await postStream(url, chatBody(prompt), {}, agent);
+    await s.done;
+    t.equal((await lineOf(gw, String(s.headers['x-request-id']))).directCall, true);
+    const sent = (await upstream).body as { messages: Array<{ content: string }> };
+    // chatBody puts its own words before the directive; compared as hex, so no raw U+2028 reaches the TAP output.
+    const content = Buffer.from(sent.messages.at(-1)!.content, 'utf8');
+    t.equal(content.subarray(-Buffer.byteLength(prompt)).toString('hex'), Buffer.from(prompt, 'utf8').toString('hex'));
+  });
+
   t.test('a client that leaves mid-stream ends the upstream call, and is nobody’s error', async (t) => {
     // Found by review: the worker saw the closed connection (EPIPE) and gave up on the master's request before the
     // master saw its own socket close, which read as the worker's failure: 27 of 30 closes logged worker_error and
@@ -317,12 +328,7 @@ t.test('directStreams', async (t) => {
     const { agent } = await directConnection(t);
     const s = await postStream(url, chatBody('[mock tokens=1000 interval-ms=20]'), {}, agent);
     await s.until(() => s.data.length >= 3);
-    const { body } = await admin<{ versions: Record<string, { workers: Array<{ pid?: number }> }> }>(
-      gw,
-      'GET',
-      '/admin/status',
-    );
-    const killed = body.versions['v1']!.workers[0]!.pid!;
+    const killed = await v1Pid(gw);
     process.kill(killed, 'SIGKILL');
     const { isComplete } = await s.done;
     t.notOk(isComplete && isDone(s), 'no [DONE]: the stream was cut');
@@ -405,38 +411,29 @@ t.test('directStreams', async (t) => {
     // must wait for them too. (A deploy drains a worker only once the master's requests to it are over.)
     const { agent } = await directConnection(t);
     const raw = await rawHeldConnection(t);
-    const { body } = await admin<{ versions: Record<string, { workers: Array<{ pid?: number }> }> }>(
-      gw,
-      'GET',
-      '/admin/status',
-    );
-    const pid = body.versions['v1']!.workers[0]!.pid!;
+    const answered = raw.responses.length;
+    const pid = await v1Pid(gw);
     // Long enough to keep the draining worker alive while the pipelined requests reach it (about 0.1 s), short enough
     // to end well within the worker's 5 s drain deadline after SIGTERM on a loaded box (4 s took over 5 s in CI).
     const s = await postStream(url, chatBody('[mock tokens=200 interval-ms=10]'), {}, agent);
     await s.until(() => s.data.length >= 3);
     const draining = `"pid":${pid},`;
     process.kill(pid, 'SIGTERM');
-    while (
-      !gw
-        .output()
-        .split('\n')
-        .some((l) => l.includes(draining) && l.includes('"msg":"worker draining"'))
-    )
-      await nextOutput(gw);
+    const isDraining = (l: string): boolean => l.includes(draining) && l.includes('"msg":"worker draining"');
+    await untilOutput(gw, () => (gw.output().split('\n').some(isDraining) ? true : undefined));
     // A call the draining worker refuses: its 503 says `Connection: close`, and the master closes the connection
     // after it (found by review: it kept it, and answered the client's next, pipelined requests on it).
     // A raw client, which would read on: two pipelined requests.
-    const ended = once(raw.socket, 'end');
-    raw.socket.write(rawGet('pipelined-1') + rawGet('pipelined-2'));
-    await ended;
-    const heads = raw.received().match(/HTTP\/1\.1 \d{3}/g) ?? [];
-    t.same(heads, ['HTTP/1.1 503'], 'one answer, the 503, then the connection ended');
-    t.match(raw.received(), /\r\nconnection: close\r\n/i);
+    raw.write(rawGet('pipelined-1') + rawGet('pipelined-2'));
+    await raw.closed;
+    const after = raw.responses.slice(answered);
     t.same(
-      { directCall: (await lineOf(gw, 'pipelined-1')).directCall, status: (await lineOf(gw, 'pipelined-1')).status },
-      { directCall: true, status: 503 },
+      after.map((r) => [r.status, r.headers['connection'], r.headers['x-request-id']]),
+      [[503, 'close', 'pipelined-1']],
+      'one answer, the 503, then the connection ended',
     );
+    const refused = await lineOf(gw, 'pipelined-1');
+    t.same({ directCall: refused.directCall, status: refused.status }, { directCall: true, status: 503 });
     await s.done;
     t.ok(isDone(s), 'every token, then [DONE]');
     const line = await lineOf(gw, String(s.headers['x-request-id']));
@@ -450,12 +447,7 @@ t.test('directStreams', async (t) => {
 
   t.test('a deploy while a call streams: it ends whole on the old worker, which then exits', async (t) => {
     const { agent } = await directConnection(t);
-    const { body } = await admin<{ versions: Record<string, { workers: Array<{ pid?: number }> }> }>(
-      gw,
-      'GET',
-      '/admin/status',
-    );
-    const oldPid = body.versions['v1']!.workers[0]!.pid!;
+    const oldPid = await v1Pid(gw);
     const s = await postStream(url, chatBody('[mock tokens=100 interval-ms=10]'), {}, agent);
     await s.until(() => s.data.length >= 3);
     const deployed = admin(gw, 'POST', '/admin/versions/v1/deploy', {});

@@ -36,22 +36,25 @@ export interface DirectRoute {
   connections: DirectConnections;
 }
 
-/** Where the control bytes go. */
+/** The answer's status and kind, once its head went out. */
+interface Head {
+  status: number;
+  isStream: boolean;
+}
+
+/** Where the control bytes go. `head`: the answer's head went out and the master has not heard it yet. */
 interface Hop {
   /** Control bytes now. */
   mark(bytes: string): void;
-  /** The status went out before the end (an event stream's). */
-  status(status: number, isStream: boolean): void;
+  /** The head went out before the end (an event stream's). */
+  status(head: Head): void;
+  /** The last control bytes of an answer that was written whole (`E?=N`); `isLast`: it said `Connection: close`. */
+  done(bytes: string, head: Head | undefined, isLast: boolean, answer: DirectAnswer): void;
   /**
-   * The last control bytes of an answer that was written whole (`E?=N`); `status` if not reported yet; `isLast` if
-   * the answer said `Connection: close`.
+   * The answer was given up (`mark`; '' when the handler broke it off): the master hears why, and the call ends (the
+   * handler aborts it).
    */
-  done(bytes: string, status: number | undefined, isStream: boolean, isLast: boolean, answer: DirectAnswer): void;
-  /**
-   * The answer was given up (`mark`; '' when the handler broke it off): the master hears why, with the status if it
-   * went out unreported, and the call ends (the handler aborts it).
-   */
-  giveUp(mark: string, status: number | undefined, isStream: boolean, answer: DirectAnswer): void;
+  giveUp(mark: string, head: Head | undefined, answer: DirectAnswer): void;
 }
 
 /** The answer of each response on the direct path, for the SSE writer and the processing pings. */
@@ -100,8 +103,9 @@ export class DirectAnswer {
     const socket = route.connections.free(route.offer.conn);
     if (socket === undefined || hop.headersSent || hop.destroyed) return undefined;
     // What a server's response needs of its request: an HTTP/1.1 POST (only POST endpoints stream).
-    const client = responseOn(socket, requestOf('POST', '/', {}), route.offer.keepAliveTimeoutS, route.offer.headers);
+    const client = responseOn(socket, requestOf('POST', '/', {}), route.offer);
     const answer = new DirectAnswer(socket, client, httpHop(hop), route.offer);
+    answer.#watchWrites();
     // The master's request ended first (its client left, or its timers cut the connection): nothing more to write.
     hop.once('close', () => answer.#abandon());
     hop.writeHead(200, {
@@ -115,8 +119,9 @@ export class DirectAnswer {
   }
 
   /**
-   * An IPC call (master/direct-calls.ts) on connection `msg.conn`: the request, and the client's response to answer
-   * it on; undefined when this worker does not hold the connection, or something is being written to it (reported).
+   * An IPC call (master/direct-calls.ts) on connection `msg.offer.conn`: the request, and the client's response to
+   * answer it on; undefined when this worker does not hold the connection, or something is being written to it
+   * (reported).
    */
   static call(
     msg: DirectCallMessage,
@@ -124,7 +129,7 @@ export class DirectAnswer {
     report: (msg: DirectCallReport) => void,
     onSettled: () => void,
   ): { req: IncomingMessage; res: ServerResponse } | undefined {
-    const socket = connections.free(msg.conn);
+    const socket = connections.free(msg.offer.conn);
     if (socket === undefined) {
       report({ type: 'call-report', id: msg.id, marks: DIRECT_CLIENT_GONE, isEnd: true });
       return undefined;
@@ -132,8 +137,8 @@ export class DirectAnswer {
     const req = requestOf(msg.method, msg.url, msg.headers);
     req.push(decodeBody(msg));
     req.push(null);
-    const client = responseOn(socket, req, msg.keepAliveTimeoutS, msg.responseHeaders);
-    const answer = new DirectAnswer(socket, client, ipcHop(msg.id, report, onSettled), msg);
+    const client = responseOn(socket, req, msg.offer);
+    const answer = new DirectAnswer(socket, client, ipcHop(msg.id, report, onSettled), msg.offer);
     answers.set(client, answer);
     answer.#watchWrites();
     return { req, res: client };
@@ -159,22 +164,22 @@ export class DirectAnswer {
   }
 
   /**
-   * An IPC call's response is written by whatever answers it (the SSE writer, a JSON answer, a relay of bytes): a
-   * write the socket did not take at once, or an end with bytes still queued, must be read within sendTimeoutMs, or
-   * a client that reads nothing would hold the worker's slot for as long as it keeps the connection open.
+   * Whatever writes the answer (the SSE writer, a JSON answer, a relay of bytes): a write the socket did not take at
+   * once, or an end with bytes still queued, must be read within sendTimeoutMs, or a client that reads nothing would
+   * hold the worker's slot for as long as it keeps the connection open. Fixed arity: nothing allocated per write.
    */
   #watchWrites(): void {
     const client = this.client;
-    const write = client.write.bind(client) as (...args: unknown[]) => boolean;
-    const end = client.end.bind(client) as (...args: unknown[]) => ServerResponse;
-    client.write = ((...args: unknown[]): boolean => {
-      const isReady = write(...args);
-      if (!isReady) this.behind();
+    const write = client.write.bind(client) as (chunk: unknown, encoding?: unknown, cb?: unknown) => boolean;
+    const end = client.end.bind(client) as (chunk?: unknown, encoding?: unknown, cb?: unknown) => ServerResponse;
+    client.write = ((chunk: unknown, encoding?: unknown, cb?: unknown): boolean => {
+      const isReady = write(chunk, encoding, cb);
+      if (!isReady) this.#behind();
       return isReady;
     }) as ServerResponse['write'];
-    client.end = ((...args: unknown[]): ServerResponse => {
-      end(...args);
-      if (this.socket.writableLength > 0) this.behind();
+    client.end = ((chunk?: unknown, encoding?: unknown, cb?: unknown): ServerResponse => {
+      end(chunk, encoding, cb);
+      if (this.socket.writableLength > 0) this.#behind();
       return client;
     }) as ServerResponse['end'];
     // A writer that breaks the answer off (a byte relay whose upstream failed) destroys the response, which closes
@@ -190,7 +195,7 @@ export class DirectAnswer {
   statusSent(): void {
     if (this.#isStatusReported || this.#isSettled) return;
     this.#isStatusReported = true;
-    this.#hop.status(this.client.statusCode, true);
+    this.#hop.status({ status: this.client.statusCode, isStream: true });
   }
 
   /** The first content event went out (the canary's first token, in the master). */
@@ -199,7 +204,7 @@ export class DirectAnswer {
   }
 
   /** A write to the client was not taken at once: it must be read within sendTimeoutMs. */
-  behind(): void {
+  #behind(): void {
     if (this.#sendTimer !== undefined || this.#isSettled) return;
     this.#backlogAtArm = this.#backlog();
     this.#sendTimer = setTimeout(() => this.#onSendTimeout(), this.#sendTimeoutMs);
@@ -221,16 +226,13 @@ export class DirectAnswer {
 
   /** Ends the client's answer; the master hears it is done once the last byte is with the kernel. */
   end(): void {
-    if (this.#isSettled) return;
-    this.client.end();
-    // What the kernel did not take must reach the client within sendTimeoutMs (as relay.ts does for relayed answers).
-    if (this.socket.writableLength > 0) this.behind();
+    if (!this.#isSettled) this.client.end();
   }
 
   #onSendTimeout(): void {
     this.#sendTimer = undefined;
     // nginx's send_timeout: a client that took something since is slow, not gone; it gets another sendTimeoutMs.
-    if (this.#backlog() < this.#backlogAtArm) return this.behind();
+    if (this.#backlog() < this.#backlogAtArm) return this.#behind();
     // The master closes the client's connection.
     this.#giveUp(DIRECT_SEND_TIMEOUT);
   }
@@ -258,23 +260,26 @@ export class DirectAnswer {
    */
   #giveUp(mark: string): void {
     if (this.#isSettled) return;
-    const client = this.client;
-    // A status that went out (a JSON answer's head) must reach the master, or the call reads as never answered.
-    const status = client.headersSent && !this.#isStatusReported ? client.statusCode : undefined;
-    const isStream = isEventStream(headerText(client.getHeader('content-type')));
+    // A head that went out (a JSON answer's) must reach the master, or the call reads as never answered.
+    const head = this.#unreportedHead();
     this.#release();
-    this.#hop.giveUp(this.#isBrokenOff && mark === DIRECT_CLIENT_GONE ? '' : mark, status, isStream, this);
+    this.#hop.giveUp(this.#isBrokenOff && mark === DIRECT_CLIENT_GONE ? '' : mark, head, this);
   }
 
   /** The whole answer is with the kernel: the master hears it is done, and how many bytes it was. */
   #settle(): void {
     if (this.#isSettled) return;
     const bytes = this.socket.bytesWritten - this.#bytesAtStart;
-    const isStream = isEventStream(headerText(this.client.getHeader('content-type')));
-    const status = this.#isStatusReported ? undefined : this.client.statusCode;
-    this.#release();
+    const head = this.#unreportedHead();
     const isLast = !this.client.shouldKeepAlive || /close/i.test(String(this.client.getHeader('connection') ?? ''));
-    this.#hop.done(`${this.#isFailed ? DIRECT_FAILED : ''}${DIRECT_DONE}${bytes}`, status, isStream, isLast, this);
+    this.#release();
+    this.#hop.done(`${this.#isFailed ? DIRECT_FAILED : ''}${DIRECT_DONE}${bytes}`, head, isLast, this);
+  }
+
+  #unreportedHead(): Head | undefined {
+    const client = this.client;
+    if (this.#isStatusReported || !client.headersSent) return undefined;
+    return { status: client.statusCode, isStream: isEventStream(headerText(client.getHeader('content-type'))) };
   }
 
   #release(): void {
@@ -311,16 +316,11 @@ function requestOf(method: string, url: string, headers: IncomingMessage['header
 }
 
 /** The client's response on `socket`, with the master's headers and its `Keep-Alive` (only kept connections). */
-function responseOn(
-  socket: Socket,
-  req: IncomingMessage,
-  keepAliveTimeoutS: number,
-  headers: OutgoingHttpHeaders,
-): ServerResponse {
+function responseOn(socket: Socket, req: IncomingMessage, offer: DirectOffer): ServerResponse {
   const client = new ServerResponse(req);
   client.assignSocket(socket);
-  for (const [name, value] of Object.entries(headers)) if (value !== undefined) client.setHeader(name, value);
-  if (keepAliveTimeoutS > 0) client.setHeader('keep-alive', `timeout=${keepAliveTimeoutS}`);
+  for (const [name, value] of Object.entries(offer.headers)) if (value !== undefined) client.setHeader(name, value);
+  if (offer.keepAliveTimeoutS > 0) client.setHeader('keep-alive', `timeout=${offer.keepAliveTimeoutS}`);
   return client;
 }
 
@@ -339,31 +339,21 @@ function httpHop(hop: ServerResponse): Hop {
 
 /** An IPC call: control bytes in `call-report` messages; the status rides in the first report after it went out. */
 function ipcHop(id: number, report: (msg: DirectCallReport) => void, onSettled: () => void): Hop {
+  /** The call's last report: the master ends its side, and this process counts the call as over. */
+  const last = (marks: string, head: Head | undefined, isLast: boolean): void => {
+    report({ type: 'call-report', id, marks, isEnd: true, ...head, ...(isLast ? { isLast } : {}) });
+    onSettled();
+  };
   return {
     mark: (marks) => report({ type: 'call-report', id, marks }),
-    status: (status, isStream) => report({ type: 'call-report', id, marks: '', status, isStream }),
-    done: (marks, status, isStream, isLast, answer) => {
-      report({
-        type: 'call-report',
-        id,
-        marks,
-        isEnd: true,
-        ...(status === undefined ? {} : { status, isStream }),
-        ...(isLast ? { isLast } : {}),
-      });
-      onSettled();
+    status: (head) => report({ type: 'call-report', id, marks: '', ...head }),
+    done: (marks, head, isLast, answer) => {
+      last(marks, head, isLast);
       // node:http's server closes a response after its finish (resOnFinish); the handler's response is this one.
       process.nextTick(closeResponse, answer.client);
     },
-    giveUp: (mark, status, isStream, answer) => {
-      report({
-        type: 'call-report',
-        id,
-        marks: mark,
-        isEnd: true,
-        ...(status === undefined ? {} : { status, isStream }),
-      });
-      onSettled();
+    giveUp: (mark, head, answer) => {
+      last(mark, head, false);
       // The handler's response is the client's: closed unfinished, it aborts the upstream call as a client leaving
       // does.
       closeResponse(answer.client);

@@ -151,7 +151,6 @@ export abstract class SseResponse {
     const isReady = res.write(buf);
     socket?.uncork();
     if (res.writableLength > this.peakBufferedBytes) this.peakBufferedBytes = res.writableLength;
-    if (!isReady) this.#direct?.behind();
     return isReady;
   }
 

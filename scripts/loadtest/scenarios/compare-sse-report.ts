@@ -142,36 +142,21 @@ function smallTables(small: SmallAggregate[]): Table[] {
     s.target.kind === 'worker' ? '–' : s.frontCpuPct,
   ]);
   const ratioRows: Array<Array<string | number>> = [];
+  /** `a ÷ b` in req/s, when both ran. */
+  const ratio = (a: SmallAggregate | undefined, b: SmallAggregate | undefined): void => {
+    if (a !== undefined && b !== undefined && b.medianRps > 0)
+      ratioRows.push([`${a.target.label} ÷ ${b.target.label}`, `${r2(a.medianRps / b.medianRps)}×`]);
+  };
+  const find = (build: string, kind: string): SmallAggregate | undefined =>
+    small.find((s) => s.target.build === build && s.target.kind === kind);
   for (const build of new Set(small.map((s) => s.target.build))) {
-    const of = (kind: string): SmallAggregate | undefined =>
-      small.find((s) => s.target.build === build && s.target.kind === kind);
-    const gg = of('graygate')!;
     if (build === 'direct-streams') continue;
-    for (const kind of ['node', 'nginx', 'worker']) {
-      const other = of(kind);
-      if (other !== undefined && other.medianRps > 0)
-        ratioRows.push([`${gg.target.label} ÷ ${other.target.label}`, `${r2(gg.medianRps / other.medianRps)}×`]);
-    }
-    const onehop = of('onehop');
-    const node = of('node');
-    if (onehop !== undefined && node !== undefined && node.medianRps > 0)
-      ratioRows.push([`${onehop.target.label} ÷ ${node.target.label}`, `${r2(onehop.medianRps / node.medianRps)}×`]);
+    for (const kind of ['node', 'nginx', 'worker']) ratio(find(build, 'graygate'), find(build, kind));
+    ratio(find(build, 'onehop'), find(build, 'node'));
   }
   // limits.directStreams has no node proxy of its own (its worker is the same build's): against graygate's.
-  const directCalls = small.find((s) => s.target.build === 'direct-streams' && s.target.kind === 'graygate');
-  const graygateNode = small.find((s) => s.target.build === 'graygate' && s.target.kind === 'node');
-  if (directCalls !== undefined && graygateNode !== undefined && graygateNode.medianRps > 0)
-    ratioRows.push([
-      `${directCalls.target.label} ÷ ${graygateNode.target.label}`,
-      `${r2(directCalls.medianRps / graygateNode.medianRps)}×`,
-    ]);
-  const current = small.find((s) => s.target.build === 'graygate' && s.target.kind === 'graygate');
-  const before = small.find((s) => s.target.build === 'baseline' && s.target.kind === 'graygate');
-  if (current !== undefined && before !== undefined && before.medianRps > 0)
-    ratioRows.push([
-      `${current.target.label} ÷ ${before.target.label}`,
-      `${r2(current.medianRps / before.medianRps)}×`,
-    ]);
+  ratio(find('direct-streams', 'graygate'), find('graygate', 'node'));
+  ratio(find('graygate', 'graygate'), find('baseline', 'graygate'));
   return [
     {
       title: 'small: GET /v1/models (autocannon in its own process), median of the rounds',
