@@ -6,7 +6,7 @@ import { isUtf8 } from 'node:buffer';
 // connection in a request header; a worker that takes it answers the master
 // with DIRECT_HEADER: 1 and a body of control bytes instead of the answer:
 //   F      the first content event went to the client (the canary's first token)
-//   .      still alive (every heartbeatMs, so the master's idle timer holds)
+//   .      still alive (every heartbeatMs, so the master's timer holds)
 //   T      the client took nothing more for sendTimeoutMs while the answer waited on it: the master closes it
 //   C      the client's connection failed under the worker's writes (it left): not the worker's failure
 //   E      (at the end) the stream ended with an error event
@@ -35,7 +35,7 @@ export interface DirectOffer {
   keepAliveTimeoutS: number;
   /** limits.sendTimeoutMs: the longest the client may read nothing of an answer it is behind on. */
   sendTimeoutMs: number;
-  /** Control byte `.` at least this often, ms; 0: none (the master has no idle timer). */
+  /** Control byte `.` at least this often, ms: a third of the master's shorter timer on the answer (gateway.ts). */
   heartbeatMs: number;
   /** The master's own response headers (x-graygate-version, x-request-id, CORS, sticky cookie). */
   headers: OutgoingHttpHeaders;
