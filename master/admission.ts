@@ -44,6 +44,14 @@ interface Waiter<W extends AdmissionTarget> {
   disposeAbort: () => void;
 }
 
+/**
+ * How many more requests in flight a preferred worker may have than the least loaded and still be chosen: one, and a
+ * quarter of the least loaded's count beyond it (with 100 in flight on one worker, the other may have up to 126).
+ */
+function preferredSlack(leastInflight: number): number {
+  return 1 + (leastInflight >> 2);
+}
+
 export class VersionAdmission<W extends AdmissionTarget> {
   readonly #options: AdmissionOptions<W>;
   // A Set keeps insertion order, so it is a FIFO with O(1) removal of an abandoned waiter.
@@ -93,10 +101,10 @@ export class VersionAdmission<W extends AdmissionTarget> {
    * refusal at once, or undefined when the request must wait (then `wait`).
    * Under a flood most requests end here, so it allocates nothing on refusal.
    */
-  tryAcquire(): Lease<W> | GraygateError | undefined {
+  tryAcquire(prefer?: (worker: W) => boolean): Lease<W> | GraygateError | undefined {
     if (this.#isDestroyed) return this.#noReadyWorker;
     const workers = this.#options.workers();
-    const free = this.#pickFree(workers);
+    const free = this.#pickFree(workers, prefer);
     if (free !== undefined) return this.#lease(free);
     if (!workers.some((w) => w.isAccepting)) return this.#noReadyWorker;
     if (this.#waiters.size >= this.#options.maxQueue) return this.#queueFull;
@@ -152,10 +160,17 @@ export class VersionAdmission<W extends AdmissionTarget> {
     waiter.disposeAbort();
   }
 
-  // Least in-flight among accepting workers with a free slot (issue 2 part 6).
-  #pickFree(workers: readonly W[]): W | undefined {
+  /**
+   * Least in-flight among accepting workers with a free slot (issue 2 part 6). With `prefer` (limits.directStreams:
+   * the workers that hold the request's client connection), a preferred worker with a free slot wins unless the least
+   * loaded has fewer in flight by more than PREFERRED_SLACK: a connection keeps to the worker that holds it, as
+   * node:cluster keeps a connection on one worker, and the load still spreads.
+   */
+  #pickFree(workers: readonly W[], prefer?: (worker: W) => boolean): W | undefined {
     let best: W | undefined;
     let bestInflight = Infinity;
+    let preferred: W | undefined;
+    let preferredInflight = Infinity;
     for (const w of workers) {
       const inflight = this.#inflight.get(w) ?? 0;
       if (!w.isAccepting || inflight >= this.#options.maxSocketsPerWorker) continue;
@@ -163,7 +178,12 @@ export class VersionAdmission<W extends AdmissionTarget> {
         best = w;
         bestInflight = inflight;
       }
+      if (prefer !== undefined && inflight < preferredInflight && prefer(w)) {
+        preferred = w;
+        preferredInflight = inflight;
+      }
     }
+    if (preferred !== undefined && preferredInflight <= bestInflight + preferredSlack(bestInflight)) return preferred;
     return best;
   }
 

@@ -36,6 +36,11 @@ export class DirectConnections {
   readonly #offered = new WeakMap<Socket, Offered>();
   #nextId = 0;
 
+  /** The worker processes holding a duplicate of `socket`, or receiving one, by pid. */
+  holdersOf(socket: Socket): ReadonlyMap<number, ConnectionHolder> | undefined {
+    return this.#offered.get(socket)?.holders;
+  }
+
   /**
    * The id under which `worker` holds the client connection of `ctx`, sending it a duplicate first if it has none;
    * undefined when this request cannot be answered directly: not HTTP/1.1, or bytes of the master's still unsent on

@@ -305,7 +305,12 @@ export function createGateway(options: GatewayOptions): Gateway {
   function admit(ctx: RequestContext): void {
     const group = ctx.group!;
     ctx.phase = 'queue';
-    const now = group.admission.tryAcquire();
+    // limits.directStreams: the worker that holds the connection, when it has room (admission.ts), so that the
+    // request can go as an IPC call and the connection's descriptor is not sent to every worker of the version.
+    const holders = registry.config.limits.directStreams ? directConnections.holdersOf(ctx.req.socket) : undefined;
+    const now = group.admission.tryAcquire(
+      holders === undefined || holders.size === 0 ? undefined : (w) => w.pid !== undefined && holders.has(w.pid),
+    );
     if (isGraygateError(now)) return refuse(ctx, now);
     if (now !== undefined) return forward(ctx, now);
     group.admission.wait(ctx.signal).then(

@@ -29,6 +29,7 @@ interface LogLine {
   error?: string;
   streamFailed?: boolean;
   phase?: string;
+  workerPid?: number;
 }
 
 function requestLine(gw: Gateway, reqId: string): LogLine | undefined {
@@ -493,4 +494,55 @@ t.test('directStreams', async (t) => {
     // older worker build, which exits on an IPC message it does not know, is never sent one.
     t.equal(echoed.headers['x-graygate-direct'], undefined, "the client's own is dropped, and the master adds none");
   });
+});
+
+t.test('directStreams, two workers: a held connection keeps to its worker while that one has room', async (t) => {
+  const mock = await startMockUpstream({});
+  t.teardown(() => mock.close());
+  const gw = await startGateway(
+    t,
+    {
+      limits: { directStreams: true },
+      versions: { v1: { weight: 1, instances: 2, upstream: { format: 'openai', url: mock.url + BASE_PATHS.openai } } },
+    },
+    { env: { LOG_LEVEL: 'info' } },
+  );
+  const url = `${gw.url}/v1/chat/completions`;
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  t.teardown(() => agent.destroy());
+  const short = async (): Promise<LogLine> => {
+    const s = await postStream(url, chatBody('[mock tokens=2 interval-ms=1]'), {}, agent);
+    await s.done;
+    t.ok(isDone(s), 'whole');
+    return lineOf(gw, String(s.headers['x-request-id']));
+  };
+  let holder: number | undefined;
+  for (let i = 0; i < 200 && holder === undefined; i++) {
+    const line = await short();
+    if (line.directCall === true) holder = line.workerPid;
+  }
+  if (holder === undefined) throw new Error('no IPC call on the connection in 200 streams');
+  // Long streams on connections of their own, until the holder has one request in flight more than the other
+  // worker: the least loaded is the other one, and the holder is within its slack (admission.ts).
+  const long: StreamClient[] = [];
+  t.teardown(() => long.forEach((s) => s.req.destroy()));
+  const inflight = async (): Promise<{ held: number; other: number }> => {
+    const workers = (await status(gw))['v1']!.workers;
+    return {
+      held: workers.find((w) => w.pid === holder)?.inflight ?? 0,
+      other: workers.find((w) => w.pid !== holder)?.inflight ?? 0,
+    };
+  };
+  for (let i = 0; i < 4; i++) {
+    const now = await inflight();
+    if (now.held === now.other + 1) break;
+    long.push(await postStream(url, chatBody('[mock tokens=100000 interval-ms=100]')));
+  }
+  const before = await inflight();
+  t.same(before, { held: before.other + 1, other: before.other }, 'the holder is the busier worker');
+  // Each request on the held connection goes to its holder as a call, not to the less busy worker.
+  for (let i = 0; i < 3; i++) {
+    const line = await short();
+    t.same({ workerPid: line.workerPid, directCall: line.directCall }, { workerPid: holder, directCall: true });
+  }
 });

@@ -34,6 +34,46 @@ t.test('least in-flight worker with a free slot', async (t) => {
   t.equal(adm.inflight(a), 1);
 });
 
+t.test(
+  'a preferred worker (the one holding the connection) wins within the slack, and only with a free slot',
+  async (t) => {
+    const a = new FakeWorker('a');
+    const b = new FakeWorker('b');
+    const adm = make([a, b], 0, 1000, 10);
+    const preferB = (w: FakeWorker): boolean => w === b;
+    const take = (prefer?: (w: FakeWorker) => boolean): Lease<FakeWorker> => {
+      const lease = adm.tryAcquire(prefer);
+      if (lease === undefined || lease instanceof GraygateError) throw new Error('no slot');
+      return lease;
+    };
+    const preferA = (w: FakeWorker): boolean => w === a;
+    const picks = (prefer: (w: FakeWorker) => boolean, n: number): string =>
+      Array.from({ length: n }, () => take(prefer).worker.name).join('');
+    // Both idle: b, preferred, though a comes first; at 1 more than a still (slack 1); at 2 more, a.
+    t.equal(picks(preferB, 3), 'bba');
+    t.same([adm.inflight(a), adm.inflight(b)], [1, 2]);
+    t.equal(picks(preferA, 4), 'aaab', 'a kept up to 1 more than b (2): 3, then b');
+    t.same([adm.inflight(a), adm.inflight(b)], [4, 3]);
+    // The least loaded at 4: slack 1 + 4/4 = 2, so b is chosen up to 6 in flight.
+    t.equal(picks(preferB, 5), 'bbbba');
+    t.same([adm.inflight(a), adm.inflight(b)], [5, 7]);
+    // No preference: the least loaded.
+    t.equal(
+      picks(() => false, 2),
+      'aa',
+    );
+    // A preferred worker that is full or draining is passed over.
+    b.isAccepting = false;
+    t.equal(take(preferB).worker.name, 'a', 'draining: not preferred');
+    b.isAccepting = true;
+    const full = make([a, b], 0, 1000, 1);
+    const first = full.tryAcquire((w) => w === a);
+    t.equal(first instanceof GraygateError || first === undefined ? undefined : first.worker.name, 'a');
+    const second = full.tryAcquire((w) => w === a);
+    t.equal(second instanceof GraygateError || second === undefined ? undefined : second.worker.name, 'b', 'a is full');
+  },
+);
+
 t.test('full queue rejects at once with queue_full and Retry-After', async (t) => {
   const w = new FakeWorker('w');
   const adm = make([w], 2);
