@@ -23,7 +23,7 @@ import { checkCounts } from './counts.js';
 //   request  = client sends → upstream has the body (master + worker request path)
 //   response = upstream writes the token → client reads it (worker + master relay)
 // on: direct, graygate's worker alone (so master vs worker can be told apart),
-// graygate, the node:http pipe proxy, nginx. Paths alternate within a round.
+// graygate, graygate with limits.directStreams, the node:http pipe proxy, nginx. Paths alternate within a round.
 // Usage: node dist/scripts/bench/hop-latency.js [--graygate-root DIR] [--concurrency 1,40] [--streams 400]
 //        [--rounds 3] [--warmup 3000]
 
@@ -161,6 +161,15 @@ async function main(): Promise<void> {
       signal,
     });
     const workerPid = (await gw.workers())[0]!.pid;
+    // limits.directStreams (docs/ONE-HOP.md): the same build, requests on a held connection as IPC calls.
+    const gwDirect = await startGateway({
+      versions: { v1: { entry: entries.worker, weight: 1, upstream: { format: 'openai', url: upstream.url } } },
+      logLevel: process.env['LOG_LEVEL'] ?? 'info',
+      root: entries.root,
+      limits: { directStreams: true },
+      signal,
+    });
+    const directWorkerPid = (await gwDirect.workers())[0]!.pid;
     const node = await startNaiveProxy({ mode: 'minimal', targetUrl: upstream.url, signal });
     // [name, base URL, the proxy's PIDs (their CPU per stream is shown)]
     const paths: Array<[string, string, number[]]> = [['direct', upstream.url, []]];
@@ -168,7 +177,11 @@ async function main(): Promise<void> {
     const workerPort = listeningPorts(workerPid)[0];
     if (workerPort !== undefined)
       paths.push(['graygate worker alone', `http://127.0.0.1:${workerPort}/v1`, [workerPid]]);
-    paths.push(['graygate', `${gw.url}/v1`, [gw.pid, workerPid]], ['node:http pipe proxy', node.url, [node.pid]]);
+    paths.push(
+      ['graygate', `${gw.url}/v1`, [gw.pid, workerPid]],
+      ['graygate directStreams', `${gwDirect.url}/v1`, [gwDirect.pid, directWorkerPid]],
+      ['node:http pipe proxy', node.url, [node.pid]],
+    );
     const nginxBinary = findNginx();
     if (nginxBinary !== undefined) {
       const nginx = await startNginx({

@@ -13,7 +13,16 @@ export type SseWorkload = (typeof SSE_WORKLOADS)[number];
  * compare --sse paths: straight to the upstream, nginx, a minimal
  * node:http proxy, graygate, graygate from --baseline-root.
  */
-export const SSE_PATHS = ['direct', 'nginx', 'node', 'graygate', 'baseline', 'onehop', 'direct-streams'] as const;
+export const SSE_PATHS = [
+  'direct',
+  'nginx',
+  'node',
+  'graygate',
+  'baseline',
+  'onehop',
+  'direct-streams',
+  'baseline-direct-streams',
+] as const;
 export type SsePathKey = (typeof SSE_PATHS)[number];
 /**
  * canary --cases (issue 13): a canary failing 25 % of requests, one whose first token is 400 ms later, one equal to
@@ -84,6 +93,11 @@ export interface Args {
   isHeapSnapshot: boolean;
   /** streams: --hold ramps to --streams through graygate only and holds them. */
   isHold: boolean;
+  /**
+   * streams --hold --direct-streams: graygate with limits.directStreams, and each stream on a kept-alive connection
+   * that asked GET /v1/models first, so that its worker holds the connection and the stream is an IPC call.
+   */
+  isDirectStreams: boolean;
   /** streams --hold: --ramp-s to open all streams (default 30). */
   rampS: number;
   /** compare --sse: unrecorded seconds before each streaming window (default 1). */
@@ -136,14 +150,17 @@ flags:
   --workloads a,b       compare --sse: any of ${SSE_WORKLOADS.join(',')} (default all)
   --paths a,b           compare --sse: any of ${SSE_PATHS.join(',')} (default all available but onehop,
                         a prototype of a one-hop design, not graygate: scripts/loadtest/onehop-prototype.ts,
-                        and direct-streams, this graygate with limits.directStreams; give it --warm-s 10 or
+                        and direct-streams, this graygate with limits.directStreams (baseline-direct-streams:
+                        the --baseline-root build with it); give it --warm-s 10 or
                         more, so that its 300 connections have reached the worker)
   --graygate-root DIR   run the graygate build in DIR (its dist/) instead of this tree
   --baseline-root DIR   compare --sse, backlog: also run the build in DIR as "graygate (before)"
-  --cpu-prof-dir DIR    graygate's master and workers run with --cpu-prof; profiles in DIR/<label>/
+  --cpu-prof-dir DIR    graygate's master and workers and the node proxy run with --cpu-prof; profiles in DIR/<label>/
   --memory-probe        graygate's processes dump process.memoryUsage() on SIGUSR2 (streams --hold
                         does so at the hold); --heap-snapshot adds a heap snapshot of each worker
   --hold                streams: ramp to --streams through graygate and hold them (no direct phase)
+  --direct-streams      streams --hold: with limits.directStreams, each stream on a kept-alive connection
+                        that first asked GET /v1/models (so the stream is an IPC call on a held connection)
   --ramp-s S            streams --hold: seconds to open all streams (default 30)
   --warm-s S            compare --sse: unrecorded seconds before each streaming window (default 1)
   --hold-s S            streams --hold: seconds to hold the full count (default 20)
@@ -216,6 +233,7 @@ export function parseLoadtestArgs(argv: string[]): Args {
       'memory-probe': { type: 'boolean', default: false },
       'heap-snapshot': { type: 'boolean', default: false },
       hold: { type: 'boolean', default: false },
+      'direct-streams': { type: 'boolean', default: false },
       'ramp-s': { type: 'string' },
       'warm-s': { type: 'string' },
       'hold-s': { type: 'string' },
@@ -262,7 +280,8 @@ export function parseLoadtestArgs(argv: string[]): Args {
     // Asked for by name only: onehop, a prototype (scripts/loadtest/onehop-prototype.ts), and direct-streams, graygate
     // with the experimental limits.directStreams.
     paths: list('paths', values.paths, SSE_PATHS).filter(
-      (p) => values.paths !== undefined || (p !== 'onehop' && p !== 'direct-streams'),
+      (p) =>
+        values.paths !== undefined || (p !== 'onehop' && p !== 'direct-streams' && p !== 'baseline-direct-streams'),
     ),
     graygateRoot: values['graygate-root'],
     baselineRoot: values['baseline-root'],
@@ -270,6 +289,7 @@ export function parseLoadtestArgs(argv: string[]): Args {
     isMemoryProbe: values['memory-probe'] === true || values['heap-snapshot'] === true,
     isHeapSnapshot: values['heap-snapshot'] === true,
     isHold: values.hold === true,
+    isDirectStreams: values['direct-streams'] === true,
     rampS: positive('ramp-s', values['ramp-s'], 30),
     warmS: positive('warm-s', values['warm-s'], 1),
     holdS: positive('hold-s', values['hold-s'], 20),

@@ -86,3 +86,5 @@ server.listen(0, '127.0.0.1', () => {
 });
 // Our parent is the load script: if it goes, so do we.
 process.on('disconnect', () => process.exit(0));
+// Stopped by its parent with SIGTERM: exit normally, so a --cpu-prof profile is written.
+process.on('SIGTERM', () => process.exit(0));

@@ -1,4 +1,4 @@
-import { basename, join } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import type { Args, SsePathKey } from './args.js';
 import { graygateLaunch } from './graygate-env.js';
 import { startGateway, type RunningGateway } from './gateway.js';
@@ -51,7 +51,7 @@ export interface SsePath {
 
 /** One graygate build with the helpers that front its worker, for the small-request workload. */
 export interface GraygateBuild {
-  key: 'graygate' | 'baseline' | 'direct-streams';
+  key: 'graygate' | 'baseline' | 'direct-streams' | 'baseline-direct-streams';
   label: string;
   root: string;
   gateway: RunningGateway;
@@ -110,7 +110,12 @@ export async function startSsePaths(args: Args, progress: Progress, signal: Abor
     }
     if (wanted.has('node')) {
       progress.phase('starting the minimal node:http proxy in front of the mock');
-      const node = await startNaiveProxy({ mode: 'minimal', targetUrl: mockOrigin, signal });
+      const node = await startNaiveProxy({
+        mode: 'minimal',
+        targetUrl: mockOrigin,
+        cpuProfDir: args.cpuProfDir === undefined ? undefined : resolve(args.cpuProfDir, 'node'),
+        signal,
+      });
       stops.push(node.stop);
       paths.push({ key: 'node', label: 'node:http pipe proxy', base: `${node.url}/v1`, pids: { proxy: [node.pid] } });
     }
@@ -141,6 +146,12 @@ export async function startSsePaths(args: Args, progress: Progress, signal: Abor
     // The same build with limits.directStreams: workers write streamed answers to the client (docs/ONE-HOP.md).
     if (wanted.has('direct-streams'))
       roots.push({ key: 'direct-streams', root: args.graygateRoot, label: 'graygate, directStreams' });
+    if (wanted.has('baseline-direct-streams') && args.baselineRoot !== undefined)
+      roots.push({
+        key: 'baseline-direct-streams',
+        root: args.baselineRoot,
+        label: 'graygate (before), directStreams',
+      });
     for (const r of roots) {
       const entries = buildEntries(r.root);
       progress.phase(`starting ${r.label} from ${entries.root} (master + 1 worker → the mock)`);
@@ -154,7 +165,9 @@ export async function startSsePaths(args: Args, progress: Progress, signal: Abor
         },
         logLevel: args.logLevel,
         root: entries.root,
-        ...(r.key === 'direct-streams' ? { limits: { directStreams: true } } : {}),
+        ...(r.key === 'direct-streams' || r.key === 'baseline-direct-streams'
+          ? { limits: { directStreams: true } }
+          : {}),
         ...launch,
         signal,
       });
@@ -184,7 +197,7 @@ export async function startSsePaths(args: Args, progress: Progress, signal: Abor
     for (const b of builds) notes.push(`${b.label}: ${b.root} (master pid ${b.masterPid}, worker pid ${b.workerPid}).`);
     if (args.cpuProfDir !== undefined)
       notes.push(
-        `graygate ran with --cpu-prof (profiles in ${args.cpuProfDir}/<graygate|baseline>/CPU.<date>.<time>.<pid>.*.cpuprofile): its CPU figures include the profiler's cost.`,
+        `graygate and the node proxy ran with --cpu-prof (profiles in ${args.cpuProfDir}/<graygate|baseline|node>/CPU.<date>.<time>.<pid>.*.cpuprofile): its CPU figures include the profiler's cost.`,
       );
     return { mockPid: mockProcess.pid, mockBase: mock.url, paths, builds, notes, stop };
   } catch (err) {
@@ -224,7 +237,7 @@ export async function startSmallTargets(
       targets.push({ build: b.key, kind: 'graygate', label: b.label, url: b.gateway.url, pids: [b.masterPid] });
       // limits.directStreams answers GET /v1/models as IPC calls once the worker holds a connection; in front of its
       // worker, the node proxy and nginx would measure the same worker again.
-      if (b.key === 'direct-streams') continue;
+      if (b.key === 'direct-streams' || b.key === 'baseline-direct-streams') continue;
       const w = b.worker;
       if (w === undefined) continue;
       progress.phase(

@@ -66,6 +66,8 @@ export interface NaiveProxyOptions {
   targetUrl: string;
   /** mode minimal only: reach the target over this unix socket instead of targetUrl's host and port. */
   socketPath?: string;
+  /** Run it with --cpu-prof, its profile written to this directory on exit. */
+  cpuProfDir?: string | undefined;
   signal?: AbortSignal;
 }
 
@@ -76,7 +78,8 @@ export async function startNaiveProxy(options: NaiveProxyOptions): Promise<Stand
     NAIVE_PROXY_TARGET: options.targetUrl,
   };
   if (options.socketPath !== undefined) env['NAIVE_PROXY_SOCKET'] = options.socketPath;
-  const p = forkTracked(`naive proxy (${options.mode})`, NAIVE_PROXY_ENTRY, [], { cwd: ROOT, env });
+  const execArgv = options.cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`];
+  const p = forkTracked(`naive proxy (${options.mode})`, NAIVE_PROXY_ENTRY, [], { cwd: ROOT, env, execArgv });
   const stop = (): Promise<void> => stopTracked(p, { graceMs: 1000 });
   try {
     const { url } = await waitForMessage(p, { pick: pickListening, timeoutMs: 15_000, signal: options.signal });

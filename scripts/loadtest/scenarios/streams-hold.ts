@@ -1,5 +1,5 @@
 import { setMaxListeners } from 'node:events';
-import { Agent } from 'node:http';
+import { Agent, request } from 'node:http';
 import { join } from 'node:path';
 import { CHAT_PATH, chatBody } from '../chat-request.js';
 import { startGateway } from '../gateway.js';
@@ -58,7 +58,7 @@ export const runStreamsHold: Scenario = async (ctx) => {
     if (args.upstreamConnections !== undefined) upstream['maxConnections'] = args.upstreamConnections;
     const gw = await startGateway({
       versions: { v1: { entry: entries.worker, weight: 1, instances: args.instances, upstream } },
-      limits: { maxSocketsPerWorker: maxSockets },
+      limits: { maxSocketsPerWorker: maxSockets, ...(args.isDirectStreams ? { directStreams: true } : {}) },
       logLevel: args.logLevel,
       root: entries.root,
       ...graygateLaunch({ cpuProfDir: args.cpuProfDir, memoryProbeDir: probeDir, isHeapSnapshot: args.isHeapSnapshot }),
@@ -95,12 +95,26 @@ export const runStreamsHold: Scenario = async (ctx) => {
     const agent = new Agent({ keepAlive: false, maxSockets: Infinity });
     const body = chatBody({ tokens, intervalMs });
     let isHolding = false;
-    const one = (): Promise<StreamResult> => {
+    const direct = args.isDirectStreams ? { agents: [] as Agent[], models: 0, modelErrors: 0 } : undefined;
+    /**
+     * --direct-streams: a connection of its own, kept alive, that asked GET /v1/models first: the master offers it to
+     * the worker with that request, and the stream after it goes to the worker as an IPC call (docs/ONE-HOP.md).
+     */
+    const connection = async (): Promise<Agent> => {
+      if (direct === undefined) return agent;
+      const own = new Agent({ keepAlive: true, maxSockets: 1 });
+      direct.agents.push(own);
+      const status = await getStatus(`${gw.url}/v1/models`, own, runSignal);
+      if (status === 200) direct.models++;
+      else direct.modelErrors++;
+      return own;
+    };
+    const one = async (): Promise<StreamResult> => {
       counts.opened++;
       let isFirst = true;
       return readStream(`${gw.url}${CHAT_PATH}`, {
         body,
-        agent,
+        agent: await connection(),
         timeoutMs: (args.rampS + args.holdS) * 1000 + 120_000,
         signal: runSignal,
         onToken: () => {
@@ -162,6 +176,7 @@ export const runStreamsHold: Scenario = async (ctx) => {
     run.abort(new Error('hold over'));
     await Promise.all(all);
     agent.destroy();
+    for (const own of direct?.agents ?? []) own.destroy();
     sampler.stop();
 
     const peak = {
@@ -217,6 +232,7 @@ export const runStreamsHold: Scenario = async (ctx) => {
     return {
       results: {
         streams,
+        isDirectStreams: args.isDirectStreams,
         workers: args.instances,
         maxSockets,
         upstreamConnections: args.upstreamConnections ?? null,
@@ -235,7 +251,7 @@ export const runStreamsHold: Scenario = async (ctx) => {
       },
       tables: [
         {
-          title: `streams --hold: ${streams} streams through graygate, ${args.instances} worker(s)`,
+          title: `streams --hold: ${streams} streams through graygate, ${args.instances} worker(s)${direct === undefined ? '' : ', directStreams'}`,
           headers: ['moment', 'opened', 'first tokens', 'errors', 'master MB', 'workers MB', 'total MB'],
           rows: [
             [
@@ -311,7 +327,10 @@ export const runStreamsHold: Scenario = async (ctx) => {
         },
       ],
       notes: [
-        `Each stream: POST ${CHAT_PATH} on its own connection; the mock sends ${tokens} tokens, one every ${intervalMs} ms, so no stream ends before the hold does; they are cut (client closes) after it.`,
+        direct === undefined
+          ? `Each stream: POST ${CHAT_PATH} on its own connection, not kept alive.`
+          : `--direct-streams: limits.directStreams on; each stream on its own kept-alive connection, after a GET /v1/models on it (${direct.models} answered 200, ${direct.modelErrors} did not).`,
+        `Each stream: POST ${CHAT_PATH}; the mock sends ${tokens} tokens, one every ${intervalMs} ms, so no stream ends before the hold does; they are cut (client closes) after it.`,
         `First token: ${firstToken.count} streams, p50 ${firstToken.percentiles().p50} ms, p99 ${firstToken.percentiles().p99} ms, max ${firstToken.percentiles().max} ms (the ramp's arrivals included).`,
         `RSS per stream at the hold over idle (master + workers): ${perStreamKb} KiB.`,
         `graygate's own count at the hold (GET /admin/status, in flight per worker): ${workersAtHold.map((w) => `${w.pid}: ${w.inflight}`).join(', ') || 'unavailable'}; the full status is in the JSON report (results.statusAtHold).`,
@@ -326,3 +345,16 @@ export const runStreamsHold: Scenario = async (ctx) => {
     for (const stop of stops.reverse()) await stop();
   }
 };
+
+/** GET `url` on `agent`'s connection, its body read and dropped: the status, or 0 when it failed. */
+function getStatus(url: string, agent: Agent, signal: AbortSignal): Promise<number> {
+  return new Promise((resolve) => {
+    const req = request(url, { agent, signal }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+      res.on('error', () => resolve(0));
+    });
+    req.on('error', () => resolve(0));
+    req.end();
+  });
+}
