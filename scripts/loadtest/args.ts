@@ -135,7 +135,8 @@ flags:
   --log-level LEVEL     graygate LOG_LEVEL (default info)
   --steps 10,50,…       capacity: connection steps
   --p99-ms MS           capacity: p99 bound of a passing step (default 100)
-  --instances N         capacity, compare, streams: workers per version (default 1); --workers is the same
+  --instances N         capacity, compare (and compare --sse), streams: workers per version (default 1);
+                        --workers is the same
   --naive               backlog: also run (a) http-proxy-3 and (c) pipe() proxies, side by side
   --worker-delay-ms MS  backlog: the slow worker's answer time (default 1000)
   --recovery-limit-s S  backlog: give up waiting for a fresh answer after S (default 60)

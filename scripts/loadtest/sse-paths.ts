@@ -154,14 +154,21 @@ export async function startSsePaths(args: Args, progress: Progress, signal: Abor
       });
     for (const r of roots) {
       const entries = buildEntries(r.root);
-      progress.phase(`starting ${r.label} from ${entries.root} (master + 1 worker → the mock)`);
+      progress.phase(
+        `starting ${r.label} from ${entries.root} (master + ${args.instances} worker${args.instances === 1 ? '' : 's'} → the mock)`,
+      );
       const launch = graygateLaunch({
         cpuProfDir: args.cpuProfDir === undefined ? undefined : join(args.cpuProfDir, r.key),
       });
       const gateway = await startGateway({
         // graygate's defaults otherwise (upstream.maxConnections 1024 ≥ the 300 streams).
         versions: {
-          v1: { entry: entries.worker, weight: 1, instances: 1, upstream: { format: 'openai', url: mock.url } },
+          v1: {
+            entry: entries.worker,
+            weight: 1,
+            instances: args.instances,
+            upstream: { format: 'openai', url: mock.url },
+          },
         },
         logLevel: args.logLevel,
         root: entries.root,
@@ -172,7 +179,9 @@ export async function startSsePaths(args: Args, progress: Progress, signal: Abor
         signal,
       });
       stops.push(gateway.stop);
-      const workerPid = (await gateway.workers())[0]!.pid;
+      // Every worker's CPU and RSS count; the small workload's helpers front the first.
+      const workerPids = (await gateway.workers()).map((w) => w.pid);
+      const workerPid = workerPids[0]!;
       const worker = workerAddress(workerPid);
       if (worker === undefined)
         notes.push(
@@ -191,7 +200,7 @@ export async function startSsePaths(args: Args, progress: Progress, signal: Abor
         key: r.key,
         label: r.label,
         base: `${gateway.url}/v1`,
-        pids: { master: [gateway.pid], worker: [workerPid] },
+        pids: { master: [gateway.pid], worker: workerPids },
       });
     }
     for (const b of builds) notes.push(`${b.label}: ${b.root} (master pid ${b.masterPid}, worker pid ${b.workerPid}).`);
