@@ -163,7 +163,7 @@ export class VersionAdmission<W extends AdmissionTarget> {
   /**
    * Least in-flight among accepting workers with a free slot (issue 2 part 6). With `prefer` (limits.directStreams:
    * the workers that hold the request's client connection), a preferred worker with a free slot wins unless the least
-   * loaded has fewer in flight by more than PREFERRED_SLACK: a connection keeps to the worker that holds it, as
+   * loaded has fewer in flight by more than preferredSlack(): a connection keeps to the worker that holds it, as
    * node:cluster keeps a connection on one worker, and the load still spreads.
    */
   #pickFree(workers: readonly W[], prefer?: (worker: W) => boolean): W | undefined {

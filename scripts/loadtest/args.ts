@@ -156,7 +156,7 @@ flags:
                         more, so that its 300 connections have reached the worker)
   --graygate-root DIR   run the graygate build in DIR (its dist/) instead of this tree
   --baseline-root DIR   compare --sse, backlog: also run the build in DIR as "graygate (before)"
-  --cpu-prof-dir DIR    graygate's master and workers and the node proxy run with --cpu-prof; profiles in DIR/<label>/
+  --cpu-prof-dir DIR    graygate's master and workers, and the streaming workloads' node proxy, run with --cpu-prof; profiles in DIR/<label>/
   --memory-probe        graygate's processes dump process.memoryUsage() on SIGUSR2 (streams --hold
                         does so at the hold); --heap-snapshot adds a heap snapshot of each worker
   --hold                streams: ramp to --streams through graygate and hold them (no direct phase)

@@ -80,7 +80,8 @@ export async function startNaiveProxy(options: NaiveProxyOptions): Promise<Stand
   if (options.socketPath !== undefined) env['NAIVE_PROXY_SOCKET'] = options.socketPath;
   const execArgv = options.cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`];
   const p = forkTracked(`naive proxy (${options.mode})`, NAIVE_PROXY_ENTRY, [], { cwd: ROOT, env, execArgv });
-  const stop = (): Promise<void> => stopTracked(p, { graceMs: 1000 });
+  // A profile is written on exit: time to write it.
+  const stop = (): Promise<void> => stopTracked(p, { graceMs: options.cpuProfDir === undefined ? 1000 : 15_000 });
   try {
     const { url } = await waitForMessage(p, { pick: pickListening, timeoutMs: 15_000, signal: options.signal });
     return { url, pid: p.pid, process: p, stop };
