@@ -25,6 +25,8 @@ interface Offered {
   holders: Map<number, ConnectionHolder>;
   /** Of those, the ones whose duplicate has arrived (IPC `conn-taken`): requests can go to them as IPC calls. */
   taken: Set<number>;
+  /** Whether a worker is one of the holders: admission's preference (admission.ts), made once per connection. */
+  isHolder: (worker: { readonly pid: number | undefined }) => boolean;
 }
 
 /** The libuv handle behind a net.Socket: what child_process sends (SCM_RIGHTS). */
@@ -36,9 +38,12 @@ export class DirectConnections {
   readonly #offered = new WeakMap<Socket, Offered>();
   #nextId = 0;
 
-  /** The worker processes holding a duplicate of `socket`, or receiving one, by pid. */
-  holdersOf(socket: Socket): ReadonlyMap<number, ConnectionHolder> | undefined {
-    return this.#offered.get(socket)?.holders;
+  /**
+   * Whether a worker holds a duplicate of `socket` (or is receiving one); undefined for a connection never offered.
+   * One function per connection, so a request allocates nothing to ask.
+   */
+  holderTest(socket: Socket): Offered['isHolder'] | undefined {
+    return this.#offered.get(socket)?.isHolder;
   }
 
   /**
@@ -56,7 +61,13 @@ export class DirectConnections {
     if (socket.destroyed || socket.writableLength > 0) return undefined;
     let offered = this.#offered.get(socket);
     if (offered === undefined) {
-      offered = { id: ++this.#nextId, holders: new Map(), taken: new Set() };
+      const holders = new Map<number, ConnectionHolder>();
+      offered = {
+        id: ++this.#nextId,
+        holders,
+        taken: new Set(),
+        isHolder: (w) => w.pid !== undefined && holders.has(w.pid),
+      };
       this.#offered.set(socket, offered);
       const closing = offered;
       // A duplicate keeps the connection open after the master's own descriptor is closed: every holder lets go.

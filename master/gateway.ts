@@ -307,9 +307,8 @@ export function createGateway(options: GatewayOptions): Gateway {
     ctx.phase = 'queue';
     // limits.directStreams: the worker that holds the connection, when it has room (admission.ts), so that the
     // request can go as an IPC call and the connection's descriptor is not sent to every worker of the version.
-    const holders = registry.config.limits.directStreams ? directConnections.holdersOf(ctx.req.socket) : undefined;
     const now = group.admission.tryAcquire(
-      holders === undefined || holders.size === 0 ? undefined : (w) => w.pid !== undefined && holders.has(w.pid),
+      registry.config.limits.directStreams ? directConnections.holderTest(ctx.req.socket) : undefined,
     );
     if (isGraygateError(now)) return refuse(ctx, now);
     if (now !== undefined) return forward(ctx, now);
