@@ -256,6 +256,8 @@ export function parseLoadtestArgs(argv: string[]): Args {
     throw new Error('--steps: a comma-separated list of connection counts ≥ 1');
   const connections = positive('connections', values.connections, undefined);
   if (connections !== undefined && connections < 1) throw new Error('--connections: must be ≥ 1');
+  if (values['direct-streams'] === true && !(scenario === 'streams' && values.hold === true))
+    throw new Error('--direct-streams: only with streams --hold (compare --sse takes --paths direct-streams)');
   return {
     scenario: scenario as ScenarioName,
     durationS: positive('duration', values.duration, undefined),

@@ -1,8 +1,8 @@
-import { request } from 'node:http';
+import { request, type Agent } from 'node:http';
 
 // Single requests outside the load: the recovery probe after a flood, and
 // readiness checks. A fresh connection each time (agent: false), as a new
-// client would open.
+// client would open, unless an agent is given.
 
 export interface ProbeResult {
   status: number;
@@ -15,6 +15,8 @@ export interface ProbeOptions {
   method?: string;
   headers?: Record<string, string>;
   body?: string;
+  /** The connection to use; default a fresh one (false). */
+  agent?: Agent | false;
   /** Give up after this long, in ms (the request is destroyed). */
   timeoutMs: number;
   signal?: AbortSignal;
@@ -35,7 +37,7 @@ export function probe(url: string, options: ProbeOptions): Promise<ProbeResult> 
     };
     const req = request(
       url,
-      { method: options.method ?? 'GET', headers: options.headers ?? {}, agent: false },
+      { method: options.method ?? 'GET', headers: options.headers ?? {}, agent: options.agent ?? false },
       (res) => {
         res.setEncoding('utf8');
         res.on('data', (chunk: string) => {

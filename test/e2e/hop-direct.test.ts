@@ -76,6 +76,29 @@ function nextOutput(gw: Gateway): Promise<void> {
 
 const isDone = (s: StreamClient): boolean => s.data.at(-1) === '[DONE]';
 
+/**
+ * Streams to `url` on `agent`'s one connection until an answer comes straight from the worker, as an IPC call or
+ * (`offer`) through the master's HTTP request; returns it with the master's line, or undefined if the connection is
+ * past offers (its requests are calls now).
+ */
+async function untilDirectOn(
+  gw: Gateway,
+  url: string,
+  tt: Test,
+  agent: Agent,
+  via: 'call' | 'offer',
+): Promise<{ s: StreamClient; line: LogLine } | undefined> {
+  for (let i = 0; i < 200; i++) {
+    const s = await postStream(url, chatBody('[mock tokens=5 interval-ms=1]'), {}, agent);
+    await s.done;
+    if (!isDone(s)) tt.fail('every answer is whole, direct or not');
+    const line = await lineOf(gw, String(s.headers['x-request-id']));
+    if (line.directCall === true) return via === 'call' ? { s, line } : undefined;
+    if (line.direct === true && via === 'offer') return { s, line };
+  }
+  throw new Error(`no answer came straight from the worker (${via}) in 200 streams`);
+}
+
 t.test('directStreams', async (t) => {
   const mock = await startMockUpstream({});
   t.teardown(() => mock.close());
@@ -91,21 +114,8 @@ t.test('directStreams', async (t) => {
   );
   const url = `${gw.url}/v1/chat/completions?version=v1`;
 
-  /**
-   * Streams on `agent`'s one connection until an answer comes straight from the worker, as an IPC call or (`offer`)
-   * through the master's HTTP request; returns it, or undefined if the connection is past offers (its requests are
-   * calls now).
-   */
   async function untilDirect(tt: Test, agent: Agent, via: 'call' | 'offer'): Promise<StreamClient | undefined> {
-    for (let i = 0; i < 200; i++) {
-      const s = await postStream(url, chatBody('[mock tokens=5 interval-ms=1]'), {}, agent);
-      await s.done;
-      if (!isDone(s)) tt.fail('every answer is whole, direct or not');
-      const line = await lineOf(gw, String(s.headers['x-request-id']));
-      if (line.directCall === true) return via === 'call' ? s : undefined;
-      if (line.direct === true && via === 'offer') return s;
-    }
-    throw new Error(`no answer came straight from the worker (${via}) in 200 streams`);
+    return (await untilDirectOn(gw, url, tt, agent, via))?.s;
   }
 
   function keepAliveAgent(tt: Test): Agent {
@@ -516,12 +526,7 @@ t.test('directStreams, two workers: a held connection keeps to its worker while 
     t.ok(isDone(s), 'whole');
     return lineOf(gw, String(s.headers['x-request-id']));
   };
-  let holder: number | undefined;
-  for (let i = 0; i < 200 && holder === undefined; i++) {
-    const line = await short();
-    if (line.directCall === true) holder = line.workerPid;
-  }
-  if (holder === undefined) throw new Error('no IPC call on the connection in 200 streams');
+  const holder = (await untilDirectOn(gw, url, t, agent, 'call'))!.line.workerPid;
   // One long stream on the holder, none on the other worker: the least loaded is the other one, and the holder is
   // within its slack (admission.ts). Fresh connections go to the least loaded (ties to the first worker), so at most
   // two are opened; one that went to the other worker is ended.

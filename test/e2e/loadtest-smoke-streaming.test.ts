@@ -55,13 +55,16 @@ t.test('compare --sse: streaming workloads and GET /v1/models on every path', as
   );
 });
 
-t.test('streams --hold: ramps, holds, reports first tokens and RSS', async (t) => {
+t.test('streams --hold --direct-streams: ramps, holds, reports first tokens and RSS', async (t) => {
+  // --direct-streams (limits.directStreams, each stream after a GET on its own kept-alive connection) runs the whole
+  // hold scenario and its own branch; two workers, so that a connection keeps to the one that holds it.
   const report = await smoke(t, 'streams', [
     '--hold',
+    '--direct-streams',
     '--streams',
     '20',
     '--workers',
-    '1',
+    '2',
     '--ramp-s',
     '1',
     '--hold-s',
@@ -79,4 +82,5 @@ t.test('streams --hold: ramps, holds, reports first tokens and RSS', async (t) =
     'every stream opened, got its first token, no error',
   );
   t.ok(results.idleMb.master > 0, 'the idle footprint was measured');
+  t.match(report.notes.join('\n'), /20 answered 200, 0 did not/, 'every connection asked GET /v1/models first');
 });

@@ -43,4 +43,7 @@ t.test('bad usage exits 2 without starting anything', async (t) => {
   const run = await runLoadtest(t, ['no-such-scenario']);
   t.equal(run.code, 2);
   t.match(run.stderr, /expected one scenario/);
+  const misplaced = await runLoadtest(t, ['compare', '--direct-streams']);
+  t.equal(misplaced.code, 2, '--direct-streams is for streams --hold only');
+  t.match(misplaced.stderr, /--direct-streams: only with streams --hold/);
 });

@@ -150,13 +150,14 @@ function smallTables(small: SmallAggregate[]): Table[] {
   const find = (build: string, kind: string): SmallAggregate | undefined =>
     small.find((s) => s.target.build === build && s.target.kind === kind);
   for (const build of new Set(small.map((s) => s.target.build))) {
-    if (build === 'direct-streams') continue;
+    if (build === 'direct-streams' || build === 'baseline-direct-streams') continue;
     for (const kind of ['node', 'nginx', 'worker']) ratio(find(build, 'graygate'), find(build, kind));
     ratio(find(build, 'onehop'), find(build, 'node'));
   }
   // limits.directStreams has no node proxy of its own (its worker is the same build's): against graygate's.
   ratio(find('direct-streams', 'graygate'), find('graygate', 'node'));
   ratio(find('graygate', 'graygate'), find('baseline', 'graygate'));
+  ratio(find('direct-streams', 'graygate'), find('baseline-direct-streams', 'graygate'));
   return [
     {
       title: 'small: GET /v1/models (autocannon in its own process), median of the rounds',

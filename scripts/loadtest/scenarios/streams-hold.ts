@@ -1,11 +1,12 @@
 import { setMaxListeners } from 'node:events';
-import { Agent, request } from 'node:http';
+import { Agent } from 'node:http';
 import { join } from 'node:path';
 import { CHAT_PATH, chatBody } from '../chat-request.js';
 import { startGateway } from '../gateway.js';
 import { graygateLaunch, probeMemory } from '../graygate-env.js';
 import { Recorder } from '../histogram.js';
 import { pickListening, waitForMessage } from '../ipc-wait.js';
+import { probe } from '../probe.js';
 import type { MemoryProbe } from '../memory-probe.js';
 import { MOCK_UPSTREAM_ENTRY, ROOT, buildEntries } from '../paths.js';
 import { forkTracked, stopTracked } from '../processes.js';
@@ -104,7 +105,7 @@ export const runStreamsHold: Scenario = async (ctx) => {
       if (direct === undefined) return agent;
       const own = new Agent({ keepAlive: true, maxSockets: 1 });
       direct.agents.push(own);
-      const status = await getStatus(`${gw.url}/v1/models`, own, runSignal);
+      const { status } = await probe(`${gw.url}/v1/models`, { agent: own, timeoutMs: 30_000, signal: runSignal });
       if (status === 200) direct.models++;
       else direct.modelErrors++;
       return own;
@@ -345,16 +346,3 @@ export const runStreamsHold: Scenario = async (ctx) => {
     for (const stop of stops.reverse()) await stop();
   }
 };
-
-/** GET `url` on `agent`'s connection, its body read and dropped: the status, or 0 when it failed. */
-function getStatus(url: string, agent: Agent, signal: AbortSignal): Promise<number> {
-  return new Promise((resolve) => {
-    const req = request(url, { agent, signal }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-      res.on('error', () => resolve(0));
-    });
-    req.on('error', () => resolve(0));
-    req.end();
-  });
-}
