@@ -57,14 +57,14 @@ t.test('compare --sse: streaming workloads and GET /v1/models on every path', as
 
 t.test('streams --hold --direct-streams: ramps, holds, reports first tokens and RSS', async (t) => {
   // --direct-streams (limits.directStreams, each stream after a GET on its own kept-alive connection) runs the whole
-  // hold scenario and its own branch; two workers, so that a connection keeps to the one that holds it.
+  // hold scenario and its own branch (worker affinity with two workers is hop-direct.test.ts's).
   const report = await smoke(t, 'streams', [
     '--hold',
     '--direct-streams',
     '--streams',
     '20',
     '--workers',
-    '2',
+    '1',
     '--ramp-s',
     '1',
     '--hold-s',
