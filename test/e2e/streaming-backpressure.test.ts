@@ -32,16 +32,25 @@ const QUIET_MS = 300;
 async function whenStopped(stream: MockStream): Promise<number> {
   for (;;) {
     if (stream.isClosed || stream.isComplete) return stream.bytesWritten;
-    if (!stream.isBlocked) await Promise.race([once(stream, 'blocked'), once(stream, 'close')]);
-    let timer: NodeJS.Timeout | undefined;
-    const quiet = new Promise<'quiet'>((resolve) => (timer = setTimeout(resolve, QUIET_MS, 'quiet')));
-    const outcome = await Promise.race([
-      quiet,
-      once(stream, 'drain').then(() => 'drain' as const),
-      once(stream, 'close').then(() => 'close' as const),
-    ]);
-    clearTimeout(timer);
-    if (outcome !== 'drain') return stream.bytesWritten;
+    // Each turn's losing once() listeners are taken off (the signal), or they pile up on the stream,
+    // one set per drain: MaxListenersExceededWarning.
+    const turn = new AbortController();
+    const { signal } = turn;
+    const next = (event: 'blocked' | 'drain' | 'close'): Promise<typeof event> =>
+      once(stream, event, { signal }).then(
+        () => event,
+        () => event,
+      );
+    try {
+      if (!stream.isBlocked) await Promise.race([next('blocked'), next('close')]);
+      let timer: NodeJS.Timeout | undefined;
+      const quiet = new Promise<'quiet'>((resolve) => (timer = setTimeout(resolve, QUIET_MS, 'quiet')));
+      const outcome = await Promise.race([quiet, next('drain'), next('close')]);
+      clearTimeout(timer);
+      if (outcome !== 'drain') return stream.bytesWritten;
+    } finally {
+      turn.abort();
+    }
   }
 }
 
