@@ -12,7 +12,7 @@ import type { RequestContext } from './request-context.js';
 // Its parser keeps the connection: when the worker is done, the master ends its
 // own response without writing a byte and reads the next request.
 
-/** What the master needs of a worker process to offer it connections (worker-handle.ts). */
+/** What the master needs of a worker process to offer it connections (worker-handle.ts: one handle, one process). */
 export interface ConnectionHolder {
   readonly pid: number | undefined;
   offerConnection(id: number, socket: Socket, onTaken: () => void): boolean;
@@ -21,12 +21,16 @@ export interface ConnectionHolder {
 
 interface Offered {
   id: number;
-  /** Worker processes holding a duplicate, by pid (a restarted worker is a new process with none). */
-  holders: Map<number, ConnectionHolder>;
+  /**
+   * Worker processes holding a duplicate, with the pid each had when it was sent. Keyed by the handle, which is one
+   * process's (a restarted worker is a new handle, with none): a pid is reused once its process is gone, and a new
+   * worker that got a holder's old pid must not be taken for the holder (found by review, turn 2).
+   */
+  holders: Map<ConnectionHolder, number>;
   /** Of those, the ones whose duplicate has arrived (IPC `conn-taken`): requests can go to them as IPC calls. */
-  taken: Set<number>;
+  taken: Set<ConnectionHolder>;
   /** Whether a worker is one of the holders: admission's preference (admission.ts), made once per connection. */
-  isHolder: (worker: { readonly pid: number | undefined }) => boolean;
+  isHolder: (worker: ConnectionHolder) => boolean;
 }
 
 /** The libuv handle behind a net.Socket: what child_process sends (SCM_RIGHTS). */
@@ -52,7 +56,7 @@ export class DirectConnections {
    * the connection (a `100 Continue`), or the worker cannot take a descriptor now. `isTaken`: the duplicate is there
    * (the request can go as an IPC call); else it is on its way, and only a streamed answer may find it in time.
    */
-  offer(ctx: RequestContext, worker: ConnectionHolder): { conn: number; isTaken: boolean } | undefined {
+  offer(ctx: Pick<RequestContext, 'req'>, worker: ConnectionHolder): { conn: number; isTaken: boolean } | undefined {
     const { req } = ctx;
     const socket = req.socket;
     const pid = worker.pid;
@@ -61,30 +65,30 @@ export class DirectConnections {
     if (socket.destroyed || socket.writableLength > 0) return undefined;
     let offered = this.#offered.get(socket);
     if (offered === undefined) {
-      const holders = new Map<number, ConnectionHolder>();
+      const holders = new Map<ConnectionHolder, number>();
       offered = {
         id: ++this.#nextId,
         holders,
         taken: new Set(),
-        isHolder: (w) => w.pid !== undefined && holders.has(w.pid),
+        isHolder: (w) => holders.has(w),
       };
       this.#offered.set(socket, offered);
       const closing = offered;
       // A duplicate keeps the connection open after the master's own descriptor is closed: every holder lets go.
       socket.once('close', () => {
-        for (const [holderPid, holder] of closing.holders) holder.closeConnection(closing.id, holderPid);
+        for (const [holder, holderPid] of closing.holders) holder.closeConnection(closing.id, holderPid);
         closing.holders.clear();
         closing.taken.clear();
       });
     }
-    if (!offered.holders.has(pid)) {
+    if (!offered.holders.has(worker)) {
       // Sent in turn (worker-handle.ts): until it arrives, the worker answers this connection through the master.
       const taking = offered;
-      if (!worker.offerConnection(offered.id, socket, () => void (socket.destroyed || taking.taken.add(pid))))
+      if (!worker.offerConnection(offered.id, socket, () => void (socket.destroyed || taking.taken.add(worker))))
         return undefined;
-      offered.holders.set(pid, worker);
+      offered.holders.set(worker, pid);
     }
-    return { conn: offered.id, isTaken: offered.taken.has(pid) };
+    return { conn: offered.id, isTaken: offered.taken.has(worker) };
   }
 }
 
