@@ -10,7 +10,7 @@ import {
 // simulated canaries equal to their baseline, a seeded PRNG, and the
 // controller of SPEC §11 around judge(), which it calls every 20 requests
 // (every 200 ms at 100 req/s, every 2 canary requests at the 10 % step). Deterministic: same seeds, same numbers.
-// Edge cases and power are in statistics-power.test.ts (the two files run in parallel).
+// Edge cases and power are in statistics-power.test.ts.
 
 const ALPHA = 0.01;
 
