@@ -9,11 +9,17 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 // ~27 s together (measured: the unit files alone 64–66 s wall, 119–123 s CPU; here 31.5 s wall,
 // 37.5 s CPU, on 2 cores). The files stay as they are: each imports tap's root test and adds its
 // tests to it, and runs alone as well (`npm test -- test/master/admission.test.ts`). What they share
-// here is the process: none of them leaves state behind (environment changes are undone in
-// teardowns, servers are closed, metrics registries are per instance).
+// here is the process, so a unit test file must leave nothing behind: environment changes undone in
+// its teardowns, servers closed, no root-level timeout (it would be the whole process's), no promise
+// left to reject after its tests (it would fail this process, reported against whichever file runs
+// then). None does today (reviewed: environment changes are restored, metrics registries are per
+// instance).
 //
 // Files are found, not listed, so a new unit test file runs without being added here. The extension
 // is this file's own: .js when run compiled from dist/test/, .ts when run by tap through ts-node.
+
+// tap's per-file timeout (package.json, 120 s) is for one file: here it covers all of them (26–51 s on CI's 2 cores).
+t.setTimeout(300_000);
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const ext = extname(fileURLToPath(import.meta.url));
@@ -29,7 +35,11 @@ function testFiles(dir: string): string[] {
     .sort();
 }
 
+// One subtest per file, awaited: the root is never idle while a file loads (an idle root that has a teardown ends,
+// and every later file's tests would be refused, the run still passing); a file that throws while loading fails as
+// its own subtest and the others still run; each file's top-level code runs after the previous file's tests.
 for (const file of testFiles(here)) {
-  t.comment(relative(here, file));
-  await import(pathToFileURL(file).href);
+  await t.test(relative(here, file), async () => {
+    await import(pathToFileURL(file).href);
+  });
 }
