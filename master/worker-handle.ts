@@ -121,6 +121,7 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
   #readyAt = 0;
   #stderrTail: string[] = [];
   #isStopRequested = false;
+  #isStarted = false;
   #exitReport: ExitReport | undefined;
   readonly #options: WorkerHandleOptions;
   readonly #log: Logger;
@@ -171,8 +172,13 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
     return this.#exitReport;
   }
 
-  /** Forks the process; resolves once it reported ready, rejects with a WorkerStartFailure otherwise. */
+  /**
+   * Forks the process; resolves once it reported ready, rejects with a WorkerStartFailure otherwise. Once: a handle is
+   * one process for its whole life (a replacement is a new handle), which is what direct-connections.ts keys on.
+   */
   async start(): Promise<void> {
+    if (this.#isStarted) throw new Error(`worker ${this.version}#${this.instance}: start() called twice`);
+    this.#isStarted = true;
     const release = await this.#options.startLimiter.acquire();
     try {
       if (this.#isStopRequested) {
@@ -294,6 +300,10 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
         const calls = [...this.#calls.values()];
         this.#calls.clear();
         for (const sink of calls) sink.lost();
+        // Connections still waiting to be sent: none will be (a client connection may keep this handle for its life).
+        this.#connectionQueue = [];
+        this.#connectionInFlight = 0;
+        this.#onConnectionTaken = undefined;
         (isIntended ? this.#log.info : this.#log.warn).call(
           this.#log,
           { workerPid: child.pid, code, signal, reason },

@@ -73,6 +73,9 @@ t.test('ready handshake, then an intended stop', async (t) => {
   t.equal(report.isIntended, true);
   t.equal(report.code, 0);
   t.equal(w.state, 'stopped');
+  // A handle is one process for its life (direct-connections.ts keys a connection's holders on it): no second fork.
+  await t.rejects(w.start(), /start\(\) called twice/);
+  t.equal(fake.children.length, 1, 'nothing forked again');
 });
 
 t.test('start failures are reported as data', async (t) => {
