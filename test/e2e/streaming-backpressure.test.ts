@@ -39,7 +39,10 @@ async function whenStopped(stream: MockStream): Promise<number> {
     const next = (event: 'blocked' | 'drain' | 'close'): Promise<typeof event> =>
       once(stream, event, { signal }).then(
         () => event,
-        () => event,
+        (err: unknown) => {
+          if (signal.aborted) return event; // this turn is over: nobody is waiting for it
+          throw err;
+        },
       );
     try {
       if (!stream.isBlocked) await Promise.race([next('blocked'), next('close')]);
