@@ -105,8 +105,12 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
     if (ctx.version !== undefined && REJECTION_CODES.has(code)) metrics.onRejected(ctx.version, code);
     if (ctx.isDirect) {
       // The worker writes this answer: where its framing stands is unknown here, so no error can be appended. (An IPC
-      // call cut before its status has no stream to fail.)
+      // call cut before its status has no stream to fail.) A cut before the status stands where a relayed request's
+      // 504 or 502 would: its time counts in the header-latency histogram as theirs does, or the slowest requests of
+      // a worker that stopped would be missing from it.
       if (ctx.phase === 'relay') ctx.isStreamFailed = true;
+      else if (ctx.headersAtMs === 0 && !ctx.isClientGone && ctx.version !== undefined)
+        metrics.observeHeaderLatency(ctx.version, (now() - ctx.startedAtMs) / 1000);
       cutDirect(ctx);
     } else if (!ctx.isClientGone && !res.writableEnded) {
       if (!res.headersSent) {

@@ -7,6 +7,8 @@ import { startMockUpstream, BASE_PATHS, type MockStream } from '../../shared/moc
 import { postStream, chatBody, type StreamClient } from '../worker/fixtures/sse-client.js';
 import { status, waitForStatus } from '../helpers/wait.js';
 import { openRaw, type RawConnection } from '../helpers/raw-http.js';
+import { scrape } from '../helpers/metrics.js';
+import { METRIC } from '../../shared/metric-names.js';
 
 // limits.directStreams (issue 10, docs/ONE-HOP.md): a worker writes a streamed
 // answer straight to the client's connection, whose descriptor the master
@@ -557,3 +559,59 @@ t.test('directStreams, two workers: a held connection keeps to its worker while 
     t.same({ workerPid: line.workerPid, directCall: line.directCall }, { workerPid: holder, directCall: true });
   }
 });
+
+t.test(
+  'directStreams: a call a stopped worker never answers is cut at workerHeadersTimeoutMs, and timed',
+  async (t) => {
+    // As a relayed request's 504 is: the cut counts in the header-latency histogram, or a stopped worker's
+    // requests, the slowest, would be missing from it. Health probes far apart, so the stopped worker is not
+    // replaced meanwhile.
+    const mock = await startMockUpstream({});
+    t.teardown(() => mock.close());
+    const gw = await startGateway(
+      t,
+      {
+        limits: { directStreams: true, workerHeadersTimeoutMs: 1000, healthIntervalMs: 60_000 },
+        versions: { v1: { weight: 1, upstream: { format: 'openai', url: mock.url + BASE_PATHS.openai } } },
+      },
+      { env: { LOG_LEVEL: 'info' } },
+    );
+    const url = `${gw.url}/v1/chat/completions`;
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    t.teardown(() => agent.destroy());
+    await untilDirectOn(gw, url, t, agent, 'call');
+    const timed = async (): Promise<number> =>
+      (await scrape(gw)).sum(`${METRIC.requestDurationSeconds}_count`, { version: 'v1' });
+    const before = await timed();
+    const pid = await v1Pid(gw);
+    process.kill(pid, 'SIGSTOP');
+    const resume = (): void => {
+      try {
+        process.kill(pid, 'SIGCONT');
+      } catch {
+        // gone already
+      }
+    };
+    t.teardown(resume);
+    const id = `stopped-${Date.now()}`;
+    const outcome = await new Promise<string>((resolve) => {
+      const req = request(url, {
+        agent,
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-request-id': id },
+      });
+      req.on('response', (res) => resolve(`answered ${res.statusCode}`));
+      req.on('error', () => resolve('cut'));
+      req.end(JSON.stringify(chatBody('[mock tokens=2]')));
+    });
+    t.equal(outcome, 'cut', 'no status can follow a cut: the worker writes the answers on this connection');
+    const line = await lineOf(gw, id);
+    t.same(
+      { directCall: line.directCall, error: line.error },
+      { directCall: true, error: 'worker_timeout' },
+      'sent as a call, cut by the headers timeout',
+    );
+    resume();
+    t.equal(await timed(), before + 1, 'the cut is timed in the header-latency histogram');
+  },
+);
