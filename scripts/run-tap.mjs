@@ -21,9 +21,9 @@ const tapBin = createRequire(import.meta.url)
 // module hooks alone cost each test process ~0.6 s of CPU. tap rebuilds its Test class for that list
 // on its first run after `npm ci` (6–8 s, once); the pretest type-checks before, against the full
 // class, so a test that calls a method of a plugin taken out compiles there and fails when it runs
-// (add the plugin back). With arguments (`npm test --
-// test/e2e/x.test.ts`), tap runs what it is given, TypeScript through ts-node as `npx tap` does, and
-// reports the coverage without failing on the whole suite's thresholds, which a few files never reach.
+// (add the plugin back). With arguments (`npm test -- test/e2e/x.test.ts`), tap runs what it is
+// given, TypeScript through ts-node as `npx tap` does, and reports the coverage without failing on
+// the whole suite's thresholds, which a few files never reach.
 const args = process.argv.slice(2);
 const suite = ['--test-env=TAP_TYPE_STRIP_ONLY=1', 'dist/test/all-units.test.js', 'dist/test/e2e/**/*.test.js'];
 const child = spawn(

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { readdirSync } from 'node:fs';
-import { extname, join, relative } from 'node:path';
+import { basename, dirname, extname, join, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 // `npm test` runs every test file outside test/e2e/ in this one process, in path order, instead of
@@ -21,25 +21,18 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 // tap's per-file timeout (package.json, 120 s) is for one file: here it covers all of them (26–51 s on CI's 2 cores).
 t.setTimeout(300_000);
 
-const here = fileURLToPath(new URL('.', import.meta.url));
-const ext = extname(fileURLToPath(import.meta.url));
 const self = fileURLToPath(import.meta.url);
-
-function testFiles(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true })
-    .flatMap((entry) => {
-      const path = join(dir, entry.name);
-      if (entry.isDirectory()) return entry.name === 'e2e' && dir === here ? [] : testFiles(path);
-      return entry.name.endsWith(`.test${ext}`) && path !== self ? [path] : [];
-    })
-    .sort();
-}
+const here = dirname(self);
+const ext = extname(self);
+const files = readdirSync(here, { recursive: true, encoding: 'utf8' })
+  .filter((file) => file.endsWith(`.test${ext}`) && !file.startsWith(`e2e${sep}`) && file !== basename(self))
+  .sort();
 
 // One subtest per file, awaited: the root is never idle while a file loads (an idle root that has a teardown ends,
 // and every later file's tests would be refused, the run still passing); a file that throws while loading fails as
 // its own subtest and the others still run; each file's top-level code runs after the previous file's tests.
-for (const file of testFiles(here)) {
-  await t.test(relative(here, file), async () => {
-    await import(pathToFileURL(file).href);
+for (const file of files) {
+  await t.test(file, async () => {
+    await import(pathToFileURL(join(here, file)).href);
   });
 }
