@@ -14,19 +14,18 @@ import type { RequestContext } from './request-context.js';
 
 /** What the master needs of a worker process to offer it connections (worker-handle.ts: one handle, one process). */
 export interface ConnectionHolder {
-  readonly pid: number | undefined;
   offerConnection(id: number, socket: Socket, onTaken: () => void): boolean;
-  closeConnection(id: number, pid: number): void;
+  closeConnection(id: number): void;
 }
 
 interface Offered {
   id: number;
   /**
-   * Worker processes holding a duplicate, with the pid each had when it was sent. Keyed by the handle, which is one
-   * process's (a restarted worker is a new handle, with none): a pid is reused once its process is gone, and a new
-   * worker that got a holder's old pid must not be taken for the holder (found by review, turn 2).
+   * Worker processes holding a duplicate: their handles, each one process's (a restarted worker is a new handle, with
+   * none). Not their pids: a pid is reused once its process is gone, and a new worker that got a holder's old pid must
+   * not be taken for the holder.
    */
-  holders: Map<ConnectionHolder, number>;
+  holders: Set<ConnectionHolder>;
   /** Of those, the ones whose duplicate has arrived (IPC `conn-taken`): requests can go to them as IPC calls. */
   taken: Set<ConnectionHolder>;
   /** Whether a worker is one of the holders: admission's preference (admission.ts), made once per connection. */
@@ -59,13 +58,12 @@ export class DirectConnections {
   offer(ctx: Pick<RequestContext, 'req'>, worker: ConnectionHolder): { conn: number; isTaken: boolean } | undefined {
     const { req } = ctx;
     const socket = req.socket;
-    const pid = worker.pid;
     const handle = (socket as Socket & WithHandle)._handle;
-    if (req.httpVersion !== '1.1' || pid === undefined || handle === null) return undefined;
+    if (req.httpVersion !== '1.1' || handle === null) return undefined;
     if (socket.destroyed || socket.writableLength > 0) return undefined;
     let offered = this.#offered.get(socket);
     if (offered === undefined) {
-      const holders = new Map<ConnectionHolder, number>();
+      const holders = new Set<ConnectionHolder>();
       offered = {
         id: ++this.#nextId,
         holders,
@@ -76,7 +74,7 @@ export class DirectConnections {
       const closing = offered;
       // A duplicate keeps the connection open after the master's own descriptor is closed: every holder lets go.
       socket.once('close', () => {
-        for (const [holder, holderPid] of closing.holders) holder.closeConnection(closing.id, holderPid);
+        for (const holder of closing.holders) holder.closeConnection(closing.id);
         closing.holders.clear();
         closing.taken.clear();
       });
@@ -86,7 +84,7 @@ export class DirectConnections {
       const taking = offered;
       if (!worker.offerConnection(offered.id, socket, () => void (socket.destroyed || taking.taken.add(worker))))
         return undefined;
-      offered.holders.set(worker, pid);
+      offered.holders.add(worker);
     }
     return { conn: offered.id, isTaken: offered.taken.has(worker) };
   }

@@ -103,18 +103,19 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
     ctx.errorCode ??= code;
     if (code === 'internal_error') log.error({ err, reqId: ctx.reqId }, 'unexpected error in the request path');
     if (ctx.version !== undefined && REJECTION_CODES.has(code)) metrics.onRejected(ctx.version, code);
+    // Refused before any status, to a client still there: the refusal is the answer, and its time is timed as the
+    // answer's. On a direct answer that refusal is a cut (below), and is timed as the relayed path's 504 or 502 is:
+    // without it, the requests of a stopped worker, the slowest, would be missing from the histogram.
+    const isBeforeStatus = ctx.isDirect ? ctx.headersAtMs === 0 : !res.headersSent && !res.writableEnded;
+    if (isBeforeStatus && !ctx.isClientGone && ctx.version !== undefined)
+      metrics.observeHeaderLatency(ctx.version, (now() - ctx.startedAtMs) / 1000);
     if (ctx.isDirect) {
       // The worker writes this answer: where its framing stands is unknown here, so no error can be appended. (An IPC
-      // call cut before its status has no stream to fail.) A cut before the status stands where a relayed request's
-      // 504 or 502 would: its time counts in the header-latency histogram as theirs does, or the slowest requests of
-      // a worker that stopped would be missing from it.
+      // call cut before its status has no stream to fail.)
       if (ctx.phase === 'relay') ctx.isStreamFailed = true;
-      else if (ctx.headersAtMs === 0 && !ctx.isClientGone && ctx.version !== undefined)
-        metrics.observeHeaderLatency(ctx.version, (now() - ctx.startedAtMs) / 1000);
       cutDirect(ctx);
     } else if (!ctx.isClientGone && !res.writableEnded) {
       if (!res.headersSent) {
-        if (ctx.version !== undefined) metrics.observeHeaderLatency(ctx.version, (now() - ctx.startedAtMs) / 1000);
         // The connection closes after a refusal that left request bytes unread, and while draining.
         const isBodyUnread = (ctx.phase === 'head' || ctx.phase === 'body') && hasBody(req);
         const isClosingConnection = isClosing() || CLOSING_CODES.has(code) || isBodyUnread;

@@ -214,11 +214,6 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
       serialization: 'json',
     });
     this.#child = child;
-    this.#takesConnections = false;
-    this.#connectionInFlight = 0;
-    this.#connectionQueue = [];
-    this.#onConnectionTaken = undefined;
-    this.#takesCalls = false;
     collectStderr(child, this.#stderrTail);
     let failure: string | undefined;
     const fail = (reason: string): void => {
@@ -446,10 +441,10 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
     return true;
   }
 
-  /** The client connection `id` closed: the worker closes its duplicate (if it is still the process that got it). */
-  closeConnection(id: number, pid: number): void {
+  /** The client connection `id` closed: the worker closes its duplicate. */
+  closeConnection(id: number): void {
     const child = this.#child;
-    if (child === undefined || child.pid !== pid || !child.connected) return;
+    if (child === undefined || !child.connected) return;
     child.send({ type: 'conn-close', id }, undefined, undefined, ignoreSendError);
   }
 

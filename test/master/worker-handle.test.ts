@@ -67,15 +67,16 @@ t.test('ready handshake, then an intended stop', async (t) => {
   t.ok(w.isAccepting);
   t.equal(w.pid, fake.children[0]!.pid);
   t.equal(await get(w, '/'), 200, 'reachable at the address it reported');
+  // A handle is one process for its life (direct-connections.ts keys a connection's holders on it): no second fork.
+  await t.rejects(w.start(), /start\(\) called twice/);
+  t.equal(fake.children.length, 1, 'nothing forked again');
+  t.equal(w.state, 'ready', 'the running process goes on');
   const exit = once(w, 'exit') as Promise<[ExitReport]>;
   await w.stop(1000);
   const [report] = await exit;
   t.equal(report.isIntended, true);
   t.equal(report.code, 0);
   t.equal(w.state, 'stopped');
-  // A handle is one process for its life (direct-connections.ts keys a connection's holders on it): no second fork.
-  await t.rejects(w.start(), /start\(\) called twice/);
-  t.equal(fake.children.length, 1, 'nothing forked again');
 });
 
 t.test('start failures are reported as data', async (t) => {
