@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { toErrorResponse } from '../../shared/errors.js';
 import { headerValue, sendError } from '../../shared/http-headers.js';
@@ -68,6 +68,26 @@ function directRoute(req: IncomingMessage, connections: DirectConnections | unde
   return offer === undefined ? undefined : { offer, connections };
 }
 
+/** Random bytes in a completion id (OpenAI's `chatcmpl-…`), and how many ids one draw from the system's RNG serves. */
+const ID_BYTES = 12;
+const idPool = Buffer.allocUnsafe(ID_BYTES * 128);
+let idAt = idPool.length;
+
+/**
+ * A new completion id, as random as before: 12 bytes of one buffer refilled every 128 ids, as node's randomUUID
+ * keeps a cache. `randomBytes(12)` per answer was 1.5 % of the worker's CPU at rest (issue 10; one RNG call each,
+ * ~5 µs, against ~0.1 µs).
+ */
+export function completionId(): string {
+  if (idAt === idPool.length) {
+    randomFillSync(idPool);
+    idAt = 0;
+  }
+  const id = idPool.toString('base64url', idAt, idAt + ID_BYTES);
+  idAt += ID_BYTES;
+  return `chatcmpl-${id}`;
+}
+
 /** nginx's "client closed request": logged when the client left before a status was sent. */
 const STATUS_CLIENT_CLOSED = 499;
 
@@ -108,7 +128,7 @@ export async function handleCall(
       adapter: options.adapter,
       res,
       headers: reqId === undefined ? {} : { 'x-request-id': reqId },
-      id: `chatcmpl-${randomBytes(12).toString('base64url')}`,
+      id: completionId(),
       created: Math.floor(Date.now() / 1000),
       now: () => performance.now(),
       onFirstToken: (atMs) => metrics.observeFirstToken((atMs - startedMs) / 1000),

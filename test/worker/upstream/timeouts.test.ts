@@ -1,5 +1,5 @@
 import t from 'tap';
-import { once } from 'node:events';
+import { getEventListeners, once } from 'node:events';
 import { Deadlines } from '../../../worker/upstream/timeouts.js';
 
 // Each deadline aborts the combined signal with its own typed reason (STYLE §12).
@@ -38,4 +38,37 @@ t.test('total deadline and client abort', async (t) => {
   const d3 = new Deadlines({ signal: new AbortController().signal, firstByteMs: 0, idleMs: 0, totalMs: 0 });
   t.equal(d3.explain(err), err, 'no abort: the error is kept');
   d3.dispose();
+});
+
+t.test('a client signal already aborted aborts at once, with its reason', (t) => {
+  const client = new AbortController();
+  const reason = new Error('gone before the call');
+  client.abort(reason);
+  const d = new Deadlines({ signal: client.signal, firstByteMs: 1000, idleMs: 1000, totalMs: 1000 });
+  t.equal(d.signal.aborted, true);
+  t.equal(d.signal.reason, reason);
+  t.equal(d.explain(new Error('other')), reason);
+  d.dispose();
+  t.end();
+});
+
+t.test('a deadline first, then the client: the deadline aborted the call, the client is who left', async (t) => {
+  const client = new AbortController();
+  const d = new Deadlines({ signal: client.signal, firstByteMs: 5, idleMs: 0, totalMs: 0 });
+  await once(d.signal, 'abort');
+  t.match(d.signal.reason, { phase: 'first-byte' }, 'the signal carries the deadline');
+  const reason = new Error('client left');
+  client.abort(reason);
+  t.equal(d.explain(undefined), reason, 'explained as the client leaving, as before');
+  d.dispose();
+});
+
+t.test('dispose lets go of the client signal, which may outlive the call', (t) => {
+  const client = new AbortController();
+  const d = new Deadlines({ signal: client.signal, firstByteMs: 1000, idleMs: 1000, totalMs: 1000 });
+  d.dispose();
+  t.equal(getEventListeners(client.signal, 'abort').length, 0, 'no listener left on the client signal');
+  client.abort(new Error('late'));
+  t.equal(d.signal.aborted, false, 'a disposed call is not aborted any more');
+  t.end();
 });
