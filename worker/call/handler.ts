@@ -76,7 +76,7 @@ let idAt = idPool.length;
 /**
  * A new completion id, as random as before: 12 bytes of one buffer refilled every 128 ids, as node's randomUUID
  * keeps a cache. `randomBytes(12)` per answer was 1.5 % of the worker's CPU at rest (issue 10; one RNG call each,
- * ~5 µs, against ~0.1 µs).
+ * 6–7 µs against under 1 µs: scripts/bench/per-call.ts).
  */
 export function completionId(): string {
   if (idAt === idPool.length) {

@@ -5,10 +5,10 @@ import { GraygateError } from '../../shared/errors.js';
 // open. One signal combines the causes, each with its own error.
 //
 // The client's signal reaches that one signal through a listener, not
-// AbortSignal.any: on Node 20 `any` costs 30–45 µs a call (a WeakRef per
-// source, a FinalizationRegistry entry, a signal of its own), against
-// ~6 µs for the listener, once per upstream call (docs/BENCHMARKS.md,
-// "Two signals a call fewer").
+// AbortSignal.any (a signal of its own, a WeakRef per source and a
+// FinalizationRegistry entry): on Node 20 a call's Deadlines cost 11–24 µs
+// of CPU this way and 49–98 µs with `any` (scripts/bench/per-call.ts;
+// docs/BENCHMARKS.md, "Two signals a call fewer").
 
 export type TimeoutPhase = 'connect' | 'first-byte' | 'idle' | 'total';
 
