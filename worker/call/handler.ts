@@ -68,15 +68,18 @@ function directRoute(req: IncomingMessage, connections: DirectConnections | unde
   return offer === undefined ? undefined : { offer, connections };
 }
 
-/** Random bytes in a completion id (OpenAI's `chatcmpl-…`), and how many ids one draw from the system's RNG serves. */
+/** Random bytes in a completion id (OpenAI's `chatcmpl-…`). */
 const ID_BYTES = 12;
-const idPool = Buffer.allocUnsafe(ID_BYTES * 128);
+/** Ids one draw from the system's RNG serves. */
+const IDS_PER_FILL = 128;
+// Its own memory, not a slice of node's shared pool (as randomUUID's cache).
+const idPool = Buffer.allocUnsafeSlow(ID_BYTES * IDS_PER_FILL);
 let idAt = idPool.length;
 
 /**
- * A new completion id, as random as before: 12 bytes of one buffer refilled every 128 ids, as node's randomUUID
- * keeps a cache. `randomBytes(12)` per answer was 1.5 % of the worker's CPU at rest (issue 10; one RNG call each,
- * 6–7 µs against under 1 µs: scripts/bench/per-call.ts).
+ * A new completion id, as random as before: ID_BYTES of one buffer refilled every IDS_PER_FILL ids, each byte used
+ * once, as node's randomUUID keeps a cache. `randomBytes(12)` per answer was 1.5 % of the worker's busy time in a
+ * profile at rest (issue 10); one call costs 6–7 µs of CPU against under 0.5 µs (scripts/bench/per-call.ts).
  */
 export function completionId(): string {
   if (idAt === idPool.length) {

@@ -1,14 +1,15 @@
+import { onAbort, type Disposer } from '../../shared/abort.js';
 import { GraygateError } from '../../shared/errors.js';
 
 // SPEC §2/§5, STYLE §12: upstream deadlines enforced by aborting the request,
 // so undici closes the socket; no timer ever just stops waiting and leaves it
 // open. One signal combines the causes, each with its own error.
 //
-// The client's signal reaches that one signal through a listener, not
-// AbortSignal.any (a signal of its own, a WeakRef per source and a
-// FinalizationRegistry entry): on Node 20 a call's Deadlines cost 11–24 µs
-// of CPU this way and 49–98 µs with `any` (scripts/bench/per-call.ts;
-// docs/BENCHMARKS.md, "Two signals a call fewer").
+// The client's signal reaches that one signal through a listener removed at
+// dispose(), not AbortSignal.any (a signal of its own, WeakRefs to it and to
+// each source): on Node 20 a call's Deadlines cost 14–18 µs of CPU this way
+// and 25–34 µs with `any` (scripts/bench/per-call.ts; docs/BENCHMARKS.md,
+// "Two signals a call fewer").
 
 export type TimeoutPhase = 'connect' | 'first-byte' | 'idle' | 'total';
 
@@ -41,6 +42,8 @@ export class Deadlines {
   /** Aborted by a deadline with its typed reason, or by the client's signal with the client's reason. */
   readonly #combined = new AbortController();
   readonly #options: DeadlinesOptions;
+  /** Removes the listener on the client's signal. */
+  readonly #disposeClient: Disposer;
   #timer: NodeJS.Timeout | undefined;
   // Not AbortSignal.timeout(totalMs): its timer cannot be cleared, so every
   // finished request would leave one behind for up to totalMs (10 min by
@@ -52,8 +55,7 @@ export class Deadlines {
   constructor(options: DeadlinesOptions) {
     this.#options = options;
     this.signal = this.#combined.signal;
-    if (options.signal.aborted) this.#combined.abort(options.signal.reason);
-    else options.signal.addEventListener('abort', this.#onClientAbort, { once: true });
+    this.#disposeClient = onAbort(options.signal, (reason) => this.#combined.abort(reason));
     if (options.totalMs > 0) this.#totalTimer = setTimeout(this.#abortPhase, options.totalMs, 'total', options.totalMs);
     if (options.firstByteMs > 0)
       this.#timer = setTimeout(this.#abortPhase, options.firstByteMs, 'first-byte', options.firstByteMs);
@@ -89,7 +91,7 @@ export class Deadlines {
     clearTimeout(this.#timer);
     clearTimeout(this.#totalTimer);
     this.#timer = undefined;
-    this.#options.signal.removeEventListener('abort', this.#onClientAbort);
+    this.#disposeClient();
   }
 
   /** The error to report for a failure seen while this signal was in use: the abort's typed reason if one fired. */
@@ -106,9 +108,5 @@ export class Deadlines {
 
   readonly #abortPhase = (phase: TimeoutPhase, limitMs: number): void => {
     this.#combined.abort(new UpstreamTimeoutError(phase, limitMs));
-  };
-
-  readonly #onClientAbort = (): void => {
-    this.#combined.abort(this.#options.signal.reason);
   };
 }

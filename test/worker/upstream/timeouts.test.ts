@@ -32,6 +32,7 @@ t.test('total deadline and client abort', async (t) => {
   const reason = new Error('client left');
   client.abort(reason);
   t.equal(d2.signal.aborted, true);
+  t.equal(d2.signal.reason, reason, 'the upstream call is aborted with the client’s reason');
   t.equal(d2.explain(new Error('other')), reason);
   d2.dispose();
   const err = new Error('not aborted');
@@ -59,6 +60,7 @@ t.test('a deadline first, then the client: the deadline aborted the call, the cl
   t.match(d.signal.reason, { phase: 'first-byte' }, 'the signal carries the deadline');
   const reason = new Error('client left');
   client.abort(reason);
+  t.match(d.signal.reason, { phase: 'first-byte' }, 'the first reason is kept');
   t.equal(d.explain(undefined), reason, 'explained as the client leaving, as before');
   d.dispose();
 });
@@ -66,6 +68,7 @@ t.test('a deadline first, then the client: the deadline aborted the call, the cl
 t.test('dispose lets go of the client signal, which may outlive the call', (t) => {
   const client = new AbortController();
   const d = new Deadlines({ signal: client.signal, firstByteMs: 1000, idleMs: 1000, totalMs: 1000 });
+  t.equal(getEventListeners(client.signal, 'abort').length, 1, 'one listener on the client signal while the call runs');
   d.dispose();
   t.equal(getEventListeners(client.signal, 'abort').length, 0, 'no listener left on the client signal');
   client.abort(new Error('late'));
