@@ -113,6 +113,8 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
   #connectionQueue: QueuedConnection[] = [];
   /** limits.directStreams: told when the connection in flight has been taken. */
   #onConnectionTaken: (() => void) | undefined = undefined;
+  /** Lets the descriptor in flight close (holdOpen): its message was written, or this worker is gone. */
+  #releaseInFlight: (() => void) | undefined = undefined;
   /** limits.directStreams: this worker process answers requests passed as IPC calls. */
   #takesCalls = false;
   /** limits.directStreams: IPC calls in this worker process, by id: where their reports go. */
@@ -299,6 +301,7 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
         this.#connectionQueue = [];
         this.#connectionInFlight = 0;
         this.#onConnectionTaken = undefined;
+        this.#releaseInFlight?.();
         (isIntended ? this.#log.info : this.#log.warn).call(
           this.#log,
           { workerPid: child.pid, code, signal, reason },
@@ -404,16 +407,21 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
   // One descriptor in flight at a time: node holds every later message to this worker, its health probes included,
   // until the worker acknowledges a handle, and a busy worker takes tens of ms to. 300 connections offered at once
   // held the probes for 12 s, and the worker was killed as unhealthy. A connection that closed while it waited is
-  // skipped, never sent: a handle closed before node's write went out stalls that queue for good.
+  // skipped, never sent; one that closes while its message is being written stays open until the write is done
+  // (holdOpen).
   #sendNextConnection(): void {
     const child = this.#child;
     while (this.#connectionInFlight === 0 && this.#connectionQueue.length > 0) {
       const { id, socket, onTaken } = this.#connectionQueue.shift()!;
-      const handle = (socket as Socket & { _handle: object | null })._handle;
+      const handle = (socket as Socket & { _handle: NativeHandle | null })._handle;
       if (socket.destroyed || handle === null || child === undefined || !child.connected) continue;
       this.#connectionInFlight = id;
       this.#onConnectionTaken = onTaken;
+      const release = holdOpen(handle);
+      this.#releaseInFlight = release;
       child.send({ type: 'conn', id }, handle as Parameters<ChildProcess['send']>[1], { keepOpen: true }, (err) => {
+        release();
+        if (this.#releaseInFlight === release) this.#releaseInFlight = undefined;
         if (err === null || this.#connectionInFlight !== id) return;
         this.#connectionInFlight = 0;
         this.#onConnectionTaken = undefined;
@@ -509,3 +517,29 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
 
 /** IPC sends to a worker that is exiting fail; its own exit handling reports that. */
 function ignoreSendError(): void {}
+
+/** A connection's native handle (node's TCPWrap), as `socket._handle` holds it. */
+interface NativeHandle {
+  close(...args: unknown[]): void;
+}
+
+/**
+ * Keeps a descriptor open while node writes it to a worker: its `close` (what `socket.destroy()` calls) is held until
+ * the returned function runs, then done as asked. libuv reads the descriptor when it writes the message, which waits
+ * while the channel is backed up (a stopped or busy worker). A handle closed meanwhile fails that write (EBADF), the
+ * message is lost without an error, and node waits for the worker's acknowledgement for good, holding every later
+ * message to it, health probes included (reproduced in test/e2e/hop-direct.test.ts). Idempotent.
+ */
+function holdOpen(handle: NativeHandle): () => void {
+  let asked: unknown[] | undefined;
+  let isHeld = true;
+  handle.close = (...args: unknown[]): void => {
+    asked = args;
+  };
+  return () => {
+    if (!isHeld) return;
+    isHeld = false;
+    Reflect.deleteProperty(handle, 'close'); // the prototype's close again
+    if (asked !== undefined) handle.close(...asked);
+  };
+}

@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap';
 import { once } from 'node:events';
 import { Agent, request } from 'node:http';
-import type { Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { admin, startGateway, TEST_WORKER_ENTRY, type Gateway } from '../helpers/gateway.js';
 import { startMockUpstream, BASE_PATHS, type MockStream } from '../../shared/mock-upstream/index.js';
 import { postStream, chatBody, type StreamClient } from '../worker/fixtures/sse-client.js';
@@ -613,5 +613,66 @@ t.test(
     );
     resume();
     t.equal(await timed(), before + 1, 'the cut is timed in the header-latency histogram');
+  },
+);
+
+t.test(
+  'directStreams: a connection that closes while its descriptor waits for a backed-up worker does not stall the worker’s channel',
+  async (t) => {
+    // libuv reads a descriptor when it writes the message that carries it, which waits while the channel is backed
+    // up. Closed meanwhile, the write failed (EBADF), the message was lost, and node waited for its acknowledgement
+    // for good, holding every later message to the worker: its calls were cut at workerHeadersTimeoutMs and its
+    // health probes never answered. The master now keeps such a descriptor open until its message is written.
+    const mock = await startMockUpstream({});
+    t.teardown(() => mock.close());
+    const gw = await startGateway(
+      t,
+      {
+        limits: { directStreams: true, workerHeadersTimeoutMs: 10_000, healthIntervalMs: 60_000 },
+        versions: { v1: { weight: 1, upstream: { format: 'openai', url: mock.url + BASE_PATHS.openai } } },
+      },
+      { env: { LOG_LEVEL: 'info' } },
+    );
+    const url = `${gw.url}/v1/chat/completions`;
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    t.teardown(() => agent.destroy());
+    await untilDirectOn(gw, url, t, agent, 'call');
+    const pid = await v1Pid(gw);
+    process.kill(pid, 'SIGSTOP');
+    const resume = (): void => {
+      try {
+        process.kill(pid, 'SIGCONT');
+      } catch {
+        // gone already
+      }
+    };
+    t.teardown(resume);
+    // A call of 2 MiB to the stopped worker: more than the channel's buffer holds, so the rest waits in libuv.
+    const big = postStream(url, chatBody(`[mock tokens=2] ${'x'.repeat(2 << 20)}`), {}, agent);
+    await waitForStatus(gw, (v) => v['v1']!.workers[0]!.inflight === 1, 'the big call sent');
+    // A new keep-alive connection: its request is offered with its descriptor, which waits behind the big call.
+    const body = JSON.stringify(chatBody('[mock tokens=2]'));
+    const fresh = connect(Number(new URL(gw.url).port), '127.0.0.1');
+    t.teardown(() => fresh.destroy());
+    fresh.on('error', () => undefined);
+    fresh.write(
+      `POST /v1/chat/completions HTTP/1.1\r\nHost: graygate\r\nContent-Type: application/json\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+    await waitForStatus(gw, (v) => v['v1']!.workers[0]!.inflight === 2, 'the fresh connection offered');
+    // Reset: the master's socket, and so its descriptor, close as soon as it reads the reset.
+    fresh.resetAndDestroy();
+    // The reset reached the master before this request did, and the message waits until the worker reads.
+    await status(gw);
+    resume();
+    const first = await big;
+    await first.done;
+    t.ok(isDone(first), 'the big call is answered whole');
+    const next = await postStream(url, chatBody('[mock tokens=2]'), {}, agent);
+    await next.done;
+    t.ok(isDone(next), 'the next call on the connection reaches the worker and is answered whole');
+    const line = await lineOf(gw, String(next.headers['x-request-id']));
+    t.same({ directCall: line.directCall, error: line.error }, { directCall: true, error: undefined });
+    t.equal(await v1Pid(gw), pid, 'by the same worker: nothing was replaced');
   },
 );
