@@ -302,6 +302,7 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
         this.#connectionInFlight = 0;
         this.#onConnectionTaken = undefined;
         this.#releaseInFlight?.();
+        this.#releaseInFlight = undefined;
         (isIntended ? this.#log.info : this.#log.warn).call(
           this.#log,
           { workerPid: child.pid, code, signal, reason },
@@ -419,14 +420,24 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
       this.#onConnectionTaken = onTaken;
       const release = holdOpen(handle);
       this.#releaseInFlight = release;
-      child.send({ type: 'conn', id }, handle as Parameters<ChildProcess['send']>[1], { keepOpen: true }, (err) => {
+      const settle = (err: Error | null): void => {
         release();
         if (this.#releaseInFlight === release) this.#releaseInFlight = undefined;
         if (err === null || this.#connectionInFlight !== id) return;
         this.#connectionInFlight = 0;
         this.#onConnectionTaken = undefined;
         this.#sendNextConnection();
-      });
+      };
+      try {
+        child.send(
+          { type: 'conn', id },
+          handle as unknown as Parameters<ChildProcess['send']>[1],
+          { keepOpen: true },
+          settle,
+        );
+      } catch (err) {
+        settle(err instanceof Error ? err : new Error(String(err)));
+      }
     }
   }
 
@@ -521,25 +532,41 @@ function ignoreSendError(): void {}
 /** A connection's native handle (node's TCPWrap), as `socket._handle` holds it. */
 interface NativeHandle {
   close(...args: unknown[]): void;
+  readStop(): number;
 }
+
+/** Handles whose close is held, by how many sends (a connection held by several workers) and the close asked. */
+const held = new WeakMap<NativeHandle, { count: number; asked: unknown[] | undefined }>();
 
 /**
  * Keeps a descriptor open while node writes it to a worker: its `close` (what `socket.destroy()` calls) is held until
- * the returned function runs, then done as asked. libuv reads the descriptor when it writes the message, which waits
- * while the channel is backed up (a stopped or busy worker). A handle closed meanwhile fails that write (EBADF), the
- * message is lost without an error, and node waits for the worker's acknowledgement for good, holding every later
- * message to it, health probes included (reproduced in test/e2e/hop-direct.test.ts). Idempotent.
+ * every hold's returned function has run, then done as asked; meanwhile a destroyed socket reads nothing more (node's
+ * parser, attached in C++, would still parse what comes). libuv reads the descriptor when it writes the message,
+ * which waits while the channel is backed up (a stopped or busy worker). A handle closed meanwhile fails that write
+ * (EBADF), the message is lost without an error, and node waits for the worker's acknowledgement for good, holding
+ * every later message to it, health probes included (reproduced in test/e2e/hop-direct.test.ts). Each release is
+ * idempotent.
  */
-function holdOpen(handle: NativeHandle): () => void {
-  let asked: unknown[] | undefined;
+export function holdOpen(handle: NativeHandle): () => void {
+  let state = held.get(handle);
+  if (state === undefined) {
+    const created: { count: number; asked: unknown[] | undefined } = { count: 0, asked: undefined };
+    state = created;
+    held.set(handle, created);
+    handle.close = (...args: unknown[]): void => {
+      created.asked = args;
+      handle.readStop();
+    };
+  }
+  state.count++;
+  const hold = state;
   let isHeld = true;
-  handle.close = (...args: unknown[]): void => {
-    asked = args;
-  };
   return () => {
     if (!isHeld) return;
     isHeld = false;
+    if (--hold.count > 0) return;
+    held.delete(handle);
     Reflect.deleteProperty(handle, 'close'); // the prototype's close again
-    if (asked !== undefined) handle.close(...asked);
+    if (hold.asked !== undefined) handle.close(...hold.asked);
   };
 }

@@ -672,7 +672,13 @@ t.test(
     await next.done;
     t.ok(isDone(next), 'the next call on the connection reaches the worker and is answered whole');
     const line = await lineOf(gw, String(next.headers['x-request-id']));
-    t.same({ directCall: line.directCall, error: line.error }, { directCall: true, error: undefined });
+    t.same(
+      { directCall: line.directCall, error: line.error },
+      { directCall: true, error: undefined },
+      'sent as a call, answered',
+    );
     t.equal(await v1Pid(gw), pid, 'by the same worker: nothing was replaced');
+    // The reset connection's close, held while its descriptor was on its way, happened: its request ended.
+    await waitForStatus(gw, (v) => v['v1']!.workers[0]!.inflight === 0, 'every request ended');
   },
 );

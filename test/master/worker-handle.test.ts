@@ -2,7 +2,7 @@ import t from 'tap';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { WorkerHandle } from '../../master/worker-handle.js';
+import { WorkerHandle, holdOpen } from '../../master/worker-handle.js';
 import type { ExitReport } from '../../master/worker-process.js';
 import { StartLimiter } from '../../master/start-limiter.js';
 import { createLogger } from '../../shared/log.js';
@@ -213,3 +213,39 @@ t.test('workerExecArgv: profiling and heap flags pass, debugger ports and preloa
   ];
   for (const [input, want] of cases) t.same(workerExecArgv(input), want, input.join(' '));
 });
+
+t.test(
+  'holdOpen: a close asked while a descriptor is held waits for every hold, reads nothing meanwhile, happens once',
+  (t) => {
+    const calls: string[] = [];
+    class FakeHandle {
+      close(cb?: () => void): void {
+        calls.push('close');
+        cb?.();
+      }
+
+      readStop(): number {
+        calls.push('readStop');
+        return 0;
+      }
+    }
+    const handle = new FakeHandle();
+    // Two workers sending the same connection: the first to finish must not let the other's descriptor close.
+    const first = holdOpen(handle);
+    const second = holdOpen(handle);
+    let isClosed = false;
+    handle.close(() => (isClosed = true));
+    t.same(calls, ['readStop'], 'held: reading stops, nothing closes');
+    first();
+    first();
+    t.notOk(isClosed, 'one hold released (twice): still held for the other');
+    second();
+    t.ok(isClosed, 'the last release closes, as asked');
+    t.same(calls, ['readStop', 'close'], 'closed once');
+    t.notOk(Object.hasOwn(handle, 'close'), 'the prototype close is back');
+    const again = holdOpen(handle);
+    again();
+    t.same(calls, ['readStop', 'close'], 'a hold with no close asked closes nothing');
+    t.end();
+  },
+);
