@@ -535,8 +535,13 @@ interface NativeHandle {
   readStop(): number;
 }
 
-/** Handles whose close is held, by how many sends (a connection held by several workers) and the close asked. */
-const held = new WeakMap<NativeHandle, { count: number; asked: unknown[] | undefined }>();
+/** A descriptor's held close: how many sends hold it (a connection on its way to several workers), the close asked. */
+interface Hold {
+  count: number;
+  asked: unknown[] | undefined;
+}
+
+const holds = new WeakMap<NativeHandle, Hold>();
 
 /**
  * Keeps a descriptor open while node writes it to a worker: its `close` (what `socket.destroy()` calls) is held until
@@ -548,25 +553,26 @@ const held = new WeakMap<NativeHandle, { count: number; asked: unknown[] | undef
  * idempotent.
  */
 export function holdOpen(handle: NativeHandle): () => void {
-  let state = held.get(handle);
-  if (state === undefined) {
-    const created: { count: number; asked: unknown[] | undefined } = { count: 0, asked: undefined };
-    state = created;
-    held.set(handle, created);
-    handle.close = (...args: unknown[]): void => {
-      created.asked = args;
-      handle.readStop();
-    };
-  }
-  state.count++;
-  const hold = state;
+  const hold = holds.get(handle) ?? shadowClose(handle);
+  hold.count++;
   let isHeld = true;
   return () => {
     if (!isHeld) return;
     isHeld = false;
     if (--hold.count > 0) return;
-    held.delete(handle);
+    holds.delete(handle);
     Reflect.deleteProperty(handle, 'close'); // the prototype's close again
     if (hold.asked !== undefined) handle.close(...hold.asked);
   };
+}
+
+/** The first hold of a descriptor: its `close` only records what was asked, and stops reading. */
+function shadowClose(handle: NativeHandle): Hold {
+  const hold: Hold = { count: 0, asked: undefined };
+  holds.set(handle, hold);
+  handle.close = (...args: unknown[]): void => {
+    hold.asked = args;
+    handle.readStop();
+  };
+  return hold;
 }

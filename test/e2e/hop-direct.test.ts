@@ -101,6 +101,45 @@ async function untilDirectOn(
   throw new Error(`no answer came straight from the worker (${via}) in 200 streams`);
 }
 
+/**
+ * A gateway with limits.directStreams, one v1 worker and health probes far apart (a stopped worker is not replaced
+ * meanwhile), and a keep-alive connection the worker holds: its requests go as IPC calls.
+ */
+async function heldConnection(
+  t: Test,
+  workerHeadersTimeoutMs: number,
+): Promise<{ gw: Gateway; url: string; agent: Agent }> {
+  const mock = await startMockUpstream({});
+  t.teardown(() => mock.close());
+  const gw = await startGateway(
+    t,
+    {
+      limits: { directStreams: true, workerHeadersTimeoutMs, healthIntervalMs: 60_000 },
+      versions: { v1: { weight: 1, upstream: { format: 'openai', url: mock.url + BASE_PATHS.openai } } },
+    },
+    { env: { LOG_LEVEL: 'info' } },
+  );
+  const url = `${gw.url}/v1/chat/completions`;
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  t.teardown(() => agent.destroy());
+  await untilDirectOn(gw, url, t, agent, 'call');
+  return { gw, url, agent };
+}
+
+/** SIGSTOPs a worker; returns what resumes it, which the test's teardown also does. */
+function stopWorker(t: Test, pid: number): () => void {
+  process.kill(pid, 'SIGSTOP');
+  const resume = (): void => {
+    try {
+      process.kill(pid, 'SIGCONT');
+    } catch {
+      // gone already
+    }
+  };
+  t.teardown(resume);
+  return resume;
+}
+
 t.test('directStreams', async (t) => {
   const mock = await startMockUpstream({});
   t.teardown(() => mock.close());
@@ -566,33 +605,12 @@ t.test(
     // As a relayed request's 504 is: the cut counts in the header-latency histogram, or a stopped worker's
     // requests, the slowest, would be missing from it. Health probes far apart, so the stopped worker is not
     // replaced meanwhile.
-    const mock = await startMockUpstream({});
-    t.teardown(() => mock.close());
-    const gw = await startGateway(
-      t,
-      {
-        limits: { directStreams: true, workerHeadersTimeoutMs: 1000, healthIntervalMs: 60_000 },
-        versions: { v1: { weight: 1, upstream: { format: 'openai', url: mock.url + BASE_PATHS.openai } } },
-      },
-      { env: { LOG_LEVEL: 'info' } },
-    );
-    const url = `${gw.url}/v1/chat/completions`;
-    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
-    t.teardown(() => agent.destroy());
-    await untilDirectOn(gw, url, t, agent, 'call');
+    const { gw, url, agent } = await heldConnection(t, 1000);
     const timed = async (): Promise<number> =>
       (await scrape(gw)).sum(`${METRIC.requestDurationSeconds}_count`, { version: 'v1' });
     const before = await timed();
     const pid = await v1Pid(gw);
-    process.kill(pid, 'SIGSTOP');
-    const resume = (): void => {
-      try {
-        process.kill(pid, 'SIGCONT');
-      } catch {
-        // gone already
-      }
-    };
-    t.teardown(resume);
+    const resume = stopWorker(t, pid);
     const id = `stopped-${Date.now()}`;
     const outcome = await new Promise<string>((resolve) => {
       const req = request(url, {
@@ -623,30 +641,9 @@ t.test(
     // up. Closed meanwhile, the write failed (EBADF), the message was lost, and node waited for its acknowledgement
     // for good, holding every later message to the worker: its calls were cut at workerHeadersTimeoutMs and its
     // health probes never answered. The master now keeps such a descriptor open until its message is written.
-    const mock = await startMockUpstream({});
-    t.teardown(() => mock.close());
-    const gw = await startGateway(
-      t,
-      {
-        limits: { directStreams: true, workerHeadersTimeoutMs: 10_000, healthIntervalMs: 60_000 },
-        versions: { v1: { weight: 1, upstream: { format: 'openai', url: mock.url + BASE_PATHS.openai } } },
-      },
-      { env: { LOG_LEVEL: 'info' } },
-    );
-    const url = `${gw.url}/v1/chat/completions`;
-    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
-    t.teardown(() => agent.destroy());
-    await untilDirectOn(gw, url, t, agent, 'call');
+    const { gw, url, agent } = await heldConnection(t, 10_000);
     const pid = await v1Pid(gw);
-    process.kill(pid, 'SIGSTOP');
-    const resume = (): void => {
-      try {
-        process.kill(pid, 'SIGCONT');
-      } catch {
-        // gone already
-      }
-    };
-    t.teardown(resume);
+    const resume = stopWorker(t, pid);
     // A call of 2 MiB to the stopped worker: more than the channel's buffer holds, so the rest waits in libuv.
     const big = postStream(url, chatBody(`[mock tokens=2] ${'x'.repeat(2 << 20)}`), {}, agent);
     await waitForStatus(gw, (v) => v['v1']!.workers[0]!.inflight === 1, 'the big call sent');
