@@ -14,7 +14,8 @@ import type { RequestContext } from './request-context.js';
 
 /** What the master needs of a worker process to offer it connections (worker-handle.ts: one handle, one process). */
 export interface ConnectionHolder {
-  offerConnection(id: number, socket: Socket, onTaken: () => void): boolean;
+  /** `onSettled(true)`: the duplicate arrived; `(false)`: it was lost, and the worker holds nothing. */
+  offerConnection(id: number, socket: Socket, onSettled: (isTaken: boolean) => void): boolean;
   closeConnection(id: number): void;
 }
 
@@ -81,9 +82,14 @@ export class DirectConnections {
     }
     if (!offered.holders.has(worker)) {
       // Sent in turn (worker-handle.ts): until it arrives, the worker answers this connection through the master.
+      // A lost one is offered again with the connection's next request.
       const taking = offered;
-      if (!worker.offerConnection(offered.id, socket, () => void (socket.destroyed || taking.taken.add(worker))))
-        return undefined;
+      const onSettled = (isTaken: boolean): void => {
+        if (socket.destroyed) return;
+        if (isTaken) taking.taken.add(worker);
+        else taking.holders.delete(worker);
+      };
+      if (!worker.offerConnection(offered.id, socket, onSettled)) return undefined;
       offered.holders.add(worker);
     }
     return { conn: offered.id, isTaken: offered.taken.has(worker) };

@@ -43,8 +43,11 @@ export interface DirectCallSink {
 interface QueuedConnection {
   id: number;
   socket: Socket;
-  onTaken: () => void;
+  onSettled: ConnectionSettled;
 }
+
+/** How an offered connection ended: true, its duplicate reached the worker process (`conn-taken`); false, lost. */
+export type ConnectionSettled = (isTaken: boolean) => void;
 
 /** What the last answered health probe said (SPEC §4a, issue 9 part 3). */
 export interface WorkerHealth {
@@ -111,8 +114,8 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
   #connectionInFlight = 0;
   /** limits.directStreams: connections offered to this worker process, waiting for their turn (one at a time). */
   #connectionQueue: QueuedConnection[] = [];
-  /** limits.directStreams: told when the connection in flight has been taken. */
-  #onConnectionTaken: (() => void) | undefined = undefined;
+  /** limits.directStreams: told when the connection in flight has been taken, or lost. */
+  #onConnectionSettled: ConnectionSettled | undefined = undefined;
   /** Lets the descriptor in flight close (holdOpen): its message was written, or this worker is gone. */
   #releaseInFlight: (() => void) | undefined = undefined;
   /** limits.directStreams: this worker process answers requests passed as IPC calls. */
@@ -217,6 +220,7 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
     });
     this.#child = child;
     collectStderr(child, this.#stderrTail);
+    child.on('internalMessage', this.#onInternalMessage);
     let failure: string | undefined;
     const fail = (reason: string): void => {
       failure ??= reason;
@@ -257,15 +261,9 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
           case 'pong':
             this.#onPong(msg);
             break;
-          case 'conn-taken': {
-            if (this.#connectionInFlight !== msg.id) break;
-            const onTaken = this.#onConnectionTaken;
-            this.#connectionInFlight = 0;
-            this.#onConnectionTaken = undefined;
-            onTaken?.();
-            this.#sendNextConnection();
+          case 'conn-taken':
+            if (this.#connectionInFlight === msg.id) this.#settleConnection(true);
             break;
-          }
           case 'call-report': {
             const sink = this.#calls.get(msg.id);
             if (sink === undefined) break;
@@ -300,7 +298,7 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
         // Connections still waiting to be sent: none will be (a client connection may keep this handle for its life).
         this.#connectionQueue = [];
         this.#connectionInFlight = 0;
-        this.#onConnectionTaken = undefined;
+        this.#onConnectionSettled = undefined;
         this.#releaseInFlight?.();
         this.#releaseInFlight = undefined;
         (isIntended ? this.#log.info : this.#log.warn).call(
@@ -395,12 +393,13 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
   /**
    * limits.directStreams: queues a duplicate of a client connection's descriptor for this worker process (the master
    * keeps its own and goes on reading). False when the worker cannot take one; the answer then comes through the
-   * master, as it does until the descriptor has arrived.
+   * master, as it does until the descriptor has arrived. `onSettled` hears whether it arrived, unless the worker
+   * process ends first.
    */
-  offerConnection(id: number, socket: Socket, onTaken: () => void): boolean {
+  offerConnection(id: number, socket: Socket, onSettled: ConnectionSettled): boolean {
     if (this.#state !== 'ready' || !this.#takesConnections || this.#child === undefined || !this.#child.connected)
       return false;
-    this.#connectionQueue.push({ id, socket, onTaken });
+    this.#connectionQueue.push({ id, socket, onSettled });
     this.#sendNextConnection();
     return true;
   }
@@ -413,20 +412,17 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
   #sendNextConnection(): void {
     const child = this.#child;
     while (this.#connectionInFlight === 0 && this.#connectionQueue.length > 0) {
-      const { id, socket, onTaken } = this.#connectionQueue.shift()!;
+      const { id, socket, onSettled } = this.#connectionQueue.shift()!;
       const handle = (socket as Socket & { _handle: NativeHandle | null })._handle;
       if (socket.destroyed || handle === null || child === undefined || !child.connected) continue;
       this.#connectionInFlight = id;
-      this.#onConnectionTaken = onTaken;
+      this.#onConnectionSettled = onSettled;
       const release = holdOpen(handle);
       this.#releaseInFlight = release;
       const settle = (err: Error | null): void => {
         release();
         if (this.#releaseInFlight === release) this.#releaseInFlight = undefined;
-        if (err === null || this.#connectionInFlight !== id) return;
-        this.#connectionInFlight = 0;
-        this.#onConnectionTaken = undefined;
-        this.#sendNextConnection();
+        if (err !== null && this.#connectionInFlight === id) this.#settleConnection(false);
       };
       try {
         child.send(
@@ -440,6 +436,30 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
       }
     }
   }
+
+  /** The descriptor in flight arrived (`conn-taken`) or was lost (its send failed, or the worker could not take it). */
+  #settleConnection(isTaken: boolean): void {
+    const onSettled = this.#onConnectionSettled;
+    this.#connectionInFlight = 0;
+    this.#onConnectionSettled = undefined;
+    onSettled?.(isTaken);
+    this.#sendNextConnection();
+  }
+
+  /**
+   * Node's own answer to a descriptor message that reached the worker process without its descriptor (the kernel
+   * dropped it, MSG_CTRUNC: the worker was at its file limit). Sent with keepOpen, node neither resends it nor tells
+   * the sender: without this, no `conn-taken` would ever come, and this worker would never be offered another
+   * connection.
+   */
+  #onInternalMessage = (msg: unknown): void => {
+    if (!isHandleNack(msg) || this.#connectionInFlight === 0) return;
+    this.#log.warn(
+      { workerPid: this.#child?.pid, conn: this.#connectionInFlight },
+      'a connection did not reach the worker (its file limit?): its answers go through the master',
+    );
+    this.#settleConnection(false);
+  };
 
   /** limits.directStreams: this worker process answers requests passed as IPC calls (its `ready` said so). */
   get takesCalls(): boolean {
@@ -575,4 +595,9 @@ function shadowClose(handle: NativeHandle): Hold {
     handle.readStop();
   };
   return hold;
+}
+
+/** node's `NODE_HANDLE_NACK` (lib/internal/child_process.js): a handle message arrived without its handle. */
+function isHandleNack(msg: unknown): boolean {
+  return typeof msg === 'object' && msg !== null && (msg as { cmd?: unknown }).cmd === 'NODE_HANDLE_NACK';
 }

@@ -2,6 +2,8 @@ import t, { type Test } from 'tap';
 import { once } from 'node:events';
 import { Agent, request } from 'node:http';
 import { connect, type Socket } from 'node:net';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import { admin, startGateway, TEST_WORKER_ENTRY, type Gateway } from '../helpers/gateway.js';
 import { startMockUpstream, BASE_PATHS, type MockStream } from '../../shared/mock-upstream/index.js';
 import { postStream, chatBody, type StreamClient } from '../worker/fixtures/sse-client.js';
@@ -679,3 +681,54 @@ t.test(
     await waitForStatus(gw, (v) => v['v1']!.workers[0]!.inflight === 0, 'every request ended');
   },
 );
+
+t.test(
+  'directStreams: a descriptor that never reaches the worker (its file limit) is offered again, and so are others',
+  { skip: hasPrlimit() ? false : 'needs util-linux prlimit, to lower a worker’s file limit' },
+  async (t) => {
+    // A worker process at its file limit gets a descriptor message without the descriptor (the kernel drops it:
+    // MSG_CTRUNC), and node answers the master with NODE_HANDLE_NACK. Sent with keepOpen, the message is not sent
+    // again, and no `conn-taken` came: the master waited for it for good, and offered that worker no connection again.
+    const { gw, url } = await heldConnection(t, 10_000);
+    const pid = await v1Pid(gw);
+    // Fresh keep-alive sockets master → worker and worker → upstream, so the next request needs no new one there.
+    await (await postStream(url, chatBody('[mock tokens=2]'))).done;
+    const soft = nofileSoftLimit(pid);
+    t.teardown(() => setNofile(pid, soft));
+    setNofile(pid, lowestFreeFd(pid));
+    // A new keep-alive connection: its first request offers the worker its descriptor, which cannot arrive.
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    t.teardown(() => agent.destroy());
+    const lost = untilOutput(gw, () => (gw.output().includes('a connection did not reach the worker') ? true : undefined));
+    await (await postStream(url, chatBody('[mock tokens=2]'), {}, agent)).done;
+    await lost;
+    setNofile(pid, soft);
+    t.ok(await untilDirectOn(gw, url, t, agent, 'call'), 'the same connection is offered again, and taken');
+    const other = new Agent({ keepAlive: true, maxSockets: 1 });
+    t.teardown(() => other.destroy());
+    t.ok(await untilDirectOn(gw, url, t, other, 'call'), 'a later connection is offered to the worker, and taken');
+    t.equal(await v1Pid(gw), pid, 'by the same worker: nothing was replaced');
+  },
+);
+
+function hasPrlimit(): boolean {
+  return spawnSync('prlimit', ['--version']).status === 0;
+}
+
+/** A process's soft limit of open files. */
+function nofileSoftLimit(pid: number): number {
+  const out = execFileSync('prlimit', ['--pid', String(pid), '--nofile', '--raw', '--noheadings', '-o', 'SOFT']);
+  return Number(out.toString().trim());
+}
+
+function setNofile(pid: number, soft: number): void {
+  execFileSync('prlimit', ['--pid', String(pid), `--nofile=${soft}:`]);
+}
+
+/** The descriptor number a process's next open would get: with the soft limit there, every open fails (EMFILE). */
+function lowestFreeFd(pid: number): number {
+  const open = new Set(readdirSync(`/proc/${pid}/fd`).map(Number));
+  let fd = 0;
+  while (open.has(fd)) fd++;
+  return fd;
+}

@@ -10,16 +10,20 @@ import { DirectConnections, type ConnectionHolder } from '../../master/direct-co
 class FakeHolder implements ConnectionHolder {
   readonly offers: number[] = [];
   readonly closes: number[] = [];
-  #pending: Array<() => void> = [];
+  #pending: Array<(isTaken: boolean) => void> = [];
   constructor(readonly pid: number) {}
-  offerConnection(id: number, _socket: Socket, onTaken: () => void): boolean {
+  offerConnection(id: number, _socket: Socket, onSettled: (isTaken: boolean) => void): boolean {
     this.offers.push(id);
-    this.#pending.push(onTaken);
+    this.#pending.push(onSettled);
     return true;
   }
   /** The worker process has the descriptor now (its IPC `conn-taken`). */
   take(): void {
-    for (const onTaken of this.#pending.splice(0)) onTaken();
+    for (const onSettled of this.#pending.splice(0)) onSettled(true);
+  }
+  /** The descriptor never reached the worker process (its send failed, or node's NACK: the worker's file limit). */
+  lose(): void {
+    for (const onSettled of this.#pending.splice(0)) onSettled(false);
   }
   closeConnection(id: number): void {
     this.closes.push(id);
@@ -90,6 +94,33 @@ t.test('a worker that got a holder’s pid after it is not a holder: it is offer
   agent.destroy();
   await closed;
   t.same([first.closes, second.closes], [[1], [1]]);
+});
+
+t.test('a descriptor that never reached the worker is offered again with the next request', async (t) => {
+  const connections = new DirectConnections();
+  const holder = new FakeHolder(4242);
+  const seen: Array<{ step: string; value: unknown }> = [];
+  const steps: Array<(req: IncomingMessage) => void> = [
+    (req) => seen.push({ step: 'offer', value: connections.offer({ req }, holder) }),
+    (req) => {
+      seen.push({ step: 'holder after the loss', value: connections.holderTest(req.socket)!(holder) });
+      seen.push({ step: 'offered again', value: connections.offer({ req }, holder) });
+    },
+    (req) => seen.push({ step: 'taken', value: connections.offer({ req }, holder) }),
+  ];
+  const { get } = await serve(t, (req) => steps.shift()!(req));
+  await get();
+  holder.lose();
+  await get();
+  holder.take();
+  await get();
+  t.same(seen, [
+    { step: 'offer', value: { conn: 1, isTaken: false } },
+    { step: 'holder after the loss', value: false },
+    { step: 'offered again', value: { conn: 1, isTaken: false } },
+    { step: 'taken', value: { conn: 1, isTaken: true } },
+  ]);
+  t.same(holder.offers, [1, 1], 'sent twice: the lost duplicate, then the one that arrived');
 });
 
 t.test('a connection never offered has no holder test; one that is not HTTP/1.1 is never offered', async (t) => {
