@@ -15,8 +15,8 @@ import type {
 // probabilities. Text parts are collected in arrays and joined once at the
 // end (issue 3 part 2), never `+=` on a growing string.
 
-/** Chunk fields that are the stream's own and are not copied onto the completion. */
-const CHUNK_ONLY = new Set(['id', 'object', 'created', 'model', 'choices', 'usage', 'obfuscation']);
+/** Chunk fields that are the stream's own and are not copied onto the completion (`__proto__`: never set as a key). */
+const CHUNK_ONLY = new Set(['id', 'object', 'created', 'model', 'choices', 'usage', 'obfuscation', '__proto__']);
 
 interface ToolCallParts {
   id: string;
@@ -40,12 +40,20 @@ class ChoiceParts {
 
 export class CompletionAggregator implements ChatOutput {
   readonly #choices = new Map<number, ChoiceParts>();
-  #first: ChatCompletionChunk | undefined;
+  /**
+   * Where the completion's id, created and model come from: the first chunk with an id. Azure OpenAI's first chunk
+   * has none (`"id":""`, `"model":""`, no choices, only `prompt_filter_results`); the first chunk otherwise.
+   */
+  #identity: ChatCompletionChunk | undefined;
+  /** The upstream's own top-level fields (system_fingerprint, service_tier, prompt_filter_results): first seen wins. */
+  readonly #fields: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
   #usage: Usage | undefined;
   contentChunks = 0;
 
   chunk(chunk: ChatCompletionChunk): void {
-    this.#first ??= chunk;
+    if (this.#identity === undefined || (this.#identity.id === '' && chunk.id !== '')) this.#identity = chunk;
+    for (const key of Object.keys(chunk))
+      if (!CHUNK_ONLY.has(key) && !(key in this.#fields)) this.#fields[key] = chunk[key];
     if (chunk.usage !== undefined && chunk.usage !== null) this.#usage = chunk.usage;
     for (const choice of chunk.choices) {
       const index = typeof choice.index === 'number' ? choice.index : 0;
@@ -86,16 +94,16 @@ export class CompletionAggregator implements ChatOutput {
   readonly bytesOut = 0;
 
   toCompletion(): ChatCompletion {
-    const first = this.#first;
+    const identity = this.#identity;
     const completion: ChatCompletion = {
-      id: first?.id ?? '',
+      id: identity?.id ?? '',
       object: 'chat.completion',
-      created: first?.created ?? 0,
-      model: first?.model ?? '',
+      created: identity?.created ?? 0,
+      model: identity?.model ?? '',
       choices: [],
     };
-    // An upstream's own top-level fields (system_fingerprint, service_tier) carry over.
-    for (const [key, value] of Object.entries(first ?? {})) if (!CHUNK_ONLY.has(key)) completion[key] = value;
+    // An upstream's own top-level fields carry over.
+    Object.assign(completion, this.#fields);
     const indexes = [...this.#choices.keys()].sort((a, b) => a - b);
     if (indexes.length === 0) indexes.push(0);
     completion.choices = indexes.map((index) => toChoice(index, this.#choices.get(index) ?? new ChoiceParts()));

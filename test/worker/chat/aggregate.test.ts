@@ -158,3 +158,58 @@ t.test('no chunks at all: one empty choice', async (t) => {
     { index: 0, message: { role: 'assistant', content: '', refusal: null }, finish_reason: null, logprobs: null },
   ]);
 });
+
+t.test('an Azure OpenAI stream: the first chunk has no id, model or choices, only prompt_filter_results', async (t) => {
+  // The completion is the real answer's (its id, created, model, system_fingerprint), as the upstream's own
+  // stream:false answer would be, and keeps the prompt filter results; not the empty first chunk's.
+  const agg = new CompletionAggregator();
+  const real = { ...base, id: 'chatcmpl-REAL', created: 1720000000, model: 'gpt-4o-2024-08-06' };
+  const filters = [{ prompt_index: 0, content_filter_results: {} }];
+  const chunks: ChatCompletionChunk[] = [
+    {
+      choices: [],
+      created: 0,
+      id: '',
+      model: '',
+      object: '' as 'chat.completion.chunk',
+      prompt_filter_results: filters,
+    },
+    {
+      ...real,
+      system_fingerprint: 'fp_abc',
+      choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }],
+    },
+    { ...real, system_fingerprint: 'fp_abc', choices: [{ index: 0, delta: { content: 'Hi' }, finish_reason: null }] },
+    { ...real, system_fingerprint: 'fp_abc', choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] },
+  ];
+  for (const c of chunks) agg.chunk(c);
+  const completion = agg.toCompletion();
+  t.same(
+    { ...completion, choices: undefined },
+    {
+      id: 'chatcmpl-REAL',
+      object: 'chat.completion',
+      created: 1720000000,
+      model: 'gpt-4o-2024-08-06',
+      prompt_filter_results: filters,
+      system_fingerprint: 'fp_abc',
+      choices: undefined,
+    },
+  );
+  t.equal(completion.choices[0]!.message.content, 'Hi');
+});
+
+t.test('upstream fields named like Object’s own properties carry over; __proto__ is never set', async (t) => {
+  const agg = new CompletionAggregator();
+  agg.chunk(
+    JSON.parse(
+      '{"id":"c1","object":"chat.completion.chunk","created":9,"model":"m","choices":[],' +
+        '"constructor":"x","toString":"y","__proto__":{"polluted":true}}',
+    ) as ChatCompletionChunk,
+  );
+  const completion = agg.toCompletion();
+  t.equal(completion['constructor'], 'x');
+  t.equal(completion['toString'], 'y');
+  t.equal(Object.getPrototypeOf(completion), Object.prototype);
+  t.notOk('polluted' in completion);
+});
