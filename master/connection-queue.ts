@@ -14,9 +14,14 @@ import { LoopSlice } from './loop-slice.js';
 // Beyond `maxPipelined` waiting on one connection the master stops reading
 // that socket, with the same `_paused` protocol Node's server uses for its own
 // output backpressure (node lib/_http_server.js parserOnIncoming), and
-// resumes it as the line shortens. The parser still finishes the chunk it is
-// in, so the bound is soft by one read (≤ 64 KiB of request heads). While
-// paused, a client that closes is noticed only when reading resumes.
+// resumes it as the line shortens. The parser still finishes the read it is
+// in, and node keeps every request it parsed until its turn or the
+// connection's close: one read of 64 KiB of minimal heads is ~3,600 requests,
+// ~5 MB of the master's heap per connection. So a connection with more than
+// FLOOD_FACTOR × `maxPipelined` waiting is closed at once (what it had
+// waiting is dropped, its request in flight aborted), which lets node free
+// them: a client can hold at most that many. While paused, a client that
+// closes is noticed only when reading resumes.
 
 export interface ConnectionQueueOptions {
   /** Serves one request; the next on the same connection starts once `res` emits 'close'. */
@@ -25,9 +30,17 @@ export interface ConnectionQueueOptions {
   onDropped: (req: IncomingMessage, res: ServerResponse) => void;
   /** Requests waiting on one connection before the master stops reading it (limits.maxPipelinedRequests). */
   maxPipelined: () => number;
+  /** A connection had more than FLOOD_FACTOR × maxPipelined requests waiting, and is being closed. */
+  onFlood?: (socket: Socket, waiting: number) => void;
   /** Request starts per event-loop turn, ms (loop-slice.ts); default LOOP_SLICE_MS. */
   sliceMs?: number;
 }
+
+/**
+ * How far past `maxPipelined` node's parse of one read may take a connection before it is closed: room for a client
+ * that pipelines a few dozen requests in one write, and a bound (4 × 32 requests, ~200 KB) on what one holds.
+ */
+const FLOOD_FACTOR = 4;
 
 /** Default time of request starts per loop turn: short enough for ~100+ accepts a second under a flood. */
 const LOOP_SLICE_MS = 5;
@@ -82,7 +95,14 @@ export class ConnectionQueue {
     }
     if (!state.isBusy) return this.#start(socket, state, req, res);
     state.waiting.push({ req, res });
-    if (state.waiting.length >= this.#options.maxPipelined() && !state.isPausedByUs) {
+    const maxPipelined = this.#options.maxPipelined();
+    if (state.waiting.length > FLOOD_FACTOR * maxPipelined) {
+      this.#options.onFlood?.(socket, state.waiting.length);
+      // Its 'close' drops what waits; the rest of this read is parsed into requests dropped on arrival (above).
+      socket.destroy();
+      return;
+    }
+    if (state.waiting.length >= maxPipelined && !state.isPausedByUs) {
       const s = socket as ServerSocket;
       state.isPausedByUs = true;
       s._paused = true;

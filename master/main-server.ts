@@ -27,6 +27,11 @@ export function createMainServer(options: MainServerOptions): Server {
     serve: gateway.serve,
     onDropped: gateway.drop,
     maxPipelined: () => limits.maxPipelinedRequests,
+    onFlood: (socket, waiting) =>
+      log.warn(
+        { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort, waiting },
+        'a client pipelined more requests than the master holds for one connection: connection closed',
+      ),
   });
   const server = createServer({
     maxHeaderSize: limits.maxHeaderBytes,

@@ -10,6 +10,7 @@ import { postStream, chatBody, type StreamClient } from '../worker/fixtures/sse-
 import { status, waitForStatus } from '../helpers/wait.js';
 import { openRaw, type RawConnection } from '../helpers/raw-http.js';
 import { scrape } from '../helpers/metrics.js';
+import { untilOutput, untilOutputHas } from '../helpers/output.js';
 import { METRIC } from '../../shared/metric-names.js';
 
 // limits.directStreams (issue 10, docs/ONE-HOP.md): a worker writes a streamed
@@ -45,15 +46,6 @@ function requestLine(gw: Gateway, reqId: string): LogLine | undefined {
   return undefined;
 }
 
-/** Waits until `find` finds something in the gateway's output: each new output is the event to look again on. */
-async function untilOutput<T>(gw: Gateway, find: () => T | undefined): Promise<T> {
-  for (;;) {
-    const found = find();
-    if (found !== undefined) return found;
-    await nextOutput(gw);
-  }
-}
-
 /** The master's log line of `reqId`, written when the request ends. */
 function lineOf(gw: Gateway, reqId: string): Promise<LogLine> {
   return untilOutput(gw, () => requestLine(gw, reqId));
@@ -62,20 +54,6 @@ function lineOf(gw: Gateway, reqId: string): Promise<LogLine> {
 /** The pid of the first v1 worker. */
 async function v1Pid(gw: Gateway): Promise<number> {
   return (await status(gw))['v1']!.workers[0]!.pid;
-}
-
-/** The master's next output, on stdout or stderr (both listeners removed after). */
-function nextOutput(gw: Gateway): Promise<void> {
-  const { stdout, stderr } = gw.child;
-  return new Promise((resolve) => {
-    const onData = (): void => {
-      stdout!.off('data', onData);
-      stderr!.off('data', onData);
-      resolve();
-    };
-    stdout!.on('data', onData);
-    stderr!.on('data', onData);
-  });
 }
 
 const isDone = (s: StreamClient): boolean => s.data.at(-1) === '[DONE]';
@@ -692,15 +670,19 @@ t.test(
     const { gw, url } = await heldConnection(t, 10_000);
     const pid = await v1Pid(gw);
     // Fresh keep-alive sockets master → worker and worker → upstream, so the next request needs no new one there.
-    await (await postStream(url, chatBody('[mock tokens=2]'))).done;
+    await (
+      await postStream(url, chatBody('[mock tokens=2]'))
+    ).done;
     const soft = nofileSoftLimit(pid);
     t.teardown(() => setNofile(pid, soft));
     setNofile(pid, lowestFreeFd(pid));
     // A new keep-alive connection: its first request offers the worker its descriptor, which cannot arrive.
     const agent = new Agent({ keepAlive: true, maxSockets: 1 });
     t.teardown(() => agent.destroy());
-    const lost = untilOutput(gw, () => (gw.output().includes('a connection did not reach the worker') ? true : undefined));
-    await (await postStream(url, chatBody('[mock tokens=2]'), {}, agent)).done;
+    const lost = untilOutputHas(gw, 'a connection did not reach the worker');
+    await (
+      await postStream(url, chatBody('[mock tokens=2]'), {}, agent)
+    ).done;
     await lost;
     setNofile(pid, soft);
     t.ok(await untilDirectOn(gw, url, t, agent, 'call'), 'the same connection is offered again, and taken');

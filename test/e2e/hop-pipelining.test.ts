@@ -4,6 +4,7 @@ import { startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
 import { httpRequest, json } from '../helpers/http.js';
 import { openRaw } from '../helpers/raw-http.js';
 import { waitForStatus } from '../helpers/wait.js';
+import { untilOutputHas } from '../helpers/output.js';
 import { startMockUpstream, BASE_PATHS, type MockStream } from '../../shared/mock-upstream/index.js';
 
 // Issue 9 part 2, SPEC §4a: one request at a time per client connection.
@@ -117,5 +118,21 @@ t.test('pipelining', async (t) => {
     t.equal(upstream.isComplete, false, 'the upstream call was aborted when the client left');
     await waitForStatus(gw, (v) => v.chat!.workers[0]!.inflight === 0, 'the slot is free again');
     t.equal(streams.length, 1, 'the requests waiting behind it never reached the upstream');
+  });
+  t.test('a connection that pipelines past 4 × maxPipelinedRequests is closed, holding nothing', async (t) => {
+    // Node parses a read whole and keeps every request it parsed until its turn or the connection's close: 64 KiB
+    // of minimal heads held ~5 MB of the master's heap per connection. Past FLOOD_FACTOR × maxPipelinedRequests
+    // (4 × 32) waiting, the connection is closed, so node lets go of them.
+    const conn = await openRaw(gw.url);
+    const n = 200;
+    let batch = `GET /slow?ms=50 HTTP/1.1\r\nHost: gw\r\n\r\n`;
+    for (let i = 1; i < n; i++) batch += `GET /v1/models?version=v1&i=${i} HTTP/1.1\r\nHost: gw\r\n\r\n`;
+    // The last says Connection: close, so a master that serves them all ends the connection too.
+    conn.write(batch + `GET /v1/models?version=v1 HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n`);
+    await conn.closed;
+    t.ok(conn.responses.length < 4 * 32, `closed with ${conn.responses.length} of ${n + 1} answered`);
+    await untilOutputHas(gw, 'a client pipelined more requests than the master holds for one connection');
+    t.equal((await httpRequest(`${gw.url}/v1/models?version=v1`)).status, 200, 'the gateway serves others');
+    await waitForStatus(gw, (v) => v.v1!.workers[0]!.inflight === 0, 'nothing left in flight');
   });
 });

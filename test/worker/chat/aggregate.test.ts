@@ -208,8 +208,11 @@ t.test('upstream fields named like Object’s own properties carry over; __proto
     ) as ChatCompletionChunk,
   );
   const completion = agg.toCompletion();
-  t.equal(completion['constructor'], 'x');
-  t.equal(completion['toString'], 'y');
+  const named = Object.entries(completion).filter(([key]) => key === 'constructor' || key === 'toString');
+  t.same(named, [
+    ['constructor', 'x'],
+    ['toString', 'y'],
+  ]);
   t.equal(Object.getPrototypeOf(completion), Object.prototype);
   t.notOk('polluted' in completion);
 });
