@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { GraygateError } from '../shared/errors.js';
-import { encodeBody, type DirectCallReport, type DirectOffer } from '../shared/direct.js';
+import { DIRECT_CLIENT_GONE, encodeBody, type DirectCallReport, type DirectOffer } from '../shared/direct.js';
 import type { RequestContext } from './request-context.js';
 import type { DirectCallSink, WorkerHandle } from './worker-handle.js';
 import { DirectReport } from './direct-report.js';
@@ -34,8 +34,8 @@ class DirectCall implements DirectCallSink {
     ctx.phase = 'worker';
     ctx.isDirectCall = true;
     this.#report = new DirectReport(ctx, () => hooks.now());
-    // Before the status, as a relayed request's headers timeout: the master's refusal (a cut, on a direct answer),
-    // counted as a rejection.
+    // Before the status, as a relayed request's headers timeout: the master's 504, counted as a rejection; the
+    // connection closes after it.
     this.#report.watch(timeouts.headersMs, () => {
       this.#report.stop();
       hooks.refuse(
@@ -62,12 +62,23 @@ class DirectCall implements DirectCallSink {
     if (msg.marks !== '') this.#report.marks(msg.marks);
     if (msg.isEnd !== true) return;
     if (ctx.phase === 'relay') this.#report.end(ctx.res.statusCode, msg.isLast === true || this.#hooks.isClosing());
-    // Given up before its status (the connection was gone, or closed under it): nothing was answered.
-    else if (ctx.phase === 'worker') this.#report.cut('worker_error');
+    // Given up before its status: nothing was written; a connection gone under the worker is the client's doing.
+    else if (ctx.phase === 'worker') {
+      if (msg.marks.includes(DIRECT_CLIENT_GONE)) this.#report.cut('worker_error');
+      else this.#unanswered('the worker gave up on the request before its response');
+    }
   }
 
   lost(): void {
-    this.#report.lost();
+    if (this.#ctx.phase === 'worker') this.#unanswered('the worker exited before its response');
+    else this.#report.lost();
+  }
+
+  /** The worker is gone, or gave up, before its status: it wrote nothing, and the master answers 502 (SPEC §4). */
+  #unanswered(message: string): void {
+    if (this.#report.isOver) return;
+    this.#report.stop();
+    this.#hooks.refuse(this.#ctx, new GraygateError('worker_error', message));
   }
 }
 

@@ -109,16 +109,19 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
     const isBeforeStatus = ctx.isDirect ? ctx.headersAtMs === 0 : !res.headersSent && !res.writableEnded;
     if (isBeforeStatus && !ctx.isClientGone && ctx.version !== undefined)
       metrics.observeHeaderLatency(ctx.version, (now() - ctx.startedAtMs) / 1000);
-    if (ctx.isDirect) {
-      // The worker writes this answer: where its framing stands is unknown here, so no error can be appended. (An IPC
-      // call cut before its status has no stream to fail.)
+    // An IPC call whose worker reported no status has written nothing to the client (the worker reports it before
+    // its first write): the master answers, as for a relayed request.
+    const isCallUnanswered = ctx.isDirectCall && ctx.phase === 'worker';
+    if (ctx.isDirect && !isCallUnanswered) {
+      // The worker writes this answer: where its framing stands is unknown here, so no error can be appended.
       if (ctx.phase === 'relay') ctx.isStreamFailed = true;
       cutDirect(ctx);
     } else if (!ctx.isClientGone && !res.writableEnded) {
       if (!res.headersSent) {
-        // The connection closes after a refusal that left request bytes unread, and while draining.
+        // The connection closes after a refusal that left request bytes unread, and while draining; and after an
+        // unanswered call, whose worker holds the connection and could still write to it.
         const isBodyUnread = (ctx.phase === 'head' || ctx.phase === 'body') && hasBody(req);
-        const isClosingConnection = isClosing() || CLOSING_CODES.has(code) || isBodyUnread;
+        const isClosingConnection = isClosing() || CLOSING_CODES.has(code) || isBodyUnread || isCallUnanswered;
         sendError(res, response, isClosingConnection ? { connection: 'close' } : {});
         // A client silent for bodyTimeoutMs is not sending: nothing to wait for.
         if (isBodyUnread && code !== 'body_timeout') linger(ctx);

@@ -579,12 +579,37 @@ t.test('directStreams, two workers: a held connection keeps to its worker while 
   }
 });
 
+/**
+ * A call on the held connection of `agent`, answered by the master or cut: its status, `connection` header and
+ * error code, or 'cut'.
+ */
+function callOutcome(url: string, agent: Agent, id: string, directive: string): Promise<string> {
+  return new Promise<string>((resolve) => {
+    const req = request(url, {
+      agent,
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-request-id': id },
+    });
+    req.on('response', (res) => {
+      let text = '';
+      res.setEncoding('utf8').on('data', (c: string) => (text += c));
+      res.on('end', () => {
+        const code = (JSON.parse(text) as { error?: { code?: string } }).error?.code;
+        resolve(`${res.statusCode} ${String(res.headers['connection'])} ${String(code)}`);
+      });
+    });
+    req.on('error', () => resolve('cut'));
+    req.end(JSON.stringify(chatBody(directive, { stream: false })));
+  });
+}
+
 t.test(
-  'directStreams: a call a stopped worker never answers is cut at workerHeadersTimeoutMs, and timed',
+  'directStreams: a call a stopped worker never answers gets 504 at workerHeadersTimeoutMs, and is timed',
   async (t) => {
-    // As a relayed request's 504 is: the cut counts in the header-latency histogram, or a stopped worker's
-    // requests, the slowest, would be missing from it. Health probes far apart, so the stopped worker is not
-    // replaced meanwhile.
+    // The worker reports a call's status before it writes a byte, so a call with no status reported was not answered:
+    // the master answers it, as it does a relayed request (SPEC §4a), and closes the connection after, since the
+    // worker holds it. The 504 counts in the header-latency histogram, or a stopped worker's requests, the slowest,
+    // would be missing from it. Health probes far apart, so the stopped worker is not replaced meanwhile.
     const { gw, url, agent } = await heldConnection(t, 1000);
     const timed = async (): Promise<number> =>
       (await scrape(gw)).sum(`${METRIC.requestDurationSeconds}_count`, { version: 'v1' });
@@ -592,27 +617,33 @@ t.test(
     const pid = await v1Pid(gw);
     const resume = stopWorker(t, pid);
     const id = `stopped-${Date.now()}`;
-    const outcome = await new Promise<string>((resolve) => {
-      const req = request(url, {
-        agent,
-        method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-request-id': id },
-      });
-      req.on('response', (res) => resolve(`answered ${res.statusCode}`));
-      req.on('error', () => resolve('cut'));
-      req.end(JSON.stringify(chatBody('[mock tokens=2]')));
-    });
-    t.equal(outcome, 'cut', 'no status can follow a cut: the worker writes the answers on this connection');
+    t.equal(await callOutcome(url, agent, id, '[mock tokens=2]'), '504 close worker_timeout', 'the master’s 504');
     const line = await lineOf(gw, id);
     t.same(
-      { directCall: line.directCall, error: line.error },
-      { directCall: true, error: 'worker_timeout' },
-      'sent as a call, cut by the headers timeout',
+      { directCall: line.directCall, status: line.status, error: line.error },
+      { directCall: true, status: 504, error: 'worker_timeout' },
+      'sent as a call, answered by the headers timeout',
     );
     resume();
-    t.equal(await timed(), before + 1, 'the cut is timed in the header-latency histogram');
+    t.equal(await timed(), before + 1, 'the 504 is timed in the header-latency histogram');
   },
 );
+
+t.test('directStreams: a call whose worker dies before answering gets 502 worker_error', async (t) => {
+  // SPEC §4: a worker that dies before its response headers → 502 worker_error; a call's client gets it too.
+  const { gw, url, agent } = await heldConnection(t, 10_000);
+  const pid = await v1Pid(gw);
+  const id = `killed-${Date.now()}`;
+  const outcome = callOutcome(url, agent, id, '[mock tokens=2 first-byte-ms=60000]');
+  await waitForStatus(gw, (v) => v['v1']!.workers[0]!.inflight === 1, 'the call is with the worker');
+  process.kill(pid, 'SIGKILL');
+  t.equal(await outcome, '502 close worker_error', 'the master’s 502');
+  const line = await lineOf(gw, id);
+  t.same(
+    { directCall: line.directCall, status: line.status, error: line.error },
+    { directCall: true, status: 502, error: 'worker_error' },
+  );
+});
 
 t.test(
   'directStreams: a connection that closes while its descriptor waits for a backed-up worker does not stall the worker’s channel',

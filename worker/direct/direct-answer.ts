@@ -173,11 +173,13 @@ export class DirectAnswer {
     const write = client.write.bind(client) as (chunk: unknown, encoding?: unknown, cb?: unknown) => boolean;
     const end = client.end.bind(client) as (chunk?: unknown, encoding?: unknown, cb?: unknown) => ServerResponse;
     client.write = ((chunk: unknown, encoding?: unknown, cb?: unknown): boolean => {
+      if (!this.#isStatusReported) this.#reportStatus();
       const isReady = write(chunk, encoding, cb);
       if (!isReady) this.#behind();
       return isReady;
     }) as ServerResponse['write'];
     client.end = ((chunk?: unknown, encoding?: unknown, cb?: unknown): ServerResponse => {
+      if (!this.#isStatusReported) this.#reportStatus();
       end(chunk, encoding, cb);
       if (this.socket.writableLength > 0) this.#behind();
       return client;
@@ -196,6 +198,20 @@ export class DirectAnswer {
     if (this.#isStatusReported || this.#isSettled) return;
     this.#isStatusReported = true;
     this.#hop.status({ status: this.client.statusCode, isStream: true });
+  }
+
+  /**
+   * Before the first byte of any answer: the master hears the status first, so a call it heard no status of has
+   * written nothing, and the master can answer it itself (a 502 when this process dies, a 504 when it stalls).
+   */
+  #reportStatus(): void {
+    if (this.#isSettled) return;
+    this.#isStatusReported = true;
+    const client = this.client;
+    this.#hop.status({
+      status: client.statusCode,
+      isStream: isEventStream(headerText(client.getHeader('content-type'))),
+    });
   }
 
   /** The first content event went out (the canary's first token, in the master). */
