@@ -166,6 +166,11 @@ export function createGateway(options: GatewayOptions): Gateway {
   // Step 1: what the head alone decides — health, request id, URL size, draining.
   function readHead(ctx: RequestContext): boolean {
     const { req, res } = ctx;
+    // An Upgrade the master does not take (it proxies no WebSocket): node's parser stops at such a request and drops
+    // what was read after it, pipelined requests included, so the connection closes after this answer instead of
+    // leaving them unanswered until the keep-alive timeout. The client sends them again on a new connection.
+    if (req.headers.upgrade !== undefined && /\bupgrade\b/i.test(req.headers.connection ?? ''))
+      res.shouldKeepAlive = false;
     const target = req.url ?? '/';
     const path = target.split('?', 1)[0]!;
     if (HEALTH_PATHS.has(path)) {
