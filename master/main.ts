@@ -40,6 +40,7 @@ const supervisor: Supervisor = new Supervisor({
   log,
   limits: () => registry.config.limits,
   redactEnv: () => registry.config.admin.redactEnv,
+  keyEnvs: () => registry.keyEnvs(),
   socketDir,
   onWorkerExit: (handle) => metrics.retireWorker(handle.version, handle.lastMetrics),
 });

@@ -24,6 +24,11 @@ export interface SupervisorOptions {
   limits: () => Limits;
   /** Read at each fork: admin.redactEnv, the variables besides ADMIN_TOKEN_ENV a worker never inherits. */
   redactEnv: () => readonly string[];
+  /**
+   * Read at each fork: every version's `upstream.apiKeyEnv`. A worker inherits its own version's key only: a
+   * version's entry can be any build, and the others' keys are none of its business.
+   */
+  keyEnvs?: () => Iterable<string>;
   /** Concurrent worker start-ups; default the machine's available parallelism (start-limiter.ts). */
   startLimiter?: StartLimiter;
   /** child_process.fork by default; injected by tests (STYLE §34). */
@@ -95,7 +100,7 @@ export class Supervisor {
       maxSockets: limits.maxSocketsPerWorker,
       maxIdleSockets: limits.maxIdleSocketsPerWorker,
       log: this.#log,
-      redactEnv: [ADMIN_TOKEN_ENV, ...this.#options.redactEnv()],
+      redactEnv: [ADMIN_TOKEN_ENV, ...this.#options.redactEnv(), ...othersKeys(this.#options.keyEnvs?.(), build)],
       startLimiter: this.#startLimiter,
       ...(this.#options.fork === undefined ? {} : { fork: this.#options.fork }),
     });
@@ -158,4 +163,10 @@ export class Supervisor {
     for (const timer of this.#timers) clearTimeout(timer);
     this.#timers.clear();
   }
+}
+
+/** The key variables of versions other than `build`'s (a variable shared with its own is its own). */
+function othersKeys(keyEnvs: Iterable<string> | undefined, build: SpawnOptions['build']): string[] {
+  const own = build.upstream.apiKeyEnv;
+  return keyEnvs === undefined ? [] : [...keyEnvs].filter((name) => name !== own);
 }

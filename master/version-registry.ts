@@ -113,6 +113,15 @@ export class VersionRegistry {
   get versions(): ReadonlyMap<string, VersionView> {
     return this.#versions;
   }
+  /** Every upstream key variable (`upstream.apiKeyEnv`) of the running config's versions and running builds. */
+  keyEnvs(): Set<string> {
+    const names = new Set<string>();
+    for (const version of Object.values(this.#config.versions))
+      if (version.upstream.apiKeyEnv !== undefined) names.add(version.upstream.apiKeyEnv);
+    for (const version of this.#versions.values())
+      if (version.build.upstream.apiKeyEnv !== undefined) names.add(version.build.upstream.apiKeyEnv);
+    return names;
+  }
   /** Every version has a ready worker (SPEC §4a /readyz). */
   get isReady(): boolean {
     for (const v of this.#versions.values()) if (!v.hasReadyWorker) return false;

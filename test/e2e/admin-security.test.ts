@@ -147,3 +147,29 @@ t.test(
     t.equal(escape.status, 400, 'no escape with ../');
   },
 );
+
+t.test('a worker inherits its own version’s upstream key, not the other versions’', async (t) => {
+  // Least privilege: a version's entry can be any build; the keys of other versions are none of its business. A key
+  // variable two versions share is each one's own.
+  const upstream = (apiKeyEnv: string): Record<string, unknown> => ({ format: 'openai', url: 'mock:', apiKeyEnv });
+  const gw = await startGateway(
+    t,
+    {
+      versions: {
+        v1: { weight: 1, upstream: upstream('KEY_ONE') },
+        v2: { weight: 1, upstream: upstream('KEY_TWO') },
+        v3: { weight: 0, upstream: upstream('KEY_ONE') },
+      },
+    },
+    { env: { KEY_ONE: 'one-5d1e', KEY_TWO: 'two-8c4b' } },
+  );
+  const rows = await status(gw);
+  const keysOf = (version: string): string[] => {
+    const env = readFileSync(`/proc/${rows[version]!.workers[0]!.pid}/environ`, 'utf8');
+    return ['one-5d1e', 'two-8c4b'].filter((value) => env.includes(value));
+  };
+  t.same(
+    { v1: keysOf('v1'), v2: keysOf('v2'), v3: keysOf('v3') },
+    { v1: ['one-5d1e'], v2: ['two-8c4b'], v3: ['one-5d1e'] },
+  );
+});
