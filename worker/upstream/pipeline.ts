@@ -247,10 +247,22 @@ export async function readStatusError(
     }
   }
   const text = Buffer.concat(parts).toString('utf8', 0, Math.min(bytes, maxBytes));
-  const retryAfter = Number(headers['retry-after']);
+  const retryAfter = retryAfterSeconds(headers['retry-after'], Date.now());
   return new GraygateError('upstream_status', `upstream answered ${status}: ${upstreamErrorMessage(text)}`, {
     // SPEC §4/§5: 429 and 4xx pass through with their meaning; anything else is a bad gateway.
     status: status >= 400 && status < 500 ? status : 502,
-    ...(Number.isFinite(retryAfter) && retryAfter >= 0 ? { retryAfterS: retryAfter } : {}),
+    ...(retryAfter === undefined ? {} : { retryAfterS: retryAfter }),
   });
+}
+
+/**
+ * An upstream's `Retry-After` in seconds (RFC 9110 §10.2.3): delay-seconds, or an HTTP-date (a date in the past is
+ * 0); undefined when absent or neither.
+ */
+export function retryAfterSeconds(value: string | string[] | undefined, nowMs: number): number | undefined {
+  if (typeof value !== 'string') return undefined;
+  const text = value.trim();
+  if (/^\d+$/.test(text)) return Number(text);
+  const atMs = /[a-z]/i.test(text) ? Date.parse(text) : NaN;
+  return Number.isNaN(atMs) ? undefined : Math.max(0, Math.ceil((atMs - nowMs) / 1000));
 }
