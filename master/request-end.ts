@@ -121,7 +121,10 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
         // The connection closes after a refusal that left request bytes unread, and while draining; and after an
         // unanswered call, whose worker holds the connection and could still write to it.
         const isBodyUnread = (ctx.phase === 'head' || ctx.phase === 'body') && hasBody(req);
-        const isClosingConnection = isClosing() || CLOSING_CODES.has(code) || isBodyUnread || isCallUnanswered;
+        // An offer's worker may still take the connection and write its answer after this refusal: it closes too.
+        const isOfferOut = ctx.isDirectOffered && ctx.phase === 'worker';
+        const isClosingConnection =
+          isClosing() || CLOSING_CODES.has(code) || isBodyUnread || isCallUnanswered || isOfferOut;
         sendError(res, response, isClosingConnection ? { connection: 'close' } : {});
         // A client silent for bodyTimeoutMs is not sending: nothing to wait for.
         if (isBodyUnread && code !== 'body_timeout') linger(ctx);
