@@ -37,11 +37,16 @@ class DirectCall implements DirectCallSink {
     // Before the status, as a relayed request's headers timeout: the master's 504, counted as a rejection; the
     // connection closes after it.
     this.#report.watch(timeouts.headersMs, () => {
-      this.#report.stop();
-      hooks.refuse(
-        ctx,
-        new GraygateError('worker_timeout', 'the worker sent no response within workerHeadersTimeoutMs'),
-      );
+      // Timers run before I/O in a loop turn: a status report already in the channel is read first, or the master's
+      // 504 would follow the worker's bytes.
+      setImmediate(() => {
+        if (ctx.phase !== 'worker' || this.#report.isOver) return;
+        this.#report.stop();
+        hooks.refuse(
+          ctx,
+          new GraygateError('worker_timeout', 'the worker sent no response within workerHeadersTimeoutMs'),
+        );
+      });
     });
     // The body is in the message: the master need not hold it (its bytes count in the budget until the status).
     hooks.onBodySent(ctx);
@@ -51,7 +56,8 @@ class DirectCall implements DirectCallSink {
     const ctx = this.#ctx;
     if (ctx.phase === 'done' || this.#report.isOver) return;
     if (msg.status !== undefined && ctx.phase === 'worker') {
-      // The status went out to the client: from now on it is an answer in progress, as a relayed one would be.
+      // The status went out to the client: from now on it is the worker's answer in progress, as a relayed one is.
+      ctx.isDirect = true;
       ctx.phase = 'relay';
       ctx.res.statusCode = msg.status;
       ctx.isEventStream = msg.isStream === true;

@@ -30,7 +30,6 @@ export class DirectReport {
   constructor(ctx: RequestContext, now: () => number) {
     this.#ctx = ctx;
     this.#now = now;
-    ctx.isDirect = true;
   }
 
   /** The worker must report within `ms` (0: no limit), and again within `ms` of each report; else `onTimeout`. */

@@ -160,6 +160,7 @@ function relayDirect(ctx: RequestContext, proxyRes: IncomingMessage, idleMs: num
   ctx.isEventStream = true;
   const status = proxyRes.statusCode ?? 200;
   ctx.res.statusCode = status; // what the client got, for the log line and the canary, however the answer ends
+  ctx.isDirect = true;
   const report = new DirectReport(ctx, () => hooks.now());
   report.watch(idleMs, () => report.cut('worker_timeout'));
   proxyRes.setEncoding('latin1');

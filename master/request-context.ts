@@ -59,7 +59,10 @@ export class RequestContext {
   previousChunk: Buffer | undefined = undefined;
   /** limits.directStreams: the worker was offered the client's connection for this answer (gateway.ts forward). */
   isDirectOffered = false;
-  /** The worker took the offer: it writes the answer to the client itself; the master relays nothing. */
+  /**
+   * The worker writes this answer to the client itself (it took the offer, or reported a call's status, which it does
+   * before its first byte); the master relays nothing. Before that, the master can still answer.
+   */
   isDirect = false;
   /** The request went to the worker as an IPC call (direct-calls.ts): its answer, whatever it is, is direct. */
   isDirectCall = false;

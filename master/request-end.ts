@@ -104,27 +104,22 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
     if (code === 'internal_error') log.error({ err, reqId: ctx.reqId }, 'unexpected error in the request path');
     if (ctx.version !== undefined && REJECTION_CODES.has(code)) metrics.onRejected(ctx.version, code);
     // Refused before any status, to a client still there: the refusal is the answer, and its time is timed as the
-    // answer's. On a direct answer that refusal is a cut (below), and is timed as the relayed path's 504 or 502 is:
-    // without it, the requests of a stopped worker, the slowest, would be missing from the histogram.
-    const isBeforeStatus = ctx.isDirect ? ctx.headersAtMs === 0 : !res.headersSent && !res.writableEnded;
+    // answer's (a stopped worker's 504 included: its requests, the slowest, must not be missing from the histogram).
+    // A direct answer's status went out from the worker.
+    const isBeforeStatus = !ctx.isDirect && !res.headersSent && !res.writableEnded;
     if (isBeforeStatus && !ctx.isClientGone && ctx.version !== undefined)
       metrics.observeHeaderLatency(ctx.version, (now() - ctx.startedAtMs) / 1000);
-    // An IPC call whose worker reported no status has written nothing to the client (the worker reports it before
-    // its first write): the master answers, as for a relayed request.
-    const isCallUnanswered = ctx.isDirectCall && ctx.phase === 'worker';
-    if (ctx.isDirect && !isCallUnanswered) {
+    if (ctx.isDirect) {
       // The worker writes this answer: where its framing stands is unknown here, so no error can be appended.
       if (ctx.phase === 'relay') ctx.isStreamFailed = true;
       cutDirect(ctx);
     } else if (!ctx.isClientGone && !res.writableEnded) {
       if (!res.headersSent) {
-        // The connection closes after a refusal that left request bytes unread, and while draining; and after an
-        // unanswered call, whose worker holds the connection and could still write to it.
+        // The connection closes after a refusal that left request bytes unread, and while draining; and when a worker
+        // holds it (a call) or may still take it (an offer) and write an answer of its own after this one.
         const isBodyUnread = (ctx.phase === 'head' || ctx.phase === 'body') && hasBody(req);
-        // An offer's worker may still take the connection and write its answer after this refusal: it closes too.
-        const isOfferOut = ctx.isDirectOffered && ctx.phase === 'worker';
-        const isClosingConnection =
-          isClosing() || CLOSING_CODES.has(code) || isBodyUnread || isCallUnanswered || isOfferOut;
+        const isWorkerHolding = ctx.phase === 'worker' && (ctx.isDirectCall || ctx.isDirectOffered);
+        const isClosingConnection = isClosing() || CLOSING_CODES.has(code) || isBodyUnread || isWorkerHolding;
         sendError(res, response, isClosingConnection ? { connection: 'close' } : {});
         // A client silent for bodyTimeoutMs is not sending: nothing to wait for.
         if (isBodyUnread && code !== 'body_timeout') linger(ctx);
@@ -170,8 +165,8 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
     releaseBody(ctx);
     if (ctx.isHealthCheck) return done();
     // 0: the client left before any answer. A direct answer's status went out from the worker, when it said so
-    // (relay.ts, direct-calls.ts); a call cut before that has none.
-    const status = res.headersSent || (ctx.isDirect && ctx.headersAtMs > 0) ? res.statusCode : 0;
+    // (relay.ts, direct-calls.ts).
+    const status = res.headersSent || ctx.isDirect ? res.statusCode : 0;
     const version = ctx.version ?? NO_VERSION;
     const endMs = now();
     metrics.onRequestDone(version, status);

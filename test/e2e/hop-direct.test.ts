@@ -620,9 +620,9 @@ t.test(
     t.equal(await callOutcome(url, agent, id, '[mock tokens=2]'), '504 close worker_timeout', 'the master’s 504');
     const line = await lineOf(gw, id);
     t.same(
-      { directCall: line.directCall, status: line.status, error: line.error },
-      { directCall: true, status: 504, error: 'worker_timeout' },
-      'sent as a call, answered by the headers timeout',
+      { directCall: line.directCall, direct: line.direct, status: line.status, error: line.error },
+      { directCall: true, direct: undefined, status: 504, error: 'worker_timeout' },
+      'sent as a call, answered by the master (not `direct`: the worker wrote nothing)',
     );
     resume();
     t.equal(await timed(), before + 1, 'the 504 is timed in the header-latency histogram');

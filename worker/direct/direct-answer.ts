@@ -42,19 +42,19 @@ interface Head {
   isStream: boolean;
 }
 
-/** Where the control bytes go. `head`: the answer's head went out and the master has not heard it yet. */
+/** Where the control bytes go. */
 interface Hop {
   /** Control bytes now. */
   mark(bytes: string): void;
-  /** The head went out before the end (an event stream's). */
+  /** The head is about to go out: reported before the answer's first byte. */
   status(head: Head): void;
   /** The last control bytes of an answer that was written whole (`E?=N`); `isLast`: it said `Connection: close`. */
-  done(bytes: string, head: Head | undefined, isLast: boolean, answer: DirectAnswer): void;
+  done(bytes: string, isLast: boolean, answer: DirectAnswer): void;
   /**
    * The answer was given up (`mark`; '' when the handler broke it off): the master hears why, and the call ends (the
    * handler aborts it).
    */
-  giveUp(mark: string, head: Head | undefined, answer: DirectAnswer): void;
+  giveUp(mark: string, answer: DirectAnswer): void;
 }
 
 /** The answer of each response on the direct path, for the SSE writer and the processing pings. */
@@ -193,13 +193,6 @@ export class DirectAnswer {
     };
   }
 
-  /** The status went out (an event stream's, which starts late): the master hears it now, not at its end. */
-  statusSent(): void {
-    if (this.#isStatusReported || this.#isSettled) return;
-    this.#isStatusReported = true;
-    this.#hop.status({ status: this.client.statusCode, isStream: true });
-  }
-
   /**
    * Before the first byte of any answer: the master hears the status first, so a call it heard no status of has
    * written nothing, and the master can answer it itself (a 502 when this process dies, a 504 when it stalls).
@@ -207,11 +200,7 @@ export class DirectAnswer {
   #reportStatus(): void {
     if (this.#isSettled) return;
     this.#isStatusReported = true;
-    const client = this.client;
-    this.#hop.status({
-      status: client.statusCode,
-      isStream: isEventStream(headerText(client.getHeader('content-type'))),
-    });
+    this.#hop.status({ status: this.client.statusCode, isStream: isEventStreamAnswer(this.client) });
   }
 
   /** The first content event went out (the canary's first token, in the master). */
@@ -276,26 +265,17 @@ export class DirectAnswer {
    */
   #giveUp(mark: string): void {
     if (this.#isSettled) return;
-    // A head that went out (a JSON answer's) must reach the master, or the call reads as never answered.
-    const head = this.#unreportedHead();
     this.#release();
-    this.#hop.giveUp(this.#isBrokenOff && mark === DIRECT_CLIENT_GONE ? '' : mark, head, this);
+    this.#hop.giveUp(this.#isBrokenOff && mark === DIRECT_CLIENT_GONE ? '' : mark, this);
   }
 
   /** The whole answer is with the kernel: the master hears it is done, and how many bytes it was. */
   #settle(): void {
     if (this.#isSettled) return;
     const bytes = this.socket.bytesWritten - this.#bytesAtStart;
-    const head = this.#unreportedHead();
     const isLast = !this.client.shouldKeepAlive || /close/i.test(String(this.client.getHeader('connection') ?? ''));
     this.#release();
-    this.#hop.done(`${this.#isFailed ? DIRECT_FAILED : ''}${DIRECT_DONE}${bytes}`, head, isLast, this);
-  }
-
-  #unreportedHead(): Head | undefined {
-    const client = this.client;
-    if (this.#isStatusReported || !client.headersSent) return undefined;
-    return { status: client.statusCode, isStream: isEventStream(headerText(client.getHeader('content-type'))) };
+    this.#hop.done(`${this.#isFailed ? DIRECT_FAILED : ''}${DIRECT_DONE}${bytes}`, isLast, this);
   }
 
   #release(): void {
@@ -313,6 +293,17 @@ let kNeedDrain: symbol | null | undefined;
 function needDrainSymbol(res: ServerResponse): symbol | undefined {
   kNeedDrain ??= Object.getOwnPropertySymbols(res).find((s) => s.description === 'kNeedDrain') ?? null;
   return kNeedDrain ?? undefined;
+}
+
+/**
+ * Whether a response is an event stream, from its Content-Type: set with setHeader, or only in the head writeHead
+ * built (node keeps no header map when writeHead gets them all).
+ */
+function isEventStreamAnswer(res: ServerResponse): boolean {
+  const type = headerText(res.getHeader('content-type'));
+  if (type !== undefined) return isEventStream(type);
+  const head = (res as ServerResponse & { _header?: string | null })._header;
+  return typeof head === 'string' && /\r\ncontent-type:[ \t]*text\/event-stream/i.test(head);
 }
 
 function headerText(value: number | string | string[] | undefined): string | undefined {
@@ -353,23 +344,23 @@ function httpHop(hop: ServerResponse): Hop {
   };
 }
 
-/** An IPC call: control bytes in `call-report` messages; the status rides in the first report after it went out. */
+/** An IPC call: control bytes in `call-report` messages; the status in its own, before the answer's first byte. */
 function ipcHop(id: number, report: (msg: DirectCallReport) => void, onSettled: () => void): Hop {
   /** The call's last report: the master ends its side, and this process counts the call as over. */
-  const last = (marks: string, head: Head | undefined, isLast: boolean): void => {
-    report({ type: 'call-report', id, marks, isEnd: true, ...head, ...(isLast ? { isLast } : {}) });
+  const last = (marks: string, isLast: boolean): void => {
+    report({ type: 'call-report', id, marks, isEnd: true, ...(isLast ? { isLast } : {}) });
     onSettled();
   };
   return {
     mark: (marks) => report({ type: 'call-report', id, marks }),
     status: (head) => report({ type: 'call-report', id, marks: '', ...head }),
-    done: (marks, head, isLast, answer) => {
-      last(marks, head, isLast);
+    done: (marks, isLast, answer) => {
+      last(marks, isLast);
       // node:http's server closes a response after its finish (resOnFinish); the handler's response is this one.
       process.nextTick(closeResponse, answer.client);
     },
-    giveUp: (mark, head, answer) => {
-      last(mark, head, false);
+    giveUp: (mark, answer) => {
+      last(mark, false);
       // The handler's response is the client's: closed unfinished, it aborts the upstream call as a client leaving
       // does.
       closeResponse(answer.client);

@@ -158,9 +158,8 @@ export abstract class SseResponse {
   #commit(): void {
     const headers = { ...this.#options.headers, ...SSE_HEADERS };
     if (this.#direct !== undefined) {
-      // An IPC call: the client's response already; the master hears the status now.
+      // An IPC call: the client's response already; the master hears the status before its first byte (DirectAnswer).
       if (!this.res.destroyed) this.res.writeHead(200, headers);
-      this.#direct.statusSent();
       return;
     }
     const route = this.#options.direct;

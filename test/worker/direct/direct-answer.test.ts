@@ -1,0 +1,102 @@
+import t, { type Test } from 'tap';
+import { once } from 'node:events';
+import { createServer, connect, type Socket } from 'node:net';
+import type { ServerResponse } from 'node:http';
+import { DirectAnswer } from '../../../worker/direct/direct-answer.js';
+import { DirectConnections } from '../../../worker/direct/connections.js';
+import type { DirectCallMessage, DirectCallReport } from '../../../shared/direct.js';
+
+// limits.directStreams, an IPC call (docs/ONE-HOP.md): the worker reports an answer's status before its first byte
+// reaches the client's connection, whatever writes it, so the master can answer a call it heard no status of
+// (master/direct-calls.ts). Here on a real connection on 127.0.0.1, its descriptor held as the worker holds one.
+
+interface Seen {
+  report: DirectCallReport;
+  /** Bytes of the answer on the connection when the report was made. */
+  written: number;
+}
+
+/** A call on a connection this process holds; every report with the bytes written at that moment; the client's end. */
+async function call(
+  t: Test,
+): Promise<{ res: ServerResponse; seen: Seen[]; received: () => string; ended: Promise<void>; client: Socket }> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as { port: number };
+  const client = connect(port, '127.0.0.1');
+  const [serverSide] = (await once(server, 'connection')) as [Socket];
+  t.teardown(() => {
+    client.destroy();
+    serverSide.destroy();
+    server.close();
+  });
+  let text = '';
+  client.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
+  // The duplicate a worker gets is a write-only socket around the descriptor (connections.ts).
+  serverSide.pause();
+  const connections = new DirectConnections();
+  connections.add(1, (serverSide as Socket & { _handle: object })._handle);
+  const socket = connections.free(1)!;
+  const seen: Seen[] = [];
+  let onEnd: () => void = () => undefined;
+  const ended = new Promise<void>((resolve) => (onEnd = resolve));
+  const msg: DirectCallMessage = {
+    type: 'call',
+    id: 7,
+    offer: { conn: 1, keepAliveTimeoutS: 0, sendTimeoutMs: 10_000, heartbeatMs: 0, headers: {} },
+    method: 'GET',
+    url: '/v1/models',
+    headers: {},
+    body: '',
+    binary: false,
+  };
+  const opened = DirectAnswer.call(
+    msg,
+    connections,
+    (report) => {
+      seen.push({ report, written: socket.bytesWritten });
+      if (report.isEnd === true) onEnd();
+    },
+    () => undefined,
+  );
+  return { res: opened!.res, seen, received: () => text, ended, client };
+}
+
+t.test('a JSON answer: the status is reported before the first byte, the end after the last', async (t) => {
+  const { res, seen, ended } = await call(t);
+  res.writeHead(200, { 'content-type': 'application/json' });
+  res.end('{"ok":true}');
+  await ended;
+  t.same(
+    seen.map((s) => ({
+      status: s.report.status,
+      isStream: s.report.isStream,
+      isEnd: s.report.isEnd,
+      written: s.written,
+    })),
+    [
+      { status: 200, isStream: false, isEnd: undefined, written: 0 },
+      { status: undefined, isStream: undefined, isEnd: true, written: seen[1]!.written },
+    ],
+  );
+  t.ok(seen[1]!.written > 0, 'the end is reported once the bytes are written');
+});
+
+t.test('an event stream: the status, marked a stream, before the first event', async (t) => {
+  const { res, seen, received, ended, client } = await call(t);
+  res.writeHead(200, { 'content-type': 'text/event-stream' });
+  res.write('data: 1\n\n');
+  t.same(
+    seen.map((s) => ({ status: s.report.status, isStream: s.report.isStream, written: s.written })),
+    [{ status: 200, isStream: true, written: 0 }],
+  );
+  t.equal(seen.length, 1, 'one status report, not one per write');
+  res.write('data: 2\n\n');
+  t.equal(seen.length, 1);
+  res.end();
+  await ended;
+  t.equal(seen.length, 2, 'then the end');
+  while (!received().includes('data: 2')) await once(client, 'data');
+  t.match(received(), /^HTTP\/1\.1 200 /);
+});
