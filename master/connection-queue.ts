@@ -18,7 +18,7 @@ import { LoopSlice } from './loop-slice.js';
 // in, and node keeps every request it parsed until its turn or the
 // connection's close: one read of 64 KiB of minimal heads is ~3,600 requests,
 // ~5 MB of the master's heap per connection. So a connection with more than
-// FLOOD_FACTOR × `maxPipelined` waiting is closed at once (what it had
+// FLOOD_FACTOR × `maxPipelined` (at least FLOOD_FLOOR) waiting is closed at once (what it had
 // waiting is dropped, its request in flight aborted), which lets node free
 // them: a client can hold at most that many. While paused, a client that
 // closes is noticed only when reading resumes.
@@ -38,9 +38,11 @@ export interface ConnectionQueueOptions {
 
 /**
  * How far past `maxPipelined` node's parse of one read may take a connection before it is closed: room for a client
- * that pipelines a few dozen requests in one write, and a bound (4 × 32 requests, ~200 KB) on what one holds.
+ * that pipelines a few dozen requests in one write, and a bound (4 × 32 requests, ~200 KB) on what one holds. Never
+ * below FLOOD_FLOOR, so a small maxPipelinedRequests (1) does not cut a client that writes 5 requests at once.
  */
 const FLOOD_FACTOR = 4;
+const FLOOD_FLOOR = 128;
 
 /** Default time of request starts per loop turn: short enough for ~100+ accepts a second under a flood. */
 const LOOP_SLICE_MS = 5;
@@ -96,7 +98,7 @@ export class ConnectionQueue {
     if (!state.isBusy) return this.#start(socket, state, req, res);
     state.waiting.push({ req, res });
     const maxPipelined = this.#options.maxPipelined();
-    if (state.waiting.length > FLOOD_FACTOR * maxPipelined) {
+    if (state.waiting.length > Math.max(FLOOD_FACTOR * maxPipelined, FLOOD_FLOOR)) {
       this.#options.onFlood?.(socket, state.waiting.length);
       // Its 'close' drops what waits; the rest of this read is parsed into requests dropped on arrival (above).
       socket.destroy();

@@ -165,8 +165,11 @@ export class Supervisor {
   }
 }
 
-/** The key variables of versions other than `build`'s (a variable shared with its own is its own). */
+/**
+ * The key variables of versions other than `build`'s, as inherited from the master: a variable shared with its own
+ * is its own, and one its own `env` sets is not inherited.
+ */
 function othersKeys(keyEnvs: Iterable<string> | undefined, build: SpawnOptions['build']): string[] {
   const own = build.upstream.apiKeyEnv;
-  return keyEnvs === undefined ? [] : [...keyEnvs].filter((name) => name !== own);
+  return keyEnvs === undefined ? [] : [...keyEnvs].filter((name) => name !== own && !Object.hasOwn(build.env, name));
 }

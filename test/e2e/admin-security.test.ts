@@ -159,6 +159,8 @@ t.test('a worker inherits its own version’s upstream key, not the other versio
         v1: { weight: 1, upstream: upstream('KEY_ONE') },
         v2: { weight: 1, upstream: upstream('KEY_TWO') },
         v3: { weight: 0, upstream: upstream('KEY_ONE') },
+        // Its own env sets a variable named like another version's key: its own value, not redacted.
+        v4: { weight: 0, upstream: upstream('KEY_FOUR'), env: { KEY_ONE: 'own-77aa' } },
       },
     },
     { env: { KEY_ONE: 'one-5d1e', KEY_TWO: 'two-8c4b' } },
@@ -166,10 +168,10 @@ t.test('a worker inherits its own version’s upstream key, not the other versio
   const rows = await status(gw);
   const keysOf = (version: string): string[] => {
     const env = readFileSync(`/proc/${rows[version]!.workers[0]!.pid}/environ`, 'utf8');
-    return ['one-5d1e', 'two-8c4b'].filter((value) => env.includes(value));
+    return ['one-5d1e', 'two-8c4b', 'own-77aa'].filter((value) => env.includes(value));
   };
   t.same(
-    { v1: keysOf('v1'), v2: keysOf('v2'), v3: keysOf('v3') },
-    { v1: ['one-5d1e'], v2: ['two-8c4b'], v3: ['one-5d1e'] },
+    { v1: keysOf('v1'), v2: keysOf('v2'), v3: keysOf('v3'), v4: keysOf('v4') },
+    { v1: ['one-5d1e'], v2: ['two-8c4b'], v3: ['one-5d1e'], v4: ['own-77aa'] },
   );
 });

@@ -45,15 +45,20 @@ export class CompletionAggregator implements ChatOutput {
    * has none (`"id":""`, `"model":""`, no choices, only `prompt_filter_results`); the first chunk otherwise.
    */
   #identity: ChatCompletionChunk | undefined;
-  /** The upstream's own top-level fields (system_fingerprint, service_tier, prompt_filter_results): first seen wins. */
+  /**
+   * The upstream's own top-level fields (system_fingerprint, service_tier, prompt_filter_results), from the chunks up
+   * to the first with an id (the later ones repeat them): the first value that is not null wins.
+   */
   readonly #fields: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
   #usage: Usage | undefined;
   contentChunks = 0;
 
   chunk(chunk: ChatCompletionChunk): void {
-    if (this.#identity === undefined || (this.#identity.id === '' && chunk.id !== '')) this.#identity = chunk;
-    for (const key of Object.keys(chunk))
-      if (!CHUNK_ONLY.has(key) && !(key in this.#fields)) this.#fields[key] = chunk[key];
+    if (!hasId(this.#identity)) {
+      this.#identity = this.#identity === undefined || hasId(chunk) ? chunk : this.#identity;
+      for (const key of Object.keys(chunk))
+        if (!CHUNK_ONLY.has(key) && (this.#fields[key] ?? null) === null) this.#fields[key] = chunk[key];
+    }
     if (chunk.usage !== undefined && chunk.usage !== null) this.#usage = chunk.usage;
     for (const choice of chunk.choices) {
       const index = typeof choice.index === 'number' ? choice.index : 0;
@@ -110,6 +115,10 @@ export class CompletionAggregator implements ChatOutput {
     if (this.#usage !== undefined) completion.usage = this.#usage;
     return completion;
   }
+}
+
+function hasId(chunk: ChatCompletionChunk | undefined): boolean {
+  return typeof chunk?.id === 'string' && chunk.id !== '';
 }
 
 function addExtra(extra: Record<string, unknown>, delta: Record<string, unknown>): void {

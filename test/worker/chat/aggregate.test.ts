@@ -216,3 +216,26 @@ t.test('upstream fields named like Object’s own properties carry over; __proto
   t.equal(Object.getPrototypeOf(completion), Object.prototype);
   t.notOk('polluted' in completion);
 });
+
+t.test(
+  'an upstream field null at first and set later takes the later value; a chunk with no id is not the identity',
+  async (t) => {
+    const agg = new CompletionAggregator();
+    const noId = {
+      object: 'chat.completion.chunk',
+      created: 0,
+      model: '',
+      choices: [],
+    } as unknown as ChatCompletionChunk;
+    agg.chunk({ ...noId, id: '', system_fingerprint: null });
+    agg.chunk(noId);
+    agg.chunk({
+      ...base,
+      system_fingerprint: 'fp_1',
+      choices: [{ index: 0, delta: { content: 'x' }, finish_reason: null }],
+    });
+    agg.chunk({ ...base, id: 'c2', system_fingerprint: 'fp_2', choices: [] });
+    const completion = agg.toCompletion();
+    t.same([completion.id, completion.model, completion['system_fingerprint']], ['c1', 'm', 'fp_1']);
+  },
+);
