@@ -18,8 +18,13 @@ import type { DirectRoute } from '../direct/direct-answer.js';
 //   relay, not streamed  OpenAI upstream's JSON → the same bytes (embeddings, completions, responses)
 //   converted answer     the upstream's whole JSON → OpenAI's (Ollama embeddings)
 
-/** Largest upstream answer converted as a whole, bytes: 64 MiB holds 2 048 embeddings of 3 072 dimensions as JSON. */
-const MAX_CONVERTED_ANSWER_BYTES = 64 * 1024 * 1024;
+/**
+ * Largest upstream answer held whole, bytes: an answer converted at once (64 MiB holds 2 048 embeddings of 3 072
+ * dimensions as JSON), and the upstream body of a non-streamed chat answer, whose chunks are joined in memory (an
+ * unbounded one took a worker, and every stream on it, down). 64 MiB of chunks is ~300 000 tokens, or ~20 000 with
+ * 20 top_logprobs each; longer answers must be streamed.
+ */
+const MAX_WHOLE_ANSWER_BYTES = 64 * 1024 * 1024;
 
 export interface OpenCallOptions {
   kind: EndpointKind;
@@ -60,14 +65,14 @@ export function openCall(options: OpenCallOptions): OpenedCall {
     const aggregator = new CompletionAggregator();
     const build = (): Buffer => Buffer.from(JSON.stringify(aggregator.toCompletion()));
     return {
-      consumer: chatConsumer(adapter, state, aggregator),
+      consumer: { ...chatConsumer(adapter, state, aggregator), maxBodyBytes: MAX_WHOLE_ANSWER_BYTES },
       response: new JsonAnswer({ res, headers, build, contentChunks: () => aggregator.contentChunks }),
       usage: () => state.usage,
     };
   }
   const convert = adapter.convertAnswer;
   if (convert !== undefined) {
-    const collected = new CollectedBody(MAX_CONVERTED_ANSWER_BYTES);
+    const collected = new CollectedBody(MAX_WHOLE_ANSWER_BYTES);
     let usage: { prompt_tokens: number; completion_tokens: number } | undefined;
     const build = (): Buffer => {
       const answer = convert(kind, collected.bytes(), { encoding: call.encoding });

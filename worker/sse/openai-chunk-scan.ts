@@ -5,10 +5,11 @@ import { isUtf8 } from 'node:buffer';
 // them must change or be read. A chunk of the upstream body qualifies when it
 // is exactly a run of whole events `data: {json}\n\n` (one data line, LF
 // endings, no other field) whose JSON is valid and "plain": a top-level
-// object with a non-empty `choices` array, no `error`, `usage` other than
-// null, no `finish_reason` other than null and no `tool_calls` in the first
-// choice. Anything else, including every doubt (escaped key names, a CR,
-// `[DONE]`), makes the scan answer NOT_PLAIN and the caller decodes the chunk
+// object with a `choices` array of one object, no `error`, `usage` other
+// than null, and in that choice no `finish_reason` other than null, a
+// `delta` that is an object (or null, or absent) and no `tool_calls` in it.
+// Anything else, including every doubt (escaped key names, a CR, `[DONE]`),
+// makes the scan answer NOT_PLAIN and the caller decodes the chunk
 // as before (JSON.parse, SPEC §5 errors, state updates). The scan never
 // accepts what JSON.parse would reject: it validates the whole grammar, and
 // UTF-8 with node's own isUtf8 once a byte ≥ 0x80 was seen (the decoding path
@@ -136,24 +137,22 @@ class Scan {
     }
   }
 
-  /** `choices`: an array whose first element is a plain choice; the others are only validated. */
+  /**
+   * `choices`: an array of one plain choice. Several (n > 1 comes one choice a chunk) go to the decoding path, which
+   * checks each one's shape.
+   */
   #choices(i: number): number {
     if (this.buf[i] !== 0x5b /* [ */) return -1;
     i = this.#space(i + 1);
     if (this.buf[i] === 0x5d /* ] */) return -1; // empty: a usage chunk, or one to drop
     i = this.#firstChoice(i);
-    for (;;) {
-      if (i === -1) return -1;
-      i = this.#space(i);
-      const c = this.buf[i];
-      if (c === 0x5d) return i + 1;
-      if (c !== 0x2c) return -1;
-      i = this.#value(this.#space(i + 1), 2);
-    }
+    if (i === -1) return -1;
+    i = this.#space(i);
+    return this.buf[i] === 0x5d ? i + 1 : -1;
   }
 
   #firstChoice(i: number): number {
-    if (this.buf[i] !== 0x7b) return this.#value(i, 2); // not an object: no delta, no finish_reason
+    if (this.buf[i] !== 0x7b) return -1; // not an object: the decoding path refuses it
     i = this.#space(i + 1);
     if (this.buf[i] === 0x7d) return i + 1;
     for (;;) {
@@ -183,7 +182,8 @@ class Scan {
   #delta(i: number): number {
     this.#hasContent = false;
     this.#hasRefusal = false;
-    if (this.buf[i] !== 0x7b) return this.#value(i, 3);
+    if (this.buf[i] === 0x6e) return this.#null(i); // null: no delta, as the decoding path takes it
+    if (this.buf[i] !== 0x7b) return -1; // another non-object: the decoding path refuses it
     i = this.#space(i + 1);
     if (this.buf[i] === 0x7d) return i + 1;
     for (;;) {

@@ -76,6 +76,9 @@ export function convertAnthropicEvent(state: StreamState, type: string, data: st
         delta.partial_json !== ''
       ) {
         const index = blockIndex(value);
+        // A fragment of a block never started would be dropped: the tool call's arguments would be cut silently.
+        if (!state.blocks.has(index))
+          throw new GraygateError('upstream_protocol_error', `the upstream sent input for block ${index}, not a tool_use block`);
         state.inputsPending.delete(index);
         sendInput(state, index, delta.partial_json, sink);
       }

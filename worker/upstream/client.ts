@@ -188,6 +188,13 @@ export function toUpstreamError(
   if (code === 'UND_ERR_HEADERS_TIMEOUT')
     return new UpstreamTimeoutError('first-byte', options.firstByteMs, { cause: err });
   if (code === 'UND_ERR_BODY_TIMEOUT') return new UpstreamTimeoutError('idle', options.idleMs, { cause: err });
+  // undici's HTTPParserError carries an `HPE_` code only for some of llhttp's errors (7.x): its name is the sign.
+  if ((err as { name?: unknown } | null)?.name === 'HTTPParserError') {
+    const detail = typeof code === 'string' ? code : (err as Error).message;
+    return new GraygateError('upstream_protocol_error', `the upstream sent a malformed HTTP response (${detail})`, {
+      cause: err,
+    });
+  }
   if (typeof code === 'string') {
     if (
       code.startsWith('HPE_') ||

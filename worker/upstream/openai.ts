@@ -59,8 +59,20 @@ export function convertOpenAIEvent(state: StreamState, _type: string, data: stri
   }
   const value = parseUpstreamJson(data);
   if (value['error'] !== undefined && value['error'] !== null) throw upstreamStreamError(upstreamErrorMessage(data));
-  if (!Array.isArray(value['choices'])) {
+  const choices = value['choices'];
+  if (!Array.isArray(choices)) {
     throw new GraygateError('upstream_protocol_error', 'the upstream sent a chunk without a choices array');
+  }
+  // Every reader of a chunk takes a choice as an object and its delta as one (the stream's writer, the non-streamed
+  // aggregate). A choice without a delta (Azure's content-filter chunks) or with `delta: null` has an empty one; the
+  // client still gets the upstream's text.
+  for (const choice of choices as unknown[]) {
+    if (!isObject(choice))
+      throw new GraygateError('upstream_protocol_error', 'the upstream sent a choice that is not an object');
+    const delta = (choice as { delta?: unknown }).delta;
+    if (delta === undefined || delta === null) (choice as { delta: object }).delta = {};
+    else if (!isObject(delta))
+      throw new GraygateError('upstream_protocol_error', 'the upstream sent a delta that is not an object');
   }
   const chunk = value as unknown as ChatCompletionChunk;
   const usage = chunk.usage;
@@ -71,6 +83,10 @@ export function convertOpenAIEvent(state: StreamState, _type: string, data: stri
     state.isRoleSent = true;
   }
   sink.chunk(chunk, data);
+}
+
+function isObject(value: unknown): boolean {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 export const openaiAdapter: UpstreamAdapter = {

@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import { GraygateError } from '../../shared/errors.js';
+import { GraygateError, isGraygateError } from '../../shared/errors.js';
 import type { CallOutput, ChatOutput, StreamState } from '../types.js';
 import { EventDecoder } from '../sse/event-decoder.js';
 import { LineDecoder } from '../sse/line-decoder.js';
@@ -29,6 +29,13 @@ export interface BodyConsumer {
   /** The body ended. Throws upstream_protocol_error when it ended before its final event. */
   end(): void;
   /**
+   * The final event was read (`[DONE]`, `message_stop`, Ollama's `done`): the answer is complete whether or not the
+   * upstream ends its body, and nothing after it is the client's. Absent: complete when the body ends.
+   */
+  isComplete?(): boolean;
+  /** Most body bytes read for this answer (a non-streamed one held whole); past it, upstream_protocol_error. */
+  readonly maxBodyBytes?: number;
+  /**
    * `sse` framing, optional: a chunk of the body that starts and ends on event
    * boundaries, offered before it is decoded. True: taken whole as bytes (no
    * event() calls for it); false: it is decoded as usual. Must not change any
@@ -43,12 +50,16 @@ export interface BodyConsumer {
 export function chatConsumer(adapter: UpstreamAdapter, state: StreamState, output: ChatOutput): BodyConsumer {
   return {
     framing: adapter.framing,
-    event: (type, data) => adapter.convertEvent(state, type, data, output),
+    event(type, data) {
+      // Events read with the final one, in the same upstream chunk, come after the answer's end: not the client's.
+      if (!state.isDone) adapter.convertEvent(state, type, data, output);
+    },
     body: () => undefined,
     end() {
       if (!state.isDone)
         throw new GraygateError('upstream_protocol_error', 'the upstream response ended before its final event');
     },
+    isComplete: () => state.isDone,
   };
 }
 
@@ -77,6 +88,13 @@ export interface PipelineStats {
 }
 
 const NO_BODY = Buffer.alloc(0);
+
+/**
+ * After its final event, how long an upstream may take to end its body before the request is aborted, ms. The answer
+ * is already complete for the client; waiting lets the connection be reused (the body's end usually comes in the next
+ * read), and bounds what a body kept open holds of the pool.
+ */
+const AFTER_FINAL_EVENT_MS = 1000;
 
 /**
  * Hands the request to the upstream client, body included: the prepared request lets go of its body
@@ -140,14 +158,16 @@ function pump(
     events = decoder;
     const lineDecoder = new LineDecoder({ onLine: (line) => decoder.line(line), maxLineBytes: options.maxEventBytes });
     const plainChunk = consumer.plainChunk?.bind(consumer);
+    const maxPlainBytes = options.maxEventBytes;
     // Issue 10: a chunk of whole plain events skips decoding; one that starts or ends mid-event, or holds anything
-    // else, is decoded.
+    // else, is decoded, as is one longer than an event may be (the decoders enforce maxEventBytes).
     lines =
       plainChunk === undefined
         ? lineDecoder
         : {
             push: (chunk) => {
-              if (!(lineDecoder.isIdle && decoder.isIdle && plainChunk(chunk))) lineDecoder.push(chunk);
+              if (!(chunk.length <= maxPlainBytes && lineDecoder.isIdle && decoder.isIdle && plainChunk(chunk)))
+                lineDecoder.push(chunk);
             },
             end: () => lineDecoder.end(),
           };
@@ -157,6 +177,8 @@ function pump(
     lines = { push: (chunk) => consumer.body(chunk), end: () => undefined };
   }
 
+  const isComplete = consumer.isComplete?.bind(consumer);
+  const maxBodyBytes = consumer.maxBodyBytes ?? Infinity;
   return new Promise<void>((resolve, reject) => {
     let isSettled = false;
     let disposeWritable: (() => void) | undefined;
@@ -184,10 +206,26 @@ function pump(
       armPing();
       body.resume();
     };
+    /** The final event was read: the answer ends now; the body gets a while to end, so its connection is kept. */
+    const complete = (): void => {
+      output.flush();
+      settle(undefined);
+      if (body.readableEnded) return;
+      const abort = setTimeout(() => body.destroy(), AFTER_FINAL_EVENT_MS).unref();
+      body.once('close', () => clearTimeout(abort));
+    };
     body.on('data', (chunk: Buffer) => {
-      // undici may still emit chunks it had buffered after destroy(): they belong to a failed stream.
+      // undici may still emit chunks it had buffered after destroy(), or after the final event: not the client's.
       if (isSettled) return;
       stats.upstreamBytes += chunk.length;
+      if (stats.upstreamBytes > maxBodyBytes) {
+        return settle(
+          new GraygateError(
+            'upstream_protocol_error',
+            `the upstream's answer is larger than the ${maxBodyBytes} bytes a non-streamed answer may be; ask for a stream`,
+          ),
+        );
+      }
       const held = body.readableLength + chunk.length;
       if (held > stats.peakUpstreamBufferedBytes) stats.peakUpstreamBufferedBytes = held;
       deadlines.onBytes();
@@ -200,8 +238,9 @@ function pump(
       } catch (err) {
         // Events before the bad one were valid: the client gets them, then the error.
         output.flush();
-        return settle(err);
+        return settle(asConsumerError(err));
       }
+      if (isComplete?.() === true) return complete();
       const isWritable = output.flush();
       if (output.bytesOut !== sentBefore) ping?.refresh();
       if (!isWritable) {
@@ -214,18 +253,31 @@ function pump(
       }
     });
     body.on('end', () => {
+      if (isSettled) return; // complete at its final event
       try {
         lines.end();
         events?.end();
         consumer.end();
       } catch (err) {
         output.flush();
-        return settle(err);
+        return settle(asConsumerError(err));
       }
       output.flush();
       settle(undefined);
     });
     body.on('error', (err) => settle(err));
+  });
+}
+
+/**
+ * What a consumer threw: its catalogued errors as they are; anything else (a TypeError on valid JSON of a shape no
+ * converter expects) is the upstream's malformed answer, not a connection reset.
+ */
+function asConsumerError(err: unknown): unknown {
+  if (isGraygateError(err)) return err;
+  const detail = err instanceof Error ? `: ${err.message}` : '';
+  return new GraygateError('upstream_protocol_error', `the upstream sent an event of an unexpected shape${detail}`, {
+    cause: err,
   });
 }
 

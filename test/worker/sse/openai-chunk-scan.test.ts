@@ -20,11 +20,15 @@ function reference(payload: string): number {
   if (v['usage'] !== undefined && v['usage'] !== null) return NOT_PLAIN;
   const choices = v['choices'];
   if (!Array.isArray(choices) || choices.length === 0) return NOT_PLAIN;
-  const first = choices[0] as Record<string, unknown> | null;
-  if (typeof first !== 'object' || first === null) return 0;
+  // A choice that is not an object, or a delta neither an object nor null, is an upstream_protocol_error.
+  const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
+  for (const choice of choices as unknown[])
+    if (!isObject(choice) || !(choice['delta'] === undefined || choice['delta'] === null || isObject(choice['delta'])))
+      return NOT_PLAIN;
+  const first = choices[0] as Record<string, unknown>;
   if (first['finish_reason'] !== undefined && first['finish_reason'] !== null) return NOT_PLAIN;
-  const delta = first['delta'] as Record<string, unknown> | undefined;
-  if (typeof delta !== 'object' || delta === null) return 0;
+  const delta = first['delta'] as Record<string, unknown> | null | undefined;
+  if (delta === undefined || delta === null) return 0;
   if ('tool_calls' in delta) return NOT_PLAIN;
   const isText = (x: unknown): boolean => typeof x === 'string' && x !== '';
   return isText(delta['content']) || isText(delta['refusal']) ? 1 : 0;
@@ -65,12 +69,11 @@ const PLAIN: Array<[string, string, number]> = [
   ],
   [
     'whitespace around tokens',
-    ' { "choices" : [ { "delta" : { "content" : "x" } , "finish_reason" : null } , 2 ] } ',
+    ' { "choices" : [ { "delta" : { "content" : "x" } , "finish_reason" : null } ] } ',
     1,
   ],
-  ['a first choice that is not an object', '{"choices":[1,{"delta":{"content":"x"}}]}', 0],
-  ['a delta that is not an object', '{"choices":[{"delta":"text"}]}', 0],
   ['an empty first choice', '{"choices":[{}]}', 0],
+  ['a null delta (taken as an empty one)', '{"choices":[{"delta":null}]}', 0],
   ['an empty delta', '{"choices":[{"delta":{}}]}', 0],
   ['a duplicated content key: the last counts', '{"choices":[{"delta":{"content":"x","content":""}}]}', 0],
   ['a duplicated delta: the last counts', '{"choices":[{"delta":{"content":"x"},"delta":{"content":null}}]}', 0],
@@ -94,6 +97,10 @@ const NOT_PLAIN_PAYLOADS: Array<[string, string]> = [
   ['empty choices (a usage or dropped chunk)', '{"choices":[]}'],
   ['choices not an array', '{"choices":{}}'],
   ['choices twice', '{"choices":[{}],"choices":[{}]}'],
+  ['a first choice that is not an object (a protocol error)', '{"choices":[null]}'],
+  ['a delta that is not an object (a protocol error)', '{"choices":[{"delta":"text"}]}'],
+  ['more than one choice (each checked by the decoding path)', '{"choices":[{"delta":{"content":"x"}},{}]}'],
+  ['a later choice that is not an object', '{"choices":[{"delta":{"content":"x"}},1]}'],
   ['a usage object', chunk('a', { usage: { prompt_tokens: 1, completion_tokens: 2 } })],
   ['an error', '{"error":{"message":"x"},"choices":[{}]}'],
   ['error null (left to the decoding path)', '{"error":null,"choices":[{}]}'],

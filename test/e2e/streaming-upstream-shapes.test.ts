@@ -1,0 +1,271 @@
+import t from 'tap';
+import { once } from 'node:events';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createNetServer, type Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { startGateway } from '../helpers/gateway.js';
+import { httpRequest, json, type SimpleResponse } from '../helpers/http.js';
+import { postStream } from '../worker/fixtures/sse-client.js';
+
+// An upstream that breaks the rules in ways the mock upstream does not: it keeps its body open after the final event,
+// sends events after it, valid JSON of shapes no converter expects, an answer too large to hold, an event longer than
+// maxEventBytes in a chunk the fast path could take, and malformed HTTP. Each scenario is named in the user's message.
+// Every wait is on an event; the only timer involved is the worker's own bound on a body kept open after its end.
+
+interface ErrorBody {
+  error: { message: string; type: string; code: string };
+}
+
+const role = (): string =>
+  sse({
+    id: 'c1',
+    object: 'chat.completion.chunk',
+    created: 1,
+    model: 'm',
+    choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }],
+  });
+const token = (content: string): string =>
+  sse({
+    id: 'c1',
+    object: 'chat.completion.chunk',
+    created: 1,
+    model: 'm',
+    choices: [{ index: 0, delta: { content }, finish_reason: null }],
+  });
+const finish = (): string =>
+  sse({
+    id: 'c1',
+    object: 'chat.completion.chunk',
+    created: 1,
+    model: 'm',
+    choices: [{ index: 0, delta: {}, finish_reason: 'stop' }],
+  });
+function sse(value: unknown): string {
+  return `data: ${JSON.stringify(value)}\n\n`;
+}
+function anthropicEvent(type: string, value: Record<string, unknown>): string {
+  return `event: ${type}\ndata: ${JSON.stringify({ type, ...value })}\n\n`;
+}
+const ANTHROPIC_START =
+  anthropicEvent('message_start', {
+    message: { id: 'msg_1', type: 'message', role: 'assistant', model: 'm', content: [], usage: { input_tokens: 3 } },
+  }) + anthropicEvent('content_block_start', { index: 0, content_block: { type: 'text', text: '' } });
+
+/** Writes `text` in one write, then leaves the response open; the request's close is reported. */
+function keepOpen(res: ServerResponse, text: string, held: Set<ServerResponse>): void {
+  held.add(res);
+  res.writeHead(200, { 'content-type': 'text/event-stream' });
+  res.write(text);
+}
+
+async function writeMany(res: ServerResponse, event: string, count: number): Promise<void> {
+  res.writeHead(200, { 'content-type': 'text/event-stream' });
+  for (let i = 0; i < count && !res.destroyed; i++) {
+    if (!res.write(event)) await Promise.race([once(res, 'drain'), once(res, 'close')]);
+  }
+  res.end('data: [DONE]\n\n');
+}
+
+t.test('upstream shapes', async (t) => {
+  const held = new Set<ServerResponse>();
+  /** Resolves when the gateway closed the request of a response left open. */
+  const closedAfterEnd: Array<() => void> = [];
+  const upstream = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const parts: Buffer[] = [];
+    req.on('data', (c: Buffer) => parts.push(c));
+    req.on('end', () => {
+      const body = JSON.parse(Buffer.concat(parts).toString('utf8')) as { messages: Array<{ content: string }> };
+      const scenario = /\[shape ([a-z-]+)\]/.exec(body.messages.at(-1)!.content)?.[1];
+      res.on('close', () => {
+        if (held.delete(res)) closedAfterEnd.shift()?.();
+      });
+      switch (scenario) {
+        case 'done-open':
+          return keepOpen(res, role() + token('a') + token('b') + finish() + 'data: [DONE]\n\n', held);
+        case 'after-done':
+          res.writeHead(200, { 'content-type': 'text/event-stream' });
+          return res.end(role() + token('a') + finish() + 'data: [DONE]\n\n' + token('LATE') + 'data: [DONE]\n\n');
+        case 'anthropic-stop-open':
+          return keepOpen(
+            res,
+            ANTHROPIC_START +
+              anthropicEvent('content_block_delta', { index: 0, delta: { type: 'text_delta', text: 'ab' } }) +
+              anthropicEvent('content_block_stop', { index: 0 }) +
+              anthropicEvent('message_delta', { delta: { stop_reason: 'end_turn' }, usage: { output_tokens: 2 } }) +
+              anthropicEvent('message_stop', {}),
+            held,
+          );
+        case 'anthropic-orphan-input':
+          res.writeHead(200, { 'content-type': 'text/event-stream' });
+          return res.end(
+            ANTHROPIC_START +
+              anthropicEvent('content_block_delta', {
+                index: 3,
+                delta: { type: 'input_json_delta', partial_json: '{"city":' },
+              }) +
+              anthropicEvent('message_stop', {}),
+          );
+        case 'null-choice':
+          res.writeHead(200, { 'content-type': 'text/event-stream' });
+          return res.end(`${sse({ id: 'c1', choices: [null] })}data: [DONE]\n\n`);
+        case 'null-delta':
+          res.writeHead(200, { 'content-type': 'text/event-stream' });
+          return res.end(
+            sse({ id: 'c1', created: 1, model: 'm', choices: [{ index: 0, delta: null }] }) +
+              token('a') +
+              finish() +
+              'data: [DONE]\n\n',
+          );
+        case 'long-event':
+          // Whole plain events, one longer than the version's maxEventBytes (1024), in one write; no [DONE], which
+          // would send the chunk to the decoding path: the body stays open, as a slow model's would.
+          return keepOpen(res, role() + token('a') + token('x'.repeat(4000)), held);
+        case 'huge':
+          // 66 MiB of 512 KiB tokens: more than a non-streamed answer may hold.
+          return void writeMany(res, token('y'.repeat(512 * 1024)), 132);
+        default:
+          res.writeHead(500).end();
+      }
+    });
+  });
+  upstream.listen(0, '127.0.0.1');
+  await once(upstream, 'listening');
+  t.teardown(() => {
+    for (const res of held) res.destroy();
+    upstream.closeAllConnections();
+    upstream.close();
+  });
+  const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
+
+  // An upstream that answers every request with a status line llhttp refuses.
+  const rawSockets = new Set<Socket>();
+  const badHttp = createNetServer((socket) => {
+    rawSockets.add(socket);
+    socket.on('close', () => rawSockets.delete(socket));
+    socket.on('error', () => undefined);
+    socket.once('data', () => socket.end('HTTP/1.1 2x0 OK\r\ncontent-type: text/event-stream\r\n\r\n'));
+  });
+  badHttp.listen(0, '127.0.0.1');
+  await once(badHttp, 'listening');
+  t.teardown(() => {
+    for (const s of rawSockets) s.destroy();
+    badHttp.close();
+  });
+  const badUrl = `http://127.0.0.1:${(badHttp.address() as AddressInfo).port}/v1`;
+
+  // idleMs 20 s: the old code's wait for the body's end is bounded, and far beyond the worker's own bound (1 s).
+  const timeouts = { idleMs: 20_000 };
+  const gw = await startGateway(t, {
+    versions: {
+      v1: { weight: 1, upstream: { format: 'openai', url, timeouts } },
+      claude: { weight: 0, upstream: { format: 'anthropic', url, timeouts } },
+      small: { weight: 0, upstream: { format: 'openai', url, timeouts, maxEventBytes: 1024 } },
+      bad: { weight: 0, upstream: { format: 'openai', url: badUrl } },
+    },
+  });
+  const chatUrl = (version: string): string => `${gw.url}/v1/chat/completions?version=${version}`;
+  const body = (scenario: string, stream: boolean): Record<string, unknown> => ({
+    model: 'm',
+    stream,
+    messages: [{ role: 'user', content: `hi [shape ${scenario}]` }],
+  });
+  const post = (version: string, scenario: string): ReturnType<typeof httpRequest> =>
+    httpRequest(chatUrl(version), { method: 'POST', body: JSON.stringify(body(scenario, false)) });
+  const lastError = (data: string[]): ErrorBody['error'] => (JSON.parse(data.at(-1)!) as ErrorBody).error;
+  const text = (res: SimpleResponse): unknown =>
+    json<{ choices: Array<{ message: { content: unknown } }> }>(res).choices[0]!.message.content;
+
+  t.test('[DONE] with the body kept open: the answer ends at [DONE], the upstream request is closed', async (t) => {
+    const closed = new Promise<void>((resolve) => closedAfterEnd.push(resolve));
+    const s = await postStream(chatUrl('v1'), body('done-open', true));
+    await s.done;
+    t.equal(s.text(), 'ab');
+    t.equal(s.data.at(-1), '[DONE]', 'the stream ends with [DONE], not an upstream_timeout');
+    await closed; // the worker let go of the upstream request it no longer reads
+    const closedToo = new Promise<void>((resolve) => closedAfterEnd.push(resolve));
+    const res = await post('v1', 'done-open');
+    t.equal(res.status, 200, 'a non-streamed answer is complete at [DONE]');
+    t.equal(text(res), 'ab');
+    await closedToo;
+  });
+
+  t.test('Anthropic message_stop with the body kept open: the answer ends there', async (t) => {
+    const closed = new Promise<void>((resolve) => closedAfterEnd.push(resolve));
+    const s = await postStream(chatUrl('claude'), body('anthropic-stop-open', true));
+    await s.done;
+    t.equal(s.text(), 'ab');
+    t.equal(s.data.at(-1), '[DONE]');
+    await closed;
+  });
+
+  t.test('events after [DONE] do not reach the client', async (t) => {
+    const s = await postStream(chatUrl('v1'), body('after-done', true));
+    await s.done;
+    t.equal(s.text(), 'a');
+    t.notOk(
+      s.data.some((d) => d.includes('LATE')),
+      'nothing after the final event',
+    );
+    t.equal(s.data.filter((d) => d === '[DONE]').length, 1);
+    const res = await post('v1', 'after-done');
+    t.equal(text(res), 'a');
+  });
+
+  t.test('a choice that is not an object: upstream_protocol_error, not a reset', async (t) => {
+    const res = await post('v1', 'null-choice');
+    t.equal(res.status, 502);
+    t.equal(json<ErrorBody>(res).error.code, 'upstream_protocol_error');
+    // Streamed: the bad event is the first, so nothing was sent and the status is still the error's.
+    const streamed = await httpRequest(chatUrl('v1'), {
+      method: 'POST',
+      body: JSON.stringify(body('null-choice', true)),
+    });
+    t.equal(streamed.status, 502);
+    t.equal(json<ErrorBody>(streamed).error.code, 'upstream_protocol_error');
+  });
+
+  t.test('a null delta is an empty one: the answer goes on', async (t) => {
+    const res = await post('v1', 'null-delta');
+    t.equal(res.status, 200);
+    t.equal(text(res), 'a');
+    const s = await postStream(chatUrl('v1'), body('null-delta', true));
+    await s.done;
+    t.equal(s.text(), 'a');
+    t.equal(s.data.at(-1), '[DONE]');
+  });
+
+  t.test(
+    'Anthropic input for a block never started: upstream_protocol_error, not arguments cut silently',
+    async (t) => {
+      const res = await post('claude', 'anthropic-orphan-input');
+      t.equal(res.status, 502);
+      t.equal(json<ErrorBody>(res).error.code, 'upstream_protocol_error');
+    },
+  );
+
+  t.test('an event longer than maxEventBytes is refused on the fast path too', async (t) => {
+    const s = await postStream(chatUrl('small'), body('long-event', true));
+    await s.done;
+    t.notOk(
+      s.data.some((d) => d.includes('xxxx')),
+      'the long event did not reach the client',
+    );
+    t.equal(lastError(s.data).code, 'upstream_protocol_error');
+    t.match(lastError(s.data).message, /maxEventBytes/);
+  });
+
+  t.test('a non-streamed answer larger than 64 MiB: upstream_protocol_error, the worker lives on', async (t) => {
+    const res = await post('v1', 'huge');
+    t.equal(res.status, 502);
+    t.equal(json<ErrorBody>(res).error.code, 'upstream_protocol_error');
+    t.match(json<ErrorBody>(res).error.message, /non-streamed/);
+    const after = await post('v1', 'after-done');
+    t.equal(after.status, 200, 'the same worker answers the next request');
+  });
+
+  t.test('malformed upstream HTTP: upstream_protocol_error, not unreachable', async (t) => {
+    const res = await post('bad', 'any');
+    t.equal(res.status, 502);
+    t.equal(json<ErrorBody>(res).error.code, 'upstream_protocol_error');
+  });
+});
