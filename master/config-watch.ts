@@ -23,6 +23,11 @@ import { configHash } from './config-file.js';
 
 /** The default quiet time before a burst of events is looked at. */
 const DEFAULT_CONFIG_DEBOUNCE_MS = 250;
+// The longest wait after a burst's first event, as lodash's debounce maxWait: a directory that never goes
+// quiet (the master's log, a busy /tmp) re-armed the quiet time for ever and a change was never applied.
+// 4× the quiet time, at least 1 s, so an editor's save or kubelet's swap is still read once, whole.
+const MAX_WAIT_FACTOR = 4;
+const MIN_MAX_WAIT_MS = 1_000;
 /** The default wait before content that could not be applied is offered again; it doubles up to 32×. */
 const DEFAULT_RETRY_MS = 10_000;
 const MAX_RETRY_FACTOR = 32;
@@ -64,6 +69,7 @@ export interface ConfigWatchOptions {
   /**
    * Quiet time after the last event before the file is read, in ms. Default 250: spans an editor's
    * save or kubelet's swap (a few syscalls), short next to kubelet's own delay (up to about a minute).
+   * Events that never stop do not postpone the read past max(4 × debounceMs, 1000 ms) after the first.
    */
   debounceMs?: number;
   /**
@@ -94,6 +100,8 @@ export function watchConfigFile(options: ConfigWatchOptions): ConfigWatch {
 
   let current = options.initialHash ?? hashNow(path);
   let timer: NodeJS.Timeout | undefined;
+  const maxWaitMs = Math.max(MAX_WAIT_FACTOR * debounceMs, MIN_MAX_WAIT_MS);
+  let burstStartMs: number | undefined; // when the first event not yet looked at arrived
   const retryMs = options.retryMs ?? DEFAULT_RETRY_MS;
   let retryTimer: NodeJS.Timeout | undefined;
   let retries = 0; // rejected tries of failedHash
@@ -110,16 +118,19 @@ export function watchConfigFile(options: ConfigWatchOptions): ConfigWatch {
       isDirty = true;
       return;
     }
+    const nowMs = performance.now();
+    burstStartMs ??= nowMs;
     clearTimeout(timer);
     // A throwing onUnchanged or onError is the caller's bug; it is reported, never an unhandled rejection.
     timer = setTimeout(
       () => void look().catch((err: unknown) => onError(err instanceof Error ? err : new Error(String(err)))),
-      debounceMs,
+      Math.max(0, Math.min(debounceMs, burstStartMs + maxWaitMs - nowMs)),
     );
   };
 
   const look = async (): Promise<void> => {
     timer = undefined;
+    burstStartMs = undefined;
     isLooking = true;
     try {
       let text: string;

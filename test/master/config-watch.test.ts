@@ -1,5 +1,5 @@
 import t from 'tap';
-import { watch, mkdtempSync, rmSync, writeFileSync, renameSync, unlinkSync, utimesSync } from 'node:fs';
+import { watch, appendFileSync, mkdtempSync, rmSync, writeFileSync, renameSync, unlinkSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { configHash } from '../../master/config-file.js';
@@ -114,6 +114,21 @@ t.test('rapid changes are coalesced into one look at the last content', async (t
   writeFileSync(path, config(7));
   await w.until('change', 2);
   t.same(w.changes(), [configHash(config(6)), configHash(config(7))]);
+});
+
+t.test('a directory that never goes quiet still has its config change applied', async (t) => {
+  // Re-armed at every event, the debounce never fired while something else in the directory (the master's
+  // log, a busy /tmp) was written more often than it: a config change then waited for ever.
+  const dir = tempDir(t);
+  const path = join(dir, 'graygate.json');
+  writeFileSync(path, config(1));
+  const w = record(t, { path, debounceMs: 100 });
+  const busy = setInterval(() => appendFileSync(join(dir, 'busy.log'), 'x'), 5);
+  t.teardown(() => clearInterval(busy));
+  writeFileSync(path, config(2));
+  await w.until('change', 1);
+  clearInterval(busy);
+  t.same(w.changes(), [configHash(config(2))]);
 });
 
 t.test('a touch or an identical rewrite is no change; an invalid file is offered once', async (t) => {
