@@ -73,7 +73,10 @@ export interface VersionRegistryOptions {
   config: Config;
   supervisor: Supervisor;
   log: Logger;
-  /** Called once a removed version's workers are gone (metrics drop its series). */
+  /**
+   * Called once a removed version's workers are gone (metrics drop its series), unless a version of the same
+   * name was added while they drained: the name's series and canary record are that version's then.
+   */
   onRemoved?: (name: string) => void;
   /** Crash restarts; default RESTART_POLICY (tests pass short delays, STYLE §34). */
   restartPolicy?: RestartPolicy;
@@ -372,6 +375,12 @@ export class VersionRegistry {
   }
 
   #forget(state: VersionState): void {
+    // Everything the master keys by name (metrics, retired totals, the canary record) is the re-added
+    // version's now; it is forgotten when that one is removed.
+    if (this.#versions.has(state.name)) {
+      this.#log.info({ version: state.name }, 'version removed; its name was added again meanwhile and is kept');
+      return;
+    }
     this.#log.info({ version: state.name }, 'version removed');
     this.#onRemoved?.(state.name);
   }

@@ -20,7 +20,8 @@ function config(versions: Record<string, Record<string, unknown>>): Config {
   const parsed = validateConfig({
     versions,
     routing: { default: Object.keys(versions)[0] },
-    limits: { shutdownTimeoutMs: 2000, healthIntervalMs: 60_000 },
+    // A drain's deadline: a request held in flight keeps its worker draining for the whole test.
+    limits: { shutdownTimeoutMs: 60_000, healthIntervalMs: 60_000 },
   });
   if (!parsed.ok) throw new Error(parsed.problems.join('\n'));
   return parsed.value;
@@ -146,6 +147,31 @@ t.test('add, weights, remove', async (t) => {
   );
   t.same(removed, ['v2']);
   t.throws(() => registry.require('v2'), { code: 'unknown_version' });
+});
+
+t.test('a version re-added while its old self drains keeps its name: the old drain forgets nothing', async (t) => {
+  // The old drain's end called onRemoved, and the master wiped the NEW version's metrics and canary record.
+  const fake = fakeFork('ready');
+  const removed: string[] = [];
+  const { registry } = setup(t, fake, { v1: { entry: FAKE_WORKER_ENTRY, weight: 1 } }, removed);
+  await registry.startAll();
+  const cfg = versionSchema.parse({ entry: FAKE_WORKER_ENTRY, weight: 1 });
+  await registry.add('v2', cfg);
+  // A request in flight holds the old worker draining until it is released.
+  const lease = registry.require('v2').admission.tryAcquire();
+  if (lease === undefined || !('release' in lease)) throw new Error('no slot on v2');
+  const oldPid = lease.worker.pid!;
+  const removing = registry.remove('v2');
+  t.notOk(registry.get('v2'), 'out of routing at once');
+  const again = await registry.add('v2', cfg);
+  t.ok(alive(oldPid), 'the old worker still drains');
+  lease.release();
+  await removing;
+  t.notOk(alive(oldPid), 'the old worker is gone');
+  t.same(removed, [], 'the name is routed again: nothing forgotten');
+  t.equal(registry.get('v2'), again, 'the new version stays');
+  await registry.remove('v2');
+  t.same(removed, ['v2'], 'removing the new one forgets the name');
 });
 
 t.test('crashes are restarted with backoff, up to the policy; intended exits are not', async (t) => {
