@@ -120,6 +120,12 @@ t.test('upstream shapes', async (t) => {
           // Whole plain events, one longer than the version's maxEventBytes (1024), in one write; no [DONE], which
           // would send the chunk to the decoding path: the body stays open, as a slow model's would.
           return keepOpen(res, role() + token('a') + token('x'.repeat(4000)), held);
+        case 'json-error':
+          res.writeHead(200, { 'content-type': 'application/json' });
+          return res.end(JSON.stringify({ error: { message: 'the model is overloaded', type: 'server_error' } }));
+        case 'json-answer':
+          res.writeHead(200, { 'content-type': 'application/json; charset=utf-8' });
+          return res.end(JSON.stringify({ id: 'c1', object: 'chat.completion', choices: [] }));
         case 'huge':
           // 66 MiB of 512 KiB tokens: more than a non-streamed answer may hold.
           return void writeMany(res, token('y'.repeat(512 * 1024)), 132);
@@ -261,6 +267,25 @@ t.test('upstream shapes', async (t) => {
     t.match(json<ErrorBody>(res).error.message, /non-streamed/);
     const after = await post('v1', 'after-done');
     t.equal(after.status, 200, 'the same worker answers the next request');
+  });
+
+  t.test('JSON where a stream was asked for: its error message kept, or a clear protocol error', async (t) => {
+    for (const stream of [true, false]) {
+      const res = await httpRequest(chatUrl('v1'), {
+        method: 'POST',
+        body: JSON.stringify(body('json-error', stream)),
+      });
+      t.equal(res.status, 502);
+      t.equal(json<ErrorBody>(res).error.code, 'upstream_status');
+      t.match(json<ErrorBody>(res).error.message, /the model is overloaded/, 'the upstream message is kept');
+      const other = await httpRequest(chatUrl('v1'), {
+        method: 'POST',
+        body: JSON.stringify(body('json-answer', stream)),
+      });
+      t.equal(other.status, 502);
+      t.equal(json<ErrorBody>(other).error.code, 'upstream_protocol_error');
+      t.match(json<ErrorBody>(other).error.message, /not an event stream/);
+    }
   });
 
   t.test('malformed upstream HTTP: upstream_protocol_error, not unreachable', async (t) => {

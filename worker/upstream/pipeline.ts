@@ -4,7 +4,12 @@ import { GraygateError, isGraygateError } from '../../shared/errors.js';
 import type { CallOutput, ChatOutput, StreamState } from '../types.js';
 import { EventDecoder } from '../sse/event-decoder.js';
 import { LineDecoder } from '../sse/line-decoder.js';
-import { upstreamErrorMessage, type UpstreamAdapter, type UpstreamRequest } from './format-adapter.js';
+import {
+  upstreamErrorMessage,
+  upstreamStreamError,
+  type UpstreamAdapter,
+  type UpstreamRequest,
+} from './format-adapter.js';
 import { toUpstreamError, type UpstreamClient } from './client.js';
 import { Deadlines } from './timeouts.js';
 
@@ -133,6 +138,12 @@ export async function runPipeline(options: PipelineOptions, stats: PipelineStats
           throw explain(err);
         },
       );
+    }
+    if (options.consumer.framing === 'sse' && isJson(response.headers['content-type'])) {
+      // Asked for a stream, answered JSON: an error some servers send with 200, or a server that does not stream.
+      throw await readJsonInsteadOfStream(response.body).catch((err: unknown) => {
+        throw explain(err);
+      });
     }
     await pump(response.body, options, deadlines, stats, explain);
   } finally {
@@ -281,6 +292,29 @@ function asConsumerError(err: unknown): unknown {
   });
 }
 
+function isJson(contentType: string | string[] | undefined): boolean {
+  return typeof contentType === 'string' && /^application\/json\b/i.test(contentType.trimStart());
+}
+
+/**
+ * A JSON body where an event stream was asked for: its `error`'s message as upstream_status (502), or
+ * upstream_protocol_error naming what came; never "ended before its final event" with the upstream's message lost.
+ */
+async function readJsonInsteadOfStream(body: Readable): Promise<GraygateError> {
+  const text = await readBounded(body, MAX_ERROR_BODY_BYTES);
+  let error: unknown;
+  try {
+    error = (JSON.parse(text) as { error?: unknown } | null)?.error;
+  } catch {
+    // not JSON after all: no message to keep
+  }
+  if (error !== undefined && error !== null) return upstreamStreamError(upstreamErrorMessage(text));
+  return new GraygateError(
+    'upstream_protocol_error',
+    'the upstream answered a streaming request with JSON, not an event stream',
+  );
+}
+
 /** A non-2xx upstream answer → upstream_status with the upstream's status (4xx/429 kept, others 502) and message. */
 export async function readStatusError(
   status: number,
@@ -288,6 +322,17 @@ export async function readStatusError(
   body: Readable,
   maxBytes: number,
 ): Promise<GraygateError> {
+  const text = await readBounded(body, maxBytes);
+  const retryAfter = retryAfterSeconds(headers['retry-after'], Date.now());
+  return new GraygateError('upstream_status', `upstream answered ${status}: ${upstreamErrorMessage(text)}`, {
+    // SPEC §4/§5: 429 and 4xx pass through with their meaning; anything else is a bad gateway.
+    status: status >= 400 && status < 500 ? status : 502,
+    ...(retryAfter === undefined ? {} : { retryAfterS: retryAfter }),
+  });
+}
+
+/** The body's first `maxBytes` as text; the rest is not read (the body is destroyed). */
+async function readBounded(body: Readable, maxBytes: number): Promise<string> {
   const parts: Buffer[] = [];
   let bytes = 0;
   for await (const chunk of body as AsyncIterable<Buffer>) {
@@ -298,13 +343,7 @@ export async function readStatusError(
       break;
     }
   }
-  const text = Buffer.concat(parts).toString('utf8', 0, Math.min(bytes, maxBytes));
-  const retryAfter = retryAfterSeconds(headers['retry-after'], Date.now());
-  return new GraygateError('upstream_status', `upstream answered ${status}: ${upstreamErrorMessage(text)}`, {
-    // SPEC §4/§5: 429 and 4xx pass through with their meaning; anything else is a bad gateway.
-    status: status >= 400 && status < 500 ? status : 502,
-    ...(retryAfter === undefined ? {} : { retryAfterS: retryAfter }),
-  });
+  return Buffer.concat(parts).toString('utf8', 0, Math.min(bytes, maxBytes));
 }
 
 /**
