@@ -48,10 +48,8 @@ const registry: VersionRegistry = new VersionRegistry({
   config,
   supervisor,
   log,
-  onRemoved: (name) => {
-    metrics.forgetVersion(name);
-    canaries.forget(name);
-  },
+  onRemoved: (name) => metrics.forgetVersion(name),
+  onUnrouted: (name) => canaries.forget(name),
 });
 const budget = new BodyBudget(config.limits.maxBufferedBodyBytes);
 const canaries = new CanaryManager({ versions: registry, log });

@@ -75,9 +75,11 @@ export interface VersionRegistryOptions {
   log: Logger;
   /**
    * Called once a removed version's workers are gone (metrics drop its series), unless a version of the same
-   * name was added while they drained: the name's series and canary record are that version's then.
+   * name was added while they drained: the name's series are that version's then.
    */
   onRemoved?: (name: string) => void;
+  /** Called when a version is taken out of routing (its ended canary's record goes, before a namesake can come). */
+  onUnrouted?: (name: string) => void;
   /** Crash restarts; default RESTART_POLICY (tests pass short delays, STYLE §34). */
   restartPolicy?: RestartPolicy;
 }
@@ -91,6 +93,7 @@ export class VersionRegistry {
   readonly #supervisor: Supervisor;
   readonly #log: Logger;
   readonly #onRemoved: ((name: string) => void) | undefined;
+  readonly #onUnrouted: ((name: string) => void) | undefined;
   readonly #restartPolicy: RestartPolicy;
   #config: Config;
   #routingTable: RoutingTable;
@@ -100,6 +103,7 @@ export class VersionRegistry {
     this.#supervisor = options.supervisor;
     this.#log = options.log;
     this.#onRemoved = options.onRemoved;
+    this.#onUnrouted = options.onUnrouted;
     this.#restartPolicy = options.restartPolicy ?? RESTART_POLICY;
     for (const [name, version] of Object.entries(options.config.versions)) {
       this.#versions.set(name, new VersionState(name, version.weight, buildOf(version), options.config));
@@ -371,12 +375,13 @@ export class VersionRegistry {
     this.#versions.delete(name);
     this.#routingTable = this.#buildRoutingTable();
     state.admission.destroy(new GraygateError('no_ready_worker', `version "${name}" was removed`));
+    this.#onUnrouted?.(name);
     return state;
   }
 
   #forget(state: VersionState): void {
-    // Everything the master keys by name (metrics, retired totals, the canary record) is the re-added
-    // version's now; it is forgotten when that one is removed.
+    // What the master keys by name (metrics, retired totals) is the re-added version's now; it is forgotten when
+    // that one is removed.
     if (this.#versions.has(state.name)) {
       this.#log.info({ version: state.name }, 'version removed; its name was added again meanwhile and is kept');
       return;

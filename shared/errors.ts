@@ -43,6 +43,8 @@ export const ERROR_CATALOGUE = {
     type: 'invalid_request_error',
     message: "this endpoint is not supported by the version's upstream format",
   },
+  // A non-streamed answer is held whole to be sent as one JSON document: past its bound, the client must stream.
+  answer_too_large: { status: 502, type: 'gateway_error', message: 'the answer is too large to be sent whole' },
   // SPEC §6, admin
   unauthorized: { status: 401, type: 'authentication_error', message: 'missing or wrong bearer token' },
   forbidden: { status: 403, type: 'invalid_request_error', message: 'this admin call is not allowed from here' },

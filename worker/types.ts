@@ -143,8 +143,9 @@ export interface StreamState {
   toolCalls: number;
   /**
    * Anthropic: content-block index → what the block becomes, a tool call's
-   * `index`, or JSON_ANSWER_BLOCK for the block that carries a JSON-mode
-   * answer (upstream/anthropic-tools.ts), re-emitted as content.
+   * `index`, JSON_ANSWER_BLOCK for the block that carries a JSON-mode
+   * answer (upstream/anthropic-tools.ts), re-emitted as content, or
+   * OTHER_BLOCK for any other block started (text, thinking, a server tool's).
    */
   readonly blocks: Map<number, number>;
   /**
@@ -157,6 +158,8 @@ export interface StreamState {
 
 /** StreamState.blocks value of the block whose tool input is the answer itself (Anthropic JSON mode). */
 export const JSON_ANSWER_BLOCK = -1;
+/** StreamState.blocks value of a started block with nothing to send from its input (text, a server tool's use). */
+export const OTHER_BLOCK = -2;
 
 export function createStreamState(init: { id: string; created: number; model: string }): StreamState {
   return {

@@ -120,6 +120,31 @@ t.test('upstream shapes', async (t) => {
           // Whole plain events, one longer than the version's maxEventBytes (1024), in one write; no [DONE], which
           // would send the chunk to the decoding path: the body stays open, as a slow model's would.
           return keepOpen(res, role() + token('a') + token('x'.repeat(4000)), held);
+        case 'done-then-long':
+          // The final event, then (in the same write) a line longer than maxEventBytes: after the answer's end.
+          res.writeHead(200, { 'content-type': 'text/event-stream' });
+          return res.end(role() + token('a') + finish() + 'data: [DONE]\n\n' + `data: ${'z'.repeat(3000)}`);
+        case 'anthropic-server-tool':
+          // A server tool's block (web search) streams its own input: not a tool call of the client's.
+          res.writeHead(200, { 'content-type': 'text/event-stream' });
+          return res.end(
+            ANTHROPIC_START +
+              anthropicEvent('content_block_delta', { index: 0, delta: { type: 'text_delta', text: 'ab' } }) +
+              anthropicEvent('content_block_stop', { index: 0 }) +
+              anthropicEvent('content_block_start', {
+                index: 1,
+                content_block: { type: 'server_tool_use', id: 'srvtoolu_1', name: 'web_search', input: {} },
+              }) +
+              anthropicEvent('content_block_delta', {
+                index: 1,
+                delta: { type: 'input_json_delta', partial_json: '{"query":"x"}' },
+              }) +
+              anthropicEvent('content_block_stop', { index: 1 }) +
+              anthropicEvent('content_block_start', { index: 2, content_block: { type: 'text', text: 'c' } }) +
+              anthropicEvent('content_block_stop', { index: 2 }) +
+              anthropicEvent('message_delta', { delta: { stop_reason: 'end_turn' }, usage: { output_tokens: 3 } }) +
+              anthropicEvent('message_stop', {}),
+          );
         case 'json-error':
           res.writeHead(200, { 'content-type': 'application/json' });
           return res.end(JSON.stringify({ error: { message: 'the model is overloaded', type: 'server_error' } }));
@@ -249,6 +274,23 @@ t.test('upstream shapes', async (t) => {
     },
   );
 
+  t.test('what follows the final event in the same read cannot fail the answer', async (t) => {
+    const s = await postStream(chatUrl('small'), body('done-then-long', true));
+    await s.done;
+    t.equal(s.text(), 'a');
+    t.equal(s.data.at(-1), '[DONE]');
+    const res = await post('small', 'done-then-long');
+    t.equal(res.status, 200);
+    t.equal(text(res), 'a');
+  });
+
+  t.test("an Anthropic server tool's input is not the client's: the answer goes on", async (t) => {
+    const res = await post('claude', 'anthropic-server-tool');
+    t.equal(res.status, 200);
+    t.equal(text(res), 'abc');
+    t.notOk(json<{ choices: Array<{ message: { tool_calls?: unknown } }> }>(res).choices[0]!.message.tool_calls);
+  });
+
   t.test('an event longer than maxEventBytes is refused on the fast path too', async (t) => {
     const s = await postStream(chatUrl('small'), body('long-event', true));
     await s.done;
@@ -260,11 +302,11 @@ t.test('upstream shapes', async (t) => {
     t.match(lastError(s.data).message, /maxEventBytes/);
   });
 
-  t.test('a non-streamed answer larger than 64 MiB: upstream_protocol_error, the worker lives on', async (t) => {
+  t.test('a non-streamed answer of more than 64 MiB: answer_too_large, the worker lives on', async (t) => {
     const res = await post('v1', 'huge');
     t.equal(res.status, 502);
-    t.equal(json<ErrorBody>(res).error.code, 'upstream_protocol_error');
-    t.match(json<ErrorBody>(res).error.message, /non-streamed/);
+    t.equal(json<ErrorBody>(res).error.code, 'answer_too_large');
+    t.match(json<ErrorBody>(res).error.message, /stream: true/);
     const after = await post('v1', 'after-done');
     t.equal(after.status, 200, 'the same worker answers the next request');
   });

@@ -32,6 +32,7 @@ function setup(
   fake: FakeFork,
   versions: Record<string, Record<string, unknown>>,
   removed: string[] = [],
+  unrouted: string[] = [],
 ) {
   const cfg = config(versions);
   const supervisor: Supervisor = new Supervisor({
@@ -47,6 +48,7 @@ function setup(
     supervisor,
     log,
     onRemoved: (name) => removed.push(name),
+    onUnrouted: (name) => unrouted.push(name),
     restartPolicy: { initialDelayMs: 1, maxDelayMs: 5, stableAfterMs: 60_000, maxConsecutiveCrashes: 2 },
   });
   t.teardown(async () => {
@@ -150,10 +152,11 @@ t.test('add, weights, remove', async (t) => {
 });
 
 t.test('a version re-added while its old self drains keeps its name: the old drain forgets nothing', async (t) => {
-  // The old drain's end called onRemoved, and the master wiped the NEW version's metrics and canary record.
+  // The old drain's end called onRemoved, and the master wiped the NEW version's metrics (and canary record).
   const fake = fakeFork('ready');
   const removed: string[] = [];
-  const { registry } = setup(t, fake, { v1: { entry: FAKE_WORKER_ENTRY, weight: 1 } }, removed);
+  const unrouted: string[] = [];
+  const { registry } = setup(t, fake, { v1: { entry: FAKE_WORKER_ENTRY, weight: 1 } }, removed, unrouted);
   await registry.startAll();
   const cfg = versionSchema.parse({ entry: FAKE_WORKER_ENTRY, weight: 1 });
   await registry.add('v2', cfg);
@@ -163,6 +166,8 @@ t.test('a version re-added while its old self drains keeps its name: the old dra
   const oldPid = lease.worker.pid!;
   const removing = registry.remove('v2');
   t.notOk(registry.get('v2'), 'out of routing at once');
+  // The old version's ended canary is forgotten now, before the namesake comes (main.ts: canaries.forget).
+  t.same(unrouted, ['v2'], 'told when it left routing');
   const again = await registry.add('v2', cfg);
   t.ok(alive(oldPid), 'the old worker still drains');
   lease.release();

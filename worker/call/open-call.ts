@@ -19,10 +19,9 @@ import type { DirectRoute } from '../direct/direct-answer.js';
 //   converted answer     the upstream's whole JSON → OpenAI's (Ollama embeddings)
 
 /**
- * Largest upstream answer held whole, bytes: an answer converted at once (64 MiB holds 2 048 embeddings of 3 072
- * dimensions as JSON), and the upstream body of a non-streamed chat answer, whose chunks are joined in memory (an
- * unbounded one took a worker, and every stream on it, down). 64 MiB of chunks is ~300 000 tokens, or ~20 000 with
- * 20 top_logprobs each; longer answers must be streamed.
+ * Largest answer held whole, bytes: an upstream answer converted at once (64 MiB holds 2 048 embeddings of 3 072
+ * dimensions as JSON), and what a non-streamed chat answer joins in memory (chat/aggregate.ts; unbounded, one took a
+ * worker, and every stream on it, down).
  */
 const MAX_WHOLE_ANSWER_BYTES = 64 * 1024 * 1024;
 
@@ -62,10 +61,10 @@ export function openCall(options: OpenCallOptions): OpenedCall {
       }
       return { consumer, response: writer, usage: () => state.usage };
     }
-    const aggregator = new CompletionAggregator();
+    const aggregator = new CompletionAggregator(MAX_WHOLE_ANSWER_BYTES);
     const build = (): Buffer => Buffer.from(JSON.stringify(aggregator.toCompletion()));
     return {
-      consumer: { ...chatConsumer(adapter, state, aggregator), maxBodyBytes: MAX_WHOLE_ANSWER_BYTES },
+      consumer: chatConsumer(adapter, state, aggregator),
       response: new JsonAnswer({ res, headers, build, contentChunks: () => aggregator.contentChunks }),
       usage: () => state.usage,
     };

@@ -8,6 +8,7 @@ import type {
   ToolCall,
   Usage,
 } from '../types.js';
+import { GraygateError } from '../../shared/errors.js';
 
 // A non-streaming answer (SPEC §5 `stream:false`) built from the same chunks a
 // stream gets: per choice (an OpenAI upstream may send n of them), its text,
@@ -40,6 +41,9 @@ class ChoiceParts {
 
 export class CompletionAggregator implements ChatOutput {
   readonly #choices = new Map<number, ChoiceParts>();
+  /** What the answer may hold: text, tool arguments and log probabilities (as JSON), in UTF-16 units. */
+  readonly #maxHeld: number;
+  #held = 0;
   /**
    * Where the completion's id, created and model come from: the first chunk with an id. Azure OpenAI's first chunk
    * has none (`"id":""`, `"model":""`, no choices, only `prompt_filter_results`); the first chunk otherwise.
@@ -52,6 +56,10 @@ export class CompletionAggregator implements ChatOutput {
   readonly #fields: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
   #usage: Usage | undefined;
   contentChunks = 0;
+
+  constructor(maxHeld = Infinity) {
+    this.#maxHeld = maxHeld;
+  }
 
   chunk(chunk: ChatCompletionChunk): void {
     if (!hasId(this.#identity)) {
@@ -67,20 +75,43 @@ export class CompletionAggregator implements ChatOutput {
       const { content, refusal, tool_calls: calls, role: _role, ...rest } = choice.delta;
       if (typeof content === 'string' && content !== '') {
         parts.content.push(content);
+        this.#hold(content.length);
         this.contentChunks++;
       }
-      if (typeof refusal === 'string' && refusal !== '') parts.refusal.push(refusal);
+      if (typeof refusal === 'string' && refusal !== '') {
+        parts.refusal.push(refusal);
+        this.#hold(refusal.length);
+      }
       for (const call of calls ?? []) {
         let tool = parts.tools.get(call.index);
         if (tool === undefined) parts.tools.set(call.index, (tool = { id: '', type: 'function', name: '', args: [] }));
         if (call.id !== undefined) tool.id = call.id;
         if (call.function?.name !== undefined && call.function.name !== '') tool.name = call.function.name;
-        if (call.function?.arguments !== undefined) tool.args.push(call.function.arguments);
+        const args = call.function?.arguments;
+        if (args !== undefined) {
+          tool.args.push(args);
+          this.#hold(typeof args === 'string' ? args.length : 0);
+        }
       }
-      addExtra(parts.extra, rest);
-      if (choice.logprobs !== undefined && choice.logprobs !== null) addLogprobs(parts, choice.logprobs);
+      this.#hold(addExtra(parts.extra, rest));
+      if (choice.logprobs !== undefined && choice.logprobs !== null) {
+        addLogprobs(parts, choice.logprobs);
+        this.#hold(JSON.stringify(choice.logprobs).length);
+      }
       if (choice.finish_reason !== null && choice.finish_reason !== undefined)
         parts.finishReason = choice.finish_reason;
+    }
+  }
+
+  /** A non-streamed answer is joined in memory: past its bound the client must ask for a stream. */
+  #hold(units: number): void {
+    this.#held += units;
+    if (this.#held > this.#maxHeld) {
+      throw new GraygateError(
+        'answer_too_large',
+        `the answer is larger than the ${Math.round(this.#maxHeld / 1048576)} MiB a non-streamed answer may hold; ` +
+          'ask for it with stream: true',
+      );
     }
   }
 
@@ -121,11 +152,15 @@ function hasId(chunk: ChatCompletionChunk | undefined): boolean {
   return typeof chunk?.id === 'string' && chunk.id !== '';
 }
 
-function addExtra(extra: Record<string, unknown>, delta: Record<string, unknown>): void {
+/** Joins the delta's other fields into the message's; returns the length of the strings joined. */
+function addExtra(extra: Record<string, unknown>, delta: Record<string, unknown>): number {
+  let added = 0;
   for (const [key, value] of Object.entries(delta)) {
     const before = extra[key];
+    if (typeof value === 'string') added += value.length;
     extra[key] = typeof before === 'string' && typeof value === 'string' ? before + value : value;
   }
+  return added;
 }
 
 function addLogprobs(parts: ChoiceParts, logprobs: ChoiceLogprobs): void {

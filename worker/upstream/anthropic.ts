@@ -1,5 +1,6 @@
 import {
   JSON_ANSWER_BLOCK,
+  OTHER_BLOCK,
   type ChatCompletionChunk,
   type ChunkSink,
   type FinishReason,
@@ -76,7 +77,8 @@ export function convertAnthropicEvent(state: StreamState, type: string, data: st
         delta.partial_json !== ''
       ) {
         const index = blockIndex(value);
-        // A fragment of a block never started would be dropped: the tool call's arguments would be cut silently.
+        // Input for a block never started would be dropped: a tool call's arguments would be cut silently. A started
+        // block that is not a tool_use of ours (server_tool_use, mcp_tool_use) has input the client never sees.
         if (!state.blocks.has(index))
           throw new GraygateError('upstream_protocol_error', `the upstream sent input for block ${index}, not a tool_use block`);
         state.inputsPending.delete(index);
@@ -144,10 +146,13 @@ function startBlock(state: StreamState, value: Record<string, unknown>, sink: Ch
     { type?: unknown; text?: unknown; id?: unknown; name?: unknown; input?: unknown } | undefined;
   if (block?.type === 'text' && typeof block.text === 'string' && block.text !== '')
     send(state, sink, contentChunk(state, block.text));
-  if (block?.type !== 'tool_use') return;
+  const index = blockIndex(value);
+  if (block?.type !== 'tool_use') {
+    state.blocks.set(index, OTHER_BLOCK);
+    return;
+  }
   if (typeof block.id !== 'string' || typeof block.name !== 'string')
     throw new GraygateError('upstream_protocol_error', 'the upstream sent a tool_use block without an id or a name');
-  const index = blockIndex(value);
   // Anthropic starts every tool_use block with `input: {}` and streams the input as fragments; a block
   // that stops without one was called with no arguments.
   state.inputsPending.set(index, isNonEmptyObject(block.input) ? JSON.stringify(block.input) : '{}');
@@ -164,7 +169,7 @@ function startBlock(state: StreamState, value: Record<string, unknown>, sink: Ch
 function sendInput(state: StreamState, index: number, fragment: string, sink: ChunkSink): void {
   const block = state.blocks.get(index);
   if (block === JSON_ANSWER_BLOCK) send(state, sink, contentChunk(state, fragment));
-  else if (block !== undefined) send(state, sink, toolArgumentsChunk(state, block, fragment));
+  else if (block !== undefined && block >= 0) send(state, sink, toolArgumentsChunk(state, block, fragment));
 }
 
 /** A chunk of the answer, after the role chunk OpenAI sends first. */

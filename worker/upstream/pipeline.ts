@@ -38,8 +38,6 @@ export interface BodyConsumer {
    * upstream ends its body, and nothing after it is the client's. Absent: complete when the body ends.
    */
   isComplete?(): boolean;
-  /** Most body bytes read for this answer (a non-streamed one held whole); past it, upstream_protocol_error. */
-  readonly maxBodyBytes?: number;
   /**
    * `sse` framing, optional: a chunk of the body that starts and ends on event
    * boundaries, offered before it is decoded. True: taken whole as bytes (no
@@ -189,7 +187,6 @@ function pump(
   }
 
   const isComplete = consumer.isComplete?.bind(consumer);
-  const maxBodyBytes = consumer.maxBodyBytes ?? Infinity;
   return new Promise<void>((resolve, reject) => {
     let isSettled = false;
     let disposeWritable: (() => void) | undefined;
@@ -229,14 +226,6 @@ function pump(
       // undici may still emit chunks it had buffered after destroy(), or after the final event: not the client's.
       if (isSettled) return;
       stats.upstreamBytes += chunk.length;
-      if (stats.upstreamBytes > maxBodyBytes) {
-        return settle(
-          new GraygateError(
-            'upstream_protocol_error',
-            `the upstream's answer is larger than the ${maxBodyBytes} bytes a non-streamed answer may be; ask for a stream`,
-          ),
-        );
-      }
       const held = body.readableLength + chunk.length;
       if (held > stats.peakUpstreamBufferedBytes) stats.peakUpstreamBufferedBytes = held;
       deadlines.onBytes();
@@ -247,6 +236,8 @@ function pump(
       try {
         lines.push(chunk);
       } catch (err) {
+        // After the final event, what follows in the same chunk is not read: it cannot fail a finished answer.
+        if (isComplete?.() === true) return complete();
         // Events before the bad one were valid: the client gets them, then the error.
         output.flush();
         return settle(asConsumerError(err));
