@@ -14,6 +14,21 @@ function readRssBytes(pid: number): number | undefined {
   }
 }
 
+/**
+ * VmRSS as the kernel splits it (/proc/<pid>/status), bytes: anonymous memory (the process's own: heaps, stacks)
+ * and file-backed pages (mostly the node binary's code and data, one copy shared by every node process: two
+ * processes' RSS counts it twice). Undefined when the process is gone.
+ */
+export function readRssSplit(pid: number): { anon: number; file: number } | undefined {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, 'm').exec(status)?.[1] ?? 0);
+    return { anon: kb('RssAnon') * 1024, file: (kb('RssFile') + kb('RssShmem')) * 1024 };
+  } catch {
+    return undefined;
+  }
+}
+
 // utime + stime in clock ticks (USER_HZ, 100 on Linux) from /proc/<pid>/stat.
 const TICKS_PER_S = 100;
 

@@ -10,7 +10,7 @@ import { probe } from '../probe.js';
 import type { MemoryProbe } from '../memory-probe.js';
 import { MOCK_UPSTREAM_ENTRY, ROOT, buildEntries } from '../paths.js';
 import { forkTracked, stopTracked } from '../processes.js';
-import { RssSampler, toMb, type PidGroups } from '../rss.js';
+import { readRssSplit, RssSampler, toMb, type PidGroups } from '../rss.js';
 import type { Scenario, Target } from '../scenario.js';
 import { readStream, type StreamResult } from '../sse-client.js';
 import { lineChart } from '../svg-chart.js';
@@ -89,6 +89,11 @@ export const runStreamsHold: Scenario = async (ctx) => {
       firstWorker: toMb(idle.bytes['firstWorker'] ?? 0),
       workers: toMb(idle.bytes['workers'] ?? 0),
     };
+    // Of the idle footprint, what the two processes hold of their own and what is the node binary's pages.
+    const idleSplit = [gw.pid, ...workerPids.slice(0, 1)]
+      .map((pid) => readRssSplit(pid) ?? { anon: 0, file: 0 })
+      .reduce((sum, s) => ({ anon: sum.anon + s.anon, file: sum.file + s.file }), { anon: 0, file: 0 });
+    const idleSplitMb = { anonymous: toMb(idleSplit.anon), fileBacked: toMb(idleSplit.file) };
 
     const counts: HoldCounts = { opened: 0, firstTokens: 0, errors: 0 };
     const errors: Record<string, number> = {};
@@ -224,7 +229,9 @@ export const runStreamsHold: Scenario = async (ctx) => {
       },
       {
         name: 'idle master + one worker RSS',
-        value: `${Math.round((idleMb.master + idleMb.firstWorker) * 10) / 10} MB`,
+        value:
+          `${Math.round((idleMb.master + idleMb.firstWorker) * 10) / 10} MB ` +
+          `(anonymous ${idleSplitMb.anonymous}, file-backed ${idleSplitMb.fileBacked})`,
         limit: '≤ 100 MB',
         isMet: idleMb.master + idleMb.firstWorker <= 100,
       },
@@ -242,6 +249,7 @@ export const runStreamsHold: Scenario = async (ctx) => {
         rampS: args.rampS,
         holdS: args.holdS,
         idleMb,
+        idleSplitMb,
         atHoldStart,
         atHoldEnd,
         statusAtHold,
@@ -335,7 +343,9 @@ export const runStreamsHold: Scenario = async (ctx) => {
         `First token: ${firstToken.count} streams, p50 ${firstToken.percentiles().p50} ms, p99 ${firstToken.percentiles().p99} ms, max ${firstToken.percentiles().max} ms (the ramp's arrivals included).`,
         `RSS per stream at the hold over idle (master + workers): ${perStreamKb} KiB.`,
         `graygate's own count at the hold (GET /admin/status, in flight per worker): ${workersAtHold.map((w) => `${w.pid}: ${w.inflight}`).join(', ') || 'unavailable'}; the full status is in the JSON report (results.statusAtHold).`,
-        'Idle: RSS of master and the first worker 2 s after one short stream, before the ramp.',
+        'Idle: RSS of master and the first worker 2 s after one short stream, before the ramp. Anonymous: their own ' +
+          "memory; file-backed: mapped files, mostly the node binary's pages, one copy shared by every node process " +
+          '(the sum counts it twice; a bare `node` is ~33 MB file-backed and ~6 MB anonymous).',
         ...Object.entries(errors).map(([e, n]) => `error: ${e} ×${n}`),
         ...(probeDir === undefined ? [] : [`memory probes (and heap snapshots with --heap-snapshot) in ${probeDir}`]),
       ],
