@@ -56,11 +56,18 @@ export interface UpstreamCall {
 const BACKSTOP_MARGIN_MS = 1000;
 /** Per-request read-ahead of the upstream body: undici stops reading the socket above it (issue 3 part 6). */
 const UPSTREAM_HIGH_WATER_MARK_BYTES = 64 * 1024;
+/**
+ * Bodies an answer no longer reads (it ended at its final event) that may stay open to end by themselves, keeping
+ * their connections for reuse (pipeline.ts). Each holds a connection beyond the admitted concurrency, so the pool has
+ * this many more: undici never queues a request behind one (issue 10 part 3).
+ */
+export const MAX_LINGERING_BODIES = 32;
 
 export class UpstreamClient {
   readonly #pool: UndiciPool;
   readonly #basePath: string;
   readonly #options: UpstreamClientOptions;
+  #lingering = 0;
 
   constructor(options: UpstreamClientOptions) {
     const url = new URL(options.baseUrl);
@@ -68,7 +75,7 @@ export class UpstreamClient {
     this.#basePath = url.pathname.replace(/\/+$/, '');
     const isHttps = url.protocol === 'https:';
     this.#pool = new Pool(url.origin, {
-      connections: options.maxConnections,
+      connections: options.maxConnections + MAX_LINGERING_BODIES,
       allowH2: isHttps && options.http2 !== false,
       connect: { timeout: options.connectMs },
       keepAliveTimeout: options.keepAliveTimeoutMs ?? 30_000,
@@ -95,6 +102,20 @@ export class UpstreamClient {
       headersTimeout: backstop(this.#options.firstByteMs),
       bodyTimeout: backstop(this.#options.idleMs),
     });
+  }
+
+  /**
+   * A body its answer no longer reads may stay open a while to end by itself: true, and `lingerEnd()` once it closed;
+   * false when MAX_LINGERING_BODIES already do (abort it: its connection would have no spare one to take).
+   */
+  lingerStart(): boolean {
+    if (this.#lingering >= MAX_LINGERING_BODIES) return false;
+    this.#lingering++;
+    return true;
+  }
+
+  lingerEnd(): void {
+    this.#lingering--;
   }
 
   /** Waits for in-flight requests, then closes the connections. */

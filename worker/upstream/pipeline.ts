@@ -94,8 +94,8 @@ const NO_BODY = Buffer.alloc(0);
 
 /**
  * After its final event, how long an upstream may take to end its body before the request is aborted, ms. The answer
- * is already complete for the client; waiting lets the connection be reused (the body's end usually comes in the next
- * read), and bounds what a body kept open holds of the pool.
+ * is already complete for the client; waiting lets the connection be reused (the body's end usually comes in the same
+ * read, else the next), and bounds what a body kept open holds of the pool (client.ts MAX_LINGERING_BODIES).
  */
 const AFTER_FINAL_EVENT_MS = 1000;
 
@@ -156,7 +156,7 @@ function pump(
   stats: PipelineStats,
   explain: (err: unknown) => unknown,
 ): Promise<void> {
-  const { consumer, output } = options;
+  const { consumer, output, client } = options;
   let events: EventDecoder | undefined;
   let lines: { push(chunk: Buffer): void; end(): void };
   if (consumer.framing === 'sse') {
@@ -219,8 +219,12 @@ function pump(
       output.flush();
       settle(undefined);
       if (body.readableEnded) return;
+      if (!client.lingerStart()) return void body.destroy();
       const abort = setTimeout(() => body.destroy(), AFTER_FINAL_EVENT_MS).unref();
-      body.once('close', () => clearTimeout(abort));
+      body.once('close', () => {
+        clearTimeout(abort);
+        client.lingerEnd();
+      });
     };
     body.on('data', (chunk: Buffer) => {
       // undici may still emit chunks it had buffered after destroy(), or after the final event: not the client's.

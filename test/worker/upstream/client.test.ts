@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import t from 'tap';
 import type { Teardown } from '../../helpers/gateway.js';
 import { isCollected, watch } from '../../helpers/gc.js';
-import { Pool, UpstreamClient, poolRequest } from '../../../worker/upstream/client.js';
+import { MAX_LINGERING_BODIES, Pool, UpstreamClient, poolRequest } from '../../../worker/upstream/client.js';
 
 // worker/upstream/client.ts loads undici's Pool and request() by path, not
 // through the package index (issue 9 part 0: start-up time). They must be the
@@ -95,3 +95,52 @@ for (const size of [2048, 1024 * 1024]) {
     await response.body.dump();
   });
 }
+
+// A body its answer no longer reads (ended at [DONE]) may stay open up to 1 s to keep its connection (pipeline.ts):
+// the pool has MAX_LINGERING_BODIES connections beyond the admitted concurrency for them, so a request admitted
+// while they linger gets a connection of its own and never waits inside undici.
+
+t.test('lingering bodies are bounded, and the pool has a connection for each beyond maxConnections', async (t) => {
+  const held = new Set<ServerResponse>();
+  let onArrived: () => void = () => undefined;
+  const server = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write('data: {}\n\n');
+      held.add(res);
+      onArrived();
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  const c = new UpstreamClient({
+    baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    maxConnections: 1,
+    connectMs: 5000,
+    firstByteMs: 0,
+    idleMs: 0,
+  });
+  t.teardown(() => c.destroy());
+
+  for (let i = 0; i < MAX_LINGERING_BODIES; i++) t.ok(c.lingerStart(), `lingering body ${i + 1}`);
+  t.notOk(c.lingerStart(), 'one more is refused: it is aborted at once');
+  c.lingerEnd();
+  t.ok(c.lingerStart(), 'room again once one closed');
+
+  // maxConnections 1 plus one connection per lingering body: all of these are on the wire at once.
+  const count = 1 + MAX_LINGERING_BODIES;
+  const all = new Promise<void>((resolve) => (onArrived = () => held.size === count && resolve()));
+  const signal = new AbortController();
+  const responses = Array.from({ length: count }, () =>
+    c.request({ path: '/x', headers: {}, body: Buffer.from('{}'), signal: signal.signal }).catch(() => undefined),
+  );
+  await all;
+  t.equal(held.size, count, `${count} requests reached the upstream together`);
+  signal.abort();
+  await Promise.all(responses);
+});
