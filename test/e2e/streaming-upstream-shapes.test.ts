@@ -46,6 +46,25 @@ function sse(value: unknown): string {
 function anthropicEvent(type: string, value: Record<string, unknown>): string {
   return `event: ${type}\ndata: ${JSON.stringify({ type, ...value })}\n\n`;
 }
+const JSON_COMPLETION = JSON.stringify({
+  id: 'chatcmpl-1',
+  object: 'chat.completion',
+  created: 1,
+  model: 'm',
+  choices: [
+    {
+      index: 0,
+      message: {
+        role: 'assistant',
+        content: null,
+        function_call: { name: 'get_weather', arguments: '{"city":"Paris"}' },
+        audio: { id: 'audio_1', data: 'UklGRg==', expires_at: 9, transcript: 'hi' },
+      },
+      finish_reason: 'function_call',
+    },
+  ],
+  usage: { prompt_tokens: 5, completion_tokens: 7, total_tokens: 12 },
+});
 const ANTHROPIC_START =
   anthropicEvent('message_start', {
     message: { id: 'msg_1', type: 'message', role: 'assistant', model: 'm', content: [], usage: { input_tokens: 3 } },
@@ -58,23 +77,36 @@ function keepOpen(res: ServerResponse, text: string, held: Set<ServerResponse>):
   res.write(text);
 }
 
-async function writeMany(res: ServerResponse, event: string, count: number): Promise<void> {
+async function writeMany(
+  res: ServerResponse,
+  first: string,
+  event: string,
+  count: number,
+  last: string,
+): Promise<void> {
   res.writeHead(200, { 'content-type': 'text/event-stream' });
+  res.write(first);
   for (let i = 0; i < count && !res.destroyed; i++) {
     if (!res.write(event)) await Promise.race([once(res, 'drain'), once(res, 'close')]);
   }
-  res.end('data: [DONE]\n\n');
+  res.end(last);
 }
 
 t.test('upstream shapes', async (t) => {
   const held = new Set<ServerResponse>();
+  /** Each request's `stream` field, as the upstream got it. */
+  const asked: unknown[] = [];
   /** Resolves when the gateway closed the request of a response left open. */
   const closedAfterEnd: Array<() => void> = [];
   const upstream = createServer((req: IncomingMessage, res: ServerResponse) => {
     const parts: Buffer[] = [];
     req.on('data', (c: Buffer) => parts.push(c));
     req.on('end', () => {
-      const body = JSON.parse(Buffer.concat(parts).toString('utf8')) as { messages: Array<{ content: string }> };
+      const body = JSON.parse(Buffer.concat(parts).toString('utf8')) as {
+        messages: Array<{ content: string }>;
+        stream?: unknown;
+      };
+      asked.push(body.stream);
       const scenario = /\[shape ([a-z-]+)\]/.exec(body.messages.at(-1)!.content)?.[1];
       res.on('close', () => {
         if (held.delete(res)) closedAfterEnd.shift()?.();
@@ -152,8 +184,21 @@ t.test('upstream shapes', async (t) => {
           res.writeHead(200, { 'content-type': 'application/json; charset=utf-8' });
           return res.end(JSON.stringify({ id: 'c1', object: 'chat.completion', choices: [] }));
         case 'huge':
-          // 66 MiB of 512 KiB tokens: more than a non-streamed answer may hold.
-          return void writeMany(res, token('y'.repeat(512 * 1024)), 132);
+          // 66 MiB of 512 KiB text deltas: more than a non-streamed answer may hold.
+          return void writeMany(
+            res,
+            ANTHROPIC_START,
+            anthropicEvent('content_block_delta', {
+              index: 0,
+              delta: { type: 'text_delta', text: 'y'.repeat(1 << 19) },
+            }),
+            132,
+            anthropicEvent('message_stop', {}),
+          );
+        case 'json-completion':
+          // A non-streamed answer with what only the upstream can fill in: relayed as it came.
+          res.writeHead(200, { 'content-type': 'application/json' });
+          return res.end(JSON_COMPLETION);
         default:
           res.writeHead(500).end();
       }
@@ -213,11 +258,6 @@ t.test('upstream shapes', async (t) => {
     t.equal(s.text(), 'ab');
     t.equal(s.data.at(-1), '[DONE]', 'the stream ends with [DONE], not an upstream_timeout');
     await closed; // the worker let go of the upstream request it no longer reads
-    const closedToo = new Promise<void>((resolve) => closedAfterEnd.push(resolve));
-    const res = await post('v1', 'done-open');
-    t.equal(res.status, 200, 'a non-streamed answer is complete at [DONE]');
-    t.equal(text(res), 'ab');
-    await closedToo;
   });
 
   t.test('Anthropic message_stop with the body kept open: the answer ends there', async (t) => {
@@ -227,6 +267,11 @@ t.test('upstream shapes', async (t) => {
     t.equal(s.text(), 'ab');
     t.equal(s.data.at(-1), '[DONE]');
     await closed;
+    const closedToo = new Promise<void>((resolve) => closedAfterEnd.push(resolve));
+    const res = await post('claude', 'anthropic-stop-open');
+    t.equal(res.status, 200, 'a non-streamed answer is complete at message_stop');
+    t.equal(text(res), 'ab');
+    await closedToo;
   });
 
   t.test('events after [DONE] do not reach the client', async (t) => {
@@ -238,15 +283,10 @@ t.test('upstream shapes', async (t) => {
       'nothing after the final event',
     );
     t.equal(s.data.filter((d) => d === '[DONE]').length, 1);
-    const res = await post('v1', 'after-done');
-    t.equal(text(res), 'a');
   });
 
   t.test('a choice that is not an object: upstream_protocol_error, not a reset', async (t) => {
-    const res = await post('v1', 'null-choice');
-    t.equal(res.status, 502);
-    t.equal(json<ErrorBody>(res).error.code, 'upstream_protocol_error');
-    // Streamed: the bad event is the first, so nothing was sent and the status is still the error's.
+    // The bad event is the first, so nothing was sent and the status is still the error's.
     const streamed = await httpRequest(chatUrl('v1'), {
       method: 'POST',
       body: JSON.stringify(body('null-choice', true)),
@@ -256,9 +296,6 @@ t.test('upstream shapes', async (t) => {
   });
 
   t.test('a null delta is an empty one: the answer goes on', async (t) => {
-    const res = await post('v1', 'null-delta');
-    t.equal(res.status, 200);
-    t.equal(text(res), 'a');
     const s = await postStream(chatUrl('v1'), body('null-delta', true));
     await s.done;
     t.equal(s.text(), 'a');
@@ -279,9 +316,6 @@ t.test('upstream shapes', async (t) => {
     await s.done;
     t.equal(s.text(), 'a');
     t.equal(s.data.at(-1), '[DONE]');
-    const res = await post('small', 'done-then-long');
-    t.equal(res.status, 200);
-    t.equal(text(res), 'a');
   });
 
   t.test("an Anthropic server tool's input is not the client's: the answer goes on", async (t) => {
@@ -303,31 +337,34 @@ t.test('upstream shapes', async (t) => {
   });
 
   t.test('a non-streamed answer of more than 64 MiB: answer_too_large, the worker lives on', async (t) => {
-    const res = await post('v1', 'huge');
+    const res = await post('claude', 'huge');
     t.equal(res.status, 502);
     t.equal(json<ErrorBody>(res).error.code, 'answer_too_large');
     t.match(json<ErrorBody>(res).error.message, /stream: true/);
-    const after = await post('v1', 'after-done');
+    const after = await post('claude', 'anthropic-server-tool');
     t.equal(after.status, 200, 'the same worker answers the next request');
   });
 
   t.test('JSON where a stream was asked for: its error message kept, or a clear protocol error', async (t) => {
-    for (const stream of [true, false]) {
-      const res = await httpRequest(chatUrl('v1'), {
-        method: 'POST',
-        body: JSON.stringify(body('json-error', stream)),
-      });
-      t.equal(res.status, 502);
-      t.equal(json<ErrorBody>(res).error.code, 'upstream_status');
-      t.match(json<ErrorBody>(res).error.message, /the model is overloaded/, 'the upstream message is kept');
-      const other = await httpRequest(chatUrl('v1'), {
-        method: 'POST',
-        body: JSON.stringify(body('json-answer', stream)),
-      });
-      t.equal(other.status, 502);
-      t.equal(json<ErrorBody>(other).error.code, 'upstream_protocol_error');
-      t.match(json<ErrorBody>(other).error.message, /not an event stream/);
-    }
+    const res = await httpRequest(chatUrl('v1'), { method: 'POST', body: JSON.stringify(body('json-error', true)) });
+    t.equal(res.status, 502);
+    t.equal(json<ErrorBody>(res).error.code, 'upstream_status');
+    t.match(json<ErrorBody>(res).error.message, /the model is overloaded/, 'the upstream message is kept');
+    const other = await httpRequest(chatUrl('v1'), {
+      method: 'POST',
+      body: JSON.stringify(body('json-answer', true)),
+    });
+    t.equal(other.status, 502);
+    t.equal(json<ErrorBody>(other).error.code, 'upstream_protocol_error');
+    t.match(json<ErrorBody>(other).error.message, /not an event stream/);
+  });
+
+  t.test("a non-streamed OpenAI answer is asked for as one and relayed as the upstream's JSON", async (t) => {
+    asked.length = 0;
+    const res = await post('v1', 'json-completion');
+    t.equal(res.status, 200);
+    t.same(asked, [false], 'the upstream was asked for one answer, not a stream');
+    t.equal(res.body, JSON_COMPLETION, 'legacy function_call and audio (wav) as the upstream sent them');
   });
 
   t.test('malformed upstream HTTP: upstream_protocol_error, not unreachable', async (t) => {

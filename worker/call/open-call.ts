@@ -13,7 +13,8 @@ import type { DirectRoute } from '../direct/direct-answer.js';
 
 // Which reader and which writer an upstream call gets (SPEC §5, §12):
 //   chat, stream         upstream events → OpenAI chunks → SSE
-//   chat, not streamed   upstream events → OpenAI chunks → one chat.completion
+//   chat, not streamed   OpenAI upstream's JSON → the same bytes; the others' events → OpenAI chunks → one
+//                        chat.completion
 //   relay, stream        OpenAI upstream's events → the same events (completions, responses)
 //   relay, not streamed  OpenAI upstream's JSON → the same bytes (embeddings, completions, responses)
 //   converted answer     the upstream's whole JSON → OpenAI's (Ollama embeddings)
@@ -60,6 +61,10 @@ export function openCall(options: OpenCallOptions): OpenedCall {
         };
       }
       return { consumer, response: writer, usage: () => state.usage };
+    }
+    if (adapter.format === 'openai') {
+      const relay = new BytesRelay({ res, headers });
+      return { consumer: relay, response: relay, usage: () => relay.usage() };
     }
     const aggregator = new CompletionAggregator(MAX_WHOLE_ANSWER_BYTES);
     const build = (): Buffer => Buffer.from(JSON.stringify(aggregator.toCompletion()));

@@ -173,8 +173,9 @@ function toChoice(index: number, parts: ChoiceParts): ChatCompletion['choices'][
   const tools: ToolCall[] = [...parts.tools.entries()]
     .sort(([a], [b]) => a - b)
     .map(([, t]) => ({ id: t.id, type: t.type, function: { name: t.name, arguments: t.args.join('') } }));
-  // OpenAI: `content: null` when the model only called tools.
-  const content = parts.content.length === 0 && tools.length > 0 ? null : parts.content.join('');
+  // OpenAI: `content: null` when the model only called tools, or only refused.
+  const content =
+    parts.content.length === 0 && (tools.length > 0 || parts.refusal.length > 0) ? null : parts.content.join('');
   const message: ChatCompletion['choices'][number]['message'] = {
     role: 'assistant',
     content,

@@ -21,12 +21,17 @@ import {
 
 export function buildOpenAIRequest(req: ChatRequest, options: BuildOptions): UpstreamRequest {
   const model = requireModel(req, options);
-  // Usage is always asked for: it feeds the request log and non-streaming
-  // answers; the usage chunk reaches a streaming client only if it asked.
-  const body = { ...req, model, stream: true, stream_options: { ...req.stream_options, include_usage: true } };
+  const isStream = req.stream === true;
+  // A stream's usage is always asked for: it feeds the request log; the usage chunk reaches the client only if it
+  // asked. A non-streamed answer is asked for as one and relayed as it comes (call/open-call.ts): what OpenAI allows
+  // only unstreamed (audio in wav or mp3) works, and every field, legacy `function_call` and audio included, is the
+  // upstream's own.
+  const body = isStream
+    ? { ...req, model, stream: true, stream_options: { ...req.stream_options, include_usage: true } }
+    : { ...req, model };
   const headers: Record<string, string> = {
     'content-type': 'application/json',
-    accept: 'text/event-stream',
+    accept: isStream ? 'text/event-stream' : 'application/json',
     ...upstreamAuthHeaders('openai', options.apiKey),
   };
   return { path: '/chat/completions', headers, body: Buffer.from(JSON.stringify(body)), model };

@@ -146,7 +146,7 @@ t.test('tool-call fragments, several choices, refusals, logprobs and upstream fi
     },
     {
       index: 2,
-      message: { role: 'assistant', content: '', refusal: 'I cannot' },
+      message: { role: 'assistant', content: null, refusal: 'I cannot' },
       finish_reason: 'content_filter',
       logprobs: null,
     },

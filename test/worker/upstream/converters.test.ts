@@ -46,8 +46,8 @@ const req = (extra: Partial<ChatRequest> = {}): ChatRequest => ({
   ...extra,
 });
 
-t.test('openai request: stream forced, usage asked, key as bearer, config model wins', async (t) => {
-  const r = buildOpenAIRequest(req({ temperature: 0.5, seed: 7 }), { model: 'gpt-x', apiKey: 'sk-1' });
+t.test('openai request: a stream asks for usage; key as bearer, config model wins', async (t) => {
+  const r = buildOpenAIRequest(req({ temperature: 0.5, seed: 7, stream: true }), { model: 'gpt-x', apiKey: 'sk-1' });
   t.equal(r.path, '/chat/completions');
   t.equal(r.headers['authorization'], 'Bearer sk-1');
   const body = JSON.parse(r.body.toString()) as Record<string, unknown>;
@@ -56,6 +56,14 @@ t.test('openai request: stream forced, usage asked, key as bearer, config model 
   t.same(body.stream_options, { include_usage: true });
   t.equal(body.seed, 7, 'unknown fields pass through');
   t.equal(body.temperature, 0.5);
+  t.equal(r.headers['accept'], 'text/event-stream');
+  // Not streamed: asked for as one answer (relayed as it comes), the client's body as it was but the model.
+  const whole = buildOpenAIRequest(req({ stream: false, seed: 7 }), { model: 'gpt-x', apiKey: undefined });
+  const wholeBody = JSON.parse(whole.body.toString()) as Record<string, unknown>;
+  t.equal(wholeBody.stream, false);
+  t.notOk('stream_options' in wholeBody);
+  t.equal(wholeBody.model, 'gpt-x');
+  t.equal(whole.headers['accept'], 'application/json');
   t.notOk('authorization' in buildOpenAIRequest(req(), { model: undefined, apiKey: undefined }).headers);
   t.throws(() => buildOpenAIRequest(req({ model: undefined }), { model: undefined, apiKey: undefined }), {
     code: 'invalid_request',
