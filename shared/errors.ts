@@ -79,6 +79,11 @@ export interface GraygateErrorOptions {
   status?: number;
   /** Seconds; sent as `Retry-After` (SPEC §4: queue_full and queue_timeout). */
   retryAfterS?: number;
+  /**
+   * Sent as `x-should-retry`, which OpenAI's SDKs obey over their own rule (retry 408, 409, 429 and 5xx): false for
+   * an error a retry would only repeat, or the upstream's own hint passed on.
+   */
+  shouldRetry?: boolean;
 }
 
 export class GraygateError extends Error {
@@ -86,6 +91,7 @@ export class GraygateError extends Error {
   readonly status: number;
   readonly type: ErrorType;
   readonly retryAfterS: number | undefined;
+  readonly shouldRetry: boolean | undefined;
 
   constructor(code: ErrorCode, message?: string, options: GraygateErrorOptions = {}) {
     const entry: CatalogueEntry = ERROR_CATALOGUE[code];
@@ -95,6 +101,7 @@ export class GraygateError extends Error {
     this.status = options.status ?? entry.status;
     this.type = entry.type;
     this.retryAfterS = options.retryAfterS;
+    this.shouldRetry = options.shouldRetry;
   }
 }
 
@@ -124,6 +131,7 @@ export function toErrorResponse(err: unknown): ErrorResponse {
   const e = isGraygateError(err) ? err : new GraygateError('internal_error');
   const headers: Record<string, string> = {};
   if (e.retryAfterS !== undefined) headers['retry-after'] = String(e.retryAfterS);
+  if (e.shouldRetry !== undefined) headers['x-should-retry'] = String(e.shouldRetry);
   return { status: e.status, headers, body: { error: { message: e.message, type: e.type, code: e.code } } };
 }
 

@@ -195,6 +195,15 @@ t.test('upstream shapes', async (t) => {
             132,
             anthropicEvent('message_stop', {}),
           );
+        case 'quota':
+          res.writeHead(429, {
+            'content-type': 'application/json',
+            'x-should-retry': 'false',
+            'retry-after-ms': '1500',
+          });
+          return res.end(
+            JSON.stringify({ error: { message: 'You exceeded your current quota', type: 'insufficient_quota' } }),
+          );
         case 'json-completion':
           // A non-streamed answer with what only the upstream can fill in: relayed as it came.
           res.writeHead(200, { 'content-type': 'application/json' });
@@ -341,6 +350,7 @@ t.test('upstream shapes', async (t) => {
     t.equal(res.status, 502);
     t.equal(json<ErrorBody>(res).error.code, 'answer_too_large');
     t.match(json<ErrorBody>(res).error.message, /stream: true/);
+    t.equal(res.headers['x-should-retry'], 'false', "OpenAI's SDKs do not ask for it again");
     const after = await post('claude', 'anthropic-server-tool');
     t.equal(after.status, 200, 'the same worker answers the next request');
   });
@@ -365,6 +375,14 @@ t.test('upstream shapes', async (t) => {
     t.equal(res.status, 200);
     t.same(asked, [false], 'the upstream was asked for one answer, not a stream');
     t.equal(res.body, JSON_COMPLETION, 'legacy function_call and audio (wav) as the upstream sent them');
+  });
+
+  t.test("the upstream's retry hints reach the client: x-should-retry, retry-after-ms as Retry-After", async (t) => {
+    const res = await post('v1', 'quota');
+    t.equal(res.status, 429);
+    t.equal(res.headers['x-should-retry'], 'false');
+    t.equal(res.headers['retry-after'], '2');
+    t.match(json<ErrorBody>(res).error.message, /exceeded your current quota/);
   });
 
   t.test('malformed upstream HTTP: upstream_protocol_error, not unreachable', async (t) => {

@@ -111,6 +111,8 @@ export class CompletionAggregator implements ChatOutput {
         'answer_too_large',
         `the answer is larger than the ${Math.round(this.#maxHeld / 1048576)} MiB a non-streamed answer may hold; ` +
           'ask for it with stream: true',
+        // The same request would make the upstream generate (and bill) the same answer again.
+        { shouldRetry: false },
       );
     }
   }

@@ -318,12 +318,22 @@ export async function readStatusError(
   maxBytes: number,
 ): Promise<GraygateError> {
   const text = await readBounded(body, maxBytes);
-  const retryAfter = retryAfterSeconds(headers['retry-after'], Date.now());
+  const retryAfter =
+    retryAfterSeconds(headers['retry-after'], Date.now()) ?? retryAfterMsAsSeconds(headers['retry-after-ms']);
+  // OpenAI's hint to its SDKs (a 429 for an exhausted quota says false), passed on.
+  const shouldRetry = headers['x-should-retry'];
   return new GraygateError('upstream_status', `upstream answered ${status}: ${upstreamErrorMessage(text)}`, {
     // SPEC §4/§5: 429 and 4xx pass through with their meaning; anything else is a bad gateway.
     status: status >= 400 && status < 500 ? status : 502,
     ...(retryAfter === undefined ? {} : { retryAfterS: retryAfter }),
+    ...(shouldRetry === 'true' || shouldRetry === 'false' ? { shouldRetry: shouldRetry === 'true' } : {}),
   });
+}
+
+/** OpenAI's `retry-after-ms` (milliseconds), rounded up to whole seconds; undefined when absent or not a number. */
+function retryAfterMsAsSeconds(value: string | string[] | undefined): number | undefined {
+  if (typeof value !== 'string' || !/^\d+(\.\d+)?$/.test(value.trim())) return undefined;
+  return Math.ceil(Number(value) / 1000);
 }
 
 /** The body's first `maxBytes` as text; the rest is not read (the body is destroyed). */
