@@ -26,9 +26,11 @@ export function buildOpenAIRequest(req: ChatRequest, options: BuildOptions): Ups
   // asked. A non-streamed answer is asked for as one and relayed as it comes (call/open-call.ts): what OpenAI allows
   // only unstreamed (audio in wav or mp3) works, and every field, legacy `function_call` and audio included, is the
   // upstream's own.
+  // stream_options without a stream is meaningless and refused (400) by OpenAI; it was accepted here before: it goes.
+  const { stream_options: streamOptions, ...rest } = req;
   const body = isStream
-    ? { ...req, model, stream: true, stream_options: { ...req.stream_options, include_usage: true } }
-    : { ...req, model };
+    ? { ...rest, model, stream: true, stream_options: { ...streamOptions, include_usage: true } }
+    : { ...rest, model };
   const headers: Record<string, string> = {
     'content-type': 'application/json',
     accept: isStream ? 'text/event-stream' : 'application/json',

@@ -58,10 +58,13 @@ t.test('openai request: a stream asks for usage; key as bearer, config model win
   t.equal(body.temperature, 0.5);
   t.equal(r.headers['accept'], 'text/event-stream');
   // Not streamed: asked for as one answer (relayed as it comes), the client's body as it was but the model.
-  const whole = buildOpenAIRequest(req({ stream: false, seed: 7 }), { model: 'gpt-x', apiKey: undefined });
+  const whole = buildOpenAIRequest(req({ stream: false, seed: 7, stream_options: { include_usage: true } }), {
+    model: 'gpt-x',
+    apiKey: undefined,
+  });
   const wholeBody = JSON.parse(whole.body.toString()) as Record<string, unknown>;
   t.equal(wholeBody.stream, false);
-  t.notOk('stream_options' in wholeBody);
+  t.notOk('stream_options' in wholeBody, 'stream_options without a stream goes (OpenAI refuses it)');
   t.equal(wholeBody.model, 'gpt-x');
   t.equal(whole.headers['accept'], 'application/json');
   t.notOk('authorization' in buildOpenAIRequest(req(), { model: undefined, apiKey: undefined }).headers);
