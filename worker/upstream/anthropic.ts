@@ -80,7 +80,10 @@ export function convertAnthropicEvent(state: StreamState, type: string, data: st
         // Input for a block never started would be dropped: a tool call's arguments would be cut silently. A started
         // block that is not a tool_use of ours (server_tool_use, mcp_tool_use) has input the client never sees.
         if (!state.blocks.has(index))
-          throw new GraygateError('upstream_protocol_error', `the upstream sent input for block ${index}, not a tool_use block`);
+          throw new GraygateError(
+            'upstream_protocol_error',
+            `the upstream sent input for block ${index}, which it never started`,
+          );
         state.inputsPending.delete(index);
         sendInput(state, index, delta.partial_json, sink);
       }

@@ -70,9 +70,8 @@ export function convertOpenAIEvent(state: StreamState, _type: string, data: stri
   if (!Array.isArray(choices)) {
     throw new GraygateError('upstream_protocol_error', 'the upstream sent a chunk without a choices array');
   }
-  // Every reader of a chunk takes a choice as an object and its delta as one (the stream's writer, the non-streamed
-  // aggregate). A choice without a delta (Azure's content-filter chunks) or with `delta: null` has an empty one; the
-  // client still gets the upstream's text.
+  // The stream's writer takes a choice as an object and its delta as one. A choice without a delta (Azure's
+  // content-filter chunks) or with `delta: null` has an empty one; the client still gets the upstream's text.
   for (const choice of choices as unknown[]) {
     if (!isObject(choice))
       throw new GraygateError('upstream_protocol_error', 'the upstream sent a choice that is not an object');
