@@ -23,7 +23,7 @@ const CORS_ALLOWED_HEADERS = [
   'openai-beta',
 ];
 /** Response headers a browser script may read. */
-const CORS_EXPOSED_HEADERS = 'x-graygate-version, x-request-id, retry-after';
+const CORS_EXPOSED_HEADERS = 'x-graygate-version, x-request-id, retry-after, x-should-retry';
 const CORS_ALLOWED_METHODS = 'GET, POST, OPTIONS';
 /** How long a browser may cache a preflight answer, seconds. */
 const CORS_MAX_AGE_S = 600;

@@ -182,7 +182,7 @@ t.test('upstream shapes', async (t) => {
           return res.end(JSON.stringify({ error: { message: 'the model is overloaded', type: 'server_error' } }));
         case 'json-answer':
           res.writeHead(200, { 'content-type': 'application/json; charset=utf-8' });
-          return res.end(JSON.stringify({ id: 'c1', object: 'chat.completion', choices: [] }));
+          return res.end(JSON.stringify({ id: 'c1', object: 'chat.completion' }));
         case 'huge':
           // 66 MiB of 512 KiB text deltas: more than a non-streamed answer may hold.
           return void writeMany(
@@ -204,6 +204,16 @@ t.test('upstream shapes', async (t) => {
           return res.end(
             JSON.stringify({ error: { message: 'You exceeded your current quota', type: 'insufficient_quota' } }),
           );
+        case 'late-json':
+          // A whole answer takes longer than the version's firstByteMs (300 ms) to be ready, as a long one does.
+          return void setTimeout(() => {
+            res.writeHead(200, { 'content-type': 'application/json' });
+            res.end(JSON_COMPLETION);
+          }, 900);
+        case 'cut-json':
+          res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(JSON_COMPLETION.length) });
+          res.write(JSON_COMPLETION.slice(0, 40));
+          return void res.once('finish', () => undefined).socket?.destroy();
         case 'json-completion':
           // A non-streamed answer with what only the upstream can fill in: relayed as it came.
           res.writeHead(200, { 'content-type': 'application/json' });
@@ -246,6 +256,7 @@ t.test('upstream shapes', async (t) => {
       claude: { weight: 0, upstream: { format: 'anthropic', url, timeouts } },
       small: { weight: 0, upstream: { format: 'openai', url, timeouts, maxEventBytes: 1024 } },
       bad: { weight: 0, upstream: { format: 'openai', url: badUrl } },
+      slow: { weight: 0, upstream: { format: 'openai', url, timeouts: { firstByteMs: 300 } } },
     },
   });
   const chatUrl = (version: string): string => `${gw.url}/v1/chat/completions?version=${version}`;
@@ -375,6 +386,28 @@ t.test('upstream shapes', async (t) => {
     t.equal(res.status, 200);
     t.same(asked, [false], 'the upstream was asked for one answer, not a stream');
     t.equal(res.body, JSON_COMPLETION, 'legacy function_call and audio (wav) as the upstream sent them');
+  });
+
+  t.test('a whole OpenAI answer is checked before its status: errors, non-JSON and cuts get a real one', async (t) => {
+    const error = await post('v1', 'json-error');
+    t.equal(error.status, 502, 'a 200 error body');
+    t.equal(json<ErrorBody>(error).error.code, 'upstream_status');
+    t.match(json<ErrorBody>(error).error.message, /the model is overloaded/);
+    const sse = await post('v1', 'null-delta');
+    t.equal(sse.status, 502, 'an event stream where JSON was asked for');
+    t.equal(json<ErrorBody>(sse).error.code, 'upstream_protocol_error');
+    const noChoices = await post('v1', 'json-answer');
+    t.equal(noChoices.status, 502, 'JSON without choices');
+    t.equal(json<ErrorBody>(noChoices).error.code, 'upstream_protocol_error');
+    const cut = await post('v1', 'cut-json');
+    t.equal(cut.status, 502, 'cut half-way: a real status, not a 200 and a cut connection');
+    t.equal(json<ErrorBody>(cut).error.code, 'upstream_reset');
+  });
+
+  t.test('a whole answer may take longer than firstByteMs to be ready: its deadline is the total', async (t) => {
+    const res = await post('slow', 'late-json');
+    t.equal(res.status, 200);
+    t.equal(res.body, JSON_COMPLETION);
   });
 
   t.test("the upstream's retry hints reach the client: x-should-retry, retry-after-ms as Retry-After", async (t) => {

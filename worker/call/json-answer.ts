@@ -63,25 +63,34 @@ export class JsonAnswer implements CallResponse {
 }
 
 /**
- * Reads a whole upstream answer into memory, up to `maxBytes` (over it:
- * upstream_protocol_error), for answers that are converted as a whole.
+ * Reads a whole upstream answer into memory, up to `maxBytes` (over it: `tooLarge`, default
+ * upstream_protocol_error), for answers that are converted or checked as a whole.
  */
 export class CollectedBody implements BodyConsumer {
   readonly framing = 'bytes';
   readonly #maxBytes: number;
+  readonly #tooLarge: 'upstream_protocol_error' | 'answer_too_large';
   readonly #parts: Buffer[] = [];
   #bytes = 0;
 
-  constructor(maxBytes: number) {
+  constructor(maxBytes: number, tooLarge: 'upstream_protocol_error' | 'answer_too_large' = 'upstream_protocol_error') {
     this.#maxBytes = maxBytes;
+    this.#tooLarge = tooLarge;
   }
 
   event(): void {}
 
   body(chunk: Buffer): void {
     this.#bytes += chunk.length;
-    if (this.#bytes > this.#maxBytes)
-      throw new GraygateError('upstream_protocol_error', `the upstream answer is larger than ${this.#maxBytes} bytes`);
+    if (this.#bytes > this.#maxBytes) {
+      throw new GraygateError(
+        this.#tooLarge,
+        `the upstream answer is larger than ${this.#maxBytes} bytes` +
+          (this.#tooLarge === 'answer_too_large' ? '; ask for it with stream: true' : ''),
+        // A retry would have the upstream produce the same answer again.
+        this.#tooLarge === 'answer_too_large' ? { shouldRetry: false } : {},
+      );
+    }
     this.#parts.push(chunk);
   }
 

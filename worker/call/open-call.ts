@@ -5,6 +5,9 @@ import { chatConsumer } from '../upstream/pipeline.js';
 import { CompletionAggregator } from '../chat/aggregate.js';
 import type { PreparedCall } from './prepare.js';
 import { SseWriter } from '../chat/sse-writer.js';
+import { GraygateError } from '../../shared/errors.js';
+import { parseUpstreamJson, upstreamErrorMessage, upstreamStreamError } from '../upstream/format-adapter.js';
+import { usageOf } from '../relay/usage-tail.js';
 import { BytesRelay } from '../relay/bytes-relay.js';
 import { SseRelay } from '../relay/sse-relay.js';
 import type { OpenedCall } from './call-response.js';
@@ -13,8 +16,8 @@ import type { DirectRoute } from '../direct/direct-answer.js';
 
 // Which reader and which writer an upstream call gets (SPEC §5, §12):
 //   chat, stream         upstream events → OpenAI chunks → SSE
-//   chat, not streamed   OpenAI upstream's JSON → the same bytes; the others' events → OpenAI chunks → one
-//                        chat.completion
+//   chat, not streamed   OpenAI upstream's whole JSON, checked → the same bytes; the others' events → OpenAI
+//                        chunks → one chat.completion
 //   relay, stream        OpenAI upstream's events → the same events (completions, responses)
 //   relay, not streamed  OpenAI upstream's JSON → the same bytes (embeddings, completions, responses)
 //   converted answer     the upstream's whole JSON → OpenAI's (Ollama embeddings)
@@ -44,6 +47,35 @@ export interface OpenCallOptions {
   direct?: DirectRoute | undefined;
 }
 
+/**
+ * A non-streamed chat answer of an OpenAI upstream, asked for whole (upstream/openai.ts): held (bounded) and checked
+ * before its status goes out, so an error body, a page that is not JSON or an answer cut half-way gets a real error
+ * status (SPEC §5: one chat.completion), then sent as the bytes it came in (audio, legacy function_call: the
+ * upstream's own).
+ */
+function wholeOpenAIAnswer(res: ServerResponse, headers: Record<string, string>): OpenedCall {
+  const collected = new CollectedBody(MAX_WHOLE_ANSWER_BYTES, 'answer_too_large');
+  let usage: { prompt_tokens: number; completion_tokens: number } | undefined;
+  const build = (): Buffer => {
+    const bytes = collected.bytes();
+    const text = bytes.toString('utf8');
+    const value = parseUpstreamJson(text);
+    if (value['error'] !== undefined && value['error'] !== null) throw upstreamStreamError(upstreamErrorMessage(text));
+    if (!Array.isArray(value['choices']))
+      throw new GraygateError('upstream_protocol_error', 'the upstream answered without a choices array');
+    const reported = value['usage'];
+    usage = usageOf(
+      typeof reported === 'object' && reported !== null ? (reported as Record<string, unknown>) : undefined,
+    );
+    return bytes;
+  };
+  return {
+    consumer: collected,
+    response: new JsonAnswer({ res, headers, build, contentChunks: () => (usage === undefined ? 0 : 1) }),
+    usage: () => usage,
+  };
+}
+
 export function openCall(options: OpenCallOptions): OpenedCall {
   const { kind, call, adapter, res, headers } = options;
   const stream = { res, headers, now: options.now, onFirstToken: options.onFirstToken, direct: options.direct };
@@ -62,10 +94,7 @@ export function openCall(options: OpenCallOptions): OpenedCall {
       }
       return { consumer, response: writer, usage: () => state.usage };
     }
-    if (adapter.format === 'openai') {
-      const relay = new BytesRelay({ res, headers });
-      return { consumer: relay, response: relay, usage: () => relay.usage() };
-    }
+    if (adapter.format === 'openai') return wholeOpenAIAnswer(res, headers);
     const aggregator = new CompletionAggregator(MAX_WHOLE_ANSWER_BYTES);
     const build = (): Buffer => Buffer.from(JSON.stringify(aggregator.toCompletion()));
     return {

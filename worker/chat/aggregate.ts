@@ -10,8 +10,8 @@ import type {
 } from '../types.js';
 import { GraygateError } from '../../shared/errors.js';
 
-// A non-streaming answer (SPEC §5 `stream:false`) built from the same chunks a
-// stream gets: per choice (an OpenAI upstream may send n of them), its text,
+// A non-streaming answer (SPEC §5 `stream:false`) of an Ollama or Anthropic
+// upstream, built from the same chunks a stream gets: per choice, its text,
 // refusal, tool calls (fragments joined by index, SPEC §12) and log
 // probabilities. Text parts are collected in arrays and joined once at the
 // end (issue 3 part 2), never `+=` on a growing string.

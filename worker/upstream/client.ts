@@ -49,6 +49,8 @@ export interface UpstreamCall {
   /** The request body; none for GET. */
   body?: Buffer;
   signal: AbortSignal;
+  /** This call's first-byte deadline, when not the client's (a whole answer's is its total), for the backstop. */
+  firstByteMs?: number;
 }
 
 // So our own AbortSignal deadline, with its phase, is what fires; undici's
@@ -99,7 +101,7 @@ export class UpstreamClient {
       body: body === undefined ? null : body.length === 0 ? body : (new WrittenOnce(body) as unknown as Readable),
       signal: call.signal,
       highWaterMark: UPSTREAM_HIGH_WATER_MARK_BYTES,
-      headersTimeout: backstop(this.#options.firstByteMs),
+      headersTimeout: backstop(call.firstByteMs ?? this.#options.firstByteMs),
       bodyTimeout: backstop(this.#options.idleMs),
     });
   }

@@ -34,7 +34,10 @@ export interface UpstreamAdapter {
   readonly format: UpstreamFormat;
   /** How the streamed body is framed: SSE events or one JSON document per line. */
   readonly framing: 'sse' | 'ndjson';
-  /** OpenAI request → upstream request. Always asks for a stream: non-streaming answers aggregate the same events. */
+  /**
+   * OpenAI request → upstream request. Asks for a stream (a non-streamed answer aggregates the same events), but
+   * OpenAI's own format, whose non-streamed chat is asked for and checked whole (call/open-call.ts).
+   */
   buildRequest(req: ChatRequest, options: BuildOptions): UpstreamRequest;
   /**
    * One upstream event → zero or more OpenAI chunks pushed to `sink`.

@@ -26,7 +26,7 @@ export function buildOpenAIRequest(req: ChatRequest, options: BuildOptions): Ups
   // asked. A non-streamed answer is asked for as one and relayed as it comes (call/open-call.ts): what OpenAI allows
   // only unstreamed (audio in wav or mp3) works, and every field, legacy `function_call` and audio included, is the
   // upstream's own.
-  // stream_options without a stream is meaningless and refused (400) by OpenAI; it was accepted here before: it goes.
+  // Without a stream, stream_options can only be null here (request/chat-request.ts refuses more, as OpenAI does).
   const { stream_options: streamOptions, ...rest } = req;
   const body = isStream
     ? { ...rest, model, stream: true, stream_options: { ...streamOptions, include_usage: true } }

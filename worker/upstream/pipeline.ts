@@ -20,6 +20,9 @@ import { Deadlines } from './timeouts.js';
 // Backpressure: when the output cannot take more, the body is paused, which
 // makes undici stop reading the socket, until it is writable.
 
+/** Longest `Retry-After` passed on, seconds (a day): an upstream's larger or absurd value is capped, never echoed. */
+const MAX_RETRY_AFTER_S = 86_400;
+
 /** Largest upstream error body read to find its message, bytes. */
 export const MAX_ERROR_BODY_BYTES = 64 * 1024;
 
@@ -104,15 +107,25 @@ const AFTER_FINAL_EVENT_MS = 1000;
  * (the caller's PreparedCall holds it for the stream's whole life), and the client writes it without
  * keeping it (client.ts). Not async, so no suspended frame holds the body either.
  */
-function send(client: UpstreamClient, request: UpstreamRequest, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
+function send(
+  client: UpstreamClient,
+  request: UpstreamRequest,
+  signal: AbortSignal,
+  firstByteMs: number,
+): Promise<Dispatcher.ResponseData> {
   const { body } = request;
   request.body = NO_BODY;
-  return client.request({ path: request.path, headers: request.headers, body, signal });
+  return client.request({ path: request.path, headers: request.headers, body, signal, firstByteMs });
 }
 
 /** Runs the call to its end. Resolves when the upstream finished; rejects with a catalogued error. */
 export async function runPipeline(options: PipelineOptions, stats: PipelineStats): Promise<void> {
-  const { timeouts } = options;
+  // An upstream asked for a whole answer (framing `bytes`: non-streamed relays, answers converted whole) sends its
+  // headers when the answer is done, minutes later for a long generation: only the total deadline applies to it.
+  const timeouts =
+    options.consumer.framing === 'bytes'
+      ? { ...options.timeouts, firstByteMs: options.timeouts.totalMs }
+      : options.timeouts;
   if (options.signal.aborted) throw options.signal.reason;
   const deadlines = new Deadlines({
     signal: options.signal,
@@ -125,7 +138,7 @@ export async function runPipeline(options: PipelineOptions, stats: PipelineStats
   try {
     let response;
     try {
-      response = await send(options.client, options.request, deadlines.signal);
+      response = await send(options.client, options.request, deadlines.signal, timeouts.firstByteMs);
     } catch (err) {
       throw explain(err);
     }
@@ -332,8 +345,8 @@ export async function readStatusError(
 
 /** OpenAI's `retry-after-ms` (milliseconds), rounded up to whole seconds; undefined when absent or not a number. */
 function retryAfterMsAsSeconds(value: string | string[] | undefined): number | undefined {
-  if (typeof value !== 'string' || !/^\d+(\.\d+)?$/.test(value.trim())) return undefined;
-  return Math.ceil(Number(value) / 1000);
+  if (typeof value !== 'string' || !/^\d{1,12}$/.test(value.trim())) return undefined;
+  return Math.min(Math.ceil(Number(value) / 1000), MAX_RETRY_AFTER_S);
 }
 
 /** The body's first `maxBytes` as text; the rest is not read (the body is destroyed). */
@@ -358,7 +371,7 @@ async function readBounded(body: Readable, maxBytes: number): Promise<string> {
 export function retryAfterSeconds(value: string | string[] | undefined, nowMs: number): number | undefined {
   if (typeof value !== 'string') return undefined;
   const text = value.trim();
-  if (/^\d+$/.test(text)) return Number(text);
+  if (/^\d{1,12}$/.test(text)) return Math.min(Number(text), MAX_RETRY_AFTER_S);
   const atMs = /[a-z]/i.test(text) ? Date.parse(text) : NaN;
-  return Number.isNaN(atMs) ? undefined : Math.max(0, Math.ceil((atMs - nowMs) / 1000));
+  return Number.isNaN(atMs) ? undefined : Math.min(Math.max(0, Math.ceil((atMs - nowMs) / 1000)), MAX_RETRY_AFTER_S);
 }

@@ -26,3 +26,17 @@ t.test('an upstream 429 with an HTTP-date Retry-After keeps it, in seconds', asy
   // Seconds from now, so bounded below loosely: the test may run late, never early.
   t.ok(err.retryAfterS !== undefined && err.retryAfterS > 3000 && err.retryAfterS <= 3600, `${err.retryAfterS} s`);
 });
+
+t.test("a hostile upstream's retry hints are capped at a day, never echoed", async (t) => {
+  const now = Date.parse('Wed, 02 Dec 2026 23:30:00 GMT');
+  t.equal(retryAfterSeconds('999999999', now), 86_400);
+  t.equal(retryAfterSeconds('1' + '0'.repeat(400), now), undefined, 'not a number this side of Infinity');
+  t.equal(retryAfterSeconds('Fri, 01 Jan 9999 00:00:00 GMT', now), 86_400);
+  const hinted = async (headers: Record<string, string>): Promise<number | undefined> =>
+    (await readStatusError(429, headers, Readable.from([Buffer.from('{}')]), 1024)).retryAfterS;
+  t.equal(await hinted({ 'retry-after-ms': '1500' }), 2, 'retry-after-ms, rounded up to seconds');
+  t.equal(await hinted({ 'retry-after-ms': '1' + '0'.repeat(400) }), undefined);
+  t.equal(await hinted({ 'retry-after-ms': String(10 ** 15) }), undefined, 'beyond 12 digits: not taken');
+  t.equal(await hinted({ 'retry-after-ms': '999999999999' }), 86_400);
+  t.equal(await hinted({ 'retry-after': '3', 'retry-after-ms': '9000' }), 3, 'Retry-After wins');
+});
