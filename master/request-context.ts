@@ -46,7 +46,10 @@ export class RequestContext {
   firstContentAtMs = 0;
   /** performance.now() when the worker's response headers arrived, ms; 0 until then. */
   headersAtMs = 0;
-  /** A stream that ended with an SSE error event (counts as an error though its status was 200). */
+  /**
+   * The answer failed after its status: a stream that ended with an SSE error event, or an answer cut (counts as an
+   * error though its status was 200; logged `streamFailed`).
+   */
   isStreamFailed = false;
   /** The error code the master answered or ended the stream with, for the log line. */
   errorCode: string | undefined = undefined;

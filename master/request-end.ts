@@ -127,6 +127,8 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
         ctx.isStreamFailed = true;
         res.end(toSseErrorEvent(err));
       } else {
+        // A whole answer cut after its status (a relayed embedding or completion): failed, for the canary too.
+        ctx.isStreamFailed = true;
         res.destroy();
       }
     }

@@ -1,9 +1,10 @@
 import t from 'tap';
 import { once } from 'node:events';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createNetServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { startGateway } from '../helpers/gateway.js';
+import { untilOutput } from '../helpers/output.js';
 import { httpRequest, json, type SimpleResponse } from '../helpers/http.js';
 import { postStream } from '../worker/fixtures/sse-client.js';
 
@@ -96,6 +97,7 @@ t.test('upstream shapes', async (t) => {
   const held = new Set<ServerResponse>();
   /** Each request's `stream` field, as the upstream got it. */
   const asked: unknown[] = [];
+  let pendingCut: ServerResponse | undefined;
   /** Resolves when the gateway closed the request of a response left open. */
   const closedAfterEnd: Array<() => void> = [];
   const upstream = createServer((req: IncomingMessage, res: ServerResponse) => {
@@ -103,11 +105,13 @@ t.test('upstream shapes', async (t) => {
     req.on('data', (c: Buffer) => parts.push(c));
     req.on('end', () => {
       const body = JSON.parse(Buffer.concat(parts).toString('utf8')) as {
-        messages: Array<{ content: string }>;
+        messages?: Array<{ content: string }>;
+        input?: string;
         stream?: unknown;
       };
       asked.push(body.stream);
-      const scenario = /\[shape ([a-z-]+)\]/.exec(body.messages.at(-1)!.content)?.[1];
+      const said = body.messages?.at(-1)?.content ?? body.input ?? '';
+      const scenario = /\[shape ([a-z-]+)\]/.exec(said)?.[1];
       res.on('close', () => {
         if (held.delete(res)) closedAfterEnd.shift()?.();
       });
@@ -210,6 +214,12 @@ t.test('upstream shapes', async (t) => {
             res.writeHead(200, { 'content-type': 'application/json' });
             res.end(JSON_COMPLETION);
           }, 900);
+        case 'cut-embedding':
+          res.writeHead(200, { 'content-type': 'application/json', 'content-length': '100000' });
+          res.write('{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1,');
+          // Cut once the client has the first bytes (cutEmbedding), so the status is surely out.
+          pendingCut = res;
+          return;
         case 'cut-json':
           res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(JSON_COMPLETION.length) });
           res.write(JSON_COMPLETION.slice(0, 40));
@@ -250,15 +260,20 @@ t.test('upstream shapes', async (t) => {
 
   // idleMs 20 s: the old code's wait for the body's end is bounded, and far beyond the worker's own bound (1 s).
   const timeouts = { idleMs: 20_000 };
-  const gw = await startGateway(t, {
-    versions: {
-      v1: { weight: 1, upstream: { format: 'openai', url, timeouts } },
-      claude: { weight: 0, upstream: { format: 'anthropic', url, timeouts } },
-      small: { weight: 0, upstream: { format: 'openai', url, timeouts, maxEventBytes: 1024 } },
-      bad: { weight: 0, upstream: { format: 'openai', url: badUrl } },
-      slow: { weight: 0, upstream: { format: 'openai', url, timeouts: { firstByteMs: 300 } } },
+  // Log level info: the master's request lines are what the cut-relay test reads.
+  const gw = await startGateway(
+    t,
+    {
+      versions: {
+        v1: { weight: 1, upstream: { format: 'openai', url, timeouts } },
+        claude: { weight: 0, upstream: { format: 'anthropic', url, timeouts } },
+        small: { weight: 0, upstream: { format: 'openai', url, timeouts, maxEventBytes: 1024 } },
+        bad: { weight: 0, upstream: { format: 'openai', url: badUrl } },
+        slow: { weight: 0, upstream: { format: 'openai', url, timeouts: { firstByteMs: 300 } } },
+      },
     },
-  });
+    { env: { LOG_LEVEL: 'info' } },
+  );
   const chatUrl = (version: string): string => `${gw.url}/v1/chat/completions?version=${version}`;
   const body = (scenario: string, stream: boolean): Record<string, unknown> => ({
     model: 'm',
@@ -416,6 +431,34 @@ t.test('upstream shapes', async (t) => {
     t.equal(res.headers['x-should-retry'], 'false');
     t.equal(res.headers['retry-after'], '2');
     t.match(json<ErrorBody>(res).error.message, /exceeded your current quota/);
+  });
+
+  t.test('a relayed whole answer cut after its status is logged failed (the canary counts it an error)', async (t) => {
+    // The upstream cuts the answer once the client has its status and first bytes.
+    const cut = await new Promise<string>((resolve) => {
+      const req = request(
+        `${gw.url}/v1/embeddings?version=v1`,
+        { method: 'POST', headers: { 'x-request-id': 'cut-embedding-1' }, agent: false },
+        (res) => {
+          res.once('data', () => pendingCut?.socket?.destroy());
+          res.on('data', () => undefined);
+          res.once('end', () => resolve(`answered ${res.statusCode}`));
+          res.once('error', () => resolve(`cut after ${res.statusCode}`));
+          res.once('aborted', () => resolve(`cut after ${res.statusCode}`));
+        },
+      );
+      req.once('error', (err) => resolve(err.message));
+      req.end(JSON.stringify({ model: 'm', input: 'x [shape cut-embedding]' }));
+    });
+    t.equal(cut, 'cut after 200', 'the client sees the cut');
+    const line = await untilOutput(gw, () =>
+      gw
+        .output()
+        .split('\n')
+        .find((l) => l.includes('"reqId":"cut-embedding-1"') && l.includes('"msg":"request"')),
+    );
+    t.match(line, /"status":200/);
+    t.match(line, /"streamFailed":true/, 'failed, though its status was 200');
   });
 
   t.test('malformed upstream HTTP: upstream_protocol_error, not unreachable', async (t) => {
