@@ -47,6 +47,13 @@ function sse(value: unknown): string {
 function anthropicEvent(type: string, value: Record<string, unknown>): string {
   return `event: ${type}\ndata: ${JSON.stringify({ type, ...value })}\n\n`;
 }
+/** OpenAI's rate-limit headers, and one that is not one (not passed on). */
+const RATE_LIMITS = {
+  'x-ratelimit-limit-requests': '500',
+  'x-ratelimit-remaining-tokens': '149984',
+  'x-ratelimit-reset-requests': '120ms',
+  'openai-organization': 'org-secret',
+};
 const JSON_COMPLETION = JSON.stringify({
   id: 'chatcmpl-1',
   object: 'chat.completion',
@@ -119,7 +126,7 @@ t.test('upstream shapes', async (t) => {
         case 'done-open':
           return keepOpen(res, role() + token('a') + token('b') + finish() + 'data: [DONE]\n\n', held);
         case 'after-done':
-          res.writeHead(200, { 'content-type': 'text/event-stream' });
+          res.writeHead(200, { 'content-type': 'text/event-stream', ...RATE_LIMITS });
           return res.end(role() + token('a') + finish() + 'data: [DONE]\n\n' + token('LATE') + 'data: [DONE]\n\n');
         case 'anthropic-stop-open':
           return keepOpen(
@@ -201,6 +208,7 @@ t.test('upstream shapes', async (t) => {
           );
         case 'quota':
           res.writeHead(429, {
+            ...RATE_LIMITS,
             'content-type': 'application/json',
             'x-should-retry': 'false',
             'retry-after-ms': '1500',
@@ -226,7 +234,7 @@ t.test('upstream shapes', async (t) => {
           return void res.once('finish', () => undefined).socket?.destroy();
         case 'json-completion':
           // A non-streamed answer with what only the upstream can fill in: relayed as it came.
-          res.writeHead(200, { 'content-type': 'application/json' });
+          res.writeHead(200, { 'content-type': 'application/json', ...RATE_LIMITS });
           return res.end(JSON_COMPLETION);
         default:
           res.writeHead(500).end();
@@ -318,6 +326,7 @@ t.test('upstream shapes', async (t) => {
       'nothing after the final event',
     );
     t.equal(s.data.filter((d) => d === '[DONE]').length, 1);
+    t.equal(s.headers['x-ratelimit-remaining-tokens'], '149984', "a stream's head has the rate-limit headers");
   });
 
   t.test('a choice that is not an object: upstream_protocol_error, not a reset', async (t) => {
@@ -401,6 +410,9 @@ t.test('upstream shapes', async (t) => {
     t.equal(res.status, 200);
     t.same(asked, [false], 'the upstream was asked for one answer, not a stream');
     t.equal(res.body, JSON_COMPLETION, 'legacy function_call and audio (wav) as the upstream sent them');
+    t.equal(res.headers['x-ratelimit-limit-requests'], '500', 'with the rate-limit headers');
+    t.equal(res.headers['x-ratelimit-reset-requests'], '120ms');
+    t.equal(res.headers['openai-organization'], undefined);
   });
 
   t.test('a whole OpenAI answer is checked before its status: errors, non-JSON and cuts get a real one', async (t) => {
@@ -430,6 +442,8 @@ t.test('upstream shapes', async (t) => {
     t.equal(res.status, 429);
     t.equal(res.headers['x-should-retry'], 'false');
     t.equal(res.headers['retry-after'], '2');
+    t.equal(res.headers['x-ratelimit-remaining-tokens'], '149984', 'rate-limit headers pass on');
+    t.equal(res.headers['openai-organization'], undefined, 'no other upstream header does');
     t.match(json<ErrorBody>(res).error.message, /exceeded your current quota/);
   });
 

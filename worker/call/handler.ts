@@ -94,6 +94,28 @@ export function completionId(): string {
 /** nginx's "client closed request": logged when the client left before a status was sent. */
 const STATUS_CLIENT_CLOSED = 499;
 
+/** Most `x-ratelimit-*` headers passed on from one upstream answer. */
+const MAX_RATE_LIMIT_HEADERS = 16;
+/** A header value passed on as is: printable ASCII, bounded (node refuses control bytes; a hostile upstream's). */
+const PLAIN_HEADER_VALUE = /^[\x20-\x7e]{1,256}$/;
+
+/**
+ * The upstream's `x-ratelimit-*` headers (OpenAI's, and many OpenAI-compatible servers'): the client's backoff
+ * needs them as much as the upstream's Retry-After, and a proxy in front of OpenAI passes them on.
+ */
+function copyRateLimits(
+  from: Record<string, string | string[] | undefined>,
+  ...to: Array<Record<string, string>>
+): void {
+  let copied = 0;
+  for (const name in from) {
+    const value = from[name];
+    if (!name.startsWith('x-ratelimit-') || typeof value !== 'string' || !PLAIN_HEADER_VALUE.test(value)) continue;
+    for (const headers of to) headers[name] = value;
+    if (++copied === MAX_RATE_LIMIT_HEADERS) return;
+  }
+}
+
 export async function handleCall(
   kind: EndpointKind,
   req: IncomingMessage,
@@ -117,6 +139,9 @@ export async function handleCall(
   let opened: OpenedCall | undefined;
   let stopPings: Disposer | undefined;
   let errorCode: string | undefined;
+  const headers: Record<string, string> = reqId === undefined ? {} : { 'x-request-id': reqId };
+  /** The upstream's rate-limit headers, for an error answer (an answer's own go with `headers`). */
+  const rateLimits: Record<string, string> = {};
   try {
     const call = await readAndPrepare(kind, req, options, client.signal);
     isStream = call.isStream;
@@ -130,7 +155,7 @@ export async function handleCall(
       call,
       adapter: options.adapter,
       res,
-      headers: reqId === undefined ? {} : { 'x-request-id': reqId },
+      headers,
       id: completionId(),
       created: Math.floor(Date.now() / 1000),
       now: () => performance.now(),
@@ -147,6 +172,7 @@ export async function handleCall(
         timeouts: upstream.timeouts,
         maxEventBytes: upstream.maxEventBytes,
         pingIntervalMs: isStream ? upstream.pingIntervalMs : 0,
+        onResponse: (upstreamHeaders) => copyRateLimits(upstreamHeaders, headers, rateLimits),
       },
       stats,
     );
@@ -165,7 +191,7 @@ export async function handleCall(
       else {
         // SPEC §4 413: the rest of the body is not read; the connection closes after the answer.
         if (code === 'body_too_large') res.setHeader('connection', 'close');
-        sendError(res, response);
+        sendError(res, response, rateLimits);
       }
     }
   } finally {

@@ -81,6 +81,8 @@ export interface PipelineOptions {
   maxEventBytes: number;
   /** Silence before a `: ping`, ms; 0 disables. */
   pingIntervalMs: number;
+  /** The upstream's response headers, any status, before its body is read. */
+  onResponse?: (headers: Record<string, string | string[] | undefined>) => void;
 }
 
 export interface PipelineStats {
@@ -143,6 +145,7 @@ export async function runPipeline(options: PipelineOptions, stats: PipelineStats
       throw explain(err);
     }
     hasResponse = true;
+    options.onResponse?.(response.headers);
     if (response.statusCode < 200 || response.statusCode >= 300) {
       throw await readStatusError(response.statusCode, response.headers, response.body, MAX_ERROR_BODY_BYTES).catch(
         (err: unknown) => {
