@@ -423,6 +423,7 @@ t.test('upstream shapes', async (t) => {
     const sse = await post('v1', 'null-delta');
     t.equal(sse.status, 502, 'an event stream where JSON was asked for');
     t.equal(json<ErrorBody>(sse).error.code, 'upstream_protocol_error');
+    t.match(json<ErrorBody>(sse).error.message, /a body that is not a JSON object: "data: /);
     const noChoices = await post('v1', 'json-answer');
     t.equal(noChoices.status, 502, 'JSON without choices');
     t.equal(json<ErrorBody>(noChoices).error.code, 'upstream_protocol_error');

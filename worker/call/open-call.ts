@@ -53,13 +53,26 @@ export interface OpenCallOptions {
  * status (SPEC §5: one chat.completion), then sent as the bytes it came in (audio, legacy function_call: the
  * upstream's own).
  */
+/** The whole answer's JSON object; anything else is upstream_protocol_error naming the body, not an event. */
+function parseWholeAnswer(text: string): Record<string, unknown> {
+  try {
+    return parseUpstreamJson(text);
+  } catch {
+    const start = text.trimStart().slice(0, 40);
+    throw new GraygateError(
+      'upstream_protocol_error',
+      `the upstream answered with a body that is not a JSON object: ${JSON.stringify(start)}`,
+    );
+  }
+}
+
 function wholeOpenAIAnswer(res: ServerResponse, headers: Record<string, string>): OpenedCall {
   const collected = new CollectedBody(MAX_WHOLE_ANSWER_BYTES, 'answer_too_large');
   let usage: { prompt_tokens: number; completion_tokens: number } | undefined;
   const build = (): Buffer => {
     const bytes = collected.bytes();
     const text = bytes.toString('utf8');
-    const value = parseUpstreamJson(text);
+    const value = parseWholeAnswer(text);
     if (value['error'] !== undefined && value['error'] !== null) throw upstreamStreamError(upstreamErrorMessage(text));
     if (!Array.isArray(value['choices']))
       throw new GraygateError('upstream_protocol_error', 'the upstream answered without a choices array');
