@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { once } from 'node:events';
 import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createNetServer, type Socket } from 'node:net';
@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { startGateway } from '../helpers/gateway.js';
 import { untilOutput } from '../helpers/output.js';
 import { httpRequest, json, type SimpleResponse } from '../helpers/http.js';
-import { postStream } from '../worker/fixtures/sse-client.js';
+import { postStream, type StreamClient } from '../worker/fixtures/sse-client.js';
 
 // An upstream that breaks the rules in ways the mock upstream does not: it keeps its body open after the final event,
 // sends events after it, valid JSON of shapes no converter expects, an answer too large to hold, an event longer than
@@ -53,6 +53,7 @@ const RATE_LIMITS = {
   'x-ratelimit-remaining-tokens': '149984',
   'x-ratelimit-reset-requests': '120ms',
   'openai-organization': 'org-secret',
+  'x-ratelimit-oversized': 'x'.repeat(300),
 };
 const JSON_COMPLETION = JSON.stringify({
   id: 'chatcmpl-1',
@@ -290,14 +291,24 @@ t.test('upstream shapes', async (t) => {
   });
   const post = (version: string, scenario: string): ReturnType<typeof httpRequest> =>
     httpRequest(chatUrl(version), { method: 'POST', body: JSON.stringify(body(scenario, false)) });
+  /** A streamed chat answer, read to its end. */
+  const streamed = async (version: string, scenario: string): Promise<StreamClient> => {
+    const s = await postStream(chatUrl(version), body(scenario, true));
+    await s.done;
+    return s;
+  };
+  /** A 502 error answer with this code. */
+  const isError = (t: Test, res: SimpleResponse, code: string, what = ''): void => {
+    t.equal(res.status, 502, what);
+    t.equal(json<ErrorBody>(res).error.code, code, what);
+  };
   const lastError = (data: string[]): ErrorBody['error'] => (JSON.parse(data.at(-1)!) as ErrorBody).error;
   const text = (res: SimpleResponse): unknown =>
     json<{ choices: Array<{ message: { content: unknown } }> }>(res).choices[0]!.message.content;
 
   t.test('[DONE] with the body kept open: the answer ends at [DONE], the upstream request is closed', async (t) => {
     const closed = new Promise<void>((resolve) => closedAfterEnd.push(resolve));
-    const s = await postStream(chatUrl('v1'), body('done-open', true));
-    await s.done;
+    const s = await streamed('v1', 'done-open');
     t.equal(s.text(), 'ab');
     t.equal(s.data.at(-1), '[DONE]', 'the stream ends with [DONE], not an upstream_timeout');
     await closed; // the worker let go of the upstream request it no longer reads
@@ -305,8 +316,7 @@ t.test('upstream shapes', async (t) => {
 
   t.test('Anthropic message_stop with the body kept open: the answer ends there', async (t) => {
     const closed = new Promise<void>((resolve) => closedAfterEnd.push(resolve));
-    const s = await postStream(chatUrl('claude'), body('anthropic-stop-open', true));
-    await s.done;
+    const s = await streamed('claude', 'anthropic-stop-open');
     t.equal(s.text(), 'ab');
     t.equal(s.data.at(-1), '[DONE]');
     await closed;
@@ -318,8 +328,7 @@ t.test('upstream shapes', async (t) => {
   });
 
   t.test('events after [DONE] do not reach the client', async (t) => {
-    const s = await postStream(chatUrl('v1'), body('after-done', true));
-    await s.done;
+    const s = await streamed('v1', 'after-done');
     t.equal(s.text(), 'a');
     t.notOk(
       s.data.some((d) => d.includes('LATE')),
@@ -331,17 +340,15 @@ t.test('upstream shapes', async (t) => {
 
   t.test('a choice that is not an object: upstream_protocol_error, not a reset', async (t) => {
     // The bad event is the first, so nothing was sent and the status is still the error's.
-    const streamed = await httpRequest(chatUrl('v1'), {
+    const res = await httpRequest(chatUrl('v1'), {
       method: 'POST',
       body: JSON.stringify(body('null-choice', true)),
     });
-    t.equal(streamed.status, 502);
-    t.equal(json<ErrorBody>(streamed).error.code, 'upstream_protocol_error');
+    isError(t, res, 'upstream_protocol_error');
   });
 
   t.test('a null delta is an empty one: the answer goes on', async (t) => {
-    const s = await postStream(chatUrl('v1'), body('null-delta', true));
-    await s.done;
+    const s = await streamed('v1', 'null-delta');
     t.equal(s.text(), 'a');
     t.equal(s.data.at(-1), '[DONE]');
   });
@@ -350,14 +357,12 @@ t.test('upstream shapes', async (t) => {
     'Anthropic input for a block never started: upstream_protocol_error, not arguments cut silently',
     async (t) => {
       const res = await post('claude', 'anthropic-orphan-input');
-      t.equal(res.status, 502);
-      t.equal(json<ErrorBody>(res).error.code, 'upstream_protocol_error');
+      isError(t, res, 'upstream_protocol_error');
     },
   );
 
   t.test('what follows the final event in the same read cannot fail the answer', async (t) => {
-    const s = await postStream(chatUrl('small'), body('done-then-long', true));
-    await s.done;
+    const s = await streamed('small', 'done-then-long');
     t.equal(s.text(), 'a');
     t.equal(s.data.at(-1), '[DONE]');
   });
@@ -370,8 +375,7 @@ t.test('upstream shapes', async (t) => {
   });
 
   t.test('an event longer than maxEventBytes is refused on the fast path too', async (t) => {
-    const s = await postStream(chatUrl('small'), body('long-event', true));
-    await s.done;
+    const s = await streamed('small', 'long-event');
     t.notOk(
       s.data.some((d) => d.includes('xxxx')),
       'the long event did not reach the client',
@@ -382,8 +386,7 @@ t.test('upstream shapes', async (t) => {
 
   t.test('a non-streamed answer of more than 64 MiB: answer_too_large, the worker lives on', async (t) => {
     const res = await post('claude', 'huge');
-    t.equal(res.status, 502);
-    t.equal(json<ErrorBody>(res).error.code, 'answer_too_large');
+    isError(t, res, 'answer_too_large');
     t.match(json<ErrorBody>(res).error.message, /stream: true/);
     t.equal(res.headers['x-should-retry'], 'false', "OpenAI's SDKs do not ask for it again");
     const after = await post('claude', 'anthropic-server-tool');
@@ -392,15 +395,13 @@ t.test('upstream shapes', async (t) => {
 
   t.test('JSON where a stream was asked for: its error message kept, or a clear protocol error', async (t) => {
     const res = await httpRequest(chatUrl('v1'), { method: 'POST', body: JSON.stringify(body('json-error', true)) });
-    t.equal(res.status, 502);
-    t.equal(json<ErrorBody>(res).error.code, 'upstream_status');
+    isError(t, res, 'upstream_status');
     t.match(json<ErrorBody>(res).error.message, /the model is overloaded/, 'the upstream message is kept');
     const other = await httpRequest(chatUrl('v1'), {
       method: 'POST',
       body: JSON.stringify(body('json-answer', true)),
     });
-    t.equal(other.status, 502);
-    t.equal(json<ErrorBody>(other).error.code, 'upstream_protocol_error');
+    isError(t, other, 'upstream_protocol_error');
     t.match(json<ErrorBody>(other).error.message, /not an event stream/);
   });
 
@@ -417,19 +418,15 @@ t.test('upstream shapes', async (t) => {
 
   t.test('a whole OpenAI answer is checked before its status: errors, non-JSON and cuts get a real one', async (t) => {
     const error = await post('v1', 'json-error');
-    t.equal(error.status, 502, 'a 200 error body');
-    t.equal(json<ErrorBody>(error).error.code, 'upstream_status');
+    isError(t, error, 'upstream_status', 'a 200 error body');
     t.match(json<ErrorBody>(error).error.message, /the model is overloaded/);
     const sse = await post('v1', 'null-delta');
-    t.equal(sse.status, 502, 'an event stream where JSON was asked for');
-    t.equal(json<ErrorBody>(sse).error.code, 'upstream_protocol_error');
+    isError(t, sse, 'upstream_protocol_error', 'an event stream where JSON was asked for');
     t.match(json<ErrorBody>(sse).error.message, /a body that is not a JSON object: "data: /);
     const noChoices = await post('v1', 'json-answer');
-    t.equal(noChoices.status, 502, 'JSON without choices');
-    t.equal(json<ErrorBody>(noChoices).error.code, 'upstream_protocol_error');
+    isError(t, noChoices, 'upstream_protocol_error', 'JSON without choices');
     const cut = await post('v1', 'cut-json');
-    t.equal(cut.status, 502, 'cut half-way: a real status, not a 200 and a cut connection');
-    t.equal(json<ErrorBody>(cut).error.code, 'upstream_reset');
+    isError(t, cut, 'upstream_reset', 'cut half-way: a real status, not a 200 and a cut connection');
   });
 
   t.test('a whole answer may take longer than firstByteMs to be ready: its deadline is the total', async (t) => {
@@ -445,6 +442,7 @@ t.test('upstream shapes', async (t) => {
     t.equal(res.headers['retry-after'], '2');
     t.equal(res.headers['x-ratelimit-remaining-tokens'], '149984', 'rate-limit headers pass on');
     t.equal(res.headers['openai-organization'], undefined, 'no other upstream header does');
+    t.equal(res.headers['x-ratelimit-oversized'], undefined, 'nor a value over 256 bytes');
     t.match(json<ErrorBody>(res).error.message, /exceeded your current quota/);
   });
 
@@ -478,7 +476,6 @@ t.test('upstream shapes', async (t) => {
 
   t.test('malformed upstream HTTP: upstream_protocol_error, not unreachable', async (t) => {
     const res = await post('bad', 'any');
-    t.equal(res.status, 502);
-    t.equal(json<ErrorBody>(res).error.code, 'upstream_protocol_error');
+    isError(t, res, 'upstream_protocol_error');
   });
 });

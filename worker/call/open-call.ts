@@ -47,45 +47,55 @@ export interface OpenCallOptions {
   direct?: DirectRoute | undefined;
 }
 
-/**
- * A non-streamed chat answer of an OpenAI upstream, asked for whole (upstream/openai.ts): held (bounded) and checked
- * before its status goes out, so an error body, a page that is not JSON or an answer cut half-way gets a real error
- * status (SPEC §5: one chat.completion), then sent as the bytes it came in (audio, legacy function_call: the
- * upstream's own).
- */
-/** The whole answer's JSON object; anything else is upstream_protocol_error naming the body, not an event. */
-function parseWholeAnswer(text: string): Record<string, unknown> {
-  try {
-    return parseUpstreamJson(text);
-  } catch {
-    const start = text.trimStart().slice(0, 40);
-    throw new GraygateError(
-      'upstream_protocol_error',
-      `the upstream answered with a body that is not a JSON object: ${JSON.stringify(start)}`,
-    );
-  }
-}
+type AnswerUsage = { prompt_tokens: number; completion_tokens: number } | undefined;
 
-function wholeOpenAIAnswer(res: ServerResponse, headers: Record<string, string>): OpenedCall {
-  const collected = new CollectedBody(MAX_WHOLE_ANSWER_BYTES, 'answer_too_large');
-  let usage: { prompt_tokens: number; completion_tokens: number } | undefined;
+/**
+ * An upstream answer held whole (bounded: `tooLarge` past MAX_WHOLE_ANSWER_BYTES) and turned into the client's by
+ * `convert` once complete: nothing goes out before, so any failure still gets a real status.
+ */
+function wholeAnswer(
+  res: ServerResponse,
+  headers: Record<string, string>,
+  tooLarge: 'upstream_protocol_error' | 'answer_too_large',
+  convert: (bytes: Buffer) => { body: Buffer; usage: AnswerUsage },
+): OpenedCall {
+  const collected = new CollectedBody(MAX_WHOLE_ANSWER_BYTES, tooLarge);
+  let usage: AnswerUsage;
   const build = (): Buffer => {
-    const bytes = collected.bytes();
-    const text = bytes.toString('utf8');
-    const value = parseWholeAnswer(text);
-    if (value['error'] !== undefined && value['error'] !== null) throw upstreamStreamError(upstreamErrorMessage(text));
-    if (!Array.isArray(value['choices']))
-      throw new GraygateError('upstream_protocol_error', 'the upstream answered without a choices array');
-    const reported = value['usage'];
-    usage = usageOf(
-      typeof reported === 'object' && reported !== null ? (reported as Record<string, unknown>) : undefined,
-    );
-    return bytes;
+    const answer = convert(collected.bytes());
+    usage = answer.usage;
+    return answer.body;
   };
   return {
     consumer: collected,
     response: new JsonAnswer({ res, headers, build, contentChunks: () => (usage === undefined ? 0 : 1) }),
     usage: () => usage,
+  };
+}
+
+/**
+ * A non-streamed chat answer of an OpenAI upstream, asked for whole (upstream/openai.ts), checked (SPEC §5: one
+ * chat.completion; an error body or a page that is not JSON gets a real error status) and sent as the bytes it came
+ * in (audio, legacy function_call: the upstream's own).
+ */
+function checkedOpenAIChat(bytes: Buffer): { body: Buffer; usage: AnswerUsage } {
+  const text = bytes.toString('utf8');
+  let value: Record<string, unknown>;
+  try {
+    value = parseUpstreamJson(text);
+  } catch {
+    throw new GraygateError(
+      'upstream_protocol_error',
+      `the upstream answered with a body that is not a JSON object: ${JSON.stringify(text.trimStart().slice(0, 40))}`,
+    );
+  }
+  if (value['error'] !== undefined && value['error'] !== null) throw upstreamStreamError(upstreamErrorMessage(text));
+  if (!Array.isArray(value['choices']))
+    throw new GraygateError('upstream_protocol_error', 'the upstream answered without a choices array');
+  const usage = value['usage'];
+  return {
+    body: bytes,
+    usage: usageOf(typeof usage === 'object' && usage !== null ? (usage as Record<string, unknown>) : undefined),
   };
 }
 
@@ -107,7 +117,7 @@ export function openCall(options: OpenCallOptions): OpenedCall {
       }
       return { consumer, response: writer, usage: () => state.usage };
     }
-    if (adapter.format === 'openai') return wholeOpenAIAnswer(res, headers);
+    if (adapter.format === 'openai') return wholeAnswer(res, headers, 'answer_too_large', checkedOpenAIChat);
     const aggregator = new CompletionAggregator(MAX_WHOLE_ANSWER_BYTES);
     const build = (): Buffer => Buffer.from(JSON.stringify(aggregator.toCompletion()));
     return {
@@ -118,18 +128,9 @@ export function openCall(options: OpenCallOptions): OpenedCall {
   }
   const convert = adapter.convertAnswer;
   if (convert !== undefined) {
-    const collected = new CollectedBody(MAX_WHOLE_ANSWER_BYTES);
-    let usage: { prompt_tokens: number; completion_tokens: number } | undefined;
-    const build = (): Buffer => {
-      const answer = convert(kind, collected.bytes(), { encoding: call.encoding });
-      usage = answer.usage;
-      return answer.body;
-    };
-    return {
-      consumer: collected,
-      response: new JsonAnswer({ res, headers, build, contentChunks: () => (usage === undefined ? 0 : 1) }),
-      usage: () => usage,
-    };
+    return wholeAnswer(res, headers, 'upstream_protocol_error', (bytes) =>
+      convert(kind, bytes, { encoding: call.encoding }),
+    );
   }
   if (call.isStream && kind !== 'embeddings') {
     const relay = new SseRelay({ ...stream, kind, includeUsage: call.includeUsage });

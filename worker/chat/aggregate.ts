@@ -16,8 +16,8 @@ import { GraygateError } from '../../shared/errors.js';
 // probabilities. Text parts are collected in arrays and joined once at the
 // end (issue 3 part 2), never `+=` on a growing string.
 
-/** Chunk fields that are the stream's own and are not copied onto the completion (`__proto__`: never set as a key). */
-const CHUNK_ONLY = new Set(['id', 'object', 'created', 'model', 'choices', 'usage', 'obfuscation', '__proto__']);
+/** What one log probability entry (or one of its top_logprobs) is counted as holding, UTF-16 units. */
+const LOGPROB_ENTRY_UNITS = 64;
 
 interface ToolCallParts {
   id: string;
@@ -41,19 +41,11 @@ class ChoiceParts {
 
 export class CompletionAggregator implements ChatOutput {
   readonly #choices = new Map<number, ChoiceParts>();
-  /** What the answer may hold: text, tool arguments and log probabilities (as JSON), in UTF-16 units. */
+  /** What the answer may hold: text, tool arguments and log probabilities (their tokens and a fixed size each). */
   readonly #maxHeld: number;
   #held = 0;
-  /**
-   * Where the completion's id, created and model come from: the first chunk with an id. Azure OpenAI's first chunk
-   * has none (`"id":""`, `"model":""`, no choices, only `prompt_filter_results`); the first chunk otherwise.
-   */
+  /** The first chunk: the completion's id, created and model (the converters' chunks all carry them). */
   #identity: ChatCompletionChunk | undefined;
-  /**
-   * The upstream's own top-level fields (system_fingerprint, service_tier, prompt_filter_results), from the chunks up
-   * to the first with an id (the later ones repeat them): the first value that is not null wins.
-   */
-  readonly #fields: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
   #usage: Usage | undefined;
   contentChunks = 0;
 
@@ -62,11 +54,7 @@ export class CompletionAggregator implements ChatOutput {
   }
 
   chunk(chunk: ChatCompletionChunk): void {
-    if (!hasId(this.#identity)) {
-      this.#identity = this.#identity === undefined || hasId(chunk) ? chunk : this.#identity;
-      for (const key of Object.keys(chunk))
-        if (!CHUNK_ONLY.has(key) && (this.#fields[key] ?? null) === null) this.#fields[key] = chunk[key];
-    }
+    this.#identity ??= chunk;
     if (chunk.usage !== undefined && chunk.usage !== null) this.#usage = chunk.usage;
     for (const choice of chunk.choices) {
       const index = typeof choice.index === 'number' ? choice.index : 0;
@@ -95,8 +83,7 @@ export class CompletionAggregator implements ChatOutput {
       }
       this.#hold(addExtra(parts.extra, rest));
       if (choice.logprobs !== undefined && choice.logprobs !== null) {
-        addLogprobs(parts, choice.logprobs);
-        this.#hold(JSON.stringify(choice.logprobs).length);
+        this.#hold(addLogprobs(parts, choice.logprobs));
       }
       if (choice.finish_reason !== null && choice.finish_reason !== undefined)
         parts.finishReason = choice.finish_reason;
@@ -140,18 +127,12 @@ export class CompletionAggregator implements ChatOutput {
       model: identity?.model ?? '',
       choices: [],
     };
-    // An upstream's own top-level fields carry over.
-    Object.assign(completion, this.#fields);
     const indexes = [...this.#choices.keys()].sort((a, b) => a - b);
     if (indexes.length === 0) indexes.push(0);
     completion.choices = indexes.map((index) => toChoice(index, this.#choices.get(index) ?? new ChoiceParts()));
     if (this.#usage !== undefined) completion.usage = this.#usage;
     return completion;
   }
-}
-
-function hasId(chunk: ChatCompletionChunk | undefined): boolean {
-  return typeof chunk?.id === 'string' && chunk.id !== '';
 }
 
 /** Joins the delta's other fields into the message's; returns the length of the strings joined. */
@@ -165,10 +146,21 @@ function addExtra(extra: Record<string, unknown>, delta: Record<string, unknown>
   return added;
 }
 
-function addLogprobs(parts: ChoiceParts, logprobs: ChoiceLogprobs): void {
+/** Adds a chunk's log probabilities to the choice's; returns what they hold (no re-serialising). */
+function addLogprobs(parts: ChoiceParts, logprobs: ChoiceLogprobs): number {
   parts.logprobs ??= { content: [], refusal: [] };
-  if (Array.isArray(logprobs.content)) parts.logprobs.content.push(...logprobs.content);
-  if (Array.isArray(logprobs.refusal)) parts.logprobs.refusal.push(...logprobs.refusal);
+  return addEntries(parts.logprobs.content, logprobs.content) + addEntries(parts.logprobs.refusal, logprobs.refusal);
+}
+
+function addEntries(to: TokenLogprob[], from: TokenLogprob[] | null | undefined): number {
+  if (!Array.isArray(from)) return 0;
+  to.push(...from);
+  let units = 0;
+  for (const entry of from) {
+    units += LOGPROB_ENTRY_UNITS + entry.token.length;
+    for (const top of entry.top_logprobs) units += LOGPROB_ENTRY_UNITS + top.token.length;
+  }
+  return units;
 }
 
 function toChoice(index: number, parts: ChoiceParts): ChatCompletion['choices'][number] {

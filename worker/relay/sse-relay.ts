@@ -40,10 +40,7 @@ export class SseRelay extends SseResponse implements CallResponse {
     this.#options = options;
     this.consumer = {
       framing: 'sse',
-      event: (type, data) => {
-        // Events read with the final one come after the answer's end (pipeline.ts stops reading there).
-        if (!this.#isDone) this.#event(type, data);
-      },
+      event: (type, data) => this.#event(type, data),
       body: () => undefined,
       end: () => {
         if (!this.#isDone)

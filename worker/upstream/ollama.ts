@@ -40,7 +40,6 @@ export function convertOllamaLine(state: StreamState, _type: string, line: strin
   const value = parseUpstreamJson(line);
   const error = value['error'];
   if (typeof error === 'string') throw upstreamStreamError(error);
-  if (state.isDone) throw new GraygateError('upstream_protocol_error', 'the upstream sent data after its final line');
   if (!state.isRoleSent) sink.chunk(roleChunk(state));
   const message = value['message'] as { content?: unknown; tool_calls?: unknown } | undefined;
   const content = message?.content;

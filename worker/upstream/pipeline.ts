@@ -56,10 +56,7 @@ export interface BodyConsumer {
 export function chatConsumer(adapter: UpstreamAdapter, state: StreamState, output: ChatOutput): BodyConsumer {
   return {
     framing: adapter.framing,
-    event(type, data) {
-      // Events read with the final one, in the same upstream chunk, come after the answer's end: not the client's.
-      if (!state.isDone) adapter.convertEvent(state, type, data, output);
-    },
+    event: (type, data) => adapter.convertEvent(state, type, data, output),
     body: () => undefined,
     end() {
       if (!state.isDone)
@@ -173,11 +170,19 @@ function pump(
   explain: (err: unknown) => unknown,
 ): Promise<void> {
   const { consumer, output, client } = options;
+  const isComplete = consumer.isComplete?.bind(consumer);
+  // Events decoded with the final one, from the same upstream chunk, come after the answer's end: not the client's.
+  const event =
+    isComplete === undefined
+      ? (type: string, data: string): void => consumer.event(type, data)
+      : (type: string, data: string): void => {
+          if (!isComplete()) consumer.event(type, data);
+        };
   let events: EventDecoder | undefined;
   let lines: { push(chunk: Buffer): void; end(): void };
   if (consumer.framing === 'sse') {
     const decoder = new EventDecoder({
-      onEvent: (type, data) => consumer.event(type, data),
+      onEvent: event,
       maxEventBytes: options.maxEventBytes,
     });
     events = decoder;
@@ -197,12 +202,11 @@ function pump(
             end: () => lineDecoder.end(),
           };
   } else if (consumer.framing === 'ndjson') {
-    lines = new LineDecoder({ onLine: (line) => consumer.event('', line), maxLineBytes: options.maxEventBytes });
+    lines = new LineDecoder({ onLine: (line) => event('', line), maxLineBytes: options.maxEventBytes });
   } else {
     lines = { push: (chunk) => consumer.body(chunk), end: () => undefined };
   }
 
-  const isComplete = consumer.isComplete?.bind(consumer);
   return new Promise<void>((resolve, reject) => {
     let isSettled = false;
     let disposeWritable: (() => void) | undefined;
