@@ -645,6 +645,39 @@ t.test('directStreams: a call whose worker dies before answering gets 502 worker
   );
 });
 
+t.test('directStreams: a call its worker ends without a status gets 502 worker_error from the master', async (t) => {
+  // A worker build may end a call without answering it (its last report, no status): it wrote nothing, so the
+  // master answers, as for a relayed request whose worker gave up before its headers (SPEC §4), and closes the
+  // connection after, since the worker holds it. The test worker takes the connections it is offered and gives up on
+  // every call; the connection's first requests reach it over HTTP and are answered.
+  const gw = await startGateway(
+    t,
+    {
+      limits: { directStreams: true },
+      versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1, env: { TEST_WORKER_CALLS: 'give-up' } } },
+    },
+    { env: { LOG_LEVEL: 'info' } },
+  );
+  const url = `${gw.url}/v1/chat/completions`;
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  t.teardown(() => agent.destroy());
+  const pid = await v1Pid(gw);
+  for (let i = 0; i < 200; i++) {
+    const id = `give-up-${i}`;
+    const outcome = await callOutcome(url, agent, id, 'hi');
+    const line = await lineOf(gw, id);
+    if (line.directCall !== true) {
+      t.equal(outcome, '200 keep-alive undefined', 'a request on the HTTP path is the worker’s answer');
+      continue;
+    }
+    t.equal(outcome, '502 close worker_error', 'the master’s 502, and the connection closed after it');
+    t.same({ status: line.status, error: line.error, direct: line.direct }, { status: 502, error: 'worker_error' });
+    t.equal(await v1Pid(gw), pid, 'from the worker that gave up, alive: not a worker lost');
+    return;
+  }
+  t.fail('no request became an IPC call in 200');
+});
+
 t.test(
   'directStreams: a connection that closes while its descriptor waits for a backed-up worker does not stall the worker’s channel',
   async (t) => {
