@@ -167,9 +167,10 @@ function toChoice(index: number, parts: ChoiceParts): ChatCompletion['choices'][
   const tools: ToolCall[] = [...parts.tools.entries()]
     .sort(([a], [b]) => a - b)
     .map(([, t]) => ({ id: t.id, type: t.type, function: { name: t.name, arguments: t.args.join('') } }));
-  // OpenAI: `content: null` when the model only called tools, or only refused.
-  const content =
-    parts.content.length === 0 && (tools.length > 0 || parts.refusal.length > 0) ? null : parts.content.join('');
+  // OpenAI: `content: null` when the model only called tools, or only refused, or was stopped by a content filter
+  // before any text (Anthropic's `refusal` with no block; what a streamed answer's SDK rebuilds too).
+  const isNoText = tools.length > 0 || parts.refusal.length > 0 || parts.finishReason === 'content_filter';
+  const content = parts.content.length === 0 && isNoText ? null : parts.content.join('');
   const message: ChatCompletion['choices'][number]['message'] = {
     role: 'assistant',
     content,

@@ -33,6 +33,18 @@ t.test('chunks aggregate into one chat.completion', async (t) => {
   t.equal(agg.contentChunks, 2);
 });
 
+t.test('an answer a content filter stopped before any text has content null, as an empty one has ""', async (t) => {
+  // Anthropic's stop_reason "refusal" with no content block is finish_reason content_filter and no text at all.
+  const answer = (finish: 'content_filter' | 'length'): unknown => {
+    const agg = new CompletionAggregator(1 << 20);
+    agg.chunk({ ...base, choices: [{ index: 0, delta: { role: 'assistant' }, finish_reason: null }] });
+    agg.chunk({ ...base, choices: [{ index: 0, delta: {}, finish_reason: finish }] });
+    return agg.toCompletion().choices[0]!.message.content;
+  };
+  t.equal(answer('content_filter'), null);
+  t.equal(answer('length'), '', 'an empty answer stopped for length: "" as OpenAI sends');
+});
+
 t.test('tool-call fragments, several choices, refusals and logprobs', async (t) => {
   const agg = new CompletionAggregator();
   const lp = (token: string): { token: string; logprob: number; bytes: null; top_logprobs: [] } => ({
