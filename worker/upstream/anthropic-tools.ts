@@ -1,5 +1,5 @@
 import type { ChatRequest } from '../request/chat-request.js';
-import { functionTools, invalid } from './message-parts.js';
+import { functionTools, invalid, jsonSchemaOf } from './message-parts.js';
 
 // Tool calling and JSON mode on an Anthropic upstream (SPEC §12).
 // https://docs.anthropic.com/en/docs/agents-and-tools/tool-use/implement-tool-use
@@ -48,7 +48,7 @@ export function anthropicToolFields(req: ChatRequest): AnthropicToolFields {
   let choice = toolChoice(req, tools.length > 0);
   const format = req.response_format;
   if (format !== undefined && format !== null && format.type !== 'text') {
-    const schema = format.type === 'json_schema' ? format.json_schema?.schema : undefined;
+    const schema = format.type === 'json_schema' ? jsonSchemaOf(format.json_schema, 'anthropic') : undefined;
     if (format.type === 'json_schema' && schema !== undefined) {
       out.output_config = { format: { type: 'json_schema', schema } };
     } else if (format.type === 'json_object' || format.type === 'json_schema') {

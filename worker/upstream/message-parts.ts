@@ -1,5 +1,5 @@
 import { GraygateError } from '../../shared/errors.js';
-import type { ChatMessage, ContentPart, RequestTool } from '../request/chat-request.js';
+import type { ChatMessage, ContentPart, RequestTool, ResponseFormat } from '../request/chat-request.js';
 import type { ConvertedFormat } from './field-support.js';
 
 // Pieces of an OpenAI chat request that the Ollama and Anthropic converters
@@ -9,6 +9,25 @@ import type { ConvertedFormat } from './field-support.js';
 
 export function invalid(path: string, message: string): GraygateError {
   return new GraygateError('invalid_request', `${path}: ${message}`);
+}
+
+const TEXT_PART_KEYS: ReadonlySet<string> = new Set(['type', 'text']);
+const IMAGE_PART_KEYS: ReadonlySet<string> = new Set(['type', 'image_url']);
+const IMAGE_URL_KEYS: ReadonlySet<string> = new Set(['url', 'detail']);
+const TOOL_KEYS: ReadonlySet<string> = new Set(['type', 'function']);
+const FUNCTION_KEYS: ReadonlySet<string> = new Set(['name', 'description', 'parameters', 'strict']);
+const JSON_SCHEMA_KEYS: ReadonlySet<string> = new Set(['name', 'description', 'schema', 'strict']);
+
+/**
+ * The keys of a nested object the converters read (a content part, a tool, a JSON schema format); any other is a 400
+ * naming it, as a top-level field is (`messages.0.content.1.cache_control: …`): never silently dropped. `null` counts
+ * as absent.
+ */
+function checkKeys(value: object, allowed: ReadonlySet<string>, path: string, format: ConvertedFormat): void {
+  for (const [key, v] of Object.entries(value)) {
+    if (!allowed.has(key) && v !== null && v !== undefined)
+      throw invalid(`${path}.${key}`, `is not supported by an ${format} upstream`);
+  }
 }
 
 /** A content part, or a whole message's content given as a string. */
@@ -24,9 +43,15 @@ export function contentParts(msg: ChatMessage, path: string, format: ConvertedFo
   if (typeof content === 'string') return [{ kind: 'text', text: content }];
   return content.map((part: ContentPart, i) => {
     const at = `${path}.content.${i}`;
-    if (part.type === 'text' && typeof part['text'] === 'string') return { kind: 'text', text: part['text'] };
+    if (part.type === 'text' && typeof part['text'] === 'string') {
+      checkKeys(part, TEXT_PART_KEYS, at, format);
+      return { kind: 'text', text: part['text'] };
+    }
     if (part.type === 'image_url' && allowImages) {
-      const url = (part['image_url'] as { url?: unknown } | undefined)?.url;
+      checkKeys(part, IMAGE_PART_KEYS, at, format);
+      const image = part['image_url'];
+      if (typeof image === 'object' && image !== null) checkKeys(image, IMAGE_URL_KEYS, `${at}.image_url`, format);
+      const url = (image as { url?: unknown } | undefined)?.url;
       if (typeof url !== 'string') throw invalid(`${at}.image_url.url`, 'must be a string');
       return { kind: 'image', url, path: `${at}.image_url.url` };
     }
@@ -85,7 +110,9 @@ export function functionTools(
   return tools.map((tool, i) => {
     if (tool.type !== 'function')
       throw invalid(`tools.${i}.type`, `an ${format} upstream takes function tools only, not "${tool.type}"`);
+    checkKeys(tool, TOOL_KEYS, `tools.${i}`, format);
     const fn = tool.function;
+    checkKeys(fn, FUNCTION_KEYS, `tools.${i}.function`, format);
     const strict = fn.strict === true;
     if (strict && !isStrictHonoured)
       throw invalid(
@@ -115,4 +142,20 @@ export function toolNamesById(messages: ChatMessage[]): Map<string, string> {
     }
   }
   return names;
+}
+
+/**
+ * The schema of `response_format: {type: "json_schema"}`, undefined without one. Its `description` (what the answer
+ * is, for the model) has no field of its own on either format: it becomes the schema's, unless the schema has one.
+ */
+export function jsonSchemaOf(
+  jsonSchema: ResponseFormat['json_schema'],
+  format: ConvertedFormat,
+): Record<string, unknown> | undefined {
+  if (jsonSchema === undefined || jsonSchema === null) return undefined;
+  checkKeys(jsonSchema, JSON_SCHEMA_KEYS, 'response_format.json_schema', format);
+  const { schema, description } = jsonSchema;
+  if (schema === undefined || schema === null) return undefined;
+  if (typeof description !== 'string' || description === '' || schema['description'] !== undefined) return schema;
+  return { ...schema, description };
 }

@@ -6,6 +6,7 @@ import {
   checkName,
   contentParts,
   functionTools,
+  jsonSchemaOf,
   invalid,
   parseArguments,
   parseDataUrl,
@@ -146,7 +147,7 @@ function ollamaFormat(req: ChatRequest): unknown {
   const format = req.response_format;
   if (format === undefined || format === null || format.type === 'text') return undefined;
   if (format.type === 'json_object') return 'json';
-  if (format.type === 'json_schema') return format.json_schema?.schema ?? 'json';
+  if (format.type === 'json_schema') return jsonSchemaOf(format.json_schema, 'ollama') ?? 'json';
   throw invalid(
     'response_format.type',
     `an ollama upstream takes "text", "json_object" or "json_schema", not "${format.type}"`,

@@ -55,6 +55,11 @@ t.test('tools, tool_choice, parallel_tool_calls and JSON mode → Anthropic', as
       { tool_choice: { type: 'any', disable_parallel_tool_use: true } },
     ],
     [
+      'json_schema with a description: it becomes the schema’s',
+      { response_format: { type: 'json_schema', json_schema: { name: 'x', description: 'A pair', schema: SCHEMA } } },
+      { output_config: { format: { type: 'json_schema', schema: { ...SCHEMA, description: 'A pair' } } } },
+    ],
+    [
       'json_schema → output_config',
       { response_format: { type: 'json_schema', json_schema: { name: 'x', schema: SCHEMA, strict: true } } },
       { output_config: { format: { type: 'json_schema', schema: SCHEMA } } },
@@ -122,8 +127,59 @@ t.test('requests Anthropic cannot express are 400s naming the field', async (t) 
       { messages: [user, { role: 'assistant', content: 'no', refusal: 'no' }] },
       /^messages\.1\.refusal: /,
     ],
+    // Nested keys the converter does not read are named too, never dropped (cache_control: LiteLLM's extension).
+    [
+      'a key on a text part',
+      {
+        messages: [{ role: 'user', content: [{ type: 'text', text: 'doc', cache_control: { type: 'ephemeral' } }] }],
+      },
+      /^messages\.0\.content\.0\.cache_control: is not supported by an anthropic upstream$/,
+    ],
+    [
+      'a key on an image part',
+      { messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'https://x/a.png', fmt: 1 } }] }] },
+      /^messages\.0\.content\.0\.image_url\.fmt: /,
+    ],
+    [
+      'a key on a tool',
+      { tools: [{ ...WEATHER, cache_control: { type: 'ephemeral' } }] },
+      /^tools\.0\.cache_control: is not supported by an anthropic upstream$/,
+    ],
+    [
+      'a key on a function',
+      { tools: [{ type: 'function', function: { name: 'f', ...{ examples: [] } } }] },
+      /^tools\.0\.function\.examples: /,
+    ],
+    [
+      'a key on a JSON schema format',
+      { response_format: { type: 'json_schema', json_schema: { name: 'x', schema: SCHEMA, ...{ extra: 1 } } } },
+      /^response_format\.json_schema\.extra: /,
+    ],
   ];
   for (const [name, req, message] of cases) t.throws(() => body(req), { code: 'invalid_request', message }, name);
+  t.same(
+    body({
+      messages: [
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: 'a', cache_control: null },
+            { type: 'image_url', image_url: { url: 'https://x/a.png', detail: 'low' } },
+          ],
+        },
+      ],
+    })['messages'],
+    [
+      {
+        role: 'user',
+        content: [
+          { type: 'text', text: 'a' },
+          { type: 'image', source: { type: 'url', url: 'https://x/a.png' } },
+        ],
+      },
+    ],
+    'null counts as absent; detail is read (and not sent)',
+  );
   t.same(
     body({ frequency_penalty: 0, presence_penalty: 0, logprobs: false, n: 1 })['model'],
     'm',

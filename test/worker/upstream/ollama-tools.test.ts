@@ -51,6 +51,16 @@ t.test('request fields → Ollama', async (t) => {
       { format: { type: 'object' } },
     ],
     [
+      'json_schema with a description: it becomes the schema’s, unless the schema has one',
+      {
+        response_format: {
+          type: 'json_schema',
+          json_schema: { name: 'x', description: 'A pair', schema: { type: 'object', description: 'own' } },
+        },
+      },
+      { format: { type: 'object', description: 'own' } },
+    ],
+    [
       'json_schema without a schema → json',
       { response_format: { type: 'json_schema', json_schema: { name: 'x' } } },
       { format: 'json' },
@@ -91,6 +101,11 @@ t.test('requests Ollama cannot express are 400s naming the field', async (t) => 
       'strict tools',
       { tools: [{ type: 'function', function: { name: 'f', strict: true } }] },
       /^tools\.0\.function\.strict: /,
+    ],
+    [
+      'a key Ollama’s tools do not have',
+      { tools: [{ ...WEATHER, cache_control: { type: 'ephemeral' } }] },
+      /^tools\.0\.cache_control: is not supported by an ollama upstream$/,
     ],
     [
       'custom tools',
