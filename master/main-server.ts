@@ -17,7 +17,7 @@ import type { Gateway } from './gateway.js';
 export interface MainServerOptions {
   gateway: Gateway;
   /** Read once: the server's header limit is fixed at creation (a reload does not change it). */
-  limits: Pick<Limits, 'maxHeaderBytes' | 'maxUrlBytes' | 'maxPipelinedRequests'>;
+  limits: Pick<Limits, 'maxHeaderBytes' | 'maxUrlBytes' | 'maxPipelinedRequests' | 'headTimeoutMs'>;
   log: Logger;
 }
 
@@ -38,6 +38,11 @@ export function createMainServer(options: MainServerOptions): Server {
     // Node's whole-request deadline (300 s) would cut a long stream with a request pipelined behind it, whose
     // body the connection queue leaves unread on purpose; bodyTimeoutMs bounds a body's silence instead.
     requestTimeout: 0,
+    // ...which also set Node's head deadline (headersTimeout: min(60 s, requestTimeout)) to none: a connection that
+    // sent nothing, or half a head, was held for good, and enough of them took every descriptor (a helper's
+    // slowloris). The head keeps its own deadline, as nginx's client_header_timeout, checked as often as it needs.
+    headersTimeout: limits.headTimeoutMs,
+    connectionsCheckingInterval: Math.min(30_000, Math.max(100, Math.floor(limits.headTimeoutMs / 2))),
     // A missing Host is refused by the gateway in the OpenAI error shape (gateway.ts headProblem), not by
     // Node's bare 400.
     requireHostHeader: false,
@@ -66,7 +71,7 @@ export function createMainServer(options: MainServerOptions): Server {
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     if (refused.has(socket)) return;
     refused.add(socket);
-    const refusal = clientErrorResponse(err, limits.maxUrlBytes);
+    const refusal = clientErrorResponse(err, limits);
     log.debug({ code: err.code, status: refusal?.status }, 'client error');
     // The client closed in the middle of a request: nothing it could read is due; its requests end now (a body
     // being read gives back its budget at once, not after bodyTimeoutMs).
@@ -95,8 +100,9 @@ export function createMainServer(options: MainServerOptions): Server {
  */
 export function clientErrorResponse(
   err: NodeJS.ErrnoException & { rawPacket?: Buffer },
-  maxUrlBytes: number,
+  limits: Pick<Limits, 'maxUrlBytes' | 'headTimeoutMs'>,
 ): ErrorResponse | undefined {
+  const { maxUrlBytes } = limits;
   const code = err.code ?? '';
   if (code === 'HPE_HEADER_OVERFLOW') {
     // The request line counts towards Node's header limit: a long URL overflows it too (SPEC §4a: 414).
@@ -108,8 +114,11 @@ export function clientErrorResponse(
     return toErrorResponse(new GraygateError('headers_too_large'));
   }
   if (code === 'ERR_HTTP_REQUEST_TIMEOUT') {
-    // requestTimeout is off, so this is Node's headersTimeout (60 s for the whole head); bodies have bodyTimeoutMs.
-    return toErrorResponse(new GraygateError('body_timeout', 'the request head was not received within 60 s'));
+    // requestTimeout is off, so this is Node's headersTimeout (headTimeoutMs for the whole head); bodies have
+    // bodyTimeoutMs.
+    return toErrorResponse(
+      new GraygateError('body_timeout', `the request head was not received within ${limits.headTimeoutMs} ms`),
+    );
   }
   if (code.startsWith('HPE_')) {
     return toErrorResponse(new GraygateError('invalid_request', `malformed HTTP request (${code})`));

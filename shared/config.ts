@@ -125,6 +125,7 @@ export const configSchema = z.strictObject({
       shutdownTimeoutMs: ms.default(DEFAULTS.limits.shutdownTimeoutMs),
       readyTimeoutMs: positiveMs.default(DEFAULTS.limits.readyTimeoutMs),
       bodyTimeoutMs: positiveMs.default(DEFAULTS.limits.bodyTimeoutMs),
+      headTimeoutMs: positiveMs.default(DEFAULTS.limits.headTimeoutMs),
       maxBufferedBodyBytes: positiveInt.default(DEFAULTS.limits.maxBufferedBodyBytes),
       sendTimeoutMs: positiveMs.default(DEFAULTS.limits.sendTimeoutMs),
       workerHeadersTimeoutMs: positiveMs.default(DEFAULTS.limits.workerHeadersTimeoutMs),

@@ -26,6 +26,8 @@ export const DEFAULTS = {
     readyTimeoutMs: 15_000, // 15 s for a forked worker to report ready
     // SPEC §4a (turn 2): the client ↔ master ↔ worker hop
     bodyTimeoutMs: 30_000, // 30 s of silence while a client sends its body → 408 body_timeout
+    // 60 s for a request's whole head, from its connection's opening or its first byte (nginx client_header_timeout)
+    headTimeoutMs: 60_000,
     maxBufferedBodyBytes: 256 * 1024 * 1024, // 256 MiB of request bodies held by the master at once → 503 body_budget
     sendTimeoutMs: 60_000, // 60 s in which a client reads nothing of its answer → closed (nginx send_timeout)
     workerHeadersTimeoutMs: 30_000, // 30 s from sending to the worker's first response byte (a 102 ping counts) → 504

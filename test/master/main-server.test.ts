@@ -3,6 +3,8 @@ import { clientErrorResponse, rawErrorResponse } from '../../master/main-server.
 
 // What Node's parser refuses → the OpenAI-shaped answer (issue 9 part 7).
 
+const LIMITS = { maxUrlBytes: 100, headTimeoutMs: 60_000 };
+
 function error(code: string, rawPacket?: string): NodeJS.ErrnoException & { rawPacket?: Buffer } {
   const err = new Error(code) as NodeJS.ErrnoException & { rawPacket?: Buffer };
   err.code = code;
@@ -11,20 +13,20 @@ function error(code: string, rawPacket?: string): NodeJS.ErrnoException & { rawP
 }
 
 t.test('clientErrorResponse', async (t) => {
-  t.equal(clientErrorResponse(error('HPE_HEADER_OVERFLOW', 'GET / HTTP/1.1\r\nX: yyyy'), 100)?.status, 431);
+  t.equal(clientErrorResponse(error('HPE_HEADER_OVERFLOW', 'GET / HTTP/1.1\r\nX: yyyy'), LIMITS)?.status, 431);
   t.equal(
-    clientErrorResponse(error('HPE_HEADER_OVERFLOW', `GET /${'a'.repeat(200)} HTTP/1.1\r\n`), 100)?.status,
+    clientErrorResponse(error('HPE_HEADER_OVERFLOW', `GET /${'a'.repeat(200)} HTTP/1.1\r\n`), LIMITS)?.status,
     414,
     'a long request line',
   );
   t.equal(
-    clientErrorResponse(error('HPE_HEADER_OVERFLOW', `GET /${'a'.repeat(200)}`), 100)?.status,
+    clientErrorResponse(error('HPE_HEADER_OVERFLOW', `GET /${'a'.repeat(200)}`), LIMITS)?.status,
     414,
     'cut before its end',
   );
-  t.equal(clientErrorResponse(error('HPE_INVALID_METHOD'), 100)?.body.error.code, 'invalid_request');
-  t.equal(clientErrorResponse(error('ERR_HTTP_REQUEST_TIMEOUT'), 100)?.status, 408);
-  t.equal(clientErrorResponse(error('ECONNRESET'), 100), undefined, 'a reset socket gets nothing');
+  t.equal(clientErrorResponse(error('HPE_INVALID_METHOD'), LIMITS)?.body.error.code, 'invalid_request');
+  t.equal(clientErrorResponse(error('ERR_HTTP_REQUEST_TIMEOUT'), LIMITS)?.status, 408);
+  t.equal(clientErrorResponse(error('ECONNRESET'), LIMITS), undefined, 'a reset socket gets nothing');
 });
 
 t.test('rawErrorResponse is a whole HTTP/1.1 response', async (t) => {
