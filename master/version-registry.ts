@@ -97,6 +97,8 @@ export class VersionRegistry {
   readonly #restartPolicy: RestartPolicy;
   #config: Config;
   #routingTable: RoutingTable;
+  /** Running canaries' pairs, canary → baseline: routed in two levels (weighted-choice.ts). */
+  readonly #pairs = new Map<string, string>();
 
   constructor(options: VersionRegistryOptions) {
     this.#config = options.config;
@@ -224,6 +226,16 @@ export class VersionRegistry {
     await this.#retire(state, state.workers);
     this.#forget(state);
     return state;
+  }
+
+  /**
+   * A running canary's pair is chosen as one candidate, then one of its two (weighted-choice.ts); undefined: no longer
+   * (the canary ended).
+   */
+  setPair(canary: string, baseline: string | undefined): void {
+    if (baseline === undefined) this.#pairs.delete(canary);
+    else this.#pairs.set(canary, baseline);
+    this.#routingTable = this.#buildRoutingTable();
   }
 
   /** Sets the named weights at once, others unchanged (SPEC §6): unknown name 404, all zero 400. */
@@ -470,8 +482,15 @@ export class VersionRegistry {
   }
 
   #buildRoutingTable(): RoutingTable {
+    const pairOf = new Map<string, string>();
+    for (const [canary, baseline] of this.#pairs) {
+      // Both must still be routed: a pair missing one is no pair (its canary is ending).
+      if (!this.#versions.has(canary) || !this.#versions.has(baseline)) continue;
+      pairOf.set(canary, baseline);
+      pairOf.set(baseline, baseline);
+    }
     const versions = [...this.#versions.values()]
-      .map((v) => ({ name: v.name, weight: v.weight }))
+      .map((v) => ({ name: v.name, weight: v.weight, pair: pairOf.get(v.name) }))
       .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     return { routing: this.#config.routing, versions };
   }

@@ -5,10 +5,19 @@ import { createHash } from 'node:crypto';
 // score wins. P(candidate) = weight / Σweights. Raising one weight only raises
 // that candidate's score, so keys move only onto it; the hash is stable across
 // processes and restarts, so every gateway instance agrees.
+//
+// A canary's pair (SPEC §11) is chosen in two levels: the pair first, as one
+// candidate named after its baseline with the pair's summed weight, then one
+// of its two versions. A step moves weight inside the pair only, so the top
+// level never changes while the canary runs: its users come from the
+// baseline's users alone, and no user of another version moves (one level
+// would move users of every other version both ways at each step).
 
 export interface WeightedCandidate {
   name: string;
   weight: number;
+  /** In a canary's pair: the pair's name at the top level (its baseline's). */
+  pair?: string | undefined;
 }
 
 /** A uniform float in (0, 1) from the first 52 bits of sha256(key, name). */
@@ -22,6 +31,29 @@ function hashUnit(key: string, name: string): number {
 
 /** The candidate the key lands on, or undefined when no candidate has a weight > 0. */
 export function chooseWeighted(key: string, candidates: readonly WeightedCandidate[]): string | undefined {
+  let isPaired = false;
+  for (const c of candidates) if (c.pair !== undefined && c.weight > 0) isPaired = true;
+  if (!isPaired) return chooseFlat(key, candidates);
+  const top: WeightedCandidate[] = [];
+  for (const c of candidates) {
+    if (c.pair === undefined) top.push(c);
+    else {
+      const pair = top.find((t) => t.pair === c.pair);
+      if (pair === undefined) top.push({ name: c.pair, weight: c.weight, pair: c.pair });
+      else pair.weight += c.weight;
+    }
+  }
+  const chosen = chooseFlat(key, top);
+  const pair = top.find((t) => t.name === chosen && t.pair !== undefined);
+  return pair === undefined
+    ? chosen
+    : chooseFlat(
+        key,
+        candidates.filter((c) => c.pair === pair.pair),
+      );
+}
+
+function chooseFlat(key: string, candidates: readonly WeightedCandidate[]): string | undefined {
   // One version with weight: the answer needs no hash (issue 10: sha256 per candidate per request).
   let only: string | undefined;
   let weighted = 0;

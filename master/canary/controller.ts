@@ -22,6 +22,8 @@ export const CANARY_STATES: readonly CanaryState[] = ['running', 'promoted', 'ro
 export interface WeightsPort {
   weightOf(name: string): number | undefined;
   setWeights(weights: Readonly<Record<string, number>>): void;
+  /** Routes the pair in two levels while the canary runs (baseline set), or no longer (undefined). */
+  setPair(canary: string, baseline: string | undefined): void;
 }
 
 export interface CanaryStatus {
@@ -126,6 +128,7 @@ export class CanaryController {
     this.#step = this.firstStep;
     if (this.#step > 0)
       this.#reason = `started at step ${this.#step + 1} (${steps[this.#step]} %): the canary already had ${share} % of the pair`;
+    this.#weights.setPair(this.plan.canary, this.plan.baseline);
     this.#applyStep();
   }
 
@@ -258,6 +261,8 @@ export class CanaryController {
     if (state === 'rolled_back' || state === 'aborted') weights = this.abortWeights;
     else if (state === 'promoted') weights = { [this.plan.canary]: this.#pairWeight, [this.plan.baseline]: 0 };
     if (weights !== undefined) this.#weights.setWeights(weights);
+    // Held, it still steps nothing, and its users stay where they are; ended, the two are versions like any other.
+    if (state !== 'held') this.#weights.setPair(this.plan.canary, undefined);
     const line = { state, step: this.#step, reason, weights, decisions: [...this.#settled, ...this.#current] };
     if (state === 'rolled_back') this.#log.warn(line, 'canary verdict');
     else this.#log.info(line, 'canary verdict');

@@ -139,6 +139,34 @@ t.test('raising v2 from 10 to 20 moves keys only from v1 to v2', async (t) => {
   t.ok(moved > 0, `${moved} keys moved, all v1 → v2`);
 });
 
+t.test('a canary’s steps move keys only from its baseline to it; no other version’s key moves', async (t) => {
+  // SPEC §11 (a helper's repro: one-level hashing moved 24 % of v4's users onto the canary v2 at its first step, and
+  // 33 of v1's onto v4). The pair is one candidate named v1, with the pair's weight, then one of its two.
+  const choose = (v1: number, v2: number, paired: boolean): Array<string | undefined> =>
+    keys.map((k) =>
+      chooseWeighted(k, [
+        { name: 'v1', weight: v1, pair: paired ? 'v1' : undefined },
+        { name: 'v2', weight: v2, pair: paired ? 'v1' : undefined },
+        { name: 'v4', weight: 40 },
+      ]),
+    );
+  const before = choose(60, 0, false);
+  const steps = [choose(60, 0, true), choose(54, 6, true), choose(30, 30, true), choose(0, 60, true)];
+  t.same(steps[0], before, 'pairing at the canary’s start moves nobody');
+  for (let s = 1; s < steps.length; s++) {
+    let moved = 0;
+    for (let i = 0; i < keys.length; i++) {
+      const [from, to] = [steps[s - 1]![i], steps[s]![i]];
+      if (from === to) continue;
+      moved++;
+      if (from !== 'v1' || to !== 'v2') t.fail(`step ${s}: key ${keys[i]} moved ${from} → ${to}`);
+    }
+    t.ok(moved > 0, `step ${s}: ${moved} keys moved, all v1 → v2`);
+  }
+  const v4 = (choice: Array<string | undefined>): number => choice.filter((v) => v === 'v4').length;
+  t.equal(v4(steps[3]!), v4(before), 'v4 keeps exactly its users');
+});
+
 t.test('observed split over 10,000 keys is within ±2 points of the weights', async (t) => {
   for (const weights of [
     { v1: 90, v2: 10 },

@@ -10,12 +10,17 @@ import { createLogger } from '../../../shared/log.js';
 
 const log = createLogger({ role: 'master', level: 'silent' });
 
-function weightsOf(initial: Record<string, number>): WeightsPort & { now: Record<string, number> } {
+function weightsOf(
+  initial: Record<string, number>,
+): WeightsPort & { now: Record<string, number>; pairs: Map<string, string> } {
   const now = { ...initial };
+  const pairs = new Map<string, string>();
   return {
     now,
+    pairs,
     weightOf: (name) => now[name],
     setWeights: (weights) => Object.assign(now, weights),
+    setPair: (canary, baseline) => void (baseline === undefined ? pairs.delete(canary) : pairs.set(canary, baseline)),
   };
 }
 
@@ -94,8 +99,10 @@ t.test(
     const plan = parseCanaryPlan('v2', { steps: [25, 100], stepMs: 0, maxStepMs: 100, minRequests: 50 }, 'v1');
     const c = new CanaryController({ plan, weights, log, nowMs: 0, wallMs: 0 });
     c.begin();
+    t.same([...weights.pairs], [['v2', 'v1']], 'the pair is routed as one while the canary runs');
     c.tick(200);
     t.equal(c.state, 'held');
+    t.same([...weights.pairs], [['v2', 'v1']], 'and while it is held');
     t.equal(c.status().endedAt, null);
     t.match(c.status().reason, /^no verdict within maxStepMs \(100 ms\): step 1 \(25 %\): not yet: /);
     t.notMatch(c.status().reason, /judged since/);
@@ -110,6 +117,7 @@ t.test(
     t.equal(c.state, 'aborted');
     t.not(c.status().endedAt, null, 'the abort ends it');
     t.same(weights.now, { v1: 100, v2: 0 });
+    t.same([...weights.pairs], [], 'ended: two versions again');
   },
 );
 
@@ -126,6 +134,7 @@ t.test('promoted by hand from any step, running or held: the pair’s sum to the
   c.promote('test', 2);
   t.equal(c.state, 'promoted');
   t.same(weights.now, { v1: 0, v2: 80, v3: 20 }, 'only the pair changes, and its sum is kept');
+  t.same([...weights.pairs], [], 'promoted: two versions again');
   const s = c.status();
   t.equal(s.canaryPercent, 100, 'at 100 %, though promoted from step 1');
   t.equal(s.step, 0, 'the step it was promoted from');
