@@ -87,3 +87,21 @@ t.test('a timeout longer than a Node timer can wait is refused, not taken as 1 m
   if (r.ok) return;
   t.same(r.problems, ['limits.sendTimeoutMs: must be ≤ 2147483647 (about 24.8 days)']);
 });
+
+t.test('a "__proto__" key is refused wherever it is, not skipped', async (t) => {
+  // zod skips it without a word: a version of that name was dropped, a weight for it a silent no-op (a helper's
+  // repro). JSON.parse makes it an own key, as a config file or admin body has it.
+  const problems = (json: string): string[] => {
+    const r = validateConfig(JSON.parse(json));
+    return r.ok ? [] : r.problems;
+  };
+  t.match(problems('{"versions":{"v1":{"weight":1},"__proto__":{"weight":5}}}'), [
+    'versions.__proto__: "__proto__" is not allowed as a key',
+  ]);
+  t.match(problems('{"__proto__":{"x":1},"versions":{"v1":{"weight":1}}}'), [
+    '__proto__: "__proto__" is not allowed as a key',
+  ]);
+  t.match(problems('{"versions":{"v1":{"weight":1,"env":{"__proto__":"x"}}}}'), [
+    'versions.v1.env.__proto__: "__proto__" is not allowed as a key',
+  ]);
+});
