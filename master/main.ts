@@ -153,7 +153,7 @@ const watch = config.config.watch
         change.hash === operations.configHash
           ? undefined
           : operations.reload().then(
-              (result) => log.info(result, 'config file changed: reloaded'),
+              () => undefined, // the reload logs `config reloaded` itself: one line per reload, whatever started it
               (err: unknown) => {
                 const message = err instanceof Error ? err.message : String(err);
                 // An invalid file is refused for good (logged once); one that could not be applied (a
@@ -197,7 +197,7 @@ process.on('SIGTERM', () => stop('SIGTERM'));
 process.on('SIGINT', () => stop('SIGINT'));
 process.on('SIGHUP', () => {
   operations.reload().then(
-    (result) => log.info(result, 'SIGHUP reload applied'),
+    () => undefined, // logged by the reload itself (`config reloaded`)
     (err: unknown) => log.error({ err: err instanceof Error ? err.message : err }, 'SIGHUP reload refused'),
   );
 });

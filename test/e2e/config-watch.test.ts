@@ -31,7 +31,10 @@ t.test('a kubelet-style ConfigMap swap applies with no signal; an invalid one is
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const first = configText(input({ v1: 90, v2: 10 }));
   const volume = createKubeletVolume(dir, { 'graygate.json': first });
-  const gw = await startGateway(t, {} as GatewayConfigInput, { configPath: volume.path('graygate.json') });
+  const gw = await startGateway(t, {} as GatewayConfigInput, {
+    configPath: volume.path('graygate.json'),
+    env: { LOG_LEVEL: 'info' },
+  });
   t.equal(
     (await scrape(gw)).text.includes(`graygate_config_info{hash="${configHash(first)}"} 1`),
     true,
@@ -48,6 +51,9 @@ t.test('a kubelet-style ConfigMap swap applies with no signal; an invalid one is
     'graygate_config_info follows the applied file',
   );
   t.notOk(metrics.text.includes(configHash(first)), 'one hash only');
+  // One line per reload, whatever started it (a helper counted two per watched change).
+  while (!gw.output().includes('"msg":"config reloaded"')) await once(gw.child.stdout!, 'data');
+  t.equal(gw.output().match(/"msg":"config[^"]*reloaded"/g)?.length, 1, 'the reload is logged once');
 
   volume.update({ 'graygate.json': '{ "versions": { "v1": { "weight": -1 } } ' });
   // The refusal is logged once; wait for that line (the event), then check the old config serves.
