@@ -195,12 +195,15 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
   if (readCanaries !== undefined) {
     new Gauge({
       name: METRIC.canaryPercent,
-      help: "Percent of its pair's combined weight the canary version has (SPEC §11)",
+      help: "Percent of its pair's combined weight a running or held canary has (SPEC §11)",
       labelNames: ['version'] as const,
       registers: [registry],
       collect() {
         this.reset();
-        for (const c of readCanaries()) this.set({ version: c.version }, c.canaryPercent);
+        // An ended canary's share is history: the weights may have changed since (a reload, PUT /admin/weights), so
+        // it is not shown as current, as /admin/status does not show it; graygate_canary_state keeps its end.
+        for (const c of readCanaries())
+          if (c.state === 'running' || c.state === 'held') this.set({ version: c.version }, c.canaryPercent);
       },
     });
     new Gauge({

@@ -124,6 +124,9 @@ t.test('canaries', async (t) => {
     t.equal(metrics.sum('graygate_canary_state', { version: 'idle', state: 'running' }), 1);
     const aborted = await admin<CanaryStatus>(gw, 'DELETE', '/admin/versions/idle/canary');
     t.equal(aborted.body.state, 'aborted');
+    const after = await scrape(gw);
+    t.equal(after.sum('graygate_canary_state', { version: 'idle', state: 'aborted' }), 1, 'its end stays');
+    t.notOk(after.text.includes('graygate_canary_percent{'), 'its share is no longer current: not shown');
     t.same(
       await weights(),
       { base: 100, good: 0, bad: 0, slow: 0, hang: 0, idle: 0 },
