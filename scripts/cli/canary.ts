@@ -39,8 +39,11 @@ export function parseDuration(text: string): number | undefined {
 
 /** `5,25,50,100` → [5, 25, 50, 100]; undefined when malformed (the API checks the order and the last 100). */
 export function parseSteps(text: string): number[] | undefined {
-  const steps = text.split(',').map((s) => Number(s.trim()));
-  return steps.length > 0 && steps.every((n) => Number.isFinite(n)) ? steps : undefined;
+  const parts = text.split(',').map((s) => s.trim());
+  // Number('') is 0: an empty item (`--steps ""`, `5,,100`) is malformed, not a step of 0 for the API to refuse.
+  if (parts.some((s) => s === '')) return undefined;
+  const steps = parts.map(Number);
+  return steps.every((n) => Number.isFinite(n)) ? steps : undefined;
 }
 
 function pct(value: number | null): string {

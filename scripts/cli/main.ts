@@ -120,7 +120,14 @@ async function canaryCommand(
   const minRequests = positiveInt(text('min-requests'), '--min-requests');
   if (minRequests !== undefined) body['minRequests'] = minRequests;
   if (text('on-inconclusive') !== undefined) body['onInconclusive'] = text('on-inconclusive');
-  if (text('alpha') !== undefined) body['alpha'] = Number(text('alpha'));
+  const alpha = text('alpha');
+  if (alpha !== undefined) {
+    const value = alpha.trim() === '' ? NaN : Number(alpha);
+    // The API bounds it (0 < alpha < 1); a usage error is what text that is no number at all gets, as other flags do.
+    body['alpha'] = Number.isFinite(value)
+      ? value
+      : usage(`--alpha must be a number like 0.01, got ${JSON.stringify(alpha)}`);
+  }
   if (values['non-inferiority'] === true) body['requireNonInferiority'] = true;
   const criteria: Record<string, false | { marginMs: number }> = {};
   const marginText = text('latency-margin');

@@ -17,6 +17,8 @@ t.test('parseDuration and parseSteps', async (t) => {
   t.same(parseSteps('5,25,50,100'), [5, 25, 50, 100]);
   t.same(parseSteps('10, 100'), [10, 100]);
   t.equal(parseSteps('a,100'), undefined);
+  t.equal(parseSteps(''), undefined, 'an empty --steps is malformed, not a step of 0');
+  t.equal(parseSteps('5,,100'), undefined);
 });
 
 t.test('formatCanary: state, step, why, and the decisions as a table', async (t) => {
