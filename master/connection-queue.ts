@@ -122,6 +122,11 @@ export class ConnectionQueue {
     state.onIdle = then;
   }
 
+  /** The last request parsed on `socket` that waits for its turn, if any: the one whose body the parser reads. */
+  lastWaiting(socket: Socket): IncomingMessage | undefined {
+    return this.#states.get(socket)?.waiting.at(-1)?.req;
+  }
+
   #start(socket: Socket, state: ConnectionState, req: IncomingMessage, res: ServerResponse): void {
     state.isBusy = true;
     const isFirst = state.isNew;

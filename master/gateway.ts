@@ -23,6 +23,7 @@ import { DirectConnections } from './direct-connections.js';
 import { callDirect } from './direct-calls.js';
 import { DIRECT_HEADER, type DirectOffer } from '../shared/direct.js';
 import type { RelayHooks } from './relay.js';
+import { bodyParseErrorOf } from './body-parse-errors.js';
 
 // The main port's request path (SPEC §3, §4, §4a) as named steps over one
 // RequestContext, applied in order (STYLE §17):
@@ -285,6 +286,8 @@ export function createGateway(options: GatewayOptions): Gateway {
     // Never to an HTTP/1.0 client, which must ignore the expectation and cannot read a 1xx (RFC 9110 §10.1.1).
     const isHttp11 = req.httpVersionMajor > 1 || req.httpVersionMinor >= 1;
     if (isHttp11 && CONTINUE_EXPECTATION.test(headerValue(req.headers['expect']) ?? '')) res.writeContinue();
+    const parseError = bodyParseErrorOf(req);
+    if (parseError !== undefined) return refuse(ctx, parseError);
     readBody(req, {
       maxBytes: limits.maxBodyBytes,
       idleTimeoutMs: limits.bodyTimeoutMs,

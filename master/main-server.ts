@@ -5,6 +5,8 @@ import { GraygateError, toErrorResponse, type ErrorResponse } from '../shared/er
 import type { Logger } from '../shared/log.js';
 import type { Limits } from '../shared/config.js';
 import { MAX_HEADER_LINES } from '../shared/defaults.js';
+import { hasBody } from '../shared/body.js';
+import { setBodyParseError } from './body-parse-errors.js';
 import { ConnectionQueue } from './connection-queue.js';
 import type { Gateway } from './gateway.js';
 
@@ -84,6 +86,16 @@ export function createMainServer(options: MainServerOptions): Server {
     const current = (socket as Duplex & { _httpMessage?: { req?: IncomingMessage } })._httpMessage?.req;
     if (current !== undefined && !current.complete && current.listenerCount('error') > 0) {
       current.emit('error', new GraygateError('invalid_request', `malformed request body (${err.code ?? 'parse'})`));
+      return;
+    }
+    // In the body of a request pipelined behind the one in flight: refused at its turn, when it would be read (a
+    // helper's repro: a 408 after bodyTimeoutMs, the body's bytes never coming), with its access-log line.
+    const waiting = queue.lastWaiting(socket as Socket);
+    if (waiting !== undefined && !waiting.complete && hasBody(waiting)) {
+      setBodyParseError(
+        waiting,
+        new GraygateError('invalid_request', `malformed request body (${err.code ?? 'parse'})`),
+      );
       return;
     }
     queue.afterLast(socket as Socket, () => {

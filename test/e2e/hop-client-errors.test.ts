@@ -49,4 +49,22 @@ t.test('errors in the body being read', async (t) => {
     t.equal(res!.headers['connection'], 'close');
     conn.socket.destroy();
   });
+
+  t.test('a malformed chunk in the body of a request pipelined behind another: 400 at its turn', async (t) => {
+    // The parser fails while the first request owns the connection; the second's body bytes never come. It waited
+    // bodyTimeoutMs (60 s here: the test would time out) for them and got a 408 (a helper's repro).
+    const conn = await openRaw(gw.url, ['GET', 'POST']);
+    conn.write(
+      'GET /sse?events=3&ms=20 HTTP/1.1\r\nHost: gw\r\n\r\n' +
+        'POST /echo HTTP/1.1\r\nHost: gw\r\nX-Request-Id: chunk-2\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n',
+    );
+    const [first, second] = await conn.waitFor(2);
+    t.equal(first!.status, 200, 'the first is answered whole');
+    t.match(first!.body, /\[DONE\]/);
+    t.equal(second!.status, 400);
+    t.match(second!.body, /malformed request body \(HPE_INVALID_CHUNK_SIZE\)/);
+    t.equal(second!.headers['connection'], 'close');
+    t.match(await accessLine(gw, 'chunk-2'), { status: 400, error: 'invalid_request' }, 'with its access-log line');
+    conn.socket.destroy();
+  });
 });
