@@ -20,15 +20,16 @@ import { headerValue } from '../../shared/http-headers.js';
 
 const STATE_CHANGING: ReadonlySet<string> = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
-/** The host part of a `Host` header (`[::1]:9000` → `[::1]`, `LOCALHOST:9000` → `localhost`). */
+/**
+ * The host part of a `Host` header (`[::1]:9000` → `[::1]`, `LOCALHOST:9000` → `localhost`); any port is fine (a
+ * port-forward moves it). After the host only `:digits` may follow: anything else (`localhost:9000@evil.example`, a
+ * helper's probe) is no host at all, '' (no browser sends it; it is refused, not read as `localhost`).
+ */
 export function hostOf(hostHeader: string): string {
   const h = hostHeader.trim().toLowerCase();
-  if (h.startsWith('[')) {
-    const end = h.indexOf(']');
-    return end === -1 ? h : h.slice(0, end + 1);
-  }
-  const colon = h.indexOf(':');
-  return colon === -1 ? h : h.slice(0, colon);
+  const end = h.startsWith('[') ? h.indexOf(']') + 1 : h.indexOf(':') === -1 ? h.length : h.indexOf(':');
+  if (end <= 0) return h.startsWith('[') ? '' : h;
+  return /^(:\d{0,5})?$/.test(h.slice(end)) ? h.slice(0, end) : '';
 }
 
 /** `application/json`, with or without parameters. */
