@@ -97,7 +97,7 @@ export class VersionRegistry {
   readonly #restartPolicy: RestartPolicy;
   #config: Config;
   #routingTable: RoutingTable;
-  /** Running canaries' pairs, canary → baseline: routed in two levels (weighted-choice.ts). */
+  /** Canary pairs, canary → baseline, routed in two levels (weighted-choice.ts; setPairWeights). */
   readonly #pairs = new Map<string, string>();
 
   constructor(options: VersionRegistryOptions) {
@@ -229,23 +229,38 @@ export class VersionRegistry {
   }
 
   /**
-   * A running canary's pair is chosen as one candidate, then one of its two (weighted-choice.ts); undefined: no longer
-   * (the canary ended).
+   * Sets the named weights at once, others unchanged (SPEC §6): unknown name 404, all zero 400. A canary pair (below)
+   * with a version among them is two versions again.
    */
-  setPair(canary: string, baseline: string | undefined): void {
-    if (baseline === undefined) this.#pairs.delete(canary);
-    else this.#pairs.set(canary, baseline);
+  setWeights(weights: Readonly<Record<string, number>>): void {
+    this.#checkWeights(weights);
+    for (const name of Object.keys(weights)) this.#unpair(name);
+    for (const [name, weight] of Object.entries(weights)) this.#versions.get(name)!.weight = weight;
     this.#routingTable = this.#buildRoutingTable();
   }
 
-  /** Sets the named weights at once, others unchanged (SPEC §6): unknown name 404, all zero 400. */
-  setWeights(weights: Readonly<Record<string, number>>): void {
+  /**
+   * A canary's step or promotion (SPEC §11): its pair is chosen as one candidate named after the baseline, then one
+   * of the two (weighted-choice.ts), from now on until a change of either's weight made another way, the canary's
+   * rollback or either leaving routing.
+   */
+  setPairWeights(canary: string, baseline: string, weights: Readonly<Record<string, number>>): void {
+    this.#checkWeights(weights);
+    this.#pairs.set(canary, baseline);
+    for (const [name, weight] of Object.entries(weights)) this.#versions.get(name)!.weight = weight;
+    this.#routingTable = this.#buildRoutingTable();
+  }
+
+  #checkWeights(weights: Readonly<Record<string, number>>): void {
     for (const name of Object.keys(weights)) this.#state(name);
     const after = [...this.#versions.values()].map((v) => weights[v.name] ?? v.weight);
     if (after.every((w) => w === 0))
       throw new GraygateError('invalid_request', 'at least one version needs a weight > 0');
-    for (const [name, weight] of Object.entries(weights)) this.#versions.get(name)!.weight = weight;
-    this.#routingTable = this.#buildRoutingTable();
+  }
+
+  /** The canary pair `name` is in, if any, is two versions again. */
+  #unpair(name: string): void {
+    for (const [canary, baseline] of this.#pairs) if (canary === name || baseline === name) this.#pairs.delete(canary);
   }
 
   /**
@@ -288,7 +303,10 @@ export class VersionRegistry {
     this.#config = plan.next;
     for (const [name, version] of Object.entries(plan.next.versions)) {
       const state = this.#state(name);
-      if (state.weight !== version.weight) applied.weights[name] = version.weight;
+      if (state.weight !== version.weight) {
+        applied.weights[name] = version.weight;
+        this.#unpair(name);
+      }
       state.weight = version.weight;
     }
     const removed = plan.removes.map((name) => this.#unroute(name));
@@ -385,6 +403,7 @@ export class VersionRegistry {
     const state = this.#state(name);
     state.isRemoved = true;
     this.#versions.delete(name);
+    this.#unpair(name);
     this.#routingTable = this.#buildRoutingTable();
     state.admission.destroy(new GraygateError('no_ready_worker', `version "${name}" was removed`));
     this.#onUnrouted?.(name);
@@ -484,8 +503,6 @@ export class VersionRegistry {
   #buildRoutingTable(): RoutingTable {
     const pairOf = new Map<string, string>();
     for (const [canary, baseline] of this.#pairs) {
-      // Both must still be routed: a pair missing one is no pair (its canary is ending).
-      if (!this.#versions.has(canary) || !this.#versions.has(baseline)) continue;
       pairOf.set(canary, baseline);
       pairOf.set(baseline, baseline);
     }

@@ -8,10 +8,11 @@ import { createHash } from 'node:crypto';
 //
 // A canary's pair (SPEC §11) is chosen in two levels: the pair first, as one
 // candidate named after its baseline with the pair's summed weight, then one
-// of its two versions. A step moves weight inside the pair only, so the top
-// level never changes while the canary runs: its users come from the
-// baseline's users alone, and no user of another version moves (one level
-// would move users of every other version both ways at each step).
+// of its two versions, under hashes of their own. A step moves weight inside
+// the pair only, so the top level never changes while the canary runs or once
+// it is promoted: its users come from the baseline's users alone, and no user
+// of another version moves (one level would move users of every other
+// version both ways at each step).
 
 export interface WeightedCandidate {
   name: string;
@@ -19,6 +20,9 @@ export interface WeightedCandidate {
   /** In a canary's pair: the pair's name at the top level (its baseline's). */
   pair?: string | undefined;
 }
+
+/** Prefix of the names a pair's two versions are hashed under inside the pair (no version name has a NUL). */
+const PAIR_SALT = '\0pair\0';
 
 /** A uniform float in (0, 1) from the first 52 bits of sha256(key, name). */
 function hashUnit(key: string, name: string): number {
@@ -45,15 +49,17 @@ export function chooseWeighted(key: string, candidates: readonly WeightedCandida
   }
   const chosen = chooseFlat(key, top);
   const pair = top.find((t) => t.name === chosen && t.pair !== undefined);
-  return pair === undefined
-    ? chosen
-    : chooseFlat(
-        key,
-        candidates.filter((c) => c.pair === pair.pair),
-      );
+  if (pair === undefined) return chosen;
+  // Inside the pair, hashes of their own: the keys that chose the pair are those whose baseline hash scored high, so
+  // the same hash would favour the baseline again (a review measured a 50 % step giving the canary 34 %).
+  return chooseFlat(
+    key,
+    candidates.filter((c) => c.pair === pair.pair),
+    PAIR_SALT,
+  );
 }
 
-function chooseFlat(key: string, candidates: readonly WeightedCandidate[]): string | undefined {
+function chooseFlat(key: string, candidates: readonly WeightedCandidate[], salt = ''): string | undefined {
   // One version with weight: the answer needs no hash (issue 10: sha256 per candidate per request).
   let only: string | undefined;
   let weighted = 0;
@@ -68,7 +74,7 @@ function chooseFlat(key: string, candidates: readonly WeightedCandidate[]): stri
   let bestScore = -Infinity;
   for (const { name, weight } of candidates) {
     if (!(weight > 0)) continue;
-    const score = -weight / Math.log(hashUnit(key, name));
+    const score = -weight / Math.log(hashUnit(key, salt + name));
     if (score > bestScore) {
       bestScore = score;
       best = name;

@@ -18,12 +18,13 @@ import type { CanaryPlan } from './plan.js';
 export type CanaryState = 'running' | 'promoted' | 'rolled_back' | 'aborted' | 'held';
 export const CANARY_STATES: readonly CanaryState[] = ['running', 'promoted', 'rolled_back', 'aborted', 'held'];
 
-/** How the controller changes weights: the version registry's setWeights, and a version's current weight. */
+/** How the controller changes weights: the version registry's, and a version's current weight. */
 export interface WeightsPort {
   weightOf(name: string): number | undefined;
+  /** Weights set as any change sets them: a pair routed in two levels that they touch is two versions again. */
   setWeights(weights: Readonly<Record<string, number>>): void;
-  /** Routes the pair in two levels while the canary runs (baseline set), or no longer (undefined). */
-  setPair(canary: string, baseline: string | undefined): void;
+  /** A step's or a promotion's weights: the pair is routed in two levels (weighted-choice.ts) from now on. */
+  setPairWeights(canary: string, baseline: string, weights: Readonly<Record<string, number>>): void;
 }
 
 export interface CanaryStatus {
@@ -128,7 +129,6 @@ export class CanaryController {
     this.#step = this.firstStep;
     if (this.#step > 0)
       this.#reason = `started at step ${this.#step + 1} (${steps[this.#step]} %): the canary already had ${share} % of the pair`;
-    this.#weights.setPair(this.plan.canary, this.plan.baseline);
     this.#applyStep();
   }
 
@@ -243,7 +243,7 @@ export class CanaryController {
     const percent = this.plan.steps[this.#step]!;
     const canaryWeight = round((this.#pairWeight * percent) / 100);
     const weights = { [this.plan.canary]: canaryWeight, [this.plan.baseline]: round(this.#pairWeight - canaryWeight) };
-    this.#weights.setWeights(weights);
+    this.#weights.setPairWeights(this.plan.canary, this.plan.baseline, weights);
     this.#log.info({ step: this.#step, canaryPercent: percent, weights }, 'canary step');
   }
 
@@ -258,11 +258,16 @@ export class CanaryController {
       this.#current = [];
     }
     let weights: Record<string, number> | undefined;
-    if (state === 'rolled_back' || state === 'aborted') weights = this.abortWeights;
-    else if (state === 'promoted') weights = { [this.plan.canary]: this.#pairWeight, [this.plan.baseline]: 0 };
-    if (weights !== undefined) this.#weights.setWeights(weights);
-    // Held, it still steps nothing, and its users stay where they are; ended, the two are versions like any other.
-    if (state !== 'held') this.#weights.setPair(this.plan.canary, undefined);
+    // Rolled back, the two are versions like any other again (the baseline has the pair's users, as before the
+    // canary). Promoted, the pair stays routed as one, so the promotion moves no user of another version; the next
+    // change of either's weight (by hand, a reload) makes them two versions again. Held, nothing changes.
+    if (state === 'rolled_back' || state === 'aborted') {
+      weights = this.abortWeights;
+      this.#weights.setWeights(weights);
+    } else if (state === 'promoted') {
+      weights = { [this.plan.canary]: this.#pairWeight, [this.plan.baseline]: 0 };
+      this.#weights.setPairWeights(this.plan.canary, this.plan.baseline, weights);
+    }
     const line = { state, step: this.#step, reason, weights, decisions: [...this.#settled, ...this.#current] };
     if (state === 'rolled_back') this.#log.warn(line, 'canary verdict');
     else this.#log.info(line, 'canary verdict');

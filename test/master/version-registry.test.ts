@@ -139,10 +139,19 @@ t.test('add, weights, remove', async (t) => {
   t.throws(() => registry.setWeights({ v1: 0, v2: 0 }), { code: 'invalid_request' });
   t.equal(registry.require('v2').weight, 5, 'a refused change changes nothing');
 
+  // A canary's pair is routed as one, named after its baseline, until a change of either's weight made another way.
+  const pairOf = (): Array<string | undefined> => registry.routingTable.versions.map((v) => v.pair);
+  registry.setPairWeights('v2', 'v1', { v1: 3, v2: 3 });
+  t.same(pairOf(), ['v1', 'v1'], 'paired by a canary step');
+  registry.setWeights({ v2: 5 });
+  t.same(pairOf(), [undefined, undefined], 'a weight set another way: two versions again');
+  registry.setPairWeights('v2', 'v1', { v1: 1, v2: 5 });
+
   await t.rejects(registry.remove('v1'), { code: 'invalid_request' }, 'not the routing default');
   const v2pids = pids(registry.require('v2').workers);
   await registry.remove('v2');
   t.notOk(registry.get('v2'));
+  t.same(pairOf(), [undefined], 'a pair one of which left routing is no pair (a namesake added later is not in it)');
   t.ok(
     v2pids.every((pid) => !alive(pid)),
     'its workers stopped',

@@ -19,8 +19,14 @@ function weightsOf(
     now,
     pairs,
     weightOf: (name) => now[name],
-    setWeights: (weights) => Object.assign(now, weights),
-    setPair: (canary, baseline) => void (baseline === undefined ? pairs.delete(canary) : pairs.set(canary, baseline)),
+    setWeights: (weights) => {
+      for (const [canary, baseline] of pairs) if (canary in weights || baseline in weights) pairs.delete(canary);
+      Object.assign(now, weights);
+    },
+    setPairWeights: (canary, baseline, weights) => {
+      pairs.set(canary, baseline);
+      Object.assign(now, weights);
+    },
   };
 }
 
@@ -117,7 +123,7 @@ t.test(
     t.equal(c.state, 'aborted');
     t.not(c.status().endedAt, null, 'the abort ends it');
     t.same(weights.now, { v1: 100, v2: 0 });
-    t.same([...weights.pairs], [], 'ended: two versions again');
+    t.same([...weights.pairs], [], 'aborted: two versions again');
   },
 );
 
@@ -134,7 +140,7 @@ t.test('promoted by hand from any step, running or held: the pair’s sum to the
   c.promote('test', 2);
   t.equal(c.state, 'promoted');
   t.same(weights.now, { v1: 0, v2: 80, v3: 20 }, 'only the pair changes, and its sum is kept');
-  t.same([...weights.pairs], [], 'promoted: two versions again');
+  t.same([...weights.pairs], [['v2', 'v1']], 'promoted: the pair is still routed as one (no other user moves)');
   const s = c.status();
   t.equal(s.canaryPercent, 100, 'at 100 %, though promoted from step 1');
   t.equal(s.step, 0, 'the step it was promoted from');
