@@ -97,8 +97,11 @@ export class VersionRegistry {
   readonly #restartPolicy: RestartPolicy;
   #config: Config;
   #routingTable: RoutingTable;
-  /** Canary pairs, canary → baseline, routed in two levels (weighted-choice.ts; setPairWeights). */
-  readonly #pairs = new Map<string, string>();
+  /**
+   * Canary pairs routed in two levels (weighted-choice.ts; setPairWeights): version → its group's name at the top
+   * level, the first baseline's (a canary of a promoted canary joins that pair's group: its users came by that name).
+   */
+  readonly #groups = new Map<string, string>();
 
   constructor(options: VersionRegistryOptions) {
     this.#config = options.config;
@@ -246,7 +249,10 @@ export class VersionRegistry {
    */
   setPairWeights(canary: string, baseline: string, weights: Readonly<Record<string, number>>): void {
     this.#checkWeights(weights);
-    this.#pairs.set(canary, baseline);
+    const group = this.#groups.get(baseline) ?? baseline;
+    if (this.#groups.get(canary) !== group) this.#unpair(canary);
+    this.#groups.set(baseline, group);
+    this.#groups.set(canary, group);
     for (const [name, weight] of Object.entries(weights)) this.#versions.get(name)!.weight = weight;
     this.#routingTable = this.#buildRoutingTable();
   }
@@ -258,9 +264,14 @@ export class VersionRegistry {
       throw new GraygateError('invalid_request', 'at least one version needs a weight > 0');
   }
 
-  /** The canary pair `name` is in, if any, is two versions again. */
+  /** The canary pair (group) `name` is in, if any, is versions like any other again. */
   #unpair(name: string): void {
-    for (const [canary, baseline] of this.#pairs) if (canary === name || baseline === name) this.#pairs.delete(canary);
+    const group = this.#groups.get(name);
+    if (group !== undefined) this.#dissolve(group);
+  }
+
+  #dissolve(group: string): void {
+    for (const [version, g] of this.#groups) if (g === group) this.#groups.delete(version);
   }
 
   /**
@@ -383,6 +394,8 @@ export class VersionRegistry {
   #switch(pending: PendingSwap<VersionState>, onSwitch?: () => void): readonly WorkerHandle[] {
     const old = switchBuild(pending, { log: this.#log, onSwitch });
     if (pending.isNew) {
+      // A version named as a pair that outlived its namesake: the two would hash alike at the top level.
+      this.#dissolve(pending.target.name);
       this.#versions.set(pending.target.name, pending.target);
       this.#routingTable = this.#buildRoutingTable();
     }
@@ -403,7 +416,9 @@ export class VersionRegistry {
     const state = this.#state(name);
     state.isRemoved = true;
     this.#versions.delete(name);
-    this.#unpair(name);
+    // It leaves its canary pair; the others keep the pair's name, by which their users came (a promoted canary's
+    // baseline is removed next, as a rule).
+    this.#groups.delete(name);
     this.#routingTable = this.#buildRoutingTable();
     state.admission.destroy(new GraygateError('no_ready_worker', `version "${name}" was removed`));
     this.#onUnrouted?.(name);
@@ -501,13 +516,8 @@ export class VersionRegistry {
   }
 
   #buildRoutingTable(): RoutingTable {
-    const pairOf = new Map<string, string>();
-    for (const [canary, baseline] of this.#pairs) {
-      pairOf.set(canary, baseline);
-      pairOf.set(baseline, baseline);
-    }
     const versions = [...this.#versions.values()]
-      .map((v) => ({ name: v.name, weight: v.weight, pair: pairOf.get(v.name) }))
+      .map((v) => ({ name: v.name, weight: v.weight, pair: this.#groups.get(v.name) }))
       .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     return { routing: this.#config.routing, versions };
   }

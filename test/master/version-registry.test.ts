@@ -151,7 +151,7 @@ t.test('add, weights, remove', async (t) => {
   const v2pids = pids(registry.require('v2').workers);
   await registry.remove('v2');
   t.notOk(registry.get('v2'));
-  t.same(pairOf(), [undefined], 'a pair one of which left routing is no pair (a namesake added later is not in it)');
+  t.same(pairOf(), ['v1'], 'the one left keeps the pair’s name, by which its users came');
   t.ok(
     v2pids.every((pid) => !alive(pid)),
     'its workers stopped',
