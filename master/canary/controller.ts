@@ -21,9 +21,11 @@ export const CANARY_STATES: readonly CanaryState[] = ['running', 'promoted', 'ro
 /** How the controller changes weights: the version registry's, and a version's current weight. */
 export interface WeightsPort {
   weightOf(name: string): number | undefined;
-  /** Weights set as any change sets them: a pair routed in two levels that they touch is two versions again. */
-  setWeights(weights: Readonly<Record<string, number>>): void;
-  /** A step's or a promotion's weights: the pair is routed in two levels (weighted-choice.ts) from now on. */
+  /**
+   * The pair's weights, at every step and at the end: the pair is routed in two levels (weighted-choice.ts), so only
+   * its own users move between the two. Ended, it stays so until a weight of either is changed another way; rolled
+   * back, that routes as the baseline alone did.
+   */
   setPairWeights(canary: string, baseline: string, weights: Readonly<Record<string, number>>): void;
 }
 
@@ -258,16 +260,10 @@ export class CanaryController {
       this.#current = [];
     }
     let weights: Record<string, number> | undefined;
-    // Rolled back, the two are versions like any other again (the baseline has the pair's users, as before the
-    // canary). Promoted, the pair stays routed as one, so the promotion moves no user of another version; the next
-    // change of either's weight (by hand, a reload) makes them two versions again. Held, nothing changes.
-    if (state === 'rolled_back' || state === 'aborted') {
-      weights = this.abortWeights;
-      this.#weights.setWeights(weights);
-    } else if (state === 'promoted') {
-      weights = { [this.plan.canary]: this.#pairWeight, [this.plan.baseline]: 0 };
-      this.#weights.setPairWeights(this.plan.canary, this.plan.baseline, weights);
-    }
+    if (state === 'rolled_back' || state === 'aborted') weights = this.abortWeights;
+    else if (state === 'promoted') weights = { [this.plan.canary]: this.#pairWeight, [this.plan.baseline]: 0 };
+    // Still as a pair: promoted, the canary keeps exactly the pair's users; rolled back, the baseline has them all.
+    if (weights !== undefined) this.#weights.setPairWeights(this.plan.canary, this.plan.baseline, weights);
     const line = { state, step: this.#step, reason, weights, decisions: [...this.#settled, ...this.#current] };
     if (state === 'rolled_back') this.#log.warn(line, 'canary verdict');
     else this.#log.info(line, 'canary verdict');
