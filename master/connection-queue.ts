@@ -60,6 +60,8 @@ interface ConnectionState {
   isNew: boolean;
   /** Runs once no request of this connection is in flight or waiting (afterLast). */
   onIdle: (() => void) | undefined;
+  /** Requests parsed on this connection so far. */
+  requests: number;
 }
 
 interface Start {
@@ -90,11 +92,12 @@ export class ConnectionQueue {
     if (!socket.writable) return this.#options.onDropped(req, res);
     let state = this.#states.get(socket);
     if (state === undefined) {
-      state = { isBusy: false, waiting: [], isPausedByUs: false, isNew: true, onIdle: undefined };
+      state = { isBusy: false, waiting: [], isPausedByUs: false, isNew: true, onIdle: undefined, requests: 0 };
       this.#states.set(socket, state);
       const owned = state;
       socket.once('close', () => this.#drop(owned));
     }
+    state.requests++;
     if (!state.isBusy) return this.#start(socket, state, req, res);
     state.waiting.push({ req, res });
     const maxPipelined = this.#options.maxPipelined();
@@ -120,6 +123,17 @@ export class ConnectionQueue {
     const state = this.#states.get(socket);
     if (state === undefined || (!state.isBusy && state.waiting.length === 0)) return then();
     state.onIdle = then;
+  }
+
+  /** Requests of `socket` in flight or waiting: the master has work of this connection in hand. */
+  isActive(socket: Socket): boolean {
+    const state = this.#states.get(socket);
+    return state !== undefined && (state.isBusy || state.waiting.length > 0);
+  }
+
+  /** Requests parsed on `socket` so far. */
+  requestCount(socket: Socket): number {
+    return this.#states.get(socket)?.requests ?? 0;
   }
 
   /** The last request parsed on `socket` that waits for its turn, if any: the one whose body the parser reads. */

@@ -282,12 +282,13 @@ export function createGateway(options: GatewayOptions): Gateway {
     const { req, res } = ctx;
     ctx.phase = 'body';
     const limits = registry.config.limits;
+    // A body the parser already refused (body-parse-errors.ts): refused now, with no `100 Continue` before it.
+    const parseError = bodyParseErrorOf(req);
+    if (parseError !== undefined) return refuse(ctx, parseError);
     // The server has a checkContinue listener, so Node sent no `100 Continue`: send it now that the body is wanted.
     // Never to an HTTP/1.0 client, which must ignore the expectation and cannot read a 1xx (RFC 9110 §10.1.1).
     const isHttp11 = req.httpVersionMajor > 1 || req.httpVersionMinor >= 1;
     if (isHttp11 && CONTINUE_EXPECTATION.test(headerValue(req.headers['expect']) ?? '')) res.writeContinue();
-    const parseError = bodyParseErrorOf(req);
-    if (parseError !== undefined) return refuse(ctx, parseError);
     readBody(req, {
       maxBytes: limits.maxBodyBytes,
       idleTimeoutMs: limits.bodyTimeoutMs,

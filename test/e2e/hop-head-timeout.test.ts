@@ -1,6 +1,7 @@
 import t from 'tap';
 import { startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
 import { openRaw } from '../helpers/raw-http.js';
+import { untilOutput } from '../helpers/output.js';
 
 // SPEC §4a, limits.headTimeoutMs (nginx client_header_timeout): a connection that sends no whole request head in
 // time is closed, with a 408. Turning Node's whole-request deadline off (requestTimeout: 0,
@@ -37,3 +38,48 @@ t.test('a connection that sends no whole request head within headTimeoutMs is cl
     t.match(JSON.parse(res?.body ?? '{}'), { error: { code: 'body_timeout', message: /within 1000 ms/ } }, name);
   }
 });
+
+t.test(
+  'a head the master stopped reading (pipelined past maxPipelinedRequests) gets its time once the rest is answered',
+  async (t) => {
+    // With a request in flight and one waiting, the master stops reading the connection; a third head split at that
+    // read started Node's head clock anyway, which ran out while the master was not reading. The refusal was queued
+    // behind the answers and sent after the third request's own answer: a 408 nobody asked for (a review's repro).
+    // Now the head gets headTimeoutMs again once the connection is idle, and its 408 only if it is still not whole.
+    const gw = await startGateway(
+      t,
+      {
+        versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } },
+        limits: { headTimeoutMs: 1000, maxPipelinedRequests: 1 },
+      },
+      { env: { LOG_LEVEL: 'debug' } },
+    );
+    const timedOut = (): number => gw.output().split('"code":"ERR_HTTP_REQUEST_TIMEOUT"').length - 1;
+    const pipelined =
+      'GET /slow?ms=3000 HTTP/1.1\r\nHost: gw\r\n\r\nGET /slow?ms=1 HTTP/1.1\r\nHost: gw\r\n\r\nGET /slow?ms=1 HTTP/1.1\r\n';
+
+    const finished = await openRaw(gw.url, ['GET', 'GET', 'GET']);
+    t.teardown(() => finished.socket.destroy());
+    finished.write(pipelined);
+    await untilOutput(gw, () => timedOut() >= 1 || undefined);
+    finished.write('Host: gw\r\n\r\n');
+    const answers = await finished.waitFor(3);
+    t.same(
+      answers.map((r) => r.status),
+      [200, 200, 200],
+      'the head finished after the clock ran out is answered, and nothing follows',
+    );
+
+    // The same, with the head never finished: once the connection is idle, a 408 after headTimeoutMs, and closed.
+    const abandoned = await openRaw(gw.url, ['GET', 'GET', 'GET']);
+    t.teardown(() => abandoned.socket.destroy());
+    abandoned.write(pipelined);
+    await abandoned.closed;
+    t.same(
+      abandoned.responses.map((r) => r.status),
+      [200, 200, 408],
+    );
+    // By now (the idle connection's 408 took headTimeoutMs) a stray answer on the first would have come (at once).
+    t.equal(finished.responses.length, 3, 'nothing was sent after the three answers on the first connection');
+  },
+);
