@@ -189,19 +189,24 @@ function formatProblems(error: z.ZodError): string[] {
 export function parseWith<S extends z.ZodType>(schema: S, raw: unknown): Validation<z.output<S>> {
   // zod skips a `__proto__` key without a word (its records and objects guard against prototype pollution): a
   // weight for `__proto__` was a silent no-op, a version of that name silently dropped. JSON.parse makes it an own key.
-  const proto = protoKeyPath(raw, '', 0);
-  if (proto !== undefined) return { ok: false, problems: [`${proto}: "__proto__" is not allowed as a key`] };
+  const proto = protoKeyProblem(raw, '', 0);
+  if (proto !== undefined) return { ok: false, problems: [proto] };
   const result = schema.safeParse(raw);
   if (!result.success) return { ok: false, problems: formatProblems(result.error) };
   return { ok: true, value: deepFreeze(result.data) };
 }
 
-/** The path of the first own `__proto__` key in a parsed JSON value, if any (depth bounded by the JSON's own). */
-function protoKeyPath(value: unknown, path: string, depth: number): string | undefined {
-  if (typeof value !== 'object' || value === null || depth > 256) return undefined;
-  if (Object.prototype.hasOwnProperty.call(value, '__proto__')) return path === '' ? '__proto__' : `${path}.__proto__`;
+/** Deeper than any config or admin body has a reason to nest; the walk below stays far from the stack's limit. */
+const MAX_NESTING = 256;
+
+/** The first own `__proto__` key in a parsed JSON value, as a problem with its path; or nesting past MAX_NESTING. */
+function protoKeyProblem(value: unknown, path: string, depth: number): string | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  if (depth > MAX_NESTING) return `${path}: nested deeper than ${MAX_NESTING} levels`;
+  if (Object.prototype.hasOwnProperty.call(value, '__proto__'))
+    return `${path === '' ? '' : `${path}.`}__proto__: "__proto__" is not allowed as a key`;
   for (const [key, child] of Object.entries(value)) {
-    const found = protoKeyPath(child, path === '' ? key : `${path}.${key}`, depth + 1);
+    const found = protoKeyProblem(child, path === '' ? key : `${path}.${key}`, depth + 1);
     if (found !== undefined) return found;
   }
   return undefined;

@@ -28,7 +28,7 @@ const STATE_CHANGING: ReadonlySet<string> = new Set(['POST', 'PUT', 'PATCH', 'DE
 export function hostOf(hostHeader: string): string {
   const h = hostHeader.trim().toLowerCase();
   const end = h.startsWith('[') ? h.indexOf(']') + 1 : h.indexOf(':') === -1 ? h.length : h.indexOf(':');
-  if (end <= 0) return h.startsWith('[') ? '' : h;
+  if (end <= 0) return ''; // `[::1` unclosed, `::1` unbracketed, `:9000`: no host
   return /^(:\d{0,5})?$/.test(h.slice(end)) ? h.slice(0, end) : '';
 }
 

@@ -104,4 +104,6 @@ t.test('a "__proto__" key is refused wherever it is, not skipped', async (t) => 
   t.match(problems('{"versions":{"v1":{"weight":1,"env":{"__proto__":"x"}}}}'), [
     'versions.v1.env.__proto__: "__proto__" is not allowed as a key',
   ]);
+  const deep = `{"versions":{"v1":{"weight":1}},"x":${'['.repeat(300)}${']'.repeat(300)}}`;
+  t.match(problems(deep), [/: nested deeper than 256 levels$/], 'nesting too deep to look through is refused');
 });

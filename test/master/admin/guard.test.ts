@@ -28,7 +28,15 @@ t.test('hostOf strips the port, keeps IPv6 brackets', async (t) => {
   t.equal(hostOf('[::1]:9000'), '[::1]');
   t.equal(hostOf('LocalHost'), 'localhost');
   t.equal(hostOf('[::1]'), '[::1]');
-  for (const bad of ['localhost:9000@evil.example', 'localhost:x', '127.0.0.1:9000:1', '[::1]x', '[::1'])
+  for (const bad of [
+    'localhost:9000@evil.example',
+    'localhost:x',
+    '127.0.0.1:9000:1',
+    '[::1]x',
+    '[::1',
+    '::1',
+    ':9000',
+  ])
     t.equal(hostOf(bad), '', `${bad}: no host`);
 });
 
