@@ -243,9 +243,9 @@ export class VersionRegistry {
   }
 
   /**
-   * A canary's step or promotion (SPEC §11): its pair is chosen as one candidate named after the baseline, then one
-   * of the two (weighted-choice.ts), from now on until a change of either's weight made another way, the canary's
-   * rollback or either leaving routing.
+   * A canary's weights, at each step and at its end (SPEC §11): its pair is chosen as one candidate named after the
+   * baseline (or the group the baseline is already in), then one of the two (weighted-choice.ts), from now on until a
+   * change of either's weight made another way (setWeights, a reload); one that leaves routing leaves the pair.
    */
   setPairWeights(canary: string, baseline: string, weights: Readonly<Record<string, number>>): void {
     this.#checkWeights(weights);
