@@ -237,7 +237,11 @@ export class VersionRegistry {
    */
   setWeights(weights: Readonly<Record<string, number>>): void {
     this.#checkWeights(weights);
-    for (const name of Object.keys(weights)) this.#unpair(name);
+    for (const [name, weight] of Object.entries(weights)) {
+      if (this.#versions.get(name)!.weight === weight) continue; // no change: nothing moves, the pair stays
+      this.#unpair(name);
+      this.#dissolve(name); // a pair named like this version, which outlived its namesake: they would hash alike
+    }
     for (const [name, weight] of Object.entries(weights)) this.#versions.get(name)!.weight = weight;
     this.#routingTable = this.#buildRoutingTable();
   }
@@ -317,6 +321,7 @@ export class VersionRegistry {
       if (state.weight !== version.weight) {
         applied.weights[name] = version.weight;
         this.#unpair(name);
+        this.#dissolve(name);
       }
       state.weight = version.weight;
     }
@@ -394,8 +399,9 @@ export class VersionRegistry {
   #switch(pending: PendingSwap<VersionState>, onSwitch?: () => void): readonly WorkerHandle[] {
     const old = switchBuild(pending, { log: this.#log, onSwitch });
     if (pending.isNew) {
-      // A version named as a pair that outlived its namesake: the two would hash alike at the top level.
-      this.#dissolve(pending.target.name);
+      // Named as a pair that outlived its namesake, and weighted, the two would hash alike at the top level; with
+      // weight 0 it takes no weighted traffic, and the pair stays until it gets some.
+      if (pending.target.weight > 0) this.#dissolve(pending.target.name);
       this.#versions.set(pending.target.name, pending.target);
       this.#routingTable = this.#buildRoutingTable();
     }

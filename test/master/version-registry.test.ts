@@ -143,6 +143,8 @@ t.test('add, weights, remove', async (t) => {
   const pairOf = (): Array<string | undefined> => registry.routingTable.versions.map((v) => v.pair);
   registry.setPairWeights('v2', 'v1', { v1: 3, v2: 3 });
   t.same(pairOf(), ['v1', 'v1'], 'paired by a canary step');
+  registry.setWeights({ v2: 3 });
+  t.same(pairOf(), ['v1', 'v1'], 'a weight set to what it was changes nothing: the pair stays');
   registry.setWeights({ v2: 5 });
   t.same(pairOf(), [undefined, undefined], 'a weight set another way: two versions again');
   registry.setPairWeights('v2', 'v1', { v1: 1, v2: 5 });
