@@ -70,26 +70,27 @@ export function createMainServer(options: MainServerOptions): Server {
   // Sockets whose parser failed: the refusal waits for the answers still due (nginx answers the requests it
   // read, then refuses what follows), and the errors of the bytes after the first are ignored.
   const refused = new WeakSet<Duplex>();
+  /** The head gets headTimeoutMs again from when the connection is idle; its 408 only if no request came by then. */
+  const retimeHead = (socket: Socket, refusal: ErrorResponse): void => {
+    const seen = queue.requestCount(socket);
+    queue.afterLast(socket, () => {
+      const timer = setTimeout(() => {
+        if (queue.requestCount(socket) !== seen || refused.has(socket) || !socket.writable) return;
+        refused.add(socket);
+        socket.end(rawErrorResponse(refusal));
+      }, limits.headTimeoutMs).unref();
+      socket.once('close', () => clearTimeout(timer));
+    });
+  };
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     if (refused.has(socket)) return;
     const refusal = clientErrorResponse(err, limits);
     log.debug({ code: err.code, status: refusal?.status }, 'client error');
     // Node's head clock ran while requests of this connection were in hand: the master stops reading a connection
     // with maxPipelinedRequests waiting (and Node one whose answers are behind), so the head was not the client's to
-    // finish. It gets headTimeoutMs again once they are answered; its 408 comes only if no request came by then (a
-    // review's repro: a 408 after three answers, the third head having come whole).
-    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' && refusal !== undefined && queue.isActive(socket as Socket)) {
-      const seen = queue.requestCount(socket as Socket);
-      queue.afterLast(socket as Socket, () => {
-        const timer = setTimeout(() => {
-          if (queue.requestCount(socket as Socket) !== seen || refused.has(socket) || !socket.writable) return;
-          refused.add(socket);
-          socket.end(rawErrorResponse(refusal));
-        }, limits.headTimeoutMs).unref();
-        socket.once('close', () => clearTimeout(timer));
-      });
-      return;
-    }
+    // finish (a review's repro: a 408 after three answers, the third head having come whole).
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' && refusal !== undefined && queue.isActive(socket as Socket))
+      return retimeHead(socket as Socket, refusal);
     refused.add(socket);
     // The client closed in the middle of a request: nothing it could read is due; its requests end now (a body
     // being read gives back its budget at once, not after bodyTimeoutMs).
@@ -97,20 +98,16 @@ export function createMainServer(options: MainServerOptions): Server {
       socket.destroy();
       return;
     }
-    // The error is in the body the gateway is reading (a malformed chunk): that reader refuses it now, in
-    // the OpenAI shape, instead of waiting bodyTimeoutMs for bytes the parser will never give it.
-    const malformed = new GraygateError('invalid_request', `malformed request body (${err.code ?? 'parse'})`);
+    // The error is in the body of a request still to be read whole (a malformed chunk): its reader refuses it in the
+    // OpenAI shape, not bodyTimeoutMs later for bytes the parser will never give it — now if it is being read, else
+    // when it would be (pipelined behind the one in flight, or the first of its connection, deferred by the loop
+    // slice), with its access-log line.
     const current = (socket as Duplex & { _httpMessage?: { req?: IncomingMessage } })._httpMessage?.req;
-    if (current !== undefined && !current.complete && current.listenerCount('error') > 0) {
-      current.emit('error', malformed);
-      return;
-    }
-    // In the body of a request not read yet — pipelined behind the one in flight, or the first of its connection
-    // whose start the loop slice deferred — it is refused when it would be read (a helper's repro: a 408 after
-    // bodyTimeoutMs, the body's bytes never coming), with its access-log line.
     const unread = current !== undefined && !current.complete ? current : queue.lastWaiting(socket as Socket);
     if (unread !== undefined && !unread.complete && hasBody(unread)) {
-      setBodyParseError(unread, malformed);
+      const malformed = new GraygateError('invalid_request', `malformed request body (${err.code ?? 'parse'})`);
+      if (unread.listenerCount('error') > 0) unread.emit('error', malformed);
+      else setBodyParseError(unread, malformed);
       return;
     }
     queue.afterLast(socket as Socket, () => {

@@ -237,13 +237,10 @@ export class VersionRegistry {
    */
   setWeights(weights: Readonly<Record<string, number>>): void {
     this.#checkWeights(weights);
-    for (const [name, weight] of Object.entries(weights)) {
-      if (this.#versions.get(name)!.weight === weight) continue; // no change: nothing moves, the pair stays
-      this.#unpair(name);
-      this.#dissolve(name); // a pair named like this version, which outlived its namesake: they would hash alike
-    }
-    for (const [name, weight] of Object.entries(weights)) this.#versions.get(name)!.weight = weight;
-    this.#routingTable = this.#buildRoutingTable();
+    // A weight set to what it was moves nothing, and keeps the pair.
+    for (const [name, weight] of Object.entries(weights))
+      if (this.#versions.get(name)!.weight !== weight) this.#ungroup(name);
+    this.#apply(weights);
   }
 
   /**
@@ -257,6 +254,10 @@ export class VersionRegistry {
     if (this.#groups.get(canary) !== group) this.#unpair(canary);
     this.#groups.set(baseline, group);
     this.#groups.set(canary, group);
+    this.#apply(weights);
+  }
+
+  #apply(weights: Readonly<Record<string, number>>): void {
     for (const [name, weight] of Object.entries(weights)) this.#versions.get(name)!.weight = weight;
     this.#routingTable = this.#buildRoutingTable();
   }
@@ -272,6 +273,15 @@ export class VersionRegistry {
   #unpair(name: string): void {
     const group = this.#groups.get(name);
     if (group !== undefined) this.#dissolve(group);
+  }
+
+  /**
+   * `name`'s weight changes another way than by its canary: its pair, and a pair named like it that outlived its
+   * namesake (the two would hash alike), are versions like any other again.
+   */
+  #ungroup(name: string): void {
+    this.#unpair(name);
+    this.#dissolve(name);
   }
 
   #dissolve(group: string): void {
@@ -320,8 +330,7 @@ export class VersionRegistry {
       const state = this.#state(name);
       if (state.weight !== version.weight) {
         applied.weights[name] = version.weight;
-        this.#unpair(name);
-        this.#dissolve(name);
+        this.#ungroup(name);
       }
       state.weight = version.weight;
     }

@@ -35,28 +35,45 @@ function hashUnit(key: string, name: string): number {
 
 /** The candidate the key lands on, or undefined when no candidate has a weight > 0. */
 export function chooseWeighted(key: string, candidates: readonly WeightedCandidate[]): string | undefined {
-  let isPaired = false;
-  for (const c of candidates) if (c.pair !== undefined && c.weight > 0) isPaired = true;
-  if (!isPaired) return chooseFlat(key, candidates);
-  const top: WeightedCandidate[] = [];
-  for (const c of candidates) {
-    if (c.pair === undefined) top.push(c);
-    else {
-      const pair = top.find((t) => t.pair === c.pair);
-      if (pair === undefined) top.push({ name: c.pair, weight: c.weight, pair: c.pair });
-      else pair.weight += c.weight;
-    }
-  }
-  const chosen = chooseFlat(key, top);
-  const pair = top.find((t) => t.name === chosen && t.pair !== undefined);
-  if (pair === undefined) return chosen;
+  const levels = levelsOf(candidates);
+  if (levels === null) return chooseFlat(key, candidates);
+  const chosen = chooseFlat(key, levels.top);
+  const members = chosen === undefined ? undefined : levels.pairs.get(chosen);
   // Inside the pair, hashes of their own: the keys that chose the pair are those whose baseline hash scored high, so
   // the same hash would favour the baseline again (a review measured a 50 % step giving the canary 34 %).
-  return chooseFlat(
-    key,
-    candidates.filter((c) => c.pair === pair.pair),
-    PAIR_SALT,
-  );
+  return members === undefined ? chosen : chooseFlat(key, members, PAIR_SALT);
+}
+
+/** The two levels of a candidate list with pairs: the top one (each pair as one candidate), and each pair's own. */
+interface Levels {
+  top: readonly WeightedCandidate[];
+  pairs: ReadonlyMap<string, readonly WeightedCandidate[]>;
+}
+
+/**
+ * Built once per candidate list, not per request: the routing table's list is a new array at every weight change
+ * (version-registry.ts), so it keys the cache. null: no pair with weight, one level.
+ */
+const levelsCache = new WeakMap<readonly WeightedCandidate[], Levels | null>();
+
+function levelsOf(candidates: readonly WeightedCandidate[]): Levels | null {
+  const cached = levelsCache.get(candidates);
+  if (cached !== undefined) return cached;
+  const pairs = new Map<string, WeightedCandidate[]>();
+  const top: WeightedCandidate[] = [];
+  for (const c of candidates) {
+    if (c.pair === undefined) {
+      top.push(c);
+      continue;
+    }
+    const members = pairs.get(c.pair);
+    if (members === undefined) pairs.set(c.pair, [c]);
+    else members.push(c);
+  }
+  for (const [name, members] of pairs) top.push({ name, weight: members.reduce((sum, m) => sum + m.weight, 0) });
+  const levels = [...pairs.values()].some((m) => m.some((c) => c.weight > 0)) ? { top, pairs } : null;
+  levelsCache.set(candidates, levels);
+  return levels;
 }
 
 function chooseFlat(key: string, candidates: readonly WeightedCandidate[], salt = ''): string | undefined {

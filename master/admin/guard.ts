@@ -26,11 +26,11 @@ const STATE_CHANGING: ReadonlySet<string> = new Set(['POST', 'PUT', 'PATCH', 'DE
  * helper's probe) is no host at all, '' (no browser sends it; it is refused, not read as `localhost`).
  */
 export function hostOf(hostHeader: string): string {
-  const h = hostHeader.trim().toLowerCase();
-  const end = h.startsWith('[') ? h.indexOf(']') + 1 : h.indexOf(':') === -1 ? h.length : h.indexOf(':');
-  if (end <= 0) return ''; // `[::1` unclosed, `::1` unbracketed, `:9000`: no host
-  return /^(:\d{0,5})?$/.test(h.slice(end)) ? h.slice(0, end) : '';
+  return HOST_HEADER.exec(hostHeader.trim().toLowerCase())?.[1] ?? '';
 }
+
+/** `host[:port]`, the host a bracketed IPv6 literal or a name with no colon or bracket (`::1` bare is none). */
+const HOST_HEADER = /^(\[[^\]]*\]|[^:[\]]+)(?::\d{0,5})?$/;
 
 /** `application/json`, with or without parameters. */
 export function isJsonContentType(value: string | undefined): boolean {

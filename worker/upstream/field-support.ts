@@ -137,6 +137,11 @@ export function checkChatFields(req: Record<string, unknown>, format: ConvertedF
   throw new GraygateError('invalid_request', listed.join('; '));
 }
 
+/** What a key no table of this file (or of message-parts.ts) names gets: a 400 naming its path. */
+export function unconvertible(path: string, format: ConvertedFormat): string {
+  return `${path}: is not a field graygate can convert for an ${format} upstream`;
+}
+
 function fieldProblems(
   value: Record<string, unknown>,
   prefix: string,
@@ -147,8 +152,7 @@ function fieldProblems(
   for (const [key, v] of Object.entries(value)) {
     if (v === null || v === undefined) continue;
     const rule = table[key]?.[format];
-    if (rule === undefined)
-      problems.push(`${prefix}${key}: is not a field graygate can convert for an ${format} upstream`);
+    if (rule === undefined) problems.push(unconvertible(`${prefix}${key}`, format));
     else if (rule.kind === 'refused') problems.push(`${prefix}${key}: is not supported by an ${format} upstream`);
     else if (rule.kind === 'only' && !rule.accepts(v))
       problems.push(`${prefix}${key}: an ${format} upstream cannot express it (${rule.cell})`);

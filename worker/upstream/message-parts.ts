@@ -1,6 +1,6 @@
 import { GraygateError } from '../../shared/errors.js';
 import type { ChatMessage, ContentPart, RequestTool, ResponseFormat } from '../request/chat-request.js';
-import type { ConvertedFormat } from './field-support.js';
+import { unconvertible, type ConvertedFormat } from './field-support.js';
 
 // Pieces of an OpenAI chat request that the Ollama and Anthropic converters
 // read the same way (SPEC §12): content parts, tool-call arguments, image
@@ -20,13 +20,13 @@ const JSON_SCHEMA_KEYS: ReadonlySet<string> = new Set(['name', 'description', 's
 
 /**
  * The keys of a nested object the converters read (a content part, a tool, a JSON schema format); any other is a 400
- * naming it, as a top-level field is (`messages.0.content.1.cache_control: …`): never silently dropped. `null` counts
+ * naming it, as an unknown top-level field is (field-support.ts): never silently dropped. `null` counts
  * as absent.
  */
 function checkKeys(value: object, allowed: ReadonlySet<string>, path: string, format: ConvertedFormat): void {
   for (const [key, v] of Object.entries(value)) {
     if (!allowed.has(key) && v !== null && v !== undefined)
-      throw invalid(`${path}.${key}`, `is not supported by an ${format} upstream`);
+      throw new GraygateError('invalid_request', unconvertible(`${path}.${key}`, format));
   }
 }
 

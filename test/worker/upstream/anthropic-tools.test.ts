@@ -133,7 +133,7 @@ t.test('requests Anthropic cannot express are 400s naming the field', async (t) 
       {
         messages: [{ role: 'user', content: [{ type: 'text', text: 'doc', cache_control: { type: 'ephemeral' } }] }],
       },
-      /^messages\.0\.content\.0\.cache_control: is not supported by an anthropic upstream$/,
+      /^messages\.0\.content\.0\.cache_control: is not a field graygate can convert for an anthropic upstream$/,
     ],
     [
       'a key on an image part',
@@ -143,7 +143,7 @@ t.test('requests Anthropic cannot express are 400s naming the field', async (t) 
     [
       'a key on a tool',
       { tools: [{ ...WEATHER, cache_control: { type: 'ephemeral' } }] },
-      /^tools\.0\.cache_control: is not supported by an anthropic upstream$/,
+      /^tools\.0\.cache_control: is not a field graygate can convert for an anthropic upstream$/,
     ],
     [
       'a key on a function',

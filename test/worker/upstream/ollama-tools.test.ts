@@ -105,7 +105,7 @@ t.test('requests Ollama cannot express are 400s naming the field', async (t) => 
     [
       'a key Ollama’s tools do not have',
       { tools: [{ ...WEATHER, cache_control: { type: 'ephemeral' } }] },
-      /^tools\.0\.cache_control: is not supported by an ollama upstream$/,
+      /^tools\.0\.cache_control: is not a field graygate can convert for an ollama upstream$/,
     ],
     [
       'custom tools',
