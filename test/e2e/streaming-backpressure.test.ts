@@ -10,8 +10,9 @@ import { chatBody } from '../worker/fixtures/sse-client.js';
 // the headers for a while, then reads to the end.
 // The bound we state and assert: the worker never holds more than 256 KiB for
 // the stream: unsent output (res.writableLength, ≤ the 16 KiB high-water mark
-// plus one upstream chunk converted) plus unread upstream body (undici's
-// read-ahead, 64 KiB high-water mark plus one chunk). It is measured by the
+// plus one upstream chunk converted) plus unread upstream body (one chunk: a
+// paused reader pauses undici's parser, worker/upstream/upstream-body.ts;
+// 64 KiB more with undici's request() stream before). It is measured by the
 // worker itself and read from its request log line (SPEC §9).
 // What the upstream manages to write before it is held back is only reported,
 // not asserted: it is dominated by kernel socket buffers on three loopback

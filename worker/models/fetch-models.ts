@@ -35,22 +35,12 @@ export async function fetchModels(options: FetchModelsOptions): Promise<ModelEnt
     hasResponse = true;
     if (res.statusCode < 200 || res.statusCode >= 300)
       throw await readStatusError(res.statusCode, res.headers, res.body, MAX_ERROR_BODY_BYTES);
-    const parts: Buffer[] = [];
-    let bytes = 0;
-    for await (const chunk of res.body as AsyncIterable<Buffer>) {
-      bytes += chunk.length;
-      if (bytes > MAX_LIST_BYTES) {
-        res.body.destroy();
-        throw new GraygateError(
-          'upstream_protocol_error',
-          `the upstream's model list is larger than ${MAX_LIST_BYTES} bytes`,
-        );
-      }
-      parts.push(chunk);
-    }
+    const list = await res.body.readAll(MAX_LIST_BYTES + 1);
+    if (list.length > MAX_LIST_BYTES)
+      throw new GraygateError('upstream_protocol_error', `the upstream's model list is larger than ${MAX_LIST_BYTES} bytes`);
     let value: unknown;
     try {
-      value = JSON.parse(Buffer.concat(parts).toString('utf8'));
+      value = JSON.parse(list.toString('utf8'));
     } catch {
       throw new GraygateError('upstream_protocol_error', "the upstream's model list is not valid JSON");
     }

@@ -1,21 +1,18 @@
 import { createRequire } from 'node:module';
-import type { Readable } from 'node:stream';
 import type { Dispatcher, Pool as UndiciPool } from 'undici';
 import { GraygateError, isGraygateError } from '../../shared/errors.js';
 import { UpstreamTimeoutError } from './timeouts.js';
+import { ResponseHandler, type UpstreamResponse } from './upstream-body.js';
 
 // Issue 9 part 0: undici's index also loads fetch, WebSocket, EventSource,
 // caches, mocks and cookies (whose set-up initialises Node's own bundled
 // undici): 450 files and ~250 ms of CPU, half of a worker's start-up, for
-// nothing a worker uses. Its Pool and its request() are loaded directly, the
-// very objects the index exports (undici has no exports map; the version is
-// pinned, and test/worker/upstream/client.test.ts checks they are the same).
+// nothing a worker uses. Its Pool is loaded directly, the very object the
+// index exports (undici has no exports map; the version is pinned, and
+// test/worker/upstream/client.test.ts checks it is the same). Requests go
+// through the Pool's dispatch() with a handler of ours (upstream-body.ts).
 const requireCjs = createRequire(import.meta.url);
 export const Pool = requireCjs('undici/lib/dispatcher/pool.js') as typeof UndiciPool;
-export const poolRequest = requireCjs('undici/lib/api/api-request.js') as (
-  this: Dispatcher,
-  options: Dispatcher.RequestOptions,
-) => Promise<Dispatcher.ResponseData>;
 
 // SPEC §5, issue 3 part 4: one undici Pool per upstream origin (a worker has
 // one upstream), keep-alive, a connection cap, HTTP/2 where the upstream is
@@ -56,8 +53,6 @@ export interface UpstreamCall {
 // So our own AbortSignal deadline, with its phase, is what fires; undici's
 // timers are coarse (≈1 s resolution) and only matter if ours were lost.
 const BACKSTOP_MARGIN_MS = 1000;
-/** Per-request read-ahead of the upstream body: undici stops reading the socket above it (issue 3 part 6). */
-const UPSTREAM_HIGH_WATER_MARK_BYTES = 64 * 1024;
 /**
  * Bodies an answer no longer reads (it ended at its final event) that may stay open to end by themselves, keeping
  * their connections for reuse (pipeline.ts). Each holds a connection beyond the admitted concurrency, so the pool has
@@ -87,22 +82,23 @@ export class UpstreamClient {
   }
 
   /**
-   * Sends the request; resolves when response headers arrive. Rejects
-   * with undici's error (map it with toUpstreamError).
+   * Sends the request; resolves when response headers arrive, with the body not yet read (its reader takes it with
+   * `read()` or `readAll()`; nothing is read ahead of it). Rejects with undici's error (map it with toUpstreamError).
    */
-  request(call: UpstreamCall): Promise<Dispatcher.ResponseData> {
+  request(call: UpstreamCall): Promise<UpstreamResponse> {
     const { body } = call;
-    return poolRequest.call(this.#pool, {
+    const options: Dispatcher.DispatchOptions = {
       path: this.#basePath + call.path,
       method: call.method ?? 'POST',
       headers: body === undefined ? call.headers : withContentLength(call.headers, body.length),
       // An iterable body is documented (Dispatcher.md: `Iterable | AsyncIterable`), not in undici's types.
       // An empty one has nothing to hold: it stays a Buffer (undici refuses an empty iterable).
-      body: body === undefined ? null : body.length === 0 ? body : (new WrittenOnce(body) as unknown as Readable),
-      signal: call.signal,
-      highWaterMark: UPSTREAM_HIGH_WATER_MARK_BYTES,
+      body: body === undefined ? null : body.length === 0 ? body : (new WrittenOnce(body) as unknown as Buffer),
       headersTimeout: backstop(call.firstByteMs ?? this.#options.firstByteMs),
       bodyTimeout: backstop(this.#options.idleMs),
+    };
+    return new Promise((resolve, reject) => {
+      this.#pool.dispatch(options, new ResponseHandler(call.signal, resolve, reject));
     });
   }
 

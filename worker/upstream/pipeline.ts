@@ -1,5 +1,4 @@
-import type { Readable } from 'node:stream';
-import type { Dispatcher } from 'undici';
+import type { IncomingHttpHeaders } from 'node:http';
 import { GraygateError, isGraygateError } from '../../shared/errors.js';
 import type { CallOutput, ChatOutput, StreamState } from '../types.js';
 import { EventDecoder } from '../sse/event-decoder.js';
@@ -12,6 +11,7 @@ import {
 } from './format-adapter.js';
 import { toUpstreamError, type UpstreamClient } from './client.js';
 import { Deadlines } from './timeouts.js';
+import type { UpstreamBody, UpstreamResponse } from './upstream-body.js';
 
 // The pipeline of one upstream call (SPEC §5, §12), for every endpoint,
 // streaming or not: the call, its body decoded incrementally (bytes → lines →
@@ -86,8 +86,8 @@ export interface PipelineStats {
   /** Body bytes read from the upstream. */
   upstreamBytes: number;
   /**
-   * Highest count of upstream body bytes read but not yet consumed
-   * (undici's read-ahead, ≤ its high-water mark plus one chunk).
+   * Highest count of upstream body bytes read but not yet consumed: the chunk being consumed, plus any the body held
+   * before its reader started (upstream-body.ts; a paused body pauses undici's parser, so nothing else is read ahead).
    */
   peakUpstreamBufferedBytes: number;
 }
@@ -111,7 +111,7 @@ function send(
   request: UpstreamRequest,
   signal: AbortSignal,
   firstByteMs: number,
-): Promise<Dispatcher.ResponseData> {
+): Promise<UpstreamResponse> {
   const { body } = request;
   request.body = NO_BODY;
   return client.request({ path: request.path, headers: request.headers, body, signal, firstByteMs });
@@ -163,7 +163,7 @@ export async function runPipeline(options: PipelineOptions, stats: PipelineStats
 }
 
 function pump(
-  body: Readable,
+  body: UpstreamBody,
   options: PipelineOptions,
   deadlines: Deadlines,
   stats: PipelineStats,
@@ -238,19 +238,19 @@ function pump(
     const complete = (): void => {
       output.flush();
       settle(undefined);
-      if (body.readableEnded) return;
+      if (body.isEnded) return;
       if (!client.lingerStart()) return void body.destroy();
       const abort = setTimeout(() => body.destroy(), AFTER_FINAL_EVENT_MS).unref();
-      body.once('close', () => {
+      body.onClose(() => {
         clearTimeout(abort);
         client.lingerEnd();
       });
     };
-    body.on('data', (chunk: Buffer) => {
-      // undici may still emit chunks it had buffered after destroy(), or after the final event: not the client's.
+    const data = (chunk: Buffer): void => {
+      // Chunks after the final event (a lingering body read to its end): not the client's.
       if (isSettled) return;
       stats.upstreamBytes += chunk.length;
-      const held = body.readableLength + chunk.length;
+      const held = body.heldBytes + chunk.length;
       if (held > stats.peakUpstreamBufferedBytes) stats.peakUpstreamBufferedBytes = held;
       deadlines.onBytes();
       // The ping keeps the client (and the master's timers) informed, so it restarts on what the client got, not on
@@ -277,8 +277,8 @@ function pump(
         ping = undefined;
         disposeWritable = output.onWritable(resume);
       }
-    });
-    body.on('end', () => {
+    };
+    const end = (): void => {
       if (isSettled) return; // complete at its final event
       try {
         lines.end();
@@ -290,8 +290,8 @@ function pump(
       }
       output.flush();
       settle(undefined);
-    });
-    body.on('error', (err) => settle(err));
+    };
+    body.read({ data, end, error: settle });
   });
 }
 
@@ -315,7 +315,7 @@ function isJson(contentType: string | string[] | undefined): boolean {
  * A JSON body where an event stream was asked for: its `error`'s message as upstream_status (502), or
  * upstream_protocol_error naming what came; never "ended before its final event" with the upstream's message lost.
  */
-async function readJsonInsteadOfStream(body: Readable): Promise<GraygateError> {
+async function readJsonInsteadOfStream(body: UpstreamBody): Promise<GraygateError> {
   const text = await readBounded(body, MAX_ERROR_BODY_BYTES);
   let error: unknown;
   try {
@@ -333,8 +333,8 @@ async function readJsonInsteadOfStream(body: Readable): Promise<GraygateError> {
 /** A non-2xx upstream answer → upstream_status with the upstream's status (4xx/429 kept, others 502) and message. */
 export async function readStatusError(
   status: number,
-  headers: Record<string, string | string[] | undefined>,
-  body: Readable,
+  headers: IncomingHttpHeaders,
+  body: Pick<UpstreamBody, 'readAll'>,
   maxBytes: number,
 ): Promise<GraygateError> {
   const text = await readBounded(body, maxBytes);
@@ -357,18 +357,9 @@ function retryAfterMsAsSeconds(value: string | string[] | undefined): number | u
 }
 
 /** The body's first `maxBytes` as text; the rest is not read (the body is destroyed). */
-async function readBounded(body: Readable, maxBytes: number): Promise<string> {
-  const parts: Buffer[] = [];
-  let bytes = 0;
-  for await (const chunk of body as AsyncIterable<Buffer>) {
-    parts.push(chunk);
-    bytes += chunk.length;
-    if (bytes >= maxBytes) {
-      body.destroy();
-      break;
-    }
-  }
-  return Buffer.concat(parts).toString('utf8', 0, Math.min(bytes, maxBytes));
+async function readBounded(body: Pick<UpstreamBody, 'readAll'>, maxBytes: number): Promise<string> {
+  const bytes = await body.readAll(maxBytes);
+  return bytes.toString('utf8', 0, Math.min(bytes.length, maxBytes));
 }
 
 /**

@@ -1,6 +1,10 @@
 import t from 'tap';
-import { Readable } from 'node:stream';
 import { readStatusError, retryAfterSeconds } from '../../../worker/upstream/pipeline.js';
+
+/** An upstream body of these bytes, as readStatusError reads one. */
+const bodyOf = (text: string): { readAll(): Promise<Buffer> } => ({
+  readAll: () => Promise.resolve(Buffer.from(text)),
+});
 
 // An upstream's 429 or 503 tells the client when to come back (SPEC §4: 4xx/429 kept, with Retry-After).
 
@@ -19,7 +23,7 @@ t.test('an upstream 429 with an HTTP-date Retry-After keeps it, in seconds', asy
   const err = await readStatusError(
     429,
     { 'retry-after': inAnHour },
-    Readable.from([Buffer.from('{"error":{"message":"slow down"}}')]),
+    bodyOf('{"error":{"message":"slow down"}}'),
     1024,
   );
   t.equal(err.status, 429);
@@ -33,7 +37,7 @@ t.test("a hostile upstream's retry hints are capped at a day, never echoed", asy
   t.equal(retryAfterSeconds('1' + '0'.repeat(400), now), undefined, 'not a number this side of Infinity');
   t.equal(retryAfterSeconds('Fri, 01 Jan 9999 00:00:00 GMT', now), 86_400);
   const hinted = async (headers: Record<string, string>): Promise<number | undefined> =>
-    (await readStatusError(429, headers, Readable.from([Buffer.from('{}')]), 1024)).retryAfterS;
+    (await readStatusError(429, headers, bodyOf('{}'), 1024)).retryAfterS;
   t.equal(await hinted({ 'retry-after-ms': '1500' }), 2, 'retry-after-ms, rounded up to seconds');
   t.equal(await hinted({ 'retry-after-ms': '1' + '0'.repeat(400) }), undefined);
   t.equal(await hinted({ 'retry-after-ms': String(10 ** 15) }), undefined, 'beyond 12 digits: not taken');

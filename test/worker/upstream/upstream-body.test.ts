@@ -1,0 +1,150 @@
+import { once } from 'node:events';
+import { createServer, type Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import t from 'tap';
+import type { Teardown } from '../../helpers/gateway.js';
+import { UpstreamClient } from '../../../worker/upstream/client.js';
+import type { BodySink } from '../../../worker/upstream/upstream-body.js';
+
+// Issue 10: the upstream's body goes to its reader chunk by chunk from undici's parser
+// (worker/upstream/upstream-body.ts), with no stream between. What a reader relies on: nothing is
+// given to a paused reader, and nothing read ahead of it; what came before it started is given first
+// and in order, then the end; destroy() aborts the request, and a reason reaches the reader; the
+// signal does the same. A raw upstream on 127.0.0.1 writes a whole answer in one write, so undici
+// parses it in one go and every step below is decided inside that parse, not by timing.
+
+/** An upstream that answers every request with `answer`, in one write, and keeps the connection open. */
+async function upstream(t: Teardown, answer: string): Promise<{ url: string; closed: Promise<void> }> {
+  const sockets = new Set<Socket>();
+  let onClose: () => void = () => undefined;
+  const closed = new Promise<void>((resolve) => (onClose = resolve));
+  const server = createServer((socket) => {
+    sockets.add(socket);
+    socket.once('data', () => socket.write(answer));
+    socket.on('close', onClose);
+    socket.on('error', () => undefined);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => {
+    for (const socket of sockets) socket.destroy();
+    server.close();
+  });
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, closed };
+}
+
+const HEAD = 'HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n';
+const chunked = (...parts: string[]): string => parts.map((p) => `${p.length.toString(16)}\r\n${p}\r\n`).join('');
+const END = '0\r\n\r\n';
+
+function client(t: Teardown, url: string): UpstreamClient {
+  const c = new UpstreamClient({ baseUrl: url, maxConnections: 4, connectMs: 5000, firstByteMs: 0, idleMs: 0 });
+  t.teardown(() => c.destroy());
+  return c;
+}
+
+const call = (signal = new AbortController().signal) => ({ path: '/x', headers: {}, body: Buffer.from('{}'), signal });
+
+/** A sink that records what it is given; `onData` may act on the body from inside a chunk. */
+function recorder(onData: (chunk: Buffer) => void = () => undefined) {
+  const got = { chunks: [] as string[], ended: 0, errors: [] as unknown[] };
+  let onFirst: () => void = () => undefined;
+  const first = new Promise<void>((resolve) => (onFirst = resolve));
+  let settled: () => void = () => undefined;
+  const done = new Promise<void>((resolve) => (settled = resolve));
+  const sink: BodySink = {
+    data(chunk) {
+      got.chunks.push(chunk.toString());
+      onFirst();
+      onData(chunk);
+    },
+    end() {
+      got.ended++;
+      settled();
+    },
+    error(err) {
+      got.errors.push(err);
+      settled();
+    },
+  };
+  return { got, sink, first, done };
+}
+
+t.test('a paused reader is given nothing more, and nothing is read ahead of it, until it resumes', async (t) => {
+  const up = await upstream(t, HEAD + chunked('a', 'b', 'c') + END);
+  const response = await client(t, up.url).request(call());
+  let isPausing = true;
+  const { got, sink, first, done } = recorder(() => {
+    if (isPausing) response.body.pause();
+  });
+  response.body.read(sink);
+  await first;
+  t.same(got.chunks, ['a'], 'paused at its first chunk: the rest of the same read waits in the parser');
+  t.equal(response.body.heldBytes, 0, 'nothing held for it either');
+  t.equal(got.ended, 0);
+  isPausing = false;
+  response.body.resume();
+  await done;
+  t.same(got.chunks, ['a', 'b', 'c']);
+  t.equal(got.ended, 1, 'then the end, once');
+  t.ok(response.body.isEnded);
+  t.same(got.errors, []);
+});
+
+t.test('what came before the reader started is given first, in order, then the end', async (t) => {
+  const up = await upstream(t, HEAD + chunked('one ', 'two ', 'three') + END);
+  const response = await client(t, up.url).request(call());
+  // The headers and the whole body came in one read: the first chunk arrived with nobody to take it.
+  t.ok(response.body.heldBytes > 0, 'held until a reader takes the body');
+  const { got, sink, done } = recorder();
+  let closes = 0;
+  response.body.onClose(() => closes++);
+  response.body.read(sink);
+  await done;
+  t.same(got.chunks, ['one ', 'two ', 'three']);
+  t.equal(got.ended, 1);
+  t.equal(closes, 1, 'closed once');
+  response.body.onClose(() => closes++);
+  t.equal(closes, 2, 'a close callback added after the end runs at once');
+});
+
+t.test('destroy() aborts the request; with a reason, the reader is given it', async (t) => {
+  const up = await upstream(t, HEAD + chunked('a', 'b')); // no end: the body stays open
+  const response = await client(t, up.url).request(call());
+  const reason = new Error('the client left');
+  const { got, sink, done } = recorder(() => response.body.destroy(reason));
+  response.body.read(sink);
+  await done;
+  t.same(got.chunks, ['a'], 'nothing after the destroy');
+  t.same(got.errors, [reason]);
+  await up.closed;
+  t.pass('the upstream connection was closed');
+  response.body.destroy(new Error('again'));
+  t.equal(got.errors.length, 1, 'a second destroy is a no-op');
+});
+
+t.test('the signal: before the headers the request fails with its reason; after them the body does', async (t) => {
+  const early = new AbortController();
+  const reason = new Error('deadline');
+  early.abort(reason);
+  const up = await upstream(t, HEAD + chunked('a'));
+  await t.rejects(client(t, up.url).request(call(early.signal)), reason);
+
+  const late = new AbortController();
+  const response = await client(t, up.url).request(call(late.signal));
+  const { got, sink, done } = recorder(() => late.abort(reason));
+  response.body.read(sink);
+  await done;
+  t.same(got.errors, [reason]);
+});
+
+t.test('readAll(maxBytes) stops at maxBytes and lets the connection go', async (t) => {
+  const up = await upstream(t, HEAD + chunked('x'.repeat(1000), 'y'.repeat(1000))); // no end
+  const response = await client(t, up.url).request(call());
+  const bytes = await response.body.readAll(1500);
+  t.equal(bytes.length, 2000, 'the chunks read up to the bound, whole');
+  await up.closed;
+  const full = await upstream(t, HEAD + chunked('{"ok":', 'true}') + END);
+  const whole = await client(t, full.url).request(call());
+  t.equal((await whole.body.readAll(1 << 20)).toString(), '{"ok":true}');
+});

@@ -1,0 +1,235 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Dispatcher } from 'undici';
+
+// Issue 10: an upstream response's body handed to its reader chunk by chunk,
+// straight from undici's parser, with no stream in between. undici's
+// request() wraps the body in a Readable: per chunk a push, a nextTick, a
+// read(0) and a `data` event (about a tenth of a worker's CPU per relayed
+// event, measured). Here each chunk is one call into the reader's sink; a
+// reader that cannot take more pauses the body, which pauses undici's parser
+// at once (nothing is read ahead), and resumes it when it can.
+
+/** Where a body's chunks go, once a reader takes it. */
+export interface BodySink {
+  data(chunk: Buffer): void;
+  end(): void;
+  /** The body failed (the connection broke, a timeout) or was destroyed with a reason. */
+  error(err: unknown): void;
+}
+
+export interface UpstreamResponse {
+  statusCode: number;
+  headers: IncomingHttpHeaders;
+  body: UpstreamBody;
+}
+
+const enum State {
+  Open,
+  /** undici read the whole body; held chunks and the end are still the reader's. */
+  Complete,
+  /** The reader has had the end. */
+  Ended,
+  Failed,
+  Destroyed,
+}
+
+export class UpstreamBody {
+  #sink: BodySink | undefined = undefined;
+  /** Chunks undici gave before a reader took the body, or while it was paused. */
+  #held: Buffer[] = [];
+  #heldBytes = 0;
+  #isPaused = false;
+  #state = State.Open;
+  #error: unknown = undefined;
+  #onClose: (() => void) | undefined = undefined;
+  readonly #controller: Dispatcher.DispatchController;
+  readonly #closed: () => void;
+
+  constructor(controller: Dispatcher.DispatchController, closed: () => void) {
+    this.#controller = controller;
+    this.#closed = closed;
+  }
+
+  /** Bytes read from the upstream and not yet given to the reader. */
+  get heldBytes(): number {
+    return this.#heldBytes;
+  }
+
+  /** The whole body was read and given to the reader. */
+  get isEnded(): boolean {
+    return this.#state === State.Ended;
+  }
+
+  /** Starts giving the body to `sink`: what was read so far first. Once per body. */
+  read(sink: BodySink): void {
+    this.#sink = sink;
+    if (this.#state === State.Failed) sink.error(this.#error);
+    else this.#deliver();
+  }
+
+  /** Stops giving chunks until resume(); undici stops reading the connection. */
+  pause(): void {
+    this.#isPaused = true;
+  }
+
+  resume(): void {
+    if (!this.#isPaused) return;
+    this.#isPaused = false;
+    this.#deliver();
+  }
+
+  /**
+   * Stops reading and aborts the request (undici closes its connection; a no-op once the body ended). With a reason,
+   * the reader's sink gets it as an error.
+   */
+  destroy(reason?: unknown): void {
+    if (this.#state !== State.Open && this.#state !== State.Complete) return;
+    this.#state = State.Destroyed;
+    this.#held = [];
+    this.#heldBytes = 0;
+    this.#controller.abort(reason instanceof Error ? reason : new Error('the upstream body was destroyed'));
+    if (reason !== undefined) this.#sink?.error(reason);
+    this.#close();
+  }
+
+  /** Called once when the body ended, failed or was destroyed. */
+  onClose(callback: () => void): void {
+    if (this.#state === State.Open || this.#state === State.Complete) this.#onClose = callback;
+    else callback();
+  }
+
+  /** The body's bytes, up to `maxBytes` (then the rest is not read: the body is destroyed). */
+  readAll(maxBytes: number): Promise<Buffer> {
+    return new Promise((resolve, reject) => {
+      const parts: Buffer[] = [];
+      let bytes = 0;
+      this.read({
+        data: (chunk) => {
+          parts.push(chunk);
+          bytes += chunk.length;
+          if (bytes >= maxBytes) {
+            this.destroy();
+            resolve(Buffer.concat(parts));
+          }
+        },
+        end: () => resolve(Buffer.concat(parts)),
+        error: reject,
+      });
+    });
+  }
+
+  // From undici (ResponseHandler).
+
+  /** A chunk from undici's parser; one the reader cannot take now is held, and the parser paused. */
+  chunk(chunk: Buffer): void {
+    if (this.#state !== State.Open) return;
+    if (this.#sink === undefined || this.#isPaused || this.#held.length > 0) {
+      this.#held.push(chunk);
+      this.#heldBytes += chunk.length;
+      this.#controller.pause();
+      return;
+    }
+    this.#sink.data(chunk);
+    if (this.#isPaused && this.#state === State.Open) this.#controller.pause();
+  }
+
+  ended(): void {
+    if (this.#state !== State.Open) return;
+    this.#state = State.Complete;
+    this.#deliver();
+  }
+
+  failed(err: unknown): void {
+    if (this.#state !== State.Open) return;
+    this.#state = State.Failed;
+    this.#error = err;
+    this.#held = [];
+    this.#heldBytes = 0;
+    this.#sink?.error(err);
+    this.#close();
+  }
+
+  /** Gives held chunks, then the end, to the reader while it takes them; then lets undici read on. */
+  #deliver(): void {
+    const sink = this.#sink;
+    if (sink === undefined) return;
+    while (this.#held.length > 0 && !this.#isPaused) {
+      if (this.#state !== State.Open && this.#state !== State.Complete) return;
+      const chunk = this.#held.shift()!;
+      this.#heldBytes -= chunk.length;
+      sink.data(chunk);
+    }
+    if (this.#isPaused || this.#held.length > 0) return;
+    if (this.#state === State.Complete) {
+      this.#state = State.Ended;
+      sink.end();
+      this.#close();
+    } else if (this.#state === State.Open && this.#controller.paused) {
+      this.#controller.resume();
+    }
+  }
+
+  #close(): void {
+    this.#closed();
+    const onClose = this.#onClose;
+    this.#onClose = undefined;
+    onClose?.();
+  }
+}
+
+/**
+ * undici's handler of one request (its dispatch API): resolves with the response at its headers, then feeds the
+ * body. The signal aborts the request before its headers and destroys the body after them.
+ */
+export class ResponseHandler implements Dispatcher.DispatchHandler {
+  readonly #resolve: (response: UpstreamResponse) => void;
+  readonly #reject: (err: unknown) => void;
+  readonly #signal: AbortSignal;
+  #controller: Dispatcher.DispatchController | undefined = undefined;
+  #body: UpstreamBody | undefined = undefined;
+
+  constructor(signal: AbortSignal, resolve: (response: UpstreamResponse) => void, reject: (err: unknown) => void) {
+    this.#signal = signal;
+    this.#resolve = resolve;
+    this.#reject = reject;
+    signal.addEventListener('abort', this.#onAbort);
+  }
+
+  readonly #onAbort = (): void => {
+    const reason: unknown = this.#signal.reason;
+    if (this.#body !== undefined) this.#body.destroy(reason);
+    else this.#controller?.abort(reason instanceof Error ? reason : new Error('aborted'));
+  };
+
+  readonly #release = (): void => this.#signal.removeEventListener('abort', this.#onAbort);
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+    if (this.#signal.aborted) this.#onAbort();
+  }
+
+  onResponseStart(
+    controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: IncomingHttpHeaders,
+  ): void {
+    if (statusCode < 200) return; // 1xx: informational, the response follows
+    const body = new UpstreamBody(controller, this.#release);
+    this.#body = body;
+    this.#resolve({ statusCode, headers, body });
+  }
+
+  onResponseData(_controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.#body?.chunk(chunk);
+  }
+
+  onResponseEnd(): void {
+    this.#body?.ended();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    if (this.#body !== undefined) return this.#body.failed(err);
+    this.#release();
+    this.#reject(err);
+  }
+}
