@@ -4,10 +4,19 @@ import type { Dispatcher } from 'undici';
 // Issue 10: an upstream response's body handed to its reader chunk by chunk,
 // straight from undici's parser, with no stream in between. undici's
 // request() wraps the body in a Readable: per chunk a push, a nextTick, a
-// read(0) and a `data` event (about a tenth of a worker's CPU per relayed
-// event, measured). Here each chunk is one call into the reader's sink; a
-// reader that cannot take more pauses the body, which pauses undici's parser
-// at once (nothing is read ahead), and resumes it when it can.
+// read(0) and a `data` event. Here each chunk is one call into the reader's
+// sink. A reader that cannot take more pauses the body; chunks that still
+// come are held, and undici's parser is paused once READ_AHEAD_BYTES are, or
+// at once for a chunked HTTP/1.1 answer on a kept-alive connection (nothing
+// read ahead). The exception is undici's: its HTTP/1.1 parser must not be
+// paused when a connection that closes after the answer fails or ends (an
+// assertion thrown from a socket listener, which kills the worker), and its
+// HTTP/2 client ends a paused stream at its trailers, dropping what it had not
+// given. With READ_AHEAD_BYTES held first, as undici's own request() holds its
+// body's high-water mark, those cases are as they were before.
+
+/** What a body holds for a paused reader before undici's parser is paused (request()'s highWaterMark was 64 KiB). */
+const READ_AHEAD_BYTES = 64 * 1024;
 
 /** Where a body's chunks go, once a reader takes it. */
 export interface BodySink {
@@ -44,9 +53,12 @@ export class UpstreamBody {
   #onClose: (() => void) | undefined = undefined;
   readonly #controller: Dispatcher.DispatchController;
   readonly #closed: () => void;
+  /** Bytes held for a paused reader before the parser is paused: 0 or READ_AHEAD_BYTES (readAheadFor). */
+  readonly #readAhead: number;
 
-  constructor(controller: Dispatcher.DispatchController, closed: () => void) {
+  constructor(controller: Dispatcher.DispatchController, readAhead: number, closed: () => void) {
     this.#controller = controller;
+    this.#readAhead = readAhead;
     this.#closed = closed;
   }
 
@@ -63,11 +75,11 @@ export class UpstreamBody {
   /** Starts giving the body to `sink`: what was read so far first. Once per body. */
   read(sink: BodySink): void {
     this.#sink = sink;
-    if (this.#state === State.Failed) sink.error(this.#error);
+    if (this.#state === State.Failed || this.#state === State.Destroyed) sink.error(this.#error);
     else this.#deliver();
   }
 
-  /** Stops giving chunks until resume(); undici stops reading the connection. */
+  /** Stops giving chunks until resume(); undici stops reading the connection (see READ_AHEAD_BYTES). */
   pause(): void {
     this.#isPaused = true;
   }
@@ -87,7 +99,10 @@ export class UpstreamBody {
     this.#state = State.Destroyed;
     this.#held = [];
     this.#heldBytes = 0;
-    this.#controller.abort(reason instanceof Error ? reason : new Error('the upstream body was destroyed'));
+    const err = reason instanceof Error ? reason : new Error('the upstream body was destroyed');
+    // A reader that starts later is told (never left waiting); one reading now only when there is a reason.
+    this.#error = reason ?? err;
+    this.#controller.abort(err);
     if (reason !== undefined) this.#sink?.error(reason);
     this.#close();
   }
@@ -120,17 +135,17 @@ export class UpstreamBody {
 
   // From undici (ResponseHandler).
 
-  /** A chunk from undici's parser; one the reader cannot take now is held, and the parser paused. */
+  /** A chunk from undici's parser. One the reader cannot take now is held; past the read-ahead, the parser pauses. */
   chunk(chunk: Buffer): void {
     if (this.#state !== State.Open) return;
     if (this.#sink === undefined || this.#isPaused || this.#held.length > 0) {
       this.#held.push(chunk);
       this.#heldBytes += chunk.length;
-      this.#controller.pause();
+      if (this.#heldBytes >= this.#readAhead) this.#controller.pause();
       return;
     }
     this.#sink.data(chunk);
-    if (this.#isPaused && this.#state === State.Open) this.#controller.pause();
+    if (this.#isPaused && this.#state === State.Open && this.#readAhead === 0) this.#controller.pause();
   }
 
   ended(): void {
@@ -160,12 +175,19 @@ export class UpstreamBody {
       sink.data(chunk);
     }
     if (this.#isPaused || this.#held.length > 0) return;
-    if (this.#state === State.Complete) {
-      this.#state = State.Ended;
+    if (this.#state === State.Open) {
+      // The parser goes on from here, reentrantly: more chunks, the end (ended() delivers it), or another pause.
+      if (this.#controller.paused) this.#controller.resume();
+      return;
+    }
+    if (this.#state !== State.Complete) return;
+    // undici's HTTP/2 client completes a paused stream at its trailers and leaves it paused: let it go.
+    if (this.#controller.paused) this.#controller.resume();
+    this.#state = State.Ended;
+    try {
       sink.end();
+    } finally {
       this.#close();
-    } else if (this.#state === State.Open && this.#controller.paused) {
-      this.#controller.resume();
     }
   }
 
@@ -212,9 +234,10 @@ export class ResponseHandler implements Dispatcher.DispatchHandler {
     controller: Dispatcher.DispatchController,
     statusCode: number,
     headers: IncomingHttpHeaders,
+    statusMessage?: string,
   ): void {
     if (statusCode < 200) return; // 1xx: informational, the response follows
-    const body = new UpstreamBody(controller, this.#release);
+    const body = new UpstreamBody(controller, readAheadFor(headers, statusMessage), this.#release);
     this.#body = body;
     this.#resolve({ statusCode, headers, body });
   }
@@ -232,4 +255,15 @@ export class ResponseHandler implements Dispatcher.DispatchHandler {
     this.#release();
     this.#reject(err);
   }
+}
+
+/**
+ * 0 (pause undici's parser at once) only for a chunked HTTP/1.1 answer on a connection kept alive after it: chunked
+ * framing is HTTP/1.1's, and undici's HTTP/2 client gives an empty status message (an HTTP/1.1 one without a reason
+ * phrase is taken as HTTP/2: it only reads ahead as request() did). Anything else: READ_AHEAD_BYTES.
+ */
+function readAheadFor(headers: IncomingHttpHeaders, statusMessage: string | undefined): number {
+  const isChunked = /(?:^|,)\s*chunked\s*$/i.test(String(headers['transfer-encoding'] ?? ''));
+  const closes = /(?:^|,)\s*close\s*(?:,|$)/i.test(String(headers.connection ?? ''));
+  return statusMessage !== undefined && statusMessage !== '' && isChunked && !closes ? 0 : READ_AHEAD_BYTES;
 }
