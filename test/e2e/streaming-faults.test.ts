@@ -33,8 +33,11 @@ t.test('faults', async (t) => {
   const gw = await startGateway(t, {
     versions: {
       v1: { weight: 1, upstream: openai },
-      // Short deadlines: idle 300 ms, first byte 300 ms.
+      // Short deadlines: idle 300 ms, first byte 300 ms (for an upstream that never sends its first byte).
       quick: { weight: 0, upstream: { ...openai, timeouts: { idleMs: 300, firstByteMs: 300 } } },
+      // An idle deadline for a stream that stalls after its first tokens: the tokens before the stall must beat both
+      // deadlines on a loaded box (a review saw 300 ms missed there: a 504 before the first byte), so 1 s and 30 s.
+      stalls: { weight: 0, upstream: { ...openai, timeouts: { idleMs: 1000, firstByteMs: 30_000 } } },
       ollama: { weight: 0, upstream: { format: 'ollama', url: mock.url, maxEventBytes: 65536 } },
       small: { weight: 0, upstream: { ...openai, maxEventBytes: 65536 } },
       pinger: { weight: 0, upstream: { ...openai, pingIntervalMs: 20 } },
@@ -75,7 +78,7 @@ t.test('faults', async (t) => {
 
   t.test('idle timeout on a stalled upstream: error event, stream ends, upstream closed', async (t) => {
     const upstream = nextMockStream();
-    const s = await postStream(url('quick'), chatBody('[mock tokens=10 fault=stall after=2]'));
+    const s = await postStream(url('stalls'), chatBody('[mock tokens=10 fault=stall after=2]'));
     const handle = await upstream;
     const upstreamClosed = once(handle, 'close');
     const { isComplete } = await s.done;
@@ -83,7 +86,7 @@ t.test('faults', async (t) => {
     t.equal(s.status, 200);
     t.equal(s.text(), mockText(2));
     t.equal(lastError(s.data).code, 'upstream_timeout');
-    t.match(lastError(s.data).message, /idle timeout, 300 ms/);
+    t.match(lastError(s.data).message, /idle timeout, 1000 ms/);
     t.notOk(s.data.includes('[DONE]'), 'no [DONE] after an error');
     await upstreamClosed;
   });
