@@ -82,8 +82,8 @@ export class UpstreamClient {
   }
 
   /**
-   * Sends the request; resolves when response headers arrive, with the body not yet read (its reader takes it with
-   * `read()` or `readAll()`; nothing is read ahead of it). Rejects with undici's error (map it with toUpstreamError).
+   * Sends the request; resolves when response headers arrive, with the body for its reader to take (`read()` or
+   * `readAll()`; what is read ahead of it: upstream-body.ts). Rejects with undici's error (see toUpstreamError).
    */
   request(call: UpstreamCall): Promise<UpstreamResponse> {
     const { body } = call;

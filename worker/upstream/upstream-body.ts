@@ -9,7 +9,7 @@ import type { Dispatcher } from 'undici';
 // come are held, and undici's parser is paused once READ_AHEAD_BYTES are, or
 // at once for a chunked HTTP/1.1 answer on a kept-alive connection (nothing
 // read ahead). The exception is undici's: its HTTP/1.1 parser must not be
-// paused when a connection that closes after the answer fails or ends (an
+// paused when a connection that closes after the answer is reset (an
 // assertion thrown from a socket listener, which kills the worker), and its
 // HTTP/2 client ends a paused stream at its trailers, dropping what it had not
 // given. With READ_AHEAD_BYTES held first, as undici's own request() holds its
@@ -32,15 +32,11 @@ export interface UpstreamResponse {
   body: UpstreamBody;
 }
 
-const enum State {
-  Open,
-  /** undici read the whole body; held chunks and the end are still the reader's. */
-  Complete,
-  /** The reader has had the end. */
-  Ended,
-  Failed,
-  Destroyed,
-}
+/**
+ * `complete`: undici read the whole body; held chunks and the end are still the reader's. `ended`: the reader has had
+ * the end.
+ */
+type State = 'open' | 'complete' | 'ended' | 'failed' | 'destroyed';
 
 export class UpstreamBody {
   #sink: BodySink | undefined = undefined;
@@ -48,7 +44,7 @@ export class UpstreamBody {
   #held: Buffer[] = [];
   #heldBytes = 0;
   #isPaused = false;
-  #state = State.Open;
+  #state: State = 'open';
   #error: unknown = undefined;
   #onClose: (() => void) | undefined = undefined;
   readonly #controller: Dispatcher.DispatchController;
@@ -69,13 +65,13 @@ export class UpstreamBody {
 
   /** The whole body was read and given to the reader. */
   get isEnded(): boolean {
-    return this.#state === State.Ended;
+    return this.#state === 'ended';
   }
 
   /** Starts giving the body to `sink`: what was read so far first. Once per body. */
   read(sink: BodySink): void {
     this.#sink = sink;
-    if (this.#state === State.Failed || this.#state === State.Destroyed) sink.error(this.#error);
+    if (this.#state === 'failed' || this.#state === 'destroyed') sink.error(this.#error);
     else this.#deliver();
   }
 
@@ -95,8 +91,8 @@ export class UpstreamBody {
    * the reader's sink gets it as an error.
    */
   destroy(reason?: unknown): void {
-    if (this.#state !== State.Open && this.#state !== State.Complete) return;
-    this.#state = State.Destroyed;
+    if (this.#state !== 'open' && this.#state !== 'complete') return;
+    this.#state = 'destroyed';
     this.#held = [];
     this.#heldBytes = 0;
     const err = reason instanceof Error ? reason : new Error('the upstream body was destroyed');
@@ -109,7 +105,7 @@ export class UpstreamBody {
 
   /** Called once when the body ended, failed or was destroyed. */
   onClose(callback: () => void): void {
-    if (this.#state === State.Open || this.#state === State.Complete) this.#onClose = callback;
+    if (this.#state === 'open' || this.#state === 'complete') this.#onClose = callback;
     else callback();
   }
 
@@ -137,7 +133,7 @@ export class UpstreamBody {
 
   /** A chunk from undici's parser. One the reader cannot take now is held; past the read-ahead, the parser pauses. */
   chunk(chunk: Buffer): void {
-    if (this.#state !== State.Open) return;
+    if (this.#state !== 'open') return;
     if (this.#sink === undefined || this.#isPaused || this.#held.length > 0) {
       this.#held.push(chunk);
       this.#heldBytes += chunk.length;
@@ -145,18 +141,18 @@ export class UpstreamBody {
       return;
     }
     this.#sink.data(chunk);
-    if (this.#isPaused && this.#state === State.Open && this.#readAhead === 0) this.#controller.pause();
+    if (this.#isPaused && this.#state === 'open' && this.#readAhead === 0) this.#controller.pause();
   }
 
   ended(): void {
-    if (this.#state !== State.Open) return;
-    this.#state = State.Complete;
+    if (this.#state !== 'open') return;
+    this.#state = 'complete';
     this.#deliver();
   }
 
   failed(err: unknown): void {
-    if (this.#state !== State.Open) return;
-    this.#state = State.Failed;
+    if (this.#state !== 'open') return;
+    this.#state = 'failed';
     this.#error = err;
     this.#held = [];
     this.#heldBytes = 0;
@@ -169,21 +165,21 @@ export class UpstreamBody {
     const sink = this.#sink;
     if (sink === undefined) return;
     while (this.#held.length > 0 && !this.#isPaused) {
-      if (this.#state !== State.Open && this.#state !== State.Complete) return;
+      if (this.#state !== 'open' && this.#state !== 'complete') return;
       const chunk = this.#held.shift()!;
       this.#heldBytes -= chunk.length;
       sink.data(chunk);
     }
     if (this.#isPaused || this.#held.length > 0) return;
-    if (this.#state === State.Open) {
+    if (this.#state === 'open') {
       // The parser goes on from here, reentrantly: more chunks, the end (ended() delivers it), or another pause.
       if (this.#controller.paused) this.#controller.resume();
       return;
     }
-    if (this.#state !== State.Complete) return;
+    if (this.#state !== 'complete') return;
     // undici's HTTP/2 client completes a paused stream at its trailers and leaves it paused: let it go.
     if (this.#controller.paused) this.#controller.resume();
-    this.#state = State.Ended;
+    this.#state = 'ended';
     try {
       sink.end();
     } finally {
