@@ -172,6 +172,8 @@ function whenUndiciDone(): Promise<void> {
 // are read ahead as request() did, so a paused reader leaves the parser running. (An uncaught exception fails this
 // test.) A reset or an end ends a body delimited by the connection's end; a chunked one without its last chunk fails.
 for (const [name, head] of [
+  // The answer whose reader pauses the parser at once: undici takes a reset or an end of its connection as an error.
+  ['a chunked answer on a kept-alive connection', HEAD + chunked('data: 1\n\n')],
   ['Connection: close', HEAD.replace('\r\n\r\n', '\r\nconnection: close\r\n\r\n') + chunked('data: 1\n\n')],
   ['a body that ends with the connection', 'HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\ndata: 1\n\n'],
 ] as const) {
