@@ -171,13 +171,15 @@ function whenUndiciDone(): Promise<void> {
 // connection) is reset or ends; the AssertionError is thrown from a socket listener and kills the worker. Such answers
 // are read ahead as request() did, so a paused reader leaves the parser running. (An uncaught exception fails this
 // test.) A reset or an end ends a body delimited by the connection's end; a chunked one without its last chunk fails.
-for (const [name, head] of [
-  // The answer whose reader pauses the parser at once: undici takes a reset or an end of its connection as an error.
-  ['a chunked answer on a kept-alive connection', HEAD + chunked('data: 1\n\n')],
-  ['Connection: close', HEAD.replace('\r\n\r\n', '\r\nconnection: close\r\n\r\n') + chunked('data: 1\n\n')],
-  ['a body that ends with the connection', 'HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\ndata: 1\n\n'],
+const BOTH = ['reset', 'end'] as const;
+for (const [name, head, hows] of [
+  // The answer whose reader pauses the parser at once: a reset reaches undici anyway (an error, nothing thrown); an
+  // end waits in the socket until the parser reads on, so it is not a case here.
+  ['a chunked answer on a kept-alive connection', HEAD + chunked('data: 1\n\n'), ['reset'] as const],
+  ['Connection: close', HEAD.replace('\r\n\r\n', '\r\nconnection: close\r\n\r\n') + chunked('data: 1\n\n'), BOTH],
+  ['a body that ends with the connection', 'HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\ndata: 1\n\n', BOTH],
 ] as const) {
-  for (const how of ['reset', 'end'] as const) {
+  for (const how of hows) {
     t.test(`${name}: the upstream's ${how} under a paused reader, nothing throws and the reader is told`, async (t) => {
       const up = await upstream(t, head);
       const response = await client(t, up.url).request(call());
