@@ -1,5 +1,5 @@
 import { connect } from 'node:net';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import { startGateway } from '../loadtest/gateway.js';
 import { buildEntries } from '../loadtest/paths.js';
 import { interruptSignal, stopAll } from '../loadtest/processes.js';
@@ -39,7 +39,7 @@ function send(port: number, head: string, body: Buffer): Promise<string> {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
+  const { values } = benchArgs({
     options: {
       'baseline-root': { type: 'string' },
       rounds: { type: 'string', default: '2' },

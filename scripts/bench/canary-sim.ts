@@ -1,4 +1,4 @@
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import { simulateScenario, type Scenario, type ScenarioSummary, type VersionModel } from './canary-simulation.js';
 
 // Issue 13 figures for docs/BENCHMARKS.md: the canary judge's false-alarm
@@ -18,7 +18,7 @@ import { simulateScenario, type Scenario, type ScenarioSummary, type VersionMode
 //   --judge-every-ms MS how often the controller calls judge() (default 100)
 //   --seed N            first seed (default 1)
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     runs: { type: 'string', default: '2000' },
     'power-runs': { type: 'string', default: '200' },

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { Agent, request, type ClientRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import { startGateway, type RunningGateway } from '../loadtest/gateway.js';
 import { graygateLaunch, probeMemory } from '../loadtest/graygate-env.js';
 import { buildEntries } from '../loadtest/paths.js';
@@ -72,7 +72,7 @@ async function holdStreams(
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
+  const { values } = benchArgs({
     options: {
       'baseline-root': { type: 'string' },
       rounds: { type: 'string', default: '2' },

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { basename, join, resolve } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import { FRAMES, mockToken, type MockAnswer } from '../../shared/mock-upstream/index.js';
 import { runCannon, type CannonResult } from '../loadtest/autocannon-process.js';
 import { startGateway, type RunningGateway } from '../loadtest/gateway.js';
@@ -57,7 +57,7 @@ const LATE_AFTER_MS = 10_000;
 const LOADED_S = 3;
 const WARMUP_S = 2;
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     'baseline-root': { type: 'string' },
     'graygate-root': { type: 'string' },

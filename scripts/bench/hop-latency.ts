@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { createServer, request, Agent } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import { startGateway } from '../loadtest/gateway.js';
 import { Recorder } from '../loadtest/histogram.js';
 import { listeningPorts } from '../loadtest/listen-port.js';
@@ -132,7 +132,7 @@ async function measure(
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
+  const { values } = benchArgs({
     options: {
       'graygate-root': { type: 'string' },
       concurrency: { type: 'string', default: '1,40' },

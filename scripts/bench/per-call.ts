@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import { completionId } from '../../worker/call/handler.js';
 import { Deadlines, type DeadlinesOptions } from '../../worker/upstream/timeouts.js';
 import { checkCounts } from './counts.js';
@@ -22,7 +22,7 @@ import { checkCounts } from './counts.js';
 
 type DeadlinesClass = new (options: DeadlinesOptions) => { readonly signal: AbortSignal; dispose(): void };
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     'baseline-root': { type: 'string' },
     rounds: { type: 'string', default: '3' },

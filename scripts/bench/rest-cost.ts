@@ -1,6 +1,6 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { Agent, request } from 'node:http';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import { startGateway, type RunningGateway } from '../loadtest/gateway.js';
 import { buildEntries } from '../loadtest/paths.js';
 import { interruptSignal, stopAll } from '../loadtest/processes.js';
@@ -111,7 +111,7 @@ async function measureBuild(
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
+  const { values } = benchArgs({
     options: {
       'baseline-root': { type: 'string' },
       rounds: { type: 'string', default: '2' },
