@@ -86,8 +86,8 @@ export interface PipelineStats {
   /** Body bytes read from the upstream. */
   upstreamBytes: number;
   /**
-   * Highest count of upstream body bytes read but not yet consumed: the chunk being consumed, plus any the body held
-   * before its reader started (upstream-body.ts; a paused body pauses undici's parser, so nothing else is read ahead).
+   * Highest count of upstream body bytes read but not yet consumed: the chunk being consumed plus what the body held
+   * (before its reader started, or read ahead of a paused reader: none or 64 KiB by the answer, upstream-body.ts).
    */
   peakUpstreamBufferedBytes: number;
 }
@@ -358,8 +358,7 @@ function retryAfterMsAsSeconds(value: string | string[] | undefined): number | u
 
 /** The body's first `maxBytes` as text; the rest is not read (the body is destroyed). */
 async function readBounded(body: Pick<UpstreamBody, 'readAll'>, maxBytes: number): Promise<string> {
-  const bytes = await body.readAll(maxBytes);
-  return bytes.toString('utf8', 0, Math.min(bytes.length, maxBytes));
+  return (await body.readAll(maxBytes)).toString('utf8', 0, maxBytes);
 }
 
 /**
