@@ -29,8 +29,11 @@ ENV NODE_ENV=production
 WORKDIR /app
 # --omit=dev: production dependencies only. --ignore-scripts: `prepare` runs tsc, a dev dependency
 # that is not installed here; dist/ comes from the build stage instead.
+# patch-package: undici 7's fix for its issue #5360 (patches/, worker/upstream/undici-fix.ts), which
+# --ignore-scripts skips as a postinstall.
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
+COPY patches ./patches
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npx patch-package && npm cache clean --force
 COPY --from=build /app/dist ./dist
 # bin/ for `graygate status` etc. inside the container; config/ is the default config.
 COPY bin ./bin

@@ -5,10 +5,12 @@ import { createWorkerServer } from './server.js';
 import { loadAdapter } from './upstream/load-adapter.js';
 import { resolveUpstream } from './upstream/resolve.js';
 import { createWorkerMetrics } from './metrics.js';
+import { MISSING_FIX_WARNING, UNDICI_FINISHES_PAUSED_PARSERS } from './upstream/undici-fix.js';
 
 // Entry point of a worker process, forked by the master (SPEC §1). Wiring only.
 const settings = readWorkerSettings(process.env);
 const log = createLogger({ role: 'worker', version: settings.version, level: settings.logLevel });
+if (!UNDICI_FINISHES_PAUSED_PARSERS) log.warn(MISSING_FIX_WARNING);
 const metrics = createWorkerMetrics({ version: settings.version });
 const [adapter, upstream] = await Promise.all([
   loadAdapter(settings.upstream.format),

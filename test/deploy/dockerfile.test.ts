@@ -42,6 +42,11 @@ t.test('runtime: production dependencies only, dist/ from the build stage', asyn
   t.match(installs[0], /^npm ci\b/);
   t.match(installs[0], /--omit=dev/, 'no dev dependencies');
   t.match(installs[0], /--ignore-scripts/, '`prepare` would need tsc, a dev dependency');
+  t.match(
+    installs[0],
+    /&& npx patch-package\b/,
+    "then patches/ (undici's fix, worker/upstream/undici-fix.ts), which --ignore-scripts skipped as a postinstall",
+  );
   t.notOk(
     runs(runtime).some((r) => /\b(tsc|npm run build)\b/.test(r)),
     'nothing compiles in the runtime stage',

@@ -64,6 +64,8 @@ export class UpstreamClient {
   readonly #pool: UndiciPool;
   readonly #basePath: string;
   readonly #options: UpstreamClientOptions;
+  /** HTTPS with allowH2: an answer may come over HTTP/2 (upstream-body.ts reads ahead of a paused reader there). */
+  readonly #mayBeHttp2: boolean;
   #lingering = 0;
 
   constructor(options: UpstreamClientOptions) {
@@ -71,9 +73,10 @@ export class UpstreamClient {
     this.#options = options;
     this.#basePath = url.pathname.replace(/\/+$/, '');
     const isHttps = url.protocol === 'https:';
+    this.#mayBeHttp2 = isHttps && options.http2 !== false;
     this.#pool = new Pool(url.origin, {
       connections: options.maxConnections + MAX_LINGERING_BODIES,
-      allowH2: isHttps && options.http2 !== false,
+      allowH2: this.#mayBeHttp2,
       connect: { timeout: options.connectMs },
       keepAliveTimeout: options.keepAliveTimeoutMs ?? 30_000,
       headersTimeout: backstop(options.firstByteMs),
@@ -98,7 +101,7 @@ export class UpstreamClient {
       bodyTimeout: backstop(this.#options.idleMs),
     };
     return new Promise((resolve, reject) => {
-      this.#pool.dispatch(options, new ResponseHandler(call.signal, resolve, reject));
+      this.#pool.dispatch(options, new ResponseHandler(call.signal, this.#mayBeHttp2, resolve, reject));
     });
   }
 

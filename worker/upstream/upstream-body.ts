@@ -1,19 +1,17 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
+import { UNDICI_FINISHES_PAUSED_PARSERS } from './undici-fix.js';
 
-// Issue 10: an upstream response's body handed to its reader chunk by chunk,
+// Issue 10: the upstream response's body handed to its reader chunk by chunk,
 // straight from undici's parser, with no stream in between. undici's
 // request() wraps the body in a Readable: per chunk a push, a nextTick, a
 // read(0) and a `data` event. Here each chunk is one call into the reader's
-// sink. A reader that cannot take more pauses the body; chunks that still
-// come are held, and undici's parser is paused once READ_AHEAD_BYTES are, or
-// at once for a chunked HTTP/1.1 answer on a kept-alive connection (nothing
-// read ahead). The exception is undici's: its HTTP/1.1 parser must not be
-// paused when a connection that closes after the answer is reset (an
-// assertion thrown from a socket listener, which kills the worker), and its
-// HTTP/2 client ends a paused stream at its trailers, dropping what it had not
-// given. With READ_AHEAD_BYTES held first, as undici's own request() holds its
-// body's high-water mark, those cases are as they were before.
+// sink. A reader that cannot take more pauses the body, and undici's parser
+// is paused: at once for HTTP/1.x, so nothing is read ahead of the reader
+// (undici 7 needs patches/undici+7.30.2.patch for that, undici-fix.ts).
+// undici's HTTP/2 client ends a paused stream at its trailers, dropping what
+// it had not given: there READ_AHEAD_BYTES are held first, as request() held
+// its body's high-water mark.
 
 /** What a body holds for a paused reader before undici's parser is paused (request()'s highWaterMark was 64 KiB). */
 const READ_AHEAD_BYTES = 64 * 1024;
@@ -203,11 +201,19 @@ export class ResponseHandler implements Dispatcher.DispatchHandler {
   readonly #resolve: (response: UpstreamResponse) => void;
   readonly #reject: (err: unknown) => void;
   readonly #signal: AbortSignal;
+  readonly #mayBeHttp2: boolean;
   #controller: Dispatcher.DispatchController | undefined = undefined;
   #body: UpstreamBody | undefined = undefined;
 
-  constructor(signal: AbortSignal, resolve: (response: UpstreamResponse) => void, reject: (err: unknown) => void) {
+  /** `mayBeHttp2`: the pool may speak HTTP/2 (HTTPS with allowH2); plain HTTP is always HTTP/1.x. */
+  constructor(
+    signal: AbortSignal,
+    mayBeHttp2: boolean,
+    resolve: (response: UpstreamResponse) => void,
+    reject: (err: unknown) => void,
+  ) {
     this.#signal = signal;
+    this.#mayBeHttp2 = mayBeHttp2;
     this.#resolve = resolve;
     this.#reject = reject;
     signal.addEventListener('abort', this.#onAbort);
@@ -233,7 +239,7 @@ export class ResponseHandler implements Dispatcher.DispatchHandler {
     statusMessage?: string,
   ): void {
     if (statusCode < 200) return; // 1xx: informational, the response follows
-    const body = new UpstreamBody(controller, readAheadFor(headers, statusMessage), this.#release);
+    const body = new UpstreamBody(controller, readAheadFor(headers, statusMessage, this.#mayBeHttp2), this.#release);
     this.#body = body;
     this.#resolve({ statusCode, headers, body });
   }
@@ -254,12 +260,15 @@ export class ResponseHandler implements Dispatcher.DispatchHandler {
 }
 
 /**
- * 0 (pause undici's parser at once) only for a chunked HTTP/1.1 answer on a connection kept alive after it: chunked
- * framing is HTTP/1.1's, and undici's HTTP/2 client gives an empty status message (an HTTP/1.1 one without a reason
- * phrase is taken as HTTP/2: it only reads ahead as request() did). Anything else: READ_AHEAD_BYTES.
+ * How much a paused reader's body holds before undici's parser is paused. HTTP/2 (undici gives it an empty status
+ * message): READ_AHEAD_BYTES. HTTP/1.x: none, with undici fixed (undici-fix.ts); without the fix only a chunked answer
+ * on a connection kept alive after it (chunked framing is HTTP/1.1's) is paused at once, anything else is read
+ * READ_AHEAD_BYTES ahead, as request() did.
  */
-function readAheadFor(headers: IncomingHttpHeaders, statusMessage: string | undefined): number {
+function readAheadFor(headers: IncomingHttpHeaders, statusMessage: string | undefined, mayBeHttp2: boolean): number {
+  if (mayBeHttp2 && !statusMessage) return READ_AHEAD_BYTES;
+  if (UNDICI_FINISHES_PAUSED_PARSERS) return 0;
   const isChunked = /(?:^|,)\s*chunked\s*$/i.test(String(headers['transfer-encoding'] ?? ''));
   const closes = /(?:^|,)\s*close\s*(?:,|$)/i.test(String(headers.connection ?? ''));
-  return statusMessage !== undefined && statusMessage !== '' && isChunked && !closes ? 0 : READ_AHEAD_BYTES;
+  return isChunked && !closes ? 0 : READ_AHEAD_BYTES;
 }

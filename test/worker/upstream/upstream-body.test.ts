@@ -6,6 +6,7 @@ import t from 'tap';
 import type { Teardown } from '../../helpers/gateway.js';
 import { UpstreamClient } from '../../../worker/upstream/client.js';
 import type { BodySink } from '../../../worker/upstream/upstream-body.js';
+import { UNDICI_FINISHES_PAUSED_PARSERS } from '../../../worker/upstream/undici-fix.js';
 
 // Issue 10: the upstream's body goes to its reader chunk by chunk from undici's parser
 // (worker/upstream/upstream-body.ts), with no stream between. What a reader relies on: nothing is
@@ -166,18 +167,26 @@ function whenUndiciDone(): Promise<void> {
   });
 }
 
-// A review's finding (undici issue #5360, fixed in undici 8 only): undici's HTTP/1.1 client asserts its parser is not
-// paused when a connection that closes after the answer (`Connection: close`, or a body that ends with the
-// connection) is reset or ends; the AssertionError is thrown from a socket listener and kills the worker. Such answers
-// are read ahead as request() did, so a paused reader leaves the parser running. (An uncaught exception fails this
-// test.) A reset or an end ends a body delimited by the connection's end; a chunked one without its last chunk fails.
+// undici issue #5360 (worker/upstream/undici-fix.ts): undici 7 asserted its HTTP/1.1 parser is not paused when a
+// connection that closes after the answer (`Connection: close`, HTTP/1.0, or a body that ends with the connection) is
+// reset or ends; the AssertionError is thrown from a socket listener and kills the worker. A paused reader pauses the
+// parser at once on every HTTP/1.x answer, so each case below pauses it before the upstream's reset or end; without
+// patches/undici+7.30.2.patch they throw (an uncaught exception fails this test). A reset or an end ends a body
+// delimited by the connection's end; a chunked or Content-Length one cut short fails.
+t.test('the installed undici has the fix (npm ci applies patches/ in its postinstall)', async (t) => {
+  t.ok(UNDICI_FINISHES_PAUSED_PARSERS);
+});
+
 const BOTH = ['reset', 'end'] as const;
+const RESET = ['reset'] as const;
 for (const [name, head, hows] of [
-  // The answer whose reader pauses the parser at once: a reset reaches undici anyway (an error, nothing thrown); an
-  // end waits in the socket until the parser reads on, so it is not a case here.
-  ['a chunked answer on a kept-alive connection', HEAD + chunked('data: 1\n\n'), ['reset'] as const],
-  ['Connection: close', HEAD.replace('\r\n\r\n', '\r\nconnection: close\r\n\r\n') + chunked('data: 1\n\n'), BOTH],
+  // Chunked: the parser pauses after a chunk's data, before its CRLF, so an end waits in the socket behind that CRLF
+  // until the parser reads on (not a case here); a reset reaches undici at once.
+  ['a chunked answer on a kept-alive connection', HEAD + chunked('data: 1\n\n'), RESET],
+  ['Connection: close', HEAD.replace('\r\n\r\n', '\r\nconnection: close\r\n\r\n') + chunked('data: 1\n\n'), RESET],
   ['a body that ends with the connection', 'HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\ndata: 1\n\n', BOTH],
+  ['Content-Length and Connection: close', 'HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 99\r\n\r\n{}', BOTH],
+  ['HTTP/1.0 with a Content-Length', 'HTTP/1.0 200 OK\r\ncontent-length: 99\r\n\r\n{}', BOTH],
 ] as const) {
   for (const how of hows) {
     t.test(`${name}: the upstream's ${how} under a paused reader, nothing throws and the reader is told`, async (t) => {
@@ -204,6 +213,25 @@ for (const [name, head, hows] of [
       t.equal(closes, 1, 'closed once');
     });
   }
+}
+
+// #5360's reproduction: a whole answer, read by nobody, then the connection's end. undici completes the answer on
+// its end (without the fix: the AssertionError); the reader that starts then gets every byte. 16 KiB, so the answer
+// is parsed in one read and the end comes with nothing left in the socket.
+const BODY = 16 * 1024;
+for (const [name, head] of [
+  ['Content-Length and Connection: close', `HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: ${BODY}\r\n\r\n`],
+  ['HTTP/1.0 with a Content-Length', `HTTP/1.0 200 OK\r\ncontent-length: ${BODY}\r\n\r\n`],
+  ['a body that ends with the connection', 'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n'],
+] as const) {
+  t.test(`${name}: the whole answer, then the upstream's end, before the reader starts`, async (t) => {
+    const up = await upstream(t, head + 'x'.repeat(BODY));
+    const undiciDone = whenUndiciDone();
+    const response = await client(t, up.url).request(call());
+    for (const socket of up.sockets) socket.end();
+    await undiciDone;
+    t.equal((await response.body.readAll(1 << 20)).length, BODY, 'every byte, then the end');
+  });
 }
 
 t.test('a reader that starts after a destroy is told, not left waiting', async (t) => {
