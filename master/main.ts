@@ -152,7 +152,7 @@ const watch = config.config.watch
       onChange: (change) =>
         change.hash === operations.configHash
           ? undefined
-          : operations.reload().then(
+          : operations.reload('watch').then(
               () => undefined, // the reload logs `config reloaded` itself: one line per reload, whatever started it
               (err: unknown) => {
                 const message = err instanceof Error ? err.message : String(err);
@@ -196,7 +196,7 @@ const stop = (signal: string): void => {
 process.on('SIGTERM', () => stop('SIGTERM'));
 process.on('SIGINT', () => stop('SIGINT'));
 process.on('SIGHUP', () => {
-  operations.reload().then(
+  operations.reload('SIGHUP').then(
     () => undefined, // logged by the reload itself (`config reloaded`)
     (err: unknown) => log.error({ err: err instanceof Error ? err.message : err }, 'SIGHUP reload refused'),
   );

@@ -62,6 +62,9 @@ function isEntryAllowed(entry: string, roots: readonly string[]): boolean {
   });
 }
 
+/** What started a reload: `POST /admin/reload`, the signal, or `config.watch` (its log line says which). */
+export type ReloadTrigger = 'admin' | 'SIGHUP' | 'watch';
+
 export interface ReloadResult {
   /** configHash of the file now applied (SPEC §13 graygate_config_info). */
   hash: string;
@@ -90,6 +93,8 @@ export class Operations {
   #reloading: Promise<ReloadResult> | undefined;
   /** A reload asked for while one runs: it runs once more afterwards, reading the file then. */
   #reloadAgain: Promise<ReloadResult> | undefined;
+  /** What asked for the reload that waits (#reloadAgain). */
+  readonly #againTriggers = new Set<ReloadTrigger>();
   #configHash: string;
 
   constructor(options: OperationsOptions) {
@@ -215,23 +220,31 @@ export class Operations {
    * One at a time; a call during a running reload gets one more reload after it (coalesced), so a
    * file changed meanwhile is never answered with the result of reading the older one.
    */
-  reload(): Promise<ReloadResult> {
+  reload(trigger: ReloadTrigger): Promise<ReloadResult> {
+    return this.#start([trigger]);
+  }
+
+  /** `triggers`: what asked for this reload (several when calls were coalesced), for its log line. */
+  #start(triggers: ReloadTrigger[]): Promise<ReloadResult> {
     if (this.#reloading === undefined) {
-      this.#reloading = this.#reload().finally(() => {
+      this.#reloading = this.#reload(triggers).finally(() => {
         this.#reloading = undefined;
       });
       return this.#reloading;
     }
+    for (const trigger of triggers) this.#againTriggers.add(trigger);
     this.#reloadAgain ??= this.#reloading
       .catch(() => undefined)
       .then(() => {
         this.#reloadAgain = undefined;
-        return this.reload();
+        const again = [...this.#againTriggers];
+        this.#againTriggers.clear();
+        return this.#start(again);
       });
     return this.#reloadAgain;
   }
 
-  async #reload(): Promise<ReloadResult> {
+  async #reload(triggers: ReloadTrigger[]): Promise<ReloadResult> {
     const loaded = loadConfig(this.#options.configPath, this.#options.env);
     if (!loaded.ok)
       throw new GraygateError(
@@ -265,7 +278,7 @@ export class Operations {
     result.applied.push(...applied.removed.map((name) => `removed ${name}`));
     if (JSON.stringify(next.routing) !== JSON.stringify(current.routing)) result.applied.push('routing');
     if (JSON.stringify(next.cors) !== JSON.stringify(current.cors)) result.applied.push('cors');
-    this.#log.info(result, 'config reloaded');
+    this.#log.info({ ...result, trigger: triggers.join(',') }, 'config reloaded');
     return result;
   }
 }

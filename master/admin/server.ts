@@ -89,7 +89,7 @@ export function createAdminServer(options: AdminServerOptions): Server {
       /^\/admin\/versions\/([^/]+)$/,
       async (_req, [name]) => ({ status: 200, body: await operations.removeVersion(name!) }),
     ],
-    ['POST', /^\/admin\/reload$/, async () => ({ status: 200, body: await operations.reload() })],
+    ['POST', /^\/admin\/reload$/, async () => ({ status: 200, body: await operations.reload('admin') })],
     // SPEC §11 canaries.
     [
       'POST',

@@ -54,6 +54,7 @@ t.test('a kubelet-style ConfigMap swap applies with no signal; an invalid one is
   // One line per reload, whatever started it (a helper counted two per watched change).
   while (!gw.output().includes('"msg":"config reloaded"')) await once(gw.child.stdout!, 'data');
   t.equal(gw.output().match(/"msg":"config[^"]*reloaded"/g)?.length, 1, 'the reload is logged once');
+  t.match(gw.output(), /"trigger":"watch"[^\n]*"msg":"config reloaded"/, 'saying the watch started it');
 
   volume.update({ 'graygate.json': '{ "versions": { "v1": { "weight": -1 } } ' });
   // The refusal is logged once; wait for that line (the event), then check the old config serves.

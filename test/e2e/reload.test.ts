@@ -2,14 +2,14 @@ import t from 'tap';
 import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { admin, startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
+import { admin, startGateway, TEST_WORKER_ENTRY, type Gateway } from '../helpers/gateway.js';
 import { status, waitForStatus } from '../helpers/wait.js';
 
 t.test(
   'reload: weights only restarts nothing; invalid file changes nothing; added/removed/changed versions applied',
   async (t) => {
     const versions = { v1: { entry: TEST_WORKER_ENTRY, weight: 90 }, v2: { entry: TEST_WORKER_ENTRY, weight: 10 } };
-    const gw = await startGateway(t, { versions });
+    const gw = await startGateway(t, { versions }, { env: { LOG_LEVEL: 'info' } });
     const pids = async (): Promise<number[]> =>
       Object.values(await status(gw))
         .flatMap((v) => v.workers.map((w) => w.pid))
@@ -21,6 +21,7 @@ t.test(
     t.equal(r1.status, 200);
     t.same(r1.body.applied, ['weights v1=50 v2=50']);
     t.same(await pids(), before, 'no process restarted');
+    await reloadLogged(gw, ['admin']);
     const st = await status(gw);
     t.same([st.v1!.weight, st.v2!.weight], [50, 50]);
 
@@ -53,6 +54,7 @@ t.test(
       'v1 untouched',
     );
     t.notOk(before.includes(after.v2!.workers[0]!.pid), 'v2 redeployed');
+    await reloadLogged(gw, ['SIGHUP']);
 
     gw.writeConfig({
       versions: { v1: { ...versions.v1, weight: 50 }, v2: { ...versions.v2, weight: 50, env: { X: '1' } } },
@@ -60,8 +62,26 @@ t.test(
     const r3 = await admin<{ applied: string[] }>(gw, 'POST', '/admin/reload');
     t.same(r3.body.applied, ['removed v3']);
     t.notOk((await status(gw)).v3);
+
+    // Asked for twice at once: one reload and one more after it (coalesced when a third comes meanwhile). Either
+    // way the log says what asked for each.
+    const seen = reloadLines(gw).length;
+    process.kill(gw.pid, 'SIGHUP');
+    t.equal((await admin(gw, 'POST', '/admin/reload')).status, 200);
+    await reloadLogged(gw, ['SIGHUP', 'admin'], seen);
   },
 );
+
+/** The `trigger` of each `config reloaded` line so far. */
+function reloadLines(gw: Gateway): string[] {
+  return [...gw.output().matchAll(/"trigger":"([^"]*)"[^\n]*"msg":"config reloaded"/g)].map((m) => m[1]!);
+}
+
+/** Waits for `config reloaded` lines after the first `from` to name every one of `triggers` (the log's events). */
+async function reloadLogged(gw: Gateway, triggers: string[], from = 0): Promise<void> {
+  const named = (): Set<string> => new Set(reloadLines(gw).slice(from).flatMap((line) => line.split(',')));
+  while (!triggers.every((trigger) => named().has(trigger))) await once(gw.child.stdout!, 'data');
+}
 
 t.test('reload is all or nothing: a build that cannot start changes nothing, and is not half-applied', async (t) => {
   const versions = { v1: { entry: TEST_WORKER_ENTRY, weight: 90 }, v2: { entry: TEST_WORKER_ENTRY, weight: 10 } };
