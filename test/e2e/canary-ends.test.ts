@@ -1,5 +1,5 @@
 import t from 'tap';
-import { admin, startGateway, TEST_WORKER_ENTRY, type Gateway } from '../helpers/gateway.js';
+import { admin, hangingBuild, startGateway, TEST_WORKER_ENTRY, type Gateway } from '../helpers/gateway.js';
 import { canaryOf, pollPause, status, waitForStatus } from '../helpers/wait.js';
 import type { CanaryStatus } from '../../master/canary/controller.js';
 import { drive } from '../helpers/load.js';
@@ -78,7 +78,6 @@ t.test('a refused or failed call leaves the running canary as it was', async (t)
   const gw = await startGateway(t, {
     versions: { base: worker(100), idle: worker(0) },
     routing: { default: 'base' },
-    limits: { readyTimeoutMs: 3000 },
   });
   t.equal((await admin(gw, 'POST', '/admin/versions/idle/canary', { steps: [30, 100], stepMs: 60_000 })).status, 202);
   const unchanged = async (what: string): Promise<void> => {
@@ -94,7 +93,8 @@ t.test('a refused or failed call leaves the running canary as it was', async (t)
   await unchanged('refused rollback');
 
   // A deploy of the canary's version that never gets ready: the canary runs on through it.
-  const hanging = admin<ErrorBody>(gw, 'POST', '/admin/versions/idle/deploy', { env: { TEST_WORKER_START: 'hang' } });
+  const build = hangingBuild(t);
+  const hanging = admin<ErrorBody>(gw, 'POST', '/admin/versions/idle/deploy', { env: build.env });
   await waitForStatus(gw, (v) => v.idle!.lastDeploy?.phase === 'starting', 'deploy running');
   const second = await admin<ErrorBody>(gw, 'POST', '/admin/versions/idle/deploy', {});
   t.equal(second.body.error.code, 'deploy_in_progress');
@@ -102,12 +102,12 @@ t.test('a refused or failed call leaves the running canary as it was', async (t)
   gw.writeConfig({
     versions: { base: worker(100), idle: worker(0, { X: '2' }) },
     routing: { default: 'base' },
-    limits: { readyTimeoutMs: 3000 },
   });
   const reload = await admin<ErrorBody>(gw, 'POST', '/admin/reload');
   t.equal(reload.body.error.code, 'deploy_in_progress', 'a reload that would redeploy the deploying version');
   t.match(reload.body.error.message, /config not reloaded, nothing changed/);
   await unchanged('refused reload');
+  build.giveUp();
   t.equal((await hanging).body.error.code, 'deploy_failed');
   await unchanged('failed deploy');
 
@@ -115,7 +115,6 @@ t.test('a refused or failed call leaves the running canary as it was', async (t)
   gw.writeConfig({
     versions: { base: worker(100), idle: worker(0, { TEST_WORKER_START: 'crash' }), extra: worker(50) },
     routing: { default: 'base' },
-    limits: { readyTimeoutMs: 3000 },
   });
   const failed = await admin<ErrorBody>(gw, 'POST', '/admin/reload');
   t.equal(failed.body.error.code, 'deploy_failed');
@@ -134,9 +133,9 @@ t.test('no canary starts while either version deploys', async (t) => {
   const gw = await startGateway(t, {
     versions: { base: worker(100), idle: worker(0), other: worker(0) },
     routing: { default: 'base' },
-    limits: { readyTimeoutMs: 3000 },
   });
-  const hanging = admin(gw, 'POST', '/admin/versions/idle/deploy', { env: { TEST_WORKER_START: 'hang' } });
+  const build = hangingBuild(t);
+  const hanging = admin(gw, 'POST', '/admin/versions/idle/deploy', { env: build.env });
   await waitForStatus(gw, (v) => v.idle!.lastDeploy?.phase === 'starting', 'deploy running');
   const asCanary = await admin<ErrorBody>(gw, 'POST', '/admin/versions/idle/canary', {});
   t.equal(asCanary.status, 409);
@@ -145,6 +144,7 @@ t.test('no canary starts while either version deploys', async (t) => {
   t.equal(asBaseline.body.error.code, 'deploy_in_progress', 'as baseline');
   t.same(await weights(gw), { base: 100, idle: 0, other: 0 }, 'nothing changed');
   t.same(await canaryList(gw), [], 'no canary started');
+  build.giveUp();
   await hanging;
 });
 

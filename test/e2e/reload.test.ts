@@ -2,7 +2,7 @@ import t from 'tap';
 import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { admin, startGateway, TEST_WORKER_ENTRY, type Gateway } from '../helpers/gateway.js';
+import { admin, hangingBuild, startGateway, TEST_WORKER_ENTRY, type Gateway } from '../helpers/gateway.js';
 import { status, waitForStatus } from '../helpers/wait.js';
 
 t.test(
@@ -116,18 +116,18 @@ t.test('reload is all or nothing: a build that cannot start changes nothing, and
 t.test('a watched file that could not be applied is tried again after a backoff', async (t) => {
   const versions = { v1: { entry: TEST_WORKER_ENTRY, weight: 90 }, v2: { entry: TEST_WORKER_ENTRY, weight: 10 } };
   const config = { watch: true };
-  const limits = { readyTimeoutMs: 3000 };
-  const gw = await startGateway(t, { versions, config, limits });
+  const gw = await startGateway(t, { versions, config });
   // A deploy of v2 that never gets ready holds v2 while the file changes v2's build: 409, not applied.
-  const hanging = admin(gw, 'POST', '/admin/versions/v2/deploy', { env: { TEST_WORKER_START: 'hang' } });
+  const build = hangingBuild(t);
+  const hanging = admin(gw, 'POST', '/admin/versions/v2/deploy', { env: build.env });
   await waitForStatus(gw, (v) => v.v2!.lastDeploy?.phase === 'starting', 'deploy running');
   gw.writeConfig({
     versions: { v1: { ...versions.v1, weight: 50 }, v2: { ...versions.v2, weight: 50, env: { X: '1' } } },
     config,
-    limits,
   });
   while (!gw.output().includes('not applied, nothing changed')) await once(gw.child.stdout!, 'data');
   t.equal((await status(gw)).v1!.weight, 90, 'nothing applied');
+  build.giveUp();
   t.equal((await hanging).status, 500);
   // An unrelated event in the directory (the master's own log file, say) does not re-run it
   // (test/master/config-watch.test.ts); the backoff's try, 10 s after the failure, applies the same

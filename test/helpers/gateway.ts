@@ -19,6 +19,18 @@ export interface Teardown {
   teardown(fn: () => unknown): void;
 }
 
+/**
+ * A deploy's env whose build never gets ready until `giveUp()`: then it exits (test-worker.ts,
+ * TEST_WORKER_GIVE_UP_FILE), so the deploy fails when the test says, not at readyTimeoutMs, which
+ * stays long enough for the gateway's own start on a loaded machine.
+ */
+export function hangingBuild(t: Teardown): { env: Record<string, string>; giveUp(): void } {
+  const dir = mkdtempSync(join(tmpdir(), 'graygate-hang-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'give-up');
+  return { env: { TEST_WORKER_START: 'hang', TEST_WORKER_GIVE_UP_FILE: file }, giveUp: () => writeFileSync(file, '') };
+}
+
 export interface GatewayConfigInput {
   versions: Record<string, Record<string, unknown>>;
   routing?: Record<string, unknown>;
