@@ -2,7 +2,7 @@ import { createRequire } from 'node:module';
 import type { Dispatcher, Pool as UndiciPool } from 'undici';
 import { GraygateError, isGraygateError } from '../../shared/errors.js';
 import { UpstreamTimeoutError } from './timeouts.js';
-import { ResponseHandler, type UpstreamResponse } from './upstream-body.js';
+import { READ_AHEAD_BYTES, ResponseHandler, type UpstreamResponse } from './upstream-body.js';
 
 // Issue 9 part 0: undici's index also loads fetch, WebSocket, EventSource,
 // caches, mocks and cookies (whose set-up initialises Node's own bundled
@@ -36,6 +36,11 @@ export interface UpstreamClientOptions {
   idleMs: number;
   /** Keep-alive of idle upstream connections, ms. Default 30 s. */
   keepAliveTimeoutMs?: number;
+  /**
+   * Bytes of an answer that is not chunked read ahead of a paused reader before undici's parser is paused (a chunked
+   * one is paused at once). Default READ_AHEAD_BYTES (64 KiB); tests set 0 to pause it at once on every answer.
+   */
+  readAheadBytes?: number;
 }
 
 export interface UpstreamCall {
@@ -64,8 +69,6 @@ export class UpstreamClient {
   readonly #pool: UndiciPool;
   readonly #basePath: string;
   readonly #options: UpstreamClientOptions;
-  /** HTTPS with allowH2: an answer may come over HTTP/2 (upstream-body.ts reads ahead of a paused reader there). */
-  readonly #mayBeHttp2: boolean;
   #lingering = 0;
 
   constructor(options: UpstreamClientOptions) {
@@ -73,10 +76,9 @@ export class UpstreamClient {
     this.#options = options;
     this.#basePath = url.pathname.replace(/\/+$/, '');
     const isHttps = url.protocol === 'https:';
-    this.#mayBeHttp2 = isHttps && options.http2 !== false;
     this.#pool = new Pool(url.origin, {
       connections: options.maxConnections + MAX_LINGERING_BODIES,
-      allowH2: this.#mayBeHttp2,
+      allowH2: isHttps && options.http2 !== false,
       connect: { timeout: options.connectMs },
       keepAliveTimeout: options.keepAliveTimeoutMs ?? 30_000,
       headersTimeout: backstop(options.firstByteMs),
@@ -101,7 +103,8 @@ export class UpstreamClient {
       bodyTimeout: backstop(this.#options.idleMs),
     };
     return new Promise((resolve, reject) => {
-      this.#pool.dispatch(options, new ResponseHandler(call.signal, this.#mayBeHttp2, resolve, reject));
+      const readAhead = this.#options.readAheadBytes ?? READ_AHEAD_BYTES;
+      this.#pool.dispatch(options, new ResponseHandler(call.signal, readAhead, resolve, reject));
     });
   }
 

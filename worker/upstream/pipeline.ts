@@ -87,7 +87,7 @@ export interface PipelineStats {
   upstreamBytes: number;
   /**
    * Highest count of upstream body bytes read but not yet consumed: the chunk being consumed plus what the body held
-   * (before its reader started, or read ahead of a paused reader: none over HTTP/1.x, 64 KiB over HTTP/2;
+   * (before its reader started, or read ahead of a paused reader: none for a chunked answer, 64 KiB for any other;
    * upstream-body.ts).
    */
   peakUpstreamBufferedBytes: number;

@@ -7,30 +7,37 @@ import { dirname, join } from 'node:path';
 // the connection's end) ends or is reset: an AssertionError thrown from a
 // socket listener, which kills the worker with every stream on it (undici issue
 // #5360). A slow client pauses the parser; an upstream that then closes or dies
-// crashed the worker. undici 8 fixed it (PR #5474) but needs Node 22.19, and
-// graygate runs on Node 20. patches/undici+7.30.2.patch is that fix as undici's
-// maintainers backported it to 7.x (branch backport-5474-to-v7.x, unreleased);
-// `npm ci` applies it (postinstall: patch-package). Without it (an install with
-// --ignore-scripts), the worker says so at start and reads such answers ahead
-// of a slow client as undici's request() did (upstream-body.ts).
+// crashed the worker. undici 8 fixed it (PRs #5389, which drops the assertion,
+// and #5474, which drains a paused parser at the end) but needs Node 22.19, and
+// graygate runs on Node 20. patches/undici+7.30.2.patch is both, making 7.30.2's
+// Parser.finish() undici 8's (the 7.x backport branch, unreleased, has #5474
+// only, and still throws). `npm ci` applies it (postinstall: patch-package).
+// Without it (an install with --ignore-scripts) the worker says so at start.
 
-/** A line of the fix, in the patched client-h1.js. */
-const FIX_MARK = 'Backpressure is advisory here';
+/** A line of #5474, in the patched client-h1.js. */
+const DRAIN_MARK = 'Backpressure is advisory here';
 
 /** The installed undici finishes a paused HTTP/1.1 parser when its connection ends, instead of throwing. */
 export const UNDICI_FINISHES_PAUSED_PARSERS = hasTheFix();
 
 /** Said once at a worker's start when the fix is missing. */
 export const MISSING_FIX_WARNING =
-  'undici is not patched (patches/undici+7.30.2.patch, applied by `npm ci`; --ignore-scripts skips it): an answer ' +
-  'whose upstream connection closes after it is read 64 KiB ahead of a slow client, and one that ends under a ' +
-  "client that far behind makes undici throw and this worker exit (undici issue #5360)";
+  'undici is not patched (patches/undici+7.30.2.patch, applied by `npm ci`; --ignore-scripts skips it): an upstream ' +
+  'connection that closes after its answer and ends or resets while a slow client holds the answer paused makes ' +
+  'undici throw and this worker exit (undici issue #5360)';
 
 function hasTheFix(): boolean {
   try {
     const entry = createRequire(import.meta.url).resolve('undici');
-    return readFileSync(join(dirname(entry), 'lib/dispatcher/client-h1.js'), 'utf8').includes(FIX_MARK);
+    return finishesPausedParsers(readFileSync(join(dirname(entry), 'lib/dispatcher/client-h1.js'), 'utf8'));
   } catch {
     return false;
   }
+}
+
+/** `source` (undici's client-h1.js) drains a paused parser at its end (#5474) and no longer asserts it (#5389). */
+export function finishesPausedParsers(source: string): boolean {
+  const start = source.indexOf('  finish () {');
+  const asserts = start < 0 ? '' : source.slice(start, source.indexOf('const { llhttp } = this', start));
+  return source.includes(DRAIN_MARK) && asserts !== '' && !asserts.includes('assert(!this.paused)');
 }

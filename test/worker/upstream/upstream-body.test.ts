@@ -6,7 +6,7 @@ import t from 'tap';
 import type { Teardown } from '../../helpers/gateway.js';
 import { UpstreamClient } from '../../../worker/upstream/client.js';
 import type { BodySink } from '../../../worker/upstream/upstream-body.js';
-import { UNDICI_FINISHES_PAUSED_PARSERS } from '../../../worker/upstream/undici-fix.js';
+import { finishesPausedParsers, UNDICI_FINISHES_PAUSED_PARSERS } from '../../../worker/upstream/undici-fix.js';
 
 // Issue 10: the upstream's body goes to its reader chunk by chunk from undici's parser
 // (worker/upstream/upstream-body.ts), with no stream between. What a reader relies on: nothing is
@@ -42,8 +42,16 @@ const HEAD = 'HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-enc
 const chunked = (...parts: string[]): string => parts.map((p) => `${p.length.toString(16)}\r\n${p}\r\n`).join('');
 const END = '0\r\n\r\n';
 
-function client(t: Teardown, url: string): UpstreamClient {
-  const c = new UpstreamClient({ baseUrl: url, maxConnections: 4, connectMs: 5000, firstByteMs: 0, idleMs: 0 });
+/** `readAheadBytes` 0: undici's parser is paused at once on every answer, as on a chunked one. */
+function client(t: Teardown, url: string, readAheadBytes?: number): UpstreamClient {
+  const c = new UpstreamClient({
+    baseUrl: url,
+    maxConnections: 4,
+    connectMs: 5000,
+    firstByteMs: 0,
+    idleMs: 0,
+    ...(readAheadBytes === undefined ? {} : { readAheadBytes }),
+  });
   t.teardown(() => c.destroy());
   return c;
 }
@@ -154,10 +162,15 @@ t.test('readAll(maxBytes) stops at maxBytes and lets the connection go', async (
   t.equal((await whole.body.readAll(1 << 20)).toString(), '{"ok":true}');
 });
 
-/** Resolves when undici has finished a request, completed or failed (its diagnostics channels). */
-function whenUndiciDone(): Promise<void> {
+/**
+ * Resolves when undici has finished a request to `url`, completed or failed (its diagnostics channels, which are
+ * global: a late event of an earlier test's request to another upstream does not count).
+ */
+function whenUndiciDone(url: string): Promise<void> {
+  const origin = new URL(url).origin;
   return new Promise((resolve) => {
-    const done = (): void => {
+    const done = (message: unknown): void => {
+      if (String((message as { request?: { origin?: unknown } }).request?.origin) !== origin) return;
       unsubscribe('undici:request:trailers', done);
       unsubscribe('undici:request:error', done);
       resolve();
@@ -170,11 +183,21 @@ function whenUndiciDone(): Promise<void> {
 // undici issue #5360 (worker/upstream/undici-fix.ts): undici 7 asserted its HTTP/1.1 parser is not paused when a
 // connection that closes after the answer (`Connection: close`, HTTP/1.0, or a body that ends with the connection) is
 // reset or ends; the AssertionError is thrown from a socket listener and kills the worker. A paused reader pauses the
-// parser at once on every HTTP/1.x answer, so each case below pauses it before the upstream's reset or end; without
-// patches/undici+7.30.2.patch they throw (an uncaught exception fails this test). A reset or an end ends a body
-// delimited by the connection's end; a chunked or Content-Length one cut short fails.
+// parser at once on a chunked answer, after 64 KiB on any other; these clients pause it at once on every answer, so
+// each case below has it paused before the upstream's reset or end, as a client 64 KiB behind has in the worker.
+// Without patches/undici+7.30.2.patch they throw (an uncaught exception fails this test). A reset or an end ends a
+// body delimited by the connection's end; a chunked or Content-Length one cut short fails.
 t.test('the installed undici has the fix (npm ci applies patches/ in its postinstall)', async (t) => {
   t.ok(UNDICI_FINISHES_PAUSED_PARSERS);
+  // What the check tells apart: 7.30.2 as released, its 7.x backport branch (#5474 without #5389, which still throws),
+  // and both fixes.
+  const finish = (asserts: string, body: string): string =>
+    `  finish () {\n    assert(currentParser === null)\n${asserts}\n    const { llhttp } = this\n${body}\n  }\n`;
+  const drain = '    // ... Backpressure is advisory here: onData keeps buffering ...\n    if (this.paused) {}';
+  t.notOk(finishesPausedParsers(finish('    assert(!this.paused)', '')), 'as released');
+  t.notOk(finishesPausedParsers(finish('    assert(!this.paused)', drain)), 'the backport branch');
+  t.ok(finishesPausedParsers(finish('', drain)), 'both');
+  t.notOk(finishesPausedParsers('module.exports = {}'), 'no finish() found');
 });
 
 const BOTH = ['reset', 'end'] as const;
@@ -191,7 +214,7 @@ for (const [name, head, hows] of [
   for (const how of hows) {
     t.test(`${name}: the upstream's ${how} under a paused reader, nothing throws and the reader is told`, async (t) => {
       const up = await upstream(t, head);
-      const response = await client(t, up.url).request(call());
+      const response = await client(t, up.url, 0).request(call());
       let isPausing = true;
       const { got, sink, first, done } = recorder(() => {
         if (isPausing) response.body.pause();
@@ -200,7 +223,7 @@ for (const [name, head, hows] of [
       response.body.onClose(() => closes++);
       response.body.read(sink);
       await first;
-      const undiciDone = whenUndiciDone();
+      const undiciDone = whenUndiciDone(up.url);
       for (const socket of up.sockets) {
         if (how === 'reset') socket.resetAndDestroy();
         else socket.end();
@@ -226,13 +249,35 @@ for (const [name, head] of [
 ] as const) {
   t.test(`${name}: the whole answer, then the upstream's end, before the reader starts`, async (t) => {
     const up = await upstream(t, head + 'x'.repeat(BODY));
-    const undiciDone = whenUndiciDone();
-    const response = await client(t, up.url).request(call());
+    const undiciDone = whenUndiciDone(up.url);
+    const response = await client(t, up.url, 0).request(call());
     for (const socket of up.sockets) socket.end();
     await undiciDone;
     t.equal((await response.body.readAll(1 << 20)).length, BODY, 'every byte, then the end');
   });
 }
+
+// A review's finding: a reader paused on the last chunk of a Content-Length answer paused undici's parser before it
+// marked the answer complete; the upstream's keep-alive timeout then closed the idle connection, and undici failed
+// the whole answer ("other side closed"), every byte of it received. The completing chunk no longer pauses it.
+t.test('a Content-Length answer whose last chunk reached a paused reader survives its connection closing', async (t) => {
+  const up = await upstream(t, 'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{"ok":true}');
+  const response = await client(t, up.url, 0).request(call());
+  let isPausing = true;
+  const { got, sink, first, done } = recorder(() => {
+    if (isPausing) response.body.pause();
+  });
+  response.body.read(sink);
+  await first;
+  for (const socket of up.sockets) socket.end(); // the upstream's keep-alive timeout, while the reader is paused
+  await up.closed; // undici had the end and closed its side
+  isPausing = false;
+  response.body.resume();
+  await done;
+  t.same(got.chunks, ['{"ok":true}']);
+  t.equal(got.ended, 1, 'the end');
+  t.same(got.errors, [], 'no error');
+});
 
 t.test('a reader that starts after a destroy is told, not left waiting', async (t) => {
   const up = await upstream(t, HEAD + chunked('a')); // no end
