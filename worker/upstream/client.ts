@@ -41,6 +41,8 @@ export interface UpstreamClientOptions {
    * one is paused at once). Default READ_AHEAD_BYTES (64 KiB); tests set 0 to pause it at once on every answer.
    */
   readAheadBytes?: number;
+  /** Certificates (PEM) trusted for an https upstream besides Node's own: a test's self-signed HTTP/2 upstream. */
+  ca?: string;
 }
 
 export interface UpstreamCall {
@@ -79,7 +81,7 @@ export class UpstreamClient {
     this.#pool = new Pool(url.origin, {
       connections: options.maxConnections + MAX_LINGERING_BODIES,
       allowH2: isHttps && options.http2 !== false,
-      connect: { timeout: options.connectMs },
+      connect: { timeout: options.connectMs, ...(options.ca === undefined ? {} : { ca: options.ca }) },
       keepAliveTimeout: options.keepAliveTimeoutMs ?? 30_000,
       headersTimeout: backstop(options.firstByteMs),
       bodyTimeout: backstop(options.idleMs),
