@@ -9,9 +9,9 @@ import type { Dispatcher } from 'undici';
 // come are held, and undici's parser is paused: at once for a chunked answer
 // (an LLM's stream: nothing read ahead of a stalled client), after
 // READ_AHEAD_BYTES for any other (a large Content-Length answer keeps its
-// throughput: 20 MB relayed ~25 % faster than when paused at once; HTTP/2,
-// whose client ends a paused stream at its trailers, dropping what it had
-// not given). Pausing undici 7's parser on a connection that closes after
+// throughput: 20 MB relayed in 82 ms median, 99-110 ms paused at once,
+// docs/BENCHMARKS.md; HTTP/2, whose client ends a paused stream at its
+// trailers, dropping what it had not given). Pausing undici 7's parser on a connection that closes after
 // its answer takes patches/undici+7.30.2.patch (undici-fix.ts).
 
 /** What an answer that is not chunked holds for a paused reader before undici's parser pauses (as request()). */
@@ -48,7 +48,7 @@ export class UpstreamBody {
   #onClose: (() => void) | undefined = undefined;
   readonly #controller: Dispatcher.DispatchController;
   readonly #closed: () => void;
-  /** Bytes held for a paused reader before the parser is paused: 0 for a chunked answer (ResponseHandler). */
+  /** Bytes held for a paused reader before the parser is paused: 0 for a chunked answer, else the client's. */
   readonly #readAhead: number;
   /**
    * Bytes of a Content-Length body still to come (Infinity when the length is not declared). The chunk that
@@ -250,7 +250,9 @@ export class ResponseHandler implements Dispatcher.DispatchHandler {
   ): void {
     if (statusCode < 200) return; // 1xx: informational, the response follows
     const chunked = isChunked(headers);
-    const length = chunked ? Infinity : Number(headers['content-length'] ?? Infinity);
+    // undici refuses an invalid or repeated Content-Length; anything else is taken as none (the parser may pause).
+    const declared = chunked ? NaN : Number(headers['content-length']);
+    const length = Number.isFinite(declared) ? declared : Infinity;
     const body = new UpstreamBody(controller, chunked ? 0 : this.#readAhead, length, this.#release);
     this.#body = body;
     this.#resolve({ statusCode, headers, body });
