@@ -14,8 +14,12 @@ FROM node:22-bookworm-slim AS build
 WORKDIR /app
 # Lock file first, so this layer is reused until dependencies change. --ignore-scripts: `prepare`
 # would run tsc before the sources are here.
+# patch-package (a dev dependency): undici 7's fix for its issue #5360 (patches/,
+# worker/upstream/undici-fix.ts), which --ignore-scripts skips as a postinstall; the runtime stage
+# takes the patched undici from here.
 COPY package.json package-lock.json ./
-RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY patches ./patches
+RUN npm ci --ignore-scripts --no-audit --no-fund && npx patch-package
 COPY tsconfig.json ./
 COPY master ./master
 COPY shared ./shared
@@ -28,13 +32,11 @@ FROM node:22-bookworm-slim AS runtime
 ENV NODE_ENV=production
 WORKDIR /app
 # --omit=dev: production dependencies only. --ignore-scripts: `prepare` runs tsc, a dev dependency
-# that is not installed here; dist/ comes from the build stage instead.
-# patch-package: undici 7's fix for its issue #5360 (patches/, worker/upstream/undici-fix.ts), which
-# --ignore-scripts skips as a postinstall.
+# that is not installed here; dist/ comes from the build stage instead, and undici as patched there.
 COPY package.json package-lock.json ./
-COPY patches ./patches
-RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npx patch-package && npm cache clean --force
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
+COPY --from=build /app/node_modules/undici ./node_modules/undici
 # bin/ for `graygate status` etc. inside the container; config/ is the default config.
 COPY bin ./bin
 COPY config ./config
