@@ -79,7 +79,12 @@ function reloadLines(gw: Gateway): string[] {
 
 /** Waits for `config reloaded` lines after the first `from` to name every one of `triggers` (the log's events). */
 async function reloadLogged(gw: Gateway, triggers: string[], from = 0): Promise<void> {
-  const named = (): Set<string> => new Set(reloadLines(gw).slice(from).flatMap((line) => line.split(',')));
+  const named = (): Set<string> =>
+    new Set(
+      reloadLines(gw)
+        .slice(from)
+        .flatMap((line) => line.split(',')),
+    );
   while (!triggers.every((trigger) => named().has(trigger))) await once(gw.child.stdout!, 'data');
 }
 

@@ -1,18 +1,11 @@
 import t from 'tap';
-import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
-import { createSecureServer, type ServerHttp2Session } from 'node:http2';
-import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
 import { startGateway } from '../helpers/gateway.js';
-import { ROOT } from '../helpers/root.js';
+import { startH2Upstream, TEST_CERT_PATH } from '../helpers/h2-upstream.js';
 import { chatBody, postStream } from '../worker/fixtures/sse-client.js';
 
 // The hosted APIs answer over HTTP/2 (ALPN on https, upstream.http2 on by default): the real worker, forked by the
-// real master, streams a chat completion from an HTTP/2-only upstream on 127.0.0.1. Its certificate
-// (test/fixtures/tls/) is trusted by that worker alone, through NODE_EXTRA_CA_CERTS in its version's env.
-
-const CERT = join(ROOT, 'test/fixtures/tls/cert.pem');
+// real master, streams a chat completion from an HTTP/2-only upstream on 127.0.0.1 (test/helpers/h2-upstream.ts),
+// whose certificate that worker alone trusts, through NODE_EXTRA_CA_CERTS in its version's env.
 
 /** An OpenAI-format chunk with `delta`. */
 const chunk = (delta: Record<string, unknown>, finish: string | null = null): string =>
@@ -26,11 +19,7 @@ const chunk = (delta: Record<string, unknown>, finish: string | null = null): st
 
 t.test('a worker streams an answer from an HTTP/2 upstream', async (t) => {
   const seen: string[] = [];
-  const sessions = new Set<ServerHttp2Session>();
-  const key = readFileSync(join(ROOT, 'test/fixtures/tls/key.pem'));
-  const server = createSecureServer({ key, cert: readFileSync(CERT) });
-  server.on('session', (session: ServerHttp2Session) => sessions.add(session));
-  server.on('request', (req, res) => {
+  const origin = await startH2Upstream(t, (req, res) => {
     seen.push(`${req.httpVersion} ${req.method} ${req.url}`);
     req.resume();
     req.on('end', () => {
@@ -42,15 +31,9 @@ t.test('a worker streams an answer from an HTTP/2 upstream', async (t) => {
       res.end('data: [DONE]\n\n');
     });
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  t.teardown(() => {
-    for (const session of sessions) session.destroy();
-    server.close();
-  });
-  const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+  const url = `${origin}/v1`;
   const gw = await startGateway(t, {
-    versions: { v1: { weight: 1, upstream: { format: 'openai', url }, env: { NODE_EXTRA_CA_CERTS: CERT } } },
+    versions: { v1: { weight: 1, upstream: { format: 'openai', url }, env: { NODE_EXTRA_CA_CERTS: TEST_CERT_PATH } } },
   });
 
   const s = await postStream(`${gw.url}/v1/chat/completions`, chatBody(''));

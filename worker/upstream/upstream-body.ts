@@ -11,8 +11,9 @@ import type { Dispatcher } from 'undici';
 // READ_AHEAD_BYTES for any other (a large Content-Length answer keeps its
 // throughput: 20 MB relayed in 82 ms median, 99-110 ms paused at once,
 // docs/BENCHMARKS.md; HTTP/2, whose client ends a paused stream at its
-// trailers, dropping what it had not given). Pausing undici 7's parser on a connection that closes after
-// its answer takes patches/undici+7.30.2.patch (undici-fix.ts).
+// trailers, dropping what it had not given). Pausing undici 7's parser on a
+// connection that closes after its answer takes patches/undici+7.30.2.patch
+// (undici-fix.ts).
 
 /** What an answer that is not chunked holds for a paused reader before undici's parser pauses (as request()). */
 export const READ_AHEAD_BYTES = 64 * 1024;
@@ -146,11 +147,17 @@ export class UpstreamBody {
     if (this.#sink === undefined || this.#isPaused || this.#held.length > 0) {
       this.#held.push(chunk);
       this.#heldBytes += chunk.length;
-      if (this.#heldBytes >= this.#readAhead && this.#toCome > 0) this.#controller.pause();
+      this.#pauseParserIfDue();
       return;
     }
     this.#sink.data(chunk);
-    if (this.#isPaused && this.#state === 'open' && this.#readAhead === 0 && this.#toCome > 0) this.#controller.pause();
+    // The reader paused inside data(): with nothing held, only a read-ahead of 0 is due.
+    if (this.#isPaused && this.#state === 'open') this.#pauseParserIfDue();
+  }
+
+  /** Past the read-ahead, undici's parser pauses, unless the body is complete (see #toCome). */
+  #pauseParserIfDue(): void {
+    if (this.#heldBytes >= this.#readAhead && this.#toCome > 0) this.#controller.pause();
   }
 
   ended(): void {
@@ -243,16 +250,12 @@ export class ResponseHandler implements Dispatcher.DispatchHandler {
     if (this.#signal.aborted) this.#onAbort();
   }
 
-  onResponseStart(
-    controller: Dispatcher.DispatchController,
-    statusCode: number,
-    headers: IncomingHttpHeaders,
-  ): void {
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
     if (statusCode < 200) return; // 1xx: informational, the response follows
     const chunked = isChunked(headers);
     // undici refuses an invalid or repeated Content-Length; anything else is taken as none (the parser may pause).
-    const declared = chunked ? NaN : Number(headers['content-length']);
-    const length = Number.isFinite(declared) ? declared : Infinity;
+    const declared = Number(headers['content-length']);
+    const length = !chunked && Number.isFinite(declared) ? declared : Infinity;
     const body = new UpstreamBody(controller, chunked ? 0 : this.#readAhead, length, this.#release);
     this.#body = body;
     this.#resolve({ statusCode, headers, body });

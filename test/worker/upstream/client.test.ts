@@ -4,7 +4,8 @@ import type { AddressInfo } from 'node:net';
 import t from 'tap';
 import type { Teardown } from '../../helpers/gateway.js';
 import { isCollected, watch } from '../../helpers/gc.js';
-import { MAX_LINGERING_BODIES, Pool, UpstreamClient } from '../../../worker/upstream/client.js';
+import { MAX_LINGERING_BODIES, Pool, type UpstreamClient } from '../../../worker/upstream/client.js';
+import { testUpstreamClient } from '../fixtures/upstream-client.js';
 
 // worker/upstream/client.ts loads undici's Pool by path, not through the
 // package index (issue 9 part 0: start-up time). It must be the very object
@@ -47,11 +48,7 @@ async function upstream(t: Teardown): Promise<{ url: string; received: Promise<R
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, received };
 }
 
-function client(t: Teardown, url: string): UpstreamClient {
-  const c = new UpstreamClient({ baseUrl: url, maxConnections: 4, connectMs: 5000, firstByteMs: 0, idleMs: 0 });
-  t.teardown(() => c.destroy());
-  return c;
-}
+const client = (t: Teardown, url: string): UpstreamClient => testUpstreamClient(t, url);
 
 for (const size of [0, 300, 64 * 1024, 2 * 1024 * 1024]) {
   t.test(`a ${size}-byte body arrives whole, framed by Content-Length`, async (t) => {
@@ -116,14 +113,7 @@ t.test('lingering bodies are bounded, and the pool has a connection for each bey
     server.closeAllConnections();
     server.close();
   });
-  const c = new UpstreamClient({
-    baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    maxConnections: 1,
-    connectMs: 5000,
-    firstByteMs: 0,
-    idleMs: 0,
-  });
-  t.teardown(() => c.destroy());
+  const c = testUpstreamClient(t, `http://127.0.0.1:${(server.address() as AddressInfo).port}`, { maxConnections: 1 });
 
   for (let i = 0; i < MAX_LINGERING_BODIES; i++) t.ok(c.lingerStart(), `lingering body ${i + 1}`);
   t.notOk(c.lingerStart(), 'one more is refused: it is aborted at once');

@@ -1,57 +1,35 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
-import { createSecureServer, type Http2ServerResponse, type ServerHttp2Stream } from 'node:http2';
-import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
+import type { Http2ServerResponse, ServerHttp2Stream } from 'node:http2';
 import t from 'tap';
 import type { Teardown } from '../../helpers/gateway.js';
-import { ROOT } from '../../helpers/root.js';
-import { UpstreamClient } from '../../../worker/upstream/client.js';
+import { startH2Upstream, TEST_CERT } from '../../helpers/h2-upstream.js';
+import type { UpstreamClient } from '../../../worker/upstream/client.js';
+import { testUpstreamClient } from '../fixtures/upstream-client.js';
 import type { BodySink, UpstreamBody } from '../../../worker/upstream/upstream-body.js';
 
 // Issue 10: the upstream body over HTTP/2, the protocol undici speaks to an https upstream that offers it (the
 // hosted APIs do): undici's HTTP/2 client pauses the response stream when the reader pauses (HTTP/2 flow control
-// holds the upstream back), aborts it with RST_STREAM, and completes an answer at its trailers. A server on
-// 127.0.0.1 with the test certificate in test/fixtures/tls/ (trusted by these clients only).
+// holds the upstream back), aborts it with RST_STREAM, and completes an answer at its trailers
+// (test/helpers/h2-upstream.ts).
 
-const cert = readFileSync(join(ROOT, 'test/fixtures/tls/cert.pem'), 'utf8');
-const key = readFileSync(join(ROOT, 'test/fixtures/tls/key.pem'), 'utf8');
-
-/** An HTTP/2-only upstream that answers every request with `answer(res)`; its streams are kept for the test. */
+/** An upstream answering every request with `answer(res)`; the streams it answered on, for the test. */
 async function upstream(
   t: Teardown,
   answer: (res: Http2ServerResponse) => void,
 ): Promise<{ url: string; streams: ServerHttp2Stream[] }> {
   const streams: ServerHttp2Stream[] = [];
-  const server = createSecureServer({ key, cert }, (req, res) => {
+  const url = await startH2Upstream(t, (req, res) => {
     streams.push(res.stream);
     req.resume();
     req.on('end', () => answer(res));
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  t.teardown(() => {
-    for (const stream of streams) stream.destroy();
-    server.close();
-  });
-  return { url: `https://127.0.0.1:${(server.address() as AddressInfo).port}`, streams };
+  return { url, streams };
 }
 
 /** `readAheadBytes` 0: the stream is paused at once, as it is once 64 KiB are held. */
-function client(t: Teardown, url: string, readAheadBytes?: number): UpstreamClient {
-  const c = new UpstreamClient({
-    baseUrl: url,
-    maxConnections: 4,
-    connectMs: 5000,
-    firstByteMs: 0,
-    idleMs: 0,
-    ca: cert,
-    ...(readAheadBytes === undefined ? {} : { readAheadBytes }),
-  });
-  t.teardown(() => c.destroy());
-  return c;
-}
+const client = (t: Teardown, url: string, readAheadBytes?: number): UpstreamClient =>
+  testUpstreamClient(t, url, { ca: TEST_CERT, ...(readAheadBytes === undefined ? {} : { readAheadBytes }) });
 
 const call = () => ({ path: '/x', headers: {}, body: Buffer.from('{}'), signal: new AbortController().signal });
 
@@ -85,25 +63,28 @@ function read(
   });
 }
 
-t.test('a long answer over HTTP/2 to a reader that pauses at every chunk: every byte, in order, then the end', async (t) => {
-  const CHUNKS = 400;
-  const up = await upstream(t, (res) => {
-    res.writeHead(200, { 'content-type': 'text/event-stream' });
-    let n = 0;
-    const write = (): void => {
-      while (n < CHUNKS) if (!res.write(`data: ${String(n++).padStart(4, '0')}${'x'.repeat(4084)}\n\n`)) return;
-      res.end();
-    };
-    res.on('drain', write);
-    write();
-  });
-  const response = await client(t, up.url).request(call());
-  t.equal(response.statusCode, 200);
-  const got = await read(response.body);
-  t.equal(got.bytes, CHUNKS * 4096, 'every byte');
-  t.equal(got.ended, 1, 'then the end, once');
-  t.same(got.errors, []);
-});
+t.test(
+  'a long answer over HTTP/2 to a reader that pauses at every chunk: every byte, in order, then the end',
+  async (t) => {
+    const CHUNKS = 400;
+    const up = await upstream(t, (res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      let n = 0;
+      const write = (): void => {
+        while (n < CHUNKS) if (!res.write(`data: ${String(n++).padStart(4, '0')}${'x'.repeat(4084)}\n\n`)) return;
+        res.end();
+      };
+      res.on('drain', write);
+      write();
+    });
+    const response = await client(t, up.url).request(call());
+    t.equal(response.statusCode, 200);
+    const got = await read(response.body);
+    t.equal(got.bytes, CHUNKS * 4096, 'every byte');
+    t.equal(got.ended, 1, 'then the end, once');
+    t.same(got.errors, []);
+  },
+);
 
 t.test('destroy() over HTTP/2 resets the stream: the upstream has it closed, the reader is told', async (t) => {
   const up = await upstream(t, (res) => {

@@ -4,7 +4,8 @@ import { createServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import t from 'tap';
 import type { Teardown } from '../../helpers/gateway.js';
-import { UpstreamClient } from '../../../worker/upstream/client.js';
+import type { UpstreamClient } from '../../../worker/upstream/client.js';
+import { testUpstreamClient } from '../fixtures/upstream-client.js';
 import type { BodySink } from '../../../worker/upstream/upstream-body.js';
 import { finishesPausedParsers, UNDICI_FINISHES_PAUSED_PARSERS } from '../../../worker/upstream/undici-fix.js';
 
@@ -43,18 +44,8 @@ const chunked = (...parts: string[]): string => parts.map((p) => `${p.length.toS
 const END = '0\r\n\r\n';
 
 /** `readAheadBytes` 0: undici's parser is paused at once on every answer, as on a chunked one. */
-function client(t: Teardown, url: string, readAheadBytes?: number): UpstreamClient {
-  const c = new UpstreamClient({
-    baseUrl: url,
-    maxConnections: 4,
-    connectMs: 5000,
-    firstByteMs: 0,
-    idleMs: 0,
-    ...(readAheadBytes === undefined ? {} : { readAheadBytes }),
-  });
-  t.teardown(() => c.destroy());
-  return c;
-}
+const client = (t: Teardown, url: string, readAheadBytes?: number): UpstreamClient =>
+  testUpstreamClient(t, url, readAheadBytes === undefined ? {} : { readAheadBytes });
 
 const call = (signal = new AbortController().signal) => ({ path: '/x', headers: {}, body: Buffer.from('{}'), signal });
 
@@ -207,8 +198,16 @@ for (const [name, head, hows] of [
   // until the parser reads on (not a case here); a reset reaches undici at once.
   ['a chunked answer on a kept-alive connection', HEAD + chunked('data: 1\n\n'), RESET],
   ['Connection: close', HEAD.replace('\r\n\r\n', '\r\nconnection: close\r\n\r\n') + chunked('data: 1\n\n'), RESET],
-  ['a body that ends with the connection', 'HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\ndata: 1\n\n', BOTH],
-  ['Content-Length and Connection: close', 'HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 99\r\n\r\n{}', BOTH],
+  [
+    'a body that ends with the connection',
+    'HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\ndata: 1\n\n',
+    BOTH,
+  ],
+  [
+    'Content-Length and Connection: close',
+    'HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 99\r\n\r\n{}',
+    BOTH,
+  ],
   ['HTTP/1.0 with a Content-Length', 'HTTP/1.0 200 OK\r\ncontent-length: 99\r\n\r\n{}', BOTH],
 ] as const) {
   for (const how of hows) {
@@ -260,24 +259,30 @@ for (const [name, head] of [
 // A review's finding: a reader paused on the last chunk of a Content-Length answer paused undici's parser before it
 // marked the answer complete; the upstream's keep-alive timeout then closed the idle connection, and undici failed
 // the whole answer ("other side closed"), every byte of it received. The completing chunk no longer pauses it.
-t.test('a Content-Length answer whose last chunk reached a paused reader survives its connection closing', async (t) => {
-  const up = await upstream(t, 'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{"ok":true}');
-  const response = await client(t, up.url, 0).request(call());
-  let isPausing = true;
-  const { got, sink, first, done } = recorder(() => {
-    if (isPausing) response.body.pause();
-  });
-  response.body.read(sink);
-  await first;
-  for (const socket of up.sockets) socket.end(); // the upstream's keep-alive timeout, while the reader is paused
-  await up.closed; // undici had the end and closed its side
-  isPausing = false;
-  response.body.resume();
-  await done;
-  t.same(got.chunks, ['{"ok":true}']);
-  t.equal(got.ended, 1, 'the end');
-  t.same(got.errors, [], 'no error');
-});
+t.test(
+  'a Content-Length answer whose last chunk reached a paused reader survives its connection closing',
+  async (t) => {
+    const up = await upstream(
+      t,
+      'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{"ok":true}',
+    );
+    const response = await client(t, up.url, 0).request(call());
+    let isPausing = true;
+    const { got, sink, first, done } = recorder(() => {
+      if (isPausing) response.body.pause();
+    });
+    response.body.read(sink);
+    await first;
+    for (const socket of up.sockets) socket.end(); // the upstream's keep-alive timeout, while the reader is paused
+    await up.closed; // undici had the end and closed its side
+    isPausing = false;
+    response.body.resume();
+    await done;
+    t.same(got.chunks, ['{"ok":true}']);
+    t.equal(got.ended, 1, 'the end');
+    t.same(got.errors, [], 'no error');
+  },
+);
 
 t.test('a reader that starts after a destroy is told, not left waiting', async (t) => {
   const up = await upstream(t, HEAD + chunked('a')); // no end
