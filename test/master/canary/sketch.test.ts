@@ -140,9 +140,10 @@ t.test('record allocates nothing (hot path)', async (t) => {
   };
   recordAll(100); // let the JIT optimise both loops first
   // Garbage collections during 2 million records, the fewest over five runs. An allocation per call (≥ 16 bytes, one
-  // heap number: 32 MB a run) fills the young generation and collects in every run; code that allocates nothing, never. A heap
-  // size difference cannot tell: a collection during the run takes the garbage back out of it. The fewest, because
-  // what the rest of the process allocates meanwhile (this file runs among the other unit files) may collect once.
+  // heap number: 32 MB a run) fills the young generation and collects in every run; code that allocates nothing
+  // never does. A heap size difference cannot tell: a collection during the run takes the garbage back out of it.
+  // The fewest, because what the rest of the process allocates meanwhile (this file runs among the other unit
+  // files) may collect once.
   const collections: number[] = [];
   const observer = new PerformanceObserver(() => undefined);
   observer.observe({ entryTypes: ['gc'] });
