@@ -30,11 +30,11 @@ const CORS_MAX_AGE_S = 600;
 
 export type CorsVerdict = 'none' | 'allowed' | 'forbidden';
 
-/** `none`: no Origin header (not a cross-origin browser request); else whether cors.origins allows it. */
+/** `none`: no Origin header (not a cross-origin browser request); else whether cors.origins has it as sent. */
 export function corsVerdict(origin: string | undefined, cors: CorsConfig): CorsVerdict {
   if (origin === undefined) return 'none';
   if (cors.origins === '*') return origin === 'null' ? 'forbidden' : 'allowed';
-  return cors.origins.includes(origin.replace(/\/$/, '')) ? 'allowed' : 'forbidden';
+  return cors.origins.includes(origin) ? 'allowed' : 'forbidden';
 }
 
 /** A CORS preflight: OPTIONS with Origin and Access-Control-Request-Method. */

@@ -91,7 +91,15 @@ export const configSchema = z.strictObject({
       /** Origins allowed to call the main port from a browser (SPEC §12): a list, or "*"; default none. */
       origins: z
         .union(
-          [z.literal('*'), z.array(z.string().refine(isOrigin, 'must be an origin such as https://app.example.com'))],
+          [
+            z.literal('*'),
+            z.array(
+              z
+                .string()
+                .refine((value) => originOf(value) !== undefined, 'must be an origin such as https://app.example.com')
+                .transform((value) => originOf(value)!),
+            ),
+          ],
           {
             error: 'must be "*" or a list of origins',
           },
@@ -278,9 +286,13 @@ export function workerIdleTimeoutMsFor(
   return upstream.pingIntervalMs > 0 ? 2 * upstream.pingIntervalMs + 5000 : 0;
 }
 
-/** `scheme://host[:port]` with nothing after it: what a browser sends in `Origin`. */
-function isOrigin(value: string): boolean {
-  if (!URL.canParse(value)) return false;
+/**
+ * `scheme://host[:port]` with at most a `/` after it, as a browser serialises it in `Origin` (lower-case host,
+ * punycode, no default port, no slash), so that the header is matched exactly; undefined if it is not an origin.
+ */
+function originOf(value: string): string | undefined {
+  if (!URL.canParse(value) || /[?#]/.test(value)) return undefined;
   const url = new URL(value);
-  return (url.protocol === 'http:' || url.protocol === 'https:') && url.origin === value.replace(/\/$/, '');
+  const plain = url.username === '' && url.password === '' && url.pathname === '/';
+  return (url.protocol === 'http:' || url.protocol === 'https:') && plain ? url.origin : undefined;
 }

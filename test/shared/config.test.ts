@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { validateConfig } from '../../shared/config.js';
 import { DEFAULTS } from '../../shared/defaults.js';
+import { corsVerdict } from '../../master/cors.js';
 import { ROOT } from '../helpers/root.js';
 
 t.test('defaults fill a minimal config and the result is frozen', async (t) => {
@@ -106,4 +107,36 @@ t.test('a "__proto__" key is refused wherever it is, not skipped', async (t) => 
   ]);
   const deep = `{"versions":{"v1":{"weight":1}},"x":${'['.repeat(300)}${']'.repeat(300)}}`;
   t.match(problems(deep), [/: nested deeper than 256 levels$/], 'nesting too deep to look through is refused');
+});
+
+t.test('cors.origins are kept as a browser sends Origin, and matched exactly', async (t) => {
+  const origins = [
+    'https://app.example.com/',
+    'https://App.Example.com:443',
+    'http://bücher.example:8080',
+    'http://a.test',
+  ];
+  const r = validateConfig({ versions: { v1: { weight: 1 } }, cors: { origins } });
+  if (!r.ok) throw new Error(r.problems.join('\n'));
+  const cors = r.value.cors;
+  t.same(cors.origins, [
+    'https://app.example.com',
+    'https://app.example.com',
+    'http://xn--bcher-kva.example:8080',
+    'http://a.test',
+  ]);
+  t.equal(corsVerdict('https://app.example.com', cors), 'allowed', 'written with a trailing slash');
+  t.equal(corsVerdict('http://xn--bcher-kva.example:8080', cors), 'allowed');
+  t.equal(corsVerdict('http://a.test/', cors), 'forbidden', 'no browser sends a slash');
+  t.equal(corsVerdict('http://A.test', cors), 'forbidden');
+
+  for (const origin of [
+    'https://app.example.com/x',
+    'https://app.example.com?',
+    'https://u:p@app.example.com',
+    'ftp://a',
+  ]) {
+    const bad = validateConfig({ versions: { v1: { weight: 1 } }, cors: { origins: [origin] } });
+    t.same(bad.ok ? [] : bad.problems, ['cors.origins.0: must be an origin such as https://app.example.com'], origin);
+  }
 });
