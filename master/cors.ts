@@ -24,7 +24,8 @@ const CORS_ALLOWED_HEADERS = [
 ];
 /** Response headers a browser script may read. */
 const CORS_EXPOSED_HEADERS = 'x-graygate-version, x-request-id, retry-after, x-should-retry';
-const CORS_ALLOWED_METHODS = 'GET, POST, OPTIONS';
+// DELETE: a stored response (SPEC §12).
+const CORS_ALLOWED_METHODS = 'GET, POST, DELETE, OPTIONS';
 /** How long a browser may cache a preflight answer, seconds. */
 const CORS_MAX_AGE_S = 600;
 

@@ -10,12 +10,12 @@ import { DirectConnections } from './direct/connections.js';
 import { DirectAnswer } from './direct/direct-answer.js';
 import type { DirectCalls } from '../shared/worker-lifecycle.js';
 import { RequestPreparer, type RequestPreparerOptions } from './call/preparer.js';
-import { unsupportedEndpoint } from './call/prepare.js';
+import { unsupportedEndpoint, type PreparedCall } from './call/prepare.js';
 import { ModelCatalog, type ModelCatalogOptions } from './models/model-catalog.js';
 import { fetchModels } from './models/fetch-models.js';
 import { handleModels } from './models/models-handler.js';
 import { upstreamErrorKind } from './metrics.js';
-import type { UpstreamAdapter } from './upstream/format-adapter.js';
+import type { StoredResponseCall, UpstreamAdapter } from './upstream/format-adapter.js';
 import { UpstreamClient } from './upstream/client.js';
 import type { ResolvedUpstream } from './upstream/resolve.js';
 import type { WorkerMetrics } from './metrics.js';
@@ -49,6 +49,15 @@ const CALL_ROUTES: Readonly<Record<string, EndpointKind>> = {
 };
 
 const MODELS_PATH = '/v1/models';
+
+/** A stored response of OpenAI's Responses API (SPEC §12): `/v1/responses/{id}`, `…/input_items`, `…/cancel`. */
+const STORED_RESPONSE = /^\/v1\/responses\/([\w-]{1,256})(\/input_items|\/cancel)?$/;
+/** The methods of each (OpenAI's API reference). */
+const STORED_RESPONSE_METHODS: Readonly<Record<string, ReadonlyArray<StoredResponseCall['method']>>> = {
+  '': ['GET', 'DELETE'],
+  '/input_items': ['GET'],
+  '/cancel': ['POST'],
+};
 
 export interface WorkerServer {
   /** The HTTP server. Whoever listens on it closes it (shared/worker-lifecycle.ts). */
@@ -91,10 +100,11 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
   const env = options.env ?? process.env;
   // The key is read once at start and goes into upstream headers only (SPEC §9: never logged).
   const apiKey = upstream.apiKeyEnv === undefined ? undefined : env[upstream.apiKeyEnv];
+  const buildOptions = { model: upstream.model, apiKey };
   const preparer = new RequestPreparer({
     ...options.preparer,
     adapter: options.adapter,
-    build: { model: upstream.model, apiKey },
+    build: buildOptions,
   });
   const ownedBy = `graygate/${settings.version}`;
   const catalog = new ModelCatalog({
@@ -146,18 +156,46 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
       // SPEC §12: refused before the body is read, naming the format.
       if (!options.adapter.endpoints.has(kind))
         return sendError(res, toErrorResponse(unsupportedEndpoint(kind, upstream.format)));
-      inFlight++;
-      handleCall(kind, req, res, calls)
-        .catch((err: unknown) => {
-          log.error({ err }, 'request handler failed');
-          sendError(res, toErrorResponse(err));
-        })
-        .finally(() => {
-          if (--inFlight === 0) onIdle?.();
-        });
-      return;
+      return call(kind, req, res);
     }
+    const stored = STORED_RESPONSE.exec(path);
+    if (stored !== null) return callStoredResponse(req, res, path, stored[1]!, stored[2] ?? '');
     sendError(res, toErrorResponse(new GraygateError('not_found', `no route for ${req.method} ${path}`)));
+  };
+  const call = (kind: EndpointKind, req: IncomingMessage, res: ServerResponse, prepared?: PreparedCall): void => {
+    inFlight++;
+    handleCall(kind, req, res, calls, prepared)
+      .catch((err: unknown) => {
+        log.error({ err }, 'request handler failed');
+        sendError(res, toErrorResponse(err));
+      })
+      .finally(() => {
+        if (--inFlight === 0) onIdle?.();
+      });
+  };
+  /** Passed to the upstream as it came, the client's query string kept (SPEC §12). */
+  const callStoredResponse = (
+    req: IncomingMessage,
+    res: ServerResponse,
+    path: string,
+    id: string,
+    what: string,
+  ): void => {
+    const methods = STORED_RESPONSE_METHODS[what]!;
+    const method = methods.find((m) => m === req.method);
+    if (method === undefined) return refuseMethod(res, methods.join(', '));
+    const { adapter } = options;
+    if (adapter.buildStoredResponseRequest === undefined) {
+      const message = `${method} ${path} is not supported by this version's upstream format (${upstream.format})`;
+      return sendError(res, toErrorResponse(new GraygateError('unsupported_endpoint', message)));
+    }
+    const query = (req.url ?? '').slice(path.length);
+    const isStream = method === 'GET' && what === '' && new URLSearchParams(query).get('stream') === 'true';
+    const request = adapter.buildStoredResponseRequest(
+      { method, path: `/responses/${id}${what}${query}`, isStream },
+      buildOptions,
+    );
+    call('responses', req, res, { request, isStream, includeUsage: false, encoding: 'float' });
   };
   const server = createServer(handle);
 

@@ -1,9 +1,9 @@
 import t from 'tap';
 import { once } from 'node:events';
-import { createServer } from 'node:http';
+import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import OpenAI from 'openai';
-import { startGateway } from '../helpers/gateway.js';
+import { startGateway, type Teardown } from '../helpers/gateway.js';
 import {
   startMockUpstream,
   mockEmbedding,
@@ -15,6 +15,7 @@ import {
   type MockStream,
 } from '../../shared/mock-upstream/index.js';
 import { postStream } from '../worker/fixtures/sse-client.js';
+import { scrape } from '../helpers/metrics.js';
 
 // Issue 12 parts 2 and 3, SPEC §12: embeddings, legacy completions, the
 // Responses API and models through the real gateway with the official openai
@@ -41,6 +42,12 @@ t.test('endpoints per format', async (t) => {
   versions['down'] = {
     weight: 0,
     upstream: { format: 'openai', url: `http://127.0.0.1:${deadPort}/v1`, timeouts: { connectMs: 2000 } },
+  };
+  const stored = await startStoredResponses(t);
+  versions['stored'] = {
+    weight: 0,
+    upstream: { format: 'openai', url: `${stored.url}/v1`, apiKeyEnv: 'GG_STORED_KEY' },
+    env: { GG_STORED_KEY: 'sk-stored' },
   };
   const gw = await startGateway(t, { versions, routing: { default: 'openai' } });
   const clientOf = (version: string): OpenAI =>
@@ -165,6 +172,65 @@ t.test('endpoints per format', async (t) => {
     t.equal(handle.isComplete, false);
   });
 
+  t.test('openai: a stored response retrieved, streamed again, its input listed, cancelled and deleted', async (t) => {
+    const client = clientOf('stored');
+    const before = (await scrape(gw)).sum('graygate_tokens_total');
+    const response = await client.responses.retrieve('resp_1');
+    t.same([response.id, response.status], ['resp_1', 'completed']);
+    const types: string[] = [];
+    for await (const event of await client.responses.retrieve('resp_1', { stream: true })) types.push(event.type);
+    t.same(types, ['response.created', 'response.output_text.delta', 'response.completed'], 'its events, relayed');
+    const items = await client.responses.inputItems.list('resp_1', { limit: 2 });
+    t.same(
+      items.data.map((item) => item.id),
+      ['msg_1'],
+    );
+    t.equal((await client.responses.cancel('resp_1')).status, 'cancelled');
+    await client.responses.delete('resp_1');
+    await t.rejects(client.responses.retrieve('resp_gone'), { status: 404, message: /resp_gone' not found/ });
+    const raw = await fetch(`${gw.url}/v1/responses/resp_1?version=stored&include%5B%5D=x`);
+    t.equal(raw.status, 200);
+    t.same(
+      stored.seen.map(({ method, url }) => `${method} ${url}`),
+      [
+        'GET /v1/responses/resp_1',
+        'GET /v1/responses/resp_1?stream=true',
+        'GET /v1/responses/resp_1/input_items?limit=2',
+        'POST /v1/responses/resp_1/cancel',
+        'DELETE /v1/responses/resp_1',
+        'GET /v1/responses/resp_gone',
+        'GET /v1/responses/resp_1?include%5B%5D=x',
+      ],
+      "the client's calls, query kept (not the routing parameter)",
+    );
+    t.ok(
+      stored.seen.every((r) => r.authorization === 'Bearer sk-stored'),
+      "each with the version's key",
+    );
+    t.same(
+      stored.seen.filter((r) => r.contentLength !== undefined).map((r) => r.method),
+      ['POST'],
+      'GET and DELETE sent without a body',
+    );
+    t.equal((await scrape(gw)).sum('graygate_tokens_total'), before, 'a stored usage is not counted again');
+
+    const put = await fetch(`${gw.url}/v1/responses/resp_1?version=stored`, { method: 'PUT' });
+    t.same([put.status, put.headers.get('allow')], [405, 'GET, DELETE']);
+    const cancelGet = await fetch(`${gw.url}/v1/responses/resp_1/cancel?version=stored`);
+    t.same([cancelGet.status, cancelGet.headers.get('allow')], [405, 'POST']);
+    const cases: Array<[string, () => Promise<unknown>]> = [
+      ['ollama', () => clientOf('ollama').responses.retrieve('resp_1')],
+      ['anthropic', () => clientOf('anthropic').responses.delete('resp_1')],
+    ];
+    for (const [format, call] of cases) {
+      await t.rejects(call(), {
+        status: 400,
+        code: 'unsupported_endpoint',
+        message: new RegExp(`/v1/responses/resp_1 is not supported by this version's upstream format \\(${format}\\)`),
+      });
+    }
+  });
+
   t.test('endpoints a format does not serve: 400 unsupported_endpoint naming the format', async (t) => {
     const cases: Array<[string, () => Promise<unknown>]> = [
       ['anthropic', () => clientOf('anthropic').embeddings.create({ model: 'e', input: 'x' })],
@@ -221,3 +287,56 @@ t.test('endpoints per format', async (t) => {
     await t.rejects(clientOf('down').models.list(), { status: 502, code: 'upstream_unreachable' });
   });
 });
+
+interface StoredCall {
+  method: string;
+  url: string;
+  authorization: string | undefined;
+  contentLength: string | undefined;
+}
+
+/** An OpenAI upstream with one stored response, resp_1 (OpenAI's shapes, abridged), recording each call. */
+async function startStoredResponses(t: Teardown): Promise<{ url: string; seen: StoredCall[] }> {
+  const seen: StoredCall[] = [];
+  const response = (status: string): Record<string, unknown> => ({
+    id: 'resp_1',
+    object: 'response',
+    created_at: 1,
+    status,
+    model: 'gpt-stored',
+    output: [],
+    usage: { input_tokens: 3, output_tokens: 5, total_tokens: 8 },
+  });
+  const json = (res: ServerResponse, status: number, body: unknown): void => {
+    res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+  };
+  const server = createServer((req, res) => {
+    const url = req.url!;
+    const { authorization, 'content-length': contentLength } = req.headers;
+    seen.push({ method: req.method!, url, authorization, contentLength });
+    const path = url.split('?', 1)[0];
+    if (path === '/v1/responses/resp_1' && url.endsWith('stream=true')) {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      const events = [
+        { type: 'response.created', sequence_number: 0, response: response('in_progress') },
+        { type: 'response.output_text.delta', sequence_number: 1, item_id: 'msg_2', output_index: 0, delta: 'hi' },
+        { type: 'response.completed', sequence_number: 2, response: response('completed') },
+      ];
+      res.end(events.map((e) => `event: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`).join(''));
+    } else if (path === '/v1/responses/resp_1' && req.method === 'DELETE')
+      json(res, 200, { id: 'resp_1', object: 'response.deleted', deleted: true });
+    else if (path === '/v1/responses/resp_1') json(res, 200, response('completed'));
+    else if (path === '/v1/responses/resp_1/input_items') {
+      const item = { id: 'msg_1', type: 'message', role: 'user', content: [{ type: 'input_text', text: 'hi' }] };
+      json(res, 200, { object: 'list', data: [item], first_id: 'msg_1', last_id: 'msg_1', has_more: false });
+    } else if (path === '/v1/responses/resp_1/cancel') json(res, 200, response('cancelled'));
+    else {
+      const message = `Response with id '${path!.split('/').at(-1)}' not found.`;
+      json(res, 404, { error: { message, type: 'invalid_request_error', param: null, code: null } });
+    }
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => new Promise((resolve) => server.close(resolve)));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, seen };
+}

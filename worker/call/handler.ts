@@ -116,11 +116,16 @@ function copyRateLimits(
   }
 }
 
+/**
+ * One call, from the client's request to its answer and log line. `stored`: a call on a stored response (SPEC §12),
+ * prepared from its path, no body read; it generates nothing, so no usage it relays is counted as this call's tokens.
+ */
 export async function handleCall(
   kind: EndpointKind,
   req: IncomingMessage,
   res: ServerResponse,
   options: CallHandlerOptions,
+  stored?: PreparedCall,
 ): Promise<void> {
   const startedMs = performance.now();
   const reqId = headerValue(req.headers['x-request-id']);
@@ -143,7 +148,7 @@ export async function handleCall(
   /** The upstream's rate-limit headers, for an error answer (an answer's own go with `headers`). */
   const rateLimits: Record<string, string> = {};
   try {
-    const call = await readAndPrepare(kind, req, options, client.signal);
+    const call = stored ?? (await readAndPrepare(kind, req, options, client.signal));
     isStream = call.isStream;
     if (isStream)
       metrics.streamStarted(); // paired with streamEnded in `finally`
@@ -198,7 +203,7 @@ export async function handleCall(
     stopPings?.();
     res.off('close', onClose);
     if (isStream) metrics.streamEnded();
-    const usage = opened?.usage();
+    const usage = stored === undefined ? opened?.usage() : undefined;
     if (usage !== undefined) metrics.addTokens(usage);
     options.log.info(
       logLine(req, res, {

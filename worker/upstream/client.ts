@@ -46,8 +46,8 @@ export interface UpstreamClientOptions {
 }
 
 export interface UpstreamCall {
-  /** Default POST; GET for model lists (SPEC §12). */
-  method?: 'GET' | 'POST';
+  /** Default POST; GET for model lists, GET and DELETE for stored responses (SPEC §12). */
+  method?: 'GET' | 'POST' | 'DELETE';
   path: string;
   headers: Record<string, string>;
   /** The request body; none for GET. */

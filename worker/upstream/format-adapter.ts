@@ -18,6 +18,8 @@ export interface BuildOptions {
 }
 
 export interface UpstreamRequest {
+  /** Default POST; GET and DELETE are sent without a body (a stored response's calls). */
+  method?: 'GET' | 'POST' | 'DELETE';
   /**
    * Path appended to the upstream base URL (SPEC §2: openai `/chat/completions`,
    * ollama `/api/chat`, anthropic `/v1/messages`).
@@ -49,11 +51,25 @@ export interface UpstreamAdapter {
   readonly endpoints: ReadonlySet<EndpointKind>;
   /** The upstream call of a relay endpoint this format serves (`endpoints`), from the client's parsed body. */
   buildEndpointRequest?(kind: RelayKind, req: Record<string, unknown>, options: BuildOptions): UpstreamRequest;
+  /** The upstream call on a response the upstream stored (OpenAI's Responses API); absent: the format has none. */
+  buildStoredResponseRequest?(call: StoredResponseCall, options: BuildOptions): UpstreamRequest;
   /**
    * A whole non-streamed upstream answer → the OpenAI answer's JSON bytes
    * and its usage; absent: the answer is relayed byte for byte.
    */
   convertAnswer?: (kind: RelayKind, body: Buffer, hints: AnswerHints) => ConvertedAnswer;
+}
+
+/**
+ * A call on a stored response (SPEC §12): `GET` or `DELETE /v1/responses/{id}`, `GET …/input_items`, `POST
+ * …/cancel`, passed to the upstream as it came.
+ */
+export interface StoredResponseCall {
+  method: 'GET' | 'POST' | 'DELETE';
+  /** Below the upstream's base URL, the client's query string kept: `/responses/resp_1/input_items?limit=5`. */
+  path: string;
+  /** `GET /v1/responses/{id}?stream=true`: the response's events again, as SSE. */
+  isStream: boolean;
 }
 
 export interface ConvertedAnswer {

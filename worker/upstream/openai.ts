@@ -8,6 +8,7 @@ import {
   upstreamErrorMessage,
   upstreamStreamError,
   type BuildOptions,
+  type StoredResponseCall,
   type UpstreamAdapter,
   type UpstreamRequest,
 } from './format-adapter.js';
@@ -59,6 +60,15 @@ function buildOpenAIRelayRequest(
   return { path: `/${kind}`, headers, body: Buffer.from(JSON.stringify(body)), model };
 }
 
+/** A call on a stored response → the same call upstream, with the version's key. */
+function buildOpenAIStoredResponseRequest(call: StoredResponseCall, options: BuildOptions): UpstreamRequest {
+  const headers = {
+    accept: call.isStream ? 'text/event-stream' : 'application/json',
+    ...upstreamAuthHeaders('openai', options.apiKey),
+  };
+  return { method: call.method, path: call.path, headers, body: Buffer.alloc(0), model: options.model ?? '' };
+}
+
 export function convertOpenAIEvent(state: StreamState, _type: string, data: string, sink: ChunkSink): void {
   if (data === '[DONE]') {
     state.isDone = true;
@@ -102,4 +112,5 @@ export const openaiAdapter: UpstreamAdapter = {
   buildRequest: buildOpenAIRequest,
   convertEvent: convertOpenAIEvent,
   buildEndpointRequest: buildOpenAIRelayRequest,
+  buildStoredResponseRequest: buildOpenAIStoredResponseRequest,
 };

@@ -113,9 +113,11 @@ function send(
   signal: AbortSignal,
   firstByteMs: number,
 ): Promise<UpstreamResponse> {
-  const { body } = request;
+  const { body, method = 'POST' } = request;
   request.body = NO_BODY;
-  return client.request({ path: request.path, headers: request.headers, body, signal, firstByteMs });
+  const { path, headers } = request;
+  // GET and DELETE carry no body, nor a `Content-Length: 0`.
+  return client.request({ method, path, headers, body: method === 'POST' ? body : undefined, signal, firstByteMs });
 }
 
 /** Runs the call to its end. Resolves when the upstream finished; rejects with a catalogued error. */
