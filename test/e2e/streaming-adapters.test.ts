@@ -229,3 +229,36 @@ t.test(
     t.equal(s.data.at(-1), '[DONE]');
   },
 );
+
+t.test(
+  "a stream whose upstream takes longer than workerHeadersTimeoutMs to answer: the worker's 102s keep it",
+  async (t) => {
+    // A model being loaded or a queue holds the upstream's head (Ollama, OpenAI under load) up to firstByteMs; the
+    // master's workerHeadersTimeoutMs (30 s) was the stream's real first-byte limit, a whole answer's not.
+    const upstream = createServer((req, res) => {
+      req.resume();
+      const timer = setTimeout(() => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        const chunk = { id: 'c', object: 'chat.completion.chunk', created: 1, model: 'm' };
+        const events = [
+          { ...chunk, choices: [{ index: 0, delta: { role: 'assistant', content: 'Loaded.' }, finish_reason: null }] },
+          { ...chunk, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] },
+        ];
+        res.end(`${events.map((e) => `data: ${JSON.stringify(e)}\n\n`).join('')}data: [DONE]\n\n`);
+      }, 2500);
+      res.on('close', () => clearTimeout(timer));
+    });
+    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+    t.teardown(() => upstream.close());
+    const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1`;
+    const gw = await startGateway(t, {
+      versions: { v1: { weight: 1, upstream: { format: 'openai', url, pingIntervalMs: 100 } } },
+      limits: { workerHeadersTimeoutMs: 1000 },
+    });
+    const s = await postStream(`${gw.url}/v1/chat/completions`, chatBody(''));
+    const { isComplete } = await s.done;
+    t.equal(s.status, 200, 'not 504 worker_timeout');
+    t.ok(isComplete);
+    t.equal(s.text(), 'Loaded.');
+  },
+);

@@ -150,11 +150,10 @@ export async function handleCall(
   try {
     const call = stored ?? (await readAndPrepare(kind, req, options, client.signal));
     isStream = call.isStream;
-    if (isStream)
-      metrics.streamStarted(); // paired with streamEnded in `finally`
-    // A whole answer says nothing until the upstream is done: 102s
-    // keep the master's headers timeout from firing (SPEC §4a).
-    else stopPings = startProcessingPings(res, upstream.pingIntervalMs);
+    if (isStream) metrics.streamStarted(); // paired with streamEnded in `finally`
+    // Nothing goes out until the upstream answers, a whole answer until it is done and a stream until its head (a
+    // cold model's can take minutes, firstByteMs): 102s keep the master's headers timeout from firing (SPEC §4a).
+    stopPings = startProcessingPings(res, upstream.pingIntervalMs);
     opened = openCall({
       kind,
       call,

@@ -3,7 +3,9 @@ import type { Disposer } from '../../shared/abort.js';
 import { directAnswerOf } from '../direct/direct-answer.js';
 
 // A non-streamed answer says nothing until the upstream is done, which for a
-// long completion can be minutes; the master gives a worker
+// long completion can be minutes, and a stream nothing until the upstream's
+// head, which a model loading or a queue can hold as long (up to
+// timeouts.firstByteMs); the master gives a worker
 // limits.workerHeadersTimeoutMs (30 s) from request to first response byte,
 // and counts each `102 Processing` (RFC 2518 §10.1, an informational answer
 // HTTP/1.1 clients skip) as a sign of life (SPEC §4a). So while the answer is
