@@ -77,8 +77,11 @@ t.test('a whole answer slower than pingIntervalMs gets 102 Processing until it s
     stream: true,
     messages: [{ role: 'user', content: 'hi [mock tokens=3 first-byte-ms=100]' }],
   });
-  t.same(streamed.informational, [], 'a stream gets `: ping` comments instead');
-  t.match(streamed.body, /: ping/);
+  t.ok(
+    streamed.informational.every((s) => s === 102),
+    'a stream gets 102s only until its head (the upstream answered)',
+  );
+  t.match(streamed.body, /: ping/, 'then `: ping` comments');
 });
 
 t.test('relayed whole answers get 102s too', async (t) => {
