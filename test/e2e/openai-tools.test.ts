@@ -310,6 +310,16 @@ t.test('tool calling and JSON mode per format', async (t) => {
         /^messages\.0\.content\.0: content parts of type "input_audio"/,
       ],
       ['anthropic', { messages: [{ role: 'user', content: 'hi', name: 'alice' }] }, /^messages\.0\.name: /],
+      [
+        'ollama',
+        {
+          messages: [
+            { role: 'user', content: 'hi' },
+            { role: 'function', name: 'f', content: '1' },
+          ],
+        },
+        /^messages\.1\.role: "function" is not supported by an ollama upstream \(use tools\)$/,
+      ],
     ];
     for (const [format, extra, message] of cases) {
       const res = await fetch(`${gw.url}/v1/chat/completions?version=${format}`, {
@@ -342,6 +352,17 @@ t.test('tool calling and JSON mode per format', async (t) => {
       logit_bias: { '1': 1 },
     });
     t.equal(completion.choices[0]!.message.content, mockText(2));
+    // Legacy function calling: a function_call answered with a `function` message, as the API still takes it.
+    const legacy = await openai.chat.completions.create({
+      model: 'm',
+      functions: [{ name: 'f', parameters: { type: 'object' } }],
+      messages: [
+        { role: 'user', content: 'f?' },
+        { role: 'assistant', content: null, function_call: { name: 'f', arguments: '{}' } },
+        { role: 'function', name: 'f', content: '1' },
+      ],
+    });
+    t.equal(legacy.object, 'chat.completion', 'a function message passes to an OpenAI upstream');
   });
 
   t.test('the mock answers tool calls whole too, in each format', async (t) => {

@@ -32,7 +32,8 @@ import {
  */
 export const CHAT_REQUEST_LIMITS: JsonLimits = { maxDepth: 64, maxMembers: 10_000, maxValues: 50_000 };
 
-export type ChatRole = 'system' | 'developer' | 'user' | 'assistant' | 'tool';
+/** `function`: the result of a legacy `function_call` (OpenAI's deprecated function calling; openai upstreams only). */
+export type ChatRole = 'system' | 'developer' | 'user' | 'assistant' | 'tool' | 'function';
 
 /** A content part: `{type:"text", text}` or any other type, which only an OpenAI upstream takes. */
 export interface ContentPart {
@@ -121,7 +122,7 @@ export function parseChatRequest(body: Buffer): ChatRequest {
   return raw as ChatRequest;
 }
 
-const ROLES: ReadonlySet<unknown> = new Set<ChatRole>(['system', 'developer', 'user', 'assistant', 'tool']);
+const ROLES: ReadonlySet<unknown> = new Set<ChatRole>(['system', 'developer', 'user', 'assistant', 'tool', 'function']);
 
 /** Every `path: message` problem of a parsed body, in field order; empty when it is a valid request. */
 function chatRequestProblems(body: Record<string, unknown>): string[] {
@@ -171,7 +172,7 @@ function messageProblems(message: unknown, path: string, problems: string[]): vo
     return;
   }
   if (!ROLES.has(message['role']))
-    problems.push(`${path}.role: must be one of system, developer, user, assistant, tool`);
+    problems.push(`${path}.role: must be one of system, developer, user, assistant, tool, function`);
   const content = message['content'];
   if (
     content !== undefined &&

@@ -90,8 +90,8 @@ export const CHAT_FIELDS: Readonly<Record<string, Readonly<Record<ConvertedForma
 /** Fields of one message, by format (content parts are the converters' business). */
 export const MESSAGE_FIELDS: Readonly<Record<string, Readonly<Record<ConvertedFormat, Support>>>> = {
   role: {
-    ollama: sent('`role` (`developer` → `system`)'),
-    anthropic: sent('`system`/`developer` → `system`; `tool` → a `user` turn'),
+    ollama: sent('`role` (`developer` → `system`); `function`: 400'),
+    anthropic: sent('`system`/`developer` → `system`; `tool` → a `user` turn; `function`: 400'),
   },
   content: { ollama: sent('`content` + `images`'), anthropic: sent('content blocks') },
   tool_calls: { ollama: sent('`tool_calls` (arguments as an object)'), anthropic: sent('`tool_use` blocks') },
@@ -127,9 +127,12 @@ export function checkChatFields(req: Record<string, unknown>, format: ConvertedF
   fieldProblems(req, '', CHAT_FIELDS, format, problems);
   const messages = req['messages'];
   if (Array.isArray(messages)) {
-    messages.forEach((m: Record<string, unknown>, i) =>
-      fieldProblems(m, `messages.${i}.`, MESSAGE_FIELDS, format, problems),
-    );
+    messages.forEach((m: Record<string, unknown>, i) => {
+      // As `functions` and `function_call` are (CHAT_FIELDS): `tools` and `tool` messages are what converts.
+      if (m['role'] === 'function')
+        problems.push(`messages.${i}.role: "function" is not supported by an ${format} upstream (use tools)`);
+      fieldProblems(m, `messages.${i}.`, MESSAGE_FIELDS, format, problems);
+    });
   }
   if (problems.length === 0) return;
   const listed = problems.slice(0, MAX_LISTED);

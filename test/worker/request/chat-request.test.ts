@@ -37,6 +37,8 @@ t.test('valid bodies', async (t) => {
     'tool and format types graygate does not convert pass for an OpenAI upstream',
   );
   t.equal(other.n, 3, 'n > 1: the upstream format decides');
+  const legacy = parse({ ...ok, messages: [{ role: 'function', name: 'f', content: '1' }] });
+  t.equal(legacy.messages[0]!.role, 'function', "legacy function calling's result message");
   const parts = parse({
     messages: [
       {

@@ -65,6 +65,11 @@ t.test('checkChatFields: every field a format cannot take, in one 400', async (t
       /^messages\.0\.extra: is not a field graygate can convert for an ollama upstream$/,
     ],
     [
+      'anthropic',
+      { messages: [...messages, { role: 'function', name: 'get_weather', content: '{"t":21}' }] },
+      /^messages\.1\.role: "function" is not supported by an anthropic upstream \(use tools\)$/,
+    ],
+    [
       'ollama',
       { messages, store: true, metadata: { a: '1' }, service_tier: 'flex', modalities: ['text', 'audio'] },
       /^store: .*; metadata: .*; service_tier: .*; modalities: /,
