@@ -1,3 +1,4 @@
+import { parseJsonExact } from './exact-numbers.js';
 import { GraygateError } from '../../shared/errors.js';
 import { checkJsonLimits, type JsonLimits } from './json-limits.js';
 import { toolProblems, messageToolProblems } from './chat-tools.js';
@@ -108,7 +109,7 @@ export function parseChatRequest(body: Buffer): ChatRequest {
   checkJsonLimits(body, CHAT_REQUEST_LIMITS);
   let raw: unknown;
   try {
-    raw = JSON.parse(body.toString('utf8'));
+    raw = parseJsonExact(body.toString('utf8'));
   } catch (err) {
     throw new GraygateError('invalid_request', `the request body is not valid JSON: ${(err as Error).message}`);
   }

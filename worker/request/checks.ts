@@ -2,6 +2,8 @@
 // each returns a problem text or undefined, and `checker` turns them into
 // `path: problem` lines, so every problem of a body is reported at once.
 
+import { isExactInteger } from './exact-numbers.js';
+
 export type Rule = (value: unknown) => string | undefined;
 
 export function isObject(value: unknown): value is Record<string, unknown> {
@@ -46,7 +48,8 @@ export function number(v: unknown): string | undefined {
 
 /** An integer JSON.parse reads exactly (1e30 is not: it is sent on rounded, which no upstream means). */
 export function integer(v: unknown): string | undefined {
-  return typeof v === 'number' && Number.isSafeInteger(v) ? undefined : 'must be an integer';
+  // An integer past 2^53 (a 64-bit seed) is kept as written (exact-numbers.ts).
+  return (typeof v === 'number' && Number.isSafeInteger(v)) || isExactInteger(v) ? undefined : 'must be an integer';
 }
 
 export function nonNegativeInteger(v: unknown): string | undefined {

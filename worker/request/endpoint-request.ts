@@ -1,3 +1,4 @@
+import { parseJsonExact } from './exact-numbers.js';
 import { GraygateError } from '../../shared/errors.js';
 import type { EmbeddingEncoding, RelayKind } from '../types.js';
 import { CHAT_REQUEST_LIMITS } from './chat-request.js';
@@ -24,7 +25,7 @@ export function parseEndpointRequest(kind: RelayKind, bytes: Buffer): EndpointRe
   checkJsonLimits(bytes, CHAT_REQUEST_LIMITS);
   let raw: unknown;
   try {
-    raw = JSON.parse(bytes.toString('utf8'));
+    raw = parseJsonExact(bytes.toString('utf8'));
   } catch (err) {
     throw new GraygateError('invalid_request', `the request body is not valid JSON: ${(err as Error).message}`);
   }

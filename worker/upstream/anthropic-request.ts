@@ -1,3 +1,4 @@
+import { stringifyJsonExact } from '../request/exact-numbers.js';
 import { maxTokensOf, stopsOf, type ChatRequest } from '../request/chat-request.js';
 import { GraygateError } from '../../shared/errors.js';
 import { upstreamAuthHeaders } from './auth-headers.js';
@@ -49,5 +50,5 @@ export function buildAnthropicRequest(req: ChatRequest, options: BuildOptions): 
     accept: 'text/event-stream',
     ...upstreamAuthHeaders('anthropic', options.apiKey),
   };
-  return { path: '/v1/messages', headers, body: Buffer.from(JSON.stringify(body)), model };
+  return { path: '/v1/messages', headers, body: Buffer.from(stringifyJsonExact(body)), model };
 }

@@ -1,3 +1,4 @@
+import { parseJsonExact } from '../request/exact-numbers.js';
 import { GraygateError } from '../../shared/errors.js';
 import type { ChatMessage, ContentPart, RequestTool, ResponseFormat } from '../request/chat-request.js';
 import { unconvertible, type ConvertedFormat } from './field-support.js';
@@ -87,7 +88,7 @@ export function parseArguments(text: string, path: string, format: ConvertedForm
   if (text.trim() === '') return {};
   let value: unknown;
   try {
-    value = JSON.parse(text);
+    value = parseJsonExact(text);
   } catch {
     throw invalid(path, `must be a JSON object for an ${format} upstream (it is not valid JSON)`);
   }

@@ -1,3 +1,4 @@
+import { stringifyJsonExact } from '../request/exact-numbers.js';
 import { GraygateError } from '../../shared/errors.js';
 import type { RelayKind } from '../types.js';
 import { upstreamAuthHeaders } from './auth-headers.js';
@@ -47,7 +48,7 @@ export function buildOllamaEmbedRequest(
     accept: 'application/json',
     ...upstreamAuthHeaders('ollama', options.apiKey),
   };
-  return { path: '/api/embed', headers, body: Buffer.from(JSON.stringify(body)), model };
+  return { path: '/api/embed', headers, body: Buffer.from(stringifyJsonExact(body)), model };
 }
 
 function isText(input: unknown): boolean {

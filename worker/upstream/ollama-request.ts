@@ -1,3 +1,4 @@
+import { stringifyJsonExact } from '../request/exact-numbers.js';
 import { maxTokensOf, stopsOf, type ChatMessage, type ChatRequest } from '../request/chat-request.js';
 import { upstreamAuthHeaders } from './auth-headers.js';
 import { checkChatFields } from './field-support.js';
@@ -69,7 +70,7 @@ export function buildOllamaRequest(req: ChatRequest, options: BuildOptions): Ups
     accept: 'application/x-ndjson',
     ...upstreamAuthHeaders('ollama', options.apiKey),
   };
-  return { path: '/api/chat', headers, body: Buffer.from(JSON.stringify(body)), model };
+  return { path: '/api/chat', headers, body: Buffer.from(stringifyJsonExact(body)), model };
 }
 
 function ollamaMessages(messages: ChatMessage[]): Array<Record<string, unknown>> {

@@ -1,3 +1,4 @@
+import { stringifyJsonExact } from '../request/exact-numbers.js';
 import type { ChatRequest } from '../request/chat-request.js';
 import type { ChatCompletionChunk, ChunkSink, RelayKind, StreamState } from '../types.js';
 import { GraygateError } from '../../shared/errors.js';
@@ -37,7 +38,7 @@ export function buildOpenAIRequest(req: ChatRequest, options: BuildOptions): Ups
     accept: isStream ? 'text/event-stream' : 'application/json',
     ...upstreamAuthHeaders('openai', options.apiKey),
   };
-  return { path: '/chat/completions', headers, body: Buffer.from(JSON.stringify(body)), model };
+  return { path: '/chat/completions', headers, body: Buffer.from(stringifyJsonExact(body)), model };
 }
 
 /** POST /v1/embeddings, /v1/completions, /v1/responses → the same call upstream (`{url}/embeddings`, …). */
@@ -57,7 +58,7 @@ function buildOpenAIRelayRequest(
     accept: isStream ? 'text/event-stream' : 'application/json',
     ...upstreamAuthHeaders('openai', options.apiKey),
   };
-  return { path: `/${kind}`, headers, body: Buffer.from(JSON.stringify(body)), model };
+  return { path: `/${kind}`, headers, body: Buffer.from(stringifyJsonExact(body)), model };
 }
 
 /** A call on a stored response → the same call upstream, with the version's key. */
