@@ -111,9 +111,14 @@ export class VersionAdmission<W extends AdmissionTarget> {
     return undefined;
   }
 
-  /** Queues for a slot; call only after tryAcquire() returned undefined. */
-  wait(signal: AbortSignal): Promise<Lease<W>> {
+  /**
+   * Queues for a slot; call only after tryAcquire() returned undefined, or with `isFirst` for a request admitted
+   * before that never reached its worker (it waits first in line, past the queue's bound and with no worker ready:
+   * the version's next one takes it).
+   */
+  wait(signal: AbortSignal, isFirst = false): Promise<Lease<W>> {
     if (signal.aborted) return Promise.reject(signal.reason);
+    if (this.#isDestroyed) return Promise.reject(this.#noReadyWorker);
     const retryAfterS = this.#options.retryAfterS ?? 1;
     return new Promise<Lease<W>>((resolve, reject) => {
       const waiter: Waiter<W> = {
@@ -130,7 +135,10 @@ export class VersionAdmission<W extends AdmissionTarget> {
         reject(signal.reason);
       };
       signal.addEventListener('abort', onAbort, { once: true });
-      this.#waiters.add(waiter);
+      if (!isFirst) return this.#waiters.add(waiter);
+      const behind = [...this.#waiters];
+      this.#waiters.clear();
+      for (const w of [waiter, ...behind]) this.#waiters.add(w);
     });
   }
 

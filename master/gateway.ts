@@ -146,7 +146,12 @@ export function createGateway(options: GatewayOptions): Gateway {
     },
     onBodySent: (ctx) => dropBody(ctx),
   };
-  const proxy: WorkerProxy = createWorkerProxy({ log, refuse: (ctx, err) => refuse(ctx, err), hooks });
+  const proxy: WorkerProxy = createWorkerProxy({
+    log,
+    refuse: (ctx, err) => refuse(ctx, err),
+    retryUnreached: (ctx, worker) => retryUnreached(ctx, worker),
+    hooks,
+  });
   const directConnections = new DirectConnections();
 
   function serve(req: IncomingMessage, res: ServerResponse): void {
@@ -310,8 +315,9 @@ export function createGateway(options: GatewayOptions): Gateway {
     );
   }
 
-  // Step 4: a worker slot, or a bounded wait for one, or 503 at once (SPEC §4).
-  function admit(ctx: RequestContext): void {
+  // Step 4: a worker slot, or a bounded wait for one, or 503 at once (SPEC §4). `isAgain`: admitted before, and its
+  // worker never got it (retryUnreached): no 503 at once, it waits first in line.
+  function admit(ctx: RequestContext, isAgain = false): void {
     const group = ctx.group!;
     ctx.phase = 'queue';
     // limits.directStreams: the worker that holds the connection, when it has room (admission.ts), so that the
@@ -319,15 +325,36 @@ export function createGateway(options: GatewayOptions): Gateway {
     const now = group.admission.tryAcquire(
       registry.config.limits.directStreams ? directConnections.holderTest(ctx.req.socket) : undefined,
     );
-    if (isGraygateError(now)) return refuse(ctx, now);
-    if (now !== undefined) return forward(ctx, now);
-    group.admission.wait(ctx.signal).then(
+    if (isGraygateError(now)) {
+      if (!isAgain) return refuse(ctx, now);
+    } else if (now !== undefined) return forward(ctx, now);
+    group.admission.wait(ctx.signal, isAgain).then(
       (lease) => {
         if (ctx.phase === 'done') return lease.release();
         forward(ctx, lease);
       },
       (err: unknown) => refuse(ctx, err),
     );
+  }
+
+  // Step 4 again: a request its worker's socket refused (the worker died, its exit not seen yet) never reached it, so
+  // it goes back to admission, for another worker or the version's next one within queueTimeoutMs, instead of a 502
+  // (SPEC §4: a version keeps serving on its other instances). Each refusal takes a worker out, so this ends.
+  function retryUnreached(ctx: RequestContext, worker: WorkerHandle): boolean {
+    // An offered connection (limits.directStreams) is the dead worker's to take: answered as before.
+    if (ctx.isDirectOffered) return false;
+    log.warn(
+      { reqId: ctx.reqId, version: ctx.version, workerPid: worker.pid },
+      'worker unreachable: request tried again',
+    );
+    worker.markUnreachable();
+    clearTimeout(ctx.workerTimer);
+    ctx.workerTimer = undefined;
+    ctx.proxyReq = undefined;
+    ctx.lease?.release();
+    ctx.lease = undefined;
+    admit(ctx, true);
+    return true;
   }
 
   // Step 5: the request, with the master's framing and headers, to the chosen worker.

@@ -37,6 +37,11 @@ export interface WorkerProxyOptions {
   log: Logger;
   /** Failures are answered through the pipeline's one refusal function. */
   refuse: (ctx: RequestContext, err: unknown) => void;
+  /**
+   * The worker's socket refused the connection, so nothing of the request reached it (the worker died and its exit
+   * is not seen yet): true if the request was taken back for another try (gateway.ts), false to answer it 502.
+   */
+  retryUnreached: (ctx: RequestContext, worker: WorkerHandle) => boolean;
   hooks: RelayHooks;
 }
 
@@ -64,7 +69,7 @@ interface CallOptions {
 }
 
 export function createWorkerProxy(options: WorkerProxyOptions): WorkerProxy {
-  const { log, refuse, hooks } = options;
+  const { log, refuse, retryUnreached, hooks } = options;
   // toProxy: the request target goes to the worker exactly as the master read and routed it (nginx's
   // `proxy_pass` without a URI part). Without it http-proxy-3 rebuilds the path through `new URL`, which
   // resolves dot segments, `%2e%2e` and backslashes: `/v1/%2e%2e/v1/chat/completions` reached the worker as
@@ -75,8 +80,10 @@ export function createWorkerProxy(options: WorkerProxyOptions): WorkerProxy {
     const { ctx, timeouts } = callOptions as CallOptions;
     ctx.proxyReq = proxyReq;
     // 'close' comes after the response ended and the socket went back to the
-    // agent (or was destroyed): only then is the admission slot really free.
-    proxyReq.once('close', () => ctx.lease?.release());
+    // agent (or was destroyed): only then is the admission slot really free. This request's lease: a request tried
+    // again has another by then.
+    const lease = ctx.lease;
+    proxyReq.once('close', () => lease?.release());
     // The body is on its way: the master need not hold it (its bytes count in the budget until the worker answers).
     proxyReq.once('finish', () => hooks.onBodySent(ctx));
     // A `102 Processing` from the worker is a sign of life while it waits for a slow upstream.
@@ -93,6 +100,8 @@ export function createWorkerProxy(options: WorkerProxyOptions): WorkerProxy {
       proxy.web(ctx.req, ctx.res, call, (err: Error) => {
         // The client left: http-proxy-3 destroyed the worker request; nobody to answer.
         if (ctx.phase === 'done' || ctx.isClientGone) return;
+        const code = (err as NodeJS.ErrnoException).code;
+        if (isUnreached(code) && ctx.proxyRes === undefined && retryUnreached(ctx, worker)) return;
         if (ctx.proxyRes === undefined) {
           log.warn(
             {
@@ -108,6 +117,11 @@ export function createWorkerProxy(options: WorkerProxyOptions): WorkerProxy {
       });
     },
   };
+}
+
+/** No listener at the worker's socket (a unix socket's file gone, or nothing accepting): the request was not sent. */
+function isUnreached(code: string | undefined): boolean {
+  return code === 'ECONNREFUSED' || code === 'ENOENT';
 }
 
 function onHeadersTimeout(ctx: RequestContext, refuse: (ctx: RequestContext, err: unknown) => void): void {

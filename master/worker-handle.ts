@@ -107,6 +107,8 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
   /** Crashes this instance slot has had, carried over to its replacement by the supervisor. */
   restarts = 0;
   #state: WorkerState = 'starting';
+  /** Its socket refused a connection (markUnreachable). */
+  #isUnreachable = false;
   #child: ChildProcess | undefined;
   /** limits.directStreams: this worker process said it takes client connections (an older build would exit). */
   #takesConnections = false;
@@ -149,7 +151,15 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
     return this.#child?.pid;
   }
   get isAccepting(): boolean {
-    return this.#state === 'ready';
+    return this.#state === 'ready' && !this.#isUnreachable;
+  }
+
+  /**
+   * Its socket refused a connection: it is dying (the process is gone before its exit event comes), so admission
+   * skips it from now on; its exit follows.
+   */
+  markUnreachable(): void {
+    this.#isUnreachable = true;
   }
   get health(): WorkerHealth {
     return { ...this.#health };

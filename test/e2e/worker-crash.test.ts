@@ -26,6 +26,38 @@ t.test('SIGKILL of a worker: in-flight request gets 502 worker_error, the worker
   t.equal(json<{ pid: number }>(again).pid, after.v1!.workers[0]!.pid);
 });
 
+t.test(
+  'SIGKILL of a worker: requests waiting for its slots are served by its replacement, not answered 502',
+  async (t) => {
+    // Its in-flight requests fail first and free their slots, before its exit is seen: the waiting requests were sent
+    // to a socket nobody listened on any more (502 worker_error), though they never reached a worker.
+    const gw = await startGateway(t, {
+      versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } },
+      limits: { maxSocketsPerWorker: 2, queueTimeoutMs: 60_000 },
+    });
+    const inflight = [httpRequest(`${gw.url}/slow?ms=60000`), httpRequest(`${gw.url}/slow?ms=60000`)];
+    const queued = [httpRequest(`${gw.url}/slow?ms=0`), httpRequest(`${gw.url}/slow?ms=0`)];
+    const before = await waitForStatus(gw, (v) => v.v1!.queued === 2, 'two in flight, two waiting');
+    const pid = before.v1!.workers[0]!.pid;
+    process.kill(pid, 'SIGKILL');
+    t.same(
+      (await Promise.all(inflight)).map((r) => r.status),
+      [502, 502],
+      'the requests it had failed',
+    );
+    const served = await Promise.all(queued);
+    t.same(
+      served.map((r) => r.status),
+      [200, 200],
+      'the waiting ones were served',
+    );
+    t.ok(
+      served.every((r) => json<{ pid: number }>(r).pid !== pid),
+      'by the replacement',
+    );
+  },
+);
+
 t.test('a version keeps serving on its other instance while one restarts', async (t) => {
   const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1, instances: 2 } } });
   const before = await waitForStatus(gw, (v) => v.v1!.workers.every((w) => w.state === 'ready'), 'both ready');

@@ -162,3 +162,25 @@ t.test('whenIdle resolves when the last lease of a worker is released, or at its
   t.equal(adm.inflight(w), 1);
   held.release();
 });
+
+t.test(
+  'a request that never reached its worker waits first in line, past the bound, with no worker ready',
+  async (t) => {
+    const a = new FakeWorker('a');
+    const adm = make([a], 1);
+    const held = await acquire(adm, new AbortController().signal);
+    const order: string[] = [];
+    const waiting = acquire(adm, new AbortController().signal).then((l) => (order.push('waiting'), l));
+    a.isAccepting = false; // its worker died: nothing accepts, the queue is full
+    t.type(adm.tryAcquire(), GraygateError);
+    const again = adm.wait(new AbortController().signal, true).then((l) => (order.push('again'), l));
+    t.equal(adm.queued, 2);
+    a.isAccepting = true; // the version's next worker
+    held.release();
+    (await again).release();
+    await waiting;
+    t.same(order, ['again', 'waiting']);
+    adm.destroy(new GraygateError('no_ready_worker'));
+    await t.rejects(adm.wait(new AbortController().signal, true), { code: 'no_ready_worker' }, 'not after destroy');
+  },
+);
