@@ -59,7 +59,10 @@ export class VersionAdmission<W extends AdmissionTarget> {
   // Admission owns the in-flight counts (issue 11): a lease is the only way to change them.
   readonly #inflight = new Map<W, number>();
   readonly #idleWaiters = new Map<W, Set<IdleWaiter>>();
-  #isDestroyed = false;
+  /** close(): new requests get this; those waiting are still served. */
+  #closedWith: GraygateError | undefined;
+  /** Resolved when the last waiter leaves (whenQueueEmpty). */
+  #onQueueEmpty: Array<() => void> = [];
   // Refusals are constant: one shared instance each, no stack trace captured per 503.
   readonly #queueFull: GraygateError;
   readonly #noReadyWorker = new GraygateError('no_ready_worker');
@@ -102,7 +105,7 @@ export class VersionAdmission<W extends AdmissionTarget> {
    * Under a flood most requests end here, so it allocates nothing on refusal.
    */
   tryAcquire(prefer?: (worker: W) => boolean): Lease<W> | GraygateError | undefined {
-    if (this.#isDestroyed) return this.#noReadyWorker;
+    if (this.#closedWith !== undefined) return this.#closedWith;
     const workers = this.#options.workers();
     const free = this.#pickFree(workers, prefer);
     if (free !== undefined) return this.#lease(free);
@@ -118,7 +121,6 @@ export class VersionAdmission<W extends AdmissionTarget> {
    */
   wait(signal: AbortSignal, isFirst = false): Promise<Lease<W>> {
     if (signal.aborted) return Promise.reject(signal.reason);
-    if (this.#isDestroyed) return Promise.reject(this.#noReadyWorker);
     const retryAfterS = this.#options.retryAfterS ?? 1;
     return new Promise<Lease<W>>((resolve, reject) => {
       const waiter: Waiter<W> = {
@@ -153,19 +155,25 @@ export class VersionAdmission<W extends AdmissionTarget> {
     }
   }
 
-  /** Rejects every waiter with `err` (the version is being removed or the master is stopping). */
-  destroy(err: unknown): void {
-    this.#isDestroyed = true;
-    for (const waiter of [...this.#waiters]) {
-      this.#remove(waiter);
-      waiter.reject(err);
-    }
+  /** Refuses new requests with `err` (the version is removed); those waiting are served as slots free. */
+  close(err: GraygateError): void {
+    this.#closedWith = err;
+  }
+
+  /** Resolves once no request waits (each waits at most queueTimeoutMs): a removed version serves its queue first. */
+  whenQueueEmpty(): Promise<void> {
+    if (this.#waiters.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#onQueueEmpty.push(resolve));
   }
 
   #remove(waiter: Waiter<W>): void {
     this.#waiters.delete(waiter);
     clearTimeout(waiter.timer);
     waiter.disposeAbort();
+    if (this.#waiters.size > 0 || this.#onQueueEmpty.length === 0) return;
+    const resolvers = this.#onQueueEmpty;
+    this.#onQueueEmpty = [];
+    for (const resolve of resolvers) resolve();
   }
 
   /**

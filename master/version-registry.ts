@@ -222,12 +222,11 @@ export class VersionRegistry {
       throw new GraygateError('deploy_in_progress', `a deploy of ${name} is running; remove it once that finishes`);
   }
 
-  /** Stops routing to a version, refuses its waiters, drains and stops its workers, forgets it. */
+  /** Stops routing to a version, serves its waiting requests, drains and stops its workers, forgets it. */
   async remove(name: string): Promise<VersionView> {
     this.assertRemovable(name);
     const state = this.#unroute(name);
-    await this.#retire(state, state.workers);
-    this.#forget(state);
+    await this.#retireRemoved(state);
     return state;
   }
 
@@ -339,10 +338,7 @@ export class VersionRegistry {
     this.#routingTable = this.#buildRoutingTable();
     await Promise.all([
       ...pending.map((p, i) => this.#finishSwap(p, old[i]!)),
-      ...removed.map(async (state) => {
-        await this.#retire(state, state.workers);
-        this.#forget(state);
-      }),
+      ...removed.map((state) => this.#retireRemoved(state)),
     ]);
     return applied;
   }
@@ -426,7 +422,7 @@ export class VersionRegistry {
     }
   }
 
-  /** Takes a version out of routing at once and refuses its waiters; its workers still drain. */
+  /** Takes a version out of routing at once; its waiting requests and its workers' still run (#retireRemoved). */
   #unroute(name: string): VersionState {
     const state = this.#state(name);
     state.isRemoved = true;
@@ -435,7 +431,7 @@ export class VersionRegistry {
     // baseline is removed next, as a rule).
     this.#groups.delete(name);
     this.#routingTable = this.#buildRoutingTable();
-    state.admission.destroy(new GraygateError('no_ready_worker', `version "${name}" was removed`));
+    state.admission.close(new GraygateError('no_ready_worker', `version "${name}" was removed`));
     this.#onUnrouted?.(name);
     return state;
   }
@@ -454,6 +450,16 @@ export class VersionRegistry {
   #refuseDuringReload(): void {
     if (this.#isReloading)
       throw new GraygateError('deploy_in_progress', 'a config reload is starting builds; try again once it ends');
+  }
+
+  /**
+   * A removed version's end (SPEC §6: stop routing, drain, stop): the requests already waiting for it are served by
+   * its workers (each waits at most queueTimeoutMs), then they drain and stop, and the version is forgotten.
+   */
+  async #retireRemoved(state: VersionState): Promise<void> {
+    await state.admission.whenQueueEmpty();
+    await this.#retire(state, state.workers);
+    this.#forget(state);
   }
 
   /** Drains workers that are no longer current: the master's own requests finish first, then the process stops. */

@@ -1,7 +1,8 @@
 import t from 'tap';
 import { admin, startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
 import { httpRequest, json } from '../helpers/http.js';
-import { isAlive, status } from '../helpers/wait.js';
+import { isAlive, status, waitForStatus } from '../helpers/wait.js';
+import { request } from 'node:http';
 
 t.test('admin token: 401 without it, 200 with it, /metrics included', async (t) => {
   const gw = await startGateway(
@@ -131,4 +132,26 @@ t.test('two concurrent adds of one name: one wins, the other gets 409', async (t
   ]);
   t.same([a.status, b.status].sort(), [201, 409]);
   t.equal((await status(gw)).v3!.workers.length, 1, 'one group, one worker');
+});
+
+t.test('removing a version serves the requests already waiting for it, then drains (SPEC §6)', async (t) => {
+  const gw = await startGateway(t, {
+    versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 }, v2: { entry: TEST_WORKER_ENTRY, weight: 0 } },
+    limits: { maxSocketsPerWorker: 1, queueTimeoutMs: 60_000 },
+  });
+  // The slot holder: a stream the client ends once the removal has begun.
+  const holder = request(`${gw.url}/sse?events=100000&ms=50&version=v2`, { agent: false });
+  holder.on('error', () => undefined);
+  holder.end();
+  await waitForStatus(gw, (v) => v.v2!.workers[0]!.inflight === 1, 'the stream holds the slot');
+  const waiting = httpRequest(`${gw.url}/slow?ms=0&version=v2`);
+  await waitForStatus(gw, (v) => v.v2!.queued === 1, 'a request waits');
+  const removed = admin(gw, 'DELETE', '/admin/versions/v2');
+  await waitForStatus(gw, (v) => v.v2 === undefined, 'v2 is out of routing');
+  t.equal((await httpRequest(`${gw.url}/slow?ms=0&version=v2`)).status, 404, 'new requests find no v2');
+  holder.destroy();
+  const served = await waiting;
+  t.equal(served.status, 200, 'the waiting request was served, not refused');
+  t.equal(served.headers['x-graygate-version'], 'v2');
+  t.equal((await removed).status, 200);
 });
