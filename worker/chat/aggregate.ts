@@ -18,6 +18,10 @@ import { GraygateError } from '../../shared/errors.js';
 
 /** What one log probability entry (or one of its top_logprobs) is counted as holding, UTF-16 units. */
 const LOGPROB_ENTRY_UNITS = 64;
+/** What a choice or a tool call is counted as holding besides its strings (a hostile upstream's thousands of them). */
+const ENTRY_UNITS = 64;
+/** What one number of a log probability's `bytes` is counted as holding. */
+const BYTE_UNITS = 8;
 
 interface ToolCallParts {
   id: string;
@@ -59,7 +63,10 @@ export class CompletionAggregator implements ChatOutput {
     for (const choice of chunk.choices) {
       const index = typeof choice.index === 'number' ? choice.index : 0;
       let parts = this.#choices.get(index);
-      if (parts === undefined) this.#choices.set(index, (parts = new ChoiceParts()));
+      if (parts === undefined) {
+        this.#choices.set(index, (parts = new ChoiceParts()));
+        this.#hold(ENTRY_UNITS);
+      }
       const { content, refusal, tool_calls: calls, role: _role, ...rest } = choice.delta;
       if (typeof content === 'string' && content !== '') {
         parts.content.push(content);
@@ -72,9 +79,20 @@ export class CompletionAggregator implements ChatOutput {
       }
       for (const call of calls ?? []) {
         let tool = parts.tools.get(call.index);
-        if (tool === undefined) parts.tools.set(call.index, (tool = { id: '', type: 'function', name: '', args: [] }));
-        if (call.id !== undefined) tool.id = call.id;
-        if (call.function?.name !== undefined && call.function.name !== '') tool.name = call.function.name;
+        if (tool === undefined) {
+          parts.tools.set(call.index, (tool = { id: '', type: 'function', name: '', args: [] }));
+          this.#hold(ENTRY_UNITS);
+        }
+        // Each id and name counted as it comes (one replacing another frees it: counting both errs on the safe side).
+        if (typeof call.id === 'string') {
+          tool.id = call.id;
+          this.#hold(call.id.length);
+        }
+        const name = call.function?.name;
+        if (typeof name === 'string' && name !== '') {
+          tool.name = name;
+          this.#hold(name.length);
+        }
         const args = call.function?.arguments;
         if (args !== undefined) {
           tool.args.push(args);
@@ -157,8 +175,9 @@ function addEntries(to: TokenLogprob[], from: TokenLogprob[] | null | undefined)
   to.push(...from);
   let units = 0;
   for (const entry of from) {
-    units += LOGPROB_ENTRY_UNITS + entry.token.length;
-    for (const top of entry.top_logprobs) units += LOGPROB_ENTRY_UNITS + top.token.length;
+    units += LOGPROB_ENTRY_UNITS + entry.token.length + (entry.bytes?.length ?? 0) * BYTE_UNITS;
+    for (const top of entry.top_logprobs)
+      units += LOGPROB_ENTRY_UNITS + top.token.length + (top.bytes?.length ?? 0) * BYTE_UNITS;
   }
   return units;
 }

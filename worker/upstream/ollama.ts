@@ -82,13 +82,18 @@ export function logprobsOf(value: unknown): ChoiceLogprobs | undefined {
   const token = (p: OllamaLogprob): Omit<TokenLogprob, 'top_logprobs'> => ({
     token: typeof p.token === 'string' ? p.token : '',
     logprob: typeof p.logprob === 'number' ? p.logprob : 0,
-    bytes: Array.isArray(p.bytes) ? (p.bytes as number[]) : null,
+    bytes: isUtf8Bytes(p.bytes) ? p.bytes : null,
   });
   const content = (value as OllamaLogprob[]).map((p) => ({
     ...token(p),
     top_logprobs: Array.isArray(p.top_logprobs) ? (p.top_logprobs as OllamaLogprob[]).map(token) : [],
   }));
   return { content, refusal: null };
+}
+
+/** A token's UTF-8 bytes as OpenAI gives them: integers 0–255 (anything else from the upstream is not passed on). */
+function isUtf8Bytes(value: unknown): value is number[] {
+  return Array.isArray(value) && value.every((b) => Number.isInteger(b) && (b as number) >= 0 && (b as number) <= 255);
 }
 
 export const ollamaAdapter: UpstreamAdapter = {

@@ -168,20 +168,57 @@ t.test('no chunks at all: one empty choice', async (t) => {
 });
 
 t.test('what the answer holds is bounded: text, then log probabilities, counted as they come', async (t) => {
-  const agg = new CompletionAggregator(200);
+  const agg = new CompletionAggregator(290);
   const token = (text: string): ChatCompletionChunk => ({
     ...base,
     choices: [{ index: 0, delta: { content: text }, finish_reason: null }],
   });
-  agg.chunk(token('x'.repeat(150)));
-  const entry = { token: 'y', logprob: -1, bytes: null, top_logprobs: [] };
+  agg.chunk(token('x'.repeat(150))); // 64 for the choice, 150 for its text
+  const entry = { token: 'y', logprob: -1, bytes: [121], top_logprobs: [] };
+  agg.chunk({ ...base, choices: [{ index: 0, delta: {}, logprobs: { content: [entry] }, finish_reason: null }] });
   t.throws(
     () =>
       agg.chunk({
         ...base,
-        choices: [{ index: 0, delta: {}, logprobs: { content: [entry] }, finish_reason: null }],
+        choices: [{ index: 0, delta: {}, logprobs: { content: [{ ...entry, bytes: [1, 2] }] }, finish_reason: null }],
       }),
     { code: 'answer_too_large', shouldRetry: false },
-    '150 units of text and one log probability (64 + 1) are over 200',
+    'one log probability is 64 + its token + 8 a byte: 214 + 73 + 81 is over 290',
   );
 });
+
+t.test(
+  "a tool call's id and name count, and each new call and choice: a hostile upstream's many are bounded",
+  async (t) => {
+    const call = (index: number, name: string): ChatCompletionChunk => ({
+      ...base,
+      choices: [
+        {
+          index: 0,
+          delta: { tool_calls: [{ index, id: `call_${index}`, type: 'function', function: { name, arguments: '' } }] },
+          finish_reason: null,
+        },
+      ],
+    });
+    const agg = new CompletionAggregator(64 * 1024);
+    agg.chunk(call(0, 'f'));
+    t.throws(() => agg.chunk(call(1, 'n'.repeat(64 * 1024))), { code: 'answer_too_large' }, 'a name past the bound');
+    const many = new CompletionAggregator(64 * 1024);
+    t.throws(
+      () => {
+        for (let i = 0; i < 1000; i++) many.chunk(call(i, 'f'));
+      },
+      { code: 'answer_too_large' },
+      'a thousand empty calls',
+    );
+    const choices = new CompletionAggregator(64 * 1024);
+    t.throws(
+      () => {
+        for (let i = 0; i < 2000; i++)
+          choices.chunk({ ...base, choices: [{ index: i, delta: {}, finish_reason: null }] });
+      },
+      { code: 'answer_too_large' },
+      'two thousand empty choices',
+    );
+  },
+);

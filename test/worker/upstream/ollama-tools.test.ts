@@ -275,6 +275,12 @@ t.test('logprobs → OpenAI logprobs.content', async (t) => {
   });
   t.equal(logprobsOf(undefined), undefined);
   t.equal(logprobsOf([]), undefined);
+  const odd = logprobsOf([{ token: 'x', logprob: -1, bytes: ['x'.repeat(1000)], top_logprobs: [{ bytes: [256] }] }]);
+  t.same(
+    [odd!.content![0]!.bytes, odd!.content![0]!.top_logprobs[0]!.bytes],
+    [null, null],
+    'bytes other than integers 0-255 are not passed on (nor held)',
+  );
 });
 
 t.test('embeddings: request and answer', async (t) => {
