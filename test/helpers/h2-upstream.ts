@@ -18,14 +18,18 @@ import { ROOT } from './root.js';
 export const TEST_CERT_PATH = join(ROOT, 'test/fixtures/tls/cert.pem');
 export const TEST_CERT = readFileSync(TEST_CERT_PATH, 'utf8');
 
-/** Starts it with `onRequest`; resolves with its origin (`https://127.0.0.1:PORT`). Its sessions end at teardown. */
+/**
+ * Starts it with `onRequest`; resolves with its origin (`https://127.0.0.1:PORT`). Its sessions end at teardown.
+ * `allowHTTP1`: it answers HTTP/1.1 too, as the hosted APIs do.
+ */
 export async function startH2Upstream(
   t: Teardown,
   onRequest: (req: Http2ServerRequest, res: Http2ServerResponse) => void,
+  allowHTTP1 = false,
 ): Promise<string> {
   const key = readFileSync(join(ROOT, 'test/fixtures/tls/key.pem'));
   const sessions = new Set<ServerHttp2Session>();
-  const server = createSecureServer({ key, cert: TEST_CERT });
+  const server = createSecureServer({ key, cert: TEST_CERT, allowHTTP1 });
   server.on('session', (session: ServerHttp2Session) => {
     sessions.add(session);
     session.on('close', () => sessions.delete(session));

@@ -27,7 +27,12 @@ export interface UpstreamClientOptions {
    * With HTTP/2 each may carry many streams.
    */
   maxConnections: number;
-  /** upstream.http2: false turns HTTP/2 off; it is only ever offered (ALPN) to https origins. Default true. */
+  /**
+   * upstream.http2: true offers HTTP/2 (ALPN) to an https origin. Default false: undici 7's HTTP/2 client ends every
+   * stream of a connection its server closes gracefully (GOAWAY, RFC 9113 §6.8), times a paused stream's body out
+   * at idleMs though the server was not silent, and its Pool opens a connection per request anyway (no multiplexing);
+   * HTTP/1.1 has none of these.
+   */
   http2?: boolean;
   /** TCP+TLS connect deadline in ms (upstream.timeouts.connectMs). */
   connectMs: number;
@@ -80,7 +85,7 @@ export class UpstreamClient {
     const isHttps = url.protocol === 'https:';
     this.#pool = new Pool(url.origin, {
       connections: options.maxConnections + MAX_LINGERING_BODIES,
-      allowH2: isHttps && options.http2 !== false,
+      allowH2: isHttps && options.http2 === true,
       connect: { timeout: options.connectMs, ...(options.ca === undefined ? {} : { ca: options.ca }) },
       keepAliveTimeout: options.keepAliveTimeoutMs ?? 30_000,
       headersTimeout: backstop(options.firstByteMs),
