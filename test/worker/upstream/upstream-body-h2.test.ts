@@ -29,7 +29,11 @@ async function upstream(
 
 /** `readAheadBytes` 0: the stream is paused at once, as it is once 64 KiB are held. */
 const client = (t: Teardown, url: string, readAheadBytes?: number): UpstreamClient =>
-  testUpstreamClient(t, url, { ca: TEST_CERT, http2: true, ...(readAheadBytes === undefined ? {} : { readAheadBytes }) });
+  testUpstreamClient(t, url, {
+    ca: TEST_CERT,
+    http2: true,
+    ...(readAheadBytes === undefined ? {} : { readAheadBytes }),
+  });
 
 const call = () => ({ path: '/x', headers: {}, body: Buffer.from('{}'), signal: new AbortController().signal });
 
