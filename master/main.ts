@@ -13,7 +13,7 @@ import { VersionRegistry } from './version-registry.js';
 import { createGateway } from './gateway.js';
 import { createMainServer } from './main-server.js';
 import { BodyBudget } from './body-budget.js';
-import { watchConfigFile } from './config-watch.js';
+import { watchConfigFile, type ConfigWatch } from './config-watch.js';
 import { CanaryManager } from './canary/manager.js';
 import { createMasterMetrics } from './metrics.js';
 import { createAdminServer } from './admin/server.js';
@@ -60,6 +60,7 @@ const operations: Operations = new Operations({
   configPath: path,
   env: process.env,
   configHash: loaded.hash,
+  onWatchChange: (isOn) => setWatch(isOn),
 });
 const metrics = createMasterMetrics({
   versions: () => registry,
@@ -142,35 +143,43 @@ process.send?.({
 process.send?.('ready');
 
 // SPEC §13: `config.watch` applies a changed file as a reload (kubelet's ConfigMap symlink swap
-// included); an invalid file is refused and logged once, the running config stays.
-const watch = config.config.watch
-  ? watchConfigFile({
-      path,
-      initialHash: loaded.hash,
-      // Content already applied another way (POST /admin/reload, SIGHUP) is not reloaded again: a reload
-      // aborts running canaries (SPEC §11), and this one would change nothing else.
-      onChange: (change) =>
-        change.hash === operations.configHash
-          ? undefined
-          : operations.reload('watch').then(
-              () => undefined, // the reload logs `config reloaded` itself: one line per reload, whatever started it
-              (err: unknown) => {
-                const message = err instanceof Error ? err.message : String(err);
-                // An invalid file is refused for good (logged once); one that could not be applied (a
-                // build that did not start, a deploy running) changed nothing and is tried again after a
-                // backoff: the rejection tells the watch so, and onError logs it.
-                if (isGraygateError(err) && err.code === 'invalid_config') {
-                  log.error({ err: message }, 'config file changed: refused, the running config stays');
-                  return;
-                }
-                throw new Error(`config file changed: not applied, nothing changed, tried again later: ${message}`, {
-                  cause: err,
-                });
-              },
-            ),
-      onError: (err) => log.error({ err: err.message }, 'config watch'),
-    })
-  : undefined;
+// included); an invalid file is refused and logged once, the running config stays. A reload that turns it on or off
+// starts or stops it (operations.ts onWatchChange).
+let watch: ConfigWatch | undefined;
+function setWatch(isOn: boolean): void {
+  if (!isOn || isClosing) {
+    watch?.close();
+    watch = undefined;
+    return;
+  }
+  watch ??= watchConfigFile({
+    path,
+    initialHash: operations.configHash,
+    // Content already applied another way (POST /admin/reload, SIGHUP) is not reloaded again: a reload
+    // aborts running canaries (SPEC §11), and this one would change nothing else.
+    onChange: (change) =>
+      change.hash === operations.configHash
+        ? undefined
+        : operations.reload('watch').then(
+            () => undefined, // the reload logs `config reloaded` itself: one line per reload, whatever started it
+            (err: unknown) => {
+              const message = err instanceof Error ? err.message : String(err);
+              // An invalid file is refused for good (logged once); one that could not be applied (a
+              // build that did not start, a deploy running) changed nothing and is tried again after a
+              // backoff: the rejection tells the watch so, and onError logs it.
+              if (isGraygateError(err) && err.code === 'invalid_config') {
+                log.error({ err: message }, 'config file changed: refused, the running config stays');
+                return;
+              }
+              throw new Error(`config file changed: not applied, nothing changed, tried again later: ${message}`, {
+                cause: err,
+              });
+            },
+          ),
+    onError: (err) => log.error({ err: err.message }, 'config watch'),
+  });
+}
+setWatch(config.config.watch);
 
 const stop = (signal: string): void => {
   if (isClosing) return;

@@ -83,6 +83,8 @@ export interface OperationsOptions {
   env: NodeJS.ProcessEnv;
   /** configHash of the file the master started with (config-file.ts). */
   configHash: string;
+  /** A reload turned `config.watch` on or off (main.ts starts or stops the watch). */
+  onWatchChange?: (isOn: boolean) => void;
 }
 
 export class Operations {
@@ -278,6 +280,11 @@ export class Operations {
     result.applied.push(...applied.removed.map((name) => `removed ${name}`));
     if (JSON.stringify(next.routing) !== JSON.stringify(current.routing)) result.applied.push('routing');
     if (JSON.stringify(next.cors) !== JSON.stringify(current.cors)) result.applied.push('cors');
+    // The watch is the master's, not a version's: on or off from this reload, whatever started it.
+    if (next.config.watch !== current.config.watch) {
+      result.applied.push(`config.watch ${next.config.watch ? 'on' : 'off'}`);
+      this.#options.onWatchChange?.(next.config.watch);
+    }
     this.#log.info({ ...result, trigger: triggers.join(',') }, 'config reloaded');
     return result;
   }

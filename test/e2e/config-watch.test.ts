@@ -110,3 +110,24 @@ async function scrapeHash(gw: Parameters<typeof scrape>[0]): Promise<string> {
   const match = /graygate_config_info\{hash="([0-9a-f]+)"\}/.exec((await scrape(gw)).text);
   return match?.[1] ?? 'none';
 }
+
+t.test('a reload turns config.watch on and off; the change is said, not ignored', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'graygate-volume-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const off = (weights: { v1: number; v2: number }): string =>
+    configText({ ...input(weights), config: { watch: false } });
+  const volume = createKubeletVolume(dir, { 'graygate.json': off({ v1: 90, v2: 10 }) });
+  const gw = await startGateway(t, {} as GatewayConfigInput, { configPath: volume.path('graygate.json') });
+
+  volume.update({ 'graygate.json': configText(input({ v1: 90, v2: 10 })) });
+  const on = await admin<{ applied: string[] }>(gw, 'POST', '/admin/reload');
+  t.same(on.body.applied, ['config.watch on'], 'turned on by the reload');
+  volume.update({ 'graygate.json': configText(input({ v1: 20, v2: 80 })) });
+  await waitForStatus(gw, (v) => v.v2!.weight === 80, 'the next swap applies by itself');
+
+  volume.update({ 'graygate.json': off({ v1: 30, v2: 70 }) });
+  await waitForStatus(gw, (v) => v.v2!.weight === 70, 'the swap that turns it off applies');
+  volume.update({ 'graygate.json': off({ v1: 40, v2: 60 }) });
+  const reloaded = await admin<{ applied: string[] }>(gw, 'POST', '/admin/reload');
+  t.same(reloaded.body.applied, ['weights v1=40 v2=60'], 'the next file waited for a reload: the watch was off');
+});
