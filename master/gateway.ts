@@ -45,8 +45,6 @@ export interface GatewayOptions {
   isClosing: () => boolean;
   /** Monotonic clock in ms. Default performance.now. */
   now?: () => number;
-  /** Called after each request is over (shutdown closes the idle keep-alive sockets it leaves). */
-  onRequestDone?: () => void;
   /** Where each answered request's outcome goes (the canaries, SPEC §11): counters only, no allocation. */
   outcomes?: OutcomeSink;
 }
@@ -407,7 +405,6 @@ export function createGateway(options: GatewayOptions): Gateway {
 
   function done(): void {
     inflight--;
-    options.onRequestDone?.();
     if (inflight === 0 && idleWaiters.length > 0) {
       const waiters = idleWaiters;
       idleWaiters = [];

@@ -88,7 +88,6 @@ const gateway = createGateway({
   outcomes: canaries,
   isClosing: () => isClosing,
   // A request that ends while draining leaves an idle keep-alive socket behind: close it.
-  onRequestDone: () => isClosing && setImmediate(() => main.closeIdleConnections()),
 });
 const main = createMainServer({ gateway, limits: config.limits, log });
 const admin = createAdminServer({
@@ -97,6 +96,7 @@ const admin = createAdminServer({
   metrics,
   log,
   token: process.env['GRAYGATE_ADMIN_TOKEN'],
+  isClosing: () => isClosing,
 });
 
 // Issue 12 part 6: a busy port ends start-up with one line naming what moves it, and no worker left behind.
@@ -189,7 +189,8 @@ const stop = (signal: string): void => {
   canaries.close();
   log.info({ signal }, 'shutting down');
   shutdown({
-    servers: [main, admin],
+    main,
+    admin,
     inflight: gateway,
     supervisor,
     log,
@@ -205,6 +206,8 @@ const stop = (signal: string): void => {
 process.on('SIGTERM', () => stop('SIGTERM'));
 process.on('SIGINT', () => stop('SIGINT'));
 process.on('SIGHUP', () => {
+  // A reload during the drain would start builds only to stop them.
+  if (isClosing) return log.info('SIGHUP during shutdown: no reload');
   operations.reload('SIGHUP').then(
     () => undefined, // logged by the reload itself (`config reloaded`)
     (err: unknown) => log.error({ err: err instanceof Error ? err.message : err }, 'SIGHUP reload refused'),

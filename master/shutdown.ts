@@ -1,3 +1,4 @@
+import { Server as NetServer } from 'node:net';
 import type { Server } from 'node:http';
 import type { Logger } from '../shared/log.js';
 import type { Supervisor } from './supervisor.js';
@@ -11,9 +12,21 @@ export interface InflightRequests {
 // SIGTERM/SIGINT (SPEC §10, STYLE §24): stop accepting, let in-flight requests
 // and streams finish up to shutdownTimeoutMs (their responses carry
 // `Connection: close`), close what connections remain, stop the workers, exit 0.
+//
+// A kept-alive connection with no request in flight is not closed at once: a client may have sent one that the
+// master has not read yet, and closing would reset it unanswered (a POST a proxy in front cannot retry). Until the
+// requests in flight are done, and for IDLE_GRACE_MS at least, such a request is answered (503 shutting_down,
+// `Connection: close`: SPEC's shutting_down); then the connections left close. Admin calls are answered last: one
+// waiting for workers (a deploy) ends when they stop.
+
+/** How long kept-alive connections may still bring a request after the signal, ms (at most shutdownTimeoutMs). */
+const IDLE_GRACE_MS = 1000;
 
 export interface ShutdownOptions {
-  servers: readonly Server[];
+  /** The main port's server. */
+  main: Server;
+  /** The admin port's server. */
+  admin: Server;
   inflight: InflightRequests;
   supervisor: Supervisor;
   log: Logger;
@@ -21,12 +34,10 @@ export interface ShutdownOptions {
 }
 
 export async function shutdown(options: ShutdownOptions): Promise<void> {
-  const { servers, inflight, supervisor, log, deadlineMs } = options;
+  const { main, admin, inflight, supervisor, log, deadlineMs } = options;
   const started = Date.now();
-  for (const server of servers) {
-    server.close();
-    server.closeIdleConnections();
-  }
+  // net's close: no new connections. http's would also close idle ones at once (Node ≥ 19).
+  for (const server of [main, admin]) NetServer.prototype.close.call(server);
   let deadline: NodeJS.Timeout | undefined;
   const timedOut = new Promise<void>((resolve) => {
     deadline = setTimeout(() => {
@@ -34,12 +45,17 @@ export async function shutdown(options: ShutdownOptions): Promise<void> {
       resolve();
     }, deadlineMs);
   });
-  await Promise.race([inflight.idle(), timedOut]);
+  const grace = new Promise<void>((resolve) => setTimeout(resolve, Math.min(IDLE_GRACE_MS, deadlineMs)));
+  await Promise.race([Promise.all([grace, inflight.idle()]), timedOut]);
   clearTimeout(deadline);
-  // Nothing is in flight: what remains is idle or never sent a request.
-  for (const server of servers) server.closeAllConnections();
+  // Nothing is in flight: what remains is idle or never sent a whole request.
+  main.closeAllConnections();
+  admin.closeIdleConnections();
   log.info({ durationMs: Date.now() - started }, 'in-flight requests finished, stopping workers');
   const remainingMs = Math.max(1000, deadlineMs - (Date.now() - started));
   await supervisor.stopAll(remainingMs);
+  // An admin call that waited for a worker (a deploy's new build) was answered as the workers stopped.
+  await new Promise((resolve) => setImmediate(resolve));
+  admin.closeAllConnections();
   log.info({ durationMs: Date.now() - started }, 'graygate stopped');
 }

@@ -296,7 +296,6 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
         const reason = failure ?? (signal !== null ? `killed by ${signal}` : `exited with code ${code}`);
         const report: ExitReport = { code, signal, isIntended, reason, stderrTail: [...this.#stderrTail] };
         this.#exitReport = report;
-        const wasStarting = this.#state === 'starting';
         this.#state = isIntended || failure !== undefined ? 'stopped' : 'crashed';
         this.#pendingProbe = 0;
         this.agent.destroy();
@@ -316,7 +315,9 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
           { workerPid: child.pid, code, signal, reason },
           'worker exited',
         );
-        if (wasStarting) reject(new WorkerStartFailure(report));
+        // The start fails if it never became ready, also when a stop made it 'draining' while it started (a master
+        // stopping during a deploy: the deploy was never answered); a no-op once ready.
+        reject(new WorkerStartFailure(report));
         this.emit('exit', report);
       });
     });

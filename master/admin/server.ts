@@ -21,6 +21,8 @@ export interface AdminServerOptions {
   log: Logger;
   /** GRAYGATE_ADMIN_TOKEN; undefined or empty: no auth (loopback only, checked at config load). */
   token: string | undefined;
+  /** True once SIGTERM arrived: calls that change something get 503 shutting_down; reads are answered. */
+  isClosing?: () => boolean;
 }
 
 const MAX_ADMIN_BODY_BYTES = 64 * 1024;
@@ -135,6 +137,10 @@ export function createAdminServer(options: AdminServerOptions): Server {
       return sendError(res, toErrorResponse(new GraygateError('unauthorized')), { 'www-authenticate': 'Bearer' });
     }
     const path = (req.url ?? '/').split('?', 1)[0]!;
+    if (options.isClosing?.() === true && req.method !== 'GET' && req.method !== 'HEAD') {
+      const closing = new GraygateError('shutting_down', 'the master is shutting down: nothing is changed now');
+      return sendError(res, toErrorResponse(closing), { connection: 'close' });
+    }
     const allowed: string[] = [];
     for (const [method, pattern, route] of routes) {
       const match = pattern.exec(path);

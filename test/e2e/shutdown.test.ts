@@ -1,5 +1,7 @@
 import t from 'tap';
-import { startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
+import { once } from 'node:events';
+import { Agent, request } from 'node:http';
+import { admin, hangingBuild, startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
 import { httpRequest, json } from '../helpers/http.js';
 import { isAlive, waitForStatus } from '../helpers/wait.js';
 
@@ -32,3 +34,46 @@ t.test('the IPC channel of the process that started the master closes: it stops 
   t.match(gw.output(), /"signal":"disconnect"/, 'and logged why');
   for (const pid of pids) t.notOk(isAlive(pid), `worker ${pid} is gone`);
 });
+
+t.test(
+  'SIGTERM: a request on an idle kept-alive connection gets 503 shutting_down, not a reset; a deploy waiting is answered',
+  async (t) => {
+    const gw = await startGateway(
+      t,
+      { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } },
+      { env: { LOG_LEVEL: 'info' } },
+    );
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    t.teardown(() => agent.destroy());
+    t.equal((await httpRequest(`${gw.url}/slow?ms=0`, { agent })).status, 200, 'a connection kept alive, idle now');
+    // A stream keeps the drain going while the idle connection is used.
+    const stream = request(`${gw.url}/sse?events=100000&ms=50`, { agent: false });
+    stream.on('error', () => undefined);
+    stream.on('response', (res) => res.resume());
+    stream.end();
+    t.teardown(() => stream.destroy());
+    const deploying = admin<{ error: { code: string } }>(gw, 'POST', '/admin/versions/v1/deploy', {
+      env: hangingBuild(t).env,
+    });
+    await waitForStatus(
+      gw,
+      (v) => v.v1!.workers[0]!.inflight === 1 && (v.v1!.lastDeploy as { phase?: string } | null)?.phase === 'starting',
+      'a stream in flight, a deploy starting',
+    );
+    const lines = (): string => gw.output();
+    process.kill(gw.pid, 'SIGTERM');
+    while (!lines().includes('"msg":"shutting down"')) await once(gw.child.stdout!, 'data');
+
+    const late = await httpRequest(`${gw.url}/slow?ms=0`, { agent });
+    t.equal(late.status, 503, 'answered, not reset');
+    t.equal(json<{ error: { code: string } }>(late).error.code, 'shutting_down');
+    t.equal(late.headers['connection'], 'close');
+    process.kill(gw.pid, 'SIGHUP');
+    while (!lines().includes('SIGHUP during shutdown: no reload')) await once(gw.child.stdout!, 'data');
+    stream.destroy();
+    const deployed = await deploying;
+    t.ok(deployed.status >= 500, `the deploy waiting for its build got an answer (${deployed.status})`);
+    t.equal(await gw.exited, 0);
+    t.notMatch(lines(), /config reloaded/, 'no reload during the drain');
+  },
+);
