@@ -231,7 +231,9 @@ export function toUpstreamError(
     if (
       code.startsWith('HPE_') ||
       code === 'UND_ERR_RESPONSE_CONTENT_LENGTH_MISMATCH' ||
-      code === 'UND_ERR_INVALID_ARG'
+      code === 'UND_ERR_INVALID_ARG' ||
+      // Its head past undici's maxHeaderSize (16 KiB): it answered, with something no client takes.
+      code === 'UND_ERR_HEADERS_OVERFLOW'
     ) {
       return new GraygateError('upstream_protocol_error', `the upstream sent a malformed HTTP response (${code})`, {
         cause: err,

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import t from 'tap';
 import type { Teardown } from '../../helpers/gateway.js';
 import { isCollected, watch } from '../../helpers/gc.js';
-import { MAX_LINGERING_BODIES, Pool, type UpstreamClient } from '../../../worker/upstream/client.js';
+import { MAX_LINGERING_BODIES, Pool, toUpstreamError, type UpstreamClient } from '../../../worker/upstream/client.js';
 import { testUpstreamClient } from '../fixtures/upstream-client.js';
 
 // worker/upstream/client.ts loads undici's Pool by path, not through the
@@ -131,4 +131,26 @@ t.test('lingering bodies are bounded, and the pool has a connection for each bey
   t.equal(held.size, count, `${count} requests reached the upstream together`);
   signal.abort();
   await Promise.all(responses);
+});
+
+t.test('a response head past undici’s limit is a malformed answer, not an unreachable upstream', async (t) => {
+  const server = createServer((req, res) => {
+    req.resume();
+    res.writeHead(200, { 'x-huge': 'h'.repeat(200 * 1024) }).end();
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => server.close());
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const call = { path: '/x', headers: {}, body: Buffer.from('{}'), signal: new AbortController().signal };
+  const err = await client(t, url)
+    .request(call)
+    .then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+  t.match(toUpstreamError(err, { hasResponse: false, connectMs: 1, firstByteMs: 1, idleMs: 1 }), {
+    code: 'upstream_protocol_error',
+    message: /malformed HTTP response \(UND_ERR_HEADERS_OVERFLOW\)/,
+  });
 });
