@@ -45,7 +45,10 @@ export async function shutdown(options: ShutdownOptions): Promise<void> {
       resolve();
     }, deadlineMs);
   });
-  const grace = new Promise<void>((resolve) => setTimeout(resolve, Math.min(IDLE_GRACE_MS, deadlineMs)));
+  // No connection open: none can bring a request, nothing to wait for.
+  const open = await new Promise<number>((resolve) => main.getConnections((err, n) => resolve(err === null ? n : 1)));
+  const graceMs = open === 0 ? 0 : Math.min(IDLE_GRACE_MS, deadlineMs);
+  const grace = new Promise<void>((resolve) => setTimeout(resolve, graceMs));
   await Promise.race([Promise.all([grace, inflight.idle()]), timedOut]);
   clearTimeout(deadline);
   // Nothing is in flight: what remains is idle or never sent a whole request.
