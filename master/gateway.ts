@@ -363,7 +363,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     req.url = ctx.forwardPath;
     // Go's ReverseProxy order: drop hop-by-hop headers first, then add ours, so a
     // `Connection: x-request-id` from the client cannot remove them (SPEC §3).
-    const headers = copyHeaders(req.headers, NOT_FORWARDED);
+    const headers = copyHeaders((ctx.clientHeaders ??= req.headers), NOT_FORWARDED);
     // SPEC §4a: framing is the master's, never the client's: a fresh Content-Length for the body it read.
     if (ctx.body.length > 0 || BODY_METHODS.has(req.method ?? '')) headers['content-length'] = String(ctx.body.length);
     headers['x-request-id'] = ctx.reqId;

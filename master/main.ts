@@ -87,7 +87,6 @@ const gateway = createGateway({
   budget,
   outcomes: canaries,
   isClosing: () => isClosing,
-  // A request that ends while draining leaves an idle keep-alive socket behind: close it.
 });
 const main = createMainServer({ gateway, limits: config.limits, log });
 const admin = createAdminServer({
@@ -148,11 +147,23 @@ process.send?.('ready');
 let watch: ConfigWatch | undefined;
 function setWatch(isOn: boolean): void {
   if (!isOn || isClosing) {
+    if (watch !== undefined) log.info('config watch off');
     watch?.close();
     watch = undefined;
     return;
   }
-  watch ??= watchConfigFile({
+  if (watch !== undefined) return;
+  try {
+    watch = startWatch();
+    log.info({ path }, 'config watch on');
+  } catch (err) {
+    // A reload that turned it on is applied all the same; the file is then applied by reloads only.
+    log.error({ err: err instanceof Error ? err.message : err }, 'config watch could not start');
+  }
+}
+
+function startWatch(): ConfigWatch {
+  return watchConfigFile({
     path,
     initialHash: operations.configHash,
     // Content already applied another way (POST /admin/reload, SIGHUP) is not reloaded again: a reload

@@ -1,4 +1,4 @@
-import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
+import type { ClientRequest, IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { Lease } from './admission.js';
 import type { WorkerHandle } from './worker-handle.js';
 import type { VersionView } from './version.js';
@@ -27,6 +27,8 @@ export class RequestContext {
   reqId = '';
   /** The path forwarded to the worker (the routing query parameter removed). */
   forwardPath = '/';
+  /** The client's headers, kept at the first forward: a request tried again is sent with them, not the first try's. */
+  clientHeaders: IncomingHttpHeaders | undefined = undefined;
   /** The version chosen by routing; undefined until then (or when refused before). */
   version: string | undefined = undefined;
   group: VersionView | undefined = undefined;

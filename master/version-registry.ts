@@ -48,7 +48,7 @@ class VersionState implements VersionView {
   }
 
   get hasReadyWorker(): boolean {
-    return this.workers.some((w) => w.state === 'ready');
+    return this.workers.some((w) => w.isAccepting);
   }
 }
 

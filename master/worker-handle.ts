@@ -155,11 +155,12 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
   }
 
   /**
-   * Its socket refused a connection: it is dying (the process is gone before its exit event comes), so admission
-   * skips it from now on; its exit follows.
+   * Its socket refused a connection: it is dying (the process is gone before its exit event comes) or listens no
+   * more, so admission skips it from now on, and it is killed: its exit follows, and its crash restarts it.
    */
   markUnreachable(): void {
     this.#isUnreachable = true;
+    this.#kill('SIGKILL');
   }
   get health(): WorkerHealth {
     return { ...this.#health };

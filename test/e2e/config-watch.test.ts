@@ -117,7 +117,10 @@ t.test('a reload turns config.watch on and off; the change is said, not ignored'
   const off = (weights: { v1: number; v2: number }): string =>
     configText({ ...input(weights), config: { watch: false } });
   const volume = createKubeletVolume(dir, { 'graygate.json': off({ v1: 90, v2: 10 }) });
-  const gw = await startGateway(t, {} as GatewayConfigInput, { configPath: volume.path('graygate.json') });
+  const gw = await startGateway(t, {} as GatewayConfigInput, {
+    configPath: volume.path('graygate.json'),
+    env: { LOG_LEVEL: 'info' },
+  });
 
   volume.update({ 'graygate.json': configText(input({ v1: 90, v2: 10 })) });
   const on = await admin<{ applied: string[] }>(gw, 'POST', '/admin/reload');
@@ -127,6 +130,7 @@ t.test('a reload turns config.watch on and off; the change is said, not ignored'
 
   volume.update({ 'graygate.json': off({ v1: 30, v2: 70 }) });
   await waitForStatus(gw, (v) => v.v2!.weight === 70, 'the swap that turns it off applies');
+  while (!gw.output().includes('"msg":"config watch off"')) await once(gw.child.stdout!, 'data');
   volume.update({ 'graygate.json': off({ v1: 40, v2: 60 }) });
   const reloaded = await admin<{ applied: string[] }>(gw, 'POST', '/admin/reload');
   t.same(reloaded.body.applied, ['weights v1=40 v2=60'], 'the next file waited for a reload: the watch was off');

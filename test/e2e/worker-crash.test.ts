@@ -36,7 +36,7 @@ t.test(
       limits: { maxSocketsPerWorker: 2, queueTimeoutMs: 60_000 },
     });
     const inflight = [httpRequest(`${gw.url}/slow?ms=60000`), httpRequest(`${gw.url}/slow?ms=60000`)];
-    const queued = [httpRequest(`${gw.url}/slow?ms=0`), httpRequest(`${gw.url}/slow?ms=0`)];
+    const queued = [httpRequest(`${gw.url}/echo`), httpRequest(`${gw.url}/echo`)];
     const before = await waitForStatus(gw, (v) => v.v1!.queued === 2, 'two in flight, two waiting');
     const pid = before.v1!.workers[0]!.pid;
     process.kill(pid, 'SIGKILL');
@@ -54,6 +54,11 @@ t.test(
     t.ok(
       served.every((r) => json<{ pid: number }>(r).pid !== pid),
       'by the replacement',
+    );
+    t.same(
+      served.map((r) => json<{ headers: Record<string, string> }>(r).headers['x-forwarded-for']),
+      ['127.0.0.1', '127.0.0.1'],
+      "with the client's headers, not the first try's",
     );
   },
 );

@@ -172,9 +172,9 @@ function addLogprobs(parts: ChoiceParts, logprobs: ChoiceLogprobs): number {
 
 function addEntries(to: TokenLogprob[], from: TokenLogprob[] | null | undefined): number {
   if (!Array.isArray(from)) return 0;
-  to.push(...from);
   let units = 0;
   for (const entry of from) {
+    to.push(entry); // one by one: a spread of a hostile line's 300,000 entries overflows the stack
     units += LOGPROB_ENTRY_UNITS + entry.token.length + (entry.bytes?.length ?? 0) * BYTE_UNITS;
     for (const top of entry.top_logprobs)
       units += LOGPROB_ENTRY_UNITS + top.token.length + (top.bytes?.length ?? 0) * BYTE_UNITS;

@@ -185,6 +185,8 @@ function messageProblems(message: unknown, path: string, problems: string[]): vo
   }
   if (message['name'] !== undefined && typeof message['name'] !== 'string')
     problems.push(`${path}.name: must be a string`);
+  else if (message['role'] === 'function' && message['name'] === undefined)
+    problems.push(`${path}.name: a function message names its function`);
   messageToolProblems(message, path, problems);
 }
 

@@ -3,37 +3,72 @@ import { randomBytes } from 'node:crypto';
 // JSON numbers a double cannot hold (integers past 2^53, literals past 1.8e308) survive graygate's parse of a request
 // and the re-serialisation of what it sends upstream, instead of changing silently (SPEC §12): an id of 19 digits in a
 // tool call's arguments, a tool schema's `"maximum": 9223372036854775807`, a 64-bit seed. Node 20 has neither
-// `JSON.rawJSON` nor the reviver's source text, so such a literal is read as a marked string (a NUL, a per-process
-// random nonce, the literal: no client string can be one) and written back as the literal. Bodies without a long
-// digit run or a three-digit exponent, all but a few, take JSON.parse and JSON.stringify alone.
+// `JSON.rawJSON` nor the reviver's source text, so such a literal is parsed through a marked string (a NUL, a
+// per-process random nonce, the literal) into an ExactNumber, which no string or number check takes (but `integer`,
+// for a seed), and which JSON.stringify writes as the literal. A body where no number can follow `:`, `[` or `,` with
+// 16 digits or a 3-digit exponent (base64 images have none of those characters) takes JSON.parse alone.
 
 const MARK = `\u0000${randomBytes(8).toString('hex')}:`;
 /** The mark as JSON.stringify writes it, opening a string. */
-const WRITTEN_MARK = `"\\u0000${MARK.slice(1)}`;
 const WRITTEN = new RegExp(`"\\\\u0000${MARK.slice(1)}([-+.\\deE]+)"`, 'g');
-const MAYBE_INEXACT = /\d{16}|[eE][+-]?\d{3}/;
-const NUMBER = /-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
+const MAYBE_INEXACT = /[:[,]\s*-?\d(?:\d{15}|[\d.]*[eE][+-]?\d{3})/;
+/** A JSON number (RFC 8259 §6: no leading zeros). */
+const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
 
-/** JSON.parse, numbers a double cannot hold kept as marked strings (`isExactInteger` tells an integer among them). */
+/** A number literal a double cannot hold, kept as the client wrote it. */
+class ExactNumber {
+  constructor(readonly literal: string) {}
+
+  toJSON(): string {
+    isWritten = true;
+    return MARK + this.literal;
+  }
+
+  toString(): string {
+    return this.literal;
+  }
+}
+
+/** stringifyJsonExact: an ExactNumber was written, its mark is to be replaced. */
+let isWritten = false;
+
+/** JSON.parse, numbers a double cannot hold kept as ExactNumbers. */
 export function parseJsonExact(text: string): unknown {
   if (!MAYBE_INEXACT.test(text)) return JSON.parse(text);
+  const marked = markInexactNumbers(text);
+  if (marked === text) return JSON.parse(text);
+  let value: unknown;
   try {
-    return JSON.parse(markInexactNumbers(text));
+    value = JSON.parse(marked);
   } catch (err) {
     JSON.parse(text); // throws the same error, positions in the client's text
     throw err;
   }
+  return toExact(value);
 }
 
-/** JSON.stringify, marked numbers written back as they came. */
+/** JSON.stringify, ExactNumbers written as they came. */
 export function stringifyJsonExact(value: unknown): string {
+  isWritten = false;
   const text = JSON.stringify(value);
-  return text.includes(WRITTEN_MARK) ? text.replace(WRITTEN, '$1') : text;
+  return isWritten ? text.replace(WRITTEN, '$1') : text;
 }
 
-/** An integer literal parseJsonExact kept (past 2^53): an integer the upstream is sent as written. */
+/** An integer parseJsonExact kept (past 2^53: a 64-bit seed), sent upstream as written. */
 export function isExactInteger(value: unknown): boolean {
-  return typeof value === 'string' && value.startsWith(MARK) && /^-?\d+$/.test(value.slice(MARK.length));
+  return value instanceof ExactNumber && /^-?\d+$/.test(value.literal);
+}
+
+/** The marked strings of a parsed value made ExactNumbers (a body with such a number: few). */
+function toExact(value: unknown): unknown {
+  if (typeof value === 'string') return value.startsWith(MARK) ? new ExactNumber(value.slice(MARK.length)) : value;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) value[i] = toExact(value[i]);
+  } else if (typeof value === 'object' && value !== null) {
+    const record = value as Record<string, unknown>;
+    for (const key of Object.keys(record)) record[key] = toExact(record[key]);
+  }
+  return value;
 }
 
 /** The text with each number literal outside strings that a double cannot hold made a marked string. */
@@ -68,13 +103,17 @@ function markInexactNumbers(text: string): string {
 
 /** The index after the string opening at `start` (its closing quote), or the text's end. */
 function afterString(text: string, start: number): number {
-  for (let i = start + 1; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c === 0x5c) i++;
-    else if (c === 0x22) return i + 1;
+  STRING_STOP.lastIndex = start + 1;
+  for (;;) {
+    const stop = STRING_STOP.exec(text);
+    if (stop === null) return text.length;
+    if (text.charCodeAt(stop.index) === 0x22) return stop.index + 1;
+    STRING_STOP.lastIndex = stop.index + 2; // past the escaped character
   }
-  return text.length;
 }
+
+/** Where a string may end or escape (a search, not a loop per character: prompts and images are long). */
+const STRING_STOP = /["\\]/g;
 
 function isInexact(literal: string): boolean {
   const value = Number(literal);

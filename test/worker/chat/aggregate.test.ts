@@ -222,3 +222,11 @@ t.test(
     );
   },
 );
+
+t.test('a chunk with 300,000 log probabilities is taken, not a stack overflow', async (t) => {
+  const entry = { token: 'y', logprob: -1, bytes: null, top_logprobs: [] };
+  const content = Array.from({ length: 300_000 }, () => entry);
+  const agg = new CompletionAggregator(64 * 1024 * 1024);
+  agg.chunk({ ...base, choices: [{ index: 0, delta: {}, logprobs: { content }, finish_reason: null }] });
+  t.equal(agg.toCompletion().choices[0]!.logprobs!.content!.length, 300_000);
+});

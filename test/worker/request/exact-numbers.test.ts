@@ -24,6 +24,8 @@ t.test('parse and write back: inexact literals kept, everything else as JSON.par
     { message: /position 24/ },
     "JSON.parse's error, at the client's position",
   );
+  t.throws(() => parseJsonExact(`{"a":0${ID}}`), SyntaxError, 'a leading zero is no JSON, however long');
+  t.same(parseJsonExact(`{"a":"${ID}"}`), { a: ID }, 'digits in a string are a string');
 });
 
 t.test('through each format: arguments, tool schemas and a seed reach the upstream as sent', async (t) => {
@@ -60,6 +62,12 @@ t.test('through each format: arguments, tool schemas and a seed reach the upstre
     const sent = prepareCall('chat', Buffer.from(body), adapter, build).request.body.toString();
     t.match(sent, /"seed":18446744073709551615\b/, `${adapter.format}: a 64-bit seed`);
   }
+  const system = `{"model":"m","messages":[{"role":"system","content":"be brief"},{"role":"system","content":${ID}}]}`;
+  t.throws(
+    () => prepareCall('chat', Buffer.from(system), anthropicAdapter, build),
+    { message: /messages\.1\.content: must be a string/ },
+    'a long number where a string goes is refused as any number is, never joined into text',
+  );
   t.throws(
     () => prepareCall('chat', Buffer.from(`{"model":"m","messages":[],"temperature":1e400}`), openaiAdapter, build),
     { message: /temperature: must be a number/ },
