@@ -160,6 +160,14 @@ export class VersionAdmission<W extends AdmissionTarget> {
     this.#closedWith = err;
   }
 
+  /** Answers every waiting request with `err` (the master's shutdown deadline: they will not be served). */
+  refuseWaiting(err: unknown): void {
+    for (const waiter of [...this.#waiters]) {
+      this.#remove(waiter);
+      waiter.reject(err);
+    }
+  }
+
   /** Resolves once no request waits (each waits at most queueTimeoutMs): a removed version serves its queue first. */
   whenQueueEmpty(): Promise<void> {
     if (this.#waiters.size === 0) return Promise.resolve();

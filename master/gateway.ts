@@ -147,7 +147,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   const proxy: WorkerProxy = createWorkerProxy({
     log,
     refuse: (ctx, err) => refuse(ctx, err),
-    retryUnreached: (ctx, worker) => retryUnreached(ctx, worker),
+    retryUnreached: (ctx, worker, isRefused) => retryUnreached(ctx, worker, isRefused),
     hooks,
   });
   const directConnections = new DirectConnections();
@@ -338,14 +338,18 @@ export function createGateway(options: GatewayOptions): Gateway {
   // Step 4 again: a request its worker's socket refused (the worker died, its exit not seen yet) never reached it, so
   // it goes back to admission, for another worker or the version's next one within queueTimeoutMs, instead of a 502
   // (SPEC §4: a version keeps serving on its other instances). Each refusal takes a worker out, so this ends.
-  function retryUnreached(ctx: RequestContext, worker: WorkerHandle): boolean {
+  function retryUnreached(ctx: RequestContext, worker: WorkerHandle, isRefused: boolean): boolean {
     // An offered connection (limits.directStreams) is the dead worker's to take: answered as before.
     if (ctx.isDirectOffered) return false;
+    // A reset kept-alive socket says less (a worker may reset one for its own reasons): one more try, and the worker
+    // stays in; a refusal takes it out, so tries end with the workers.
+    if (!isRefused && ctx.isTriedAgain) return false;
+    ctx.isTriedAgain = true;
     log.warn(
-      { reqId: ctx.reqId, version: ctx.version, workerPid: worker.pid },
+      { reqId: ctx.reqId, version: ctx.version, workerPid: worker.pid, isRefused },
       'worker unreachable: request tried again',
     );
-    worker.markUnreachable();
+    if (isRefused) worker.markUnreachable();
     clearTimeout(ctx.workerTimer);
     ctx.workerTimer = undefined;
     ctx.proxyReq = undefined;

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createLogger } from '../shared/log.js';
-import { isGraygateError } from '../shared/errors.js';
+import { GraygateError, isGraygateError } from '../shared/errors.js';
 import { LISTEN_BACKLOG } from '../shared/defaults.js';
 import { EXIT_CONFIG, configPath, loadConfig } from './config-file.js';
 import { Supervisor } from './supervisor.js';
@@ -203,6 +203,7 @@ const stop = (signal: string): void => {
     main,
     admin,
     inflight: gateway,
+    refuseQueued: () => registry.refuseQueued(new GraygateError('shutting_down')),
     supervisor,
     log,
     deadlineMs: config.limits.shutdownTimeoutMs,

@@ -38,10 +38,12 @@ export interface WorkerProxyOptions {
   /** Failures are answered through the pipeline's one refusal function. */
   refuse: (ctx: RequestContext, err: unknown) => void;
   /**
-   * The worker's socket refused the connection, so nothing of the request reached it (the worker died and its exit
-   * is not seen yet): true if the request was taken back for another try (gateway.ts), false to answer it 502.
+   * Nothing of the request reached the worker, or nothing it could act on: its socket refused the connection
+   * (`isRefused`: the worker died and its exit is not seen yet), or a kept-alive socket to it was reset before any
+   * answer (its death, or its idle close racing this request). True if the request was taken back for another try
+   * (gateway.ts), false to answer it 502.
    */
-  retryUnreached: (ctx: RequestContext, worker: WorkerHandle) => boolean;
+  retryUnreached: (ctx: RequestContext, worker: WorkerHandle, isRefused: boolean) => boolean;
   hooks: RelayHooks;
 }
 
@@ -100,8 +102,11 @@ export function createWorkerProxy(options: WorkerProxyOptions): WorkerProxy {
       proxy.web(ctx.req, ctx.res, call, (err: Error) => {
         // The client left: http-proxy-3 destroyed the worker request; nobody to answer.
         if (ctx.phase === 'done' || ctx.isClientGone) return;
-        const code = (err as NodeJS.ErrnoException).code;
-        if (isUnreached(code) && ctx.proxyRes === undefined && retryUnreached(ctx, worker)) return;
+        if (ctx.proxyRes === undefined) {
+          const isRefused = isRefusal(err);
+          const isStaleSocket = ctx.proxyReq?.reusedSocket === true && isReset(err);
+          if ((isRefused || isStaleSocket) && retryUnreached(ctx, worker, isRefused)) return;
+        }
         if (ctx.proxyRes === undefined) {
           log.warn(
             {
@@ -119,9 +124,15 @@ export function createWorkerProxy(options: WorkerProxyOptions): WorkerProxy {
   };
 }
 
-/** No listener at the worker's socket (a unix socket's file gone, or nothing accepting): the request was not sent. */
-function isUnreached(code: string | undefined): boolean {
-  return code === 'ECONNREFUSED' || code === 'ENOENT';
+/** No listener at the worker's socket (a unix socket's file gone, nothing accepting, reset while connecting). */
+function isRefusal(err: NodeJS.ErrnoException): boolean {
+  return (
+    err.code === 'ECONNREFUSED' || err.code === 'ENOENT' || (err.code === 'ECONNRESET' && err.syscall === 'connect')
+  );
+}
+
+function isReset(err: NodeJS.ErrnoException): boolean {
+  return err.code === 'ECONNRESET' || err.code === 'EPIPE';
 }
 
 function onHeadersTimeout(ctx: RequestContext, refuse: (ctx: RequestContext, err: unknown) => void): void {

@@ -64,6 +64,8 @@ export class RequestContext {
   previousChunk: Buffer | undefined = undefined;
   /** limits.directStreams: the worker was offered the client's connection for this answer (gateway.ts forward). */
   isDirectOffered = false;
+  /** Tried again after its worker never got it (gateway.ts retryUnreached). */
+  isTriedAgain = false;
   /**
    * The worker writes this answer to the client itself (it took the offer, or reported a call's status, which it does
    * before its first byte); the master relays nothing. Before that, the master can still answer.

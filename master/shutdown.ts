@@ -28,13 +28,15 @@ export interface ShutdownOptions {
   /** The admin port's server. */
   admin: Server;
   inflight: InflightRequests;
+  /** Answers the requests still waiting for a worker slot (503 shutting_down): at the deadline, none will get one. */
+  refuseQueued: () => void;
   supervisor: Supervisor;
   log: Logger;
   deadlineMs: number;
 }
 
 export async function shutdown(options: ShutdownOptions): Promise<void> {
-  const { main, admin, inflight, supervisor, log, deadlineMs } = options;
+  const { main, admin, inflight, refuseQueued, supervisor, log, deadlineMs } = options;
   const started = Date.now();
   // net's close: no new connections. http's would also close idle ones at once (Node ≥ 19).
   for (const server of [main, admin]) NetServer.prototype.close.call(server);
@@ -51,6 +53,9 @@ export async function shutdown(options: ShutdownOptions): Promise<void> {
   const grace = new Promise<void>((resolve) => setTimeout(resolve, graceMs));
   await Promise.race([Promise.all([grace, inflight.idle()]), timedOut]);
   clearTimeout(deadline);
+  // At the deadline, requests still queued are answered before their connections close (they were reset unanswered).
+  refuseQueued();
+  await new Promise((resolve) => setImmediate(resolve));
   // Nothing is in flight: what remains is idle or never sent a whole request.
   main.closeAllConnections();
   admin.closeIdleConnections();

@@ -222,6 +222,11 @@ export class VersionRegistry {
       throw new GraygateError('deploy_in_progress', `a deploy of ${name} is running; remove it once that finishes`);
   }
 
+  /** The master's shutdown deadline: requests still waiting for a slot are answered with `err`. */
+  refuseQueued(err: unknown): void {
+    for (const state of this.#versions.values()) state.admission.refuseWaiting(err);
+  }
+
   /** Stops routing to a version, serves its waiting requests, drains and stops its workers, forgets it. */
   async remove(name: string): Promise<VersionView> {
     this.assertRemovable(name);

@@ -77,3 +77,23 @@ t.test(
     t.notMatch(lines(), /config reloaded/, 'no reload during the drain');
   },
 );
+
+t.test('SIGTERM: at the deadline, a request still waiting for a slot is answered 503, not reset', async (t) => {
+  const gw = await startGateway(t, {
+    versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } },
+    limits: { maxSocketsPerWorker: 1, queueTimeoutMs: 60_000, shutdownTimeoutMs: 1500 },
+  });
+  const stream = request(`${gw.url}/sse?events=100000&ms=50`, { agent: false });
+  stream.on('error', () => undefined);
+  stream.on('response', (res) => res.resume());
+  stream.end();
+  t.teardown(() => stream.destroy());
+  await waitForStatus(gw, (v) => v.v1!.workers[0]!.inflight === 1, 'the stream holds the only slot');
+  const waiting = httpRequest(`${gw.url}/slow?ms=0`);
+  await waitForStatus(gw, (v) => v.v1!.queued === 1, 'a request waits');
+  process.kill(gw.pid, 'SIGTERM');
+  const res = await waiting;
+  t.equal(res.status, 503);
+  t.equal(json<{ error: { code: string } }>(res).error.code, 'shutting_down');
+  t.equal(await gw.exited, 0);
+});
