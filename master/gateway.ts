@@ -323,9 +323,8 @@ export function createGateway(options: GatewayOptions): Gateway {
     const now = group.admission.tryAcquire(
       registry.config.limits.directStreams ? directConnections.holderTest(ctx.req.socket) : undefined,
     );
-    if (isGraygateError(now)) {
-      if (!isAgain) return refuse(ctx, now);
-    } else if (now !== undefined) return forward(ctx, now);
+    if (now !== undefined && !isGraygateError(now)) return forward(ctx, now);
+    if (isGraygateError(now) && !isAgain) return refuse(ctx, now);
     group.admission.wait(ctx.signal, isAgain).then(
       (lease) => {
         if (ctx.phase === 'done') return lease.release();
@@ -335,9 +334,10 @@ export function createGateway(options: GatewayOptions): Gateway {
     );
   }
 
-  // Step 4 again: a request its worker's socket refused (the worker died, its exit not seen yet) never reached it, so
-  // it goes back to admission, for another worker or the version's next one within queueTimeoutMs, instead of a 502
-  // (SPEC §4: a version keeps serving on its other instances). Each refusal takes a worker out, so this ends.
+  // Step 4 again: a request its worker never got (its socket refused it, or a kept-alive socket to it was reset before
+  // any answer: the worker died, its exit not seen yet) goes back to admission, for another worker or the version's
+  // next one within queueTimeoutMs, instead of a 502 (SPEC §4: a version keeps serving on its other instances). Each
+  // refusal takes a worker out, so this ends.
   function retryUnreached(ctx: RequestContext, worker: WorkerHandle, isRefused: boolean): boolean {
     // An offered connection (limits.directStreams) is the dead worker's to take: answered as before.
     if (ctx.isDirectOffered) return false;
@@ -367,7 +367,8 @@ export function createGateway(options: GatewayOptions): Gateway {
     req.url = ctx.forwardPath;
     // Go's ReverseProxy order: drop hop-by-hop headers first, then add ours, so a
     // `Connection: x-request-id` from the client cannot remove them (SPEC §3).
-    const headers = copyHeaders((ctx.clientHeaders ??= req.headers), NOT_FORWARDED);
+    const clientHeaders = ctx.clientHeaders ?? req.headers;
+    const headers = copyHeaders(clientHeaders, NOT_FORWARDED);
     // SPEC §4a: framing is the master's, never the client's: a fresh Content-Length for the body it read.
     if (ctx.body.length > 0 || BODY_METHODS.has(req.method ?? '')) headers['content-length'] = String(ctx.body.length);
     headers['x-request-id'] = ctx.reqId;
@@ -400,6 +401,8 @@ export function createGateway(options: GatewayOptions): Gateway {
       }
     }
     req.headers = headers;
+    // http-proxy-3 adds x-forwarded-* to these: a try again starts from the client's own (until the worker answers).
+    ctx.clientHeaders = clientHeaders;
     proxy.forward(ctx, lease.worker, {
       headersMs: limits.workerHeadersTimeoutMs,
       idleMs,

@@ -195,7 +195,7 @@ setWatch(config.config.watch);
 const stop = (signal: string): void => {
   if (isClosing) return;
   isClosing = true;
-  watch?.close();
+  setWatch(false);
   // Running canaries stop where they are; a restarted master starts from the file's weights (SPEC §11).
   canaries.close();
   log.info({ signal }, 'shutting down');

@@ -90,7 +90,10 @@ export function createWorkerProxy(options: WorkerProxyOptions): WorkerProxy {
     proxyReq.once('finish', () => hooks.onBodySent(ctx));
     // A `102 Processing` from the worker is a sign of life while it waits for a slow upstream.
     proxyReq.on('information', () => ctx.workerTimer?.refresh());
-    proxyReq.once('response', (proxyRes: IncomingMessage) => relayResponse(ctx, proxyRes, timeouts, hooks));
+    proxyReq.once('response', (proxyRes: IncomingMessage) => {
+      ctx.clientHeaders = undefined; // answered: no other try (gateway.ts retryUnreached)
+      relayResponse(ctx, proxyRes, timeouts, hooks);
+    });
     if (ctx.phase === 'done') proxyReq.destroy();
   });
 
@@ -106,8 +109,6 @@ export function createWorkerProxy(options: WorkerProxyOptions): WorkerProxy {
           const isRefused = isRefusal(err);
           const isStaleSocket = ctx.proxyReq?.reusedSocket === true && isReset(err);
           if ((isRefused || isStaleSocket) && retryUnreached(ctx, worker, isRefused)) return;
-        }
-        if (ctx.proxyRes === undefined) {
           log.warn(
             {
               reqId: ctx.reqId,

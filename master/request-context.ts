@@ -27,7 +27,7 @@ export class RequestContext {
   reqId = '';
   /** The path forwarded to the worker (the routing query parameter removed). */
   forwardPath = '/';
-  /** The client's headers, kept at the first forward: a request tried again is sent with them, not the first try's. */
+  /** The client's headers while a relayed request may be tried again (gateway.ts), not the first try's copy. */
   clientHeaders: IncomingHttpHeaders | undefined = undefined;
   /** The version chosen by routing; undefined until then (or when refused before). */
   version: string | undefined = undefined;

@@ -10,7 +10,7 @@ import { DirectConnections } from './direct/connections.js';
 import { DirectAnswer } from './direct/direct-answer.js';
 import type { DirectCalls } from '../shared/worker-lifecycle.js';
 import { RequestPreparer, type RequestPreparerOptions } from './call/preparer.js';
-import { unsupportedEndpoint, type PreparedCall } from './call/prepare.js';
+import { unsupportedCall, unsupportedEndpoint, type PreparedCall } from './call/prepare.js';
 import { ModelCatalog, type ModelCatalogOptions } from './models/model-catalog.js';
 import { fetchModels } from './models/fetch-models.js';
 import { handleModels } from './models/models-handler.js';
@@ -185,10 +185,8 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
     const method = methods.find((m) => m === req.method);
     if (method === undefined) return refuseMethod(res, methods.join(', '));
     const { adapter } = options;
-    if (adapter.buildStoredResponseRequest === undefined) {
-      const message = `${method} ${path} is not supported by this version's upstream format (${upstream.format})`;
-      return sendError(res, toErrorResponse(new GraygateError('unsupported_endpoint', message)));
-    }
+    if (adapter.buildStoredResponseRequest === undefined)
+      return sendError(res, toErrorResponse(unsupportedCall(`${method} ${path}`, upstream.format)));
     const query = (req.url ?? '').slice(path.length);
     const isStream = method === 'GET' && what === '' && new URLSearchParams(query).get('stream') === 'true';
     const request = adapter.buildStoredResponseRequest(

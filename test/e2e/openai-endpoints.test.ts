@@ -1,6 +1,6 @@
 import t from 'tap';
 import { once } from 'node:events';
-import { createServer, type ServerResponse } from 'node:http';
+import { createServer, request, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import OpenAI from 'openai';
 import { startGateway, type Teardown } from '../helpers/gateway.js';
@@ -214,6 +214,26 @@ t.test('endpoints per format', async (t) => {
     );
     t.equal((await scrape(gw)).sum('graygate_tokens_total'), before, 'a stored usage is not counted again');
 
+    // A body on a GET (the master frames it; the worker does not read it): the upstream still gets a plain GET.
+    const withBody = await new Promise<number>((resolve, reject) => {
+      const req = request(`${gw.url}/v1/responses/resp_1?version=stored`, {
+        method: 'GET',
+        headers: { 'content-type': 'application/json', 'content-length': '13' },
+      });
+      req.on('response', (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      });
+      req.on('error', reject);
+      req.end('{"smuggle":1}');
+    });
+    t.equal(withBody, 200);
+    t.same(stored.seen.at(-1), {
+      method: 'GET',
+      url: '/v1/responses/resp_1',
+      authorization: 'Bearer sk-stored',
+      contentLength: undefined,
+    });
     const put = await fetch(`${gw.url}/v1/responses/resp_1?version=stored`, { method: 'PUT' });
     t.same([put.status, put.headers.get('allow')], [405, 'GET, DELETE']);
     const cancelGet = await fetch(`${gw.url}/v1/responses/resp_1/cancel?version=stored`);

@@ -49,9 +49,14 @@ export function prepareCall(
 
 /** SPEC §12: an endpoint the version's format does not serve, naming the format. */
 export function unsupportedEndpoint(kind: EndpointKind, format: UpstreamFormat): GraygateError {
+  return unsupportedCall(`POST ${ENDPOINT_PATHS[kind]}`, format);
+}
+
+/** The same for any call (`GET /v1/responses/resp_1`). */
+export function unsupportedCall(call: string, format: UpstreamFormat): GraygateError {
   return new GraygateError(
     'unsupported_endpoint',
-    `POST ${ENDPOINT_PATHS[kind]} is not supported by this version's upstream format (${format})`,
+    `${call} is not supported by this version's upstream format (${format})`,
   );
 }
 
