@@ -36,8 +36,10 @@ t.test(
       limits: { maxSocketsPerWorker: 2, queueTimeoutMs: 60_000 },
     });
     const inflight = [httpRequest(`${gw.url}/slow?ms=60000`), httpRequest(`${gw.url}/slow?ms=60000`)];
+    // Only once both hold the slots: sent together, an /echo could take a slot first, end, and leave one waiting.
+    await waitForStatus(gw, (v) => v.v1!.workers[0]!.inflight === 2, 'two in flight');
     const queued = [httpRequest(`${gw.url}/echo`), httpRequest(`${gw.url}/echo`)];
-    const before = await waitForStatus(gw, (v) => v.v1!.queued === 2, 'two in flight, two waiting');
+    const before = await waitForStatus(gw, (v) => v.v1!.queued === 2, 'two waiting');
     const pid = before.v1!.workers[0]!.pid;
     process.kill(pid, 'SIGKILL');
     t.same(
