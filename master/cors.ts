@@ -22,8 +22,19 @@ const CORS_ALLOWED_HEADERS = [
   'openai-project',
   'openai-beta',
 ];
-/** Response headers a browser script may read. */
-const CORS_EXPOSED_HEADERS = 'x-graygate-version, x-request-id, retry-after, x-should-retry';
+/** Response headers a browser script may read: graygate's, and what OpenAI SDKs read of the upstream's. */
+const CORS_EXPOSED_HEADERS = [
+  'x-graygate-version',
+  'x-request-id',
+  'retry-after',
+  'x-should-retry',
+  'x-ratelimit-limit-requests',
+  'x-ratelimit-limit-tokens',
+  'x-ratelimit-remaining-requests',
+  'x-ratelimit-remaining-tokens',
+  'x-ratelimit-reset-requests',
+  'x-ratelimit-reset-tokens',
+].join(', ');
 // DELETE: a stored response (SPEC §12).
 const CORS_ALLOWED_METHODS = 'GET, POST, DELETE, OPTIONS';
 /** How long a browser may cache a preflight answer, seconds. */
@@ -31,10 +42,13 @@ const CORS_MAX_AGE_S = 600;
 
 export type CorsVerdict = 'none' | 'allowed' | 'forbidden';
 
-/** `none`: no Origin header (not a cross-origin browser request); else whether cors.origins has it as sent. */
+/**
+ * `none`: no Origin header (not a cross-origin browser request); else whether cors.origins has it as sent. `"*"`
+ * allows `Origin: null` too (a `file:` page, a sandboxed frame): any page may call, refusing those protects nothing.
+ */
 export function corsVerdict(origin: string | undefined, cors: CorsConfig): CorsVerdict {
   if (origin === undefined) return 'none';
-  if (cors.origins === '*') return origin === 'null' ? 'forbidden' : 'allowed';
+  if (cors.origins === '*') return 'allowed';
   return cors.origins.includes(origin) ? 'allowed' : 'forbidden';
 }
 

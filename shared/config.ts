@@ -289,10 +289,16 @@ export function workerIdleTimeoutMsFor(
 /**
  * `scheme://host[:port]` with at most a `/` after it, as a browser serialises it in `Origin` (lower-case host,
  * punycode, no default port, no slash), so that the header is matched exactly; undefined if it is not an origin.
+ * Besides http(s), an extension's or app shell's own scheme (`chrome-extension://ID`, `moz-extension://UUID`,
+ * `capacitor://localhost`), which a browser sends as `scheme://host` unchanged; never `file:`, `data:` and the like
+ * (their pages send `Origin: null`) nor the other special schemes (`ws:`, `ftp:`), which no page has as its origin.
  */
 function originOf(value: string): string | undefined {
   if (!URL.canParse(value) || /[?#]/.test(value)) return undefined;
   const url = new URL(value);
-  const plain = url.username === '' && url.password === '' && url.pathname === '/';
-  return (url.protocol === 'http:' || url.protocol === 'https:') && plain ? url.origin : undefined;
+  if (url.username !== '' || url.password !== '' || (url.pathname !== '/' && url.pathname !== '')) return undefined;
+  if (url.protocol === 'http:' || url.protocol === 'https:') return url.origin;
+  return NO_PAGE_ORIGIN.has(url.protocol) || url.host === '' ? undefined : `${url.protocol}//${url.host}`;
 }
+
+const NO_PAGE_ORIGIN: ReadonlySet<string> = new Set(['ws:', 'wss:', 'ftp:', 'file:']);

@@ -17,6 +17,11 @@ import { headerValue } from '../../shared/http-headers.js';
 // With a token set, a browser cannot attach it cross-site (no CORS), so the
 // Host and Origin checks are not needed and a reverse proxy in front of the
 // admin port keeps working.
+// A page's `<script>`/`<img>` GET carries no Origin, but a browser marks it
+// `Sec-Fetch-Site: cross-site` (or `same-site`, a page on another port of
+// localhost); answered, it would tell the page the port is graygate's and
+// whether a token is set. Such requests are refused, token or not; an
+// operator typing the URL sends `none`, curl and the CLI send nothing.
 
 const STATE_CHANGING: ReadonlySet<string> = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
@@ -49,6 +54,10 @@ export interface AdminRequestFacts {
 /** A 403 forbidden for a request a web page could have made, or undefined when it may proceed. */
 export function checkAdminRequest(facts: AdminRequestFacts): GraygateError | undefined {
   const { headers } = facts;
+  const site = headerValue(headers['sec-fetch-site'])?.toLowerCase();
+  if (site !== undefined && site !== 'none' && site !== 'same-origin') {
+    return new GraygateError('forbidden', 'requests a web page makes to the admin API are refused');
+  }
   if (!facts.hasToken) {
     const host = headerValue(headers['host']);
     if (host === undefined || !isLoopbackHost(hostOf(host))) {

@@ -118,6 +118,8 @@ export function createAdminServer(options: AdminServerOptions): Server {
 
   const hasToken = options.token !== undefined && options.token !== '';
   return createServer((req: IncomingMessage, res: ServerResponse) => {
+    // A page that includes an answer as a script or style gets nothing run or applied (/metrics is text).
+    res.setHeader('x-content-type-options', 'nosniff');
     // SPEC §6: a web page must not reach this port (guard.ts); checked
     // before the token, so a rebinding page learns nothing.
     const forbidden = checkAdminRequest({ method: req.method, headers: req.headers, hasToken });

@@ -25,6 +25,8 @@ t.test('admin without a token: only loopback Host, no cross-origin Origin, JSON 
     ['localhost as a subdomain', { host: `localhost.evil.example:${port}` }],
     ['a cross-origin Origin', { host: `127.0.0.1:${port}`, origin: 'http://evil.example' }],
     ['a loopback page on another port', { host: `127.0.0.1:${port}`, origin: 'http://127.0.0.1:3000' }],
+    // A page's <script src=…/metrics> carries no Origin: its load or error event would fingerprint the port.
+    ['a cross-site <script> GET', { host: `127.0.0.1:${port}`, 'sec-fetch-site': 'cross-site' }],
   ];
   for (const [what, headers] of refused) {
     const res = await httpRequest(`${gw.adminUrl}/admin/status`, { headers });
@@ -57,7 +59,9 @@ t.test('admin without a token: only loopback Host, no cross-origin Origin, JSON 
   );
 
   // What curl and the CLI send.
-  t.equal((await httpRequest(`${gw.adminUrl}/admin/status`)).status, 200, 'loopback Host, no Origin');
+  const plain = await httpRequest(`${gw.adminUrl}/admin/status`);
+  t.equal(plain.status, 200, 'loopback Host, no Origin');
+  t.equal(plain.headers['x-content-type-options'], 'nosniff', 'no page can run an answer as a script');
   t.equal(
     (await httpRequest(`${gw.adminUrl}/admin/status`, { headers: { host: `localhost:${port}` } })).status,
     200,

@@ -48,6 +48,8 @@ t.test('CORS and body-user stickiness', async (t) => {
     t.equal(res.headers['access-control-allow-origin'], 'https://app.example');
     t.match(String(res.headers['access-control-expose-headers']), /x-graygate-version/);
     t.match(String(res.headers['access-control-expose-headers']), /x-request-id/);
+    // What the openai SDK reads of an upstream's answer (relayed by the worker), readable by the page too.
+    t.match(String(res.headers['access-control-expose-headers']), /x-ratelimit-remaining-requests/);
     const refused = await httpRequest(`${gw.url}/echo?version=nope`, { headers: { origin: 'https://app.example' } });
     t.equal(refused.status, 404);
     t.equal(

@@ -109,6 +109,27 @@ t.test('a "__proto__" key is refused wherever it is, not skipped', async (t) => 
   t.match(problems(deep), [/: nested deeper than 256 levels$/], 'nesting too deep to look through is refused');
 });
 
+t.test("an extension's or app shell's origin can be listed; `*` allows every page, `Origin: null` too", async (t) => {
+  const origins = [
+    'chrome-extension://abcdefghijklmnopabcdefghijklmnop/',
+    'moz-extension://1b2c3d',
+    'capacitor://localhost',
+  ];
+  const r = validateConfig({ versions: { v1: { weight: 1 } }, cors: { origins } });
+  if (!r.ok) throw new Error(r.problems.join('\n'));
+  const cors = r.value.cors;
+  t.same(cors.origins, [
+    'chrome-extension://abcdefghijklmnopabcdefghijklmnop',
+    'moz-extension://1b2c3d',
+    'capacitor://localhost',
+  ]);
+  t.equal(corsVerdict('chrome-extension://abcdefghijklmnopabcdefghijklmnop', cors), 'allowed');
+  t.equal(corsVerdict('capacitor://localhost', cors), 'allowed');
+  t.equal(corsVerdict('chrome-extension://bbcdefghijklmnopabcdefghijklmnop', cors), 'forbidden');
+  t.equal(corsVerdict('null', cors), 'forbidden', 'a list never allows a page with no origin');
+  t.equal(corsVerdict('null', { origins: '*' }), 'allowed', 'a file: page or sandboxed frame, under "*"');
+});
+
 t.test('cors.origins are kept as a browser sends Origin, and matched exactly', async (t) => {
   const origins = [
     'https://app.example.com/',
@@ -135,6 +156,10 @@ t.test('cors.origins are kept as a browser sends Origin, and matched exactly', a
     'https://app.example.com?',
     'https://u:p@app.example.com',
     'ftp://a',
+    'wss://a',
+    'file:///home/me/page.html',
+    'data:text/html,x',
+    'chrome-extension://abc/popup.html',
   ]) {
     const bad = validateConfig({ versions: { v1: { weight: 1 } }, cors: { origins: [origin] } });
     t.same(bad.ok ? [] : bad.problems, ['cors.origins.0: must be an origin such as https://app.example.com'], origin);

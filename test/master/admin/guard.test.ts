@@ -87,6 +87,26 @@ t.test('checkAdminRequest', async (t) => {
     ['DELETE without type', { method: 'DELETE', headers: { host: 'localhost:9000' }, hasToken: false }, false],
     ['JSON POST', { method: 'POST', headers: { host: 'localhost:9000', ...json }, hasToken: false }, true],
     [
+      "a page's <script> GET (no Origin, Sec-Fetch-Site cross-site)",
+      { method: 'GET', headers: { host: '127.0.0.1:9000', 'sec-fetch-site': 'cross-site' }, hasToken: false },
+      false,
+    ],
+    [
+      'a page on another port of localhost (same-site)',
+      { method: 'GET', headers: { host: 'localhost:9000', 'sec-fetch-site': 'same-site' }, hasToken: false },
+      false,
+    ],
+    [
+      'token: a cross-site page still learns nothing',
+      { method: 'GET', headers: { host: 'admin.internal', 'sec-fetch-site': 'Cross-Site' }, hasToken: true },
+      false,
+    ],
+    [
+      'the operator typing the URL (Sec-Fetch-Site none)',
+      { method: 'GET', headers: { host: '127.0.0.1:9000', 'sec-fetch-site': 'none' }, hasToken: false },
+      true,
+    ],
+    [
       'token: any Host (a proxy in front)',
       { method: 'GET', headers: { host: 'admin.internal' }, hasToken: true },
       true,
