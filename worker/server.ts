@@ -193,7 +193,7 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
       { method, path: `/responses/${id}${what}${query}`, isStream },
       buildOptions,
     );
-    call('responses', req, res, { request, isStream, includeUsage: false, encoding: 'float' });
+    call('responses', req, res, { request, isStream, includeUsage: false, encoding: 'float', choices: 1 });
   };
   const server = createServer(handle);
 

@@ -134,6 +134,11 @@ export interface StreamState {
   /** The upstream sent its final event (`[DONE]`, `done: true`, `message_stop`). */
   isDone: boolean;
   finishReason: FinishReason | null;
+  /**
+   * OpenAI upstreams: the choices asked for (`n`) that have not sent their finish_reason. A body that ends with none
+   * left is complete without `[DONE]` (TGI, llama.cpp forks and others end so).
+   */
+  unfinishedChoices: number;
   promptTokens: number;
   /** Of promptTokens, those read from the upstream's prompt cache (OpenAI's `prompt_tokens_details.cached_tokens`). */
   cachedTokens: number;
@@ -161,12 +166,15 @@ export const JSON_ANSWER_BLOCK = -1;
 /** StreamState.blocks value of a started block with nothing to send from its input (text, a server tool's use). */
 export const OTHER_BLOCK = -2;
 
-export function createStreamState(init: { id: string; created: number; model: string }): StreamState {
+export function createStreamState(init: { id: string; created: number; model: string; choices?: number }): StreamState {
   return {
-    ...init,
+    id: init.id,
+    created: init.created,
+    model: init.model,
     isRoleSent: false,
     isDone: false,
     finishReason: null,
+    unfinishedChoices: init.choices ?? 1,
     promptTokens: 0,
     cachedTokens: 0,
     completionTokens: 0,

@@ -78,7 +78,9 @@ function wholeAnswer(
  * chat.completion; an error body or a page that is not JSON gets a real error status) and sent as the bytes it came
  * in (audio, legacy function_call: the upstream's own).
  */
-function checkedOpenAIChat(bytes: Buffer): { body: Buffer; usage: AnswerUsage } {
+function checkedOpenAIChat(whole: Buffer): { body: Buffer; usage: AnswerUsage } {
+  // A leading byte-order mark (which fetch's json() skips) is not sent on: JSON has none (RFC 8259 §8.1).
+  const bytes = whole[0] === 0xef && whole[1] === 0xbb && whole[2] === 0xbf ? whole.subarray(3) : whole;
   const text = bytes.toString('utf8');
   let value: Record<string, unknown>;
   try {
@@ -103,7 +105,12 @@ export function openCall(options: OpenCallOptions): OpenedCall {
   const { kind, call, adapter, res, headers } = options;
   const stream = { res, headers, now: options.now, onFirstToken: options.onFirstToken, direct: options.direct };
   if (kind === 'chat') {
-    const state = createStreamState({ id: options.id, created: options.created, model: call.request.model });
+    const state = createStreamState({
+      id: options.id,
+      created: options.created,
+      model: call.request.model,
+      choices: call.choices,
+    });
     if (call.isStream) {
       const writer = new SseWriter({ ...stream, includeUsage: call.includeUsage });
       const consumer = chatConsumer(adapter, state, writer);

@@ -35,6 +35,7 @@ port.on('message', (job: PrepareJob) => {
       isStream: call.isStream,
       includeUsage: call.includeUsage,
       encoding: call.encoding,
+      choices: call.choices,
     };
   } catch (err) {
     const { code, message } = serializeError(err);

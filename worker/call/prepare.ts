@@ -19,6 +19,8 @@ export interface PreparedCall {
   includeUsage: boolean;
   /** Embeddings: how the client wants its vectors. */
   encoding: EmbeddingEncoding;
+  /** Chat: the choices asked for (`n`), each to end with its finish_reason. */
+  choices: number;
 }
 
 export function prepareCall(
@@ -34,6 +36,7 @@ export function prepareCall(
       isStream: chat.stream === true,
       includeUsage: chat.stream_options?.include_usage === true,
       encoding: 'float',
+      choices: chat.n ?? 1,
     };
   }
   if (!adapter.endpoints.has(kind) || adapter.buildEndpointRequest === undefined)
@@ -44,6 +47,7 @@ export function prepareCall(
     isStream: req.isStream,
     includeUsage: req.includeUsage,
     encoding: req.encoding,
+    choices: 1,
   };
 }
 
@@ -93,6 +97,7 @@ export type PrepareReply =
       isStream: boolean;
       includeUsage: boolean;
       encoding: EmbeddingEncoding;
+      choices: number;
     }
   | { id: number; ok: false; code: string; message: string };
 

@@ -147,6 +147,7 @@ export class RequestPreparer {
           isStream: reply.isStream,
           includeUsage: reply.includeUsage,
           encoding: reply.encoding,
+          choices: reply.choices,
         });
       });
     });

@@ -20,8 +20,9 @@ export class SseWriter extends SseResponse implements ChatOutput {
   }
 
   chunk(chunk: ChatCompletionChunk, raw?: string): void {
-    // A usage-only chunk (`choices: []`) goes out only when the client asked with stream_options.include_usage.
-    if (!this.#includeUsage && chunk.choices.length === 0) return;
+    // The usage chunk (`choices: []`, `usage`) goes out only when the client asked with stream_options.include_usage;
+    // another with no choices (Azure's `prompt_filter_results` first) is the upstream's, and goes out.
+    if (!this.#includeUsage && chunk.choices.length === 0 && chunk.usage !== undefined && chunk.usage !== null) return;
     const delta = chunk.choices[0]?.delta;
     // A tool call's fragments are the answer as much as text is (SPEC §12).
     const isContent =

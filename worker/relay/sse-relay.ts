@@ -1,5 +1,5 @@
 import { GraygateError } from '../../shared/errors.js';
-import { encodeEvent } from '../sse/encoder.js';
+import { DONE_EVENT, encodeEvent } from '../sse/encoder.js';
 import { SseResponse, type SseResponseOptions } from '../sse/sse-response.js';
 import type { BodyConsumer } from '../upstream/pipeline.js';
 import { parseUpstreamJson, upstreamErrorMessage, upstreamStreamError } from '../upstream/format-adapter.js';
@@ -13,7 +13,9 @@ import { usageOf } from './usage-tail.js';
 // Each payload is parsed once, as for chat (SPEC §5: invalid JSON is an
 // upstream_protocol_error), to know when the stream is complete and to read
 // its usage. Legacy completions get their usage chunk asked for always
-// (upstream/openai.ts) and forwarded only when the client asked.
+// (upstream/openai.ts) and forwarded only when the client asked; such a stream
+// is also complete when its body ends after every choice it started sent its
+// finish_reason, without `[DONE]` (as TGI and llama.cpp forks end).
 
 /** Responses API events after which the stream is over. */
 const RESPONSES_FINAL: ReadonlySet<unknown> = new Set([
@@ -34,6 +36,9 @@ export class SseRelay extends SseResponse implements CallResponse {
   readonly #options: SseRelayOptions;
   #isDone = false;
   #usage: Record<string, unknown> | undefined;
+  /** Completions: indices of the choices started and not finished; whether any finished. */
+  readonly #openChoices = new Set<number>();
+  #hasFinishedChoice = false;
 
   constructor(options: SseRelayOptions) {
     super(options);
@@ -43,7 +48,7 @@ export class SseRelay extends SseResponse implements CallResponse {
       event: (type, data) => this.#event(type, data),
       body: () => undefined,
       end: () => {
-        if (!this.#isDone)
+        if (!this.#isDone && !(this.#hasFinishedChoice && this.#openChoices.size === 0))
           throw new GraygateError('upstream_protocol_error', 'the upstream response ended before its final event');
       },
       isComplete: () => this.#isDone,
@@ -51,7 +56,8 @@ export class SseRelay extends SseResponse implements CallResponse {
   }
 
   complete(): void {
-    this.finish('');
+    // Complete without the upstream's `[DONE]` (every choice finished): the client gets one all the same.
+    this.finish(this.#options.kind === 'completions' && !this.#isDone ? DONE_EVENT : '');
   }
 
   usage(): { prompt_tokens: number; completion_tokens: number } | undefined {
@@ -59,10 +65,15 @@ export class SseRelay extends SseResponse implements CallResponse {
   }
 
   #event(type: string, data: string): void {
-    if (this.#options.kind === 'completions' && data === '[DONE]') {
-      this.#isDone = true;
-      this.queue(encodeEvent(type, data), false);
-      return;
+    if (this.#options.kind === 'completions') {
+      // As OpenAI's SDKs read it: `[DONE]` followed by anything still ends the stream.
+      if (data.startsWith('[DONE]')) {
+        this.#isDone = true;
+        this.queue(encodeEvent(type, '[DONE]'), false);
+        return;
+      }
+      // `event: error`, or llama.cpp's `error: {…}` line (sse/event-decoder.ts).
+      if (type === 'error') throw upstreamStreamError(upstreamErrorMessage(data));
     }
     const value = parseUpstreamJson(data);
     if (this.#options.kind === 'completions') {
@@ -70,6 +81,7 @@ export class SseRelay extends SseResponse implements CallResponse {
         throw upstreamStreamError(upstreamErrorMessage(data));
       const choices = value['choices'];
       if (isRecord(value['usage'])) this.#usage = value['usage'];
+      if (Array.isArray(choices)) this.#trackChoices(choices);
       if (Array.isArray(choices) && choices.length === 0 && !this.#options.includeUsage) return;
       const text = Array.isArray(choices) ? (choices[0] as { text?: unknown } | undefined)?.text : undefined;
       this.queue(encodeEvent(type, data), typeof text === 'string' && text !== '');
@@ -83,6 +95,19 @@ export class SseRelay extends SseResponse implements CallResponse {
     }
     // Every `*.delta` is generated output: text, refusals, tool-call arguments, reasoning summaries.
     this.queue(encodeEvent(type, data), typeof kind === 'string' && kind.endsWith('.delta'));
+  }
+
+  #trackChoices(choices: unknown[]): void {
+    for (const choice of choices) {
+      if (!isRecord(choice)) continue;
+      const index = typeof choice['index'] === 'number' ? choice['index'] : 0;
+      const finish = choice['finish_reason'];
+      if (finish === null || finish === undefined) this.#openChoices.add(index);
+      else {
+        this.#openChoices.delete(index);
+        this.#hasFinishedChoice = true;
+      }
+    }
   }
 }
 

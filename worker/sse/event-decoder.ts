@@ -1,9 +1,13 @@
 import { GraygateError } from '../../shared/errors.js';
 
 // SPEC §5: lines → Server-Sent Events, following WHATWG HTML §9.2.6 "Interpreting
-// an event stream": `:` starts a comment, `field: value` loses one leading space,
-// several `data:` lines join with `\n`, a blank line dispatches. `id` and `retry`
-// mean nothing to a proxy that never reconnects, so they are ignored.
+// an event stream": a leading byte-order mark is dropped, `:` starts a comment,
+// `field: value` loses one leading space, several `data:` lines join with `\n`, a
+// blank line dispatches. `id` and `retry` mean nothing to a proxy that never
+// reconnects, so they are ignored. One field the standard does not have is read:
+// llama.cpp's server writes an error as `error: {json}` where others write
+// `event: error` + `data: {json}`; ignored, as the standard would, the error was
+// lost and the answer passed for a success. It is that event.
 
 export interface EventDecoderOptions {
   /**
@@ -25,6 +29,7 @@ export class EventDecoder {
   #data: string | undefined = undefined;
   #moreData: string[] | undefined = undefined;
   #dataLength = 0;
+  #isFirstLine = true;
 
   constructor(options: EventDecoderOptions) {
     this.#onEvent = options.onEvent;
@@ -33,6 +38,10 @@ export class EventDecoder {
 
   /** Feeds one line, without its terminator. */
   line(line: string): void {
+    if (this.#isFirstLine) {
+      this.#isFirstLine = false;
+      if (line.charCodeAt(0) === 0xfeff) line = line.slice(1);
+    }
     if (line.length === 0) return this.#dispatch();
     const first = line.charCodeAt(0);
     if (first === 0x3a /* : */) return; // comment, e.g. `: ping`
@@ -48,6 +57,10 @@ export class EventDecoder {
     }
     if (field === 'data') this.#addData(value);
     else if (field === 'event') this.#type = value;
+    else if (field === 'error') {
+      this.#type = 'error';
+      this.#addData(value);
+    }
   }
 
   /** No unfinished event is held: the next line starts an event. */

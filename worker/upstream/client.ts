@@ -102,7 +102,7 @@ export class UpstreamClient {
     const options: Dispatcher.DispatchOptions = {
       path: this.#basePath + call.path,
       method: call.method ?? 'POST',
-      headers: body === undefined ? call.headers : withContentLength(call.headers, body.length),
+      headers: upstreamHeaders(call.headers, body?.length),
       // An iterable body is documented (Dispatcher.md: `Iterable | AsyncIterable`), not in undici's types.
       // An empty one has nothing to hold: it stays a Buffer (undici refuses an empty iterable).
       body: body === undefined ? null : body.length === 0 ? body : (new WrittenOnce(body) as unknown as Buffer),
@@ -149,13 +149,19 @@ export class UpstreamClient {
  */
 
 /** The headers with our Content-Length, and no framing header of another case (undici refuses two). */
-function withContentLength(headers: Record<string, string>, length: number): Record<string, string> {
+/**
+ * The call's headers, framed by the body's length when it has one, and asking for the answer unencoded: without
+ * `Accept-Encoding` a server may compress (RFC 9110 §12.5.3), and nothing here decompresses (pipeline.ts refuses it).
+ */
+function upstreamHeaders(headers: Record<string, string>, length: number | undefined): Record<string, string> {
   const out: Record<string, string> = {};
   for (const name in headers) {
     const lower = name.toLowerCase();
-    if (lower !== 'content-length' && lower !== 'transfer-encoding') out[name] = headers[name]!;
+    if (lower !== 'content-length' && lower !== 'transfer-encoding' && lower !== 'accept-encoding')
+      out[name] = headers[name]!;
   }
-  out['content-length'] = String(length);
+  if (length !== undefined) out['content-length'] = String(length);
+  out['accept-encoding'] = 'identity';
   return out;
 }
 

@@ -114,22 +114,46 @@ function preview(data: string): string {
 
 /**
  * The message of an upstream error body, whatever its format: OpenAI and
- * Anthropic `{"error":{"message"}}`, Ollama `{"error":"…"}`; else the text itself.
+ * Anthropic `{"error":{"message"}}`, Ollama `{"error":"…"}`, llama.cpp's
+ * `{"message"}`, FastAPI's (vLLM, Mistral) `{"detail":"…"}` or
+ * `{"detail":[{"loc","msg"}]}`, Mistral's `{"message":{"detail":[…]}}`; else
+ * the text itself.
  */
 export function upstreamErrorMessage(body: string): string {
   try {
-    const value = JSON.parse(body) as { error?: unknown; message?: unknown };
-    const err = value.error;
-    if (typeof err === 'string') return err;
-    if (typeof err === 'object' && err !== null && typeof (err as { message?: unknown }).message === 'string') {
-      return (err as { message: string }).message;
-    }
-    if (typeof value.message === 'string') return value.message;
+    const value = JSON.parse(body) as unknown;
+    const message = isRecord(value) ? (messageOf(value['error']) ?? messageOf(value)) : undefined;
+    if (message !== undefined && message !== '') return message;
   } catch {
     // not JSON: fall through to the text
   }
   const text = body.trim();
   return text === '' ? 'the upstream answered with an error status' : preview(text);
+}
+
+/** Longest message read out of FastAPI's validation details, characters. */
+const MAX_DETAIL_CHARS = 1000;
+
+function messageOf(value: unknown): string | undefined {
+  if (typeof value === 'string') return value;
+  if (!isRecord(value)) return undefined;
+  const message = value['message'];
+  if (typeof message === 'string') return message;
+  const detail = isRecord(message) ? message['detail'] : value['detail'];
+  if (typeof detail === 'string') return detail;
+  if (!Array.isArray(detail)) return undefined;
+  const parts: string[] = [];
+  for (const item of detail) {
+    if (!isRecord(item) || typeof item['msg'] !== 'string') continue;
+    const loc = Array.isArray(item['loc']) ? item['loc'].join('.') : '';
+    parts.push(loc === '' ? item['msg'] : `${loc}: ${item['msg']}`);
+  }
+  const joined = parts.join('; ');
+  return joined.length > MAX_DETAIL_CHARS ? `${joined.slice(0, MAX_DETAIL_CHARS)}…` : joined;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /** An error the upstream reported inside a 2xx stream. */

@@ -70,11 +70,14 @@ function buildOpenAIStoredResponseRequest(call: StoredResponseCall, options: Bui
   return { method: call.method, path: call.path, headers, body: Buffer.alloc(0), model: options.model ?? '' };
 }
 
-export function convertOpenAIEvent(state: StreamState, _type: string, data: string, sink: ChunkSink): void {
-  if (data === '[DONE]') {
+export function convertOpenAIEvent(state: StreamState, type: string, data: string, sink: ChunkSink): void {
+  // As OpenAI's SDKs read it: `[DONE]` followed by anything (a space) still ends the stream.
+  if (data.startsWith('[DONE]')) {
     state.isDone = true;
     return;
   }
+  // `event: error`, or llama.cpp's `error: {…}` line (sse/event-decoder.ts): the upstream's error, whatever its shape.
+  if (type === 'error') throw upstreamStreamError(upstreamErrorMessage(data));
   const value = parseUpstreamJson(data);
   if (value['error'] !== undefined && value['error'] !== null) throw upstreamStreamError(upstreamErrorMessage(data));
   const choices = value['choices'];
@@ -90,6 +93,8 @@ export function convertOpenAIEvent(state: StreamState, _type: string, data: stri
     if (delta === undefined || delta === null) (choice as { delta: object }).delta = {};
     else if (!isObject(delta))
       throw new GraygateError('upstream_protocol_error', 'the upstream sent a delta that is not an object');
+    const finish = (choice as { finish_reason?: unknown }).finish_reason;
+    if (finish !== null && finish !== undefined) state.unfinishedChoices--;
   }
   const chunk = value as unknown as ChatCompletionChunk;
   const usage = chunk.usage;

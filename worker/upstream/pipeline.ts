@@ -59,7 +59,7 @@ export function chatConsumer(adapter: UpstreamAdapter, state: StreamState, outpu
     event: (type, data) => adapter.convertEvent(state, type, data, output),
     body: () => undefined,
     end() {
-      if (!state.isDone)
+      if (!state.isDone && state.unfinishedChoices > 0)
         throw new GraygateError('upstream_protocol_error', 'the upstream response ended before its final event');
     },
     isComplete: () => state.isDone,
@@ -151,6 +151,14 @@ export async function runPipeline(options: PipelineOptions, stats: PipelineStats
         (err: unknown) => {
           throw explain(err);
         },
+      );
+    }
+    const encoding = response.headers['content-encoding'];
+    if (encoding !== undefined && String(encoding).trim().toLowerCase() !== 'identity') {
+      response.body.destroy();
+      throw new GraygateError(
+        'upstream_protocol_error',
+        `the upstream answered with Content-Encoding: ${String(encoding).slice(0, 40)}, though asked for none (identity)`,
       );
     }
     if (options.consumer.framing === 'sse' && isJson(response.headers['content-type'])) {

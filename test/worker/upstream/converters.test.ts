@@ -272,6 +272,21 @@ t.test('upstream error bodies of every format → their message', async (t) => {
     ['{"error":{"message":"Rate limit reached","type":"requests"}}', 'Rate limit reached'],
     ['{"type":"error","error":{"type":"rate_limit_error","message":"Slow down"}}', 'Slow down'],
     ['{"error":"model \\"x\\" not found"}', 'model "x" not found'],
+    // llama.cpp's in-stream error (an `error:` line), FastAPI's (vLLM) and Mistral's validation errors.
+    [
+      '{"code":400,"message":"the request exceeds the available context size","type":"exceed_context_size_error"}',
+      'the request exceeds the available context size',
+    ],
+    ['{"detail":"Not Found"}', 'Not Found'],
+    [
+      '{"detail":[{"type":"missing","loc":["body","messages"],"msg":"Field required"},{"loc":["body","n"],"msg":"must be ≥ 1"}]}',
+      'body.messages: Field required; body.n: must be ≥ 1',
+    ],
+    [
+      '{"object":"error","message":{"detail":[{"type":"extra_forbidden","loc":["body","foo"],"msg":"Extra inputs are not permitted"}]},"type":"invalid_request_message_error"}',
+      'body.foo: Extra inputs are not permitted',
+    ],
+    ['{"error":{"type":"server_error"}}', '{"error":{"type":"server_error"}}'],
     ['Bad Gateway', 'Bad Gateway'],
     ['', 'the upstream answered with an error status'],
   ];

@@ -1,0 +1,189 @@
+import t from 'tap';
+import { once } from 'node:events';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { gzipSync } from 'node:zlib';
+import { startGateway } from '../helpers/gateway.js';
+import { httpRequest, json } from '../helpers/http.js';
+import { postStream, type StreamClient } from '../worker/fixtures/sse-client.js';
+
+// Valid answers of real OpenAI-compatible servers that differ from OpenAI's own (a probe's findings, each named
+// after a server that sends it): a stream that ends after its finish_reason without `[DONE]` (TGI, llama.cpp forks),
+// llama.cpp's `error:` line, a byte-order mark first, `[DONE] ` with a space, Azure's prompt-filter chunk, and a
+// server that compresses though nobody asked. Through the real master and worker, with the openai format.
+
+interface ErrorBody {
+  error: { message: string; code: string };
+}
+
+const chunk = (choice: Record<string, unknown>, extra: Record<string, unknown> = {}): string =>
+  `data: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [choice], ...extra })}\n\n`;
+const token = (content: string, index = 0): string => chunk({ index, delta: { content }, finish_reason: null });
+const finish = (index = 0): string => chunk({ index, delta: {}, finish_reason: 'stop' });
+const USAGE = `data: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', choices: [], usage: { prompt_tokens: 2, completion_tokens: 1, total_tokens: 3 } })}\n\n`;
+const text = (value: string, finishReason: string | null): string =>
+  `data: ${JSON.stringify({ id: 'cmpl-1', object: 'text_completion', choices: [{ index: 0, text: value, finish_reason: finishReason }] })}\n\n`;
+const LLAMA_CPP_ERROR =
+  'error: {"code":400,"message":"the request exceeds the available context size, try increasing it","type":"exceed_context_size_error"}\n\n';
+const COMPLETION = JSON.stringify({
+  id: 'chatcmpl-1',
+  object: 'chat.completion',
+  created: 1,
+  model: 'm',
+  choices: [{ index: 0, message: { role: 'assistant', content: 'hi' }, finish_reason: 'stop' }],
+});
+
+const SCENARIOS: Record<string, string | Buffer> = {
+  'no-done': token('a') + finish() + USAGE,
+  'no-done-two-choices': token('a', 0) + token('b', 1) + finish(0),
+  'no-done-cut': token('a'),
+  'completions-no-done': text('a', null) + text('b', 'stop'),
+  'llama-error-first': LLAMA_CPP_ERROR + 'data: [DONE]\n\n',
+  'llama-error-mid': token('a') + LLAMA_CPP_ERROR + 'data: [DONE]\n\n',
+  bom: `\uFEFF${token('X')}${finish()}data: [DONE]\n\n`,
+  'done-space': `${token('a')}${finish()}data: [DONE] \n\n`,
+  'prompt-filter':
+    chunk({ index: 0 }, {}).replace(
+      /"choices":\[.*\]/,
+      '"choices":[],"prompt_filter_results":[{"prompt_index":0,"content_filter_results":{"hate":{"filtered":false}}}]',
+    ) +
+    token('a') +
+    finish() +
+    USAGE +
+    'data: [DONE]\n\n',
+};
+
+t.test("real servers' dialects of the OpenAI stream", async (t) => {
+  /** The Accept-Encoding of every request the upstream got. */
+  const acceptEncodings: unknown[] = [];
+  const upstream = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const parts: Buffer[] = [];
+    req.on('data', (c: Buffer) => parts.push(c));
+    req.on('end', () => {
+      acceptEncodings.push(req.headers['accept-encoding']);
+      const body = JSON.parse(Buffer.concat(parts).toString('utf8')) as {
+        messages?: Array<{ content: string }>;
+        prompt?: string;
+      };
+      const scenario = body.messages?.at(-1)?.content ?? body.prompt ?? '';
+      if (scenario === 'bom-whole') {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        return res.end(`\uFEFF${COMPLETION}`);
+      }
+      if (scenario === 'gzip') {
+        res.writeHead(200, { 'content-type': 'text/event-stream', 'content-encoding': 'gzip' });
+        return res.end(gzipSync(token('a') + finish() + 'data: [DONE]\n\n'));
+      }
+      const answer = SCENARIOS[scenario];
+      if (answer === undefined) return res.writeHead(500).end();
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.end(answer);
+    });
+  });
+  upstream.listen(0, '127.0.0.1');
+  await once(upstream, 'listening');
+  t.teardown(() => {
+    upstream.closeAllConnections();
+    upstream.close();
+  });
+  const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
+  const gw = await startGateway(t, { versions: { v1: { weight: 1, upstream: { format: 'openai', url } } } });
+  const chat = (scenario: string, extra: Record<string, unknown> = {}): Promise<StreamClient> =>
+    postStream(`${gw.url}/v1/chat/completions`, {
+      model: 'm',
+      stream: true,
+      messages: [{ role: 'user', content: scenario }],
+      ...extra,
+    });
+  const read = async (scenario: string, extra: Record<string, unknown> = {}): Promise<StreamClient> => {
+    const s = await chat(scenario, extra);
+    await s.done;
+    return s;
+  };
+  /** The final error event, if the stream ended with one. */
+  const errorOf = (s: StreamClient): ErrorBody['error'] | undefined => {
+    const last = s.data.at(-1);
+    return last === undefined || last === '[DONE]' ? undefined : (JSON.parse(last) as Partial<ErrorBody>).error;
+  };
+
+  t.test('a stream that ends after its finish_reason without [DONE] is complete (TGI, llama.cpp forks)', async (t) => {
+    const s = await read('no-done');
+    t.equal(s.status, 200);
+    t.equal(s.text(), 'a');
+    t.equal(s.data.at(-1), '[DONE]', 'the client gets its [DONE]');
+    t.equal(errorOf(s), undefined);
+    const completions = await postStream(`${gw.url}/v1/completions`, {
+      model: 'm',
+      stream: true,
+      prompt: 'completions-no-done',
+    });
+    await completions.done;
+    t.equal(completions.data.at(-1), '[DONE]', 'legacy completions too');
+    t.equal(completions.data.length, 3);
+  });
+
+  t.test('without [DONE], a stream is complete only once every choice asked for has finished', async (t) => {
+    const two = await read('no-done-two-choices', { n: 2 });
+    t.equal(errorOf(two)?.code, 'upstream_protocol_error', 'choice 1 never finished');
+    const cut = await read('no-done-cut');
+    t.equal(errorOf(cut)?.code, 'upstream_protocol_error', 'no finish_reason at all: cut');
+  });
+
+  t.test("llama.cpp's `error:` line is the upstream's error, not an empty success", async (t) => {
+    const first = await httpRequest(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      body: JSON.stringify({ model: 'm', stream: true, messages: [{ role: 'user', content: 'llama-error-first' }] }),
+    });
+    t.equal(first.status, 502, 'before any content: a real status');
+    t.equal(json<ErrorBody>(first).error.code, 'upstream_status');
+    t.match(json<ErrorBody>(first).error.message, /exceeds the available context size/);
+    const mid = await read('llama-error-mid');
+    t.equal(mid.text(), 'a');
+    t.equal(errorOf(mid)?.code, 'upstream_status', 'after content: the final error event');
+    t.match(errorOf(mid)?.message, /exceeds the available context size/);
+  });
+
+  t.test('a byte-order mark first is not part of the first event, streamed or not', async (t) => {
+    const s = await read('bom');
+    t.equal(s.text(), 'X', 'the first event is kept');
+    const whole = await httpRequest(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'bom-whole' }] }),
+    });
+    t.equal(whole.status, 200);
+    t.equal(whole.body, COMPLETION, 'relayed without the mark');
+  });
+
+  t.test('`[DONE] ` with a trailing space ends the stream, as the SDKs read it', async (t) => {
+    const s = await read('done-space');
+    t.equal(s.text(), 'a');
+    t.equal(s.data.at(-1), '[DONE]');
+  });
+
+  t.test(
+    "Azure's prompt-filter chunk (no choices, no usage) reaches the client; the usage chunk only if asked",
+    async (t) => {
+      const s = await read('prompt-filter');
+      t.match(s.data[0], /prompt_filter_results/);
+      t.notOk(
+        s.data.some((d) => d.includes('"usage":{')),
+        'the usage chunk graygate asked for is not sent',
+      );
+      const asked = await read('prompt-filter', { stream_options: { include_usage: true } });
+      t.ok(asked.data.some((d) => d.includes('"usage":{')));
+    },
+  );
+
+  t.test('the upstream is asked for no encoding; a compressed answer anyway is a clear protocol error', async (t) => {
+    acceptEncodings.length = 0;
+    const res = await httpRequest(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'accept-encoding': 'gzip, br' },
+      body: JSON.stringify({ model: 'm', stream: true, messages: [{ role: 'user', content: 'gzip' }] }),
+    });
+    t.same(acceptEncodings, ['identity']);
+    t.equal(res.status, 502);
+    t.equal(json<ErrorBody>(res).error.code, 'upstream_protocol_error');
+    t.match(json<ErrorBody>(res).error.message, /Content-Encoding: gzip/);
+  });
+});
