@@ -35,7 +35,10 @@ export const weightSchema = z
 
 export const upstreamSchema = z.strictObject({
   format: z.enum(['openai', 'ollama', 'anthropic'], { error: 'must be one of openai, ollama, anthropic' }),
-  url: z.string().refine((s) => s === 'mock:' || URL.canParse(s), 'must be a URL or "mock:"'),
+  url: z.string().superRefine((s, ctx) => {
+    const problem = upstreamUrlProblem(s);
+    if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+  }),
   model: z.string().min(1).optional(),
   apiKeyEnv: z
     .string()
@@ -284,6 +287,26 @@ export function workerIdleTimeoutMsFor(
 ): number {
   if (limits.workerIdleTimeoutMs !== undefined) return limits.workerIdleTimeoutMs;
   return upstream.pingIntervalMs > 0 ? 2 * upstream.pingIntervalMs + 5000 : 0;
+}
+
+/**
+ * What is wrong with an upstream.url, if anything. The worker appends each endpoint's path to the URL's own and sends
+ * nothing else of it, so a query (Azure's `?api-version=`), a fragment or credentials would be dropped unseen: each is
+ * refused, with what to do instead.
+ */
+function upstreamUrlProblem(value: string): string | undefined {
+  if (value === 'mock:') return undefined;
+  if (!URL.canParse(value)) return 'must be a URL or "mock:"';
+  const url = new URL(value);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return 'must be an http: or https: URL, or "mock:"';
+  if (url.username !== '' || url.password !== '')
+    return 'must have no credentials: put the key in an env var and name it in apiKeyEnv';
+  if (url.search !== '' || url.hash !== '' || /[?#]/.test(value))
+    return (
+      'must have no query or fragment: graygate appends the endpoint path (/chat/completions) and sends no query ' +
+      '(Azure OpenAI: use its v1 API, https://NAME.openai.azure.com/openai/v1)'
+    );
+  return undefined;
 }
 
 /**

@@ -36,6 +36,30 @@ t.test('every problem is reported with its path', async (t) => {
   ]);
 });
 
+t.test(
+  'upstream.url: http(s) with nothing the worker would drop unseen (a query, a fragment, credentials)',
+  async (t) => {
+    const problemOf = (url: string): string[] => {
+      const r = validateConfig({ versions: { v1: { weight: 1, upstream: { format: 'openai', url } } } });
+      return r.ok ? [] : r.problems;
+    };
+    for (const url of [
+      'mock:',
+      'http://127.0.0.1:8080/v1',
+      'https://name.openai.azure.com/openai/v1/',
+      'http://[::1]:11434',
+    ])
+      t.same(problemOf(url), [], url);
+    t.match(problemOf('https://name.openai.azure.com/openai/deployments/gpt4o?api-version=2024-06-01'), [
+      /^versions\.v1\.upstream\.url: must have no query or fragment: .*openai\/v1\)$/,
+    ]);
+    t.match(problemOf('https://api.example.com/v1#x'), [/no query or fragment/]);
+    t.match(problemOf('https://api.example.com/v1?'), [/no query or fragment/], 'an empty query too');
+    t.match(problemOf('https://user:sk-secret@api.example.com/v1'), [/no credentials: .*apiKeyEnv$/]);
+    t.match(problemOf('ftp://files.example.com'), [/must be an http: or https: URL/]);
+  },
+);
+
 t.test('the shipped config/graygate.json is valid', async (t) => {
   const r = validateConfig(JSON.parse(readFileSync(join(ROOT, 'config/graygate.json'), 'utf8')));
   t.ok(r.ok, r.ok ? 'valid' : r.problems.join('\n'));
