@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { startGateway } from '../helpers/gateway.js';
 import { httpRequest, json } from '../helpers/http.js';
+import { untilOutput } from '../helpers/output.js';
 import { postStream, type StreamClient } from '../worker/fixtures/sse-client.js';
 
 // Valid answers of real OpenAI-compatible servers that differ from OpenAI's own (a probe's findings, each named
@@ -76,7 +77,7 @@ t.test("real servers' dialects of the OpenAI stream", async (t) => {
       }
       const answer = SCENARIOS[scenario];
       if (answer === undefined) return res.writeHead(500).end();
-      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'x-request-id': 'req_upstream_1' });
       res.end(answer);
     });
   });
@@ -87,7 +88,11 @@ t.test("real servers' dialects of the OpenAI stream", async (t) => {
     upstream.close();
   });
   const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
-  const gw = await startGateway(t, { versions: { v1: { weight: 1, upstream: { format: 'openai', url } } } });
+  const gw = await startGateway(
+    t,
+    { versions: { v1: { weight: 1, upstream: { format: 'openai', url } } } },
+    { env: { LOG_LEVEL: 'info' } },
+  );
   const chat = (scenario: string, extra: Record<string, unknown> = {}): Promise<StreamClient> =>
     postStream(`${gw.url}/v1/chat/completions`, {
       model: 'm',
@@ -120,6 +125,22 @@ t.test("real servers' dialects of the OpenAI stream", async (t) => {
     await completions.done;
     t.equal(completions.data.at(-1), '[DONE]', 'legacy completions too');
     t.equal(completions.data.length, 3);
+  });
+
+  t.test("the upstream's own request id is in the worker's log line (for the provider's support)", async (t) => {
+    const s = await postStream(
+      `${gw.url}/v1/chat/completions`,
+      { model: 'm', stream: true, messages: [{ role: 'user', content: 'no-done' }] },
+      { 'x-request-id': 'dialect-ids' },
+    );
+    await s.done;
+    const line = await untilOutput(gw, () =>
+      gw
+        .output()
+        .split('\n')
+        .find((l) => l.includes('"reqId":"dialect-ids"') && l.includes('"msg":"request finished"')),
+    );
+    t.match(line, /"upstreamRequestId":"req_upstream_1"/);
   });
 
   t.test('without [DONE], a stream is complete only once every choice asked for has finished', async (t) => {

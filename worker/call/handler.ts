@@ -117,6 +117,20 @@ function copyRateLimits(
 }
 
 /**
+ * The upstream's own id of the request (OpenAI's `x-request-id`, Anthropic's `request-id`, Azure's `apim-request-id`):
+ * logged, so that a failed call can be traced with the provider, whose support asks for it.
+ */
+function upstreamRequestIdOf(headers: Record<string, string | string[] | undefined>): string | undefined {
+  for (const name of UPSTREAM_REQUEST_ID_HEADERS) {
+    const value = headers[name];
+    if (typeof value === 'string' && PLAIN_HEADER_VALUE.test(value)) return value;
+  }
+  return undefined;
+}
+
+const UPSTREAM_REQUEST_ID_HEADERS = ['x-request-id', 'request-id', 'apim-request-id'];
+
+/**
  * One call, from the client's request to its answer and log line. `stored`: a call on a stored response (SPEC §12),
  * prepared from its path, no body read; it generates nothing, so no usage it relays is counted as this call's tokens.
  */
@@ -147,6 +161,7 @@ export async function handleCall(
   const headers: Record<string, string> = reqId === undefined ? {} : { 'x-request-id': reqId };
   /** The upstream's rate-limit headers, for an error answer (an answer's own go with `headers`). */
   const rateLimits: Record<string, string> = {};
+  let upstreamRequestId: string | undefined;
   try {
     const call = stored ?? (await readAndPrepare(kind, req, options, client.signal));
     isStream = call.isStream;
@@ -176,7 +191,10 @@ export async function handleCall(
         timeouts: upstream.timeouts,
         maxEventBytes: upstream.maxEventBytes,
         pingIntervalMs: isStream ? upstream.pingIntervalMs : 0,
-        onResponse: (upstreamHeaders) => copyRateLimits(upstreamHeaders, headers, rateLimits),
+        onResponse: (upstreamHeaders) => {
+          copyRateLimits(upstreamHeaders, headers, rateLimits);
+          upstreamRequestId = upstreamRequestIdOf(upstreamHeaders);
+        },
       },
       stats,
     );
@@ -214,6 +232,7 @@ export async function handleCall(
         errorCode,
         isAborted: client.signal.aborted,
         reqId,
+        upstreamRequestId,
       }),
       'request finished',
     );
@@ -229,6 +248,7 @@ interface LineFacts {
   errorCode: string | undefined;
   isAborted: boolean;
   reqId: string | undefined;
+  upstreamRequestId: string | undefined;
 }
 
 /** Issue 5 part 4: the same keys as the master's line (reqId joins the two); pid and version are root bindings. */
@@ -254,6 +274,7 @@ function logLine(req: IncomingMessage, res: ServerResponse, facts: LineFacts): R
   if (facts.usage !== undefined) line['promptTokens'] = facts.usage.prompt_tokens;
   if (facts.errorCode !== undefined) line['error'] = facts.errorCode;
   if (facts.isAborted) line['aborted'] = true;
+  if (facts.upstreamRequestId !== undefined) line['upstreamRequestId'] = facts.upstreamRequestId;
   return line;
 }
 
