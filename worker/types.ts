@@ -129,7 +129,8 @@ export interface StreamState {
   readonly id: string;
   /** Unix seconds. */
   readonly created: number;
-  readonly model: string;
+  /** The model asked for, then the one the upstream says answered (Anthropic's dated snapshot for an alias). */
+  model: string;
   isRoleSent: boolean;
   /** The upstream sent its final event (`[DONE]`, `done: true`, `message_stop`). */
   isDone: boolean;

@@ -7,7 +7,13 @@ import {
   type StreamState,
 } from '../types.js';
 import { GraygateError } from '../../shared/errors.js';
-import { parseUpstreamJson, tokenCount, upstreamStreamError, type UpstreamAdapter } from './format-adapter.js';
+import {
+  parseUpstreamJson,
+  tokenCount,
+  upstreamStreamError,
+  type UpstreamAdapter,
+  isModelName,
+} from './format-adapter.js';
 import {
   contentChunk,
   finishChunk,
@@ -57,7 +63,10 @@ export function convertAnthropicEvent(state: StreamState, type: string, data: st
   const kind = typeof value['type'] === 'string' ? value['type'] : type;
   switch (kind) {
     case 'message_start': {
-      const usage = (value['message'] as { usage?: AnthropicUsage } | undefined)?.usage;
+      const message = value['message'] as { usage?: AnthropicUsage; model?: unknown } | undefined;
+      // As OpenAI names the snapshot that answered (`gpt-4o` → `gpt-4o-2024-08-06`): `claude-sonnet-4-0` → its date.
+      if (isModelName(message?.model)) state.model = message.model;
+      const usage = message?.usage;
       state.promptTokens = promptTokens(usage);
       state.cachedTokens = tokenCount(usage?.cache_read_input_tokens);
       state.completionTokens = tokenCount(usage?.output_tokens);

@@ -161,6 +161,11 @@ export function upstreamStreamError(message: string, status = 502): GraygateErro
   return new GraygateError('upstream_status', `the upstream reported an error: ${message}`, { status });
 }
 
+/** A model name an upstream reports, fit to go into the client's chunks: printable, bounded. */
+export function isModelName(value: unknown): value is string {
+  return typeof value === 'string' && /^[\x21-\x7e]{1,256}$/.test(value);
+}
+
 export function requireModel(req: { model?: unknown }, options: BuildOptions): string {
   const model = options.model ?? req.model;
   if (typeof model !== 'string') throw new GraygateError('invalid_request', 'model: is required');

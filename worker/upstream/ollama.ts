@@ -1,6 +1,12 @@
 import type { ChoiceLogprobs, ChunkSink, FinishReason, StreamState, TokenLogprob } from '../types.js';
 import { GraygateError } from '../../shared/errors.js';
-import { parseUpstreamJson, tokenCount, upstreamStreamError, type UpstreamAdapter } from './format-adapter.js';
+import {
+  parseUpstreamJson,
+  tokenCount,
+  upstreamStreamError,
+  type UpstreamAdapter,
+  isModelName,
+} from './format-adapter.js';
 import {
   contentChunk,
   finishChunk,
@@ -40,7 +46,11 @@ export function convertOllamaLine(state: StreamState, _type: string, line: strin
   const value = parseUpstreamJson(line);
   const error = value['error'];
   if (typeof error === 'string') throw upstreamStreamError(error);
-  if (!state.isRoleSent) sink.chunk(roleChunk(state));
+  if (!state.isRoleSent) {
+    // The model that answered, as Ollama names it (`llama3.2` asked, `llama3.2:latest` answered), as OpenAI does.
+    if (isModelName(value['model'])) state.model = value['model'];
+    sink.chunk(roleChunk(state));
+  }
   const message = value['message'] as { content?: unknown; tool_calls?: unknown } | undefined;
   const content = message?.content;
   if (typeof content === 'string' && content !== '')

@@ -199,6 +199,24 @@ t.test('anthropic request: system moved out, max_tokens defaulted, headers', asy
   );
 });
 
+t.test('converted chunks name the model the upstream says answered, as OpenAI names its snapshot', async (t) => {
+  const anthropic = run(convertAnthropicEvent, [
+    ['message_start', '{"type":"message_start","message":{"id":"msg_1","model":"claude-sonnet-4-20250514"}}'],
+    ['content_block_start', '{"type":"content_block_start","index":0,"content_block":{"type":"text","text":"a"}}'],
+    ['message_stop', '{"type":"message_stop"}'],
+  ]);
+  t.same(new Set(anthropic.chunks.map((c) => c.model)), new Set(['claude-sonnet-4-20250514']));
+  const ollama = run(convertOllamaLine, [
+    ['', '{"model":"llama3.2:latest","message":{"role":"assistant","content":"a"},"done":true}'],
+  ]);
+  t.same(new Set(ollama.chunks.map((c) => c.model)), new Set(['llama3.2:latest']));
+  const odd = run(convertAnthropicEvent, [
+    ['message_start', '{"type":"message_start","message":{"id":"msg_1","model":"bad\\nname"}}'],
+    ['content_block_start', '{"type":"content_block_start","index":0,"content_block":{"type":"text","text":"a"}}'],
+  ]);
+  t.equal(odd.chunks[0]!.model, 'm', 'a name with a control byte is not taken');
+});
+
 t.test('anthropic events → chunks', async (t) => {
   const { chunks, s } = run(convertAnthropicEvent, [
     [
