@@ -341,6 +341,8 @@ export function createGateway(options: GatewayOptions): Gateway {
   function retryUnreached(ctx: RequestContext, worker: WorkerHandle, isRefused: boolean): boolean {
     // An offered connection (limits.directStreams) is the dead worker's to take: answered as before.
     if (ctx.isDirectOffered) return false;
+    // Its body went out (dropped at the request's 'finish'): the worker may have read it, and it cannot go again.
+    if (ctx.body.length === 0 && ctx.budgetBytes > 0) return false;
     // A reset kept-alive socket says less (a worker may reset one for its own reasons): one more try, and the worker
     // stays in; a refusal takes it out, so tries end with the workers.
     if (!isRefused && ctx.isTriedAgain) return false;

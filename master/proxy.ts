@@ -107,7 +107,11 @@ export function createWorkerProxy(options: WorkerProxyOptions): WorkerProxy {
         if (ctx.phase === 'done' || ctx.isClientGone) return;
         if (ctx.proxyRes === undefined) {
           const isRefused = isRefusal(err);
-          const isStaleSocket = ctx.proxyReq?.reusedSocket === true && isReset(err);
+          // A kept-alive socket reset before any answer: the worker was gone before the request reached it, or died
+          // with it read. Only a request that may run twice is tried again (nginx's proxy_next_upstream without
+          // non_idempotent): a chat call the dead worker had started would spend its tokens again.
+          const isStaleSocket =
+            ctx.proxyReq?.reusedSocket === true && isReset(err) && IDEMPOTENT.has(ctx.req.method ?? '');
           if ((isRefused || isStaleSocket) && retryUnreached(ctx, worker, isRefused)) return;
           log.warn(
             {
@@ -124,6 +128,9 @@ export function createWorkerProxy(options: WorkerProxyOptions): WorkerProxy {
     },
   };
 }
+
+/** RFC 9110 §9.2.2: methods a client may send twice. */
+const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
 /** No listener at the worker's socket (a unix socket's file gone, nothing accepting, reset while connecting). */
 function isRefusal(err: NodeJS.ErrnoException): boolean {

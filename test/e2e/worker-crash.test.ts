@@ -26,6 +26,19 @@ t.test('SIGKILL of a worker: in-flight request gets 502 worker_error, the worker
   t.equal(json<{ pid: number }>(again).pid, after.v1!.workers[0]!.pid);
 });
 
+t.test('a POST the worker had when it died is 502, never sent again (with its body gone, it was a 400)', async (t) => {
+  const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } });
+  // The master's kept-alive socket to the worker, used once: the POST goes on it (a reset of a reused socket).
+  t.equal((await httpRequest(`${gw.url}/slow?ms=0`)).status, 200);
+  const inflight = httpRequest(`${gw.url}/slow?ms=60000`, { method: 'POST', body: '{"model":"m"}' });
+  const before = await waitForStatus(gw, (v) => v.v1!.workers[0]!.inflight === 1, 'POST in flight');
+  process.kill(before.v1!.workers[0]!.pid, 'SIGKILL');
+  const res = await inflight;
+  t.equal(res.status, 502);
+  t.equal(json<{ error: { code: string } }>(res).error.code, 'worker_error');
+  t.notMatch(gw.output(), /request tried again/, 'not tried again: it may have run');
+});
+
 t.test(
   'SIGKILL of a worker: requests waiting for its slots are served by its replacement, not answered 502',
   async (t) => {
