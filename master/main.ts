@@ -116,6 +116,8 @@ const listenOn = async (server: Server, port: number, host: string, movedBy: str
     supervisor.destroyAll();
     process.exit(EXIT_CANT_LISTEN);
   }
+  // Listening, only an accept can fail (EMFILE past libuv's reserve descriptor): a connection lost, not the master.
+  server.on('error', (err) => log.error({ err, port }, 'accepting a connection failed'));
 };
 await listenOn(main, config.listen.port, config.listen.host, 'listen.port in the config or PORT');
 await listenOn(admin, config.admin.port, config.admin.host, 'admin.port in the config or GRAYGATE_ADMIN_PORT');

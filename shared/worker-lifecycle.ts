@@ -69,6 +69,22 @@ function send(msg: WorkerToMaster): void {
   if (process.connected) process.send?.(msg);
 }
 
+/**
+ * This process's resident set size, bytes, for the master's health probe; the last one read when it cannot be read now
+ * (uv_resident_set_memory opens /proc/self/stat: at the descriptor limit it throws EMFILE, which killed the worker and
+ * every stream on it).
+ */
+function residentBytes(): number {
+  try {
+    lastResidentBytes = process.memoryUsage.rss();
+  } catch {
+    // at the file limit: the last reading stands
+  }
+  return lastResidentBytes;
+}
+
+let lastResidentBytes = 0;
+
 export async function runWorker(options: WorkerLifecycleOptions): Promise<void> {
   const { server, log } = options;
   isLifecycleRunning = true;
@@ -114,7 +130,7 @@ export async function runWorker(options: WorkerLifecycleOptions): Promise<void> 
         // The longest interval between two samples, less the interval itself: 0 when idle.
         const eventLoopDelayMs = loopDelay.count > 0 ? Math.max(0, loopDelay.max / 1e6 - LOOP_DELAY_RESOLUTION_MS) : 0;
         loopDelay.reset();
-        send({ type: 'pong', replyTo: msg.id, rssBytes: process.memoryUsage.rss(), eventLoopDelayMs });
+        send({ type: 'pong', replyTo: msg.id, rssBytes: residentBytes(), eventLoopDelayMs });
         break;
       }
       case 'metrics': {
@@ -164,6 +180,9 @@ export async function runWorker(options: WorkerLifecycleOptions): Promise<void> 
   if (options.socketPath !== undefined) server.listen({ path: options.socketPath, backlog: LISTEN_BACKLOG });
   else server.listen({ port: 0, host: '127.0.0.1', backlog: LISTEN_BACKLOG });
   await once(server, 'listening');
+  // After listening, only an accept can fail (EMFILE past libuv's reserve descriptor): the connection is lost, the
+  // worker and its streams are not.
+  server.on('error', (err) => log.error({ err }, 'accepting a connection failed'));
   const address = server.address();
   const reported: WorkerAddress =
     typeof address === 'string'

@@ -2,8 +2,6 @@ import t, { type Test } from 'tap';
 import { once } from 'node:events';
 import { Agent, request } from 'node:http';
 import { connect, type Socket } from 'node:net';
-import { execFileSync, spawnSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
 import { admin, startGateway, TEST_WORKER_ENTRY, type Gateway } from '../helpers/gateway.js';
 import { startMockUpstream, BASE_PATHS, type MockStream } from '../../shared/mock-upstream/index.js';
 import { postStream, chatBody, type StreamClient } from '../worker/fixtures/sse-client.js';
@@ -12,6 +10,7 @@ import { openRaw, type RawConnection } from '../helpers/raw-http.js';
 import { scrape } from '../helpers/metrics.js';
 import { untilOutput, untilOutputHas } from '../helpers/output.js';
 import { METRIC } from '../../shared/metric-names.js';
+import { hasPrlimit, lowestFreeFd, nofileSoftLimit, setNofile } from '../helpers/file-limit.js';
 
 // limits.directStreams (issue 10, docs/ONE-HOP.md): a worker writes a streamed
 // answer straight to the client's connection, whose descriptor the master
@@ -756,25 +755,3 @@ t.test(
     t.equal(await v1Pid(gw), pid, 'by the same worker: nothing was replaced');
   },
 );
-
-function hasPrlimit(): boolean {
-  return spawnSync('prlimit', ['--version']).status === 0;
-}
-
-/** A process's soft limit of open files. */
-function nofileSoftLimit(pid: number): number {
-  const out = execFileSync('prlimit', ['--pid', String(pid), '--nofile', '--raw', '--noheadings', '-o', 'SOFT']);
-  return Number(out.toString().trim());
-}
-
-function setNofile(pid: number, soft: number): void {
-  execFileSync('prlimit', ['--pid', String(pid), `--nofile=${soft}:`]);
-}
-
-/** The descriptor number a process's next open would get: with the soft limit there, every open fails (EMFILE). */
-function lowestFreeFd(pid: number): number {
-  const open = new Set(readdirSync(`/proc/${pid}/fd`).map(Number));
-  let fd = 0;
-  while (open.has(fd)) fd++;
-  return fd;
-}

@@ -3,6 +3,7 @@ import { startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
 import { httpRequest, json } from '../helpers/http.js';
 import { status, waitForStatus, isAlive } from '../helpers/wait.js';
 import { scrape } from '../helpers/metrics.js';
+import { hasPrlimit, lowestFreeFd, nofileSoftLimit, setNofile } from '../helpers/file-limit.js';
 
 // Issue 9 part 3, SPEC §4a: a worker that stops answering is found and
 // replaced. Master → worker timeouts end requests a silent worker holds; an
@@ -85,6 +86,27 @@ t.test('a silent or stopped worker', async (t) => {
     );
     t.equal((await httpRequest(`${gw.url}/readyz`)).status, 200);
   });
+
+  t.test(
+    'a worker at its file limit keeps its requests: answering a health probe does not kill it',
+    { skip: hasPrlimit() ? false : 'needs util-linux prlimit, to lower a worker’s file limit' },
+    async (t) => {
+      // Every probe read the worker's RSS by opening /proc/self/stat: at the limit, EMFILE, an uncaught exception.
+      const inflight = httpRequest(`${gw.url}/slow?ms=1000&version=one`);
+      const before = await waitForStatus(gw, (v) => v.one!.workers[0]!.inflight === 1, 'request in flight');
+      const pid = before.one!.workers[0]!.pid;
+      const soft = nofileSoftLimit(pid);
+      t.teardown(() => setNofile(pid, soft));
+      setNofile(pid, lowestFreeFd(pid));
+      const res = await inflight; // ten probe intervals (healthIntervalMs 100)
+      setNofile(pid, soft);
+      t.equal(res.status, 200);
+      t.equal(json<{ pid: number }>(res).pid, pid);
+      const after = await status(gw);
+      t.equal(after.one!.workers[0]!.pid, pid, 'the same worker');
+      t.equal(after.one!.workers[0]!.restarts, 0);
+    },
+  );
 
   t.test('probe figures are in /admin/status and /metrics', async (t) => {
     const versions = await waitForStatus(gw, (v) => v.one!.workers[0]!.rssBytes > 0, 'a probe was answered');
