@@ -2,7 +2,7 @@ import { fork as nodeFork, type ChildProcess, type ForkOptions } from 'node:chil
 import { EventEmitter } from 'node:events';
 import { Agent, type RequestOptions } from 'node:http';
 import type { Socket } from 'node:net';
-import type { Logger } from '../shared/log.js';
+import { relayLogLines, type Logger } from '../shared/log.js';
 import { performance } from 'node:perf_hooks';
 import {
   PROTOCOL_VERSION,
@@ -223,13 +223,17 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
     // SPEC §6: the admin token (and any variable named in admin.redactEnv) never reaches a worker.
     for (const name of this.#options.redactEnv) delete env[name];
     const execArgv = workerExecArgv(process.execArgv);
+    // Log lines come through the master (shared/log.ts relayLogLines), but on a terminal, where each process writes
+    // its own, pretty (no collector there to stall).
+    const isTerminal = process.stdout.isTTY === true;
     const child = fork(this.#options.entry, [], {
       env,
       execArgv,
-      stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
+      stdio: ['ignore', isTerminal ? 'inherit' : 'pipe', 'pipe', 'ipc'],
       serialization: 'json',
     });
     this.#child = child;
+    if (child.stdout !== null) relayLogLines(child.stdout);
     collectStderr(child, this.#stderrTail);
     child.on('internalMessage', this.#onInternalMessage);
     let failure: string | undefined;

@@ -83,15 +83,30 @@ export class WorkerStartFailure extends Error {
   }
 }
 
+/** Most bytes of workers' stderr queued for the master's own. */
+const MAX_STDERR_QUEUED_BYTES = 1024 * 1024;
+
+/**
+ * The master's stderr failing (EPIPE: its reader is gone) drops what is echoed to it; unhandled, the error event killed
+ * the master and every worker (a broken build's stack trace, a worker out of memory, was enough).
+ */
+function guardStderr(): void {
+  if (process.stderr.listenerCount('error') > 0) return;
+  process.stderr.on('error', () => undefined);
+}
+
 /**
  * Echoes a worker's stderr to the master's and keeps its last STDERR_TAIL_LINES lines in `tail`
  * (for the ExitReport).
  */
 export function collectStderr(child: ChildProcess, tail: string[]): void {
+  guardStderr();
   let partial = '';
   child.stderr?.setEncoding('utf8');
   child.stderr?.on('data', (chunk: string) => {
-    process.stderr.write(chunk);
+    // Bounded, as the log lines are: a collector that stopped reading must not grow the master (past the bound, the
+    // echo is dropped; the tail below is kept for the exit report).
+    if (process.stderr.writableLength < MAX_STDERR_QUEUED_BYTES) process.stderr.write(chunk);
     const lines = (partial + chunk).split('\n');
     // A line without end (a \r progress bar, a dump) must not grow the master: keep its tail only.
     partial = (lines.pop() ?? '').slice(-MAX_STDERR_LINE_CHARS);

@@ -1,4 +1,5 @@
 import { writeSync } from 'node:fs';
+import type { Readable } from 'node:stream';
 import { pino, type Logger, type DestinationStream } from 'pino';
 
 export type { Logger };
@@ -174,6 +175,40 @@ function stdoutPerLoopTurn(): DestinationStream {
   };
   return stdoutBatch;
 }
+
+/**
+ * A worker's stdout, read from its pipe by the master and written with the master's own lines
+ * (master/worker-handle.ts), whole lines only. The workers do not share the master's stdout: a
+ * child shares the open file description, and with it the non-blocking flag, which libuv clears
+ * in every child it spawns and node restores at a child's exit to what it found at start; after
+ * the first worker's start or exit, the master's writes to a full pipe blocked, and a log
+ * collector that stalled froze the gateway (requests, health, SIGTERM). One writer, one flag: the
+ * master's. What waits counts against the master's bound (MAX_WAITING_BYTES); a line longer than
+ * MAX_RELAYED_LINE_CHARS is ended there.
+ */
+export function relayLogLines(source: Readable): void {
+  const out = stdoutPerLoopTurn();
+  let partial = '';
+  source.setEncoding('utf8');
+  source.on('data', (chunk: string) => {
+    const end = chunk.lastIndexOf('\n');
+    if (end === -1) {
+      partial += chunk;
+      if (partial.length > MAX_RELAYED_LINE_CHARS) {
+        out.write(`${partial}\n`);
+        partial = '';
+      }
+      return;
+    }
+    out.write(partial + chunk.slice(0, end + 1));
+    partial = chunk.slice(end + 1);
+  });
+  source.on('end', () => {
+    if (partial !== '') out.write(`${partial}\n`);
+  });
+}
+
+const MAX_RELAYED_LINE_CHARS = 1024 * 1024;
 
 /**
  * How much of `buf` (whole lines, the head of what waits) one write takes: at most PIPE_BUF bytes

@@ -79,6 +79,8 @@ export interface StartOptions {
   env?: Record<string, string>;
   /** Start with this config file, laid out by the test (e.g. a kubelet-style volume); `input` is then not written. */
   configPath?: string;
+  /** The master's stdout: this descriptor (a pipe the test controls), not one collected; `output()` has stderr only. */
+  stdout?: number;
 }
 
 export async function startGateway(
@@ -95,7 +97,7 @@ export async function startGateway(
     // (and the master to each worker); nor tap's processinfo (child-env.ts).
     // Own process group, so teardown can end the master and every worker it forked.
     detached: true,
-    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    stdio: ['ignore', options.stdout ?? 'pipe', 'pipe', 'ipc'],
     ...forkLaunch({ LOG_LEVEL: process.env['TEST_LOG_LEVEL'] ?? 'warn', ...options.env }),
   });
   let out = '';
