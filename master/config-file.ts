@@ -17,6 +17,8 @@ export function configPath(argv: readonly string[], env: NodeJS.ProcessEnv): str
   return env['GRAYGATE_CONFIG'] ?? DEFAULT_CONFIG_PATH;
 }
 
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
 /**
  * Applies PORT and HOST over the file's `listen`, GRAYGATE_ADMIN_PORT over `admin.port`
  * (SPEC §1; issue 12: PM2 users move ports with env, not by editing the file); problems
@@ -38,6 +40,10 @@ function applyEnvOverrides(raw: unknown, env: NodeJS.ProcessEnv, problems: strin
   readPort('GRAYGATE_ADMIN_PORT', admin);
   const host = env['HOST'];
   if (host !== undefined && host !== '') listen['host'] = host;
+  // Read by every process's logger (shared/log.ts): a level pino does not know failed start-up with its stack trace.
+  const level = env['LOG_LEVEL'];
+  if (level !== undefined && level !== '' && !LOG_LEVELS.includes(level))
+    problems.push(`LOG_LEVEL: must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(level)}`);
   out['listen'] = listen;
   out['admin'] = admin;
   return out;
@@ -69,7 +75,8 @@ export function loadConfig(path: string, env: NodeJS.ProcessEnv): LoadedConfig {
   }
   let raw: unknown;
   try {
-    raw = JSON.parse(text);
+    // An editor's byte-order mark (Windows Notepad) is not the JSON's.
+    raw = JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
   } catch (err) {
     return { ok: false, problems: [`${path}: invalid JSON: ${(err as Error).message}`] };
   }

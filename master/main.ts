@@ -99,7 +99,12 @@ const admin = createAdminServer({
 });
 
 // Issue 12 part 6: a busy port ends start-up with one line naming what moves it, and no worker left behind.
-const listenOn = async (server: Server, port: number, host: string, movedBy: string): Promise<void> => {
+const listenOn = async (
+  server: Server,
+  port: number,
+  host: string,
+  movedBy: { port: string; host: string },
+): Promise<void> => {
   server.listen({ port, host, backlog: LISTEN_BACKLOG });
   try {
     await once(server, 'listening');
@@ -111,7 +116,9 @@ const listenOn = async (server: Server, port: number, host: string, movedBy: str
         : code === 'EACCES'
           ? 'is not allowed for this user'
           : `cannot be listened on (${code ?? (err as Error).message})`;
-    process.stderr.write(`graygate: ${host}:${port} ${why}; choose another with ${movedBy}\n`);
+    // A port in use or below 1024 is the port's fault; anything else (ENOTFOUND, EADDRNOTAVAIL) the host's.
+    const fix = code === 'EADDRINUSE' || code === 'EACCES' ? movedBy.port : movedBy.host;
+    process.stderr.write(`graygate: ${host}:${port} ${why}; choose another with ${fix}\n`);
     log.fatal({ err, port, host }, 'cannot listen');
     supervisor.destroyAll();
     process.exit(EXIT_CANT_LISTEN);
@@ -119,13 +126,22 @@ const listenOn = async (server: Server, port: number, host: string, movedBy: str
   // Listening, only an accept can fail (EMFILE past libuv's reserve descriptor): a connection lost, not the master.
   server.on('error', (err) => log.error({ err, port }, 'accepting a connection failed'));
 };
-await listenOn(main, config.listen.port, config.listen.host, 'listen.port in the config or PORT');
-await listenOn(admin, config.admin.port, config.admin.host, 'admin.port in the config or GRAYGATE_ADMIN_PORT');
+await listenOn(main, config.listen.port, config.listen.host, {
+  port: 'listen.port in the config or PORT',
+  host: 'listen.host in the config or HOST',
+});
+await listenOn(admin, config.admin.port, config.admin.host, {
+  port: 'admin.port in the config or GRAYGATE_ADMIN_PORT',
+  host: 'admin.host in the config',
+});
 const mainPort = (main.address() as AddressInfo).port;
 const adminPort = (admin.address() as AddressInfo).port;
-const shownHost = config.listen.host === '0.0.0.0' || config.listen.host === '::' ? 'localhost' : config.listen.host;
+// An IPv6 literal in a URL is bracketed (http://[::1]:8080); any address is reached as localhost.
+const urlHost = (host: string): string =>
+  host === '0.0.0.0' || host === '::' ? 'localhost' : host.includes(':') ? `[${host}]` : host;
+const shownHost = urlHost(config.listen.host);
 const url = `http://${shownHost}:${mainPort}`;
-const adminUrl = `http://${config.admin.host}:${adminPort}`;
+const adminUrl = `http://${urlHost(config.admin.host)}:${adminPort}`;
 const curl =
   `curl -N ${url}/v1/chat/completions -H 'content-type: application/json' ` +
   `-d '{"model":"graygate-mock","stream":true,"messages":[{"role":"user","content":"Hello"}]}'`;

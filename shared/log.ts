@@ -45,7 +45,8 @@ export interface LoggerOptions {
 
 /** One root logger per process with `{ role, version, pid }` bindings (STYLE §27). */
 export function createLogger(options: LoggerOptions): Logger {
-  const level = options.level ?? process.env['LOG_LEVEL'] ?? 'info';
+  const fromEnv = process.env['LOG_LEVEL'];
+  const level = options.level ?? (fromEnv === undefined || fromEnv === '' ? 'info' : fromEnv);
   const base: Record<string, unknown> = { role: options.role, pid: process.pid };
   if (options.version !== undefined) base['version'] = options.version;
   const pinoOptions = { level, base, redact: { paths: [...REDACT_PATHS], censor: REDACTED } };

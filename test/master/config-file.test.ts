@@ -57,3 +57,20 @@ t.test('loadConfig returns the hash of the text it validated', async (t) => {
     'an invalid file has problems and no hash',
   );
 });
+
+t.test(
+  'an editor’s byte-order mark is not the JSON’s; LOG_LEVEL must be a level (a config error, exit 78)',
+  async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'graygate-config-file-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const path = join(dir, 'graygate.json');
+    writeFileSync(path, `\uFEFF${readFileSync(SHIPPED, 'utf8')}`);
+    t.ok(loadConfig(path, {}).ok, 'saved with a BOM');
+    t.ok(loadConfig(path, { LOG_LEVEL: 'debug' }).ok);
+    t.ok(loadConfig(path, { LOG_LEVEL: '' }).ok, 'empty: the default');
+    t.same(loadConfig(path, { LOG_LEVEL: 'verbose' }), {
+      ok: false,
+      problems: ['LOG_LEVEL: must be one of fatal, error, warn, info, debug, trace, silent, got "verbose"'],
+    });
+  },
+);
