@@ -505,18 +505,18 @@ export class VersionRegistry {
     const policy = this.#restartPolicy;
     if (handle.readyAt > 0 && Date.now() - handle.readyAt > policy.stableAfterMs) state.consecutiveCrashes = 0;
     state.consecutiveCrashes++;
+    const delayMs = nextRestartDelayMs(state.consecutiveCrashes, policy);
     if (state.consecutiveCrashes > policy.maxConsecutiveCrashes) {
       this.#log.error(
-        { version: state.name, crashes: state.consecutiveCrashes },
-        'worker keeps crashing, giving up on restarts',
+        { version: state.name, instance: handle.instance, crashes: state.consecutiveCrashes, delayMs },
+        'worker keeps crashing, restarting it slowly',
       );
-      return;
+    } else {
+      this.#log.warn(
+        { version: state.name, instance: handle.instance, delayMs, reason: report.reason },
+        'restarting crashed worker',
+      );
     }
-    const delayMs = nextRestartDelayMs(state.consecutiveCrashes, policy);
-    this.#log.warn(
-      { version: state.name, instance: handle.instance, delayMs, reason: report.reason },
-      'restarting crashed worker',
-    );
     this.#supervisor.later(delayMs, () => {
       if (state.isRemoved || state.workers[slot] !== handle) return;
       const replacement = this.#spawn(state, state.build, handle.instance);

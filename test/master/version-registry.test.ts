@@ -33,6 +33,8 @@ function setup(
   versions: Record<string, Record<string, unknown>>,
   removed: string[] = [],
   unrouted: string[] = [],
+  /** After maxConsecutiveCrashes (2): long by default, so a test sees no restart. */
+  crashLoopDelayMs = 600_000,
 ) {
   const cfg = config(versions);
   const supervisor: Supervisor = new Supervisor({
@@ -49,7 +51,13 @@ function setup(
     log,
     onRemoved: (name) => removed.push(name),
     onUnrouted: (name) => unrouted.push(name),
-    restartPolicy: { initialDelayMs: 1, maxDelayMs: 5, stableAfterMs: 60_000, maxConsecutiveCrashes: 2 },
+    restartPolicy: {
+      initialDelayMs: 1,
+      maxDelayMs: 5,
+      stableAfterMs: 60_000,
+      maxConsecutiveCrashes: 2,
+      crashLoopDelayMs,
+    },
   });
   t.teardown(async () => {
     await supervisor.stopAll(500);
@@ -212,7 +220,25 @@ t.test('crashes are restarted with backoff, up to the policy; intended exits are
   const probe = fakeFork('ready');
   const { registry: other } = setup(t, probe, { x: { entry: FAKE_WORKER_ENTRY, weight: 1 } });
   await other.startAll();
-  t.equal(fake.children.length, forks, 'gave up after the third crash in a row');
+  t.equal(fake.children.length, forks, 'no quick restart after the third crash in a row');
   t.equal(v1.workers[0]!.state, 'crashed');
   t.notOk(registry.isReady, '/readyz would say not ready');
 });
+
+t.test(
+  'past the crashes in a row, a version is still restarted, slowly (CrashLoopBackOff), not given up',
+  async (t) => {
+    const fake = fakeFork('crash-later');
+    const { registry } = setup(t, fake, { v1: { entry: FAKE_WORKER_ENTRY, weight: 1 } }, [], [], 20);
+    await registry.startAll();
+    const v1 = registry.require('v1');
+    for (let n = 1; n <= 4; n++) {
+      const worker = v1.workers[0]!;
+      crash(worker);
+      await once(worker, 'exit');
+      while (v1.workers[0] === worker || v1.workers[0]!.state !== 'ready') await pollPause();
+      t.equal(v1.restarts, n, `restart ${n}${n > 2 ? ', after crashLoopDelayMs' : ''}`);
+    }
+    t.ok(registry.isReady, 'serving again');
+  },
+);
