@@ -1,4 +1,4 @@
-import { watch, readFileSync, type FSWatcher } from 'node:fs';
+import { closeSync, fstatSync, openSync, watch, readFileSync, statSync, type FSWatcher } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { configHash } from './config-file.js';
@@ -30,6 +30,8 @@ const MAX_WAIT_FACTOR = 4;
 const MIN_MAX_WAIT_MS = 1_000;
 /** The default wait before content that could not be applied is offered again; it doubles up to 32×. */
 const DEFAULT_RETRY_MS = 10_000;
+/** How often a watch whose directory is gone looks for it again, ms. */
+const DIR_POLL_MS = 1000;
 const MAX_RETRY_FACTOR = 32;
 
 export interface ConfigChange {
@@ -131,6 +133,7 @@ export function watchConfigFile(options: ConfigWatchOptions): ConfigWatch {
   const look = async (): Promise<void> => {
     timer = undefined;
     burstStartMs = undefined;
+    rewatchIfReplaced();
     isLooking = true;
     try {
       let text: string;
@@ -182,13 +185,57 @@ export function watchConfigFile(options: ConfigWatchOptions): ConfigWatch {
     }
   };
 
+  const dir = dirname(path);
+  /**
+   * The watched directory, held open: once it is removed (rm -rf, a config tool making it again) its link count is 0,
+   * whatever now has its name (held, its inode cannot be another's).
+   */
+  let dirFd: number | undefined;
+  let dirPoll: NodeJS.Timeout | undefined;
+  const startWatcher = (): FSWatcher => {
+    // Every event means "look again": kubelet's names (`..data`, `..2026_…`) are not the file's.
+    const next = watch(dir, () => schedule());
+    if (dirFd !== undefined) closeSync(dirFd);
+    dirFd = openSync(dir, 'r');
+    next.on('error', (err) => {
+      close();
+      onError(
+        new Error(`config watch stopped: the directory of ${path} cannot be watched: ${err.message}`, { cause: err }),
+      );
+    });
+    return next;
+  };
   let watcher: FSWatcher;
   try {
-    // Every event means "look again": kubelet's names (`..data`, `..2026_…`) are not the file's.
-    watcher = watch(dirname(path), () => schedule());
+    watcher = startWatcher();
   } catch (err) {
     throw new Error(`cannot watch the directory of ${path}: ${(err as Error).message}`, { cause: err });
   }
+  /**
+   * At each look: if the directory is gone or another one now, the watch on the old one hears nothing more (inotify
+   * watches an inode), so it is watched again once it exists, and looked at.
+   */
+  const rewatchIfReplaced = (): void => {
+    if (isClosed || dirPoll !== undefined || dirFd === undefined || fstatSync(dirFd).nlink > 0) return;
+    if (!exists(dir)) {
+      dirPoll = setTimeout(() => {
+        dirPoll = undefined;
+        rewatchIfReplaced();
+      }, DIR_POLL_MS);
+      dirPoll.unref();
+      return;
+    }
+    watcher.close();
+    try {
+      watcher = startWatcher();
+    } catch (err) {
+      close();
+      onError(new Error(`config watch stopped: ${dir} cannot be watched again: ${(err as Error).message}`));
+      return;
+    }
+    onError(new Error(`config watch: ${dir} was replaced; watching the new one`));
+    schedule();
+  };
 
   const close = (): void => {
     if (isClosed) return;
@@ -196,19 +243,25 @@ export function watchConfigFile(options: ConfigWatchOptions): ConfigWatch {
     watcher.close();
     clearTimeout(timer);
     clearTimeout(retryTimer);
+    clearTimeout(dirPoll);
+    if (dirFd !== undefined) closeSync(dirFd);
+    dirFd = undefined;
     timer = undefined;
     reads.abort();
     signal?.removeEventListener('abort', close);
   };
-  watcher.on('error', (err) => {
-    close();
-    onError(
-      new Error(`config watch stopped: the directory of ${path} cannot be watched: ${err.message}`, { cause: err }),
-    );
-  });
   signal?.addEventListener('abort', close, { once: true });
   if (options.initialHash !== undefined) schedule();
   return { close };
+}
+
+function exists(dir: string): boolean {
+  try {
+    statSync(dir);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** The baseline when the caller gives none; an unreadable file has none (its first readable content is a change). */

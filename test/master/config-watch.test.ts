@@ -1,5 +1,15 @@
 import t from 'tap';
-import { watch, appendFileSync, mkdtempSync, rmSync, writeFileSync, renameSync, unlinkSync, utimesSync } from 'node:fs';
+import {
+  watch,
+  appendFileSync,
+  mkdirSync,
+  mkdtempSync,
+  rmSync,
+  writeFileSync,
+  renameSync,
+  unlinkSync,
+  utimesSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { configHash } from '../../master/config-file.js';
@@ -212,6 +222,27 @@ t.test('a missing file is reported once, and its return with new content is a ch
   const errors = w.seen.flatMap((s) => (s.kind === 'error' ? [(s.err as NodeJS.ErrnoException).code] : []));
   t.same(errors, ['ENOENT']);
   t.same(w.changes(), [configHash(config(2))]);
+});
+
+t.test('a directory removed and made again is watched again: its later edits are changes too', async (t) => {
+  const parent = tempDir(t);
+  const dir = join(parent, 'conf');
+  mkdirSync(dir);
+  const path = join(dir, 'graygate.json');
+  writeFileSync(path, config(1));
+  const w = record(t, { path });
+  rmSync(dir, { recursive: true });
+  await w.until('error', 1); // the file is gone
+  mkdirSync(dir);
+  writeFileSync(path, config(2));
+  await w.until('change', 1);
+  writeFileSync(path, config(3)); // heard only by a watch on the new directory
+  await w.until('change', 2);
+  t.same(w.changes(), [configHash(config(2)), configHash(config(3))]);
+  t.ok(
+    w.seen.some((s) => s.kind === 'error' && /was replaced; watching the new one/.test(s.err.message)),
+    'said so',
+  );
 });
 
 t.test('close() disposes the watcher and the timer, is idempotent, and stops changes', async (t) => {
