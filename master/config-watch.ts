@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, openSync, watch, readFileSync, statSync, type FSWatcher } from 'node:fs';
+import { closeSync, fstatSync, openSync, watch, readFileSync, statSync, type FSWatcher, type Stats } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { configHash } from './config-file.js';
@@ -68,6 +68,8 @@ export interface ConfigWatchOptions {
    * an identical rewrite). Default: nothing. For debug logs.
    */
   onUnchanged?: (hash: string) => void;
+  /** The file's directory was replaced (removed and made again, renamed away) and the new one is watched now. */
+  onRewatch?: (dir: string) => void;
   /**
    * Quiet time after the last event before the file is read, in ms. Default 250: spans an editor's
    * save or kubelet's swap (a few syscalls), short next to kubelet's own delay (up to about a minute).
@@ -187,16 +189,23 @@ export function watchConfigFile(options: ConfigWatchOptions): ConfigWatch {
 
   const dir = dirname(path);
   /**
-   * The watched directory, held open: once it is removed (rm -rf, a config tool making it again) its link count is 0,
-   * whatever now has its name (held, its inode cannot be another's).
+   * The watched directory, held open: once its name leads elsewhere (removed and made again, renamed away, a symlink
+   * swapped), its device and inode are not the name's (held, its inode cannot be another's).
    */
   let dirFd: number | undefined;
   let dirPoll: NodeJS.Timeout | undefined;
   const startWatcher = (): FSWatcher => {
-    // Every event means "look again": kubelet's names (`..data`, `..2026_…`) are not the file's.
-    const next = watch(dir, () => schedule());
+    const fd = openSync(dir, 'r');
+    let next: FSWatcher;
+    try {
+      // Every event means "look again": kubelet's names (`..data`, `..2026_…`) are not the file's.
+      next = watch(dir, () => schedule());
+    } catch (err) {
+      closeSync(fd);
+      throw err;
+    }
     if (dirFd !== undefined) closeSync(dirFd);
-    dirFd = openSync(dir, 'r');
+    dirFd = fd;
     next.on('error', (err) => {
       close();
       onError(
@@ -216,8 +225,11 @@ export function watchConfigFile(options: ConfigWatchOptions): ConfigWatch {
    * watches an inode), so it is watched again once it exists, and looked at.
    */
   const rewatchIfReplaced = (): void => {
-    if (isClosed || dirPoll !== undefined || dirFd === undefined || fstatSync(dirFd).nlink > 0) return;
-    if (!exists(dir)) {
+    if (isClosed || dirPoll !== undefined || dirFd === undefined) return;
+    const held = fstatSync(dirFd);
+    const named = statOf(dir);
+    if (named !== undefined && named.ino === held.ino && named.dev === held.dev) return;
+    if (named === undefined) {
       dirPoll = setTimeout(() => {
         dirPoll = undefined;
         rewatchIfReplaced();
@@ -233,7 +245,7 @@ export function watchConfigFile(options: ConfigWatchOptions): ConfigWatch {
       onError(new Error(`config watch stopped: ${dir} cannot be watched again: ${(err as Error).message}`));
       return;
     }
-    onError(new Error(`config watch: ${dir} was replaced; watching the new one`));
+    options.onRewatch?.(dir);
     schedule();
   };
 
@@ -255,12 +267,11 @@ export function watchConfigFile(options: ConfigWatchOptions): ConfigWatch {
   return { close };
 }
 
-function exists(dir: string): boolean {
+function statOf(dir: string): Stats | undefined {
   try {
-    statSync(dir);
-    return true;
+    return statSync(dir);
   } catch {
-    return false;
+    return undefined;
   }
 }
 

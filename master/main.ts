@@ -206,6 +206,7 @@ function startWatch(): ConfigWatch {
             },
           ),
     onError: (err) => log.error({ err: err.message }, 'config watch'),
+    onRewatch: (dir) => log.warn({ dir }, 'config watch: the directory was replaced, watching the new one'),
   });
 }
 setWatch(config.config.watch);

@@ -87,8 +87,9 @@ export class WorkerStartFailure extends Error {
 const MAX_STDERR_QUEUED_BYTES = 1024 * 1024;
 
 /**
- * The master's stderr failing (EPIPE: its reader is gone) drops what is echoed to it; unhandled, the error event killed
- * the master and every worker (a broken build's stack trace, a worker out of memory, was enough).
+ * A write to the master's stderr that fails (EPIPE: its reader is gone; whatever else) drops that echo, and nothing
+ * can be told on a stderr that fails; unhandled, the error event killed the master and every worker (a broken build's
+ * stack trace, a worker out of memory, was enough).
  */
 function guardStderr(): void {
   if (process.stderr.listenerCount('error') > 0) return;

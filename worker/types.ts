@@ -140,6 +140,8 @@ export interface StreamState {
    * left is complete without `[DONE]` (TGI, llama.cpp forks and others end so).
    */
   unfinishedChoices: number;
+  /** The choice indices that sent their finish_reason (made at the first one: finish chunks are few). */
+  finishedChoices: Set<number> | undefined;
   promptTokens: number;
   /** Of promptTokens, those read from the upstream's prompt cache (OpenAI's `prompt_tokens_details.cached_tokens`). */
   cachedTokens: number;
@@ -176,6 +178,7 @@ export function createStreamState(init: { id: string; created: number; model: st
     isDone: false,
     finishReason: null,
     unfinishedChoices: init.choices ?? 1,
+    finishedChoices: undefined,
     promptTokens: 0,
     cachedTokens: 0,
     completionTokens: 0,

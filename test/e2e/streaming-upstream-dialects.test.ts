@@ -37,8 +37,11 @@ const COMPLETION = JSON.stringify({
 const SCENARIOS: Record<string, string | Buffer> = {
   'no-done': token('a') + finish() + USAGE,
   'no-done-two-choices': token('a', 0) + token('b', 1) + finish(0),
+  // Choice 0's finish_reason twice (again on a usage-like chunk): still one choice finished.
+  'no-done-finish-twice': token('a', 0) + token('b', 1) + finish(0) + finish(0),
   'no-done-cut': token('a'),
   'completions-no-done': text('a', null) + text('b', 'stop'),
+  'completions-no-done-two': text('a', null) + text('b', 'stop'),
   'llama-error-first': LLAMA_CPP_ERROR + 'data: [DONE]\n\n',
   'llama-error-mid': token('a') + LLAMA_CPP_ERROR + 'data: [DONE]\n\n',
   bom: `\uFEFF${token('X')}${finish()}data: [DONE]\n\n`,
@@ -146,8 +149,18 @@ t.test("real servers' dialects of the OpenAI stream", async (t) => {
   t.test('without [DONE], a stream is complete only once every choice asked for has finished', async (t) => {
     const two = await read('no-done-two-choices', { n: 2 });
     t.equal(errorOf(two)?.code, 'upstream_protocol_error', 'choice 1 never finished');
+    const twice = await read('no-done-finish-twice', { n: 2 });
+    t.equal(errorOf(twice)?.code, 'upstream_protocol_error', 'one choice finishing twice is not two');
     const cut = await read('no-done-cut');
     t.equal(errorOf(cut)?.code, 'upstream_protocol_error', 'no finish_reason at all: cut');
+    const completions = await postStream(`${gw.url}/v1/completions`, {
+      model: 'm',
+      stream: true,
+      n: 2,
+      prompt: 'completions-no-done-two',
+    });
+    await completions.done;
+    t.equal(errorOf(completions)?.code, 'upstream_protocol_error', 'legacy completions: choice 1 never came');
   });
 
   t.test("llama.cpp's `error:` line is the upstream's error, not an empty success", async (t) => {

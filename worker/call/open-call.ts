@@ -140,7 +140,7 @@ export function openCall(options: OpenCallOptions): OpenedCall {
     );
   }
   if (call.isStream && kind !== 'embeddings') {
-    const relay = new SseRelay({ ...stream, kind, includeUsage: call.includeUsage });
+    const relay = new SseRelay({ ...stream, kind, includeUsage: call.includeUsage, choices: call.choices });
     return { consumer: relay.consumer, response: relay, usage: () => relay.usage() };
   }
   const relay = new BytesRelay({ res, headers });

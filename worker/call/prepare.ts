@@ -19,7 +19,7 @@ export interface PreparedCall {
   includeUsage: boolean;
   /** Embeddings: how the client wants its vectors. */
   encoding: EmbeddingEncoding;
-  /** Chat: the choices asked for (`n`), each to end with its finish_reason. */
+  /** The choices asked for (chat and legacy completions: `n`, × the prompts of a completion), each to finish. */
   choices: number;
 }
 
@@ -47,8 +47,23 @@ export function prepareCall(
     isStream: req.isStream,
     includeUsage: req.includeUsage,
     encoding: req.encoding,
-    choices: 1,
+    choices: kind === 'completions' ? completionChoices(req.body) : 1,
   };
+}
+
+/**
+ * The choices a legacy completion streams: `n` for each prompt (`prompt` a string or token array is one; an array of
+ * strings or of token arrays, one each). What cannot be read counts as one.
+ */
+function completionChoices(body: Record<string, unknown>): number {
+  const n = body['n'];
+  const perPrompt = typeof n === 'number' && Number.isInteger(n) && n > 0 ? n : 1;
+  const prompt = body['prompt'];
+  const prompts =
+    Array.isArray(prompt) && prompt.length > 0 && (typeof prompt[0] === 'string' || Array.isArray(prompt[0]))
+      ? prompt.length
+      : 1;
+  return perPrompt * prompts;
 }
 
 /** SPEC §12: an endpoint the version's format does not serve, naming the format. */

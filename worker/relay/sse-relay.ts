@@ -14,7 +14,7 @@ import { usageOf } from './usage-tail.js';
 // upstream_protocol_error), to know when the stream is complete and to read
 // its usage. Legacy completions get their usage chunk asked for always
 // (upstream/openai.ts) and forwarded only when the client asked; such a stream
-// is also complete when its body ends after every choice it started sent its
+// is also complete when its body ends after every choice asked for sent its
 // finish_reason, without `[DONE]` (as TGI and llama.cpp forks end).
 
 /** Responses API events after which the stream is over. */
@@ -29,6 +29,8 @@ export interface SseRelayOptions extends SseResponseOptions {
   kind: 'completions' | 'responses';
   /** stream_options.include_usage (legacy completions). */
   includeUsage: boolean;
+  /** Legacy completions: the choices asked for, each to send its finish_reason when there is no `[DONE]`. */
+  choices: number;
 }
 
 export class SseRelay extends SseResponse implements CallResponse {
@@ -36,9 +38,8 @@ export class SseRelay extends SseResponse implements CallResponse {
   readonly #options: SseRelayOptions;
   #isDone = false;
   #usage: Record<string, unknown> | undefined;
-  /** Completions: indices of the choices started and not finished; whether any finished. */
-  readonly #openChoices = new Set<number>();
-  #hasFinishedChoice = false;
+  /** Completions: the indices of the choices that sent their finish_reason. */
+  readonly #finished = new Set<number>();
 
   constructor(options: SseRelayOptions) {
     super(options);
@@ -48,7 +49,7 @@ export class SseRelay extends SseResponse implements CallResponse {
       event: (type, data) => this.#event(type, data),
       body: () => undefined,
       end: () => {
-        if (!this.#isDone && !(this.#hasFinishedChoice && this.#openChoices.size === 0))
+        if (!this.#isDone && this.#finished.size < options.choices)
           throw new GraygateError('upstream_protocol_error', 'the upstream response ended before its final event');
       },
       isComplete: () => this.#isDone,
@@ -81,7 +82,7 @@ export class SseRelay extends SseResponse implements CallResponse {
         throw upstreamStreamError(upstreamErrorMessage(data));
       const choices = value['choices'];
       if (isRecord(value['usage'])) this.#usage = value['usage'];
-      if (Array.isArray(choices)) this.#trackChoices(choices);
+      if (Array.isArray(choices)) for (const choice of choices) this.#countFinished(choice);
       if (Array.isArray(choices) && choices.length === 0 && !this.#options.includeUsage) return;
       const text = Array.isArray(choices) ? (choices[0] as { text?: unknown } | undefined)?.text : undefined;
       this.queue(encodeEvent(type, data), typeof text === 'string' && text !== '');
@@ -97,17 +98,10 @@ export class SseRelay extends SseResponse implements CallResponse {
     this.queue(encodeEvent(type, data), typeof kind === 'string' && kind.endsWith('.delta'));
   }
 
-  #trackChoices(choices: unknown[]): void {
-    for (const choice of choices) {
-      if (!isRecord(choice)) continue;
-      const index = typeof choice['index'] === 'number' ? choice['index'] : 0;
-      const finish = choice['finish_reason'];
-      if (finish === null || finish === undefined) this.#openChoices.add(index);
-      else {
-        this.#openChoices.delete(index);
-        this.#hasFinishedChoice = true;
-      }
-    }
+  #countFinished(choice: unknown): void {
+    if (!isRecord(choice) || choice['finish_reason'] === null || choice['finish_reason'] === undefined) return;
+    const index = choice['index'] ?? 0;
+    if (typeof index === 'number' && this.#finished.size < this.#options.choices) this.#finished.add(index);
   }
 }
 

@@ -93,8 +93,8 @@ export function convertOpenAIEvent(state: StreamState, type: string, data: strin
     if (delta === undefined || delta === null) (choice as { delta: object }).delta = {};
     else if (!isObject(delta))
       throw new GraygateError('upstream_protocol_error', 'the upstream sent a delta that is not an object');
-    const finish = (choice as { finish_reason?: unknown }).finish_reason;
-    if (finish !== null && finish !== undefined) state.unfinishedChoices--;
+    const { finish_reason: finish, index } = choice as { finish_reason?: unknown; index?: unknown };
+    if (finish !== null && finish !== undefined) countFinished(state, typeof index === 'number' ? index : 0);
   }
   const chunk = value as unknown as ChatCompletionChunk;
   const usage = chunk.usage;
@@ -106,6 +106,17 @@ export function convertOpenAIEvent(state: StreamState, type: string, data: strin
   }
   sink.chunk(chunk, data);
 }
+
+/** A choice's first finish_reason (one repeated, on its usage chunk, counts once); OpenAI's `n` is at most 128. */
+function countFinished(state: StreamState, index: number): void {
+  if (!Number.isInteger(index) || index < 0 || index >= MAX_CHOICES) return;
+  const finished = (state.finishedChoices ??= new Set());
+  if (finished.has(index)) return;
+  finished.add(index);
+  state.unfinishedChoices--;
+}
+
+const MAX_CHOICES = 128;
 
 function isObject(value: unknown): boolean {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
