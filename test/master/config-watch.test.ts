@@ -224,7 +224,8 @@ t.test('a missing file is reported once, and its return with new content is a ch
   t.same(w.changes(), [configHash(config(2))]);
 });
 
-t.test('a directory removed and made again is watched again: its later edits are changes too', async (t) => {
+/** A watch on `conf/graygate.json` in a temporary directory, recording the watch's re-watches. */
+function watchedSubdir(t: Teardown): { parent: string; dir: string; path: string; w: Recorded; rewatched: string[] } {
   const parent = tempDir(t);
   const dir = join(parent, 'conf');
   mkdirSync(dir);
@@ -232,6 +233,11 @@ t.test('a directory removed and made again is watched again: its later edits are
   writeFileSync(path, config(1));
   const rewatched: string[] = [];
   const w = record(t, { path, onRewatch: (d) => rewatched.push(d) });
+  return { parent, dir, path, w, rewatched };
+}
+
+t.test('a directory removed and made again is watched again: its later edits are changes too', async (t) => {
+  const { dir, path, w, rewatched } = watchedSubdir(t);
   rmSync(dir, { recursive: true });
   await w.until('error', 1); // the file is gone
   mkdirSync(dir);
@@ -244,13 +250,7 @@ t.test('a directory removed and made again is watched again: its later edits are
 });
 
 t.test('a directory renamed away and made again: the new one is watched', async (t) => {
-  const parent = tempDir(t);
-  const dir = join(parent, 'conf');
-  mkdirSync(dir);
-  const path = join(dir, 'graygate.json');
-  writeFileSync(path, config(1));
-  const rewatched: string[] = [];
-  const w = record(t, { path, onRewatch: (d) => rewatched.push(d) });
+  const { parent, dir, path, w, rewatched } = watchedSubdir(t);
   renameSync(dir, join(parent, 'conf.old'));
   mkdirSync(dir);
   writeFileSync(path, config(2));
