@@ -1,4 +1,14 @@
-import { closeSync, fstatSync, openSync, watch, readFileSync, statSync, type FSWatcher, type Stats } from 'node:fs';
+import {
+  closeSync,
+  fstatSync,
+  lstatSync,
+  openSync,
+  watch,
+  readFileSync,
+  statSync,
+  type FSWatcher,
+  type Stats,
+} from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { configHash } from './config-file.js';
@@ -220,6 +230,9 @@ export function watchConfigFile(options: ConfigWatchOptions): ConfigWatch {
   } catch (err) {
     throw new Error(`cannot watch the directory of ${path}: ${(err as Error).message}`, { cause: err });
   }
+  // A directory reached through a symlink (a release directory `current` → `r2`) is swapped in its parent, which the
+  // directory's own watch never hears: the parent is watched too, each event a look (which follows the swap).
+  const linkWatcher = isSymlink(dir) ? watchQuietly(dirname(dir), schedule) : undefined;
   /**
    * At each look: if the directory is gone or another one now, the watch on the old one hears nothing more (inotify
    * watches an inode), so it is watched again once it exists, and looked at.
@@ -256,6 +269,7 @@ export function watchConfigFile(options: ConfigWatchOptions): ConfigWatch {
     clearTimeout(timer);
     clearTimeout(retryTimer);
     clearTimeout(dirPoll);
+    linkWatcher?.close();
     if (dirFd !== undefined) closeSync(dirFd);
     dirFd = undefined;
     timer = undefined;
@@ -265,6 +279,25 @@ export function watchConfigFile(options: ConfigWatchOptions): ConfigWatch {
   signal?.addEventListener('abort', close, { once: true });
   if (options.initialHash !== undefined) schedule();
   return { close };
+}
+
+function isSymlink(path: string): boolean {
+  try {
+    return lstatSync(path).isSymbolicLink();
+  } catch {
+    return false;
+  }
+}
+
+/** A watch that is a help, not a need: undefined if it cannot start, closed (and silent) if it fails later. */
+function watchQuietly(dir: string, onEvent: () => void): FSWatcher | undefined {
+  try {
+    const watcher = watch(dir, onEvent);
+    watcher.on('error', () => watcher.close());
+    return watcher;
+  } catch {
+    return undefined;
+  }
 }
 
 function statOf(dir: string): Stats | undefined {

@@ -185,19 +185,29 @@ function stdoutPerLoopTurn(): DestinationStream {
  * the first worker's start or exit, the master's writes to a full pipe blocked, and a log
  * collector that stalled froze the gateway (requests, health, SIGTERM). One writer, one flag: the
  * master's. What waits counts against the master's bound (MAX_WAITING_BYTES); a line longer than
- * MAX_RELAYED_LINE_CHARS is ended there.
+ * MAX_RELAYED_LINE_CHARS is ended there, and the rest of it dropped.
  */
 export function relayLogLines(source: Readable): void {
   const out = stdoutPerLoopTurn();
   let partial = '';
+  // The rest of a line cut at MAX_RELAYED_LINE_CHARS is dropped, up to its end: not lines of its own.
+  let isSkipping = false;
   source.setEncoding('utf8');
-  source.on('data', (chunk: string) => {
+  source.on('data', (data: string) => {
+    let chunk = data;
+    if (isSkipping) {
+      const lineEnd = chunk.indexOf('\n');
+      if (lineEnd === -1) return;
+      isSkipping = false;
+      chunk = chunk.slice(lineEnd + 1);
+    }
     const end = chunk.lastIndexOf('\n');
     if (end === -1) {
       partial += chunk;
       if (partial.length > MAX_RELAYED_LINE_CHARS) {
         out.write(`${partial}\n`);
         partial = '';
+        isSkipping = true;
       }
       return;
     }

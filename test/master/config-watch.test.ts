@@ -3,6 +3,7 @@ import {
   watch,
   appendFileSync,
   mkdirSync,
+  symlinkSync,
   mkdtempSync,
   rmSync,
   writeFileSync,
@@ -261,6 +262,30 @@ t.test('a directory renamed away and made again: the new one is watched', async 
   t.same(w.changes(), [configHash(config(2)), configHash(config(3))]);
   t.same(rewatched, [dir]);
 });
+
+t.test(
+  'a directory reached through a symlink that is swapped (a release `current`): the new one is watched',
+  async (t) => {
+    const parent = tempDir(t);
+    for (const [name, weight] of [
+      ['r1', 1],
+      ['r2', 2],
+    ] as const) {
+      mkdirSync(join(parent, name));
+      writeFileSync(join(parent, name, 'graygate.json'), config(weight));
+    }
+    symlinkSync('r1', join(parent, 'current'));
+    const rewatched: string[] = [];
+    const w = record(t, { path: join(parent, 'current', 'graygate.json'), onRewatch: (d) => rewatched.push(d) });
+    symlinkSync('r2', join(parent, 'current.tmp'));
+    renameSync(join(parent, 'current.tmp'), join(parent, 'current')); // what `ln -sfn r2 current.tmp && mv -T` does
+    await w.until('change', 1);
+    writeFileSync(join(parent, 'r2', 'graygate.json'), config(3)); // heard only by a watch on r2
+    await w.until('change', 2);
+    t.same(w.changes(), [configHash(config(2)), configHash(config(3))]);
+    t.same(rewatched, [join(parent, 'current')]);
+  },
+);
 
 t.test('close() disposes the watcher and the timer, is idempotent, and stops changes', async (t) => {
   const dir = tempDir(t);

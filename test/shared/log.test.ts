@@ -87,6 +87,30 @@ t.test('stdout that is not a TTY gets JSON lines', async (t) => {
   t.match(line, { role: 'cli', msg: 'hello', headers: { authorization: REDACTED } });
 });
 
+t.test(
+  "a worker's lines relayed by the master: whole, and the rest of one over 1 MiB dropped, not lines of its own",
+  async (t) => {
+    const script = [
+      `import { PassThrough } from 'node:stream';`,
+      `import { relayLogLines } from './dist/shared/log.js';`,
+      `const worker = new PassThrough(); relayLogLines(worker);`,
+      `worker.write('{"a":1}\\n{"b":'); worker.write('2}\\n');`,
+      `worker.write('x'.repeat(3 << 20)); worker.write('yyy'); worker.write('zzz\\n{"c":3}\\n');`,
+      `worker.end('{"d":4}');`,
+    ].join('\n');
+    const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      maxBuffer: 16 << 20,
+    });
+    t.equal(run.status, 0, run.stderr);
+    const lines = run.stdout.split('\n');
+    t.same(lines.slice(0, 2), ['{"a":1}', '{"b":2}'], 'a line split across chunks is one');
+    t.equal(lines[2]!.length, 3 << 20, 'the long line, ended where it was cut');
+    t.same(lines.slice(3), ['{"c":3}', '{"d":4}', ''], 'its rest (yyyzzz) dropped; the last line ended at the end');
+  },
+);
+
 t.test('stdout lines of two loggers keep their order across loop turns, and none is lost at exit', async (t) => {
   // Two loggers share one batch: three lines in one turn, one in the next, and one
   // logged just before process.exit, which only the exit handler can still write.
