@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { pino } from 'pino';
 import { readFileSync } from 'node:fs';
 import { isLoopbackHost, validateConfig, type Config } from '../shared/config.js';
 
@@ -17,7 +18,8 @@ export function configPath(argv: readonly string[], env: NodeJS.ProcessEnv): str
   return env['GRAYGATE_CONFIG'] ?? DEFAULT_CONFIG_PATH;
 }
 
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+/** What LOG_LEVEL may name: pino's levels, and `silent`. */
+const LOG_LEVELS = [...Object.keys(pino.levels.values), 'silent'];
 
 /**
  * Applies PORT and HOST over the file's `listen`, GRAYGATE_ADMIN_PORT over `admin.port`

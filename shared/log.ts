@@ -71,8 +71,10 @@ export function createLogger(options: LoggerOptions): Logger {
  * (issue 10, docs/BENCHMARKS.md "Wakeups at rest"). Under load a turn's lines
  * share writes, as they shared fs.writes before.
  *
- * stdout is a pipe in production (a log collector), made non-blocking by Node,
- * and shared with the workers. When it is full what it did not take waits, in
+ * stdout is a pipe in production (a log collector), made non-blocking by Node;
+ * the master's alone among graygate's processes (workers write into a pipe the
+ * master reads, relayLogLines), though npm or a wrapper script may share it.
+ * When it is full what it did not take waits, in
  * order, for a retry every RETRY_MS (sonic-boom's pace): the event loop never
  * blocks on a slow reader, and no other process's line lands inside one of
  * ours (writes of whole lines, 4 KiB at most, see atomicPiece for the limits:
@@ -223,8 +225,8 @@ const MAX_RELAYED_LINE_CHARS = 1024 * 1024;
 
 /**
  * How much of `buf` (whole lines, the head of what waits) one write takes: at most PIPE_BUF bytes
- * of whole lines, or one longer line alone. The master and its workers share stdout; a write of
- * up to PIPE_BUF bytes to a pipe is atomic (all of it or EAGAIN, POSIX), so no other process's line
+ * of whole lines, or one longer line alone. Another process may share stdout (npm, a wrapper
+ * script); a write of up to PIPE_BUF bytes to a pipe is atomic (all of it or EAGAIN, POSIX), so no other process's line
  * can land inside one of ours. A longer write can be cut when the pipe is nearly full, and its
  * rest, written 100 ms later, would follow whatever the others wrote meanwhile. A Unix stream
  * socket (what journald and Node's `stdio: 'pipe'` give) takes a write this small whole too

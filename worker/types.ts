@@ -135,13 +135,8 @@ export interface StreamState {
   /** The upstream sent its final event (`[DONE]`, `done: true`, `message_stop`). */
   isDone: boolean;
   finishReason: FinishReason | null;
-  /**
-   * OpenAI upstreams: the choices asked for (`n`) that have not sent their finish_reason. A body that ends with none
-   * left is complete without `[DONE]` (TGI, llama.cpp forks and others end so).
-   */
-  unfinishedChoices: number;
-  /** The choice indices that sent their finish_reason (made at the first one: finish chunks are few). */
-  finishedChoices: Set<number> | undefined;
+  /** OpenAI upstreams: which of the choices asked for sent their finish_reason (complete without `[DONE]`). */
+  readonly finishes: ChoiceFinishes;
   promptTokens: number;
   /** Of promptTokens, those read from the upstream's prompt cache (OpenAI's `prompt_tokens_details.cached_tokens`). */
   cachedTokens: number;
@@ -164,6 +159,33 @@ export interface StreamState {
   readonly inputsPending: Map<number, string>;
 }
 
+/**
+ * The choices an OpenAI-format stream was asked for (`n`; a legacy completion's `n` for each prompt) and those that
+ * sent their finish_reason: a body that ends once all did is complete without `[DONE]` (TGI, llama.cpp forks and
+ * others end so). A choice's finish_reason repeated (on a usage chunk) counts once.
+ */
+export class ChoiceFinishes {
+  readonly #asked: number;
+  #finished: Set<number> | undefined;
+
+  constructor(asked: number) {
+    this.#asked = asked;
+  }
+
+  /** A choice of a chunk: counted, by its index, if it carries a finish_reason. */
+  see(choice: { finish_reason?: unknown; index?: unknown }): void {
+    const finish = choice.finish_reason;
+    if (finish === null || finish === undefined) return;
+    const index = choice.index ?? 0;
+    const finished = (this.#finished ??= new Set());
+    if (Number.isInteger(index) && finished.size < this.#asked) finished.add(index as number);
+  }
+
+  get isComplete(): boolean {
+    return (this.#finished?.size ?? 0) >= this.#asked;
+  }
+}
+
 /** StreamState.blocks value of the block whose tool input is the answer itself (Anthropic JSON mode). */
 export const JSON_ANSWER_BLOCK = -1;
 /** StreamState.blocks value of a started block with nothing to send from its input (text, a server tool's use). */
@@ -177,8 +199,7 @@ export function createStreamState(init: { id: string; created: number; model: st
     isRoleSent: false,
     isDone: false,
     finishReason: null,
-    unfinishedChoices: init.choices ?? 1,
-    finishedChoices: undefined,
+    finishes: new ChoiceFinishes(init.choices ?? 1),
     promptTokens: 0,
     cachedTokens: 0,
     completionTokens: 0,

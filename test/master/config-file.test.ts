@@ -70,7 +70,7 @@ t.test(
     t.ok(loadConfig(path, { LOG_LEVEL: '' }).ok, 'empty: the default');
     t.same(loadConfig(path, { LOG_LEVEL: 'verbose' }), {
       ok: false,
-      problems: ['LOG_LEVEL: must be one of fatal, error, warn, info, debug, trace, silent, got "verbose"'],
+      problems: ['LOG_LEVEL: must be one of trace, debug, info, warn, error, fatal, silent, got "verbose"'],
     });
   },
 );

@@ -2,7 +2,9 @@ import { GraygateError } from '../../shared/errors.js';
 import { DONE_EVENT, encodeEvent } from '../sse/encoder.js';
 import { SseResponse, type SseResponseOptions } from '../sse/sse-response.js';
 import type { BodyConsumer } from '../upstream/pipeline.js';
-import { parseUpstreamJson, upstreamErrorMessage, upstreamStreamError } from '../upstream/format-adapter.js';
+import { parseUpstreamJson } from '../upstream/format-adapter.js';
+import { readOpenAIEvent } from '../upstream/openai.js';
+import { ChoiceFinishes } from '../types.js';
 import type { CallResponse } from '../call/call-response.js';
 import { usageOf } from './usage-tail.js';
 
@@ -38,18 +40,19 @@ export class SseRelay extends SseResponse implements CallResponse {
   readonly #options: SseRelayOptions;
   #isDone = false;
   #usage: Record<string, unknown> | undefined;
-  /** Completions: the indices of the choices that sent their finish_reason. */
-  readonly #finished = new Set<number>();
+  /** Completions: which of the choices asked for sent their finish_reason. */
+  readonly #finishes: ChoiceFinishes;
 
   constructor(options: SseRelayOptions) {
     super(options);
     this.#options = options;
+    this.#finishes = new ChoiceFinishes(options.choices);
     this.consumer = {
       framing: 'sse',
       event: (type, data) => this.#event(type, data),
       body: () => undefined,
       end: () => {
-        if (!this.#isDone && this.#finished.size < options.choices)
+        if (!this.#isDone && !this.#finishes.isComplete)
           throw new GraygateError('upstream_protocol_error', 'the upstream response ended before its final event');
       },
       isComplete: () => this.#isDone,
@@ -67,27 +70,21 @@ export class SseRelay extends SseResponse implements CallResponse {
 
   #event(type: string, data: string): void {
     if (this.#options.kind === 'completions') {
-      // As OpenAI's SDKs read it: `[DONE]` followed by anything still ends the stream.
-      if (data.startsWith('[DONE]')) {
+      const value = readOpenAIEvent(type, data);
+      if (value === undefined) {
         this.#isDone = true;
         this.queue(encodeEvent(type, '[DONE]'), false);
         return;
       }
-      // `event: error`, or llama.cpp's `error: {…}` line (sse/event-decoder.ts).
-      if (type === 'error') throw upstreamStreamError(upstreamErrorMessage(data));
-    }
-    const value = parseUpstreamJson(data);
-    if (this.#options.kind === 'completions') {
-      if (value['error'] !== undefined && value['error'] !== null)
-        throw upstreamStreamError(upstreamErrorMessage(data));
       const choices = value['choices'];
       if (isRecord(value['usage'])) this.#usage = value['usage'];
-      if (Array.isArray(choices)) for (const choice of choices) this.#countFinished(choice);
+      if (Array.isArray(choices)) for (const choice of choices) if (isRecord(choice)) this.#finishes.see(choice);
       if (Array.isArray(choices) && choices.length === 0 && !this.#options.includeUsage) return;
       const text = Array.isArray(choices) ? (choices[0] as { text?: unknown } | undefined)?.text : undefined;
       this.queue(encodeEvent(type, data), typeof text === 'string' && text !== '');
       return;
     }
+    const value = parseUpstreamJson(data);
     const kind = value['type'];
     if (RESPONSES_FINAL.has(kind)) {
       this.#isDone = true;
@@ -96,12 +93,6 @@ export class SseRelay extends SseResponse implements CallResponse {
     }
     // Every `*.delta` is generated output: text, refusals, tool-call arguments, reasoning summaries.
     this.queue(encodeEvent(type, data), typeof kind === 'string' && kind.endsWith('.delta'));
-  }
-
-  #countFinished(choice: unknown): void {
-    if (!isRecord(choice) || choice['finish_reason'] === null || choice['finish_reason'] === undefined) return;
-    const index = choice['index'] ?? 0;
-    if (typeof index === 'number' && this.#finished.size < this.#options.choices) this.#finished.add(index);
   }
 }
 

@@ -70,16 +70,25 @@ function buildOpenAIStoredResponseRequest(call: StoredResponseCall, options: Bui
   return { method: call.method, path: call.path, headers, body: Buffer.alloc(0), model: options.model ?? '' };
 }
 
-export function convertOpenAIEvent(state: StreamState, type: string, data: string, sink: ChunkSink): void {
-  // As OpenAI's SDKs read it: `[DONE]` followed by anything (a space) still ends the stream.
-  if (data.startsWith('[DONE]')) {
-    state.isDone = true;
-    return;
-  }
-  // `event: error`, or llama.cpp's `error: {…}` line (sse/event-decoder.ts): the upstream's error, whatever its shape.
+/**
+ * One event of an OpenAI-format stream (chat or legacy completions): its JSON object, or undefined for `[DONE]` (as
+ * OpenAI's SDKs read it, followed by anything: a space). The upstream's error, `event: error`, llama.cpp's `error: {…}`
+ * line (sse/event-decoder.ts) or an `error` member, is thrown, whatever its shape.
+ */
+export function readOpenAIEvent(type: string, data: string): Record<string, unknown> | undefined {
+  if (data.startsWith('[DONE]')) return undefined;
   if (type === 'error') throw upstreamStreamError(upstreamErrorMessage(data));
   const value = parseUpstreamJson(data);
   if (value['error'] !== undefined && value['error'] !== null) throw upstreamStreamError(upstreamErrorMessage(data));
+  return value;
+}
+
+export function convertOpenAIEvent(state: StreamState, type: string, data: string, sink: ChunkSink): void {
+  const value = readOpenAIEvent(type, data);
+  if (value === undefined) {
+    state.isDone = true;
+    return;
+  }
   const choices = value['choices'];
   if (!Array.isArray(choices)) {
     throw new GraygateError('upstream_protocol_error', 'the upstream sent a chunk without a choices array');
@@ -93,8 +102,7 @@ export function convertOpenAIEvent(state: StreamState, type: string, data: strin
     if (delta === undefined || delta === null) (choice as { delta: object }).delta = {};
     else if (!isObject(delta))
       throw new GraygateError('upstream_protocol_error', 'the upstream sent a delta that is not an object');
-    const { finish_reason: finish, index } = choice as { finish_reason?: unknown; index?: unknown };
-    if (finish !== null && finish !== undefined) countFinished(state, typeof index === 'number' ? index : 0);
+    state.finishes.see(choice as { finish_reason?: unknown; index?: unknown });
   }
   const chunk = value as unknown as ChatCompletionChunk;
   const usage = chunk.usage;
@@ -106,17 +114,6 @@ export function convertOpenAIEvent(state: StreamState, type: string, data: strin
   }
   sink.chunk(chunk, data);
 }
-
-/** A choice's first finish_reason (one repeated, on its usage chunk, counts once); OpenAI's `n` is at most 128. */
-function countFinished(state: StreamState, index: number): void {
-  if (!Number.isInteger(index) || index < 0 || index >= MAX_CHOICES) return;
-  const finished = (state.finishedChoices ??= new Set());
-  if (finished.has(index)) return;
-  finished.add(index);
-  state.unfinishedChoices--;
-}
-
-const MAX_CHOICES = 128;
 
 function isObject(value: unknown): boolean {
   return typeof value === 'object' && value !== null && !Array.isArray(value);

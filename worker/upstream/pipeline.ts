@@ -59,7 +59,7 @@ export function chatConsumer(adapter: UpstreamAdapter, state: StreamState, outpu
     event: (type, data) => adapter.convertEvent(state, type, data, output),
     body: () => undefined,
     end() {
-      if (!state.isDone && state.unfinishedChoices > 0)
+      if (!state.isDone && !state.finishes.isComplete)
         throw new GraygateError('upstream_protocol_error', 'the upstream response ended before its final event');
     },
     isComplete: () => state.isDone,
