@@ -82,13 +82,20 @@ export function preflightHeaders(
   };
 }
 
-/** Headers every answer to an allowed origin carries. */
+/**
+ * Whether answers differ by the request's Origin: with CORS on, an answer to a request without Origin (curl, a
+ * server, a same-origin fetch some browsers send without one) or from a refused origin carries no
+ * Access-Control-Allow-Origin, so every answer says `Vary: Origin`, or a shared cache could serve the bare answer to
+ * an allowed page (the Fetch standard's advice on CORS and HTTP caches).
+ */
+export function corsVaries(cors: CorsConfig): boolean {
+  return cors.origins === '*' || cors.origins.length > 0;
+}
+
+/** Headers every answer to an allowed origin carries (and `Vary: Origin`, which every answer does: corsVaries). */
 export function responseCorsHeaders(origin: string, cors: CorsConfig): Record<string, string> {
-  if (cors.origins === '*')
-    return { 'access-control-allow-origin': '*', 'access-control-expose-headers': CORS_EXPOSED_HEADERS };
   return {
-    'access-control-allow-origin': origin,
+    'access-control-allow-origin': cors.origins === '*' ? '*' : origin,
     'access-control-expose-headers': CORS_EXPOSED_HEADERS,
-    vary: 'Origin',
   };
 }

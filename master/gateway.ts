@@ -8,7 +8,7 @@ import { bodyTooLarge, declaredLength, hasBody, readBody } from '../shared/body.
 import { workerIdleTimeoutMsFor } from '../shared/config.js';
 import type { Logger } from '../shared/log.js';
 import { chooseVersion, needsStickyKey, type RoutingFacts } from './router.js';
-import { corsVerdict, isPreflight, preflightHeaders, responseCorsHeaders } from './cors.js';
+import { corsVaries, corsVerdict, isPreflight, preflightHeaders, responseCorsHeaders } from './cors.js';
 import { findTopLevelUser } from './body-user.js';
 import { readRoutingFacts } from './request-facts.js';
 import type { VersionRegistry } from './version-registry.js';
@@ -208,6 +208,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     const origin = headerValue(req.headers['origin']);
     const cors = registry.config.cors;
     const verdict = corsVerdict(origin, cors);
+    if (corsVaries(cors)) res.setHeader('vary', 'Origin');
     if (verdict === 'forbidden') {
       refuse(ctx, new GraygateError('forbidden', `origin ${JSON.stringify(origin)} is not allowed (cors.origins)`));
       return false;

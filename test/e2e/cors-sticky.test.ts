@@ -69,6 +69,7 @@ t.test('CORS and body-user stickiness', async (t) => {
     t.equal(simple.status, 403);
     t.equal(json<{ error: { code: string } }>(simple).error.code, 'forbidden');
     t.notOk(simple.headers['access-control-allow-origin']);
+    t.equal(simple.headers['vary'], 'Origin', 'a cache must not serve this answer to an allowed page');
     const preflight = await httpRequest(`${gw.url}/echo`, {
       method: 'OPTIONS',
       headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' },
@@ -76,6 +77,16 @@ t.test('CORS and body-user stickiness', async (t) => {
     t.equal(preflight.status, 403);
     t.equal(await total(), before, 'nothing was forwarded');
   });
+
+  t.test(
+    'an answer to a request without Origin says Vary: Origin, so no shared cache serves it to a page',
+    async (t) => {
+      const res = await httpRequest(`${gw.url}/echo`, { method: 'POST', body: '{}' });
+      t.equal(res.status, 200);
+      t.notOk(res.headers['access-control-allow-origin']);
+      t.equal(res.headers['vary'], 'Origin');
+    },
+  );
 
   t.test('the body `user` keeps one user on one version over 40 calls with no cookie', async (t) => {
     const seen = new Set<string>();
