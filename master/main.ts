@@ -24,6 +24,8 @@ import { shutdown } from './shutdown.js';
 
 /** EX_UNAVAILABLE: a port the config names cannot be listened on. */
 const EXIT_CANT_LISTEN = 69;
+/** How long a second signal waits for the killed workers to exit, ms. */
+const KILL_WAIT_MS = 2000;
 
 const path = configPath(process.argv.slice(2), process.env);
 const loaded = loadConfig(path, process.env);
@@ -76,7 +78,7 @@ try {
   const message = err instanceof Error ? err.message : String(err);
   process.stderr.write(`graygate: a worker did not start: ${message}\n`);
   log.fatal({ err }, 'workers did not start');
-  supervisor.destroyAll();
+  void supervisor.destroyAll();
   process.exit(1);
 }
 
@@ -120,7 +122,7 @@ const listenOn = async (
     const fix = code === 'EADDRINUSE' || code === 'EACCES' ? movedBy.port : movedBy.host;
     process.stderr.write(`graygate: ${host}:${port} ${why}; choose another with ${fix}\n`);
     log.fatal({ err, port, host }, 'cannot listen');
-    supervisor.destroyAll();
+    void supervisor.destroyAll();
     process.exit(EXIT_CANT_LISTEN);
   }
   // Listening, only an accept can fail (EMFILE past libuv's reserve descriptor): a connection lost, not the master.
@@ -212,7 +214,10 @@ function startWatch(): ConfigWatch {
 setWatch(config.config.watch);
 
 const stop = (signal: string): void => {
-  if (isClosing) return;
+  if (isClosing) {
+    if (signal === 'SIGINT' || signal === 'SIGTERM') stopNow(signal);
+    return;
+  }
   isClosing = true;
   setWatch(false);
   // Running canaries stop where they are; a restarted master starts from the file's weights (SPEC §11).
@@ -233,6 +238,18 @@ const stop = (signal: string): void => {
       process.exit(1);
     },
   );
+};
+// A second SIGINT or SIGTERM during the drain (Ctrl-C twice, an operator who will not wait): the workers are
+// killed and the master exits at once, with a shell's code for that signal, as the load-test scripts do.
+// It waits for the killed workers' exits (at most KILL_WAIT_MS), so none is left for init to reap.
+const stopNow = (signal: 'SIGINT' | 'SIGTERM'): void => {
+  log.warn(
+    { signal, inflight: gateway.inflight },
+    'second signal during shutdown: stopping now, requests in flight cut',
+  );
+  const exit = (): never => process.exit(signal === 'SIGINT' ? 130 : 143);
+  setTimeout(exit, KILL_WAIT_MS);
+  void supervisor.destroyAll().then(exit);
 };
 process.on('SIGTERM', () => stop('SIGTERM'));
 process.on('SIGINT', () => stop('SIGINT'));

@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -151,10 +152,15 @@ export class Supervisor {
     await Promise.all([...this.#alive].map((w) => w.stop(deadlineMs, { finalMetrics: false })));
   }
 
-  /** Kills every worker at once (fatal start-up failure). */
-  destroyAll(): void {
+  /**
+   * Kills every worker at once (a fatal start-up failure, a second signal). Resolves once each has exited and been
+   * reaped; one never forked (waiting for a start slot) never does, so callers bound the wait.
+   */
+  destroyAll(): Promise<void> {
     this.#beginStopping();
+    const exits = [...this.#alive].map((w) => once(w, 'exit'));
     for (const w of this.#alive) w.destroy();
+    return Promise.all(exits).then(() => undefined);
   }
 
   #beginStopping(): void {

@@ -19,6 +19,28 @@ t.test('SIGTERM during a slow request: it completes, then the master exits 0 and
   for (const pid of pids) t.notOk(isAlive(pid), `worker ${pid} is gone`);
 });
 
+t.test('a second SIGTERM during the drain stops at once: workers killed, the stream cut, exit 143', async (t) => {
+  const gw = await startGateway(
+    t,
+    { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } },
+    { env: { LOG_LEVEL: 'info' } },
+  );
+  // Never ends by itself: only the forced stop ends it (the first signal would wait shutdownTimeoutMs).
+  const slow = httpRequest(`${gw.url}/slow?ms=600000`).then(
+    (res) => `answered ${res.status}`,
+    (err: NodeJS.ErrnoException) => err.code ?? err.message,
+  );
+  const st = await waitForStatus(gw, (v) => v.v1!.workers.some((w) => w.inflight === 1), 'request in flight');
+  const pids = st.v1!.workers.map((w) => w.pid);
+  process.kill(gw.pid, 'SIGTERM');
+  while (!gw.output().includes('"msg":"shutting down"')) await once(gw.child.stdout!, 'data');
+  process.kill(gw.pid, 'SIGTERM');
+  t.equal(await gw.exited, 143, 'the master exited at once, with a shell code for SIGTERM');
+  t.not(await slow, 'answered 200', 'the request in flight was cut');
+  t.match(gw.output(), /"inflight":1,"msg":"second signal during shutdown/, 'and said how many it cut');
+  for (const pid of pids) t.notOk(isAlive(pid), `worker ${pid} is gone (killed and reaped by the master)`);
+});
+
 t.test('the IPC channel of the process that started the master closes: it stops as on SIGTERM', async (t) => {
   // A parent that dies (a test runner killed on timeout, a PM2 daemon that crashed) closes the channel;
   // without this the master and its workers would keep the ports for good.
