@@ -1,7 +1,6 @@
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createLogger } from '../shared/log.js';
@@ -9,6 +8,7 @@ import { GraygateError, isGraygateError } from '../shared/errors.js';
 import { LISTEN_BACKLOG } from '../shared/defaults.js';
 import { EXIT_CONFIG, configPath, loadConfig } from './config-file.js';
 import { Supervisor } from './supervisor.js';
+import { makeSocketDir } from './socket-dir.js';
 import { VersionRegistry } from './version-registry.js';
 import { createGateway } from './gateway.js';
 import { createMainServer } from './main-server.js';
@@ -35,8 +35,9 @@ if (!loaded.ok) {
 }
 const config = loaded.value;
 const log = createLogger({ role: 'master' });
-// Workers listen on unix sockets in a directory only this user can enter; removed when the master exits.
-const socketDir = mkdtempSync(join(tmpdir(), 'graygate-'));
+// Workers listen on unix sockets in a directory only this user can enter; removed when the master exits (a killed
+// master's by the next start: socket-dir.ts).
+const socketDir = await makeSocketDir(tmpdir());
 process.once('exit', () => rmSync(socketDir, { recursive: true, force: true }));
 const supervisor: Supervisor = new Supervisor({
   log,
