@@ -22,6 +22,7 @@ import { createRequestEnd, type OutcomeSink } from './request-end.js';
 import { DirectConnections } from './direct-connections.js';
 import { callDirect } from './direct-calls.js';
 import { DIRECT_HEADER, type DirectOffer } from '../shared/direct.js';
+import { WAITED_HEADER } from '../shared/ipc.js';
 import type { RelayHooks } from './relay.js';
 import { bodyParseErrorOf } from './body-parse-errors.js';
 
@@ -376,6 +377,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     if (ctx.body.length > 0 || BODY_METHODS.has(req.method ?? '')) headers['content-length'] = String(ctx.body.length);
     headers['x-request-id'] = ctx.reqId;
     headers['x-graygate-version'] = ctx.version;
+    headers[WAITED_HEADER] = (now() - ctx.startedAtMs).toFixed(2);
     const limits = registry.config.limits;
     const upstream = ctx.group!.build.upstream;
     const idleMs = workerIdleTimeoutMsFor(limits, upstream);

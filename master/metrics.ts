@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { LOOP_DELAY_RESOLUTION_MS, METRIC } from '../shared/metric-names.js';
+import { ERROR_KINDS, LOOP_DELAY_RESOLUTION_MS, METRIC, type ErrorKind } from '../shared/metric-names.js';
 import type { WorkerHealth, WorkerState } from './worker-handle.js';
 import { CANARY_STATES } from './canary/controller.js';
 import { RetiredTotals, readWorkerMetrics, type MetricJson } from './retired-totals.js';
@@ -48,8 +48,11 @@ export interface RegistryView {
 
 export interface MasterMetrics {
   readonly registry: Registry;
-  /** Every finished request, once; status 0 when the client left before any answer. */
-  onRequestDone(version: string, status: number): void;
+  /**
+   * Every finished request, once; status 0 when the client left before any answer. `error`: how the version failed
+   * it, as the canary counts (request-end.ts errorKind), if it did.
+   */
+  onRequestDone(version: string, status: number, error: ErrorKind | undefined): void;
   /** Time from request arrival to response headers (the worker's, or the master's own error answer). */
   observeHeaderLatency(version: string, seconds: number): void;
   /** A 503 the master answered itself: queue_full, queue_timeout or no_ready_worker. */
@@ -96,6 +99,14 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
     help: 'Time from request arrival at the master to response headers, by version',
     labelNames: ['version'] as const,
     buckets: PROXY_LATENCY_BUCKETS_S,
+    registers: [registry],
+  });
+  const failed = new Counter({
+    name: METRIC.requestErrorsTotal,
+    help:
+      'Requests a version failed, as its canary counts them, by version and kind (5xx; stream_failed: after its ' +
+      '200, with an error event or cut; abandoned: its client gave up waiting for it)',
+    labelNames: ['version', 'kind'] as const,
     registers: [registry],
   });
   const rejected = new Counter({
@@ -223,14 +234,23 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
   const requestChildren = new Map<string, Counter.Internal>();
   const durationChildren = new Map<string, Histogram.Internal<'version'>>();
   const rejectedChildren = new Map<string, Counter.Internal>();
+  // Every kind of a version from its first request, at 0: rate(errors) / rate(requests) has a series to divide.
+  const errorChildren = new Map<string, ReadonlyMap<ErrorKind, Counter.Internal>>();
   const retired = new RetiredTotals();
   return {
     registry,
-    onRequestDone(version, status) {
+    onRequestDone(version, status, error) {
       const key = `${version} ${status}`;
       let child = requestChildren.get(key);
       if (child === undefined) requestChildren.set(key, (child = requests.labels({ version, code: String(status) })));
       child.inc();
+      let errors = errorChildren.get(version);
+      if (errors === undefined) {
+        errors = new Map(ERROR_KINDS.map((kind) => [kind, failed.labels({ version, kind })]));
+        for (const counter of errors.values()) counter.inc(0);
+        errorChildren.set(version, errors);
+      }
+      if (error !== undefined) errors.get(error)!.inc();
     },
     observeHeaderLatency(version, seconds) {
       let child = durationChildren.get(version);
@@ -250,6 +270,7 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
         requests.remove({ version, code: key.slice(version.length + 1) });
       }
       if (durationChildren.delete(version)) duration.remove({ version });
+      if (errorChildren.delete(version)) for (const kind of ERROR_KINDS) failed.remove({ version, kind });
       // rejected_total has a label child per reason seen: drop every one of this version.
       for (const reason of REJECTION_REASONS) {
         rejectedChildren.delete(`${version} ${reason}`);

@@ -3,7 +3,7 @@ import { sendError } from '../shared/http-headers.js';
 import { hasBody } from '../shared/body.js';
 import type { Socket } from 'node:net';
 import type { Logger } from '../shared/log.js';
-import { NO_VERSION } from '../shared/metric-names.js';
+import { NO_VERSION, type ErrorKind } from '../shared/metric-names.js';
 import type { MasterMetrics } from './metrics.js';
 import type { BodyBudget } from './body-budget.js';
 import { EMPTY_BODY, type RequestContext } from './request-context.js';
@@ -171,7 +171,6 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
     const status = res.headersSent || ctx.isDirect ? res.statusCode : 0;
     const version = ctx.version ?? NO_VERSION;
     const endMs = now();
-    metrics.onRequestDone(version, status);
     // A client that gave up waiting for its version's answer (queued for a slot, at the worker, or a stream before
     // its first content) was failed by that version, as nginx's 499 says; one that left while it still sent
     // its body was not.
@@ -180,8 +179,13 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
       (wasPhase === 'queue' ||
         wasPhase === 'worker' ||
         (wasPhase === 'relay' && ctx.isEventStream && ctx.firstContentAtMs === 0));
+    const error = errorKind(status, ctx.isStreamFailed, isAbandoned);
+    metrics.onRequestDone(version, status, error);
+    // Given up before any answer: how long it waited is the least its answer would have taken (time to headers).
+    if (isAbandoned && status === 0 && ctx.version !== undefined)
+      metrics.observeHeaderLatency(ctx.version, (endMs - ctx.startedAtMs) / 1000);
     if (options.outcomes !== undefined && ctx.version !== undefined && (status !== 0 || isAbandoned))
-      recordOutcome(options.outcomes, ctx, status, isAborted, isAbandoned, endMs);
+      recordOutcome(options.outcomes, ctx, status, error !== undefined, isAborted, endMs);
     const line: Record<string, unknown> = {
       reqId: ctx.reqId,
       version: ctx.version,
@@ -212,6 +216,16 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
 }
 
 /**
+ * How a version failed a request, if it did (SPEC §11's error, which the canary judges and
+ * graygate_request_errors_total counts): a 5xx, a stream that failed after its 200, a request its client gave up on.
+ */
+function errorKind(status: number, isStreamFailed: boolean, isAbandoned: boolean): ErrorKind | undefined {
+  if (status >= 500) return '5xx';
+  if (isStreamFailed) return 'stream_failed';
+  return isAbandoned ? 'abandoned' : undefined;
+}
+
+/**
  * SPEC §11: an error is a 5xx (the worker's, or the master's own refusal routed
  * to the version) or a stream that ended with an error event after its 200;
  * and a request its client gave up on before any answer came (a version that
@@ -223,11 +237,10 @@ function recordOutcome(
   sink: OutcomeSink,
   ctx: RequestContext,
   status: number,
+  isError: boolean,
   isAborted: boolean,
-  isAbandoned: boolean,
   endMs: number,
 ): void {
-  const isError = status >= 500 || ctx.isStreamFailed || isAbandoned;
   let firstTokenMs = NaN;
   let responseMs = NaN;
   if (!isError && status < 400) {

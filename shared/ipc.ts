@@ -12,6 +12,21 @@ export const PROTOCOL_VERSION = 2;
 /** The env var through which the master hands a worker its settings, as JSON. */
 export const WORKER_SETTINGS_ENV = 'GRAYGATE_WORKER_SETTINGS';
 
+/**
+ * A request header the master sets on every request it forwards (the client's is replaced): how long the request was
+ * with the master before the worker got it (head and body read, queued for a slot), ms. The worker's first-token
+ * histogram counts from the request's arrival at the master, as its clients and the canary see it.
+ */
+export const WAITED_HEADER = 'x-graygate-waited-ms';
+/** The longest wait WAITED_HEADER is believed for (a day), ms. */
+const MAX_WAITED_MS = 86_400_000;
+
+/** WAITED_HEADER's value as the worker reads it: 0 when absent or not a wait. */
+export function waitedMs(value: string | undefined): number {
+  const ms = Number(value);
+  return Number.isFinite(ms) && ms >= 0 && ms <= MAX_WAITED_MS ? ms : 0;
+}
+
 /** What a worker is told at fork time (JSON in WORKER_SETTINGS_ENV). */
 export interface WorkerSettings {
   protocol: number;

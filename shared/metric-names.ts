@@ -7,6 +7,12 @@ export const METRIC = {
   requestDurationSeconds: 'graygate_request_duration_seconds',
   queueDepth: 'graygate_queue_depth',
   rejectedTotal: 'graygate_rejected_total',
+  /**
+   * Not in SPEC §9's list: requests a version failed, as the canary counts them (SPEC §11), by kind (ERROR_KINDS):
+   * a 5xx, a stream that failed after its 200 (`requests_total` counts it under 200), or a request its client gave up
+   * waiting for (code 0 there). `graygate top`'s ERR% is this over requests_total.
+   */
+  requestErrorsTotal: 'graygate_request_errors_total',
   workers: 'graygate_workers',
   workerRestartsTotal: 'graygate_worker_restarts_total',
   /**
@@ -65,3 +71,7 @@ export const TOKEN_KINDS = ['prompt', 'completion'] as const;
  * resolution taken off (shared/worker-lifecycle.ts).
  */
 export const LOOP_DELAY_RESOLUTION_MS = 50;
+
+/** graygate_request_errors_total's kinds. */
+export const ERROR_KINDS = ['5xx', 'stream_failed', 'abandoned'] as const;
+export type ErrorKind = (typeof ERROR_KINDS)[number];

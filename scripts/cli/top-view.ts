@@ -115,12 +115,10 @@ export function computeRows(prev: Snapshot | undefined, cur: Snapshot): VersionR
   const versions = versionsOf(cur);
   const prevVersions = prev === undefined ? new Set<string>() : versionsOf(prev);
   const total = byVersion(cur.samples, METRIC.requestsTotal);
-  const errors = byVersion(cur.samples, METRIC.requestsTotal, (s) => Number(s.labels['code']) >= 500);
+  // Errors as the canary counts them (SPEC §11): 5xx, streams failed after their 200, requests given up on.
+  const errors = byVersion(cur.samples, METRIC.requestErrorsTotal);
   const prevTotal = prev === undefined ? undefined : byVersion(prev.samples, METRIC.requestsTotal);
-  const prevErrors =
-    prev === undefined
-      ? undefined
-      : byVersion(prev.samples, METRIC.requestsTotal, (s) => Number(s.labels['code']) >= 500);
+  const prevErrors = prev === undefined ? undefined : byVersion(prev.samples, METRIC.requestErrorsTotal);
   const queue = byVersion(cur.samples, METRIC.queueDepth);
   const streams = byVersion(cur.samples, METRIC.streamsActive);
   const up = byVersion(cur.samples, METRIC.workerScrapeUp);

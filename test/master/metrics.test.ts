@@ -56,10 +56,11 @@ t.test('master series: request counts, latency, rejections, gauges read at scrap
     restarts: 2,
   });
   const m = createMasterMetrics({ versions: () => ({ versions: new Map([['v1', v1]]) }) });
-  m.onRequestDone('v1', 200);
-  m.onRequestDone('v1', 200);
-  m.onRequestDone('v1', 503);
-  m.onRequestDone('none', 404);
+  m.onRequestDone('v1', 200, undefined);
+  m.onRequestDone('v1', 200, 'stream_failed');
+  m.onRequestDone('v1', 503, '5xx');
+  m.onRequestDone('v1', 0, 'abandoned');
+  m.onRequestDone('none', 404, undefined);
   m.observeHeaderLatency('v1', 0.0004);
   m.observeHeaderLatency('v1', 2);
   m.onRejected('v1', 'queue_full');
@@ -68,6 +69,13 @@ t.test('master series: request counts, latency, rejections, gauges read at scrap
   t.equal(sum(METRIC.requestsTotal, { version: 'v1', code: '200' }), 2);
   t.equal(sum(METRIC.requestsTotal, { version: 'v1', code: '503' }), 1);
   t.equal(sum(METRIC.requestsTotal, { version: 'none', code: '404' }), 1);
+  for (const kind of ['5xx', 'stream_failed', 'abandoned'])
+    t.equal(sum(METRIC.requestErrorsTotal, { version: 'v1', kind }), 1, `errors of kind ${kind}`);
+  t.match(
+    await m.registry.metrics(),
+    /graygate_request_errors_total\{version="none",kind="5xx"\} 0/,
+    "every kind has a series from a version's first request",
+  );
   t.equal(
     sum(`${METRIC.requestDurationSeconds}_bucket`, { version: 'v1', le: '0.0005' }),
     1,
@@ -104,7 +112,7 @@ t.test('gatherMetrics sums instances, keeps processes apart, reports missing wor
     ]),
   };
   const master = createMasterMetrics({ versions: () => supervisor });
-  master.onRequestDone('v1', 200);
+  master.onRequestDone('v1', 200, undefined);
   const registry = await gatherMetrics(supervisor, master, { deadlineMs: 50 });
   const text = await registry.metrics();
   t.doesNotThrow(() => parsePromText(text), 'parses with parse-prometheus-text-format');
@@ -243,9 +251,9 @@ t.test('labelPerProcess leaves graygate_* series alone', async (t) => {
 
 t.test('forgetVersion drops a removed version’s series (issue 12)', async (t) => {
   const m = createMasterMetrics({ versions: () => ({ versions: new Map() }) });
-  m.onRequestDone('gone', 200);
-  m.onRequestDone('gone', 503);
-  m.onRequestDone('kept', 200);
+  m.onRequestDone('gone', 200, undefined);
+  m.onRequestDone('gone', 503, '5xx');
+  m.onRequestDone('kept', 200, undefined);
   m.observeHeaderLatency('gone', 0.01);
   m.onRejected('gone', 'queue_full');
   t.match(await m.registry.metrics(), /version="gone"/);
@@ -253,7 +261,7 @@ t.test('forgetVersion drops a removed version’s series (issue 12)', async (t) 
   const text = await m.registry.metrics();
   t.notMatch(text, /version="gone"/, 'no series of the removed version');
   t.match(text, /graygate_requests_total\{version="kept",code="200"\} 1/, 'others stay');
-  m.onRequestDone('gone', 200);
+  m.onRequestDone('gone', 200, undefined);
   t.match(
     await m.registry.metrics(),
     /graygate_requests_total\{version="gone",code="200"\} 1/,

@@ -18,6 +18,7 @@ import type { CallResponse, OpenedCall } from './call-response.js';
 import { openCall } from './open-call.js';
 import { startProcessingPings } from './processing-pings.js';
 import { DIRECT_HEADER, readDirectOffer } from '../../shared/direct.js';
+import { WAITED_HEADER, waitedMs } from '../../shared/ipc.js';
 import type { DirectConnections } from '../direct/connections.js';
 import type { DirectRoute } from '../direct/direct-answer.js';
 
@@ -142,6 +143,8 @@ export async function handleCall(
   stored?: PreparedCall,
 ): Promise<void> {
   const startedMs = performance.now();
+  // First tokens count from the request's arrival at the master (its queue included): what clients and the canary see.
+  const arrivedMs = startedMs - waitedMs(headerValue(req.headers[WAITED_HEADER]));
   const reqId = headerValue(req.headers['x-request-id']);
   const { metrics, upstream } = options;
   // SPEC §5: the client leaving aborts the upstream at once, whatever the phase.
@@ -178,7 +181,7 @@ export async function handleCall(
       id: completionId(),
       created: Math.floor(Date.now() / 1000),
       now: () => performance.now(),
-      onFirstToken: (atMs) => metrics.observeFirstToken((atMs - startedMs) / 1000),
+      onFirstToken: (atMs) => metrics.observeFirstToken((atMs - arrivedMs) / 1000),
       direct: directRoute(req, options.connections),
     });
     await runPipeline(

@@ -57,12 +57,17 @@ t.test('histogramQuantile interpolates like Prometheus', async (t) => {
 });
 
 t.test('rows from two scrapes: rates over the interval, a restarted counter counted from zero', async (t) => {
-  const scrape = (v1ok: number, v1err: number, v2ok: number, bucket: number): string => `
+  // v1failed: streams of v1 that failed after their 200 (counted under code 200, and as errors).
+  const scrape = (v1ok: number, v1err: number, v2ok: number, bucket: number, v1failed: number): string => `
 # TYPE graygate_requests_total counter
 graygate_requests_total{version="v1",code="200"} ${v1ok}
 graygate_requests_total{version="v1",code="503"} ${v1err}
 graygate_requests_total{version="v2",code="200"} ${v2ok}
 graygate_requests_total{version="none",code="404"} 9
+# TYPE graygate_request_errors_total counter
+graygate_request_errors_total{version="v1",kind="5xx"} ${v1err}
+graygate_request_errors_total{version="v1",kind="stream_failed"} ${v1failed}
+graygate_request_errors_total{version="v2",kind="5xx"} 0
 # TYPE graygate_request_duration_seconds histogram
 graygate_request_duration_seconds_bucket{le="0.001",version="v1"} ${bucket}
 graygate_request_duration_seconds_bucket{le="0.01",version="v1"} ${v1ok + v1err}
@@ -72,8 +77,8 @@ graygate_streams_active{version="v2"} 2
 graygate_worker_scrape_up{version="v1",worker="v1/0/1"} 1
 graygate_worker_scrape_up{version="v1",worker="v1/1/2"} 0
 `;
-  const a = scrape(100, 0, 50, 100);
-  const b = scrape(180, 20, 10, 100); // v2 went down: its process restarted
+  const a = scrape(100, 0, 50, 100, 0);
+  const b = scrape(180, 20, 10, 100, 10); // v2 went down: its process restarted
   t.doesNotThrow(() => parsePromText(b), 'the fixture is valid exposition text');
   const rows = computeRows(
     { atMs: 0, samples: parsePrometheusText(a) },
@@ -86,7 +91,7 @@ graygate_worker_scrape_up{version="v1",worker="v1/1/2"} 0
   );
   const [v1, v2] = rows;
   t.equal(v1!.rps, 50, '100 requests in 2 s');
-  t.equal(v1!.errorRate, 0.2);
+  t.equal(v1!.errorRate, 0.3, '20 answered 503 and 10 streams failed after their 200, of 100');
   t.ok(v1!.p99Ms! > 1 && v1!.p99Ms! <= 10, `p99 ${v1!.p99Ms} ms is in the (1, 10] ms bucket`);
   t.equal(v1!.queueDepth, 4);
   t.equal(v1!.workersUp, 1);
@@ -98,7 +103,7 @@ graygate_worker_scrape_up{version="v1",worker="v1/1/2"} 0
   t.equal(first[0]!.rps, undefined, 'no rate from one scrape');
   t.match(
     renderRows(rows),
-    /^VERSION\s+REQ\/S\s+ERR%\s+P99 MS\s+TTFT P99 MS\s+QUEUE\s+STREAMS\s+WORKERS UP\nv1\s+50\.0\s+20\.0\s+\S+\s+-\s+4\s+0\s+1\/2\nv2\s+5\.0/,
+    /^VERSION\s+REQ\/S\s+ERR%\s+P99 MS\s+TTFT P99 MS\s+QUEUE\s+STREAMS\s+WORKERS UP\nv1\s+50\.0\s+30\.0\s+\S+\s+-\s+4\s+0\s+1\/2\nv2\s+5\.0/,
   );
 });
 

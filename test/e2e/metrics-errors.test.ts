@@ -1,0 +1,63 @@
+import t from 'tap';
+import { once } from 'node:events';
+import { request, type IncomingMessage } from 'node:http';
+import { startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
+import { scrape, scrapeUntil } from '../helpers/metrics.js';
+import { computeRows } from '../../scripts/cli/top-view.js';
+import { waitForStatus } from '../helpers/wait.js';
+import { httpRequest, json } from '../helpers/http.js';
+import { WAITED_HEADER } from '../../shared/ipc.js';
+
+// What an SRE reads must be what clients saw (an observability probe): a stream that fails after its 200 and a
+// request its client gave up waiting for are errors of their version — the canary counts them so (SPEC §11) —
+// in graygate_request_errors_total and in `graygate top`'s ERR%, where requests_total counts them under 200 and 0.
+// A request given up on is timed too: how long it waited is the least its answer would have taken.
+
+t.test('errors the status code does not show: a stream cut after its 200, a request given up on', async (t) => {
+  const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } });
+  const before = await scrape(gw);
+  const requests = (s: typeof before): number => s.sum('graygate_requests_total', { version: 'v1' });
+
+  // A stream whose worker dies after its first event: the client gets 200, then a final error event.
+  const { pid } = (await waitForStatus(gw, (v) => v.v1!.workers[0]?.state === 'ready', 'worker ready')).v1!.workers[0]!;
+  const stream = request(`${gw.url}/sse?events=100000&ms=10&version=v1`, { agent: false }).end();
+  const [res] = (await once(stream, 'response')) as [IncomingMessage];
+  t.equal(res.statusCode, 200);
+  let body = '';
+  res.setEncoding('utf8');
+  res.on('data', (chunk: string) => (body += chunk));
+  await once(res, 'data');
+  process.kill(pid, 'SIGKILL');
+  await once(res, 'end');
+  t.match(body, /worker_error/, 'the stream ended with an error event');
+
+  // A request its client gives up on while the (new) worker holds it.
+  await waitForStatus(gw, (v) => v.v1!.workers.some((w) => w.state === 'ready' && w.pid !== pid), 'worker back');
+  const waiting = request(`${gw.url}/slow?ms=600000&version=v1`, { agent: false }).end();
+  waiting.on('error', () => undefined);
+  await waitForStatus(gw, (v) => v.v1!.workers.some((w) => w.inflight === 1), 'request with the worker');
+  waiting.destroy();
+
+  const after = await scrapeUntil(gw, (s) => requests(s) === requests(before) + 2, 'both requests finished');
+  t.equal(after.sum('graygate_requests_total', { version: 'v1', code: '200' }), 1, 'the stream: 200');
+  t.equal(after.sum('graygate_requests_total', { version: 'v1', code: '0' }), 1, 'the request given up on: 0');
+  t.equal(after.sum('graygate_request_errors_total', { version: 'v1', kind: 'stream_failed' }), 1);
+  t.equal(after.sum('graygate_request_errors_total', { version: 'v1', kind: 'abandoned' }), 1);
+  t.equal(after.sum('graygate_request_errors_total', { version: 'v1', kind: '5xx' }), 0);
+  t.equal(
+    after.sum('graygate_request_duration_seconds_count', { version: 'v1' }) -
+      before.sum('graygate_request_duration_seconds_count', { version: 'v1' }),
+    2,
+    'both timed: the stream to its headers, the request given up on to its client leaving',
+  );
+  const [row] = computeRows({ atMs: 0, samples: before.samples }, { atMs: 1000, samples: after.samples });
+  t.equal(row?.errorRate, 1, 'top: both are errors');
+});
+
+t.test("the master tells the worker how long it held the request, in place of any client's value", async (t) => {
+  const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } });
+  const res = await httpRequest(`${gw.url}/echo`, { headers: { [WAITED_HEADER]: '86400000' } });
+  const waited = json<{ headers: Record<string, string> }>(res).headers[WAITED_HEADER];
+  t.match(waited, /^\d+\.\d\d$/, `${waited} ms`);
+  t.not(waited, '86400000');
+});
