@@ -94,10 +94,14 @@ const BODY_METHODS: ReadonlySet<string> = new Set(['POST', 'PUT', 'PATCH']);
 /** Node's `continueExpression` (lib/_http_server.js). */
 const CONTINUE_EXPECTATION = /(?:^|\W)100-continue(?:$|\W)/i;
 
+/** A Host value (RFC 9110 §7.2): an IP literal or a reg-name (RFC 3986 §3.2.2; empty allowed), and a port. */
+const HOST_VALUE = /^(?:\[[0-9A-Za-z:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?$/;
+
 /**
- * What Node's parser lets through and nginx refuses (SPEC §4a): an HTTP/1.1 request without a Host or with two
- * (400), an expectation other than 100-continue (417, RFC 9110 §10.1.1), and a transfer-coding other than
- * chunked (501: the master would forward the body still coded, framed as plain bytes).
+ * What Node's parser lets through and nginx refuses (SPEC §4a): an HTTP/1.1 request without a Host, with two, or
+ * with a value no host has (`a b`, `evil.example/x@y`; 400, RFC 9112 §3.2), an expectation other than 100-continue
+ * (417, RFC 9110 §10.1.1), a transfer-coding other than chunked (501: the master would forward the body still coded,
+ * framed as plain bytes), and any Transfer-Encoding on HTTP/1.0 (400: RFC 9112 §6.1 says its framing is faulty).
  */
 function headProblem(req: IncomingMessage): GraygateError | undefined {
   let hosts = 0;
@@ -106,11 +110,16 @@ function headProblem(req: IncomingMessage): GraygateError | undefined {
   const isHttp11 = req.httpVersionMajor > 1 || req.httpVersionMinor >= 1;
   if (hosts > 1 || (hosts === 0 && isHttp11))
     return new GraygateError('invalid_request', `an HTTP/1.1 request needs one Host header (it has ${hosts})`);
+  const host = req.headers.host;
+  if (host !== undefined && !HOST_VALUE.test(host))
+    return new GraygateError('invalid_request', 'the Host header is not a host name or address with a port');
   // Node's own test (a `checkExpectation` request): an expectation other than 100-continue, on HTTP/1.1 only.
   const expect = req.headers['expect'];
   if (expect !== undefined && isHttp11 && !CONTINUE_EXPECTATION.test(expect))
     return new GraygateError('invalid_request', 'only `Expect: 100-continue` is supported', { status: 417 });
   const coding = req.headers['transfer-encoding'];
+  if (coding !== undefined && !isHttp11)
+    return new GraygateError('invalid_request', 'Transfer-Encoding in an HTTP/1.0 request (its framing is faulty)');
   if (coding !== undefined && coding.trim().toLowerCase() !== 'chunked')
     return new GraygateError('invalid_request', `Transfer-Encoding "${coding}" is not supported, only chunked`, {
       status: 501,
@@ -202,6 +211,8 @@ export function createGateway(options: GatewayOptions): Gateway {
     }
     const framing = headProblem(req);
     if (framing !== undefined) {
+      // A head nginx refuses: what the client sends after it on this connection is not read (nginx closes too).
+      res.setHeader('connection', 'close');
       refuse(ctx, framing);
       return false;
     }

@@ -42,7 +42,24 @@ export function withoutHopByHop<H extends IncomingHttpHeaders | OutgoingHttpHead
 }
 
 /**
- * A copy of `headers` without the names in `drop` nor those its `Connection` header names; undefined values left out.
+ * Names a `Connection` header cannot remove: end-to-end fields (RFC 9110 §7.6.1 forbids listing them) that a client
+ * listing them would strip from what reaches the worker — the Host, and what a proxy in front said of the client
+ * (`X-Forwarded-For`, `Forwarded`): "hop-by-hop header abuse". Go's ReverseProxy keeps Host apart for the same reason.
+ */
+const END_TO_END: ReadonlySet<string> = new Set([
+  'host',
+  'content-type',
+  'forwarded',
+  'x-forwarded-for',
+  'x-forwarded-host',
+  'x-forwarded-proto',
+  'x-forwarded-port',
+  'x-real-ip',
+]);
+
+/**
+ * A copy of `headers` without the names in `drop` nor those its `Connection` header names (but END_TO_END ones);
+ * undefined values left out.
  */
 export function copyHeaders<H extends IncomingHttpHeaders | OutgoingHttpHeaders>(
   headers: H,
@@ -59,7 +76,8 @@ export function copyHeaders<H extends IncomingHttpHeaders | OutgoingHttpHeaders>
   const out = {} as H;
   for (const name in headers) {
     const value = headers[name];
-    if (value === undefined || drop.has(name) || (named !== undefined && named.includes(name))) continue;
+    if (value === undefined || drop.has(name)) continue;
+    if (named !== undefined && named.includes(name) && !END_TO_END.has(name)) continue;
     (out as Record<string, unknown>)[name] = value;
   }
   return out;

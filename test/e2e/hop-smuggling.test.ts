@@ -150,3 +150,50 @@ t.test('the worker gets the request target the master read, byte for byte', asyn
   );
   t.equal(answers.length, targets.length, 'each answered in turn');
 });
+
+t.test('what nginx refuses in a head, and what a Connection header cannot remove (a front-proxy probe)', async (t) => {
+  const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } });
+  const worker = async (): Promise<Stats> => json<Stats>(await httpRequest(`${gw.url}/stats`));
+
+  t.test('a Host no host has: 400, and the connection closes', async (t) => {
+    const before = (await worker()).total;
+    for (const host of ['a b', 'evil.example/x@y', 'gw, other']) {
+      const conn = await openRaw(gw.url, ['GET']);
+      conn.write(`GET /echo?host HTTP/1.1\r\nHost: ${host}\r\n\r\nGET /echo?after HTTP/1.1\r\nHost: gw\r\n\r\n`);
+      const [res] = await conn.waitFor(1);
+      t.equal(res!.status, 400, host);
+      await conn.closed;
+    }
+    t.equal((await worker()).total, before, 'none reached the worker');
+    for (const host of ['gw', 'gw:8000', '127.0.0.1:1', '[::1]:8000', 'xn--bcher-kva.example'])
+      t.equal((await httpRequest(`${gw.url}/echo`, { headers: { host } })).status, 200, host);
+  });
+
+  t.test('HTTP/1.0 with Transfer-Encoding: 400 and closed, nothing after it served (RFC 9112 §6.1)', async (t) => {
+    const before = (await worker()).total;
+    const conn = await openRaw(gw.url, ['POST']);
+    conn.write(
+      'POST /echo?h10 HTTP/1.0\r\nHost: gw\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n' +
+        '5\r\nhello\r\n0\r\n\r\nGET /echo?after HTTP/1.1\r\nHost: gw\r\n\r\n',
+    );
+    const [res] = await conn.waitFor(1);
+    t.equal(res!.status, 400);
+    await conn.closed;
+    t.equal((await worker()).total, before, 'neither reached the worker');
+  });
+
+  t.test('Connection naming Host or X-Forwarded-For removes neither; a custom hop header goes', async (t) => {
+    const res = await httpRequest(`${gw.url}/echo`, {
+      headers: {
+        host: 'api.example',
+        'x-forwarded-for': '203.0.113.7',
+        'x-hop': '1',
+        connection: 'keep-alive, host, x-forwarded-for, x-hop',
+      },
+    });
+    const echo = json<Echo>(res).headers;
+    t.equal(echo['host'], 'api.example');
+    t.match(echo['x-forwarded-for'], /^203\.0\.113\.7,/, "the front's address first, the master's peer after it");
+    t.notOk(echo['x-hop']);
+  });
+});

@@ -66,4 +66,19 @@ t.test('withoutHopByHop and copyHeaders build a new object', async (t) => {
     copyHeaders({ host: 'h', expect: '100-continue', 'content-length': '3' }, new Set(['expect', 'content-length'])),
     { host: 'h' },
   );
+  // A client cannot strip the Host or what a proxy in front said of it by naming them in Connection.
+  t.same(
+    copyHeaders(
+      {
+        connection: 'host, x-forwarded-for, forwarded, content-type, x-hop',
+        host: 'h',
+        'x-forwarded-for': 'a',
+        forwarded: 'for=a',
+        'content-type': 'text/plain',
+        'x-hop': '1',
+      },
+      new Set(['connection']),
+    ),
+    { host: 'h', 'x-forwarded-for': 'a', forwarded: 'for=a', 'content-type': 'text/plain' },
+  );
 });
