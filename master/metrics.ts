@@ -14,9 +14,13 @@ const REJECTION_REASONS = ['queue_full', 'queue_timeout', 'no_ready_worker', 'bo
 
 const WORKER_STATES: readonly WorkerState[] = ['starting', 'ready', 'unhealthy', 'draining', 'stopped', 'crashed'];
 
-/** Proxy latency to response headers, seconds: 0.25 ms to 30 s (issue 5 part 3: sub-millisecond to seconds). */
+/**
+ * Proxy latency to response headers, seconds: 0.25 ms (issue 5 part 3: sub-millisecond) to 600 s (a whole answer's
+ * `timeouts.totalMs`: a non-streamed answer's headers come with its end).
+ */
 export const PROXY_LATENCY_BUCKETS_S = [
-  0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+  0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 7.5, 10, 20, 30, 60, 120, 300,
+  600,
 ];
 
 /** What the metrics read of a worker; WorkerHandle has it. */
