@@ -402,7 +402,8 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
     if (this.#pendingProbe !== 0) this.#health.misses++;
     this.#pendingProbe = this.#nextProbeId++;
     this.#probeSentAtMs = nowMs;
-    child.send({ type: 'ping', id: this.#pendingProbe });
+    // A worker just killed may not have been heard to disconnect yet: the send fails (EPIPE) and its exit says why.
+    child.send({ type: 'ping', id: this.#pendingProbe }, undefined, undefined, ignoreSendError);
     return this.#health.misses;
   }
 
@@ -557,7 +558,7 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
         if (metrics !== undefined) this.#lastMetrics = metrics;
         resolve(metrics);
       });
-      child.send({ type: 'metrics', id });
+      child.send({ type: 'metrics', id }, undefined, undefined, ignoreSendError);
     });
   }
 }

@@ -1,6 +1,7 @@
 import t from 'tap';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
+import { Writable } from 'node:stream';
 import { request } from 'node:http';
 import { WorkerHandle, holdOpen } from '../../master/worker-handle.js';
 import type { ExitReport } from '../../master/worker-process.js';
@@ -186,6 +187,39 @@ t.test('health probes: answered ones reset the count; a stopped worker misses th
   t.equal(report.isIntended, false, 'a crash: the registry restarts it');
   t.equal(w.state, 'crashed');
 });
+
+t.test(
+  'a probe or metrics request to a worker whose channel just broke logs no error (its exit says why)',
+  async (t) => {
+    const fake = fakeFork('ready');
+    const lines: string[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        lines.push(chunk.toString('utf8'));
+        cb();
+      },
+    });
+    const w = handle(t, fake, { log: createLogger({ role: 'master', level: 'info', destination: sink }) });
+    await w.start();
+    // As node's send does on a channel whose peer died before its disconnect was read: EPIPE to the callback if there
+    // is one, else an 'error' event on the child.
+    const child = fake.children[0]!;
+    const epipe = Object.assign(new Error('write EPIPE'), { code: 'EPIPE' });
+    child.send = ((...args: unknown[]) => {
+      const callback = args.findLast((a) => typeof a === 'function') as ((err: Error) => void) | undefined;
+      if (callback !== undefined) setImmediate(callback, epipe);
+      else setImmediate(() => child.emit('error', epipe));
+      return false;
+    });
+    w.probe(0);
+    t.equal(await w.requestMetrics(50), undefined, 'no answer');
+    await new Promise((resolve) => setImmediate(resolve));
+    t.same(
+      lines.filter((l) => l.includes('worker process error')),
+      [],
+    );
+  },
+);
 
 t.test('workerExecArgv: profiling and heap flags pass, debugger ports and preloads do not', async (t) => {
   const { workerExecArgv } = await import('../../master/worker-process.js');
