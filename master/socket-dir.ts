@@ -5,12 +5,14 @@ import { join } from 'node:path';
 // Workers listen on unix sockets in a directory only this user can enter, made at start and removed when the master
 // exits. A master killed with SIGKILL (the OOM killer, a process manager's last resort) cannot remove it: the next
 // start removes such leftovers, told apart by the master's PID in the name. A directory is removed only if this user
-// owns it, no process has that PID (kill(pid, 0) is ESRCH), it holds nothing but sockets and every one of them refuses
-// a connection: never another live master's (one in another PID namespace sharing /tmp has a PID this one cannot see),
-// another user's, or anything a person put there.
+// owns it, no process has that PID (kill(pid, 0) is ESRCH), it has not changed for a minute, it holds nothing but
+// sockets and every one of them refuses a connection: never another live master's (one in another PID namespace
+// sharing /tmp has a PID this one cannot see), another user's, or anything a person put there.
 
 const PREFIX = 'graygate-';
 const LEFTOVER = /^graygate-(\d+)-[A-Za-z0-9]{6}$/;
+/** A directory changed less than this long ago is left alone, ms. */
+const SETTLED_MS = 60_000;
 
 /** Makes this master's socket directory in `parent` (the system's temporary directory), removing dead masters'. */
 export async function makeSocketDir(parent: string): Promise<string> {
@@ -43,6 +45,8 @@ function leftovers(parent: string): string[] {
     try {
       const stat = lstatSync(dir);
       if (!stat.isDirectory() || (uid !== undefined && stat.uid !== uid)) return [];
+      // Changed a moment ago: a master still starting its workers (in a PID namespace this one cannot see).
+      if (Date.now() - stat.mtimeMs < SETTLED_MS) return [];
       return readdirSync(dir).every((entry) => lstatSync(join(dir, entry)).isSocket()) ? [dir] : [];
     } catch {
       return []; // gone meanwhile, or not ours to read: left as it is

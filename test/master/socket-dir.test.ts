@@ -1,6 +1,6 @@
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
@@ -46,11 +46,23 @@ t.test("a killed master's socket directory is removed by the next start; nothing
   await once(listening, 'listening');
   t.teardown(() => listening.close());
 
+  // A dead master's directory its workers emptied as they stopped (the usual leftover of a SIGKILLed master).
+  const emptied = join(parent, `graygate-${dead}-Em9tY1`);
+  mkdirSync(emptied);
+  // Every one of those has not changed for two minutes; one that changed a moment ago may be a master starting.
+  const twoMinutesAgo = new Date(Date.now() - 120_000);
+  for (const dir of [leftover, withFile, live, foreign, emptied, ...others])
+    utimesSync(dir, twoMinutesAgo, twoMinutesAgo);
+  const fresh = join(parent, `graygate-${dead}-Fr3sH2`);
+  mkdirSync(fresh);
+
   const made = await makeSocketDir(parent);
 
   t.match(made, new RegExp(`graygate-${process.pid}-[A-Za-z0-9]{6}$`), "the new one is named after this master's PID");
   t.same(readdirSync(made), [], 'and is empty');
   t.notOk(existsSync(leftover), "the dead master's directory of sockets is gone");
+  t.notOk(existsSync(emptied), 'and an emptied one');
+  t.ok(existsSync(fresh), 'one that changed a moment ago stays');
   t.ok(existsSync(join(withFile, 'notes.txt')), 'a directory holding anything but sockets stays');
   t.ok(existsSync(join(live, 'w1.sock')), "a running process's stays");
   t.ok(existsSync(join(foreign, 'w1.sock')), 'one with a socket somebody listens on stays');
