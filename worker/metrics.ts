@@ -61,7 +61,7 @@ export function createWorkerMetrics(options: WorkerMetricsOptions): WorkerMetric
   collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: LOOP_DELAY_RESOLUTION_MS });
   const firstToken = new Histogram({
     name: METRIC.streamFirstTokenSeconds,
-    help: 'Time from request arrival at the worker to the first content chunk sent, streaming requests, by version',
+    help: 'Time from request arrival at the master (its queue included) to the first content chunk sent, streaming requests, by version',
     labelNames: ['version'] as const,
     buckets: FIRST_TOKEN_BUCKETS_S,
     registers: [registry],
