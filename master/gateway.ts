@@ -94,8 +94,11 @@ const BODY_METHODS: ReadonlySet<string> = new Set(['POST', 'PUT', 'PATCH']);
 /** Node's `continueExpression` (lib/_http_server.js). */
 const CONTINUE_EXPECTATION = /(?:^|\W)100-continue(?:$|\W)/i;
 
-/** A Host value (RFC 9110 §7.2): an IP literal or a reg-name (RFC 3986 §3.2.2; empty allowed), and a port. */
-const HOST_VALUE = /^(?:\[[0-9A-Za-z:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?$/;
+/**
+ * A Host value (RFC 9110 §7.2): an IP literal (an IPv6 zone id too) or a reg-name (RFC 3986 §3.2.2; empty allowed, and
+ * raw UTF-8 of an international name, which node reads as latin1), and a port.
+ */
+const HOST_VALUE = /^(?:\[[0-9A-Za-z:.%\-_~]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%\u0080-\u00ff]*)(?::[0-9]*)?$/;
 
 /**
  * What Node's parser lets through and nginx refuses (SPEC §4a): an HTTP/1.1 request without a Host, with two, or

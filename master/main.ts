@@ -37,7 +37,7 @@ const config = loaded.value;
 const log = createLogger({ role: 'master' });
 // Workers listen on unix sockets in a directory only this user can enter; removed when the master exits (a killed
 // master's by the next start: socket-dir.ts).
-const socketDir = await makeSocketDir(tmpdir());
+const { path: socketDir } = await makeSocketDir(tmpdir());
 process.once('exit', () => rmSync(socketDir, { recursive: true, force: true }));
 const supervisor: Supervisor = new Supervisor({
   log,
@@ -243,7 +243,10 @@ const stop = (signal: string): void => {
 // A second SIGINT or SIGTERM during the drain (Ctrl-C twice, an operator who will not wait): the workers are
 // killed and the master exits at once, with a shell's code for that signal, as the load-test scripts do.
 // It waits for the killed workers' exits (at most KILL_WAIT_MS), so none is left for init to reap.
+let isStoppingNow = false;
 const stopNow = (signal: 'SIGINT' | 'SIGTERM'): void => {
+  if (isStoppingNow) return;
+  isStoppingNow = true;
   log.warn(
     { signal, inflight: gateway.inflight },
     'second signal during shutdown: stopping now, requests in flight cut',

@@ -100,7 +100,7 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
   });
   const duration = new Histogram({
     name: METRIC.requestDurationSeconds,
-    help: 'Time from request arrival at the master to response headers, by version',
+    help: 'Time from request arrival at the master to response headers (a request given up on before them: to its client leaving), by version',
     labelNames: ['version'] as const,
     buckets: PROXY_LATENCY_BUCKETS_S,
     registers: [registry],

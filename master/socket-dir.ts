@@ -1,21 +1,29 @@
+import { once } from 'node:events';
 import { lstatSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { connect } from 'node:net';
+import { connect, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 
 // Workers listen on unix sockets in a directory only this user can enter, made at start and removed when the master
 // exits. A master killed with SIGKILL (the OOM killer, a process manager's last resort) cannot remove it: the next
-// start removes such leftovers, told apart by the master's PID in the name. A directory is removed only if this user
-// owns it, no process has that PID (kill(pid, 0) is ESRCH), it has not changed for a minute, it holds nothing but
-// sockets and every one of them refuses a connection: never another live master's (one in another PID namespace
-// sharing /tmp has a PID this one cannot see), another user's, or anything a person put there.
+// start removes such leftovers. The master listens on a sentinel socket in its directory for its whole life, so a
+// directory is a dead master's only if its sentinel is there and refuses a connection, it holds nothing but sockets
+// that all refuse, this user owns it and no process has the PID in its name. Never another live master's (its
+// sentinel answers, even from another PID namespace sharing /tmp, even while its workers' sockets are gone in a
+// restart's backoff; one so new it has no sentinel yet is left alone), another user's, or anything a person put there.
 
 const PREFIX = 'graygate-';
 const LEFTOVER = /^graygate-(\d+)-[A-Za-z0-9]{6}$/;
-/** A directory changed less than this long ago is left alone, ms. */
-const SETTLED_MS = 60_000;
+/** The master's own socket in its directory: listening while it lives. */
+const SENTINEL = 'master.sock';
+
+/** This master's socket directory, and its sentinel (closed only by tests: the master's lives as long as it does). */
+export interface SocketDir {
+  path: string;
+  sentinel: Server;
+}
 
 /** Makes this master's socket directory in `parent` (the system's temporary directory), removing dead masters'. */
-export async function makeSocketDir(parent: string): Promise<string> {
+export async function makeSocketDir(parent: string): Promise<SocketDir> {
   await Promise.all(
     leftovers(parent).map(async (dir) => {
       if (!(await isDead(dir))) return;
@@ -26,10 +34,17 @@ export async function makeSocketDir(parent: string): Promise<string> {
       }
     }),
   );
-  return mkdtempSync(join(parent, `${PREFIX}${process.pid}-`));
+  const dir = mkdtempSync(join(parent, `${PREFIX}${process.pid}-`));
+  // Connections come only from other masters' checks: closed at once. Without a sentinel (listen failed) the
+  // directory is simply never taken for a leftover.
+  const sentinel = createServer((socket) => socket.destroy()).on('error', () => undefined);
+  sentinel.listen(join(dir, SENTINEL));
+  sentinel.unref();
+  await Promise.race([once(sentinel, 'listening'), once(sentinel, 'close')]);
+  return { path: dir, sentinel };
 }
 
-/** Directories of `parent` that look like a dead master's: sockets only, named after a PID no process has. */
+/** Directories of `parent` that look like a dead master's: a sentinel, sockets only, a PID no process has. */
 function leftovers(parent: string): string[] {
   let names: string[];
   try {
@@ -45,16 +60,16 @@ function leftovers(parent: string): string[] {
     try {
       const stat = lstatSync(dir);
       if (!stat.isDirectory() || (uid !== undefined && stat.uid !== uid)) return [];
-      // Changed a moment ago: a master still starting its workers (in a PID namespace this one cannot see).
-      if (Date.now() - stat.mtimeMs < SETTLED_MS) return [];
-      return readdirSync(dir).every((entry) => lstatSync(join(dir, entry)).isSocket()) ? [dir] : [];
+      const entries = readdirSync(dir);
+      const isSockets = entries.every((entry) => lstatSync(join(dir, entry)).isSocket());
+      return entries.includes(SENTINEL) && isSockets ? [dir] : [];
     } catch {
       return []; // gone meanwhile, or not ours to read: left as it is
     }
   });
 }
 
-/** Whether every socket in `dir` refuses a connection (nobody listens on it), or it has none. */
+/** Whether every socket in `dir`, its sentinel among them, refuses a connection (nobody listens on it). */
 async function isDead(dir: string): Promise<boolean> {
   try {
     const sockets = readdirSync(dir).map((entry) => join(dir, entry));

@@ -44,18 +44,10 @@ export function withoutHopByHop<H extends IncomingHttpHeaders | OutgoingHttpHead
 /**
  * Names a `Connection` header cannot remove: end-to-end fields (RFC 9110 §7.6.1 forbids listing them) that a client
  * listing them would strip from what reaches the worker — the Host, and what a proxy in front said of the client
- * (`X-Forwarded-For`, `Forwarded`): "hop-by-hop header abuse". Go's ReverseProxy keeps Host apart for the same reason.
+ * (`X-Forwarded-*`, `Forwarded`): "hop-by-hop header abuse". Go's ReverseProxy keeps Host apart for the same reason.
  */
-const END_TO_END: ReadonlySet<string> = new Set([
-  'host',
-  'content-type',
-  'forwarded',
-  'x-forwarded-for',
-  'x-forwarded-host',
-  'x-forwarded-proto',
-  'x-forwarded-port',
-  'x-real-ip',
-]);
+const END_TO_END: ReadonlySet<string> = new Set(['host', 'content-type', 'forwarded', 'x-real-ip']);
+const isEndToEnd = (name: string): boolean => END_TO_END.has(name) || name.startsWith('x-forwarded-');
 
 /**
  * A copy of `headers` without the names in `drop` nor those its `Connection` header names (but END_TO_END ones);
@@ -77,7 +69,7 @@ export function copyHeaders<H extends IncomingHttpHeaders | OutgoingHttpHeaders>
   for (const name in headers) {
     const value = headers[name];
     if (value === undefined || drop.has(name)) continue;
-    if (named !== undefined && named.includes(name) && !END_TO_END.has(name)) continue;
+    if (named !== undefined && named.includes(name) && !isEndToEnd(name)) continue;
     (out as Record<string, unknown>)[name] = value;
   }
   return out;

@@ -10,7 +10,8 @@ export const METRIC = {
   /**
    * Not in SPEC §9's list: requests a version failed, as the canary counts them (SPEC §11), by kind (ERROR_KINDS):
    * a 5xx, a stream that failed after its 200 (`requests_total` counts it under 200), or a request its client gave up
-   * waiting for (code 0 there). `graygate top`'s ERR% is this over requests_total.
+   * waiting for (before its headers: code 0 there; a stream left before its first content: 200). `graygate top`'s ERR%
+   * is this over requests_total.
    */
   requestErrorsTotal: 'graygate_request_errors_total',
   workers: 'graygate_workers',

@@ -115,10 +115,15 @@ export function computeRows(prev: Snapshot | undefined, cur: Snapshot): VersionR
   const versions = versionsOf(cur);
   const prevVersions = prev === undefined ? new Set<string>() : versionsOf(prev);
   const total = byVersion(cur.samples, METRIC.requestsTotal);
-  // Errors as the canary counts them (SPEC §11): 5xx, streams failed after their 200, requests given up on.
-  const errors = byVersion(cur.samples, METRIC.requestErrorsTotal);
+  // Errors as the canary counts them (SPEC §11): 5xx, streams failed after their 200, requests given up on; from a
+  // master older than graygate_request_errors_total, its 5xx.
+  const errorsOf = (samples: readonly Sample[]): Map<string, number> =>
+    samples.some((s) => s.name === METRIC.requestErrorsTotal)
+      ? byVersion(samples, METRIC.requestErrorsTotal)
+      : byVersion(samples, METRIC.requestsTotal, (s) => Number(s.labels['code']) >= 500);
+  const errors = errorsOf(cur.samples);
   const prevTotal = prev === undefined ? undefined : byVersion(prev.samples, METRIC.requestsTotal);
-  const prevErrors = prev === undefined ? undefined : byVersion(prev.samples, METRIC.requestErrorsTotal);
+  const prevErrors = prev === undefined ? undefined : errorsOf(prev.samples);
   const queue = byVersion(cur.samples, METRIC.queueDepth);
   const streams = byVersion(cur.samples, METRIC.streamsActive);
   const up = byVersion(cur.samples, METRIC.workerScrapeUp);

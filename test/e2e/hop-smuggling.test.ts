@@ -165,7 +165,17 @@ t.test('what nginx refuses in a head, and what a Connection header cannot remove
       await conn.closed;
     }
     t.equal((await worker()).total, before, 'none reached the worker');
-    for (const host of ['gw', 'gw:8000', '127.0.0.1:1', '[::1]:8000', 'xn--bcher-kva.example'])
+    for (const host of [
+      'gw',
+      'gw:8000',
+      'GW.example.:8000',
+      '127.0.0.1:1',
+      '[::1]:8000',
+      '[fe80::1%25eth0]:8000',
+      'xn--bcher-kva.example',
+      'b\u00fccher.example',
+      'under_score.example',
+    ])
       t.equal((await httpRequest(`${gw.url}/echo`, { headers: { host } })).status, 200, host);
   });
 

@@ -70,15 +70,16 @@ t.test('withoutHopByHop and copyHeaders build a new object', async (t) => {
   t.same(
     copyHeaders(
       {
-        connection: 'host, x-forwarded-for, forwarded, content-type, x-hop',
+        connection: 'host, x-forwarded-for, x-forwarded-prefix, forwarded, content-type, x-hop',
         host: 'h',
         'x-forwarded-for': 'a',
+        'x-forwarded-prefix': '/p',
         forwarded: 'for=a',
         'content-type': 'text/plain',
         'x-hop': '1',
       },
       new Set(['connection']),
     ),
-    { host: 'h', 'x-forwarded-for': 'a', forwarded: 'for=a', 'content-type': 'text/plain' },
+    { host: 'h', 'x-forwarded-for': 'a', 'x-forwarded-prefix': '/p', forwarded: 'for=a', 'content-type': 'text/plain' },
   );
 });

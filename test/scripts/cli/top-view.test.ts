@@ -99,6 +99,17 @@ graygate_worker_scrape_up{version="v1",worker="v1/1/2"} 0
   t.equal(v2!.rps, 5, 'a counter that went down counts from zero');
   t.equal(v2!.streams, 2);
   t.equal(v2!.p99Ms, undefined);
+  // A master older than graygate_request_errors_total: its 5xx are the errors.
+  const old = (text: string): string =>
+    text
+      .split('\n')
+      .filter((l) => !l.includes('graygate_request_errors_total'))
+      .join('\n');
+  const [oldV1] = computeRows(
+    { atMs: 0, samples: parsePrometheusText(old(a)) },
+    { atMs: 2000, samples: parsePrometheusText(old(b)) },
+  );
+  t.equal(oldV1!.errorRate, 0.2, 'the 20 503s of 100');
   const first = computeRows(undefined, { atMs: 0, samples: parsePrometheusText(a) });
   t.equal(first[0]!.rps, undefined, 'no rate from one scrape');
   t.match(
