@@ -45,7 +45,7 @@ const supervisor: Supervisor = new Supervisor({
   redactEnv: () => registry.config.admin.redactEnv,
   keyEnvs: () => registry.keyEnvs(),
   socketDir,
-  onWorkerExit: (handle) => metrics.retireWorker(handle.version, handle.lastMetrics),
+  onWorkerExit: (handle) => metrics.retireWorker(handle.version, handle.lastMetrics, handle.lastCounters),
 });
 const registry: VersionRegistry = new VersionRegistry({
   config,

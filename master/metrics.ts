@@ -2,7 +2,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { ERROR_KINDS, LOOP_DELAY_RESOLUTION_MS, METRIC, type ErrorKind } from '../shared/metric-names.js';
 import type { WorkerHealth, WorkerState } from './worker-handle.js';
 import { CANARY_STATES } from './canary/controller.js';
-import { RetiredTotals, readWorkerMetrics, type MetricJson } from './retired-totals.js';
+import { RetiredTotals, newest, readWorkerMetrics, type MetricJson } from './retired-totals.js';
 
 // The master's own series (SPEC §9, issue 5 part 2). Hot-path cost per request
 // is one counter increment and one histogram observation on label children
@@ -65,9 +65,14 @@ export interface MasterMetrics {
   forgetVersion(version: string): void;
   /**
    * A worker process exited (crash, kill, deploy, remove): its last counters and histograms stay in
-   * its version's totals, so they never go down while the master lives (SPEC §9, retired-totals.ts).
+   * its version's totals, so they never go down while the master lives (SPEC §9, retired-totals.ts). The newer of its
+   * last metrics answer (a scrape's, the final one at a stop) and its last health probe's counters.
    */
-  retireWorker(version: string, lastMetrics: readonly unknown[] | undefined): void;
+  retireWorker(
+    version: string,
+    lastMetrics: readonly unknown[] | undefined,
+    lastCounters?: readonly unknown[],
+  ): void;
   /** The exited workers' totals, as prom-client JSON for the /metrics merge. */
   retiredMetrics(): MetricJson[];
 }
@@ -282,8 +287,8 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
       }
       retired.forget(version);
     },
-    retireWorker(version, lastMetrics) {
-      retired.add(version, readWorkerMetrics(lastMetrics));
+    retireWorker(version, lastMetrics, lastCounters) {
+      retired.add(version, newest(readWorkerMetrics(lastMetrics), readWorkerMetrics(lastCounters)));
     },
     retiredMetrics: () => retired.metrics(),
   };

@@ -5,8 +5,9 @@ import type { Aggregator, MetricObjectWithValues, MetricValue } from 'prom-clien
 // (a crash, a health kill, a deploy's old build) would take its share with it:
 // the version's counters would go down, which Prometheus reads as a reset, and
 // rate()/increase() over-count. Each worker handle keeps its last metrics
-// answer (a scrape's, or the final one asked for at stop: worker-handle.ts);
-// when the process exits, its counters and histograms are added here, into
+// answer (a scrape's, or the final one asked for at stop: worker-handle.ts)
+// and the counters of its last health probe answer (every healthIntervalMs);
+// when the process exits, the newer of the two's counters and histograms are added here, into
 // totals per version and label set (never per worker: memory does not grow
 // with restarts), and every later scrape adds them to the live workers'.
 // Gauges (graygate_streams_active) and the per-process series (process_*,
@@ -48,6 +49,28 @@ export function readWorkerMetrics(raw: readonly unknown[] | undefined): MetricJs
   return (raw ?? [])
     .filter(isMetricJson)
     .map((m) => restoreNonFinite(m.values.every(hasLabels) ? m : { ...m, values: m.values.filter(hasLabels) }));
+}
+
+/**
+ * Two answers of one worker process (a scrape's, a health probe's), in either order: each series at the higher of its
+ * two values, which is the newer answer's (a process's counters and histogram series only go up).
+ */
+export function newest(a: readonly MetricJson[], b: readonly MetricJson[]): MetricJson[] {
+  const byName = new Map(a.map((m) => [m.name, m]));
+  for (const m of b) {
+    const other = byName.get(m.name);
+    if (other === undefined) {
+      byName.set(m.name, m);
+      continue;
+    }
+    const series = new Map(other.values.map((v) => [seriesKey(v), v]));
+    for (const v of m.values) {
+      const before = series.get(seriesKey(v));
+      if (before === undefined || v.value > before.value) series.set(seriesKey(v), v);
+    }
+    byName.set(m.name, { ...other, values: [...series.values()] });
+  }
+  return [...byName.values()];
 }
 
 /** A worker's graygate_* counter or histogram: summed over a version's processes, and never going down. */

@@ -344,8 +344,9 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
   async stop(deadlineMs: number, options: { finalMetrics?: boolean } = {}): Promise<void> {
     this.drain();
     this.agent.destroy();
-    // SPEC §9: what its counters reached since the last scrape, kept once it exits (master/retired-totals.ts).
-    // The caller waited for its requests to end, so this answer is its last word; a crash has none. Not
+    // SPEC §9: what its counters reached since the last scrape or health probe, kept once it exits
+    // (master/retired-totals.ts). The caller waited for its requests to end, so this answer is its last word; a
+    // crash has none but its last probe's answer. Not
     // taken from the drain deadline: a worker that never answers costs at most this wait more. Not asked
     // when the master itself stops (finalMetrics false): nobody will scrape it again.
     if (this.#state === 'draining' && options.finalMetrics !== false)
@@ -519,6 +520,8 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
     this.#health.misses = 0;
     this.#health.rssBytes = msg.rssBytes;
     this.#health.eventLoopDelayMs = msg.eventLoopDelayMs;
+    // IPC keeps order and the worker reads its counters as it answers: each answer's are at least the one's before.
+    if (Array.isArray(msg.counters)) this.#lastCounters = msg.counters;
     if (msg.replyTo !== this.#pendingProbe) return; // the latest probe is still out
     this.#pendingProbe = 0;
     this.#health.probeRoundTripMs = Math.max(0, performance.now() - this.#probeSentAtMs);
@@ -533,10 +536,16 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
   readonly #metricsWaiters = new Map<number, (metrics: unknown[] | undefined) => void>();
   #nextMetricsId = 1;
   #lastMetrics: unknown[] | undefined;
+  #lastCounters: unknown[] | undefined;
 
   /** The worker's last answer to requestMetrics; the master keeps its counters once the process is gone. */
   get lastMetrics(): readonly unknown[] | undefined {
     return this.#lastMetrics;
+  }
+
+  /** The counters and histograms of the worker's last health probe answer (2 s old at most, by default). */
+  get lastCounters(): readonly unknown[] | undefined {
+    return this.#lastCounters;
   }
 
   /** This worker's metrics, or [] if it does not answer within deadlineMs (a stuck worker must not stall /metrics). */

@@ -24,6 +24,8 @@ export interface WorkerLifecycleOptions {
   keepAliveTimeoutMs?: number;
   /** Answers the master's metrics request (SPEC §9). Absent: an empty list. */
   collectMetrics?: () => Promise<unknown[]>;
+  /** The counters and histograms each health probe's answer carries (WorkerMetrics.collectCounters). Absent: none. */
+  collectCounters?: () => Promise<unknown[]>;
   /** Called once when draining starts, before the server closes: abort long work here if needed. */
   onDrain?: () => void;
   /** Listen on this unix socket (WorkerSettings.socketPath); absent: 127.0.0.1 on a free port. */
@@ -130,7 +132,14 @@ export async function runWorker(options: WorkerLifecycleOptions): Promise<void> 
         // The longest interval between two samples, less the interval itself: 0 when idle.
         const eventLoopDelayMs = loopDelay.count > 0 ? Math.max(0, loopDelay.max / 1e6 - LOOP_DELAY_RESOLUTION_MS) : 0;
         loopDelay.reset();
-        send({ type: 'pong', replyTo: msg.id, rssBytes: residentBytes(), eventLoopDelayMs });
+        const pong = { type: 'pong', replyTo: msg.id, rssBytes: residentBytes(), eventLoopDelayMs } as const;
+        // Read now and sent in this same turn (prom-client reads a counter when asked), so answers go in read order.
+        if (options.collectCounters === undefined) send(pong);
+        else
+          options.collectCounters().then(
+            (counters) => send({ ...pong, counters }),
+            () => send(pong),
+          );
         break;
       }
       case 'metrics': {

@@ -22,6 +22,7 @@ await runWorker({
   log,
   socketPath: settings.socketPath,
   collectMetrics: () => metrics.collect(),
+  collectCounters: () => metrics.collectCounters(),
   connections: worker.connections,
   calls: worker.calls,
   // The lifecycle closes the HTTP server; the worker server then lets

@@ -35,6 +35,12 @@ export interface WorkerMetrics {
   addTokens(usage: { prompt_tokens: number; completion_tokens: number }): void;
   /** This process's metrics as `getMetricsAsJSON()` data, for the IPC answer. */
   collect(): Promise<unknown[]>;
+  /**
+   * Only its counters and histograms (first tokens, upstream errors, tokens), read at once: every health probe's
+   * answer carries them, so a worker that crashes loses at most a probe interval's counts (not all since the last
+   * scrape). No default collector runs.
+   */
+  collectCounters(): Promise<unknown[]>;
 }
 
 /** Which upstream error kind a catalogued error code is; undefined for codes that are not the upstream's doing. */
@@ -59,13 +65,14 @@ export function createWorkerMetrics(options: WorkerMetricsOptions): WorkerMetric
   const { version } = options;
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: LOOP_DELAY_RESOLUTION_MS });
-  const firstToken = new Histogram({
+  const firstTokens = new Histogram({
     name: METRIC.streamFirstTokenSeconds,
     help: 'Time from request arrival at the master (its queue included) to the first content chunk sent, streaming requests, by version',
     labelNames: ['version'] as const,
     buckets: FIRST_TOKEN_BUCKETS_S,
     registers: [registry],
-  }).labels({ version });
+  });
+  const firstToken = firstTokens.labels({ version });
   const active = new Gauge({
     name: METRIC.streamsActive,
     help: 'Streaming (stream: true) requests in progress, by version',
@@ -105,5 +112,6 @@ export function createWorkerMetrics(options: WorkerMetricsOptions): WorkerMetric
         completion!.inc(usage.completion_tokens);
     },
     collect: () => registry.getMetricsAsJSON(),
+    collectCounters: () => Promise.all([firstTokens.get(), errors.get(), tokens.get()]),
   };
 }

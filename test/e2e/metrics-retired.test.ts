@@ -1,6 +1,7 @@
 import t from 'tap';
-import { admin, startGateway } from '../helpers/gateway.js';
-import { waitForStatus, isAlive, type VersionRow } from '../helpers/wait.js';
+import { admin, startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
+import { httpRequest, json } from '../helpers/http.js';
+import { pollPause, waitForStatus, isAlive, type VersionRow } from '../helpers/wait.js';
 import { scrape, scrapeUntil, type Scrape } from '../helpers/metrics.js';
 import { countPromptTokens } from '../../shared/mock-upstream/index.js';
 import { METRIC } from '../../shared/metric-names.js';
@@ -171,4 +172,26 @@ t.test('worker counters never go down across a crash and a deploy, and count eve
   await complete(1, 0);
   await scrapeServed('the new build counts on top');
   t.same(drops, [], 'no worker series went down or vanished');
+});
+
+t.test("a worker that crashes between scrapes keeps its counts up to its last health probe's answer", async (t) => {
+  // An observability probe: an OOM kill between two scrapes lost 60 % of a worker's token count (all it counted since
+  // the last scrape). Every health probe's answer now carries the worker's counters and histograms.
+  const gw = await startGateway(t, {
+    versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } },
+    limits: { healthIntervalMs: 100 },
+  });
+  const stats = async (): Promise<{ pid: number; probesSinceTokens: number }> =>
+    json<{ pid: number; probesSinceTokens: number }>(await httpRequest(`${gw.url}/stats`));
+  for (let i = 0; i < 3; i++) t.equal((await httpRequest(`${gw.url}/tokens?n=7`)).status, 200);
+  // No scrape before the crash: the event is a probe answered after the tokens were counted.
+  let seen = await stats();
+  while (seen.probesSinceTokens < 1) {
+    await pollPause();
+    seen = await stats();
+  }
+  process.kill(seen.pid, 'SIGKILL');
+  await waitForStatus(gw, (v) => v.v1!.workers[0]?.state === 'ready' && v.v1!.workers[0].pid !== seen.pid, 'restart');
+  const after = await scrape(gw);
+  t.equal(after.sum('graygate_tokens_total', { version: 'v1', kind: 'completion' }), 21, 'the 21 tokens are kept');
 });

@@ -1,5 +1,11 @@
 import t from 'tap';
-import { isCumulative, readWorkerMetrics, RetiredTotals, type MetricJson } from '../../master/retired-totals.js';
+import {
+  isCumulative,
+  newest,
+  readWorkerMetrics,
+  RetiredTotals,
+  type MetricJson,
+} from '../../master/retired-totals.js';
 
 // What the master keeps of an exited worker (SPEC §9): its graygate_* counters
 // and histograms, summed per version and label set; nothing else.
@@ -66,4 +72,36 @@ t.test('odd input from another release is skipped, never thrown on', async (t) =
   ];
   t.doesNotThrow(() => totals.add('v1', readWorkerMetrics(raw)));
   t.same(totals.metrics()[0]?.values, [{ value: 3, labels: {} }]);
+});
+
+t.test("newest: a worker's two answers, each series at its newer (higher) value, in either order", async (t) => {
+  const scrape = [
+    metric('graygate_tokens_total', 'counter', [
+      { value: 5, labels: { version: 'v1', kind: 'completion' } },
+      { value: 3, labels: { version: 'v1', kind: 'prompt' } },
+    ]),
+    metric('process_cpu_user_seconds_total', 'counter', [{ value: 1, labels: {} }]),
+  ];
+  const probe = [
+    metric('graygate_tokens_total', 'counter', [
+      { value: 9, labels: { kind: 'completion', version: 'v1' } },
+      { value: 3, labels: { version: 'v1', kind: 'prompt' } },
+    ]),
+    metric('graygate_upstream_errors_total', 'counter', [{ value: 2, labels: { version: 'v1', kind: 'reset' } }]),
+  ];
+  for (const [a, b] of [
+    [scrape, probe],
+    [probe, scrape],
+  ] as const) {
+    const totals = new RetiredTotals();
+    totals.add('v1', newest(a, b));
+    const values = (name: string): number[] =>
+      totals
+        .metrics()
+        .filter((m) => m.name === name)
+        .flatMap((m) => m.values.map((v) => v.value))
+        .sort((x, y) => x - y);
+    t.same(values('graygate_tokens_total'), [3, 9], 'completion from the probe, prompt unchanged');
+    t.same(values('graygate_upstream_errors_total'), [2], 'a family only one answer has');
+  }
 });
