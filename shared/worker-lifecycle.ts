@@ -133,7 +133,8 @@ export async function runWorker(options: WorkerLifecycleOptions): Promise<void> 
         const eventLoopDelayMs = loopDelay.count > 0 ? Math.max(0, loopDelay.max / 1e6 - LOOP_DELAY_RESOLUTION_MS) : 0;
         loopDelay.reset();
         const pong = { type: 'pong', replyTo: msg.id, rssBytes: residentBytes(), eventLoopDelayMs } as const;
-        // Read now and sent in this same turn (prom-client reads a counter when asked), so answers go in read order.
+        // Collected and sent in this same turn (collectCounters waits on no I/O; the JSON is made by send), so answers
+        // go in the order their values were read.
         if (options.collectCounters === undefined) send(pong);
         else
           options.collectCounters().then(

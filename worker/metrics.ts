@@ -36,9 +36,9 @@ export interface WorkerMetrics {
   /** This process's metrics as `getMetricsAsJSON()` data, for the IPC answer. */
   collect(): Promise<unknown[]>;
   /**
-   * Only its counters and histograms (first tokens, upstream errors, tokens), read at once: every health probe's
-   * answer carries them, so a worker that crashes loses at most a probe interval's counts (not all since the last
-   * scrape). No default collector runs.
+   * Only its graygate_* counters and histograms (first tokens, upstream errors, tokens): every health probe's answer
+   * carries them, so a worker that crashes loses at most what it counted since its last answered probe (not all since
+   * the last scrape). No default collector runs and nothing waits on I/O: the answer goes out in the probe's turn.
    */
   collectCounters(): Promise<unknown[]>;
 }
@@ -112,6 +112,7 @@ export function createWorkerMetrics(options: WorkerMetricsOptions): WorkerMetric
         completion!.inc(usage.completion_tokens);
     },
     collect: () => registry.getMetricsAsJSON(),
+    // Every cumulative graygate_* family of this process (retired-totals.ts isCumulative): a new one goes here too.
     collectCounters: () => Promise.all([firstTokens.get(), errors.get(), tokens.get()]),
   };
 }

@@ -62,3 +62,14 @@ t.test('hooks feed the series the master scrapes, labelled with the version', as
     'graygate_* values are finite, so they survive the JSON of IPC',
   );
 });
+
+t.test("collectCounters carries every cumulative graygate_* family of the worker's registry", async (t) => {
+  const m = createWorkerMetrics({ version: 'v1' });
+  const all = (await m.registry.getMetricsAsJSON()) as unknown as Array<{ name: string; type: string }>;
+  const cumulative = all
+    .filter((f) => f.name.startsWith('graygate_') && (f.type === 'counter' || f.type === 'histogram'))
+    .map((f) => f.name)
+    .sort();
+  const carried = ((await m.collectCounters()) as Array<{ name: string }>).map((f) => f.name).sort();
+  t.same(carried, cumulative, 'a counter added to the worker must be added to collectCounters');
+});
