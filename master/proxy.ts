@@ -133,7 +133,7 @@ export function createWorkerProxy(options: WorkerProxyOptions): WorkerProxy {
 const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
 /** No listener at the worker's socket (a unix socket's file gone, nothing accepting, reset while connecting). */
-function isRefusal(err: NodeJS.ErrnoException): boolean {
+export function isRefusal(err: NodeJS.ErrnoException): boolean {
   return (
     err.code === 'ECONNREFUSED' || err.code === 'ENOENT' || (err.code === 'ECONNRESET' && err.syscall === 'connect')
   );

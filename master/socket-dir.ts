@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { lstatSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { connect, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
+import { isRefusal } from './proxy.js';
 
 // Workers listen on unix sockets in a directory only this user can enter, made at start and removed when the master
 // exits. A master killed with SIGKILL (the OOM killer, a process manager's last resort) cannot remove it: the next
@@ -25,8 +26,9 @@ export interface SocketDir {
 /** Makes this master's socket directory in `parent` (the system's temporary directory), removing dead masters'. */
 export async function makeSocketDir(parent: string): Promise<SocketDir> {
   await Promise.all(
-    leftovers(parent).map(async (dir) => {
-      if (!(await isDead(dir))) return;
+    leftovers(parent).map(async ({ dir, sockets }) => {
+      // Every one, its sentinel among them, refuses a connection: nobody listens on it.
+      if (!(await Promise.all(sockets.map(refuses))).every(Boolean)) return;
       try {
         rmSync(dir, { recursive: true, force: true });
       } catch {
@@ -44,8 +46,8 @@ export async function makeSocketDir(parent: string): Promise<SocketDir> {
   return { path: dir, sentinel };
 }
 
-/** Directories of `parent` that look like a dead master's: a sentinel, sockets only, a PID no process has. */
-function leftovers(parent: string): string[] {
+/** Directories of `parent` that look like a dead master's (a sentinel, sockets only, a PID no process has). */
+function leftovers(parent: string): Array<{ dir: string; sockets: string[] }> {
   let names: string[];
   try {
     names = readdirSync(parent);
@@ -61,23 +63,13 @@ function leftovers(parent: string): string[] {
       const stat = lstatSync(dir);
       if (!stat.isDirectory() || (uid !== undefined && stat.uid !== uid)) return [];
       const entries = readdirSync(dir);
-      const isSockets = entries.every((entry) => lstatSync(join(dir, entry)).isSocket());
-      return entries.includes(SENTINEL) && isSockets ? [dir] : [];
+      const sockets = entries.map((entry) => join(dir, entry));
+      const isSockets = sockets.every((path) => lstatSync(path).isSocket());
+      return entries.includes(SENTINEL) && isSockets ? [{ dir, sockets }] : [];
     } catch {
       return []; // gone meanwhile, or not ours to read: left as it is
     }
   });
-}
-
-/** Whether every socket in `dir`, its sentinel among them, refuses a connection (nobody listens on it). */
-async function isDead(dir: string): Promise<boolean> {
-  try {
-    const sockets = readdirSync(dir).map((entry) => join(dir, entry));
-    const refused = await Promise.all(sockets.map(refuses));
-    return refused.every(Boolean);
-  } catch {
-    return false;
-  }
 }
 
 /** A unix socket's connect answers at once: refused (or gone) when nobody listens, accepted or EAGAIN otherwise. */
@@ -88,7 +80,7 @@ function refuses(path: string): Promise<boolean> {
       socket.destroy();
       resolve(false);
     });
-    socket.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNREFUSED' || err.code === 'ENOENT'));
+    socket.once('error', (err: NodeJS.ErrnoException) => resolve(isRefusal(err)));
   });
 }
 
