@@ -8,7 +8,7 @@ import { GraygateError, isGraygateError } from '../shared/errors.js';
 import { LISTEN_BACKLOG } from '../shared/defaults.js';
 import { EXIT_CONFIG, configPath, loadConfig } from './config-file.js';
 import { Supervisor } from './supervisor.js';
-import { makeSocketDir } from './socket-dir.js';
+import { openSocketDir } from './socket-dir.js';
 import { VersionRegistry } from './version-registry.js';
 import { createGateway } from './gateway.js';
 import { createMainServer } from './main-server.js';
@@ -36,9 +36,9 @@ if (!loaded.ok) {
 const config = loaded.value;
 const log = createLogger({ role: 'master' });
 // Workers listen on unix sockets in a directory only this user can enter; removed when the master exits (a killed
-// master's by the next start: socket-dir.ts).
-const { path: socketDir } = await makeSocketDir(tmpdir());
-process.once('exit', () => rmSync(socketDir, { recursive: true, force: true }));
+// master's by the next start: socket-dir.ts). Without one, on 127.0.0.1.
+const socketDir = (await openSocketDir([tmpdir(), '/tmp'], log))?.path;
+if (socketDir !== undefined) process.once('exit', () => rmSync(socketDir, { recursive: true, force: true }));
 const supervisor: Supervisor = new Supervisor({
   log,
   limits: () => registry.config.limits,

@@ -68,11 +68,7 @@ export interface MasterMetrics {
    * its version's totals, so they never go down while the master lives (SPEC §9, retired-totals.ts). The newer of its
    * last metrics answer (a scrape's, the final one at a stop) and its last health probe's counters.
    */
-  retireWorker(
-    version: string,
-    lastMetrics: readonly unknown[] | undefined,
-    lastCounters?: readonly unknown[],
-  ): void;
+  retireWorker(version: string, lastMetrics: readonly unknown[] | undefined, lastCounters?: readonly unknown[]): void;
   /** The exited workers' totals, as prom-client JSON for the /metrics merge. */
   retiredMetrics(): MetricJson[];
 }

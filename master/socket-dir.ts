@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { lstatSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { connect, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
+import type { Logger } from '../shared/log.js';
 import { isRefusal } from './proxy.js';
 
 // Workers listen on unix sockets in a directory only this user can enter, made at start and removed when the master
@@ -17,10 +18,44 @@ const LEFTOVER = /^graygate-(\d+)-[A-Za-z0-9]{6}$/;
 /** The master's own socket in its directory: listening while it lives. */
 const SENTINEL = 'master.sock';
 
+/**
+ * The longest unix socket path every platform takes: `sun_path` holds 108 bytes on Linux and 104 on macOS, its NUL
+ * included. Past it, libuv cuts the path short, and two sockets of one directory can end up at the same cut path.
+ */
+const MAX_SOCKET_PATH = 103;
+/** The longest name a socket gets in the directory: a worker's `w<n>.sock`, `n` counting every worker started. */
+const LONGEST_NAME = 'w4294967295.sock';
+
 /** This master's socket directory, and its sentinel (closed only by tests: the master's lives as long as it does). */
 export interface SocketDir {
   path: string;
   sentinel: Server;
+}
+
+/**
+ * This master's socket directory in the first of `parents` (the system's temporary directory, then /tmp) that can hold
+ * one: a directory this user can make, whose sockets' paths fit in `sun_path`. None (a deep `TMPDIR` with no /tmp, a
+ * read-only one): undefined, and workers listen on 127.0.0.1 instead. Each parent passed over is a warn line.
+ */
+export async function openSocketDir(parents: readonly string[], log: Logger): Promise<SocketDir | undefined> {
+  for (const parent of new Set(parents)) {
+    // mkdtemp adds six characters; a PID has at most seven digits (pid_max is at most 2^22).
+    const longest = join(parent, `${PREFIX}4194304-XXXXXX`, LONGEST_NAME);
+    if (Buffer.byteLength(longest) > MAX_SOCKET_PATH) {
+      log.warn(
+        { parent, bytes: Buffer.byteLength(longest), maxBytes: MAX_SOCKET_PATH },
+        'temporary directory too deep for unix socket paths; not using it',
+      );
+      continue;
+    }
+    try {
+      return await makeSocketDir(parent);
+    } catch (err) {
+      log.warn({ parent, err }, 'cannot make a socket directory in the temporary directory; not using it');
+    }
+  }
+  log.warn('no directory for unix sockets: workers listen on 127.0.0.1');
+  return undefined;
 }
 
 /** Makes this master's socket directory in `parent` (the system's temporary directory), removing dead masters'. */

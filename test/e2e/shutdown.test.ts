@@ -1,5 +1,8 @@
 import t from 'tap';
 import { once } from 'node:events';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Agent, request } from 'node:http';
 import { admin, hangingBuild, startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
 import { httpRequest, json } from '../helpers/http.js';
@@ -118,4 +121,27 @@ t.test('SIGTERM: at the deadline, a request still waiting for a slot is answered
   t.equal(res.status, 503);
   t.equal(json<{ error: { code: string } }>(res).error.code, 'shutting_down');
   t.equal(await gw.exited, 0);
+});
+
+t.test('a TMPDIR too deep for unix socket paths: workers listen in /tmp, removed at exit', async (t) => {
+  // libuv cuts a socket path past sun_path (108 bytes) short: the master's sentinel and its first worker's socket
+  // listened on the same cut path, so no worker ever started (EADDRINUSE).
+  const root = mkdtempSync(join(tmpdir(), 'graygate-test-deep-'));
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  const deep = join(root, 'd'.repeat(Math.max(1, 100 - root.length)));
+  mkdirSync(deep);
+  const gw = await startGateway(
+    t,
+    { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } },
+    { env: { TMPDIR: deep } },
+  );
+  const res = await httpRequest(`${gw.url}/hello`);
+  t.equal(res.status, 200, 'the worker answers');
+  t.match(gw.output(), /temporary directory too deep for unix socket paths; not using it/, 'a warn line says why');
+  t.same(readdirSync(deep), [], 'nothing was made in the deep one');
+  const ours = (): string[] => readdirSync('/tmp').filter((name) => name.startsWith(`graygate-${gw.pid}-`));
+  t.equal(ours().length, 1, "the master's socket directory is in /tmp");
+  process.kill(gw.pid, 'SIGTERM');
+  t.equal(await gw.exited, 0, 'master exited 0');
+  t.same(ours(), [], 'and removed it');
 });

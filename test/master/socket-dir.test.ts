@@ -5,7 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
 import { once } from 'node:events';
-import { makeSocketDir } from '../../master/socket-dir.js';
+import { Writable } from 'node:stream';
+import { makeSocketDir, openSocketDir } from '../../master/socket-dir.js';
+import { createLogger } from '../../shared/log.js';
 
 /**
  * A dead process's PID, and the unix socket files `names` it left in `dir` (it exited without closing its servers, as a
@@ -70,3 +72,48 @@ t.test("a killed master's socket directory is removed by the next start; nothing
   t.ok(existsSync(join(foreign, 'master.sock')), 'one whose sentinel answers stays');
   for (const other of others) t.ok(existsSync(other), `${other} stays`);
 });
+
+t.test(
+  'a temporary directory too deep for unix socket paths, or unusable, is passed over with a warn line',
+  async (t) => {
+    const root = mkdtempSync(join(tmpdir(), 'graygate-socket-dir-test-'));
+    t.teardown(() => rmSync(root, { recursive: true, force: true }));
+    // 103 bytes is the longest path every platform's sun_path takes; libuv cuts a longer one short, and a master's
+    // sentinel and first worker's socket then listened on the same cut path (EADDRINUSE: no worker ever started).
+    const deep = join(root, 'd'.repeat(Math.max(1, 100 - root.length)));
+    mkdirSync(deep);
+    const missing = join(root, 'missing');
+    const lines: Array<{ msg: string; parent?: string }> = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        lines.push(
+          ...chunk
+            .toString('utf8')
+            .trim()
+            .split('\n')
+            .map((line) => JSON.parse(line) as { msg: string }),
+        );
+        cb();
+      },
+    });
+    const log = createLogger({ role: 'master', level: 'info', destination: sink });
+
+    const made = await openSocketDir([deep, missing, root], log);
+    t.ok(made, 'a directory is made');
+    t.teardown(() => made?.sentinel.close());
+    t.equal(join(made?.path ?? '', '..'), root, 'in the first parent that can hold one');
+    t.same(
+      lines.map((line) => [line.msg, line.parent]),
+      [
+        ['temporary directory too deep for unix socket paths; not using it', deep],
+        ['cannot make a socket directory in the temporary directory; not using it', missing],
+      ],
+      'each parent passed over is a warn line',
+    );
+
+    lines.length = 0;
+    t.equal(await openSocketDir([deep, missing], log), undefined, 'none can: workers listen on 127.0.0.1');
+    t.equal(lines.at(-1)?.msg, 'no directory for unix sockets: workers listen on 127.0.0.1');
+    t.same(readdirSync(deep), [], 'nothing is left in a parent passed over');
+  },
+);
