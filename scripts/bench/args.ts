@@ -9,7 +9,9 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 export function benchArgs<T extends ParseArgsConfig>(config: T): ReturnType<typeof parseArgs<T>> {
   const usage = (): string => {
     const flags = Object.entries(config.options ?? {}).map(([name, option]) =>
-      option.type === 'boolean' ? `[--${name}]` : `[--${name} ${option.default === undefined ? 'VALUE' : String(option.default)}]`,
+      option.type === 'boolean'
+        ? `[--${name}]`
+        : `[--${name} ${option.default === undefined ? 'VALUE' : String(option.default)}]`,
     );
     return `usage: node dist/scripts/bench/${basename(process.argv[1] ?? '')} ${flags.join(' ')}`;
   };

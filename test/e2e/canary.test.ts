@@ -244,7 +244,10 @@ t.test('canaries', async (t) => {
     t.equal((JSON.parse(json.stdout) as CanaryStatus).state, 'running');
     const bad = await runCli(['canary', 'idle', '--step', 'soon', ...admin]);
     t.equal(bad.code, 64, 'a malformed duration is a usage error');
-    for (const flags of [['--alpha', 'abc'], ['--steps', '']])
+    for (const flags of [
+      ['--alpha', 'abc'],
+      ['--steps', ''],
+    ])
       t.equal((await runCli(['canary', 'idle', ...flags, ...admin])).code, 64, `${flags.join(' ')}: a usage error`);
     const again = await runCli(['canary', 'idle', ...admin]);
     t.equal(again.code, 1);

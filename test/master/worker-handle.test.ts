@@ -205,12 +205,12 @@ t.test(
     // is one, else an 'error' event on the child.
     const child = fake.children[0]!;
     const epipe = Object.assign(new Error('write EPIPE'), { code: 'EPIPE' });
-    child.send = ((...args: unknown[]) => {
+    child.send = (...args: unknown[]) => {
       const callback = args.findLast((a) => typeof a === 'function') as ((err: Error) => void) | undefined;
       if (callback !== undefined) setImmediate(callback, epipe);
       else setImmediate(() => child.emit('error', epipe));
       return false;
-    });
+    };
     w.probe(0);
     t.equal(await w.requestMetrics(50), undefined, 'no answer');
     await new Promise((resolve) => setImmediate(resolve));

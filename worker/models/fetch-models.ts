@@ -37,7 +37,10 @@ export async function fetchModels(options: FetchModelsOptions): Promise<ModelEnt
       throw await readStatusError(res.statusCode, res.headers, res.body, MAX_ERROR_BODY_BYTES);
     const list = await res.body.readAll(MAX_LIST_BYTES + 1);
     if (list.length > MAX_LIST_BYTES)
-      throw new GraygateError('upstream_protocol_error', `the upstream's model list is larger than ${MAX_LIST_BYTES} bytes`);
+      throw new GraygateError(
+        'upstream_protocol_error',
+        `the upstream's model list is larger than ${MAX_LIST_BYTES} bytes`,
+      );
     let value: unknown;
     try {
       value = JSON.parse(list.toString('utf8'));

@@ -21,7 +21,8 @@ function reference(payload: string): number {
   const choices = v['choices'];
   if (!Array.isArray(choices) || choices.length === 0) return NOT_PLAIN;
   // A choice that is not an object, or a delta neither an object nor null, is an upstream_protocol_error.
-  const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
+  const isObject = (x: unknown): x is Record<string, unknown> =>
+    typeof x === 'object' && x !== null && !Array.isArray(x);
   for (const choice of choices as unknown[])
     if (!isObject(choice) || !(choice['delta'] === undefined || choice['delta'] === null || isObject(choice['delta'])))
       return NOT_PLAIN;
@@ -67,11 +68,7 @@ const PLAIN: Array<[string, string, number]> = [
     JSON.stringify({ a: { b: [true, false, null, {}, []] }, choices: [{ delta: { refusal: 'no' } }] }),
     1,
   ],
-  [
-    'whitespace around tokens',
-    ' { "choices" : [ { "delta" : { "content" : "x" } , "finish_reason" : null } ] } ',
-    1,
-  ],
+  ['whitespace around tokens', ' { "choices" : [ { "delta" : { "content" : "x" } , "finish_reason" : null } ] } ', 1],
   ['an empty first choice', '{"choices":[{}]}', 0],
   ['a null delta (taken as an empty one)', '{"choices":[{"delta":null}]}', 0],
   ['an empty delta', '{"choices":[{"delta":{}}]}', 0],
