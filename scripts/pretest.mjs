@@ -43,8 +43,8 @@ function removeStaleTests(dir) {
 const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
 removeStaleTests(join('dist', 'test'));
 // Two lanes, one per core of CI's 2: ESLint (type-aware, the longest single step, ~50 s) beside the
-// build, the tests' type-check and compile (into dist/test/, where run-tap.mjs runs them), knip and the
-// cycle check, which run one after another. `npm run lint` is the same three checks.
+// build, the tests' type-check and compile (into dist/test/, where run-tap.mjs runs them), knip, the
+// cycle check and prettier's, which run one after another. `npm run lint` is the same four checks.
 const sequence = async (steps) => {
   for (const step of steps) {
     const code = await step();
@@ -59,6 +59,7 @@ const codes = await Promise.all([
     () => run('tests: type-check and compile', npm, ['exec', '--', 'tsc', '-p', 'tsconfig.test.json']),
     () => run('lint: knip', npm, ['exec', '--', 'knip']),
     () => run('lint: import cycles', process.execPath, ['scripts/check-cycles.mjs']),
+    () => run('lint: prettier', npm, ['exec', '--', 'prettier', '--check', '--log-level', 'warn', '.']),
   ]),
 ]);
 process.exit(codes.find((c) => c !== 0) ?? 0);
