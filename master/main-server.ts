@@ -19,7 +19,10 @@ import type { Gateway } from './gateway.js';
 export interface MainServerOptions {
   gateway: Gateway;
   /** Read once: the server's header limit is fixed at creation (a reload does not change it). */
-  limits: Pick<Limits, 'maxHeaderBytes' | 'maxUrlBytes' | 'maxPipelinedRequests' | 'headTimeoutMs'>;
+  limits: Pick<
+    Limits,
+    'maxHeaderBytes' | 'maxUrlBytes' | 'maxPipelinedRequests' | 'headTimeoutMs' | 'keepAliveTimeoutMs'
+  >;
   log: Logger;
 }
 
@@ -50,6 +53,8 @@ export function createMainServer(options: MainServerOptions): Server {
     requireHostHeader: false,
   });
   server.maxHeadersCount = MAX_HEADER_LINES; // a head that reaches it is refused (gateway.ts readHead)
+  // Answers say it (`Keep-Alive: timeout=N`), directly written ones too (gateway.ts offers it to the worker).
+  server.keepAliveTimeout = limits.keepAliveTimeoutMs;
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     gateway.arrive();
     queue.enqueue(req, res);

@@ -137,6 +137,7 @@ export const configSchema = z.strictObject({
       readyTimeoutMs: positiveMs.default(DEFAULTS.limits.readyTimeoutMs),
       bodyTimeoutMs: positiveMs.default(DEFAULTS.limits.bodyTimeoutMs),
       headTimeoutMs: positiveMs.default(DEFAULTS.limits.headTimeoutMs),
+      keepAliveTimeoutMs: positiveMs.default(DEFAULTS.limits.keepAliveTimeoutMs),
       maxBufferedBodyBytes: positiveInt.default(DEFAULTS.limits.maxBufferedBodyBytes),
       sendTimeoutMs: positiveMs.default(DEFAULTS.limits.sendTimeoutMs),
       workerHeadersTimeoutMs: positiveMs.default(DEFAULTS.limits.workerHeadersTimeoutMs),

@@ -28,6 +28,10 @@ export const DEFAULTS = {
     bodyTimeoutMs: 30_000, // 30 s of silence while a client sends its body → 408 body_timeout
     // 60 s for a request's whole head, from its connection's opening or its first byte (nginx client_header_timeout)
     headTimeoutMs: 60_000,
+    // 75 s an idle kept-alive client connection is held (nginx keepalive_timeout): longer than the idle timeouts of
+    // the load balancers put in front (AWS ALB, nginx's upstream keepalive: 60 s), so a front never sends a request on
+    // a connection the master is closing. Node's own 5 s made such races, and a POST lost in one is a front's 502.
+    keepAliveTimeoutMs: 75_000,
     maxBufferedBodyBytes: 256 * 1024 * 1024, // 256 MiB of request bodies held by the master at once → 503 body_budget
     sendTimeoutMs: 60_000, // 60 s in which a client reads nothing of its answer → closed (nginx send_timeout)
     workerHeadersTimeoutMs: 30_000, // 30 s from sending to the worker's first response byte (a 102 ping counts) → 504
