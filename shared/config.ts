@@ -51,6 +51,7 @@ export const upstreamSchema = z.strictObject({
       firstByteMs: ms.default(DEFAULTS.upstreamTimeouts.firstByteMs),
       idleMs: ms.default(DEFAULTS.upstreamTimeouts.idleMs),
       totalMs: ms.default(DEFAULTS.upstreamTimeouts.totalMs),
+      keepAliveMs: positiveMs.default(DEFAULTS.upstreamTimeouts.keepAliveMs),
     })
     .prefault({}),
   maxEventBytes: positiveInt.default(DEFAULTS.maxEventBytes),

@@ -47,6 +47,9 @@ export const DEFAULTS = {
     firstByteMs: 120_000, // 2 min: a slow model thinking before its first token is healthy
     idleMs: 120_000, // 2 min of silence between body bytes
     totalMs: 600_000, // 10 min for a whole answer
+    // 4 s an idle upstream connection is kept (undici's default), under the 5 s after which uvicorn (vLLM), llama.cpp
+    // and Node close theirs: a request sent as the server closes is reset, and a POST is never sent again (502).
+    keepAliveMs: 4000,
   },
   maxEventBytes: 1024 * 1024, // 1 MiB per SSE line / NDJSON line
   pingIntervalMs: 15_000, // SSE `: ping` comment while the upstream is silent

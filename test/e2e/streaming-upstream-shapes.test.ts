@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap';
-import { once } from 'node:events';
+import { EventEmitter, once } from 'node:events';
 import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createNetServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
@@ -479,3 +479,71 @@ t.test('upstream shapes', async (t) => {
     isError(t, res, 'upstream_protocol_error');
   });
 });
+
+t.test(
+  'an upstream that closes idle connections (uvicorn, llama.cpp): a request never goes on a closing one',
+  async (t) => {
+    // As uvicorn (vLLM) does after 5 s, with no Keep-Alive hint: a connection idle past STALE_MS is the server's to
+    // close, and a request that reaches it then is reset (it met the server's close). The worker's pool lets idle
+    // connections go after upstream.timeouts.keepAliveMs, below that: the next request opens a new one. With undici
+    // kept 30 s (the old code), it went on the stale one and its client got 502 upstream_reset (4 in 42 with a real
+    // close).
+    const STALE_MS = 3000;
+    const events = new EventEmitter();
+    const sockets = new Set<Socket>();
+    const upstream = createNetServer((socket) => {
+      sockets.add(socket);
+      let isStale = false;
+      let timer: NodeJS.Timeout | undefined;
+      const answered = (): void => {
+        timer = setTimeout(() => {
+          isStale = true;
+          events.emit('stale');
+        }, STALE_MS);
+      };
+      socket.on('close', () => {
+        clearTimeout(timer);
+        sockets.delete(socket);
+        events.emit('closed');
+      });
+      socket.on('error', () => undefined);
+      let head = '';
+      socket.on('data', (chunk: Buffer) => {
+        if (isStale) return void socket.resetAndDestroy();
+        head += chunk.toString('latin1');
+        const end = head.indexOf('\r\n\r\n');
+        const length = Number(/content-length: *(\d+)/i.exec(head)?.[1] ?? 0);
+        if (end === -1 || head.length < end + 4 + length) return;
+        head = '';
+        const answer = `${role()}${token('ok')}data: [DONE]\n\n`;
+        socket.write(`HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: ${answer.length}\r\n\r\n`);
+        socket.write(answer);
+        answered();
+      });
+    });
+    upstream.listen(0, '127.0.0.1');
+    await once(upstream, 'listening');
+    t.teardown(() => {
+      for (const socket of sockets) socket.destroy();
+      upstream.close();
+    });
+    const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1`;
+    const gw = await startGateway(t, {
+      versions: { v1: { weight: 1, upstream: { format: 'openai', url, timeouts: { keepAliveMs: 300 } } } },
+    });
+    const chat = { model: 'm', stream: true, messages: [{ role: 'user', content: 'hi' }] };
+    const first = await postStream(`${gw.url}/v1/chat/completions`, chat);
+    await first.done;
+    t.equal(first.text(), 'ok');
+    // The first of: the worker let its idle connection go, or the server's idle limit passed with it still open.
+    const what = await Promise.race([
+      once(events, 'closed').then(() => 'closed'),
+      once(events, 'stale').then(() => 'stale'),
+    ]);
+    t.equal(what, 'closed', 'the worker closed its idle connection before the server would have');
+    const second = await postStream(`${gw.url}/v1/chat/completions`, chat);
+    await second.done;
+    t.equal(second.status, 200);
+    t.equal(second.text(), 'ok', 'the next request went on a new connection');
+  },
+);

@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import type { Dispatcher, Pool as UndiciPool } from 'undici';
+import { DEFAULTS } from '../../shared/defaults.js';
 import { GraygateError, isGraygateError } from '../../shared/errors.js';
 import { UpstreamTimeoutError } from './timeouts.js';
 import { READ_AHEAD_BYTES, ResponseHandler, type UpstreamResponse } from './upstream-body.js';
@@ -39,7 +40,10 @@ export interface UpstreamClientOptions {
   /** Passed as undici headersTimeout/bodyTimeout plus a margin; the AbortSignal deadlines fire first. 0 disables. */
   firstByteMs: number;
   idleMs: number;
-  /** Keep-alive of idle upstream connections, ms. Default 30 s. */
+  /**
+   * How long an idle upstream connection is kept, ms (upstream.timeouts.keepAliveMs; default undici's 4 s). A server's
+   * `Keep-Alive: timeout=N` hint, when it sends one, wins (N − 2 s: undici's keepAliveTimeoutThreshold).
+   */
   keepAliveTimeoutMs?: number;
   /**
    * Bytes of an answer that is not chunked read ahead of a paused reader before undici's parser is paused (a chunked
@@ -87,7 +91,7 @@ export class UpstreamClient {
       connections: options.maxConnections + MAX_LINGERING_BODIES,
       allowH2: isHttps && options.http2 === true,
       connect: { timeout: options.connectMs, ...(options.ca === undefined ? {} : { ca: options.ca }) },
-      keepAliveTimeout: options.keepAliveTimeoutMs ?? 30_000,
+      keepAliveTimeout: options.keepAliveTimeoutMs ?? DEFAULTS.upstreamTimeouts.keepAliveMs,
       headersTimeout: backstop(options.firstByteMs),
       bodyTimeout: backstop(options.idleMs),
     });
