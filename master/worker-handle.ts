@@ -233,7 +233,9 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
       serialization: 'json',
     });
     this.#child = child;
-    if (child.stdout !== null) relayLogLines(child.stdout);
+    // A fork that made no process (EMFILE, ENFILE: the master at its descriptor limit) has no stdio at all, not null
+    // ones, and no PID; node emits 'error' and 'close' next, handled below as any start that failed.
+    if (child.stdout) relayLogLines(child.stdout);
     collectStderr(child, this.#stderrTail);
     child.on('internalMessage', this.#onInternalMessage);
     let failure: string | undefined;
@@ -529,7 +531,9 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
 
   #kill(signal: NodeJS.Signals): void {
     const child = this.#child;
-    if (child !== undefined && child.exitCode === null && child.signalCode === null) child.kill(signal);
+    // Never without a PID: a fork that made no process keeps a handle whose kill() signals PID 0, the master's own
+    // process group (the master, every worker, and whatever shell started them).
+    if (child?.pid !== undefined && child.exitCode === null && child.signalCode === null) child.kill(signal);
   }
 
   // Metrics over IPC (SPEC §9): request/response paired by id (STYLE §18).

@@ -3,6 +3,7 @@ import { startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
 import { httpRequest, json } from '../helpers/http.js';
 import { status, waitForStatus, isAlive } from '../helpers/wait.js';
 import { scrape } from '../helpers/metrics.js';
+import { untilOutput } from '../helpers/output.js';
 import { hasPrlimit, lowestFreeFd, nofileSoftLimit, setNofile } from '../helpers/file-limit.js';
 
 // Issue 9 part 3, SPEC §4a: a worker that stops answering is found and
@@ -119,3 +120,34 @@ t.test('a silent or stopped worker', async (t) => {
     t.ok(metrics.text.includes('graygate_worker_event_loop_delay_seconds{'), 'event-loop delay per worker');
   });
 });
+
+t.test(
+  'a worker the master cannot fork (its descriptor limit reached) is a failed start: nothing else stops',
+  { skip: hasPrlimit() ? false : 'needs util-linux prlimit, to lower the master’s file limit' },
+  async (t) => {
+    // A fork that makes no process (EMFILE) has no stdio and no PID: the master read its stdout (a TypeError), and
+    // killing the start's process signalled PID 0, the master's own process group: master and every worker gone.
+    const gw = await startGateway(t, {
+      versions: {
+        one: { entry: TEST_WORKER_ENTRY, weight: 1 },
+        two: { entry: TEST_WORKER_ENTRY, weight: 0 },
+      },
+      routing: { default: 'one' },
+    });
+    const before = await status(gw);
+    const oneWorker = before.one!.workers[0]!.pid;
+    const soft = nofileSoftLimit(gw.pid);
+    t.teardown(() => isAlive(gw.pid) && setNofile(gw.pid, soft));
+    // Every descriptor taken: the crashed worker's pipes give back three, a fork needs more (a pair per stdio).
+    setNofile(gw.pid, lowestFreeFd(gw.pid));
+    process.kill(before.two!.workers[0]!.pid, 'SIGKILL');
+    await untilOutput(gw, () => /could not start: spawn \S* ?EMFILE/.exec(gw.output()) ?? undefined);
+    setNofile(gw.pid, soft);
+    t.ok(isAlive(gw.pid), 'the master lives');
+    t.ok(isAlive(oneWorker), 'and the other version’s worker');
+    const res = await httpRequest(`${gw.url}/hello?version=one`);
+    t.equal(res.status, 200, 'which still answers');
+    const after = await waitForStatus(gw, (v) => v.two!.workers.some((w) => w.state === 'ready'), 'two restarted');
+    t.ok(after.two!.workers.length > 0, 'the failed start is retried, with the limit back');
+  },
+);
