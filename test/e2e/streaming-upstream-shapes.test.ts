@@ -223,6 +223,15 @@ t.test('upstream shapes', async (t) => {
             res.writeHead(200, { 'content-type': 'application/json' });
             res.end(JSON_COMPLETION);
           }, 900);
+        case 'thinking':
+        case 'thinking-json':
+          // A reasoning model behind an upstream that sends its head at once, then thinks (2.5 s here) before its
+          // first body byte: longer than idleMs (300 ms) and undici's own body timer on the old code (idleMs + 1 s).
+          res.writeHead(200, { 'content-type': scenario === 'thinking' ? 'text/event-stream' : 'application/json' });
+          res.flushHeaders();
+          return void setTimeout(() => {
+            res.end(scenario === 'thinking' ? role() + token('ok') + finish() + 'data: [DONE]\n\n' : JSON_COMPLETION);
+          }, 2500);
         case 'cut-embedding':
           res.writeHead(200, { 'content-type': 'application/json', 'content-length': '100000' });
           res.write('{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1,');
@@ -279,6 +288,7 @@ t.test('upstream shapes', async (t) => {
         small: { weight: 0, upstream: { format: 'openai', url, timeouts, maxEventBytes: 1024 } },
         bad: { weight: 0, upstream: { format: 'openai', url: badUrl } },
         slow: { weight: 0, upstream: { format: 'openai', url, timeouts: { firstByteMs: 300 } } },
+        thinker: { weight: 0, upstream: { format: 'openai', url, timeouts: { firstByteMs: 20_000, idleMs: 300 } } },
       },
     },
     { env: { LOG_LEVEL: 'info' } },
@@ -432,6 +442,15 @@ t.test('upstream shapes', async (t) => {
   t.test('a whole answer may take longer than firstByteMs to be ready: its deadline is the total', async (t) => {
     const res = await post('slow', 'late-json');
     t.equal(res.status, 200);
+    t.equal(res.body, JSON_COMPLETION);
+  });
+
+  t.test('silence before the first body byte has firstByteMs, not idleMs, when the head came at once', async (t) => {
+    const [s, res] = await Promise.all([streamed('thinker', 'thinking'), post('thinker', 'thinking-json')]);
+    t.equal(s.status, 200);
+    t.equal(s.text(), 'ok', 'the stream is whole');
+    t.equal(s.data.at(-1), '[DONE]');
+    t.equal(res.status, 200, 'a whole answer too (its first byte may take up to totalMs)');
     t.equal(res.body, JSON_COMPLETION);
   });
 

@@ -93,7 +93,7 @@ export class UpstreamClient {
       connect: { timeout: options.connectMs, ...(options.ca === undefined ? {} : { ca: options.ca }) },
       keepAliveTimeout: options.keepAliveTimeoutMs ?? DEFAULTS.upstreamTimeouts.keepAliveMs,
       headersTimeout: backstop(options.firstByteMs),
-      bodyTimeout: backstop(options.idleMs),
+      bodyTimeout: bodyBackstop(options.firstByteMs, options.idleMs),
     });
   }
 
@@ -111,7 +111,7 @@ export class UpstreamClient {
       // An empty one has nothing to hold: it stays a Buffer (undici refuses an empty iterable).
       body: body === undefined ? null : body.length === 0 ? body : (new WrittenOnce(body) as unknown as Buffer),
       headersTimeout: backstop(call.firstByteMs ?? this.#options.firstByteMs),
-      bodyTimeout: backstop(this.#options.idleMs),
+      bodyTimeout: bodyBackstop(call.firstByteMs ?? this.#options.firstByteMs, this.#options.idleMs),
     };
     return new Promise((resolve, reject) => {
       const readAhead = this.#options.readAheadBytes ?? READ_AHEAD_BYTES;
@@ -187,6 +187,14 @@ class WrittenOnce implements IterableIterator<Buffer> {
 
 function backstop(ms: number): number {
   return ms > 0 ? ms + BACKSTOP_MARGIN_MS : 0;
+}
+
+/**
+ * undici's body timer runs from the response head to the first body byte too, which our deadlines give firstByteMs
+ * (an upstream may send its head at once and think for minutes): so the longer of the two, off if either is.
+ */
+function bodyBackstop(firstByteMs: number, idleMs: number): number {
+  return firstByteMs > 0 && idleMs > 0 ? backstop(Math.max(firstByteMs, idleMs)) : 0;
 }
 
 // Connection-level failures before any response: the upstream is unreachable.
