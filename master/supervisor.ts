@@ -91,6 +91,7 @@ export class Supervisor {
           maxBodyBytes: limits.maxBodyBytes,
           shutdownTimeoutMs: limits.shutdownTimeoutMs,
           maxSocketsPerWorker: limits.maxSocketsPerWorker,
+          workerHeadersTimeoutMs: limits.workerHeadersTimeoutMs,
         },
         logLevel: this.#options.logLevel ?? process.env['LOG_LEVEL'] ?? 'info',
         ...(this.#options.socketDir === undefined

@@ -36,9 +36,11 @@ export interface WorkerSettings {
   upstream: UpstreamConfig;
   /**
    * maxSocketsPerWorker: the requests the master may have in this worker at once, which sizes its
-   * upstream pool (issue 10); absent when the master predates it (a deploy may mix builds).
+   * upstream pool (issue 10); absent when the master predates it (a deploy may mix builds). workerHeadersTimeoutMs:
+   * the master's wait for a response's first byte, which the worker's `102 Processing` pings keep from firing.
    */
-  limits: Pick<Limits, 'maxBodyBytes' | 'shutdownTimeoutMs'> & Partial<Pick<Limits, 'maxSocketsPerWorker'>>;
+  limits: Pick<Limits, 'maxBodyBytes' | 'shutdownTimeoutMs'> &
+    Partial<Pick<Limits, 'maxSocketsPerWorker' | 'workerHeadersTimeoutMs'>>;
   logLevel: string;
   /**
    * Where to listen (issue 10): a unix socket in a directory only the master's user can enter.

@@ -131,6 +131,12 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
     client,
     upstream,
     maxBodyBytes: settings.limits.maxBodyBytes,
+    // Their own period, not the client's `: ping` one (pingIntervalMs, which may be 0 or longer than the master's
+    // wait): 102s never reach a client, they keep the master's workerHeadersTimeoutMs from firing.
+    processingPingMs: Math.max(
+      1,
+      Math.floor((settings.limits.workerHeadersTimeoutMs ?? DEFAULTS.limits.workerHeadersTimeoutMs) / 3),
+    ),
     log,
     metrics: options.metrics,
     connections,

@@ -232,6 +232,13 @@ t.test('upstream shapes', async (t) => {
           return void setTimeout(() => {
             res.end(scenario === 'thinking' ? role() + token('ok') + finish() + 'data: [DONE]\n\n' : JSON_COMPLETION);
           }, 2500);
+        case 'slow-head':
+          // Its head takes 2.5 s (a cold model, a provider's queue): longer than the master's workerHeadersTimeoutMs.
+          return void setTimeout(() => {
+            const isStream = body.stream === true;
+            res.writeHead(200, { 'content-type': isStream ? 'text/event-stream' : 'application/json' });
+            res.end(isStream ? role() + token('ok') + finish() + 'data: [DONE]\n\n' : JSON_COMPLETION);
+          }, 2500);
         case 'cut-embedding':
           res.writeHead(200, { 'content-type': 'application/json', 'content-length': '100000' });
           res.write('{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1,');
@@ -289,7 +296,10 @@ t.test('upstream shapes', async (t) => {
         bad: { weight: 0, upstream: { format: 'openai', url: badUrl } },
         slow: { weight: 0, upstream: { format: 'openai', url, timeouts: { firstByteMs: 300 } } },
         thinker: { weight: 0, upstream: { format: 'openai', url, timeouts: { firstByteMs: 20_000, idleMs: 300 } } },
+        quiet: { weight: 0, upstream: { format: 'openai', url, timeouts, pingIntervalMs: 0 } },
       },
+      // Under the slow-head scenario's 2.5 s: only the worker's 102s keep the master waiting.
+      limits: { workerHeadersTimeoutMs: 1500 },
     },
     { env: { LOG_LEVEL: 'info' } },
   );
@@ -451,6 +461,15 @@ t.test('upstream shapes', async (t) => {
     t.equal(s.text(), 'ok', 'the stream is whole');
     t.equal(s.data.at(-1), '[DONE]');
     t.equal(res.status, 200, 'a whole answer too (its first byte may take up to totalMs)');
+    t.equal(res.body, JSON_COMPLETION);
+  });
+
+  t.test("102s keep the master's wait for a head whatever the client's ping period (0: no : ping)", async (t) => {
+    // They went at pingIntervalMs: with pings off (or longer than workerHeadersTimeoutMs), 504 worker_timeout.
+    const [s, res] = await Promise.all([streamed('quiet', 'slow-head'), post('quiet', 'slow-head')]);
+    t.equal(s.status, 200);
+    t.equal(s.text(), 'ok', 'the stream is whole');
+    t.equal(res.status, 200, 'and a whole answer');
     t.equal(res.body, JSON_COMPLETION);
   });
 

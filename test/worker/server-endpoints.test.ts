@@ -48,47 +48,52 @@ async function deadUrl(): Promise<string> {
   return `http://127.0.0.1:${port}/v1`;
 }
 
-t.test('a whole answer slower than pingIntervalMs gets 102 Processing until it starts', async (t) => {
-  const mock = await startMockUpstream({});
-  t.teardown(() => mock.close());
-  // The mock and the worker share this event loop: the 20 ms ping
-  // timer, armed first, fires before the mock's 300 ms one.
-  const w = await startTestWorker(t, {
-    upstream: { format: 'anthropic', url: mock.url + BASE_PATHS.anthropic, pingIntervalMs: 20 },
-  });
-  const chat = await postCounting(`${w.url}/v1/chat/completions`, {
-    model: 'm',
-    messages: [{ role: 'user', content: 'hi [mock tokens=3 first-byte-ms=300]' }],
-  });
-  t.equal(chat.status, 200);
-  t.ok(chat.informational.length >= 1, `102s before the answer (${chat.informational.length})`);
-  t.ok(
-    chat.informational.every((s) => s === 102),
-    'only 102s',
-  );
-  t.equal(
-    (JSON.parse(chat.body) as { choices: Array<{ message: { content: string } }> }).choices[0]!.message.content,
-    mockText(3),
-    'and the right answer',
-  );
+t.test(
+  'a whole answer slower than a third of workerHeadersTimeoutMs gets 102 Processing until it starts',
+  async (t) => {
+    const mock = await startMockUpstream({});
+    t.teardown(() => mock.close());
+    // The mock and the worker share this event loop: the 20 ms 102
+    // timer, armed first, fires before the mock's 300 ms one.
+    const w = await startTestWorker(t, {
+      upstream: { format: 'anthropic', url: mock.url + BASE_PATHS.anthropic, pingIntervalMs: 20 },
+      workerHeadersTimeoutMs: 60,
+    });
+    const chat = await postCounting(`${w.url}/v1/chat/completions`, {
+      model: 'm',
+      messages: [{ role: 'user', content: 'hi [mock tokens=3 first-byte-ms=300]' }],
+    });
+    t.equal(chat.status, 200);
+    t.ok(chat.informational.length >= 1, `102s before the answer (${chat.informational.length})`);
+    t.ok(
+      chat.informational.every((s) => s === 102),
+      'only 102s',
+    );
+    t.equal(
+      (JSON.parse(chat.body) as { choices: Array<{ message: { content: string } }> }).choices[0]!.message.content,
+      mockText(3),
+      'and the right answer',
+    );
 
-  const streamed = await postCounting(`${w.url}/v1/chat/completions`, {
-    model: 'm',
-    stream: true,
-    messages: [{ role: 'user', content: 'hi [mock tokens=3 first-byte-ms=100]' }],
-  });
-  t.ok(
-    streamed.informational.every((s) => s === 102),
-    'a stream gets 102s only until its head (the upstream answered)',
-  );
-  t.match(streamed.body, /: ping/, 'then `: ping` comments');
-});
+    const streamed = await postCounting(`${w.url}/v1/chat/completions`, {
+      model: 'm',
+      stream: true,
+      messages: [{ role: 'user', content: 'hi [mock tokens=3 first-byte-ms=100]' }],
+    });
+    t.ok(
+      streamed.informational.every((s) => s === 102),
+      'a stream gets 102s only until its head (the upstream answered)',
+    );
+    t.match(streamed.body, /: ping/, 'then `: ping` comments');
+  },
+);
 
 t.test('relayed whole answers get 102s too', async (t) => {
   const mock = await startMockUpstream({});
   t.teardown(() => mock.close());
   const w = await startTestWorker(t, {
-    upstream: { format: 'openai', url: mock.url + BASE_PATHS.openai, pingIntervalMs: 20 },
+    upstream: { format: 'openai', url: mock.url + BASE_PATHS.openai },
+    workerHeadersTimeoutMs: 60,
   });
   const res = await postCounting(`${w.url}/v1/completions`, {
     model: 'm',

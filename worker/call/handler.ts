@@ -37,6 +37,8 @@ export interface CallHandlerOptions {
   upstream: UpstreamConfig;
   /** limits.maxBodyBytes. */
   maxBodyBytes: number;
+  /** Between two `102 Processing` while nothing has gone out (processing-pings.ts): a third of the master's wait. */
+  processingPingMs: number;
   log: Logger;
   /** This worker's metrics (SPEC §9): fed once per request, never per chunk. */
   metrics: WorkerMetrics;
@@ -171,7 +173,7 @@ export async function handleCall(
     if (isStream) metrics.streamStarted(); // paired with streamEnded in `finally`
     // Nothing goes out until the upstream answers, a whole answer until it is done and a stream until its head (a
     // cold model's can take minutes, firstByteMs): 102s keep the master's headers timeout from firing (SPEC §4a).
-    stopPings = startProcessingPings(res, upstream.pingIntervalMs);
+    stopPings = startProcessingPings(res, options.processingPingMs);
     opened = openCall({
       kind,
       call,

@@ -9,8 +9,9 @@ import { directAnswerOf } from '../direct/direct-answer.js';
 // limits.workerHeadersTimeoutMs (30 s) from request to first response byte,
 // and counts each `102 Processing` (RFC 2518 §10.1, an informational answer
 // HTTP/1.1 clients skip) as a sign of life (SPEC §4a). So while the answer is
-// pending, one goes out every `intervalMs` (upstream.pingIntervalMs, the same
-// period as a stream's `: ping`), until the response head is written.
+// pending, one goes out every `intervalMs` (a third of that wait; not the
+// client's `: ping` period, which may be off or longer), until the response
+// head is written. The master does not pass them on.
 
 /** Starts the pings; the disposer stops them (the head going out also does). `intervalMs` 0: none. */
 export function startProcessingPings(res: ServerResponse, intervalMs: number): Disposer {
