@@ -67,7 +67,9 @@ class DirectCall implements DirectCallSink {
     }
     if (msg.marks !== '') this.#report.marks(msg.marks);
     if (msg.isEnd !== true) return;
-    if (ctx.phase === 'relay') this.#report.end(ctx.res.statusCode, msg.isLast === true || this.#hooks.isClosing());
+    // Closing, the connection is not ended here: a request read behind this one gets its 503 shutting_down (with
+    // `Connection: close`) as on a relayed connection, and an idle one is closed by the shutdown.
+    if (ctx.phase === 'relay') this.#report.end(ctx.res.statusCode, msg.isLast === true);
     // Given up before its status: nothing was written; a connection gone under the worker is the client's doing.
     else if (ctx.phase === 'worker') {
       if (msg.marks.includes(DIRECT_CLIENT_GONE)) this.#report.cut('worker_error');

@@ -755,3 +755,46 @@ t.test(
     t.equal(await v1Pid(gw), pid, 'by the same worker: nothing was replaced');
   },
 );
+
+t.test('directStreams: SIGTERM during a call, a request pipelined behind it gets 503 shutting_down', async (t) => {
+  // The master ended a call's connection with it when closing: the request behind it, read and waiting, was dropped
+  // unanswered (a POST a proxy in front cannot send again). A relayed connection's gets 503 shutting_down.
+  const mock = await startMockUpstream({});
+  t.teardown(() => mock.close());
+  const gw = await startGateway(
+    t,
+    {
+      limits: { directStreams: true },
+      versions: { v1: { weight: 1, upstream: { format: 'openai', url: mock.url + BASE_PATHS.openai } } },
+    },
+    { env: { LOG_LEVEL: 'info' } },
+  );
+  const raw = await openRaw(gw.url);
+  t.teardown(() => raw.socket.destroy());
+  let answered = 0;
+  for (let i = 0; ; i++) {
+    const id = `held-${i}`;
+    raw.write(`GET /v1/models HTTP/1.1\r\nHost: test\r\nx-request-id: ${id}\r\n\r\n`);
+    answered = (await raw.waitFor(i + 1)).length;
+    if ((await lineOf(gw, id)).directCall === true) break;
+    if (i === 200) throw new Error('no IPC call on the connection in 200 requests');
+  }
+  const chat = JSON.stringify(chatBody('[mock tokens=40 interval-ms=50]'));
+  // Every answer so far read whole: the next bytes are the stream's.
+  const streamBytes = once(raw.socket, 'data');
+  raw.write(
+    `POST /v1/chat/completions HTTP/1.1\r\nHost: test\r\ncontent-type: application/json\r\n` +
+      `content-length: ${Buffer.byteLength(chat)}\r\n\r\n${chat}` +
+      `GET /v1/models HTTP/1.1\r\nHost: test\r\nx-request-id: behind\r\n\r\n`,
+  );
+  // The stream's first bytes are out: the call is the worker's; then the signal.
+  await streamBytes;
+  process.kill(gw.pid, 'SIGTERM');
+  const [stream, behind] = (await raw.waitFor(answered + 2)).slice(answered);
+  t.equal(stream?.status, 200);
+  t.match(stream?.body, /data: \[DONE\]/, 'the call in progress ends whole');
+  t.equal(behind?.status, 503, 'the request behind it is answered');
+  t.match(behind?.body, /"code":"shutting_down"/);
+  t.equal(behind?.headers['connection'], 'close');
+  t.equal(await gw.exited, 0);
+});
