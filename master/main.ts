@@ -35,6 +35,27 @@ if (!loaded.ok) {
 }
 const config = loaded.value;
 const log = createLogger({ role: 'master' });
+// A signal while the master starts (workers forking, ports not yet listened on): there is nothing to drain, so the
+// workers started so far are killed and the master exits with the shell's code for the signal. Without a handler,
+// SIGTERM and SIGINT killed the master outright (its workers orphaned until they saw the channel close), or, as PID 1
+// in a container, were ignored: start-up went on and served. SIGHUP's default, an exit, would do the same; the file
+// being read as the master starts, it has nothing to reload yet. The running handlers replace these below.
+const startSignals: Array<[NodeJS.Signals, () => void]> = [
+  ['SIGTERM', () => stopStarting('SIGTERM')],
+  ['SIGINT', () => stopStarting('SIGINT')],
+  ['SIGHUP', () => log.info('SIGHUP during start-up: nothing to reload yet')],
+];
+/** Set by a signal during start-up: settles never, the process exits. Start-up waits on it where it stops. */
+let startStopped: Promise<never> | undefined;
+function stopStarting(signal: 'SIGINT' | 'SIGTERM'): void {
+  if (startStopped !== undefined) return;
+  log.warn({ signal }, 'signal during start-up: stopping');
+  startStopped = new Promise<never>(() => {
+    const exit = (): never => process.exit(signal === 'SIGINT' ? 130 : 143);
+    setTimeout(exit, KILL_WAIT_MS);
+    void supervisor.destroyAll().then(exit);
+  });
+}
 // Workers listen on unix sockets in a directory only this user can enter; removed when the master exits (a killed
 // master's by the next start: socket-dir.ts). Without one, on 127.0.0.1.
 const socketDir = (await openSocketDir([tmpdir(), '/tmp'], log))?.path;
@@ -47,6 +68,7 @@ const supervisor: Supervisor = new Supervisor({
   socketDir,
   onWorkerExit: (handle) => metrics.retireWorker(handle.version, handle.lastMetrics, handle.lastCounters),
 });
+for (const [signal, handler] of startSignals) process.on(signal, handler);
 const registry: VersionRegistry = new VersionRegistry({
   config,
   supervisor,
@@ -76,12 +98,16 @@ let isClosing = false;
 try {
   await registry.startAll();
 } catch (err) {
+  // The workers killed by a signal's stop: its exit follows.
+  if (startStopped !== undefined) await startStopped;
   const message = err instanceof Error ? err.message : String(err);
   process.stderr.write(`graygate: a worker did not start: ${message}\n`);
   log.fatal({ err }, 'workers did not start');
   void supervisor.destroyAll();
   process.exit(1);
 }
+
+if (startStopped !== undefined) await startStopped;
 
 const gateway = createGateway({
   registry,
@@ -255,6 +281,8 @@ const stopNow = (signal: 'SIGINT' | 'SIGTERM'): void => {
   setTimeout(exit, KILL_WAIT_MS);
   void supervisor.destroyAll().then(exit);
 };
+if (startStopped !== undefined) await startStopped;
+for (const [signal, handler] of startSignals) process.off(signal, handler);
 process.on('SIGTERM', () => stop('SIGTERM'));
 process.on('SIGINT', () => stop('SIGINT'));
 process.on('SIGHUP', () => {
