@@ -242,16 +242,7 @@ function crossFieldProblems(raw: unknown): string[] {
   const maxSockets =
     (raw as { limits?: { maxSocketsPerWorker?: unknown } }).limits?.maxSocketsPerWorker ??
     DEFAULTS.limits.maxSocketsPerWorker;
-  const workerIdle = (raw as { limits?: { workerIdleTimeoutMs?: unknown } }).limits?.workerIdleTimeoutMs;
   for (const [name, v] of entries) {
-    // A stream's `: ping` is its sign of life to the master, which ends one silent for workerIdleTimeoutMs.
-    const ping = (v as { upstream?: { pingIntervalMs?: unknown } } | null)?.upstream?.pingIntervalMs;
-    const pingMs = ping ?? DEFAULTS.pingIntervalMs;
-    if (typeof workerIdle === 'number' && typeof pingMs === 'number' && (pingMs <= 0 || pingMs >= workerIdle)) {
-      problems.push(
-        `versions.${name}.upstream.pingIntervalMs: must be > 0 and under limits.workerIdleTimeoutMs (${workerIdle}), else a stream whose upstream is quiet that long is cut (worker_timeout): pings are its sign of life to the master (or leave workerIdleTimeoutMs out: it follows pingIntervalMs)`,
-      );
-    }
     const maxConnections = (v as { upstream?: { maxConnections?: unknown } } | null)?.upstream?.maxConnections;
     if (typeof maxConnections === 'number' && typeof maxSockets === 'number' && maxConnections < maxSockets) {
       problems.push(

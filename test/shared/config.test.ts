@@ -65,28 +65,6 @@ t.test('the shipped config/graygate.json is valid', async (t) => {
   t.ok(r.ok, r.ok ? 'valid' : r.problems.join('\n'));
 });
 
-t.test('an explicit workerIdleTimeoutMs must be longer than every version’s ping period', async (t) => {
-  const version = (pingIntervalMs?: number): Record<string, unknown> => ({
-    weight: 1,
-    upstream: {
-      format: 'openai',
-      url: 'http://127.0.0.1:1',
-      ...(pingIntervalMs === undefined ? {} : { pingIntervalMs }),
-    },
-  });
-  const problems = (limits: Record<string, unknown>, pingIntervalMs?: number): string[] => {
-    const r = validateConfig({ limits, versions: { v1: version(pingIntervalMs) } });
-    return r.ok ? [] : r.problems;
-  };
-  t.match(problems({ workerIdleTimeoutMs: 2500 }, 4000), [
-    /^versions\.v1\.upstream\.pingIntervalMs: must be > 0 and under limits\.workerIdleTimeoutMs \(2500\)/,
-  ]);
-  t.equal(problems({ workerIdleTimeoutMs: 2500 }, 0).length, 1, 'pings off: any quiet spell is cut');
-  t.equal(problems({ workerIdleTimeoutMs: 10_000 }).length, 1, 'the default period (15 s) too');
-  t.same(problems({ workerIdleTimeoutMs: 2500 }, 1000), [], 'a period under it is fine');
-  t.same(problems({}, 0), [], 'without it, it follows pingIntervalMs (off with pings off)');
-});
-
 t.test(
   'upstream.maxConnections below maxSocketsPerWorker is refused: no queue inside the worker (issue 10)',
   async (t) => {
