@@ -124,6 +124,21 @@ t.test('405 answers carry Allow; unknown paths are 404', async (t) => {
   t.equal(head.body, '', 'and no body');
 });
 
+t.test('an upstream call that fails says in the request line what it met (the address refused)', async (t) => {
+  const url = await deadUrl();
+  const down = await startTestWorker(t, { upstream: { format: 'openai', url } });
+  const res = await httpRequest(`${down.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { ...PROXIED, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hi' }] }),
+  });
+  t.equal(json<{ error: { code: string } }>(res).error.code, 'upstream_unreachable');
+  t.notOk(res.body.includes(new URL(url).host), 'the client is not told where the upstream is');
+  const line = down.lines().find((l) => l['msg'] === 'request finished');
+  t.equal(line?.['error'], 'upstream_unreachable');
+  t.match(line?.['errorCause'], `ECONNREFUSED ${new URL(url).host}`, 'the line has the address that refused');
+});
+
 t.test("the deploy probe never waits for the upstream; clients get the upstream's answer", async (t) => {
   const down = await startTestWorker(t, { upstream: { format: 'openai', url: await deadUrl() } });
   const probe = await httpRequest(`${down.url}/v1/models`);

@@ -163,6 +163,7 @@ export async function handleCall(
   let opened: OpenedCall | undefined;
   let stopPings: Disposer | undefined;
   let errorCode: string | undefined;
+  let errorCause: string | undefined;
   const headers: Record<string, string> = reqId === undefined ? {} : { 'x-request-id': reqId };
   /** The upstream's rate-limit headers, for an error answer (an answer's own go with `headers`). */
   const rateLimits: Record<string, string> = {};
@@ -212,7 +213,10 @@ export async function handleCall(
       const { code } = response.body.error;
       errorCode = code;
       const kind = upstreamErrorKind(code);
-      if (kind !== undefined) metrics.onUpstreamError(kind);
+      if (kind !== undefined) {
+        metrics.onUpstreamError(kind);
+        errorCause = causeOf(err);
+      }
       if (response.status === 500) options.log.error({ err, reqId }, 'unexpected error in the request handler');
       if (opened?.response.isCommitted === true) opened.response.failAfterCommit(err);
       else {
@@ -235,6 +239,7 @@ export async function handleCall(
         response: opened?.response,
         usage,
         errorCode,
+        errorCause,
         isAborted: client.signal.aborted,
         reqId,
         upstreamRequestId,
@@ -251,6 +256,8 @@ interface LineFacts {
   response: CallResponse | undefined;
   usage: { prompt_tokens: number; completion_tokens: number } | undefined;
   errorCode: string | undefined;
+  /** What the upstream call met, as node or undici said it (`connect ECONNREFUSED 10.0.0.7:8000`). */
+  errorCause: string | undefined;
   isAborted: boolean;
   reqId: string | undefined;
   upstreamRequestId: string | undefined;
@@ -278,6 +285,7 @@ function logLine(req: IncomingMessage, res: ServerResponse, facts: LineFacts): R
   line['tokens'] = facts.usage?.completion_tokens ?? response?.contentChunks ?? 0;
   if (facts.usage !== undefined) line['promptTokens'] = facts.usage.prompt_tokens;
   if (facts.errorCode !== undefined) line['error'] = facts.errorCode;
+  if (facts.errorCause !== undefined) line['errorCause'] = facts.errorCause;
   if (facts.isAborted) line['aborted'] = true;
   if (facts.upstreamRequestId !== undefined) line['upstreamRequestId'] = facts.upstreamRequestId;
   return line;
@@ -285,4 +293,17 @@ function logLine(req: IncomingMessage, res: ServerResponse, facts: LineFacts): R
 
 function round(ms: number): number {
   return Math.round(ms * 100) / 100;
+}
+
+/**
+ * The innermost cause of an upstream failure, for the request line: which address refused, what undici or the runtime
+ * met (an answer says only "could not connect to the upstream"). Bounded; undefined when the error is our own.
+ */
+function causeOf(err: unknown): string | undefined {
+  let cause = (err as { cause?: unknown } | null)?.cause;
+  while (cause instanceof Error && cause.cause instanceof Error) cause = cause.cause;
+  if (!(cause instanceof Error)) return undefined;
+  const code = (cause as NodeJS.ErrnoException).code;
+  const text = code !== undefined && !cause.message.includes(code) ? `${code}: ${cause.message}` : cause.message;
+  return text.slice(0, 300);
 }
