@@ -102,7 +102,9 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
     const code = response.body.error.code;
     ctx.errorCode ??= code;
     if (code === 'internal_error') log.error({ err, reqId: ctx.reqId }, 'unexpected error in the request path');
-    if (ctx.version !== undefined && REJECTION_CODES.has(code)) metrics.onRejected(ctx.version, code);
+    // Before a version was chosen (a body_budget refusal while the body's `user` may still choose it): under "none",
+    // as its requests_total is.
+    if (REJECTION_CODES.has(code)) metrics.onRejected(ctx.version ?? NO_VERSION, code);
     // Refused before any status, to a client still there: the refusal is the answer, and its time is timed as the
     // answer's (a stopped worker's 504 included: its requests, the slowest, must not be missing from the histogram).
     // A direct answer's status went out from the worker.

@@ -115,6 +115,10 @@ t.test('the request hop on the main port', async (t) => {
     t.equal(errorOf(refused.body).code, 'body_budget');
     t.equal(errorOf(refused.body).type, 'overloaded_error');
     t.equal(refused.headers['retry-after'], '1');
+    // Refused before a version was chosen (with no sticky key, the body's `user` may choose it): counted under
+    // version "none", as its requests_total is; it was in no rejected_total at all.
+    const rejected = await scrape(gw);
+    t.equal(rejected.sum('graygate_rejected_total', { reason: 'body_budget' }), 1, 'counted as a rejection');
     a.write('x'.repeat(10));
     b.write('y'.repeat(10));
     const [[ra], [rb]] = await Promise.all([a.waitFor(1), b.waitFor(1)]);
