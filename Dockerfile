@@ -41,7 +41,9 @@ COPY --from=build /app/node_modules/undici ./node_modules/undici
 COPY bin ./bin
 COPY config ./config
 # The official image's `node` user, numeric so Kubernetes' runAsNonRoot can check it without
-# /etc/passwd. The files stay root-owned and read-only to it: the gateway writes nothing to disk.
+# /etc/passwd. The files stay root-owned and read-only to it: the gateway writes only its workers'
+# unix sockets, in $TMPDIR (else /tmp); with neither writable (`docker run --read-only` without
+# `--tmpfs /tmp`) workers listen on 127.0.0.1 instead, and a warn line says so.
 USER 1000:1000
 # 8000: the gateway (listen.port). 9000: admin API and /metrics (admin.port). The shipped config binds
 # admin to 127.0.0.1, so nothing outside the container reaches it; a config that binds it elsewhere
@@ -50,6 +52,8 @@ EXPOSE 8000 9000
 # SPEC §10: SIGTERM drains, letting in-flight streams finish within limits.shutdownTimeoutMs.
 STOPSIGNAL SIGTERM
 # node itself is PID 1, not npm (which does not pass SIGTERM on): the master handles SIGTERM and
-# SIGINT and reaps its own worker processes, so no init process is needed.
+# SIGINT (from its first moment) and reaps its own worker processes. A worker build that starts
+# processes of its own leaves zombies nobody reaps when it dies: run such a build with `docker run
+# --init` (or tini) in front.
 ENTRYPOINT ["node", "dist/master/main.js"]
 CMD ["--config", "config/graygate.json"]
