@@ -20,6 +20,7 @@ import {
   collectStderr,
   endpointOf,
   workerExecArgv,
+  workerNodeOptions,
   WorkerStartFailure,
   type ExitReport,
   type WorkerEndpoint,
@@ -222,6 +223,9 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
     };
     // SPEC §6: the admin token (and any variable named in admin.redactEnv) never reaches a worker.
     for (const name of this.#options.redactEnv) delete env[name];
+    const nodeOptions = workerNodeOptions(env['NODE_OPTIONS']);
+    if (nodeOptions === undefined) delete env['NODE_OPTIONS'];
+    else env['NODE_OPTIONS'] = nodeOptions;
     const execArgv = workerExecArgv(process.execArgv);
     // Log lines come through the master (shared/log.ts relayLogLines), but on a terminal, where each process writes
     // its own, pretty (no collector there to stall).

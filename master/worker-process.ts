@@ -72,6 +72,21 @@ export function workerExecArgv(masterExecArgv: readonly string[]): string[] {
   return out;
 }
 
+/**
+ * NODE_OPTIONS as a worker gets it: the operator's, minus debugger flags (`--inspect=127.0.0.1:9229` for the master
+ * made every worker fail to take the same port, on every start). Preloads stay: NODE_OPTIONS is where those meant
+ * for workers go. Undefined when nothing is left.
+ */
+export function workerNodeOptions(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  const kept = value
+    .replace(/(^|\s)--(?:inspect|debug)-port(?:\s+|=)\S+/g, '$1')
+    .replace(/(^|\s)--(?:inspect|debug)(?:-[a-z-]+)?(?:=\S*)?(?=\s|$)/g, '$1')
+    .replace(/\s+/g, ' ')
+    .trim();
+  return kept === '' ? undefined : kept;
+}
+
 /** A worker that exited or was killed before it reported ready. */
 export class WorkerStartFailure extends Error {
   /** Data for deploy_failed and status; read as a field, not branched on by class (STYLE §7). */

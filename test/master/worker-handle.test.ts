@@ -248,6 +248,23 @@ t.test('workerExecArgv: profiling and heap flags pass, debugger ports and preloa
   for (const [input, want] of cases) t.same(workerExecArgv(input), want, input.join(' '));
 });
 
+t.test('workerNodeOptions: the operator’s NODE_OPTIONS without debugger flags', async (t) => {
+  const { workerNodeOptions } = await import('../../master/worker-process.js');
+  const cases: Array<[string | undefined, string | undefined]> = [
+    [undefined, undefined],
+    ['--inspect', undefined],
+    ['--inspect=127.0.0.1:9229 --max-old-space-size=512', '--max-old-space-size=512'],
+    [
+      '--require ./hook.cjs --inspect-brk=0.0.0.0:9230 --enable-source-maps',
+      '--require ./hook.cjs --enable-source-maps',
+    ],
+    ['--inspect-port 9231 --import=./otel.mjs', '--import=./otel.mjs'],
+    ['--debug-port=5858 --inspect-publish-uid=http', undefined],
+    ['--max-semi-space-size=16', '--max-semi-space-size=16'],
+  ];
+  for (const [input, want] of cases) t.equal(workerNodeOptions(input), want, String(input));
+});
+
 t.test(
   'holdOpen: a close asked while a descriptor is held waits for every hold, reads nothing meanwhile, happens once',
   (t) => {
