@@ -9,6 +9,21 @@ import { isLoopbackHost, validateConfig, type Config } from '../shared/config.js
 export const EXIT_CONFIG = 78;
 const DEFAULT_CONFIG_PATH = 'config/graygate.json';
 
+/** EX_USAGE: the master's arguments are wrong (`--config` without a file). */
+export const EXIT_USAGE = 64;
+
+/**
+ * What is wrong with the master's arguments, if anything: `--config` with no file after it (the last argument, or
+ * another flag) started the default config's gateway on its ports without a word.
+ */
+export function argvProblem(argv: readonly string[]): string | undefined {
+  const i = argv.indexOf('--config');
+  if (i !== -1 && (argv[i + 1] === undefined || argv[i + 1]!.startsWith('--')))
+    return '--config needs a file: --config FILE';
+  if (argv.includes('--config=')) return '--config= needs a file: --config=FILE';
+  return undefined;
+}
+
 /** `--config F`, else GRAYGATE_CONFIG, else config/graygate.json (relative to the working directory). */
 export function configPath(argv: readonly string[], env: NodeJS.ProcessEnv): string {
   const i = argv.indexOf('--config');

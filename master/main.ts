@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { createLogger } from '../shared/log.js';
 import { GraygateError, isGraygateError } from '../shared/errors.js';
 import { LISTEN_BACKLOG } from '../shared/defaults.js';
-import { EXIT_CONFIG, configPath, loadConfig } from './config-file.js';
+import { EXIT_CONFIG, EXIT_USAGE, argvProblem, configPath, loadConfig } from './config-file.js';
 import { Supervisor } from './supervisor.js';
 import { openSocketDir } from './socket-dir.js';
 import { VersionRegistry } from './version-registry.js';
@@ -27,6 +27,11 @@ const EXIT_CANT_LISTEN = 69;
 /** How long a second signal waits for the killed workers to exit, ms. */
 const KILL_WAIT_MS = 2000;
 
+const usage = argvProblem(process.argv.slice(2));
+if (usage !== undefined) {
+  process.stderr.write(`graygate: ${usage}\n`);
+  process.exit(EXIT_USAGE);
+}
 const path = configPath(process.argv.slice(2), process.env);
 const loaded = loadConfig(path, process.env);
 if (!loaded.ok) {

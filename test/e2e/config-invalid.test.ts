@@ -117,3 +117,19 @@ t.test('a busy port ends start-up with one line naming what moves it, exit 69, a
   t.equal(bad.code, 78);
   t.match(bad.stderr, /GRAYGATE_ADMIN_PORT: must be a port number/);
 });
+
+t.test('--config without a file is a usage error (64), not the default config started on its ports', async (t) => {
+  for (const args of [['--config'], ['--config', '--other'], ['--config=']]) {
+    const node = nodeLaunch({});
+    const child = spawn(node.command, [...node.prefix, MASTER_ENTRY, ...args], {
+      cwd: ROOT,
+      env: node.env,
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const [code] = (await once(child, 'close')) as [number | null];
+    t.equal(code, 64, args.join(' '));
+    t.match(stderr, /^graygate: --config=? needs a file/);
+  }
+});
