@@ -9,6 +9,7 @@ import { LISTEN_BACKLOG } from '../shared/defaults.js';
 import { EXIT_CONFIG, EXIT_USAGE, argvProblem, configPath, loadConfig } from './config-file.js';
 import { Supervisor } from './supervisor.js';
 import { openSocketDir } from './socket-dir.js';
+import { descriptorsWanted, openFileLimit } from './file-limit.js';
 import { VersionRegistry } from './version-registry.js';
 import { createGateway } from './gateway.js';
 import { createMainServer } from './main-server.js';
@@ -74,6 +75,13 @@ const supervisor: Supervisor = new Supervisor({
   onWorkerExit: (handle) => metrics.retireWorker(handle.version, handle.lastMetrics, handle.lastCounters),
 });
 for (const [signal, handler] of startSignals) process.on(signal, handler);
+const fileLimit = openFileLimit();
+if (fileLimit !== undefined && fileLimit < descriptorsWanted(config))
+  log.warn(
+    { fileLimit, wanted: descriptorsWanted(config) },
+    'open-file limit below what the config admits (2 per request a worker may take, limits.maxSocketsPerWorker): ' +
+      'past it connections are reset and workers cannot start; raise it (ulimit -n, LimitNOFILE=, --ulimit nofile=)',
+  );
 const registry: VersionRegistry = new VersionRegistry({
   config,
   supervisor,

@@ -6,7 +6,8 @@ import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { nodeLaunch } from '../helpers/child-env.js';
-import { MASTER_ENTRY, ROOT } from '../helpers/gateway.js';
+import { configText, MASTER_ENTRY, ROOT, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
+import { hasPrlimit } from '../helpers/file-limit.js';
 
 function runMaster(config: string, env: Record<string, string> = {}): Promise<{ code: number | null; stderr: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'graygate-cfg-'));
@@ -133,3 +134,39 @@ t.test('--config without a file is a usage error (64), not the default config st
     t.match(stderr, /^graygate: --config=? needs a file/);
   }
 });
+
+t.test(
+  'an open-file limit below what the config admits is a warn line at start',
+  { skip: hasPrlimit() ? false : 'needs util-linux prlimit, to start the master under a file limit' },
+  async (t) => {
+    // 1 worker × maxSocketsPerWorker 1024 × 2 descriptors a request, over a limit of 1024: past it connections are
+    // reset without a line and workers cannot be forked. nginx warns of the same at start.
+    const dir = mkdtempSync(join(tmpdir(), 'graygate-cfg-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const path = join(dir, 'graygate.json');
+    writeFileSync(path, configText({ versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } }));
+    const node = nodeLaunch({ LOG_LEVEL: 'info' });
+    const child = spawn(
+      'prlimit',
+      ['--nofile=1024:1024', node.command, ...node.prefix, MASTER_ENTRY, '--config', path],
+      {
+        cwd: ROOT,
+        env: node.env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    t.teardown(() => child.kill('SIGKILL'));
+    let output = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (output += d));
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (output += d));
+    while (!output.includes('"msg":"graygate listening"')) await once(child.stdout, 'data');
+    const line = JSON.parse(output.split('\n').find((l) => l.includes('open-file limit below'))!) as Record<
+      string,
+      unknown
+    >;
+    t.same({ fileLimit: line['fileLimit'], wanted: line['wanted'] }, { fileLimit: 1024, wanted: 2 * 1024 + 64 });
+    child.kill('SIGTERM');
+    const [code] = (await once(child, 'close')) as [number | null];
+    t.equal(code, 0, 'and the master runs as before');
+  },
+);
