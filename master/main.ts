@@ -192,11 +192,17 @@ const curl =
 if (process.stdout.isTTY === true)
   process.stdout.write(`\ngraygate listening on ${url} (admin ${adminUrl})\n\n  ${curl}\n\n`);
 log.info({ url, adminUrl, versions: [...registry.versions.keys()], curl }, 'graygate listening');
-// PM2 `wait_ready` waits for the string 'ready'; tests and scripts read the addresses first.
+// PM2 `wait_ready` waits for the string 'ready'; tests and scripts read the addresses first: where a process on this
+// machine reaches each server (a wildcard's loopback, else the address bound: `::1` was told as 127.0.0.1).
+const reachable = (server: Server): string => {
+  const { address, port } = server.address() as AddressInfo;
+  const host = address === '0.0.0.0' || address === '::' ? '127.0.0.1' : address;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+};
 process.send?.({
   type: 'listening',
-  url: `http://127.0.0.1:${mainPort}`,
-  adminUrl: `http://127.0.0.1:${adminPort}`,
+  url: reachable(main),
+  adminUrl: reachable(admin),
   pid: process.pid,
 });
 process.send?.('ready');

@@ -1,5 +1,7 @@
 import t from 'tap';
+import { once } from 'node:events';
 import { request } from 'node:http';
+import { createServer } from 'node:net';
 import { startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
 import { openRaw } from '../helpers/raw-http.js';
 import { httpRequest, json } from '../helpers/http.js';
@@ -183,3 +185,29 @@ t.test('limits.keepAliveTimeoutMs: answers say it, and an idle connection is clo
   await conn.closed;
   t.pass('the master closed the idle connection');
 });
+
+/** Whether this machine has an IPv6 loopback to listen on. */
+async function hasIPv6Loopback(): Promise<boolean> {
+  const server = createServer().listen(0, '::1');
+  const isUp = await Promise.race([
+    once(server, 'listening').then(() => true),
+    once(server, 'error').then(() => false),
+  ]);
+  server.close();
+  return isUp;
+}
+
+t.test(
+  'listening on ::1: the master says where it is reached, [::1], and answers there',
+  { skip: (await hasIPv6Loopback()) ? false : 'no IPv6 loopback here' },
+  async (t) => {
+    const gw = await startGateway(
+      t,
+      { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } },
+      { env: { HOST: '::1' } },
+    );
+    t.match(gw.url, /^http:\/\/\[::1\]:\d+$/, 'not http://127.0.0.1, where nothing listens');
+    const res = await httpRequest(`${gw.url}/echo`);
+    t.equal(res.status, 200);
+  },
+);
