@@ -101,6 +101,24 @@ async function writeMany(
   res.end(last);
 }
 
+/** A raw TCP upstream on 127.0.0.1 that hands each connection to `onSocket`; its `/v1` URL. Stopped at teardown. */
+async function rawUpstream(t: Test, onSocket: (socket: Socket) => void): Promise<string> {
+  const sockets = new Set<Socket>();
+  const server = createNetServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => undefined);
+    onSocket(socket);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => {
+    for (const socket of sockets) socket.destroy();
+    server.close();
+  });
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+}
+
 t.test('upstream shapes', async (t) => {
   const held = new Set<ServerResponse>();
   /** Each request's `stream` field, as the upstream got it. */
@@ -268,20 +286,9 @@ t.test('upstream shapes', async (t) => {
   const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
 
   // An upstream that answers every request with a status line llhttp refuses.
-  const rawSockets = new Set<Socket>();
-  const badHttp = createNetServer((socket) => {
-    rawSockets.add(socket);
-    socket.on('close', () => rawSockets.delete(socket));
-    socket.on('error', () => undefined);
-    socket.once('data', () => socket.end('HTTP/1.1 2x0 OK\r\ncontent-type: text/event-stream\r\n\r\n'));
-  });
-  badHttp.listen(0, '127.0.0.1');
-  await once(badHttp, 'listening');
-  t.teardown(() => {
-    for (const s of rawSockets) s.destroy();
-    badHttp.close();
-  });
-  const badUrl = `http://127.0.0.1:${(badHttp.address() as AddressInfo).port}/v1`;
+  const badUrl = await rawUpstream(t, (socket) =>
+    socket.once('data', () => socket.end('HTTP/1.1 2x0 OK\r\ncontent-type: text/event-stream\r\n\r\n')),
+  );
 
   // idleMs 20 s: the old code's wait for the body's end is bounded, and far beyond the worker's own bound (1 s).
   const timeouts = { idleMs: 20_000 };
@@ -528,9 +535,7 @@ t.test(
     // close).
     const STALE_MS = 3000;
     const events = new EventEmitter();
-    const sockets = new Set<Socket>();
-    const upstream = createNetServer((socket) => {
-      sockets.add(socket);
+    const url = await rawUpstream(t, (socket) => {
       let isStale = false;
       let timer: NodeJS.Timeout | undefined;
       const answered = (): void => {
@@ -541,10 +546,8 @@ t.test(
       };
       socket.on('close', () => {
         clearTimeout(timer);
-        sockets.delete(socket);
         events.emit('closed');
       });
-      socket.on('error', () => undefined);
       let head = '';
       socket.on('data', (chunk: Buffer) => {
         if (isStale) return void socket.resetAndDestroy();
@@ -559,13 +562,6 @@ t.test(
         answered();
       });
     });
-    upstream.listen(0, '127.0.0.1');
-    await once(upstream, 'listening');
-    t.teardown(() => {
-      for (const socket of sockets) socket.destroy();
-      upstream.close();
-    });
-    const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1`;
     const gw = await startGateway(t, {
       versions: { v1: { weight: 1, upstream: { format: 'openai', url, timeouts: { keepAliveMs: 300 } } } },
     });
