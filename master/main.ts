@@ -56,11 +56,13 @@ let startStopped: Promise<never> | undefined;
 function stopStarting(signal: 'SIGINT' | 'SIGTERM'): void {
   if (startStopped !== undefined) return;
   log.warn({ signal }, 'signal during start-up: stopping');
-  startStopped = new Promise<never>(() => {
-    const exit = (): never => process.exit(signal === 'SIGINT' ? 130 : 143);
-    setTimeout(exit, KILL_WAIT_MS);
-    void supervisor.destroyAll().then(exit);
-  });
+  startStopped = new Promise<never>(() => killAndExit(signal));
+}
+/** Kills the workers, waits for their exits (at most KILL_WAIT_MS, so none is left for init to reap) and exits. */
+function killAndExit(signal: 'SIGINT' | 'SIGTERM'): void {
+  const exit = (): never => process.exit(signal === 'SIGINT' ? 130 : 143);
+  setTimeout(exit, KILL_WAIT_MS);
+  void supervisor.destroyAll().then(exit);
 }
 // Workers listen on unix sockets in a directory only this user can enter; removed when the master exits (a killed
 // master's by the next start: socket-dir.ts). Without one, on 127.0.0.1.
@@ -287,7 +289,6 @@ const stop = (signal: string): void => {
 };
 // A second SIGINT or SIGTERM during the drain (Ctrl-C twice, an operator who will not wait): the workers are
 // killed and the master exits at once, with a shell's code for that signal, as the load-test scripts do.
-// It waits for the killed workers' exits (at most KILL_WAIT_MS), so none is left for init to reap.
 let isStoppingNow = false;
 const stopNow = (signal: 'SIGINT' | 'SIGTERM'): void => {
   if (isStoppingNow) return;
@@ -296,9 +297,7 @@ const stopNow = (signal: 'SIGINT' | 'SIGTERM'): void => {
     { signal, inflight: gateway.inflight },
     'second signal during shutdown: stopping now, requests in flight cut',
   );
-  const exit = (): never => process.exit(signal === 'SIGINT' ? 130 : 143);
-  setTimeout(exit, KILL_WAIT_MS);
-  void supervisor.destroyAll().then(exit);
+  killAndExit(signal);
 };
 if (startStopped !== undefined) await startStopped;
 for (const [signal, handler] of startSignals) process.off(signal, handler);
