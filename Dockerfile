@@ -42,8 +42,8 @@ COPY bin ./bin
 COPY config ./config
 # The official image's `node` user, numeric so Kubernetes' runAsNonRoot can check it without
 # /etc/passwd. The files stay root-owned and read-only to it: the gateway writes only its workers'
-# unix sockets, in $TMPDIR (else /tmp); with neither writable (`docker run --read-only` without
-# `--tmpfs /tmp`) workers listen on 127.0.0.1 instead, and a warn line says so.
+# unix sockets, in $TMPDIR (else /tmp); with neither writable it does not start, so a read-only
+# root needs `--tmpfs /tmp` (deploy/kubernetes mounts an emptyDir there).
 USER 1000:1000
 # 8000: the gateway (listen.port). 9000: admin API and /metrics (admin.port). The shipped config binds
 # admin to 127.0.0.1, so nothing outside the container reaches it; a config that binds it elsewhere

@@ -25,6 +25,8 @@ import { shutdown } from './shutdown.js';
 
 /** EX_UNAVAILABLE: a port the config names cannot be listened on. */
 const EXIT_CANT_LISTEN = 69;
+/** EX_CANTCREAT: no directory for the workers' sockets can be made. */
+const EXIT_CANT_CREATE = 73;
 /** How long a second signal waits for the killed workers to exit, ms. */
 const KILL_WAIT_MS = 2000;
 
@@ -45,11 +47,12 @@ const log = createLogger({ role: 'master' });
 // workers started so far are killed and the master exits with the shell's code for the signal. Without a handler,
 // SIGTERM and SIGINT killed the master outright (its workers orphaned until they saw the channel close), or, as PID 1
 // in a container, were ignored: start-up went on and served. SIGHUP's default, an exit, would do the same; the file
-// being read as the master starts, it has nothing to reload yet. The running handlers replace these below.
+// being read as the master starts, a SIGHUP then is a reload once it listens. The running handlers replace these.
+let isReloadAsked = false;
 const startSignals: Array<[NodeJS.Signals, () => void]> = [
   ['SIGTERM', () => stopStarting('SIGTERM')],
   ['SIGINT', () => stopStarting('SIGINT')],
-  ['SIGHUP', () => log.info('SIGHUP during start-up: nothing to reload yet')],
+  ['SIGHUP', () => void (isReloadAsked = true)],
 ];
 /** Set by a signal during start-up: settles never, the process exits. Start-up waits on it where it stops. */
 let startStopped: Promise<never> | undefined;
@@ -62,12 +65,25 @@ function stopStarting(signal: 'SIGINT' | 'SIGTERM'): void {
 function killAndExit(signal: 'SIGINT' | 'SIGTERM'): void {
   const exit = (): never => process.exit(signal === 'SIGINT' ? 130 : 143);
   setTimeout(exit, KILL_WAIT_MS);
-  void supervisor.destroyAll().then(exit);
+  // Before the supervisor exists (the socket directory being made), there is no worker to kill.
+  void (made.supervisor?.destroyAll() ?? Promise.resolve()).then(exit);
 }
-// Workers listen on unix sockets in a directory only this user can enter; removed when the master exits (a killed
-// master's by the next start: socket-dir.ts). Without one, on 127.0.0.1.
+/** The supervisor, once made (a signal can come before). */
+const made: { supervisor?: Supervisor } = {};
+for (const [signal, handler] of startSignals) process.on(signal, handler);
+// Workers listen on unix sockets in a directory only this user can enter (no other local process can reach a worker,
+// which calls the upstream with the version's key); removed when the master exits (a killed master's by the next
+// start: socket-dir.ts). TMPDIR too deep for a socket path, or unusable: /tmp; neither: the master does not start.
 const socketDir = (await openSocketDir([tmpdir(), '/tmp'], log))?.path;
-if (socketDir !== undefined) process.once('exit', () => rmSync(socketDir, { recursive: true, force: true }));
+if (startStopped !== undefined) await startStopped;
+if (socketDir === undefined) {
+  process.stderr.write(
+    `graygate: no directory for the workers' unix sockets in TMPDIR (${tmpdir()}) or /tmp: ` +
+      'set TMPDIR to a directory this user can write (a tmpfs with a read-only root)\n',
+  );
+  process.exit(EXIT_CANT_CREATE);
+}
+process.once('exit', () => rmSync(socketDir, { recursive: true, force: true }));
 const supervisor: Supervisor = new Supervisor({
   log,
   limits: () => registry.config.limits,
@@ -76,7 +92,7 @@ const supervisor: Supervisor = new Supervisor({
   socketDir,
   onWorkerExit: (handle) => metrics.retireWorker(handle.version, handle.lastMetrics, handle.lastCounters),
 });
-for (const [signal, handler] of startSignals) process.on(signal, handler);
+made.supervisor = supervisor;
 const fileLimit = openFileLimit();
 if (fileLimit !== undefined && fileLimit < descriptorsWanted(config))
   log.warn(
@@ -178,6 +194,8 @@ await listenOn(admin, config.admin.port, config.admin.host, {
   port: 'admin.port in the config or GRAYGATE_ADMIN_PORT',
   host: 'admin.host in the config',
 });
+// A signal while the ports were being listened on: nothing is announced, its exit follows.
+if (startStopped !== undefined) await startStopped;
 const mainPort = (main.address() as AddressInfo).port;
 const adminPort = (admin.address() as AddressInfo).port;
 // An IPv6 literal in a URL is bracketed (http://[::1]:8080); any address is reached as localhost.
@@ -299,18 +317,20 @@ const stopNow = (signal: 'SIGINT' | 'SIGTERM'): void => {
   );
   killAndExit(signal);
 };
-if (startStopped !== undefined) await startStopped;
 for (const [signal, handler] of startSignals) process.off(signal, handler);
 process.on('SIGTERM', () => stop('SIGTERM'));
 process.on('SIGINT', () => stop('SIGINT'));
-process.on('SIGHUP', () => {
+const onSighup = (): void => {
   // A reload during the drain would start builds only to stop them.
   if (isClosing) return log.info('SIGHUP during shutdown: no reload');
   operations.reload('SIGHUP').then(
     () => undefined, // logged by the reload itself (`config reloaded`)
     (err: unknown) => log.error({ err: err instanceof Error ? err.message : err }, 'SIGHUP reload refused'),
   );
-});
+};
+process.on('SIGHUP', onSighup);
+// One asked for while the master started (the file may have changed since it was read).
+if (isReloadAsked) onSighup();
 // PM2 sends 'shutdown' over IPC on Windows and with shutdown_with_message.
 process.on('message', (msg) => msg === 'shutdown' && stop('message'));
 // Started with an IPC channel (PM2, a test, a load-test script), the master stops as on SIGTERM

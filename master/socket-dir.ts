@@ -35,7 +35,7 @@ export interface SocketDir {
 /**
  * This master's socket directory in the first of `parents` (the system's temporary directory, then /tmp) that can hold
  * one: a directory this user can make, whose sockets' paths fit in `sun_path`. None (a deep `TMPDIR` with no /tmp, a
- * read-only one): undefined, and workers listen on 127.0.0.1 instead. Each parent passed over is a warn line.
+ * read-only one): undefined, and the master does not start (main.ts). Each parent passed over is a warn line.
  */
 export async function openSocketDir(parents: readonly string[], log: Logger): Promise<SocketDir | undefined> {
   for (const parent of new Set(parents)) {
@@ -54,7 +54,6 @@ export async function openSocketDir(parents: readonly string[], log: Logger): Pr
       log.warn({ parent, err }, 'cannot make a socket directory in the temporary directory; not using it');
     }
   }
-  log.warn('no directory for unix sockets: workers listen on 127.0.0.1');
   return undefined;
 }
 

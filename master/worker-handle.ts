@@ -223,9 +223,12 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
     };
     // SPEC §6: the admin token (and any variable named in admin.redactEnv) never reaches a worker.
     for (const name of this.#options.redactEnv) delete env[name];
-    const nodeOptions = workerNodeOptions(env['NODE_OPTIONS']);
-    if (nodeOptions === undefined) delete env['NODE_OPTIONS'];
-    else env['NODE_OPTIONS'] = nodeOptions;
+    // The master's own (a build's env may set its own on purpose): quoted values and their spaces kept as written.
+    if (this.#options.env?.['NODE_OPTIONS'] === undefined) {
+      const nodeOptions = workerNodeOptions(env['NODE_OPTIONS']);
+      if (nodeOptions === undefined) delete env['NODE_OPTIONS'];
+      else env['NODE_OPTIONS'] = nodeOptions;
+    }
     const execArgv = workerExecArgv(process.execArgv);
     // Log lines come through the master (shared/log.ts relayLogLines), but on a terminal, where each process writes
     // its own, pretty (no collector there to stall).

@@ -80,9 +80,8 @@ export function workerExecArgv(masterExecArgv: readonly string[]): string[] {
 export function workerNodeOptions(value: string | undefined): string | undefined {
   if (value === undefined) return undefined;
   const kept = value
-    .replace(/(^|\s)--(?:inspect|debug)-port(?:\s+|=)\S+/g, '$1')
-    .replace(/(^|\s)--(?:inspect|debug)(?:-[a-z-]+)?(?:=\S*)?(?=\s|$)/g, '$1')
-    .replace(/\s+/g, ' ')
+    .replace(/(^|\s+)--(?:inspect|debug)-port(?:\s+|=)\S+/g, '')
+    .replace(/(^|\s+)--(?:inspect|debug)(?:-[a-z-]+)?(?:=\S*)?(?=\s|$)/g, '')
     .trim();
   return kept === '' ? undefined : kept;
 }

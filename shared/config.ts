@@ -51,7 +51,8 @@ export const upstreamSchema = z.strictObject({
       firstByteMs: ms.default(DEFAULTS.upstreamTimeouts.firstByteMs),
       idleMs: ms.default(DEFAULTS.upstreamTimeouts.idleMs),
       totalMs: ms.default(DEFAULTS.upstreamTimeouts.totalMs),
-      keepAliveMs: positiveMs.default(DEFAULTS.upstreamTimeouts.keepAliveMs),
+      /** Default by the url's scheme (UpstreamClient): DEFAULTS.upstreamTimeouts.keepAliveMs, keepAliveHttpsMs. */
+      keepAliveMs: positiveMs.optional(),
     })
     .prefault({}),
   maxEventBytes: positiveInt.default(DEFAULTS.maxEventBytes),

@@ -47,9 +47,12 @@ export const DEFAULTS = {
     firstByteMs: 120_000, // 2 min: a slow model thinking before its first token is healthy
     idleMs: 120_000, // 2 min of silence between body bytes
     totalMs: 600_000, // 10 min for a whole answer
-    // 4 s an idle upstream connection is kept (undici's default), under the 5 s after which uvicorn (vLLM), llama.cpp
-    // and Node close theirs: a request sent as the server closes is reset, and a POST is never sent again (502).
+    // How long an idle upstream connection is kept. http: 4 s (undici's default), under the 5 s after which uvicorn
+    // (vLLM), llama.cpp and Node close theirs: a request sent as the server closes is reset, and a POST is never sent
+    // again (502). https: 30 s, a cloud API's front keeping them longer (nginx 75 s, AWS ALB 60 s), where a new
+    // connection costs a TLS handshake on every call of a quiet version.
     keepAliveMs: 4000,
+    keepAliveHttpsMs: 30_000,
   },
   maxEventBytes: 1024 * 1024, // 1 MiB per SSE line / NDJSON line
   pingIntervalMs: 15_000, // SSE `: ping` comment while the upstream is silent

@@ -95,7 +95,7 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
     connectMs: upstream.timeouts.connectMs,
     firstByteMs: upstream.timeouts.firstByteMs,
     idleMs: upstream.timeouts.idleMs,
-    keepAliveTimeoutMs: upstream.timeouts.keepAliveMs,
+    ...(upstream.timeouts.keepAliveMs === undefined ? {} : { keepAliveTimeoutMs: upstream.timeouts.keepAliveMs }),
     ...(upstream.http2 === undefined ? {} : { http2: upstream.http2 }),
   });
   const env = options.env ?? process.env;

@@ -303,10 +303,7 @@ t.test('upstream shapes', async (t) => {
         bad: { weight: 0, upstream: { format: 'openai', url: badUrl } },
         slow: { weight: 0, upstream: { format: 'openai', url, timeouts: { firstByteMs: 300 } } },
         thinker: { weight: 0, upstream: { format: 'openai', url, timeouts: { firstByteMs: 20_000, idleMs: 300 } } },
-        quiet: { weight: 0, upstream: { format: 'openai', url, timeouts, pingIntervalMs: 0 } },
       },
-      // Under the slow-head scenario's 2.5 s: only the worker's 102s keep the master waiting.
-      limits: { workerHeadersTimeoutMs: 1500 },
     },
     { env: { LOG_LEVEL: 'info' } },
   );
@@ -473,7 +470,16 @@ t.test('upstream shapes', async (t) => {
 
   t.test("102s keep the master's wait for a head whatever the client's ping period (0: no : ping)", async (t) => {
     // They went at pingIntervalMs: with pings off (or longer than workerHeadersTimeoutMs), 504 worker_timeout.
-    const [s, res] = await Promise.all([streamed('quiet', 'slow-head'), post('quiet', 'slow-head')]);
+    // A gateway of its own: the master's wait (1.5 s) under the slow head's 2.5 s, only the worker's 102s keep it.
+    const quiet = await startGateway(t, {
+      versions: { v1: { weight: 1, upstream: { format: 'openai', url, timeouts, pingIntervalMs: 0 } } },
+      limits: { workerHeadersTimeoutMs: 1500 },
+    });
+    const chat = `${quiet.url}/v1/chat/completions`;
+    const [s, res] = await Promise.all([
+      postStream(chat, body('slow-head', true)).then(async (stream) => (await stream.done, stream)),
+      httpRequest(chat, { method: 'POST', body: JSON.stringify(body('slow-head', false)) }),
+    ]);
     t.equal(s.status, 200);
     t.equal(s.text(), 'ok', 'the stream is whole');
     t.equal(res.status, 200, 'and a whole answer');

@@ -111,9 +111,7 @@ t.test(
       'each parent passed over is a warn line',
     );
 
-    lines.length = 0;
-    t.equal(await openSocketDir([deep, missing], log), undefined, 'none can: workers listen on 127.0.0.1');
-    t.equal(lines.at(-1)?.msg, 'no directory for unix sockets: workers listen on 127.0.0.1');
+    t.equal(await openSocketDir([deep, missing], log), undefined, 'none can (the master then does not start)');
     t.same(readdirSync(deep), [], 'nothing is left in a parent passed over');
   },
 );

@@ -261,6 +261,7 @@ t.test('workerNodeOptions: the operator’s NODE_OPTIONS without debugger flags'
     ['--inspect-port 9231 --import=./otel.mjs', '--import=./otel.mjs'],
     ['--debug-port=5858 --inspect-publish-uid=http', undefined],
     ['--max-semi-space-size=16', '--max-semi-space-size=16'],
+    ['--require "/a  b/hook.cjs" --inspect', '--require "/a  b/hook.cjs"'],
   ];
   for (const [input, want] of cases) t.equal(workerNodeOptions(input), want, String(input));
 });

@@ -137,6 +137,19 @@ t.test('an upstream call that fails says in the request line what it met (the ad
   const line = down.lines().find((l) => l['msg'] === 'request finished');
   t.equal(line?.['error'], 'upstream_unreachable');
   t.match(line?.['errorCause'], `ECONNREFUSED ${new URL(url).host}`, 'the line has the address that refused');
+
+  // A name with two addresses (localhost as ::1 and 127.0.0.1, where node tries both): node's AggregateError has an
+  // empty message, its errors each address's.
+  const byName = await startTestWorker(t, {
+    upstream: { format: 'openai', url: url.replace('127.0.0.1', 'localhost') },
+  });
+  await httpRequest(`${byName.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { ...PROXIED, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hi' }] }),
+  });
+  const named = byName.lines().find((l) => l['msg'] === 'request finished');
+  t.match(named?.['errorCause'], new RegExp(`ECONNREFUSED \\S+:${new URL(url).port}`), 'each address tried is named');
 });
 
 t.test("the deploy probe never waits for the upstream; clients get the upstream's answer", async (t) => {

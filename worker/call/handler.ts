@@ -213,10 +213,9 @@ export async function handleCall(
       const { code } = response.body.error;
       errorCode = code;
       const kind = upstreamErrorKind(code);
-      if (kind !== undefined) {
-        metrics.onUpstreamError(kind);
-        errorCause = causeOf(err);
-      }
+      if (kind !== undefined) metrics.onUpstreamError(kind);
+      // Where the call failed on the way (never a protocol error's: a JSON parser quotes the answer it choked on).
+      if (kind === 'connect' || kind === 'timeout' || kind === 'reset') errorCause = causeOf(err);
       if (response.status === 500) options.log.error({ err, reqId }, 'unexpected error in the request handler');
       if (opened?.response.isCommitted === true) opened.response.failAfterCommit(err);
       else {
@@ -301,9 +300,14 @@ function round(ms: number): number {
  */
 function causeOf(err: unknown): string | undefined {
   let cause = (err as { cause?: unknown } | null)?.cause;
-  while (cause instanceof Error && cause.cause instanceof Error) cause = cause.cause;
+  for (let depth = 0; depth < 8 && cause instanceof Error && cause.cause instanceof Error; depth++) cause = cause.cause;
   if (!(cause instanceof Error)) return undefined;
-  const code = (cause as NodeJS.ErrnoException).code;
-  const text = code !== undefined && !cause.message.includes(code) ? `${code}: ${cause.message}` : cause.message;
-  return text.slice(0, 300);
+  // Every address of a name refused (localhost as ::1 and 127.0.0.1): node's AggregateError has an empty message.
+  const errors = cause instanceof AggregateError ? (cause.errors as unknown[]) : [cause];
+  const texts = errors.filter((e): e is NodeJS.ErrnoException => e instanceof Error).map(describe);
+  return texts.join('; ').slice(0, 300) || undefined;
+}
+
+function describe(err: NodeJS.ErrnoException): string {
+  return err.code !== undefined && !err.message.includes(err.code) ? `${err.code}: ${err.message}` : err.message;
 }

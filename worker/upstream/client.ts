@@ -41,7 +41,8 @@ export interface UpstreamClientOptions {
   firstByteMs: number;
   idleMs: number;
   /**
-   * How long an idle upstream connection is kept, ms (upstream.timeouts.keepAliveMs; default undici's 4 s). A server's
+   * How long an idle upstream connection is kept, ms (upstream.timeouts.keepAliveMs; default 4 s for http, undici's,
+   * and 30 s for https: shared/defaults.ts). A server's
    * `Keep-Alive: timeout=N` hint, when it sends one, wins (N − 2 s: undici's keepAliveTimeoutThreshold).
    */
   keepAliveTimeoutMs?: number;
@@ -91,7 +92,9 @@ export class UpstreamClient {
       connections: options.maxConnections + MAX_LINGERING_BODIES,
       allowH2: isHttps && options.http2 === true,
       connect: { timeout: options.connectMs, ...(options.ca === undefined ? {} : { ca: options.ca }) },
-      keepAliveTimeout: options.keepAliveTimeoutMs ?? DEFAULTS.upstreamTimeouts.keepAliveMs,
+      keepAliveTimeout:
+        options.keepAliveTimeoutMs ??
+        (isHttps ? DEFAULTS.upstreamTimeouts.keepAliveHttpsMs : DEFAULTS.upstreamTimeouts.keepAliveMs),
       headersTimeout: backstop(options.firstByteMs),
       bodyTimeout: bodyBackstop(options.firstByteMs, options.idleMs),
     });
