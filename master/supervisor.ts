@@ -159,7 +159,8 @@ export class Supervisor {
    */
   destroyAll(): Promise<void> {
     this.#beginStopping();
-    const exits = [...this.#alive].map((w) => once(w, 'exit'));
+    // A handle still waiting for a start slot has no process to wait for: destroyed, it never forks one.
+    const exits = [...this.#alive].filter((w) => w.pid !== undefined).map((w) => once(w, 'exit'));
     for (const w of this.#alive) w.destroy();
     return Promise.all(exits).then(() => undefined);
   }
