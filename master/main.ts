@@ -1,5 +1,4 @@
 import { once } from 'node:events';
-import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -49,21 +48,25 @@ const log = createLogger({ role: 'master' });
 // in a container, were ignored: start-up went on and served. SIGHUP's default, an exit, would do the same; the file
 // being read as the master starts, a SIGHUP then is a reload once it listens. The running handlers replace these.
 let isReloadAsked = false;
-const startSignals: Array<[NodeJS.Signals, () => void]> = [
-  ['SIGTERM', () => stopStarting('SIGTERM')],
-  ['SIGINT', () => stopStarting('SIGINT')],
+// The parent's IPC channel closing (PM2, a test, a script gone) or PM2's 'shutdown' message stop it the same way:
+// announcing `listening` on a closed channel was an uncaught ERR_IPC_CHANNEL_CLOSED.
+const startSignals: Array<[NodeJS.Signals | 'disconnect' | 'message', (msg?: unknown) => void]> = [
+  ['SIGTERM', () => stopStarting('SIGTERM', 143)],
+  ['SIGINT', () => stopStarting('SIGINT', 130)],
   ['SIGHUP', () => void (isReloadAsked = true)],
+  ['disconnect', () => stopStarting('disconnect', 0)],
+  ['message', (msg) => msg === 'shutdown' && stopStarting('message', 0)],
 ];
 /** Set by a signal during start-up: settles never, the process exits. Start-up waits on it where it stops. */
 let startStopped: Promise<never> | undefined;
-function stopStarting(signal: 'SIGINT' | 'SIGTERM'): void {
+function stopStarting(signal: string, code: number): void {
   if (startStopped !== undefined) return;
   log.warn({ signal }, 'signal during start-up: stopping');
-  startStopped = new Promise<never>(() => killAndExit(signal));
+  startStopped = new Promise<never>(() => killAndExit(code));
 }
 /** Kills the workers, waits for their exits (at most KILL_WAIT_MS, so none is left for init to reap) and exits. */
-function killAndExit(signal: 'SIGINT' | 'SIGTERM'): void {
-  const exit = (): never => process.exit(signal === 'SIGINT' ? 130 : 143);
+function killAndExit(code: number): void {
+  const exit = (): never => process.exit(code);
   setTimeout(exit, KILL_WAIT_MS);
   // Before the supervisor exists (the socket directory being made), there is no worker to kill.
   void (made.supervisor?.destroyAll() ?? Promise.resolve()).then(exit);
@@ -78,12 +81,11 @@ const socketDir = (await openSocketDir([tmpdir(), '/tmp'], log))?.path;
 if (startStopped !== undefined) await startStopped;
 if (socketDir === undefined) {
   process.stderr.write(
-    `graygate: no directory for the workers' unix sockets in TMPDIR (${tmpdir()}) or /tmp: ` +
+    `graygate: no directory for the workers' unix sockets in ${process.env['TMPDIR'] === undefined ? '' : `TMPDIR (${tmpdir()}) or `}/tmp: ` +
       'set TMPDIR to a directory this user can write (a tmpfs with a read-only root)\n',
   );
   process.exit(EXIT_CANT_CREATE);
 }
-process.once('exit', () => rmSync(socketDir, { recursive: true, force: true }));
 const supervisor: Supervisor = new Supervisor({
   log,
   limits: () => registry.config.limits,
@@ -169,6 +171,8 @@ const listenOn = async (
   try {
     await once(server, 'listening');
   } catch (err) {
+    // A signal came while listening: its exit (and code) first.
+    if (startStopped !== undefined) await startStopped;
     const code = (err as NodeJS.ErrnoException).code;
     const why =
       code === 'EADDRINUSE'
@@ -219,13 +223,14 @@ const reachable = (server: Server): string => {
   const host = address === '0.0.0.0' || address === '::' ? '127.0.0.1' : address;
   return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
 };
-process.send?.({
-  type: 'listening',
-  url: reachable(main),
-  adminUrl: reachable(admin),
-  pid: process.pid,
-});
-process.send?.('ready');
+if (process.connected)
+  process.send?.({
+    type: 'listening',
+    url: reachable(main),
+    adminUrl: reachable(admin),
+    pid: process.pid,
+  });
+if (process.connected) process.send?.('ready');
 
 // SPEC §13: `config.watch` applies a changed file as a reload (kubelet's ConfigMap symlink swap
 // included); an invalid file is refused and logged once, the running config stays. A reload that turns it on or off
@@ -315,7 +320,7 @@ const stopNow = (signal: 'SIGINT' | 'SIGTERM'): void => {
     { signal, inflight: gateway.inflight },
     'second signal during shutdown: stopping now, requests in flight cut',
   );
-  killAndExit(signal);
+  killAndExit(signal === 'SIGINT' ? 130 : 143);
 };
 for (const [signal, handler] of startSignals) process.off(signal, handler);
 process.on('SIGTERM', () => stop('SIGTERM'));

@@ -71,6 +71,8 @@ export async function makeSocketDir(parent: string): Promise<SocketDir> {
     }),
   );
   const dir = mkdtempSync(join(parent, `${PREFIX}${process.pid}-`));
+  // Removed when this process exits, from now (a signal while the sentinel starts listening included).
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   // Connections come only from other masters' checks: closed at once. Without a sentinel (listen failed) the
   // directory is simply never taken for a leftover.
   const sentinel = createServer((socket) => socket.destroy()).on('error', () => undefined);
@@ -91,7 +93,8 @@ function leftovers(parent: string): Array<{ dir: string; sockets: string[] }> {
   const uid = process.getuid?.();
   return names.flatMap((name) => {
     const pid = LEFTOVER.exec(name)?.[1];
-    if (pid === undefined || isRunning(Number(pid))) return [];
+    // This process's own PID names no directory of its own yet: a former life's (PID 1 in a restarted container).
+    if (pid === undefined || (Number(pid) !== process.pid && isRunning(Number(pid)))) return [];
     const dir = join(parent, name);
     try {
       const stat = lstatSync(dir);

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { once } from 'node:events';
-import { fork } from 'node:child_process';
+import { fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -149,37 +149,43 @@ t.test('a TMPDIR too deep for unix socket paths: workers listen in /tmp, removed
   t.same(ours(), [], 'and removed it');
 });
 
-t.test('SIGTERM while the master starts: the workers started so far are killed, exit 143', async (t) => {
-  // No handler yet: SIGTERM killed the master outright (its workers orphaned until they saw the channel close), and
-  // as PID 1 in a container it was ignored, the start went on and served.
-  const dir = mkdtempSync(join(tmpdir(), 'graygate-test-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const configPath = join(dir, 'graygate.json');
-  writeFileSync(configPath, configText({ versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } }));
-  const master = fork(MASTER_ENTRY, ['--config', configPath], {
-    cwd: ROOT,
-    detached: true, // its own process group: the teardown ends whatever is left of it
-    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-    ...forkLaunch({ LOG_LEVEL: 'warn', TEST_WORKER_START: 'hang' }),
+for (const [how, stopIt, code] of [
+  ['SIGTERM', (master: ChildProcess) => master.kill('SIGTERM'), 143],
+  // Its parent gone (PM2, a script): it carried on, announced `listening` on the closed channel and died of it (1).
+  ['its IPC channel closing', (master: ChildProcess) => master.disconnect(), 0],
+] as const) {
+  t.test(`${how} while the master starts: the workers started so far are killed, exit ${code}`, async (t) => {
+    // No handler yet: SIGTERM killed the master outright (its workers orphaned until they saw the channel close), and
+    // as PID 1 in a container it was ignored, the start went on and served.
+    const dir = mkdtempSync(join(tmpdir(), 'graygate-test-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const configPath = join(dir, 'graygate.json');
+    writeFileSync(configPath, configText({ versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } }));
+    const master = fork(MASTER_ENTRY, ['--config', configPath], {
+      cwd: ROOT,
+      detached: true, // its own process group: the teardown ends whatever is left of it
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+      ...forkLaunch({ LOG_LEVEL: 'warn', TEST_WORKER_START: 'hang' }),
+    });
+    const group = master.pid!;
+    t.teardown(() => {
+      try {
+        process.kill(-group, 'SIGKILL');
+      } catch {
+        // nothing left
+      }
+    });
+    let output = '';
+    master.stdout!.setEncoding('utf8').on('data', (d: string) => (output += d));
+    master.stderr!.setEncoding('utf8').on('data', (d: string) => (output += d));
+    const exited = new Promise<[number | null, string | null]>((resolve) =>
+      master.once('exit', (exitCode, signal) => resolve([exitCode, signal])),
+    );
+    // Its worker is forked and will never be ready: the master is starting.
+    while (!output.includes('test-worker: hanging at start as asked')) await once(master.stderr!, 'data');
+    stopIt(master);
+    t.same(await exited, [code, null], `the master exits ${code}`);
+    t.match(output, /signal during start-up: stopping/);
+    t.throws(() => process.kill(-group, 0), { code: 'ESRCH' }, 'and no worker is left');
   });
-  const group = master.pid!;
-  t.teardown(() => {
-    try {
-      process.kill(-group, 'SIGKILL');
-    } catch {
-      // nothing left
-    }
-  });
-  let output = '';
-  master.stdout!.setEncoding('utf8').on('data', (d: string) => (output += d));
-  master.stderr!.setEncoding('utf8').on('data', (d: string) => (output += d));
-  const exited = new Promise<[number | null, string | null]>((resolve) =>
-    master.once('exit', (code, signal) => resolve([code, signal])),
-  );
-  // Its worker is forked and will never be ready: the master is starting.
-  while (!output.includes('test-worker: hanging at start as asked')) await once(master.stderr!, 'data');
-  master.kill('SIGTERM');
-  t.same(await exited, [143, null], 'the master exits 143');
-  t.match(output, /signal during start-up: stopping/);
-  t.throws(() => process.kill(-group, 0), { code: 'ESRCH' }, 'and no worker is left');
-});
+}

@@ -46,9 +46,12 @@ t.test("a killed master's socket directory is removed by the next start; nothing
   const withFile = dir('Zz9yX8');
   deadListener(withFile, ['master.sock']);
   writeFileSync(join(withFile, 'notes.txt'), 'mine');
-  // A running process's PID (this one).
-  const live = dir('Qw1eR2', process.pid);
+  // A running process's PID (the one that started this test).
+  const live = dir('Qw1eR2', process.ppid);
   deadListener(live, ['master.sock']);
+  // This process's own PID, from a former life (PID 1 again in a restarted container): not a live master's.
+  const former = dir('Ow5nP1', process.pid);
+  deadListener(former, ['master.sock']);
   // A master in another PID namespace sharing the directory: a PID this one cannot see, its sentinel listening, its
   // workers' sockets gone (a restart's backoff).
   const foreign = dir('Fo4rE5');
@@ -69,6 +72,7 @@ t.test("a killed master's socket directory is removed by the next start; nothing
   t.ok(existsSync(noSentinel), 'one without a sentinel stays');
   t.ok(existsSync(join(withFile, 'notes.txt')), 'a directory holding anything but sockets stays');
   t.ok(existsSync(join(live, 'master.sock')), "a running process's stays");
+  t.notOk(existsSync(former), "one named after this process's own PID is a former life's: removed");
   t.ok(existsSync(join(foreign, 'master.sock')), 'one whose sentinel answers stays');
   for (const other of others) t.ok(existsSync(other), `${other} stays`);
 });
