@@ -247,6 +247,11 @@ async function run(argv: string[]): Promise<void> {
     process.stdout.write(`${values.json ? JSON.stringify(value, null, 2) : human()}\n`);
   };
   const name = (): string => args[0] ?? usage(`${command} needs a version name`);
+  // Only `start` reads a config file: `status --config F` looked at the admin port of the environment, not F's.
+  if (values.config !== undefined && command !== 'start')
+    usage(
+      `--config is for start only: ${command} finds the admin API by --admin, GRAYGATE_ADMIN_URL or GRAYGATE_ADMIN_PORT`,
+    );
 
   switch (command) {
     case 'start': {

@@ -171,6 +171,10 @@ t.test('CLI errors without a gateway', async (t) => {
   );
   t.equal((await cli(['frobnicate'])).code, 64);
   t.equal((await cli(['status', '--bogus'])).code, 64);
+  // Only start reads a config file; status took it and read the admin port of the environment instead.
+  const config = await cli(['status', '--config', 'config/graygate.json']);
+  t.equal(config.code, 64);
+  t.match(config.stderr, /^graygate: --config is for start only: status finds the admin API by --admin/);
   t.equal((await cli(['top', '--iterations', '0'])).code, 64);
   // A bare number would read as seconds, as --step's does: 20 s switches the p99 criteria off.
   const bareMargin = await cli(['canary', 'v2', '--latency-margin', '20']);
