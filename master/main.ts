@@ -96,9 +96,10 @@ const supervisor: Supervisor = new Supervisor({
 });
 made.supervisor = supervisor;
 const fileLimit = openFileLimit();
-if (fileLimit !== undefined && fileLimit < descriptorsWanted(config))
+const wantedFiles = descriptorsWanted(config);
+if (fileLimit !== undefined && fileLimit < wantedFiles)
   log.warn(
-    { fileLimit, wanted: descriptorsWanted(config) },
+    { fileLimit, wanted: wantedFiles },
     'open-file limit below what the config admits (2 per request a worker may take, limits.maxSocketsPerWorker): ' +
       'past it connections are reset and workers cannot start; raise it (ulimit -n, LimitNOFILE=, --ulimit nofile=)',
   );
@@ -220,8 +221,7 @@ log.info({ url, adminUrl, versions: [...registry.versions.keys()], curl }, 'gray
 // machine reaches each server (a wildcard's loopback, else the address bound: `::1` was told as 127.0.0.1).
 const reachable = (server: Server): string => {
   const { address, port } = server.address() as AddressInfo;
-  const host = address === '0.0.0.0' || address === '::' ? '127.0.0.1' : address;
-  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  return `http://${urlHost(address === '0.0.0.0' || address === '::' ? '127.0.0.1' : address)}:${port}`;
 };
 if (process.connected)
   process.send?.({

@@ -80,6 +80,23 @@ async function untilDirectOn(
   throw new Error(`no answer came straight from the worker (${via}) in 200 streams`);
 }
 
+/** A GET /v1/models as raw bytes, with its request id. */
+const rawGet = (id: string): string =>
+  `GET /v1/models?version=v1 HTTP/1.1\r\nHost: test\r\nx-request-id: ${id}\r\n\r\n`;
+
+/** A raw keep-alive connection to `gw` whose requests go to the worker as IPC calls (closed at the test's end). */
+async function rawHeldConnectionOn(gw: Gateway, tt: Test): Promise<RawConnection> {
+  const raw = await openRaw(gw.url);
+  tt.teardown(() => raw.socket.destroy());
+  for (let i = 0; i < 200; i++) {
+    const id = `raw-${i}-${Date.now()}`;
+    raw.write(rawGet(id));
+    await raw.waitFor(i + 1); // one request at a time, each answer read whole
+    if ((await lineOf(gw, id)).directCall === true) return raw;
+  }
+  throw new Error('no IPC call on the raw connection in 200 requests');
+}
+
 /**
  * A gateway with limits.directStreams, one v1 worker and health probes far apart (a stopped worker is not replaced
  * meanwhile), and a keep-alive connection the worker holds: its requests go as IPC calls.
@@ -161,22 +178,7 @@ t.test('directStreams', async (t) => {
     throw new Error('no offered direct answer on 50 connections');
   }
 
-  /** A GET /v1/models as raw bytes, with its request id. */
-  const rawGet = (id: string): string =>
-    `GET /v1/models?version=v1 HTTP/1.1\r\nHost: test\r\nx-request-id: ${id}\r\n\r\n`;
-
-  /** A raw keep-alive connection whose requests go to the worker as IPC calls (closed at the test's end). */
-  async function rawHeldConnection(tt: Test): Promise<RawConnection> {
-    const raw = await openRaw(gw.url);
-    tt.teardown(() => raw.socket.destroy());
-    for (let i = 0; i < 200; i++) {
-      const id = `raw-${i}-${Date.now()}`;
-      raw.write(rawGet(id));
-      await raw.waitFor(i + 1); // one request at a time, each answer read whole
-      if ((await lineOf(gw, id)).directCall === true) return raw;
-    }
-    throw new Error('no IPC call on the raw connection in 200 requests');
-  }
+  const rawHeldConnection = (tt: Test): Promise<RawConnection> => rawHeldConnectionOn(gw, tt);
 
   /** One request on `agent`'s connection, read whole. */
   function plain(
@@ -769,16 +771,8 @@ t.test('directStreams: SIGTERM during a call, a request pipelined behind it gets
     },
     { env: { LOG_LEVEL: 'info' } },
   );
-  const raw = await openRaw(gw.url);
-  t.teardown(() => raw.socket.destroy());
-  let answered = 0;
-  for (let i = 0; ; i++) {
-    const id = `held-${i}`;
-    raw.write(`GET /v1/models HTTP/1.1\r\nHost: test\r\nx-request-id: ${id}\r\n\r\n`);
-    answered = (await raw.waitFor(i + 1)).length;
-    if ((await lineOf(gw, id)).directCall === true) break;
-    if (i === 200) throw new Error('no IPC call on the connection in 200 requests');
-  }
+  const raw = await rawHeldConnectionOn(gw, t);
+  const answered = raw.responses.length;
   const chat = JSON.stringify(chatBody('[mock tokens=40 interval-ms=50]'));
   // Every answer so far read whole: the next bytes are the stream's.
   const streamBytes = once(raw.socket, 'data');

@@ -1,13 +1,11 @@
 import t from 'tap';
 import { once } from 'node:events';
-import { fork, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, request } from 'node:http';
-import { admin, configText, hangingBuild, MASTER_ENTRY, startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
-import { forkLaunch } from '../helpers/child-env.js';
-import { ROOT } from '../helpers/root.js';
+import { admin, configText, forkMaster, hangingBuild, startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
 import { httpRequest, json } from '../helpers/http.js';
 import { isAlive, waitForStatus } from '../helpers/wait.js';
 
@@ -161,31 +159,13 @@ for (const [how, stopIt, code] of [
     t.teardown(() => rmSync(dir, { recursive: true, force: true }));
     const configPath = join(dir, 'graygate.json');
     writeFileSync(configPath, configText({ versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } }));
-    const master = fork(MASTER_ENTRY, ['--config', configPath], {
-      cwd: ROOT,
-      detached: true, // its own process group: the teardown ends whatever is left of it
-      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-      ...forkLaunch({ LOG_LEVEL: 'warn', TEST_WORKER_START: 'hang' }),
-    });
+    const { child: master, output, exited } = forkMaster(t, configPath, { env: { TEST_WORKER_START: 'hang' } });
     const group = master.pid!;
-    t.teardown(() => {
-      try {
-        process.kill(-group, 'SIGKILL');
-      } catch {
-        // nothing left
-      }
-    });
-    let output = '';
-    master.stdout!.setEncoding('utf8').on('data', (d: string) => (output += d));
-    master.stderr!.setEncoding('utf8').on('data', (d: string) => (output += d));
-    const exited = new Promise<[number | null, string | null]>((resolve) =>
-      master.once('exit', (exitCode, signal) => resolve([exitCode, signal])),
-    );
     // Its worker is forked and will never be ready: the master is starting.
-    while (!output.includes('test-worker: hanging at start as asked')) await once(master.stderr!, 'data');
+    while (!output().includes('test-worker: hanging at start as asked')) await once(master.stderr!, 'data');
     stopIt(master);
-    t.same(await exited, [code, null], `the master exits ${code}`);
-    t.match(output, /signal during start-up: stopping/);
+    t.equal(await exited, code, `the master exits ${code}`);
+    t.match(output(), /signal during start-up: stopping/);
     t.throws(() => process.kill(-group, 0), { code: 'ESRCH' }, 'and no worker is left');
   });
 }

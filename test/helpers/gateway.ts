@@ -89,8 +89,40 @@ export async function startGateway(
   options: StartOptions = {},
 ): Promise<Gateway> {
   const dir = mkdtempSync(join(tmpdir(), 'graygate-test-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const configPath = options.configPath ?? join(dir, 'graygate.json');
   if (options.configPath === undefined) writeConfigFile(configPath, input);
+  const { child, output: out, exited } = forkMaster(t, configPath, options);
+  const listening = await new Promise<{ url: string; adminUrl: string }>((res, rej) => {
+    child.on('message', (msg: unknown) => {
+      if (typeof msg === 'object' && msg !== null && (msg as { type?: string }).type === 'listening')
+        res(msg as { url: string; adminUrl: string });
+    });
+    child.once('exit', (code) => rej(new Error(`master exited with ${code} before listening:\n${out()}`)));
+  });
+  return {
+    ...listening,
+    pid: child.pid!,
+    child,
+    configPath,
+    output: out,
+    exited,
+    writeConfig: (next) => writeConfigFile(configPath, next),
+  };
+}
+
+/** A forked master, not yet listening: its output so far, and its exit. */
+export interface ForkedMaster {
+  child: ChildProcess;
+  output: () => string;
+  exited: Promise<number | null>;
+}
+
+/**
+ * Forks the master on `configPath` in a process group of its own; the teardown sends SIGTERM, then ends whatever is
+ * left of the group (SIGKILL after 10 s).
+ */
+export function forkMaster(t: Teardown, configPath: string, options: StartOptions = {}): ForkedMaster {
   const child = fork(MASTER_ENTRY, ['--config', configPath], {
     cwd: ROOT,
     // The built master is plain JS: not tap's TypeScript loader and mocks, which fork() would pass on
@@ -118,24 +150,8 @@ export async function startGateway(
       clearTimeout(timer);
     }
     killGroup(child); // anything left in the group (a worker that outlived its master)
-    rmSync(dir, { recursive: true, force: true });
   });
-  const listening = await new Promise<{ url: string; adminUrl: string }>((res, rej) => {
-    child.on('message', (msg: unknown) => {
-      if (typeof msg === 'object' && msg !== null && (msg as { type?: string }).type === 'listening')
-        res(msg as { url: string; adminUrl: string });
-    });
-    child.once('exit', (code) => rej(new Error(`master exited with ${code} before listening:\n${out}`)));
-  });
-  return {
-    ...listening,
-    pid: child.pid!,
-    child,
-    configPath,
-    output: () => out,
-    exited,
-    writeConfig: (next) => writeConfigFile(configPath, next),
-  };
+  return { child, output: () => out, exited };
 }
 
 function killGroup(child: ChildProcess): void {

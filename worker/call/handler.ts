@@ -298,7 +298,7 @@ function round(ms: number): number {
  * The innermost cause of an upstream failure, for the request line: which address refused, what undici or the runtime
  * met (an answer says only "could not connect to the upstream"). Bounded; undefined when the error is our own.
  */
-function causeOf(err: unknown): string | undefined {
+export function causeOf(err: unknown): string | undefined {
   let cause = (err as { cause?: unknown } | null)?.cause;
   for (let depth = 0; depth < 8 && cause instanceof Error && cause.cause instanceof Error; depth++) cause = cause.cause;
   if (!(cause instanceof Error)) return undefined;
