@@ -136,7 +136,7 @@ export async function startSwap<T extends SwapTarget>(
   const oldPids = target.workers.map((w) => w.pid ?? 0);
   const record = newDeployRecord(kind, isNew ? undefined : target.build, build, oldPids);
   target.lastDeploy = record;
-  const pending: PendingSwap<T> = { target, build, kind, isNew, record, workers: [], startedMs: Date.now() };
+  const pending: PendingSwap<T> = { target, build, kind, isNew, record, workers: [], startedMs: performance.now() };
   try {
     pending.workers = await startBuild({ version: target.name, build, record, log: options.log, spawn: options.spawn });
     return pending;
@@ -205,6 +205,6 @@ export function cancelSwap(pending: PendingSwap<SwapTarget>, reason: string): vo
 }
 
 export function endSwap(pending: PendingSwap<SwapTarget>): void {
-  pending.record.durationMs = Date.now() - pending.startedMs;
+  pending.record.durationMs = Math.round(performance.now() - pending.startedMs);
   pending.target.isDeploying = false;
 }

@@ -37,7 +37,8 @@ export interface ShutdownOptions {
 
 export async function shutdown(options: ShutdownOptions): Promise<void> {
   const { main, admin, inflight, refuseQueued, supervisor, log, deadlineMs } = options;
-  const started = Date.now();
+  // Monotonic: a wall-clock step (NTP, a resumed VM) must not shorten or stretch the drain.
+  const started = performance.now();
   // net's close: no new connections. http's would also close idle ones at once (Node ≥ 19).
   for (const server of [main, admin]) NetServer.prototype.close.call(server);
   let deadline: NodeJS.Timeout | undefined;
@@ -59,11 +60,11 @@ export async function shutdown(options: ShutdownOptions): Promise<void> {
   // Nothing is in flight: what remains is idle or never sent a whole request.
   main.closeAllConnections();
   admin.closeIdleConnections();
-  log.info({ durationMs: Date.now() - started }, 'in-flight requests finished, stopping workers');
-  const remainingMs = Math.max(1000, deadlineMs - (Date.now() - started));
+  log.info({ durationMs: Math.round(performance.now() - started) }, 'in-flight requests finished, stopping workers');
+  const remainingMs = Math.max(1000, deadlineMs - (performance.now() - started));
   await supervisor.stopAll(remainingMs);
   // An admin call that waited for a worker (a deploy's new build) was answered as the workers stopped.
   await new Promise((resolve) => setImmediate(resolve));
   admin.closeAllConnections();
-  log.info({ durationMs: Date.now() - started }, 'graygate stopped');
+  log.info({ durationMs: Math.round(performance.now() - started) }, 'graygate stopped');
 }

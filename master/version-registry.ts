@@ -474,9 +474,9 @@ export class VersionRegistry {
       workers.map(async (w) => {
         state.draining.add(w);
         w.drain();
-        const started = Date.now();
+        const started = performance.now();
         await state.admission.whenIdle(w, deadlineMs);
-        await w.stop(Math.max(0, deadlineMs - (Date.now() - started)));
+        await w.stop(Math.max(0, deadlineMs - (performance.now() - started)));
         state.draining.delete(w);
       }),
     );
@@ -497,13 +497,14 @@ export class VersionRegistry {
 
   // STYLE §23: only the current build's workers are restarted, with capped backoff,
   // and never after the version is removed; a worker that stayed up a while was
-  // healthy, so the crash count starts afresh.
+  // healthy, so the crash count starts afresh (measured on the monotonic clock: a
+  // wall-clock step must neither forgive a crash loop nor hold a stable worker's crash against it).
   #onCrash(state: VersionState, handle: WorkerHandle, report: ExitReport): void {
     if (state.isRemoved) return;
     const slot = state.workers.indexOf(handle);
     if (slot === -1) return; // no longer the current build
     const policy = this.#restartPolicy;
-    if (handle.readyAt > 0 && Date.now() - handle.readyAt > policy.stableAfterMs) state.consecutiveCrashes = 0;
+    if (handle.readyAt > 0 && performance.now() - handle.readyAt > policy.stableAfterMs) state.consecutiveCrashes = 0;
     state.consecutiveCrashes++;
     const delayMs = nextRestartDelayMs(state.consecutiveCrashes, policy);
     if (state.consecutiveCrashes > policy.maxConsecutiveCrashes) {

@@ -182,6 +182,7 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
         : { socketPath: endpoint.socketPath };
     return { ...where, path, agent: this.agent };
   }
+  /** When it became ready, monotonic ms (performance.now()); 0 before. */
   get readyAt(): number {
     return this.#readyAt;
   }
@@ -271,7 +272,7 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
             this.#takesConnections = msg.takesConnections === true;
             this.#takesCalls = this.#takesConnections && msg.takesCalls === true;
             this.#state = 'ready';
-            this.#readyAt = Date.now();
+            this.#readyAt = performance.now();
             this.#log.info({ workerPid: child.pid, address: msg.address }, 'worker ready');
             resolve();
             this.emit('ready');

@@ -225,6 +225,35 @@ t.test('crashes are restarted with backoff, up to the policy; intended exits are
   t.notOk(registry.isReady, '/readyz would say not ready');
 });
 
+t.test('a wall-clock step (NTP, a resumed VM) does not make a crash loop look stable', async (t) => {
+  const fake = fakeFork('crash-later');
+  const { registry } = setup(t, fake, { v1: { entry: FAKE_WORKER_ENTRY, weight: 1 } });
+  await registry.startAll();
+  const v1 = registry.require('v1');
+  for (let n = 1; n <= 2; n++) {
+    const worker = v1.workers[0]!;
+    crash(worker);
+    await once(worker, 'exit');
+    while (v1.workers[0] === worker || v1.workers[0]!.state !== 'ready') await pollPause();
+  }
+  // The clock steps an hour ahead, past stableAfterMs (60 s), while the worker has been up for milliseconds.
+  const realNow = Date.now;
+  Date.now = () => realNow() + 3_600_000;
+  t.teardown(() => {
+    Date.now = realNow;
+  });
+  const forks = fake.children.length;
+  const last = v1.workers[0]!;
+  crash(last);
+  await once(last, 'exit');
+  const probe = fakeFork('ready');
+  const { registry: other } = setup(t, probe, { x: { entry: FAKE_WORKER_ENTRY, weight: 1 } });
+  await other.startAll();
+  Date.now = realNow;
+  t.equal(fake.children.length, forks, 'the third crash in a row still counts: no quick restart');
+  t.equal(v1.workers[0]!.state, 'crashed');
+});
+
 t.test(
   'past the crashes in a row, a version is still restarted, slowly (CrashLoopBackOff), not given up',
   async (t) => {
