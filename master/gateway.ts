@@ -25,6 +25,7 @@ import { DIRECT_HEADER, type DirectOffer } from '../shared/direct.js';
 import { WAITED_HEADER } from '../shared/ipc.js';
 import type { RelayHooks } from './relay.js';
 import { bodyParseErrorOf } from './body-parse-errors.js';
+import { LAX_HTTP_PARSER, laxParserProblem } from './http-parser.js';
 
 // The main port's request path (SPEC §3, §4, §4a) as named steps over one
 // RequestContext, applied in order (STYLE §17):
@@ -109,6 +110,10 @@ const HOST_VALUE = /^(?:\[[0-9A-Za-z:.%\-_~]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%\u008
 function headProblem(req: IncomingMessage): GraygateError | undefined {
   let hosts = 0;
   const raw = req.rawHeaders;
+  if (LAX_HTTP_PARSER) {
+    const problem = laxParserProblem(raw, req.url ?? '/');
+    if (problem !== undefined) return new GraygateError('invalid_request', `malformed HTTP request: ${problem}`);
+  }
   for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 4 && raw[i]!.toLowerCase() === 'host') hosts++;
   const isHttp11 = req.httpVersionMajor > 1 || req.httpVersionMinor >= 1;
   if (hosts > 1 || (hosts === 0 && isHttp11))

@@ -9,6 +9,7 @@ import { EXIT_CONFIG, EXIT_USAGE, argvProblem, configPath, loadConfig } from './
 import { Supervisor } from './supervisor.js';
 import { openSocketDir } from './socket-dir.js';
 import { descriptorsWanted, openFileLimit } from './file-limit.js';
+import { laxParserWarning } from './http-parser.js';
 import { VersionRegistry } from './version-registry.js';
 import { createGateway } from './gateway.js';
 import { createMainServer } from './main-server.js';
@@ -103,6 +104,8 @@ if (fileLimit !== undefined && fileLimit < wantedFiles)
     'open-file limit below what the config admits (2 per request a worker may take, limits.maxSocketsPerWorker): ' +
       'past it connections are reset and workers cannot start; raise it (ulimit -n, LimitNOFILE=, --ulimit nofile=)',
   );
+const parserWarning = laxParserWarning(process.versions);
+if (parserWarning !== undefined) log.warn({ node: process.version }, parserWarning);
 const registry: VersionRegistry = new VersionRegistry({
   config,
   supervisor,
