@@ -251,7 +251,7 @@ export function toUpstreamError(
   if (typeof code === 'string') {
     if (
       code.startsWith('HPE_') ||
-      code === 'UND_ERR_RESPONSE_CONTENT_LENGTH_MISMATCH' ||
+      code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' ||
       code === 'UND_ERR_INVALID_ARG' ||
       // Its head past undici's maxHeaderSize (16 KiB): it answered, with something no client takes.
       code === 'UND_ERR_HEADERS_OVERFLOW'

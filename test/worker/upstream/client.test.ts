@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import t from 'tap';
 import type { Teardown } from '../../helpers/gateway.js';
 import { isCollected, watch } from '../../helpers/gc.js';
@@ -154,3 +154,36 @@ t.test('a response head past undici’s limit is a malformed answer, not an unre
     message: /malformed HTTP response \(UND_ERR_HEADERS_OVERFLOW\)/,
   });
 });
+
+t.test(
+  'a response whose Content-Length disagrees with itself is a malformed answer, not an unreachable upstream',
+  async (t) => {
+    // Two Content-Length values (a broken upstream or a middlebox): undici refuses the answer with
+    // UND_ERR_RES_CONTENT_LENGTH_MISMATCH, which was told as "could not connect to the upstream".
+    const body = '{"object":"chat.completion"}';
+    const server = createNetServer((socket) => {
+      socket.once('data', () =>
+        socket.write(
+          'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n' +
+            `content-length: ${body.length}\r\ncontent-length: ${body.length + 5}\r\n\r\n${body}`,
+        ),
+      );
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    t.teardown(() => server.close());
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const call = { path: '/x', headers: {}, body: Buffer.from('{}'), signal: new AbortController().signal };
+    const err = await client(t, url)
+      .request(call)
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    t.match(err, { code: 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' }, 'undici’s own code');
+    t.match(toUpstreamError(err, { hasResponse: false, connectMs: 1, firstByteMs: 1, idleMs: 1 }), {
+      code: 'upstream_protocol_error',
+      message: /malformed HTTP response \(UND_ERR_RES_CONTENT_LENGTH_MISMATCH\)/,
+    });
+  },
+);
