@@ -240,6 +240,8 @@ export class VersionRegistry {
    * with a version among them is two versions again.
    */
   setWeights(weights: Readonly<Record<string, number>>): void {
+    // The reload's commit applies the file's weights: a change made meanwhile would be acknowledged, then undone.
+    this.#refuseDuringReload();
     this.#checkWeights(weights);
     // A weight set to what it was moves nothing, and keeps the pair.
     for (const [name, weight] of Object.entries(weights))
@@ -450,6 +452,11 @@ export class VersionRegistry {
     }
     this.#log.info({ version: state.name }, 'version removed');
     this.#onRemoved?.(state.name);
+  }
+
+  /** A reload is starting builds (SPEC §6): add, deploy, rollback, remove, weights and canaries wait for it. */
+  get isReloading(): boolean {
+    return this.#isReloading;
   }
 
   #refuseDuringReload(): void {

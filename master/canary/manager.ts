@@ -19,6 +19,8 @@ export interface CanaryVersions extends WeightsPort {
   /** 404 unknown_version when the version does not exist. */
   require(name: string): { readonly isDeploying: boolean };
   readonly config: { readonly routing: { readonly default: string } };
+  /** A reload is starting builds: its commit ends every canary, so none may start (acknowledged, then ended). */
+  readonly isReloading: boolean;
 }
 
 export interface CanaryManagerOptions {
@@ -51,6 +53,11 @@ export class CanaryManager {
   /** POST /admin/versions/:name/canary → 202 with its status. */
   start(name: string, raw: unknown): CanaryStatus {
     this.#versions.require(name);
+    if (this.#versions.isReloading)
+      throw new GraygateError(
+        'deploy_in_progress',
+        'a config reload is starting builds; start the canary once it ends',
+      );
     const plan = parseCanaryPlan(name, raw, this.#versions.config.routing.default);
     for (const version of [plan.canary, plan.baseline]) {
       // A canary must judge one build of each version: one that starts mid-deploy would judge the old

@@ -189,3 +189,34 @@ t.test('a new worker that exits while the reload waits for another build: nothin
     'v2 too',
   );
 });
+
+t.test('weights and canaries wait for a reload that is starting builds: its commit would undo them', async (t) => {
+  // A probe's repro: PUT /admin/weights during a reload answered 200, then the commit put the file's weight back;
+  // a canary started then was acknowledged (202) and ended by the commit.
+  const versions = { v1: { entry: TEST_WORKER_ENTRY, weight: 50 }, v2: { entry: TEST_WORKER_ENTRY, weight: 50 } };
+  const gw = await startGateway(t, { versions });
+  const gate = join(dirname(gw.configPath), 'release-v2');
+  gw.writeConfig({
+    versions: {
+      v1: { ...versions.v1, weight: 60, env: { MARK: 'new' } },
+      v2: { ...versions.v2, weight: 40, env: { TEST_WORKER_READY_FILE: gate } },
+    },
+  });
+  const reload = admin(gw, 'POST', '/admin/reload');
+  // v1's new build is ready while v2's waits on its gate: the reload is starting builds.
+  await waitForStatus(gw, (v) => (v.v1!.lastDeploy?.newPids.length ?? 0) > 0, "v1's new build ready and probed");
+  const weights = await admin<{ error: { code: string } }>(gw, 'PUT', '/admin/weights', { v1: 7 });
+  t.equal(weights.status, 409);
+  t.equal(weights.body.error.code, 'deploy_in_progress');
+  const canary = await admin<{ error: { code: string } }>(gw, 'POST', '/admin/versions/v2/canary', {
+    steps: [30, 100],
+    stepMs: 60_000,
+  });
+  t.equal(canary.status, 409);
+  t.equal(canary.body.error.code, 'deploy_in_progress');
+  writeFileSync(gate, '');
+  t.equal((await reload).status, 200);
+  const after = await status(gw);
+  t.same([after.v1!.weight, after.v2!.weight], [60, 40], "the file's weights, nothing acknowledged and undone");
+  t.equal((await admin(gw, 'PUT', '/admin/weights', { v1: 7 })).status, 200, 'once it ended, weights change again');
+});
