@@ -81,6 +81,31 @@ function crash(w: WorkerHandle): void {
     .end();
 }
 
+type Version = ReturnType<VersionRegistry['require']>;
+
+/** Crashes the version's worker and waits for its replacement to be ready. */
+async function crashAndAwaitRestart(version: Version): Promise<void> {
+  const worker = version.workers[0]!;
+  crash(worker);
+  await once(worker, 'exit');
+  while (version.workers[0] === worker || version.workers[0]!.state !== 'ready') await pollPause();
+}
+
+/**
+ * Crashes the version's worker, then waits longer than the backoff (≤ 5 ms) by waiting on a full fork round trip of
+ * another registry: how many forks the crash brought meanwhile.
+ */
+async function forksAfterCrash(t: Parameters<typeof setup>[0], fake: FakeFork, version: Version): Promise<number> {
+  const forks = fake.children.length;
+  const last = version.workers[0]!;
+  crash(last);
+  await once(last, 'exit');
+  const probe = fakeFork('ready');
+  const { registry: other } = setup(t, probe, { x: { entry: FAKE_WORKER_ENTRY, weight: 1 } });
+  await other.startAll();
+  return fake.children.length - forks;
+}
+
 t.test('deploy swaps the build; a failed deploy leaves the old one serving; rollback', async (t) => {
   const fake = fakeFork('ready');
   const { registry } = setup(t, fake, { v1: { entry: FAKE_WORKER_ENTRY, weight: 1 } });
@@ -204,23 +229,12 @@ t.test('crashes are restarted with backoff, up to the policy; intended exits are
   await registry.startAll();
   const v1 = registry.require('v1');
   for (let n = 1; n <= 2; n++) {
-    const worker = v1.workers[0]!;
-    crash(worker);
-    await once(worker, 'exit');
-    while (v1.workers[0] === worker || v1.workers[0]!.state !== 'ready') await pollPause();
+    await crashAndAwaitRestart(v1);
     t.equal(v1.restarts, n, `restart ${n}`);
     t.equal(v1.workers[0]!.restarts, n, 'the replacement carries the count');
   }
-  const forks = fake.children.length;
-  const last = v1.workers[0]!;
-  crash(last);
-  await once(last, 'exit');
-  // Past maxConsecutiveCrashes (2): no restart is scheduled. Wait longer
-  // than the backoff (≤ 5 ms) by waiting on a full fork round trip.
-  const probe = fakeFork('ready');
-  const { registry: other } = setup(t, probe, { x: { entry: FAKE_WORKER_ENTRY, weight: 1 } });
-  await other.startAll();
-  t.equal(fake.children.length, forks, 'no quick restart after the third crash in a row');
+  // Past maxConsecutiveCrashes (2): no restart is scheduled.
+  t.equal(await forksAfterCrash(t, fake, v1), 0, 'no quick restart after the third crash in a row');
   t.equal(v1.workers[0]!.state, 'crashed');
   t.notOk(registry.isReady, '/readyz would say not ready');
 });
@@ -230,27 +244,16 @@ t.test('a wall-clock step (NTP, a resumed VM) does not make a crash loop look st
   const { registry } = setup(t, fake, { v1: { entry: FAKE_WORKER_ENTRY, weight: 1 } });
   await registry.startAll();
   const v1 = registry.require('v1');
-  for (let n = 1; n <= 2; n++) {
-    const worker = v1.workers[0]!;
-    crash(worker);
-    await once(worker, 'exit');
-    while (v1.workers[0] === worker || v1.workers[0]!.state !== 'ready') await pollPause();
-  }
+  for (let n = 1; n <= 2; n++) await crashAndAwaitRestart(v1);
   // The clock steps an hour ahead, past stableAfterMs (60 s), while the worker has been up for milliseconds.
   const realNow = Date.now;
   Date.now = () => realNow() + 3_600_000;
   t.teardown(() => {
     Date.now = realNow;
   });
-  const forks = fake.children.length;
-  const last = v1.workers[0]!;
-  crash(last);
-  await once(last, 'exit');
-  const probe = fakeFork('ready');
-  const { registry: other } = setup(t, probe, { x: { entry: FAKE_WORKER_ENTRY, weight: 1 } });
-  await other.startAll();
+  const forks = await forksAfterCrash(t, fake, v1);
   Date.now = realNow;
-  t.equal(fake.children.length, forks, 'the third crash in a row still counts: no quick restart');
+  t.equal(forks, 0, 'the third crash in a row still counts: no quick restart');
   t.equal(v1.workers[0]!.state, 'crashed');
 });
 
@@ -262,10 +265,7 @@ t.test(
     await registry.startAll();
     const v1 = registry.require('v1');
     for (let n = 1; n <= 4; n++) {
-      const worker = v1.workers[0]!;
-      crash(worker);
-      await once(worker, 'exit');
-      while (v1.workers[0] === worker || v1.workers[0]!.state !== 'ready') await pollPause();
+      await crashAndAwaitRestart(v1);
       t.equal(v1.restarts, n, `restart ${n}${n > 2 ? ', after crashLoopDelayMs' : ''}`);
     }
     t.ok(registry.isReady, 'serving again');

@@ -50,6 +50,15 @@ async function upstream(t: Teardown): Promise<{ url: string; received: Promise<R
 
 const client = (t: Teardown, url: string): UpstreamClient => testUpstreamClient(t, url);
 
+/** What one call to url fails with (undefined if it succeeds). */
+const requestError = (t: Teardown, url: string): Promise<unknown> =>
+  client(t, url)
+    .request({ path: '/x', headers: {}, body: Buffer.from('{}'), signal: new AbortController().signal })
+    .then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+
 for (const size of [0, 300, 64 * 1024, 2 * 1024 * 1024]) {
   t.test(`a ${size}-byte body arrives whole, framed by Content-Length`, async (t) => {
     const { url, received } = await upstream(t);
@@ -142,13 +151,7 @@ t.test('a response head past undici’s limit is a malformed answer, not an unre
   await once(server, 'listening');
   t.teardown(() => server.close());
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const call = { path: '/x', headers: {}, body: Buffer.from('{}'), signal: new AbortController().signal };
-  const err = await client(t, url)
-    .request(call)
-    .then(
-      () => undefined,
-      (e: unknown) => e,
-    );
+  const err = await requestError(t, url);
   t.match(toUpstreamError(err, { hasResponse: false, connectMs: 1, firstByteMs: 1, idleMs: 1 }), {
     code: 'upstream_protocol_error',
     message: /malformed HTTP response \(UND_ERR_HEADERS_OVERFLOW\)/,
@@ -173,13 +176,7 @@ t.test(
     await once(server, 'listening');
     t.teardown(() => server.close());
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    const call = { path: '/x', headers: {}, body: Buffer.from('{}'), signal: new AbortController().signal };
-    const err = await client(t, url)
-      .request(call)
-      .then(
-        () => undefined,
-        (e: unknown) => e,
-      );
+    const err = await requestError(t, url);
     t.match(err, { code: 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' }, 'undici’s own code');
     t.match(toUpstreamError(err, { hasResponse: false, connectMs: 1, firstByteMs: 1, idleMs: 1 }), {
       code: 'upstream_protocol_error',
