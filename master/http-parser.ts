@@ -5,11 +5,11 @@
 // itself (node's ClientRequest throws on them when the request is forwarded: a 500 for the client's fault, with its
 // connection kept open), and says at start that the last two are beyond it: only a newer node refuses them.
 
-/** The major version of the running node's llhttp (8 on node 20 before 20.19.2, 9 since). */
-const LLHTTP_MAJOR = Number(process.versions.llhttp?.split('.')[0] ?? 9);
+/** Whether a node's llhttp (`process.versions.llhttp`) is 8: node 20 before 20.19.2. */
+const isLax = (llhttp: string | undefined): boolean => Number(llhttp?.split('.')[0] ?? 9) < 9;
 
 /** True where node's parser is llhttp 8: every request head then gets {@link laxParserProblem}. */
-export const LAX_HTTP_PARSER = LLHTTP_MAJOR < 9;
+export const LAX_HTTP_PARSER = isLax(process.versions.llhttp);
 
 /** RFC 9110 §5.1: a field name is a token. */
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -31,7 +31,7 @@ export function laxParserProblem(rawHeaders: readonly string[], target: string):
 
 /** The start-up warning for a node whose parser has known request-smuggling flaws; undefined for a sound one. */
 export function laxParserWarning(versions: { node: string; llhttp?: string }): string | undefined {
-  if (Number(versions.llhttp?.split('.')[0] ?? 9) >= 9) return undefined;
+  if (!isLax(versions.llhttp)) return undefined;
   return (
     `node ${versions.node}'s HTTP parser (llhttp ${versions.llhttp}) accepts request heads ended by a lone CR ` +
     '(CVE-2025-23167) and chunk data without its CRLF, which a proxy in front may read differently (request ' +

@@ -167,7 +167,7 @@ export class VersionRegistry {
 
   /** Adds a version; it becomes routable once its workers are ready (SPEC §6: 201 then). */
   async add(name: string, version: VersionConfig): Promise<VersionView> {
-    this.#refuseDuringReload();
+    this.refuseDuringReload();
     if (this.#versions.has(name) || this.#adding.has(name)) {
       throw new GraygateError('version_exists', `version "${name}" exists; deploy to change its build`);
     }
@@ -184,7 +184,7 @@ export class VersionRegistry {
 
   /** Swaps a version's build (SPEC §6 deploy); answers when the old workers are gone. */
   async deploy(name: string, build: Build, options: SwapOptions = {}): Promise<VersionView> {
-    this.#refuseDuringReload();
+    this.refuseDuringReload();
     const state = this.#state(name);
     await this.#swap(state, build, 'deploy', options.onSwitch);
     return state;
@@ -192,7 +192,7 @@ export class VersionRegistry {
 
   /** Deploys the build before the current one (SPEC §6 rollback). */
   async rollback(name: string, options: SwapOptions = {}): Promise<VersionView> {
-    this.#refuseDuringReload();
+    this.refuseDuringReload();
     const state = this.#state(name);
     const previous = state.previousBuilds.at(-1);
     if (previous === undefined) throw new GraygateError('no_previous_build', `version "${name}" has no previous build`);
@@ -206,7 +206,7 @@ export class VersionRegistry {
    * weights that will hold by then (a canary aborted first gives its baseline the pair's sum).
    */
   assertRemovable(name: string, options: { weights?: Readonly<Record<string, number>> } = {}): void {
-    this.#refuseDuringReload();
+    this.refuseDuringReload();
     const state = this.#state(name);
     if (this.#config.routing.default === name) {
       throw new GraygateError(
@@ -241,7 +241,7 @@ export class VersionRegistry {
    */
   setWeights(weights: Readonly<Record<string, number>>): void {
     // The reload's commit applies the file's weights: a change made meanwhile would be acknowledged, then undone.
-    this.#refuseDuringReload();
+    this.refuseDuringReload();
     this.#checkWeights(weights);
     // A weight set to what it was moves nothing, and keeps the pair.
     for (const [name, weight] of Object.entries(weights))
@@ -352,7 +352,7 @@ export class VersionRegistry {
 
   /** What would make a reload fail half-way, checked before anything starts. */
   #checkReload(plan: ReloadPlan): void {
-    this.#refuseDuringReload();
+    this.refuseDuringReload();
     for (const [name] of plan.adds) {
       if (this.#versions.has(name) || this.#adding.has(name))
         throw new GraygateError('version_exists', `config not reloaded: version "${name}" is being added meanwhile`);
@@ -454,12 +454,8 @@ export class VersionRegistry {
     this.#onRemoved?.(state.name);
   }
 
-  /** A reload is starting builds (SPEC §6): add, deploy, rollback, remove, weights and canaries wait for it. */
-  get isReloading(): boolean {
-    return this.#isReloading;
-  }
-
-  #refuseDuringReload(): void {
+  /** 409 while a reload starts builds (SPEC §6): add, deploy, rollback, remove, weights and canaries wait for it. */
+  refuseDuringReload(): void {
     if (this.#isReloading)
       throw new GraygateError('deploy_in_progress', 'a config reload is starting builds; try again once it ends');
   }

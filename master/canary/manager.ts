@@ -19,8 +19,8 @@ export interface CanaryVersions extends WeightsPort {
   /** 404 unknown_version when the version does not exist. */
   require(name: string): { readonly isDeploying: boolean };
   readonly config: { readonly routing: { readonly default: string } };
-  /** A reload is starting builds: its commit ends every canary, so none may start (acknowledged, then ended). */
-  readonly isReloading: boolean;
+  /** 409 deploy_in_progress while a reload starts builds: its commit ends every canary (acknowledged, then ended). */
+  refuseDuringReload(): void;
 }
 
 export interface CanaryManagerOptions {
@@ -53,11 +53,7 @@ export class CanaryManager {
   /** POST /admin/versions/:name/canary → 202 with its status. */
   start(name: string, raw: unknown): CanaryStatus {
     this.#versions.require(name);
-    if (this.#versions.isReloading)
-      throw new GraygateError(
-        'deploy_in_progress',
-        'a config reload is starting builds; start the canary once it ends',
-      );
+    this.#versions.refuseDuringReload();
     const plan = parseCanaryPlan(name, raw, this.#versions.config.routing.default);
     for (const version of [plan.canary, plan.baseline]) {
       // A canary must judge one build of each version: one that starts mid-deploy would judge the old
