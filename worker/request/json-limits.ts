@@ -26,52 +26,67 @@ const OPEN_ARRAY = 0x5b;
 const CLOSE_ARRAY = 0x5d;
 
 /**
+ * What is being checked: the name its errors give it and the members and items counted so far. The JSON texts
+ * inside one request (the tool-call arguments a converter parses) share one count by passing the same object.
+ */
+export interface JsonScan {
+  readonly subject: string;
+  values: number;
+}
+
+/**
  * Throws invalid_request naming the limit a body breaks. Malformed JSON is
  * left to JSON.parse, which reports it better; counts past a syntax error mean
  * nothing, but the pass stays O(bytes) whatever the input.
  */
-export function checkJsonLimits(bytes: Buffer, limits: JsonLimits): void {
+export function checkJsonLimits(
+  bytes: Buffer,
+  limits: JsonLimits,
+  scan: JsonScan = { subject: 'the request body', values: 0 },
+): void {
   const { maxDepth, maxMembers, maxValues } = limits;
+  const { subject } = scan;
   // Commas seen in the open container at each depth: its members are one more.
   const commas = new Uint32Array(maxDepth + 1);
   let depth = 0;
-  let values = 0;
+  let values = scan.values;
   const strings = new StringSkipper(bytes);
   const length = bytes.length;
   for (let i = 0; i < length; i++) {
     const c = bytes[i];
     if (c === QUOTE) {
       i = strings.endOf(i + 1);
-      if (i === -1) return; // unterminated: not JSON
+      if (i === -1) break; // unterminated: not JSON
     } else if (c === COMMA) {
-      if (depth === 0) return; // `1,2` at the top: not JSON
+      if (depth === 0) break; // `1,2` at the top: not JSON
       if (++commas[depth]! >= maxMembers) {
         throw new GraygateError(
           'invalid_request',
-          `the request body has an object or array with more than ${maxMembers} members (limit ${maxMembers})`,
+          `${subject} has an object or array with more than ${maxMembers} members (limit ${maxMembers})`,
         );
       }
-      if (++values > maxValues) throw tooManyValues(maxValues);
+      if (++values > maxValues) throw tooManyValues(subject, maxValues);
     } else if (c === OPEN_OBJECT || c === OPEN_ARRAY) {
       if (depth === maxDepth) {
         throw new GraygateError(
           'invalid_request',
-          `the request body is nested more than ${maxDepth} levels deep (limit ${maxDepth})`,
+          `${subject} is nested more than ${maxDepth} levels deep (limit ${maxDepth})`,
         );
       }
       commas[++depth] = 0;
-      if (++values > maxValues) throw tooManyValues(maxValues);
+      if (++values > maxValues) throw tooManyValues(subject, maxValues);
     } else if (c === CLOSE_OBJECT || c === CLOSE_ARRAY) {
-      if (depth === 0) return; // unbalanced: not JSON
+      if (depth === 0) break; // unbalanced: not JSON
       depth--;
     }
   }
+  scan.values = values;
 }
 
-function tooManyValues(maxValues: number): GraygateError {
+function tooManyValues(subject: string, maxValues: number): GraygateError {
   return new GraygateError(
     'invalid_request',
-    `the request body has more than ${maxValues} members and items in total (limit ${maxValues})`,
+    `${subject} has more than ${maxValues} members and items in total (limit ${maxValues})`,
   );
 }
 

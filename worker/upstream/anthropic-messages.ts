@@ -1,13 +1,5 @@
 import type { ChatMessage } from '../request/chat-request.js';
-import {
-  checkName,
-  contentParts,
-  invalid,
-  parseArguments,
-  parseDataUrl,
-  textOnly,
-  type Part,
-} from './message-parts.js';
+import { checkName, contentParts, invalid, ToolArguments, parseDataUrl, textOnly, type Part } from './message-parts.js';
 
 // OpenAI messages → Anthropic Messages (SPEC §12): system and developer
 // messages become the top-level `system`; an assistant's tool calls become
@@ -31,6 +23,7 @@ export function anthropicMessages(messages: ChatMessage[]): { system: string[]; 
   const out: AnthropicMessage[] = [];
   // The user turn tool results went into, while more may join it.
   let resultTurn: AnthropicMessage | undefined;
+  const args = new ToolArguments('anthropic');
   messages.forEach((m, i) => {
     const path = `messages.${i}`;
     checkName(m, path, 'anthropic');
@@ -66,7 +59,7 @@ export function anthropicMessages(messages: ChatMessage[]): { system: string[]; 
       if (blocks.length > 0) out.push({ role: 'user', content: simplify(blocks) });
       return;
     }
-    const blocks = assistantBlocks(m, path);
+    const blocks = assistantBlocks(m, path, args);
     if (blocks.length === 0) return;
     resultTurn = undefined;
     out.push({ role: 'assistant', content: simplify(blocks) });
@@ -99,7 +92,7 @@ function userBlock(part: Part): AnthropicBlock {
   return { type: 'image', source: { type: 'url', url: part.url } };
 }
 
-function assistantBlocks(m: ChatMessage, path: string): AnthropicBlock[] {
+function assistantBlocks(m: ChatMessage, path: string, args: ToolArguments): AnthropicBlock[] {
   const text = textOnly(m, path, 'anthropic');
   const blocks: AnthropicBlock[] = isBlank(text) ? [] : [{ type: 'text', text }];
   (m.tool_calls ?? []).forEach((call, j) => {
@@ -110,7 +103,7 @@ function assistantBlocks(m: ChatMessage, path: string): AnthropicBlock[] {
       type: 'tool_use',
       id: call.id,
       name: call.function.name,
-      input: parseArguments(call.function.arguments, `${at}.function.arguments`, 'anthropic'),
+      input: args.parse(call.function.arguments, `${at}.function.arguments`),
     });
   });
   return blocks;

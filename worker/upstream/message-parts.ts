@@ -1,6 +1,13 @@
 import { parseJsonExact } from '../request/exact-numbers.js';
+import { checkJsonLimits } from '../request/json-limits.js';
 import { GraygateError } from '../../shared/errors.js';
-import type { ChatMessage, ContentPart, RequestTool, ResponseFormat } from '../request/chat-request.js';
+import {
+  CHAT_REQUEST_LIMITS,
+  type ChatMessage,
+  type ContentPart,
+  type RequestTool,
+  type ResponseFormat,
+} from '../request/chat-request.js';
 import { unconvertible, type ConvertedFormat } from './field-support.js';
 
 // Pieces of an OpenAI chat request that the Ollama and Anthropic converters
@@ -80,21 +87,37 @@ export function parseDataUrl(url: string): { mediaType: string | undefined; data
 }
 
 /**
- * A tool call's `arguments` (a JSON text, as OpenAI sends it) as the object
+ * Tool calls' `arguments` (JSON texts, as OpenAI sends them) as the objects
  * Ollama and Anthropic take. An empty text is `{}` (some clients send that for
- * a call without parameters); anything but a JSON object is refused.
+ * a call without parameters); anything but a JSON object is refused. Each text
+ * is held to the request body's limits (CHAT_REQUEST_LIMITS) before it is
+ * parsed, and the texts of one request share one count of members and items:
+ * to the body's own check they were strings, so without this 20 KB nested
+ * 10 000 deep overflowed JSON.stringify's stack (a 500) and 10 MB cost seconds.
  */
-export function parseArguments(text: string, path: string, format: ConvertedFormat): Record<string, unknown> {
-  if (text.trim() === '') return {};
-  let value: unknown;
-  try {
-    value = parseJsonExact(text);
-  } catch {
-    throw invalid(path, `must be a JSON object for an ${format} upstream (it is not valid JSON)`);
+export class ToolArguments {
+  readonly #format: ConvertedFormat;
+  #values = 0;
+
+  constructor(format: ConvertedFormat) {
+    this.#format = format;
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value))
-    throw invalid(path, `must be a JSON object for an ${format} upstream`);
-  return value as Record<string, unknown>;
+
+  parse(text: string, path: string): Record<string, unknown> {
+    if (text.trim() === '') return {};
+    const scan = { subject: path, values: this.#values };
+    checkJsonLimits(Buffer.from(text), CHAT_REQUEST_LIMITS, scan);
+    this.#values = scan.values;
+    let value: unknown;
+    try {
+      value = parseJsonExact(text);
+    } catch {
+      throw invalid(path, `must be a JSON object for an ${this.#format} upstream (it is not valid JSON)`);
+    }
+    if (typeof value !== 'object' || value === null || Array.isArray(value))
+      throw invalid(path, `must be a JSON object for an ${this.#format} upstream`);
+    return value as Record<string, unknown>;
+  }
 }
 
 /** Function tools only, with their path; `strict: true` refused where the format cannot guarantee it. */

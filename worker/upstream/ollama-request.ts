@@ -9,7 +9,7 @@ import {
   functionTools,
   jsonSchemaOf,
   invalid,
-  parseArguments,
+  ToolArguments,
   parseDataUrl,
   textOnly,
   toolNamesById,
@@ -75,6 +75,7 @@ export function buildOllamaRequest(req: ChatRequest, options: BuildOptions): Ups
 
 function ollamaMessages(messages: ChatMessage[]): Array<Record<string, unknown>> {
   const names = toolNamesById(messages);
+  const args = new ToolArguments('ollama');
   return messages.map((m, i) => {
     const path = `messages.${i}`;
     checkName(m, path, 'ollama');
@@ -101,7 +102,7 @@ function ollamaMessages(messages: ChatMessage[]): Array<Record<string, unknown>>
           function: {
             index: j,
             name: call.function.name,
-            arguments: parseArguments(call.function.arguments, `${at}.function.arguments`, 'ollama'),
+            arguments: args.parse(call.function.arguments, `${at}.function.arguments`),
           },
         };
       });

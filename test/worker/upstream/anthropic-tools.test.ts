@@ -127,6 +127,21 @@ t.test('requests Anthropic cannot express are 400s naming the field', async (t) 
       { messages: [user, { role: 'assistant', content: 'no', refusal: 'no' }] },
       /^messages\.1\.refusal: /,
     ],
+    [
+      'tool-call arguments nested deeper than a request body may be (a 500 for 10 000 levels before)',
+      {
+        messages: [
+          user,
+          {
+            role: 'assistant',
+            tool_calls: [
+              { id: 'c', type: 'function', function: { name: 'f', arguments: `${'['.repeat(65)}${']'.repeat(65)}` } },
+            ],
+          },
+        ],
+      },
+      /^messages\.1\.tool_calls\.0\.function\.arguments is nested more than 64 levels deep/,
+    ],
     // Nested keys the converter does not read are named too, never dropped (cache_control: LiteLLM's extension).
     [
       'a key on a text part',

@@ -6,12 +6,19 @@ import {
   toBase64Float32,
 } from '../../../worker/upstream/ollama-embed.js';
 import { createStreamState, type ChatCompletionChunk } from '../../../worker/types.js';
-import type { ChatRequest } from '../../../worker/request/chat-request.js';
+import type { ChatRequest, RequestToolCall } from '../../../worker/request/chat-request.js';
 
 // SPEC §12, issue 12 part 1: the Ollama converters alone, plain data in and
 // out, as case tables.
 
 const NO_KEY = { model: undefined, apiKey: undefined };
+const deep = `{"a":${'['.repeat(64)}${']'.repeat(64)}}`;
+/** A tool call whose arguments hold 27 000 items: one is within a body's 50 000, two are not. */
+const wide = (id: string): RequestToolCall => ({
+  id,
+  type: 'function',
+  function: { name: 'f', arguments: `{${['a', 'b', 'c'].map((k) => `"${k}":[${'1,'.repeat(8_999)}1]`).join(',')}}` },
+});
 const user = { role: 'user' as const, content: 'hi' };
 const body = (req: Partial<ChatRequest>): Record<string, unknown> =>
   JSON.parse(buildOllamaRequest({ model: 'm', messages: [user], ...req }, NO_KEY).body.toString()) as Record<
@@ -159,6 +166,22 @@ t.test('requests Ollama cannot express are 400s naming the field', async (t) => 
         ],
       },
       /not valid JSON/,
+    ],
+    [
+      // To the body's own limits the arguments are a string: 20 KB nested 10 000 deep overflowed the stack (a 500).
+      'arguments nested deeper than a request body may be',
+      {
+        messages: [
+          { role: 'assistant', tool_calls: [{ id: 'c', type: 'function', function: { name: 'f', arguments: deep } }] },
+          user,
+        ],
+      },
+      /^messages\.0\.tool_calls\.0\.function\.arguments is nested more than 64 levels deep \(limit 64\)$/,
+    ],
+    [
+      'more members and items in the arguments of one request than a body may hold, counted over all its calls',
+      { messages: [{ role: 'assistant', tool_calls: [wide('a'), wide('b')] }, user] },
+      /^messages\.0\.tool_calls\.1\.function\.arguments has more than 50000 members and items in total/,
     ],
     [
       'several at once',
