@@ -77,13 +77,22 @@ export function textOnly(msg: ChatMessage, path: string, format: ConvertedFormat
     .join('');
 }
 
-const DATA_URL = /^data:([a-z]+\/[a-z0-9.+-]+)?((?:;[^,;]*)*?);base64,/i;
+const MEDIA_TYPE = /^[a-z]+\/[a-z0-9.+-]+$/i;
 
-/** `data:image/png;base64,AAAA` → its media type and base64 payload; undefined for any other URL. */
+/**
+ * `data:image/png;base64,AAAA` → its media type and base64 payload; undefined for any other URL. Read with
+ * indexOf, not one regular expression: parameters (`;name=x`) may repeat, and a pattern for that backtracked past its
+ * stack on 8 M `;` (a 500 for a 400). A media type that is not `type/subtype` is no data URL.
+ */
 export function parseDataUrl(url: string): { mediaType: string | undefined; data: string } | undefined {
-  const match = DATA_URL.exec(url);
-  if (match === null) return undefined;
-  return { mediaType: match[1]?.toLowerCase(), data: url.slice(match[0].length) };
+  if (url.slice(0, 5).toLowerCase() !== 'data:') return undefined;
+  const comma = url.indexOf(',', 5);
+  if (comma === -1) return undefined;
+  const header = url.slice(5, comma);
+  if (!header.toLowerCase().endsWith(';base64')) return undefined;
+  const mediaType = header.slice(0, header.indexOf(';'));
+  if (mediaType !== '' && !MEDIA_TYPE.test(mediaType)) return undefined;
+  return { mediaType: mediaType === '' ? undefined : mediaType.toLowerCase(), data: url.slice(comma + 1) };
 }
 
 /**
