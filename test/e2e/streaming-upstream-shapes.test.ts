@@ -207,6 +207,18 @@ t.test('upstream shapes', async (t) => {
               anthropicEvent('message_delta', { delta: { stop_reason: 'end_turn' }, usage: { output_tokens: 3 } }) +
               anthropicEvent('message_stop', {}),
           );
+        case 'deep-json':
+          // A whole answer nested 500 000 deep (1 MB): JSON.parse took ~0.4 s a MiB on the loop (32 MB: 6.8 s).
+          res.writeHead(200, { 'content-type': 'application/json' });
+          return res.end(`{"choices":${'['.repeat(500_000)}${']'.repeat(500_000)}}`);
+        case 'deep-event':
+          // An event nested 100 000 deep (200 KB, within maxEventBytes) after the first, then a token.
+          res.writeHead(200, { 'content-type': 'text/event-stream' });
+          return res.end(
+            role() +
+              `data: {"choices":[{"index":0,"delta":{"content":"b"}}],"x":${'['.repeat(100_000)}${']'.repeat(100_000)}}\n\n` +
+              token('a'),
+          );
         case 'json-error':
           res.writeHead(200, { 'content-type': 'application/json' });
           return res.end(JSON.stringify({ error: { message: 'the model is overloaded', type: 'server_error' } }));
@@ -407,6 +419,22 @@ t.test('upstream shapes', async (t) => {
     t.equal(lastError(s.data).code, 'upstream_protocol_error');
     t.match(lastError(s.data).message, /maxEventBytes/);
   });
+
+  t.test(
+    "upstream JSON nested deeper than 128 levels is a protocol error, not a stall of the worker's loop",
+    async (t) => {
+      const whole = await post('v1', 'deep-json');
+      isError(t, whole, 'upstream_protocol_error', 'a whole answer');
+      t.match(json<ErrorBody>(whole).error.message, /nested more than 128 levels deep/);
+      const s = await streamed('v1', 'deep-event');
+      t.notOk(
+        s.data.some((d) => d.includes('[[[')),
+        'the deep event did not reach the client',
+      );
+      t.equal(lastError(s.data).code, 'upstream_protocol_error', 'an event');
+      t.match(lastError(s.data).message, /nested more than 128 levels deep/);
+    },
+  );
 
   t.test('a non-streamed answer of more than 64 MiB: answer_too_large, the worker lives on', async (t) => {
     const res = await post('claude', 'huge');

@@ -6,7 +6,7 @@ import { CompletionAggregator } from '../chat/aggregate.js';
 import type { PreparedCall } from './prepare.js';
 import { SseWriter } from '../chat/sse-writer.js';
 import { GraygateError } from '../../shared/errors.js';
-import { parseUpstreamJson, upstreamErrorMessage, upstreamStreamError } from '../upstream/format-adapter.js';
+import { checkUpstreamJson, upstreamErrorMessage, upstreamStreamError } from '../upstream/format-adapter.js';
 import { usageOf } from '../relay/usage-tail.js';
 import { BytesRelay } from '../relay/bytes-relay.js';
 import { SseRelay } from '../relay/sse-relay.js';
@@ -81,20 +81,25 @@ function wholeAnswer(
 function checkedOpenAIChat(whole: Buffer): { body: Buffer; usage: AnswerUsage } {
   // A leading byte-order mark (which fetch's json() skips) is not sent on: JSON has none (RFC 8259 §8.1).
   const bytes = whole[0] === 0xef && whole[1] === 0xbb && whole[2] === 0xbf ? whole.subarray(3) : whole;
+  checkUpstreamJson(bytes, 'the upstream answered with JSON that');
   const text = bytes.toString('utf8');
-  let value: Record<string, unknown>;
+  let value: unknown;
   try {
-    value = parseUpstreamJson(text);
+    value = JSON.parse(text);
   } catch {
+    value = undefined;
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new GraygateError(
       'upstream_protocol_error',
       `the upstream answered with a body that is not a JSON object: ${JSON.stringify(text.trimStart().slice(0, 40))}`,
     );
   }
-  if (value['error'] !== undefined && value['error'] !== null) throw upstreamStreamError(upstreamErrorMessage(text));
-  if (!Array.isArray(value['choices']))
+  const answer = value as Record<string, unknown>;
+  if (answer['error'] !== undefined && answer['error'] !== null) throw upstreamStreamError(upstreamErrorMessage(text));
+  if (!Array.isArray(answer['choices']))
     throw new GraygateError('upstream_protocol_error', 'the upstream answered without a choices array');
-  const usage = value['usage'];
+  const usage = answer['usage'];
   return {
     body: bytes,
     usage: usageOf(typeof usage === 'object' && usage !== null ? (usage as Record<string, unknown>) : undefined),

@@ -3,6 +3,7 @@ import type { UpstreamConfig } from '../../shared/config.js';
 import { upstreamAuthHeaders } from '../upstream/auth-headers.js';
 import { toUpstreamError, type UpstreamClient } from '../upstream/client.js';
 import { MAX_ERROR_BODY_BYTES, readStatusError } from '../upstream/pipeline.js';
+import { checkUpstreamJson } from '../upstream/format-adapter.js';
 import { MODEL_LIST_PATHS, modelsFromUpstream, type ModelEntry } from './model-list.js';
 
 // One GET of the upstream's model list (SPEC §12), through the version's
@@ -41,6 +42,7 @@ export async function fetchModels(options: FetchModelsOptions): Promise<ModelEnt
         'upstream_protocol_error',
         `the upstream's model list is larger than ${MAX_LIST_BYTES} bytes`,
       );
+    checkUpstreamJson(list, "the upstream's model list");
     let value: unknown;
     try {
       value = JSON.parse(list.toString('utf8'));

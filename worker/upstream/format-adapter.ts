@@ -1,4 +1,5 @@
 import { GraygateError } from '../../shared/errors.js';
+import { checkJsonLimits, type JsonLimits } from '../request/json-limits.js';
 import type { ChatRequest } from '../request/chat-request.js';
 import type { ChunkSink, EmbeddingEncoding, EndpointKind, RelayKind, StreamState } from '../types.js';
 
@@ -88,8 +89,37 @@ export function tokenCount(value: unknown): number {
   return typeof value === 'number' && Number.isFinite(value) ? value : 0;
 }
 
-/** JSON.parse that turns a syntax error into upstream_protocol_error (SPEC §5: never silently dropped). */
-export function parseUpstreamJson(data: string): Record<string, unknown> {
+/**
+ * How deep an upstream's JSON may nest (an answer, an event, an error body, a model list). JSON.parse takes any
+ * depth, at ~0.4 s per MiB of `[[[…`: a 1 MiB event stalled every stream of the worker for that, a 32 MB answer for
+ * 6.8 s (the master killed the worker for missed probes). 128: a Responses API event echoes the request's tools,
+ * whose schemas may nest to the request's own 64, a few levels down. Counts are not limited: an answer of embeddings
+ * is millions of numbers, and numbers parse fast.
+ */
+const UPSTREAM_JSON_LIMITS: JsonLimits = { maxDepth: 128, maxMembers: 0xffff_ffff, maxValues: Number.MAX_SAFE_INTEGER };
+
+/** Texts shorter than this are parsed without the scan: at worst ~6 ms, and the hot path's events are far shorter. */
+const SCAN_FROM_CHARS = 16 * 1024;
+
+/**
+ * upstream_protocol_error when an upstream's JSON text (its bytes, when the caller has them, else its string) nests
+ * deeper than UPSTREAM_JSON_LIMITS allows; one pass over the bytes, only for texts of SCAN_FROM_CHARS or more.
+ */
+export function checkUpstreamJson(text: string | Buffer, subject: string): void {
+  if (text.length < SCAN_FROM_CHARS) return;
+  try {
+    checkJsonLimits(typeof text === 'string' ? Buffer.from(text) : text, UPSTREAM_JSON_LIMITS, { subject, values: 0 });
+  } catch (err) {
+    throw new GraygateError('upstream_protocol_error', (err as Error).message);
+  }
+}
+
+/**
+ * JSON.parse that turns a syntax error into upstream_protocol_error (SPEC §5: never silently dropped), after
+ * checkUpstreamJson; `bytes`: the same text as bytes, when the caller holds them (spares a copy).
+ */
+export function parseUpstreamJson(data: string, bytes?: Buffer): Record<string, unknown> {
+  checkUpstreamJson(bytes ?? data, 'the upstream sent JSON that');
   let value: unknown;
   try {
     value = JSON.parse(data);
@@ -121,6 +151,7 @@ function preview(data: string): string {
  */
 export function upstreamErrorMessage(body: string): string {
   try {
+    checkUpstreamJson(body, 'the error body');
     const value = JSON.parse(body) as unknown;
     const message = isRecord(value) ? (messageOf(value['error']) ?? messageOf(value)) : undefined;
     if (message !== undefined && message !== '') return message;

@@ -60,7 +60,7 @@ function isText(input: unknown): boolean {
 export function convertOllamaEmbedAnswer(kind: RelayKind, body: Buffer, hints: AnswerHints): ConvertedAnswer {
   if (kind !== 'embeddings')
     throw new GraygateError('unsupported_endpoint', `POST /v1/${kind} is not supported by an ollama upstream`);
-  const value = parseUpstreamJson(body.toString('utf8'));
+  const value = parseUpstreamJson(body.toString('utf8'), body);
   const embeddings = value['embeddings'];
   if (
     !Array.isArray(embeddings) ||

@@ -4,6 +4,7 @@ import type { CallOutput, ChatOutput, StreamState } from '../types.js';
 import { EventDecoder } from '../sse/event-decoder.js';
 import { LineDecoder } from '../sse/line-decoder.js';
 import {
+  checkUpstreamJson,
   upstreamErrorMessage,
   upstreamStreamError,
   type UpstreamAdapter,
@@ -330,6 +331,7 @@ async function readJsonInsteadOfStream(body: UpstreamBody): Promise<GraygateErro
   const text = await readBounded(body, MAX_ERROR_BODY_BYTES);
   let error: unknown;
   try {
+    checkUpstreamJson(text, 'the body');
     error = (JSON.parse(text) as { error?: unknown } | null)?.error;
   } catch {
     // not JSON after all: no message to keep

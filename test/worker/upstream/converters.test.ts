@@ -1,5 +1,5 @@
 import t from 'tap';
-import { upstreamErrorMessage } from '../../../worker/upstream/format-adapter.js';
+import { parseUpstreamJson, upstreamErrorMessage } from '../../../worker/upstream/format-adapter.js';
 import { buildOpenAIRequest, convertOpenAIEvent } from '../../../worker/upstream/openai.js';
 import { buildOllamaRequest, convertOllamaLine, mapOllamaDoneReason } from '../../../worker/upstream/ollama.js';
 import {
@@ -99,6 +99,27 @@ t.test('openai events: passed through with their own text, [DONE] ends, errors a
     message: /overloaded/,
   });
 });
+
+t.test(
+  'upstream JSON: depth 128 parses, deeper is a protocol error; long shallow events are not refused',
+  async (t) => {
+    const nested = (depth: number): string => `{"choices":[],"x":${'['.repeat(depth - 1)}${']'.repeat(depth - 1)}}`;
+    // Padded past the length from which events are scanned (shorter ones are parsed as they are).
+    const padded = (json: string): string => `{"pad":"${' '.repeat(20_000)}",${json.slice(1)}`;
+    t.equal(parseUpstreamJson(padded(nested(128)))['choices'] !== undefined, true, 'depth 128');
+    t.throws(() => parseUpstreamJson(padded(nested(129))), {
+      code: 'upstream_protocol_error',
+      message: 'the upstream sent JSON that is nested more than 128 levels deep (limit 128)',
+    });
+    const long = JSON.stringify({ choices: [{ index: 0, delta: { content: 'x'.repeat(1 << 20) } }] });
+    t.equal(run(convertOpenAIEvent, [['message', long]]).chunks.length, 1, 'a 1 MiB token');
+    t.equal(
+      upstreamErrorMessage(padded(`{"error":${nested(200)}}`)).startsWith('{"pad"'),
+      true,
+      'an error body: its text',
+    );
+  },
+);
 
 t.test('ollama request: messages flattened, options mapped', async (t) => {
   const r = buildOllamaRequest(req({ max_tokens: 9, temperature: 0.1, top_p: 0.9, stop: 'END' }), {
