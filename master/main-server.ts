@@ -26,6 +26,9 @@ export interface MainServerOptions {
   log: Logger;
 }
 
+/** Silence on a client connection before TCP keepalive probes start, ms. */
+const CLIENT_KEEPALIVE_IDLE_MS = 15_000;
+
 export function createMainServer(options: MainServerOptions): Server {
   const { gateway, limits, log } = options;
   const queue = new ConnectionQueue({
@@ -51,6 +54,12 @@ export function createMainServer(options: MainServerOptions): Server {
     // A missing Host is refused by the gateway in the OpenAI error shape (gateway.ts headProblem), not by
     // Node's bare 400.
     requireHostHeader: false,
+    // TCP keepalive on every accepted connection (nginx's `listen … so_keepalive`): a client that vanished without a
+    // FIN or RST (a laptop closed, a NAT that forgot the flow) held its slot, and the upstream kept generating for it,
+    // until the answer ended, as long as nothing was written or the little that was fitted the send buffer.
+    // Probes start after 15 s of silence; libuv sends one a second and gives up after ten: ~25 s in all.
+    keepAlive: true,
+    keepAliveInitialDelay: CLIENT_KEEPALIVE_IDLE_MS,
   });
   server.maxHeadersCount = MAX_HEADER_LINES; // a head that reaches it is refused (gateway.ts readHead)
   // Answers say it (`Keep-Alive: timeout=N`), directly written ones too (gateway.ts offers it to the worker).

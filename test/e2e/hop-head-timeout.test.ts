@@ -2,6 +2,8 @@ import t from 'tap';
 import { startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
 import { openRaw } from '../helpers/raw-http.js';
 import { untilOutput } from '../helpers/output.js';
+import { pollPause } from '../helpers/wait.js';
+import { readFile } from 'node:fs/promises';
 
 // SPEC §4a, limits.headTimeoutMs (nginx client_header_timeout): a connection that sends no whole request head in
 // time is closed, with a 408. Turning Node's whole-request deadline off (requestTimeout: 0,
@@ -81,5 +83,42 @@ t.test(
     );
     // By now (the idle connection's 408 took headTimeoutMs) a stray answer on the first would have come (at once).
     t.equal(finished.responses.length, 3, 'nothing was sent after the three answers on the first connection');
+  },
+);
+
+/** The timer of the kernel's socket from local port `local` to remote port `remote`, as /proc/net/tcp shows it. */
+async function tcpTimer(local: number, remote: number): Promise<{ kind: number; ticks: number } | undefined> {
+  const hex = (port: number): string => port.toString(16).toUpperCase().padStart(4, '0');
+  for (const line of (await readFile('/proc/net/tcp', 'utf8')).split('\n')) {
+    const [, from, to, , , timer] = line.trim().split(/\s+/);
+    if (from?.endsWith(`:${hex(local)}`) && to?.endsWith(`:${hex(remote)}`)) {
+      const [kind, ticks] = timer!.split(':');
+      return { kind: Number.parseInt(kind!, 16), ticks: Number.parseInt(ticks!, 16) };
+    }
+  }
+  return undefined;
+}
+
+t.test(
+  'accepted connections have TCP keepalive: a client gone without a FIN is found, not held until the answer ends',
+  { skip: process.platform === 'linux' ? false : '/proc/net/tcp is Linux' },
+  async (t) => {
+    // A network probe's repro: a client whose machine vanished (no FIN, no RST) kept its slot, and the upstream kept
+    // generating for it, until the answer ended. The kernel's keepalive finds such a peer; what the test can see
+    // without a network that drops packets is that the master's end of the connection has the keepalive timer.
+    const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } });
+    const c = await openRaw(gw.url);
+    t.teardown(() => c.socket.destroy());
+    c.write('GET /slow?ms=1 HTTP/1.1\r\nHost: gw\r\n\r\n');
+    t.equal((await c.waitFor(1))[0]!.status, 200);
+    const server = Number(new URL(gw.url).port);
+    // Until the client's kernel acknowledges the answer the socket shows its retransmission timer (kind 1).
+    let timer = await tcpTimer(server, c.socket.localPort!);
+    while (timer?.kind === 1) {
+      await pollPause();
+      timer = await tcpTimer(server, c.socket.localPort!);
+    }
+    t.equal(timer?.kind, 2, "the master's socket has the keepalive timer (0 without keepalive)");
+    t.ok(timer !== undefined && timer.ticks <= 1500, 'probes start after at most 15 s of silence (USER_HZ ticks)');
   },
 );
