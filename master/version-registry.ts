@@ -160,7 +160,12 @@ export class VersionRegistry {
     const starts: Promise<void>[] = [];
     for (const state of this.#versions.values()) {
       state.workers = this.#spawnBuild(state, state.build);
-      starts.push(...state.workers.map((w) => w.start()));
+      // The failure names its version and build: with 40 versions, "exited with code 1" alone named nothing.
+      const named = (err: unknown): never => {
+        const reason = err instanceof Error ? err.message : String(err);
+        throw new Error(`version ${state.name} (${state.build.entry}): ${reason}`, { cause: err });
+      };
+      starts.push(...state.workers.map((w) => w.start().catch(named)));
     }
     await Promise.all(starts);
   }

@@ -119,6 +119,20 @@ t.test('a busy port ends start-up with one line naming what moves it, exit 69, a
   t.match(bad.stderr, /GRAYGATE_ADMIN_PORT: must be a port number/);
 });
 
+t.test('a version whose workers do not start ends start-up (exit 1) with a line naming it and its build', async (t) => {
+  const config = JSON.stringify({
+    listen: { host: '127.0.0.1', port: 0 },
+    admin: { host: '127.0.0.1', port: 0 },
+    versions: {
+      v1: { weight: 1, entry: 'dist/test/fixtures/test-worker.js' },
+      v2: { weight: 1, entry: 'dist/test/fixtures/no-such-worker.js' },
+    },
+  });
+  const { code, stderr } = await runMaster(config, { LOG_LEVEL: 'silent' });
+  t.equal(code, 1);
+  t.match(stderr, /graygate: a worker did not start: version v2 \(\S*no-such-worker\.js\): /);
+});
+
 t.test('--config without a file is a usage error (64), not the default config started on its ports', async (t) => {
   for (const args of [['--config'], ['--config', '--other'], ['--config=']]) {
     const node = nodeLaunch({});
