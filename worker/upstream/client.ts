@@ -210,6 +210,7 @@ const UNREACHABLE = new Set([
   'EHOSTDOWN',
   'ENETDOWN',
   'ECONNABORTED',
+  'ETIMEDOUT',
   'CERT_HAS_EXPIRED',
   'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
   'DEPTH_ZERO_SELF_SIGNED_CERT',
@@ -262,6 +263,11 @@ export function toUpstreamError(
     }
     if (RESET.has(code))
       return new GraygateError('upstream_reset', `the upstream closed the connection (${code})`, { cause: err });
+    // The kernel gave up on a connection (retransmissions or keepalive probes unanswered): on `connect`, nothing was
+    // reached; on a read or write, the connection that carried the request died under it, a reset, not "could not
+    // connect" (a network probe's finding).
+    if (code === 'ETIMEDOUT' && (err as { syscall?: unknown }).syscall !== 'connect')
+      return new GraygateError('upstream_reset', `the upstream connection timed out (${code})`, { cause: err });
     if (UNREACHABLE.has(code) && !options.hasResponse)
       return new GraygateError('upstream_unreachable', `could not connect to the upstream (${code})`, { cause: err });
   }

@@ -184,3 +184,20 @@ t.test(
     });
   },
 );
+
+t.test('ETIMEDOUT: unreachable on connect, a reset on a connection that carried the request', async (t) => {
+  // The kernel's error when retransmissions or keepalive probes go unanswered; a silent network is not reproducible
+  // on loopback without a firewall, so the classification is checked on the errors node raises (code and syscall).
+  const timedOut = (syscall: string): Error =>
+    Object.assign(new Error(`${syscall} ETIMEDOUT`), { code: 'ETIMEDOUT', errno: -110, syscall });
+  const options = { hasResponse: false, connectMs: 1, firstByteMs: 1, idleMs: 1 };
+  t.match(toUpstreamError(timedOut('connect'), options), {
+    code: 'upstream_unreachable',
+    message: 'could not connect to the upstream (ETIMEDOUT)',
+  });
+  for (const syscall of ['read', 'write'])
+    t.match(toUpstreamError(timedOut(syscall), options), {
+      code: 'upstream_reset',
+      message: 'the upstream connection timed out (ETIMEDOUT)',
+    });
+});
