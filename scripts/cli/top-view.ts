@@ -111,6 +111,9 @@ function versionsOf(snapshot: Snapshot): Set<string> {
   return named;
 }
 
+/** Version names in the order people count: v2 before v10 (a plain sort put v10 first). */
+const byName = new Intl.Collator('en', { numeric: true }).compare;
+
 export function computeRows(prev: Snapshot | undefined, cur: Snapshot): VersionRow[] {
   const versions = versionsOf(cur);
   const prevVersions = prev === undefined ? new Set<string>() : versionsOf(prev);
@@ -132,7 +135,7 @@ export function computeRows(prev: Snapshot | undefined, cur: Snapshot): VersionR
     if (s.name === METRIC.workerScrapeUp && s.labels['version'] !== undefined)
       asked.set(s.labels['version'], (asked.get(s.labels['version']) ?? 0) + 1);
   const seconds = prev === undefined ? 0 : (cur.atMs - prev.atMs) / 1000;
-  return [...versions].sort().map((version) => {
+  return [...versions].sort(byName).map((version) => {
     // A version the previous scrape did not list (just added) has no interval yet.
     const hasInterval = prev !== undefined && prevVersions.has(version);
     let rps: number | undefined;

@@ -177,3 +177,14 @@ t.test('rows are the versions /admin/status lists: a removed version leaves no r
     'a listed version without series yet has a row of zeros',
   );
 });
+
+t.test('rows are in the order people count: v2 before v10', async (t) => {
+  const names = ['v10', 'v2', 'canary-b', 'v1', 'canary-a'];
+  const samples = parsePrometheusText(
+    names.map((v) => `graygate_requests_total{version="${v}",code="200"} 1\n`).join(''),
+  );
+  t.same(
+    computeRows(undefined, { atMs: 0, samples, versions: names }).map((r) => r.version),
+    ['canary-a', 'canary-b', 'v1', 'v2', 'v10'],
+  );
+});
