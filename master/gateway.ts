@@ -10,7 +10,7 @@ import type { Logger } from '../shared/log.js';
 import { chooseVersion, needsStickyKey, type RoutingFacts } from './router.js';
 import { corsVaries, corsVerdict, isPreflight, preflightHeaders, responseCorsHeaders } from './cors.js';
 import { findTopLevelUser } from './body-user.js';
-import { readRoutingFacts } from './request-facts.js';
+import { HOST_VALUE, originForm, readRoutingFacts } from './request-facts.js';
 import type { VersionRegistry } from './version-registry.js';
 import type { MasterMetrics } from './metrics.js';
 import type { Lease } from './admission.js';
@@ -94,12 +94,6 @@ const BODY_METHODS: ReadonlySet<string> = new Set(['POST', 'PUT', 'PATCH']);
 
 /** Node's `continueExpression` (lib/_http_server.js). */
 const CONTINUE_EXPECTATION = /(?:^|\W)100-continue(?:$|\W)/i;
-
-/**
- * A Host value (RFC 9110 §7.2): an IP literal (an IPv6 zone id too) or a reg-name (RFC 3986 §3.2.2; empty allowed, and
- * raw UTF-8 of an international name, which node reads as latin1), and a port.
- */
-const HOST_VALUE = /^(?:\[[0-9A-Za-z:.%\-_~]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%\u0080-\u00ff]*)(?::[0-9]*)?$/;
 
 /**
  * What Node's parser lets through and nginx refuses (SPEC §4a): an HTTP/1.1 request without a Host, with two, or
@@ -193,7 +187,18 @@ export function createGateway(options: GatewayOptions): Gateway {
     // leaving them unanswered until the keep-alive timeout. The client sends them again on a new connection.
     if (req.headers.upgrade !== undefined && /\bupgrade\b/i.test(req.headers.connection ?? ''))
       res.shouldKeepAlive = false;
-    const target = req.url ?? '/';
+    const target = originForm(req.url ?? '/');
+    if (target === undefined) {
+      refuse(
+        ctx,
+        new GraygateError(
+          'invalid_request',
+          'malformed request target: send /path, or http://host/path without userinfo',
+        ),
+      );
+      return false;
+    }
+    req.url = target;
     const path = target.split('?', 1)[0]!;
     if (HEALTH_PATHS.has(path)) {
       ctx.isHealthCheck = true;

@@ -13,6 +13,31 @@ function nonEmpty(value: string | undefined): string | undefined {
   return value === undefined || value === '' ? undefined : value;
 }
 
+/**
+ * A Host value (RFC 9110 §7.2): an IP literal (an IPv6 zone id too) or a reg-name (RFC 3986 §3.2.2; empty allowed, and
+ * raw UTF-8 of an international name, which node reads as latin1), and a port. No userinfo: `@` is not in it.
+ */
+export const HOST_VALUE = /^(?:\[[0-9A-Za-z:.%\-_~]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%\u0080-\u00ff]*)(?::[0-9]*)?$/;
+
+const ABSOLUTE_FORM = /^https?:\/\/([^/?#]*)/i;
+
+/**
+ * A request target in origin-form (`/path?query`). RFC 9112 §3.2.2 absolute-form (`http://host/path`), which a server
+ * must accept, becomes its path and query exactly as they came: `new URL` resolved dot segments (`/v1/chat/../models`
+ * reached `/v1/models`, where the same path in origin-form did not) and `http://x/healthz` went past the master's own
+ * `/healthz` to a worker. Undefined for any other form, an authority that is no host (`http://[bad/`), and userinfo
+ * (`http://user:pw@host/`; RFC 9110 §4.2.4: never sent), which a log would then keep.
+ */
+export function originForm(target: string): string | undefined {
+  if (target.startsWith('/')) return target;
+  const match = ABSOLUTE_FORM.exec(target);
+  if (match === null || match[1] === '' || !HOST_VALUE.test(match[1]!)) return undefined;
+  const rest = target.slice(match[0].length);
+  if (rest === '') return '/';
+  if (rest.startsWith('?')) return `/${rest}`;
+  return rest.startsWith('/') ? rest : undefined;
+}
+
 export function readRoutingFacts(
   rawTarget: string,
   headers: IncomingHttpHeaders,
@@ -20,13 +45,9 @@ export function readRoutingFacts(
   /** Called only when the request has no sticky key, so most requests pay for no id. */
   newId: () => string,
 ): FactsResult {
-  let target = rawTarget;
-  if (!target.startsWith('/')) {
-    // RFC 9112 §3.2.2 absolute-form: accept it, forward only path and query.
-    if (!URL.canParse(target)) return { ok: false, message: 'malformed request target' };
-    const url = new URL(target);
-    target = url.pathname + url.search;
-  }
+  // Absolute-form was made origin-form by the gateway (originForm below), before its health paths were matched.
+  const target = rawTarget;
+  if (!target.startsWith('/')) return { ok: false, message: 'malformed request target' };
   let queryVersion: string | undefined;
   let forwardPath = target;
   const q = target.indexOf('?');

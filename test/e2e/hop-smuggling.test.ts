@@ -151,6 +151,32 @@ t.test('the worker gets the request target the master read, byte for byte', asyn
   t.equal(answers.length, targets.length, 'each answered in turn');
 });
 
+t.test('an absolute-form target is its path as sent; the master answers its own paths in that form too', async (t) => {
+  // RFC 9112 §3.2.2: a server must accept `GET http://host/path`. Its path was rebuilt through `new URL` (dot segments
+  // resolved: not the path origin-form sends) and `http://gw/healthz` went to a worker (404), past the master's own.
+  const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } });
+  const conn = await openRaw(gw.url, ['GET', 'GET']);
+  conn.write(
+    'GET http://gw/x/../echo?c=1 HTTP/1.1\r\nHost: gw\r\n\r\nGET http://gw/healthz HTTP/1.1\r\nHost: gw\r\n\r\n',
+  );
+  const [echo, health] = await conn.waitFor(2);
+  conn.socket.destroy();
+  t.equal(echo!.status, 200);
+  t.same(JSON.parse(health!.body), { status: 'ok' }, "the master's /healthz");
+  const stats = json<Stats>(await httpRequest(`${gw.url}/stats`));
+  t.same(
+    stats.seen.map((s) => s.url),
+    ['/x/../echo?c=1'],
+    'the worker saw the path as sent, and no /healthz',
+  );
+  const userinfo = await openRaw(gw.url, ['GET']);
+  userinfo.write('GET http://user:secret@gw/echo HTTP/1.1\r\nHost: gw\r\n\r\n');
+  const [refused] = await userinfo.waitFor(1);
+  userinfo.socket.destroy();
+  t.equal(refused!.status, 400, 'userinfo in the target: 400');
+  t.match(JSON.parse(refused!.body), { error: { code: 'invalid_request', message: /malformed request target/ } });
+});
+
 t.test('what nginx refuses in a head, and what a Connection header cannot remove (a front-proxy probe)', async (t) => {
   const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } });
   const worker = async (): Promise<Stats> => json<Stats>(await httpRequest(`${gw.url}/stats`));

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { readRoutingFacts } from '../../master/request-facts.js';
+import { originForm, readRoutingFacts } from '../../master/request-facts.js';
 import { DEFAULTS } from '../../shared/defaults.js';
 
 const routing = DEFAULTS.routing;
@@ -11,7 +11,6 @@ t.test('reads facts and removes only the routing parameter', async (t) => {
     ['/x?a=1&version=v2&b=2', {}, { forwardPath: '/x?a=1&b=2', facts: { queryVersion: 'v2' } }],
     ['/x?a=1', {}, { forwardPath: '/x?a=1' }],
     ['/x?version=', {}, { forwardPath: '/x', facts: { queryVersion: '' } }],
-    ['http://example.com/p?version=v1', {}, { forwardPath: '/p', facts: { queryVersion: 'v1' } }],
     [
       '/x',
       { 'x-version': 'v3', 'x-user-id': 'u', cookie: 'graygate_uid=c' },
@@ -31,4 +30,24 @@ t.test('reads facts and removes only the routing parameter', async (t) => {
     readRoutingFacts('/x', { 'x-user-id': 'u' }, routing, () => t.fail('no id needed') as never),
     { ok: true, facts: { freshId: '' } },
   );
+});
+
+t.test('absolute-form targets become origin-form as they came; other forms and userinfo are refused', async (t) => {
+  const cases: Array<[string, string | undefined]> = [
+    ['/v1/models?version=v2', '/v1/models?version=v2'],
+    ['http://example.com/p?version=v1', '/p?version=v1'],
+    ['HTTPS://example.com:8443/healthz', '/healthz'],
+    ['http://example.com/v1/chat/../models', '/v1/chat/../models'], // dot segments kept, as in origin-form
+    ['http://example.com', '/'],
+    ['http://example.com?a=1', '/?a=1'],
+    ['http://user:pw@example.com/p', undefined],
+    ['http:///p', undefined],
+    ['http://[bad/echo', undefined],
+    ['http://[::1]:8000/p', '/p'],
+    ['ftp://example.com/p', undefined],
+    ['example.com:443', undefined],
+    ['*', undefined],
+    ['http://example.com#x', undefined],
+  ];
+  for (const [target, want] of cases) t.equal(originForm(target), want, target);
 });
