@@ -117,6 +117,20 @@ t.test('sticky: the same key gets the same version every time', async (t) => {
   t.same(again, first, 'stable across calls and candidate order');
 });
 
+t.test('the same user lands on the same version across releases: the hash is pinned', async (t) => {
+  // sha256(name NUL key), as every release since the first computed it: a cheaper hash, or the same one fed otherwise,
+  // would move users between versions when a gateway is upgraded (and disagree with instances not yet upgraded).
+  const candidates = [
+    { name: 'v1', weight: 50 },
+    { name: 'v2', weight: 30 },
+    { name: 'v3', weight: 20 },
+  ];
+  t.same(
+    Array.from({ length: 16 }, (_, i) => chooseWeighted(`user-${i}`, candidates)),
+    ['v3', 'v3', 'v2', 'v1', 'v1', 'v1', 'v1', 'v2', 'v2', 'v2', 'v2', 'v2', 'v1', 'v3', 'v1', 'v3'],
+  );
+});
+
 t.test('raising v2 from 10 to 20 moves keys only from v1 to v2', async (t) => {
   const before = keys.map((k) =>
     chooseWeighted(k, [
