@@ -199,6 +199,18 @@ export function createGateway(options: GatewayOptions): Gateway {
       return false;
     }
     req.url = target;
+    // Node's parser takes `HTTP/2.0` and `HTTP/0.9` in a request line with headers, and answered them as HTTP/1.1
+    // (health paths included); nginx answers 505. Nothing after such a line is read.
+    if (req.httpVersionMajor !== 1) {
+      res.setHeader('connection', 'close');
+      refuse(
+        ctx,
+        new GraygateError('invalid_request', `HTTP/${req.httpVersion} is not served here: send HTTP/1.1`, {
+          status: 505,
+        }),
+      );
+      return false;
+    }
     const path = target.split('?', 1)[0]!;
     if (HEALTH_PATHS.has(path)) {
       ctx.isHealthCheck = true;

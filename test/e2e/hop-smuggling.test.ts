@@ -205,6 +205,22 @@ t.test('what nginx refuses in a head, and what a Connection header cannot remove
       t.equal((await httpRequest(`${gw.url}/echo`, { headers: { host } })).status, 200, host);
   });
 
+  t.test('a request line of HTTP/2.0 or HTTP/0.9: 505 and closed, health paths too (nginx: 505)', async (t) => {
+    // Node's parser takes both with headers; they were answered as HTTP/1.1.
+    const before = (await worker()).total;
+    for (const version of ['2.0', '0.9']) {
+      for (const target of ['/echo', '/healthz']) {
+        const conn = await openRaw(gw.url, ['GET']);
+        conn.write(`GET ${target} HTTP/${version}\r\nHost: gw\r\n\r\nGET /echo?after HTTP/1.1\r\nHost: gw\r\n\r\n`);
+        const [res] = await conn.waitFor(1);
+        t.equal(res!.status, 505, `HTTP/${version} ${target}`);
+        t.match(JSON.parse(res!.body), { error: { code: 'invalid_request', message: /send HTTP\/1\.1/ } });
+        await conn.closed;
+      }
+    }
+    t.equal((await worker()).total, before, 'nothing reached the worker');
+  });
+
   t.test('HTTP/1.0 with Transfer-Encoding: 400 and closed, nothing after it served (RFC 9112 §6.1)', async (t) => {
     const before = (await worker()).total;
     const conn = await openRaw(gw.url, ['POST']);
