@@ -7,6 +7,7 @@ import type { Limits } from '../shared/config.js';
 import { MAX_HEADER_LINES } from '../shared/defaults.js';
 import { hasBody } from '../shared/body.js';
 import { setBodyParseError } from './body-parse-errors.js';
+import { setSocketErrorCode } from './socket-errors.js';
 import { ConnectionQueue } from './connection-queue.js';
 import type { Gateway } from './gateway.js';
 
@@ -115,6 +116,7 @@ export function createMainServer(options: MainServerOptions): Server {
     // The client closed in the middle of a request: nothing it could read is due; its requests end now (a body
     // being read gives back its budget at once, not after bodyTimeoutMs).
     if (refusal === undefined || !socket.writable || err.code === 'HPE_INVALID_EOF_STATE') {
+      if (refusal === undefined && err.code !== undefined) setSocketErrorCode(socket, err.code);
       socket.destroy();
       return;
     }

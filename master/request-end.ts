@@ -8,6 +8,7 @@ import type { MasterMetrics } from './metrics.js';
 import type { BodyBudget } from './body-budget.js';
 import { EMPTY_BODY, type RequestContext } from './request-context.js';
 import { cutDirect } from './direct-connections.js';
+import { socketErrorCodeOf } from './socket-errors.js';
 
 // The end of the main port's request path (gateway.ts): `refuse`, the one
 // function that turns any error into the client's answer, and `finish`, which
@@ -206,6 +207,9 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
       aborted: isAborted,
     };
     if (isAborted && wasPhase !== 'relay') line['phase'] = wasPhase;
+    // The connection's own error, when it had one (ETIMEDOUT: the client's network died; ECONNRESET: it reset).
+    const socketError = isAborted ? socketErrorCodeOf(req.socket) : undefined;
+    if (socketError !== undefined) line['clientError'] = socketError;
     if (ctx.errorCode !== undefined) line['error'] = ctx.errorCode;
     if (ctx.isStreamFailed) line['streamFailed'] = true;
     if (ctx.isDirect) line['direct'] = true; // limits.directStreams: the worker wrote this answer to the client

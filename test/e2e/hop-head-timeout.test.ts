@@ -2,7 +2,7 @@ import t from 'tap';
 import { startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
 import { openRaw } from '../helpers/raw-http.js';
 import { untilOutput } from '../helpers/output.js';
-import { pollPause } from '../helpers/wait.js';
+import { pollPause, waitForStatus } from '../helpers/wait.js';
 import { readFile } from 'node:fs/promises';
 
 // SPEC §4a, limits.headTimeoutMs (nginx client_header_timeout): a connection that sends no whole request head in
@@ -122,3 +122,24 @@ t.test(
     t.ok(timer !== undefined && timer.ticks <= 300, 'probes start after at most 3 s of silence (USER_HZ ticks)');
   },
 );
+
+t.test('a connection that errors under its request says why in the access log (clientError)', async (t) => {
+  // `aborted: true` alone did not tell a client that closed from one whose network died (ETIMEDOUT, the keepalive's
+  // verdict) or that reset; a reset is what loopback can show.
+  const gw = await startGateway(
+    t,
+    { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } },
+    { env: { LOG_LEVEL: 'info' } },
+  );
+  const c = await openRaw(gw.url);
+  c.write('GET /slow?ms=60000 HTTP/1.1\r\nHost: gw\r\n\r\n');
+  await waitForStatus(gw, (v) => v.v1!.workers[0]!.inflight === 1, 'the request is at the worker');
+  c.socket.resetAndDestroy();
+  const line = await untilOutput(gw, () =>
+    gw
+      .output()
+      .split('\n')
+      .find((l) => l.includes('"msg":"request"') && l.includes('/slow')),
+  );
+  t.match(JSON.parse(line), { status: 0, aborted: true, clientError: 'ECONNRESET' });
+});
