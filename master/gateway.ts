@@ -99,7 +99,8 @@ const CONTINUE_EXPECTATION = /(?:^|\W)100-continue(?:$|\W)/i;
  * What Node's parser lets through and nginx refuses (SPEC §4a): an HTTP/1.1 request without a Host, with two, or
  * with a value no host has (`a b`, `evil.example/x@y`; 400, RFC 9112 §3.2), an expectation other than 100-continue
  * (417, RFC 9110 §10.1.1), a transfer-coding other than chunked (501: the master would forward the body still coded,
- * framed as plain bytes), and any Transfer-Encoding on HTTP/1.0 (400: RFC 9112 §6.1 says its framing is faulty).
+ * framed as plain bytes), any Transfer-Encoding on HTTP/1.0 (400: RFC 9112 §6.1 says its framing is faulty), and a
+ * request line of any version but 1.0 and 1.1 (505).
  */
 function headProblem(req: IncomingMessage): GraygateError | undefined {
   let hosts = 0;
@@ -108,8 +109,14 @@ function headProblem(req: IncomingMessage): GraygateError | undefined {
     const problem = laxParserProblem(raw, req.url ?? '/');
     if (problem !== undefined) return new GraygateError('invalid_request', `malformed HTTP request: ${problem}`);
   }
+  // Node's parser takes `HTTP/2.0` and `HTTP/0.9` in a request line with headers, and answered them as HTTP/1.1
+  // (health paths included); nginx answers 505.
+  if (req.httpVersionMajor !== 1)
+    return new GraygateError('invalid_request', `HTTP/${req.httpVersion} is not served here: send HTTP/1.1`, {
+      status: 505,
+    });
   for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 4 && raw[i]!.toLowerCase() === 'host') hosts++;
-  const isHttp11 = req.httpVersionMajor > 1 || req.httpVersionMinor >= 1;
+  const isHttp11 = req.httpVersionMinor >= 1;
   if (hosts > 1 || (hosts === 0 && isHttp11))
     return new GraygateError('invalid_request', `an HTTP/1.1 request needs one Host header (it has ${hosts})`);
   const host = req.headers.host;
@@ -187,32 +194,12 @@ export function createGateway(options: GatewayOptions): Gateway {
     // leaving them unanswered until the keep-alive timeout. The client sends them again on a new connection.
     if (req.headers.upgrade !== undefined && /\bupgrade\b/i.test(req.headers.connection ?? ''))
       res.shouldKeepAlive = false;
+    // Absolute-form is served as its path; a target of no form the master takes is refused below, after the checks
+    // every refusal gets (request id, head problems that close the connection, CORS).
     const target = originForm(req.url ?? '/');
-    if (target === undefined) {
-      refuse(
-        ctx,
-        new GraygateError(
-          'invalid_request',
-          'malformed request target: send /path, or http://host/path without userinfo',
-        ),
-      );
-      return false;
-    }
-    req.url = target;
-    // Node's parser takes `HTTP/2.0` and `HTTP/0.9` in a request line with headers, and answered them as HTTP/1.1
-    // (health paths included); nginx answers 505. Nothing after such a line is read.
-    if (req.httpVersionMajor !== 1) {
-      res.setHeader('connection', 'close');
-      refuse(
-        ctx,
-        new GraygateError('invalid_request', `HTTP/${req.httpVersion} is not served here: send HTTP/1.1`, {
-          status: 505,
-        }),
-      );
-      return false;
-    }
-    const path = target.split('?', 1)[0]!;
-    if (HEALTH_PATHS.has(path)) {
+    if (target !== undefined) req.url = target;
+    const path = target?.split('?', 1)[0];
+    if (path !== undefined && HEALTH_PATHS.has(path) && req.httpVersionMajor === 1) {
       ctx.isHealthCheck = true;
       if (req.method !== 'GET' && req.method !== 'HEAD') {
         res.setHeader('allow', 'GET, HEAD');
@@ -257,6 +244,16 @@ export function createGateway(options: GatewayOptions): Gateway {
         return false;
       }
       for (const [name, value] of Object.entries(responseCorsHeaders(origin!, cors))) res.setHeader(name, value);
+    }
+    if (target === undefined) {
+      refuse(
+        ctx,
+        new GraygateError(
+          'invalid_request',
+          'malformed request target: send /path, or http://host/path without userinfo',
+        ),
+      );
+      return false;
     }
     const limits = registry.config.limits;
     if (target.length > limits.maxUrlBytes) {

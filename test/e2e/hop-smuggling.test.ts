@@ -175,6 +175,13 @@ t.test('an absolute-form target is its path as sent; the master answers its own 
   userinfo.socket.destroy();
   t.equal(refused!.status, 400, 'userinfo in the target: 400');
   t.match(JSON.parse(refused!.body), { error: { code: 'invalid_request', message: /malformed request target/ } });
+  t.ok(refused!.headers['x-request-id'], 'with its request id, as every refusal of the gateway');
+  // A head that is refused and closed for its headers is, whatever its target (the target's 400 came first).
+  const both = await openRaw(gw.url, ['GET']);
+  both.write('GET * HTTP/1.1\r\nHost: gw\r\nHost: other\r\n\r\nGET /echo HTTP/1.1\r\nHost: gw\r\n\r\n');
+  const [first] = await both.waitFor(1);
+  t.match(JSON.parse(first!.body), { error: { message: /needs one Host header/ } });
+  await both.closed;
 });
 
 t.test('what nginx refuses in a head, and what a Connection header cannot remove (a front-proxy probe)', async (t) => {
