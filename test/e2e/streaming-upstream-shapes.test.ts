@@ -219,6 +219,16 @@ t.test('upstream shapes', async (t) => {
               `data: {"choices":[{"index":0,"delta":{"content":"b"}}],"x":${'['.repeat(100_000)}${']'.repeat(100_000)}}\n\n` +
               token('a'),
           );
+        case 'anthropic-deep-input':
+          // A tool_use block whose input nests 6 000 deep in a 12 KB event (below the depth scan's 16 KiB): the
+          // converter's JSON.stringify overflows the stack.
+          res.writeHead(200, { 'content-type': 'text/event-stream' });
+          return res.end(
+            ANTHROPIC_START +
+              `event: content_block_start\ndata: {"type":"content_block_start","index":0,"content_block":` +
+              `{"type":"tool_use","id":"t","name":"f","input":{"a":${'['.repeat(6000)}${']'.repeat(6000)}}}}\n\n` +
+              anthropicEvent('message_stop', {}),
+          );
         case 'json-error':
           res.writeHead(200, { 'content-type': 'application/json' });
           return res.end(JSON.stringify({ error: { message: 'the model is overloaded', type: 'server_error' } }));
@@ -433,6 +443,9 @@ t.test('upstream shapes', async (t) => {
       );
       t.equal(lastError(s.data).code, 'upstream_protocol_error', 'an event');
       t.match(lastError(s.data).message, /nested more than 128 levels deep/);
+      const converted = await post('claude', 'anthropic-deep-input');
+      isError(t, converted, 'upstream_protocol_error', 'a shorter event nested deeper than a converter can walk');
+      t.match(json<ErrorBody>(converted).error.message, /nested too deep to convert/);
     },
   );
 

@@ -32,6 +32,8 @@ const CLOSE_ARRAY = 0x5d;
 export interface JsonScan {
   readonly subject: string;
   values: number;
+  /** What the count of members and items covers, when it is more than this text (several texts sharing it). */
+  readonly totalSubject?: string;
 }
 
 /**
@@ -65,7 +67,7 @@ export function checkJsonLimits(
           `${subject} has an object or array with more than ${maxMembers} members (limit ${maxMembers})`,
         );
       }
-      if (++values > maxValues) throw tooManyValues(subject, maxValues);
+      if (++values > maxValues) throw tooManyValues(scan.totalSubject ?? subject, maxValues);
     } else if (c === OPEN_OBJECT || c === OPEN_ARRAY) {
       if (depth === maxDepth) {
         throw new GraygateError(
@@ -74,7 +76,7 @@ export function checkJsonLimits(
         );
       }
       commas[++depth] = 0;
-      if (++values > maxValues) throw tooManyValues(subject, maxValues);
+      if (++values > maxValues) throw tooManyValues(scan.totalSubject ?? subject, maxValues);
     } else if (c === CLOSE_OBJECT || c === CLOSE_ARRAY) {
       if (depth === 0) break; // unbalanced: not JSON
       depth--;

@@ -98,7 +98,11 @@ export function tokenCount(value: unknown): number {
  */
 const UPSTREAM_JSON_LIMITS: JsonLimits = { maxDepth: 128, maxMembers: 0xffff_ffff, maxValues: Number.MAX_SAFE_INTEGER };
 
-/** Texts shorter than this are parsed without the scan: at worst ~6 ms, and the hot path's events are far shorter. */
+/**
+ * Texts shorter than this are parsed without the scan: at worst ~6 ms, and the hot path's events are far shorter. One
+ * nested deeper than a converter can walk (~5 000 levels fit in 10 KB) overflows its JSON.stringify, which the pipeline
+ * answers as upstream_protocol_error too (pipeline.ts asConsumerError).
+ */
 const SCAN_FROM_CHARS = 16 * 1024;
 
 /**

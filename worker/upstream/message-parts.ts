@@ -1,5 +1,5 @@
 import { parseJsonExact } from '../request/exact-numbers.js';
-import { checkJsonLimits } from '../request/json-limits.js';
+import { checkJsonLimits, type JsonLimits } from '../request/json-limits.js';
 import { GraygateError } from '../../shared/errors.js';
 import {
   CHAT_REQUEST_LIMITS,
@@ -96,13 +96,19 @@ export function parseDataUrl(url: string): { mediaType: string | undefined; data
 }
 
 /**
+ * What the tool calls' arguments of one request may hold: each as much as a request body (CHAT_REQUEST_LIMITS), all
+ * together four bodies' worth of members and items (numbers in an agent's arguments add up; keys, each a new hidden
+ * class, cost ~0.2 s per 50 000 to parse, on the worker's helper thread).
+ */
+const ARGUMENTS_LIMITS: JsonLimits = { ...CHAT_REQUEST_LIMITS, maxValues: 4 * CHAT_REQUEST_LIMITS.maxValues };
+
+/**
  * Tool calls' `arguments` (JSON texts, as OpenAI sends them) as the objects
  * Ollama and Anthropic take. An empty text is `{}` (some clients send that for
  * a call without parameters); anything but a JSON object is refused. Each text
- * is held to the request body's limits (CHAT_REQUEST_LIMITS) before it is
- * parsed, and the texts of one request share one count of members and items:
- * to the body's own check they were strings, so without this 20 KB nested
- * 10 000 deep overflowed JSON.stringify's stack (a 500) and 10 MB cost seconds.
+ * is held to ARGUMENTS_LIMITS before it is parsed: to the body's own check
+ * they were strings, so 20 KB nested 10 000 deep overflowed JSON.stringify's
+ * stack (a 500) and 10 MB cost seconds.
  */
 export class ToolArguments {
   readonly #format: ConvertedFormat;
@@ -114,8 +120,12 @@ export class ToolArguments {
 
   parse(text: string, path: string): Record<string, unknown> {
     if (text.trim() === '') return {};
-    const scan = { subject: path, values: this.#values };
-    checkJsonLimits(Buffer.from(text), CHAT_REQUEST_LIMITS, scan);
+    const scan = {
+      subject: `${path}:`,
+      values: this.#values,
+      totalSubject: "the JSON of the request's tool-call arguments",
+    };
+    checkJsonLimits(Buffer.from(text), ARGUMENTS_LIMITS, scan);
     this.#values = scan.values;
     let value: unknown;
     try {

@@ -313,6 +313,11 @@ function pump(
  */
 function asConsumerError(err: unknown): unknown {
   if (isGraygateError(err)) return err;
+  // A stack overflow: JSON a converter walks (JSON.stringify of Ollama's tool-call arguments) nested thousands deep.
+  if (err instanceof RangeError)
+    return new GraygateError('upstream_protocol_error', 'the upstream sent JSON nested too deep to convert', {
+      cause: err,
+    });
   const detail = err instanceof Error ? `: ${err.message}` : '';
   return new GraygateError('upstream_protocol_error', `the upstream sent an event of an unexpected shape${detail}`, {
     cause: err,

@@ -140,7 +140,7 @@ t.test('requests Anthropic cannot express are 400s naming the field', async (t) 
           },
         ],
       },
-      /^messages\.1\.tool_calls\.0\.function\.arguments is nested more than 64 levels deep/,
+      /^messages\.1\.tool_calls\.0\.function\.arguments: is nested more than 64 levels deep/,
     ],
     // Nested keys the converter does not read are named too, never dropped (cache_control: LiteLLM's extension).
     [

@@ -13,7 +13,7 @@ import type { ChatRequest, RequestToolCall } from '../../../worker/request/chat-
 
 const NO_KEY = { model: undefined, apiKey: undefined };
 const deep = `{"a":${'['.repeat(64)}${']'.repeat(64)}}`;
-/** A tool call whose arguments hold 27 000 items: one is within a body's 50 000, two are not. */
+/** A tool call whose arguments hold 27 000 items: seven are within four bodies' 200 000, eight are not. */
 const wide = (id: string): RequestToolCall => ({
   id,
   type: 'function',
@@ -176,12 +176,12 @@ t.test('requests Ollama cannot express are 400s naming the field', async (t) => 
           user,
         ],
       },
-      /^messages\.0\.tool_calls\.0\.function\.arguments is nested more than 64 levels deep \(limit 64\)$/,
+      /^messages\.0\.tool_calls\.0\.function\.arguments: is nested more than 64 levels deep \(limit 64\)$/,
     ],
     [
-      'more members and items in the arguments of one request than a body may hold, counted over all its calls',
-      { messages: [{ role: 'assistant', tool_calls: [wide('a'), wide('b')] }, user] },
-      /^messages\.0\.tool_calls\.1\.function\.arguments has more than 50000 members and items in total/,
+      'more members and items in the arguments of one request than four bodies may hold, counted over all its calls',
+      { messages: [{ role: 'assistant', tool_calls: ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'].map(wide) }, user] },
+      /^the JSON of the request's tool-call arguments has more than 200000 members and items in total/,
     ],
     [
       'several at once',
