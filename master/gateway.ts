@@ -10,7 +10,7 @@ import type { Logger } from '../shared/log.js';
 import { chooseVersion, needsStickyKey, type RoutingFacts } from './router.js';
 import { corsVaries, corsVerdict, isPreflight, preflightHeaders, responseCorsHeaders } from './cors.js';
 import { findTopLevelUser } from './body-user.js';
-import { HOST_VALUE, originForm, readRoutingFacts } from './request-facts.js';
+import { originForm, readRoutingFacts } from './request-facts.js';
 import type { VersionRegistry } from './version-registry.js';
 import type { MasterMetrics } from './metrics.js';
 import type { Lease } from './admission.js';
@@ -25,7 +25,7 @@ import { DIRECT_HEADER, type DirectOffer } from '../shared/direct.js';
 import { WAITED_HEADER } from '../shared/ipc.js';
 import type { RelayHooks } from './relay.js';
 import { bodyParseErrorOf } from './body-parse-errors.js';
-import { LAX_HTTP_PARSER, laxParserProblem } from './http-parser.js';
+import { CONTINUE_EXPECTATION, headProblem } from './head-problems.js';
 
 // The main port's request path (SPEC §3, §4, §4a) as named steps over one
 // RequestContext, applied in order (STYLE §17):
@@ -91,50 +91,6 @@ const HEALTH_PATHS: ReadonlySet<string> = new Set(['/healthz', '/readyz']);
 const NOT_FORWARDED: ReadonlySet<string> = new Set([...HOP_BY_HOP_HEADERS, 'content-length', 'expect', DIRECT_HEADER]);
 /** Methods whose requests carry a body by definition: forwarded with `Content-Length: 0` when empty. */
 const BODY_METHODS: ReadonlySet<string> = new Set(['POST', 'PUT', 'PATCH']);
-
-/** Node's `continueExpression` (lib/_http_server.js). */
-const CONTINUE_EXPECTATION = /(?:^|\W)100-continue(?:$|\W)/i;
-
-/**
- * What Node's parser lets through and nginx refuses (SPEC §4a): an HTTP/1.1 request without a Host, with two, or
- * with a value no host has (`a b`, `evil.example/x@y`; 400, RFC 9112 §3.2), an expectation other than 100-continue
- * (417, RFC 9110 §10.1.1), a transfer-coding other than chunked (501: the master would forward the body still coded,
- * framed as plain bytes), any Transfer-Encoding on HTTP/1.0 (400: RFC 9112 §6.1 says its framing is faulty), and a
- * request line of any version but 1.0 and 1.1 (505).
- */
-function headProblem(req: IncomingMessage): GraygateError | undefined {
-  let hosts = 0;
-  const raw = req.rawHeaders;
-  if (LAX_HTTP_PARSER) {
-    const problem = laxParserProblem(raw, req.url ?? '/');
-    if (problem !== undefined) return new GraygateError('invalid_request', `malformed HTTP request: ${problem}`);
-  }
-  // Node's parser takes `HTTP/2.0` and `HTTP/0.9` in a request line with headers, and answered them as HTTP/1.1
-  // (health paths included); nginx answers 505.
-  if (req.httpVersionMajor !== 1)
-    return new GraygateError('invalid_request', `HTTP/${req.httpVersion} is not served here: send HTTP/1.1`, {
-      status: 505,
-    });
-  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 4 && raw[i]!.toLowerCase() === 'host') hosts++;
-  const isHttp11 = req.httpVersionMinor >= 1;
-  if (hosts > 1 || (hosts === 0 && isHttp11))
-    return new GraygateError('invalid_request', `an HTTP/1.1 request needs one Host header (it has ${hosts})`);
-  const host = req.headers.host;
-  if (host !== undefined && !HOST_VALUE.test(host))
-    return new GraygateError('invalid_request', 'the Host header is not a host name or address with a port');
-  // Node's own test (a `checkExpectation` request): an expectation other than 100-continue, on HTTP/1.1 only.
-  const expect = req.headers['expect'];
-  if (expect !== undefined && isHttp11 && !CONTINUE_EXPECTATION.test(expect))
-    return new GraygateError('invalid_request', 'only `Expect: 100-continue` is supported', { status: 417 });
-  const coding = req.headers['transfer-encoding'];
-  if (coding !== undefined && !isHttp11)
-    return new GraygateError('invalid_request', 'Transfer-Encoding in an HTTP/1.0 request (its framing is faulty)');
-  if (coding !== undefined && coding.trim().toLowerCase() !== 'chunked')
-    return new GraygateError('invalid_request', `Transfer-Encoding "${coding}" is not supported, only chunked`, {
-      status: 501,
-    });
-  return undefined;
-}
 
 export function createGateway(options: GatewayOptions): Gateway {
   const { registry, log, metrics, budget, isClosing } = options;

@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { GraygateError, isGraygateError, toErrorResponse } from '../../shared/errors.js';
 import { headerValue, sendError, sendJson } from '../../shared/http-headers.js';
 import { readBody } from '../../shared/body.js';
@@ -7,6 +8,8 @@ import type { MasterMetrics } from '../metrics.js';
 import type { VersionRegistry } from '../version-registry.js';
 import { isAuthorized } from './auth.js';
 import { checkAdminRequest } from './guard.js';
+import { headProblem } from '../head-problems.js';
+import { clientErrorResponse, rawErrorResponse } from '../main-server.js';
 import { gatherMetrics } from './metrics-endpoint.js';
 import type { Operations } from './operations.js';
 
@@ -117,9 +120,16 @@ export function createAdminServer(options: AdminServerOptions): Server {
   ];
 
   const hasToken = options.token !== undefined && options.token !== '';
-  return createServer((req: IncomingMessage, res: ServerResponse) => {
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     // A page that includes an answer as a script or style gets nothing run or applied (/metrics is text).
     res.setHeader('x-content-type-options', 'nosniff');
+    // The main port's head checks (SPEC §4a): two Hosts, a Host no host has, an HTTP/2.0 request line, a
+    // transfer-coding other than chunked (a gzip body was read as plain bytes), an unknown Expect; refused and closed.
+    const head = headProblem(req);
+    if (head !== undefined) return sendError(res, toErrorResponse(head), { connection: 'close' });
+    // node's parser stops at an Upgrade and drops what was pipelined after it: close after this answer.
+    if (req.headers.upgrade !== undefined && /\bupgrade\b/i.test(req.headers.connection ?? ''))
+      res.shouldKeepAlive = false;
     // SPEC §6: a web page must not reach this port (guard.ts); checked
     // before the token, so a rebinding page learns nothing.
     const forbidden = checkAdminRequest({ method: req.method, headers: req.headers, hasToken });
@@ -147,7 +157,8 @@ export function createAdminServer(options: AdminServerOptions): Server {
     for (const [method, pattern, route] of routes) {
       const match = pattern.exec(path);
       if (match === null) continue;
-      if (method !== req.method) {
+      // HEAD is a GET without the body (node leaves it out), as on the main port's health paths.
+      if (method !== req.method && !(method === 'GET' && req.method === 'HEAD')) {
         allowed.push(method);
         continue;
       }
@@ -181,4 +192,18 @@ export function createAdminServer(options: AdminServerOptions): Server {
     }
     sendError(res, toErrorResponse(new GraygateError('not_found', `no admin route for ${req.method} ${path}`)));
   });
+  // An expectation other than 100-continue: refused by headProblem above, in the API's error shape (node's own 417
+  // has an empty body).
+  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => server.emit('request', req, res));
+  // What node's parser refuses (a malformed head, one past its size, a head not sent in time): in the API's shape
+  // too, not node's bare `400 Bad Request`; a connection that is just gone is closed.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    const refusal = clientErrorResponse(err, { maxUrlBytes: Number.POSITIVE_INFINITY, headTimeoutMs: ADMIN_HEAD_MS });
+    if (refusal === undefined || !socket.writable) socket.destroy();
+    else socket.end(rawErrorResponse(refusal));
+  });
+  return server;
 }
+
+/** Node's head deadline on this port (its default headersTimeout), named in the 408 it answers. */
+const ADMIN_HEAD_MS = 60_000;

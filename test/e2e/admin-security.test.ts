@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { admin, startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
 import { httpRequest, json } from '../helpers/http.js';
 import { status } from '../helpers/wait.js';
+import { openRaw } from '../helpers/raw-http.js';
 
 // Issue 9 part 4, SPEC §6: the admin API is never reachable from a web page
 // the operator happens to visit (cross-site simple POST, DNS rebinding), and
@@ -178,4 +179,42 @@ t.test('a worker inherits its own version’s upstream key, not the other versio
     { v1: keysOf('v1'), v2: keysOf('v2'), v3: keysOf('v3'), v4: keysOf('v4') },
     { v1: ['one-5d1e'], v2: ['two-8c4b'], v3: ['one-5d1e'], v4: ['own-77aa'] },
   );
+});
+
+t.test("the admin port refuses the heads the main port does, in the API's error shape", async (t) => {
+  // A differential probe against nginx: the admin port took two Hosts, read `Transfer-Encoding: gzip, chunked` as
+  // chunked, answered HEAD with 405 and refused bad heads with node's bare `400 Bad Request` (no JSON).
+  const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } });
+  const host = new URL(gw.adminUrl).host;
+  const cases: Array<[string, string, number, RegExp]> = [
+    ['two Hosts', `GET /admin/status HTTP/1.1\r\nHost: ${host}\r\nHost: ${host}\r\n\r\n`, 400, /one Host header/],
+    [
+      'a transfer-coding other than chunked',
+      `POST /admin/reload HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/json\r\n` +
+        'Transfer-Encoding: gzip, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n',
+      501,
+      /only chunked/,
+    ],
+    ['an unknown Expect', `GET /admin/status HTTP/1.1\r\nHost: ${host}\r\nExpect: 200-ok\r\n\r\n`, 417, /100-continue/],
+    ['HTTP/2.0 in the request line', `GET /admin/status HTTP/2.0\r\nHost: ${host}\r\n\r\n`, 505, /send HTTP\/1\.1/],
+    [
+      'a head node cannot parse',
+      `GET /admin/status HTTP/1.1\r\nHost: ${host}\r\nBad Header: x\r\n\r\n`,
+      400,
+      /malformed/,
+    ],
+  ];
+  for (const [what, head, code, message] of cases) {
+    const conn = await openRaw(gw.adminUrl, ['GET']);
+    conn.write(head);
+    const [res] = await conn.waitFor(1);
+    t.equal(res!.status, code, what);
+    t.match(JSON.parse(res!.body), { error: { message } }, `${what}: in the error shape`);
+    await conn.closed;
+  }
+  const head = await openRaw(gw.adminUrl, ['HEAD']);
+  head.write(`HEAD /admin/status HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+  const [res] = await head.waitFor(1);
+  t.equal(res!.status, 200, 'HEAD is a GET without its body');
+  t.equal(res!.body, '');
 });

@@ -1,0 +1,51 @@
+import type { IncomingMessage } from 'node:http';
+import { GraygateError } from '../shared/errors.js';
+import { LAX_HTTP_PARSER, laxParserProblem } from './http-parser.js';
+import { HOST_VALUE } from './request-facts.js';
+
+// SPEC §4a: the heads both of the master's ports refuse (the main port's gateway.ts, the admin port's admin/server.ts),
+// what Node's parser lets through and nginx does not.
+
+/** Node's `continueExpression` (lib/_http_server.js). */
+export const CONTINUE_EXPECTATION = /(?:^|\W)100-continue(?:$|\W)/i;
+
+/**
+ * What Node's parser lets through and nginx refuses (SPEC §4a): an HTTP/1.1 request without a Host, with two, or
+ * with a value no host has (`a b`, `evil.example/x@y`; 400, RFC 9112 §3.2), an expectation other than 100-continue
+ * (417, RFC 9110 §10.1.1), a transfer-coding other than chunked (501: the master would forward the body still coded,
+ * framed as plain bytes), any Transfer-Encoding on HTTP/1.0 (400: RFC 9112 §6.1 says its framing is faulty), and a
+ * request line of any version but 1.0 and 1.1 (505).
+ */
+export function headProblem(req: IncomingMessage): GraygateError | undefined {
+  let hosts = 0;
+  const raw = req.rawHeaders;
+  if (LAX_HTTP_PARSER) {
+    const problem = laxParserProblem(raw, req.url ?? '/');
+    if (problem !== undefined) return new GraygateError('invalid_request', `malformed HTTP request: ${problem}`);
+  }
+  // Node's parser takes `HTTP/2.0` and `HTTP/0.9` in a request line with headers, and answered them as HTTP/1.1
+  // (health paths included); nginx answers 505.
+  if (req.httpVersionMajor !== 1)
+    return new GraygateError('invalid_request', `HTTP/${req.httpVersion} is not served here: send HTTP/1.1`, {
+      status: 505,
+    });
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 4 && raw[i]!.toLowerCase() === 'host') hosts++;
+  const isHttp11 = req.httpVersionMinor >= 1;
+  if (hosts > 1 || (hosts === 0 && isHttp11))
+    return new GraygateError('invalid_request', `an HTTP/1.1 request needs one Host header (it has ${hosts})`);
+  const host = req.headers.host;
+  if (host !== undefined && !HOST_VALUE.test(host))
+    return new GraygateError('invalid_request', 'the Host header is not a host name or address with a port');
+  // Node's own test (a `checkExpectation` request): an expectation other than 100-continue, on HTTP/1.1 only.
+  const expect = req.headers['expect'];
+  if (expect !== undefined && isHttp11 && !CONTINUE_EXPECTATION.test(expect))
+    return new GraygateError('invalid_request', 'only `Expect: 100-continue` is supported', { status: 417 });
+  const coding = req.headers['transfer-encoding'];
+  if (coding !== undefined && !isHttp11)
+    return new GraygateError('invalid_request', 'Transfer-Encoding in an HTTP/1.0 request (its framing is faulty)');
+  if (coding !== undefined && coding.trim().toLowerCase() !== 'chunked')
+    return new GraygateError('invalid_request', `Transfer-Encoding "${coding}" is not supported, only chunked`, {
+      status: 501,
+    });
+  return undefined;
+}
