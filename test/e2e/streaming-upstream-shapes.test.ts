@@ -1,4 +1,5 @@
 import t, { type Test } from 'tap';
+import { isUtf8 } from 'node:buffer';
 import { EventEmitter, once } from 'node:events';
 import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createNetServer, type Socket } from 'node:net';
@@ -228,6 +229,19 @@ t.test('upstream shapes', async (t) => {
               `event: content_block_start\ndata: {"type":"content_block_start","index":0,"content_block":` +
               `{"type":"tool_use","id":"t","name":"f","input":{"a":${'['.repeat(6000)}${']'.repeat(6000)}}}}\n\n` +
               anthropicEvent('message_stop', {}),
+          );
+        case 'json-invalid-bytes':
+          // A whole answer with bytes that are not UTF-8 in its content (0xFF, then a lone surrogate's WTF-8).
+          res.writeHead(200, { 'content-type': 'application/json' });
+          return res.end(
+            Buffer.concat([
+              Buffer.from(
+                '{"id":"c","object":"chat.completion","created":1,"model":"m",' +
+                  '"choices":[{"index":0,"message":{"role":"assistant","content":"x',
+              ),
+              Buffer.from([0xff, 0xed, 0xa0, 0x80]),
+              Buffer.from('y"},"finish_reason":"stop"}]}'),
+            ]),
           );
         case 'json-error':
           res.writeHead(200, { 'content-type': 'application/json' });
@@ -479,6 +493,19 @@ t.test('upstream shapes', async (t) => {
     t.equal(res.headers['x-ratelimit-limit-requests'], '500', 'with the rate-limit headers');
     t.equal(res.headers['x-ratelimit-reset-requests'], '120ms');
     t.equal(res.headers['openai-organization'], undefined);
+  });
+
+  t.test("a whole OpenAI answer whose bytes are not UTF-8 goes out decoded, as a stream's would", async (t) => {
+    // It went out as it came: strict decoders (Python's json.loads on bytes, serde_json) refused the answer.
+    const res = await fetch(chatUrl('v1'), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body('json-invalid-bytes', false)),
+    });
+    const bytes = Buffer.from(await res.arrayBuffer());
+    t.equal(res.status, 200);
+    t.ok(isUtf8(bytes), 'valid UTF-8');
+    t.match(JSON.parse(bytes.toString('utf8')), { choices: [{ message: { content: /^x\ufffd+y$/ } }] });
   });
 
   t.test('a whole OpenAI answer is checked before its status: errors, non-JSON and cuts get a real one', async (t) => {

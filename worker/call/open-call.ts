@@ -6,7 +6,8 @@ import { CompletionAggregator } from '../chat/aggregate.js';
 import type { PreparedCall } from './prepare.js';
 import { SseWriter } from '../chat/sse-writer.js';
 import { GraygateError } from '../../shared/errors.js';
-import { checkUpstreamJson, upstreamErrorMessage, upstreamStreamError } from '../upstream/format-adapter.js';
+import { checkUpstreamJson, cutText, upstreamErrorMessage, upstreamStreamError } from '../upstream/format-adapter.js';
+import { isUtf8 } from 'node:buffer';
 import { usageOf } from '../relay/usage-tail.js';
 import { BytesRelay } from '../relay/bytes-relay.js';
 import { SseRelay } from '../relay/sse-relay.js';
@@ -92,7 +93,7 @@ function checkedOpenAIChat(whole: Buffer): { body: Buffer; usage: AnswerUsage } 
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new GraygateError(
       'upstream_protocol_error',
-      `the upstream answered with a body that is not a JSON object: ${JSON.stringify(text.trimStart().slice(0, 40))}`,
+      `the upstream answered with a body that is not a JSON object: ${JSON.stringify(cutText(text.trimStart(), 40))}`,
     );
   }
   const answer = value as Record<string, unknown>;
@@ -101,7 +102,9 @@ function checkedOpenAIChat(whole: Buffer): { body: Buffer; usage: AnswerUsage } 
     throw new GraygateError('upstream_protocol_error', 'the upstream answered without a choices array');
   const usage = answer['usage'];
   return {
-    body: bytes,
+    // Sent as it came, unless its bytes are not UTF-8 (the JSON says so in its content-type): then as decoded, with
+    // U+FFFD for what was not, as the streamed and converted answers are (strict decoders refuse the raw bytes).
+    body: isUtf8(bytes) ? bytes : Buffer.from(text),
     usage: usageOf(typeof usage === 'object' && usage !== null ? (usage as Record<string, unknown>) : undefined),
   };
 }

@@ -143,7 +143,16 @@ export function parseUpstreamJson(data: string, bytes?: Buffer): Record<string, 
 }
 
 function preview(data: string): string {
-  return data.length > 80 ? `${data.slice(0, 80)}…` : data;
+  return data.length > 80 ? `${cutText(data, 80)}…` : data;
+}
+
+/**
+ * The first `length` UTF-16 units of `text`, one fewer when the cut would leave half a surrogate pair (an emoji):
+ * a lone surrogate, escaped in the client's JSON, is refused by strict parsers (serde_json).
+ */
+export function cutText(text: string, length: number): string {
+  const last = text.charCodeAt(length - 1);
+  return text.slice(0, last >= 0xd800 && last <= 0xdbff ? length - 1 : length);
 }
 
 /**
@@ -184,7 +193,7 @@ function messageOf(value: unknown): string | undefined {
     parts.push(loc === '' ? item['msg'] : `${loc}: ${item['msg']}`);
   }
   const joined = parts.join('; ');
-  return joined.length > MAX_DETAIL_CHARS ? `${joined.slice(0, MAX_DETAIL_CHARS)}…` : joined;
+  return joined.length > MAX_DETAIL_CHARS ? `${cutText(joined, MAX_DETAIL_CHARS)}…` : joined;
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

@@ -43,7 +43,8 @@ interface OllamaToolCall {
 
 export function convertOllamaLine(state: StreamState, _type: string, line: string, sink: ChunkSink): void {
   if (line.trim() === '') return; // blank lines between documents are harmless
-  const value = parseUpstreamJson(line);
+  // A byte-order mark before the first document (dropped before SSE events and whole answers too).
+  const value = parseUpstreamJson(!state.isRoleSent && line.charCodeAt(0) === 0xfeff ? line.slice(1) : line);
   const error = value['error'];
   if (typeof error === 'string') throw upstreamStreamError(error);
   if (!state.isRoleSent) {

@@ -173,6 +173,10 @@ t.test('ollama lines: role chunk, deltas, final chunk with done_reason and usage
     message: /model not found/,
   });
   t.throws(() => run(convertOllamaLine, [['', '{"message":']]), { code: 'upstream_protocol_error' });
+  const bom = run(convertOllamaLine, [
+    ['', '\ufeff{"model":"m","message":{"role":"assistant","content":"a"},"done":false}'],
+  ]);
+  t.same(bom.chunks.at(-1)!.choices[0]!.delta, { content: 'a' }, 'a byte-order mark before the first line is dropped');
   for (const [reason, expected] of [
     ['stop', 'stop'],
     ['length', 'length'],
@@ -304,6 +308,11 @@ t.test('anthropic events → chunks', async (t) => {
   ] as const) {
     t.equal(mapAnthropicStopReason(reason), expected, `stop_reason ${reason}`);
   }
+});
+
+t.test('an error preview never ends in half an emoji (a lone surrogate strict JSON parsers refuse)', async (t) => {
+  t.equal(upstreamErrorMessage(`${'x'.repeat(79)}😀tail`), `${'x'.repeat(79)}…`);
+  t.equal(upstreamErrorMessage(`${'x'.repeat(78)}😀tail`), `${'x'.repeat(78)}😀…`);
 });
 
 t.test('upstream error bodies of every format → their message', async (t) => {
