@@ -1,4 +1,5 @@
 import type { ChoiceLogprobs, ChunkSink, FinishReason, StreamState, TokenLogprob } from '../types.js';
+import { parseJsonExact, stringifyJsonExact } from '../request/exact-numbers.js';
 import { GraygateError } from '../../shared/errors.js';
 import {
   parseUpstreamJson,
@@ -44,7 +45,10 @@ interface OllamaToolCall {
 export function convertOllamaLine(state: StreamState, _type: string, line: string, sink: ChunkSink): void {
   if (line.trim() === '') return; // blank lines between documents are harmless
   // A byte-order mark before the first document (dropped before SSE events and whole answers too).
-  const value = parseUpstreamJson(!state.isRoleSent && line.charCodeAt(0) === 0xfeff ? line.slice(1) : line);
+  const text = !state.isRoleSent && line.charCodeAt(0) === 0xfeff ? line.slice(1) : line;
+  // Tool calls' arguments come as objects and go out as JSON text: parsed exactly, a 19-digit id or 1e400 in them
+  // is written as the model wrote it (JSON.parse rounded the one and made the other null), as requests' are.
+  const value = parseUpstreamJson(text, undefined, text.includes('"tool_calls"') ? parseJsonExact : JSON.parse);
   const error = value['error'];
   if (typeof error === 'string') throw upstreamStreamError(error);
   if (!state.isRoleSent) {
@@ -74,7 +78,7 @@ function sendToolCall(state: StreamState, call: OllamaToolCall, sink: ChunkSink)
   const args = call.function?.arguments ?? {};
   // Ollama ≥ 0.12.10 gives each call an id; older ones give none.
   const id = typeof call.id === 'string' && call.id !== '' ? call.id : syntheticToolCallId(state, state.toolCalls);
-  for (const chunk of wholeToolCallChunks(state, id, name, typeof args === 'string' ? args : JSON.stringify(args)))
+  for (const chunk of wholeToolCallChunks(state, id, name, typeof args === 'string' ? args : stringifyJsonExact(args)))
     sink.chunk(chunk);
 }
 

@@ -173,6 +173,18 @@ t.test('ollama lines: role chunk, deltas, final chunk with done_reason and usage
     message: /model not found/,
   });
   t.throws(() => run(convertOllamaLine, [['', '{"message":']]), { code: 'upstream_protocol_error' });
+  const exact = run(convertOllamaLine, [
+    [
+      '',
+      '{"model":"m","message":{"role":"assistant","content":"","tool_calls":[{"function":{"name":"f",' +
+        '"arguments":{"id":12345678901234567890,"big":1e400,"ok":1.5}}}]},"done":false}',
+    ],
+  ]);
+  t.equal(
+    exact.chunks.at(-1)!.choices[0]!.delta.tool_calls?.[0]?.function?.arguments,
+    '{"id":12345678901234567890,"big":1e400,"ok":1.5}',
+    "tool-call arguments keep numbers a double cannot hold (rounded and null before), as requests' do",
+  );
   const bom = run(convertOllamaLine, [
     ['', '\ufeff{"model":"m","message":{"role":"assistant","content":"a"},"done":false}'],
   ]);
