@@ -243,6 +243,9 @@ t.test('upstream shapes', async (t) => {
               Buffer.from('y"},"finish_reason":"stop"}]}'),
             ]),
           );
+        case 'html-page':
+          res.writeHead(200, { 'content-type': 'text/html' });
+          return res.end('<html><body>Welcome to the ingress</body></html>');
         case 'json-error':
           res.writeHead(200, { 'content-type': 'application/json' });
           return res.end(JSON.stringify({ error: { message: 'the model is overloaded', type: 'server_error' } }));
@@ -506,6 +509,24 @@ t.test('upstream shapes', async (t) => {
     t.equal(res.status, 200);
     t.ok(isUtf8(bytes), 'valid UTF-8');
     t.match(JSON.parse(bytes.toString('utf8')), { choices: [{ message: { content: /^x\ufffd+y$/ } }] });
+  });
+
+  t.test('a relayed answer (embeddings) that is an error object or no JSON object gets a real status', async (t) => {
+    // Relayed byte for byte, both went out as 200s: the client and the canary took them for answers.
+    const embed = (scenario: string): ReturnType<typeof httpRequest> =>
+      httpRequest(`${gw.url}/v1/embeddings?version=v1`, {
+        method: 'POST',
+        body: JSON.stringify({ model: 'm', input: `[shape ${scenario}]` }),
+      });
+    const error = await embed('json-error');
+    isError(t, error, 'upstream_status', 'a 200 error object');
+    t.match(json<ErrorBody>(error).error.message, /the model is overloaded/);
+    const page = await embed('html-page');
+    isError(t, page, 'upstream_protocol_error', 'an HTML page');
+    t.match(json<ErrorBody>(page).error.message, /not a JSON object: "<html>/);
+    const answer = await embed('json-answer');
+    t.equal(answer.status, 200, 'a JSON object is relayed as it came');
+    t.equal(answer.body, JSON.stringify({ id: 'c1', object: 'chat.completion' }));
   });
 
   t.test('a whole OpenAI answer is checked before its status: errors, non-JSON and cuts get a real one', async (t) => {

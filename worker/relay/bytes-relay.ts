@@ -2,12 +2,26 @@ import type { ServerResponse } from 'node:http';
 import type { BodyConsumer } from '../upstream/pipeline.js';
 import type { CallResponse } from '../call/call-response.js';
 import { UsageTail } from './usage-tail.js';
+import { GraygateError } from '../../shared/errors.js';
+import { checkUpstreamJson, upstreamErrorMessage, upstreamStreamError } from '../upstream/format-adapter.js';
+import { MAX_ERROR_BODY_BYTES } from '../upstream/pipeline.js';
 
 // A non-streamed answer of an OpenAI upstream relayed byte for byte (SPEC
 // §12: embeddings, legacy completions, the Responses API): each upstream
 // chunk is written as it arrives, with backpressure, never held whole. The
 // status goes out with the first bytes, so a failure before them still gets
 // a real HTTP status; after them the answer can only be cut (STYLE §9).
+// Those first bytes are looked at before the status goes out: an answer that
+// is no JSON object (an HTML page of a proxy in front of the model) is
+// upstream_protocol_error, and one that starts `{"error"` (a 200 carrying an
+// error) is held, up to MAX_ERROR_BODY_BYTES, and ends as the upstream's
+// error: relayed as a 200, the client and the canary took both for answers.
+
+/** What the answer's first bytes said: not yet seen (whitespace so far), an answer, an error object being held. */
+type Start = 'unknown' | 'answer' | 'error';
+
+const WHITESPACE: ReadonlySet<number> = new Set([0x20, 0x09, 0x0a, 0x0d]);
+const ERROR_START = Buffer.from('{"error"');
 
 export interface BytesRelayOptions {
   res: ServerResponse;
@@ -22,6 +36,8 @@ export class BytesRelay implements BodyConsumer, CallResponse {
   readonly #headers: Record<string, string>;
   readonly #tail = new UsageTail();
   #pending: Buffer[] = [];
+  #pendingBytes = 0;
+  #start: Start = 'unknown';
 
   constructor(options: BytesRelayOptions) {
     this.#res = options.res;
@@ -41,18 +57,36 @@ export class BytesRelay implements BodyConsumer, CallResponse {
 
   body(chunk: Buffer): void {
     this.#pending.push(chunk);
+    this.#pendingBytes += chunk.length;
     this.#tail.push(chunk);
+    if (this.#start === 'unknown')
+      this.#start = startOf(this.#pending.length === 1 ? chunk : Buffer.concat(this.#pending));
+    // Whitespace, or an error object, longer than any error body is an answer after all: relayed.
+    if (this.#start !== 'answer' && this.#pendingBytes > MAX_ERROR_BODY_BYTES) this.#start = 'answer';
   }
 
-  /** The upstream's body ended: a relayed answer has no final event to check. */
-  end(): void {}
+  /** The upstream's body ended: an error object held is the upstream's error. */
+  end(): void {
+    if (this.#start !== 'error') return;
+    const text = Buffer.concat(this.#pending).toString('utf8');
+    let error: unknown;
+    try {
+      checkUpstreamJson(text, 'the body');
+      error = (JSON.parse(text) as { error?: unknown }).error;
+    } catch {
+      error = undefined; // not JSON after all: relayed as it came
+    }
+    if (error !== undefined && error !== null) throw upstreamStreamError(upstreamErrorMessage(text));
+    this.#start = 'answer';
+  }
 
   flush(): boolean {
     const res = this.#res;
-    if (this.#pending.length === 0 || res.destroyed) return !res.writableNeedDrain;
+    if (this.#pending.length === 0 || res.destroyed || this.#start !== 'answer') return !res.writableNeedDrain;
     if (!res.headersSent) res.writeHead(200, { ...this.#headers, 'content-type': 'application/json' });
     const parts = this.#pending;
     this.#pending = [];
+    this.#pendingBytes = 0;
     let isReady = true;
     for (const part of parts) {
       this.bytesOut += part.length;
@@ -69,6 +103,7 @@ export class BytesRelay implements BodyConsumer, CallResponse {
   ping(): void {}
 
   complete(): void {
+    if (this.#start === 'unknown') this.#start = 'answer'; // empty, or whitespace only: relayed as it came
     this.flush();
     if (!this.#res.headersSent)
       this.#res.writeHead(200, { ...this.#headers, 'content-type': 'application/json', 'content-length': 0 });
@@ -82,4 +117,26 @@ export class BytesRelay implements BodyConsumer, CallResponse {
   usage(): { prompt_tokens: number; completion_tokens: number } | undefined {
     return this.#tail.usage();
   }
+}
+
+/**
+ * What an answer's first bytes say (a byte-order mark and whitespace skipped): `{"error"` is an error object to hold,
+ * any other `{` an answer, and too few bytes to tell (whitespace, or the start of `{"error"`) unknown yet; anything
+ * else throws upstream_protocol_error.
+ */
+function startOf(head: Buffer): Start {
+  let i = head[0] === 0xef && head[1] === 0xbb && head[2] === 0xbf ? 3 : 0;
+  while (i < head.length && WHITESPACE.has(head[i]!)) i++;
+  if (i === head.length) return 'unknown';
+  if (head[i] !== 0x7b /* { */) {
+    const text = head.toString('utf8', i, i + 40);
+    throw new GraygateError(
+      'upstream_protocol_error',
+      `the upstream answered with a body that is not a JSON object: ${JSON.stringify(text)}`,
+    );
+  }
+  const start = head.subarray(i, i + ERROR_START.length);
+  if (start.length < ERROR_START.length)
+    return ERROR_START.subarray(0, start.length).equals(start) ? 'unknown' : 'answer';
+  return start.equals(ERROR_START) ? 'error' : 'answer';
 }

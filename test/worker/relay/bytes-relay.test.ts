@@ -1,0 +1,59 @@
+import t from 'tap';
+import { createServer, request, type ServerResponse } from 'node:http';
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { BytesRelay } from '../../../worker/relay/bytes-relay.js';
+
+// A relayed answer's first bytes decide its status before it goes out (bytes-relay.ts): real sockets, one request per
+// case, the relay driven as the pipeline drives it (body, flush, end, complete).
+
+async function relay(chunks: string[]): Promise<{ status: number; body: string } | { thrown: unknown }> {
+  let thrown: unknown;
+  const server = createServer((_req, res: ServerResponse) => {
+    const r = new BytesRelay({ res, headers: {} });
+    try {
+      for (const chunk of chunks) {
+        r.body(Buffer.from(chunk));
+        r.flush();
+      }
+      r.end();
+      r.complete();
+    } catch (err) {
+      thrown = err;
+      res.writeHead(599).end();
+    }
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as AddressInfo).port;
+  const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+    request({ port, host: '127.0.0.1' }, (incoming) => {
+      const parts: Buffer[] = [];
+      incoming.on('data', (c: Buffer) => parts.push(c));
+      incoming.on('end', () => resolve({ status: incoming.statusCode ?? 0, body: Buffer.concat(parts).toString() }));
+    })
+      .on('error', reject)
+      .end();
+  });
+  server.close();
+  return thrown === undefined ? res : { thrown };
+}
+
+t.test('answers are relayed as they came, whitespace and a byte-order mark before them included', async (t) => {
+  t.same(await relay(['  \n', '{"data":[1]}']), { status: 200, body: '  \n{"data":[1]}' }, 'whitespace first, alone');
+  t.same(await relay(['\ufeff{"a":1}']), { status: 200, body: '\ufeff{"a":1}' });
+  t.same(await relay(['{"error":null,"data":[]}']), { status: 200, body: '{"error":null,"data":[]}' });
+  t.same(await relay(['{"e', 'rror_rate":1}']), { status: 200, body: '{"error_rate":1}' }, 'not "error", split');
+  t.same(await relay([' '.repeat(70_000), '{}']), { status: 200, body: `${' '.repeat(70_000)}{}` }, 'whitespace held');
+  t.same(await relay([]), { status: 200, body: '' });
+});
+
+t.test('an error object is the upstream error; anything but an object is a protocol error', async (t) => {
+  t.match(await relay(['{"err', 'or":{"message":"over', 'loaded"}}']), {
+    thrown: { code: 'upstream_status', message: /overloaded/ },
+  });
+  t.match(await relay(['\n', '<html>hi</html>']), {
+    thrown: { code: 'upstream_protocol_error', message: /not a JSON object: "<html>hi<\/html>"/ },
+  });
+  t.match(await relay(['[1,2]']), { thrown: { code: 'upstream_protocol_error' } });
+});
