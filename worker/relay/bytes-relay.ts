@@ -13,15 +13,16 @@ import { MAX_ERROR_BODY_BYTES } from '../upstream/pipeline.js';
 // a real HTTP status; after them the answer can only be cut (STYLE §9).
 // Those first bytes are looked at before the status goes out: an answer that
 // is no JSON object (an HTML page of a proxy in front of the model) is
-// upstream_protocol_error, and one that starts `{"error"` (a 200 carrying an
-// error) is held, up to MAX_ERROR_BODY_BYTES, and ends as the upstream's
+// upstream_protocol_error, and one whose first key is `"error"` (a 200 carrying
+// an error) is held, up to MAX_ERROR_BODY_BYTES, and ends as the upstream's
 // error: relayed as a 200, the client and the canary took both for answers.
 
 /** What the answer's first bytes said: not yet seen (whitespace so far), an answer, an error object being held. */
 type Start = 'unknown' | 'answer' | 'error';
 
 const WHITESPACE: ReadonlySet<number> = new Set([0x20, 0x09, 0x0a, 0x0d]);
-const ERROR_START = Buffer.from('{"error"');
+const ERROR_KEY = Buffer.from('"error"');
+const BOM = Buffer.from([0xef, 0xbb, 0xbf]);
 
 export interface BytesRelayOptions {
   res: ServerResponse;
@@ -120,12 +121,13 @@ export class BytesRelay implements BodyConsumer, CallResponse {
 }
 
 /**
- * What an answer's first bytes say (a byte-order mark and whitespace skipped): `{"error"` is an error object to hold,
- * any other `{` an answer, and too few bytes to tell (whitespace, or the start of `{"error"`) unknown yet; anything
- * else throws upstream_protocol_error.
+ * What an answer's first bytes say (a byte-order mark and whitespace skipped): an object whose first key is `"error"`
+ * is an error to hold, any other object an answer, and too few bytes to tell unknown yet; anything else throws
+ * upstream_protocol_error.
  */
 function startOf(head: Buffer): Start {
-  let i = head[0] === 0xef && head[1] === 0xbb && head[2] === 0xbf ? 3 : 0;
+  if (head.length < BOM.length && BOM.subarray(0, head.length).equals(head)) return 'unknown'; // a mark split
+  let i = head.subarray(0, BOM.length).equals(BOM) ? BOM.length : 0;
   while (i < head.length && WHITESPACE.has(head[i]!)) i++;
   if (i === head.length) return 'unknown';
   if (head[i] !== 0x7b /* { */) {
@@ -135,8 +137,10 @@ function startOf(head: Buffer): Start {
       `the upstream answered with a body that is not a JSON object: ${JSON.stringify(text)}`,
     );
   }
-  const start = head.subarray(i, i + ERROR_START.length);
-  if (start.length < ERROR_START.length)
-    return ERROR_START.subarray(0, start.length).equals(start) ? 'unknown' : 'answer';
-  return start.equals(ERROR_START) ? 'error' : 'answer';
+  // The first key, pretty-printed or not (`{\n  "error": …`).
+  i++;
+  while (i < head.length && WHITESPACE.has(head[i]!)) i++;
+  const key = head.subarray(i, i + ERROR_KEY.length);
+  if (key.length < ERROR_KEY.length) return ERROR_KEY.subarray(0, key.length).equals(key) ? 'unknown' : 'answer';
+  return key.equals(ERROR_KEY) ? 'error' : 'answer';
 }

@@ -120,18 +120,13 @@ export function checkUpstreamJson(text: string | Buffer, subject: string): void 
 
 /**
  * JSON.parse that turns a syntax error into upstream_protocol_error (SPEC §5: never silently dropped), after
- * checkUpstreamJson; `bytes`: the same text as bytes, when the caller holds them (spares a copy); `parse`: another
- * parser of the same grammar (parseJsonExact, for numbers a double cannot hold).
+ * checkUpstreamJson; `bytes`: the same text as bytes, when the caller holds them (spares a copy).
  */
-export function parseUpstreamJson(
-  data: string,
-  bytes?: Buffer,
-  parse: (text: string) => unknown = JSON.parse,
-): Record<string, unknown> {
+export function parseUpstreamJson(data: string, bytes?: Buffer): Record<string, unknown> {
   checkUpstreamJson(bytes ?? data, 'the upstream sent JSON that');
   let value: unknown;
   try {
-    value = parse(data);
+    value = JSON.parse(data);
   } catch {
     throw new GraygateError(
       'upstream_protocol_error',

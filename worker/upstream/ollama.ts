@@ -46,9 +46,7 @@ export function convertOllamaLine(state: StreamState, _type: string, line: strin
   if (line.trim() === '') return; // blank lines between documents are harmless
   // A byte-order mark before the first document (dropped before SSE events and whole answers too).
   const text = !state.isRoleSent && line.charCodeAt(0) === 0xfeff ? line.slice(1) : line;
-  // Tool calls' arguments come as objects and go out as JSON text: parsed exactly, a 19-digit id or 1e400 in them
-  // is written as the model wrote it (JSON.parse rounded the one and made the other null), as requests' are.
-  const value = parseUpstreamJson(text, undefined, text.includes('"tool_calls"') ? parseJsonExact : JSON.parse);
+  const value = parseUpstreamJson(text);
   const error = value['error'];
   if (typeof error === 'string') throw upstreamStreamError(error);
   if (!state.isRoleSent) {
@@ -61,7 +59,15 @@ export function convertOllamaLine(state: StreamState, _type: string, line: strin
   if (typeof content === 'string' && content !== '')
     sink.chunk(contentChunk(state, content, logprobsOf(value['logprobs'])));
   const calls = message?.tool_calls;
-  if (Array.isArray(calls)) for (const call of calls as OllamaToolCall[]) sendToolCall(state, call, sink);
+  if (Array.isArray(calls)) {
+    // Tool calls' arguments come as objects and go out as JSON text: read from the line parsed exactly, a 19-digit id
+    // or 1e400 in them is written as the model wrote it (JSON.parse rounded the one and made the other null), as
+    // requests' are. Only the arguments: every other number of the line is the plain parse's.
+    const exact = (parseJsonExact(text) as { message?: { tool_calls?: OllamaToolCall[] } }).message?.tool_calls;
+    (calls as OllamaToolCall[]).forEach((call, i) =>
+      sendToolCall(state, call, exact?.[i]?.function?.arguments ?? call.function?.arguments, sink),
+    );
+  }
   if (value['done'] === true) {
     state.isDone = true;
     state.promptTokens = tokenCount(value['prompt_eval_count']);
@@ -71,11 +77,11 @@ export function convertOllamaLine(state: StreamState, _type: string, line: strin
   }
 }
 
-function sendToolCall(state: StreamState, call: OllamaToolCall, sink: ChunkSink): void {
+function sendToolCall(state: StreamState, call: OllamaToolCall, exactArgs: unknown, sink: ChunkSink): void {
   const name = call.function?.name;
   if (typeof name !== 'string' || name === '')
     throw new GraygateError('upstream_protocol_error', 'the upstream sent a tool call without a function name');
-  const args = call.function?.arguments ?? {};
+  const args = exactArgs ?? {};
   // Ollama ≥ 0.12.10 gives each call an id; older ones give none.
   const id = typeof call.id === 'string' && call.id !== '' ? call.id : syntheticToolCallId(state, state.toolCalls);
   for (const chunk of wholeToolCallChunks(state, id, name, typeof args === 'string' ? args : stringifyJsonExact(args)))

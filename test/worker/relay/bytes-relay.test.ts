@@ -7,7 +7,7 @@ import { BytesRelay } from '../../../worker/relay/bytes-relay.js';
 // A relayed answer's first bytes decide its status before it goes out (bytes-relay.ts): real sockets, one request per
 // case, the relay driven as the pipeline drives it (body, flush, end, complete).
 
-async function relay(chunks: string[]): Promise<{ status: number; body: string } | { thrown: unknown }> {
+async function relay(chunks: Array<string | Buffer>): Promise<{ status: number; body: string } | { thrown: unknown }> {
   let thrown: unknown;
   const server = createServer((_req, res: ServerResponse) => {
     const r = new BytesRelay({ res, headers: {} });
@@ -42,6 +42,12 @@ async function relay(chunks: string[]): Promise<{ status: number; body: string }
 t.test('answers are relayed as they came, whitespace and a byte-order mark before them included', async (t) => {
   t.same(await relay(['  \n', '{"data":[1]}']), { status: 200, body: '  \n{"data":[1]}' }, 'whitespace first, alone');
   t.same(await relay(['\ufeff{"a":1}']), { status: 200, body: '\ufeff{"a":1}' });
+  const mark = Buffer.from('\ufeff');
+  t.same(
+    await relay([mark.subarray(0, 1), Buffer.concat([mark.subarray(1), Buffer.from('{"a":1}')])]),
+    { status: 200, body: '\ufeff{"a":1}' },
+    'a byte-order mark split over two reads',
+  );
   t.same(await relay(['{"error":null,"data":[]}']), { status: 200, body: '{"error":null,"data":[]}' });
   t.same(await relay(['{"e', 'rror_rate":1}']), { status: 200, body: '{"error_rate":1}' }, 'not "error", split');
   t.same(await relay([' '.repeat(70_000), '{}']), { status: 200, body: `${' '.repeat(70_000)}{}` }, 'whitespace held');
@@ -51,6 +57,9 @@ t.test('answers are relayed as they came, whitespace and a byte-order mark befor
 t.test('an error object is the upstream error; anything but an object is a protocol error', async (t) => {
   t.match(await relay(['{"err', 'or":{"message":"over', 'loaded"}}']), {
     thrown: { code: 'upstream_status', message: /overloaded/ },
+  });
+  t.match(await relay(['{\n  "error": {\n    "message": "pretty"\n  }\n}']), {
+    thrown: { code: 'upstream_status', message: /pretty/ },
   });
   t.match(await relay(['\n', '<html>hi</html>']), {
     thrown: { code: 'upstream_protocol_error', message: /not a JSON object: "<html>hi<\/html>"/ },
