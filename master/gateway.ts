@@ -25,7 +25,7 @@ import { DIRECT_HEADER, type DirectOffer } from '../shared/direct.js';
 import { WAITED_HEADER } from '../shared/ipc.js';
 import type { RelayHooks } from './relay.js';
 import { bodyParseErrorOf } from './body-parse-errors.js';
-import { CONTINUE_EXPECTATION, headProblem } from './head-problems.js';
+import { CONTINUE_EXPECTATION, headProblem, isUpgrade } from './head-problems.js';
 
 // The main port's request path (SPEC §3, §4, §4a) as named steps over one
 // RequestContext, applied in order (STYLE §17):
@@ -145,11 +145,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   // Step 1: what the head alone decides — health, request id, URL size, draining.
   function readHead(ctx: RequestContext): boolean {
     const { req, res } = ctx;
-    // An Upgrade the master does not take (it proxies no WebSocket): node's parser stops at such a request and drops
-    // what was read after it, pipelined requests included, so the connection closes after this answer instead of
-    // leaving them unanswered until the keep-alive timeout. The client sends them again on a new connection.
-    if (req.headers.upgrade !== undefined && /\bupgrade\b/i.test(req.headers.connection ?? ''))
-      res.shouldKeepAlive = false;
+    if (isUpgrade(req)) res.shouldKeepAlive = false;
     // Absolute-form is served as its path; a target of no form the master takes is refused below, after the checks
     // every refusal gets (request id, head problems that close the connection, CORS).
     const target = originForm(req.url ?? '/');

@@ -49,3 +49,12 @@ export function headProblem(req: IncomingMessage): GraygateError | undefined {
     });
   return undefined;
 }
+
+/**
+ * An Upgrade neither port takes (neither proxies a WebSocket): node's parser stops at such a request and drops what was
+ * read after it, pipelined requests included, so its connection closes after the answer instead of leaving them
+ * unanswered until the keep-alive timeout. The client sends them again on a new connection.
+ */
+export function isUpgrade(req: IncomingMessage): boolean {
+  return req.headers.upgrade !== undefined && /\bupgrade\b/i.test(req.headers.connection ?? '');
+}

@@ -39,14 +39,13 @@ export function originForm(target: string): string | undefined {
 }
 
 export function readRoutingFacts(
-  rawTarget: string,
+  target: string,
   headers: IncomingHttpHeaders,
   routing: Pick<RoutingConfig, 'query' | 'header' | 'stickyHeader' | 'stickyCookie'>,
   /** Called only when the request has no sticky key, so most requests pay for no id. */
   newId: () => string,
 ): FactsResult {
   // Absolute-form was made origin-form by the gateway (originForm below), before its health paths were matched.
-  const target = rawTarget;
   if (!target.startsWith('/')) return { ok: false, message: 'malformed request target' };
   let queryVersion: string | undefined;
   let forwardPath = target;

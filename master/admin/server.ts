@@ -8,7 +8,7 @@ import type { MasterMetrics } from '../metrics.js';
 import type { VersionRegistry } from '../version-registry.js';
 import { isAuthorized } from './auth.js';
 import { checkAdminRequest } from './guard.js';
-import { headProblem } from '../head-problems.js';
+import { headProblem, isUpgrade } from '../head-problems.js';
 import { clientErrorResponse, rawErrorResponse } from '../main-server.js';
 import { gatherMetrics } from './metrics-endpoint.js';
 import type { Operations } from './operations.js';
@@ -127,9 +127,7 @@ export function createAdminServer(options: AdminServerOptions): Server {
     // transfer-coding other than chunked (a gzip body was read as plain bytes), an unknown Expect; refused and closed.
     const head = headProblem(req);
     if (head !== undefined) return sendError(res, toErrorResponse(head), { connection: 'close' });
-    // node's parser stops at an Upgrade and drops what was pipelined after it: close after this answer.
-    if (req.headers.upgrade !== undefined && /\bupgrade\b/i.test(req.headers.connection ?? ''))
-      res.shouldKeepAlive = false;
+    if (isUpgrade(req)) res.shouldKeepAlive = false;
     // SPEC §6: a web page must not reach this port (guard.ts); checked
     // before the token, so a rebinding page learns nothing.
     const forbidden = checkAdminRequest({ method: req.method, headers: req.headers, hasToken });

@@ -6,7 +6,13 @@ import { CompletionAggregator } from '../chat/aggregate.js';
 import type { PreparedCall } from './prepare.js';
 import { SseWriter } from '../chat/sse-writer.js';
 import { GraygateError } from '../../shared/errors.js';
-import { checkUpstreamJson, cutText, upstreamErrorMessage, upstreamStreamError } from '../upstream/format-adapter.js';
+import {
+  checkUpstreamJson,
+  notJsonObject,
+  upstreamErrorMessage,
+  upstreamStreamError,
+  UTF8_BOM,
+} from '../upstream/format-adapter.js';
 import { isUtf8 } from 'node:buffer';
 import { usageOf } from '../relay/usage-tail.js';
 import { BytesRelay } from '../relay/bytes-relay.js';
@@ -81,7 +87,7 @@ function wholeAnswer(
  */
 function checkedOpenAIChat(whole: Buffer): { body: Buffer; usage: AnswerUsage } {
   // A leading byte-order mark (which fetch's json() skips) is not sent on: JSON has none (RFC 8259 §8.1).
-  const bytes = whole[0] === 0xef && whole[1] === 0xbb && whole[2] === 0xbf ? whole.subarray(3) : whole;
+  const bytes = whole.subarray(0, UTF8_BOM.length).equals(UTF8_BOM) ? whole.subarray(UTF8_BOM.length) : whole;
   checkUpstreamJson(bytes, 'the upstream answered with JSON that');
   const text = bytes.toString('utf8');
   let value: unknown;
@@ -90,12 +96,7 @@ function checkedOpenAIChat(whole: Buffer): { body: Buffer; usage: AnswerUsage } 
   } catch {
     value = undefined;
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new GraygateError(
-      'upstream_protocol_error',
-      `the upstream answered with a body that is not a JSON object: ${JSON.stringify(cutText(text.trimStart(), 40))}`,
-    );
-  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw notJsonObject(text);
   const answer = value as Record<string, unknown>;
   if (answer['error'] !== undefined && answer['error'] !== null) throw upstreamStreamError(upstreamErrorMessage(text));
   if (!Array.isArray(answer['choices']))

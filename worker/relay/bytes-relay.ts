@@ -2,8 +2,7 @@ import type { ServerResponse } from 'node:http';
 import type { BodyConsumer } from '../upstream/pipeline.js';
 import type { CallResponse } from '../call/call-response.js';
 import { UsageTail } from './usage-tail.js';
-import { GraygateError } from '../../shared/errors.js';
-import { checkUpstreamJson, upstreamErrorMessage, upstreamStreamError } from '../upstream/format-adapter.js';
+import { notJsonObject, upstreamErrorIn, UTF8_BOM } from '../upstream/format-adapter.js';
 import { MAX_ERROR_BODY_BYTES } from '../upstream/pipeline.js';
 
 // A non-streamed answer of an OpenAI upstream relayed byte for byte (SPEC
@@ -22,7 +21,6 @@ type Start = 'unknown' | 'answer' | 'error';
 
 const WHITESPACE: ReadonlySet<number> = new Set([0x20, 0x09, 0x0a, 0x0d]);
 const ERROR_KEY = Buffer.from('"error"');
-const BOM = Buffer.from([0xef, 0xbb, 0xbf]);
 
 export interface BytesRelayOptions {
   res: ServerResponse;
@@ -69,16 +67,9 @@ export class BytesRelay implements BodyConsumer, CallResponse {
   /** The upstream's body ended: an error object held is the upstream's error. */
   end(): void {
     if (this.#start !== 'error') return;
-    const text = Buffer.concat(this.#pending).toString('utf8');
-    let error: unknown;
-    try {
-      checkUpstreamJson(text, 'the body');
-      error = (JSON.parse(text) as { error?: unknown }).error;
-    } catch {
-      error = undefined; // not JSON after all: relayed as it came
-    }
-    if (error !== undefined && error !== null) throw upstreamStreamError(upstreamErrorMessage(text));
-    this.#start = 'answer';
+    const error = upstreamErrorIn(Buffer.concat(this.#pending).toString('utf8'));
+    if (error !== undefined) throw error;
+    this.#start = 'answer'; // `"error": null`, or not JSON after all: relayed as it came
   }
 
   flush(): boolean {
@@ -126,17 +117,11 @@ export class BytesRelay implements BodyConsumer, CallResponse {
  * upstream_protocol_error.
  */
 function startOf(head: Buffer): Start {
-  if (head.length < BOM.length && BOM.subarray(0, head.length).equals(head)) return 'unknown'; // a mark split
-  let i = head.subarray(0, BOM.length).equals(BOM) ? BOM.length : 0;
+  if (head.length < UTF8_BOM.length && UTF8_BOM.subarray(0, head.length).equals(head)) return 'unknown'; // a mark split
+  let i = head.subarray(0, UTF8_BOM.length).equals(UTF8_BOM) ? UTF8_BOM.length : 0;
   while (i < head.length && WHITESPACE.has(head[i]!)) i++;
   if (i === head.length) return 'unknown';
-  if (head[i] !== 0x7b /* { */) {
-    const text = head.toString('utf8', i, i + 40);
-    throw new GraygateError(
-      'upstream_protocol_error',
-      `the upstream answered with a body that is not a JSON object: ${JSON.stringify(text)}`,
-    );
-  }
+  if (head[i] !== 0x7b /* { */) throw notJsonObject(head.toString('utf8', i, i + 160));
   // The first key, pretty-printed or not (`{\n  "error": …`).
   i++;
   while (i < head.length && WHITESPACE.has(head[i]!)) i++;

@@ -32,6 +32,11 @@ class ExactNumber {
 /** stringifyJsonExact: an ExactNumber was written, its mark is to be replaced. */
 let isWritten = false;
 
+/** Whether `text` may hold a number a double cannot (false: JSON.parse reads it exactly). */
+export function mayHoldInexactNumbers(text: string): boolean {
+  return MAYBE_INEXACT.test(text);
+}
+
 /** JSON.parse, numbers a double cannot hold kept as ExactNumbers. */
 export function parseJsonExact(text: string): unknown {
   if (!MAYBE_INEXACT.test(text)) return JSON.parse(text);

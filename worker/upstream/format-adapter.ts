@@ -142,6 +142,32 @@ export function parseUpstreamJson(data: string, bytes?: Buffer): Record<string, 
   return value as Record<string, unknown>;
 }
 
+/**
+ * The upstream's error when `text` is a JSON object with an `error` that is not null (a 200 carrying one, JSON where an
+ * event stream was asked for); undefined for anything else, text that is not JSON included.
+ */
+export function upstreamErrorIn(text: string): GraygateError | undefined {
+  let error: unknown;
+  try {
+    checkUpstreamJson(text, 'the body');
+    error = (JSON.parse(text) as { error?: unknown } | null)?.error;
+  } catch {
+    return undefined;
+  }
+  return error === undefined || error === null ? undefined : upstreamStreamError(upstreamErrorMessage(text));
+}
+
+/** A whole answer that is no JSON object (an HTML page of a proxy in front of the model), named by its first bytes. */
+export function notJsonObject(text: string): GraygateError {
+  return new GraygateError(
+    'upstream_protocol_error',
+    `the upstream answered with a body that is not a JSON object: ${JSON.stringify(cutText(text.trimStart(), 40))}`,
+  );
+}
+
+/** UTF-8's byte-order mark, which some upstreams put before a JSON answer (none is sent on: RFC 8259 §8.1). */
+export const UTF8_BOM: Buffer = Buffer.from([0xef, 0xbb, 0xbf]);
+
 function preview(data: string): string {
   return data.length > 80 ? `${cutText(data, 80)}…` : data;
 }
@@ -150,7 +176,7 @@ function preview(data: string): string {
  * The first `length` UTF-16 units of `text`, one fewer when the cut would leave half a surrogate pair (an emoji):
  * a lone surrogate, escaped in the client's JSON, is refused by strict parsers (serde_json).
  */
-export function cutText(text: string, length: number): string {
+function cutText(text: string, length: number): string {
   const last = text.charCodeAt(length - 1);
   return text.slice(0, last >= 0xd800 && last <= 0xdbff ? length - 1 : length);
 }

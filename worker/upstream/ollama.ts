@@ -1,5 +1,5 @@
 import type { ChoiceLogprobs, ChunkSink, FinishReason, StreamState, TokenLogprob } from '../types.js';
-import { parseJsonExact, stringifyJsonExact } from '../request/exact-numbers.js';
+import { mayHoldInexactNumbers, parseJsonExact, stringifyJsonExact } from '../request/exact-numbers.js';
 import { GraygateError } from '../../shared/errors.js';
 import {
   parseUpstreamJson,
@@ -62,8 +62,11 @@ export function convertOllamaLine(state: StreamState, _type: string, line: strin
   if (Array.isArray(calls)) {
     // Tool calls' arguments come as objects and go out as JSON text: read from the line parsed exactly, a 19-digit id
     // or 1e400 in them is written as the model wrote it (JSON.parse rounded the one and made the other null), as
-    // requests' are. Only the arguments: every other number of the line is the plain parse's.
-    const exact = (parseJsonExact(text) as { message?: { tool_calls?: OllamaToolCall[] } }).message?.tool_calls;
+    // requests' are. Only the arguments: every other number of the line is the plain parse's. A line with no such
+    // number is not parsed twice.
+    const exact = mayHoldInexactNumbers(text)
+      ? (parseJsonExact(text) as { message?: { tool_calls?: OllamaToolCall[] } }).message?.tool_calls
+      : undefined;
     (calls as OllamaToolCall[]).forEach((call, i) =>
       sendToolCall(state, call, exact?.[i]?.function?.arguments ?? call.function?.arguments, sink),
     );

@@ -3,13 +3,7 @@ import { GraygateError, isGraygateError } from '../../shared/errors.js';
 import type { CallOutput, ChatOutput, StreamState } from '../types.js';
 import { EventDecoder } from '../sse/event-decoder.js';
 import { LineDecoder } from '../sse/line-decoder.js';
-import {
-  checkUpstreamJson,
-  upstreamErrorMessage,
-  upstreamStreamError,
-  type UpstreamAdapter,
-  type UpstreamRequest,
-} from './format-adapter.js';
+import { upstreamErrorIn, upstreamErrorMessage, type UpstreamAdapter, type UpstreamRequest } from './format-adapter.js';
 import { toUpstreamError, type UpstreamClient } from './client.js';
 import { Deadlines } from './timeouts.js';
 import type { UpstreamBody, UpstreamResponse } from './upstream-body.js';
@@ -314,7 +308,7 @@ function pump(
 function asConsumerError(err: unknown): unknown {
   if (isGraygateError(err)) return err;
   // A stack overflow: JSON a converter walks (JSON.stringify of Ollama's tool-call arguments) nested thousands deep.
-  if (err instanceof RangeError)
+  if (err instanceof RangeError && err.message.includes('call stack'))
     return new GraygateError('upstream_protocol_error', 'the upstream sent JSON nested too deep to convert', {
       cause: err,
     });
@@ -334,17 +328,12 @@ function isJson(contentType: string | string[] | undefined): boolean {
  */
 async function readJsonInsteadOfStream(body: UpstreamBody): Promise<GraygateError> {
   const text = await readBounded(body, MAX_ERROR_BODY_BYTES);
-  let error: unknown;
-  try {
-    checkUpstreamJson(text, 'the body');
-    error = (JSON.parse(text) as { error?: unknown } | null)?.error;
-  } catch {
-    // not JSON after all: no message to keep
-  }
-  if (error !== undefined && error !== null) return upstreamStreamError(upstreamErrorMessage(text));
-  return new GraygateError(
-    'upstream_protocol_error',
-    'the upstream answered a streaming request with JSON, not an event stream',
+  return (
+    upstreamErrorIn(text) ??
+    new GraygateError(
+      'upstream_protocol_error',
+      'the upstream answered a streaming request with JSON, not an event stream',
+    )
   );
 }
 
