@@ -6,6 +6,7 @@ import {
   type FinishReason,
   type StreamState,
 } from '../types.js';
+import { mayHoldInexactNumbers, parseJsonExact, stringifyJsonExact } from '../request/exact-numbers.js';
 import { GraygateError } from '../../shared/errors.js';
 import {
   parseUpstreamJson,
@@ -75,7 +76,7 @@ export function convertAnthropicEvent(state: StreamState, type: string, data: st
       return;
     }
     case 'content_block_start':
-      return startBlock(state, value, sink);
+      return startBlock(state, value, data, sink);
     case 'content_block_delta': {
       const delta = value['delta'] as { type?: unknown; text?: unknown; partial_json?: unknown } | undefined;
       if (delta?.type === 'text_delta' && typeof delta.text === 'string' && delta.text !== '')
@@ -153,7 +154,7 @@ function promptTokens(usage: AnthropicUsage | undefined): number {
   );
 }
 
-function startBlock(state: StreamState, value: Record<string, unknown>, sink: ChunkSink): void {
+function startBlock(state: StreamState, value: Record<string, unknown>, data: string, sink: ChunkSink): void {
   const block = value['content_block'] as
     { type?: unknown; text?: unknown; id?: unknown; name?: unknown; input?: unknown } | undefined;
   if (block?.type === 'text' && typeof block.text === 'string' && block.text !== '')
@@ -167,7 +168,7 @@ function startBlock(state: StreamState, value: Record<string, unknown>, sink: Ch
     throw new GraygateError('upstream_protocol_error', 'the upstream sent a tool_use block without an id or a name');
   // Anthropic starts every tool_use block with `input: {}` and streams the input as fragments; a block
   // that stops without one was called with no arguments.
-  state.inputsPending.set(index, isNonEmptyObject(block.input) ? JSON.stringify(block.input) : '{}');
+  state.inputsPending.set(index, isNonEmptyObject(block.input) ? wholeInput(block.input, data) : '{}');
   if (block.name === JSON_ANSWER_TOOL) {
     state.blocks.set(index, JSON_ANSWER_BLOCK);
     return;
@@ -175,6 +176,17 @@ function startBlock(state: StreamState, value: Record<string, unknown>, sink: Ch
   const { chunk, index: callIndex } = toolCallStartChunk(state, block.id, block.name);
   state.blocks.set(index, callIndex);
   send(state, sink, chunk);
+}
+
+/**
+ * A tool_use input given whole in its block's start (Anthropic streams it as fragments, which pass as written) as
+ * arguments text: a 19-digit id or 1e400 in it is written as the model wrote it, as Ollama's arguments are, from the
+ * event parsed exactly; an event with no such number is not parsed twice.
+ */
+function wholeInput(input: unknown, data: string): string {
+  if (!mayHoldInexactNumbers(data)) return JSON.stringify(input);
+  const exact = parseJsonExact(data) as { content_block?: { input?: unknown } };
+  return stringifyJsonExact(exact.content_block?.input ?? input);
 }
 
 /** A fragment of a tool_use block's input: an arguments fragment, or content for the JSON-mode answer. */

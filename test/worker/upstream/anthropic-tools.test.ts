@@ -445,3 +445,24 @@ t.test('a tool called without arguments gets the JSON object {}, as OpenAI sends
     'a JSON-mode answer of an empty object is the content {}',
   );
 });
+
+t.test('a whole input in the block start keeps numbers a double cannot hold, as fragments and Ollama do', async (t) => {
+  const state = createStreamState({ id: 'chatcmpl-x', created: 1, model: 'm' });
+  const chunks: ChatCompletionChunk[] = [];
+  const sink = { chunk: (c: ChatCompletionChunk): void => void chunks.push(c) };
+  const events: Array<[string, string]> = [
+    ['message_start', JSON.stringify(start)],
+    [
+      'content_block_start',
+      '{"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"toolu_x","name":"f",' +
+        '"input":{"id":12345678901234567890,"big":1e400,"ok":1.5,"s":"1e400"}}}',
+    ],
+    ['content_block_stop', '{"type":"content_block_stop","index":0}'],
+  ];
+  for (const [type, data] of events) convertAnthropicEvent(state, type, data, sink);
+  t.equal(
+    chunks.map((c) => c.choices[0]?.delta.tool_calls?.[0]?.function?.arguments ?? '').join(''),
+    '{"id":12345678901234567890,"big":1e400,"ok":1.5,"s":"1e400"}',
+    'written as the model wrote them (rounded, and null, before)',
+  );
+});
