@@ -249,6 +249,19 @@ t.test('upstream shapes', async (t) => {
         case 'json-error':
           res.writeHead(200, { 'content-type': 'application/json' });
           return res.end(JSON.stringify({ error: { message: 'the model is overloaded', type: 'server_error' } }));
+        case 'json-error-false':
+          // A server that always sends the member: `"error": false` on a good answer (a 502 before).
+          res.writeHead(200, { 'content-type': 'application/json' });
+          return res.end(
+            JSON.stringify({
+              error: false,
+              id: 'c',
+              object: 'chat.completion',
+              created: 1,
+              model: 'm',
+              choices: [{ index: 0, message: { role: 'assistant', content: 'fine' }, finish_reason: 'stop' }],
+            }),
+          );
         case 'json-answer':
           res.writeHead(200, { 'content-type': 'application/json; charset=utf-8' });
           return res.end(JSON.stringify({ id: 'c1', object: 'chat.completion' }));
@@ -536,6 +549,9 @@ t.test('upstream shapes', async (t) => {
     const sse = await post('v1', 'null-delta');
     isError(t, sse, 'upstream_protocol_error', 'an event stream where JSON was asked for');
     t.match(json<ErrorBody>(sse).error.message, /a body that is not a JSON object: "data: /);
+    const noError = await post('v1', 'json-error-false');
+    t.equal(noError.status, 200, '"error": false is no error');
+    t.match(json<{ choices: unknown }>(noError).choices, [{ message: { content: 'fine' } }]);
     const noChoices = await post('v1', 'json-answer');
     isError(t, noChoices, 'upstream_protocol_error', 'JSON without choices');
     const cut = await post('v1', 'cut-json');

@@ -7,6 +7,7 @@ import type { PreparedCall } from './prepare.js';
 import { SseWriter } from '../chat/sse-writer.js';
 import { GraygateError } from '../../shared/errors.js';
 import {
+  isError,
   checkUpstreamJson,
   notJsonObject,
   upstreamErrorMessage,
@@ -98,7 +99,7 @@ function checkedOpenAIChat(whole: Buffer): { body: Buffer; usage: AnswerUsage } 
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw notJsonObject(text);
   const answer = value as Record<string, unknown>;
-  if (answer['error'] !== undefined && answer['error'] !== null) throw upstreamStreamError(upstreamErrorMessage(text));
+  if (isError(answer['error'])) throw upstreamStreamError(upstreamErrorMessage(text));
   if (!Array.isArray(answer['choices']))
     throw new GraygateError('upstream_protocol_error', 'the upstream answered without a choices array');
   const usage = answer['usage'];

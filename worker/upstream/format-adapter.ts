@@ -143,8 +143,16 @@ export function parseUpstreamJson(data: string, bytes?: Buffer): Record<string, 
 }
 
 /**
- * The upstream's error when `text` is a JSON object with an `error` that is not null (a 200 carrying one, JSON where an
- * event stream was asked for); undefined for anything else, text that is not JSON included.
+ * Whether an answer's or event's `error` member says there is an error: anything but absent, null, false, 0 or "" (a
+ * server that always sends the member, `"error": false` on a good answer, answered a 502 before).
+ */
+export function isError(error: unknown): boolean {
+  return error !== undefined && error !== null && error !== false && error !== 0 && error !== '';
+}
+
+/**
+ * The upstream's error when `text` is a JSON object with an `error` that says there is one (isError: a 200 carrying
+ * one, JSON where an event stream was asked for); undefined for anything else, text that is not JSON included.
  */
 export function upstreamErrorIn(text: string): GraygateError | undefined {
   let error: unknown;
@@ -154,7 +162,7 @@ export function upstreamErrorIn(text: string): GraygateError | undefined {
   } catch {
     return undefined;
   }
-  return error === undefined || error === null ? undefined : upstreamStreamError(upstreamErrorMessage(text));
+  return isError(error) ? upstreamStreamError(upstreamErrorMessage(text)) : undefined;
 }
 
 /** A whole answer that is no JSON object (an HTML page of a proxy in front of the model), named by its first bytes. */

@@ -4,6 +4,7 @@ import type { ChatCompletionChunk, ChunkSink, RelayKind, StreamState } from '../
 import { GraygateError } from '../../shared/errors.js';
 import { upstreamAuthHeaders } from './auth-headers.js';
 import {
+  isError,
   parseUpstreamJson,
   requireModel,
   upstreamErrorMessage,
@@ -79,7 +80,7 @@ export function readOpenAIEvent(type: string, data: string): Record<string, unkn
   if (data.startsWith('[DONE]')) return undefined;
   if (type === 'error') throw upstreamStreamError(upstreamErrorMessage(data));
   const value = parseUpstreamJson(data);
-  if (value['error'] !== undefined && value['error'] !== null) throw upstreamStreamError(upstreamErrorMessage(data));
+  if (isError(value['error'])) throw upstreamStreamError(upstreamErrorMessage(data));
   return value;
 }
 

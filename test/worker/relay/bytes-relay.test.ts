@@ -49,6 +49,7 @@ t.test('answers are relayed as they came, whitespace and a byte-order mark befor
     'a byte-order mark split over two reads',
   );
   t.same(await relay(['{"error":null,"data":[]}']), { status: 200, body: '{"error":null,"data":[]}' });
+  t.same(await relay(['{"error":false,"data":[]}']), { status: 200, body: '{"error":false,"data":[]}' });
   t.same(await relay(['{"e', 'rror_rate":1}']), { status: 200, body: '{"error_rate":1}' }, 'not "error", split');
   t.same(await relay([' '.repeat(70_000), '{}']), { status: 200, body: `${' '.repeat(70_000)}{}` }, 'whitespace held');
   t.same(await relay([]), { status: 200, body: '' });

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { parseUpstreamJson, upstreamErrorMessage } from '../../../worker/upstream/format-adapter.js';
+import { parseUpstreamJson, upstreamErrorIn, upstreamErrorMessage } from '../../../worker/upstream/format-adapter.js';
 import { buildOpenAIRequest, convertOpenAIEvent } from '../../../worker/upstream/openai.js';
 import { buildOllamaRequest, convertOllamaLine, mapOllamaDoneReason } from '../../../worker/upstream/ollama.js';
 import {
@@ -98,6 +98,19 @@ t.test('openai events: passed through with their own text, [DONE] ends, errors a
     code: 'upstream_status',
     message: /overloaded/,
   });
+  t.throws(() => run(convertOpenAIEvent, [['message', '{"error":"overloaded","choices":[]}']]), {
+    code: 'upstream_status',
+  });
+  for (const none of ['null', 'false', '0', '""']) {
+    const event = `{"error":${none},"choices":[{"index":0,"delta":{"content":"x"}}]}`;
+    t.same(
+      run(convertOpenAIEvent, [['message', event]]).chunks.map((c) => c.choices[0]?.delta),
+      [{ content: 'x' }],
+      `"error": ${none} is no error (a server that always sends the member)`,
+    );
+    t.equal(upstreamErrorIn(event), undefined);
+  }
+  t.match(upstreamErrorIn('{"error":true}'), { code: 'upstream_status' });
 });
 
 t.test(
