@@ -217,4 +217,15 @@ t.test("the admin port refuses the heads the main port does, in the API's error 
   const [res] = await head.waitFor(1);
   t.equal(res!.status, 200, 'HEAD is a GET without its body');
   t.equal(res!.body, '');
+  // node's parser drops what follows an upgrade request: the connection ends after its answer (as the main port's
+  // does) instead of leaving the request behind it unanswered until the keep-alive timeout.
+  const upgrade = await openRaw(gw.adminUrl, ['GET', 'GET']);
+  upgrade.write(
+    `GET /admin/status HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n` +
+      `GET /admin/status HTTP/1.1\r\nHost: ${host}\r\n\r\n`,
+  );
+  const [answer] = await upgrade.waitFor(1);
+  t.same([answer!.status, answer!.headers['connection']], [200, 'close'], 'an Upgrade is answered, then closed');
+  await upgrade.closed;
+  t.equal(upgrade.responses.length, 1);
 });
