@@ -82,6 +82,10 @@ export interface Args {
   graygateRoot: string | undefined;
   /** --baseline-root: a second graygate build run beside the first in the same run, e.g. /work/before. */
   baselineRoot: string | undefined;
+  /** --node-flags: node flags for graygate's master (workers inherit them), e.g. --max-semi-space-size=1. */
+  nodeFlags: string[];
+  /** --baseline-node-flags: the same for the --baseline-root build (the same tree with and without a flag). */
+  baselineNodeFlags: string[];
   /** --cpu-prof-dir: graygate's master and workers run with --cpu-prof, profiles written there on exit. */
   cpuProfDir: string | undefined;
   /**
@@ -156,6 +160,10 @@ flags:
                         more, so that its 300 connections have reached the worker)
   --graygate-root DIR   run the graygate build in DIR (its dist/) instead of this tree
   --baseline-root DIR   compare --sse, backlog: also run the build in DIR as "graygate (before)"
+  --node-flags="F…"     compare --sse, streams --hold: node flags for graygate's master and workers
+                        (e.g. --node-flags=--max-semi-space-size=1); the mock, the proxies and the load run without
+  --baseline-node-flags="F…"  compare --sse: the same for the --baseline-root build (A/B of a flag: the same
+                        tree as both roots)
   --cpu-prof-dir DIR    graygate's master and workers, and the streaming workloads' node proxy, run with --cpu-prof; profiles in DIR/<label>/
   --memory-probe        graygate's processes dump process.memoryUsage() on SIGUSR2 (streams --hold
                         does so at the hold); --heap-snapshot adds a heap snapshot of each worker
@@ -173,6 +181,13 @@ flags:
                         (canary also takes --duration S, the longest wait for a verdict per
                         case, default 60; --tokens, default 5; --token-interval-ms, default 10)
 `;
+
+/** Node flags given as one argument, split at spaces; each must be a flag. */
+function flags(raw: string | undefined): string[] {
+  const out = (raw ?? '').split(' ').filter((f) => f !== '');
+  for (const f of out) if (!f.startsWith('-')) throw new Error(`--node-flags: ${f} is not a node flag`);
+  return out;
+}
 
 function list<T extends string>(name: string, raw: string | undefined, allowed: readonly T[]): T[] {
   if (raw === undefined) return [...allowed];
@@ -230,6 +245,8 @@ export function parseLoadtestArgs(argv: string[]): Args {
       paths: { type: 'string' },
       'graygate-root': { type: 'string' },
       'baseline-root': { type: 'string' },
+      'node-flags': { type: 'string' },
+      'baseline-node-flags': { type: 'string' },
       'cpu-prof-dir': { type: 'string' },
       'memory-probe': { type: 'boolean', default: false },
       'heap-snapshot': { type: 'boolean', default: false },
@@ -288,6 +305,8 @@ export function parseLoadtestArgs(argv: string[]): Args {
     ),
     graygateRoot: values['graygate-root'],
     baselineRoot: values['baseline-root'],
+    nodeFlags: flags(values['node-flags']),
+    baselineNodeFlags: flags(values['baseline-node-flags']),
     cpuProfDir: values['cpu-prof-dir'],
     isMemoryProbe: values['memory-probe'] === true || values['heap-snapshot'] === true,
     isHeapSnapshot: values['heap-snapshot'] === true,

@@ -13,6 +13,8 @@ import { ROOT } from './paths.js';
 const MEMORY_PROBE_ENTRY = join(ROOT, 'dist/scripts/loadtest/memory-probe.js');
 
 export interface GraygateEnvOptions {
+  /** More node flags for the master and its workers (--node-flags, --baseline-node-flags), e.g. V8 heap sizing. */
+  nodeFlags?: readonly string[] | undefined;
   /** Write a .cpuprofile per process on exit into this directory (created). */
   cpuProfDir?: string | undefined;
   /** Preload memory-probe.js, writing into this directory (created). */
@@ -30,7 +32,7 @@ export interface GraygateLaunch {
 }
 
 export function graygateLaunch(options: GraygateEnvOptions): GraygateLaunch {
-  const execArgv: string[] = [];
+  const execArgv: string[] = [...(options.nodeFlags ?? [])];
   const env: Record<string, string> = {};
   if (options.cpuProfDir !== undefined) {
     const dir = resolve(options.cpuProfDir);

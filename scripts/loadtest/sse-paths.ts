@@ -140,9 +140,14 @@ export async function startSsePaths(args: Args, progress: Progress, signal: Abor
         : args.baselineRoot === undefined
           ? 'graygate'
           : 'graygate (current)';
-    if (wanted.has('graygate')) roots.push({ key: 'graygate', root: args.graygateRoot, label });
+    const flagged = args.nodeFlags.length === 0 ? label : `${label} ${args.nodeFlags.join(' ')}`;
+    if (wanted.has('graygate')) roots.push({ key: 'graygate', root: args.graygateRoot, label: flagged });
     if (wanted.has('baseline') && args.baselineRoot !== undefined)
-      roots.push({ key: 'baseline', root: args.baselineRoot, label: 'graygate (before)' });
+      roots.push({
+        key: 'baseline',
+        root: args.baselineRoot,
+        label: `graygate (before${flagNote(args.baselineNodeFlags)})`,
+      });
     // The same build with limits.directStreams: workers write streamed answers to the client (docs/ONE-HOP.md).
     if (wanted.has('direct-streams'))
       roots.push({ key: 'direct-streams', root: args.graygateRoot, label: 'graygate, directStreams' });
@@ -150,14 +155,16 @@ export async function startSsePaths(args: Args, progress: Progress, signal: Abor
       roots.push({
         key: 'baseline-direct-streams',
         root: args.baselineRoot,
-        label: 'graygate (before), directStreams',
+        label: `graygate (before${flagNote(args.baselineNodeFlags)}), directStreams`,
       });
     for (const r of roots) {
       const entries = buildEntries(r.root);
       progress.phase(
         `starting ${r.label} from ${entries.root} (master + ${args.instances} worker${args.instances === 1 ? '' : 's'} → the mock)`,
       );
+      const isBaseline = r.key === 'baseline' || r.key === 'baseline-direct-streams';
       const launch = graygateLaunch({
+        nodeFlags: isBaseline ? args.baselineNodeFlags : args.nodeFlags,
         cpuProfDir: args.cpuProfDir === undefined ? undefined : join(args.cpuProfDir, r.key),
       });
       const gateway = await startGateway({
@@ -318,4 +325,9 @@ export async function startSmallTargets(
     await stop();
     throw err;
   }
+}
+
+/** ", --max-semi-space-size=1" for a label, or nothing. */
+function flagNote(flags: readonly string[]): string {
+  return flags.length === 0 ? '' : `, ${flags.join(' ')}`;
 }

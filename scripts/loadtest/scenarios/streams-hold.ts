@@ -62,7 +62,12 @@ export const runStreamsHold: Scenario = async (ctx) => {
       limits: { maxSocketsPerWorker: maxSockets, ...(args.isDirectStreams ? { directStreams: true } : {}) },
       logLevel: args.logLevel,
       root: entries.root,
-      ...graygateLaunch({ cpuProfDir: args.cpuProfDir, memoryProbeDir: probeDir, isHeapSnapshot: args.isHeapSnapshot }),
+      ...graygateLaunch({
+        nodeFlags: args.nodeFlags,
+        cpuProfDir: args.cpuProfDir,
+        memoryProbeDir: probeDir,
+        isHeapSnapshot: args.isHeapSnapshot,
+      }),
       signal,
     });
     stops.push(gw.stop);
