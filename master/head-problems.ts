@@ -14,7 +14,7 @@ export const CONTINUE_EXPECTATION = /(?:^|\W)100-continue(?:$|\W)/i;
  * with a value no host has (`a b`, `evil.example/x@y`; 400, RFC 9112 §3.2), an expectation other than 100-continue
  * (417, RFC 9110 §10.1.1), a transfer-coding other than chunked (501: the master would forward the body still coded,
  * framed as plain bytes), any Transfer-Encoding on HTTP/1.0 (400: RFC 9112 §6.1 says its framing is faulty), and a
- * request line of any version but 1.0 and 1.1 (505).
+ * request line of any version but 1.0 and 1.1 (505), and a body with a content coding (415).
  */
 export function headProblem(req: IncomingMessage): GraygateError | undefined {
   let hosts = 0;
@@ -47,7 +47,28 @@ export function headProblem(req: IncomingMessage): GraygateError | undefined {
     return new GraygateError('invalid_request', `Transfer-Encoding "${coding}" is not supported, only chunked`, {
       status: 501,
     });
+  // A coded body (gzip, br): neither the master (the sticky `user`) nor a worker decodes one, so a gzipped prompt was a
+  // 400 naming its binary bytes, and a body labelled `br` but sent plain was read as plain (RFC 9110 §15.5.16: 415).
+  const contentCoding = req.headers['content-encoding'];
+  if (contentCoding !== undefined && hasBody(req) && !IDENTITY.test(contentCoding))
+    return new GraygateError(
+      'invalid_request',
+      `Content-Encoding "${contentCoding}" is not supported: send the body as is`,
+      {
+        status: 415,
+        shouldRetry: false,
+      },
+    );
   return undefined;
+}
+
+/** No coding: `identity` or nothing (RFC 9110 §8.4.1). */
+const IDENTITY = /^\s*(?:identity)?\s*$/i;
+
+/** A body is framed: chunked, or a Content-Length other than 0. */
+function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
 
 /**

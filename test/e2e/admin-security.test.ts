@@ -195,6 +195,13 @@ t.test("the admin port refuses the heads the main port does, in the API's error 
       501,
       /only chunked/,
     ],
+    [
+      'a coded body',
+      `POST /admin/reload HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/json\r\n` +
+        'Content-Encoding: gzip\r\nContent-Length: 2\r\n\r\n{}',
+      415,
+      /Content-Encoding "gzip" is not supported/,
+    ],
     ['an unknown Expect', `GET /admin/status HTTP/1.1\r\nHost: ${host}\r\nExpect: 200-ok\r\n\r\n`, 417, /100-continue/],
     ['HTTP/2.0 in the request line', `GET /admin/status HTTP/2.0\r\nHost: ${host}\r\n\r\n`, 505, /send HTTP\/1\.1/],
     [

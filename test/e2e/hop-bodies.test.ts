@@ -266,6 +266,22 @@ t.test('the request hop on the main port', async (t) => {
     t.equal(gzip.status, 501, 'a transfer-coding the master would forward still coded');
     t.equal(errorOf(gzip.body).code, 'invalid_request');
     t.equal(gzip.headers['connection'], 'close');
+    // A coded body: a gzipped prompt was a 400 naming its binary bytes; one labelled br but sent plain was read as
+    // plain. Without a body the label is harmless.
+    for (const coding of ['gzip', 'br', 'identity, gzip']) {
+      const coded = await rawRequest(
+        gw.url,
+        `POST /echo HTTP/1.1\r\nHost: gw\r\nContent-Encoding: ${coding}\r\nContent-Length: 2\r\n\r\n{}`,
+        'POST',
+      );
+      t.equal(coded.status, 415, `Content-Encoding: ${coding}`);
+      t.match(errorOf(coded.body), { code: 'invalid_request', message: /Content-Encoding .* is not supported/ });
+      t.equal(coded.headers['connection'], 'close');
+    }
+    const plain = 'POST /echo HTTP/1.1\r\nHost: gw\r\nContent-Encoding: identity\r\nContent-Length: 2\r\n\r\n{}';
+    t.equal((await rawRequest(gw.url, plain, 'POST')).status, 200, 'identity is no coding');
+    const empty = 'GET /echo HTTP/1.1\r\nHost: gw\r\nContent-Encoding: gzip\r\n\r\n';
+    t.equal((await rawRequest(gw.url, empty)).status, 200, 'no body, nothing coded');
     const connect = await rawRequest(gw.url, 'CONNECT 127.0.0.1:9 HTTP/1.1\r\nHost: 127.0.0.1:9\r\n\r\n');
     t.equal(connect.status, 400, 'CONNECT is answered, not dropped');
     t.match(errorOf(connect.body).message, /not a forward proxy/);
