@@ -37,38 +37,54 @@ function isSpace(byte: number | undefined): boolean {
 /** Bodies above this are not scanned (the request gets a fresh sticky cookie): bounds the master's work per request. */
 const MAX_SCANNED_BODY_BYTES = 4 * 1024 * 1024;
 
+/** What the master reads of a JSON body's top level: `user` (a sticky key) and `stream` (how its answer is timed). */
+export interface TopLevelFacts {
+  /** The top-level `user` string, if one (not empty, at most MAX_USER_KEY_CHARS). */
+  user: string | undefined;
+  /** The top-level `stream`, when it is true or false. */
+  stream: boolean | undefined;
+  /** The body opens a JSON object (and was not too long to scan). */
+  isObject: boolean;
+}
+
+const STREAM_KEY = Buffer.from('stream');
+const TRUE = Buffer.from('true');
+const FALSE = Buffer.from('false');
+
 /** The top-level `user` string of a JSON object body, or undefined. */
 export function findTopLevelUser(body: Buffer): string | undefined {
-  if (body.length > MAX_SCANNED_BODY_BYTES) return undefined;
+  return scanTopLevel(body).user;
+}
+
+/** The top-level `user` and `stream` members of a JSON object body (nothing for anything else). */
+export function scanTopLevel(body: Buffer): TopLevelFacts {
+  const facts: TopLevelFacts = { user: undefined, stream: undefined, isObject: false };
+  if (body.length > MAX_SCANNED_BODY_BYTES) return facts;
   let depth = 0;
   let at = 0;
   const length = body.length;
   while (at < length && isSpace(body[at])) at++;
-  if (body[at] !== 0x7b /* { */) return undefined;
+  if (body[at] !== 0x7b /* { */) return facts;
+  facts.isObject = true;
   while (at < length) {
     const byte = body[at]!;
     if (byte === QUOTE) {
       const end = stringEnd(body, at);
-      if (end === -1) return undefined;
-      if (
-        depth === 1 &&
-        end - at - 1 === USER_KEY.length &&
-        body.compare(USER_KEY, 0, USER_KEY.length, at + 1, end) === 0
-      ) {
+      if (end === -1) return facts;
+      if (depth === 1 && (isKey(body, at, end, USER_KEY) || isKey(body, at, end, STREAM_KEY))) {
         let next = end + 1;
         while (next < length && isSpace(body[next])) next++;
         if (body[next] === COLON) {
           next++;
           while (next < length && isSpace(body[next])) next++;
-          if (body[next] !== QUOTE) return undefined; // `user` is not a string
-          const valueEnd = stringEnd(body, next);
-          if (valueEnd === -1 || valueEnd - next - 1 > MAX_USER_KEY_CHARS * 6) return undefined;
-          try {
-            const value = JSON.parse(body.toString('utf8', next, valueEnd + 1)) as string;
-            return value === '' || value.length > MAX_USER_KEY_CHARS ? undefined : value;
-          } catch {
-            return undefined;
+          if (end - at - 1 === STREAM_KEY.length) {
+            if (startsWith(body, next, TRUE)) facts.stream = true;
+            else if (startsWith(body, next, FALSE)) facts.stream = false;
+          } else {
+            facts.user = userValue(body, next);
           }
+          at = next;
+          continue;
         }
       }
       at = end + 1;
@@ -78,5 +94,26 @@ export function findTopLevelUser(body: Buffer): string | undefined {
     else if (byte === 0x7d || byte === 0x5d) depth--;
     at++;
   }
-  return undefined;
+  return facts;
+}
+
+function isKey(body: Buffer, open: number, close: number, key: Buffer): boolean {
+  return close - open - 1 === key.length && body.compare(key, 0, key.length, open + 1, close) === 0;
+}
+
+function startsWith(body: Buffer, at: number, literal: Buffer): boolean {
+  return body.compare(literal, 0, literal.length, at, Math.min(body.length, at + literal.length)) === 0;
+}
+
+/** The `user` string starting at `at` (its opening quote), or undefined: not a string, empty, or too long for a key. */
+function userValue(body: Buffer, at: number): string | undefined {
+  if (body[at] !== QUOTE) return undefined; // `user` is not a string
+  const valueEnd = stringEnd(body, at);
+  if (valueEnd === -1 || valueEnd - at - 1 > MAX_USER_KEY_CHARS * 6) return undefined;
+  try {
+    const value = JSON.parse(body.toString('utf8', at, valueEnd + 1)) as string;
+    return value === '' || value.length > MAX_USER_KEY_CHARS ? undefined : value;
+  } catch {
+    return undefined;
+  }
 }

@@ -9,7 +9,7 @@ import { workerIdleTimeoutMsFor } from '../shared/config.js';
 import type { Logger } from '../shared/log.js';
 import { chooseVersion, needsStickyKey, type RoutingFacts } from './router.js';
 import { corsVaries, corsVerdict, isPreflight, preflightHeaders, responseCorsHeaders } from './cors.js';
-import { findTopLevelUser } from './body-user.js';
+import { scanTopLevel } from './body-user.js';
 import { originForm, readRoutingFacts } from './request-facts.js';
 import type { VersionRegistry } from './version-registry.js';
 import type { MasterMetrics } from './metrics.js';
@@ -262,6 +262,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     }
     ctx.version = decision.version;
     ctx.group = group;
+    ctx.isPinned = decision.reason === 'query' || decision.reason === 'header';
     ctx.res.setHeader('x-graygate-version', decision.version);
     if (decision.setCookie !== undefined) ctx.res.setHeader('set-cookie', decision.setCookie);
     return true;
@@ -288,11 +289,14 @@ export function createGateway(options: GatewayOptions): Gateway {
       (body) => {
         ctx.body = body;
         ctx.budgetBytes = body.length;
+        ctx.bodyReadAtMs = now();
         if (ctx.phase === 'done') return releaseBody(ctx);
+        const top = body.length === 0 ? undefined : scanTopLevel(body);
+        if (top !== undefined) ctx.asksStream = top.isObject ? top.stream === true : undefined;
         const deferred = ctx.deferredFacts;
         if (deferred !== undefined) {
           ctx.deferredFacts = undefined;
-          if (!choose(ctx, { ...deferred, stickyBody: findTopLevelUser(body) })) return;
+          if (!choose(ctx, { ...deferred, stickyBody: top?.user })) return;
         }
         admit(ctx);
       },

@@ -44,6 +44,18 @@ export class RequestContext {
   proxyRes: IncomingMessage | undefined = undefined;
   /** The worker answered `text/event-stream`: errors after the status become a final SSE event. */
   isEventStream = false;
+  /**
+   * performance.now() when the whole body was read, ms (the arrival until then): the canary's latencies count from
+   * here, so a client that sends its body slowly cannot make a version look slow.
+   */
+  bodyReadAtMs: number;
+  /**
+   * The body asked for a stream (`"stream": true`), or not (no body, or a JSON object without it); undefined when the
+   * master cannot tell (not a JSON object, or too long to scan). How a request its client gave up on is judged.
+   */
+  asksStream: boolean | undefined = false;
+  /** Routed by `?version=` or the version header: served, counted in metrics, not judged by a canary. */
+  isPinned = false;
   /** performance.now() when the first content event was relayed (streams), ms; 0 until then. */
   firstContentAtMs = 0;
   /** performance.now() when the worker's response headers arrived, ms; 0 until then. */
@@ -80,6 +92,7 @@ export class RequestContext {
     this.req = req;
     this.res = res;
     this.startedAtMs = nowMs;
+    this.bodyReadAtMs = nowMs;
     this.socketBytesAtStart = req.socket.bytesWritten;
   }
 

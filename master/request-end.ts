@@ -19,6 +19,11 @@ import { socketErrorCodeOf } from './socket-errors.js';
 export interface OutcomeSink {
   /** firstTokenMs for streams, responseMs for the rest; NaN where there is none. */
   record(version: string, isError: boolean, firstTokenMs: number, responseMs: number): void;
+  /**
+   * A request its client gave up on before its first token (a stream) or its answer, after waiting this long: the
+   * least that would have taken.
+   */
+  recordWait(version: string, isStream: boolean, atLeastMs: number): void;
 }
 
 export interface RequestEndOptions {
@@ -187,8 +192,8 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
     // Given up before any answer: how long it waited is the least its answer would have taken (time to headers).
     if (isAbandoned && status === 0 && ctx.version !== undefined)
       metrics.observeHeaderLatency(ctx.version, (endMs - ctx.startedAtMs) / 1000);
-    if (options.outcomes !== undefined && ctx.version !== undefined && (status !== 0 || isAbandoned))
-      recordOutcome(options.outcomes, ctx, status, error !== undefined, isAborted, endMs);
+    if (options.outcomes !== undefined && ctx.version !== undefined && !ctx.isPinned)
+      recordOutcome(options.outcomes, ctx, status, error, isAborted, endMs);
     const line: Record<string, unknown> = {
       reqId: ctx.reqId,
       version: ctx.version,
@@ -232,29 +237,38 @@ function errorKind(status: number, isStreamFailed: boolean, isAbandoned: boolean
 }
 
 /**
- * SPEC §11: an error is a 5xx (the worker's, or the master's own refusal routed
- * to the version) or a stream that ended with an error event after its 200;
- * and a request its client gave up on before any answer came (a version that
- * leaves requests hanging would otherwise be judged on the ones it answered).
- * Latencies only of answers that succeeded: streams' first content event,
- * other answers' end; a client that left takes its latency with it.
+ * SPEC §11: an error is a 5xx (the worker's, or the master's own refusal routed to the version) or a stream that ended
+ * with an error event after its 200. Latencies only of answers that succeeded, from the moment the body was read:
+ * streams' first content event, other answers' end. Judged on the traffic the weights route: requests pinned to a
+ * version are not recorded (the caller), nor 4xx answers (the request's fault: a client's malformed requests would
+ * dilute a version's error rate). A request its client gave up on is no error (one client closing a few connections
+ * rolled any canary back within a second): it enters the first-token test (a stream) or the response-time test as
+ * a wait, an exceedance only if it waited past the test's limit, and otherwise left out. So a version that leaves
+ * requests hanging until their clients give up is still rolled back, and clients that leave early change nothing.
  */
 function recordOutcome(
   sink: OutcomeSink,
   ctx: RequestContext,
   status: number,
-  isError: boolean,
+  error: ErrorKind | undefined,
   isAborted: boolean,
   endMs: number,
 ): void {
+  if (error === 'abandoned') {
+    // Its kind: the worker's answer, if it had begun one; else what the body asked for (unknown: not judged).
+    const isStream = ctx.headersAtMs > 0 ? ctx.isEventStream : ctx.asksStream;
+    if (isStream !== undefined) sink.recordWait(ctx.version!, isStream, endMs - ctx.bodyReadAtMs);
+    return;
+  }
+  if (status === 0 || (status >= 400 && status < 500)) return;
   let firstTokenMs = NaN;
   let responseMs = NaN;
-  if (!isError && status < 400) {
+  if (error === undefined && status < 400) {
     if (ctx.isEventStream) {
-      if (ctx.firstContentAtMs > 0) firstTokenMs = ctx.firstContentAtMs - ctx.startedAtMs;
+      if (ctx.firstContentAtMs > 0) firstTokenMs = ctx.firstContentAtMs - ctx.bodyReadAtMs;
     } else if (!isAborted) {
-      responseMs = endMs - ctx.startedAtMs;
+      responseMs = endMs - ctx.bodyReadAtMs;
     }
   }
-  sink.record(ctx.version!, isError, firstTokenMs, responseMs);
+  sink.record(ctx.version!, error !== undefined, firstTokenMs, responseMs);
 }

@@ -146,6 +146,12 @@ export class CanaryController {
     tally.record(isError, firstTokenMs, responseMs);
   }
 
+  /** A request of either version its client gave up on before its first token or answer, after waiting this long. */
+  recordWait(version: string, isStream: boolean, atLeastMs: number): void {
+    if (!this.isActive) return;
+    (version === this.plan.canary ? this.outcomes.canary : this.outcomes.baseline).recordWait(isStream, atLeastMs);
+  }
+
   /** Judges the current step; moves on, ends, or waits. */
   tick(nowMs: number): void {
     if (!this.isActive) return;

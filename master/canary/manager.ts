@@ -183,6 +183,10 @@ export class CanaryManager {
     this.#watching.get(version)?.record(version, isError, firstTokenMs, responseMs);
   }
 
+  recordWait(version: string, isStream: boolean, atLeastMs: number): void {
+    this.#watching.get(version)?.recordWait(version, isStream, atLeastMs);
+  }
+
   /** Stops judging (the master is shutting down; the file's weights apply at the next start). */
   close(): void {
     clearInterval(this.#timer);

@@ -13,6 +13,10 @@ class OutcomeTally {
   errors = 0;
   readonly firstTokenMs = new LatencySketch();
   readonly responseMs = new LatencySketch();
+  /** Streams whose client gave up before their first token: how long each waited, the least its first token took. */
+  readonly firstTokenWaitsMs = new LatencySketch();
+  /** The same of other requests given up on before their answer. */
+  readonly responseWaitsMs = new LatencySketch();
 
   record(isError: boolean, firstTokenMs: number, responseMs: number): void {
     this.requests++;
@@ -21,11 +25,17 @@ class OutcomeTally {
     if (responseMs >= 0) this.responseMs.record(responseMs);
   }
 
+  recordWait(isStream: boolean, atLeastMs: number): void {
+    if (atLeastMs >= 0) (isStream ? this.firstTokenWaitsMs : this.responseWaitsMs).record(atLeastMs);
+  }
+
   merge(other: OutcomeTally): void {
     this.requests += other.requests;
     this.errors += other.errors;
     this.firstTokenMs.merge(other.firstTokenMs);
     this.responseMs.merge(other.responseMs);
+    this.firstTokenWaitsMs.merge(other.firstTokenWaitsMs);
+    this.responseWaitsMs.merge(other.responseWaitsMs);
   }
 
   reset(): void {
@@ -33,6 +43,8 @@ class OutcomeTally {
     this.errors = 0;
     this.firstTokenMs.reset();
     this.responseMs.reset();
+    this.firstTokenWaitsMs.reset();
+    this.responseWaitsMs.reset();
   }
 }
 
@@ -62,11 +74,13 @@ export class CanaryOutcomes {
         baseline: baseline.firstTokenMs,
         canary: canary.firstTokenMs,
         baselinePreviousSteps: previous.firstTokenMs,
+        canaryWaits: canary.firstTokenWaitsMs,
       },
       responseMs: {
         baseline: baseline.responseMs,
         canary: canary.responseMs,
         baselinePreviousSteps: previous.responseMs,
+        canaryWaits: canary.responseWaitsMs,
       },
     };
   }

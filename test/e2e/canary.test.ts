@@ -1,10 +1,12 @@
 import t from 'tap';
 import { performance } from 'node:perf_hooks';
 import { admin, startGateway, TEST_WORKER_ENTRY, type Gateway } from '../helpers/gateway.js';
-import { canaryOf, status } from '../helpers/wait.js';
+import { canaryOf, pollPause, status } from '../helpers/wait.js';
 import type { CanaryStatus } from '../../master/canary/controller.js';
 import { drive } from '../helpers/load.js';
-import { scrape } from '../helpers/metrics.js';
+import { scrape, scrapeUntil } from '../helpers/metrics.js';
+import { httpRequest } from '../helpers/http.js';
+import { openRaw, rawRequest } from '../helpers/raw-http.js';
 import { runCli } from '../helpers/cli.js';
 
 /** The admin API call, under a name the CLI test's `admin` flags do not shadow. */
@@ -160,15 +162,16 @@ t.test('canaries', async (t) => {
   });
 
   t.test('a canary that leaves a third of its requests hanging is rolled back: the clients gave up', async (t) => {
-    // Its clients time out, as SDKs do: the requests they gave up on are the canary's errors. Judged only on
-    // the requests it answered, it was promoted with an error rate of 0.
+    // Its clients time out, as SDKs do: each request they gave up on waited longer than the limit, the least its
+    // answer would have taken (judged only on the requests it answered, it was promoted). Not as errors: one client
+    // closing a few connections then rolled any canary back.
     const body = { steps: [50, 100], stepMs: 200, minRequests: 40, criteria: { firstTokenP99: false } };
     t.equal((await admin(gw, 'POST', '/admin/versions/hang/canary', body)).status, 202);
-    const { final, load, seconds } = await runToEnd(gw, 'hang', '/slow?ms=0', 16, 4000, 1000);
+    const { final, load, seconds } = await runToEnd(gw, 'hang', '/slow?ms=0', 16, 4000, 250);
     t.equal(final.state, 'rolled_back', final.reason);
     t.ok(
-      final.decisions.some((d) => d.metric === 'error_rate' && d.verdict === 'fail'),
-      'the error-rate test rejected',
+      final.decisions.some((d) => d.metric === 'response_time_p99' && d.verdict === 'fail'),
+      'the response-time test rejected, on the waits',
     );
     t.ok((load.byStatus.get(0) ?? 0) > 0, 'clients gave up');
     t.same((await weights()).hang, 0);
@@ -302,4 +305,63 @@ t.test('canaries', async (t) => {
     t.match(c.reason, /reloaded/);
     t.same(await weights(), { base: 100, good: 0, bad: 0, slow: 0, hang: 0, idle: 0 }, 'the file’s weights');
   });
+
+  t.test(
+    'what a client sends does not decide a canary: give-ups, pinned and refused requests, a slow body',
+    async (t) => {
+      // A probe as an attacker: closing seven connections rolled any canary back within a second (they were its
+      // errors), requests pinned to it or refused for their own fault counted as its requests, and a body sent slowly
+      // counted as its latency.
+      const plan = { baseline: 'base', steps: [50, 100], stepMs: 600_000, minRequests: 100_000 };
+      t.equal((await admin(gw, 'POST', '/admin/versions/good/canary', plan)).status, 202);
+      const users: string[] = [];
+      for (let i = 0; users.length < 4 && i < 200; i++) {
+        const res = await httpRequest(`${gw.url}/slow?ms=0`, { headers: { 'x-user-id': `probe-${i}` } });
+        if (res.headers['x-graygate-version'] === 'good') users.push(`probe-${i}`);
+      }
+      t.equal(users.length, 4, 'four users the weights send to the canary (each answered: 4 canary requests)');
+      // 24 clients that give up after 50 ms, half of them pinned with ?version=.
+      const gaveUp = Array.from({ length: 24 }, (_, i) =>
+        fetch(`${gw.url}/slow?ms=60000${i % 2 === 0 ? '&version=good' : ''}`, {
+          headers: { 'x-user-id': users[i % 4]! },
+          signal: AbortSignal.timeout(50),
+        }).catch(() => undefined),
+      );
+      await Promise.all(gaveUp);
+      await scrapeUntil(
+        gw,
+        (s) => s.sum('graygate_request_errors_total', { version: 'good', kind: 'abandoned' }) >= 24,
+        'the master saw the 24 clients leave',
+      );
+      for (const user of users) {
+        const head = `POST /echo HTTP/1.1\r\nHost: gw\r\nx-user-id: ${user}\r\nContent-Length: 99999999999\r\n\r\n`;
+        t.equal((await rawRequest(gw.url, head, 'POST')).status, 413, 'refused for its own fault');
+      }
+      // Four bodies sent with a pause of 1.5 s (the clients'): the version answers each at once.
+      const slow = await Promise.all(users.map(() => openRaw(gw.url, ['POST'])));
+      t.teardown(() => slow.forEach((conn) => conn.socket.destroy()));
+      slow.forEach((conn, i) =>
+        conn.write(`POST /echo HTTP/1.1\r\nHost: gw\r\nx-user-id: ${users[i]!}\r\nContent-Length: 2\r\n\r\n{`),
+      );
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      for (const conn of slow) conn.write('}');
+      for (const conn of slow) t.equal((await conn.waitFor(1))[0]!.status, 200);
+      let c = await canaryOf(gw, 'good');
+      const judged = (metric: string) => c.decisions.filter((d) => d.metric === metric).at(-1);
+      // Until a tick has judged all 8 (bounded: a count that never gets there fails below, with the decision).
+      for (let i = 0; i < 1000 && (judged('error_rate')?.canary.n ?? 0) < 8; i++) {
+        await pollPause();
+        c = await canaryOf(gw, 'good');
+      }
+      t.equal(c.state, 'running', c.reason);
+      t.same(
+        judged('error_rate')!.canary,
+        { n: 8, value: 0 },
+        'the 4 probes and the 4 slow bodies: no give-up, pin or 413',
+      );
+      // Its p99 (of 8: the 7th) is a slow body's: under the pause only if timed from the end of the body, not the head.
+      t.ok(judged('response_time_p99')!.canary.value! < 1000, 'timed from the end of the body, not the head');
+      t.equal((await admin(gw, 'DELETE', '/admin/versions/good/canary')).status, 200);
+    },
+  );
 });

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { findTopLevelUser, MAX_USER_KEY_CHARS } from '../../master/body-user.js';
+import { findTopLevelUser, MAX_USER_KEY_CHARS, scanTopLevel } from '../../master/body-user.js';
 
 // The body's `user` as a sticky key (issue 12 part 5): only the top-level string member counts.
 
@@ -36,4 +36,25 @@ t.test('a large chat body: the member after a long history is found', async (t) 
   }));
   const body = Buffer.from(JSON.stringify({ model: 'm', messages, user: 'carol' }));
   t.equal(findTopLevelUser(body), 'carol');
+});
+
+t.test('scanTopLevel: `stream` too, which times a request its client gives up on (SPEC §11)', async (t) => {
+  const cases: Array<[string, boolean | undefined, boolean]> = [
+    ['{"model":"m","stream":true,"messages":[]}', true, true],
+    ['{"messages":[{"stream":true}],"stream" : false}', false, true],
+    ['{"messages":[{"content":"\\"stream\\":true"}]}', undefined, true],
+    ['{"stream":"true"}', undefined, true],
+    ['{"options":{"stream":true}}', undefined, true],
+    ['["stream",true]', undefined, false],
+    ['not json', undefined, false],
+  ];
+  for (const [body, stream, isObject] of cases) {
+    const facts = scanTopLevel(Buffer.from(body));
+    t.same([facts.stream, facts.isObject], [stream, isObject], body);
+  }
+  t.same(
+    scanTopLevel(Buffer.from('{"stream":true,"user":"dora","x":{"user":"no","stream":false}}')),
+    { user: 'dora', stream: true, isObject: true },
+    'both, in one pass',
+  );
 });
