@@ -20,8 +20,12 @@ import { LoopSlice } from './loop-slice.js';
 // ~5 MB of the master's heap per connection. So a connection with more than
 // FLOOD_FACTOR × `maxPipelined` (at least FLOOD_FLOOR) waiting is closed at once (what it had
 // waiting is dropped, its request in flight aborted), which lets node free
-// them: a client can hold at most that many. While paused, a client that
-// closes is noticed only when reading resumes.
+// them: a client can hold at most that many. Heads are counted in bytes too:
+// 32 KiB of them waiting also stops reading, and more than 256 KiB closes the
+// connection, since full-size heads (16 KiB) fit four to a read and a count
+// alone let a connection hold ~36 of them, ~1 MB of heap (an attacker probe:
+// 1,000 connections, 1 GB). While paused, a client that closes is noticed
+// only when reading resumes.
 
 export interface ConnectionQueueOptions {
   /** Serves one request; the next on the same connection starts once `res` emits 'close'. */
@@ -43,6 +47,8 @@ export interface ConnectionQueueOptions {
  */
 const FLOOD_FACTOR = 4;
 const FLOOD_FLOOR = 128;
+/** Bytes of waiting heads on one connection at which the master stops reading it, whatever their count. */
+const MAX_WAITING_HEAD_BYTES = 32 * 1024;
 
 /** Default time of request starts per loop turn: short enough for ~100+ accepts a second under a flood. */
 const LOOP_SLICE_MS = 5;
@@ -50,6 +56,8 @@ const LOOP_SLICE_MS = 5;
 interface Waiting {
   req: IncomingMessage;
   res: ServerResponse;
+  /** Its head's size, about (headBytes). */
+  bytes: number;
 }
 
 interface ConnectionState {
@@ -62,6 +70,8 @@ interface ConnectionState {
   onIdle: (() => void) | undefined;
   /** Requests parsed on this connection so far. */
   requests: number;
+  /** Bytes of the heads in `waiting`. */
+  waitingBytes: number;
 }
 
 interface Start {
@@ -92,22 +102,35 @@ export class ConnectionQueue {
     if (!socket.writable) return this.#options.onDropped(req, res);
     let state = this.#states.get(socket);
     if (state === undefined) {
-      state = { isBusy: false, waiting: [], isPausedByUs: false, isNew: true, onIdle: undefined, requests: 0 };
+      state = {
+        isBusy: false,
+        waiting: [],
+        isPausedByUs: false,
+        isNew: true,
+        onIdle: undefined,
+        requests: 0,
+        waitingBytes: 0,
+      };
       this.#states.set(socket, state);
       const owned = state;
       socket.once('close', () => this.#drop(owned));
     }
     state.requests++;
     if (!state.isBusy) return this.#start(socket, state, req, res);
-    state.waiting.push({ req, res });
+    const bytes = headBytes(req);
+    state.waiting.push({ req, res, bytes });
+    state.waitingBytes += bytes;
     const maxPipelined = this.#options.maxPipelined();
-    if (state.waiting.length > Math.max(FLOOD_FACTOR * maxPipelined, FLOOD_FLOOR)) {
+    if (
+      state.waiting.length > Math.max(FLOOD_FACTOR * maxPipelined, FLOOD_FLOOR) ||
+      state.waitingBytes > FLOOD_FACTOR * 2 * MAX_WAITING_HEAD_BYTES
+    ) {
       this.#options.onFlood?.(socket, state.waiting.length);
       // Its 'close' drops what waits; the rest of this read is parsed into requests dropped on arrival (above).
       socket.destroy();
       return;
     }
-    if (state.waiting.length >= maxPipelined && !state.isPausedByUs) {
+    if ((state.waiting.length >= maxPipelined || state.waitingBytes >= MAX_WAITING_HEAD_BYTES) && !state.isPausedByUs) {
       const s = socket as ServerSocket;
       state.isPausedByUs = true;
       s._paused = true;
@@ -165,7 +188,12 @@ export class ConnectionQueue {
     // pipelined after it is not answered, as node:http answers nothing after such an answer.
     if (socket.destroyed || !socket.writable) return this.#drop(state);
     const next = state.waiting.shift();
-    if (state.isPausedByUs && state.waiting.length < this.#options.maxPipelined()) {
+    if (next !== undefined) state.waitingBytes -= next.bytes;
+    if (
+      state.isPausedByUs &&
+      state.waiting.length < this.#options.maxPipelined() &&
+      state.waitingBytes < MAX_WAITING_HEAD_BYTES
+    ) {
       const s = socket as ServerSocket;
       state.isPausedByUs = false;
       s._paused = false;
@@ -180,6 +208,15 @@ export class ConnectionQueue {
 
   #drop(state: ConnectionState): void {
     const dropped = state.waiting.splice(0);
+    state.waitingBytes = 0;
     for (const { req, res } of dropped) this.#options.onDropped(req, res);
   }
+}
+
+/** A parsed head's size in bytes, about: its target and each header's name and value, with their separators. */
+function headBytes(req: IncomingMessage): number {
+  let bytes = (req.url?.length ?? 0) + 16;
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i++) bytes += raw[i]!.length + 2;
+  return bytes;
 }

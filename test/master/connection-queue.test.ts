@@ -1,0 +1,54 @@
+import t from 'tap';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { connect, type AddressInfo, type Socket } from 'node:net';
+import { once } from 'node:events';
+import { ConnectionQueue } from '../../master/connection-queue.js';
+import { pollPause } from '../helpers/wait.js';
+
+// SPEC §4a, an attacker probe: full-size heads (16 KiB) pipelined behind a request in flight fit four to a read, so a
+// count of 32 waiting let one connection hold ~36 of them, ~1 MB of the master's heap (1,000 connections, 1 GB).
+// Waiting heads are counted in bytes too: 32 KiB of them stop the reading.
+
+t.test('pipelined heads stop the reading at 32 KiB waiting, not only at a count', async (t) => {
+  let parsed = 0;
+  const held: ServerResponse[] = [];
+  const queue = new ConnectionQueue({
+    serve: (req: IncomingMessage, res: ServerResponse) => {
+      req.resume();
+      if (req.url === '/first') held.push(res);
+      else res.end('ok');
+    },
+    onDropped: (_req, res) => res.destroy(),
+    maxPipelined: () => 32,
+  });
+  const server = createServer({ maxHeaderSize: 16 * 1024 }, (req, res) => {
+    parsed++;
+    queue.enqueue(req, res);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const serverSockets: Socket[] = [];
+  server.on('connection', (s: Socket) => serverSockets.push(s));
+
+  const pad = Array.from({ length: 30 }, (_, i) => `x-pad-${i}: ${'p'.repeat(480)}\r\n`).join(''); // ~15 KB a head
+  const heads = Array.from({ length: 12 }, (_, i) => `GET /next${i} HTTP/1.1\r\nHost: q\r\n${pad}\r\n`).join('');
+  const client = connect((server.address() as AddressInfo).port, '127.0.0.1');
+  t.teardown(() => {
+    client.destroy();
+    for (const s of serverSockets) s.destroy();
+    server.close();
+  });
+  let answers = '';
+  client.on('data', (c: Buffer) => (answers += c.toString('latin1')));
+  await once(client, 'connect');
+  client.write(`GET /first HTTP/1.1\r\nHost: q\r\n\r\n${heads}`);
+
+  while (serverSockets[0]?.isPaused() !== true && parsed < 13) await pollPause();
+  // What the read in hand held past the pause is parsed too (at most 64 KiB: four more heads), no more.
+  t.ok(parsed - 1 <= 3 + 5, `${parsed - 1} of 12 waiting heads parsed when the reading stopped (all 12 before)`);
+
+  held[0]!.end('first');
+  while ((answers.match(/HTTP\/1\.1 200/g) ?? []).length < 13) await pollPause();
+  t.equal(parsed, 13, 'then read again as the line shortened: every request answered, in order');
+  t.match(answers, /first[\s\S]*ok/);
+});
