@@ -50,6 +50,7 @@ export interface TopLevelFacts {
 const STREAM_KEY = Buffer.from('stream');
 const TRUE = Buffer.from('true');
 const FALSE = Buffer.from('false');
+const NULL = Buffer.from('null');
 
 /** The top-level `user` string of a JSON object body, or undefined. */
 export function findTopLevelUser(body: Buffer): string | undefined {
@@ -71,18 +72,16 @@ export function scanTopLevel(body: Buffer): TopLevelFacts {
     if (byte === QUOTE) {
       const end = stringEnd(body, at);
       if (end === -1) return facts;
-      if (depth === 1 && (isKey(body, at, end, USER_KEY) || isKey(body, at, end, STREAM_KEY))) {
+      const name = depth === 1 ? keyName(body, at, end) : undefined;
+      if (name !== undefined) {
         let next = end + 1;
         while (next < length && isSpace(body[next])) next++;
         if (body[next] === COLON) {
           next++;
           while (next < length && isSpace(body[next])) next++;
-          if (end - at - 1 === STREAM_KEY.length) {
-            if (startsWith(body, next, TRUE)) facts.stream = true;
-            else if (startsWith(body, next, FALSE)) facts.stream = false;
-          } else {
-            facts.user = userValue(body, next);
-          }
+          // The last of a duplicated member counts, as the worker's JSON.parse reads it.
+          if (name === 'stream') facts.stream = streamValue(body, next);
+          else facts.user = userValue(body, next);
           at = next;
           continue;
         }
@@ -97,8 +96,32 @@ export function scanTopLevel(body: Buffer): TopLevelFacts {
   return facts;
 }
 
+/** `user` or `stream` if the string from `open` to `close` (its quotes) is one, escaped (`us\u0065r`) or not. */
+function keyName(body: Buffer, open: number, close: number): 'user' | 'stream' | undefined {
+  if (isKey(body, open, close, USER_KEY)) return 'user';
+  if (isKey(body, open, close, STREAM_KEY)) return 'stream';
+  const escape = body.indexOf(BACKSLASH, open);
+  if (escape === -1 || escape > close || close - open > MAX_ESCAPED_KEY_BYTES) return undefined;
+  try {
+    const key = JSON.parse(body.toString('utf8', open, close + 1)) as string;
+    return key === 'user' || key === 'stream' ? key : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Longest escaped key worth decoding: `stream` with every letter a \uXXXX escape. */
+const MAX_ESCAPED_KEY_BYTES = 6 * 6 + 1;
+
 function isKey(body: Buffer, open: number, close: number, key: Buffer): boolean {
   return close - open - 1 === key.length && body.compare(key, 0, key.length, open + 1, close) === 0;
+}
+
+/** A `stream` value: true; false or null (OpenAI's default); anything else, undefined (the worker refuses it). */
+function streamValue(body: Buffer, at: number): boolean | undefined {
+  if (startsWith(body, at, TRUE)) return true;
+  if (startsWith(body, at, FALSE) || startsWith(body, at, NULL)) return false;
+  return undefined;
 }
 
 function startsWith(body: Buffer, at: number, literal: Buffer): boolean {

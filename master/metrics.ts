@@ -109,8 +109,8 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
   const failed = new Counter({
     name: METRIC.requestErrorsTotal,
     help:
-      'Requests a version failed, as its canary counts them, by version and kind (5xx; stream_failed: after its ' +
-      '200, with an error event or cut; abandoned: its client gave up waiting for it)',
+      'Requests a version failed, by version and kind (5xx; stream_failed: after its 200, with an error event or ' +
+      'cut; these two its canary judges as errors; abandoned: its client gave up waiting for it)',
     labelNames: ['version', 'kind'] as const,
     registers: [registry],
   });

@@ -19,11 +19,8 @@ import { socketErrorCodeOf } from './socket-errors.js';
 export interface OutcomeSink {
   /** firstTokenMs for streams, responseMs for the rest; NaN where there is none. */
   record(version: string, isError: boolean, firstTokenMs: number, responseMs: number): void;
-  /**
-   * A request its client gave up on before its first token (a stream) or its answer, after waiting this long: the
-   * least that would have taken.
-   */
-  recordWait(version: string, isStream: boolean, atLeastMs: number): void;
+  /** A request its client gave up on before its first token (a stream) or its answer, after waiting this long. */
+  recordWait(version: string, isStream: boolean, waitedMs: number): void;
 }
 
 export interface RequestEndOptions {
@@ -242,9 +239,9 @@ function errorKind(status: number, isStreamFailed: boolean, isAbandoned: boolean
  * streams' first content event, other answers' end. Judged on the traffic the weights route: requests pinned to a
  * version are not recorded (the caller), nor 4xx answers (the request's fault: a client's malformed requests would
  * dilute a version's error rate). A request its client gave up on is no error (one client closing a few connections
- * rolled any canary back within a second): it enters the first-token test (a stream) or the response-time test as
- * a wait, an exceedance only if it waited past the test's limit, and otherwise left out. So a version that leaves
- * requests hanging until their clients give up is still rolled back, and clients that leave early change nothing.
+ * rolled any canary back within a second): its wait is its value in the first-token (a stream) or response-time
+ * sample, on both versions alike (what nginx logs as a 499's time), so a version that leaves requests hanging until
+ * their clients give up is judged slow; it is no request of the error rate (leaving early dilutes nothing).
  */
 function recordOutcome(
   sink: OutcomeSink,

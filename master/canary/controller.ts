@@ -147,9 +147,9 @@ export class CanaryController {
   }
 
   /** A request of either version its client gave up on before its first token or answer, after waiting this long. */
-  recordWait(version: string, isStream: boolean, atLeastMs: number): void {
+  recordWait(version: string, isStream: boolean, waitedMs: number): void {
     if (!this.isActive) return;
-    (version === this.plan.canary ? this.outcomes.canary : this.outcomes.baseline).recordWait(isStream, atLeastMs);
+    (version === this.plan.canary ? this.outcomes.canary : this.outcomes.baseline).recordWait(isStream, waitedMs);
   }
 
   /** Judges the current step; moves on, ends, or waits. */

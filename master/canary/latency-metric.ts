@@ -42,12 +42,6 @@ export interface LatencyObservations {
   canary: LatencySketchView;
   /** The baseline's values at all earlier steps (the reference when the canary has 100 %). */
   baselinePreviousSteps: LatencySketchView;
-  /**
-   * Canary requests whose client gave up before their value was known: how long each waited, the least it would have
-   * been. One that waited past the threshold is an exceedance whatever its value; one that did not tells nothing and
-   * is left out (so the test stays valid: clients that leave early cannot dilute it, nor add exceedances).
-   */
-  canaryWaits?: LatencySketchView;
 }
 
 /** Below this many expected canary answers of a kind, none at all is chance (Poisson: e^-5 < 1 %), not a sign. */
@@ -85,17 +79,13 @@ export function judgeLatency(
   });
   const thresholdMs =
     maxRatio * (tailCount > 0 ? reference.upperBoundOfKthLargest(tailCount) : Number.POSITIVE_INFINITY) + marginMs;
-  const waitedPast = Number.isFinite(thresholdMs) ? (obs.canaryWaits?.countAbove(thresholdMs) ?? 0) : 0;
-  const exceedances = (Number.isFinite(thresholdMs) ? canary.countAbove(thresholdMs) : 0) + waitedPast;
-  const stepLog = boundedLogFactors(exceedances, canary.count + waitedPast, TAIL_RATE);
+  const exceedances = Number.isFinite(thresholdMs) ? canary.countAbove(thresholdMs) : 0;
+  const stepLog = boundedLogFactors(exceedances, canary.count, TAIL_RATE);
   const statistic = logMixture(evidence.carriedLog, stepLog);
 
   const canaryP99 = orNull(canary.quantile(QUANTILE));
   const baselineP99 = orNull(reference.quantile(QUANTILE));
   const limit = baselineP99 === null ? null : maxRatio * baselineP99 + marginMs;
-  // Canary requests given up on after waiting past the limit: their values are above it, whatever they were. Before the
-  // baseline has the data for a bound (the test above), they still hold the step, as a slow p99 does.
-  const waitedPastLimit = limit === null ? 0 : (obs.canaryWaits?.countAbove(limit) ?? 0);
   let verdict: MetricVerdict = 'not_yet';
   let why: string;
   if (statistic >= ctx.canaryLogThreshold) {
@@ -103,8 +93,6 @@ export function judgeLatency(
     why = 'too many canary requests above the limit';
   } else if (ctx.canaryRequests < ctx.minRequests) {
     why = ''; // the most frequent answer: formatted only if explained
-  } else if (waitedPastLimit > 0 && isP99Above(canary, limit!, waitedPastLimit)) {
-    why = `estimate above the limit, with ${waitedPastLimit} given up on after waiting longer`;
   } else if (canary.count === 0 && expectedCanaryCount(ctx, reference.count) < MIN_EXPECTED_COUNT) {
     // Nothing of this kind was served by the canary at this step, and the traffic mix expects (almost) none.
     verdict = 'pass';
@@ -160,11 +148,4 @@ export function judgeLatency(
     evidence: { carriedLog: evidence.carriedLog, stepLog, paired: null },
     explain,
   };
-}
-
-/** Whether the p99 of the canary's values and `extra` more values above `limit` is above `limit`. */
-function isP99Above(canary: LatencySketchView, limit: number, extra: number): boolean {
-  const n = canary.count + extra;
-  const atOrBelow = canary.count - canary.countAbove(limit);
-  return atOrBelow <= Math.floor(QUANTILE * (n - 1));
 }

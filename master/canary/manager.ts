@@ -183,8 +183,8 @@ export class CanaryManager {
     this.#watching.get(version)?.record(version, isError, firstTokenMs, responseMs);
   }
 
-  recordWait(version: string, isStream: boolean, atLeastMs: number): void {
-    this.#watching.get(version)?.recordWait(version, isStream, atLeastMs);
+  recordWait(version: string, isStream: boolean, waitedMs: number): void {
+    this.#watching.get(version)?.recordWait(version, isStream, waitedMs);
   }
 
   /** Stops judging (the master is shutting down; the file's weights apply at the next start). */

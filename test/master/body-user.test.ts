@@ -47,6 +47,11 @@ t.test('scanTopLevel: `stream` too, which times a request its client gives up on
     ['{"options":{"stream":true}}', undefined, true],
     ['["stream",true]', undefined, false],
     ['not json', undefined, false],
+    // As the worker's JSON.parse reads them (a review: the master took the first, and escaped keys as other keys).
+    ['{"stream":true,"stream":null}', false, true],
+    ['{"stream":true,"str\\u0065am":false}', false, true],
+    ['{"stream":false,"str\\u0065am":true}', true, true],
+    ['{"stream":1}', undefined, true],
   ];
   for (const [body, stream, isObject] of cases) {
     const facts = scanTopLevel(Buffer.from(body));
@@ -57,4 +62,10 @@ t.test('scanTopLevel: `stream` too, which times a request its client gives up on
     { user: 'dora', stream: true, isObject: true },
     'both, in one pass',
   );
+});
+
+t.test('a duplicated or escaped `user` is read as JSON.parse reads it: the last, decoded', async (t) => {
+  t.equal(findTopLevelUser(Buffer.from('{"user":"a","user":"b"}')), 'b');
+  t.equal(findTopLevelUser(Buffer.from('{"us\\u0065r":"x"}')), 'x');
+  t.equal(findTopLevelUser(Buffer.from('{"user":"a","user":7}')), undefined);
 });

@@ -2,6 +2,7 @@ import type { ChoiceLogprobs, ChunkSink, FinishReason, StreamState, TokenLogprob
 import { mayHoldInexactNumbers, parseJsonExact, stringifyJsonExact } from '../request/exact-numbers.js';
 import { GraygateError } from '../../shared/errors.js';
 import {
+  isError,
   parseUpstreamJson,
   tokenCount,
   upstreamStreamError,
@@ -48,7 +49,7 @@ export function convertOllamaLine(state: StreamState, _type: string, line: strin
   const text = !state.isRoleSent && line.charCodeAt(0) === 0xfeff ? line.slice(1) : line;
   const value = parseUpstreamJson(text);
   const error = value['error'];
-  if (typeof error === 'string') throw upstreamStreamError(error);
+  if (typeof error === 'string' && isError(error)) throw upstreamStreamError(error);
   if (!state.isRoleSent) {
     // The model that answered, as Ollama names it (`llama3.2` asked, `llama3.2:latest` answered), as OpenAI does.
     if (isModelName(value['model'])) state.model = value['model'];

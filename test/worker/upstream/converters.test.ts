@@ -186,6 +186,13 @@ t.test('ollama lines: role chunk, deltas, final chunk with done_reason and usage
     message: /model not found/,
   });
   t.throws(() => run(convertOllamaLine, [['', '{"message":']]), { code: 'upstream_protocol_error' });
+  t.same(
+    run(convertOllamaLine, [
+      ['', '{"error":"","model":"m","message":{"role":"assistant","content":"a"},"done":false}'],
+    ]).chunks.at(-1)!.choices[0]!.delta,
+    { content: 'a' },
+    'an empty "error" is no error, as on the other formats',
+  );
   const exact = run(convertOllamaLine, [
     [
       '',

@@ -1,0 +1,25 @@
+import t from 'tap';
+import { CanaryOutcomes } from '../../../master/canary/outcomes.js';
+
+// SPEC §11 and an attacker probe: a request its client gave up on is no error (a few closed connections rolled any
+// canary back), and a review of the first fix: a wait counted for the canary alone rolled back identical versions.
+// Now its wait is its latency value on both versions alike (nginx's 499 time), and no request of the error rate.
+
+t.test(
+  'a request given up on: its wait is its latency on both versions, and no request of the error rate',
+  async (t) => {
+    const o = new CanaryOutcomes();
+    o.canary.record(false, 100, NaN);
+    o.canary.recordWait(true, 5000);
+    o.baseline.record(false, NaN, 300);
+    o.baseline.recordWait(false, 7000);
+    const obs = o.observations();
+    t.same(obs.errors.canary, { requests: 1, errors: 0 }, 'the canary: one request, no error');
+    t.same(obs.errors.baseline, { requests: 1, errors: 0 });
+    t.equal(obs.firstTokenMs.canary.count, 2, 'the stream given up on is a first-token value');
+    t.ok(obs.firstTokenMs.canary.quantile(1) >= 4900, 'of its wait');
+    t.equal(obs.responseMs.baseline.count, 2, "and the baseline's answer given up on a response-time value");
+    o.nextStep();
+    t.equal(o.baselinePreviousSteps.responseMs.count, 2, "kept in the baseline's reference");
+  },
+);
