@@ -130,7 +130,7 @@ export class ConnectionQueue {
       socket.destroy();
       return;
     }
-    if ((state.waiting.length >= maxPipelined || state.waitingBytes >= MAX_WAITING_HEAD_BYTES) && !state.isPausedByUs) {
+    if (isLineFull(state, maxPipelined) && !state.isPausedByUs) {
       const s = socket as ServerSocket;
       state.isPausedByUs = true;
       s._paused = true;
@@ -189,11 +189,7 @@ export class ConnectionQueue {
     if (socket.destroyed || !socket.writable) return this.#drop(state);
     const next = state.waiting.shift();
     if (next !== undefined) state.waitingBytes -= next.bytes;
-    if (
-      state.isPausedByUs &&
-      state.waiting.length < this.#options.maxPipelined() &&
-      state.waitingBytes < MAX_WAITING_HEAD_BYTES
-    ) {
+    if (state.isPausedByUs && !isLineFull(state, this.#options.maxPipelined())) {
       const s = socket as ServerSocket;
       state.isPausedByUs = false;
       s._paused = false;
@@ -211,6 +207,11 @@ export class ConnectionQueue {
     state.waitingBytes = 0;
     for (const { req, res } of dropped) this.#options.onDropped(req, res);
   }
+}
+
+/** As many requests waiting as the master reads ahead, or as many bytes of heads: it stops reading the connection. */
+function isLineFull(state: ConnectionState, maxPipelined: number): boolean {
+  return state.waiting.length >= maxPipelined || state.waitingBytes >= MAX_WAITING_HEAD_BYTES;
 }
 
 /** A parsed head's size in bytes, about: its target and each header's name and value, with their separators. */
