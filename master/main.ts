@@ -8,7 +8,8 @@ import { LISTEN_BACKLOG } from '../shared/defaults.js';
 import { EXIT_CONFIG, EXIT_USAGE, argvProblem, configPath, loadConfig } from './config-file.js';
 import { Supervisor } from './supervisor.js';
 import { openSocketDir } from './socket-dir.js';
-import { descriptorsWanted, openFileLimit } from './file-limit.js';
+import { clientConnectionsFor, fileLimitWarning, openFileLimit } from './file-limit.js';
+import { ClientConnections } from './client-connections.js';
 import { laxParserWarning } from './http-parser.js';
 import { VersionRegistry } from './version-registry.js';
 import { createGateway } from './gateway.js';
@@ -97,13 +98,11 @@ const supervisor: Supervisor = new Supervisor({
 });
 made.supervisor = supervisor;
 const fileLimit = openFileLimit();
-const wantedFiles = descriptorsWanted(config);
-if (fileLimit !== undefined && fileLimit < wantedFiles)
-  log.warn(
-    { fileLimit, wanted: wantedFiles },
-    'open-file limit below what the config admits (2 per request a worker may take, limits.maxSocketsPerWorker): ' +
-      'past it connections are reset and workers cannot start; raise it (ulimit -n, LimitNOFILE=, --ulimit nofile=)',
-  );
+const maxClientConnections =
+  config.limits.maxClientConnections ?? (fileLimit === undefined ? undefined : clientConnectionsFor(fileLimit, config));
+const fileWarning = fileLimit === undefined ? undefined : fileLimitWarning(fileLimit, config);
+if (fileWarning !== undefined) log.warn(fileWarning.fields, fileWarning.message);
+const clientConnections = new ClientConnections({ max: maxClientConnections, log });
 const parserWarning = laxParserWarning(process.versions);
 if (parserWarning !== undefined) log.warn({ node: process.version }, parserWarning);
 const registry: VersionRegistry = new VersionRegistry({
@@ -123,12 +122,14 @@ const operations: Operations = new Operations({
   env: process.env,
   configHash: loaded.hash,
   onWatchChange: (isOn) => setWatch(isOn),
+  clientConnections: () => clientConnections.status(),
 });
 const metrics = createMasterMetrics({
   versions: () => registry,
   bufferedBodyBytes: () => budget.heldBytes,
   configHash: () => operations.configHash,
   canaries: () => canaries.list(),
+  clientConnections: () => clientConnections.status(),
 });
 let isClosing = false;
 
@@ -155,6 +156,7 @@ const gateway = createGateway({
   isClosing: () => isClosing,
 });
 const main = createMainServer({ gateway, limits: config.limits, log });
+clientConnections.watch(main);
 const admin = createAdminServer({
   versions: registry,
   operations,

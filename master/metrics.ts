@@ -87,6 +87,8 @@ export interface MasterMetricsOptions {
   configHash?: () => string;
   /** The last canary of each version (SPEC §11), read at scrape time. */
   canaries?: () => Iterable<{ version: string; state: string; canaryPercent: number }>;
+  /** The main port's connections (master/client-connections.ts), read at scrape time. */
+  clientConnections?: () => { open: number; dropped: number };
 }
 
 export function createMasterMetrics(options: MasterMetricsOptions): MasterMetrics {
@@ -189,6 +191,27 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
       registers: [registry],
       collect() {
         this.set(readBuffered());
+      },
+    });
+  }
+
+  const readConnections = options.clientConnections;
+  if (readConnections !== undefined) {
+    new Gauge({
+      name: METRIC.clientConnections,
+      help: 'Client connections open on the main port',
+      registers: [registry],
+      collect() {
+        this.set(readConnections().open);
+      },
+    });
+    new Counter({
+      name: METRIC.clientConnectionsDroppedTotal,
+      help: 'Client connections the main port closed as they came, at limits.maxClientConnections',
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(readConnections().dropped);
       },
     });
   }

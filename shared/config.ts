@@ -151,6 +151,12 @@ export const configSchema = z.strictObject({
       maxUrlBytes: positiveInt.min(256, 'must be ≥ 256').default(DEFAULTS.limits.maxUrlBytes),
       maxPipelinedRequests: positiveInt.default(DEFAULTS.limits.maxPipelinedRequests),
       /**
+       * Client connections the main port holds at once; a connection past it is closed as it is accepted (nginx's
+       * worker_connections). Default: what the master's open-file limit leaves (master/file-limit.ts), none where
+       * there is no limit to read.
+       */
+      maxClientConnections: positiveInt.optional(),
+      /**
        * Issue 10, one hop: a worker writes a streamed answer straight to the client's connection, whose descriptor
        * the master hands it; the master keeps the request, its timers and its facts. Experimental, off by default.
        */

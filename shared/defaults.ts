@@ -41,6 +41,7 @@ export const DEFAULTS = {
     maxHeaderBytes: 16 * 1024, // 16 KiB of request head (Node's default) → 431 headers_too_large
     maxUrlBytes: 8 * 1024, // 8 KiB request target (nginx's large_client_header_buffers) → 414 url_too_long
     maxPipelinedRequests: 32, // requests parsed ahead on one connection before the master stops reading it
+    // maxClientConnections: no fixed default; what the open-file limit leaves (file-limit.ts clientConnectionsFor)
   },
   upstreamTimeouts: {
     connectMs: 10_000, // 10 s

@@ -11,6 +11,7 @@ import type { CanaryManager } from '../canary/manager.js';
 import type { CanaryStatus } from '../canary/controller.js';
 import type { Build } from '../version.js';
 import { planReload } from '../reload-plan.js';
+import type { ClientConnectionsStatus } from '../client-connections.js';
 import { statusOf, versionStatus, type StatusBody, type VersionStatus } from './status.js';
 
 // What the admin API and SIGHUP do (SPEC §6, §10): bodies validated with the
@@ -85,6 +86,8 @@ export interface OperationsOptions {
   configHash: string;
   /** A reload turned `config.watch` on or off (main.ts starts or stops the watch). */
   onWatchChange?: (isOn: boolean) => void;
+  /** The main port's connections and their bound (master/client-connections.ts), read for each status. */
+  clientConnections?: () => ClientConnectionsStatus;
 }
 
 export class Operations {
@@ -118,7 +121,12 @@ export class Operations {
       const canary = this.#canaries.activeFor(name);
       if (canary !== undefined) version.canary = canary;
     }
-    return { ...body, configHash: this.#configHash };
+    const clientConnections = this.#options.clientConnections?.();
+    return {
+      ...body,
+      configHash: this.#configHash,
+      ...(clientConnections === undefined ? {} : { clientConnections }),
+    };
   }
 
   /** PUT /admin/weights: the named weights at once, others unchanged. */

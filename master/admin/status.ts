@@ -1,5 +1,6 @@
 import type { VersionView } from '../version.js';
 import type { CanaryStatus } from '../canary/controller.js';
+import type { ClientConnectionsStatus } from '../client-connections.js';
 
 // GET /admin/status (SPEC §6): plain data read from version views, also what the CLI prints.
 
@@ -39,6 +40,8 @@ export interface StatusBody {
   versions: Record<string, VersionStatus>;
   /** configHash of the applied config file (SPEC §13): equal on every instance running the same file. */
   configHash?: string;
+  /** The main port's connections: open, their bound (limits.maxClientConnections), closed at it. */
+  clientConnections?: ClientConnectionsStatus;
 }
 
 export function versionStatus(version: VersionView): VersionStatus {

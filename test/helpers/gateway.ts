@@ -81,6 +81,11 @@ export interface StartOptions {
   configPath?: string;
   /** The master's stdout: this descriptor (a pipe the test controls), not one collected; `output()` has stderr only. */
   stdout?: number;
+  /**
+   * The master's open-file limit, soft and hard (node raises its soft limit to the hard one): started through
+   * util-linux's `prlimit`, which execs node, so the IPC channel passes through as it does through `env`.
+   */
+  fileLimit?: number;
 }
 
 export async function startGateway(
@@ -130,7 +135,10 @@ export function forkMaster(t: Teardown, configPath: string, options: StartOption
     // Own process group, so teardown can end the master and every worker it forked.
     detached: true,
     stdio: ['ignore', options.stdout ?? 'pipe', 'pipe', 'ipc'],
-    ...forkLaunch({ LOG_LEVEL: process.env['TEST_LOG_LEVEL'] ?? 'warn', ...options.env }),
+    ...underFileLimit(
+      forkLaunch({ LOG_LEVEL: process.env['TEST_LOG_LEVEL'] ?? 'warn', ...options.env }),
+      options.fileLimit,
+    ),
   });
   let out = '';
   // TEST_SHOW_OUTPUT=1 echoes the master's and workers' output while debugging a test.
@@ -152,6 +160,11 @@ export function forkMaster(t: Teardown, configPath: string, options: StartOption
     killGroup(child); // anything left in the group (a worker that outlived its master)
   });
   return { child, output: () => out, exited };
+}
+
+function underFileLimit<L extends { execPath: string; execArgv: string[] }>(launch: L, fileLimit?: number): L {
+  if (fileLimit === undefined) return launch;
+  return { ...launch, execPath: 'prlimit', execArgv: [`--nofile=${fileLimit}`, launch.execPath, ...launch.execArgv] };
 }
 
 function killGroup(child: ChildProcess): void {
