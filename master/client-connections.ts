@@ -1,69 +1,123 @@
 import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Logger } from '../shared/log.js';
+import { clientConnectionsFor, OVER_BOUND_CONNECTIONS } from './file-limit.js';
 
-// The main port's connections (limits.maxClientConnections): how many are open, and a bound past which a new one is
-// closed as it is accepted (Node's server.maxConnections; nginx's worker_connections, Envoy's listener connection
-// limit). Bounded, the master keeps the descriptors its workers' connections and forks need (master/file-limit.ts).
+// The main port's connections (limits.maxClientConnections; nginx's worker_connections, Envoy's listener connection
+// limit): how many are open, and a bound that keeps the descriptors the master's workers need (master/file-limit.ts).
+// Past the bound, OVER_BOUND_CONNECTIONS more are accepted: their requests are answered `503 too_many_connections`
+// and closed (health paths are answered: a kubelet's probe is no client to shed), and one that sends nothing is
+// closed after OVER_BOUND_IDLE_MS. Past those, Node closes a connection as it accepts it (server.maxConnections).
+// With directStreams a worker holds a duplicate of a connection it answers; the master sends it with keepOpen, so
+// its own copy, its count and its 'close' stay as they are.
 
-/** At most one warn line this often while connections are being closed; the metric counts every one. */
-const DROP_LOG_INTERVAL_MS = 10_000;
+/** Silence allowed on a connection accepted past the bound, ms: a probe or a client sends its request at once. */
+const OVER_BOUND_IDLE_MS = 2_000;
+
+/** At most one warn line this often while connections are refused; the status and metrics count every one. */
+const LOG_INTERVAL_MS = 10_000;
 
 /** What /admin/status shows of the main port's connections. */
 export interface ClientConnectionsStatus {
-  /** Open right now. */
+  /** Open right now (those past the bound included). */
   open: number;
-  /** limits.maxClientConnections, or what the open-file limit leaves; null: no bound (no limit to read). */
+  /** limits.maxClientConnections, or what the open-file limit leaves for the workers alive now; null: no bound. */
   max: number | null;
-  /** Connections closed as they were accepted, at the bound, since the master started. */
+  /** Accepted past the bound since the master started: answered 503 too_many_connections, or closed idle. */
+  refused: number;
+  /** Closed as they were accepted, past the bound and the connections answered past it. */
   dropped: number;
 }
 
 export interface ClientConnectionsOptions {
-  max: number | undefined;
+  /** limits.maxClientConnections: a fixed bound. Undefined: from fileLimit and the workers alive. */
+  configured: number | undefined;
+  /** The master's open-file limit (file-limit.ts openFileLimit); undefined: none to read, and no bound. */
+  fileLimit: number | undefined;
+  maxIdleSocketsPerWorker: number;
+  /** Worker processes alive at start. */
+  workers: number;
   log: Logger;
 }
 
 export class ClientConnections {
-  readonly max: number | undefined;
+  readonly #options: ClientConnectionsOptions;
+  #max: number | undefined;
+  #server: Server | undefined;
   #open = 0;
+  #refused = 0;
   #dropped = 0;
-  /** Drops since the last warn line. */
+  /** Refusals and drops since the last warn line. */
   #unlogged = 0;
   #loggedAtMs = -Infinity;
-  readonly #log: Logger;
+  readonly #overBound = new WeakSet<Socket>();
   /** One listener for every socket's close, not a closure each. */
   readonly #onClose = (): void => {
     this.#open--;
   };
 
   constructor(options: ClientConnectionsOptions) {
-    this.max = options.max;
-    this.#log = options.log;
+    this.#options = options;
+    this.#max = options.configured;
+    this.setWorkers(options.workers);
   }
 
-  /** Counts the server's connections and, with a bound, closes those past it. */
+  /** Worker processes alive changed (supervisor.ts): a bound from the file limit follows their descriptors. */
+  setWorkers(workers: number): void {
+    const { configured, fileLimit, maxIdleSocketsPerWorker } = this.#options;
+    if (configured !== undefined || fileLimit === undefined) return;
+    this.#max = clientConnectionsFor(fileLimit, workers, maxIdleSocketsPerWorker);
+    this.#apply();
+  }
+
+  /** Counts the server's connections and bounds them. */
   watch(server: Server): void {
-    if (this.max !== undefined) server.maxConnections = this.max;
+    this.#server = server;
+    this.#apply();
     server.on('connection', (socket: Socket) => {
       this.#open++;
       socket.once('close', this.#onClose);
+      if (this.#max === undefined || this.#open <= this.#max) return;
+      this.#overBound.add(socket);
+      // Node's HTTP server destroys a socket whose idle timeout fires when nothing else listens for it (no request
+      // being read): a silent connection past the bound keeps its place 2 s, not headTimeoutMs.
+      socket.setTimeout(OVER_BOUND_IDLE_MS);
+      this.#refused++;
+      this.#noteRefusal();
     });
-    server.on('drop', () => this.#onDrop());
+    server.on('drop', () => {
+      this.#dropped++;
+      this.#noteRefusal();
+    });
+  }
+
+  /** Accepted past the bound: its requests are refused (gateway.ts), its health checks answered. */
+  isOverBound(socket: Socket): boolean {
+    return this.#overBound.has(socket);
   }
 
   status(): ClientConnectionsStatus {
-    return { open: this.#open, max: this.max ?? null, dropped: this.#dropped };
+    return { open: this.#open, max: this.#max ?? null, refused: this.#refused, dropped: this.#dropped };
   }
 
-  #onDrop(): void {
-    this.#dropped++;
+  #apply(): void {
+    // Lowered under the connections open, Node accepts none until they fall below it: none is closed.
+    if (this.#server !== undefined && this.#max !== undefined)
+      this.#server.maxConnections = this.#max + OVER_BOUND_CONNECTIONS;
+  }
+
+  #noteRefusal(): void {
     this.#unlogged++;
     const now = performance.now();
-    if (now - this.#loggedAtMs < DROP_LOG_INTERVAL_MS) return;
-    this.#log.warn(
-      { maxClientConnections: this.max, dropped: this.#unlogged },
-      'client connections at limits.maxClientConnections: connections past it are closed as they come',
+    if (now - this.#loggedAtMs < LOG_INTERVAL_MS) return;
+    this.#options.log.warn(
+      {
+        maxClientConnections: this.#max,
+        refused: this.#refused,
+        dropped: this.#dropped,
+        sinceLastLine: this.#unlogged,
+      },
+      'client connections at limits.maxClientConnections: new ones are answered 503 too_many_connections, or closed',
     );
     this.#unlogged = 0;
     this.#loggedAtMs = now;

@@ -8,8 +8,21 @@ import type { Config } from '../shared/config.js';
 // does graygate: by default the main port holds no more connections than the limit leaves room for with every one of
 // them in a request (limits.maxClientConnections), from the limit Linux reports (elsewhere, no bound).
 
-/** Descriptors the master itself keeps beside its connections: ports, workers' pipes and channels, logs, files. */
+/** Descriptors the master keeps beside its connections: ports, logs, files, a fork's pipes while it starts. */
 const OWN_DESCRIPTORS = 64;
+
+/** The master's descriptors for each worker process: its stdio pipes and IPC channel (measured: 3). */
+const PER_WORKER_DESCRIPTORS = 4;
+
+/** Connections the admin port holds at once (its server's maxConnections): reserved beside the main port's. */
+export const ADMIN_MAX_CONNECTIONS = 64;
+
+/**
+ * Connections the main port accepts past its bound, each answered `503 too_many_connections` (health paths are
+ * answered) and closed: a client, or a kubelet's probe, learns why instead of being reset. Past these, Node closes a
+ * connection as it accepts it.
+ */
+export const OVER_BOUND_CONNECTIONS = 32;
 
 /** This process's soft limit of open files, as /proc/self/limits says; undefined where there is none to read. */
 export function openFileLimit(limitsText = readLimits()): number | undefined {
@@ -33,23 +46,18 @@ function workerCount(config: Pick<Config, 'versions'>): number {
 
 /**
  * Client connections the master can hold under this open-file limit, each with a request in flight: one descriptor for
- * the client's connection, one for its worker's (a connection carries one request at a time), beside the idle ones
- * kept to each worker and the master's own. At least 1.
+ * the client's connection and one for its worker's (a connection carries one request at a time); beside them each
+ * worker's own descriptors and the idle sockets its agent keeps (never more than the connections that opened them),
+ * the admin port's connections, those answered past the bound, and the master's own. At least 1. `workers`: worker
+ * processes alive (starting, ready, draining): the bound follows them as versions are added, deployed and removed.
  */
-export function clientConnectionsFor(
-  fileLimit: number,
-  config: Pick<Config, 'versions'> & { limits: Pick<Config['limits'], 'maxIdleSocketsPerWorker'> },
-): number {
-  const reserved = OWN_DESCRIPTORS + workerCount(config) * config.limits.maxIdleSocketsPerWorker;
-  return Math.max(1, Math.floor((fileLimit - reserved) / 2));
-}
-
-/**
- * Descriptors the master can need at once for this config: every request a worker may admit holds two (the client's
- * connection and the one to its worker), plus its own.
- */
-function descriptorsWanted(config: Pick<Config, 'versions' | 'limits'>): number {
-  return workerCount(config) * config.limits.maxSocketsPerWorker * 2 + OWN_DESCRIPTORS;
+export function clientConnectionsFor(fileLimit: number, workers: number, maxIdleSocketsPerWorker: number): number {
+  const fixed = OWN_DESCRIPTORS + workers * PER_WORKER_DESCRIPTORS + ADMIN_MAX_CONNECTIONS + OVER_BOUND_CONNECTIONS;
+  const room = fileLimit - fixed;
+  // 2C + workers × min(idle, C) ≤ room: with C ≥ idle, C = (room − workers × idle) / 2; else room / (2 + workers).
+  const withIdleFull = Math.floor((room - workers * maxIdleSocketsPerWorker) / 2);
+  const bound = withIdleFull >= maxIdleSocketsPerWorker ? withIdleFull : Math.floor(room / (2 + workers));
+  return Math.max(1, bound);
 }
 
 /** The warn line at start when this open-file limit and the config disagree; undefined when they do not. */
@@ -57,25 +65,26 @@ export function fileLimitWarning(
   fileLimit: number,
   config: Pick<Config, 'versions' | 'limits'>,
 ): { fields: Record<string, number>; message: string } | undefined {
-  const room = clientConnectionsFor(fileLimit, config);
+  const room = clientConnectionsFor(fileLimit, workerCount(config), config.limits.maxIdleSocketsPerWorker);
   const { maxClientConnections } = config.limits;
   if (maxClientConnections !== undefined && maxClientConnections > room)
     return {
       fields: { fileLimit, maxClientConnections, room },
       message:
         'limits.maxClientConnections is more than the open-file limit leaves room for (two descriptors a ' +
-        'connection in a request, the idle ones kept to workers, 64 of the master): past the room connections are ' +
-        'reset and workers cannot start; raise the limit (ulimit -n, LimitNOFILE=, --ulimit nofile=) or leave ' +
-        'limits.maxClientConnections out',
+        "connection in a request, the workers' own and their idle sockets, the admin port's, the master's): past " +
+        'the room connections are reset and workers cannot start; raise the limit (ulimit -n, LimitNOFILE=, ' +
+        '--ulimit nofile=) or leave limits.maxClientConnections out',
     };
-  const wanted = descriptorsWanted(config);
-  if (maxClientConnections === undefined && fileLimit < wanted)
+  const admitted = workerCount(config) * config.limits.maxSocketsPerWorker;
+  if (maxClientConnections === undefined && room < admitted)
     return {
-      fields: { fileLimit, wanted, maxClientConnections: room },
+      fields: { fileLimit, maxClientConnections: room, admitted },
       message:
-        'open-file limit below what the config admits (2 per request a worker may take, ' +
-        'limits.maxSocketsPerWorker): the main port holds maxClientConnections at once and closes connections past ' +
-        'them as they come; raise it (ulimit -n, LimitNOFILE=, --ulimit nofile=)',
+        'open-file limit below what the config admits: the main port holds maxClientConnections at once (two ' +
+        'descriptors each in a request), fewer than the requests its workers may take (limits.maxSocketsPerWorker ' +
+        '× instances); connections past it are answered 503 too_many_connections; raise it (ulimit -n, ' +
+        'LimitNOFILE=, --ulimit nofile=)',
     };
   return undefined;
 }

@@ -1,5 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { MAX_HEADER_LINES } from '../shared/defaults.js';
 import { GraygateError, isGraygateError } from '../shared/errors.js';
@@ -49,6 +50,8 @@ export interface GatewayOptions {
   now?: () => number;
   /** Where each answered request's outcome goes (the canaries, SPEC §11): counters only, no allocation. */
   outcomes?: OutcomeSink;
+  /** A connection accepted past limits.maxClientConnections (client-connections.ts): its requests get 503. */
+  isOverBound?: (socket: Socket) => boolean;
 }
 
 export interface Gateway {
@@ -153,6 +156,8 @@ export function createGateway(options: GatewayOptions): Gateway {
     const path = target?.split('?', 1)[0];
     if (path !== undefined && HEALTH_PATHS.has(path) && req.httpVersionMajor === 1) {
       ctx.isHealthCheck = true;
+      // Past limits.maxClientConnections a probe is answered, and its connection closed after the answer.
+      if (options.isOverBound?.(req.socket) === true) res.shouldKeepAlive = false;
       if (req.method !== 'GET' && req.method !== 'HEAD') {
         res.setHeader('allow', 'GET, HEAD');
         refuse(ctx, new GraygateError('method_not_allowed', `${path} answers GET and HEAD`));
@@ -220,6 +225,11 @@ export function createGateway(options: GatewayOptions): Gateway {
     }
     if (isClosing()) {
       refuse(ctx, new GraygateError('shutting_down'));
+      return false;
+    }
+    if (options.isOverBound?.(req.socket) === true) {
+      res.setHeader('connection', 'close');
+      refuse(ctx, new GraygateError('too_many_connections', undefined, { retryAfterS: 1 }));
       return false;
     }
     return true;

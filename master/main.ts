@@ -8,7 +8,7 @@ import { LISTEN_BACKLOG } from '../shared/defaults.js';
 import { EXIT_CONFIG, EXIT_USAGE, argvProblem, configPath, loadConfig } from './config-file.js';
 import { Supervisor } from './supervisor.js';
 import { openSocketDir } from './socket-dir.js';
-import { clientConnectionsFor, fileLimitWarning, openFileLimit } from './file-limit.js';
+import { fileLimitWarning, openFileLimit } from './file-limit.js';
 import { ClientConnections } from './client-connections.js';
 import { laxParserWarning } from './http-parser.js';
 import { VersionRegistry } from './version-registry.js';
@@ -95,14 +95,20 @@ const supervisor: Supervisor = new Supervisor({
   keyEnvs: () => registry.keyEnvs(),
   socketDir,
   onWorkerExit: (handle) => metrics.retireWorker(handle.version, handle.lastMetrics, handle.lastCounters),
+  onAliveChange: (alive) => clientConnections.setWorkers(alive),
 });
 made.supervisor = supervisor;
 const fileLimit = openFileLimit();
-const maxClientConnections =
-  config.limits.maxClientConnections ?? (fileLimit === undefined ? undefined : clientConnectionsFor(fileLimit, config));
 const fileWarning = fileLimit === undefined ? undefined : fileLimitWarning(fileLimit, config);
 if (fileWarning !== undefined) log.warn(fileWarning.fields, fileWarning.message);
-const clientConnections = new ClientConnections({ max: maxClientConnections, log });
+// Limits take a restart (a reload reports them): the bound's settings are the start's; its workers are those alive.
+const clientConnections = new ClientConnections({
+  configured: config.limits.maxClientConnections,
+  fileLimit,
+  maxIdleSocketsPerWorker: config.limits.maxIdleSocketsPerWorker,
+  workers: 0,
+  log,
+});
 const parserWarning = laxParserWarning(process.versions);
 if (parserWarning !== undefined) log.warn({ node: process.version }, parserWarning);
 const registry: VersionRegistry = new VersionRegistry({
@@ -154,6 +160,7 @@ const gateway = createGateway({
   budget,
   outcomes: canaries,
   isClosing: () => isClosing,
+  isOverBound: (socket) => clientConnections.isOverBound(socket),
 });
 const main = createMainServer({ gateway, limits: config.limits, log });
 clientConnections.watch(main);

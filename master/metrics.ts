@@ -88,7 +88,7 @@ export interface MasterMetricsOptions {
   /** The last canary of each version (SPEC §11), read at scrape time. */
   canaries?: () => Iterable<{ version: string; state: string; canaryPercent: number }>;
   /** The main port's connections (master/client-connections.ts), read at scrape time. */
-  clientConnections?: () => { open: number; dropped: number };
+  clientConnections?: () => { open: number; refused: number; dropped: number };
 }
 
 export function createMasterMetrics(options: MasterMetricsOptions): MasterMetrics {
@@ -206,8 +206,17 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
       },
     });
     new Counter({
+      name: METRIC.clientConnectionsRefusedTotal,
+      help: 'Client connections accepted past limits.maxClientConnections: their requests answered 503 too_many_connections',
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(readConnections().refused);
+      },
+    });
+    new Counter({
       name: METRIC.clientConnectionsDroppedTotal,
-      help: 'Client connections the main port closed as they came, at limits.maxClientConnections',
+      help: 'Client connections the main port closed as they came, past limits.maxClientConnections and those refused',
       registers: [registry],
       collect() {
         this.reset();

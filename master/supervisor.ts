@@ -44,6 +44,8 @@ export interface SupervisorOptions {
   socketDir?: string;
   /** Every worker's exit, intended or not, once its state is final (metrics keep its last counters). */
   onWorkerExit?: (handle: WorkerHandle) => void;
+  /** Worker processes alive (forked, not yet exited) changed: how many there are now. */
+  onAliveChange?: (alive: number) => void;
 }
 
 export interface SpawnOptions {
@@ -107,8 +109,10 @@ export class Supervisor {
       ...(this.#options.fork === undefined ? {} : { fork: this.#options.fork }),
     });
     this.#alive.add(handle);
+    this.#options.onAliveChange?.(this.#alive.size);
     handle.once('exit', (report: ExitReport) => {
       this.#alive.delete(handle);
+      this.#options.onAliveChange?.(this.#alive.size);
       const socketPath = handle.settings.socketPath;
       if (socketPath !== undefined) rmSync(socketPath, { force: true });
       this.#options.onWorkerExit?.(handle);

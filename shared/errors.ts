@@ -18,6 +18,11 @@ export const ERROR_CATALOGUE = {
   queue_timeout: { status: 503, type: 'overloaded_error', message: 'waited too long for a free worker' },
   no_ready_worker: { status: 503, type: 'overloaded_error', message: 'the version has no ready worker' },
   shutting_down: { status: 503, type: 'overloaded_error', message: 'the gateway is shutting down' },
+  too_many_connections: {
+    status: 503,
+    type: 'overloaded_error',
+    message: 'the gateway holds as many client connections as it may (limits.maxClientConnections)',
+  },
   worker_error: { status: 502, type: 'gateway_error', message: 'the worker failed before answering' },
   body_too_large: { status: 413, type: 'invalid_request_error', message: 'request body is too large' },
   invalid_request: { status: 400, type: 'invalid_request_error', message: 'invalid request' },

@@ -32,10 +32,11 @@ export const METRIC = {
   /** SPEC §13: 1, labelled with the applied config file's hash; more than one hash across pods means they disagree. */
   configInfo: 'graygate_config_info',
   /**
-   * Not in SPEC §9's list: the main port's open connections, and those closed as they came at
-   * limits.maxClientConnections.
+   * Not in SPEC §9's list: the main port's open connections; those accepted past limits.maxClientConnections
+   * (answered 503 too_many_connections), and those closed as they came past these.
    */
   clientConnections: 'graygate_client_connections',
+  clientConnectionsRefusedTotal: 'graygate_client_connections_refused_total',
   clientConnectionsDroppedTotal: 'graygate_client_connections_dropped_total',
   /** SPEC §11: the canary's share of its pair's weight, and its state (1 for the current one). */
   canaryPercent: 'graygate_canary_percent',

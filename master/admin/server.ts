@@ -11,6 +11,7 @@ import { checkAdminRequest } from './guard.js';
 import { headProblem, isUpgrade } from '../head-problems.js';
 import { clientErrorResponse, rawErrorResponse } from '../main-server.js';
 import { gatherMetrics } from './metrics-endpoint.js';
+import { ADMIN_MAX_CONNECTIONS } from '../file-limit.js';
 import type { Operations } from './operations.js';
 
 // The admin port (SPEC §6): JSON in and out, OpenAI-shaped errors, one bearer
@@ -190,6 +191,9 @@ export function createAdminServer(options: AdminServerOptions): Server {
     }
     sendError(res, toErrorResponse(new GraygateError('not_found', `no admin route for ${req.method} ${path}`)));
   });
+  // Bounded, as the main port is (file-limit.ts reserves these descriptors): held connections cannot take the
+  // master's; one past them is closed as it is accepted.
+  server.maxConnections = ADMIN_MAX_CONNECTIONS;
   // An expectation other than 100-continue: refused by headProblem above, in the API's error shape (node's own 417
   // has an empty body).
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => server.emit('request', req, res));

@@ -29,6 +29,7 @@ interface StatusVersion {
 }
 export interface StatusBody {
   versions: Record<string, StatusVersion>;
+  clientConnections?: { open: number; max: number | null; refused: number; dropped: number };
 }
 
 export function formatStatus(status: StatusBody): string {
@@ -71,5 +72,11 @@ export function formatStatus(status: StatusBody): string {
     (c) =>
       `canary ${c.version} (baseline ${c.baseline}): ${c.state}, step ${c.step + 1}/${c.steps.length}, ${c.canaryPercent} % — graygate canary status ${c.version}`,
   );
+  const c = status.clientConnections;
+  if (c !== undefined)
+    lines.push(
+      `client connections: ${c.open} open (bound ${c.max ?? 'none'}), ${c.refused} answered 503 past it, ` +
+        `${c.dropped} closed as accepted`,
+    );
   return lines.length === 0 ? out : `${out}\n\n${lines.join('\n')}`;
 }

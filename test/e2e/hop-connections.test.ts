@@ -9,11 +9,14 @@ import type { StatusBody } from '../../master/admin/status.js';
 import type { ClientConnectionsStatus } from '../../master/client-connections.js';
 
 // limits.maxClientConnections (nginx worker_connections): the main port holds a bounded number of connections, by
-// default what the master's open-file limit leaves with every one of them in a request. Unbounded, connections a
-// client opened and held (silent ones live headTimeoutMs, 60 s) took every descriptor of the master: past them libuv
-// reset connections without a line, and a crashed worker could not be forked again (`spawn EMFILE`).
+// default what the master's open-file limit leaves with every one of them in a request, after what its workers (alive
+// now), the admin port and the master keep. Unbounded, connections a client opened and held (silent ones live
+// headTimeoutMs, 60 s) took every descriptor of the master: past them libuv reset connections without a line, and a
+// crashed worker could not be forked again (`spawn EMFILE`). Past the bound a few more are answered 503 (health
+// paths 200), then Node closes new ones as it accepts them.
 
 const REQUEST = 'GET /hello HTTP/1.1\r\nHost: gw\r\n\r\n';
+const NO_PRLIMIT = 'needs util-linux prlimit, to start the master under a low file limit';
 
 async function connections(gw: Gateway): Promise<ClientConnectionsStatus | undefined> {
   return (await admin<StatusBody>(gw, 'GET', '/admin/status')).body.clientConnections;
@@ -33,56 +36,93 @@ async function untilConnections(
   throw new Error(`${what}: never so`);
 }
 
-const untilOpen = (gw: Gateway, open: number): Promise<ClientConnectionsStatus> =>
-  untilConnections(gw, (c) => c.open === open, `${open} connections open`);
-
-/** A connection with one request answered: accepted and counted by the master. */
-async function served(t: Teardown, gw: Gateway): Promise<RawConnection> {
+/** A connection with one request written, and its answer. */
+async function served(t: Teardown, gw: Gateway, request = REQUEST): Promise<RawConnection> {
   const conn = await openRaw(gw.url);
   t.teardown(() => conn.socket.destroy());
-  conn.write(REQUEST);
+  conn.write(request);
   await conn.waitFor(1);
   return conn;
 }
 
-t.test('connections past limits.maxClientConnections are closed as they come; the held ones are served', async (t) => {
-  const gw = await startGateway(t, {
-    versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } },
-    limits: { maxClientConnections: 3 },
-  });
-  const held = [await served(t, gw), await served(t, gw)];
-  const silent = await openRaw(gw.url); // sends nothing: it counts as well
-  t.teardown(() => silent.socket.destroy());
-  t.same(await untilOpen(gw, 3), { open: 3, max: 3, dropped: 0 }, 'in /admin/status');
+t.test(
+  'past limits.maxClientConnections: 503 too_many_connections, health answered, then closed as accepted',
+  async (t) => {
+    const gw = await startGateway(t, {
+      versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } },
+      limits: { maxClientConnections: 3 },
+    });
+    const held = [await served(t, gw), await served(t, gw)];
+    const silent = await openRaw(gw.url); // sends nothing: it counts as well
+    t.teardown(() => silent.socket.destroy());
+    t.same(
+      await untilConnections(gw, (c) => c.open === 3, '3 open'),
+      { open: 3, max: 3, refused: 0, dropped: 0 },
+      'in /admin/status',
+    );
 
-  const past = await openRaw(gw.url);
-  t.teardown(() => past.socket.destroy());
-  past.write(REQUEST);
-  await past.closed;
-  t.same(past.responses, [], 'closed as it was accepted, nothing read');
-  await untilOutputHas(gw, 'client connections at limits.maxClientConnections');
-  t.match(await connections(gw), { open: 3, max: 3, dropped: 1 });
-  const metrics = await scrape(gw);
-  t.equal(metrics.sum('graygate_client_connections_dropped_total'), 1);
-  t.equal(metrics.sum('graygate_client_connections'), 3);
+    const past = await served(t, gw);
+    await past.closed;
+    const [refusal] = past.responses;
+    t.equal(refusal!.status, 503);
+    t.equal(refusal!.headers['connection'], 'close');
+    t.equal(refusal!.headers['retry-after'], '1');
+    t.equal((JSON.parse(refusal!.body) as { error: { code: string } }).error.code, 'too_many_connections');
+    const probe = await served(t, gw, 'GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n');
+    t.equal(probe.responses[0]!.status, 200, 'a health probe past the bound is answered');
+    t.equal(probe.responses[0]!.headers['connection'], 'close');
+    await probe.closed;
+    await untilOutputHas(gw, 'client connections at limits.maxClientConnections');
 
-  held[0]!.write(REQUEST);
-  t.equal((await held[0]!.waitFor(2))[1]!.status, 200, 'a held connection is served');
-  t.equal(Object.keys(await status(gw)).length, 1, 'and the admin port');
+    // The connections answered past the bound are few (32, each closed after its answer or 2 s of silence): past them,
+    // one is closed as it is accepted, with nothing read.
+    let dropped: RawConnection | undefined;
+    for (let i = 0; i < 500 && dropped === undefined; i++) {
+      const conn = await openRaw(gw.url);
+      t.teardown(() => conn.socket.destroy());
+      if ((await connections(gw))!.dropped > 0) dropped = conn;
+    }
+    await dropped!.closed;
+    t.same(dropped!.responses, [], 'closed as accepted');
+    const now = (await connections(gw))!;
+    t.ok(now.refused >= 32 + 2, `refused ${now.refused}: the two above and the 32 it holds past the bound`);
+    const metrics = await scrape(gw);
+    t.equal(metrics.sum('graygate_client_connections_dropped_total'), now.dropped);
+    t.ok(metrics.sum('graygate_client_connections_refused_total') >= now.refused);
+    t.ok(metrics.sum('graygate_client_connections') >= 3);
 
-  held[1]!.socket.destroy();
-  await untilOpen(gw, 2);
-  const next = await served(t, gw);
-  t.equal(next.responses[0]!.status, 200, 'a closed one makes room');
-});
+    held[0]!.write(REQUEST);
+    t.equal((await held[0]!.waitFor(2))[1]!.status, 200, 'a held connection is served');
+    t.equal(Object.keys(await status(gw)).length, 1, 'and the admin port');
+    held[1]!.socket.destroy();
+    await untilConnections(gw, (c) => c.open === 2, 'the past-the-bound ones closed, and one held one');
+    const next = await served(t, gw);
+    t.equal(next.responses[0]!.status, 200, 'a closed one makes room');
+
+    // The admin port holds 64 (reserved beside the main port's): the 65th is closed as accepted, in order.
+    const adminHeld: RawConnection[] = [];
+    for (let i = 0; i < 64; i++) {
+      const conn = await openRaw(gw.adminUrl);
+      t.teardown(() => conn.socket.destroy());
+      adminHeld.push(conn);
+    }
+    const adminPast = await openRaw(gw.adminUrl);
+    t.teardown(() => adminPast.socket.destroy());
+    adminPast.write('GET /admin/status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+    await adminPast.closed;
+    t.same(adminPast.responses, [], 'the admin port’s 65th connection is closed');
+    adminHeld[0]!.write('GET /admin/status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+    t.equal((await adminHeld[0]!.waitFor(1))[0]!.status, 200, 'its 64 are served');
+  },
+);
 
 t.test(
   'by default the bound is what the open-file limit leaves: a crashed worker starts again with every connection held',
-  { skip: hasPrlimit() ? false : 'needs util-linux prlimit, to start the master under a low file limit' },
+  { skip: hasPrlimit() ? false : NO_PRLIMIT },
   async (t) => {
-    // 300 descriptors, one worker keeping up to 64 idle sockets: (300 − 64 − 64) ÷ 2 = 86 connections.
+    // 300 descriptors, one worker: 300 − 64 − 4 − 64 admin − 32 past the bound = 136; 2C + min(64, C) ≤ 136 → 45.
     const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } }, { fileLimit: 300 });
-    t.match(await connections(gw), { max: 86, open: 0 });
+    t.match(await connections(gw), { max: 45, open: 0 });
     // A client opens 300 connections: 43 with a request answered (their worker sockets kept idle), the rest silent,
     // as a slowloris holds them. Unbounded, they took every descriptor the master had.
     const answered = await Promise.all(Array.from({ length: 43 }, () => served(t, gw)));
@@ -91,22 +131,53 @@ t.test(
       const conn = await openRaw(gw.url);
       t.teardown(() => conn.socket.destroy());
     }
-    const held = await untilConnections(gw, (c) => c.open + c.dropped === 300, 'all 300 accepted or closed');
-    t.same(held, { open: 86, max: 86, dropped: 214 }, 'the 86 it has room for held, the rest closed');
-    const before = await status(gw);
-    const pid = before.v1!.workers[0]!.pid;
-    process.kill(pid, 'SIGKILL');
-    const after = await waitForStatus(
+    const held = await untilConnections(
       gw,
-      (v) => v.v1!.workers.some((w) => w.pid !== pid && w.state === 'ready'),
-      'v1 restarted',
+      (c) => c.open === 45 && c.refused + c.dropped === 255,
+      '45 held, the rest refused or closed',
     );
-    t.ok(
-      after.v1!.workers.some((w) => w.state === 'ready'),
-      'forked again with 86 connections held',
-    );
+    t.match(held, { open: 45, max: 45 });
+
+    const pid = (await status(gw)).v1!.workers[0]!.pid;
+    process.kill(pid, 'SIGKILL');
+    await waitForStatus(gw, (v) => v.v1!.workers.some((w) => w.pid !== pid && w.state === 'ready'), 'v1 restarted');
+    t.pass('forked again with 45 connections held');
     t.notMatch(gw.output(), /EMFILE/, 'no descriptor ran out');
     answered[0]!.write(REQUEST);
     t.equal((await answered[0]!.waitFor(2))[1]!.status, 200, 'and the new worker serves them');
+  },
+);
+
+t.test(
+  'the bound follows the workers alive: a version added lowers it, its idle sockets fit, removed it is back',
+  { skip: hasPrlimit() ? false : NO_PRLIMIT },
+  async (t) => {
+    // A review's repro: the bound was computed once at start, and versions added later brought idle sockets nobody
+    // reserved: 300 descriptors, two versions added, their pools filled, then 86 requests: 2 × 502 `connect EMFILE`,
+    // 15 resets.
+    const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } }, { fileLimit: 300 });
+    t.match(await connections(gw), { max: 45 });
+    const added = await admin(gw, 'POST', '/admin/versions', { name: 'v2', entry: TEST_WORKER_ENTRY, weight: 0 });
+    t.equal(added.status, 201);
+    t.match(await connections(gw), { max: 33 }, 'two workers: 2C + 2 × min(64, C) ≤ 132');
+
+    // 33 connections whose requests ran on v2 at once (its agent keeps their sockets), then each one on v1.
+    const conns = await Promise.all(
+      Array.from({ length: 33 }, () => served(t, gw, 'GET /slow?ms=300&version=v2 HTTP/1.1\r\nHost: gw\r\n\r\n')),
+    );
+    t.ok(
+      conns.every((c) => c.responses[0]!.status === 200),
+      'v2 served 33 at once',
+    );
+    for (const c of conns) c.write('GET /slow?ms=300&version=v1 HTTP/1.1\r\nHost: gw\r\n\r\n');
+    const second = await Promise.all(conns.map(async (c) => (await c.waitFor(2))[1]!.status));
+    t.same(new Set(second), new Set([200]), 'v1 served 33 at once');
+    const past = await served(t, gw);
+    t.equal(past.responses[0]!.status, 503, 'the 34th connection is past the bound');
+    t.notMatch(gw.output(), /EMFILE/, 'no descriptor ran out');
+
+    t.equal((await admin(gw, 'DELETE', '/admin/versions/v2')).status, 200);
+    await untilConnections(gw, (c) => c.max === 45, 'the bound back to one worker’s');
+    t.pass('removed, the bound is back');
   },
 );
