@@ -81,14 +81,31 @@ async function startBuild(options: StartBuildOptions): Promise<WorkerHandle[]> {
       stderrTail: report?.stderrTail ?? [],
     };
     log.warn({ version, entry: build.entry, reason }, 'new build abandoned');
-    const tail =
-      record.error.stderrTail.length > 0 ? `; last stderr: ${record.error.stderrTail.slice(-3).join(' | ')}` : '';
+    const tail = record.error.stderrTail.length > 0 ? `; last stderr: ${stderrSummary(record.error.stderrTail)}` : '';
     throw new GraygateError(
       'deploy_failed',
       `${version}: build ${build.entry} did not become ready: ${reason}${tail}`,
       { cause: err },
     );
   }
+}
+
+/** A thrown error's first line as node prints it: `Error: …`, `TypeError: …`, `Error [ERR_MODULE_NOT_FOUND]: …`. */
+const ERROR_LINE = /^(?:[A-Z]\w*)?Error\b[^:]*: /;
+
+/**
+ * The last three stderr lines, and before them the last line naming an error if they do not (node prints a stack,
+ * `code` and `requireStack` and its version after `Error: Cannot find module …`: a README walk-through got
+ * `requireStack: [] | } | Node.js v20.20.2` for a missing entry).
+ */
+function stderrSummary(tail: readonly string[]): string {
+  const last = tail.slice(-3);
+  let errorLine: string | undefined;
+  for (let i = tail.length - 1; i >= 0 && errorLine === undefined; i--)
+    if (ERROR_LINE.test(tail[i]!.trimStart())) errorLine = tail[i]!.trim();
+  return (errorLine === undefined || last.some((l) => l.includes(errorLine)) ? last : [errorLine, '…', ...last]).join(
+    ' | ',
+  );
 }
 
 /** The registry's state of a version, as a swap changes it. */

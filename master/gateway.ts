@@ -203,6 +203,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       for (const [name, value] of Object.entries(responseCorsHeaders(origin!, cors))) res.setHeader(name, value);
     }
     if (target === undefined) {
+      res.setHeader('connection', 'close'); // a head refused: what follows it is not read
       refuse(
         ctx,
         new GraygateError(

@@ -78,7 +78,9 @@ export async function requestAdmin(options: AdminClientOptions, request: AdminRe
   } catch {
     // not the gateway's JSON error (a proxy's page?): show the text
   }
-  const message = error?.message?.split('\n').join('; ') ?? text.trim().split('\n').join(' ').slice(0, 200);
+  // One line (SPEC §7): the problems a message lists on lines of their own joined by `; `, after its colon by a space.
+  const message =
+    error?.message?.replace(/:\n/g, ': ').split('\n').join('; ') ?? text.trim().split('\n').join(' ').slice(0, 200);
   let hint = '';
   if (error?.code === 'forbidden') {
     // Loaded only here: shared/config.js brings the config schema, too heavy for every CLI start.

@@ -25,20 +25,31 @@ export interface MockUpstreamCliOptions {
   firstByteMs?: number | undefined;
 }
 
-/** Starts the mock, prints its URL, and stops it on SIGINT/SIGTERM. Exits 64 on a bad option. */
+/** Starts the mock, prints its URL, stops it on SIGINT/SIGTERM. Exits 64 on a bad option, 69 on a port in use. */
 export async function runMockUpstreamCli(options: MockUpstreamCliOptions): Promise<void> {
   const format = options.format ?? 'openai';
   if (!FORMATS.includes(format)) {
     process.stderr.write(`mock-upstream: --format must be one of ${FORMATS.join(', ')}, got ${format}\n`);
     process.exit(64);
   }
-  const mock = await startMockUpstream({
-    port: options.port ?? 0,
-    host: options.host ?? '127.0.0.1',
-    format: format as MockFormat,
-    failEvery: options.failEvery ?? 0,
-    defaults: { firstByteMs: options.firstByteMs ?? 0 },
-  });
+  const host = options.host ?? '127.0.0.1';
+  const port = options.port ?? 0;
+  let mock: Awaited<ReturnType<typeof startMockUpstream>>;
+  try {
+    mock = await startMockUpstream({
+      port,
+      host,
+      format: format as MockFormat,
+      failEvery: options.failEvery ?? 0,
+      defaults: { firstByteMs: options.firstByteMs ?? 0 },
+    });
+  } catch (err) {
+    // As the gateway's own ports: one line naming what moves it, and 69 (EX_UNAVAILABLE), not a stack.
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'EADDRINUSE' ? 'is in use' : `cannot be listened on (${code ?? (err as Error).message})`;
+    process.stderr.write(`mock-upstream: ${host}:${port} ${why}; choose another with --port\n`);
+    process.exit(69);
+  }
   const worse = [
     options.failEvery ? `1 answer in ${options.failEvery} a 500` : '',
     options.firstByteMs ? `first byte +${options.firstByteMs} ms` : '',

@@ -202,3 +202,14 @@ t.test('--version and -v print the installed package version and exit 0', async 
     t.same(res, { code: 0, stdout: `${version}\n`, stderr: '' }, args.join(' '));
   }
 });
+
+t.test('mock-upstream on a port in use: one line naming the flag that moves it, exit 69', async (t) => {
+  // A README walk-through got an uncaught EADDRINUSE with node's stack and exit 1.
+  const taken = createServer();
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => taken.close());
+  const port = (taken.address() as { port: number }).port;
+  const run = await runCli(['mock-upstream', '--port', String(port)]);
+  t.equal(run.code, 69);
+  t.equal(run.stderr, `mock-upstream: 127.0.0.1:${port} is in use; choose another with --port\n`);
+});

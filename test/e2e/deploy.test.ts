@@ -126,6 +126,12 @@ t.test('builds that crash at start or never become ready are abandoned; the old 
   );
   const res = await httpRequest(`${gw.url}/slow?ms=0`);
   t.equal(json<{ pid: number }>(res).pid, oldPid, 'the old build still serves');
+  // Node prints a stack, `code`, `requireStack` and its version after the error: the error's line is named too.
+  const missing = await admin<{ error: { code: string; message: string } }>(gw, 'POST', '/admin/versions/v1/deploy', {
+    entry: 'dist/worker/no-such-entry.js',
+  });
+  t.equal(missing.body.error.code, 'deploy_failed');
+  t.match(missing.body.error.message, /last stderr: Error[^|]*: Cannot find module '[^']*no-such-entry\.js' \| … \|/);
 });
 
 t.test('rollback returns to the previous entry; no previous build is 409', async (t) => {

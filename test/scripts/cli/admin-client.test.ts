@@ -1,5 +1,8 @@
 import t from 'tap';
-import { forbiddenHint } from '../../../scripts/cli/admin-client.js';
+import { createServer } from 'node:http';
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { forbiddenHint, requestAdmin } from '../../../scripts/cli/admin-client.js';
 
 // Issue 12 part 6, SPEC §6: what to do about a 403 `forbidden` follows from
 // where the CLI was pointed and whether it has a token.
@@ -40,4 +43,22 @@ t.test('forbiddenHint by address and token', async (t) => {
   ];
   for (const [what, adminUrl, token, isLoopback, want] of cases)
     t.match(forbiddenHint({ adminUrl, token, isLoopback }), want, what);
+});
+
+t.test('an error listing problems on lines of their own is one line', async (t) => {
+  // A README walk-through: `graygate reload` printed `the running config stays:; limits.nope: …`.
+  const message =
+    'config not reloaded, the running config stays:\nlimits.nope: unknown key\nversions.v2.weight: must be ≥ 0';
+  const server = createServer((_req, res) => {
+    res.writeHead(400, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ error: { code: 'invalid_config', message } }));
+  }).listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => server.close());
+  const adminUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  await t.rejects(requestAdmin({ adminUrl, token: undefined }, { method: 'POST', path: '/admin/reload' }), {
+    message:
+      '400 invalid_config: config not reloaded, the running config stays: limits.nope: unknown key; ' +
+      'versions.v2.weight: must be ≥ 0',
+  });
 });
