@@ -37,7 +37,8 @@ t.test('the version queue is counted once: /admin/status, graygate status and /m
 
   const human = await runCli(['status', '--admin', gw.adminUrl]);
   t.equal(human.code, 0);
-  const [header, ...lines] = human.stdout.trimEnd().split('\n');
+  // The table, before the lines under it (client connections).
+  const [header, ...lines] = human.stdout.split('\n\n')[0]!.trimEnd().split('\n');
   const from = header!.indexOf('QUEUED');
   const to = header!.indexOf('LAST DEPLOY');
   const queuedCells = lines.map((l) => l.slice(from, to).trim());
