@@ -6,13 +6,18 @@ import { clientConnectionsFor, OVER_BOUND_CONNECTIONS } from './file-limit.js';
 // The main port's connections (limits.maxClientConnections; nginx's worker_connections, Envoy's listener connection
 // limit): how many are open, and a bound that keeps the descriptors the master's workers need (master/file-limit.ts).
 // Past the bound, OVER_BOUND_CONNECTIONS more are accepted: their requests are answered `503 too_many_connections`
-// and closed (health paths are answered: a kubelet's probe is no client to shed), and one that sends nothing is
-// closed after OVER_BOUND_IDLE_MS. Past those, Node closes a connection as it accepts it (server.maxConnections).
+// and closed (health paths are answered: a kubelet's probe is no client to shed), and each is closed
+// OVER_BOUND_LIFETIME_MS after it was accepted whatever it sends (a trickled head or a kept-alive answer held one for
+// minutes). They do not count against the bound: a connection is within it while fewer than the bound are. Past
+// those, Node closes a connection as it accepts it (server.maxConnections = the bound + OVER_BOUND_CONNECTIONS).
 // With directStreams a worker holds a duplicate of a connection it answers; the master sends it with keepOpen, so
 // its own copy, its count and its 'close' stay as they are.
 
-/** Silence allowed on a connection accepted past the bound, ms: a probe or a client sends its request at once. */
-const OVER_BOUND_IDLE_MS = 2_000;
+/**
+ * Life of a connection accepted past the bound, ms: a probe or a client sends its request at once, and a refused
+ * upload is read and dropped for up to 5 s (gateway.ts) before its connection closes.
+ */
+const OVER_BOUND_LIFETIME_MS = 5_000;
 
 /** At most one warn line this often while connections are refused; the status and metrics count every one. */
 const LOG_INTERVAL_MS = 10_000;
@@ -23,8 +28,11 @@ export interface ClientConnectionsStatus {
   open: number;
   /** limits.maxClientConnections, or what the open-file limit leaves for the workers alive now; null: no bound. */
   max: number | null;
-  /** Accepted past the bound since the master started: answered 503 too_many_connections, or closed idle. */
-  refused: number;
+  /**
+   * Accepted past the bound since the master started: their requests answered 503 too_many_connections, health checks
+   * 200, each closed after its answer or OVER_BOUND_LIFETIME_MS.
+   */
+  pastBound: number;
   /** Closed as they were accepted, past the bound and the connections answered past it. */
   dropped: number;
 }
@@ -44,16 +52,18 @@ export class ClientConnections {
   readonly #options: ClientConnectionsOptions;
   #max: number | undefined;
   #server: Server | undefined;
-  #open = 0;
-  #refused = 0;
+  /** Open connections within the bound, and past it. */
+  #within = 0;
+  #past = 0;
+  #pastBound = 0;
   #dropped = 0;
   /** Refusals and drops since the last warn line. */
   #unlogged = 0;
   #loggedAtMs = -Infinity;
   readonly #overBound = new WeakSet<Socket>();
   /** One listener for every socket's close, not a closure each. */
-  readonly #onClose = (): void => {
-    this.#open--;
+  readonly #onWithinClose = (): void => {
+    this.#within--;
   };
 
   constructor(options: ClientConnectionsOptions) {
@@ -75,15 +85,12 @@ export class ClientConnections {
     this.#server = server;
     this.#apply();
     server.on('connection', (socket: Socket) => {
-      this.#open++;
-      socket.once('close', this.#onClose);
-      if (this.#max === undefined || this.#open <= this.#max) return;
-      this.#overBound.add(socket);
-      // Node's HTTP server destroys a socket whose idle timeout fires when nothing else listens for it (no request
-      // being read): a silent connection past the bound keeps its place 2 s, not headTimeoutMs.
-      socket.setTimeout(OVER_BOUND_IDLE_MS);
-      this.#refused++;
-      this.#noteRefusal();
+      if (this.#max === undefined || this.#within < this.#max) {
+        this.#within++;
+        socket.once('close', this.#onWithinClose);
+        return;
+      }
+      this.#pastOne(socket);
     });
     server.on('drop', () => {
       this.#dropped++;
@@ -97,7 +104,27 @@ export class ClientConnections {
   }
 
   status(): ClientConnectionsStatus {
-    return { open: this.#open, max: this.#max ?? null, refused: this.#refused, dropped: this.#dropped };
+    return {
+      open: this.#within + this.#past,
+      max: this.#max ?? null,
+      pastBound: this.#pastBound,
+      dropped: this.#dropped,
+    };
+  }
+
+  /** A connection accepted past the bound: refused requests (gateway.ts), and a life of OVER_BOUND_LIFETIME_MS. */
+  #pastOne(socket: Socket): void {
+    this.#past++;
+    this.#pastBound++;
+    this.#overBound.add(socket);
+    // Not the socket's idle timeout: a byte a second renews it, and Node's HTTP server sets its own after a kept-alive
+    // answer. Rare by construction, so a timer each.
+    const timer = setTimeout(() => socket.destroy(), OVER_BOUND_LIFETIME_MS).unref();
+    socket.once('close', () => {
+      clearTimeout(timer);
+      this.#past--;
+    });
+    this.#noteRefusal();
   }
 
   #apply(): void {
@@ -113,7 +140,7 @@ export class ClientConnections {
     this.#options.log.warn(
       {
         maxClientConnections: this.#max,
-        refused: this.#refused,
+        pastBound: this.#pastBound,
         dropped: this.#dropped,
         sinceLastLine: this.#unlogged,
       },

@@ -149,6 +149,9 @@ export function createGateway(options: GatewayOptions): Gateway {
   function readHead(ctx: RequestContext): boolean {
     const { req, res } = ctx;
     if (isUpgrade(req)) res.shouldKeepAlive = false;
+    // Past limits.maxClientConnections: one answer (a health check's, or the 503 below), then the connection closes.
+    const isOverBound = options.isOverBound?.(req.socket) === true;
+    if (isOverBound) res.shouldKeepAlive = false;
     // Absolute-form is served as its path; a target of no form the master takes is refused below, after the checks
     // every refusal gets (request id, head problems that close the connection, CORS).
     const target = originForm(req.url ?? '/');
@@ -156,8 +159,6 @@ export function createGateway(options: GatewayOptions): Gateway {
     const path = target?.split('?', 1)[0];
     if (path !== undefined && HEALTH_PATHS.has(path) && req.httpVersionMajor === 1) {
       ctx.isHealthCheck = true;
-      // Past limits.maxClientConnections a probe is answered, and its connection closed after the answer.
-      if (options.isOverBound?.(req.socket) === true) res.shouldKeepAlive = false;
       if (req.method !== 'GET' && req.method !== 'HEAD') {
         res.setHeader('allow', 'GET, HEAD');
         refuse(ctx, new GraygateError('method_not_allowed', `${path} answers GET and HEAD`));
@@ -172,6 +173,11 @@ export function createGateway(options: GatewayOptions): Gateway {
     }
     ctx.reqId = pickRequestId(headerValue(req.headers['x-request-id']), newRequestId);
     res.setHeader('x-request-id', ctx.reqId);
+    if (isOverBound) {
+      // Before the head's other checks: nothing of it is looked at (a CORS 403 or a preflight's 204 is an answer too).
+      refuse(ctx, new GraygateError('too_many_connections', undefined, { retryAfterS: 1 }));
+      return false;
+    }
     // Node dropped the lines past MAX_HEADER_LINES, maybe a Content-Length it framed the body by: the master
     // cannot know what the request was (a body read as none reached no limit, and the worker saw none).
     if (req.rawHeaders.length >= 2 * MAX_HEADER_LINES) {
@@ -226,11 +232,6 @@ export function createGateway(options: GatewayOptions): Gateway {
     }
     if (isClosing()) {
       refuse(ctx, new GraygateError('shutting_down'));
-      return false;
-    }
-    if (options.isOverBound?.(req.socket) === true) {
-      res.setHeader('connection', 'close');
-      refuse(ctx, new GraygateError('too_many_connections', undefined, { retryAfterS: 1 }));
       return false;
     }
     return true;

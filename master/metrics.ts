@@ -88,7 +88,7 @@ export interface MasterMetricsOptions {
   /** The last canary of each version (SPEC §11), read at scrape time. */
   canaries?: () => Iterable<{ version: string; state: string; canaryPercent: number }>;
   /** The main port's connections (master/client-connections.ts), read at scrape time. */
-  clientConnections?: () => { open: number; refused: number; dropped: number };
+  clientConnections?: () => { open: number; pastBound: number; dropped: number };
 }
 
 export function createMasterMetrics(options: MasterMetricsOptions): MasterMetrics {
@@ -206,12 +206,14 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
       },
     });
     new Counter({
-      name: METRIC.clientConnectionsRefusedTotal,
-      help: 'Client connections accepted past limits.maxClientConnections: their requests answered 503 too_many_connections',
+      name: METRIC.clientConnectionsPastBoundTotal,
+      help:
+        'Client connections accepted past limits.maxClientConnections: their requests answered 503 ' +
+        'too_many_connections, health checks 200',
       registers: [registry],
       collect() {
         this.reset();
-        this.inc(readConnections().refused);
+        this.inc(readConnections().pastBound);
       },
     });
     new Counter({

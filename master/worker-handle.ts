@@ -201,13 +201,18 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
     try {
       if (this.#isStopRequested) {
         this.#state = 'stopped';
-        throw new WorkerStartFailure({
+        const report: ExitReport = {
           code: null,
           signal: null,
           isIntended: true,
           reason: 'stopped before it started',
           stderrTail: [],
-        });
+        };
+        this.#exitReport = report;
+        // Its end, as a process's: the supervisor counts it alive until then (a review: each failed deploy of several
+        // instances left handles that never exited, and the client-connection bound they reserve shrank for good).
+        this.emit('exit', report);
+        throw new WorkerStartFailure(report);
       }
       await this.#fork();
     } finally {

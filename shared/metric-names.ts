@@ -33,10 +33,10 @@ export const METRIC = {
   configInfo: 'graygate_config_info',
   /**
    * Not in SPEC §9's list: the main port's open connections; those accepted past limits.maxClientConnections
-   * (answered 503 too_many_connections), and those closed as they came past these.
+   * (their requests answered 503 too_many_connections), and those closed as they came past these.
    */
   clientConnections: 'graygate_client_connections',
-  clientConnectionsRefusedTotal: 'graygate_client_connections_refused_total',
+  clientConnectionsPastBoundTotal: 'graygate_client_connections_past_bound_total',
   clientConnectionsDroppedTotal: 'graygate_client_connections_dropped_total',
   /** SPEC §11: the canary's share of its pair's weight, and its state (1 for the current one). */
   canaryPercent: 'graygate_canary_percent',

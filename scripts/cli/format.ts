@@ -29,7 +29,7 @@ interface StatusVersion {
 }
 export interface StatusBody {
   versions: Record<string, StatusVersion>;
-  clientConnections?: { open: number; max: number | null; refused: number; dropped: number };
+  clientConnections?: { open: number; max: number | null; pastBound: number; dropped: number };
 }
 
 export function formatStatus(status: StatusBody): string {
@@ -75,7 +75,7 @@ export function formatStatus(status: StatusBody): string {
   const c = status.clientConnections;
   if (c !== undefined)
     lines.push(
-      `client connections: ${c.open} open (bound ${c.max ?? 'none'}), ${c.refused} answered 503 past it, ` +
+      `client connections: ${c.open} open (bound ${c.max ?? 'none'}), ${c.pastBound} accepted past it (503), ` +
         `${c.dropped} closed as accepted`,
     );
   return lines.length === 0 ? out : `${out}\n\n${lines.join('\n')}`;

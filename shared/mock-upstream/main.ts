@@ -46,8 +46,11 @@ export async function runMockUpstreamCli(options: MockUpstreamCliOptions): Promi
   } catch (err) {
     // As the gateway's own ports: one line naming what moves it, and 69 (EX_UNAVAILABLE), not a stack.
     const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'EADDRINUSE' ? 'is in use' : `cannot be listened on (${code ?? (err as Error).message})`;
-    process.stderr.write(`mock-upstream: ${host}:${port} ${why}; choose another with --port\n`);
+    const why =
+      code === 'EADDRINUSE'
+        ? 'is in use; choose another with --port'
+        : `cannot be listened on (${code ?? (err as Error).message}); check --host and --port`;
+    process.stderr.write(`mock-upstream: ${host}:${port} ${why}\n`);
     process.exit(69);
   }
   const worse = [

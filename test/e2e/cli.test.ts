@@ -26,7 +26,10 @@ async function commands(t: Test, gw: Gateway, env: Record<string, string>): Prom
   t.equal(human.code, 0);
   t.match(human.stdout, /^VERSION\s+WEIGHT\s+ENTRY\s+UPSTREAM\s+PID\s+STATE/);
   t.match(human.stdout, /\nv1\s+90\s+\S+test-worker\.js\s+openai mock:\s+\d+\s+ready/);
-  t.match(human.stdout, /\nclient connections: \d+ open \(bound \d+\), 0 answered 503 past it, 0 closed as accepted\n/);
+  t.match(
+    human.stdout,
+    /\nclient connections: \d+ open \(bound \d+\), 0 accepted past it \(503\), 0 closed as accepted\n/,
+  );
 
   const json = await cli(['status', '--json', ...a], env);
   t.equal(json.code, 0);

@@ -46,7 +46,7 @@ async function served(t: Teardown, gw: Gateway, request = REQUEST): Promise<RawC
 }
 
 t.test(
-  'past limits.maxClientConnections: 503 too_many_connections, health answered, then closed as accepted',
+  'past limits.maxClientConnections: 503 too_many_connections, health answered, 5 s at most, then closed as accepted',
   async (t) => {
     const gw = await startGateway(t, {
       versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } },
@@ -57,7 +57,7 @@ t.test(
     t.teardown(() => silent.socket.destroy());
     t.same(
       await untilConnections(gw, (c) => c.open === 3, '3 open'),
-      { open: 3, max: 3, refused: 0, dropped: 0 },
+      { open: 3, max: 3, pastBound: 0, dropped: 0 },
       'in /admin/status',
     );
 
@@ -73,31 +73,46 @@ t.test(
     t.equal(probe.responses[0]!.headers['connection'], 'close');
     await probe.closed;
     await untilOutputHas(gw, 'client connections at limits.maxClientConnections');
-
-    // The connections answered past the bound are few (32, each closed after its answer or 2 s of silence): past them,
-    // one is closed as it is accepted, with nothing read.
-    let dropped: RawConnection | undefined;
-    for (let i = 0; i < 500 && dropped === undefined; i++) {
-      const conn = await openRaw(gw.url);
-      t.teardown(() => conn.socket.destroy());
-      if ((await connections(gw))!.dropped > 0) dropped = conn;
+    // A review: a CORS refusal (403) or a preflight (204) was answered before the check and kept the connection alive
+    // for keepAliveTimeoutMs; a preflight every 1.5 s held one for good.
+    for (const head of [
+      'GET /hello HTTP/1.1\r\nHost: gw\r\nOrigin: https://evil.example\r\n\r\n',
+      'OPTIONS /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nOrigin: https://evil.example\r\n' +
+        'Access-Control-Request-Method: POST\r\n\r\n',
+    ]) {
+      const conn = await served(t, gw, head);
+      await conn.closed;
+      t.match(conn.responses, [{ status: 503, headers: { connection: 'close' } }], head.slice(0, head.indexOf(' ')));
     }
-    await dropped!.closed;
-    t.same(dropped!.responses, [], 'closed as accepted');
-    const now = (await connections(gw))!;
-    t.ok(now.refused >= 32 + 2, `refused ${now.refused}: the two above and the 32 it holds past the bound`);
-    const metrics = await scrape(gw);
-    t.equal(metrics.sum('graygate_client_connections_dropped_total'), now.dropped);
-    t.ok(metrics.sum('graygate_client_connections_refused_total') >= now.refused);
-    t.ok(metrics.sum('graygate_client_connections') >= 3);
 
-    held[0]!.write(REQUEST);
-    t.equal((await held[0]!.waitFor(2))[1]!.status, 200, 'a held connection is served');
-    t.equal(Object.keys(await status(gw)).length, 1, 'and the admin port');
+    // Connections past the bound do not count against it (a review: three held ones shut every client out).
+    const pastOne = await openRaw(gw.url);
+    t.teardown(() => pastOne.socket.destroy());
+    await untilConnections(gw, (c) => c.pastBound === 5, 'one more accepted past the bound');
     held[1]!.socket.destroy();
-    await untilConnections(gw, (c) => c.open === 2, 'the past-the-bound ones closed, and one held one');
+    await untilConnections(gw, (c) => c.open <= 3, 'a held one closed');
     const next = await served(t, gw);
-    t.equal(next.responses[0]!.status, 200, 'a closed one makes room');
+    t.equal(next.responses[0]!.status, 200, 'a closed one makes room, whatever is open past the bound');
+
+    // 32 are accepted past the bound, each for 5 s at most: past them, one is closed as it is accepted.
+    const burst = await Promise.all(Array.from({ length: 40 }, () => openRaw(gw.url)));
+    for (const conn of burst) t.teardown(() => conn.socket.destroy());
+    const after = await untilConnections(gw, (c) => c.dropped > 0, 'one closed as accepted');
+    t.ok(after.pastBound > 5, `accepted past the bound: ${after.pastBound}`);
+    await Promise.all(burst.map((c) => c.closed));
+    t.ok(
+      burst.every((c) => c.responses.length === 0),
+      'those past the bound that sent nothing are closed with nothing, at accept or 5 s after it',
+    );
+    const settled = (await connections(gw))!;
+    t.match(settled, { open: 3 }, 'the three within the bound stay');
+    t.equal(settled.pastBound + settled.dropped, 5 + 40, 'every connection past the bound counted once');
+    const metrics = await scrape(gw);
+    t.equal(metrics.sum('graygate_client_connections_dropped_total'), settled.dropped);
+    t.equal(metrics.sum('graygate_client_connections_past_bound_total'), settled.pastBound);
+    t.equal(metrics.sum('graygate_client_connections'), 3);
+    held[0]!.write(REQUEST);
+    t.equal((await held[0]!.waitFor(2))[1]!.status, 200, 'and are served');
 
     // The admin port holds 64 (reserved beside the main port's): the 65th is closed as accepted, in order.
     const adminHeld: RawConnection[] = [];
@@ -133,7 +148,7 @@ t.test(
     }
     const held = await untilConnections(
       gw,
-      (c) => c.open === 45 && c.refused + c.dropped === 255,
+      (c) => c.open === 45 && c.pastBound + c.dropped === 255,
       '45 held, the rest refused or closed',
     );
     t.match(held, { open: 45, max: 45 });
@@ -179,5 +194,15 @@ t.test(
     t.equal((await admin(gw, 'DELETE', '/admin/versions/v2')).status, 200);
     await untilConnections(gw, (c) => c.max === 45, 'the bound back to one worker’s');
     t.pass('removed, the bound is back');
+
+    // A review: workers of a failed deploy still waiting for a start slot never exited, and each such deploy lowered
+    // the bound for good (886 → 784 → 682 under 2,000 descriptors).
+    const failed = await admin(gw, 'POST', '/admin/versions/v1/deploy', {
+      instances: 6,
+      env: { TEST_WORKER_START: 'crash' },
+    });
+    t.equal(failed.status, 500, 'a build that crashes at start');
+    await untilConnections(gw, (c) => c.max === 45, 'the bound back after a failed deploy of six');
+    t.pass('a failed deploy leaves the bound as it was');
   },
 );
