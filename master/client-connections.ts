@@ -46,6 +46,8 @@ export interface ClientConnectionsOptions {
   /** Worker processes alive at start. */
   workers: number;
   log: Logger;
+  /** At most one warn line this often; default LOG_INTERVAL_MS (tests shorten it). */
+  logIntervalMs?: number;
 }
 
 export class ClientConnections {
@@ -60,6 +62,7 @@ export class ClientConnections {
   /** Refusals and drops since the last warn line. */
   #unlogged = 0;
   #loggedAtMs = -Infinity;
+  #flushTimer: NodeJS.Timeout | undefined;
   readonly #overBound = new WeakSet<Socket>();
   /** One listener for every socket's close, not a closure each. */
   readonly #onWithinClose = (): void => {
@@ -135,8 +138,17 @@ export class ClientConnections {
 
   #noteRefusal(): void {
     this.#unlogged++;
-    const now = performance.now();
-    if (now - this.#loggedAtMs < LOG_INTERVAL_MS) return;
+    const intervalMs = this.#options.logIntervalMs ?? LOG_INTERVAL_MS;
+    const sinceMs = performance.now() - this.#loggedAtMs;
+    if (sinceMs >= intervalMs) return this.#logRefusals();
+    // The rest of a burst gets its line when the interval ends, not at the next refusal, hours later.
+    this.#flushTimer ??= setTimeout(() => this.#logRefusals(), intervalMs - sinceMs).unref();
+  }
+
+  #logRefusals(): void {
+    clearTimeout(this.#flushTimer);
+    this.#flushTimer = undefined;
+    if (this.#unlogged === 0) return;
     this.#options.log.warn(
       {
         maxClientConnections: this.#max,
@@ -147,6 +159,6 @@ export class ClientConnections {
       'client connections at limits.maxClientConnections: new ones are answered 503 too_many_connections, or closed',
     );
     this.#unlogged = 0;
-    this.#loggedAtMs = now;
+    this.#loggedAtMs = performance.now();
   }
 }

@@ -280,7 +280,7 @@ async function run(argv: string[]): Promise<void> {
       const weights: Record<string, number> = {};
       for (const pair of args) {
         const m = /^([^=]+)=(\d+(?:\.\d+)?)$/.exec(pair);
-        if (m === null) usage(`bad weight ${JSON.stringify(pair)}: use NAME=NUMBER`);
+        if (m === null) usage(`bad weight ${JSON.stringify(pair)}: use NAME=NUMBER, a number from 0 to 1,000,000`);
         weights[m[1]!] = Number(m[2]);
       }
       const status = await callAdmin<StatusBody>(client(), { method: 'PUT', path: '/admin/weights', body: weights });

@@ -180,6 +180,10 @@ t.test('CLI errors without a gateway', async (t) => {
   t.equal(config.code, 64);
   t.match(config.stderr, /^graygate: --config is for start only: status finds the admin API by --admin/);
   t.equal((await cli(['top', '--iterations', '0'])).code, 64);
+  // A README walk-through: `v1=-3` was told to "use NAME=NUMBER", and -3 is a number.
+  const negative = await cli(['weights', 'v1=-3']);
+  t.equal(negative.code, 64);
+  t.match(negative.stderr, /bad weight "v1=-3": use NAME=NUMBER, a number from 0 to 1,000,000/);
   // A bare number would read as seconds, as --step's does: 20 s switches the p99 criteria off.
   const bareMargin = await cli(['canary', 'v2', '--latency-margin', '20']);
   t.equal(bareMargin.code, 64);
