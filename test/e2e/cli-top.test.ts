@@ -9,6 +9,7 @@ import { createInterface } from 'node:readline';
 import { collectOutput, nodeLaunch, type NodeRun } from '../helpers/child-env.js';
 import { CLEAN_ENV, CLI_BIN, runCli } from '../helpers/cli.js';
 import { admin, startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
+import { DEAD_PORT } from '../helpers/dead-port.js';
 
 // Issue 12 part 6: `graygate top` and the CLI's output against a real
 // gateway without a token, run as the built CLI: EPIPE, an admin API that is
@@ -80,15 +81,6 @@ function startTop(
 }
 
 const names = (frame: Frame): string[] => (frame.versions ?? []).map((v) => v.version);
-
-/** A port nothing listens on: one that was just free. */
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await new Promise((r) => server.once('listening', r));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((r) => server.close(r));
-  return port;
-}
 
 /** A TCP relay to `port` on 127.0.0.1 that can be taken away, as if the admin API went down. */
 async function startRelay(t: Test, port: number): Promise<{ url: string; close(): Promise<void> }> {
@@ -165,7 +157,7 @@ t.test('top and CLI output against a gateway without a token', async (t) => {
   });
 
   t.test('top exits 69 with one line when the admin API is unreachable at start, like status', async (t) => {
-    const port = await freePort();
+    const port = DEAD_PORT;
     const [top, status] = await Promise.all([
       runCli(['top', '--admin', `:${port}`]),
       runCli(['status', '--admin', `:${port}`]),

@@ -4,6 +4,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { runCli } from '../helpers/cli.js';
 import { ROOT, startGateway, TEST_WORKER_ENTRY, type Gateway } from '../helpers/gateway.js';
+import { DEAD_PORT } from '../helpers/dead-port.js';
 
 // The built CLI with a clean admin environment (test/helpers/cli.ts).
 const cli = runCli;
@@ -83,18 +84,9 @@ async function commands(t: Test, gw: Gateway, env: Record<string, string>): Prom
   t.match(reload.stdout, /weights v1=90 v2=10/, 'the file still says 90/10');
 }
 
-/** A port nothing listens on: one that was just free. */
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await new Promise((r) => server.once('listening', r));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((r) => server.close(r));
-  return port;
-}
-
 async function adminAddress(t: Test, gw: Gateway, env: Record<string, string>): Promise<void> {
   const port = new URL(gw.adminUrl).port;
-  const dead = String(await freePort());
+  const dead = String(DEAD_PORT);
 
   // The resolution rules are tested case by case in test/scripts/cli/admin-address.test.ts; here, each source once.
   const reach: Array<[string, string[], Record<string, string>]> = [
@@ -165,7 +157,7 @@ async function adminAddress(t: Test, gw: Gateway, env: Record<string, string>): 
 }
 
 t.test('CLI errors without a gateway', async (t) => {
-  const port = await freePort();
+  const port = DEAD_PORT;
   const down = await cli(['status', '--admin', `http://127.0.0.1:${port}`]);
   t.equal(down.code, 69);
   t.equal(

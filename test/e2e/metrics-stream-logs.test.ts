@@ -1,12 +1,11 @@
 import t from 'tap';
 import { once } from 'node:events';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { startGateway, type Gateway } from '../helpers/gateway.js';
 import { scrape, scrapeUntil } from '../helpers/metrics.js';
 import { countPromptTokens } from '../../shared/mock-upstream/index.js';
 import { METRIC, UPSTREAM_ERROR_KINDS } from '../../shared/metric-names.js';
 import { postStream, chatBody } from '../worker/fixtures/sse-client.js';
+import { DEAD_PORT } from '../helpers/dead-port.js';
 
 // Issue 5: a streamed request records first-token latency and token counts;
 // each upstream failure kind is counted once; the master's and the worker's
@@ -41,12 +40,6 @@ async function requestLines(gw: Gateway, reqId: string): Promise<{ master: LogLi
 }
 
 t.test('stream metrics, upstream error kinds, request logs', async (t) => {
-  const closed = createServer();
-  closed.listen(0, '127.0.0.1');
-  await once(closed, 'listening');
-  const deadPort = (closed.address() as AddressInfo).port;
-  await new Promise((r) => closed.close(r));
-
   const mock = { format: 'openai', url: 'mock:' };
   const gw = await startGateway(
     t,
@@ -58,7 +51,7 @@ t.test('stream metrics, upstream error kinds, request logs', async (t) => {
           env: { GG_TEST_UPSTREAM_KEY: UPSTREAM_SECRET },
         },
         quick: { weight: 0, upstream: { ...mock, timeouts: { firstByteMs: 200 } } },
-        dead: { weight: 0, upstream: { format: 'openai', url: `http://127.0.0.1:${deadPort}/v1` } },
+        dead: { weight: 0, upstream: { format: 'openai', url: `http://127.0.0.1:${DEAD_PORT}/v1` } },
       },
     },
     { env: { LOG_LEVEL: 'debug' } },

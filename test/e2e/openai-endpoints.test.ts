@@ -16,6 +16,7 @@ import {
 } from '../../shared/mock-upstream/index.js';
 import { postStream } from '../worker/fixtures/sse-client.js';
 import { scrape } from '../helpers/metrics.js';
+import { DEAD_PORT } from '../helpers/dead-port.js';
 
 // Issue 12 parts 2 and 3, SPEC §12: embeddings, legacy completions, the
 // Responses API and models through the real gateway with the official openai
@@ -27,12 +28,6 @@ const MODELS = ['mock-large', 'mock-small'];
 t.test('endpoints per format', async (t) => {
   const mock = await startMockUpstream({ models: MODELS });
   t.teardown(() => mock.close());
-  // A port nothing listens on: an upstream that is down.
-  const closed = createServer();
-  closed.listen(0, '127.0.0.1');
-  await once(closed, 'listening');
-  const deadPort = (closed.address() as AddressInfo).port;
-  await new Promise((r) => closed.close(r));
 
   const versions: Record<string, Record<string, unknown>> = {};
   for (const f of ['openai', 'ollama', 'anthropic'] as MockFormat[])
@@ -41,7 +36,7 @@ t.test('endpoints per format', async (t) => {
   versions['pinging'] = { weight: 0, upstream: { format: 'anthropic', url: mock.url, pingIntervalMs: 20 } };
   versions['down'] = {
     weight: 0,
-    upstream: { format: 'openai', url: `http://127.0.0.1:${deadPort}/v1`, timeouts: { connectMs: 2000 } },
+    upstream: { format: 'openai', url: `http://127.0.0.1:${DEAD_PORT}/v1`, timeouts: { connectMs: 2000 } },
   };
   const stored = await startStoredResponses(t);
   versions['stored'] = {

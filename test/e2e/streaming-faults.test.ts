@@ -1,11 +1,10 @@
 import t from 'tap';
 import { once } from 'node:events';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { startGateway } from '../helpers/gateway.js';
 import { httpRequest, json } from '../helpers/http.js';
 import { startMockUpstream, mockText, BASE_PATHS, type MockStream } from '../../shared/mock-upstream/index.js';
 import { postStream, openPost, chatBody } from '../worker/fixtures/sse-client.js';
+import { DEAD_PORT } from '../helpers/dead-port.js';
 
 // Issue 3 parts 5, 7, 8: cancellation, timeouts and upstream failures, through
 // the real master and worker. Every wait is on an event (a chunk arrived, a
@@ -22,12 +21,6 @@ function lastError(data: string[]): ErrorBody['error'] {
 t.test('faults', async (t) => {
   const mock = await startMockUpstream({});
   t.teardown(() => mock.close());
-  // A port nothing listens on, for upstream_unreachable.
-  const closed = createServer();
-  closed.listen(0, '127.0.0.1');
-  await once(closed, 'listening');
-  const deadPort = (closed.address() as AddressInfo).port;
-  await new Promise((r) => closed.close(r));
 
   const openai = { format: 'openai', url: mock.url + BASE_PATHS.openai };
   const gw = await startGateway(t, {
@@ -43,7 +36,7 @@ t.test('faults', async (t) => {
       pinger: { weight: 0, upstream: { ...openai, pingIntervalMs: 20 } },
       dead: {
         weight: 0,
-        upstream: { format: 'openai', url: `http://127.0.0.1:${deadPort}/v1`, timeouts: { connectMs: 2000 } },
+        upstream: { format: 'openai', url: `http://127.0.0.1:${DEAD_PORT}/v1`, timeouts: { connectMs: 2000 } },
       },
     },
   });
