@@ -43,8 +43,6 @@ export interface ClientConnectionsOptions {
   /** The master's open-file limit (file-limit.ts openFileLimit); undefined: none to read, and no bound. */
   fileLimit: number | undefined;
   maxIdleSocketsPerWorker: number;
-  /** Worker processes alive at start. */
-  workers: number;
   log: Logger;
   /** At most one warn line this often; default LOG_INTERVAL_MS (tests shorten it). */
   logIntervalMs?: number;
@@ -72,7 +70,7 @@ export class ClientConnections {
   constructor(options: ClientConnectionsOptions) {
     this.#options = options;
     this.#max = options.configured;
-    this.setWorkers(options.workers);
+    this.setWorkers(0); // the supervisor says how many as it forks them
   }
 
   /** Worker processes alive changed (supervisor.ts): a bound from the file limit follows their descriptors. */

@@ -100,12 +100,9 @@ const ERROR_LINE = /^(?:[A-Z]\w*)?Error\b[^:]*: /;
  */
 function stderrSummary(tail: readonly string[]): string {
   const last = tail.slice(-3);
-  let errorLine: string | undefined;
-  for (let i = tail.length - 1; i >= 0 && errorLine === undefined; i--)
-    if (ERROR_LINE.test(tail[i]!.trimStart())) errorLine = tail[i]!.trim();
-  return (errorLine === undefined || last.some((l) => l.includes(errorLine)) ? last : [errorLine, '…', ...last]).join(
-    ' | ',
-  );
+  const errorLine = tail.findLast((line) => ERROR_LINE.test(line.trimStart()));
+  const lines = errorLine === undefined || last.includes(errorLine) ? last : [errorLine.trim(), '…', ...last];
+  return lines.join(' | ');
 }
 
 /** The registry's state of a version, as a swap changes it. */

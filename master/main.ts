@@ -106,7 +106,6 @@ const clientConnections = new ClientConnections({
   configured: config.limits.maxClientConnections,
   fileLimit,
   maxIdleSocketsPerWorker: config.limits.maxIdleSocketsPerWorker,
-  workers: 0,
   log,
 });
 const parserWarning = laxParserWarning(process.versions);

@@ -2,6 +2,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { ERROR_KINDS, LOOP_DELAY_RESOLUTION_MS, METRIC, type ErrorKind } from '../shared/metric-names.js';
 import type { WorkerHealth, WorkerState } from './worker-handle.js';
 import { CANARY_STATES } from './canary/controller.js';
+import type { ClientConnectionsStatus } from './client-connections.js';
 import { RetiredTotals, newest, readWorkerMetrics, type MetricJson } from './retired-totals.js';
 
 // The master's own series (SPEC §9, issue 5 part 2). Hot-path cost per request
@@ -88,7 +89,7 @@ export interface MasterMetricsOptions {
   /** The last canary of each version (SPEC §11), read at scrape time. */
   canaries?: () => Iterable<{ version: string; state: string; canaryPercent: number }>;
   /** The main port's connections (master/client-connections.ts), read at scrape time. */
-  clientConnections?: () => { open: number; pastBound: number; dropped: number };
+  clientConnections?: () => ClientConnectionsStatus;
 }
 
 export function createMasterMetrics(options: MasterMetricsOptions): MasterMetrics {
@@ -205,26 +206,28 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
         this.set(readConnections().open);
       },
     });
-    new Counter({
-      name: METRIC.clientConnectionsPastBoundTotal,
-      help:
-        'Client connections accepted past limits.maxClientConnections: their requests answered 503 ' +
-        'too_many_connections, health checks 200',
-      registers: [registry],
-      collect() {
-        this.reset();
-        this.inc(readConnections().pastBound);
-      },
-    });
-    new Counter({
-      name: METRIC.clientConnectionsDroppedTotal,
-      help: 'Client connections the main port closed as they came, past limits.maxClientConnections and those refused',
-      registers: [registry],
-      collect() {
-        this.reset();
-        this.inc(readConnections().dropped);
-      },
-    });
+    // Counts the connection tracker keeps (it counts every one; a scrape reads them).
+    const trackerCounter = (name: string, help: string, read: (c: ClientConnectionsStatus) => number): void => {
+      new Counter({
+        name,
+        help,
+        registers: [registry],
+        collect() {
+          this.reset();
+          this.inc(read(readConnections()));
+        },
+      });
+    };
+    trackerCounter(
+      METRIC.clientConnectionsPastBoundTotal,
+      'Client connections accepted past limits.maxClientConnections: their requests answered 503 too_many_connections, health checks 200',
+      (c) => c.pastBound,
+    );
+    trackerCounter(
+      METRIC.clientConnectionsDroppedTotal,
+      'Client connections the main port closed as they came, past limits.maxClientConnections and those answered past it',
+      (c) => c.dropped,
+    );
   }
 
   const readHash = options.configHash;

@@ -151,9 +151,9 @@ export const configSchema = z.strictObject({
       maxUrlBytes: positiveInt.min(256, 'must be ≥ 256').default(DEFAULTS.limits.maxUrlBytes),
       maxPipelinedRequests: positiveInt.default(DEFAULTS.limits.maxPipelinedRequests),
       /**
-       * Client connections the main port holds at once; a connection past it is closed as it is accepted (nginx's
-       * worker_connections). Default: what the master's open-file limit leaves (master/file-limit.ts), none where
-       * there is no limit to read.
+       * Client connections the main port holds at once (nginx's worker_connections); past it a few are answered 503
+       * too_many_connections, then new ones are closed as accepted (master/client-connections.ts). Default: what the
+       * master's open-file limit leaves for the workers alive (master/file-limit.ts), none where there is no limit.
        */
       maxClientConnections: positiveInt.optional(),
       /**

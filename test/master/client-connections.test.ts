@@ -28,7 +28,6 @@ t.test('a burst of connections past the bound: one line at once, the rest when t
     configured: 1,
     fileLimit: undefined,
     maxIdleSocketsPerWorker: 0,
-    workers: 0,
     log,
     logIntervalMs: 200,
   });
