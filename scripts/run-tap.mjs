@@ -16,16 +16,17 @@ const tapBin = createRequire(import.meta.url)
 // ts-node hook out of every test process (about 1 s of CPU each, ×84 files, on 2 cores). Coverage
 // maps back to the .ts sources through the emitted source maps. The suite is the files package.json's
 // tap `include` names: every unit test file in one process (test/all-units.test.ts says why; its name
-// sorts first, so the longest file starts first), then each e2e file in its own. tap's plugins are
-// the ones the tests use (package.json `tap.plugin` takes out the rest): on Node 20, @tapjs/mock's
-// module hooks alone cost each test process ~0.6 s of CPU. tap rebuilds its Test class for that list
+// sorts first, so it starts first), and the e2e files in two processes beside it that share them out
+// (test/helpers/e2e-lane.ts). tap's plugins are the ones the tests use (package.json `tap.plugin`
+// takes out the rest): on Node 20, @tapjs/mock's module hooks alone cost each test process ~0.6 s of
+// CPU. tap rebuilds its Test class for that list
 // on its first run after `npm ci` (6–8 s, once); the pretest type-checks before, against the full
 // class, so a test that calls a method of a plugin taken out compiles there and fails when it runs
 // (add the plugin back). With arguments (`npm test -- test/e2e/x.test.ts`), tap runs what it is
 // given, TypeScript through ts-node as `npx tap` does, and reports the coverage without failing on
 // the whole suite's thresholds, which a few files never reach.
 const args = process.argv.slice(2);
-const suite = ['--test-env=TAP_TYPE_STRIP_ONLY=1', 'dist/test/all-units.test.js', 'dist/test/e2e/**/*.test.js'];
+const suite = ['--test-env=TAP_TYPE_STRIP_ONLY=1', 'dist/test/all-units.test.js', 'dist/test/e2e-lane-*.test.js'];
 const child = spawn(
   process.execPath,
   [tapBin, ...(args.length > 0 ? ['--allow-incomplete-coverage', ...args] : suite)],
