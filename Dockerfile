@@ -15,8 +15,8 @@ WORKDIR /app
 # Lock file first, so this layer is reused until dependencies change. --ignore-scripts: `prepare`
 # would run tsc before the sources are here.
 # patch-package (a dev dependency): undici 7's fix for its issue #5360 (patches/,
-# worker/upstream/undici-fix.ts), which --ignore-scripts skips as a postinstall; the runtime stage
-# takes the patched undici from here.
+# worker/upstream/undici-fix.ts) and prom-client's lazy OpenTelemetry import, which --ignore-scripts
+# skips as a postinstall; the runtime stage takes the patched packages from here.
 COPY package.json package-lock.json ./
 COPY patches ./patches
 RUN npm ci --ignore-scripts --no-audit --no-fund && npx patch-package
@@ -32,11 +32,13 @@ FROM node:22-bookworm-slim AS runtime
 ENV NODE_ENV=production
 WORKDIR /app
 # --omit=dev: production dependencies only. --ignore-scripts: `prepare` runs tsc, a dev dependency
-# that is not installed here; dist/ comes from the build stage instead, and undici as patched there.
+# that is not installed here; dist/ comes from the build stage instead, and undici and prom-client as
+# patched there.
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
 COPY --from=build /app/node_modules/undici ./node_modules/undici
+COPY --from=build /app/node_modules/prom-client ./node_modules/prom-client
 # bin/ for `graygate status` etc. inside the container; config/ is the default config.
 COPY bin ./bin
 COPY config ./config

@@ -53,8 +53,9 @@ t.test('runtime: production dependencies only, dist/ from the build stage', asyn
     [
       ['/app/dist', './dist'],
       ['/app/node_modules/undici', './node_modules/undici'],
+      ['/app/node_modules/prom-client', './node_modules/prom-client'],
     ],
-    'dist/, and undici as patched in the build stage',
+    'dist/, and undici and prom-client as patched in the build stage',
   );
 });
 
