@@ -6,6 +6,8 @@
 // tap's output passes through unchanged; its exit code is ours. Plain JS so it
 // runs before and without the TypeScript build.
 import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 
 const tapBin = createRequire(import.meta.url)
@@ -13,20 +15,27 @@ const tapBin = createRequire(import.meta.url)
   .replace(/package\.json$/, 'dist/esm/run.mjs');
 // With no arguments, the whole suite as compiled by the pretest (tsconfig.test.json emits test/ into
 // dist/test/): plain JavaScript needs no TypeScript loader, and tap's TAP_TYPE_STRIP_ONLY=1 keeps its
-// ts-node hook out of every test process (about 1 s of CPU each, ×84 files, on 2 cores). Coverage
-// maps back to the .ts sources through the emitted source maps. The suite is the files package.json's
-// tap `include` names: every unit test file in one process (test/all-units.test.ts says why; its name
-// sorts first, so it starts first), and the e2e files in two processes beside it that share them out
+// ts-node hook out of every test process (about 1 s of CPU each). Coverage maps back to the .ts
+// sources through the emitted source maps. The suite is the files package.json's tap `include`
+// names: every unit test file in one process (test/all-units.test.ts says why; its name sorts first,
+// so it starts first), and the e2e files in two processes beside it that share them out
 // (test/helpers/e2e-lane.ts). tap's plugins are the ones the tests use (package.json `tap.plugin`
 // takes out the rest): on Node 20, @tapjs/mock's module hooks alone cost each test process ~0.6 s of
-// CPU. tap rebuilds its Test class for that list
-// on its first run after `npm ci` (6–8 s, once); the pretest type-checks before, against the full
-// class, so a test that calls a method of a plugin taken out compiles there and fails when it runs
-// (add the plugin back). With arguments (`npm test -- test/e2e/x.test.ts`), tap runs what it is
-// given, TypeScript through ts-node as `npx tap` does, and reports the coverage without failing on
-// the whole suite's thresholds, which a few files never reach.
+// CPU. tap rebuilds its Test class for that list on its first run after `npm ci` (6–8 s, once); the
+// pretest type-checks before, against the full class, so a test that calls a method of a plugin
+// taken out compiles there and fails when it runs (add the plugin back). With arguments (`npm test
+// -- test/e2e/x.test.ts`), tap runs what it is given, TypeScript through ts-node as `npx tap` does,
+// and reports the coverage without failing on the whole suite's thresholds, which a few files never
+// reach.
 const args = process.argv.slice(2);
-const suite = ['--test-env=TAP_TYPE_STRIP_ONLY=1', 'dist/test/all-units.test.js', 'dist/test/e2e-lane-*.test.js'];
+// The lanes share out the e2e files through a directory named by this run's id, removed when tap ends.
+const run = randomUUID();
+const suite = [
+  '--test-env=TAP_TYPE_STRIP_ONLY=1',
+  `--test-env=GRAYGATE_E2E_RUN=${run}`,
+  'dist/test/all-units.test.js',
+  'dist/test/e2e-lane-*.test.js',
+];
 const child = spawn(
   process.execPath,
   [tapBin, ...(args.length > 0 ? ['--allow-incomplete-coverage', ...args] : suite)],
@@ -43,6 +52,7 @@ const forward = (signal) => child.kill(signal);
 process.on('SIGINT', forward);
 process.on('SIGTERM', forward);
 child.on('close', (code, signal) => {
+  rmSync(`.tap/e2e-lanes/run-${run}`, { recursive: true, force: true });
   const line = [...tail.matchAll(/^# \{ (total: \d+[^}]*) \}$/gm)].at(-1)?.[1] ?? '';
   const counts = Object.fromEntries([...line.matchAll(/(\w+): (\d+)/g)].map((m) => [m[1], Number(m[2])]));
   const total = counts.total ?? 0;

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { readdirSync } from 'node:fs';
-import { dirname, extname, join, sep } from 'node:path';
+import { basename, dirname, extname, join, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 // `npm test` runs every test file outside test/e2e/ in this one process, in path order, instead of
@@ -16,8 +16,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 // instance).
 //
 // Files are found, not listed, so a new unit test file runs without being added here: every test file
-// in a folder of test/ but e2e/ (the files beside this one are the e2e lanes). The extension is this
-// file's own: .js when run compiled from dist/test/, .ts when run by tap through ts-node.
+// but those of test/e2e/ and the e2e lanes beside this file (test/helpers/e2e-lane.ts). The extension
+// is this file's own: .js when run compiled from dist/test/, .ts when run by tap through ts-node.
 
 // tap's per-file timeout (package.json, 120 s) is for one file: here it covers all of them (26–51 s on CI's 2 cores).
 t.setTimeout(300_000);
@@ -26,7 +26,13 @@ const self = fileURLToPath(import.meta.url);
 const here = dirname(self);
 const ext = extname(self);
 const files = readdirSync(here, { recursive: true, encoding: 'utf8' })
-  .filter((file) => file.endsWith(`.test${ext}`) && file.includes(sep) && !file.startsWith(`e2e${sep}`))
+  .filter(
+    (file) =>
+      file.endsWith(`.test${ext}`) &&
+      !file.startsWith(`e2e${sep}`) &&
+      !file.startsWith('e2e-lane-') &&
+      file !== basename(self),
+  )
   .sort();
 
 // One subtest per file, awaited: the root is never idle while a file loads (an idle root that has a teardown ends,

@@ -3,7 +3,8 @@ import { RUN_BOUND_MS, SSE_RUN_BOUND_MS, smoke } from '../helpers/loadtest-smoke
 
 // Smoke runs of the streaming load-test scenarios and swap (test/helpers/loadtest-smoke.ts).
 // Scenario runs one after another, each up to its bound on a busy box: more than tap's 120 s per file.
-t.setTimeout(5 * RUN_BOUND_MS);
+export const TIMEOUT_MS = 5 * RUN_BOUND_MS; // test/helpers/e2e-lane.ts reads it
+t.setTimeout(TIMEOUT_MS);
 
 t.test('swap', async (t) => {
   const report = await smoke(t, 'swap', ['--duration', '2', '--connections', '5']);

@@ -4,7 +4,8 @@ import { RUN_BOUND_MS, runLoadtest, smoke } from '../helpers/loadtest-smoke.js';
 // Smoke runs of the load-test scenarios (test/helpers/loadtest-smoke.ts); the streaming ones and swap
 // are in loadtest-smoke-streaming.test.ts.
 // Scenario runs one after another, each up to its bound on a busy box: more than tap's 120 s per file.
-t.setTimeout(6 * RUN_BOUND_MS);
+export const TIMEOUT_MS = 6 * RUN_BOUND_MS; // test/helpers/e2e-lane.ts reads it
+t.setTimeout(TIMEOUT_MS);
 
 t.test('capacity', async (t) => {
   await smoke(t, 'capacity', ['--duration', '1', '--connections', '10']);

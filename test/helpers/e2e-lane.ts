@@ -8,70 +8,86 @@ import { ROOT } from './root.js';
 // process each. tap loads @tapjs/processinfo into each test process, and its module hook costs the
 // process ~1.2 s of CPU for tap's own modules and ours before the first test (measured: six e2e
 // files under tap, one process each 23.8–25.0 s of CPU, the same six in one process 17.6–17.7 s),
-// ×44 files on CI's 2 cores. Each lane takes the next file no lane has taken, in path order, when
+// ×43 files on CI's 2 cores. Each lane takes the next file no lane has taken, in path order, when
 // it has finished the one before: two lanes end within one file of each other whatever the files
 // cost, and the second starts when all-units.test.ts ends. A file's tests are root tests of the
 // lane's process, as in all-units.test.ts, with the same rules: a file leaves nothing behind (no
-// server, no environment change, no promise left to reject; none does); its root timeout, if it
-// sets one, is its own (the lane sets tap's per-file timeout before each file, so each file keeps the
-// bound it has alone). A file still runs alone as before (`npm test -- test/e2e/x.test.ts`).
+// server, no environment change, no promise left to reject; none does). What a file shares with the
+// others in its lane is the process: an uncaught error ends the lane (the files it has not taken
+// are the other lane's), and a promise a file leaves to reject is reported against the next one.
+// A file still runs alone as before (`npm test -- test/e2e/x.test.ts`), and `--grep` or `--only`
+// need that: here they would match the lane's tests, not the files'.
 //
-// Which files are taken is shared through a directory per run of the tap runner (the lanes' parent,
-// named by its pid and start time) under .tap/: taking a file is creating its entry there, which
-// one process alone can do. A lane that is not a tap runner's child (`node dist/test/e2e-lane-1.test.js`)
-// runs every file. The directories of runners that have ended are removed when a lane starts.
+// Time: each file gets tap's per-file timeout (package.json, 120 s) from when its lane takes it, or
+// the `TIMEOUT_MS` it exports if it needs more (and sets alone with `t.setTimeout`). The lane times
+// the file out itself, before tap's runner would: a runner's timeout ends the whole run and drops the
+// other lane's results.
+//
+// Which files are taken is shared through a directory per run under .tap/e2e-lanes/: taking a file is
+// creating its entry there, which one process alone can do. The run is scripts/run-tap.mjs's (it
+// gives the lanes an id in GRAYGATE_E2E_RUN and removes the directory when tap ends) or, under a
+// bare `npx tap`, the runner's, named by its pid and start time (those of runners that have ended are
+// removed when a lane starts). A lane that no tap runner started (`node dist/test/e2e-lane-1.test.js`)
+// runs every file.
 
 type Root = typeof t;
 
-/** The claims directory's name for process `pid`: its pid and start time; undefined when it is not running. */
+/** A runner's directory name: `pid-<pid>-<start time>`; undefined when that process is not running. */
 function runnerKey(pid: number): string | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Field 22, counted after the command name, which is in parentheses and may hold spaces.
-    const start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
-    return `${pid}-${start}`;
+    return `pid-${pid}-${stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]}`;
   } catch {
     try {
       process.kill(pid, 0);
-      return `${pid}-0`; // not Linux: the pid alone
+      return `pid-${pid}-0`; // not Linux: the pid alone
     } catch (err) {
-      return (err as NodeJS.ErrnoException).code === 'EPERM' ? `${pid}-0` : undefined;
+      return (err as NodeJS.ErrnoException).code === 'EPERM' ? `pid-${pid}-0` : undefined;
     }
   }
 }
 
 function claimsDir(): string | undefined {
+  const lanes = join(ROOT, '.tap', 'e2e-lanes');
+  const run = process.env['GRAYGATE_E2E_RUN'];
+  if (run !== undefined && /^[\w-]+$/.test(run)) return join(lanes, `run-${run}`);
   if (process.env['TAP_CHILD_ID'] === undefined) return undefined;
   const key = runnerKey(process.ppid);
   if (key === undefined) return undefined;
-  const lanes = join(ROOT, '.tap', 'e2e-lanes');
   mkdirSync(lanes, { recursive: true });
   for (const entry of readdirSync(lanes)) {
-    if (entry !== key && runnerKey(Number(entry.split('-')[0])) !== entry) {
+    const pid = /^pid-(\d+)-/.exec(entry)?.[1];
+    if (pid !== undefined && entry !== key && runnerKey(Number(pid)) !== entry) {
       rmSync(join(lanes, entry), { recursive: true, force: true });
     }
   }
-  const dir = join(lanes, key);
-  mkdirSync(dir, { recursive: true });
-  return dir;
+  return join(lanes, key);
 }
 
 /** Runs e2e files, one after another, until no file is left that another lane has not taken. */
 export async function runLane(root: Root, laneUrl: string): Promise<void> {
+  if (process.env['TAP_GREP'] !== undefined || process.env['TAP_ONLY'] === '1') {
+    root.fail('--grep and --only filter the lane, not the e2e files: run the file itself (npm test -- test/e2e/…)');
+    return;
+  }
   const self = fileURLToPath(laneUrl);
-  const lane = basename(self, `.test${extname(self)}`);
+  const ext = extname(self);
+  const lane = basename(self, `.test${ext}`);
   const e2e = join(dirname(self), 'e2e');
   const files = readdirSync(e2e, { recursive: true, encoding: 'utf8' })
-    .filter((file) => file.endsWith(`.test${extname(self)}`))
+    .filter((file) => file.endsWith(`.test${ext}`))
     .sort();
   const dir = claimsDir();
+  if (dir !== undefined) mkdirSync(dir, { recursive: true });
   let next = 0;
   const claim = (): string | undefined => {
     for (; next < files.length; next++) {
       const file = files[next]!;
       if (dir === undefined) return files[next++];
       try {
-        mkdirSync(join(dir, encodeURIComponent(file)));
+        // Named without its extension: a lane run from test/ (.ts) and one from dist/test/ (.js) take the same file.
+        mkdirSync(join(dir, encodeURIComponent(file.slice(0, -`.test${ext}`.length))));
         next++;
         return file;
       } catch (err) {
@@ -80,23 +96,39 @@ export async function runLane(root: Root, laneUrl: string): Promise<void> {
     }
     return undefined;
   };
-  const fileTimeoutMs = Number(process.env['TAP_TIMEOUT'] ?? '30') * 1000;
-  let ran = 0;
+  const defaultTimeoutMs = Number(process.env['TAP_TIMEOUT'] ?? '30') * 1000;
+  let timer: NodeJS.Timeout | undefined;
+  let timedOut = false;
+  let loaded = 0;
   // One subtest per file, awaited, as all-units.test.ts does: its body runs once the file before has
   // ended (so the file is taken then, not earlier), and the root is never idle between files.
   for (;;) {
     let file: string | undefined;
     await root.test(`${lane}: the next e2e file`, async (t) => {
-      file = claim();
+      clearTimeout(timer);
+      // A lane whose file timed out takes no more: their tests would never run.
+      file = timedOut ? undefined : claim();
       if (file === undefined) {
-        t.pass(`no file left; this lane ran ${ran}`);
+        t.pass(`no file left; this lane loaded ${loaded}`);
         return;
       }
-      root.setTimeout(fileTimeoutMs);
-      await import(pathToFileURL(join(e2e, file)).href);
-      ran++;
-      t.pass(`e2e/${file}`);
+      const taken = file;
+      const module = (await import(pathToFileURL(join(e2e, taken)).href)) as { TIMEOUT_MS?: unknown };
+      loaded++;
+      const timeoutMs = typeof module.TIMEOUT_MS === 'number' ? module.TIMEOUT_MS : defaultTimeoutMs;
+      if (timeoutMs > 0) {
+        // The runner's bound (root.setTimeout tells it) a little after the lane's own.
+        root.setTimeout(timeoutMs + RUNNER_GRACE_MS);
+        timer = setTimeout(() => {
+          timedOut = true;
+          root.timeout({ expired: `e2e/${taken}` });
+        }, timeoutMs);
+        timer.unref();
+      }
+      t.pass(`e2e/${taken} loaded`);
     });
     if (file === undefined) return;
   }
 }
+
+const RUNNER_GRACE_MS = 20_000;
