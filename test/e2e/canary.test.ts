@@ -1,7 +1,7 @@
 import t from 'tap';
 import { performance } from 'node:perf_hooks';
 import { admin, startGateway, TEST_WORKER_ENTRY, type Gateway } from '../helpers/gateway.js';
-import { canaryOf, pollPause, status } from '../helpers/wait.js';
+import { canaryOf, pollPause, status, waitForStatus } from '../helpers/wait.js';
 import type { CanaryStatus } from '../../master/canary/controller.js';
 import { drive } from '../helpers/load.js';
 import { scrape, scrapeUntil } from '../helpers/metrics.js';
@@ -320,13 +320,21 @@ t.test('canaries', async (t) => {
         if (res.headers['x-graygate-version'] === 'good') users.push(`probe-${i}`);
       }
       t.equal(users.length, 4, 'four users the weights send to the canary (each answered: 4 canary requests)');
-      // 24 clients that give up after 50 ms, half of them pinned with ?version=.
+      // 24 clients that give up once the master holds their requests, half of them pinned with ?version=. (Not
+      // after a fixed 50 ms: on a busy box some were given up before the master had read them, and were not its.)
+      const giveUp = new AbortController();
       const gaveUp = Array.from({ length: 24 }, (_, i) =>
         fetch(`${gw.url}/slow?ms=60000${i % 2 === 0 ? '&version=good' : ''}`, {
           headers: { 'x-user-id': users[i % 4]! },
-          signal: AbortSignal.timeout(50),
+          signal: giveUp.signal,
         }).catch(() => undefined),
       );
+      await waitForStatus(
+        gw,
+        (v) => v.good!.queued + v.good!.workers.reduce((n, w) => n + w.inflight, 0) === 24,
+        'the 24 requests held by the master',
+      );
+      giveUp.abort();
       await Promise.all(gaveUp);
       await scrapeUntil(
         gw,
