@@ -6,7 +6,7 @@ import { ROOT } from './root.js';
 
 // `npm test` runs the e2e files in two tap processes, the lanes (test/e2e-lane-1 and -2), not one
 // process each. tap loads @tapjs/processinfo into each test process, and its module hook costs the
-// process ~1.2 s of CPU for tap's own modules and ours before the first test (measured: six e2e
+// process ~1.1 s of CPU for tap's own modules and ours before the first test (measured: six e2e
 // files under tap, one process each 23.8–25.0 s of CPU, the same six in one process 17.6–17.7 s),
 // ×43 files on CI's 2 cores. Each lane takes the next file no lane has taken, in path order, when
 // it has finished the one before: two lanes end within one file of each other whatever the files
@@ -18,7 +18,7 @@ import { ROOT } from './root.js';
 // A file still runs alone as before (`npm test -- test/e2e/x.test.ts`), and `--grep` or `--only`
 // need that: here they would match the lane's tests, not the files'.
 //
-// Time: each file gets tap's per-file timeout (package.json, 120 s) from when its lane takes it, or
+// Time: each file gets tap's per-file timeout (package.json, 120 s) from when its lane has loaded it, or
 // the `TIMEOUT_MS` it exports if it needs more (and sets alone with `t.setTimeout`). The lane times
 // the file out itself, before tap's runner would: a runner's timeout ends the whole run and drops the
 // other lane's results.
