@@ -27,24 +27,19 @@ import { ROOT } from './root.js';
 // creating its entry there, which one process alone can do. The run is scripts/run-tap.mjs's (it
 // gives the lanes an id in GRAYGATE_E2E_RUN and removes the directory when tap ends) or, under a
 // bare `npx tap`, the runner's, named by its pid and start time (those of runners that have ended are
-// removed when a lane starts). A lane that no tap runner started (`node dist/test/e2e-lane-1.test.js`)
-// runs every file.
+// removed when a lane starts). A lane that no tap runner started (`node dist/test/e2e-lane-1.test.js`),
+// or one under a bare `npx tap` where there is no /proc to read, runs every file.
 
 type Root = typeof t;
 
-/** A runner's directory name: `pid-<pid>-<start time>`; undefined when that process is not running. */
+/** A runner's directory name, `pid-<pid>-<start time>`; undefined when it is not running or there is no /proc. */
 function runnerKey(pid: number): string | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Field 22, counted after the command name, which is in parentheses and may hold spaces.
     return `pid-${pid}-${stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]}`;
   } catch {
-    try {
-      process.kill(pid, 0);
-      return `pid-${pid}-0`; // not Linux: the pid alone
-    } catch (err) {
-      return (err as NodeJS.ErrnoException).code === 'EPERM' ? `pid-${pid}-0` : undefined;
-    }
+    return undefined;
   }
 }
 
@@ -80,19 +75,23 @@ export async function runLane(root: Root, laneUrl: string): Promise<void> {
     .sort();
   const dir = claimsDir();
   if (dir !== undefined) mkdirSync(dir, { recursive: true });
+  // Taking a file: creating its entry, named without its extension (a lane run from test/, .ts, and one
+  // from dist/test/, .js, take the same file). With no directory, the lane takes every file.
+  const take = (file: string): boolean => {
+    if (dir === undefined) return true;
+    try {
+      mkdirSync(join(dir, encodeURIComponent(file.slice(0, -`.test${ext}`.length))));
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw err;
+    }
+  };
   let next = 0;
   const claim = (): string | undefined => {
-    for (; next < files.length; next++) {
-      const file = files[next]!;
-      if (dir === undefined) return files[next++];
-      try {
-        // Named without its extension: a lane run from test/ (.ts) and one from dist/test/ (.js) take the same file.
-        mkdirSync(join(dir, encodeURIComponent(file.slice(0, -`.test${ext}`.length))));
-        next++;
-        return file;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      }
+    while (next < files.length) {
+      const file = files[next++]!;
+      if (take(file)) return file;
     }
     return undefined;
   };
@@ -109,7 +108,7 @@ export async function runLane(root: Root, laneUrl: string): Promise<void> {
       // A lane whose file timed out takes no more: their tests would never run.
       file = timedOut ? undefined : claim();
       if (file === undefined) {
-        t.pass(`no file left; this lane loaded ${loaded}`);
+        t.comment(`no file left; this lane loaded ${loaded}`);
         return;
       }
       const taken = file;
@@ -125,7 +124,7 @@ export async function runLane(root: Root, laneUrl: string): Promise<void> {
         }, timeoutMs);
         timer.unref();
       }
-      t.pass(`e2e/${taken} loaded`);
+      t.comment(`e2e/${taken}`);
     });
     if (file === undefined) return;
   }
