@@ -25,6 +25,11 @@ export interface MainServerOptions {
     'maxHeaderBytes' | 'maxUrlBytes' | 'maxPipelinedRequests' | 'headTimeoutMs' | 'keepAliveTimeoutMs'
   >;
   log: Logger;
+  /**
+   * A request Node's parser refused, answered here (400, 408, 414, 431): counted with the requests of no version
+   * (graygate_requests_total{version="none"}), as nginx's access log and status counts have them.
+   */
+  onRefused?: (status: number) => void;
 }
 
 /**
@@ -37,7 +42,7 @@ export interface MainServerOptions {
 const CLIENT_KEEPALIVE_IDLE_MS = 3_000;
 
 export function createMainServer(options: MainServerOptions): Server {
-  const { gateway, limits, log } = options;
+  const { gateway, limits, log, onRefused } = options;
   const queue = new ConnectionQueue({
     serve: gateway.serve,
     onDropped: gateway.drop,
@@ -83,11 +88,28 @@ export function createMainServer(options: MainServerOptions): Server {
   // Pipelined behind other requests, its answer waits for theirs, as a malformed request's does.
   server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
     const err = new GraygateError('invalid_request', 'CONNECT is not supported: this is not a forward proxy');
-    queue.afterLast(socket as Socket, () => socket.end(rawErrorResponse(toErrorResponse(err))));
+    queue.afterLast(socket as Socket, () =>
+      answerRefusal(socket as Socket, toErrorResponse(err), { method: 'CONNECT' }),
+    );
   });
   // Any other expectation: through the pipeline too, which refuses it with 417 (gateway.ts headProblem), in turn,
   // with its request id and access-log line.
   server.on('checkExpectation', onRequest);
+  // A request refused before it was one (no request id, version or path): answered, closed, then logged and counted
+  // as nginx logs its 400, 408, 414 and 431, with the parser's code, so an operator sees a smuggling attempt or a
+  // slowloris at the default log level. A connection that never sent a byte made no request (a browser's
+  // preconnect, timed out: nginx logs none either); it has only the debug line.
+  function answerRefusal(
+    socket: Socket,
+    refusal: ErrorResponse,
+    detail: { clientError?: string | undefined; method?: string },
+  ): void {
+    socket.end(rawErrorResponse(refusal));
+    if (socket.bytesRead === 0) return;
+    const { status } = refusal;
+    log.info({ ...detail, status, error: refusal.body.error.code }, 'request');
+    onRefused?.(status);
+  }
   // Sockets whose parser failed: the refusal waits for the answers still due (nginx answers the requests it
   // read, then refuses what follows), and the errors of the bytes after the first are ignored.
   const refused = new WeakSet<Duplex>();
@@ -98,7 +120,7 @@ export function createMainServer(options: MainServerOptions): Server {
       const timer = setTimeout(() => {
         if (queue.requestCount(socket) !== seen || refused.has(socket) || !socket.writable) return;
         refused.add(socket);
-        socket.end(rawErrorResponse(refusal));
+        answerRefusal(socket, refusal, { clientError: 'ERR_HTTP_REQUEST_TIMEOUT' });
       }, limits.headTimeoutMs).unref();
       socket.once('close', () => clearTimeout(timer));
     });
@@ -135,7 +157,7 @@ export function createMainServer(options: MainServerOptions): Server {
     queue.afterLast(socket as Socket, () => {
       // Bytes after a `Connection: close` request: its answer closed the connection; nothing more is due.
       if (!socket.writable || err.code === 'HPE_CLOSED_CONNECTION') socket.destroy();
-      else socket.end(rawErrorResponse(refusal));
+      else answerRefusal(socket as Socket, refusal, { clientError: err.code });
     });
   });
   return server;

@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { createLogger } from '../shared/log.js';
 import { GraygateError, isGraygateError } from '../shared/errors.js';
 import { LISTEN_BACKLOG } from '../shared/defaults.js';
+import { NO_VERSION } from '../shared/metric-names.js';
 import { EXIT_CONFIG, EXIT_USAGE, argvProblem, configPath, loadConfig } from './config-file.js';
 import { Supervisor } from './supervisor.js';
 import { openSocketDir } from './socket-dir.js';
@@ -161,7 +162,12 @@ const gateway = createGateway({
   isClosing: () => isClosing,
   isOverBound: (socket) => clientConnections.isOverBound(socket),
 });
-const main = createMainServer({ gateway, limits: config.limits, log });
+const main = createMainServer({
+  gateway,
+  limits: config.limits,
+  log,
+  onRefused: (status) => metrics.onRequestDone(NO_VERSION, status, undefined),
+});
 clientConnections.watch(main);
 const admin = createAdminServer({
   versions: registry,

@@ -1,7 +1,8 @@
 import t from 'tap';
 import { once } from 'node:events';
 import { startGateway, TEST_WORKER_ENTRY, type Gateway } from '../helpers/gateway.js';
-import { openRaw } from '../helpers/raw-http.js';
+import { openRaw, rawRequest } from '../helpers/raw-http.js';
+import { untilOutput } from '../helpers/output.js';
 import { scrape } from '../helpers/metrics.js';
 
 // SPEC §4a: what Node's parser reports about the request whose body the gateway is reading is acted on at
@@ -67,4 +68,51 @@ t.test('errors in the body being read', async (t) => {
     t.match(await accessLine(gw, 'chunk-2'), { status: 400, error: 'invalid_request' }, 'with its access-log line');
     conn.socket.destroy();
   });
+});
+
+t.test('a request the parser refuses is logged and counted, as a request of no version', async (t) => {
+  // These were answered in the OpenAI shape, but left no access-log line and no count: at the default log level an
+  // operator saw nothing of a smuggling attempt or a flood of broken heads (nginx logs its 400, 414 and 431).
+  const gw = await startGateway(
+    t,
+    { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } },
+    { env: { LOG_LEVEL: 'info' } },
+  );
+  const heads: Array<[string, number, string]> = [
+    ['GET /x HTTP/1.1\r\nHost: gw\r\nBad Header\r\n\r\n', 400, 'invalid_request'],
+    [
+      'POST /echo HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+      400,
+      'invalid_request',
+    ],
+    ['CONNECT gw:443 HTTP/1.1\r\nHost: gw:443\r\n\r\n', 400, 'invalid_request'],
+    [`GET /x?${'a'.repeat(20_000)} HTTP/1.1\r\nHost: gw\r\n\r\n`, 414, 'url_too_long'],
+    [`GET /x HTTP/1.1\r\nHost: gw\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'headers_too_large'],
+  ];
+  for (const [head, status] of heads) {
+    const method = head.slice(0, head.indexOf(' '));
+    t.equal((await rawRequest(gw.url, head, method)).status, status, `${head.slice(0, 30)}…: ${status}`);
+  }
+  const refusals = (): Array<Record<string, unknown>> =>
+    gw
+      .output()
+      .split('\n')
+      .filter((l) => l.includes('"msg":"request"') && !l.includes('"reqId"'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  const lines = await untilOutput(gw, () => (refusals().length >= heads.length ? refusals() : undefined));
+  t.same(
+    lines.map((l) => [l['status'], l['error']]),
+    heads.map(([, status, code]) => [status, code]),
+    'one access-log line each, with its status and error code',
+  );
+  t.match(lines[0], { clientError: /^HPE_/ }, "with the parser's code");
+  t.match(lines[2], { method: 'CONNECT' });
+  const metrics = await scrape(gw);
+  for (const code of ['400', '414', '431']) {
+    t.equal(
+      metrics.sum('graygate_requests_total', { version: 'none', code }),
+      heads.filter(([, status]) => String(status) === code).length,
+      `graygate_requests_total{version="none",code="${code}"}`,
+    );
+  }
 });

@@ -1,7 +1,8 @@
 import t from 'tap';
 import { startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
-import { openRaw } from '../helpers/raw-http.js';
-import { untilOutput } from '../helpers/output.js';
+import { openRaw, rawRequest } from '../helpers/raw-http.js';
+import { untilOutput, untilOutputHas } from '../helpers/output.js';
+import { scrape } from '../helpers/metrics.js';
 import { pollPause, waitForStatus } from '../helpers/wait.js';
 import { readFile } from 'node:fs/promises';
 
@@ -12,10 +13,11 @@ import { readFile } from 'node:fs/promises';
 // after 75 s). Each wait below is for the server's close, which never came on the old code.
 
 t.test('a connection that sends no whole request head within headTimeoutMs is closed', async (t) => {
-  const gw = await startGateway(t, {
-    versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } },
-    limits: { headTimeoutMs: 1000 },
-  });
+  const gw = await startGateway(
+    t,
+    { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } }, limits: { headTimeoutMs: 1000 } },
+    { env: { LOG_LEVEL: 'info' } },
+  );
   const silent = await openRaw(gw.url);
   const halfLine = await openRaw(gw.url);
   halfLine.write('POST /v1/chat/compl');
@@ -39,6 +41,20 @@ t.test('a connection that sends no whole request head within headTimeoutMs is cl
     t.equal(res?.status, 408, `${name}: 408`);
     t.match(JSON.parse(res?.body ?? '{}'), { error: { code: 'body_timeout', message: /within 1000 ms/ } }, name);
   }
+
+  // Logged and counted as nginx does: the two that began a request, not the connection that never spoke (a
+  // browser's preconnect). Their lines were written before their connections closed; a request's line after them
+  // is the mark that the output holds them all.
+  await rawRequest(gw.url, 'GET /slow HTTP/1.1\r\nHost: gw\r\nX-Request-Id: after-408\r\n\r\n');
+  await untilOutputHas(gw, '"reqId":"after-408"');
+  const timedOut = gw
+    .output()
+    .split('\n')
+    .filter((l) => l.includes('"msg":"request"') && l.includes('"status":408'));
+  t.equal(timedOut.length, 2, 'an access-log line for each 408 but the silent connection');
+  for (const line of timedOut)
+    t.match(JSON.parse(line), { error: 'body_timeout', clientError: 'ERR_HTTP_REQUEST_TIMEOUT' });
+  t.equal((await scrape(gw)).sum('graygate_requests_total', { version: 'none', code: '408' }), 2, 'and counted');
 });
 
 t.test(
