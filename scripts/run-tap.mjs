@@ -7,7 +7,7 @@
 // runs before and without the TypeScript build.
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { readdirSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 
 const tapBin = createRequire(import.meta.url)
@@ -28,7 +28,8 @@ const tapBin = createRequire(import.meta.url)
 // and reports the coverage without failing on the whole suite's thresholds, which a few files never
 // reach.
 const args = process.argv.slice(2);
-// The lanes share out the e2e files through a directory named by this run's id, removed when tap ends.
+// The lanes share out the e2e files through a directory named by this run's id, removed when tap ends; an e2e file
+// with no entry there by then was run by no lane, and fails the run (each counts as a failure).
 const run = randomUUID();
 const suite = [
   '--test-env=TAP_TYPE_STRIP_ONLY=1',
@@ -52,6 +53,7 @@ const forward = (signal) => child.kill(signal);
 process.on('SIGINT', forward);
 process.on('SIGTERM', forward);
 child.on('close', (code, signal) => {
+  const unrun = args.length > 0 ? [] : untaken();
   rmSync(`.tap/e2e-lanes/run-${run}`, { recursive: true, force: true });
   const line = [...tail.matchAll(/^# \{ (total: \d+[^}]*) \}$/gm)].at(-1)?.[1] ?? '';
   const counts = Object.fromEntries([...line.matchAll(/(\w+): (\d+)/g)].map((m) => [m[1], Number(m[2])]));
@@ -59,7 +61,27 @@ child.on('close', (code, signal) => {
   const pass = counts.pass ?? 0;
   const fail = counts.fail ?? (code === 0 ? 0 : Math.max(1, total - pass));
   process.stdout.write(
-    `# tests ${total}\n# pass ${pass}\n# fail ${fail}\n# skip ${counts.skip ?? 0}\n# todo ${counts.todo ?? 0}\n`,
+    `# tests ${total}\n# pass ${pass}\n# fail ${fail + unrun.length}\n# skip ${counts.skip ?? 0}\n# todo ${counts.todo ?? 0}\n`,
   );
-  process.exit(signal === null ? (code ?? 1) : 1);
+  if (unrun.length > 0) process.stdout.write(`# e2e files no lane took: ${unrun.join(', ')}\n`);
+  process.exit(signal === null && unrun.length === 0 ? (code ?? 1) : 1);
 });
+
+/**
+ * The e2e files no lane took (test/helpers/e2e-lane.ts): none unless a lane stopped early (a file that timed out, a
+ * crash), which fails the run anyway; a file left out without a failure would otherwise pass unseen.
+ */
+function untaken() {
+  const ext = '.test.js';
+  const read = (dir, options) => {
+    try {
+      return readdirSync(dir, options);
+    } catch {
+      return [];
+    }
+  };
+  const taken = new Set(read(`.tap/e2e-lanes/run-${run}`));
+  return read('dist/test/e2e', { recursive: true, encoding: 'utf8' })
+    .filter((file) => file.endsWith(ext) && !taken.has(encodeURIComponent(file.slice(0, -ext.length))))
+    .sort();
+}

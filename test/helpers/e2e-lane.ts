@@ -25,7 +25,8 @@ import { ROOT } from './root.js';
 //
 // Which files are taken is shared through a directory per run under .tap/e2e-lanes/: taking a file is
 // creating its entry there, which one process alone can do. The run is scripts/run-tap.mjs's (it
-// gives the lanes an id in GRAYGATE_E2E_RUN and removes the directory when tap ends) or, under a
+// gives the lanes an id in GRAYGATE_E2E_RUN, and before it removes the directory when tap ends, fails the run if a
+// file has no entry there: one no lane ran, as when both stopped early) or, under a
 // bare `npx tap`, the runner's, named by its pid and start time (those of runners that have ended are
 // removed when a lane starts). A lane that no tap runner started (`node dist/test/e2e-lane-1.test.js`),
 // or one under a bare `npx tap` where there is no /proc to read, runs every file.
