@@ -87,6 +87,10 @@ export function createMainServer(options: MainServerOptions): Server {
   // CONNECT has no listener otherwise, and Node then closes the connection without a word.
   // Pipelined behind other requests, its answer waits for theirs, as a malformed request's does.
   server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
+    // Node hands a CONNECT's socket over without its own error listener: a reset while the refusal waited behind a
+    // stream, or the refusal written to a connection already closing, was an uncaught error that ended the master
+    // (a reviewer's repro, ~60 bytes from any client).
+    socket.on('error', () => socket.destroy());
     const err = new GraygateError('invalid_request', 'CONNECT is not supported: this is not a forward proxy');
     queue.afterLast(socket as Socket, () =>
       answerRefusal(socket as Socket, toErrorResponse(err), { method: 'CONNECT' }),
@@ -104,6 +108,11 @@ export function createMainServer(options: MainServerOptions): Server {
     refusal: ErrorResponse,
     detail: { clientError?: string | undefined; method?: string },
   ): void {
+    // A connection already closing (its last answer said `Connection: close`): nothing more goes out, nor is logged.
+    if (!socket.writable) {
+      socket.destroy();
+      return;
+    }
     socket.end(rawErrorResponse(refusal));
     if (socket.bytesRead === 0) return;
     const { status } = refusal;

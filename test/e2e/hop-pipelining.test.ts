@@ -88,6 +88,34 @@ t.test('pipelining', async (t) => {
     await conn.closed;
   });
 
+  // Node hands a CONNECT's socket over without its error listener: both of these ended the master with an uncaught
+  // error (a reviewer's repro), so each checks the master is still there to answer.
+  t.test('a client that resets while its CONNECT waits behind a request does not end the master', async (t) => {
+    const conn = await openRaw(gw.url, ['GET', 'CONNECT']);
+    conn.write(
+      'GET /slow?ms=60000 HTTP/1.1\r\nHost: gw\r\nX-Request-Id: connect-reset\r\n\r\n' +
+        'CONNECT 127.0.0.1:9 HTTP/1.1\r\nHost: x\r\n\r\n',
+    );
+    // Its request in flight: the CONNECT, parsed in the same read, is waiting for its turn.
+    await waitForStatus(gw, (v) => v.v1!.workers[0]!.inflight === 1, 'the first request is in flight');
+    conn.socket.resetAndDestroy();
+    // A master that ended has no status to read: waitForStatus throws.
+    await waitForStatus(gw, (v) => v.v1!.workers[0]!.inflight === 0, 'the request ended with its client');
+    t.equal((await httpRequest(`${gw.url}/slow?ms=1`)).status, 200, 'and the master answers the next');
+  });
+
+  t.test('a CONNECT after a request refused with Connection: close does not end the master', async (t) => {
+    // The refused request's body is still read (the connection lingers); the CONNECT after it came when nothing more
+    // could be written, and writing its refusal threw.
+    const conn = await openRaw(gw.url, ['POST']);
+    conn.write('POST /slow HTTP/1.1\r\nContent-Length: 1\r\n\r\nxCONNECT 127.0.0.1:9 HTTP/1.1\r\n\r\n');
+    const [refused] = await conn.waitFor(1);
+    t.equal(refused!.status, 400, 'the request without a Host is refused');
+    await conn.closed;
+    t.equal(conn.responses.length, 1, 'nothing follows it');
+    t.equal((await httpRequest(`${gw.url}/slow?ms=1`)).status, 200, 'and the master answers the next');
+  });
+
   t.test(
     'a request pipelined after an Upgrade the master does not take: the connection closes after the answer',
     async (t) => {
