@@ -164,8 +164,9 @@ export function createMainServer(options: MainServerOptions): Server {
       return;
     }
     queue.afterLast(socket as Socket, () => {
-      // Bytes after a `Connection: close` request: its answer closed the connection; nothing more is due.
-      if (!socket.writable || err.code === 'HPE_CLOSED_CONNECTION') socket.destroy();
+      // Bytes after a `Connection: close` request: its answer closed the connection; nothing more is due (nor when
+      // the connection is closing for another reason: answerRefusal).
+      if (err.code === 'HPE_CLOSED_CONNECTION') socket.destroy();
       else answerRefusal(socket as Socket, refusal, { clientError: err.code });
     });
   });

@@ -53,7 +53,8 @@ const forward = (signal) => child.kill(signal);
 process.on('SIGINT', forward);
 process.on('SIGTERM', forward);
 child.on('close', (code, signal) => {
-  const unrun = args.length > 0 ? [] : untaken();
+  // A run stopped by a signal (^C) took no more files: nothing to report.
+  const unrun = args.length > 0 || signal !== null ? [] : untaken();
   rmSync(`.tap/e2e-lanes/run-${run}`, { recursive: true, force: true });
   const line = [...tail.matchAll(/^# \{ (total: \d+[^}]*) \}$/gm)].at(-1)?.[1] ?? '';
   const counts = Object.fromEntries([...line.matchAll(/(\w+): (\d+)/g)].map((m) => [m[1], Number(m[2])]));
