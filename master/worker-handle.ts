@@ -8,6 +8,7 @@ import {
   PROTOCOL_VERSION,
   WORKER_SETTINGS_ENV,
   assertNever,
+  isReadyMessage,
   isWorkerToMaster,
   type WorkerSettings,
   type WorkerToMaster,
@@ -263,9 +264,29 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
       );
       child.on('message', (msg: unknown) => {
         if (!isWorkerToMaster(msg)) {
-          this.#log.warn({ msg }, 'ignoring unknown message from worker'); // STYLE §19
+          // A build's `ready` the master cannot use ends its start now, not at readyTimeoutMs.
+          if (isReadyMessage(msg) && this.#state === 'starting') {
+            return fail(
+              msg.protocol !== PROTOCOL_VERSION
+                ? `worker speaks protocol ${String(msg.protocol)}, master ${PROTOCOL_VERSION}`
+                : 'its ready message is malformed (an address is a {path} or a {host, port})',
+            );
+          }
+          this.#log.warn({ msg }, 'ignoring a malformed or unknown message from worker'); // STYLE §19
           return;
         }
+        try {
+          onMessage(msg);
+        } catch (err) {
+          // One the master could not act on all the same (its bug or the build's): the master stays up and this worker
+          // is replaced; a throw here, in the IPC listener, ended the master with every stream.
+          const reason = `a ${msg.type} message from it failed: ${err instanceof Error ? err.message : String(err)}`;
+          this.#log.error({ err, workerPid: child.pid }, 'a message from the worker failed');
+          if (this.#state === 'starting') fail(reason);
+          else this.markUnhealthy(reason);
+        }
+      });
+      const onMessage = (msg: WorkerToMaster): void => {
         switch (msg.type) {
           case 'ready':
             if (msg.protocol !== PROTOCOL_VERSION)
@@ -304,7 +325,7 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
           default:
             assertNever(msg);
         }
-      });
+      };
       child.on('error', (err) => {
         this.#log.error({ err }, 'worker process error');
         fail(`could not start: ${err.message}`);

@@ -109,14 +109,6 @@ const MASTER_TO_WORKER_TYPES: ReadonlySet<string> = new Set<MasterToWorker['type
   'conn-close',
   'call',
 ]);
-const WORKER_TO_MASTER_TYPES: ReadonlySet<string> = new Set<WorkerToMaster['type']>([
-  'ready',
-  'fatal',
-  'metrics',
-  'pong',
-  'conn-taken',
-  'call-report',
-]);
 
 export function isMasterToWorker(msg: unknown): msg is MasterToWorker {
   return (
@@ -124,11 +116,63 @@ export function isMasterToWorker(msg: unknown): msg is MasterToWorker {
   );
 }
 
+/**
+ * A message the master can act on: a known type with the fields it reads, of their types. A version's `entry` can be
+ * any build, and the master acts on these in its IPC listener, where a throw ends it with every stream: a `ready`
+ * without an address or a `call-report` without `marks` did (a probe's hostile worker builds), and a `pong` whose
+ * `rssBytes` was a string made every later /metrics scrape a 500.
+ */
 export function isWorkerToMaster(msg: unknown): msg is WorkerToMaster {
+  if (typeof msg !== 'object' || msg === null) return false;
+  const type = (msg as { type?: unknown }).type;
+  return typeof type === 'string' && Object.hasOwn(WORKER_MESSAGE_CHECKS, type)
+    ? WORKER_MESSAGE_CHECKS[type as WorkerToMaster['type']](msg as Record<string, unknown>)
+    : false;
+}
+
+/** Per type, the fields the master reads (every type has one: the record's key type says so). */
+const WORKER_MESSAGE_CHECKS: Record<WorkerToMaster['type'], (m: Record<string, unknown>) => boolean> = {
+  ready: (m) =>
+    isId(m['protocol']) &&
+    isWorkerAddress(m['address']) &&
+    isOptional(m['takesConnections'], isBoolean) &&
+    isOptional(m['takesCalls'], isBoolean),
+  fatal: (m) => typeof m['error'] === 'object' && m['error'] !== null,
+  metrics: (m) => isId(m['replyTo']) && Array.isArray(m['metrics']),
+  pong: (m) =>
+    isId(m['replyTo']) &&
+    isFiniteNumber(m['rssBytes']) &&
+    isFiniteNumber(m['eventLoopDelayMs']) &&
+    isOptional(m['counters'], Array.isArray),
+  'conn-taken': (m) => isId(m['id']),
+  'call-report': (m) =>
+    isId(m['id']) &&
+    typeof m['marks'] === 'string' &&
+    isOptional(m['status'], isStatus) &&
+    isOptional(m['isStream'], isBoolean) &&
+    isOptional(m['isEnd'], isBoolean) &&
+    isOptional(m['isLast'], isBoolean),
+};
+
+/** A `ready` message, whatever else it holds: one the master cannot use fails that worker's start at once. */
+export function isReadyMessage(msg: unknown): msg is { type: 'ready'; protocol?: unknown } {
+  return typeof msg === 'object' && msg !== null && (msg as { type?: unknown }).type === 'ready';
+}
+
+function isWorkerAddress(value: unknown): value is WorkerAddress {
+  if (typeof value !== 'object' || value === null) return false;
+  const a = value as Record<string, unknown>;
+  if ('path' in a) return typeof a['path'] === 'string' && a['path'] !== '';
   return (
-    typeof msg === 'object' && msg !== null && WORKER_TO_MASTER_TYPES.has((msg as { type?: unknown }).type as string)
+    typeof a['host'] === 'string' && Number.isInteger(a['port']) && Number(a['port']) > 0 && Number(a['port']) < 65536
   );
 }
+
+const isId = (value: unknown): boolean => Number.isSafeInteger(value);
+const isBoolean = (value: unknown): boolean => typeof value === 'boolean';
+const isFiniteNumber = (value: unknown): boolean => typeof value === 'number' && Number.isFinite(value);
+const isStatus = (value: unknown): boolean => Number.isInteger(value) && Number(value) >= 100 && Number(value) <= 999;
+const isOptional = (value: unknown, check: (value: unknown) => boolean): boolean => value === undefined || check(value);
 
 export function assertNever(value: never): never {
   throw new Error(`unexpected message: ${JSON.stringify(value)}`);

@@ -97,6 +97,23 @@ t.test('start failures are reported as data', async (t) => {
     name: 'WorkerStartFailure',
     report: { reason: `worker speaks protocol 1, master ${PROTOCOL_VERSION}` },
   });
+  // A ready without an address threw in the master's IPC listener and ended the master.
+  const noAddress = handle(t, fakeFork('no-address'));
+  await t.rejects(noAddress.start(), {
+    name: 'WorkerStartFailure',
+    report: { reason: /^its ready message is malformed/, signal: 'SIGKILL' },
+  });
+});
+
+t.test('a pong the master cannot read is no answer: its fields never reach the health view', async (t) => {
+  // A string rssBytes was kept as sent, and prom-client's Gauge.set threw on it at every later /metrics scrape.
+  const w = handle(t, fakeFork('bad-pong'));
+  await w.start();
+  t.equal(w.probe(0), 0, 'the first probe is sent');
+  // IPC keeps order: with the answer to a later request in, the pong is in too.
+  t.same(await w.requestMetrics(10_000), [], 'the worker answered');
+  t.equal(w.health.rssBytes, 0, 'no rssBytes taken from it');
+  t.equal(w.probe(1), 1, 'and the probe is still unanswered: a miss');
 });
 
 t.test('a crash is not intended; the handle says crashed', async (t) => {
