@@ -26,6 +26,8 @@ function isMetricJson(value: unknown): value is MetricJson {
     typeof m === 'object' &&
     m !== null &&
     typeof m.name === 'string' &&
+    typeof m.help === 'string' &&
+    typeof m.type === 'string' &&
     Array.isArray(m.values) &&
     AGGREGATORS.has(m.aggregator as string)
   );
@@ -39,9 +41,18 @@ function restoreNonFinite(m: MetricJson): MetricJson {
     : { ...m, values: m.values.map((v) => (typeof v.value === 'number' ? v : { ...v, value: NaN })) };
 }
 
+// What prom-client prints as text: a `help` of another type, a label value or a metricName that is an object (an
+// entry of a hostile build: `{"toString": 1}`) threw in the scrape, and every /metrics after was a 500.
 function hasLabels(v: unknown): boolean {
   const s = v as Partial<Sample> | null;
-  return typeof s === 'object' && s !== null && typeof s.labels === 'object' && s.labels !== null;
+  return (
+    typeof s === 'object' &&
+    s !== null &&
+    typeof s.labels === 'object' &&
+    s.labels !== null &&
+    Object.values(s.labels).every((label) => typeof label === 'string' || typeof label === 'number') &&
+    (s.metricName === undefined || typeof s.metricName === 'string')
+  );
 }
 
 /** A worker's metrics answer (prom-client `getMetricsAsJSON` over IPC), less what is not metric JSON. */

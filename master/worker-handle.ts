@@ -263,30 +263,31 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
         this.#options.readyTimeoutMs,
       );
       child.on('message', (msg: unknown) => {
-        if (!isWorkerToMaster(msg)) {
-          // A build's `ready` the master cannot use ends its start now, not at readyTimeoutMs.
-          if (isReadyMessage(msg) && this.#state === 'starting') {
-            return fail(
-              msg.protocol !== PROTOCOL_VERSION
-                ? `worker speaks protocol ${String(msg.protocol)}, master ${PROTOCOL_VERSION}`
-                : 'its ready message is malformed (an address is a {path} or a {host, port})',
-            );
-          }
-          this.#log.warn({ msg }, 'ignoring a malformed or unknown message from worker'); // STYLE §19
-          return;
-        }
         try {
           onMessage(msg);
         } catch (err) {
           // One the master could not act on all the same (its bug or the build's): the master stays up and this worker
           // is replaced; a throw here, in the IPC listener, ended the master with every stream.
-          const reason = `a ${msg.type} message from it failed: ${err instanceof Error ? err.message : String(err)}`;
+          const reason = `a message from it failed: ${err instanceof Error ? err.message : 'not an Error'}`;
           this.#log.error({ err, workerPid: child.pid }, 'a message from the worker failed');
           if (this.#state === 'starting') fail(reason);
           else this.markUnhealthy(reason);
         }
       });
-      const onMessage = (msg: WorkerToMaster): void => {
+      const onMessage = (msg: unknown): void => {
+        if (!isWorkerToMaster(msg)) {
+          // A build's `ready` the master cannot use ends its start now, not at readyTimeoutMs.
+          if (isReadyMessage(msg) && this.#state === 'starting') {
+            return fail(
+              typeof msg.protocol === 'number' && msg.protocol !== PROTOCOL_VERSION
+                ? `worker speaks protocol ${msg.protocol}, master ${PROTOCOL_VERSION}`
+                : 'its ready message is malformed (a protocol number, an address {path} or {host, port})',
+            );
+          }
+          // STYLE §19 (under its own key: pino's own `msg` is the line's text).
+          this.#log.warn({ ipcMessage: msg }, 'ignoring a malformed or unknown message from worker');
+          return;
+        }
         switch (msg.type) {
           case 'ready':
             if (msg.protocol !== PROTOCOL_VERSION)
@@ -318,8 +319,9 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
           case 'call-report': {
             const sink = this.#calls.get(msg.id);
             if (sink === undefined) break;
-            if (msg.isEnd === true) this.#calls.delete(msg.id);
             sink.report(msg);
+            // After the report: one that throws leaves its call here, to be lost when the worker it replaces exits.
+            if (msg.isEnd === true) this.#calls.delete(msg.id);
             break;
           }
           default:

@@ -1,4 +1,5 @@
 import t from 'tap';
+import { AggregatorRegistry } from 'prom-client';
 import {
   isCumulative,
   newest,
@@ -72,6 +73,27 @@ t.test('odd input from another release is skipped, never thrown on', async (t) =
   ];
   t.doesNotThrow(() => totals.add('v1', readWorkerMetrics(raw)));
   t.same(totals.metrics()[0]?.values, [{ value: 3, labels: {} }]);
+});
+
+t.test("a hostile build's entries prom-client cannot print are skipped: the scrape stays whole", async (t) => {
+  // help: 5 (or a label value, a metricName that is an object) passed, and prom-client threw printing it: every
+  // /metrics after was a 500, for good once it sat in a version's retired totals (a review's repro).
+  const evil = { toString: 1 };
+  const raw = [
+    { ...metric('graygate_a_total', 'counter', [{ value: 1, labels: {} }]), help: 5 },
+    metric('graygate_b_total', 'counter', [
+      { value: 1, labels: { version: evil } },
+      { value: 2, labels: {}, metricName: evil },
+      { value: 3, labels: { version: 'v1', n: 4 } },
+    ]),
+  ];
+  const read = readWorkerMetrics(raw);
+  t.same(
+    read.map((m) => [m.name, m.values]),
+    [['graygate_b_total', [{ value: 3, labels: { version: 'v1', n: 4 } }]]],
+  );
+  const text = await AggregatorRegistry.aggregate([read]).metrics();
+  t.match(text, /graygate_b_total\{version="v1",n="4"\} 3/);
 });
 
 t.test("newest: a worker's two answers, each series at its newer (higher) value, in either order", async (t) => {

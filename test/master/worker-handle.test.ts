@@ -103,6 +103,12 @@ t.test('start failures are reported as data', async (t) => {
     name: 'WorkerStartFailure',
     report: { reason: /^its ready message is malformed/, signal: 'SIGKILL' },
   });
+  // Nor does one whose protocol no message can be made of (String() of it threw, outside any catch: a review's repro).
+  const objectProtocol = handle(t, fakeFork('object-protocol'));
+  await t.rejects(objectProtocol.start(), {
+    name: 'WorkerStartFailure',
+    report: { reason: /^its ready message is malformed/ },
+  });
 });
 
 t.test('a pong the master cannot read is no answer: its fields never reach the health view', async (t) => {
