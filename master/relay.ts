@@ -84,6 +84,14 @@ export function relayResponse(
     proxyRes.destroy();
     return;
   }
+  // A status node's writeHead refuses (a worker build's `HTTP/1.1 000`: node's parser reads any three digits) threw
+  // here, in the proxy's listener, and ended the master (a probe's hostile build). A 502 instead, as for a reset.
+  const status = proxyRes.statusCode ?? 0;
+  if (status < 100) {
+    proxyRes.destroy();
+    hooks.refuse(ctx, new GraygateError('worker_error', `the worker answered with status ${status}`));
+    return;
+  }
   ctx.phase = 'relay';
   ctx.proxyRes = proxyRes;
   ctx.headersAtMs = hooks.now();
@@ -97,7 +105,7 @@ export function relayResponse(
   const headers = withoutHopByHop(proxyRes.headers);
   if (hooks.isClosing()) headers['connection'] = 'close';
   ctx.isEventStream = isEventStream(headers['content-type']);
-  res.writeHead(proxyRes.statusCode ?? 502, headers);
+  res.writeHead(status, headers);
 
   const armIdle = (): void => {
     if (idleMs > 0) ctx.workerTimer = setTimeout(onIdleTimeout, idleMs, ctx, hooks);

@@ -25,9 +25,9 @@ function isMetricJson(value: unknown): value is MetricJson {
   return (
     typeof m === 'object' &&
     m !== null &&
-    typeof m.name === 'string' &&
+    isMetricName(m.name) &&
     typeof m.help === 'string' &&
-    typeof m.type === 'string' &&
+    TYPES.has(m.type as unknown as string) &&
     Array.isArray(m.values) &&
     AGGREGATORS.has(m.aggregator as string)
   );
@@ -50,9 +50,23 @@ function hasLabels(v: unknown): boolean {
     s !== null &&
     typeof s.labels === 'object' &&
     s.labels !== null &&
-    Object.values(s.labels).every((label) => typeof label === 'string' || typeof label === 'number') &&
-    (s.metricName === undefined || typeof s.metricName === 'string')
+    Object.entries(s.labels).every(
+      ([name, label]) => LABEL_NAME.test(name) && (typeof label === 'string' || typeof label === 'number'),
+    ) &&
+    (s.metricName === undefined || isMetricName(s.metricName))
   );
+}
+
+// prom-client prints names, label names and types as they are (it escapes help and label values only): a newline in
+// one wrote lines of the build's choosing, another version's series among them, into /metrics; a name that is a key
+// of Object.prototype (`__proto__`, `constructor`) made the aggregation throw at every scrape (a probe's hostile
+// build).
+const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+const TYPES: ReadonlySet<string> = new Set(['counter', 'gauge', 'histogram', 'summary']);
+
+function isMetricName(name: unknown): boolean {
+  return typeof name === 'string' && METRIC_NAME.test(name) && !(name in Object.prototype);
 }
 
 /** A worker's metrics answer (prom-client `getMetricsAsJSON` over IPC), less what is not metric JSON. */

@@ -104,6 +104,16 @@ t.test('pipelining', async (t) => {
     t.equal((await httpRequest(`${gw.url}/slow?ms=1`)).status, 200, 'and the master answers the next');
   });
 
+  t.test("a worker's status below 100 is a 502, and the master goes on", async (t) => {
+    // Node's parser reads any three digits; res.writeHead threw on 000 in the proxy's listener and ended the master
+    // (a probe's hostile build).
+    const res = await httpRequest(`${gw.url}/status-000`);
+    t.equal(res.status, 502);
+    t.match(res.body, /"code":"worker_error"/);
+    t.match(res.body, /status 0/);
+    t.equal((await httpRequest(`${gw.url}/slow?ms=1`)).status, 200, 'and the master answers the next');
+  });
+
   t.test('a CONNECT after a request refused with Connection: close does not end the master', async (t) => {
     // The refused request's body is still read (the connection lingers); the CONNECT after it came when nothing more
     // could be written, and writing its refusal threw.

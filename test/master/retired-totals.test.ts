@@ -96,6 +96,33 @@ t.test("a hostile build's entries prom-client cannot print are skipped: the scra
   t.match(text, /graygate_b_total\{version="v1",n="4"\} 3/);
 });
 
+t.test("names, label names and types prom-client prints as they are: a build's lines are not written", async (t) => {
+  // A newline in one of them wrote lines of the build's choosing into /metrics (another version's series among them);
+  // `__proto__` as a name made every aggregation throw (a probe's hostile build).
+  const injected = 'graygate_x_total{version="v1"} 1\ngraygate_requests_total{version="v1",code="500"} 99999';
+  const sample = { value: 1, labels: {} };
+  const raw = [
+    metric('__proto__', 'counter', [sample]),
+    metric('constructor', 'counter', [sample]),
+    metric(injected, 'counter', [sample]),
+    metric('graygate_c_total', 'counter\ninjected 1', [sample]),
+    metric('graygate_d_total', 'bogus', [sample]),
+    metric('graygate e', 'counter', [sample]),
+    metric('graygate_f_total', 'counter', [
+      { value: 1, labels: { 'x="1"} 5\ninjected{version="v1"} 42\nz': 'a' } },
+      { value: 2, labels: {}, metricName: injected },
+      { value: 3, labels: { version: 'v2' }, metricName: 'graygate_f_total' },
+    ]),
+  ];
+  const read = readWorkerMetrics(raw);
+  t.same(
+    read.map((m) => [m.name, m.values.map((v) => v.value)]),
+    [['graygate_f_total', [3]]],
+  );
+  const text = await AggregatorRegistry.aggregate([read]).metrics();
+  t.notMatch(text, /injected|99999/);
+});
+
 t.test("newest: a worker's two answers, each series at its newer (higher) value, in either order", async (t) => {
   const scrape = [
     metric('graygate_tokens_total', 'counter', [
