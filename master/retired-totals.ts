@@ -43,7 +43,7 @@ function restoreNonFinite(m: MetricJson): MetricJson {
 
 // What prom-client prints as text: a `help` of another type, a label value or a metricName that is an object (an
 // entry of a hostile build: `{"toString": 1}`) threw in the scrape, and every /metrics after was a 500.
-function hasLabels(v: unknown): boolean {
+function isPrintableSample(v: unknown): boolean {
   const s = v as Partial<Sample> | null;
   return (
     typeof s === 'object' &&
@@ -73,7 +73,9 @@ function isMetricName(name: unknown): boolean {
 export function readWorkerMetrics(raw: readonly unknown[] | undefined): MetricJson[] {
   return (raw ?? [])
     .filter(isMetricJson)
-    .map((m) => restoreNonFinite(m.values.every(hasLabels) ? m : { ...m, values: m.values.filter(hasLabels) }));
+    .map((m) =>
+      restoreNonFinite(m.values.every(isPrintableSample) ? m : { ...m, values: m.values.filter(isPrintableSample) }),
+    );
 }
 
 /**
@@ -113,7 +115,7 @@ function seriesKey(v: Sample): string {
 
 // add() runs in the supervisor's exit handler: another release's odd sample is skipped, never thrown on.
 function isSample(v: unknown): v is Sample {
-  return hasLabels(v) && Number.isFinite((v as Sample).value);
+  return isPrintableSample(v) && Number.isFinite((v as Sample).value);
 }
 
 interface Family {

@@ -277,21 +277,14 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
       const onMessage = (msg: unknown): void => {
         if (!isWorkerToMaster(msg)) {
           // A build's `ready` the master cannot use ends its start now, not at readyTimeoutMs.
-          if (isReadyMessage(msg) && this.#state === 'starting') {
-            return fail(
-              typeof msg.protocol === 'number' && msg.protocol !== PROTOCOL_VERSION
-                ? `worker speaks protocol ${msg.protocol}, master ${PROTOCOL_VERSION}`
-                : 'its ready message is malformed (a protocol number, an address {path} or {host, port})',
-            );
-          }
+          if (isReadyMessage(msg) && this.#state === 'starting') return fail(readyProblem(msg.protocol));
           // STYLE §19 (under its own key: pino's own `msg` is the line's text).
           this.#log.warn({ ipcMessage: msg }, 'ignoring a malformed or unknown message from worker');
           return;
         }
         switch (msg.type) {
           case 'ready':
-            if (msg.protocol !== PROTOCOL_VERSION)
-              return fail(`worker speaks protocol ${msg.protocol}, master ${PROTOCOL_VERSION}`);
+            if (msg.protocol !== PROTOCOL_VERSION) return fail(readyProblem(msg.protocol));
             // Too late: the ready timer or a protocol mismatch already failed this start.
             if (this.#state !== 'starting' || failure !== undefined) return;
             clearTimeout(readyTimer);
@@ -666,4 +659,11 @@ function shadowClose(handle: NativeHandle): Hold {
 /** node's `NODE_HANDLE_NACK` (lib/internal/child_process.js): a handle message arrived without its handle. */
 function isHandleNack(msg: unknown): boolean {
   return typeof msg === 'object' && msg !== null && (msg as { cmd?: unknown }).cmd === 'NODE_HANDLE_NACK';
+}
+
+/** Why a worker's `ready` fails its start: another protocol (a build of another release), or a shape not ours. */
+function readyProblem(protocol: unknown): string {
+  return typeof protocol === 'number' && protocol !== PROTOCOL_VERSION
+    ? `worker speaks protocol ${protocol}, master ${PROTOCOL_VERSION}`
+    : 'its ready message is malformed (a protocol number, an address {path} or {host, port})';
 }
