@@ -13,14 +13,23 @@ const DEFAULT_CONFIG_PATH = 'config/graygate.json';
 export const EXIT_USAGE = 64;
 
 /**
- * What is wrong with the master's arguments, if anything: `--config` with no file after it (the last argument, or
- * another flag) started the default config's gateway on its ports without a word.
+ * What is wrong with the master's arguments, if anything. It takes `--config FILE` (or `--config=FILE`) and nothing
+ * else: `--config` with no file after it (the last argument, or another flag), or a flag it does not know (a typo such
+ * as `--cofig F`), started the default config's gateway on its ports without a word.
  */
 export function argvProblem(argv: readonly string[]): string | undefined {
-  const i = argv.indexOf('--config');
-  if (i !== -1 && (argv[i + 1] === undefined || argv[i + 1]!.startsWith('--')))
-    return '--config needs a file: --config FILE';
-  if (argv.includes('--config=')) return '--config= needs a file: --config=FILE';
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--config') {
+      const file = argv[i + 1];
+      if (file === undefined || file.startsWith('--')) return '--config needs a file: --config FILE';
+      i++;
+    } else if (arg.startsWith('--config=')) {
+      if (arg === '--config=') return '--config= needs a file: --config=FILE';
+    } else {
+      return `unknown argument ${JSON.stringify(arg)}: the gateway takes --config FILE only (and the environment variables the README lists)`;
+    }
+  }
   return undefined;
 }
 

@@ -201,7 +201,8 @@ const listenOn = async (
     // A port in use or below 1024 is the port's fault; anything else (ENOTFOUND, EADDRNOTAVAIL) the host's.
     const fix = code === 'EADDRINUSE' || code === 'EACCES' ? movedBy.port : movedBy.host;
     process.stderr.write(`graygate: ${host}:${port} ${why}; choose another with ${fix}\n`);
-    log.fatal({ err, port, host }, 'cannot listen');
+    // The line above says it; the log gets the same, and the error's stack only when its cause is not one of those two.
+    log.fatal({ port, host, code, ...(code === 'EADDRINUSE' || code === 'EACCES' ? {} : { err }) }, 'cannot listen');
     void supervisor.destroyAll();
     process.exit(EXIT_CANT_LISTEN);
   }

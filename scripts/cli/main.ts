@@ -256,6 +256,8 @@ async function run(argv: string[]): Promise<void> {
   switch (command) {
     case 'start': {
       if (values.config !== undefined) process.env['GRAYGATE_CONFIG'] = values.config;
+      // The master reads its own arguments and refuses any it does not know; these are the CLI's, read above.
+      process.argv.splice(2);
       await import('../../master/main.js');
       return;
     }

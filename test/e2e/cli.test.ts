@@ -1,9 +1,13 @@
 import t, { type Test } from 'tap';
-import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { runCli } from '../helpers/cli.js';
-import { ROOT, startGateway, TEST_WORKER_ENTRY, type Gateway } from '../helpers/gateway.js';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { CLEAN_ENV, CLI_BIN, runCli } from '../helpers/cli.js';
+import { nodeLaunch } from '../helpers/child-env.js';
+import { configText, ROOT, startGateway, TEST_WORKER_ENTRY, type Gateway } from '../helpers/gateway.js';
 import { DEAD_PORT } from '../helpers/dead-port.js';
 
 // The built CLI with a clean admin environment (test/helpers/cli.ts).
@@ -155,6 +159,45 @@ async function adminAddress(t: Test, gw: Gateway, env: Record<string, string>): 
     t.equal(failed[i]!.stdout, '', what);
   });
 }
+
+t.test('graygate start --config F runs the gateway on F (the master reads no CLI argument)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'graygate-cli-start-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'graygate.json');
+  writeFileSync(path, configText({ versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } }));
+  const node = nodeLaunch({ ...CLEAN_ENV, LOG_LEVEL: 'info' });
+  const child = spawn(node.command, [...node.prefix, CLI_BIN, 'start', '--config', path], {
+    cwd: ROOT,
+    env: node.env,
+    detached: true, // its own group: the teardown ends the master and its worker
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const closed = once(child, 'close') as Promise<[number | null, NodeJS.Signals | null]>;
+  t.teardown(() => {
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      // the group is gone
+    }
+  });
+  let output = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (output += d));
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      output += d;
+      const match = /"url":"([^"]+)"[^\n]*"msg":"graygate listening"/.exec(output);
+      if (match !== null) resolve(match[1]!);
+    });
+    void closed.then(([code]) => reject(new Error(`start exited ${code}: ${output}`)));
+  });
+  const res = await fetch(`${url}/v1/models`);
+  t.equal(res.status, 200);
+  t.equal(res.headers.get('x-graygate-version'), 'v1');
+  await res.arrayBuffer();
+  process.kill(child.pid!, 'SIGTERM');
+  const [code] = await closed;
+  t.equal(code, 0, 'SIGTERM ends it cleanly');
+});
 
 t.test('CLI errors without a gateway', async (t) => {
   const port = DEAD_PORT;

@@ -150,6 +150,40 @@ t.test('--config without a file is a usage error (64), not the default config st
 });
 
 t.test(
+  'an argument the master does not know is a usage error (64), not the default config started without it',
+  async (t) => {
+    // A README walk-through: `--cofig F` (a typo) started the default config's gateway on its ports without a word. Its
+    // own group and ports 0 here, so a master that starts anyway is seen (its listening line) and ended, not waited on.
+    for (const args of [['--cofig', 'x.json'], ['--config', 'config/graygate.json', '--port', '8001'], ['start']]) {
+      const node = nodeLaunch({ PORT: '0', GRAYGATE_ADMIN_PORT: '0', LOG_LEVEL: 'info' });
+      const child = spawn(node.command, [...node.prefix, MASTER_ENTRY, ...args], {
+        cwd: ROOT,
+        env: node.env,
+        detached: true,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      t.teardown(() => {
+        try {
+          process.kill(-child.pid!, 'SIGKILL');
+        } catch {
+          // the group is gone
+        }
+      });
+      let stderr = '';
+      child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+      const outcome = await new Promise<number | null | 'started'>((resolve) => {
+        child.stdout.setEncoding('utf8').on('data', (d: string) => {
+          if (d.includes('"msg":"graygate listening"')) resolve('started');
+        });
+        child.once('close', (code: number | null) => resolve(code));
+      });
+      t.equal(outcome, 64, args.join(' '));
+      t.match(stderr, /^graygate: unknown argument "(--cofig|--port|start)": the gateway takes --config FILE only/);
+    }
+  },
+);
+
+t.test(
   'an open-file limit below what the config admits is a warn line at start',
   { skip: hasPrlimit() ? false : 'needs util-linux prlimit, to start the master under a file limit' },
   async (t) => {
