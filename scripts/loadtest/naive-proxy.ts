@@ -1,6 +1,7 @@
 import { Agent, createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createProxyServer } from 'http-proxy-3';
+import { rawBodyHandler } from './rawbody-proxy.js';
 
 // The two proxies graygate is compared with in the backlog incident (issue 2
 // "Benchmark"), each in its own process so its RSS is measured alone. Both use
@@ -74,8 +75,14 @@ switch (mode) {
   case 'minimal':
     handler = minimalHandler;
     break;
+  case 'rawbody':
+    // PROTOTYPE (scripts/loadtest/rawbody-proxy.ts): the answer's body relayed as raw chunked bytes.
+    handler = rawBodyHandler(
+      socketPath === undefined ? { host: target.hostname, port: Number(target.port) } : { socketPath },
+    );
+    break;
   default:
-    process.stderr.write(`naive-proxy: NAIVE_PROXY_MODE must be http-proxy-3, pipe or minimal, got ${mode}\n`);
+    process.stderr.write(`naive-proxy: NAIVE_PROXY_MODE must be http-proxy-3, pipe, minimal or rawbody, got ${mode}\n`);
     process.exit(64);
 }
 

@@ -119,6 +119,22 @@ export async function startSsePaths(args: Args, progress: Progress, signal: Abor
       stops.push(node.stop);
       paths.push({ key: 'node', label: 'node:http pipe proxy', base: `${node.url}/v1`, pids: { proxy: [node.pid] } });
     }
+    if (wanted.has('rawbody')) {
+      progress.phase('starting the raw-body prototype proxy (node:http in, raw chunked body out) in front of the mock');
+      const raw = await startNaiveProxy({
+        mode: 'rawbody',
+        targetUrl: mockOrigin,
+        cpuProfDir: args.cpuProfDir === undefined ? undefined : resolve(args.cpuProfDir, 'rawbody'),
+        signal,
+      });
+      stops.push(raw.stop);
+      paths.push({
+        key: 'rawbody',
+        label: 'raw-body prototype proxy',
+        base: `${raw.url}/v1`,
+        pids: { proxy: [raw.pid] },
+      });
+    }
     if (wanted.has('onehop')) {
       progress.phase('starting the one-hop prototype (front parses, back writes to the client) in front of the mock');
       const up = await startOnehop({ ONEHOP_TARGET: mockOrigin }, signal);

@@ -62,7 +62,7 @@ export async function startStandaloneWorker(options: StandaloneWorkerOptions): P
 }
 
 export interface NaiveProxyOptions {
-  mode: 'http-proxy-3' | 'pipe' | 'minimal';
+  mode: 'http-proxy-3' | 'pipe' | 'minimal' | 'rawbody';
   targetUrl: string;
   /** mode minimal only: reach the target over this unix socket instead of targetUrl's host and port. */
   socketPath?: string;
