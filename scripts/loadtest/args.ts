@@ -21,6 +21,7 @@ export const SSE_PATHS = [
   'baseline',
   'onehop',
   'rawbody',
+  'rawlean',
   'direct-streams',
   'baseline-direct-streams',
 ] as const;
@@ -302,7 +303,7 @@ export function parseLoadtestArgs(argv: string[]): Args {
     // with the experimental limits.directStreams.
     paths: list('paths', values.paths, SSE_PATHS).filter(
       (p) =>
-        values.paths !== undefined || (p !== 'onehop' && p !== 'rawbody' && p !== 'direct-streams' && p !== 'baseline-direct-streams'),
+        values.paths !== undefined || (p !== 'onehop' && p !== 'rawbody' && p !== 'rawlean' && p !== 'direct-streams' && p !== 'baseline-direct-streams'),
     ),
     graygateRoot: values['graygate-root'],
     baselineRoot: values['baseline-root'],

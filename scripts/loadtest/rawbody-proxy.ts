@@ -37,11 +37,33 @@ const HOP_BY_HOP = new Set([
   'proxy-authenticate',
 ]);
 
+/** RAWBODY_ONREAD=1 (path `rawlean`): upstream sockets read with net's `onread` (no Readable push / 'data'). */
+const IS_ONREAD = process.env['RAWBODY_ONREAD'] === '1';
+type Bytes = (buf: Buffer) => void;
+type UpSocket = Socket & { onBytes?: Bytes; pool?: Pool };
+
+function onReadCallback(this: UpSocket, n: number, buf: Buffer): boolean {
+  // The read buffer is the socket's own and reused by its next read: copy what is handed on.
+  this.onBytes?.(Buffer.from(buf.subarray(0, n)));
+  return true;
+}
+
 class Pool {
   readonly #idle: Socket[] = [];
   readonly #target: Target;
   constructor(target: Target) {
     this.#target = target;
+  }
+
+  /** Routes an upstream socket's bytes to fn (the 'data' event, or onread's callback). */
+  static listen(s: Socket, fn: Bytes): void {
+    if (IS_ONREAD) (s as UpSocket).onBytes = fn;
+    else s.on('data', fn);
+  }
+  static unlisten(s: Socket, fn: Bytes): void {
+    if (IS_ONREAD) {
+      if ((s as UpSocket).onBytes === fn) (s as UpSocket).onBytes = undefined;
+    } else s.removeListener('data', fn);
   }
 
   /** An idle socket (reused: true) or a new one. */
@@ -51,25 +73,32 @@ class Pool {
       if (s === undefined) break;
       if (s.destroyed || !s.writable) continue;
       s.removeListener('close', onIdleClose);
-      s.removeListener('data', onIdleData);
+      const idle = idleHandlers.get(s);
+      if (idle !== undefined) Pool.unlisten(s, idle);
       return { socket: s, isReused: true };
     }
+    const onread = IS_ONREAD ? { onread: { buffer: Buffer.allocUnsafe(16 * 1024), callback: onReadCallback } } : {};
     const s =
       this.#target.socketPath !== undefined
-        ? connect(this.#target.socketPath)
-        : connect({ host: this.#target.host ?? '127.0.0.1', port: this.#target.port ?? 80, noDelay: true });
+        ? connect({ path: this.#target.socketPath, ...onread })
+        : connect({ host: this.#target.host ?? '127.0.0.1', port: this.#target.port ?? 80, noDelay: true, ...onread });
+    // onread: flowing, so EOF still ends and closes the socket.
+    if (IS_ONREAD) s.resume();
     s.on('error', () => {}); // reported through 'close' to whoever holds it
     return { socket: s, isReused: false };
   }
 
   release(s: Socket): void {
     if (s.destroyed || !s.writable) return;
-    s.removeAllListeners('data');
+    if (IS_ONREAD) (s as UpSocket).onBytes = undefined;
+    else s.removeAllListeners('data');
     s.removeAllListeners('end');
     s.removeAllListeners('close');
     s.on('close', onIdleClose);
     // Bytes on an idle connection are a protocol error: drop it.
-    s.on('data', onIdleData);
+    const idle = (): void => onIdleData.call(s);
+    idleHandlers.set(s, idle);
+    Pool.listen(s, idle);
     (s as Socket & { pool?: Pool }).pool = this;
     this.#idle.push(s);
   }
@@ -83,6 +112,7 @@ class Pool {
 function onIdleClose(this: Socket): void {
   (this as Socket & { pool?: Pool }).pool?.forget(this);
 }
+const idleHandlers = new WeakMap<Socket, Bytes>();
 function onIdleData(this: Socket): void {
   this.destroy();
   (this as Socket & { pool?: Pool }).pool?.forget(this);
@@ -305,7 +335,7 @@ export function rawBodyHandler(target: Target): (req: IncomingMessage, res: Serv
       const finish = (reuse: boolean): void => {
         if (isFinished) return;
         isFinished = true;
-        up.removeListener('data', onData);
+        Pool.unlisten(up, onData);
         up.removeListener('close', onClose);
         up.removeListener('end', onEnd);
         client?.removeListener('drain', onDrain);
@@ -320,7 +350,7 @@ export function rawBodyHandler(target: Target): (req: IncomingMessage, res: Serv
         if (!sawByte && isReused && mayRetry) {
           // A pooled connection the upstream had closed: once more on a new one.
           isFinished = true;
-          up.removeListener('data', onData);
+          Pool.unlisten(up, onData);
           upstream = null;
           send(bytes, isHead, false);
           return;
@@ -453,7 +483,7 @@ export function rawBodyHandler(target: Target): (req: IncomingMessage, res: Serv
         if (mode === 'length' && remaining === 0) return void finish(rest.length === bodyFrom);
         if (bodyFrom < rest.length) body(rest, bodyFrom);
       };
-      up.on('data', onData);
+      Pool.listen(up, onData);
       up.on('close', onClose);
       up.on('end', onEnd);
       up.write(bytes);

@@ -135,6 +135,23 @@ export async function startSsePaths(args: Args, progress: Progress, signal: Abor
         pids: { proxy: [raw.pid] },
       });
     }
+    if (wanted.has('rawlean')) {
+      progress.phase('starting the raw-body prototype, upstream read with onread, in front of the mock');
+      const raw = await startNaiveProxy({
+        mode: 'rawbody',
+        targetUrl: mockOrigin,
+        env: { RAWBODY_ONREAD: '1' },
+        cpuProfDir: args.cpuProfDir === undefined ? undefined : resolve(args.cpuProfDir, 'rawlean'),
+        signal,
+      });
+      stops.push(raw.stop);
+      paths.push({
+        key: 'rawlean',
+        label: 'raw-body prototype, onread',
+        base: `${raw.url}/v1`,
+        pids: { proxy: [raw.pid] },
+      });
+    }
     if (wanted.has('onehop')) {
       progress.phase('starting the one-hop prototype (front parses, back writes to the client) in front of the mock');
       const up = await startOnehop({ ONEHOP_TARGET: mockOrigin }, signal);

@@ -66,6 +66,8 @@ export interface NaiveProxyOptions {
   targetUrl: string;
   /** mode minimal only: reach the target over this unix socket instead of targetUrl's host and port. */
   socketPath?: string;
+  /** Extra env (the rawbody prototype's RAWBODY_ONREAD). */
+  env?: Record<string, string>;
   /** Run it with --cpu-prof, its profile written to this directory on exit. */
   cpuProfDir?: string | undefined;
   signal?: AbortSignal;
@@ -76,6 +78,7 @@ export async function startNaiveProxy(options: NaiveProxyOptions): Promise<Stand
     ...process.env,
     NAIVE_PROXY_MODE: options.mode,
     NAIVE_PROXY_TARGET: options.targetUrl,
+    ...options.env,
   };
   if (options.socketPath !== undefined) env['NAIVE_PROXY_SOCKET'] = options.socketPath;
   const execArgv = options.cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`];
