@@ -40,6 +40,15 @@ export interface CanaryStatus {
   stepMs: number;
   maxStepMs: number;
   minRequests: number;
+  /** The rest of what it was started with (defaults filled in), in the POST body's shape: what the judge applies. */
+  onInconclusive: 'hold' | 'rollback';
+  alpha: number;
+  requireNonInferiority: boolean;
+  criteria: {
+    errorRate: { maxRatio: number; marginAbs: number } | false;
+    firstTokenP99: { maxRatio: number; marginMs: number } | false;
+    responseTimeP99: { maxRatio: number; marginMs: number } | false;
+  };
   startedAt: string;
   stepStartedAt: string;
   endedAt: string | null;
@@ -235,6 +244,14 @@ export class CanaryController {
       stepMs: plan.stepMs,
       maxStepMs: plan.maxStepMs,
       minRequests: plan.judge.minRequests,
+      onInconclusive: plan.onInconclusive,
+      alpha: plan.judge.alpha,
+      requireNonInferiority: plan.judge.requireNonInferiority,
+      criteria: {
+        errorRate: copyOrFalse(plan.judge.criteria.error_rate),
+        firstTokenP99: copyOrFalse(plan.judge.criteria.first_token_p99),
+        responseTimeP99: copyOrFalse(plan.judge.criteria.response_time_p99),
+      },
       startedAt: iso(this.#startMs),
       stepStartedAt: iso(this.#stepStartMs),
       endedAt: this.#endedAtMs === null ? null : iso(this.#endedAtMs),
@@ -274,4 +291,9 @@ export class CanaryController {
     if (state === 'rolled_back') this.#log.warn(line, 'canary verdict');
     else this.#log.info(line, 'canary verdict');
   }
+}
+
+/** A criterion as the status shows it: a copy (the plan's stays the judge's), or false when it is off. */
+function copyOrFalse<T extends object>(criterion: T | null): T | false {
+  return criterion === null ? false : { ...criterion };
 }

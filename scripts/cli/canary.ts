@@ -21,6 +21,16 @@ export interface CanaryStatusBody {
   steps: number[];
   stepMs: number;
   minRequests: number;
+  /** The settings it judges by (absent from a gateway older than this CLI). */
+  maxStepMs?: number;
+  onInconclusive?: string;
+  alpha?: number;
+  requireNonInferiority?: boolean;
+  criteria?: {
+    errorRate: { maxRatio: number; marginAbs: number } | false;
+    firstTokenP99: { maxRatio: number; marginMs: number } | false;
+    responseTimeP99: { maxRatio: number; marginMs: number } | false;
+  };
   startedAt: string;
   endedAt: string | null;
   reason: string;
@@ -77,5 +87,26 @@ export function formatCanary(c: CanaryStatusBody): string {
     rows.length === 0
       ? 'no judgement yet'
       : table(['STEP', 'METRIC', 'BASE N', 'BASE', 'CANARY N', 'CANARY', 'VERDICT', 'LOG E'], rows);
-  return [head, when, `why: ${c.reason}`, seen, decisions].join('\n');
+  const judged = judgedBy(c);
+  return [head, when, ...(judged === undefined ? [] : [judged]), `why: ${c.reason}`, seen, decisions].join('\n');
+}
+
+/** `judged by: error rate ≤ 1.2 × baseline + 1 %, first token p99 off, …; alpha 0.01; no verdict in 600 s: hold`. */
+function judgedBy(c: CanaryStatusBody): string | undefined {
+  const { criteria } = c;
+  if (criteria === undefined || c.alpha === undefined || c.onInconclusive === undefined || c.maxStepMs === undefined)
+    return undefined;
+  const latency = (name: string, k: { maxRatio: number; marginMs: number } | false): string =>
+    k === false ? `${name} off` : `${name} ≤ ${k.maxRatio} × baseline${k.marginMs > 0 ? ` + ${k.marginMs} ms` : ''}`;
+  const errorRate =
+    criteria.errorRate === false
+      ? 'error rate off'
+      : `error rate ≤ ${criteria.errorRate.maxRatio} × baseline + ${+(criteria.errorRate.marginAbs * 100).toFixed(4)} %`;
+  const metrics = [
+    errorRate,
+    latency('first token p99', criteria.firstTokenP99),
+    latency('response time p99', criteria.responseTimeP99),
+  ].join(', ');
+  const proof = c.requireNonInferiority === true ? ', each step proven within them' : '';
+  return `judged by: ${metrics}${proof}; alpha ${c.alpha}; no verdict in ${c.maxStepMs / 1000} s: ${c.onInconclusive}`;
 }

@@ -303,7 +303,12 @@ export function parseLoadtestArgs(argv: string[]): Args {
     // with the experimental limits.directStreams.
     paths: list('paths', values.paths, SSE_PATHS).filter(
       (p) =>
-        values.paths !== undefined || (p !== 'onehop' && p !== 'rawbody' && p !== 'rawlean' && p !== 'direct-streams' && p !== 'baseline-direct-streams'),
+        values.paths !== undefined ||
+        (p !== 'onehop' &&
+          p !== 'rawbody' &&
+          p !== 'rawlean' &&
+          p !== 'direct-streams' &&
+          p !== 'baseline-direct-streams'),
     ),
     graygateRoot: values['graygate-root'],
     baselineRoot: values['baseline-root'],

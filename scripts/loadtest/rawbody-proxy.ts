@@ -143,7 +143,7 @@ export interface ScanResult {
  * length. A size line cut by a buffer's end is withheld (copied, a few bytes) until it is known
  * whether it is the last chunk, which is never forwarded: the ServerResponse writes its own.
  */
-export class ChunkScanner {
+class ChunkScanner {
   #state = St.Size;
   #size = 0;
   #digits = 0;
@@ -327,7 +327,7 @@ export function rawBodyHandler(target: Target): (req: IncomingMessage, res: Serv
       let isKeepAlive = true;
       let isFinished = false;
       const scanner = new ChunkScanner();
-      const client = res.socket as Socket | null;
+      const client = res.socket;
 
       const onDrain = (): void => {
         up.resume();
@@ -447,8 +447,7 @@ export function rawBodyHandler(target: Target): (req: IncomingMessage, res: Serv
           headers.push(name, value);
         }
         const bodyless = isHead || status === 204 || status === 304;
-        canRaw =
-          client !== null && res.socket === client && req.httpVersionMajor === 1 && req.httpVersionMinor === 1;
+        canRaw = client !== null && res.socket === client && req.httpVersionMajor === 1 && req.httpVersionMinor === 1;
         if (bodyless) mode = 'none';
         else if (te !== undefined) {
           // Smuggling guard: TE with CL is refused; anything but exactly "chunked" too.

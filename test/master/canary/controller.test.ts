@@ -155,3 +155,38 @@ t.test('promoted by hand from any step, running or held: the pair’s sum to the
   t.equal(held.state, 'promoted');
   t.match(held.status().reason, /^promoted by hand \(test\) at step 1 \(10 %\), held; the judge had said: no verdict/);
 });
+
+t.test('its status says every setting the judge applies, defaults filled in, in the POST body shape', async (t) => {
+  // A README walk-through: `--on-inconclusive`, `--alpha` and the criteria flags were not in the answer, so an operator
+  // could not confirm they were applied.
+  const weights = weightsOf({ v1: 100, v2: 0 });
+  const plan = parseCanaryPlan(
+    'v2',
+    {
+      onInconclusive: 'rollback',
+      alpha: 0.05,
+      requireNonInferiority: true,
+      criteria: { firstTokenP99: false, responseTimeP99: { marginMs: 20 } },
+    },
+    'v1',
+  );
+  const c = new CanaryController({ plan, weights, log, nowMs: 0, wallMs: 0 });
+  const status = c.status();
+  t.match(status, {
+    onInconclusive: 'rollback',
+    alpha: 0.05,
+    requireNonInferiority: true,
+    criteria: {
+      errorRate: { maxRatio: 1.2, marginAbs: 0.01 },
+      firstTokenP99: false,
+      responseTimeP99: { maxRatio: 1.2, marginMs: 20 },
+    },
+  });
+  const defaults = new CanaryController({ plan: parseCanaryPlan('v2', {}, 'v1'), weights, log, nowMs: 0, wallMs: 0 });
+  t.match(defaults.status(), { onInconclusive: 'hold', alpha: 0.01, requireNonInferiority: false });
+  t.same(JSON.parse(JSON.stringify(defaults.status().criteria)), {
+    errorRate: { maxRatio: 1.2, marginAbs: 0.01 },
+    firstTokenP99: { maxRatio: 1.2, marginMs: 0 },
+    responseTimeP99: { maxRatio: 1.2, marginMs: 0 },
+  });
+});

@@ -61,4 +61,21 @@ t.test('formatCanary: state, step, why, and the decisions as a table', async (t)
   t.match(text, /error_rate\s+251\s+0\.00 %\s+23\s+26\.09 %\s+fail\s+7\.91/);
   t.match(text, /response_time_p99\s+251\s+3\.2 ms\s+17\s+-\s+not_yet/);
   t.match(formatCanary({ ...status, decisions: [] }), /no judgement yet/);
+  t.notMatch(text, /judged by/, 'a gateway that does not say its settings: no line');
+  const judged = formatCanary({
+    ...status,
+    maxStepMs: 600_000,
+    onInconclusive: 'hold',
+    alpha: 0.01,
+    requireNonInferiority: false,
+    criteria: {
+      errorRate: { maxRatio: 1.2, marginAbs: 0.01 },
+      firstTokenP99: false,
+      responseTimeP99: { maxRatio: 1.5, marginMs: 20 },
+    },
+  });
+  t.match(
+    judged,
+    /\njudged by: error rate ≤ 1\.2 × baseline \+ 1 %, first token p99 off, response time p99 ≤ 1\.5 × baseline \+ 20 ms; alpha 0\.01; no verdict in 600 s: hold\nwhy:/,
+  );
 });
