@@ -68,7 +68,8 @@ export class DirectReport {
 
   /**
    * The worker's last report arrived: the answer is with the client's kernel, or it was given up half-way.
-   * `isLast`: the connection closes after it (the worker's answer said `Connection: close`, or the master drains).
+   * `isLast`: the connection closes after it (the worker's answer said `Connection: close`; a draining master keeps it
+   * open, so that a request pipelined behind the call gets its own 503 shutting_down).
    */
   end(status: number, isLast = false): void {
     const ctx = this.#ctx;

@@ -13,8 +13,8 @@ import type { ReloadPlan } from './reload-plan.js';
 
 // The one owner of version state (issue 11): versions, their builds, weights,
 // deploy records and the routing table live here, privately, and change only
-// through these verbs — add, deploy, rollback, remove, setWeights and
-// applyReload. Everything else reads VersionView. Every build change is one swap
+// through these verbs — add, deploy, rollback, remove, setWeights,
+// setPairWeights (a canary's) and applyReload. Everything else reads VersionView. Every build change is one swap
 // (#swap): start the new build, move traffic in one step, drain and stop the
 // old one; adding a version is a swap from nothing. A reload runs the swaps'
 // halves itself, so that it changes all or nothing.
