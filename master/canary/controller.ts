@@ -2,6 +2,7 @@ import type { Logger } from '../../shared/log.js';
 import { CanaryOutcomes } from './outcomes.js';
 import { createCanaryEvidence, judge, nextStepWaitsFor, type CanaryEvidence, type Decision } from './statistics.js';
 import type { CanaryPlan } from './plan.js';
+import type { ResolvedErrorRateCriterion, ResolvedLatencyCriterion } from './judge-options.js';
 
 // One canary (SPEC §11): a state machine over the pair's weights, driven by
 // tick(). Each tick judges the current step on the outcomes recorded since it
@@ -45,9 +46,9 @@ export interface CanaryStatus {
   alpha: number;
   requireNonInferiority: boolean;
   criteria: {
-    errorRate: { maxRatio: number; marginAbs: number } | false;
-    firstTokenP99: { maxRatio: number; marginMs: number } | false;
-    responseTimeP99: { maxRatio: number; marginMs: number } | false;
+    errorRate: ResolvedErrorRateCriterion | false;
+    firstTokenP99: ResolvedLatencyCriterion | false;
+    responseTimeP99: ResolvedLatencyCriterion | false;
   };
   startedAt: string;
   stepStartedAt: string;

@@ -141,7 +141,7 @@ flags:
   --log-level LEVEL     graygate LOG_LEVEL (default info)
   --steps 10,50,…       capacity: connection steps
   --p99-ms MS           capacity: p99 bound of a passing step (default 100)
-  --instances N         capacity, compare (and compare --sse), streams: workers per version (default 1);
+  --instances N         capacity, compare --sse, streams: workers per version (default 1);
                         --workers is the same
   --naive               backlog: also run (a) http-proxy-3 and (c) pipe() proxies, side by side
   --worker-delay-ms MS  backlog: the slow worker's answer time (default 1000)
@@ -160,13 +160,14 @@ flags:
                         and direct-streams, this graygate with limits.directStreams (baseline-direct-streams:
                         the --baseline-root build with it); give it --warm-s 10 or
                         more, so that its 300 connections have reached the worker)
-  --graygate-root DIR   run the graygate build in DIR (its dist/) instead of this tree
+  --graygate-root DIR   backlog, streams, compare --sse: run the graygate build in DIR (its dist/) instead of this tree
   --baseline-root DIR   compare --sse, backlog: also run the build in DIR as "graygate (before)"
   --node-flags="F…"     compare --sse, streams --hold: node flags for graygate's master and workers
                         (e.g. --node-flags=--max-semi-space-size=1); the mock, the proxies and the load run without
   --baseline-node-flags="F…"  compare --sse: the same for the --baseline-root build (A/B of a flag: the same
                         tree as both roots)
-  --cpu-prof-dir DIR    graygate's master and workers, and the streaming workloads' node proxy, run with --cpu-prof; profiles in DIR/<label>/
+  --cpu-prof-dir DIR    streams --hold, compare --sse: graygate's master and workers, and the streaming workloads'
+                        node proxy, run with --cpu-prof; profiles in DIR/<label>/
   --memory-probe        graygate's processes dump process.memoryUsage() on SIGUSR2 (streams --hold
                         does so at the hold); --heap-snapshot adds a heap snapshot of each worker
   --hold                streams: ramp to --streams through graygate and hold them (no direct phase)
@@ -277,6 +278,23 @@ export function parseLoadtestArgs(argv: string[]): Args {
   if (connections !== undefined && connections < 1) throw new Error('--connections: must be ≥ 1');
   if (values['direct-streams'] === true && !(scenario === 'streams' && values.hold === true))
     throw new Error('--direct-streams: only with streams --hold (compare --sse takes --paths direct-streams)');
+  // A flag a scenario would ignore is refused: `capacity --graygate-root /work/before` measured this tree without a
+  // word (a read of BENCHMARKS' commands against the code).
+  const isHold = scenario === 'streams' && values.hold === true;
+  const isSse = scenario === 'compare' && values.sse === true;
+  const onlyIn: Array<[string, boolean, string]> = [
+    ['graygate-root', scenario === 'backlog' || scenario === 'streams' || isSse, 'backlog, streams, compare --sse'],
+    ['baseline-root', scenario === 'backlog' || isSse, 'backlog, compare --sse'],
+    ['cpu-prof-dir', isHold || isSse, 'streams --hold, compare --sse'],
+    ['node-flags', isHold || isSse, 'streams --hold, compare --sse'],
+    ['baseline-node-flags', isSse, 'compare --sse'],
+    ['instances', scenario === 'capacity' || scenario === 'streams' || isSse, 'capacity, streams, compare --sse'],
+    ['workers', scenario === 'capacity' || scenario === 'streams' || isSse, 'capacity, streams, compare --sse'],
+  ];
+  for (const [flag, isTaken, where] of onlyIn) {
+    if (values[flag as keyof typeof values] !== undefined && !isTaken)
+      throw new Error(`--${flag}: only with ${where} (${scenario} would ignore it)`);
+  }
   return {
     scenario: scenario as ScenarioName,
     durationS: positive('duration', values.duration, undefined),
