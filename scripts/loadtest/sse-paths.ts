@@ -108,49 +108,40 @@ export async function startSsePaths(args: Args, progress: Progress, signal: Abor
         pids: { nginx: processGroupMembers(nginx.pid) },
       });
     }
-    if (wanted.has('node')) {
-      progress.phase('starting the minimal node:http proxy in front of the mock');
-      const node = await startNaiveProxy({
-        mode: 'minimal',
-        targetUrl: mockOrigin,
-        cpuProfDir: args.cpuProfDir === undefined ? undefined : resolve(args.cpuProfDir, 'node'),
-        signal,
-      });
-      stops.push(node.stop);
-      paths.push({ key: 'node', label: 'node:http pipe proxy', base: `${node.url}/v1`, pids: { proxy: [node.pid] } });
-    }
-    if (wanted.has('rawbody')) {
-      progress.phase('starting the raw-body prototype proxy (node:http in, raw chunked body out) in front of the mock');
-      const raw = await startNaiveProxy({
-        mode: 'rawbody',
-        targetUrl: mockOrigin,
-        cpuProfDir: args.cpuProfDir === undefined ? undefined : resolve(args.cpuProfDir, 'rawbody'),
-        signal,
-      });
-      stops.push(raw.stop);
-      paths.push({
+    // The minimal node proxy, and the raw-body prototype (BENCHMARKS "A hop that relays the body as raw bytes") with
+    // the upstream socket read through 'data' or through net's onread.
+    const naive: Array<{
+      key: 'node' | 'rawbody' | 'rawlean';
+      mode: 'minimal' | 'rawbody';
+      label: string;
+      what: string;
+    }> = [
+      { key: 'node', mode: 'minimal', label: 'node:http pipe proxy', what: 'the minimal node:http proxy' },
+      {
         key: 'rawbody',
-        label: 'raw-body prototype proxy',
-        base: `${raw.url}/v1`,
-        pids: { proxy: [raw.pid] },
-      });
-    }
-    if (wanted.has('rawlean')) {
-      progress.phase('starting the raw-body prototype, upstream read with onread, in front of the mock');
-      const raw = await startNaiveProxy({
         mode: 'rawbody',
+        label: 'raw-body prototype proxy',
+        what: 'the raw-body prototype proxy (node:http in, raw chunked body out)',
+      },
+      {
+        key: 'rawlean',
+        mode: 'rawbody',
+        label: 'raw-body prototype, onread',
+        what: 'the raw-body prototype, upstream read with onread,',
+      },
+    ];
+    for (const { key, mode, label, what } of naive) {
+      if (!wanted.has(key)) continue;
+      progress.phase(`starting ${what} in front of the mock`);
+      const proxy = await startNaiveProxy({
+        mode,
         targetUrl: mockOrigin,
-        env: { RAWBODY_ONREAD: '1' },
-        cpuProfDir: args.cpuProfDir === undefined ? undefined : resolve(args.cpuProfDir, 'rawlean'),
+        ...(key === 'rawlean' ? { env: { RAWBODY_ONREAD: '1' } } : {}),
+        cpuProfDir: args.cpuProfDir === undefined ? undefined : resolve(args.cpuProfDir, key),
         signal,
       });
-      stops.push(raw.stop);
-      paths.push({
-        key: 'rawlean',
-        label: 'raw-body prototype, onread',
-        base: `${raw.url}/v1`,
-        pids: { proxy: [raw.pid] },
-      });
+      stops.push(proxy.stop);
+      paths.push({ key, label, base: `${proxy.url}/v1`, pids: { proxy: [proxy.pid] } });
     }
     if (wanted.has('onehop')) {
       progress.phase('starting the one-hop prototype (front parses, back writes to the client) in front of the mock');
