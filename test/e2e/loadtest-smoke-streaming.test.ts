@@ -12,7 +12,8 @@ t.test('swap', async (t) => {
 });
 
 t.test('compare --sse: streaming workloads and GET /v1/models on every path', async (t) => {
-  // direct-streams: graygate with limits.directStreams (issue 10), as its benchmark runs it.
+  // direct-streams: graygate with limits.directStreams (issue 10), as its benchmark runs it; rawbody and rawlean: the
+  // raw-body prototype hop (BENCHMARKS), whose relay must stay correct for its figures to mean anything.
   // nginx's column is the plain compare's to smoke-test; here it would only add two more processes.
   const report = await smoke(
     t,
@@ -32,7 +33,7 @@ t.test('compare --sse: streaming workloads and GET /v1/models on every path', as
       '--workloads',
       'loaded,small',
       '--paths',
-      'direct,node,graygate,direct-streams',
+      'direct,node,rawbody,rawlean,graygate,direct-streams',
     ],
     SSE_RUN_BOUND_MS,
   );
@@ -43,8 +44,8 @@ t.test('compare --sse: streaming workloads and GET /v1/models on every path', as
   const keys = results.loaded.map((a) => a.key);
   t.same(
     keys,
-    ['direct', 'node', 'graygate', 'direct-streams'],
-    'direct, the node proxy, graygate and graygate with limits.directStreams ran',
+    ['direct', 'node', 'rawbody', 'rawlean', 'graygate', 'direct-streams'],
+    'direct, the node proxy, the raw-body prototype both ways, graygate and graygate with limits.directStreams ran',
   );
   for (const a of results.loaded) {
     t.ok(a.streams > 0, `${a.key}: streams measured`);
