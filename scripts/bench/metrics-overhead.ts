@@ -90,7 +90,7 @@ async function run(mode: 'on' | 'off'): Promise<number> {
 
 const results: Record<'on' | 'off', number[]> = { on: [], off: [] };
 // A B, then B A: the process's first run is its coldest (a README walk-through's 1-round run read an 82 % gap that
-// three rounds put at 15 %), and it goes to each mode in turn.
+// three rounds put at 15 %); with an even number of rounds each mode has as many first and second places.
 for (let i = 0; i < ROUNDS; i++) {
   for (const mode of i % 2 === 0 ? (['on', 'off'] as const) : (['off', 'on'] as const)) {
     const rps = await run(mode);

@@ -278,8 +278,9 @@ export function parseLoadtestArgs(argv: string[]): Args {
   if (connections !== undefined && connections < 1) throw new Error('--connections: must be ≥ 1');
   if (values['direct-streams'] === true && !(scenario === 'streams' && values.hold === true))
     throw new Error('--direct-streams: only with streams --hold (compare --sse takes --paths direct-streams)');
-  // A flag a scenario would ignore is refused: `capacity --graygate-root /work/before` measured this tree without a
-  // word (a read of BENCHMARKS' commands against the code).
+  // A flag that says which build or how many workers to measure is refused where the scenario would ignore it:
+  // `capacity --graygate-root /work/before` measured this tree without a word (a read of BENCHMARKS' commands against
+  // the code). Tuning flags of other scenarios (--rounds, --ramp-s, …) are still accepted and unused.
   const isHold = scenario === 'streams' && values.hold === true;
   const isSse = scenario === 'compare' && values.sse === true;
   const onlyIn: Array<[string, boolean, string]> = [

@@ -243,8 +243,20 @@ t.test('canaries', async (t) => {
     const explained = await runCli(['canary', 'status', 'idle', ...admin]);
     t.match(explained.stdout, /at least 30 s and 50 canary requests each/);
     t.match(explained.stdout, /why: /);
+    // The flags' path, flag → body → status → CLI: what it judges by is in the answer and on the screen.
+    t.match(
+      explained.stdout,
+      /judged by: error rate ≤ 1\.2 × baseline \+ 1 %, first token p99 ≤ 1\.2 × baseline \+ 25 ms, response time p99 off; alpha 0\.01; no verdict in \d+ s: hold/,
+    );
     const json = await runCli(['canary', 'status', 'idle', '--json', ...admin]);
-    t.equal((JSON.parse(json.stdout) as CanaryStatus).state, 'running');
+    const parsed = JSON.parse(json.stdout) as CanaryStatus;
+    t.equal(parsed.state, 'running');
+    t.equal(parsed.onInconclusive, 'hold');
+    t.same(parsed.criteria, {
+      errorRate: { maxRatio: 1.2, marginAbs: 0.01 },
+      firstTokenP99: { maxRatio: 1.2, marginMs: 25 },
+      responseTimeP99: false,
+    });
     const bad = await runCli(['canary', 'idle', '--step', 'soon', ...admin]);
     t.equal(bad.code, 64, 'a malformed duration is a usage error');
     for (const flags of [

@@ -181,14 +181,15 @@ t.test('graygate start --config F runs the gateway on F (the master reads no CLI
     }
   });
   let output = '';
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (output += d));
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   const url = await new Promise<string>((resolve, reject) => {
     child.stdout.setEncoding('utf8').on('data', (d: string) => {
       output += d;
       const match = /"url":"([^"]+)"[^\n]*"msg":"graygate listening"/.exec(output);
       if (match !== null) resolve(match[1]!);
     });
-    void closed.then(([code]) => reject(new Error(`start exited ${code}: ${output}`)));
+    void closed.then(([code]) => reject(new Error(`start exited ${code}: ${output}${stderr}`)));
   });
   const res = await fetch(`${url}/v1/models`);
   t.equal(res.status, 200);
@@ -215,6 +216,17 @@ t.test('CLI errors without a gateway', async (t) => {
   t.equal(config.code, 64);
   t.match(config.stderr, /^graygate: --config is for start only: status finds the admin API by --admin/);
   t.equal((await cli(['top', '--iterations', '0'])).code, 64);
+  // start passes the master nothing but --config (a review: `start --port 8001` and `start F` were dropped silently).
+  for (const args of [
+    ['start', '--port', '8001'],
+    ['start', 'config/graygate.json'],
+    ['start', '--config='],
+  ]) {
+    // A config that cannot load: were the check gone, the master would exit 78 at once, not serve on :8000.
+    const refused = await cli(args, { GRAYGATE_CONFIG: '/nonexistent/graygate.json' });
+    t.equal(refused.code, 64, args.join(' '));
+    t.match(refused.stderr, /^graygate: (start takes --config F only|--config needs a file)/, args.join(' '));
+  }
   // A README walk-through: `v1=-3` was told to "use NAME=NUMBER", and -3 is a number.
   const negative = await cli(['weights', 'v1=-3']);
   t.equal(negative.code, 64);

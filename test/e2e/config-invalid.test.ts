@@ -172,8 +172,10 @@ t.test(
       let stderr = '';
       child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
       const outcome = await new Promise<number | null | 'started'>((resolve) => {
+        let stdout = '';
         child.stdout.setEncoding('utf8').on('data', (d: string) => {
-          if (d.includes('"msg":"graygate listening"')) resolve('started');
+          stdout += d; // a line may come in two reads
+          if (stdout.includes('"msg":"graygate listening"')) resolve('started');
         });
         child.once('close', (code: number | null) => resolve(code));
       });
