@@ -27,3 +27,30 @@ export function benchArgs<T extends ParseArgsConfig>(config: T): ReturnType<type
     process.exit(64);
   }
 }
+
+/**
+ * The positional counts of a benchmark script that takes no flags (`first-token.js 1000 10 3`): `--help` prints them
+ * with their defaults (exit 0); a missing one takes its default; one that is not a number ≥ 1, or one too many, is a
+ * usage error naming it (exit 64), as `benchArgs` does for flags.
+ */
+export function benchCounts<K extends string>(defaults: Record<K, number>): Record<K, number> {
+  const names = Object.keys(defaults) as K[];
+  const usage = `usage: node dist/scripts/bench/${basename(process.argv[1] ?? '')} ${names.map((n) => `[${n}=${defaults[n]}]`).join(' ')}`;
+  const args = process.argv.slice(2);
+  if (args.includes('--help') || args.includes('-h')) {
+    process.stdout.write(`${usage}\n`);
+    process.exit(0);
+  }
+  const fail = (problem: string): never => {
+    process.stderr.write(`${problem}\n${usage}\n`);
+    process.exit(64);
+  };
+  if (args.length > names.length) fail(`at most ${names.length} arguments, got ${args.length}`);
+  const counts = {} as Record<K, number>;
+  names.forEach((name, i) => {
+    const n = args[i] === undefined ? defaults[name] : Number(args[i]);
+    if (!(Number.isFinite(n) && n >= 1)) fail(`${name}: expected a number ≥ 1, got ${args[i]}`);
+    counts[name] = n;
+  });
+  return counts;
+}

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startMockUpstream } from '../../shared/mock-upstream/index.js';
-import { checkCounts } from './counts.js';
+import { benchCounts } from './args.js';
 
 // First-token latency added by the gateway (issue 3 benchmark): the same
 // client reads N streams from the mock upstream directly, then through
@@ -14,19 +14,7 @@ import { checkCounts } from './counts.js';
 // Usage: node dist/scripts/bench/first-token.js [streams=1000] [concurrency=10] [rounds=3]
 // Loopback only; stops everything it started.
 
-const USAGE = 'usage: node dist/scripts/bench/first-token.js [streams=1000] [concurrency=10] [rounds=3]';
-const args = process.argv.slice(2);
-if (args.includes('--help') || args.includes('-h')) {
-  process.stdout.write(`${USAGE}\n`);
-  process.exit(0);
-}
-const [streams = 1000, concurrency = 10, rounds = 3] = args.map(Number);
-try {
-  checkCounts({ streams, concurrency, rounds }, { atLeast: 1 });
-} catch (err) {
-  process.stderr.write(`${(err as Error).message}\n${USAGE}\n`);
-  process.exit(64);
-}
+const { streams, concurrency, rounds } = benchCounts({ streams: 1000, concurrency: 10, rounds: 3 });
 const root = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
 // The directive reaches the mock on both paths (the worker does not forward x-mock-* headers).
 const body = JSON.stringify({

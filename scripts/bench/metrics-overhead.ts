@@ -14,7 +14,7 @@ import { BodyBudget } from '../../master/body-budget.js';
 import { createMasterMetrics, type MasterMetrics } from '../../master/metrics.js';
 import { gatherMetrics } from '../../master/admin/metrics-endpoint.js';
 import { TEST_WORKER_ENTRY } from '../loadtest/paths.js';
-import { checkCounts } from './counts.js';
+import { benchCounts } from './args.js';
 
 // Issue 5 figure: requests/s through the master with metrics on vs off. One
 // supervisor and worker set; the gateway handler is built twice, with the real
@@ -24,20 +24,10 @@ import { checkCounts } from './counts.js';
 // own per-request cost is as large a share of the total as it can be.
 // Run: `npm run build && node dist/scripts/bench/metrics-overhead.js [rounds] [seconds] [connections]`.
 
-const USAGE = 'usage: node dist/scripts/bench/metrics-overhead.js [rounds=4] [seconds=8] [connections=64]';
-if (process.argv.includes('--help') || process.argv.includes('-h')) {
-  process.stdout.write(`${USAGE}\n`);
-  process.exit(0);
-}
-const ROUNDS = Number(process.argv[2] ?? 4);
-const DURATION_S = Number(process.argv[3] ?? 8);
-const CONNECTIONS = Number(process.argv[4] ?? 64);
-try {
-  checkCounts({ rounds: ROUNDS, seconds: DURATION_S, connections: CONNECTIONS }, { atLeast: 1 });
-} catch (err) {
-  process.stderr.write(`${(err as Error).message}\n${USAGE}\n`);
-  process.exit(64);
-}
+const counts = benchCounts({ rounds: 4, seconds: 8, connections: 64 });
+const ROUNDS = counts.rounds;
+const DURATION_S = counts.seconds;
+const CONNECTIONS = counts.connections;
 
 // autocannon in its own process: in this one it would compete with the master for the event loop.
 const AUTOCANNON_BIN = createRequire(import.meta.url).resolve('autocannon/autocannon.js');

@@ -30,6 +30,18 @@ export type SsePathKey = (typeof SSE_PATHS)[number];
  * canary --cases (issue 13): a canary failing 25 % of requests, one whose first token is 400 ms later, one equal to
  * its baseline.
  */
+/**
+ * Paths `compare --sse` runs only when `--paths` names them: the prototypes (scripts/loadtest/onehop-prototype.ts,
+ * rawbody-proxy.ts), and graygate with the experimental limits.directStreams.
+ */
+const BY_NAME_ONLY: ReadonlySet<string> = new Set([
+  'onehop',
+  'rawbody',
+  'rawlean',
+  'direct-streams',
+  'baseline-direct-streams',
+]);
+
 export const CANARY_CASES = ['error25', 'slow400', 'equal'] as const;
 export type CanaryCase = (typeof CANARY_CASES)[number];
 
@@ -318,17 +330,7 @@ export function parseLoadtestArgs(argv: string[]): Args {
     isSse: values.sse === true,
     rounds: Math.max(1, positive('rounds', values.rounds, 3)),
     workloads: list('workloads', values.workloads, SSE_WORKLOADS),
-    // Asked for by name only: onehop, a prototype (scripts/loadtest/onehop-prototype.ts), and direct-streams, graygate
-    // with the experimental limits.directStreams.
-    paths: list('paths', values.paths, SSE_PATHS).filter(
-      (p) =>
-        values.paths !== undefined ||
-        (p !== 'onehop' &&
-          p !== 'rawbody' &&
-          p !== 'rawlean' &&
-          p !== 'direct-streams' &&
-          p !== 'baseline-direct-streams'),
-    ),
+    paths: list('paths', values.paths, SSE_PATHS).filter((p) => values.paths !== undefined || !BY_NAME_ONLY.has(p)),
     graygateRoot: values['graygate-root'],
     baselineRoot: values['baseline-root'],
     nodeFlags: flags(values['node-flags']),

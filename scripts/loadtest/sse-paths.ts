@@ -113,6 +113,7 @@ export async function startSsePaths(args: Args, progress: Progress, signal: Abor
     const naive: Array<{
       key: 'node' | 'rawbody' | 'rawlean';
       mode: 'minimal' | 'rawbody';
+      env?: Record<string, string>;
       label: string;
       what: string;
     }> = [
@@ -126,17 +127,18 @@ export async function startSsePaths(args: Args, progress: Progress, signal: Abor
       {
         key: 'rawlean',
         mode: 'rawbody',
+        env: { RAWBODY_ONREAD: '1' },
         label: 'raw-body prototype, onread',
         what: 'the raw-body prototype, upstream read with onread,',
       },
     ];
-    for (const { key, mode, label, what } of naive) {
+    for (const { key, mode, env, label, what } of naive) {
       if (!wanted.has(key)) continue;
       progress.phase(`starting ${what} in front of the mock`);
       const proxy = await startNaiveProxy({
         mode,
         targetUrl: mockOrigin,
-        ...(key === 'rawlean' ? { env: { RAWBODY_ONREAD: '1' } } : {}),
+        ...(env === undefined ? {} : { env }),
         cpuProfDir: args.cpuProfDir === undefined ? undefined : resolve(args.cpuProfDir, key),
         signal,
       });

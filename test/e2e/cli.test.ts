@@ -1,12 +1,10 @@
 import t, { type Test } from 'tap';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { CLEAN_ENV, CLI_BIN, runCli } from '../helpers/cli.js';
-import { nodeLaunch } from '../helpers/child-env.js';
+import { runNodeInGroup } from '../helpers/child-env.js';
 import { configText, ROOT, startGateway, TEST_WORKER_ENTRY, type Gateway } from '../helpers/gateway.js';
 import { DEAD_PORT } from '../helpers/dead-port.js';
 
@@ -165,39 +163,15 @@ t.test('graygate start --config F runs the gateway on F (the master reads no CLI
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const path = join(dir, 'graygate.json');
   writeFileSync(path, configText({ versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } }));
-  const node = nodeLaunch({ ...CLEAN_ENV, LOG_LEVEL: 'info' });
-  const child = spawn(node.command, [...node.prefix, CLI_BIN, 'start', '--config', path], {
-    cwd: ROOT,
-    env: node.env,
-    detached: true, // its own group: the teardown ends the master and its worker
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const closed = once(child, 'close') as Promise<[number | null, NodeJS.Signals | null]>;
-  t.teardown(() => {
-    try {
-      process.kill(-child.pid!, 'SIGKILL');
-    } catch {
-      // the group is gone
-    }
-  });
-  let output = '';
-  let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      output += d;
-      const match = /"url":"([^"]+)"[^\n]*"msg":"graygate listening"/.exec(output);
-      if (match !== null) resolve(match[1]!);
-    });
-    void closed.then(([code]) => reject(new Error(`start exited ${code}: ${output}${stderr}`)));
-  });
+  const start = runNodeInGroup(t, [CLI_BIN, 'start', '--config', path], { ...CLEAN_ENV, LOG_LEVEL: 'info' });
+  const url = await start.watch((out) => /"url":"([^"]+)"[^\n]*"msg":"graygate listening"/.exec(out)?.[1]);
+  if (url === undefined) throw new Error(`start exited ${await start.closed}: ${start.stdout()}${start.stderr()}`);
   const res = await fetch(`${url}/v1/models`);
   t.equal(res.status, 200);
   t.equal(res.headers.get('x-graygate-version'), 'v1');
   await res.arrayBuffer();
-  process.kill(child.pid!, 'SIGTERM');
-  const [code] = await closed;
-  t.equal(code, 0, 'SIGTERM ends it cleanly');
+  start.child.kill('SIGTERM');
+  t.equal(await start.closed, 0, 'SIGTERM ends it cleanly');
 });
 
 t.test('CLI errors without a gateway', async (t) => {

@@ -5,7 +5,7 @@ import { once } from 'node:events';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { nodeLaunch } from '../helpers/child-env.js';
+import { nodeLaunch, runNodeInGroup } from '../helpers/child-env.js';
 import { configText, MASTER_ENTRY, ROOT, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
 import { hasPrlimit } from '../helpers/file-limit.js';
 
@@ -155,32 +155,18 @@ t.test(
     // A README walk-through: `--cofig F` (a typo) started the default config's gateway on its ports without a word. Its
     // own group and ports 0 here, so a master that starts anyway is seen (its listening line) and ended, not waited on.
     for (const args of [['--cofig', 'x.json'], ['--config', 'config/graygate.json', '--port', '8001'], ['start']]) {
-      const node = nodeLaunch({ PORT: '0', GRAYGATE_ADMIN_PORT: '0', LOG_LEVEL: 'info' });
-      const child = spawn(node.command, [...node.prefix, MASTER_ENTRY, ...args], {
-        cwd: ROOT,
-        env: node.env,
-        detached: true,
-        stdio: ['ignore', 'pipe', 'pipe'],
+      const master = runNodeInGroup(t, [MASTER_ENTRY, ...args], {
+        PORT: '0',
+        GRAYGATE_ADMIN_PORT: '0',
+        LOG_LEVEL: 'info',
       });
-      t.teardown(() => {
-        try {
-          process.kill(-child.pid!, 'SIGKILL');
-        } catch {
-          // the group is gone
-        }
-      });
-      let stderr = '';
-      child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-      const outcome = await new Promise<number | null | 'started'>((resolve) => {
-        let stdout = '';
-        child.stdout.setEncoding('utf8').on('data', (d: string) => {
-          stdout += d; // a line may come in two reads
-          if (stdout.includes('"msg":"graygate listening"')) resolve('started');
-        });
-        child.once('close', (code: number | null) => resolve(code));
-      });
+      const started = await master.watch((out) => (out.includes('"msg":"graygate listening"') ? 'started' : undefined));
+      const outcome = started ?? (await master.closed);
       t.equal(outcome, 64, args.join(' '));
-      t.match(stderr, /^graygate: unknown argument "(--cofig|--port|start)": the gateway takes --config FILE only/);
+      t.match(
+        master.stderr(),
+        /^graygate: unknown argument "(--cofig|--port|start)": the gateway takes --config FILE only/,
+      );
     }
   },
 );

@@ -79,3 +79,57 @@ export function runNode(
   });
   return { child, done: collectOutput(child) };
 }
+
+/** A `node` child in a process group of its own (runNodeInGroup). */
+export interface GroupChild {
+  child: ChildProcessByStdio<null, Readable, Readable>;
+  /** Its exit code once it has closed. */
+  closed: Promise<number | null>;
+  stdout(): string;
+  stderr(): string;
+  /** What `find` returns for the stdout so far, once it returns something; undefined if the child closes first. */
+  watch<T>(find: (stdout: string) => T | undefined): Promise<T | undefined>;
+}
+
+/**
+ * `node <args…>` as runNode starts it, in a process group of its own that the test's teardown ends (SIGKILL to the
+ * group): for a child that may start a master and its workers, which must not outlive the test whatever it asserts.
+ */
+export function runNodeInGroup(
+  t: { teardown(fn: () => void): void },
+  args: readonly string[],
+  env: Record<string, string | undefined> = {},
+): GroupChild {
+  const node = nodeLaunch(env);
+  const child = spawn(node.command, [...node.prefix, ...args], {
+    cwd: ROOT,
+    env: node.env,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  t.teardown(() => {
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      // the group is gone
+    }
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const closed = new Promise<number | null>((resolve) => child.once('close', (code: number | null) => resolve(code)));
+  const watch = <T>(find: (out: string) => T | undefined): Promise<T | undefined> =>
+    new Promise((resolve) => {
+      const look = (): void => {
+        const found = find(stdout);
+        if (found === undefined) return;
+        child.stdout.off('data', look);
+        resolve(found);
+      };
+      child.stdout.on('data', look); // after the collector above: `stdout` already holds this chunk
+      look();
+      void closed.then(() => resolve(find(stdout)));
+    });
+  return { child, closed, stdout: () => stdout, stderr: () => stderr, watch };
+}
