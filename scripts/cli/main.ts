@@ -255,18 +255,11 @@ async function run(argv: string[]): Promise<void> {
 
   switch (command) {
     case 'start': {
-      // The master takes --config only and refuses anything else; `start --port 8001` or `start F` was dropped here.
-      const others = Object.entries(values).filter(
-        ([key, value]) => key !== 'config' && value !== undefined && value !== false,
-      );
-      if (args.length > 0 || others.length > 0)
-        usage(
-          `start takes --config F only (ports and the rest: the config file or the environment variables the README lists), got ${[...args, ...others.map(([key]) => `--${key}`)].join(' ')}`,
-        );
-      if (values.config === '') usage('--config needs a file: --config F');
-      if (values.config !== undefined) process.env['GRAYGATE_CONFIG'] = values.config;
-      // The master reads its own arguments and refuses any it does not know; these are the CLI's, read above.
-      process.argv.splice(2);
+      // The master reads its own arguments (`--config F`, and it refuses anything else): it gets what came with
+      // `start`, so that `start --port 8001` or `start F` is its usage error, not dropped here.
+      const own = [...argv];
+      own.splice(own.indexOf('start'), 1);
+      process.argv.splice(2, Infinity, ...own);
       await import('../../master/main.js');
       return;
     }
