@@ -97,9 +97,22 @@ async function writeMany(
   res.writeHead(200, { 'content-type': 'text/event-stream' });
   res.write(first);
   for (let i = 0; i < count && !res.destroyed; i++) {
-    if (!res.write(event)) await Promise.race([once(res, 'drain'), once(res, 'close')]);
+    if (!res.write(event)) await drainOrClose(res);
   }
   res.end(last);
+}
+
+/** Resolves on the response's next 'drain' or its 'close', and leaves no listener behind (11 waits warned). */
+function drainOrClose(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
 }
 
 /** A raw TCP upstream on 127.0.0.1 that hands each connection to `onSocket`; its `/v1` URL. Stopped at teardown. */

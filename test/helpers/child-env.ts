@@ -26,12 +26,31 @@ export interface NodeLaunch {
 
 const PROCESSINFO_IMPORT = /@tapjs[/\\]processinfo/;
 
-/** How to start `node <script> …` from a test; `base` (this process's environment) with `extra` on top. */
+/**
+ * What graygate reads from its environment (README, "Environment"): a test's child gets only what the test gives it,
+ * not the shell's. `PORT=3000 npm test` moved every master a test started onto port 3000.
+ */
+const GRAYGATE_ENV = [
+  'PORT',
+  'HOST',
+  'LOG_LEVEL',
+  'GRAYGATE_CONFIG',
+  'GRAYGATE_ADMIN_PORT',
+  'GRAYGATE_ADMIN_URL',
+  'GRAYGATE_ADMIN_TOKEN',
+] as const;
+
+/**
+ * How to start `node <script> …` from a test; `base` (this process's environment, without graygate's own variables)
+ * with `extra` on top.
+ */
 export function nodeLaunch(
   extra: Record<string, string | undefined> = {},
   base: NodeJS.ProcessEnv = process.env,
 ): NodeLaunch {
-  const env: NodeJS.ProcessEnv = { ...base, ...extra };
+  const env: NodeJS.ProcessEnv = { ...base };
+  for (const name of GRAYGATE_ENV) delete env[name];
+  Object.assign(env, extra);
   if (!PROCESSINFO_IMPORT.test(base['NODE_OPTIONS'] ?? '')) return { command: process.execPath, prefix: [], env };
   delete env['NODE_OPTIONS'];
   if (base['_TAPJS_PROCESSINFO_COVERAGE_'] === '1') env['NODE_V8_COVERAGE'] = join(ROOT, '.tap', 'coverage');

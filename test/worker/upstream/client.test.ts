@@ -1,4 +1,4 @@
-import { once } from 'node:events';
+import { once, setMaxListeners } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import t from 'tap';
@@ -133,6 +133,7 @@ t.test('lingering bodies are bounded, and the pool has a connection for each bey
   const count = 1 + MAX_LINGERING_BODIES;
   const all = new Promise<void>((resolve) => (onArrived = () => held.size === count && resolve()));
   const signal = new AbortController();
+  setMaxListeners(count, signal.signal); // one signal for all of them
   const responses = Array.from({ length: count }, () =>
     c.request({ path: '/x', headers: {}, body: Buffer.from('{}'), signal: signal.signal }).catch(() => undefined),
   );
