@@ -30,22 +30,36 @@ export function handleModels(
     sendJson(res, 200, listOf(catalog.peek() ?? []));
     return;
   }
+  // Known (the configured model, or a list fetched within its TTL): answered now, as `list()` would a turn later,
+  // without a signal, a listener and a promise per request.
+  const known = catalog.peek();
+  if (known !== undefined) {
+    catalog.warm();
+    answer(res, modelId, known);
+    return;
+  }
   const client = new AbortController();
   const onClose = (): void => client.abort();
   res.once('close', onClose);
   catalog
     .list({ signal: client.signal })
-    .then((models) => {
-      if (modelId === undefined) return sendJson(res, 200, listOf(models));
-      const model = models.find((m) => m.id === modelId);
-      if (model === undefined)
-        throw new GraygateError('not_found', `The model '${modelId}' does not exist on this version`);
-      sendJson(res, 200, model);
-    })
+    .then((models) => answer(res, modelId, models))
     .catch((err: unknown) => {
       if (!client.signal.aborted) sendError(res, toErrorResponse(err));
     })
     .finally(() => res.off('close', onClose));
+}
+
+/** The list, or the one model `modelId` names (404 not_found if the version does not serve it). */
+function answer(res: ServerResponse, modelId: string | undefined, models: ModelEntry[]): void {
+  if (modelId === undefined) return sendJson(res, 200, listOf(models));
+  const model = models.find((m) => m.id === modelId);
+  if (model === undefined)
+    return sendError(
+      res,
+      toErrorResponse(new GraygateError('not_found', `The model '${modelId}' does not exist on this version`)),
+    );
+  sendJson(res, 200, model);
 }
 
 function listOf(models: ModelEntry[]): { object: 'list'; data: ModelEntry[] } {
