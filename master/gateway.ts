@@ -63,6 +63,8 @@ export interface Gateway {
   drop: (req: IncomingMessage, res: ServerResponse) => void;
   /** Requests arrived and not finished. */
   readonly inflight: number;
+  /** Requests arrived since start (shutdown: has one come since it last looked). */
+  readonly arrived: number;
   /** Resolves when no request is in flight (shutdown waits for requests, not connections). */
   idle(): Promise<void>;
 }
@@ -100,6 +102,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   const now = options.now ?? (() => performance.now());
   const newRequestId = createRequestIds();
   let inflight = 0;
+  let arrived = 0;
   let idleWaiters: Array<() => void> = [];
   const { refuse, dropBody, releaseBody, finish } = createRequestEnd({
     log,
@@ -428,12 +431,16 @@ export function createGateway(options: GatewayOptions): Gateway {
   return {
     arrive() {
       inflight++;
+      arrived++;
     },
     serve,
     // Never started: nothing held, no log line (the client left before its turn).
     drop: () => done(),
     get inflight() {
       return inflight;
+    },
+    get arrived() {
+      return arrived;
     },
     idle() {
       if (inflight === 0) return Promise.resolve();

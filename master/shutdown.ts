@@ -1,4 +1,5 @@
 import { Server as NetServer } from 'node:net';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Server } from 'node:http';
 import type { Logger } from '../shared/log.js';
 import type { Supervisor } from './supervisor.js';
@@ -6,6 +7,8 @@ import type { Supervisor } from './supervisor.js';
 /** Requests in flight on the main port (the gateway): the thing shutdown waits for. */
 export interface InflightRequests {
   readonly inflight: number;
+  /** Requests arrived so far: one came if it moved. */
+  readonly arrived: number;
   idle(): Promise<void>;
 }
 
@@ -14,12 +17,15 @@ export interface InflightRequests {
 // `Connection: close`), close what connections remain, stop the workers, exit 0.
 //
 // A kept-alive connection with no request in flight is not closed at once: a client may have sent one that the
-// master has not read yet, and closing would reset it unanswered (a POST a proxy in front cannot retry). Until the
-// requests in flight are done, and for IDLE_GRACE_MS at least, such a request is answered (503 shutting_down,
-// `Connection: close`: SPEC's shutting_down); then the connections left close. Admin calls are answered last: one
-// waiting for workers (a deploy) ends when they stop.
+// master has not read yet, and closing would reset it unanswered (a POST a proxy in front cannot retry). Until no
+// request has been in flight for IDLE_GRACE_MS, such a request is answered (503 shutting_down, `Connection: close`:
+// SPEC's shutting_down); then the connections left close. The grace counts from the last answer, not the signal: a
+// stream whose headers went out before the signal said nothing of closing, and its client sends the next request on
+// that connection as soon as the stream ends (a probe's: 1–2 of 30 such POSTs reset when the master closed its
+// connections one loop turn after the last stream). Admin calls are answered last: one waiting for workers (a
+// deploy) ends when they stop.
 
-/** How long kept-alive connections may still bring a request after the signal, ms (at most shutdownTimeoutMs). */
+/** How long kept-alive connections may still bring a request after the last answer, ms (at most shutdownTimeoutMs). */
 const IDLE_GRACE_MS = 1000;
 
 export interface ShutdownOptions {
@@ -44,15 +50,18 @@ export async function shutdown(options: ShutdownOptions): Promise<void> {
   let deadline: NodeJS.Timeout | undefined;
   const timedOut = new Promise<void>((resolve) => {
     deadline = setTimeout(() => {
-      log.warn({ deadlineMs, inflight: inflight.inflight }, 'shutdown deadline reached, cutting remaining requests');
+      // Reached in the grace after the last answer, it cuts nothing.
+      if (inflight.inflight > 0)
+        log.warn({ deadlineMs, inflight: inflight.inflight }, 'shutdown deadline reached, cutting remaining requests');
       resolve();
     }, deadlineMs);
   });
   // No connection open: none can bring a request, nothing to wait for.
   const open = await new Promise<number>((resolve) => main.getConnections((err, n) => resolve(err === null ? n : 1)));
   const graceMs = open === 0 ? 0 : Math.min(IDLE_GRACE_MS, deadlineMs);
-  const grace = new Promise<void>((resolve) => setTimeout(resolve, graceMs));
-  await Promise.race([Promise.all([grace, inflight.idle()]), timedOut]);
+  const quiet = new AbortController();
+  await Promise.race([quietFor(inflight, graceMs, quiet.signal), timedOut]);
+  quiet.abort();
   clearTimeout(deadline);
   // At the deadline, requests still queued are answered before their connections close (they were reset unanswered).
   refuseQueued();
@@ -67,4 +76,17 @@ export async function shutdown(options: ShutdownOptions): Promise<void> {
   await new Promise((resolve) => setImmediate(resolve));
   admin.closeAllConnections();
   log.info({ durationMs: Math.round(performance.now() - started) }, 'graygate stopped');
+}
+
+/**
+ * Resolves once no request has been in flight, and none has arrived, for `ms`. Each open connection brings at most
+ * one more request (answered 503 with `Connection: close`, and no new connection is accepted), so this ends.
+ */
+async function quietFor(inflight: InflightRequests, ms: number, signal: AbortSignal): Promise<void> {
+  while (!signal.aborted) {
+    await inflight.idle();
+    const arrived = inflight.arrived;
+    await delay(ms, undefined, { signal }).catch(() => undefined);
+    if (inflight.inflight === 0 && inflight.arrived === arrived) return;
+  }
 }

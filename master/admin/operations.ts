@@ -235,9 +235,9 @@ export class Operations {
   }
 
   /** `triggers`: what asked for this reload (several when calls were coalesced), for its log line. */
-  #start(triggers: ReloadTrigger[]): Promise<ReloadResult> {
+  #start(triggers: ReloadTrigger[], isQueued = false): Promise<ReloadResult> {
     if (this.#reloading === undefined) {
-      this.#reloading = this.#reload(triggers).finally(() => {
+      this.#reloading = this.#reload(triggers, isQueued).finally(() => {
         this.#reloading = undefined;
       });
       return this.#reloading;
@@ -249,12 +249,13 @@ export class Operations {
         this.#reloadAgain = undefined;
         const again = [...this.#againTriggers];
         this.#againTriggers.clear();
-        return this.#start(again);
+        return this.#start(again, true);
       });
     return this.#reloadAgain;
   }
 
-  async #reload(triggers: ReloadTrigger[]): Promise<ReloadResult> {
+  /** `isQueued`: asked for while another reload ran, and run after it. */
+  async #reload(triggers: ReloadTrigger[], isQueued: boolean): Promise<ReloadResult> {
     const loaded = loadConfig(this.#options.configPath, this.#options.env);
     if (!loaded.ok)
       throw new GraygateError(
@@ -268,6 +269,18 @@ export class Operations {
     const result: ReloadResult = { hash: loaded.hash, applied: [], restartRequired: [] };
     for (const key of ['listen', 'admin', 'limits'] as const) {
       if (JSON.stringify(loaded.value[key]) !== JSON.stringify(current[key])) result.restartRequired.push(key);
+    }
+    // The watch applies content not applied yet (main.ts), and asked while another reload ran it is looked at again
+    // now: POST /admin/reload and the watch seeing one change, the watch's turn came after the admin reload had
+    // applied that content, and applying it again undid a PUT /admin/weights answered 200 during its drain (and would
+    // abort the canaries started since; a probe's repro). An operator's reload (admin, SIGHUP) applies the file
+    // whatever was applied before, as ever.
+    if (isQueued && triggers.every((t) => t === 'watch') && loaded.hash === this.#configHash) {
+      this.#log.info(
+        { ...result, trigger: triggers.join(',') },
+        'config reload: the file was applied by the reload before this one, nothing to do',
+      );
+      return result;
     }
     // All or nothing (registry.applyReload): a build that does not start, or a deploy running on a
     // version the file changes, refuses the whole file; the running canaries end only at the commit

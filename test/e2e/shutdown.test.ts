@@ -4,7 +4,7 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Agent, request } from 'node:http';
+import { Agent, request, type IncomingMessage } from 'node:http';
 import { admin, configText, forkMaster, hangingBuild, startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
 import { httpRequest, json } from '../helpers/http.js';
 import { isAlive, waitForStatus } from '../helpers/wait.js';
@@ -101,6 +101,37 @@ t.test(
     t.ok(deployed.status >= 500, `the deploy waiting for its build got an answer (${deployed.status})`);
     t.equal(await gw.exited, 0);
     t.notMatch(lines(), /config reloaded/, 'no reload during the drain');
+  },
+);
+
+t.test(
+  'SIGTERM: after a stream that began before it, the next request on its connection gets 503, not a reset',
+  async (t) => {
+    const gw = await startGateway(
+      t,
+      { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } },
+      { env: { LOG_LEVEL: 'info' } },
+    );
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    t.teardown(() => agent.destroy());
+    // A stream whose headers went out before the signal (they say nothing of closing), and that ends after the 1 s the
+    // master kept connections open from the signal: it then closed them one loop turn after the stream's end, under the
+    // request the client sent next on that connection (a probe's repro: 1–2 of 30 such POSTs reset).
+    const first = request(`${gw.url}/sse?events=30&ms=50`, { agent });
+    first.end();
+    const [res] = (await once(first, 'response')) as [IncomingMessage];
+    t.not(res.headers['connection'], 'close', 'the stream’s headers went out before the signal');
+    process.kill(gw.pid, 'SIGTERM');
+    while (!gw.output().includes('"msg":"shutting down"')) await once(gw.child.stdout!, 'data');
+    res.resume();
+    await once(res, 'end');
+    // Once the master has logged the stream's end (the request it finished last), which is when it closed them.
+    while (!/"path":"\/sse[^\n]*"msg":"request"/.test(gw.output())) await once(gw.child.stdout!, 'data');
+    const late = await httpRequest(`${gw.url}/slow?ms=0`, { agent, method: 'POST' });
+    t.equal(late.status, 503, 'answered, not reset');
+    t.equal(json<{ error: { code: string } }>(late).error.code, 'shutting_down');
+    t.equal(late.headers['connection'], 'close');
+    t.equal(await gw.exited, 0);
   },
 );
 

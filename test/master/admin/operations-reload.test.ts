@@ -1,0 +1,135 @@
+import t, { type Test } from 'tap';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { Operations, type ReloadTrigger } from '../../../master/admin/operations.js';
+import type { CanaryManager } from '../../../master/canary/manager.js';
+import { configHash, loadConfig } from '../../../master/config-file.js';
+import type { ReloadPlan } from '../../../master/reload-plan.js';
+import type { ReloadApplied, VersionRegistry } from '../../../master/version-registry.js';
+import { createLogger } from '../../../shared/log.js';
+
+// Reloads asked for while one runs (master/admin/operations.ts #start): they run once more afterwards. A probe's
+// repro: POST /admin/reload and the config watch saw one file change; the watch's reload waited for the admin one,
+// which had applied that file and was draining an old build, and then applied it again, undoing a PUT /admin/weights
+// answered 200 meanwhile (and aborting the canaries started since). The registry here is a stand-in that counts the
+// reloads applied and holds each one (its drain) until the test lets it end.
+
+function configFile(t: Test, weights: { v1: number; v2: number }): { path: string; text: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'graygate-ops-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const text = JSON.stringify({
+    versions: {
+      v1: { entry: 'dist/test/fixtures/test-worker.js', weight: weights.v1 },
+      v2: { entry: 'dist/test/fixtures/test-worker.js', weight: weights.v2 },
+    },
+  });
+  const path = join(dir, 'graygate.json');
+  writeFileSync(path, text);
+  return { path, text };
+}
+
+interface Harness {
+  operations: Operations;
+  /** Reloads the registry was asked to apply (each commits at once, then drains until `endDrain`). */
+  applied: () => number;
+  /** Ends the drain of the reload applied last. */
+  endDrain: () => void;
+  /** Resolves when the registry is next asked to apply a reload. */
+  nextApply: () => Promise<void>;
+  /** Canary aborts the reloads made. */
+  aborts: () => number;
+  logLines: () => string[];
+}
+
+function harness(t: Test, path: string, startedHash: string): Harness {
+  const loaded = loadConfig(path, {});
+  if (!loaded.ok) throw new Error(loaded.problems.join('\n'));
+  let applied = 0;
+  let aborts = 0;
+  let endDrain: () => void = () => undefined;
+  let onApply: (() => void) | undefined;
+  const registry = {
+    config: loaded.value,
+    versions: new Map(),
+    applyReload(_plan: ReloadPlan, options: { onCommit: () => void }): Promise<ReloadApplied> {
+      applied++;
+      onApply?.();
+      onApply = undefined;
+      options.onCommit();
+      return new Promise((resolve) => {
+        endDrain = () => resolve({ added: [], deployed: [], removed: [], weights: {} });
+      });
+    },
+  };
+  const canaries = {
+    abortAll: () => {
+      aborts++;
+      return [];
+    },
+  };
+  const lines: string[] = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      lines.push(chunk.toString('utf8'));
+      callback();
+    },
+  });
+  const operations = new Operations({
+    registry: registry as unknown as VersionRegistry,
+    canaries: canaries as unknown as CanaryManager,
+    log: createLogger({ role: 'master', level: 'info', destination }),
+    configPath: path,
+    env: {},
+    configHash: startedHash,
+  });
+  t.teardown(() => endDrain());
+  return {
+    operations,
+    applied: () => applied,
+    endDrain: () => endDrain(),
+    nextApply: () => new Promise((resolve) => (onApply = resolve)),
+    aborts: () => aborts,
+    logLines: () => lines,
+  };
+}
+
+t.test('a watch reload that waited for a reload of the same file applies nothing again', async (t) => {
+  const file = configFile(t, { v1: 60, v2: 40 });
+  const h = harness(t, file.path, 'started-with');
+  const first = h.operations.reload('admin');
+  const queued = h.operations.reload('watch');
+  t.equal(h.applied(), 1, 'the admin reload applied the file (and drains)');
+  t.equal(h.operations.configHash, configHash(file.text));
+  h.endDrain();
+  t.same((await first).applied, []);
+  const result = await queued;
+  t.equal(h.applied(), 1, 'not applied again: what changed since the first commit stays');
+  t.equal(h.aborts(), 1, 'canaries started since the first commit are not aborted');
+  t.same(result, { hash: configHash(file.text), applied: [], restartRequired: [] });
+  t.match(h.logLines().join(''), /"trigger":"watch"[^\n]*applied by the reload before this one, nothing to do/);
+});
+
+t.test('a queued reload applies when the file changed again, or when an operator asked for it', async (t) => {
+  const cases: Array<[string, ReloadTrigger[], boolean]> = [
+    ['the watch, the file changed meanwhile', ['watch'], true],
+    ['POST /admin/reload, same file', ['admin'], false],
+    ['SIGHUP, same file', ['SIGHUP'], false],
+    ['the watch and an admin call coalesced, same file', ['watch', 'admin'], false],
+  ];
+  for (const [name, triggers, isRewritten] of cases) {
+    const file = configFile(t, { v1: 60, v2: 40 });
+    const h = harness(t, file.path, 'started-with');
+    const first = h.operations.reload('admin');
+    const queued = triggers.map((trigger) => h.operations.reload(trigger));
+    if (isRewritten) writeFileSync(file.path, file.text.replace('60', '61'));
+    const again = h.nextApply();
+    h.endDrain();
+    await first;
+    await again;
+    h.endDrain();
+    await Promise.all(queued);
+    t.equal(h.applied(), 2, `${name}: applied again, once`);
+  }
+});
