@@ -1,4 +1,4 @@
-import { GraygateError, toErrorResponse, toSseErrorEvent, type ErrorCode } from '../shared/errors.js';
+import { GraygateError, isGraygateError, toErrorResponse, toSseErrorEvent, type ErrorCode } from '../shared/errors.js';
 import { sendError } from '../shared/http-headers.js';
 import { hasBody } from '../shared/body.js';
 import type { Socket } from 'node:net';
@@ -102,7 +102,8 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
   function refuse(ctx: RequestContext, err: unknown): void {
     const { req, res } = ctx;
     const response = toErrorResponse(err);
-    const code = response.body.error.code;
+    // graygate's own code (the body may carry an upstream's: ReportedError, a worker's only).
+    const code: ErrorCode = isGraygateError(err) ? err.code : 'internal_error';
     ctx.errorCode ??= code;
     if (code === 'internal_error') log.error({ err, reqId: ctx.reqId }, 'unexpected error in the request path');
     // Before a version was chosen (a body_budget refusal while the body's `user` may still choose it): under "none",

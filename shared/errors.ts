@@ -78,8 +78,22 @@ export const ERROR_CATALOGUE = {
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;
 
+/**
+ * What an upstream said of its own 4xx/429 in OpenAI's shape (`{"error":{"type","code","param"}}` with a string
+ * `code`): the client's body carries these in place of graygate's type and code, as api.openai.com's would (an
+ * application tests `code === 'context_length_exceeded'`; the OpenAI SDK carries `type`, `code` and `param`).
+ */
+export interface ReportedError {
+  type: string;
+  code: string;
+  /** Absent when the upstream sent none. */
+  param?: string | null;
+}
+
 export interface GraygateErrorOptions {
   cause?: unknown;
+  /** The upstream's own type, code and param, for the client's body (SPEC §5: 4xx/429 passed through). */
+  reported?: ReportedError;
   /** Overrides the catalogue status; used for upstream 4xx/429 passed through with their meaning. */
   status?: number;
   /** Seconds; sent as `Retry-After` (SPEC §4: queue_full and queue_timeout). */
@@ -97,6 +111,7 @@ export class GraygateError extends Error {
   readonly type: ErrorType;
   readonly retryAfterS: number | undefined;
   readonly shouldRetry: boolean | undefined;
+  readonly reported: ReportedError | undefined;
 
   constructor(code: ErrorCode, message?: string, options: GraygateErrorOptions = {}) {
     const entry: CatalogueEntry = ERROR_CATALOGUE[code];
@@ -107,6 +122,7 @@ export class GraygateError extends Error {
     this.type = entry.type;
     this.retryAfterS = options.retryAfterS;
     this.shouldRetry = options.shouldRetry;
+    this.reported = options.reported;
   }
 }
 
@@ -122,7 +138,8 @@ export function isGraygateError(err: unknown): err is GraygateError {
 }
 
 export interface ErrorBody {
-  error: { message: string; type: ErrorType; code: ErrorCode };
+  /** graygate's type and code, or an upstream's own (ReportedError), with its `param`. */
+  error: { message: string; type: string; code: string; param?: string | null };
 }
 
 export interface ErrorResponse {
@@ -137,7 +154,12 @@ export function toErrorResponse(err: unknown): ErrorResponse {
   const headers: Record<string, string> = {};
   if (e.retryAfterS !== undefined) headers['retry-after'] = String(e.retryAfterS);
   if (e.shouldRetry !== undefined) headers['x-should-retry'] = String(e.shouldRetry);
-  return { status: e.status, headers, body: { error: { message: e.message, type: e.type, code: e.code } } };
+  const reported = e.reported;
+  if (reported === undefined)
+    return { status: e.status, headers, body: { error: { message: e.message, type: e.type, code: e.code } } };
+  const { type, code, param } = reported;
+  const error = { message: e.message, type, code, ...(param === undefined ? {} : { param }) };
+  return { status: e.status, headers, body: { error } };
 }
 
 /**

@@ -67,16 +67,36 @@ export async function runMockUpstreamCli(options: MockUpstreamCliOptions): Promi
   process.once('SIGTERM', stop);
 }
 
+const USAGE =
+  'usage: node dist/shared/mock-upstream/main.js [--port N] [--host H] [--format openai|ollama|anthropic] ' +
+  '[--fail-every N] [--first-byte-ms MS]\n';
+
+/** The direct entry's flags; `--help` prints the usage (exit 0), a flag it does not take one line and exit 64. */
+function readFlags(): Record<'port' | 'host' | 'format' | 'fail-every' | 'first-byte-ms', string> {
+  try {
+    const { values } = parseArgs({
+      options: {
+        port: { type: 'string', default: '0' },
+        host: { type: 'string', default: '127.0.0.1' },
+        format: { type: 'string', default: 'openai' },
+        'fail-every': { type: 'string', default: '0' },
+        'first-byte-ms': { type: 'string', default: '0' },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    });
+    if (values.help) {
+      process.stdout.write(USAGE);
+      process.exit(0);
+    }
+    return values;
+  } catch (err) {
+    process.stderr.write(`mock-upstream: ${(err as Error).message}\n${USAGE}`);
+    process.exit(64);
+  }
+}
+
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const { values } = parseArgs({
-    options: {
-      port: { type: 'string', default: '0' },
-      host: { type: 'string', default: '127.0.0.1' },
-      format: { type: 'string', default: 'openai' },
-      'fail-every': { type: 'string', default: '0' },
-      'first-byte-ms': { type: 'string', default: '0' },
-    },
-  });
+  const values = readFlags();
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     process.stderr.write(`mock-upstream: --port must be 0–65535, got ${values.port}\n`);

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { CLEAN_ENV, CLI_BIN, runCli } from '../helpers/cli.js';
-import { runNodeInGroup } from '../helpers/child-env.js';
+import { runNode, runNodeInGroup } from '../helpers/child-env.js';
 import { configText, ROOT, startGateway, TEST_WORKER_ENTRY, type Gateway } from '../helpers/gateway.js';
 import { DEAD_PORT } from '../helpers/dead-port.js';
 
@@ -235,6 +235,23 @@ t.test('--version and -v print the installed package version and exit 0', async 
     t.same(res, { code: 0, stdout: `${version}\n`, stderr: '' }, args.join(' '));
   }
 });
+
+t.test(
+  'the mock upstream run directly: --help is its usage, a flag it does not take one line and exit 64',
+  async (t) => {
+    // An SDK probe: `node dist/shared/mock-upstream/main.js --help` ended with node's parseArgs stack trace.
+    const entry = join(ROOT, 'dist/shared/mock-upstream/main.js');
+    const help = await runNode([entry, '--help']).done;
+    t.same([help.code, help.stderr], [0, '']);
+    t.match(help.stdout, /^usage: node dist\/shared\/mock-upstream\/main\.js \[--port N\]/);
+    for (const args of [['--bogus'], ['--port']]) {
+      const run = await runNode([entry, ...args]).done;
+      t.equal(run.code, 64, args.join(' '));
+      t.match(run.stderr, /^mock-upstream: .*\nusage: /, `${args.join(' ')}: one line, then the usage`);
+      t.notMatch(run.stderr, /\n\s+at /, 'no stack trace');
+    }
+  },
+);
 
 t.test('mock-upstream on a port in use: one line naming the flag that moves it, exit 69', async (t) => {
   // A README walk-through got an uncaught EADDRINUSE with node's stack and exit 1.

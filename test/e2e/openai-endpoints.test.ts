@@ -44,6 +44,7 @@ t.test('endpoints per format', async (t) => {
     upstream: { format: 'openai', url: `${stored.url}/v1`, apiKeyEnv: 'GG_STORED_KEY' },
     env: { GG_STORED_KEY: 'sk-stored' },
   };
+  versions['failing'] = { weight: 0, upstream: { format: 'openai', url: `${await startFailingUpstream(t)}/v1` } };
   const gw = await startGateway(t, { versions, routing: { default: 'openai' } });
   const clientOf = (version: string): OpenAI =>
     new OpenAI({
@@ -165,6 +166,41 @@ t.test('endpoints per format', async (t) => {
     s.req.destroy();
     await gone;
     t.equal(handle.isComplete, false);
+  });
+
+  t.test("an OpenAI upstream's 4xx keeps its own type, code and param; a 5xx is graygate's 502", async (t) => {
+    // A probe with the SDK: `context_length_exceeded` and `insufficient_quota` reached applications as
+    // upstream_status, so `err.code === 'context_length_exceeded'` (truncate and retry) never matched.
+    const client = clientOf('failing');
+    const messages = [{ role: 'user' as const, content: 'a long history' }];
+    for (const stream of [false, true])
+      await t.rejects(client.chat.completions.create({ model: 'context', messages, stream }), {
+        status: 400,
+        code: 'context_length_exceeded',
+        type: 'invalid_request_error',
+        param: 'messages',
+        message: /upstream answered 400: This model's maximum context length is 8192 tokens/,
+      });
+    await t.rejects(client.chat.completions.create({ model: 'quota', messages }), {
+      status: 429,
+      code: 'insufficient_quota',
+      type: 'insufficient_quota',
+      param: null,
+    });
+    await t.rejects(client.embeddings.create({ model: 'quota', input: 'x' }), {
+      status: 429,
+      code: 'insufficient_quota',
+    });
+    await t.rejects(client.chat.completions.create({ model: 'server', messages }), {
+      status: 502,
+      code: 'upstream_status',
+      type: 'upstream_error',
+    });
+    await t.rejects(client.chat.completions.create({ model: 'no-code', messages }), {
+      status: 400,
+      code: 'upstream_status',
+      type: 'upstream_error',
+    });
   });
 
   t.test('openai: a stored response retrieved, streamed again, its input listed, cancelled and deleted', async (t) => {
@@ -311,6 +347,48 @@ interface StoredCall {
 }
 
 /** An OpenAI upstream with one stored response, resp_1 (OpenAI's shapes, abridged), recording each call. */
+/** An OpenAI upstream that answers every call with the error its body's `model` names, in OpenAI's own shapes. */
+async function startFailingUpstream(t: Teardown): Promise<string> {
+  const errors: Record<string, [number, Record<string, unknown>]> = {
+    context: [
+      400,
+      {
+        message: "This model's maximum context length is 8192 tokens. However, your messages resulted in 9001 tokens.",
+        type: 'invalid_request_error',
+        param: 'messages',
+        code: 'context_length_exceeded',
+      },
+    ],
+    quota: [
+      429,
+      {
+        message: 'You exceeded your current quota.',
+        type: 'insufficient_quota',
+        param: null,
+        code: 'insufficient_quota',
+      },
+    ],
+    server: [500, { message: 'The server had an error.', type: 'server_error', param: null, code: 'server_error' }],
+    'no-code': [
+      400,
+      { message: 'Unrecognized request argument.', type: 'invalid_request_error', param: null, code: null },
+    ],
+  };
+  const server = createServer((req, res) => {
+    const parts: Buffer[] = [];
+    req.on('data', (c: Buffer) => parts.push(c));
+    req.on('end', () => {
+      const model = (JSON.parse(Buffer.concat(parts).toString('utf8')) as { model: string }).model;
+      const [status, error] = errors[model] ?? [404, { message: 'no such case', type: 'x', param: null, code: null }];
+      res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify({ error }));
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => new Promise((resolve) => server.close(resolve)));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
 async function startStoredResponses(t: Teardown): Promise<{ url: string; seen: StoredCall[] }> {
   const seen: StoredCall[] = [];
   const response = (status: string): Record<string, unknown> => ({

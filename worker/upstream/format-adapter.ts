@@ -1,4 +1,4 @@
-import { GraygateError } from '../../shared/errors.js';
+import { GraygateError, type ReportedError } from '../../shared/errors.js';
 import { checkJsonLimits, type JsonLimits } from '../request/json-limits.js';
 import type { ChatRequest } from '../request/chat-request.js';
 import type { ChunkSink, EmbeddingEncoding, EndpointKind, RelayKind, StreamState } from '../types.js';
@@ -207,6 +207,34 @@ export function upstreamErrorMessage(body: string): string {
   }
   const text = body.trim();
   return text === '' ? 'the upstream answered with an error status' : preview(text);
+}
+
+/** An upstream's error `type` or `code` the client may be shown: a token, as OpenAI's are. */
+const REPORTED_TOKEN = /^[A-Za-z0-9_.:-]{1,64}$/;
+/** Longest `param` passed on, characters (OpenAI's name a request field: `messages`, `tools[0].function.name`). */
+const MAX_REPORTED_PARAM_CHARS = 256;
+
+/**
+ * An OpenAI-shaped error body's own type, code and param (`{"error":{"type","code","param"}}`), when its `code` is a
+ * string token; undefined otherwise (Ollama's and Anthropic's bodies have none, vLLM's and llama.cpp's a number).
+ */
+export function reportedErrorOf(body: string): ReportedError | undefined {
+  let value: unknown;
+  try {
+    checkUpstreamJson(body, 'the error body');
+    value = JSON.parse(body) as unknown;
+  } catch {
+    return undefined;
+  }
+  const error = isRecord(value) ? value['error'] : undefined;
+  if (!isRecord(error)) return undefined;
+  const { code, type, param } = error;
+  if (typeof code !== 'string' || !REPORTED_TOKEN.test(code)) return undefined;
+  return {
+    code,
+    type: typeof type === 'string' && REPORTED_TOKEN.test(type) ? type : 'upstream_error',
+    ...(param === null || (typeof param === 'string' && param.length <= MAX_REPORTED_PARAM_CHARS) ? { param } : {}),
+  };
 }
 
 /** Longest message read out of FastAPI's validation details, characters. */

@@ -3,7 +3,13 @@ import { GraygateError, isGraygateError } from '../../shared/errors.js';
 import type { CallOutput, ChatOutput, StreamState } from '../types.js';
 import { EventDecoder } from '../sse/event-decoder.js';
 import { LineDecoder } from '../sse/line-decoder.js';
-import { upstreamErrorIn, upstreamErrorMessage, type UpstreamAdapter, type UpstreamRequest } from './format-adapter.js';
+import {
+  reportedErrorOf,
+  upstreamErrorIn,
+  upstreamErrorMessage,
+  type UpstreamAdapter,
+  type UpstreamRequest,
+} from './format-adapter.js';
 import { toUpstreamError, type UpstreamClient } from './client.js';
 import { Deadlines } from './timeouts.js';
 import type { UpstreamBody, UpstreamResponse } from './upstream-body.js';
@@ -349,9 +355,13 @@ export async function readStatusError(
     retryAfterSeconds(headers['retry-after'], Date.now()) ?? retryAfterMsAsSeconds(headers['retry-after-ms']);
   // OpenAI's hint to its SDKs (a 429 for an exhausted quota says false), passed on.
   const shouldRetry = headers['x-should-retry'];
+  // SPEC §4/§5: 429 and 4xx pass through with their meaning (the upstream's own type, code and param when it gives
+  // them); anything else is a bad gateway, graygate's.
+  const isPassed = status >= 400 && status < 500;
+  const reported = isPassed ? reportedErrorOf(text) : undefined;
   return new GraygateError('upstream_status', `upstream answered ${status}: ${upstreamErrorMessage(text)}`, {
-    // SPEC §4/§5: 429 and 4xx pass through with their meaning; anything else is a bad gateway.
-    status: status >= 400 && status < 500 ? status : 502,
+    status: isPassed ? status : 502,
+    ...(reported === undefined ? {} : { reported }),
     ...(retryAfter === undefined ? {} : { retryAfterS: retryAfter }),
     ...(shouldRetry === 'true' || shouldRetry === 'false' ? { shouldRetry: shouldRetry === 'true' } : {}),
   });

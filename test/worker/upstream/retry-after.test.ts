@@ -1,5 +1,6 @@
 import t from 'tap';
 import { readStatusError, retryAfterSeconds } from '../../../worker/upstream/pipeline.js';
+import { toErrorResponse } from '../../../shared/errors.js';
 
 /** An upstream body of these bytes, as readStatusError reads one. */
 const bodyOf = (text: string): { readAll(): Promise<Buffer> } => ({
@@ -43,4 +44,85 @@ t.test("a hostile upstream's retry hints are capped at a day, never echoed", asy
   t.equal(await hinted({ 'retry-after-ms': String(10 ** 15) }), undefined, 'beyond 12 digits: not taken');
   t.equal(await hinted({ 'retry-after-ms': '999999999999' }), 86_400);
   t.equal(await hinted({ 'retry-after': '3', 'retry-after-ms': '9000' }), 3, 'Retry-After wins');
+});
+
+t.test("an upstream 4xx's own type, code and param: tokens only, for the client's body", async (t) => {
+  const reported = async (status: number, error: unknown): Promise<unknown> => {
+    const err = await readStatusError(status, {}, bodyOf(JSON.stringify({ error })), 4096);
+    t.equal(err.code, 'upstream_status', 'graygate counts and logs it as its own');
+    return toErrorResponse(err).body.error;
+  };
+  const openai = {
+    message: 'too long',
+    type: 'invalid_request_error',
+    param: 'messages',
+    code: 'context_length_exceeded',
+  };
+  t.same(await reported(400, openai), {
+    message: 'upstream answered 400: too long',
+    type: 'invalid_request_error',
+    code: 'context_length_exceeded',
+    param: 'messages',
+  });
+  const cases: Array<[string, number, unknown, { type: string; code: string; param?: string | null }]> = [
+    [
+      'param null is kept',
+      429,
+      { ...openai, param: null, code: 'insufficient_quota' },
+      { type: 'invalid_request_error', code: 'insufficient_quota', param: null },
+    ],
+    [
+      'no param: none',
+      400,
+      { type: 'invalid_request_error', code: 'invalid_value' },
+      { type: 'invalid_request_error', code: 'invalid_value' },
+    ],
+    [
+      'a 5xx is a bad gateway, graygate’s',
+      500,
+      { ...openai, code: 'server_error' },
+      { type: 'upstream_error', code: 'upstream_status' },
+    ],
+    [
+      'code null (OpenAI’s own, sometimes)',
+      400,
+      { ...openai, code: null },
+      { type: 'upstream_error', code: 'upstream_status' },
+    ],
+    ['a number (vLLM, llama.cpp)', 400, { ...openai, code: 400 }, { type: 'upstream_error', code: 'upstream_status' }],
+    ['not a token', 400, { ...openai, code: 'a b' }, { type: 'upstream_error', code: 'upstream_status' }],
+    ['too long a token', 400, { ...openai, code: 'c'.repeat(65) }, { type: 'upstream_error', code: 'upstream_status' }],
+    [
+      'a type that is not a token',
+      400,
+      { ...openai, type: '<b>' },
+      { type: 'upstream_error', code: 'context_length_exceeded', param: 'messages' },
+    ],
+    [
+      'a param too long, or not a string',
+      400,
+      { ...openai, param: 'p'.repeat(257) },
+      { type: 'invalid_request_error', code: 'context_length_exceeded' },
+    ],
+    [
+      'a param not a string',
+      400,
+      { ...openai, param: { a: 1 } },
+      { type: 'invalid_request_error', code: 'context_length_exceeded' },
+    ],
+    [
+      'Anthropic’s shape',
+      400,
+      { type: 'invalid_request_error', message: 'x' },
+      { type: 'upstream_error', code: 'upstream_status' },
+    ],
+    ['Ollama’s shape', 400, 'model "x" not found', { type: 'upstream_error', code: 'upstream_status' }],
+  ];
+  for (const [name, status, error, expected] of cases) {
+    const body = (await reported(status, error)) as Record<string, unknown>;
+    const { message: _message, ...rest } = body;
+    t.same(rest, expected, name);
+  }
+  const notJson = await readStatusError(400, {}, bodyOf('<html>bad request</html>'), 4096);
+  t.same(toErrorResponse(notJson).body.error.code, 'upstream_status', 'not JSON');
 });
