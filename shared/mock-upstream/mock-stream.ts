@@ -67,18 +67,7 @@ export class MockStream extends EventEmitter<{ blocked: []; drain: []; close: []
     if (this.#res.write(buf)) return;
     this.isBlocked = true;
     this.emit('blocked');
-    // Whichever comes first; both listeners go (a race of two once() left the loser's behind, one per block:
-    // MaxListenersExceededWarning on a long answer to a slow reader).
-    const res = this.#res;
-    await new Promise<void>((resolve) => {
-      const done = (): void => {
-        res.off('drain', done);
-        res.off('close', done);
-        resolve();
-      };
-      res.once('drain', done);
-      res.once('close', done);
-    });
+    await drainOrClose(this.#res);
     this.isBlocked = false;
     if (!this.isClosed) this.emit('drain');
   }
@@ -97,4 +86,20 @@ export class MockStream extends EventEmitter<{ blocked: []; drain: []; close: []
   cut(): void {
     if (!this.isClosed) this.#socket.destroy();
   }
+}
+
+/**
+ * Resolves on the response's next 'drain' or its 'close', whichever comes first; both listeners go (a race of two
+ * once() left the loser's behind, one per block: MaxListenersExceededWarning on a long answer to a slow reader).
+ */
+export function drainOrClose(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.once('drain', done);
+    res.once('close', done);
+  });
 }

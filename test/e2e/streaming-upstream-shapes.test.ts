@@ -5,6 +5,7 @@ import { createServer, request, type IncomingMessage, type ServerResponse } from
 import { createServer as createNetServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { startGateway } from '../helpers/gateway.js';
+import { drainOrClose } from '../../shared/mock-upstream/mock-stream.js';
 import { untilOutput } from '../helpers/output.js';
 import { httpRequest, json, type SimpleResponse } from '../helpers/http.js';
 import { postStream, type StreamClient } from '../worker/fixtures/sse-client.js';
@@ -100,19 +101,6 @@ async function writeMany(
     if (!res.write(event)) await drainOrClose(res);
   }
   res.end(last);
-}
-
-/** Resolves on the response's next 'drain' or its 'close', and leaves no listener behind (11 waits warned). */
-function drainOrClose(res: ServerResponse): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      res.off('drain', done);
-      res.off('close', done);
-      resolve();
-    };
-    res.on('drain', done);
-    res.on('close', done);
-  });
 }
 
 /** A raw TCP upstream on 127.0.0.1 that hands each connection to `onSocket`; its `/v1` URL. Stopped at teardown. */
