@@ -116,12 +116,16 @@ export function convertAnthropicEvent(state: StreamState, type: string, data: st
         state.promptTokens = promptTokens(usage);
         state.cachedTokens = tokenCount(usage.cache_read_input_tokens);
       }
-      if (delta?.stop_reason !== undefined && delta.stop_reason !== null)
+      // Anthropic may send more than one message_delta: one finish chunk, the first reason's.
+      if (delta?.stop_reason !== undefined && delta.stop_reason !== null && state.finishReason === null) {
+        sendPendingInputs(state, sink);
         send(state, sink, finishChunk(state, mapAnthropicStopReason(delta.stop_reason, state.toolCalls > 0)));
+      }
       return;
     }
     case 'message_stop':
       state.isDone = true;
+      sendPendingInputs(state, sink);
       if (state.finishReason === null) send(state, sink, finishChunk(state, 'stop'));
       sink.chunk(usageChunk(state));
       return;
@@ -187,6 +191,17 @@ function wholeInput(input: unknown, data: string): string {
   if (!mayHoldInexactNumbers(data)) return JSON.stringify(input);
   const exact = parseJsonExact(data) as { content_block?: { input?: unknown } };
   return stringifyJsonExact(exact.content_block?.input ?? input);
+}
+
+/**
+ * What blocks the upstream never stopped still owe (a tool called with no input gets `{}`), before the finish: a
+ * message that ends with a block open must not leave a tool call's arguments `""` (a fuzz probe's hostile shape).
+ */
+function sendPendingInputs(state: StreamState, sink: ChunkSink): void {
+  if (state.inputsPending.size === 0) return;
+  const pending = [...state.inputsPending].sort(([a], [b]) => a - b);
+  state.inputsPending.clear();
+  for (const [index, input] of pending) sendInput(state, index, input, sink);
 }
 
 /** A fragment of a tool_use block's input: an arguments fragment, or content for the JSON-mode answer. */

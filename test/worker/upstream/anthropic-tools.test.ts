@@ -446,6 +446,43 @@ t.test('a tool called without arguments gets the JSON object {}, as OpenAI sends
   );
 });
 
+t.test('a message that ends with a block open, or says its stop reason twice: {} and one finish', async (t) => {
+  // A fuzz probe's hostile shapes: a tool_use block with no content_block_stop kept arguments "" (the {} waited for
+  // the stop), and a second message_delta with a stop_reason sent a second finish chunk.
+  const openBlock = run([start, toolBlock(0, 'toolu_o', 'now'), ...stop('tool_use')]);
+  t.same(
+    openBlock.map((c) => c.choices[0]?.delta ?? 'usage'),
+    [
+      { role: 'assistant', content: '' },
+      { tool_calls: [{ index: 0, id: 'toolu_o', type: 'function', function: { name: 'now', arguments: '' } }] },
+      { tool_calls: [{ index: 0, function: { arguments: '{}' } }] },
+      {},
+      'usage',
+    ],
+  );
+  t.equal(openBlock.at(-2)!.choices[0]!.finish_reason, 'tool_calls');
+  const noDelta = run([start, toolBlock(0, 'toolu_o', 'now'), { type: 'message_stop' }]);
+  t.same(
+    noDelta.map((c) => c.choices[0]?.delta.tool_calls?.[0]?.function?.arguments),
+    [undefined, '', '{}', undefined, undefined],
+    'no message_delta at all: {} before the finish message_stop sends',
+  );
+  const twice = run([
+    start,
+    { type: 'content_block_start', index: 0, content_block: { type: 'text', text: 'Hi' } },
+    { type: 'content_block_stop', index: 0 },
+    { type: 'message_delta', delta: { stop_reason: 'end_turn' }, usage: { output_tokens: 3 } },
+    { type: 'message_delta', delta: { stop_reason: 'max_tokens' }, usage: { output_tokens: 5 } },
+    { type: 'message_stop' },
+  ]);
+  t.same(
+    twice.filter((c) => c.choices[0]?.finish_reason != null).map((c) => c.choices[0]!.finish_reason),
+    ['stop'],
+    'one finish chunk, the first reason',
+  );
+  t.equal(twice.at(-1)!.usage?.completion_tokens, 5, 'the last usage counts');
+});
+
 t.test('a whole input in the block start keeps numbers a double cannot hold, as fragments and Ollama do', async (t) => {
   const state = createStreamState({ id: 'chatcmpl-x', created: 1, model: 'm' });
   const chunks: ChatCompletionChunk[] = [];
