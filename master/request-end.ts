@@ -258,7 +258,11 @@ function recordOutcome(
     if (isStream !== undefined) sink.recordWait(ctx.version!, isStream, endMs - ctx.bodyReadAtMs);
     return;
   }
-  if (status === 0 || (status >= 400 && status < 500)) return;
+  // A 4xx is the request's fault (it would dilute an error rate), but for the ones only an upstream gives a model
+  // call: its key refused (401, 403), its URL or model wrong (404), its quota or rate spent (429). A canary whose
+  // upstream answered a third of its calls 429, or every one 404, was promoted or held with "0 errors" (a probe).
+  const isVersionFault = status >= 500 || (ctx.req.method === 'POST' && UPSTREAM_FAULTS.has(status));
+  if (status === 0 || (status >= 400 && !isVersionFault)) return;
   let firstTokenMs = NaN;
   let responseMs = NaN;
   if (error === undefined && status < 400) {
@@ -268,5 +272,12 @@ function recordOutcome(
       responseMs = endMs - ctx.bodyReadAtMs;
     }
   }
-  sink.record(ctx.version!, error !== undefined, firstTokenMs, responseMs);
+  sink.record(ctx.version!, error !== undefined || isVersionFault, firstTokenMs, responseMs);
 }
+
+/**
+ * A model call's statuses that come from the version's upstream (SPEC §5 passes 4xx through), counted as the
+ * version's errors. graygate's own 4xx on a routed POST are 400, 405, 408, 413, 414, 431, and 404 for a path no worker
+ * serves, which a client's typo makes as often on either version: the error rate is judged against the baseline's.
+ */
+const UPSTREAM_FAULTS: ReadonlySet<number> = new Set([401, 403, 404, 429]);

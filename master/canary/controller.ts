@@ -36,6 +36,7 @@ export interface CanaryStatus {
   state: CanaryState;
   /** Index of the current (or last) step in `steps`. */
   step: number;
+  /** The canary's share of the pair as the canary set it: now while it runs (or is held), as it left it once ended. */
   canaryPercent: number;
   steps: readonly number[];
   stepMs: number;

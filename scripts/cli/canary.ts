@@ -67,7 +67,11 @@ function ms(value: number | null): string {
 /** A few lines a person reads at a glance: where the canary is, why, and the numbers behind it. */
 export function formatCanary(c: CanaryStatusBody): string {
   const stepOf = `step ${c.step + 1}/${c.steps.length} (${c.steps[c.step]} %)`;
-  const head = `canary ${c.version} (baseline ${c.baseline}): ${c.state.replace('_', ' ')} at ${stepOf}, canary now at ${c.canaryPercent} % of the pair`;
+  // An ended canary's share is what it left: weights changed since (PUT /admin/weights, a reload) are not its doing,
+  // and "now at 100 %" after a reload had set it to 0 was a probe's lie; graygate status has the weights now.
+  const isRunning = c.state === 'running' || c.state === 'held';
+  const share = `${isRunning ? 'canary now at' : 'it left the canary at'} ${c.canaryPercent} % of the pair`;
+  const head = `canary ${c.version} (baseline ${c.baseline}): ${c.state.replace('_', ' ')} at ${stepOf}, ${share}`;
   const when = `started ${c.startedAt}${c.endedAt === null ? '' : `, ended ${c.endedAt}`}; steps ${c.steps.join('/')} %, at least ${c.stepMs / 1000} s and ${c.minRequests} canary requests each`;
   const seen = `this step: baseline ${c.observed.baseline.requests} requests (${c.observed.baseline.errors} errors), canary ${c.observed.canary.requests} (${c.observed.canary.errors} errors)`;
   const rows = c.decisions.map((d) => {

@@ -31,11 +31,13 @@ async function runToEnd(
   concurrency = 8,
   maxRequests = 6000,
   timeoutMs?: number,
+  method = 'GET',
 ) {
   const started = performance.now();
   let final: CanaryStatus | undefined;
   const load = await drive(gw.url, {
     path: () => path,
+    method,
     concurrency,
     maxRequests,
     timeoutMs,
@@ -58,6 +60,7 @@ t.test('canaries', async (t) => {
       bad: worker({ TEST_WORKER_ERROR_EVERY: '4' }),
       slow: worker({ TEST_WORKER_FIRST_EVENT_MS: '400' }),
       hang: worker({ TEST_WORKER_HANG_EVERY: '3' }),
+      quota: worker({ TEST_WORKER_ERROR_EVERY: '3', TEST_WORKER_ERROR_STATUS: '429' }),
       idle: worker(),
     },
     routing: { default: 'base' },
@@ -97,7 +100,7 @@ t.test('canaries', async (t) => {
     t.match(started.body, { version: 'idle', baseline: 'base', state: 'running', step: 0, canaryPercent: 20 });
     t.same(
       await weights(),
-      { base: 80, good: 0, bad: 0, slow: 0, hang: 0, idle: 20 },
+      { base: 80, good: 0, bad: 0, slow: 0, hang: 0, idle: 20, quota: 0 },
       'only the pair changed, its sum kept',
     );
     // The judge has looked at the empty step (its reason says so): still running, no verdict.
@@ -131,7 +134,7 @@ t.test('canaries', async (t) => {
     t.notOk(after.text.includes('graygate_canary_percent{'), 'its share is no longer current: not shown');
     t.same(
       await weights(),
-      { base: 100, good: 0, bad: 0, slow: 0, hang: 0, idle: 0 },
+      { base: 100, good: 0, bad: 0, slow: 0, hang: 0, idle: 0, quota: 0 },
       'the canary’s weight went back to 0 at once',
     );
   });
@@ -155,11 +158,33 @@ t.test('canaries', async (t) => {
       final.decisions.some((d) => d.metric === 'error_rate' && d.verdict === 'fail'),
       'the error-rate test rejected',
     );
-    t.same(await weights(), { base: 100, good: 0, bad: 0, slow: 0, hang: 0, idle: 0 });
+    t.same(await weights(), { base: 100, good: 0, bad: 0, slow: 0, hang: 0, idle: 0, quota: 0 });
     t.comment(
       `rolled back after ${seconds.toFixed(1)} s and ${load.requests} requests (${JSON.stringify(Object.fromEntries(load.byVersion))})`,
     );
   });
+
+  t.test(
+    "a canary whose upstream answers a third of its model calls 429 is rolled back: the version's fault",
+    async (t) => {
+      // A probe: an upstream's 401/404/429, passed through as 4xx, were left out as the request's fault, and a canary
+      // whose quota was spent on a third of its calls was promoted with "0 errors".
+      const body = {
+        steps: [10, 50, 100],
+        stepMs: 200,
+        minRequests: 40,
+        criteria: { firstTokenP99: false, responseTimeP99: false },
+      };
+      t.equal((await admin(gw, 'POST', '/admin/versions/quota/canary', body)).status, 202);
+      const { final, load } = await runToEnd(gw, 'quota', '/slow?ms=0', 8, 6000, undefined, 'POST');
+      t.equal(final.state, 'rolled_back', final.reason);
+      t.ok(
+        final.decisions.some((d) => d.metric === 'error_rate' && d.verdict === 'fail'),
+        'the error-rate test rejected',
+      );
+      t.ok((load.byStatus.get(429) ?? 0) > 0, 'its clients got the 429s');
+    },
+  );
 
   t.test('a canary that leaves a third of its requests hanging is rolled back: the clients gave up', async (t) => {
     // Its clients time out, as SDKs do: each request they gave up on waited longer than the limit, the least its
@@ -212,7 +237,7 @@ t.test('canaries', async (t) => {
     t.same(new Set(final.decisions.map((d) => d.step)), new Set([0, 1, 2]), 'judged at every step');
     t.same(
       await weights(),
-      { base: 0, good: 100, bad: 0, slow: 0, hang: 0, idle: 0 },
+      { base: 0, good: 100, bad: 0, slow: 0, hang: 0, idle: 0, quota: 0 },
       'the canary has the whole weight',
     );
     t.comment(`promoted after ${seconds.toFixed(1)} s and ${load.requests} requests`);
@@ -281,13 +306,17 @@ t.test('canaries', async (t) => {
     t.equal(promoted.code, 0, promoted.stderr);
     t.match(
       promoted.stdout,
-      /canary idle \(baseline good\): promoted at step 1\/2 \(25 %\), canary now at 100 % of the pair/,
+      /canary idle \(baseline good\): promoted at step 1\/2 \(25 %\), it left the canary at 100 % of the pair/,
     );
     t.match(
       promoted.stdout,
       /why: promoted by hand \(POST \/admin\/versions\/:name\/canary\/promote\) at step 1 \(25 %\)/,
     );
-    t.same(await weights(), { base: 0, good: 0, bad: 0, slow: 0, hang: 0, idle: 100 }, 'the canary has the pair’s sum');
+    t.same(
+      await weights(),
+      { base: 0, good: 0, bad: 0, slow: 0, hang: 0, idle: 100, quota: 0 },
+      'the canary has the pair’s sum',
+    );
     t.equal((await scrape(gw)).sum('graygate_canary_state', { version: 'idle', state: 'promoted' }), 1);
     const twice = await adminApi<{ error: { code: string } }>(gw, 'POST', '/admin/versions/idle/canary/promote');
     t.equal(twice.status, 404, 'an ended canary cannot be promoted');
@@ -315,7 +344,7 @@ t.test('canaries', async (t) => {
     const c = await canaryOf(gw, 'idle');
     t.equal(c.state, 'aborted');
     t.match(c.reason, /reloaded/);
-    t.same(await weights(), { base: 100, good: 0, bad: 0, slow: 0, hang: 0, idle: 0 }, 'the file’s weights');
+    t.same(await weights(), { base: 100, good: 0, bad: 0, slow: 0, hang: 0, idle: 0, quota: 0 }, 'the file’s weights');
   });
 
   t.test(

@@ -7,6 +7,8 @@ import { request, Agent } from 'node:http';
 export interface DriveOptions {
   /** The request for the i-th call. */
   path: (i: number) => string;
+  /** Default GET (a model call is a POST). */
+  method?: string;
   concurrency: number;
   maxRequests: number;
   /** Asked every `checkEvery` finished requests; true ends the load. */
@@ -34,20 +36,24 @@ export async function drive(baseUrl: string, options: DriveOptions): Promise<Dri
   const checkEvery = options.checkEvery ?? 20;
   const one = (i: number): Promise<void> =>
     new Promise((resolve) => {
-      const req = request(baseUrl + options.path(i), { agent, headers: { 'x-user-id': `load-${i}` } }, (res) => {
-        let tail = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => (tail = (tail + chunk).slice(-300)));
-        res.on('end', () => {
-          const status = res.statusCode ?? 0;
-          result.byStatus.set(status, (result.byStatus.get(status) ?? 0) + 1);
-          const version = String(res.headers['x-graygate-version']);
-          result.byVersion.set(version, (result.byVersion.get(version) ?? 0) + 1);
-          if (tail.includes('data: {"error"')) result.streamErrors++;
-          resolve();
-        });
-        res.on('error', () => resolve());
-      });
+      const req = request(
+        baseUrl + options.path(i),
+        { agent, method: options.method ?? 'GET', headers: { 'x-user-id': `load-${i}` } },
+        (res) => {
+          let tail = '';
+          res.setEncoding('utf8');
+          res.on('data', (chunk: string) => (tail = (tail + chunk).slice(-300)));
+          res.on('end', () => {
+            const status = res.statusCode ?? 0;
+            result.byStatus.set(status, (result.byStatus.get(status) ?? 0) + 1);
+            const version = String(res.headers['x-graygate-version']);
+            result.byVersion.set(version, (result.byVersion.get(version) ?? 0) + 1);
+            if (tail.includes('data: {"error"')) result.streamErrors++;
+            resolve();
+          });
+          res.on('error', () => resolve());
+        },
+      );
       if (options.timeoutMs !== undefined) req.setTimeout(options.timeoutMs, () => req.destroy());
       req.on('error', () => {
         result.byStatus.set(0, (result.byStatus.get(0) ?? 0) + 1);

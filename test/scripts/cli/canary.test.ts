@@ -61,6 +61,14 @@ t.test('formatCanary: state, step, why, and the decisions as a table', async (t)
   t.match(text, /error_rate\s+251\s+0\.00 %\s+23\s+26\.09 %\s+fail\s+7\.91/);
   t.match(text, /response_time_p99\s+251\s+3\.2 ms\s+17\s+-\s+not_yet/);
   t.match(formatCanary({ ...status, decisions: [] }), /no judgement yet/);
+  // A probe: after a promoted canary's pair was set back by a reload, the line still said "now at 100 %".
+  t.match(text, /, it left the canary at 0 % of the pair\n/, 'an ended canary: what it left, not the weights now');
+  t.match(
+    formatCanary({ ...status, state: 'promoted', step: 2, canaryPercent: 100 }),
+    /promoted at step 3\/3 \(100 %\), it left the canary at 100 % of the pair/,
+  );
+  for (const state of ['running', 'held'] as const)
+    t.match(formatCanary({ ...status, state, endedAt: null, canaryPercent: 10 }), /, canary now at 10 % of the pair/);
   t.notMatch(text, /judged by/, 'a gateway that does not say its settings: no line');
   const judged = formatCanary({
     ...status,
