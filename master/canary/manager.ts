@@ -129,7 +129,7 @@ export class CanaryManager {
 
   /** DELETE /admin/versions/:name/canary, running or held: the canary's weight goes back to 0 at once. */
   abort(name: string): CanaryStatus {
-    return this.#endByHand(name, (c) => c.abort('aborted by DELETE /admin/versions/:name/canary', this.#now()));
+    return this.#endByHand(name, (c) => c.abort(`aborted by DELETE /admin/versions/${name}/canary`, this.#now()));
   }
 
   /**
@@ -137,7 +137,7 @@ export class CanaryManager {
    * (Argo Rollouts' `promote --full`). As for a promotion by the judge, a reload or restart applies the file's weights.
    */
   promote(name: string): CanaryStatus {
-    return this.#endByHand(name, (c) => c.promote('POST /admin/versions/:name/canary/promote', this.#now()));
+    return this.#endByHand(name, (c) => c.promote(`POST /admin/versions/${name}/canary/promote`, this.#now()));
   }
 
   /** An operator's abort or promote: the running or held canary of `name` (404 without one), ended by `end`. */
@@ -191,6 +191,17 @@ export class CanaryManager {
   close(): void {
     clearInterval(this.#timer);
     this.#timer = undefined;
+    // The master is stopping (SPEC §11: the canary lives in its memory): each running one's last line says so, or a
+    // log read afterwards shows a canary step and no end (a probe).
+    for (const controller of new Set(this.#watching.values())) {
+      if (!controller.isActive) continue;
+      const { canary, baseline } = controller.plan;
+      const { state, step, canaryPercent } = controller.status();
+      this.#log.info(
+        { canary, baseline, state, step, canaryPercent },
+        'canary left where it was: the master is stopping, and a restarted one starts from the file’s weights',
+      );
+    }
   }
 
   #ensureTimer(): void {

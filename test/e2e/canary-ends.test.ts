@@ -205,3 +205,28 @@ t.test('weights are bounded; the first step never lowers the canary’s share', 
 async function canaryList(gw: Gateway): Promise<string[]> {
   return (await admin<{ canaries: CanaryStatus[] }>(gw, 'GET', '/admin/canaries')).body.canaries.map((c) => c.version);
 }
+
+t.test(
+  'SIGTERM during a canary: its last line says it was left where it was; an abort names its version',
+  async (t) => {
+    // A probe: a log read after a restart showed a `canary step` and no end; an abort's reason named the route
+    // pattern (`/admin/versions/:name/canary`), not the version.
+    const gw = await startGateway(
+      t,
+      { versions: { base: worker(100), one: worker(0), two: worker(0) }, routing: { default: 'base' } },
+      { env: { LOG_LEVEL: 'info' } },
+    );
+    const slow = { steps: [25, 100], stepMs: 600_000 };
+    t.equal((await admin(gw, 'POST', '/admin/versions/one/canary', slow)).status, 202);
+    const aborted = await admin<CanaryStatus>(gw, 'DELETE', '/admin/versions/one/canary');
+    t.equal(aborted.body.reason, 'aborted by DELETE /admin/versions/one/canary');
+    t.equal((await admin(gw, 'POST', '/admin/versions/two/canary', slow)).status, 202);
+    process.kill(gw.pid, 'SIGTERM');
+    t.equal(await gw.exited, 0);
+    t.match(
+      gw.output(),
+      /"canary":"two","baseline":"base","state":"running","step":0,"canaryPercent":25,"msg":"canary left where it was: the master is stopping/,
+    );
+    t.notMatch(gw.output(), /"canary":"one"[^\n]*canary left where it was/, 'an ended canary has no such line');
+  },
+);
