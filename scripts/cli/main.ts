@@ -1,3 +1,4 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { resolveAdminUrl } from './admin-address.js';
@@ -31,6 +32,8 @@ commands:
                                             start a canary of NAME: step its weight up, judged
                                             against the baseline, promoted or rolled back by itself
   canary status [NAME]                      a canary's state and the numbers behind it (all without NAME)
+  canary status NAME --wait [--interval S]  …once it has ended: exit 0 promoted, 3 rolled back,
+                                            aborted or held (a pipeline's gate)
   canary promote NAME                       promote NAME's canary now, whatever its step (running
                                             or held): it gets the pair's whole weight
   canary abort NAME                         stop NAME's canary; its weight goes back to 0
@@ -54,8 +57,9 @@ environment:
                         default 9000 (the gateway moves its admin port with it too)
   GRAYGATE_ADMIN_TOKEN  bearer token for the admin API
 
-exit codes: 0 ok, 1 the admin API refused the call, 64 usage, 69 admin API
-unreachable, 141 the reader of the output went away (e.g. | head)`;
+exit codes: 0 ok, 1 the admin API refused the call, 3 canary status --wait: not
+promoted, 64 usage, 69 admin API unreachable, 141 the reader of the output went
+away (e.g. | head)`;
 
 type Print = (value: unknown, human: () => string) => void;
 
@@ -68,6 +72,7 @@ async function canaryCommand(
   const [first, second] = args;
   if (first === 'status') {
     if (second === undefined) {
+      if (values['wait'] === true) usage('--wait is for canary status NAME');
       const { canaries } = await callAdmin<{ canaries: CanaryStatusBody[] }>(client(), {
         method: 'GET',
         path: '/admin/canaries',
@@ -76,12 +81,26 @@ async function canaryCommand(
         canaries.length === 0 ? 'no canaries' : canaries.map(formatCanary).join('\n\n'),
       );
     }
-    const one = await callAdmin<CanaryStatusBody>(client(), {
-      method: 'GET',
-      path: `/admin/versions/${encodeURIComponent(second)}/canary`,
-    });
-    return print(one, () => formatCanary(one));
+    const get = (): Promise<CanaryStatusBody> =>
+      callAdmin<CanaryStatusBody>(client(), {
+        method: 'GET',
+        path: `/admin/versions/${encodeURIComponent(second)}/canary`,
+      });
+    let one = await get();
+    if (values['wait'] !== true) return print(one, () => formatCanary(one));
+    // Argo Rollouts' `status` as a pipeline's gate: the verdict, then an exit code a script can branch on.
+    const everyMs = intervalMs(values['interval'] as string | undefined) ?? 1000;
+    while (one.state === 'running') {
+      await delay(everyMs);
+      one = await get();
+    }
+    const ended = one;
+    print(ended, () => formatCanary(ended));
+    if (ended.state !== 'promoted')
+      throw new CliError(`canary ${ended.version} ${ended.state.replace('_', ' ')}: ${ended.reason}`, EXIT.notPromoted);
+    return;
   }
+  if (values['wait'] === true) usage('--wait is for canary status NAME');
   if (first === 'promote') {
     if (second === undefined) usage('canary promote needs a version name');
     const promoted = await callAdmin<CanaryStatusBody>(client(), {
@@ -183,6 +202,7 @@ async function run(argv: string[]): Promise<void> {
       admin: { type: 'string' },
       json: { type: 'boolean', default: false },
       watch: { type: 'boolean', default: false },
+      wait: { type: 'boolean', default: false },
       config: { type: 'string' },
       entry: { type: 'string' },
       weight: { type: 'string' },
@@ -211,6 +231,7 @@ async function run(argv: string[]): Promise<void> {
     },
   });
   const [command, ...args] = positionals;
+  if (values.wait && command !== 'canary') usage('--wait is for canary status NAME');
   // `start` runs the master, whose output is its own business: a broken pipe must not skip its shutdown.
   if (command !== 'start') exitQuietlyOnBrokenPipe([process.stdout, process.stderr]);
   if (values.version) {

@@ -151,9 +151,15 @@ t.test('canaries', async (t) => {
       ).status,
       202,
     );
+    // A pipeline's gate (Argo Rollouts' `status`): waits for the verdict, exit 3 when not promoted.
+    const waiting = runCli(['canary', 'status', 'bad', '--wait', '--interval', '0.1', '--admin', gw.adminUrl]);
     const { final, load, seconds } = await runToEnd(gw, 'bad', '/slow?ms=0');
     t.equal(final.state, 'rolled_back', final.reason);
     t.match(final.reason, /error/);
+    const waited = await waiting;
+    t.equal(waited.code, 3, 'canary status --wait: not promoted');
+    t.match(waited.stdout, /^canary bad \(baseline base\): rolled back at step/);
+    t.match(waited.stderr, /^graygate: canary bad rolled back: step \d \(\d+ %\): roll back/);
     t.ok(
       final.decisions.some((d) => d.metric === 'error_rate' && d.verdict === 'fail'),
       'the error-rate test rejected',
@@ -231,8 +237,12 @@ t.test('canaries', async (t) => {
       criteria: { firstTokenP99: false, responseTimeP99: false },
     };
     t.equal((await admin(gw, 'POST', '/admin/versions/good/canary', body)).status, 202);
+    const waiting = runCli(['canary', 'status', 'good', '--wait', '--json', '--admin', gw.adminUrl]);
     const { final, load, seconds } = await runToEnd(gw, 'good', '/slow?ms=0');
     t.equal(final.state, 'promoted', final.reason);
+    const waited = await waiting;
+    t.same([waited.code, waited.stderr], [0, ''], 'canary status --wait: promoted');
+    t.equal((JSON.parse(waited.stdout) as CanaryStatus).state, 'promoted');
     t.same([...load.byStatus.keys()], [200], 'every client request succeeded');
     t.same(new Set(final.decisions.map((d) => d.step)), new Set([0, 1, 2]), 'judged at every step');
     t.same(
@@ -289,6 +299,12 @@ t.test('canaries', async (t) => {
       ['--steps', ''],
     ])
       t.equal((await runCli(['canary', 'idle', ...flags, ...admin])).code, 64, `${flags.join(' ')}: a usage error`);
+    for (const args of [
+      ['canary', 'status', '--wait'],
+      ['status', '--wait'],
+      ['canary', 'abort', 'idle', '--wait'],
+    ])
+      t.equal((await runCli([...args, ...admin])).code, 64, `${args.join(' ')}: --wait is for canary status NAME`);
     const again = await runCli(['canary', 'idle', ...admin]);
     t.equal(again.code, 1);
     t.match(again.stderr, /409 canary_in_progress/);
@@ -310,7 +326,7 @@ t.test('canaries', async (t) => {
     );
     t.match(
       promoted.stdout,
-      /why: promoted by hand \(POST \/admin\/versions\/:name\/canary\/promote\) at step 1 \(25 %\)/,
+      /why: promoted by hand \(POST \/admin\/versions\/idle\/canary\/promote\) at step 1 \(25 %\)/,
     );
     t.same(
       await weights(),
