@@ -116,7 +116,7 @@ export function createMainServer(options: MainServerOptions): Server {
     socket.end(rawErrorResponse(refusal));
     if (socket.bytesRead === 0) return;
     const { status } = refusal;
-    log.info({ ...detail, status, error: refusal.body.error.code }, 'request');
+    log.info({ ...detail, status, error: refusal.code }, 'request');
     onRefused?.(status);
   }
   // Sockets whose parser failed: the refusal waits for the answers still due (nginx answers the requests it

@@ -1,4 +1,4 @@
-import { GraygateError, isGraygateError, toErrorResponse, toSseErrorEvent, type ErrorCode } from '../shared/errors.js';
+import { GraygateError, toErrorResponse, toSseErrorEvent, type ErrorCode } from '../shared/errors.js';
 import { sendError } from '../shared/http-headers.js';
 import { hasBody } from '../shared/body.js';
 import type { Socket } from 'node:net';
@@ -102,8 +102,7 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
   function refuse(ctx: RequestContext, err: unknown): void {
     const { req, res } = ctx;
     const response = toErrorResponse(err);
-    // graygate's own code (the body may carry an upstream's: ReportedError, a worker's only).
-    const code: ErrorCode = isGraygateError(err) ? err.code : 'internal_error';
+    const code = response.code;
     ctx.errorCode ??= code;
     if (code === 'internal_error') log.error({ err, reqId: ctx.reqId }, 'unexpected error in the request path');
     // Before a version was chosen (a body_budget refusal while the body's `user` may still choose it): under "none",
@@ -261,7 +260,7 @@ function recordOutcome(
   // A 4xx is the request's fault (it would dilute an error rate), but for the ones only an upstream gives a model
   // call: its key refused (401, 403), its URL or model wrong (404), its quota or rate spent (429). A canary whose
   // upstream answered a third of its calls 429, or every one 404, was promoted or held with "0 errors" (a probe).
-  const isVersionFault = status >= 500 || (ctx.req.method === 'POST' && UPSTREAM_FAULTS.has(status));
+  const isVersionFault = status >= 400 && (status >= 500 || (ctx.req.method === 'POST' && UPSTREAM_FAULTS.has(status)));
   if (status === 0 || (status >= 400 && !isVersionFault)) return;
   let firstTokenMs = NaN;
   let responseMs = NaN;

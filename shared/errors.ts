@@ -143,6 +143,8 @@ export interface ErrorBody {
 }
 
 export interface ErrorResponse {
+  /** graygate's own code, whatever the body says (an upstream's, ReportedError): what it counts and logs. */
+  code: ErrorCode;
   status: number;
   headers: Record<string, string>;
   body: ErrorBody;
@@ -155,11 +157,10 @@ export function toErrorResponse(err: unknown): ErrorResponse {
   if (e.retryAfterS !== undefined) headers['retry-after'] = String(e.retryAfterS);
   if (e.shouldRetry !== undefined) headers['x-should-retry'] = String(e.shouldRetry);
   const reported = e.reported;
-  if (reported === undefined)
-    return { status: e.status, headers, body: { error: { message: e.message, type: e.type, code: e.code } } };
+  const base = { code: e.code, status: e.status, headers };
+  if (reported === undefined) return { ...base, body: { error: { message: e.message, type: e.type, code: e.code } } };
   const { type, code, param } = reported;
-  const error = { message: e.message, type, code, ...(param === undefined ? {} : { param }) };
-  return { status: e.status, headers, body: { error } };
+  return { ...base, body: { error: { message: e.message, type, code, ...(param === undefined ? {} : { param }) } } };
 }
 
 /**

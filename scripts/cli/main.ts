@@ -72,7 +72,6 @@ async function canaryCommand(
   const [first, second] = args;
   if (first === 'status') {
     if (second === undefined) {
-      if (values['wait'] === true) usage('--wait is for canary status NAME');
       const { canaries } = await callAdmin<{ canaries: CanaryStatusBody[] }>(client(), {
         method: 'GET',
         path: '/admin/canaries',
@@ -100,7 +99,6 @@ async function canaryCommand(
       throw new CliError(`canary ${ended.version} ${ended.state.replace('_', ' ')}: ${ended.reason}`, EXIT.notPromoted);
     return;
   }
-  if (values['wait'] === true) usage('--wait is for canary status NAME');
   if (first === 'promote') {
     if (second === undefined) usage('canary promote needs a version name');
     const promoted = await callAdmin<CanaryStatusBody>(client(), {
@@ -231,7 +229,9 @@ async function run(argv: string[]): Promise<void> {
     },
   });
   const [command, ...args] = positionals;
-  if (values.wait && command !== 'canary') usage('--wait is for canary status NAME');
+  // One place for the flag's one use: `canary status NAME --wait`.
+  if (values.wait && !(command === 'canary' && args[0] === 'status' && args[1] !== undefined))
+    usage('--wait is for canary status NAME');
   // `start` runs the master, whose output is its own business: a broken pipe must not skip its shutdown.
   if (command !== 'start') exitQuietlyOnBrokenPipe([process.stdout, process.stderr]);
   if (values.version) {

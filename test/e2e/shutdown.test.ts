@@ -1,13 +1,33 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { once } from 'node:events';
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, request, type IncomingMessage } from 'node:http';
-import { admin, configText, forkMaster, hangingBuild, startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
+import {
+  admin,
+  configText,
+  forkMaster,
+  hangingBuild,
+  startGateway,
+  TEST_WORKER_ENTRY,
+  type Gateway,
+} from '../helpers/gateway.js';
 import { httpRequest, json } from '../helpers/http.js';
 import { isAlive, waitForStatus } from '../helpers/wait.js';
+
+/** A gateway of one version logging its requests, and one kept-alive connection to it (maxSockets 1). */
+async function keptAliveGateway(t: Test): Promise<{ gw: Gateway; agent: Agent }> {
+  const gw = await startGateway(
+    t,
+    { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } },
+    { env: { LOG_LEVEL: 'info' } },
+  );
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  t.teardown(() => agent.destroy());
+  return { gw, agent };
+}
 
 t.test('SIGTERM during a slow request: it completes, then the master exits 0 and no child is left', async (t) => {
   const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1, instances: 2 } } });
@@ -64,13 +84,7 @@ t.test('the IPC channel of the process that started the master closes: it stops 
 t.test(
   'SIGTERM: a request on an idle kept-alive connection gets 503 shutting_down, not a reset; a deploy waiting is answered',
   async (t) => {
-    const gw = await startGateway(
-      t,
-      { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } },
-      { env: { LOG_LEVEL: 'info' } },
-    );
-    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
-    t.teardown(() => agent.destroy());
+    const { gw, agent } = await keptAliveGateway(t);
     t.equal((await httpRequest(`${gw.url}/slow?ms=0`, { agent })).status, 200, 'a connection kept alive, idle now');
     // A stream keeps the drain going while the idle connection is used.
     const stream = request(`${gw.url}/sse?events=100000&ms=50`, { agent: false });
@@ -107,13 +121,7 @@ t.test(
 t.test(
   'SIGTERM: after a stream that began before it, the next request on its connection gets 503, not a reset',
   async (t) => {
-    const gw = await startGateway(
-      t,
-      { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } },
-      { env: { LOG_LEVEL: 'info' } },
-    );
-    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
-    t.teardown(() => agent.destroy());
+    const { gw, agent } = await keptAliveGateway(t);
     // A stream whose headers went out before the signal (they say nothing of closing), and that ends after the 1 s the
     // master kept connections open from the signal: it then closed them one loop turn after the stream's end, under the
     // request the client sent next on that connection (a probe's repro: 1–2 of 30 such POSTs reset).

@@ -31,6 +31,7 @@ t.test('clientErrorResponse', async (t) => {
 
 t.test('rawErrorResponse is a whole HTTP/1.1 response', async (t) => {
   const text = rawErrorResponse({
+    code: 'headers_too_large',
     status: 431,
     headers: { 'retry-after': '1' },
     body: { error: { message: 'm', type: 'invalid_request_error', code: 'headers_too_large' } },

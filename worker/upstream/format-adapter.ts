@@ -197,16 +197,30 @@ function cutText(text: string, length: number): string {
  * the text itself.
  */
 export function upstreamErrorMessage(body: string): string {
+  return upstreamErrorOf(body).message;
+}
+
+/**
+ * An upstream's error body read once: its message (upstreamErrorMessage) and, for an OpenAI-shaped one, its own type,
+ * code and param (reportedErrorOf).
+ */
+export function upstreamErrorOf(body: string): { message: string; reported: ReportedError | undefined } {
+  const value = errorJsonOf(body);
+  const message = isRecord(value) ? (messageOf(value['error']) ?? messageOf(value)) : undefined;
+  const reported = reportedErrorOf(value);
+  if (message !== undefined && message !== '') return { message, reported };
+  const text = body.trim();
+  return { message: text === '' ? 'the upstream answered with an error status' : preview(text), reported };
+}
+
+/** The error body as JSON within the bounds every upstream JSON has; undefined when it is not. */
+function errorJsonOf(body: string): unknown {
   try {
     checkUpstreamJson(body, 'the error body');
-    const value = JSON.parse(body) as unknown;
-    const message = isRecord(value) ? (messageOf(value['error']) ?? messageOf(value)) : undefined;
-    if (message !== undefined && message !== '') return message;
+    return JSON.parse(body) as unknown;
   } catch {
-    // not JSON: fall through to the text
+    return undefined;
   }
-  const text = body.trim();
-  return text === '' ? 'the upstream answered with an error status' : preview(text);
 }
 
 /** An upstream's error `type` or `code` the client may be shown: a token, as OpenAI's are. */
@@ -218,14 +232,7 @@ const MAX_REPORTED_PARAM_CHARS = 256;
  * An OpenAI-shaped error body's own type, code and param (`{"error":{"type","code","param"}}`), when its `code` is a
  * string token; undefined otherwise (Ollama's and Anthropic's bodies have none, vLLM's and llama.cpp's a number).
  */
-export function reportedErrorOf(body: string): ReportedError | undefined {
-  let value: unknown;
-  try {
-    checkUpstreamJson(body, 'the error body');
-    value = JSON.parse(body) as unknown;
-  } catch {
-    return undefined;
-  }
+function reportedErrorOf(value: unknown): ReportedError | undefined {
   const error = isRecord(value) ? value['error'] : undefined;
   if (!isRecord(error)) return undefined;
   const { code, type, param } = error;

@@ -3,13 +3,7 @@ import { GraygateError, isGraygateError } from '../../shared/errors.js';
 import type { CallOutput, ChatOutput, StreamState } from '../types.js';
 import { EventDecoder } from '../sse/event-decoder.js';
 import { LineDecoder } from '../sse/line-decoder.js';
-import {
-  reportedErrorOf,
-  upstreamErrorIn,
-  upstreamErrorMessage,
-  type UpstreamAdapter,
-  type UpstreamRequest,
-} from './format-adapter.js';
+import { upstreamErrorIn, upstreamErrorOf, type UpstreamAdapter, type UpstreamRequest } from './format-adapter.js';
 import { toUpstreamError, type UpstreamClient } from './client.js';
 import { Deadlines } from './timeouts.js';
 import type { UpstreamBody, UpstreamResponse } from './upstream-body.js';
@@ -358,10 +352,10 @@ export async function readStatusError(
   // SPEC §4/§5: 429 and 4xx pass through with their meaning (the upstream's own type, code and param when it gives
   // them); anything else is a bad gateway, graygate's.
   const isPassed = status >= 400 && status < 500;
-  const reported = isPassed ? reportedErrorOf(text) : undefined;
-  return new GraygateError('upstream_status', `upstream answered ${status}: ${upstreamErrorMessage(text)}`, {
+  const { message, reported } = upstreamErrorOf(text);
+  return new GraygateError('upstream_status', `upstream answered ${status}: ${message}`, {
     status: isPassed ? status : 502,
-    ...(reported === undefined ? {} : { reported }),
+    ...(reported === undefined || !isPassed ? {} : { reported }),
     ...(retryAfter === undefined ? {} : { retryAfterS: retryAfter }),
     ...(shouldRetry === 'true' || shouldRetry === 'false' ? { shouldRetry: shouldRetry === 'true' } : {}),
   });
