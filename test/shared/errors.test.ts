@@ -20,6 +20,7 @@ t.test('README error table and catalogue are in sync', async (t) => {
 t.test('toErrorResponse', async (t) => {
   const full = toErrorResponse(new GraygateError('queue_full', undefined, { retryAfterS: 2 }));
   t.same(full, {
+    code: 'queue_full',
     status: 503,
     headers: { 'retry-after': '2' },
     body: { error: { message: ERROR_CATALOGUE.queue_full.message, type: 'overloaded_error', code: 'queue_full' } },
@@ -33,4 +34,9 @@ t.test('toErrorResponse', async (t) => {
     'unknown errors become 500 without leaking the message',
   );
   t.equal(unknown.status, 500);
+  t.equal(unknown.code, 'internal_error');
+  // graygate's own code, whatever an upstream's the body carries (what the master counts and logs).
+  const reported = { type: 'invalid_request_error', code: 'context_length_exceeded', param: 'messages' };
+  const upstream = toErrorResponse(new GraygateError('upstream_status', 'too long', { status: 400, reported }));
+  t.same([upstream.code, upstream.body.error.code], ['upstream_status', 'context_length_exceeded']);
 });
