@@ -6,6 +6,8 @@ import {
   DIRECT_FAILED,
   DIRECT_FIRST_CONTENT,
   DIRECT_SEND_TIMEOUT,
+  DIRECT_TIME_PER_TOKEN,
+  readTimePerTokenMs,
 } from '../shared/direct.js';
 
 // limits.directStreams (issue 10, docs/ONE-HOP.md): the master's side of an
@@ -16,13 +18,16 @@ import {
 // canary's facts, and the connection, which it ends without writing or, when
 // the answer cannot be finished, cuts.
 
-/** The last control bytes of a direct answer: `E` if its stream failed, then `=` and the bytes written. */
-const DIRECT_END = new RegExp(`(${DIRECT_FAILED}?)${DIRECT_DONE}(\\d+)$`);
+/**
+ * The last control bytes of a direct answer: a stream's time per token (`~` µs `;`) if it has one, `E` if it failed,
+ * then `=` and the bytes written.
+ */
+const DIRECT_END = new RegExp(`(?:${DIRECT_TIME_PER_TOKEN}(\\d{1,13});)?(${DIRECT_FAILED}?)${DIRECT_DONE}(\\d+)$`);
 
 export class DirectReport {
   readonly #ctx: RequestContext;
   readonly #now: () => number;
-  /** The last control bytes, for the final `E?=N`. */
+  /** The last control bytes, for the final `(~U;)?E?=N`. */
   #control = '';
   /** The connection was cut, or the client left: what the worker reports after that changes nothing. */
   #isOver = false;
@@ -63,7 +68,7 @@ export class DirectReport {
       this.stop();
       return cutDirect(ctx);
     }
-    this.#control = (this.#control + text).slice(-32);
+    this.#control = (this.#control + text).slice(-48);
   }
 
   /**
@@ -79,8 +84,9 @@ export class DirectReport {
     const end = DIRECT_END.exec(this.#control);
     // Ended without its final report: the worker gave up on the answer half-way (framing unknown).
     if (end === null) return this.cut('worker_error');
-    if (end[1] === DIRECT_FAILED) ctx.isStreamFailed = true;
-    ctx.directBytes = Number(end[2]);
+    if (end[1] !== undefined) ctx.timePerTokenMs = readTimePerTokenMs(Number(end[1]) / 1000);
+    if (end[2] === DIRECT_FAILED) ctx.isStreamFailed = true;
+    ctx.directBytes = Number(end[3]);
     endUnwritten(ctx.res, status, isLast);
   }
 

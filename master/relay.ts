@@ -3,7 +3,7 @@ import { GraygateError } from '../shared/errors.js';
 import { isEventStream, withoutHopByHop } from '../shared/http-headers.js';
 import type { RequestContext } from './request-context.js';
 import { DirectReport } from './direct-report.js';
-import { DIRECT_HEADER } from '../shared/direct.js';
+import { DIRECT_HEADER, TIME_PER_TOKEN_TRAILER, readTimePerTokenMs } from '../shared/direct.js';
 
 // The worker's response → the client (SPEC §4, §4a). One listener per
 // request, nothing allocated per chunk: each chunk restarts the idle timer
@@ -68,6 +68,16 @@ export function endsWithErrorEvent(previous: Buffer | undefined, last: Buffer | 
   if (previous === undefined) return false;
   const seam = Buffer.concat([previous.subarray(-ERROR_EVENT.length), last.subarray(0, ERROR_EVENT.length)]);
   return hasErrorEvent(seam);
+}
+
+/** The worker's time per token of a stream (its trailer, which is not relayed); NaN when it sent none. */
+export function timePerTokenOf(rawTrailers: readonly string[]): number {
+  for (let i = 0; i + 1 < rawTrailers.length; i += 2) {
+    if (rawTrailers[i]!.toLowerCase() !== TIME_PER_TOKEN_TRAILER) continue;
+    const text = rawTrailers[i + 1]!;
+    return /^\d{1,10}(\.\d{1,3})?$/.test(text) ? readTimePerTokenMs(Number(text)) : NaN;
+  }
+  return NaN;
 }
 
 export function relayResponse(
@@ -146,7 +156,10 @@ export function relayResponse(
     isEnded = true;
     clearTimeout(ctx.workerTimer);
     ctx.workerTimer = undefined;
-    if (ctx.isEventStream && endsWithErrorEvent(ctx.previousChunk, ctx.lastChunk)) ctx.isStreamFailed = true;
+    if (ctx.isEventStream) {
+      if (endsWithErrorEvent(ctx.previousChunk, ctx.lastChunk)) ctx.isStreamFailed = true;
+      else if (proxyRes.rawTrailers.length > 0) ctx.timePerTokenMs = timePerTokenOf(proxyRes.rawTrailers);
+    }
     if (!res.writableEnded) res.end();
     // What the kernel did not take must reach the client within sendTimeoutMs, or a client that stopped reading
     // near the end (its kernel buffers full, less than a high-water mark in ours) would hold the request for

@@ -58,6 +58,11 @@ export class RequestContext {
   isPinned = false;
   /** performance.now() when the first content event was relayed (streams), ms; 0 until then. */
   firstContentAtMs = 0;
+  /**
+   * A stream that ended well with two content events or more: the mean ms between its content events after the first,
+   * as the worker measured them (its final report: a trailer, or a direct answer's last control bytes); NaN otherwise.
+   */
+  timePerTokenMs = NaN;
   /** performance.now() when the worker's response headers arrived, ms; 0 until then. */
   headersAtMs = 0;
   /**

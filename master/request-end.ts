@@ -17,8 +17,11 @@ import { socketErrorCodeOf } from './socket-errors.js';
 
 /** SPEC §11 outcomes: the error flag and the latency the canary judge compares. */
 export interface OutcomeSink {
-  /** firstTokenMs for streams, responseMs for the rest; NaN where there is none. */
-  record(version: string, isError: boolean, firstTokenMs: number, responseMs: number): void;
+  /**
+   * firstTokenMs for streams, responseMs for the rest; timePerTokenMs for streams that ended well with two content
+   * events or more (the worker's measure); NaN where there is none.
+   */
+  record(version: string, isError: boolean, firstTokenMs: number, responseMs: number, timePerTokenMs: number): void;
   /** A request its client gave up on before its first token (a stream) or its answer, after waiting this long. */
   recordWait(version: string, isStream: boolean, waitedMs: number): void;
 }
@@ -264,14 +267,16 @@ function recordOutcome(
   if (status === 0 || (status >= 400 && !isVersionFault)) return;
   let firstTokenMs = NaN;
   let responseMs = NaN;
+  let timePerTokenMs = NaN;
   if (error === undefined && status < 400) {
     if (ctx.isEventStream) {
       if (ctx.firstContentAtMs > 0) firstTokenMs = ctx.firstContentAtMs - ctx.bodyReadAtMs;
+      if (!isAborted) timePerTokenMs = ctx.timePerTokenMs;
     } else if (!isAborted) {
       responseMs = endMs - ctx.bodyReadAtMs;
     }
   }
-  sink.record(ctx.version!, error !== undefined || isVersionFault, firstTokenMs, responseMs);
+  sink.record(ctx.version!, error !== undefined || isVersionFault, firstTokenMs, responseMs, timePerTokenMs);
 }
 
 /**

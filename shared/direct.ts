@@ -10,6 +10,8 @@ import { isUtf8 } from 'node:buffer';
 //   T      the client took nothing more for sendTimeoutMs while the answer waited on it: the master closes it
 //   C      the client's connection failed under the worker's writes (it left): not the worker's failure
 //   E      (at the end) the stream ended with an error event
+//   ~U;    (at the end, before E) a stream's mean time between content events after the first, U µs (the canary's
+//          time per token; TIME_PER_TOKEN_TRAILER on a relayed answer)
 //   =N     (last) done: N bytes written to the client
 // The master strips the header from what clients send (gateway.ts NOT_FORWARDED).
 //
@@ -27,6 +29,21 @@ export const DIRECT_SEND_TIMEOUT = 'T';
 export const DIRECT_CLIENT_GONE = 'C';
 export const DIRECT_FAILED = 'E';
 export const DIRECT_DONE = '=';
+export const DIRECT_TIME_PER_TOKEN = '~';
+
+/**
+ * The trailer of a relayed stream's last chunk (worker → master only; the master reads it and relays no trailer): the
+ * stream's mean ms between content events after the first, for the canary (SPEC §11), as the worker timed its writes.
+ */
+export const TIME_PER_TOKEN_TRAILER = 'x-graygate-time-per-token-ms';
+
+/** Longest time per token the master takes from a worker, ms (the canary's sketches resolve up to 30 min). */
+const MAX_TIME_PER_TOKEN_MS = 1_800_000;
+
+/** A worker's time per token (a trailer's text or a control mark's µs ÷ 1000), or NaN when it is none. */
+export function readTimePerTokenMs(value: number): number {
+  return value >= 0 && value <= MAX_TIME_PER_TOKEN_MS ? value : NaN;
+}
 
 export interface DirectOffer {
   /** The connection, as the master sent its descriptor (IPC `conn`). */

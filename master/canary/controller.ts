@@ -50,6 +50,7 @@ export interface CanaryStatus {
     errorRate: ResolvedErrorRateCriterion | false;
     firstTokenP99: ResolvedLatencyCriterion | false;
     responseTimeP99: ResolvedLatencyCriterion | false;
+    timePerTokenP99: ResolvedLatencyCriterion | false;
   };
   startedAt: string;
   stepStartedAt: string;
@@ -151,10 +152,10 @@ export class CanaryController {
   }
 
   /** One request of either version ended (the gateway's hot path: counters only). */
-  record(version: string, isError: boolean, firstTokenMs: number, responseMs: number): void {
+  record(version: string, isError: boolean, firstTokenMs: number, responseMs: number, timePerTokenMs: number): void {
     if (!this.isActive) return;
     const tally = version === this.plan.canary ? this.outcomes.canary : this.outcomes.baseline;
-    tally.record(isError, firstTokenMs, responseMs);
+    tally.record(isError, firstTokenMs, responseMs, timePerTokenMs);
   }
 
   /** A request of either version its client gave up on before its first token or answer, after waiting this long. */
@@ -253,6 +254,7 @@ export class CanaryController {
         errorRate: copyOrFalse(plan.judge.criteria.error_rate),
         firstTokenP99: copyOrFalse(plan.judge.criteria.first_token_p99),
         responseTimeP99: copyOrFalse(plan.judge.criteria.response_time_p99),
+        timePerTokenP99: copyOrFalse(plan.judge.criteria.time_per_token_p99),
       },
       startedAt: iso(this.#startMs),
       stepStartedAt: iso(this.#stepStartMs),

@@ -4,9 +4,14 @@ import type { PairedState } from './paired-e-process.js';
 // per-metric evidence it carries from call to call. Plain JSON-safe data: the
 // controller returns decisions from the admin API as they are.
 
-export type CanaryMetric = 'error_rate' | 'first_token_p99' | 'response_time_p99';
+export type CanaryMetric = 'error_rate' | 'first_token_p99' | 'response_time_p99' | 'time_per_token_p99';
 
-export const CANARY_METRICS: readonly CanaryMetric[] = ['error_rate', 'first_token_p99', 'response_time_p99'];
+export const CANARY_METRICS: readonly CanaryMetric[] = [
+  'error_rate',
+  'first_token_p99',
+  'response_time_p99',
+  'time_per_token_p99',
+];
 
 /** fail: the sequential test rejected (roll back); pass: may advance; not_yet: keep watching. */
 export type MetricVerdict = 'pass' | 'fail' | 'not_yet';
@@ -28,7 +33,7 @@ export interface Decision {
   /**
    * ln of the metric's e-value, accumulated across steps: the test rejects
    * (verdict fail) once it reaches ln(2·M/alpha) for M metrics switched on
-   * (ln 600 = 6.40 with the defaults). Negative values are normal for a healthy canary.
+   * (ln 800 = 6.68 with the defaults). Negative values are normal for a healthy canary.
    */
   statistic: number;
 }

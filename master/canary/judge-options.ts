@@ -29,6 +29,11 @@ export interface JudgeCriteria {
   firstTokenP99?: LatencyCriterion | false;
   /** Non-streams: time to the whole response. false: off. */
   responseTimeP99?: LatencyCriterion | false;
+  /**
+   * Streams that ended well with two content events or more: the mean time between content events after the first
+   * (an LLM's time per output token, TPOT), one value per stream. false: off.
+   */
+  timePerTokenP99?: LatencyCriterion | false;
 }
 
 export interface JudgeOptions {
@@ -46,7 +51,7 @@ export interface JudgeOptions {
    * bound shows each metric within its criterion (hundreds of requests or more per step).
    */
   requireNonInferiority?: boolean;
-  /** Defaults: error rate ≤ 1.2 × baseline + 0.01; both p99s ≤ 1.2 × baseline (+ 0 ms). */
+  /** Defaults: error rate ≤ 1.2 × baseline + 0.01; the three p99s ≤ 1.2 × baseline (+ 0 ms). */
   criteria?: JudgeCriteria;
 }
 
@@ -77,6 +82,7 @@ export interface ResolvedJudgeOptions {
     error_rate: ResolvedErrorRateCriterion | null;
     first_token_p99: ResolvedLatencyCriterion | null;
     response_time_p99: ResolvedLatencyCriterion | null;
+    time_per_token_p99: ResolvedLatencyCriterion | null;
   };
 }
 
@@ -115,6 +121,7 @@ export function resolveJudgeOptions(options: JudgeOptions = {}): ResolvedJudgeOp
     error_rate: errorRate,
     first_token_p99: latency('criteria.firstTokenP99', c.firstTokenP99),
     response_time_p99: latency('criteria.responseTimeP99', c.responseTimeP99),
+    time_per_token_p99: latency('criteria.timePerTokenP99', c.timePerTokenP99),
   };
   if (problems.length > 0) throw new RangeError(`invalid judge options: ${problems.join('; ')}`);
   return {

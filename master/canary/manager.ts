@@ -179,8 +179,8 @@ export class CanaryManager {
   }
 
   /** The request path (gateway finish): one Map lookup when no canary watches the version. */
-  record(version: string, isError: boolean, firstTokenMs: number, responseMs: number): void {
-    this.#watching.get(version)?.record(version, isError, firstTokenMs, responseMs);
+  record(version: string, isError: boolean, firstTokenMs: number, responseMs: number, timePerTokenMs: number): void {
+    this.#watching.get(version)?.record(version, isError, firstTokenMs, responseMs, timePerTokenMs);
   }
 
   recordWait(version: string, isStream: boolean, waitedMs: number): void {

@@ -13,12 +13,14 @@ class OutcomeTally {
   errors = 0;
   readonly firstTokenMs = new LatencySketch();
   readonly responseMs = new LatencySketch();
+  readonly timePerTokenMs = new LatencySketch();
 
-  record(isError: boolean, firstTokenMs: number, responseMs: number): void {
+  record(isError: boolean, firstTokenMs: number, responseMs: number, timePerTokenMs: number): void {
     this.requests++;
     if (isError) this.errors++;
     if (firstTokenMs >= 0) this.firstTokenMs.record(firstTokenMs);
     if (responseMs >= 0) this.responseMs.record(responseMs);
+    if (timePerTokenMs >= 0) this.timePerTokenMs.record(timePerTokenMs);
   }
 
   /**
@@ -34,6 +36,7 @@ class OutcomeTally {
     this.errors += other.errors;
     this.firstTokenMs.merge(other.firstTokenMs);
     this.responseMs.merge(other.responseMs);
+    this.timePerTokenMs.merge(other.timePerTokenMs);
   }
 
   reset(): void {
@@ -41,6 +44,7 @@ class OutcomeTally {
     this.errors = 0;
     this.firstTokenMs.reset();
     this.responseMs.reset();
+    this.timePerTokenMs.reset();
   }
 }
 
@@ -75,6 +79,11 @@ export class CanaryOutcomes {
         baseline: baseline.responseMs,
         canary: canary.responseMs,
         baselinePreviousSteps: previous.responseMs,
+      },
+      timePerTokenMs: {
+        baseline: baseline.timePerTokenMs,
+        canary: canary.timePerTokenMs,
+        baselinePreviousSteps: previous.timePerTokenMs,
       },
     };
   }

@@ -61,6 +61,7 @@ const canaryBody = z.strictObject({
         .optional(),
       firstTokenP99: latency.optional(),
       responseTimeP99: latency.optional(),
+      timePerTokenP99: latency.optional(),
     })
     .optional(),
 });

@@ -49,7 +49,7 @@ import { judgeLatency, type LatencyObservations } from './latency-metric.js';
 // How the controller uses it:
 //   const options = resolveJudgeOptions(body.criteria…);  // once; RangeError → 400 invalid_request
 //   let evidence = createCanaryEvidence();
-//   // per version: { requests, errors } and two LatencySketch (firstTokenMs, responseMs) for the
+//   // per version: { requests, errors } and three LatencySketch (firstTokenMs, responseMs, timePerTokenMs) for the
 //   // current step, and the same for the baseline over all previous steps
 //   every ~100–250 ms:
 //     const result = judge({ step, canaryPercent, observations, evidence, options });
@@ -66,7 +66,7 @@ import { judgeLatency, type LatencyObservations } from './latency-metric.js';
 // - "Within a second" for a plainly broken canary needs calls at least every
 //   ~250 ms (and enough canary traffic: 10 requests at 50 % errors).
 // - A p99 test can reject only once the step's baseline has ~830–1020
-//   requests of that kind (alpha 0.01, 3 metrics, step 1–3; fewer with fewer
+//   requests of that kind (alpha 0.01, 4 metrics, step 1–3; fewer with fewer
 //   metrics or a larger alpha): no upper bound of a p99 is possible earlier.
 //   Switch off the criteria that do not apply (no streams: firstTokenP99).
 // - The point-estimate rule for advancing has no error control: with small
@@ -106,6 +106,8 @@ export interface StepObservations {
   firstTokenMs: LatencyObservations;
   /** Non-streams only: ms from the request to the end of the response. */
   responseMs: LatencyObservations;
+  /** Streams that ended well with two content events or more: mean ms between content events after the first. */
+  timePerTokenMs: LatencyObservations;
 }
 
 export interface JudgeInput {
@@ -178,6 +180,7 @@ export function createCanaryEvidence(): CanaryEvidence {
       error_rate: freshMetricEvidence(),
       first_token_p99: freshMetricEvidence(),
       response_time_p99: freshMetricEvidence(),
+      time_per_token_p99: freshMetricEvidence(),
     },
   };
 }
@@ -291,19 +294,19 @@ export function judge(input: JudgeInput): JudgeResult {
     error_rate: evidence.metrics.error_rate,
     first_token_p99: evidence.metrics.first_token_p99,
     response_time_p99: evidence.metrics.response_time_p99,
+    time_per_token_p99: evidence.metrics.time_per_token_p99,
   };
-  const { errors, firstTokenMs, responseMs } = input.observations;
+  const { errors, firstTokenMs, responseMs, timePerTokenMs } = input.observations;
+  const latencies = {
+    first_token_p99: firstTokenMs,
+    response_time_p99: responseMs,
+    time_per_token_p99: timePerTokenMs,
+  } as const;
   for (const metric of metrics) {
     const j =
       metric === 'error_rate'
         ? judgeErrorRate(ctx, errors, options.criteria.error_rate!, evidence.metrics[metric])
-        : judgeLatency(
-            ctx,
-            metric,
-            metric === 'first_token_p99' ? firstTokenMs : responseMs,
-            options.criteria[metric]!,
-            evidence.metrics[metric],
-          );
+        : judgeLatency(ctx, metric, latencies[metric], options.criteria[metric]!, evidence.metrics[metric]);
     judgements.push(j);
     updated[metric] = j.evidence;
   }

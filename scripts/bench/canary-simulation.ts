@@ -62,6 +62,8 @@ export interface VersionModel {
   response: LognormalMs;
   /** Added to every first-token time, ms. Default 0. */
   addedFirstTokenMs?: number;
+  /** Mean time between content events of a stream (time per token); none recorded when absent. */
+  timePerToken?: LognormalMs;
 }
 
 export interface Scenario {
@@ -100,12 +102,14 @@ class VersionRecorder {
   errors = 0;
   readonly firstTokenMs = new LatencySketch();
   readonly responseMs = new LatencySketch();
+  readonly timePerTokenMs = new LatencySketch();
 
   reset(): void {
     this.requests = 0;
     this.errors = 0;
     this.firstTokenMs.reset();
     this.responseMs.reset();
+    this.timePerTokenMs.reset();
   }
 
   mergeInto(previous: VersionRecorder): void {
@@ -113,6 +117,7 @@ class VersionRecorder {
     previous.errors += this.errors;
     previous.firstTokenMs.merge(this.firstTokenMs);
     previous.responseMs.merge(this.responseMs);
+    previous.timePerTokenMs.merge(this.timePerTokenMs);
   }
 }
 
@@ -140,6 +145,9 @@ export class CanarySimulator {
     if (this.#random() < s.streamShare) {
       const ms = model.firstToken.medianMs * Math.exp(model.firstToken.sigma * this.#normal());
       into.firstTokenMs.record(ms + (model.addedFirstTokenMs ?? 0));
+      const perToken = model.timePerToken;
+      if (perToken !== undefined)
+        into.timePerTokenMs.record(perToken.medianMs * Math.exp(perToken.sigma * this.#normal()));
     } else {
       into.responseMs.record(model.response.medianMs * Math.exp(model.response.sigma * this.#normal()));
     }
@@ -162,6 +170,11 @@ export class CanarySimulator {
         },
         firstTokenMs: { baseline: b.firstTokenMs, canary: c.firstTokenMs, baselinePreviousSteps: p.firstTokenMs },
         responseMs: { baseline: b.responseMs, canary: c.responseMs, baselinePreviousSteps: p.responseMs },
+        timePerTokenMs: {
+          baseline: b.timePerTokenMs,
+          canary: c.timePerTokenMs,
+          baselinePreviousSteps: p.timePerTokenMs,
+        },
       },
     });
   }

@@ -30,6 +30,8 @@ export interface CanaryStatusBody {
     errorRate: { maxRatio: number; marginAbs: number } | false;
     firstTokenP99: { maxRatio: number; marginMs: number } | false;
     responseTimeP99: { maxRatio: number; marginMs: number } | false;
+    /** Absent from a gateway older than this CLI. */
+    timePerTokenP99?: { maxRatio: number; marginMs: number } | false;
   };
   startedAt: string;
   endedAt: string | null;
@@ -110,6 +112,7 @@ function judgedBy(c: CanaryStatusBody): string | undefined {
     errorRate,
     latency('first token p99', criteria.firstTokenP99),
     latency('response time p99', criteria.responseTimeP99),
+    ...(criteria.timePerTokenP99 === undefined ? [] : [latency('time per token p99', criteria.timePerTokenP99)]),
   ].join(', ');
   const proof = c.requireNonInferiority === true ? ', each step proven within them' : '';
   return `judged by: ${metrics}${proof}; alpha ${c.alpha}; no verdict in ${c.maxStepMs / 1000} s: ${c.onInconclusive}`;

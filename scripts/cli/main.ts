@@ -27,7 +27,7 @@ commands:
   reload                                    re-read the config file and apply the difference
   canary NAME [--baseline V] [--steps 5,25,50,100] [--step 60s] [--min-requests 200]
          [--max-step 10m] [--on-inconclusive hold|rollback] [--alpha 0.01]
-         [--non-inferiority] [--no-error-rate] [--no-first-token] [--no-response-time]
+         [--non-inferiority] [--no-error-rate] [--no-first-token] [--no-response-time] [--no-time-per-token]
          [--latency-margin 20ms]
                                             start a canary of NAME: step its weight up, judged
                                             against the baseline, promoted or rolled back by itself
@@ -159,6 +159,7 @@ async function canaryCommand(
   if (values['no-error-rate'] === true) criteria['errorRate'] = false;
   if (values['no-first-token'] === true) criteria['firstTokenP99'] = false;
   if (values['no-response-time'] === true) criteria['responseTimeP99'] = false;
+  if (values['no-time-per-token'] === true) criteria['timePerTokenP99'] = false;
   if (Object.keys(criteria).length > 0) body['criteria'] = criteria;
   const started = await callAdmin<CanaryStatusBody>(client(), {
     method: 'POST',
@@ -222,6 +223,7 @@ async function run(argv: string[]): Promise<void> {
       'no-error-rate': { type: 'boolean', default: false },
       'no-first-token': { type: 'boolean', default: false },
       'no-response-time': { type: 'boolean', default: false },
+      'no-time-per-token': { type: 'boolean', default: false },
       'latency-margin': { type: 'string' },
       // -v like node, npm and pm2, whose users run this; graygate has no verbose mode to keep it for.
       version: { type: 'boolean', short: 'v', default: false },

@@ -267,6 +267,7 @@ t.test('canaries', async (t) => {
       '--min-requests',
       '50',
       '--no-response-time',
+      '--no-time-per-token',
       '--latency-margin',
       '25ms',
       ...admin,
@@ -281,7 +282,7 @@ t.test('canaries', async (t) => {
     // The flags' path, flag → body → status → CLI: what it judges by is in the answer and on the screen.
     t.match(
       explained.stdout,
-      /judged by: error rate ≤ 1\.2 × baseline \+ 1 %, first token p99 ≤ 1\.2 × baseline \+ 25 ms, response time p99 off; alpha 0\.01; no verdict in \d+ s: hold/,
+      /judged by: error rate ≤ 1\.2 × baseline \+ 1 %, first token p99 ≤ 1\.2 × baseline \+ 25 ms, response time p99 off, time per token p99 off; alpha 0\.01; no verdict in \d+ s: hold/,
     );
     const json = await runCli(['canary', 'status', 'idle', '--json', ...admin]);
     const parsed = JSON.parse(json.stdout) as CanaryStatus;
@@ -291,6 +292,7 @@ t.test('canaries', async (t) => {
       errorRate: { maxRatio: 1.2, marginAbs: 0.01 },
       firstTokenP99: { maxRatio: 1.2, marginMs: 25 },
       responseTimeP99: false,
+      timePerTokenP99: false,
     });
     const bad = await runCli(['canary', 'idle', '--step', 'soon', ...admin]);
     t.equal(bad.code, 64, 'a malformed duration is a usage error');

@@ -9,6 +9,8 @@ export interface DriveOptions {
   path: (i: number) => string;
   /** Default GET (a model call is a POST). */
   method?: string;
+  /** A JSON body for every request (sent with its Content-Type); none by default. */
+  body?: string;
   concurrency: number;
   maxRequests: number;
   /** Asked every `checkEvery` finished requests; true ends the load. */
@@ -36,30 +38,28 @@ export async function drive(baseUrl: string, options: DriveOptions): Promise<Dri
   const checkEvery = options.checkEvery ?? 20;
   const one = (i: number): Promise<void> =>
     new Promise((resolve) => {
-      const req = request(
-        baseUrl + options.path(i),
-        { agent, method: options.method ?? 'GET', headers: { 'x-user-id': `load-${i}` } },
-        (res) => {
-          let tail = '';
-          res.setEncoding('utf8');
-          res.on('data', (chunk: string) => (tail = (tail + chunk).slice(-300)));
-          res.on('end', () => {
-            const status = res.statusCode ?? 0;
-            result.byStatus.set(status, (result.byStatus.get(status) ?? 0) + 1);
-            const version = String(res.headers['x-graygate-version']);
-            result.byVersion.set(version, (result.byVersion.get(version) ?? 0) + 1);
-            if (tail.includes('data: {"error"')) result.streamErrors++;
-            resolve();
-          });
-          res.on('error', () => resolve());
-        },
-      );
+      const headers: Record<string, string> = { 'x-user-id': `load-${i}` };
+      if (options.body !== undefined) headers['content-type'] = 'application/json';
+      const req = request(baseUrl + options.path(i), { agent, method: options.method ?? 'GET', headers }, (res) => {
+        let tail = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (tail = (tail + chunk).slice(-300)));
+        res.on('end', () => {
+          const status = res.statusCode ?? 0;
+          result.byStatus.set(status, (result.byStatus.get(status) ?? 0) + 1);
+          const version = String(res.headers['x-graygate-version']);
+          result.byVersion.set(version, (result.byVersion.get(version) ?? 0) + 1);
+          if (tail.includes('data: {"error"')) result.streamErrors++;
+          resolve();
+        });
+        res.on('error', () => resolve());
+      });
       if (options.timeoutMs !== undefined) req.setTimeout(options.timeoutMs, () => req.destroy());
       req.on('error', () => {
         result.byStatus.set(0, (result.byStatus.get(0) ?? 0) + 1);
         resolve();
       });
-      req.end();
+      req.end(options.body);
     });
   const loop = async (): Promise<void> => {
     while (!isDone && sent < options.maxRequests) {

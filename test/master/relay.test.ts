@@ -1,5 +1,5 @@
 import t from 'tap';
-import { hasContentEvent, hasErrorEvent } from '../../master/relay.js';
+import { hasContentEvent, hasErrorEvent, timePerTokenOf } from '../../master/relay.js';
 import { toSseErrorEvent, GraygateError } from '../../shared/errors.js';
 
 // What the master reads in a relayed SSE stream (SPEC §11 outcomes), as a case table.
@@ -41,4 +41,14 @@ t.test('endsWithErrorEvent: in the last chunk, or across the last two', async (t
   );
   t.notOk(endsWithErrorEvent(Buffer.from('data: {"choices":[]}\n\n'), Buffer.from('data: [DONE]\n\n')));
   t.notOk(endsWithErrorEvent(undefined, undefined));
+});
+
+t.test("timePerTokenOf: the worker's trailer, read as a bounded number or not at all", async (t) => {
+  t.equal(timePerTokenOf(['X-Graygate-Time-Per-Token-Ms', '21.350']), 21.35, 'any case of the name');
+  t.equal(timePerTokenOf(['other', '1', 'x-graygate-time-per-token-ms', '0']), 0);
+  t.equal(timePerTokenOf(['x-graygate-time-per-token-ms', '1800000.000']), 1_800_000, 'the sketches’ ceiling');
+  for (const bad of ['', '-1', '1e3', '0x10', ' 5', '5.', '1.2345', 'NaN', 'Infinity', '99999999999', '1800001'])
+    t.ok(Number.isNaN(timePerTokenOf(['x-graygate-time-per-token-ms', bad])), JSON.stringify(bad));
+  t.ok(Number.isNaN(timePerTokenOf([])), 'no trailer');
+  t.ok(Number.isNaN(timePerTokenOf(['x-graygate-time-per-token-ms'])), 'a name without its value');
 });

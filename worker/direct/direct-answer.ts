@@ -9,6 +9,7 @@ import {
   DIRECT_FIRST_CONTENT,
   DIRECT_HEADER,
   DIRECT_SEND_TIMEOUT,
+  DIRECT_TIME_PER_TOKEN,
   decodeBody,
   type DirectCallMessage,
   type DirectCallReport,
@@ -92,6 +93,8 @@ export class DirectAnswer {
   /** The handler destroyed the response (an upstream failure mid-answer): not the client's doing. */
   #isBrokenOff = false;
   #isFailed = false;
+  /** A stream's mean ms between content events after the first, given at its end; NaN: none. */
+  #timePerTokenMs = NaN;
   #isSettled = false;
   #isStatusReported = false;
 
@@ -229,8 +232,12 @@ export class DirectAnswer {
     this.#isFailed = true;
   }
 
-  /** Ends the client's answer; the master hears it is done once the last byte is with the kernel. */
-  end(): void {
+  /**
+   * Ends the client's answer; the master hears it is done once the last byte is with the kernel, with the stream's
+   * time per token when it has one (`timePerTokenMs` ≥ 0).
+   */
+  end(timePerTokenMs = NaN): void {
+    this.#timePerTokenMs = timePerTokenMs;
     if (!this.#isSettled) this.client.end();
   }
 
@@ -275,7 +282,9 @@ export class DirectAnswer {
     const bytes = this.socket.bytesWritten - this.#bytesAtStart;
     const isLast = !this.client.shouldKeepAlive || /close/i.test(String(this.client.getHeader('connection') ?? ''));
     this.#release();
-    this.#hop.done(`${this.#isFailed ? DIRECT_FAILED : ''}${DIRECT_DONE}${bytes}`, isLast, this);
+    const perToken =
+      this.#timePerTokenMs >= 0 ? `${DIRECT_TIME_PER_TOKEN}${Math.round(this.#timePerTokenMs * 1000)};` : '';
+    this.#hop.done(`${perToken}${this.#isFailed ? DIRECT_FAILED : ''}${DIRECT_DONE}${bytes}`, isLast, this);
   }
 
   #release(): void {

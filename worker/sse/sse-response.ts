@@ -2,6 +2,7 @@ import type { ServerResponse } from 'node:http';
 import { toSseErrorEvent } from '../../shared/errors.js';
 import { DirectAnswer, directAnswerOf, type DirectRoute } from '../direct/direct-answer.js';
 import { PING_COMMENT, SSE_HEADERS } from './encoder.js';
+import { TIME_PER_TOKEN_TRAILER } from '../../shared/direct.js';
 
 // What every streamed answer shares (SPEC §5, issue 3 parts 6–8), chat chunks
 // and relayed events alike. The status is committed late: headers go out with
@@ -33,6 +34,8 @@ export abstract class SseResponse {
   contentChunks = 0;
   /** Clock reading when the first content event was queued; undefined until then. */
   firstTokenAtMs: number | undefined = undefined;
+  /** Clock reading when the last batch with a content event was written. */
+  lastTokenAtMs = 0;
   /** Highest res.writableLength seen: what this stream held in memory on our side. */
   peakBufferedBytes = 0;
   /** Where the answer is written: the master's request, or the client's connection on a direct answer. */
@@ -40,6 +43,8 @@ export abstract class SseResponse {
   readonly #options: SseResponseOptions;
   #direct: DirectAnswer | undefined = undefined;
   #batch = '';
+  /** The batch queued since the last write holds a content event: its write's time is the last token's. */
+  #hasPendingContent = false;
   // Upstream bytes relayed as they came (queueBytes). Only one of #batch and #bytes holds anything at a time.
   #bytes: Buffer | undefined = undefined;
 
@@ -55,6 +60,7 @@ export abstract class SseResponse {
     if (this.#bytes !== undefined) this.flush();
     if (isContent) {
       this.contentChunks++;
+      this.#hasPendingContent = true;
       if (this.firstTokenAtMs === undefined) this.#onFirstContent();
     }
     this.#batch += text;
@@ -69,6 +75,7 @@ export abstract class SseResponse {
     if (this.#bytes !== undefined || this.#batch !== '') this.flush();
     if (contentEvents > 0) {
       this.contentChunks += contentEvents;
+      this.#hasPendingContent = true;
       if (this.firstTokenAtMs === undefined) this.#onFirstContent();
     }
     this.#bytes = bytes;
@@ -84,6 +91,11 @@ export abstract class SseResponse {
   flush(): boolean {
     const bytes = this.#bytes;
     if (this.#batch === '' && bytes === undefined) return !this.#isBehind();
+    if (this.#hasPendingContent) {
+      // One clock reading per write with content, not per event.
+      this.#hasPendingContent = false;
+      this.lastTokenAtMs = this.#options.now();
+    }
     if (bytes !== undefined) {
       this.#bytes = undefined;
       return this.#write(bytes);
@@ -118,8 +130,23 @@ export abstract class SseResponse {
     // an ended response would not, so it is never corked).
     if (!this.res.writableEnded) this.res.socket?.cork();
     this.flush();
-    if (this.#direct !== undefined) this.#direct.end();
-    else this.res.end();
+    const timePerTokenMs = this.timePerTokenMs;
+    if (this.#direct !== undefined) this.#direct.end(timePerTokenMs);
+    else {
+      // The master's canary judges it (SPEC §11): a trailer of this hop, which the master reads and does not relay.
+      if (timePerTokenMs >= 0 && !this.res.writableEnded)
+        this.res.addTrailers({ [TIME_PER_TOKEN_TRAILER]: timePerTokenMs.toFixed(3) });
+      this.res.end();
+    }
+  }
+
+  /**
+   * The mean ms between content events after the first (an LLM's time per output token), from the times their
+   * writes went out; NaN with fewer than two content events.
+   */
+  get timePerTokenMs(): number {
+    if (this.contentChunks < 2 || this.firstTokenAtMs === undefined) return NaN;
+    return Math.max(0, this.lastTokenAtMs - this.firstTokenAtMs) / (this.contentChunks - 1);
   }
 
   get isCommitted(): boolean {

@@ -27,7 +27,7 @@ function weightsOf(
 }
 
 function record(c: CanaryController, version: string, requests: number, errors = 0): void {
-  for (let i = 0; i < requests; i++) c.record(version, i < errors, NaN, 5);
+  for (let i = 0; i < requests; i++) c.record(version, i < errors, NaN, 5, NaN);
 }
 
 t.test('the last step waits until the baseline has served enough to judge the canary alone', async (t) => {
@@ -37,7 +37,12 @@ t.test('the last step waits until the baseline has served enough to judge the ca
   const weights = weightsOf({ v1: 100, v2: 0 });
   const plan = parseCanaryPlan(
     'v2',
-    { steps: [50, 100], stepMs: 0, minRequests: 20, criteria: { responseTimeP99: false, firstTokenP99: false } },
+    {
+      steps: [50, 100],
+      stepMs: 0,
+      minRequests: 20,
+      criteria: { responseTimeP99: false, firstTokenP99: false, timePerTokenP99: false },
+    },
     'v1',
   );
   const c = new CanaryController({ plan, weights, log, nowMs: 0, wallMs: 0 });
@@ -166,7 +171,7 @@ t.test('its status says every setting the judge applies, defaults filled in, in 
       onInconclusive: 'rollback',
       alpha: 0.05,
       requireNonInferiority: true,
-      criteria: { firstTokenP99: false, responseTimeP99: { marginMs: 20 } },
+      criteria: { firstTokenP99: false, responseTimeP99: { marginMs: 20 }, timePerTokenP99: { maxRatio: 1.5 } },
     },
     'v1',
   );
@@ -180,6 +185,7 @@ t.test('its status says every setting the judge applies, defaults filled in, in 
       errorRate: { maxRatio: 1.2, marginAbs: 0.01 },
       firstTokenP99: false,
       responseTimeP99: { maxRatio: 1.2, marginMs: 20 },
+      timePerTokenP99: { maxRatio: 1.5, marginMs: 0 },
     },
   });
   const defaults = new CanaryController({ plan: parseCanaryPlan('v2', {}, 'v1'), weights, log, nowMs: 0, wallMs: 0 });
@@ -188,5 +194,6 @@ t.test('its status says every setting the judge applies, defaults filled in, in 
     errorRate: { maxRatio: 1.2, marginAbs: 0.01 },
     firstTokenP99: { maxRatio: 1.2, marginMs: 0 },
     responseTimeP99: { maxRatio: 1.2, marginMs: 0 },
+    timePerTokenP99: { maxRatio: 1.2, marginMs: 0 },
   });
 });

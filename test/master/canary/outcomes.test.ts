@@ -9,9 +9,9 @@ t.test(
   'a request given up on: its wait is its latency on both versions, and no request of the error rate',
   async (t) => {
     const o = new CanaryOutcomes();
-    o.canary.record(false, 100, NaN);
+    o.canary.record(false, 100, NaN, 20);
     o.canary.recordWait(true, 5000);
-    o.baseline.record(false, NaN, 300);
+    o.baseline.record(false, NaN, 300, NaN);
     o.baseline.recordWait(false, 7000);
     const obs = o.observations();
     t.same(obs.errors.canary, { requests: 1, errors: 0 }, 'the canary: one request, no error');
@@ -19,6 +19,12 @@ t.test(
     t.equal(obs.firstTokenMs.canary.count, 2, 'the stream given up on is a first-token value');
     t.ok(obs.firstTokenMs.canary.quantile(1) >= 4900, 'of its wait');
     t.equal(obs.responseMs.baseline.count, 2, "and the baseline's answer given up on a response-time value");
+    t.equal(
+      obs.timePerTokenMs.canary.count,
+      1,
+      'the stream that ended well has a time per token; the one given up on none',
+    );
+    t.equal(obs.timePerTokenMs.baseline.count, 0);
     o.nextStep();
     t.equal(o.baselinePreviousSteps.responseMs.count, 2, "kept in the baseline's reference");
   },

@@ -352,6 +352,8 @@ interface Case {
   previousFirstToken?: number[];
   baselineResponse?: number[];
   canaryResponse?: number[];
+  baselinePerToken?: number[];
+  canaryPerToken?: number[];
   evidence?: CanaryEvidence;
   options?: JudgeOptions;
 }
@@ -375,6 +377,11 @@ function makeInput(c: Case): JudgeInput {
         canary: sketchOf(c.canaryResponse ?? []),
         baselinePreviousSteps: sketchOf([]),
       },
+      timePerTokenMs: {
+        baseline: sketchOf(c.baselinePerToken ?? []),
+        canary: sketchOf(c.canaryPerToken ?? []),
+        baselinePreviousSteps: sketchOf([]),
+      },
     },
   };
 }
@@ -395,50 +402,56 @@ t.test('verdicts', async (t) => {
       'no traffic at all: not yet, never a verdict',
       {},
       'wait',
-      ['not_yet', 'not_yet', 'not_yet'],
+      ['not_yet', 'not_yet', 'not_yet', 'not_yet'],
       /0 of 200 canary requests/,
     ],
-    ['a clean step with 40 requests advances', clean40, 'advance', ['pass', 'pass', 'pass'], /every criterion met/],
+    [
+      'a clean step with 40 requests advances',
+      clean40,
+      'advance',
+      ['pass', 'pass', 'pass', 'pass'],
+      /every criterion met/,
+    ],
     [
       '39 requests: not yet',
       { ...clean40, canary: { requests: 39, errors: 0 } },
       'wait',
-      ['not_yet', 'not_yet', 'not_yet'],
+      ['not_yet', 'not_yet', 'not_yet', 'not_yet'],
       /39 of 40/,
     ],
     [
       'error estimate above the limit, test not sure: wait',
       { ...clean40, canary: { requests: 40, errors: 1 } },
       'wait',
-      ['not_yet', 'pass', 'pass'],
+      ['not_yet', 'pass', 'pass', 'pass'],
       /estimate above the limit/,
     ],
     [
       'plainly broken: 10 errors in the first 20 canary requests',
       { ...clean40, canary: { requests: 20, errors: 10 }, baseline: { requests: 180, errors: 2 } },
       'rollback',
-      ['fail', 'not_yet', 'not_yet'],
+      ['fail', 'not_yet', 'not_yet', 'not_yet'],
       /roll back: error_rate.*worse than the limit/,
     ],
     [
       'no canary latency sample where the mix expects 20 of each: none of its requests succeeded (all 4xx): wait',
       { ...clean40, canaryFirstToken: [], canaryResponse: [] },
       'wait',
-      ['pass', 'not_yet', 'not_yet'],
+      ['pass', 'not_yet', 'not_yet', 'pass'],
       /first_token_p99: .*no such canary answers, where the traffic mix expects 20/,
     ],
     [
       'no canary latency sample of a kind the mix expects fewer than 5 of: nothing to hold it on',
       { ...clean40, baselineFirstToken: spread(30, 100, 200), canaryFirstToken: [] },
       'advance',
-      ['pass', 'pass', 'pass'],
+      ['pass', 'pass', 'pass', 'pass'],
       /first_token_p99: .*no such canary requests/,
     ],
     [
       'first token p99 estimate above 1.2 × the baseline: wait',
       { ...clean40, canaryFirstToken: [...spread(18, 100, 190), 400, 400] },
       'wait',
-      ['pass', 'not_yet', 'pass'],
+      ['pass', 'not_yet', 'pass', 'pass'],
       /first_token_p99.*estimate above the limit/,
     ],
     [
@@ -449,7 +462,7 @@ t.test('verdicts', async (t) => {
         options: { minRequests: 40, criteria: { firstTokenP99: { marginMs: 250 } } },
       },
       'advance',
-      ['pass', 'pass', 'pass'],
+      ['pass', 'pass', 'pass', 'pass'],
       /first_token_p99: .*limit 487 ms/,
     ],
     [
@@ -461,14 +474,14 @@ t.test('verdicts', async (t) => {
         baseline: { requests: 3600, errors: 36 },
       },
       'rollback',
-      ['pass', 'fail', 'pass'],
+      ['pass', 'fail', 'pass', 'pass'],
       /first_token_p99.*too many canary requests above the limit/,
     ],
     [
       'the same canary while the baseline has too few streams for a bound: not yet',
       { ...clean40, canaryFirstToken: spread(20, 500, 600) },
       'wait',
-      ['pass', 'not_yet', 'pass'],
+      ['pass', 'not_yet', 'pass', 'pass'],
       /no baseline bound yet/,
     ],
     [
@@ -484,7 +497,7 @@ t.test('verdicts', async (t) => {
         canaryResponse: [],
       },
       'advance',
-      ['pass', 'pass', 'pass'],
+      ['pass', 'pass', 'pass', 'pass'],
       /earlier steps/,
     ],
     [
@@ -497,8 +510,27 @@ t.test('verdicts', async (t) => {
         baselineResponse: [],
       },
       'wait',
-      ['not_yet', 'not_yet', 'not_yet'],
+      ['not_yet', 'not_yet', 'not_yet', 'pass'],
       /no baseline requests to compare with/,
+    ],
+    [
+      'time per token p99 estimate above 1.2 × the baseline (the same first token, a slower stream): wait',
+      { ...clean40, baselinePerToken: spread(180, 20, 30), canaryPerToken: [...spread(18, 20, 30), 240, 240] },
+      'wait',
+      ['pass', 'pass', 'pass', 'not_yet'],
+      /time_per_token_p99.*estimate above the limit/,
+    ],
+    [
+      'every stream 8× slower per token, baseline with enough streams for a bound: rollback on time per token',
+      {
+        ...clean40,
+        baseline: { requests: 3600, errors: 36 },
+        baselinePerToken: spread(1800, 20, 30),
+        canaryPerToken: spread(20, 160, 240),
+      },
+      'rollback',
+      ['pass', 'pass', 'pass', 'fail'],
+      /roll back: time_per_token_p99.*too many canary requests above the limit/,
     ],
   ];
   for (const [name, c, verdict, verdicts, reason] of cases) {
@@ -536,7 +568,13 @@ t.test('decisions carry the numbers of SPEC §11', async (t) => {
 
 t.test('switching criteria off', async (t) => {
   const noLatency = judge(
-    makeInput({ ...clean40, options: { minRequests: 40, criteria: { firstTokenP99: false, responseTimeP99: false } } }),
+    makeInput({
+      ...clean40,
+      options: {
+        minRequests: 40,
+        criteria: { firstTokenP99: false, responseTimeP99: false, timePerTokenP99: false },
+      },
+    }),
   );
   t.same(
     noLatency.decisions.map((d) => d.metric),
@@ -546,7 +584,10 @@ t.test('switching criteria off', async (t) => {
   const nothing = judge(
     makeInput({
       ...clean40,
-      options: { minRequests: 40, criteria: { errorRate: false, firstTokenP99: false, responseTimeP99: false } },
+      options: {
+        minRequests: 40,
+        criteria: { errorRate: false, firstTokenP99: false, responseTimeP99: false, timePerTokenP99: false },
+      },
     }),
   );
   t.same([nothing.verdict, nothing.decisions], ['advance', []], 'no criteria: advance after minRequests');
@@ -554,7 +595,7 @@ t.test('switching criteria off', async (t) => {
     makeInput({
       ...clean40,
       canary: { requests: 3, errors: 0 },
-      options: { criteria: { errorRate: false, firstTokenP99: false, responseTimeP99: false } },
+      options: { criteria: { errorRate: false, firstTokenP99: false, responseTimeP99: false, timePerTokenP99: false } },
     }),
   );
   t.match([short.verdict, short.reason], ['wait', /3 of 200 canary requests/]);
@@ -564,7 +605,7 @@ t.test('requireNonInferiority waits for an upper bound within the limit', async 
   const options: JudgeOptions = {
     minRequests: 40,
     requireNonInferiority: true,
-    criteria: { firstTokenP99: false, responseTimeP99: false },
+    criteria: { firstTokenP99: false, responseTimeP99: false, timePerTokenP99: false },
   };
   const small = judge(makeInput({ ...clean40, options }));
   t.match([small.verdict, small.reason], ['wait', /upper bound .* not yet within/], '40 clean requests prove little');
@@ -581,7 +622,7 @@ t.test('requireNonInferiority waits for an upper bound within the limit', async 
   const latency: JudgeOptions = {
     minRequests: 40,
     requireNonInferiority: true,
-    criteria: { errorRate: false, responseTimeP99: false },
+    criteria: { errorRate: false, responseTimeP99: false, timePerTokenP99: false },
   };
   const few = judge(makeInput({ ...clean40, options: latency }));
   t.match([few.verdict, few.reason], ['wait', /may be above/]);
@@ -610,7 +651,7 @@ t.test('evidence accumulates across steps', async (t) => {
         evidence,
         baseline: { requests: 1500, errors: 75 },
         canary: { requests: 1500, errors: 150 },
-        options: { criteria: { firstTokenP99: false, responseTimeP99: false } },
+        options: { criteria: { firstTokenP99: false, responseTimeP99: false, timePerTokenP99: false } },
       }),
     );
   const first = step(0, createCanaryEvidence());
@@ -649,12 +690,13 @@ t.test('bad input is a programming error', async (t) => {
           errorRate: { maxRatio: 0.5, marginAbs: -1 },
           firstTokenP99: { maxRatio: Number.NaN },
           responseTimeP99: { marginMs: -5 },
+          timePerTokenP99: { maxRatio: 0.9 },
         },
       }),
     {
       name: 'RangeError',
       message:
-        /alpha: .*; minRequests: .*; criteria.errorRate.maxRatio: .*; criteria.errorRate.marginAbs: .*; criteria.firstTokenP99.maxRatio: .*; criteria.responseTimeP99.marginMs: must be a number ≥ 0/,
+        /alpha: .*; minRequests: .*; criteria.errorRate.maxRatio: .*; criteria.errorRate.marginAbs: .*; criteria.firstTokenP99.maxRatio: .*; criteria.responseTimeP99.marginMs: must be a number ≥ 0; criteria.timePerTokenP99.maxRatio: must be a number ≥ 1/,
     },
   );
   t.same(resolveJudgeOptions(), {
@@ -665,6 +707,7 @@ t.test('bad input is a programming error', async (t) => {
       error_rate: { maxRatio: 1.2, marginAbs: 0.01 },
       first_token_p99: { maxRatio: 1.2, marginMs: 0 },
       response_time_p99: { maxRatio: 1.2, marginMs: 0 },
+      time_per_token_p99: { maxRatio: 1.2, marginMs: 0 },
     },
   });
 });

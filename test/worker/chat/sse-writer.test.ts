@@ -9,10 +9,16 @@ import type { ChatCompletionChunk } from '../../../worker/types.js';
 // content count and the first-token time the decoding path would give.
 
 /** A ServerResponse stand-in: what is written, in order, as one string. */
-function fakeResponse(): { res: ServerResponse; text: () => string; writes: () => number } {
+function fakeResponse(): {
+  res: ServerResponse;
+  text: () => string;
+  writes: () => number;
+  trailers: Record<string, string>;
+} {
   const sink = new PassThrough();
   const parts: Buffer[] = [];
   let headersSent = false;
+  const trailers: Record<string, string> = {};
   const res = Object.assign(sink, {
     get headersSent() {
       return headersSent;
@@ -20,6 +26,9 @@ function fakeResponse(): { res: ServerResponse; text: () => string; writes: () =
     writeHead() {
       headersSent = true;
       return res;
+    },
+    addTrailers(added: Record<string, string>) {
+      Object.assign(trailers, added);
     },
   }) as unknown as ServerResponse;
   sink.on('data', (chunk: Buffer) => parts.push(chunk));
@@ -29,7 +38,7 @@ function fakeResponse(): { res: ServerResponse; text: () => string; writes: () =
     writes++;
     return write(chunk);
   }) as typeof write;
-  return { res, text: () => Buffer.concat(parts).toString(), writes: () => writes };
+  return { res, text: () => Buffer.concat(parts).toString(), writes: () => writes, trailers };
 }
 
 const plain = (content: string): string =>
@@ -63,6 +72,33 @@ t.test('plain bytes and framed chunks keep their order; [DONE] comes last', asyn
   t.equal(writer.contentChunks, 4);
   t.equal(writer.bytesOut, Buffer.byteLength(text()));
   t.equal(writes(), 5, 'one write per flushed batch');
+});
+
+t.test("a stream's time per token: the mean time between its content writes after the first, a trailer", async (t) => {
+  // SPEC §11: the canary judges it; the master reads the trailer and does not relay it.
+  const { res, trailers } = fakeResponse();
+  let clock = 100;
+  const writer = new SseWriter({ res, now: () => clock, includeUsage: false });
+  writer.relayPlain(Buffer.from(plain('') + plain('a')));
+  writer.flush();
+  clock = 130;
+  writer.relayPlain(Buffer.from(plain('b') + plain('c')));
+  writer.flush();
+  clock = 190;
+  writer.relayPlain(Buffer.from(plain('d')));
+  writer.flush();
+  clock = 500; // [DONE] and the end come later: not a token
+  writer.complete();
+  t.equal(writer.contentChunks, 4);
+  t.equal(writer.timePerTokenMs, 30, '(190 − 100) ms over 3 tokens after the first');
+  t.same(trailers, { 'x-graygate-time-per-token-ms': '30.000' });
+
+  const one = fakeResponse();
+  const single = new SseWriter({ res: one.res, now: () => clock, includeUsage: false });
+  single.relayPlain(Buffer.from(plain('only')));
+  single.complete();
+  t.ok(Number.isNaN(single.timePerTokenMs), 'one content event: no time per token');
+  t.same(one.trailers, {}, 'and no trailer');
 });
 
 t.test('a stream that fails after plain bytes ends with the error event only', async (t) => {
