@@ -24,6 +24,19 @@ import {
  */
 const DIRECT_END = new RegExp(`(?:${DIRECT_TIME_PER_TOKEN}(\\d{1,13});)?(${DIRECT_FAILED}?)${DIRECT_DONE}(\\d+)$`);
 
+/** A direct answer's final report, read from the end of its control bytes; undefined when they have none. */
+export function readDirectEnd(
+  control: string,
+): { isFailed: boolean; bytes: number; timePerTokenMs: number } | undefined {
+  const end = DIRECT_END.exec(control);
+  if (end === null) return undefined;
+  return {
+    isFailed: end[2] === DIRECT_FAILED,
+    bytes: Number(end[3]),
+    timePerTokenMs: end[1] === undefined ? NaN : readTimePerTokenMs(Number(end[1]) / 1000),
+  };
+}
+
 export class DirectReport {
   readonly #ctx: RequestContext;
   readonly #now: () => number;
@@ -81,12 +94,12 @@ export class DirectReport {
     clearTimeout(ctx.workerTimer);
     ctx.workerTimer = undefined;
     if (ctx.phase !== 'relay' || this.#isOver) return;
-    const end = DIRECT_END.exec(this.#control);
+    const end = readDirectEnd(this.#control);
     // Ended without its final report: the worker gave up on the answer half-way (framing unknown).
-    if (end === null) return this.cut('worker_error');
-    if (end[1] !== undefined) ctx.timePerTokenMs = readTimePerTokenMs(Number(end[1]) / 1000);
-    if (end[2] === DIRECT_FAILED) ctx.isStreamFailed = true;
-    ctx.directBytes = Number(end[3]);
+    if (end === undefined) return this.cut('worker_error');
+    if (end.isFailed) ctx.isStreamFailed = true;
+    else ctx.timePerTokenMs = end.timePerTokenMs;
+    ctx.directBytes = end.bytes;
     endUnwritten(ctx.res, status, isLast);
   }
 

@@ -51,6 +51,8 @@ export interface CanaryStatus {
     firstTokenP99: ResolvedLatencyCriterion | false;
     responseTimeP99: ResolvedLatencyCriterion | false;
     timePerTokenP99: ResolvedLatencyCriterion | false;
+    /** The canary's error rate may be at most this, whatever the baseline's; false: off (the default). */
+    maxErrorRate: number | false;
   };
   startedAt: string;
   stepStartedAt: string;
@@ -255,6 +257,7 @@ export class CanaryController {
         firstTokenP99: copyOrFalse(plan.judge.criteria.first_token_p99),
         responseTimeP99: copyOrFalse(plan.judge.criteria.response_time_p99),
         timePerTokenP99: copyOrFalse(plan.judge.criteria.time_per_token_p99),
+        maxErrorRate: plan.judge.criteria.max_error_rate?.max ?? false,
       },
       startedAt: iso(this.#startMs),
       stepStartedAt: iso(this.#stepStartMs),

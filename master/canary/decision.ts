@@ -4,13 +4,15 @@ import type { PairedState } from './paired-e-process.js';
 // per-metric evidence it carries from call to call. Plain JSON-safe data: the
 // controller returns decisions from the admin API as they are.
 
-export type CanaryMetric = 'error_rate' | 'first_token_p99' | 'response_time_p99' | 'time_per_token_p99';
+export type CanaryMetric =
+  'error_rate' | 'first_token_p99' | 'response_time_p99' | 'time_per_token_p99' | 'max_error_rate';
 
 export const CANARY_METRICS: readonly CanaryMetric[] = [
   'error_rate',
   'first_token_p99',
   'response_time_p99',
   'time_per_token_p99',
+  'max_error_rate',
 ];
 
 /** fail: the sequential test rejected (roll back); pass: may advance; not_yet: keep watching. */
@@ -24,7 +26,7 @@ export interface Decision {
    * The reference the canary was compared with: this step's baseline
    * requests, or at a step where the canary has 100 % the baseline's
    * requests of all earlier steps. value: error rate (0–1) or p99 (ms);
-   * null when n is 0.
+   * null when n is 0. (max_error_rate does not compare: the baseline's rate is there to read.)
    */
   baseline: { n: number; value: number | null };
   /** The canary's requests at this step (for latencies: those that had that latency). */

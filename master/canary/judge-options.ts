@@ -34,6 +34,11 @@ export interface JudgeCriteria {
    * (an LLM's time per output token, TPOT), one value per stream. false: off.
    */
   timePerTokenP99?: LatencyCriterion | false;
+  /**
+   * All requests: the canary's error rate may be at most this, whatever the baseline's (0 < max < 1; 0.05 = 5 %).
+   * Default false: off (the other criteria are relative to the baseline).
+   */
+  maxErrorRate?: number | false;
 }
 
 export interface JudgeOptions {
@@ -68,6 +73,10 @@ export interface ResolvedErrorRateCriterion {
   marginAbs: number;
 }
 
+export interface ResolvedMaxErrorRateCriterion {
+  max: number;
+}
+
 export interface ResolvedLatencyCriterion {
   maxRatio: number;
   marginMs: number;
@@ -83,6 +92,7 @@ export interface ResolvedJudgeOptions {
     first_token_p99: ResolvedLatencyCriterion | null;
     response_time_p99: ResolvedLatencyCriterion | null;
     time_per_token_p99: ResolvedLatencyCriterion | null;
+    max_error_rate: ResolvedMaxErrorRateCriterion | null;
   };
 }
 
@@ -109,6 +119,11 @@ export function resolveJudgeOptions(options: JudgeOptions = {}): ResolvedJudgeOp
     if (!(errorRate.marginAbs >= 0 && errorRate.marginAbs < 1))
       problems.push('criteria.errorRate.marginAbs: must be ≥ 0 and < 1');
   }
+  let maxErrorRate: ResolvedMaxErrorRateCriterion | null = null;
+  if (c.maxErrorRate !== undefined && c.maxErrorRate !== false) {
+    maxErrorRate = { max: c.maxErrorRate };
+    if (!(c.maxErrorRate > 0 && c.maxErrorRate < 1)) problems.push('criteria.maxErrorRate: must be > 0 and < 1');
+  }
   const latency = (path: string, value: LatencyCriterion | false | undefined): ResolvedLatencyCriterion | null => {
     if (value === false) return null;
     const maxRatio = value?.maxRatio ?? JUDGE_DEFAULTS.latency.maxRatio;
@@ -122,6 +137,7 @@ export function resolveJudgeOptions(options: JudgeOptions = {}): ResolvedJudgeOp
     first_token_p99: latency('criteria.firstTokenP99', c.firstTokenP99),
     response_time_p99: latency('criteria.responseTimeP99', c.responseTimeP99),
     time_per_token_p99: latency('criteria.timePerTokenP99', c.timePerTokenP99),
+    max_error_rate: maxErrorRate,
   };
   if (problems.length > 0) throw new RangeError(`invalid judge options: ${problems.join('; ')}`);
   return {

@@ -24,8 +24,8 @@ import type { LatencySketchView } from './sketch.js';
 // the one at the true threshold: a test supermartingale. The sketch rounds
 // U up and the count down to bucket edges, both on the safe side.
 //
-// The price is data: there is no U until the baseline has ~830–1020
-// requests of the kind at the step (ln(1/α)/0.01 and the mixture's cost),
+// The price is data: there is no U until the baseline has ~860–1050
+// requests of the kind at the step (alpha 0.01, 4 metrics) (ln(1/α)/0.01 and the mixture's cost),
 // and the canary is flagged only when its tail is clearly beyond maxRatio·U,
 // somewhat above maxRatio·Q. At a step where the canary has 100 % the
 // reference is the baseline's sketch over all earlier steps, assuming its
@@ -62,10 +62,16 @@ function orNull(value: number): number | null {
 
 export function judgeLatency(
   ctx: MetricContext,
-  metric: Exclude<CanaryMetric, 'error_rate'>,
+  metric: Exclude<CanaryMetric, 'error_rate' | 'max_error_rate'>,
   obs: LatencyObservations,
   criterion: ResolvedLatencyCriterion,
   evidence: MetricEvidence,
+  /**
+   * time_per_token_p99: the same versions' first tokens. A side whose streams have first tokens and no time per token
+   * does not measure it (a worker build older than this one, or streams of one content event each): not judged
+   * there, rather than held for ever waiting for values that never come.
+   */
+  streams?: LatencyObservations,
 ): MetricJudgement {
   const { maxRatio, marginMs } = criterion;
   const { canary } = obs;
@@ -93,6 +99,16 @@ export function judgeLatency(
     why = 'too many canary requests above the limit';
   } else if (ctx.canaryRequests < ctx.minRequests) {
     why = ''; // the most frequent answer: formatted only if explained
+  } else if (streams !== undefined && canary.count === 0 && streams.canary.count > 0) {
+    verdict = 'pass';
+    why = `not measured: ${streams.canary.count} canary streams and none reported it`;
+  } else if (
+    streams !== undefined &&
+    reference.count === 0 &&
+    (isConcurrent ? streams.baseline : streams.baselinePreviousSteps).count > 0
+  ) {
+    verdict = 'pass';
+    why = 'not measured: the baseline’s streams reported none';
   } else if (canary.count === 0 && expectedCanaryCount(ctx, reference.count) < MIN_EXPECTED_COUNT) {
     // Nothing of this kind was served by the canary at this step, and the traffic mix expects (almost) none.
     verdict = 'pass';

@@ -62,6 +62,7 @@ const canaryBody = z.strictObject({
       firstTokenP99: latency.optional(),
       responseTimeP99: latency.optional(),
       timePerTokenP99: latency.optional(),
+      maxErrorRate: z.union([z.literal(false), ratio], { error: 'must be false or a rate, 0 < rate < 1' }).optional(),
     })
     .optional(),
 });

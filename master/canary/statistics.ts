@@ -16,6 +16,7 @@ import {
   type ResolvedJudgeOptions,
 } from './judge-options.js';
 import { judgeLatency, type LatencyObservations } from './latency-metric.js';
+import { judgeMaxErrorRate } from './max-error-rate-metric.js';
 
 // The canary judge (SPEC §11, issue 13 part 3): one pure function the
 // controller calls after each batch of observations. No clock, no
@@ -65,10 +66,11 @@ import { judgeLatency, type LatencyObservations } from './latency-metric.js';
 //   if observations came in since (an 'advance' verdict already is that call).
 // - "Within a second" for a plainly broken canary needs calls at least every
 //   ~250 ms (and enough canary traffic: 10 requests at 50 % errors).
-// - A p99 test can reject only once the step's baseline has ~830–1020
-//   requests of that kind (alpha 0.01, 4 metrics, step 1–3; fewer with fewer
-//   metrics or a larger alpha): no upper bound of a p99 is possible earlier.
-//   Switch off the criteria that do not apply (no streams: firstTokenP99).
+// - A p99 test can reject only once the step's baseline has ~860–1050
+//   requests of that kind (alpha 0.01, the 4 default metrics, step 1–3;
+//   ~830–1020 with 3; fewer with a larger alpha): no upper bound of a p99 is
+//   possible earlier. Switch off the criteria that do not apply (no streams:
+//   firstTokenP99 and timePerTokenP99).
 // - The point-estimate rule for advancing has no error control: with small
 //   steps (a few hundred requests) the p99 estimates are noisy, and an equal
 //   canary may wait until maxStepMs (6–8 % at 200-request steps, 0 % at 6000).
@@ -181,6 +183,7 @@ export function createCanaryEvidence(): CanaryEvidence {
       first_token_p99: freshMetricEvidence(),
       response_time_p99: freshMetricEvidence(),
       time_per_token_p99: freshMetricEvidence(),
+      max_error_rate: freshMetricEvidence(),
     },
   };
 }
@@ -295,6 +298,7 @@ export function judge(input: JudgeInput): JudgeResult {
     first_token_p99: evidence.metrics.first_token_p99,
     response_time_p99: evidence.metrics.response_time_p99,
     time_per_token_p99: evidence.metrics.time_per_token_p99,
+    max_error_rate: evidence.metrics.max_error_rate,
   };
   const { errors, firstTokenMs, responseMs, timePerTokenMs } = input.observations;
   const latencies = {
@@ -306,7 +310,17 @@ export function judge(input: JudgeInput): JudgeResult {
     const j =
       metric === 'error_rate'
         ? judgeErrorRate(ctx, errors, options.criteria.error_rate!, evidence.metrics[metric])
-        : judgeLatency(ctx, metric, latencies[metric], options.criteria[metric]!, evidence.metrics[metric]);
+        : metric === 'max_error_rate'
+          ? judgeMaxErrorRate(ctx, errors, options.criteria.max_error_rate!, evidence.metrics[metric])
+          : judgeLatency(
+              ctx,
+              metric,
+              latencies[metric],
+              options.criteria[metric]!,
+              evidence.metrics[metric],
+              // A time per token is the worker's report: streams with a first token and none of it are not measured.
+              metric === 'time_per_token_p99' ? firstTokenMs : undefined,
+            );
     judgements.push(j);
     updated[metric] = j.evidence;
   }

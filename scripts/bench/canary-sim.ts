@@ -44,17 +44,20 @@ const base: Omit<Scenario, 'baseline' | 'canary'> = {
   options: { alpha: Number(values.alpha), minRequests: Number(values['min-requests']) },
 };
 
-// An LLM-like version: first token ~300 ms (p99 ≈ 760 ms), whole answers ~2 s (p99 ≈ 6.4 s).
+// An LLM-like version: first token ~300 ms (p99 ≈ 760 ms), whole answers ~2 s (p99 ≈ 6.4 s), a stream's time per
+// token ~25 ms (40 tokens/s; p99 ≈ 40 ms: a stream's mean over its tokens varies less than one latency).
 const llm = (errorRate: number): VersionModel => ({
   errorRate,
   firstToken: { medianMs: 300, sigma: 0.4 },
   response: { medianMs: 2000, sigma: 0.5 },
+  timePerToken: { medianMs: 25, sigma: 0.2 },
 });
-// The embedded mock upstream behind the gateway: first token and answers in ~20 ms.
+// The embedded mock upstream behind the gateway: first token and answers in ~20 ms, tokens ~10 ms apart.
 const mock = (errorRate: number): VersionModel => ({
   errorRate,
   firstToken: { medianMs: 20, sigma: 0.5 },
   response: { medianMs: 20, sigma: 0.5 },
+  timePerToken: { medianMs: 10, sigma: 0.3 },
 });
 
 interface Row {
@@ -96,6 +99,18 @@ const rows: Row[] = [
     canary: { ...mock(0), addedFirstTokenMs: 400 },
     isEqual: false,
     over: { streamShare: 1 },
+  },
+  {
+    name: 'tokens 2× slower after the same first token (25 → 50 ms per token)',
+    baseline: llm(0.01),
+    canary: { ...llm(0.01), timePerToken: { medianMs: 50, sigma: 0.2 } },
+    isEqual: false,
+  },
+  {
+    name: 'tokens 1.5× slower (25 → 37.5 ms per token)',
+    baseline: llm(0.01),
+    canary: { ...llm(0.01), timePerToken: { medianMs: 37.5, sigma: 0.2 } },
+    isEqual: false,
   },
   { name: '25 % errors (baseline 1 %)', baseline: llm(0.01), canary: llm(0.25), isEqual: false },
   { name: '50 % errors (plainly broken)', baseline: llm(0.01), canary: llm(0.5), isEqual: false },

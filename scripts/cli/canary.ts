@@ -32,6 +32,7 @@ export interface CanaryStatusBody {
     responseTimeP99: { maxRatio: number; marginMs: number } | false;
     /** Absent from a gateway older than this CLI. */
     timePerTokenP99?: { maxRatio: number; marginMs: number } | false;
+    maxErrorRate?: number | false;
   };
   startedAt: string;
   endedAt: string | null;
@@ -113,6 +114,9 @@ function judgedBy(c: CanaryStatusBody): string | undefined {
     latency('first token p99', criteria.firstTokenP99),
     latency('response time p99', criteria.responseTimeP99),
     ...(criteria.timePerTokenP99 === undefined ? [] : [latency('time per token p99', criteria.timePerTokenP99)]),
+    ...(typeof criteria.maxErrorRate === 'number'
+      ? [`error rate ≤ ${+(criteria.maxErrorRate * 100).toFixed(4)} % whatever the baseline's`]
+      : []),
   ].join(', ');
   const proof = c.requireNonInferiority === true ? ', each step proven within them' : '';
   return `judged by: ${metrics}${proof}; alpha ${c.alpha}; no verdict in ${c.maxStepMs / 1000} s: ${c.onInconclusive}`;

@@ -28,7 +28,7 @@ commands:
   canary NAME [--baseline V] [--steps 5,25,50,100] [--step 60s] [--min-requests 200]
          [--max-step 10m] [--on-inconclusive hold|rollback] [--alpha 0.01]
          [--non-inferiority] [--no-error-rate] [--no-first-token] [--no-response-time] [--no-time-per-token]
-         [--latency-margin 20ms]
+         [--latency-margin 20ms] [--time-per-token-margin 2ms] [--max-error-rate 5%]
                                             start a canary of NAME: step its weight up, judged
                                             against the baseline, promoted or rolled back by itself
   canary status [NAME]                      a canary's state and the numbers behind it (all without NAME)
@@ -146,7 +146,7 @@ async function canaryCommand(
       : usage(`--alpha must be a number like 0.01, got ${JSON.stringify(alpha)}`);
   }
   if (values['non-inferiority'] === true) body['requireNonInferiority'] = true;
-  const criteria: Record<string, false | { marginMs: number }> = {};
+  const criteria: Record<string, false | number | { marginMs: number }> = {};
   const marginText = text('latency-margin');
   if (marginText !== undefined) {
     // A unit is required: a bare number reads as seconds elsewhere (--step 60), and 20 s would switch the p99s off.
@@ -156,10 +156,28 @@ async function canaryCommand(
     criteria['firstTokenP99'] = { marginMs };
     criteria['responseTimeP99'] = { marginMs };
   }
+  const tokenMarginText = text('time-per-token-margin');
+  if (tokenMarginText !== undefined) {
+    const marginMs =
+      (/[a-z]\s*$/i.test(tokenMarginText) ? parseDuration(tokenMarginText) : undefined) ??
+      usage(
+        `--time-per-token-margin must be a duration with its unit, like 2ms, got ${JSON.stringify(tokenMarginText)}`,
+      );
+    criteria['timePerTokenP99'] = { marginMs };
+  }
   if (values['no-error-rate'] === true) criteria['errorRate'] = false;
   if (values['no-first-token'] === true) criteria['firstTokenP99'] = false;
   if (values['no-response-time'] === true) criteria['responseTimeP99'] = false;
   if (values['no-time-per-token'] === true) criteria['timePerTokenP99'] = false;
+  const maxErrorText = text('max-error-rate');
+  if (maxErrorText !== undefined) {
+    // A percentage with its sign: `0.05` or `5` alone could mean either.
+    const m = /^\s*(\d+(?:\.\d+)?)\s*%\s*$/.exec(maxErrorText);
+    criteria['maxErrorRate'] =
+      m === null
+        ? usage(`--max-error-rate must be a percentage like 5%, got ${JSON.stringify(maxErrorText)}`)
+        : Number(m[1]) / 100;
+  }
   if (Object.keys(criteria).length > 0) body['criteria'] = criteria;
   const started = await callAdmin<CanaryStatusBody>(client(), {
     method: 'POST',
@@ -225,6 +243,8 @@ async function run(argv: string[]): Promise<void> {
       'no-response-time': { type: 'boolean', default: false },
       'no-time-per-token': { type: 'boolean', default: false },
       'latency-margin': { type: 'string' },
+      'max-error-rate': { type: 'string' },
+      'time-per-token-margin': { type: 'string' },
       // -v like node, npm and pm2, whose users run this; graygate has no verbose mode to keep it for.
       version: { type: 'boolean', short: 'v', default: false },
       help: { type: 'boolean', short: 'h', default: false },

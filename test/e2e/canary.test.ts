@@ -270,6 +270,8 @@ t.test('canaries', async (t) => {
       '--no-time-per-token',
       '--latency-margin',
       '25ms',
+      '--max-error-rate',
+      '5%',
       ...admin,
     ]);
     t.equal(started.code, 0, started.stderr);
@@ -282,7 +284,7 @@ t.test('canaries', async (t) => {
     // The flags' path, flag → body → status → CLI: what it judges by is in the answer and on the screen.
     t.match(
       explained.stdout,
-      /judged by: error rate ≤ 1\.2 × baseline \+ 1 %, first token p99 ≤ 1\.2 × baseline \+ 25 ms, response time p99 off, time per token p99 off; alpha 0\.01; no verdict in \d+ s: hold/,
+      /judged by: error rate ≤ 1\.2 × baseline \+ 1 %, first token p99 ≤ 1\.2 × baseline \+ 25 ms, response time p99 off, time per token p99 off, error rate ≤ 5 % whatever the baseline's; alpha 0\.01; no verdict in \d+ s: hold/,
     );
     const json = await runCli(['canary', 'status', 'idle', '--json', ...admin]);
     const parsed = JSON.parse(json.stdout) as CanaryStatus;
@@ -293,12 +295,16 @@ t.test('canaries', async (t) => {
       firstTokenP99: { maxRatio: 1.2, marginMs: 25 },
       responseTimeP99: false,
       timePerTokenP99: false,
+      maxErrorRate: 0.05,
     });
     const bad = await runCli(['canary', 'idle', '--step', 'soon', ...admin]);
     t.equal(bad.code, 64, 'a malformed duration is a usage error');
     for (const flags of [
       ['--alpha', 'abc'],
       ['--steps', ''],
+      ['--max-error-rate', '0.05'],
+      ['--max-error-rate', '5'],
+      ['--time-per-token-margin', '2'],
     ])
       t.equal((await runCli(['canary', 'idle', ...flags, ...admin])).code, 64, `${flags.join(' ')}: a usage error`);
     for (const args of [

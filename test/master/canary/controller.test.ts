@@ -171,7 +171,12 @@ t.test('its status says every setting the judge applies, defaults filled in, in 
       onInconclusive: 'rollback',
       alpha: 0.05,
       requireNonInferiority: true,
-      criteria: { firstTokenP99: false, responseTimeP99: { marginMs: 20 }, timePerTokenP99: { maxRatio: 1.5 } },
+      criteria: {
+        firstTokenP99: false,
+        responseTimeP99: { marginMs: 20 },
+        timePerTokenP99: { maxRatio: 1.5 },
+        maxErrorRate: 0.05,
+      },
     },
     'v1',
   );
@@ -186,6 +191,7 @@ t.test('its status says every setting the judge applies, defaults filled in, in 
       firstTokenP99: false,
       responseTimeP99: { maxRatio: 1.2, marginMs: 20 },
       timePerTokenP99: { maxRatio: 1.5, marginMs: 0 },
+      maxErrorRate: 0.05,
     },
   });
   const defaults = new CanaryController({ plan: parseCanaryPlan('v2', {}, 'v1'), weights, log, nowMs: 0, wallMs: 0 });
@@ -195,5 +201,6 @@ t.test('its status says every setting the judge applies, defaults filled in, in 
     firstTokenP99: { maxRatio: 1.2, marginMs: 0 },
     responseTimeP99: { maxRatio: 1.2, marginMs: 0 },
     timePerTokenP99: { maxRatio: 1.2, marginMs: 0 },
+    maxErrorRate: false,
   });
 });

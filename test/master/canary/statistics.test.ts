@@ -521,6 +521,20 @@ t.test('verdicts', async (t) => {
       /time_per_token_p99.*estimate above the limit/,
     ],
     [
+      'the canary’s streams report no time per token (an older worker build): not measured, not held',
+      { ...clean40, baselinePerToken: spread(180, 20, 30) },
+      'advance',
+      ['pass', 'pass', 'pass', 'pass'],
+      /time_per_token_p99: .*not measured: 20 canary streams and none reported it/,
+    ],
+    [
+      'nor the baseline’s',
+      { ...clean40, canaryPerToken: spread(20, 20, 30) },
+      'advance',
+      ['pass', 'pass', 'pass', 'pass'],
+      /time_per_token_p99: .*not measured: the baseline’s streams reported none/,
+    ],
+    [
       'every stream 8× slower per token, baseline with enough streams for a bound: rollback on time per token',
       {
         ...clean40,
@@ -543,6 +557,42 @@ t.test('verdicts', async (t) => {
     );
     t.match(result.reason, reason, `${name}: reason`);
   }
+});
+
+t.test('an absolute gate on the error rate (criteria.maxErrorRate), off by default', async (t) => {
+  // A probe: a canary failing 17 % beat a baseline failing 25 % (every criterion is relative). Flagger's
+  // thresholdRange.max, an Argo Rollouts successCondition: the canary must also stay under a rate of its own.
+  const options: JudgeOptions = { minRequests: 40, criteria: { maxErrorRate: 0.1 } };
+  const worse = judge(
+    makeInput({
+      ...clean40,
+      options,
+      baseline: { requests: 400, errors: 100 },
+      canary: { requests: 600, errors: 102 },
+    }),
+  );
+  t.equal(worse.verdict, 'rollback', worse.reason);
+  t.same(
+    worse.decisions.map((d) => [d.metric, d.verdict]),
+    [
+      ['error_rate', 'pass'],
+      ['first_token_p99', 'pass'],
+      ['response_time_p99', 'pass'],
+      ['time_per_token_p99', 'pass'],
+      ['max_error_rate', 'fail'],
+    ],
+    'better than its baseline, over its own limit',
+  );
+  t.match(worse.reason, /max_error_rate: canary 17\.00 % \(102\/600\), limit 10\.00 % whatever the baseline's/);
+  const under = judge(makeInput({ ...clean40, options, canary: { requests: 40, errors: 2 } }));
+  t.same([under.verdict, under.decisions.at(-1)!.verdict], ['wait', 'pass'], '5 %: within (the relative test waits)');
+  const unsure = judge(makeInput({ ...clean40, options, canary: { requests: 40, errors: 5 } }));
+  t.match([unsure.decisions.at(-1)!.verdict, unsure.reason], ['not_yet', /max_error_rate: .*estimate above the limit/]);
+  t.equal(resolveJudgeOptions().criteria.max_error_rate, null, 'off by default');
+  for (const bad of [0, 1, 1.5, -0.1, Number.NaN])
+    t.throws(() => resolveJudgeOptions({ criteria: { maxErrorRate: bad } }), {
+      message: /criteria.maxErrorRate: must be > 0 and < 1/,
+    });
 });
 
 t.test('decisions carry the numbers of SPEC §11', async (t) => {
@@ -708,6 +758,7 @@ t.test('bad input is a programming error', async (t) => {
       first_token_p99: { maxRatio: 1.2, marginMs: 0 },
       response_time_p99: { maxRatio: 1.2, marginMs: 0 },
       time_per_token_p99: { maxRatio: 1.2, marginMs: 0 },
+      max_error_rate: null,
     },
   });
 });

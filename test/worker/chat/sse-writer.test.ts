@@ -99,6 +99,17 @@ t.test("a stream's time per token: the mean time between its content writes afte
   single.complete();
   t.ok(Number.isNaN(single.timePerTokenMs), 'one content event: no time per token');
   t.same(one.trailers, {}, 'and no trailer');
+
+  // Chunks the writer frames itself (a converted Anthropic or Ollama stream) count alike.
+  const framedOut = fakeResponse();
+  const converted = new SseWriter({ res: framedOut.res, now: () => clock, includeUsage: false });
+  clock = 1000;
+  converted.chunk(framed, JSON.stringify(framed));
+  converted.flush();
+  clock = 1060;
+  converted.chunk(framed, JSON.stringify(framed));
+  converted.complete();
+  t.same(framedOut.trailers, { 'x-graygate-time-per-token-ms': '60.000' });
 });
 
 t.test('a stream that fails after plain bytes ends with the error event only', async (t) => {

@@ -1,0 +1,143 @@
+import t from 'tap';
+import { connect } from 'node:net';
+import { admin, startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
+import { canaryOf, status } from '../helpers/wait.js';
+import type { CanaryStatus } from '../../master/canary/controller.js';
+import { drive } from '../helpers/load.js';
+import { startMockUpstream, BASE_PATHS } from '../../shared/mock-upstream/index.js';
+
+// SPEC §11 and a probe as an SRE: two criteria users of Argo Rollouts and Flagger have.
+// - The time per token: a canary whose model streamed its tokens 12× slower after the same first token was promoted,
+//   judged on errors and its first token alone. The mean time between a stream's content events after the first,
+//   which graygate's worker measures and tells the master at the stream's end (a trailer on the relayed path, the
+//   last control bytes on limits.directStreams), is judged as the other latencies are.
+// - An absolute gate on the error rate (criteria.maxErrorRate): every other criterion is relative to the baseline.
+
+const FINAL = new Set(['promoted', 'rolled_back', 'aborted', 'held']);
+const STREAM = JSON.stringify({
+  model: 'graygate-mock',
+  stream: true,
+  messages: [{ role: 'user', content: 'hi' }],
+});
+
+/** One streamed call on a connection of its own, its raw bytes as the client receives them. */
+function rawStream(url: string): Promise<string> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), hostname);
+    let text = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (chunk: string) => (text += chunk));
+    socket.on('end', () => resolve(text));
+    socket.on('error', reject);
+    socket.write(
+      `POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nConnection: close\r\nContent-Type: application/json\r\n` +
+        `Content-Length: ${Buffer.byteLength(STREAM)}\r\n\r\n${STREAM}`,
+    );
+  });
+}
+
+for (const directStreams of [false, true]) {
+  t.test(
+    `a canary whose tokens come 50 ms apart, against its baseline's at once, is rolled back${directStreams ? ' (limits.directStreams)' : ''}`,
+    async (t) => {
+      // Five tokens written at once against one every 50 ms: a gap no busy box closes (the mocks share this process
+      // with the load, and a timer of a few ms became one of 100 when the box was busy).
+      const fast = await startMockUpstream({ defaults: { tokens: 5, intervalMs: 0 } });
+      t.teardown(() => fast.close());
+      const slow = await startMockUpstream({ defaults: { tokens: 5, intervalMs: 50 } });
+      t.teardown(() => slow.close());
+      const gw = await startGateway(t, {
+        ...(directStreams ? { limits: { directStreams: true } } : {}),
+        versions: {
+          base: { weight: 100, upstream: { format: 'openai', url: fast.url + BASE_PATHS.openai } },
+          slowtok: { weight: 0, upstream: { format: 'openai', url: slow.url + BASE_PATHS.openai } },
+        },
+        routing: { default: 'base' },
+      });
+      if (!directStreams) {
+        // The worker's trailer is the master's: a client's stream ends with the last chunk and no trailer.
+        const bytes = await rawStream(gw.url);
+        t.ok(bytes.endsWith('data: [DONE]\n\n\r\n0\r\n\r\n'), 'the stream ends with the last chunk alone');
+        t.notOk(/time-per-token/i.test(bytes), 'no trailer reaches the client');
+      }
+      // The first token is switched off: the slower version's first token comes 50 ms later, and it holds more
+      // streams at once; true, but not what this test is about.
+      const body = {
+        steps: [50, 100],
+        stepMs: 200,
+        minRequests: 40,
+        alpha: 0.1,
+        criteria: { errorRate: false, firstTokenP99: false },
+      };
+      t.equal((await admin(gw, 'POST', '/admin/versions/slowtok/canary', body)).status, 202);
+      let final: CanaryStatus | undefined;
+      const load = await drive(gw.url, {
+        path: () => '/v1/chat/completions',
+        method: 'POST',
+        body: STREAM,
+        concurrency: 48,
+        maxRequests: 8000,
+        isDone: async () => {
+          const c = await canaryOf(gw, 'slowtok');
+          if (FINAL.has(c.state)) final = c;
+          return final !== undefined;
+        },
+      });
+      final ??= await canaryOf(gw, 'slowtok');
+      t.equal(final.state, 'rolled_back', final.reason);
+      t.ok(
+        final.decisions.some((d) => d.metric === 'time_per_token_p99' && d.verdict === 'fail'),
+        'the time-per-token test rejected',
+      );
+      t.same([...load.byStatus.keys()], [200], 'every client request succeeded');
+      t.equal(load.streamErrors, 0);
+      t.equal((await status(gw)).slowtok!.weight, 0);
+      t.equal(final.criteria?.timePerTokenP99 !== false, true, 'judged by default');
+      t.comment(`rolled back after ${load.requests} requests: ${final.reason}`);
+    },
+  );
+}
+
+t.test(
+  'a canary failing 17 % of its requests against a baseline failing 25 % is rolled back on maxErrorRate',
+  async (t) => {
+    // Every other criterion is relative to the baseline, and this canary is better than its baseline: without the
+    // absolute gate (criteria.maxErrorRate, off by default) it was promoted.
+    const worker = (every: string, weight: number) => ({
+      entry: TEST_WORKER_ENTRY,
+      weight,
+      env: { TEST_WORKER_ERROR_EVERY: every },
+    });
+    const gw = await startGateway(t, {
+      versions: { base: worker('4', 100), fair: worker('6', 0) },
+      routing: { default: 'base' },
+    });
+    const body = { steps: [50, 100], stepMs: 200, minRequests: 40, criteria: { maxErrorRate: 0.05 } };
+    t.equal((await admin(gw, 'POST', '/admin/versions/fair/canary', body)).status, 202);
+    let final: CanaryStatus | undefined;
+    const load = await drive(gw.url, {
+      path: () => '/slow?ms=0',
+      concurrency: 8,
+      maxRequests: 6000,
+      isDone: async () => {
+        const c = await canaryOf(gw, 'fair');
+        if (FINAL.has(c.state)) final = c;
+        return final !== undefined;
+      },
+    });
+    final ??= await canaryOf(gw, 'fair');
+    t.equal(final.state, 'rolled_back', final.reason);
+    t.ok(
+      final.decisions.some((d) => d.metric === 'max_error_rate' && d.verdict === 'fail'),
+      'the absolute gate rejected',
+    );
+    t.notOk(
+      final.decisions.some((d) => d.metric === 'error_rate' && d.verdict === 'fail'),
+      'not the relative error test: the canary is better than its baseline',
+    );
+    t.equal(final.criteria?.maxErrorRate, 0.05);
+    t.equal((await status(gw)).fair!.weight, 0);
+    t.comment(`rolled back after ${load.requests} requests: ${final.reason}`);
+  },
+);
