@@ -135,6 +135,7 @@ const metrics = createMasterMetrics({
   bufferedBodyBytes: () => budget.heldBytes,
   configHash: () => operations.configHash,
   canaries: () => canaries.list(),
+  canaryEnds: () => canaries.endedTotals(),
   clientConnections: () => clientConnections.status(),
 });
 let isClosing = false;

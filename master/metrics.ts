@@ -2,6 +2,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { ERROR_KINDS, LOOP_DELAY_RESOLUTION_MS, METRIC, type ErrorKind } from '../shared/metric-names.js';
 import type { WorkerHealth, WorkerState } from './worker-handle.js';
 import { CANARY_STATES } from './canary/controller.js';
+import { METRIC_VERDICTS } from './canary/decision.js';
 import type { ClientConnectionsStatus } from './client-connections.js';
 import { RetiredTotals, newest, readWorkerMetrics, type MetricJson } from './retired-totals.js';
 
@@ -87,7 +88,15 @@ export interface MasterMetricsOptions {
   /** configHash of the applied config file (SPEC §13), read at scrape time. */
   configHash?: () => string;
   /** The last canary of each version (SPEC §11), read at scrape time. */
-  canaries?: () => Iterable<{ version: string; state: string; canaryPercent: number }>;
+  canaries?: () => Iterable<{
+    version: string;
+    state: string;
+    canaryPercent: number;
+    step: number;
+    decisions: ReadonlyArray<{ step: number; metric: string; verdict: string }>;
+  }>;
+  /** Canaries ended since the master started, by version and end state, read at scrape time. */
+  canaryEnds?: () => Iterable<{ version: string; state: string; count: number }>;
   /** The main port's connections (master/client-connections.ts), read at scrape time. */
   clientConnections?: () => ClientConnectionsStatus;
 }
@@ -268,6 +277,37 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
         this.reset();
         for (const c of readCanaries())
           for (const state of CANARY_STATES) this.set({ version: c.version, state }, c.state === state ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: METRIC.canaryVerdict,
+      help: "A running or held canary's latest verdict per criterion at its current step: 1 for it, 0 for the others",
+      labelNames: ['version', 'metric', 'verdict'] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const c of readCanaries()) {
+          if (c.state !== 'running' && c.state !== 'held') continue;
+          const latest = new Map<string, string>();
+          for (const d of c.decisions) if (d.step === c.step) latest.set(d.metric, d.verdict);
+          for (const [metric, verdict] of latest)
+            for (const v of METRIC_VERDICTS)
+              this.set({ version: c.version, metric, verdict: v }, v === verdict ? 1 : 0);
+        }
+      },
+    });
+  }
+  const readCanaryEnds = options.canaryEnds;
+  if (readCanaryEnds !== undefined) {
+    new Counter({
+      name: METRIC.canaryEndedTotal,
+      help: 'Canaries ended since the master started, by version and state (promoted, rolled_back, aborted)',
+      labelNames: ['version', 'state'] as const,
+      registers: [registry],
+      collect() {
+        // The canary manager owns the count; mirrored at scrape time.
+        this.reset();
+        for (const e of readCanaryEnds()) this.inc({ version: e.version, state: e.state }, e.count);
       },
     });
   }

@@ -41,6 +41,10 @@ export const METRIC = {
   /** SPEC §11: the canary's share of its pair's weight, and its state (1 for the current one). */
   canaryPercent: 'graygate_canary_percent',
   canaryState: 'graygate_canary_state',
+  /** Canaries ended since the master started, by version and state (promoted, rolled_back, aborted): to alert on. */
+  canaryEndedTotal: 'graygate_canary_ended_total',
+  /** A running or held canary's latest verdict per criterion at its current step: 1 for it, 0 for the others. */
+  canaryVerdict: 'graygate_canary_verdict',
   // workers
   streamFirstTokenSeconds: 'graygate_stream_first_token_seconds',
   streamsActive: 'graygate_streams_active',

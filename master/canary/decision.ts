@@ -18,6 +18,8 @@ export const CANARY_METRICS: readonly CanaryMetric[] = [
 /** fail: the sequential test rejected (roll back); pass: may advance; not_yet: keep watching. */
 export type MetricVerdict = 'pass' | 'fail' | 'not_yet';
 
+export const METRIC_VERDICTS: readonly MetricVerdict[] = ['pass', 'not_yet', 'fail'];
+
 export interface Decision {
   /** The step index the controller passed in. */
   step: number;

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { GraygateError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
-import { CanaryController, type CanaryStatus, type WeightsPort } from './controller.js';
+import { CanaryController, type CanaryState, type CanaryStatus, type WeightsPort } from './controller.js';
 import { parseCanaryPlan } from './plan.js';
 
 // Every canary of the master (SPEC §11): starts them, runs one timer that
@@ -41,6 +41,8 @@ export class CanaryManager {
   readonly #byCanary = new Map<string, CanaryController>();
   /** Running canaries by each of their two versions: the request path's lookup. */
   readonly #watching = new Map<string, CanaryController>();
+  /** Canaries ended, by canary version and end state, since the master started (graygate_canary_ended_total). */
+  readonly #ended = new Map<string, Map<CanaryState, number>>();
   #timer: NodeJS.Timeout | undefined;
 
   constructor(options: CanaryManagerOptions) {
@@ -223,9 +225,21 @@ export class CanaryManager {
     this.#settle();
   }
 
-  /** Forgets ended canaries in the request path's map; stops the timer when none runs. */
+  /** Canaries ended since the master started, by version and end state (promoted, rolled_back, aborted). */
+  *endedTotals(): Iterable<{ version: string; state: CanaryState; count: number }> {
+    for (const [version, states] of this.#ended) for (const [state, count] of states) yield { version, state, count };
+  }
+
+  /** Forgets ended canaries in the request path's map (counting each end once); stops the timer when none runs. */
   #settle(): void {
-    for (const [version, controller] of this.#watching) if (!controller.isActive) this.#watching.delete(version);
+    for (const [version, controller] of this.#watching) {
+      if (controller.isActive) continue;
+      this.#watching.delete(version);
+      if (version !== controller.plan.canary) continue;
+      const states = this.#ended.get(version) ?? new Map<CanaryState, number>();
+      states.set(controller.state, (states.get(controller.state) ?? 0) + 1);
+      this.#ended.set(version, states);
+    }
     if (this.#watching.size === 0) this.close();
   }
 }

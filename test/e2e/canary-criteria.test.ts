@@ -4,6 +4,7 @@ import { admin, startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
 import { canaryOf, status } from '../helpers/wait.js';
 import type { CanaryStatus } from '../../master/canary/controller.js';
 import { drive } from '../helpers/load.js';
+import { scrape } from '../helpers/metrics.js';
 import { startMockUpstream, BASE_PATHS } from '../../shared/mock-upstream/index.js';
 
 // SPEC §11 and a probe as an SRE: two criteria users of Argo Rollouts and Flagger have.
@@ -137,6 +138,11 @@ t.test(
       'not the relative error test: the canary is better than its baseline',
     );
     t.equal(final.criteria?.maxErrorRate, 0.05);
+    t.equal(
+      (await scrape(gw)).sum('graygate_canary_ended_total', { version: 'fair', state: 'rolled_back' }),
+      1,
+      'an end an alert can count',
+    );
     t.equal((await status(gw)).fair!.weight, 0);
     t.comment(`rolled back after ${load.requests} requests: ${final.reason}`);
   },

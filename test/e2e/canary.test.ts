@@ -127,10 +127,22 @@ t.test('canaries', async (t) => {
     const metrics = await scrape(gw);
     t.equal(metrics.sum('graygate_canary_percent', { version: 'idle' }), 20);
     t.equal(metrics.sum('graygate_canary_state', { version: 'idle', state: 'running' }), 1);
+    // An SRE's dashboard and alerts: each criterion's latest verdict while it runs, and every end counted.
+    for (const metric of ['error_rate', 'first_token_p99', 'response_time_p99', 'time_per_token_p99'])
+      t.same(
+        ['pass', 'not_yet', 'fail'].map((verdict) =>
+          metrics.sum('graygate_canary_verdict', { version: 'idle', metric, verdict }),
+        ),
+        [0, 1, 0],
+        `graygate_canary_verdict: ${metric} not yet`,
+      );
+    t.equal(metrics.sum('graygate_canary_ended_total', { version: 'idle' }), 0, 'none ended yet');
     const aborted = await admin<CanaryStatus>(gw, 'DELETE', '/admin/versions/idle/canary');
     t.equal(aborted.body.state, 'aborted');
     const after = await scrape(gw);
     t.equal(after.sum('graygate_canary_state', { version: 'idle', state: 'aborted' }), 1, 'its end stays');
+    t.equal(after.sum('graygate_canary_ended_total', { version: 'idle', state: 'aborted' }), 1, 'and is counted');
+    t.notOk(after.text.includes('graygate_canary_verdict{'), 'no verdicts of an ended canary');
     t.notOk(after.text.includes('graygate_canary_percent{'), 'its share is no longer current: not shown');
     t.same(
       await weights(),
@@ -341,7 +353,15 @@ t.test('canaries', async (t) => {
       { base: 0, good: 0, bad: 0, slow: 0, hang: 0, idle: 100, quota: 0 },
       'the canary has the pair’s sum',
     );
-    t.equal((await scrape(gw)).sum('graygate_canary_state', { version: 'idle', state: 'promoted' }), 1);
+    const afterPromotion = await scrape(gw);
+    t.equal(afterPromotion.sum('graygate_canary_state', { version: 'idle', state: 'promoted' }), 1);
+    t.same(
+      ['promoted', 'aborted', 'rolled_back'].map((state) =>
+        afterPromotion.sum('graygate_canary_ended_total', { version: 'idle', state }),
+      ),
+      [1, 2, 0],
+      'graygate_canary_ended_total: this promotion, and the aborts before (the API’s and the CLI’s)',
+    );
     const twice = await adminApi<{ error: { code: string } }>(gw, 'POST', '/admin/versions/idle/canary/promote');
     t.equal(twice.status, 404, 'an ended canary cannot be promoted');
     t.equal(twice.body.error.code, 'not_found');
