@@ -175,9 +175,12 @@ export class CanaryManager {
     return ended.map((c) => ({ canary: c.plan.canary, baseline: c.plan.baseline }));
   }
 
-  /** A version is gone: its last canary goes from GET /admin/canaries and /metrics. */
+  /** A version is gone: its last canary goes from GET /admin/canaries and /metrics, its ended totals too. */
   forget(name: string): void {
     if (this.#byCanary.get(name)?.isActive === false) this.#byCanary.delete(name);
+    // Its series leave with it, as every series of a removed version does (a version added later under that name
+    // starts at 0, as its request counters do).
+    this.#ended.delete(name);
   }
 
   /** The request path (gateway finish): one Map lookup when no canary watches the version. */
