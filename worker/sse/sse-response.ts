@@ -45,6 +45,12 @@ export abstract class SseResponse {
   #batch = '';
   /** The batch queued since the last write holds a content event: its write's time is the last token's. */
   #hasPendingContent = false;
+  /**
+   * Time the answer waited on its client (behind, until `drain`) since the last content write, and between the first
+   * content write and the last: not the version's time per token (a client that reads slowly would make it look slow).
+   */
+  #behindPendingMs = 0;
+  #behindInSpanMs = 0;
   // Upstream bytes relayed as they came (queueBytes). Only one of #batch and #bytes holds anything at a time.
   #bytes: Buffer | undefined = undefined;
 
@@ -83,6 +89,7 @@ export abstract class SseResponse {
 
   #onFirstContent(): void {
     this.firstTokenAtMs = this.#options.now();
+    this.#behindPendingMs = 0; // waits before the first token are the first token's
     this.#options.onFirstToken?.(this.firstTokenAtMs);
     // Queued, so written at the next flush: the master's mark follows the client's bytes closely enough.
     this.#direct?.firstContent();
@@ -95,6 +102,8 @@ export abstract class SseResponse {
       // One clock reading per write with content, not per event.
       this.#hasPendingContent = false;
       this.lastTokenAtMs = this.#options.now();
+      this.#behindInSpanMs += this.#behindPendingMs;
+      this.#behindPendingMs = 0;
     }
     if (bytes !== undefined) {
       this.#bytes = undefined;
@@ -107,8 +116,15 @@ export abstract class SseResponse {
 
   onWritable(resume: () => void): () => void {
     const target = this.#direct?.socket ?? this.res;
-    target.once('drain', resume);
-    return () => target.off('drain', resume);
+    const now = this.#options.now;
+    const since = now();
+    // Only when the client is behind: a closure per wait, not per event.
+    const onDrain = (): void => {
+      this.#behindPendingMs += now() - since;
+      resume();
+    };
+    target.once('drain', onDrain);
+    return () => target.off('drain', onDrain);
   }
 
   /** The client is behind: what we wrote is over the high-water mark (on a direct answer, the socket's own). */
@@ -142,11 +158,11 @@ export abstract class SseResponse {
 
   /**
    * The mean ms between content events after the first (an LLM's time per output token), from the times their
-   * writes went out; NaN with fewer than two content events.
+   * writes went out, less the time the answer waited on its client in between; NaN with fewer than two content events.
    */
   get timePerTokenMs(): number {
     if (this.contentChunks < 2 || this.firstTokenAtMs === undefined) return NaN;
-    return Math.max(0, this.lastTokenAtMs - this.firstTokenAtMs) / (this.contentChunks - 1);
+    return Math.max(0, this.lastTokenAtMs - this.firstTokenAtMs - this.#behindInSpanMs) / (this.contentChunks - 1);
   }
 
   get isCommitted(): boolean {

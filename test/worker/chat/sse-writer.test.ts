@@ -14,6 +14,7 @@ function fakeResponse(): {
   text: () => string;
   writes: () => number;
   trailers: Record<string, string>;
+  full: { isFull: boolean };
 } {
   const sink = new PassThrough();
   const parts: Buffer[] = [];
@@ -36,10 +37,13 @@ function fakeResponse(): {
   let writes = 0;
   (sink as unknown as { write: typeof write }).write = ((chunk: Buffer) => {
     writes++;
-    return write(chunk);
+    return write(chunk) && !full.isFull;
   }) as typeof write;
-  return { res, text: () => Buffer.concat(parts).toString(), writes: () => writes, trailers };
+  return { res, text: () => Buffer.concat(parts).toString(), writes: () => writes, trailers, full };
 }
+
+/** Set `isFull` for the fake's writes to say the client is behind (until the test emits `drain`). */
+const full = { isFull: false };
 
 const plain = (content: string): string =>
   `data: ${JSON.stringify({ id: 'c', choices: [{ index: 0, delta: { content }, finish_reason: null }] })}\n\n`;
@@ -110,6 +114,30 @@ t.test("a stream's time per token: the mean time between its content writes afte
   converted.chunk(framed, JSON.stringify(framed));
   converted.complete();
   t.same(framedOut.trailers, { 'x-graygate-time-per-token-ms': '60.000' });
+});
+
+t.test('the time a stream waits on a client that reads slowly is not its time per token', async (t) => {
+  // A review: timed at the writes alone, a client reading slowly (a sticky user landing on the canary) made the
+  // version look slow to the canary's judge.
+  const { res, trailers } = fakeResponse();
+  let clock = 100;
+  const writer = new SseWriter({ res, now: () => clock, includeUsage: false });
+  full.isFull = true;
+  writer.relayPlain(Buffer.from(plain('a')));
+  t.equal(writer.flush(), false, 'the client is behind');
+  full.isFull = false;
+  clock = 110;
+  let isResumed = false;
+  writer.onWritable(() => (isResumed = true));
+  clock = 410;
+  res.emit('drain');
+  t.ok(isResumed, 'resumed at drain');
+  clock = 430;
+  writer.relayPlain(Buffer.from(plain('b')));
+  writer.flush();
+  writer.complete();
+  t.equal(writer.timePerTokenMs, 30, '(430 − 100) ms less the 300 ms it waited on its client');
+  t.same(trailers, { 'x-graygate-time-per-token-ms': '30.000' });
 });
 
 t.test('a stream that fails after plain bytes ends with the error event only', async (t) => {
