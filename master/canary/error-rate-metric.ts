@@ -43,7 +43,8 @@ export interface ErrorObservations {
   baselinePreviousSteps: ErrorCounts;
 }
 
-function percent(rate: number | null): string {
+/** A rate for the judge's reasons: `7.14 %`, or `–` for none. */
+export function percent(rate: number | null): string {
   return rate === null ? '–' : `${(100 * rate).toFixed(2)} %`;
 }
 

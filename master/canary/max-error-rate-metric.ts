@@ -1,7 +1,7 @@
 import { rateUpperBound } from './confidence-sequence.js';
 import type { MetricContext, MetricEvidence, MetricJudgement, MetricVerdict } from './decision.js';
 import { boundedLogFactors, logMixture } from './e-process.js';
-import type { ErrorObservations } from './error-rate-metric.js';
+import { percent, type ErrorObservations } from './error-rate-metric.js';
 import type { ResolvedMaxErrorRateCriterion } from './judge-options.js';
 
 // An absolute gate on the canary's error rate, whatever the baseline's (Flagger's `thresholdRange.max`, an Argo
@@ -12,10 +12,6 @@ import type { ResolvedMaxErrorRateCriterion } from './judge-options.js';
 // (boundedLogFactors): for any true rate ≤ max each request multiplies every component by a factor of expectation
 // ≤ 1, a test supermartingale, so alpha holds however often it is looked at; evidence carries across steps as the
 // other metrics' does. The baseline is not needed, so it judges alike at a step where the canary has 100 %.
-
-function percent(rate: number | null): string {
-  return rate === null ? '–' : `${(100 * rate).toFixed(2)} %`;
-}
 
 export function judgeMaxErrorRate(
   ctx: MetricContext,

@@ -1,9 +1,8 @@
 import t from 'tap';
-import { performance } from 'node:perf_hooks';
-import { admin, startGateway, TEST_WORKER_ENTRY, type Gateway } from '../helpers/gateway.js';
+import { admin, startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
 import { canaryOf, pollPause, status, waitForStatus } from '../helpers/wait.js';
 import type { CanaryStatus } from '../../master/canary/controller.js';
-import { drive } from '../helpers/load.js';
+import { runCanaryToEnd } from '../helpers/load.js';
 import { scrape, scrapeUntil } from '../helpers/metrics.js';
 import { httpRequest } from '../helpers/http.js';
 import { openRaw, rawRequest } from '../helpers/raw-http.js';
@@ -19,36 +18,6 @@ const adminApi = admin;
 
 interface ErrorBody {
   error: { code: string; message: string };
-}
-
-const FINAL = new Set(['promoted', 'rolled_back', 'aborted', 'held']);
-
-/** Load until the canary of `name` has ended; returns the load's figures and the final status. */
-async function runToEnd(
-  gw: Gateway,
-  name: string,
-  path: string,
-  concurrency = 8,
-  maxRequests = 6000,
-  timeoutMs?: number,
-  method = 'GET',
-) {
-  const started = performance.now();
-  let final: CanaryStatus | undefined;
-  const load = await drive(gw.url, {
-    path: () => path,
-    method,
-    concurrency,
-    maxRequests,
-    timeoutMs,
-    isDone: async () => {
-      const c = await canaryOf(gw, name);
-      if (FINAL.has(c.state)) final = c;
-      return final !== undefined;
-    },
-  });
-  final ??= await canaryOf(gw, name);
-  return { load, final, seconds: (performance.now() - started) / 1000 };
 }
 
 t.test('canaries', async (t) => {
@@ -165,7 +134,7 @@ t.test('canaries', async (t) => {
     );
     // A pipeline's gate (Argo Rollouts' `status`): waits for the verdict, exit 3 when not promoted.
     const waiting = runCli(['canary', 'status', 'bad', '--wait', '--interval', '0.1', '--admin', gw.adminUrl]);
-    const { final, load, seconds } = await runToEnd(gw, 'bad', '/slow?ms=0');
+    const { final, load, seconds } = await runCanaryToEnd(gw, 'bad', { path: '/slow?ms=0' });
     t.equal(final.state, 'rolled_back', final.reason);
     t.match(final.reason, /error/);
     const waited = await waiting;
@@ -194,7 +163,7 @@ t.test('canaries', async (t) => {
         criteria: { firstTokenP99: false, responseTimeP99: false },
       };
       t.equal((await admin(gw, 'POST', '/admin/versions/quota/canary', body)).status, 202);
-      const { final, load } = await runToEnd(gw, 'quota', '/slow?ms=0', 8, 6000, undefined, 'POST');
+      const { final, load } = await runCanaryToEnd(gw, 'quota', { path: '/slow?ms=0', method: 'POST' });
       t.equal(final.state, 'rolled_back', final.reason);
       t.ok(
         final.decisions.some((d) => d.metric === 'error_rate' && d.verdict === 'fail'),
@@ -210,7 +179,12 @@ t.test('canaries', async (t) => {
     // closing a few connections then rolled any canary back.
     const body = { steps: [50, 100], stepMs: 200, minRequests: 40, criteria: { firstTokenP99: false } };
     t.equal((await admin(gw, 'POST', '/admin/versions/hang/canary', body)).status, 202);
-    const { final, load, seconds } = await runToEnd(gw, 'hang', '/slow?ms=0', 16, 4000, 250);
+    const { final, load, seconds } = await runCanaryToEnd(gw, 'hang', {
+      path: '/slow?ms=0',
+      concurrency: 16,
+      maxRequests: 4000,
+      timeoutMs: 250,
+    });
     t.equal(final.state, 'rolled_back', final.reason);
     t.ok(
       final.decisions.some((d) => d.metric === 'response_time_p99' && d.verdict === 'fail'),
@@ -230,7 +204,11 @@ t.test('canaries', async (t) => {
       criteria: { errorRate: false, responseTimeP99: false },
     };
     t.equal((await admin(gw, 'POST', '/admin/versions/slow/canary', body)).status, 202);
-    const { final, load, seconds } = await runToEnd(gw, 'slow', '/sse?events=2&ms=1', 48, 8000);
+    const { final, load, seconds } = await runCanaryToEnd(gw, 'slow', {
+      path: '/sse?events=2&ms=1',
+      concurrency: 48,
+      maxRequests: 8000,
+    });
     t.equal(final.state, 'rolled_back', final.reason);
     t.ok(
       final.decisions.some((d) => d.metric === 'first_token_p99' && d.verdict === 'fail'),
@@ -250,7 +228,7 @@ t.test('canaries', async (t) => {
     };
     t.equal((await admin(gw, 'POST', '/admin/versions/good/canary', body)).status, 202);
     const waiting = runCli(['canary', 'status', 'good', '--wait', '--json', '--admin', gw.adminUrl]);
-    const { final, load, seconds } = await runToEnd(gw, 'good', '/slow?ms=0');
+    const { final, load, seconds } = await runCanaryToEnd(gw, 'good', { path: '/slow?ms=0' });
     t.equal(final.state, 'promoted', final.reason);
     const waited = await waiting;
     t.same([waited.code, waited.stderr], [0, ''], 'canary status --wait: promoted');

@@ -1,4 +1,8 @@
 import { request, Agent } from 'node:http';
+import { performance } from 'node:perf_hooks';
+import type { Gateway } from './gateway.js';
+import { canaryOf } from './wait.js';
+import type { CanaryStatus } from '../../master/canary/controller.js';
 
 // Closed-loop load for end-to-end tests (canaries): `concurrency` loops send
 // requests with fresh sticky keys until `isDone()` says so (asked every
@@ -72,4 +76,36 @@ export async function drive(baseUrl: string, options: DriveOptions): Promise<Dri
   await Promise.all(Array.from({ length: options.concurrency }, loop));
   agent.destroy();
   return result;
+}
+
+const CANARY_ENDS = new Set(['promoted', 'rolled_back', 'aborted', 'held']);
+
+/**
+ * Load (fresh sticky keys, so the weights split it) until the canary of `name` has ended (promoted, rolled back,
+ * aborted or held), or `maxRequests` were sent; the load's figures and the canary's final status.
+ */
+export async function runCanaryToEnd(
+  gw: Gateway,
+  name: string,
+  options: Omit<DriveOptions, 'isDone' | 'path' | 'concurrency' | 'maxRequests'> & {
+    path: string;
+    concurrency?: number;
+    maxRequests?: number;
+  },
+): Promise<{ load: DriveResult; final: CanaryStatus; seconds: number }> {
+  const started = performance.now();
+  let final: CanaryStatus | undefined;
+  const load = await drive(gw.url, {
+    ...options,
+    path: () => options.path,
+    concurrency: options.concurrency ?? 8,
+    maxRequests: options.maxRequests ?? 6000,
+    isDone: async () => {
+      const c = await canaryOf(gw, name);
+      if (CANARY_ENDS.has(c.state)) final = c;
+      return final !== undefined;
+    },
+  });
+  final ??= await canaryOf(gw, name);
+  return { load, final, seconds: (performance.now() - started) / 1000 };
 }
