@@ -9,6 +9,7 @@ import type { BodyBudget } from './body-budget.js';
 import { EMPTY_BODY, type RequestContext } from './request-context.js';
 import { cutDirect } from './direct-connections.js';
 import { socketErrorCodeOf } from './socket-errors.js';
+import { TIME_PER_TOKEN_NOT_REPORTED } from './canary/outcomes.js';
 
 // The end of the main port's request path (gateway.ts): `refuse`, the one
 // function that turns any error into the client's answer, and `finish`, which
@@ -18,8 +19,8 @@ import { socketErrorCodeOf } from './socket-errors.js';
 /** SPEC §11 outcomes: the error flag and the latency the canary judge compares. */
 export interface OutcomeSink {
   /**
-   * firstTokenMs for streams, responseMs for the rest; timePerTokenMs for streams that ended well with two content
-   * events or more (the worker's measure); NaN where there is none.
+   * firstTokenMs for streams, responseMs for the rest; timePerTokenMs for streams that ended well (the worker's
+   * measure; TIME_PER_TOKEN_NOT_REPORTED when it sent none); NaN where there is none.
    */
   record(version: string, isError: boolean, firstTokenMs: number, responseMs: number, timePerTokenMs: number): void;
   /** A request its client gave up on before its first token (a stream) or its answer, after waiting this long. */
@@ -217,6 +218,8 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
     if (socketError !== undefined) line['clientError'] = socketError;
     if (ctx.errorCode !== undefined) line['error'] = ctx.errorCode;
     if (ctx.isStreamFailed) line['streamFailed'] = true;
+    // The worker's time per token of a stream that ended well (SPEC §11): which requests drove a canary's verdict.
+    if (ctx.timePerTokenMs >= 0) line['timePerTokenMs'] = Math.round(ctx.timePerTokenMs * 100) / 100;
     if (ctx.isDirect) line['direct'] = true; // limits.directStreams: the worker wrote this answer to the client
     if (ctx.isDirectCall) line['directCall'] = true; // … and the request reached it as an IPC call
     log.info(line, 'request');
@@ -271,7 +274,10 @@ function recordOutcome(
   if (error === undefined && status < 400) {
     if (ctx.isEventStream) {
       if (ctx.firstContentAtMs > 0) firstTokenMs = ctx.firstContentAtMs - ctx.bodyReadAtMs;
-      if (!isAborted) timePerTokenMs = ctx.timePerTokenMs;
+      // A stream its client left has none (nor does it say the version reports none: a probe's canary so slow that
+      // every client gave up mid-stream passed as "not measured").
+      if (!isAborted && ctx.firstContentAtMs > 0)
+        timePerTokenMs = ctx.timePerTokenMs >= 0 ? ctx.timePerTokenMs : TIME_PER_TOKEN_NOT_REPORTED;
     } else if (!isAborted) {
       responseMs = endMs - ctx.bodyReadAtMs;
     }

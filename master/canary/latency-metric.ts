@@ -67,11 +67,12 @@ export function judgeLatency(
   criterion: ResolvedLatencyCriterion,
   evidence: MetricEvidence,
   /**
-   * time_per_token_p99: the same versions' first tokens. A side whose streams have first tokens and no time per token
-   * does not measure it (a worker build older than this one, or streams of one content event each): not judged
-   * there, rather than held for ever waiting for values that never come.
+   * time_per_token_p99: the streams each side ended well (not failed, not left by their client). A side whose streams
+   * ended well and reported no time per token does not measure it (a worker build older than this one, answers of one
+   * content event): not judged there, rather than held for ever. Streams their clients left count for nothing here:
+   * a canary so slow that every client gives up mid-stream must not pass as "not measured" (a probe).
    */
-  streams?: LatencyObservations,
+  streamsEnded?: { baseline: number; canary: number; baselinePreviousSteps: number },
 ): MetricJudgement {
   const { maxRatio, marginMs } = criterion;
   const { canary } = obs;
@@ -99,13 +100,13 @@ export function judgeLatency(
     why = 'too many canary requests above the limit';
   } else if (ctx.canaryRequests < ctx.minRequests) {
     why = ''; // the most frequent answer: formatted only if explained
-  } else if (streams !== undefined && canary.count === 0 && streams.canary.count > 0) {
+  } else if (streamsEnded !== undefined && canary.count === 0 && streamsEnded.canary > 0) {
     verdict = 'pass';
-    why = `not measured: ${streams.canary.count} canary streams and none reported it`;
+    why = `not measured: ${streamsEnded.canary} canary streams ended and none reported it`;
   } else if (
-    streams !== undefined &&
+    streamsEnded !== undefined &&
     reference.count === 0 &&
-    (isConcurrent ? streams.baseline : streams.baselinePreviousSteps).count > 0
+    (isConcurrent ? streamsEnded.baseline : streamsEnded.baselinePreviousSteps) > 0
   ) {
     verdict = 'pass';
     why = 'not measured: the baseline’s streams reported none';

@@ -12,6 +12,9 @@ import { parseCanaryPlan } from './plan.js';
 // The last canary of each version stays readable after it ends, until the
 // version is removed.
 
+/** The states a canary ends in (graygate_canary_ended_total). */
+const ENDED_STATES: readonly CanaryState[] = ['promoted', 'rolled_back', 'aborted'];
+
 /** How often running canaries are judged, ms: a plainly broken one is rolled back within a second. */
 const CANARY_TICK_MS = 200;
 
@@ -101,6 +104,11 @@ export class CanaryManager {
       );
     }
     controller.begin();
+    // Its end states' series exist from its start, at 0: Prometheus' increase() sees nothing in a counter born at 1,
+    // so an alert on the first rollback of a version never fired (a probe, with promtool).
+    const ended = this.#ended.get(name) ?? new Map<CanaryState, number>();
+    for (const state of ENDED_STATES) if (!ended.has(state)) ended.set(state, 0);
+    this.#ended.set(name, ended);
     this.#byCanary.set(name, controller);
     this.#watching.set(plan.canary, controller);
     this.#watching.set(plan.baseline, controller);

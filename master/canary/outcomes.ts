@@ -7,10 +7,15 @@ import type { StepObservations } from './statistics.js';
 // per request. The baseline's earlier steps are merged into one reference
 // (what the canary is compared with once it has 100 %).
 
+/** `timePerTokenMs` of a stream that ended well and reported none (an older worker build, one content event). */
+export const TIME_PER_TOKEN_NOT_REPORTED = -1;
+
 /** One version's outcomes over one period (a step, or the baseline's earlier steps). */
 class OutcomeTally {
   requests = 0;
   errors = 0;
+  /** Streams that ended well (not failed, not left by their client), whether or not they reported a time per token. */
+  streamsEnded = 0;
   readonly firstTokenMs = new LatencySketch();
   readonly responseMs = new LatencySketch();
   readonly timePerTokenMs = new LatencySketch();
@@ -20,7 +25,10 @@ class OutcomeTally {
     if (isError) this.errors++;
     if (firstTokenMs >= 0) this.firstTokenMs.record(firstTokenMs);
     if (responseMs >= 0) this.responseMs.record(responseMs);
-    if (timePerTokenMs >= 0) this.timePerTokenMs.record(timePerTokenMs);
+    if (timePerTokenMs >= 0) {
+      this.timePerTokenMs.record(timePerTokenMs);
+      this.streamsEnded++;
+    } else if (timePerTokenMs === TIME_PER_TOKEN_NOT_REPORTED) this.streamsEnded++;
   }
 
   /**
@@ -34,6 +42,7 @@ class OutcomeTally {
   merge(other: OutcomeTally): void {
     this.requests += other.requests;
     this.errors += other.errors;
+    this.streamsEnded += other.streamsEnded;
     this.firstTokenMs.merge(other.firstTokenMs);
     this.responseMs.merge(other.responseMs);
     this.timePerTokenMs.merge(other.timePerTokenMs);
@@ -42,6 +51,7 @@ class OutcomeTally {
   reset(): void {
     this.requests = 0;
     this.errors = 0;
+    this.streamsEnded = 0;
     this.firstTokenMs.reset();
     this.responseMs.reset();
     this.timePerTokenMs.reset();
@@ -84,6 +94,11 @@ export class CanaryOutcomes {
         baseline: baseline.timePerTokenMs,
         canary: canary.timePerTokenMs,
         baselinePreviousSteps: previous.timePerTokenMs,
+      },
+      streamsEnded: {
+        baseline: baseline.streamsEnded,
+        canary: canary.streamsEnded,
+        baselinePreviousSteps: previous.streamsEnded,
       },
     };
   }

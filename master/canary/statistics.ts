@@ -110,6 +110,11 @@ export interface StepObservations {
   responseMs: LatencyObservations;
   /** Streams that ended well with two content events or more: mean ms between content events after the first. */
   timePerTokenMs: LatencyObservations;
+  /**
+   * Streams that ended well (not failed, not left by their client), with or without a time per token; absent: not
+   * known (then a side with no time per token is never "not measured"). A stream its client left has none.
+   */
+  streamsEnded?: { baseline: number; canary: number; baselinePreviousSteps: number };
 }
 
 export interface JudgeInput {
@@ -300,7 +305,7 @@ export function judge(input: JudgeInput): JudgeResult {
     time_per_token_p99: evidence.metrics.time_per_token_p99,
     max_error_rate: evidence.metrics.max_error_rate,
   };
-  const { errors, firstTokenMs, responseMs, timePerTokenMs } = input.observations;
+  const { errors, firstTokenMs, responseMs, timePerTokenMs, streamsEnded } = input.observations;
   const latencies = {
     first_token_p99: firstTokenMs,
     response_time_p99: responseMs,
@@ -318,8 +323,8 @@ export function judge(input: JudgeInput): JudgeResult {
               latencies[metric],
               options.criteria[metric]!,
               evidence.metrics[metric],
-              // A time per token is the worker's report: streams with a first token and none of it are not measured.
-              metric === 'time_per_token_p99' ? firstTokenMs : undefined,
+              // A time per token is the worker's report: streams that ended well and reported none are not measured.
+              metric === 'time_per_token_p99' ? streamsEnded : undefined,
             );
     judgements.push(j);
     updated[metric] = j.evidence;

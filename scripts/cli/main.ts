@@ -38,9 +38,11 @@ commands:
                                             or held): it gets the pair's whole weight
   canary abort NAME                         stop NAME's canary; its weight goes back to 0
   mock-upstream [--port N] [--format F] [--fail-every N] [--first-byte-ms MS]
+                [--interval-ms MS] [--tokens N]
                                             run the embedded mock upstream alone; --fail-every:
                                             every Nth answer a 500; --first-byte-ms: each answer's
-                                            first byte that late (a worse upstream for a canary)
+                                            first byte that late; --interval-ms: tokens that far
+                                            apart (a worse upstream for a canary)
 
 flags:
   --admin ADDR      admin API: http(s)://HOST:PORT, HOST:PORT, HOST, :PORT or PORT
@@ -228,6 +230,8 @@ async function run(argv: string[]): Promise<void> {
       format: { type: 'string' },
       'fail-every': { type: 'string' },
       'first-byte-ms': { type: 'string' },
+      'interval-ms': { type: 'string' },
+      tokens: { type: 'string' },
       interval: { type: 'string' },
       iterations: { type: 'string' },
       baseline: { type: 'string' },
@@ -313,6 +317,8 @@ async function run(argv: string[]): Promise<void> {
         format: values.format,
         failEvery: positiveInt(values['fail-every'], '--fail-every'),
         firstByteMs: positiveInt(values['first-byte-ms'], '--first-byte-ms'),
+        intervalMs: positiveInt(values['interval-ms'], '--interval-ms'),
+        tokens: atLeastOne(values.tokens, '--tokens'),
       });
     }
     case 'top':

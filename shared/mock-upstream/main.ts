@@ -3,10 +3,12 @@ import { pathToFileURL } from 'node:url';
 import { startMockUpstream, type MockFormat } from './index.js';
 
 // `graygate mock-upstream [--port N] [--format F] [--fail-every N]
-// [--first-byte-ms MS]` (SPEC §7, §8): runs the mock upstream alone and prints
-// the base URL to put in a version's upstream.url. The last two make the whole
-// server worse (every Nth answer a 500; every answer's first byte MS later), so
-// two versions can be given upstreams of different quality (issue 13).
+// [--first-byte-ms MS] [--interval-ms MS] [--tokens N]` (SPEC §7, §8): runs the
+// mock upstream alone and prints the base URL to put in a version's
+// upstream.url. The last four set the whole server's defaults (every Nth answer
+// a 500; every answer's first byte MS later; tokens MS apart; N tokens an
+// answer), so two versions can be given upstreams of different quality (issue
+// 13; a request's own `[mock …]` directive still wins).
 // The CLI calls runMockUpstreamCli; `node dist/shared/mock-upstream/main.js
 // --port N --format F` runs the same thing directly.
 
@@ -23,6 +25,10 @@ export interface MockUpstreamCliOptions {
   failEvery?: number | undefined;
   /** Default first-byte delay of every answer, ms (a request's own control wins). */
   firstByteMs?: number | undefined;
+  /** Default pause before each token, ms: a model that streams slower per token (a request's own control wins). */
+  intervalMs?: number | undefined;
+  /** Default tokens an answer (a request's own control and its max_tokens win). */
+  tokens?: number | undefined;
 }
 
 /** Starts the mock, prints its URL, stops it on SIGINT/SIGTERM. Exits 64 on a bad option, 69 on a port in use. */
@@ -41,7 +47,11 @@ export async function runMockUpstreamCli(options: MockUpstreamCliOptions): Promi
       host,
       format: format as MockFormat,
       failEvery: options.failEvery ?? 0,
-      defaults: { firstByteMs: options.firstByteMs ?? 0 },
+      defaults: {
+        firstByteMs: options.firstByteMs ?? 0,
+        ...(options.intervalMs === undefined ? {} : { intervalMs: options.intervalMs }),
+        ...(options.tokens === undefined ? {} : { tokens: options.tokens }),
+      },
     });
   } catch (err) {
     // As the gateway's own ports: one line naming what moves it, and 69 (EX_UNAVAILABLE), not a stack.
@@ -56,6 +66,8 @@ export async function runMockUpstreamCli(options: MockUpstreamCliOptions): Promi
   const worse = [
     options.failEvery ? `1 answer in ${options.failEvery} a 500` : '',
     options.firstByteMs ? `first byte +${options.firstByteMs} ms` : '',
+    options.tokens !== undefined ? `${options.tokens} tokens an answer` : '',
+    options.intervalMs ? `tokens ${options.intervalMs} ms apart` : '',
   ].filter((s) => s !== '');
   process.stdout.write(
     `mock upstream (${format}) listening on ${mock.baseUrl}${worse.length > 0 ? ` (${worse.join(', ')})` : ''}\n`,
@@ -69,10 +81,11 @@ export async function runMockUpstreamCli(options: MockUpstreamCliOptions): Promi
 
 const USAGE =
   'usage: node dist/shared/mock-upstream/main.js [--port N] [--host H] [--format openai|ollama|anthropic] ' +
-  '[--fail-every N] [--first-byte-ms MS]\n';
+  '[--fail-every N] [--first-byte-ms MS] [--interval-ms MS] [--tokens N]\n';
 
 /** The direct entry's flags; `--help` prints the usage (exit 0), a flag it does not take one line and exit 64. */
-function readFlags(): Record<'port' | 'host' | 'format' | 'fail-every' | 'first-byte-ms', string> {
+function readFlags(): Record<'port' | 'host' | 'format' | 'fail-every' | 'first-byte-ms', string> &
+  Partial<Record<'interval-ms' | 'tokens', string>> {
   try {
     const { values } = parseArgs({
       options: {
@@ -81,6 +94,8 @@ function readFlags(): Record<'port' | 'host' | 'format' | 'fail-every' | 'first-
         format: { type: 'string', default: 'openai' },
         'fail-every': { type: 'string', default: '0' },
         'first-byte-ms': { type: 'string', default: '0' },
+        'interval-ms': { type: 'string' },
+        tokens: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -115,5 +130,7 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
     format: values.format,
     failEvery: count('fail-every', values['fail-every']),
     firstByteMs: count('first-byte-ms', values['first-byte-ms']),
+    intervalMs: values['interval-ms'] === undefined ? undefined : count('interval-ms', values['interval-ms']),
+    tokens: values.tokens === undefined ? undefined : count('tokens', values.tokens),
   });
 }

@@ -105,7 +105,13 @@ t.test('canaries', async (t) => {
         [0, 1, 0],
         `graygate_canary_verdict: ${metric} not yet`,
       );
-    t.equal(metrics.sum('graygate_canary_ended_total', { version: 'idle' }), 0, 'none ended yet');
+    t.same(
+      ['promoted', 'rolled_back', 'aborted'].map((state) =>
+        metrics.text.includes(`graygate_canary_ended_total{version="idle",state="${state}"} 0`),
+      ),
+      [true, true, true],
+      'none ended yet: each end state at 0 from the start (an increase() from a series born at 1 sees nothing)',
+    );
     const aborted = await admin<CanaryStatus>(gw, 'DELETE', '/admin/versions/idle/canary');
     t.equal(aborted.body.state, 'aborted');
     const after = await scrape(gw);

@@ -263,3 +263,26 @@ t.test('mock-upstream on a port in use: one line naming the flag that moves it, 
   t.equal(run.code, 69);
   t.equal(run.stderr, `mock-upstream: 127.0.0.1:${port} is in use; choose another with --port\n`);
 });
+
+t.test(
+  'mock-upstream --interval-ms --tokens: an upstream that streams slower per token, for a canary to catch',
+  async (t) => {
+    // An SRE probe: the CLI could make a version's upstream fail or start late, not stream slower per token.
+    const mock = runNodeInGroup(t, [CLI_BIN, 'mock-upstream', '--interval-ms', '30', '--tokens', '3'], CLEAN_ENV);
+    const url = await mock.watch((out) => /listening on (\S+)/.exec(out)?.[1]);
+    t.ok(url !== undefined, mock.stderr());
+    t.match(mock.stdout(), /\(3 tokens an answer, tokens 30 ms apart\)/, 'the listening line says so');
+    const res = await fetch(`${url!}/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'graygate-mock', stream: true, messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    const text = await res.text();
+    t.equal(text.match(/"content":"[^"]+"/g)?.length, 3, 'three tokens');
+    for (const flags of [
+      ['--interval-ms', 'soon'],
+      ['--tokens', '0'],
+    ])
+      t.equal((await runCli(['mock-upstream', ...flags])).code, 64, `${flags.join(' ')}: a usage error`);
+  },
+);

@@ -118,6 +118,12 @@ t.test('stream metrics, upstream error kinds, request logs', async (t) => {
         (worker['durationMs'] as number) > 0,
       'worker: first token, bytes, duration',
     );
+    // The canary's time per token (SPEC §11): the worker's measure, and the master's line says what it was told.
+    t.equal(typeof worker['timePerTokenMs'], 'number', 'worker: its time per token');
+    t.ok(
+      Math.abs((master['timePerTokenMs'] as number) - (worker['timePerTokenMs'] as number)) <= 0.011,
+      'the master: the one the worker reported (the trailer has 3 decimals, each line 2)',
+    );
   });
 
   t.test('no log line holds a secret', async (t) => {

@@ -15,6 +15,8 @@ export interface CallResponse extends CallOutput {
   readonly contentChunks: number;
   /** Streams: clock reading of the first content written. */
   readonly firstTokenAtMs?: number | undefined;
+  /** Streams: the mean ms between content events after the first, less waits on the client; NaN with fewer than two. */
+  readonly timePerTokenMs?: number;
   /** Streams: the most the answer held unsent. */
   readonly peakBufferedBytes?: number;
   /** The upstream finished: write what is left and end the answer. */

@@ -278,6 +278,10 @@ function logLine(req: IncomingMessage, res: ServerResponse, facts: LineFacts): R
   if (facts.isStream && response !== undefined) {
     line['firstTokenMs'] =
       response.firstTokenAtMs === undefined ? undefined : round(response.firstTokenAtMs - facts.startedMs);
+    // The canary's time per token (SPEC §11), as the master was told it: which requests drove a verdict.
+    const perToken = response.timePerTokenMs;
+    if (perToken !== undefined && perToken >= 0 && facts.errorCode === undefined && !facts.isAborted)
+      line['timePerTokenMs'] = round(perToken);
     // What this stream held in the worker at most: unsent output plus unread upstream body (issue 3 part 6).
     line['peakBufferedBytes'] = (response.peakBufferedBytes ?? 0) + facts.stats.peakUpstreamBufferedBytes;
   }

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { CanaryOutcomes } from '../../../master/canary/outcomes.js';
+import { CanaryOutcomes, TIME_PER_TOKEN_NOT_REPORTED } from '../../../master/canary/outcomes.js';
 
 // SPEC §11 and an attacker probe: a request its client gave up on is no error (a few closed connections rolled any
 // canary back), and a review of the first fix: a wait counted for the canary alone rolled back identical versions.
@@ -29,3 +29,14 @@ t.test(
     t.equal(o.baselinePreviousSteps.responseMs.count, 2, "kept in the baseline's reference");
   },
 );
+
+t.test('streams that ended well are counted whether or not they reported a time per token', async (t) => {
+  // "Not measured" is decided on them: a stream its client left (NaN) says nothing of what the version reports.
+  const o = new CanaryOutcomes();
+  o.canary.record(false, 100, NaN, 25);
+  o.canary.record(false, 100, NaN, TIME_PER_TOKEN_NOT_REPORTED);
+  o.canary.record(false, 100, NaN, NaN);
+  const obs = o.observations();
+  t.same(obs.streamsEnded, { baseline: 0, canary: 2, baselinePreviousSteps: 0 });
+  t.equal(obs.timePerTokenMs.canary.count, 1);
+});

@@ -354,6 +354,7 @@ interface Case {
   canaryResponse?: number[];
   baselinePerToken?: number[];
   canaryPerToken?: number[];
+  streamsEnded?: { baseline: number; canary: number; baselinePreviousSteps: number };
   evidence?: CanaryEvidence;
   options?: JudgeOptions;
 }
@@ -382,6 +383,7 @@ function makeInput(c: Case): JudgeInput {
         canary: sketchOf(c.canaryPerToken ?? []),
         baselinePreviousSteps: sketchOf([]),
       },
+      ...(c.streamsEnded === undefined ? {} : { streamsEnded: c.streamsEnded }),
     },
   };
 }
@@ -521,18 +523,37 @@ t.test('verdicts', async (t) => {
       /time_per_token_p99.*estimate above the limit/,
     ],
     [
-      'the canary’s streams report no time per token (an older worker build): not measured, not held',
-      { ...clean40, baselinePerToken: spread(180, 20, 30) },
+      'the canary’s streams ended well and report no time per token (an older worker build): not measured, not held',
+      {
+        ...clean40,
+        baselinePerToken: spread(180, 20, 30),
+        streamsEnded: { baseline: 180, canary: 20, baselinePreviousSteps: 0 },
+      },
       'advance',
       ['pass', 'pass', 'pass', 'pass'],
-      /time_per_token_p99: .*not measured: 20 canary streams and none reported it/,
+      /time_per_token_p99: .*not measured: 20 canary streams ended and none reported it/,
     ],
     [
       'nor the baseline’s',
-      { ...clean40, canaryPerToken: spread(20, 20, 30) },
+      {
+        ...clean40,
+        canaryPerToken: spread(20, 20, 30),
+        streamsEnded: { baseline: 180, canary: 20, baselinePreviousSteps: 0 },
+      },
       'advance',
       ['pass', 'pass', 'pass', 'pass'],
       /time_per_token_p99: .*not measured: the baseline’s streams reported none/,
+    ],
+    [
+      'every canary stream left by its client mid-stream (a model too slow to wait for): not yet, never "not measured"',
+      {
+        ...clean40,
+        baselinePerToken: spread(180, 20, 30),
+        streamsEnded: { baseline: 180, canary: 0, baselinePreviousSteps: 0 },
+      },
+      'wait',
+      ['pass', 'pass', 'pass', 'not_yet'],
+      /time_per_token_p99: .*no such canary answers, where the traffic mix expects/,
     ],
     [
       'every stream 8× slower per token, baseline with enough streams for a bound: rollback on time per token',
