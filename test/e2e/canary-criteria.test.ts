@@ -92,6 +92,44 @@ for (const directStreams of [false, true]) {
 }
 
 t.test(
+  'a canary so slow that every client leaves its streams midway is held, never passed as "not measured"',
+  async (t) => {
+    // The SRE probe: streams their clients left were taken as "streams that report no time per token", and such a
+    // canary (a model twice as slow per token as its clients wait for) was promoted with "every criterion met".
+    const fast = await startMockUpstream({ defaults: { tokens: 5, intervalMs: 0 } });
+    t.teardown(() => fast.close());
+    const slow = await startMockUpstream({ defaults: { tokens: 5, intervalMs: 400 } });
+    t.teardown(() => slow.close());
+    const gw = await startGateway(t, {
+      versions: {
+        base: { weight: 100, upstream: { format: 'openai', url: fast.url + BASE_PATHS.openai } },
+        crawl: { weight: 0, upstream: { format: 'openai', url: slow.url + BASE_PATHS.openai } },
+      },
+      routing: { default: 'base' },
+    });
+    // Judged on the time per token alone; its clients give up 1 s into a stream of 2 s (after its first token).
+    const body = {
+      steps: [50, 100],
+      stepMs: 200,
+      maxStepMs: 5000,
+      minRequests: 20,
+      criteria: { errorRate: false, firstTokenP99: false, responseTimeP99: false },
+    };
+    t.equal((await admin(gw, 'POST', '/admin/versions/crawl/canary', body)).status, 202);
+    const { final } = await runCanaryToEnd(gw, 'crawl', {
+      path: '/v1/chat/completions',
+      method: 'POST',
+      body: STREAM,
+      concurrency: 16,
+      maxRequests: 20_000,
+      giveUpAfterMs: 1000,
+    });
+    t.equal(final.state, 'held', final.reason);
+    t.match(final.reason, /time_per_token_p99: .*no such canary answers/, 'waiting for values, not "not measured"');
+  },
+);
+
+t.test(
   'a canary failing 17 % of its requests against a baseline failing 25 % is rolled back on maxErrorRate',
   async (t) => {
     // Every other criterion is relative to the baseline, and this canary is better than its baseline: without the

@@ -22,6 +22,8 @@ export interface DriveOptions {
   checkEvery?: number;
   /** A request with no answer after this many ms is given up (destroyed), as an SDK's timeout does; counted as 0. */
   timeoutMs?: number;
+  /** A request not over this many ms after it was sent is given up (destroyed), mid-stream too; counted as 0. */
+  giveUpAfterMs?: number;
 }
 
 export interface DriveResult {
@@ -59,6 +61,10 @@ export async function drive(baseUrl: string, options: DriveOptions): Promise<Dri
         res.on('error', () => resolve());
       });
       if (options.timeoutMs !== undefined) req.setTimeout(options.timeoutMs, () => req.destroy());
+      if (options.giveUpAfterMs !== undefined) {
+        const timer = setTimeout(() => req.destroy(), options.giveUpAfterMs);
+        req.once('close', () => clearTimeout(timer));
+      }
       req.on('error', () => {
         result.byStatus.set(0, (result.byStatus.get(0) ?? 0) + 1);
         resolve();
