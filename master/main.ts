@@ -309,6 +309,7 @@ const stop = (signal: string): void => {
     return;
   }
   isClosing = true;
+  registry.stopRestarts();
   setWatch(false);
   // Running canaries stop where they are; a restarted master starts from the file's weights (SPEC §11).
   canaries.close();

@@ -95,6 +95,8 @@ export class VersionRegistry {
   readonly #onRemoved: ((name: string) => void) | undefined;
   readonly #onUnrouted: ((name: string) => void) | undefined;
   readonly #restartPolicy: RestartPolicy;
+  /** The master is shutting down: a worker that exits now is not restarted. */
+  #isStopping = false;
   #config: Config;
   #routingTable: RoutingTable;
   /**
@@ -225,6 +227,15 @@ export class VersionRegistry {
       throw new GraygateError('invalid_request', `version "${name}" is the last version with weight > 0`);
     if (state.isDeploying)
       throw new GraygateError('deploy_in_progress', `a deploy of ${name} is running; remove it once that finishes`);
+  }
+
+  /**
+   * The master is shutting down (SIGTERM, SIGINT): workers that exit from now on are not restarted. A SIGTERM to the
+   * whole process group (systemd's default KillMode, `kill -- -PGID`) reaches the workers too, which drain and exit on
+   * it; the master restarted each during its own drain (a probe).
+   */
+  stopRestarts(): void {
+    this.#isStopping = true;
   }
 
   /** The master's shutdown deadline: requests still waiting for a slot are answered with `err`. */
@@ -509,6 +520,13 @@ export class VersionRegistry {
   // wall-clock step must neither forgive a crash loop nor hold a stable worker's crash against it).
   #onCrash(state: VersionState, handle: WorkerHandle, report: ExitReport): void {
     if (state.isRemoved) return;
+    if (this.#isStopping) {
+      this.#log.info(
+        { version: state.name, instance: handle.instance, reason: report.reason },
+        'worker exited during shutdown, not restarted',
+      );
+      return;
+    }
     const slot = state.workers.indexOf(handle);
     if (slot === -1) return; // no longer the current build
     const policy = this.#restartPolicy;

@@ -271,3 +271,15 @@ t.test(
     t.ok(registry.isReady, 'serving again');
   },
 );
+
+t.test('a worker that exits once the master is shutting down is not restarted', async (t) => {
+  // A probe: a SIGTERM to the whole process group (systemd's default KillMode) reaches the workers, which drain and
+  // exit; the master restarted each during its own drain.
+  const fake = fakeFork('ready');
+  const { registry } = setup(t, fake, { v1: { entry: FAKE_WORKER_ENTRY, weight: 1 } });
+  await registry.startAll();
+  t.equal(await forksAfterCrash(t, fake, registry.require('v1')), 1, 'before: a crashed worker is restarted');
+  while (registry.require('v1').workers[0]!.state !== 'ready') await pollPause();
+  registry.stopRestarts();
+  t.equal(await forksAfterCrash(t, fake, registry.require('v1')), 0, 'shutting down: not restarted');
+});
