@@ -1,7 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { ERROR_KINDS, LOOP_DELAY_RESOLUTION_MS, METRIC, type ErrorKind } from '../shared/metric-names.js';
 import type { WorkerHealth, WorkerState } from './worker-handle.js';
-import { CANARY_STATES } from './canary/controller.js';
+import { CANARY_STATES, type CanaryStatus } from './canary/controller.js';
 import { METRIC_VERDICTS } from './canary/decision.js';
 import type { ClientConnectionsStatus } from './client-connections.js';
 import { RetiredTotals, newest, readWorkerMetrics, type MetricJson } from './retired-totals.js';
@@ -88,13 +88,7 @@ export interface MasterMetricsOptions {
   /** configHash of the applied config file (SPEC §13), read at scrape time. */
   configHash?: () => string;
   /** The last canary of each version (SPEC §11), read at scrape time. */
-  canaries?: () => Iterable<{
-    version: string;
-    state: string;
-    canaryPercent: number;
-    step: number;
-    decisions: ReadonlyArray<{ step: number; metric: string; verdict: string }>;
-  }>;
+  canaries?: () => Iterable<Pick<CanaryStatus, 'version' | 'state' | 'canaryPercent' | 'step' | 'decisions'>>;
   /** Canaries ended since the master started, by version and end state, read at scrape time. */
   canaryEnds?: () => Iterable<{ version: string; state: string; count: number }>;
   /** The main port's connections (master/client-connections.ts), read at scrape time. */

@@ -124,6 +124,15 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
     }
     return Number(raw);
   };
+  // As the CLI's: an answer of 0 tokens is no upstream to test a canary on.
+  const atLeastOne = (flag: string, raw: string): number => {
+    const n = count(flag, raw);
+    if (n === 0) {
+      process.stderr.write(`mock-upstream: --${flag} must be at least 1\n`);
+      process.exit(64);
+    }
+    return n;
+  };
   await runMockUpstreamCli({
     port,
     host: values.host,
@@ -131,6 +140,6 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
     failEvery: count('fail-every', values['fail-every']),
     firstByteMs: count('first-byte-ms', values['first-byte-ms']),
     intervalMs: values['interval-ms'] === undefined ? undefined : count('interval-ms', values['interval-ms']),
-    tokens: values.tokens === undefined ? undefined : count('tokens', values.tokens),
+    tokens: values.tokens === undefined ? undefined : atLeastOne('tokens', values.tokens),
   });
 }

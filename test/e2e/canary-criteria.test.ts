@@ -1,6 +1,6 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { connect } from 'node:net';
-import { admin, startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
+import { admin, startGateway, TEST_WORKER_ENTRY, type Gateway } from '../helpers/gateway.js';
 import { status } from '../helpers/wait.js';
 import { runCanaryToEnd } from '../helpers/load.js';
 import { scrape } from '../helpers/metrics.js';
@@ -36,24 +36,32 @@ function rawStream(url: string): Promise<string> {
   });
 }
 
+/**
+ * A gateway whose `base` (weight 100) streams five tokens written at once and whose `canary` (weight 0) streams them
+ * `intervalMs` apart, each from a mock upstream of its own (stopped at the test's end).
+ */
+async function tokenPaceGateway(t: Test, canary: string, intervalMs: number, directStreams = false): Promise<Gateway> {
+  const fast = await startMockUpstream({ defaults: { tokens: 5, intervalMs: 0 } });
+  t.teardown(() => fast.close());
+  const slow = await startMockUpstream({ defaults: { tokens: 5, intervalMs } });
+  t.teardown(() => slow.close());
+  return startGateway(t, {
+    ...(directStreams ? { limits: { directStreams: true } } : {}),
+    versions: {
+      base: { weight: 100, upstream: { format: 'openai', url: fast.url + BASE_PATHS.openai } },
+      [canary]: { weight: 0, upstream: { format: 'openai', url: slow.url + BASE_PATHS.openai } },
+    },
+    routing: { default: 'base' },
+  });
+}
+
 for (const directStreams of [false, true]) {
   t.test(
     `a canary whose tokens come 50 ms apart, against its baseline's at once, is rolled back${directStreams ? ' (limits.directStreams)' : ''}`,
     async (t) => {
       // Five tokens written at once against one every 50 ms: a gap no busy box closes (the mocks share this process
       // with the load, and a timer of a few ms became one of 100 when the box was busy).
-      const fast = await startMockUpstream({ defaults: { tokens: 5, intervalMs: 0 } });
-      t.teardown(() => fast.close());
-      const slow = await startMockUpstream({ defaults: { tokens: 5, intervalMs: 50 } });
-      t.teardown(() => slow.close());
-      const gw = await startGateway(t, {
-        ...(directStreams ? { limits: { directStreams: true } } : {}),
-        versions: {
-          base: { weight: 100, upstream: { format: 'openai', url: fast.url + BASE_PATHS.openai } },
-          slowtok: { weight: 0, upstream: { format: 'openai', url: slow.url + BASE_PATHS.openai } },
-        },
-        routing: { default: 'base' },
-      });
+      const gw = await tokenPaceGateway(t, 'slowtok', 50, directStreams);
       if (!directStreams) {
         // The worker's trailer is the master's: a client's stream ends with the last chunk and no trailer.
         const bytes = await rawStream(gw.url);
@@ -96,17 +104,7 @@ t.test(
   async (t) => {
     // The SRE probe: streams their clients left were taken as "streams that report no time per token", and such a
     // canary (a model twice as slow per token as its clients wait for) was promoted with "every criterion met".
-    const fast = await startMockUpstream({ defaults: { tokens: 5, intervalMs: 0 } });
-    t.teardown(() => fast.close());
-    const slow = await startMockUpstream({ defaults: { tokens: 5, intervalMs: 400 } });
-    t.teardown(() => slow.close());
-    const gw = await startGateway(t, {
-      versions: {
-        base: { weight: 100, upstream: { format: 'openai', url: fast.url + BASE_PATHS.openai } },
-        crawl: { weight: 0, upstream: { format: 'openai', url: slow.url + BASE_PATHS.openai } },
-      },
-      routing: { default: 'base' },
-    });
+    const gw = await tokenPaceGateway(t, 'crawl', 400);
     // Judged on the time per token alone; its clients give up 1 s into a stream of 2 s (after its first token).
     const body = {
       steps: [50, 100],

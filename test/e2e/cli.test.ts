@@ -250,6 +250,13 @@ t.test(
       t.match(run.stderr, /^mock-upstream: .*\nusage: /, `${args.join(' ')}: one line, then the usage`);
       t.notMatch(run.stderr, /\n\s+at /, 'no stack trace');
     }
+    for (const args of [
+      ['--tokens', '0'],
+      ['--interval-ms', 'soon'],
+    ]) {
+      const run = await runNode([entry, ...args]).done;
+      t.same([run.code, run.stderr.split('\n').length], [64, 2], `${args.join(' ')}: one line, exit 64 (as the CLI)`);
+    }
   },
 );
 
