@@ -107,12 +107,18 @@ export function createWorkerProxy(options: WorkerProxyOptions): WorkerProxy {
         if (ctx.phase === 'done' || ctx.isClientGone) return;
         if (ctx.proxyRes === undefined) {
           const isRefused = isRefusal(err);
-          // A kept-alive socket reset before any answer: the worker was gone before the request reached it, or died
-          // with it read. Only a request that may run twice is tried again (nginx's proxy_next_upstream without
-          // non_idempotent): a chat call the dead worker had started would spend its tokens again.
-          const isStaleSocket =
-            ctx.proxyReq?.reusedSocket === true && isReset(err) && IDEMPOTENT.has(ctx.req.method ?? '');
-          if ((isRefused || isStaleSocket) && retryUnreached(ctx, worker, isRefused)) return;
+          // A socket reset before any answer, when the worker may never have had the request: a kept-alive one (the
+          // worker was gone before the request reached it, or died with it read), or a fresh one whose reset came on
+          // a read or a write (the worker left bytes it was sent unread: the connection still in a dying worker's
+          // accept queue, or the request in its socket's buffer; one that had read it all closes cleanly, "socket
+          // hang up", and stays a 502). Only a request that may run twice is tried again (nginx's
+          // proxy_next_upstream without non_idempotent): a chat call the dead worker had started would spend its
+          // tokens again.
+          const isUnread =
+            isReset(err) &&
+            (ctx.proxyReq?.reusedSocket === true || isResetOnTransfer(err)) &&
+            IDEMPOTENT.has(ctx.req.method ?? '');
+          if ((isRefused || isUnread) && retryUnreached(ctx, worker, isRefused)) return;
           log.warn(
             {
               reqId: ctx.reqId,
@@ -141,6 +147,15 @@ export function isRefusal(err: NodeJS.ErrnoException): boolean {
 
 function isReset(err: NodeJS.ErrnoException): boolean {
   return err.code === 'ECONNRESET' || err.code === 'EPIPE';
+}
+
+/**
+ * A reset the socket's read or write reported: the peer closed with bytes it was sent unread (a TCP RST, an AF_UNIX
+ * peer released with its queue not empty or never accepted). A peer that closed having read everything is an end of
+ * stream, which node's client reports as "socket hang up" with no syscall.
+ */
+function isResetOnTransfer(err: NodeJS.ErrnoException): boolean {
+  return err.syscall === 'read' || err.syscall === 'write';
 }
 
 function onHeadersTimeout(ctx: RequestContext, refuse: (ctx: RequestContext, err: unknown) => void): void {

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { request } from 'node:http';
+import { request, type IncomingMessage } from 'node:http';
 import { startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
 import { httpRequest, json } from '../helpers/http.js';
 import { waitForStatus } from '../helpers/wait.js';
@@ -75,6 +75,33 @@ t.test(
       ['127.0.0.1', '127.0.0.1'],
       "with the client's headers, not the first try's",
     );
+  },
+);
+
+t.test(
+  'SIGKILL of a worker whose loop is stuck: a GET waiting in its accept queue is served by its replacement',
+  async (t) => {
+    // The kernel takes the connection while the worker's loop waits; the worker dies without having read it, and the
+    // connection is reset on the master's read (a worker that had read its request closes cleanly: 502). On 445e6ee
+    // the GET was answered 502 worker_error, as in CI's rare failures of the test above.
+    const gw = await startGateway(t, {
+      versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } },
+      // The worker is killed by the test, not for the health probes it misses while stuck.
+      limits: { maxSocketsPerWorker: 2, queueTimeoutMs: 60_000, healthIntervalMs: 60_000 },
+    });
+    // Its first line relayed: the worker's loop stops as it sent it.
+    const stuck = await new Promise<IncomingMessage>((resolve, reject) => {
+      request(`${gw.url}/block`, { agent: false }, resolve).on('error', reject).end();
+    });
+    const cut = new Promise<void>((resolve) => stuck.resume().on('close', resolve));
+    const queued = httpRequest(`${gw.url}/echo`);
+    const before = await waitForStatus(gw, (v) => v.v1!.workers[0]!.inflight === 2, 'the GET sent to the stuck worker');
+    const pid = before.v1!.workers[0]!.pid;
+    process.kill(pid, 'SIGKILL');
+    const served = await queued;
+    t.equal(served.status, 200, 'the GET was served');
+    t.not(json<{ pid: number }>(served).pid, pid, 'by the replacement');
+    await cut;
   },
 );
 
