@@ -85,7 +85,13 @@ export function createWorkerProxy(options: WorkerProxyOptions): WorkerProxy {
     // agent (or was destroyed): only then is the admission slot really free. This request's lease: a request tried
     // again has another by then.
     const lease = ctx.lease;
-    proxyReq.once('close', () => lease?.release());
+    proxyReq.once('close', () => {
+      // The worker closed it mid-answer (nothing here refused the request, its client is there): node frees the slot
+      // before the answer's own close (relay.ts), so the worker is marked first, as after a hang-up before any answer.
+      if (ctx.phase === 'relay' && ctx.errorCode === undefined && ctx.proxyRes?.complete === false)
+        lease?.worker.markSuspect();
+      lease?.release();
+    });
     // The body is on its way: the master need not hold it (its bytes count in the budget until the worker answers).
     proxyReq.once('finish', () => hooks.onBodySent(ctx));
     // A `102 Processing` from the worker is a sign of life while it waits for a slow upstream.
@@ -103,10 +109,14 @@ export function createWorkerProxy(options: WorkerProxyOptions): WorkerProxy {
       ctx.workerTimer = setTimeout(onHeadersTimeout, timeouts.headersMs, ctx, refuse);
       const call = { target: worker.endpoint, agent: worker.agent, buffer: new BodySource(ctx.body), ctx, timeouts };
       proxy.web(ctx.req, ctx.res, call, (err: Error) => {
-        // The client left: http-proxy-3 destroyed the worker request; nobody to answer.
-        if (ctx.phase === 'done' || ctx.isClientGone) return;
+        // The client left: http-proxy-3 destroyed the worker request; nobody to answer. Or the master answered it
+        // already (refuse: a timeout) and destroyed the worker request itself: not the worker's failure.
+        if (ctx.phase === 'done' || ctx.isClientGone || ctx.errorCode !== undefined) return;
         if (ctx.proxyRes === undefined) {
           const isRefused = isRefusal(err);
+          // Before the slot is freed (tried again or refused below): a request waiting for it must not go to a dying
+          // worker (WorkerHandle.markSuspect).
+          if (!isRefused && isReset(err)) worker.markSuspect();
           // A socket reset before any answer, when the worker may never have had the request: a kept-alive one (the
           // worker was gone before the request reached it, or died with it read), or a fresh one whose reset came on
           // a read or a write (the worker left bytes it was sent unread: the connection still in a dying worker's

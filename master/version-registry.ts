@@ -48,7 +48,7 @@ class VersionState implements VersionView {
   }
 
   get hasReadyWorker(): boolean {
-    return this.workers.some((w) => w.isAccepting);
+    return this.workers.some((w) => w.isAccepting || w.isPaused);
   }
 }
 
@@ -506,12 +506,15 @@ export class VersionRegistry {
   }
 
   #spawn(state: VersionState, build: Build, instance: number): WorkerHandle {
-    return this.#supervisor.spawn({
+    const handle = this.#supervisor.spawn({
       version: state.name,
       instance,
       build,
       onCrash: (handle, report) => this.#onCrash(state, handle, report),
     });
+    // Requests that waited while it was suspect (WorkerHandle.markSuspect) go now.
+    handle.on('resumed', () => state.admission.pump());
+    return handle;
   }
 
   // STYLE §23: only the current build's workers are restarted, with capped backoff,

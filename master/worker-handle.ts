@@ -96,6 +96,8 @@ const FINAL_METRICS_DEADLINE_MS = 1000;
 
 export interface WorkerHandleEvents {
   ready: [];
+  /** It answered the probe markSuspect sent: it takes requests again. */
+  resumed: [];
   exit: [ExitReport];
 }
 
@@ -111,6 +113,8 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
   #state: WorkerState = 'starting';
   /** Its socket refused a connection (markUnreachable). */
   #isUnreachable = false;
+  /** The probe markSuspect sent, until an answer to it or a later one (0: none out). */
+  #suspectProbe = 0;
   #child: ChildProcess | undefined;
   /** limits.directStreams: this worker process said it takes client connections (an older build would exit). */
   #takesConnections = false;
@@ -153,7 +157,11 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
     return this.#child?.pid;
   }
   get isAccepting(): boolean {
-    return this.#state === 'ready' && !this.#isUnreachable;
+    return this.#state === 'ready' && !this.#isUnreachable && this.#suspectProbe === 0;
+  }
+  /** Ready, but takes no request until it answers the probe markSuspect sent: requests wait for it. */
+  get isPaused(): boolean {
+    return this.#state === 'ready' && !this.#isUnreachable && this.#suspectProbe !== 0;
   }
 
   /**
@@ -163,6 +171,23 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
   markUnreachable(): void {
     this.#isUnreachable = true;
     this.#kill('SIGKILL');
+  }
+
+  /**
+   * A connection to it was closed or reset before any answer. It may be dying: a killed process's connections close
+   * before its exit is seen, and before its listening socket does, so a request its freed slot sends there now is lost
+   * with it (a POST, which cannot go twice, as a 502). Or it closed one for reasons of its own. Either way no request
+   * goes to it until it answers a probe sent now (its loop ran after the hang-up: microseconds when it is well); those
+   * that would wait for it meanwhile. A worker that never answers ends the wait by its exit, or is killed by the
+   * health probes (limits.healthMisses). nginx's max_fails takes a server out on one failed connection in the same way.
+   */
+  markSuspect(): void {
+    const child = this.#child;
+    if (this.#state !== 'ready' || this.#suspectProbe !== 0 || child === undefined) return;
+    this.#suspectProbe = this.#nextProbeId++;
+    this.#log.warn({ workerPid: child.pid }, 'worker hung up on a request: no new ones until it answers a probe');
+    // One whose channel is closed is exiting (a worker never closes it otherwise): it waits for the exit.
+    if (child.connected) child.send({ type: 'ping', id: this.#suspectProbe }, undefined, undefined, ignoreSendError);
   }
   get health(): WorkerHealth {
     return { ...this.#health };
@@ -553,6 +578,11 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
     this.#health.eventLoopDelayMs = msg.eventLoopDelayMs;
     // IPC keeps order and the worker reads its counters as it answers: each answer's are at least the one's before.
     if (Array.isArray(msg.counters)) this.#lastCounters = msg.counters;
+    // Its loop ran after the hang-up markSuspect saw: an answer to that probe or a later one (IPC keeps order).
+    if (this.#suspectProbe !== 0 && msg.replyTo >= this.#suspectProbe) {
+      this.#suspectProbe = 0;
+      if (this.#state === 'ready') this.emit('resumed');
+    }
     if (msg.replyTo !== this.#pendingProbe) return; // the latest probe is still out
     this.#pendingProbe = 0;
     this.#health.probeRoundTripMs = Math.max(0, performance.now() - this.#probeSentAtMs);

@@ -244,6 +244,34 @@ t.test(
   },
 );
 
+t.test(
+  'markSuspect: out of routing (paused) until it answers the probe sent then; a stopped one stays out',
+  async (t) => {
+    const fake = fakeFork('ready');
+    const w = handle(t, fake);
+    await w.start();
+    w.markSuspect();
+    t.same([w.isAccepting, w.isPaused], [false, true], 'paused at once');
+    await once(w, 'resumed');
+    t.same([w.isAccepting, w.isPaused], [true, false], 'takes requests again once it answered');
+    process.kill(w.pid!, 'SIGSTOP');
+    t.teardown(() => {
+      try {
+        process.kill(w.pid!, 'SIGCONT');
+      } catch {
+        // gone
+      }
+    });
+    w.markSuspect();
+    w.markSuspect(); // one probe out at a time
+    t.same([w.isAccepting, w.isPaused], [false, true], 'paused again');
+    const exit = once(w, 'exit');
+    w.markUnhealthy('missed probes');
+    await exit;
+    t.same([w.isAccepting, w.isPaused], [false, false], 'gone: neither');
+  },
+);
+
 t.test('workerExecArgv: profiling and heap flags pass, debugger ports and preloads do not', async (t) => {
   const { workerExecArgv } = await import('../../master/worker-process.js');
   const cases: Array<[string[], string[]]> = [
