@@ -111,7 +111,6 @@ export interface SwapTarget {
   build: Build;
   workers: WorkerHandle[];
   previousBuilds: Build[];
-  consecutiveCrashes: number;
   isDeploying: boolean;
   lastDeploy: DeployRecord | undefined;
   readonly isRemoved: boolean;
@@ -184,7 +183,6 @@ export function switchBuild(
   const previous = target.build;
   target.build = build;
   target.workers = workers;
-  target.consecutiveCrashes = 0;
   if (!isNew && kind !== 'rollback') {
     target.previousBuilds.push(previous);
     if (target.previousBuilds.length > MAX_PREVIOUS_BUILDS) target.previousBuilds.shift();

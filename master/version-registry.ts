@@ -28,7 +28,6 @@ class VersionState implements VersionView {
   readonly draining = new Set<WorkerHandle>();
   readonly admission: VersionAdmission<WorkerHandle>;
   restarts = 0;
-  consecutiveCrashes = 0;
   previousBuilds: Build[] = [];
   lastDeploy: DeployRecord | undefined;
   isDeploying = false;
@@ -533,12 +532,15 @@ export class VersionRegistry {
     const slot = state.workers.indexOf(handle);
     if (slot === -1) return; // no longer the current build
     const policy = this.#restartPolicy;
-    if (handle.readyAt > 0 && performance.now() - handle.readyAt > policy.stableAfterMs) state.consecutiveCrashes = 0;
-    state.consecutiveCrashes++;
-    const delayMs = nextRestartDelayMs(state.consecutiveCrashes, policy);
-    if (state.consecutiveCrashes > policy.maxConsecutiveCrashes) {
+    // Counted per instance, as Kubernetes counts a container's restarts: one crash of every instance at once (an OOM
+    // kill of the pod's processes) is one crash each, not a crash loop of the version (a probe's repro: 11 instances
+    // killed once each, the last restarted after 5 minutes).
+    const isStable = handle.readyAt > 0 && performance.now() - handle.readyAt > policy.stableAfterMs;
+    const crashes = (isStable ? 0 : handle.consecutiveCrashes) + 1;
+    const delayMs = nextRestartDelayMs(crashes, policy);
+    if (crashes > policy.maxConsecutiveCrashes) {
       this.#log.error(
-        { version: state.name, instance: handle.instance, crashes: state.consecutiveCrashes, delayMs },
+        { version: state.name, instance: handle.instance, crashes, delayMs },
         'worker keeps crashing, restarting it slowly',
       );
     } else {
@@ -551,6 +553,7 @@ export class VersionRegistry {
       if (state.isRemoved || state.workers[slot] !== handle) return;
       const replacement = this.#spawn(state, state.build, handle.instance);
       replacement.restarts = handle.restarts + 1;
+      replacement.consecutiveCrashes = crashes;
       state.workers[slot] = replacement;
       state.restarts++;
       replacement.start().then(

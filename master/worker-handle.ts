@@ -110,6 +110,11 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
   readonly settings: WorkerSettings;
   /** Crashes this instance slot has had, carried over to its replacement by the supervisor. */
   restarts = 0;
+  /**
+   * Crashes of this instance slot in a row, this process's predecessors' (the registry's restart backoff); a process
+   * up for the policy's stableAfterMs starts the count afresh, and a deploy's new handles start at 0.
+   */
+  consecutiveCrashes = 0;
   #state: WorkerState = 'starting';
   /** Its socket refused a connection (markUnreachable). */
   #isUnreachable = false;
@@ -421,7 +426,11 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
     if (this.#state === 'ready' || this.#state === 'starting') this.#state = 'draining';
     const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
     // A starting worker serves nothing and may not listen for IPC yet: SIGTERM it.
-    if (child.connected && !wasStarting) child.send({ type: 'shutdown', deadlineMs });
+    // One already dead, its channel's end not seen yet (killed by the health probes while it drained): the send fails
+    // with EPIPE, which without a callback is the child's 'error', taken for a failed start (a probe's repro: an
+    // error line with a stack, and the exit's reason "could not start: write EPIPE").
+    if (child.connected && !wasStarting)
+      child.send({ type: 'shutdown', deadlineMs }, undefined, undefined, ignoreSendError);
     else this.#kill('SIGTERM');
     const graceMs = this.#options.killGraceMs ?? KILL_GRACE_MS;
     const escalate = setTimeout(() => {

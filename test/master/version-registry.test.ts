@@ -239,6 +239,33 @@ t.test('crashes are restarted with backoff, up to the policy; intended exits are
   t.notOk(registry.isReady, '/readyz would say not ready');
 });
 
+t.test('crashes are counted per instance: every instance crashing once is no crash loop', async (t) => {
+  // A probe: 11 instances killed once each (an OOM kill of the pod's processes), the last restarted after 5 minutes.
+  const fake = fakeFork('crash-later');
+  const { registry } = setup(t, fake, { v1: { entry: FAKE_WORKER_ENTRY, weight: 1, instances: 3 } });
+  await registry.startAll();
+  const v1 = registry.require('v1');
+  for (const slot of [0, 1]) {
+    const worker = v1.workers[slot]!;
+    crash(worker);
+    await once(worker, 'exit');
+    while (v1.workers[slot] === worker || v1.workers[slot]!.state !== 'ready') await pollPause();
+  }
+  const forks = fake.children.length;
+  const third = v1.workers[2]!;
+  crash(third);
+  await once(third, 'exit');
+  // Longer than the backoff (≤ 5 ms): a fork round trip of another registry.
+  const { registry: other } = setup(t, fakeFork('ready'), { x: { entry: FAKE_WORKER_ENTRY, weight: 1 } });
+  await other.startAll();
+  t.equal(fake.children.length - forks, 1, "the third instance's first crash is restarted at once");
+  t.same(
+    v1.workers.map((w) => w.consecutiveCrashes),
+    [1, 1, 1],
+    'one crash in a row each',
+  );
+});
+
 t.test('a wall-clock step (NTP, a resumed VM) does not make a crash loop look stable', async (t) => {
   const fake = fakeFork('crash-later');
   const { registry } = setup(t, fake, { v1: { entry: FAKE_WORKER_ENTRY, weight: 1 } });

@@ -272,6 +272,28 @@ t.test(
   },
 );
 
+t.test('stopping a worker that died unseen: its exit says it was killed, not a failed start', async (t) => {
+  // A probe: an old build's worker killed by the health probes while it drained, then stopped by the deploy.
+  const fake = fakeFork('ready');
+  const w = handle(t, fake);
+  await w.start();
+  const pid = w.pid!;
+  w.markUnhealthy('missed probes'); // its SIGKILL
+  // Synchronously, so that this loop has not seen its channel close: the process is gone (a zombie, not reaped).
+  while (processState(pid) !== 'Z');
+  const exit = once(w, 'exit') as Promise<[ExitReport]>;
+  const stopped = w.stop(1000);
+  const [report] = await exit;
+  await stopped;
+  t.equal(report.reason, 'killed by SIGKILL');
+});
+
+/** The state letter of /proc/PID/stat ('Z': exited, not reaped yet). */
+function processState(pid: number): string {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+}
+
 t.test('workerExecArgv: profiling and heap flags pass, debugger ports and preloads do not', async (t) => {
   const { workerExecArgv } = await import('../../master/worker-process.js');
   const cases: Array<[string[], string[]]> = [
