@@ -25,6 +25,9 @@ export const PROXY_LATENCY_BUCKETS_S = [
   600,
 ];
 
+/** Worker states with no process any more. */
+const EXITED: ReadonlySet<WorkerState> = new Set(['crashed', 'stopped']);
+
 /** What the metrics read of a worker; WorkerHandle has it. */
 export interface WorkerView {
   readonly state: WorkerState;
@@ -173,7 +176,9 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
         this.reset();
         for (const [version, group] of versions()?.versions ?? []) {
           for (const w of [...group.workers, ...group.draining]) {
-            if (w.pid !== undefined && w.health.rssBytes > 0)
+            // A process that exited has none (a crash looping instance waits 5 minutes in its slot: a probe saw its
+            // dead PID's RSS there all that time).
+            if (w.pid !== undefined && w.health.rssBytes > 0 && !EXITED.has(w.state))
               this.set({ version, worker: workerLabel(version, w) }, read(w.health));
           }
         }

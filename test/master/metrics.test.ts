@@ -50,6 +50,16 @@ t.test('proxy latency buckets: sub-millisecond to seconds', async (t) => {
   t.equal(PROXY_LATENCY_BUCKETS_S.at(-1), 600, "last bucket at timeouts.totalMs's default");
 });
 
+t.test("health gauges: a worker's last probe while its process lives, none once it exited", async (t) => {
+  const alive = worker(0, 11, async () => []);
+  const dead = worker(1, 12, async () => [], 'crashed');
+  for (const w of [alive, dead]) Object.assign(w.health, { rssBytes: 50_000_000, eventLoopDelayMs: 3 });
+  const m = createMasterMetrics({ versions: () => ({ versions: new Map([['v1', version([alive, dead])]]) }) });
+  const text = await m.registry.metrics();
+  t.match(text, /graygate_worker_rss_bytes\{version="v1",worker="v1\/0\/11"\} 50000000/);
+  t.notMatch(text, /worker="v1\/1\/12"/, 'the crashed one (waiting for its restart) has no series');
+});
+
 t.test('master series: request counts, latency, rejections, gauges read at scrape time', async (t) => {
   const v1 = version([worker(0, 11, async () => []), worker(1, 12, async () => [], 'starting')], {
     admission: { queued: 3 },
