@@ -11,8 +11,6 @@ import { GraygateError } from '../shared/errors.js';
 export interface AdmissionTarget {
   /** Ready and not draining. */
   readonly isAccepting: boolean;
-  /** Ready, but taking no request for a moment (WorkerHandle.markSuspect): requests wait for it, not refused. */
-  readonly isPaused?: boolean;
 }
 
 export interface Lease<W extends AdmissionTarget> {
@@ -111,7 +109,7 @@ export class VersionAdmission<W extends AdmissionTarget> {
     const workers = this.#options.workers();
     const free = this.#pickFree(workers, prefer);
     if (free !== undefined) return this.#lease(free);
-    if (!workers.some((w) => w.isAccepting || w.isPaused === true)) return this.#noReadyWorker;
+    if (!workers.some((w) => w.isAccepting)) return this.#noReadyWorker;
     if (this.#waiters.size >= this.#options.maxQueue) return this.#queueFull;
     return undefined;
   }
@@ -146,7 +144,7 @@ export class VersionAdmission<W extends AdmissionTarget> {
     });
   }
 
-  /** Hands free slots to waiters; call when a worker becomes ready, or takes requests again. */
+  /** Hands free slots to waiters; call when a worker becomes ready. */
   pump(): void {
     while (this.#waiters.size > 0) {
       const free = this.#pickFree(this.#options.workers());

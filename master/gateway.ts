@@ -357,13 +357,22 @@ export function createGateway(options: GatewayOptions): Gateway {
       { reqId: ctx.reqId, version: ctx.version, workerPid: worker.pid, isRefused },
       'worker unreachable: request tried again',
     );
-    if (isRefused) worker.markUnreachable();
     clearTimeout(ctx.workerTimer);
     ctx.workerTimer = undefined;
     ctx.proxyReq = undefined;
-    ctx.lease?.release();
+    if (isRefused) {
+      worker.markUnreachable();
+      ctx.lease?.release();
+      ctx.lease = undefined;
+      admit(ctx, true);
+      return true;
+    }
+    // A reset: the worker may be dying, its exit not seen yet, and taking this request there again would lose it. It
+    // goes again once the worker has shown it is alive, or is gone (its slot is released then too: proxy.ts).
     ctx.lease = undefined;
-    admit(ctx, true);
+    worker.afterSignOfLife(() => {
+      if (ctx.phase !== 'done') admit(ctx, true);
+    });
     return true;
   }
 

@@ -86,11 +86,15 @@ export function createWorkerProxy(options: WorkerProxyOptions): WorkerProxy {
     // again has another by then.
     const lease = ctx.lease;
     proxyReq.once('close', () => {
-      // The worker closed it mid-answer (nothing here refused the request, its client is there): node frees the slot
-      // before the answer's own close (relay.ts), so the worker is marked first, as after a hang-up before any answer.
-      if (ctx.phase === 'relay' && ctx.errorCode === undefined && ctx.proxyRes?.complete === false)
-        lease?.worker.markSuspect();
-      lease?.release();
+      if (lease === undefined) return;
+      // The worker closed the connection under this request (before its answer: the error below; or in the middle of
+      // it, nothing here having refused the request and its client there): the slot waits for a sign of life.
+      const isHungUp =
+        ctx.isWorkerHungUp ||
+        (ctx.phase === 'relay' && ctx.errorCode === undefined && ctx.proxyRes?.complete === false);
+      ctx.isWorkerHungUp = false;
+      if (isHungUp) lease.worker.afterSignOfLife(() => lease.release());
+      else lease.release();
     });
     // The body is on its way: the master need not hold it (its bytes count in the budget until the worker answers).
     proxyReq.once('finish', () => hooks.onBodySent(ctx));
@@ -114,9 +118,8 @@ export function createWorkerProxy(options: WorkerProxyOptions): WorkerProxy {
         if (ctx.phase === 'done' || ctx.isClientGone || ctx.errorCode !== undefined) return;
         if (ctx.proxyRes === undefined) {
           const isRefused = isRefusal(err);
-          // Before the slot is freed (tried again or refused below): a request waiting for it must not go to a dying
-          // worker (WorkerHandle.markSuspect).
-          if (!isRefused && isReset(err)) worker.markSuspect();
+          // Its slot is freed once the worker shows it is alive (the close above, WorkerHandle.afterSignOfLife).
+          if (!isRefused && isReset(err)) ctx.isWorkerHungUp = true;
           // A socket reset before any answer, when the worker may never have had the request: a kept-alive one (the
           // worker was gone before the request reached it, or died with it read), or a fresh one whose reset came on
           // a read or a write (the worker left bytes it was sent unread: the connection still in a dying worker's

@@ -39,6 +39,8 @@ export class RequestContext {
   /** Bytes of the body budget this request holds; released once the body is written to the worker. */
   budgetBytes = 0;
   lease: Lease<WorkerHandle> | undefined = undefined;
+  /** The worker closed or reset its connection under this try before any answer (proxy.ts: its slot waits). */
+  isWorkerHungUp = false;
   workerPid: number | undefined = undefined;
   proxyReq: ClientRequest | undefined = undefined;
   proxyRes: IncomingMessage | undefined = undefined;

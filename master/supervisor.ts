@@ -94,6 +94,7 @@ export class Supervisor {
           shutdownTimeoutMs: limits.shutdownTimeoutMs,
           maxSocketsPerWorker: limits.maxSocketsPerWorker,
           workerHeadersTimeoutMs: limits.workerHeadersTimeoutMs,
+          maxHeaderBytes: limits.maxHeaderBytes,
         },
         logLevel: this.#options.logLevel ?? process.env['LOG_LEVEL'] ?? 'info',
         ...(this.#options.socketDir === undefined

@@ -47,7 +47,7 @@ class VersionState implements VersionView {
   }
 
   get hasReadyWorker(): boolean {
-    return this.workers.some((w) => w.isAccepting || w.isPaused);
+    return this.workers.some((w) => w.isAccepting);
   }
 }
 
@@ -505,15 +505,12 @@ export class VersionRegistry {
   }
 
   #spawn(state: VersionState, build: Build, instance: number): WorkerHandle {
-    const handle = this.#supervisor.spawn({
+    return this.#supervisor.spawn({
       version: state.name,
       instance,
       build,
       onCrash: (handle, report) => this.#onCrash(state, handle, report),
     });
-    // Requests that waited while it was suspect (WorkerHandle.markSuspect) go now.
-    handle.on('resumed', () => state.admission.pump());
-    return handle;
   }
 
   // STYLE §23: only the current build's workers are restarted, with capped backoff,

@@ -96,8 +96,6 @@ const FINAL_METRICS_DEADLINE_MS = 1000;
 
 export interface WorkerHandleEvents {
   ready: [];
-  /** It answered the probe markSuspect sent: it takes requests again. */
-  resumed: [];
   exit: [ExitReport];
 }
 
@@ -118,8 +116,8 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
   #state: WorkerState = 'starting';
   /** Its socket refused a connection (markUnreachable). */
   #isUnreachable = false;
-  /** The probe markSuspect sent, until an answer to it or a later one (0: none out). */
-  #suspectProbe = 0;
+  /** afterSignOfLife's callbacks, by the id of the ping sent for each (ids rise: the map is in their order). */
+  readonly #lifeWaiters = new Map<number, () => void>();
   #child: ChildProcess | undefined;
   /** limits.directStreams: this worker process said it takes client connections (an older build would exit). */
   #takesConnections = false;
@@ -162,11 +160,7 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
     return this.#child?.pid;
   }
   get isAccepting(): boolean {
-    return this.#state === 'ready' && !this.#isUnreachable && this.#suspectProbe === 0;
-  }
-  /** Ready, but takes no request until it answers the probe markSuspect sent: requests wait for it. */
-  get isPaused(): boolean {
-    return this.#state === 'ready' && !this.#isUnreachable && this.#suspectProbe !== 0;
+    return this.#state === 'ready' && !this.#isUnreachable;
   }
 
   /**
@@ -179,20 +173,20 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
   }
 
   /**
-   * A connection to it was closed or reset before any answer. It may be dying: a killed process's connections close
-   * before its exit is seen, and before its listening socket does, so a request its freed slot sends there now is lost
-   * with it (a POST, which cannot go twice, as a 502). Or it closed one for reasons of its own. Either way no request
-   * goes to it until it answers a probe sent now (its loop ran after the hang-up: microseconds when it is well); those
-   * that would wait for it meanwhile. A worker that never answers ends the wait by its exit, or is killed by the
-   * health probes (limits.healthMisses). nginx's max_fails takes a server out on one failed connection in the same way.
+   * Calls `callback` once the worker has shown it is alive after now (it answered a ping sent now: IPC keeps order), or
+   * once its process is gone. For the slot of a request whose connection to the worker closed under it (before or in
+   * the middle of its answer): the worker may be dying, as a killed process's connections close before its listening
+   * socket and before its exit is seen, and a request the slot went to now would be lost with it (a POST, which cannot
+   * go twice, as a 502). Microseconds when it is well; its exit otherwise (a stuck one is killed by the health probes).
+   * Only that slot waits: a client that makes the worker close connections on purpose (an early 431 and a close) holds
+   * its own slots a little longer, nobody else's. One whose channel is closed is exiting: its exit calls back.
    */
-  markSuspect(): void {
+  afterSignOfLife(callback: () => void): void {
     const child = this.#child;
-    if (this.#state !== 'ready' || this.#suspectProbe !== 0 || child === undefined) return;
-    this.#suspectProbe = this.#nextProbeId++;
-    this.#log.warn({ workerPid: child.pid }, 'worker hung up on a request: no new ones until it answers a probe');
-    // One whose channel is closed is exiting (a worker never closes it otherwise): it waits for the exit.
-    if (child.connected) child.send({ type: 'ping', id: this.#suspectProbe }, undefined, undefined, ignoreSendError);
+    if (child === undefined || this.#exitReport !== undefined) return callback();
+    const id = this.#nextProbeId++;
+    this.#lifeWaiters.set(id, callback);
+    if (child.connected) child.send({ type: 'ping', id }, undefined, undefined, ignoreSendError);
   }
   get health(): WorkerHealth {
     return { ...this.#health };
@@ -367,6 +361,8 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
         this.agent.destroy();
         for (const pending of this.#metricsWaiters.values()) pending(undefined);
         this.#metricsWaiters.clear();
+        const waiting = [...this.#lifeWaiters.values()];
+        this.#lifeWaiters.clear();
         const calls = [...this.#calls.values()];
         this.#calls.clear();
         for (const sink of calls) sink.lost();
@@ -385,6 +381,8 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
         // stopping during a deploy: the deploy was never answered); a no-op once ready.
         reject(new WorkerStartFailure(report));
         this.emit('exit', report);
+        // After the registry heard of the exit (its replacement is on its way): slots held for it are free now.
+        for (const callback of waiting) callback();
       });
     });
   }
@@ -587,10 +585,11 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
     this.#health.eventLoopDelayMs = msg.eventLoopDelayMs;
     // IPC keeps order and the worker reads its counters as it answers: each answer's are at least the one's before.
     if (Array.isArray(msg.counters)) this.#lastCounters = msg.counters;
-    // Its loop ran after the hang-up markSuspect saw: an answer to that probe or a later one (IPC keeps order).
-    if (this.#suspectProbe !== 0 && msg.replyTo >= this.#suspectProbe) {
-      this.#suspectProbe = 0;
-      if (this.#state === 'ready') this.emit('resumed');
+    // Its loop ran after each ping up to this one was sent (IPC keeps order).
+    for (const [id, callback] of this.#lifeWaiters) {
+      if (id > msg.replyTo) break;
+      this.#lifeWaiters.delete(id);
+      callback();
     }
     if (msg.replyTo !== this.#pendingProbe) return; // the latest probe is still out
     this.#pendingProbe = 0;

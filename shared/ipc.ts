@@ -40,7 +40,7 @@ export interface WorkerSettings {
    * the master's wait for a response's first byte, which the worker's `102 Processing` pings keep from firing.
    */
   limits: Pick<Limits, 'maxBodyBytes' | 'shutdownTimeoutMs'> &
-    Partial<Pick<Limits, 'maxSocketsPerWorker' | 'workerHeadersTimeoutMs'>>;
+    Partial<Pick<Limits, 'maxSocketsPerWorker' | 'workerHeadersTimeoutMs' | 'maxHeaderBytes'>>;
   logLevel: string;
   /**
    * Where to listen (issue 10): a unix socket in a directory only the master's user can enter.

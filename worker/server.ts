@@ -82,6 +82,9 @@ export interface WorkerServer {
 }
 
 /** The worker's HTTP surface (SPEC §5, §12): what clients reach through the master. */
+/** Room for the headers the master adds to a client's head, over its limits.maxHeaderBytes. */
+const MASTER_HEAD_ROOM_BYTES = 8 * 1024;
+
 export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
   const { settings, log } = options;
   const { upstream } = settings;
@@ -202,7 +205,13 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
     );
     call('responses', req, res, { request, isStream, includeUsage: false, encoding: 'float', choices: 1 });
   };
-  const server = createServer(handle);
+  // The head the master let through (up to its maxHeaderBytes) and what it adds to it (x-forwarded-*, x-request-id,
+  // the version's and its own timing headers, its framing): Node's default 16 KiB, the master's default too, made a
+  // head within a few hundred bytes of it the worker's bare 431, its body unread (a review's repro).
+  const server = createServer(
+    { maxHeaderSize: (settings.limits.maxHeaderBytes ?? DEFAULTS.limits.maxHeaderBytes) + MASTER_HEAD_ROOM_BYTES },
+    handle,
+  );
 
   // IPC calls not yet answered whole (a drain waits for them, as the server waits for its connections).
   let openCalls = 0;

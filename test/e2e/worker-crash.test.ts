@@ -112,7 +112,7 @@ for (const [where, path] of [
   ['mid-answer', '/hold?head=1'],
 ] as const) {
   t.test(
-    `a worker that hung up on a request ${where} gets none until it answers a probe: a waiting POST goes to its replacement`,
+    `a worker that hung up on a request ${where}: its slot waits for a sign of life, a waiting POST goes to its replacement`,
     async (t) => {
       // A killed worker's connections close before its listening socket, and the master sees them close before its
       // exit: on 445e6ee the POST waiting for the slot a closed request freed went to the dying worker's socket, was

@@ -4,7 +4,6 @@ import { GraygateError } from '../../shared/errors.js';
 
 class FakeWorker implements AdmissionTarget {
   isAccepting = true;
-  isPaused = false;
   constructor(readonly name: string) {}
 }
 
@@ -132,24 +131,6 @@ t.test('a worker becoming ready is pumped to waiters; a draining one gets nothin
   first.release();
   t.equal(adm.inflight(busy), 0);
   await t.rejects(acquire(make([busy], 2), new AbortController().signal), { code: 'no_ready_worker' });
-});
-
-t.test('a paused worker (suspect after a hang-up) gets nothing, and requests wait for it, not refused', async (t) => {
-  const w = new FakeWorker('w');
-  const adm = make([w], 2);
-  const first = await acquire(adm, new AbortController().signal);
-  w.isAccepting = false;
-  w.isPaused = true;
-  first.release();
-  t.equal(adm.inflight(w), 0, 'its slot freed');
-  const waiting = acquire(adm, new AbortController().signal);
-  t.equal(adm.queued, 1, 'waits instead of no_ready_worker');
-  adm.pump();
-  t.equal(adm.queued, 1, 'still paused: still waiting');
-  w.isAccepting = true;
-  w.isPaused = false;
-  adm.pump();
-  t.equal((await waiting).worker.name, 'w', 'served once it takes requests again');
 });
 
 t.test('close refuses new requests and serves the waiting ones; whenQueueEmpty says when none waits', async (t) => {

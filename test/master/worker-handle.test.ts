@@ -244,33 +244,30 @@ t.test(
   },
 );
 
-t.test(
-  'markSuspect: out of routing (paused) until it answers the probe sent then; a stopped one stays out',
-  async (t) => {
-    const fake = fakeFork('ready');
-    const w = handle(t, fake);
-    await w.start();
-    w.markSuspect();
-    t.same([w.isAccepting, w.isPaused], [false, true], 'paused at once');
-    await once(w, 'resumed');
-    t.same([w.isAccepting, w.isPaused], [true, false], 'takes requests again once it answered');
-    process.kill(w.pid!, 'SIGSTOP');
-    t.teardown(() => {
-      try {
-        process.kill(w.pid!, 'SIGCONT');
-      } catch {
-        // gone
-      }
-    });
-    w.markSuspect();
-    w.markSuspect(); // one probe out at a time
-    t.same([w.isAccepting, w.isPaused], [false, true], 'paused again');
-    const exit = once(w, 'exit');
-    w.markUnhealthy('missed probes');
-    await exit;
-    t.same([w.isAccepting, w.isPaused], [false, false], 'gone: neither');
-  },
-);
+t.test('afterSignOfLife: called once the worker answers a ping sent then, or once it is gone', async (t) => {
+  const fake = fakeFork('ready');
+  const w = handle(t, fake);
+  await w.start();
+  await new Promise<void>((resolve) => w.afterSignOfLife(resolve));
+  t.pass('a live worker answers');
+  process.kill(w.pid!, 'SIGSTOP');
+  t.teardown(() => {
+    try {
+      process.kill(w.pid!, 'SIGCONT');
+    } catch {
+      // gone
+    }
+  });
+  let calls = 0;
+  w.afterSignOfLife(() => calls++);
+  // Its answer would come only once its loop runs again: none while it is stopped; its exit instead.
+  const exit = once(w, 'exit');
+  w.markUnhealthy('missed probes');
+  await exit;
+  t.equal(calls, 1, 'called at its exit');
+  w.afterSignOfLife(() => calls++);
+  t.equal(calls, 2, 'and at once once it is gone');
+});
 
 t.test('stopping a worker that died unseen: its exit says it was killed, not a failed start', async (t) => {
   // A probe: an old build's worker killed by the health probes while it drained, then stopped by the deploy.
