@@ -188,6 +188,7 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
     this.#lifeWaiters.set(id, callback);
     if (child.connected) child.send({ type: 'ping', id }, undefined, undefined, ignoreSendError);
   }
+
   get health(): WorkerHealth {
     return { ...this.#health };
   }

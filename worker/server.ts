@@ -81,10 +81,10 @@ export interface WorkerServer {
   destroy(err?: Error): Promise<void>;
 }
 
-/** The worker's HTTP surface (SPEC §5, §12): what clients reach through the master. */
 /** Room for the headers the master adds to a client's head, over its limits.maxHeaderBytes. */
 const MASTER_HEAD_ROOM_BYTES = 8 * 1024;
 
+/** The worker's HTTP surface (SPEC §5, §12): what clients reach through the master. */
 export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
   const { settings, log } = options;
   const { upstream } = settings;
