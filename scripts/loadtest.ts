@@ -1,7 +1,7 @@
 import { USAGE, parseLoadtestArgs, type Args, type ScenarioName } from './loadtest/args.js';
 import { interruptSignal, stopAll } from './loadtest/processes.js';
 import { Progress } from './loadtest/progress.js';
-import { describeMachine, writeReport } from './loadtest/report.js';
+import { describeMachine, makeReportDir, writeReport } from './loadtest/report.js';
 import type { Scenario } from './loadtest/scenario.js';
 import { renderText } from './loadtest/table.js';
 import { runCapacity } from './loadtest/scenarios/capacity.js';
@@ -38,6 +38,17 @@ try {
   process.exit(2);
 }
 
+// Where the report goes, made before any load: a path that cannot hold it failed only after the whole run, its
+// figures lost (and node's recursive mkdir spins for ever under /proc).
+try {
+  makeReportDir(args.reportDir);
+} catch (err) {
+  process.stderr.write(
+    `loadtest: --report-dir ${args.reportDir}: ${err instanceof Error ? err.message : String(err)}\n`,
+  );
+  process.exit(2);
+}
+
 const signal = interruptSignal();
 const progress = new Progress({ isQuiet: false });
 const startedAt = new Date();
@@ -47,6 +58,8 @@ progress.phase(`loadtest ${args.scenario}`);
 try {
   const output = await SCENARIO_RUNNERS[args.scenario]({ args, signal, progress });
   progress.done();
+  // Interrupted, a scenario may still return what it had: a cut step's figures are not a result (the handler exits).
+  if (signal.aborted) throw signal.reason;
   const { scenario, reportDir: _dir, ...options } = args;
   const report = writeReport({
     dir: args.reportDir,
@@ -89,9 +102,7 @@ try {
   if (signal.aborted) {
     // the interrupt handler stops everything and exits
   } else {
-    process.stderr.write(
-      `loadtest ${args.scenario} failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
-    );
+    process.stderr.write(`loadtest ${args.scenario} failed: ${err instanceof Error ? err.message : String(err)}\n`);
     process.exitCode = 3;
   }
 } finally {

@@ -1,4 +1,6 @@
 import { parseArgs } from 'node:util';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { DEFAULT_REPORT_DIR } from './paths.js';
 
 // `npm run loadtest -- <scenario> [flags]` (SPEC §9, issue 6). Unknown flags
@@ -216,12 +218,48 @@ function list<T extends string>(name: string, raw: string | undefined, allowed: 
   return items as T[];
 }
 
+/** Longer than a timer can wait (2^31 − 1 ms, ~24.8 days): node would fire it after 1 ms, with a warning. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 function positive(name: string, raw: string | undefined, fallback: number): number;
 function positive(name: string, raw: string | undefined, fallback: undefined): number | undefined;
 function positive(name: string, raw: string | undefined, fallback: number | undefined): number | undefined {
   if (raw === undefined) return fallback;
   const n = Number(raw);
   if (!Number.isFinite(n) || n < 0) throw new Error(`--${name}: must be a number ≥ 0, got "${raw}"`);
+  return n;
+}
+
+/** A time in the unit `ms` milliseconds: above 0 and one a timer can wait. */
+function duration(name: string, raw: string | undefined, unitMs: number): number | undefined {
+  const n = positive(name, raw, undefined);
+  if (n === undefined) return undefined;
+  if (n === 0 || n * unitMs > MAX_TIMER_MS)
+    throw new Error(`--${name}: must be above 0 and at most ${MAX_TIMER_MS / unitMs}, got "${raw}"`);
+  return n;
+}
+
+/** A graygate tree whose build is there (its dist/master/main.js). */
+function buildRoot(name: string, raw: string | undefined): string | undefined {
+  if (raw === undefined) return undefined;
+  if (!existsSync(join(raw, 'dist', 'master', 'main.js')))
+    throw new Error(`--${name}: ${raw} has no dist/master/main.js (build it there with npm run build)`);
+  return raw;
+}
+
+/** A number of at least `min`. */
+function atLeast(name: string, raw: string | undefined, fallback: number, min: number): number {
+  const n = positive(name, raw, fallback);
+  if (n < min) throw new Error(`--${name}: must be ≥ ${min}, got "${raw}"`);
+  return n;
+}
+
+/** A whole number from `min` to `max`. */
+function between(name: string, raw: string | undefined, fallback: number, min: number, max: number): number {
+  const n = positive(name, raw, undefined);
+  if (n === undefined) return fallback;
+  if (!Number.isInteger(n) || n < min || n > max)
+    throw new Error(`--${name}: must be a whole number from ${min} to ${max}, got "${raw}"`);
   return n;
 }
 
@@ -310,7 +348,7 @@ export function parseLoadtestArgs(argv: string[]): Args {
   }
   return {
     scenario: scenario as ScenarioName,
-    durationS: positive('duration', values.duration, undefined),
+    durationS: duration('duration', values.duration, 1000),
     connections,
     isJson: values.json === true,
     isAssert: values.assert === true,
@@ -318,7 +356,14 @@ export function parseLoadtestArgs(argv: string[]): Args {
     logLevel: values['log-level'] ?? 'info',
     steps,
     p99Ms: positive('p99-ms', values['p99-ms'], 100),
-    instances: Math.max(1, positive('instances', values.instances ?? values.workers, 1)),
+    // The config's bound on a version's instances.
+    instances: between(
+      values.instances === undefined ? 'workers' : 'instances',
+      values.instances ?? values.workers,
+      1,
+      1,
+      64,
+    ),
     isNaive: values.naive === true,
     workerDelayMs: positive('worker-delay-ms', values['worker-delay-ms'], 1000),
     recoveryLimitS: positive('recovery-limit-s', values['recovery-limit-s'], 60),
@@ -331,8 +376,8 @@ export function parseLoadtestArgs(argv: string[]): Args {
     rounds: Math.max(1, positive('rounds', values.rounds, 3)),
     workloads: list('workloads', values.workloads, SSE_WORKLOADS),
     paths: list('paths', values.paths, SSE_PATHS).filter((p) => values.paths !== undefined || !BY_NAME_ONLY.has(p)),
-    graygateRoot: values['graygate-root'],
-    baselineRoot: values['baseline-root'],
+    graygateRoot: buildRoot('graygate-root', values['graygate-root']),
+    baselineRoot: buildRoot('baseline-root', values['baseline-root']),
     nodeFlags: flags(values['node-flags']),
     baselineNodeFlags: flags(values['baseline-node-flags']),
     cpuProfDir: values['cpu-prof-dir'],
@@ -346,6 +391,6 @@ export function parseLoadtestArgs(argv: string[]): Args {
     maxSockets: atLeastOne('max-sockets', values['max-sockets']),
     upstreamConnections: atLeastOne('upstream-connections', values['upstream-connections']),
     cases: list('cases', values.cases, CANARY_CASES),
-    rate: Math.max(1, positive('rate', values.rate, 100)),
+    rate: atLeast('rate', values.rate, 100, 1),
   };
 }

@@ -80,7 +80,9 @@ export function startFreshProbeProcess(options: Omit<FreshProbeOptions, 'timeout
           timeoutMs: 15_000,
           signal: options.signal,
         });
-        child.child.send('stop');
+        // Interrupted, the prober may be gone already (stopAll): its channel closed, the send fails; the reply's wait
+        // ends on the signal.
+        child.child.send('stop', (err) => void err);
         return await reply;
       } finally {
         await stopTracked(child, { graceMs: 1000 });

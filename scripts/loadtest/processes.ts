@@ -26,12 +26,23 @@ const running = new Set<Tracked>();
 const STDERR_TAIL_BYTES = 4096;
 
 function track(name: string, child: ChildProcess): Tracked {
-  if (child.pid === undefined) throw new Error(`${name} did not start`);
+  if (child.pid === undefined) {
+    child.once('error', () => undefined); // reported by the throw below: its 'error' comes next, unhandled it would end us
+    throw new Error(`${name} did not start`);
+  }
   let tail = '';
   child.stderr?.setEncoding('utf8').on('data', (d: string) => {
     tail = (tail + d).slice(-STDERR_TAIL_BYTES);
   });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  // A spawn that failed (its cwd or command missing) is an 'error' and no 'exit': it ends here as an exit, its reason
+  // in the tail a failed wait reports (an unhandled 'error' ended the load test with a stack).
+  const exited = new Promise<void>((resolve) => {
+    child.once('exit', () => resolve());
+    child.once('error', (err) => {
+      tail += `\n${name}: ${err.message}`;
+      resolve();
+    });
+  });
   const tracked: Tracked = { name, child, pid: child.pid, exited, stderrTail: () => tail, cleanups: [] };
   running.add(tracked);
   // The leader is gone; its group may not be (a worker that outlived its master).

@@ -1,6 +1,6 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { ScenarioOutput } from './scenario.js';
 import { renderMarkdown } from './table.js';
 
@@ -53,8 +53,25 @@ export interface WriteReportOptions {
   output: ScenarioOutput;
 }
 
+/**
+ * Makes the report directory and its missing parents, one level at a time (node 20's recursive mkdirSync spins for
+ * ever on a path under /proc); throws on a path that is a file or cannot be made.
+ */
+export function makeReportDir(dir: string): void {
+  const missing: string[] = [];
+  let at = resolve(dir);
+  while (!existsSync(at)) {
+    missing.unshift(at);
+    const parent = dirname(at);
+    if (parent === at) break;
+    at = parent;
+  }
+  if (missing.length === 0 && !statSync(at).isDirectory()) throw new Error('not a directory');
+  for (const path of missing) mkdirSync(path);
+}
+
 export function writeReport(options: WriteReportOptions): FullReport {
-  mkdirSync(options.dir, { recursive: true });
+  makeReportDir(options.dir);
   const stamp = options.startedAt.toISOString().replace(/[:.]/g, '-');
   const base = join(options.dir, `${options.scenario}-${stamp}`);
   const { output } = options;

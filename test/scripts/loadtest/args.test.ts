@@ -1,5 +1,14 @@
 import t from 'tap';
+import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseLoadtestArgs } from '../../../scripts/loadtest/args.js';
+import { makeReportDir } from '../../../scripts/loadtest/report.js';
+import { ROOT } from '../../helpers/root.js';
+
+// Trees with a build (this one) for the --*-root flags, which must have one.
+const A = ROOT;
+const B = join(ROOT, '.');
 
 // A flag a scenario would ignore is refused, naming where it is taken: `capacity --graygate-root /work/before`
 // measured this tree and said nothing (a read of docs/BENCHMARKS.md's commands against the code).
@@ -19,8 +28,8 @@ t.test('a flag a scenario would ignore is a usage error naming the scenarios tha
 });
 
 t.test('where a flag is taken, it is read', async (t) => {
-  t.equal(parseLoadtestArgs(['backlog', '--graygate-root', '/a', '--baseline-root', '/b']).baselineRoot, '/b');
-  t.equal(parseLoadtestArgs(['streams', '--graygate-root', '/a']).graygateRoot, '/a');
+  t.equal(parseLoadtestArgs(['backlog', '--graygate-root', A, '--baseline-root', B]).baselineRoot, B);
+  t.equal(parseLoadtestArgs(['streams', '--graygate-root', A]).graygateRoot, A);
   const hold = parseLoadtestArgs(['streams', '--hold', '--cpu-prof-dir', 'd', '--node-flags=--max-semi-space-size=1']);
   t.equal(hold.cpuProfDir, 'd');
   t.same(hold.nodeFlags, ['--max-semi-space-size=1']);
@@ -28,9 +37,9 @@ t.test('where a flag is taken, it is read', async (t) => {
     'compare',
     '--sse',
     '--graygate-root',
-    '/a',
+    A,
     '--baseline-root',
-    '/b',
+    B,
     '--cpu-prof-dir',
     'd',
     '--baseline-node-flags=--jitless',
@@ -38,11 +47,41 @@ t.test('where a flag is taken, it is read', async (t) => {
     '2',
   ]);
   t.match(sse, {
-    graygateRoot: '/a',
-    baselineRoot: '/b',
+    graygateRoot: A,
+    baselineRoot: B,
     cpuProfDir: 'd',
     baselineNodeFlags: ['--jitless'],
     instances: 2,
   });
   t.equal(parseLoadtestArgs(['capacity', '--workers', '3']).instances, 3);
+});
+
+t.test('values a run cannot honour are usage errors before it starts (a probe as a new operator)', async (t) => {
+  const refused: Array<[string[], RegExp]> = [
+    // A timer waits at most 2^31 − 1 ms: longer fired after 1 ms, and the run reported success.
+    [['capacity', '--duration', '1e99'], /^--duration: must be above 0 and at most/],
+    [['capacity', '--duration', '0'], /^--duration: must be above 0/],
+    // The config's bound: it failed only once graygate refused its config, with a stack.
+    [['capacity', '--instances', '65'], /^--instances: must be a whole number from 1 to 64/],
+    [['capacity', '--instances', '0'], /^--instances: must be a whole number from 1 to 64/],
+    [['canary', '--rate', '0'], /^--rate: must be ≥ 1/],
+    // A missing tree failed at its first spawn with an unhandled 'error' (spawn node ENOENT).
+    [['streams', '--graygate-root', '/nonexistent'], /^--graygate-root: \/nonexistent has no dist\/master\/main\.js/],
+  ];
+  for (const [argv, message] of refused) t.throws(() => parseLoadtestArgs(argv), message, argv.join(' '));
+});
+
+t.test('the report directory is made before the run, level by level; a file there is refused', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'graygate-report-dir-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  makeReportDir(join(dir, 'a', 'b'));
+  t.ok(statSync(join(dir, 'a', 'b')).isDirectory(), 'nested directories made');
+  makeReportDir(join(dir, 'a', 'b'));
+  t.pass('an existing directory is fine');
+  writeFileSync(join(dir, 'file'), '');
+  t.throws(() => makeReportDir(join(dir, 'file')), /not a directory/);
+  t.throws(() => makeReportDir(join(dir, 'file', 'sub')), { code: 'ENOTDIR' });
+  // node 20's recursive mkdirSync spun for ever here.
+  t.throws(() => makeReportDir('/proc/graygate-nope/reports'), { code: 'ENOENT' });
+  t.same(readdirSync(dir).sort(), ['a', 'file']);
 });
