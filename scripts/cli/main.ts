@@ -199,6 +199,16 @@ function positiveInt(value: string | undefined, flag: string): number | undefine
   return Number(value);
 }
 
+/** The longest a timer waits (2^31 − 1 ms, ~24.8 days): node fires a longer one after 1 ms, with a warning. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** A whole number up to `max` (a port, a time a timer can wait). */
+function upTo(value: string | undefined, flag: string, max: number): number | undefined {
+  const n = positiveInt(value, flag);
+  if (n !== undefined && n > max) usage(`${flag} must be at most ${max}, got ${value}`);
+  return n;
+}
+
 function atLeastOne(value: string | undefined, flag: string): number | undefined {
   const n = positiveInt(value, flag);
   if (n === 0) usage(`${flag} must be at least 1`);
@@ -274,7 +284,11 @@ async function run(argv: string[]): Promise<void> {
   const client = (): AdminClientOptions => {
     if (resolved !== undefined) return resolved;
     const { url, source } = resolveAdminUrl({ flag: values.admin, env: process.env });
-    resolved = { adminUrl: url, source, token: process.env['GRAYGATE_ADMIN_TOKEN'] };
+    const token = process.env['GRAYGATE_ADMIN_TOKEN'];
+    // One a header cannot carry (a newline pasted with it) was reported as the admin API being down (exit 69).
+    if (token !== undefined && !/^[\t\x20-\x7e\x80-\xff]*$/.test(token))
+      usage('GRAYGATE_ADMIN_TOKEN has a character an HTTP header cannot carry (a newline, a control character)');
+    resolved = { adminUrl: url, source, token };
     return resolved;
   };
   const watch = (): Promise<void> => {
@@ -313,11 +327,11 @@ async function run(argv: string[]): Promise<void> {
     case 'mock-upstream': {
       const { runMockUpstreamCli } = await import('../../shared/mock-upstream/main.js');
       return runMockUpstreamCli({
-        port: positiveInt(values.port, '--port') ?? 0,
+        port: upTo(values.port, '--port', 65_535) ?? 0,
         format: values.format,
         failEvery: positiveInt(values['fail-every'], '--fail-every'),
-        firstByteMs: positiveInt(values['first-byte-ms'], '--first-byte-ms'),
-        intervalMs: positiveInt(values['interval-ms'], '--interval-ms'),
+        firstByteMs: upTo(values['first-byte-ms'], '--first-byte-ms', MAX_TIMER_MS),
+        intervalMs: upTo(values['interval-ms'], '--interval-ms', MAX_TIMER_MS),
         tokens: atLeastOne(values.tokens, '--tokens'),
       });
     }
@@ -362,6 +376,14 @@ async function run(argv: string[]): Promise<void> {
       if (values.entry !== undefined) body['entry'] = resolve(values.entry);
       const instances = positiveInt(values.instances, '--instances');
       if (instances !== undefined) body['instances'] = instances;
+      // Ctrl-C stops the waiting, not the deploy (the master has it): an operator probe took the silent exit for a
+      // cancel.
+      process.once('SIGINT', () => {
+        process.stderr.write(
+          `graygate: interrupted; the deploy of ${name()} goes on in the master: see graygate status\n`,
+        );
+        process.exit(130);
+      });
       const result = await callAdmin<{
         lastDeploy: { from: string; to: string; durationMs: number; newPids: number[] };
       }>(client(), { method: 'POST', path: `/admin/versions/${encodeURIComponent(name())}/deploy`, body });

@@ -59,7 +59,7 @@ export async function runMockUpstreamCli(options: MockUpstreamCliOptions): Promi
     const why =
       code === 'EADDRINUSE'
         ? 'is in use; choose another with --port'
-        : `cannot be listened on (${code ?? (err as Error).message}); check --host and --port`;
+        : `cannot be listened on (${code ?? (err as Error).message}); check the address and --port`;
     process.stderr.write(`mock-upstream: ${host}:${port} ${why}\n`);
     process.exit(69);
   }

@@ -49,6 +49,10 @@ async function commands(t: Test, gw: Gateway, env: Record<string, string>): Prom
   const unauthorized = await cli(['status', ...a], { GRAYGATE_ADMIN_TOKEN: 'nope' });
   t.equal(unauthorized.code, 1);
   t.equal(unauthorized.stderr, 'graygate: 401 unauthorized: missing or wrong bearer token\n', 'one-line reason');
+  // An operator probe: a token with a newline pasted into it was "admin API unreachable … is graygate running?", 69.
+  const pasted = await cli(['status', ...a], { GRAYGATE_ADMIN_TOKEN: 'tok\n' });
+  t.equal(pasted.code, 64, 'a token a header cannot carry: a usage error');
+  t.match(pasted.stderr, /^graygate: GRAYGATE_ADMIN_TOKEN has a character an HTTP header cannot carry/);
 
   const unknown = await cli(['rollback', 'v9', ...a], env);
   t.equal(unknown.code, 1);
@@ -289,6 +293,11 @@ t.test(
     for (const flags of [
       ['--interval-ms', 'soon'],
       ['--tokens', '0'],
+      // An operator probe: past a timer's range node waited 1 ms (all tokens at once); a port past 65535 was an exit 69
+      // naming a --host the CLI has not.
+      ['--interval-ms', '99999999999'],
+      ['--first-byte-ms', '99999999999'],
+      ['--port', '99999'],
     ])
       t.equal((await runCli(['mock-upstream', ...flags])).code, 64, `${flags.join(' ')}: a usage error`);
   },
