@@ -179,7 +179,9 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
    * socket and before its exit is seen, and a request the slot went to now would be lost with it (a POST, which cannot
    * go twice, as a 502). Microseconds when it is well; its exit otherwise (a stuck one is killed by the health probes).
    * Only that slot waits: a client that makes the worker close connections on purpose (an early 431 and a close) holds
-   * its own slots a little longer, nobody else's. One whose channel is closed is exiting: its exit calls back.
+   * its own slots a little longer, nobody else's. One whose channel is closed cannot show it: it is exiting (a worker
+   * closes it no other way), or a build that can be neither probed nor trusted; it is taken out and killed, and its
+   * exit calls back.
    */
   afterSignOfLife(callback: () => void): void {
     const child = this.#child;
@@ -187,6 +189,7 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
     const id = this.#nextProbeId++;
     this.#lifeWaiters.set(id, callback);
     if (child.connected) child.send({ type: 'ping', id }, undefined, undefined, ignoreSendError);
+    else this.markUnreachable();
   }
 
   get health(): WorkerHealth {

@@ -269,6 +269,25 @@ t.test('afterSignOfLife: called once the worker answers a ping sent then, or onc
   t.equal(calls, 2, 'and at once once it is gone');
 });
 
+t.test(
+  'afterSignOfLife on a worker that closed its channel and lives on: it is killed, its exit calls back',
+  async (t) => {
+    // A review: such a build is never probed, so the slot would have waited for an exit that never came.
+    const fake = fakeFork('disconnects');
+    const w = handle(t, fake);
+    await w.start();
+    const child = fake.children[0]!;
+    const disconnected = once(child, 'disconnect');
+    t.equal(await get(w, '/disconnect'), 200);
+    await disconnected;
+    const exit = once(w, 'exit') as Promise<[ExitReport]>;
+    await new Promise<void>((resolve) => w.afterSignOfLife(resolve));
+    const [report] = await exit;
+    t.equal(report.signal, 'SIGKILL', 'killed');
+    t.notOk(w.isAccepting);
+  },
+);
+
 t.test('stopping a worker that died unseen: its exit says it was killed, not a failed start', async (t) => {
   // A probe: an old build's worker killed by the health probes while it drained, then stopped by the deploy.
   const fake = fakeFork('ready');
