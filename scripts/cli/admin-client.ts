@@ -81,13 +81,23 @@ export async function requestAdmin(options: AdminClientOptions, request: AdminRe
   // One line (SPEC §7): the problems a message lists on lines of their own joined by `; `, after its colon by a space.
   const message =
     error?.message?.replace(/:\n/g, ': ').split('\n').join('; ') ?? text.trim().split('\n').join(' ').slice(0, 200);
+  // Not graygate's error shape (an operator probe: another server's HTML 404 was printed as the error's message).
+  if (error === undefined || typeof error.code !== 'string')
+    throw new CliError(
+      `${status} from ${options.adminUrl}, which does not answer as a graygate admin API (${JSON.stringify(message.slice(0, 80))}); is that the admin port?${whereFrom(options.source)}`,
+      EXIT.apiError,
+      status,
+    );
   let hint = '';
-  if (error?.code === 'forbidden') {
+  // graygate's main port answers /admin/* with its own 404: a port mixed up.
+  if (error.code === 'not_found' && request.path.startsWith('/admin/'))
+    hint = '; hint: is that the main port? the admin API listens on admin.port (default 127.0.0.1:9000)';
+  if (error.code === 'forbidden') {
     // Loaded only here: shared/config.js brings the config schema, too heavy for every CLI start.
     const { isLoopbackHost } = await import('../../shared/config.js');
     hint = `; hint: ${forbiddenHint({ ...options, isLoopback: isLoopbackHost(new URL(options.adminUrl).hostname) })}`;
   }
-  throw new CliError(`${status} ${error?.code ?? 'error'}: ${message}${hint}`, EXIT.apiError, status);
+  throw new CliError(`${status} ${error.code}: ${message}${hint}`, EXIT.apiError, status);
 }
 
 /** An admin call's JSON answer. */

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { createServer } from 'node:http';
+import { createServer, type ServerResponse } from 'node:http';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { forbiddenHint, requestAdmin } from '../../../scripts/cli/admin-client.js';
@@ -60,5 +60,29 @@ t.test('an error listing problems on lines of their own is one line', async (t) 
     message:
       '400 invalid_config: config not reloaded, the running config stays: limits.nope: unknown key; ' +
       'versions.v2.weight: must be ≥ 0',
+  });
+});
+
+t.test('an answer that is not a graygate admin API says so; the main port is named as a likely mix-up', async (t) => {
+  // An operator probe: another server's HTML 404 was printed whole as the error; the main port's 404 had no hint.
+  const serve = async (answer: (res: ServerResponse) => void): Promise<string> => {
+    const server = createServer((_req, res) => answer(res)).listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    t.teardown(() => server.close());
+    return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  };
+  const other = await serve((res) => {
+    res.writeHead(404, { 'content-type': 'text/html' });
+    res.end('<!DOCTYPE HTML>\n<html><body>Not found</body></html>');
+  });
+  await t.rejects(requestAdmin({ adminUrl: other, token: undefined }, { method: 'GET', path: '/admin/status' }), {
+    message: new RegExp(`^404 from ${other}, which does not answer as a graygate admin API \\("<!DOCTYPE HTML>`),
+  });
+  const main = await serve((res) => {
+    res.writeHead(404, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ error: { code: 'not_found', message: 'no route for GET /admin/status' } }));
+  });
+  await t.rejects(requestAdmin({ adminUrl: main, token: undefined }, { method: 'GET', path: '/admin/status' }), {
+    message: /^404 not_found: no route for GET \/admin\/status; hint: is that the main port\?/,
   });
 });
