@@ -1,13 +1,11 @@
 import { isIPv4 } from 'node:net';
 import { z } from 'zod';
-import { DEFAULTS, VERSION_NAME } from './defaults.js';
+import { DEFAULTS, MAX_TIMER_MS, VERSION_NAME } from './defaults.js';
 
 // SPEC §2. One schema validates the config file, reloads and admin bodies
 // (STYLE §25): every problem is reported as `path: message`, unknown keys are
 // rejected, and the result is deep-frozen.
 
-/** The longest delay a Node timer takes: a longer one fires after 1 ms (with a warning), not never. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 const ms = z
   .number({ error: 'must be a number of milliseconds' })
   .int('must be an integer')

@@ -4,6 +4,9 @@
 
 export const VERSION_NAME = /^[a-z0-9][a-z0-9._-]{0,31}$/;
 
+/** The longest delay a Node timer takes: a longer one fires after 1 ms (with a warning), not never. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** Defaults with their units. Anything here can be overridden in the file. */
 export const DEFAULTS = {
   listen: { host: '0.0.0.0', port: 8000 },

@@ -2,6 +2,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { resolveAdminUrl } from './admin-address.js';
+import { MAX_TIMER_MS } from '../../shared/defaults.js';
 import { callAdmin, CliError, EXIT, type AdminClientOptions } from './admin-client.js';
 import { exitQuietlyOnBrokenPipe } from './broken-pipe.js';
 import { formatStatus, table, type StatusBody } from './format.js';
@@ -198,9 +199,6 @@ function positiveInt(value: string | undefined, flag: string): number | undefine
   if (!/^\d+$/.test(value)) usage(`${flag} must be a whole number, got ${JSON.stringify(value)}`);
   return Number(value);
 }
-
-/** The longest a timer waits (2^31 − 1 ms, ~24.8 days): node fires a longer one after 1 ms, with a warning. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** A whole number up to `max` (a port, a time a timer can wait). */
 function upTo(value: string | undefined, flag: string, max: number): number | undefined {

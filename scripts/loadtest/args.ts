@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { MAX_TIMER_MS } from '../../shared/defaults.js';
 import { DEFAULT_REPORT_DIR } from './paths.js';
 
 // `npm run loadtest -- <scenario> [flags]` (SPEC §9, issue 6). Unknown flags
@@ -217,9 +218,6 @@ function list<T extends string>(name: string, raw: string | undefined, allowed: 
     throw new Error(`--${name}: a comma-separated list of ${allowed.join(', ')}, got "${raw}"`);
   return items as T[];
 }
-
-/** Longer than a timer can wait (2^31 − 1 ms, ~24.8 days): node would fire it after 1 ms, with a warning. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 function positive(name: string, raw: string | undefined, fallback: number): number;
 function positive(name: string, raw: string | undefined, fallback: undefined): number | undefined;

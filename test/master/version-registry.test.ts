@@ -84,20 +84,25 @@ function crash(w: WorkerHandle): void {
 type Version = ReturnType<VersionRegistry['require']>;
 
 /** Crashes the version's worker and waits for its replacement to be ready. */
-async function crashAndAwaitRestart(version: Version): Promise<void> {
-  const worker = version.workers[0]!;
+async function crashAndAwaitRestart(version: Version, slot = 0): Promise<void> {
+  const worker = version.workers[slot]!;
   crash(worker);
   await once(worker, 'exit');
-  while (version.workers[0] === worker || version.workers[0]!.state !== 'ready') await pollPause();
+  while (version.workers[slot] === worker || version.workers[slot]!.state !== 'ready') await pollPause();
 }
 
 /**
  * Crashes the version's worker, then waits longer than the backoff (≤ 5 ms) by waiting on a full fork round trip of
  * another registry: how many forks the crash brought meanwhile.
  */
-async function forksAfterCrash(t: Parameters<typeof setup>[0], fake: FakeFork, version: Version): Promise<number> {
+async function forksAfterCrash(
+  t: Parameters<typeof setup>[0],
+  fake: FakeFork,
+  version: Version,
+  slot = 0,
+): Promise<number> {
   const forks = fake.children.length;
-  const last = version.workers[0]!;
+  const last = version.workers[slot]!;
   crash(last);
   await once(last, 'exit');
   const probe = fakeFork('ready');
@@ -245,20 +250,8 @@ t.test('crashes are counted per instance: every instance crashing once is no cra
   const { registry } = setup(t, fake, { v1: { entry: FAKE_WORKER_ENTRY, weight: 1, instances: 3 } });
   await registry.startAll();
   const v1 = registry.require('v1');
-  for (const slot of [0, 1]) {
-    const worker = v1.workers[slot]!;
-    crash(worker);
-    await once(worker, 'exit');
-    while (v1.workers[slot] === worker || v1.workers[slot]!.state !== 'ready') await pollPause();
-  }
-  const forks = fake.children.length;
-  const third = v1.workers[2]!;
-  crash(third);
-  await once(third, 'exit');
-  // Longer than the backoff (≤ 5 ms): a fork round trip of another registry.
-  const { registry: other } = setup(t, fakeFork('ready'), { x: { entry: FAKE_WORKER_ENTRY, weight: 1 } });
-  await other.startAll();
-  t.equal(fake.children.length - forks, 1, "the third instance's first crash is restarted at once");
+  for (const slot of [0, 1]) await crashAndAwaitRestart(v1, slot);
+  t.equal(await forksAfterCrash(t, fake, v1, 2), 1, "the third instance's first crash is restarted at once");
   t.same(
     v1.workers.map((w) => w.consecutiveCrashes),
     [1, 1, 1],
