@@ -221,10 +221,67 @@ function intervalMs(value: string | undefined): number | undefined {
   return Number(value) * 1000;
 }
 
+const CANARY_START_FLAGS = [
+  'baseline',
+  'steps',
+  'step',
+  'max-step',
+  'min-requests',
+  'on-inconclusive',
+  'alpha',
+  'non-inferiority',
+  'no-error-rate',
+  'no-first-token',
+  'no-response-time',
+  'no-time-per-token',
+  'latency-margin',
+  'max-error-rate',
+  'time-per-token-margin',
+] as const;
+
+/**
+ * The flags each command reads besides --admin, --json, --help and --version (`start` hands its own to the
+ * master, which refuses what it does not read). An operator probe: `deploy v2 --weight 10` deployed and left the
+ * weight as it was, saying nothing.
+ */
+function commandFlags(command: string, args: readonly string[], isWatch: boolean): readonly string[] | undefined {
+  switch (command) {
+    case 'status':
+      return isWatch ? ['watch', 'interval', 'iterations'] : ['watch'];
+    case 'top':
+      return ['interval', 'iterations'];
+    case 'add':
+      return ['entry', 'weight', 'instances'];
+    case 'deploy':
+      return ['entry', 'instances'];
+    case 'mock-upstream':
+      return ['port', 'format', 'fail-every', 'first-byte-ms', 'interval-ms', 'tokens'];
+    case 'canary':
+      if (args[0] === 'status') return ['wait', 'interval'];
+      if (args[0] === 'promote' || args[0] === 'abort') return [];
+      return CANARY_START_FLAGS;
+    case 'weights':
+    case 'rollback':
+    case 'remove':
+    case 'reload':
+      return [];
+    default:
+      return undefined; // an unknown command: its own usage error
+  }
+}
+
+/** What `command` is called in a usage message (`canary status`, `deploy`). */
+function commandName(command: string, args: readonly string[]): string {
+  return command === 'canary' && ['status', 'promote', 'abort', 'start'].includes(args[0] ?? '')
+    ? `canary ${args[0]}`
+    : command;
+}
+
 async function run(argv: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({
+  const { values, positionals, tokens } = parseArgs({
     args: argv,
     allowPositionals: true,
+    tokens: true,
     options: {
       admin: { type: 'string' },
       json: { type: 'boolean', default: false },
@@ -276,6 +333,18 @@ async function run(argv: string[]): Promise<void> {
     process.stdout.write(`${USAGE}\n`);
     if (command === undefined && !values.help) process.exitCode = EXIT.usage;
     return;
+  }
+  const own = commandFlags(command, args, values.watch);
+  if (own !== undefined) {
+    const stray = tokens.find(
+      (token) =>
+        token.kind === 'option' && !['admin', 'json', 'help', 'version', 'config', 'wait', ...own].includes(token.name),
+    );
+    if (stray?.kind === 'option')
+      usage(
+        `${commandName(command, args)} does not take ${stray.rawName}` +
+          (command === 'status' && ['interval', 'iterations'].includes(stray.name) ? ' without --watch' : ''),
+      );
   }
   // Resolved on first use: `mock-upstream` must not fail on an admin variable it never reads.
   let resolved: AdminClientOptions | undefined;

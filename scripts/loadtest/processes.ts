@@ -1,4 +1,5 @@
 import { fork, spawn, type ChildProcess, type ForkOptions, type SpawnOptions } from 'node:child_process';
+import { setMaxListeners } from 'node:events';
 
 // Every process a scenario starts goes through here (issue 6: "stops what it
 // started even when interrupted"). Each child leads its own process group, so
@@ -111,13 +112,17 @@ function killAllNow(): void {
   running.clear();
 }
 
+const INTERRUPT_EXIT_CODES: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 129, SIGINT: 130, SIGTERM: 143 };
+
 /**
- * Ctrl-C / SIGTERM: abort the scenario, stop what it started, exit 130/143.
+ * A signal that aborts on SIGINT/SIGTERM/SIGHUP (a closed terminal), once everything
+ * forkTracked has been asked to stop (twice: killed now); then exit 128 + the signal's number.
  * The scenario's own `finally` blocks also stop things; both paths are idempotent.
+ * Every concurrent stream of a scenario listens on it: no listener cap.
  */
-/** A signal that aborts on SIGINT/SIGTERM, once everything forkTracked has been asked to stop (twice: killed now). */
 export function interruptSignal(): AbortSignal {
   const abort = new AbortController();
+  setMaxListeners(0, abort.signal);
   installInterruptHandlers(abort);
   return abort.signal;
 }
@@ -125,7 +130,7 @@ export function interruptSignal(): AbortSignal {
 function installInterruptHandlers(abort: AbortController): void {
   let isStopping = false;
   const onSignal = (signal: NodeJS.Signals): void => {
-    const code = signal === 'SIGINT' ? 130 : 143;
+    const code = INTERRUPT_EXIT_CODES[signal] ?? 1;
     if (isStopping) {
       killAllNow();
       process.exit(code);
@@ -137,5 +142,6 @@ function installInterruptHandlers(abort: AbortController): void {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  process.on('SIGHUP', onSignal);
   process.on('exit', killAllNow);
 }

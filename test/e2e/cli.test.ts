@@ -194,6 +194,19 @@ t.test('CLI errors without a gateway', async (t) => {
   t.equal(config.code, 64);
   t.match(config.stderr, /^graygate: --config is for start only: status finds the admin API by --admin/);
   t.equal((await cli(['top', '--iterations', '0'])).code, 64);
+  // A flag the command does not read was dropped silently: `deploy v2 --weight 10` deployed and left the weight.
+  for (const [args, message] of [
+    [['deploy', 'v2', '--weight', '10'], 'deploy does not take --weight'],
+    [['rollback', 'v2', '--entry', 'x.js'], 'rollback does not take --entry'],
+    [['status', '--interval', '2'], 'status does not take --interval without --watch'],
+    [['canary', 'status', 'v2', '--steps', '5,100'], 'canary status does not take --steps'],
+    [['canary', 'abort', 'v2', '--alpha', '0.05'], 'canary abort does not take --alpha'],
+    [['mock-upstream', '--instances', '2'], 'mock-upstream does not take --instances'],
+  ] as const) {
+    const stray = await cli([...args]);
+    t.equal(stray.code, 64, args.join(' '));
+    t.match(stray.stderr, new RegExp(`^graygate: ${message}\n`), args.join(' '));
+  }
   // start hands the master its arguments, which it refuses but --config (a review: `start --port 8001` and `start F`
   // were dropped silently).
   for (const args of [

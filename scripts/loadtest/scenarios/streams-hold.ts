@@ -44,8 +44,8 @@ export const runStreamsHold: Scenario = async (ctx) => {
   const stops: Array<() => Promise<void>> = [];
   const run = new AbortController();
   const runSignal = AbortSignal.any([signal, run.signal]);
-  // Every stream listens on these: thousands of listeners are expected here.
-  setMaxListeners(0, signal, runSignal);
+  // Every stream listens on it: thousands of listeners are expected here.
+  setMaxListeners(0, runSignal);
   try {
     progress.phase('starting the mock upstream');
     const mockProcess = forkTracked('mock upstream', MOCK_UPSTREAM_ENTRY, [], { cwd: ROOT });
