@@ -326,22 +326,51 @@ export function parseLoadtestArgs(argv: string[]): Args {
   if (connections !== undefined && connections < 1) throw new Error('--connections: must be ≥ 1');
   if (values['direct-streams'] === true && !(scenario === 'streams' && values.hold === true))
     throw new Error('--direct-streams: only with streams --hold (compare --sse takes --paths direct-streams)');
-  // A flag that says which build or how many workers to measure is refused where the scenario would ignore it:
-  // `capacity --graygate-root /work/before` measured this tree without a word (a read of BENCHMARKS' commands against
-  // the code). Tuning flags of other scenarios (--rounds, --ramp-s, …) are still accepted and unused.
+  // A flag is refused where the scenario would ignore it: `capacity --graygate-root /work/before` measured this tree
+  // without a word (a read of BENCHMARKS' commands against the code), and `streams --duration 60` or `compare
+  // --rounds 5` (without --sse) ran as if neither had been given. Every flag but --json, --assert, --report-dir and
+  // --log-level is some scenarios' only.
   const isHold = scenario === 'streams' && values.hold === true;
   const isSse = scenario === 'compare' && values.sse === true;
+  const is = (...names: ScenarioName[]): boolean => (names as string[]).includes(scenario ?? '');
   const onlyIn: Array<[string, boolean, string]> = [
-    ['graygate-root', scenario === 'backlog' || scenario === 'streams' || isSse, 'backlog, streams, compare --sse'],
-    ['baseline-root', scenario === 'backlog' || isSse, 'backlog, compare --sse'],
+    ['duration', is('capacity', 'backlog', 'swap', 'compare', 'canary'), 'capacity, backlog, swap, compare, canary'],
+    ['connections', is('capacity', 'backlog', 'swap', 'compare'), 'capacity, backlog, swap, compare'],
+    ['steps', is('capacity'), 'capacity'],
+    ['p99-ms', is('capacity'), 'capacity'],
+    ['naive', is('backlog'), 'backlog'],
+    ['worker-delay-ms', is('backlog'), 'backlog'],
+    ['recovery-limit-s', is('backlog'), 'backlog'],
+    ['max-queue', is('backlog'), 'backlog'],
+    ['queue-timeout-ms', is('backlog'), 'backlog'],
+    ['streams', is('streams') || isSse, 'streams, compare --sse'],
+    ['tokens', is('streams', 'canary') || isSse, 'streams, compare --sse, canary'],
+    ['token-interval-ms', is('streams', 'canary') || isSse, 'streams, compare --sse, canary'],
+    ['sse', is('compare'), 'compare'],
+    ['rounds', isSse, 'compare --sse'],
+    ['workloads', isSse, 'compare --sse'],
+    ['paths', isSse, 'compare --sse'],
+    ['warm-s', isSse, 'compare --sse'],
+    ['hold', is('streams'), 'streams'],
+    ['ramp-s', isHold, 'streams --hold'],
+    ['hold-s', isHold, 'streams --hold'],
+    ['max-sockets', isHold, 'streams --hold'],
+    ['upstream-connections', isHold, 'streams --hold'],
+    ['memory-probe', isHold, 'streams --hold'],
+    ['heap-snapshot', isHold, 'streams --hold'],
+    ['cases', is('canary'), 'canary'],
+    ['rate', is('canary'), 'canary'],
+    ['graygate-root', is('backlog', 'streams') || isSse, 'backlog, streams, compare --sse'],
+    ['baseline-root', is('backlog') || isSse, 'backlog, compare --sse'],
     ['cpu-prof-dir', isHold || isSse, 'streams --hold, compare --sse'],
     ['node-flags', isHold || isSse, 'streams --hold, compare --sse'],
     ['baseline-node-flags', isSse, 'compare --sse'],
-    ['instances', scenario === 'capacity' || scenario === 'streams' || isSse, 'capacity, streams, compare --sse'],
-    ['workers', scenario === 'capacity' || scenario === 'streams' || isSse, 'capacity, streams, compare --sse'],
+    ['instances', is('capacity', 'streams') || isSse, 'capacity, streams, compare --sse'],
+    ['workers', is('capacity', 'streams') || isSse, 'capacity, streams, compare --sse'],
   ];
   for (const [flag, isTaken, where] of onlyIn) {
-    if (values[flag as keyof typeof values] !== undefined && !isTaken)
+    const value = values[flag as keyof typeof values];
+    if (value !== undefined && value !== false && !isTaken)
       throw new Error(`--${flag}: only with ${where} (${scenario} would ignore it)`);
   }
   return {

@@ -23,6 +23,16 @@ t.test('a flag a scenario would ignore is a usage error naming the scenarios tha
     [['streams', '--hold', '--baseline-node-flags=--jitless'], /^--baseline-node-flags: only with compare --sse/],
     [['compare', '--instances', '2'], /^--instances: only with capacity, streams, compare --sse \(compare/],
     [['canary', '--workers', '2'], /^--workers: only with/],
+    // Tuning flags too: each of these ran as if it had not been given.
+    [['streams', '--duration', '60'], /^--duration: only with capacity, backlog, swap, compare, canary \(streams/],
+    [['compare', '--rounds', '5'], /^--rounds: only with compare --sse \(compare/],
+    [['streams', '--ramp-s', '10'], /^--ramp-s: only with streams --hold/],
+    [['capacity', '--naive'], /^--naive: only with backlog \(capacity/],
+    [['canary', '--steps', '10,50'], /^--steps: only with capacity \(canary/],
+    [['backlog', '--tokens', '5'], /^--tokens: only with streams, compare --sse, canary \(backlog/],
+    [['swap', '--rate', '10'], /^--rate: only with canary \(swap/],
+    [['canary', '--connections', '5'], /^--connections: only with capacity, backlog, swap, compare \(canary/],
+    [['streams', '--heap-snapshot'], /^--heap-snapshot: only with streams --hold/],
   ];
   for (const [argv, message] of refused) t.throws(() => parseLoadtestArgs(argv), message, argv.join(' '));
 });
@@ -54,6 +64,22 @@ t.test('where a flag is taken, it is read', async (t) => {
     instances: 2,
   });
   t.equal(parseLoadtestArgs(['capacity', '--workers', '3']).instances, 3);
+  t.match(parseLoadtestArgs(['canary', '--duration', '5', '--rate', '50', '--tokens', '3', '--cases', 'equal']), {
+    durationS: 5,
+    rate: 50,
+    tokens: 3,
+    cases: ['equal'],
+  });
+  t.match(parseLoadtestArgs(['streams', '--hold', '--ramp-s', '2', '--hold-s', '3', '--max-sockets', '50']), {
+    rampS: 2,
+    holdS: 3,
+    maxSockets: 50,
+  });
+  t.match(parseLoadtestArgs(['compare', '--sse', '--rounds', '1', '--warm-s', '2', '--streams', '10']), {
+    rounds: 1,
+    warmS: 2,
+    streams: 10,
+  });
 });
 
 t.test('values a run cannot honour are usage errors before it starts (a probe as a new operator)', async (t) => {
