@@ -197,7 +197,6 @@ export function switchBuild(
   return old;
 }
 
-/** A started build that will not be used (another build of the same reload failed): stopped, the record says why. */
 /**
  * Why the new build cannot take traffic, if a worker of it is no longer ready: it was ready, then exited while
  * the swap waited (for its other instances, or for the other builds of a reload). Such a worker is in no
@@ -209,6 +208,7 @@ export function lostWorker(pending: PendingSwap<SwapTarget>): string | undefined
   return `a new worker of ${pending.target.name} (pid ${gone.pid ?? '?'}) stopped being ready before traffic moved`;
 }
 
+/** A started build that will not be used (another build of the same reload failed): stopped, the record says why. */
 export function cancelSwap(pending: PendingSwap<SwapTarget>, reason: string): void {
   for (const w of pending.workers) w.destroy();
   pending.record.phase = 'failed';

@@ -195,7 +195,6 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
   get health(): WorkerHealth {
     return { ...this.#health };
   }
-  /** http://127.0.0.1:port of the worker once ready. */
   /** Where the worker listens once ready: a unix socket or a loopback port. */
   get endpoint(): WorkerEndpoint {
     if (this.#endpoint === undefined) throw new Error(`worker ${this.version}#${this.instance} has no address yet`);

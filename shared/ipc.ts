@@ -93,8 +93,10 @@ export type WorkerToMaster =
     }
   | { type: 'fatal'; error: SerializedError }
   | { type: 'metrics'; replyTo: number; metrics: unknown[] }
-  /** Answer to `ping`, with what a stuck or bloated worker looks like from inside. */
-  /** `counters`: the worker's counters and histograms now (WorkerMetrics.collectCounters), when it keeps any. */
+  /**
+   * Answer to `ping`, with what a stuck or bloated worker looks like from inside. `counters`: the worker's counters
+   * and histograms now (WorkerMetrics.collectCounters), when it keeps any.
+   */
   | { type: 'pong'; replyTo: number; rssBytes: number; eventLoopDelayMs: number; counters?: unknown[] }
   /** The descriptor of connection `id` (IPC `conn`) arrived: the master may send the next one. */
   | { type: 'conn-taken'; id: number }

@@ -30,10 +30,6 @@ export const SSE_PATHS = [
 ] as const;
 export type SsePathKey = (typeof SSE_PATHS)[number];
 /**
- * canary --cases (issue 13): a canary failing 25 % of requests, one whose first token is 400 ms later, one equal to
- * its baseline.
- */
-/**
  * Paths `compare --sse` runs only when `--paths` names them: the prototypes (scripts/loadtest/onehop-prototype.ts,
  * rawbody-proxy.ts), and graygate with the experimental limits.directStreams.
  */
@@ -45,6 +41,10 @@ const BY_NAME_ONLY: ReadonlySet<string> = new Set([
   'baseline-direct-streams',
 ]);
 
+/**
+ * canary --cases (issue 13): a canary failing 25 % of requests, one whose first token is 400 ms later, one equal to
+ * its baseline.
+ */
 export const CANARY_CASES = ['error25', 'slow400', 'equal'] as const;
 export type CanaryCase = (typeof CANARY_CASES)[number];
 

@@ -155,7 +155,6 @@ export class UpstreamClient {
  * ~5 ms of the worker's CPU a stream; a small Buffer kept would also pin its 8 KiB pool slab.
  */
 
-/** The headers with our Content-Length, and no framing header of another case (undici refuses two). */
 /**
  * The call's headers, framed by the body's length when it has one, and asking for the answer unencoded: without
  * `Accept-Encoding` a server may compress (RFC 9110 §12.5.3), and nothing here decompresses (pipeline.ts refuses it).
