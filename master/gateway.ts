@@ -249,6 +249,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       return false;
     }
     ctx.forwardPath = factsResult.forwardPath;
+    ctx.routingFacts = factsResult.facts;
     // Issue 12 part 5: no x-user-id and no cookie — the JSON body's `user` may key the choice, once the body is read.
     if (needsStickyKey(factsResult.facts) && hasBody(req)) ctx.deferredFacts = factsResult.facts;
     else if (!choose(ctx, factsResult.facts)) return false;
@@ -312,6 +313,10 @@ export function createGateway(options: GatewayOptions): Gateway {
         if (deferred !== undefined) {
           ctx.deferredFacts = undefined;
           if (!choose(ctx, { ...deferred, stickyBody: top?.user })) return;
+        } else if (registry.versions.get(ctx.version!) !== ctx.group && !choose(ctx, ctx.routingFacts!)) {
+          // Its version was removed (a DELETE, a reload) while the body came: chosen again as if it came now (what
+          // was queued for it is still served), not refused 503 for a removal it could not see.
+          return;
         }
         admit(ctx);
       },

@@ -350,7 +350,11 @@ const onSighup = (): void => {
   if (isClosing) return log.info('SIGHUP during shutdown: no reload');
   operations.reload('SIGHUP').then(
     () => undefined, // logged by the reload itself (`config reloaded`)
-    (err: unknown) => log.error({ err: err instanceof Error ? err.message : err }, 'SIGHUP reload refused'),
+    (err: unknown) =>
+      // One queued behind a running reload may start after SIGTERM: refused then, as the signal itself would be.
+      isClosing
+        ? log.info('SIGHUP during shutdown: no reload')
+        : log.error({ err: err instanceof Error ? err.message : err }, 'SIGHUP reload refused'),
   );
 };
 process.on('SIGHUP', onSighup);

@@ -34,6 +34,8 @@ export class RequestContext {
   group: VersionView | undefined = undefined;
   /** Routing waits for the body: the head had no sticky key and the body's `user` may be one (issue 12 part 5). */
   deferredFacts: RoutingFacts | undefined = undefined;
+  /** What the head said for routing: chosen from again if the version was removed while the body came. */
+  routingFacts: RoutingFacts | undefined = undefined;
   /** The whole request body, read before a worker slot is taken (SPEC §4a). */
   body: Buffer = EMPTY_BODY;
   /** Bytes of the body budget this request holds; released once the body is written to the worker. */

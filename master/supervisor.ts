@@ -3,6 +3,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Limits } from '../shared/config.js';
+import { GraygateError } from '../shared/errors.js';
 import { PROTOCOL_VERSION } from '../shared/ipc.js';
 import type { Logger } from '../shared/log.js';
 import { WorkerHandle, type ForkFunction } from './worker-handle.js';
@@ -79,6 +80,8 @@ export class Supervisor {
 
   /** Creates a worker (call start() on it); watched from fork time, so a crash while others start is seen too. */
   spawn(options: SpawnOptions): WorkerHandle {
+    // stopAll stops the workers alive when it begins: one forked later would outlive the master.
+    if (this.#isStopping) throw new GraygateError('shutting_down', 'the master is shutting down: no worker is started');
     const limits = this.#options.limits();
     const { version, instance, build } = options;
     const handle = new WorkerHandle({

@@ -173,7 +173,7 @@ export class VersionRegistry {
 
   /** Adds a version; it becomes routable once its workers are ready (SPEC §6: 201 then). */
   async add(name: string, version: VersionConfig): Promise<VersionView> {
-    this.refuseDuringReload();
+    this.refuseChangesNow();
     if (this.#versions.has(name) || this.#adding.has(name)) {
       throw new GraygateError('version_exists', `version "${name}" exists; deploy to change its build`);
     }
@@ -190,7 +190,7 @@ export class VersionRegistry {
 
   /** Swaps a version's build (SPEC §6 deploy); answers when the old workers are gone. */
   async deploy(name: string, build: Build, options: SwapOptions = {}): Promise<VersionView> {
-    this.refuseDuringReload();
+    this.refuseChangesNow();
     const state = this.#state(name);
     await this.#swap(state, build, 'deploy', options.onSwitch);
     return state;
@@ -198,7 +198,7 @@ export class VersionRegistry {
 
   /** Deploys the build before the current one (SPEC §6 rollback). */
   async rollback(name: string, options: SwapOptions = {}): Promise<VersionView> {
-    this.refuseDuringReload();
+    this.refuseChangesNow();
     const state = this.#state(name);
     const previous = state.previousBuilds.at(-1);
     if (previous === undefined) throw new GraygateError('no_previous_build', `version "${name}" has no previous build`);
@@ -212,7 +212,7 @@ export class VersionRegistry {
    * weights that will hold by then (a canary aborted first gives its baseline the pair's sum).
    */
   assertRemovable(name: string, options: { weights?: Readonly<Record<string, number>> } = {}): void {
-    this.refuseDuringReload();
+    this.refuseChangesNow();
     const state = this.#state(name);
     if (this.#config.routing.default === name) {
       throw new GraygateError(
@@ -256,7 +256,7 @@ export class VersionRegistry {
    */
   setWeights(weights: Readonly<Record<string, number>>): void {
     // The reload's commit applies the file's weights: a change made meanwhile would be acknowledged, then undone.
-    this.refuseDuringReload();
+    this.refuseChangesNow();
     this.#checkWeights(weights);
     // A weight set to what it was moves nothing, and keeps the pair.
     for (const [name, weight] of Object.entries(weights))
@@ -367,7 +367,7 @@ export class VersionRegistry {
 
   /** What would make a reload fail half-way, checked before anything starts. */
   #checkReload(plan: ReloadPlan): void {
-    this.refuseDuringReload();
+    this.refuseChangesNow();
     for (const [name] of plan.adds) {
       if (this.#versions.has(name) || this.#adding.has(name))
         throw new GraygateError('version_exists', `config not reloaded: version "${name}" is being added meanwhile`);
@@ -397,6 +397,8 @@ export class VersionRegistry {
     if (failures.length === 0) return pending;
     for (const p of pending) cancelSwap(p, 'another build of the same reload did not become ready');
     for (const [name] of plan.adds) this.#adding.delete(name);
+    const stopped = failures.find((err) => err instanceof GraygateError && err.code === 'shutting_down');
+    if (stopped !== undefined) throw stopped;
     throw new GraygateError(
       'deploy_failed',
       `config not reloaded, nothing changed: ${failures.map((err) => err.message).join('; ')}`,
@@ -419,7 +421,18 @@ export class VersionRegistry {
 
   #startSwap(state: VersionState, build: Build, kind: DeployKind): Promise<PendingSwap<VersionState>> {
     const isNew = kind === 'add' || !this.#versions.has(state.name);
-    return startSwap(state, build, { kind, isNew, log: this.#log, spawn: (i) => this.#spawn(state, build, i) });
+    return startSwap(state, build, { kind, isNew, log: this.#log, spawn: (i) => this.#spawn(state, build, i) }).catch(
+      (err: unknown) => {
+        // The shutdown stopped the new build as it started: not the build's failure (500 deploy_failed "killed by
+        // SIGTERM" blamed it).
+        if (!this.#isStopping) throw err;
+        throw new GraygateError(
+          'shutting_down',
+          `the master is shutting down: the ${kind} of ${state.name} was stopped, nothing changed`,
+          { cause: err },
+        );
+      },
+    );
   }
 
   /** The swap's second half, synchronous; a new version becomes routable here. Returns the old workers. */
@@ -469,8 +482,14 @@ export class VersionRegistry {
     this.#onRemoved?.(state.name);
   }
 
-  /** 409 while a reload starts builds (SPEC §6): add, deploy, rollback, remove, weights and canaries wait for it. */
-  refuseDuringReload(): void {
+  /**
+   * What an operator's change (add, deploy, rollback, remove, weights, a reload, canaries) checks first: 409 while a
+   * reload starts builds (SPEC §6), which its commit would undo; 503 once the master is shutting down (a deploy whose
+   * body came after SIGTERM forked workers the shutdown had not counted, and answered 200).
+   */
+  refuseChangesNow(): void {
+    if (this.#isStopping)
+      throw new GraygateError('shutting_down', 'the master is shutting down: nothing is changed now');
     if (this.#isReloading)
       throw new GraygateError('deploy_in_progress', 'a config reload is starting builds; try again once it ends');
   }

@@ -132,6 +132,8 @@ export class Operations {
   /** PUT /admin/weights: the named weights at once, others unchanged. */
   setWeights(raw: unknown): StatusBody {
     const weights = parseBody(weightsBody, raw);
+    // A reload starting builds is the first thing to wait for: "abort the canary first" would be refused too.
+    this.#registry.refuseChangesNow();
     for (const name of Object.keys(weights)) {
       const canary = this.#canaries.activeFor(name);
       if (canary !== undefined) {

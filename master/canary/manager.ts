@@ -22,8 +22,11 @@ export interface CanaryVersions extends WeightsPort {
   /** 404 unknown_version when the version does not exist. */
   require(name: string): { readonly isDeploying: boolean };
   readonly config: { readonly routing: { readonly default: string } };
-  /** 409 deploy_in_progress while a reload starts builds: its commit ends every canary (acknowledged, then ended). */
-  refuseDuringReload(): void;
+  /**
+   * 409 deploy_in_progress while a reload starts builds: its commit ends every canary (acknowledged, then ended);
+   * 503 shutting_down once the master stops.
+   */
+  refuseChangesNow(): void;
 }
 
 export interface CanaryManagerOptions {
@@ -58,7 +61,7 @@ export class CanaryManager {
   /** POST /admin/versions/:name/canary → 202 with its status. */
   start(name: string, raw: unknown): CanaryStatus {
     this.#versions.require(name);
-    this.#versions.refuseDuringReload();
+    this.#versions.refuseChangesNow();
     const plan = parseCanaryPlan(name, raw, this.#versions.config.routing.default);
     for (const version of [plan.canary, plan.baseline]) {
       // A canary must judge one build of each version: one that starts mid-deploy would judge the old
@@ -153,6 +156,8 @@ export class CanaryManager {
   /** An operator's abort or promote: the running or held canary of `name` (404 without one), ended by `end`. */
   #endByHand(name: string, end: (controller: CanaryController) => void): CanaryStatus {
     this.#versions.require(name);
+    // A promotion during a reload was answered 200, then undone by the reload's commit, as a weight change would be.
+    this.#versions.refuseChangesNow();
     const controller = this.#byCanary.get(name);
     if (controller === undefined || !controller.isActive)
       throw new GraygateError('not_found', `version "${name}" has no running or held canary`);

@@ -155,3 +155,50 @@ t.test('removing a version serves the requests already waiting for it, then drai
   t.equal(served.headers['x-graygate-version'], 'v2');
   t.equal((await removed).status, 200);
 });
+
+t.test('a request whose version is removed while its body comes is routed again, not refused', async (t) => {
+  const gw = await startGateway(t, {
+    versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 50 }, v2: { entry: TEST_WORKER_ENTRY, weight: 50 } },
+  });
+  // A user the sticky hash sends to v2 (one of the first few: the split is even).
+  let user = '';
+  for (let i = 0; user === '' && i < 64; i++)
+    if (
+      (await httpRequest(`${gw.url}/stats`, { headers: { 'x-user-id': `u${i}` } })).headers['x-graygate-version'] ===
+      'v2'
+    )
+      user = `u${i}`;
+  t.not(user, '', 'a user routed to v2');
+  const body = JSON.stringify({ hello: 'world' });
+  // Its head is routed (to v2) when the master asks for the body: 100 Continue.
+  const answer = new Promise<{ status: number; version: unknown; text: string }>((resolve, reject) => {
+    const req = request(`${gw.url}/echo`, {
+      method: 'POST',
+      agent: false,
+      headers: {
+        'x-user-id': user,
+        'content-type': 'application/json',
+        'content-length': body.length,
+        expect: '100-continue',
+      },
+    });
+    req.on('continue', () => {
+      void admin(gw, 'DELETE', '/admin/versions/v2').then((removed) => {
+        t.equal(removed.status, 200, 'v2 removed while the body is unsent');
+        req.end(body);
+      }, reject);
+    });
+    req.on('response', (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (text += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, version: res.headers['x-graygate-version'], text }));
+    });
+    req.on('error', reject);
+    req.flushHeaders();
+  });
+  const served = await answer;
+  t.equal(served.status, 200, 'served, not 503 "version was removed"');
+  t.equal(served.version, 'v1', 'by the version routing has now');
+  t.match(served.text, /world/, 'with its body');
+});

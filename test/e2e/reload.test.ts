@@ -192,9 +192,11 @@ t.test('a new worker that exits while the reload waits for another build: nothin
 
 t.test('weights and canaries wait for a reload that is starting builds: its commit would undo them', async (t) => {
   // A probe's repro: PUT /admin/weights during a reload answered 200, then the commit put the file's weight back;
-  // a canary started then was acknowledged (202) and ended by the commit.
+  // a canary started then was acknowledged (202) and ended by the commit; so was a running one's promotion.
   const versions = { v1: { entry: TEST_WORKER_ENTRY, weight: 50 }, v2: { entry: TEST_WORKER_ENTRY, weight: 50 } };
   const gw = await startGateway(t, { versions });
+  const running = await admin(gw, 'POST', '/admin/versions/v2/canary', { steps: [70, 100], stepMs: 60_000 });
+  t.equal(running.status, 202, 'a canary runs when the reload begins');
   const gate = join(dirname(gw.configPath), 'release-v2');
   gw.writeConfig({
     versions: {
@@ -214,6 +216,14 @@ t.test('weights and canaries wait for a reload that is starting builds: its comm
   });
   t.equal(canary.status, 409);
   t.equal(canary.body.error.code, 'deploy_in_progress');
+  for (const [method, path] of [
+    ['POST', '/admin/versions/v2/canary/promote'],
+    ['DELETE', '/admin/versions/v2/canary'],
+  ] as const) {
+    const ended = await admin<{ error: { code: string } }>(gw, method, path);
+    t.equal(ended.status, 409, `${method} ${path}`);
+    t.equal(ended.body.error.code, 'deploy_in_progress');
+  }
   writeFileSync(gate, '');
   t.equal((await reload).status, 200);
   const after = await status(gw);

@@ -292,6 +292,36 @@ t.test(
   },
 );
 
+t.test(
+  'once the master shuts down, a change is 503 shutting_down and a deploy it cut is not the build failing',
+  async (t) => {
+    // An admin probe: a deploy whose body came after SIGTERM forked a worker the shutdown had not counted and answered
+    // 200; one running at the signal answered 500 deploy_failed "killed by SIGTERM", blaming its build.
+    const fake = fakeFork('ready');
+    const { supervisor, registry } = setup(t, fake, { v1: { entry: FAKE_WORKER_ENTRY, weight: 1 } });
+    await registry.startAll();
+    const v1 = registry.require('v1');
+    const forks = fake.children.length;
+    fake.mode = 'silent'; // never ready: the deploy is starting its build when the shutdown begins
+    const cut = registry.deploy('v1', { ...v1.build, env: { BUILD: 'b2' } });
+    while (fake.children.length === forks) await pollPause();
+    registry.stopRestarts();
+    const stopped = supervisor.stopAll(500);
+    await t.rejects(cut, { code: 'shutting_down', message: /the deploy of v1 was stopped, nothing changed/ });
+    await stopped;
+    fake.mode = 'ready';
+    await t.rejects(registry.deploy('v1', { ...v1.build, env: { BUILD: 'b3' } }), { code: 'shutting_down' });
+    await t.rejects(registry.add('v2', versionSchema.parse({ entry: FAKE_WORKER_ENTRY, weight: 0 })), {
+      code: 'shutting_down',
+    });
+    t.throws(() => registry.setWeights({ v1: 2 }), { code: 'shutting_down' });
+    t.throws(() => supervisor.spawn({ version: 'v1', instance: 0, build: v1.build, onCrash: () => undefined }), {
+      code: 'shutting_down',
+    });
+    t.equal(fake.children.length, forks + 1, 'nothing forked after the shutdown began');
+  },
+);
+
 t.test('a worker that exits once the master is shutting down is not restarted', async (t) => {
   // A probe: a SIGTERM to the whole process group (systemd's default KillMode) reaches the workers, which drain and
   // exit; the master restarted each during its own drain.
