@@ -45,8 +45,10 @@ export async function shutdown(options: ShutdownOptions): Promise<void> {
   const { main, admin, inflight, refuseQueued, supervisor, log, deadlineMs } = options;
   // Monotonic: a wall-clock step (NTP, a resumed VM) must not shorten or stretch the drain.
   const started = performance.now();
-  // net's close: no new connections. http's would also close idle ones at once (Node ≥ 19).
-  for (const server of [main, admin]) NetServer.prototype.close.call(server);
+  // net's close: no new connections. http's would also close idle ones at once (Node ≥ 19). The admin port stays
+  // open until the workers have stopped, as Envoy's admin interface does while it drains: status and /metrics are
+  // what an operator watches a drain with (calls that change something are refused 503 shutting_down).
+  NetServer.prototype.close.call(main);
   let deadline: NodeJS.Timeout | undefined;
   const timedOut = new Promise<void>((resolve) => {
     deadline = setTimeout(() => {
@@ -74,6 +76,7 @@ export async function shutdown(options: ShutdownOptions): Promise<void> {
   await supervisor.stopAll(remainingMs);
   // An admin call that waited for a worker (a deploy's new build) was answered as the workers stopped.
   await new Promise((resolve) => setImmediate(resolve));
+  NetServer.prototype.close.call(admin);
   admin.closeAllConnections();
   log.info({ durationMs: Math.round(performance.now() - started) }, 'graygate stopped');
 }

@@ -2,6 +2,7 @@ import t from 'tap';
 import { admin, startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
 import { httpRequest, json } from '../helpers/http.js';
 import { isAlive, status, waitForStatus } from '../helpers/wait.js';
+import { once } from 'node:events';
 import { request } from 'node:http';
 
 t.test('admin token: 401 without it, 200 with it, /metrics included', async (t) => {
@@ -201,4 +202,30 @@ t.test('a request whose version is removed while its body comes is routed again,
   t.equal(served.status, 200, 'served, not 503 "version was removed"');
   t.equal(served.version, 'v1', 'by the version routing has now');
   t.match(served.text, /world/, 'with its body');
+});
+
+t.test('while the master drains after SIGTERM, the admin port answers reads and refuses changes', async (t) => {
+  // An admin probe: the admin port closed with the main one, so status and /metrics, what an operator watches a drain
+  // with, were refused on new connections for the whole drain (Envoy keeps its admin interface up).
+  const gw = await startGateway(
+    t,
+    { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } },
+    { env: { LOG_LEVEL: 'info' } },
+  );
+  const stream = request(`${gw.url}/sse?events=100000&ms=50`, { agent: false });
+  stream.on('error', () => undefined);
+  stream.on('response', (res) => res.resume());
+  stream.end();
+  t.teardown(() => stream.destroy());
+  await waitForStatus(gw, (v) => v.v1!.workers[0]!.inflight === 1, 'a stream keeps the drain going');
+  process.kill(gw.pid, 'SIGTERM');
+  while (!gw.output().includes('"msg":"shutting down"')) await once(gw.child.stdout!, 'data');
+  const read = await admin<{ versions: Record<string, unknown> }>(gw, 'GET', '/admin/status');
+  t.equal(read.status, 200, 'status on a new connection');
+  t.ok(read.body.versions['v1'], 'with the versions');
+  const change = await admin<{ error: { code: string } }>(gw, 'PUT', '/admin/weights', { v1: 2 });
+  t.equal(change.status, 503);
+  t.equal(change.body.error.code, 'shutting_down');
+  stream.destroy();
+  t.equal(await gw.exited, 0);
 });
