@@ -65,6 +65,8 @@ export class ClientConnections {
   /** One listener for every socket's close, not a closure each. */
   readonly #onWithinClose = (): void => {
     this.#within--;
+    // Raised to the connections open (#apply), Node's cap comes down with them.
+    if (this.#max !== undefined && this.#within >= this.#max) this.#apply();
   };
 
   constructor(options: ClientConnectionsOptions) {
@@ -129,9 +131,12 @@ export class ClientConnections {
   }
 
   #apply(): void {
-    // Lowered under the connections open, Node accepts none until they fall below it: none is closed.
+    // A bound lowered under the connections open closes none of them; Node's cap is never set under them, or it would
+    // accept none, health probes included, until enough closed (an admin probe: a deploy's new workers lowered the
+    // bound from 330 to 262 under 300 open connections, and 359 fresh ones were reset, none answered 503): past the
+    // bound, OVER_BOUND_CONNECTIONS more are answered as always.
     if (this.#server !== undefined && this.#max !== undefined)
-      this.#server.maxConnections = this.#max + OVER_BOUND_CONNECTIONS;
+      this.#server.maxConnections = Math.max(this.#max, this.#within) + OVER_BOUND_CONNECTIONS;
   }
 
   #noteRefusal(): void {

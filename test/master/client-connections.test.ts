@@ -65,3 +65,52 @@ t.test('a burst of connections past the bound: one line at once, the rest when t
   t.equal(logged(), 3, 'each refusal in one line');
   t.match(connections.status(), { open: 4, max: 1, pastBound: 3, dropped: 0 });
 });
+
+t.test('a bound lowered under the connections open: new ones are answered past it, not dropped', async (t) => {
+  // An admin probe: a deploy's new workers lowered the bound from the file limit under the connections open, and Node,
+  // capped under them, reset every fresh connection (health probes too) for the whole deploy.
+  const log = createLogger({ role: 'master', level: 'silent' });
+  // 232 descriptors: 36 connections with no worker, 2 with 17 (file-limit.ts clientConnectionsFor).
+  const connections = new ClientConnections({ configured: undefined, fileLimit: 232, maxIdleSocketsPerWorker: 0, log });
+  const server = createServer((_req, res) => res.end('ok'));
+  connections.watch(server);
+  // The server's ends of them, to wait for their closes (the server's own 'close' comes before theirs).
+  const accepted: Socket[] = [];
+  server.on('connection', (socket: Socket) => accepted.push(socket));
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const sockets: Socket[] = [];
+  t.teardown(() => {
+    for (const s of sockets) s.destroy();
+    server.close();
+  });
+  const port = (server.address() as AddressInfo).port;
+  const open = async (): Promise<Socket> => {
+    const socket = connect(port, '127.0.0.1');
+    sockets.push(socket);
+    socket.on('error', () => undefined);
+    await once(socket, 'connect');
+    return socket;
+  };
+  for (let i = 0; i < 36; i++) await open();
+  while (accepted.length < 36) await once(server, 'connection');
+  t.match(connections.status(), { open: 36, max: 36 });
+  connections.setWorkers(17);
+  t.equal(connections.status().max, 2, 'the bound is lowered under the 36 open');
+  const fresh = await open();
+  const answered = new Promise<string>((resolve) => {
+    let text = '';
+    fresh.setEncoding('utf8');
+    fresh.on('data', (chunk: string) => (text += chunk));
+    fresh.on('close', () => resolve(text));
+  });
+  fresh.end('GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n');
+  t.match(await answered, /^HTTP\/1\.1 200/, 'a fresh connection is accepted (past the bound) and answered');
+  t.match(connections.status(), { pastBound: 1, dropped: 0 });
+  // As the open ones close, Node's cap comes back down to the bound's.
+  const closed = accepted.filter((s) => !s.destroyed).map((s) => once(s, 'close'));
+  for (const s of sockets) s.destroy();
+  await Promise.all(closed);
+  t.equal(connections.status().open, 0);
+  t.equal(server.maxConnections, 2 + 32, 'back to the bound and the 32 past it');
+});
