@@ -1,5 +1,5 @@
 import t from 'tap';
-import { startGateway, TEST_WORKER_ENTRY, admin } from '../helpers/gateway.js';
+import { startGateway, TEST_WORKER_ENTRY, admin, requestGate } from '../helpers/gateway.js';
 import { pollPause, waitForStatus } from '../helpers/wait.js';
 import { httpRequest, json } from '../helpers/http.js';
 
@@ -59,27 +59,45 @@ t.test('60 concurrent clients against a 1-socket, 8-queue version', async (t) =>
   t.equal(after.status, 200, 'a new request succeeds once the flood is over');
 });
 
-t.test('queue timeout and a client leaving while queued', async (t) => {
+t.test('a request queued past queueTimeoutMs is answered 503 queue_timeout and never reaches the worker', async (t) => {
   const gw = await startGateway(t, {
     versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } },
     limits: { maxSocketsPerWorker: 1, maxQueuePerVersion: 4, queueTimeoutMs: 200 },
   });
-  // Hold the only slot for longer than the queue timeout.
-  const holder = httpRequest(`${gw.url}/slow?ms=1500`);
+  // The only slot, held until the test lets it go: however slow the machine, the queued request times out.
+  const gate = requestGate(t);
+  const holder = httpRequest(gw.url + gate.path);
   await waitForStatus(gw, (v) => v.v1!.workers[0]!.inflight === 1, 'the slot is held');
   const timedOut = await httpRequest(`${gw.url}/slow?ms=0`);
   t.equal(timedOut.status, 503);
   t.equal(json<{ error: { code: string } }>(timedOut).error.code, 'queue_timeout');
   t.equal(timedOut.headers['retry-after'], '1');
+  gate.release();
+  t.equal((await holder).status, 200);
+  // The slot free again: /stats is not queued behind it (and timed out).
+  await waitForStatus(gw, (v) => v.v1!.workers[0]!.inflight === 0, 'the holder ended');
+  const stats = json<{ total: number }>(await httpRequest(`${gw.url}/stats`));
+  t.equal(stats.total, 1, 'only the holder reached the worker');
+});
 
-  // A queued client that leaves is dropped from the queue at once and never reaches the worker.
+t.test('a queued client that leaves is dropped from the queue at once and never reaches the worker', async (t) => {
+  // A queue timeout far longer than the test: only the client's leaving ends its wait.
+  const gw = await startGateway(t, {
+    versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } },
+    limits: { maxSocketsPerWorker: 1, maxQueuePerVersion: 4, queueTimeoutMs: 600_000 },
+  });
+  const gate = requestGate(t);
+  const holder = httpRequest(gw.url + gate.path);
+  await waitForStatus(gw, (v) => v.v1!.workers[0]!.inflight === 1, 'the slot is held');
   const controller = new AbortController();
   const leaving = fetch(`${gw.url}/slow?ms=0&leaver=1`, { signal: controller.signal }).catch(() => 'aborted');
   await waitForStatus(gw, (v) => v.v1!.queued === 1, 'the leaver is queued');
   controller.abort();
   t.equal(await leaving, 'aborted');
   await waitForStatus(gw, (v) => v.v1!.queued === 0, 'the leaver left the queue');
-  await holder;
+  gate.release();
+  t.equal((await holder).status, 200);
+  await waitForStatus(gw, (v) => v.v1!.workers[0]!.inflight === 0, 'the holder ended');
   const stats = json<{ total: number }>(await httpRequest(`${gw.url}/stats`));
-  t.equal(stats.total, 1, 'only the holder reached the worker; the timed-out and the departed requests did not');
+  t.equal(stats.total, 1, 'only the holder reached the worker; the departed request did not');
 });

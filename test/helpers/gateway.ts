@@ -31,6 +31,17 @@ export function hangingBuild(t: Teardown): { env: Record<string, string>; giveUp
   return { env: { TEST_WORKER_START: 'hang', TEST_WORKER_GIVE_UP_FILE: file }, giveUp: () => writeFileSync(file, '') };
 }
 
+/**
+ * A request the test ends when it chooses: `path` is test-worker.ts's /gate, answered once `release()` has been
+ * called (a file it waits for), whatever the master is doing by then (queueing, draining, shutting down).
+ */
+export function requestGate(t: Teardown): { path: string; release(): void } {
+  const dir = mkdtempSync(join(tmpdir(), 'graygate-gate-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'open');
+  return { path: `/gate?file=${encodeURIComponent(file)}`, release: () => writeFileSync(file, '') };
+}
+
 export interface GatewayConfigInput {
   versions: Record<string, Record<string, unknown>>;
   routing?: Record<string, unknown>;
