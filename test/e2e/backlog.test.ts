@@ -4,15 +4,17 @@ import { pollPause, waitForStatus } from '../helpers/wait.js';
 import { httpRequest, json } from '../helpers/http.js';
 
 // The keep-alive-agent backlog incident (issue 2): one socket to a worker
-// that answers after 1 s, a queue of 8, 60 concurrent clients. At most 1 + 8
-// requests may be with or queued for the worker; the rest get 503 queue_full at
-// once; afterwards the gateway serves normally.
+// that answers only once every client is in, a queue of 8, 60 concurrent clients.
+// At most 1 + 8 requests may be with or queued for the worker; the rest get 503
+// queue_full at once; afterwards the gateway serves normally.
 
 t.test('60 concurrent clients against a 1-socket, 8-queue version', async (t) => {
   const gw = await startGateway(t, {
-    versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1, env: { TEST_WORKER_DELAY_MS: '1000' } } },
+    versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } },
     limits: { maxSocketsPerWorker: 1, maxQueuePerVersion: 8, queueTimeoutMs: 60_000 },
   });
+  // Nothing is served until all 60 are admitted or refused: a client arriving late finds no room another left.
+  const gate = requestGate(t);
 
   // Watch the master's own counters while the flood runs: in-flight + queued ≤ 9.
   let peakHeld = 0;
@@ -30,7 +32,20 @@ t.test('60 concurrent clients against a 1-socket, 8-queue version', async (t) =>
     }
   })();
 
-  const results = await Promise.all(Array.from({ length: 60 }, () => httpRequest(`${gw.url}/slow`)));
+  let refused = 0;
+  const requests = Array.from({ length: 60 }, () =>
+    httpRequest(gw.url + gate.path).then((r) => {
+      if (r.status === 503) refused++;
+      return r;
+    }),
+  );
+  await waitForStatus(
+    gw,
+    (v) => refused + v.v1!.queued + v.v1!.workers.reduce((n, w) => n + w.inflight, 0) === 60,
+    'every client admitted or refused',
+  );
+  gate.release();
+  const results = await Promise.all(requests);
   isWatching = false;
   await watcher;
 
