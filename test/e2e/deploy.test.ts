@@ -1,6 +1,6 @@
 import t from 'tap';
 import { Agent, request } from 'node:http';
-import { admin, startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
+import { admin, hangingBuild, startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
 import { httpRequest, json } from '../helpers/http.js';
 import { isAlive, status, waitForStatus } from '../helpers/wait.js';
 
@@ -86,10 +86,7 @@ t.test('an SSE stream that started before a deploy finishes intact on the old wo
 });
 
 t.test('builds that crash at start or never become ready are abandoned; the old build keeps serving', async (t) => {
-  const gw = await startGateway(t, {
-    versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } },
-    limits: { readyTimeoutMs: 4000 },
-  });
+  const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } });
   const oldPid = (await status(gw)).v1!.workers[0]!.pid;
 
   const crash = await admin<{ error: { code: string; message: string } }>(gw, 'POST', '/admin/versions/v1/deploy', {
@@ -108,17 +105,20 @@ t.test('builds that crash at start or never become ready are abandoned; the old 
     'old build untouched',
   );
 
-  // A deploy whose build hangs is in progress long enough to see the 409.
+  // A deploy whose build hangs is in progress until the test gives it up, so the 409 is seen on any machine.
+  const build = hangingBuild(t);
   const hanging = admin<{ error: { code: string; message: string } }>(gw, 'POST', '/admin/versions/v1/deploy', {
-    env: { TEST_WORKER_START: 'hang' },
+    env: build.env,
   });
   await waitForStatus(gw, (v) => v.v1!.lastDeploy?.phase === 'starting', 'deploy running');
   const second = await admin<{ error: { code: string } }>(gw, 'POST', '/admin/versions/v1/deploy', {});
   t.equal(second.status, 409);
   t.equal(second.body.error.code, 'deploy_in_progress');
+  build.giveUp();
   const hung = await hanging;
   t.equal(hung.status, 500);
-  t.match(hung.body.error.message, /not ready within 4000 ms/);
+  t.match(hung.body.error.message, /exited with code 4/);
+  t.match(hung.body.error.message, /hanging at start as asked/);
   st = await status(gw);
   t.same(
     st.v1!.workers.map((w) => w.pid),
