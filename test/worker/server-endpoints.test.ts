@@ -1,11 +1,10 @@
 import t from 'tap';
-import { once } from 'node:events';
-import { createServer, request } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { request } from 'node:http';
 import { startMockUpstream, mockText, BASE_PATHS } from '../../shared/mock-upstream/index.js';
 import { httpRequest, json } from '../helpers/http.js';
 import { startTestWorker } from './fixtures/worker-server.js';
 import { causeOf } from '../../worker/call/handler.js';
+import { DEAD_PORT } from '../helpers/dead-port.js';
 
 // The worker's own HTTP surface (SPEC §4a, §12), on a direct connection as
 // the master has it: 102 pings while a whole answer is pending, 405s with
@@ -40,14 +39,8 @@ function postCounting(url: string, body: unknown): Promise<{ status: number; inf
   });
 }
 
-async function deadUrl(): Promise<string> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  await new Promise((r) => server.close(r));
-  return `http://127.0.0.1:${port}/v1`;
-}
+/** An upstream that is down; not a freed port 0, which another test file's server can take (dead-port.ts). */
+const DEAD_URL = `http://127.0.0.1:${DEAD_PORT}/v1`;
 
 t.test(
   'a whole answer slower than a third of workerHeadersTimeoutMs gets 102 Processing until it starts',
@@ -106,7 +99,7 @@ t.test('relayed whole answers get 102s too', async (t) => {
 });
 
 t.test('405 answers carry Allow; unknown paths are 404', async (t) => {
-  const w = await startTestWorker(t, { upstream: { format: 'ollama', url: await deadUrl() } });
+  const w = await startTestWorker(t, { upstream: { format: 'ollama', url: DEAD_URL } });
   for (const [method, path, allow] of [
     ['GET', '/v1/chat/completions', 'POST'],
     ['GET', '/v1/embeddings', 'POST'],
@@ -126,7 +119,7 @@ t.test('405 answers carry Allow; unknown paths are 404', async (t) => {
 });
 
 t.test('an upstream call that fails says in the request line what it met (the address refused)', async (t) => {
-  const url = await deadUrl();
+  const url = DEAD_URL;
   const down = await startTestWorker(t, { upstream: { format: 'openai', url } });
   const res = await httpRequest(`${down.url}/v1/chat/completions`, {
     method: 'POST',
@@ -162,7 +155,7 @@ t.test('causeOf: every address of a name that refused, a bounded walk, nothing f
 });
 
 t.test("the deploy probe never waits for the upstream; clients get the upstream's answer", async (t) => {
-  const down = await startTestWorker(t, { upstream: { format: 'openai', url: await deadUrl() } });
+  const down = await startTestWorker(t, { upstream: { format: 'openai', url: DEAD_URL } });
   const probe = await httpRequest(`${down.url}/v1/models`);
   t.equal(probe.status, 200, 'the probe (no x-graygate-version) is answered from what is known');
   t.same(json(probe), { object: 'list', data: [] });
