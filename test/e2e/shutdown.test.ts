@@ -10,6 +10,7 @@ import {
   configText,
   forkMaster,
   hangingBuild,
+  requestGate,
   startGateway,
   TEST_WORKER_ENTRY,
   type Gateway,
@@ -29,12 +30,20 @@ async function keptAliveGateway(t: Test): Promise<{ gw: Gateway; agent: Agent }>
   return { gw, agent };
 }
 
-t.test('SIGTERM during a slow request: it completes, then the master exits 0 and no child is left', async (t) => {
-  const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1, instances: 2 } } });
-  const slow = httpRequest(`${gw.url}/slow?ms=1500`);
+t.test('SIGTERM during a request: it completes, then the master exits 0 and no child is left', async (t) => {
+  const gw = await startGateway(
+    t,
+    { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1, instances: 2 } } },
+    { env: { LOG_LEVEL: 'info' } },
+  );
+  // Answered only once the master is shutting down: in flight at the signal on any machine.
+  const gate = requestGate(t);
+  const slow = httpRequest(gw.url + gate.path);
   const st = await waitForStatus(gw, (v) => v.v1!.workers.some((w) => w.inflight === 1), 'request in flight');
   const pids = st.v1!.workers.map((w) => w.pid);
   process.kill(gw.pid, 'SIGTERM');
+  while (!gw.output().includes('"msg":"shutting down"')) await once(gw.child.stdout!, 'data');
+  gate.release();
   const res = await slow;
   t.equal(res.status, 200, 'the in-flight request completed');
   t.equal(res.headers['connection'], 'close', 'and was told the connection closes');
