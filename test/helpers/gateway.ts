@@ -1,4 +1,5 @@
 import { fork, type ChildProcess } from 'node:child_process';
+import { finished } from 'node:stream/promises';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -59,7 +60,7 @@ export interface Gateway {
   configPath: string;
   /** Everything the master wrote to stdout/stderr so far. */
   output: () => string;
-  /** Resolves with the exit code once the master has exited. */
+  /** Resolves with the exit code once the master has exited and its output has ended (output() is whole). */
   exited: Promise<number | null>;
   /** Rewrites the config file (for reload tests). */
   writeConfig(input: GatewayConfigInput): void;
@@ -160,7 +161,7 @@ export function forkMaster(t: Teardown, configPath: string, options: StartOption
   };
   child.stdout?.setEncoding('utf8').on('data', collect);
   child.stderr?.setEncoding('utf8').on('data', collect);
-  const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
+  const exited = exitAndOutput(child);
   t.teardown(async () => {
     if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGTERM');
@@ -171,6 +172,18 @@ export function forkMaster(t: Teardown, configPath: string, options: StartOption
     killGroup(child); // anything left in the group (a worker that outlived its master)
   });
   return { child, output: () => out, exited };
+}
+
+/**
+ * The exit code once the child has exited and its stdout and stderr have ended, so output() has its last lines. Not
+ * 'close': node never emits it for a child whose IPC channel this process disconnected.
+ */
+async function exitAndOutput(child: ChildProcess): Promise<number | null> {
+  // Not events.once: it would take the child's 'error' for its own and reject.
+  const code = await new Promise<number | null>((res) => child.once('exit', (c) => res(c)));
+  const pipes = [child.stdout, child.stderr].filter((s) => s !== null);
+  await Promise.all(pipes.map((s) => finished(s).catch(() => undefined)));
+  return code;
 }
 
 function underFileLimit<L extends { execPath: string; execArgv: string[] }>(launch: L, fileLimit?: number): L {
