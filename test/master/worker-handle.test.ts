@@ -296,13 +296,25 @@ t.test('stopping a worker that died unseen: its exit says it was killed, not a f
   const pid = w.pid!;
   w.markUnhealthy('missed probes'); // its SIGKILL
   // Synchronously, so that this loop has not seen its channel close: the process is gone (a zombie, not reaped).
-  while (processState(pid) !== 'Z');
+  untilZombie(pid);
   const exit = once(w, 'exit') as Promise<[ExitReport]>;
   const stopped = w.stop(1000);
   const [report] = await exit;
   await stopped;
   t.equal(report.reason, 'killed by SIGKILL');
 });
+
+/**
+ * Blocks this thread (no loop turn) until `pid` is a zombie: 1 ms pauses, not a hot spin, and bounded so a kill that
+ * never lands fails the test instead of blocking tap's own timeout.
+ */
+function untilZombie(pid: number): void {
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (let i = 0; processState(pid) !== 'Z'; i++) {
+    if (i === 30_000) throw new Error(`process ${pid} is not a zombie after 30000 pauses of 1 ms`);
+    Atomics.wait(pause, 0, 0, 1);
+  }
+}
 
 /** The state letter of /proc/PID/stat ('Z': exited, not reaped yet). */
 function processState(pid: number): string {
