@@ -2,7 +2,7 @@ import type t from 'tap';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runNode, type NodeRun } from './child-env.js';
+import { runNodeInGroup, type NodeRun } from './child-env.js';
 import { ROOT } from './gateway.js';
 
 // Smoke runs of the load-test scenarios (issue 6; test/e2e/loadtest-smoke*.test.ts): tiny sizes, each
@@ -17,19 +17,28 @@ export const SSE_RUN_BOUND_MS = 2 * RUN_BOUND_MS;
 export type Test = Parameters<Extract<Parameters<typeof t.test>[0], (t: never) => unknown>>[0];
 
 export async function runLoadtest(t: Test, args: string[], boundMs = RUN_BOUND_MS): Promise<NodeRun> {
-  const { child, done } = runNode([LOADTEST, ...args], { cwd: ROOT });
-  // SIGTERM lets the script stop what it started; a run over its bound fails the test.
-  const bound = setTimeout(() => child.kill('SIGTERM'), boundMs);
-  t.teardown(() => {
+  // Its own process group, SIGKILLed by runNodeInGroup's teardown, which runs after the one below (LIFO).
+  const run = runNodeInGroup(t, [LOADTEST, ...args]);
+  // SIGTERM lets the script stop what it started (each in a group of its own); a run over its bound fails the test.
+  const bound = setTimeout(() => run.child.kill('SIGTERM'), boundMs);
+  t.teardown(async () => {
     clearTimeout(bound);
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    if (run.child.exitCode !== null || run.child.signalCode !== null) return;
+    run.child.kill('SIGTERM');
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([run.closed, new Promise((resolve) => (timer = setTimeout(resolve, STOP_BOUND_MS)))]);
+    clearTimeout(timer);
   });
   try {
-    return await done;
+    const code = await run.closed;
+    return { code, stdout: run.stdout(), stderr: run.stderr() };
   } finally {
     clearTimeout(bound);
   }
 }
+
+/** How long a run SIGTERMed at teardown gets to stop its gateways (5 s each, then SIGKILL: processes.ts). */
+const STOP_BOUND_MS = 20_000;
 
 export interface Report {
   scenario: string;
