@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { once } from 'node:events';
@@ -9,25 +9,25 @@ import { nodeLaunch, runNodeInGroup } from '../helpers/child-env.js';
 import { configText, MASTER_ENTRY, ROOT, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
 import { hasPrlimit } from '../helpers/file-limit.js';
 
-function runMaster(config: string, env: Record<string, string> = {}): Promise<{ code: number | null; stderr: string }> {
+/**
+ * The master on `config`, in a process group of its own that the test's teardown ends: a regression that let it start
+ * would otherwise serve on past the test, with its workers.
+ */
+async function runMaster(
+  t: Test,
+  config: string,
+  env: Record<string, string> = {},
+): Promise<{ code: number | null; stderr: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'graygate-cfg-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const path = join(dir, 'graygate.json');
   writeFileSync(path, config);
-  return new Promise((resolve) => {
-    const node = nodeLaunch(env);
-    const child = spawn(node.command, [...node.prefix, MASTER_ENTRY, '--config', path], {
-      cwd: ROOT,
-      env: node.env,
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.on('close', (code) => {
-      rmSync(dir, { recursive: true, force: true });
-      resolve({ code, stderr });
-    });
-  });
+  const master = runNodeInGroup(t, [MASTER_ENTRY, '--config', path], env);
+  return { code: await master.closed, stderr: master.stderr() };
 }
+
+/** For a config without `listen` or `admin`: loopback and ports 0, not the defaults (0.0.0.0:8000, :9000). */
+const LOCAL_PORTS = { HOST: '127.0.0.1', PORT: '0', GRAYGATE_ADMIN_PORT: '0' };
 
 t.test('invalid config files exit 78 with one line per problem naming the field', async (t) => {
   const cases: Array<[string, string, Record<string, string>, RegExp[]]> = [
@@ -77,7 +77,7 @@ t.test('invalid config files exit 78 with one line per problem naming the field'
     ],
   ];
   for (const [name, config, env, patterns] of cases) {
-    const { code, stderr } = await runMaster(config, env);
+    const { code, stderr } = await runMaster(t, config, { ...LOCAL_PORTS, ...env });
     t.equal(code, 78, `${name}: exit 78`);
     for (const p of patterns) t.match(stderr, p, `${name}: ${p}`);
   }
@@ -109,12 +109,12 @@ t.test('a busy port ends start-up with one line naming what moves it, exit 69, a
     ],
   ];
   for (const [name, config, env, pattern] of cases) {
-    const { code, stderr } = await runMaster(config, { ...env, LOG_LEVEL: 'silent' });
+    const { code, stderr } = await runMaster(t, config, { ...env, LOG_LEVEL: 'silent' });
     t.equal(code, 69, `${name}: exit 69`);
     t.match(stderr, pattern, name);
     t.notMatch(stderr, /\n\s+at /, `${name}: no stack trace`);
   }
-  const bad = await runMaster(JSON.stringify(base), { GRAYGATE_ADMIN_PORT: '99999' });
+  const bad = await runMaster(t, JSON.stringify(base), { GRAYGATE_ADMIN_PORT: '99999' });
   t.equal(bad.code, 78);
   t.match(bad.stderr, /GRAYGATE_ADMIN_PORT: must be a port number/);
 });
@@ -128,24 +128,18 @@ t.test('a version whose workers do not start ends start-up (exit 1) with a line 
       v2: { weight: 1, entry: 'dist/test/fixtures/no-such-worker.js' },
     },
   });
-  const { code, stderr } = await runMaster(config, { LOG_LEVEL: 'silent' });
+  const { code, stderr } = await runMaster(t, config, { LOG_LEVEL: 'silent' });
   t.equal(code, 1);
   t.match(stderr, /graygate: a worker did not start: version v2 \(\S*no-such-worker\.js\): /);
 });
 
 t.test('--config without a file is a usage error (64), not the default config started on its ports', async (t) => {
   for (const args of [['--config'], ['--config', '--other'], ['--config=']]) {
-    const node = nodeLaunch({});
-    const child = spawn(node.command, [...node.prefix, MASTER_ENTRY, ...args], {
-      cwd: ROOT,
-      env: node.env,
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const [code] = (await once(child, 'close')) as [number | null];
-    t.equal(code, 64, args.join(' '));
-    t.match(stderr, /^graygate: --config=? needs a file/);
+    const master = runNodeInGroup(t, [MASTER_ENTRY, ...args], { ...LOCAL_PORTS, LOG_LEVEL: 'info' });
+    // A master that starts anyway is seen (its listening line) and ended by the teardown, not waited on.
+    const started = await master.watch((out) => (out.includes('"msg":"graygate listening"') ? 'started' : undefined));
+    t.equal(started ?? (await master.closed), 64, args.join(' '));
+    t.match(master.stderr(), /^graygate: --config=? needs a file/);
   }
 });
 
@@ -185,13 +179,16 @@ t.test(
     const child = spawn(
       'prlimit',
       ['--nofile=1024:1024', node.command, ...node.prefix, MASTER_ENTRY, '--config', path],
-      {
-        cwd: ROOT,
-        env: node.env,
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
+      // Its own process group, ended whole: the master's workers too, whatever the test asserts.
+      { cwd: ROOT, env: node.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true },
     );
-    t.teardown(() => child.kill('SIGKILL'));
+    t.teardown(() => {
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        // the group is gone
+      }
+    });
     let output = '';
     child.stderr.setEncoding('utf8').on('data', (d: string) => (output += d));
     child.stdout.setEncoding('utf8').on('data', (d: string) => (output += d));
