@@ -11,6 +11,12 @@ import { DEAD_PORT } from '../helpers/dead-port.js';
 // The built CLI with a clean admin environment (test/helpers/cli.ts).
 const cli = runCli;
 
+// ~50 node processes (CLI runs, a master, mock upstreams) started one after another: 82 s of the lane's wall time
+// beside the unit tests and the other lane, 121 s with one more busy core, past tap's 120 s per file (the lane failed
+// the file and took no more). Its own bound, as the load-test smoke files have.
+export const TIMEOUT_MS = 240_000; // test/helpers/e2e-lane.ts reads it
+t.setTimeout(TIMEOUT_MS);
+
 t.test('CLI against a running gateway', async (t) => {
   const gw = await startGateway(
     t,
@@ -195,18 +201,20 @@ t.test('CLI errors without a gateway', async (t) => {
   t.match(config.stderr, /^graygate: --config is for start only: status finds the admin API by --admin/);
   t.equal((await cli(['top', '--iterations', '0'])).code, 64);
   // A flag the command does not read was dropped silently: `deploy v2 --weight 10` deployed and left the weight.
-  for (const [args, message] of [
+  const strays = [
     [['deploy', 'v2', '--weight', '10'], 'deploy does not take --weight'],
     [['rollback', 'v2', '--entry', 'x.js'], 'rollback does not take --entry'],
     [['status', '--interval', '2'], 'status does not take --interval without --watch'],
     [['canary', 'status', 'v2', '--steps', '5,100'], 'canary status does not take --steps'],
     [['canary', 'abort', 'v2', '--alpha', '0.05'], 'canary abort does not take --alpha'],
     [['mock-upstream', '--instances', '2'], 'mock-upstream does not take --instances'],
-  ] as const) {
-    const stray = await cli([...args]);
-    t.equal(stray.code, 64, args.join(' '));
-    t.match(stray.stderr, new RegExp(`^graygate: ${message}\n`), args.join(' '));
-  }
+  ] as const;
+  // At once: each is a node start, and this file is the lane's longest.
+  const refused = await Promise.all(strays.map(([args]) => cli([...args])));
+  strays.forEach(([args, message], i) => {
+    t.equal(refused[i]!.code, 64, args.join(' '));
+    t.match(refused[i]!.stderr, new RegExp(`^graygate: ${message}\n`), args.join(' '));
+  });
   // start hands the master its arguments, which it refuses but --config (a review: `start --port 8001` and `start F`
   // were dropped silently).
   for (const args of [
