@@ -574,7 +574,14 @@ export class VersionRegistry {
       state.restarts++;
       replacement.start().then(
         () => state.admission.pump(),
-        (err: unknown) => this.#log.warn({ version: state.name, err }, 'restarted worker failed to start'),
+        (err: unknown) =>
+          // Stopped on purpose as it started (a deploy moved traffic to another build, the master stops): no failure.
+          (err as { report?: ExitReport }).report?.isIntended === true
+            ? this.#log.info(
+                { version: state.name, instance: handle.instance },
+                'restarted worker stopped as it started',
+              )
+            : this.#log.warn({ version: state.name, err }, 'restarted worker failed to start'),
       );
     });
   }
