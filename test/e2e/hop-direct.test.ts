@@ -10,7 +10,7 @@ import { openRaw, type RawConnection } from '../helpers/raw-http.js';
 import { scrape } from '../helpers/metrics.js';
 import { untilOutput, untilOutputHas } from '../helpers/output.js';
 import { METRIC } from '../../shared/metric-names.js';
-import { hasPrlimit, lowestFreeFd, nofileSoftLimit, setNofile } from '../helpers/file-limit.js';
+import { atFileLimit, hasPrlimit } from '../helpers/file-limit.js';
 
 // limits.directStreams (issue 10, docs/ONE-HOP.md): a worker writes a streamed
 // answer straight to the client's connection, whose descriptor the master
@@ -738,15 +738,7 @@ t.test(
     await (
       await postStream(url, chatBody('[mock tokens=2]'))
     ).done;
-    const soft = nofileSoftLimit(pid);
-    t.teardown(() => {
-      try {
-        setNofile(pid, soft);
-      } catch {
-        // the worker is gone (this test failed): a throwing teardown would skip the gateway's, agents' and mock's
-      }
-    });
-    setNofile(pid, lowestFreeFd(pid));
+    const restore = atFileLimit(t, pid);
     // A new keep-alive connection: its first request offers the worker its descriptor, which cannot arrive.
     const agent = new Agent({ keepAlive: true, maxSockets: 1 });
     t.teardown(() => agent.destroy());
@@ -755,7 +747,7 @@ t.test(
       await postStream(url, chatBody('[mock tokens=2]'), {}, agent)
     ).done;
     await lost;
-    setNofile(pid, soft);
+    restore();
     t.ok(await untilDirectOn(gw, url, t, agent, 'call'), 'the same connection is offered again, and taken');
     const other = new Agent({ keepAlive: true, maxSockets: 1 });
     t.teardown(() => other.destroy());

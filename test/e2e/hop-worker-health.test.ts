@@ -4,7 +4,7 @@ import { httpRequest, json } from '../helpers/http.js';
 import { pollPause, status, waitForStatus, isAlive } from '../helpers/wait.js';
 import { scrape } from '../helpers/metrics.js';
 import { untilOutput } from '../helpers/output.js';
-import { hasPrlimit, lowestFreeFd, nofileSoftLimit, setNofile } from '../helpers/file-limit.js';
+import { atFileLimit, hasPrlimit, lowestFreeFd, nofileSoftLimit, setNofile } from '../helpers/file-limit.js';
 
 // Issue 9 part 3, SPEC §4a: a worker that stops answering is found and
 // replaced. Master → worker timeouts end requests a silent worker holds; an
@@ -120,18 +120,10 @@ t.test(
     const inflight = httpRequest(`${gw.url}${gate.path}&probes=2`);
     const before = await waitForStatus(gw, (v) => v.one!.workers[0]!.inflight === 1, 'request in flight');
     const pid = before.one!.workers[0]!.pid;
-    const soft = nofileSoftLimit(pid);
-    t.teardown(() => {
-      try {
-        setNofile(pid, soft);
-      } catch {
-        // the worker is gone (this test failed): a throwing teardown would skip the gateway's
-      }
-    });
-    setNofile(pid, lowestFreeFd(pid));
+    const restore = atFileLimit(t, pid);
     gate.release();
     const res = await inflight;
-    setNofile(pid, soft);
+    restore();
     t.equal(res.status, 200);
     t.equal(json<{ pid: number }>(res).pid, pid);
     const after = await status(gw);

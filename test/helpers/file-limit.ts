@@ -25,3 +25,21 @@ export function lowestFreeFd(pid: number): number {
   while (open.has(fd)) fd++;
   return fd;
 }
+
+/**
+ * Puts a process at its descriptor limit (every open fails with EMFILE); returns what restores it, which teardown
+ * also calls. The teardown's ignores a process that is gone (its test failed): a teardown that throws makes tap skip
+ * the ones after it (the gateway's).
+ */
+export function atFileLimit(t: { teardown(fn: () => void): void }, pid: number): () => void {
+  const soft = nofileSoftLimit(pid);
+  t.teardown(() => {
+    try {
+      setNofile(pid, soft);
+    } catch {
+      // the process is gone
+    }
+  });
+  setNofile(pid, lowestFreeFd(pid));
+  return () => setNofile(pid, soft);
+}

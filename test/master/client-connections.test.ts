@@ -1,6 +1,6 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { once } from 'node:events';
-import { createServer } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import { ClientConnections } from '../../master/client-connections.js';
@@ -8,6 +8,36 @@ import { createLogger } from '../../shared/log.js';
 
 // The main port's connection bound (master/client-connections.ts) on a real server: what is counted where, and the
 // warn line of a burst of refusals, whose tail was written only at the next refusal (a review: hours later).
+
+/**
+ * A server answering 'ok' whose connections `connections` counts; `open()` connects a client, `sockets` are the
+ * clients', `accepted` the server's ends (to wait for their closes: the server's own 'close' comes before theirs).
+ */
+async function countedServer(
+  t: Test,
+  connections: ClientConnections,
+): Promise<{ server: Server; accepted: Socket[]; sockets: Socket[]; open: () => Promise<Socket> }> {
+  const server = createServer((_req, res) => res.end('ok'));
+  connections.watch(server);
+  const accepted: Socket[] = [];
+  server.on('connection', (socket: Socket) => accepted.push(socket));
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const sockets: Socket[] = [];
+  t.teardown(() => {
+    for (const s of sockets) s.destroy();
+    server.close();
+  });
+  const port = (server.address() as AddressInfo).port;
+  const open = async (): Promise<Socket> => {
+    const socket = connect(port, '127.0.0.1');
+    sockets.push(socket);
+    socket.on('error', () => undefined);
+    await once(socket, 'connect');
+    return socket;
+  };
+  return { server, accepted, sockets, open };
+}
 
 t.test('a burst of connections past the bound: one line at once, the rest when the interval ends', async (t) => {
   const lines: Array<Record<string, unknown>> = [];
@@ -31,22 +61,7 @@ t.test('a burst of connections past the bound: one line at once, the rest when t
     log,
     logIntervalMs: 200,
   });
-  const server = createServer((_req, res) => res.end('ok'));
-  connections.watch(server);
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const sockets: Socket[] = [];
-  t.teardown(() => {
-    for (const s of sockets) s.destroy();
-    server.close();
-  });
-  const open = async (): Promise<Socket> => {
-    const socket = connect((server.address() as AddressInfo).port, '127.0.0.1');
-    sockets.push(socket);
-    socket.on('error', () => undefined);
-    await once(socket, 'connect');
-    return socket;
-  };
+  const { open } = await countedServer(t, connections);
   const logged = (): number => lines.reduce((sum, l) => sum + (l['sinceLastLine'] as number), 0);
   const untilLogged = (n: number): Promise<void> =>
     new Promise((resolve) => {
@@ -72,26 +87,7 @@ t.test('a bound lowered under the connections open: new ones are answered past i
   const log = createLogger({ role: 'master', level: 'silent' });
   // 232 descriptors: 36 connections with no worker, 2 with 17 (file-limit.ts clientConnectionsFor).
   const connections = new ClientConnections({ configured: undefined, fileLimit: 232, maxIdleSocketsPerWorker: 0, log });
-  const server = createServer((_req, res) => res.end('ok'));
-  connections.watch(server);
-  // The server's ends of them, to wait for their closes (the server's own 'close' comes before theirs).
-  const accepted: Socket[] = [];
-  server.on('connection', (socket: Socket) => accepted.push(socket));
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const sockets: Socket[] = [];
-  t.teardown(() => {
-    for (const s of sockets) s.destroy();
-    server.close();
-  });
-  const port = (server.address() as AddressInfo).port;
-  const open = async (): Promise<Socket> => {
-    const socket = connect(port, '127.0.0.1');
-    sockets.push(socket);
-    socket.on('error', () => undefined);
-    await once(socket, 'connect');
-    return socket;
-  };
+  const { server, accepted, sockets, open } = await countedServer(t, connections);
   for (let i = 0; i < 36; i++) await open();
   while (accepted.length < 36) await once(server, 'connection');
   t.match(connections.status(), { open: 36, max: 36 });
