@@ -251,7 +251,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     ctx.forwardPath = factsResult.forwardPath;
     ctx.routingFacts = factsResult.facts;
     // Issue 12 part 5: no x-user-id and no cookie — the JSON body's `user` may key the choice, once the body is read.
-    if (needsStickyKey(factsResult.facts) && hasBody(req)) ctx.deferredFacts = factsResult.facts;
+    if (needsStickyKey(factsResult.facts) && hasBody(req)) ctx.isChoiceDeferred = true;
     else if (!choose(ctx, factsResult.facts)) return false;
     // SPEC §4a/issue 9 part 7: an over-limit Content-Length is refused before `100 Continue`.
     const maxBodyBytes = registry.config.limits.maxBodyBytes;
@@ -309,10 +309,9 @@ export function createGateway(options: GatewayOptions): Gateway {
         if (ctx.phase === 'done') return releaseBody(ctx);
         const top = body.length === 0 ? undefined : scanTopLevel(body);
         if (top !== undefined) ctx.asksStream = top.isObject ? top.stream === true : undefined;
-        const deferred = ctx.deferredFacts;
-        if (deferred !== undefined) {
-          ctx.deferredFacts = undefined;
-          if (!choose(ctx, { ...deferred, stickyBody: top?.user })) return;
+        if (ctx.isChoiceDeferred) {
+          ctx.isChoiceDeferred = false;
+          if (!choose(ctx, { ...ctx.routingFacts!, stickyBody: top?.user })) return;
         } else if (registry.versions.get(ctx.version!) !== ctx.group && !choose(ctx, ctx.routingFacts!)) {
           // Its version was removed (a DELETE, a reload) while the body came: chosen again as if it came now (what
           // was queued for it is still served), not refused 503 for a removal it could not see.

@@ -32,10 +32,13 @@ export class RequestContext {
   /** The version chosen by routing; undefined until then (or when refused before). */
   version: string | undefined = undefined;
   group: VersionView | undefined = undefined;
-  /** Routing waits for the body: the head had no sticky key and the body's `user` may be one (issue 12 part 5). */
-  deferredFacts: RoutingFacts | undefined = undefined;
-  /** What the head said for routing: chosen from again if the version was removed while the body came. */
+  /**
+   * What the head said for routing: chosen from once the body is read when the choice waits for it
+   * (`isChoiceDeferred`), or again if the version chosen was removed while the body came.
+   */
   routingFacts: RoutingFacts | undefined = undefined;
+  /** Routing waits for the body: the head had no sticky key and the body's `user` may be one (issue 12 part 5). */
+  isChoiceDeferred = false;
   /** The whole request body, read before a worker slot is taken (SPEC §4a). */
   body: Buffer = EMPTY_BODY;
   /** Bytes of the body budget this request holds; released once the body is written to the worker. */

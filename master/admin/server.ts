@@ -50,8 +50,13 @@ const ADMIN_BODY_DEADLINE_MS = 10_000;
 /** An admin call's JSON body (`{}` when empty), through the shared bounded reader, whole within `deadlineMs`. */
 export async function readJsonBody(req: IncomingMessage, deadlineMs = ADMIN_BODY_DEADLINE_MS): Promise<unknown> {
   const deadline = new AbortController();
-  const late = new GraygateError('body_timeout', `the admin request body was not received within ${deadlineMs} ms`);
-  const timer = setTimeout(() => deadline.abort(late), deadlineMs);
+  const timer = setTimeout(
+    () =>
+      deadline.abort(
+        new GraygateError('body_timeout', `the admin request body was not received within ${deadlineMs} ms`),
+      ),
+    deadlineMs,
+  );
   let body: Buffer;
   try {
     body = await readBody(req, {

@@ -334,18 +334,6 @@ async function run(argv: string[]): Promise<void> {
     if (command === undefined && !values.help) process.exitCode = EXIT.usage;
     return;
   }
-  const own = commandFlags(command, args, values.watch);
-  if (own !== undefined) {
-    const stray = tokens.find(
-      (token) =>
-        token.kind === 'option' && !['admin', 'json', 'help', 'version', 'config', 'wait', ...own].includes(token.name),
-    );
-    if (stray?.kind === 'option')
-      usage(
-        `${commandName(command, args)} does not take ${stray.rawName}` +
-          (command === 'status' && ['interval', 'iterations'].includes(stray.name) ? ' without --watch' : ''),
-      );
-  }
   // Resolved on first use: `mock-upstream` must not fail on an admin variable it never reads.
   let resolved: AdminClientOptions | undefined;
   const client = (): AdminClientOptions => {
@@ -380,6 +368,19 @@ async function run(argv: string[]): Promise<void> {
     usage(
       `--config is for start only: ${command} finds the admin API by --admin, GRAYGATE_ADMIN_URL or GRAYGATE_ADMIN_PORT`,
     );
+
+  // After the --config and --wait checks, whose messages say where each belongs.
+  const own = commandFlags(command, args, values.watch);
+  if (own !== undefined) {
+    const stray = tokens.find(
+      (token) => token.kind === 'option' && !['admin', 'json', 'help', 'version', ...own].includes(token.name),
+    );
+    if (stray?.kind === 'option')
+      usage(
+        `${commandName(command, args)} does not take ${stray.rawName}` +
+          (command === 'status' && ['interval', 'iterations'].includes(stray.name) ? ' without --watch' : ''),
+      );
+  }
 
   switch (command) {
     case 'start': {
