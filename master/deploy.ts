@@ -52,6 +52,8 @@ interface StartBuildOptions {
   spawn: (instance: number) => WorkerHandle;
   /** Updated in place: phase, newPids, error. */
   record: DeployRecord;
+  /** The version's starting workers (status and metrics show them): the build's, until it fails or takes traffic. */
+  starting: Set<WorkerHandle>;
   log: Logger;
 }
 
@@ -59,6 +61,7 @@ interface StartBuildOptions {
 async function startBuild(options: StartBuildOptions): Promise<WorkerHandle[]> {
   const { version, build, record, log } = options;
   const workers = Array.from({ length: build.instances }, (_, instance) => options.spawn(instance));
+  for (const w of workers) options.starting.add(w);
   try {
     record.phase = 'starting';
     await Promise.all(workers.map((w) => w.start()));
@@ -67,7 +70,10 @@ async function startBuild(options: StartBuildOptions): Promise<WorkerHandle[]> {
     record.newPids = workers.map((w) => w.pid ?? 0);
     return workers;
   } catch (err) {
-    for (const w of workers) w.destroy();
+    for (const w of workers) {
+      w.destroy();
+      options.starting.delete(w);
+    }
     // A start failure carries its exit report as data (worker-handle.ts WorkerStartFailure).
     const report = (
       err as { report?: { reason: string; code: number | null; signal: string | null; stderrTail: string[] } }
@@ -111,6 +117,8 @@ export interface SwapTarget {
   build: Build;
   workers: WorkerHandle[];
   previousBuilds: Build[];
+  /** A swap's new workers until its build takes traffic or fails (SwapTarget is the registry's VersionState). */
+  readonly starting: Set<WorkerHandle>;
   isDeploying: boolean;
   lastDeploy: DeployRecord | undefined;
   readonly isRemoved: boolean;
@@ -151,7 +159,14 @@ export async function startSwap<T extends SwapTarget>(
   target.lastDeploy = record;
   const pending: PendingSwap<T> = { target, build, kind, isNew, record, workers: [], startedMs: performance.now() };
   try {
-    pending.workers = await startBuild({ version: target.name, build, record, log: options.log, spawn: options.spawn });
+    pending.workers = await startBuild({
+      version: target.name,
+      build,
+      record,
+      starting: target.starting,
+      log: options.log,
+      spawn: options.spawn,
+    });
     return pending;
   } catch (err) {
     endSwap(pending);
@@ -183,6 +198,7 @@ export function switchBuild(
   const previous = target.build;
   target.build = build;
   target.workers = workers;
+  for (const w of workers) target.starting.delete(w);
   if (!isNew && kind !== 'rollback') {
     target.previousBuilds.push(previous);
     if (target.previousBuilds.length > MAX_PREVIOUS_BUILDS) target.previousBuilds.shift();
@@ -217,6 +233,7 @@ export function cancelSwap(pending: PendingSwap<SwapTarget>, reason: string): vo
 }
 
 export function endSwap(pending: PendingSwap<SwapTarget>): void {
+  for (const w of pending.workers) pending.target.starting.delete(w);
   pending.record.durationMs = Math.round(performance.now() - pending.startedMs);
   pending.target.isDeploying = false;
 }

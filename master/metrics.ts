@@ -4,6 +4,7 @@ import type { WorkerHealth, WorkerState } from './worker-handle.js';
 import { CANARY_STATES, type CanaryStatus } from './canary/controller.js';
 import { METRIC_VERDICTS } from './canary/decision.js';
 import type { ClientConnectionsStatus } from './client-connections.js';
+import { startingState } from './version.js';
 import { RetiredTotals, newest, readWorkerMetrics, type MetricJson } from './retired-totals.js';
 
 // The master's own series (SPEC §9, issue 5 part 2). Hot-path cost per request
@@ -47,6 +48,8 @@ export interface VersionView {
   readonly workers: readonly WorkerView[];
   /** Old builds' workers still finishing requests. */
   readonly draining: Iterable<WorkerView>;
+  /** A new build's workers before traffic moves to them, counted as `starting` (version.ts startingState). */
+  readonly starting?: Iterable<WorkerView>;
   readonly restarts: number;
 }
 
@@ -141,7 +144,7 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
   });
   new Gauge({
     name: METRIC.workers,
-    help: 'Worker processes by version and state (draining builds included)',
+    help: "Worker processes by version and state (draining builds included, and a deploy's new build as starting until it takes traffic)",
     labelNames: ['version', 'state'] as const,
     registers: [registry],
     collect() {
@@ -149,6 +152,10 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
       for (const [name, group] of versions()?.versions ?? []) {
         const counts = new Map<WorkerState, number>(WORKER_STATES.map((s) => [s, 0]));
         for (const w of [...group.workers, ...group.draining]) counts.set(w.state, (counts.get(w.state) ?? 0) + 1);
+        for (const w of group.starting ?? []) {
+          const state = startingState(w.state);
+          counts.set(state, (counts.get(state) ?? 0) + 1);
+        }
         for (const [state, n] of counts) this.set({ version: name, state }, n);
       }
     },

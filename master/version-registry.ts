@@ -26,6 +26,7 @@ class VersionState implements VersionView {
   build: Build;
   workers: WorkerHandle[] = [];
   readonly draining = new Set<WorkerHandle>();
+  readonly starting = new Set<WorkerHandle>();
   readonly admission: VersionAdmission<WorkerHandle>;
   restarts = 0;
   previousBuilds: Build[] = [];

@@ -1,7 +1,7 @@
 import { resolve as resolvePath } from 'node:path';
 import type { UpstreamConfig, VersionConfig } from '../shared/config.js';
 import type { VersionAdmission } from './admission.js';
-import type { WorkerHandle } from './worker-handle.js';
+import type { WorkerHandle, WorkerState } from './worker-handle.js';
 
 // What a version is, as data (issue 11): the build it runs, and the read-only
 // view every other module gets of a version. Only version-registry.ts holds
@@ -63,6 +63,11 @@ export interface VersionView {
   readonly workers: readonly WorkerHandle[];
   /** Old builds' workers finishing their in-flight requests. */
   readonly draining: ReadonlySet<WorkerHandle>;
+  /**
+   * A deploy's, rollback's or reload's new workers while they start and are probed: no traffic yet. Status and
+   * metrics show them as `starting` until traffic moves to them (they are `workers` then) or the build fails.
+   */
+  readonly starting: ReadonlySet<WorkerHandle>;
   readonly admission: VersionAdmission<WorkerHandle>;
   /** Crashed workers restarted, over the version's life. */
   readonly restarts: number;
@@ -71,4 +76,13 @@ export interface VersionView {
   readonly lastDeploy: DeployRecord | undefined;
   readonly isDeploying: boolean;
   readonly hasReadyWorker: boolean;
+}
+
+/**
+ * How status and metrics show a worker of a build that has no traffic yet (VersionView.starting): its process may be
+ * ready while the deploy probes it or waits for the build's other instances, but it serves nothing, so it counts as
+ * `starting` (a `ready` there would count toward what an operator reads as the version's serving workers).
+ */
+export function startingState(state: WorkerState): WorkerState {
+  return state === 'ready' ? 'starting' : state;
 }

@@ -1,4 +1,4 @@
-import type { VersionView } from '../version.js';
+import { startingState, type VersionView } from '../version.js';
 import type { CanaryStatus } from '../canary/controller.js';
 import type { ClientConnectionsStatus } from '../client-connections.js';
 
@@ -45,12 +45,16 @@ export interface StatusBody {
 }
 
 export function versionStatus(version: VersionView): VersionStatus {
-  const workers = [...version.workers, ...version.draining].map((w) => {
+  const rows = [...version.workers, ...version.draining].map((w) => ({ w, state: w.state }));
+  // A deploy's new build, before traffic moves to it (F5 of an admin probe: a deploy's workers were missing for the
+  // seconds they started, `lastDeploy.phase` alone said so).
+  for (const w of version.starting) rows.push({ w, state: startingState(w.state) });
+  const workers = rows.map(({ w, state }) => {
     const health = w.health;
     return {
       pid: w.pid,
       instance: w.instance,
-      state: w.state,
+      state,
       restarts: w.restarts,
       inflight: version.admission.inflight(w),
       entry: w.entry,

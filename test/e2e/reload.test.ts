@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { admin, hangingBuild, startGateway, TEST_WORKER_ENTRY, type Gateway } from '../helpers/gateway.js';
+import { scrape } from '../helpers/metrics.js';
 import { status, waitForStatus } from '../helpers/wait.js';
 
 t.test(
@@ -206,7 +207,34 @@ t.test('weights and canaries wait for a reload that is starting builds: its comm
   });
   const reload = admin(gw, 'POST', '/admin/reload');
   // v1's new build is ready while v2's waits on its gate: the reload is starting builds.
-  await waitForStatus(gw, (v) => (v.v1!.lastDeploy?.newPids.length ?? 0) > 0, "v1's new build ready and probed");
+  const starting = await waitForStatus(
+    gw,
+    (v) => (v.v1!.lastDeploy?.newPids.length ?? 0) > 0,
+    "v1's new build ready and probed",
+  );
+  // The builds being started show beside the serving ones, as `starting` until traffic moves to them (they were
+  // missing from status and graygate_workers for as long as a deploy started them).
+  const newV1 = starting.v1!.lastDeploy!.newPids[0]!;
+  t.same(
+    starting.v1!.workers.map((w) => w.state).sort(),
+    ['ready', 'starting'],
+    "v1: the serving worker, and the new build's, ready but without traffic",
+  );
+  t.equal(starting.v1!.workers.find((w) => w.state === 'starting')?.pid, newV1);
+  t.same(
+    starting.v2!.workers.map((w) => w.state).sort(),
+    ['ready', 'starting'],
+    "v2: the serving worker, and the new build's, waiting on its gate",
+  );
+  const metrics = await scrape(gw);
+  t.same(
+    [
+      metrics.sum('graygate_workers', { version: 'v1', state: 'ready' }),
+      metrics.sum('graygate_workers', { version: 'v1', state: 'starting' }),
+    ],
+    [1, 1],
+    'graygate_workers counts them the same way',
+  );
   const weights = await admin<{ error: { code: string } }>(gw, 'PUT', '/admin/weights', { v1: 7 });
   t.equal(weights.status, 409);
   t.equal(weights.body.error.code, 'deploy_in_progress');
@@ -228,5 +256,10 @@ t.test('weights and canaries wait for a reload that is starting builds: its comm
   t.equal((await reload).status, 200);
   const after = await status(gw);
   t.same([after.v1!.weight, after.v2!.weight], [60, 40], "the file's weights, nothing acknowledged and undone");
+  t.same(
+    after.v1!.workers.filter((w) => w.pid === newV1).map((w) => w.state),
+    ['ready'],
+    "v1's new worker serves, once (a row for it, not two)",
+  );
   t.equal((await admin(gw, 'PUT', '/admin/weights', { v1: 7 })).status, 200, 'once it ended, weights change again');
 });
