@@ -20,17 +20,38 @@ export interface DirectCallTimeouts {
   idleMs: number;
 }
 
+/**
+ * The worker process ended before it read the call: nothing of the request ran there, whatever its method, and the
+ * master still holds its body. The caller sends it again (gateway.ts), as nginx passes a request no upstream got to
+ * the next one (`proxy_next_upstream error`).
+ */
+export type UnreadCall = (ctx: RequestContext) => void;
+
 class DirectCall implements DirectCallSink {
   readonly #ctx: RequestContext;
   readonly #hooks: RelayHooks;
   readonly #idleMs: number;
   readonly #report: DirectReport;
+  readonly #onUnread: UnreadCall;
+  /**
+   * The worker read the call (its `isTaken` report, written before anything of the call runs), or is a build that
+   * does not say (its calls count as read once sent): from then on the request may have run there.
+   */
+  #isTaken: boolean;
 
   /** Starts the call's side of the master: the request is with the worker. */
-  constructor(ctx: RequestContext, hooks: RelayHooks, timeouts: DirectCallTimeouts) {
+  constructor(
+    ctx: RequestContext,
+    hooks: RelayHooks,
+    timeouts: DirectCallTimeouts,
+    acksCalls: boolean,
+    onUnread: UnreadCall,
+  ) {
     this.#ctx = ctx;
     this.#hooks = hooks;
     this.#idleMs = timeouts.idleMs;
+    this.#onUnread = onUnread;
+    this.#isTaken = !acksCalls;
     ctx.phase = 'worker';
     ctx.isDirectCall = true;
     this.#report = new DirectReport(ctx, () => hooks.now());
@@ -48,13 +69,18 @@ class DirectCall implements DirectCallSink {
         );
       });
     });
-    // The body is in the message: the master need not hold it (its bytes count in the budget until the status).
-    hooks.onBodySent(ctx);
+    // The body is in the message: once the worker has read it, the master need not hold it (its bytes count in the
+    // budget until the status). Until then the request may go to another worker.
+    if (this.#isTaken) hooks.onBodySent(ctx);
   }
 
   report(msg: DirectCallReport): void {
     const ctx = this.#ctx;
     if (ctx.phase === 'done' || this.#report.isOver) return;
+    if (msg.isTaken === true && !this.#isTaken) {
+      this.#isTaken = true;
+      this.#hooks.onBodySent(ctx);
+    }
     if (msg.status !== undefined && ctx.phase === 'worker') {
       // The status went out to the client: from now on it is the worker's answer in progress, as a relayed one is.
       ctx.isDirect = true;
@@ -78,8 +104,15 @@ class DirectCall implements DirectCallSink {
   }
 
   lost(): void {
-    if (this.#ctx.phase === 'worker') this.#unanswered('the worker exited before its response');
-    else this.#report.lost();
+    const ctx = this.#ctx;
+    if (ctx.phase !== 'worker') return this.#report.lost();
+    // Its process is gone, and with it every report it wrote: the master read them all before the exit (node ends a
+    // child's channel, then emits its close). Never taken, the call never ran: it goes again.
+    if (!this.#isTaken && !this.#report.isOver) {
+      this.#report.stop();
+      return this.#onUnread(ctx);
+    }
+    this.#unanswered('the worker exited before its response');
   }
 
   /** The worker is gone, or gave up, before its status: it wrote nothing, and the master answers 502 (SPEC §4). */
@@ -95,6 +128,7 @@ let nextCallId = 0;
 /**
  * Passes the request of `ctx` (routed, admitted, its body read) to `worker` as an IPC call on connection
  * `offer.conn`, which that process holds. False when the worker takes no calls now: the caller forwards it over HTTP.
+ * `onUnread`: the worker process ended before it read the call.
  */
 export function callDirect(
   ctx: RequestContext,
@@ -103,8 +137,12 @@ export function callDirect(
   offer: DirectOffer,
   timeouts: DirectCallTimeouts,
   hooks: RelayHooks,
+  onUnread: UnreadCall,
 ): boolean {
   const id = ++nextCallId;
   const msg = { type: 'call', id, offer, method: ctx.req.method ?? 'GET', url: ctx.forwardPath, headers } as const;
-  return worker.sendCall({ ...msg, ...encodeBody(ctx.body) }, () => new DirectCall(ctx, hooks, timeouts));
+  return worker.sendCall(
+    { ...msg, ...encodeBody(ctx.body) },
+    () => new DirectCall(ctx, hooks, timeouts, worker.acksCalls, onUnread),
+  );
 }

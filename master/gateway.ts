@@ -348,9 +348,8 @@ export function createGateway(options: GatewayOptions): Gateway {
   // any answer: the worker died, its exit not seen yet) goes back to admission, for another worker or the version's
   // next one within queueTimeoutMs, instead of a 502 (SPEC §4: a version keeps serving on its other instances). Each
   // refusal takes a worker out, so this ends.
+  // An offered connection (limits.directStreams) changes nothing: a worker writes to it only for a request it read.
   function retryUnreached(ctx: RequestContext, worker: WorkerHandle, isRefused: boolean): boolean {
-    // An offered connection (limits.directStreams) is the dead worker's to take: answered as before.
-    if (ctx.isDirectOffered) return false;
     // Its body went out (dropped at the request's 'finish'): the worker may have read it, and it cannot go again.
     if (ctx.body.length === 0 && ctx.budgetBytes > 0) return false;
     // A reset kept-alive socket says less (a worker may reset one for its own reasons): one more try, and the worker
@@ -364,6 +363,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     clearTimeout(ctx.workerTimer);
     ctx.workerTimer = undefined;
     ctx.proxyReq = undefined;
+    ctx.isDirectOffered = false;
     if (isRefused) {
       worker.markUnreachable();
       ctx.lease?.release();
@@ -378,6 +378,20 @@ export function createGateway(options: GatewayOptions): Gateway {
       if (ctx.phase !== 'done') admit(ctx, true);
     });
     return true;
+  }
+
+  // Step 4 again, for an IPC call (limits.directStreams) whose worker process ended before it read it
+  // (direct-calls.ts): nothing of the request ran, whatever its method, and the master still holds its body. It goes
+  // back to admission as a request a dead worker's socket refused; each try took a worker's life, so tries end.
+  function retryUnreadCall(ctx: RequestContext): void {
+    log.warn(
+      { reqId: ctx.reqId, version: ctx.version, workerPid: ctx.workerPid },
+      'worker gone before it read the request: request tried again',
+    );
+    ctx.isDirectCall = false;
+    ctx.lease?.release();
+    ctx.lease = undefined;
+    admit(ctx, true);
   }
 
   // Step 5: the request, with the master's framing and headers, to the chosen worker.
@@ -417,7 +431,7 @@ export function createGateway(options: GatewayOptions): Gateway {
         };
         // The worker holds the connection: the request goes as an IPC call, and every answer straight to the client.
         const timeouts = { headersMs: limits.workerHeadersTimeoutMs, idleMs };
-        if (offered.isTaken && callDirect(ctx, lease.worker, headers, offer, timeouts, hooks)) return;
+        if (offered.isTaken && callDirect(ctx, lease.worker, headers, offer, timeouts, hooks, retryUnreadCall)) return;
         ctx.isDirectOffered = true;
         headers[DIRECT_HEADER] = JSON.stringify(offer);
       }

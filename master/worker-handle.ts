@@ -131,6 +131,8 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
   #releaseInFlight: (() => void) | undefined = undefined;
   /** limits.directStreams: this worker process answers requests passed as IPC calls. */
   #takesCalls = false;
+  /** limits.directStreams: … and reports each one taken before it runs it (`call-report` isTaken). */
+  #acksCalls = false;
   /** limits.directStreams: IPC calls in this worker process, by id: where their reports go. */
   readonly #calls = new Map<number, DirectCallSink>();
   #endpoint: WorkerEndpoint | undefined;
@@ -318,6 +320,7 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
             this.#endpoint = endpointOf(msg.address);
             this.#takesConnections = msg.takesConnections === true;
             this.#takesCalls = this.#takesConnections && msg.takesCalls === true;
+            this.#acksCalls = msg.acksCalls === true;
             this.#state = 'ready';
             this.#readyAt = performance.now();
             this.#log.info({ workerPid: child.pid, address: msg.address }, 'worker ready');
@@ -548,6 +551,14 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
   /** limits.directStreams: this worker process answers requests passed as IPC calls (its `ready` said so). */
   get takesCalls(): boolean {
     return this.#takesCalls && this.#state === 'ready';
+  }
+
+  /**
+   * limits.directStreams: its calls are reported taken before they run, so one that was not when the process ended
+   * never ran (master/direct-calls.ts); false for a build that does not say so: its calls are taken once sent.
+   */
+  get acksCalls(): boolean {
+    return this.#acksCalls;
   }
 
   /**

@@ -103,6 +103,12 @@ export interface DirectCallReport {
   type: 'call-report';
   id: number;
   marks: string;
+  /**
+   * The worker read the call (its first report, with no marks). Written to the channel before anything of the call
+   * runs: a call the master never heard this of when the worker process ends never ran there (a worker whose `ready`
+   * said `acksCalls`; master/direct-calls.ts).
+   */
+  isTaken?: boolean;
   /** The status went out now (with `isStream` when it is an event stream). */
   status?: number;
   isStream?: boolean;

@@ -73,7 +73,8 @@ export type MasterToWorker =
   | { type: 'conn-close'; id: number }
   /**
    * limits.directStreams (issue 10): a request on a connection this worker holds, passed whole, to be answered
-   * straight to the client; only to workers whose `ready` said `takesCalls`. Reported on with `call-report`.
+   * straight to the client; only to workers whose `ready` said `takesCalls`. Reported on with `call-report`, first
+   * `isTaken` (when its `ready` said `acksCalls`).
    */
   | DirectCallMessage;
 
@@ -90,6 +91,11 @@ export type WorkerToMaster =
       takesConnections?: boolean;
       /** limits.directStreams: this worker answers requests passed as IPC `call` messages. */
       takesCalls?: boolean;
+      /**
+       * limits.directStreams: this worker reports each call taken (`call-report` `isTaken`) before anything of it runs.
+       * Absent in builds from before: the master then takes a call as read once it is sent.
+       */
+      acksCalls?: boolean;
     }
   | { type: 'fatal'; error: SerializedError }
   | { type: 'metrics'; replyTo: number; metrics: unknown[] }
@@ -138,7 +144,8 @@ const WORKER_MESSAGE_CHECKS: Record<WorkerToMaster['type'], (m: Record<string, u
     isId(m['protocol']) &&
     isWorkerAddress(m['address']) &&
     isOptional(m['takesConnections'], isBoolean) &&
-    isOptional(m['takesCalls'], isBoolean),
+    isOptional(m['takesCalls'], isBoolean) &&
+    isOptional(m['acksCalls'], isBoolean),
   fatal: (m) => typeof m['error'] === 'object' && m['error'] !== null,
   metrics: (m) => isId(m['replyTo']) && Array.isArray(m['metrics']),
   pong: (m) =>
@@ -153,7 +160,8 @@ const WORKER_MESSAGE_CHECKS: Record<WorkerToMaster['type'], (m: Record<string, u
     isOptional(m['status'], isStatus) &&
     isOptional(m['isStream'], isBoolean) &&
     isOptional(m['isEnd'], isBoolean) &&
-    isOptional(m['isLast'], isBoolean),
+    isOptional(m['isLast'], isBoolean) &&
+    isOptional(m['isTaken'], isBoolean),
 };
 
 /** A `ready` message, whatever else it holds: one the master cannot use fails that worker's start at once. */

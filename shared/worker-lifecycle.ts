@@ -72,6 +72,18 @@ function send(msg: WorkerToMaster): void {
 }
 
 /**
+ * Sends `msg`, then calls `then` once it is written to the channel: from then on the master reads it, whenever this
+ * process ends (node calls back at once when the write went through, as it almost always does, else when the backed-up
+ * channel took it). Never when it could not be sent.
+ */
+function sendThen(msg: WorkerToMaster, then: () => void): void {
+  if (!process.connected) return;
+  process.send?.(msg, undefined, undefined, (err: Error | null) => {
+    if (err === null) then();
+  });
+}
+
+/**
  * This process's resident set size, bytes, for the master's health probe; the last one read when it cannot be read now
  * (uv_resident_set_memory opens /proc/self/stat: at the descriptor limit it throws EMFILE, which killed the worker and
  * every stream on it).
@@ -160,13 +172,18 @@ export async function runWorker(options: WorkerLifecycleOptions): Promise<void> 
       case 'conn-close':
         options.connections?.remove(msg.id);
         break;
-      case 'call':
-        if (options.calls === undefined) {
+      case 'call': {
+        const calls = options.calls;
+        if (calls === undefined) {
           send({ type: 'call-report', id: msg.id, marks: '', isEnd: true });
           break;
         }
-        options.calls.open(msg, send);
+        // Reported taken, and run only once that report is in the channel: a call the master never heard taken when
+        // this process ends never ran here, and the master sends it to another worker (master/direct-calls.ts), as
+        // nginx passes a request no upstream got to the next one.
+        sendThen({ type: 'call-report', id: msg.id, marks: '', isTaken: true }, () => calls.open(msg, send));
         break;
+      }
       default:
         assertNever(msg);
     }
@@ -204,7 +221,7 @@ export async function runWorker(options: WorkerLifecycleOptions): Promise<void> 
     pid: process.pid,
     address: reported,
     ...(options.connections === undefined ? {} : { takesConnections: true }),
-    ...(options.connections === undefined || options.calls === undefined ? {} : { takesCalls: true }),
+    ...(options.connections === undefined || options.calls === undefined ? {} : { takesCalls: true, acksCalls: true }),
   });
   log.info({ address: reported }, 'worker ready');
 }

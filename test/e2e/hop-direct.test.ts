@@ -1,9 +1,9 @@
 import t, { type Test } from 'tap';
 import { once } from 'node:events';
-import { Agent, request } from 'node:http';
+import { Agent, request, type IncomingMessage } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { admin, startGateway, TEST_WORKER_ENTRY, type Gateway } from '../helpers/gateway.js';
-import { startMockUpstream, BASE_PATHS, type MockStream } from '../../shared/mock-upstream/index.js';
+import { startMockUpstream, BASE_PATHS, type MockStream, type MockUpstream } from '../../shared/mock-upstream/index.js';
 import { postStream, chatBody, type StreamClient } from '../worker/fixtures/sse-client.js';
 import { status, waitForStatus } from '../helpers/wait.js';
 import { openRaw, type RawConnection } from '../helpers/raw-http.js';
@@ -104,7 +104,7 @@ async function rawHeldConnectionOn(gw: Gateway, tt: Test): Promise<RawConnection
 async function heldConnection(
   t: Test,
   workerHeadersTimeoutMs: number,
-): Promise<{ gw: Gateway; url: string; agent: Agent }> {
+): Promise<{ gw: Gateway; url: string; agent: Agent; mock: MockUpstream }> {
   const mock = await startMockUpstream({});
   t.teardown(() => mock.close());
   const gw = await startGateway(
@@ -119,7 +119,7 @@ async function heldConnection(
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
   t.teardown(() => agent.destroy());
   await untilDirectOn(gw, url, t, agent, 'call');
-  return { gw, url, agent };
+  return { gw, url, agent, mock };
 }
 
 /** SIGSTOPs a worker; returns what resumes it, which the test's teardown also does. */
@@ -630,21 +630,106 @@ t.test(
   },
 );
 
-t.test('directStreams: a call whose worker dies before answering gets 502 worker_error', async (t) => {
-  // SPEC §4: a worker that dies before its response headers → 502 worker_error; a call's client gets it too.
-  const { gw, url, agent } = await heldConnection(t, 10_000);
-  const pid = await v1Pid(gw);
-  const id = `killed-${Date.now()}`;
-  const outcome = callOutcome(url, agent, id, '[mock tokens=2 first-byte-ms=60000]');
-  await waitForStatus(gw, (v) => v['v1']!.workers[0]!.inflight === 1, 'the call is with the worker');
-  process.kill(pid, 'SIGKILL');
-  t.equal(await outcome, '502 close worker_error', 'the master’s 502');
-  const line = await lineOf(gw, id);
-  t.same(
-    { directCall: line.directCall, status: line.status, error: line.error },
-    { directCall: true, status: 502, error: 'worker_error' },
-  );
-});
+t.test(
+  'directStreams: a call whose worker dies after reading it, before answering, gets 502 worker_error',
+  async (t) => {
+    // SPEC §4: a worker that dies before its response headers → 502 worker_error; a call's client gets it too. The
+    // worker read it (its upstream has the call): it may have run, and a POST is not sent twice.
+    const { gw, url, agent, mock } = await heldConnection(t, 10_000);
+    const pid = await v1Pid(gw);
+    const id = `killed-${Date.now()}`;
+    const upstream = once(mock.events, 'stream');
+    const outcome = callOutcome(url, agent, id, '[mock tokens=2 first-byte-ms=60000]');
+    await upstream;
+    process.kill(pid, 'SIGKILL');
+    t.equal(await outcome, '502 close worker_error', 'the master’s 502');
+    const line = await lineOf(gw, id);
+    t.same(
+      { directCall: line.directCall, status: line.status, error: line.error },
+      { directCall: true, status: 502, error: 'worker_error' },
+    );
+    t.notMatch(gw.output(), /request tried again/, 'not tried again: it ran');
+  },
+);
+
+t.test(
+  'directStreams: a call its worker never read (stopped, then killed) goes to its replacement, a POST too',
+  async (t) => {
+    // The call waits unread in the channel of a stopped worker (a stuck one the health probes kill, a crash with calls
+    // on their way), which is then killed. It was a 502: the master could not tell it from a call the worker had begun.
+    // A worker now reports each call taken before anything of it runs, so one it never reported never ran there, and
+    // it goes to another worker, whatever its method, with the body the master kept (nginx's `proxy_next_upstream
+    // error`). Health probes far apart: the test kills the worker, not the probes.
+    const { gw, url, agent, mock } = await heldConnection(t, 10_000);
+    const pid = await v1Pid(gw);
+    const id = `unread-${Date.now()}`;
+    const calls: string[] = [];
+    const onStream = (s: MockStream): void => void calls.push(JSON.stringify(s.body));
+    mock.events.on('stream', onStream);
+    t.teardown(() => mock.events.off('stream', onStream));
+    stopWorker(t, pid);
+    const outcome = callOutcome(url, agent, id, `[mock tokens=2] ${id}`);
+    await waitForStatus(gw, (v) => v['v1']!.workers[0]!.inflight === 1, 'the call sent to the stopped worker');
+    process.kill(pid, 'SIGKILL');
+    t.equal(await outcome, '200 keep-alive undefined', 'answered, on a connection kept open');
+    const line = await lineOf(gw, id);
+    t.equal(line.status, 200);
+    t.not(line.workerPid, pid, 'by the replacement');
+    t.match(gw.output(), new RegExp(`"reqId":"${id}".*worker gone before it read the request: request tried again`));
+    t.equal(
+      calls.filter((c) => c.includes(id)).length,
+      1,
+      'one upstream call, with its body: the dead worker made none',
+    );
+  },
+);
+
+t.test(
+  'directStreams: an offered GET a stuck worker never read goes to its replacement when it is killed',
+  async (t) => {
+    // A connection's first request to a worker goes over HTTP and offers it the connection. Unread in a stuck worker's
+    // accept queue when the worker was killed, a GET was answered 502, where the same GET without the offer goes to the
+    // replacement (worker-crash.test.ts): the master took the connection for the dead worker's to write to. A worker
+    // writes to a connection only for a request it read. The test worker takes the connections it is offered.
+    const gw = await startGateway(
+      t,
+      {
+        limits: { directStreams: true, maxSocketsPerWorker: 2, queueTimeoutMs: 60_000, healthIntervalMs: 60_000 },
+        versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1, env: { TEST_WORKER_CALLS: 'give-up' } } },
+      },
+      { env: { LOG_LEVEL: 'info' } },
+    );
+    // Its first line relayed: the worker's loop stops as it sent it. `Connection: close`: not offered.
+    const stuck = await new Promise<IncomingMessage>((resolve, reject) => {
+      request(`${gw.url}/block`, { agent: false }, resolve).on('error', reject).end();
+    });
+    const cut = new Promise<void>((resolve) => stuck.resume().on('close', resolve));
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    t.teardown(() => agent.destroy());
+    const id = `offered-${Date.now()}`;
+    const queued = new Promise<{ status: number; pid: number }>((resolve, reject) => {
+      request(`${gw.url}/echo`, { agent, headers: { 'x-request-id': id } }, (res) => {
+        let text = '';
+        res.setEncoding('utf8').on('data', (c: string) => (text += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, pid: (JSON.parse(text) as { pid: number }).pid }));
+      })
+        .on('error', reject)
+        .end();
+    });
+    const before = await waitForStatus(
+      gw,
+      (v) => v['v1']!.workers[0]!.inflight === 2,
+      'the GET sent to the stuck worker',
+    );
+    const pid = before['v1']!.workers[0]!.pid;
+    process.kill(pid, 'SIGKILL');
+    const served = await queued;
+    t.equal(served.status, 200, 'the GET was served');
+    t.not(served.pid, pid, 'by the replacement');
+    t.match(gw.output(), new RegExp(`"reqId":"${id}".*worker unreachable: request tried again`));
+    await cut;
+  },
+);
 
 t.test('directStreams: a call its worker ends without a status gets 502 worker_error from the master', async (t) => {
   // A worker build may end a call without answering it (its last report, no status): it wrote nothing, so the

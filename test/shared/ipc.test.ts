@@ -13,6 +13,7 @@ t.test('what a worker of this build sends is taken', async (t) => {
   for (const msg of [
     ready,
     { ...ready, address: { host: '127.0.0.1', port: 4000 }, takesConnections: true, takesCalls: false },
+    { ...ready, takesConnections: true, takesCalls: true, acksCalls: true },
     { type: 'fatal', error: { code: 'x', message: 'y' } },
     { type: 'metrics', replyTo: 1, metrics: [] },
     pong,
@@ -20,6 +21,7 @@ t.test('what a worker of this build sends is taken', async (t) => {
     { type: 'conn-taken', id: 1 },
     report,
     { type: 'call-report', id: 7, marks: '', isEnd: true, isLast: false },
+    { type: 'call-report', id: 7, marks: '', isTaken: true },
   ]) {
     t.ok(isWorkerToMaster(msg), JSON.stringify(msg));
   }
@@ -40,6 +42,7 @@ t.test('a message with a field the master reads missing or of another type is no
     { ...ready, address: { host: '127.0.0.1', port: 70000 } },
     { ...ready, protocol: '2' },
     { ...ready, takesConnections: 'yes' },
+    { ...ready, acksCalls: 1 },
     { type: 'fatal' },
     { type: 'metrics', replyTo: 1, metrics: {} },
     { ...pong, rssBytes: '5' },
@@ -54,6 +57,7 @@ t.test('a message with a field the master reads missing or of another type is no
     { ...report, status: { a: 1 } },
     { ...report, status: 1000 },
     { ...report, isEnd: 'true' },
+    { ...report, isTaken: 'yes' },
   ]) {
     t.notOk(isWorkerToMaster(msg), JSON.stringify(msg));
   }
