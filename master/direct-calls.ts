@@ -2,7 +2,8 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { GraygateError } from '../shared/errors.js';
 import { DIRECT_CLIENT_GONE, encodeBody, type DirectCallReport, type DirectOffer } from '../shared/direct.js';
 import type { RequestContext } from './request-context.js';
-import type { DirectCallSink, WorkerHandle } from './worker-handle.js';
+import type { WorkerHandle } from './worker-handle.js';
+import type { DirectCallSink } from './worker-direct.js';
 import { DirectReport } from './direct-report.js';
 import type { RelayHooks } from './relay.js';
 

@@ -4,24 +4,18 @@ import { Agent, type RequestOptions } from 'node:http';
 import type { Socket } from 'node:net';
 import { relayLogLines, type Logger } from '../shared/log.js';
 import { performance } from 'node:perf_hooks';
-import {
-  PROTOCOL_VERSION,
-  WORKER_SETTINGS_ENV,
-  assertNever,
-  isReadyMessage,
-  isWorkerToMaster,
-  type WorkerSettings,
-  type WorkerToMaster,
-} from '../shared/ipc.js';
+import { PROTOCOL_VERSION, assertNever, isReadyMessage, isWorkerToMaster, type WorkerSettings } from '../shared/ipc.js';
 import type { AdmissionTarget } from './admission.js';
-import type { DirectCallMessage, DirectCallReport } from '../shared/direct.js';
+import type { DirectCallMessage } from '../shared/direct.js';
 import { createWorkerAgent } from './worker-agent.js';
+import { WorkerDirect, type ConnectionSettled, type DirectCallSink } from './worker-direct.js';
+import { WorkerProbes, ignoreSendError, type WorkerHealth } from './worker-probes.js';
 import type { StartLimiter } from './start-limiter.js';
 import {
   collectStderr,
   endpointOf,
   workerExecArgv,
-  workerNodeOptions,
+  workerEnv,
   WorkerStartFailure,
   type ExitReport,
   type WorkerEndpoint,
@@ -35,33 +29,7 @@ import {
 
 export type WorkerState = 'starting' | 'ready' | 'unhealthy' | 'draining' | 'stopped' | 'crashed';
 
-/** limits.directStreams: where an IPC call's reports go (master/direct-calls.ts). */
-export interface DirectCallSink {
-  report(msg: DirectCallReport): void;
-  /** The worker process ended before the call's last report. */
-  lost(): void;
-}
-
-interface QueuedConnection {
-  id: number;
-  socket: Socket;
-  onSettled: ConnectionSettled;
-}
-
-/** How an offered connection ended: true, its duplicate reached the worker process (`conn-taken`); false, lost. */
-export type ConnectionSettled = (isTaken: boolean) => void;
-
-/** What the last answered health probe said (SPEC §4a, issue 9 part 3). */
-export interface WorkerHealth {
-  /** Probes sent and not answered in a row. */
-  misses: number;
-  /** Resident set size at the last answer, bytes; 0 before the first. */
-  rssBytes: number;
-  /** Longest event-loop delay the worker saw between two probes, ms. */
-  eventLoopDelayMs: number;
-  /** Probe round trip at the last answer, ms. */
-  probeRoundTripMs: number;
-}
+export type { WorkerHealth } from './worker-probes.js';
 
 export type ForkFunction = (modulePath: string, args: readonly string[], options: ForkOptions) => ChildProcess;
 
@@ -116,25 +84,11 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
   #state: WorkerState = 'starting';
   /** Its socket refused a connection (markUnreachable). */
   #isUnreachable = false;
-  /** afterSignOfLife's callbacks, by the id of the ping sent for each (ids rise: the map is in their order). */
-  readonly #lifeWaiters = new Map<number, () => void>();
+  /** Health probes, signs of life and metrics over IPC. */
+  readonly #probes = new WorkerProbes();
   #child: ChildProcess | undefined;
-  /** limits.directStreams: this worker process said it takes client connections (an older build would exit). */
-  #takesConnections = false;
-  /** limits.directStreams: the connection whose descriptor was sent and not yet taken (0: none). */
-  #connectionInFlight = 0;
-  /** limits.directStreams: connections offered to this worker process, waiting for their turn (one at a time). */
-  #connectionQueue: QueuedConnection[] = [];
-  /** limits.directStreams: told when the connection in flight has been taken, or lost. */
-  #onConnectionSettled: ConnectionSettled | undefined = undefined;
-  /** Lets the descriptor in flight close (holdOpen): its message was written, or this worker is gone. */
-  #releaseInFlight: (() => void) | undefined = undefined;
-  /** limits.directStreams: this worker process answers requests passed as IPC calls. */
-  #takesCalls = false;
-  /** limits.directStreams: … and reports each one taken before it runs it (`call-report` isTaken). */
-  #acksCalls = false;
-  /** limits.directStreams: IPC calls in this worker process, by id: where their reports go. */
-  readonly #calls = new Map<number, DirectCallSink>();
+  /** limits.directStreams: the connections handed to this process and the requests passed to it as IPC calls. */
+  readonly #direct: WorkerDirect;
   #endpoint: WorkerEndpoint | undefined;
   #readyAt = 0;
   #stderrTail: string[] = [];
@@ -152,6 +106,7 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
     this.entry = options.entry;
     this.settings = options.settings;
     this.#log = options.log.child({ version: this.version, instance: this.instance });
+    this.#direct = new WorkerDirect(this.#log);
     this.agent = createWorkerAgent({ maxSockets: options.maxSockets, maxIdleSockets: options.maxIdleSockets });
   }
 
@@ -188,14 +143,11 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
   afterSignOfLife(callback: () => void): void {
     const child = this.#child;
     if (child === undefined || this.#exitReport !== undefined) return callback();
-    const id = this.#nextProbeId++;
-    this.#lifeWaiters.set(id, callback);
-    if (child.connected) child.send({ type: 'ping', id }, undefined, undefined, ignoreSendError);
-    else this.markUnreachable();
+    if (!this.#probes.waitForLife(callback)) this.markUnreachable();
   }
 
   get health(): WorkerHealth {
-    return { ...this.#health };
+    return this.#probes.health;
   }
   /** Where the worker listens once ready: a unix socket or a loopback port. */
   get endpoint(): WorkerEndpoint {
@@ -252,19 +204,7 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
 
   #fork(): Promise<void> {
     const fork = this.#options.fork ?? nodeFork;
-    const env: NodeJS.ProcessEnv = {
-      ...process.env,
-      ...this.#options.env,
-      [WORKER_SETTINGS_ENV]: JSON.stringify(this.#options.settings),
-    };
-    // SPEC §6: the admin token (and any variable named in admin.redactEnv) never reaches a worker.
-    for (const name of this.#options.redactEnv) delete env[name];
-    // The master's own (a build's env may set its own on purpose): quoted values and their spaces kept as written.
-    if (this.#options.env?.['NODE_OPTIONS'] === undefined) {
-      const nodeOptions = workerNodeOptions(env['NODE_OPTIONS']);
-      if (nodeOptions === undefined) delete env['NODE_OPTIONS'];
-      else env['NODE_OPTIONS'] = nodeOptions;
-    }
+    const env = workerEnv(process.env, this.#options);
     const execArgv = workerExecArgv(process.execArgv);
     // Log lines come through the master (shared/log.ts relayLogLines), but on a terminal, where each process writes
     // its own, pretty (no collector there to stall).
@@ -280,7 +220,8 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
     // ones, and no PID; node emits 'error' and 'close' next, handled below as any start that failed.
     if (child.stdout) relayLogLines(child.stdout);
     collectStderr(child, this.#stderrTail);
-    child.on('internalMessage', this.#onInternalMessage);
+    this.#direct.attach(child);
+    this.#probes.attach(child);
     let failure: string | undefined;
     const fail = (reason: string): void => {
       failure ??= reason;
@@ -318,9 +259,7 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
             if (this.#state !== 'starting' || failure !== undefined) return;
             clearTimeout(readyTimer);
             this.#endpoint = endpointOf(msg.address);
-            this.#takesConnections = msg.takesConnections === true;
-            this.#takesCalls = this.#takesConnections && msg.takesCalls === true;
-            this.#acksCalls = msg.acksCalls === true;
+            this.#direct.onReady(msg);
             this.#state = 'ready';
             this.#readyAt = performance.now();
             this.#log.info({ workerPid: child.pid, address: msg.address }, 'worker ready');
@@ -331,22 +270,17 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
             this.#log.error({ workerPid: child.pid, error: msg.error }, 'worker reported a fatal error');
             break;
           case 'metrics':
-            this.#metricsWaiters.get(msg.replyTo)?.(msg.metrics);
+            this.#probes.onMetrics(msg);
             break;
           case 'pong':
-            this.#onPong(msg);
+            this.#probes.onPong(msg);
             break;
           case 'conn-taken':
-            if (this.#connectionInFlight === msg.id) this.#settleConnection(true);
+            this.#direct.onConnectionTaken(msg.id);
             break;
-          case 'call-report': {
-            const sink = this.#calls.get(msg.id);
-            if (sink === undefined) break;
-            sink.report(msg);
-            // After the report: one that throws leaves its call here, to be lost when the worker it replaces exits.
-            if (msg.isEnd === true) this.#calls.delete(msg.id);
+          case 'call-report':
+            this.#direct.onCallReport(msg);
             break;
-          }
           default:
             assertNever(msg);
         }
@@ -363,21 +297,9 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
         const report: ExitReport = { code, signal, isIntended, reason, stderrTail: [...this.#stderrTail] };
         this.#exitReport = report;
         this.#state = isIntended || failure !== undefined ? 'stopped' : 'crashed';
-        this.#pendingProbe = 0;
         this.agent.destroy();
-        for (const pending of this.#metricsWaiters.values()) pending(undefined);
-        this.#metricsWaiters.clear();
-        const waiting = [...this.#lifeWaiters.values()];
-        this.#lifeWaiters.clear();
-        const calls = [...this.#calls.values()];
-        this.#calls.clear();
-        for (const sink of calls) sink.lost();
-        // Connections still waiting to be sent: none will be (a client connection may keep this handle for its life).
-        this.#connectionQueue = [];
-        this.#connectionInFlight = 0;
-        this.#onConnectionSettled = undefined;
-        this.#releaseInFlight?.();
-        this.#releaseInFlight = undefined;
+        const waiting = this.#probes.end();
+        this.#direct.end();
         (isIntended ? this.#log.info : this.#log.warn).call(
           this.#log,
           { workerPid: child.pid, code, signal, reason },
@@ -452,29 +374,13 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
     this.#kill('SIGKILL');
   }
 
-  // Health probes over IPC (SPEC §4a, issue 9 part 3). A worker that stops
-  // answering — SIGSTOP, an endless loop, a deadlock on a sync call — still
-  // holds its sockets open and would hang every request sent to it.
-
-  readonly #health: WorkerHealth = { misses: 0, rssBytes: 0, eventLoopDelayMs: 0, probeRoundTripMs: 0 };
-  #pendingProbe = 0;
-  #probeSentAtMs = 0;
-  #nextProbeId = 1;
-
   /**
-   * One health probe tick: counts a miss if the previous probe is still
-   * unanswered, then sends the next. Returns the ticks in a row with no answer
-   * to any probe. Only ready and draining workers are probed.
+   * One health probe tick (SPEC §4a; WorkerProbes.probe): the misses in a row. Only ready and draining workers are
+   * probed.
    */
   probe(nowMs: number): number {
-    const child = this.#child;
-    if ((this.#state !== 'ready' && this.#state !== 'draining') || child === undefined || !child.connected) return 0;
-    if (this.#pendingProbe !== 0) this.#health.misses++;
-    this.#pendingProbe = this.#nextProbeId++;
-    this.#probeSentAtMs = nowMs;
-    // A worker just killed may not have been heard to disconnect yet: the send fails (EPIPE) and its exit says why.
-    child.send({ type: 'ping', id: this.#pendingProbe }, undefined, undefined, ignoreSendError);
-    return this.#health.misses;
+    if (this.#state !== 'ready' && this.#state !== 'draining') return 0;
+    return this.#probes.probe(nowMs);
   }
 
   /**
@@ -484,73 +390,12 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
    * process ends first.
    */
   offerConnection(id: number, socket: Socket, onSettled: ConnectionSettled): boolean {
-    if (this.#state !== 'ready' || !this.#takesConnections || this.#child === undefined || !this.#child.connected)
-      return false;
-    this.#connectionQueue.push({ id, socket, onSettled });
-    this.#sendNextConnection();
-    return true;
+    return this.#state === 'ready' && this.#direct.offerConnection(id, socket, onSettled);
   }
-
-  // One descriptor in flight at a time: node holds every later message to this worker, its health probes included,
-  // until the worker acknowledges a handle, and a busy worker takes tens of ms to. 300 connections offered at once
-  // held the probes for 12 s, and the worker was killed as unhealthy. A connection that closed while it waited is
-  // skipped, never sent; one that closes while its message is being written stays open until the write is done
-  // (holdOpen).
-  #sendNextConnection(): void {
-    const child = this.#child;
-    while (this.#connectionInFlight === 0 && this.#connectionQueue.length > 0) {
-      const { id, socket, onSettled } = this.#connectionQueue.shift()!;
-      const handle = (socket as Socket & { _handle: NativeHandle | null })._handle;
-      if (socket.destroyed || handle === null || child === undefined || !child.connected) continue;
-      this.#connectionInFlight = id;
-      this.#onConnectionSettled = onSettled;
-      const release = holdOpen(handle);
-      this.#releaseInFlight = release;
-      const settle = (err: Error | null): void => {
-        release();
-        if (this.#releaseInFlight === release) this.#releaseInFlight = undefined;
-        if (err !== null && this.#connectionInFlight === id) this.#settleConnection(false);
-      };
-      try {
-        child.send(
-          { type: 'conn', id },
-          handle as unknown as Parameters<ChildProcess['send']>[1],
-          { keepOpen: true },
-          settle,
-        );
-      } catch (err) {
-        settle(err instanceof Error ? err : new Error(String(err)));
-      }
-    }
-  }
-
-  /** The descriptor in flight arrived (`conn-taken`) or was lost (its send failed, or the worker could not take it). */
-  #settleConnection(isTaken: boolean): void {
-    const onSettled = this.#onConnectionSettled;
-    this.#connectionInFlight = 0;
-    this.#onConnectionSettled = undefined;
-    onSettled?.(isTaken);
-    this.#sendNextConnection();
-  }
-
-  /**
-   * Node's own answer to a descriptor message that reached the worker process without its descriptor (the kernel
-   * dropped it, MSG_CTRUNC: the worker was at its file limit). Sent with keepOpen, node neither resends it nor tells
-   * the sender: without this, no `conn-taken` would ever come, and this worker would never be offered another
-   * connection.
-   */
-  #onInternalMessage = (msg: unknown): void => {
-    if (!isHandleNack(msg) || this.#connectionInFlight === 0) return;
-    this.#log.warn(
-      { workerPid: this.#child?.pid, conn: this.#connectionInFlight },
-      'a connection did not reach the worker (its file limit?): its answers go through the master',
-    );
-    this.#settleConnection(false);
-  };
 
   /** limits.directStreams: this worker process answers requests passed as IPC calls (its `ready` said so). */
   get takesCalls(): boolean {
-    return this.#takesCalls && this.#state === 'ready';
+    return this.#direct.takesCalls && this.#state === 'ready';
   }
 
   /**
@@ -558,7 +403,7 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
    * never ran (master/direct-calls.ts); false for a build that does not say so: its calls are taken once sent.
    */
   get acksCalls(): boolean {
-    return this.#acksCalls;
+    return this.#direct.acksCalls;
   }
 
   /**
@@ -567,47 +412,20 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
    * takes no calls (the caller forwards the request over HTTP).
    */
   sendCall(msg: DirectCallMessage, start: () => DirectCallSink): boolean {
-    const child = this.#child;
-    if (!this.takesCalls || child === undefined || !child.connected) return false;
-    child.send(msg, undefined, undefined, ignoreSendError);
-    // Reports arrive in a later turn, read from the channel: the sink is in place by then.
-    this.#calls.set(msg.id, start());
-    return true;
+    return this.takesCalls && this.#direct.sendCall(msg, start);
   }
 
   /** The client connection `id` closed: the worker closes its duplicate. */
   closeConnection(id: number): void {
-    const child = this.#child;
-    if (child === undefined || !child.connected) return;
-    child.send({ type: 'conn-close', id }, undefined, undefined, ignoreSendError);
+    this.#direct.closeConnection(id);
   }
 
   /** Takes the worker out of routing and kills it; its exit counts as a crash, so the supervisor replaces it. */
   markUnhealthy(reason: string): void {
     if (this.#state !== 'ready' && this.#state !== 'draining') return;
     this.#state = 'unhealthy';
-    this.#log.error({ workerPid: this.pid, reason, misses: this.#health.misses }, 'worker unhealthy, killing it');
+    this.#log.error({ workerPid: this.pid, reason, misses: this.#probes.misses }, 'worker unhealthy, killing it');
     this.#kill('SIGKILL');
-  }
-
-  #onPong(msg: Extract<WorkerToMaster, { type: 'pong' }>): void {
-    // Any answer shows the worker's loop ran just now (IPC is ordered), even one to a probe
-    // already counted as missed: a worker, or a master, slowed by a busy machine answers late,
-    // and a late answer must not add up to a kill. Only a worker that answers nothing does.
-    this.#health.misses = 0;
-    this.#health.rssBytes = msg.rssBytes;
-    this.#health.eventLoopDelayMs = msg.eventLoopDelayMs;
-    // IPC keeps order and the worker reads its counters as it answers: each answer's are at least the one's before.
-    if (Array.isArray(msg.counters)) this.#lastCounters = msg.counters;
-    // Its loop ran after each ping up to this one was sent (IPC keeps order).
-    for (const [id, callback] of this.#lifeWaiters) {
-      if (id > msg.replyTo) break;
-      this.#lifeWaiters.delete(id);
-      callback();
-    }
-    if (msg.replyTo !== this.#pendingProbe) return; // the latest probe is still out
-    this.#pendingProbe = 0;
-    this.#health.probeRoundTripMs = Math.max(0, performance.now() - this.#probeSentAtMs);
   }
 
   #kill(signal: NodeJS.Signals): void {
@@ -617,100 +435,21 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
     if (child?.pid !== undefined && child.exitCode === null && child.signalCode === null) child.kill(signal);
   }
 
-  // Metrics over IPC (SPEC §9): request/response paired by id (STYLE §18).
-  readonly #metricsWaiters = new Map<number, (metrics: unknown[] | undefined) => void>();
-  #nextMetricsId = 1;
-  #lastMetrics: unknown[] | undefined;
-  #lastCounters: unknown[] | undefined;
-
   /** The worker's last answer to requestMetrics; the master keeps its counters once the process is gone. */
   get lastMetrics(): readonly unknown[] | undefined {
-    return this.#lastMetrics;
+    return this.#probes.lastMetrics;
   }
 
   /** The counters and histograms of the worker's last health probe answer (2 s old at most, by default). */
   get lastCounters(): readonly unknown[] | undefined {
-    return this.#lastCounters;
+    return this.#probes.lastCounters;
   }
 
-  /** This worker's metrics, or [] if it does not answer within deadlineMs (a stuck worker must not stall /metrics). */
+  /** Its metrics, or undefined without an answer within deadlineMs (a stuck worker must not stall a scrape). */
   requestMetrics(deadlineMs: number): Promise<unknown[] | undefined> {
-    const child = this.#child;
-    if (child === undefined || !child.connected || this.#state === 'stopped' || this.#state === 'crashed') {
-      return Promise.resolve(undefined);
-    }
-    const id = this.#nextMetricsId++;
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.#metricsWaiters.delete(id);
-        resolve(undefined);
-      }, deadlineMs);
-      this.#metricsWaiters.set(id, (metrics) => {
-        clearTimeout(timer);
-        this.#metricsWaiters.delete(id);
-        // IPC keeps order and a process's counters only go up: each answer is at least the one before.
-        if (metrics !== undefined) this.#lastMetrics = metrics;
-        resolve(metrics);
-      });
-      child.send({ type: 'metrics', id }, undefined, undefined, ignoreSendError);
-    });
+    if (this.#state === 'stopped' || this.#state === 'crashed') return Promise.resolve(undefined);
+    return this.#probes.requestMetrics(deadlineMs);
   }
-}
-
-/** IPC sends to a worker that is exiting fail; its own exit handling reports that. */
-function ignoreSendError(): void {}
-
-/** A connection's native handle (node's TCPWrap), as `socket._handle` holds it. */
-interface NativeHandle {
-  close(...args: unknown[]): void;
-  readStop(): number;
-}
-
-/** A descriptor's held close: how many sends hold it (a connection on its way to several workers), the close asked. */
-interface Hold {
-  count: number;
-  asked: unknown[] | undefined;
-}
-
-const holds = new WeakMap<NativeHandle, Hold>();
-
-/**
- * Keeps a descriptor open while node writes it to a worker: its `close` (what `socket.destroy()` calls) is held until
- * every hold's returned function has run, then done as asked; meanwhile a destroyed socket reads nothing more (node's
- * parser, attached in C++, would still parse what comes). libuv reads the descriptor when it writes the message,
- * which waits while the channel is backed up (a stopped or busy worker). A handle closed meanwhile fails that write
- * (EBADF), the message is lost without an error, and node waits for the worker's acknowledgement for good, holding
- * every later message to it, health probes included (reproduced in test/e2e/hop-direct.test.ts). Each release is
- * idempotent.
- */
-export function holdOpen(handle: NativeHandle): () => void {
-  const hold = holds.get(handle) ?? shadowClose(handle);
-  hold.count++;
-  let isHeld = true;
-  return () => {
-    if (!isHeld) return;
-    isHeld = false;
-    if (--hold.count > 0) return;
-    holds.delete(handle);
-    Reflect.deleteProperty(handle, 'close'); // the prototype's close again
-    if (hold.asked !== undefined) handle.close(...hold.asked);
-  };
-}
-
-/** The first hold of a descriptor: its `close` only records what was asked, and stops reading. */
-function shadowClose(handle: NativeHandle): Hold {
-  const hold: Hold = { count: 0, asked: undefined };
-  holds.set(handle, hold);
-  handle.close = (...args: unknown[]): void => {
-    hold.asked = args;
-    handle.readStop();
-  };
-  return hold;
-}
-
-/** node's `NODE_HANDLE_NACK` (lib/internal/child_process.js): a handle message arrived without its handle. */
-function isHandleNack(msg: unknown): boolean {
-  return typeof msg === 'object' && msg !== null && (msg as { cmd?: unknown }).cmd === 'NODE_HANDLE_NACK';
 }
 
 /** Why a worker's `ready` fails its start: another protocol (a build of another release), or a shape not ours. */

@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
-import type { WorkerAddress } from '../shared/ipc.js';
+import { WORKER_SETTINGS_ENV, type WorkerAddress, type WorkerSettings } from '../shared/ipc.js';
 
 // A forked worker's OS process as the master sees it (worker-handle.ts holds its
 // lifecycle): the node flags it is forked with, the tail of its stderr, how its
@@ -15,6 +15,34 @@ export interface ExitReport {
   reason: string;
   /** Last lines the worker wrote to stderr. */
   stderrTail: string[];
+}
+
+/**
+ * A worker's environment: the master's, the version's `env` over it, and its settings; never the admin token or a
+ * variable named in admin.redactEnv (SPEC §6); the master's NODE_OPTIONS as workerNodeOptions leaves it, unless the
+ * version's `env` sets its own on purpose.
+ */
+export function workerEnv(
+  masterEnv: NodeJS.ProcessEnv,
+  options: {
+    env: Readonly<Record<string, string>>;
+    settings: WorkerSettings;
+    redactEnv: readonly string[];
+  },
+): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {
+    ...masterEnv,
+    ...options.env,
+    [WORKER_SETTINGS_ENV]: JSON.stringify(options.settings),
+  };
+  for (const name of options.redactEnv) delete env[name];
+  // Quoted values and their spaces kept as written.
+  if (options.env?.['NODE_OPTIONS'] === undefined) {
+    const nodeOptions = workerNodeOptions(env['NODE_OPTIONS']);
+    if (nodeOptions === undefined) delete env['NODE_OPTIONS'];
+    else env['NODE_OPTIONS'] = nodeOptions;
+  }
+  return env;
 }
 
 const STDERR_TAIL_LINES = 20;
