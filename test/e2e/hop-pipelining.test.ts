@@ -173,7 +173,21 @@ t.test('pipelining', async (t) => {
     await closed;
     t.equal(upstream.isComplete, false, 'the upstream call was aborted when the client left');
     await waitForStatus(gw, (v) => v.chat!.workers[0]!.inflight === 0, 'the slot is free again');
-    t.equal(streams.length, 1, 'the requests waiting behind it never reached the upstream');
+    // A request sent after, on a connection of its own, answered whole: the two left waiting, had they been served
+    // when the slot came free, would have reached the upstream before it. (Counted when the slot was free, they
+    // were not there yet whatever the master did with them.)
+    const after = await httpRequest(`${gw.url}/v1/chat/completions?version=chat`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: '[mock tokens=1] after' }] }),
+    });
+    t.equal(after.status, 200);
+    const asked = streams.map((s) => JSON.stringify(s.body['messages']));
+    t.equal(asked.length, 2, 'the requests waiting behind it never reached the upstream');
+    t.ok(
+      /#1/.test(asked[0] ?? '') && /after/.test(asked[1] ?? ''),
+      `the first, then the one sent after: ${asked.join(', ')}`,
+    );
   });
   t.test('a connection that pipelines past 4 × maxPipelinedRequests is closed, holding nothing', async (t) => {
     // Node parses a read whole and keeps every request it parsed until its turn or the connection's close: 64 KiB
