@@ -1,6 +1,6 @@
 import t from 'tap';
 import { admin, startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
-import { canaryOf, pollPause, status, waitForStatus } from '../helpers/wait.js';
+import { canaryOf, pollPause, pollUntil, status, waitForStatus } from '../helpers/wait.js';
 import type { CanaryStatus } from '../../master/canary/controller.js';
 import { runCanaryToEnd } from '../helpers/load.js';
 import { scrape, scrapeUntil } from '../helpers/metrics.js';
@@ -73,8 +73,11 @@ t.test('canaries', async (t) => {
       'only the pair changed, its sum kept',
     );
     // The judge has looked at the empty step (its reason says so): still running, no verdict.
-    let c = await canaryOf(gw, 'idle');
-    while (!/not yet/.test(c.reason)) c = await canaryOf(gw, 'idle');
+    const c = await pollUntil(
+      () => canaryOf(gw, 'idle'),
+      (c) => /not yet/.test(c.reason),
+      'the judge has looked at the empty step',
+    );
     t.equal(c.state, 'running', 'too little data is "not yet", never a verdict');
     t.equal((await admin<ErrorBody>(gw, 'POST', '/admin/versions/idle/canary', {})).status, 409);
     t.equal(

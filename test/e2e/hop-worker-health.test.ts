@@ -1,7 +1,7 @@
 import t from 'tap';
 import { requestGate, startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
 import { httpRequest, json } from '../helpers/http.js';
-import { pollPause, status, waitForStatus, isAlive } from '../helpers/wait.js';
+import { pollUntil, status, waitForStatus, isAlive } from '../helpers/wait.js';
 import { scrape } from '../helpers/metrics.js';
 import { untilOutput } from '../helpers/output.js';
 import { atFileLimit, hasPrlimit, lowestFreeFd, nofileSoftLimit, setNofile } from '../helpers/file-limit.js';
@@ -37,11 +37,11 @@ t.test('a silent or stopped worker', async (t) => {
         type: 'gateway_error',
         code: 'worker_timeout',
       });
-      for (;;) {
-        const stats = json<{ active: number }>(await httpRequest(`${gw.url}/stats?version=one`));
-        if (stats.active === 0) break; // the worker saw its request's socket close
-        await pollPause();
-      }
+      await pollUntil(
+        async () => json<{ active: number }>(await httpRequest(`${gw.url}/stats?version=one`)),
+        (stats) => stats.active === 0, // the worker saw its request's socket close
+        "the worker's request ended",
+      );
       t.pass('the worker saw the request end');
     },
   );

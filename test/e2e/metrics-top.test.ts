@@ -4,6 +4,7 @@ import { performance } from 'node:perf_hooks';
 import { startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
 import { httpRequest } from '../helpers/http.js';
 import { scrape } from '../helpers/metrics.js';
+import { pollUntil } from '../helpers/wait.js';
 import { computeRows } from '../../scripts/cli/top-view.js';
 import { runTop } from '../../scripts/cli/top.js';
 
@@ -29,9 +30,11 @@ t.test('graygate top against a running gateway', async (t) => {
     for (let i = 0; i < 6; i++) await httpRequest(`${gw.url}/slow?version=v1`);
     await httpRequest(`${gw.url}/slow?version=v2`);
     // One scrape is exact only once the master logged them all: the count is the event.
-    let after = await scrape(gw, auth);
-    while (after.sum('graygate_requests_total') < before.sum('graygate_requests_total') + 7)
-      after = await scrape(gw, auth);
+    const after = await pollUntil(
+      () => scrape(gw, auth),
+      (s) => s.sum('graygate_requests_total') >= before.sum('graygate_requests_total') + 7,
+      'graygate_requests_total counts the 7 requests',
+    );
     const afterAt = performance.now();
     const rows = computeRows({ atMs: beforeAt, samples: before.samples }, { atMs: afterAt, samples: after.samples });
     const v1 = rows.find((r) => r.version === 'v1')!;

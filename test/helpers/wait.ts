@@ -29,6 +29,31 @@ export async function status(gw: Gateway): Promise<Record<string, VersionRow>> {
 }
 
 /**
+ * Looks with `look` until `condition` holds what it found, with pollPause() between looks: for what has no push
+ * event (an admin or worker answer), polling is the event. Bounded (`attempts`, ≥ 30 s of pauses by default) so a
+ * broken test fails naming `what` and the last value seen, rather than hangs.
+ */
+export async function pollUntil<T>(
+  look: () => Promise<T>,
+  condition: (value: T) => boolean,
+  what: string,
+  attempts = 3000,
+): Promise<T> {
+  let last: T | undefined;
+  for (let i = 0; i < attempts; i++) {
+    if (i > 0) await pollPause();
+    last = await look();
+    if (condition(last)) return last;
+  }
+  throw new Error(`${what} never became true in ${attempts} looks; the last: ${describe(last)}`);
+}
+
+function describe(value: unknown): string {
+  const text = typeof value === 'string' ? value : (JSON.stringify(value) ?? String(value));
+  return text.length > 2000 ? `${text.slice(0, 2000)}…` : text;
+}
+
+/**
  * Polls the admin status until `condition` holds. The gateway exposes no
  * push events, so this is the event; bounded (≥ 30 s of pauses) so a broken
  * test fails rather than hangs.
