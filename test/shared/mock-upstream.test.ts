@@ -151,9 +151,12 @@ t.test(
       else await res.arrayBuffer();
     }
     t.same(statuses, [200, 200, 200, 500, 200, 200, 200, 500], 'the 4th and 8th answers, deterministic');
+    const streamed = once(mock.events, 'stream');
     const started = performance.now();
     const res = await post('/v1/chat/completions', { messages, stream: true });
     t.equal(res.status, 200);
+    const [stream] = (await streamed) as [MockStream];
+    t.equal(stream.controls.firstByteMs, 150, 'the answer has the server default (no header, no directive)');
     const reader = (res.body as ReadableStream<Uint8Array>).getReader();
     const decoder = new TextDecoder();
     let text = '';
@@ -162,6 +165,8 @@ t.test(
       if (done) break;
       text += decoder.decode(value);
     }
+    // A lower bound only, which load cannot break (it only makes things later): the default is applied as a delay,
+    // not just recorded. 140, not 150: the mock's timer counts from the loop's cached time.
     t.ok(performance.now() - started >= 140, 'the server default delays the first token');
     await reader.cancel();
     const more: number[] = [];
