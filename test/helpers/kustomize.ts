@@ -27,7 +27,12 @@ export function parseYamlDocuments(text: string, source: string): unknown[] {
 /** `kubectl kustomize DIR`, or undefined when kubectl is not installed. */
 export async function kubectlKustomize(dir: string): Promise<unknown[] | undefined> {
   try {
-    const { stdout } = await run('kubectl', ['kustomize', dir], { maxBuffer: 16 * 1024 * 1024 });
+    // Bounded: a kubectl that hangs (asking a cluster, a plugin) is killed and fails the test instead of holding it.
+    const { stdout } = await run('kubectl', ['kustomize', dir], {
+      maxBuffer: 16 * 1024 * 1024,
+      timeout: 60_000,
+      killSignal: 'SIGKILL',
+    });
     return parseYamlDocuments(stdout, `kubectl kustomize ${dir}`);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;

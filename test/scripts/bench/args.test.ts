@@ -1,47 +1,76 @@
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import t from 'tap';
-import { ROOT } from '../../helpers/gateway.js';
+import { ROOT, type Teardown } from '../../helpers/gateway.js';
 
 // A benchmark script asked for --help lists its flags; a flag it does not know is a usage error (exit 64, one line
 // and the list), not a stack trace (a new user's walk through the README hit one with every script).
 
-const run = promisify(execFile);
 const script = join(ROOT, 'dist/scripts/bench/per-call.js');
 
+/**
+ * Each run's bound: a script that hangs (a benchmark that started instead of refusing its arguments) is killed
+ * (SIGKILL) and fails its test, instead of holding the unit tests' process until tap's timeout. A run here takes
+ * well under a second.
+ */
+const RUN_TIMEOUT_MS = 30_000;
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** `node <file> <args…>` to its end, whatever its exit code; rejects if it was killed at RUN_TIMEOUT_MS. */
+function run(t: Teardown, file: string, args: readonly string[]): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = execFile(
+      process.execPath,
+      [file, ...args],
+      { timeout: RUN_TIMEOUT_MS, killSignal: 'SIGKILL' },
+      (err, stdout, stderr) => {
+        const failure = err as (Error & { code?: unknown; killed?: boolean }) | null;
+        if (failure?.killed === true)
+          return reject(new Error(`${[file, ...args].join(' ')}: no end in ${RUN_TIMEOUT_MS} ms, killed`));
+        if (failure !== null && typeof failure.code !== 'number') return reject(failure); // not started, or a signal
+        resolve({ code: failure === null ? 0 : (failure.code as number), stdout, stderr });
+      },
+    );
+    // Ended at the test's end in any case (a test that failed or timed out before the run did).
+    t.teardown(() => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    });
+  });
+}
+
 t.test('--help lists the flags with their defaults', async (t) => {
-  const { stdout } = await run(process.execPath, [script, '--help']);
+  const { code, stdout } = await run(t, script, ['--help']);
+  t.equal(code, 0);
   t.equal(stdout, 'usage: node dist/scripts/bench/per-call.js [--baseline-root VALUE] [--rounds 3] [--calls 100000]\n');
 });
 
 t.test('an unknown flag: exit 64, the message and the usage, no stack', async (t) => {
-  const err = await run(process.execPath, [script, '--bogus']).then(
-    () => undefined,
-    (e: unknown) => e as { code: number; stderr: string },
-  );
-  t.equal(err?.code, 64);
-  t.match(err?.stderr, /^Unknown option '--bogus'.*\nusage: node dist\/scripts\/bench\/per-call\.js /s);
-  t.notMatch(err?.stderr, /\n\s+at /, 'no stack trace');
+  const { code, stderr } = await run(t, script, ['--bogus']);
+  t.equal(code, 64);
+  t.match(stderr, /^Unknown option '--bogus'.*\nusage: node dist\/scripts\/bench\/per-call\.js /s);
+  t.notMatch(stderr, /\n\s+at /, 'no stack trace');
 });
 
 t.test(
   'a script of positional counts: --help lists them with their defaults, a bad one is exit 64 naming it',
   async (t) => {
     const firstToken = join(ROOT, 'dist/scripts/bench/first-token.js');
-    const { stdout } = await run(process.execPath, [firstToken, '--help']);
-    t.equal(stdout, 'usage: node dist/scripts/bench/first-token.js [streams=1000] [concurrency=10] [rounds=3]\n');
+    const help = await run(t, firstToken, ['--help']);
+    t.equal(help.code, 0);
+    t.equal(help.stdout, 'usage: node dist/scripts/bench/first-token.js [streams=1000] [concurrency=10] [rounds=3]\n');
     for (const [args, message] of [
       [['x'], /^streams: expected a number ≥ 1, got x\nusage: /],
       [['10', '0'], /^concurrency: expected a number ≥ 1, got 0\n/],
       [['1', '2', '3', '4'], /^at most 3 arguments, got 4\n/],
     ] as const) {
-      const err = await run(process.execPath, [firstToken, ...args]).then(
-        () => undefined,
-        (e: unknown) => e as { code: number; stderr: string },
-      );
-      t.equal(err?.code, 64, args.join(' '));
-      t.match(err?.stderr, message, args.join(' '));
+      const { code, stderr } = await run(t, firstToken, args);
+      t.equal(code, 64, args.join(' '));
+      t.match(stderr, message, args.join(' '));
     }
   },
 );
