@@ -35,7 +35,7 @@ t.test('the version queue is counted once: /admin/status, graygate status and /m
   );
   t.equal((await scrape(gw)).sum(METRIC.queueDepth, { version: 'v1' }), 3, 'graygate_queue_depth says the same');
 
-  const human = await runCli(['status', '--admin', gw.adminUrl]);
+  const human = await runCli(t, ['status', '--admin', gw.adminUrl]);
   t.equal(human.code, 0);
   // The table, before the lines under it (client connections).
   const [header, ...lines] = human.stdout.split('\n\n')[0]!.trimEnd().split('\n');
@@ -48,7 +48,7 @@ t.test('the version queue is counted once: /admin/status, graygate status and /m
     ['1', '1'],
     'INFLIGHT stays per worker',
   );
-  const json = await runCli(['status', '--json', '--admin', gw.adminUrl]);
+  const json = await runCli(t, ['status', '--json', '--admin', gw.adminUrl]);
   t.equal(
     (JSON.parse(json.stdout) as { versions: Record<string, { queued: number }> }).versions['v1']?.queued,
     3,

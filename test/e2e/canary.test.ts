@@ -156,7 +156,7 @@ t.test('canaries', async (t) => {
       202,
     );
     // A pipeline's gate (Argo Rollouts' `status`): waits for the verdict, exit 3 when not promoted.
-    const waiting = runCli(['canary', 'status', 'bad', '--wait', '--interval', '0.1', '--admin', gw.adminUrl]);
+    const waiting = runCli(t, ['canary', 'status', 'bad', '--wait', '--interval', '0.1', '--admin', gw.adminUrl]);
     const { final, load, seconds } = await runCanaryToEnd(gw, 'bad', { path: '/slow?ms=0' });
     t.equal(final.state, 'rolled_back', final.reason);
     t.match(final.reason, /error/);
@@ -250,7 +250,7 @@ t.test('canaries', async (t) => {
       criteria: { firstTokenP99: false, responseTimeP99: false },
     };
     t.equal((await admin(gw, 'POST', '/admin/versions/good/canary', body)).status, 202);
-    const waiting = runCli(['canary', 'status', 'good', '--wait', '--json', '--admin', gw.adminUrl]);
+    const waiting = runCli(t, ['canary', 'status', 'good', '--wait', '--json', '--admin', gw.adminUrl]);
     const { final, load, seconds } = await runCanaryToEnd(gw, 'good', { path: '/slow?ms=0' });
     t.equal(final.state, 'promoted', final.reason);
     const waited = await waiting;
@@ -268,7 +268,7 @@ t.test('canaries', async (t) => {
 
   t.test('the CLI starts, explains and aborts a canary; graygate status shows it', async (t) => {
     const admin = ['--admin', gw.adminUrl];
-    const started = await runCli([
+    const started = await runCli(t, [
       'canary',
       'idle',
       '--baseline',
@@ -289,9 +289,9 @@ t.test('canaries', async (t) => {
     ]);
     t.equal(started.code, 0, started.stderr);
     t.match(started.stdout, /canary idle \(baseline good\): running at step 1\/2 \(25 %\)/);
-    const status = await runCli(['status', ...admin]);
+    const status = await runCli(t, ['status', ...admin]);
     t.match(status.stdout, /canary idle \(baseline good\): running, step 1\/2, 25 %/);
-    const explained = await runCli(['canary', 'status', 'idle', ...admin]);
+    const explained = await runCli(t, ['canary', 'status', 'idle', ...admin]);
     t.match(explained.stdout, /at least 30 s and 50 canary requests each/);
     t.match(explained.stdout, /why: /);
     // The flags' path, flag → body → status → CLI: what it judges by is in the answer and on the screen.
@@ -299,7 +299,7 @@ t.test('canaries', async (t) => {
       explained.stdout,
       /judged by: error rate ≤ 1\.2 × baseline \+ 1 %, first token p99 ≤ 1\.2 × baseline \+ 25 ms, response time p99 off, time per token p99 off, error rate ≤ 5 % whatever the baseline's; alpha 0\.01; no verdict in \d+ s: hold/,
     );
-    const json = await runCli(['canary', 'status', 'idle', '--json', ...admin]);
+    const json = await runCli(t, ['canary', 'status', 'idle', '--json', ...admin]);
     const parsed = JSON.parse(json.stdout) as CanaryStatus;
     t.equal(parsed.state, 'running');
     t.equal(parsed.onInconclusive, 'hold');
@@ -310,7 +310,7 @@ t.test('canaries', async (t) => {
       timePerTokenP99: false,
       maxErrorRate: 0.05,
     });
-    const bad = await runCli(['canary', 'idle', '--step', 'soon', ...admin]);
+    const bad = await runCli(t, ['canary', 'idle', '--step', 'soon', ...admin]);
     t.equal(bad.code, 64, 'a malformed duration is a usage error');
     for (const flags of [
       ['--alpha', 'abc'],
@@ -319,27 +319,27 @@ t.test('canaries', async (t) => {
       ['--max-error-rate', '5'],
       ['--time-per-token-margin', '2'],
     ])
-      t.equal((await runCli(['canary', 'idle', ...flags, ...admin])).code, 64, `${flags.join(' ')}: a usage error`);
+      t.equal((await runCli(t, ['canary', 'idle', ...flags, ...admin])).code, 64, `${flags.join(' ')}: a usage error`);
     for (const args of [
       ['canary', 'status', '--wait'],
       ['status', '--wait'],
       ['canary', 'abort', 'idle', '--wait'],
     ])
-      t.equal((await runCli([...args, ...admin])).code, 64, `${args.join(' ')}: --wait is for canary status NAME`);
-    const again = await runCli(['canary', 'idle', ...admin]);
+      t.equal((await runCli(t, [...args, ...admin])).code, 64, `${args.join(' ')}: --wait is for canary status NAME`);
+    const again = await runCli(t, ['canary', 'idle', ...admin]);
     t.equal(again.code, 1);
     t.match(again.stderr, /409 canary_in_progress/);
-    const aborted = await runCli(['canary', 'abort', 'idle', ...admin]);
+    const aborted = await runCli(t, ['canary', 'abort', 'idle', ...admin]);
     t.equal(aborted.code, 0);
     t.match(aborted.stdout, /aborted/);
     t.same((await weights()).idle, 0);
 
     // Promoted by hand (Argo Rollouts' `promote --full`): from its first step, before any verdict.
     t.equal(
-      (await runCli(['canary', 'idle', '--baseline', 'good', '--steps', '25,100', '--step', '30s', ...admin])).code,
+      (await runCli(t, ['canary', 'idle', '--baseline', 'good', '--steps', '25,100', '--step', '30s', ...admin])).code,
       0,
     );
-    const promoted = await runCli(['canary', 'promote', 'idle', ...admin]);
+    const promoted = await runCli(t, ['canary', 'promote', 'idle', ...admin]);
     t.equal(promoted.code, 0, promoted.stderr);
     t.match(
       promoted.stdout,

@@ -159,8 +159,8 @@ t.test('top and CLI output against a gateway without a token', async (t) => {
   t.test('top exits 69 with one line when the admin API is unreachable at start, like status', async (t) => {
     const port = DEAD_PORT;
     const [top, status] = await Promise.all([
-      runCli(['top', '--admin', `:${port}`]),
-      runCli(['status', '--admin', `:${port}`]),
+      runCli(t, ['top', '--admin', `:${port}`]),
+      runCli(t, ['status', '--admin', `:${port}`]),
     ]);
     const line = `graygate: admin API unreachable at http://127.0.0.1:${port} (ECONNREFUSED); is graygate running? (address from --admin)\n`;
     t.same(top, { code: 69, stdout: '', stderr: line });
@@ -200,8 +200,8 @@ t.test('top and CLI output against a gateway without a token', async (t) => {
   t.test('a 403 forbidden ends status and top with a one-line hint', async (t) => {
     const proxy = await startHostRewritingProxy(t, gw.adminUrl);
     const [status, top] = await Promise.all([
-      runCli(['status', '--admin', proxy]),
-      runCli(['top', '--admin', proxy, '--interval', '0.02']),
+      runCli(t, ['status', '--admin', proxy]),
+      runCli(t, ['top', '--admin', proxy, '--interval', '0.02']),
     ]);
     for (const [what, res] of [
       ['status', status],

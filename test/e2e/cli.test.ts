@@ -31,7 +31,7 @@ t.test('CLI against a running gateway', async (t) => {
 async function commands(t: Test, gw: Gateway, env: Record<string, string>): Promise<void> {
   const a = ['--admin', gw.adminUrl];
 
-  const human = await cli(['status', ...a], env);
+  const human = await cli(t, ['status', ...a], env);
   t.equal(human.code, 0);
   t.match(human.stdout, /^VERSION\s+WEIGHT\s+ENTRY\s+UPSTREAM\s+PID\s+STATE/);
   t.match(human.stdout, /\nv1\s+90\s+\S+test-worker\.js\s+openai mock:\s+\d+\s+ready/);
@@ -40,7 +40,7 @@ async function commands(t: Test, gw: Gateway, env: Record<string, string>): Prom
     /\nclient connections: \d+ open \(bound \d+\), 0 accepted past it \(503\), 0 closed as accepted\n/,
   );
 
-  const json = await cli(['status', '--json', ...a], env);
+  const json = await cli(t, ['status', '--json', ...a], env);
   t.equal(json.code, 0);
   t.equal(
     (JSON.parse(json.stdout) as { versions: Record<string, { weight: number }> }).versions['v2']?.weight,
@@ -48,50 +48,55 @@ async function commands(t: Test, gw: Gateway, env: Record<string, string>): Prom
     '--json is the admin API body',
   );
 
-  const weights = await cli(['weights', 'v1=50', 'v2=50', '--json', ...a], env);
+  const weights = await cli(t, ['weights', 'v1=50', 'v2=50', '--json', ...a], env);
   t.equal(weights.code, 0);
   t.equal((JSON.parse(weights.stdout) as { versions: Record<string, { weight: number }> }).versions['v1']?.weight, 50);
 
-  const unauthorized = await cli(['status', ...a], { GRAYGATE_ADMIN_TOKEN: 'nope' });
+  const unauthorized = await cli(t, ['status', ...a], { GRAYGATE_ADMIN_TOKEN: 'nope' });
   t.equal(unauthorized.code, 1);
   t.equal(unauthorized.stderr, 'graygate: 401 unauthorized: missing or wrong bearer token\n', 'one-line reason');
   // An operator probe: a token with a newline pasted into it was "admin API unreachable … is graygate running?", 69.
-  const pasted = await cli(['status', ...a], { GRAYGATE_ADMIN_TOKEN: 'tok\n' });
+  const pasted = await cli(t, ['status', ...a], { GRAYGATE_ADMIN_TOKEN: 'tok\n' });
   t.equal(pasted.code, 64, 'a token a header cannot carry: a usage error');
   t.match(pasted.stderr, /^graygate: GRAYGATE_ADMIN_TOKEN has a character an HTTP header cannot carry/);
 
-  const unknown = await cli(['rollback', 'v9', ...a], env);
+  const unknown = await cli(t, ['rollback', 'v9', ...a], env);
   t.equal(unknown.code, 1);
   t.match(unknown.stderr, /^graygate: 404 unknown_version: unknown version "v9"/);
 
-  const conflict = await cli(['rollback', 'v1', ...a], env);
+  const conflict = await cli(t, ['rollback', 'v1', ...a], env);
   t.equal(conflict.code, 1);
   t.match(conflict.stderr, /409 no_previous_build/);
 
-  const invalid = await cli(['weights', 'v1=-3', ...a], env);
+  const invalid = await cli(t, ['weights', 'v1=-3', ...a], env);
   t.equal(invalid.code, 64, 'usage error before any call');
 
-  const added = await cli(['add', 'v3', '--entry', TEST_WORKER_ENTRY, '--weight', '0', ...a], env);
+  const added = await cli(t, ['add', 'v3', '--entry', TEST_WORKER_ENTRY, '--weight', '0', ...a], env);
   t.equal(added.code, 0);
   t.equal(added.stdout, 'added v3\n');
-  const removed = await cli(['remove', 'v3', ...a], env);
+  const removed = await cli(t, ['remove', 'v3', ...a], env);
   t.equal(removed.code, 0);
   // SPEC §2: the CLI sends absolute paths; a relative entry is the user's working directory's, not the master's.
-  const fromDist = await cli(['add', 'v4', '--entry', 'test/fixtures/test-worker.js', ...a], env, join(ROOT, 'dist'));
+  const fromDist = await cli(
+    t,
+    ['add', 'v4', '--entry', 'test/fixtures/test-worker.js', ...a],
+    env,
+    join(ROOT, 'dist'),
+  );
   t.equal(fromDist.code, 0, fromDist.stderr);
-  const v4 = JSON.parse((await cli(['status', '--json', ...a], env)).stdout) as {
+  const v4 = JSON.parse((await cli(t, ['status', '--json', ...a], env)).stdout) as {
     versions: Record<string, { entry: string }>;
   };
   t.equal(v4.versions['v4']?.entry, TEST_WORKER_ENTRY, 'the entry resolved against the CLI working directory');
-  t.equal((await cli(['remove', 'v4', ...a], env)).code, 0);
+  t.equal((await cli(t, ['remove', 'v4', ...a], env)).code, 0);
 
-  const deployed = await cli(['deploy', 'v2', ...a], env);
+  const deployed = await cli(t, ['deploy', 'v2', ...a], env);
   t.equal(deployed.code, 0);
   t.match(deployed.stdout, /^deployed v2: \S+ \(pids \d+\) in \d+ ms\n$/);
-  const rolled = await cli(['rollback', 'v2', ...a], env);
+  const rolled = await cli(t, ['rollback', 'v2', ...a], env);
   t.equal(rolled.code, 0);
 
-  const reload = await cli(['reload', ...a], env);
+  const reload = await cli(t, ['reload', ...a], env);
   t.equal(reload.code, 0);
   t.match(reload.stdout, /weights v1=90 v2=10/, 'the file still says 90/10');
 }
@@ -115,7 +120,7 @@ async function adminAddress(t: Test, gw: Gateway, env: Record<string, string>): 
     ['GRAYGATE_ADMIN_PORT alone', [], { GRAYGATE_ADMIN_PORT: port }],
   ];
   const results = await Promise.all(
-    reach.map(([, args, extra]) => cli(['status', '--json', ...args], { ...env, ...extra })),
+    reach.map(([, args, extra]) => cli(t, ['status', '--json', ...args], { ...env, ...extra })),
   );
   reach.forEach(([what], i) => {
     t.equal(results[i]!.code, 0, what);
@@ -126,7 +131,7 @@ async function adminAddress(t: Test, gw: Gateway, env: Record<string, string>): 
     90,
   );
 
-  const top = await cli(['top', '--json', '--iterations', '1', '--admin', `:${port}`], env);
+  const top = await cli(t, ['top', '--json', '--iterations', '1', '--admin', `:${port}`], env);
   t.equal(top.code, 0, 'top --iterations 1 ends by itself');
   const frame = JSON.parse(top.stdout) as { versions: Array<{ version: string; workersUp: number }> };
   t.same(
@@ -160,7 +165,7 @@ async function adminAddress(t: Test, gw: Gateway, env: Record<string, string>): 
       /^graygate: GRAYGATE_ADMIN_PORT: the port must be a number 1–65535, got "nine"\n$/,
     ],
   ];
-  const failed = await Promise.all(refused.map(([, args, extra]) => cli(['status', ...args], { ...env, ...extra })));
+  const failed = await Promise.all(refused.map(([, args, extra]) => cli(t, ['status', ...args], { ...env, ...extra })));
   refused.forEach(([what, , , stderr], i) => {
     t.equal(failed[i]!.code, i === 0 ? 69 : 64, what);
     t.match(failed[i]!.stderr, stderr, what);
@@ -186,20 +191,20 @@ t.test('graygate start --config F runs the gateway on F (the master reads no CLI
 
 t.test('CLI errors without a gateway', async (t) => {
   const port = DEAD_PORT;
-  const down = await cli(['status', '--admin', `http://127.0.0.1:${port}`]);
+  const down = await cli(t, ['status', '--admin', `http://127.0.0.1:${port}`]);
   t.equal(down.code, 69);
   t.equal(
     down.stderr,
     `graygate: admin API unreachable at http://127.0.0.1:${port} (ECONNREFUSED); is graygate running? (address from --admin)\n`,
     'one line',
   );
-  t.equal((await cli(['frobnicate'])).code, 64);
-  t.equal((await cli(['status', '--bogus'])).code, 64);
+  t.equal((await cli(t, ['frobnicate'])).code, 64);
+  t.equal((await cli(t, ['status', '--bogus'])).code, 64);
   // Only start reads a config file; status took it and read the admin port of the environment instead.
-  const config = await cli(['status', '--config', 'config/graygate.json']);
+  const config = await cli(t, ['status', '--config', 'config/graygate.json']);
   t.equal(config.code, 64);
   t.match(config.stderr, /^graygate: --config is for start only: status finds the admin API by --admin/);
-  t.equal((await cli(['top', '--iterations', '0'])).code, 64);
+  t.equal((await cli(t, ['top', '--iterations', '0'])).code, 64);
   // A flag the command does not read was dropped silently: `deploy v2 --weight 10` deployed and left the weight.
   const strays = [
     [['deploy', 'v2', '--weight', '10'], 'deploy does not take --weight'],
@@ -210,7 +215,7 @@ t.test('CLI errors without a gateway', async (t) => {
     [['mock-upstream', '--instances', '2'], 'mock-upstream does not take --instances'],
   ] as const;
   // At once: each is a node start, and this file is the lane's longest.
-  const refused = await Promise.all(strays.map(([args]) => cli([...args])));
+  const refused = await Promise.all(strays.map(([args]) => cli(t, [...args])));
   strays.forEach(([args, message], i) => {
     t.equal(refused[i]!.code, 64, args.join(' '));
     t.match(refused[i]!.stderr, new RegExp(`^graygate: ${message}\n`), args.join(' '));
@@ -223,7 +228,7 @@ t.test('CLI errors without a gateway', async (t) => {
     ['start', '--config='],
   ]) {
     // A config that cannot load: were the check gone, the master would exit 78 at once, not serve on :8000.
-    const refused = await cli(args, { GRAYGATE_CONFIG: '/nonexistent/graygate.json' });
+    const refused = await cli(t, args, { GRAYGATE_CONFIG: '/nonexistent/graygate.json' });
     t.equal(refused.code, 64, args.join(' '));
     t.match(
       refused.stderr,
@@ -232,14 +237,14 @@ t.test('CLI errors without a gateway', async (t) => {
     );
   }
   // A README walk-through: `v1=-3` was told to "use NAME=NUMBER", and -3 is a number.
-  const negative = await cli(['weights', 'v1=-3']);
+  const negative = await cli(t, ['weights', 'v1=-3']);
   t.equal(negative.code, 64);
   t.match(negative.stderr, /bad weight "v1=-3": use NAME=NUMBER, a number from 0 to 1,000,000/);
   // A bare number would read as seconds, as --step's does: 20 s switches the p99 criteria off.
-  const bareMargin = await cli(['canary', 'v2', '--latency-margin', '20']);
+  const bareMargin = await cli(t, ['canary', 'v2', '--latency-margin', '20']);
   t.equal(bareMargin.code, 64);
   t.match(bareMargin.stderr, /--latency-margin must be a duration with its unit, like 20ms, got "20"/);
-  const help = await cli(['--help']);
+  const help = await cli(t, ['--help']);
   t.equal(help.code, 0);
   t.match(help.stdout, /usage: graygate <command>/);
   for (const documented of [
@@ -256,7 +261,7 @@ t.test('CLI errors without a gateway', async (t) => {
 t.test('--version and -v print the installed package version and exit 0', async (t) => {
   const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
   for (const args of [['--version'], ['-v']]) {
-    const res = await cli(args);
+    const res = await cli(t, args);
     t.same(res, { code: 0, stdout: `${version}\n`, stderr: '' }, args.join(' '));
   }
 });
@@ -291,7 +296,7 @@ t.test('mock-upstream on a port in use: one line naming the flag that moves it, 
   await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
   t.teardown(() => taken.close());
   const port = (taken.address() as { port: number }).port;
-  const run = await runCli(['mock-upstream', '--port', String(port)]);
+  const run = await runCli(t, ['mock-upstream', '--port', String(port)]);
   t.equal(run.code, 69);
   t.equal(run.stderr, `mock-upstream: 127.0.0.1:${port} is in use; choose another with --port\n`);
 });
@@ -320,6 +325,6 @@ t.test(
       ['--first-byte-ms', '99999999999'],
       ['--port', '99999'],
     ])
-      t.equal((await runCli(['mock-upstream', ...flags])).code, 64, `${flags.join(' ')}: a usage error`);
+      t.equal((await runCli(t, ['mock-upstream', ...flags])).code, 64, `${flags.join(' ')}: a usage error`);
   },
 );

@@ -118,10 +118,11 @@ export function runNodeInGroup(
   t: { teardown(fn: () => void): void },
   args: readonly string[],
   env: Record<string, string | undefined> = {},
+  cwd = ROOT,
 ): GroupChild {
   const node = nodeLaunch(env);
   const child = spawn(node.command, [...node.prefix, ...args], {
-    cwd: ROOT,
+    cwd,
     env: node.env,
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
-import { runNode, type NodeRun } from './child-env.js';
-import { ROOT } from './gateway.js';
+import { runNodeInGroup, type NodeRun } from './child-env.js';
+import { ROOT, type Teardown } from './gateway.js';
 
 // Runs the built CLI (bin/graygate.js) as a user would, with a clean admin environment.
 
@@ -8,6 +8,18 @@ export const CLI_BIN = join(ROOT, 'bin/graygate.js');
 /** The CLI's environment with no admin address or token of the machine's own. */
 export const CLEAN_ENV = { GRAYGATE_ADMIN_URL: '', GRAYGATE_ADMIN_PORT: '', GRAYGATE_ADMIN_TOKEN: '' };
 
-export function runCli(args: string[], env: Record<string, string> = {}, cwd?: string): Promise<NodeRun> {
-  return runNode([CLI_BIN, ...args], { env: { ...CLEAN_ENV, ...env }, cwd }).done;
+/**
+ * One CLI run to its end: its exit code and whole output. In a process group of its own that `t`'s teardown ends
+ * (SIGKILL), with whatever it started (`start` forks a master): a run the test did not wait for, or one still
+ * running when the test failed or timed out, is not left behind.
+ */
+export async function runCli(
+  t: Teardown,
+  args: string[],
+  env: Record<string, string> = {},
+  cwd = ROOT,
+): Promise<NodeRun> {
+  const run = runNodeInGroup(t, [CLI_BIN, ...args], { ...CLEAN_ENV, ...env }, cwd);
+  const code = await run.closed;
+  return { code, stdout: run.stdout(), stderr: run.stderr() };
 }
