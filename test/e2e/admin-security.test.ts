@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { admin, startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
 import { httpRequest, json } from '../helpers/http.js';
 import { status } from '../helpers/wait.js';
-import { openRaw } from '../helpers/raw-http.js';
+import { openRaw, rawRequest } from '../helpers/raw-http.js';
+import { untilOutput } from '../helpers/output.js';
 
 // Issue 9 part 4, SPEC §6: the admin API is never reachable from a web page
 // the operator happens to visit (cross-site simple POST, DNS rebinding), and
@@ -100,7 +101,8 @@ t.test(
     const gw = await startGateway(
       t,
       { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1, instances: 2 } }, admin: { redactEnv: ['MY_SECRET'] } },
-      { env: { GRAYGATE_ADMIN_TOKEN: 'tok-3f9a', MY_SECRET: 'hush-71c2' } },
+      // debug: the most the master logs, for the check at the end that the token is in none of it.
+      { env: { GRAYGATE_ADMIN_TOKEN: 'tok-3f9a', MY_SECRET: 'hush-71c2', LOG_LEVEL: 'debug' } },
     );
     const auth = { authorization: 'bearer tok-3f9a' };
     t.equal((await admin(gw, 'GET', '/admin/status', undefined, auth)).status, 200, 'lowercase bearer');
@@ -150,6 +152,15 @@ t.test(
       auth,
     );
     t.equal(escape.status, 400, 'no escape with ../');
+
+    // A head the main port refuses, with the token in it: the master logs it at debug ('client error'), after every
+    // line the authenticated calls above made it write, so once that line is in, the output holds them all.
+    const malformed = `GET /slow HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer tok-3f9a\r\nBad Header: x\r\n\r\n`;
+    t.equal((await rawRequest(gw.url, malformed)).status, 400);
+    const debugLine = await untilOutput(gw, () => gw.output().match(/^.*"msg":"client error".*$/m)?.[0]);
+    t.match(debugLine, /"level":20,/, 'the master logs at debug level');
+    t.match(gw.output(), /"msg":"admin call refused"/, 'and logged the authenticated calls');
+    t.notOk(gw.output().includes('tok-3f9a'), 'the admin token is in none of the log lines');
   },
 );
 
