@@ -24,9 +24,9 @@ export interface DirectCallTimeouts {
 /**
  * The worker process ended before it read the call: nothing of the request ran there, whatever its method, and the
  * master still holds its body. The caller sends it again (gateway.ts), as nginx passes a request no upstream got to
- * the next one (`proxy_next_upstream error`).
+ * the next one (`proxy_next_upstream error`), and says so; false past its bound of tries, and the call is a 502.
  */
-export type UnreadCall = (ctx: RequestContext) => void;
+export type UnreadCall = (ctx: RequestContext) => boolean;
 
 class DirectCall implements DirectCallSink {
   readonly #ctx: RequestContext;
@@ -111,7 +111,9 @@ class DirectCall implements DirectCallSink {
     // child's channel, then emits its close). Never taken, the call never ran: it goes again.
     if (!this.#isTaken && !this.#report.isOver) {
       this.#report.stop();
-      return this.#onUnread(ctx);
+      if (this.#onUnread(ctx)) return;
+      // Past its bound of tries: answered as a call the worker had read.
+      return this.#hooks.refuse(ctx, new GraygateError('worker_error', 'the worker exited before its response'));
     }
     this.#unanswered('the worker exited before its response');
   }

@@ -346,15 +346,17 @@ export function createGateway(options: GatewayOptions): Gateway {
 
   // Step 4 again: a request its worker never got (its socket refused it, or a kept-alive socket to it was reset before
   // any answer: the worker died, its exit not seen yet) goes back to admission, for another worker or the version's
-  // next one within queueTimeoutMs, instead of a 502 (SPEC §4: a version keeps serving on its other instances). Each
-  // refusal takes a worker out, so this ends.
-  // An offered connection (limits.directStreams) changes nothing: a worker writes to it only for a request it read.
+  // next one within queueTimeoutMs, instead of a 502 (SPEC §4: a version keeps serving on its other instances).
+  // An offered connection (limits.directStreams) changes nothing: a worker writes to the client's connection only once
+  // it has reported its answer's head to the master (worker/direct/direct-answer.ts open flushes the hop's head
+  // first), so a request with no answer from the worker has had nothing written for it.
   function retryUnreached(ctx: RequestContext, worker: WorkerHandle, isRefused: boolean): boolean {
     // Its body went out (dropped at the request's 'finish'): the worker may have read it, and it cannot go again.
     if (ctx.body.length === 0 && ctx.budgetBytes > 0) return false;
     // A reset kept-alive socket says less (a worker may reset one for its own reasons): one more try, and the worker
-    // stays in; a refusal takes it out, so tries end with the workers.
+    // stays in.
     if (!isRefused && ctx.isTriedAgain) return false;
+    if (!mayTryAgain(ctx)) return false;
     ctx.isTriedAgain = true;
     log.warn(
       { reqId: ctx.reqId, version: ctx.version, workerPid: worker.pid, isRefused },
@@ -368,22 +370,23 @@ export function createGateway(options: GatewayOptions): Gateway {
       worker.markUnreachable();
       ctx.lease?.release();
       ctx.lease = undefined;
-      admit(ctx, true);
+      admitAgain(ctx);
       return true;
     }
     // A reset: the worker may be dying, its exit not seen yet, and taking this request there again would lose it. It
     // goes again once the worker has shown it is alive, or is gone (its slot is released then too: proxy.ts).
     ctx.lease = undefined;
     worker.afterSignOfLife(() => {
-      if (ctx.phase !== 'done') admit(ctx, true);
+      if (ctx.phase !== 'done') admitAgain(ctx);
     });
     return true;
   }
 
   // Step 4 again, for an IPC call (limits.directStreams) whose worker process ended before it read it
   // (direct-calls.ts): nothing of the request ran, whatever its method, and the master still holds its body. It goes
-  // back to admission as a request a dead worker's socket refused; each try took a worker's life, so tries end.
-  function retryUnreadCall(ctx: RequestContext): void {
+  // back to admission as a request a dead worker's socket refused. False past the bound: the caller answers 502.
+  function retryUnreadCall(ctx: RequestContext): boolean {
+    if (!mayTryAgain(ctx)) return false;
     log.warn(
       { reqId: ctx.reqId, version: ctx.version, workerPid: ctx.workerPid },
       'worker gone before it read the request: request tried again',
@@ -391,6 +394,28 @@ export function createGateway(options: GatewayOptions): Gateway {
     ctx.isDirectCall = false;
     ctx.lease?.release();
     ctx.lease = undefined;
+    admitAgain(ctx);
+    return true;
+  }
+
+  /**
+   * Each try found its worker dead; after as many tries again as the version has instances (two at least: one
+   * instance's replacement), a 502 (nginx `proxy_next_upstream_tries`, Envoy's `num_retries`): a request that kills
+   * or finds dead every worker it is sent to, restarted as they are, is not sent on forever, its client and its body
+   * held meanwhile.
+   */
+  function mayTryAgain(ctx: RequestContext): boolean {
+    if (ctx.triesAgain >= Math.max(2, ctx.group?.build.instances ?? 0)) return false;
+    ctx.triesAgain++;
+    return true;
+  }
+
+  /**
+   * Admission again, first in line; chosen again first when its version left routing meanwhile (a removal or a
+   * reload: its workers are not restarted, and it would wait out queueTimeoutMs for none), as readRequestBody does.
+   */
+  function admitAgain(ctx: RequestContext): void {
+    if (registry.versions.get(ctx.version!) !== ctx.group && !choose(ctx, ctx.routingFacts!)) return;
     admit(ctx, true);
   }
 

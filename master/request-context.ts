@@ -88,8 +88,10 @@ export class RequestContext {
   previousChunk: Buffer | undefined = undefined;
   /** limits.directStreams: the worker was offered the client's connection for this answer (gateway.ts forward). */
   isDirectOffered = false;
-  /** Tried again after its worker never got it (gateway.ts retryUnreached). */
+  /** Tried again after its worker never got it (gateway.ts retryUnreached, retryUnreadCall). */
   isTriedAgain = false;
+  /** How many times it was (each try found its worker dead): bounded by gateway.ts mayTryAgain. */
+  triesAgain = 0;
   /**
    * The worker writes this answer to the client itself (it took the offer, or reported a call's status, which it does
    * before its first byte); the master relays nothing. Before that, the master can still answer.

@@ -2,6 +2,7 @@ import type { ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
 import type { Logger } from '../shared/log.js';
 import type { DirectCallMessage, DirectCallReport } from '../shared/direct.js';
+import { ignoreSendError } from './worker-probes.js';
 
 // limits.directStreams (issue 10, docs/ONE-HOP.md): what the master holds for one worker process to hand it client
 // connections and pass it requests as IPC calls. The process's handle (worker-handle.ts) owns one, feeds it the
@@ -29,9 +30,6 @@ export interface DirectAbilities {
   takesCalls?: boolean;
   acksCalls?: boolean;
 }
-
-/** IPC sends to a worker that is exiting fail; its own exit handling reports that. */
-function ignoreSendError(): void {}
 
 export class WorkerDirect {
   readonly #log: Logger;

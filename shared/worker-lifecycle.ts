@@ -72,15 +72,13 @@ function send(msg: WorkerToMaster): void {
 }
 
 /**
- * Sends `msg`, then calls `then` once it is written to the channel: from then on the master reads it, whenever this
- * process ends (node calls back at once when the write went through, as it almost always does, else when the backed-up
- * channel took it). Never when it could not be sent.
+ * Sends `msg`, then calls `then(true)` once it is written to the channel: from then on the master reads it, whenever
+ * this process ends (node calls back on the next tick when the write went through, as it almost always does, else when
+ * the backed-up channel took it); `then(false)` when it could not be sent.
  */
-function sendThen(msg: WorkerToMaster, then: () => void): void {
-  if (!process.connected) return;
-  process.send?.(msg, undefined, undefined, (err: Error | null) => {
-    if (err === null) then();
-  });
+function sendThen(msg: WorkerToMaster, then: (isSent: boolean) => void): void {
+  if (!process.connected || process.send === undefined) return then(false);
+  process.send(msg, undefined, undefined, (err: Error | null) => then(err === null));
 }
 
 /**
@@ -111,6 +109,11 @@ export async function runWorker(options: WorkerLifecycleOptions): Promise<void> 
   loopDelay.enable();
 
   let isDraining = false;
+  /** IPC calls reported taken whose report is still being written: in flight for a drain, as the calls running. */
+  let callsBeingTaken = 0;
+  let onCallsTaken: (() => void) | undefined;
+  const allCallsTaken = (): Promise<void> =>
+    callsBeingTaken === 0 ? Promise.resolve() : new Promise((resolve) => (onCallsTaken = resolve));
   const drain = (deadlineMs: number, reason: string): void => {
     if (isDraining) return;
     isDraining = true;
@@ -123,8 +126,9 @@ export async function runWorker(options: WorkerLifecycleOptions): Promise<void> 
     }, deadlineMs);
     deadline.unref();
     server.close(() => {
-      const calls = options.calls?.idle() ?? Promise.resolve();
-      void calls.then(() => process.exit(0));
+      void allCallsTaken()
+        .then(() => options.calls?.idle())
+        .then(() => process.exit(0));
     });
     server.closeIdleConnections();
   };
@@ -181,7 +185,11 @@ export async function runWorker(options: WorkerLifecycleOptions): Promise<void> 
         // Reported taken, and run only once that report is in the channel: a call the master never heard taken when
         // this process ends never ran here, and the master sends it to another worker (master/direct-calls.ts), as
         // nginx passes a request no upstream got to the next one.
-        sendThen({ type: 'call-report', id: msg.id, marks: '', isTaken: true }, () => calls.open(msg, send));
+        callsBeingTaken++;
+        sendThen({ type: 'call-report', id: msg.id, marks: '', isTaken: true }, (isSent) => {
+          if (isSent) calls.open(msg, send);
+          if (--callsBeingTaken === 0) onCallsTaken?.();
+        });
         break;
       }
       default:

@@ -34,6 +34,7 @@ interface LogLine {
   streamFailed?: boolean;
   phase?: string;
   workerPid?: number;
+  version?: string;
 }
 
 function requestLine(gw: Gateway, reqId: string): LogLine | undefined {
@@ -681,6 +682,44 @@ t.test(
       1,
       'one upstream call, with its body: the dead worker made none',
     );
+  },
+);
+
+t.test(
+  'directStreams: a call its worker never read, whose version was removed meanwhile, is chosen again, not queued',
+  async (t) => {
+    // Its worker stopped with the call unread; the version removed (it waits out its in-flight call), then the worker
+    // killed. Sent back to its own version's admission, the call waited out queueTimeoutMs for workers a removed
+    // version never gets again (503 queue_timeout, and the DELETE answered only then): it is chosen again now, as a
+    // request whose version was removed while its body came is (gateway.ts admitAgain).
+    const mock = await startMockUpstream({});
+    t.teardown(() => mock.close());
+    const openai = { format: 'openai', url: mock.url + BASE_PATHS.openai };
+    const gw = await startGateway(
+      t,
+      {
+        limits: { directStreams: true, healthIntervalMs: 60_000 },
+        versions: { v1: { weight: 0, upstream: openai }, v2: { weight: 1, upstream: openai } },
+      },
+      { env: { LOG_LEVEL: 'info' } },
+    );
+    const url = `${gw.url}/v1/chat/completions`;
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    t.teardown(() => agent.destroy());
+    await untilDirectOn(gw, url, t, agent, 'call');
+    const v2Pid = (await status(gw))['v2']!.workers[0]!.pid;
+    stopWorker(t, v2Pid);
+    const id = `removed-${Date.now()}`;
+    const outcome = callOutcome(url, agent, id, '[mock tokens=2]');
+    await waitForStatus(gw, (v) => v['v2']!.workers[0]!.inflight === 1, 'the call sent to the stopped worker');
+    t.equal((await admin(gw, 'PUT', '/admin/weights', { v1: 1 })).status, 200);
+    const removal = admin(gw, 'DELETE', '/admin/versions/v2');
+    await waitForStatus(gw, (v) => v['v2'] === undefined, 'v2 out of routing');
+    process.kill(v2Pid, 'SIGKILL');
+    t.equal(await outcome, '200 keep-alive undefined', 'answered at once');
+    const line = await lineOf(gw, id);
+    t.same([line.status, line.version], [200, 'v1'], 'by the version routing chose now');
+    t.equal((await removal).status, 200, 'and the removal ends');
   },
 );
 
