@@ -1,5 +1,5 @@
 import t from 'tap';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent } from 'node:http';
@@ -133,10 +133,31 @@ t.test('a reload turns config.watch on and off; the change is said, not ignored'
   volume.update({ 'graygate.json': configText(input({ v1: 20, v2: 80 })) });
   await waitForStatus(gw, (v) => v.v2!.weight === 80, 'the next swap applies by itself');
 
+  t.ok(inotifyWatches(gw.pid) > 0, 'the master watches the directory');
   volume.update({ 'graygate.json': off({ v1: 30, v2: 70 }) });
   await waitForStatus(gw, (v) => v.v2!.weight === 70, 'the swap that turns it off applies');
   await untilOutputHas(gw, '"msg":"config watch off"');
+  // Off means no watch at all (the reload below would pass with one still there: it comes before any watch's look).
+  t.equal(inotifyWatches(gw.pid), 0, 'and no more');
   volume.update({ 'graygate.json': off({ v1: 40, v2: 60 }) });
   const reloaded = await admin<{ applied: string[] }>(gw, 'POST', '/admin/reload');
   t.same(reloaded.body.applied, ['weights v1=40 v2=60'], 'the next file waited for a reload: the watch was off');
 });
+
+/** The inotify watches a process holds (Linux: /proc/PID/fdinfo of its inotify descriptors, one `inotify wd:` each). */
+function inotifyWatches(pid: number): number {
+  let watches = 0;
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    let target: string;
+    try {
+      target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+    } catch {
+      continue; // closed meanwhile
+    }
+    if (target !== 'anon_inode:inotify') continue;
+    watches += readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8')
+      .split('\n')
+      .filter((line) => line.startsWith('inotify wd:')).length;
+  }
+  return watches;
+}
