@@ -22,6 +22,7 @@ import { createWorkerProxy, type WorkerProxy } from './proxy.js';
 import { createRequestEnd, type OutcomeSink } from './request-end.js';
 import { DirectConnections } from './direct-connections.js';
 import { callDirect } from './direct-calls.js';
+import { createRetries } from './retry.js';
 import { DIRECT_HEADER, type DirectOffer } from '../shared/direct.js';
 import { WAITED_HEADER } from '../shared/ipc.js';
 import type { RelayHooks } from './relay.js';
@@ -125,10 +126,20 @@ export function createGateway(options: GatewayOptions): Gateway {
     },
     onBodySent: (ctx) => dropBody(ctx),
   };
+  // Step 4 again, for a request whose worker died before it got it (retry.ts).
+  const { retryUnreached, retryUnreadCall } = createRetries({
+    log,
+    admitAgain: (ctx) => {
+      // Its version left routing meanwhile (a removal, a reload): its workers are not restarted, and it would wait
+      // out queueTimeoutMs for none; chosen again first, as readRequestBody does.
+      if (registry.versions.get(ctx.version!) !== ctx.group && !choose(ctx, ctx.routingFacts!)) return;
+      admit(ctx, true);
+    },
+  });
   const proxy: WorkerProxy = createWorkerProxy({
     log,
     refuse: (ctx, err) => refuse(ctx, err),
-    retryUnreached: (ctx, worker, isRefused) => retryUnreached(ctx, worker, isRefused),
+    retryUnreached,
     hooks,
   });
   const directConnections = new DirectConnections();
@@ -324,7 +335,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   }
 
   // Step 4: a worker slot, or a bounded wait for one, or 503 at once (SPEC §4). `isAgain`: admitted before, and its
-  // worker never got it (retryUnreached): no 503 at once, it waits first in line.
+  // worker never got it (retry.ts): no 503 at once, it waits first in line.
   function admit(ctx: RequestContext, isAgain = false): void {
     const group = ctx.group!;
     ctx.phase = 'queue';
@@ -342,81 +353,6 @@ export function createGateway(options: GatewayOptions): Gateway {
       },
       (err: unknown) => refuse(ctx, err),
     );
-  }
-
-  // Step 4 again: a request its worker never got (its socket refused it, or a kept-alive socket to it was reset before
-  // any answer: the worker died, its exit not seen yet) goes back to admission, for another worker or the version's
-  // next one within queueTimeoutMs, instead of a 502 (SPEC §4: a version keeps serving on its other instances).
-  // An offered connection (limits.directStreams) changes nothing: a worker writes to the client's connection only once
-  // it has reported its answer's head to the master (worker/direct/direct-answer.ts open flushes the hop's head
-  // first), so a request with no answer from the worker has had nothing written for it.
-  function retryUnreached(ctx: RequestContext, worker: WorkerHandle, isRefused: boolean): boolean {
-    // Its body went out (dropped at the request's 'finish'): the worker may have read it, and it cannot go again.
-    if (ctx.body.length === 0 && ctx.budgetBytes > 0) return false;
-    // A reset kept-alive socket says less (a worker may reset one for its own reasons): one more try, and the worker
-    // stays in.
-    if (!isRefused && ctx.isTriedAgain) return false;
-    if (!mayTryAgain(ctx)) return false;
-    ctx.isTriedAgain = true;
-    log.warn(
-      { reqId: ctx.reqId, version: ctx.version, workerPid: worker.pid, isRefused },
-      'worker unreachable: request tried again',
-    );
-    clearTimeout(ctx.workerTimer);
-    ctx.workerTimer = undefined;
-    ctx.proxyReq = undefined;
-    ctx.isDirectOffered = false;
-    if (isRefused) {
-      worker.markUnreachable();
-      ctx.lease?.release();
-      ctx.lease = undefined;
-      admitAgain(ctx);
-      return true;
-    }
-    // A reset: the worker may be dying, its exit not seen yet, and taking this request there again would lose it. It
-    // goes again once the worker has shown it is alive, or is gone (its slot is released then too: proxy.ts).
-    ctx.lease = undefined;
-    worker.afterSignOfLife(() => {
-      if (ctx.phase !== 'done') admitAgain(ctx);
-    });
-    return true;
-  }
-
-  // Step 4 again, for an IPC call (limits.directStreams) whose worker process ended before it read it
-  // (direct-calls.ts): nothing of the request ran, whatever its method, and the master still holds its body. It goes
-  // back to admission as a request a dead worker's socket refused. False past the bound: the caller answers 502.
-  function retryUnreadCall(ctx: RequestContext): boolean {
-    if (!mayTryAgain(ctx)) return false;
-    log.warn(
-      { reqId: ctx.reqId, version: ctx.version, workerPid: ctx.workerPid },
-      'worker gone before it read the request: request tried again',
-    );
-    ctx.isDirectCall = false;
-    ctx.lease?.release();
-    ctx.lease = undefined;
-    admitAgain(ctx);
-    return true;
-  }
-
-  /**
-   * Each try found its worker dead; after as many tries again as the version has instances (two at least: one
-   * instance's replacement), a 502 (nginx `proxy_next_upstream_tries`, Envoy's `num_retries`): a request that kills
-   * or finds dead every worker it is sent to, restarted as they are, is not sent on forever, its client and its body
-   * held meanwhile.
-   */
-  function mayTryAgain(ctx: RequestContext): boolean {
-    if (ctx.triesAgain >= Math.max(2, ctx.group?.build.instances ?? 0)) return false;
-    ctx.triesAgain++;
-    return true;
-  }
-
-  /**
-   * Admission again, first in line; chosen again first when its version left routing meanwhile (a removal or a
-   * reload: its workers are not restarted, and it would wait out queueTimeoutMs for none), as readRequestBody does.
-   */
-  function admitAgain(ctx: RequestContext): void {
-    if (registry.versions.get(ctx.version!) !== ctx.group && !choose(ctx, ctx.routingFacts!)) return;
-    admit(ctx, true);
   }
 
   // Step 5: the request, with the master's framing and headers, to the chosen worker.

@@ -101,7 +101,7 @@ export function createWorkerProxy(options: WorkerProxyOptions): WorkerProxy {
     // A `102 Processing` from the worker is a sign of life while it waits for a slow upstream.
     proxyReq.on('information', () => ctx.workerTimer?.refresh());
     proxyReq.once('response', (proxyRes: IncomingMessage) => {
-      ctx.clientHeaders = undefined; // answered: no other try (gateway.ts retryUnreached)
+      ctx.clientHeaders = undefined; // answered: no other try (retry.ts retryUnreached)
       relayResponse(ctx, proxyRes, timeouts, hooks);
     });
     if (ctx.phase === 'done') proxyReq.destroy();

@@ -88,9 +88,9 @@ export class RequestContext {
   previousChunk: Buffer | undefined = undefined;
   /** limits.directStreams: the worker was offered the client's connection for this answer (gateway.ts forward). */
   isDirectOffered = false;
-  /** Tried again after its worker never got it (gateway.ts retryUnreached, retryUnreadCall). */
+  /** Tried again after its worker never got it (retry.ts). */
   isTriedAgain = false;
-  /** How many times it was (each try found its worker dead): bounded by gateway.ts mayTryAgain. */
+  /** How many times it was (each try found its worker dead): bounded by retry.ts mayTryAgain. */
   triesAgain = 0;
   /**
    * The worker writes this answer to the client itself (it took the offer, or reported a call's status, which it does
