@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import type { Gateway } from './gateway.js';
-import { pollPause } from './wait.js';
+import { pollUntil } from './wait.js';
 import { parsePrometheusText, sumSamples, type Sample } from '../../scripts/cli/prom-text.js';
 
 // Scrapes GET /metrics and reads it two ways: with parse-prometheus-text-format
@@ -55,24 +55,23 @@ export async function scrape(gw: Gateway, headers: Record<string, string> = {}):
  * Scrapes until `condition` holds (metrics have no push events,
  * so polling is the event); bounded so a broken test fails.
  */
-export async function scrapeUntil(
+export function scrapeUntil(
   gw: Gateway,
   condition: (s: Scrape) => boolean,
   what: string,
   attempts = 2000,
 ): Promise<Scrape> {
-  let last: Scrape | undefined;
-  for (let i = 0; i < attempts; i++) {
-    last = await scrape(gw);
-    if (condition(last)) return last;
-    await pollPause();
-  }
-  throw new Error(
-    `${what} never became true; graygate_* series of the last scrape:\n${
-      last?.text
-        .split('\n')
-        .filter((l) => l.startsWith('graygate_'))
-        .join('\n') ?? ''
-    }`,
+  return pollUntil(
+    () => scrape(gw),
+    condition,
+    what,
+    attempts,
+    (last) =>
+      `graygate_* series of the last scrape:\n${
+        last?.text
+          .split('\n')
+          .filter((l) => l.startsWith('graygate_'))
+          .join('\n') ?? ''
+      }`,
   );
 }

@@ -38,6 +38,7 @@ export async function pollUntil<T>(
   condition: (value: T) => boolean,
   what: string,
   attempts = 3000,
+  describeLast: (value: T | undefined) => string = describe,
 ): Promise<T> {
   let last: T | undefined;
   for (let i = 0; i < attempts; i++) {
@@ -45,7 +46,7 @@ export async function pollUntil<T>(
     last = await look();
     if (condition(last)) return last;
   }
-  throw new Error(`${what} never became true in ${attempts} looks; the last: ${describe(last)}`);
+  throw new Error(`${what} never became true in ${attempts} looks; the last: ${describeLast(last)}`);
 }
 
 function describe(value: unknown): string {
@@ -58,18 +59,13 @@ function describe(value: unknown): string {
  * push events, so this is the event; bounded (≥ 30 s of pauses) so a broken
  * test fails rather than hangs.
  */
-export async function waitForStatus(
+export function waitForStatus(
   gw: Gateway,
   condition: (versions: Record<string, VersionRow>) => boolean,
   what = 'status condition',
   attempts = 3000,
 ): Promise<Record<string, VersionRow>> {
-  for (let i = 0; i < attempts; i++) {
-    const versions = await status(gw);
-    if (condition(versions)) return versions;
-    await pollPause();
-  }
-  throw new Error(`${what} never became true`);
+  return pollUntil(() => status(gw), condition, what, attempts);
 }
 
 export function isAlive(pid: number): boolean {
