@@ -154,8 +154,10 @@ t.test(
     t.equal(escape.status, 400, 'no escape with ../');
 
     // A head the main port refuses, with the token in it: the master logs it at debug ('client error'), after every
-    // line the authenticated calls above made it write, so once that line is in, the output holds them all.
-    const malformed = `GET /slow HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer tok-3f9a\r\nBad Header: x\r\n\r\n`;
+    // line the authenticated calls above made it write, so once that line is in, the output holds them all. A header
+    // line without a colon: node's parser refuses it on every supported node (llhttp 8, on node 20 before 20.19.2,
+    // lets `Bad Header: x` through to the master's own check, which logs no 'client error').
+    const malformed = `GET /slow HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer tok-3f9a\r\nNo-Colon-Here\r\n\r\n`;
     t.equal((await rawRequest(gw.url, malformed)).status, 400);
     const debugLine = await untilOutput(gw, () => gw.output().match(/^.*"msg":"client error".*$/m)?.[0]);
     t.match(debugLine, /"level":20,/, 'the master logs at debug level');
