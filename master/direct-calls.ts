@@ -110,10 +110,10 @@ class DirectCall implements DirectCallSink {
     // Its process is gone, and with it every report it wrote: the master read them all before the exit (node ends a
     // child's channel, then emits its close). Never taken, the call never ran: it goes again.
     if (!this.#isTaken && !this.#report.isOver) {
+      // Stopped first: stopping clears the request's worker timer, which the next try sets anew.
       this.#report.stop();
       if (this.#onUnread(ctx)) return;
-      // Past its bound of tries: answered as a call the worker had read.
-      return this.#hooks.refuse(ctx, new GraygateError('worker_error', 'the worker exited before its response'));
+      return this.#refuse('the worker exited before its response'); // past its bound of tries
     }
     this.#unanswered('the worker exited before its response');
   }
@@ -122,6 +122,10 @@ class DirectCall implements DirectCallSink {
   #unanswered(message: string): void {
     if (this.#report.isOver) return;
     this.#report.stop();
+    this.#refuse(message);
+  }
+
+  #refuse(message: string): void {
     this.#hooks.refuse(this.#ctx, new GraygateError('worker_error', message));
   }
 }

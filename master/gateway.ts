@@ -130,10 +130,8 @@ export function createGateway(options: GatewayOptions): Gateway {
   const { retryUnreached, retryUnreadCall } = createRetries({
     log,
     admitAgain: (ctx) => {
-      // Its version left routing meanwhile (a removal, a reload): its workers are not restarted, and it would wait
-      // out queueTimeoutMs for none; chosen again first, as readRequestBody does.
-      if (registry.versions.get(ctx.version!) !== ctx.group && !choose(ctx, ctx.routingFacts!)) return;
-      admit(ctx, true);
+      // A removed version's workers are not restarted: it would wait out queueTimeoutMs for none.
+      if (stillRouted(ctx)) admit(ctx, true);
     },
   });
   const proxy: WorkerProxy = createWorkerProxy({
@@ -295,6 +293,13 @@ export function createGateway(options: GatewayOptions): Gateway {
     return true;
   }
 
+  // Step 2 again, for a request routed at its head: its version was removed (a DELETE, a reload) while its body came or
+  // while its worker died under it, so it is chosen again as if it came now (what was queued for the version is still
+  // served), not refused 503 for a removal it could not see. False when that choice refused it.
+  function stillRouted(ctx: RequestContext): boolean {
+    return registry.versions.get(ctx.version!) === ctx.group || choose(ctx, ctx.routingFacts!);
+  }
+
   // Step 3: the whole body, before a worker slot is taken (nginx proxy_request_buffering on).
   function readRequestBody(ctx: RequestContext): void {
     const { req, res } = ctx;
@@ -323,9 +328,7 @@ export function createGateway(options: GatewayOptions): Gateway {
         if (ctx.isChoiceDeferred) {
           ctx.isChoiceDeferred = false;
           if (!choose(ctx, { ...ctx.routingFacts!, stickyBody: top?.user })) return;
-        } else if (registry.versions.get(ctx.version!) !== ctx.group && !choose(ctx, ctx.routingFacts!)) {
-          // Its version was removed (a DELETE, a reload) while the body came: chosen again as if it came now (what
-          // was queued for it is still served), not refused 503 for a removal it could not see.
+        } else if (!stillRouted(ctx)) {
           return;
         }
         admit(ctx);

@@ -1,0 +1,56 @@
+import t from 'tap';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createLogger } from '../../shared/log.js';
+import { createRetries } from '../../master/retry.js';
+import { RequestContext } from '../../master/request-context.js';
+import type { VersionView } from '../../master/version.js';
+import type { WorkerHandle } from '../../master/worker-handle.js';
+
+// master/retry.ts: a request whose worker died before it got it goes again, at most as many times as its version has
+// instances (two at least), whichever way its worker was found dead; then the caller answers it (502).
+
+function context(instances: number): RequestContext {
+  const ctx = new RequestContext(
+    { socket: { bytesWritten: 0 } } as unknown as IncomingMessage,
+    {} as ServerResponse,
+    0,
+  );
+  ctx.group = { build: { instances } } as unknown as VersionView;
+  ctx.body = Buffer.from('{}');
+  ctx.budgetBytes = 2;
+  return ctx;
+}
+
+/** A worker whose socket refused the request: taken out (markUnreachable). */
+const refusing = { pid: 1, markUnreachable: () => {} } as unknown as WorkerHandle;
+
+const cases = [
+  { instances: 1, tries: 2 },
+  { instances: 2, tries: 2 },
+  { instances: 5, tries: 5 },
+];
+
+for (const { instances, tries } of cases) {
+  t.test(`${instances} instance(s): ${tries} tries again, each way, then none`, async (t) => {
+    let admitted = 0;
+    const retries = createRetries({
+      log: createLogger({ role: 'master', level: 'silent' }),
+      admitAgain: () => void admitted++,
+    });
+    const unread = context(instances);
+    const outcomes = Array.from({ length: tries + 1 }, () => retries.retryUnreadCall(unread));
+    t.same(outcomes, [...Array<boolean>(tries).fill(true), false], 'IPC calls never read');
+    const refused = context(instances);
+    const refusals = Array.from({ length: tries + 1 }, () => retries.retryUnreached(refused, refusing, true));
+    t.same(refusals, [...Array<boolean>(tries).fill(true), false], 'requests refused by dead workers');
+    t.equal(admitted, 2 * tries, 'each try admitted again');
+  });
+}
+
+t.test('one bound for both ways: a call retried once, then refused, counts both', async (t) => {
+  const retries = createRetries({ log: createLogger({ role: 'master', level: 'silent' }), admitAgain: () => {} });
+  const ctx = context(1);
+  t.ok(retries.retryUnreadCall(ctx));
+  t.ok(retries.retryUnreached(ctx, refusing, true));
+  t.notOk(retries.retryUnreached(ctx, refusing, true));
+});
