@@ -78,10 +78,7 @@ class DirectCall implements DirectCallSink {
   report(msg: DirectCallReport): void {
     const ctx = this.#ctx;
     if (ctx.phase === 'done' || this.#report.isOver) return;
-    if (msg.isTaken === true && !this.#isTaken) {
-      this.#isTaken = true;
-      this.#hooks.onBodySent(ctx);
-    }
+    if (msg.isTaken === true) this.taken();
     if (msg.status !== undefined && ctx.phase === 'worker') {
       // The status went out to the client: from now on it is the worker's answer in progress, as a relayed one is.
       ctx.isDirect = true;
@@ -102,6 +99,12 @@ class DirectCall implements DirectCallSink {
       if (msg.marks.includes(DIRECT_CLIENT_GONE)) this.#report.cut('worker_error');
       else this.#unanswered('the worker gave up on the request before its response');
     }
+  }
+
+  taken(): void {
+    if (this.#isTaken || this.#ctx.phase === 'done' || this.#report.isOver) return;
+    this.#isTaken = true;
+    this.#hooks.onBodySent(this.#ctx);
   }
 
   lost(): void {

@@ -100,6 +100,7 @@ export class Supervisor {
           maxHeaderBytes: limits.maxHeaderBytes,
         },
         logLevel: this.#options.logLevel ?? process.env['LOG_LEVEL'] ?? 'info',
+        readsCallsTaken: true,
         ...(this.#options.socketDir === undefined
           ? {}
           : { socketPath: join(this.#options.socketDir, `w${this.#nextSocket++}.sock`) }),

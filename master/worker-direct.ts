@@ -11,6 +11,8 @@ import { ignoreSendError } from './worker-probes.js';
 /** Where an IPC call's reports go (master/direct-calls.ts). */
 export interface DirectCallSink {
   report(msg: DirectCallReport): void;
+  /** The worker read the call (`calls-taken`, or a report's `isTaken`). */
+  taken(): void;
   /** The worker process ended before the call's last report. */
   lost(): void;
 }
@@ -88,6 +90,11 @@ export class WorkerDirect {
     sink.report(msg);
     // After the report: one that throws leaves its call here, to be lost when the worker it replaces exits.
     if (msg.isEnd === true) this.#calls.delete(msg.id);
+  }
+
+  /** A `calls-taken`. */
+  onCallsTaken(ids: readonly number[]): void {
+    for (const id of ids) this.#calls.get(id)?.taken();
   }
 
   /** Its `ready` said it answers IPC calls (the handle adds: and it is ready). */

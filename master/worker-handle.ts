@@ -281,6 +281,9 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
           case 'call-report':
             this.#direct.onCallReport(msg);
             break;
+          case 'calls-taken':
+            this.#direct.onCallsTaken(msg.ids);
+            break;
           default:
             assertNever(msg);
         }

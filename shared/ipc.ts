@@ -48,6 +48,11 @@ export interface WorkerSettings {
    * Absent: 127.0.0.1 on a free port.
    */
   socketPath?: string;
+  /**
+   * The master reads `calls-taken` (issue 10): the worker reports the calls it read in one turn taken in one message.
+   * Absent from masters before it, which read only `call-report` `isTaken`, one a call.
+   */
+  readsCallsTaken?: boolean;
 }
 
 /** Where a ready worker listens: a unix socket, or a loopback TCP port. */
@@ -106,6 +111,11 @@ export type WorkerToMaster =
   | { type: 'pong'; replyTo: number; rssBytes: number; eventLoopDelayMs: number; counters?: unknown[] }
   /** The descriptor of connection `id` (IPC `conn`) arrived: the master may send the next one. */
   | { type: 'conn-taken'; id: number }
+  /**
+   * The calls `ids` (IPC `call`) were read, as a `call-report` `isTaken` says of one: those a worker read in one turn,
+   * in one message (when its settings said `readsCallsTaken`).
+   */
+  | { type: 'calls-taken'; ids: number[] }
   /** What became of the direct call `id` (IPC `call`). */
   | DirectCallReport;
 
@@ -154,6 +164,7 @@ const WORKER_MESSAGE_CHECKS: Record<WorkerToMaster['type'], (m: Record<string, u
     isFiniteNumber(m['eventLoopDelayMs']) &&
     isOptional(m['counters'], Array.isArray),
   'conn-taken': (m) => isId(m['id']),
+  'calls-taken': (m) => Array.isArray(m['ids']) && (m['ids'] as unknown[]).every(isId),
   'call-report': (m) =>
     isId(m['id']) &&
     typeof m['marks'] === 'string' &&

@@ -41,6 +41,8 @@ export interface WorkerLifecycleOptions {
    * sends none.
    */
   calls?: DirectCalls;
+  /** The master reads `calls-taken` (WorkerSettings.readsCallsTaken): calls read in one turn are reported together. */
+  masterReadsCallsTaken?: boolean;
 }
 
 /** A worker's side of IPC calls (limits.directStreams; worker/server.ts). */
@@ -112,6 +114,20 @@ export async function runWorker(options: WorkerLifecycleOptions): Promise<void> 
   /** IPC calls reported taken whose report is still being written: in flight for a drain, as the calls running. */
   let callsBeingTaken = 0;
   let onCallsTaken: (() => void) | undefined;
+  const callTaken = (isSent: boolean, msg: DirectCallMessage, calls: DirectCalls): void => {
+    if (isSent) calls.open(msg, send);
+    if (--callsBeingTaken === 0) onCallsTaken?.();
+  };
+  // The calls read in this turn: node emits every message of one read of the channel, each on its own tick, before a
+  // tick queued by the first of them runs, so one `calls-taken` covers them all (~7 calls a read under load).
+  let callsRead: DirectCallMessage[] = [];
+  const reportCallsTaken = (calls: DirectCalls): void => {
+    const batch = callsRead;
+    callsRead = [];
+    sendThen({ type: 'calls-taken', ids: batch.map((msg) => msg.id) }, (isSent) => {
+      for (const msg of batch) callTaken(isSent, msg, calls);
+    });
+  };
   const allCallsTaken = (): Promise<void> =>
     callsBeingTaken === 0 ? Promise.resolve() : new Promise((resolve) => (onCallsTaken = resolve));
   const drain = (deadlineMs: number, reason: string): void => {
@@ -186,10 +202,13 @@ export async function runWorker(options: WorkerLifecycleOptions): Promise<void> 
         // this process ends never ran here, and the master sends it to another worker (master/direct-calls.ts), as
         // nginx passes a request no upstream got to the next one.
         callsBeingTaken++;
-        sendThen({ type: 'call-report', id: msg.id, marks: '', isTaken: true }, (isSent) => {
-          if (isSent) calls.open(msg, send);
-          if (--callsBeingTaken === 0) onCallsTaken?.();
-        });
+        if (options.masterReadsCallsTaken === true) {
+          if (callsRead.push(msg) === 1) process.nextTick(reportCallsTaken, calls);
+        } else {
+          sendThen({ type: 'call-report', id: msg.id, marks: '', isTaken: true }, (isSent) =>
+            callTaken(isSent, msg, calls),
+          );
+        }
         break;
       }
       default:

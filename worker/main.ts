@@ -25,6 +25,7 @@ await runWorker({
   collectCounters: () => metrics.collectCounters(),
   connections: worker.connections,
   calls: worker.calls,
+  masterReadsCallsTaken: settings.readsCallsTaken === true,
   // The lifecycle closes the HTTP server; the worker server then lets
   // its requests finish and closes the upstream pool and the mock.
   onDrain: () => {

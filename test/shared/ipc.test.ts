@@ -22,6 +22,8 @@ t.test('what a worker of this build sends is taken', async (t) => {
     report,
     { type: 'call-report', id: 7, marks: '', isEnd: true, isLast: false },
     { type: 'call-report', id: 7, marks: '', isTaken: true },
+    { type: 'calls-taken', ids: [7] },
+    { type: 'calls-taken', ids: [7, 8, 12] },
   ]) {
     t.ok(isWorkerToMaster(msg), JSON.stringify(msg));
   }
@@ -58,6 +60,11 @@ t.test('a message with a field the master reads missing or of another type is no
     { ...report, status: 1000 },
     { ...report, isEnd: 'true' },
     { ...report, isTaken: 'yes' },
+    { type: 'calls-taken' },
+    { type: 'calls-taken', ids: 7 },
+    { type: 'calls-taken', ids: { 0: 7, length: 1 } },
+    { type: 'calls-taken', ids: [7, '8'] },
+    { type: 'calls-taken', ids: [7, 1.5] },
   ]) {
     t.notOk(isWorkerToMaster(msg), JSON.stringify(msg));
   }

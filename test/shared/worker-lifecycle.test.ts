@@ -1,0 +1,62 @@
+import t, { type Test } from 'tap';
+import { fork, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { join } from 'node:path';
+import { forkLaunch } from '../helpers/child-env.js';
+import { ROOT } from '../helpers/root.js';
+
+// limits.directStreams: a worker reports each IPC call taken before anything of it runs, so that the master can send a
+// call its dead worker never reported to another (master/direct-calls.ts). Under load a worker reads ~7 calls at a time
+// from its channel; one report for them all costs the master one message to read instead of seven. Real processes:
+// the worker's lifecycle in a child, this test as its master; the child stopped while the calls are written, so that
+// it reads them in one turn when it resumes.
+
+const ENTRY = join(ROOT, 'dist/test/fixtures/lifecycle-worker.js');
+
+interface Message {
+  type: string;
+  id?: number;
+  ids?: number[];
+  isTaken?: boolean;
+  isEnd?: boolean;
+}
+
+function startWorker(t: Test, readsTaken: boolean): { child: ChildProcess; messages: Message[] } {
+  const child = fork(ENTRY, [], forkLaunch({ LIFECYCLE_READS_TAKEN: readsTaken ? '1' : '0' }));
+  const messages: Message[] = [];
+  child.on('message', (msg: Message) => messages.push(msg));
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  return { child, messages };
+}
+
+/** What the worker reports of three calls it reads in one turn. */
+async function reportsOfThreeCalls(t: Test, readsTaken: boolean): Promise<string[]> {
+  const { child, messages } = startWorker(t, readsTaken);
+  const [ready] = (await once(child, 'message')) as [Message];
+  t.equal(ready.type, 'ready');
+  messages.length = 0;
+  child.kill('SIGSTOP');
+  const sent = [1, 2, 3].map(
+    (id) =>
+      new Promise<void>((resolve, reject) =>
+        child.send({ type: 'call', id }, (err) => (err ? reject(err) : resolve())),
+      ),
+  );
+  await Promise.all(sent); // all three in the channel: the stopped worker reads them in one turn
+  child.kill('SIGCONT');
+  while (messages.filter((m) => m.isEnd === true).length < 3) await once(child, 'message');
+  child.kill('SIGKILL');
+  return messages.map((m) =>
+    m.type === 'calls-taken' ? `taken ${m.ids!.join(',')}` : `${m.isTaken === true ? 'taken' : 'end'} ${m.id}`,
+  );
+}
+
+t.test('calls read in one turn are reported taken in one message, before any of them runs', async (t) => {
+  t.same(await reportsOfThreeCalls(t, true), ['taken 1,2,3', 'end 1', 'end 2', 'end 3']);
+});
+
+t.test('to a master from before `calls-taken`, each call is reported taken on its own', async (t) => {
+  t.same(await reportsOfThreeCalls(t, false), ['taken 1', 'taken 2', 'taken 3', 'end 1', 'end 2', 'end 3']);
+});
