@@ -182,7 +182,8 @@ export function createAdminServer(options: AdminServerOptions): Server {
       if (match === null) continue;
       // HEAD is a GET without the body (node leaves it out), as on the main port's health paths.
       if (method !== req.method && !(method === 'GET' && req.method === 'HEAD')) {
-        allowed.push(method);
+        // `Allow` lists HEAD where GET is (RFC 9110 §9.3.2), as the main port's 405 does.
+        allowed.push(...(method === 'GET' ? ['GET', 'HEAD'] : [method]));
         continue;
       }
       // Decoding runs inside the promise: a bad percent-escape is a 400, never a thrown error in the master.

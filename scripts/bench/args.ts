@@ -13,7 +13,7 @@ export function benchArgs<T extends ParseArgsConfig>(config: T): ReturnType<type
         ? `[--${name}]`
         : `[--${name} ${option.default === undefined ? 'VALUE' : String(option.default)}]`,
     );
-    return `usage: node dist/scripts/bench/${basename(process.argv[1] ?? '')} ${flags.join(' ')}`;
+    return `usage: node dist/scripts/bench/${basename(process.argv[1] ?? '')} ${flags.join(' ')}`.trimEnd();
   };
   const args = process.argv.slice(2);
   if (args.includes('--help') || args.includes('-h')) {

@@ -5,6 +5,7 @@ import { EventDecoder } from '../../worker/sse/event-decoder.js';
 import { encodeChunk } from '../../worker/sse/encoder.js';
 import { createStreamState, type ChatCompletionChunk } from '../../worker/types.js';
 import type { UpstreamAdapter } from '../../worker/upstream/format-adapter.js';
+import { benchArgs } from './args.js';
 import { anthropicAdapter } from '../../worker/upstream/anthropic.js';
 import { ollamaAdapter } from '../../worker/upstream/ollama.js';
 import { openaiAdapter } from '../../worker/upstream/openai.js';
@@ -20,6 +21,8 @@ const ADAPTERS: Record<MockFormat, UpstreamAdapter> = {
 // approach (concatenate every chunk to a growing string and re-split and
 // JSON.parse all of it on each chunk), on streams of 10 KB, 100 KB and 1 MB
 // cut into 1 KiB network chunks. Run: `npm run build && node dist/scripts/bench/parse.js`.
+
+benchArgs({ options: {} }); // no flags: one it does not know is a usage error, not ignored
 
 const SIZES = [10_000, 100_000, 1_000_000];
 const CHUNK_BYTES = 1024;

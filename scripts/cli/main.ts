@@ -61,7 +61,8 @@ environment:
   GRAYGATE_ADMIN_TOKEN  bearer token for the admin API
 
 exit codes: 0 ok, 1 the admin API refused the call, 3 canary status --wait: not
-promoted, 64 usage, 69 admin API unreachable, 141 the reader of the output went
+promoted, 64 usage, 69 admin API unreachable, 130 interrupted (Ctrl-C on deploy
+stops the waiting only: the deploy goes on), 141 the reader of the output went
 away (e.g. | head)`;
 
 type Print = (value: unknown, human: () => string) => void;
@@ -270,6 +271,29 @@ function commandFlags(command: string, args: readonly string[], isWatch: boolean
   }
 }
 
+/**
+ * The words each command reads after its own name, at most (`start` hands its own to the master). A probe:
+ * `graygate remove v5 v2` removed v5 and said nothing of v2.
+ */
+function commandWords(command: string, args: readonly string[]): number | undefined {
+  switch (command) {
+    case 'status':
+    case 'top':
+    case 'reload':
+    case 'mock-upstream':
+      return 0;
+    case 'add':
+    case 'deploy':
+    case 'rollback':
+    case 'remove':
+      return 1;
+    case 'canary':
+      return ['status', 'promote', 'abort', 'start'].includes(args[0] ?? '') ? 2 : 1;
+    default:
+      return undefined; // `weights` takes any number of pairs; `start` is the master's; an unknown command
+  }
+}
+
 /** What `command` is called in a usage message (`canary status`, `deploy`). */
 function commandName(command: string, args: readonly string[]): string {
   return command === 'canary' && ['status', 'promote', 'abort', 'start'].includes(args[0] ?? '')
@@ -380,6 +404,14 @@ async function run(argv: string[]): Promise<void> {
         `${commandName(command, args)} does not take ${stray.rawName}` +
           (command === 'status' && ['interval', 'iterations'].includes(stray.name) ? ' without --watch' : ''),
       );
+  }
+
+  const words = commandWords(command, args);
+  if (words !== undefined && args.length > words) {
+    const extra = args.slice(words).map((word) => JSON.stringify(word));
+    const takes = words === 0 ? 'no arguments' : 'one version name';
+    const hint = words === 0 ? '' : ': run it once for each';
+    usage(`${commandName(command, args)} takes ${takes}, not also ${extra.join(' ')}${hint}`);
   }
 
   switch (command) {

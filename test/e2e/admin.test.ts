@@ -113,6 +113,13 @@ t.test('admin errors keep the OpenAI shape', async (t) => {
   t.equal(res.status, 400);
   t.equal(((await res.json()) as { error: { code: string } }).error.code, 'invalid_request');
   t.equal((await admin(gw, 'GET', '/admin/weights')).status, 405);
+  // `Allow` names HEAD where GET is answered, as the main port's does (a README walk: `allow: GET` on the admin port).
+  const notAllowed = await fetch(`${gw.adminUrl}/admin/status`, {
+    method: 'DELETE',
+    headers: { 'content-type': 'application/json' },
+  });
+  t.same([notAllowed.status, notAllowed.headers.get('allow')], [405, 'GET, HEAD']);
+  await notAllowed.arrayBuffer();
   const malformed = await admin<{ error: { code: string } }>(gw, 'DELETE', '/admin/versions/%E0%A4%A');
   t.equal(malformed.status, 400, 'a bad percent-escape is a 400, and the master lives on');
   t.equal(malformed.body.error.code, 'invalid_request');

@@ -213,6 +213,15 @@ t.test('CLI errors without a gateway', async (t) => {
     [['canary', 'status', 'v2', '--steps', '5,100'], 'canary status does not take --steps'],
     [['canary', 'abort', 'v2', '--alpha', '0.05'], 'canary abort does not take --alpha'],
     [['mock-upstream', '--instances', '2'], 'mock-upstream does not take --instances'],
+    // A word the command does not read was dropped the same way: `remove v5 v2` removed v5 and said nothing of v2.
+    [['remove', 'v5', 'v2'], 'remove takes one version name, not also "v2": run it once for each'],
+    [
+      ['deploy', 'v2', 'dist/worker/main.js'],
+      'deploy takes one version name, not also "dist/worker/main.js": run it once for each',
+    ],
+    [['status', 'v1'], 'status takes no arguments, not also "v1"'],
+    [['canary', 'status', 'v2', 'v3'], 'canary status takes one version name, not also "v3": run it once for each'],
+    [['canary', 'v2', 'v3'], 'canary takes one version name, not also "v3": run it once for each'],
   ] as const;
   // At once: each is a node start, and this file is the lane's longest.
   const refused = await Promise.all(strays.map(([args]) => cli(t, [...args])));

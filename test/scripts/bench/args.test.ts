@@ -74,3 +74,23 @@ t.test(
     }
   },
 );
+
+t.test('every benchmark the README lists refuses a flag it does not know (exit 64), none starts', async (t) => {
+  // The README: "Smaller benchmarks, after `npm run build` (a bad flag or count: exit 64)". parse.js read no
+  // arguments and ran its whole benchmark with any (a new user's walk through the README).
+  for (const name of [
+    'parse',
+    'first-token',
+    'metrics-overhead',
+    'hop-latency',
+    'rest-cost',
+    'per-call',
+    'held-bodies',
+    'body-burst',
+    'canary-sim',
+  ]) {
+    const { code, stderr } = await run(t, join(ROOT, `dist/scripts/bench/${name}.js`), ['--bogus']);
+    t.equal(code, 64, name);
+    t.match(stderr, new RegExp(`\\nusage: node dist/scripts/bench/${name}\\.js\\b`), name);
+  }
+});
