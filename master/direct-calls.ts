@@ -35,8 +35,8 @@ class DirectCall implements DirectCallSink {
   readonly #report: DirectReport;
   readonly #onUnread: UnreadCall;
   /**
-   * The worker read the call (its `isTaken` report, written before anything of the call runs), or is a build that
-   * does not say (its calls count as read once sent): from then on the request may have run there.
+   * The worker read the call (its id in a `calls-taken`, or a report's `isTaken`, written before anything of the call
+   * runs), or is a build that does not say (its calls count as read once sent): from then on it may have run there.
    */
   #isTaken: boolean;
 

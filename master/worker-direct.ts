@@ -48,7 +48,7 @@ export class WorkerDirect {
   #releaseInFlight: (() => void) | undefined = undefined;
   /** This worker process answers requests passed as IPC calls. */
   #takesCalls = false;
-  /** … and reports each one taken before it runs it (`call-report` isTaken). */
+  /** … and reports each one taken before it runs it (`calls-taken`, or `call-report` isTaken from older builds). */
   #acksCalls = false;
   /** IPC calls in this worker process, by id: where their reports go. */
   readonly #calls = new Map<number, DirectCallSink>();

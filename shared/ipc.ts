@@ -164,7 +164,7 @@ const WORKER_MESSAGE_CHECKS: Record<WorkerToMaster['type'], (m: Record<string, u
     isFiniteNumber(m['eventLoopDelayMs']) &&
     isOptional(m['counters'], Array.isArray),
   'conn-taken': (m) => isId(m['id']),
-  'calls-taken': (m) => Array.isArray(m['ids']) && (m['ids'] as unknown[]).every(isId),
+  'calls-taken': (m) => Array.isArray(m['ids']) && m['ids'].length > 0 && (m['ids'] as unknown[]).every(isId),
   'call-report': (m) =>
     isId(m['id']) &&
     typeof m['marks'] === 'string' &&

@@ -41,7 +41,10 @@ export interface WorkerLifecycleOptions {
    * sends none.
    */
   calls?: DirectCalls;
-  /** The master reads `calls-taken` (WorkerSettings.readsCallsTaken): calls read in one turn are reported together. */
+  /**
+   * The master reads `calls-taken` (WorkerSettings.readsCallsTaken): the calls read in one turn are reported taken in
+   * one message. Absent or false: one `call-report` `isTaken` a call, as a master from before reads.
+   */
   masterReadsCallsTaken?: boolean;
 }
 
@@ -76,7 +79,9 @@ function send(msg: WorkerToMaster): void {
 /**
  * Sends `msg`, then calls `then(true)` once it is written to the channel: from then on the master reads it, whenever
  * this process ends (node calls back on the next tick when the write went through, as it almost always does, else when
- * the backed-up channel took it); `then(false)` when it could not be sent.
+ * the backed-up channel took it); `then(false)` when the channel is closed or the write failed at once. A held write
+ * that never completes is also reported done (node passes no error then), but only once the master's end is gone:
+ * no master is left to send the message's call anywhere else.
  */
 function sendThen(msg: WorkerToMaster, then: (isSent: boolean) => void): void {
   if (!process.connected || process.send === undefined) return then(false);
@@ -111,7 +116,7 @@ export async function runWorker(options: WorkerLifecycleOptions): Promise<void> 
   loopDelay.enable();
 
   let isDraining = false;
-  /** IPC calls reported taken whose report is still being written: in flight for a drain, as the calls running. */
+  /** IPC calls read whose `calls-taken` (or `isTaken`) is queued or being written: in flight for a drain. */
   let callsBeingTaken = 0;
   let onCallsTaken: (() => void) | undefined;
   const callTaken = (isSent: boolean, msg: DirectCallMessage, calls: DirectCalls): void => {

@@ -62,6 +62,7 @@ t.test('a message with a field the master reads missing or of another type is no
     { ...report, isTaken: 'yes' },
     { type: 'calls-taken' },
     { type: 'calls-taken', ids: 7 },
+    { type: 'calls-taken', ids: [] },
     { type: 'calls-taken', ids: { 0: 7, length: 1 } },
     { type: 'calls-taken', ids: [7, '8'] },
     { type: 'calls-taken', ids: [7, 1.5] },

@@ -1,0 +1,94 @@
+import t from 'tap';
+import type { ChildProcess } from 'node:child_process';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createLogger } from '../../shared/log.js';
+import type { DirectCallMessage } from '../../shared/direct.js';
+import { callDirect } from '../../master/direct-calls.js';
+import type { RelayHooks } from '../../master/relay.js';
+import { RequestContext } from '../../master/request-context.js';
+import { WorkerDirect } from '../../master/worker-direct.js';
+import type { WorkerHandle } from '../../master/worker-handle.js';
+
+// limits.directStreams: when a worker process ends, the IPC calls it never reported taken never ran there and go to
+// another worker (whatever their method); those it did report taken may have run, and are answered 502. A worker
+// reports them as `calls-taken` (the calls of one read) or, a build from before, one `call-report` `isTaken` each;
+// each way, and a report for an unknown, repeated or ended id, decides which calls go again. The worker process is
+// a stand-in here (its channel a list of sent ids); the calls and their accounting are the master's own.
+
+const OFFER = { conn: 1, keepAliveTimeoutS: 5, sendTimeoutMs: 60_000, heartbeatMs: 0, headers: {} };
+const TIMEOUTS = { headersMs: 60_000, idleMs: 0 };
+
+interface Outcomes {
+  bodySent: string[];
+  refused: string[];
+  triedAgain: string[];
+}
+
+/** A worker process whose `ready` said `acksCalls` (or not), the master's side of it, and what became of each call. */
+function worker(acksCalls: boolean): {
+  call: (name: string) => number;
+  direct: WorkerDirect;
+  outcomes: Outcomes;
+} {
+  const direct = new WorkerDirect(createLogger({ role: 'master', level: 'silent' }));
+  const sent: number[] = [];
+  const child = {
+    connected: true,
+    send: (msg: DirectCallMessage) => sent.push(msg.id) > 0,
+    on: () => child,
+  } as unknown as ChildProcess;
+  direct.attach(child);
+  direct.onReady({ takesConnections: true, takesCalls: true, acksCalls });
+  const handle = {
+    acksCalls,
+    sendCall: (msg: DirectCallMessage, start: Parameters<WorkerDirect['sendCall']>[1]) => direct.sendCall(msg, start),
+  } as unknown as WorkerHandle;
+  const outcomes: Outcomes = { bodySent: [], refused: [], triedAgain: [] };
+  const names = new Map<RequestContext, string>();
+  const hooks: RelayHooks = {
+    now: () => 0,
+    isClosing: () => false,
+    refuse: (ctx) => void outcomes.refused.push(names.get(ctx)!),
+    onHeaders: () => undefined,
+    onBodySent: (ctx) => void outcomes.bodySent.push(names.get(ctx)!),
+  };
+  const call = (name: string): number => {
+    const ctx = new RequestContext(
+      { method: 'POST', socket: {} } as unknown as IncomingMessage,
+      {} as ServerResponse,
+      0,
+    );
+    ctx.forwardPath = '/v1/chat/completions';
+    ctx.body = Buffer.from('{}');
+    names.set(ctx, name);
+    const onUnread = (unread: RequestContext): boolean => outcomes.triedAgain.push(names.get(unread)!) > 0;
+    if (!callDirect(ctx, handle, {}, OFFER, TIMEOUTS, hooks, onUnread)) throw new Error('not sent');
+    return sent.at(-1)!;
+  };
+  return { call, direct, outcomes };
+}
+
+t.test('a worker that reports calls taken: those it never reported go again when it ends', async (t) => {
+  const { call, direct, outcomes } = worker(true);
+  const batched = call('batched');
+  const alone = call('alone');
+  call('unread');
+  const ended = call('ended');
+  direct.onCallsTaken([batched, ended, batched, 1e9]); // a repeated id, an unknown one
+  direct.onCallReport({ type: 'call-report', id: alone, marks: '', isTaken: true }); // a build from before
+  direct.onCallReport({ type: 'call-report', id: ended, marks: '', isEnd: true }); // given up, unanswered
+  direct.onCallsTaken([ended]); // after its end
+  t.same(outcomes, { bodySent: ['batched', 'ended', 'alone'], refused: ['ended'], triedAgain: [] });
+  direct.end(); // the process is gone, its channel read to the end
+  t.same(outcomes.refused, ['ended', 'batched', 'alone'], 'taken: it may have run, 502');
+  t.same(outcomes.triedAgain, ['unread'], 'never taken: never ran, goes again');
+});
+
+t.test('a worker build that reports nothing taken: every call counts as read once sent', async (t) => {
+  const { call, direct, outcomes } = worker(false);
+  call('first');
+  call('second');
+  t.same(outcomes.bodySent, ['first', 'second']);
+  direct.end();
+  t.same(outcomes, { bodySent: ['first', 'second'], refused: ['first', 'second'], triedAgain: [] });
+});
