@@ -135,6 +135,8 @@ export interface PendingSwap<T extends SwapTarget> {
   record: DeployRecord;
   workers: WorkerHandle[];
   startedMs: number;
+  /** This swap holds the version's lock (`isDeploying`): from its start until traffic moves, or it fails. */
+  isLocking: boolean;
 }
 
 export interface StartSwapOptions {
@@ -144,7 +146,10 @@ export interface StartSwapOptions {
   log: Logger;
 }
 
-/** Starts `build` for `target`; the version is deploying (409 to another swap) until endSwap. */
+/**
+ * Starts `build` for `target`; the version is deploying (409 to another swap) until traffic moves to the new build
+ * (switchBuild) or the swap fails (endSwap). Its old build drains after that, and a rollback need not wait for it.
+ */
 export async function startSwap<T extends SwapTarget>(
   target: T,
   build: Build,
@@ -157,7 +162,16 @@ export async function startSwap<T extends SwapTarget>(
   const oldPids = target.workers.map((w) => w.pid ?? 0);
   const record = newDeployRecord(kind, isNew ? undefined : target.build, build, oldPids);
   target.lastDeploy = record;
-  const pending: PendingSwap<T> = { target, build, kind, isNew, record, workers: [], startedMs: performance.now() };
+  const pending: PendingSwap<T> = {
+    target,
+    build,
+    kind,
+    isNew,
+    record,
+    workers: [],
+    startedMs: performance.now(),
+    isLocking: true,
+  };
   try {
     pending.workers = await startBuild({
       version: target.name,
@@ -205,6 +219,9 @@ export function switchBuild(
   }
   target.admission.pump();
   record.phase = 'draining';
+  // The old build drains for up to limits.drainTimeoutMs (long streams finish): the version takes another swap now,
+  // a rollback of a bad build first of all.
+  releaseLock(pending);
   if (!isNew)
     options.log.info(
       { version: target.name, from: record.from, to: record.to, oldPids: record.oldPids, newPids: record.newPids },
@@ -235,5 +252,12 @@ export function cancelSwap(pending: PendingSwap<SwapTarget>, reason: string): vo
 export function endSwap(pending: PendingSwap<SwapTarget>): void {
   for (const w of pending.workers) pending.target.starting.delete(w);
   pending.record.durationMs = Math.round(performance.now() - pending.startedMs);
+  releaseLock(pending);
+}
+
+/** Once per swap: a swap that ends after the next one started (its drain) must not release that one's lock. */
+function releaseLock(pending: PendingSwap<SwapTarget>): void {
+  if (!pending.isLocking) return;
+  pending.isLocking = false;
   pending.target.isDeploying = false;
 }

@@ -50,6 +50,20 @@ class VersionState implements VersionView {
   get hasReadyWorker(): boolean {
     return this.workers.some((w) => w.isAccepting);
   }
+
+  #onDrained: Array<() => void> = [];
+
+  /** Resolves once none of this version's old builds drains (the swaps' old workers, #retire). */
+  whenDrained(): Promise<void> {
+    if (this.draining.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#onDrained.push(resolve));
+  }
+
+  /** A draining worker stopped. */
+  drained(worker: WorkerHandle): void {
+    this.draining.delete(worker);
+    if (this.draining.size === 0) for (const resolve of this.#onDrained.splice(0)) resolve();
+  }
 }
 
 export interface SwapOptions {
@@ -502,12 +516,19 @@ export class VersionRegistry {
   async #retireRemoved(state: VersionState): Promise<void> {
     await state.admission.whenQueueEmpty();
     await this.#retire(state, state.workers);
+    // And the old builds of its swaps still draining (a removal need not wait for them to start): its name is kept
+    // (metrics, retired totals) while any of its workers serves.
+    await state.whenDrained();
     this.#forget(state);
   }
 
-  /** Drains workers that are no longer current: the master's own requests finish first, then the process stops. */
+  /**
+   * Drains workers that are no longer current: the master's own requests finish first, within limits.drainTimeoutMs
+   * (SPEC §6: a swap cuts no request; the SIGTERM's shorter shutdownTimeoutMs stops what is left then), then the
+   * process stops.
+   */
   async #retire(state: VersionState, workers: readonly WorkerHandle[]): Promise<void> {
-    const deadlineMs = this.#config.limits.shutdownTimeoutMs;
+    const deadlineMs = this.#config.limits.drainTimeoutMs;
     await Promise.all(
       workers.map(async (w) => {
         state.draining.add(w);
@@ -515,7 +536,7 @@ export class VersionRegistry {
         const started = performance.now();
         await state.admission.whenIdle(w, deadlineMs);
         await w.stop(Math.max(0, deadlineMs - (performance.now() - started)));
-        state.draining.delete(w);
+        state.drained(w);
       }),
     );
   }

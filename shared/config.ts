@@ -134,6 +134,7 @@ export const configSchema = z.strictObject({
       queueTimeoutMs: ms.default(DEFAULTS.limits.queueTimeoutMs),
       maxBodyBytes: positiveInt.default(DEFAULTS.limits.maxBodyBytes),
       shutdownTimeoutMs: ms.default(DEFAULTS.limits.shutdownTimeoutMs),
+      drainTimeoutMs: ms.default(DEFAULTS.limits.drainTimeoutMs),
       readyTimeoutMs: positiveMs.default(DEFAULTS.limits.readyTimeoutMs),
       bodyTimeoutMs: positiveMs.default(DEFAULTS.limits.bodyTimeoutMs),
       headTimeoutMs: positiveMs.default(DEFAULTS.limits.headTimeoutMs),

@@ -26,6 +26,10 @@ export const DEFAULTS = {
     queueTimeoutMs: 5000, // 5 s
     maxBodyBytes: 10 * 1024 * 1024, // 10 MiB
     shutdownTimeoutMs: 30_000, // 30 s
+    // 10 min an old build's workers finish their requests after a deploy, rollback, reload or removal moved traffic
+    // off them (SPEC §6: no request is cut by a swap): upstream.timeouts.totalMs's default, the longest a request
+    // lives by its version's own timeouts (Envoy's --drain-time-s is 600 s; nginx waits for ever by default)
+    drainTimeoutMs: 600_000,
     readyTimeoutMs: 15_000, // 15 s for a forked worker to report ready
     // SPEC §4a (turn 2): the client ↔ master ↔ worker hop
     bodyTimeoutMs: 30_000, // 30 s of silence while a client sends its body → 408 body_timeout

@@ -20,7 +20,7 @@ const CANARY_TICK_MS = 200;
 
 export interface CanaryVersions extends WeightsPort {
   /** 404 unknown_version when the version does not exist. */
-  require(name: string): { readonly isDeploying: boolean };
+  require(name: string): { readonly isDeploying: boolean; readonly draining: ReadonlySet<unknown> };
   readonly config: { readonly routing: { readonly default: string } };
   /**
    * 409 deploy_in_progress while a reload starts builds: its commit ends every canary (acknowledged, then ended);
@@ -65,11 +65,12 @@ export class CanaryManager {
     const plan = parseCanaryPlan(name, raw, this.#versions.config.routing.default);
     for (const version of [plan.canary, plan.baseline]) {
       // A canary must judge one build of each version: one that starts mid-deploy would judge the old
-      // build, then the new one, as one.
-      if (this.#versions.require(version).isDeploying)
+      // build, then the new one, as one; while an old build drains, its last requests still end.
+      const target = this.#versions.require(version);
+      if (target.isDeploying || target.draining.size > 0)
         throw new GraygateError(
           'deploy_in_progress',
-          `a deploy of ${version} is running; start the canary once it finishes`,
+          `a deploy of ${version} is running (or its old build is draining); start the canary once it finishes`,
         );
       const running = this.#watching.get(version);
       if (running !== undefined) {

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { Agent, request } from 'node:http';
-import { admin, hangingBuild, startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
+import { admin, hangingBuild, requestGate, startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
 import { httpRequest, json } from '../helpers/http.js';
 import { isAlive, status, waitForStatus } from '../helpers/wait.js';
 
@@ -186,4 +186,69 @@ t.test('rollback returns to the previous entry; no previous build is 409', async
   t.equal(rolled.body.lastDeploy.kind, 'rollback');
   t.equal((await httpRequest(`${gw.url}/stats?version=v2`)).status, 200, 'the test build serves again');
   t.equal((await admin(gw, 'POST', '/admin/versions/v2/rollback')).status, 409, 'nothing further back');
+});
+
+// SPEC §6: no request is cut by a swap. An old build drained for shutdownTimeoutMs (30 s) and its longer streams were
+// cut (an LLM answer can run for minutes); it drains for limits.drainTimeoutMs now (10 min), and the version's lock is
+// released once traffic has moved, so that a rollback of a bad build need not wait for the good one's long streams.
+
+t.test('a rollback while the old build drains a long request: taken at once; that request ends whole', async (t) => {
+  const gw = await startGateway(t, {
+    versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 }, v2: { entry: TEST_WORKER_ENTRY, weight: 1 } },
+  });
+  const oldPid = (await status(gw)).v2!.workers[0]!.pid;
+  const gate = requestGate(t);
+  const long = httpRequest(`${gw.url}${gate.path}&version=v2`);
+  await waitForStatus(gw, (v) => v.v2!.workers[0]!.inflight === 1, 'the long request on the old build');
+  const deploy = admin(gw, 'POST', '/admin/versions/v2/deploy', {});
+  await waitForStatus(gw, (v) => v.v2!.lastDeploy?.phase === 'draining', 'traffic moved, the old build drains');
+  const rolled = await admin<{ lastDeploy?: { kind: string } }>(gw, 'POST', '/admin/versions/v2/rollback');
+  t.same([rolled.status, rolled.body.lastDeploy?.kind], [200, 'rollback'], 'not 409 deploy_in_progress');
+  const canary = await admin<{ error: { code: string } }>(gw, 'POST', '/admin/versions/v2/canary', {});
+  t.same([canary.status, canary.body.error.code], [409, 'deploy_in_progress'], 'a canary waits for the drain');
+  t.ok(isAlive(oldPid), 'the old build still serves its request');
+  gate.release();
+  const answer = await long;
+  t.same([answer.status, json<{ pid: number }>(answer).pid], [200, oldPid], 'answered whole by the old build');
+  t.equal((await deploy).status, 200, 'the deploy answers once its old build is gone');
+  t.notOk(isAlive(oldPid));
+});
+
+t.test('a removal while an old build drains: forgotten once that build is gone too', async (t) => {
+  const gw = await startGateway(t, {
+    versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 }, v2: { entry: TEST_WORKER_ENTRY, weight: 1 } },
+  });
+  const gate = requestGate(t);
+  const long = httpRequest(`${gw.url}${gate.path}&version=v2`);
+  await waitForStatus(gw, (v) => v.v2!.workers[0]!.inflight === 1, 'the long request on the old build');
+  const deploy = admin(gw, 'POST', '/admin/versions/v2/deploy', {});
+  await waitForStatus(gw, (v) => v.v2!.lastDeploy?.phase === 'draining', 'traffic moved, the old build drains');
+  let isRemoved = false;
+  const removal = admin(gw, 'DELETE', '/admin/versions/v2').then((r) => {
+    isRemoved = true;
+    return r;
+  });
+  await waitForStatus(gw, (v) => v.v2 === undefined, 'v2 out of routing');
+  t.notOk(isRemoved, 'not answered while its old build serves');
+  gate.release();
+  t.equal((await long).status, 200, 'the long request ends whole');
+  t.equal((await removal).status, 200);
+  t.equal((await deploy).status, 200);
+});
+
+t.test('an old build is stopped at limits.drainTimeoutMs, not shutdownTimeoutMs', async (t) => {
+  const gw = await startGateway(t, {
+    versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } },
+    limits: { drainTimeoutMs: 200, shutdownTimeoutMs: 600_000 },
+  });
+  const oldPid = (await status(gw)).v1!.workers[0]!.pid;
+  const gate = requestGate(t); // never released
+  const long = httpRequest(gw.url + gate.path).then(
+    (r) => `${r.status}`,
+    () => 'cut',
+  );
+  await waitForStatus(gw, (v) => v.v1!.workers[0]!.inflight === 1, 'the long request on the old build');
+  t.equal((await admin(gw, 'POST', '/admin/versions/v1/deploy', {})).status, 200, 'answered at the drain deadline');
+  t.notOk(isAlive(oldPid), 'the old build stopped');
+  t.match(await long, /^(502|cut)$/, 'its request cut, as documented');
 });
