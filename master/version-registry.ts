@@ -329,7 +329,9 @@ export class VersionRegistry {
    * starts first, with no traffic; if one fails, the started ones are stopped and nothing has
    * changed (deploy_failed). Then, in one synchronous step, `onCommit` runs (the canaries end),
    * versions are added, builds switched, the file's routing and weights applied and removed
-   * versions taken out of routing; old builds and removed versions drain afterwards.
+   * versions taken out of routing; old builds and removed versions drain afterwards, for up to
+   * limits.drainTimeoutMs: the reload answers once it committed (as `nginx -s reload` does), and the next reload,
+   * a config watch's next weight step, need not wait for a long stream on an old build (status shows it `draining`).
    */
   async applyReload(plan: ReloadPlan, options: { onCommit: () => void }): Promise<ReloadApplied> {
     this.#checkReload(plan);
@@ -373,10 +375,10 @@ export class VersionRegistry {
     const removed = plan.removes.map((name) => this.#unroute(name));
     applied.removed = removed.map((s) => s.name);
     this.#routingTable = this.#buildRoutingTable();
-    await Promise.all([
+    void Promise.all([
       ...pending.map((p, i) => this.#finishSwap(p, old[i]!)),
       ...removed.map((state) => this.#retireRemoved(state)),
-    ]);
+    ]).catch((err: unknown) => this.#log.error({ err }, 'draining after a reload failed'));
     return applied;
   }
 

@@ -2,9 +2,10 @@ import t from 'tap';
 import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { admin, hangingBuild, startGateway, TEST_WORKER_ENTRY, type Gateway } from '../helpers/gateway.js';
+import { admin, hangingBuild, requestGate, startGateway, TEST_WORKER_ENTRY, type Gateway } from '../helpers/gateway.js';
 import { scrape } from '../helpers/metrics.js';
-import { status, waitForStatus } from '../helpers/wait.js';
+import { httpRequest } from '../helpers/http.js';
+import { pollUntil, status, waitForStatus } from '../helpers/wait.js';
 
 t.test(
   'reload: weights only restarts nothing; invalid file changes nothing; added/removed/changed versions applied',
@@ -262,4 +263,37 @@ t.test('weights and canaries wait for a reload that is starting builds: its comm
     "v1's new worker serves, once (a row for it, not two)",
   );
   t.equal((await admin(gw, 'PUT', '/admin/weights', { v1: 7 })).status, 200, 'once it ended, weights change again');
+});
+
+t.test('a reload answers once it committed: the next applies while an old build drains a long request', async (t) => {
+  // The reload's answer waited for its old builds' drains, and reloads run one at a time: with drains as long as a
+  // stream (limits.drainTimeoutMs), a config watch's next weight step waited for the longest stream of the last
+  // deploy. Old builds drain after the commit now, as after `nginx -s reload`.
+  const versions = { v1: { entry: TEST_WORKER_ENTRY, weight: 50 }, v2: { entry: TEST_WORKER_ENTRY, weight: 50 } };
+  const gw = await startGateway(t, { versions });
+  const oldPid = (await status(gw)).v2!.workers[0]!.pid;
+  const gate = requestGate(t);
+  const long = httpRequest(`${gw.url}${gate.path}&version=v2`);
+  await waitForStatus(gw, (v) => v.v2!.workers[0]!.inflight === 1, 'the long request on the old build');
+  gw.writeConfig({ versions: { ...versions, v2: { ...versions.v2, env: { MARK: 'new' } } } });
+  let answer: { status: number; body: { applied: string[] } } | undefined;
+  void admin<{ applied: string[] }>(gw, 'POST', '/admin/reload').then((r) => (answer = r));
+  await pollUntil(
+    () => Promise.resolve(answer),
+    (a) => a !== undefined,
+    'the reload answered while the old build serves',
+  );
+  t.same([answer!.status, answer!.body.applied], [200, ['deployed v2']]);
+  gw.writeConfig({ versions: { v1: { ...versions.v1, weight: 90 }, v2: { ...versions.v2, env: { MARK: 'new' } } } });
+  const next = await admin<{ applied: string[] }>(gw, 'POST', '/admin/reload');
+  t.same([next.status, next.body.applied], [200, ['weights v1=90']], 'the next reload, at once');
+  const now = await status(gw);
+  t.same(
+    now.v2!.workers.filter((w) => w.pid === oldPid).map((w) => w.state),
+    ['draining'],
+    'the old build drains, shown',
+  );
+  gate.release();
+  t.equal((await long).status, 200, 'its request ends whole');
+  await waitForStatus(gw, (v) => v.v2!.workers.every((w) => w.pid !== oldPid), 'the old build gone');
 });
