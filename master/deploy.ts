@@ -104,7 +104,7 @@ const ERROR_LINE = /^(?:[A-Z]\w*)?Error\b[^:]*: /;
  * `code` and `requireStack` and its version after `Error: Cannot find module …`: a README walk-through got
  * `requireStack: [] | } | Node.js v20.20.2` for a missing entry).
  */
-function stderrSummary(tail: readonly string[]): string {
+export function stderrSummary(tail: readonly string[]): string {
   const last = tail.slice(-3);
   const errorLine = tail.findLast((line) => ERROR_LINE.test(line.trimStart()));
   const lines = errorLine === undefined || last.includes(errorLine) ? last : [errorLine.trim(), '…', ...last];

@@ -7,7 +7,7 @@ import type { Supervisor } from './supervisor.js';
 import type { WorkerHandle } from './worker-handle.js';
 import type { ExitReport } from './worker-process.js';
 import { nextRestartDelayMs, RESTART_POLICY, type RestartPolicy } from './restart-policy.js';
-import { cancelSwap, endSwap, lostWorker, startSwap, switchBuild, type PendingSwap } from './deploy.js';
+import { cancelSwap, endSwap, lostWorker, startSwap, stderrSummary, switchBuild, type PendingSwap } from './deploy.js';
 import { buildOf, type Build, type DeployKind, type DeployRecord, type VersionView } from './version.js';
 import type { ReloadPlan } from './reload-plan.js';
 
@@ -176,10 +176,13 @@ export class VersionRegistry {
     const starts: Promise<void>[] = [];
     for (const state of this.#versions.values()) {
       state.workers = this.#spawnBuild(state, state.build);
-      // The failure names its version and build: with 40 versions, "exited with code 1" alone named nothing.
+      // The failure names its version and build: with 40 versions, "exited with code 1" alone named nothing. And
+      // what the worker said last, as a deploy's failure does: a build of another protocol said why only above it.
       const named = (err: unknown): never => {
         const reason = err instanceof Error ? err.message : String(err);
-        throw new Error(`version ${state.name} (${state.build.entry}): ${reason}`, { cause: err });
+        const tail = (err as { report?: { stderrTail?: readonly string[] } } | null)?.report?.stderrTail ?? [];
+        const said = tail.length > 0 ? `; last stderr: ${stderrSummary(tail)}` : '';
+        throw new Error(`version ${state.name} (${state.build.entry}): ${reason}${said}`, { cause: err });
       };
       starts.push(...state.workers.map((w) => w.start().catch(named)));
     }

@@ -131,6 +131,9 @@ t.test('a version whose workers do not start ends start-up (exit 1) with a line 
   const { code, stderr } = await runMaster(t, config, { LOG_LEVEL: 'silent' });
   t.equal(code, 1);
   t.match(stderr, /graygate: a worker did not start: version v2 \(\S*no-such-worker\.js\): /);
+  // What the worker said last is in that line, as in a deploy's failure (a probe: a build of another IPC protocol said
+  // `protocol mismatch` only in the echoed lines above it).
+  t.match(stderr, /graygate: a worker did not start: .*; last stderr: .*Error: Cannot find module/);
 });
 
 t.test('--config without a file is a usage error (64), not the default config started on its ports', async (t) => {
