@@ -220,8 +220,12 @@ export class VersionRegistry {
     const state = this.#state(name);
     const previous = state.previousBuilds.at(-1);
     if (previous === undefined) throw new GraygateError('no_previous_build', `version "${name}" has no previous build`);
-    await this.#swap(state, previous, 'rollback', options.onSwitch);
-    state.previousBuilds.pop();
+    // Taken off the list as traffic moves, not once the drain is over: the version takes the next swap from then
+    // on, and a second rollback during this one's drain goes one build further back (it redeployed this one).
+    await this.#swap(state, previous, 'rollback', () => {
+      state.previousBuilds.pop();
+      options.onSwitch?.();
+    });
     return state;
   }
 

@@ -3,6 +3,7 @@ import { EventEmitter } from 'node:events';
 import { Agent, type RequestOptions } from 'node:http';
 import type { Socket } from 'node:net';
 import { relayLogLines, type Logger } from '../shared/log.js';
+import { MAX_TIMER_MS } from '../shared/defaults.js';
 import { performance } from 'node:perf_hooks';
 import { PROTOCOL_VERSION, assertNever, isReadyMessage, isWorkerToMaster, type WorkerSettings } from '../shared/ipc.js';
 import type { AdmissionTarget } from './admission.js';
@@ -362,11 +363,14 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
       child.send({ type: 'shutdown', deadlineMs }, undefined, undefined, ignoreSendError);
     else this.#kill('SIGTERM');
     const graceMs = this.#options.killGraceMs ?? KILL_GRACE_MS;
-    const escalate = setTimeout(() => {
-      this.#log.warn({ workerPid: child.pid }, 'worker did not exit in time, SIGTERM');
-      this.#kill('SIGTERM');
-      setTimeout(() => this.#kill('SIGKILL'), graceMs).unref();
-    }, deadlineMs + graceMs);
+    const escalate = setTimeout(
+      () => {
+        this.#log.warn({ workerPid: child.pid }, 'worker did not exit in time, SIGTERM');
+        this.#kill('SIGTERM');
+        setTimeout(() => this.#kill('SIGKILL'), graceMs).unref();
+      },
+      Math.min(deadlineMs + graceMs, MAX_TIMER_MS),
+    ); // past it node fires at once (a drainTimeoutMs of ~24.8 days)
     await exited;
     clearTimeout(escalate);
   }

@@ -252,3 +252,64 @@ t.test('an old build is stopped at limits.drainTimeoutMs, not shutdownTimeoutMs'
   t.notOk(isAlive(oldPid), 'the old build stopped');
   t.match(await long, /^(502|cut)$/, 'its request cut, as documented');
 });
+
+t.test(
+  'a second rollback during the first one’s drain goes one build further back; each answers with its own record',
+  async (t) => {
+    // A review: the rollback took its build off the list only once its drain was over, so a second one, taken during
+    // it now that the lock ends as traffic moves, redeployed the same build and lost the one before from the list; and
+    // a swap's answer, given after its drain, described the later swap (its record, its pids).
+    const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } });
+    for (const instances of [2, 3]) {
+      t.equal(
+        (await admin(gw, 'POST', '/admin/versions/v1/deploy', { instances })).status,
+        200,
+        `${instances} instances`,
+      );
+    }
+    const gate = requestGate(t);
+    const long = httpRequest(gw.url + gate.path);
+    await waitForStatus(gw, (v) => v.v1!.workers.some((w) => w.inflight === 1), 'a long request on the third build');
+    const first = admin<{ instances: number; lastDeploy: { kind: string; newPids: number[] } }>(
+      gw,
+      'POST',
+      '/admin/versions/v1/rollback',
+    );
+    await waitForStatus(
+      gw,
+      (v) => v.v1!.lastDeploy?.kind === 'rollback' && v.v1!.lastDeploy.phase === 'draining',
+      'the first rollback drains the third build',
+    );
+    const second = await admin<{ instances: number; lastDeploy: { newPids: number[] } }>(
+      gw,
+      'POST',
+      '/admin/versions/v1/rollback',
+    );
+    t.same([second.status, second.body.instances], [200, 1], 'back to the first build');
+    t.equal(second.body.lastDeploy.newPids.length, 1);
+    gate.release();
+    t.equal((await long).status, 200, 'the long request ends whole');
+    const answered = await first;
+    t.same([answered.status, answered.body.lastDeploy.newPids.length], [200, 2], 'its own record: the second build');
+  },
+);
+
+t.test('a swap whose drain ends while the next one starts leaves that one its lock', async (t) => {
+  const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } });
+  const gate = requestGate(t);
+  const long = httpRequest(gw.url + gate.path);
+  await waitForStatus(gw, (v) => v.v1!.workers[0]!.inflight === 1, 'a long request on the old build');
+  const first = admin(gw, 'POST', '/admin/versions/v1/deploy', {});
+  await waitForStatus(gw, (v) => v.v1!.lastDeploy?.phase === 'draining', 'the first deploy drains');
+  const ready = requestGate(t); // the second build reports ready once this is released
+  const readyFile = decodeURIComponent(ready.path.slice('/gate?file='.length));
+  const second = admin(gw, 'POST', '/admin/versions/v1/deploy', { env: { TEST_WORKER_READY_FILE: readyFile } });
+  await waitForStatus(gw, (v) => v.v1!.lastDeploy?.phase === 'starting', 'the second deploy starts');
+  gate.release();
+  t.equal((await long).status, 200);
+  t.equal((await first).status, 200, 'the first deploy ends with its drain');
+  const third = await admin<{ error?: { code: string } }>(gw, 'POST', '/admin/versions/v1/deploy', {});
+  t.same([third.status, third.body.error?.code], [409, 'deploy_in_progress'], 'the second one still holds the lock');
+  ready.release();
+  t.equal((await second).status, 200);
+});

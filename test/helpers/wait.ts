@@ -9,7 +9,12 @@ import type { CanaryStatus } from '../../master/canary/controller.js';
 export type WorkerRow = WorkerStatus & { pid: number };
 export type VersionRow = Omit<VersionStatus, 'workers' | 'lastDeploy'> & {
   workers: WorkerRow[];
-  lastDeploy: { phase: string; newPids: number[]; error?: { reason: string; stderrTail: string[] } } | null;
+  lastDeploy: {
+    kind: string;
+    phase: string;
+    newPids: number[];
+    error?: { reason: string; stderrTail: string[] };
+  } | null;
 };
 
 /**
