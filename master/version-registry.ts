@@ -102,6 +102,8 @@ export class VersionRegistry {
   readonly #versions = new Map<string, VersionState>();
   /** Names being added right now: a second add of the same name is refused, not raced. */
   readonly #adding = new Set<string>();
+  /** Removed versions by name not yet forgotten (their workers still serve): the name's metrics stay till the last. */
+  readonly #retiring = new Map<string, number>();
   /** A reload is starting its builds: other build changes wait for it to commit or fail (409). */
   #isReloading = false;
   readonly #supervisor: Supervisor;
@@ -486,6 +488,7 @@ export class VersionRegistry {
     const state = this.#state(name);
     state.isRemoved = true;
     this.#versions.delete(name);
+    this.#retiring.set(name, (this.#retiring.get(name) ?? 0) + 1);
     // It leaves its canary pair; the others keep the pair's name, by which their users came (a promoted canary's
     // baseline is removed next, as a rule).
     this.#groups.delete(name);
@@ -496,6 +499,15 @@ export class VersionRegistry {
   }
 
   #forget(state: VersionState): void {
+    const retiring = (this.#retiring.get(state.name) ?? 1) - 1;
+    if (retiring > 0) this.#retiring.set(state.name, retiring);
+    else this.#retiring.delete(state.name);
+    // An earlier version of that name, removed before it was added again, still drains (limits.drainTimeoutMs): the
+    // name's metrics and retired totals are kept until that one is gone too (a review: they were dropped under it).
+    if (retiring > 0) {
+      this.#log.info({ version: state.name }, 'version removed; another of its name still drains, the name is kept');
+      return;
+    }
     // What the master keys by name (metrics, retired totals) is the re-added version's now; it is forgotten when
     // that one is removed.
     if (this.#versions.has(state.name)) {
