@@ -213,7 +213,10 @@ export function switchBuild(
   target.build = build;
   target.workers = workers;
   for (const w of workers) target.starting.delete(w);
-  if (!isNew && kind !== 'rollback') {
+  // A rollback takes its build off the list as traffic moves, not once its drain is over: the version takes the next
+  // swap from then on, and a second rollback during this one's drain goes one build further back.
+  if (kind === 'rollback') target.previousBuilds.pop();
+  else if (!isNew) {
     target.previousBuilds.push(previous);
     if (target.previousBuilds.length > MAX_PREVIOUS_BUILDS) target.previousBuilds.shift();
   }

@@ -26,6 +26,8 @@ class VersionState implements VersionView {
   build: Build;
   workers: WorkerHandle[] = [];
   readonly draining = new Set<WorkerHandle>();
+  /** Waiting for `draining` to empty (whenDrained). */
+  #onDrained: Array<() => void> = [];
   readonly starting = new Set<WorkerHandle>();
   readonly admission: VersionAdmission<WorkerHandle>;
   restarts = 0;
@@ -50,8 +52,6 @@ class VersionState implements VersionView {
   get hasReadyWorker(): boolean {
     return this.workers.some((w) => w.isAccepting);
   }
-
-  #onDrained: Array<() => void> = [];
 
   /** Resolves once none of this version's old builds drains (the swaps' old workers, #retire). */
   whenDrained(): Promise<void> {
@@ -222,12 +222,8 @@ export class VersionRegistry {
     const state = this.#state(name);
     const previous = state.previousBuilds.at(-1);
     if (previous === undefined) throw new GraygateError('no_previous_build', `version "${name}" has no previous build`);
-    // Taken off the list as traffic moves, not once the drain is over: the version takes the next swap from then
-    // on, and a second rollback during this one's drain goes one build further back (it redeployed this one).
-    await this.#swap(state, previous, 'rollback', () => {
-      state.previousBuilds.pop();
-      options.onSwitch?.();
-    });
+    // Off the list as traffic moves (switchBuild).
+    await this.#swap(state, previous, 'rollback', options.onSwitch);
     return state;
   }
 

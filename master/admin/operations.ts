@@ -9,7 +9,7 @@ import { loadConfig } from '../config-file.js';
 import type { VersionRegistry } from '../version-registry.js';
 import type { CanaryManager } from '../canary/manager.js';
 import type { CanaryStatus } from '../canary/controller.js';
-import type { Build, DeployRecord } from '../version.js';
+import type { Build, DeployRecord, VersionView } from '../version.js';
 import { planReload } from '../reload-plan.js';
 import type { ClientConnectionsStatus } from '../client-connections.js';
 import { statusOf, versionStatus, type StatusBody, type VersionStatus } from './status.js';
@@ -181,22 +181,32 @@ export class Operations {
       env: body.env ?? current.env,
       upstream: body.upstream ?? current.upstream,
     };
-    let record: DeployRecord | undefined;
-    const onSwitch = (): void => {
-      this.#canaries.abortFor(name, `${name} was redeployed`);
-      record = this.#registry.require(name).lastDeploy;
-    };
-    return ownRecord(versionStatus(await this.#registry.deploy(name, build, { onSwitch })), record);
+    return this.#swapAnswer(name, 'redeployed', (onSwitch) => this.#registry.deploy(name, build, { onSwitch }));
   }
 
   /** POST /admin/versions/:name/rollback: the build before the current one. */
   async rollback(name: string): Promise<VersionStatus> {
+    return this.#swapAnswer(name, 'rolled back', (onSwitch) => this.#registry.rollback(name, { onSwitch }));
+  }
+
+  /**
+   * A deploy's or rollback's answer, given once its old build is gone: the version as it is then, with this swap's
+   * own record, taken as traffic moved (a later swap, taken during this one's drain, is the version's `lastDeploy` by
+   * then, and the answer and the CLI's "deployed … (pids …) in … ms" described that one). As traffic moves, the
+   * version's canary ends (SPEC §11).
+   */
+  async #swapAnswer(
+    name: string,
+    done: string,
+    swap: (onSwitch: () => void) => Promise<VersionView>,
+  ): Promise<VersionStatus> {
     let record: DeployRecord | undefined;
-    const onSwitch = (): void => {
-      this.#canaries.abortFor(name, `${name} was rolled back`);
+    const view = await swap(() => {
+      this.#canaries.abortFor(name, `${name} was ${done}`);
       record = this.#registry.require(name).lastDeploy;
-    };
-    return ownRecord(versionStatus(await this.#registry.rollback(name, { onSwitch })), record);
+    });
+    const status = versionStatus(view);
+    return record === undefined ? status : { ...status, lastDeploy: record };
   }
 
   /**
@@ -319,13 +329,4 @@ export class Operations {
     this.#log.info({ ...result, trigger: triggers.join(',') }, 'config reloaded');
     return result;
   }
-}
-
-/**
- * A swap's answer, given once its old build is gone: the version as it is then, with this swap's own record (taken as
- * traffic moved, when it was the version's `lastDeploy`). A later swap, taken during this one's drain, has replaced
- * `lastDeploy` by then, and the answer (and the CLI's "deployed … (pids …) in … ms") described that one.
- */
-function ownRecord(status: VersionStatus, record: DeployRecord | undefined): VersionStatus {
-  return record === undefined ? status : { ...status, lastDeploy: record };
 }

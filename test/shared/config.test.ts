@@ -10,6 +10,8 @@ t.test('defaults fill a minimal config and the result is frozen', async (t) => {
   const r = validateConfig({ versions: { v1: { weight: 1 } } });
   if (!r.ok) throw new Error(r.problems.join('\n'));
   t.same(r.value.limits.maxQueuePerVersion, DEFAULTS.limits.maxQueuePerVersion);
+  // A swap's drain is not the SIGTERM's: 10 min (upstream.timeouts.totalMs's default) against 30 s.
+  t.same([r.value.limits.drainTimeoutMs, r.value.limits.shutdownTimeoutMs], [600_000, 30_000]);
   t.equal(r.value.versions.v1!.upstream.timeouts.firstByteMs, 120_000);
   t.equal(r.value.versions.v1!.entry, 'dist/worker/main.js');
   t.ok(Object.isFrozen(r.value.versions.v1!.upstream.timeouts), 'deep-frozen');
@@ -106,11 +108,14 @@ t.test('a weight is bounded, in the file as in PUT /admin/weights', async (t) =>
 t.test('a timeout longer than a Node timer can wait is refused, not taken as 1 ms', async (t) => {
   const r = validateConfig({
     versions: { v1: { weight: 1 } },
-    limits: { sendTimeoutMs: 2 ** 31, queueTimeoutMs: 2 ** 31 - 1 },
+    limits: { sendTimeoutMs: 2 ** 31, queueTimeoutMs: 2 ** 31 - 1, drainTimeoutMs: 2 ** 31 },
   });
   t.equal(r.ok, false);
   if (r.ok) return;
-  t.same(r.problems, ['limits.sendTimeoutMs: must be ≤ 2147483647 (about 24.8 days)']);
+  t.same(r.problems, [
+    'limits.drainTimeoutMs: must be ≤ 2147483647 (about 24.8 days)',
+    'limits.sendTimeoutMs: must be ≤ 2147483647 (about 24.8 days)',
+  ]);
 });
 
 t.test('a "__proto__" key is refused wherever it is, not skipped', async (t) => {
