@@ -96,6 +96,22 @@ export default defineConfig(
     },
   },
   {
+    // node:http's values come from shared/node-http.ts: an ES module import of them builds the module's namespace,
+    // which on Node 22 loads node's bundled undici in every process (test/shared/node-http.test.ts). Types are free.
+    files: ['master/**/*.ts', 'worker/**/*.ts', 'shared/**/*.ts'],
+    ignores: ['shared/node-http.ts'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        ...['node:http', 'http'].map((name) => ({
+          name,
+          allowTypeImports: true,
+          message: "take node:http's values from shared/node-http.js (its namespace loads undici on Node 22)",
+        })),
+      ],
+    },
+  },
+  {
     files: ['**/*.js', '**/*.mjs', '**/*.cjs'],
     extends: [tseslint.configs.disableTypeChecked],
   },

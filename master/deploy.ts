@@ -1,4 +1,4 @@
-import { request } from 'node:http';
+import { request } from '../shared/node-http.js';
 import { GraygateError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import type { WorkerHandle } from './worker-handle.js';

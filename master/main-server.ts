@@ -1,4 +1,5 @@
-import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { createServer, STATUS_CODES } from '../shared/node-http.js';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { GraygateError, toErrorResponse, type ErrorResponse } from '../shared/errors.js';

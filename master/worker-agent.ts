@@ -1,4 +1,4 @@
-import { Agent } from 'node:http';
+import { Agent } from '../shared/node-http.js';
 
 export interface WorkerAgentOptions {
   /**

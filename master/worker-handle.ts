@@ -1,6 +1,6 @@
 import { fork as nodeFork, type ChildProcess, type ForkOptions } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { Agent, type RequestOptions } from 'node:http';
+import type { Agent, RequestOptions } from 'node:http';
 import type { Socket } from 'node:net';
 import { relayLogLines, type Logger } from '../shared/log.js';
 import { MAX_TIMER_MS } from '../shared/defaults.js';

@@ -1,4 +1,5 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { createServer } from '../shared/node-http.js';
 import type { Logger } from '../shared/log.js';
 import type { WorkerSettings } from '../shared/ipc.js';
 import { DEFAULTS } from '../shared/defaults.js';

@@ -1,4 +1,5 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { createServer } from '../../shared/node-http.js';
 import type { Duplex } from 'node:stream';
 import { GraygateError, isGraygateError, toErrorResponse } from '../../shared/errors.js';
 import { headerValue, sendError, sendJson } from '../../shared/http-headers.js';

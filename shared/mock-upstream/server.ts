@@ -1,4 +1,5 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { createServer } from '../node-http.js';
 import type { AddressInfo } from 'node:net';
 import { EventEmitter, once } from 'node:events';
 import { BASE_PATHS, CHAT_PATHS, FRAMES, type FormatFrames, type MockAnswer, type MockFormat } from './formats.js';

@@ -1,4 +1,5 @@
-import { IncomingMessage, ServerResponse, type OutgoingHttpHeaders } from 'node:http';
+import type { OutgoingHttpHeaders } from 'node:http';
+import { IncomingMessage, ServerResponse } from '../../shared/node-http.js';
 import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import {
