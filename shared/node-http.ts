@@ -3,8 +3,9 @@ import type * as NodeHttp from 'node:http';
 
 // node:http's values for master, worker and mock, read with require(). Node 22 gives node:http three lazy getters
 // (WebSocket, CloseEvent, MessageEvent) that load node's bundled undici with its fetch and web streams. An ES module
-// `import … from 'node:http'` builds the module's namespace by reading every export, and so runs them: +10 MB of RSS
-// in each process that does, master and every worker (docs/BENCHMARKS.md, "node:http's namespace on Node 22").
+// `import … from 'node:http'` builds the module's namespace by reading every export, and so runs them, in master and
+// every worker: ~10 MB of RSS in a bare node, ~7 MiB of an idle master and worker together (docs/BENCHMARKS.md,
+// "node:http's namespace on Node 22").
 // require() reads only the names taken here. Types still come from `import type … from 'node:http'` (erased).
 // ESLint refuses a value import of node:http in master/, worker/ and shared/ (eslint.config.js).
 

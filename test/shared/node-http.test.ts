@@ -5,8 +5,8 @@ import { runNode } from '../helpers/child-env.js';
 import { ROOT } from '../helpers/root.js';
 
 // shared/node-http.ts: no module of master/, worker/ or shared/ imports node:http's values as an ES module, whose
-// namespace build runs Node 22's lazy `WebSocket` getter and so loads node's bundled undici in every process (~5 MB of
-// an idle master and worker, ~0.1 s of each start). ESLint refuses such an import in our code; this checks the built
+// namespace build runs Node 22's lazy `WebSocket` getter and so loads node's bundled undici in every process (~7 MiB
+// of an idle master and worker together). ESLint refuses such an import in our code; this checks the built
 // module graph, dependencies included, in a fresh node of this version (the trap: test/fixtures/http-namespace.ts).
 
 const FIXTURE = join(ROOT, 'dist/test/fixtures/http-namespace.js');
