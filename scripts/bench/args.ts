@@ -6,14 +6,19 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
  * or malformed flag, node's one-line message and the same list on stderr (exit 64, as the CLI's usage errors), not
  * a stack trace.
  */
-export function benchArgs<T extends ParseArgsConfig>(config: T): ReturnType<typeof parseArgs<T>> {
+export function benchArgs<T extends ParseArgsConfig>(
+  config: T,
+  /** What the script takes besides its flags (`FILE.cpuprofile…`), shown before them in its usage. */
+  operands?: string,
+): ReturnType<typeof parseArgs<T>> {
   const usage = (): string => {
     const flags = Object.entries(config.options ?? {}).map(([name, option]) =>
       option.type === 'boolean'
         ? `[--${name}]`
         : `[--${name} ${option.default === undefined ? 'VALUE' : String(option.default)}]`,
     );
-    return `usage: node dist/scripts/bench/${basename(process.argv[1] ?? '')} ${flags.join(' ')}`.trimEnd();
+    const words = operands === undefined ? flags : [operands, ...flags];
+    return `usage: node dist/scripts/bench/${basename(process.argv[1] ?? '')} ${words.join(' ')}`.trimEnd();
   };
   const args = process.argv.slice(2);
   if (args.includes('--help') || args.includes('-h')) {

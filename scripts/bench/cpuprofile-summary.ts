@@ -1,5 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
+import { benchArgs } from './args.js';
+import { checkCounts } from './counts.js';
 
 // Where a process's CPU went, from a V8 .cpuprofile (`node --cpu-prof`, see
 // `npm run loadtest -- compare --sse --cpu-prof-dir DIR`; issue 10):
@@ -226,14 +228,19 @@ function render(s: Summary, top: number): string {
   ].join('\n');
 }
 
-const argv = process.argv.slice(2);
-const topAt = argv.indexOf('--top');
-const top = topAt === -1 ? 40 : Number(argv[topAt + 1]);
-const isJson = argv.includes('--json');
-const files = argv.filter((a, i) => !a.startsWith('--') && (topAt === -1 || i !== topAt + 1));
+const { values, positionals: files } = benchArgs(
+  {
+    allowPositionals: true,
+    options: { top: { type: 'string', default: '40' }, json: { type: 'boolean', default: false } },
+  },
+  'FILE.cpuprofile…',
+);
+const top = Number(values.top);
+checkCounts({ top }, { atLeast: 1 });
+const isJson = values.json;
 if (files.length === 0) {
   process.stderr.write('usage: node dist/scripts/bench/cpuprofile-summary.js FILE.cpuprofile… [--top 40] [--json]\n');
-  process.exit(2);
+  process.exit(64);
 }
 const summaries = files.map((f) => summarize(f, JSON.parse(readFileSync(f, 'utf8')) as CpuProfile, top));
 process.stdout.write(

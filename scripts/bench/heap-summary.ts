@@ -1,5 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
+import { benchArgs } from './args.js';
+import { checkCounts } from './counts.js';
 
 // What a V8 heap snapshot holds, by constructor (DevTools' "Summary" view,
 // self sizes only): count and bytes per class, and per stream when the
@@ -83,21 +85,26 @@ function subtract(
   };
 }
 
-const argv = process.argv.slice(2);
-const opt = (name: string): number | undefined => {
-  const at = argv.indexOf(name);
-  return at === -1 ? undefined : Number(argv[at + 1]);
-};
-const baselineAt = argv.indexOf('--baseline');
-const baseline =
-  baselineAt === -1 ? undefined : summarizeHeap(JSON.parse(readFileSync(argv[baselineAt + 1]!, 'utf8')) as Snapshot);
-const streams = opt('--streams');
-const top = opt('--top') ?? 40;
-const files = argv.filter((a, i) => !a.startsWith('--') && !argv[i - 1]?.startsWith('--'));
+const { values, positionals: files } = benchArgs(
+  {
+    allowPositionals: true,
+    options: { baseline: { type: 'string' }, streams: { type: 'string' }, top: { type: 'string', default: '40' } },
+  },
+  'FILE.heapsnapshot…',
+);
+const streams = values.streams === undefined ? undefined : Number(values.streams);
+const top = Number(values.top);
+checkCounts(streams === undefined ? { top } : { top, streams }, { atLeast: 1 });
 if (files.length === 0) {
-  process.stderr.write('usage: node dist/scripts/bench/heap-summary.js FILE.heapsnapshot… [--streams N] [--top 40]\n');
-  process.exit(2);
+  process.stderr.write(
+    'usage: node dist/scripts/bench/heap-summary.js FILE.heapsnapshot… [--baseline FILE] [--streams N] [--top 40]\n',
+  );
+  process.exit(64);
 }
+const baseline =
+  values.baseline === undefined
+    ? undefined
+    : summarizeHeap(JSON.parse(readFileSync(values.baseline, 'utf8')) as Snapshot);
 for (const file of files) {
   const whole = summarizeHeap(JSON.parse(readFileSync(file, 'utf8')) as Snapshot);
   const s = baseline === undefined ? whole : subtract(whole, baseline);

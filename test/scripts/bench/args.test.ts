@@ -94,3 +94,24 @@ t.test('every benchmark the README lists refuses a flag it does not know (exit 6
     t.match(stderr, new RegExp(`\\nusage: node dist/scripts/bench/${name}\\.js\\b`), name);
   }
 });
+
+t.test(
+  'the profile and heap summaries: --help names their files; a bad flag, no file or a bad count is exit 64',
+  async (t) => {
+    // They exited 2 on a missing file and read any flag as a file (a review: every other usage error here is 64).
+    for (const [name, operand] of [
+      ['cpuprofile-summary', 'FILE.cpuprofile…'],
+      ['heap-summary', 'FILE.heapsnapshot…'],
+    ] as const) {
+      const file = join(ROOT, `dist/scripts/bench/${name}.js`);
+      const help = await run(t, file, ['--help']);
+      t.equal(help.code, 0, `${name} --help`);
+      t.ok(help.stdout.startsWith(`usage: node dist/scripts/bench/${name}.js ${operand} [`), help.stdout);
+      for (const args of [['--bogus', 'x'], [], ['--top', 'ten', 'x']]) {
+        const { code, stderr } = await run(t, file, args);
+        t.equal(code, 64, `${name} ${args.join(' ')}`);
+        t.notMatch(stderr, /\n\s+at /, `${name} ${args.join(' ')}: no stack`);
+      }
+    }
+  },
+);
