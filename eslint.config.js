@@ -98,7 +98,8 @@ export default defineConfig(
   {
     // node:http's values come from shared/node-http.ts: an ES module import of them builds the module's namespace,
     // which on Node 22 loads node's bundled undici in every process (test/shared/node-http.test.ts). Types are free.
-    files: ['master/**/*.ts', 'worker/**/*.ts', 'shared/**/*.ts'],
+    // scripts/cli/ too: `graygate start` runs the master in the CLI's process.
+    files: ['master/**/*.ts', 'worker/**/*.ts', 'shared/**/*.ts', 'scripts/cli/**/*.ts'],
     ignores: ['shared/node-http.ts'],
     rules: {
       '@typescript-eslint/no-restricted-imports': [
@@ -108,6 +109,13 @@ export default defineConfig(
           allowTypeImports: true,
           message: "take node:http's values from shared/node-http.js (its namespace loads undici on Node 22)",
         })),
+      ],
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector: 'ImportExpression[source.value=/^(node:)?http$/]',
+          message: "take node:http's values from shared/node-http.js (its namespace loads undici on Node 22)",
+        },
       ],
     },
   },

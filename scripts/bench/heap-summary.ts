@@ -97,7 +97,7 @@ const top = Number(values.top);
 checkCounts(streams === undefined ? { top } : { top, streams }, { atLeast: 1 });
 if (files.length === 0) {
   process.stderr.write(
-    'usage: node dist/scripts/bench/heap-summary.js FILE.heapsnapshot… [--baseline FILE] [--streams N] [--top 40]\n',
+    'usage: node dist/scripts/bench/heap-summary.js FILE.heapsnapshot… [--baseline VALUE] [--streams VALUE] [--top 40]\n',
   );
   process.exit(64);
 }

@@ -1,4 +1,5 @@
-import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
+import type { IncomingMessage, RequestOptions } from 'node:http';
+import { request as httpRequest } from '../../shared/node-http.js';
 
 // The CLI's view of the admin API (SPEC §6–§7): one request, one typed outcome.
 
