@@ -7,7 +7,7 @@ import type * as NodeHttp from 'node:http';
 // every worker: ~10 MB of RSS in a bare node, ~7 MiB of an idle master and worker together (docs/BENCHMARKS.md,
 // "node:http's namespace on Node 22").
 // require() reads only the names taken here. Types still come from `import type … from 'node:http'` (erased).
-// ESLint refuses a value import of node:http in master/, worker/ and shared/ (eslint.config.js).
+// ESLint refuses a value import of node:http in master/, worker/, shared/ and scripts/cli/ (eslint.config.js).
 
 const http = createRequire(import.meta.url)('node:http') as typeof NodeHttp;
 
