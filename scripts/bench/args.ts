@@ -8,7 +8,10 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
  */
 export function benchArgs<T extends ParseArgsConfig>(
   config: T,
-  /** What the script takes besides its flags (`FILE.cpuprofile…`), shown before them in its usage. */
+  /**
+   * What the script takes besides its flags (`FILE.cpuprofile…`, with `allowPositionals`): shown before them in its
+   * usage, and at least one is required (none is a usage error).
+   */
   operands?: string,
 ): ReturnType<typeof parseArgs<T>> {
   const usage = (): string => {
@@ -25,12 +28,19 @@ export function benchArgs<T extends ParseArgsConfig>(
     process.stdout.write(`${usage()}\n`);
     process.exit(0);
   }
-  try {
-    return parseArgs(config);
-  } catch (err) {
-    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n${usage()}\n`);
+  const fail = (problem: string): never => {
+    process.stderr.write(`${problem}\n${usage()}\n`);
     process.exit(64);
+  };
+  let parsed: ReturnType<typeof parseArgs<T>>;
+  try {
+    parsed = parseArgs(config);
+  } catch (err) {
+    return fail(err instanceof Error ? err.message : String(err));
   }
+  const positionals = (parsed as { positionals?: string[] }).positionals ?? [];
+  if (operands !== undefined && positionals.length === 0) fail(`missing ${operands}`);
+  return parsed;
 }
 
 /**

@@ -238,10 +238,6 @@ const { values, positionals: files } = benchArgs(
 const top = Number(values.top);
 checkCounts({ top }, { atLeast: 1 });
 const isJson = values.json;
-if (files.length === 0) {
-  process.stderr.write('usage: node dist/scripts/bench/cpuprofile-summary.js FILE.cpuprofile… [--top 40] [--json]\n');
-  process.exit(64);
-}
 const summaries = files.map((f) => summarize(f, JSON.parse(readFileSync(f, 'utf8')) as CpuProfile, top));
 process.stdout.write(
   isJson ? JSON.stringify(summaries, null, 2) + '\n' : summaries.map((s) => render(s, top)).join('\n') + '\n',

@@ -95,12 +95,6 @@ const { values, positionals: files } = benchArgs(
 const streams = values.streams === undefined ? undefined : Number(values.streams);
 const top = Number(values.top);
 checkCounts(streams === undefined ? { top } : { top, streams }, { atLeast: 1 });
-if (files.length === 0) {
-  process.stderr.write(
-    'usage: node dist/scripts/bench/heap-summary.js FILE.heapsnapshot… [--baseline VALUE] [--streams VALUE] [--top 40]\n',
-  );
-  process.exit(64);
-}
 const baseline =
   values.baseline === undefined
     ? undefined

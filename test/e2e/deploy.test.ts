@@ -1,6 +1,14 @@
 import t from 'tap';
 import { Agent, request } from 'node:http';
-import { admin, hangingBuild, requestGate, startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
+import {
+  admin,
+  hangingBuild,
+  requestGate,
+  startGateway,
+  TEST_WORKER_ENTRY,
+  type Gateway,
+  type Teardown,
+} from '../helpers/gateway.js';
 import { httpRequest, json } from '../helpers/http.js';
 import { untilOutput } from '../helpers/output.js';
 import { isAlive, status, waitForStatus } from '../helpers/wait.js';
@@ -13,6 +21,39 @@ import { isAlive, status, waitForStatus } from '../helpers/wait.js';
  * there, instead of the load running until tap's timeout.
  */
 const MAX_SENT = 20_000;
+
+/** Lines of the master's log saying v2 was forgotten (`version removed` alone: not its "…is kept" variants). */
+const v2RemovedLines = (gw: Gateway): number =>
+  gw
+    .output()
+    .split('\n')
+    .filter((l) => /"version":"v2".*"msg":"version removed"/.test(l)).length;
+
+/**
+ * v1 and v2 on the test worker (LOG_LEVEL info); a request held on v2's build (`gate.release()` ends it); v2 deployed,
+ * so that build drains it, and then removed: v2 is out of routing when this returns, its deploy and removal unanswered.
+ */
+async function removeWhileDraining(t: Teardown): Promise<{
+  gw: Gateway;
+  gate: { release(): void };
+  long: Promise<{ status: number }>;
+  deploy: Promise<{ status: number }>;
+  removal: Promise<{ status: number }>;
+}> {
+  const gw = await startGateway(
+    t,
+    { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 }, v2: { entry: TEST_WORKER_ENTRY, weight: 1 } } },
+    { env: { LOG_LEVEL: 'info' } },
+  );
+  const gate = requestGate(t);
+  const long = httpRequest(`${gw.url}${gate.path}&version=v2`);
+  await waitForStatus(gw, (v) => v.v2!.workers[0]!.inflight === 1, 'the long request on the old build');
+  const deploy = admin(gw, 'POST', '/admin/versions/v2/deploy', {});
+  await waitForStatus(gw, (v) => v.v2!.lastDeploy?.phase === 'draining', 'traffic moved, the old build drains');
+  const removal = admin(gw, 'DELETE', '/admin/versions/v2');
+  await waitForStatus(gw, (v) => v.v2 === undefined, 'v2 out of routing');
+  return { gw, gate, long, deploy, removal };
+}
 
 t.test('deploy while 20 concurrent clients send 2,000 requests: every request succeeds', async (t) => {
   const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1, instances: 2 } } });
@@ -216,18 +257,7 @@ t.test('a rollback while the old build drains a long request: taken at once; tha
 });
 
 t.test('a removal while an old build drains: forgotten once that build is gone too', async (t) => {
-  const gw = await startGateway(
-    t,
-    { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 }, v2: { entry: TEST_WORKER_ENTRY, weight: 1 } } },
-    { env: { LOG_LEVEL: 'info' } },
-  );
-  const gate = requestGate(t);
-  const long = httpRequest(`${gw.url}${gate.path}&version=v2`);
-  await waitForStatus(gw, (v) => v.v2!.workers[0]!.inflight === 1, 'the long request on the old build');
-  const deploy = admin(gw, 'POST', '/admin/versions/v2/deploy', {});
-  await waitForStatus(gw, (v) => v.v2!.lastDeploy?.phase === 'draining', 'traffic moved, the old build drains');
-  const removal = admin(gw, 'DELETE', '/admin/versions/v2');
-  await waitForStatus(gw, (v) => v.v2 === undefined, 'v2 out of routing');
+  const { gw, gate, long, deploy, removal } = await removeWhileDraining(t);
   gate.release();
   t.equal((await long).status, 200, 'the long request ends whole');
   t.equal((await removal).status, 200);
@@ -235,7 +265,7 @@ t.test('a removal while an old build drains: forgotten once that build is gone t
   // One process writes both lines, in the order things happened: the version is forgotten after its old build's
   // last request, not as soon as its current build stopped.
   const isRemovedLine = (l: string): boolean => /"version":"v2".*"msg":"version removed"/.test(l);
-  await untilOutput(gw, () => (gw.output().split('\n').some(isRemovedLine) ? true : undefined));
+  await untilOutput(gw, () => (v2RemovedLines(gw) > 0 ? true : undefined));
   const lines = gw.output().split('\n');
   const longLine = lines.findIndex((l) => l.includes('"msg":"request"') && l.includes('/gate'));
   t.ok(longLine >= 0 && longLine < lines.findIndex(isRemovedLine), 'the long request logged before v2 is forgotten');
@@ -324,23 +354,8 @@ t.test(
   async (t) => {
     // A review: the second removal forgot the name (its metrics, its retired totals) while the first one's old build
     // still served a request, and the first one's end forgot it again.
-    const gw = await startGateway(
-      t,
-      { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 }, v2: { entry: TEST_WORKER_ENTRY, weight: 1 } } },
-      { env: { LOG_LEVEL: 'info' } },
-    );
-    const removedLines = (): number =>
-      gw
-        .output()
-        .split('\n')
-        .filter((l) => /"version":"v2".*"msg":"version removed"/.test(l)).length;
-    const gate = requestGate(t);
-    const long = httpRequest(`${gw.url}${gate.path}&version=v2`);
-    await waitForStatus(gw, (v) => v.v2!.workers[0]!.inflight === 1, 'a long request on v2');
-    const deploy = admin(gw, 'POST', '/admin/versions/v2/deploy', {});
-    await waitForStatus(gw, (v) => v.v2!.lastDeploy?.phase === 'draining', 'its old build drains');
-    const firstRemoval = admin(gw, 'DELETE', '/admin/versions/v2');
-    await waitForStatus(gw, (v) => v.v2 === undefined, 'v2 out of routing');
+    const { gw, gate, long, deploy, removal: firstRemoval } = await removeWhileDraining(t);
+    const removedLines = (): number => v2RemovedLines(gw);
     const added = await admin(gw, 'POST', '/admin/versions', { name: 'v2', entry: TEST_WORKER_ENTRY, weight: 0 });
     t.equal(added.status, 201);
     t.equal((await admin(gw, 'DELETE', '/admin/versions/v2')).status, 200, 'the second v2 removed');

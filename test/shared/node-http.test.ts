@@ -1,6 +1,6 @@
 import t from 'tap';
 import { existsSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { runNode } from '../helpers/child-env.js';
 import { ROOT } from '../helpers/root.js';
 
@@ -17,7 +17,7 @@ const ENTRIES = new Set(['main.js', 'prepare-thread.js']);
 /** The built modules of `dir` (master, …) whose source is still there: dist/ keeps a deleted one's build. */
 function modules(dir: string): string[] {
   return readdirSync(join(ROOT, 'dist', dir), { recursive: true, encoding: 'utf8' })
-    .filter((file) => file.endsWith('.js') && !ENTRIES.has(file.split('/').at(-1)!))
+    .filter((file) => file.endsWith('.js') && !ENTRIES.has(basename(file)))
     .filter((file) => existsSync(join(ROOT, dir, file.replace(/\.js$/, '.ts'))))
     .map((file) => join(ROOT, 'dist', dir, file))
     .sort();

@@ -111,6 +111,7 @@ t.test(
         const { code, stderr } = await run(t, file, args);
         t.equal(code, 64, `${name} ${args.join(' ')}`);
         t.notMatch(stderr, /\n\s+at /, `${name} ${args.join(' ')}: no stack`);
+        if (args.length === 0) t.match(stderr, `missing ${operand}\nusage: node dist/scripts/bench/${name}.js`);
       }
     }
   },
