@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 
@@ -68,4 +69,17 @@ export function benchCounts<K extends string>(defaults: Record<K, number>): Reco
     counts[name] = n;
   });
   return counts;
+}
+
+/**
+ * A benchmark's input file, parsed as JSON: one it cannot read, or that is not JSON, is one line naming the file and
+ * why on stderr, exit 66 (sysexits' EX_NOINPUT), not node's stack trace (a missing profile exited 1 with one).
+ */
+export function readJsonFile(path: string): unknown {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as unknown;
+  } catch (err) {
+    process.stderr.write(`cannot read ${path}: ${err instanceof Error ? err.message : String(err)}\n`);
+    return process.exit(66);
+  }
 }

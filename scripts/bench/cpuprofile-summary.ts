@@ -1,6 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
-import { benchArgs } from './args.js';
+import { benchArgs, readJsonFile } from './args.js';
 import { checkCounts } from './counts.js';
 
 // Where a process's CPU went, from a V8 .cpuprofile (`node --cpu-prof`, see
@@ -238,7 +237,7 @@ const { values, positionals: files } = benchArgs(
 const top = Number(values.top);
 checkCounts({ top }, { atLeast: 1 });
 const isJson = values.json;
-const summaries = files.map((f) => summarize(f, JSON.parse(readFileSync(f, 'utf8')) as CpuProfile, top));
+const summaries = files.map((f) => summarize(f, readJsonFile(f) as CpuProfile, top));
 process.stdout.write(
   isJson ? JSON.stringify(summaries, null, 2) + '\n' : summaries.map((s) => render(s, top)).join('\n') + '\n',
 );

@@ -1,6 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
-import { benchArgs } from './args.js';
+import { benchArgs, readJsonFile } from './args.js';
 import { checkCounts } from './counts.js';
 
 // What a V8 heap snapshot holds, by constructor (DevTools' "Summary" view,
@@ -95,12 +94,9 @@ const { values, positionals: files } = benchArgs(
 const streams = values.streams === undefined ? undefined : Number(values.streams);
 const top = Number(values.top);
 checkCounts(streams === undefined ? { top } : { top, streams }, { atLeast: 1 });
-const baseline =
-  values.baseline === undefined
-    ? undefined
-    : summarizeHeap(JSON.parse(readFileSync(values.baseline, 'utf8')) as Snapshot);
+const baseline = values.baseline === undefined ? undefined : summarizeHeap(readJsonFile(values.baseline) as Snapshot);
 for (const file of files) {
-  const whole = summarizeHeap(JSON.parse(readFileSync(file, 'utf8')) as Snapshot);
+  const whole = summarizeHeap(readJsonFile(file) as Snapshot);
   const s = baseline === undefined ? whole : subtract(whole, baseline);
   const mb = (b: number): string => (b / 1048576).toFixed(2);
   process.stdout.write(

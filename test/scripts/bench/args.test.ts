@@ -1,4 +1,6 @@
 import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { ROOT, type Teardown } from '../../helpers/gateway.js';
@@ -96,9 +98,13 @@ t.test('every benchmark the README lists refuses a flag it does not know (exit 6
 });
 
 t.test(
-  'the profile and heap summaries: --help names their files; a bad flag, no file or a bad count is exit 64',
+  'the profile and heap summaries: --help names their files; a bad flag, no file or a bad count is exit 64, a file they cannot read 66',
   async (t) => {
     // They exited 2 on a missing file and read any flag as a file (a review: every other usage error here is 64).
+    const dir = mkdtempSync(join(tmpdir(), 'graygate-bench-args-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const notJson = join(dir, 'not.json');
+    writeFileSync(notJson, 'not json');
     for (const [name, operand] of [
       ['cpuprofile-summary', 'FILE.cpuprofile…'],
       ['heap-summary', 'FILE.heapsnapshot…'],
@@ -112,6 +118,13 @@ t.test(
         t.equal(code, 64, `${name} ${args.join(' ')}`);
         t.notMatch(stderr, /\n\s+at /, `${name} ${args.join(' ')}: no stack`);
         if (args.length === 0) t.match(stderr, `missing ${operand}\nusage: node dist/scripts/bench/${name}.js`);
+      }
+      // A file it cannot read, or that is not JSON: one line naming it, exit 66 (it exited 1 with node's stack).
+      for (const input of [join(ROOT, 'no-such-file'), notJson]) {
+        const { code, stderr } = await run(t, file, [input]);
+        t.equal(code, 66, `${name} ${input}`);
+        t.match(stderr, `cannot read ${input}: `, `${name} ${input}`);
+        t.notMatch(stderr, /\n\s+at /, `${name} ${input}: no stack`);
       }
     }
   },
