@@ -1,6 +1,12 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { GraygateError } from '../shared/errors.js';
-import { DIRECT_CLIENT_GONE, encodeBody, type DirectCallReport, type DirectOffer } from '../shared/direct.js';
+import {
+  DIRECT_CLIENT_GONE,
+  encodeBody,
+  type DirectCallMessage,
+  type DirectCallReport,
+  type DirectOffer,
+} from '../shared/direct.js';
 import type { RequestContext } from './request-context.js';
 import type { WorkerHandle } from './worker-handle.js';
 import type { DirectCallSink } from './worker-direct.js';
@@ -133,8 +139,6 @@ class DirectCall implements DirectCallSink {
   }
 }
 
-let nextCallId = 0;
-
 /**
  * Passes the request of `ctx` (routed, admitted, its body read) to `worker` as an IPC call on connection
  * `offer.conn`, which that process holds. False when the worker takes no calls now: the caller forwards it over HTTP.
@@ -149,10 +153,17 @@ export function callDirect(
   hooks: RelayHooks,
   onUnread: UnreadCall,
 ): boolean {
-  const id = ++nextCallId;
-  const msg = { type: 'call', id, offer, method: ctx.req.method ?? 'GET', url: ctx.forwardPath, headers } as const;
-  return worker.sendCall(
-    { ...msg, ...encodeBody(ctx.body) },
-    () => new DirectCall(ctx, hooks, timeouts, worker.acksCalls, onUnread),
-  );
+  const { body, binary } = encodeBody(ctx.body);
+  // Its id is given by the worker's handle (worker-direct.ts): unique among the calls of that process.
+  const msg: DirectCallMessage = {
+    type: 'call',
+    id: 0,
+    offer,
+    method: ctx.req.method ?? 'GET',
+    url: ctx.forwardPath,
+    headers,
+    body,
+    binary,
+  };
+  return worker.sendCall(msg, () => new DirectCall(ctx, hooks, timeouts, worker.acksCalls, onUnread));
 }

@@ -315,7 +315,8 @@ export function createGateway(options: GatewayOptions): Gateway {
     readBody(req, {
       maxBytes: limits.maxBodyBytes,
       idleTimeoutMs: limits.bodyTimeoutMs,
-      signal: ctx.signal,
+      // Only a body waits for the client: a request without one makes no AbortController (request-context.ts).
+      signal: hasBody(req) ? ctx.signal : undefined,
       budget,
     }).then(
       (body) => {

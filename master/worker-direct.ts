@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from '../shared/log.js';
 import type { DirectCallMessage, DirectCallReport } from '../shared/direct.js';
 import { ignoreSendError } from './worker-probes.js';
+import { SlotTable } from './slot-table.js';
 
 // limits.directStreams (issue 10, docs/ONE-HOP.md): what the master holds for one worker process to hand it client
 // connections and pass it requests as IPC calls. The process's handle (worker-handle.ts) owns one, feeds it the
@@ -50,8 +51,8 @@ export class WorkerDirect {
   #takesCalls = false;
   /** … and reports each one taken before it runs it (`calls-taken`, or `call-report` isTaken from older builds). */
   #acksCalls = false;
-  /** IPC calls in this worker process, by id: where their reports go. */
-  readonly #calls = new Map<number, DirectCallSink>();
+  /** IPC calls in this worker process, by id: where their reports go (slot-table.ts: not a Map). */
+  readonly #calls = new SlotTable<DirectCallSink>();
 
   constructor(log: Logger) {
     this.#log = log;
@@ -107,10 +108,11 @@ export class WorkerDirect {
     return this.#acksCalls;
   }
 
-  /** See WorkerHandle.sendCall; the handle checks that it takes calls now. */
+  /** See WorkerHandle.sendCall; the handle checks that it takes calls now. The call's id is given here. */
   sendCall(msg: DirectCallMessage, start: () => DirectCallSink): boolean {
     const child = this.#child;
     if (child === undefined || !child.connected) return false;
+    msg.id = this.#calls.open();
     child.send(msg, undefined, undefined, ignoreSendError);
     // Reports arrive in a later turn, read from the channel: the sink is in place by then.
     this.#calls.set(msg.id, start());
@@ -129,9 +131,7 @@ export class WorkerDirect {
    * sent never will be (a client connection may keep the handle for its life).
    */
   end(): void {
-    const calls = [...this.#calls.values()];
-    this.#calls.clear();
-    for (const sink of calls) sink.lost();
+    for (const sink of this.#calls.clear()) sink.lost();
     this.#connectionQueue = [];
     this.#connectionInFlight = 0;
     this.#onConnectionSettled = undefined;

@@ -59,12 +59,19 @@ interface Hop {
   giveUp(mark: string, answer: DirectAnswer): void;
 }
 
-/** The answer of each response on the direct path, for the SSE writer and the processing pings. */
-const answers = new WeakMap<ServerResponse, DirectAnswer>();
+/**
+ * An IPC call's response, the client's: it carries its answer, for the SSE writer and the processing pings. A field,
+ * not a WeakMap entry: V8's young-generation GC keeps a WeakMap's values alive, so every call's objects (the answer,
+ * its response, request and socket writes) outlived two scavenges and were copied to the old generation, for a full
+ * GC to free (docs/BENCHMARKS.md, "Objects that outlived their request").
+ */
+class CallResponse extends ServerResponse {
+  answer: DirectAnswer | undefined = undefined;
+}
 
 /** The direct answer `res` is the client's response of, if any (an IPC call's response from the start). */
 export function directAnswerOf(res: ServerResponse): DirectAnswer | undefined {
-  return answers.get(res);
+  return res instanceof CallResponse ? res.answer : undefined;
 }
 
 export class DirectAnswer {
@@ -107,7 +114,7 @@ export class DirectAnswer {
     const socket = route.connections.free(route.offer.conn);
     if (socket === undefined || hop.headersSent || hop.destroyed) return undefined;
     // What a server's response needs of its request: an HTTP/1.1 POST (only POST endpoints stream).
-    const client = responseOn(socket, requestOf('POST', '/', {}), route.offer);
+    const client = responseOn(socket, requestOf('POST', '/', {}), route.offer, ServerResponse);
     const answer = new DirectAnswer(socket, client, httpHop(hop), route.offer);
     answer.#watchWrites();
     // The master's request ended first (its client left, or its timers cut the connection): nothing more to write.
@@ -141,9 +148,9 @@ export class DirectAnswer {
     const req = requestOf(msg.method, msg.url, msg.headers);
     req.push(decodeBody(msg));
     req.push(null);
-    const client = responseOn(socket, req, msg.offer);
+    const client = responseOn(socket, req, msg.offer, CallResponse);
     const answer = new DirectAnswer(socket, client, ipcHop(msg.id, report, onSettled), msg.offer);
-    answers.set(client, answer);
+    client.answer = answer;
     answer.#watchWrites();
     return { req, res: client };
   }
@@ -333,8 +340,13 @@ function requestOf(method: string, url: string, headers: IncomingMessage['header
 }
 
 /** The client's response on `socket`, with the master's headers and its `Keep-Alive` (only kept connections). */
-function responseOn(socket: Socket, req: IncomingMessage, offer: DirectOffer): ServerResponse {
-  const client = new ServerResponse(req);
+function responseOn<R extends ServerResponse>(
+  socket: Socket,
+  req: IncomingMessage,
+  offer: DirectOffer,
+  Response: new (req: IncomingMessage) => R,
+): R {
+  const client = new Response(req);
   client.assignSocket(socket);
   for (const [name, value] of Object.entries(offer.headers)) if (value !== undefined) client.setHeader(name, value);
   if (offer.keepAliveTimeoutS > 0) client.setHeader('keep-alive', `timeout=${offer.keepAliveTimeoutS}`);
