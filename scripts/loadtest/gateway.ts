@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { MASTER_ENTRY, ROOT, buildEntries } from './paths.js';
 import { forkTracked, stopTracked, type Tracked } from './processes.js';
 import { pickListening, waitForMessage } from './ipc-wait.js';
@@ -24,6 +25,8 @@ export interface GatewayOptions {
   env?: Record<string, string>;
   /** Node flags for the master, which its workers inherit (fork's default execArgv), e.g. --cpu-prof. */
   execArgv?: string[];
+  /** Each line the master writes to stdout (its log, its workers' relayed, V8's traces); default: discarded. */
+  onStdoutLine?: (line: string) => void;
   signal?: AbortSignal;
 }
 
@@ -66,7 +69,11 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     cwd,
     env,
     execArgv: [...process.execArgv, ...(options.execArgv ?? [])],
+    ...(options.onStdoutLine === undefined ? {} : { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] }),
   });
+  const onLine = options.onStdoutLine;
+  if (onLine !== undefined && p.child.stdout !== null)
+    createInterface({ input: p.child.stdout, crlfDelay: Infinity }).on('line', onLine);
   p.cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   const stop = (): Promise<void> => stopTracked(p);
   let listening;
