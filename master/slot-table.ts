@@ -6,15 +6,22 @@
 // young-generation GCs until a full one: V8 replaces a Map's hash table every
 // few dozen changes and links the replaced table to the next, so a table that
 // had reached the old generation held the later ones and what they held.
-// Scavenges took 3–5 ms instead of ~1 and the master ran a full GC every
+// Scavenges took 4–7 ms instead of ~1 and the master ran a full GC about every
 // second under small requests (docs/BENCHMARKS.md, "Objects that outlived
 // their request").
 
-/** Slots an id can name: far more entries than one process has descriptors for. */
-const SLOTS = 2 ** 22;
+/** Slots an id can name: more entries than one process has descriptors for (a call holds a client connection). */
+const SLOTS = 2 ** 20;
+/**
+ * Ids stay below this (a multiple of SLOTS), so a slot's uses cycle through 1,024 ids: V8 keeps them small integers,
+ * and the busiest slot (the last freed is reused first, so one worker's calls one at a time all take slot 0) never
+ * runs out of them. An id comes back after 1,024 later uses of its slot: a report of a call that ended so long before
+ * cannot arrive (the channel is in order, and a call's last report ends it).
+ */
+const ID_LIMIT = 2 ** 30;
 
 interface Slot<V> {
-  /** The id of the slot's current (or last) use: its index, plus SLOTS for each use before. */
+  /** The id of the slot's current (or last) use: its index plus SLOTS × the use's number, modulo ID_LIMIT. */
   id: number;
   value: V | undefined;
   isUsed: boolean;
@@ -31,7 +38,7 @@ export class SlotTable<V extends object> {
     return this.#size;
   }
 
-  /** A new id, held with no value yet (`set` gives it one): ids of entries gone are never given again. */
+  /** A new id, held with no value yet (`set` gives it one); not one of the last 1,023 ids its slot had. */
   open(): number {
     const index = this.#free.pop();
     let slot: Slot<V>;
@@ -41,7 +48,7 @@ export class SlotTable<V extends object> {
       this.#slots.push(slot);
     } else {
       slot = this.#slots[index]!;
-      slot.id += SLOTS;
+      slot.id = (slot.id + SLOTS) % ID_LIMIT;
       slot.isUsed = true;
     }
     this.#size++;
@@ -68,7 +75,7 @@ export class SlotTable<V extends object> {
     this.#size--;
   }
 
-  /** Ends every entry; their values, in slot order. */
+  /** Ends every entry; their values, in slot order (not the order they came in). */
   clear(): V[] {
     const values: V[] = [];
     for (const slot of this.#slots) {
@@ -80,7 +87,7 @@ export class SlotTable<V extends object> {
   }
 
   #slot(id: number): Slot<V> | undefined {
-    if (!Number.isSafeInteger(id) || id < 0) return undefined;
+    if (!Number.isInteger(id) || id < 0 || id >= ID_LIMIT) return undefined;
     const slot = this.#slots[id % SLOTS];
     return slot !== undefined && slot.isUsed && slot.id === id ? slot : undefined;
   }

@@ -112,10 +112,16 @@ export class WorkerDirect {
   sendCall(msg: DirectCallMessage, start: () => DirectCallSink): boolean {
     const child = this.#child;
     if (child === undefined || !child.connected) return false;
-    msg.id = this.#calls.open();
-    child.send(msg, undefined, undefined, ignoreSendError);
-    // Reports arrive in a later turn, read from the channel: the sink is in place by then.
-    this.#calls.set(msg.id, start());
+    const id = this.#calls.open();
+    msg.id = id;
+    try {
+      child.send(msg, undefined, undefined, ignoreSendError);
+      // Reports arrive in a later turn, read from the channel: the sink is in place by then.
+      this.#calls.set(id, start());
+    } catch (err) {
+      this.#calls.delete(id); // a message node could not serialise, or a call that could not start: no sink
+      throw err;
+    }
     return true;
   }
 
@@ -127,8 +133,8 @@ export class WorkerDirect {
   }
 
   /**
-   * The process is gone (its channel read to the end): its calls are lost, and the connections still waiting to be
-   * sent never will be (a client connection may keep the handle for its life).
+   * The process is gone (its channel read to the end): its calls are lost (told in no particular order), and the
+   * connections still waiting to be sent never will be (a client connection may keep the handle for its life).
    */
   end(): void {
     for (const sink of this.#calls.clear()) sink.lost();

@@ -13,7 +13,9 @@ import { checkCounts } from './counts.js';
 // the old generation, full GCs, and the share of the wall time the process
 // spent paused. Objects of a request that outlive it (held by a structure
 // that keeps them past a scavenge) show as promoted bytes and full GCs.
-// Each round runs every build on every path, alternating.
+// Each round runs every build on every path, alternating. Requests are
+// autocannon's answers; a run with any that was not 2xx is named, and the
+// script exits 1.
 // Usage: node dist/scripts/bench/gc-per-request.js [--baseline-root DIR] [--paths relayed,direct]
 //        [--rounds 2] [--seconds 8] [--connections 50]
 
@@ -27,16 +29,22 @@ interface GcTotals {
 
 const empty = (): GcTotals => ({ scavenges: 0, scavengeMs: 0, promotedBytes: 0, fullGcs: 0, fullGcMs: 0 });
 
-/** One --trace-gc-nvp line: `[pid:0x…]  N ms: pause=P … gc=s|mc|ms … promoted=B …`; undefined for any other line. */
-function readGcLine(line: string): { pid: number; isScavenge: boolean; pauseMs: number; promoted: number } | undefined {
-  const head = /^\[(\d+):0x[0-9a-f]+\]\s+\d+ ms: pause=([\d.]+) /.exec(line);
+/**
+ * One --trace-gc-nvp line: `[pid:0xISOLATE]  N ms: pause=P … gc=s|mc|ms … promoted=B …`; undefined for any other
+ * line. The isolate tells a process's main thread from its helper threads (the worker's body preparer).
+ */
+function readGcLine(
+  line: string,
+): { pid: number; isolate: string; isScavenge: boolean; pauseMs: number; promoted: number } | undefined {
+  const head = /^\[(\d+):(0x[0-9a-f]+)\]\s+\d+ ms: pause=([\d.]+) /.exec(line);
   if (head === null) return undefined;
   const kind = / gc=(\w+) /.exec(line)?.[1];
   if (kind === undefined) return undefined;
   return {
     pid: Number(head[1]),
+    isolate: head[2]!,
     isScavenge: kind === 's',
-    pauseMs: Number(head[2]),
+    pauseMs: Number(head[3]),
     promoted: Number(/ promoted=(\d+)/.exec(line)?.[1] ?? 0),
   };
 }
@@ -45,6 +53,8 @@ interface Run {
   build: string;
   path: string;
   requests: number;
+  /** Answers that were not 2xx, and errors: a run with any is marked. */
+  failed: number;
   seconds: number;
   master: GcTotals;
   worker: GcTotals;
@@ -58,6 +68,8 @@ async function measure(
 ): Promise<Omit<Run, 'build' | 'path'>> {
   const entries = buildEntries(root);
   const byPid = new Map<number, GcTotals>();
+  /** Each process's main thread: the first isolate it printed a line for (at start, before any helper thread). */
+  const mainIsolate = new Map<number, string>();
   let isCounting = false;
   const gw = await startGateway({
     versions: { v1: { entry: entries.worker, weight: 1, upstream: { format: 'openai', url: 'mock:' } } },
@@ -66,9 +78,11 @@ async function measure(
     root: entries.root,
     execArgv: ['--trace-gc-nvp'],
     onStdoutLine: (line) => {
-      if (!isCounting || line.charCodeAt(0) !== 0x5b /* [ */) return;
+      if (line.charCodeAt(0) !== 0x5b /* [ */) return;
       const gc = readGcLine(line);
       if (gc === undefined) return;
+      if (!mainIsolate.has(gc.pid)) mainIsolate.set(gc.pid, gc.isolate);
+      if (!isCounting || mainIsolate.get(gc.pid) !== gc.isolate) return;
       let t = byPid.get(gc.pid);
       if (t === undefined) byPid.set(gc.pid, (t = empty()));
       if (gc.isScavenge) {
@@ -91,7 +105,8 @@ async function measure(
     isCounting = false;
     const workerPid = (await gw.workers())[0]?.pid;
     return {
-      requests: load.okRps * values.seconds,
+      requests: load.total,
+      failed: load.non2xx + load.errors,
       seconds: values.seconds,
       master: byPid.get(gw.pid) ?? empty(),
       worker: (workerPid === undefined ? undefined : byPid.get(workerPid)) ?? empty(),
@@ -101,7 +116,8 @@ async function measure(
   }
 }
 
-async function main(): Promise<void> {
+/** Whether every request of every run was answered 2xx. */
+async function main(): Promise<boolean> {
   const { values } = benchArgs({
     options: {
       'baseline-root': { type: 'string' },
@@ -143,7 +159,11 @@ async function main(): Promise<void> {
       `${'full GCs/10k'.padStart(14)}${'paused %'.padStart(10)}\n`,
   );
   for (const run of runs) {
+    if (run.failed > 0)
+      process.stdout.write(`${run.build}, ${run.path}: ${run.failed} of ${run.requests} requests failed (not 2xx)\n`);
     for (const who of ['master', 'worker'] as const) {
+      if (run[who].scavenges === 0)
+        process.stdout.write(`${run.build}, ${run.path}: no GC line of the ${who} during the load (none reached us)\n`);
       const t = run[who];
       const per10k = (n: number): string => ((n / Math.max(1, run.requests)) * 10_000).toFixed(1);
       process.stdout.write(
@@ -156,7 +176,8 @@ async function main(): Promise<void> {
       );
     }
   }
+  return runs.every((run) => run.failed === 0);
 }
 
-await main();
-process.exit(0);
+// Exit 1 when a run had failures: its figures are per request of a load that was not the one asked for.
+process.exit((await main()) ? 0 : 1);

@@ -25,6 +25,8 @@ export interface CannonOptions {
 export interface CannonResult {
   /** 2xx answers per second. */
   okRps: number;
+  /** Requests answered, whatever their status. */
+  total: number;
   /** Latency, ms. */
   p50: number;
   p99: number;
@@ -58,6 +60,7 @@ export function runCannon(options: CannonOptions): Promise<CannonResult> {
         okRps: Math.round((r.requests.total - r.non2xx) / seconds),
         p50: r.latency.p50,
         p99: r.latency.p99,
+        total: r.requests.total,
         non2xx: r.non2xx,
         errors: r.errors + r.timeouts,
       });

@@ -84,6 +84,22 @@ t.test('a worker that reports calls taken: those it never reported go again when
   t.same(outcomes.triedAgain, ['unread'], 'never taken: never ran, goes again');
 });
 
+t.test("a call in an ended call's slot hears nothing meant for the one that ended", async (t) => {
+  // Ids name reused slots (slot-table.ts): a late or repeated message for the ended call must not reach the next.
+  const { call, direct, outcomes } = worker(true);
+  const first = call('first');
+  direct.onCallsTaken([first]);
+  direct.onCallReport({ type: 'call-report', id: first, marks: '', isEnd: true }); // given up, unanswered
+  const second = call('second'); // in first's slot
+  t.not(second, first);
+  direct.onCallsTaken([first]);
+  direct.onCallReport({ type: 'call-report', id: first, marks: '', status: 200 });
+  direct.onCallReport({ type: 'call-report', id: first, marks: '', isEnd: true });
+  t.same(outcomes, { bodySent: ['first'], refused: ['first'], triedAgain: [] }, 'nothing reached the second call');
+  direct.end();
+  t.same(outcomes.triedAgain, ['second'], 'never taken, so it goes again');
+});
+
 t.test('a worker build that reports nothing taken: every call counts as read once sent', async (t) => {
   const { call, direct, outcomes } = worker(false);
   call('first');

@@ -45,7 +45,7 @@ t.test('an id held without a value yet finds nothing, and counts', async (t) => 
 t.test('ids that were never given find nothing', async (t) => {
   const table = new SlotTable<Call>();
   table.set(table.open(), { name: 'x' });
-  for (const id of [-1, 1, 0.5, Number.NaN, 2 ** 22, Number.MAX_SAFE_INTEGER + 2]) {
+  for (const id of [-1, 1, 0.5, Number.NaN, 2 ** 20, 2 ** 30, Number.MAX_SAFE_INTEGER + 2]) {
     t.equal(table.get(id), undefined, String(id));
     table.delete(id);
   }
@@ -73,6 +73,42 @@ t.test('clear ends every entry and returns their values; the table is usable aft
   t.equal(table.size, 1);
 });
 
+t.test("one slot used again and again (a worker's calls one at a time): every use works, ids stay small", async (t) => {
+  // A review: each use added 2^22 to the slot's id, so the busiest slot (the last freed is reused first) would pass
+  // Number.MAX_SAFE_INTEGER after ~2^31 calls, days of one worker's uptime, and that call would hear none of its
+  // reports. Ids now cycle below 2^30.
+  const table = new SlotTable<Call>();
+  const ids = new Set<number>();
+  let isEveryUseWorking = true;
+  let largest = 0;
+  let previous = -1;
+  for (let i = 0; i < 3000; i++) {
+    const id = table.open();
+    table.set(id, { name: String(i) });
+    if (table.get(id)?.name !== String(i) || id === previous) isEveryUseWorking = false;
+    if (previous >= 0 && table.get(previous) !== undefined) isEveryUseWorking = false;
+    ids.add(id);
+    largest = Math.max(largest, id);
+    table.delete(id);
+    previous = id;
+  }
+  t.ok(isEveryUseWorking, 'each use gets its value, and the use before it finds nothing');
+  t.equal(ids.size, 1024, 'a slot cycles through 1,024 ids');
+  t.ok(largest < 2 ** 30, `ids stay below 2^30 (largest ${largest})`);
+  t.equal(table.size, 0);
+});
+
+t.test('after clear, the ids that were in use find nothing, and new ones work', async (t) => {
+  const table = new SlotTable<Call>();
+  const old = [table.open(), table.open()];
+  for (const id of old) table.set(id, { name: 'old' });
+  table.clear();
+  const fresh = [table.open(), table.open()];
+  for (const id of fresh) table.set(id, { name: 'new' });
+  for (const id of old) t.equal(table.get(id), undefined, `old ${id}`);
+  for (const id of fresh) t.same(table.get(id), { name: 'new' }, `new ${id}`);
+});
+
 t.test('many entries coming and going: the storage grows to the most held at once', async (t) => {
   const table = new SlotTable<Call>();
   const live: number[] = [];
@@ -87,7 +123,7 @@ t.test('many entries coming and going: the storage grows to the most held at onc
   t.equal(seen.size, 10_000, 'an id is never given twice');
   t.equal(table.size, 50);
   t.ok(
-    live.every((id) => id % 2 ** 22 < 51),
+    live.every((id) => id % 2 ** 20 < 51),
     'ids name at most 51 slots',
   );
 });

@@ -1,8 +1,8 @@
 import t, { type Test } from 'tap';
 import { once } from 'node:events';
-import { createServer, connect, type Socket } from 'node:net';
-import type { ServerResponse } from 'node:http';
-import { DirectAnswer } from '../../../worker/direct/direct-answer.js';
+import { createServer, connect, Socket } from 'node:net';
+import { IncomingMessage, ServerResponse } from 'node:http';
+import { DirectAnswer, directAnswerOf } from '../../../worker/direct/direct-answer.js';
 import { DirectConnections } from '../../../worker/direct/connections.js';
 import type { DirectCallMessage, DirectCallReport } from '../../../shared/direct.js';
 
@@ -62,6 +62,15 @@ async function call(
   );
   return { res: opened!.res, seen, received: () => text, ended, client };
 }
+
+t.test("a call's response names its answer; any other response none", async (t) => {
+  // The SSE writer and the processing pings ask (a call's client must get no `102 Processing`).
+  const { res, ended } = await call(t);
+  t.ok(directAnswerOf(res) instanceof DirectAnswer);
+  t.equal(directAnswerOf(new ServerResponse(new IncomingMessage(new Socket()))), undefined);
+  res.end();
+  await ended;
+});
 
 t.test('a JSON answer: the status is reported before the first byte, the end after the last', async (t) => {
   const { res, seen, ended } = await call(t);
