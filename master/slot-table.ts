@@ -31,11 +31,10 @@ export class SlotTable<V extends object> {
   readonly #slots: Slot<V>[] = [];
   /** Indexes of unused slots; the last freed is reused first. */
   readonly #free: number[] = [];
-  #size = 0;
 
   /** Entries held. */
   get size(): number {
-    return this.#size;
+    return this.#slots.length - this.#free.length;
   }
 
   /** A new id, held with no value yet (`set` gives it one); not one of the last 1,023 ids its slot had. */
@@ -51,7 +50,6 @@ export class SlotTable<V extends object> {
       slot.id = (slot.id + SLOTS) % ID_LIMIT;
       slot.isUsed = true;
     }
-    this.#size++;
     return slot.id;
   }
 
@@ -72,7 +70,6 @@ export class SlotTable<V extends object> {
     slot.value = undefined;
     slot.isUsed = false;
     this.#free.push(id % SLOTS);
-    this.#size--;
   }
 
   /** Ends every entry; their values, in slot order (not the order they came in). */

@@ -130,9 +130,8 @@ async function main(): Promise<boolean> {
   const [rounds, seconds, connections] = [Number(values.rounds), Number(values.seconds), Number(values.connections)];
   checkCounts({ rounds, seconds, connections }, { atLeast: 1 });
   const paths = values.paths.split(',');
-  const unknown = paths.filter((p) => p !== 'relayed' && p !== 'direct');
-  if (unknown.length > 0 || paths.length === 0) {
-    process.stderr.write(`--paths: relayed and/or direct, got ${values.paths}\n`);
+  if (paths.some((p) => p !== 'relayed' && p !== 'direct')) {
+    process.stderr.write(`--paths: expected relayed and/or direct, got ${values.paths}\n`);
     process.exit(64);
   }
   const builds: Array<[string, string | undefined]> = [['this tree', undefined]];
@@ -162,9 +161,9 @@ async function main(): Promise<boolean> {
     if (run.failed > 0)
       process.stdout.write(`${run.build}, ${run.path}: ${run.failed} of ${run.requests} requests failed (not 2xx)\n`);
     for (const who of ['master', 'worker'] as const) {
-      if (run[who].scavenges === 0)
-        process.stdout.write(`${run.build}, ${run.path}: no GC line of the ${who} during the load (none reached us)\n`);
       const t = run[who];
+      if (t.scavenges === 0)
+        process.stdout.write(`${run.build}, ${run.path}: no GC line of the ${who} during the load (none reached us)\n`);
       const per10k = (n: number): string => ((n / Math.max(1, run.requests)) * 10_000).toFixed(1);
       process.stdout.write(
         `${run.build.padEnd(11)}${run.path.padEnd(9)}${who.padEnd(8)}${String(Math.round(run.requests / run.seconds)).padStart(8)}` +

@@ -98,6 +98,12 @@ t.test('every benchmark the README lists refuses a flag it does not know (exit 6
   }
 });
 
+t.test('gc-per-request refuses a path it does not know (exit 64), before starting anything', async (t) => {
+  const { code, stderr } = await run(t, join(ROOT, 'dist/scripts/bench/gc-per-request.js'), ['--paths', 'direct,nope']);
+  t.equal(code, 64);
+  t.match(stderr, '--paths: expected relayed and/or direct, got direct,nope');
+});
+
 t.test(
   'the profile and heap summaries: --help names their files; a bad flag, no file or a bad count is exit 64, a file they cannot read 66',
   async (t) => {
