@@ -315,8 +315,9 @@ export function createGateway(options: GatewayOptions): Gateway {
     readBody(req, {
       maxBytes: limits.maxBodyBytes,
       idleTimeoutMs: limits.bodyTimeoutMs,
-      // Only a body waits for the client: a request without one makes no AbortController (request-context.ts).
-      signal: hasBody(req) ? ctx.signal : undefined,
+      // No signal: a client that leaves mid-body ends the read through the request's own `aborted` (readBody), before
+      // its response's `close` would abort ctx.signal; an AbortController a POST was ~6 % of the master's CPU a
+      // stream (docs/BENCHMARKS.md, "A stream's set-up, per process").
       budget,
     }).then(
       (body) => {

@@ -81,7 +81,7 @@ export class RequestContext {
   errorCode: string | undefined = undefined;
   /** Master → worker timer (headers, then idle); cleared when the request ends. */
   workerTimer: NodeJS.Timeout | undefined = undefined;
-  /** Aborts the queue wait and the body read when the client leaves; created only when a step waits. */
+  /** Aborts the queue wait when the client leaves; created only when a request waits in the queue. */
   abort: AbortController | undefined = undefined;
   /** The last two chunks relayed, kept (no copy) to see, at its end, whether a stream ended with an error event. */
   lastChunk: Buffer | undefined = undefined;

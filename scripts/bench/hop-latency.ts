@@ -23,11 +23,14 @@ import { checkCounts } from './counts.js';
 //   request  = client sends → upstream has the body (master + worker request path)
 //   response = upstream writes the token → client reads it (worker + master relay)
 // on: direct, graygate's worker alone (so master vs worker can be told apart),
-// graygate, graygate with limits.directStreams, the node:http pipe proxy, nginx. Paths alternate within a round.
-// Usage: node dist/scripts/bench/hop-latency.js [--graygate-root DIR] [--concurrency 1,40] [--streams 400]
-//        [--rounds 3] [--warmup 3000]
+// graygate, graygate with limits.directStreams, the node:http pipe proxy, nginx (and, with --baseline-root, graygate
+// of that build, both ways). Paths alternate within a round. Each path's CPU a stream is given with the upstream's
+// over the same streams, and their ratio: the upstream's CPU is the yardstick that the box's noise moves too.
+// Usage: node dist/scripts/bench/hop-latency.js [--graygate-root DIR] [--baseline-root DIR] [--concurrency 1,40]
+//        [--streams 400] [--tokens 20] [--rounds 3] [--warmup 3000]
 
-// Background streams (concurrency > 1) last TOKENS tokens, like the `rest` workload; alone, a stream ends after 2.
+// Background streams (concurrency > 1) last --tokens tokens (TOKENS, like the `rest` workload); alone, a stream ends
+// after 2.
 const TOKENS = 20;
 const SOLO_TOKENS = 2;
 const INTERVAL_MS = 20;
@@ -110,12 +113,7 @@ function oneStream(url: string, agent: Agent, body: string): Promise<Sample> {
   });
 }
 
-async function measure(
-  url: string,
-  streams: number,
-  concurrency: number,
-  tokens = concurrency === 1 ? SOLO_TOKENS : TOKENS,
-): Promise<Sample[]> {
+async function measure(url: string, streams: number, concurrency: number, tokens: number): Promise<Sample[]> {
   const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
   const out: Sample[] = [];
   const body = bodyFor(tokens);
@@ -123,7 +121,7 @@ async function measure(
   await Promise.all(
     Array.from({ length: concurrency }, async (_, i) => {
       // Spread the starts over one stream's length, as the `rest` workload does.
-      await new Promise((r) => setTimeout(r, (i * TOKENS * INTERVAL_MS) / concurrency));
+      await new Promise((r) => setTimeout(r, (i * tokens * INTERVAL_MS) / concurrency));
       while (next++ < streams) out.push(await oneStream(url, agent, body));
     }),
   );
@@ -135,8 +133,10 @@ async function main(): Promise<void> {
   const { values } = benchArgs({
     options: {
       'graygate-root': { type: 'string' },
+      'baseline-root': { type: 'string' },
       concurrency: { type: 'string', default: '1,40' },
       streams: { type: 'string', default: '400' },
+      tokens: { type: 'string', default: String(TOKENS) },
       rounds: { type: 'string', default: '3' },
       warmup: { type: 'string', default: '3000' },
     },
@@ -145,43 +145,52 @@ async function main(): Promise<void> {
   const streams = Number(values.streams);
   const rounds = Number(values.rounds);
   const warmup = Number(values.warmup);
+  const tokens = Number(values.tokens);
   checkCounts(
-    { streams, rounds, ...Object.fromEntries(levels.map((c, i) => [`concurrency[${i}]`, c])) },
+    { streams, rounds, tokens, ...Object.fromEntries(levels.map((c, i) => [`concurrency[${i}]`, c])) },
     { atLeast: 1 },
   );
   checkCounts({ warmup }, { atLeast: 0 });
   const signal = interruptSignal();
   try {
     const upstream = await startHopUpstream(signal);
-    const entries = buildEntries(values['graygate-root']);
-    const gw = await startGateway({
-      versions: { v1: { entry: entries.worker, weight: 1, upstream: { format: 'openai', url: upstream.url } } },
-      logLevel: process.env['LOG_LEVEL'] ?? 'info',
-      root: entries.root,
-      signal,
-    });
-    const workerPid = (await gw.workers())[0]!.pid;
-    // limits.directStreams (docs/ONE-HOP.md): the same build, requests on a held connection as IPC calls.
-    const gwDirect = await startGateway({
-      versions: { v1: { entry: entries.worker, weight: 1, upstream: { format: 'openai', url: upstream.url } } },
-      logLevel: process.env['LOG_LEVEL'] ?? 'info',
-      root: entries.root,
-      limits: { directStreams: true },
-      signal,
-    });
-    const directWorkerPid = (await gwDirect.workers())[0]!.pid;
+    /** Master + one worker of the build in `root`, relayed or with limits.directStreams (docs/ONE-HOP.md). */
+    const start = async (root: string | undefined, isDirect: boolean): Promise<{ url: string; pids: number[] }> => {
+      const entries = buildEntries(root);
+      const gw = await startGateway({
+        versions: { v1: { entry: entries.worker, weight: 1, upstream: { format: 'openai', url: upstream.url } } },
+        logLevel: process.env['LOG_LEVEL'] ?? 'info',
+        root: entries.root,
+        ...(isDirect ? { limits: { directStreams: true } } : {}),
+        signal,
+      });
+      return { url: `${gw.url}/v1`, pids: [gw.pid, (await gw.workers())[0]!.pid] };
+    };
+    const root = values['graygate-root'];
+    const gw = await start(root, false);
+    const gwDirect = await start(root, true);
     const node = await startNaiveProxy({ mode: 'minimal', targetUrl: upstream.url, signal });
     // [name, base URL, the proxy's PIDs (their CPU per stream is shown)]
     const paths: Array<[string, string, number[]]> = [['direct', upstream.url, []]];
     // Only a worker on a TCP port can be read alone here (this client has no unix-socket path option).
+    const workerPid = gw.pids[1]!;
     const workerPort = listeningPorts(workerPid)[0];
     if (workerPort !== undefined)
       paths.push(['graygate worker alone', `http://127.0.0.1:${workerPort}/v1`, [workerPid]]);
     paths.push(
-      ['graygate', `${gw.url}/v1`, [gw.pid, workerPid]],
-      ['graygate directStreams', `${gwDirect.url}/v1`, [gwDirect.pid, directWorkerPid]],
+      ['graygate', gw.url, gw.pids],
+      ['graygate directStreams', gwDirect.url, gwDirect.pids],
       ['node:http pipe proxy', node.url, [node.pid]],
     );
+    const baselineRoot = values['baseline-root'];
+    if (baselineRoot !== undefined) {
+      const before = await start(baselineRoot, false);
+      const beforeDirect = await start(baselineRoot, true);
+      paths.push(
+        ['graygate (baseline)', before.url, before.pids],
+        ['graygate (baseline) directStreams', beforeDirect.url, beforeDirect.pids],
+      );
+    }
     const nginxBinary = findNginx();
     if (nginxBinary !== undefined) {
       const nginx = await startNginx({
@@ -199,7 +208,7 @@ async function main(): Promise<void> {
     // of warm-up), and a proxy in service runs warm: --warmup short streams, 20 at a time.
     for (const [, base] of paths) await measure(`${base}/chat/completions`, warmup, 20, SOLO_TOKENS);
     process.stdout.write(
-      `graygate from ${entries.root}; ${warmup} warm-up streams per path, then ${streams} streams × ${rounds} rounds per path and concurrency; ms (p50 / p99)\n`,
+      `graygate from ${buildEntries(root).root}${baselineRoot === undefined ? '' : `, baseline from ${baselineRoot}`}; ${warmup} warm-up streams per path, then ${streams} streams × ${rounds} rounds per path and concurrency; ms (p50 / p99)\n`,
     );
     for (const c of levels) {
       const rec = paths.map(() => ({
@@ -208,15 +217,19 @@ async function main(): Promise<void> {
         response: new Recorder(),
         total: new Recorder(),
         cpuMs: 0,
+        upstreamCpuMs: 0,
         streams: 0,
       }));
+      const perStream = c === 1 ? SOLO_TOKENS : tokens;
       for (let round = 0; round < rounds; round++) {
         const order = paths.map((_, i) => i);
         if (round % 2 === 1) order.reverse();
         for (const i of order) {
           const cpuBefore = cpuOf(paths[i]![2]);
-          const samples = await measure(`${paths[i]![1]}/chat/completions`, streams, c);
+          const upstreamBefore = cpuOf([upstream.pid]);
+          const samples = await measure(`${paths[i]![1]}/chat/completions`, streams, c, perStream);
           rec[i]!.cpuMs += cpuOf(paths[i]![2]) - cpuBefore;
+          rec[i]!.upstreamCpuMs += cpuOf([upstream.pid]) - upstreamBefore;
           rec[i]!.streams += samples.length;
           for (const s of samples) {
             rec[i]!.request.record(s.requestMs);
@@ -227,7 +240,7 @@ async function main(): Promise<void> {
         }
       }
       process.stdout.write(
-        `\nconcurrency ${c} (${c === 1 ? SOLO_TOKENS : TOKENS} tokens per stream)\n${'path'.padEnd(24)}${'request'.padStart(18)}${'(head→body)'.padStart(18)}${'response'.padStart(18)}${'first token'.padStart(18)}${'added p50 / p99'.padStart(20)}${'CPU ms/stream'.padStart(15)}\n`,
+        `\nconcurrency ${c} (${perStream} tokens per stream)\n${'path'.padEnd(34)}${'request'.padStart(18)}${'(head→body)'.padStart(18)}${'response'.padStart(18)}${'first token'.padStart(18)}${'added p50 / p99'.padStart(20)}${'CPU ms/stream'.padStart(15)}${'upstream'.padStart(10)}${'÷ upstream'.padStart(12)}\n`,
       );
       const d = rec[0]!.total.percentiles();
       paths.forEach(([name], i) => {
@@ -236,10 +249,13 @@ async function main(): Promise<void> {
           return `${p.p50.toFixed(2)} / ${p.p99.toFixed(2)}`;
         };
         const t = rec[i]!.total.percentiles();
-        const cpu =
-          rec[i]!.streams === 0 || paths[i]![2].length === 0 ? '–' : (rec[i]!.cpuMs / rec[i]!.streams).toFixed(3);
+        const r = rec[i]!;
+        const isProxy = r.streams > 0 && paths[i]![2].length > 0;
+        const cpu = isProxy ? (r.cpuMs / r.streams).toFixed(3) : '–';
+        const up = r.streams > 0 ? (r.upstreamCpuMs / r.streams).toFixed(3) : '–';
+        const ratio = isProxy && r.upstreamCpuMs > 0 ? `${(r.cpuMs / r.upstreamCpuMs).toFixed(2)}×` : '–';
         process.stdout.write(
-          `${name.padEnd(24)}${f(rec[i]!.request).padStart(18)}${f(rec[i]!.gap).padStart(18)}${f(rec[i]!.response).padStart(18)}${f(rec[i]!.total).padStart(18)}${`${(t.p50 - d.p50).toFixed(2)} / ${(t.p99 - d.p99).toFixed(2)}`.padStart(20)}${cpu.padStart(15)}\n`,
+          `${name.padEnd(34)}${f(r.request).padStart(18)}${f(r.gap).padStart(18)}${f(r.response).padStart(18)}${f(r.total).padStart(18)}${`${(t.p50 - d.p50).toFixed(2)} / ${(t.p99 - d.p99).toFixed(2)}`.padStart(20)}${cpu.padStart(15)}${up.padStart(10)}${ratio.padStart(12)}\n`,
         );
       });
     }

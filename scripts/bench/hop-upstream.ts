@@ -7,8 +7,9 @@ import { forkTracked } from '../loadtest/processes.js';
 
 const HOP_LATENCY = fileURLToPath(new URL('./hop-latency.js', import.meta.url));
 
-/** Forks the upstream and resolves with its address once it listens. */
-export async function startHopUpstream(signal: AbortSignal): Promise<{ url: string }> {
+/** Forks the upstream and resolves with its address once it listens, and its PID (its CPU is the yardstick). */
+export async function startHopUpstream(signal: AbortSignal): Promise<{ url: string; pid: number }> {
   const up = forkTracked('hop upstream', HOP_LATENCY, ['--upstream'], {});
-  return waitForMessage(up, { pick: pickListening, timeoutMs: 15_000, signal });
+  const { url } = await waitForMessage(up, { pick: pickListening, timeoutMs: 15_000, signal });
+  return { url, pid: up.pid };
 }

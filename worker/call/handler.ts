@@ -20,7 +20,7 @@ import { startProcessingPings } from './processing-pings.js';
 import { DIRECT_HEADER, readDirectOffer } from '../../shared/direct.js';
 import { WAITED_HEADER, waitedMs } from '../../shared/ipc.js';
 import type { DirectConnections } from '../direct/connections.js';
-import type { DirectRoute } from '../direct/direct-answer.js';
+import { takeCallBody, type DirectRoute } from '../direct/direct-answer.js';
 
 // Every POST endpoint that calls the upstream (SPEC §5, §12): chat
 // completions, embeddings, legacy completions, responses. One lifecycle for
@@ -57,8 +57,11 @@ async function readAndPrepare(
   signal: AbortSignal,
 ): Promise<PreparedCall> {
   // The master sends each body whole, framed by Content-Length, after reading it under its own
-  // bodyTimeoutMs (SPEC §4a): no idle timeout here. ownMemory: the body may move to the preparer's thread.
-  const body = await readBody(req, { maxBytes: options.maxBodyBytes, idleTimeoutMs: 0, signal, ownMemory: true });
+  // bodyTimeoutMs (SPEC §4a): no idle timeout here. ownMemory: the body may move to the preparer's thread. An IPC
+  // call's came in its message (limits.directStreams).
+  const body =
+    takeCallBody(req) ??
+    (await readBody(req, { maxBytes: options.maxBodyBytes, idleTimeoutMs: 0, signal, ownMemory: true }));
   // Issue 9 part 5: a large body's memory moves to the preparer's thread, and the parsed request
   // is not kept: only the upstream body is, until it is handed to the upstream (pipeline.ts).
   return options.preparer.prepare(body, { signal, kind });

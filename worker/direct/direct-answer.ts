@@ -69,6 +69,43 @@ class CallResponse extends ServerResponse {
   answer: DirectAnswer | undefined = undefined;
 }
 
+/**
+ * An IPC call's request. Its body came whole in the message, so it is a field the handler takes (takeCallBody), not
+ * a stream pushed and read back: that read was ~4 % of the worker's CPU a stream (a Readable's push, `data` and `end`,
+ * readBody's listeners, promise and copy; docs/BENCHMARKS.md, "A stream's set-up, per process"). The stream itself is
+ * empty and ended.
+ */
+class CallRequest extends Readable {
+  body: Buffer | undefined = undefined;
+
+  constructor() {
+    super({ read: () => undefined });
+  }
+}
+
+/**
+ * The body of an IPC call's request, once: the field is emptied, so that the request, which lives as long as its
+ * answer, does not hold the body (issue 10). Undefined for any other request (its body is read from the stream).
+ */
+export function takeCallBody(req: IncomingMessage): Buffer | undefined {
+  if (!((req as unknown) instanceof CallRequest)) return undefined;
+  const call = req as unknown as CallRequest;
+  const body = call.body;
+  call.body = undefined;
+  return body;
+}
+
+/**
+ * `body` in memory of its own, as readBody's `ownMemory` gives it: the preparer may move its ArrayBuffer to its helper
+ * thread. Buffer.from gives a small body a slice of node's shared pool; a large one its own memory already.
+ */
+function ownedBody(body: Buffer): Buffer {
+  if (body.byteOffset === 0 && body.byteLength === body.buffer.byteLength) return body;
+  const owned = Buffer.allocUnsafeSlow(body.length);
+  body.copy(owned);
+  return owned;
+}
+
 /** The direct answer `res` is the client's response of, if any (an IPC call's response from the start). */
 export function directAnswerOf(res: ServerResponse): DirectAnswer | undefined {
   return res instanceof CallResponse ? res.answer : undefined;
@@ -114,7 +151,7 @@ export class DirectAnswer {
     const socket = route.connections.free(route.offer.conn);
     if (socket === undefined || hop.headersSent || hop.destroyed) return undefined;
     // What a server's response needs of its request: an HTTP/1.1 POST (only POST endpoints stream).
-    const client = responseOn(socket, requestOf('POST', '/', {}), route.offer, ServerResponse);
+    const client = responseOn(socket, requestOf('POST', '/', {}, OfferRequest), route.offer, ServerResponse);
     const answer = new DirectAnswer(socket, client, httpHop(hop), route.offer);
     answer.#watchWrites();
     // The master's request ended first (its client left, or its timers cut the connection): nothing more to write.
@@ -145,8 +182,8 @@ export class DirectAnswer {
       report({ type: 'call-report', id: msg.id, marks: DIRECT_CLIENT_GONE, isEnd: true });
       return undefined;
     }
-    const req = requestOf(msg.method, msg.url, msg.headers);
-    req.push(decodeBody(msg));
+    const req = requestOf(msg.method, msg.url, msg.headers, CallRequest);
+    req.body = ownedBody(decodeBody(msg));
     req.push(null);
     const client = responseOn(socket, req, msg.offer, CallResponse);
     const answer = new DirectAnswer(socket, client, ipcHop(msg.id, report, onSettled), msg.offer);
@@ -328,15 +365,27 @@ function headerText(value: number | string | string[] | undefined): string | und
 }
 
 /** The request a response is written for, from the master's IPC call (or the offer's POST). */
-function requestOf(method: string, url: string, headers: IncomingMessage['headers']): IncomingMessage {
-  return Object.assign(new Readable({ read: () => undefined }), {
+function requestOf<R extends Readable>(
+  method: string,
+  url: string,
+  headers: IncomingMessage['headers'],
+  Request: new () => R,
+): R & IncomingMessage {
+  return Object.assign(new Request(), {
     method,
     url,
     headers,
     httpVersion: '1.1',
     httpVersionMajor: 1,
     httpVersionMinor: 1,
-  }) as unknown as IncomingMessage;
+  }) as unknown as R & IncomingMessage;
+}
+
+/** The offer's POST: only its response's framing reads it. */
+class OfferRequest extends Readable {
+  constructor() {
+    super({ read: () => undefined });
+  }
 }
 
 /** The client's response on `socket`, with the master's headers and its `Keep-Alive` (only kept connections). */

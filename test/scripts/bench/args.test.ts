@@ -98,6 +98,20 @@ t.test('every benchmark the README lists refuses a flag it does not know (exit 6
   }
 });
 
+t.test(
+  'hop-latency: --help names --tokens and --baseline-root; a bad --tokens is exit 64, before starting anything',
+  async (t) => {
+    const script = join(ROOT, 'dist/scripts/bench/hop-latency.js');
+    const help = await run(t, script, ['--help']);
+    t.equal(help.code, 0);
+    t.match(help.stdout, /\[--tokens 20\]/);
+    t.match(help.stdout, /--baseline-root VALUE/);
+    const { code, stderr } = await run(t, script, ['--tokens', '0']);
+    t.equal(code, 64);
+    t.match(stderr, '--tokens: expected a number ≥ 1, got 0');
+  },
+);
+
 t.test('gc-per-request refuses a path it does not know (exit 64), before starting anything', async (t) => {
   const { code, stderr } = await run(t, join(ROOT, 'dist/scripts/bench/gc-per-request.js'), ['--paths', 'direct,nope']);
   t.equal(code, 64);

@@ -2,7 +2,7 @@ import t, { type Test } from 'tap';
 import { once } from 'node:events';
 import { createServer, connect, Socket } from 'node:net';
 import { IncomingMessage, ServerResponse } from 'node:http';
-import { DirectAnswer, directAnswerOf } from '../../../worker/direct/direct-answer.js';
+import { DirectAnswer, directAnswerOf, takeCallBody } from '../../../worker/direct/direct-answer.js';
 import { DirectConnections } from '../../../worker/direct/connections.js';
 import type { DirectCallMessage, DirectCallReport } from '../../../shared/direct.js';
 
@@ -19,7 +19,15 @@ interface Seen {
 /** A call on a connection this process holds; every report with the bytes written at that moment; the client's end. */
 async function call(
   t: Test,
-): Promise<{ res: ServerResponse; seen: Seen[]; received: () => string; ended: Promise<void>; client: Socket }> {
+  request: Partial<DirectCallMessage> = {},
+): Promise<{
+  req: IncomingMessage;
+  res: ServerResponse;
+  seen: Seen[];
+  received: () => string;
+  ended: Promise<void>;
+  client: Socket;
+}> {
   const server = createServer();
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
@@ -50,6 +58,7 @@ async function call(
     headers: {},
     body: '',
     binary: false,
+    ...request,
   };
   const opened = DirectAnswer.call(
     msg,
@@ -60,8 +69,30 @@ async function call(
     },
     () => undefined,
   );
-  return { res: opened!.res, seen, received: () => text, ended, client };
+  return { req: opened!.req, res: opened!.res, seen, received: () => text, ended, client };
 }
+
+t.test("a call's body is the handler's to take, once, in memory of its own; its request stream is empty", async (t) => {
+  const body = '{"model":"m","messages":[{"role":"user","content":"héllo"}]}';
+  const { req, res, ended } = await call(t, { method: 'POST', url: '/v1/chat/completions', body });
+  const taken = takeCallBody(req)!;
+  t.equal(taken.toString('utf8'), body);
+  // A small body from Buffer.from is a slice of node's shared pool: the preparer may move a body's ArrayBuffer to its
+  // helper thread (readBody's ownMemory), so the body has one of its own.
+  t.equal(taken.byteOffset, 0);
+  t.equal(taken.buffer.byteLength, Buffer.byteLength(body));
+  t.equal(takeCallBody(req), undefined, 'taken once: the request, which lives as long as its answer, holds no body');
+  const chunks: Buffer[] = [];
+  req.on('data', (c: Buffer) => chunks.push(c));
+  await once(req, 'end');
+  t.same(chunks, [], 'nothing to read from the stream');
+  const binary = await call(t, { method: 'POST', url: '/v1/embeddings', body: 'AP8=', binary: true });
+  t.same([...takeCallBody(binary.req)!], [0, 255], 'a body that is not UTF-8 came as base64');
+  t.equal(takeCallBody(new IncomingMessage(new Socket())), undefined, 'any other request: read from its stream');
+  res.end();
+  binary.res.end();
+  await ended;
+});
 
 t.test("a call's response names its answer; any other response none", async (t) => {
   // The SSE writer and the processing pings ask (a call's client must get no `102 Processing`).
