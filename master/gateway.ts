@@ -315,9 +315,10 @@ export function createGateway(options: GatewayOptions): Gateway {
     readBody(req, {
       maxBytes: limits.maxBodyBytes,
       idleTimeoutMs: limits.bodyTimeoutMs,
-      // No signal: a client that leaves mid-body ends the read through the request's own `aborted` (readBody), before
-      // its response's `close` would abort ctx.signal; an AbortController a POST was ~6 % of the master's CPU a
-      // stream (docs/BENCHMARKS.md, "A stream's set-up, per process").
+      // No signal: a client that leaves mid-body ends the read through the request's own `aborted` and `error`
+      // (readBody; node's abortIncoming runs before the response's `close` that would abort ctx.signal); an
+      // AbortController a POST was ~6 % of the master's CPU a stream (docs/BENCHMARKS.md, "A stream's set-up, per
+      // process").
       budget,
     }).then(
       (body) => {

@@ -120,8 +120,8 @@ async function measure(url: string, streams: number, concurrency: number, tokens
   let next = 0;
   await Promise.all(
     Array.from({ length: concurrency }, async (_, i) => {
-      // Spread the starts over one stream's length, as the `rest` workload does.
-      await new Promise((r) => setTimeout(r, (i * tokens * INTERVAL_MS) / concurrency));
+      // Spread the starts over a `rest` stream's length (TOKENS, whatever --tokens says, as earlier runs did).
+      await new Promise((r) => setTimeout(r, (i * TOKENS * INTERVAL_MS) / concurrency));
       while (next++ < streams) out.push(await oneStream(url, agent, body));
     }),
   );

@@ -58,7 +58,7 @@ async function readAndPrepare(
 ): Promise<PreparedCall> {
   // The master sends each body whole, framed by Content-Length, after reading it under its own
   // bodyTimeoutMs (SPEC §4a): no idle timeout here. ownMemory: the body may move to the preparer's thread. An IPC
-  // call's came in its message (limits.directStreams).
+  // call's came in its message (limits.directStreams), and moves only if it owns its memory (toTransferable).
   const body =
     takeCallBody(req) ??
     (await readBody(req, { maxBytes: options.maxBodyBytes, idleTimeoutMs: 0, signal, ownMemory: true }));

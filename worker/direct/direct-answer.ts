@@ -71,9 +71,10 @@ class CallResponse extends ServerResponse {
 
 /**
  * An IPC call's request. Its body came whole in the message, so it is a field the handler takes (takeCallBody), not
- * a stream pushed and read back: that read was ~4 % of the worker's CPU a stream (a Readable's push, `data` and `end`,
- * readBody's listeners, promise and copy; docs/BENCHMARKS.md, "A stream's set-up, per process"). The stream itself is
- * empty and ended.
+ * a stream pushed and read back: that read was ~2.4 % of the worker's CPU a stream (a Readable's push, `data` and
+ * `end`, readBody's listeners, promise and copy; docs/BENCHMARKS.md, "A stream's set-up, per process"). The stream
+ * itself is empty and ended. The body needs no memory of its own: Buffer.from gives one above 4 KiB its own, and the
+ * preparer moves a body's memory to its thread (over 32 KiB) only when the body owns all of it (toTransferable).
  */
 class CallRequest extends Readable {
   body: Buffer | undefined = undefined;
@@ -93,17 +94,6 @@ export function takeCallBody(req: IncomingMessage): Buffer | undefined {
   const body = call.body;
   call.body = undefined;
   return body;
-}
-
-/**
- * `body` in memory of its own, as readBody's `ownMemory` gives it: the preparer may move its ArrayBuffer to its helper
- * thread. Buffer.from gives a small body a slice of node's shared pool; a large one its own memory already.
- */
-function ownedBody(body: Buffer): Buffer {
-  if (body.byteOffset === 0 && body.byteLength === body.buffer.byteLength) return body;
-  const owned = Buffer.allocUnsafeSlow(body.length);
-  body.copy(owned);
-  return owned;
 }
 
 /** The direct answer `res` is the client's response of, if any (an IPC call's response from the start). */
@@ -183,7 +173,7 @@ export class DirectAnswer {
       return undefined;
     }
     const req = requestOf(msg.method, msg.url, msg.headers, CallRequest);
-    req.body = ownedBody(decodeBody(msg));
+    req.body = decodeBody(msg);
     req.push(null);
     const client = responseOn(socket, req, msg.offer, CallResponse);
     const answer = new DirectAnswer(socket, client, ipcHop(msg.id, report, onSettled), msg.offer);

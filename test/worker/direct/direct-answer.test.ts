@@ -72,15 +72,11 @@ async function call(
   return { req: opened!.req, res: opened!.res, seen, received: () => text, ended, client };
 }
 
-t.test("a call's body is the handler's to take, once, in memory of its own; its request stream is empty", async (t) => {
+t.test("a call's body is the handler's to take, once; its request stream is empty", async (t) => {
   const body = '{"model":"m","messages":[{"role":"user","content":"héllo"}]}';
   const { req, res, ended } = await call(t, { method: 'POST', url: '/v1/chat/completions', body });
   const taken = takeCallBody(req)!;
   t.equal(taken.toString('utf8'), body);
-  // A small body from Buffer.from is a slice of node's shared pool: the preparer may move a body's ArrayBuffer to its
-  // helper thread (readBody's ownMemory), so the body has one of its own.
-  t.equal(taken.byteOffset, 0);
-  t.equal(taken.buffer.byteLength, Buffer.byteLength(body));
   t.equal(takeCallBody(req), undefined, 'taken once: the request, which lives as long as its answer, holds no body');
   const chunks: Buffer[] = [];
   req.on('data', (c: Buffer) => chunks.push(c));
