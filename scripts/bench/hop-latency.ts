@@ -155,7 +155,10 @@ async function main(): Promise<void> {
   try {
     const upstream = await startHopUpstream(signal);
     /** Master + one worker of the build in `root`, relayed or with limits.directStreams (docs/ONE-HOP.md). */
-    const start = async (root: string | undefined, isDirect: boolean): Promise<{ url: string; pids: number[] }> => {
+    const start = async (
+      root: string | undefined,
+      isDirect: boolean,
+    ): Promise<{ url: string; pids: number[]; root: string }> => {
       const entries = buildEntries(root);
       const gw = await startGateway({
         versions: { v1: { entry: entries.worker, weight: 1, upstream: { format: 'openai', url: upstream.url } } },
@@ -164,11 +167,10 @@ async function main(): Promise<void> {
         ...(isDirect ? { limits: { directStreams: true } } : {}),
         signal,
       });
-      return { url: `${gw.url}/v1`, pids: [gw.pid, (await gw.workers())[0]!.pid] };
+      return { url: `${gw.url}/v1`, pids: [gw.pid, (await gw.workers())[0]!.pid], root: entries.root };
     };
-    const root = values['graygate-root'];
-    const gw = await start(root, false);
-    const gwDirect = await start(root, true);
+    const gw = await start(values['graygate-root'], false);
+    const gwDirect = await start(values['graygate-root'], true);
     const node = await startNaiveProxy({ mode: 'minimal', targetUrl: upstream.url, signal });
     // [name, base URL, the proxy's PIDs (their CPU per stream is shown)]
     const paths: Array<[string, string, number[]]> = [['direct', upstream.url, []]];
@@ -208,7 +210,7 @@ async function main(): Promise<void> {
     // of warm-up), and a proxy in service runs warm: --warmup short streams, 20 at a time.
     for (const [, base] of paths) await measure(`${base}/chat/completions`, warmup, 20, SOLO_TOKENS);
     process.stdout.write(
-      `graygate from ${buildEntries(root).root}${baselineRoot === undefined ? '' : `, baseline from ${baselineRoot}`}; ${warmup} warm-up streams per path, then ${streams} streams × ${rounds} rounds per path and concurrency; ms (p50 / p99)\n`,
+      `graygate from ${gw.root}${baselineRoot === undefined ? '' : `, baseline from ${baselineRoot}`}; ${warmup} warm-up streams per path, then ${streams} streams × ${rounds} rounds per path and concurrency; ms (p50 / p99)\n`,
     );
     for (const c of levels) {
       const rec = paths.map(() => ({

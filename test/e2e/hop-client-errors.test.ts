@@ -4,7 +4,7 @@ import { startGateway, TEST_WORKER_ENTRY, WORKER_ENTRY, type Gateway } from '../
 import { openRaw, rawRequest } from '../helpers/raw-http.js';
 import { httpRequest } from '../helpers/http.js';
 import { untilOutput } from '../helpers/output.js';
-import { scrape } from '../helpers/metrics.js';
+import { scrape, scrapeUntil } from '../helpers/metrics.js';
 
 // SPEC §4a: what Node's parser reports about the request whose body the gateway is reading is acted on at
 // once, not after bodyTimeoutMs (60 s here, so a test that waited for it would time out): a client that
@@ -34,6 +34,20 @@ t.test('errors in the body being read', async (t) => {
     conn.write('x'.repeat(50_000));
     conn.socket.end(); // FIN mid-body: Node reports HPE_INVALID_EOF_STATE and leaves the socket open
     const line = await accessLine(gw, 'eof-1');
+    t.equal(line['aborted'], true, 'ended as a client that left');
+    t.not(line['error'], 'body_timeout', 'not after bodyTimeoutMs');
+    t.equal((await scrape(gw)).sum('graygate_buffered_body_bytes'), 0, 'its bytes left the budget');
+  });
+
+  t.test('a client that resets its connection in the middle of its body: the request ends now', async (t) => {
+    // The master reads a body with no signal of its own: the request's `aborted` and `error` (node's abortIncoming on
+    // the socket's close) end the read. Were they not emitted, the read would wait for bodyTimeoutMs (60 s here).
+    const conn = await openRaw(gw.url, ['POST']);
+    conn.write('POST /echo HTTP/1.1\r\nHost: gw\r\nX-Request-Id: rst-1\r\nContent-Length: 100000\r\n\r\n');
+    conn.write('x'.repeat(50_000));
+    await scrapeUntil(gw, (s) => s.sum('graygate_buffered_body_bytes') === 50_000, 'the master holding what was sent');
+    conn.socket.resetAndDestroy();
+    const line = await accessLine(gw, 'rst-1');
     t.equal(line['aborted'], true, 'ended as a client that left');
     t.not(line['error'], 'body_timeout', 'not after bodyTimeoutMs');
     t.equal((await scrape(gw)).sum('graygate_buffered_body_bytes'), 0, 'its bytes left the budget');

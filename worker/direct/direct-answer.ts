@@ -141,7 +141,12 @@ export class DirectAnswer {
     const socket = route.connections.free(route.offer.conn);
     if (socket === undefined || hop.headersSent || hop.destroyed) return undefined;
     // What a server's response needs of its request: an HTTP/1.1 POST (only POST endpoints stream).
-    const client = responseOn(socket, requestOf('POST', '/', {}, OfferRequest), route.offer, ServerResponse);
+    const client = responseOn(
+      socket,
+      requestOf(new Readable({ read: () => undefined }), 'POST', '/', {}),
+      route.offer,
+      ServerResponse,
+    );
     const answer = new DirectAnswer(socket, client, httpHop(hop), route.offer);
     answer.#watchWrites();
     // The master's request ended first (its client left, or its timers cut the connection): nothing more to write.
@@ -172,7 +177,7 @@ export class DirectAnswer {
       report({ type: 'call-report', id: msg.id, marks: DIRECT_CLIENT_GONE, isEnd: true });
       return undefined;
     }
-    const req = requestOf(msg.method, msg.url, msg.headers, CallRequest);
+    const req = requestOf(new CallRequest(), msg.method, msg.url, msg.headers);
     req.body = decodeBody(msg);
     req.push(null);
     const client = responseOn(socket, req, msg.offer, CallResponse);
@@ -356,26 +361,19 @@ function headerText(value: number | string | string[] | undefined): string | und
 
 /** The request a response is written for, from the master's IPC call (or the offer's POST). */
 function requestOf<R extends Readable>(
+  stream: R,
   method: string,
   url: string,
   headers: IncomingMessage['headers'],
-  Request: new () => R,
 ): R & IncomingMessage {
-  return Object.assign(new Request(), {
+  return Object.assign(stream, {
     method,
     url,
     headers,
     httpVersion: '1.1',
     httpVersionMajor: 1,
     httpVersionMinor: 1,
-  }) as unknown as R & IncomingMessage;
-}
-
-/** The offer's POST: only its response's framing reads it. */
-class OfferRequest extends Readable {
-  constructor() {
-    super({ read: () => undefined });
-  }
+  }) as R & IncomingMessage;
 }
 
 /** The client's response on `socket`, with the master's headers and its `Keep-Alive` (only kept connections). */
