@@ -4,9 +4,10 @@ import { isEventStream, withoutHopByHop } from '../shared/http-headers.js';
 import type { RequestContext } from './request-context.js';
 import { DirectReport } from './direct-report.js';
 import { DIRECT_HEADER, TIME_PER_TOKEN_TRAILER, readTimePerTokenMs } from '../shared/direct.js';
+import { drainTarget, writeChunk } from '../shared/chunked-write.js';
 
 // The worker's response → the client (SPEC §4, §4a). One listener per
-// request, nothing allocated per chunk: each chunk restarts the idle timer
+// request, nothing allocated per chunk but its framing: each chunk restarts the idle timer
 // (Timeout#refresh), is written as it came (one write, one syscall), and on
 // an SSE stream is scanned for two facts the canary judges on (SPEC §11):
 // when the first content event went out, and whether the stream ended with
@@ -121,6 +122,7 @@ export function relayResponse(
     if (idleMs > 0) ctx.workerTimer = setTimeout(onIdleTimeout, idleMs, ctx, hooks);
   };
   let isEnded = false;
+  let isHeadOut = false;
   const onDrain = (): void => {
     clearTimeout(ctx.workerTimer);
     ctx.workerTimer = undefined;
@@ -138,17 +140,15 @@ export function relayResponse(
       ctx.previousChunk = ctx.lastChunk;
       ctx.lastChunk = chunk;
     }
-    // Corked around the write: node:http then frames the chunk (size, data, CRLF) into one writev
-    // at once instead of scheduling a nextTick to uncork (issue 10: one write per event, no tick).
-    socket?.cork();
-    const isReady = res.write(chunk);
-    socket?.uncork();
+    // One write, one syscall: framed by node:http the first time (its head goes with it), then by us.
+    const isReady = writeChunk(res, chunk, isHeadOut);
+    isHeadOut = true;
     if (isReady) return;
     // The client is the slow side: stop reading the worker until it drains, within sendTimeoutMs.
     proxyRes.pause();
     clearTimeout(ctx.workerTimer);
     ctx.workerTimer = setTimeout(onSendTimeout, sendMs, ctx);
-    res.once('drain', onDrain);
+    drainTarget(res).once('drain', onDrain);
   };
   armIdle();
   proxyRes.on('data', onData);

@@ -218,13 +218,13 @@ export class DirectAnswer {
     client.write = ((chunk: unknown, encoding?: unknown, cb?: unknown): boolean => {
       if (!this.#isStatusReported) this.#reportStatus();
       const isReady = write(chunk, encoding, cb);
-      if (!isReady) this.#behind();
+      if (!isReady) this.behind();
       return isReady;
     }) as ServerResponse['write'];
     client.end = ((chunk?: unknown, encoding?: unknown, cb?: unknown): ServerResponse => {
       if (!this.#isStatusReported) this.#reportStatus();
       end(chunk, encoding, cb);
-      if (this.socket.writableLength > 0) this.#behind();
+      if (this.socket.writableLength > 0) this.behind();
       return client;
     }) as ServerResponse['end'];
     // A writer that breaks the answer off (a byte relay whose upstream failed) destroys the response, which closes
@@ -251,8 +251,11 @@ export class DirectAnswer {
     this.#control(DIRECT_FIRST_CONTENT);
   }
 
-  /** A write to the client was not taken at once: it must be read within sendTimeoutMs. */
-  #behind(): void {
+  /**
+   * A write to the client was not taken at once: it must be read within sendTimeoutMs. Public for writers that write
+   * to the socket itself (shared/chunked-write.ts); once armed, a second call changes nothing.
+   */
+  behind(): void {
     if (this.#sendTimer !== undefined || this.#isSettled) return;
     this.#backlogAtArm = this.#backlog();
     this.#sendTimer = setTimeout(() => this.#onSendTimeout(), this.#sendTimeoutMs);
@@ -284,7 +287,7 @@ export class DirectAnswer {
   #onSendTimeout(): void {
     this.#sendTimer = undefined;
     // nginx's send_timeout: a client that took something since is slow, not gone; it gets another sendTimeoutMs.
-    if (this.#backlog() < this.#backlogAtArm) return this.#behind();
+    if (this.#backlog() < this.#backlogAtArm) return this.behind();
     // The master closes the client's connection.
     this.#giveUp(DIRECT_SEND_TIMEOUT);
   }

@@ -3,6 +3,7 @@ import { toSseErrorEvent } from '../../shared/errors.js';
 import { DirectAnswer, directAnswerOf, type DirectRoute } from '../direct/direct-answer.js';
 import { PING_COMMENT, SSE_HEADERS } from './encoder.js';
 import { TIME_PER_TOKEN_TRAILER } from '../../shared/direct.js';
+import { drainTarget, isBehind, writeChunk } from '../../shared/chunked-write.js';
 
 // What every streamed answer shares (SPEC §5, issue 3 parts 6–8), chat chunks
 // and relayed events alike. The status is committed late: headers go out with
@@ -53,6 +54,8 @@ export abstract class SseResponse {
   #behindInSpanMs = 0;
   // Upstream bytes relayed as they came (queueBytes). Only one of #batch and #bytes holds anything at a time.
   #bytes: Buffer | undefined = undefined;
+  /** A write went out through node:http, head and all: the next ones go to the socket framed (chunked-write.ts). */
+  #isHeadOut = false;
 
   constructor(options: SseResponseOptions) {
     this.res = options.res;
@@ -115,7 +118,7 @@ export abstract class SseResponse {
   }
 
   onWritable(resume: () => void): () => void {
-    const target = this.#direct?.socket ?? this.res;
+    const target = drainTarget(this.res);
     const now = this.#options.now;
     const since = now();
     // Only when the client is behind: a closure per wait, not per event.
@@ -127,9 +130,9 @@ export abstract class SseResponse {
     return () => target.off('drain', onDrain);
   }
 
-  /** The client is behind: what we wrote is over the high-water mark (on a direct answer, the socket's own). */
+  /** The client is behind: what we wrote is over its socket's high-water mark. */
   #isBehind(): boolean {
-    return this.#direct !== undefined ? this.#direct.socket.writableNeedDrain : this.res.writableNeedDrain;
+    return isBehind(this.res);
   }
 
   ping(): void {
@@ -187,12 +190,10 @@ export abstract class SseResponse {
     const res = this.res;
     if (res.destroyed) return true;
     this.bytesOut += buf.length;
-    // Corked around the write, as in master/relay.ts: node:http frames the chunk (size, data, CRLF)
-    // into one writev now instead of scheduling a nextTick to uncork (issue 10: no tick per event).
-    const socket = res.socket;
-    socket?.cork();
-    const isReady = res.write(buf);
-    socket?.uncork();
+    const isReady = writeChunk(res, buf, this.#isHeadOut);
+    this.#isHeadOut = true;
+    // A direct answer's own writes were watched through its response's write (its send timer); this one may not be.
+    if (!isReady) this.#direct?.behind();
     if (res.writableLength > this.peakBufferedBytes) this.peakBufferedBytes = res.writableLength;
     return isReady;
   }
