@@ -122,11 +122,13 @@ export function relayResponse(
     if (idleMs > 0) ctx.workerTimer = setTimeout(onIdleTimeout, idleMs, ctx, hooks);
   };
   let isEnded = false;
-  let isHeadOut = false;
+  /** The client's socket outlives the response: a `drain` listener left on it is taken off at the response's close. */
+  let isCloseWatched = false;
   const onDrain = (): void => {
+    // On the client's socket, which outlives the response: a drain after the response ended is not this one's.
+    if (ctx.phase !== 'relay') return;
     clearTimeout(ctx.workerTimer);
     ctx.workerTimer = undefined;
-    if (ctx.phase !== 'relay') return;
     // The worker is done; what is left must reach the client within sendTimeoutMs of its last progress.
     if (isEnded) return void (ctx.workerTimer = setTimeout(onSendTimeout, sendMs, ctx));
     armIdle();
@@ -141,14 +143,18 @@ export function relayResponse(
       ctx.lastChunk = chunk;
     }
     // One write, one syscall: framed by node:http the first time (its head goes with it), then by us.
-    const isReady = writeChunk(res, chunk, isHeadOut);
-    isHeadOut = true;
+    const isReady = writeChunk(res, chunk);
     if (isReady) return;
     // The client is the slow side: stop reading the worker until it drains, within sendTimeoutMs.
     proxyRes.pause();
     clearTimeout(ctx.workerTimer);
     ctx.workerTimer = setTimeout(onSendTimeout, sendMs, ctx);
-    drainTarget(res).once('drain', onDrain);
+    const target = drainTarget(res);
+    target.once('drain', onDrain);
+    if (isCloseWatched) return;
+    // Ended another way while waiting (refused, cut, the client gone): the listener goes with the response.
+    isCloseWatched = true;
+    res.once('close', () => target.off('drain', onDrain));
   };
   armIdle();
   proxyRes.on('data', onData);

@@ -1,14 +1,30 @@
 import type { ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 
 // A streamed answer's body, one chunk per write (issue 10: the per-event hot path of both hops). node:http frames a
 // chunk of a chunked response as four writes into its socket (the size line as a string, CRLF, the data, CRLF);
 // corked, they reach the kernel as one writev, but only after each went through the socket's Writable queue and node
-// copied the size line into a backing store of its own. Once the response's head is out, the same bytes framed into
-// one Buffer go to the socket as one write: the syscall node makes, without the queue of four (measured under
-// `compare --sse` loaded: -11 % of graygate's CPU an event relayed, where both hops write this way, -6 % with
-// directStreams; docs/BENCHMARKS.md). Everything else goes through node:http's own write: the head (the first write),
-// and every response node does not chunk (an HTTP/1.0 client, HEAD, 204 and 304: `chunkedEncoding` is false).
+// copied the size line into a backing store of its own. Once the response's head is in its socket, the same bytes
+// framed into one Buffer go to the socket as one write: the syscall node makes, without the queue of four (measured
+// under `compare --sse` loaded, Node 20: -10 and -11 % of graygate's CPU an event relayed, where both hops write this
+// way, -5 and -6 % with directStreams; docs/BENCHMARKS.md). Whether the head is out, the response has a body and is
+// chunked, and owns its socket is read from node:http's own fields, as node:http's write reads them; anything else
+// goes through node:http's write: the first chunk (the head goes with it), a response node buffers (a pipelined one
+// without its socket yet), one without a body (HEAD, 204, 304), one node does not chunk (an HTTP/1.0 client that did
+// not ask for it), and a chunk too large to copy cheaply. Never mixed with `res.cork()` (node would hold the chunks
+// written while corked, and a chunk written here would pass them): graygate corks the socket only.
 
+/** node:http's own state of a response, and of the socket it writes to, read as its write reads them. */
+interface OutgoingState {
+  _headerSent?: boolean;
+  _hasBody?: boolean;
+}
+interface SocketState {
+  _httpMessage?: unknown;
+}
+
+/** Above this a chunk goes through node:http's write (no copy); events are a few hundred bytes. */
+const MAX_FRAMED_BYTES = 16 * 1024;
 const CR = 0x0d;
 const LF = 0x0a;
 
@@ -28,25 +44,45 @@ export function frameChunk(data: Uint8Array): Buffer {
 }
 
 /**
- * Writes `data` as the next chunk of `res`'s body. `isHeadOut`: an earlier call wrote to this response, so node:http
- * has put its head in the socket (the first call goes through `res.write`, which does). Returns what the write
- * returned; on false, wait for the **socket's** `drain` (`drainTarget`): node:http emits a response's own `drain`
- * only after a write of its own was refused.
+ * Writes `data` as the next chunk of `res`'s body, framed into one write to its socket when node:http has sent the
+ * head of a chunked response with a body on a socket it owns, else through `res.write`. Returns what the write
+ * returned; on false, wait for `drainTarget(res)`'s `drain` (node:http emits a response's own only after a write of
+ * its own was refused).
  */
-export function writeChunk(res: ServerResponse, data: Buffer, isHeadOut: boolean): boolean {
-  const socket = res.socket;
-  // An empty chunk framed would be the body's last chunk: node:http writes nothing for it.
-  if (isHeadOut && res.chunkedEncoding && data.length > 0 && socket !== null && !socket.destroyed && !res.writableEnded)
-    return socket.write(frameChunk(data));
+export function writeChunk(res: ServerResponse, data: Buffer): boolean {
+  const framing = framingSocket(res, data);
+  if (framing !== undefined) return framing.write(frameChunk(data));
   // Corked around the write: node:http frames the chunk into one writev now instead of scheduling a nextTick to
   // uncork (issue 10: no tick per event).
+  const socket = res.socket;
   socket?.cork();
   const isReady = res.write(data);
   socket?.uncork();
   return isReady;
 }
 
-/** Where to wait after `writeChunk` returned false: the response's socket (the response, before it has one). */
+/** The socket to write `data` to framed, or undefined when node:http must write it (see above). */
+function framingSocket(res: ServerResponse, data: Buffer): Socket | undefined {
+  const state = res as ServerResponse & OutgoingState;
+  const isFramed =
+    state._headerSent === true &&
+    state._hasBody === true &&
+    res.chunkedEncoding &&
+    !res.writableEnded &&
+    // An empty chunk framed would end the body; node:http writes nothing for it.
+    data.length > 0 &&
+    data.length <= MAX_FRAMED_BYTES;
+  if (!isFramed) return undefined;
+  const socket = res.socket;
+  return socket !== null && socket.writable && (socket as Socket & SocketState)._httpMessage === res
+    ? socket
+    : undefined;
+}
+
+/**
+ * Where to wait after `writeChunk` returned false: the response's socket (the response, before it has one, or after
+ * node:http let go of it: nothing writes to such a response any more).
+ */
 export function drainTarget(res: ServerResponse): NodeJS.EventEmitter {
   return res.socket ?? res;
 }

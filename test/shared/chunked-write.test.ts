@@ -6,7 +6,7 @@ import { drainTarget, frameChunk, isBehind, writeChunk } from '../../shared/chun
 
 // shared/chunked-write.ts writes a streamed answer's chunks to the response's socket, framed by hand once node:http
 // has sent the head. What a client reads must be what node:http would have written: checked on the wire, raw, and
-// through node's own client, for the responses node chunks and for those it must not (HTTP/1.0, HEAD).
+// through node's own client, for the responses node chunks and for those it must not.
 
 t.test('frameChunk: size in hex, CRLF, the data, CRLF', async (t) => {
   for (const size of [1, 9, 10, 15, 16, 255, 256, 4095, 4096, 65_536, 70_001]) {
@@ -15,15 +15,29 @@ t.test('frameChunk: size in hex, CRLF, the data, CRLF', async (t) => {
   }
 });
 
-/** A server whose handler writes `chunks` with writeChunk, then ends the response. */
-async function serverWriting(t: Test, chunks: string[]): Promise<Server> {
-  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
-    res.writeHead(200, { 'content-type': 'text/event-stream' });
-    let isHeadOut = false;
-    for (const chunk of chunks) {
-      writeChunk(res, Buffer.from(chunk), isHeadOut);
-      isHeadOut = true;
-    }
+interface Answer {
+  headers?: Record<string, string>;
+  chunks: string[];
+  trailers?: Record<string, string>;
+}
+
+/**
+ * A server whose handler writes each answer's chunks with writeChunk and ends it; `framed` counts the chunks that
+ * did not go through `res.write` (so reached the socket framed by writeChunk).
+ */
+async function serverWriting(t: Test, answer: Answer): Promise<{ server: Server; framed: () => number }> {
+  let framed = 0;
+  const server = createServer((_req: IncomingMessage, res: ServerResponse) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream', ...answer.headers });
+    const write = res.write.bind(res) as (chunk: unknown) => boolean;
+    let viaNode = 0;
+    res.write = ((chunk: unknown) => {
+      viaNode++;
+      return write(chunk);
+    }) as ServerResponse['write'];
+    for (const chunk of answer.chunks) writeChunk(res, Buffer.from(chunk));
+    framed += answer.chunks.length - viaNode;
+    if (answer.trailers !== undefined) res.addTrailers(answer.trailers);
     res.end();
   });
   server.listen(0, '127.0.0.1');
@@ -32,10 +46,10 @@ async function serverWriting(t: Test, chunks: string[]): Promise<Server> {
     server.closeAllConnections();
     server.close();
   });
-  return server;
+  return { server, framed: () => framed };
 }
 
-/** The raw bytes a request gets until its connection closes. */
+/** The raw bytes an exchange gets until its connection closes. */
 async function rawExchange(server: Server, head: string): Promise<string> {
   const socket = connect((server.address() as AddressInfo).port, '127.0.0.1');
   socket.end(head);
@@ -46,14 +60,23 @@ async function rawExchange(server: Server, head: string): Promise<string> {
   return text;
 }
 
+const bodyOf = (wire: string): string => wire.slice(wire.indexOf('\r\n\r\n') + 4);
+
 t.test('a chunked answer: the first chunk through node:http with the head, the rest framed the same', async (t) => {
-  const server = await serverWriting(t, ['data: 1\n\n', '', 'data: two\n\n', 'x'.repeat(5000)]);
+  const big = 'y'.repeat(20_000);
+  const { server, framed } = await serverWriting(t, {
+    chunks: ['data: 1\n\n', '', 'data: two\n\n', 'x'.repeat(5000), big],
+  });
   const wire = await rawExchange(server, 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
-  const body = wire.slice(wire.indexOf('\r\n\r\n') + 4);
   t.match(wire, /^HTTP\/1\.1 200 OK\r\n/);
   t.match(wire, /\r\nTransfer-Encoding: chunked\r\n/);
   // The empty write is no chunk: framed, it would have been the body's end.
-  t.equal(body, `9\r\ndata: 1\n\n\r\nb\r\ndata: two\n\n\r\n1388\r\n${'x'.repeat(5000)}\r\n0\r\n\r\n`);
+  t.equal(
+    bodyOf(wire),
+    `9\r\ndata: 1\n\n\r\nb\r\ndata: two\n\n\r\n1388\r\n${'x'.repeat(5000)}\r\n4e20\r\n${big}\r\n0\r\n\r\n`,
+  );
+  // Framed by writeChunk: the second and third; the first (the head), the empty one and the large one by node:http.
+  t.equal(framed(), 2, 'two chunks framed by writeChunk');
 
   const req = request(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`, { agent: false });
   req.end();
@@ -62,17 +85,59 @@ t.test('a chunked answer: the first chunk through node:http with the head, the r
   res.setEncoding('utf8');
   res.on('data', (part: string) => (text += part));
   await once(res, 'end');
-  t.equal(text, `data: 1\n\ndata: two\n\n${'x'.repeat(5000)}`, "node's client reads the same body");
+  t.equal(text, `data: 1\n\ndata: two\n\n${'x'.repeat(5000)}${big}`, "node's client reads the same body");
 });
 
-t.test('an HTTP/1.0 client and a HEAD request: node:http writes them, unframed or without a body', async (t) => {
-  const server = await serverWriting(t, ['data: 1\n\n', 'data: two\n\n']);
+t.test('trailers after framed chunks reach the client', async (t) => {
+  const { server, framed } = await serverWriting(t, {
+    headers: { trailer: 'x-time-per-token-ms' },
+    chunks: ['data: 1\n\n', 'data: 2\n\n'],
+    trailers: { 'x-time-per-token-ms': '20.000' },
+  });
+  const req = request(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`, { agent: false });
+  req.end();
+  const [res] = (await once(req, 'response')) as [IncomingMessage];
+  let text = '';
+  res.setEncoding('utf8');
+  res.on('data', (part: string) => (text += part));
+  await once(res, 'end');
+  t.equal(text, 'data: 1\n\ndata: 2\n\n');
+  t.same(res.rawTrailers, ['x-time-per-token-ms', '20.000']);
+  t.equal(framed(), 1);
+});
+
+t.test('HTTP/1.0: unframed to the close, or chunked when the client asked for it', async (t) => {
+  const { server, framed } = await serverWriting(t, { chunks: ['data: 1\n\n', 'data: two\n\n'] });
   const old = await rawExchange(server, 'GET / HTTP/1.0\r\nHost: x\r\n\r\n');
   t.notMatch(old, /Transfer-Encoding/i);
-  t.equal(old.slice(old.indexOf('\r\n\r\n') + 4), 'data: 1\n\ndata: two\n\n', 'the body as written, to the close');
+  t.equal(bodyOf(old), 'data: 1\n\ndata: two\n\n', 'the body as written, to the close');
+  t.equal(framed(), 0, 'nothing framed');
 
-  const head = await rawExchange(server, 'HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
-  t.equal(head.slice(head.indexOf('\r\n\r\n') + 4), '', 'no body bytes after the head');
+  const asked = await rawExchange(server, 'GET / HTTP/1.0\r\nHost: x\r\nTE: chunked\r\n\r\n');
+  t.match(asked, /\r\nTransfer-Encoding: chunked\r\n/);
+  t.equal(bodyOf(asked), '9\r\ndata: 1\n\n\r\nb\r\ndata: two\n\n\r\n0\r\n\r\n');
+  t.equal(framed(), 1, 'the second chunk framed');
+});
+
+t.test('HEAD: no body after the head, even with a Transfer-Encoding header set by hand', async (t) => {
+  for (const headers of [{}, { 'transfer-encoding': 'chunked' }] as Array<Record<string, string>>) {
+    const { server, framed } = await serverWriting(t, { headers, chunks: ['data: 1\n\n', 'data: two\n\n'] });
+    const wire = await rawExchange(server, 'HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    t.match(wire, /^HTTP\/1\.1 200 OK\r\n/, 'the head first');
+    t.equal(bodyOf(wire), '', 'no body bytes after the head');
+    t.equal(framed(), 0, 'nothing framed');
+  }
+});
+
+t.test('pipelined requests: the second answer waits for its socket, written whole after the first', async (t) => {
+  const { server } = await serverWriting(t, { chunks: ['data: 1\n\n', 'data: two\n\n'] });
+  const wire = await rawExchange(
+    server,
+    'GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+  );
+  const answers = wire.split(/(?=HTTP\/1\.1 200 OK\r\n)/);
+  t.equal(answers.length, 2, 'two answers');
+  for (const answer of answers) t.equal(bodyOf(answer), '9\r\ndata: 1\n\n\r\nb\r\ndata: two\n\n\r\n0\r\n\r\n');
 });
 
 t.test(
@@ -97,16 +162,16 @@ t.test(
     client.pause();
     await answering;
     const res = response!;
-    // The head goes out with a small first chunk (node:http's write); the large ones after it are this module's.
-    t.ok(writeChunk(res, Buffer.from('data: 1\n\n'), false), 'the head and a first event are taken at once');
-    const chunk = Buffer.alloc(256 * 1024, 0x62);
+    // The head goes out with a small first chunk (node:http's write); the ones after it are framed here.
+    t.ok(writeChunk(res, Buffer.from('data: 1\n\n')), 'the head and a first event are taken at once');
+    const chunk = Buffer.alloc(16 * 1024, 0x62);
     let writes = 0;
     // Bounded: the kernel's buffers on both sides take a few MB at most before the socket's queue fills.
-    while (writes < 4096) {
+    while (writes < 65_536) {
       writes++;
-      if (!writeChunk(res, chunk, true)) break;
+      if (!writeChunk(res, chunk)) break;
     }
-    t.ok(writes < 4096, `a framed write was refused after ${writes} of 256 KiB`);
+    t.ok(writes < 65_536, `a framed write was refused after ${writes} of 16 KiB`);
     t.ok(isBehind(res), 'the response is behind');
     const drained = once(drainTarget(res), 'drain');
     client.resume();

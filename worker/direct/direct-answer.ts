@@ -21,9 +21,10 @@ import type { DirectConnections } from './connections.js';
 
 // limits.directStreams (issue 10, docs/ONE-HOP.md): an answer written
 // straight to the client's connection. The client's response is a node:http
-// ServerResponse on the connection's write-only socket, so node frames it as
-// it frames every answer. The master hears control bytes (shared/direct.ts)
-// instead of the answer, by one of two ways:
+// ServerResponse on the connection's write-only socket, so node writes its
+// head and body as it writes every answer (a stream's chunks after the first
+// framed by shared/chunked-write.ts, as on every hop). The master hears
+// control bytes (shared/direct.ts) instead of the answer, by one of two ways:
 //  - an offer: the master's HTTP request offered the connection and a streamed
 //    answer took it when its status went out; the bytes are the body of the
 //    worker's response to that request (the `hop`);

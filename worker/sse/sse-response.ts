@@ -54,8 +54,6 @@ export abstract class SseResponse {
   #behindInSpanMs = 0;
   // Upstream bytes relayed as they came (queueBytes). Only one of #batch and #bytes holds anything at a time.
   #bytes: Buffer | undefined = undefined;
-  /** A write went out through node:http, head and all: the next ones go to the socket framed (chunked-write.ts). */
-  #isHeadOut = false;
 
   constructor(options: SseResponseOptions) {
     this.res = options.res;
@@ -100,7 +98,7 @@ export abstract class SseResponse {
 
   flush(): boolean {
     const bytes = this.#bytes;
-    if (this.#batch === '' && bytes === undefined) return !this.#isBehind();
+    if (this.#batch === '' && bytes === undefined) return !isBehind(this.res);
     if (this.#hasPendingContent) {
       // One clock reading per write with content, not per event.
       this.#hasPendingContent = false;
@@ -130,14 +128,9 @@ export abstract class SseResponse {
     return () => target.off('drain', onDrain);
   }
 
-  /** The client is behind: what we wrote is over its socket's high-water mark. */
-  #isBehind(): boolean {
-    return isBehind(this.res);
-  }
-
   ping(): void {
     // A client that is not reading needs no keep-alive, and a ping must never grow its buffer.
-    if (this.#isBehind() || this.res.destroyed) return;
+    if (isBehind(this.res) || this.res.destroyed) return;
     this.#write(PING_BYTES);
   }
 
@@ -190,9 +183,8 @@ export abstract class SseResponse {
     const res = this.res;
     if (res.destroyed) return true;
     this.bytesOut += buf.length;
-    const isReady = writeChunk(res, buf, this.#isHeadOut);
-    this.#isHeadOut = true;
-    // A direct answer's own writes were watched through its response's write (its send timer); this one may not be.
+    const isReady = writeChunk(res, buf);
+    // A direct answer watches the writes made through its response's write (its send timer); a framed one is not.
     if (!isReady) this.#direct?.behind();
     if (res.writableLength > this.peakBufferedBytes) this.peakBufferedBytes = res.writableLength;
     return isReady;
