@@ -60,6 +60,18 @@ async function rawExchange(server: Server, head: string): Promise<string> {
   return text;
 }
 
+/** What node's own client reads of an answer: its body and trailers. */
+async function readWithNode(server: Server): Promise<{ text: string; rawTrailers: string[] }> {
+  const req = request(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`, { agent: false });
+  req.end();
+  const [res] = (await once(req, 'response')) as [IncomingMessage];
+  let text = '';
+  res.setEncoding('utf8');
+  res.on('data', (part: string) => (text += part));
+  await once(res, 'end');
+  return { text, rawTrailers: res.rawTrailers };
+}
+
 const bodyOf = (wire: string): string => wire.slice(wire.indexOf('\r\n\r\n') + 4);
 
 t.test('a chunked answer: the first chunk through node:http with the head, the rest framed the same', async (t) => {
@@ -78,13 +90,7 @@ t.test('a chunked answer: the first chunk through node:http with the head, the r
   // Framed by writeChunk: the second and third; the first (the head), the empty one and the large one by node:http.
   t.equal(framed(), 2, 'two chunks framed by writeChunk');
 
-  const req = request(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`, { agent: false });
-  req.end();
-  const [res] = (await once(req, 'response')) as [IncomingMessage];
-  let text = '';
-  res.setEncoding('utf8');
-  res.on('data', (part: string) => (text += part));
-  await once(res, 'end');
+  const { text } = await readWithNode(server);
   t.equal(text, `data: 1\n\ndata: two\n\n${'x'.repeat(5000)}${big}`, "node's client reads the same body");
 });
 
@@ -94,15 +100,9 @@ t.test('trailers after framed chunks reach the client', async (t) => {
     chunks: ['data: 1\n\n', 'data: 2\n\n'],
     trailers: { 'x-time-per-token-ms': '20.000' },
   });
-  const req = request(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`, { agent: false });
-  req.end();
-  const [res] = (await once(req, 'response')) as [IncomingMessage];
-  let text = '';
-  res.setEncoding('utf8');
-  res.on('data', (part: string) => (text += part));
-  await once(res, 'end');
+  const { text, rawTrailers } = await readWithNode(server);
   t.equal(text, 'data: 1\n\ndata: 2\n\n');
-  t.same(res.rawTrailers, ['x-time-per-token-ms', '20.000']);
+  t.same(rawTrailers, ['x-time-per-token-ms', '20.000']);
   t.equal(framed(), 1);
 });
 
