@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import type { OutgoingInternals } from '../shared/node-http.js';
 import type { RequestContext } from './request-context.js';
 
 // limits.directStreams (issue 10, docs/ONE-HOP.md): one hop for streamed
@@ -96,21 +97,14 @@ export class DirectConnections {
   }
 }
 
-/** node:http's own fields of a response, set so that end() writes nothing: the worker wrote the whole answer. */
-interface Unwritten {
-  _header: string | null;
-  _headerSent: boolean;
-  _hasBody: boolean;
-  _last: boolean;
-}
-
 /**
  * Ends the master's response to a request the worker answered directly, without writing a byte. The server then reads
  * the connection's next request as after any answer (only connections it keeps are offered), or, `isLast`, closes
  * it after the answer (FIN), as after one that said `Connection: close`.
  */
 export function endUnwritten(res: ServerResponse, statusCode: number, isLast = false): void {
-  const r = res as ServerResponse & Unwritten;
+  // node:http's own fields, set so that end() writes nothing: the worker wrote the whole answer.
+  const r = res as ServerResponse & OutgoingInternals;
   res.statusCode = statusCode;
   r._header = `HTTP/1.1 ${statusCode} (written by the worker)\r\n\r\n`;
   r._headerSent = true;

@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import type { OutgoingInternals, SocketInternals } from './node-http.js';
 
 // A streamed answer's body, one chunk per write (issue 10: the per-event hot path of both hops). node:http frames a
 // chunk of a chunked response as four writes into its socket (the size line as a string, CRLF, the data, CRLF);
@@ -13,15 +14,6 @@ import type { Socket } from 'node:net';
 // without its socket yet), one without a body (HEAD, 204, 304), one node does not chunk (an HTTP/1.0 client that did
 // not ask for it), and a chunk too large to copy cheaply. Never mixed with `res.cork()` (node would hold the chunks
 // written while corked, and a chunk written here would pass them): graygate corks the socket only.
-
-/** node:http's own state of a response, and of the socket it writes to, read as its write reads them. */
-interface OutgoingState {
-  _headerSent?: boolean;
-  _hasBody?: boolean;
-}
-interface SocketState {
-  _httpMessage?: unknown;
-}
 
 /** Above this a chunk goes through node:http's write (no copy); events are a few hundred bytes. */
 const MAX_FRAMED_BYTES = 16 * 1024;
@@ -63,7 +55,7 @@ export function writeChunk(res: ServerResponse, data: Buffer): boolean {
 
 /** The socket to write `data` to framed, or undefined when node:http must write it (see above). */
 function framingSocket(res: ServerResponse, data: Buffer): Socket | undefined {
-  const state = res as ServerResponse & OutgoingState;
+  const state = res as ServerResponse & OutgoingInternals;
   const isFramed =
     state._headerSent === true &&
     state._hasBody === true &&
@@ -74,7 +66,7 @@ function framingSocket(res: ServerResponse, data: Buffer): Socket | undefined {
     data.length <= MAX_FRAMED_BYTES;
   if (!isFramed) return undefined;
   const socket = res.socket;
-  return socket !== null && socket.writable && (socket as Socket & SocketState)._httpMessage === res
+  return socket !== null && socket.writable && (socket as Socket & SocketInternals)._httpMessage === res
     ? socket
     : undefined;
 }

@@ -15,3 +15,19 @@ export const { Agent, IncomingMessage, ServerResponse, STATUS_CODES, createServe
 export type Agent = NodeHttp.Agent;
 export type IncomingMessage = NodeHttp.IncomingMessage;
 export type ServerResponse = NodeHttp.ServerResponse;
+
+// node:http's own fields that graygate reads or sets: undocumented, and the same since node 0.x. Every place that
+// touches them names them through these two types, so one search finds them all when a node release changes them.
+
+/** A response's: its head as built, whether that went to the socket, whether it has a body, whether it is the last. */
+export interface OutgoingInternals {
+  _header: string | null;
+  _headerSent: boolean;
+  _hasBody: boolean;
+  _last: boolean;
+}
+
+/** A socket's: the response node:http is writing to it, while there is one. */
+export interface SocketInternals {
+  _httpMessage?: unknown;
+}

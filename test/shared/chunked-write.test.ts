@@ -19,6 +19,8 @@ interface Answer {
   headers?: Record<string, string>;
   chunks: string[];
   trailers?: Record<string, string>;
+  /** The head is sent before any chunk (`res.flushHeaders()`), not with the first. */
+  isHeadFlushed?: boolean;
 }
 
 /**
@@ -29,6 +31,7 @@ async function serverWriting(t: Test, answer: Answer): Promise<{ server: Server;
   let framed = 0;
   const server = createServer((_req: IncomingMessage, res: ServerResponse) => {
     res.writeHead(200, { 'content-type': 'text/event-stream', ...answer.headers });
+    if (answer.isHeadFlushed === true) res.flushHeaders();
     const write = res.write.bind(res) as (chunk: unknown) => boolean;
     let viaNode = 0;
     res.write = ((chunk: unknown) => {
@@ -119,15 +122,26 @@ t.test('HTTP/1.0: unframed to the close, or chunked when the client asked for it
   t.equal(framed(), 1, 'the second chunk framed');
 });
 
-t.test('HEAD: no body after the head, even with a Transfer-Encoding header set by hand', async (t) => {
-  for (const headers of [{}, { 'transfer-encoding': 'chunked' }] as Array<Record<string, string>>) {
-    const { server, framed } = await serverWriting(t, { headers, chunks: ['data: 1\n\n', 'data: two\n\n'] });
-    const wire = await rawExchange(server, 'HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
-    t.match(wire, /^HTTP\/1\.1 200 OK\r\n/, 'the head first');
-    t.equal(bodyOf(wire), '', 'no body bytes after the head');
-    t.equal(framed(), 0, 'nothing framed');
-  }
-});
+t.test(
+  'HEAD: no body after the head, with a Transfer-Encoding header set by hand and the head sent first',
+  async (t) => {
+    // With both, node:http's state is a sent head of a chunked response that has no body: only _hasBody says so.
+    for (const headers of [{}, { 'transfer-encoding': 'chunked' }] as Array<Record<string, string>>) {
+      for (const isHeadFlushed of [false, true]) {
+        const { server, framed } = await serverWriting(t, {
+          headers,
+          isHeadFlushed,
+          chunks: ['data: 1\n\n', 'data: 2\n\n'],
+        });
+        const wire = await rawExchange(server, 'HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+        const name = `${JSON.stringify(headers)}, head flushed: ${isHeadFlushed}`;
+        t.match(wire, /^HTTP\/1\.1 200 OK\r\n/, `${name}: the head first`);
+        t.equal(bodyOf(wire), '', `${name}: no body bytes after the head`);
+        t.equal(framed(), 0, `${name}: nothing framed`);
+      }
+    }
+  },
+);
 
 t.test('pipelined requests: the second answer waits for its socket, written whole after the first', async (t) => {
   const { server } = await serverWriting(t, { chunks: ['data: 1\n\n', 'data: two\n\n'] });

@@ -1,4 +1,5 @@
 import { Socket, type SocketConstructorOpts } from 'node:net';
+import type { SocketInternals } from '../../shared/node-http.js';
 
 // limits.directStreams (issue 10, docs/ONE-HOP.md): the client connections
 // the master handed this worker (IPC `conn`), by the master's id. Each is a
@@ -6,11 +7,6 @@ import { Socket, type SocketConstructorOpts } from 'node:net';
 // the connection, this process only writes answers to it, one at a time.
 // Closing one closes this process's duplicate only; the master ends the
 // connection itself.
-
-/** What node:http sets on a socket while a response is written to it. */
-interface WithMessage {
-  _httpMessage?: unknown;
-}
 
 export class DirectConnections {
   readonly #sockets = new Map<number, Socket>();
@@ -38,7 +34,7 @@ export class DirectConnections {
   /** Connection `id`, if this worker holds it and no answer is being written to it. */
   free(id: number): Socket | undefined {
     const socket = this.#sockets.get(id);
-    if (socket === undefined || socket.destroyed || (socket as Socket & WithMessage)._httpMessage) return undefined;
+    if (socket === undefined || socket.destroyed || (socket as Socket & SocketInternals)._httpMessage) return undefined;
     return socket;
   }
 
