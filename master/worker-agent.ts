@@ -1,4 +1,5 @@
-import { Agent } from '../shared/node-http.js';
+import type { AgentOptions, ClientRequest } from 'node:http';
+import { Agent, type AgentConnectionOptions, type AgentInternals } from '../shared/node-http.js';
 
 export interface WorkerAgentOptions {
   /**
@@ -21,9 +22,31 @@ export interface WorkerAgentOptions {
  */
 const WORKER_IDLE_SOCKET_TIMEOUT_MS = 60_000;
 
+const NodeAgent = Agent as unknown as new (options: AgentOptions) => Agent & AgentInternals;
+
+/**
+ * node's Agent, handed only the options that pick or open a connection. node:http gives an agent the whole request's
+ * options, which from http-proxy-3 are 17 (its TLS fields among them, undefined) and copies them with the agent's own
+ * into a new null-prototype object for every request, property by property: 5.5 % of the master's CPU under small
+ * requests (docs/BENCHMARKS.md, "The agent's per-request copy"). The rest of them (method, path, headers) the
+ * ClientRequest has already taken. No TLS to a worker: no server name to work out from the Host header.
+ */
+class WorkerAgent extends NodeAgent {
+  override addRequest(req: ClientRequest, options: AgentConnectionOptions): void {
+    super.addRequest(req, {
+      host: options.host,
+      port: options.port,
+      socketPath: options.socketPath,
+      localAddress: options.localAddress,
+      family: options.family,
+      servername: '',
+    });
+  }
+}
+
 /** The keep-alive agent master → one worker. Without it http-proxy-3 sends `Connection: close`. */
 export function createWorkerAgent(options: WorkerAgentOptions): Agent {
-  return new Agent({
+  return new WorkerAgent({
     keepAlive: true,
     maxSockets: options.maxSockets,
     maxFreeSockets: options.maxIdleSockets,

@@ -31,3 +31,22 @@ export interface OutgoingInternals {
 export interface SocketInternals {
   _httpMessage?: unknown;
 }
+
+/**
+ * An agent's: how a ClientRequest hands itself to its agent (`Agent#addRequest`, undocumented, the same since node
+ * 0.x; agentkeepalive and others override it). Of `options`, an agent reads only what picks or opens a connection
+ * (its `getName`, `createConnection`); node merges them with the agent's own options per request.
+ */
+export interface AgentInternals {
+  addRequest(req: NodeHttp.ClientRequest, options: AgentConnectionOptions): void;
+}
+
+/** The request options an agent reads to pick or open a connection. */
+export interface AgentConnectionOptions {
+  host?: string | null;
+  port?: number | string | null;
+  socketPath?: string;
+  localAddress?: string;
+  family?: number;
+  servername?: string;
+}
