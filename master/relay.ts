@@ -71,6 +71,29 @@ export function endsWithErrorEvent(previous: Buffer | undefined, last: Buffer | 
   return hasErrorEvent(seam);
 }
 
+const CR = 0x0d;
+const LF = 0x0a;
+
+/**
+ * Whether what was relayed of a stream ends where an event ends (a blank line: its last line end follows another), so
+ * that an event written next is read as one of its own; `previous` and `last` are its last two chunks. A stream cut in
+ * the middle of an event is not: an error event after it would be read as the rest of that event's data, which no
+ * client parses (SDKs throw a JSON SyntaxError and never see the error). Nothing relayed yet is a boundary.
+ */
+export function endsAtEventBoundary(previous: Buffer | undefined, last: Buffer | undefined): boolean {
+  if (last === undefined) return true;
+  const tail =
+    last.length >= 4 || previous === undefined
+      ? last.subarray(-4)
+      : Buffer.concat([previous.subarray(-(4 - last.length)), last]);
+  let end = tail.length;
+  // One line end (CRLF, LF or CR, as SSE reads them), then another before it: the line it ended was empty.
+  if (end >= 2 && tail[end - 2] === CR && tail[end - 1] === LF) end -= 2;
+  else if (end >= 1 && (tail[end - 1] === LF || tail[end - 1] === CR)) end -= 1;
+  else return false;
+  return end >= 1 && (tail[end - 1] === LF || tail[end - 1] === CR);
+}
+
 /** The worker's time per token of a stream (its trailer, which is not relayed); NaN when it sent none. */
 export function timePerTokenOf(rawTrailers: readonly string[]): number {
   for (let i = 0; i + 1 < rawTrailers.length; i += 2) {

@@ -10,6 +10,7 @@ import { EMPTY_BODY, type RequestContext } from './request-context.js';
 import { cutDirect } from './direct-connections.js';
 import { socketErrorCodeOf } from './socket-errors.js';
 import { TIME_PER_TOKEN_NOT_REPORTED } from './canary/outcomes.js';
+import { endsAtEventBoundary } from './relay.js';
 
 // The end of the main port's request path (gateway.ts): `refuse`, the one
 // function that turns any error into the client's answer, and `finish`, which
@@ -132,11 +133,13 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
         sendError(res, response, isClosingConnection ? { connection: 'close' } : {});
         // A client silent for bodyTimeoutMs is not sending: nothing to wait for.
         if (isBodyUnread && code !== 'body_timeout') linger(ctx);
-      } else if (ctx.isEventStream) {
+      } else if (ctx.isEventStream && endsAtEventBoundary(ctx.previousChunk, ctx.lastChunk)) {
         ctx.isStreamFailed = true;
         res.end(toSseErrorEvent(err));
       } else {
-        // A whole answer cut after its status (a relayed embedding or completion): failed, for the canary too.
+        // A whole answer cut after its status (a relayed embedding or completion), or a stream cut in the middle of an
+        // event (the worker died writing it), where an error event would be read as the rest of that event: a reset
+        // (SPEC §4). Failed, for the canary too.
         ctx.isStreamFailed = true;
         res.destroy();
       }

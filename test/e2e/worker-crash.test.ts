@@ -3,6 +3,7 @@ import { request, type IncomingMessage } from 'node:http';
 import { startGateway, TEST_WORKER_ENTRY, type Gateway } from '../helpers/gateway.js';
 import { httpRequest, json } from '../helpers/http.js';
 import { pollPause, status, waitForStatus } from '../helpers/wait.js';
+import { scrapeUntil } from '../helpers/metrics.js';
 
 t.test('SIGKILL of a worker: in-flight request gets 502 worker_error, the worker comes back', async (t) => {
   const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } });
@@ -191,6 +192,32 @@ t.test('a worker dying mid-stream ends the SSE stream with an error event', asyn
   t.match(events.at(-1), /^data: \{"error":\{"message":"[^"]+","type":"gateway_error","code":"worker_error"\}\}$/);
   t.notOk(body.includes('[DONE]'), 'no [DONE] after the error');
 });
+
+t.test(
+  "a worker dying in the middle of an event: the client's connection is cut, no error glued onto it",
+  async (t) => {
+    // An error event written after half an event is read as the rest of that event's data: the OpenAI SDK throws a
+    // JSON SyntaxError and never sees the error. SPEC §4 allows a reset; the master gives one (request-end.ts).
+    const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } });
+    const { text, isComplete } = await new Promise<{ text: string; isComplete: boolean }>((resolve, reject) => {
+      const req = request(`${gw.url}/sse?events=2&ms=5&cut=mid`, { agent: false }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (text += chunk));
+        res.on('error', () => {}); // "aborted": the cut, read below
+        res.on('close', () => resolve({ text, isComplete: res.complete }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    t.equal(text.split('\n\n').length, 3, 'the two whole events, then the half one');
+    t.ok(text.endsWith('"content":"half'), 'the half event is the last thing the client got');
+    t.notOk(isComplete, 'the answer was cut, not ended');
+    t.notMatch(text, /"error"/, 'no error event glued onto the half event');
+    const after = await scrapeUntil(gw, (s) => s.sum('graygate_requests_total', { version: 'v1' }) === 1, 'counted');
+    t.equal(after.sum('graygate_request_errors_total', { version: 'v1', kind: 'stream_failed' }), 1, 'a failed stream');
+  },
+);
 
 /** Resolves once the worker has logged `n` requests held (test-worker's /hold): it has read them. */
 async function heldRequests(gw: Gateway, n: number): Promise<void> {

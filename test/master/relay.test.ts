@@ -52,3 +52,33 @@ t.test("timePerTokenOf: the worker's trailer, read as a bounded number or not at
   t.ok(Number.isNaN(timePerTokenOf([])), 'no trailer');
   t.ok(Number.isNaN(timePerTokenOf(['x-graygate-time-per-token-ms'])), 'a name without its value');
 });
+
+t.test('endsAtEventBoundary: an error event may follow what was relayed only after a blank line', async (t) => {
+  const { endsAtEventBoundary } = await import('../../master/relay.js');
+  const b = (s: string): Buffer => Buffer.from(s, 'latin1');
+  const cases: Array<[string | undefined, string | undefined, boolean]> = [
+    [undefined, undefined, true], // the head only: nothing of the body relayed
+    [undefined, 'data: {"choices":[]}\n\n', true],
+    [undefined, ': ping\n\n', true],
+    [undefined, 'data: x\r\n\r\n', true],
+    [undefined, 'data: x\r\r', true],
+    [undefined, 'data: x\n\r', true],
+    [undefined, 'data: x\r\n\r', true], // CR ends the blank line; the LF that may follow is ignored
+    [undefined, 'data: {"choices":[{"delta":{"content":"hal', false],
+    [undefined, 'data: x\n', false], // the line ended, the event did not
+    [undefined, 'data: x\r\n', false],
+    [undefined, 'data: x\r', false],
+    [undefined, '\n', false], // too short to tell: a reset, never a glued event
+    ['data: x\n', '\n', true], // the blank line's end in the last read
+    ['data: x\r\n\r', '\n', true],
+    ['data: x\r\n', '\r\n', true],
+    ['data: x', '\n', false],
+    ['data: x\n\n', 'data: y', false],
+  ];
+  for (const [previous, last, want] of cases)
+    t.equal(
+      endsAtEventBoundary(previous === undefined ? undefined : b(previous), last === undefined ? undefined : b(last)),
+      want,
+      JSON.stringify([previous, last]),
+    );
+});
