@@ -39,7 +39,7 @@ t.test('compare --sse: streaming workloads and GET /v1/models on every path', as
   );
   const results = report.results as {
     loaded: Array<{ key: string; streams: number; failed: number }>;
-    small: Array<{ target: { kind: string } }>;
+    small: Array<{ target: { kind: string }; frontCpuUsPerRequest: number }>;
   };
   const keys = results.loaded.map((a) => a.key);
   t.same(
@@ -55,6 +55,8 @@ t.test('compare --sse: streaming workloads and GET /v1/models on every path', as
     ['graygate', 'node'].every((kind) => results.small.some((s) => s.target.kind === kind)),
     'small requests through graygate and the node proxy',
   );
+  for (const s of results.small.filter((s) => s.target.kind === 'graygate' || s.target.kind === 'node'))
+    t.ok(s.frontCpuUsPerRequest > 0, `${s.target.kind}: its front process's CPU a request reported`);
 });
 
 t.test('streams --hold --direct-streams: ramps, holds, reports first tokens and RSS', async (t) => {

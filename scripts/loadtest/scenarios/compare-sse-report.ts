@@ -56,6 +56,11 @@ export interface SmallAggregate {
   medianP99: number;
   /** Front process CPU over the measured runs, % of one core. */
   frontCpuPct: number;
+  /**
+   * Front process CPU over the measured runs ÷ the requests answered in them, µs: what the hop costs a request
+   * (graygate's master, the node proxy, nginx), less moved by the box's other load than req/s.
+   */
+  frontCpuUsPerRequest: number;
 }
 
 export interface SseReportInput {
@@ -140,12 +145,19 @@ function smallTables(small: SmallAggregate[]): Table[] {
     s.medianP99,
     s.rounds.reduce((n, r) => n + r.non2xx + r.errors, 0),
     s.target.kind === 'worker' ? '–' : s.frontCpuPct,
+    s.target.kind === 'worker' ? '–' : r2(s.frontCpuUsPerRequest),
   ]);
   const ratioRows: Array<Array<string | number>> = [];
   /** `a ÷ b` in req/s, when both ran. */
   const ratio = (a: SmallAggregate | undefined, b: SmallAggregate | undefined): void => {
     if (a !== undefined && b !== undefined && b.medianRps > 0)
-      ratioRows.push([`${a.target.label} ÷ ${b.target.label}`, `${r2(a.medianRps / b.medianRps)}×`]);
+      ratioRows.push([
+        `${a.target.label} ÷ ${b.target.label}`,
+        `${r2(a.medianRps / b.medianRps)}×`,
+        a.target.kind === 'worker' || b.target.kind === 'worker' || b.frontCpuUsPerRequest === 0
+          ? '–'
+          : `${r2(a.frontCpuUsPerRequest / b.frontCpuUsPerRequest)}×`,
+      ]);
   };
   const find = (build: string, kind: string): SmallAggregate | undefined =>
     small.find((s) => s.target.build === build && s.target.kind === kind);
@@ -161,10 +173,14 @@ function smallTables(small: SmallAggregate[]): Table[] {
   return [
     {
       title: 'small: GET /v1/models (autocannon in its own process), median of the rounds',
-      headers: ['path', 'req/s', 'per round', 'p99 ms', 'non-2xx + errors', 'front CPU %'],
+      headers: ['path', 'req/s', 'per round', 'p99 ms', 'non-2xx + errors', 'front CPU %', 'front µs CPU/req'],
       rows,
     },
-    { title: 'small: req/s ratios (medians)', headers: ['ratio', 'req/s'], rows: ratioRows },
+    {
+      title: 'small: ratios (req/s: medians; front µs CPU a request: all rounds)',
+      headers: ['ratio', 'req/s', 'front µs CPU/req'],
+      rows: ratioRows,
+    },
   ];
 }
 

@@ -149,7 +149,7 @@ async function runSmallWorkload(setup: SseSetup, ctx: ScenarioContext): Promise<
   const { targets, stop } = await startSmallTargets(setup, args, progress, signal);
   try {
     const rounds: CannonResult[][] = targets.map(() => []);
-    const cpu = targets.map(() => ({ ms: 0, wallMs: 0 }));
+    const cpu = targets.map(() => ({ ms: 0, wallMs: 0, requests: 0 }));
     // Unrecorded warm-up (JIT, keep-alive pools), skipped in short smoke runs.
     for (const t of durationS >= 5 ? targets : []) {
       progress.phase(`small: warm-up of ${t.label}`);
@@ -172,19 +172,19 @@ async function runSmallWorkload(setup: SseSetup, ctx: ScenarioContext): Promise<
         );
         const sampler = new RssSampler({ pids: () => ({ front: t.pids }), intervalMs: 1000 });
         const from = sampler.sample();
-        rounds[i]!.push(
-          await runCannon({
-            url: `${t.url}/v1/models`,
-            connections,
-            durationS,
-            ...(t.socketPath === undefined ? {} : { socketPath: t.socketPath }),
-            signal,
-          }),
-        );
+        const result = await runCannon({
+          url: `${t.url}/v1/models`,
+          connections,
+          durationS,
+          ...(t.socketPath === undefined ? {} : { socketPath: t.socketPath }),
+          signal,
+        });
+        rounds[i]!.push(result);
         const to = sampler.sample();
         sampler.stop();
         cpu[i]!.ms += cpuDelta(from, to, 'front');
         cpu[i]!.wallMs += to.tMs - from.tMs;
+        cpu[i]!.requests += result.total;
       }
     }
     return targets.map((t, i) => {
@@ -195,6 +195,7 @@ async function runSmallWorkload(setup: SseSetup, ctx: ScenarioContext): Promise<
         medianRps: median(rounds[i]!.map((r) => r.okRps)),
         medianP99: median(rounds[i]!.map((r) => r.p99)),
         frontCpuPct: cpu[i]!.wallMs === 0 ? 0 : Math.round((cpu[i]!.ms / cpu[i]!.wallMs) * 100),
+        frontCpuUsPerRequest: cpu[i]!.requests === 0 ? 0 : (cpu[i]!.ms * 1000) / cpu[i]!.requests,
       };
     });
   } finally {
