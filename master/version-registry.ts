@@ -287,7 +287,7 @@ export class VersionRegistry {
   /**
    * A canary's weights, at each step and at its end (SPEC §11): its pair is chosen as one candidate named after the
    * baseline (or the group the baseline is already in), then one of the two (weighted-choice.ts), from now on until a
-   * change of either's weight made another way (setWeights, a reload); one that leaves routing leaves the pair.
+   * change of either's weight made another way (setWeights) or a reload (every pair); leaving routing leaves it.
    */
   setPairWeights(canary: string, baseline: string, weights: Readonly<Record<string, number>>): void {
     this.#checkWeights(weights);
@@ -369,12 +369,14 @@ export class VersionRegistry {
     for (const [name] of plan.adds) this.#adding.delete(name);
     for (const name of applied.added) this.#log.info({ version: name }, 'version added');
     this.#config = plan.next;
+    // The file applies, and it has no canary pairs: routing is the file's alone again, as an instance that started
+    // from it routes (SPEC §3, §13: the same user on the same version on every instance and across restarts; §11:
+    // after a reload the file's weights apply). A pair kept because its weights were the file's had sent ~35 % of
+    // sticky users elsewhere than a fresh instance with the same config hash.
+    this.#groups.clear();
     for (const [name, version] of Object.entries(plan.next.versions)) {
       const state = this.#state(name);
-      if (state.weight !== version.weight) {
-        applied.weights[name] = version.weight;
-        this.#ungroup(name);
-      }
+      if (state.weight !== version.weight) applied.weights[name] = version.weight;
       state.weight = version.weight;
     }
     const removed = plan.removes.map((name) => this.#unroute(name));

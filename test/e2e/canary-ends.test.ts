@@ -3,6 +3,7 @@ import { admin, hangingBuild, startGateway, TEST_WORKER_ENTRY, type Gateway } fr
 import { canaryOf, pollPause, status, waitForStatus } from '../helpers/wait.js';
 import type { CanaryStatus } from '../../master/canary/controller.js';
 import { drive } from '../helpers/load.js';
+import { httpRequest } from '../helpers/http.js';
 import { scrape } from '../helpers/metrics.js';
 
 // SPEC §11 and the review of turn 2: what ends a canary, and what must not. A
@@ -228,5 +229,43 @@ t.test(
       /"canary":"two","baseline":"base","state":"running","step":0,"canaryPercent":25,"msg":"canary left where it was: the master is stopping/,
     );
     t.notMatch(gw.output(), /"canary":"one"[^\n]*canary left where it was/, 'an ended canary has no such line');
+  },
+);
+
+t.test(
+  'after a reload a promoted canary routes as the file does: as an instance fresh from it (SPEC §3, §13)',
+  async (t) => {
+    // A probe as an operator of two instances: both reloaded one file (the same graygate_config_info hash), and the
+    // one that had promoted a canary kept the pair, so ~35 % of sticky users got another version from it.
+    const input = (v1: number, v2: number) => ({
+      versions: { v1: worker(v1), v2: worker(v2), v3: worker(50) },
+      routing: { default: 'v3' },
+    });
+    const ready = (v: Awaited<ReturnType<typeof status>>): boolean =>
+      Object.values(v).every((s) => s.workers.every((w) => w.state === 'ready'));
+    const gw = await startGateway(t, input(50, 0));
+    await waitForStatus(gw, ready, 'ready');
+    const plan = { baseline: 'v1', steps: [50, 100], stepMs: 600_000 };
+    t.equal((await admin(gw, 'POST', '/admin/versions/v2/canary', plan)).status, 202);
+    t.equal((await admin(gw, 'POST', '/admin/versions/v2/canary/promote')).status, 200);
+    t.same(await weights(gw), { v1: 0, v2: 50, v3: 50 }, 'promoted: the canary has the pair’s weight');
+    const fresh = await startGateway(t, input(0, 50));
+    await waitForStatus(fresh, ready, 'the fresh instance ready');
+    const users = Array.from({ length: 100 }, (_, i) => `user-${i}`);
+    const versionsOf = async (g: Gateway): Promise<string[]> => {
+      const out: string[] = [];
+      for (const user of users) {
+        const res = await httpRequest(`${g.url}/slow?ms=0`, { headers: { 'x-user-id': user } });
+        out.push(String(res.headers['x-graygate-version']));
+      }
+      return out;
+    };
+    const differing = (a: string[], b: string[]): number => a.filter((v, i) => v !== b[i]).length;
+    const expected = await versionsOf(fresh);
+    t.ok(differing(await versionsOf(gw), expected) > 0, 'before the reload the pair keeps its users (README)');
+    gw.writeConfig(input(0, 50));
+    t.equal((await admin(gw, 'POST', '/admin/reload')).status, 200);
+    t.same(await weights(gw), { v1: 0, v2: 50, v3: 50 }, 'the file’s weights, the same as before');
+    t.equal(differing(await versionsOf(gw), expected), 0, 'every user on the version the fresh instance gives');
   },
 );
