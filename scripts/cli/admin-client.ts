@@ -90,8 +90,9 @@ export async function requestAdmin(options: AdminClientOptions, request: AdminRe
       status,
     );
   let hint = '';
-  // graygate's main port answers /admin/* with its own 404: a port mixed up.
-  if (error.code === 'not_found' && request.path.startsWith('/admin/'))
+  // graygate's main port answers /admin/* with its worker's 404, `no route for …`: a port mixed up. The admin API's own
+  // 404s (a version with no canary, `no admin route for …`) say something else and get no hint.
+  if (error.code === 'not_found' && request.path.startsWith('/admin/') && error.message?.startsWith('no route for '))
     hint = '; hint: is that the main port? the admin API listens on admin.port (default 127.0.0.1:9000)';
   if (error.code === 'forbidden') {
     // Loaded only here: shared/config.js brings the config schema, too heavy for every CLI start.

@@ -85,4 +85,13 @@ t.test('an answer that is not a graygate admin API says so; the main port is nam
   await t.rejects(requestAdmin({ adminUrl: main, token: undefined }, { method: 'GET', path: '/admin/status' }), {
     message: /^404 not_found: no route for GET \/admin\/status; hint: is that the main port\?/,
   });
+  // The admin API's own 404 (a probe: `canary abort` with no canary running was told it had reached the main port).
+  const adminPort = await serve((res) => {
+    res.writeHead(404, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ error: { code: 'not_found', message: 'version "c1" has no running or held canary' } }));
+  });
+  const noCanary = { method: 'DELETE', path: '/admin/versions/c1/canary' } as const;
+  await t.rejects(requestAdmin({ adminUrl: adminPort, token: undefined }, noCanary), {
+    message: /^404 not_found: version "c1" has no running or held canary$/,
+  });
 });
