@@ -95,7 +95,14 @@ async function canaryCommand(
     const everyMs = intervalMs(values['interval'] as string | undefined) ?? 1000;
     while (one.state === 'running') {
       await delay(everyMs);
-      one = await get();
+      try {
+        one = await get();
+      } catch (err) {
+        // Its version was removed, and the canary with it (the removal aborts it, SPEC §11): not promoted, as README's
+        // exit 3 says, not the API's refusal (1) that a name never known gets.
+        if (!(err instanceof CliError) || err.status !== 404) throw err;
+        throw new CliError(`canary ${second} aborted: its version was removed (${err.message})`, EXIT.notPromoted);
+      }
     }
     const ended = one;
     print(ended, () => formatCanary(ended));

@@ -4,6 +4,10 @@ import { canaryOf, pollPause, status, waitForStatus } from '../helpers/wait.js';
 import type { CanaryStatus } from '../../master/canary/controller.js';
 import { drive } from '../helpers/load.js';
 import { httpRequest } from '../helpers/http.js';
+import { runCli } from '../helpers/cli.js';
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { scrape } from '../helpers/metrics.js';
 
 // SPEC §11 and the review of turn 2: what ends a canary, and what must not. A
@@ -156,7 +160,25 @@ t.test('removing a canary’s version gives the baseline the pair’s sum and dr
   });
   t.equal((await admin(gw, 'POST', '/admin/versions/idle/canary', { steps: [50, 100], stepMs: 60_000 })).status, 202);
   t.same(await weights(gw), { base: 45, idle: 45, other: 10, gone: 0 });
+  // A pipeline waiting on it (`canary status --wait`) learns it was not promoted (exit 3), not an API refusal (1): a
+  // probe's exited 1 with `404 unknown_version`. Its calls go through a relay that says when the first was answered.
+  let onAnswered = (): void => {};
+  const firstAnswered = new Promise<void>((resolve) => (onAnswered = resolve));
+  const relay = createServer((req, res) => {
+    void fetch(gw.adminUrl + (req.url ?? '/'), { method: req.method }).then(async (answer) => {
+      res.writeHead(answer.status, { 'content-type': 'application/json' }).end(await answer.text());
+      onAnswered();
+    });
+  }).listen(0, '127.0.0.1');
+  await once(relay, 'listening');
+  t.teardown(() => relay.close());
+  const relayUrl = `http://127.0.0.1:${(relay.address() as AddressInfo).port}`;
+  const waiting = runCli(t, ['canary', 'status', 'idle', '--wait', '--interval', '0.05', '--admin', relayUrl]);
+  await firstAnswered;
   t.equal((await admin(gw, 'DELETE', '/admin/versions/idle')).status, 200);
+  const waited = await waiting;
+  t.equal(waited.code, 3, 'canary status --wait: not promoted');
+  t.match(waited.stderr, /^graygate: canary idle aborted: its version was removed \(404 unknown_version/);
   t.same(await weights(gw), { base: 90, other: 10, gone: 0 }, 'as for any abort: the baseline has the whole sum');
   t.same(await canaryList(gw), [], 'its canary is gone from GET /admin/canaries');
   t.equal((await scrape(gw)).text.includes('version="idle"'), false, 'and from /metrics');
