@@ -269,7 +269,7 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
       collect() {
         this.reset();
         // An ended canary's share is history: the weights may have changed since (a reload, PUT /admin/weights), so
-        // it is not shown as current, as /admin/status does not show it; graygate_canary_state keeps its end.
+        // it is not shown as current; graygate_canary_state keeps its end (and /admin/status the ended record).
         for (const c of readCanaries())
           if (c.state === 'running' || c.state === 'held') this.set({ version: c.version }, c.canaryPercent);
       },

@@ -118,7 +118,7 @@ export class Operations {
   status(): StatusBody {
     const body = statusOf(this.#registry.versions.values());
     for (const [name, version] of Object.entries(body.versions)) {
-      const canary = this.#canaries.activeFor(name);
+      const canary = this.#canaries.lastFor(name);
       if (canary !== undefined) version.canary = canary;
     }
     const clientConnections = this.#options.clientConnections?.();

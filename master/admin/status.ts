@@ -32,7 +32,7 @@ export interface VersionStatus {
    */
   queued: number;
   workers: WorkerStatus[];
-  /** The running canary this version is in, as canary or baseline (SPEC §11). */
+  /** The canary this version is in, as canary or baseline: the active one, else its last, as it ended (SPEC §11). */
   canary?: CanaryStatus;
 }
 

@@ -141,6 +141,23 @@ export class CanaryManager {
     return this.#watching.get(name)?.status();
   }
 
+  /**
+   * The canary `name` is in, as canary or baseline, for /admin/status (SPEC §11: "the same state is in GET
+   * /admin/status"): the active one, else the last one it was in, in the state it ended (Argo Rollouts' status shows
+   * the last rollout's end too). Undefined when it has been in none since it was added.
+   */
+  lastFor(name: string): CanaryStatus | undefined {
+    const active = this.activeFor(name);
+    if (active !== undefined) return active;
+    let last: CanaryStatus | undefined;
+    for (const controller of this.#byCanary.values()) {
+      if (controller.plan.canary !== name && controller.plan.baseline !== name) continue;
+      const status = controller.status();
+      if (last === undefined || status.startedAt >= last.startedAt) last = status;
+    }
+    return last;
+  }
+
   /** DELETE /admin/versions/:name/canary, running or held: the canary's weight goes back to 0 at once. */
   abort(name: string): CanaryStatus {
     return this.#endByHand(name, (c) => c.abort(`aborted by DELETE /admin/versions/${name}/canary`, this.#now()));

@@ -65,7 +65,7 @@ export function formatStatus(status: StatusBody): string {
     ['VERSION', 'WEIGHT', 'ENTRY', 'UPSTREAM', 'PID', 'STATE', 'RESTARTS', 'INFLIGHT', 'QUEUED', 'LAST DEPLOY'],
     rows,
   );
-  // SPEC §11: a running canary shows under the table, once per canary.
+  // SPEC §11: a version's canary (running, held, or the last one, as it ended) shows under the table, once per canary.
   const canaries = new Map<string, NonNullable<StatusVersion['canary']>>();
   for (const v of Object.values(status.versions)) if (v.canary !== undefined) canaries.set(v.canary.version, v.canary);
   const lines = [...canaries.values()].map(

@@ -58,7 +58,9 @@ t.test('a held canary keeps its traffic: shown, still judged, abortable', async 
   t.equal(aborted.body.state, 'aborted');
   t.not(aborted.body.endedAt, null, 'the abort ends it');
   t.same(await weights(gw), { base: 100, idle: 0, bad: 0 }, 'the baseline gets the pair’s sum');
-  t.equal((await status(gw)).idle!.canary, undefined, 'gone from /admin/status once aborted');
+  const after = await status(gw);
+  t.equal(after.idle!.canary?.state, 'aborted', 'in /admin/status as it ended (SPEC §11: the same state)');
+  t.equal(after.base!.canary?.state, 'aborted', 'on its baseline too');
   t.equal((await scrape(gw)).sum('graygate_canary_state', { version: 'idle', state: 'aborted' }), 1);
 
   // Held with no traffic, then traffic comes and half of the canary's requests fail: rolled back.
