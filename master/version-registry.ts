@@ -81,6 +81,8 @@ export interface ReloadApplied {
   removed: string[];
   /** The weights the file changed: name → new weight. */
   weights: Record<string, number>;
+  /** Canary pairs the reload dissolved (routing is the file's alone again), each as its versions, e.g. `v1+v2`. */
+  pairs: string[];
 }
 
 export interface VersionRegistryOptions {
@@ -361,7 +363,7 @@ export class VersionRegistry {
       for (const [name] of plan.adds) this.#adding.delete(name);
       throw err;
     }
-    const applied: ReloadApplied = { added: [], deployed: [], removed: [], weights: {} };
+    const applied: ReloadApplied = { added: [], deployed: [], removed: [], weights: {}, pairs: [] };
     const old = pending.map((p) => {
       (p.isNew ? applied.added : applied.deployed).push(p.target.name);
       return this.#switch(p);
@@ -373,6 +375,12 @@ export class VersionRegistry {
     // from it routes (SPEC §3, §13: the same user on the same version on every instance and across restarts; §11:
     // after a reload the file's weights apply). A pair kept because its weights were the file's had sent ~35 % of
     // sticky users elsewhere than a fresh instance with the same config hash.
+    const pairs = new Map<string, string[]>();
+    for (const [version, group] of this.#groups) pairs.set(group, [...(pairs.get(group) ?? []), version]);
+    // Only a pair whose weight another version than its namesake holds routes otherwise than the two apart would.
+    applied.pairs = [...pairs]
+      .filter(([group, versions]) => versions.some((v) => v !== group && (this.#versions.get(v)?.weight ?? 0) > 0))
+      .map(([, versions]) => versions.join('+'));
     this.#groups.clear();
     for (const [name, version] of Object.entries(plan.next.versions)) {
       const state = this.#state(name);

@@ -314,6 +314,10 @@ export class Operations {
     });
     // First: the abort moved the pair's weights before the file's were compared, so those may show no change.
     result.applied.push(...aborted.map((a) => `aborted the canary of ${a.canary} (baseline ${a.baseline})`));
+    // Users of other versions may move once, as at any change of several weights; the answer says why.
+    result.applied.push(
+      ...applied.pairs.map((pair) => `dissolved the canary pair ${pair}: routing is the file's alone`),
+    );
     result.applied.push(...applied.added.map((name) => `added ${name}`));
     result.applied.push(...applied.deployed.map((name) => `deployed ${name}`));
     const weights = Object.entries(applied.weights);

@@ -45,6 +45,8 @@ export class CanaryManager {
   readonly #tickMs: number;
   /** The last canary of each canary version, running or ended. */
   readonly #byCanary = new Map<string, CanaryController>();
+  /** The last canary each version was in, as canary or baseline, running or ended (/admin/status). */
+  readonly #lastOf = new Map<string, CanaryController>();
   /** Running canaries by each of their two versions: the request path's lookup. */
   readonly #watching = new Map<string, CanaryController>();
   /** Canaries ended, by canary version and end state, since the master started (graygate_canary_ended_total). */
@@ -114,6 +116,8 @@ export class CanaryManager {
     for (const state of ENDED_STATES) if (!ended.has(state)) ended.set(state, 0);
     this.#ended.set(name, ended);
     this.#byCanary.set(name, controller);
+    this.#lastOf.set(plan.canary, controller);
+    this.#lastOf.set(plan.baseline, controller);
     this.#watching.set(plan.canary, controller);
     this.#watching.set(plan.baseline, controller);
     this.#ensureTimer();
@@ -134,8 +138,8 @@ export class CanaryManager {
   }
 
   /**
-   * The active (running or held) canary `name` belongs to, as canary or baseline, if any:
-   * shown in /admin/status, and PUT /admin/weights on it is 409 canary_in_progress.
+   * The active (running or held) canary `name` belongs to, as canary or baseline, if any: PUT /admin/weights on it is
+   * 409 canary_in_progress.
    */
   activeFor(name: string): CanaryStatus | undefined {
     return this.#watching.get(name)?.status();
@@ -147,15 +151,7 @@ export class CanaryManager {
    * the last rollout's end too). Undefined when it has been in none since it was added.
    */
   lastFor(name: string): CanaryStatus | undefined {
-    const active = this.activeFor(name);
-    if (active !== undefined) return active;
-    let last: CanaryStatus | undefined;
-    for (const controller of this.#byCanary.values()) {
-      if (controller.plan.canary !== name && controller.plan.baseline !== name) continue;
-      const status = controller.status();
-      if (last === undefined || status.startedAt >= last.startedAt) last = status;
-    }
-    return last;
+    return this.#lastOf.get(name)?.status();
   }
 
   /** DELETE /admin/versions/:name/canary, running or held: the canary's weight goes back to 0 at once. */
@@ -209,6 +205,8 @@ export class CanaryManager {
   /** A version is gone: its last canary goes from GET /admin/canaries and /metrics, its ended totals too. */
   forget(name: string): void {
     if (this.#byCanary.get(name)?.isActive === false) this.#byCanary.delete(name);
+    // A version added later under that name has been in no canary (its old self was in this one).
+    if (this.#lastOf.get(name)?.isActive === false) this.#lastOf.delete(name);
     // Its series leave with it, as every series of a removed version does (a version added later under that name
     // starts at 0, as its request counters do).
     this.#ended.delete(name);

@@ -57,8 +57,9 @@ export async function requestAdmin(options: AdminClientOptions, request: AdminRe
   const body = request.body === undefined ? undefined : JSON.stringify(request.body);
   let status: number;
   let text: string;
+  let isProxied: boolean;
   try {
-    ({ status, text } = await send(
+    ({ status, text, isProxied } = await send(
       new URL(request.path, options.adminUrl),
       { method: request.method, headers, ...(signal ? { signal } : {}) },
       body,
@@ -90,9 +91,9 @@ export async function requestAdmin(options: AdminClientOptions, request: AdminRe
       status,
     );
   let hint = '';
-  // graygate's main port answers /admin/* with its worker's 404, `no route for …`: a port mixed up. The admin API's own
-  // 404s (a version with no canary, `no admin route for …`) say something else and get no hint.
-  if (error.code === 'not_found' && request.path.startsWith('/admin/') && error.message?.startsWith('no route for '))
+  // graygate's main port answers /admin/* with a version's 404, marked `x-graygate-version` as every answer it proxies
+  // (SPEC §3): a port mixed up. The admin API's own 404s (a version with no canary) carry no such header: no hint.
+  if (error.code === 'not_found' && request.path.startsWith('/admin/') && isProxied)
     hint = '; hint: is that the main port? the admin API listens on admin.port (default 127.0.0.1:9000)';
   if (error.code === 'forbidden') {
     // Loaded only here: shared/config.js brings the config schema, too heavy for every CLI start.
@@ -149,14 +150,15 @@ async function send(
   url: URL,
   options: RequestOptions,
   body: string | undefined,
-): Promise<{ status: number; text: string }> {
+): Promise<{ status: number; text: string; isProxied: boolean }> {
   const request = url.protocol === 'https:' ? (await import('node:https')).request : httpRequest;
   return new Promise((resolve, reject) => {
     const req = request(url, options, (res: IncomingMessage) => {
       let text = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => (text += chunk));
-      res.once('end', () => resolve({ status: res.statusCode ?? 0, text }));
+      const isProxied = res.headers['x-graygate-version'] !== undefined;
+      res.once('end', () => resolve({ status: res.statusCode ?? 0, text, isProxied }));
       res.once('error', reject);
     });
     req.once('error', reject);

@@ -25,7 +25,16 @@ interface StatusVersion {
   upstream: { format: string; url: string; model?: string };
   workers: StatusWorker[];
   lastDeploy: { kind: string; phase: string; durationMs?: number; error?: { reason: string } } | null;
-  canary?: { version: string; baseline: string; state: string; canaryPercent: number; step: number; steps: number[] };
+  canary?: {
+    version: string;
+    baseline: string;
+    state: string;
+    canaryPercent: number;
+    step: number;
+    steps: number[];
+    /** null while it runs or is held. */
+    endedAt: string | null;
+  };
 }
 export interface StatusBody {
   versions: Record<string, StatusVersion>;
@@ -68,9 +77,11 @@ export function formatStatus(status: StatusBody): string {
   // SPEC §11: a version's canary (running, held, or the last one, as it ended) shows under the table, once per canary.
   const canaries = new Map<string, NonNullable<StatusVersion['canary']>>();
   for (const v of Object.values(status.versions)) if (v.canary !== undefined) canaries.set(v.canary.version, v.canary);
-  const lines = [...canaries.values()].map(
-    (c) =>
-      `canary ${c.version} (baseline ${c.baseline}): ${c.state}, step ${c.step + 1}/${c.steps.length}, ${c.canaryPercent} % — graygate canary status ${c.version}`,
+  // An ended canary's percent is history (the weights may have changed since): its end instead.
+  const lines = [...canaries.values()].map((c) =>
+    c.endedAt === null
+      ? `canary ${c.version} (baseline ${c.baseline}): ${c.state}, step ${c.step + 1}/${c.steps.length}, ${c.canaryPercent} % — graygate canary status ${c.version}`
+      : `last canary ${c.version} (baseline ${c.baseline}): ${c.state.replace('_', ' ')} at ${c.endedAt} — graygate canary status ${c.version}`,
   );
   const c = status.clientConnections;
   if (c !== undefined)

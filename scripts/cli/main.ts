@@ -98,10 +98,14 @@ async function canaryCommand(
       try {
         one = await get();
       } catch (err) {
-        // Its version was removed, and the canary with it (the removal aborts it, SPEC §11): not promoted, as README's
-        // exit 3 says, not the API's refusal (1) that a name never known gets.
+        // Its version was removed, and the canary with it (the removal aborts it, SPEC §11), or the master restarted
+        // and starts from the file: not promoted, as README's exit 3 says, not the API's refusal (1) that a name never
+        // known gets.
         if (!(err instanceof CliError) || err.status !== 404) throw err;
-        throw new CliError(`canary ${second} aborted: its version was removed (${err.message})`, EXIT.notPromoted);
+        throw new CliError(
+          `canary ${second} ended unpromoted: the admin API no longer knows it (${err.message})`,
+          EXIT.notPromoted,
+        );
       }
     }
     const ended = one;

@@ -180,7 +180,10 @@ t.test('removing a canary’s version gives the baseline the pair’s sum and dr
   t.equal((await admin(gw, 'DELETE', '/admin/versions/idle')).status, 200);
   const waited = await waiting;
   t.equal(waited.code, 3, 'canary status --wait: not promoted');
-  t.match(waited.stderr, /^graygate: canary idle aborted: its version was removed \(404 unknown_version/);
+  t.match(
+    waited.stderr,
+    /^graygate: canary idle ended unpromoted: the admin API no longer knows it \(404 unknown_version/,
+  );
   t.same(await weights(gw), { base: 90, other: 10, gone: 0 }, 'as for any abort: the baseline has the whole sum');
   t.same(await canaryList(gw), [], 'its canary is gone from GET /admin/canaries');
   t.equal((await scrape(gw)).text.includes('version="idle"'), false, 'and from /metrics');
@@ -193,6 +196,28 @@ t.test('removing a canary’s version gives the baseline the pair’s sum and dr
   t.same(reloaded.body.applied, ['removed gone']);
   t.same(await canaryList(gw), []);
   t.equal((await scrape(gw)).text.includes('version="gone"'), false);
+});
+
+t.test('/admin/status: a version’s last canary as it ended; none for a version added again', async (t) => {
+  // A review: a baseline removed and added again showed its old self's canary, which the new version was never in.
+  const gw = await startGateway(t, {
+    versions: { base: worker(90), b: worker(10), c: worker(0) },
+    routing: { default: 'base' },
+  });
+  t.equal((await admin(gw, 'POST', '/admin/versions/c/canary', { baseline: 'b', steps: [50, 100] })).status, 202);
+  t.equal((await admin(gw, 'DELETE', '/admin/versions/c/canary')).status, 200);
+  let st = await status(gw);
+  t.equal(st.c!.canary?.state, 'aborted', 'the canary: its last canary, as it ended');
+  t.equal(st.b!.canary?.state, 'aborted', 'the baseline: the same');
+  t.equal(st.base!.canary, undefined, 'a version in none: none');
+  const shown = await runCli(t, ['status', '--admin', gw.adminUrl]);
+  t.match(shown.stdout, /\nlast canary c \(baseline b\): aborted at \d{4}-[^ ]+ — graygate canary status c\n/);
+  t.notMatch(shown.stdout, / % — /, 'no percent for an ended canary: the weights may have changed since');
+  t.equal((await admin(gw, 'DELETE', '/admin/versions/b')).status, 200);
+  t.equal((await admin(gw, 'POST', '/admin/versions', { name: 'b', entry: TEST_WORKER_ENTRY, weight: 5 })).status, 201);
+  st = await status(gw);
+  t.equal(st.b!.canary, undefined, 'b added again has been in no canary');
+  t.equal(st.c!.canary?.baseline, 'b', 'c keeps its last canary');
 });
 
 t.test('weights are bounded; the first step never lowers the canary’s share', async (t) => {
@@ -288,7 +313,13 @@ t.test(
     const expected = await versionsOf(fresh);
     t.ok(differing(await versionsOf(gw), expected) > 0, 'before the reload the pair keeps its users (README)');
     gw.writeConfig(input(0, 50));
-    t.equal((await admin(gw, 'POST', '/admin/reload')).status, 200);
+    const reloaded = await admin<{ applied: string[] }>(gw, 'POST', '/admin/reload');
+    t.equal(reloaded.status, 200);
+    t.same(
+      reloaded.body.applied,
+      ["dissolved the canary pair v1+v2: routing is the file's alone"],
+      'the answer says why users may move (the weights did not change)',
+    );
     t.same(await weights(gw), { v1: 0, v2: 50, v3: 50 }, 'the file’s weights, the same as before');
     t.equal(differing(await versionsOf(gw), expected), 0, 'every user on the version the fresh instance gives');
   },

@@ -59,7 +59,7 @@ function harness(t: Test, path: string, startedHash: string): Harness {
       onApply = undefined;
       options.onCommit();
       return new Promise((resolve) => {
-        endDrain = () => resolve({ added: [], deployed: [], removed: [], weights: {} });
+        endDrain = () => resolve({ added: [], deployed: [], removed: [], weights: {}, pairs: [] });
       });
     },
   };

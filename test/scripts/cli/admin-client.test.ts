@@ -79,7 +79,7 @@ t.test('an answer that is not a graygate admin API says so; the main port is nam
     message: new RegExp(`^404 from ${other}, which does not answer as a graygate admin API \\("<!DOCTYPE HTML>`),
   });
   const main = await serve((res) => {
-    res.writeHead(404, { 'content-type': 'application/json' });
+    res.writeHead(404, { 'content-type': 'application/json', 'x-graygate-version': 'v1' });
     res.end(JSON.stringify({ error: { code: 'not_found', message: 'no route for GET /admin/status' } }));
   });
   await t.rejects(requestAdmin({ adminUrl: main, token: undefined }, { method: 'GET', path: '/admin/status' }), {
