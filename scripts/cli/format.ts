@@ -32,6 +32,7 @@ interface StatusVersion {
     canaryPercent: number;
     step: number;
     steps: number[];
+    startedAt: string;
     /** null while it runs or is held. */
     endedAt: string | null;
   };
@@ -76,7 +77,9 @@ export function formatStatus(status: StatusBody): string {
   );
   // SPEC §11: a version's canary (running, held, or the last one, as it ended) shows under the table, once per canary.
   const canaries = new Map<string, NonNullable<StatusVersion['canary']>>();
-  for (const v of Object.values(status.versions)) if (v.canary !== undefined) canaries.set(v.canary.version, v.canary);
+  // Keyed by start too: a version's last canary as a baseline can be an older canary of a version now in another one.
+  for (const v of Object.values(status.versions))
+    if (v.canary !== undefined) canaries.set(`${v.canary.version} ${v.canary.startedAt}`, v.canary);
   // An ended canary's percent is history (the weights may have changed since): its end instead.
   const lines = [...canaries.values()].map((c) =>
     c.endedAt === null

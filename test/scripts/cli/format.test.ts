@@ -1,0 +1,48 @@
+import t from 'tap';
+import { formatStatus, type StatusBody } from '../../../scripts/cli/format.js';
+
+// `graygate status`'s canary lines (SPEC §11): a running one with its share, an ended one with its end (its share is
+// history), and a version's last canary as a baseline shown beside a newer canary of the same canary version.
+
+type Canary = NonNullable<StatusBody['versions'][string]['canary']>;
+
+const canary = (over: Partial<Canary>): Canary => ({
+  version: 'c',
+  baseline: 'b',
+  state: 'running',
+  canaryPercent: 25,
+  step: 0,
+  steps: [25, 100],
+  startedAt: '2026-12-06T00:00:00.000Z',
+  endedAt: null,
+  ...over,
+});
+
+const version = (c: Canary | undefined): StatusBody['versions'][string] => ({
+  weight: 1,
+  queued: 0,
+  entry: 'dist/worker/main.js',
+  upstream: { format: 'openai', url: 'mock:' },
+  workers: [],
+  lastDeploy: null,
+  ...(c === undefined ? {} : { canary: c }),
+});
+
+t.test('running, ended, and two canaries of one version', async (t) => {
+  const running = canary({});
+  t.match(
+    formatStatus({ versions: { b: version(running), c: version(running) } }),
+    /\n\ncanary c \(baseline b\): running, step 1\/2, 25 % — graygate canary status c$/,
+  );
+  const ended = canary({ state: 'rolled_back', canaryPercent: 0, endedAt: '2026-12-06T00:01:00.000Z' });
+  const text = formatStatus({ versions: { b: version(ended), c: version(ended) } });
+  t.match(
+    text,
+    /\n\nlast canary c \(baseline b\): rolled back at 2026-12-06T00:01:00.000Z — graygate canary status c$/,
+  );
+  t.notMatch(text, / % /, 'no share for an ended canary');
+  const newer = canary({ baseline: 'd', startedAt: '2026-12-06T00:02:00.000Z' });
+  const both = formatStatus({ versions: { b: version(ended), c: version(newer), d: version(newer) } });
+  t.match(both, /last canary c \(baseline b\): rolled back/, "b's last canary");
+  t.match(both, /canary c \(baseline d\): running/, "c's running one");
+});
