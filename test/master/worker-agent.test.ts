@@ -79,6 +79,14 @@ t.test('over TCP and over a unix socket: the request as built, one kept-alive co
     t.equal(first.text, '1', `${name}: one connection`);
     t.equal(second.text, '1', `${name}: the second request on the same connection`);
     t.ok(second.req.reusedSocket, `${name}: reused`);
+    // Kept under the worker's own address (node's agent names a connection by host, port and path): without `host`
+    // it would be kept as localhost's, which need not be 127.0.0.1.
+    const kept = [...new Set([...Object.keys(agent.sockets), ...Object.keys(agent.freeSockets)])];
+    t.same(
+      kept,
+      [name === 'tcp' ? `127.0.0.1:${port}:` : `localhost:80::${socketPath}`],
+      `${name}: kept by its address`,
+    );
     t.same(seen.requests, [
       `POST /v1/chat/completions?i=1 ${name} body 1`,
       `POST /v1/chat/completions?i=2 ${name} body 2`,
