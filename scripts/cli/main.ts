@@ -206,6 +206,18 @@ function usage(message: string): never {
   throw new CliError(`${message}\n${USAGE}`, EXIT.usage);
 }
 
+/**
+ * A routing weight as the master takes it (SPEC §2: a number from 0 to 1,000,000, fractions included), read alike by
+ * `weights NAME=N` and `add --weight N`: a probe found `weights v2=1.5` taken and `add v2 --weight 1.5` refused.
+ */
+const WEIGHT = /^\d+(?:\.\d+)?$/;
+
+function weightArg(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (!WEIGHT.test(value)) usage(`${flag} must be a number from 0 to 1,000,000, got ${JSON.stringify(value)}`);
+  return Number(value);
+}
+
 function positiveInt(value: string | undefined, flag: string): number | undefined {
   if (value === undefined) return undefined;
   if (!/^\d+$/.test(value)) usage(`${flag} must be a whole number, got ${JSON.stringify(value)}`);
@@ -457,8 +469,9 @@ async function run(argv: string[]): Promise<void> {
       if (args.length === 0) usage('weights needs NAME=WEIGHT pairs, e.g. graygate weights v1=90 v2=10');
       const weights: Record<string, number> = {};
       for (const pair of args) {
-        const m = /^([^=]+)=(\d+(?:\.\d+)?)$/.exec(pair);
-        if (m === null) usage(`bad weight ${JSON.stringify(pair)}: use NAME=NUMBER, a number from 0 to 1,000,000`);
+        const m = /^([^=]+)=(.*)$/s.exec(pair);
+        if (m === null || !WEIGHT.test(m[2]!))
+          usage(`bad weight ${JSON.stringify(pair)}: use NAME=NUMBER, a number from 0 to 1,000,000`);
         weights[m[1]!] = Number(m[2]);
       }
       const status = await callAdmin<StatusBody>(client(), { method: 'PUT', path: '/admin/weights', body: weights });
@@ -474,7 +487,7 @@ async function run(argv: string[]): Promise<void> {
       const body: Record<string, unknown> = {
         name: name(),
         entry: resolve(values.entry),
-        weight: positiveInt(values.weight, '--weight') ?? 0,
+        weight: weightArg(values.weight, '--weight') ?? 0,
       };
       const instances = positiveInt(values.instances, '--instances');
       if (instances !== undefined) body['instances'] = instances;

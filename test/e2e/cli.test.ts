@@ -71,9 +71,14 @@ async function commands(t: Test, gw: Gateway, env: Record<string, string>): Prom
   const invalid = await cli(t, ['weights', 'v1=-3', ...a], env);
   t.equal(invalid.code, 64, 'usage error before any call');
 
-  const added = await cli(t, ['add', 'v3', '--entry', TEST_WORKER_ENTRY, '--weight', '0', ...a], env);
-  t.equal(added.code, 0);
+  // A weight as `weights` takes it, a fraction included (add had taken whole numbers only).
+  const added = await cli(t, ['add', 'v3', '--entry', TEST_WORKER_ENTRY, '--weight', '0.5', ...a], env);
+  t.equal(added.code, 0, added.stderr);
   t.equal(added.stdout, 'added v3\n');
+  const v3 = JSON.parse((await cli(t, ['status', '--json', ...a], env)).stdout) as {
+    versions: Record<string, { weight: number }>;
+  };
+  t.equal(v3.versions['v3']?.weight, 0.5);
   const removed = await cli(t, ['remove', 'v3', ...a], env);
   t.equal(removed.code, 0);
   // SPEC §2: the CLI sends absolute paths; a relative entry is the user's working directory's, not the master's.
@@ -249,6 +254,9 @@ t.test('CLI errors without a gateway', async (t) => {
   const negative = await cli(t, ['weights', 'v1=-3']);
   t.equal(negative.code, 64);
   t.match(negative.stderr, /bad weight "v1=-3": use NAME=NUMBER, a number from 0 to 1,000,000/);
+  const badAddWeight = await cli(t, ['add', 'v3', '--entry', 'w.js', '--weight', '1e3']);
+  t.equal(badAddWeight.code, 64);
+  t.match(badAddWeight.stderr, /--weight must be a number from 0 to 1,000,000, got "1e3"/);
   // A bare number would read as seconds, as --step's does: 20 s switches the p99 criteria off.
   const bareMargin = await cli(t, ['canary', 'v2', '--latency-margin', '20']);
   t.equal(bareMargin.code, 64);
