@@ -1,14 +1,16 @@
 import type { Config, VersionConfig } from '../shared/config.js';
 import { GraygateError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
-import { VersionAdmission } from './admission.js';
 import type { RoutingTable } from './router.js';
 import type { Supervisor } from './supervisor.js';
 import type { WorkerHandle } from './worker-handle.js';
-import type { ExitReport } from './worker-process.js';
-import { nextRestartDelayMs, RESTART_POLICY, type RestartPolicy } from './restart-policy.js';
+import { RESTART_POLICY, type RestartPolicy } from './restart-policy.js';
+import { restartAfterCrash, type CrashRestartDeps } from './crash-restart.js';
+import { CanaryPairs } from './canary-pairs.js';
+import { VersionState } from './version-state.js';
+import { Retirement } from './retirement.js';
 import { cancelSwap, endSwap, lostWorker, startSwap, stderrSummary, switchBuild, type PendingSwap } from './deploy.js';
-import { buildOf, type Build, type DeployKind, type DeployRecord, type VersionView } from './version.js';
+import { buildOf, type Build, type DeployKind, type VersionView } from './version.js';
 import type { ReloadPlan } from './reload-plan.js';
 
 // The one owner of version state (issue 11): versions, their builds, weights,
@@ -17,54 +19,9 @@ import type { ReloadPlan } from './reload-plan.js';
 // setPairWeights (a canary's) and applyReload. Everything else reads VersionView. Every build change is one swap
 // (#swap): start the new build, move traffic in one step, drain and stop the
 // old one; adding a version is a swap from nothing. A reload runs the swaps'
-// halves itself, so that it changes all or nothing.
-
-/** A version's state; not exported, so no other module can change it. */
-class VersionState implements VersionView {
-  readonly name: string;
-  weight: number;
-  build: Build;
-  workers: WorkerHandle[] = [];
-  readonly draining = new Set<WorkerHandle>();
-  /** Waiting for `draining` to empty (whenDrained). */
-  #onDrained: Array<() => void> = [];
-  readonly starting = new Set<WorkerHandle>();
-  readonly admission: VersionAdmission<WorkerHandle>;
-  restarts = 0;
-  previousBuilds: Build[] = [];
-  lastDeploy: DeployRecord | undefined;
-  isDeploying = false;
-  isRemoved = false;
-
-  constructor(name: string, weight: number, build: Build, config: Config) {
-    this.name = name;
-    this.weight = weight;
-    this.build = build;
-    const { limits } = config;
-    this.admission = new VersionAdmission<WorkerHandle>({
-      maxSocketsPerWorker: limits.maxSocketsPerWorker,
-      maxQueue: limits.maxQueuePerVersion,
-      queueTimeoutMs: limits.queueTimeoutMs,
-      workers: () => this.workers,
-    });
-  }
-
-  get hasReadyWorker(): boolean {
-    return this.workers.some((w) => w.isAccepting);
-  }
-
-  /** Resolves once none of this version's old builds drains (the swaps' old workers, #retire). */
-  whenDrained(): Promise<void> {
-    if (this.draining.size === 0) return Promise.resolve();
-    return new Promise((resolve) => this.#onDrained.push(resolve));
-  }
-
-  /** A draining worker stopped. */
-  drained(worker: WorkerHandle): void {
-    this.draining.delete(worker);
-    if (this.draining.size === 0) for (const resolve of this.#onDrained.splice(0)) resolve();
-  }
-}
+// halves itself, so that it changes all or nothing. A version's own state is
+// version-state.ts; canary pairs canary-pairs.ts; crash restarts crash-restart.ts;
+// draining and forgetting retirement.ts.
 
 export interface SwapOptions {
   /**
@@ -104,32 +61,38 @@ export class VersionRegistry {
   readonly #versions = new Map<string, VersionState>();
   /** Names being added right now: a second add of the same name is refused, not raced. */
   readonly #adding = new Set<string>();
-  /** Removed versions by name not yet forgotten (their workers still serve): the name's metrics stay till the last. */
-  readonly #retiring = new Map<string, number>();
   /** A reload is starting its builds: other build changes wait for it to commit or fail (409). */
   #isReloading = false;
   readonly #supervisor: Supervisor;
   readonly #log: Logger;
-  readonly #onRemoved: ((name: string) => void) | undefined;
+  readonly #retirement: Retirement;
   readonly #onUnrouted: ((name: string) => void) | undefined;
-  readonly #restartPolicy: RestartPolicy;
+  readonly #crashRestart: CrashRestartDeps;
   /** The master is shutting down: a worker that exits now is not restarted. */
   #isStopping = false;
   #config: Config;
   #routingTable: RoutingTable;
-  /**
-   * Canary pairs routed in two levels (weighted-choice.ts; setPairWeights): version → its group's name at the top
-   * level, the first baseline's (a canary of a promoted canary joins that pair's group: its users came by that name).
-   */
-  readonly #groups = new Map<string, string>();
+  /** Canary pairs routed in two levels (setPairWeights). */
+  readonly #pairs = new CanaryPairs();
 
   constructor(options: VersionRegistryOptions) {
     this.#config = options.config;
     this.#supervisor = options.supervisor;
     this.#log = options.log;
-    this.#onRemoved = options.onRemoved;
+    this.#retirement = new Retirement({
+      log: this.#log,
+      drainTimeoutMs: () => this.#config.limits.drainTimeoutMs,
+      isRouted: (name) => this.#versions.has(name),
+      onRemoved: options.onRemoved,
+    });
     this.#onUnrouted = options.onUnrouted;
-    this.#restartPolicy = options.restartPolicy ?? RESTART_POLICY;
+    this.#crashRestart = {
+      log: this.#log,
+      policy: options.restartPolicy ?? RESTART_POLICY,
+      isStopping: () => this.#isStopping,
+      later: (delayMs, fn) => this.#supervisor.later(delayMs, fn),
+      spawn: (state, instance) => this.#spawn(state, state.build, instance),
+    };
     for (const [name, version] of Object.entries(options.config.versions)) {
       this.#versions.set(name, new VersionState(name, version.weight, buildOf(version), options.config));
     }
@@ -268,7 +231,7 @@ export class VersionRegistry {
   async remove(name: string): Promise<VersionView> {
     this.assertRemovable(name);
     const state = this.#unroute(name);
-    await this.#retireRemoved(state);
+    await this.#retirement.retireRemoved(state);
     return state;
   }
 
@@ -282,7 +245,7 @@ export class VersionRegistry {
     this.#checkWeights(weights);
     // A weight set to what it was moves nothing, and keeps the pair.
     for (const [name, weight] of Object.entries(weights))
-      if (this.#versions.get(name)!.weight !== weight) this.#ungroup(name);
+      if (this.#versions.get(name)!.weight !== weight) this.#pairs.ungroup(name);
     this.#apply(weights);
   }
 
@@ -293,10 +256,7 @@ export class VersionRegistry {
    */
   setPairWeights(canary: string, baseline: string, weights: Readonly<Record<string, number>>): void {
     this.#checkWeights(weights);
-    const group = this.#groups.get(baseline) ?? baseline;
-    if (this.#groups.get(canary) !== group) this.#unpair(canary);
-    this.#groups.set(baseline, group);
-    this.#groups.set(canary, group);
+    this.#pairs.pair(canary, baseline);
     this.#apply(weights);
   }
 
@@ -310,25 +270,6 @@ export class VersionRegistry {
     const after = [...this.#versions.values()].map((v) => weights[v.name] ?? v.weight);
     if (after.every((w) => w === 0))
       throw new GraygateError('invalid_request', 'at least one version needs a weight > 0');
-  }
-
-  /** The canary pair (group) `name` is in, if any, is versions like any other again. */
-  #unpair(name: string): void {
-    const group = this.#groups.get(name);
-    if (group !== undefined) this.#dissolve(group);
-  }
-
-  /**
-   * `name`'s weight changes another way than by its canary: its pair, and a pair named like it that outlived its
-   * namesake (the two would hash alike), are versions like any other again.
-   */
-  #ungroup(name: string): void {
-    this.#unpair(name);
-    this.#dissolve(name);
-  }
-
-  #dissolve(group: string): void {
-    for (const [version, g] of this.#groups) if (g === group) this.#groups.delete(version);
   }
 
   /**
@@ -375,13 +316,11 @@ export class VersionRegistry {
     // from it routes (SPEC §3, §13: the same user on the same version on every instance and across restarts; §11:
     // after a reload the file's weights apply). A pair kept because its weights were the file's had sent ~35 % of
     // sticky users elsewhere than a fresh instance with the same config hash.
-    const pairs = new Map<string, string[]>();
-    for (const [version, group] of this.#groups) pairs.set(group, [...(pairs.get(group) ?? []), version]);
     // Only a pair whose weight another version than its namesake holds routes otherwise than the two apart would.
-    applied.pairs = [...pairs]
+    applied.pairs = this.#pairs
+      .clear()
       .filter(([group, versions]) => versions.some((v) => v !== group && (this.#versions.get(v)?.weight ?? 0) > 0))
       .map(([, versions]) => versions.join('+'));
-    this.#groups.clear();
     for (const [name, version] of Object.entries(plan.next.versions)) {
       const state = this.#state(name);
       if (state.weight !== version.weight) applied.weights[name] = version.weight;
@@ -392,7 +331,7 @@ export class VersionRegistry {
     this.#routingTable = this.#buildRoutingTable();
     void Promise.all([
       ...pending.map((p, i) => this.#finishSwap(p, old[i]!)),
-      ...removed.map((state) => this.#retireRemoved(state)),
+      ...removed.map((state) => this.#retirement.retireRemoved(state)),
     ]).catch((err: unknown) => this.#log.error({ err }, 'draining after a reload failed'));
     return applied;
   }
@@ -473,7 +412,7 @@ export class VersionRegistry {
     if (pending.isNew) {
       // Named as a pair that outlived its namesake, and weighted, the two would hash alike at the top level; with
       // weight 0 it takes no weighted traffic, and the pair stays until it gets some.
-      if (pending.target.weight > 0) this.#dissolve(pending.target.name);
+      if (pending.target.weight > 0) this.#pairs.dissolve(pending.target.name);
       this.#versions.set(pending.target.name, pending.target);
       this.#routingTable = this.#buildRoutingTable();
     }
@@ -482,46 +421,25 @@ export class VersionRegistry {
 
   async #finishSwap(pending: PendingSwap<VersionState>, old: readonly WorkerHandle[]): Promise<void> {
     try {
-      await this.#retire(pending.target, old);
+      await this.#retirement.retire(pending.target, old);
       pending.record.phase = 'done';
     } finally {
       endSwap(pending);
     }
   }
 
-  /** Takes a version out of routing at once; its waiting requests and its workers' still run (#retireRemoved). */
+  /** Takes a version out of routing at once; its waiting requests and its workers still run (retirement.ts). */
   #unroute(name: string): VersionState {
     const state = this.#state(name);
     state.isRemoved = true;
     this.#versions.delete(name);
-    this.#retiring.set(name, (this.#retiring.get(name) ?? 0) + 1);
-    // It leaves its canary pair; the others keep the pair's name, by which their users came (a promoted canary's
-    // baseline is removed next, as a rule).
-    this.#groups.delete(name);
+    this.#retirement.unrouted(name);
+    // It leaves its canary pair; the others keep the pair's name (a promoted canary's baseline is removed next).
+    this.#pairs.leave(name);
     this.#routingTable = this.#buildRoutingTable();
     state.admission.close(new GraygateError('no_ready_worker', `version "${name}" was removed`));
     this.#onUnrouted?.(name);
     return state;
-  }
-
-  #forget(state: VersionState): void {
-    const retiring = (this.#retiring.get(state.name) ?? 1) - 1;
-    if (retiring > 0) this.#retiring.set(state.name, retiring);
-    else this.#retiring.delete(state.name);
-    // An earlier version of that name, removed before it was added again, still drains (limits.drainTimeoutMs): the
-    // name's metrics and retired totals are kept until that one is gone too (a review: they were dropped under it).
-    if (retiring > 0) {
-      this.#log.info({ version: state.name }, 'version removed; another of its name still drains, the name is kept');
-      return;
-    }
-    // What the master keys by name (metrics, retired totals) is the re-added version's now; it is forgotten when
-    // that one is removed.
-    if (this.#versions.has(state.name)) {
-      this.#log.info({ version: state.name }, 'version removed; its name was added again meanwhile and is kept');
-      return;
-    }
-    this.#log.info({ version: state.name }, 'version removed');
-    this.#onRemoved?.(state.name);
   }
 
   /**
@@ -536,38 +454,6 @@ export class VersionRegistry {
       throw new GraygateError('deploy_in_progress', 'a config reload is starting builds; try again once it ends');
   }
 
-  /**
-   * A removed version's end (SPEC §6: stop routing, drain, stop): the requests already waiting for it are served by
-   * its workers (each waits at most queueTimeoutMs), then they drain and stop, and the version is forgotten.
-   */
-  async #retireRemoved(state: VersionState): Promise<void> {
-    await state.admission.whenQueueEmpty();
-    await this.#retire(state, state.workers);
-    // And the old builds of its swaps still draining (a removal need not wait for them to start): its name is kept
-    // (metrics, retired totals) while any of its workers serves.
-    await state.whenDrained();
-    this.#forget(state);
-  }
-
-  /**
-   * Drains workers that are no longer current: the master's own requests finish first, within limits.drainTimeoutMs
-   * (SPEC §6: a swap cuts no request; the SIGTERM's shorter shutdownTimeoutMs stops what is left then), then the
-   * process stops.
-   */
-  async #retire(state: VersionState, workers: readonly WorkerHandle[]): Promise<void> {
-    const deadlineMs = this.#config.limits.drainTimeoutMs;
-    await Promise.all(
-      workers.map(async (w) => {
-        state.draining.add(w);
-        w.drain();
-        const started = performance.now();
-        await state.admission.whenIdle(w, deadlineMs);
-        await w.stop(Math.max(0, deadlineMs - (performance.now() - started)));
-        state.drained(w);
-      }),
-    );
-  }
-
   #spawnBuild(state: VersionState, build: Build): WorkerHandle[] {
     return Array.from({ length: build.instances }, (_, i) => this.#spawn(state, build, i));
   }
@@ -577,61 +463,7 @@ export class VersionRegistry {
       version: state.name,
       instance,
       build,
-      onCrash: (handle, report) => this.#onCrash(state, handle, report),
-    });
-  }
-
-  // STYLE §23: only the current build's workers are restarted, with capped backoff,
-  // and never after the version is removed; a worker that stayed up a while was
-  // healthy, so the crash count starts afresh (measured on the monotonic clock: a
-  // wall-clock step must neither forgive a crash loop nor hold a stable worker's crash against it).
-  #onCrash(state: VersionState, handle: WorkerHandle, report: ExitReport): void {
-    if (state.isRemoved) return;
-    if (this.#isStopping) {
-      this.#log.info(
-        { version: state.name, instance: handle.instance, reason: report.reason },
-        'worker exited during shutdown, not restarted',
-      );
-      return;
-    }
-    const slot = state.workers.indexOf(handle);
-    if (slot === -1) return; // no longer the current build
-    const policy = this.#restartPolicy;
-    // Counted per instance, as Kubernetes counts a container's restarts: one crash of every instance at once (an OOM
-    // kill of the pod's processes) is one crash each, not a crash loop of the version (a probe's repro: 11 instances
-    // killed once each, the last restarted after 5 minutes).
-    const isStable = handle.readyAt > 0 && performance.now() - handle.readyAt > policy.stableAfterMs;
-    const crashes = (isStable ? 0 : handle.consecutiveCrashes) + 1;
-    const delayMs = nextRestartDelayMs(crashes, policy);
-    if (crashes > policy.maxConsecutiveCrashes) {
-      this.#log.error(
-        { version: state.name, instance: handle.instance, crashes, delayMs },
-        'worker keeps crashing, restarting it slowly',
-      );
-    } else {
-      this.#log.warn(
-        { version: state.name, instance: handle.instance, delayMs, reason: report.reason },
-        'restarting crashed worker',
-      );
-    }
-    this.#supervisor.later(delayMs, () => {
-      if (state.isRemoved || state.workers[slot] !== handle) return;
-      const replacement = this.#spawn(state, state.build, handle.instance);
-      replacement.restarts = handle.restarts + 1;
-      replacement.consecutiveCrashes = crashes;
-      state.workers[slot] = replacement;
-      state.restarts++;
-      replacement.start().then(
-        () => state.admission.pump(),
-        (err: unknown) =>
-          // Stopped on purpose as it started (a deploy moved traffic to another build, the master stops): no failure.
-          (err as { report?: ExitReport }).report?.isIntended === true
-            ? this.#log.info(
-                { version: state.name, instance: handle.instance },
-                'restarted worker stopped as it started',
-              )
-            : this.#log.warn({ version: state.name, err }, 'restarted worker failed to start'),
-      );
+      onCrash: (handle, report) => restartAfterCrash(state, handle, report, this.#crashRestart),
     });
   }
 
@@ -648,7 +480,7 @@ export class VersionRegistry {
 
   #buildRoutingTable(): RoutingTable {
     const versions = [...this.#versions.values()]
-      .map((v) => ({ name: v.name, weight: v.weight, pair: this.#groups.get(v.name) }))
+      .map((v) => ({ name: v.name, weight: v.weight, pair: this.#pairs.groupOf(v.name) }))
       .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     return { routing: this.#config.routing, versions };
   }

@@ -1,0 +1,74 @@
+import type { Logger } from '../shared/log.js';
+import { nextRestartDelayMs, type RestartPolicy } from './restart-policy.js';
+import type { VersionState } from './version-state.js';
+import type { WorkerHandle } from './worker-handle.js';
+import type { ExitReport } from './worker-process.js';
+
+// STYLE §23: only the current build's workers are restarted, with capped backoff,
+// and never after the version is removed; a worker that stayed up a while was
+// healthy, so the crash count starts afresh (measured on the monotonic clock: a
+// wall-clock step must neither forgive a crash loop nor hold a stable worker's crash against it).
+
+export interface CrashRestartDeps {
+  log: Logger;
+  policy: RestartPolicy;
+  /** The master is shutting down: nothing is restarted. */
+  isStopping(): boolean;
+  /** Runs `fn` after `delayMs` unless the supervisor stops first. */
+  later(delayMs: number, fn: () => void): void;
+  /** A new worker of `state`'s current build in `instance`'s slot, not started. */
+  spawn(state: VersionState, instance: number): WorkerHandle;
+}
+
+/** A worker of `state` exited unasked: restart it in its slot after the policy's delay, if it is still current. */
+export function restartAfterCrash(
+  state: VersionState,
+  handle: WorkerHandle,
+  report: ExitReport,
+  deps: CrashRestartDeps,
+): void {
+  if (state.isRemoved) return;
+  if (deps.isStopping()) {
+    deps.log.info(
+      { version: state.name, instance: handle.instance, reason: report.reason },
+      'worker exited during shutdown, not restarted',
+    );
+    return;
+  }
+  const slot = state.workers.indexOf(handle);
+  if (slot === -1) return; // no longer the current build
+  const { policy } = deps;
+  // Counted per instance, as Kubernetes counts a container's restarts: one crash of every instance at once (an OOM
+  // kill of the pod's processes) is one crash each, not a crash loop of the version (a probe's repro: 11 instances
+  // killed once each, the last restarted after 5 minutes).
+  const isStable = handle.readyAt > 0 && performance.now() - handle.readyAt > policy.stableAfterMs;
+  const crashes = (isStable ? 0 : handle.consecutiveCrashes) + 1;
+  const delayMs = nextRestartDelayMs(crashes, policy);
+  if (crashes > policy.maxConsecutiveCrashes) {
+    deps.log.error(
+      { version: state.name, instance: handle.instance, crashes, delayMs },
+      'worker keeps crashing, restarting it slowly',
+    );
+  } else {
+    deps.log.warn(
+      { version: state.name, instance: handle.instance, delayMs, reason: report.reason },
+      'restarting crashed worker',
+    );
+  }
+  deps.later(delayMs, () => {
+    if (state.isRemoved || state.workers[slot] !== handle) return;
+    const replacement = deps.spawn(state, handle.instance);
+    replacement.restarts = handle.restarts + 1;
+    replacement.consecutiveCrashes = crashes;
+    state.workers[slot] = replacement;
+    state.restarts++;
+    replacement.start().then(
+      () => state.admission.pump(),
+      (err: unknown) =>
+        // Stopped on purpose as it started (a deploy moved traffic to another build, the master stops): no failure.
+        (err as { report?: ExitReport }).report?.isIntended === true
+          ? deps.log.info({ version: state.name, instance: handle.instance }, 'restarted worker stopped as it started')
+          : deps.log.warn({ version: state.name, err }, 'restarted worker failed to start'),
+    );
+  });
+}
