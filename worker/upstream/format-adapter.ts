@@ -230,16 +230,20 @@ const MAX_REPORTED_PARAM_CHARS = 256;
 
 /**
  * An OpenAI-shaped error body's own type, code and param (`{"error":{"type","code","param"}}`), when its `code` is a
- * string token; undefined otherwise (Ollama's and Anthropic's bodies have none, vLLM's and llama.cpp's a number).
+ * string token, or null beside a `type` token (api.openai.com's many 400s without a code: their type and param are
+ * what SDK users branch on; the code is graygate's `upstream_status` then, SPEC §4's shape has one); undefined
+ * otherwise (Ollama's and Anthropic's bodies have none, vLLM's and llama.cpp's a number).
  */
 function reportedErrorOf(value: unknown): ReportedError | undefined {
   const error = isRecord(value) ? value['error'] : undefined;
   if (!isRecord(error)) return undefined;
   const { code, type, param } = error;
-  if (typeof code !== 'string' || !REPORTED_TOKEN.test(code)) return undefined;
+  const isTyped = typeof type === 'string' && REPORTED_TOKEN.test(type);
+  const isCoded = typeof code === 'string' && REPORTED_TOKEN.test(code);
+  if (!isCoded && !(code === null && isTyped)) return undefined;
   return {
-    code,
-    type: typeof type === 'string' && REPORTED_TOKEN.test(type) ? type : 'upstream_error',
+    code: isCoded ? code : 'upstream_status',
+    type: isTyped ? type : 'upstream_error',
     ...(param === null || (typeof param === 'string' && param.length <= MAX_REPORTED_PARAM_CHARS) ? { param } : {}),
   };
 }

@@ -84,9 +84,27 @@ t.test("an upstream 4xx's own type, code and param: tokens only, for the client'
       { type: 'upstream_error', code: 'upstream_status' },
     ],
     [
-      'code null (OpenAI’s own, sometimes)',
+      'code null (api.openai.com’s, on many 400s): its type and param, graygate’s code',
       400,
       { ...openai, code: null },
+      { type: 'invalid_request_error', code: 'upstream_status', param: 'messages' },
+    ],
+    [
+      'code null and no type: graygate’s',
+      400,
+      { message: 'x', param: 'messages', code: null },
+      { type: 'upstream_error', code: 'upstream_status' },
+    ],
+    [
+      'code null and a type that is not a token: graygate’s',
+      400,
+      { ...openai, type: '<b>', code: null },
+      { type: 'upstream_error', code: 'upstream_status' },
+    ],
+    [
+      'no code at all: graygate’s',
+      400,
+      { type: 'invalid_request_error' },
       { type: 'upstream_error', code: 'upstream_status' },
     ],
     ['a number (vLLM, llama.cpp)', 400, { ...openai, code: 400 }, { type: 'upstream_error', code: 'upstream_status' }],
