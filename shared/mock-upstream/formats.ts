@@ -78,9 +78,15 @@ function num(value: unknown): number | undefined {
 }
 
 /** OpenAI's error body, for chat and the other endpoints (endpoint-frames.ts). */
+function errorTypeOf(status: number): string {
+  if (status === 429) return 'rate_limit_exceeded';
+  return status >= 500 ? 'server_error' : 'invalid_request_error';
+}
+
 export function openaiErrorBody(status: number, message: string): unknown {
   return {
-    error: { message, type: status === 429 ? 'rate_limit_exceeded' : 'server_error', param: null, code: null },
+    // api.openai.com's types: a 5xx is server_error, a 429 its rate limit, any other 4xx invalid_request_error.
+    error: { message, type: errorTypeOf(status), param: null, code: null },
   };
 }
 
