@@ -207,6 +207,10 @@ export class CanaryManager {
     if (this.#byCanary.get(name)?.isActive === false) this.#byCanary.delete(name);
     // A version added later under that name has been in no canary (its old self was in this one).
     if (this.#lastOf.get(name)?.isActive === false) this.#lastOf.delete(name);
+    // Its ended canary leaves its baseline's status as it left GET /admin/canaries (a README walk-through: graygate
+    // status went on showing it, pointing at `canary status NAME`, which answered 404).
+    for (const [version, controller] of this.#lastOf)
+      if (!controller.isActive && controller.plan.canary === name) this.#lastOf.delete(version);
     // Its series leave with it, as every series of a removed version does (a version added later under that name
     // starts at 0, as its request counters do).
     this.#ended.delete(name);

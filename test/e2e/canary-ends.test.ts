@@ -187,6 +187,7 @@ t.test('removing a canary’s version gives the baseline the pair’s sum and dr
   t.same(await weights(gw), { base: 90, other: 10, gone: 0 }, 'as for any abort: the baseline has the whole sum');
   t.same(await canaryList(gw), [], 'its canary is gone from GET /admin/canaries');
   t.equal((await scrape(gw)).text.includes('version="idle"'), false, 'and from /metrics');
+  t.equal((await status(gw)).base!.canary, undefined, "and from its baseline's /admin/status");
 
   // A reload that removes a version drops its canary record too.
   t.equal((await admin(gw, 'POST', '/admin/versions/gone/canary', { steps: [50, 100] })).status, 202);
@@ -195,6 +196,7 @@ t.test('removing a canary’s version gives the baseline the pair’s sum and dr
   const reloaded = await admin<{ applied: string[] }>(gw, 'POST', '/admin/reload');
   t.same(reloaded.body.applied, ['removed gone']);
   t.same(await canaryList(gw), []);
+  t.equal((await status(gw)).base!.canary, undefined);
   t.equal((await scrape(gw)).text.includes('version="gone"'), false);
 });
 
