@@ -1,4 +1,5 @@
 import { USAGE, parseLoadtestArgs, type Args, type ScenarioName } from './loadtest/args.js';
+import { parseArgsProblem } from './parse-args-problem.js';
 import { interruptSignal, stopAll } from './loadtest/processes.js';
 import { Progress } from './loadtest/progress.js';
 import { describeMachine, makeReportDir, writeReport } from './loadtest/report.js';
@@ -34,7 +35,8 @@ let args: Args;
 try {
   args = parseLoadtestArgs(argv);
 } catch (err) {
-  process.stderr.write(`loadtest: ${err instanceof Error ? err.message : String(err)}\n\n${USAGE}`);
+  const problem = parseArgsProblem(err) ?? (err instanceof Error ? err.message : String(err));
+  process.stderr.write(`loadtest: ${problem}\n\n${USAGE}`);
   process.exit(2);
 }
 

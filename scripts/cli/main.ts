@@ -9,6 +9,7 @@ import { formatStatus, table, type StatusBody } from './format.js';
 import { formatCanary, parseDuration, parseSteps, type CanaryStatusBody } from './canary.js';
 import { runTop } from './top.js';
 import { packageVersion } from './version.js';
+import { parseArgsProblem } from '../parse-args-problem.js';
 
 // `graygate <command>` (SPEC §7): a thin client of the admin API, plus `start`
 // and `mock-upstream`, which run in this process.
@@ -268,7 +269,12 @@ const CANARY_START_FLAGS = [
  * master, which refuses what it does not read). An operator probe: `deploy v2 --weight 10` deployed and left the
  * weight as it was, saying nothing.
  */
-function commandFlags(command: string, args: readonly string[], isWatch: boolean): readonly string[] | undefined {
+function commandFlags(
+  command: string,
+  args: readonly string[],
+  modes: { isWatch: boolean; isWait: boolean },
+): readonly string[] | undefined {
+  const { isWatch, isWait } = modes;
   switch (command) {
     case 'status':
       return isWatch ? ['watch', 'interval', 'iterations'] : ['watch'];
@@ -281,7 +287,7 @@ function commandFlags(command: string, args: readonly string[], isWatch: boolean
     case 'mock-upstream':
       return ['port', 'format', 'fail-every', 'first-byte-ms', 'interval-ms', 'tokens'];
     case 'canary':
-      if (args[0] === 'status') return ['wait', 'interval'];
+      if (args[0] === 'status') return isWait ? ['wait', 'interval'] : ['wait'];
       if (args[0] === 'promote' || args[0] === 'abort') return [];
       return CANARY_START_FLAGS;
     case 'weights':
@@ -417,7 +423,7 @@ async function run(argv: string[]): Promise<void> {
     );
 
   // After the --config and --wait checks, whose messages say where each belongs.
-  const own = commandFlags(command, args, values.watch);
+  const own = commandFlags(command, args, { isWatch: values.watch, isWait: values.wait });
   if (own !== undefined) {
     const stray = tokens.find(
       (token) => token.kind === 'option' && !['admin', 'json', 'help', 'version', ...own].includes(token.name),
@@ -425,7 +431,8 @@ async function run(argv: string[]): Promise<void> {
     if (stray?.kind === 'option')
       usage(
         `${commandName(command, args)} does not take ${stray.rawName}` +
-          (command === 'status' && ['interval', 'iterations'].includes(stray.name) ? ' without --watch' : ''),
+          (command === 'status' && ['interval', 'iterations'].includes(stray.name) ? ' without --watch' : '') +
+          (command === 'canary' && stray.name === 'interval' ? ' without --wait' : ''),
       );
   }
 
@@ -556,8 +563,8 @@ try {
   if (err instanceof CliError) {
     process.stderr.write(`graygate: ${err.message}\n`);
     process.exitCode = err.exitCode;
-  } else if ((err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true) {
-    process.stderr.write(`graygate: ${(err as Error).message}\n`);
+  } else if (parseArgsProblem(err) !== undefined) {
+    process.stderr.write(`graygate: ${parseArgsProblem(err)}\n`);
     process.exitCode = EXIT.usage;
   } else {
     throw err;

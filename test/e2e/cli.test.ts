@@ -254,6 +254,17 @@ t.test('CLI errors without a gateway', async (t) => {
   const negative = await cli(t, ['weights', 'v1=-3']);
   t.equal(negative.code, 64);
   t.match(negative.stderr, /bad weight "v1=-3": use NAME=NUMBER, a number from 0 to 1,000,000/);
+  // parseArgs' refusals in one line naming the flag, and a flag only --wait reads refused without it.
+  const refusals: Array<[string[], RegExp]> = [
+    [['status', '--bogus'], /^graygate: unknown flag --bogus \(--help lists the flags\)\n$/],
+    [['add', 'v3', '--entry', 'w.js', '--weight', '-1'], /^graygate: --weight needs a value, .*--weight=VALUE\n$/],
+    [['canary', 'status', 'v2', '--interval', '1'], /^graygate: canary status does not take --interval without --wait/],
+  ];
+  for (const [args, expected] of refusals) {
+    const refused = await cli(t, args);
+    t.equal(refused.code, 64, args.join(' '));
+    t.match(refused.stderr, expected, args.join(' '));
+  }
   const badAddWeight = await cli(t, ['add', 'v3', '--entry', 'w.js', '--weight', '1e3']);
   t.equal(badAddWeight.code, 64);
   t.match(badAddWeight.stderr, /--weight must be a number from 0 to 1,000,000, got "1e3"/);
