@@ -95,6 +95,17 @@ export class DirectConnections {
     }
     return { conn: offered.id, isTaken: offered.taken.has(worker) };
   }
+
+  /**
+   * The main server's keep-alive timeout on an idle connection (node's own handling destroys it): one a worker holds a
+   * duplicate of is shut down first. Destroyed alone, it stayed open under the duplicate until that worker closed it,
+   * which a stopped or busy worker does not do (a probe: no FIN at keepAliveTimeoutMs, a request sent then never
+   * answered, then a reset); with the option off the client had its FIN.
+   */
+  closeIdle(socket: Socket): void {
+    if (this.#offered.has(socket)) shutDown(socket);
+    else socket.destroy();
+  }
 }
 
 /**
@@ -119,7 +130,11 @@ export function endUnwritten(res: ServerResponse, statusCode: number, isLast = f
  * shut down (FIN now, whatever duplicate the worker still holds), then closed.
  */
 export function cutDirect(ctx: RequestContext): void {
-  const socket = ctx.req.socket;
+  shutDown(ctx.req.socket);
+}
+
+/** FIN now, whatever duplicate a worker still holds, then the master's descriptor closed. */
+function shutDown(socket: Socket): void {
   if (socket.destroyed) return;
   if (!socket.writable) return void socket.destroy();
   socket.once('finish', () => socket.destroy());

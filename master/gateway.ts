@@ -68,6 +68,8 @@ export interface Gateway {
   readonly arrived: number;
   /** Resolves when no request is in flight (shutdown waits for requests, not connections). */
   idle(): Promise<void>;
+  /** The server's keep-alive timeout on an idle connection: closes it (direct-connections.ts closeIdle). */
+  closeIdle(socket: Socket): void;
 }
 
 // x-request-id from the client is kept when it is a sane token (SPEC §3);
@@ -440,6 +442,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       if (inflight === 0) return Promise.resolve();
       return new Promise((resolve) => idleWaiters.push(resolve));
     },
+    closeIdle: (socket) => directConnections.closeIdle(socket),
   };
 }
 

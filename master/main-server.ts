@@ -77,6 +77,9 @@ export function createMainServer(options: MainServerOptions): Server {
   server.maxHeadersCount = MAX_HEADER_LINES; // a head that reaches it is refused (gateway.ts readHead)
   // Answers say it (`Keep-Alive: timeout=N`), directly written ones too (gateway.ts offers it to the worker).
   server.keepAliveTimeout = limits.keepAliveTimeoutMs;
+  // Node emits a socket's timeout on its server (the keep-alive timeout, the only socket timeout set here) and
+  // destroys the socket unless something listens: a connection a worker holds (limits.directStreams) needs its FIN.
+  server.on('timeout', (socket: Socket) => gateway.closeIdle(socket));
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     gateway.arrive();
     queue.enqueue(req, res);

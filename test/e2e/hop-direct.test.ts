@@ -914,3 +914,28 @@ t.test('directStreams: SIGTERM during a call, a request pipelined behind it gets
   t.equal(behind?.headers['connection'], 'close');
   t.equal(await gw.exited, 0);
 });
+
+t.test(
+  'directStreams: an idle held connection gets its FIN at keepAliveTimeoutMs while its worker is stopped',
+  async (t) => {
+    // Node's keep-alive timeout destroyed the master's descriptor; the worker's duplicate held the connection open
+    // until that worker closed it, which a stopped one does not: a probe's request sent then was never answered, then
+    // reset. With the option off the client had its FIN. Health probes far apart: the stopped worker stays.
+    const mock = await startMockUpstream({});
+    t.teardown(() => mock.close());
+    const gw = await startGateway(
+      t,
+      {
+        limits: { directStreams: true, keepAliveTimeoutMs: 1000, healthIntervalMs: 60_000 },
+        versions: { v1: { weight: 1, upstream: { format: 'openai', url: mock.url + BASE_PATHS.openai } } },
+      },
+      { env: { LOG_LEVEL: 'info' } },
+    );
+    const raw = await rawHeldConnectionOn(gw, t);
+    const ended = once(raw.socket, 'end').then(() => 'FIN');
+    stopWorker(t, await v1Pid(gw));
+    // A bound, not a measure: the FIN is due after 1 s of idleness; without it the connection stayed open for good.
+    const bound = new Promise<string>((resolve) => setTimeout(resolve, 30_000, 'no FIN in 30 s').unref());
+    t.equal(await Promise.race([ended, bound]), 'FIN', 'the master shut the connection down');
+  },
+);
