@@ -2,7 +2,10 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { GraygateError } from '../shared/errors.js';
 import {
   DIRECT_CLIENT_GONE,
+  DIRECT_LATE,
   encodeBody,
+  leaseGuardMs,
+  monotonicMs,
   type DirectCallMessage,
   type DirectCallReport,
   type DirectOffer,
@@ -40,6 +43,11 @@ class DirectCall implements DirectCallSink {
   readonly #idleMs: number;
   readonly #report: DirectReport;
   readonly #onUnread: UnreadCall;
+  readonly #headersMs: number;
+  /** Renews the call's write lease in the worker (shared/direct.ts). */
+  readonly #renewLease: (writeBy: number) => void;
+  /** When the worker's last report before the status was read (its timer restarted then), hooks.now() ms. */
+  #lastSignAtMs = 0;
   /**
    * The worker read the call (its id in a `calls-taken`, or a report's `isTaken`, written before anything of the call
    * runs), or is a build that does not say (its calls count as read once sent): from then on it may have run there.
@@ -53,11 +61,14 @@ class DirectCall implements DirectCallSink {
     timeouts: DirectCallTimeouts,
     acksCalls: boolean,
     onUnread: UnreadCall,
+    renewLease: (writeBy: number) => void,
   ) {
     this.#ctx = ctx;
     this.#hooks = hooks;
     this.#idleMs = timeouts.idleMs;
     this.#onUnread = onUnread;
+    this.#headersMs = timeouts.headersMs;
+    this.#renewLease = renewLease;
     this.#isTaken = !acksCalls;
     ctx.phase = 'worker';
     ctx.isDirectCall = true;
@@ -69,11 +80,9 @@ class DirectCall implements DirectCallSink {
       // 504 would follow the worker's bytes.
       setImmediate(() => {
         if (ctx.phase !== 'worker' || this.#report.isOver) return;
-        this.#report.stop();
-        hooks.refuse(
-          ctx,
-          new GraygateError('worker_timeout', 'the worker sent no response within workerHeadersTimeoutMs'),
-        );
+        // A sign of life read since restarted the timer, and renewed the worker's lease: not over yet.
+        if (this.#lastSignAtMs > 0 && hooks.now() - this.#lastSignAtMs < timeouts.headersMs) return;
+        this.#timedOut();
       });
     });
     // The body is in the message: once the worker has read it, the master need not hold it (its bytes count in the
@@ -85,6 +94,12 @@ class DirectCall implements DirectCallSink {
     const ctx = this.#ctx;
     if (ctx.phase === 'done' || this.#report.isOver) return;
     if (msg.isTaken === true) this.taken();
+    if (msg.status === undefined && ctx.phase === 'worker' && msg.marks !== '' && msg.isEnd !== true) {
+      // A sign of life before the status (a heartbeat): the timer restarts (DirectReport.marks), and with it the
+      // worker's lease, to the guard before the timer's new end (shared/direct.ts).
+      this.#lastSignAtMs = this.#hooks.now();
+      this.#renewLease(monotonicMs() + this.#headersMs - leaseGuardMs(this.#headersMs));
+    }
     if (msg.status !== undefined && ctx.phase === 'worker') {
       // The status went out to the client: from now on it is the worker's answer in progress, as a relayed one is.
       ctx.isDirect = true;
@@ -103,6 +118,8 @@ class DirectCall implements DirectCallSink {
     // Given up before its status: nothing was written; a connection gone under the worker is the client's doing.
     else if (ctx.phase === 'worker') {
       if (msg.marks.includes(DIRECT_CLIENT_GONE)) this.#report.cut('worker_error');
+      // Past its write lease, it wrote nothing and will not: the master's answer, as its timer's would be.
+      else if (msg.marks.includes(DIRECT_LATE)) this.#timedOut();
       else this.#unanswered('the worker gave up on the request before its response');
     }
   }
@@ -125,6 +142,15 @@ class DirectCall implements DirectCallSink {
       return this.#refuse('the worker exited before its response'); // past its bound of tries
     }
     this.#unanswered('the worker exited before its response');
+  }
+
+  /** No status within workerHeadersTimeoutMs of the last sign of life: the master's 504, counted as a rejection. */
+  #timedOut(): void {
+    this.#report.stop();
+    this.#hooks.refuse(
+      this.#ctx,
+      new GraygateError('worker_timeout', 'the worker sent no response within workerHeadersTimeoutMs'),
+    );
   }
 
   /** The worker is gone, or gave up, before its status: it wrote nothing, and the master answers 502 (SPEC §4). */
@@ -165,5 +191,9 @@ export function callDirect(
     body,
     binary,
   };
-  return worker.sendCall(msg, () => new DirectCall(ctx, hooks, timeouts, worker.acksCalls, onUnread));
+  return worker.sendCall(
+    msg,
+    () =>
+      new DirectCall(ctx, hooks, timeouts, worker.acksCalls, onUnread, (writeBy) => worker.renewLease(msg.id, writeBy)),
+  );
 }

@@ -23,7 +23,7 @@ import { createRequestEnd, type OutcomeSink } from './request-end.js';
 import { DirectConnections } from './direct-connections.js';
 import { callDirect } from './direct-calls.js';
 import { createRetries } from './retry.js';
-import { DIRECT_HEADER, type DirectOffer } from '../shared/direct.js';
+import { DIRECT_HEADER, leaseGuardMs, monotonicMs, type DirectOffer } from '../shared/direct.js';
 import { WAITED_HEADER } from '../shared/ipc.js';
 import type { RelayHooks } from './relay.js';
 import { bodyParseErrorOf } from './body-parse-errors.js';
@@ -397,6 +397,8 @@ export function createGateway(options: GatewayOptions): Gateway {
           sendTimeoutMs: limits.sendTimeoutMs,
           heartbeatMs: Math.max(1, Math.floor(watchMs / 3)),
           headers: ctx.res.getHeaders(),
+          // The write lease (shared/direct.ts): the master's own answer, its 504, comes no sooner than the guard after.
+          writeBy: monotonicMs() + limits.workerHeadersTimeoutMs - leaseGuardMs(limits.workerHeadersTimeoutMs),
         };
         // The worker holds the connection: the request goes as an IPC call, and every answer straight to the client.
         const timeouts = { headersMs: limits.workerHeadersTimeoutMs, idleMs };

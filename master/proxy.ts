@@ -174,5 +174,13 @@ function isResetOnTransfer(err: NodeJS.ErrnoException): boolean {
 function onHeadersTimeout(ctx: RequestContext, refuse: (ctx: RequestContext, err: unknown) => void): void {
   ctx.workerTimer = undefined;
   if (ctx.phase !== 'worker') return;
+  // An offered connection (limits.directStreams): timers run before I/O in a loop turn, and a worker head already in
+  // the socket says the answer is the worker's, written to the client (shared/direct.ts, the write lease).
+  if (ctx.isDirectOffered) return void setImmediate(timedOut, ctx, refuse);
+  timedOut(ctx, refuse);
+}
+
+function timedOut(ctx: RequestContext, refuse: (ctx: RequestContext, err: unknown) => void): void {
+  if (ctx.phase !== 'worker') return;
   refuse(ctx, new GraygateError('worker_timeout', 'the worker sent no response within workerHeadersTimeoutMs'));
 }

@@ -32,6 +32,7 @@ export interface DirectAbilities {
   takesConnections?: boolean;
   takesCalls?: boolean;
   acksCalls?: boolean;
+  takesLeases?: boolean;
 }
 
 export class WorkerDirect {
@@ -51,6 +52,8 @@ export class WorkerDirect {
   #takesCalls = false;
   /** … and reports each one taken before it runs it (`calls-taken`, or `call-report` isTaken from older builds). */
   #acksCalls = false;
+  /** … and keeps write leases (shared/direct.ts): it takes `call-lease` (an older build would exit on it). */
+  #takesLeases = false;
   /** IPC calls in this worker process, by id: where their reports go (slot-table.ts: not a Map). */
   readonly #calls = new SlotTable<DirectCallSink>();
 
@@ -69,6 +72,7 @@ export class WorkerDirect {
     this.#takesConnections = abilities.takesConnections === true;
     this.#takesCalls = this.#takesConnections && abilities.takesCalls === true;
     this.#acksCalls = abilities.acksCalls === true;
+    this.#takesLeases = this.#takesCalls && abilities.takesLeases === true;
   }
 
   /** See WorkerHandle.offerConnection; the handle checks that the worker is ready. */
@@ -123,6 +127,13 @@ export class WorkerDirect {
       throw err;
     }
     return true;
+  }
+
+  /** See WorkerHandle.renewLease. */
+  renewLease(id: number, writeBy: number): void {
+    const child = this.#child;
+    if (!this.#takesLeases || child === undefined || !child.connected) return;
+    child.send({ type: 'call-lease', id, writeBy }, undefined, undefined, ignoreSendError);
   }
 
   /** The client connection `id` closed: the worker closes its duplicate. */

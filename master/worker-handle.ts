@@ -427,6 +427,11 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
     this.#direct.closeConnection(id);
   }
 
+  /** limits.directStreams: renews call `id`'s write lease to `writeBy` (shared/direct.ts), if this build keeps them. */
+  renewLease(id: number, writeBy: number): void {
+    this.#direct.renewLease(id, writeBy);
+  }
+
   /** Takes the worker out of routing and kills it; its exit counts as a crash, so the supervisor replaces it. */
   markUnhealthy(reason: string): void {
     if (this.#state !== 'ready' && this.#state !== 'draining') return;

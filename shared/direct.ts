@@ -13,6 +13,7 @@ import { isUtf8 } from 'node:buffer';
 //   ~U;    (at the end, before E) a stream's mean time between content events after the first, U µs (the canary's
 //          time per token; TIME_PER_TOKEN_TRAILER on a relayed answer)
 //   =N     (last) done: N bytes written to the client
+//   L      (a call, before its status) given up: its write lease ran out (below); the master answers it (504)
 // The master strips the header from what clients send (gateway.ts NOT_FORWARDED).
 //
 // Once a worker holds a connection, the master passes the connection's next
@@ -20,6 +21,20 @@ import { isUtf8 } from 'node:buffer';
 // response or parser in either process), and every answer to them, streamed or
 // not, goes straight to the client. The worker reports the same control bytes
 // in `call-report` messages, with the status when it goes out.
+//
+// The write lease. Before an answer's status the master may answer the
+// request itself (its 504 worker_timeout), on the connection the worker also
+// writes to: if both did at once, the client read one answer inside the other
+// (a probe: a worker resumed from SIGSTOP within ms of the master's timer,
+// 2–7 % of tries). So the offer carries `writeBy`, a time on the machine's
+// monotonic clock (monotonicMs) after which the worker begins no answer on the
+// connection, and the master answers one itself only LEASE_GUARD_MS or more
+// after the last `writeBy` it gave (its timer is workerHeadersTimeoutMs, the
+// lease that less the guard). An offered answer past its lease goes through
+// the master instead; a call past it gives up (`L`) unless the master renewed
+// the lease on a sign of life (IPC `call-lease`, to workers whose `ready` says
+// `takesLeases`). Left: a worker stopped for more than the guard between its
+// check and its first write (a few µs of code).
 
 export const DIRECT_HEADER = 'x-graygate-direct';
 
@@ -30,6 +45,20 @@ export const DIRECT_CLIENT_GONE = 'C';
 export const DIRECT_FAILED = 'E';
 export const DIRECT_DONE = '=';
 export const DIRECT_TIME_PER_TOKEN = '~';
+export const DIRECT_LATE = 'L';
+
+/**
+ * The machine's monotonic clock, ms: process.hrtime is CLOCK_MONOTONIC on Linux (mach_absolute_time on macOS), one
+ * clock for every process, where performance.now() counts from each process's own start. For write leases only.
+ */
+export function monotonicMs(): number {
+  return Number(process.hrtime.bigint()) / 1e6;
+}
+
+/** The write lease's guard (above), ms: a quarter of the master's wait, at most 1 s. */
+export function leaseGuardMs(headersMs: number): number {
+  return Math.min(1000, Math.floor(headersMs / 4));
+}
 
 /**
  * The trailer of a relayed stream's last chunk (worker → master only; the master reads it and relays no trailer): the
@@ -56,6 +85,8 @@ export interface DirectOffer {
   heartbeatMs: number;
   /** The master's own response headers (x-graygate-version, x-request-id, CORS, sticky cookie). */
   headers: OutgoingHttpHeaders;
+  /** The write lease (above): no answer begins on the connection from this monotonicMs() on. Absent: no lease. */
+  writeBy?: number;
 }
 
 /** The offer from its header; undefined when absent or malformed (the answer then goes through the master). */
@@ -79,6 +110,7 @@ export function readDirectOffer(value: string | string[] | undefined): DirectOff
     sendTimeoutMs: o['sendTimeoutMs'],
     heartbeatMs: o['heartbeatMs'],
     headers: o['headers'] as OutgoingHttpHeaders,
+    ...(typeof o['writeBy'] === 'number' && Number.isFinite(o['writeBy']) ? { writeBy: o['writeBy'] } : {}),
   };
 }
 

@@ -81,7 +81,12 @@ export type MasterToWorker =
    * straight to the client; only to workers whose `ready` said `takesCalls`. Reported on with `call-report`, first
    * `isTaken` (when its `ready` said `acksCalls`).
    */
-  | DirectCallMessage;
+  | DirectCallMessage
+  /**
+   * limits.directStreams: the write lease of call `id` (shared/direct.ts) renewed to `writeBy`, on a sign of life
+   * before its status; only to workers whose `ready` said `takesLeases`.
+   */
+  | { type: 'call-lease'; id: number; writeBy: number };
 
 export type WorkerToMaster =
   | {
@@ -101,6 +106,8 @@ export type WorkerToMaster =
        * Absent in builds from before: the master then takes a call as read once it is sent.
        */
       acksCalls?: boolean;
+      /** limits.directStreams: this worker keeps the write leases of offers and calls, and takes `call-lease`. */
+      takesLeases?: boolean;
     }
   | { type: 'fatal'; error: SerializedError }
   | { type: 'metrics'; replyTo: number; metrics: unknown[] }
@@ -126,6 +133,7 @@ const MASTER_TO_WORKER_TYPES: ReadonlySet<string> = new Set<MasterToWorker['type
   'conn',
   'conn-close',
   'call',
+  'call-lease',
 ]);
 
 export function isMasterToWorker(msg: unknown): msg is MasterToWorker {
@@ -155,7 +163,8 @@ const WORKER_MESSAGE_CHECKS: Record<WorkerToMaster['type'], (m: Record<string, u
     isWorkerAddress(m['address']) &&
     isOptional(m['takesConnections'], isBoolean) &&
     isOptional(m['takesCalls'], isBoolean) &&
-    isOptional(m['acksCalls'], isBoolean),
+    isOptional(m['acksCalls'], isBoolean) &&
+    isOptional(m['takesLeases'], isBoolean),
   fatal: (m) => typeof m['error'] === 'object' && m['error'] !== null,
   metrics: (m) => isId(m['replyTo']) && Array.isArray(m['metrics']),
   pong: (m) =>

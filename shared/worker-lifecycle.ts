@@ -54,6 +54,8 @@ export interface DirectCalls {
   open(msg: DirectCallMessage, report: (msg: DirectCallReport) => void): void;
   /** Resolves once no call is in flight. */
   idle(): Promise<void>;
+  /** IPC `call-lease`: the write lease of call `id` runs to `writeBy` (shared/direct.ts). Absent: none kept. */
+  lease?(id: number, writeBy: number): void;
 }
 
 /** What child_process hands over for a socket sent as a raw handle: closable. */
@@ -197,6 +199,9 @@ export async function runWorker(options: WorkerLifecycleOptions): Promise<void> 
       case 'conn-close':
         options.connections?.remove(msg.id);
         break;
+      case 'call-lease':
+        options.calls?.lease?.(msg.id, msg.writeBy);
+        break;
       case 'call': {
         const calls = options.calls;
         if (calls === undefined) {
@@ -254,6 +259,7 @@ export async function runWorker(options: WorkerLifecycleOptions): Promise<void> 
     address: reported,
     ...(options.connections === undefined ? {} : { takesConnections: true }),
     ...(options.connections === undefined || options.calls === undefined ? {} : { takesCalls: true, acksCalls: true }),
+    ...(options.calls?.lease === undefined ? {} : { takesLeases: true }),
   });
   log.info({ address: reported }, 'worker ready');
 }

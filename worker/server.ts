@@ -214,12 +214,10 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
     handle,
   );
 
-  // IPC calls not yet answered whole (a drain waits for them, as the server waits for its connections).
-  let openCalls = 0;
+  // IPC calls not yet answered whole (a drain waits for them, as the server waits for its connections), by id: a
+  // `call-lease` finds its call's answer (shared/direct.ts).
+  const openCalls = new Map<number, DirectAnswer>();
   let onCallsIdle: (() => void) | undefined;
-  const callSettled = (): void => {
-    if (--openCalls === 0) onCallsIdle?.();
-  };
 
   // The master bounds the head (maxHeaderBytes, fewer than MAX_HEADER_LINES client lines) and adds a few of its
   // own after them, its Content-Length first: Node's 2000-line cut must never drop that one, or the body would
@@ -233,14 +231,21 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
     connections,
     calls: {
       open(msg, report) {
-        const call = DirectAnswer.call(msg, connections, report, callSettled);
+        const settled = (): void => {
+          openCalls.delete(msg.id);
+          if (openCalls.size === 0) onCallsIdle?.();
+        };
+        const call = DirectAnswer.call(msg, connections, report, settled);
         if (call === undefined) return;
-        openCalls++;
+        openCalls.set(msg.id, call.answer);
         handle(call.req, call.res);
       },
       idle() {
-        if (openCalls === 0) return Promise.resolve();
+        if (openCalls.size === 0) return Promise.resolve();
         return new Promise<void>((resolve) => (onCallsIdle = resolve));
+      },
+      lease(id, writeBy) {
+        openCalls.get(id)?.renewLease(writeBy);
       },
     },
     close() {

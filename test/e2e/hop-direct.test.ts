@@ -632,6 +632,24 @@ t.test(
 );
 
 t.test(
+  'directStreams: a call whose upstream answers after workerHeadersTimeoutMs is the worker’s, its write lease renewed',
+  async (t) => {
+    // shared/direct.ts: the worker begins no answer past its write lease, which ends a guard before the master's
+    // timer; its heartbeats keep the timer, and the master renews the lease on each. Without the renewal the call gave
+    // up past its first lease (1.5 s here), and the master answered 504.
+    const { gw, url, agent } = await heldConnection(t, 2000);
+    const id = `slow-${Date.now()}`;
+    t.equal(await callOutcome(url, agent, id, '[mock tokens=2 first-byte-ms=5000]'), '200 keep-alive undefined');
+    const line = await lineOf(gw, id);
+    t.same(
+      { directCall: line.directCall, direct: line.direct, status: line.status, error: line.error },
+      { directCall: true, direct: true, status: 200, error: undefined },
+      'answered by the worker, straight to the client',
+    );
+  },
+);
+
+t.test(
   'directStreams: a call whose worker dies after reading it, before answering, gets 502 worker_error',
   async (t) => {
     // SPEC §4: a worker that dies before its response headers → 502 worker_error; a call's client gets it too. The

@@ -2,7 +2,7 @@ import t from 'tap';
 import type { ChildProcess } from 'node:child_process';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createLogger } from '../../shared/log.js';
-import type { DirectCallMessage } from '../../shared/direct.js';
+import { DIRECT_ALIVE, DIRECT_LATE, leaseGuardMs, monotonicMs, type DirectCallMessage } from '../../shared/direct.js';
 import { callDirect } from '../../master/direct-calls.js';
 import type { RelayHooks } from '../../master/relay.js';
 import { RequestContext } from '../../master/request-context.js';
@@ -25,30 +25,43 @@ interface Outcomes {
 }
 
 /** A worker process whose `ready` said `acksCalls` (or not), the master's side of it, and what became of each call. */
-function worker(acksCalls: boolean): {
+function worker(
+  acksCalls: boolean,
+  takesLeases = false,
+): {
   call: (name: string) => number;
   direct: WorkerDirect;
   outcomes: Outcomes;
+  leases: Array<{ id: number; writeBy: number }>;
+  /** The refusals' codes, in order. */
+  codes: string[];
 } {
   const direct = new WorkerDirect(createLogger({ role: 'master', level: 'silent' }));
   const sent: number[] = [];
+  const leases: Array<{ id: number; writeBy: number }> = [];
   const child = {
     connected: true,
-    send: (msg: DirectCallMessage) => sent.push(msg.id) > 0,
+    send: (msg: DirectCallMessage | { type: 'call-lease'; id: number; writeBy: number }) =>
+      msg.type === 'call-lease' ? leases.push({ id: msg.id, writeBy: msg.writeBy }) > 0 : sent.push(msg.id) > 0,
     on: () => child,
   } as unknown as ChildProcess;
   direct.attach(child);
-  direct.onReady({ takesConnections: true, takesCalls: true, acksCalls });
+  direct.onReady({ takesConnections: true, takesCalls: true, acksCalls, takesLeases });
   const handle = {
     acksCalls,
     sendCall: (msg: DirectCallMessage, start: Parameters<WorkerDirect['sendCall']>[1]) => direct.sendCall(msg, start),
+    renewLease: (id: number, writeBy: number) => direct.renewLease(id, writeBy),
   } as unknown as WorkerHandle;
   const outcomes: Outcomes = { bodySent: [], refused: [], triedAgain: [] };
+  const codes: string[] = [];
   const names = new Map<RequestContext, string>();
   const hooks: RelayHooks = {
     now: () => 0,
     isClosing: () => false,
-    refuse: (ctx) => void outcomes.refused.push(names.get(ctx)!),
+    refuse: (ctx, err) => {
+      outcomes.refused.push(names.get(ctx)!);
+      codes.push((err as { code: string }).code);
+    },
     onHeaders: () => undefined,
     onBodySent: (ctx) => void outcomes.bodySent.push(names.get(ctx)!),
   };
@@ -65,7 +78,7 @@ function worker(acksCalls: boolean): {
     if (!callDirect(ctx, handle, {}, OFFER, TIMEOUTS, hooks, onUnread)) throw new Error('not sent');
     return sent.at(-1)!;
   };
-  return { call, direct, outcomes };
+  return { call, direct, outcomes, leases, codes };
 }
 
 t.test('a worker that reports calls taken: those it never reported go again when it ends', async (t) => {
@@ -108,3 +121,36 @@ t.test('a worker build that reports nothing taken: every call counts as read onc
   direct.end();
   t.same(outcomes, { bodySent: ['first', 'second'], refused: ['first', 'second'], triedAgain: [] });
 });
+
+t.test(
+  'write leases: renewed on a sign of life before the status, to the guard before the timer; L is a 504',
+  async (t) => {
+    // shared/direct.ts: the worker begins no answer past its lease, and says so (`L`); the master, which may be writing
+    // its own 504 past it, renews it on each heartbeat, only to a worker whose `ready` said `takesLeases`.
+    const { call, direct, outcomes, leases, codes } = worker(true, true);
+    const slow = call('slow');
+    direct.onCallsTaken([slow]);
+    const before = monotonicMs();
+    direct.onCallReport({ type: 'call-report', id: slow, marks: DIRECT_ALIVE });
+    const guard = leaseGuardMs(TIMEOUTS.headersMs);
+    t.equal(leases.length, 1, 'a heartbeat renews the lease');
+    t.equal(leases[0]!.id, slow);
+    t.ok(leases[0]!.writeBy >= before + TIMEOUTS.headersMs - guard, 'to the guard before the timer restarted now');
+    t.ok(leases[0]!.writeBy <= monotonicMs() + TIMEOUTS.headersMs - guard);
+    direct.onCallReport({ type: 'call-report', id: slow, marks: DIRECT_LATE, isEnd: true });
+    t.same([outcomes.refused, codes], [['slow'], ['worker_timeout']], 'past its lease: the master’s 504 at once');
+    t.equal(leases.length, 1, 'its end renews nothing');
+
+    const statused = call('statused');
+    direct.onCallsTaken([statused]);
+    direct.onCallReport({ type: 'call-report', id: statused, marks: '', status: 200, isStream: true });
+    direct.onCallReport({ type: 'call-report', id: statused, marks: DIRECT_ALIVE });
+    t.equal(leases.length, 1, 'after the status no lease is needed');
+
+    const old = worker(true, false);
+    const id = old.call('old');
+    old.direct.onCallReport({ type: 'call-report', id, marks: DIRECT_ALIVE });
+    t.same(old.leases, [], 'a build that keeps no leases is sent none (it would exit on the message)');
+    old.direct.onCallReport({ type: 'call-report', id, marks: DIRECT_LATE, isEnd: true }); // its timer stopped
+  },
+);

@@ -9,9 +9,11 @@ import {
   DIRECT_FAILED,
   DIRECT_FIRST_CONTENT,
   DIRECT_HEADER,
+  DIRECT_LATE,
   DIRECT_SEND_TIMEOUT,
   DIRECT_TIME_PER_TOKEN,
   decodeBody,
+  monotonicMs,
   type DirectCallMessage,
   type DirectCallReport,
   type DirectOffer,
@@ -133,12 +135,18 @@ export class DirectAnswer {
   #timePerTokenMs = NaN;
   #isSettled = false;
   #isStatusReported = false;
+  /** The write lease (shared/direct.ts): no first byte from this monotonicMs() on. Infinity: none. */
+  #writeBy: number;
 
   /**
    * Takes the offered connection if this worker holds it and nothing else is being written to it; undefined
    * otherwise (the answer then goes through the master as usual).
    */
   static open(route: DirectRoute, hop: ServerResponse, headers: OutgoingHttpHeaders): DirectAnswer | undefined {
+    // Past its write lease (shared/direct.ts) the master may be answering the request itself: the answer goes through
+    // the master, which relays it if it still waits for it. Checked last thing before the hop's head says otherwise.
+    const { writeBy } = route.offer;
+    if (writeBy !== undefined && monotonicMs() >= writeBy) return undefined;
     const socket = route.connections.free(route.offer.conn);
     if (socket === undefined || hop.headersSent || hop.destroyed) return undefined;
     // What a server's response needs of its request: an HTTP/1.1 POST (only POST endpoints stream).
@@ -148,7 +156,8 @@ export class DirectAnswer {
       route.offer,
       ServerResponse,
     );
-    const answer = new DirectAnswer(socket, client, httpHop(hop), route.offer);
+    // The hop's head, written below, tells the master the answer is the worker's: no lease after it.
+    const answer = new DirectAnswer(socket, client, httpHop(hop), { ...route.offer, writeBy: Infinity });
     answer.#watchWrites();
     // The master's request ended first (its client left, or its timers cut the connection): nothing more to write.
     hop.once('close', () => answer.#abandon());
@@ -172,7 +181,7 @@ export class DirectAnswer {
     connections: DirectConnections,
     report: (msg: DirectCallReport) => void,
     onSettled: () => void,
-  ): { req: IncomingMessage; res: ServerResponse } | undefined {
+  ): { req: IncomingMessage; res: ServerResponse; answer: DirectAnswer } | undefined {
     const socket = connections.free(msg.offer.conn);
     if (socket === undefined) {
       report({ type: 'call-report', id: msg.id, marks: DIRECT_CLIENT_GONE, isEnd: true });
@@ -185,18 +194,19 @@ export class DirectAnswer {
     const answer = new DirectAnswer(socket, client, ipcHop(msg.id, report, onSettled), msg.offer);
     client.answer = answer;
     answer.#watchWrites();
-    return { req, res: client };
+    return { req, res: client, answer };
   }
 
   private constructor(
     socket: Socket,
     client: ServerResponse,
     hop: Hop,
-    timing: Pick<DirectOffer, 'sendTimeoutMs' | 'heartbeatMs'>,
+    timing: Pick<DirectOffer, 'sendTimeoutMs' | 'heartbeatMs' | 'writeBy'>,
   ) {
     this.socket = socket;
     this.client = client;
     this.#hop = hop;
+    this.#writeBy = timing.writeBy ?? Infinity;
     this.#sendTimeoutMs = timing.sendTimeoutMs;
     this.#bytesAtStart = socket.bytesWritten;
     socket.on('drain', this.#onDrain);
@@ -217,13 +227,14 @@ export class DirectAnswer {
     const write = client.write.bind(client) as (chunk: unknown, encoding?: unknown, cb?: unknown) => boolean;
     const end = client.end.bind(client) as (chunk?: unknown, encoding?: unknown, cb?: unknown) => ServerResponse;
     client.write = ((chunk: unknown, encoding?: unknown, cb?: unknown): boolean => {
-      if (!this.#isStatusReported) this.#reportStatus();
+      // Past its lease, nothing goes out: the call was given up (the handler's response closes).
+      if (!this.#isStatusReported && !this.#reportStatus()) return true;
       const isReady = write(chunk, encoding, cb);
       if (!isReady) this.behind();
       return isReady;
     }) as ServerResponse['write'];
     client.end = ((chunk?: unknown, encoding?: unknown, cb?: unknown): ServerResponse => {
-      if (!this.#isStatusReported) this.#reportStatus();
+      if (!this.#isStatusReported && !this.#reportStatus()) return client;
       end(chunk, encoding, cb);
       if (this.socket.writableLength > 0) this.behind();
       return client;
@@ -241,10 +252,21 @@ export class DirectAnswer {
    * Before the first byte of any answer: the master hears the status first, so a call it heard no status of has
    * written nothing, and the master can answer it itself (a 502 when this process dies, a 504 when it stalls).
    */
-  #reportStatus(): void {
-    if (this.#isSettled) return;
+  #reportStatus(): boolean {
+    if (this.#isSettled) return true;
+    // Past the write lease the master may be writing its own answer (its 504): none from here (shared/direct.ts).
+    if (this.#writeBy !== Infinity && monotonicMs() >= this.#writeBy) {
+      this.#giveUp(DIRECT_LATE);
+      return false;
+    }
     this.#isStatusReported = true;
     this.#hop.status({ status: this.client.statusCode, isStream: isEventStreamAnswer(this.client) });
+    return true;
+  }
+
+  /** IPC `call-lease`: the master renewed the call's write lease on a sign of life. */
+  renewLease(writeBy: number): void {
+    if (writeBy > this.#writeBy) this.#writeBy = writeBy;
   }
 
   /** The first content event went out (the canary's first token, in the master). */

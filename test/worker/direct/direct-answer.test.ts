@@ -4,11 +4,13 @@ import { createServer, connect, Socket } from 'node:net';
 import { IncomingMessage, ServerResponse } from 'node:http';
 import { DirectAnswer, directAnswerOf, takeCallBody } from '../../../worker/direct/direct-answer.js';
 import { DirectConnections } from '../../../worker/direct/connections.js';
-import type { DirectCallMessage, DirectCallReport } from '../../../shared/direct.js';
+import { DIRECT_LATE, monotonicMs, type DirectCallMessage, type DirectCallReport } from '../../../shared/direct.js';
 
 // limits.directStreams, an IPC call (docs/ONE-HOP.md): the worker reports an answer's status before its first byte
 // reaches the client's connection, whatever writes it, so the master can answer a call it heard no status of
 // (master/direct-calls.ts). Here on a real connection on 127.0.0.1, its descriptor held as the worker holds one.
+
+const OFFER = { conn: 1, keepAliveTimeoutS: 0, sendTimeoutMs: 10_000, heartbeatMs: 0, headers: {} };
 
 interface Seen {
   report: DirectCallReport;
@@ -16,18 +18,8 @@ interface Seen {
   written: number;
 }
 
-/** A call on a connection this process holds; every report with the bytes written at that moment; the client's end. */
-async function call(
-  t: Test,
-  request: Partial<DirectCallMessage> = {},
-): Promise<{
-  req: IncomingMessage;
-  res: ServerResponse;
-  seen: Seen[];
-  received: () => string;
-  ended: Promise<void>;
-  client: Socket;
-}> {
+/** Connection 1 of a DirectConnections, on a real connection on 127.0.0.1, as a worker holds one; the client's end. */
+async function held(t: Test): Promise<{ connections: DirectConnections; received: () => string; client: Socket }> {
   const server = createServer();
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
@@ -45,6 +37,22 @@ async function call(
   serverSide.pause();
   const connections = new DirectConnections();
   connections.add(1, (serverSide as Socket & { _handle: object })._handle);
+  return { connections, received: () => text, client };
+}
+
+/** A call on a connection this process holds; every report with the bytes written at that moment; the client's end. */
+async function call(
+  t: Test,
+  request: Partial<DirectCallMessage> = {},
+): Promise<{
+  req: IncomingMessage;
+  res: ServerResponse;
+  seen: Seen[];
+  received: () => string;
+  ended: Promise<void>;
+  client: Socket;
+}> {
+  const { connections, received, client } = await held(t);
   const socket = connections.free(1)!;
   const seen: Seen[] = [];
   let onEnd: () => void = () => undefined;
@@ -52,7 +60,7 @@ async function call(
   const msg: DirectCallMessage = {
     type: 'call',
     id: 7,
-    offer: { conn: 1, keepAliveTimeoutS: 0, sendTimeoutMs: 10_000, heartbeatMs: 0, headers: {} },
+    offer: OFFER,
     method: 'GET',
     url: '/v1/models',
     headers: {},
@@ -69,7 +77,7 @@ async function call(
     },
     () => undefined,
   );
-  return { req: opened!.req, res: opened!.res, seen, received: () => text, ended, client };
+  return { req: opened!.req, res: opened!.res, seen, received, ended, client };
 }
 
 t.test("a call's body is the handler's to take, once; its request stream is empty", async (t) => {
@@ -135,4 +143,41 @@ t.test('an event stream: the status, marked a stream, before the first event', a
   t.equal(seen.length, 2, 'then the end');
   while (!received().includes('data: 2')) await once(client, 'data');
   t.match(received(), /^HTTP\/1\.1 200 /);
+});
+
+t.test('a call past its write lease writes nothing and gives up with L; one renewed in time answers', async (t) => {
+  // shared/direct.ts, the write lease: past `writeBy` the master may be writing its own 504 on the same connection (a
+  // probe read one answer inside the other), so the worker begins none, and the master answers at once on `L`.
+  const late = await call(t, { offer: { ...OFFER, writeBy: monotonicMs() - 1 } });
+  late.res.writeHead(200, { 'content-type': 'application/json' });
+  t.equal(late.res.write('{"ok":'), true, 'the write is dropped, not held');
+  late.res.end('true}');
+  await late.ended;
+  t.same(
+    late.seen.map((s) => ({ marks: s.report.marks, status: s.report.status, isEnd: s.report.isEnd, at: s.written })),
+    [{ marks: DIRECT_LATE, status: undefined, isEnd: true, at: 0 }],
+    'no status, nothing written',
+  );
+  t.equal(late.received(), '', 'the client got no byte');
+
+  const renewed = await call(t, { offer: { ...OFFER, writeBy: monotonicMs() - 1 } });
+  directAnswerOf(renewed.res)!.renewLease(monotonicMs() + 60_000);
+  directAnswerOf(renewed.res)!.renewLease(monotonicMs() - 5);
+  renewed.res.writeHead(200, { 'content-type': 'application/json' });
+  renewed.res.end('{"ok":true}');
+  await renewed.ended;
+  t.same(
+    renewed.seen.map((s) => s.report.status),
+    [200, undefined],
+    'a renewal extends the lease; an older one does not shorten it',
+  );
+});
+
+t.test('an offer past its write lease is not taken: the answer goes through the master', async (t) => {
+  const { connections, received } = await held(t);
+  const hop = new ServerResponse(new IncomingMessage(new Socket()));
+  const late = { offer: { ...OFFER, writeBy: monotonicMs() - 1 }, connections };
+  t.equal(DirectAnswer.open(late, hop, {}), undefined);
+  t.equal(received(), '');
+  t.equal(hop.headersSent, false, 'the hop says nothing yet: the worker answers through it');
 });
