@@ -76,12 +76,14 @@ class DirectCall implements DirectCallSink {
     // Before the status, as a relayed request's headers timeout: the master's 504, counted as a rejection; the
     // connection closes after it.
     this.#report.watch(timeouts.headersMs, () => {
+      const firedAtMs = hooks.now();
       // Timers run before I/O in a loop turn: a status report already in the channel is read first, or the master's
       // 504 would follow the worker's bytes.
       setImmediate(() => {
         if (ctx.phase !== 'worker' || this.#report.isOver) return;
-        // A sign of life read since restarted the timer, and renewed the worker's lease: not over yet.
-        if (this.#lastSignAtMs > 0 && hooks.now() - this.#lastSignAtMs < timeouts.headersMs) return;
+        // A sign of life read since restarted the timer (a refresh re-arms a timer that fired) and renewed the
+        // worker's lease: it fires again.
+        if (this.#lastSignAtMs > firedAtMs) return;
         this.#timedOut();
       });
     });

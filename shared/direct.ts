@@ -28,7 +28,7 @@ import { isUtf8 } from 'node:buffer';
 // (a probe: a worker resumed from SIGSTOP within ms of the master's timer,
 // 2–7 % of tries). So the offer carries `writeBy`, a time on the machine's
 // monotonic clock (monotonicMs) after which the worker begins no answer on the
-// connection, and the master answers one itself only LEASE_GUARD_MS or more
+// connection, and the master answers one itself only leaseGuardMs or more
 // after the last `writeBy` it gave (its timer is workerHeadersTimeoutMs, the
 // lease that less the guard). An offered answer past its lease goes through
 // the master instead; a call past it gives up (`L`) unless the master renewed
