@@ -196,6 +196,8 @@ export function callDirect(
   return worker.sendCall(
     msg,
     () =>
-      new DirectCall(ctx, hooks, timeouts, worker.acksCalls, onUnread, (writeBy) => worker.renewLease(msg.id, writeBy)),
+      new DirectCall(ctx, hooks, timeouts, worker.acksCalls, onUnread, (writeBy) =>
+        worker.renewLease(offer.conn, writeBy),
+      ),
   );
 }

@@ -130,10 +130,10 @@ export class WorkerDirect {
   }
 
   /** See WorkerHandle.renewLease. */
-  renewLease(id: number, writeBy: number): void {
+  renewLease(conn: number, writeBy: number): void {
     const child = this.#child;
     if (!this.#takesLeases || child === undefined || !child.connected) return;
-    child.send({ type: 'call-lease', id, writeBy }, undefined, undefined, ignoreSendError);
+    child.send({ type: 'call-lease', conn, writeBy }, undefined, undefined, ignoreSendError);
   }
 
   /** The client connection `id` closed: the worker closes its duplicate. */

@@ -427,9 +427,9 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
     this.#direct.closeConnection(id);
   }
 
-  /** limits.directStreams: renews call `id`'s write lease to `writeBy` (shared/direct.ts), if this build keeps them. */
-  renewLease(id: number, writeBy: number): void {
-    this.#direct.renewLease(id, writeBy);
+  /** limits.directStreams: renews the write lease of the call on connection `conn` (shared/direct.ts), if kept. */
+  renewLease(conn: number, writeBy: number): void {
+    this.#direct.renewLease(conn, writeBy);
   }
 
   /** Takes the worker out of routing and kills it; its exit counts as a crash, so the supervisor replaces it. */

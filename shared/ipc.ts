@@ -83,10 +83,11 @@ export type MasterToWorker =
    */
   | DirectCallMessage
   /**
-   * limits.directStreams: the write lease of call `id` (shared/direct.ts) renewed to `writeBy`, on a sign of life
-   * before its status; only to workers whose `ready` said `takesLeases`.
+   * limits.directStreams: the write lease (shared/direct.ts) of the call on connection `conn` renewed to `writeBy`, on
+   * a sign of life before its status; only to workers whose `ready` said `takesLeases`. By connection, where one call
+   * at a time is answered: one sent for an earlier call comes before the next call's message.
    */
-  | { type: 'call-lease'; id: number; writeBy: number };
+  | { type: 'call-lease'; conn: number; writeBy: number };
 
 export type WorkerToMaster =
   | {

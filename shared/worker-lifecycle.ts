@@ -54,8 +54,8 @@ export interface DirectCalls {
   open(msg: DirectCallMessage, report: (msg: DirectCallReport) => void): void;
   /** Resolves once no call is in flight. */
   idle(): Promise<void>;
-  /** IPC `call-lease`: the write lease of call `id` runs to `writeBy` (shared/direct.ts). Absent: none kept. */
-  lease?(id: number, writeBy: number): void;
+  /** IPC `call-lease`: the write lease of the call on connection `conn` runs to `writeBy` (shared/direct.ts). */
+  lease?(conn: number, writeBy: number): void;
 }
 
 /** What child_process hands over for a socket sent as a raw handle: closable. */
@@ -200,7 +200,7 @@ export async function runWorker(options: WorkerLifecycleOptions): Promise<void> 
         options.connections?.remove(msg.id);
         break;
       case 'call-lease':
-        options.calls?.lease?.(msg.id, msg.writeBy);
+        options.calls?.lease?.(msg.conn, msg.writeBy);
         break;
       case 'call': {
         const calls = options.calls;

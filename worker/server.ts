@@ -8,7 +8,7 @@ import { sendError } from '../shared/http-headers.js';
 import type { EndpointKind } from './types.js';
 import { handleCall, type CallHandlerOptions } from './call/handler.js';
 import { DirectConnections } from './direct/connections.js';
-import { DirectAnswer } from './direct/direct-answer.js';
+import { answerOn, DirectAnswer } from './direct/direct-answer.js';
 import type { DirectCalls } from '../shared/worker-lifecycle.js';
 import { RequestPreparer, type RequestPreparerOptions } from './call/preparer.js';
 import { unsupportedCall, unsupportedEndpoint, type PreparedCall } from './call/prepare.js';
@@ -214,10 +214,12 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
     handle,
   );
 
-  // IPC calls not yet answered whole (a drain waits for them, as the server waits for its connections), by id: a
-  // `call-lease` finds its call's answer (shared/direct.ts).
-  const openCalls = new Map<number, DirectAnswer>();
+  // IPC calls not yet answered whole (a drain waits for them, as the server waits for its connections).
+  let openCalls = 0;
   let onCallsIdle: (() => void) | undefined;
+  const callSettled = (): void => {
+    if (--openCalls === 0) onCallsIdle?.();
+  };
 
   // The master bounds the head (maxHeaderBytes, fewer than MAX_HEADER_LINES client lines) and adds a few of its
   // own after them, its Content-Length first: Node's 2000-line cut must never drop that one, or the body would
@@ -231,21 +233,19 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
     connections,
     calls: {
       open(msg, report) {
-        const settled = (): void => {
-          openCalls.delete(msg.id);
-          if (openCalls.size === 0) onCallsIdle?.();
-        };
-        const call = DirectAnswer.call(msg, connections, report, settled);
+        const call = DirectAnswer.call(msg, connections, report, callSettled);
         if (call === undefined) return;
-        openCalls.set(msg.id, call.answer);
+        openCalls++;
         handle(call.req, call.res);
       },
       idle() {
-        if (openCalls.size === 0) return Promise.resolve();
+        if (openCalls === 0) return Promise.resolve();
         return new Promise<void>((resolve) => (onCallsIdle = resolve));
       },
-      lease(id, writeBy) {
-        openCalls.get(id)?.renewLease(writeBy);
+      // The call being answered on the connection (one at a time), found through its socket: no table of calls, whose
+      // entries would outlive young-generation GCs (docs/BENCHMARKS.md, "Objects that outlived their request").
+      lease(conn, writeBy) {
+        answerOn(connections, conn)?.renewLease(writeBy);
       },
     },
     close() {

@@ -32,17 +32,17 @@ function worker(
   call: (name: string) => number;
   direct: WorkerDirect;
   outcomes: Outcomes;
-  leases: Array<{ id: number; writeBy: number }>;
+  leases: Array<{ conn: number; writeBy: number }>;
   /** The refusals' codes, in order. */
   codes: string[];
 } {
   const direct = new WorkerDirect(createLogger({ role: 'master', level: 'silent' }));
   const sent: number[] = [];
-  const leases: Array<{ id: number; writeBy: number }> = [];
+  const leases: Array<{ conn: number; writeBy: number }> = [];
   const child = {
     connected: true,
-    send: (msg: DirectCallMessage | { type: 'call-lease'; id: number; writeBy: number }) =>
-      msg.type === 'call-lease' ? leases.push({ id: msg.id, writeBy: msg.writeBy }) > 0 : sent.push(msg.id) > 0,
+    send: (msg: DirectCallMessage | { type: 'call-lease'; conn: number; writeBy: number }) =>
+      msg.type === 'call-lease' ? leases.push({ conn: msg.conn, writeBy: msg.writeBy }) > 0 : sent.push(msg.id) > 0,
     on: () => child,
   } as unknown as ChildProcess;
   direct.attach(child);
@@ -50,7 +50,7 @@ function worker(
   const handle = {
     acksCalls,
     sendCall: (msg: DirectCallMessage, start: Parameters<WorkerDirect['sendCall']>[1]) => direct.sendCall(msg, start),
-    renewLease: (id: number, writeBy: number) => direct.renewLease(id, writeBy),
+    renewLease: (conn: number, writeBy: number) => direct.renewLease(conn, writeBy),
   } as unknown as WorkerHandle;
   const outcomes: Outcomes = { bodySent: [], refused: [], triedAgain: [] };
   const codes: string[] = [];
@@ -134,7 +134,7 @@ t.test(
     direct.onCallReport({ type: 'call-report', id: slow, marks: DIRECT_ALIVE });
     const guard = leaseGuardMs(TIMEOUTS.headersMs);
     t.equal(leases.length, 1, 'a heartbeat renews the lease');
-    t.equal(leases[0]!.id, slow);
+    t.equal(leases[0]!.conn, OFFER.conn, 'for the call on its connection');
     t.ok(leases[0]!.writeBy >= before + TIMEOUTS.headersMs - guard, 'to the guard before the timer restarted now');
     t.ok(leases[0]!.writeBy <= monotonicMs() + TIMEOUTS.headersMs - guard);
     direct.onCallReport({ type: 'call-report', id: slow, marks: DIRECT_LATE, isEnd: true });

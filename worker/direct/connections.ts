@@ -1,4 +1,5 @@
 import { Socket, type SocketConstructorOpts } from 'node:net';
+import type { ServerResponse } from 'node:http';
 import type { SocketInternals } from '../../shared/node-http.js';
 
 // limits.directStreams (issue 10, docs/ONE-HOP.md): the client connections
@@ -36,6 +37,14 @@ export class DirectConnections {
     const socket = this.#sockets.get(id);
     if (socket === undefined || socket.destroyed || (socket as Socket & SocketInternals)._httpMessage) return undefined;
     return socket;
+  }
+
+  /** The response being written to connection `id`, if any. */
+  writing(id: number): ServerResponse | undefined {
+    // node:http's own field: the response a socket is assigned to (assignSocket), null between answers.
+    const socket = this.#sockets.get(id);
+    const res = socket === undefined ? undefined : (socket as Socket & SocketInternals)._httpMessage;
+    return res === null || res === undefined ? undefined : (res as ServerResponse);
   }
 
   get size(): number {

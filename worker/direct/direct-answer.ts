@@ -99,6 +99,12 @@ export function takeCallBody(req: IncomingMessage): Buffer | undefined {
   return body;
 }
 
+/** The IPC call's answer being written to connection `conn`, if any (the socket's response is the call's). */
+export function answerOn(connections: DirectConnections, conn: number): DirectAnswer | undefined {
+  const res = connections.writing(conn);
+  return res === undefined ? undefined : directAnswerOf(res);
+}
+
 /** The direct answer `res` is the client's response of, if any (an IPC call's response from the start). */
 export function directAnswerOf(res: ServerResponse): DirectAnswer | undefined {
   return res instanceof CallResponse ? res.answer : undefined;
@@ -181,7 +187,7 @@ export class DirectAnswer {
     connections: DirectConnections,
     report: (msg: DirectCallReport) => void,
     onSettled: () => void,
-  ): { req: IncomingMessage; res: ServerResponse; answer: DirectAnswer } | undefined {
+  ): { req: IncomingMessage; res: ServerResponse } | undefined {
     const socket = connections.free(msg.offer.conn);
     if (socket === undefined) {
       report({ type: 'call-report', id: msg.id, marks: DIRECT_CLIENT_GONE, isEnd: true });
@@ -194,7 +200,7 @@ export class DirectAnswer {
     const answer = new DirectAnswer(socket, client, ipcHop(msg.id, report, onSettled), msg.offer);
     client.answer = answer;
     answer.#watchWrites();
-    return { req, res: client, answer };
+    return { req, res: client };
   }
 
   private constructor(
