@@ -181,6 +181,8 @@ function onHeadersTimeout(ctx: RequestContext, refuse: (ctx: RequestContext, err
 }
 
 function timedOut(ctx: RequestContext, refuse: (ctx: RequestContext, err: unknown) => void): void {
-  if (ctx.phase !== 'worker') return;
+  // Deferred, it may find the request sent again meanwhile (retry.ts, a refused connection read in the same turn):
+  // that try has its own timer (a review).
+  if (ctx.phase !== 'worker' || ctx.workerTimer !== undefined) return;
   refuse(ctx, new GraygateError('worker_timeout', 'the worker sent no response within workerHeadersTimeoutMs'));
 }

@@ -55,9 +55,12 @@ export function monotonicMs(): number {
   return Number(process.hrtime.bigint()) / 1e6;
 }
 
-/** The write lease's guard (above), ms: a quarter of the master's wait, at most 1 s. */
+/**
+ * The write lease's guard (above), ms: a quarter of the master's wait, at most 1 s, at least 2 (node's timers round
+ * to the ms and can fire up to one early against the monotonic clock).
+ */
 export function leaseGuardMs(headersMs: number): number {
-  return Math.min(1000, Math.floor(headersMs / 4));
+  return Math.max(2, Math.min(1000, Math.floor(headersMs / 4)));
 }
 
 /**

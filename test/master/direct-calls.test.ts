@@ -28,6 +28,7 @@ interface Outcomes {
 function worker(
   acksCalls: boolean,
   takesLeases = false,
+  timeouts: { headersMs: number; idleMs: number } = TIMEOUTS,
 ): {
   call: (name: string) => number;
   direct: WorkerDirect;
@@ -35,6 +36,8 @@ function worker(
   leases: Array<{ conn: number; writeBy: number }>;
   /** The refusals' codes, in order. */
   codes: string[];
+  /** Resolves at the next refusal. */
+  nextRefusal: () => Promise<void>;
 } {
   const direct = new WorkerDirect(createLogger({ role: 'master', level: 'silent' }));
   const sent: number[] = [];
@@ -54,13 +57,16 @@ function worker(
   } as unknown as WorkerHandle;
   const outcomes: Outcomes = { bodySent: [], refused: [], triedAgain: [] };
   const codes: string[] = [];
+  const refusalWaiters: Array<() => void> = [];
+  const nextRefusal = (): Promise<void> => new Promise((resolve) => refusalWaiters.push(resolve));
   const names = new Map<RequestContext, string>();
   const hooks: RelayHooks = {
-    now: () => 0,
+    now: timeouts === TIMEOUTS ? () => 0 : () => performance.now(),
     isClosing: () => false,
     refuse: (ctx, err) => {
       outcomes.refused.push(names.get(ctx)!);
       codes.push((err as { code: string }).code);
+      for (const resolve of refusalWaiters.splice(0)) resolve();
     },
     onHeaders: () => undefined,
     onBodySent: (ctx) => void outcomes.bodySent.push(names.get(ctx)!),
@@ -75,10 +81,10 @@ function worker(
     ctx.body = Buffer.from('{}');
     names.set(ctx, name);
     const onUnread = (unread: RequestContext): boolean => outcomes.triedAgain.push(names.get(unread)!) > 0;
-    if (!callDirect(ctx, handle, {}, OFFER, TIMEOUTS, hooks, onUnread)) throw new Error('not sent');
+    if (!callDirect(ctx, handle, {}, OFFER, timeouts, hooks, onUnread)) throw new Error('not sent');
     return sent.at(-1)!;
   };
-  return { call, direct, outcomes, leases, codes };
+  return { call, direct, outcomes, leases, codes, nextRefusal };
 }
 
 t.test('a worker that reports calls taken: those it never reported go again when it ends', async (t) => {
@@ -152,5 +158,28 @@ t.test(
     old.direct.onCallReport({ type: 'call-report', id, marks: DIRECT_ALIVE });
     t.same(old.leases, [], 'a build that keeps no leases is sent none (it would exit on the message)');
     old.direct.onCallReport({ type: 'call-report', id, marks: DIRECT_LATE, isEnd: true }); // its timer stopped
+  },
+);
+
+t.test(
+  'a heartbeat read after the headers timer fired, before its 504, spares the call; the timer fires again',
+  async (t) => {
+    // Timers run before I/O in a loop turn, and the 504 waits for the I/O (setImmediate): a heartbeat read there has
+    // restarted the timer and renewed the worker's lease, so a 504 then could follow the worker's bytes. Here the
+    // heartbeat comes from a timer of the same length set just after the call's, which node runs in the same turn.
+    const { call, direct, outcomes, leases, codes, nextRefusal } = worker(true, true, { headersMs: 100, idleMs: 0 });
+    const id = call('late-sign');
+    direct.onCallsTaken([id]);
+    const spared = new Promise<string[]>((resolve) =>
+      setTimeout(() => {
+        direct.onCallReport({ type: 'call-report', id, marks: DIRECT_ALIVE });
+        setImmediate(() => resolve([...outcomes.refused])); // after the call's own immediate
+      }, 100),
+    );
+    const refused = nextRefusal();
+    t.same(await spared, [], 'no 504 after a sign of life read in the same turn');
+    t.equal(leases.length, 1, 'the lease renewed');
+    await refused;
+    t.same([outcomes.refused, codes], [['late-sign'], ['worker_timeout']], 'the restarted timer answers 504 after all');
   },
 );
