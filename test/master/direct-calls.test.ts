@@ -1,4 +1,6 @@
 import t from 'tap';
+import { once } from 'node:events';
+import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
 import type { ChildProcess } from 'node:child_process';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createLogger } from '../../shared/log.js';
@@ -165,17 +167,38 @@ t.test(
   'a heartbeat read after the headers timer fired, before its 504, spares the call; the timer fires again',
   async (t) => {
     // Timers run before I/O in a loop turn, and the 504 waits for the I/O (setImmediate): a heartbeat read there has
-    // restarted the timer and renewed the worker's lease, so a 504 then could follow the worker's bytes. Here the
-    // heartbeat comes from a timer of the same length set just after the call's, which node runs in the same turn.
+    // restarted the timer and renewed the worker's lease, so a 504 then could follow the worker's bytes. As a stalled
+    // master meets it: inside an I/O callback the loop is held past the wait while the heartbeat's bytes arrive, so
+    // the next turn runs the timer, then reads them, then the timer's immediate (libuv's order).
     const { call, direct, outcomes, leases, codes, nextRefusal } = worker(true, true, { headersMs: 100, idleMs: 0 });
-    const id = call('late-sign');
-    direct.onCallsTaken([id]);
-    const spared = new Promise<string[]>((resolve) =>
-      setTimeout(() => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const client = connect((server.address() as AddressInfo).port, '127.0.0.1');
+    const [peer] = (await once(server, 'connection')) as [Socket];
+    t.teardown(() => {
+      client.destroy();
+      peer.destroy();
+      server.close();
+    });
+    let id = 0;
+    const spared = new Promise<string[]>((resolve) => {
+      let reads = 0;
+      client.on('data', () => {
+        if (++reads === 1) {
+          // In the poll phase: the call's timer starts, the heartbeat's bytes are sent, the loop is held past the wait.
+          id = call('late-sign');
+          direct.onCallsTaken([id]);
+          peer.write('.');
+          const until = performance.now() + 150;
+          while (performance.now() < until);
+          return;
+        }
         direct.onCallReport({ type: 'call-report', id, marks: DIRECT_ALIVE });
-        setImmediate(() => resolve([...outcomes.refused])); // after the call's own immediate
-      }, 100),
-    );
+        setImmediate(() => resolve([...outcomes.refused])); // after the timer's own immediate
+      });
+    });
+    peer.write('g');
     const refused = nextRefusal();
     t.same(await spared, [], 'no 504 after a sign of life read in the same turn');
     t.equal(leases.length, 1, 'the lease renewed');
