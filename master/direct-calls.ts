@@ -15,6 +15,7 @@ import type { WorkerHandle } from './worker-handle.js';
 import type { DirectCallSink } from './worker-direct.js';
 import { DirectReport } from './direct-report.js';
 import type { RelayHooks } from './relay.js';
+import { workerHeadersTimeout } from './proxy.js';
 
 // limits.directStreams (issue 10, docs/ONE-HOP.md): once a worker process
 // holds a client's connection, the connection's next requests go to it as IPC
@@ -149,10 +150,7 @@ class DirectCall implements DirectCallSink {
   /** No status within workerHeadersTimeoutMs of the last sign of life: the master's 504, counted as a rejection. */
   #timedOut(): void {
     this.#report.stop();
-    this.#hooks.refuse(
-      this.#ctx,
-      new GraygateError('worker_timeout', 'the worker sent no response within workerHeadersTimeoutMs'),
-    );
+    this.#hooks.refuse(this.#ctx, workerHeadersTimeout());
   }
 
   /** The worker is gone, or gave up, before its status: it wrote nothing, and the master answers 502 (SPEC §4). */

@@ -184,5 +184,10 @@ function timedOut(ctx: RequestContext, refuse: (ctx: RequestContext, err: unknow
   // Deferred, it may find the request sent again meanwhile (retry.ts, a refused connection read in the same turn):
   // that try has its own timer (a review).
   if (ctx.phase !== 'worker' || ctx.workerTimer !== undefined) return;
-  refuse(ctx, new GraygateError('worker_timeout', 'the worker sent no response within workerHeadersTimeoutMs'));
+  refuse(ctx, workerHeadersTimeout());
+}
+
+/** The master's 504 for a worker that sent no response head (or IPC status) within workerHeadersTimeoutMs. */
+export function workerHeadersTimeout(): GraygateError {
+  return new GraygateError('worker_timeout', 'the worker sent no response within workerHeadersTimeoutMs');
 }

@@ -563,10 +563,10 @@ try {
   if (err instanceof CliError) {
     process.stderr.write(`graygate: ${err.message}\n`);
     process.exitCode = err.exitCode;
-  } else if (parseArgsProblem(err) !== undefined) {
-    process.stderr.write(`graygate: ${parseArgsProblem(err)}\n`);
-    process.exitCode = EXIT.usage;
   } else {
-    throw err;
+    const problem = parseArgsProblem(err);
+    if (problem === undefined) throw err;
+    process.stderr.write(`graygate: ${problem}\n`);
+    process.exitCode = EXIT.usage;
   }
 }

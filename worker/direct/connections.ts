@@ -35,7 +35,7 @@ export class DirectConnections {
   /** Connection `id`, if this worker holds it and no answer is being written to it. */
   free(id: number): Socket | undefined {
     const socket = this.#sockets.get(id);
-    if (socket === undefined || socket.destroyed || (socket as Socket & SocketInternals)._httpMessage) return undefined;
+    if (socket === undefined || socket.destroyed || this.writing(id) !== undefined) return undefined;
     return socket;
   }
 
