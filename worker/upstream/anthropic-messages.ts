@@ -33,11 +33,10 @@ export function anthropicMessages(messages: ChatMessage[]): { system: string[]; 
       return;
     }
     if (m.role === 'tool') {
-      const block: AnthropicBlock = {
-        type: 'tool_result',
-        tool_use_id: m.tool_call_id!,
-        content: textOnly(m, path, 'anthropic'),
-      };
+      const block: AnthropicBlock = { type: 'tool_result', tool_use_id: m.tool_call_id! };
+      // A tool that printed nothing: `content` is optional on a result, and Anthropic refuses an empty one.
+      const result = textOnly(m, path, 'anthropic');
+      if (!isBlank(result)) block['content'] = result;
       if (resultTurn === undefined) out.push((resultTurn = { role: 'user', content: [] }));
       (resultTurn.content as AnthropicBlock[]).push(block);
       return;
@@ -57,6 +56,9 @@ export function anthropicMessages(messages: ChatMessage[]): { system: string[]; 
         return;
       }
       if (blocks.length > 0) out.push({ role: 'user', content: simplify(blocks) });
+      else if (i === messages.length - 1 && out.at(-1)?.role === 'assistant')
+        // Left out, it would end the conversation on the assistant's turn, which Anthropic continues (a prefill).
+        throw invalid(`${path}.content`, 'an anthropic upstream takes no empty last user message');
       return;
     }
     const blocks = assistantBlocks(m, path, args);
@@ -64,7 +66,22 @@ export function anthropicMessages(messages: ChatMessage[]): { system: string[]; 
     resultTurn = undefined;
     out.push({ role: 'assistant', content: simplify(blocks) });
   });
+  endPrefill(out.at(-1));
   return { system, messages: out };
+}
+
+/**
+ * A conversation that ends on an assistant turn is Anthropic's prefill: the answer continues that text. Anthropic
+ * refuses one that ends in whitespace ("final assistant content cannot end with trailing whitespace").
+ */
+function endPrefill(last: AnthropicMessage | undefined): void {
+  if (last?.role !== 'assistant') return;
+  if (typeof last.content === 'string') {
+    last.content = last.content.trimEnd();
+    return;
+  }
+  const block = last.content.at(-1);
+  if (block?.type === 'text') block['text'] = (block['text'] as string).trimEnd();
 }
 
 /** Adjacent text parts as one (OpenAI concatenates them; Anthropic would see separate blocks). */

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { stringifyJsonExact } from '../request/exact-numbers.js';
 import { maxTokensOf, stopsOf, type ChatRequest } from '../request/chat-request.js';
 import { GraygateError } from '../../shared/errors.js';
@@ -41,9 +42,9 @@ export function buildAnthropicRequest(req: ChatRequest, options: BuildOptions): 
   if (req.top_p !== undefined && req.top_p !== null) body['top_p'] = req.top_p;
   if (typeof req['top_k'] === 'number') body['top_k'] = req['top_k'];
   const stop = stopsOf(req);
-  if (stop !== undefined) body['stop_sequences'] = stop;
+  if (stop !== undefined) body['stop_sequences'] = checkStops(stop, typeof req.stop === 'string');
   const userId = req['safety_identifier'] ?? req['user'];
-  if (typeof userId === 'string') body['metadata'] = { user_id: userId };
+  if (typeof userId === 'string') body['metadata'] = { user_id: opaqueUserId(userId) };
   Object.assign(body, anthropicToolFields(req));
   const headers = {
     'content-type': 'application/json',
@@ -51,4 +52,27 @@ export function buildAnthropicRequest(req: ChatRequest, options: BuildOptions): 
     ...upstreamAuthHeaders('anthropic', options.apiKey),
   };
   return { path: '/v1/messages', headers, body: Buffer.from(stringifyJsonExact(body)), model };
+}
+
+/**
+ * Anthropic refuses an empty or whitespace-only stop sequence ("each stop sequence must contain non-whitespace"), which
+ * OpenAI takes (`stop: "\n"` is common): a 400 naming the entry, not the upstream's naming `stop_sequences`.
+ */
+function checkStops(stop: string[], single: boolean): string[] {
+  stop.forEach((s, i) => {
+    if (s.trim() === '')
+      throw invalid(
+        single ? 'stop' : `stop.${i}`,
+        'an anthropic upstream takes only stop sequences with non-whitespace text',
+      );
+  });
+  return stop;
+}
+
+/**
+ * OpenAI's `user` is any string (often an email address); Anthropic's `metadata.user_id` must be an opaque id of at
+ * most 256 characters and refuses one that looks like an email address. Its SHA-256, in hex: one user, one id.
+ */
+function opaqueUserId(user: string): string {
+  return createHash('sha256').update(user).digest('hex');
 }

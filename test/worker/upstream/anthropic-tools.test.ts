@@ -1,4 +1,5 @@
 import t from 'tap';
+import { createHash } from 'node:crypto';
 import { buildAnthropicRequest, convertAnthropicEvent } from '../../../worker/upstream/anthropic.js';
 import { JSON_ANSWER_TOOL } from '../../../worker/upstream/anthropic-tools.js';
 import { createStreamState, type ChatCompletionChunk } from '../../../worker/types.js';
@@ -22,6 +23,7 @@ const ANSWER_TOOL = {
   description: 'Give your whole answer as the input of this tool: one JSON object.',
   input_schema: { type: 'object', additionalProperties: true },
 };
+const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex');
 const SCHEMA = { type: 'object', properties: { a: { type: 'string' } }, additionalProperties: false };
 
 t.test('tools, tool_choice, parallel_tool_calls and JSON mode → Anthropic', async (t) => {
@@ -87,8 +89,14 @@ t.test('tools, tool_choice, parallel_tool_calls and JSON mode → Anthropic', as
       { tools: [WEATHER], tool_choice: 'required', response_format: { type: 'json_object' } },
       { tools: [TOOL], tool_choice: { type: 'any' } },
     ],
-    ['user → metadata.user_id', { user: 'alice' }, { metadata: { user_id: 'alice' } }],
-    ['safety_identifier wins', { user: 'alice', safety_identifier: 'sid' }, { metadata: { user_id: 'sid' } }],
+    // Anthropic refuses an email address or over 256 characters there: an opaque id, the same for the same user.
+    ['user → metadata.user_id, hashed', { user: 'alice' }, { metadata: { user_id: sha256('alice') } }],
+    [
+      'an email address is sent hashed',
+      { user: 'alice@example.com' },
+      { metadata: { user_id: sha256('alice@example.com') } },
+    ],
+    ['safety_identifier wins', { user: 'alice', safety_identifier: 'sid' }, { metadata: { user_id: sha256('sid') } }],
     ['top_k', { top_k: 5, temperature: 1 }, { top_k: 5, temperature: 1 }],
   ];
   for (const [name, req, expected] of cases) t.match(body(req), expected, name);
@@ -323,6 +331,68 @@ t.test(
     ]);
   },
 );
+
+t.test('an empty tool result is sent without content: a tool that printed nothing', async (t) => {
+  const call = { id: 't1', type: 'function', function: { name: 'now', arguments: '{}' } };
+  const sent = body({
+    messages: [
+      user,
+      { role: 'assistant', content: null, tool_calls: [call] },
+      { role: 'tool', tool_call_id: 't1', content: '' },
+    ],
+  });
+  t.same((sent['messages'] as unknown[]).at(-1), {
+    role: 'user',
+    content: [{ type: 'tool_result', tool_use_id: 't1' }],
+  });
+});
+
+t.test('a conversation ending on the assistant is a prefill Anthropic takes, never one graygate makes', async (t) => {
+  // Anthropic: "final assistant content cannot end with trailing whitespace".
+  const prefill = body({ messages: [user, { role: 'assistant', content: 'Sure, here it is:\n ' }] });
+  t.same(prefill['messages'], [user, { role: 'assistant', content: 'Sure, here it is:' }]);
+  const parts = body({
+    messages: [
+      user,
+      {
+        role: 'assistant',
+        content: [{ type: 'text', text: 'Step 1: ' }],
+        tool_calls: undefined,
+      },
+    ],
+  });
+  t.same((parts['messages'] as unknown[]).at(-1), { role: 'assistant', content: 'Step 1:' });
+  const earlier = body({
+    messages: [user, { role: 'assistant', content: 'Hello! ' }, { role: 'user', content: 'More' }],
+  });
+  t.same((earlier['messages'] as unknown[])[1], { role: 'assistant', content: 'Hello! ' }, 'only the last turn');
+  // An empty last user message left out would make the assistant's turn the last: refused instead.
+  t.throws(() => body({ messages: [user, { role: 'assistant', content: 'Hello!' }, { role: 'user', content: '' }] }), {
+    code: 'invalid_request',
+    message: /^messages\.2\.content: an anthropic upstream takes no empty last user message/,
+  });
+  t.same(
+    body({ messages: [{ role: 'user', content: ' ' }, user] })['messages'],
+    [user],
+    'an empty user message elsewhere is still left out',
+  );
+});
+
+t.test('stop: an empty or whitespace-only sequence is a 400 naming it (Anthropic refuses it)', async (t) => {
+  t.same(body({ stop: ['END', '###'] })['stop_sequences'], ['END', '###']);
+  t.same(body({ stop: 'END' })['stop_sequences'], ['END']);
+  for (const [stop, path] of [
+    ['\n', 'stop'],
+    ['', 'stop'],
+    [['END', ' \n'], 'stop.1'],
+    [[''], 'stop.0'],
+  ] as const) {
+    t.throws(() => body({ stop: stop as string | string[] }), {
+      code: 'invalid_request',
+      message: `${path}: an anthropic upstream takes only stop sequences with non-whitespace text`,
+    });
+  }
+});
 
 function run(events: Array<Record<string, unknown>>): ChatCompletionChunk[] {
   const state = createStreamState({ id: 'chatcmpl-x', created: 1, model: 'm' });
