@@ -17,6 +17,14 @@ export function contentChunk(state: StreamState, content: string, logprobs?: Cho
 }
 
 /**
+ * A model's reasoning (Ollama's `thinking`) as `delta.reasoning`, the field Ollama's own OpenAI-compatible endpoint
+ * and vLLM stream it in; OpenAI's SDK passes it through untouched, and it is not the answer's content.
+ */
+export function reasoningChunk(state: StreamState, reasoning: string): ChatCompletionChunk {
+  return chunkOf(state, { reasoning }, null);
+}
+
+/**
  * The first fragment of a new tool call, as OpenAI streams it: index, id,
  * type and name, empty arguments (SPEC §12). Returns the call's index too,
  * for the argument fragments that follow.

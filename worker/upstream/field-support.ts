@@ -83,7 +83,10 @@ export const CHAT_FIELDS: Readonly<Record<string, Readonly<Record<ConvertedForma
   modalities: { ollama: only('`["text"]`', isTextOnly), anthropic: only('`["text"]`', isTextOnly) },
   audio: { ollama: REFUSED, anthropic: REFUSED },
   prediction: { ollama: REFUSED, anthropic: REFUSED },
-  reasoning_effort: { ollama: REFUSED, anthropic: REFUSED },
+  reasoning_effort: {
+    ollama: sent('`think`: `none` → `false`, `low`, `medium` or `high` as it is; others a 400'),
+    anthropic: REFUSED,
+  },
   verbosity: { ollama: REFUSED, anthropic: REFUSED },
   web_search_options: { ollama: REFUSED, anthropic: REFUSED },
   functions: { ollama: REFUSED, anthropic: REFUSED },
@@ -106,6 +109,8 @@ export const MESSAGE_FIELDS: Readonly<Record<string, Readonly<Record<ConvertedFo
   refusal: { ollama: REFUSED, anthropic: REFUSED },
   // OpenAI returns it on every assistant message (`[]` mostly), and clients push that message back as history.
   annotations: { ollama: unsent('output-only'), anthropic: unsent('output-only') },
+  // graygate's own answers carry it (Ollama's `thinking`), and clients push them back.
+  reasoning: { ollama: sent('assistant messages: `thinking`'), anthropic: unsent('output-only') },
   audio: { ollama: REFUSED, anthropic: REFUSED },
   function_call: { ollama: REFUSED, anthropic: REFUSED },
 };

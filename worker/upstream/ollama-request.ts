@@ -65,6 +65,8 @@ export function buildOllamaRequest(req: ChatRequest, options: BuildOptions): Ups
   const stop = stopsOf(req);
   if (stop !== undefined) modelOptions['stop'] = stop;
   if (Object.keys(modelOptions).length > 0) body['options'] = modelOptions;
+  const think = ollamaThink(req['reasoning_effort']);
+  if (think !== undefined) body['think'] = think;
   const headers = {
     'content-type': 'application/json',
     accept: 'application/x-ndjson',
@@ -92,6 +94,9 @@ function ollamaMessages(messages: ChatMessage[]): Array<Record<string, unknown>>
       return out;
     }
     out['content'] = textOnly(m, path, 'ollama');
+    // An answer's `reasoning` pushed back as history: Ollama's `thinking`, as its OpenAI-compatible endpoint has it.
+    if (m.role === 'assistant' && typeof m['reasoning'] === 'string' && m['reasoning'] !== '')
+      out['thinking'] = m['reasoning'];
     if (m.role === 'assistant' && m.tool_calls !== undefined && m.tool_calls !== null && m.tool_calls.length > 0) {
       out['tool_calls'] = m.tool_calls.map((call, j) => {
         const at = `${path}.tool_calls.${j}`;
@@ -115,6 +120,17 @@ function ollamaMessages(messages: ChatMessage[]): Array<Record<string, unknown>>
     }
     return out;
   });
+}
+
+/**
+ * `reasoning_effort` → `think`, as Ollama's own OpenAI-compatible endpoint maps it: `none` turns thinking off, a level
+ * goes as it is (gpt-oss takes levels; other thinking models take any level as on). Others are refused, as Ollama does.
+ */
+function ollamaThink(effort: unknown): boolean | string | undefined {
+  if (effort === undefined || effort === null) return undefined;
+  if (effort === 'none') return false;
+  if (effort === 'low' || effort === 'medium' || effort === 'high') return effort;
+  throw invalid('reasoning_effort', 'an ollama upstream takes "none", "low", "medium" or "high"');
 }
 
 /** Ollama takes images as bare base64 (no data: prefix); it fetches no URLs. */

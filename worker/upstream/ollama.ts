@@ -12,6 +12,7 @@ import {
 import {
   contentChunk,
   finishChunk,
+  reasoningChunk,
   roleChunk,
   syntheticToolCallId,
   usageChunk,
@@ -24,7 +25,8 @@ import { buildOllamaEmbedRequest, convertOllamaEmbedAnswer } from './ollama-embe
 // (NDJSON). Each line carries `message.content`, and `message.tool_calls`
 // when the model calls tools: whole calls, arguments as an object (SPEC §12),
 // which become OpenAI's fragments here. The last line has `done: true`,
-// `done_reason` and the token counts (prompt_eval_count, eval_count).
+// `done_reason` and the token counts (prompt_eval_count, eval_count). A
+// thinking model's `message.thinking` becomes `delta.reasoning`.
 // https://github.com/ollama/ollama/blob/main/docs/api.md#generate-a-chat-completion
 
 export { buildOllamaRequest };
@@ -55,7 +57,10 @@ export function convertOllamaLine(state: StreamState, _type: string, line: strin
     if (isModelName(value['model'])) state.model = value['model'];
     sink.chunk(roleChunk(state));
   }
-  const message = value['message'] as { content?: unknown; tool_calls?: unknown } | undefined;
+  const message = value['message'] as { content?: unknown; thinking?: unknown; tool_calls?: unknown } | undefined;
+  // A thinking model's reasoning (Ollama ≥ 0.9), which comes before its content.
+  const thinking = message?.thinking;
+  if (typeof thinking === 'string' && thinking !== '') sink.chunk(reasoningChunk(state, thinking));
   const content = message?.content;
   if (typeof content === 'string' && content !== '')
     sink.chunk(contentChunk(state, content, logprobsOf(value['logprobs'])));

@@ -6,6 +6,7 @@ import {
   toBase64Float32,
 } from '../../../worker/upstream/ollama-embed.js';
 import { createStreamState, type ChatCompletionChunk } from '../../../worker/types.js';
+import { CompletionAggregator } from '../../../worker/chat/aggregate.js';
 import type { ChatRequest, RequestToolCall } from '../../../worker/request/chat-request.js';
 
 // SPEC §12, issue 12 part 1: the Ollama converters alone, plain data in and
@@ -246,6 +247,53 @@ function run(lines: string[]): { chunks: ChatCompletionChunk[] } {
   for (const line of lines) convertOllamaLine(state, '', line, { chunk: (c) => chunks.push(c) });
   return { chunks };
 }
+
+t.test('reasoning: thinking → delta.reasoning, reasoning_effort → think, history back as thinking', async (t) => {
+  // Ollama's own OpenAI-compatible endpoint (openai/openai.go) is the model: `reasoning`, and the same effort map.
+  const lines = [
+    '{"model":"qwen3","message":{"role":"assistant","content":"","thinking":"Let me "}}',
+    '{"model":"qwen3","message":{"role":"assistant","content":"","thinking":"think."}}',
+    '{"model":"qwen3","message":{"role":"assistant","content":"Answer"}}',
+    '{"model":"qwen3","message":{"role":"assistant","content":""},"done":true,"done_reason":"stop","eval_count":9}',
+  ];
+  const { chunks } = run(lines);
+  t.same(
+    chunks.map((c) => c.choices[0]?.delta),
+    [
+      { role: 'assistant', content: '' },
+      { reasoning: 'Let me ' },
+      { reasoning: 'think.' },
+      { content: 'Answer' },
+      {},
+      undefined,
+    ],
+  );
+  const whole = new CompletionAggregator();
+  for (const chunk of chunks) whole.chunk(chunk);
+  t.match(whole.toCompletion().choices[0]!.message, {
+    role: 'assistant',
+    content: 'Answer',
+    reasoning: 'Let me think.',
+  });
+  t.equal(whole.contentChunks, 1, 'reasoning is not content');
+
+  t.equal(body({ reasoning_effort: 'none' })['think'], false);
+  for (const level of ['low', 'medium', 'high']) t.equal(body({ reasoning_effort: level })['think'], level);
+  t.notOk('think' in body({}), 'the model’s own default when not asked');
+  for (const effort of ['minimal', 'xhigh', 5])
+    t.throws(() => body({ reasoning_effort: effort }), {
+      code: 'invalid_request',
+      message: 'reasoning_effort: an ollama upstream takes "none", "low", "medium" or "high"',
+    });
+  const history = body({
+    messages: [
+      user,
+      { role: 'assistant', content: 'Answer', reasoning: 'Let me think.' },
+      { role: 'user', content: 'And?' },
+    ],
+  })['messages'] as Array<Record<string, unknown>>;
+  t.same(history[1], { role: 'assistant', content: 'Answer', thinking: 'Let me think.' });
+});
 
 t.test('streamed tool calls → OpenAI fragments, finish_reason tool_calls', async (t) => {
   const { chunks } = run([
