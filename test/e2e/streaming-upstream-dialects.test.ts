@@ -6,6 +6,7 @@ import { gzipSync } from 'node:zlib';
 import { startGateway } from '../helpers/gateway.js';
 import { httpRequest, json } from '../helpers/http.js';
 import { untilOutput } from '../helpers/output.js';
+import { scrape } from '../helpers/metrics.js';
 import { postStream, type StreamClient } from '../worker/fixtures/sse-client.js';
 
 // Valid answers of real OpenAI-compatible servers that differ from OpenAI's own (a probe's findings, each named
@@ -77,6 +78,41 @@ t.test("real servers' dialects of the OpenAI stream", async (t) => {
       if (scenario === 'gzip') {
         res.writeHead(200, { 'content-type': 'text/event-stream', 'content-encoding': 'gzip' });
         return res.end(gzipSync(token('a') + finish() + 'data: [DONE]\n\n'));
+      }
+      // No coding at all, said oddly: an empty list (RFC 9110 §8.4), `none`, identity twice.
+      const noCoding = { 'encoding-empty': '', 'encoding-none': 'none', 'encoding-twice': 'Identity, identity' }[
+        scenario as 'encoding-empty'
+      ];
+      if (noCoding !== undefined) {
+        res.writeHead(200, { 'content-type': 'text/event-stream', 'content-encoding': noCoding });
+        return res.end(token('a') + finish() + 'data: [DONE]\n\n');
+      }
+      if (scenario === 'te-gzip') {
+        // node frames it as chunked (the header says chunked last); the chunks' data is gzip.
+        res.writeHead(200, { 'content-type': 'text/event-stream', 'transfer-encoding': 'gzip, chunked' });
+        return res.end(gzipSync(token('a') + finish() + 'data: [DONE]\n\n'));
+      }
+      if (scenario === 'gzip-429') {
+        res.writeHead(429, { 'content-type': 'application/json', 'content-encoding': 'gzip', 'retry-after': '7' });
+        return res.end(gzipSync(JSON.stringify({ error: { message: 'slow down', type: 'rate_limit_exceeded' } })));
+      }
+      if (scenario === 'html') {
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+        return res.end('<html><head><title>Access denied</title></head><body>data: oops</body></html>');
+      }
+      if (scenario === 'redirect') {
+        res.writeHead(302, { location: 'https://models.example/v1/chat/completions' });
+        return res.end();
+      }
+      if (scenario === 'usage-nonsense') {
+        const usage = { prompt_tokens: 1e300, completion_tokens: -5, total_tokens: 1e300 };
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        return res.end(
+          token('a') +
+            finish() +
+            chunk({ index: 0 }, { usage }).replace(/"choices":\[.*\]/, '"choices":[]') +
+            'data: [DONE]\n\n',
+        );
       }
       const answer = SCENARIOS[scenario];
       if (answer === undefined) return res.writeHead(500).end();
@@ -219,5 +255,69 @@ t.test("real servers' dialects of the OpenAI stream", async (t) => {
     t.equal(res.status, 502);
     t.equal(json<ErrorBody>(res).error.code, 'upstream_protocol_error');
     t.match(json<ErrorBody>(res).error.message, /Content-Encoding: gzip/);
+    const chunked = await httpRequest(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      body: JSON.stringify({ model: 'm', stream: true, messages: [{ role: 'user', content: 'te-gzip' }] }),
+    });
+    t.equal(chunked.status, 502, 'a transfer-coding under the chunking too');
+    t.match(json<ErrorBody>(chunked).error.message, /Transfer-Encoding: gzip, chunked, which graygate does not decode/);
+  });
+
+  t.test('an empty or `none` Content-Encoding is no coding, as for curl, fetch and nginx', async (t) => {
+    for (const scenario of ['encoding-empty', 'encoding-none', 'encoding-twice']) {
+      const s = await read(scenario);
+      t.equal(s.status, 200, scenario);
+      t.equal(s.text(), 'a', scenario);
+      t.equal(s.data.at(-1), '[DONE]', scenario);
+    }
+  });
+
+  t.test('a compressed error body keeps its status and Retry-After; its bytes are not the message', async (t) => {
+    const res = await httpRequest(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      body: JSON.stringify({ model: 'm', stream: true, messages: [{ role: 'user', content: 'gzip-429' }] }),
+    });
+    t.equal(res.status, 429);
+    t.equal(res.headers['retry-after'], '7');
+    t.match(json<ErrorBody>(res).error.message, /^upstream answered 429: its body sent with Content-Encoding: gzip/);
+    t.ok(/^[\x20-\x7e]*$/.test(json<ErrorBody>(res).error.message), 'printable');
+  });
+
+  t.test("a proxy's HTML page with 200 on a stream is named by its first bytes", async (t) => {
+    const res = await httpRequest(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      body: JSON.stringify({ model: 'm', stream: true, messages: [{ role: 'user', content: 'html' }] }),
+    });
+    t.equal(res.status, 502);
+    t.equal(json<ErrorBody>(res).error.code, 'upstream_protocol_error');
+    t.match(json<ErrorBody>(res).error.message, /text\/html, not an event stream: "<html><head><title>Access denied/);
+  });
+
+  t.test('a redirect is not followed, and its Location is named (a wrong upstream.url)', async (t) => {
+    const res = await httpRequest(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      body: JSON.stringify({ model: 'm', stream: true, messages: [{ role: 'user', content: 'redirect' }] }),
+    });
+    t.equal(res.status, 502);
+    t.match(json<ErrorBody>(res).error.message, 'upstream answered 302 (Location: https://models.example/v1/chat/c');
+  });
+
+  t.test("an upstream's nonsense usage is counted 0, in the log line and graygate_tokens_total", async (t) => {
+    const before = (await scrape(gw)).sum('graygate_tokens_total');
+    const s = await postStream(
+      `${gw.url}/v1/chat/completions`,
+      { model: 'm', stream: true, messages: [{ role: 'user', content: 'usage-nonsense' }] },
+      { 'x-request-id': 'usage-nonsense' },
+    );
+    await s.done;
+    t.equal(s.text(), 'a');
+    const line = await untilOutput(gw, () =>
+      gw
+        .output()
+        .split('\n')
+        .find((l) => l.includes('"reqId":"usage-nonsense"') && l.includes('"msg":"request finished"')),
+    );
+    t.match(line, /"tokens":0,"promptTokens":0/);
+    t.equal((await scrape(gw)).sum('graygate_tokens_total'), before, 'nothing counted');
   });
 });

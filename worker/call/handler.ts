@@ -8,7 +8,7 @@ import type { UpstreamConfig } from '../../shared/config.js';
 import type { Disposer } from '../../shared/abort.js';
 import { readBody } from '../../shared/body.js';
 import type { EndpointKind } from '../types.js';
-import type { UpstreamAdapter } from '../upstream/format-adapter.js';
+import { tokenCount, type UpstreamAdapter } from '../upstream/format-adapter.js';
 import type { UpstreamClient } from '../upstream/client.js';
 import { runPipeline, type PipelineStats } from '../upstream/pipeline.js';
 import { upstreamErrorKind, type WorkerMetrics } from '../metrics.js';
@@ -231,7 +231,7 @@ export async function handleCall(
     stopPings?.();
     res.off('close', onClose);
     if (isStream) metrics.streamEnded();
-    const usage = stored === undefined ? opened?.usage() : undefined;
+    const usage = countedUsage(stored === undefined ? opened?.usage() : undefined);
     if (usage !== undefined) metrics.addTokens(usage);
     options.log.info(
       logLine(req, res, {
@@ -295,6 +295,17 @@ function logLine(req: IncomingMessage, res: ServerResponse, facts: LineFacts): R
   if (facts.isAborted) line['aborted'] = true;
   if (facts.upstreamRequestId !== undefined) line['upstreamRequestId'] = facts.upstreamRequestId;
   return line;
+}
+
+/**
+ * The tokens a call used, as counted in graygate_tokens_total and the access line: an OpenAI upstream's usage reaches
+ * here as it sent it (a string, 1e300, -5), which tokenCount makes 0.
+ */
+function countedUsage(
+  usage: { prompt_tokens: unknown; completion_tokens: unknown } | undefined,
+): { prompt_tokens: number; completion_tokens: number } | undefined {
+  if (usage === undefined) return undefined;
+  return { prompt_tokens: tokenCount(usage.prompt_tokens), completion_tokens: tokenCount(usage.completion_tokens) };
 }
 
 function round(ms: number): number {

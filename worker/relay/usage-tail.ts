@@ -1,3 +1,5 @@
+import { tokenCount } from '../upstream/format-adapter.js';
+
 // The token usage of a relayed, non-streamed JSON answer (SPEC §9 tokens,
 // §12), which may be megabytes long (a batch of embeddings) and is passed on
 // chunk by chunk, never held whole. OpenAI puts `usage` at the end of every
@@ -71,9 +73,8 @@ export function usageOf(
   usage: Record<string, unknown> | undefined,
 ): { prompt_tokens: number; completion_tokens: number } | undefined {
   if (usage === undefined) return undefined;
-  const count = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
   return {
-    prompt_tokens: count(usage['prompt_tokens'] ?? usage['input_tokens']),
-    completion_tokens: count(usage['completion_tokens'] ?? usage['output_tokens']),
+    prompt_tokens: tokenCount(usage['prompt_tokens'] ?? usage['input_tokens']),
+    completion_tokens: tokenCount(usage['completion_tokens'] ?? usage['output_tokens']),
   };
 }

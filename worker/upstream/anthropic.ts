@@ -225,10 +225,22 @@ function blockIndex(value: Record<string, unknown>): number {
   return typeof value['index'] === 'number' ? value['index'] : 0;
 }
 
+/**
+ * The body ended without `message_stop`: whole if `message_delta` brought its `stop_reason` (the finish chunk went
+ * out), as an OpenAI stream that ends after its finish without `[DONE]` is; the usage chunk closes it.
+ */
+function endAnthropicStream(state: StreamState, sink: ChunkSink): void {
+  if (state.finishReason === null)
+    throw new GraygateError('upstream_protocol_error', 'the upstream response ended before its final event');
+  state.isDone = true;
+  sink.chunk(usageChunk(state));
+}
+
 export const anthropicAdapter: UpstreamAdapter = {
   format: 'anthropic',
   framing: 'sse',
   endpoints: new Set(['chat']),
   buildRequest: buildAnthropicRequest,
   convertEvent: convertAnthropicEvent,
+  convertEnd: endAnthropicStream,
 };

@@ -48,6 +48,12 @@ export interface UpstreamAdapter {
    * Throws upstream_protocol_error for malformed data and upstream_status for an error the upstream reports in-stream.
    */
   convertEvent(state: StreamState, type: string, data: string, sink: ChunkSink): void;
+  /**
+   * The body ended before the format's final event: the chunks that close an answer that is whole all the same
+   * (Anthropic's `stop_reason` came, its `message_stop` did not, as an OpenAI stream's finish without `[DONE]`).
+   * Throws upstream_protocol_error when it is not; absent: it never is.
+   */
+  convertEnd?(state: StreamState, sink: ChunkSink): void;
   /** The OpenAI endpoints this format serves (SPEC §12); any other is 400 unsupported_endpoint naming the format. */
   readonly endpoints: ReadonlySet<EndpointKind>;
   /** The upstream call of a relay endpoint this format serves (`endpoints`), from the client's parsed body. */
@@ -86,8 +92,17 @@ export interface AnswerHints {
 
 /** A token count from an upstream usage field; anything but a finite number counts as 0. */
 export function tokenCount(value: unknown): number {
-  return typeof value === 'number' && Number.isFinite(value) ? value : 0;
+  return Number.isSafeInteger(value) && (value as number) >= 0 && (value as number) <= MAX_TOKENS_PER_CALL
+    ? (value as number)
+    : 0;
 }
+
+/**
+ * The most tokens one call is taken to have used (a hundred times the longest context a model has): an upstream's
+ * count past it, or one that is negative or fractional, is nonsense, counted 0. 1e300 once in graygate_tokens_total
+ * made every later increment vanish in the float (rate() 0 until the worker restarted); clients' usage is integers.
+ */
+const MAX_TOKENS_PER_CALL = 1_000_000_000;
 
 /**
  * How deep an upstream's JSON may nest (an answer, an event, an error body, a model list). JSON.parse takes any
@@ -166,10 +181,10 @@ export function upstreamErrorIn(text: string): GraygateError | undefined {
 }
 
 /** A whole answer that is no JSON object (an HTML page of a proxy in front of the model), named by its first bytes. */
-export function notJsonObject(text: string): GraygateError {
+export function notJsonObject(text: string, what = 'with a body that is not a JSON object'): GraygateError {
   return new GraygateError(
     'upstream_protocol_error',
-    `the upstream answered with a body that is not a JSON object: ${JSON.stringify(cutText(text.trimStart(), 40))}`,
+    `the upstream answered ${what}: ${JSON.stringify(cutText(text.trimStart(), 40))}`,
   );
 }
 
@@ -269,7 +284,7 @@ function messageOf(value: unknown): string | undefined {
   return joined.length > MAX_DETAIL_CHARS ? `${cutText(joined, MAX_DETAIL_CHARS)}…` : joined;
 }
 
-function isRecord(value: unknown): value is Record<string, unknown> {
+export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 

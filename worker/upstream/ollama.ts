@@ -8,6 +8,8 @@ import {
   upstreamStreamError,
   type UpstreamAdapter,
   isModelName,
+  isRecord,
+  upstreamErrorMessage,
 } from './format-adapter.js';
 import {
   contentChunk,
@@ -52,6 +54,8 @@ export function convertOllamaLine(state: StreamState, _type: string, line: strin
   const value = parseUpstreamJson(text);
   const error = value['error'];
   if (typeof error === 'string' && isError(error)) throw upstreamStreamError(error);
+  // `{"error":{"message":…}}`: not Ollama's own, but a proxy's or a gateway's in front of it.
+  if (isRecord(error)) throw upstreamStreamError(upstreamErrorMessage(text));
   if (!state.isRoleSent) {
     // The model that answered, as Ollama names it (`llama3.2` asked, `llama3.2:latest` answered), as OpenAI does.
     if (isModelName(value['model'])) state.model = value['model'];

@@ -3,7 +3,13 @@ import { GraygateError, isGraygateError } from '../../shared/errors.js';
 import type { CallOutput, ChatOutput, StreamState } from '../types.js';
 import { EventDecoder } from '../sse/event-decoder.js';
 import { LineDecoder } from '../sse/line-decoder.js';
-import { upstreamErrorIn, upstreamErrorOf, type UpstreamAdapter, type UpstreamRequest } from './format-adapter.js';
+import {
+  notJsonObject,
+  upstreamErrorIn,
+  upstreamErrorOf,
+  type UpstreamAdapter,
+  type UpstreamRequest,
+} from './format-adapter.js';
 import { toUpstreamError, type UpstreamClient } from './client.js';
 import { Deadlines } from './timeouts.js';
 import type { UpstreamBody, UpstreamResponse } from './upstream-body.js';
@@ -54,8 +60,10 @@ export function chatConsumer(adapter: UpstreamAdapter, state: StreamState, outpu
     event: (type, data) => adapter.convertEvent(state, type, data, output),
     body: () => undefined,
     end() {
-      if (!state.isDone && !state.finishes.isComplete)
+      if (state.isDone || state.finishes.isComplete) return;
+      if (adapter.convertEnd === undefined)
         throw new GraygateError('upstream_protocol_error', 'the upstream response ended before its final event');
+      adapter.convertEnd(state, output);
     },
     isComplete: () => state.isDone,
   };
@@ -148,19 +156,23 @@ export async function runPipeline(options: PipelineOptions, stats: PipelineStats
         },
       );
     }
-    const encoding = response.headers['content-encoding'];
-    if (encoding !== undefined && String(encoding).trim().toLowerCase() !== 'identity') {
+    const coding = codingProblem(response.headers);
+    if (coding !== undefined) {
       response.body.destroy();
-      throw new GraygateError(
-        'upstream_protocol_error',
-        `the upstream answered with Content-Encoding: ${String(encoding).slice(0, 40)}, though asked for none (identity)`,
-      );
+      throw new GraygateError('upstream_protocol_error', `the upstream answered ${coding}`);
     }
     if (options.consumer.framing === 'sse' && isJson(response.headers['content-type'])) {
       // Asked for a stream, answered JSON: an error some servers send with 200, or a server that does not stream.
       throw await readJsonInsteadOfStream(response.body).catch((err: unknown) => {
         throw explain(err);
       });
+    }
+    if (options.consumer.framing === 'sse' && isHtml(response.headers['content-type'])) {
+      // A captive portal's or a proxy's page with 200: named by its first bytes, not "ended before its final event".
+      const page = await readBounded(response.body, 1024).catch((err: unknown) => {
+        throw explain(err);
+      });
+      throw notJsonObject(page, 'a streaming request with text/html, not an event stream');
     }
     await pump(response.body, options, deadlines, stats, explain);
   } finally {
@@ -322,6 +334,43 @@ function isJson(contentType: string | string[] | undefined): boolean {
   return typeof contentType === 'string' && /^application\/json\b/i.test(contentType.trimStart());
 }
 
+function isHtml(contentType: string | string[] | undefined): boolean {
+  return typeof contentType === 'string' && /^text\/html\b/i.test(contentType.trimStart());
+}
+
+/**
+ * What in an answer's codings graygate cannot read, as words for its error (undefined: nothing). It asks for
+ * `Accept-Encoding: identity` and decodes nothing: a `Content-Encoding` other than identity, or a `Transfer-Encoding`
+ * other than chunked (`gzip, chunked`: undici takes off the chunking only). An empty coding, as an empty header
+ * (RFC 9110 §8.4: a list; no element, no coding) or `none` (not registered, but servers send it for no coding),
+ * is none, as for curl, fetch and nginx.
+ */
+function codingProblem(headers: IncomingHttpHeaders): string | undefined {
+  const content = headers['content-encoding'];
+  if (content !== undefined && !onlyCodings(content, NO_CONTENT_CODING))
+    return `with Content-Encoding: ${printable(content)}, though asked for none (identity)`;
+  const transfer = headers['transfer-encoding'];
+  if (transfer !== undefined && !onlyCodings(transfer, CHUNKED))
+    return `with Transfer-Encoding: ${printable(transfer)}, which graygate does not decode (only chunked)`;
+  return undefined;
+}
+
+const NO_CONTENT_CODING: ReadonlySet<string> = new Set(['', 'identity', 'none']);
+const CHUNKED: ReadonlySet<string> = new Set(['', 'chunked']);
+
+function onlyCodings(value: string | string[], allowed: ReadonlySet<string>): boolean {
+  return String(value)
+    .split(',')
+    .every((coding) => allowed.has(coding.trim().toLowerCase()));
+}
+
+/** A header's value for an error message: bounded, control characters out. */
+function printable(value: string | string[]): string {
+  // eslint-disable-next-line no-control-regex
+  const controls = /[\x00-\x1f\x7f]/g;
+  return String(value).slice(0, 40).replace(controls, '?');
+}
+
 /**
  * A JSON body where an event stream was asked for: its `error`'s message as upstream_status (502), or
  * upstream_protocol_error naming what came; never "ended before its final event" with the upstream's message lost.
@@ -344,7 +393,9 @@ export async function readStatusError(
   body: Pick<UpstreamBody, 'readAll'>,
   maxBytes: number,
 ): Promise<GraygateError> {
-  const text = await readBounded(body, maxBytes);
+  // A compressed body (asked for none) is not read as text: its bytes would be the message.
+  const coding = codingProblem(headers);
+  const text = await readBounded(body, coding === undefined ? maxBytes : 1);
   const retryAfter =
     retryAfterSeconds(headers['retry-after'], Date.now()) ?? retryAfterMsAsSeconds(headers['retry-after-ms']);
   // OpenAI's hint to its SDKs (a 429 for an exhausted quota says false), passed on.
@@ -353,7 +404,13 @@ export async function readStatusError(
   // them); anything else is a bad gateway, graygate's.
   const isPassed = status >= 400 && status < 500;
   const { message, reported } = upstreamErrorOf(text);
-  return new GraygateError('upstream_status', `upstream answered ${status}: ${message}`, {
+  const said = coding !== undefined ? `its body sent ${coding}` : message;
+  // A redirect is not followed (a wrong `/v1` or http for https in upstream.url, mostly): where it pointed says which.
+  const location =
+    status >= 300 && status < 400 && headers.location !== undefined
+      ? ` (Location: ${printable(headers.location)})`
+      : '';
+  return new GraygateError('upstream_status', `upstream answered ${status}${location}: ${said}`, {
     status: isPassed ? status : 502,
     ...(reported === undefined || !isPassed ? {} : { reported }),
     ...(retryAfter === undefined ? {} : { retryAfterS: retryAfter }),

@@ -1,9 +1,15 @@
 import t from 'tap';
-import { parseUpstreamJson, upstreamErrorIn, upstreamErrorMessage } from '../../../worker/upstream/format-adapter.js';
+import {
+  parseUpstreamJson,
+  tokenCount,
+  upstreamErrorIn,
+  upstreamErrorMessage,
+} from '../../../worker/upstream/format-adapter.js';
 import { buildOpenAIRequest, convertOpenAIEvent } from '../../../worker/upstream/openai.js';
 import { buildOllamaRequest, convertOllamaLine, mapOllamaDoneReason } from '../../../worker/upstream/ollama.js';
 import {
   buildAnthropicRequest,
+  anthropicAdapter,
   convertAnthropicEvent,
   mapAnthropicStopReason,
   DEFAULT_ANTHROPIC_MAX_TOKENS,
@@ -186,6 +192,11 @@ t.test('ollama lines: role chunk, deltas, final chunk with done_reason and usage
     message: /model not found/,
   });
   t.throws(() => run(convertOllamaLine, [['', '{"message":']]), { code: 'upstream_protocol_error' });
+  t.throws(
+    () => run(convertOllamaLine, [['', '{"error":{"message":"model is overloaded"}}']]),
+    { code: 'upstream_status', message: 'the upstream reported an error: model is overloaded' },
+    "a proxy's object-shaped error in front of Ollama: its message, not a stream cut short",
+  );
   t.same(
     run(convertOllamaLine, [
       ['', '{"error":"","model":"m","message":{"role":"assistant","content":"a"},"done":false}'],
@@ -200,7 +211,7 @@ t.test('ollama lines: role chunk, deltas, final chunk with done_reason and usage
         '"arguments":{"id":12345678901234567890,"big":1e400,"ok":1.5}}}]},"done":true,"eval_count":99999999999999999999}',
     ],
   ]);
-  t.equal(exact.s.completionTokens, 1e20, "the line's other numbers are the plain parse's (an exact one counted 0)");
+  t.equal(exact.s.completionTokens, 0, 'a count past what an integer holds exactly is nonsense, counted 0');
   t.equal(
     exact.chunks.map((c) => c.choices[0]?.delta.tool_calls?.[0]?.function?.arguments ?? '').join(''),
     '{"id":12345678901234567890,"big":1e400,"ok":1.5}',
@@ -341,6 +352,35 @@ t.test('anthropic events → chunks', async (t) => {
   ] as const) {
     t.equal(mapAnthropicStopReason(reason), expected, `stop_reason ${reason}`);
   }
+});
+
+t.test('anthropic: a stream cut after its stop_reason, before message_stop, is whole; before it, cut', async (t) => {
+  const events: Array<[string, string]> = [
+    ['message_start', '{"type":"message_start","message":{"usage":{"input_tokens":4,"output_tokens":1}}}'],
+    ['content_block_delta', '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}'],
+  ];
+  const cut = run(convertAnthropicEvent, events);
+  t.throws(() => anthropicAdapter.convertEnd!(cut.s, { chunk: () => undefined }), {
+    code: 'upstream_protocol_error',
+    message: 'the upstream response ended before its final event',
+  });
+  const stopped = run(convertAnthropicEvent, [
+    ...events,
+    ['message_delta', '{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":2}}'],
+  ]);
+  anthropicAdapter.convertEnd!(stopped.s, { chunk: (c) => stopped.chunks.push(c) });
+  t.equal(stopped.s.isDone, true);
+  t.equal(stopped.chunks.at(-2)!.choices[0]!.finish_reason, 'stop');
+  t.same(stopped.chunks.at(-1)!.usage, { prompt_tokens: 4, completion_tokens: 2, total_tokens: 6 }, 'then usage');
+});
+
+t.test('token counts: non-negative integers up to a billion a call; anything else from an upstream is 0', async (t) => {
+  for (const good of [0, 1, 128_000, 1_000_000_000]) t.equal(tokenCount(good), good);
+  for (const bad of [1e300, -5, 2.5, '7', null, NaN, Infinity, 1_000_000_001]) t.equal(tokenCount(bad), 0, String(bad));
+  const huge = run(convertOllamaLine, [
+    ['', '{"message":{"role":"assistant","content":""},"done":true,"prompt_eval_count":1e300,"eval_count":-3}'],
+  ]);
+  t.same(huge.chunks.at(-1)!.usage, { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 }, 'what a client gets');
 });
 
 t.test('an error preview never ends in half an emoji (a lone surrogate strict JSON parsers refuse)', async (t) => {
