@@ -115,7 +115,7 @@ export class GraygateError extends Error {
 
   constructor(code: ErrorCode, message?: string, options: GraygateErrorOptions = {}) {
     const entry: CatalogueEntry = ERROR_CATALOGUE[code];
-    super(message ?? entry.message, options.cause === undefined ? undefined : { cause: options.cause });
+    super(boundedMessage(message ?? entry.message), options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'GraygateError';
     this.code = code;
     this.status = options.status ?? entry.status;
@@ -124,6 +124,22 @@ export class GraygateError extends Error {
     this.shouldRetry = options.shouldRetry;
     this.reported = options.reported;
   }
+}
+
+/**
+ * Longest error message, UTF-16 units. Messages name what a client or an upstream sent (a field's name, an origin, an
+ * upstream's own message), which a client can make megabytes long: past this, cut with `…`, so no error echoes its
+ * input whole (a 9 MiB key name came back as a 9 MiB 400).
+ */
+export const MAX_ERROR_MESSAGE_CHARS = 2048;
+
+function boundedMessage(message: string): string {
+  if (message.length <= MAX_ERROR_MESSAGE_CHARS) return message;
+  let end = MAX_ERROR_MESSAGE_CHARS - 1;
+  // Not between the halves of a surrogate pair (an emoji): a lone one, escaped in JSON, strict parsers refuse.
+  const last = message.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end--;
+  return `${message.slice(0, end)}…`;
 }
 
 export function isGraygateError(err: unknown): err is GraygateError {

@@ -16,7 +16,7 @@ import { ModelCatalog, type ModelCatalogOptions } from './models/model-catalog.j
 import { fetchModels } from './models/fetch-models.js';
 import { handleModels } from './models/models-handler.js';
 import { upstreamErrorKind } from './metrics.js';
-import type { StoredResponseCall, UpstreamAdapter } from './upstream/format-adapter.js';
+import { hideInUpstreamText, type StoredResponseCall, type UpstreamAdapter } from './upstream/format-adapter.js';
 import { UpstreamClient } from './upstream/client.js';
 import type { ResolvedUpstream } from './upstream/resolve.js';
 import type { WorkerMetrics } from './metrics.js';
@@ -105,6 +105,7 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
   const env = options.env ?? process.env;
   // The key is read once at start and goes into upstream headers only (SPEC §9: never logged).
   const apiKey = upstream.apiKeyEnv === undefined ? undefined : env[upstream.apiKeyEnv];
+  hideInUpstreamText(apiKey);
   const buildOptions = { model: upstream.model, apiKey };
   const preparer = new RequestPreparer({
     ...options.preparer,

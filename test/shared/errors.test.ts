@@ -1,7 +1,13 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ERROR_CATALOGUE, GraygateError, toErrorResponse, type ErrorCode } from '../../shared/errors.js';
+import {
+  ERROR_CATALOGUE,
+  GraygateError,
+  MAX_ERROR_MESSAGE_CHARS,
+  toErrorResponse,
+  type ErrorCode,
+} from '../../shared/errors.js';
 import { ROOT } from '../helpers/root.js';
 
 // STYLE §10: the catalogue and the README error table agree, both ways.
@@ -39,4 +45,16 @@ t.test('toErrorResponse', async (t) => {
   const reported = { type: 'invalid_request_error', code: 'context_length_exceeded', param: 'messages' };
   const upstream = toErrorResponse(new GraygateError('upstream_status', 'too long', { status: 400, reported }));
   t.same([upstream.code, upstream.body.error.code], ['upstream_status', 'context_length_exceeded']);
+});
+
+t.test('a message is at most MAX_ERROR_MESSAGE_CHARS: what a client sent is never echoed whole', async (t) => {
+  const name = 'k'.repeat(9 * 1024 * 1024);
+  const e = new GraygateError('invalid_request', `${name}: is not a field graygate can convert`);
+  t.equal(e.message.length, MAX_ERROR_MESSAGE_CHARS);
+  t.ok(e.message.endsWith('k…'));
+  const short = 'messages.0.name: is not supported';
+  t.equal(new GraygateError('invalid_request', short).message, short, 'a message within it is as it was');
+  // Cut where an emoji's two halves meet: the first half goes too (a lone surrogate, strict JSON parsers refuse).
+  const emoji = new GraygateError('invalid_request', `${'a'.repeat(MAX_ERROR_MESSAGE_CHARS - 2)}😀${'b'.repeat(9)}`);
+  t.equal(emoji.message, `${'a'.repeat(MAX_ERROR_MESSAGE_CHARS - 2)}…`);
 });

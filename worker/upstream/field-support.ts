@@ -142,10 +142,14 @@ export function checkChatFields(req: Record<string, unknown>, format: ConvertedF
       fieldProblems(m, `messages.${i}.`, MESSAGE_FIELDS, format, problems);
     });
   }
-  if (problems.length === 0) return;
+  if (problems.length > 0) throw problemsError(problems);
+}
+
+/** One 400 invalid_request listing the first problems, and how many more: a body of 10,000 keys is not echoed whole. */
+export function problemsError(problems: string[]): GraygateError {
   const listed = problems.slice(0, MAX_LISTED);
   if (problems.length > listed.length) listed.push(`and ${problems.length - listed.length} more`);
-  throw new GraygateError('invalid_request', listed.join('; '));
+  return new GraygateError('invalid_request', listed.join('; '));
 }
 
 /** What a key no table of this file (or of message-parts.ts) names gets: a 400 naming its path. */

@@ -184,7 +184,7 @@ export function upstreamErrorIn(text: string): GraygateError | undefined {
 export function notJsonObject(text: string, what = 'with a body that is not a JSON object'): GraygateError {
   return new GraygateError(
     'upstream_protocol_error',
-    `the upstream answered ${what}: ${JSON.stringify(cutText(text.trimStart(), 40))}`,
+    `the upstream answered ${what}: ${JSON.stringify(cutText(withoutSecrets(text).trimStart(), 40))}`,
   );
 }
 
@@ -192,7 +192,9 @@ export function notJsonObject(text: string, what = 'with a body that is not a JS
 export const UTF8_BOM: Buffer = Buffer.from([0xef, 0xbb, 0xbf]);
 
 function preview(data: string): string {
-  return data.length > 80 ? `${cutText(data, 80)}…` : data;
+  // Hidden before the cut: a preview ending inside the key would show its start.
+  const text = withoutSecrets(data);
+  return text.length > 80 ? `${cutText(text, 80)}…` : text;
 }
 
 /**
@@ -221,8 +223,9 @@ export function upstreamErrorMessage(body: string): string {
  */
 export function upstreamErrorOf(body: string): { message: string; reported: ReportedError | undefined } {
   const value = errorJsonOf(body);
-  const message = isRecord(value) ? (messageOf(value['error']) ?? messageOf(value)) : undefined;
+  const found = isRecord(value) ? (messageOf(value['error']) ?? messageOf(value)) : undefined;
   const reported = reportedErrorOf(value);
+  const message = found === undefined ? undefined : withoutSecrets(found);
   if (message !== undefined && message !== '') return { message, reported };
   const text = body.trim();
   return { message: text === '' ? 'the upstream answered with an error status' : preview(text), reported };
@@ -290,7 +293,28 @@ export function isRecord(value: unknown): value is Record<string, unknown> {
 
 /** An error the upstream reported inside a 2xx stream. */
 export function upstreamStreamError(message: string, status = 502): GraygateError {
-  return new GraygateError('upstream_status', `the upstream reported an error: ${message}`, { status });
+  return new GraygateError('upstream_status', `the upstream reported an error: ${withoutSecrets(message)}`, {
+    status,
+  });
+}
+
+/**
+ * What an upstream's text must not carry on to clients or the log (SPEC §9): the worker's own upstream key. An
+ * upstream may echo it in an error ("Incorrect API key provided: Bearer sk-…"; api.openai.com masks it, other
+ * servers and proxies may not), and that text becomes the error every client of the version reads.
+ */
+const secrets: string[] = [];
+
+/** Hides `secret` in every upstream text this process passes on (the worker's upstream key, read at start). */
+export function hideInUpstreamText(secret: string | undefined): void {
+  // Shorter than 8 characters: not a key to find in text, and hiding it would garble every message holding it.
+  if (secret !== undefined && secret.length >= 8 && !secrets.includes(secret)) secrets.push(secret);
+}
+
+function withoutSecrets(text: string): string {
+  let out = text;
+  for (const secret of secrets) if (out.includes(secret)) out = out.split(secret).join('[redacted]');
+  return out;
 }
 
 /** A model name an upstream reports, fit to go into the client's chunks: printable, bounded. */

@@ -11,6 +11,7 @@ import {
   type UpstreamRequest,
 } from './format-adapter.js';
 import { invalid } from './message-parts.js';
+import { problemsError, unconvertible } from './field-support.js';
 
 // POST /v1/embeddings on an Ollama upstream (SPEC §12): OpenAI's request →
 // `/api/embed`, and its answer `{model, embeddings: [[…]], prompt_eval_count}`
@@ -30,11 +31,7 @@ export function buildOllamaEmbedRequest(
   if (kind !== 'embeddings')
     throw new GraygateError('unsupported_endpoint', `POST /v1/${kind} is not supported by an ollama upstream`);
   const unknown = Object.keys(req).filter((k) => !FIELDS.has(k) && req[k] !== null && req[k] !== undefined);
-  if (unknown.length > 0)
-    throw new GraygateError(
-      'invalid_request',
-      unknown.map((k) => `${k}: is not a field graygate can convert for an ollama upstream`).join('; '),
-    );
+  if (unknown.length > 0) throw problemsError(unknown.map((k) => unconvertible(k, 'ollama')));
   const model = options.model ?? (req['model'] as string | undefined);
   if (model === undefined) throw invalid('model', 'is required');
   const input = req['input'];

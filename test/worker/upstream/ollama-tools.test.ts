@@ -371,6 +371,11 @@ t.test('embeddings: request and answer', async (t) => {
     code: 'invalid_request',
     message: /^truncate: /,
   });
+  const many = Object.fromEntries(Array.from({ length: 10_000 }, (_, i) => [`f${i}`, 0]));
+  t.throws(() => buildOllamaEmbedRequest('embeddings', { model: 'e', input: 'x', ...many }, NO_KEY), {
+    code: 'invalid_request',
+    message: /^f0: is not a field .*; f9: is not a field graygate can convert for an ollama upstream; and 9990 more$/,
+  });
   const answer = Buffer.from('{"model":"e","embeddings":[[0.5,-1],[0.25,2]],"prompt_eval_count":3}');
   const floats = convertOllamaEmbedAnswer('embeddings', answer, { encoding: 'float' });
   t.same(JSON.parse(floats.body.toString()), {
