@@ -115,7 +115,7 @@ export class GraygateError extends Error {
 
   constructor(code: ErrorCode, message?: string, options: GraygateErrorOptions = {}) {
     const entry: CatalogueEntry = ERROR_CATALOGUE[code];
-    super(boundedMessage(message ?? entry.message), options.cause === undefined ? undefined : { cause: options.cause });
+    super(message ?? entry.message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'GraygateError';
     this.code = code;
     this.status = options.status ?? entry.status;
@@ -127,11 +127,12 @@ export class GraygateError extends Error {
 }
 
 /**
- * Longest error message, UTF-16 units. Messages name what a client or an upstream sent (a field's name, an origin, an
- * upstream's own message), which a client can make megabytes long: past this, cut with `…`, so no error echoes its
- * input whole (a 9 MiB key name came back as a 9 MiB 400).
+ * Longest message in an error answer, UTF-16 units. Messages name what a client or an upstream sent (a field's name,
+ * an origin, an upstream's own message), which a client can make megabytes long: past this, cut with `…`, so no answer
+ * echoes its input whole (a 9 MiB key name came back as a 9 MiB 400). The error itself keeps it whole: the log line of
+ * a refused admin call or config file lists every problem.
  */
-export const MAX_ERROR_MESSAGE_CHARS = 2048;
+export const MAX_ERROR_MESSAGE_CHARS = 8192;
 
 function boundedMessage(message: string): string {
   if (message.length <= MAX_ERROR_MESSAGE_CHARS) return message;
@@ -174,9 +175,10 @@ export function toErrorResponse(err: unknown): ErrorResponse {
   if (e.shouldRetry !== undefined) headers['x-should-retry'] = String(e.shouldRetry);
   const reported = e.reported;
   const base = { code: e.code, status: e.status, headers };
-  if (reported === undefined) return { ...base, body: { error: { message: e.message, type: e.type, code: e.code } } };
+  const message = boundedMessage(e.message);
+  if (reported === undefined) return { ...base, body: { error: { message, type: e.type, code: e.code } } };
   const { type, code, param } = reported;
-  return { ...base, body: { error: { message: e.message, type, code, ...(param === undefined ? {} : { param }) } } };
+  return { ...base, body: { error: { message, type, code, ...(param === undefined ? {} : { param }) } } };
 }
 
 /**

@@ -309,7 +309,17 @@ t.test('tool calling and JSON mode per format', async (t) => {
         { messages: [{ role: 'user', content: [{ type: 'input_audio', input_audio: { data: '', format: 'wav' } }] }] },
         /^messages\.0\.content\.0: content parts of type "input_audio"/,
       ],
-      ['anthropic', { messages: [{ role: 'user', content: 'hi', name: 'alice' }] }, /^messages\.0\.name: /],
+      [
+        'anthropic',
+        {
+          messages: [
+            { role: 'user', content: 'hi' },
+            { role: 'assistant', content: 'x', refusal: 'no' },
+            { role: 'user', content: 'more' },
+          ],
+        },
+        /^messages\.1\.refusal: is not supported by an anthropic upstream$/,
+      ],
       [
         'ollama',
         {

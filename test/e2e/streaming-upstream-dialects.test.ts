@@ -96,6 +96,11 @@ t.test("real servers' dialects of the OpenAI stream", async (t) => {
         res.writeHead(429, { 'content-type': 'application/json', 'content-encoding': 'gzip', 'retry-after': '7' });
         return res.end(gzipSync(JSON.stringify({ error: { message: 'slow down', type: 'rate_limit_exceeded' } })));
       }
+      if (scenario === 'html-stream') {
+        // PHP's default content type, and hand-rolled proxies': an event stream all the same.
+        res.writeHead(200, { 'content-type': 'text/html; charset=UTF-8' });
+        return res.end(token('a') + finish() + 'data: [DONE]\n\n');
+      }
       if (scenario === 'html') {
         res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
         return res.end('<html><head><title>Access denied</title></head><body>data: oops</body></html>');
@@ -291,6 +296,9 @@ t.test("real servers' dialects of the OpenAI stream", async (t) => {
     t.equal(res.status, 502);
     t.equal(json<ErrorBody>(res).error.code, 'upstream_protocol_error');
     t.match(json<ErrorBody>(res).error.message, /text\/html, not an event stream: "<html><head><title>Access denied/);
+    const labelled = await read('html-stream');
+    t.equal(labelled.text(), 'a', 'a stream labelled text/html is read as the stream it is');
+    t.equal(labelled.data.at(-1), '[DONE]');
   });
 
   t.test('a redirect is not followed, and its Location is named (a wrong upstream.url)', async (t) => {

@@ -47,14 +47,22 @@ t.test('toErrorResponse', async (t) => {
   t.same([upstream.code, upstream.body.error.code], ['upstream_status', 'context_length_exceeded']);
 });
 
-t.test('a message is at most MAX_ERROR_MESSAGE_CHARS: what a client sent is never echoed whole', async (t) => {
-  const name = 'k'.repeat(9 * 1024 * 1024);
-  const e = new GraygateError('invalid_request', `${name}: is not a field graygate can convert`);
-  t.equal(e.message.length, MAX_ERROR_MESSAGE_CHARS);
-  t.ok(e.message.endsWith('k…'));
-  const short = 'messages.0.name: is not supported';
-  t.equal(new GraygateError('invalid_request', short).message, short, 'a message within it is as it was');
-  // Cut where an emoji's two halves meet: the first half goes too (a lone surrogate, strict JSON parsers refuse).
-  const emoji = new GraygateError('invalid_request', `${'a'.repeat(MAX_ERROR_MESSAGE_CHARS - 2)}😀${'b'.repeat(9)}`);
-  t.equal(emoji.message, `${'a'.repeat(MAX_ERROR_MESSAGE_CHARS - 2)}…`);
-});
+t.test(
+  "an answer's message is at most MAX_ERROR_MESSAGE_CHARS: what a client sent is never echoed whole",
+  async (t) => {
+    const name = 'k'.repeat(9 * 1024 * 1024);
+    const e = new GraygateError('invalid_request', `${name}: is not a field graygate can convert`);
+    const message = (err: GraygateError): string => toErrorResponse(err).body.error.message;
+    t.equal(message(e).length, MAX_ERROR_MESSAGE_CHARS);
+    t.ok(message(e).endsWith('k…'));
+    t.ok(
+      e.message.startsWith(name) && e.message.length > name.length,
+      'the error keeps it whole, for the log of a refused config',
+    );
+    const short = 'messages.0.name: is not supported';
+    t.equal(message(new GraygateError('invalid_request', short)), short, 'a message within it is as it was');
+    // Cut where an emoji's two halves meet: the first half goes too (a lone surrogate, strict JSON parsers refuse).
+    const emoji = new GraygateError('invalid_request', `${'a'.repeat(MAX_ERROR_MESSAGE_CHARS - 2)}😀${'b'.repeat(9)}`);
+    t.equal(message(emoji), `${'a'.repeat(MAX_ERROR_MESSAGE_CHARS - 2)}…`);
+  },
+);

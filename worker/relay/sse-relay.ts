@@ -2,7 +2,7 @@ import { GraygateError } from '../../shared/errors.js';
 import { DONE_EVENT, encodeEvent } from '../sse/encoder.js';
 import { SseResponse, type SseResponseOptions } from '../sse/sse-response.js';
 import type { BodyConsumer } from '../upstream/pipeline.js';
-import { parseUpstreamJson } from '../upstream/format-adapter.js';
+import { isRecord, parseUpstreamJson, withoutSecrets } from '../upstream/format-adapter.js';
 import { readOpenAIEvent } from '../upstream/openai.js';
 import { ChoiceFinishes } from '../types.js';
 import type { CallResponse } from '../call/call-response.js';
@@ -91,11 +91,9 @@ export class SseRelay extends SseResponse implements CallResponse {
       const usage = (value['response'] as { usage?: unknown } | undefined)?.usage;
       if (isRecord(usage)) this.#usage = usage;
     }
+    // An upstream's error goes to the client as the upstream wrote it, but for the worker's own key (SPEC §9).
+    const text = kind === 'error' || kind === 'response.failed' ? withoutSecrets(data) : data;
     // Every `*.delta` is generated output: text, refusals, tool-call arguments, reasoning summaries.
-    this.queue(encodeEvent(type, data), typeof kind === 'string' && kind.endsWith('.delta'));
+    this.queue(encodeEvent(type, text), typeof kind === 'string' && kind.endsWith('.delta'));
   }
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

@@ -1,5 +1,5 @@
 import type { ChatMessage } from '../request/chat-request.js';
-import { checkName, contentParts, invalid, ToolArguments, parseDataUrl, textOnly, type Part } from './message-parts.js';
+import { contentParts, invalid, ToolArguments, parseDataUrl, textOnly, type Part } from './message-parts.js';
 
 // OpenAI messages → Anthropic Messages (SPEC §12): system and developer
 // messages become the top-level `system`; an assistant's tool calls become
@@ -26,7 +26,6 @@ export function anthropicMessages(messages: ChatMessage[]): { system: string[]; 
   const args = new ToolArguments('anthropic');
   messages.forEach((m, i) => {
     const path = `messages.${i}`;
-    checkName(m, path, 'anthropic');
     if (m.role === 'system' || m.role === 'developer') {
       const text = textOnly(m, path, 'anthropic');
       if (!isBlank(text)) system.push(text);
@@ -56,9 +55,6 @@ export function anthropicMessages(messages: ChatMessage[]): { system: string[]; 
         return;
       }
       if (blocks.length > 0) out.push({ role: 'user', content: simplify(blocks) });
-      else if (i === messages.length - 1 && out.at(-1)?.role === 'assistant')
-        // Left out, it would end the conversation on the assistant's turn, which Anthropic continues (a prefill).
-        throw invalid(`${path}.content`, 'an anthropic upstream takes no empty last user message');
       return;
     }
     const blocks = assistantBlocks(m, path, args);
@@ -66,6 +62,11 @@ export function anthropicMessages(messages: ChatMessage[]): { system: string[]; 
     resultTurn = undefined;
     out.push({ role: 'assistant', content: simplify(blocks) });
   });
+  // An empty last user message (system messages aside), left out, would end the conversation on the assistant's
+  // turn, which Anthropic continues (a prefill): refused instead.
+  const last = messages.findLastIndex((m) => m.role !== 'system' && m.role !== 'developer');
+  if (messages[last]?.role === 'user' && out.at(-1)?.role === 'assistant')
+    throw invalid(`messages.${last}.content`, 'an anthropic upstream takes no empty last user message');
   endPrefill(out.at(-1));
   return { system, messages: out };
 }

@@ -39,7 +39,9 @@ export function buildAnthropicRequest(req: ChatRequest, options: BuildOptions): 
       throw invalid('temperature', `an anthropic upstream takes 0 to ${MAX_TEMPERATURE}`);
     body['temperature'] = req.temperature;
   }
-  if (req.top_p !== undefined && req.top_p !== null) body['top_p'] = req.top_p;
+  // 1 is no nucleus cut, Anthropic's default: not sent, as newer models refuse top_p beside temperature (LlamaIndex
+  // sends `top_p: 1` with every call).
+  if (req.top_p !== undefined && req.top_p !== null && req.top_p !== 1) body['top_p'] = req.top_p;
   if (typeof req['top_k'] === 'number') body['top_k'] = req['top_k'];
   const stop = stopsOf(req);
   if (stop !== undefined) body['stop_sequences'] = checkStops(stop, typeof req.stop === 'string');

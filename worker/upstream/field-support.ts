@@ -46,7 +46,9 @@ export const CHAT_FIELDS: Readonly<Record<string, Readonly<Record<ConvertedForma
   temperature: { ollama: sent('`options.temperature`'), anthropic: sent('`temperature` (0–1; above 1 is a 400)') },
   top_p: {
     ollama: sent('`options.top_p`'),
-    anthropic: sent('`top_p` (newer Claude models refuse it beside `temperature`: their 400 is passed)'),
+    anthropic: sent(
+      '`top_p` (1, its default, not sent; newer Claude models refuse it beside `temperature`: their 400 is passed)',
+    ),
   },
   top_k: { ollama: sent('`options.top_k`'), anthropic: sent('`top_k`') },
   stop: { ollama: sent('`options.stop`'), anthropic: sent('`stop_sequences` (empty or whitespace only: 400)') },
@@ -84,7 +86,7 @@ export const CHAT_FIELDS: Readonly<Record<string, Readonly<Record<ConvertedForma
   audio: { ollama: REFUSED, anthropic: REFUSED },
   prediction: { ollama: REFUSED, anthropic: REFUSED },
   reasoning_effort: {
-    ollama: sent('`think`: `none` → `false`, `low`, `medium` or `high` as it is; others a 400'),
+    ollama: sent('`think`: `none` → `false`, `minimal` → `low`, `xhigh` → `high`, others as they are'),
     anthropic: REFUSED,
   },
   verbosity: { ollama: REFUSED, anthropic: REFUSED },
@@ -102,15 +104,18 @@ export const MESSAGE_FIELDS: Readonly<Record<string, Readonly<Record<ConvertedFo
   content: { ollama: sent('`content` + `images`'), anthropic: sent('content blocks') },
   tool_calls: { ollama: sent('`tool_calls` (arguments as an object)'), anthropic: sent('`tool_use` blocks') },
   tool_call_id: { ollama: sent('`tool_call_id` + `tool_name`'), anthropic: sent('`tool_result.tool_use_id`') },
+  // LangChain's agents name every answer of theirs (`"name":"model"`) and send it back as history; Ollama's own
+  // OpenAI-compatible endpoint ignores it on any message but a tool's.
   name: {
-    ollama: sent('tool messages: `tool_name` (LangChain sends it); others: 400'),
-    anthropic: sent('tool messages: not sent (the id names the call); others: 400'),
+    ollama: sent("tool messages: `tool_name` (LangChain sends it); others: not sent (a participant's name)"),
+    anthropic: unsent("tool messages: the id names the call; others: a participant's name"),
   },
   refusal: { ollama: REFUSED, anthropic: REFUSED },
   // OpenAI returns it on every assistant message (`[]` mostly), and clients push that message back as history.
   annotations: { ollama: unsent('output-only'), anthropic: unsent('output-only') },
   // graygate's own answers carry it (Ollama's `thinking`), and clients push them back.
   reasoning: { ollama: sent('assistant messages: `thinking`'), anthropic: unsent('output-only') },
+  reasoning_content: { ollama: sent('assistant messages: `thinking`'), anthropic: unsent('output-only') },
   audio: { ollama: REFUSED, anthropic: REFUSED },
   function_call: { ollama: REFUSED, anthropic: REFUSED },
 };

@@ -181,10 +181,10 @@ export function upstreamErrorIn(text: string): GraygateError | undefined {
 }
 
 /** A whole answer that is no JSON object (an HTML page of a proxy in front of the model), named by its first bytes. */
-export function notJsonObject(text: string, what = 'with a body that is not a JSON object'): GraygateError {
+export function notJsonObject(text: string): GraygateError {
   return new GraygateError(
     'upstream_protocol_error',
-    `the upstream answered ${what}: ${JSON.stringify(cutText(withoutSecrets(text).trimStart(), 40))}`,
+    `the upstream answered with a body that is not a JSON object: ${JSON.stringify(cutText(withoutSecrets(text).trimStart(), 40))}`,
   );
 }
 
@@ -201,7 +201,7 @@ function preview(data: string): string {
  * The first `length` UTF-16 units of `text`, one fewer when the cut would leave half a surrogate pair (an emoji):
  * a lone surrogate, escaped in the client's JSON, is refused by strict parsers (serde_json).
  */
-function cutText(text: string, length: number): string {
+export function cutText(text: string, length: number): string {
   const last = text.charCodeAt(length - 1);
   return text.slice(0, last >= 0xd800 && last <= 0xdbff ? length - 1 : length);
 }
@@ -221,7 +221,9 @@ export function upstreamErrorMessage(body: string): string {
  * An upstream's error body read once: its message (upstreamErrorMessage) and, for an OpenAI-shaped one, its own type,
  * code and param (reportedErrorOf).
  */
-export function upstreamErrorOf(body: string): { message: string; reported: ReportedError | undefined } {
+export function upstreamErrorOf(raw: string): { message: string; reported: ReportedError | undefined } {
+  // Hidden before anything is read out of it (a FastAPI detail is cut at 1,000 characters; a `param` is passed on).
+  const body = withoutSecrets(raw);
   const value = errorJsonOf(body);
   const found = isRecord(value) ? (messageOf(value['error']) ?? messageOf(value)) : undefined;
   const reported = reportedErrorOf(value);
@@ -308,10 +310,13 @@ const secrets: string[] = [];
 /** Hides `secret` in every upstream text this process passes on (the worker's upstream key, read at start). */
 export function hideInUpstreamText(secret: string | undefined): void {
   // Shorter than 8 characters: not a key to find in text, and hiding it would garble every message holding it.
-  if (secret !== undefined && secret.length >= 8 && !secrets.includes(secret)) secrets.push(secret);
+  // Also as HTTP carries it, trimmed: a key with a space at the end of its variable is echoed without it.
+  for (const value of secret === undefined ? [] : [secret, secret.trim()])
+    if (value.length >= 8 && !secrets.includes(value)) secrets.push(value);
 }
 
-function withoutSecrets(text: string): string {
+/** `text` with the worker's upstream key (hideInUpstreamText) as `[redacted]`. */
+export function withoutSecrets(text: string): string {
   let out = text;
   for (const secret of secrets) if (out.includes(secret)) out = out.split(secret).join('[redacted]');
   return out;

@@ -171,11 +171,6 @@ export function functionTools(
  * 400), except on tool messages, where clients such as LangChain put the
  * function's name (the converters use or skip it).
  */
-export function checkName(msg: ChatMessage, path: string, format: ConvertedFormat): void {
-  if (msg.name !== undefined && msg.name !== null && msg.role !== 'tool')
-    throw invalid(`${path}.name`, `is not supported in ${msg.role} messages by an ${format} upstream`);
-}
-
 /** Tool-call id → function name over a conversation's assistant messages (a tool result names the call by id only). */
 export function toolNamesById(messages: ChatMessage[]): Map<string, string> {
   const names = new Map<string, string>();

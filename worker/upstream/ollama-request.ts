@@ -4,7 +4,6 @@ import { upstreamAuthHeaders } from './auth-headers.js';
 import { checkChatFields } from './field-support.js';
 import { requireModel, type BuildOptions, type UpstreamRequest } from './format-adapter.js';
 import {
-  checkName,
   contentParts,
   functionTools,
   jsonSchemaOf,
@@ -80,7 +79,6 @@ function ollamaMessages(messages: ChatMessage[]): Array<Record<string, unknown>>
   const args = new ToolArguments('ollama');
   return messages.map((m, i) => {
     const path = `messages.${i}`;
-    checkName(m, path, 'ollama');
     const out: Record<string, unknown> = { role: ROLES[m.role]! };
     if (m.role === 'user') {
       const texts: string[] = [];
@@ -95,8 +93,10 @@ function ollamaMessages(messages: ChatMessage[]): Array<Record<string, unknown>>
     }
     out['content'] = textOnly(m, path, 'ollama');
     // An answer's `reasoning` pushed back as history: Ollama's `thinking`, as its OpenAI-compatible endpoint has it.
-    if (m.role === 'assistant' && typeof m['reasoning'] === 'string' && m['reasoning'] !== '')
-      out['thinking'] = m['reasoning'];
+    // The AI SDK's openai-compatible provider sends what it read as reasoning back as `reasoning_content` (vLLM's
+    // and DeepSeek's name).
+    const reasoning = m['reasoning'] ?? m['reasoning_content'];
+    if (m.role === 'assistant' && typeof reasoning === 'string' && reasoning !== '') out['thinking'] = reasoning;
     if (m.role === 'assistant' && m.tool_calls !== undefined && m.tool_calls !== null && m.tool_calls.length > 0) {
       out['tool_calls'] = m.tool_calls.map((call, j) => {
         const at = `${path}.tool_calls.${j}`;
@@ -123,14 +123,31 @@ function ollamaMessages(messages: ChatMessage[]): Array<Record<string, unknown>>
 }
 
 /**
- * `reasoning_effort` → `think`, as Ollama's own OpenAI-compatible endpoint maps it: `none` turns thinking off, a level
- * goes as it is (gpt-oss takes levels; other thinking models take any level as on). Others are refused, as Ollama does.
+ * `reasoning_effort` → `think`, as Ollama's own OpenAI-compatible endpoint maps it (openai/openai.go): `none` turns
+ * thinking off, a level goes as a level (Ollama ≥ 0.11: gpt-oss takes levels, other thinking models take any as on;
+ * a model that does not think answers 400 "does not support thinking"). `minimal` is `low` and `xhigh` is `high`:
+ * Ollama's `max` for it is newer than most servers.
  */
+const THINK_LEVELS: Readonly<Record<string, boolean | string>> = {
+  none: false,
+  minimal: 'low',
+  low: 'low',
+  medium: 'medium',
+  high: 'high',
+  xhigh: 'high',
+};
+
 function ollamaThink(effort: unknown): boolean | string | undefined {
   if (effort === undefined || effort === null) return undefined;
-  if (effort === 'none') return false;
-  if (effort === 'low' || effort === 'medium' || effort === 'high') return effort;
-  throw invalid('reasoning_effort', 'an ollama upstream takes "none", "low", "medium" or "high"');
+  const think = typeof effort === 'string' && Object.hasOwn(THINK_LEVELS, effort) ? THINK_LEVELS[effort] : undefined;
+  if (think === undefined)
+    throw invalid(
+      'reasoning_effort',
+      `an ollama upstream takes ${Object.keys(THINK_LEVELS)
+        .map((l) => `"${l}"`)
+        .join(', ')}`,
+    );
+  return think;
 }
 
 /** Ollama takes images as bare base64 (no data: prefix); it fetches no URLs. */

@@ -3,13 +3,8 @@ import { GraygateError, isGraygateError } from '../../shared/errors.js';
 import type { CallOutput, ChatOutput, StreamState } from '../types.js';
 import { EventDecoder } from '../sse/event-decoder.js';
 import { LineDecoder } from '../sse/line-decoder.js';
-import {
-  notJsonObject,
-  upstreamErrorIn,
-  upstreamErrorOf,
-  type UpstreamAdapter,
-  type UpstreamRequest,
-} from './format-adapter.js';
+import { codingProblem, isHtml, isMarkupStart, notEventStream, printable } from './answer-checks.js';
+import { upstreamErrorIn, upstreamErrorOf, type UpstreamAdapter, type UpstreamRequest } from './format-adapter.js';
 import { toUpstreamError, type UpstreamClient } from './client.js';
 import { Deadlines } from './timeouts.js';
 import type { UpstreamBody, UpstreamResponse } from './upstream-body.js';
@@ -167,14 +162,9 @@ export async function runPipeline(options: PipelineOptions, stats: PipelineStats
         throw explain(err);
       });
     }
-    if (options.consumer.framing === 'sse' && isHtml(response.headers['content-type'])) {
-      // A captive portal's or a proxy's page with 200: named by its first bytes, not "ended before its final event".
-      const page = await readBounded(response.body, 1024).catch((err: unknown) => {
-        throw explain(err);
-      });
-      throw notJsonObject(page, 'a streaming request with text/html, not an event stream');
-    }
-    await pump(response.body, options, deadlines, stats, explain);
+    // A captive portal's or a proxy's page with 200: named by its first bytes, not "ended before its final event".
+    const isPage = options.consumer.framing === 'sse' && isHtml(response.headers['content-type']);
+    await pump(response.body, options, deadlines, stats, explain, isPage);
   } finally {
     deadlines.dispose();
   }
@@ -186,6 +176,7 @@ function pump(
   deadlines: Deadlines,
   stats: PipelineStats,
   explain: (err: unknown) => unknown,
+  isPage: boolean,
 ): Promise<void> {
   const { consumer, output, client } = options;
   const isComplete = consumer.isComplete?.bind(consumer);
@@ -224,6 +215,7 @@ function pump(
   } else {
     lines = { push: (chunk) => consumer.body(chunk), end: () => undefined };
   }
+  if (isPage) lines = pageSniffer(lines);
 
   return new Promise<void>((resolve, reject) => {
     let isSettled = false;
@@ -317,6 +309,22 @@ function pump(
  * What a consumer threw: its catalogued errors as they are; anything else (a TypeError on valid JSON of a shape no
  * converter expects) is the upstream's malformed answer, not a connection reset.
  */
+/** `lines` behind a look at the first bytes of a body said to be text/html (answer-checks.ts isMarkupStart). */
+function pageSniffer(lines: { push(chunk: Buffer): void; end(): void }): { push(chunk: Buffer): void; end(): void } {
+  let isRead = false;
+  return {
+    push: (chunk) => {
+      if (!isRead) {
+        const isMarkup = isMarkupStart(chunk);
+        if (isMarkup === true) throw notEventStream(chunk);
+        isRead = isMarkup === false;
+      }
+      lines.push(chunk);
+    },
+    end: () => lines.end(),
+  };
+}
+
 function asConsumerError(err: unknown): unknown {
   if (isGraygateError(err)) return err;
   // A stack overflow: JSON a converter walks (JSON.stringify of Ollama's tool-call arguments) nested thousands deep.
@@ -332,43 +340,6 @@ function asConsumerError(err: unknown): unknown {
 
 function isJson(contentType: string | string[] | undefined): boolean {
   return typeof contentType === 'string' && /^application\/json\b/i.test(contentType.trimStart());
-}
-
-function isHtml(contentType: string | string[] | undefined): boolean {
-  return typeof contentType === 'string' && /^text\/html\b/i.test(contentType.trimStart());
-}
-
-/**
- * What in an answer's codings graygate cannot read, as words for its error (undefined: nothing). It asks for
- * `Accept-Encoding: identity` and decodes nothing: a `Content-Encoding` other than identity, or a `Transfer-Encoding`
- * other than chunked (`gzip, chunked`: undici takes off the chunking only). An empty coding, as an empty header
- * (RFC 9110 §8.4: a list; no element, no coding) or `none` (not registered, but servers send it for no coding),
- * is none, as for curl, fetch and nginx.
- */
-function codingProblem(headers: IncomingHttpHeaders): string | undefined {
-  const content = headers['content-encoding'];
-  if (content !== undefined && !onlyCodings(content, NO_CONTENT_CODING))
-    return `with Content-Encoding: ${printable(content)}, though asked for none (identity)`;
-  const transfer = headers['transfer-encoding'];
-  if (transfer !== undefined && !onlyCodings(transfer, CHUNKED))
-    return `with Transfer-Encoding: ${printable(transfer)}, which graygate does not decode (only chunked)`;
-  return undefined;
-}
-
-const NO_CONTENT_CODING: ReadonlySet<string> = new Set(['', 'identity', 'none']);
-const CHUNKED: ReadonlySet<string> = new Set(['', 'chunked']);
-
-function onlyCodings(value: string | string[], allowed: ReadonlySet<string>): boolean {
-  return String(value)
-    .split(',')
-    .every((coding) => allowed.has(coding.trim().toLowerCase()));
-}
-
-/** A header's value for an error message: bounded, control characters out. */
-function printable(value: string | string[]): string {
-  // eslint-disable-next-line no-control-regex
-  const controls = /[\x00-\x1f\x7f]/g;
-  return String(value).slice(0, 40).replace(controls, '?');
 }
 
 /**

@@ -371,11 +371,42 @@ t.test('a conversation ending on the assistant is a prefill Anthropic takes, nev
     code: 'invalid_request',
     message: /^messages\.2\.content: an anthropic upstream takes no empty last user message/,
   });
+  t.throws(
+    () =>
+      body({
+        messages: [
+          user,
+          { role: 'assistant', content: 'Hello!' },
+          { role: 'user', content: '' },
+          { role: 'system', content: 'Be brief.' },
+        ],
+      }),
+    { message: /^messages\.2\.content: an anthropic upstream takes no empty last user message/ },
+    'a system message after it is not a turn',
+  );
   t.same(
     body({ messages: [{ role: 'user', content: ' ' }, user] })['messages'],
     [user],
     'an empty user message elsewhere is still left out',
   );
+});
+
+t.test('what changes nothing is not sent: top_p 1, names, reasoning pushed back', async (t) => {
+  // LlamaIndex sends top_p: 1 with every call; newer Claude models refuse top_p beside temperature.
+  t.notOk('top_p' in body({ temperature: 0.1, top_p: 1 }));
+  t.equal(body({ top_p: 0.9 })['top_p'], 0.9);
+  const sent = body({
+    messages: [
+      { role: 'user', content: 'x', name: 'alice' },
+      { role: 'assistant', content: 'y', name: 'model', reasoning: 'r', reasoning_content: 'r' },
+      { role: 'user', content: 'z' },
+    ],
+  });
+  t.same(sent['messages'], [
+    { role: 'user', content: 'x' },
+    { role: 'assistant', content: 'y' },
+    { role: 'user', content: 'z' },
+  ]);
 });
 
 t.test('stop: an empty or whitespace-only sequence is a 400 naming it (Anthropic refuses it)', async (t) => {

@@ -235,10 +235,20 @@ t.test('messages: tool calls and results, images', async (t) => {
     { role: 'tool', content: '?', tool_call_id: 'unknown' },
     { role: 'tool', content: '!', tool_call_id: 'other', tool_name: 'lookup' },
   ]);
-  t.throws(() => body({ messages: [{ role: 'user', content: 'x', name: 'alice' }] }), {
-    code: 'invalid_request',
-    message: /^messages\.0\.name: is not supported in user messages by an ollama upstream$/,
-  });
+  // A participant's name is not sent, as Ollama's own OpenAI-compatible endpoint ignores it: LangChain's agents name
+  // every answer of theirs ("name":"model") and send it back as history.
+  t.same(
+    body({
+      messages: [
+        { role: 'user', content: 'x', name: 'alice' },
+        { role: 'assistant', content: 'y', name: 'model' },
+      ],
+    })['messages'],
+    [
+      { role: 'user', content: 'x' },
+      { role: 'assistant', content: 'y' },
+    ],
+  );
 });
 
 function run(lines: string[]): { chunks: ChatCompletionChunk[] } {
@@ -278,12 +288,19 @@ t.test('reasoning: thinking → delta.reasoning, reasoning_effort → think, his
   t.equal(whole.contentChunks, 1, 'reasoning is not content');
 
   t.equal(body({ reasoning_effort: 'none' })['think'], false);
-  for (const level of ['low', 'medium', 'high']) t.equal(body({ reasoning_effort: level })['think'], level);
+  for (const [effort, level] of [
+    ['minimal', 'low'],
+    ['low', 'low'],
+    ['medium', 'medium'],
+    ['high', 'high'],
+    ['xhigh', 'high'],
+  ] as const)
+    t.equal(body({ reasoning_effort: effort })['think'], level, effort);
   t.notOk('think' in body({}), 'the model’s own default when not asked');
-  for (const effort of ['minimal', 'xhigh', 5])
+  for (const effort of ['extreme', 5, 'constructor'])
     t.throws(() => body({ reasoning_effort: effort }), {
       code: 'invalid_request',
-      message: 'reasoning_effort: an ollama upstream takes "none", "low", "medium" or "high"',
+      message: 'reasoning_effort: an ollama upstream takes "none", "minimal", "low", "medium", "high", "xhigh"',
     });
   const history = body({
     messages: [
@@ -293,6 +310,15 @@ t.test('reasoning: thinking → delta.reasoning, reasoning_effort → think, his
     ],
   })['messages'] as Array<Record<string, unknown>>;
   t.same(history[1], { role: 'assistant', content: 'Answer', thinking: 'Let me think.' });
+  // The AI SDK's openai-compatible provider sends what it read as reasoning back as `reasoning_content`.
+  const aiSdk = body({
+    messages: [
+      user,
+      { role: 'assistant', content: null, reasoning_content: 'Hmm.' },
+      { role: 'user', content: 'And?' },
+    ],
+  })['messages'] as Array<Record<string, unknown>>;
+  t.same(aiSdk[1], { role: 'assistant', content: '', thinking: 'Hmm.' });
 });
 
 t.test('streamed tool calls → OpenAI fragments, finish_reason tool_calls', async (t) => {
