@@ -43,6 +43,10 @@ export const upstreamSchema = z.strictObject({
     .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name')
     .optional(),
   http2: z.boolean().optional(),
+  // SPEC §12: a tool's `strict: true` that an ollama upstream cannot guarantee is a 400; "unchecked" sends the tool
+  // without the guarantee, as Ollama's own OpenAI-compatible endpoint does (the OpenAI Agents SDK sets strict on
+  // every tool by default).
+  strictTools: z.enum(['refuse', 'unchecked'], { error: 'must be "refuse" or "unchecked"' }).optional(),
   timeouts: z
     .strictObject({
       connectMs: ms.default(DEFAULTS.upstreamTimeouts.connectMs),

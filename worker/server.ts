@@ -106,7 +106,7 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
   // The key is read once at start and goes into upstream headers only (SPEC §9: never logged).
   const apiKey = upstream.apiKeyEnv === undefined ? undefined : env[upstream.apiKeyEnv];
   hideInUpstreamText(apiKey);
-  const buildOptions = { model: upstream.model, apiKey };
+  const buildOptions = { model: upstream.model, apiKey, isStrictUnchecked: upstream.strictTools === 'unchecked' };
   const preparer = new RequestPreparer({
     ...options.preparer,
     adapter: options.adapter,

@@ -2,10 +2,13 @@ import t from 'tap';
 import { once } from 'node:events';
 import OpenAI from 'openai';
 import { FORMATS, startFormatGateway } from '../helpers/format-gateway.js';
+import { startGateway } from '../helpers/gateway.js';
 import {
   mockText,
   sampleFromSchema,
   CHAT_PATHS,
+  BASE_PATHS,
+  startMockUpstream,
   type MockFormat,
   type MockStream,
 } from '../../shared/mock-upstream/index.js';
@@ -420,4 +423,31 @@ t.test('tool calling and JSON mode per format', async (t) => {
       t.equal(unknown.status, 400, `${format}: a tool the request did not offer`);
     }
   });
+});
+
+t.test('upstream.strictTools "unchecked": an ollama version takes strict tools as plain ones', async (t) => {
+  const mock = await startMockUpstream({});
+  t.teardown(() => mock.close());
+  const upstream = { format: 'ollama', url: mock.url + BASE_PATHS.ollama };
+  const gw = await startGateway(t, {
+    versions: {
+      refuse: { weight: 1, upstream },
+      unchecked: { weight: 0, upstream: { ...upstream, strictTools: 'unchecked' } },
+    },
+    routing: { default: 'refuse' },
+  });
+  // The OpenAI Agents SDK's default: `strict: true` on every tool.
+  const strict = { ...WEATHER, function: { ...WEATHER.function, strict: true } };
+  const ask = (version: string): Promise<Response> =>
+    fetch(`${gw.url}/v1/chat/completions?version=${version}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'weather?' }], tools: [strict] }),
+    });
+  const refused = await ask('refuse');
+  t.equal(refused.status, 400);
+  t.match(((await refused.json()) as { error: { message: string } }).error.message, /upstream\.strictTools/);
+  const taken = await ask('unchecked');
+  t.equal(taken.status, 200);
+  t.ok(((await taken.json()) as { choices: unknown[] }).choices.length > 0);
 });

@@ -194,3 +194,15 @@ t.test('cors.origins are kept as a browser sends Origin, and matched exactly', a
     t.same(bad.ok ? [] : bad.problems, ['cors.origins.0: must be an origin such as https://app.example.com'], origin);
   }
 });
+
+t.test('upstream.strictTools is "refuse" or "unchecked"', async (t) => {
+  const of = (strictTools: unknown): string[] => {
+    const r = validateConfig({
+      versions: { v1: { weight: 1, upstream: { format: 'ollama', url: 'mock:', strictTools } } },
+    });
+    return r.ok ? [] : r.problems;
+  };
+  t.same(of('unchecked'), []);
+  t.same(of('refuse'), []);
+  t.same(of(true), ['versions.v1.upstream.strictTools: must be "refuse" or "unchecked"']);
+});

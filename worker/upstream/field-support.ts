@@ -59,7 +59,10 @@ export const CHAT_FIELDS: Readonly<Record<string, Readonly<Record<ConvertedForma
   logprobs: { ollama: sent('`logprobs` (Ollama ≥ 0.12.11)'), anthropic: only('false', isFalse) },
   top_logprobs: { ollama: sent('`top_logprobs` (with `logprobs: true`, else a 400)'), anthropic: only('0', isZero) },
   logit_bias: { ollama: only('`{}`', isEmptyObject), anthropic: only('`{}`', isEmptyObject) },
-  tools: { ollama: sent('`tools` (`strict: true` is a 400)'), anthropic: sent('`tools[].input_schema`, `strict`') },
+  tools: {
+    ollama: sent('`tools` (`strict: true` is a 400 unless `upstream.strictTools` is `"unchecked"`)'),
+    anthropic: sent('`tools[].input_schema`, `strict`'),
+  },
   tool_choice: {
     ollama: sent('`auto`; `none` sends no tools; `required` or a named function is a 400'),
     anthropic: sent('`auto`, `none`, `required` → `any`, a named function → `tool`'),

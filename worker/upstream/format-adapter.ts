@@ -16,6 +16,11 @@ export interface BuildOptions {
   model: string | undefined;
   /** The key read from process.env[upstream.apiKeyEnv], if any. Goes into headers only, never into logs. */
   apiKey: string | undefined;
+  /**
+   * upstream.strictTools "unchecked": a tool's `strict: true` is sent to an upstream that cannot guarantee it, as a
+   * plain tool. Default false: a 400 naming it (SPEC §12).
+   */
+  isStrictUnchecked?: boolean;
 }
 
 export interface UpstreamRequest {

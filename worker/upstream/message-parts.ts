@@ -160,7 +160,8 @@ export function functionTools(
     if (strict && !isStrictHonoured)
       throw invalid(
         `tools.${i}.function.strict`,
-        `an ${format} upstream cannot guarantee that tool arguments follow the schema; send strict: false`,
+        `an ${format} upstream cannot guarantee that tool arguments follow the schema; send strict: false ` +
+          '(or set the version\'s upstream.strictTools to "unchecked")',
       );
     return { name: fn.name, description: fn.description, parameters: fn.parameters, strict };
   });

@@ -43,7 +43,7 @@ export function buildOllamaRequest(req: ChatRequest, options: BuildOptions): Ups
   checkChatFields(req, 'ollama');
   const model = requireModel(req, options);
   const body: Record<string, unknown> = { model, messages: ollamaMessages(req.messages), stream: true };
-  const tools = ollamaTools(req);
+  const tools = ollamaTools(req, options.isStrictUnchecked === true);
   if (tools !== undefined) body['tools'] = tools;
   const format = ollamaFormat(req);
   if (format !== undefined) body['format'] = format;
@@ -158,13 +158,14 @@ function imageData(url: string, path: string): string {
   return parsed.data;
 }
 
-function ollamaTools(req: ChatRequest): unknown[] | undefined {
+function ollamaTools(req: ChatRequest, isStrictUnchecked: boolean): unknown[] | undefined {
   const choice = req.tool_choice;
   if (choice !== undefined && choice !== null && choice !== 'auto' && choice !== 'none') {
     throw invalid('tool_choice', 'an ollama upstream cannot force a tool call (only "auto" and "none")');
   }
   if (req.tools === undefined || req.tools === null || req.tools.length === 0) return undefined;
-  const tools = functionTools(req.tools, 'ollama', false);
+  // Ollama has no strict decoding of tool arguments: `strict: true` is refused unless the operator takes it unchecked.
+  const tools = functionTools(req.tools, 'ollama', isStrictUnchecked);
   // "none": the model must not call a tool, so it is shown none.
   if (choice === 'none') return undefined;
   return tools.map((t) => ({
