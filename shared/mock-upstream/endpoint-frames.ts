@@ -164,7 +164,9 @@ export const responses: FormatFrames = {
       delta: 'x'.repeat(bytes),
     }),
   errorBody: openaiErrorBody,
-  errorEvent: openaiErrorEvent,
+  // The Responses API's own in-stream error: `event: error`, `{type: "error", code, message, param, sequence_number}`.
+  errorEvent: (a, status, message) =>
+    event(a, 'error', { code: status >= 500 ? 'server_error' : 'invalid_request_error', message, param: null }),
   completion: (a, text, completionTokens, finish) =>
     responseObject(
       a,

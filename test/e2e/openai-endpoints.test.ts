@@ -153,6 +153,32 @@ t.test('endpoints per format', async (t) => {
     t.notOk(raw.data.includes('[DONE]'), 'no [DONE] added: the Responses API sends none');
   });
 
+  t.test("a Responses stream that fails ends in the Responses API's own error event, once", async (t) => {
+    // The AI SDK validates every Responses event by its type: graygate's chat-shaped `{"error": …}` failed that
+    // validation instead of reaching the application as the API's error (a client probe).
+    const read = async (input: string): Promise<{ text: string; events: Array<Record<string, unknown>> }> => {
+      const res = await fetch(`${gw.url}/v1/responses?version=openai`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'm', input, stream: true }),
+      });
+      const text = await res.text();
+      const events = text
+        .split('\n')
+        .filter((line) => line.startsWith('data: '))
+        .map((line) => JSON.parse(line.slice(6)) as Record<string, unknown>);
+      return { text, events };
+    };
+    const cut = await read('hi [mock tokens=6 fault=malformed after=2]');
+    const last = cut.events.at(-1)!;
+    t.match(last, { type: 'error', code: 'upstream_protocol_error', param: null });
+    t.equal(last['sequence_number'], (cut.events.at(-2)!['sequence_number'] as number) + 1, 'numbered after the last');
+    t.match(cut.text, /event: error\ndata: \{"type":"error"/);
+    const failed = await read('hi [mock tokens=6 fault=error status=500 after=2]');
+    t.equal(failed.events.filter((e) => e['type'] === 'error').length, 1, "the upstream's error, and no second");
+    t.match(failed.events.at(-1), { type: 'error', message: /mock upstream error/ });
+  });
+
   t.test('a client leaving a relayed stream closes the upstream', async (t) => {
     const upstream = nextUpstream();
     const s = await postStream(`${gw.url}/v1/responses`, {

@@ -1,4 +1,4 @@
-import { GraygateError } from '../../shared/errors.js';
+import { GraygateError, toErrorResponse } from '../../shared/errors.js';
 import { DONE_EVENT, encodeEvent } from '../sse/encoder.js';
 import { SseResponse, type SseResponseOptions } from '../sse/sse-response.js';
 import type { BodyConsumer } from '../upstream/pipeline.js';
@@ -42,6 +42,8 @@ export class SseRelay extends SseResponse implements CallResponse {
   #usage: Record<string, unknown> | undefined;
   /** Completions: which of the choices asked for sent their finish_reason. */
   readonly #finishes: ChoiceFinishes;
+  /** Responses: the last event's `sequence_number`, which graygate's own error event follows. */
+  #sequence = -1;
 
   constructor(options: SseRelayOptions) {
     super(options);
@@ -68,6 +70,18 @@ export class SseRelay extends SseResponse implements CallResponse {
     return usageOf(this.#usage);
   }
 
+  /**
+   * A Responses stream ends in the Responses API's own error event (`event: error`, `{type: "error", code, message,
+   * param, sequence_number}`), which its clients read (the AI SDK validates every event's type: OpenAI's chat shape
+   * `{"error": …}` failed its validation, not as the API's error).
+   */
+  protected override errorEvent(err: unknown): string {
+    if (this.#options.kind !== 'responses') return super.errorEvent(err);
+    const { error } = toErrorResponse(err).body;
+    const body = { type: 'error', code: error.code, message: error.message, param: error.param ?? null };
+    return encodeEvent('error', JSON.stringify({ ...body, sequence_number: this.#sequence + 1 }));
+  }
+
   #event(type: string, data: string): void {
     if (this.#options.kind === 'completions') {
       const value = readOpenAIEvent(type, data);
@@ -86,6 +100,8 @@ export class SseRelay extends SseResponse implements CallResponse {
     }
     const value = parseUpstreamJson(data);
     const kind = value['type'];
+    const sequence = value['sequence_number'];
+    if (typeof sequence === 'number') this.#sequence = sequence;
     if (RESPONSES_FINAL.has(kind)) {
       this.#isDone = true;
       const usage = (value['response'] as { usage?: unknown } | undefined)?.usage;

@@ -165,13 +165,18 @@ export abstract class SseResponse {
     return this.res.headersSent;
   }
 
+  /** The final error event of a stream that failed after its status (SPEC §4): the error body as one event. */
+  protected errorEvent(err: unknown): string {
+    return toSseErrorEvent(err);
+  }
+
   /** After the status went out (STYLE §9): a final error event, no `[DONE]`, end. */
   failAfterCommit(err: unknown): void {
     if (this.res.destroyed || this.res.writableEnded) return;
     this.#batch = '';
     this.#bytes = undefined;
     this.res.socket?.cork();
-    this.#write(Buffer.from(toSseErrorEvent(err), 'utf8'));
+    this.#write(Buffer.from(this.errorEvent(err), 'utf8'));
     if (this.#direct !== undefined) {
       this.#direct.fail();
       this.#direct.end();
