@@ -37,8 +37,18 @@ export interface RelayHooks {
 const CONTENT_KEYS = [Buffer.from('"content":"'), Buffer.from('"text":"'), Buffer.from('"delta":"')];
 const TOOL_CALLS_KEY = Buffer.from('"tool_calls":[');
 const QUOTE = 0x22;
-/** The final event of a stream that failed after its status (shared/errors.ts toSseErrorEvent). */
-const ERROR_EVENT = Buffer.from('data: {"error":');
+/**
+ * The final event of a stream that failed after its status: graygate's (shared/errors.ts toSseErrorEvent; on a
+ * Responses stream toResponsesErrorEvent, as an upstream's own Responses error is) and a Responses upstream's
+ * `response.failed`.
+ */
+const ERROR_EVENTS = [
+  Buffer.from('data: {"error":'),
+  Buffer.from('data: {"type":"error"'),
+  Buffer.from('data: {"type":"response.failed"'),
+];
+const LONGEST_ERROR_EVENT = Math.max(...ERROR_EVENTS.map((e) => e.length));
+const SEQUENCE_KEY = Buffer.from('"sequence_number":');
 
 /** True when `chunk` holds a content-bearing event (non-empty text, or tool calls). */
 export function hasContentEvent(chunk: Buffer): boolean {
@@ -55,7 +65,21 @@ export function hasContentEvent(chunk: Buffer): boolean {
 
 /** True when `chunk` holds the error event a failed stream ends with. */
 export function hasErrorEvent(chunk: Buffer): boolean {
-  return chunk.indexOf(ERROR_EVENT) !== -1;
+  for (const event of ERROR_EVENTS) if (chunk.indexOf(event) !== -1) return true;
+  return false;
+}
+
+/**
+ * The number a Responses error event written after `last` takes: one past the last `"sequence_number":N` the stream's
+ * last chunk holds (0 when it holds none: the event then says only that the stream failed).
+ */
+export function nextSequenceNumber(last: Buffer | undefined): number {
+  const at = last === undefined ? -1 : last.lastIndexOf(SEQUENCE_KEY);
+  if (at === -1) return 0;
+  let n = 0;
+  for (let i = at + SEQUENCE_KEY.length; i < last!.length && last![i]! >= 0x30 && last![i]! <= 0x39; i++)
+    n = n * 10 + last![i]! - 0x30;
+  return n + 1;
 }
 
 /**
@@ -67,7 +91,7 @@ export function endsWithErrorEvent(previous: Buffer | undefined, last: Buffer | 
   if (last === undefined) return false;
   if (hasErrorEvent(last)) return true;
   if (previous === undefined) return false;
-  const seam = Buffer.concat([previous.subarray(-ERROR_EVENT.length), last.subarray(0, ERROR_EVENT.length)]);
+  const seam = Buffer.concat([previous.subarray(-LONGEST_ERROR_EVENT), last.subarray(0, LONGEST_ERROR_EVENT)]);
   return hasErrorEvent(seam);
 }
 

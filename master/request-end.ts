@@ -1,4 +1,10 @@
-import { GraygateError, toErrorResponse, toSseErrorEvent, type ErrorCode } from '../shared/errors.js';
+import {
+  GraygateError,
+  toErrorResponse,
+  toResponsesErrorEvent,
+  toSseErrorEvent,
+  type ErrorCode,
+} from '../shared/errors.js';
 import { sendError } from '../shared/http-headers.js';
 import { hasBody } from '../shared/body.js';
 import type { Socket } from 'node:net';
@@ -10,7 +16,7 @@ import { EMPTY_BODY, type RequestContext } from './request-context.js';
 import { cutDirect } from './direct-connections.js';
 import { socketErrorCodeOf } from './socket-errors.js';
 import { TIME_PER_TOKEN_NOT_REPORTED } from './canary/outcomes.js';
-import { endsAtEventBoundary } from './relay.js';
+import { endsAtEventBoundary, nextSequenceNumber } from './relay.js';
 
 // The end of the main port's request path (gateway.ts): `refuse`, the one
 // function that turns any error into the client's answer, and `finish`, which
@@ -135,7 +141,9 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
         if (isBodyUnread && code !== 'body_timeout') linger(ctx);
       } else if (ctx.isEventStream && endsAtEventBoundary(ctx.previousChunk, ctx.lastChunk)) {
         ctx.isStreamFailed = true;
-        res.end(toSseErrorEvent(err));
+        // A Responses stream's clients read the Responses API's own error event (a worker that died mid-stream).
+        const isResponses = ctx.forwardPath.startsWith('/v1/responses');
+        res.end(isResponses ? toResponsesErrorEvent(err, nextSequenceNumber(ctx.lastChunk)) : toSseErrorEvent(err));
       } else {
         // A whole answer cut after its status (a relayed embedding or completion), or a stream cut in the middle of an
         // event (the worker died writing it), where an error event would be read as the rest of that event: a reset

@@ -191,6 +191,17 @@ export function toSseErrorEvent(err: unknown): string {
   return `data: ${JSON.stringify(toErrorResponse(err).body)}\n\n`;
 }
 
+/**
+ * The same for a Responses API stream (`/v1/responses`): the API's own error event, `event: error` with
+ * `{type: "error", code, message, param, sequence_number}`, numbered after the last event sent, which its clients
+ * read as an event of the stream (the AI SDK validates every event's type; OpenAI's SDKs yield it).
+ */
+export function toResponsesErrorEvent(err: unknown, sequenceNumber: number): string {
+  const { error } = toErrorResponse(err).body;
+  const body = { type: 'error', code: error.code, message: error.message, param: error.param ?? null };
+  return `event: error\ndata: ${JSON.stringify({ ...body, sequence_number: sequenceNumber })}\n\n`;
+}
+
 /** An error as JSON-safe data, for IPC (STYLE §19). */
 export interface SerializedError {
   code: string;

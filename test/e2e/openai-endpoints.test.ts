@@ -15,7 +15,7 @@ import {
   type MockStream,
 } from '../../shared/mock-upstream/index.js';
 import { postStream } from '../worker/fixtures/sse-client.js';
-import { scrape } from '../helpers/metrics.js';
+import { scrape, scrapeUntil, type Scrape } from '../helpers/metrics.js';
 import { DEAD_PORT } from '../helpers/dead-port.js';
 
 // Issue 12 parts 2 and 3, SPEC §12: embeddings, legacy completions, the
@@ -169,6 +169,10 @@ t.test('endpoints per format', async (t) => {
         .map((line) => JSON.parse(line.slice(6)) as Record<string, unknown>);
       return { text, events };
     };
+    const failures = (s: Scrape): number =>
+      s.sum('graygate_request_errors_total', { version: 'openai', kind: 'stream_failed' });
+    const requests = (s: Scrape): number => s.sum('graygate_requests_total', { version: 'openai' });
+    const before = await scrape(gw);
     const cut = await read('hi [mock tokens=6 fault=malformed after=2]');
     const last = cut.events.at(-1)!;
     t.match(last, { type: 'error', code: 'upstream_protocol_error', param: null });
@@ -177,6 +181,9 @@ t.test('endpoints per format', async (t) => {
     const failed = await read('hi [mock tokens=6 fault=error status=500 after=2]');
     t.equal(failed.events.filter((e) => e['type'] === 'error').length, 1, "the upstream's error, and no second");
     t.match(failed.events.at(-1), { type: 'error', message: /mock upstream error/ });
+    // Failed streams, for the canary too: graygate's error event and the upstream's (the master reads the last bytes).
+    const after = await scrapeUntil(gw, (s) => requests(s) === requests(before) + 2, 'both streams counted');
+    t.equal(failures(after) - failures(before), 2);
   });
 
   t.test('a client leaving a relayed stream closes the upstream', async (t) => {

@@ -1,6 +1,6 @@
 import t from 'tap';
-import { hasContentEvent, hasErrorEvent, timePerTokenOf } from '../../master/relay.js';
-import { toSseErrorEvent, GraygateError } from '../../shared/errors.js';
+import { hasContentEvent, hasErrorEvent, nextSequenceNumber, timePerTokenOf } from '../../master/relay.js';
+import { toResponsesErrorEvent, toSseErrorEvent, GraygateError } from '../../shared/errors.js';
 
 // What the master reads in a relayed SSE stream (SPEC §11 outcomes), as a case table.
 
@@ -28,6 +28,24 @@ t.test('hasErrorEvent', async (t) => {
   t.notOk(
     hasErrorEvent(Buffer.from('data: {"choices":[{"delta":{"content":"{\\"error\\":1}"}}]}\n\n')),
     'escaped text is not an event',
+  );
+  // A Responses stream's: graygate's own (a review found its failures counted as successes, the canary's too), an
+  // upstream's `error` and `response.failed`.
+  t.ok(hasErrorEvent(Buffer.from(toResponsesErrorEvent(new GraygateError('upstream_reset'), 3))));
+  t.ok(hasErrorEvent(Buffer.from('event: response.failed\ndata: {"type":"response.failed","response":{}}\n\n')));
+  t.notOk(hasErrorEvent(Buffer.from('event: response.completed\ndata: {"type":"response.completed"}\n\n')));
+});
+
+t.test('nextSequenceNumber: one past the last event a Responses stream sent', async (t) => {
+  const events =
+    'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","sequence_number":41,"delta":"a"}\n\n' +
+    'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","sequence_number":42,"delta":"b"}\n\n';
+  t.equal(nextSequenceNumber(Buffer.from(events)), 43);
+  t.equal(nextSequenceNumber(Buffer.from(': ping\n\n')), 0);
+  t.equal(nextSequenceNumber(undefined), 0);
+  t.match(
+    toResponsesErrorEvent(new GraygateError('worker_error'), 43),
+    /^event: error\ndata: \{"type":"error","code":"worker_error","message":".*","param":null,"sequence_number":43\}\n\n$/,
   );
 });
 

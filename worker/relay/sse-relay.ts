@@ -1,4 +1,4 @@
-import { GraygateError, toErrorResponse } from '../../shared/errors.js';
+import { GraygateError, toResponsesErrorEvent } from '../../shared/errors.js';
 import { DONE_EVENT, encodeEvent } from '../sse/encoder.js';
 import { SseResponse, type SseResponseOptions } from '../sse/sse-response.js';
 import type { BodyConsumer } from '../upstream/pipeline.js';
@@ -77,9 +77,7 @@ export class SseRelay extends SseResponse implements CallResponse {
    */
   protected override errorEvent(err: unknown): string {
     if (this.#options.kind !== 'responses') return super.errorEvent(err);
-    const { error } = toErrorResponse(err).body;
-    const body = { type: 'error', code: error.code, message: error.message, param: error.param ?? null };
-    return encodeEvent('error', JSON.stringify({ ...body, sequence_number: this.#sequence + 1 }));
+    return toResponsesErrorEvent(err, this.#sequence + 1);
   }
 
   #event(type: string, data: string): void {

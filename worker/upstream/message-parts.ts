@@ -167,11 +167,6 @@ export function functionTools(
   });
 }
 
-/**
- * A message's `name`: OpenAI's participant name, which neither format has (a
- * 400), except on tool messages, where clients such as LangChain put the
- * function's name (the converters use or skip it).
- */
 /** Tool-call id → function name over a conversation's assistant messages (a tool result names the call by id only). */
 export function toolNamesById(messages: ChatMessage[]): Map<string, string> {
   const names = new Map<string, string>();

@@ -95,8 +95,8 @@ function ollamaMessages(messages: ChatMessage[]): Array<Record<string, unknown>>
     // An answer's `reasoning` pushed back as history: Ollama's `thinking`, as its OpenAI-compatible endpoint has it.
     // The AI SDK's openai-compatible provider sends what it read as reasoning back as `reasoning_content` (vLLM's
     // and DeepSeek's name).
-    const reasoning = m['reasoning'] ?? m['reasoning_content'];
-    if (m.role === 'assistant' && typeof reasoning === 'string' && reasoning !== '') out['thinking'] = reasoning;
+    const reasoning = [m['reasoning'], m['reasoning_content']].find((r) => typeof r === 'string' && r !== '');
+    if (m.role === 'assistant' && reasoning !== undefined) out['thinking'] = reasoning;
     if (m.role === 'assistant' && m.tool_calls !== undefined && m.tool_calls !== null && m.tool_calls.length > 0) {
       out['tool_calls'] = m.tool_calls.map((call, j) => {
         const at = `${path}.tool_calls.${j}`;

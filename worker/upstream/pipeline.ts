@@ -305,10 +305,6 @@ function pump(
   });
 }
 
-/**
- * What a consumer threw: its catalogued errors as they are; anything else (a TypeError on valid JSON of a shape no
- * converter expects) is the upstream's malformed answer, not a connection reset.
- */
 /** `lines` behind a look at the first bytes of a body said to be text/html (answer-checks.ts isMarkupStart). */
 function pageSniffer(lines: { push(chunk: Buffer): void; end(): void }): { push(chunk: Buffer): void; end(): void } {
   let isRead = false;
@@ -325,6 +321,10 @@ function pageSniffer(lines: { push(chunk: Buffer): void; end(): void }): { push(
   };
 }
 
+/**
+ * What a consumer threw: its catalogued errors as they are; anything else (a TypeError on valid JSON of a shape no
+ * converter expects) is the upstream's malformed answer, not a connection reset.
+ */
 function asConsumerError(err: unknown): unknown {
   if (isGraygateError(err)) return err;
   // A stack overflow: JSON a converter walks (JSON.stringify of Ollama's tool-call arguments) nested thousands deep.
