@@ -44,6 +44,11 @@ const QUOTE = 0x22;
  */
 const ERROR_EVENTS = [
   Buffer.from('data: {"error":'),
+  // A Responses event's name line, which the worker writes as the upstream named it (the `type` inside may come
+  // last, as servers that build their events from openai-python's types write it).
+  Buffer.from('event: error\n'),
+  Buffer.from('event: response.failed\n'),
+  // And one with no name line, its `type` first.
   Buffer.from('data: {"type":"error"'),
   Buffer.from('data: {"type":"response.failed"'),
 ];

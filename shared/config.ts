@@ -31,39 +31,45 @@ export const weightSchema = z
   .min(0, 'must be ≥ 0')
   .max(MAX_WEIGHT, `must be ≤ ${MAX_WEIGHT}`);
 
-export const upstreamSchema = z.strictObject({
-  format: z.enum(['openai', 'ollama', 'anthropic'], { error: 'must be one of openai, ollama, anthropic' }),
-  url: z.string().superRefine((s, ctx) => {
-    const problem = upstreamUrlProblem(s);
-    if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
-  }),
-  model: z.string().min(1).optional(),
-  apiKeyEnv: z
-    .string()
-    .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name')
-    .optional(),
-  http2: z.boolean().optional(),
-  // SPEC §12: a tool's `strict: true` that an ollama upstream cannot guarantee is a 400; "unchecked" sends the tool
-  // without the guarantee, as Ollama's own OpenAI-compatible endpoint does (the OpenAI Agents SDK sets strict on
-  // every tool by default).
-  strictTools: z.enum(['refuse', 'unchecked'], { error: 'must be "refuse" or "unchecked"' }).optional(),
-  timeouts: z
-    .strictObject({
-      connectMs: ms.default(DEFAULTS.upstreamTimeouts.connectMs),
-      firstByteMs: ms.default(DEFAULTS.upstreamTimeouts.firstByteMs),
-      idleMs: ms.default(DEFAULTS.upstreamTimeouts.idleMs),
-      totalMs: ms.default(DEFAULTS.upstreamTimeouts.totalMs),
-      /** Default by the url's scheme (UpstreamClient): DEFAULTS.upstreamTimeouts.keepAliveMs, keepAliveHttpsMs. */
-      keepAliveMs: positiveMs.optional(),
-    })
-    .prefault({}),
-  maxEventBytes: positiveInt.default(DEFAULTS.maxEventBytes),
-  pingIntervalMs: ms.default(DEFAULTS.pingIntervalMs),
-  // Issue 10, no hidden queue: absent, a worker's upstream pool gets limits.maxSocketsPerWorker
-  // connections, one per request it can admit; set, it must be at least that (crossFieldProblems),
-  // else requests beyond the pool would wait inside undici, unseen by admission and metrics.
-  maxConnections: positiveInt.optional(),
-});
+export const upstreamSchema = z
+  .strictObject({
+    format: z.enum(['openai', 'ollama', 'anthropic'], { error: 'must be one of openai, ollama, anthropic' }),
+    url: z.string().superRefine((s, ctx) => {
+      const problem = upstreamUrlProblem(s);
+      if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+    }),
+    model: z.string().min(1).optional(),
+    apiKeyEnv: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name')
+      .optional(),
+    http2: z.boolean().optional(),
+    // SPEC §12: a tool's `strict: true` that an ollama upstream cannot guarantee is a 400; "unchecked" sends the tool
+    // without the guarantee, as Ollama's own OpenAI-compatible endpoint does (the OpenAI Agents SDK sets strict on
+    // every tool by default).
+    strictTools: z.enum(['refuse', 'unchecked'], { error: 'must be "refuse" or "unchecked"' }).optional(),
+    timeouts: z
+      .strictObject({
+        connectMs: ms.default(DEFAULTS.upstreamTimeouts.connectMs),
+        firstByteMs: ms.default(DEFAULTS.upstreamTimeouts.firstByteMs),
+        idleMs: ms.default(DEFAULTS.upstreamTimeouts.idleMs),
+        totalMs: ms.default(DEFAULTS.upstreamTimeouts.totalMs),
+        /** Default by the url's scheme (UpstreamClient): DEFAULTS.upstreamTimeouts.keepAliveMs, keepAliveHttpsMs. */
+        keepAliveMs: positiveMs.optional(),
+      })
+      .prefault({}),
+    maxEventBytes: positiveInt.default(DEFAULTS.maxEventBytes),
+    pingIntervalMs: ms.default(DEFAULTS.pingIntervalMs),
+    // Issue 10, no hidden queue: absent, a worker's upstream pool gets limits.maxSocketsPerWorker
+    // connections, one per request it can admit; set, it must be at least that (crossFieldProblems),
+    // else requests beyond the pool would wait inside undici, unseen by admission and metrics.
+    maxConnections: positiveInt.optional(),
+  })
+  .superRefine((upstream, ctx) => {
+    // Read by an ollama version only: on another it would be a switch that does nothing, silently.
+    if (upstream.strictTools !== undefined && upstream.format !== 'ollama')
+      ctx.addIssue({ code: 'custom', path: ['strictTools'], message: 'only an ollama upstream reads it' });
+  });
 
 const envSchema = z.record(z.string(), z.string({ error: 'must be a string' }));
 

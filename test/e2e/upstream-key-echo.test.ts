@@ -25,6 +25,15 @@ t.test("an upstream that echoes the operator's key: no client and no log line ge
     req.on('end', () => {
       const said = `Incorrect API key provided: ${req.headers.authorization ?? ''}`;
       const isStream = parts.length > 0 && (JSON.parse(Buffer.concat(parts).toString()) as { stream?: unknown }).stream;
+      if (isStream === true && req.url?.endsWith('/responses') === true) {
+        // A Responses stream's own error event, the key JSON-escaped (which decodes back to it).
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        const escaped = said.replace('sk-', '\\u0073k-');
+        res.write(`event: response.created\ndata: {"type":"response.created","sequence_number":0,"response":{}}\n\n`);
+        return res.end(
+          `event: error\ndata: {"type":"error","code":null,"message":"${escaped}","sequence_number":1}\n\n`,
+        );
+      }
       if (isStream === true) {
         // Once streaming: a token, then an error event that names the key (a proxy's, say).
         res.writeHead(200, { 'content-type': 'text/event-stream' });
@@ -32,7 +41,11 @@ t.test("an upstream that echoes the operator's key: no client and no log line ge
         res.write(`data: ${JSON.stringify({ ...chunk, choices: [{ index: 0, delta: { content: 'a' } }] })}\n\n`);
         return res.end(`data: ${JSON.stringify({ error: { message: said, type: 'server_error' } })}\n\n`);
       }
-      res.writeHead(401, { 'content-type': 'application/json' });
+      res.writeHead(401, {
+        'content-type': 'application/json',
+        'x-ratelimit-remaining-requests': `key ${KEY}`,
+        'x-request-id': `req_${KEY}`,
+      });
       res.end(JSON.stringify({ error: { message: said, type: 'invalid_request_error', code: 'invalid_api_key' } }));
     });
   });
@@ -74,7 +87,14 @@ t.test("an upstream that echoes the operator's key: no client and no log line ge
   t.equal(stream.text(), 'a');
   const last = JSON.parse(stream.data.at(-1)!) as ErrorBody;
   t.match(last.error.message, /Incorrect API key provided: Bearer \[redacted\]$/);
-  for (const body of [whole.body, models.body, stream.data.join('\n')]) t.notOk(body.includes(KEY), 'no client');
+  const responses = await postStream(`${gw.url}/v1/responses`, { model: 'm', input: 'hi', stream: true });
+  await responses.done;
+  const failed = JSON.parse(responses.data.at(-1)!) as { type: string; message: string };
+  t.match(failed, { type: 'error', message: /Bearer \[redacted\]$/ }, "the upstream's own Responses error event");
+  t.equal(whole.headers['x-ratelimit-remaining-requests'], 'key [redacted]', 'nor in a header passed on');
+  const decoded = responses.data.map((d) => JSON.stringify(JSON.parse(d)));
+  for (const body of [whole.body, models.body, stream.data.join('\n'), decoded.join('\n')])
+    t.notOk(body.includes(KEY), 'no client');
   // The worker's request line for the stream is written after it ended, and the models fetch's warning before it.
   await untilOutput(gw, () => gw.output().includes('"reqId":"key-echo"') || undefined);
   t.match(gw.output(), /\[redacted\]/, 'the log line says what the upstream said, without the key');

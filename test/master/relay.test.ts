@@ -34,6 +34,9 @@ t.test('hasErrorEvent', async (t) => {
   t.ok(hasErrorEvent(Buffer.from(toResponsesErrorEvent(new GraygateError('upstream_reset'), 3))));
   t.ok(hasErrorEvent(Buffer.from('event: response.failed\ndata: {"type":"response.failed","response":{}}\n\n')));
   t.notOk(hasErrorEvent(Buffer.from('event: response.completed\ndata: {"type":"response.completed"}\n\n')));
+  // Its `type` last, as servers that build their events from openai-python's types write it (a probe).
+  t.ok(hasErrorEvent(Buffer.from('event: error\ndata: {"code":"server_error","message":"boom","type":"error"}\n\n')));
+  t.ok(hasErrorEvent(Buffer.from('event: response.failed\ndata: {"response":{},"type":"response.failed"}\n\n')));
 });
 
 t.test('nextSequenceNumber: one past the last event a Responses stream sent', async (t) => {

@@ -205,4 +205,8 @@ t.test('upstream.strictTools is "refuse" or "unchecked"', async (t) => {
   t.same(of('unchecked'), []);
   t.same(of('refuse'), []);
   t.same(of(true), ['versions.v1.upstream.strictTools: must be "refuse" or "unchecked"']);
+  const openai = validateConfig({
+    versions: { v1: { weight: 1, upstream: { format: 'openai', url: 'mock:', strictTools: 'unchecked' } } },
+  });
+  t.same(openai.ok ? [] : openai.problems, ['versions.v1.upstream.strictTools: only an ollama upstream reads it']);
 });

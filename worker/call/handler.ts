@@ -8,7 +8,7 @@ import type { UpstreamConfig } from '../../shared/config.js';
 import type { Disposer } from '../../shared/abort.js';
 import { readBody } from '../../shared/body.js';
 import type { EndpointKind } from '../types.js';
-import { tokenCount, type UpstreamAdapter } from '../upstream/format-adapter.js';
+import { tokenCount, withoutSecrets, type UpstreamAdapter } from '../upstream/format-adapter.js';
 import type { UpstreamClient } from '../upstream/client.js';
 import { runPipeline, type PipelineStats } from '../upstream/pipeline.js';
 import { upstreamErrorKind, type WorkerMetrics } from '../metrics.js';
@@ -117,7 +117,8 @@ function copyRateLimits(
   for (const name in from) {
     const value = from[name];
     if (!name.startsWith('x-ratelimit-') || typeof value !== 'string' || !PLAIN_HEADER_VALUE.test(value)) continue;
-    for (const headers of to) headers[name] = value;
+    // SPEC §9: the worker's own upstream key, should an upstream put it there, is not passed on.
+    for (const headers of to) headers[name] = withoutSecrets(value);
     if (++copied === MAX_RATE_LIMIT_HEADERS) return;
   }
 }
@@ -129,7 +130,7 @@ function copyRateLimits(
 function upstreamRequestIdOf(headers: Record<string, string | string[] | undefined>): string | undefined {
   for (const name of UPSTREAM_REQUEST_ID_HEADERS) {
     const value = headers[name];
-    if (typeof value === 'string' && PLAIN_HEADER_VALUE.test(value)) return value;
+    if (typeof value === 'string' && PLAIN_HEADER_VALUE.test(value)) return withoutSecrets(value);
   }
   return undefined;
 }

@@ -106,8 +106,18 @@ export class SseRelay extends SseResponse implements CallResponse {
       if (isRecord(usage)) this.#usage = usage;
     }
     // An upstream's error goes to the client as the upstream wrote it, but for the worker's own key (SPEC §9).
-    const text = kind === 'error' || kind === 'response.failed' ? withoutSecrets(data) : data;
+    const text = kind === 'error' || kind === 'response.failed' ? hiddenInEvent(data, value) : data;
     // Every `*.delta` is generated output: text, refusals, tool-call arguments, reasoning summaries.
     this.queue(encodeEvent(type, text), typeof kind === 'string' && kind.endsWith('.delta'));
   }
+}
+
+/**
+ * An upstream's error event with the worker's key hidden: in its text, and in its JSON decoded (`sk-proj\/…`,
+ * `\u0073k-…` decode back to the key), re-encoded only when that found it.
+ */
+function hiddenInEvent(data: string, value: Record<string, unknown>): string {
+  const text = withoutSecrets(data);
+  const hidden = JSON.stringify(value, (_key, v: unknown) => (typeof v === 'string' ? withoutSecrets(v) : v));
+  return hidden === JSON.stringify(value) ? text : hidden;
 }

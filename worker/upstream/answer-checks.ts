@@ -50,7 +50,9 @@ export function isHtml(contentType: string | string[] | undefined): boolean {
  */
 export function isMarkupStart(chunk: Buffer): boolean | undefined {
   for (const byte of chunk) {
-    if (byte === 0x20 || byte === 0x09 || byte === 0x0a || byte === 0x0d) continue;
+    // White space, and a UTF-8 byte-order mark's three bytes before the page.
+    if (byte === 0x20 || byte === 0x09 || byte === 0x0a || byte === 0x0d || byte === 0xef || byte === 0xbb) continue;
+    if (byte === 0xbf) continue;
     return byte === 0x3c;
   }
   return undefined;

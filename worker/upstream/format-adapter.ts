@@ -231,11 +231,23 @@ export function upstreamErrorOf(raw: string): { message: string; reported: Repor
   const body = withoutSecrets(raw);
   const value = errorJsonOf(body);
   const found = isRecord(value) ? (messageOf(value['error']) ?? messageOf(value)) : undefined;
-  const reported = reportedErrorOf(value);
+  // And again once parsed: JSON may escape it (`sk-proj\/…`, `\u0073k-…`), which decodes back to the key.
+  const reported = hiddenInReported(reportedErrorOf(value));
   const message = found === undefined ? undefined : withoutSecrets(found);
   if (message !== undefined && message !== '') return { message, reported };
   const text = body.trim();
   return { message: text === '' ? 'the upstream answered with an error status' : preview(text), reported };
+}
+
+/** A reported error with the key hidden: a `code` or `type` that held it is graygate's own, a `param` redacted. */
+function hiddenInReported(reported: ReportedError | undefined): ReportedError | undefined {
+  if (reported === undefined) return undefined;
+  const { code, type, param } = reported;
+  return {
+    code: withoutSecrets(code) === code ? code : 'upstream_status',
+    type: withoutSecrets(type) === type ? type : 'upstream_error',
+    ...(param === undefined ? {} : { param: param === null ? null : withoutSecrets(param) }),
+  };
 }
 
 /** The error body as JSON within the bounds every upstream JSON has; undefined when it is not. */

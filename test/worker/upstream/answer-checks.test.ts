@@ -35,6 +35,8 @@ t.test('a text/html body on a stream: markup is a page, anything else the stream
   t.equal(isMarkupStart(Buffer.from('data: {"a":1}\n\n')), false);
   t.equal(isMarkupStart(Buffer.from(': ping\n\n')), false);
   t.equal(isMarkupStart(Buffer.from(' \n')), undefined, 'only white space yet');
+  t.equal(isMarkupStart(Buffer.from('\ufeff<!DOCTYPE html>')), true, 'after a byte-order mark');
+  t.equal(isMarkupStart(Buffer.from('\ufeffdata: {}\n\n')), false);
   t.match(notEventStream(Buffer.from('<html><title>Access denied</title>')), {
     code: 'upstream_protocol_error',
     message:
@@ -59,6 +61,15 @@ t.test("the worker's upstream key is hidden in every upstream text, before any c
   const detail = upstreamErrorOf(JSON.stringify({ detail: `${'x'.repeat(990)} ${key}` })).message;
   t.notOk(detail.includes('sk-answer'), 'no part of it');
   t.equal(upstreamErrorOf(`<html>${key}</html>`).message, '<html>[redacted]</html>');
+  // JSON may escape it (PHP's json_encode writes `\/`; `\u0073` is any encoder's right), which decodes back to the key.
+  const escaped = key.replace('s', '\\u0073');
+  const decoded = upstreamErrorOf(
+    `{"error":{"message":"${escaped}","type":"${escaped}","code":"${escaped}","param":"${escaped}"}}`,
+  );
+  t.same(decoded, {
+    message: '[redacted]',
+    reported: { code: 'upstream_status', type: 'upstream_error', param: '[redacted]' },
+  });
   t.equal(upstreamStreamError(`Incorrect API key provided: ${key}`).message.endsWith('[redacted]'), true);
   t.equal(printable(`https://x/?k=${key}`), 'https://x/?k=[redacted]');
 });
