@@ -135,12 +135,16 @@ export class GraygateError extends Error {
 export const MAX_ERROR_MESSAGE_CHARS = 8192;
 
 function boundedMessage(message: string): string {
-  if (message.length <= MAX_ERROR_MESSAGE_CHARS) return message;
-  let end = MAX_ERROR_MESSAGE_CHARS - 1;
-  // Not between the halves of a surrogate pair (an emoji): a lone one, escaped in JSON, strict parsers refuse.
-  const last = message.charCodeAt(end - 1);
-  if (last >= 0xd800 && last <= 0xdbff) end--;
-  return `${message.slice(0, end)}…`;
+  return message.length <= MAX_ERROR_MESSAGE_CHARS ? message : `${cutText(message, MAX_ERROR_MESSAGE_CHARS - 1)}…`;
+}
+
+/**
+ * The first `length` UTF-16 units of `text`, one fewer when the cut would leave half a surrogate pair (an emoji):
+ * a lone surrogate, escaped in the client's JSON, is refused by strict parsers (serde_json).
+ */
+export function cutText(text: string, length: number): string {
+  const last = text.charCodeAt(length - 1);
+  return text.slice(0, last >= 0xd800 && last <= 0xdbff ? length - 1 : length);
 }
 
 export function isGraygateError(err: unknown): err is GraygateError {

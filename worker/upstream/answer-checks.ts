@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import { GraygateError } from '../../shared/errors.js';
-import { cutText, withoutSecrets } from './format-adapter.js';
+import { cutText, GraygateError } from '../../shared/errors.js';
+import { UTF8_BOM, withoutSecrets } from './format-adapter.js';
 
 // What an upstream's answer head says that graygate cannot read (a coding it did not ask for), and the page a proxy
 // or a captive portal sends with 200 where an event stream was asked for: each a clear error naming what came,
@@ -49,10 +49,11 @@ export function isHtml(contentType: string | string[] | undefined): boolean {
  * streams `text/html`, PHP's default). `undefined` while only white space has come.
  */
 export function isMarkupStart(chunk: Buffer): boolean | undefined {
-  for (const byte of chunk) {
-    // White space, and a UTF-8 byte-order mark's three bytes before the page.
-    if (byte === 0x20 || byte === 0x09 || byte === 0x0a || byte === 0x0d || byte === 0xef || byte === 0xbb) continue;
-    if (byte === 0xbf) continue;
+  // A byte-order mark before the page (one cut across two chunks reads as no page, and ends "before its final event").
+  const from = chunk.subarray(0, UTF8_BOM.length).equals(UTF8_BOM) ? UTF8_BOM.length : 0;
+  for (let i = from; i < chunk.length; i++) {
+    const byte = chunk[i]!;
+    if (byte === 0x20 || byte === 0x09 || byte === 0x0a || byte === 0x0d) continue;
     return byte === 0x3c;
   }
   return undefined;

@@ -124,11 +124,7 @@ export function convertAnthropicEvent(state: StreamState, type: string, data: st
       return;
     }
     case 'message_stop':
-      state.isDone = true;
-      sendPendingInputs(state, sink);
-      if (state.finishReason === null) send(state, sink, finishChunk(state, 'stop'));
-      sink.chunk(usageChunk(state));
-      return;
+      return endMessage(state, sink);
     case 'error': {
       const error = value['error'] as { type?: unknown; message?: unknown } | undefined;
       const message = typeof error?.message === 'string' ? error.message : 'unknown error';
@@ -232,7 +228,14 @@ function blockIndex(value: Record<string, unknown>): number {
 function endAnthropicStream(state: StreamState, sink: ChunkSink): void {
   if (state.finishReason === null)
     throw new GraygateError('upstream_protocol_error', 'the upstream response ended before its final event');
+  endMessage(state, sink);
+}
+
+/** The answer's end (`message_stop`): pending tool input, a finish chunk if none went out, the usage chunk. */
+function endMessage(state: StreamState, sink: ChunkSink): void {
   state.isDone = true;
+  sendPendingInputs(state, sink);
+  if (state.finishReason === null) send(state, sink, finishChunk(state, 'stop'));
   sink.chunk(usageChunk(state));
 }
 

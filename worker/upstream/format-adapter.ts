@@ -1,4 +1,4 @@
-import { GraygateError, type ReportedError } from '../../shared/errors.js';
+import { cutText, GraygateError, type ReportedError } from '../../shared/errors.js';
 import { checkJsonLimits, type JsonLimits } from '../request/json-limits.js';
 import type { ChatRequest } from '../request/chat-request.js';
 import type { ChunkSink, EmbeddingEncoding, EndpointKind, RelayKind, StreamState } from '../types.js';
@@ -95,7 +95,7 @@ export interface AnswerHints {
   encoding: EmbeddingEncoding;
 }
 
-/** A token count from an upstream usage field; anything but a finite number counts as 0. */
+/** A token count from an upstream usage field; anything but a non-negative integer up to MAX_TOKENS_PER_CALL is 0. */
 export function tokenCount(value: unknown): number {
   return Number.isSafeInteger(value) && (value as number) >= 0 && (value as number) <= MAX_TOKENS_PER_CALL
     ? (value as number)
@@ -200,15 +200,6 @@ function preview(data: string): string {
   // Hidden before the cut: a preview ending inside the key would show its start.
   const text = withoutSecrets(data);
   return text.length > 80 ? `${cutText(text, 80)}…` : text;
-}
-
-/**
- * The first `length` UTF-16 units of `text`, one fewer when the cut would leave half a surrogate pair (an emoji):
- * a lone surrogate, escaped in the client's JSON, is refused by strict parsers (serde_json).
- */
-export function cutText(text: string, length: number): string {
-  const last = text.charCodeAt(length - 1);
-  return text.slice(0, last >= 0xd800 && last <= 0xdbff ? length - 1 : length);
 }
 
 /**
