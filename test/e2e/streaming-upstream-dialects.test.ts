@@ -4,7 +4,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { startGateway } from '../helpers/gateway.js';
-import { httpRequest, json } from '../helpers/http.js';
+import { httpRequest, json, type SimpleResponse } from '../helpers/http.js';
 import { untilOutput } from '../helpers/output.js';
 import { scrape } from '../helpers/metrics.js';
 import { postStream, type StreamClient } from '../worker/fixtures/sse-client.js';
@@ -149,6 +149,12 @@ t.test("real servers' dialects of the OpenAI stream", async (t) => {
     await s.done;
     return s;
   };
+  /** A streamed request's answer read whole: a refusal before the stream's status is a plain JSON answer. */
+  const answer = (scenario: string): Promise<SimpleResponse> =>
+    httpRequest(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      body: JSON.stringify({ model: 'm', stream: true, messages: [{ role: 'user', content: scenario }] }),
+    });
   /** The final error event, if the stream ended with one. */
   const errorOf = (s: StreamClient): ErrorBody['error'] | undefined => {
     const last = s.data.at(-1);
@@ -205,10 +211,7 @@ t.test("real servers' dialects of the OpenAI stream", async (t) => {
   });
 
   t.test("llama.cpp's `error:` line is the upstream's error, not an empty success", async (t) => {
-    const first = await httpRequest(`${gw.url}/v1/chat/completions`, {
-      method: 'POST',
-      body: JSON.stringify({ model: 'm', stream: true, messages: [{ role: 'user', content: 'llama-error-first' }] }),
-    });
+    const first = await answer('llama-error-first');
     t.equal(first.status, 502, 'before any content: a real status');
     t.equal(json<ErrorBody>(first).error.code, 'upstream_status');
     t.match(json<ErrorBody>(first).error.message, /exceeds the available context size/);
@@ -260,10 +263,7 @@ t.test("real servers' dialects of the OpenAI stream", async (t) => {
     t.equal(res.status, 502);
     t.equal(json<ErrorBody>(res).error.code, 'upstream_protocol_error');
     t.match(json<ErrorBody>(res).error.message, /Content-Encoding: gzip/);
-    const chunked = await httpRequest(`${gw.url}/v1/chat/completions`, {
-      method: 'POST',
-      body: JSON.stringify({ model: 'm', stream: true, messages: [{ role: 'user', content: 'te-gzip' }] }),
-    });
+    const chunked = await answer('te-gzip');
     t.equal(chunked.status, 502, 'a transfer-coding under the chunking too');
     t.match(json<ErrorBody>(chunked).error.message, /Transfer-Encoding: gzip, chunked, which graygate does not decode/);
   });
@@ -278,10 +278,7 @@ t.test("real servers' dialects of the OpenAI stream", async (t) => {
   });
 
   t.test('a compressed error body keeps its status and Retry-After; its bytes are not the message', async (t) => {
-    const res = await httpRequest(`${gw.url}/v1/chat/completions`, {
-      method: 'POST',
-      body: JSON.stringify({ model: 'm', stream: true, messages: [{ role: 'user', content: 'gzip-429' }] }),
-    });
+    const res = await answer('gzip-429');
     t.equal(res.status, 429);
     t.equal(res.headers['retry-after'], '7');
     t.match(json<ErrorBody>(res).error.message, /^upstream answered 429: its body sent with Content-Encoding: gzip/);
@@ -289,10 +286,7 @@ t.test("real servers' dialects of the OpenAI stream", async (t) => {
   });
 
   t.test("a proxy's HTML page with 200 on a stream is named by its first bytes", async (t) => {
-    const res = await httpRequest(`${gw.url}/v1/chat/completions`, {
-      method: 'POST',
-      body: JSON.stringify({ model: 'm', stream: true, messages: [{ role: 'user', content: 'html' }] }),
-    });
+    const res = await answer('html');
     t.equal(res.status, 502);
     t.equal(json<ErrorBody>(res).error.code, 'upstream_protocol_error');
     t.match(json<ErrorBody>(res).error.message, /text\/html, not an event stream: "<html><head><title>Access denied/);
@@ -302,10 +296,7 @@ t.test("real servers' dialects of the OpenAI stream", async (t) => {
   });
 
   t.test('a redirect is not followed, and its Location is named (a wrong upstream.url)', async (t) => {
-    const res = await httpRequest(`${gw.url}/v1/chat/completions`, {
-      method: 'POST',
-      body: JSON.stringify({ model: 'm', stream: true, messages: [{ role: 'user', content: 'redirect' }] }),
-    });
+    const res = await answer('redirect');
     t.equal(res.status, 502);
     t.match(json<ErrorBody>(res).error.message, 'upstream answered 302 (Location: https://models.example/v1/chat/c');
   });
