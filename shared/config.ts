@@ -26,6 +26,8 @@ const port = z
  * step then routes NaN); a million leaves room for any ratio an operator writes.
  */
 const MAX_WEIGHT = 1_000_000;
+/** Far above any model's output limit (Claude's largest is 128k); a guard against a typo, not a model table. */
+const MAX_DEFAULT_MAX_TOKENS = 1_000_000;
 export const weightSchema = z
   .number({ error: 'must be a number' })
   .min(0, 'must be ≥ 0')
@@ -48,6 +50,10 @@ export const upstreamSchema = z
     // without the guarantee, as Ollama's own OpenAI-compatible endpoint does (the OpenAI Agents SDK sets strict on
     // every tool by default).
     strictTools: z.enum(['refuse', 'unchecked'], { error: 'must be "refuse" or "unchecked"' }).optional(),
+    // Anthropic requires max_tokens and OpenAI clients mostly send none: the model's own output limit is what they
+    // expect, and a fixed 4096 cut long answers (an agent's file write) at finish_reason "length". Per version, as the
+    // limit is the model's.
+    defaultMaxTokens: positiveInt.max(MAX_DEFAULT_MAX_TOKENS, `must be ≤ ${MAX_DEFAULT_MAX_TOKENS}`).optional(),
     timeouts: z
       .strictObject({
         connectMs: ms.default(DEFAULTS.upstreamTimeouts.connectMs),
@@ -69,6 +75,8 @@ export const upstreamSchema = z
     // Read by an ollama version only: on another it would be a switch that does nothing, silently.
     if (upstream.strictTools !== undefined && upstream.format !== 'ollama')
       ctx.addIssue({ code: 'custom', path: ['strictTools'], message: 'only an ollama upstream reads it' });
+    if (upstream.defaultMaxTokens !== undefined && upstream.format !== 'anthropic')
+      ctx.addIssue({ code: 'custom', path: ['defaultMaxTokens'], message: 'only an anthropic upstream reads it' });
   });
 
 const envSchema = z.record(z.string(), z.string({ error: 'must be a string' }));

@@ -106,7 +106,12 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
   // The key is read once at start and goes into upstream headers only (SPEC §9: never logged).
   const apiKey = upstream.apiKeyEnv === undefined ? undefined : env[upstream.apiKeyEnv];
   hideInUpstreamText(apiKey);
-  const buildOptions = { model: upstream.model, apiKey, isStrictUnchecked: upstream.strictTools === 'unchecked' };
+  const buildOptions = {
+    model: upstream.model,
+    apiKey,
+    isStrictUnchecked: upstream.strictTools === 'unchecked',
+    defaultMaxTokens: upstream.defaultMaxTokens,
+  };
   const preparer = new RequestPreparer({
     ...options.preparer,
     adapter: options.adapter,

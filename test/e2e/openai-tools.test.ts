@@ -425,6 +425,33 @@ t.test('tool calling and JSON mode per format', async (t) => {
   });
 });
 
+t.test("upstream.defaultMaxTokens: an anthropic version's max_tokens when the client sends none", async (t) => {
+  const mock = await startMockUpstream({});
+  t.teardown(() => mock.close());
+  const upstream = { format: 'anthropic', url: mock.url + BASE_PATHS.anthropic };
+  const gw = await startGateway(t, {
+    versions: {
+      fixed: { weight: 1, upstream },
+      long: { weight: 0, upstream: { ...upstream, defaultMaxTokens: 64_000 } },
+    },
+    routing: { default: 'fixed' },
+  });
+  const ask = async (version: string, extra: Record<string, unknown> = {}): Promise<unknown> => {
+    const sent = once(mock.events, 'stream').then(([s]) => (s as MockStream).body['max_tokens']);
+    const res = await fetch(`${gw.url}/v1/chat/completions?version=${version}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hi' }], ...extra }),
+    });
+    t.equal(res.status, 200, version);
+    await res.arrayBuffer();
+    return sent;
+  };
+  t.equal(await ask('fixed'), 4096, 'unset: 4096');
+  t.equal(await ask('long'), 64_000, "the version's own default");
+  t.equal(await ask('long', { max_tokens: 100 }), 100, "a client's own max_tokens still wins");
+});
+
 t.test('upstream.strictTools "unchecked": an ollama version takes strict tools as plain ones', async (t) => {
   const mock = await startMockUpstream({});
   t.teardown(() => mock.close());

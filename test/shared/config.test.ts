@@ -195,6 +195,20 @@ t.test('cors.origins are kept as a browser sends Origin, and matched exactly', a
   }
 });
 
+t.test('upstream.defaultMaxTokens: a positive integer, on an anthropic version only', async (t) => {
+  const of = (format: string, defaultMaxTokens: unknown): string[] => {
+    const r = validateConfig({ versions: { v1: { weight: 1, upstream: { format, url: 'mock:', defaultMaxTokens } } } });
+    return r.ok ? [] : r.problems;
+  };
+  t.same(of('anthropic', 64_000), []);
+  t.same(of('anthropic', 0), ['versions.v1.upstream.defaultMaxTokens: must be ≥ 1']);
+  t.same(of('anthropic', 1.5), ['versions.v1.upstream.defaultMaxTokens: must be an integer']);
+  t.same(of('anthropic', '8192'), ['versions.v1.upstream.defaultMaxTokens: must be a number']);
+  t.same(of('anthropic', 2_000_000), ['versions.v1.upstream.defaultMaxTokens: must be ≤ 1000000']);
+  for (const format of ['openai', 'ollama'])
+    t.same(of(format, 8192), ['versions.v1.upstream.defaultMaxTokens: only an anthropic upstream reads it'], format);
+});
+
 t.test('upstream.strictTools is "refuse" or "unchecked"', async (t) => {
   const of = (strictTools: unknown): string[] => {
     const r = validateConfig({

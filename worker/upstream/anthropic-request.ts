@@ -12,7 +12,10 @@ import { anthropicToolFields } from './anthropic-tools.js';
 // OpenAI chat request → Anthropic `/v1/messages` (SPEC §2, §12). What Anthropic
 // cannot express is a 400 naming the field (upstream/field-support.ts).
 
-/** Anthropic requires max_tokens; OpenAI clients usually omit it. 4096 fits every current Claude model. */
+/**
+ * Anthropic requires max_tokens; OpenAI clients usually omit it. 4096 fits every current Claude model; a version whose
+ * model writes longer answers sets upstream.defaultMaxTokens.
+ */
 export const DEFAULT_ANTHROPIC_MAX_TOKENS = 4096;
 
 /** Anthropic's temperature range is 0–1 (OpenAI's 0–2): a higher one is refused, not scaled. */
@@ -29,7 +32,7 @@ export function buildAnthropicRequest(req: ChatRequest, options: BuildOptions): 
     );
   const body: Record<string, unknown> = {
     model,
-    max_tokens: maxTokensOf(req) ?? DEFAULT_ANTHROPIC_MAX_TOKENS,
+    max_tokens: maxTokensOf(req) ?? options.defaultMaxTokens ?? DEFAULT_ANTHROPIC_MAX_TOKENS,
     messages,
     stream: true,
   };

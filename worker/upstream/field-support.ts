@@ -41,8 +41,14 @@ export const CHAT_FIELDS: Readonly<Record<string, Readonly<Record<ConvertedForma
   messages: { ollama: sent('`messages` (see below)'), anthropic: sent('`system` + `messages` (see below)') },
   stream: { ollama: GATEWAY, anthropic: GATEWAY },
   stream_options: { ollama: sent('`include_usage` honoured'), anthropic: sent('`include_usage` honoured') },
-  max_tokens: { ollama: sent('`options.num_predict`'), anthropic: sent('`max_tokens` (default 4096)') },
-  max_completion_tokens: { ollama: sent('`options.num_predict`'), anthropic: sent('`max_tokens` (default 4096)') },
+  max_tokens: {
+    ollama: sent('`options.num_predict`'),
+    anthropic: sent('`max_tokens` (default `upstream.defaultMaxTokens`, 4096 unset)'),
+  },
+  max_completion_tokens: {
+    ollama: sent('`options.num_predict`'),
+    anthropic: sent('`max_tokens` (default `upstream.defaultMaxTokens`, 4096 unset)'),
+  },
   temperature: { ollama: sent('`options.temperature`'), anthropic: sent('`temperature` (0–1; above 1 is a 400)') },
   top_p: {
     ollama: sent('`options.top_p`'),

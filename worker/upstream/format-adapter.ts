@@ -21,6 +21,8 @@ export interface BuildOptions {
    * plain tool. Default false: a 400 naming it (SPEC §12).
    */
   isStrictUnchecked?: boolean;
+  /** upstream.defaultMaxTokens: an anthropic upstream's `max_tokens` when the client sends none (default 4096). */
+  defaultMaxTokens?: number;
 }
 
 export interface UpstreamRequest {

@@ -258,6 +258,16 @@ t.test('anthropic request: system moved out, max_tokens defaulted, headers', asy
     ).max_tokens,
     5,
   );
+  // upstream.defaultMaxTokens: the version's default when the client sends none; a client's own still wins.
+  const maxTokens = (extra: Partial<ChatRequest>): unknown =>
+    (
+      JSON.parse(
+        buildAnthropicRequest(req(extra), { model: 'c', apiKey: undefined, defaultMaxTokens: 64_000 }).body.toString(),
+      ) as { max_tokens: unknown }
+    ).max_tokens;
+  t.equal(maxTokens({}), 64_000);
+  t.equal(maxTokens({ max_tokens: 10 }), 10);
+  t.equal(maxTokens({ max_completion_tokens: 7 }), 7);
   t.throws(
     () =>
       buildAnthropicRequest(req({ messages: [{ role: 'system', content: 'only' }] }), {
