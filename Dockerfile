@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# The graygate image (SPEC §13, issue 14 part 1). test/deploy/kubernetes.test.ts lints this file and
+# The graygate image (SPEC §13, issue 14 part 1). test/deploy/dockerfile.test.ts lints this file and
 # checks what Kubernetes relies on (user, ports, stop signal, production dependencies only).
 #
 #   docker build -t graygate:0.1.0 .

@@ -18,7 +18,8 @@ const USAGE = `usage: graygate <command> [flags]
 
 commands:
   start [--config F]                        run the gateway (same as npm start)
-  status [--json] [--watch]                 versions, weights, workers (--watch: same as top)
+  status [--json] [--watch [--interval S] [--iterations N]]
+                                            versions, weights, workers (--watch: same as top)
   top [--json] [--interval S] [--iterations N]
                                             live per-version req/s, error %, p99, queue (Ctrl-C quits)
   weights v1=90 v2=10                       set weights atomically (others unchanged)
