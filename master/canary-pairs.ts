@@ -55,3 +55,12 @@ export class CanaryPairs {
     if (group !== undefined) this.dissolve(group);
   }
 }
+
+/**
+ * A dissolved pair as a reload's answer names it: its versions, and the name its users were routed by when that
+ * version has left it (a promoted canary whose old baseline was removed: `v2 (routed as v1)`, not a pair of one).
+ */
+export function pairLabel(group: string, versions: readonly string[]): string {
+  const members = versions.join('+');
+  return versions.includes(group) ? members : `${members} (routed as ${group})`;
+}

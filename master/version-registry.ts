@@ -6,7 +6,7 @@ import type { Supervisor } from './supervisor.js';
 import type { WorkerHandle } from './worker-handle.js';
 import { RESTART_POLICY, type RestartPolicy } from './restart-policy.js';
 import { restartAfterCrash, type CrashRestartDeps } from './crash-restart.js';
-import { CanaryPairs } from './canary-pairs.js';
+import { CanaryPairs, pairLabel } from './canary-pairs.js';
 import { VersionState } from './version-state.js';
 import { Retirement } from './retirement.js';
 import { cancelSwap, endSwap, lostWorker, startSwap, stderrSummary, switchBuild, type PendingSwap } from './deploy.js';
@@ -38,7 +38,10 @@ export interface ReloadApplied {
   removed: string[];
   /** The weights the file changed: name → new weight. */
   weights: Record<string, number>;
-  /** Canary pairs the reload dissolved (routing is the file's alone again), each as its versions, e.g. `v1+v2`. */
+  /**
+   * Canary pairs the reload dissolved (routing is the file's alone again), each as its versions, e.g. `v1+v2`
+   * (canary-pairs.ts pairLabel).
+   */
   pairs: string[];
 }
 
@@ -320,7 +323,7 @@ export class VersionRegistry {
     applied.pairs = this.#pairs
       .clear()
       .filter(([group, versions]) => versions.some((v) => v !== group && (this.#versions.get(v)?.weight ?? 0) > 0))
-      .map(([, versions]) => versions.join('+'));
+      .map(([group, versions]) => pairLabel(group, versions));
     for (const [name, version] of Object.entries(plan.next.versions)) {
       const state = this.#state(name);
       if (state.weight !== version.weight) applied.weights[name] = version.weight;
