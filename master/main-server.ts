@@ -5,7 +5,7 @@ import type { Duplex } from 'node:stream';
 import { GraygateError, toErrorResponse, type ErrorResponse } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import type { Limits } from '../shared/config.js';
-import { MAX_HEADER_LINES } from '../shared/defaults.js';
+import { MAX_HEADER_LINES, MAX_TIMER_MS, NODE_KEEP_ALIVE_BUFFER_MS } from '../shared/defaults.js';
 import { hasBody } from '../shared/body.js';
 import { setBodyParseError } from './body-parse-errors.js';
 import { setSocketErrorCode } from './socket-errors.js';
@@ -76,7 +76,9 @@ export function createMainServer(options: MainServerOptions): Server {
   });
   server.maxHeadersCount = MAX_HEADER_LINES; // a head that reaches it is refused (gateway.ts readHead)
   // Answers say it (`Keep-Alive: timeout=N`), directly written ones too (gateway.ts offers it to the worker).
-  server.keepAliveTimeout = limits.keepAliveTimeoutMs;
+  // Node arms the socket's timer 1 s past it, and past MAX_TIMER_MS a timer fires at once: a limit of ~24.8 days
+  // would close every kept-alive connection 1 ms after its answer.
+  server.keepAliveTimeout = Math.min(limits.keepAliveTimeoutMs, MAX_TIMER_MS - NODE_KEEP_ALIVE_BUFFER_MS);
   // Node emits a socket's timeout on its server (the keep-alive timeout, the only socket timeout set here) and
   // destroys the socket unless something listens: a connection a worker holds (limits.directStreams) needs its FIN.
   server.on('timeout', (socket: Socket) => gateway.closeIdle(socket));

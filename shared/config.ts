@@ -312,7 +312,9 @@ export function workerIdleTimeoutMsFor(
   upstream: Pick<UpstreamConfig, 'pingIntervalMs'>,
 ): number {
   if (limits.workerIdleTimeoutMs !== undefined) return limits.workerIdleTimeoutMs;
-  return upstream.pingIntervalMs > 0 ? 2 * upstream.pingIntervalMs + 5000 : 0;
+  // Capped: past MAX_TIMER_MS node fires a timer at once, and every stream of a version with a ping interval of
+  // ~12 days or more (a way to say "rarely") was cut as silent after its first event.
+  return upstream.pingIntervalMs > 0 ? Math.min(2 * upstream.pingIntervalMs + 5000, MAX_TIMER_MS) : 0;
 }
 
 /**

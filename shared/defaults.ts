@@ -6,6 +6,8 @@ export const VERSION_NAME = /^[a-z0-9][a-z0-9._-]{0,31}$/;
 
 /** The longest delay a Node timer takes: a longer one fires after 1 ms (with a warning), not never. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
+/** What node's HTTP server adds to its keepAliveTimeout when it arms a kept-alive socket's timer (Node 20 and 22). */
+export const NODE_KEEP_ALIVE_BUFFER_MS = 1000;
 
 /** Defaults with their units. Anything here can be overridden in the file. */
 export const DEFAULTS = {

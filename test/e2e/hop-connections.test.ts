@@ -5,6 +5,7 @@ import { untilOutputHas } from '../helpers/output.js';
 import { scrape } from '../helpers/metrics.js';
 import { pollPause, status, waitForStatus } from '../helpers/wait.js';
 import { hasPrlimit } from '../helpers/file-limit.js';
+import { MAX_TIMER_MS } from '../../shared/defaults.js';
 import type { StatusBody } from '../../master/admin/status.js';
 import type { ClientConnectionsStatus } from '../../master/client-connections.js';
 
@@ -207,3 +208,32 @@ t.test(
     t.pass('a failed deploy leaves the bound as it was');
   },
 );
+
+t.test("timers at node's limit: a kept-alive connection stays open, a stream's silences are not a stall", async (t) => {
+  // Past MAX_TIMER_MS node fires a timer after 1 ms: a keepAliveTimeoutMs of ~24.8 days (node arms 1 s more) closed
+  // every kept-alive connection at once, and a ping interval of ~12 days or more (the master's idle timer is twice
+  // it and 5 s) cut every stream after its first event as silent. Both were accepted by the config.
+  const gw = await startGateway(t, {
+    limits: { keepAliveTimeoutMs: MAX_TIMER_MS },
+    versions: { v1: { weight: 1, upstream: { format: 'openai', url: 'mock:', pingIntervalMs: 1_500_000_000 } } },
+  });
+  const res = await fetch(`${gw.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      model: 'm',
+      stream: true,
+      messages: [{ role: 'user', content: 'hi [mock tokens=3 interval-ms=30]' }],
+    }),
+  });
+  const text = await res.text();
+  t.notMatch(text, /worker_timeout/, 'no stall seen in 30 ms of silence');
+  t.match(text, /data: \[DONE\]/, 'the stream whole');
+  const conn = await served(t, gw, 'GET /v1/models HTTP/1.1\r\nHost: gw\r\n\r\n');
+  // A round trip on another connection: past the 1 ms the overflowing timer took.
+  t.equal((await fetch(`${gw.url}/healthz`)).status, 200);
+  conn.write('GET /v1/models HTTP/1.1\r\nHost: gw\r\n\r\n');
+  const [, second] = await conn.waitFor(2);
+  t.equal(second?.status, 200, 'the second request answered on the same connection');
+  t.notMatch(gw.output(), /TimeoutOverflowWarning/);
+});

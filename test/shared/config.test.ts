@@ -1,8 +1,8 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { validateConfig } from '../../shared/config.js';
-import { DEFAULTS } from '../../shared/defaults.js';
+import { validateConfig, workerIdleTimeoutMsFor } from '../../shared/config.js';
+import { DEFAULTS, MAX_TIMER_MS } from '../../shared/defaults.js';
 import { corsVerdict } from '../../master/cors.js';
 import { ROOT } from '../helpers/root.js';
 
@@ -193,6 +193,12 @@ t.test('cors.origins are kept as a browser sends Origin, and matched exactly', a
     const bad = validateConfig({ versions: { v1: { weight: 1 } }, cors: { origins: [origin] } });
     t.same(bad.ok ? [] : bad.problems, ['cors.origins.0: must be an origin such as https://app.example.com'], origin);
   }
+});
+
+t.test("the master's idle timer derived from a ping interval stays within node's timer limit", async (t) => {
+  t.equal(workerIdleTimeoutMsFor({ workerIdleTimeoutMs: undefined }, { pingIntervalMs: 15_000 }), 35_000);
+  t.equal(workerIdleTimeoutMsFor({ workerIdleTimeoutMs: undefined }, { pingIntervalMs: 0 }), 0);
+  t.equal(workerIdleTimeoutMsFor({ workerIdleTimeoutMs: undefined }, { pingIntervalMs: MAX_TIMER_MS }), MAX_TIMER_MS);
 });
 
 t.test('upstream.defaultMaxTokens: a positive integer, on an anthropic version only', async (t) => {
