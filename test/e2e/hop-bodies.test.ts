@@ -1,4 +1,5 @@
 import t from 'tap';
+import { once } from 'node:events';
 import { startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
 import { httpRequest, json } from '../helpers/http.js';
 import { openRaw, rawRequest, type RawConnection } from '../helpers/raw-http.js';
@@ -195,6 +196,30 @@ t.test('the request hop on the main port', async (t) => {
     t.equal(errorOf(res!.body).code, 'body_too_large');
     t.equal(res!.headers['connection'], 'close');
     await conn.closed;
+  });
+
+  t.test('a Content-Length of maxBodyBytes gets 100 Continue; one byte more gets 413 and none', async (t) => {
+    const atLimit = await openRaw(gw.url, ['POST']);
+    atLimit.write('POST /echo HTTP/1.1\r\nHost: gw\r\nExpect: 100-continue\r\nContent-Length: 600000\r\n\r\n');
+    while (atLimit.responses.length === 0) await once(atLimit.socket, 'data');
+    t.equal(atLimit.responses[0]!.status, 100, 'exactly the limit: 100 Continue');
+    atLimit.socket.destroy();
+    const over = await openRaw(gw.url, ['POST']);
+    over.write('POST /echo HTTP/1.1\r\nHost: gw\r\nExpect: 100-continue\r\nContent-Length: 600001\r\n\r\n');
+    const [res] = await over.waitFor(1);
+    t.equal(over.responses.filter((r) => r.status === 100).length, 0, 'one byte over: no 100 Continue');
+    t.equal(res!.status, 413);
+    t.equal(errorOf(res!.body).code, 'body_too_large');
+    await over.closed;
+  });
+
+  t.test('a request target of exactly maxUrlBytes is served; one byte longer is 414', async (t) => {
+    const target = (bytes: number): string => `/echo?q=${'u'.repeat(bytes - '/echo?q='.length)}`;
+    const atLimit = await rawRequest(gw.url, `GET ${target(1024)} HTTP/1.1\r\nHost: gw\r\n\r\n`);
+    t.equal(atLimit.status, 200, '1024 bytes');
+    const over = await rawRequest(gw.url, `GET ${target(1025)} HTTP/1.1\r\nHost: gw\r\n\r\n`);
+    t.equal(over.status, 414, '1025 bytes');
+    t.equal(errorOf(over.body).code, 'url_too_long');
   });
 
   t.test('a body within the limit gets 100 Continue, then its answer', async (t) => {

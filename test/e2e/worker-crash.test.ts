@@ -41,6 +41,34 @@ t.test('a POST the worker had when it died is 502, never sent again (with its bo
   t.notMatch(gw.output(), /request tried again/, 'not tried again: it may have run');
 });
 
+t.test('a reused socket reset before the worker read its request: a GET goes again, a POST is 502', async (t) => {
+  // nginx's proxy_next_upstream without non_idempotent: a POST a worker may have read must not run twice.
+  const gw = await startGateway(t, {
+    versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } },
+    limits: { maxSocketsPerWorker: 2, maxIdleSocketsPerWorker: 1 },
+  });
+  for (const [method, expected] of [
+    ['GET', 200],
+    ['POST', 502],
+  ] as const) {
+    // The master's one idle socket to the worker is the one the worker stops reading: the next request goes on it.
+    t.equal((await httpRequest(`${gw.url}/pause-next`)).status, 200);
+    // No body: one sent whole is never sent again whatever the method (retry.ts); the method alone decides here.
+    const unread = httpRequest(`${gw.url}/echo?${method}`, { method });
+    await waitForStatus(gw, (v) => v.v1!.workers[0]!.inflight === 1, `${method} sent`);
+    t.equal((await httpRequest(`${gw.url}/reset-paused`)).status, 200);
+    const res = await unread;
+    t.equal(res.status, expected, method);
+    if (expected === 502) t.match(res.body, /"code":"worker_error"/);
+  }
+  const stats = json<{ seen: Array<{ method: string; url: string }> }>(await httpRequest(`${gw.url}/stats`));
+  t.same(
+    stats.seen.filter((s) => s.url.startsWith('/echo')).map((s) => s.method),
+    ['GET'],
+    'the GET read once, when tried again; the POST never',
+  );
+});
+
 t.test(
   'SIGKILL of a worker: requests waiting for its slots are served by its replacement, not answered 502',
   async (t) => {

@@ -52,3 +52,49 @@ t.test('pipelined heads stop the reading at 32 KiB waiting, not only at a count'
   t.equal(parsed, 13, 'then read again as the line shortened: every request answered, in order');
   t.match(answers, /first[\s\S]*ok/);
 });
+
+t.test('a flood: 128 waiting (4 × maxPipelined, at least 128) are kept, one more closes the connection', async (t) => {
+  for (const waiting of [128, 129]) {
+    let parsed = 0;
+    const floods: number[] = [];
+    const held: ServerResponse[] = [];
+    const queue = new ConnectionQueue({
+      serve: (req, res) => {
+        req.resume();
+        if (req.url === '/first') held.push(res);
+        else res.end('ok');
+      },
+      onDropped: (_req, res) => res.destroy(),
+      maxPipelined: () => 1,
+      onFlood: (_socket, count) => floods.push(count),
+    });
+    const server = createServer((req, res) => {
+      parsed++;
+      queue.enqueue(req, res);
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const client = connect((server.address() as AddressInfo).port, '127.0.0.1');
+    t.teardown(() => {
+      client.destroy();
+      server.closeAllConnections();
+      server.close();
+    });
+    let answers = '';
+    client.on('data', (c: Buffer) => (answers += c.toString('latin1')));
+    await once(client, 'connect');
+    // One write of ~4 KB, parsed from one read: every head waits behind /first, though the reading stopped at one.
+    const heads = 'GET /next HTTP/1.1\r\nHost: q\r\n\r\n'.repeat(waiting);
+    client.write(`GET /first HTTP/1.1\r\nHost: q\r\n\r\n${heads}`);
+    while (parsed < 1 + waiting) await pollPause();
+    const isFlood = waiting > 128;
+    if (!t.same(floods, isFlood ? [waiting] : [], isFlood ? 'closed' : 'no flood')) continue;
+    if (isFlood) {
+      if (!client.closed) await once(client, 'close');
+      continue;
+    }
+    held[0]!.end('first');
+    while ((answers.match(/HTTP\/1\.1 200/g) ?? []).length < 1 + waiting) await pollPause();
+    t.pass('every request answered');
+  }
+});

@@ -54,3 +54,35 @@ t.test('one bound for both ways: a call retried once, then refused, counts both'
   t.ok(retries.retryUnreached(ctx, refusing, true));
   t.notOk(retries.retryUnreached(ctx, refusing, true));
 });
+
+/** A worker whose socket reset the request: alive, as far as the master knows (afterSignOfLife runs at once). */
+const resetting = {
+  pid: 2,
+  markUnreachable: () => {},
+  afterSignOfLife: (run: () => void) => run(),
+} as unknown as WorkerHandle;
+
+t.test('a reset goes again once, however many instances its version has', async (t) => {
+  let admitted = 0;
+  const retries = createRetries({
+    log: createLogger({ role: 'master', level: 'silent' }),
+    admitAgain: () => void admitted++,
+  });
+  const ctx = context(5);
+  t.ok(retries.retryUnreached(ctx, resetting, false), 'the first reset');
+  t.notOk(retries.retryUnreached(ctx, resetting, false), 'the second');
+  t.equal(admitted, 1);
+});
+
+t.test('a request whose body went out (dropped) goes no more, refused or reset', async (t) => {
+  let admitted = 0;
+  const retries = createRetries({
+    log: createLogger({ role: 'master', level: 'silent' }),
+    admitAgain: () => void admitted++,
+  });
+  const ctx = context(5);
+  ctx.body = Buffer.alloc(0);
+  t.notOk(retries.retryUnreached(ctx, resetting, false), 'reset');
+  t.notOk(retries.retryUnreached(ctx, refusing, true), 'refused');
+  t.equal(admitted, 0, 'nothing admitted again');
+});

@@ -34,3 +34,10 @@ t.test('BodyBudget: reserve within the limit, release', async (t) => {
   budget.release(5);
   t.equal(budget.heldBytes, 0, 'never negative');
 });
+
+t.test('BodyBudget: the limit itself fits, one byte more does not', async (t) => {
+  const budget = new BodyBudget(10);
+  t.ok(budget.tryReserve(10), 'exactly the limit');
+  t.notOk(budget.tryReserve(1), 'one byte over');
+  t.equal(budget.heldBytes, 10);
+});

@@ -72,6 +72,45 @@ t.test('over maxBytes: 413 before reading when declared, at the crossing when ch
   t.equal(budget.heldBytes, 0);
 });
 
+t.test('a chunked body of exactly maxBytes is read; one byte more is 413', async (t) => {
+  const chunked = { 'transfer-encoding': 'chunked' };
+  for (const [size, outcome] of [
+    [10, 'read'],
+    [11, 'body_too_large'],
+  ] as const) {
+    const run = await withServer(t, (req) => readBody(req, { maxBytes: 10, idleTimeoutMs: 5000 }));
+    const result = run((port) => {
+      const req = request({ port, method: 'POST', headers: chunked }, (res) => res.resume());
+      req.on('error', () => undefined);
+      req.write('x'.repeat(5));
+      req.end('x'.repeat(size - 5));
+    });
+    if (outcome === 'read') t.equal(((await result) as Buffer).length, 10, `${size} bytes`);
+    else await t.rejects(result, { code: outcome }, `${size} bytes`);
+  }
+});
+
+t.test('the idle timeout is per gap, not per body: a slow, steady body is read whole', async (t) => {
+  // Each gap ~300 ms, a tenth of the timeout; the body takes one and a half timeouts in all.
+  const idleTimeoutMs = 3000;
+  const run = await withServer(t, (req) => readBody(req, { maxBytes: 1000, idleTimeoutMs }));
+  let sent = 0;
+  const body = await run((port) => {
+    const req = request({ port, method: 'POST', headers: { 'transfer-encoding': 'chunked' } }, (res) => res.resume());
+    req.on('error', () => undefined);
+    const start = performance.now();
+    const tick = setInterval(() => {
+      req.write('x');
+      sent++;
+      if (performance.now() - start < 1.5 * idleTimeoutMs) return;
+      clearInterval(tick);
+      req.end();
+    }, 300);
+    t.teardown(() => clearInterval(tick));
+  });
+  t.equal((body as Buffer).length, sent, 'every byte');
+});
+
 t.test('silence: 408 body_timeout', async (t) => {
   const run = await withServer(t, (req) => readBody(req, { maxBytes: 100, idleTimeoutMs: 100 }));
   await t.rejects(
