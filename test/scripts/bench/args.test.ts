@@ -91,6 +91,7 @@ t.test('every benchmark the README lists refuses a flag it does not know (exit 6
     'body-burst',
     'canary-sim',
     'gc-per-request',
+    'cold-worker',
   ]) {
     const { code, stderr } = await run(t, join(ROOT, `dist/scripts/bench/${name}.js`), ['--bogus']);
     t.equal(code, 64, name);
