@@ -76,8 +76,8 @@ export function createMainServer(options: MainServerOptions): Server {
   });
   server.maxHeadersCount = MAX_HEADER_LINES; // a head that reaches it is refused (gateway.ts readHead)
   // Answers say it (`Keep-Alive: timeout=N`), directly written ones too (gateway.ts offers it to the worker).
-  // Node arms the socket's timer 1 s past it, and past MAX_TIMER_MS a timer fires at once: a limit of ~24.8 days
-  // would close every kept-alive connection 1 ms after its answer.
+  // Node arms the socket's timer 1 s past it; past MAX_TIMER_MS it truncates the timer and prints a
+  // TimeoutOverflowWarning, on every kept-alive answer of a limit of ~24.8 days.
   server.keepAliveTimeout = Math.min(limits.keepAliveTimeoutMs, MAX_TIMER_MS - NODE_KEEP_ALIVE_BUFFER_MS);
   // Node emits a socket's timeout on its server (the keep-alive timeout, the only socket timeout set here) and
   // destroys the socket unless something listens: a connection a worker holds (limits.directStreams) needs its FIN.
@@ -180,6 +180,18 @@ export function createMainServer(options: MainServerOptions): Server {
 }
 
 /**
+ * The bytes of a raw head's request target: between the method's space and the version's (or the packet's end, when
+ * the line has not ended: the target was still being read).
+ */
+function requestTargetBytes(packet: Buffer): number {
+  const lineEnd = packet.indexOf('\r\n');
+  const line = lineEnd === -1 ? packet : packet.subarray(0, lineEnd);
+  const start = line.indexOf(0x20) + 1;
+  const versionSpace = lineEnd === -1 ? -1 : line.lastIndexOf(0x20);
+  return (versionSpace >= start ? versionSpace : line.length) - start;
+}
+
+/**
  * What Node's parser refused → our answer, or undefined when the socket is just gone (reset, timeout on a dead peer).
  */
 export function clientErrorResponse(
@@ -189,11 +201,9 @@ export function clientErrorResponse(
   const { maxUrlBytes } = limits;
   const code = err.code ?? '';
   if (code === 'HPE_HEADER_OVERFLOW') {
-    // The request line counts towards Node's header limit: a long URL overflows it too (SPEC §4a: 414).
-    const packet = err.rawPacket;
-    const lineEnd = packet === undefined ? -1 : packet.indexOf('\r\n');
-    const lineBytes = packet === undefined ? 0 : lineEnd === -1 ? packet.length : lineEnd;
-    if (lineBytes > maxUrlBytes)
+    // The request line counts towards Node's header limit: a long URL overflows it too (SPEC §4a: 414). Its target is
+    // what maxUrlBytes bounds (gateway.ts serves one of exactly that many bytes), not the line with its method.
+    if (err.rawPacket !== undefined && requestTargetBytes(err.rawPacket) > maxUrlBytes)
       return toErrorResponse(new GraygateError('url_too_long', `the request target is over ${maxUrlBytes} bytes`));
     return toErrorResponse(new GraygateError('headers_too_large'));
   }

@@ -26,12 +26,13 @@ const port = z
  * step then routes NaN); a million leaves room for any ratio an operator writes.
  */
 const MAX_WEIGHT = 1_000_000;
-/** Far above any model's output limit (Claude's largest is 128k); a guard against a typo, not a model table. */
-const MAX_DEFAULT_MAX_TOKENS = 1_000_000;
 export const weightSchema = z
   .number({ error: 'must be a number' })
   .min(0, 'must be ≥ 0')
   .max(MAX_WEIGHT, `must be ≤ ${MAX_WEIGHT}`);
+
+/** Far above any model's output limit (Claude's largest is 128k); a guard against a typo, not a model table. */
+const MAX_DEFAULT_MAX_TOKENS = 1_000_000;
 
 export const upstreamSchema = z
   .strictObject({
@@ -52,7 +53,7 @@ export const upstreamSchema = z
     strictTools: z.enum(['refuse', 'unchecked'], { error: 'must be "refuse" or "unchecked"' }).optional(),
     // Anthropic requires max_tokens and OpenAI clients mostly send none: the model's own output limit is what they
     // expect, and a fixed 4096 cut long answers (an agent's file write) at finish_reason "length". Per version, as the
-    // limit is the model's.
+    // limit is the model's; tokens, 1 to MAX_DEFAULT_MAX_TOKENS; absent, 4096 (DEFAULT_ANTHROPIC_MAX_TOKENS).
     defaultMaxTokens: positiveInt.max(MAX_DEFAULT_MAX_TOKENS, `must be ≤ ${MAX_DEFAULT_MAX_TOKENS}`).optional(),
     timeouts: z
       .strictObject({

@@ -27,7 +27,7 @@ const { values } = benchArgs({
     stream: { type: 'boolean', default: false },
   },
 });
-const count = (name: string, raw: string, min: number): number => {
+const parseCount = (name: string, raw: string, min: number): number => {
   const n = Number(raw);
   if (!Number.isInteger(n) || n < min) {
     process.stderr.write(`--${name} must be an integer ≥ ${min}\n`);
@@ -35,10 +35,10 @@ const count = (name: string, raw: string, min: number): number => {
   }
   return n;
 };
-const warmup = count('warmup', values.warmup, 0);
-const requests = count('requests', values.requests, 2);
-const concurrency = count('concurrency', values.concurrency, 1);
-const firstByteMs = count('first-byte-ms', values['first-byte-ms'], 0);
+const warmup = parseCount('warmup', values.warmup, 0);
+const requests = parseCount('requests', values.requests, 2);
+const concurrency = parseCount('concurrency', values.concurrency, 1);
+const firstByteMs = parseCount('first-byte-ms', values['first-byte-ms'], 0);
 const isStream = values.stream;
 
 const root = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
@@ -50,11 +50,16 @@ const body = JSON.stringify({
   messages: [{ role: 'user', content: `[mock tokens=5 first-byte-ms=${firstByteMs}]` }],
 });
 
-function once1(url: string, agent: Agent): Promise<number> {
+/** One request's latency (a stream's first body byte, else the whole answer); anything but a 200 fails the run. */
+function timeRequest(url: string, agent: Agent): Promise<number> {
   return new Promise((done, fail) => {
     const start = performance.now();
     let firstMs = -1;
     const req = request(url, { method: 'POST', agent, headers: { 'content-type': 'application/json' } }, (res) => {
+      if (res.statusCode !== 200) {
+        res.resume();
+        return fail(new Error(`${url}: ${res.statusCode}, not 200: a refusal would read as a quick answer`));
+      }
       res.on('data', () => {
         if (firstMs < 0) firstMs = performance.now() - start;
       });
@@ -66,15 +71,17 @@ function once1(url: string, agent: Agent): Promise<number> {
   });
 }
 
-/** `n` requests, `concurrency` at a time, the i-th to versions[i % versions.length]: latencies by version. */
+/** `n` requests, `concurrency` at a time, to each of `versions` in turn: latencies by version, in the order sent. */
 async function run(base: string, agent: Agent, versions: string[], n: number): Promise<Map<string, number[]>> {
   const out = new Map(versions.map((v) => [v, [] as number[]]));
   let next = 0;
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
       while (next < n) {
-        const version = versions[next++ % versions.length]!;
-        out.get(version)!.push(await once1(`${base}/v1/chat/completions?version=${version}`, agent));
+        const i = next++;
+        const version = versions[i % versions.length]!;
+        const index = Math.floor(i / versions.length);
+        out.get(version)![index] = await timeRequest(`${base}/v1/chat/completions?version=${version}`, agent);
       }
     }),
   );
@@ -103,7 +110,11 @@ const stop = (): void => {
 };
 process.once('SIGINT', stop);
 try {
-  const [listening] = (await once(master, 'message')) as [{ url: string }];
+  // Its first message says where it listens; an exit first (a refused config, a taken port) ends the run.
+  const [listening] = (await Promise.race([
+    once(master, 'message'),
+    once(master, 'exit').then(([code]) => Promise.reject(new Error(`the master exited with ${String(code)}`))),
+  ])) as [{ url: string }];
   const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
   await run(listening.url, agent, ['v1'], warmup);
   const latencies = await run(listening.url, agent, ['v1', 'v2'], requests);
@@ -111,13 +122,13 @@ try {
   const warm = [...latencies.get('v1')!].sort((a, b) => a - b);
   const p99 = warm[Math.min(warm.length - 1, Math.floor(warm.length * 0.99))]!;
   const limit = RATIO * p99;
-  const f = (n: number): string => n.toFixed(1);
+  const formatMs = (n: number): string => n.toFixed(1);
   console.log(
     `${isStream ? 'streams (first byte)' : 'answers'}, upstream first byte ${firstByteMs} ms, ${concurrency} at a time; ` +
       `v1 warmed with ${warmup}, v2 fresh`,
   );
   console.log(
-    `v1 over the run: p50 ${f(warm[warm.length >> 1]!)} ms, p99 ${f(p99)} ms; limit ${RATIO} × p99 = ${f(limit)} ms`,
+    `v1 over the run: p50 ${formatMs(warm[warm.length >> 1]!)} ms, p99 ${formatMs(p99)} ms; limit ${RATIO} × p99 = ${formatMs(limit)} ms`,
   );
   for (const [version, values] of latencies) {
     const windows: number[] = [];
@@ -126,7 +137,7 @@ try {
     const over = windows.reduce((a, b) => a + b, 0);
     console.log(
       `${version}: ${over} of ${values.length} above the limit; per ${WINDOW}: ${windows.join(' ')}; ` +
-        `first 8: ${values.slice(0, 8).map(f).join(' ')} ms`,
+        `first 8: ${values.slice(0, 8).map(formatMs).join(' ')} ms`,
     );
   }
 } finally {

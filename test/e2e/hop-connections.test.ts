@@ -210,9 +210,10 @@ t.test(
 );
 
 t.test("timers at node's limit: a kept-alive connection stays open, a stream's silences are not a stall", async (t) => {
-  // Past MAX_TIMER_MS node fires a timer after 1 ms: a keepAliveTimeoutMs of ~24.8 days (node arms 1 s more) closed
-  // every kept-alive connection at once, and a ping interval of ~12 days or more (the master's idle timer is twice
-  // it and 5 s) cut every stream after its first event as silent. Both were accepted by the config.
+  // Past MAX_TIMER_MS node fires a timer after 1 ms: a ping interval of ~12 days or more (the master's idle timer is
+  // twice it and 5 s) cut every stream after its first event as silent. A keepAliveTimeoutMs of ~24.8 days (node arms
+  // the socket's timer 1 s more, truncated there) printed a TimeoutOverflowWarning on every kept-alive answer. Both
+  // were accepted by the config.
   const gw = await startGateway(t, {
     limits: { keepAliveTimeoutMs: MAX_TIMER_MS },
     versions: { v1: { weight: 1, upstream: { format: 'openai', url: 'mock:', pingIntervalMs: 1_500_000_000 } } },

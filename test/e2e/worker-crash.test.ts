@@ -60,6 +60,7 @@ t.test('a reused socket reset before the worker read its request: a GET goes aga
     const res = await unread;
     t.equal(res.status, expected, method);
     if (expected === 502) t.match(res.body, /"code":"worker_error"/);
+    else t.match(gw.output(), /request tried again/, 'the GET went again, not out on a fresh socket at first');
   }
   const stats = json<{ seen: Array<{ method: string; url: string }> }>(await httpRequest(`${gw.url}/stats`));
   t.same(

@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { ConnectionQueue } from '../../master/connection-queue.js';
-import { pollPause } from '../helpers/wait.js';
+import { pollPause, pollUntil } from '../helpers/wait.js';
 
 // SPEC §4a, an attacker probe: full-size heads (16 KiB) pipelined behind a request in flight fit four to a read, so a
 // count of 32 waiting let one connection hold ~36 of them, ~1 MB of the master's heap (1,000 connections, 1 GB).
@@ -86,7 +86,11 @@ t.test('a flood: 128 waiting (4 × maxPipelined, at least 128) are kept, one mor
     // One write of ~4 KB, parsed from one read: every head waits behind /first, though the reading stopped at one.
     const heads = 'GET /next HTTP/1.1\r\nHost: q\r\n\r\n'.repeat(waiting);
     client.write(`GET /first HTTP/1.1\r\nHost: q\r\n\r\n${heads}`);
-    while (parsed < 1 + waiting) await pollPause();
+    await pollUntil(
+      async () => parsed,
+      (n) => n === 1 + waiting,
+      `${1 + waiting} heads parsed`,
+    );
     const isFlood = waiting > 128;
     if (!t.same(floods, isFlood ? [waiting] : [], isFlood ? 'closed' : 'no flood')) continue;
     if (isFlood) {
@@ -94,7 +98,11 @@ t.test('a flood: 128 waiting (4 × maxPipelined, at least 128) are kept, one mor
       continue;
     }
     held[0]!.end('first');
-    while ((answers.match(/HTTP\/1\.1 200/g) ?? []).length < 1 + waiting) await pollPause();
+    await pollUntil(
+      async () => (answers.match(/HTTP\/1\.1 200/g) ?? []).length,
+      (n) => n === 1 + waiting,
+      'every answer',
+    );
     t.pass('every request answered');
   }
 });

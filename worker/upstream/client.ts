@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import type { Dispatcher, Pool as UndiciPool } from 'undici';
-import { DEFAULTS } from '../../shared/defaults.js';
+import { DEFAULTS, MAX_TIMER_MS } from '../../shared/defaults.js';
 import { GraygateError, isGraygateError } from '../../shared/errors.js';
 import { UpstreamTimeoutError } from './timeouts.js';
 import { READ_AHEAD_BYTES, ResponseHandler, type UpstreamResponse } from './upstream-body.js';
@@ -188,7 +188,8 @@ class WrittenOnce implements IterableIterator<Buffer> {
 }
 
 function backstop(ms: number): number {
-  return ms > 0 ? ms + BACKSTOP_MARGIN_MS : 0;
+  // Capped: undici's HTTP/2 client hands it to node's stream.setTimeout, which warns past MAX_TIMER_MS.
+  return ms > 0 ? Math.min(ms + BACKSTOP_MARGIN_MS, MAX_TIMER_MS) : 0;
 }
 
 /**

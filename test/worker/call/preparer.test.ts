@@ -25,7 +25,8 @@ t.test('inline and on the thread, the same upstream call', async (t) => {
   const adapter = await loadAdapter('anthropic');
   const preparer = new RequestPreparer({
     adapter,
-    build: { model: undefined, apiKey: 'k' },
+    // The version's build options reach the thread too (upstream.defaultMaxTokens: the body's max_tokens below).
+    build: { model: undefined, apiKey: 'k', defaultMaxTokens: 64_000 },
     inlineMaxBytes: 1024,
     threadUrl,
   });
@@ -43,10 +44,12 @@ t.test('inline and on the thread, the same upstream call', async (t) => {
     { ...small, request: { ...small.request, body: undefined } },
     'same flags, path, headers and model',
   );
-  t.equal(
-    (JSON.parse(onThread.request.body.toString()) as { messages: Array<{ content: string }> }).messages[0]?.content,
-    bigText,
-  );
+  const sent = JSON.parse(onThread.request.body.toString()) as {
+    messages: Array<{ content: string }>;
+    max_tokens: number;
+  };
+  t.equal(sent.messages[0]?.content, bigText);
+  t.equal(sent.max_tokens, 64_000, "the version's default max_tokens, on the thread as inline");
   t.same([onThread.isStream, onThread.includeUsage], [true, true]);
   await t.rejects(
     preparer.prepare(body('x'.repeat(2048), { n: 3 }), { signal }),
