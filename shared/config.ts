@@ -34,6 +34,39 @@ export const weightSchema = z
 /** Far above any model's output limit (Claude's largest is 128k); a guard against a typo, not a model table. */
 const MAX_DEFAULT_MAX_TOKENS = 1_000_000;
 
+/** node's longest string (0x1fffffe8 characters): a body or an event past it could never be decoded. */
+const MAX_STRING_BYTES = 0x1fffffe8;
+/** A head of 64 MiB is far past any client's; past ~2^31 node refuses the worker's maxHeaderSize at start. */
+const MAX_HEADER_BYTES = 64 * 1024 * 1024;
+/** An HTTP token (RFC 9110 §5.6.2): a header name, and a cookie name (RFC 6265). */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/**
+ * Headers a routing header must not be: framing and the host, the same for every request of a client or of all
+ * (`header: "host"` answered every request 400 "invalid version name"; a sticky `content-type` put every client on
+ * one key, so the weights did nothing).
+ */
+const FRAMING_HEADERS = [
+  'host',
+  'content-length',
+  'content-type',
+  'transfer-encoding',
+  'connection',
+  'te',
+  'upgrade',
+  'expect',
+];
+const PIN_HEADERS_REFUSED = new Set([...FRAMING_HEADERS, 'cookie']);
+const STICKY_HEADERS_REFUSED = new Set(FRAMING_HEADERS);
+
+/** routing.header and routing.stickyHeader: a header name, lower-cased, not one every request carries alike. */
+function routingHeader(refused: ReadonlySet<string>) {
+  return z
+    .string()
+    .regex(TOKEN, 'must be a header name')
+    .toLowerCase()
+    .refine((name) => !refused.has(name), { message: 'must not be a header that frames or addresses the request' });
+}
+
 export const upstreamSchema = z
   .strictObject({
     format: z.enum(['openai', 'ollama', 'anthropic'], { error: 'must be one of openai, ollama, anthropic' }),
@@ -65,7 +98,9 @@ export const upstreamSchema = z
         keepAliveMs: positiveMs.optional(),
       })
       .prefault({}),
-    maxEventBytes: positiveInt.default(DEFAULTS.maxEventBytes),
+    maxEventBytes: positiveInt
+      .max(MAX_STRING_BYTES, `must be ≤ ${MAX_STRING_BYTES} (an event is decoded as one string)`)
+      .default(DEFAULTS.maxEventBytes),
     pingIntervalMs: ms.default(DEFAULTS.pingIntervalMs),
     // Issue 10, no hidden queue: absent, a worker's upstream pool gets limits.maxSocketsPerWorker
     // connections, one per request it can admit; set, it must be at least that (crossFieldProblems),
@@ -138,9 +173,14 @@ export const configSchema = z.strictObject({
   routing: z
     .strictObject({
       query: z.string().min(1).default(DEFAULTS.routing.query),
-      header: z.string().min(1).toLowerCase().default(DEFAULTS.routing.header),
-      stickyHeader: z.string().min(1).toLowerCase().default(DEFAULTS.routing.stickyHeader),
-      stickyCookie: z.string().min(1).default(DEFAULTS.routing.stickyCookie),
+      header: routingHeader(PIN_HEADERS_REFUSED).default(DEFAULTS.routing.header),
+      stickyHeader: routingHeader(STICKY_HEADERS_REFUSED).default(DEFAULTS.routing.stickyHeader),
+      // Written into every new client's Set-Cookie: a CR or LF in it threw there and ended the master (a probe), and
+      // `a; Domain=…` made a cookie that was never read back. A cookie-name (RFC 6265 §4.1.1, a token).
+      stickyCookie: z
+        .string()
+        .regex(TOKEN, "must be a cookie name (letters, digits and !#$%&'*+-.^_`|~)")
+        .default(DEFAULTS.routing.stickyCookie),
       default: z.string().default(DEFAULTS.routing.default),
       unknownVersion: z.enum(['reject', 'fallback'], { error: 'must be "reject" or "fallback"' }).default('reject'),
     })
@@ -151,7 +191,9 @@ export const configSchema = z.strictObject({
       maxIdleSocketsPerWorker: z.number().int().min(0, 'must be ≥ 0').default(DEFAULTS.limits.maxIdleSocketsPerWorker),
       maxQueuePerVersion: z.number().int().min(0, 'must be ≥ 0').default(DEFAULTS.limits.maxQueuePerVersion),
       queueTimeoutMs: ms.default(DEFAULTS.limits.queueTimeoutMs),
-      maxBodyBytes: positiveInt.default(DEFAULTS.limits.maxBodyBytes),
+      maxBodyBytes: positiveInt
+        .max(MAX_STRING_BYTES, `must be ≤ ${MAX_STRING_BYTES} (a body is parsed as one string)`)
+        .default(DEFAULTS.limits.maxBodyBytes),
       shutdownTimeoutMs: ms.default(DEFAULTS.limits.shutdownTimeoutMs),
       drainTimeoutMs: ms.default(DEFAULTS.limits.drainTimeoutMs),
       readyTimeoutMs: positiveMs.default(DEFAULTS.limits.readyTimeoutMs),
@@ -165,7 +207,10 @@ export const configSchema = z.strictObject({
       workerIdleTimeoutMs: positiveMs.optional(),
       healthIntervalMs: positiveMs.default(DEFAULTS.limits.healthIntervalMs),
       healthMisses: positiveInt.default(DEFAULTS.limits.healthMisses),
-      maxHeaderBytes: positiveInt.min(1024, 'must be ≥ 1024').default(DEFAULTS.limits.maxHeaderBytes),
+      maxHeaderBytes: positiveInt
+        .min(1024, 'must be ≥ 1024')
+        .max(MAX_HEADER_BYTES, `must be ≤ ${MAX_HEADER_BYTES}`)
+        .default(DEFAULTS.limits.maxHeaderBytes),
       maxUrlBytes: positiveInt.min(256, 'must be ≥ 256').default(DEFAULTS.limits.maxUrlBytes),
       maxPipelinedRequests: positiveInt.default(DEFAULTS.limits.maxPipelinedRequests),
       /**

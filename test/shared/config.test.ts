@@ -201,6 +201,45 @@ t.test("the master's idle timer derived from a ping interval stays within node's
   t.equal(workerIdleTimeoutMsFor({ workerIdleTimeoutMs: undefined }, { pingIntervalMs: MAX_TIMER_MS }), MAX_TIMER_MS);
 });
 
+t.test('routing names are tokens, and no routing header is one every request carries alike', async (t) => {
+  const of = (routing: Record<string, unknown>): string[] => {
+    const r = validateConfig({ versions: { v1: { weight: 1 } }, routing });
+    return r.ok ? [] : r.problems;
+  };
+  t.same(of({ header: 'X-Model-Version', stickyHeader: 'authorization', stickyCookie: 'gg_user' }), []);
+  // A CR or LF in the cookie's name threw in the master's Set-Cookie and ended it (a probe); `;` made another cookie.
+  t.same(of({ stickyCookie: 'uid\r\nX-Injected: 1' }), [
+    "routing.stickyCookie: must be a cookie name (letters, digits and !#$%&'*+-.^_`|~)",
+  ]);
+  t.same(of({ stickyCookie: 'a; Domain=evil.example; x' }).length, 1);
+  t.same(of({ header: 'X Version' }), ['routing.header: must be a header name']);
+  for (const header of ['host', 'Content-Type', 'cookie'])
+    t.same(of({ header }), ['routing.header: must not be a header that frames or addresses the request'], header);
+  t.same(of({ stickyHeader: 'host' }), [
+    'routing.stickyHeader: must not be a header that frames or addresses the request',
+  ]);
+});
+
+t.test("byte limits a string must hold are within node's longest string", async (t) => {
+  const problems = (input: unknown): string[] => {
+    const r = validateConfig(input);
+    return r.ok ? [] : r.problems;
+  };
+  t.same(problems({ versions: { v1: { weight: 1 } }, limits: { maxBodyBytes: 0x1fffffe8 } }), []);
+  t.same(problems({ versions: { v1: { weight: 1 } }, limits: { maxBodyBytes: 2 ** 31 } }), [
+    'limits.maxBodyBytes: must be ≤ 536870888 (a body is parsed as one string)',
+  ]);
+  t.same(
+    problems({
+      versions: { v1: { weight: 1, upstream: { format: 'openai', url: 'mock:', maxEventBytes: 2 ** 53 - 1 } } },
+    }),
+    ['versions.v1.upstream.maxEventBytes: must be ≤ 536870888 (an event is decoded as one string)'],
+  );
+  t.same(problems({ versions: { v1: { weight: 1 } }, limits: { maxHeaderBytes: 2 ** 53 - 1 } }), [
+    'limits.maxHeaderBytes: must be ≤ 67108864',
+  ]);
+});
+
 t.test('upstream.defaultMaxTokens: a positive integer, on an anthropic version only', async (t) => {
   const of = (format: string, defaultMaxTokens: unknown): string[] => {
     const r = validateConfig({ versions: { v1: { weight: 1, upstream: { format, url: 'mock:', defaultMaxTokens } } } });
