@@ -34,6 +34,8 @@ export const weightSchema = z
 /** Far above any model's output limit (Claude's largest is 128k); a guard against a typo, not a model table. */
 const MAX_DEFAULT_MAX_TOKENS = 1_000_000;
 
+const MIN_WORKER_HEADERS_TIMEOUT_MS = 500;
+const MIN_HEALTH_INTERVAL_MS = 100;
 /** node's longest string (0x1fffffe8 characters): a body or an event past it could never be decoded. */
 const MAX_STRING_BYTES = 0x1fffffe8;
 /** A head of 64 MiB is far past any client's; past ~2^31 node refuses the worker's maxHeaderSize at start. */
@@ -202,10 +204,18 @@ export const configSchema = z.strictObject({
       keepAliveTimeoutMs: positiveMs.default(DEFAULTS.limits.keepAliveTimeoutMs),
       maxBufferedBodyBytes: positiveInt.default(DEFAULTS.limits.maxBufferedBodyBytes),
       sendTimeoutMs: positiveMs.default(DEFAULTS.limits.sendTimeoutMs),
-      workerHeadersTimeoutMs: positiveMs.default(DEFAULTS.limits.workerHeadersTimeoutMs),
+      // A worker shows life by 102s every third of it; under 500 ms a busy box's worker cannot (a probe: at 50 ms, 397
+      // of 400 streams were 504s).
+      workerHeadersTimeoutMs: positiveMs
+        .min(MIN_WORKER_HEADERS_TIMEOUT_MS, `must be ≥ ${MIN_WORKER_HEADERS_TIMEOUT_MS}`)
+        .default(DEFAULTS.limits.workerHeadersTimeoutMs),
       /** Default: 2 × the version's upstream.pingIntervalMs + 5000 (workerIdleTimeoutMsFor). */
       workerIdleTimeoutMs: positiveMs.optional(),
-      healthIntervalMs: positiveMs.default(DEFAULTS.limits.healthIntervalMs),
+      // Probes missed in a row kill a worker; a worker busy for a few tens of ms missed probes 20 ms apart, and every
+      // worker was killed in a loop (a probe).
+      healthIntervalMs: positiveMs
+        .min(MIN_HEALTH_INTERVAL_MS, `must be ≥ ${MIN_HEALTH_INTERVAL_MS}`)
+        .default(DEFAULTS.limits.healthIntervalMs),
       healthMisses: positiveInt.default(DEFAULTS.limits.healthMisses),
       maxHeaderBytes: positiveInt
         .min(1024, 'must be ≥ 1024')

@@ -240,6 +240,16 @@ t.test("byte limits a string must hold are within node's longest string", async 
   ]);
 });
 
+t.test('timers a worker must answer within have a floor a busy worker can meet', async (t) => {
+  const problems = (limits: Record<string, unknown>): string[] => {
+    const r = validateConfig({ versions: { v1: { weight: 1 } }, limits });
+    return r.ok ? [] : r.problems;
+  };
+  t.same(problems({ workerHeadersTimeoutMs: 500, healthIntervalMs: 100 }), []);
+  t.same(problems({ workerHeadersTimeoutMs: 50 }), ['limits.workerHeadersTimeoutMs: must be ≥ 500']);
+  t.same(problems({ healthIntervalMs: 1 }), ['limits.healthIntervalMs: must be ≥ 100']);
+});
+
 t.test('upstream.defaultMaxTokens: a positive integer, on an anthropic version only', async (t) => {
   const of = (format: string, defaultMaxTokens: unknown): string[] => {
     const r = validateConfig({ versions: { v1: { weight: 1, upstream: { format, url: 'mock:', defaultMaxTokens } } } });
