@@ -6,7 +6,7 @@ import { MAX_HEADER_LINES } from '../shared/defaults.js';
 import { GraygateError, isGraygateError } from '../shared/errors.js';
 import { copyHeaders, headerValue, HOP_BY_HOP_HEADERS, sendJson } from '../shared/http-headers.js';
 import { bodyTooLarge, declaredLength, hasBody, readBody } from '../shared/body.js';
-import { workerIdleTimeoutMsFor } from '../shared/config.js';
+import { workerIdleTimeoutMsFor, type Limits } from '../shared/config.js';
 import type { Logger } from '../shared/log.js';
 import { chooseVersion, needsStickyKey, type RoutingFacts } from './router.js';
 import { corsVaries, corsVerdict, isPreflight, preflightHeaders, responseCorsHeaders } from './cors.js';
@@ -265,7 +265,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     if (needsStickyKey(factsResult.facts) && hasBody(req)) ctx.isChoiceDeferred = true;
     else if (!choose(ctx, factsResult.facts)) return false;
     // SPEC §4a/issue 9 part 7: an over-limit Content-Length is refused before `100 Continue`.
-    const maxBodyBytes = registry.config.limits.maxBodyBytes;
+    const maxBodyBytes = bodyLimitBytes(registry.config.limits);
     const declared = declaredLength(req);
     if (declared !== undefined && declared > maxBodyBytes) {
       refuse(ctx, bodyTooLarge(declared, maxBodyBytes));
@@ -315,7 +315,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     const isHttp11 = req.httpVersionMajor > 1 || req.httpVersionMinor >= 1;
     if (isHttp11 && CONTINUE_EXPECTATION.test(headerValue(req.headers['expect']) ?? '')) res.writeContinue();
     readBody(req, {
-      maxBytes: limits.maxBodyBytes,
+      maxBytes: bodyLimitBytes(limits),
       idleTimeoutMs: limits.bodyTimeoutMs,
       // No signal: a client that leaves mid-body ends the read through the request's own `aborted` and `error`
       // (readBody; node's abortIncoming runs before the response's `close` that would abort ctx.signal); an
@@ -456,4 +456,12 @@ function readiness(registry: VersionRegistry): Record<string, boolean> {
   const out: Record<string, boolean> = {};
   for (const [name, version] of registry.versions) out[name] = version.hasReadyWorker;
   return out;
+}
+
+/**
+ * The largest body the master takes: maxBodyBytes, or the whole body budget when that is smaller, since a body over it
+ * could never be held; it was a 503 body_budget with Retry-After, every time, which a client retries for ever.
+ */
+function bodyLimitBytes(limits: Pick<Limits, 'maxBodyBytes' | 'maxBufferedBodyBytes'>): number {
+  return Math.min(limits.maxBodyBytes, limits.maxBufferedBodyBytes);
 }

@@ -325,3 +325,31 @@ t.test('the request hop on the main port', async (t) => {
     t.equal((await status(gw)).v1!.workers[0]!.inflight, 0, 'no slot leaked');
   });
 });
+
+t.test('a body over the whole body budget is 413, before 100 Continue: it could never be held', async (t) => {
+  // maxBufferedBodyBytes below maxBodyBytes: such a body was 503 body_budget with Retry-After every time, on an idle
+  // gateway, which a client that honours Retry-After retries for ever (a probe of config values at their extremes).
+  const gw = await startGateway(t, {
+    versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } },
+    limits: { maxBodyBytes: 1_000_000, maxBufferedBodyBytes: 100_000 },
+  });
+  const declared = await openRaw(gw.url, ['POST']);
+  t.teardown(() => declared.socket.destroy());
+  declared.write('POST /echo HTTP/1.1\r\nHost: gw\r\nExpect: 100-continue\r\nContent-Length: 100001\r\n\r\n');
+  const [res] = await declared.waitFor(1);
+  t.equal(res!.status, 413);
+  t.equal(errorOf(res!.body).code, 'body_too_large');
+  t.equal(declared.responses.filter((r) => r.status === 100).length, 0, 'no 100 Continue');
+  const chunked = await rawRequest(
+    gw.url,
+    `POST /echo HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n${(100_001).toString(16)}\r\n${'x'.repeat(100_001)}\r\n0\r\n\r\n`,
+    'POST',
+  );
+  t.equal(chunked.status, 413, 'counted as it comes');
+  const fits = await rawRequest(
+    gw.url,
+    `POST /echo HTTP/1.1\r\nHost: gw\r\nContent-Length: 100000\r\n\r\n${'x'.repeat(100_000)}`,
+    'POST',
+  );
+  t.equal(fits.status, 200, 'the budget itself fits');
+});
