@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { createLogger } from '../shared/log.js';
 import { GraygateError, isGraygateError } from '../shared/errors.js';
 import { LISTEN_BACKLOG } from '../shared/defaults.js';
+import { idleTimeoutWarnings } from '../shared/config.js';
 import { NO_VERSION } from '../shared/metric-names.js';
 import { EXIT_CONFIG, EXIT_USAGE, argvProblem, configPath, loadConfig } from './config-file.js';
 import { Supervisor } from './supervisor.js';
@@ -111,6 +112,7 @@ const clientConnections = new ClientConnections({
 });
 const parserWarning = laxParserWarning(process.versions);
 if (parserWarning !== undefined) log.warn({ node: process.version }, parserWarning);
+for (const warning of idleTimeoutWarnings(config)) log.warn(warning);
 const registry: VersionRegistry = new VersionRegistry({
   config,
   supervisor,

@@ -35,6 +35,7 @@ export const weightSchema = z
 const MAX_DEFAULT_MAX_TOKENS = 1_000_000;
 
 const MIN_WORKER_HEADERS_TIMEOUT_MS = 500;
+const MIN_EVENT_BYTES = 1024;
 const MIN_HEALTH_INTERVAL_MS = 100;
 /** node's longest string (0x1fffffe8 characters): a body or an event past it could never be decoded. */
 const MAX_STRING_BYTES = 0x1fffffe8;
@@ -100,7 +101,9 @@ export const upstreamSchema = z
         keepAliveMs: positiveMs.optional(),
       })
       .prefault({}),
+    // A whole event must fit: an OpenAI chunk is ~200 bytes (100 failed every stream, a probe), a tool call's more.
     maxEventBytes: positiveInt
+      .min(MIN_EVENT_BYTES, `must be ≥ ${MIN_EVENT_BYTES}`)
       .max(MAX_STRING_BYTES, `must be ≤ ${MAX_STRING_BYTES} (an event is decoded as one string)`)
       .default(DEFAULTS.maxEventBytes),
     pingIntervalMs: ms.default(DEFAULTS.pingIntervalMs),
@@ -360,6 +363,23 @@ export function isLoopbackHost(host: string): boolean {
   const h = host.toLowerCase();
   if (h === 'localhost' || h === '::1' || h === '[::1]') return true;
   return isIPv4(h) && h.startsWith('127.');
+}
+
+/**
+ * The versions whose quiet streams limits.workerIdleTimeoutMs, set, would cut: a stream's `: ping` every
+ * pingIntervalMs is its sign of life, and a silence of the idle timeout ends it (`worker_timeout`). A warning, not a
+ * refusal: a worker build of one's own may send no pings (the README asks for the idle timeout above every ping).
+ */
+export function idleTimeoutWarnings(config: Pick<Config, 'limits' | 'versions'>): string[] {
+  const idleMs = config.limits.workerIdleTimeoutMs;
+  if (idleMs === undefined) return [];
+  return Object.entries(config.versions)
+    .filter(([, version]) => version.upstream.pingIntervalMs > 0 && idleMs <= version.upstream.pingIntervalMs)
+    .map(
+      ([name, version]) =>
+        `limits.workerIdleTimeoutMs (${idleMs} ms) is not above version ${name}'s upstream.pingIntervalMs ` +
+        `(${version.upstream.pingIntervalMs} ms): its streams that wait longer than that for a token are cut`,
+    );
 }
 
 /** SPEC §4a: 2 × pingIntervalMs + 5000 ms unless limits.workerIdleTimeoutMs is set; 0 (off) when pings are off. */

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { validateConfig, workerIdleTimeoutMsFor } from '../../shared/config.js';
+import { idleTimeoutWarnings, validateConfig, workerIdleTimeoutMsFor } from '../../shared/config.js';
 import { DEFAULTS, MAX_TIMER_MS } from '../../shared/defaults.js';
 import { corsVerdict } from '../../master/cors.js';
 import { ROOT } from '../helpers/root.js';
@@ -248,6 +248,30 @@ t.test('timers a worker must answer within have a floor a busy worker can meet',
   t.same(problems({ workerHeadersTimeoutMs: 500, healthIntervalMs: 100 }), []);
   t.same(problems({ workerHeadersTimeoutMs: 50 }), ['limits.workerHeadersTimeoutMs: must be ≥ 500']);
   t.same(problems({ healthIntervalMs: 1 }), ['limits.healthIntervalMs: must be ≥ 100']);
+});
+
+t.test("a set workerIdleTimeoutMs not above a version's ping interval is warned of at start", async (t) => {
+  const warnings = (workerIdleTimeoutMs: number | undefined, pingIntervalMs: number): string[] => {
+    const r = validateConfig({
+      versions: { v1: { weight: 1, upstream: { format: 'openai', url: 'mock:', pingIntervalMs } } },
+      limits: workerIdleTimeoutMs === undefined ? {} : { workerIdleTimeoutMs },
+    });
+    return r.ok ? idleTimeoutWarnings(r.value) : ['not valid'];
+  };
+  t.same(warnings(undefined, 15_000), [], 'derived from the pings: above them');
+  t.same(warnings(20_000, 15_000), []);
+  t.same(warnings(10_000, 0), [], 'pings off: nothing to cut them short of');
+  t.same(warnings(3000, 15_000), [
+    "limits.workerIdleTimeoutMs (3000 ms) is not above version v1's upstream.pingIntervalMs (15000 ms): its streams " +
+      'that wait longer than that for a token are cut',
+  ]);
+});
+
+t.test('an upstream event limit holds a whole event', async (t) => {
+  const r = validateConfig({
+    versions: { v1: { weight: 1, upstream: { format: 'openai', url: 'mock:', maxEventBytes: 100 } } },
+  });
+  t.same(r.ok ? [] : r.problems, ['versions.v1.upstream.maxEventBytes: must be ≥ 1024']);
 });
 
 t.test('upstream.defaultMaxTokens: a positive integer, on an anthropic version only', async (t) => {
