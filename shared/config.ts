@@ -238,6 +238,12 @@ export const configSchema = z.strictObject({
        */
       directStreams: z.boolean({ error: 'must be true or false' }).default(false),
     })
+    // The target is part of the head: one longer than maxHeaderBytes overflows the head first, a 431, and the 414
+    // maxUrlBytes promises never comes (a probe).
+    .refine((limits) => limits.maxUrlBytes <= limits.maxHeaderBytes, {
+      path: ['maxUrlBytes'],
+      message: 'must be ≤ limits.maxHeaderBytes (the target is part of the head)',
+    })
     .prefault({}),
   versions: z.record(versionNameKey, versionSchema),
 });

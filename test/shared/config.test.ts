@@ -274,6 +274,14 @@ t.test('an upstream event limit holds a whole event', async (t) => {
   t.same(r.ok ? [] : r.problems, ['versions.v1.upstream.maxEventBytes: must be ≥ 1024']);
 });
 
+t.test('a target limit above the head limit is refused: its 414 could never come', async (t) => {
+  const r = validateConfig({ versions: { v1: { weight: 1 } }, limits: { maxUrlBytes: 65_536 } });
+  t.same(r.ok ? [] : r.problems, [
+    'limits.maxUrlBytes: must be ≤ limits.maxHeaderBytes (the target is part of the head)',
+  ]);
+  t.ok(validateConfig({ versions: { v1: { weight: 1 } }, limits: { maxUrlBytes: 65_536, maxHeaderBytes: 65_536 } }).ok);
+});
+
 t.test('upstream.defaultMaxTokens: a positive integer, on an anthropic version only', async (t) => {
   const of = (format: string, defaultMaxTokens: unknown): string[] => {
     const r = validateConfig({ versions: { v1: { weight: 1, upstream: { format, url: 'mock:', defaultMaxTokens } } } });
