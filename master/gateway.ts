@@ -322,28 +322,24 @@ export function createGateway(options: GatewayOptions): Gateway {
       // AbortController a POST was ~6 % of the master's CPU a stream (docs/BENCHMARKS.md, "A stream's set-up, per
       // process").
       budget,
-    })
-      .then(
-        (body) => {
-          ctx.body = body;
-          ctx.budgetBytes = body.length;
-          ctx.bodyReadAtMs = now();
-          if (ctx.phase === 'done') return releaseBody(ctx);
-          const top = body.length === 0 ? undefined : scanTopLevel(body);
-          if (top !== undefined) ctx.asksStream = top.isObject ? top.stream === true : undefined;
-          if (ctx.isChoiceDeferred) {
-            ctx.isChoiceDeferred = false;
-            if (!choose(ctx, { ...ctx.routingFacts!, stickyBody: top?.user })) return;
-          } else if (!stillRouted(ctx)) {
-            return;
-          }
-          admit(ctx);
-        },
-        (err: unknown) => refuse(ctx, err),
-      )
-      // A throw while routing or admitting it (a header node refuses to write) is this request's 500, not an
-      // unhandled rejection that ends the master with every stream in it.
-      .catch((err: unknown) => refuse(ctx, err));
+    }).then(
+      (body) => {
+        ctx.body = body;
+        ctx.budgetBytes = body.length;
+        ctx.bodyReadAtMs = now();
+        if (ctx.phase === 'done') return releaseBody(ctx);
+        const top = body.length === 0 ? undefined : scanTopLevel(body);
+        if (top !== undefined) ctx.asksStream = top.isObject ? top.stream === true : undefined;
+        if (ctx.isChoiceDeferred) {
+          ctx.isChoiceDeferred = false;
+          if (!choose(ctx, { ...ctx.routingFacts!, stickyBody: top?.user })) return;
+        } else if (!stillRouted(ctx)) {
+          return;
+        }
+        admit(ctx);
+      },
+      (err: unknown) => refuse(ctx, err),
+    );
   }
 
   // Step 4: a worker slot, or a bounded wait for one, or 503 at once (SPEC §4). `isAgain`: admitted before, and its

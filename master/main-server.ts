@@ -76,9 +76,7 @@ export function createMainServer(options: MainServerOptions): Server {
   });
   server.maxHeadersCount = MAX_HEADER_LINES; // a head that reaches it is refused (gateway.ts readHead)
   // Answers say it (`Keep-Alive: timeout=N`), directly written ones too (gateway.ts offers it to the worker).
-  // Node arms the socket's timer 1 s past it; past MAX_TIMER_MS it truncates the timer and prints a
-  // TimeoutOverflowWarning, on every kept-alive answer of a limit of ~24.8 days.
-  server.keepAliveTimeout = Math.min(limits.keepAliveTimeoutMs, MAX_TIMER_MS - NODE_KEEP_ALIVE_BUFFER_MS);
+  server.keepAliveTimeout = keepAliveTimeoutFor(limits);
   // Node emits a socket's timeout on its server (the keep-alive timeout, the only socket timeout set here) and
   // destroys the socket unless something listens: a connection a worker holds (limits.directStreams) needs its FIN.
   server.on('timeout', (socket: Socket) => gateway.closeIdle(socket));
@@ -177,6 +175,15 @@ export function createMainServer(options: MainServerOptions): Server {
     });
   });
   return server;
+}
+
+/**
+ * node:http's keepAliveTimeout for limits.keepAliveTimeoutMs. Node arms the socket's timer 1 s past it; past
+ * MAX_TIMER_MS it truncates the timer and prints a TimeoutOverflowWarning on every kept-alive answer (a limit of ~24.8
+ * days).
+ */
+export function keepAliveTimeoutFor(limits: Pick<Limits, 'keepAliveTimeoutMs'>): number {
+  return Math.min(limits.keepAliveTimeoutMs, MAX_TIMER_MS - NODE_KEEP_ALIVE_BUFFER_MS);
 }
 
 /**

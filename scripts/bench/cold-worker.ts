@@ -1,12 +1,8 @@
-import { fork } from 'node:child_process';
-import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { startMockUpstream } from '../../shared/mock-upstream/index.js';
 import { benchArgs } from './args.js';
+import { startGateway, type RunningGateway } from '../loadtest/gateway.js';
+import { WORKER_ENTRY } from '../loadtest/paths.js';
 
 // What a freshly started worker's first answers cost against a warm one's (README, Canary: a build started for the
 // canary is cold). Two versions on one mock upstream: v1 is warmed with --warmup requests, v2 has served none; then
@@ -41,7 +37,6 @@ const concurrency = parseCount('concurrency', values.concurrency, 1);
 const firstByteMs = parseCount('first-byte-ms', values['first-byte-ms'], 0);
 const isStream = values.stream;
 
-const root = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
 const RATIO = 1.2;
 const WINDOW = 100;
 const body = JSON.stringify({
@@ -89,35 +84,16 @@ async function run(base: string, agent: Agent, versions: string[], n: number): P
 }
 
 const mock = await startMockUpstream({ format: 'openai' });
-const dir = mkdtempSync(join(tmpdir(), 'graygate-cold-'));
-const configPath = join(dir, 'graygate.json');
 const upstream = { format: 'openai', url: mock.baseUrl };
-const entry = join(root, 'dist/worker/main.js');
-writeFileSync(
-  configPath,
-  JSON.stringify({
-    listen: { host: '127.0.0.1', port: 0 },
-    admin: { host: '127.0.0.1', port: 0 },
-    versions: { v1: { entry, weight: 1, upstream }, v2: { entry, weight: 0, upstream } },
-  }),
-);
-const master = fork(join(root, 'dist/master/main.js'), ['--config', configPath], {
-  stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-  env: { ...process.env, LOG_LEVEL: process.env['LOG_LEVEL'] ?? 'warn' },
-});
-const stop = (): void => {
-  if (master.exitCode === null) master.kill('SIGTERM');
-};
-process.once('SIGINT', stop);
+let gw: RunningGateway | undefined;
 try {
-  // Its first message says where it listens; an exit first (a refused config, a taken port) ends the run.
-  const [listening] = (await Promise.race([
-    once(master, 'message'),
-    once(master, 'exit').then(([code]) => Promise.reject(new Error(`the master exited with ${String(code)}`))),
-  ])) as [{ url: string }];
+  gw = await startGateway({
+    versions: { v1: { entry: WORKER_ENTRY, weight: 1, upstream }, v2: { entry: WORKER_ENTRY, weight: 0, upstream } },
+    logLevel: process.env['LOG_LEVEL'] ?? 'warn',
+  });
   const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
-  await run(listening.url, agent, ['v1'], warmup);
-  const latencies = await run(listening.url, agent, ['v1', 'v2'], requests);
+  await run(gw.url, agent, ['v1'], warmup);
+  const latencies = await run(gw.url, agent, ['v1', 'v2'], requests);
   agent.destroy();
   const warm = [...latencies.get('v1')!].sort((a, b) => a - b);
   const p99 = warm[Math.min(warm.length - 1, Math.floor(warm.length * 0.99))]!;
@@ -141,8 +117,6 @@ try {
     );
   }
 } finally {
-  stop();
-  if (master.exitCode === null) await once(master, 'exit');
+  await gw?.stop();
   await mock.close();
-  rmSync(dir, { recursive: true, force: true });
 }

@@ -5,7 +5,6 @@ import { untilOutputHas } from '../helpers/output.js';
 import { scrape } from '../helpers/metrics.js';
 import { pollPause, status, waitForStatus } from '../helpers/wait.js';
 import { hasPrlimit } from '../helpers/file-limit.js';
-import { MAX_TIMER_MS } from '../../shared/defaults.js';
 import type { StatusBody } from '../../master/admin/status.js';
 import type { ClientConnectionsStatus } from '../../master/client-connections.js';
 
@@ -209,13 +208,10 @@ t.test(
   },
 );
 
-t.test("timers at node's limit: a kept-alive connection stays open, a stream's silences are not a stall", async (t) => {
-  // Past MAX_TIMER_MS node fires a timer after 1 ms: a ping interval of ~12 days or more (the master's idle timer is
-  // twice it and 5 s) cut every stream after its first event as silent. A keepAliveTimeoutMs of ~24.8 days (node arms
-  // the socket's timer 1 s more, truncated there) printed a TimeoutOverflowWarning on every kept-alive answer. Both
-  // were accepted by the config.
+t.test("a ping interval of ~12 days: a stream's silences are not a stall", async (t) => {
+  // Past MAX_TIMER_MS node fires a timer after 1 ms: with a ping interval of ~12 days or more (the master's idle timer
+  // is twice it and 5 s), every stream was cut after its first event as silent. The config accepted it.
   const gw = await startGateway(t, {
-    limits: { keepAliveTimeoutMs: MAX_TIMER_MS },
     versions: { v1: { weight: 1, upstream: { format: 'openai', url: 'mock:', pingIntervalMs: 1_500_000_000 } } },
   });
   const res = await fetch(`${gw.url}/v1/chat/completions`, {
@@ -230,11 +226,4 @@ t.test("timers at node's limit: a kept-alive connection stays open, a stream's s
   const text = await res.text();
   t.notMatch(text, /worker_timeout/, 'no stall seen in 30 ms of silence');
   t.match(text, /data: \[DONE\]/, 'the stream whole');
-  const conn = await served(t, gw, 'GET /v1/models HTTP/1.1\r\nHost: gw\r\n\r\n');
-  // A round trip on another connection: past the 1 ms the overflowing timer took.
-  t.equal((await fetch(`${gw.url}/healthz`)).status, 200);
-  conn.write('GET /v1/models HTTP/1.1\r\nHost: gw\r\n\r\n');
-  const [, second] = await conn.waitFor(2);
-  t.equal(second?.status, 200, 'the second request answered on the same connection');
-  t.notMatch(gw.output(), /TimeoutOverflowWarning/);
 });

@@ -1,5 +1,6 @@
 import t from 'tap';
-import { clientErrorResponse, rawErrorResponse } from '../../master/main-server.js';
+import { clientErrorResponse, keepAliveTimeoutFor, rawErrorResponse } from '../../master/main-server.js';
+import { MAX_TIMER_MS, NODE_KEEP_ALIVE_BUFFER_MS } from '../../shared/defaults.js';
 
 // What Node's parser refuses → the OpenAI-shaped answer (issue 9 part 7).
 
@@ -60,4 +61,9 @@ t.test('rawErrorResponse is a whole HTTP/1.1 response', async (t) => {
   t.match(head, /retry-after: 1/);
   t.match(head, new RegExp(`content-length: ${Buffer.byteLength(body!)}`));
   t.same(JSON.parse(body!), { error: { message: 'm', type: 'invalid_request_error', code: 'headers_too_large' } });
+});
+
+t.test("keepAliveTimeoutFor: node's socket timer, 1 s past it, stays within node's timer limit", async (t) => {
+  t.equal(keepAliveTimeoutFor({ keepAliveTimeoutMs: 75_000 }), 75_000);
+  t.equal(keepAliveTimeoutFor({ keepAliveTimeoutMs: MAX_TIMER_MS }) + NODE_KEEP_ALIVE_BUFFER_MS, MAX_TIMER_MS);
 });

@@ -22,6 +22,16 @@ function context(instances: number): RequestContext {
 }
 
 /** A worker whose socket refused the request: taken out (markUnreachable). */
+/** Retries whose admitAgain counts its calls. */
+function counted(): { retries: ReturnType<typeof createRetries>; admitted: () => number } {
+  let admitted = 0;
+  const retries = createRetries({
+    log: createLogger({ role: 'master', level: 'silent' }),
+    admitAgain: () => void admitted++,
+  });
+  return { retries, admitted: () => admitted };
+}
+
 const refusing = { pid: 1, markUnreachable: () => {} } as unknown as WorkerHandle;
 
 const cases = [
@@ -32,18 +42,14 @@ const cases = [
 
 for (const { instances, tries } of cases) {
   t.test(`${instances} instance(s): ${tries} tries again, each way, then none`, async (t) => {
-    let admitted = 0;
-    const retries = createRetries({
-      log: createLogger({ role: 'master', level: 'silent' }),
-      admitAgain: () => void admitted++,
-    });
+    const { retries, admitted } = counted();
     const unread = context(instances);
     const outcomes = Array.from({ length: tries + 1 }, () => retries.retryUnreadCall(unread));
     t.same(outcomes, [...Array<boolean>(tries).fill(true), false], 'IPC calls never read');
     const refused = context(instances);
     const refusals = Array.from({ length: tries + 1 }, () => retries.retryUnreached(refused, refusing, true));
     t.same(refusals, [...Array<boolean>(tries).fill(true), false], 'requests refused by dead workers');
-    t.equal(admitted, 2 * tries, 'each try admitted again');
+    t.equal(admitted(), 2 * tries, 'each try admitted again');
   });
 }
 
@@ -63,26 +69,18 @@ const resetting = {
 } as unknown as WorkerHandle;
 
 t.test('a reset goes again once, however many instances its version has', async (t) => {
-  let admitted = 0;
-  const retries = createRetries({
-    log: createLogger({ role: 'master', level: 'silent' }),
-    admitAgain: () => void admitted++,
-  });
+  const { retries, admitted } = counted();
   const ctx = context(5);
   t.ok(retries.retryUnreached(ctx, resetting, false), 'the first reset');
   t.notOk(retries.retryUnreached(ctx, resetting, false), 'the second');
-  t.equal(admitted, 1);
+  t.equal(admitted(), 1);
 });
 
 t.test('a request whose body went out (dropped) goes no more, refused or reset', async (t) => {
-  let admitted = 0;
-  const retries = createRetries({
-    log: createLogger({ role: 'master', level: 'silent' }),
-    admitAgain: () => void admitted++,
-  });
+  const { retries, admitted } = counted();
   const ctx = context(5);
   ctx.body = Buffer.alloc(0);
   t.notOk(retries.retryUnreached(ctx, resetting, false), 'reset');
   t.notOk(retries.retryUnreached(ctx, refusing, true), 'refused');
-  t.equal(admitted, 0, 'nothing admitted again');
+  t.equal(admitted(), 0, 'nothing admitted again');
 });
