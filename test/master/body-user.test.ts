@@ -1,5 +1,5 @@
 import t from 'tap';
-import { findTopLevelUser, MAX_USER_KEY_CHARS, scanTopLevel } from '../../master/body-user.js';
+import { findTopLevelUser, MAX_SCANNED_STRINGS, MAX_USER_KEY_CHARS, scanTopLevel } from '../../master/body-user.js';
 
 // The body's `user` as a sticky key (issue 12 part 5): only the top-level string member counts.
 
@@ -68,4 +68,39 @@ t.test('a duplicated or escaped `user` is read as JSON.parse reads it: the last,
   t.equal(findTopLevelUser(Buffer.from('{"user":"a","user":"b"}')), 'b');
   t.equal(findTopLevelUser(Buffer.from('{"us\\u0065r":"x"}')), 'x');
   t.equal(findTopLevelUser(Buffer.from('{"user":"a","user":7}')), undefined);
+});
+
+t.test(
+  'the scan reads a body a bounded number of times over, whatever its members (not a key check a member)',
+  async (t) => {
+    // A probe: every top-level key looked for an escape from itself to the body's next backslash, or its end, so 4 MiB
+    // of `"a":"b",` held the master's event loop 47 s. Counted as the bytes Buffer.indexOf goes over (not timed).
+    const body = Buffer.from(`{${'"a":"b",'.repeat(5_000)}"us\\u0065r":"escaped","user":"u1","messages":[]}`);
+    let scanned = 0;
+    type IndexOf = (this: Buffer, value: number | string | Uint8Array, byteOffset?: number) => number;
+    const proto = Buffer.prototype as unknown as { indexOf: IndexOf };
+    const indexOf = proto.indexOf;
+    proto.indexOf = function (this: Buffer, value, byteOffset) {
+      const found = indexOf.call(this, value, byteOffset);
+      if (this === body) scanned += (found === -1 ? this.length : found + 1) - (byteOffset ?? 0);
+      return found;
+    };
+    t.teardown(() => {
+      proto.indexOf = indexOf;
+    });
+    const facts = scanTopLevel(body);
+    proto.indexOf = indexOf;
+    t.equal(facts.user, 'u1');
+    t.ok(scanned <= 2 * body.length, `${scanned} bytes gone over for a body of ${body.length}`);
+  },
+);
+
+t.test('the scan stops after MAX_SCANNED_STRINGS strings, with what it found so far', async (t) => {
+  // Strings: the key "a", the array's, the key "user" and its value. The worker refuses a chat body with more than
+  // 50,000 members and items, so a body past the count is refused there whatever the scan found.
+  const body = (items: number): Buffer => Buffer.from(`{"a":[${'"x",'.repeat(items)}"x"],"user":"u1","stream":true}`);
+  const last = scanTopLevel(body(MAX_SCANNED_STRINGS - 3));
+  t.same([last.user, last.stream], ['u1', undefined], 'the user key is the last string read, its value read with it');
+  const past = scanTopLevel(body(MAX_SCANNED_STRINGS - 2));
+  t.same([past.user, past.stream, past.isObject], [undefined, undefined, true], 'one more: the scan stopped before it');
 });

@@ -92,6 +92,7 @@ t.test('every benchmark the README lists refuses a flag it does not know (exit 6
     'canary-sim',
     'gc-per-request',
     'cold-worker',
+    'body-scan',
   ]) {
     const { code, stderr } = await run(t, join(ROOT, `dist/scripts/bench/${name}.js`), ['--bogus']);
     t.equal(code, 64, name);
