@@ -60,6 +60,14 @@ export interface VersionRegistryOptions {
   restartPolicy?: RestartPolicy;
 }
 
+/**
+ * A version's weight in a set of changes, else its own. Own keys only: a version may be named `constructor`, which a
+ * plain object's prototype answers (`{}.constructor` is a function, and every weight check passed or failed on it).
+ */
+function weightIn(weights: Readonly<Record<string, number>> | undefined, v: VersionState): number {
+  return weights !== undefined && Object.hasOwn(weights, v.name) ? weights[v.name]! : v.weight;
+}
+
 export class VersionRegistry {
   readonly #versions = new Map<string, VersionState>();
   /** Names being added right now: a second add of the same name is refused, not raced. */
@@ -208,7 +216,7 @@ export class VersionRegistry {
         `version "${name}" is the routing default; change routing.default first`,
       );
     }
-    const weightOf = (v: VersionState): number => options.weights?.[v.name] ?? v.weight;
+    const weightOf = (v: VersionState): number => weightIn(options.weights, v);
     const othersWeighted = [...this.#versions.values()].some((v) => v.name !== name && weightOf(v) > 0);
     if (!othersWeighted)
       throw new GraygateError('invalid_request', `version "${name}" is the last version with weight > 0`);
@@ -270,7 +278,7 @@ export class VersionRegistry {
 
   #checkWeights(weights: Readonly<Record<string, number>>): void {
     for (const name of Object.keys(weights)) this.#state(name);
-    const after = [...this.#versions.values()].map((v) => weights[v.name] ?? v.weight);
+    const after = [...this.#versions.values()].map((v) => weightIn(weights, v));
     if (after.every((w) => w === 0))
       throw new GraygateError('invalid_request', 'at least one version needs a weight > 0');
   }

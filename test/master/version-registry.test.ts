@@ -200,6 +200,29 @@ t.test('add, weights, remove', async (t) => {
   t.throws(() => registry.require('v2'), { code: 'unknown_version' });
 });
 
+t.test('a version named like a property of every object (constructor) is weighed by its own weight', async (t) => {
+  // A probe: every weight check read the changes as a plain object, whose prototype answers `constructor`.
+  const fake = fakeFork('ready');
+  const { registry } = setup(t, fake, {
+    v1: { entry: FAKE_WORKER_ENTRY, weight: 1 },
+    constructor: { entry: FAKE_WORKER_ENTRY, weight: 0 },
+    v3: { entry: FAKE_WORKER_ENTRY, weight: 0 },
+  });
+  await registry.startAll();
+  t.throws(() => registry.setWeights({ v1: 0 }), { code: 'invalid_request' }, 'all zero is refused');
+  t.equal(registry.require('v1').weight, 1);
+  registry.setWeights({ constructor: 10, v3: 5, v1: 0 });
+  t.doesNotThrow(
+    () => registry.assertRemovable('v3', { weights: { v1: 0 } }),
+    'constructor still has weight: v3 is not the last',
+  );
+  t.throws(
+    () => registry.assertRemovable('constructor', { weights: { v3: 0 } }),
+    { code: 'invalid_request', message: /last version with weight > 0/ },
+    'with v3 set to 0, constructor is the last one weighted',
+  );
+});
+
 t.test('a version re-added while its old self drains keeps its name: the old drain forgets nothing', async (t) => {
   // The old drain's end called onRemoved, and the master wiped the NEW version's metrics (and canary record).
   const fake = fakeFork('ready');
