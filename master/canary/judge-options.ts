@@ -160,12 +160,15 @@ export function enabledMetrics(options: ResolvedJudgeOptions): CanaryMetric[] {
 // e-value crosses its threshold or some baseline bound is wrong, so
 // P(any false rollback) ≤ Σ_metrics (alpha/2M + Σ_k alpha/(2M·k(k+1))) = alpha.
 
+// Each a difference of logs, not the log of a quotient: an alpha below ~1e-308 (accepted: > 0) made the quotient
+// Infinity, and a canary that failed every request was never rolled back (a probe).
+
 /** ln(1/α) at which a metric's e-value rejects. */
 export function canaryLogThreshold(alpha: number, metricCount: number): number {
-  return Math.log((2 * metricCount) / alpha);
+  return Math.log(2 * metricCount) - Math.log(alpha);
 }
 
 /** ln(1/α) of the baseline's confidence sequences at the k-th step judged (k ≥ 1). */
 export function baselineLogThreshold(alpha: number, metricCount: number, stepOrdinal: number): number {
-  return Math.log((2 * metricCount * stepOrdinal * (stepOrdinal + 1)) / alpha);
+  return Math.log(2 * metricCount * stepOrdinal * (stepOrdinal + 1)) - Math.log(alpha);
 }

@@ -580,6 +580,21 @@ t.test('verdicts', async (t) => {
   }
 });
 
+t.test('a tiny alpha, down to the smallest double, still rolls a plainly broken canary back', async (t) => {
+  // A probe: an alpha below ~1e-308 made the thresholds ln(2M/α) Infinity, and nothing ever rolled back.
+  for (const alpha of [0.01, 1e-12, 1e-320, Number.MIN_VALUE]) {
+    const result = judge(
+      makeInput({
+        ...clean40,
+        baseline: { requests: 18_000, errors: 180 },
+        canary: { requests: 2000, errors: 2000 },
+        options: { minRequests: 40, alpha },
+      }),
+    );
+    t.equal(result.verdict, 'rollback', `alpha ${alpha}: ${result.reason}`);
+  }
+});
+
 t.test('an absolute gate on the error rate (criteria.maxErrorRate), off by default', async (t) => {
   // A probe: a canary failing 17 % beat a baseline failing 25 % (every criterion is relative). Flagger's
   // thresholdRange.max, an Argo Rollouts successCondition: the canary must also stay under a rate of its own.
