@@ -128,6 +128,21 @@ t.test(
   },
 );
 
+t.test('a step of a pair weighted below a millionth routes both (no weight > 0 rounded to 0)', async (t) => {
+  // A probe: weights were rounded to 1e-6, so a pair weighted 4e-7 went to 0 and 0 at its first step, and the pair's
+  // users moved to the other versions. 0.7 at 90 % still steps to 0.63 and 0.07, not 0.6299999999999999 and
+  // 0.07000000000000006.
+  for (const [pair, percent, canary, baseline] of [
+    [4e-7, 5, 2e-8, 3.8e-7],
+    [0.7, 90, 0.63, 0.07],
+  ] as const) {
+    const weights = weightsOf({ v1: pair, v2: 0 });
+    const plan = parseCanaryPlan('v2', { steps: [percent, 100], stepMs: 0 }, 'v1');
+    new CanaryController({ plan, weights, log, nowMs: 0, wallMs: 0 }).begin();
+    t.same(weights.now, { v1: baseline, v2: canary }, `a pair weighted ${pair} at ${percent} %`);
+  }
+});
+
 t.test('promoted by hand from any step, running or held: the pair’s sum to the canary at once', async (t) => {
   const plan = parseCanaryPlan('v2', { steps: [10, 50, 100], stepMs: 0, maxStepMs: 10, minRequests: 1000 }, 'v1');
   const weights = weightsOf({ v1: 80, v2: 0, v3: 20 });
