@@ -120,11 +120,21 @@ export const upstreamSchema = z
       ctx.addIssue({ code: 'custom', path: ['defaultMaxTokens'], message: 'only an anthropic upstream reads it' });
   });
 
-const envSchema = z.record(z.string(), z.string({ error: 'must be a string' }));
+/** No NUL: node refuses it when it forks, which made a bad value a 500 deploy_failed instead of a 400 (a probe). */
+const NO_NUL = /^[^\0]*$/;
+/** A worker's extra environment: names without `=` (the name's end) or NUL, values without NUL. */
+export const envSchema = z.record(
+  z.string().regex(/^[^=\0]+$/, 'must be an environment variable name (no "=", no NUL)'),
+  z.string({ error: 'must be a string' }).regex(NO_NUL, 'must not hold a NUL character'),
+);
+/** A worker build's entry file (the file, add and deploy share it). */
+export const entrySchema = z.string().min(1, 'must not be empty').regex(NO_NUL, 'must not hold a NUL character');
+/** How many processes a version runs (the file, add and deploy share it). */
+export const instancesSchema = positiveInt.max(64, 'must be ≤ 64');
 
 export const versionSchema = z.strictObject({
-  entry: z.string().min(1, 'must not be empty').default('dist/worker/main.js'),
-  instances: positiveInt.max(64, 'must be ≤ 64').default(1),
+  entry: entrySchema.default('dist/worker/main.js'),
+  instances: instancesSchema.default(1),
   weight: weightSchema.default(0),
   env: envSchema.default({}),
   upstream: upstreamSchema.prefault({ format: 'openai', url: 'mock:' }),
@@ -276,7 +286,8 @@ function formatProblems(error: z.ZodError): string[] {
     if (issue.code === 'unrecognized_keys') {
       for (const key of issue.keys) {
         const at = path === '' ? key : `${path}.${key}`;
-        const hint = RENAMED_KEYS[key];
+        // Own keys only: `constructor` read Object's prototype ("is not supported, function Object() …").
+        const hint = Object.hasOwn(RENAMED_KEYS, key) ? RENAMED_KEYS[key] : undefined;
         problems.push(`${at}: is not supported${hint === undefined ? ' (unknown key)' : `, ${hint}`}`);
       }
     } else if (issue.code === 'invalid_key') {
@@ -314,6 +325,19 @@ function protoKeyProblem(value: unknown, path: string, depth: number): string | 
   return undefined;
 }
 
+/**
+ * An upstream's maxConnections below the worker's admitted requests (`path`: where it was given), or undefined. The
+ * file checks it, and so do an add and a deploy against the running limits (a probe: they took 1 without a word).
+ */
+export function upstreamConnectionsProblem(
+  path: string,
+  maxConnections: number | undefined,
+  maxSocketsPerWorker: number,
+): string | undefined {
+  if (maxConnections === undefined || maxConnections >= maxSocketsPerWorker) return undefined;
+  return `${path}.maxConnections: must be ≥ limits.maxSocketsPerWorker (${maxSocketsPerWorker}): a worker admits that many requests, and those beyond its upstream connections would wait inside the worker, unseen by admission (leave it out to get one connection per admitted request)`;
+}
+
 // Cross-field rules run on the raw input as well, so a file with field errors
 // still gets these reported (zod skips refinements once fields fail).
 function crossFieldProblems(raw: unknown): string[] {
@@ -333,11 +357,9 @@ function crossFieldProblems(raw: unknown): string[] {
     DEFAULTS.limits.maxSocketsPerWorker;
   for (const [name, v] of entries) {
     const maxConnections = (v as { upstream?: { maxConnections?: unknown } } | null)?.upstream?.maxConnections;
-    if (typeof maxConnections === 'number' && typeof maxSockets === 'number' && maxConnections < maxSockets) {
-      problems.push(
-        `versions.${name}.upstream.maxConnections: must be ≥ limits.maxSocketsPerWorker (${maxSockets}): a worker admits that many requests, and those beyond its upstream connections would wait inside the worker, unseen by admission (leave it out to get one connection per admitted request)`,
-      );
-    }
+    if (typeof maxConnections !== 'number' || typeof maxSockets !== 'number') continue;
+    const problem = upstreamConnectionsProblem(`versions.${name}.upstream`, maxConnections, maxSockets);
+    if (problem !== undefined) problems.push(problem);
   }
   const weights = entries.map(([, v]) => (typeof v === 'object' && v !== null ? (v.weight ?? 0) : 0));
   if (weights.every((w) => w === 0)) problems.push('versions: at least one version needs a weight > 0');
@@ -376,7 +398,10 @@ export function isLoopbackHost(host: string): boolean {
  * pingIntervalMs is its sign of life, and a silence of the idle timeout ends it (`worker_timeout`). A warning, not a
  * refusal: a worker build of one's own may send no pings (the README asks for the idle timeout above every ping).
  */
-export function idleTimeoutWarnings(config: Pick<Config, 'limits' | 'versions'>): string[] {
+export function idleTimeoutWarnings(config: {
+  limits: Pick<Limits, 'workerIdleTimeoutMs'>;
+  versions: Readonly<Record<string, { upstream: Pick<UpstreamConfig, 'pingIntervalMs'> }>>;
+}): string[] {
   const idleMs = config.limits.workerIdleTimeoutMs;
   if (idleMs === undefined) return [];
   return Object.entries(config.versions)

@@ -1,7 +1,19 @@
 import { realpathSync } from 'node:fs';
 import { isAbsolute, relative, resolve as resolvePath } from 'node:path';
 import { z } from 'zod';
-import { parseWith, upstreamSchema, versionSchema, weightSchema, type Config } from '../../shared/config.js';
+import {
+  entrySchema,
+  envSchema,
+  idleTimeoutWarnings,
+  instancesSchema,
+  parseWith,
+  upstreamSchema,
+  versionSchema,
+  weightSchema,
+  type Config,
+  upstreamConnectionsProblem,
+  type UpstreamConfig,
+} from '../../shared/config.js';
 import { VERSION_NAME } from '../../shared/defaults.js';
 import { GraygateError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
@@ -25,10 +37,11 @@ const weightsBody = z.record(
 const addBody = versionSchema.extend({
   name: z.string().regex(VERSION_NAME, 'must match ^[a-z0-9][a-z0-9._-]{0,31}$'),
 });
+// The file's own schemas, so a deploy says what the file and an add say ("instances: must be ≤ 64").
 const deployBody = z.strictObject({
-  entry: z.string().min(1).optional(),
-  instances: z.number().int().min(1).max(64).optional(),
-  env: z.record(z.string(), z.string()).optional(),
+  entry: entrySchema.optional(),
+  instances: instancesSchema.optional(),
+  env: envSchema.optional(),
   upstream: upstreamSchema.optional(),
 });
 
@@ -72,6 +85,8 @@ export interface ReloadResult {
   applied: string[];
   /** Changes that only take effect after a restart (listen/admin addresses, limits of running versions). */
   restartRequired: string[];
+  /** What the applied file asks that works against itself: a version's pings the idle timeout would cut. */
+  warnings: string[];
 }
 
 export interface OperationsOptions {
@@ -151,7 +166,27 @@ export class Operations {
   /** POST /admin/versions: serves only once its workers are ready. */
   async addVersion(raw: unknown): Promise<VersionStatus> {
     const { name, ...version } = parseBody(addBody, raw);
-    return versionStatus(await this.#registry.add(name, { ...version, entry: this.#allowedEntry(version.entry) }));
+    this.#checkConnections('upstream', version.upstream);
+    const added = await this.#registry.add(name, { ...version, entry: this.#allowedEntry(version.entry) });
+    this.#warnIdleTimeout({ [name]: version });
+    return versionStatus(added);
+  }
+
+  /** 400 for an upstream whose connections are fewer than a worker admits, as the file's check says (config.ts). */
+  #checkConnections(path: string, upstream: Pick<UpstreamConfig, 'maxConnections'> | undefined): void {
+    const limit = this.#registry.config.limits.maxSocketsPerWorker;
+    const problem = upstreamConnectionsProblem(path, upstream?.maxConnections, limit);
+    if (problem !== undefined) throw new GraygateError('invalid_request', problem);
+  }
+
+  /**
+   * A warn line for each version whose pings a set limits.workerIdleTimeoutMs cuts, as at start (config.ts), for what
+   * an add, a deploy or a reload brings (a probe: only the start's config was looked at).
+   */
+  #warnIdleTimeout(versions: Readonly<Record<string, { upstream: Pick<UpstreamConfig, 'pingIntervalMs'> }>>): string[] {
+    const warnings = idleTimeoutWarnings({ limits: this.#registry.config.limits, versions });
+    for (const warning of warnings) this.#log.warn(warning);
+    return warnings;
   }
 
   /** The absolute entry, or 400 when it lies outside admin.entryRoots. */
@@ -175,13 +210,18 @@ export class Operations {
   async deploy(name: string, raw: unknown): Promise<VersionStatus> {
     const current = this.#registry.require(name).build;
     const body = parseBody(deployBody, raw);
+    this.#checkConnections('upstream', body.upstream);
     const build: Build = {
       entry: body.entry === undefined ? current.entry : this.#allowedEntry(body.entry),
       instances: body.instances ?? current.instances,
       env: body.env ?? current.env,
       upstream: body.upstream ?? current.upstream,
     };
-    return this.#swapAnswer(name, 'redeployed', (onSwitch) => this.#registry.deploy(name, build, { onSwitch }));
+    const answer = await this.#swapAnswer(name, 'redeployed', (onSwitch) =>
+      this.#registry.deploy(name, build, { onSwitch }),
+    );
+    this.#warnIdleTimeout({ [name]: build });
+    return answer;
   }
 
   /** POST /admin/versions/:name/rollback: the build before the current one. */
@@ -286,7 +326,7 @@ export class Operations {
     const current = registry.config;
     // listen/admin/limits of running versions take a restart; the file's routing and versions apply now.
     const next: Config = { ...loaded.value, limits: current.limits, listen: current.listen, admin: current.admin };
-    const result: ReloadResult = { hash: loaded.hash, applied: [], restartRequired: [] };
+    const result: ReloadResult = { hash: loaded.hash, applied: [], restartRequired: [], warnings: [] };
     for (const key of ['listen', 'admin', 'limits'] as const) {
       if (JSON.stringify(loaded.value[key]) !== JSON.stringify(current[key])) result.restartRequired.push(key);
     }
@@ -330,6 +370,7 @@ export class Operations {
       result.applied.push(`config.watch ${next.config.watch ? 'on' : 'off'}`);
       this.#options.onWatchChange?.(next.config.watch);
     }
+    result.warnings.push(...this.#warnIdleTimeout(next.versions));
     this.#log.info({ ...result, trigger: triggers.join(',') }, 'config reloaded');
     return result;
   }

@@ -130,6 +130,33 @@ t.test('admin errors keep the OpenAI shape', async (t) => {
   });
   t.equal(big.status, 413);
   t.equal(big.body.error.code, 'body_too_large');
+  // A probe: an add or a deploy took what the file refuses, said it in other words, or failed later as a 500.
+  const refusals: Array<[string, string, unknown, RegExp]> = [
+    ['POST', '/admin/versions', { name: 'v5', env: { A: 'x\u0000y' } }, /^env\.A: must not hold a NUL character/],
+    ['POST', '/admin/versions', { name: 'v5', env: { 'A=B': 'x' } }, /^env\.A=B: must be an environment variable name/],
+    ['POST', '/admin/versions', { name: 'v5', entry: 'w\u0000.js' }, /^entry: must not hold a NUL character/],
+    [
+      'POST',
+      '/admin/versions',
+      { name: 'v5', upstream: { format: 'openai', url: 'mock:', maxConnections: 1 } },
+      /^upstream\.maxConnections: must be ≥ limits\.maxSocketsPerWorker \(1024\)/,
+    ],
+    ['POST', '/admin/versions/v1/deploy', { instances: 65 }, /^instances: must be ≤ 64$/],
+    ['POST', '/admin/versions/v1/deploy', { entry: '' }, /^entry: must not be empty$/],
+    [
+      'POST',
+      '/admin/versions/v1/deploy',
+      { upstream: { format: 'openai', url: 'mock:', maxConnections: 1 } },
+      /^upstream\.maxConnections: must be ≥ limits\.maxSocketsPerWorker/,
+    ],
+    ['POST', '/admin/versions/v1/deploy', { constructor: 1 }, /^constructor: is not supported \(unknown key\)$/],
+  ];
+  for (const [method, path, body, message] of refusals) {
+    const refused = await admin<{ error: { code: string; message: string } }>(gw, method, path, body);
+    t.equal(refused.status, 400, `${path} ${JSON.stringify(body)}`);
+    t.match(refused.body.error.message, message, `${path} ${JSON.stringify(body)}`);
+  }
+  t.same(Object.keys(await status(gw)), ['v1'], 'nothing was added');
 });
 
 t.test('two concurrent adds of one name: one wins, the other gets 409', async (t) => {

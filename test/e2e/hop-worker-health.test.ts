@@ -1,9 +1,9 @@
 import t from 'tap';
-import { requestGate, startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
+import { admin, requestGate, startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
 import { httpRequest, json } from '../helpers/http.js';
 import { pollUntil, status, waitForStatus, isAlive } from '../helpers/wait.js';
 import { scrape } from '../helpers/metrics.js';
-import { untilOutput } from '../helpers/output.js';
+import { untilOutput, untilOutputHas } from '../helpers/output.js';
 import { atFileLimit, hasPrlimit, lowestFreeFd, nofileSoftLimit, setNofile } from '../helpers/file-limit.js';
 
 // Issue 9 part 3, SPEC §4a: a worker that stops answering is found and
@@ -52,6 +52,19 @@ t.test('a silent or stopped worker', async (t) => {
     const events = res.body.split('\n\n').filter((e) => e.startsWith('data: '));
     t.equal(events.length, 1, 'only the error event');
     t.same((JSON.parse(events[0]!.slice('data: '.length)) as ErrorBody).error.code, 'worker_timeout');
+  });
+
+  t.test('pings the idle timeout cuts are a warn line at start, and for a version added later', async (t) => {
+    // The idle timeout (2 s) is not above the default ping interval (15 s). A probe: an add, a deploy or a reload was
+    // silent about it, and only the start's config was looked at.
+    const warning = (name: string): string =>
+      `limits.workerIdleTimeoutMs (2000 ms) is not above version ${name}'s upstream.pingIntervalMs (15000 ms)`;
+    await untilOutputHas(gw, warning('one'));
+    t.notOk(gw.output().includes(warning('three')), 'nothing of a version not there yet');
+    const added = await admin(gw, 'POST', '/admin/versions', { name: 'three', entry: TEST_WORKER_ENTRY, weight: 0 });
+    t.equal(added.status, 201);
+    await untilOutputHas(gw, warning('three'));
+    t.equal((await admin(gw, 'DELETE', '/admin/versions/three')).status, 200);
   });
 
   t.test('SIGSTOP of one of two workers: its request ends, the other serves, it is replaced', async (t) => {

@@ -107,7 +107,7 @@ t.test('a watch reload that waited for a reload of the same file applies nothing
   const result = await queued;
   t.equal(h.applied(), 1, 'not applied again: what changed since the first commit stays');
   t.equal(h.aborts(), 1, 'canaries started since the first commit are not aborted');
-  t.same(result, { hash: configHash(file.text), applied: [], restartRequired: [] });
+  t.same(result, { hash: configHash(file.text), applied: [], restartRequired: [], warnings: [] });
   t.match(h.logLines().join(''), /"trigger":"watch"[^\n]*applied by the reload before this one, nothing to do/);
 });
 
@@ -133,3 +133,35 @@ t.test('a queued reload applies when the file changed again, or when an operator
     t.equal(h.applied(), 2, `${name}: applied again, once`);
   }
 });
+
+t.test(
+  'a reload whose versions ping less often than the idle timeout waits says so, in its answer and a warn line',
+  async (t) => {
+    // A probe: only the start's config was looked at (config.ts idleTimeoutWarnings); a reload was silent.
+    const dir = mkdtempSync(join(tmpdir(), 'graygate-ops-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const path = join(dir, 'graygate.json');
+    const entry = 'dist/test/fixtures/test-worker.js';
+    writeFileSync(
+      path,
+      JSON.stringify({
+        limits: { workerIdleTimeoutMs: 20_000 },
+        versions: {
+          v1: { entry, weight: 1 },
+          v2: { entry, weight: 1, upstream: { format: 'openai', url: 'mock:', pingIntervalMs: 25_000 } },
+        },
+      }),
+    );
+    const h = harness(t, path, 'started-with');
+    const reloaded = h.operations.reload('admin');
+    h.endDrain();
+    const warning =
+      "limits.workerIdleTimeoutMs (20000 ms) is not above version v2's upstream.pingIntervalMs (25000 ms): its " +
+      'streams that wait longer than that for a token are cut';
+    t.same((await reloaded).warnings, [warning], 'v1 pings every 15 s: not named');
+    t.ok(
+      h.logLines().some((line) => line.includes('"level":40') && line.includes(warning)),
+      'a warn line',
+    );
+  },
+);
