@@ -91,10 +91,11 @@ async function canaryCommand(
         method: 'GET',
         path: `/admin/versions/${encodeURIComponent(second)}/canary`,
       });
+    // A bad interval is a usage error before any call, not after the first.
+    const everyMs = intervalMs(values['interval'] as string | undefined) ?? 1000;
     let one = await get();
     if (values['wait'] !== true) return print(one, () => formatCanary(one));
     // Argo Rollouts' `status` as a pipeline's gate: the verdict, then an exit code a script can branch on.
-    const everyMs = intervalMs(values['interval'] as string | undefined) ?? 1000;
     while (one.state === 'running') {
       await delay(everyMs);
       try {
@@ -213,11 +214,19 @@ function usage(message: string): never {
  * `weights NAME=N` and `add --weight N`: a probe found `weights v2=1.5` taken and `add v2 --weight 1.5` refused.
  */
 const WEIGHT = /^\d+(?:\.\d+)?$/;
+const MAX_WEIGHT = 1_000_000;
+
+/** A weight's digits as a number, or undefined if they are none from 0 to 1,000,000 (400 nines were Infinity). */
+function weightOf(text: string): number | undefined {
+  const n = Number(text);
+  return WEIGHT.test(text) && n <= MAX_WEIGHT ? n : undefined;
+}
 
 function weightArg(value: string | undefined, flag: string): number | undefined {
   if (value === undefined) return undefined;
-  if (!WEIGHT.test(value)) usage(`${flag} must be a number from 0 to 1,000,000, got ${JSON.stringify(value)}`);
-  return Number(value);
+  const n = weightOf(value);
+  if (n === undefined) usage(`${flag} must be a number from 0 to 1,000,000, got ${JSON.stringify(value)}`);
+  return n;
 }
 
 function positiveInt(value: string | undefined, flag: string): number | undefined {
@@ -239,12 +248,19 @@ function atLeastOne(value: string | undefined, flag: string): number | undefined
   return n;
 }
 
-/** `--interval S` in ms. */
+/**
+ * `--interval S` in ms: above 0, at most node's longest timer (~24.8 days), past which a timer fires at once (a
+ * probe: `canary status --wait --interval 3000000` polled the admin API ~800 times in 3 s; 5000000 was a stack).
+ */
 function intervalMs(value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
-  if (!/^(\d+(\.\d*)?|\.\d+)$/.test(value) || Number(value) <= 0)
-    usage(`--interval must be a number of seconds above 0, got ${JSON.stringify(value)}`);
-  return Number(value) * 1000;
+  const ms = Number(value) * 1000;
+  if (!/^(\d+(\.\d*)?|\.\d+)$/.test(value) || !(ms > 0 && ms <= MAX_TIMER_MS))
+    usage(
+      `--interval must be a number of seconds above 0, at most ${Math.floor(MAX_TIMER_MS / 1000)}, ` +
+        `got ${JSON.stringify(value)}`,
+    );
+  return ms;
 }
 
 const CANARY_START_FLAGS = [
@@ -475,12 +491,15 @@ async function run(argv: string[]): Promise<void> {
     }
     case 'weights': {
       if (args.length === 0) usage('weights needs NAME=WEIGHT pairs, e.g. graygate weights v1=90 v2=10');
-      const weights: Record<string, number> = {};
+      // No prototype: `__proto__=5` is a name the API refuses, not an assignment that sent `{}` and printed success.
+      const weights: Record<string, number> = Object.create(null) as Record<string, number>;
       for (const pair of args) {
         const m = /^([^=]+)=(.*)$/s.exec(pair);
-        if (m === null || !WEIGHT.test(m[2]!))
+        const weight = m === null ? undefined : weightOf(m[2]!);
+        if (m === null || weight === undefined)
           usage(`bad weight ${JSON.stringify(pair)}: use NAME=NUMBER, a number from 0 to 1,000,000`);
-        weights[m[1]!] = Number(m[2]);
+        if (Object.hasOwn(weights, m[1]!)) usage(`${m[1]!} is named twice`);
+        weights[m[1]!] = weight;
       }
       const status = await callAdmin<StatusBody>(client(), { method: 'PUT', path: '/admin/weights', body: weights });
       return print(status, () =>
@@ -540,15 +559,17 @@ async function run(argv: string[]): Promise<void> {
       return print(result, () => `removed ${name()}`);
     }
     case 'reload': {
-      const result = await callAdmin<{ applied: string[]; restartRequired: string[] }>(client(), {
+      const result = await callAdmin<{ applied: string[]; restartRequired: string[]; warnings?: string[] }>(client(), {
         method: 'POST',
         path: '/admin/reload',
       });
       return print(result, () => {
-        const applied = result.applied.length === 0 ? 'nothing changed' : `applied: ${result.applied.join(', ')}`;
-        return result.restartRequired.length === 0
-          ? applied
-          : `${applied}\nneeds a restart to take effect: ${result.restartRequired.join(', ')}`;
+        const lines = [result.applied.length === 0 ? 'nothing changed' : `applied: ${result.applied.join(', ')}`];
+        if (result.restartRequired.length > 0)
+          lines.push(`needs a restart to take effect: ${result.restartRequired.join(', ')}`);
+        // An older master's answer has none.
+        for (const warning of result.warnings ?? []) lines.push(`warning: ${warning}`);
+        return lines.join('\n');
       });
     }
     case 'canary':

@@ -70,6 +70,10 @@ async function commands(t: Test, gw: Gateway, env: Record<string, string>): Prom
 
   const invalid = await cli(t, ['weights', 'v1=-3', ...a], env);
   t.equal(invalid.code, 64, 'usage error before any call');
+  // A probe: `__proto__=5` set the body's prototype, sent `{}` and printed the table as if it had worked (exit 0).
+  const proto = await cli(t, ['weights', '__proto__=5', ...a], env);
+  t.equal(proto.code, 1, 'the API refuses the name');
+  t.match(proto.stderr, /^graygate: 400 invalid_request: .*__proto__/);
 
   // A weight as `weights` takes it, a fraction included (add had taken whole numbers only).
   const added = await cli(t, ['add', 'v3', '--entry', TEST_WORKER_ENTRY, '--weight', '0.5', ...a], env);
@@ -259,6 +263,20 @@ t.test('CLI errors without a gateway', async (t) => {
     [['status', '--bogus'], /^graygate: unknown flag --bogus \(--help lists the flags\)\n$/],
     [['add', 'v3', '--entry', 'w.js', '--weight', '-1'], /^graygate: --weight needs a value, .*--weight=VALUE\n$/],
     [['canary', 'status', 'v2', '--interval', '1'], /^graygate: canary status does not take --interval without --wait/],
+    // A probe: past node's longest timer the poll fired at once (3000000) or threw a stack (5000000).
+    [
+      ['status', '--watch', '--interval', '5000000'],
+      /^graygate: --interval must be a number of seconds above 0, at most/,
+    ],
+    [
+      ['canary', 'status', 'v2', '--wait', '--interval', '3000000'],
+      /^graygate: --interval must be a number of seconds/,
+    ],
+    [['weights', 'v1=5', 'v1=0'], /^graygate: v1 is named twice/],
+    [
+      ['weights', `v1=${'9'.repeat(400)}`],
+      /^graygate: bad weight "v1=9+": use NAME=NUMBER, a number from 0 to 1,000,000/,
+    ],
   ];
   for (const [args, expected] of refusals) {
     const refused = await cli(t, args);
