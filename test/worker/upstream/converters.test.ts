@@ -268,6 +268,7 @@ t.test('anthropic request: system moved out, max_tokens defaulted, headers', asy
   t.equal(maxTokens({}), 64_000);
   t.equal(maxTokens({ max_tokens: 10 }), 10);
   t.equal(maxTokens({ max_completion_tokens: 7 }), 7);
+  t.equal(maxTokens({ max_tokens: 10, max_completion_tokens: 7 }), 7, 'max_completion_tokens, the newer name, wins');
   t.throws(
     () =>
       buildAnthropicRequest(req({ messages: [{ role: 'system', content: 'only' }] }), {
@@ -362,6 +363,43 @@ t.test('anthropic events → chunks', async (t) => {
   ] as const) {
     t.equal(mapAnthropicStopReason(reason), expected, `stop_reason ${reason}`);
   }
+});
+
+t.test("anthropic usage: message_delta's counts are the final ones; without them, message_start's stand", async (t) => {
+  // message_delta's usage is cumulative, and its input_tokens may differ from message_start's (server tools).
+  const later = run(convertAnthropicEvent, [
+    ['message_start', '{"type":"message_start","message":{"usage":{"input_tokens":3,"output_tokens":1}}}'],
+    [
+      'message_delta',
+      '{"type":"message_delta","delta":{"stop_reason":"end_turn"},' +
+        '"usage":{"input_tokens":40,"cache_read_input_tokens":8,"output_tokens":6}}',
+    ],
+    ['message_stop', '{"type":"message_stop"}'],
+  ]);
+  t.same(later.chunks.at(-1)!.usage, {
+    prompt_tokens: 48,
+    completion_tokens: 6,
+    total_tokens: 54,
+    prompt_tokens_details: { cached_tokens: 8 },
+  });
+  const startOnly = run(convertAnthropicEvent, [
+    ['message_start', '{"type":"message_start","message":{"usage":{"input_tokens":7,"output_tokens":3}}}'],
+    ['message_delta', '{"type":"message_delta","delta":{"stop_reason":"end_turn"}}'],
+    ['message_stop', '{"type":"message_stop"}'],
+  ]);
+  t.same(startOnly.chunks.at(-1)!.usage, { prompt_tokens: 7, completion_tokens: 3, total_tokens: 10 });
+});
+
+t.test('anthropic: a message_stop with no stop_reason before it finishes as a plain stop', async (t) => {
+  const { chunks } = run(convertAnthropicEvent, [
+    ['message_start', '{"type":"message_start","message":{"usage":{"input_tokens":2,"output_tokens":1}}}'],
+    ['content_block_delta', '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}'],
+    ['message_stop', '{"type":"message_stop"}'],
+  ]);
+  t.same(
+    chunks.map((c) => (c.choices.length === 0 ? 'usage' : c.choices[0]!.finish_reason)),
+    [null, null, 'stop', 'usage'],
+  );
 });
 
 t.test('anthropic: a stream cut after its stop_reason, before message_stop, is whole; before it, cut', async (t) => {
