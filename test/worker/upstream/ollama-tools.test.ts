@@ -352,6 +352,19 @@ t.test('streamed tool calls → OpenAI fragments, finish_reason tool_calls', asy
   t.equal(length.chunks.at(-2)!.choices[0]!.finish_reason, 'length', 'length wins');
 });
 
+t.test('a call without arguments gets {}; arguments sent as JSON text go out as they are', async (t) => {
+  const args = (line: string): string =>
+    run([line])
+      .chunks.map((c) => c.choices[0]?.delta.tool_calls?.[0]?.function?.arguments ?? '')
+      .join('');
+  t.equal(args('{"message":{"content":"","tool_calls":[{"function":{"name":"now"}}]},"done":false}'), '{}');
+  t.equal(
+    args('{"message":{"content":"","tool_calls":[{"function":{"name":"f","arguments":"{\\"a\\":1}"}}]},"done":false}'),
+    '{"a":1}',
+    'a server in front of Ollama that sends OpenAI-style text: not quoted a second time',
+  );
+});
+
 t.test('logprobs → OpenAI logprobs.content', async (t) => {
   const { chunks } = run([
     '{"message":{"content":"Hi"},"logprobs":[{"token":"Hi","logprob":-0.1,"bytes":[72,105],"top_logprobs":[{"token":"Hi","logprob":-0.1},{"token":"Yo","logprob":-2}]}],"done":false}',
@@ -372,6 +385,11 @@ t.test('logprobs → OpenAI logprobs.content', async (t) => {
   });
   t.equal(logprobsOf(undefined), undefined);
   t.equal(logprobsOf([]), undefined);
+  t.same(
+    logprobsOf([{ token: '\ufffd', logprob: -1, bytes: [0, 255] }])!.content![0]!.bytes,
+    [0, 255],
+    'bytes 0 and 255 pass',
+  );
   const odd = logprobsOf([{ token: 'x', logprob: -1, bytes: ['x'.repeat(1000)], top_logprobs: [{ bytes: [256] }] }]);
   t.same(
     [odd!.content![0]!.bytes, odd!.content![0]!.top_logprobs[0]!.bytes],
