@@ -126,6 +126,11 @@ t.test('requests Anthropic cannot express are 400s naming the field', async (t) 
       /image_url\.url: an anthropic upstream takes images of type/,
     ],
     [
+      'an image URL that is neither http(s) nor a data: URL',
+      { messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'file:///etc/passwd' } }] }] },
+      /^messages\.0\.content\.0\.image_url\.url: must be an http\(s\) URL or a base64 data: URL$/,
+    ],
+    [
       'a file part',
       { messages: [{ role: 'user', content: [{ type: 'file', file: {} }] }] },
       /^messages\.0\.content\.0: content parts of type "file"/,
@@ -345,6 +350,39 @@ t.test('an empty tool result is sent without content: a tool that printed nothin
     role: 'user',
     content: [{ type: 'tool_result', tool_use_id: 't1' }],
   });
+});
+
+t.test(
+  'parallel_tool_calls: false is not put on tool_choice none, whose object Anthropic takes with type only',
+  async (t) => {
+    t.same(body({ tools: [WEATHER], tool_choice: 'none', parallel_tool_calls: false })['tool_choice'], {
+      type: 'none',
+    });
+    t.same(body({ tools: [WEATHER], tool_choice: 'auto', parallel_tool_calls: false })['tool_choice'], {
+      type: 'auto',
+      disable_parallel_tool_use: true,
+    });
+  },
+);
+
+t.test('an assistant turn closes the tool results before it: a later user message is a turn of its own', async (t) => {
+  const call = { id: 't1', type: 'function', function: { name: 'now', arguments: '{}' } };
+  const sent = body({
+    messages: [
+      user,
+      { role: 'assistant', content: null, tool_calls: [call] },
+      { role: 'tool', tool_call_id: 't1', content: 'noon' },
+      { role: 'assistant', content: 'It is noon.' },
+      { role: 'user', content: 'Thanks' },
+    ],
+  });
+  t.same(sent['messages'], [
+    { role: 'user', content: 'hi' },
+    { role: 'assistant', content: [{ type: 'tool_use', id: 't1', name: 'now', input: {} }] },
+    { role: 'user', content: [{ type: 'tool_result', tool_use_id: 't1', content: 'noon' }] },
+    { role: 'assistant', content: 'It is noon.' },
+    { role: 'user', content: 'Thanks' },
+  ]);
 });
 
 t.test('a conversation ending on the assistant is a prefill Anthropic takes, never one graygate makes', async (t) => {
