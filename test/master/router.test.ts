@@ -58,6 +58,13 @@ t.test('every routing branch', async (t) => {
       { ok: true, version: 'v1', reason: 'sticky-header' },
     ],
     [
+      // SPEC §3: "fallback" → step 3, the weighted choice; the header (step 2) is not consulted after an unknown query.
+      'an unknown query version falls back to weighted, not to the header',
+      { queryVersion: 'v9', headerVersion: 'v2', stickyHeader: 'u1' },
+      table({ v1: 1, v2: 0 }, 'fallback'),
+      { ok: true, version: 'v1', reason: 'sticky-header' },
+    ],
+    [
       'sticky header',
       { stickyHeader: 'alice' },
       table({ v1: 1 }),
@@ -106,6 +113,15 @@ t.test('every routing branch', async (t) => {
     byBody.map((d) => (d.ok ? d.version : '')),
     byHeader.map((d) => (d.ok ? d.version : '')),
     'a body user lands where the same x-user-id would',
+  );
+  const versionOf = (d: ReturnType<typeof chooseVersion>): string => (d.ok ? d.version : '');
+  const withCookie = keys
+    .slice(0, 500)
+    .map((k) => chooseVersion(facts({ stickyHeader: k, stickyCookie: `c-${k}` }), tbl));
+  t.same(
+    withCookie.map(versionOf),
+    byHeader.map(versionOf),
+    'with a cookie too, the x-user-id keys the choice (not only the reason)',
   );
   t.equal(stickyCookieValue('graygate_uid', 'id'), 'graygate_uid=id; Path=/; HttpOnly; SameSite=Lax; Max-Age=31536000');
 });
