@@ -133,6 +133,46 @@ t.test('a worker becoming ready is pumped to waiters; a draining one gets nothin
   await t.rejects(acquire(make([busy], 2), new AbortController().signal), { code: 'no_ready_worker' });
 });
 
+t.test('a worker becoming ready with several free slots serves as many waiters at once', async (t) => {
+  const busy = new FakeWorker('busy');
+  const fresh = new FakeWorker('fresh');
+  fresh.isAccepting = false;
+  const adm = make([busy, fresh], 3, 60_000, 2);
+  const held = [await acquire(adm, new AbortController().signal), await acquire(adm, new AbortController().signal)];
+  const waiting = [acquire(adm, new AbortController().signal), acquire(adm, new AbortController().signal)];
+  t.equal(adm.queued, 2);
+  fresh.isAccepting = true;
+  adm.pump();
+  t.equal(adm.queued, 0, 'both waiters got a slot of the new worker');
+  adm.refuseWaiting(new Error('left waiting')); // one the pump left behind fails here, at once
+  const got = await Promise.allSettled(waiting);
+  t.same(
+    got.map((r) => (r.status === 'fulfilled' ? r.value.worker.name : String(r.reason))),
+    ['fresh', 'fresh'],
+  );
+  t.equal(adm.inflight(fresh), 2);
+  for (const l of held) l.release();
+});
+
+t.test('whenQueueEmpty waits for the last waiter, not the first to leave', async (t) => {
+  const w = new FakeWorker('w');
+  const adm = make([w], 2);
+  const held = await acquire(adm, new AbortController().signal);
+  const first = acquire(adm, new AbortController().signal);
+  const second = acquire(adm, new AbortController().signal);
+  let isEmpty = false;
+  const empty = adm.whenQueueEmpty().then(() => (isEmpty = true));
+  held.release();
+  const lease = await first;
+  await new Promise((r) => setImmediate(r));
+  t.equal(adm.queued, 1);
+  t.notOk(isEmpty, 'one still waits');
+  lease.release();
+  (await second).release();
+  await empty;
+  t.equal(adm.queued, 0);
+});
+
 t.test('close refuses new requests and serves the waiting ones; whenQueueEmpty says when none waits', async (t) => {
   const w = new FakeWorker('w');
   const adm = make([w], 2);
@@ -169,6 +209,28 @@ t.test('whenIdle resolves when the last lease of a worker is released, or at its
   t.equal(adm.inflight(w), 1);
   held.release();
 });
+
+t.test(
+  'whenIdle of an idle worker resolves at once, not at its deadline; with one lease out, at its release',
+  async (t) => {
+    // A drain waits on it: an idle worker waiting out the drain's deadline held every reload and removal that long.
+    const w = new FakeWorker('w');
+    const adm = make([w], 2, 60_000, 2);
+    let isIdle = false;
+    const idle = adm.whenIdle(w, 60_000).then(() => (isIdle = true));
+    await new Promise((r) => setImmediate(r));
+    t.equal(isIdle, true, 'nothing in flight: idle before the next turn');
+    void idle; // resolved already (else it would wait out its deadline)
+    const lease = await acquire(adm, new AbortController().signal);
+    isIdle = false;
+    const last = adm.whenIdle(w, 60_000).then(() => (isIdle = true));
+    await new Promise((r) => setImmediate(r));
+    t.equal(isIdle, false, 'one lease out: not idle');
+    lease.release();
+    await last;
+    t.equal(adm.inflight(w), 0);
+  },
+);
 
 t.test(
   'a request that never reached its worker waits first in line, past the bound, with no worker ready',
