@@ -219,3 +219,92 @@ t.test('its status says every setting the judge applies, defaults filled in, in 
     maxErrorRate: false,
   });
 });
+
+t.test('a step advances once stepMs has passed since that step began, not since the canary began', async (t) => {
+  const weights = weightsOf({ v1: 100, v2: 0 });
+  const plan = parseCanaryPlan(
+    'v2',
+    {
+      steps: [10, 50, 100],
+      stepMs: 100,
+      maxStepMs: 10_000,
+      minRequests: 20,
+      criteria: { responseTimeP99: false, firstTokenP99: false, timePerTokenP99: false },
+    },
+    'v1',
+  );
+  const c = new CanaryController({ plan, weights, log, nowMs: 0, wallMs: 0 });
+  c.begin();
+  record(c, 'v1', 80);
+  record(c, 'v2', 20);
+  c.tick(99);
+  t.equal(c.status().step, 0, 'every criterion met, but stepMs has not passed');
+  t.match(c.status().reason, /every criterion met/);
+  c.tick(100);
+  t.equal(c.status().step, 1, 'at stepMs exactly: the next step');
+  t.same(weights.now, { v1: 50, v2: 50 });
+  t.same(c.status().observed, { baseline: { requests: 0, errors: 0 }, canary: { requests: 0, errors: 0 } }, 'afresh');
+  // 80 baseline requests here, 160 with the first step's: enough for the last step (124), this step's alone not.
+  record(c, 'v1', 80);
+  record(c, 'v2', 20);
+  c.tick(199);
+  t.equal(c.status().step, 1, 'the second step has its own stepMs, from when it began');
+  c.tick(200);
+  t.equal(c.status().step, 2, 'the baseline’s requests of both steps judge the canary alone');
+  t.same(weights.now, { v1: 0, v2: 100 });
+});
+
+t.test('no verdict by maxStepMs: at maxStepMs exactly, onInconclusive applies (rollback here)', async (t) => {
+  const weights = weightsOf({ v1: 100, v2: 0 });
+  const plan = parseCanaryPlan(
+    'v2',
+    { steps: [10, 100], stepMs: 0, maxStepMs: 100, minRequests: 1000, onInconclusive: 'rollback' },
+    'v1',
+  );
+  const c = new CanaryController({ plan, weights, log, nowMs: 0, wallMs: 0 });
+  c.begin();
+  c.tick(99);
+  t.equal(c.state, 'running');
+  c.tick(100);
+  t.equal(c.state, 'rolled_back');
+  t.match(c.status().reason, /^no verdict within maxStepMs \(100 ms\)/);
+  t.same(weights.now, { v1: 100, v2: 0 }, 'the baseline gets the pair’s sum');
+});
+
+t.test('a held canary is still judged but does not advance by itself', async (t) => {
+  const weights = weightsOf({ v1: 100, v2: 0 });
+  const plan = parseCanaryPlan(
+    'v2',
+    {
+      steps: [10, 50, 100],
+      stepMs: 0,
+      maxStepMs: 100,
+      minRequests: 20,
+      criteria: { responseTimeP99: false, firstTokenP99: false, timePerTokenP99: false },
+    },
+    'v1',
+  );
+  const c = new CanaryController({ plan, weights, log, nowMs: 0, wallMs: 0 });
+  c.begin();
+  c.tick(100);
+  t.equal(c.state, 'held');
+  record(c, 'v1', 200);
+  record(c, 'v2', 20);
+  c.tick(200);
+  t.equal(c.state, 'held', 'every criterion met now: still held');
+  t.equal(c.status().step, 0);
+  t.same(weights.now, { v1: 90, v2: 10 });
+  t.match(c.status().reason, /judged since: .*every criterion met/);
+});
+
+t.test('begin(): a canary that already has a step’s share starts at that step, not the one after', async (t) => {
+  const weights = weightsOf({ v1: 90, v2: 10 });
+  const plan = parseCanaryPlan('v2', { steps: [10, 50, 100] }, 'v1');
+  const c = new CanaryController({ plan, weights, log, nowMs: 0, wallMs: 0 });
+  t.equal(c.pairWeight, 100, 'the pair’s weight counts the canary’s own');
+  t.equal(c.firstStep, 0);
+  c.begin();
+  t.same(weights.now, { v1: 90, v2: 10 }, 'nothing moves');
+  const above = new CanaryController({ plan, weights: weightsOf({ v1: 80, v2: 20 }), log, nowMs: 0, wallMs: 0 });
+  t.equal(above.firstStep, 1, '20 % is past the 10 % step: the 50 % one');
+});
