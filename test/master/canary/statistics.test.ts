@@ -798,3 +798,108 @@ t.test('bad input is a programming error', async (t) => {
     },
   });
 });
+
+t.test('at the limit is within it, and margins apply to the tests as to the estimates', async (t) => {
+  const errorsOnly: JudgeOptions = {
+    minRequests: 40,
+    criteria: { firstTokenP99: false, responseTimeP99: false, timePerTokenP99: false },
+  };
+  // Baseline 0 %: the limit is 1.2 × 0 + 1 point, and 2 errors in 200 are exactly 1 %.
+  const atLimit = judge(
+    makeInput({ baseline: { requests: 200, errors: 0 }, canary: { requests: 200, errors: 2 }, options: errorsOnly }),
+  );
+  t.equal(atLimit.verdict, 'advance', atLimit.reason);
+  const atMax = judge(
+    makeInput({
+      baseline: { requests: 200, errors: 10 },
+      canary: { requests: 200, errors: 10 },
+      options: { ...errorsOnly, criteria: { ...errorsOnly.criteria, maxErrorRate: 0.05 } },
+    }),
+  );
+  t.same(
+    atMax.decisions.map((d) => [d.metric, d.verdict]),
+    [
+      ['error_rate', 'pass'],
+      ['max_error_rate', 'pass'],
+    ],
+    '5 % errors within a 5 % maxErrorRate',
+  );
+  // maxRatio 1: an equal canary's p99 is the baseline's, and passes.
+  const same = spread(180, 1000, 3000);
+  const equalP99 = judge(
+    makeInput({
+      baseline: { requests: 180, errors: 0 },
+      canary: { requests: 180, errors: 0 },
+      baselineResponse: same,
+      canaryResponse: same,
+      options: {
+        minRequests: 40,
+        criteria: { errorRate: false, firstTokenP99: false, timePerTokenP99: false, responseTimeP99: { maxRatio: 1 } },
+      },
+    }),
+  );
+  t.equal(equalP99.verdict, 'advance', equalP99.reason);
+  // marginMs: a canary 15 ms slower everywhere is within maxRatio 1 + 20 ms, however many requests show it.
+  const slower = judge(
+    makeInput({
+      baseline: { requests: 3000, errors: 0 },
+      canary: { requests: 3000, errors: 0 },
+      baselineResponse: spread(3000, 100, 200),
+      canaryResponse: spread(3000, 115, 215),
+      options: {
+        minRequests: 40,
+        criteria: {
+          errorRate: false,
+          firstTokenP99: false,
+          timePerTokenP99: false,
+          responseTimeP99: { maxRatio: 1, marginMs: 20 },
+        },
+      },
+    }),
+  );
+  t.equal(slower.verdict, 'advance', slower.reason);
+  // The step where the canary has 100 %: the baseline's earlier steps are the reference, marginAbs applies too.
+  const lastStep = judge(
+    makeInput({
+      step: 1,
+      canaryPercent: 100,
+      previous: { requests: 20_000, errors: 0 },
+      canary: { requests: 20_000, errors: 160 },
+      options: errorsOnly,
+    }),
+  );
+  t.equal(lastStep.verdict, 'advance', `0.8 % against 0 % + 1 point: ${lastStep.reason}`);
+});
+
+t.test('at 100 %, a canary with no answer of a kind its baseline answered before is not judged "none"', async (t) => {
+  // The traffic mix of the earlier steps expects ~150 streams in 300 requests: none answered (every one a 4xx, say).
+  const result = judge(
+    makeInput({
+      step: 1,
+      canaryPercent: 100,
+      previous: { requests: 2000, errors: 0 },
+      previousFirstToken: spread(1000, 100, 200),
+      canary: { requests: 300, errors: 0 },
+      options: { minRequests: 40, criteria: { errorRate: false, responseTimeP99: false, timePerTokenP99: false } },
+    }),
+  );
+  t.equal(result.verdict, 'wait');
+  t.match(result.reason, /first_token_p99: .*no such canary answers, where the traffic mix expects 150/);
+});
+
+t.test('a batch of canary requests alone (no new baseline request) still counts', async (t) => {
+  // Low traffic at a 10 % step: between two calls only the canary may have served. Its errors count at once.
+  const first = makeInput({ ...clean40, canary: { requests: 20, errors: 0 }, baseline: { requests: 180, errors: 2 } });
+  const before = judge(first);
+  t.equal(before.verdict, 'wait');
+  const after = judge({
+    ...first,
+    evidence: before.evidence,
+    observations: {
+      ...first.observations,
+      errors: { ...first.observations.errors, canary: { requests: 40, errors: 20 } },
+    },
+  });
+  t.equal(after.verdict, 'rollback', after.reason);
+  t.match(after.evidence.metrics.error_rate.paired, { canaryTrials: 40, canarySuccesses: 20, baselineTrials: 180 });
+});
