@@ -62,8 +62,12 @@ export function headProblem(req: IncomingMessage): GraygateError | undefined {
   return undefined;
 }
 
-/** No coding: `identity` or nothing (RFC 9110 §8.4.1). */
-const IDENTITY = /^\s*(?:identity)?\s*$/i;
+/**
+ * No coding: `identity` or nothing (RFC 9110 §8.4.1), with spaces and tabs around it (OWS). Not `\s`: it matches the
+ * 0xA0 byte node reads in a header as latin1, and two `\s*` either side of an optional word backtracked against each
+ * other, so 16 KiB of them held the master's loop ~1 s a request on either port, before any token (a probe).
+ */
+const IDENTITY = /^[ \t]*(?:identity[ \t]*)?$/i;
 
 /** A body is framed: chunked, or a Content-Length other than 0. */
 function hasBody(req: IncomingMessage): boolean {
