@@ -25,7 +25,11 @@ import { LoopSlice } from './loop-slice.js';
 // connection, since full-size heads (16 KiB) fit four to a read and a count
 // alone let a connection hold ~36 of them, ~1 MB of heap (an attacker probe:
 // 1,000 connections, 1 GB). While paused, a client that closes is noticed
-// only when reading resumes.
+// only when reading resumes. And across connections: the read node parses
+// whole is up to 64 KiB of heads, ~170 KB of heap a connection, so 1,000
+// connections each pipelining behind a slow stream held ~124–182 MB (a
+// probe); past MAX_WAITING_HEAD_BYTES_TOTAL of heads waiting on all
+// connections, a connection that adds one is closed as a flood.
 
 export interface ConnectionQueueOptions {
   /** Serves one request; the next on the same connection starts once `res` emits 'close'. */
@@ -38,6 +42,8 @@ export interface ConnectionQueueOptions {
   onFlood?: (socket: Socket, waiting: number) => void;
   /** Request starts per event-loop turn, ms (loop-slice.ts); default LOOP_SLICE_MS. */
   sliceMs?: number;
+  /** Default MAX_WAITING_HEAD_BYTES_TOTAL (tests pass a small one). */
+  maxWaitingHeadBytesTotal?: number;
 }
 
 /**
@@ -49,6 +55,11 @@ const FLOOD_FACTOR = 4;
 const FLOOD_FLOOR = 128;
 /** Bytes of waiting heads on one connection at which the master stops reading it, whatever their count. */
 const MAX_WAITING_HEAD_BYTES = 32 * 1024;
+/**
+ * Bytes of waiting heads on every connection together past which one more closes its connection: ~50 MB of the
+ * master's heap (a head's strings and objects are ~3× its bytes); no client that waits for its answers comes near.
+ */
+const MAX_WAITING_HEAD_BYTES_TOTAL = 16 * 1024 * 1024;
 
 /** Default time of request starts per loop turn: short enough for ~100+ accepts a second under a flood. */
 const LOOP_SLICE_MS = 5;
@@ -88,6 +99,8 @@ export class ConnectionQueue {
   readonly #options: ConnectionQueueOptions;
   readonly #states = new WeakMap<Socket, ConnectionState>();
   readonly #slice: LoopSlice<Start>;
+  /** Bytes of the heads waiting on every connection. */
+  #waitingBytes = 0;
 
   constructor(options: ConnectionQueueOptions) {
     this.#options = options;
@@ -120,10 +133,12 @@ export class ConnectionQueue {
     const bytes = headBytes(req);
     state.waiting.push({ req, res, bytes });
     state.waitingBytes += bytes;
+    this.#waitingBytes += bytes;
     const maxPipelined = this.#options.maxPipelined();
     if (
       state.waiting.length > Math.max(FLOOD_FACTOR * maxPipelined, FLOOD_FLOOR) ||
-      state.waitingBytes > FLOOD_FACTOR * 2 * MAX_WAITING_HEAD_BYTES
+      state.waitingBytes > FLOOD_FACTOR * 2 * MAX_WAITING_HEAD_BYTES ||
+      this.#waitingBytes > (this.#options.maxWaitingHeadBytesTotal ?? MAX_WAITING_HEAD_BYTES_TOTAL)
     ) {
       this.#options.onFlood?.(socket, state.waiting.length);
       // Its 'close' drops what waits; the rest of this read is parsed into requests dropped on arrival (above).
@@ -188,7 +203,10 @@ export class ConnectionQueue {
     // pipelined after it is not answered, as node:http answers nothing after such an answer.
     if (socket.destroyed || !socket.writable) return this.#drop(state);
     const next = state.waiting.shift();
-    if (next !== undefined) state.waitingBytes -= next.bytes;
+    if (next !== undefined) {
+      state.waitingBytes -= next.bytes;
+      this.#waitingBytes -= next.bytes;
+    }
     if (state.isPausedByUs && !isLineFull(state, this.#options.maxPipelined())) {
       const s = socket as ServerSocket;
       state.isPausedByUs = false;
@@ -204,6 +222,7 @@ export class ConnectionQueue {
 
   #drop(state: ConnectionState): void {
     const dropped = state.waiting.splice(0);
+    this.#waitingBytes -= state.waitingBytes;
     state.waitingBytes = 0;
     for (const { req, res } of dropped) this.#options.onDropped(req, res);
   }

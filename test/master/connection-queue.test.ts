@@ -106,3 +106,62 @@ t.test('a flood: 128 waiting (4 × maxPipelined, at least 128) are kept, one mor
     t.pass('every request answered');
   }
 });
+
+t.test(
+  'heads waiting on every connection together are bounded: past it, the connection that adds one closes',
+  async (t) => {
+    // A probe: 1,000 connections, each pipelining ~34 heads of 1.9 KB behind a slow stream, held 124–182 MB of the
+    // master's heap, each under the one-connection bounds. Here the bound lets one connection's three heads wait,
+    // and a second connection's third crosses it (a head here counts 30 bytes: 90, then 120, 150, 180 > 150).
+    let parsed = 0;
+    const floods: number[] = [];
+    const held: ServerResponse[] = [];
+    const queue = new ConnectionQueue({
+      serve: (req, res) => {
+        req.resume();
+        if (req.url === '/first') held.push(res);
+        else res.end('ok');
+      },
+      onDropped: (_req, res) => res.destroy(),
+      maxPipelined: () => 32,
+      onFlood: (_socket, count) => floods.push(count),
+      maxWaitingHeadBytesTotal: 150,
+    });
+    const server = createServer((req, res) => {
+      parsed++;
+      queue.enqueue(req, res);
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const port = (server.address() as AddressInfo).port;
+    const clients: Socket[] = [];
+    t.teardown(() => {
+      for (const c of clients) c.destroy();
+      server.closeAllConnections();
+      server.close();
+    });
+    const answers = ['', ''];
+    const heads = 'GET /next HTTP/1.1\r\nHost: q\r\n\r\n'.repeat(3);
+    for (const i of [0, 1]) {
+      const client = connect(port, '127.0.0.1');
+      clients.push(client);
+      client.on('data', (c: Buffer) => (answers[i] += c.toString('latin1')));
+      await once(client, 'connect');
+      client.write(`GET /first HTTP/1.1\r\nHost: q\r\n\r\n${heads}`);
+      await pollUntil(
+        async () => parsed,
+        (n) => n === 4 * (i + 1),
+        `connection ${i}: its 4 heads parsed`,
+      );
+    }
+    if (!t.same(floods, [3], 'the second connection closed at its third waiting head')) return;
+    if (!clients[1]!.closed) await once(clients[1]!, 'close');
+    held[0]!.end('first');
+    await pollUntil(
+      async () => (answers[0]!.match(/HTTP\/1\.1 200/g) ?? []).length,
+      (n) => n === 4,
+      'the first connection: every answer',
+    );
+    t.pass('the first connection kept its place and was answered');
+  },
+);

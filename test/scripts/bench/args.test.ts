@@ -93,6 +93,7 @@ t.test('every benchmark the README lists refuses a flag it does not know (exit 6
     'gc-per-request',
     'cold-worker',
     'body-scan',
+    'pipelined-heads',
   ]) {
     const { code, stderr } = await run(t, join(ROOT, `dist/scripts/bench/${name}.js`), ['--bogus']);
     t.equal(code, 64, name);
