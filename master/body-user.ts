@@ -74,13 +74,17 @@ export function scanTopLevel(body: Buffer): TopLevelFacts {
   if (body[at] !== 0x7b /* { */) return facts;
   facts.isObject = true;
   let strings = 0;
+  let decodes = 0;
+  /** Where the last top-level `user` value starts: decoded once, after the scan (a body may repeat it 50,000 times). */
+  let userAt = -1;
   while (at < length) {
     const byte = body[at]!;
     if (byte === QUOTE) {
-      if (++strings > MAX_SCANNED_STRINGS) return facts;
+      if (++strings > MAX_SCANNED_STRINGS) break;
       const end = stringEnd(body, at);
-      if (end === -1) return facts;
-      const name = depth === 1 ? keyName(body, at, end) : undefined;
+      if (end === -1) break;
+      let name = depth === 1 ? keyName(body, at, end) : undefined;
+      if (name === ESCAPED) name = decodes++ < MAX_KEY_DECODES ? escapedKeyName(body, at, end) : undefined;
       if (name !== undefined) {
         let next = end + 1;
         while (next < length && isSpace(body[next])) next++;
@@ -89,7 +93,7 @@ export function scanTopLevel(body: Buffer): TopLevelFacts {
           while (next < length && isSpace(body[next])) next++;
           // The last of a duplicated member counts, as the worker's JSON.parse reads it.
           if (name === 'stream') facts.stream = streamValue(body, next);
-          else facts.user = userValue(body, next);
+          else userAt = next;
           at = next;
           continue;
         }
@@ -101,16 +105,29 @@ export function scanTopLevel(body: Buffer): TopLevelFacts {
     else if (byte === 0x7d || byte === 0x5d) depth--;
     at++;
   }
+  if (userAt !== -1) facts.user = userValue(body, userAt);
   return facts;
 }
 
-/** `user` or `stream` if the string from `open` to `close` (its quotes) is one, escaped (`us\u0065r`) or not. */
-function keyName(body: Buffer, open: number, close: number): 'user' | 'stream' | undefined {
+/** A key that may be `user` or `stream` written with escapes (`us\u0065r`): JSON.parse tells. */
+const ESCAPED = 'escaped';
+/**
+ * Escaped keys decoded in one body, at most: no client escapes `user` or `stream`, and each is a JSON.parse (50,000
+ * keys such as `"\u0061":1` held the master's loop ~40 ms; a review).
+ */
+const MAX_KEY_DECODES = 64;
+
+/** `user` or `stream` if the string from `open` to `close` (its quotes) is one; ESCAPED if it may be one, escaped. */
+function keyName(body: Buffer, open: number, close: number): 'user' | 'stream' | typeof ESCAPED | undefined {
   if (isKey(body, open, close, USER_KEY)) return 'user';
   if (isKey(body, open, close, STREAM_KEY)) return 'stream';
   // The length first, then a backslash looked for inside the key only: an indexOf from here ran to the body's next
   // backslash, or its end, for every key (a probe: 4 MiB of `"a":"b",` held the master 47 s).
-  if (close - open > MAX_ESCAPED_KEY_BYTES || !hasBackslash(body, open + 1, close)) return undefined;
+  return close - open <= MAX_ESCAPED_KEY_BYTES && hasBackslash(body, open + 1, close) ? ESCAPED : undefined;
+}
+
+/** The escaped key from `open` to `close` decoded: `user`, `stream`, or undefined. */
+function escapedKeyName(body: Buffer, open: number, close: number): 'user' | 'stream' | undefined {
   try {
     const key = JSON.parse(body.toString('utf8', open, close + 1)) as string;
     return key === 'user' || key === 'stream' ? key : undefined;
@@ -127,8 +144,11 @@ function hasBackslash(body: Buffer, from: number, to: number): boolean {
   return false;
 }
 
+/** Byte by byte: Buffer.compare is a native call, ~4× the cost of a key this short (scripts/bench/body-scan.ts). */
 function isKey(body: Buffer, open: number, close: number, key: Buffer): boolean {
-  return close - open - 1 === key.length && body.compare(key, 0, key.length, open + 1, close) === 0;
+  if (close - open - 1 !== key.length) return false;
+  for (let i = 0; i < key.length; i++) if (body[open + 1 + i] !== key[i]) return false;
+  return true;
 }
 
 /** A `stream` value: true; false or null (OpenAI's default); anything else, undefined (the worker refuses it). */

@@ -6,8 +6,9 @@ import { scanTopLevel, type TopLevelFacts } from '../../master/body-user.js';
 
 // The master's scan of a body's top level for `user` and `stream` (master/body-user.ts: it runs on every request body
 // up to 4 MiB, in the one event loop every client shares) in this tree against --baseline-root's build, one process,
-// the builds alternating within each round. Two shapes at each size: a chat body (a few long messages) and one of
-// many short top-level members (`"a":"b",` over and over, legal JSON, an attacker's); ms of CPU a scan.
+// the builds alternating within each round. Four shapes at each size: a chat body (a few long messages) and one of
+// many short top-level members (`"a":"b",` over and over, legal JSON, an attacker's), of escaped keys, and of a
+// repeated `user`; ms of CPU a scan.
 // Usage: node dist/scripts/bench/body-scan.js [--baseline-root DIR] [--rounds 3] [--max-kib 4096]
 
 type Scan = (body: Buffer) => TopLevelFacts;
@@ -36,23 +37,29 @@ function chatBody(bytes: number): Buffer {
   const message = `{"role":"user","content":"${content}"}`;
   return Buffer.from(`{"messages":[${[message, message, message, message].join(',')}],${TAIL}`);
 }
-function manyMembersBody(bytes: number): Buffer {
-  return Buffer.from(`{${'"a":"b",'.repeat(Math.max(0, Math.floor((bytes - TAIL.length - 1) / 8)))}${TAIL}`);
+/** `member` over and over to `bytes`, then the tail. */
+function repeated(member: string, bytes: number): Buffer {
+  return Buffer.from(`{${member.repeat(Math.max(0, Math.floor((bytes - TAIL.length - 1) / member.length)))}${TAIL}`);
 }
+const shapes: Array<[string, (bytes: number) => Buffer]> = [
+  ['chat', chatBody],
+  ['many members', (bytes) => repeated('"a":"b",', bytes)],
+  ['escaped keys', (bytes) => repeated('"\\u0061":1,', bytes)],
+  ['repeated user', (bytes) => repeated('"user":"u",', bytes)],
+];
 
 const sizes: number[] = [];
 for (let kib = 256; kib <= maxKib; kib *= 4) sizes.push(kib);
 if (sizes.length === 0) sizes.push(maxKib);
 
 let sink = 0;
+// A warm-up: the first scans pay for the JIT.
+for (const build of builds) for (const [, make] of shapes) sink += build.scan(make(64 * 1024)).user?.length ?? 0;
 const results = new Map<string, number[]>();
 for (let round = 0; round < rounds; round++) {
   const order = round % 2 === 0 ? builds : [...builds].reverse();
   for (const kib of sizes)
-    for (const [shape, make] of [
-      ['chat', chatBody],
-      ['many members', manyMembersBody],
-    ] as const) {
+    for (const [shape, make] of shapes) {
       const body = make(kib * 1024);
       for (const build of order) {
         const start = process.cpuUsage();

@@ -104,3 +104,26 @@ t.test('the scan stops after MAX_SCANNED_STRINGS strings, with what it found so 
   const past = scanTopLevel(body(MAX_SCANNED_STRINGS - 2));
   t.same([past.user, past.stream, past.isObject], [undefined, undefined, true], 'one more: the scan stopped before it');
 });
+
+t.test('a body of many escaped keys or repeated `user` members costs a bounded number of decodes', async (t) => {
+  // A review: every `user` value and every short escaped key was a JSON.parse, so 50,000 of either held the master's
+  // loop ~40 ms. The last `user` is decoded once, after the scan; escaped keys, 64 a body (no client escapes these).
+  const body = Buffer.from(`{${'"\\u0061":1,'.repeat(1000)}${'"user":"a",'.repeat(1000)}"user":"last"}`);
+  let parses = 0;
+  const parse = JSON.parse;
+  JSON.parse = (text: string, reviver?: Parameters<typeof JSON.parse>[1]): unknown => {
+    parses++;
+    return parse(text, reviver) as unknown;
+  };
+  t.teardown(() => {
+    JSON.parse = parse;
+  });
+  const facts = scanTopLevel(body);
+  JSON.parse = parse;
+  t.equal(facts.user, 'last', 'the last one counts');
+  t.ok(parses <= 65, `${parses} decodes`);
+  const late = scanTopLevel(Buffer.from(`{${'"\\u0061":1,'.repeat(64)}"us\\u0065r":"escaped"}`));
+  t.equal(late.user, undefined, 'an escaped `user` after 64 escaped keys is not decoded');
+  const early = scanTopLevel(Buffer.from(`{${'"\\u0061":1,'.repeat(63)}"us\\u0065r":"escaped"}`));
+  t.equal(early.user, 'escaped', 'the 64th is');
+});
