@@ -278,8 +278,11 @@ export class CanaryController {
 
   #applyStep(): void {
     const percent = this.plan.steps[this.#step]!;
-    const canaryWeight = round((this.#pairWeight * percent) / 100);
-    const weights = { [this.plan.canary]: canaryWeight, [this.plan.baseline]: round(this.#pairWeight - canaryWeight) };
+    // At 100 % exactly the pair's sum and 0: a relative rounding keeps the noise of a sum such as 0.7 + 0.1 (a review:
+    // the baseline's weight was -1.1e-16 at the last step).
+    const canaryWeight = percent === 100 ? this.#pairWeight : round((this.#pairWeight * percent) / 100);
+    const baselineWeight = percent === 100 ? 0 : Math.max(0, round(this.#pairWeight - canaryWeight));
+    const weights = { [this.plan.canary]: canaryWeight, [this.plan.baseline]: baselineWeight };
     this.#weights.setPairWeights(this.plan.canary, this.plan.baseline, weights);
     this.#log.info({ step: this.#step, canaryPercent: percent, weights }, 'canary step');
   }

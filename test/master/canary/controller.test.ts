@@ -135,9 +135,12 @@ t.test('a step of a pair weighted below a millionth routes both (no weight > 0 r
   for (const [pair, percent, canary, baseline] of [
     [4e-7, 5, 2e-8, 3.8e-7],
     [0.7, 90, 0.63, 0.07],
+    // The pair's sums 0.7999999999999999 and 0.30000000000000004: the last step is the whole sum and exactly 0.
+    [0.7 + 0.1, 100, 0.7 + 0.1, 0],
+    [0.1 + 0.2, 100, 0.1 + 0.2, 0],
   ] as const) {
     const weights = weightsOf({ v1: pair, v2: 0 });
-    const plan = parseCanaryPlan('v2', { steps: [percent, 100], stepMs: 0 }, 'v1');
+    const plan = parseCanaryPlan('v2', { steps: percent === 100 ? [100] : [percent, 100], stepMs: 0 }, 'v1');
     new CanaryController({ plan, weights, log, nowMs: 0, wallMs: 0 }).begin();
     t.same(weights.now, { v1: baseline, v2: canary }, `a pair weighted ${pair} at ${percent} %`);
   }
