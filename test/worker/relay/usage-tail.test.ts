@@ -49,3 +49,34 @@ t.test('UsageTail keeps only the end of a long answer', async (t) => {
   for (const c of '{"usage":{"input_tokens":1,"output_tokens":2}}') split.push(Buffer.from(c));
   t.same(split.usage(), { prompt_tokens: 1, completion_tokens: 2 }, 'one byte at a time');
 });
+
+t.test('UsageTail keeps the same last bytes, whatever the chunks, without shifting through them', async (t) => {
+  // A probe: 16,384 one-byte chunks were held, and each new one shifted them all (~7 µs a chunk); now each byte is
+  // copied into one buffer. Counted as the length of the arrays shift() was called on (not timed), and checked
+  // against the answer's last bytes for chunks of every size, across the buffer's moves.
+  let longest = 0;
+  const shift = Array.prototype.shift;
+  Array.prototype.shift = function <T>(this: T[]): T | undefined {
+    longest = Math.max(longest, this.length);
+    return shift.call(this) as T | undefined;
+  };
+  t.teardown(() => {
+    Array.prototype.shift = shift;
+  });
+  const tail = new UsageTail();
+  const answer = `{"data":[${'1,'.repeat(20_000)}2],"usage":{"prompt_tokens":11,"total_tokens":11}}`;
+  for (const c of answer) tail.push(Buffer.from(c));
+  Array.prototype.shift = shift;
+  t.same(tail.usage(), { prompt_tokens: 11, completion_tokens: 0 });
+  t.equal(longest, 0, 'no shift()');
+  const body = Buffer.from(`{"data":[${'3,'.repeat(5_000)}4],"usage":{"prompt_tokens":12,"completion_tokens":1}}`);
+  for (const sizes of [[1], [7, 1, 30], [63, 64, 65], [100, 1000], [20_000]]) {
+    const cut = new UsageTail(64);
+    for (let at = 0, i = 0; at < body.length; i++) {
+      const size = sizes[i % sizes.length]!;
+      cut.push(body.subarray(at, at + size));
+      at += size;
+    }
+    t.same(cut.usage(), { prompt_tokens: 12, completion_tokens: 1 }, `chunks of ${sizes.join(', ')} bytes`);
+  }
+});
