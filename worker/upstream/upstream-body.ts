@@ -197,8 +197,8 @@ export class UpstreamBody {
       this.#heldBytes -= chunk.length;
       sink.data(chunk);
     }
-    if (this.#heldAt === this.#held.length) {
-      this.#held = [];
+    if (this.#heldAt > 0 && this.#heldAt === this.#held.length) {
+      this.#held.length = 0; // no allocation: a resume of a stream's reader comes here with nothing held
       this.#heldAt = 0;
     } else if (this.#heldAt > 1024 && this.#heldAt * 2 > this.#held.length) {
       // Paused again part way: what was delivered goes, once it is most of the list (each chunk moved once, about).
