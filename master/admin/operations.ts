@@ -226,7 +226,12 @@ export class Operations {
 
   /** POST /admin/versions/:name/rollback: the build before the current one. */
   async rollback(name: string): Promise<VersionStatus> {
-    return this.#swapAnswer(name, 'rolled back', (onSwitch) => this.#registry.rollback(name, { onSwitch }));
+    const answer = await this.#swapAnswer(name, 'rolled back', (onSwitch) =>
+      this.#registry.rollback(name, { onSwitch }),
+    );
+    const build = this.#registry.get(name)?.build; // removed meanwhile: nothing to warn of
+    if (build !== undefined) this.#warnIdleTimeout({ [name]: build });
+    return answer;
   }
 
   /**
@@ -324,6 +329,23 @@ export class Operations {
       );
     const registry = this.#registry;
     const current = registry.config;
+    // The file's limits take a restart: its upstreams are checked against the running ones (a review: a file that
+    // lowered maxSocketsPerWorker passed its own check, and a version with fewer connections than a worker admits came
+    // in, as an add or a deploy may not).
+    const connections = Object.entries(loaded.value.versions).flatMap(([name, version]) => {
+      const path = `versions.${name}.upstream`;
+      const problem = upstreamConnectionsProblem(
+        path,
+        version.upstream.maxConnections,
+        current.limits.maxSocketsPerWorker,
+      );
+      return problem === undefined ? [] : [`${problem} (the running limit: limits take a restart)`];
+    });
+    if (connections.length > 0)
+      throw new GraygateError(
+        'invalid_config',
+        `config not reloaded, the running config stays:\n${connections.join('\n')}`,
+      );
     // listen/admin/limits of running versions take a restart; the file's routing and versions apply now.
     const next: Config = { ...loaded.value, limits: current.limits, listen: current.listen, admin: current.admin };
     const result: ReloadResult = { hash: loaded.hash, applied: [], restartRequired: [], warnings: [] };

@@ -165,3 +165,32 @@ t.test(
     );
   },
 );
+
+t.test('a reload is checked against the running maxSocketsPerWorker, not the limits its file would set', async (t) => {
+  // A review: limits take a restart, so a file lowering maxSocketsPerWorker to 8 passed its own check with an upstream
+  // of 8 connections behind workers that still admit 1024 each: the hidden queue an add or a deploy refuses.
+  const dir = mkdtempSync(join(tmpdir(), 'graygate-ops-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'graygate.json');
+  const entry = 'dist/test/fixtures/test-worker.js';
+  const write = (limits: object, maxConnections?: number): void =>
+    writeFileSync(
+      path,
+      JSON.stringify({
+        limits,
+        versions: {
+          v1: { entry, weight: 1 },
+          v2: { entry, weight: 1, upstream: { format: 'openai', url: 'mock:', maxConnections } },
+        },
+      }),
+    );
+  write({});
+  const h = harness(t, path, 'started-with');
+  write({ maxSocketsPerWorker: 8 }, 8);
+  await t.rejects(h.operations.reload('admin'), {
+    code: 'invalid_config',
+    message:
+      /versions\.v2\.upstream\.maxConnections: must be ≥ limits\.maxSocketsPerWorker \(1024\).*the running limit/s,
+  });
+  t.equal(h.applied(), 0, 'nothing applied');
+});
