@@ -139,7 +139,7 @@ function apply(controls: MockControls, key: string, value: string): void {
       if (FAULTS.has(value)) controls.fault = value as MockFault;
       break;
     case 'newline':
-      if (NEWLINES[value] !== undefined) controls.newline = NEWLINES[value]!;
+      if (Object.hasOwn(NEWLINES, value)) controls.newline = NEWLINES[value]!; // own keys: not `constructor`
       break;
     case 'finish':
       if (value === 'stop' || value === 'length') controls.finish = value;
