@@ -24,7 +24,7 @@ export const RESTART_POLICY: RestartPolicy = {
 
 /**
  * Delay before restart number `crashes` (1-based): 100 ms, 200 ms, 400 ms, … capped at 10 s; past
- * maxConsecutiveCrashes, crashLoopDelayMs.
+ * maxConsecutiveCrashes (from the 11th crash in a row by default), crashLoopDelayMs.
  */
 export function nextRestartDelayMs(crashes: number, policy: RestartPolicy = RESTART_POLICY): number {
   if (crashes > policy.maxConsecutiveCrashes) return policy.crashLoopDelayMs;

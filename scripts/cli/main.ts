@@ -498,7 +498,7 @@ async function run(argv: string[]): Promise<void> {
         const weight = m === null ? undefined : weightOf(m[2]!);
         if (m === null || weight === undefined)
           usage(`bad weight ${JSON.stringify(pair)}: use NAME=NUMBER, a number from 0 to 1,000,000`);
-        if (Object.hasOwn(weights, m[1]!)) usage(`${m[1]!} is named twice`);
+        if (Object.hasOwn(weights, m[1]!)) usage(`${JSON.stringify(m[1]!)} is named twice`);
         weights[m[1]!] = weight;
       }
       const status = await callAdmin<StatusBody>(client(), { method: 'PUT', path: '/admin/weights', body: weights });

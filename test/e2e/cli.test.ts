@@ -272,7 +272,7 @@ t.test('CLI errors without a gateway', async (t) => {
       ['canary', 'status', 'v2', '--wait', '--interval', '3000000'],
       /^graygate: --interval must be a number of seconds/,
     ],
-    [['weights', 'v1=5', 'v1=0'], /^graygate: v1 is named twice/],
+    [['weights', 'v1=5', 'v1=0'], /^graygate: "v1" is named twice/],
     [
       ['weights', `v1=${'9'.repeat(400)}`],
       /^graygate: bad weight "v1=9+": use NAME=NUMBER, a number from 0 to 1,000,000/,
