@@ -29,7 +29,10 @@ import { LoopSlice } from './loop-slice.js';
 // whole is up to 64 KiB of heads, ~170 KB of heap a connection, so 1,000
 // connections each pipelining behind a slow stream held ~124–182 MB (a
 // probe); past MAX_WAITING_HEAD_BYTES_TOTAL of heads waiting on all
-// connections, a connection that adds one is closed as a flood.
+// connections, a connection that adds one is closed as a flood if it holds
+// a share of them (1/2048 of the bound, 8 KiB): one pipelining a request or
+// two is not cut for what others hold. Heads of a paused connection whose
+// client left count until it is read again, as they are held until then.
 
 export interface ConnectionQueueOptions {
   /** Serves one request; the next on the same connection starts once `res` emits 'close'. */
@@ -38,11 +41,17 @@ export interface ConnectionQueueOptions {
   onDropped: (req: IncomingMessage, res: ServerResponse) => void;
   /** Requests waiting on one connection before the master stops reading it (limits.maxPipelinedRequests). */
   maxPipelined: () => number;
-  /** A connection had more than FLOOD_FACTOR × maxPipelined requests waiting, and is being closed. */
-  onFlood?: (socket: Socket, waiting: number) => void;
+  /**
+   * A connection is being closed for what it has waiting: more than its own bounds (`connection`), or a share of the
+   * heads waiting on every connection once they are past their bound (`total`).
+   */
+  onFlood?: (socket: Socket, waiting: number, cause: 'connection' | 'total') => void;
   /** Request starts per event-loop turn, ms (loop-slice.ts); default LOOP_SLICE_MS. */
   sliceMs?: number;
-  /** Default MAX_WAITING_HEAD_BYTES_TOTAL (tests pass a small one). */
+  /**
+   * Bytes of heads waiting on every connection together past which a connection that adds one, holding 1/2048 of
+   * this or more, is closed. Default MAX_WAITING_HEAD_BYTES_TOTAL (tests pass a small one).
+   */
   maxWaitingHeadBytesTotal?: number;
 }
 
@@ -135,12 +144,12 @@ export class ConnectionQueue {
     state.waitingBytes += bytes;
     this.#waitingBytes += bytes;
     const maxPipelined = this.#options.maxPipelined();
-    if (
+    const maxTotal = this.#options.maxWaitingHeadBytesTotal ?? MAX_WAITING_HEAD_BYTES_TOTAL;
+    const isOwnFlood =
       state.waiting.length > Math.max(FLOOD_FACTOR * maxPipelined, FLOOD_FLOOR) ||
-      state.waitingBytes > FLOOD_FACTOR * 2 * MAX_WAITING_HEAD_BYTES ||
-      this.#waitingBytes > (this.#options.maxWaitingHeadBytesTotal ?? MAX_WAITING_HEAD_BYTES_TOTAL)
-    ) {
-      this.#options.onFlood?.(socket, state.waiting.length);
+      state.waitingBytes > FLOOD_FACTOR * 2 * MAX_WAITING_HEAD_BYTES;
+    if (isOwnFlood || (this.#waitingBytes > maxTotal && state.waitingBytes * 2048 >= maxTotal)) {
+      this.#options.onFlood?.(socket, state.waiting.length, isOwnFlood ? 'connection' : 'total');
       // Its 'close' drops what waits; the rest of this read is parsed into requests dropped on arrival (above).
       socket.destroy();
       return;

@@ -48,10 +48,13 @@ export function createMainServer(options: MainServerOptions): Server {
     serve: gateway.serve,
     onDropped: gateway.drop,
     maxPipelined: () => limits.maxPipelinedRequests,
-    onFlood: (socket, waiting) =>
+    onFlood: (socket, waiting, cause) =>
       log.warn(
         { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort, waiting },
-        'a client pipelined more requests than the master holds for one connection: connection closed',
+        cause === 'connection'
+          ? 'a client pipelined more requests than the master holds for one connection: connection closed'
+          : 'a client pipelined more requests while the heads waiting on every connection were past their bound: ' +
+              'connection closed',
       ),
   });
   const server = createServer({

@@ -108,26 +108,27 @@ t.test('a flood: 128 waiting (4 × maxPipelined, at least 128) are kept, one mor
 });
 
 t.test(
-  'heads waiting on every connection together are bounded: past it, the connection that adds one closes',
+  'heads waiting on every connection together are bounded: past it, a connection holding a share of them closes',
   async (t) => {
     // A probe: 1,000 connections, each pipelining ~34 heads of 1.9 KB behind a slow stream, held 124–182 MB of the
-    // master's heap, each under the one-connection bounds. Here the bound lets one connection's three heads wait,
-    // and a second connection's third crosses it (a head here counts 30 bytes: 90, then 120, 150, 180 > 150).
+    // master's heap, each under the one-connection bounds. Here the bound is 81,920 bytes, so a share is 40 bytes; a
+    // head counts its target, 16, and each header's name and value with 2 (`GET /next` with Host: q is 30 bytes).
+    const bound = 81_920;
     let parsed = 0;
-    const floods: number[] = [];
-    const held: ServerResponse[] = [];
+    const floods: Array<[number, string]> = [];
+    const held = new Map<Socket, ServerResponse>();
     const queue = new ConnectionQueue({
       serve: (req, res) => {
         req.resume();
-        if (req.url === '/first') held.push(res);
+        if (req.url === '/first') held.set(req.socket, res);
         else res.end('ok');
       },
       onDropped: (_req, res) => res.destroy(),
       maxPipelined: () => 32,
-      onFlood: (_socket, count) => floods.push(count),
-      maxWaitingHeadBytesTotal: 150,
+      onFlood: (_socket, count, cause) => floods.push([count, cause]),
+      maxWaitingHeadBytesTotal: bound,
     });
-    const server = createServer((req, res) => {
+    const server = createServer({ maxHeaderSize: 32 * 1024 }, (req, res) => {
       parsed++;
       queue.enqueue(req, res);
     });
@@ -140,28 +141,46 @@ t.test(
       server.closeAllConnections();
       server.close();
     });
-    const answers = ['', ''];
-    const heads = 'GET /next HTTP/1.1\r\nHost: q\r\n\r\n'.repeat(3);
-    for (const i of [0, 1]) {
-      const client = connect(port, '127.0.0.1');
-      clients.push(client);
-      client.on('data', (c: Buffer) => (answers[i] += c.toString('latin1')));
-      await once(client, 'connect');
-      client.write(`GET /first HTTP/1.1\r\nHost: q\r\n\r\n${heads}`);
+    const head = (pad: number): string =>
+      pad === 0
+        ? 'GET /next HTTP/1.1\r\nHost: q\r\n\r\n'
+        : `GET /next HTTP/1.1\r\nHost: q\r\nx-pad: ${'p'.repeat(pad)}\r\n\r\n`;
+    /** A connection sending /first and then `pads` heads (0: a 30-byte head; else 39 + pad bytes). */
+    const send = async (pads: number[]): Promise<{ socket: Socket; answers: () => number }> => {
+      const socket = connect(port, '127.0.0.1');
+      clients.push(socket);
+      let text = '';
+      socket.on('data', (c: Buffer) => (text += c.toString('latin1')));
+      socket.on('error', () => undefined);
+      await once(socket, 'connect');
+      const before = parsed;
+      socket.write(`GET /first HTTP/1.1\r\nHost: q\r\n\r\n${pads.map(head).join('')}`);
       await pollUntil(
         async () => parsed,
-        (n) => n === 4 * (i + 1),
-        `connection ${i}: its 4 heads parsed`,
+        (n) => n === before + 1 + pads.length,
+        `${1 + pads.length} heads parsed`,
       );
-    }
-    if (!t.same(floods, [3], 'the second connection closed at its third waiting head')) return;
-    if (!clients[1]!.closed) await once(clients[1]!, 'close');
-    held[0]!.end('first');
+      return { socket, answers: () => (text.match(/HTTP\/1\.1 200/g) ?? []).length };
+    };
+    // Three connections hold 81,910 bytes of heads, each under its own bounds (27 KB, below the 32 KiB that pauses).
+    for (const pads of [
+      [13_600, 13_600],
+      [13_600, 13_600],
+      [13_600, 13_676],
+    ])
+      await send(pads);
+    t.same(floods, [], 'at the bound: nothing closed');
+    const innocent = await send([0]);
+    t.same(floods, [], 'past it by one 30-byte head: that connection holds less than a share, and stays');
+    const heavy = await send([0, 0]);
+    if (!t.same(floods, [[2, 'total']], 'one holding a share (60 bytes) is closed')) return;
+    if (!heavy.socket.closed) await once(heavy.socket, 'close');
+    held.get([...held.keys()].find((s) => s.remotePort === innocent.socket.localPort)!)!.end('first');
     await pollUntil(
-      async () => (answers[0]!.match(/HTTP\/1\.1 200/g) ?? []).length,
-      (n) => n === 4,
-      'the first connection: every answer',
+      async () => innocent.answers(),
+      (n) => n === 2,
+      'the innocent connection: both answers',
     );
-    t.pass('the first connection kept its place and was answered');
+    t.pass('the connection that held less than a share was answered');
   },
 );
