@@ -1,5 +1,6 @@
 import t from 'tap';
 import { UsageTail, findUsage, usageOf } from '../../../worker/relay/usage-tail.js';
+import { watchShift } from '../../helpers/array-shift.js';
 
 // SPEC §9, §12: the usage of a relayed JSON answer, read from its last bytes.
 
@@ -54,19 +55,11 @@ t.test('UsageTail keeps the same last bytes, whatever the chunks, without shifti
   // A probe: 16,384 one-byte chunks were held, and each new one shifted them all (~7 µs a chunk); now each byte is
   // copied into one buffer. Counted as the length of the arrays shift() was called on (not timed), and checked
   // against the answer's last bytes for chunks of every size, across the buffer's moves.
-  let longest = 0;
-  const shift = Array.prototype.shift;
-  Array.prototype.shift = function <T>(this: T[]): T | undefined {
-    longest = Math.max(longest, this.length);
-    return shift.call(this) as T | undefined;
-  };
-  t.teardown(() => {
-    Array.prototype.shift = shift;
-  });
+  const shifts = watchShift(t);
   const tail = new UsageTail();
   const answer = `{"data":[${'1,'.repeat(20_000)}2],"usage":{"prompt_tokens":11,"total_tokens":11}}`;
   for (const c of answer) tail.push(Buffer.from(c));
-  Array.prototype.shift = shift;
+  const longest = shifts.stop();
   t.same(tail.usage(), { prompt_tokens: 11, completion_tokens: 0 });
   t.equal(longest, 0, 'no shift()');
   const body = Buffer.from(`{"data":[${'3,'.repeat(5_000)}4],"usage":{"prompt_tokens":12,"completion_tokens":1}}`);

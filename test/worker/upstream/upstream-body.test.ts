@@ -8,6 +8,7 @@ import type { UpstreamClient } from '../../../worker/upstream/client.js';
 import { testUpstreamClient } from '../fixtures/upstream-client.js';
 import type { BodySink } from '../../../worker/upstream/upstream-body.js';
 import { pollUntil } from '../../helpers/wait.js';
+import { watchShift } from '../../helpers/array-shift.js';
 import { finishesPausedParsers, UNDICI_FINISHES_PAUSED_PARSERS } from '../../../worker/upstream/undici-fix.js';
 
 // Issue 10: the upstream's body goes to its reader chunk by chunk from undici's parser
@@ -339,18 +340,10 @@ t.test('many small chunks held for a paused reader are given in order, with no s
     (n) => n === size - held,
     'the rest held for the paused reader',
   );
-  let longest = 0;
-  const shift = Array.prototype.shift;
-  Array.prototype.shift = function <T>(this: T[]): T | undefined {
-    longest = Math.max(longest, this.length);
-    return shift.call(this) as T | undefined;
-  };
-  t.teardown(() => {
-    Array.prototype.shift = shift;
-  });
+  const shifts = watchShift(t);
   isPausing = false;
   response.body.resume(); // gives every held chunk at once
-  Array.prototype.shift = shift;
+  const longest = shifts.stop();
   await done;
   t.equal(got.chunks.join(''), bytes, 'every byte, in order');
   t.equal(got.ended, 1);
