@@ -9,9 +9,9 @@ import {
   parseWith,
   upstreamSchema,
   versionSchema,
+  upstreamConnectionsProblem,
   weightSchema,
   type Config,
-  upstreamConnectionsProblem,
   type UpstreamConfig,
 } from '../../shared/config.js';
 import { VERSION_NAME } from '../../shared/defaults.js';
@@ -181,7 +181,7 @@ export class Operations {
 
   /**
    * A warn line for each version whose pings a set limits.workerIdleTimeoutMs cuts, as at start (config.ts), for what
-   * an add, a deploy or a reload brings (a probe: only the start's config was looked at).
+   * an add, a deploy, a rollback or a reload brings (a probe: only the start's config was looked at).
    */
   #warnIdleTimeout(versions: Readonly<Record<string, { upstream: Pick<UpstreamConfig, 'pingIntervalMs'> }>>): string[] {
     const warnings = idleTimeoutWarnings({ limits: this.#registry.config.limits, versions });
