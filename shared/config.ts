@@ -327,7 +327,7 @@ function protoKeyProblem(value: unknown, path: string, depth: number): string | 
 
 /**
  * An upstream's maxConnections below the worker's admitted requests (`path`: where it was given), or undefined. The
- * file checks it, and so do an add and a deploy against the running limits (a probe: they took 1 without a word).
+ * file checks it, and so do an add, a deploy and a reload against the running limits (a probe: they took 1).
  */
 export function upstreamConnectionsProblem(
   path: string,
