@@ -140,6 +140,8 @@ export interface StreamState {
   promptTokens: number;
   /** Of promptTokens, those read from the upstream's prompt cache (OpenAI's `prompt_tokens_details.cached_tokens`). */
   cachedTokens: number;
+  /** Of promptTokens, those written to the upstream's prompt cache (Anthropic's `cache_creation_input_tokens`). */
+  cacheWriteTokens: number;
   completionTokens: number;
   usage: Usage | undefined;
   /** Tool calls sent so far: the next one's `index` (SPEC §12). */
@@ -202,6 +204,7 @@ export function createStreamState(init: { id: string; created: number; model: st
     finishes: new ChoiceFinishes(init.choices ?? 1),
     promptTokens: 0,
     cachedTokens: 0,
+    cacheWriteTokens: 0,
     completionTokens: 0,
     usage: undefined,
     toolCalls: 0,

@@ -68,8 +68,7 @@ export function convertAnthropicEvent(state: StreamState, type: string, data: st
       // As OpenAI names the snapshot that answered (`gpt-4o` → `gpt-4o-2024-08-06`): `claude-sonnet-4-0` → its date.
       if (isModelName(message?.model)) state.model = message.model;
       const usage = message?.usage;
-      state.promptTokens = promptTokens(usage);
-      state.cachedTokens = tokenCount(usage?.cache_read_input_tokens);
+      setPromptTokens(state, usage);
       state.completionTokens = tokenCount(usage?.output_tokens);
       // The role chunk waits for the first chunk of the answer (send): an error event before any content must
       // still get its own status (429 rate_limit_error), which the first byte written would have committed as 200.
@@ -112,10 +111,7 @@ export function convertAnthropicEvent(state: StreamState, type: string, data: st
       const delta = value['delta'] as { stop_reason?: unknown } | undefined;
       const usage = value['usage'] as AnthropicUsage | undefined;
       if (usage?.output_tokens !== undefined) state.completionTokens = tokenCount(usage.output_tokens);
-      if (usage?.input_tokens !== undefined && usage.input_tokens !== null) {
-        state.promptTokens = promptTokens(usage);
-        state.cachedTokens = tokenCount(usage.cache_read_input_tokens);
-      }
+      if (usage !== undefined && usage !== null) setPromptTokens(state, usage, true);
       // Anthropic may send more than one message_delta: one finish chunk, the first reason's.
       if (delta?.stop_reason !== undefined && delta.stop_reason !== null && state.finishReason === null) {
         sendPendingInputs(state, sink);
@@ -146,12 +142,17 @@ interface AnthropicUsage {
  * OpenAI's prompt_tokens counts cached prompt tokens too; Anthropic's input_tokens leaves out those written
  * to and read from its prompt cache, which it counts apart.
  */
-function promptTokens(usage: AnthropicUsage | undefined): number {
-  return (
-    tokenCount(usage?.input_tokens) +
-    tokenCount(usage?.cache_creation_input_tokens) +
-    tokenCount(usage?.cache_read_input_tokens)
-  );
+/**
+ * The prompt's tokens: uncached, written to the cache and read from it. `isUpdate` (message_delta, cumulative): a
+ * count it leaves out keeps message_start's (a proxy that repeats only `input_tokens` dropped the cache counts).
+ */
+function setPromptTokens(state: StreamState, usage: AnthropicUsage | undefined, isUpdate = false): void {
+  const given = (count: unknown, before: number): number =>
+    isUpdate && (count === undefined || count === null) ? before : tokenCount(count);
+  const input = given(usage?.input_tokens, state.promptTokens - state.cacheWriteTokens - state.cachedTokens);
+  state.cacheWriteTokens = given(usage?.cache_creation_input_tokens, state.cacheWriteTokens);
+  state.cachedTokens = given(usage?.cache_read_input_tokens, state.cachedTokens);
+  state.promptTokens = input + state.cacheWriteTokens + state.cachedTokens;
 }
 
 function startBlock(state: StreamState, value: Record<string, unknown>, data: string, sink: ChunkSink): void {

@@ -388,6 +388,39 @@ t.test("anthropic usage: message_delta's counts are the final ones; without them
     ['message_stop', '{"type":"message_stop"}'],
   ]);
   t.same(startOnly.chunks.at(-1)!.usage, { prompt_tokens: 7, completion_tokens: 3, total_tokens: 10 });
+  // A count message_delta leaves out keeps message_start's (a probe: a proxy repeating only input_tokens there dropped
+  // the cache's 5 written and 8 read from prompt_tokens).
+  const partial = run(convertAnthropicEvent, [
+    [
+      'message_start',
+      '{"type":"message_start","message":{"usage":{"input_tokens":3,"cache_creation_input_tokens":5,' +
+        '"cache_read_input_tokens":8,"output_tokens":1}}}',
+    ],
+    [
+      'message_delta',
+      '{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"input_tokens":4,"output_tokens":6}}',
+    ],
+    ['message_stop', '{"type":"message_stop"}'],
+  ]);
+  t.same(partial.chunks.at(-1)!.usage, {
+    prompt_tokens: 17,
+    completion_tokens: 6,
+    total_tokens: 23,
+    prompt_tokens_details: { cached_tokens: 8 },
+  });
+  const cacheOnly = run(convertAnthropicEvent, [
+    ['message_start', '{"type":"message_start","message":{"usage":{"input_tokens":3,"output_tokens":1}}}'],
+    [
+      'message_delta',
+      '{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"cache_read_input_tokens":9}}',
+    ],
+    ['message_stop', '{"type":"message_stop"}'],
+  ]);
+  t.same(
+    cacheOnly.chunks.at(-1)!.usage,
+    { prompt_tokens: 12, completion_tokens: 1, total_tokens: 13, prompt_tokens_details: { cached_tokens: 9 } },
+    'a cache count alone updates that count',
+  );
 });
 
 t.test('anthropic: a message_stop with no stop_reason before it finishes as a plain stop', async (t) => {
