@@ -246,6 +246,40 @@ t.test('lines a stdout that is not read cannot take are bounded, dropped in whol
   );
 });
 
+t.test('lines of many turns waiting for a stalled reader are written out with no shift() through them', async (t) => {
+  // A probe: a reader that stalls while ~70,000 turns each log a line let them all wait (one entry a turn), and
+  // shifting them out one by one held the loop 1.6 s once it read again. The child counts the longest array
+  // Array.prototype.shift was called on (work counted, not timed) and says it on stderr at exit.
+  const turns = 20_000;
+  const script = [
+    `let longest = 0; const shift = Array.prototype.shift;`,
+    `Array.prototype.shift = function () { longest = Math.max(longest, this.length); return shift.call(this); };`,
+    `const { createLogger } = await import('./dist/shared/log.js');`,
+    `const log = createLogger({ role: 'cli' }); let turn = 0;`,
+    `process.on('exit', () => process.stderr.write('longest ' + longest + '\\n'));`,
+    `const more = () => {`,
+    `  log.info({ n: turn }, 'line');`,
+    `  if (++turn < ${turns}) return setImmediate(more);`,
+    `  process.stderr.write('logged\\n');`,
+    `  process.stdin.on('end', () => process.exit(0)).resume();`,
+    `};`,
+    `more();`,
+  ].join('\n');
+  const run = await runUnread(t, ['--input-type=module', '-e', script], ['logged']);
+  t.equal(run.code, 0, run.stderr);
+  const numbers = run.stdout
+    .trim()
+    .split('\n')
+    .map((l) => (JSON.parse(l) as { n: number }).n);
+  t.equal(numbers.length, turns, 'every line written');
+  t.ok(
+    numbers.every((n, i) => n === i),
+    'in order',
+  );
+  const longest = Number(/longest (\d+)/.exec(run.stderr)?.[1]);
+  t.ok(longest < 1000, `shift() on ${longest} entries at most`);
+});
+
 // stdio 'pipe' gives a child a Unix socket (so does journald); a shell pipeline, Docker and most log
 // shippers give it a pipe: both kinds, the pipe through `| cat`, which stops reading when we do.
 for (const kind of ['socket', 'pipe'] as const) {
