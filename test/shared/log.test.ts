@@ -181,21 +181,32 @@ async function runUnread(
   return { code, stdout: Buffer.concat(chunks).toString('utf8'), stderr };
 }
 
-t.test('a full stdout pipe does not block the event loop, and no line is lost or reordered', async (t) => {
-  // 500 lines of ~1 KiB in five turns, far more than the pipe and the parent's
-  // buffer hold while the parent does not read. The child says so on stderr
-  // (its loop is running) and waits for stdin to end; only then does the parent read.
-  const script = [
-    `import { createLogger } from './dist/shared/log.js';`,
-    `const log = createLogger({ role: 'cli' }); const pad = 'x'.repeat(1000); let turn = 0;`,
+/**
+ * A child that logs `perTurn` lines (`n` numbered from 0, padded to ~`pad` bytes) a turn for `turns` turns, says
+ * `logged` on stderr, and exits when its stdin ends: run with runUnread, its parent reads nothing until then.
+ * `prelude`: statements run before the logger is imported.
+ */
+function stalledLogger(options: { turns: number; perTurn: number; pad: number; prelude?: string[] }): string {
+  const { turns, perTurn, pad, prelude = [] } = options;
+  return [
+    ...prelude,
+    `const { createLogger } = await import('./dist/shared/log.js');`,
+    `const log = createLogger({ role: 'cli' }); const pad = 'x'.repeat(${pad}); let turn = 0;`,
     `const more = () => {`,
-    `  for (let i = 0; i < 100; i++) log.info({ n: turn * 100 + i, pad }, 'line');`,
-    `  if (++turn < 5) return setImmediate(more);`,
+    `  for (let i = 0; i < ${perTurn}; i++) log.info({ n: turn * ${perTurn} + i, ...(pad ? { pad } : {}) }, 'line');`,
+    `  if (++turn < ${turns}) return setImmediate(more);`,
     `  process.stderr.write('logged\\n');`,
     `  process.stdin.on('end', () => process.exit(0)).resume();`,
     `};`,
     `more();`,
   ].join('\n');
+}
+
+t.test('a full stdout pipe does not block the event loop, and no line is lost or reordered', async (t) => {
+  // 500 lines of ~1 KiB in five turns, far more than the pipe and the parent's
+  // buffer hold while the parent does not read. The child says so on stderr
+  // (its loop is running) and waits for stdin to end; only then does the parent read.
+  const script = stalledLogger({ turns: 5, perTurn: 100, pad: 1000 });
   const run = await runUnread(t, ['--input-type=module', '-e', script], ['logged']);
   t.equal(run.code, 0, run.stderr);
   const numbers = run.stdout
@@ -212,17 +223,7 @@ t.test('lines a stdout that is not read cannot take are bounded, dropped in whol
   // Every request writes a line: a stalled log collector must not let clients grow the
   // process. 1.5 × the bound in 1 KiB lines, 1,000 a turn, while the parent does not read.
   const total = Math.ceil((1.5 * MAX_WAITING_BYTES) / 1024 / 1000) * 1000;
-  const script = [
-    `import { createLogger } from './dist/shared/log.js';`,
-    `const log = createLogger({ role: 'cli' }); const pad = 'x'.repeat(1000); let turn = 0;`,
-    `const more = () => {`,
-    `  for (let i = 0; i < 1000; i++) log.info({ n: turn * 1000 + i, pad }, 'line');`,
-    `  if (++turn < ${total / 1000}) return setImmediate(more);`,
-    `  process.stderr.write('logged\\n');`,
-    `  process.stdin.on('end', () => process.exit(0)).resume();`,
-    `};`,
-    `more();`,
-  ].join('\n');
+  const script = stalledLogger({ turns: total / 1000, perTurn: 1000, pad: 1000 });
   const run = await runUnread(t, ['--input-type=module', '-e', script], ['logged']);
   t.equal(run.code, 0, run.stderr);
   const lines = run.stdout
@@ -251,20 +252,16 @@ t.test('lines of many turns waiting for a stalled reader are written out with no
   // shifting them out one by one held the loop 1.6 s once it read again. The child counts the longest array
   // Array.prototype.shift was called on (work counted, not timed) and says it on stderr at exit.
   const turns = 20_000;
-  const script = [
-    `let longest = 0; const shift = Array.prototype.shift;`,
-    `Array.prototype.shift = function () { longest = Math.max(longest, this.length); return shift.call(this); };`,
-    `const { createLogger } = await import('./dist/shared/log.js');`,
-    `const log = createLogger({ role: 'cli' }); let turn = 0;`,
-    `process.on('exit', () => process.stderr.write('longest ' + longest + '\\n'));`,
-    `const more = () => {`,
-    `  log.info({ n: turn }, 'line');`,
-    `  if (++turn < ${turns}) return setImmediate(more);`,
-    `  process.stderr.write('logged\\n');`,
-    `  process.stdin.on('end', () => process.exit(0)).resume();`,
-    `};`,
-    `more();`,
-  ].join('\n');
+  const script = stalledLogger({
+    turns,
+    perTurn: 1,
+    pad: 0,
+    prelude: [
+      `let longest = 0; const shift = Array.prototype.shift;`,
+      `Array.prototype.shift = function () { longest = Math.max(longest, this.length); return shift.call(this); };`,
+      `process.on('exit', () => process.stderr.write('longest ' + longest + '\\n'));`,
+    ],
+  });
   const run = await runUnread(t, ['--input-type=module', '-e', script], ['logged']);
   t.equal(run.code, 0, run.stderr);
   const numbers = run.stdout

@@ -7,9 +7,30 @@ import { BytesRelay } from '../../../worker/relay/bytes-relay.js';
 // A relayed answer's first bytes decide its status before it goes out (bytes-relay.ts): real sockets, one request per
 // case, the relay driven as the pipeline drives it (body, flush, end, complete).
 
+/** One request to a server whose handler is `handle`: the answer's status and body; the server closed after. */
+async function serve(handle: (res: ServerResponse) => void): Promise<{ status: number; body: string }> {
+  const server = createServer((_req, res: ServerResponse) => handle(res));
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as AddressInfo).port;
+  try {
+    return await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      request({ port, host: '127.0.0.1' }, (incoming) => {
+        const parts: Buffer[] = [];
+        incoming.on('data', (c: Buffer) => parts.push(c));
+        incoming.on('end', () => resolve({ status: incoming.statusCode ?? 0, body: Buffer.concat(parts).toString() }));
+      })
+        .on('error', reject)
+        .end();
+    });
+  } finally {
+    server.close();
+  }
+}
+
 async function relay(chunks: Array<string | Buffer>): Promise<{ status: number; body: string } | { thrown: unknown }> {
   let thrown: unknown;
-  const server = createServer((_req, res: ServerResponse) => {
+  const res = await serve((res) => {
     const r = new BytesRelay({ res, headers: {} });
     try {
       for (const chunk of chunks) {
@@ -23,19 +44,6 @@ async function relay(chunks: Array<string | Buffer>): Promise<{ status: number; 
       res.writeHead(599).end();
     }
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const port = (server.address() as AddressInfo).port;
-  const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-    request({ port, host: '127.0.0.1' }, (incoming) => {
-      const parts: Buffer[] = [];
-      incoming.on('data', (c: Buffer) => parts.push(c));
-      incoming.on('end', () => resolve({ status: incoming.statusCode ?? 0, body: Buffer.concat(parts).toString() }));
-    })
-      .on('error', reject)
-      .end();
-  });
-  server.close();
   return thrown === undefined ? res : { thrown };
 }
 
@@ -72,8 +80,7 @@ t.test('whitespace before the answer, a byte a read, is looked at once (not all 
   // A probe: each read concatenated everything held so far and read it again from its start, quadratic: 16,384 bytes
   // of whitespace a byte a read held the worker's loop 12.5 s. Counted as the bytes Buffer.concat copies (not timed).
   let copied = 0;
-  let result: string | undefined;
-  const server = createServer((_req, res: ServerResponse) => {
+  const { body } = await serve((res) => {
     const r = new BytesRelay({ res, headers: {} });
     const original = Object.getOwnPropertyDescriptor(Buffer, 'concat')!;
     const concat = Buffer.concat.bind(Buffer);
@@ -92,24 +99,8 @@ t.test('whitespace before the answer, a byte a read, is looked at once (not all 
     r.end();
     r.complete();
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  t.teardown(() => server.close());
-  const port = (server.address() as AddressInfo).port;
-  await new Promise<void>((resolve, reject) => {
-    request({ port, host: '127.0.0.1' }, (incoming) => {
-      const parts: Buffer[] = [];
-      incoming.on('data', (c: Buffer) => parts.push(c));
-      incoming.on('end', () => {
-        result = Buffer.concat(parts).toString();
-        resolve();
-      });
-    })
-      .on('error', reject)
-      .end();
-  });
-  t.equal(result?.trimStart(), '{"data":[]}', 'relayed as it came');
-  t.equal(result?.length, 5000 + '{"data":[]}'.length);
+  t.equal(body.trimStart(), '{"data":[]}', 'relayed as it came');
+  t.equal(body.length, 5000 + '{"data":[]}'.length);
   t.ok(copied <= 2 * 5011, `${copied} bytes copied`);
 });
 
@@ -117,9 +108,8 @@ t.test("an upstream's small reads of one turn go out as one write, not one each"
   // A probe: an upstream's one-byte chunks were one-byte writes, each of which the master relays as a write of its
   // own (8.1 s of its CPU for 1 MiB). Writes counted, not timed.
   let writes = 0;
-  let result = '';
   const answer = `{"data":[${'1,'.repeat(2500)}2]}`;
-  const server = createServer((_req, res: ServerResponse) => {
+  const { body } = await serve((res) => {
     const write = res.write.bind(res) as (chunk: Buffer) => boolean;
     res.write = ((chunk: Buffer) => {
       writes++;
@@ -136,19 +126,6 @@ t.test("an upstream's small reads of one turn go out as one write, not one each"
       r.complete();
     });
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  t.teardown(() => server.close());
-  const port = (server.address() as AddressInfo).port;
-  await new Promise<void>((resolve, reject) => {
-    request({ port, host: '127.0.0.1' }, (incoming) => {
-      incoming.setEncoding('utf8');
-      incoming.on('data', (c: string) => (result += c));
-      incoming.on('end', resolve);
-    })
-      .on('error', reject)
-      .end();
-  });
-  t.equal(result, answer, 'relayed whole, in order');
+  t.equal(body, answer, 'relayed whole, in order');
   t.equal(writes, 1, `${answer.length} one-byte reads of one turn, one write`);
 });
