@@ -71,8 +71,9 @@ export class BytesRelay implements BodyConsumer, CallResponse {
       // Each byte looked at once: the whole of what was held, looked at again for each chunk, was quadratic in an
       // upstream's whitespace sent a byte a read (a probe: 16,384 of them, 12.5 s of the worker's loop).
       const start = this.#scan.push(chunk);
-      // Not a JSON object: what it is, in the message, from what came so far (startOf throws).
-      this.#start = start === 'not_object' ? startOf(Buffer.concat(this.#pending)) : start;
+      // Not a JSON object: what it is, in the message, from what came so far.
+      if (start === 'not_object') throw notObject(Buffer.concat(this.#pending));
+      this.#start = start;
     }
     // Whitespace, or an error object, longer than any error body is an answer after all: relayed.
     if (this.#start !== 'answer' && this.#pendingBytes > MAX_ERROR_BODY_BYTES) this.#start = 'answer';
@@ -140,8 +141,9 @@ export class BytesRelay implements BodyConsumer, CallResponse {
 }
 
 /**
- * startOf's reading, a byte at a time as chunks come: a byte-order mark, whitespace, `{`, whitespace, then the first
- * key's bytes against `"error"`. `not_object`: something else came first.
+ * What an answer's first bytes say, read a byte at a time as chunks come: a byte-order mark, whitespace, `{`,
+ * whitespace, then the first key's bytes against `"error"` (`{"error": …` is an error to hold, any other object an
+ * answer, too few bytes to tell unknown yet). `not_object`: something else came first.
  */
 class StartScan {
   /** 0: the mark's bytes, 1: before `{`, 2: after it, 3: the first key. */
@@ -178,20 +180,11 @@ class StartScan {
 }
 
 /**
- * What an answer's first bytes say (a byte-order mark and whitespace skipped): an object whose first key is `"error"`
- * is an error to hold, any other object an answer, and too few bytes to tell unknown yet; anything else throws
- * upstream_protocol_error.
+ * An answer that is no JSON object, as upstream_protocol_error quoting its start (a byte-order mark and whitespace
+ * skipped): StartScan found the byte; this says what came.
  */
-function startOf(head: Buffer): Start {
-  if (head.length < UTF8_BOM.length && UTF8_BOM.subarray(0, head.length).equals(head)) return 'unknown'; // a mark split
+function notObject(head: Buffer): ReturnType<typeof notJsonObject> {
   let i = head.subarray(0, UTF8_BOM.length).equals(UTF8_BOM) ? UTF8_BOM.length : 0;
   while (i < head.length && WHITESPACE.has(head[i]!)) i++;
-  if (i === head.length) return 'unknown';
-  if (head[i] !== 0x7b /* { */) throw notJsonObject(head.toString('utf8', i, i + 160));
-  // The first key, pretty-printed or not (`{\n  "error": …`).
-  i++;
-  while (i < head.length && WHITESPACE.has(head[i]!)) i++;
-  const key = head.subarray(i, i + ERROR_KEY.length);
-  if (key.length < ERROR_KEY.length) return ERROR_KEY.subarray(0, key.length).equals(key) ? 'unknown' : 'answer';
-  return key.equals(ERROR_KEY) ? 'error' : 'answer';
+  return notJsonObject(head.toString('utf8', i, i + 160));
 }
