@@ -16,10 +16,20 @@ import { GraygateError } from '../../shared/errors.js';
 // probabilities. Text parts are collected in arrays and joined once at the
 // end (issue 3 part 2), never `+=` on a growing string.
 
-/** What one log probability entry (or one of its top_logprobs) is counted as holding, UTF-16 units. */
-const LOGPROB_ENTRY_UNITS = 64;
-/** What a choice or a tool call is counted as holding besides its strings (a hostile upstream's thousands of them). */
-const ENTRY_UNITS = 64;
+// What each thing the answer holds is counted as, UTF-16 units besides its strings' lengths: the heap it takes here,
+// in the completion built from it and in that completion's JSON, measured on Node 20 and 22
+// (`node dist/scripts/bench/aggregate-memory.js`), so that the bound is one on memory. A fixed 64 a thing let a
+// hostile upstream's many tool calls, choices or short fragments hold 3 to 11 times the bound.
+/** A choice: its parts, their arrays and map, and its message object in the completion. */
+const CHOICE_UNITS = 800;
+/** A tool call: its parts, its map entry and the call object in the completion. */
+const TOOL_CALL_UNITS = 480;
+/** A fragment of text or arguments kept to be joined: its string's header and its array slot. */
+const PIECE_UNITS = 32;
+/** A fragment of another string field (`reasoning`), joined as it comes: its string and the link joining it. */
+const JOINED_UNITS = 56;
+/** One log probability entry (or one of its top_logprobs): the parsed object, its arrays and its JSON. */
+const LOGPROB_ENTRY_UNITS = 224;
 /** What one number of a log probability's `bytes` is counted as holding. */
 const BYTE_UNITS = 8;
 
@@ -65,23 +75,23 @@ export class CompletionAggregator implements ChatOutput {
       let parts = this.#choices.get(index);
       if (parts === undefined) {
         this.#choices.set(index, (parts = new ChoiceParts()));
-        this.#hold(ENTRY_UNITS);
+        this.#hold(CHOICE_UNITS);
       }
       const { content, refusal, tool_calls: calls, role: _role, ...rest } = choice.delta;
       if (typeof content === 'string' && content !== '') {
         parts.content.push(content);
-        this.#hold(content.length);
+        this.#hold(PIECE_UNITS + content.length);
         this.contentChunks++;
       }
       if (typeof refusal === 'string' && refusal !== '') {
         parts.refusal.push(refusal);
-        this.#hold(refusal.length);
+        this.#hold(PIECE_UNITS + refusal.length);
       }
       for (const call of calls ?? []) {
         let tool = parts.tools.get(call.index);
         if (tool === undefined) {
           parts.tools.set(call.index, (tool = { id: '', type: 'function', name: '', args: [] }));
-          this.#hold(ENTRY_UNITS);
+          this.#hold(TOOL_CALL_UNITS);
         }
         // Each id and name counted as it comes (one replacing another frees it: counting both errs on the safe side).
         if (typeof call.id === 'string') {
@@ -96,7 +106,7 @@ export class CompletionAggregator implements ChatOutput {
         const args = call.function?.arguments;
         if (args !== undefined) {
           tool.args.push(args);
-          this.#hold(typeof args === 'string' ? args.length : 0);
+          this.#hold(PIECE_UNITS + (typeof args === 'string' ? args.length : 0));
         }
       }
       this.#hold(addExtra(parts.extra, rest));
@@ -153,12 +163,12 @@ export class CompletionAggregator implements ChatOutput {
   }
 }
 
-/** Joins the delta's other fields into the message's; returns the length of the strings joined. */
+/** Joins the delta's other fields into the message's; returns what the strings joined hold. */
 function addExtra(extra: Record<string, unknown>, delta: Record<string, unknown>): number {
   let added = 0;
   for (const [key, value] of Object.entries(delta)) {
     const before = extra[key];
-    if (typeof value === 'string') added += value.length;
+    if (typeof value === 'string') added += JOINED_UNITS + value.length;
     extra[key] = typeof before === 'string' && typeof value === 'string' ? before + value : value;
   }
   return added;

@@ -35,6 +35,13 @@ import { JSON_ANSWER_TOOL } from './anthropic-tools.js';
 
 export { buildAnthropicRequest, DEFAULT_ANTHROPIC_MAX_TOKENS };
 
+/**
+ * Tool_use blocks started and neither given input nor stopped, at most: Anthropic streams one block at a time, and
+ * what open blocks owe is sent together at the finish, in one event (a hostile upstream's 400,000 of them held the
+ * worker's loop 1.3 s there).
+ */
+export const MAX_OPEN_TOOL_BLOCKS = 1024;
+
 /** Anthropic stop_reason → OpenAI finish_reason. `tool_use` ended only by the JSON answer is a plain stop. */
 export function mapAnthropicStopReason(reason: unknown, hasToolCalls = true): FinishReason {
   switch (reason) {
@@ -167,6 +174,11 @@ function startBlock(state: StreamState, value: Record<string, unknown>, data: st
   }
   if (typeof block.id !== 'string' || typeof block.name !== 'string')
     throw new GraygateError('upstream_protocol_error', 'the upstream sent a tool_use block without an id or a name');
+  if (state.inputsPending.size >= MAX_OPEN_TOOL_BLOCKS)
+    throw new GraygateError(
+      'upstream_protocol_error',
+      `the upstream left more than ${MAX_OPEN_TOOL_BLOCKS} tool_use blocks open (Anthropic streams one at a time)`,
+    );
   // Anthropic starts every tool_use block with `input: {}` and streams the input as fragments; a block
   // that stops without one was called with no arguments.
   state.inputsPending.set(index, isNonEmptyObject(block.input) ? wholeInput(block.input, data) : '{}');

@@ -168,12 +168,12 @@ t.test('no chunks at all: one empty choice', async (t) => {
 });
 
 t.test('what the answer holds is bounded: text, then log probabilities, counted as they come', async (t) => {
-  const agg = new CompletionAggregator(290);
+  const agg = new CompletionAggregator(1400);
   const token = (text: string): ChatCompletionChunk => ({
     ...base,
     choices: [{ index: 0, delta: { content: text }, finish_reason: null }],
   });
-  agg.chunk(token('x'.repeat(150))); // 64 for the choice, 150 for its text
+  agg.chunk(token('x'.repeat(150))); // 800 for the choice, 32 + 150 for its text
   const entry = { token: 'y', logprob: -1, bytes: [121], top_logprobs: [] };
   agg.chunk({ ...base, choices: [{ index: 0, delta: {}, logprobs: { content: [entry] }, finish_reason: null }] });
   t.throws(
@@ -183,7 +183,7 @@ t.test('what the answer holds is bounded: text, then log probabilities, counted 
         choices: [{ index: 0, delta: {}, logprobs: { content: [{ ...entry, bytes: [1, 2] }] }, finish_reason: null }],
       }),
     { code: 'answer_too_large', shouldRetry: false },
-    'one log probability is 64 + its token + 8 a byte: 214 + 73 + 81 is over 290',
+    'one log probability is 224 + its token + 8 a byte: 982 + 233 + 241 is over 1,400',
   );
 });
 
@@ -223,10 +223,50 @@ t.test(
   },
 );
 
-t.test('a chunk with 300,000 log probabilities is taken, not a stack overflow', async (t) => {
+t.test(
+  'each fragment, call and choice counts what it holds in memory, not a fixed 64 (a hostile answer held 5-12×)',
+  async (t) => {
+    // Under a 64 KiB bound each of these is refused; counted as before (its string's length, 64 a call or a
+    // choice) each held 3 to 12 times what it was counted as (node dist/scripts/bench/aggregate-memory.js).
+    const delta = (index: number, d: ChatCompletionChunk['choices'][number]['delta']): ChatCompletionChunk => ({
+      ...base,
+      choices: [{ index, delta: d, finish_reason: null }],
+    });
+    const shapes: Array<[string, number, (i: number) => ChatCompletionChunk]> = [
+      ['2,000 text fragments of 3 characters', 2000, (i) => delta(0, { content: String(100 + (i % 900)) })],
+      ['1,200 reasoning fragments of 3 characters', 1200, (i) => delta(0, { reasoning: String(100 + (i % 900)) })],
+      [
+        '2,000 argument fragments of 3 characters',
+        2000,
+        () => delta(0, { tool_calls: [{ index: 0, function: { arguments: '{"a' } }] }),
+      ],
+      [
+        '140 tool calls',
+        140,
+        (i) =>
+          delta(0, {
+            tool_calls: [{ index: i, id: `c${i}`, type: 'function', function: { name: 'f', arguments: '' } }],
+          }),
+      ],
+      ['90 choices', 90, (i) => delta(i, { content: 'a' })],
+    ];
+    for (const [name, count, chunk] of shapes) {
+      const agg = new CompletionAggregator(64 * 1024);
+      t.throws(
+        () => {
+          for (let i = 0; i < count; i++) agg.chunk(chunk(i));
+        },
+        { code: 'answer_too_large' },
+        name,
+      );
+    }
+  },
+);
+
+t.test('a chunk with 250,000 log probabilities is taken, not a stack overflow', async (t) => {
   const entry = { token: 'y', logprob: -1, bytes: null, top_logprobs: [] };
-  const content = Array.from({ length: 300_000 }, () => entry);
+  const content = Array.from({ length: 250_000 }, () => entry);
   const agg = new CompletionAggregator(64 * 1024 * 1024);
   agg.chunk({ ...base, choices: [{ index: 0, delta: {}, logprobs: { content }, finish_reason: null }] });
-  t.equal(agg.toCompletion().choices[0]!.logprobs!.content!.length, 300_000);
+  t.equal(agg.toCompletion().choices[0]!.logprobs!.content!.length, 250_000);
 });

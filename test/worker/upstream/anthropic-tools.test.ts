@@ -1,6 +1,10 @@
 import t from 'tap';
 import { createHash } from 'node:crypto';
-import { buildAnthropicRequest, convertAnthropicEvent } from '../../../worker/upstream/anthropic.js';
+import {
+  buildAnthropicRequest,
+  convertAnthropicEvent,
+  MAX_OPEN_TOOL_BLOCKS,
+} from '../../../worker/upstream/anthropic.js';
 import { JSON_ANSWER_TOOL } from '../../../worker/upstream/anthropic-tools.js';
 import { createStreamState, type ChatCompletionChunk } from '../../../worker/types.js';
 import type { ChatRequest } from '../../../worker/request/chat-request.js';
@@ -481,6 +485,7 @@ const toolBlock = (index: number, id: string, name: string): Record<string, unkn
   index,
   content_block: { type: 'tool_use', id, name, input: {} },
 });
+const stopBlock = (index: number): Record<string, unknown> => ({ type: 'content_block_stop', index });
 const json = (index: number, partial: string): Record<string, unknown> => ({
   type: 'content_block_delta',
   index,
@@ -544,7 +549,6 @@ t.test('a tool called without arguments gets the JSON object {}, as OpenAI sends
   // fragment (or none) and its stop. `arguments: ""` made the openai SDK's runTools fail to parse it.
   const args = (events: Array<Record<string, unknown>>): string[] =>
     run(events).flatMap((c) => c.choices[0]?.delta.tool_calls?.map((call) => call.function?.arguments ?? '') ?? []);
-  const stopBlock = (index: number): Record<string, unknown> => ({ type: 'content_block_stop', index });
   t.same(args([start, toolBlock(0, 'toolu_n', 'now'), json(0, ''), stopBlock(0), ...stop('tool_use')]), ['', '{}']);
   t.same(
     args([start, toolBlock(0, 'toolu_n', 'now'), stopBlock(0), ...stop('tool_use')]),
@@ -621,6 +625,29 @@ t.test('a message that ends with a block open, or says its stop reason twice: {}
   );
   t.equal(twice.at(-1)!.usage?.completion_tokens, 5, 'the last usage counts');
 });
+
+t.test(
+  'at most MAX_OPEN_TOOL_BLOCKS tool_use blocks open: what they owe goes out at the finish, one more is refused',
+  async (t) => {
+    // A hostile upstream's 400,000 blocks never stopped went out at message_delta, one event holding the loop 1.3 s.
+    const blocks = Array.from({ length: MAX_OPEN_TOOL_BLOCKS }, (_, i) => toolBlock(i, `toolu_${i}`, 'now'));
+    const chunks = run([start, ...blocks, ...stop('tool_use')]);
+    t.equal(
+      chunks.filter((c) => c.choices[0]?.delta.tool_calls?.[0]?.function?.arguments === '{}').length,
+      MAX_OPEN_TOOL_BLOCKS,
+      'each open block owes {}',
+    );
+    t.throws(() => run([start, ...blocks, toolBlock(MAX_OPEN_TOOL_BLOCKS, 'toolu_x', 'now')]), {
+      code: 'upstream_protocol_error',
+      message: /more than 1024 tool_use blocks open/,
+    });
+    const stopped = blocks.flatMap((block, i) => [block, stopBlock(i)]);
+    t.doesNotThrow(
+      () => run([start, ...stopped, toolBlock(MAX_OPEN_TOOL_BLOCKS, 'toolu_x', 'now'), ...stop('tool_use')]),
+      'blocks that stopped are not open',
+    );
+  },
+);
 
 t.test('a whole input in the block start keeps numbers a double cannot hold, as fragments and Ollama do', async (t) => {
   const state = createStreamState({ id: 'chatcmpl-x', created: 1, model: 'm' });
