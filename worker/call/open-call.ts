@@ -12,7 +12,7 @@ import {
   notJsonObject,
   upstreamErrorMessage,
   upstreamStreamError,
-  UTF8_BOM,
+  withoutBom,
 } from '../upstream/format-adapter.js';
 import { isUtf8 } from 'node:buffer';
 import { usageOf } from '../relay/usage-tail.js';
@@ -88,7 +88,7 @@ function wholeAnswer(
  */
 function checkedOpenAIChat(whole: Buffer): { body: Buffer; usage: AnswerUsage } {
   // A leading byte-order mark (which fetch's json() skips) is not sent on: JSON has none (RFC 8259 §8.1).
-  const bytes = whole.subarray(0, UTF8_BOM.length).equals(UTF8_BOM) ? whole.subarray(UTF8_BOM.length) : whole;
+  const bytes = withoutBom(whole);
   checkUpstreamJson(bytes, 'the upstream answered with JSON that');
   const text = bytes.toString('utf8');
   let value: unknown;

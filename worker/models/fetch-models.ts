@@ -3,7 +3,7 @@ import type { UpstreamConfig } from '../../shared/config.js';
 import { upstreamAuthHeaders } from '../upstream/auth-headers.js';
 import { toUpstreamError, type UpstreamClient } from '../upstream/client.js';
 import { MAX_ERROR_BODY_BYTES, readStatusError } from '../upstream/pipeline.js';
-import { checkUpstreamJson } from '../upstream/format-adapter.js';
+import { checkUpstreamJson, withoutBom } from '../upstream/format-adapter.js';
 import { MODEL_LIST_PATHS, modelsFromUpstream, type ModelEntry } from './model-list.js';
 
 // One GET of the upstream's model list (SPEC §12), through the version's
@@ -36,7 +36,8 @@ export async function fetchModels(options: FetchModelsOptions): Promise<ModelEnt
     hasResponse = true;
     if (res.statusCode < 200 || res.statusCode >= 300)
       throw await readStatusError(res.statusCode, res.headers, res.body, MAX_ERROR_BODY_BYTES);
-    const list = await res.body.readAll(MAX_LIST_BYTES + 1);
+    // A byte-order mark before the list (as before any upstream JSON) is not part of it.
+    const list = withoutBom(await res.body.readAll(MAX_LIST_BYTES + 1));
     if (list.length > MAX_LIST_BYTES)
       throw new GraygateError(
         'upstream_protocol_error',

@@ -2,7 +2,7 @@ import type { ServerResponse } from 'node:http';
 import type { BodyConsumer } from '../upstream/pipeline.js';
 import type { CallResponse } from '../call/call-response.js';
 import { UsageTail } from './usage-tail.js';
-import { notJsonObject, upstreamErrorIn, UTF8_BOM } from '../upstream/format-adapter.js';
+import { notJsonObject, upstreamErrorIn, UTF8_BOM, withoutBom } from '../upstream/format-adapter.js';
 import { MAX_ERROR_BODY_BYTES } from '../upstream/pipeline.js';
 
 // A non-streamed answer of an OpenAI upstream relayed byte for byte (SPEC
@@ -107,11 +107,14 @@ export class BytesRelay implements BodyConsumer, CallResponse {
   #write(): boolean {
     const res = this.#res;
     if (this.#pending.length === 0 || res.destroyed || this.#start !== 'answer') return !res.writableNeedDrain;
-    if (!res.headersSent) res.writeHead(200, { ...this.#headers, 'content-type': 'application/json' });
     const parts = this.#pending;
     this.#pending = [];
     this.#pendingBytes = 0;
-    const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    let data = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    if (!res.headersSent) {
+      res.writeHead(200, { ...this.#headers, 'content-type': 'application/json' });
+      data = withoutBom(data); // as a chat answer's: JSON sent on has none (RFC 8259 §8.1)
+    }
     this.bytesOut += data.length;
     return res.write(data);
   }

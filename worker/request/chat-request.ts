@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { parseJsonExact } from './exact-numbers.js';
 import { GraygateError } from '../../shared/errors.js';
 import { checkJsonLimits, type JsonLimits } from './json-limits.js';
@@ -103,13 +104,33 @@ export interface ChatRequest {
 const MAX_PROBLEMS_LISTED = 10;
 
 /**
+ * A request body's text: UTF-8 without a byte-order mark (RFC 8259 §8.1), else invalid_request saying so. Bytes that
+ * are not UTF-8 (a body in latin1, whatever its Content-Type's charset) were each read as U+FFFD and sent upstream as
+ * a prompt the client never wrote; a mark was a parse error quoting an invisible character.
+ */
+export function requestText(body: Buffer): string {
+  if (body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf)
+    throw new GraygateError(
+      'invalid_request',
+      'the request body starts with a byte-order mark (U+FEFF): send JSON without one (RFC 8259 §8.1)',
+    );
+  if (!isUtf8(body))
+    throw new GraygateError(
+      'invalid_request',
+      'the request body is not valid UTF-8, which JSON must be (RFC 8259 §8.1)',
+    );
+  return body.toString('utf8');
+}
+
+/**
  * Parses a request body (raw bytes) into a ChatRequest, or throws invalid_request naming the limit or every problem.
  */
 export function parseChatRequest(body: Buffer): ChatRequest {
   checkJsonLimits(body, CHAT_REQUEST_LIMITS);
+  const text = requestText(body);
   let raw: unknown;
   try {
-    raw = parseJsonExact(body.toString('utf8'));
+    raw = parseJsonExact(text);
   } catch (err) {
     throw new GraygateError('invalid_request', `the request body is not valid JSON: ${(err as Error).message}`);
   }

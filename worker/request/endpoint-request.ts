@@ -1,7 +1,7 @@
 import { parseJsonExact } from './exact-numbers.js';
 import { GraygateError } from '../../shared/errors.js';
 import type { EmbeddingEncoding, RelayKind } from '../types.js';
-import { CHAT_REQUEST_LIMITS } from './chat-request.js';
+import { CHAT_REQUEST_LIMITS, requestText } from './chat-request.js';
 import { boolean, checker, isObject, nonEmptyString, nullable, object, positiveInteger } from './checks.js';
 import { checkJsonLimits } from './json-limits.js';
 
@@ -23,9 +23,10 @@ export interface EndpointRequest {
 
 export function parseEndpointRequest(kind: RelayKind, bytes: Buffer): EndpointRequest {
   checkJsonLimits(bytes, CHAT_REQUEST_LIMITS);
+  const text = requestText(bytes);
   let raw: unknown;
   try {
-    raw = parseJsonExact(bytes.toString('utf8'));
+    raw = parseJsonExact(text);
   } catch (err) {
     throw new GraygateError('invalid_request', `the request body is not valid JSON: ${(err as Error).message}`);
   }

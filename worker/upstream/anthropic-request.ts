@@ -56,7 +56,7 @@ export function buildAnthropicRequest(req: ChatRequest, options: BuildOptions): 
     accept: 'text/event-stream',
     ...upstreamAuthHeaders('anthropic', options.apiKey),
   };
-  return { path: '/v1/messages', headers, body: Buffer.from(stringifyJsonExact(body)), model };
+  return { path: '/v1/messages', headers, body: Buffer.from(withoutLoneSurrogates(stringifyJsonExact(body))), model };
 }
 
 /**
@@ -80,4 +80,19 @@ function checkStops(stop: string[], single: boolean): string[] {
  */
 function opaqueUserId(user: string): string {
   return createHash('sha256').update(user).digest('hex');
+}
+
+/** A `\\` pair (kept), or the escape JSON.stringify writes for a UTF-16 surrogate without its other half. */
+const ESCAPE_OR_LONE_SURROGATE = /\\(?:\\|ud[89a-f][0-9a-f]{2})/g;
+
+/**
+ * The request's JSON with each lone surrogate as U+FFFD, as Ollama's Go decoder reads one: Anthropic refuses the
+ * whole body for one (400 "no low surrogate in string"), which a client cutting text inside an emoji sends, and the
+ * same request succeeded on a version of another format. A well-formed pair is written as its character, so every
+ * `\ud8xx`–`\udfxx` escape JSON.stringify writes is a lone one; a `\\` pair is matched whole so that an escaped
+ * backslash before `ud800` is left alone.
+ */
+export function withoutLoneSurrogates(json: string): string {
+  if (!json.includes('\\ud')) return json;
+  return json.replace(ESCAPE_OR_LONE_SURROGATE, (escape) => (escape === '\\\\' ? escape : '\\ufffd'));
 }

@@ -176,7 +176,9 @@ export function isError(error: unknown): boolean {
  * The upstream's error when `text` is a JSON object with an `error` that says there is one (isError: a 200 carrying
  * one, JSON where an event stream was asked for); undefined for anything else, text that is not JSON included.
  */
-export function upstreamErrorIn(text: string): GraygateError | undefined {
+export function upstreamErrorIn(body: string): GraygateError | undefined {
+  // A byte-order mark before it hid a 200's error from the parse: it was relayed to the client as an answer.
+  const text = withoutBomText(body);
   let error: unknown;
   try {
     checkUpstreamJson(text, 'the body');
@@ -197,6 +199,16 @@ export function notJsonObject(text: string): GraygateError {
 
 /** UTF-8's byte-order mark, which some upstreams put before a JSON answer (none is sent on: RFC 8259 §8.1). */
 export const UTF8_BOM: Buffer = Buffer.from([0xef, 0xbb, 0xbf]);
+
+/** An upstream's JSON bytes without the byte-order mark some put before them (RFC 8259 §8.1: a reader may skip it). */
+export function withoutBom(bytes: Buffer): Buffer {
+  return bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf ? bytes.subarray(UTF8_BOM.length) : bytes;
+}
+
+/** The same for a text already decoded (U+FEFF first). */
+function withoutBomText(text: string): string {
+  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+}
 
 function preview(data: string): string {
   // Hidden before the cut: a preview ending inside the key would show its start.
@@ -221,7 +233,7 @@ export function upstreamErrorMessage(body: string): string {
  */
 export function upstreamErrorOf(raw: string): { message: string; reported: ReportedError | undefined } {
   // Hidden before anything is read out of it (a FastAPI detail is cut at 1,000 characters; a `param` is passed on).
-  const body = withoutSecrets(raw);
+  const body = withoutSecrets(withoutBomText(raw));
   const value = errorJsonOf(body);
   const found = isRecord(value) ? (messageOf(value['error']) ?? messageOf(value)) : undefined;
   // And again once parsed: JSON may escape it (`sk-proj\/…`, `\u0073k-…`), which decodes back to the key.

@@ -4,6 +4,7 @@ import type { RelayKind } from '../types.js';
 import { upstreamAuthHeaders } from './auth-headers.js';
 import {
   parseUpstreamJson,
+  withoutBom,
   tokenCount,
   type AnswerHints,
   type BuildOptions,
@@ -57,7 +58,8 @@ function isText(input: unknown): boolean {
 export function convertOllamaEmbedAnswer(kind: RelayKind, body: Buffer, hints: AnswerHints): ConvertedAnswer {
   if (kind !== 'embeddings')
     throw new GraygateError('unsupported_endpoint', `POST /v1/${kind} is not supported by an ollama upstream`);
-  const value = parseUpstreamJson(body.toString('utf8'), body);
+  const bytes = withoutBom(body);
+  const value = parseUpstreamJson(bytes.toString('utf8'), bytes);
   const embeddings = value['embeddings'];
   if (
     !Array.isArray(embeddings) ||

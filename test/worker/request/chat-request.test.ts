@@ -190,6 +190,25 @@ for (const [name, body, message] of BAD) {
   });
 }
 
+t.test(
+  'a body that is not UTF-8, or starts with a byte-order mark, is a 400 saying so (it was U+FFFD upstream)',
+  async (t) => {
+    const chat = (text: string): Buffer => Buffer.from(`{"messages":[{"role":"user","content":"${text}"}]}`);
+    t.throws(() => parseChatRequest(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), chat('x')])), {
+      code: 'invalid_request',
+      message: /^the request body starts with a byte-order mark \(U\+FEFF\)/,
+    });
+    const latin1 = Buffer.from('{"messages":[{"role":"user","content":"café"}]}', 'latin1');
+    for (const body of [latin1, Buffer.concat([chat('a').subarray(0, 40), Buffer.from([0x80, 0xc0, 0xaf]), chat('b')])])
+      t.throws(() => parseChatRequest(body), {
+        code: 'invalid_request',
+        message: 'the request body is not valid UTF-8, which JSON must be (RFC 8259 §8.1)',
+      });
+    t.equal(parseChatRequest(chat('café 😀')).messages[0]!.content, 'café 😀', 'UTF-8 is taken');
+    t.equal(parseChatRequest(chat('\\ud800')).messages[0]!.content, '\ud800', 'an escaped lone surrogate is JSON');
+  },
+);
+
 t.test('many problems: the first ten, then a count', async (t) => {
   const messages = Array.from({ length: 25 }, () => ({ role: 'robot' }));
   t.throws(() => parse({ messages }), { message: /messages\.9\.role: [^;]+; and 15 more$/ });

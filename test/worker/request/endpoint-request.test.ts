@@ -28,6 +28,7 @@ t.test('what the gateway reads', async (t) => {
 t.test('bad bodies are 400s naming the field', async (t) => {
   const cases: Array<[RelayKind, string, RegExp]> = [
     ['responses', '{"model":', /not valid JSON/],
+    ['embeddings', '\ufeff{"input":"x"}', /^the request body starts with a byte-order mark/],
     ['responses', '[]', /must be a JSON object/],
     ['completions', '{"model":1}', /^model: must be a string$/],
     ['completions', '{"stream":"yes"}', /^stream: must be a boolean$/],

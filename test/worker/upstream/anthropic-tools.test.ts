@@ -6,6 +6,7 @@ import {
   MAX_OPEN_TOOL_BLOCKS,
 } from '../../../worker/upstream/anthropic.js';
 import { JSON_ANSWER_TOOL } from '../../../worker/upstream/anthropic-tools.js';
+import { withoutLoneSurrogates } from '../../../worker/upstream/anthropic-request.js';
 import { createStreamState, type ChatCompletionChunk } from '../../../worker/types.js';
 import type { ChatRequest } from '../../../worker/request/chat-request.js';
 
@@ -29,6 +30,16 @@ const ANSWER_TOOL = {
 };
 const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex');
 const SCHEMA = { type: 'object', properties: { a: { type: 'string' } }, additionalProperties: false };
+
+t.test('a lone surrogate is sent as U+FFFD, which Anthropic takes (it refuses the body for one)', async (t) => {
+  const sent = (content: string): string =>
+    buildAnthropicRequest({ model: 'm', messages: [{ role: 'user', content }] }, NO_KEY).body.toString();
+  t.match(sent('a\ud800b\udc00c'), /"a\\ufffdb\\ufffdc"/, 'a high and a low surrogate alone');
+  t.match(sent('\ud800'), /"\\ufffd"/, 'one alone');
+  t.match(sent('😀 \ud83d\ude00'), /"😀 😀"/, 'pairs are characters');
+  t.match(sent('\\ud800 \\\ud800'), /"\\\\ud800 \\\\\\ufffd"/, 'a backslash before "ud800" is text');
+  t.equal(withoutLoneSurrogates('{"a":"b"}'), '{"a":"b"}');
+});
 
 t.test('tools, tool_choice, parallel_tool_calls and JSON mode → Anthropic', async (t) => {
   const cases: Array<[string, Partial<ChatRequest>, Record<string, unknown>]> = [

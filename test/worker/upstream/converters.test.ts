@@ -4,6 +4,7 @@ import {
   tokenCount,
   upstreamErrorIn,
   upstreamErrorMessage,
+  upstreamErrorOf,
 } from '../../../worker/upstream/format-adapter.js';
 import { buildOpenAIRequest, convertOpenAIEvent } from '../../../worker/upstream/openai.js';
 import { buildOllamaRequest, convertOllamaLine, mapOllamaDoneReason } from '../../../worker/upstream/ollama.js';
@@ -117,6 +118,12 @@ t.test('openai events: passed through with their own text, [DONE] ends, errors a
     t.equal(upstreamErrorIn(event), undefined);
   }
   t.match(upstreamErrorIn('{"error":true}'), { code: 'upstream_status' });
+  // An encoding probe: after a byte-order mark a 200's error was relayed as an answer, an error status's message lost.
+  t.match(upstreamErrorIn('\ufeff{"error":{"message":"Oops"}}'), { code: 'upstream_status', message: 'Oops' });
+  t.same(upstreamErrorOf('\ufeff{"error":{"message":"Slow down","type":"requests","code":"rate_limit_exceeded"}}'), {
+    message: 'Slow down',
+    reported: { code: 'rate_limit_exceeded', type: 'requests' },
+  });
 });
 
 t.test(

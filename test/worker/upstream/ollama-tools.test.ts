@@ -432,6 +432,10 @@ t.test('embeddings: request and answer', async (t) => {
     usage: { prompt_tokens: 3, total_tokens: 3 },
   });
   t.same(floats.usage, { prompt_tokens: 3, completion_tokens: 0 });
+  const marked = convertOllamaEmbedAnswer('embeddings', Buffer.concat([Buffer.from('\ufeff'), answer]), {
+    encoding: 'float',
+  });
+  t.same(marked.body, floats.body, 'a byte-order mark before the answer is not part of it (it was a 502)');
   const base64 = JSON.parse(convertOllamaEmbedAnswer('embeddings', answer, { encoding: 'base64' }).body.toString()) as {
     data: Array<{ embedding: string }>;
   };
