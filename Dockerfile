@@ -2,8 +2,8 @@
 # The graygate image (SPEC §13, issue 14 part 1). test/deploy/dockerfile.test.ts lints this file and
 # checks what Kubernetes relies on (user, ports, stop signal, production dependencies only).
 #
-#   docker build -t graygate:0.1.0 .
-#   docker run --rm -p 8000:8000 graygate:0.1.0    # config/graygate.json: v1/v2 on the mock upstream
+#   docker build -t graygate:0.2.0 .
+#   docker run --rm -p 8000:8000 graygate:0.2.0    # config/graygate.json: v1/v2 on the mock upstream
 #
 # node:22 (maintenance LTS until April 2027; package.json needs >= 20.18). Debian slim rather than Alpine: glibc, and
 # /bin/sh + sleep for the Kubernetes preStop hook. Pin a digest (node:22-bookworm-slim@sha256:…) for
