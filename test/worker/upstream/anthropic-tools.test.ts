@@ -39,6 +39,21 @@ t.test('a lone surrogate is sent as U+FFFD, which Anthropic takes (it refuses th
   t.match(sent('😀 \ud83d\ude00'), /"😀 😀"/, 'pairs are characters');
   t.match(sent('\\ud800 \\\ud800'), /"\\\\ud800 \\\\\\ufffd"/, 'a backslash before "ud800" is text');
   t.equal(withoutLoneSurrogates('{"a":"b"}'), '{"a":"b"}');
+  // Against the language's own: random strings of surrogates, backslashes, quotes and `ud8…` text.
+  let seed = 3;
+  const random = (): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  const pieces = ['\ud800', '\udfff', '😀', '\\', '\\\\', '"', 'u', 'd8', 'ud800', '\\ud800', 'x', '\n'];
+  const differing: string[] = [];
+  for (let n = 0; n < 5000; n++) {
+    const text = Array.from(
+      { length: Math.floor(random() * 8) },
+      () => pieces[Math.floor(random() * pieces.length)],
+    ).join('');
+    const wellFormed = (text as unknown as { toWellFormed(): string }).toWellFormed();
+    const sent = JSON.parse(withoutLoneSurrogates(JSON.stringify({ [text]: text }))) as Record<string, string>;
+    if (sent[wellFormed] !== wellFormed) differing.push(text);
+  }
+  t.same(differing, [], 'as toWellFormed() on every string, keys included');
 });
 
 t.test('tools, tool_choice, parallel_tool_calls and JSON mode → Anthropic', async (t) => {
