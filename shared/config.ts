@@ -142,13 +142,22 @@ export const versionSchema = z.strictObject({
 
 const versionNameKey = z.string().regex(VERSION_NAME, 'version names must match ^[a-z0-9][a-z0-9._-]{0,31}$');
 
+/**
+ * An address to listen on as node takes it: an IPv6 literal written as in a URL (`[::1]`, which the loopback check
+ * took) is unbracketed; listened on as written, it failed at start (ENOTFOUND), after the workers had started.
+ */
+const unbracketed = (host: string): string => (host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host);
+
 export const configSchema = z.strictObject({
   listen: z
-    .strictObject({ host: z.string().default(DEFAULTS.listen.host), port: port.default(DEFAULTS.listen.port) })
+    .strictObject({
+      host: z.string().default(DEFAULTS.listen.host).transform(unbracketed),
+      port: port.default(DEFAULTS.listen.port),
+    })
     .prefault({}),
   admin: z
     .strictObject({
-      host: z.string().default(DEFAULTS.admin.host),
+      host: z.string().default(DEFAULTS.admin.host).transform(unbracketed),
       port: port.default(DEFAULTS.admin.port),
       /** Env vars never passed to workers, besides GRAYGATE_ADMIN_TOKEN (SPEC §6). */
       redactEnv: z

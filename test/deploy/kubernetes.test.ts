@@ -37,8 +37,13 @@ const CONFIG_KEY = 'graygate.json';
  */
 const K8S_CONFIG_DIFFERENCES: Array<{ path: string[]; value: unknown; why: string }> = [
   {
+    path: ['listen', 'host'],
+    value: '::',
+    why: "every address, IPv6 and IPv4: an IPv6-only or IPv6-first cluster uses the pod's IPv6 address",
+  },
+  {
     path: ['admin', 'host'],
-    value: '0.0.0.0',
+    value: '::',
     why: 'Prometheus scrapes /metrics on the pod IP; the token comes from a Secret',
   },
   {

@@ -17,6 +17,15 @@ t.test('defaults fill a minimal config and the result is frozen', async (t) => {
   t.ok(Object.isFrozen(r.value.versions.v1!.upstream.timeouts), 'deep-frozen');
 });
 
+t.test('an IPv6 address to listen on may be written bracketed, as in a URL', async (t) => {
+  // An addressing probe: `[::1]` passed the loopback check, then failed at start (ENOTFOUND) after the workers started.
+  const r = validateConfig({ listen: { host: '[::1]' }, admin: { host: '[::1]' }, versions: { v1: { weight: 1 } } });
+  if (!r.ok) throw new Error(r.problems.join('\n'));
+  t.same([r.value.listen.host, r.value.admin.host], ['::1', '::1']);
+  const plain = validateConfig({ listen: { host: '::' }, versions: { v1: { weight: 1 } } });
+  t.equal(plain.ok && plain.value.listen.host, '::');
+});
+
 t.test('every problem is reported with its path', async (t) => {
   const r = validateConfig({
     listen: { port: 70000 },
