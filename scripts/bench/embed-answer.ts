@@ -45,7 +45,8 @@ function answer(count: number, digits: number): Buffer {
 
 const results = new Map<string, number[]>();
 const inputs = texts.flatMap((count) => [8, 17].map((digits) => ({ count, digits, body: answer(count, digits) })));
-for (const build of builds) for (const { body } of inputs) build.convert('embeddings', body, { encoding: 'float' });
+for (const build of builds)
+  for (const { count, body } of inputs) build.convert('embeddings', body, { encoding: 'float', inputs: count });
 let sink = 0;
 for (let round = 0; round < rounds; round++) {
   const order = round % 2 === 0 ? builds : [...builds].reverse();
@@ -53,7 +54,7 @@ for (let round = 0; round < rounds; round++) {
     for (const encoding of ['float', 'base64'] as const)
       for (const build of order) {
         const start = process.cpuUsage();
-        sink += build.convert('embeddings', body, { encoding }).body.length;
+        sink += build.convert('embeddings', body, { encoding, inputs: count }).body.length;
         const used = process.cpuUsage(start);
         const name = `${count} texts (${(body.length / 1048576).toFixed(1)} MiB), ${digits} digits, ${encoding}, ${build.name}`;
         results.set(name, [...(results.get(name) ?? []), (used.user + used.system) / 1000]);

@@ -146,7 +146,7 @@ export function openCall(options: OpenCallOptions): OpenedCall {
   const convert = adapter.convertAnswer;
   if (convert !== undefined) {
     return wholeAnswer(res, headers, 'upstream_protocol_error', (bytes) =>
-      convert(kind, bytes, { encoding: call.encoding }),
+      convert(kind, bytes, { encoding: call.encoding, inputs: call.choices }),
     );
   }
   if (call.isStream && kind !== 'embeddings') {

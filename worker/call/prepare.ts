@@ -19,7 +19,10 @@ export interface PreparedCall {
   includeUsage: boolean;
   /** Embeddings: how the client wants its vectors. */
   encoding: EmbeddingEncoding;
-  /** The choices asked for (chat and legacy completions: `n`, × the prompts of a completion), each to finish. */
+  /**
+   * The choices asked for (chat and legacy completions: `n`, × the prompts of a completion), each to finish; for
+   * embeddings the inputs, one vector each.
+   */
   choices: number;
 }
 
@@ -47,8 +50,14 @@ export function prepareCall(
     isStream: req.isStream,
     includeUsage: req.includeUsage,
     encoding: req.encoding,
-    choices: kind === 'completions' ? completionChoices(req.body) : 1,
+    choices:
+      kind === 'completions' ? completionChoices(req.body) : kind === 'embeddings' ? inputCount(req.body['input']) : 1,
   };
+}
+
+/** The texts an embeddings request's input holds (validated: a string, or an array of strings or token arrays). */
+function inputCount(input: unknown): number {
+  return Array.isArray(input) && !input.every((item) => typeof item === 'number') ? input.length : 1;
 }
 
 /**

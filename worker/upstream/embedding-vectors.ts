@@ -5,6 +5,8 @@
 // out, is parsed as before. An answer of another shape (an escaped or repeated `embeddings` key, a vector that is
 // not numbers) is left to the parse of the whole, which names what is wrong.
 
+import { GraygateError } from '../../shared/errors.js';
+
 /** An answer's vectors, as [start, end) byte offsets, and the answer with `"embeddings":[]` in their place. */
 export interface EmbeddingSlices {
   vectors: Array<[number, number]>;
@@ -24,8 +26,11 @@ const EMBEDDINGS_KEY = Buffer.from('"embeddings"');
 const isSpace = (byte: number | undefined): boolean => byte === 0x20 || byte === 0x0a || byte === 0x0d || byte === 0x09;
 const isDigit = (byte: number | undefined): boolean => byte !== undefined && byte >= 0x30 && byte <= 0x39;
 
-/** The vectors of an answer that is a JSON object with one `embeddings` member, an array of arrays of numbers. */
-export function findEmbeddingVectors(bytes: Buffer): EmbeddingSlices | undefined {
+/**
+ * The vectors of an answer that is a JSON object with one `embeddings` member, an array of arrays of numbers; more than
+ * `maxVectors` of them is upstream_protocol_error (what the client did not ask for is not built).
+ */
+export function findEmbeddingVectors(bytes: Buffer, maxVectors: number): EmbeddingSlices | undefined {
   let i = skipSpace(bytes, 0);
   if (bytes[i] !== OPEN_OBJECT) return undefined;
   let found: { start: number; end: number; vectors: Array<[number, number]> } | undefined;
@@ -42,7 +47,7 @@ export function findEmbeddingVectors(bytes: Buffer): EmbeddingSlices | undefined
     if (isEmbeddings) {
       if (found !== undefined) return undefined; // JSON.parse keeps the last: the parse of the whole decides
       const vectors: Array<[number, number]> = [];
-      const end = vectorsEnd(bytes, valueStart, vectors);
+      const end = vectorsEnd(bytes, valueStart, vectors, maxVectors);
       if (end === -1) return undefined;
       found = { start: valueStart, end, vectors };
       i = end;
@@ -97,7 +102,7 @@ function valueEnd(bytes: Buffer, from: number): number {
 }
 
 /** The offset after an array of arrays of numbers that starts at `from`, each vector's bytes pushed; else -1. */
-function vectorsEnd(bytes: Buffer, from: number, vectors: Array<[number, number]>): number {
+function vectorsEnd(bytes: Buffer, from: number, vectors: Array<[number, number]>, maxVectors: number): number {
   if (bytes[from] !== OPEN_ARRAY) return -1;
   let i = skipSpace(bytes, from + 1);
   if (bytes[i] === CLOSE_ARRAY) return i + 1;
@@ -115,7 +120,11 @@ function vectorsEnd(bytes: Buffer, from: number, vectors: Array<[number, number]
         i = skipSpace(bytes, i + 1);
       }
     }
-    vectors.push([start, i + 1]);
+    if (vectors.push([start, i + 1]) > maxVectors)
+      throw new GraygateError(
+        'upstream_protocol_error',
+        `the upstream answered more than ${maxVectors} embeddings for ${maxVectors} inputs`,
+      );
     i = skipSpace(bytes, i + 1);
     if (bytes[i] === CLOSE_ARRAY) return i + 1;
     if (bytes[i] !== COMMA) return -1;

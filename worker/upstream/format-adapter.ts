@@ -95,6 +95,8 @@ export interface ConvertedAnswer {
 export interface AnswerHints {
   /** Embeddings: floats or base64 of little-endian float32s. */
   encoding: EmbeddingEncoding;
+  /** Embeddings: the inputs asked for, a vector each (an answer of another count is the upstream's error). */
+  inputs: number;
 }
 
 /** A token count from an upstream usage field; anything but a non-negative integer up to MAX_TOKENS_PER_CALL is 0. */

@@ -61,11 +61,14 @@ export function convertOllamaEmbedAnswer(kind: RelayKind, body: Buffer, hints: A
   if (kind !== 'embeddings')
     throw new GraygateError('unsupported_endpoint', `POST /v1/${kind} is not supported by an ollama upstream`);
   const bytes = withoutBom(body);
-  const found = findEmbeddingVectors(bytes);
+  const found = findEmbeddingVectors(bytes, hints.inputs);
   if (found !== undefined) {
     const rest = parseUpstreamJson(found.rest.toString('utf8'), found.rest);
     const empty = rest['embeddings'];
-    if (Array.isArray(empty) && empty.length === 0) return answerOfSlices(bytes, found.vectors, rest, hints);
+    if (Array.isArray(empty) && empty.length === 0) {
+      checkCount(found.vectors.length, hints.inputs);
+      return answerOfSlices(bytes, found.vectors, rest, hints);
+    }
   }
   const value = parseUpstreamJson(bytes.toString('utf8'), bytes);
   const embeddings = value['embeddings'];
@@ -78,6 +81,7 @@ export function convertOllamaEmbedAnswer(kind: RelayKind, body: Buffer, hints: A
       'the upstream answered embeddings without an `embeddings` array of vectors',
     );
   }
+  checkCount(embeddings.length, hints.inputs);
   const tokens = tokenCount(value['prompt_eval_count']);
   const answer = {
     object: 'list',
@@ -118,6 +122,18 @@ function answerOfSlices(
 }
 
 const CLOSE_DATUM = Buffer.from('}');
+
+/**
+ * One vector an input, as Ollama answers: any other count is the upstream's error (a hostile one's 21 million empty
+ * vectors, 64 MiB, made 1.1 GiB of answer, three bytes becoming 54 each).
+ */
+function checkCount(vectors: number, inputs: number): void {
+  if (vectors !== inputs)
+    throw new GraygateError(
+      'upstream_protocol_error',
+      `the upstream answered ${vectors} embeddings for ${inputs} inputs`,
+    );
+}
 
 /** OpenAI's base64 encoding_format: the vector as little-endian float32s. */
 export function toBase64Float32(vector: readonly number[]): string {

@@ -10,9 +10,20 @@ import { tokenCount } from '../../../worker/upstream/format-adapter.js';
 /** What the conversion gives, parsed, or the error's code and message. */
 function converted(text: string, encoding: 'float' | 'base64' = 'float'): unknown {
   try {
-    return JSON.parse(convertOllamaEmbedAnswer('embeddings', Buffer.from(text), { encoding }).body.toString());
+    const inputs = inputsOf(text);
+    return JSON.parse(convertOllamaEmbedAnswer('embeddings', Buffer.from(text), { encoding, inputs }).body.toString());
   } catch (err) {
     return { code: (err as { code?: string }).code, message: (err as Error).message };
+  }
+}
+
+/** The inputs the answer's vectors are for: as many as it has (1 when it has none to count). */
+function inputsOf(text: string): number {
+  try {
+    const vectors = (JSON.parse(text) as { embeddings?: unknown }).embeddings;
+    return Array.isArray(vectors) ? vectors.length : 1;
+  } catch {
+    return 1;
   }
 }
 
@@ -30,14 +41,17 @@ function expected(text: string): unknown {
 
 t.test('vectors go out as the upstream wrote them; the rest of the answer is read as before', async (t) => {
   const text = '{"model":"e","embeddings":[[0.1000,-2E3, 0 ,-0.5e-7],[]],"total_duration":5,"prompt_eval_count":3}';
-  const body = convertOllamaEmbedAnswer('embeddings', Buffer.from(text), { encoding: 'float' }).body.toString();
+  const body = convertOllamaEmbedAnswer('embeddings', Buffer.from(text), {
+    encoding: 'float',
+    inputs: 2,
+  }).body.toString();
   t.equal(
     body,
     '{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1000,-2E3, 0 ,-0.5e-7]},' +
       '{"object":"embedding","index":1,"embedding":[]}],"model":"e","usage":{"prompt_tokens":3,"total_tokens":3}}',
   );
   t.same(JSON.parse(body), expected(text));
-  const found = findEmbeddingVectors(Buffer.from(text));
+  const found = findEmbeddingVectors(Buffer.from(text), 2);
   t.equal(found?.rest.toString(), '{"model":"e","embeddings":[],"total_duration":5,"prompt_eval_count":3}');
   t.same(converted('{"embeddings":[[1.5,-2]]}', 'base64'), {
     object: 'list',

@@ -421,7 +421,7 @@ t.test('embeddings: request and answer', async (t) => {
     message: /^f0: is not a field .*; f9: is not a field graygate can convert for an ollama upstream; and 9990 more$/,
   });
   const answer = Buffer.from('{"model":"e","embeddings":[[0.5,-1],[0.25,2]],"prompt_eval_count":3}');
-  const floats = convertOllamaEmbedAnswer('embeddings', answer, { encoding: 'float' });
+  const floats = convertOllamaEmbedAnswer('embeddings', answer, { encoding: 'float', inputs: 2 });
   t.same(JSON.parse(floats.body.toString()), {
     object: 'list',
     data: [
@@ -434,9 +434,12 @@ t.test('embeddings: request and answer', async (t) => {
   t.same(floats.usage, { prompt_tokens: 3, completion_tokens: 0 });
   const marked = convertOllamaEmbedAnswer('embeddings', Buffer.concat([Buffer.from('\ufeff'), answer]), {
     encoding: 'float',
+    inputs: 2,
   });
   t.same(marked.body, floats.body, 'a byte-order mark before the answer is not part of it (it was a 502)');
-  const base64 = JSON.parse(convertOllamaEmbedAnswer('embeddings', answer, { encoding: 'base64' }).body.toString()) as {
+  const base64 = JSON.parse(
+    convertOllamaEmbedAnswer('embeddings', answer, { encoding: 'base64', inputs: 2 }).body.toString(),
+  ) as {
     data: Array<{ embedding: string }>;
   };
   t.same(
@@ -445,7 +448,25 @@ t.test('embeddings: request and answer', async (t) => {
     'little-endian float32s',
   );
   t.equal(toBase64Float32([1]), Buffer.from([0, 0, 0x80, 0x3f]).toString('base64'));
-  t.throws(() => convertOllamaEmbedAnswer('embeddings', Buffer.from('{"embeddings":"x"}'), { encoding: 'float' }), {
+  const hints = { encoding: 'float', inputs: 1 } as const;
+  t.throws(() => convertOllamaEmbedAnswer('embeddings', Buffer.from('{"embeddings":"x"}'), hints), {
     code: 'upstream_protocol_error',
+  });
+  // A vector an input: a hostile upstream's 21 million empty vectors (64 MiB) were 1.1 GiB of answer, 2.5 GiB of RSS.
+  const vectors = Buffer.from(`{"embeddings":[${'[],'.repeat(1_000_000)}[]]}`);
+  t.throws(() => convertOllamaEmbedAnswer('embeddings', vectors, hints), {
+    code: 'upstream_protocol_error',
+    message: 'the upstream answered more than 1 embeddings for 1 inputs',
+  });
+  t.throws(() => convertOllamaEmbedAnswer('embeddings', answer, hints), {
+    code: 'upstream_protocol_error',
+    message: 'the upstream answered more than 1 embeddings for 1 inputs',
+  });
+  t.throws(() => convertOllamaEmbedAnswer('embeddings', answer, { ...hints, inputs: 3 }), {
+    message: 'the upstream answered 2 embeddings for 3 inputs',
+  });
+  const escaped = Buffer.from('{"embe\\u0064dings":[[1],[2]]}'); // another shape: read whole, counted too
+  t.throws(() => convertOllamaEmbedAnswer('embeddings', escaped, hints), {
+    message: 'the upstream answered 2 embeddings for 1 inputs',
   });
 });
