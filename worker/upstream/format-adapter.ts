@@ -117,10 +117,18 @@ const MAX_TOKENS_PER_CALL = 1_000_000_000;
  * How deep an upstream's JSON may nest (an answer, an event, an error body, a model list). JSON.parse takes any
  * depth, at ~0.4 s per MiB of `[[[…`: a 1 MiB event stalled every stream of the worker for that, a 32 MB answer for
  * 6.8 s (the master killed the worker for missed probes). 128: a Responses API event echoes the request's tools,
- * whose schemas may nest to the request's own 64, a few levels down. Counts are not limited: an answer of embeddings
- * is millions of numbers, and numbers parse fast.
+ * whose schemas may nest to the request's own 64, a few levels down. And how many members and items it may hold in
+ * all: each is an object for JSON.parse to build, and an answer held whole is parsed at once (an amplification
+ * audit: 64 MiB of `{},` in a non-streamed OpenAI answer's `choices`, 21 million objects, held 1.3 GB of the worker's
+ * heap and its loop 22 s). 4,000,000: a non-streamed answer with `top_logprobs: 20` holds ~106 a token, so ~37,000
+ * tokens; an embeddings answer's vectors are not parsed (relayed, or read from the bytes: embedding-vectors.ts).
  */
-const UPSTREAM_JSON_LIMITS: JsonLimits = { maxDepth: 128, maxMembers: 0xffff_ffff, maxValues: Number.MAX_SAFE_INTEGER };
+export const MAX_UPSTREAM_JSON_VALUES = 4_000_000;
+const UPSTREAM_JSON_LIMITS: JsonLimits = {
+  maxDepth: 128,
+  maxMembers: 0xffff_ffff,
+  maxValues: MAX_UPSTREAM_JSON_VALUES,
+};
 
 /**
  * Texts shorter than this are parsed without the scan: at worst ~6 ms, and the hot path's events are far shorter. One

@@ -1,5 +1,7 @@
 import t from 'tap';
 import {
+  checkUpstreamJson,
+  MAX_UPSTREAM_JSON_VALUES,
   parseUpstreamJson,
   tokenCount,
   upstreamErrorIn,
@@ -123,6 +125,17 @@ t.test('openai events: passed through with their own text, [DONE] ends, errors a
   t.same(upstreamErrorOf('\ufeff{"error":{"message":"Slow down","type":"requests","code":"rate_limit_exceeded"}}'), {
     message: 'Slow down',
     reported: { code: 'rate_limit_exceeded', type: 'requests' },
+  });
+});
+
+t.test('upstream JSON of more than MAX_UPSTREAM_JSON_VALUES members and items is a protocol error', async (t) => {
+  // An amplification audit: 64 MiB of `{},` in a non-streamed answer held 1.3 GB of the worker's heap, its loop 22 s.
+  // Two containers and a comma a member after the first: `values` in all.
+  const answer = (values: number): Buffer => Buffer.from(`{"choices":[${'0,'.repeat(values - 2)}0]}`);
+  t.doesNotThrow(() => checkUpstreamJson(answer(MAX_UPSTREAM_JSON_VALUES), 'the upstream answered with JSON that'));
+  t.throws(() => checkUpstreamJson(answer(MAX_UPSTREAM_JSON_VALUES + 1), 'the upstream answered with JSON that'), {
+    code: 'upstream_protocol_error',
+    message: /^the upstream answered with JSON that has more than 4000000 members and items in total/,
   });
 });
 
