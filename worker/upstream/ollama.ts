@@ -70,6 +70,11 @@ export function convertOllamaLine(state: StreamState, _type: string, line: strin
     sink.chunk(contentChunk(state, content, logprobsOf(value['logprobs'])));
   const calls = message?.tool_calls;
   if (Array.isArray(calls)) {
+    if (calls.length > MAX_LINE_TOOL_CALLS)
+      throw new GraygateError(
+        'upstream_protocol_error',
+        `the upstream sent more than ${MAX_LINE_TOOL_CALLS} tool calls in one line`,
+      );
     // Tool calls' arguments come as objects and go out as JSON text: read from the line parsed exactly, a 19-digit id
     // or 1e400 in them is written as the model wrote it (JSON.parse rounded the one and made the other null), as
     // requests' are. Only the arguments: every other number of the line is the plain parse's. A line with no such
@@ -89,6 +94,15 @@ export function convertOllamaLine(state: StreamState, _type: string, line: strin
     sink.chunk(usageChunk(state));
   }
 }
+
+/**
+ * Tool calls one line may hold, and log probabilities (with `top_logprobs` each, OpenAI's most): each becomes chunks
+ * of ~20 and ~55 times its smallest JSON, written in one batch (an amplification audit: a 1 MiB line of calls was
+ * 42.7 MB of SSE and 0.8 s of the loop). Ollama sends a token's log probabilities a line, and its calls in one line.
+ */
+const MAX_LINE_TOOL_CALLS = 1024;
+const MAX_LINE_LOGPROBS = 1024;
+const MAX_TOP_LOGPROBS = 20;
 
 function sendToolCall(state: StreamState, call: OllamaToolCall, exactArgs: unknown, sink: ChunkSink): void {
   const name = call.function?.name;
@@ -113,6 +127,16 @@ interface OllamaLogprob {
  */
 export function logprobsOf(value: unknown): ChoiceLogprobs | undefined {
   if (!Array.isArray(value) || value.length === 0) return undefined;
+  const isTooMany = (list: unknown, max: number): boolean => Array.isArray(list) && list.length > max;
+  if (
+    isTooMany(value, MAX_LINE_LOGPROBS) ||
+    (value as OllamaLogprob[]).some((p) => isTooMany(p?.top_logprobs, MAX_TOP_LOGPROBS))
+  )
+    throw new GraygateError(
+      'upstream_protocol_error',
+      `the upstream sent more than ${MAX_LINE_LOGPROBS} log probabilities in one line, or more than ` +
+        `${MAX_TOP_LOGPROBS} top_logprobs for a token`,
+    );
   const token = (p: OllamaLogprob): Omit<TokenLogprob, 'top_logprobs'> => ({
     token: typeof p.token === 'string' ? p.token : '',
     logprob: typeof p.logprob === 'number' ? p.logprob : 0,

@@ -365,6 +365,26 @@ t.test('a call without arguments gets {}; arguments sent as JSON text go out as 
   );
 });
 
+t.test('a line holds at most 1,024 tool calls and log probabilities, 20 top_logprobs each', async (t) => {
+  // An amplification audit: a 1 MiB line of tiny calls was 42.7 MB of SSE in one batch, of `{}` log probabilities 19.6.
+  const calls = (n: number): string =>
+    JSON.stringify({
+      message: { content: '', tool_calls: Array.from({ length: n }, () => ({ function: { name: 'a' } })) },
+    });
+  t.equal(run([calls(1024)]).chunks.length, 1 + 2 * 1024, 'the role chunk, and two a call');
+  t.throws(() => run([calls(1025)]), {
+    code: 'upstream_protocol_error',
+    message: 'the upstream sent more than 1024 tool calls in one line',
+  });
+  const entry = (top: number): object => ({ token: 'a', logprob: -1, top_logprobs: Array(top).fill({ token: 'b' }) });
+  t.equal(logprobsOf(Array(1024).fill(entry(20)))!.content!.length, 1024);
+  for (const value of [Array(1025).fill(entry(0)), [entry(21)]])
+    t.throws(() => logprobsOf(value), {
+      code: 'upstream_protocol_error',
+      message: /^the upstream sent more than 1024/,
+    });
+});
+
 t.test('logprobs → OpenAI logprobs.content', async (t) => {
   const { chunks } = run([
     '{"message":{"content":"Hi"},"logprobs":[{"token":"Hi","logprob":-0.1,"bytes":[72,105],"top_logprobs":[{"token":"Hi","logprob":-0.1},{"token":"Yo","logprob":-2}]}],"done":false}',
