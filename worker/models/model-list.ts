@@ -31,13 +31,6 @@ export function configuredModel(id: string, ownedBy: string): ModelEntry {
   return { id, object: 'model', created: 0, owned_by: ownedBy };
 }
 
-/**
- * Models a list may name (OpenRouter's, among the longest, ~400): each entry is kept and serialised again for every
- * `GET /v1/models` (an amplification audit: 4 MiB of `{"id":"a"}` entries were 26 MB of answer, ~190 ms of the
- * worker's loop a request, for as long as the list was cached).
- */
-const MAX_LISTED_MODELS = 4096;
-
 /** A format's model list → OpenAI model objects; a list of another shape is an upstream_protocol_error. */
 export function modelsFromUpstream(format: UpstreamFormat, value: unknown, ownedBy: string): ModelEntry[] {
   const list = (value as Record<string, unknown> | null)?.[format === 'ollama' ? 'models' : 'data'];
@@ -45,11 +38,6 @@ export function modelsFromUpstream(format: UpstreamFormat, value: unknown, owned
     throw new GraygateError(
       'upstream_protocol_error',
       `the upstream's model list has no ${format === 'ollama' ? '`models`' : '`data`'} array`,
-    );
-  if (list.length > MAX_LISTED_MODELS)
-    throw new GraygateError(
-      'upstream_protocol_error',
-      `the upstream's model list has more than ${MAX_LISTED_MODELS} models`,
     );
   return list.map((item: Record<string, unknown> | null) => {
     const id = format === 'ollama' ? (item?.['name'] ?? item?.['model']) : item?.['id'];
