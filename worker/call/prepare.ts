@@ -55,8 +55,12 @@ export function prepareCall(
   };
 }
 
-/** The texts an embeddings request's input holds (validated: a string, or an array of strings or token arrays). */
-function inputCount(input: unknown): number {
+/**
+ * The texts an embeddings request's input holds (validated: a string, or an array of strings or token arrays). An
+ * empty string is none: Ollama answers it with no vector (a reviewer: it was a 200 `data: []`, then a 502).
+ */
+export function inputCount(input: unknown): number {
+  if (input === '') return 0;
   return Array.isArray(input) && !input.every((item) => typeof item === 'number') ? input.length : 1;
 }
 

@@ -117,18 +117,18 @@ const MAX_TOKENS_PER_CALL = 1_000_000_000;
  * How deep an upstream's JSON may nest (an answer, an event, an error body, a model list). JSON.parse takes any
  * depth, at ~0.4 s per MiB of `[[[…`: a 1 MiB event stalled every stream of the worker for that, a 32 MB answer for
  * 6.8 s (the master killed the worker for missed probes). 128: a Responses API event echoes the request's tools,
- * whose schemas may nest to the request's own 64, a few levels down. And how many members and items it may hold in
- * all: each is an object for JSON.parse to build, and an answer held whole is parsed at once (an amplification
- * audit: 64 MiB of `{},` in a non-streamed OpenAI answer's `choices`, 21 million objects, held 1.3 GB of the worker's
- * heap and its loop 22 s). 4,000,000: a non-streamed answer with `top_logprobs: 20` holds ~106 a token, so ~37,000
- * tokens; an embeddings answer's vectors are not parsed (relayed, or read from the bytes: embedding-vectors.ts).
+ * whose schemas may nest to the request's own 64, a few levels down.
+ */
+const UPSTREAM_JSON_LIMITS: JsonLimits = { maxDepth: 128, maxMembers: 0xffff_ffff, maxValues: Number.MAX_SAFE_INTEGER };
+
+/**
+ * How many members and items an upstream's JSON may hold in all: each is an object for JSON.parse to build, and an
+ * answer held whole is parsed at once (an amplification audit: 64 MiB of `{},` in a non-streamed OpenAI answer's
+ * `choices`, 21 million objects, held 1.3 GB of the worker's heap and its loop 22 s). A non-streamed chat answer with
+ * `top_logprobs: 20` holds ~177 a token (a reviewer), so ~22,000 tokens; an embeddings answer's vectors are not
+ * parsed (relayed, or read from the bytes: embedding-vectors.ts); events, error bodies and model lists are too short.
  */
 export const MAX_UPSTREAM_JSON_VALUES = 4_000_000;
-const UPSTREAM_JSON_LIMITS: JsonLimits = {
-  maxDepth: 128,
-  maxMembers: 0xffff_ffff,
-  maxValues: MAX_UPSTREAM_JSON_VALUES,
-};
 
 /**
  * Texts shorter than this are parsed without the scan: at worst ~6 ms, and the hot path's events are far shorter. One
@@ -141,12 +141,28 @@ const SCAN_FROM_CHARS = 16 * 1024;
  * upstream_protocol_error when an upstream's JSON text (its bytes, when the caller has them, else its string) nests
  * deeper than UPSTREAM_JSON_LIMITS allows; one pass over the bytes, only for texts of SCAN_FROM_CHARS or more.
  */
-export function checkUpstreamJson(text: string | Buffer, subject: string): void {
+export function checkUpstreamJson(
+  text: string | Buffer,
+  subject: string,
+  /** Past MAX_UPSTREAM_JSON_VALUES: a whole chat answer's is answer_too_large, which a stream would not be. */
+  tooManyValues: 'upstream_protocol_error' | 'answer_too_large' = 'upstream_protocol_error',
+): void {
   if (text.length < SCAN_FROM_CHARS) return;
+  const scan = { subject, values: 0 };
   try {
-    checkJsonLimits(typeof text === 'string' ? Buffer.from(text) : text, UPSTREAM_JSON_LIMITS, { subject, values: 0 });
+    checkJsonLimits(typeof text === 'string' ? Buffer.from(text) : text, UPSTREAM_JSON_LIMITS, scan);
   } catch (err) {
     throw new GraygateError('upstream_protocol_error', (err as Error).message);
+  }
+  if (scan.values > MAX_UPSTREAM_JSON_VALUES) {
+    const isAnswer = tooManyValues === 'answer_too_large';
+    throw new GraygateError(
+      tooManyValues,
+      `${subject} has more than ${MAX_UPSTREAM_JSON_VALUES} members and items in total ` +
+        `(limit ${MAX_UPSTREAM_JSON_VALUES})${isAnswer ? '; ask for it with stream: true' : ''}`,
+      // The same request would make the upstream generate (and bill) the same answer again.
+      isAnswer ? { shouldRetry: false } : {},
+    );
   }
 }
 

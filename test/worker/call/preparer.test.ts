@@ -2,6 +2,7 @@ import t from 'tap';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { RequestPreparer } from '../../../worker/call/preparer.js';
+import { inputCount } from '../../../worker/call/prepare.js';
 import { loadAdapter } from '../../../worker/upstream/load-adapter.js';
 import { ROOT } from '../../helpers/gateway.js';
 
@@ -143,3 +144,27 @@ t.test('every endpoint kind, inline and on the thread', async (t) => {
     'a kind the format lacks',
   );
 });
+
+t.test(
+  "embeddings: the inputs asked for, inline and on the thread (an answer's vectors are counted against them)",
+  async (t) => {
+    const preparer = new RequestPreparer({
+      adapter: await loadAdapter('ollama'),
+      build: { model: undefined, apiKey: undefined },
+      inlineMaxBytes: 256,
+      threadUrl,
+    });
+    t.teardown(() => preparer.destroy());
+    const signal = new AbortController().signal;
+    const inputs = async (input: unknown): Promise<number> =>
+      (await preparer.prepare(Buffer.from(JSON.stringify({ model: 'e', input })), { signal, kind: 'embeddings' }))
+        .choices;
+    t.equal(await inputs('x'), 1);
+    t.equal(await inputs(''), 0, 'an empty string is none: Ollama answers it with no vector (a reviewer)');
+    t.equal(await inputs(['a', 'b', 'c']), 3);
+    t.equal(await inputs(Array.from({ length: 300 }, () => 'text')), 300, 'on the thread');
+    t.equal(preparer.hasThread, true);
+    t.equal(inputCount([1, 2, 3]), 1, 'a token array is one input');
+    t.equal(inputCount([[1], [2]]), 2);
+  },
+);
