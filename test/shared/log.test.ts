@@ -29,6 +29,14 @@ function sink(): { stream: Writable; lines: () => Array<Record<string, unknown>>
   };
 }
 
+/** A child's stdout as the JSON lines it wrote (of the shape the test reads). */
+function jsonLines<T>(stdout: string): T[] {
+  return stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as T);
+}
+
 t.test('authorization headers and API keys are redacted wherever they sit', async (t) => {
   const out = sink();
   const log = createLogger({ role: 'worker', version: 'v1', level: 'info', destination: out.stream });
@@ -126,10 +134,7 @@ t.test('stdout lines of two loggers keep their order across loop turns, and none
     env: { ...process.env, LOG_LEVEL: 'info' },
   });
   t.equal(run.status, 3, run.stderr);
-  const lines = run.stdout
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  const lines = jsonLines<Record<string, unknown>>(run.stdout);
   t.same(
     lines.map((l) => l['msg']),
     ['one', 'two', 'three', 'four', 'five'],
@@ -209,10 +214,7 @@ t.test('a full stdout pipe does not block the event loop, and no line is lost or
   const script = stalledLogger({ turns: 5, perTurn: 100, pad: 1000 });
   const run = await runUnread(t, ['--input-type=module', '-e', script], ['logged']);
   t.equal(run.code, 0, run.stderr);
-  const numbers = run.stdout
-    .trim()
-    .split('\n')
-    .map((l) => (JSON.parse(l) as { n: number }).n);
+  const numbers = jsonLines<{ n: number }>(run.stdout).map((l) => l.n);
   t.same(
     numbers,
     Array.from({ length: 500 }, (_, i) => i),
@@ -226,10 +228,7 @@ t.test('lines a stdout that is not read cannot take are bounded, dropped in whol
   const script = stalledLogger({ turns: total / 1000, perTurn: 1000, pad: 1000 });
   const run = await runUnread(t, ['--input-type=module', '-e', script], ['logged']);
   t.equal(run.code, 0, run.stderr);
-  const lines = run.stdout
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l) as { n?: number; droppedLines?: number; level: number });
+  const lines = jsonLines<{ n?: number; droppedLines?: number; level: number }>(run.stdout);
   const numbers = lines.flatMap((l) => (l.n === undefined ? [] : [l.n]));
   const notices = lines.filter((l) => l.droppedLines !== undefined);
   t.equal(notices.length, 1, 'one line says how many were dropped');
@@ -264,10 +263,7 @@ t.test('lines of many turns waiting for a stalled reader are written out with no
   });
   const run = await runUnread(t, ['--input-type=module', '-e', script], ['logged']);
   t.equal(run.code, 0, run.stderr);
-  const numbers = run.stdout
-    .trim()
-    .split('\n')
-    .map((l) => (JSON.parse(l) as { n: number }).n);
+  const numbers = jsonLines<{ n: number }>(run.stdout).map((l) => l.n);
   t.equal(numbers.length, turns, 'every line written');
   t.ok(
     numbers.every((n, i) => n === i),

@@ -8,7 +8,7 @@ import { SseWriter } from '../chat/sse-writer.js';
 import { GraygateError } from '../../shared/errors.js';
 import {
   isError,
-  checkUpstreamJson,
+  checkWholeAnswerJson,
   notJsonObject,
   upstreamErrorMessage,
   upstreamStreamError,
@@ -89,7 +89,7 @@ function wholeAnswer(
 function checkedOpenAIChat(whole: Buffer): { body: Buffer; usage: AnswerUsage } {
   // A leading byte-order mark (which fetch's json() skips) is not sent on: JSON has none (RFC 8259 §8.1).
   const bytes = withoutBom(whole);
-  checkUpstreamJson(bytes, 'the upstream answered with JSON that', 'answer_too_large');
+  checkWholeAnswerJson(bytes, 'the upstream answered with JSON that');
   const text = bytes.toString('utf8');
   let value: unknown;
   try {

@@ -44,12 +44,16 @@ export class ModelCatalog {
   readonly #options: ModelCatalogOptions;
   readonly #now: () => number;
   readonly #closed = new AbortController();
+  readonly #configured: ModelEntry[] | undefined;
   #cached: { models: ModelEntry[]; atMs: number } | undefined;
   #failure: { err: unknown; atMs: number } | undefined;
   #inFlight: Promise<ModelEntry[]> | undefined;
 
   constructor(options: ModelCatalogOptions) {
     this.#options = options;
+    const { configuredModel: id } = options;
+    // One list, made once: its JSON is made once too (models-handler.ts keys it by the list).
+    this.#configured = id === undefined ? undefined : [configuredModel(id, options.ownedBy)];
     this.#now = options.now ?? (() => performance.now());
   }
 
@@ -58,9 +62,7 @@ export class ModelCatalog {
    * the last fetched list (any age); undefined when neither.
    */
   peek(): ModelEntry[] | undefined {
-    const { configuredModel: id } = this.#options;
-    if (id !== undefined) return [configuredModel(id, this.#options.ownedBy)];
-    return this.#cached?.models;
+    return this.#configured ?? this.#cached?.models;
   }
 
   /** Starts a background fetch when the list is missing or stale (and none runs). */

@@ -186,8 +186,9 @@ class StartScan {
  * An answer that is no JSON object, as upstream_protocol_error quoting its start (a byte-order mark and whitespace
  * skipped): StartScan found the byte; this says what came.
  */
-function notObject(head: Buffer): ReturnType<typeof notJsonObject> {
-  let i = head.subarray(0, UTF8_BOM.length).equals(UTF8_BOM) ? UTF8_BOM.length : 0;
+function notObject(bytes: Buffer): ReturnType<typeof notJsonObject> {
+  const head = withoutBom(bytes);
+  let i = 0;
   while (i < head.length && WHITESPACE.has(head[i]!)) i++;
   return notJsonObject(head.toString('utf8', i, i + 160));
 }

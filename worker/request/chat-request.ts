@@ -109,6 +109,7 @@ const MAX_PROBLEMS_LISTED = 10;
  * a prompt the client never wrote; a mark was a parse error quoting an invisible character.
  */
 export function requestText(body: Buffer): string {
+  // UTF-8's mark, as upstream/format-adapter.ts's withoutBom reads it (which imports this folder: not imported here).
   if (body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf)
     throw new GraygateError(
       'invalid_request',

@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { cutText, GraygateError } from '../../shared/errors.js';
-import { UTF8_BOM, withoutSecrets } from './format-adapter.js';
+import { withoutBom, withoutSecrets } from './format-adapter.js';
 
 // What an upstream's answer head says that graygate cannot read (a coding it did not ask for), and the page a proxy
 // or a captive portal sends with 200 where an event stream was asked for: each a clear error naming what came,
@@ -50,9 +50,9 @@ export function isHtml(contentType: string | string[] | undefined): boolean {
  */
 export function isMarkupStart(chunk: Buffer): boolean | undefined {
   // A byte-order mark before the page (one cut across two chunks reads as no page, and ends "before its final event").
-  const from = chunk.subarray(0, UTF8_BOM.length).equals(UTF8_BOM) ? UTF8_BOM.length : 0;
-  for (let i = from; i < chunk.length; i++) {
-    const byte = chunk[i]!;
+  const start = withoutBom(chunk);
+  for (let i = 0; i < start.length; i++) {
+    const byte = start[i]!;
     if (byte === 0x20 || byte === 0x09 || byte === 0x0a || byte === 0x0d) continue;
     return byte === 0x3c;
   }

@@ -139,31 +139,48 @@ const SCAN_FROM_CHARS = 16 * 1024;
 
 /**
  * upstream_protocol_error when an upstream's JSON text (its bytes, when the caller has them, else its string) nests
- * deeper than UPSTREAM_JSON_LIMITS allows; one pass over the bytes, only for texts of SCAN_FROM_CHARS or more.
+ * deeper than UPSTREAM_JSON_LIMITS allows or holds more than MAX_UPSTREAM_JSON_VALUES; one pass over the bytes, only
+ * for texts of SCAN_FROM_CHARS or more.
  */
-export function checkUpstreamJson(
-  text: string | Buffer,
-  subject: string,
-  /** Past MAX_UPSTREAM_JSON_VALUES: a whole chat answer's is answer_too_large, which a stream would not be. */
-  tooManyValues: 'upstream_protocol_error' | 'answer_too_large' = 'upstream_protocol_error',
-): void {
-  if (text.length < SCAN_FROM_CHARS) return;
+export function checkUpstreamJson(text: string | Buffer, subject: string): void {
+  if (valuesIn(text, subject) > MAX_UPSTREAM_JSON_VALUES)
+    throw tooManyValues('upstream_protocol_error', subject, '', {});
+}
+
+/**
+ * The same for a chat answer held whole, whose values past the bound are answer_too_large: a stream would not hold
+ * them (a reviewer: a compact answer with `top_logprobs: 20` reaches it at ~22,000 tokens).
+ */
+export function checkWholeAnswerJson(bytes: Buffer, subject: string): void {
+  if (valuesIn(bytes, subject) > MAX_UPSTREAM_JSON_VALUES)
+    // The same request would make the upstream generate (and bill) the same answer again.
+    throw tooManyValues('answer_too_large', subject, '; ask for it with stream: true', { shouldRetry: false });
+}
+
+/** The members and items of a text, after its depth is checked (0 for a short one, which is not scanned). */
+function valuesIn(text: string | Buffer, subject: string): number {
+  if (text.length < SCAN_FROM_CHARS) return 0;
   const scan = { subject, values: 0 };
   try {
     checkJsonLimits(typeof text === 'string' ? Buffer.from(text) : text, UPSTREAM_JSON_LIMITS, scan);
   } catch (err) {
     throw new GraygateError('upstream_protocol_error', (err as Error).message);
   }
-  if (scan.values > MAX_UPSTREAM_JSON_VALUES) {
-    const isAnswer = tooManyValues === 'answer_too_large';
-    throw new GraygateError(
-      tooManyValues,
-      `${subject} has more than ${MAX_UPSTREAM_JSON_VALUES} members and items in total ` +
-        `(limit ${MAX_UPSTREAM_JSON_VALUES})${isAnswer ? '; ask for it with stream: true' : ''}`,
-      // The same request would make the upstream generate (and bill) the same answer again.
-      isAnswer ? { shouldRetry: false } : {},
-    );
-  }
+  return scan.values;
+}
+
+function tooManyValues(
+  code: 'upstream_protocol_error' | 'answer_too_large',
+  subject: string,
+  hint: string,
+  options: { shouldRetry?: boolean },
+): GraygateError {
+  const limit = MAX_UPSTREAM_JSON_VALUES;
+  return new GraygateError(
+    code,
+    `${subject} has more than ${limit} members and items in total (limit ${limit})${hint}`,
+    options,
+  );
 }
 
 /**
@@ -232,7 +249,7 @@ export function withoutBom(bytes: Buffer): Buffer {
 }
 
 /** The same for a text already decoded (U+FEFF first). */
-function withoutBomText(text: string): string {
+export function withoutBomText(text: string): string {
   return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
 }
 

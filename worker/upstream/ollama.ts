@@ -4,6 +4,7 @@ import { GraygateError } from '../../shared/errors.js';
 import {
   isError,
   parseUpstreamJson,
+  withoutBomText,
   tokenCount,
   upstreamStreamError,
   type UpstreamAdapter,
@@ -50,7 +51,7 @@ interface OllamaToolCall {
 export function convertOllamaLine(state: StreamState, _type: string, line: string, sink: ChunkSink): void {
   if (line.trim() === '') return; // blank lines between documents are harmless
   // A byte-order mark before the first document (dropped before SSE events and whole answers too).
-  const text = !state.isRoleSent && line.charCodeAt(0) === 0xfeff ? line.slice(1) : line;
+  const text = state.isRoleSent ? line : withoutBomText(line);
   const value = parseUpstreamJson(text);
   const error = value['error'];
   if (typeof error === 'string' && isError(error)) throw upstreamStreamError(error);
@@ -104,6 +105,8 @@ const MAX_LINE_TOOL_CALLS = 1024;
 const MAX_LINE_LOGPROBS = 1024;
 const MAX_TOP_LOGPROBS = 20;
 
+const isTooMany = (list: unknown, max: number): boolean => Array.isArray(list) && list.length > max;
+
 function sendToolCall(state: StreamState, call: OllamaToolCall, exactArgs: unknown, sink: ChunkSink): void {
   const name = call.function?.name;
   if (typeof name !== 'string' || name === '')
@@ -127,7 +130,6 @@ interface OllamaLogprob {
  */
 export function logprobsOf(value: unknown): ChoiceLogprobs | undefined {
   if (!Array.isArray(value) || value.length === 0) return undefined;
-  const isTooMany = (list: unknown, max: number): boolean => Array.isArray(list) && list.length > max;
   if (
     isTooMany(value, MAX_LINE_LOGPROBS) ||
     (value as OllamaLogprob[]).some((p) => isTooMany(p?.top_logprobs, MAX_TOP_LOGPROBS))

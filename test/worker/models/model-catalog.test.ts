@@ -48,6 +48,7 @@ t.test('the configured model wins and the upstream is never asked', async (t) =>
     ['pinned'],
   );
   t.equal(fetches.length, 0);
+  t.equal(catalog.peek(), catalog.peek(), 'one list, so its JSON is made once (models-handler.ts keys it by the list)');
 });
 
 t.test('one fetch for every waiting caller; fresh, then stale while renewed', async (t) => {

@@ -1,6 +1,7 @@
 import t from 'tap';
 import {
   checkUpstreamJson,
+  checkWholeAnswerJson,
   MAX_UPSTREAM_JSON_VALUES,
   parseUpstreamJson,
   tokenCount,
@@ -138,7 +139,7 @@ t.test('upstream JSON of more than MAX_UPSTREAM_JSON_VALUES members and items is
     message: /^the upstream answered with JSON that has more than 4000000 members and items in total/,
   });
   // A whole chat answer's: the client can ask for it as a stream (a reviewer: it blamed the upstream, a 502 of its).
-  t.throws(() => checkUpstreamJson(answer(MAX_UPSTREAM_JSON_VALUES + 1), 'the answer', 'answer_too_large'), {
+  t.throws(() => checkWholeAnswerJson(answer(MAX_UPSTREAM_JSON_VALUES + 1), 'the answer'), {
     code: 'answer_too_large',
     shouldRetry: false,
     message: /ask for it with stream: true$/,
