@@ -16,7 +16,7 @@ import type { VersionRegistry } from './version-registry.js';
 import type { MasterMetrics } from './metrics.js';
 import type { Lease } from './admission.js';
 import type { WorkerHandle } from './worker-handle.js';
-import type { BodyBudget } from './body-budget.js';
+import type { ByteBudget } from '../shared/byte-budget.js';
 import { RequestContext } from './request-context.js';
 import { createWorkerProxy, type WorkerProxy } from './proxy.js';
 import { createRequestEnd, type OutcomeSink } from './request-end.js';
@@ -44,7 +44,7 @@ export interface GatewayOptions {
   registry: VersionRegistry;
   log: Logger;
   metrics: MasterMetrics;
-  budget: BodyBudget;
+  budget: ByteBudget;
   /** True once SIGTERM arrived: new requests get 503 shutting_down, answers `Connection: close`. */
   isClosing: () => boolean;
   /** Monotonic clock in ms. Default performance.now. */

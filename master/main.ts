@@ -16,7 +16,7 @@ import { laxParserWarning } from './http-parser.js';
 import { VersionRegistry } from './version-registry.js';
 import { createGateway } from './gateway.js';
 import { createMainServer } from './main-server.js';
-import { BodyBudget } from './body-budget.js';
+import { ByteBudget } from '../shared/byte-budget.js';
 import { watchConfigFile, type ConfigWatch } from './config-watch.js';
 import { CanaryManager } from './canary/manager.js';
 import { createMasterMetrics } from './metrics.js';
@@ -120,7 +120,7 @@ const registry: VersionRegistry = new VersionRegistry({
   onRemoved: (name) => metrics.forgetVersion(name),
   onUnrouted: (name) => canaries.forget(name),
 });
-const budget = new BodyBudget(config.limits.maxBufferedBodyBytes);
+const budget = new ByteBudget(config.limits.maxBufferedBodyBytes);
 const canaries = new CanaryManager({ versions: registry, log });
 const operations: Operations = new Operations({
   registry,

@@ -128,7 +128,7 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
   });
   const rejected = new Counter({
     name: METRIC.rejectedTotal,
-    help: 'Requests the master answered itself with 503, by version and reason (queue_full, queue_timeout, no_ready_worker)',
+    help: "Requests the master refused itself for its own bounds, by version and reason (503 queue_full, queue_timeout, no_ready_worker, body_budget; 504 worker_timeout, also as a stream's error event)",
     labelNames: ['version', 'reason'] as const,
     registers: [registry],
   });

@@ -11,11 +11,12 @@ import type { Socket } from 'node:net';
 import type { Logger } from '../shared/log.js';
 import { NO_VERSION, type ErrorKind } from '../shared/metric-names.js';
 import type { MasterMetrics } from './metrics.js';
-import type { BodyBudget } from './body-budget.js';
+import type { ByteBudget } from '../shared/byte-budget.js';
 import { EMPTY_BODY, type RequestContext } from './request-context.js';
 import { cutDirect } from './direct-connections.js';
 import { socketErrorCodeOf } from './socket-errors.js';
 import { TIME_PER_TOKEN_NOT_REPORTED } from './canary/outcomes.js';
+import { isModelCall, isModelListRead } from '../shared/model-calls.js';
 import { endsAtEventBoundary, nextSequenceNumber } from './relay.js';
 
 // The end of the main port's request path (gateway.ts): `refuse`, the one
@@ -37,7 +38,7 @@ export interface OutcomeSink {
 export interface RequestEndOptions {
   log: Logger;
   metrics: MasterMetrics;
-  budget: BodyBudget;
+  budget: ByteBudget;
   /** True once SIGTERM arrived: a refusal then closes the connection. */
   isClosing: () => boolean;
   /** Monotonic clock in ms. */
@@ -253,9 +254,11 @@ function errorKind(status: number, isStreamFailed: boolean, isAbandoned: boolean
 /**
  * SPEC §11: an error is a 5xx (the worker's, or the master's own refusal routed to the version) or a stream that ended
  * with an error event after its 200. Latencies only of answers that succeeded, from the moment the body was read:
- * streams' first content event, other answers' end. Judged on the traffic the weights route: requests pinned to a
- * version are not recorded (the caller), nor 4xx answers (the request's fault: a client's malformed requests would
- * dilute a version's error rate). A request its client gave up on is no error (one client closing a few connections
+ * streams' first content event, other answers' end. Judged on the traffic the weights route but the model list (a
+ * list served from the worker's cache a hundred times a call let a canary whose every call failed pass with "0.49 %
+ * errors", a probe): requests pinned to a version are not recorded (the caller), nor 4xx answers (the request's fault:
+ * a client's malformed requests would dilute a version's error rate), but UPSTREAM_FAULTS on a model call. A request
+ * its client gave up on is no error (one client closing a few connections
  * rolled any canary back within a second): its wait is its value in the first-token (a stream) or response-time
  * sample, on both versions alike (what nginx logs as a 499's time), so a version that leaves requests hanging until
  * their clients give up is judged slow; it is no request of the error rate (leaving early dilutes nothing).
@@ -268,6 +271,8 @@ function recordOutcome(
   isAborted: boolean,
   endMs: number,
 ): void {
+  const { method, url } = ctx.req;
+  if (isModelListRead(method, url)) return;
   if (error === 'abandoned') {
     // Its kind: the worker's answer, if it had begun one; else what the body asked for (unknown: not judged).
     const isStream = ctx.headersAtMs > 0 ? ctx.isEventStream : ctx.asksStream;
@@ -277,7 +282,7 @@ function recordOutcome(
   // A 4xx is the request's fault (it would dilute an error rate), but for the ones only an upstream gives a model
   // call: its key refused (401, 403), its URL or model wrong (404), its quota or rate spent (429). A canary whose
   // upstream answered a third of its calls 429, or every one 404, was promoted or held with "0 errors" (a probe).
-  const isVersionFault = status >= 400 && (status >= 500 || (ctx.req.method === 'POST' && UPSTREAM_FAULTS.has(status)));
+  const isVersionFault = status >= 500 || (UPSTREAM_FAULTS.has(status) && isModelCall(method, url));
   if (status === 0 || (status >= 400 && !isVersionFault)) return;
   let firstTokenMs = NaN;
   let responseMs = NaN;
@@ -298,7 +303,7 @@ function recordOutcome(
 
 /**
  * A model call's statuses that come from the version's upstream (SPEC §5 passes 4xx through), counted as the
- * version's errors. graygate's own 4xx on a routed POST are 400, 405, 408, 413, 414, 431, and 404 for a path no worker
- * serves, which a client's typo makes as often on either version: the error rate is judged against the baseline's.
+ * version's errors. graygate's own 4xx on a model call are 400, 405, 408, 413, 414 and 431; its 404 for a path no
+ * worker serves (a client's typo, as often on either version) is on no model call's path.
  */
 const UPSTREAM_FAULTS: ReadonlySet<number> = new Set([401, 403, 404, 429]);

@@ -98,6 +98,7 @@ export class Supervisor {
           maxSocketsPerWorker: limits.maxSocketsPerWorker,
           workerHeadersTimeoutMs: limits.workerHeadersTimeoutMs,
           maxHeaderBytes: limits.maxHeaderBytes,
+          maxBufferedAnswerBytes: limits.maxBufferedAnswerBytes,
         },
         logLevel: this.#options.logLevel ?? process.env['LOG_LEVEL'] ?? 'info',
         readsCallsTaken: true,

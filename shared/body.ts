@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { GraygateError } from './errors.js';
 import { IdleTimer, onAbort } from './abort.js';
+import type { ByteBudget } from './byte-budget.js';
 
 // The one bounded request-body reader (issue 9: master, worker and admin used
 // four). Whatever arrives is held only up to `maxBytes` (413 body_too_large,
@@ -10,13 +11,6 @@ import { IdleTimer, onAbort } from './abort.js';
 // all bodies held at once (503 body_budget). On any refusal the reader stops
 // listening and pauses the request: the caller answers with `Connection: close`
 // and the rest is never read.
-
-/** A process-wide byte budget (master/body-budget.ts). */
-export interface ByteBudget {
-  /** Takes `bytes` from the budget; false (and nothing taken) when they do not fit. */
-  tryReserve(bytes: number): boolean;
-  release(bytes: number): void;
-}
 
 export interface ReadBodyOptions {
   /** Largest body accepted, bytes (limits.maxBodyBytes). */

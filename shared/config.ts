@@ -37,6 +37,7 @@ const MAX_DEFAULT_MAX_TOKENS = 1_000_000;
 const MIN_WORKER_HEADERS_TIMEOUT_MS = 500;
 const MIN_EVENT_BYTES = 1024;
 const MIN_HEALTH_INTERVAL_MS = 100;
+const MIN_BUFFERED_ANSWER_BYTES = 1024 * 1024;
 /** node's longest string (0x1fffffe8 characters): a body or an event past it could never be decoded. */
 const MAX_STRING_BYTES = 0x1fffffe8;
 /** A head of 64 MiB is far past any client's; past ~2^31 node refuses the worker's maxHeaderSize at start. */
@@ -225,6 +226,10 @@ export const configSchema = z.strictObject({
       headTimeoutMs: positiveMs.default(DEFAULTS.limits.headTimeoutMs),
       keepAliveTimeoutMs: positiveMs.default(DEFAULTS.limits.keepAliveTimeoutMs),
       maxBufferedBodyBytes: positiveInt.default(DEFAULTS.limits.maxBufferedBodyBytes),
+      // Below 1 MiB every answer of some size would be refused for it, whatever else the worker holds.
+      maxBufferedAnswerBytes: positiveInt
+        .min(MIN_BUFFERED_ANSWER_BYTES, `must be ≥ ${MIN_BUFFERED_ANSWER_BYTES} (1 MiB)`)
+        .default(DEFAULTS.limits.maxBufferedAnswerBytes),
       sendTimeoutMs: positiveMs.default(DEFAULTS.limits.sendTimeoutMs),
       // A worker shows life by 102s every third of it; under 500 ms a busy box's worker cannot (a probe: at 50 ms, 397
       // of 400 streams were 504s).

@@ -42,6 +42,8 @@ export const DEFAULTS = {
     // a connection the master is closing. Node's own 5 s made such races, and a POST lost in one is a front's 502.
     keepAliveTimeoutMs: 75_000,
     maxBufferedBodyBytes: 256 * 1024 * 1024, // 256 MiB of request bodies held by the master at once → 503 body_budget
+    // 256 MiB of non-streamed answers a worker holds at once, each up to 64 MiB (open-call.ts) → 503 answer_budget
+    maxBufferedAnswerBytes: 256 * 1024 * 1024,
     sendTimeoutMs: 60_000, // 60 s in which a client reads nothing of its answer → closed (nginx send_timeout)
     workerHeadersTimeoutMs: 30_000, // 30 s from sending to the worker's first response byte (a 102 ping counts) → 504
     // workerIdleTimeoutMs: no fixed default; 2 × the version's pingIntervalMs + 5000 ms (see workerIdleTimeoutMsFor)

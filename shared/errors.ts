@@ -50,6 +50,12 @@ export const ERROR_CATALOGUE = {
   },
   // A non-streamed answer is held whole to be sent as one JSON document: past its bound, the client must stream.
   answer_too_large: { status: 502, type: 'gateway_error', message: 'the answer is too large to be sent whole' },
+  // What all of a worker's answers held whole may take at once (limits.maxBufferedAnswerBytes).
+  answer_budget: {
+    status: 503,
+    type: 'overloaded_error',
+    message: 'the worker holds too many non-streamed answers right now',
+  },
   // SPEC §6, admin
   unauthorized: { status: 401, type: 'authentication_error', message: 'missing or wrong bearer token' },
   forbidden: { status: 403, type: 'invalid_request_error', message: 'this admin call is not allowed from here' },

@@ -38,9 +38,12 @@ export interface WorkerSettings {
    * maxSocketsPerWorker: the requests the master may have in this worker at once, which sizes its
    * upstream pool (issue 10); absent when the master predates it (a deploy may mix builds). workerHeadersTimeoutMs:
    * the master's wait for a response's first byte, which the worker's `102 Processing` pings keep from firing.
+   * maxBufferedAnswerBytes: absent from masters before it (the default then).
    */
   limits: Pick<Limits, 'maxBodyBytes' | 'shutdownTimeoutMs'> &
-    Partial<Pick<Limits, 'maxSocketsPerWorker' | 'workerHeadersTimeoutMs' | 'maxHeaderBytes'>>;
+    Partial<
+      Pick<Limits, 'maxSocketsPerWorker' | 'workerHeadersTimeoutMs' | 'maxHeaderBytes' | 'maxBufferedAnswerBytes'>
+    >;
   logLevel: string;
   /**
    * Where to listen (issue 10): a unix socket in a directory only the master's user can enter.

@@ -50,6 +50,8 @@ export const METRIC = {
   streamsActive: 'graygate_streams_active',
   upstreamErrorsTotal: 'graygate_upstream_errors_total',
   tokensTotal: 'graygate_tokens_total',
+  /** Bytes of answers a worker holds whole (limits.maxBufferedAnswerBytes bounds it). */
+  bufferedAnswerBytes: 'graygate_buffered_answer_bytes',
 } as const;
 
 /**

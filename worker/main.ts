@@ -5,18 +5,22 @@ import { createWorkerServer } from './server.js';
 import { loadAdapter } from './upstream/load-adapter.js';
 import { resolveUpstream } from './upstream/resolve.js';
 import { createWorkerMetrics } from './metrics.js';
+import { ByteBudget } from '../shared/byte-budget.js';
+import { DEFAULTS } from '../shared/defaults.js';
 import { MISSING_FIX_WARNING, UNDICI_FINISHES_PAUSED_PARSERS } from './upstream/undici-fix.js';
 
 // Entry point of a worker process, forked by the master (SPEC §1). Wiring only.
 const settings = readWorkerSettings(process.env);
 const log = createLogger({ role: 'worker', version: settings.version, level: settings.logLevel });
 if (!UNDICI_FINISHES_PAUSED_PARSERS) log.warn(MISSING_FIX_WARNING);
-const metrics = createWorkerMetrics({ version: settings.version });
+// limits.maxBufferedAnswerBytes: what all answers held whole may hold at once (call/answer-share.ts).
+const answers = new ByteBudget(settings.limits.maxBufferedAnswerBytes ?? DEFAULTS.limits.maxBufferedAnswerBytes);
+const metrics = createWorkerMetrics({ version: settings.version, bufferedAnswerBytes: () => answers.heldBytes });
 const [adapter, upstream] = await Promise.all([
   loadAdapter(settings.upstream.format),
   resolveUpstream(settings.upstream),
 ]);
-const worker = createWorkerServer({ settings, log, metrics, adapter, upstream });
+const worker = createWorkerServer({ settings, log, metrics, adapter, upstream, answers });
 await runWorker({
   server: worker.server,
   log,

@@ -20,6 +20,8 @@ export const FIRST_TOKEN_BUCKETS_S = [
 export interface WorkerMetricsOptions {
   /** The worker's version name: the `version` label of every series. */
   version: string;
+  /** Bytes the answers held whole hold right now (limits.maxBufferedAnswerBytes), read at scrape time. */
+  bufferedAnswerBytes?: () => number;
 }
 
 export interface WorkerMetrics {
@@ -80,6 +82,18 @@ export function createWorkerMetrics(options: WorkerMetricsOptions): WorkerMetric
     registers: [registry],
   }).labels({ version });
   active.set(0);
+  const readAnswers = options.bufferedAnswerBytes;
+  if (readAnswers !== undefined) {
+    new Gauge({
+      name: METRIC.bufferedAnswerBytes,
+      help: 'Bytes of non-streamed answers the worker holds right now, to send each whole (bounded by limits.maxBufferedAnswerBytes), by version',
+      labelNames: ['version'] as const,
+      registers: [registry],
+      collect() {
+        this.set({ version }, readAnswers());
+      },
+    });
+  }
   const errors = new Counter({
     name: METRIC.upstreamErrorsTotal,
     help: 'Failed upstream calls by version and kind (connect, timeout, reset, status, protocol)',

@@ -20,6 +20,8 @@ import { hideInUpstreamText, type StoredResponseCall, type UpstreamAdapter } fro
 import { UpstreamClient } from './upstream/client.js';
 import type { ResolvedUpstream } from './upstream/resolve.js';
 import type { WorkerMetrics } from './metrics.js';
+import type { ByteBudget } from '../shared/byte-budget.js';
+import { MODEL_CALLS, MODELS_PATH } from '../shared/model-calls.js';
 
 export interface WorkerServerOptions {
   settings: WorkerSettings;
@@ -30,6 +32,8 @@ export interface WorkerServerOptions {
   adapter: UpstreamAdapter;
   /** Where upstream requests go (upstream/resolve.ts). Owned from here on: close() and destroy() stop it. */
   upstream: ResolvedUpstream;
+  /** limits.maxBufferedAnswerBytes: what all answers held whole may hold at once (call/answer-share.ts). */
+  answers: ByteBudget;
   /** Environment to read upstream.apiKeyEnv from. Default process.env. */
   env?: NodeJS.ProcessEnv;
   /**
@@ -42,14 +46,7 @@ export interface WorkerServerOptions {
 }
 
 /** POST endpoints that call the upstream (SPEC §5, §12). */
-const CALL_ROUTES: Readonly<Record<string, EndpointKind>> = {
-  '/v1/chat/completions': 'chat',
-  '/v1/embeddings': 'embeddings',
-  '/v1/completions': 'completions',
-  '/v1/responses': 'responses',
-};
-
-const MODELS_PATH = '/v1/models';
+const CALL_ROUTES: Readonly<Record<string, EndpointKind>> = MODEL_CALLS;
 
 /** A stored response of OpenAI's Responses API (SPEC §12): `/v1/responses/{id}`, `…/input_items`, `…/cancel`. */
 const STORED_RESPONSE = /^\/v1\/responses\/([\w-]{1,256})(\/input_items|\/cancel)?$/;
@@ -141,6 +138,7 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
     client,
     upstream,
     maxBodyBytes: settings.limits.maxBodyBytes,
+    answers: options.answers,
     // Their own period, not the client's `: ping` one (pingIntervalMs, which may be 0 or longer than the master's
     // wait): 102s never reach a client, they keep the master's workerHeadersTimeoutMs from firing.
     processingPingMs: Math.max(

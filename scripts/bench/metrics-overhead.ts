@@ -10,7 +10,7 @@ import { Supervisor } from '../../master/supervisor.js';
 import { VersionRegistry } from '../../master/version-registry.js';
 import { createGateway } from '../../master/gateway.js';
 import { createMainServer } from '../../master/main-server.js';
-import { BodyBudget } from '../../master/body-budget.js';
+import { ByteBudget } from '../../shared/byte-budget.js';
 import { createMasterMetrics, type MasterMetrics } from '../../master/metrics.js';
 import { gatherMetrics } from '../../master/admin/metrics-endpoint.js';
 import { TEST_WORKER_ENTRY } from '../loadtest/paths.js';
@@ -58,7 +58,7 @@ await registry.startAll();
 
 async function run(mode: 'on' | 'off'): Promise<number> {
   const metrics = mode === 'on' ? createMasterMetrics({ versions: () => registry }) : noopMetrics;
-  const budget = new BodyBudget(config.limits.maxBufferedBodyBytes);
+  const budget = new ByteBudget(config.limits.maxBufferedBodyBytes);
   const gateway = createGateway({ registry, log, metrics, budget, isClosing: () => false });
   const server: Server = createMainServer({ gateway, limits: config.limits, log });
   server.listen(0, '127.0.0.1');

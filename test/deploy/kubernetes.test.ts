@@ -56,6 +56,11 @@ const K8S_CONFIG_DIFFERENCES: Array<{ path: string[]; value: unknown; why: strin
     value: 32 * 1024 * 1024,
     why: "the container's memory limit (tested below)",
   },
+  {
+    path: ['limits', 'maxBufferedAnswerBytes'],
+    value: 16 * 1024 * 1024,
+    why: "the container's memory limit (tested below)",
+  },
 ];
 
 const kubectl = await kubectlKustomize(BASE);
@@ -164,17 +169,23 @@ t.test('the grace period covers the preStop pause plus the drain', async (t) => 
   );
 });
 
-t.test('a burst of large prompts fits the memory limit', async (t) => {
+t.test('a burst of large prompts and answers held whole fit the memory limit', async (t) => {
   // Measured (docs/BENCHMARKS.md): 24 prompts of 9.5 MiB sent at once grew master + 2 workers from ~190 MB by
   // up to ~8× the budget (the master's buffers, refused ones awaiting GC included; the worker's raw, parsed
   // and converted copies and its preparing thread). The budget bounds them; idle processes and streams need
-  // the rest.
+  // the rest. Each worker holds up to its answer budget (~1.25× in its heap, scripts/bench/aggregate-memory.ts),
+  // and checks one answer at a time, its bytes, text and parsed value at once (~5× the answer, measured for an
+  // OpenAI answer of log probabilities).
   const limitBytes = bytesOf(container.resources.limits.memory);
   const idleAndStreamsBytes = 256 * 1024 * 1024;
   const burstBytes = 8 * config.limits.maxBufferedBodyBytes;
+  const answers = config.limits.maxBufferedAnswerBytes;
+  const workers = Object.values(config.versions).reduce((sum, version) => sum + version.instances, 0);
+  const answerBytes = workers * (1.25 * answers + 5 * Math.min(64 * 1024 * 1024, answers));
   t.ok(
-    idleAndStreamsBytes + burstBytes <= limitBytes,
-    `256 MiB + 8 × ${config.limits.maxBufferedBodyBytes} B ≤ ${container.resources.limits.memory}`,
+    idleAndStreamsBytes + burstBytes + answerBytes <= limitBytes,
+    `256 MiB + 8 × ${config.limits.maxBufferedBodyBytes} B + ${workers} × 6.25 × ${answers} B ≤ ` +
+      container.resources.limits.memory,
   );
 });
 

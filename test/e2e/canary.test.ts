@@ -2,7 +2,7 @@ import t from 'tap';
 import { admin, startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
 import { canaryOf, pollPause, pollUntil, status, waitForStatus } from '../helpers/wait.js';
 import type { CanaryStatus } from '../../master/canary/controller.js';
-import { runCanaryToEnd } from '../helpers/load.js';
+import { drive, runCanaryToEnd } from '../helpers/load.js';
 import { scrape, scrapeUntil } from '../helpers/metrics.js';
 import { httpRequest } from '../helpers/http.js';
 import { openRaw, rawRequest, type RawConnection } from '../helpers/raw-http.js';
@@ -44,6 +44,7 @@ t.test('canaries', async (t) => {
       slow: worker({ TEST_WORKER_FIRST_EVENT_MS: '400' }),
       hang: worker({ TEST_WORKER_HANG_EVERY: '3' }),
       quota: worker({ TEST_WORKER_ERROR_EVERY: '3', TEST_WORKER_ERROR_STATUS: '429' }),
+      lister: worker({ TEST_WORKER_ERROR_EVERY: '1', TEST_WORKER_ERROR_METHOD: 'POST' }),
       idle: worker(),
     },
     routing: { default: 'base' },
@@ -83,7 +84,7 @@ t.test('canaries', async (t) => {
     t.match(started.body, { version: 'idle', baseline: 'base', state: 'running', step: 0, canaryPercent: 20 });
     t.same(
       await weights(),
-      { base: 80, good: 0, bad: 0, slow: 0, hang: 0, idle: 20, quota: 0 },
+      { base: 80, good: 0, bad: 0, slow: 0, hang: 0, idle: 20, quota: 0, lister: 0 },
       'only the pair changed, its sum kept',
     );
     // The judge has looked at the empty step (its reason says so): still running, no verdict.
@@ -138,7 +139,7 @@ t.test('canaries', async (t) => {
     t.notOk(after.text.includes('graygate_canary_percent{'), 'its share is no longer current: not shown');
     t.same(
       await weights(),
-      { base: 100, good: 0, bad: 0, slow: 0, hang: 0, idle: 0, quota: 0 },
+      { base: 100, good: 0, bad: 0, slow: 0, hang: 0, idle: 0, quota: 0, lister: 0 },
       'the canary’s weight went back to 0 at once',
     );
   });
@@ -168,7 +169,7 @@ t.test('canaries', async (t) => {
       final.decisions.some((d) => d.metric === 'error_rate' && d.verdict === 'fail'),
       'the error-rate test rejected',
     );
-    t.same(await weights(), { base: 100, good: 0, bad: 0, slow: 0, hang: 0, idle: 0, quota: 0 });
+    t.same(await weights(), { base: 100, good: 0, bad: 0, slow: 0, hang: 0, idle: 0, quota: 0, lister: 0 });
     t.comment(
       `rolled back after ${seconds.toFixed(1)} s and ${load.requests} requests (${JSON.stringify(Object.fromEntries(load.byVersion))})`,
     );
@@ -186,7 +187,7 @@ t.test('canaries', async (t) => {
         criteria: { firstTokenP99: false, responseTimeP99: false },
       };
       t.equal((await admin(gw, 'POST', '/admin/versions/quota/canary', body)).status, 202);
-      const { final, load } = await runCanaryToEnd(gw, 'quota', { path: '/slow?ms=0', method: 'POST' });
+      const { final, load } = await runCanaryToEnd(gw, 'quota', { path: '/v1/chat/completions', method: 'POST' });
       t.equal(final.state, 'rolled_back', final.reason);
       t.ok(
         final.decisions.some((d) => d.metric === 'error_rate' && d.verdict === 'fail'),
@@ -195,6 +196,36 @@ t.test('canaries', async (t) => {
       t.ok((load.byStatus.get(429) ?? 0) > 0, 'its clients got the 429s');
     },
   );
+
+  t.test('reads of the model list do not dilute a canary whose every model call fails', async (t) => {
+    // A probe: clients polling GET /v1/models (answered from the worker's cache) a hundred times a call let a canary
+    // whose every call failed be promoted with "0.49 % errors". Here one call in ten, and a margin that 10 % errors
+    // would pass: judged on what it was judged on before, this canary was promoted.
+    const body = {
+      steps: [50, 100],
+      stepMs: 200,
+      minRequests: 40,
+      criteria: { firstTokenP99: false, responseTimeP99: false, errorRate: { marginAbs: 0.2 } },
+    };
+    t.equal((await admin(gw, 'POST', '/admin/versions/lister/canary', body)).status, 202);
+    let final: CanaryStatus | undefined;
+    const load = await drive(gw.url, {
+      path: (i) => (i % 10 === 0 ? '/v1/chat/completions' : '/v1/models'),
+      method: (i) => (i % 10 === 0 ? 'POST' : 'GET'),
+      concurrency: 8,
+      maxRequests: 6000,
+      isDone: async () => {
+        const c = await canaryOf(gw, 'lister');
+        if (['promoted', 'rolled_back', 'aborted', 'held'].includes(c.state)) final = c;
+        return final !== undefined;
+      },
+    });
+    final ??= await canaryOf(gw, 'lister');
+    t.equal(final.state, 'rolled_back', final.reason);
+    t.match(final.reason, /error_rate: canary 100\.00 %/, 'judged on its model calls alone');
+    t.ok((load.byStatus.get(500) ?? 0) > 0, 'its clients got the failures');
+    t.same(await weights(), { base: 100, good: 0, bad: 0, slow: 0, hang: 0, idle: 0, quota: 0, lister: 0 });
+  });
 
   t.test('a canary that leaves a third of its requests hanging is rolled back: the clients gave up', async (t) => {
     // Its clients time out, as SDKs do: each request they gave up on waited longer than the limit, the least its
@@ -260,7 +291,7 @@ t.test('canaries', async (t) => {
     t.same(new Set(final.decisions.map((d) => d.step)), new Set([0, 1, 2]), 'judged at every step');
     t.same(
       await weights(),
-      { base: 0, good: 100, bad: 0, slow: 0, hang: 0, idle: 0, quota: 0 },
+      { base: 0, good: 100, bad: 0, slow: 0, hang: 0, idle: 0, quota: 0, lister: 0 },
       'the canary has the whole weight',
     );
     t.comment(`promoted after ${seconds.toFixed(1)} s and ${load.requests} requests`);
@@ -351,7 +382,7 @@ t.test('canaries', async (t) => {
     );
     t.same(
       await weights(),
-      { base: 0, good: 0, bad: 0, slow: 0, hang: 0, idle: 100, quota: 0 },
+      { base: 0, good: 0, bad: 0, slow: 0, hang: 0, idle: 100, quota: 0, lister: 0 },
       'the canary has the pair’s sum',
     );
     const afterPromotion = await scrape(gw);
@@ -389,7 +420,11 @@ t.test('canaries', async (t) => {
     const c = await canaryOf(gw, 'idle');
     t.equal(c.state, 'aborted');
     t.match(c.reason, /reloaded/);
-    t.same(await weights(), { base: 100, good: 0, bad: 0, slow: 0, hang: 0, idle: 0, quota: 0 }, 'the file’s weights');
+    t.same(
+      await weights(),
+      { base: 100, good: 0, bad: 0, slow: 0, hang: 0, idle: 0, quota: 0, lister: 0 },
+      'the file’s weights',
+    );
   });
 
   t.test(

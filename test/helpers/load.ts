@@ -11,8 +11,8 @@ import type { CanaryStatus } from '../../master/canary/controller.js';
 export interface DriveOptions {
   /** The request for the i-th call. */
   path: (i: number) => string;
-  /** Default GET (a model call is a POST). */
-  method?: string;
+  /** Default GET (a model call is a POST); a function: the i-th call's. */
+  method?: string | ((i: number) => string);
   /** A JSON body for every request (sent with its Content-Type); none by default. */
   body?: string;
   concurrency: number;
@@ -46,7 +46,8 @@ export async function drive(baseUrl: string, options: DriveOptions): Promise<Dri
     new Promise((resolve) => {
       const headers: Record<string, string> = { 'x-user-id': `load-${i}` };
       if (options.body !== undefined) headers['content-type'] = 'application/json';
-      const req = request(baseUrl + options.path(i), { agent, method: options.method ?? 'GET', headers }, (res) => {
+      const method = typeof options.method === 'function' ? options.method(i) : (options.method ?? 'GET');
+      const req = request(baseUrl + options.path(i), { agent, method, headers }, (res) => {
         let tail = '';
         res.setEncoding('utf8');
         res.on('data', (chunk: string) => (tail = (tail + chunk).slice(-300)));

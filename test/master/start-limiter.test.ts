@@ -1,6 +1,6 @@
 import t from 'tap';
 import { StartLimiter } from '../../master/start-limiter.js';
-import { BodyBudget } from '../../master/body-budget.js';
+import { ByteBudget } from '../../shared/byte-budget.js';
 
 t.test('StartLimiter: at most `slots` at once, FIFO, release idempotent', async (t) => {
   const limiter = new StartLimiter(2);
@@ -23,8 +23,8 @@ t.test('StartLimiter: at most `slots` at once, FIFO, release idempotent', async 
   t.equal(limiter.waiting, 0);
 });
 
-t.test('BodyBudget: reserve within the limit, release', async (t) => {
-  const budget = new BodyBudget(100);
+t.test('ByteBudget: reserve within the limit, release', async (t) => {
+  const budget = new ByteBudget(100);
   t.ok(budget.tryReserve(60));
   t.notOk(budget.tryReserve(50), 'over the limit: nothing taken');
   t.equal(budget.heldBytes, 60);
@@ -35,8 +35,8 @@ t.test('BodyBudget: reserve within the limit, release', async (t) => {
   t.equal(budget.heldBytes, 0, 'never negative');
 });
 
-t.test('BodyBudget: the limit itself fits, one byte more does not', async (t) => {
-  const budget = new BodyBudget(10);
+t.test('ByteBudget: the limit itself fits, one byte more does not', async (t) => {
+  const budget = new ByteBudget(10);
   t.ok(budget.tryReserve(10), 'exactly the limit');
   t.notOk(budget.tryReserve(1), 'one byte over');
   t.equal(budget.heldBytes, 10);

@@ -3,7 +3,7 @@ import { createServer, request, type IncomingMessage } from 'node:http';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { readBody, hasBody, declaredLength } from '../../shared/body.js';
-import { BodyBudget } from '../../master/body-budget.js';
+import { ByteBudget } from '../../shared/byte-budget.js';
 import type { Teardown } from '../helpers/gateway.js';
 
 // The one bounded body reader (issue 9), over real loopback sockets.
@@ -47,7 +47,7 @@ t.test('hasBody and declaredLength', async (t) => {
 });
 
 t.test('reads a chunked body and a sized one; the budget holds what was read', async (t) => {
-  const budget = new BodyBudget(1000);
+  const budget = new ByteBudget(1000);
   const run = await withServer(t, (req) => readBody(req, { maxBytes: 100, idleTimeoutMs: 5000, budget }));
   const chunked = await run((port) => {
     const req = request({ port, method: 'POST', headers: { 'transfer-encoding': 'chunked' } }, (res) => res.resume());
@@ -59,7 +59,7 @@ t.test('reads a chunked body and a sized one; the budget holds what was read', a
 });
 
 t.test('over maxBytes: 413 before reading when declared, at the crossing when chunked; budget returned', async (t) => {
-  const budget = new BodyBudget(1000);
+  const budget = new ByteBudget(1000);
   const run = await withServer(t, (req) => readBody(req, { maxBytes: 10, idleTimeoutMs: 5000, budget }));
   await t.rejects(
     run((port) =>
@@ -124,7 +124,7 @@ t.test('silence: 408 body_timeout', async (t) => {
 });
 
 t.test('over the budget: 503 body_budget with Retry-After', async (t) => {
-  const budget = new BodyBudget(10);
+  const budget = new ByteBudget(10);
   const run = await withServer(t, (req) => readBody(req, { maxBytes: 100, idleTimeoutMs: 5000, budget }));
   await t.rejects(
     run((port) =>
@@ -140,7 +140,7 @@ t.test('over the budget: 503 body_budget with Retry-After', async (t) => {
 t.test('a declared length reserves nothing until its bytes arrive: a silent client holds no budget', async (t) => {
   // Reserved from Content-Length, four connections declaring 1 MiB and sending a byte now and then held a 4 MiB
   // budget, and every other body got 503 body_budget.
-  const budget = new BodyBudget(10);
+  const budget = new ByteBudget(10);
   const run = await withServer(t, (req) => {
     readBody(req, { maxBytes: 100, idleTimeoutMs: 5000, budget }).catch(() => undefined);
     const atHead = budget.heldBytes;

@@ -283,6 +283,15 @@ t.test('an upstream event limit holds a whole event', async (t) => {
   t.same(r.ok ? [] : r.problems, ['versions.v1.upstream.maxEventBytes: must be ≥ 1024']);
 });
 
+t.test('a worker budget for answers held whole holds one answer of 1 MiB at least', async (t) => {
+  const r = validateConfig({ versions: { v1: { weight: 1 } }, limits: { maxBufferedAnswerBytes: 1_048_575 } });
+  t.same(r.ok ? [] : r.problems, ['limits.maxBufferedAnswerBytes: must be ≥ 1048576 (1 MiB)']);
+  const ok = validateConfig({ versions: { v1: { weight: 1 } }, limits: { maxBufferedAnswerBytes: 1_048_576 } });
+  t.ok(ok.ok, 'at 1 MiB');
+  const unset = validateConfig({ versions: { v1: { weight: 1 } } });
+  t.equal(unset.ok && unset.value.limits.maxBufferedAnswerBytes, 256 * 1024 * 1024, 'default 256 MiB');
+});
+
 t.test('a target limit above the head limit is refused: its 414 could never come', async (t) => {
   const r = validateConfig({ versions: { v1: { weight: 1 } }, limits: { maxUrlBytes: 65_536 } });
   t.same(r.ok ? [] : r.problems, [

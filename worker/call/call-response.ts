@@ -1,5 +1,6 @@
 import type { CallOutput } from '../types.js';
 import type { BodyConsumer } from '../upstream/pipeline.js';
+import type { AnswerShare } from './answer-share.js';
 
 // The two halves of one upstream call as the handler drives them (SPEC §5,
 // §12): what reads the upstream's body and what writes the client's answer.
@@ -30,4 +31,6 @@ export interface OpenedCall {
   response: CallResponse;
   /** The tokens the upstream reported, once the call is over (the metrics and the log line). */
   usage(): { prompt_tokens: number; completion_tokens: number } | undefined;
+  /** An answer held whole: what it took of its worker's budget, given back once the call is over. */
+  share?: AnswerShare;
 }

@@ -21,6 +21,7 @@ import { DIRECT_HEADER, readDirectOffer } from '../../shared/direct.js';
 import { WAITED_HEADER, waitedMs } from '../../shared/ipc.js';
 import type { DirectConnections } from '../direct/connections.js';
 import { takeCallBody, type DirectRoute } from '../direct/direct-answer.js';
+import type { ByteBudget } from '../../shared/byte-budget.js';
 
 // Every POST endpoint that calls the upstream (SPEC §5, §12): chat
 // completions, embeddings, legacy completions, responses. One lifecycle for
@@ -37,6 +38,8 @@ export interface CallHandlerOptions {
   upstream: UpstreamConfig;
   /** limits.maxBodyBytes. */
   maxBodyBytes: number;
+  /** limits.maxBufferedAnswerBytes: what all answers held whole (not streamed) may hold at once. */
+  answers: ByteBudget;
   /** Between two `102 Processing` while nothing has gone out (processing-pings.ts): a third of the master's wait. */
   processingPingMs: number;
   log: Logger;
@@ -190,6 +193,7 @@ export async function handleCall(
       now: () => performance.now(),
       onFirstToken: (atMs) => metrics.observeFirstToken((atMs - arrivedMs) / 1000),
       direct: directRoute(req, options.connections),
+      answers: options.answers,
     });
     await runPipeline(
       {
@@ -230,6 +234,7 @@ export async function handleCall(
     }
   } finally {
     stopPings?.();
+    opened?.share?.release();
     res.off('close', onClose);
     if (isStream) metrics.streamEnded();
     const usage = countedUsage(stored === undefined ? opened?.usage() : undefined);

@@ -2,6 +2,7 @@ import type { ServerResponse } from 'node:http';
 import { GraygateError } from '../../shared/errors.js';
 import type { BodyConsumer } from '../upstream/pipeline.js';
 import type { CallResponse } from './call-response.js';
+import type { AnswerShare } from './answer-share.js';
 
 // A non-streamed answer written once, whole, when the upstream is done: a
 // chat completion aggregated from chunks (chat/aggregate.ts), or an answer
@@ -64,18 +65,24 @@ export class JsonAnswer implements CallResponse {
 
 /**
  * Reads a whole upstream answer into memory, up to `maxBytes` (over it: `tooLarge`, default
- * upstream_protocol_error), for answers that are converted or checked as a whole.
+ * upstream_protocol_error), for answers that are converted or checked as a whole; its bytes are taken from `share`.
  */
 export class CollectedBody implements BodyConsumer {
   readonly framing = 'bytes';
   readonly #maxBytes: number;
   readonly #tooLarge: 'upstream_protocol_error' | 'answer_too_large';
+  readonly #share: AnswerShare | undefined;
   readonly #parts: Buffer[] = [];
   #bytes = 0;
 
-  constructor(maxBytes: number, tooLarge: 'upstream_protocol_error' | 'answer_too_large' = 'upstream_protocol_error') {
+  constructor(
+    maxBytes: number,
+    tooLarge: 'upstream_protocol_error' | 'answer_too_large' = 'upstream_protocol_error',
+    share?: AnswerShare,
+  ) {
     this.#maxBytes = maxBytes;
     this.#tooLarge = tooLarge;
+    this.#share = share;
   }
 
   event(): void {}
@@ -91,13 +98,16 @@ export class CollectedBody implements BodyConsumer {
         this.#tooLarge === 'answer_too_large' ? { shouldRetry: false } : {},
       );
     }
+    this.#share?.take(chunk.length);
     this.#parts.push(chunk);
   }
 
   end(): void {}
 
-  /** The whole answer, once the body ended. */
+  /** The whole answer, once the body ended (its parts are let go: the answer is converted from this one copy). */
   bytes(): Buffer {
-    return Buffer.concat(this.#parts, this.#bytes);
+    const whole = Buffer.concat(this.#parts, this.#bytes);
+    this.#parts.length = 0;
+    return whole;
   }
 }

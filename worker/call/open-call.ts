@@ -21,6 +21,8 @@ import { SseRelay } from '../relay/sse-relay.js';
 import type { OpenedCall } from './call-response.js';
 import { CollectedBody, JsonAnswer } from './json-answer.js';
 import type { DirectRoute } from '../direct/direct-answer.js';
+import type { ByteBudget } from '../../shared/byte-budget.js';
+import { AnswerShare } from './answer-share.js';
 
 // Which reader and which writer an upstream call gets (SPEC §5, §12):
 //   chat, stream         upstream events → OpenAI chunks → SSE
@@ -33,7 +35,9 @@ import type { DirectRoute } from '../direct/direct-answer.js';
 /**
  * Largest answer held whole, bytes: an upstream answer converted at once (64 MiB holds 2 048 embeddings of 3 072
  * dimensions as JSON), and what a non-streamed chat answer joins in memory (chat/aggregate.ts; unbounded, one took a
- * worker, and every stream on it, down).
+ * worker, and every stream on it, down). All of a worker's at once: limits.maxBufferedAnswerBytes (its `answers`);
+ * one answer may hold the whole of a smaller budget, so that it is refused for its own size, not for a 503 that a
+ * retry meets again.
  */
 const MAX_WHOLE_ANSWER_BYTES = 64 * 1024 * 1024;
 
@@ -53,6 +57,8 @@ export interface OpenCallOptions {
   onFirstToken: (atMs: number) => void;
   /** limits.directStreams: the master offered the client's connection for a streamed answer. */
   direct?: DirectRoute | undefined;
+  /** What all answers held whole may hold at once (limits.maxBufferedAnswerBytes). */
+  answers: ByteBudget;
 }
 
 type AnswerUsage = { prompt_tokens: number; completion_tokens: number } | undefined;
@@ -62,12 +68,13 @@ type AnswerUsage = { prompt_tokens: number; completion_tokens: number } | undefi
  * `convert` once complete: nothing goes out before, so any failure still gets a real status.
  */
 function wholeAnswer(
-  res: ServerResponse,
-  headers: Record<string, string>,
+  options: Pick<OpenCallOptions, 'res' | 'headers' | 'answers'>,
   tooLarge: 'upstream_protocol_error' | 'answer_too_large',
   convert: (bytes: Buffer) => { body: Buffer; usage: AnswerUsage },
 ): OpenedCall {
-  const collected = new CollectedBody(MAX_WHOLE_ANSWER_BYTES, tooLarge);
+  const { res, headers, answers } = options;
+  const share = new AnswerShare(answers);
+  const collected = new CollectedBody(Math.min(MAX_WHOLE_ANSWER_BYTES, answers.limitBytes), tooLarge, share);
   let usage: AnswerUsage;
   const build = (): Buffer => {
     const answer = convert(collected.bytes());
@@ -78,6 +85,7 @@ function wholeAnswer(
     consumer: collected,
     response: new JsonAnswer({ res, headers, build, contentChunks: () => (usage === undefined ? 0 : 1) }),
     usage: () => usage,
+    share,
   };
 }
 
@@ -134,18 +142,20 @@ export function openCall(options: OpenCallOptions): OpenedCall {
       }
       return { consumer, response: writer, usage: () => state.usage };
     }
-    if (adapter.format === 'openai') return wholeAnswer(res, headers, 'answer_too_large', checkedOpenAIChat);
-    const aggregator = new CompletionAggregator(MAX_WHOLE_ANSWER_BYTES);
+    if (adapter.format === 'openai') return wholeAnswer(options, 'answer_too_large', checkedOpenAIChat);
+    const share = new AnswerShare(options.answers);
+    const aggregator = new CompletionAggregator(Math.min(MAX_WHOLE_ANSWER_BYTES, options.answers.limitBytes), share);
     const build = (): Buffer => Buffer.from(JSON.stringify(aggregator.toCompletion()));
     return {
       consumer: chatConsumer(adapter, state, aggregator),
       response: new JsonAnswer({ res, headers, build, contentChunks: () => aggregator.contentChunks }),
       usage: () => state.usage,
+      share,
     };
   }
   const convert = adapter.convertAnswer;
   if (convert !== undefined) {
-    return wholeAnswer(res, headers, 'upstream_protocol_error', (bytes) =>
+    return wholeAnswer(options, 'upstream_protocol_error', (bytes) =>
       convert(kind, bytes, { encoding: call.encoding, inputs: call.choices }),
     );
   }

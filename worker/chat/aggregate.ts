@@ -9,6 +9,7 @@ import type {
   Usage,
 } from '../types.js';
 import { GraygateError } from '../../shared/errors.js';
+import type { AnswerShare } from '../call/answer-share.js';
 
 // A non-streaming answer (SPEC §5 `stream:false`) of an Ollama or Anthropic
 // upstream, built from the same chunks a stream gets: per choice, its text,
@@ -58,13 +59,16 @@ export class CompletionAggregator implements ChatOutput {
   /** What the answer may hold: text, tool arguments and log probabilities (their tokens and a fixed size each). */
   readonly #maxHeld: number;
   #held = 0;
+  /** Its worker's budget for all answers held whole (limits.maxBufferedAnswerBytes). */
+  readonly #share: AnswerShare | undefined;
   /** The first chunk: the completion's id, created and model (the converters' chunks all carry them). */
   #identity: ChatCompletionChunk | undefined;
   #usage: Usage | undefined;
   contentChunks = 0;
 
-  constructor(maxHeld = Infinity) {
+  constructor(maxHeld = Infinity, share?: AnswerShare) {
     this.#maxHeld = maxHeld;
+    this.#share = share;
   }
 
   chunk(chunk: ChatCompletionChunk): void {
@@ -130,6 +134,7 @@ export class CompletionAggregator implements ChatOutput {
         { shouldRetry: false },
       );
     }
+    this.#share?.take(units);
   }
 
   // Nothing is written before the end, so the output never pushes back.
