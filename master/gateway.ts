@@ -27,7 +27,7 @@ import { DIRECT_HEADER, leaseGuardMs, monotonicMs, type DirectOffer } from '../s
 import { WAITED_HEADER } from '../shared/ipc.js';
 import type { RelayHooks } from './relay.js';
 import { bodyParseErrorOf } from './body-parse-errors.js';
-import { CONTINUE_EXPECTATION, headProblem, isUpgrade } from './head-problems.js';
+import { headProblem, isContinueExpectation, isUpgrade } from './head-problems.js';
 
 // The main port's request path (SPEC §3, §4, §4a) as named steps over one
 // RequestContext, applied in order (STYLE §17):
@@ -313,7 +313,8 @@ export function createGateway(options: GatewayOptions): Gateway {
     // The server has a checkContinue listener, so Node sent no `100 Continue`: send it now that the body is wanted.
     // Never to an HTTP/1.0 client, which must ignore the expectation and cannot read a 1xx (RFC 9110 §10.1.1).
     const isHttp11 = req.httpVersionMajor > 1 || req.httpVersionMinor >= 1;
-    if (isHttp11 && CONTINUE_EXPECTATION.test(headerValue(req.headers['expect']) ?? '')) res.writeContinue();
+    const expect = headerValue(req.headers['expect']);
+    if (isHttp11 && expect !== undefined && isContinueExpectation(expect)) res.writeContinue();
     readBody(req, {
       maxBytes: bodyLimitBytes(limits),
       idleTimeoutMs: limits.bodyTimeoutMs,

@@ -6,8 +6,15 @@ import { HOST_VALUE } from './request-facts.js';
 // SPEC §4a: the heads both of the master's ports refuse (the main port's gateway.ts, the admin port's admin/server.ts),
 // what Node's parser lets through and nginx does not.
 
-/** Node's `continueExpression` (lib/_http_server.js). */
-export const CONTINUE_EXPECTATION = /(?:^|\W)100-continue(?:$|\W)/i;
+/**
+ * An Expect field of 100-continue alone (RFC 9110 §10.1.1: a member other than it may be refused with 417). Node's own
+ * test (`continueExpression`, lib/_http_server.js) finds it anywhere: `x-100-continue` and `100-continue, tea` got
+ * `100 Continue` (a probe).
+ */
+export function isContinueExpectation(value: string): boolean {
+  for (const member of value.split(',')) if (member.trim().toLowerCase() !== '100-continue') return false;
+  return true;
+}
 
 /**
  * What Node's parser lets through and nginx refuses (SPEC §4a): an HTTP/1.1 request without a Host, with two, or
@@ -36,9 +43,10 @@ export function headProblem(req: IncomingMessage): GraygateError | undefined {
   const host = req.headers.host;
   if (host !== undefined && !HOST_VALUE.test(host))
     return new GraygateError('invalid_request', 'the Host header is not a host name or address with a port');
-  // Node's own test (a `checkExpectation` request): an expectation other than 100-continue, on HTTP/1.1 only.
+  // An expectation other than 100-continue (Node's `checkExpectation` requests, and what its looser test let by), on
+  // HTTP/1.1 only.
   const expect = req.headers['expect'];
-  if (expect !== undefined && isHttp11 && !CONTINUE_EXPECTATION.test(expect))
+  if (expect !== undefined && isHttp11 && !isContinueExpectation(expect))
     return new GraygateError('invalid_request', 'only `Expect: 100-continue` is supported', { status: 417 });
   const coding = req.headers['transfer-encoding'];
   if (coding !== undefined && !isHttp11)

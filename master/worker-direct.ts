@@ -35,6 +35,9 @@ export interface DirectAbilities {
   takesLeases?: boolean;
 }
 
+/** At most one warn line this often for connections a worker could not take (its file limit). */
+const LOST_LOG_INTERVAL_MS = 10_000;
+
 export class WorkerDirect {
   readonly #log: Logger;
   #child: ChildProcess | undefined;
@@ -42,6 +45,9 @@ export class WorkerDirect {
   #takesConnections = false;
   /** The connection whose descriptor was sent and not yet taken (0: none). */
   #connectionInFlight = 0;
+  /** Connections lost at the worker's file limit since the last warn line, and when that was (performance.now()). */
+  #lostUnlogged = 0;
+  #lostLoggedAtMs = -Infinity;
   /** Connections offered to this worker process, waiting for their turn (one at a time). */
   #connectionQueue: QueuedConnection[] = [];
   /** Told when the connection in flight has been taken, or lost. */
@@ -206,10 +212,17 @@ export class WorkerDirect {
    */
   #onInternalMessage = (msg: unknown): void => {
     if (!isHandleNack(msg) || this.#connectionInFlight === 0) return;
-    this.#log.warn(
-      { workerPid: this.#child?.pid, conn: this.#connectionInFlight },
-      'a connection did not reach the worker (its file limit?): its answers go through the master',
-    );
+    // At most one line every LOST_LOG_INTERVAL_MS: at its file limit a worker loses every connection offered (a probe:
+    // 154 lines in a burst), and each is still served through the master.
+    this.#lostUnlogged++;
+    if (performance.now() - this.#lostLoggedAtMs >= LOST_LOG_INTERVAL_MS) {
+      this.#log.warn(
+        { workerPid: this.#child?.pid, conn: this.#connectionInFlight, sinceLastLine: this.#lostUnlogged },
+        'a connection did not reach the worker (its file limit?): its answers go through the master',
+      );
+      this.#lostUnlogged = 0;
+      this.#lostLoggedAtMs = performance.now();
+    }
     this.#settleConnection(false);
   };
 }

@@ -226,6 +226,14 @@ export function createAdminServer(options: AdminServerOptions): Server {
   // An expectation other than 100-continue: refused by headProblem above, in the API's error shape (node's own 417
   // has an empty body).
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => server.emit('request', req, res));
+  // CONNECT, which Node closes without a word when nothing listens (a probe): refused as the main port refuses it. Its
+  // socket comes without Node's error listener, and a reset must not end the master.
+  server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
+    socket.on('error', () => socket.destroy());
+    const refusal = new GraygateError('invalid_request', 'CONNECT is not supported: this is not a forward proxy');
+    if (socket.writable) socket.end(rawErrorResponse(toErrorResponse(refusal)));
+    else socket.destroy();
+  });
   // What node's parser refuses (a malformed head, one past its size, a head not sent in time): in the API's shape
   // too, not node's bare `400 Bad Request`; a connection that is just gone is closed.
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {

@@ -216,6 +216,8 @@ t.test("the admin port refuses the heads the main port does, in the API's error 
       /Content-Encoding "gzip" is not supported/,
     ],
     ['an unknown Expect', `GET /admin/status HTTP/1.1\r\nHost: ${host}\r\nExpect: 200-ok\r\n\r\n`, 417, /100-continue/],
+    // Node closed a CONNECT without a word (a probe).
+    ['CONNECT', `CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n`, 400, /not a forward proxy/],
     ['HTTP/2.0 in the request line', `GET /admin/status HTTP/2.0\r\nHost: ${host}\r\n\r\n`, 505, /send HTTP\/1\.1/],
     [
       'a head node cannot parse',
