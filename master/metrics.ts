@@ -89,7 +89,7 @@ export function workerLabel(version: string, w: Pick<WorkerView, 'instance' | 'p
 export interface MasterMetricsOptions {
   /** The version registry, read at scrape time; undefined before it exists. */
   versions: () => RegistryView | undefined;
-  /** Bytes of request bodies held right now (master/body-budget.ts), read at scrape time. */
+  /** Bytes of request bodies held right now (shared/byte-budget.ts), read at scrape time. */
   bufferedBodyBytes?: () => number;
   /** configHash of the applied config file (SPEC §13), read at scrape time. */
   configHash?: () => string;

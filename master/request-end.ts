@@ -303,7 +303,7 @@ function recordOutcome(
 
 /**
  * A model call's statuses that come from the version's upstream (SPEC §5 passes 4xx through), counted as the
- * version's errors. graygate's own 4xx on a model call are 400, 405, 408, 413, 414 and 431; its 404 for a path no
- * worker serves (a client's typo, as often on either version) is on no model call's path.
+ * version's errors. graygate's own 4xx on a model call are 400, 408, 413, 414 and 431; its 404 for a path no worker
+ * serves (a client's typo, as often on either version) is on no model call's path.
  */
 const UPSTREAM_FAULTS: ReadonlySet<number> = new Set([401, 403, 404, 429]);

@@ -37,12 +37,13 @@ const heap = (): number => {
 };
 
 const builds: Array<{ name: string; make: Make }> = [
-  { name: 'this tree', make: (maxHeld) => new CompletionAggregator(maxHeld) },
+  { name: 'this tree', make: (maxHeld) => new CompletionAggregator({ maxHeld }) },
 ];
 const baselineRoot = values['baseline-root'];
 if (baselineRoot !== undefined) {
   const url = pathToFileURL(resolve(baselineRoot, 'dist/worker/chat/aggregate.js')).href;
   const { CompletionAggregator: Old } = (await import(url)) as { CompletionAggregator: new (n: number) => Aggregator };
+  // Builds of 6 December and before take the bound as their one argument (later ones an options object).
   builds.push({ name: baselineRoot, make: (maxHeld) => new Old(maxHeld) });
 }
 

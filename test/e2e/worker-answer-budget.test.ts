@@ -1,11 +1,12 @@
 import t from 'tap';
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import { startGateway } from '../helpers/gateway.js';
 import { scrapeUntil } from '../helpers/metrics.js';
 import { httpRequest, json, type SimpleResponse } from '../helpers/http.js';
 import { postStream } from '../worker/fixtures/sse-client.js';
+import { untilOutput } from '../helpers/output.js';
 
 // limits.maxBufferedAnswerBytes: what all of a worker's non-streamed answers hold at once (each may hold 64 MiB; ten
 // at once took ~1.7 GB of one worker). An upstream that sends the first part of an answer and holds the rest until the
@@ -42,12 +43,16 @@ function budgetUpstream(): {
   /** A held answer's first part went out. */
   held: () => Promise<void>;
   release: () => void;
+  /** Requests it got. */
+  requests: () => number;
   close: () => Promise<void>;
 } {
   const waiting: Array<() => void> = [];
   const sent: Array<() => void> = [];
   const onHeld = (): void => void sent.shift()?.();
+  let requests = 0;
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    requests++;
     const parts: Buffer[] = [];
     req.on('data', (c: Buffer) => parts.push(c));
     req.on('end', () => {
@@ -57,6 +62,12 @@ function budgetUpstream(): {
       const pieces = Array.from({ length: Math.ceil(Number(n) / 65536) }, (_, i) =>
         'a'.repeat(Math.min(65536, Number(n) - i * 65536)),
       );
+      if (req.url === '/api/embed') {
+        // One vector of N bytes' worth of numbers.
+        const vector = Array.from({ length: Math.ceil(Number(n) / 11) }, () => '0.123456789').join(',');
+        res.writeHead(200, { 'content-type': 'application/json' });
+        return void res.end(`{"model":"m","embeddings":[[${vector}]]}`);
+      }
       const ollama = req.url === '/api/chat';
       const isStream = /"stream":true/.test(text);
       const [head, tail] = ollama
@@ -81,6 +92,7 @@ function budgetUpstream(): {
     release: () => {
       for (const end of waiting.splice(0)) end();
     },
+    requests: () => requests,
     close: () => {
       server.closeAllConnections();
       return new Promise((resolve) => server.close(() => resolve()));
@@ -156,6 +168,87 @@ t.test('answers held whole share one budget per worker: 503 answer_budget past i
       t.equal(json<ErrorBody>(res).error.code, 'answer_too_large', version);
       t.equal(res.headers['retry-after'], undefined, version);
     }
+    // An answer converted whole (Ollama embeddings) past a budget under 64 MiB: too large for this gateway's setting,
+    // not the upstream's protocol error (a review).
+    const embeddings = await httpRequest(`${gw.url}/v1/embeddings?version=llama`, {
+      method: 'POST',
+      body: JSON.stringify({ model: 'm', input: `send ${BUDGET + 1000}` }),
+    });
+    t.equal(embeddings.status, 502);
+    t.equal(json<ErrorBody>(embeddings).error.code, 'answer_too_large');
+    t.match(json<ErrorBody>(embeddings).error.message, /limits\.maxBufferedAnswerBytes/);
     await scrapeUntil(gw, (s) => s.sum('graygate_buffered_answer_bytes') === 0, 'nothing held after the refusals');
   });
 });
+
+t.test(
+  'an answer holds its share until its bytes have left the worker: a client that reads nothing keeps it',
+  async (t) => {
+    // A review: the share was given back as the answer was written, and 25 clients that read nothing held 315 MB of a
+    // worker past a budget of 16 MiB. Here an answer of ~30 MB to a client that reads nothing: the master stops reading
+    // the worker, and most of it waits in the worker.
+    const upstream = budgetUpstream();
+    t.teardown(upstream.close);
+    const url = await upstream.url;
+    const budget = 32 * 1024 * 1024;
+    const gw = await startGateway(
+      t,
+      {
+        limits: { maxBufferedAnswerBytes: budget },
+        versions: { v1: { weight: 1, upstream: { format: 'openai', url } } },
+      },
+      { env: { LOG_LEVEL: 'info' } },
+    );
+    const { port } = new URL(gw.url);
+    const body = (what: string): string =>
+      JSON.stringify({ model: 'm', stream: false, messages: [{ role: 'user', content: what }] });
+    const slow = connect(Number(port), '127.0.0.1');
+    t.teardown(() => slow.destroy());
+    slow.pause(); // reads nothing until told
+    const first = body('send 30000000');
+    slow.write(
+      'POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n' +
+        `X-Request-Id: slow-1\r\nContent-Length: ${Buffer.byteLength(first)}\r\n\r\n${first}`,
+    );
+    // The worker has written the whole answer (its line is logged once the call is over).
+    await untilOutput(gw, () =>
+      gw
+        .output()
+        .split('\n')
+        .find((line) => line.includes('"reqId":"slow-1"') && line.includes('request finished')),
+    );
+    const post = (what: string): Promise<SimpleResponse> =>
+      httpRequest(`${gw.url}/v1/chat/completions`, { method: 'POST', body: body(what) });
+    const second = await post('send 5000000');
+    t.equal(second.status, 503, 'the unread answer still counts');
+    t.equal(json<ErrorBody>(second).error.code, 'answer_budget');
+
+    // Read it all: its share is given back, and the same answer fits.
+    slow.resume();
+    await scrapeUntil(gw, (s) => s.sum('graygate_buffered_answer_bytes') === 0, 'given back once sent');
+    t.equal((await post('send 5000000')).status, 200);
+
+    // A budget with less than a read of room left refuses a new answer before its upstream call.
+    const fill = connect(Number(port), '127.0.0.1');
+    t.teardown(() => fill.destroy());
+    fill.pause();
+    const filling = body(`send ${budget - 40_000}`);
+    fill.write(
+      'POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n' +
+        `X-Request-Id: fill-1\r\nContent-Length: ${Buffer.byteLength(filling)}\r\n\r\n${filling}`,
+    );
+    await untilOutput(gw, () =>
+      gw
+        .output()
+        .split('\n')
+        .find((line) => line.includes('"reqId":"fill-1"') && line.includes('request finished')),
+    );
+    const calls = upstream.requests();
+    const refused = await post('send 10');
+    t.equal(refused.status, 503, 'full');
+    t.equal(json<ErrorBody>(refused).error.code, 'answer_budget');
+    t.equal(upstream.requests(), calls, 'refused without an upstream call: nothing generated to be dropped');
+    fill.resume();
+    await scrapeUntil(gw, (s) => s.sum('graygate_buffered_answer_bytes') === 0, 'given back once sent');
+  },
+);

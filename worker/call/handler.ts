@@ -22,6 +22,7 @@ import { WAITED_HEADER, waitedMs } from '../../shared/ipc.js';
 import type { DirectConnections } from '../direct/connections.js';
 import { takeCallBody, type DirectRoute } from '../direct/direct-answer.js';
 import type { ByteBudget } from '../../shared/byte-budget.js';
+import type { AnswerShare } from './answer-share.js';
 
 // Every POST endpoint that calls the upstream (SPEC §5, §12): chat
 // completions, embeddings, legacy completions, responses. One lifecycle for
@@ -234,7 +235,7 @@ export async function handleCall(
     }
   } finally {
     stopPings?.();
-    opened?.share?.release();
+    releaseWhenSent(res, opened?.share);
     res.off('close', onClose);
     if (isStream) metrics.streamEnded();
     const usage = countedUsage(stored === undefined ? opened?.usage() : undefined);
@@ -255,6 +256,17 @@ export async function handleCall(
       'request finished',
     );
   }
+}
+
+/**
+ * What an answer held whole took of its worker's budget, given back once its bytes have left the process: a client
+ * that reads slowly keeps them in the response's buffer (a reviewer's 25 clients that read nothing held 315 MB past a
+ * budget of 16 MiB, released as each answer was written).
+ */
+function releaseWhenSent(res: ServerResponse, share: AnswerShare | undefined): void {
+  if (share === undefined) return;
+  if (res.writableEnded && !res.writableFinished && !res.destroyed) res.once('close', () => share.release());
+  else share.release();
 }
 
 interface LineFacts {

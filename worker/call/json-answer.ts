@@ -63,42 +63,42 @@ export class JsonAnswer implements CallResponse {
   }
 }
 
-/**
- * Reads a whole upstream answer into memory, up to `maxBytes` (over it: `tooLarge`, default
- * upstream_protocol_error), for answers that are converted or checked as a whole; its bytes are taken from `share`.
- */
+export interface CollectedBodyOptions {
+  /** Largest answer held, bytes. */
+  maxBytes: number;
+  /** The error past it. Default upstream_protocol_error. */
+  tooLarge?: 'upstream_protocol_error' | 'answer_too_large';
+  /** What that error says after the size (`; ask for it with stream: true`). */
+  hint?: string;
+  /** Its worker's budget for answers held whole (limits.maxBufferedAnswerBytes), which its bytes are taken from. */
+  share?: AnswerShare;
+}
+
+/** Reads a whole upstream answer into memory, for answers that are converted or checked as a whole. */
 export class CollectedBody implements BodyConsumer {
   readonly framing = 'bytes';
-  readonly #maxBytes: number;
-  readonly #tooLarge: 'upstream_protocol_error' | 'answer_too_large';
-  readonly #share: AnswerShare | undefined;
+  readonly #options: CollectedBodyOptions;
   readonly #parts: Buffer[] = [];
   #bytes = 0;
 
-  constructor(
-    maxBytes: number,
-    tooLarge: 'upstream_protocol_error' | 'answer_too_large' = 'upstream_protocol_error',
-    share?: AnswerShare,
-  ) {
-    this.#maxBytes = maxBytes;
-    this.#tooLarge = tooLarge;
-    this.#share = share;
+  constructor(options: CollectedBodyOptions) {
+    this.#options = options;
   }
 
   event(): void {}
 
   body(chunk: Buffer): void {
     this.#bytes += chunk.length;
-    if (this.#bytes > this.#maxBytes) {
+    const { maxBytes, tooLarge = 'upstream_protocol_error', hint = '', share } = this.#options;
+    if (this.#bytes > maxBytes) {
       throw new GraygateError(
-        this.#tooLarge,
-        `the upstream answer is larger than ${this.#maxBytes} bytes` +
-          (this.#tooLarge === 'answer_too_large' ? '; ask for it with stream: true' : ''),
+        tooLarge,
+        `the upstream answer is larger than ${maxBytes} bytes${hint}`,
         // A retry would have the upstream produce the same answer again.
-        this.#tooLarge === 'answer_too_large' ? { shouldRetry: false } : {},
+        tooLarge === 'answer_too_large' ? { shouldRetry: false } : {},
       );
     }
-    this.#share?.take(chunk.length);
+    share?.take(chunk.length);
     this.#parts.push(chunk);
   }
 

@@ -73,8 +73,20 @@ function wholeAnswer(
   convert: (bytes: Buffer) => { body: Buffer; usage: AnswerUsage },
 ): OpenedCall {
   const { res, headers, answers } = options;
-  const share = new AnswerShare(answers);
-  const collected = new CollectedBody(Math.min(MAX_WHOLE_ANSWER_BYTES, answers.limitBytes), tooLarge, share);
+  const share = AnswerShare.take(answers);
+  const maxBytes = Math.min(MAX_WHOLE_ANSWER_BYTES, answers.limitBytes);
+  const collected =
+    tooLarge === 'answer_too_large'
+      ? new CollectedBody({ maxBytes, tooLarge, hint: '; ask for it with stream: true', share })
+      : // An answer converted whole (Ollama embeddings) past a budget set under 64 MiB is too large for this gateway,
+        // not the upstream's fault.
+        new CollectedBody({
+          maxBytes,
+          ...(maxBytes < MAX_WHOLE_ANSWER_BYTES
+            ? { tooLarge: 'answer_too_large', hint: ', what limits.maxBufferedAnswerBytes lets a worker hold' }
+            : { tooLarge }),
+          share,
+        });
   let usage: AnswerUsage;
   const build = (): Buffer => {
     const answer = convert(collected.bytes());
@@ -143,8 +155,9 @@ export function openCall(options: OpenCallOptions): OpenedCall {
       return { consumer, response: writer, usage: () => state.usage };
     }
     if (adapter.format === 'openai') return wholeAnswer(options, 'answer_too_large', checkedOpenAIChat);
-    const share = new AnswerShare(options.answers);
-    const aggregator = new CompletionAggregator(Math.min(MAX_WHOLE_ANSWER_BYTES, options.answers.limitBytes), share);
+    const share = AnswerShare.take(options.answers);
+    const maxHeld = Math.min(MAX_WHOLE_ANSWER_BYTES, options.answers.limitBytes);
+    const aggregator = new CompletionAggregator({ maxHeld, share });
     const build = (): Buffer => Buffer.from(JSON.stringify(aggregator.toCompletion()));
     return {
       consumer: chatConsumer(adapter, state, aggregator),

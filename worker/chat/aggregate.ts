@@ -66,9 +66,13 @@ export class CompletionAggregator implements ChatOutput {
   #usage: Usage | undefined;
   contentChunks = 0;
 
-  constructor(maxHeld = Infinity, share?: AnswerShare) {
-    this.#maxHeld = maxHeld;
-    this.#share = share;
+  /**
+   * `maxHeld`: what the answer may hold, in the units above (default: no bound); `share`: its worker's budget for
+   * answers held whole (limits.maxBufferedAnswerBytes), which they are taken from.
+   */
+  constructor(options: { maxHeld?: number; share?: AnswerShare } = {}) {
+    this.#maxHeld = options.maxHeld ?? Infinity;
+    this.#share = options.share;
   }
 
   chunk(chunk: ChatCompletionChunk): void {

@@ -36,7 +36,7 @@ t.test('chunks aggregate into one chat.completion', async (t) => {
 t.test('an answer a content filter stopped before any text has content null, as an empty one has ""', async (t) => {
   // Anthropic's stop_reason "refusal" with no content block is finish_reason content_filter and no text at all.
   const answer = (finish: 'content_filter' | 'length'): unknown => {
-    const agg = new CompletionAggregator(1 << 20);
+    const agg = new CompletionAggregator({ maxHeld: 1 << 20 });
     agg.chunk({ ...base, choices: [{ index: 0, delta: { role: 'assistant' }, finish_reason: null }] });
     agg.chunk({ ...base, choices: [{ index: 0, delta: {}, finish_reason: finish }] });
     return agg.toCompletion().choices[0]!.message.content;
@@ -168,7 +168,7 @@ t.test('no chunks at all: one empty choice', async (t) => {
 });
 
 t.test('what the answer holds is bounded: text, then log probabilities, counted as they come', async (t) => {
-  const agg = new CompletionAggregator(1400);
+  const agg = new CompletionAggregator({ maxHeld: 1400 });
   const token = (text: string): ChatCompletionChunk => ({
     ...base,
     choices: [{ index: 0, delta: { content: text }, finish_reason: null }],
@@ -200,10 +200,10 @@ t.test(
         },
       ],
     });
-    const agg = new CompletionAggregator(64 * 1024);
+    const agg = new CompletionAggregator({ maxHeld: 64 * 1024 });
     agg.chunk(call(0, 'f'));
     t.throws(() => agg.chunk(call(1, 'n'.repeat(64 * 1024))), { code: 'answer_too_large' }, 'a name past the bound');
-    const many = new CompletionAggregator(64 * 1024);
+    const many = new CompletionAggregator({ maxHeld: 64 * 1024 });
     t.throws(
       () => {
         for (let i = 0; i < 1000; i++) many.chunk(call(i, 'f'));
@@ -211,7 +211,7 @@ t.test(
       { code: 'answer_too_large' },
       'a thousand empty calls',
     );
-    const choices = new CompletionAggregator(64 * 1024);
+    const choices = new CompletionAggregator({ maxHeld: 64 * 1024 });
     t.throws(
       () => {
         for (let i = 0; i < 2000; i++)
@@ -251,7 +251,7 @@ t.test(
       ['90 choices', 90, (i) => delta(i, { content: 'a' })],
     ];
     for (const [name, count, chunk] of shapes) {
-      const agg = new CompletionAggregator(64 * 1024);
+      const agg = new CompletionAggregator({ maxHeld: 64 * 1024 });
       t.throws(
         () => {
           for (let i = 0; i < count; i++) agg.chunk(chunk(i));
@@ -266,7 +266,7 @@ t.test(
 t.test('a chunk with 250,000 log probabilities is taken, not a stack overflow', async (t) => {
   const entry = { token: 'y', logprob: -1, bytes: null, top_logprobs: [] };
   const content = Array.from({ length: 250_000 }, () => entry);
-  const agg = new CompletionAggregator(64 * 1024 * 1024);
+  const agg = new CompletionAggregator({ maxHeld: 64 * 1024 * 1024 });
   agg.chunk({ ...base, choices: [{ index: 0, delta: {}, logprobs: { content }, finish_reason: null }] });
   t.equal(agg.toCompletion().choices[0]!.logprobs!.content!.length, 250_000);
 });
