@@ -5,8 +5,13 @@ import { clientConnectionsFor, OVER_BOUND_CONNECTIONS } from './file-limit.js';
 
 // The main port's connections (limits.maxClientConnections; nginx's worker_connections, Envoy's listener connection
 // limit): how many are open, and a bound that keeps the descriptors the master's workers need (master/file-limit.ts).
-// Past the bound, OVER_BOUND_CONNECTIONS more are accepted: their requests are answered `503 too_many_connections`
-// and closed (health paths are answered: a kubelet's probe is no client to shed), and each is closed
+// At the bound a new connection takes the place of the oldest one with no request in hand, that has sent nothing yet
+// or waits idle between requests, which is closed (nginx drains its reusable connections so when short of them): a
+// few hundred connections that sent nothing had every new client reset, health probes included, for as long as
+// their owner reopened them (a probe). A connection in a request, or sending its head, is never closed for another.
+// When none can be closed (REUSE_SCAN looked at), past the bound, OVER_BOUND_CONNECTIONS more are accepted: their
+// requests are answered `503 too_many_connections` and closed (health paths are answered: a kubelet's probe is no
+// client to shed), and each is closed
 // OVER_BOUND_LIFETIME_MS after it was accepted whatever it sends (a trickled head or a kept-alive answer held one for
 // minutes). They do not count against the bound: a connection is within it while fewer than the bound are. Past
 // those, Node closes a connection as it accepts it (server.maxConnections = the bound + OVER_BOUND_CONNECTIONS).
@@ -22,6 +27,12 @@ const OVER_BOUND_LIFETIME_MS = 5_000;
 /** At most one warn line this often while connections are refused; the status and metrics count every one. */
 const LOG_INTERVAL_MS = 10_000;
 
+/**
+ * Connections looked at, oldest first, for one to close at the bound: those in a request go to the back of the line,
+ * so a new connection costs a bounded look whatever is open.
+ */
+const REUSE_SCAN = 64;
+
 /** What /admin/status shows of the main port's connections. */
 export interface ClientConnectionsStatus {
   /** Open right now (those past the bound included). */
@@ -35,6 +46,16 @@ export interface ClientConnectionsStatus {
   pastBound: number;
   /** Closed as they were accepted, past the bound and the connections answered past it. */
   dropped: number;
+  /** Closed at the bound for a new connection, having no request in hand (silent, or idle between requests). */
+  closedIdle: number;
+}
+
+/** What the main server says of a connection it holds (main-server.ts). */
+export interface HeldConnections {
+  /** No request in hand, nor a head on its way: it has sent nothing yet, or nothing since its last answer. */
+  isReusable(socket: Socket): boolean;
+  /** Closes an idle connection (gateway.ts closeIdle: a FIN though a worker holds a duplicate). */
+  close(socket: Socket): void;
 }
 
 export interface ClientConnectionsOptions {
@@ -57,6 +78,14 @@ export class ClientConnections {
   #past = 0;
   #pastBound = 0;
   #dropped = 0;
+  #closedIdle = 0;
+  /**
+   * Connections within the bound, oldest first (an index queue; closed ones are skipped as they are met, and swept
+   * when they are half of it): where one to close at the bound is looked for.
+   */
+  #line: Array<Socket | undefined> = [];
+  #lineHead = 0;
+  #held: HeldConnections | undefined;
   /** Refusals and drops since the last warn line. */
   #unlogged = 0;
   #loggedAtMs = -Infinity;
@@ -83,17 +112,28 @@ export class ClientConnections {
     this.#apply();
   }
 
-  /** Counts the server's connections and bounds them. */
-  watch(server: Server): void {
+  /** Counts the server's connections and bounds them; at the bound, `held` says which one may be closed. */
+  watch(server: Server, held?: HeldConnections): void {
     this.#server = server;
+    this.#held = held;
     this.#apply();
     server.on('connection', (socket: Socket) => {
-      if (this.#max === undefined || this.#within < this.#max) {
+      if (this.#max === undefined) {
         this.#within++;
         socket.once('close', this.#onWithinClose);
         return;
       }
-      this.#pastOne(socket);
+      if (this.#within >= this.#max) {
+        const idle = this.#takeReusable();
+        if (idle === undefined) return this.#pastOne(socket);
+        this.#closedIdle++;
+        held!.close(idle);
+        this.#noteRefusal();
+      }
+      this.#within++;
+      socket.once('close', this.#onWithinClose);
+      this.#line.push(socket);
+      if (this.#line.length - this.#lineHead > 2 * this.#within + REUSE_SCAN) this.#sweep();
     });
     server.on('drop', () => {
       this.#dropped++;
@@ -112,7 +152,39 @@ export class ClientConnections {
       max: this.#max ?? null,
       pastBound: this.#pastBound,
       dropped: this.#dropped,
+      closedIdle: this.#closedIdle,
     };
+  }
+
+  /**
+   * The oldest connection within the bound with no request in hand, taken out of the line; undefined when none of the
+   * REUSE_SCAN looked at is (those in a request go to the back).
+   */
+  #takeReusable(): Socket | undefined {
+    const held = this.#held;
+    if (held === undefined) return undefined;
+    const line = this.#line;
+    for (let looked = 0; looked < REUSE_SCAN && this.#lineHead < line.length;) {
+      const socket = line[this.#lineHead]!;
+      line[this.#lineHead++] = undefined;
+      if (socket.destroyed) continue; // closed: out of the line for good
+      looked++;
+      if (held.isReusable(socket)) return socket;
+      line.push(socket);
+    }
+    if (this.#lineHead >= 1024 && this.#lineHead * 2 >= line.length) this.#sweep();
+    return undefined;
+  }
+
+  /** The line without the connections closed since they joined it (amortised: it runs once half of it is). */
+  #sweep(): void {
+    const open: Socket[] = [];
+    for (let i = this.#lineHead; i < this.#line.length; i++) {
+      const socket = this.#line[i];
+      if (socket !== undefined && !socket.destroyed) open.push(socket);
+    }
+    this.#line = open;
+    this.#lineHead = 0;
   }
 
   /** A connection accepted past the bound: refused requests (gateway.ts), and a life of OVER_BOUND_LIFETIME_MS. */
@@ -157,9 +229,11 @@ export class ClientConnections {
         maxClientConnections: this.#max,
         pastBound: this.#pastBound,
         dropped: this.#dropped,
+        closedIdle: this.#closedIdle,
         sinceLastLine: this.#unlogged,
       },
-      'client connections at limits.maxClientConnections: new ones are answered 503 too_many_connections, or closed',
+      'client connections at limits.maxClientConnections: idle ones are closed for new ones, else new ones are ' +
+        'answered 503 too_many_connections, or closed',
     );
     this.#unlogged = 0;
     this.#loggedAtMs = performance.now();

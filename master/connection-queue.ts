@@ -92,6 +92,8 @@ interface ConnectionState {
   requests: number;
   /** Bytes of the heads in `waiting`. */
   waitingBytes: number;
+  /** The socket's bytesRead when its last answer ended with nothing waiting: more since, and a head is on its way. */
+  bytesWhenIdle: number;
 }
 
 interface Start {
@@ -132,6 +134,7 @@ export class ConnectionQueue {
         onIdle: undefined,
         requests: 0,
         waitingBytes: 0,
+        bytesWhenIdle: -1,
       };
       this.#states.set(socket, state);
       const owned = state;
@@ -176,6 +179,16 @@ export class ConnectionQueue {
   isActive(socket: Socket): boolean {
     const state = this.#states.get(socket);
     return state !== undefined && (state.isBusy || state.waiting.length > 0);
+  }
+
+  /**
+   * No request of `socket` in hand and no byte of one on its way: it has sent nothing, or nothing since its last answer
+   * (client-connections.ts closes such a connection at the bound for a new one).
+   */
+  isQuiet(socket: Socket): boolean {
+    const state = this.#states.get(socket);
+    if (state === undefined) return socket.bytesRead === 0;
+    return !state.isBusy && state.waiting.length === 0 && socket.bytesRead === state.bytesWhenIdle;
   }
 
   /** Requests parsed on `socket` so far. */
@@ -224,6 +237,7 @@ export class ConnectionQueue {
       s.resume();
     }
     if (next !== undefined) return this.#start(socket, state, next.req, next.res);
+    state.bytesWhenIdle = socket.bytesRead;
     const onIdle = state.onIdle;
     state.onIdle = undefined;
     onIdle?.();

@@ -10,6 +10,7 @@ import { hasBody } from '../shared/body.js';
 import { setBodyParseError } from './body-parse-errors.js';
 import { setSocketErrorCode } from './socket-errors.js';
 import { ConnectionQueue } from './connection-queue.js';
+import type { ClientConnections } from './client-connections.js';
 import type { Gateway } from './gateway.js';
 
 // The main port's HTTP server (SPEC §4a). Node parses; everything it refuses
@@ -31,6 +32,8 @@ export interface MainServerOptions {
    * (graygate_requests_total{version="none"}), as nginx's access log and status counts have them.
    */
   onRefused?: (status: number) => void;
+  /** limits.maxClientConnections: counted and bounded, told which connections have no request in hand. */
+  connections?: Pick<ClientConnections, 'watch'>;
 }
 
 /**
@@ -176,6 +179,11 @@ export function createMainServer(options: MainServerOptions): Server {
       if (err.code === 'HPE_CLOSED_CONNECTION') socket.destroy();
       else answerRefusal(socket as Socket, refusal, { clientError: err.code });
     });
+  });
+  // At the bound, a connection with no request in hand nor a head on its way may be closed for a new one.
+  options.connections?.watch(server, {
+    isReusable: (socket) => queue.isQuiet(socket),
+    close: (socket) => gateway.closeIdle(socket),
   });
   return server;
 }

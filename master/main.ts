@@ -170,8 +170,8 @@ const main = createMainServer({
   limits: config.limits,
   log,
   onRefused: (status) => metrics.onRequestDone(NO_VERSION, status, undefined),
+  connections: clientConnections,
 });
-clientConnections.watch(main);
 const admin = createAdminServer({
   versions: registry,
   operations,

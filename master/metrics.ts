@@ -243,6 +243,11 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
       'Client connections the main port closed as they came, past limits.maxClientConnections and those answered past it',
       (c) => c.dropped,
     );
+    trackerCounter(
+      METRIC.clientConnectionsClosedIdleTotal,
+      'Client connections with no request in hand (silent, or idle between requests) closed at limits.maxClientConnections for a new one',
+      (c) => c.closedIdle,
+    );
   }
 
   const readHash = options.configHash;

@@ -38,6 +38,7 @@ export const METRIC = {
   clientConnections: 'graygate_client_connections',
   clientConnectionsPastBoundTotal: 'graygate_client_connections_past_bound_total',
   clientConnectionsDroppedTotal: 'graygate_client_connections_dropped_total',
+  clientConnectionsClosedIdleTotal: 'graygate_client_connections_closed_idle_total',
   /** SPEC §11: the canary's share of its pair's weight, and its state (1 for the current one). */
   canaryPercent: 'graygate_canary_percent',
   canaryState: 'graygate_canary_state',

@@ -39,7 +39,7 @@ interface StatusVersion {
 }
 export interface StatusBody {
   versions: Record<string, StatusVersion>;
-  clientConnections?: { open: number; max: number | null; pastBound: number; dropped: number };
+  clientConnections?: { open: number; max: number | null; pastBound: number; dropped: number; closedIdle?: number };
 }
 
 export function formatStatus(status: StatusBody): string {
@@ -89,8 +89,9 @@ export function formatStatus(status: StatusBody): string {
   const c = status.clientConnections;
   if (c !== undefined)
     lines.push(
-      `client connections: ${c.open} open (bound ${c.max ?? 'none'}), ${c.pastBound} accepted past it (503), ` +
-        `${c.dropped} closed as accepted`,
+      `client connections: ${c.open} open (bound ${c.max ?? 'none'}), ` +
+        (c.closedIdle === undefined ? '' : `${c.closedIdle} idle closed for new ones, `) +
+        `${c.pastBound} accepted past it (503), ${c.dropped} closed as accepted`,
     );
   return lines.length === 0 ? out : `${out}\n\n${lines.join('\n')}`;
 }

@@ -37,7 +37,7 @@ async function commands(t: Test, gw: Gateway, env: Record<string, string>): Prom
   t.match(human.stdout, /\nv1\s+90\s+\S+test-worker\.js\s+openai mock:\s+\d+\s+ready/);
   t.match(
     human.stdout,
-    /\nclient connections: \d+ open \(bound \d+\), 0 accepted past it \(503\), 0 closed as accepted\n/,
+    /\nclient connections: \d+ open \(bound \d+\), 0 idle closed for new ones, 0 accepted past it \(503\), 0 closed as accepted\n/,
   );
 
   const json = await cli(t, ['status', '--json', ...a], env);

@@ -12,10 +12,13 @@ import type { ClientConnectionsStatus } from '../../master/client-connections.js
 // default what the master's open-file limit leaves with every one of them in a request, after what its workers (alive
 // now), the admin port and the master keep. Unbounded, connections a client opened and held (silent ones live
 // headTimeoutMs, 60 s) took every descriptor of the master: past them libuv reset connections without a line, and a
-// crashed worker could not be forked again (`spawn EMFILE`). Past the bound a few more are answered 503 (health
-// paths 200), then Node closes new ones as it accepts them.
+// crashed worker could not be forked again (`spawn EMFILE`). At the bound a new connection takes the place of the
+// oldest with no request in hand (nginx's draining of reusable connections); when none has, a few more are answered 503
+// (health paths 200), then Node closes new ones as it accepts them.
 
 const REQUEST = 'GET /hello HTTP/1.1\r\nHost: gw\r\n\r\n';
+/** A head being sent (its last line to come): a connection in it is never closed for another. */
+const HALF_HEAD = 'GET /hello HTTP/1.1\r\nHost: gw\r\n';
 const NO_PRLIMIT = 'needs util-linux prlimit, to start the master under a low file limit';
 
 async function connections(gw: Gateway): Promise<ClientConnectionsStatus | undefined> {
@@ -52,12 +55,17 @@ t.test(
       versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } },
       limits: { maxClientConnections: 3 },
     });
-    const held = [await served(t, gw), await served(t, gw)];
-    const silent = await openRaw(gw.url); // sends nothing: it counts as well
-    t.teardown(() => silent.socket.destroy());
+    // Three sending their heads: none of them can be closed for a new one.
+    const held: RawConnection[] = [];
+    for (let i = 0; i < 3; i++) {
+      const conn = await openRaw(gw.url);
+      t.teardown(() => conn.socket.destroy());
+      conn.write(HALF_HEAD);
+      held.push(conn);
+    }
     t.same(
       await untilConnections(gw, (c) => c.open === 3, '3 open'),
-      { open: 3, max: 3, pastBound: 0, dropped: 0 },
+      { open: 3, max: 3, pastBound: 0, dropped: 0, closedIdle: 0 },
       'in /admin/status',
     );
 
@@ -91,8 +99,10 @@ t.test(
     await untilConnections(gw, (c) => c.pastBound === 5, 'one more accepted past the bound');
     held[1]!.socket.destroy();
     await untilConnections(gw, (c) => c.open <= 3, 'a held one closed');
-    const next = await served(t, gw);
+    const next = await served(t, gw, HALF_HEAD + '\r\n');
     t.equal(next.responses[0]!.status, 200, 'a closed one makes room, whatever is open past the bound');
+    next.write(HALF_HEAD); // in a head again
+    await connections(gw); // the master has read it: bytes sent before a later request are read by its answer
 
     // 32 are accepted past the bound: past them, one is closed as it is accepted.
     const burst = await Promise.all(Array.from({ length: 40 }, () => openRaw(gw.url)));
@@ -102,14 +112,15 @@ t.test(
       (c) => c.dropped > 0 && c.pastBound + c.dropped === 5 + 40,
       'the burst accepted past the bound or closed',
     );
+    t.equal(after.closedIdle, 0, 'none closed for another: each was in a head');
     t.ok(after.pastBound > 5, `accepted past the bound: ${after.pastBound}, each counted once`);
     for (const conn of burst) conn.socket.destroy();
     const metrics = await scrape(gw);
     t.equal(metrics.sum('graygate_client_connections_dropped_total'), after.dropped);
     t.equal(metrics.sum('graygate_client_connections_past_bound_total'), after.pastBound);
     t.ok(metrics.sum('graygate_client_connections') >= 3);
-    held[0]!.write(REQUEST);
-    t.equal((await held[0]!.waitFor(2))[1]!.status, 200, 'and are served');
+    held[0]!.write('\r\n');
+    t.equal((await held[0]!.waitFor(1))[0]!.status, 200, 'and are served');
 
     // The admin port holds 64 (reserved beside the main port's): the 65th is closed as accepted, in order.
     const adminHeld: RawConnection[] = [];
@@ -133,14 +144,59 @@ t.test(
 );
 
 t.test(
+  'at the bound a new connection takes the place of the oldest with no request in hand: silent ones shut nobody out',
+  async (t) => {
+    // A file-limit probe: a few hundred connections that sent nothing, reopened as they closed, had every new client
+    // reset, health probes included (past the bound and the 32 answered past it, Node closes as it accepts). nginx
+    // closes its idle (reusable) connections when short of them; so does the master.
+    const gw = await startGateway(t, {
+      versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } },
+      limits: { maxClientConnections: 3 },
+    });
+    const idle = await served(t, gw); // answered, idle between requests
+    await connections(gw);
+    const silent = await openRaw(gw.url);
+    t.teardown(() => silent.socket.destroy());
+    const heading = await openRaw(gw.url);
+    t.teardown(() => heading.socket.destroy());
+    heading.write(HALF_HEAD);
+    await untilConnections(gw, (c) => c.open === 3, '3 open');
+
+    const first = await served(t, gw);
+    t.equal(first.responses[0]!.status, 200, 'served within the bound');
+    await idle.closed;
+    t.pass('in the place of the oldest idle one');
+    const second = await served(t, gw);
+    t.equal(second.responses[0]!.status, 200);
+    await silent.closed;
+    t.pass('then of the silent one');
+
+    // A flood of silent connections: each takes the place of an older one, and a client still gets in.
+    const flood = await Promise.all(Array.from({ length: 60 }, () => openRaw(gw.url)));
+    for (const conn of flood) t.teardown(() => conn.socket.destroy());
+    await untilConnections(gw, (c) => c.closedIdle === 62, 'each in the place of one with no request in hand');
+    const client = await served(t, gw);
+    t.equal(client.responses[0]!.status, 200, 'a client gets in');
+    const probe = await served(t, gw, 'GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n');
+    t.equal(probe.responses[0]!.status, 200, 'so does a health probe');
+    heading.write('\r\n');
+    t.equal((await heading.waitFor(1))[0]!.status, 200, 'the one sending its head was never closed for another');
+    const after = await connections(gw);
+    t.match(after, { closedIdle: 64, pastBound: 0, dropped: 0 });
+    t.equal((await scrape(gw)).sum('graygate_client_connections_closed_idle_total'), after!.closedIdle);
+  },
+);
+
+t.test(
   'by default the bound is what the open-file limit leaves: a crashed worker starts again with every connection held',
   { skip: hasPrlimit() ? false : NO_PRLIMIT },
   async (t) => {
     // 300 descriptors, one worker: 300 − 64 − 4 − 64 admin − 32 past the bound = 136; 2C + min(64, C) ≤ 136 → 45.
     const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } }, { fileLimit: 300 });
     t.match(await connections(gw), { max: 45, open: 0 });
-    // A client opens 300 connections: 43 with a request answered (their worker sockets kept idle), the rest silent,
-    // as a slowloris holds them. Unbounded, they took every descriptor the master had.
+    // A client opens 300 connections: 43 with a request answered (their worker sockets kept idle), the rest silent.
+    // Unbounded, they took every descriptor the master had; bounded, each past the 45th takes the place of the oldest
+    // with no request in hand.
     const answered = await Promise.all(Array.from({ length: 43 }, () => served(t, gw)));
     t.ok(answered.every((c) => c.responses[0]!.status === 200));
     for (let i = 43; i < 300; i++) {
@@ -149,18 +205,18 @@ t.test(
     }
     const held = await untilConnections(
       gw,
-      (c) => c.pastBound + c.dropped === 255,
-      'all but 45 accepted past the bound or closed',
+      (c) => c.closedIdle === 255 && c.pastBound + c.dropped === 0,
+      'each past the 45th in the place of an idle one',
     );
-    t.ok(held.max === 45 && held.open >= 45, 'the 45 within the bound held');
+    t.ok(held.max === 45 && held.open >= 45, '45 within the bound held');
 
     const pid = (await status(gw)).v1!.workers[0]!.pid;
     process.kill(pid, 'SIGKILL');
     await waitForStatus(gw, (v) => v.v1!.workers.some((w) => w.pid !== pid && w.state === 'ready'), 'v1 restarted');
     t.pass('forked again with 45 connections held');
     t.notMatch(gw.output(), /EMFILE/, 'no descriptor ran out');
-    answered[0]!.write(REQUEST);
-    t.equal((await answered[0]!.waitFor(2))[1]!.status, 200, 'and the new worker serves them');
+    const fresh = await served(t, gw);
+    t.equal(fresh.responses[0]!.status, 200, 'and the new worker serves a new one, in the place of a silent one');
   },
 );
 
@@ -189,7 +245,8 @@ t.test(
     const second = await Promise.all(conns.map(async (c) => (await c.waitFor(2))[1]!.status));
     t.same(new Set(second), new Set([200]), 'v1 served 33 at once');
     const past = await served(t, gw);
-    t.equal(past.responses[0]!.status, 503, 'the 34th connection is past the bound');
+    t.equal(past.responses[0]!.status, 200, 'the 34th connection takes the place of an idle one');
+    t.match(await connections(gw), { closedIdle: 1, pastBound: 0 });
     t.notMatch(gw.output(), /EMFILE/, 'no descriptor ran out');
 
     t.equal((await admin(gw, 'DELETE', '/admin/versions/v2')).status, 200);
