@@ -204,6 +204,8 @@ export function watchConfigFile(options: ConfigWatchOptions): ConfigWatch {
    */
   let dirFd: number | undefined;
   let dirPoll: NodeJS.Timeout | undefined;
+  /** The last try to watch the directory again failed (said once, until one succeeds). */
+  let isRewatchFailing = false;
   const startWatcher = (): FSWatcher => {
     const fd = openSync(dir, 'r');
     let next: FSWatcher;
@@ -254,10 +256,24 @@ export function watchConfigFile(options: ConfigWatchOptions): ConfigWatch {
     try {
       watcher = startWatcher();
     } catch (err) {
-      close();
-      onError(new Error(`config watch stopped: ${dir} cannot be watched again: ${(err as Error).message}`));
+      // Out of descriptors or inotify watches for a moment (EMFILE, ENFILE, ENOSPC), or the name not a directory
+      // yet: tried again every DIR_POLL_MS, said once. Given up on, one moment at the file limit turned the watch off
+      // for good, with nothing in /admin/status to say so (a probe).
+      if (!isRewatchFailing)
+        onError(
+          new Error(
+            `config watch: ${dir} cannot be watched again for now (${(err as Error).message}): trying every second`,
+          ),
+        );
+      isRewatchFailing = true;
+      dirPoll = setTimeout(() => {
+        dirPoll = undefined;
+        rewatchIfReplaced();
+      }, DIR_POLL_MS);
+      dirPoll.unref();
       return;
     }
+    isRewatchFailing = false;
     options.onRewatch?.(dir);
     schedule();
   };

@@ -47,6 +47,9 @@ export function readRoutingFacts(
 ): FactsResult {
   // Absolute-form was made origin-form by the gateway (originForm below), before its health paths were matched.
   if (!target.startsWith('/')) return { ok: false, message: 'malformed request target' };
+  // RFC 9112 §3.2: a target has no fragment. Node's parser takes one, and the worker read `/p#x?version=v3` as a path
+  // whose query the master had read as a pin (a probe); Envoy refuses it too.
+  if (target.includes('#')) return { ok: false, message: 'a request target has no fragment: send "#" as %23' };
   let queryVersion: string | undefined;
   let forwardPath = target;
   const q = target.indexOf('?');
@@ -60,8 +63,7 @@ export function readRoutingFacts(
     }
     if (params.has(routing.query)) {
       queryVersion = params.get(routing.query) ?? undefined;
-      params.delete(routing.query);
-      const rest = params.toString();
+      const rest = withoutParameter(target.slice(q + 1), routing.query);
       forwardPath = target.slice(0, q) + (rest === '' ? '' : `?${rest}`);
     }
   }
@@ -77,4 +79,18 @@ export function readRoutingFacts(
     freshId: needsId ? newId() : '',
   };
   return { ok: true, facts, forwardPath };
+}
+
+/**
+ * A query string without the segments that name `name` (as URLSearchParams decodes names: `%76ersion`, `version`),
+ * the others as they were sent: re-serialised, `q=a%20b&flag&k=1=2` reached the upstream as `q=a+b&flag=&k=1%3D2` (a
+ * probe), where a pin by header left it byte for byte.
+ */
+function withoutParameter(query: string, name: string): string {
+  const kept: string[] = [];
+  for (const segment of query.split('&')) {
+    const [entry] = new URLSearchParams(segment);
+    if (entry === undefined || entry[0] !== name) kept.push(segment);
+  }
+  return kept.join('&');
 }

@@ -11,6 +11,8 @@ import {
   utimesSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { configHash } from '../../master/config-file.js';
 import { watchConfigFile, type ConfigChange, type ConfigWatchOptions } from '../../master/config-watch.js';
@@ -249,6 +251,36 @@ t.test('a directory removed and made again is watched again: its later edits are
   await w.until('change', 2);
   t.same(w.changes(), [configHash(config(2)), configHash(config(3))]);
   t.same(rewatched, [dir], 'said so');
+});
+
+t.test('a directory that cannot be watched again for a moment is tried again until it can', async (t) => {
+  // A probe: the master at its file limit as the directory was replaced, and the watch stopped for good. Here the
+  // name is a unix socket for a moment (opening it fails, as at EMFILE), then a directory again.
+  const { dir, path, w, rewatched } = watchedSubdir(t);
+  // The watch's retries are unref'd timers (a master's servers keep it alive): this process needs a handle meanwhile.
+  const alive = setInterval(() => undefined, 60_000);
+  t.teardown(() => clearInterval(alive));
+  rmSync(dir, { recursive: true });
+  const socket = createServer();
+  socket.listen(dir);
+  await once(socket, 'listening');
+  await w.until('error', 1);
+  while (!w.seen.some((s) => s.kind === 'error' && /cannot be watched again for now/.test(s.err.message)))
+    await w.until('error', w.seen.filter((s) => s.kind === 'error').length + 1);
+  await new Promise((resolve) => socket.close(resolve));
+  rmSync(dir, { force: true });
+  mkdirSync(dir);
+  writeFileSync(path, config(2));
+  await w.until('change', 1);
+  writeFileSync(path, config(3)); // heard only by a watch on the new directory
+  await w.until('change', 2);
+  t.same(w.changes(), [configHash(config(2)), configHash(config(3))]);
+  t.same(rewatched, [dir], 'watched again');
+  t.equal(
+    w.seen.filter((s) => s.kind === 'error' && /cannot be watched again/.test(s.err.message)).length,
+    1,
+    'said once, however often it was tried',
+  );
 });
 
 t.test('a directory renamed away and made again: the new one is watched', async (t) => {

@@ -11,6 +11,12 @@ t.test('reads facts and removes only the routing parameter', async (t) => {
     ['/x?a=1&version=v2&b=2', {}, { forwardPath: '/x?a=1&b=2', facts: { queryVersion: 'v2' } }],
     ['/x?a=1', {}, { forwardPath: '/x?a=1' }],
     ['/x?version=', {}, { forwardPath: '/x', facts: { queryVersion: '' } }],
+    // The rest of the query as it was sent (re-serialised, it reached the upstream with `+` and `%3D`: a probe).
+    [
+      '/x?version=v1&q=a%20b&flag&k=1=2&&%76ersion=v2&versions=3',
+      {},
+      { forwardPath: '/x?q=a%20b&flag&k=1=2&&versions=3', facts: { queryVersion: 'v1' } },
+    ],
     [
       '/x',
       { 'x-version': 'v3', 'x-user-id': 'u', cookie: 'graygate_uid=c' },
@@ -26,6 +32,13 @@ t.test('reads facts and removes only the routing parameter', async (t) => {
     readRoutingFacts('garbage target', {}, routing, () => 'f'),
     { ok: false },
   );
+  // A fragment: the worker read `/p#x?version=v3` as a path whose query the master had read as a pin (a probe).
+  for (const target of ['/echo#frag?version=v3', '/v1/models?a=1#x'])
+    t.match(
+      readRoutingFacts(target, {}, routing, () => 'f'),
+      { ok: false, message: /no fragment/ },
+      target,
+    );
   t.match(
     readRoutingFacts('/x', { 'x-user-id': 'u' }, routing, () => t.fail('no id needed') as never),
     { ok: true, facts: { freshId: '' } },
