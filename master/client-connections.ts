@@ -5,11 +5,13 @@ import { clientConnectionsFor, OVER_BOUND_CONNECTIONS } from './file-limit.js';
 
 // The main port's connections (limits.maxClientConnections; nginx's worker_connections, Envoy's listener connection
 // limit): how many are open, and a bound that keeps the descriptors the master's workers need (master/file-limit.ts).
-// At the bound a new connection takes the place of the oldest one with no request in hand, that has sent nothing yet
-// or waits idle between requests, which is closed (nginx drains its reusable connections so when short of them): a
-// few hundred connections that sent nothing had every new client reset, health probes included, for as long as
-// their owner reopened them (a probe). A connection in a request, or sending its head, is never closed for another.
-// When none can be closed (REUSE_SCAN looked at), past the bound, OVER_BOUND_CONNECTIONS more are accepted: their
+// At the bound a new connection takes the place of the one quiet longest, for MIN_QUIET_MS at least (nothing sent
+// since it was accepted, or since its last answer), which is closed (nginx closes its longest idle reusable
+// connections so when short of them): a few hundred connections that sent nothing had every new client reset, health
+// probes included, for as long as their owner reopened them (a probe). A connection in a request, or with a head on
+// its way, is never closed for another, nor one quiet for less (a reviewer: one just accepted, whose request was not
+// read yet, was reset, and a keep-alive client between two requests thrashed).
+// When none can be closed, past the bound, OVER_BOUND_CONNECTIONS more are accepted: their
 // requests are answered `503 too_many_connections` and closed (health paths are answered: a kubelet's probe is no
 // client to shed), and each is closed
 // OVER_BOUND_LIFETIME_MS after it was accepted whatever it sends (a trickled head or a kept-alive answer held one for
@@ -28,10 +30,10 @@ const OVER_BOUND_LIFETIME_MS = 5_000;
 const LOG_INTERVAL_MS = 10_000;
 
 /**
- * Connections looked at, oldest first, for one to close at the bound: those in a request go to the back of the line,
- * so a new connection costs a bounded look whatever is open.
+ * How long a connection must have been quiet to be closed for another, ms: a client sends its request as it connects
+ * and its next as an answer ends, and a busy master reads them late.
  */
-const REUSE_SCAN = 64;
+const MIN_QUIET_MS = 1_000;
 
 /** What /admin/status shows of the main port's connections. */
 export interface ClientConnectionsStatus {
@@ -52,9 +54,12 @@ export interface ClientConnectionsStatus {
 
 /** What the main server says of a connection it holds (main-server.ts). */
 export interface HeldConnections {
-  /** No request in hand, nor a head on its way: it has sent nothing yet, or nothing since its last answer. */
-  isReusable(socket: Socket): boolean;
-  /** Closes an idle connection (gateway.ts closeIdle: a FIN though a worker holds a duplicate). */
+  /**
+   * No request in hand, nor a byte of one read since `sinceMs`: nothing since it was accepted (no request yet), or
+   * since its last answer ended at `sinceMs` (the time given to noteQuiet).
+   */
+  isQuietSince(socket: Socket, sinceMs: number): boolean;
+  /** Closes a quiet connection (gateway.ts closeIdle: a FIN though a worker holds a duplicate). */
   close(socket: Socket): void;
 }
 
@@ -67,6 +72,8 @@ export interface ClientConnectionsOptions {
   log: Logger;
   /** At most one warn line this often; default LOG_INTERVAL_MS (tests shorten it). */
   logIntervalMs?: number;
+  /** The clock of MIN_QUIET_MS, ms; default performance.now (tests move it). */
+  now?: () => number;
 }
 
 export class ClientConnections {
@@ -80,10 +87,12 @@ export class ClientConnections {
   #dropped = 0;
   #closedIdle = 0;
   /**
-   * Connections within the bound, oldest first (an index queue; closed ones are skipped as they are met, and swept
-   * when they are half of it): where one to close at the bound is looked for.
+   * Connections within the bound as they became quiet, the longest quiet first (an index queue, with when each became
+   * so): accepted, or at the end of an answer (noteQuiet). An entry whose connection has been busy since is stale,
+   * dropped when met, and swept once they are half of it: where one to close at the bound is looked for.
    */
   #line: Array<Socket | undefined> = [];
+  #lineSince: number[] = [];
   #lineHead = 0;
   #held: HeldConnections | undefined;
   /** Refusals and drops since the last warn line. */
@@ -123,17 +132,17 @@ export class ClientConnections {
         socket.once('close', this.#onWithinClose);
         return;
       }
+      const nowMs = this.#options.now?.() ?? performance.now();
       if (this.#within >= this.#max) {
-        const idle = this.#takeReusable();
-        if (idle === undefined) return this.#pastOne(socket);
+        const quiet = this.#takeQuiet(nowMs);
+        if (quiet === undefined) return this.#pastOne(socket);
         this.#closedIdle++;
-        held!.close(idle);
+        held!.close(quiet);
         this.#noteRefusal();
       }
       this.#within++;
       socket.once('close', this.#onWithinClose);
-      this.#line.push(socket);
-      if (this.#line.length - this.#lineHead > 2 * this.#within + REUSE_SCAN) this.#sweep();
+      this.#join(socket, nowMs);
     });
     server.on('drop', () => {
       this.#dropped++;
@@ -157,33 +166,56 @@ export class ClientConnections {
   }
 
   /**
-   * The oldest connection within the bound with no request in hand, taken out of the line; undefined when none of the
-   * REUSE_SCAN looked at is (those in a request go to the back).
+   * A connection within the bound became quiet at `sinceMs`: its last answer ended, nothing waiting (main-server.ts,
+   * from the connection queue). Joins the line's end.
    */
-  #takeReusable(): Socket | undefined {
-    const held = this.#held;
-    if (held === undefined) return undefined;
+  noteQuiet(socket: Socket, sinceMs: number): void {
+    if (this.#max !== undefined && !this.#overBound.has(socket)) this.#join(socket, sinceMs);
+  }
+
+  #join(socket: Socket, sinceMs: number): void {
+    this.#line.push(socket);
+    this.#lineSince.push(sinceMs);
+    if (this.#line.length - this.#lineHead > 2 * this.#within + 64) this.#sweep();
+  }
+
+  /** Still quiet since it joined the line at `sinceMs` (not closed, not busy since). */
+  #isStillQuiet(socket: Socket, sinceMs: number): boolean {
+    return !socket.destroyed && this.#held !== undefined && this.#held.isQuietSince(socket, sinceMs);
+  }
+
+  /**
+   * The connection quiet longest, taken out of the line, if it has been for MIN_QUIET_MS; stale entries met on the way
+   * are dropped (each entry is met once).
+   */
+  #takeQuiet(nowMs: number): Socket | undefined {
     const line = this.#line;
-    for (let looked = 0; looked < REUSE_SCAN && this.#lineHead < line.length;) {
-      const socket = line[this.#lineHead]!;
-      line[this.#lineHead++] = undefined;
-      if (socket.destroyed) continue; // closed: out of the line for good
-      looked++;
-      if (held.isReusable(socket)) return socket;
-      line.push(socket);
+    while (this.#lineHead < line.length) {
+      const at = this.#lineHead;
+      const socket = line[at]!;
+      const sinceMs = this.#lineSince[at]!;
+      const isQuiet = this.#isStillQuiet(socket, sinceMs);
+      if (isQuiet && nowMs - sinceMs < MIN_QUIET_MS) return undefined; // none has been quiet longer
+      line[at] = undefined;
+      this.#lineHead++;
+      if (isQuiet) return socket;
     }
-    if (this.#lineHead >= 1024 && this.#lineHead * 2 >= line.length) this.#sweep();
     return undefined;
   }
 
-  /** The line without the connections closed since they joined it (amortised: it runs once half of it is). */
+  /** The line without its stale entries (amortised: it runs once they are about half of it). */
   #sweep(): void {
-    const open: Socket[] = [];
+    const line: Socket[] = [];
+    const since: number[] = [];
     for (let i = this.#lineHead; i < this.#line.length; i++) {
       const socket = this.#line[i];
-      if (socket !== undefined && !socket.destroyed) open.push(socket);
+      if (socket !== undefined && this.#isStillQuiet(socket, this.#lineSince[i]!)) {
+        line.push(socket);
+        since.push(this.#lineSince[i]!);
+      }
     }
-    this.#line = open;
+    this.#line = line;
+    this.#lineSince = since;
     this.#lineHead = 0;
   }
 

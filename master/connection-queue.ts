@@ -53,6 +53,8 @@ export interface ConnectionQueueOptions {
    * this or more, is closed. Default MAX_WAITING_HEAD_BYTES_TOTAL (tests pass a small one).
    */
   maxWaitingHeadBytesTotal?: number;
+  /** A connection's last answer ended with nothing waiting, at `sinceMs` (performance.now()): it is quiet from then. */
+  onQuiet?: (socket: Socket, sinceMs: number) => void;
 }
 
 /**
@@ -94,6 +96,8 @@ interface ConnectionState {
   waitingBytes: number;
   /** The socket's bytesRead when its last answer ended with nothing waiting: more since, and a head is on its way. */
   bytesWhenIdle: number;
+  /** When that was (performance.now()). */
+  quietSinceMs: number;
 }
 
 interface Start {
@@ -135,6 +139,7 @@ export class ConnectionQueue {
         requests: 0,
         waitingBytes: 0,
         bytesWhenIdle: -1,
+        quietSinceMs: NaN,
       };
       this.#states.set(socket, state);
       const owned = state;
@@ -182,13 +187,19 @@ export class ConnectionQueue {
   }
 
   /**
-   * No request of `socket` in hand and no byte of one on its way: it has sent nothing, or nothing since its last answer
-   * (client-connections.ts closes such a connection at the bound for a new one).
+   * No request of `socket` in hand and no byte of one read since `sinceMs`: it has sent nothing since it was accepted
+   * (no request yet: any `sinceMs`), or since its last answer ended at `sinceMs` (onQuiet's). Client-connections.ts
+   * closes the longest quiet at the bound for a new one.
    */
-  isQuiet(socket: Socket): boolean {
+  isQuietSince(socket: Socket, sinceMs: number): boolean {
     const state = this.#states.get(socket);
     if (state === undefined) return socket.bytesRead === 0;
-    return !state.isBusy && state.waiting.length === 0 && socket.bytesRead === state.bytesWhenIdle;
+    return (
+      !state.isBusy &&
+      state.waiting.length === 0 &&
+      socket.bytesRead === state.bytesWhenIdle &&
+      state.quietSinceMs === sinceMs
+    );
   }
 
   /** Requests parsed on `socket` so far. */
@@ -238,6 +249,10 @@ export class ConnectionQueue {
     }
     if (next !== undefined) return this.#start(socket, state, next.req, next.res);
     state.bytesWhenIdle = socket.bytesRead;
+    if (this.#options.onQuiet !== undefined) {
+      state.quietSinceMs = performance.now();
+      this.#options.onQuiet(socket, state.quietSinceMs);
+    }
     const onIdle = state.onIdle;
     state.onIdle = undefined;
     onIdle?.();

@@ -32,8 +32,8 @@ export interface MainServerOptions {
    * (graygate_requests_total{version="none"}), as nginx's access log and status counts have them.
    */
   onRefused?: (status: number) => void;
-  /** limits.maxClientConnections: counted and bounded, told which connections have no request in hand. */
-  connections?: Pick<ClientConnections, 'watch'>;
+  /** limits.maxClientConnections: counted and bounded, told which connections are quiet. */
+  connections?: Pick<ClientConnections, 'watch' | 'noteQuiet'>;
 }
 
 /**
@@ -59,6 +59,9 @@ export function createMainServer(options: MainServerOptions): Server {
           : 'a client pipelined more requests while the heads waiting on every connection were past their bound: ' +
               'connection closed',
       ),
+    ...(options.connections === undefined
+      ? {}
+      : { onQuiet: (socket: Socket, sinceMs: number) => options.connections!.noteQuiet(socket, sinceMs) }),
   });
   const server = createServer({
     maxHeaderSize: limits.maxHeaderBytes,
@@ -180,9 +183,9 @@ export function createMainServer(options: MainServerOptions): Server {
       else answerRefusal(socket as Socket, refusal, { clientError: err.code });
     });
   });
-  // At the bound, a connection with no request in hand nor a head on its way may be closed for a new one.
+  // At the bound, the connection quiet longest (no request in hand nor a head on its way) may be closed for a new one.
   options.connections?.watch(server, {
-    isReusable: (socket) => queue.isQuiet(socket),
+    isQuietSince: (socket, sinceMs) => queue.isQuietSince(socket, sinceMs),
     close: (socket) => gateway.closeIdle(socket),
   });
   return server;

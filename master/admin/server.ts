@@ -10,6 +10,7 @@ import type { VersionRegistry } from '../version-registry.js';
 import { isAuthorized } from './auth.js';
 import { checkAdminRequest } from './guard.js';
 import { headProblem, isUpgrade } from '../head-problems.js';
+import { originForm } from '../request-facts.js';
 import { clientErrorResponse, rawErrorResponse } from '../main-server.js';
 import { gatherMetrics } from './metrics-endpoint.js';
 import { ADMIN_MAX_CONNECTIONS } from '../file-limit.js';
@@ -172,7 +173,14 @@ export function createAdminServer(options: AdminServerOptions): Server {
     if (!isAuthorized(headerValue(req.headers['authorization']), options.token)) {
       return sendError(res, toErrorResponse(new GraygateError('unauthorized')), { 'www-authenticate': 'Bearer' });
     }
-    const path = (req.url ?? '/').split('?', 1)[0]!;
+    // Absolute-form (`GET http://127.0.0.1:9000/admin/status`), which a server must accept (RFC 9112 §3.2.2), as the
+    // main port takes it: it was a 404 (a probe).
+    const target = originForm(req.url ?? '/');
+    if (target === undefined) {
+      const malformed = new GraygateError('invalid_request', 'malformed request target');
+      return sendError(res, toErrorResponse(malformed), { connection: 'close' });
+    }
+    const path = target.split('?', 1)[0]!;
     if (options.isClosing?.() === true && req.method !== 'GET' && req.method !== 'HEAD') {
       const closing = new GraygateError('shutting_down', 'the master is shutting down: nothing is changed now');
       return sendError(res, toErrorResponse(closing), { connection: 'close' });

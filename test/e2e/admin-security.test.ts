@@ -234,6 +234,13 @@ t.test("the admin port refuses the heads the main port does, in the API's error 
     t.match(JSON.parse(res!.body), { error: { message } }, `${what}: in the error shape`);
     await conn.closed;
   }
+  // Absolute-form, which a server must accept (RFC 9112 §3.2.2): it was a 404 (a probe).
+  const absolute = await openRaw(gw.adminUrl, ['GET']);
+  absolute.write(`GET http://${host}/admin/status HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+  t.equal((await absolute.waitFor(1))[0]!.status, 200, 'an absolute-form target is served');
+  const notOrigin = await openRaw(gw.adminUrl, ['OPTIONS']);
+  notOrigin.write(`OPTIONS * HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+  t.equal((await notOrigin.waitFor(1))[0]!.status, 400, 'asterisk-form is no target here');
   const head = await openRaw(gw.adminUrl, ['HEAD']);
   head.write(`HEAD /admin/status HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
   const [res] = await head.waitFor(1);

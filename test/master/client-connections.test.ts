@@ -110,3 +110,71 @@ t.test('a bound lowered under the connections open: new ones are answered past i
   t.equal(connections.status().open, 0);
   t.equal(server.maxConnections, 2 + 32, 'back to the bound and the 32 past it');
 });
+
+t.test('at the bound the connection quiet longest, for a second at least, is closed for a new one', async (t) => {
+  // A file-limit probe (silent connections shut every client out) and its review (closing any quiet one reset clients
+  // whose request was not read yet, and keep-alive clients between two requests): the line of quiet connections.
+  let nowMs = 10_000;
+  const log = createLogger({ role: 'master', level: 'silent' });
+  const connections = new ClientConnections({
+    configured: 2,
+    fileLimit: undefined,
+    maxIdleSocketsPerWorker: 0,
+    log,
+    now: () => nowMs,
+  });
+  const server = createServer((_req, res) => res.end('ok'));
+  /** Sockets the test says are busy (in a request); the others are quiet since they joined the line. */
+  const busy = new Set<Socket>();
+  const closed: Socket[] = [];
+  connections.watch(server, {
+    isQuietSince: (socket) => !busy.has(socket),
+    close: (socket) => {
+      closed.push(socket);
+      socket.destroy();
+    },
+  });
+  const accepted: Socket[] = [];
+  server.on('connection', (socket: Socket) => accepted.push(socket));
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const clients: Socket[] = [];
+  t.teardown(() => {
+    for (const c of clients) c.destroy();
+    server.close();
+  });
+  const port = (server.address() as AddressInfo).port;
+  const open = async (): Promise<Socket> => {
+    const client = connect(port, '127.0.0.1');
+    clients.push(client);
+    client.on('error', () => undefined);
+    const count = accepted.length;
+    await once(client, 'connect');
+    while (accepted.length === count) await once(server, 'connection');
+    return accepted.at(-1)!;
+  };
+
+  const first = await open();
+  nowMs += 10;
+  const second = await open();
+  nowMs += 500;
+  await open();
+  t.same(closed, [], 'none quiet for a second: the third is past the bound');
+  t.match(connections.status(), { pastBound: 1, closedIdle: 0 });
+
+  nowMs += 600; // first quiet 1,110 ms, second 1,100 ms
+  busy.add(first); // …but first is in a request now
+  const fourth = await open();
+  t.same(closed, [second], 'the one quiet longest that is still quiet');
+  connections.noteQuiet(first, nowMs); // first's answer ended: quiet from now, after fourth joined the line
+  busy.delete(first);
+  nowMs += 999;
+  await open();
+  t.same(closed, [second], 'fourth and first quiet for 999 ms only: past the bound');
+  nowMs += 1;
+  await open();
+  t.same(closed, [second, fourth], 'then fourth, which joined the line first');
+  await open();
+  t.same(closed, [second, fourth, first], 'then first, its quiet since its answer');
+  t.match(connections.status(), { closedIdle: 3, pastBound: 2 });
+});
