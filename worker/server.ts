@@ -6,7 +6,7 @@ import { DEFAULTS } from '../shared/defaults.js';
 import { GraygateError, toErrorResponse } from '../shared/errors.js';
 import { sendError } from '../shared/http-headers.js';
 import type { EndpointKind } from './types.js';
-import { handleCall, type CallHandlerOptions } from './call/handler.js';
+import { causeOf, handleCall, type CallHandlerOptions } from './call/handler.js';
 import { DirectConnections } from './direct/connections.js';
 import { answerOn, DirectAnswer } from './direct/direct-answer.js';
 import type { DirectCalls } from '../shared/worker-lifecycle.js';
@@ -123,8 +123,9 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
     onFetchError: (err) => {
       const kind = upstreamErrorKind((err as { code?: string }).code ?? '');
       if (kind !== undefined) options.metrics.onUpstreamError(kind);
+      // With its cause (a certificate refused, a refused connection): the model list has no request line to say it.
       log.warn(
-        { err: { message: (err as Error).message, code: (err as { code?: unknown }).code } },
+        { err: { message: (err as Error).message, code: (err as { code?: unknown }).code }, errorCause: causeOf(err) },
         "could not fetch the upstream's model list",
       );
     },

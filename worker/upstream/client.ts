@@ -42,8 +42,8 @@ export interface UpstreamClientOptions {
   idleMs: number;
   /**
    * How long an idle upstream connection is kept, ms (upstream.timeouts.keepAliveMs; default 4 s for http, undici's,
-   * and 30 s for https: shared/defaults.ts). A server's
-   * `Keep-Alive: timeout=N` hint, when it sends one, wins (N − 2 s: undici's keepAliveTimeoutThreshold).
+   * and 30 s for https: shared/defaults.ts). A server's `Keep-Alive: timeout=N` hint, when it sends one, may shorten
+   * it (to N − 2 s: undici's keepAliveTimeoutThreshold), never lengthen it.
    */
   keepAliveTimeoutMs?: number;
   /**
@@ -88,13 +88,18 @@ export class UpstreamClient {
     this.#options = options;
     this.#basePath = url.pathname.replace(/\/+$/, '');
     const isHttps = url.protocol === 'https:';
+    const keepAliveTimeout =
+      options.keepAliveTimeoutMs ??
+      (isHttps ? DEFAULTS.upstreamTimeouts.keepAliveHttpsMs : DEFAULTS.upstreamTimeouts.keepAliveMs);
     this.#pool = new Pool(url.origin, {
       connections: options.maxConnections + MAX_LINGERING_BODIES,
       allowH2: isHttps && options.http2 === true,
       connect: { timeout: options.connectMs, ...(options.ca === undefined ? {} : { ca: options.ca }) },
-      keepAliveTimeout:
-        options.keepAliveTimeoutMs ??
-        (isHttps ? DEFAULTS.upstreamTimeouts.keepAliveHttpsMs : DEFAULTS.upstreamTimeouts.keepAliveMs),
+      keepAliveTimeout,
+      // A server's `Keep-Alive: timeout=N` may shorten it, never lengthen it (undici's default cap is 10 min): a
+      // connection a firewall had dropped after the keepAliveMs set under its idle timeout was reused, and the POST on
+      // it waited totalMs for a 504 (a TLS probe).
+      keepAliveMaxTimeout: keepAliveTimeout,
       headersTimeout: backstop(options.firstByteMs),
       bodyTimeout: bodyBackstop(options.firstByteMs, options.idleMs),
     });
@@ -211,11 +216,33 @@ const UNREACHABLE = new Set([
   'ENETDOWN',
   'ECONNABORTED',
   'ETIMEDOUT',
-  'CERT_HAS_EXPIRED',
+  // The upstream's certificate refused (OpenSSL's verify codes, as node names them): a private CA not trusted
+  // (SELF_SIGNED_CERT_IN_CHAIN, UNABLE_TO_GET_ISSUER_CERT_LOCALLY) said only "could not connect" (a TLS probe).
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
   'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_DECRYPT_CERT_SIGNATURE',
+  'UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_NOT_YET_VALID',
+  'CERT_HAS_EXPIRED',
+  'ERROR_IN_CERT_NOT_BEFORE_FIELD',
+  'ERROR_IN_CERT_NOT_AFTER_FIELD',
   'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'CERT_CHAIN_TOO_LONG',
+  'CERT_REVOKED',
+  'INVALID_CA',
+  'PATH_LENGTH_EXCEEDED',
+  'INVALID_PURPOSE',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'HOSTNAME_MISMATCH',
   'ERR_TLS_CERT_ALTNAME_INVALID',
 ]);
+
+/** An HTTP/2-only server refusing http/1.1 in its TLS handshake (ALPN). */
+const NO_APPLICATION_PROTOCOL = 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL';
 // The connection dropped under a request or response.
 const RESET = new Set([
   'ECONNRESET',
@@ -268,7 +295,14 @@ export function toUpstreamError(
     // connect" (a network probe's finding).
     if (code === 'ETIMEDOUT' && (err as { syscall?: unknown }).syscall !== 'connect')
       return new GraygateError('upstream_reset', `the upstream connection timed out (${code})`, { cause: err });
-    if (UNREACHABLE.has(code) && !options.hasResponse)
+    if (code === NO_APPLICATION_PROTOCOL && !options.hasResponse)
+      return new GraygateError(
+        'upstream_unreachable',
+        `could not connect to the upstream (${code}: it may speak HTTP/2 only; set upstream.http2)`,
+        { cause: err },
+      );
+    // OpenSSL's own failures in a handshake (ERR_SSL_WRONG_VERSION_NUMBER: an https: URL at a plain HTTP port).
+    if ((UNREACHABLE.has(code) || code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_')) && !options.hasResponse)
       return new GraygateError('upstream_unreachable', `could not connect to the upstream (${code})`, { cause: err });
   }
   return options.hasResponse

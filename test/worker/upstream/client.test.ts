@@ -202,3 +202,47 @@ t.test('ETIMEDOUT: unreachable on connect, a reset on a connection that carried 
       message: 'the upstream connection timed out (ETIMEDOUT)',
     });
 });
+
+t.test('a refused certificate or TLS handshake is unreachable, naming its code', async (t) => {
+  // A TLS probe: a private CA not trusted (SELF_SIGNED_CERT_IN_CHAIN, UNABLE_TO_GET_ISSUER_CERT_LOCALLY), an https: URL
+  // at a plain HTTP port and an HTTP/2-only server said only "could not connect to the upstream".
+  const options = { hasResponse: false, connectMs: 1, firstByteMs: 1, idleMs: 1 };
+  const failed = (code: string): Error => Object.assign(new Error(`${code} message`), { code });
+  for (const code of ['SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'ERR_SSL_WRONG_VERSION_NUMBER'])
+    t.match(toUpstreamError(failed(code), options), {
+      code: 'upstream_unreachable',
+      message: `could not connect to the upstream (${code})`,
+    });
+  t.match(toUpstreamError(failed('ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL'), options), {
+    code: 'upstream_unreachable',
+    message: /HTTP\/2 only; set upstream\.http2/,
+  });
+});
+
+t.test("a server's Keep-Alive hint may shorten keepAliveMs, never lengthen it", async (t) => {
+  // A TLS probe: a hint of 120 s kept a connection the operator's keepAliveMs (set under a firewall's idle timeout) had
+  // meant to close, and the POST sent on it after the firewall dropped the flow waited totalMs for a 504.
+  const server = createServer((_req: IncomingMessage, res: ServerResponse) => {
+    res.writeHead(200, { 'content-type': 'text/plain', 'keep-alive': 'timeout=600' });
+    res.end('ok');
+  });
+  server.keepAliveTimeout = 600_000; // the close must be the client's
+  const closed = new Promise<void>((resolve) => server.on('connection', (socket) => socket.on('close', resolve)));
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  const { port } = server.address() as AddressInfo;
+  const client = testUpstreamClient(t, `http://127.0.0.1:${port}`, { keepAliveTimeoutMs: 1000 });
+  const response = await client.request({
+    method: 'GET',
+    path: '/',
+    headers: {},
+    signal: new AbortController().signal,
+  });
+  await response.body.readAll(1024);
+  await closed;
+  t.pass('the idle connection closed after keepAliveMs, the hint of 600 s notwithstanding');
+});
