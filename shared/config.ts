@@ -112,8 +112,24 @@ export const upstreamSchema = z
     // connections, one per request it can admit; set, it must be at least that (crossFieldProblems),
     // else requests beyond the pool would wait inside undici, unseen by admission and metrics.
     maxConnections: positiveInt.optional(),
+    // A company's egress proxy (CONNECT): undici, unlike the OpenAI SDKs, reads no HTTPS_PROXY (a TLS probe).
+    proxy: z
+      .string()
+      .superRefine((s, ctx) => {
+        const problem = proxyUrlProblem(s);
+        if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+      })
+      .optional(),
+    proxyAuthEnv: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name')
+      .optional(),
   })
   .superRefine((upstream, ctx) => {
+    if (upstream.proxy !== undefined && upstream.url === 'mock:')
+      ctx.addIssue({ code: 'custom', path: ['proxy'], message: 'the mock upstream is in the worker: no proxy' });
+    if (upstream.proxyAuthEnv !== undefined && upstream.proxy === undefined)
+      ctx.addIssue({ code: 'custom', path: ['proxyAuthEnv'], message: 'names the credentials of upstream.proxy' });
     // Read by an ollama version only: on another it would be a switch that does nothing, silently.
     if (upstream.strictTools !== undefined && upstream.format !== 'ollama')
       ctx.addIssue({ code: 'custom', path: ['strictTools'], message: 'only an ollama upstream reads it' });
@@ -443,6 +459,17 @@ export function workerIdleTimeoutMsFor(
  * nothing else of it, so a query (Azure's `?api-version=`), a fragment or credentials would be dropped unseen: each is
  * refused, with what to do instead.
  */
+function proxyUrlProblem(value: string): string | undefined {
+  if (!URL.canParse(value)) return 'must be an http: or https: URL of a proxy';
+  const url = new URL(value);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return 'must be an http: or https: URL of a proxy';
+  if (url.username !== '' || url.password !== '')
+    return 'must have no credentials: put user:password in an env var and name it in proxyAuthEnv';
+  if ((url.pathname !== '/' && url.pathname !== '') || url.search !== '' || url.hash !== '' || /[?#]/.test(value))
+    return 'must be a proxy origin (scheme, host and port), with no path or query';
+  return undefined;
+}
+
 function upstreamUrlProblem(value: string): string | undefined {
   if (value === 'mock:') return undefined;
   if (!URL.canParse(value)) return 'must be a URL or "mock:"';

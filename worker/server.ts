@@ -86,6 +86,10 @@ const MASTER_HEAD_ROOM_BYTES = 8 * 1024;
 export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
   const { settings, log } = options;
   const { upstream } = settings;
+  const env = options.env ?? process.env;
+  // The proxy's credentials, as the key: read once, sent to the proxy only, hidden in what an upstream says.
+  const proxyAuth = upstream.proxyAuthEnv === undefined ? undefined : env[upstream.proxyAuthEnv];
+  hideInUpstreamText(proxyAuth);
   const client = new UpstreamClient({
     baseUrl: options.upstream.baseUrl,
     // Issue 10: at least one connection per request the master can have in this worker, so undici never queues one.
@@ -98,8 +102,9 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
     idleMs: upstream.timeouts.idleMs,
     ...(upstream.timeouts.keepAliveMs === undefined ? {} : { keepAliveTimeoutMs: upstream.timeouts.keepAliveMs }),
     ...(upstream.http2 === undefined ? {} : { http2: upstream.http2 }),
+    ...(upstream.proxy === undefined ? {} : { proxy: upstream.proxy }),
+    ...(proxyAuth === undefined ? {} : { proxyAuth }),
   });
-  const env = options.env ?? process.env;
   // The key is read once at start and goes into upstream headers only (SPEC §9: never logged).
   const apiKey = upstream.apiKeyEnv === undefined ? undefined : env[upstream.apiKeyEnv];
   hideInUpstreamText(apiKey);

@@ -292,6 +292,30 @@ t.test('a worker budget for answers held whole holds one answer of 1 MiB at leas
   t.equal(unset.ok && unset.value.limits.maxBufferedAnswerBytes, 256 * 1024 * 1024, 'default 256 MiB');
 });
 
+t.test('an upstream proxy is an http(s) origin without credentials, never in front of the mock', async (t) => {
+  const problems = (upstream: Record<string, unknown>): string[] => {
+    const r = validateConfig({ versions: { v1: { weight: 1, upstream: { format: 'openai', ...upstream } } } });
+    return r.ok ? [] : r.problems;
+  };
+  const url = 'https://api.openai.com/v1';
+  t.same(problems({ url, proxy: 'http://proxy.corp:3128', proxyAuthEnv: 'PROXY_AUTH' }), []);
+  t.same(problems({ url, proxy: 'http://user:pw@proxy.corp:3128' }), [
+    'versions.v1.upstream.proxy: must have no credentials: put user:password in an env var and name it in proxyAuthEnv',
+  ]);
+  t.same(problems({ url, proxy: 'socks5://proxy.corp:1080' }), [
+    'versions.v1.upstream.proxy: must be an http: or https: URL of a proxy',
+  ]);
+  t.same(problems({ url, proxy: 'http://proxy.corp:3128/path' }), [
+    'versions.v1.upstream.proxy: must be a proxy origin (scheme, host and port), with no path or query',
+  ]);
+  t.same(problems({ url: 'mock:', proxy: 'http://proxy.corp:3128' }), [
+    'versions.v1.upstream.proxy: the mock upstream is in the worker: no proxy',
+  ]);
+  t.same(problems({ url, proxyAuthEnv: 'PROXY_AUTH' }), [
+    'versions.v1.upstream.proxyAuthEnv: names the credentials of upstream.proxy',
+  ]);
+});
+
 t.test('a target limit above the head limit is refused: its 414 could never come', async (t) => {
   const r = validateConfig({ versions: { v1: { weight: 1 } }, limits: { maxUrlBytes: 65_536 } });
   t.same(r.ok ? [] : r.problems, [

@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import type { Dispatcher, Pool as UndiciPool } from 'undici';
+import type { Dispatcher, Pool as UndiciPool, ProxyAgent as UndiciProxyAgent } from 'undici';
 import { DEFAULTS, MAX_TIMER_MS } from '../../shared/defaults.js';
 import { GraygateError, isGraygateError } from '../../shared/errors.js';
 import { UpstreamTimeoutError } from './timeouts.js';
@@ -14,6 +14,12 @@ import { READ_AHEAD_BYTES, ResponseHandler, type UpstreamResponse } from './upst
 // through the Pool's dispatch() with a handler of ours (upstream-body.ts).
 const requireCjs = createRequire(import.meta.url);
 export const Pool = requireCjs('undici/lib/dispatcher/pool.js') as typeof UndiciPool;
+/**
+ * undici's ProxyAgent, loaded only by a version with upstream.proxy: through undici's index, whose Dispatcher API
+ * (`connect`, which the agent's CONNECT uses) the Pool alone does not bring.
+ */
+const loadProxyAgent = (): typeof UndiciProxyAgent =>
+  (requireCjs('undici') as { ProxyAgent: typeof UndiciProxyAgent }).ProxyAgent;
 
 // SPEC §5, issue 3 part 4: one undici Pool per upstream origin (a worker has
 // one upstream), keep-alive, a connection cap, HTTP/2 where the upstream is
@@ -53,6 +59,13 @@ export interface UpstreamClientOptions {
   readAheadBytes?: number;
   /** Certificates (PEM) trusted for an https upstream besides Node's own: a test's self-signed HTTP/2 upstream. */
   ca?: string;
+  /**
+   * upstream.proxy: an HTTP proxy every connection to the upstream goes through, tunnelled with CONNECT (a company's
+   * egress proxy). Its connections hold as many as the pool's.
+   */
+  proxy?: string;
+  /** upstream.proxyAuthEnv's value, `user:password`: sent to the proxy as Basic Proxy-Authorization. */
+  proxyAuth?: string;
 }
 
 export interface UpstreamCall {
@@ -78,7 +91,9 @@ const BACKSTOP_MARGIN_MS = 1000;
 export const MAX_LINGERING_BODIES = 32;
 
 export class UpstreamClient {
-  readonly #pool: UndiciPool;
+  /** The upstream's pool, or with upstream.proxy an agent whose one pool is the upstream's, through the proxy. */
+  readonly #pool: UndiciPool | UndiciProxyAgent;
+  readonly #origin: string;
   readonly #basePath: string;
   readonly #options: UpstreamClientOptions;
   #lingering = 0;
@@ -91,10 +106,10 @@ export class UpstreamClient {
     const keepAliveTimeout =
       options.keepAliveTimeoutMs ??
       (isHttps ? DEFAULTS.upstreamTimeouts.keepAliveHttpsMs : DEFAULTS.upstreamTimeouts.keepAliveMs);
-    this.#pool = new Pool(url.origin, {
+    this.#origin = url.origin;
+    const poolOptions = {
       connections: options.maxConnections + MAX_LINGERING_BODIES,
       allowH2: isHttps && options.http2 === true,
-      connect: { timeout: options.connectMs, ...(options.ca === undefined ? {} : { ca: options.ca }) },
       keepAliveTimeout,
       // A server's `Keep-Alive: timeout=N` may shorten it, never lengthen it (undici's default cap is 10 min): a
       // connection a firewall had dropped after the keepAliveMs set under its idle timeout was reused, and the POST on
@@ -102,7 +117,22 @@ export class UpstreamClient {
       keepAliveMaxTimeout: keepAliveTimeout,
       headersTimeout: backstop(options.firstByteMs),
       bodyTimeout: bodyBackstop(options.firstByteMs, options.idleMs),
-    });
+    };
+    const tls = options.ca === undefined ? {} : { ca: options.ca };
+    this.#pool =
+      options.proxy === undefined
+        ? new Pool(url.origin, { ...poolOptions, connect: { timeout: options.connectMs, ...tls } })
+        : new (loadProxyAgent())({
+            ...poolOptions,
+            uri: options.proxy,
+            // CONNECT even to an http: upstream, as to an https: one: one way through, the proxy sees no request.
+            proxyTunnel: true,
+            proxyTls: { timeout: options.connectMs },
+            requestTls: { timeout: options.connectMs, ...tls },
+            ...(options.proxyAuth === undefined
+              ? {}
+              : { token: `Basic ${Buffer.from(options.proxyAuth).toString('base64')}` }),
+          });
   }
 
   /**
@@ -112,6 +142,7 @@ export class UpstreamClient {
   request(call: UpstreamCall): Promise<UpstreamResponse> {
     const { body } = call;
     const options: Dispatcher.DispatchOptions = {
+      origin: this.#origin,
       path: this.#basePath + call.path,
       method: call.method ?? 'POST',
       headers: upstreamHeaders(call.headers, body?.length),
@@ -241,6 +272,9 @@ const UNREACHABLE = new Set([
   'ERR_TLS_CERT_ALTNAME_INVALID',
 ]);
 
+/** undici's error for a proxy that refused a CONNECT (proxy-agent.js). */
+const PROXY_REFUSAL = /^Proxy response \((\d{3})\) !== 200 when HTTP Tunneling/;
+
 /** An HTTP/2-only server refusing http/1.1 in its TLS handshake (ALPN). */
 const NO_APPLICATION_PROTOCOL = 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL';
 // The connection dropped under a request or response.
@@ -276,6 +310,14 @@ export function toUpstreamError(
       cause: err,
     });
   }
+  // upstream.proxy refused the tunnel (407: its credentials; 403: the destination not allowed): undici's own words.
+  const proxyStatus = PROXY_REFUSAL.exec((err as Error | null)?.message ?? '');
+  if (code === 'UND_ERR_ABORTED' && proxyStatus !== null && !options.hasResponse)
+    return new GraygateError(
+      'upstream_unreachable',
+      `could not connect to the upstream: the proxy (upstream.proxy) answered ${proxyStatus[1]}`,
+      { cause: err },
+    );
   if (typeof code === 'string') {
     if (
       code.startsWith('HPE_') ||
