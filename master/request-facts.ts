@@ -89,8 +89,11 @@ export function readRoutingFacts(
 function withoutParameter(query: string, name: string): string {
   const kept: string[] = [];
   for (const segment of query.split('&')) {
-    const [entry] = new URLSearchParams(segment);
-    if (entry === undefined || entry[0] !== name) kept.push(segment);
+    const end = segment.indexOf('=');
+    const raw = end === -1 ? segment : segment.slice(0, end);
+    // Decoded only when coded (`%76ersion`, `a+b`): a pinned target of 4,000 parameters decoded each took ~0.4 ms.
+    const decoded = raw.includes('%') || raw.includes('+') ? new URLSearchParams(`${raw}=`).keys().next().value : raw;
+    if (decoded !== name) kept.push(segment);
   }
   return kept.join('&');
 }

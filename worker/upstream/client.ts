@@ -128,7 +128,10 @@ export class UpstreamClient {
             // CONNECT even to an http: upstream, as to an https: one: one way through, the proxy sees no request.
             proxyTunnel: true,
             proxyTls: { timeout: options.connectMs },
-            requestTls: { timeout: options.connectMs, ...tls },
+            // The pool's allowH2 never reaches the TLS inside the tunnel (a reviewer: http/1.1 through the proxy).
+            requestTls: { timeout: options.connectMs, allowH2: poolOptions.allowH2, ...tls },
+            clientFactory: (proxyOrigin: URL, proxyOptions: object) =>
+              proxyClient(proxyOrigin, proxyOptions, options.connectMs),
             ...(options.proxyAuth === undefined
               ? {}
               : { token: `Basic ${Buffer.from(options.proxyAuth).toString('base64')}` }),
@@ -181,6 +184,27 @@ export class UpstreamClient {
   destroy(err?: Error): Promise<void> {
     return this.#pool.destroy(err ?? null);
   }
+}
+
+/**
+ * The pool to upstream.proxy that ProxyAgent sends its CONNECTs on. Its answer to a CONNECT is bounded by connectMs:
+ * the call's own deadlines start only once a connection is made, and a proxy that took the TCP connection and never
+ * answered held the request for undici's 300 s (a reviewer). Past it, a connect timeout.
+ */
+function proxyClient(origin: URL, options: object, connectMs: number): UndiciPool {
+  const pool = new Pool(origin, { ...options, headersTimeout: connectMs, bodyTimeout: connectMs });
+  const original: (this: UndiciPool, params: Dispatcher.ConnectOptions) => Promise<Dispatcher.ConnectData> =
+    // eslint-disable-next-line @typescript-eslint/unbound-method -- called on `pool` below (its promise overload)
+    pool.connect;
+  const connect = (params: Dispatcher.ConnectOptions): Promise<Dispatcher.ConnectData> => original.call(pool, params);
+  const connectOnce = (params: Dispatcher.ConnectOptions): Promise<Dispatcher.ConnectData> =>
+    connect(params).catch((err: unknown) => {
+      const code = (err as { code?: unknown } | null)?.code;
+      throw code === 'UND_ERR_HEADERS_TIMEOUT' ? new UpstreamTimeoutError('connect', connectMs, { cause: err }) : err;
+    });
+  // ProxyAgent calls `connect(params)` on it (the promise form).
+  Object.defineProperty(pool, 'connect', { value: connectOnce });
+  return pool;
 }
 
 /**
