@@ -1,7 +1,7 @@
 import t from 'tap';
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { connect, type AddressInfo } from 'node:net';
+import { connect, type AddressInfo, type Socket } from 'node:net';
 import { startGateway } from '../helpers/gateway.js';
 import { scrapeUntil } from '../helpers/metrics.js';
 import { httpRequest, json, type SimpleResponse } from '../helpers/http.js';
@@ -202,21 +202,26 @@ t.test(
     const { port } = new URL(gw.url);
     const body = (what: string): string =>
       JSON.stringify({ model: 'm', stream: false, messages: [{ role: 'user', content: what }] });
-    const slow = connect(Number(port), '127.0.0.1');
-    t.teardown(() => slow.destroy());
-    slow.pause(); // reads nothing until told
-    const first = body('send 30000000');
-    slow.write(
-      'POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n' +
-        `X-Request-Id: slow-1\r\nContent-Length: ${Buffer.byteLength(first)}\r\n\r\n${first}`,
-    );
-    // The worker has written the whole answer (its line is logged once the call is over).
-    await untilOutput(gw, () =>
-      gw
-        .output()
-        .split('\n')
-        .find((line) => line.includes('"reqId":"slow-1"') && line.includes('request finished')),
-    );
+    /** A non-streamed answer of `size` characters to a client that reads nothing until resumed, written whole. */
+    const unread = async (reqId: string, size: number): Promise<Socket> => {
+      const socket = connect(Number(port), '127.0.0.1');
+      t.teardown(() => socket.destroy());
+      socket.pause(); // reads nothing until told
+      const request = body(`send ${size}`);
+      socket.write(
+        'POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n' +
+          `X-Request-Id: ${reqId}\r\nContent-Length: ${Buffer.byteLength(request)}\r\n\r\n${request}`,
+      );
+      // The worker has written the whole answer (its line is logged once the call is over).
+      await untilOutput(gw, () =>
+        gw
+          .output()
+          .split('\n')
+          .find((line) => line.includes(`"reqId":"${reqId}"`) && line.includes('request finished')),
+      );
+      return socket;
+    };
+    const slow = await unread('slow-1', 30_000_000);
     const post = (what: string): Promise<SimpleResponse> =>
       httpRequest(`${gw.url}/v1/chat/completions`, { method: 'POST', body: body(what) });
     const second = await post('send 5000000');
@@ -229,20 +234,7 @@ t.test(
     t.equal((await post('send 5000000')).status, 200);
 
     // A budget with less than a read of room left refuses a new answer before its upstream call.
-    const fill = connect(Number(port), '127.0.0.1');
-    t.teardown(() => fill.destroy());
-    fill.pause();
-    const filling = body(`send ${budget - 40_000}`);
-    fill.write(
-      'POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n' +
-        `X-Request-Id: fill-1\r\nContent-Length: ${Buffer.byteLength(filling)}\r\n\r\n${filling}`,
-    );
-    await untilOutput(gw, () =>
-      gw
-        .output()
-        .split('\n')
-        .find((line) => line.includes('"reqId":"fill-1"') && line.includes('request finished')),
-    );
+    const fill = await unread('fill-1', budget - 40_000);
     const calls = upstream.requests();
     const refused = await post('send 10');
     t.equal(refused.status, 503, 'full');

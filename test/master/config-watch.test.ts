@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import {
   appendFileSync,
   mkdirSync,
@@ -240,16 +240,21 @@ function watchedSubdir(t: Teardown): { parent: string; dir: string; path: string
   return { parent, dir, path, w, rewatched };
 }
 
-t.test('a directory removed and made again is watched again: its later edits are changes too', async (t) => {
-  const { dir, path, w, rewatched } = watchedSubdir(t);
-  rmSync(dir, { recursive: true });
-  await w.until('error', 1); // the file is gone
+/** Makes the directory again with the file, then edits it: two changes, the second heard only by a new watch. */
+async function madeAgainAndEdited(t: Test, dir: string, path: string, w: Recorded): Promise<void> {
   mkdirSync(dir);
   writeFileSync(path, config(2));
   await w.until('change', 1);
   writeFileSync(path, config(3)); // heard only by a watch on the new directory
   await w.until('change', 2);
   t.same(w.changes(), [configHash(config(2)), configHash(config(3))]);
+}
+
+t.test('a directory removed and made again is watched again: its later edits are changes too', async (t) => {
+  const { dir, path, w, rewatched } = watchedSubdir(t);
+  rmSync(dir, { recursive: true });
+  await w.until('error', 1); // the file is gone
+  await madeAgainAndEdited(t, dir, path, w);
   t.same(rewatched, [dir], 'said so');
 });
 
@@ -269,12 +274,7 @@ t.test('a directory that cannot be watched again for a moment is tried again unt
     await w.until('error', w.seen.filter((s) => s.kind === 'error').length + 1);
   await new Promise((resolve) => socket.close(resolve));
   rmSync(dir, { force: true });
-  mkdirSync(dir);
-  writeFileSync(path, config(2));
-  await w.until('change', 1);
-  writeFileSync(path, config(3)); // heard only by a watch on the new directory
-  await w.until('change', 2);
-  t.same(w.changes(), [configHash(config(2)), configHash(config(3))]);
+  await madeAgainAndEdited(t, dir, path, w);
   t.same(rewatched, [dir], 'watched again');
   t.equal(
     w.seen.filter((s) => s.kind === 'error' && /cannot be watched again/.test(s.err.message)).length,
