@@ -124,10 +124,23 @@ export const upstreamSchema = z
       .string()
       .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name')
       .optional(),
+    // An https upstream that asks for a client certificate (mTLS), or whose certificate a private CA signed: PEM
+    // files the worker reads at start (a TLS probe: none could be configured, and the refusal read as a reset).
+    tls: z
+      .strictObject({
+        caFile: z.string().min(1, 'must not be empty').optional(),
+        certFile: z.string().min(1, 'must not be empty').optional(),
+        keyFile: z.string().min(1, 'must not be empty').optional(),
+      })
+      .optional(),
   })
   .superRefine((upstream, ctx) => {
     if (upstream.proxy !== undefined && upstream.url === 'mock:')
       ctx.addIssue({ code: 'custom', path: ['proxy'], message: 'the mock upstream is in the worker: no proxy' });
+    if (upstream.tls !== undefined && !upstream.url.startsWith('https:'))
+      ctx.addIssue({ code: 'custom', path: ['tls'], message: 'only an https: upstream reads it' });
+    if ((upstream.tls?.certFile === undefined) !== (upstream.tls?.keyFile === undefined))
+      ctx.addIssue({ code: 'custom', path: ['tls'], message: 'certFile and keyFile go together' });
     if (upstream.proxyAuthEnv !== undefined && upstream.proxy === undefined)
       ctx.addIssue({ code: 'custom', path: ['proxyAuthEnv'], message: 'names the credentials of upstream.proxy' });
     // Read by an ollama version only: on another it would be a switch that does nothing, silently.

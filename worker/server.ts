@@ -22,6 +22,8 @@ import type { ResolvedUpstream } from './upstream/resolve.js';
 import type { WorkerMetrics } from './metrics.js';
 import type { ByteBudget } from '../shared/byte-budget.js';
 import { MODEL_CALLS, MODELS_PATH } from '../shared/model-calls.js';
+import { readFileSync } from 'node:fs';
+import type { UpstreamConfig } from '../shared/config.js';
 
 export interface WorkerServerOptions {
   settings: WorkerSettings;
@@ -83,6 +85,19 @@ export interface WorkerServer {
 const MASTER_HEAD_ROOM_BYTES = 8 * 1024;
 
 /** The worker's HTTP surface (SPEC §5, §12): what clients reach through the master. */
+/** upstream.tls's PEM files, read at start: a file that cannot be read fails the worker's start, naming it. */
+function tlsFiles(tls: UpstreamConfig['tls']): { ca?: string; cert?: string; key?: string } {
+  const read = (key: string, file: string | undefined): Record<string, string> => {
+    if (file === undefined) return {};
+    try {
+      return { [key]: readFileSync(file, 'utf8') };
+    } catch (err) {
+      throw new Error(`upstream.tls.${key}File: cannot read ${file}: ${(err as Error).message}`, { cause: err });
+    }
+  };
+  return { ...read('ca', tls?.caFile), ...read('cert', tls?.certFile), ...read('key', tls?.keyFile) };
+}
+
 export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
   const { settings, log } = options;
   const { upstream } = settings;
@@ -103,6 +118,7 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
     ...(upstream.timeouts.keepAliveMs === undefined ? {} : { keepAliveTimeoutMs: upstream.timeouts.keepAliveMs }),
     ...(upstream.http2 === undefined ? {} : { http2: upstream.http2 }),
     ...(upstream.proxy === undefined ? {} : { proxy: upstream.proxy }),
+    ...tlsFiles(upstream.tls),
     ...(proxyAuth === undefined ? {} : { proxyAuth }),
   });
   // The key is read once at start and goes into upstream headers only (SPEC §9: never logged).

@@ -316,6 +316,19 @@ t.test('an upstream proxy is an http(s) origin without credentials, never in fro
   ]);
 });
 
+t.test('upstream.tls is for an https upstream, its certificate and key together', async (t) => {
+  const problems = (upstream: Record<string, unknown>): string[] => {
+    const r = validateConfig({ versions: { v1: { weight: 1, upstream: { format: 'openai', ...upstream } } } });
+    return r.ok ? [] : r.problems;
+  };
+  const url = 'https://llm.corp/v1';
+  t.same(problems({ url, tls: { caFile: 'ca.pem', certFile: 'c.pem', keyFile: 'k.pem' } }), []);
+  t.same(problems({ url, tls: { certFile: 'c.pem' } }), ['versions.v1.upstream.tls: certFile and keyFile go together']);
+  t.same(problems({ url: 'http://llm.corp/v1', tls: { caFile: 'ca.pem' } }), [
+    'versions.v1.upstream.tls: only an https: upstream reads it',
+  ]);
+});
+
 t.test('a target limit above the head limit is refused: its 414 could never come', async (t) => {
   const r = validateConfig({ versions: { v1: { weight: 1 } }, limits: { maxUrlBytes: 65_536 } });
   t.same(r.ok ? [] : r.problems, [

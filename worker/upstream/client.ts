@@ -57,8 +57,14 @@ export interface UpstreamClientOptions {
    * one is paused at once). Default READ_AHEAD_BYTES (64 KiB); tests set 0 to pause it at once on every answer.
    */
   readAheadBytes?: number;
-  /** Certificates (PEM) trusted for an https upstream besides Node's own: a test's self-signed HTTP/2 upstream. */
+  /**
+   * upstream.tls.caFile's certificates (PEM), trusted for an https upstream instead of Node's own (a private CA; a
+   * test's self-signed upstream).
+   */
   ca?: string;
+  /** upstream.tls.certFile and keyFile (PEM): the client certificate an upstream asking for one (mTLS) gets. */
+  cert?: string;
+  key?: string;
   /**
    * upstream.proxy: an HTTP proxy every connection to the upstream goes through, tunnelled with CONNECT (a company's
    * egress proxy). Its connections hold as many as the pool's.
@@ -118,7 +124,10 @@ export class UpstreamClient {
       headersTimeout: backstop(options.firstByteMs),
       bodyTimeout: bodyBackstop(options.firstByteMs, options.idleMs),
     };
-    const tls = options.ca === undefined ? {} : { ca: options.ca };
+    const tls = {
+      ...(options.ca === undefined ? {} : { ca: options.ca }),
+      ...(options.cert === undefined || options.key === undefined ? {} : { cert: options.cert, key: options.key }),
+    };
     this.#pool =
       options.proxy === undefined
         ? new Pool(url.origin, { ...poolOptions, connect: { timeout: options.connectMs, ...tls } })
