@@ -248,8 +248,9 @@ export class ConnectionQueue {
       s.resume();
     }
     if (next !== undefined) return this.#start(socket, state, next.req, next.res);
-    state.bytesWhenIdle = socket.bytesRead;
+    // Only for a bound on connections (its onQuiet): no read of the socket and the clock a request otherwise.
     if (this.#options.onQuiet !== undefined) {
+      state.bytesWhenIdle = socket.bytesRead;
       state.quietSinceMs = performance.now();
       this.#options.onQuiet(socket, state.quietSinceMs);
     }

@@ -46,7 +46,7 @@ export interface MainServerOptions {
 const CLIENT_KEEPALIVE_IDLE_MS = 3_000;
 
 export function createMainServer(options: MainServerOptions): Server {
-  const { gateway, limits, log, onRefused } = options;
+  const { gateway, limits, log, onRefused, connections } = options;
   const queue = new ConnectionQueue({
     serve: gateway.serve,
     onDropped: gateway.drop,
@@ -59,9 +59,9 @@ export function createMainServer(options: MainServerOptions): Server {
           : 'a client pipelined more requests while the heads waiting on every connection were past their bound: ' +
               'connection closed',
       ),
-    ...(options.connections === undefined
+    ...(connections === undefined
       ? {}
-      : { onQuiet: (socket: Socket, sinceMs: number) => options.connections!.noteQuiet(socket, sinceMs) }),
+      : { onQuiet: (socket: Socket, sinceMs: number) => connections.noteQuiet(socket, sinceMs) }),
   });
   const server = createServer({
     maxHeaderSize: limits.maxHeaderBytes,
@@ -184,7 +184,7 @@ export function createMainServer(options: MainServerOptions): Server {
     });
   });
   // At the bound, the connection quiet longest (no request in hand nor a head on its way) may be closed for a new one.
-  options.connections?.watch(server, {
+  connections?.watch(server, {
     isQuietSince: (socket, sinceMs) => queue.isQuietSince(socket, sinceMs),
     close: (socket) => gateway.closeIdle(socket),
   });
