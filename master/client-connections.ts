@@ -1,6 +1,7 @@
 import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Logger } from '../shared/log.js';
+import { addressKey } from './address-key.js';
 import { clientConnectionsFor, OVER_BOUND_CONNECTIONS } from './file-limit.js';
 
 // The main port's connections (limits.maxClientConnections; nginx's worker_connections, Envoy's listener connection
@@ -17,6 +18,10 @@ import { clientConnectionsFor, OVER_BOUND_CONNECTIONS } from './file-limit.js';
 // OVER_BOUND_LIFETIME_MS after it was accepted whatever it sends (a trickled head or a kept-alive answer held one for
 // minutes). They do not count against the bound: a connection is within it while fewer than the bound are. Past
 // those, Node closes a connection as it accepts it (server.maxConnections = the bound + OVER_BOUND_CONNECTIONS).
+// limits.maxClientConnectionsPerAddress (HAProxy's `tcp-request connection reject if { src_conn_cur ge N }`): a
+// connection from a client (address-key.ts: an IPv4 address, an IPv6 /64) that holds that many already is closed as it
+// is accepted, before the bound looks at it, so one client reopening silent connections faster than the bound a second
+// cannot take the place of every other (a quiet connection is closed for a new one only after MIN_QUIET_MS).
 // With directStreams a worker holds a duplicate of a connection it answers; the master sends it with keepOpen, so
 // its own copy, its count and its 'close' stay as they are.
 
@@ -50,6 +55,8 @@ export interface ClientConnectionsStatus {
   dropped: number;
   /** Closed at the bound for a new connection, having no request in hand (silent, or idle between requests). */
   closedIdle: number;
+  /** Closed as they were accepted, their client holding limits.maxClientConnectionsPerAddress already. */
+  refusedPerAddress: number;
 }
 
 /** What the main server says of a connection it holds (main-server.ts). */
@@ -66,6 +73,8 @@ export interface HeldConnections {
 export interface ClientConnectionsOptions {
   /** limits.maxClientConnections: a fixed bound. Undefined: from fileLimit and the workers alive. */
   configured: number | undefined;
+  /** limits.maxClientConnectionsPerAddress: connections one client holds at once; undefined, no such bound. */
+  perAddress?: number | undefined;
   /** The master's open-file limit (file-limit.ts openFileLimit); undefined: none to read, and no bound. */
   fileLimit: number | undefined;
   maxIdleSocketsPerWorker: number;
@@ -86,6 +95,9 @@ export class ClientConnections {
   #pastBound = 0;
   #dropped = 0;
   #closedIdle = 0;
+  #refusedPerAddress = 0;
+  /** Connections open per client (addressKey), with perAddress. */
+  readonly #byAddress = new Map<string, number>();
   /**
    * Connections within the bound as they became quiet, the longest quiet first (an index queue, with when each became
    * so): accepted, or at the end of an answer (noteQuiet). An entry whose connection has been busy since is stale,
@@ -127,6 +139,7 @@ export class ClientConnections {
     this.#held = held;
     this.#apply();
     server.on('connection', (socket: Socket) => {
+      if (this.#options.perAddress !== undefined && !this.#admitFrom(socket, this.#options.perAddress)) return;
       if (this.#max === undefined) {
         this.#within++;
         socket.once('close', this.#onWithinClose);
@@ -162,7 +175,32 @@ export class ClientConnections {
       pastBound: this.#pastBound,
       dropped: this.#dropped,
       closedIdle: this.#closedIdle,
+      refusedPerAddress: this.#refusedPerAddress,
     };
+  }
+
+  /**
+   * Counts a connection against its client's share, or closes it if that client holds `perAddress` already. One
+   * closure a connection, only with that bound set.
+   */
+  #admitFrom(socket: Socket, perAddress: number): boolean {
+    const address = socket.remoteAddress;
+    if (address === undefined) return true; // gone already: its close comes next, and it is counted as any
+    const key = addressKey(address);
+    const held = this.#byAddress.get(key) ?? 0;
+    if (held >= perAddress) {
+      this.#refusedPerAddress++;
+      socket.destroy();
+      this.#noteRefusal();
+      return false;
+    }
+    this.#byAddress.set(key, held + 1);
+    socket.once('close', () => {
+      const left = this.#byAddress.get(key)! - 1;
+      if (left === 0) this.#byAddress.delete(key);
+      else this.#byAddress.set(key, left);
+    });
+    return true;
   }
 
   /**
@@ -262,10 +300,12 @@ export class ClientConnections {
         pastBound: this.#pastBound,
         dropped: this.#dropped,
         closedIdle: this.#closedIdle,
+        refusedPerAddress: this.#refusedPerAddress,
         sinceLastLine: this.#unlogged,
       },
       'client connections at limits.maxClientConnections: idle ones are closed for new ones, else new ones are ' +
-        'answered 503 too_many_connections, or closed',
+        'answered 503 too_many_connections, or closed; a client holding limits.maxClientConnectionsPerAddress has ' +
+        'its new ones closed',
     );
     this.#unlogged = 0;
     this.#loggedAtMs = performance.now();

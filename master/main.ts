@@ -106,6 +106,7 @@ if (fileWarning !== undefined) log.warn(fileWarning.fields, fileWarning.message)
 // Limits take a restart (a reload reports them): the bound's settings are the start's; its workers are those alive.
 const clientConnections = new ClientConnections({
   configured: config.limits.maxClientConnections,
+  perAddress: config.limits.maxClientConnectionsPerAddress,
   fileLimit,
   maxIdleSocketsPerWorker: config.limits.maxIdleSocketsPerWorker,
   log,

@@ -248,6 +248,11 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
       'Client connections with no request in hand (silent, or idle between requests) closed at limits.maxClientConnections for a new one',
       (c) => c.closedIdle,
     );
+    trackerCounter(
+      METRIC.clientConnectionsRefusedPerAddressTotal,
+      'Client connections the main port closed as they came, their client (an IPv4 address, an IPv6 /64) holding limits.maxClientConnectionsPerAddress already',
+      (c) => c.refusedPerAddress,
+    );
   }
 
   const readHash = options.configHash;

@@ -286,6 +286,12 @@ export const configSchema = z.strictObject({
        */
       maxClientConnections: positiveInt.optional(),
       /**
+       * Connections one client (an IPv4 address, an IPv6 /64) holds on the main port at once; past it its new ones
+       * are closed as accepted (HAProxy's src_conn_cur; master/client-connections.ts). Default: no such bound (behind
+       * a load balancer or a NAT, many clients have one address).
+       */
+      maxClientConnectionsPerAddress: positiveInt.optional(),
+      /**
        * Issue 10, one hop: a worker writes a streamed answer straight to the client's connection, whose descriptor
        * the master hands it; the master keeps the request, its timers and its facts. Experimental, off by default.
        */

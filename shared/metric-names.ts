@@ -39,6 +39,7 @@ export const METRIC = {
   clientConnectionsPastBoundTotal: 'graygate_client_connections_past_bound_total',
   clientConnectionsDroppedTotal: 'graygate_client_connections_dropped_total',
   clientConnectionsClosedIdleTotal: 'graygate_client_connections_closed_idle_total',
+  clientConnectionsRefusedPerAddressTotal: 'graygate_client_connections_refused_per_address_total',
   /** SPEC §11: the canary's share of its pair's weight, and its state (1 for the current one). */
   canaryPercent: 'graygate_canary_percent',
   canaryState: 'graygate_canary_state',

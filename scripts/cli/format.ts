@@ -39,7 +39,15 @@ interface StatusVersion {
 }
 export interface StatusBody {
   versions: Record<string, StatusVersion>;
-  clientConnections?: { open: number; max: number | null; pastBound: number; dropped: number; closedIdle?: number };
+  clientConnections?: {
+    open: number;
+    max: number | null;
+    pastBound: number;
+    dropped: number;
+    closedIdle?: number;
+    /** Absent from a master before limits.maxClientConnectionsPerAddress; printed once there is one. */
+    refusedPerAddress?: number;
+  };
 }
 
 export function formatStatus(status: StatusBody): string {
@@ -91,7 +99,8 @@ export function formatStatus(status: StatusBody): string {
     lines.push(
       `client connections: ${c.open} open (bound ${c.max ?? 'none'}), ` +
         (c.closedIdle === undefined ? '' : `${c.closedIdle} idle closed for new ones, `) +
-        `${c.pastBound} accepted past it (503), ${c.dropped} closed as accepted`,
+        `${c.pastBound} accepted past it (503), ${c.dropped} closed as accepted` +
+        (c.refusedPerAddress ? `, ${c.refusedPerAddress} closed as accepted past the bound per client` : ''),
     );
   return lines.length === 0 ? out : `${out}\n\n${lines.join('\n')}`;
 }

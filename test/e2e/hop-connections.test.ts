@@ -83,7 +83,7 @@ t.test(
     }
     t.same(
       await untilConnections(gw, (c) => c.open === 3, '3 open'),
-      { open: 3, max: 3, pastBound: 0, dropped: 0, closedIdle: 0 },
+      { open: 3, max: 3, pastBound: 0, dropped: 0, closedIdle: 0, refusedPerAddress: 0 },
       'in /admin/status',
     );
 
@@ -199,6 +199,49 @@ t.test(
     const after = await connections(gw);
     t.ok(after!.closedIdle >= 4, `closed for others: ${after!.closedIdle}`);
     t.equal((await scrape(gw)).sum('graygate_client_connections_closed_idle_total'), after!.closedIdle);
+  },
+);
+
+t.test(
+  'limits.maxClientConnectionsPerAddress: a client reopening silent connections faster than the bound a second ' +
+    'shuts no other client out',
+  async (t) => {
+    // Two reviewers: past the bound a quiet connection is closed for a new one only after a second, so one client
+    // opening more than the bound a second held every place (HAProxy's src_conn_cur is the remedy; nginx's limit_conn
+    // counts only connections in a request). On Linux every 127.x.y.z is loopback: 127.0.0.2 is another client.
+    const gw = await startGateway(t, {
+      versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } },
+      limits: { maxClientConnections: 6, maxClientConnectionsPerAddress: 3 },
+    });
+    const silent = await Promise.all(Array.from({ length: 3 }, () => openRaw(gw.url)));
+    for (const conn of silent) t.teardown(() => conn.socket.destroy());
+    await untilConnections(gw, (c) => c.open === 3, '3 open');
+    const flood = await Promise.all(Array.from({ length: 40 }, () => openRaw(gw.url)));
+    for (const conn of flood) t.teardown(() => conn.socket.destroy());
+    await Promise.all(flood.map((conn) => conn.closed));
+    t.ok(
+      flood.every((conn) => conn.responses.length === 0),
+      'each past its share is closed as accepted, with nothing',
+    );
+
+    for (const [from, request] of [
+      ['127.0.0.2', REQUEST],
+      ['127.0.0.3', 'GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n'],
+    ] as const) {
+      const conn = await openRaw(gw.url, [], from);
+      t.teardown(() => conn.socket.destroy());
+      conn.write(request);
+      t.equal((await conn.waitFor(1))[0]!.status, 200, `${from} is served at once, in a place of its own`);
+    }
+    const after = await connections(gw);
+    t.match(after, { open: 5, refusedPerAddress: 40, closedIdle: 0, pastBound: 0, dropped: 0 });
+    t.equal((await scrape(gw)).sum('graygate_client_connections_refused_per_address_total'), 40);
+    await untilOutputHas(gw, '"refusedPerAddress":40');
+
+    silent[0]!.socket.destroy();
+    await untilConnections(gw, (c) => c.open === 4, 'one of its three closed');
+    const next = await served(t, gw);
+    t.equal(next.responses[0]!.status, 200, 'the client has its share again');
   },
 );
 

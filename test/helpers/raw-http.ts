@@ -25,11 +25,12 @@ export interface RawConnection {
 
 /**
  * Opens a connection to `url`'s host and port. `methods` are the methods of the
- * requests that will be sent, in order (a HEAD response has no body).
+ * requests that will be sent, in order (a HEAD response has no body). `localAddress`: the client's
+ * own (on Linux every 127.x.y.z is loopback: 127.0.0.2 is another client).
  */
-export async function openRaw(url: string, methods: string[] = []): Promise<RawConnection> {
+export async function openRaw(url: string, methods: string[] = [], localAddress?: string): Promise<RawConnection> {
   const { hostname, port } = new URL(url);
-  const socket = connect(Number(port), hostname);
+  const socket = connect({ port: Number(port), host: hostname, localAddress });
   await once(socket, 'connect');
   const responses: RawResponse[] = [];
   let buffer = Buffer.alloc(0);

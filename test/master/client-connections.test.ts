@@ -178,3 +178,59 @@ t.test('at the bound the connection quiet longest, for a second at least, is clo
   t.same(closed, [second, fourth, first], 'then first, its quiet since its answer');
   t.match(connections.status(), { closedIdle: 3, pastBound: 2 });
 });
+
+t.test(
+  'limits.maxClientConnectionsPerAddress: a client past its share is closed as accepted, others are not',
+  async (t) => {
+    // A flood of silent connections from one client reopened faster than the bound a second shut every other client
+    // out (two reviewers; a quiet one is closed for a new one only after a second). HAProxy's src_conn_cur.
+    const log = createLogger({ role: 'master', level: 'silent' });
+    const connections = new ClientConnections({
+      configured: undefined,
+      perAddress: 2,
+      fileLimit: undefined,
+      maxIdleSocketsPerWorker: 0,
+      log,
+    });
+    const server = createServer((_req, res) => res.end('ok'));
+    connections.watch(server);
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const clients: Socket[] = [];
+    t.teardown(() => {
+      for (const c of clients) c.destroy();
+      server.close();
+    });
+    const port = (server.address() as AddressInfo).port;
+    /** A connection from `from`, and whether the server answers a request on it. */
+    const open = async (from: string): Promise<{ client: Socket; answered: Promise<boolean> }> => {
+      const client = connect({ port, host: '127.0.0.1', localAddress: from });
+      clients.push(client);
+      client.on('error', () => undefined);
+      await once(client, 'connect');
+      const answered = new Promise<boolean>((resolve) => {
+        client.once('data', () => resolve(true));
+        client.once('close', () => resolve(false));
+      });
+      client.write('GET / HTTP/1.1\r\nhost: x\r\n\r\n');
+      return { client, answered };
+    };
+
+    const a1 = await open('127.0.0.1');
+    const a2 = await open('127.0.0.1');
+    t.ok((await a1.answered) && (await a2.answered), 'two from one client');
+    const a3 = await open('127.0.0.1');
+    t.notOk(await a3.answered, 'its third is closed');
+    const b1 = await open('127.0.0.2');
+    t.ok(await b1.answered, 'another client is served');
+    t.match(connections.status(), { open: 3, refusedPerAddress: 1 });
+
+    const closed = once(a1.client, 'close');
+    a1.client.destroy();
+    await closed;
+    // The server's end closes after the client's: until it has, the client still holds two.
+    while (connections.status().open !== 2) await new Promise(setImmediate);
+    t.ok(await (await open('127.0.0.1')).answered, 'its share comes back as one closes');
+    t.match(connections.status(), { open: 3, refusedPerAddress: 1 });
+  },
+);

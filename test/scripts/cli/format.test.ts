@@ -46,3 +46,25 @@ t.test('running, ended, and two canaries of one version', async (t) => {
   t.match(both, /last canary c \(baseline b\): rolled back/, "b's last canary");
   t.match(both, /canary c \(baseline d\): running/, "c's running one");
 });
+
+t.test(
+  'the main port’s connections: a per-client bound’s refusals once there are any, and an older master’s',
+  async (t) => {
+    const connections = { open: 3, max: 6, pastBound: 0, dropped: 0, closedIdle: 1 };
+    const line = (body: StatusBody): string => formatStatus(body).split('\n').at(-1)!;
+    t.equal(
+      line({ versions: {}, clientConnections: { ...connections, refusedPerAddress: 40 } }),
+      'client connections: 3 open (bound 6), 1 idle closed for new ones, 0 accepted past it (503), 0 closed as accepted, ' +
+        '40 closed as accepted past the bound per client',
+    );
+    t.equal(
+      line({ versions: {}, clientConnections: { ...connections, refusedPerAddress: 0 } }),
+      'client connections: 3 open (bound 6), 1 idle closed for new ones, 0 accepted past it (503), 0 closed as accepted',
+    );
+    t.equal(
+      line({ versions: {}, clientConnections: { open: 3, max: null, pastBound: 0, dropped: 0 } }),
+      'client connections: 3 open (bound none), 0 accepted past it (503), 0 closed as accepted',
+      'a master before closedIdle and refusedPerAddress',
+    );
+  },
+);
