@@ -63,11 +63,14 @@ environment:
   GRAYGATE_ADMIN_TOKEN  bearer token for the admin API
 
 exit codes: 0 ok, 1 the admin API refused the call, 3 canary status --wait: not
-promoted, 64 usage, 69 admin API unreachable, 130 interrupted (Ctrl-C on deploy
-stops the waiting only: the deploy goes on), 141 the reader of the output went
-away (e.g. | head)`;
+promoted, 64 usage, 69 admin API unreachable (top and --wait: 5 calls in a row),
+130 interrupted (Ctrl-C on deploy stops the waiting only: the deploy goes on),
+141 the reader of the output went away (e.g. | head)`;
 
 type Print = (value: unknown, human: () => string) => void;
+
+/** `canary status --wait`: failed calls in a row for an unreachable admin API retried before it exits 69, as top's. */
+const WAIT_RETRIES = 5;
 
 async function canaryCommand(
   args: string[],
@@ -96,17 +99,28 @@ async function canaryCommand(
     let one = await get();
     if (values['wait'] !== true) return print(one, () => formatCanary(one));
     // Argo Rollouts' `status` as a pipeline's gate: the verdict, then an exit code a script can branch on.
+    let unreachable = 0;
     while (one.state === 'running') {
       await delay(everyMs);
       try {
         one = await get();
+        unreachable = 0;
       } catch (err) {
+        if (!(err instanceof CliError)) throw err;
+        // A master restarting (`pm2 reload`, a pod's container) is retried as `graygate top` retries it (a probe: the
+        // gate failed at its first missed call); the one it starts has no canary, the 404 below.
+        if (err.exitCode === EXIT.unreachable && unreachable < WAIT_RETRIES) {
+          unreachable++;
+          process.stderr.write(`graygate: ${err.message}; retrying (${unreachable}/${WAIT_RETRIES})\n`);
+          continue;
+        }
         // Its version was removed, and the canary with it (the removal aborts it, SPEC §11), or the master restarted
         // and starts from the file: not promoted, as README's exit 3 says, not the API's refusal (1) that a name never
         // known gets.
-        if (!(err instanceof CliError) || err.status !== 404) throw err;
+        if (err.status !== 404) throw err;
         throw new CliError(
-          `canary ${second} ended unpromoted: the admin API no longer knows it (${err.message})`,
+          `canary ${second} ended unpromoted: the admin API no longer knows it (${err.message}); its version was ` +
+            "removed, or the master restarted (a canary lives in the master's memory)",
           EXIT.notPromoted,
         );
       }

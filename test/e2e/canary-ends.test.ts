@@ -163,26 +163,40 @@ t.test('removing a canary’s version gives the baseline the pair’s sum and dr
   t.equal((await admin(gw, 'POST', '/admin/versions/idle/canary', { steps: [50, 100], stepMs: 60_000 })).status, 202);
   t.same(await weights(gw), { base: 45, idle: 45, other: 10, gone: 0 });
   // A pipeline waiting on it (`canary status --wait`) learns it was not promoted (exit 3), not an API refusal (1): a
-  // probe's exited 1 with `404 unknown_version`. Its calls go through a relay that says when the first was answered.
-  let onAnswered = (): void => {};
-  const firstAnswered = new Promise<void>((resolve) => (onAnswered = resolve));
+  // probe's exited 1 with `404 unknown_version`. Its calls go through a relay that says when each was answered, and
+  // that drops the second as a restarting master would: a probe's --wait exited 69 at its first failed call, where
+  // `graygate top` retries.
+  let calls = 0;
+  let onCall = (): void => {};
+  const untilCalls = (n: number): Promise<void> =>
+    new Promise((resolve) => {
+      const check = (): void => (calls >= n ? resolve() : void (onCall = check));
+      check();
+    });
   const relay = createServer((req, res) => {
+    if (calls === 1) {
+      calls++;
+      req.socket.destroy();
+      return onCall();
+    }
     void fetch(gw.adminUrl + (req.url ?? '/'), { method: req.method }).then(async (answer) => {
       res.writeHead(answer.status, { 'content-type': 'application/json' }).end(await answer.text());
-      onAnswered();
+      calls++;
+      onCall();
     });
   }).listen(0, '127.0.0.1');
   await once(relay, 'listening');
   t.teardown(() => relay.close());
   const relayUrl = `http://127.0.0.1:${(relay.address() as AddressInfo).port}`;
   const waiting = runCli(t, ['canary', 'status', 'idle', '--wait', '--interval', '0.05', '--admin', relayUrl]);
-  await firstAnswered;
+  await untilCalls(3); // answered, dropped, answered
   t.equal((await admin(gw, 'DELETE', '/admin/versions/idle')).status, 200);
   const waited = await waiting;
   t.equal(waited.code, 3, 'canary status --wait: not promoted');
+  t.match(waited.stderr, /^graygate: admin API unreachable at .*; retrying \(1\/5\)\n/, 'a dropped call is retried');
   t.match(
     waited.stderr,
-    /^graygate: canary idle ended unpromoted: the admin API no longer knows it \(404 unknown_version/,
+    /\ngraygate: canary idle ended unpromoted: the admin API no longer knows it \(404 unknown_version.*\); its version was removed, or the master restarted/,
   );
   t.same(await weights(gw), { base: 90, other: 10, gone: 0 }, 'as for any abort: the baseline has the whole sum');
   t.same(await canaryList(gw), [], 'its canary is gone from GET /admin/canaries');
