@@ -24,7 +24,7 @@ import type { CanaryStatus } from '../canary/controller.js';
 import type { Build, DeployRecord, VersionView } from '../version.js';
 import { planReload } from '../reload-plan.js';
 import type { ClientConnectionsStatus } from '../client-connections.js';
-import { statusOf, versionStatus, type StatusBody, type VersionStatus } from './status.js';
+import { statusOf, versionStatus, type AbortedCanary, type StatusBody, type VersionStatus } from './status.js';
 
 // What the admin API and SIGHUP do (SPEC §6, §10): bodies validated with the
 // same schema library as the config, then handed to the version registry, the
@@ -246,12 +246,17 @@ export class Operations {
     swap: (onSwitch: () => void) => Promise<VersionView>,
   ): Promise<VersionStatus> {
     let record: DeployRecord | undefined;
+    let aborted: AbortedCanary | undefined;
     const view = await swap(() => {
-      this.#canaries.abortFor(name, `${name} was ${done}`);
+      aborted = this.#canaries.abortFor(name, `${name} was ${done}`);
       record = this.#registry.require(name).lastDeploy;
     });
     const status = versionStatus(view);
-    return record === undefined ? status : { ...status, lastDeploy: record };
+    return {
+      ...status,
+      ...(record === undefined ? {} : { lastDeploy: record }),
+      ...(aborted === undefined ? {} : { abortedCanary: aborted }),
+    };
   }
 
   /**
@@ -261,8 +266,9 @@ export class Operations {
    */
   async removeVersion(name: string): Promise<VersionStatus> {
     this.#registry.assertRemovable(name, { weights: this.#canaries.weightsAfterAbort(name) });
-    this.#canaries.abortFor(name, `${name} was removed`);
-    return versionStatus(await this.#registry.remove(name));
+    const aborted = this.#canaries.abortFor(name, `${name} was removed`);
+    const status = versionStatus(await this.#registry.remove(name));
+    return aborted === undefined ? status : { ...status, abortedCanary: aborted };
   }
 
   /** POST /admin/versions/:name/canary (SPEC §11): 202 with its status. */

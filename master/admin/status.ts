@@ -34,6 +34,17 @@ export interface VersionStatus {
   workers: WorkerStatus[];
   /** The canary this version is in, as canary or baseline: the active one, else its last, as it ended (SPEC §11). */
   canary?: CanaryStatus;
+  /**
+   * In the answer of a deploy, rollback or removal only: the canary the version was in, which it aborted (SPEC §11;
+   * the CLI said "deployed v3" alone, and an operator did not know the canary had ended).
+   */
+  abortedCanary?: AbortedCanary;
+}
+
+/** A canary a deploy, rollback or removal ended: its versions. */
+export interface AbortedCanary {
+  canary: string;
+  baseline: string;
 }
 
 export interface StatusBody {

@@ -185,10 +185,14 @@ export class CanaryManager {
     return this.#watching.get(name)?.abortWeights ?? {};
   }
 
-  /** A version is being redeployed, rolled back or removed: the canary it is in is aborted. */
-  abortFor(name: string, reason: string): void {
-    this.#watching.get(name)?.abort(reason, this.#now());
+  /** A version is being redeployed, rolled back or removed: the canary it is in is aborted, and returned to say so. */
+  abortFor(name: string, reason: string): { canary: string; baseline: string } | undefined {
+    const controller = this.#watching.get(name);
+    controller?.abort(reason, this.#now());
     this.#settle();
+    return controller === undefined
+      ? undefined
+      : { canary: controller.plan.canary, baseline: controller.plan.baseline };
   }
 
   /**

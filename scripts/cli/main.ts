@@ -69,6 +69,16 @@ promoted, 64 usage, 69 admin API unreachable (top and --wait: 5 calls in a row),
 
 type Print = (value: unknown, human: () => string) => void;
 
+/** A deploy's, rollback's or removal's answer: the canary it ended (absent from an older master's). */
+interface Aborts {
+  abortedCanary?: { canary: string; baseline: string };
+}
+
+/** A line "aborted the canary of v3 (baseline v1)", as reload says it (a probe: "deployed v3" alone hid the abort). */
+function abortLine({ abortedCanary: a }: Aborts): string {
+  return a === undefined ? '' : `\naborted the canary of ${a.canary} (baseline ${a.baseline})`;
+}
+
 /** `canary status --wait`: failed calls in a row for an unreachable admin API retried before it exits 69, as top's. */
 const WAIT_RETRIES = 5;
 
@@ -549,28 +559,32 @@ async function run(argv: string[]): Promise<void> {
         );
         process.exit(130);
       });
-      const result = await callAdmin<{
-        lastDeploy: { from: string; to: string; durationMs: number; newPids: number[] };
-      }>(client(), { method: 'POST', path: `/admin/versions/${encodeURIComponent(name())}/deploy`, body });
+      const result = await callAdmin<
+        { lastDeploy: { from: string; to: string; durationMs: number; newPids: number[] } } & Aborts
+      >(client(), { method: 'POST', path: `/admin/versions/${encodeURIComponent(name())}/deploy`, body });
       const d = result.lastDeploy;
-      return print(result, () => `deployed ${name()}: ${d.to} (pids ${d.newPids.join(', ')}) in ${d.durationMs} ms`);
+      return print(
+        result,
+        () => `deployed ${name()}: ${d.to} (pids ${d.newPids.join(', ')}) in ${d.durationMs} ms${abortLine(result)}`,
+      );
     }
     case 'rollback': {
-      const result = await callAdmin<{ lastDeploy: { to: string; durationMs: number } }>(client(), {
+      const result = await callAdmin<{ lastDeploy: { to: string; durationMs: number } } & Aborts>(client(), {
         method: 'POST',
         path: `/admin/versions/${encodeURIComponent(name())}/rollback`,
       });
       return print(
         result,
-        () => `rolled back ${name()} to ${result.lastDeploy.to} in ${result.lastDeploy.durationMs} ms`,
+        () =>
+          `rolled back ${name()} to ${result.lastDeploy.to} in ${result.lastDeploy.durationMs} ms${abortLine(result)}`,
       );
     }
     case 'remove': {
-      const result = await callAdmin<unknown>(client(), {
+      const result = await callAdmin<Aborts>(client(), {
         method: 'DELETE',
         path: `/admin/versions/${encodeURIComponent(name())}`,
       });
-      return print(result, () => `removed ${name()}`);
+      return print(result, () => `removed ${name()}${abortLine(result)}`);
     }
     case 'reload': {
       const result = await callAdmin<{ applied: string[]; restartRequired: string[]; warnings?: string[] }>(client(), {

@@ -129,7 +129,12 @@ t.test('a refused or failed call leaves the running canary as it was', async (t)
   t.equal((await status(gw)).extra, undefined, 'the version it would add is not there');
 
   // A deploy that completes ends it, and the baseline gets the pair's sum.
-  t.equal((await admin(gw, 'POST', '/admin/versions/idle/deploy', { env: { X: '1' } })).status, 200);
+  const deployed = await admin<{ abortedCanary?: unknown }>(gw, 'POST', '/admin/versions/idle/deploy', {
+    env: { X: '1' },
+  });
+  t.equal(deployed.status, 200);
+  // A probe: `graygate deploy` said "deployed idle" alone; the answer names the canary it ended, and the CLI prints it.
+  t.same(deployed.body.abortedCanary, { canary: 'idle', baseline: 'base' }, 'the answer names the canary it ended');
   const c = await canaryOf(gw, 'idle');
   t.equal(c.state, 'aborted');
   t.match(c.reason, /redeployed/);
@@ -190,7 +195,9 @@ t.test('removing a canary’s version gives the baseline the pair’s sum and dr
   const relayUrl = `http://127.0.0.1:${(relay.address() as AddressInfo).port}`;
   const waiting = runCli(t, ['canary', 'status', 'idle', '--wait', '--interval', '0.05', '--admin', relayUrl]);
   await untilCalls(3); // answered, dropped, answered
-  t.equal((await admin(gw, 'DELETE', '/admin/versions/idle')).status, 200);
+  const removed = await runCli(t, ['remove', 'idle', '--admin', gw.adminUrl]);
+  t.equal(removed.code, 0);
+  t.equal(removed.stdout, 'removed idle\naborted the canary of idle (baseline base)\n', 'the removal says it ended it');
   const waited = await waiting;
   t.equal(waited.code, 3, 'canary status --wait: not promoted');
   t.match(waited.stderr, /^graygate: admin API unreachable at .*; retrying \(1\/5\)\n/, 'a dropped call is retried');
