@@ -10,13 +10,14 @@ import { createLogger } from '../../shared/log.js';
 // warn line of a burst of refusals, whose tail was written only at the next refusal (a review: hours later).
 
 /**
- * A server answering 'ok' whose connections `connections` counts; `open()` connects a client, `sockets` are the
+ * A server answering 'ok' whose connections `connections` counts; `open(from?)` connects a client (from that local
+ * address: on Linux every 127.x.y.z is loopback, 127.0.0.2 another client), `sockets` are the
  * clients', `accepted` the server's ends (to wait for their closes: the server's own 'close' comes before theirs).
  */
 async function countedServer(
   t: Test,
   connections: ClientConnections,
-): Promise<{ server: Server; accepted: Socket[]; sockets: Socket[]; open: () => Promise<Socket> }> {
+): Promise<{ server: Server; accepted: Socket[]; sockets: Socket[]; open: (from?: string) => Promise<Socket> }> {
   const server = createServer((_req, res) => res.end('ok'));
   connections.watch(server);
   const accepted: Socket[] = [];
@@ -29,8 +30,8 @@ async function countedServer(
     server.close();
   });
   const port = (server.address() as AddressInfo).port;
-  const open = async (): Promise<Socket> => {
-    const socket = connect(port, '127.0.0.1');
+  const open = async (from?: string): Promise<Socket> => {
+    const socket = connect({ port, host: '127.0.0.1', localAddress: from });
     sockets.push(socket);
     socket.on('error', () => undefined);
     await once(socket, 'connect');
@@ -192,22 +193,10 @@ t.test(
       maxIdleSocketsPerWorker: 0,
       log,
     });
-    const server = createServer((_req, res) => res.end('ok'));
-    connections.watch(server);
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    const clients: Socket[] = [];
-    t.teardown(() => {
-      for (const c of clients) c.destroy();
-      server.close();
-    });
-    const port = (server.address() as AddressInfo).port;
+    const counted = await countedServer(t, connections);
     /** A connection from `from`, and whether the server answers a request on it. */
     const open = async (from: string): Promise<{ client: Socket; answered: Promise<boolean> }> => {
-      const client = connect({ port, host: '127.0.0.1', localAddress: from });
-      clients.push(client);
-      client.on('error', () => undefined);
-      await once(client, 'connect');
+      const client = await counted.open(from);
       const answered = new Promise<boolean>((resolve) => {
         client.once('data', () => resolve(true));
         client.once('close', () => resolve(false));
