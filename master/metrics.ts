@@ -56,6 +56,15 @@ export interface VersionView {
 /** What the metrics read of the version registry (structural, so tests hand in plain objects). */
 export interface RegistryView {
   readonly versions: ReadonlyMap<string, VersionView>;
+  /** Removed versions whose workers still serve or drain: counted under their names till gone. */
+  readonly removing?: Iterable<VersionView & { readonly name: string }>;
+}
+
+/** Every version with workers, by name: routed ones, then removed ones still draining (a name may be in both). */
+function* withWorkers(view: RegistryView | undefined): Generator<readonly [string, VersionView]> {
+  if (view === undefined) return;
+  yield* view.versions;
+  for (const group of view.removing ?? []) yield [group.name, group];
 }
 
 export interface MasterMetrics {
@@ -149,15 +158,18 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
     registers: [registry],
     collect() {
       this.reset();
-      for (const [name, group] of versions()?.versions ?? []) {
-        const counts = new Map<WorkerState, number>(WORKER_STATES.map((s) => [s, 0]));
+      // A removed version's workers under its name (a version added again under it meanwhile: the two together).
+      const byName = new Map<string, Map<WorkerState, number>>();
+      for (const [name, group] of withWorkers(versions())) {
+        let counts = byName.get(name);
+        if (counts === undefined) byName.set(name, (counts = new Map(WORKER_STATES.map((s) => [s, 0]))));
         for (const w of [...group.workers, ...group.draining]) counts.set(w.state, (counts.get(w.state) ?? 0) + 1);
         for (const w of group.starting ?? []) {
           const state = startingState(w.state);
           counts.set(state, (counts.get(state) ?? 0) + 1);
         }
-        for (const [state, n] of counts) this.set({ version: name, state }, n);
       }
+      for (const [name, counts] of byName) for (const [state, n] of counts) this.set({ version: name, state }, n);
     },
   });
   new Counter({
@@ -181,7 +193,7 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
       registers: [registry],
       collect() {
         this.reset();
-        for (const [version, group] of versions()?.versions ?? []) {
+        for (const [version, group] of withWorkers(versions())) {
           for (const w of [...group.workers, ...group.draining]) {
             // A process that exited has none (a crash looping instance waits 5 minutes in its slot: a probe saw its
             // dead PID's RSS there all that time).

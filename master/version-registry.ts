@@ -72,6 +72,8 @@ export class VersionRegistry {
   readonly #versions = new Map<string, VersionState>();
   /** Names being added right now: a second add of the same name is refused, not raced. */
   readonly #adding = new Set<string>();
+  /** Removed, their workers not gone yet (`removing`). */
+  readonly #removing = new Set<VersionState>();
   /** A reload is starting its builds: other build changes wait for it to commit or fail (409). */
   #isReloading = false;
   readonly #supervisor: Supervisor;
@@ -118,6 +120,15 @@ export class VersionRegistry {
   }
   get versions(): ReadonlyMap<string, VersionView> {
     return this.#versions;
+  }
+
+  /**
+   * Removed versions whose workers still serve what waited for them, or drain (retirement.ts): out of `versions` and
+   * routing, in status and metrics until they are gone (a churn probe: a removed version's stream went on for minutes
+   * in no status row and no series).
+   */
+  get removing(): ReadonlySet<VersionView> {
+    return this.#removing;
   }
   /** Every upstream key variable (`upstream.apiKeyEnv`) of the running config's versions and running builds. */
   keyEnvs(): Set<string> {
@@ -242,7 +253,7 @@ export class VersionRegistry {
   async remove(name: string): Promise<VersionView> {
     this.assertRemovable(name);
     const state = this.#unroute(name);
-    await this.#retirement.retireRemoved(state);
+    await this.#retireRemoved(state);
     return state;
   }
 
@@ -342,7 +353,7 @@ export class VersionRegistry {
     this.#routingTable = this.#buildRoutingTable();
     void Promise.all([
       ...pending.map((p, i) => this.#finishSwap(p, old[i]!)),
-      ...removed.map((state) => this.#retirement.retireRemoved(state)),
+      ...removed.map((state) => this.#retireRemoved(state)),
     ]).catch((err: unknown) => this.#log.error({ err }, 'draining after a reload failed'));
     return applied;
   }
@@ -447,11 +458,20 @@ export class VersionRegistry {
     }
   }
 
+  async #retireRemoved(state: VersionState): Promise<void> {
+    try {
+      await this.#retirement.retireRemoved(state);
+    } finally {
+      this.#removing.delete(state);
+    }
+  }
+
   /** Takes a version out of routing at once; its waiting requests and its workers still run (retirement.ts). */
   #unroute(name: string): VersionState {
     const state = this.#state(name);
     state.isRemoved = true;
     this.#versions.delete(name);
+    this.#removing.add(state);
     this.#retirement.unrouted(name);
     // It leaves its canary pair; the others keep the pair's name (a promoted canary's baseline is removed next).
     this.#pairs.leave(name);

@@ -131,7 +131,7 @@ export class Operations {
   }
 
   status(): StatusBody {
-    const body = statusOf(this.#registry.versions.values());
+    const body = statusOf(this.#registry.versions.values(), this.#registry.removing);
     for (const [name, version] of Object.entries(body.versions)) {
       const canary = this.#canaries.lastFor(name);
       if (canary !== undefined) version.canary = canary;

@@ -49,6 +49,11 @@ export interface AbortedCanary {
 
 export interface StatusBody {
   versions: Record<string, VersionStatus>;
+  /**
+   * Removed versions whose workers still serve what waited for them, or drain (SPEC §6 remove), by name; absent when
+   * none. A name added again meanwhile is in `versions` too.
+   */
+  removing?: Record<string, { workers: WorkerStatus[] }>;
   /** configHash of the applied config file (SPEC §13): equal on every instance running the same file. */
   configHash?: string;
   /** The main port's connections: open, their bound (limits.maxClientConnections), closed at it. */
@@ -92,8 +97,12 @@ export function versionStatus(version: VersionView): VersionStatus {
   };
 }
 
-export function statusOf(versions: Iterable<VersionView>): StatusBody {
+export function statusOf(versions: Iterable<VersionView>, removing: Iterable<VersionView> = []): StatusBody {
   const out: Record<string, VersionStatus> = {};
   for (const v of versions) out[v.name] = versionStatus(v);
-  return { versions: out };
+  // A Map, not a plain object's `??=`: a version named `constructor` found Object's own there (a probe, 6 December).
+  const gone = new Map<string, WorkerStatus[]>();
+  for (const v of removing) gone.set(v.name, [...(gone.get(v.name) ?? []), ...versionStatus(v).workers]);
+  if (gone.size === 0) return { versions: out };
+  return { versions: out, removing: Object.fromEntries([...gone].map(([name, workers]) => [name, { workers }])) };
 }

@@ -39,6 +39,8 @@ interface StatusVersion {
 }
 export interface StatusBody {
   versions: Record<string, StatusVersion>;
+  /** Removed versions whose workers still serve or drain (absent when none, and from an older master). */
+  removing?: Record<string, { workers: StatusWorker[] }>;
   clientConnections?: {
     open: number;
     max: number | null;
@@ -94,6 +96,11 @@ export function formatStatus(status: StatusBody): string {
       ? `canary ${c.version} (baseline ${c.baseline}): ${c.state}, step ${c.step + 1}/${c.steps.length}, ${c.canaryPercent} % — graygate canary status ${c.version}`
       : `last canary ${c.version} (baseline ${c.baseline}): ${c.state.replace('_', ' ')} at ${c.endedAt} — graygate canary status ${c.version}`,
   );
+  for (const [name, { workers }] of Object.entries(status.removing ?? {}))
+    lines.push(
+      `removed ${name}, finishing: ` +
+        workers.map((w) => `pid ${w.pid ?? '-'} ${w.state} (${w.inflight} in flight)`).join(', '),
+    );
   const c = status.clientConnections;
   if (c !== undefined)
     lines.push(

@@ -2,6 +2,9 @@ import t from 'tap';
 import { admin, startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
 import { httpRequest, json } from '../helpers/http.js';
 import { isAlive, status, waitForStatus } from '../helpers/wait.js';
+import { scrape } from '../helpers/metrics.js';
+import { runCli } from '../helpers/cli.js';
+import type { StatusBody } from '../../master/admin/status.js';
 import { once } from 'node:events';
 import { request } from 'node:http';
 
@@ -184,11 +187,21 @@ t.test('removing a version serves the requests already waiting for it, then drai
   const removed = admin(gw, 'DELETE', '/admin/versions/v2');
   await waitForStatus(gw, (v) => v.v2 === undefined, 'v2 is out of routing');
   t.equal((await httpRequest(`${gw.url}/slow?ms=0&version=v2`)).status, 404, 'new requests find no v2');
+  // A churn probe: a removed version's workers, serving for up to drainTimeoutMs, were in no status row and no series.
+  const during = await admin<StatusBody>(gw, 'GET', '/admin/status');
+  t.match(during.body.removing, { v2: { workers: [{ inflight: 1 }] } }, 'in status under `removing`');
+  t.equal((await scrape(gw)).sum('graygate_workers', { version: 'v2' }), 1, 'and in graygate_workers');
+  t.match(
+    (await runCli(t, ['status', '--admin', gw.adminUrl])).stdout,
+    /\nremoved v2, finishing: pid \d+ (ready|draining) \(1 in flight\)\n/,
+  );
   holder.destroy();
   const served = await waiting;
   t.equal(served.status, 200, 'the waiting request was served, not refused');
   t.equal(served.headers['x-graygate-version'], 'v2');
   t.equal((await removed).status, 200);
+  t.equal((await admin<StatusBody>(gw, 'GET', '/admin/status')).body.removing, undefined, 'gone once stopped');
+  t.equal((await scrape(gw)).sum('graygate_workers', { version: 'v2' }), 0);
 });
 
 t.test('a request whose version is removed while its body comes is routed again, not refused', async (t) => {

@@ -60,6 +60,22 @@ t.test("health gauges: a worker's last probe while its process lives, none once 
   t.notMatch(text, /worker="v1\/1\/12"/, 'the crashed one (waiting for its restart) has no series');
 });
 
+t.test("a removed version's workers count under its name till gone, with a version added again under it", async (t) => {
+  // A churn probe: a removed version's workers served for up to drainTimeoutMs in no graygate_workers series.
+  const again = version([worker(0, 21, async () => [])]);
+  const removed = {
+    name: 'v1',
+    ...version([worker(0, 11, async () => [])], { draining: [worker(1, 12, async () => [], 'draining')] }),
+  };
+  for (const w of [...removed.workers, ...again.workers]) Object.assign(w.health, { rssBytes: 1_000_000 });
+  const m = createMasterMetrics({ versions: () => ({ versions: new Map([['v1', again]]), removing: [removed] }) });
+  const text = await m.registry.metrics();
+  const samples = parsePrometheusText(text);
+  t.equal(sumSamples(samples, METRIC.workers, { version: 'v1', state: 'ready' }), 2, 'the new one and the removed one');
+  t.equal(sumSamples(samples, METRIC.workers, { version: 'v1', state: 'draining' }), 1);
+  t.match(text, /graygate_worker_rss_bytes\{version="v1",worker="v1\/0\/11"\} 1000000/, "the removed one's health");
+});
+
 t.test('master series: request counts, latency, rejections, gauges read at scrape time', async (t) => {
   const v1 = version([worker(0, 11, async () => []), worker(1, 12, async () => [], 'starting')], {
     admission: { queued: 3 },

@@ -68,3 +68,11 @@ t.test(
     );
   },
 );
+
+t.test('a removed version whose workers still finish: a line under the table', async (t) => {
+  const text = formatStatus({
+    versions: {},
+    removing: { v2: { workers: [{ pid: 7, instance: 0, state: 'draining', restarts: 0, inflight: 2 }] } },
+  });
+  t.match(text, /\n\nremoved v2, finishing: pid 7 draining \(2 in flight\)$/);
+});
