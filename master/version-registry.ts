@@ -365,21 +365,13 @@ export class VersionRegistry {
       if (this.#versions.has(name) || this.#adding.has(name))
         throw new GraygateError('version_exists', `config not reloaded: version "${name}" is being added meanwhile`);
     }
-    // The plan was made against the builds running now: a deploy, rollback or add under way changes them after it
-    // commits, whether the file changes that version or not (a churn probe: a deploy of a version the file kept
-    // as it was left it on the deploy's build, and the reload answered that the file applied, its hash too).
-    for (const state of this.#versions.values()) {
-      if (state.isDeploying)
+    for (const name of [...plan.deploys.map(([n]) => n), ...plan.removes]) {
+      if (this.#state(name).isDeploying)
         throw new GraygateError(
           'deploy_in_progress',
-          `config not reloaded, nothing changed: a deploy of ${state.name} is running; reload once it finishes`,
+          `config not reloaded, nothing changed: a deploy of ${name} is running; reload once it finishes`,
         );
     }
-    for (const name of this.#adding)
-      throw new GraygateError(
-        'deploy_in_progress',
-        `config not reloaded, nothing changed: version "${name}" is being added; reload once it is`,
-      );
   }
 
   /** Starts every build of a reload; when one fails, stops the others and throws (nothing changed). */

@@ -149,29 +149,6 @@ t.test('a watched file that could not be applied is tried again after a backoff'
   t.equal(applied.v2!.weight, 50);
 });
 
-t.test('no reload while a deploy runs, whatever the file says of the deploying version', async (t) => {
-  // A churn probe: a reload during a deploy of a version the file kept as it was (its plan, made against the build
-  // running then, left that version alone) answered that the file applied, its hash too, and the deploy then left
-  // the version on its own build. Now it is refused (nothing changed), as one that changes the deploying version is.
-  const versions = { v1: { entry: TEST_WORKER_ENTRY, weight: 90 }, v2: { entry: TEST_WORKER_ENTRY, weight: 10 } };
-  const gw = await startGateway(t, { versions });
-  const build = hangingBuild(t);
-  const hanging = admin(gw, 'POST', '/admin/versions/v2/deploy', { env: build.env });
-  await waitForStatus(gw, (v) => v.v2!.lastDeploy?.phase === 'starting', 'deploy running');
-  gw.writeConfig({ versions: { v1: { ...versions.v1, weight: 50 }, v2: versions.v2 } });
-  const during = await admin<{ error: { code: string; message: string } }>(gw, 'POST', '/admin/reload');
-  t.equal(during.status, 409);
-  t.equal(during.body.error.code, 'deploy_in_progress');
-  t.match(during.body.error.message, /nothing changed: a deploy of v2 is running/);
-  t.equal((await status(gw)).v1!.weight, 90, 'nothing applied');
-  build.giveUp();
-  t.equal((await hanging).status, 500);
-
-  const after = await admin<{ applied: string[] }>(gw, 'POST', '/admin/reload');
-  t.equal(after.status, 200, 'once it ended, the file applies');
-  t.same(after.body.applied, ['weights v1=50']);
-});
-
 t.test('a new worker that exits while the reload waits for another build: nothing changes', async (t) => {
   // Ready, then gone before the commit: it was in no version's workers yet, so nothing restarted it, and the
   // reload installed it dead (every request to v1 503 no_ready_worker).
