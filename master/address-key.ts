@@ -2,8 +2,9 @@ import { isIPv4, isIPv6 } from 'node:net';
 
 // Whose connection is it, for limits.maxClientConnectionsPerAddress (client-connections.ts; HAProxy's src_conn_cur,
 // nginx's limit_conn keyed on $binary_remote_addr): an IPv4 address is one client, written as an IPv4-mapped IPv6
-// address too ('::ffff:192.0.2.1', how a dual-stack listener sees it); an IPv6 client is its /64, since a host is
-// given a /64 at least and picks any address in it (per address, one host would open a connection from each).
+// address too ('::ffff:192.0.2.1', how a dual-stack listener sees it); an IPv6 client is its /64, since a host picks
+// any address in its /64 (per address, one host would open a connection from each). A /64 is often a whole LAN (its
+// hosts share one share, as a NAT's do an IPv4 address), and a network given a /56 or a /48 has many: README says so.
 
 /** The key of a connection's remote address: the IPv4 address, or an IPv6 /64 as `a:b:c:d::/64`. */
 export function addressKey(address: string): string {

@@ -60,11 +60,18 @@ export interface RegistryView {
   readonly removing?: Iterable<VersionView & { readonly name: string }>;
 }
 
-/** Every version with workers, by name: routed ones, then removed ones still draining (a name may be in both). */
-function* withWorkers(view: RegistryView | undefined): Generator<readonly [string, VersionView]> {
+/**
+ * Every version's workers, by name: routed ones, then removed ones still finishing (a name may be in both), without
+ * the ones that stopped. A removed version's workers drain where they are (retirement.ts): in `workers` and
+ * `draining` both, counted once.
+ */
+function* withWorkers(
+  view: RegistryView | undefined,
+): Generator<readonly [string, readonly WorkerView[], VersionView['starting']]> {
   if (view === undefined) return;
-  yield* view.versions;
-  for (const group of view.removing ?? []) yield [group.name, group];
+  for (const [name, group] of view.versions) yield [name, [...group.workers, ...group.draining], group.starting];
+  for (const group of view.removing ?? [])
+    yield [group.name, [...new Set([...group.workers, ...group.draining])].filter((w) => !EXITED.has(w.state)), []];
 }
 
 export interface MasterMetrics {
@@ -160,11 +167,11 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
       this.reset();
       // A removed version's workers under its name (a version added again under it meanwhile: the two together).
       const byName = new Map<string, Map<WorkerState, number>>();
-      for (const [name, group] of withWorkers(versions())) {
+      for (const [name, workers, starting] of withWorkers(versions())) {
         let counts = byName.get(name);
         if (counts === undefined) byName.set(name, (counts = new Map(WORKER_STATES.map((s) => [s, 0]))));
-        for (const w of [...group.workers, ...group.draining]) counts.set(w.state, (counts.get(w.state) ?? 0) + 1);
-        for (const w of group.starting ?? []) {
+        for (const w of workers) counts.set(w.state, (counts.get(w.state) ?? 0) + 1);
+        for (const w of starting ?? []) {
           const state = startingState(w.state);
           counts.set(state, (counts.get(state) ?? 0) + 1);
         }
@@ -193,8 +200,8 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
       registers: [registry],
       collect() {
         this.reset();
-        for (const [version, group] of withWorkers(versions())) {
-          for (const w of [...group.workers, ...group.draining]) {
+        for (const [version, workers] of withWorkers(versions())) {
+          for (const w of workers) {
             // A process that exited has none (a crash looping instance waits 5 minutes in its slot: a probe saw its
             // dead PID's RSS there all that time).
             if (w.pid !== undefined && w.health.rssBytes > 0 && !EXITED.has(w.state))

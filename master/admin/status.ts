@@ -61,7 +61,8 @@ export interface StatusBody {
 }
 
 export function versionStatus(version: VersionView): VersionStatus {
-  const rows = [...version.workers, ...version.draining].map((w) => ({ w, state: w.state }));
+  // A removed version's workers drain where they are (retirement.ts): in `workers` and `draining` both, listed once.
+  const rows = [...new Set([...version.workers, ...version.draining])].map((w) => ({ w, state: w.state }));
   // A deploy's new build, before traffic moves to it (F5 of an admin probe: a deploy's workers were missing for the
   // seconds they started, `lastDeploy.phase` alone said so).
   for (const w of version.starting) rows.push({ w, state: startingState(w.state) });
@@ -102,7 +103,11 @@ export function statusOf(versions: Iterable<VersionView>, removing: Iterable<Ver
   for (const v of versions) out[v.name] = versionStatus(v);
   // A Map, not a plain object's `??=`: a version named `constructor` found Object's own there (a probe, 6 December).
   const gone = new Map<string, WorkerStatus[]>();
-  for (const v of removing) gone.set(v.name, [...(gone.get(v.name) ?? []), ...versionStatus(v).workers]);
+  for (const v of removing) {
+    // The ones that stopped are gone (a removed version's stay in its `workers` till the last has stopped).
+    const finishing = versionStatus(v).workers.filter((w) => w.state !== 'stopped' && w.state !== 'crashed');
+    gone.set(v.name, [...(gone.get(v.name) ?? []), ...finishing]);
+  }
   if (gone.size === 0) return { versions: out };
   return { versions: out, removing: Object.fromEntries([...gone].map(([name, workers]) => [name, { workers }])) };
 }

@@ -63,7 +63,7 @@ environment:
   GRAYGATE_ADMIN_TOKEN  bearer token for the admin API
 
 exit codes: 0 ok, 1 the admin API refused the call, 3 canary status --wait: not
-promoted, 64 usage, 69 admin API unreachable (top and --wait: 5 calls in a row),
+promoted, 64 usage, 69 admin API unreachable (top: 5 refreshes, --wait: 60 s),
 130 interrupted (Ctrl-C on deploy stops the waiting only: the deploy goes on),
 141 the reader of the output went away (e.g. | head)`;
 
@@ -79,8 +79,11 @@ function abortLine({ abortedCanary: a }: Aborts): string {
   return a === undefined ? '' : `\naborted the canary of ${a.canary} (baseline ${a.baseline})`;
 }
 
-/** `canary status --wait`: failed calls in a row for an unreachable admin API retried before it exits 69, as top's. */
-const WAIT_RETRIES = 5;
+/**
+ * `canary status --wait`: how long an unreachable admin API is retried before it exits 69, ms (a master restarting:
+ * its shutdown drains for up to shutdownTimeoutMs, 30 s by default, then the new one starts its workers).
+ */
+const WAIT_UNREACHABLE_MS = 60_000;
 
 async function canaryCommand(
   args: string[],
@@ -109,19 +112,19 @@ async function canaryCommand(
     let one = await get();
     if (values['wait'] !== true) return print(one, () => formatCanary(one));
     // Argo Rollouts' `status` as a pipeline's gate: the verdict, then an exit code a script can branch on.
-    let unreachable = 0;
+    let unreachableSinceMs: number | undefined;
     while (one.state === 'running') {
       await delay(everyMs);
       try {
         one = await get();
-        unreachable = 0;
+        unreachableSinceMs = undefined;
       } catch (err) {
         if (!(err instanceof CliError)) throw err;
-        // A master restarting (`pm2 reload`, a pod's container) is retried as `graygate top` retries it (a probe: the
-        // gate failed at its first missed call); the one it starts has no canary, the 404 below.
-        if (err.exitCode === EXIT.unreachable && unreachable < WAIT_RETRIES) {
-          unreachable++;
-          process.stderr.write(`graygate: ${err.message}; retrying (${unreachable}/${WAIT_RETRIES})\n`);
+        // A master restarting (`pm2 reload`, a pod's container) is retried, as `graygate top` retries it (a probe: the
+        // gate failed at its first missed call), for a restart's time; the master it starts has no canary (the 404).
+        unreachableSinceMs ??= performance.now();
+        if (err.exitCode === EXIT.unreachable && performance.now() - unreachableSinceMs < WAIT_UNREACHABLE_MS) {
+          process.stderr.write(`graygate: ${err.message}; retrying for up to ${WAIT_UNREACHABLE_MS / 1000} s\n`);
           continue;
         }
         // Its version was removed, and the canary with it (the removal aborts it, SPEC §11), or the master restarted

@@ -1,12 +1,12 @@
 import t from 'tap';
-import { admin, startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
+import { admin, startGateway, TEST_WORKER_ENTRY, type Gateway } from '../helpers/gateway.js';
 import { httpRequest, json } from '../helpers/http.js';
-import { isAlive, status, waitForStatus } from '../helpers/wait.js';
+import { isAlive, pollPause, status, waitForStatus } from '../helpers/wait.js';
 import { scrape } from '../helpers/metrics.js';
 import { runCli } from '../helpers/cli.js';
-import type { StatusBody } from '../../master/admin/status.js';
+import type { StatusBody, WorkerStatus } from '../../master/admin/status.js';
 import { once } from 'node:events';
-import { request } from 'node:http';
+import { request, type IncomingMessage } from 'node:http';
 
 t.test('admin token: 401 without it, 200 with it, /metrics included', async (t) => {
   const gw = await startGateway(
@@ -182,27 +182,47 @@ t.test('removing a version serves the requests already waiting for it, then drai
   holder.on('error', () => undefined);
   holder.end();
   await waitForStatus(gw, (v) => v.v2!.workers[0]!.inflight === 1, 'the stream holds the slot');
-  const waiting = httpRequest(`${gw.url}/slow?ms=0&version=v2`);
+  // The waiting request: a stream too, held until the test has seen the removed version drain it.
+  const waiting = request(`${gw.url}/sse?events=100000&ms=50&version=v2`, { agent: false });
+  waiting.on('error', () => undefined);
+  waiting.end();
   await waitForStatus(gw, (v) => v.v2!.queued === 1, 'a request waits');
   const removed = admin(gw, 'DELETE', '/admin/versions/v2');
   await waitForStatus(gw, (v) => v.v2 === undefined, 'v2 is out of routing');
   t.equal((await httpRequest(`${gw.url}/slow?ms=0&version=v2`)).status, 404, 'new requests find no v2');
   // A churn probe: a removed version's workers, serving for up to drainTimeoutMs, were in no status row and no series.
-  const during = await admin<StatusBody>(gw, 'GET', '/admin/status');
-  t.match(during.body.removing, { v2: { workers: [{ inflight: 1 }] } }, 'in status under `removing`');
-  t.equal((await scrape(gw)).sum('graygate_workers', { version: 'v2' }), 1, 'and in graygate_workers');
+  const serving = await admin<StatusBody>(gw, 'GET', '/admin/status');
+  t.match(serving.body.removing, { v2: { workers: [{ state: 'ready', inflight: 1 }] } }, 'in status under `removing`');
+  holder.destroy();
+  const [answer] = (await once(waiting, 'response')) as [IncomingMessage];
+  t.equal(answer.statusCode, 200, 'the waiting request was served, not refused');
+  t.equal(answer.headers['x-graygate-version'], 'v2');
+  // Its queue empty, the worker drains its last stream: one row (a review: listed twice, in `workers` and `draining`).
+  const draining = await untilRemoving(gw, (workers) => workers[0]?.state === 'draining');
+  t.match(draining, [{ state: 'draining', inflight: 1 }]);
+  t.equal(draining.length, 1, 'the worker once');
+  const metrics = await scrape(gw);
+  t.equal(metrics.sum('graygate_workers', { version: 'v2' }), 1, 'in graygate_workers, once');
+  t.equal(metrics.sum('graygate_workers', { version: 'v2', state: 'draining' }), 1);
   t.match(
     (await runCli(t, ['status', '--admin', gw.adminUrl])).stdout,
-    /\nremoved v2, finishing: pid \d+ (ready|draining) \(1 in flight\)\n/,
+    /\nremoved v2, finishing: pid \d+ draining \(1 in flight\)\n/,
   );
-  holder.destroy();
-  const served = await waiting;
-  t.equal(served.status, 200, 'the waiting request was served, not refused');
-  t.equal(served.headers['x-graygate-version'], 'v2');
+  answer.destroy();
   t.equal((await removed).status, 200);
   t.equal((await admin<StatusBody>(gw, 'GET', '/admin/status')).body.removing, undefined, 'gone once stopped');
   t.equal((await scrape(gw)).sum('graygate_workers', { version: 'v2' }), 0);
 });
+
+/** Polls /admin/status until the removed version v2's finishing workers are as `condition` wants them. */
+async function untilRemoving(gw: Gateway, condition: (workers: WorkerStatus[]) => boolean): Promise<WorkerStatus[]> {
+  for (let i = 0; i < 3000; i++) {
+    const workers = (await admin<StatusBody>(gw, 'GET', '/admin/status')).body.removing?.['v2']?.workers ?? [];
+    if (condition(workers)) return workers;
+    await pollPause();
+  }
+  throw new Error('the removed version never got so');
+}
 
 t.test('a request whose version is removed while its body comes is routed again, not refused', async (t) => {
   const gw = await startGateway(t, {

@@ -200,7 +200,11 @@ t.test('removing a canary’s version gives the baseline the pair’s sum and dr
   t.equal(removed.stdout, 'removed idle\naborted the canary of idle (baseline base)\n', 'the removal says it ended it');
   const waited = await waiting;
   t.equal(waited.code, 3, 'canary status --wait: not promoted');
-  t.match(waited.stderr, /^graygate: admin API unreachable at .*; retrying \(1\/5\)\n/, 'a dropped call is retried');
+  t.match(
+    waited.stderr,
+    /^graygate: admin API unreachable at .*; retrying for up to 60 s\n/,
+    'a dropped call is retried',
+  );
   t.match(
     waited.stderr,
     /\ngraygate: canary idle ended unpromoted: the admin API no longer knows it \(404 unknown_version.*\); its version was removed, or the master restarted/,
@@ -218,7 +222,8 @@ t.test('removing a canary’s version gives the baseline the pair’s sum and dr
   t.same(reloaded.body.applied, ['removed gone']);
   t.same(await canaryList(gw), []);
   t.equal((await status(gw)).base!.canary, undefined);
-  t.equal((await scrape(gw)).text.includes('version="gone"'), false);
+  // Its canary's series (its workers' may still be there: the reload answers as it commits, and they drain after).
+  t.notMatch((await scrape(gw)).text, /^graygate_canary_\w+\{version="gone"/m);
 });
 
 t.test('/admin/status: a version’s last canary as it ended; none for a version added again', async (t) => {

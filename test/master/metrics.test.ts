@@ -61,18 +61,20 @@ t.test("health gauges: a worker's last probe while its process lives, none once 
 });
 
 t.test("a removed version's workers count under its name till gone, with a version added again under it", async (t) => {
-  // A churn probe: a removed version's workers served for up to drainTimeoutMs in no graygate_workers series.
+  // A churn probe: a removed version's workers served for up to drainTimeoutMs in no graygate_workers series. They
+  // drain where they are, in `workers` and `draining` both (a review: counted twice), and one stopped is gone.
   const again = version([worker(0, 21, async () => [])]);
-  const removed = {
-    name: 'v1',
-    ...version([worker(0, 11, async () => [])], { draining: [worker(1, 12, async () => [], 'draining')] }),
-  };
-  for (const w of [...removed.workers, ...again.workers]) Object.assign(w.health, { rssBytes: 1_000_000 });
+  const serving = worker(0, 11, async () => []);
+  const drainingOne = worker(1, 12, async () => [], 'draining');
+  const stopped = worker(2, 13, async () => [], 'stopped');
+  const removed = { name: 'v1', ...version([serving, drainingOne, stopped], { draining: [drainingOne] }) };
+  for (const w of [serving, drainingOne, ...again.workers]) Object.assign(w.health, { rssBytes: 1_000_000 });
   const m = createMasterMetrics({ versions: () => ({ versions: new Map([['v1', again]]), removing: [removed] }) });
   const text = await m.registry.metrics();
   const samples = parsePrometheusText(text);
   t.equal(sumSamples(samples, METRIC.workers, { version: 'v1', state: 'ready' }), 2, 'the new one and the removed one');
-  t.equal(sumSamples(samples, METRIC.workers, { version: 'v1', state: 'draining' }), 1);
+  t.equal(sumSamples(samples, METRIC.workers, { version: 'v1', state: 'draining' }), 1, 'once');
+  t.equal(sumSamples(samples, METRIC.workers, { version: 'v1', state: 'stopped' }), 0, 'a stopped one is gone');
   t.match(text, /graygate_worker_rss_bytes\{version="v1",worker="v1\/0\/11"\} 1000000/, "the removed one's health");
 });
 
