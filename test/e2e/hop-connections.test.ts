@@ -20,6 +20,7 @@ const REQUEST = 'GET /hello HTTP/1.1\r\nHost: gw\r\n\r\n';
 /** A head being sent (its last line to come): a connection in it is never closed for another. */
 const HALF_HEAD = 'GET /hello HTTP/1.1\r\nHost: gw\r\n';
 const NO_PRLIMIT = 'needs util-linux prlimit, to start the master under a low file limit';
+const OTHER_LOOPBACK = 'needs 127.0.0.2 and 127.0.0.3 as other clients (Linux: all of 127.0.0.0/8 is loopback)';
 
 async function connections(gw: Gateway): Promise<ClientConnectionsStatus | undefined> {
   return (await admin<StatusBody>(gw, 'GET', '/admin/status')).body.clientConnections;
@@ -205,6 +206,7 @@ t.test(
 t.test(
   'limits.maxClientConnectionsPerAddress: a client reopening silent connections faster than the bound a second ' +
     'shuts no other client out',
+  { skip: process.platform === 'linux' ? false : OTHER_LOOPBACK },
   async (t) => {
     // Two reviewers: past the bound a quiet connection is closed for a new one only after a second, so one client
     // opening more than the bound a second held every place (HAProxy's src_conn_cur is the remedy; nginx's limit_conn
@@ -236,7 +238,7 @@ t.test(
     const after = await connections(gw);
     t.match(after, { open: 5, refusedPerAddress: 40, closedIdle: 0, pastBound: 0, dropped: 0 });
     t.equal((await scrape(gw)).sum('graygate_client_connections_refused_per_address_total'), 40);
-    await untilOutputHas(gw, '"refusedPerAddress":40');
+    await untilOutputHas(gw, '"refusedPerAddress":1,'); // the first refusal's line, at once (the rest's in 10 s)
 
     silent[0]!.socket.destroy();
     await untilConnections(gw, (c) => c.open === 4, 'one of its three closed');
