@@ -48,6 +48,26 @@ const BY_NAME_ONLY: ReadonlySet<string> = new Set([
 export const CANARY_CASES = ['error25', 'slow400', 'equal'] as const;
 export type CanaryCase = (typeof CANARY_CASES)[number];
 
+/**
+ * Upper bounds of the counts, so that a value this machine cannot run is a usage error (exit 2) rather than a locked
+ * or crashed run. Every connection or stream is an open file here (autocannon's socket, the SSE client's) and another
+ * in graygate's master, and autocannon opens all of its connections at once, synchronously: `--connections 1e9` ran
+ * out of memory after 145 s, `--streams 1e12` failed with exit 3 once processes had started. 20,000 is this project's
+ * machine's open-file limit (`ulimit -n`) and more than twice the largest run in docs/BENCHMARKS.md (9,000 streams).
+ */
+const MAX_CONNECTIONS = 20_000;
+/**
+ * canary --rate: each request is started by this one process's event loop, a few thousand a second on the 2 cores
+ * this was measured on; 100,000/s is above what any box here can start, and above it a run only queues.
+ */
+const MAX_RATE = 100_000;
+/** --tokens per answer: at the mock's pace a stream of more never ends within any run (1e9 ran for ever). */
+const MAX_TOKENS = 1_000_000;
+/** compare --sse --rounds: each round runs every path and workload, ~1 min; more is not a run anyone waits for. */
+const MAX_ROUNDS = 100;
+/** graygate's log levels (pino's); another failed only once graygate had been started (exit 3). */
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
 export interface Args {
   scenario: ScenarioName;
   /** --duration, seconds of load (per step for capacity). Undefined: the scenario's default. */
@@ -148,12 +168,12 @@ scenarios:
              when it is equal to its baseline, at 100 req/s
 
 flags:
-  --duration S          seconds of load (capacity: per step)
-  --connections N       concurrent connections (capacity: one step of N)
+  --duration S          whole seconds of load, ≥ 1 (capacity: per step)
+  --connections N       concurrent connections, 1 to ${MAX_CONNECTIONS} (capacity: one step of N)
   --json                print the JSON report on stdout
   --assert              exit 1 when a target is missed
   --report-dir DIR      where reports go (default reports/)
-  --log-level LEVEL     graygate LOG_LEVEL (default info)
+  --log-level LEVEL     graygate LOG_LEVEL, one of ${LOG_LEVELS.join(', ')} (default info)
   --steps 10,50,…       capacity: connection steps
   --p99-ms MS           capacity: p99 bound of a passing step (default 100)
   --instances N         capacity, compare --sse, streams: workers per version (default 1);
@@ -163,7 +183,8 @@ flags:
   --recovery-limit-s S  backlog: give up waiting for a fresh answer after S (default 60)
   --max-queue N         backlog: graygate maxQueuePerVersion (default graygate's)
   --queue-timeout-ms MS backlog: graygate queueTimeoutMs (default graygate's)
-  --streams N           streams: concurrent streams (default 1000); compare --sse: loaded workload (300)
+  --streams N           streams: concurrent streams (default 1000, at most ${MAX_CONNECTIONS});
+                        compare --sse: loaded workload (300)
   --tokens N            streams: tokens per stream (default 100)
   --token-interval-ms MS streams: time between tokens (default 20; --hold 2000)
   --sse                 compare: issue 10's streaming workloads (CPU per event vs the upstream's,
@@ -195,7 +216,7 @@ flags:
   --upstream-connections N  streams --hold: upstream.maxConnections (default graygate's own)
   --workers N           alias of --instances
   --cases a,b           canary: any of ${CANARY_CASES.join(',')} (default all)
-  --rate R              canary: streamed chat completions started per second (default 100)
+  --rate R              canary: streamed chat completions started per second (default 100, at most ${MAX_RATE})
                         (canary also takes --duration S, the longest wait for a verdict per
                         case, default 60; --tokens, default 5; --token-interval-ms, default 10)
 `;
@@ -228,15 +249,6 @@ function positive(name: string, raw: string | undefined, fallback: number | unde
   return n;
 }
 
-/** A time in the unit `ms` milliseconds: above 0 and one a timer can wait. */
-function duration(name: string, raw: string | undefined, unitMs: number): number | undefined {
-  const n = positive(name, raw, undefined);
-  if (n === undefined) return undefined;
-  if (n === 0 || n * unitMs > MAX_TIMER_MS)
-    throw new Error(`--${name}: must be above 0 and at most ${MAX_TIMER_MS / unitMs}, got "${raw}"`);
-  return n;
-}
-
 /** A graygate tree whose build is there (its dist/master/main.js). */
 function buildRoot(name: string, raw: string | undefined): string | undefined {
   if (raw === undefined) return undefined;
@@ -245,26 +257,37 @@ function buildRoot(name: string, raw: string | undefined): string | undefined {
   return raw;
 }
 
-/** A number of at least `min`. */
-function atLeast(name: string, raw: string | undefined, fallback: number, min: number): number {
+/** A number from `min` to `max`, fractions allowed (a rate). */
+function within(name: string, raw: string | undefined, fallback: number, min: number, max: number): number {
   const n = positive(name, raw, fallback);
-  if (n < min) throw new Error(`--${name}: must be ≥ ${min}, got "${raw}"`);
+  if (n < min || n > max) throw new Error(`--${name}: must be from ${min} to ${max}, got "${raw}"`);
   return n;
 }
 
-/** A whole number from `min` to `max`. */
-function between(name: string, raw: string | undefined, fallback: number, min: number, max: number): number {
+/**
+ * A whole number from `min` to `max`. Counts are whole: autocannon opened 2 connections for `--connections 1.5`
+ * and the report said 1.5.
+ */
+function between(name: string, raw: string | undefined, fallback: number, min: number, max: number): number;
+function between(
+  name: string,
+  raw: string | undefined,
+  fallback: undefined,
+  min: number,
+  max: number,
+): number | undefined;
+function between(
+  name: string,
+  raw: string | undefined,
+  fallback: number | undefined,
+  min: number,
+  max: number,
+): number | undefined {
   const n = positive(name, raw, undefined);
   if (n === undefined) return fallback;
   if (!Number.isInteger(n) || n < min || n > max)
     throw new Error(`--${name}: must be a whole number from ${min} to ${max}, got "${raw}"`);
   return n;
-}
-
-function atLeastOne(name: string, raw: string | undefined): number | undefined {
-  const n = positive(name, raw, undefined);
-  if (n !== undefined && n < 1) throw new Error(`--${name}: must be ≥ 1`);
-  return n === undefined ? undefined : Math.round(n);
 }
 
 export function parseLoadtestArgs(argv: string[]): Args {
@@ -319,11 +342,13 @@ export function parseLoadtestArgs(argv: string[]): Args {
       `expected one scenario (${SCENARIOS.join(', ')}), got ${positionals.length === 0 ? 'none' : positionals.join(' ')}`,
     );
   }
-  const steps = values.steps?.split(',').map((s) => positive('steps', s.trim(), 0));
-  if (steps !== undefined && (steps.length === 0 || steps.some((s) => s < 1)))
-    throw new Error('--steps: a comma-separated list of connection counts ≥ 1');
-  const connections = positive('connections', values.connections, undefined);
-  if (connections !== undefined && connections < 1) throw new Error('--connections: must be ≥ 1');
+  const steps = values.steps?.split(',').map((s) => Number(s.trim() === '' ? NaN : s));
+  if (steps !== undefined && steps.some((s) => !Number.isInteger(s) || s < 1 || s > MAX_CONNECTIONS))
+    throw new Error(`--steps: a comma-separated list of whole connection counts from 1 to ${MAX_CONNECTIONS}`);
+  const connections = between('connections', values.connections, undefined, 1, MAX_CONNECTIONS);
+  const logLevel = values['log-level'] ?? 'info';
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel))
+    throw new Error(`--log-level: one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`);
   if (values['direct-streams'] === true && !(scenario === 'streams' && values.hold === true))
     throw new Error('--direct-streams: only with streams --hold (compare --sse takes --paths direct-streams)');
   // A flag is refused where the scenario would ignore it: `capacity --graygate-root /work/before` measured this tree
@@ -375,12 +400,13 @@ export function parseLoadtestArgs(argv: string[]): Args {
   }
   return {
     scenario: scenario as ScenarioName,
-    durationS: duration('duration', values.duration, 1000),
+    // Whole seconds, at least 1: autocannon checks its end once a second, so `--duration 1e-9` ran 1 s and 2.5 ran 3.
+    durationS: between('duration', values.duration, undefined, 1, Math.floor(MAX_TIMER_MS / 1000)),
     connections,
     isJson: values.json === true,
     isAssert: values.assert === true,
     reportDir: values['report-dir'] ?? DEFAULT_REPORT_DIR,
-    logLevel: values['log-level'] ?? 'info',
+    logLevel,
     steps,
     p99Ms: positive('p99-ms', values['p99-ms'], 100),
     // The config's bound on a version's instances.
@@ -394,13 +420,14 @@ export function parseLoadtestArgs(argv: string[]): Args {
     isNaive: values.naive === true,
     workerDelayMs: positive('worker-delay-ms', values['worker-delay-ms'], 1000),
     recoveryLimitS: positive('recovery-limit-s', values['recovery-limit-s'], 60),
-    maxQueue: positive('max-queue', values['max-queue'], undefined),
-    queueTimeoutMs: positive('queue-timeout-ms', values['queue-timeout-ms'], undefined),
-    streams: atLeastOne('streams', values.streams),
-    tokens: atLeastOne('tokens', values.tokens),
+    // graygate's own rules for limits.maxQueuePerVersion and queueTimeoutMs: otherwise refused once it had started.
+    maxQueue: between('max-queue', values['max-queue'], undefined, 0, Number.MAX_SAFE_INTEGER),
+    queueTimeoutMs: between('queue-timeout-ms', values['queue-timeout-ms'], undefined, 1, MAX_TIMER_MS),
+    streams: between('streams', values.streams, undefined, 1, MAX_CONNECTIONS),
+    tokens: between('tokens', values.tokens, undefined, 1, MAX_TOKENS),
     tokenIntervalMs: positive('token-interval-ms', values['token-interval-ms'], undefined),
     isSse: values.sse === true,
-    rounds: Math.max(1, positive('rounds', values.rounds, 3)),
+    rounds: between('rounds', values.rounds, 3, 1, MAX_ROUNDS),
     workloads: list('workloads', values.workloads, SSE_WORKLOADS),
     paths: list('paths', values.paths, SSE_PATHS).filter((p) => values.paths !== undefined || !BY_NAME_ONLY.has(p)),
     graygateRoot: buildRoot('graygate-root', values['graygate-root']),
@@ -415,9 +442,15 @@ export function parseLoadtestArgs(argv: string[]): Args {
     rampS: positive('ramp-s', values['ramp-s'], 30),
     warmS: positive('warm-s', values['warm-s'], 1),
     holdS: positive('hold-s', values['hold-s'], 20),
-    maxSockets: atLeastOne('max-sockets', values['max-sockets']),
-    upstreamConnections: atLeastOne('upstream-connections', values['upstream-connections']),
+    maxSockets: between('max-sockets', values['max-sockets'], undefined, 1, Number.MAX_SAFE_INTEGER),
+    upstreamConnections: between(
+      'upstream-connections',
+      values['upstream-connections'],
+      undefined,
+      1,
+      Number.MAX_SAFE_INTEGER,
+    ),
     cases: list('cases', values.cases, CANARY_CASES),
-    rate: atLeast('rate', values.rate, 100, 1),
+    rate: within('rate', values.rate, 100, 1, MAX_RATE),
   };
 }

@@ -85,12 +85,12 @@ t.test('where a flag is taken, it is read', async (t) => {
 t.test('values a run cannot honour are usage errors before it starts (a probe as a new operator)', async (t) => {
   const refused: Array<[string[], RegExp]> = [
     // A timer waits at most 2^31 − 1 ms: longer fired after 1 ms, and the run reported success.
-    [['capacity', '--duration', '1e99'], /^--duration: must be above 0 and at most/],
-    [['capacity', '--duration', '0'], /^--duration: must be above 0/],
+    [['capacity', '--duration', '1e99'], /^--duration: must be a whole number from 1 to 2147483/],
+    [['capacity', '--duration', '0'], /^--duration: must be a whole number from 1/],
     // The config's bound: it failed only once graygate refused its config, with a stack.
     [['capacity', '--instances', '65'], /^--instances: must be a whole number from 1 to 64/],
     [['capacity', '--instances', '0'], /^--instances: must be a whole number from 1 to 64/],
-    [['canary', '--rate', '0'], /^--rate: must be ≥ 1/],
+    [['canary', '--rate', '0'], /^--rate: must be from 1 to 100000/],
     // A missing tree failed at its first spawn with an unhandled 'error' (spawn node ENOENT).
     [['streams', '--graygate-root', '/nonexistent'], /^--graygate-root: \/nonexistent has no dist\/master\/main\.js/],
   ];
@@ -110,4 +110,52 @@ t.test('the report directory is made before the run, level by level; a file ther
   // node 20's recursive mkdirSync spun for ever here.
   t.throws(() => makeReportDir('/proc/graygate-nope/reports'), { code: 'ENOENT' });
   t.same(readdirSync(dir).sort(), ['a', 'file']);
+});
+
+t.test(
+  'counts this machine cannot run are usage errors, not a locked or crashed run (the load-script probe)',
+  async (t) => {
+    const refused: Array<[string[], RegExp]> = [
+      // 100 % CPU for 6+ min, SIGTERM unheard: the pacing loop started every due request at once.
+      [['canary', '--rate', '1e9'], /^--rate: must be from 1 to 100000, got "1e9"/],
+      // autocannon opened every connection synchronously: out of memory after 145 s.
+      [['capacity', '--connections', '1e9'], /^--connections: must be a whole number from 1 to 20000/],
+      [
+        ['capacity', '--steps', '10,1e9'],
+        /^--steps: a comma-separated list of whole connection counts from 1 to 20000/,
+      ],
+      [['streams', '--streams', '1e12'], /^--streams: must be a whole number from 1 to 20000/],
+      [['streams', '--tokens', '1e9'], /^--tokens: must be a whole number from 1 to 1000000/],
+    ];
+    for (const [argv, message] of refused) t.throws(() => parseLoadtestArgs(argv), message, argv.join(' '));
+    t.equal(parseLoadtestArgs(['canary', '--rate', '100000']).rate, 100_000, 'the bound itself runs');
+    t.equal(parseLoadtestArgs(['capacity', '--connections', '20000']).connections, 20_000);
+  },
+);
+
+t.test('values that failed only once processes had started (exit 3) are usage errors (exit 2)', async (t) => {
+  const refused: Array<[string[], RegExp]> = [
+    [['capacity', '--log-level', 'banana'], /^--log-level: one of fatal, error, warn, info, debug, trace, silent/],
+    [['backlog', '--max-queue', '1.5'], /^--max-queue: must be a whole number from 0/],
+    [['backlog', '--queue-timeout-ms', '0.5'], /^--queue-timeout-ms: must be a whole number from 1/],
+  ];
+  for (const [argv, message] of refused) t.throws(() => parseLoadtestArgs(argv), message, argv.join(' '));
+  t.equal(parseLoadtestArgs(['capacity', '--log-level', 'silent']).logLevel, 'silent');
+  t.equal(parseLoadtestArgs(['backlog', '--max-queue', '0']).maxQueue, 0);
+});
+
+t.test('counts and seconds are whole: a fraction was run as another number and reported as given', async (t) => {
+  const refused: Array<[string[], RegExp]> = [
+    // autocannon opened 2 connections, the report said 1.5.
+    [['capacity', '--connections', '1.5'], /^--connections: must be a whole number/],
+    [['capacity', '--steps', '10,2.5'], /^--steps: a comma-separated list of whole/],
+    // autocannon ends a run at its once-a-second check: 1e-9 ran ~1 s and was reported as 1e-9.
+    [['capacity', '--duration', '1e-9'], /^--duration: must be a whole number from 1/],
+    [['swap', '--duration', '2.5'], /^--duration: must be a whole number/],
+    // --rounds 0 and 2.5 ran 1 and 2.5 rounds' worth without a word.
+    [['compare', '--sse', '--rounds', '0'], /^--rounds: must be a whole number from 1 to 100/],
+    [['compare', '--sse', '--rounds', '2.5'], /^--rounds: must be a whole number from 1 to 100/],
+    [['streams', '--hold', '--max-sockets', '1.5'], /^--max-sockets: must be a whole number/],
+  ];
+  for (const [argv, message] of refused) t.throws(() => parseLoadtestArgs(argv), message, argv.join(' '));
 });
