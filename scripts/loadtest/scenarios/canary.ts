@@ -6,6 +6,7 @@ import { CHAT_PATH, chatBody } from '../chat-request.js';
 import { startGateway, type RunningGateway } from '../gateway.js';
 import { Recorder } from '../histogram.js';
 import { pickListening, waitForMessage } from '../ipc-wait.js';
+import { startsDue, MAX_STARTS_PER_TURN } from '../open-loop.js';
 import { MOCK_UPSTREAM_ENTRY, ROOT, WORKER_ENTRY } from '../paths.js';
 import { forkTracked, stopTracked } from '../processes.js';
 import type { Scenario } from '../scenario.js';
@@ -196,8 +197,8 @@ async function runCase(name: CanaryCase, ctx: Parameters<Scenario>[0], boundS: n
     };
     const pace = (): void => {
       if (!isSending || signal.aborted) return;
-      const due = Math.floor(((performance.now() - loadStart) / 1000) * args.rate);
-      while (sent < due) {
+      const starts = startsDue({ elapsedMs: performance.now() - loadStart, rate: args.rate, sent });
+      for (let i = 0; i < starts; i++) {
         sent++;
         const headers = { 'x-user-id': `u${Math.random().toString(36).slice(2, 12)}` };
         const startedAt = performance.now();
@@ -207,7 +208,9 @@ async function runCase(name: CanaryCase, ctx: Parameters<Scenario>[0], boundS: n
         inflight.add(p);
         void p.finally(() => inflight.delete(p));
       }
-      setTimeout(pace, 2);
+      // Still behind: the next turn, once I/O and signals have had theirs (setImmediate runs after the poll phase).
+      if (starts === MAX_STARTS_PER_TURN) setImmediate(pace);
+      else setTimeout(pace, 2);
     };
     pace();
     const loadS = (): number => (performance.now() - loadStart) / 1000;
