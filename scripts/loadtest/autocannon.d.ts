@@ -21,7 +21,8 @@ declare module 'autocannon' {
   }
 
   interface AutocannonResult {
-    requests: { total: number; average: number };
+    /** sent: requests written, answered or not (autocannon 8's requests.sent). */
+    requests: { total: number; average: number; sent: number };
     errors: number;
     timeouts: number;
     non2xx: number;

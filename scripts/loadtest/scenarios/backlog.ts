@@ -218,6 +218,7 @@ export const runBacklog: Scenario = async (ctx) => {
     r.load.byStatus['200']?.p99 ?? '–',
     r.load.timeouts,
     r.load.errors - r.load.timeouts,
+    r.load.unfinished,
     r.worker?.total ?? '?',
     recoveryText(r.recovery),
   ]);
@@ -297,6 +298,7 @@ export const runBacklog: Scenario = async (ctx) => {
     `Load: autocannon, ${runs[0]!.load.connections} connections, ${runs[0]!.load.durationS} s, GET /slow on the test worker (TEST_WORKER_DELAY_MS=${ctx.args.workerDelayMs}); autocannon's 10 s request timeout resets a connection whose request waited longer ("timeouts").`,
     "Recovery: after autocannon stopped, one fresh request at a time (new connection) until one gets a 2xx; the time is from the end of the load to the end of that answer, so the worker's own delay is included.",
     `"fresh": from ${FRESH_PROBE_DELAY_MS / 1000} s into the load until its end, one GET /slow on a NEW connection every 50 ms (a client arriving during the flood) from a process of its own (so the flood client's event loop is not in its timings), timed to the end of its answer; "fresh other": probes answered with another status or not at all within 10 s. The load's own 503s come on its keep-alive connections.`,
+    '"unfinished": requests the load sent that were neither answered nor failed when it stopped (queued in the proxy or at the worker; autocannon drops them without a word).',
     '"worker served": requests the test worker itself counted (its /stats), read after the recovery wait; "?" when the worker could not be asked in time.',
   ];
   if (gg?.rejectedByReason !== null && gg?.rejectedByReason !== undefined) {
@@ -332,6 +334,7 @@ export const runBacklog: Scenario = async (ctx) => {
           '200 p99 ms',
           'timeouts',
           'conn errors',
+          'unfinished',
           'worker served',
           'fresh request after load',
         ],

@@ -23,7 +23,7 @@ interface Step {
   /** Average CPU during the step, % of one core. */
   masterCpuPct: number;
   workersCpuPct: number;
-  /** p99 under the bound and every request answered 2xx. */
+  /** p99, unfinished requests counted at their age, under the bound, and every request answered 2xx. */
   isPassing: boolean;
 }
 
@@ -74,7 +74,13 @@ export const runCapacity: Scenario = async (ctx) => {
           ),
       });
       const toMs = sampler.now();
-      const isPassing = load.latency.p99 < args.p99Ms && load.non2xx === 0 && load.errors === 0 && load.responses > 0;
+      // A request still unanswered when the step ended has a latency of at least its age, so it counts in the p99
+      // that passes or fails the step. autocannon drops such requests silently; k6 waits gracefulStop for them and
+      // reports those still running as interrupted iterations. A step of 1500 connections with 1,236 requests never
+      // answered in 3 s "passed" on the p99 of the 264 that were. The one request each connection has in flight at
+      // an ordinary end is young and changes nothing.
+      const isPassing =
+        load.latencyWithUnfinished.p99 < args.p99Ms && load.non2xx === 0 && load.errors === 0 && load.responses > 0;
       results.push({
         connections,
         load,
@@ -110,6 +116,8 @@ export const runCapacity: Scenario = async (ctx) => {
             'max ms',
             'non-2xx',
             'errors',
+            'unfinished',
+            'p99 ms, unfinished at their age',
             'master MB',
             'workers MB',
             'master CPU %',
@@ -125,6 +133,8 @@ export const runCapacity: Scenario = async (ctx) => {
             s.load.latency.max,
             s.load.non2xx,
             s.load.errors,
+            s.load.unfinished,
+            s.load.latencyWithUnfinished.p99,
             s.masterPeakMb,
             s.workersPeakMb,
             s.masterCpuPct,
@@ -135,7 +145,7 @@ export const runCapacity: Scenario = async (ctx) => {
       ],
       targets: [
         {
-          name: `highest step with p99 < ${args.p99Ms} ms and no errors`,
+          name: `highest step with p99 < ${args.p99Ms} ms (unfinished requests at their age) and no errors`,
           value: best === undefined ? 'none' : `${best.connections} connections (${best.load.okRps} req/s)`,
           limit: `≥ ${steps[0]} connections`,
           isMet: best !== undefined && best.connections >= steps[0]!,
@@ -162,6 +172,7 @@ export const runCapacity: Scenario = async (ctx) => {
       notes: [
         `Each step: autocannon, POST ${CHAT_PATH} stream:true, ${TOKENS} tokens from the embedded mock upstream with no pacing, ${durationS} s; steps back to back on one gateway, after an unrecorded ${warmUpSeconds(durationS)} s warm-up.`,
         `Peak 2xx throughput: ${bestRps} req/s. Idle RSS: master ${idle.masterMb} MB, workers ${idle.workersMb} MB.`,
+        'unfinished: requests sent but neither answered nor failed when the step ended (autocannon drops them); each connection has one in flight at any moment, so up to the connection count is an ordinary end. The p99 that passes a step counts each at its age then, a lower bound of its latency.',
         'Load client, master and worker share the same machine, so the figures are a floor for a box where the gateway has the cores to itself.',
       ],
     };
