@@ -15,7 +15,8 @@ import { runCanary } from './loadtest/scenarios/canary.js';
 // `npm run loadtest -- <scenario> [flags]` (SPEC §9, issue 6). Wiring only:
 // parse flags, run one scenario, write its reports, print the summary.
 // Exit codes: 0 ok (or targets missed without --assert), 1 target missed with
-// --assert, 2 bad usage, 3 the scenario failed to run, 130/143 interrupted.
+// --assert, 2 bad usage, 3 the scenario failed to run (or its target, graygate's master, exited during it: the report
+// is still written), 130/143 interrupted.
 
 const SCENARIO_RUNNERS: Record<ScenarioName, Scenario> = {
   capacity: runCapacity,
@@ -94,7 +95,10 @@ try {
     process.stdout.write(`\n\nreport: ${report.files.markdown}\n        ${report.files.json}\n`);
     for (const chart of report.charts) process.stdout.write(`        ${chart}\n`);
   }
-  if (args.isAssert && !report.isOk) {
+  if (output.failure !== undefined) {
+    process.stderr.write(`loadtest ${args.scenario} failed: ${output.failure} (report written)\n`);
+    process.exitCode = 3;
+  } else if (args.isAssert && !report.isOk) {
     const missed = output.targets.filter((t) => t.isMet !== true).map((t) => t.name);
     process.stderr.write(`loadtest: target missed: ${missed.join('; ')}\n`);
     process.exitCode = 1;

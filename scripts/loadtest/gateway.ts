@@ -46,6 +46,8 @@ export interface RunningGateway {
   /** Calls the admin API; throws on network errors only. */
   admin<T = unknown>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }>;
   workers(): Promise<WorkerInfo[]>;
+  /** Why the master exited before stop() (its code or signal), or undefined while it runs. */
+  exitedWith(): string | undefined;
   stop: () => Promise<void>;
 }
 
@@ -102,5 +104,16 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     }
     return out;
   };
-  return { url: listening.url, adminUrl, pid: p.pid, process: p, admin, workers, stop };
+  let isStopping = false;
+  const exitedWith = (): string | undefined => {
+    if (isStopping) return undefined;
+    const { exitCode, signalCode } = p.child;
+    if (signalCode !== null) return `killed by ${signalCode}`;
+    return exitCode === null ? undefined : `exit code ${exitCode}`;
+  };
+  const stopping = (): Promise<void> => {
+    isStopping = true;
+    return stop();
+  };
+  return { url: listening.url, adminUrl, pid: p.pid, process: p, admin, workers, exitedWith, stop: stopping };
 }

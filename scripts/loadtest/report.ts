@@ -87,7 +87,7 @@ export function writeReport(options: WriteReportOptions): FullReport {
     finishedAt: new Date().toISOString(),
     machine: options.machine,
     options: options.options,
-    isOk: output.targets.every((t) => t.isMet === true),
+    isOk: output.failure === undefined && output.targets.every((t) => t.isMet === true),
     results: output.results,
     targets: output.targets,
     notes: output.notes,

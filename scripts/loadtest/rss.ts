@@ -52,8 +52,10 @@ export interface RssSample {
   tMs: number;
   /** Summed RSS per group, in bytes. */
   bytes: Record<string, number>;
-  /** Summed CPU time used so far per group, in ms (processes that exited drop out). */
+  /** Summed CPU time used so far per group, in ms (processes that exited drop out: compare with cpuMsBetween). */
   cpuMs: Record<string, number>;
+  /** CPU time used so far per group and PID, in ms: what cpuMsBetween takes each process's own delta from. */
+  cpuByPid: Record<string, Record<number, number>>;
 }
 
 export interface RssSamplerOptions {
@@ -78,11 +80,17 @@ export class RssSampler {
   sample(): RssSample {
     const bytes: Record<string, number> = {};
     const cpuMs: Record<string, number> = {};
+    const cpuByPid: Record<string, Record<number, number>> = {};
     for (const [group, pids] of Object.entries(this.#options.pids())) {
       bytes[group] = pids.reduce((sum, pid) => sum + (readRssBytes(pid) ?? 0), 0);
-      cpuMs[group] = pids.reduce((sum, pid) => sum + (readCpuMs(pid) ?? 0), 0);
+      const byPid: Record<number, number> = (cpuByPid[group] = {});
+      for (const pid of pids) {
+        const ms = readCpuMs(pid);
+        if (ms !== undefined) byPid[pid] = ms;
+      }
+      cpuMs[group] = Object.values(byPid).reduce((sum, ms) => sum + ms, 0);
     }
-    const s = { tMs: Math.round(performance.now() - this.#startedAt), bytes, cpuMs };
+    const s = { tMs: Math.round(performance.now() - this.#startedAt), bytes, cpuMs, cpuByPid };
     this.samples.push(s);
     return s;
   }
@@ -94,13 +102,33 @@ export class RssSampler {
     return peak;
   }
 
+  /**
+   * CPU time a group used between two sampler times, in ms: each process's own last reading minus its own first,
+   * summed. The group's sum in the last sample minus that in the first lost a process that exited meanwhile (a
+   * target dying mid-run reported a negative CPU %) and counted a restarted worker's whole life as the window's.
+   */
+  cpuMsBetween(group: string, fromMs = 0, toMs = Infinity): number {
+    const first = new Map<number, number>();
+    const last = new Map<number, number>();
+    for (const s of this.samples) {
+      if (s.tMs < fromMs || s.tMs > toMs) continue;
+      for (const [pid, ms] of Object.entries(s.cpuByPid[group] ?? {})) {
+        if (!first.has(Number(pid))) first.set(Number(pid), ms);
+        last.set(Number(pid), ms);
+      }
+    }
+    let sum = 0;
+    for (const [pid, ms] of last) sum += ms - first.get(pid)!;
+    return sum;
+  }
+
   /** Average CPU use of a group between two sampler times, in % of one core (200 = two cores busy). */
   cpuPercent(group: string, fromMs = 0, toMs = Infinity): number {
     const inside = this.samples.filter((s) => s.tMs >= fromMs && s.tMs <= toMs);
     const first = inside[0];
     const last = inside.at(-1);
     if (first === undefined || last === undefined || last.tMs === first.tMs) return 0;
-    return Math.round((((last.cpuMs[group] ?? 0) - (first.cpuMs[group] ?? 0)) / (last.tMs - first.tMs)) * 100);
+    return Math.round((this.cpuMsBetween(group, first.tMs, last.tMs) / (last.tMs - first.tMs)) * 100);
   }
 
   latest(group: string): number {

@@ -31,6 +31,11 @@ export interface ScenarioOutput {
   charts: Chart[];
   /** Lines worth reading next to the tables (how to read them, what was skipped). */
   notes: string[];
+  /**
+   * Set when the target failed during the run (graygate's master exited): the report is written, and the run exits
+   * 3 (README: the scenario failed to run) with this text, not 0 with figures of a dead target.
+   */
+  failure?: string;
 }
 
 export interface ScenarioContext {

@@ -41,7 +41,13 @@ export const runCapacity: Scenario = async (ctx) => {
     signal,
   });
   try {
-    const workerPids = (await gw.workers()).map((w) => w.pid);
+    // Followed as swap does: a worker that crashes and is restarted mid-step is sampled in its new process too.
+    let workerPids = (await gw.workers()).map((w) => w.pid);
+    const followWorkers = (): void =>
+      void gw.workers().then(
+        (ws) => (workerPids = ws.map((w) => w.pid)),
+        () => undefined, // a master gone: exitedWith() says so below
+      );
     const sampler = new RssSampler({ pids: () => ({ master: [gw.pid], workers: workerPids }) });
     const idle = { masterMb: toMb(sampler.latest('master')), workersMb: toMb(sampler.latest('workers')) };
     const body = chatBody({ tokens: TOKENS, intervalMs: 0 });
@@ -68,10 +74,12 @@ export const runCapacity: Scenario = async (ctx) => {
         connections,
         durationS,
         signal,
-        onTick: (p) =>
+        onTick: (p) => {
+          followWorkers();
           progress.status(
             `${connections} connections ${p.elapsedS}/${durationS} s  ${p.responses} answers  ${p.errors} errors  master ${toMb(sampler.latest('master'))} MB`,
-          ),
+          );
+        },
       });
       const toMs = sampler.now();
       // A request still unanswered when the step ended has a latency of at least its age, so it counts in the p99
@@ -92,6 +100,7 @@ export const runCapacity: Scenario = async (ctx) => {
       });
     }
     sampler.stop();
+    const masterExit = gw.exitedWith();
     const passing = results.filter((s) => s.isPassing);
     const best = passing.at(-1);
     const bestRps = Math.max(...results.map((s) => s.load.okRps));
@@ -173,8 +182,14 @@ export const runCapacity: Scenario = async (ctx) => {
         `Each step: autocannon, POST ${CHAT_PATH} stream:true, ${TOKENS} tokens from the embedded mock upstream with no pacing, ${durationS} s; steps back to back on one gateway, after an unrecorded ${warmUpSeconds(durationS)} s warm-up.`,
         `Peak 2xx throughput: ${bestRps} req/s. Idle RSS: master ${idle.masterMb} MB, workers ${idle.workersMb} MB.`,
         'unfinished: requests sent but neither answered nor failed when the step ended (autocannon drops them); each connection has one in flight at any moment, so up to the connection count is an ordinary end. The p99 that passes a step counts each at its age then, a lower bound of its latency.',
+        ...(masterExit === undefined
+          ? []
+          : [
+              `graygate's master (pid ${gw.pid}) exited during the run (${masterExit}): these figures are of a dead target.`,
+            ]),
         'Load client, master and worker share the same machine, so the figures are a floor for a box where the gateway has the cores to itself.',
       ],
+      ...(masterExit === undefined ? {} : { failure: `graygate's master exited during the run (${masterExit})` }),
     };
   } finally {
     progress.phase('stopping');

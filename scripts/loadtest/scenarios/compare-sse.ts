@@ -22,10 +22,6 @@ import { sseReport, type SmallAggregate, type StreamAggregate, type StreamShape 
 const LOADED: StreamShape = { slots: 300, tokens: 100, intervalMs: 20 };
 const REST: StreamShape = { slots: 40, tokens: 20, intervalMs: 20 };
 
-function cpuDelta(a: RssSample, b: RssSample, group: string): number {
-  return (b.cpuMs[group] ?? 0) - (a.cpuMs[group] ?? 0);
-}
-
 async function runStreamRound(
   setup: SseSetup,
   path: SsePath,
@@ -65,6 +61,8 @@ async function runStreamRound(
       signal: ctx.signal,
     });
     if (start === undefined || end === undefined) throw new Error(`${path.label}: the measured window never ended`);
+    // Per process, so a process that exits in the window does not make the figure negative (rss.ts cpuMsBetween).
+    const cpuDelta = (a: RssSample, b: RssSample, group: string): number => sampler.cpuMsBetween(group, a.tMs, b.tMs);
     let proxyMs = 0;
     for (const role of roles) {
       const ms = cpuDelta(start, end, role);
@@ -182,7 +180,7 @@ async function runSmallWorkload(setup: SseSetup, ctx: ScenarioContext): Promise<
         rounds[i]!.push(result);
         const to = sampler.sample();
         sampler.stop();
-        cpu[i]!.ms += cpuDelta(from, to, 'front');
+        cpu[i]!.ms += sampler.cpuMsBetween('front', from.tMs, to.tMs);
         cpu[i]!.wallMs += to.tMs - from.tMs;
         cpu[i]!.requests += result.total;
       }

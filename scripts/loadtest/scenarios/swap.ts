@@ -123,6 +123,7 @@ export const runSwap: Scenario = async (ctx) => {
     });
     const [load] = await Promise.all([loadPromise, opsPromise]);
     sampler.stop();
+    const masterExit = gw.exitedWith();
     const failed = load.non2xx + load.errors;
     const around = (op: Operation): Array<string | number> => {
       const window = load.perSecond.filter(
@@ -196,7 +197,13 @@ export const runSwap: Scenario = async (ctx) => {
         `Load: autocannon, POST ${CHAT_PATH} stream:true (20 tokens, embedded mock), header x-version: v2. Failed = non-2xx answers + connection errors + timeouts.`,
         'Each deploy changes only the worker env (LOADTEST_BUILD), which is enough for graygate to start new worker processes, move traffic and drain the old ones; the rollback returns to the previous build.',
         ...operations.filter((o) => o.status !== 200).map((o) => `${o.name} failed: ${o.outcome}`),
+        ...(masterExit === undefined
+          ? []
+          : [
+              `graygate's master (pid ${gw.pid}) exited during the run (${masterExit}): these figures are of a dead target.`,
+            ]),
       ],
+      ...(masterExit === undefined ? {} : { failure: `graygate's master exited during the run (${masterExit})` }),
     };
   } finally {
     progress.phase('stopping');

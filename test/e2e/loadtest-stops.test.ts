@@ -1,5 +1,5 @@
 import t from 'tap';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runNodeInGroup } from '../helpers/child-env.js';
@@ -40,4 +40,35 @@ t.test('canary at the highest --rate hears SIGTERM under load: exit 143, its tem
   run.child.kill('SIGTERM');
   t.equal(await run.closed, 143, 'exits as interrupted by SIGTERM', { stderr: run.stderr() });
   t.same(ownDirs(tmp), [], 'no graygate-loadtest-* dir is left');
+});
+
+// A target that dies mid-run got a normal report with a negative CPU % (the load-script probe): now a note, and exit 3.
+t.test("graygate's master killed during capacity: exit 3, the report written with a note", async (t) => {
+  const tmp = mkdtempSync(join(tmpdir(), 'graygate-target-dies-'));
+  t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
+  // TMPDIR: the killed master's socket directory (graygate-<pid>-*) stays behind, in this test's own dir.
+  const run = runNodeInGroup(
+    t,
+    [LOADTEST, 'capacity', '--connections', '5', '--duration', '3', '--json', '--report-dir', tmp],
+    { TMPDIR: tmp },
+  );
+  t.ok(await stderrLine(run, /step 5 connections/), 'the step is running', { stderr: run.stderr() });
+  // The load test's one child is graygate's master (capacity uses the embedded mock upstream).
+  const pid = run.child.pid!;
+  const master = Number(readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(' ')[0]);
+  t.ok(master > 0, `the master's pid: ${master}`);
+  process.kill(master, 'SIGKILL');
+  t.equal(await run.closed, 3, 'exit 3: the target failed', { stderr: run.stderr() });
+  t.match(run.stderr(), /loadtest capacity failed: graygate's master exited during the run \(killed by SIGKILL\)/);
+  const report = JSON.parse(run.stdout()) as {
+    isOk: boolean;
+    notes: string[];
+    results: { steps: Array<{ masterCpuPct: number; workersCpuPct: number }> };
+  };
+  t.equal(report.isOk, false);
+  t.match(report.notes.join('\n'), /graygate's master \(pid \d+\) exited during the run/);
+  for (const step of report.results.steps) {
+    t.ok(step.masterCpuPct >= 0, `master CPU % is not negative: ${step.masterCpuPct}`);
+    t.ok(step.workersCpuPct >= 0, `workers CPU % is not negative: ${step.workersCpuPct}`);
+  }
 });
