@@ -116,3 +116,23 @@ export async function startNginx(options: NginxOptions): Promise<RunningNginx> {
   }
   throw new Error(`nginx did not start: ${lastError}`);
 }
+
+/**
+ * nginx in front of `upstream` when it is installed and starts, else why its column is skipped (a line for the
+ * notes). Installed but broken (a config it refuses, a module or directory missing), nginx failed the whole compare
+ * run with exit 3, the other columns lost with it; it is an optional column, as when it is absent.
+ */
+export async function startNginxIfAble(
+  options: Omit<NginxOptions, 'binary'>,
+): Promise<RunningNginx | { skipped: string }> {
+  const binary = findNginx();
+  if (binary === undefined)
+    return { skipped: 'nginx is not installed: its column is skipped (Debian: apt-get install nginx).' };
+  try {
+    return await startNginx({ ...options, binary });
+  } catch (err) {
+    if (options.signal?.aborted === true) throw err;
+    const why = (err instanceof Error ? err.message : String(err)).trim().split('\n').slice(-3).join(' ');
+    return { skipped: `nginx (${binary}) is installed but did not start, its column is skipped: ${why}` };
+  }
+}

@@ -4,7 +4,7 @@ import { graygateLaunch } from './graygate-env.js';
 import { startGateway, type RunningGateway } from './gateway.js';
 import { pickListening, waitForMessage } from './ipc-wait.js';
 import { workerAddress, type WorkerAddress } from './listen-port.js';
-import { findNginx, startNginx } from './nginx.js';
+import { findNginx, startNginxIfAble } from './nginx.js';
 import { MOCK_UPSTREAM_ENTRY, ONEHOP_ENTRY, ROOT, buildEntries } from './paths.js';
 import { forkTracked, stopTracked } from './processes.js';
 import type { Progress } from './progress.js';
@@ -88,18 +88,13 @@ export async function startSsePaths(args: Args, progress: Progress, signal: Abor
     const paths: SsePath[] = [];
     if (wanted.has('direct')) paths.push({ key: 'direct', label: 'direct (client → mock)', base: mock.url, pids: {} });
 
-    const nginxBinary = findNginx();
-    if (wanted.has('nginx') && nginxBinary === undefined)
-      notes.push('nginx is not installed: its column is skipped (Debian: apt-get install nginx).');
-    if (wanted.has('nginx') && nginxBinary !== undefined) {
-      progress.phase('starting nginx (1 worker) in front of the mock');
-      // keepalive as large as the loaded workload's streams, so nginx reuses upstream connections too.
-      const nginx = await startNginx({
-        binary: nginxBinary,
-        upstream: new URL(mockOrigin).host,
-        keepalive: 1024,
-        signal,
-      });
+    if (wanted.has('nginx')) progress.phase('starting nginx (1 worker), when installed, in front of the mock');
+    // keepalive as large as the loaded workload's streams, so nginx reuses upstream connections too.
+    const nginx = wanted.has('nginx')
+      ? await startNginxIfAble({ upstream: new URL(mockOrigin).host, keepalive: 1024, signal })
+      : undefined;
+    if (nginx !== undefined && 'skipped' in nginx) notes.push(nginx.skipped);
+    if (nginx !== undefined && !('skipped' in nginx)) {
       stops.push(nginx.stop);
       paths.push({
         key: 'nginx',
@@ -318,14 +313,17 @@ export async function startSmallTargets(
           pids: [onehop.pid, onehop.backPid],
         });
       }
-      if (nginxBinary !== undefined) {
-        // nginx takes `unix:/path` as an upstream server too (its worker must be allowed to open the socket).
-        const nginx = await startNginx({
-          binary: nginxBinary,
-          upstream: w.kind === 'tcp' ? w.hostPort : `unix:${w.socketPath}`,
-          keepalive: 64,
-          signal,
-        });
+      // nginx takes `unix:/path` as an upstream server too (its worker must be allowed to open the socket). One that
+      // is installed but does not start is skipped here too; the streaming paths' notes already say why.
+      const nginx =
+        nginxBinary === undefined
+          ? undefined
+          : await startNginxIfAble({
+              upstream: w.kind === 'tcp' ? w.hostPort : `unix:${w.socketPath}`,
+              keepalive: 64,
+              signal,
+            });
+      if (nginx !== undefined && !('skipped' in nginx)) {
         stops.push(nginx.stop);
         targets.push({
           build: b.key,

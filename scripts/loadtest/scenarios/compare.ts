@@ -2,7 +2,7 @@ import { CHAT_PATH, JSON_HEADERS, chatBody } from '../chat-request.js';
 import { startGateway } from '../gateway.js';
 import { workerAddress } from '../listen-port.js';
 import { runLoad, type LoadResult } from '../load.js';
-import { findNginx, startNginx } from '../nginx.js';
+import { startNginxIfAble } from '../nginx.js';
 import { WORKER_ENTRY } from '../paths.js';
 import { RssSampler, processGroupMembers, toMb } from '../rss.js';
 import type { Scenario } from '../scenario.js';
@@ -56,19 +56,17 @@ export const runCompare: Scenario = async (ctx) => {
         : { path: 'direct to the worker', url: 'http://localhost', socketPath: address.socketPath, proxyPid: null },
       { path: 'through graygate', url: gw.url, proxyPid: gw.pid },
     ];
-    const nginxBinary = findNginx();
-    if (nginxBinary === undefined) {
-      notes.push('nginx is not installed: its column is skipped (Debian: apt-get install nginx).');
+    progress.phase('starting nginx, when installed, in front of the same worker');
+    const front = await startNginxIfAble({
+      upstream: address.kind === 'tcp' ? address.hostPort : `unix:${address.socketPath}`,
+      keepalive: 64,
+      signal,
+    });
+    if ('skipped' in front) {
+      notes.push(front.skipped);
     } else {
-      progress.phase(`starting nginx (${nginxBinary}) in front of the same worker`);
-      const nginx = await startNginx({
-        binary: nginxBinary,
-        upstream: address.kind === 'tcp' ? address.hostPort : `unix:${address.socketPath}`,
-        keepalive: 64,
-        signal,
-      });
-      stops.push(nginx.stop);
-      targets.push({ path: 'through nginx', url: nginx.url, proxyPid: nginx.pid });
+      stops.push(front.stop);
+      targets.push({ path: 'through nginx', url: front.url, proxyPid: front.pid });
     }
     const body = chatBody({ tokens: TOKENS, intervalMs: 0 });
     const columns: Column[] = [];
