@@ -203,7 +203,7 @@ export const runStreamsHold: Scenario = async (ctx) => {
           .map((s) => (s.bytes['master'] ?? 0) + (s.bytes['workers'] ?? 0)),
       ),
     );
-    const perStreamKb =
+    const overIdleKb =
       Math.round(
         (((rssAtHold.bytes['master'] ?? 0) +
           (rssAtHold.bytes['workers'] ?? 0) -
@@ -213,6 +213,13 @@ export const runStreamsHold: Scenario = async (ctx) => {
           1024) *
           10,
       ) / 10;
+    // A short hold printed nonsense: RSS at the hold below idle (a negative KiB per stream), and "first tokens 0" at
+    // the hold beside a first-token p50 of streams answered after it. Not measured is said so instead.
+    const perStreamKb = overIdleKb > 0 ? overIdleKb : null;
+    const firstTokenNote =
+      atHoldEnd.firstTokens === 0
+        ? `First token: none by the end of the hold, so not measured: the ramp and hold (${args.rampS + args.holdS} s) ended before one was due (one token every ${intervalMs} ms); give a longer --hold-s or a shorter --token-interval-ms.`
+        : `First token: ${firstToken.count} streams, p50 ${firstToken.percentiles().p50} ms, p99 ${firstToken.percentiles().p99} ms, max ${firstToken.percentiles().max} ms (the ramp's arrivals included).`;
     const targets: Target[] = [
       {
         name: 'streams that got their first token by the end of the hold',
@@ -345,8 +352,10 @@ export const runStreamsHold: Scenario = async (ctx) => {
           ? `Each stream: POST ${CHAT_PATH} on its own connection, not kept alive.`
           : `--direct-streams: limits.directStreams on; each stream on its own kept-alive connection, after a GET /v1/models on it (${direct.models} answered 200, ${direct.modelErrors} did not).`,
         `Each stream: POST ${CHAT_PATH}; the mock sends ${tokens} tokens, one every ${intervalMs} ms, so no stream ends before the hold does; they are cut (client closes) after it.`,
-        `First token: ${firstToken.count} streams, p50 ${firstToken.percentiles().p50} ms, p99 ${firstToken.percentiles().p99} ms, max ${firstToken.percentiles().max} ms (the ramp's arrivals included).`,
-        `RSS per stream at the hold over idle (master + workers): ${perStreamKb} KiB.`,
+        firstTokenNote,
+        perStreamKb === null
+          ? `RSS per stream at the hold over idle (master + workers): not measured, the RSS at the hold was not above idle (${overIdleKb * streams} KiB in all: a hold too short to measure).`
+          : `RSS per stream at the hold over idle (master + workers): ${perStreamKb} KiB.`,
         `graygate's own count at the hold (GET /admin/status, in flight per worker): ${workersAtHold.map((w) => `${w.pid}: ${w.inflight}`).join(', ') || 'unavailable'}; the full status is in the JSON report (results.statusAtHold).`,
         'Idle: RSS of master and the first worker 2 s after one short stream, before the ramp. Anonymous: their own ' +
           "memory; file-backed: mapped files, mostly the node binary's pages, one copy shared by every node process " +
