@@ -34,6 +34,13 @@ import { checkCounts } from './counts.js';
 const TOKENS = 20;
 const SOLO_TOKENS = 2;
 const INTERVAL_MS = 20;
+/**
+ * --tokens at most: a background stream of 3,000 lasts a minute at INTERVAL_MS. `--tokens 1e9` was accepted and the
+ * run never ended (each stream 230 days).
+ */
+const MAX_TOKENS = 3000;
+/** --concurrency at most: each stream is an open file here and in every process on its path (the open-file limit). */
+const MAX_CONCURRENCY = 20_000;
 
 function now(): number {
   return Number(process.hrtime.bigint()) / 1e6;
@@ -146,10 +153,12 @@ async function main(): Promise<void> {
   const rounds = Number(values.rounds);
   const warmup = Number(values.warmup);
   const tokens = Number(values.tokens);
-  checkCounts(
-    { streams, rounds, tokens, ...Object.fromEntries(levels.map((c, i) => [`concurrency[${i}]`, c])) },
-    { atLeast: 1 },
-  );
+  checkCounts({ streams, rounds }, { atLeast: 1 });
+  checkCounts({ tokens }, { atLeast: 1, atMost: MAX_TOKENS });
+  checkCounts(Object.fromEntries(levels.map((c, i) => [`concurrency[${i}]`, c])), {
+    atLeast: 1,
+    atMost: MAX_CONCURRENCY,
+  });
   checkCounts({ warmup }, { atLeast: 0 });
   const signal = interruptSignal();
   try {

@@ -111,7 +111,7 @@ t.test(
     t.match(help.stdout, /--baseline-root VALUE/);
     const { code, stderr } = await run(t, script, ['--tokens', '0']);
     t.equal(code, 64);
-    t.match(stderr, '--tokens: expected a number ≥ 1, got 0');
+    t.match(stderr, '--tokens: expected a number ≥ 1 and ≤ 3000, got 0');
   },
 );
 
@@ -153,3 +153,16 @@ t.test(
     }
   },
 );
+
+t.test('hop-latency refuses a count that would never end (exit 64), before it starts anything', async (t) => {
+  // `--tokens 1e9` was accepted and the run never ended (the load-script probe).
+  const file = join(ROOT, 'dist/scripts/bench/hop-latency.js');
+  for (const [args, message] of [
+    [['--tokens', '1e9'], /^--tokens: expected a number ≥ 1 and ≤ 3000, got 1000000000\n/],
+    [['--concurrency', '1,1e9'], /^--concurrency\[1\]: expected a number ≥ 1 and ≤ 20000, got 1000000000\n/],
+  ] as const) {
+    const { code, stderr } = await run(t, file, args);
+    t.equal(code, 64, args.join(' '));
+    t.match(stderr, message, args.join(' '));
+  }
+});
