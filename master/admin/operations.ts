@@ -19,12 +19,12 @@ import { GraygateError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import { loadConfig } from '../config-file.js';
 import type { VersionRegistry } from '../version-registry.js';
-import type { CanaryManager } from '../canary/manager.js';
+import type { CanaryManager, CanaryPair } from '../canary/manager.js';
 import type { CanaryStatus } from '../canary/controller.js';
 import type { Build, DeployRecord, VersionView } from '../version.js';
 import { planReload } from '../reload-plan.js';
 import type { ClientConnectionsStatus } from '../client-connections.js';
-import { statusOf, versionStatus, type AbortedCanary, type StatusBody, type VersionStatus } from './status.js';
+import { statusOf, versionStatus, type StatusBody, type VersionStatus } from './status.js';
 
 // What the admin API and SIGHUP do (SPEC §6, §10): bodies validated with the
 // same schema library as the config, then handed to the version registry, the
@@ -246,7 +246,7 @@ export class Operations {
     swap: (onSwitch: () => void) => Promise<VersionView>,
   ): Promise<VersionStatus> {
     let record: DeployRecord | undefined;
-    let aborted: AbortedCanary | undefined;
+    let aborted: CanaryPair | undefined;
     const view = await swap(() => {
       aborted = this.#canaries.abortFor(name, `${name} was ${done}`);
       record = this.#registry.require(name).lastDeploy;

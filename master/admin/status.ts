@@ -1,5 +1,6 @@
 import { startingState, type VersionView } from '../version.js';
 import type { CanaryStatus } from '../canary/controller.js';
+import type { CanaryPair } from '../canary/manager.js';
 import type { ClientConnectionsStatus } from '../client-connections.js';
 
 // GET /admin/status (SPEC §6): plain data read from version views, also what the CLI prints.
@@ -38,13 +39,7 @@ export interface VersionStatus {
    * In the answer of a deploy, rollback or removal only: the canary the version was in, which it aborted (SPEC §11;
    * the CLI said "deployed v3" alone, and an operator did not know the canary had ended).
    */
-  abortedCanary?: AbortedCanary;
-}
-
-/** A canary a deploy, rollback or removal ended: its versions. */
-export interface AbortedCanary {
-  canary: string;
-  baseline: string;
+  abortedCanary?: CanaryPair;
 }
 
 export interface StatusBody {

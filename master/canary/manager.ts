@@ -4,6 +4,16 @@ import type { Logger } from '../../shared/log.js';
 import { CanaryController, type CanaryState, type CanaryStatus, type WeightsPort } from './controller.js';
 import { parseCanaryPlan } from './plan.js';
 
+/** A canary's two versions, as an abort reports them (the admin answers' `abortedCanary`, a reload's `applied`). */
+export interface CanaryPair {
+  canary: string;
+  baseline: string;
+}
+
+function pairOf(controller: CanaryController): CanaryPair {
+  return { canary: controller.plan.canary, baseline: controller.plan.baseline };
+}
+
 // Every canary of the master (SPEC §11): starts them, runs one timer that
 // ticks the active ones (running or held: both have traffic), routes each
 // finished request's outcome to the canary that watches its version, and ends
@@ -186,24 +196,22 @@ export class CanaryManager {
   }
 
   /** A version is being redeployed, rolled back or removed: the canary it is in is aborted, and returned to say so. */
-  abortFor(name: string, reason: string): { canary: string; baseline: string } | undefined {
+  abortFor(name: string, reason: string): CanaryPair | undefined {
     const controller = this.#watching.get(name);
     controller?.abort(reason, this.#now());
     this.#settle();
-    return controller === undefined
-      ? undefined
-      : { canary: controller.plan.canary, baseline: controller.plan.baseline };
+    return controller === undefined ? undefined : pairOf(controller);
   }
 
   /**
    * A reload commits: every active canary is aborted, then the file's weights apply over them. Returns the canaries
    * it ended, for the caller to say so.
    */
-  abortAll(reason: string): Array<{ canary: string; baseline: string }> {
+  abortAll(reason: string): CanaryPair[] {
     const ended = [...new Set(this.#watching.values())];
     for (const controller of ended) controller.abort(reason, this.#now());
     this.#settle();
-    return ended.map((c) => ({ canary: c.plan.canary, baseline: c.plan.baseline }));
+    return ended.map(pairOf);
   }
 
   /** A version is gone: its last canary goes from GET /admin/canaries and /metrics, its ended totals too. */

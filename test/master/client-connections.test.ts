@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
-import { ClientConnections } from '../../master/client-connections.js';
+import { ClientConnections, type HeldConnections } from '../../master/client-connections.js';
 import { createLogger } from '../../shared/log.js';
 
 // The main port's connection bound (master/client-connections.ts) on a real server: what is counted where, and the
@@ -17,9 +17,10 @@ import { createLogger } from '../../shared/log.js';
 async function countedServer(
   t: Test,
   connections: ClientConnections,
+  held?: HeldConnections,
 ): Promise<{ server: Server; accepted: Socket[]; sockets: Socket[]; open: (from?: string) => Promise<Socket> }> {
   const server = createServer((_req, res) => res.end('ok'));
-  connections.watch(server);
+  connections.watch(server, held);
   const accepted: Socket[] = [];
   server.on('connection', (socket: Socket) => accepted.push(socket));
   server.listen(0, '127.0.0.1');
@@ -124,33 +125,24 @@ t.test('at the bound the connection quiet longest, for a second at least, is clo
     log,
     now: () => nowMs,
   });
-  const server = createServer((_req, res) => res.end('ok'));
   /** Sockets the test says are busy (in a request); the others are quiet since they joined the line. */
   const busy = new Set<Socket>();
   const closed: Socket[] = [];
-  connections.watch(server, {
+  const {
+    server,
+    accepted,
+    open: connectOne,
+  } = await countedServer(t, connections, {
     isQuietSince: (socket) => !busy.has(socket),
     close: (socket) => {
       closed.push(socket);
       socket.destroy();
     },
   });
-  const accepted: Socket[] = [];
-  server.on('connection', (socket: Socket) => accepted.push(socket));
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const clients: Socket[] = [];
-  t.teardown(() => {
-    for (const c of clients) c.destroy();
-    server.close();
-  });
-  const port = (server.address() as AddressInfo).port;
+  /** A client's connection, and the server's end of it (the one the bound counts and closes). */
   const open = async (): Promise<Socket> => {
-    const client = connect(port, '127.0.0.1');
-    clients.push(client);
-    client.on('error', () => undefined);
     const count = accepted.length;
-    await once(client, 'connect');
+    await connectOne();
     while (accepted.length === count) await once(server, 'connection');
     return accepted.at(-1)!;
   };
