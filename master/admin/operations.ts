@@ -291,6 +291,16 @@ export class Operations {
     return this.#canaries.promote(name);
   }
 
+  /** POST /admin/versions/:name/canary/pause: held where it is, still judged, until resumed. */
+  pauseCanary(name: string): CanaryStatus {
+    return this.#canaries.pause(name);
+  }
+
+  /** POST /admin/versions/:name/canary/resume: a held canary steps on again. */
+  resumeCanary(name: string): CanaryStatus {
+    return this.#canaries.resume(name);
+  }
+
   /** GET /admin/canaries. */
   canaries(): { canaries: CanaryStatus[] } {
     return { canaries: this.#canaries.list() };

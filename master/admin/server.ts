@@ -141,6 +141,16 @@ export function createAdminServer(options: AdminServerOptions): Server {
       /^\/admin\/versions\/([^/]+)\/canary\/promote$/,
       async (_req, [name]) => ({ status: 200, body: operations.promoteCanary(name!) }),
     ],
+    [
+      'POST',
+      /^\/admin\/versions\/([^/]+)\/canary\/pause$/,
+      async (_req, [name]) => ({ status: 200, body: operations.pauseCanary(name!) }),
+    ],
+    [
+      'POST',
+      /^\/admin\/versions\/([^/]+)\/canary\/resume$/,
+      async (_req, [name]) => ({ status: 200, body: operations.resumeCanary(name!) }),
+    ],
     ['GET', /^\/admin\/canaries$/, async () => ({ status: 200, body: operations.canaries() })],
   ];
 

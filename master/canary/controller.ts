@@ -13,8 +13,10 @@ import type { ResolvedErrorRateCriterion, ResolvedLatencyCriterion } from './jud
 // canary already had). Only the two versions' weights change, and their
 // sum is kept. A held canary keeps its traffic, so it stays watched: it is
 // still judged and rolled back if it starts failing, and it can be aborted,
-// but it does not advance by itself. The clock is passed in (STYLE §15), so
-// tests drive it.
+// but it does not advance by itself. An operator holds a running canary by
+// hand (pause) and lets a held one step on again (resume), as Argo Rollouts'
+// `pause` and `promote` of a paused rollout do. The clock is passed in (STYLE
+// §15), so tests drive it.
 
 export type CanaryState = 'running' | 'promoted' | 'rolled_back' | 'aborted' | 'held';
 export const CANARY_STATES: readonly CanaryState[] = ['running', 'promoted', 'rolled_back', 'aborted', 'held'];
@@ -59,6 +61,8 @@ export interface CanaryStatus {
   endedAt: string | null;
   /** Why it is where it is: the judge's last reason, or what ended it. */
   reason: string;
+  /** Held by hand (pause) until resumed, promoted or ended: held so, it waits for the operator, not the judge. */
+  paused: boolean;
   /** The current step's requests so far, per version. */
   observed: { baseline: { requests: number; errors: number }; canary: { requests: number; errors: number } };
   /** Per step and metric: the last judgement of every step reached (SPEC §11). */
@@ -98,9 +102,12 @@ export class CanaryController {
   readonly #startMs: number;
   readonly #wallAtStartMs: number;
   #stepStartMs: number;
+  /** What the step's maxStepMs counts from: its start, or a resume after it was held. */
+  #verdictDueFromMs: number;
   #endedAtMs: number | null = null;
-  /** Why it was held (maxStepMs ran out), kept at the head of its reason while it is still judged. */
+  /** Why it was held (maxStepMs ran out, or a pause by hand), kept at the head of its reason while it is judged. */
   #heldReason = '';
+  #isPaused = false;
 
   constructor(options: CanaryControllerOptions) {
     const { plan } = options;
@@ -109,6 +116,7 @@ export class CanaryController {
     this.#log = options.log.child({ canary: plan.canary, baseline: plan.baseline });
     this.#startMs = options.nowMs;
     this.#stepStartMs = options.nowMs;
+    this.#verdictDueFromMs = options.nowMs;
     this.#wallAtStartMs = options.wallMs;
     this.#pairWeight = (options.weights.weightOf(plan.baseline) ?? 0) + (options.weights.weightOf(plan.canary) ?? 0);
   }
@@ -201,12 +209,13 @@ export class CanaryController {
       this.#current = [];
       this.#step++;
       this.#stepStartMs = nowMs;
+      this.#verdictDueFromMs = nowMs;
       this.outcomes.nextStep();
       this.#applyStep();
       return;
     }
     this.#reason = waitsFor ?? result.reason;
-    if (elapsedMs >= this.plan.maxStepMs) {
+    if (nowMs - this.#verdictDueFromMs >= this.plan.maxStepMs) {
       const why = `no verdict within maxStepMs (${this.plan.maxStepMs} ms): ${this.#reason}`;
       if (this.plan.onInconclusive === 'hold') this.#heldReason = why;
       this.#end(this.plan.onInconclusive === 'rollback' ? 'rolled_back' : 'held', why, nowMs);
@@ -240,6 +249,40 @@ export class CanaryController {
     this.#end('promoted', `promoted by hand (${by}) at ${at}; the judge had said: ${this.#reason}`, nowMs);
   }
 
+  /**
+   * Holds a running canary by hand where it is (Argo Rollouts' `pause`): its weights stay, it is still judged and
+   * rolled back if it starts failing, but it does not advance until it is resumed, promoted or aborted. Returns false
+   * when it was held already (by hand, or by the judge's maxStepMs): nothing changes then.
+   */
+  pause(by: string): boolean {
+    if (this.#state !== 'running') return false;
+    const { steps } = this.plan;
+    this.#state = 'held';
+    this.#isPaused = true;
+    this.#heldReason = `paused by hand (${by}) at step ${this.#step + 1} (${steps[this.#step]} %)`;
+    this.#reason = this.#heldReason;
+    this.#log.info({ state: this.#state, step: this.#step, reason: this.#reason }, 'canary paused');
+    return true;
+  }
+
+  /**
+   * Lets a held canary (paused by hand, or held for want of a verdict) step on again from the step it is at, with the
+   * outcomes that step has gathered: the judge again has maxStepMs for a verdict there, counted from now (Argo
+   * Rollouts' `promote` of a paused rollout, which goes on with its steps). Returns false when it was running.
+   */
+  resume(by: string, nowMs: number): boolean {
+    if (this.#state !== 'held') return false;
+    const { steps } = this.plan;
+    const was = this.#isPaused ? 'paused' : 'held';
+    this.#state = 'running';
+    this.#isPaused = false;
+    this.#heldReason = '';
+    this.#verdictDueFromMs = nowMs;
+    this.#reason = `resumed by hand (${by}) at step ${this.#step + 1} (${steps[this.#step]} %), ${was} before`;
+    this.#log.info({ state: this.#state, step: this.#step, reason: this.#reason }, 'canary resumed');
+    return true;
+  }
+
   status(): CanaryStatus {
     const { plan } = this;
     const iso = (monoMs: number): string => new Date(this.#wallAtStartMs + (monoMs - this.#startMs)).toISOString();
@@ -268,6 +311,7 @@ export class CanaryController {
       stepStartedAt: iso(this.#stepStartMs),
       endedAt: this.#endedAtMs === null ? null : iso(this.#endedAtMs),
       reason: this.#reason,
+      paused: this.#isPaused && this.#state === 'held',
       observed: {
         baseline: { requests: baseline.requests, errors: baseline.errors },
         canary: { requests: canary.requests, errors: canary.errors },

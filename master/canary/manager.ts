@@ -166,7 +166,7 @@ export class CanaryManager {
 
   /** DELETE /admin/versions/:name/canary, running or held: the canary's weight goes back to 0 at once. */
   abort(name: string): CanaryStatus {
-    return this.#endByHand(name, (c) => c.abort(`aborted by DELETE /admin/versions/${name}/canary`, this.#now()));
+    return this.#byHand(name, (c) => c.abort(`aborted by DELETE /admin/versions/${name}/canary`, this.#now()));
   }
 
   /**
@@ -174,11 +174,27 @@ export class CanaryManager {
    * (Argo Rollouts' `promote --full`). As for a promotion by the judge, a reload or restart applies the file's weights.
    */
   promote(name: string): CanaryStatus {
-    return this.#endByHand(name, (c) => c.promote(`POST /admin/versions/${name}/canary/promote`, this.#now()));
+    return this.#byHand(name, (c) => c.promote(`POST /admin/versions/${name}/canary/promote`, this.#now()));
   }
 
-  /** An operator's abort or promote: the running or held canary of `name` (404 without one), ended by `end`. */
-  #endByHand(name: string, end: (controller: CanaryController) => void): CanaryStatus {
+  /**
+   * POST /admin/versions/:name/canary/pause: a running canary held where it is until resumed (weights kept, still
+   * judged); one held already stays so.
+   */
+  pause(name: string): CanaryStatus {
+    return this.#byHand(name, (c) => void c.pause(`POST /admin/versions/${name}/canary/pause`));
+  }
+
+  /**
+   * POST /admin/versions/:name/canary/resume: a held canary (paused, or held for want of a verdict) steps on again from
+   * its step; a running one goes on as it was.
+   */
+  resume(name: string): CanaryStatus {
+    return this.#byHand(name, (c) => void c.resume(`POST /admin/versions/${name}/canary/resume`, this.#now()));
+  }
+
+  /** An operator's abort, promote, pause or resume: the running or held canary of `name` (404 without one), `end`ed. */
+  #byHand(name: string, end: (controller: CanaryController) => void): CanaryStatus {
     this.#versions.require(name);
     // A promotion during a reload was answered 200, then undone by the reload's commit, as a weight change would be.
     this.#versions.refuseChangesNow();

@@ -37,6 +37,8 @@ export interface CanaryStatusBody {
   startedAt: string;
   endedAt: string | null;
   reason: string;
+  /** Held by hand until resumed (absent from a gateway older than this CLI). */
+  paused?: boolean;
   observed: { baseline: { requests: number; errors: number }; canary: { requests: number; errors: number } };
   decisions: CanaryDecision[];
 }
@@ -74,7 +76,8 @@ export function formatCanary(c: CanaryStatusBody): string {
   // and "now at 100 %" after a reload had set it to 0 was a probe's lie; graygate status has the weights now.
   const isRunning = c.state === 'running' || c.state === 'held';
   const share = `${isRunning ? 'canary now at' : 'it left the canary at'} ${c.canaryPercent} % of the pair`;
-  const head = `canary ${c.version} (baseline ${c.baseline}): ${c.state.replace('_', ' ')} at ${stepOf}, ${share}`;
+  const state = c.paused === true ? 'paused (held by hand)' : c.state.replace('_', ' ');
+  const head = `canary ${c.version} (baseline ${c.baseline}): ${state} at ${stepOf}, ${share}`;
   const when = `started ${c.startedAt}${c.endedAt === null ? '' : `, ended ${c.endedAt}`}; steps ${c.steps.join('/')} %, at least ${c.stepMs / 1000} s and ${c.minRequests} canary requests each`;
   const seen = `this step: baseline ${c.observed.baseline.requests} requests (${c.observed.baseline.errors} errors), canary ${c.observed.canary.requests} (${c.observed.canary.errors} errors)`;
   const rows = c.decisions.map((d) => {

@@ -35,6 +35,8 @@ interface StatusVersion {
     startedAt: string;
     /** null while it runs or is held. */
     endedAt: string | null;
+    /** Held by hand until resumed (absent from a gateway older than this CLI). */
+    paused?: boolean;
   };
 }
 export interface StatusBody {
@@ -93,7 +95,7 @@ export function formatStatus(status: StatusBody): string {
   // An ended canary's percent is history (the weights may have changed since): its end instead.
   const lines = [...canaries.values()].map((c) =>
     c.endedAt === null
-      ? `canary ${c.version} (baseline ${c.baseline}): ${c.state}, step ${c.step + 1}/${c.steps.length}, ${c.canaryPercent} % — graygate canary status ${c.version}`
+      ? `canary ${c.version} (baseline ${c.baseline}): ${c.paused === true ? 'paused' : c.state}, step ${c.step + 1}/${c.steps.length}, ${c.canaryPercent} % — graygate canary status ${c.version}`
       : `last canary ${c.version} (baseline ${c.baseline}): ${c.state.replace('_', ' ')} at ${c.endedAt} — graygate canary status ${c.version}`,
   );
   for (const [name, { workers }] of Object.entries(status.removing ?? {}))

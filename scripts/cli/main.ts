@@ -36,9 +36,11 @@ commands:
                                             against the baseline, promoted or rolled back by itself
   canary status [NAME]                      a canary's state and the numbers behind it (all without NAME)
   canary status NAME --wait [--interval S]  …once it has ended: exit 0 promoted, 3 rolled back,
-                                            aborted or held (a pipeline's gate)
+                                            aborted or held (a pipeline's gate; a pause waits)
   canary promote NAME                       promote NAME's canary now, whatever its step (running
                                             or held): it gets the pair's whole weight
+  canary pause NAME                         hold NAME's canary at its step (still judged) until resumed
+  canary resume NAME                        let a held or paused canary step on again from its step
   canary abort NAME                         stop NAME's canary; its weight goes back to 0
   mock-upstream [--port N] [--format F] [--fail-every N] [--first-byte-ms MS]
                 [--interval-ms MS] [--tokens N]
@@ -113,7 +115,9 @@ async function canaryCommand(
     if (values['wait'] !== true) return print(one, () => formatCanary(one));
     // Argo Rollouts' `status` as a pipeline's gate: the verdict, then an exit code a script can branch on.
     let unreachableSinceMs: number | undefined;
-    while (one.state === 'running') {
+    // A canary paused by hand waits for its operator (resume, promote, abort), as Argo Rollouts' `status --watch` waits
+    // on a paused rollout; one held by the judge (no verdict in maxStepMs) is the gate's answer: it will not move.
+    while (one.state === 'running' || one.paused === true) {
       await delay(everyMs);
       try {
         one = await get();
@@ -144,13 +148,13 @@ async function canaryCommand(
       throw new CliError(`canary ${ended.version} ${ended.state.replace('_', ' ')}: ${ended.reason}`, EXIT.notPromoted);
     return;
   }
-  if (first === 'promote') {
-    if (second === undefined) usage('canary promote needs a version name');
-    const promoted = await callAdmin<CanaryStatusBody>(client(), {
+  if (first === 'promote' || first === 'pause' || first === 'resume') {
+    if (second === undefined) usage(`canary ${first} needs a version name`);
+    const changed = await callAdmin<CanaryStatusBody>(client(), {
       method: 'POST',
-      path: `/admin/versions/${encodeURIComponent(second)}/canary/promote`,
+      path: `/admin/versions/${encodeURIComponent(second)}/canary/${first}`,
     });
-    return print(promoted, () => formatCanary(promoted));
+    return print(changed, () => formatCanary(changed));
   }
   if (first === 'abort') {
     if (second === undefined) usage('canary abort needs a version name');
@@ -160,7 +164,7 @@ async function canaryCommand(
     });
     return print(aborted, () => formatCanary(aborted));
   }
-  // `canary start NAME` too, for a version literally named status, promote or abort.
+  // `canary start NAME` too, for a version literally named status, promote, pause, resume or abort.
   const name = first === 'start' ? second : first;
   if (name === undefined) usage('canary needs a version name');
   const body: Record<string, unknown> = {};
@@ -313,6 +317,9 @@ const CANARY_START_FLAGS = [
  * master, which refuses what it does not read). An operator probe: `deploy v2 --weight 10` deployed and left the
  * weight as it was, saying nothing.
  */
+/** The words after `canary` that are its verbs, not a version's name (`canary start NAME` for a version so named). */
+const CANARY_VERBS: readonly string[] = ['status', 'promote', 'pause', 'resume', 'abort', 'start'];
+
 function commandFlags(
   command: string,
   args: readonly string[],
@@ -332,7 +339,7 @@ function commandFlags(
       return ['port', 'format', 'fail-every', 'first-byte-ms', 'interval-ms', 'tokens'];
     case 'canary':
       if (args[0] === 'status') return isWait ? ['wait', 'interval'] : ['wait'];
-      if (args[0] === 'promote' || args[0] === 'abort') return [];
+      if (args[0] !== 'start' && CANARY_VERBS.includes(args[0] ?? '')) return [];
       return CANARY_START_FLAGS;
     case 'weights':
     case 'rollback':
@@ -361,7 +368,7 @@ function commandWords(command: string, args: readonly string[]): number | undefi
     case 'remove':
       return 1;
     case 'canary':
-      return ['status', 'promote', 'abort', 'start'].includes(args[0] ?? '') ? 2 : 1;
+      return CANARY_VERBS.includes(args[0] ?? '') ? 2 : 1;
     default:
       return undefined; // `weights` takes any number of pairs; `start` is the master's; an unknown command
   }
@@ -369,9 +376,7 @@ function commandWords(command: string, args: readonly string[]): number | undefi
 
 /** What `command` is called in a usage message (`canary status`, `deploy`). */
 function commandName(command: string, args: readonly string[]): string {
-  return command === 'canary' && ['status', 'promote', 'abort', 'start'].includes(args[0] ?? '')
-    ? `canary ${args[0]}`
-    : command;
+  return command === 'canary' && CANARY_VERBS.includes(args[0] ?? '') ? `canary ${args[0]}` : command;
 }
 
 async function run(argv: string[]): Promise<void> {

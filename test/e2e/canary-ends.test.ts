@@ -1,5 +1,12 @@
 import t from 'tap';
-import { admin, hangingBuild, startGateway, TEST_WORKER_ENTRY, type Gateway } from '../helpers/gateway.js';
+import {
+  admin,
+  hangingBuild,
+  startGateway,
+  TEST_WORKER_ENTRY,
+  type Gateway,
+  type Teardown,
+} from '../helpers/gateway.js';
 import { canaryOf, pollPause, status, waitForStatus } from '../helpers/wait.js';
 import type { CanaryStatus } from '../../master/canary/controller.js';
 import { drive } from '../helpers/load.js';
@@ -35,6 +42,94 @@ async function waitForCanary(gw: Gateway, name: string, state: string): Promise<
   }
   throw new Error(`the canary of ${name} never became ${state}`);
 }
+
+/**
+ * A relay to the admin API that counts the calls it has answered (the event a test waits for: `canary status --wait`
+ * polls), and drops call number `dropCall` (0-based) as a restarting master would.
+ */
+async function adminRelay(
+  t: Teardown,
+  gw: Gateway,
+  options: { dropCall?: number } = {},
+): Promise<{ url: string; calls: () => number; untilCalls: (n: number) => Promise<void> }> {
+  let calls = 0;
+  let onCall = (): void => {};
+  const untilCalls = (n: number): Promise<void> =>
+    new Promise((resolve) => {
+      const check = (): void => (calls >= n ? resolve() : void (onCall = check));
+      check();
+    });
+  const relay = createServer((req, res) => {
+    if (calls === options.dropCall) {
+      calls++;
+      req.socket.destroy();
+      return onCall();
+    }
+    void fetch(gw.adminUrl + (req.url ?? '/'), { method: req.method }).then(async (answer) => {
+      res.writeHead(answer.status, { 'content-type': 'application/json' }).end(await answer.text());
+      calls++;
+      onCall();
+    });
+  }).listen(0, '127.0.0.1');
+  await once(relay, 'listening');
+  t.teardown(() => relay.close());
+  return { url: `http://127.0.0.1:${(relay.address() as AddressInfo).port}`, calls: () => calls, untilCalls };
+}
+
+t.test('paused by hand and resumed: held where it is, a pipeline’s --wait waits, then it steps on', async (t) => {
+  // Argo Rollouts' `pause` and `promote` of a paused rollout; a held canary could only be promoted whole or aborted.
+  const gw = await startGateway(t, {
+    versions: { base: worker(100), idle: worker(0) },
+    routing: { default: 'base' },
+  });
+  const plan = { steps: [25, 50, 100], stepMs: 0, minRequests: 1000 };
+  t.equal((await admin(gw, 'POST', '/admin/versions/idle/canary', plan)).status, 202);
+  const paused = await runCli(t, ['canary', 'pause', 'idle', '--admin', gw.adminUrl]);
+  t.equal(paused.code, 0, paused.stderr);
+  t.match(
+    paused.stdout,
+    /^canary idle \(baseline base\): paused \(held by hand\) at step 1\/3 \(25 %\), canary now at 25 % of the pair\n/,
+  );
+  t.match(paused.stdout, /\nwhy: paused by hand \(POST \/admin\/versions\/idle\/canary\/pause\) at step 1 \(25 %\)\n/);
+  const held = await canaryOf(gw, 'idle');
+  t.equal(held.state, 'held');
+  t.equal(held.paused, true);
+  t.same(await weights(gw), { base: 75, idle: 25 }, 'paused: the weights stay');
+  const st = await runCli(t, ['status', '--admin', gw.adminUrl]);
+  t.match(st.stdout, /\ncanary idle \(baseline base\): paused, step 1\/3, 25 % — graygate canary status idle\n/);
+  const again = await admin<CanaryStatus>(gw, 'POST', '/admin/versions/idle/canary/pause');
+  t.equal(again.status, 200, 'a second pause changes nothing');
+  t.equal(again.body.paused, true);
+  t.match(again.body.reason, /^paused by hand \(POST \/admin\/versions\/idle\/canary\/pause\) at step 1 \(25 %\)/);
+
+  // A pipeline's gate waits through a pause (Argo's `status --watch` does): three answers, all paused, and it waits on.
+  const relay = await adminRelay(t, gw);
+  const waiting = runCli(t, ['canary', 'status', 'idle', '--wait', '--interval', '0.05', '--admin', relay.url]);
+  const first = await Promise.race([relay.untilCalls(3).then(() => 'polled'), waiting.then(() => 'exited')]);
+  t.equal(first, 'polled', '--wait did not take a pause for a verdict');
+
+  const resumed = await runCli(t, ['canary', 'resume', 'idle', '--admin', gw.adminUrl]);
+  t.equal(resumed.code, 0, resumed.stderr);
+  t.match(resumed.stdout, /^canary idle \(baseline base\): running at step 1\/3 \(25 %\)/);
+  const running = await canaryOf(gw, 'idle');
+  t.equal(running.paused, false);
+  t.match(
+    running.reason,
+    /^(resumed by hand \(POST \/admin\/versions\/idle\/canary\/resume\) at step 1 \(25 %\), paused before|step 1 \(25 %\): not yet)/,
+  );
+  const twice = await admin<CanaryStatus>(gw, 'POST', '/admin/versions/idle/canary/resume');
+  t.equal(twice.body.state, 'running', 'a running canary resumed goes on as it was');
+  t.equal((await admin(gw, 'POST', '/admin/versions/idle/canary/promote')).status, 200);
+  const waited = await waiting;
+  t.equal(waited.code, 0, `--wait ends with the promotion: ${waited.stderr}`);
+  t.same(await weights(gw), { base: 0, idle: 100 });
+  const ended = await admin<ErrorBody>(gw, 'POST', '/admin/versions/idle/canary/resume');
+  t.equal(ended.status, 404, 'an ended canary is not resumed');
+  t.equal(ended.body.error.code, 'not_found');
+  const none = await runCli(t, ['canary', 'pause', 'base', '--admin', gw.adminUrl]);
+  t.equal(none.code, 1, 'a version with no canary: the API refuses');
+  t.match(none.stderr, /has no running or held canary/);
+});
 
 t.test('a held canary keeps its traffic: shown, still judged, abortable', async (t) => {
   const gw = await startGateway(t, {
@@ -171,30 +266,9 @@ t.test('removing a canary’s version gives the baseline the pair’s sum and dr
   // probe's exited 1 with `404 unknown_version`. Its calls go through a relay that says when each was answered, and
   // that drops the second as a restarting master would: a probe's --wait exited 69 at its first failed call, where
   // `graygate top` retries.
-  let calls = 0;
-  let onCall = (): void => {};
-  const untilCalls = (n: number): Promise<void> =>
-    new Promise((resolve) => {
-      const check = (): void => (calls >= n ? resolve() : void (onCall = check));
-      check();
-    });
-  const relay = createServer((req, res) => {
-    if (calls === 1) {
-      calls++;
-      req.socket.destroy();
-      return onCall();
-    }
-    void fetch(gw.adminUrl + (req.url ?? '/'), { method: req.method }).then(async (answer) => {
-      res.writeHead(answer.status, { 'content-type': 'application/json' }).end(await answer.text());
-      calls++;
-      onCall();
-    });
-  }).listen(0, '127.0.0.1');
-  await once(relay, 'listening');
-  t.teardown(() => relay.close());
-  const relayUrl = `http://127.0.0.1:${(relay.address() as AddressInfo).port}`;
-  const waiting = runCli(t, ['canary', 'status', 'idle', '--wait', '--interval', '0.05', '--admin', relayUrl]);
-  await untilCalls(3); // answered, dropped, answered
+  const relay = await adminRelay(t, gw, { dropCall: 1 });
+  const waiting = runCli(t, ['canary', 'status', 'idle', '--wait', '--interval', '0.05', '--admin', relay.url]);
+  await relay.untilCalls(3); // answered, dropped, answered
   const removed = await runCli(t, ['remove', 'idle', '--admin', gw.adminUrl]);
   t.equal(removed.code, 0);
   t.equal(removed.stdout, 'removed idle\naborted the canary of idle (baseline base)\n', 'the removal says it ended it');

@@ -179,6 +179,73 @@ t.test('promoted by hand from any step, running or held: the pair’s sum to the
   t.match(held.status().reason, /^promoted by hand \(test\) at step 1 \(10 %\), held; the judge had said: no verdict/);
 });
 
+t.test('paused by hand: held at its step and still judged, until resumed, which steps on from there', async (t) => {
+  const plan = parseCanaryPlan(
+    'v2',
+    {
+      steps: [10, 50, 100],
+      stepMs: 0,
+      maxStepMs: 100,
+      minRequests: 20,
+      criteria: { responseTimeP99: false, firstTokenP99: false, timePerTokenP99: false },
+    },
+    'v1',
+  );
+  const weights = weightsOf({ v1: 100, v2: 0 });
+  const c = new CanaryController({ plan, weights, log, nowMs: 0, wallMs: 0 });
+  c.begin();
+  t.equal(c.pause('test'), true);
+  t.equal(c.state, 'held');
+  t.equal(c.status().paused, true);
+  t.equal(c.status().endedAt, null, 'a pause does not end it');
+  t.match(c.status().reason, /^paused by hand \(test\) at step 1 \(10 %\)$/);
+  t.equal(c.pause('again'), false, 'paused already: nothing changes');
+  // Enough good requests for the judge's advance: held, it does not step on.
+  record(c, 'v1', 200);
+  record(c, 'v2', 40);
+  c.tick(50);
+  t.equal(c.status().step, 0, 'held where it was');
+  t.same(weights.now, { v1: 90, v2: 10 });
+  t.match(c.status().reason, /^paused by hand \(test\) at step 1 \(10 %\); judged since: step 1 \(10 %\): /);
+  // Resumed long after maxStepMs: the judge has its maxStepMs again from now, and its advance moves it on.
+  t.equal(c.resume('test', 500), true);
+  t.equal(c.state, 'running');
+  t.equal(c.status().paused, false);
+  t.match(c.status().reason, /^resumed by hand \(test\) at step 1 \(10 %\), paused before$/);
+  t.equal(c.resume('again', 501), false, 'running already: nothing changes');
+  c.tick(502);
+  t.equal(c.status().step, 1, 'stepped on with what the step had gathered');
+  t.same(weights.now, { v1: 50, v2: 50 });
+
+  // Held by the judge (no verdict in maxStepMs) and resumed: not held again until maxStepMs from the resume.
+  const quiet = new CanaryController({ plan, weights: weightsOf({ v1: 100, v2: 0 }), log, nowMs: 0, wallMs: 0 });
+  quiet.begin();
+  quiet.tick(100);
+  t.equal(quiet.state, 'held');
+  t.equal(quiet.status().paused, false, 'held by the judge, not paused');
+  t.equal(quiet.pause('test'), false, 'a pause of a held canary changes nothing');
+  t.equal(quiet.resume('test', 1000), true);
+  quiet.tick(1099);
+  t.equal(quiet.state, 'running', 'maxStepMs counts from the resume');
+  t.match(quiet.status().reason, /^step 1 \(10 %\): not yet/);
+  quiet.tick(1100);
+  t.equal(quiet.state, 'held', 'and holds it again when it runs out');
+
+  // Paused, it is still rolled back when it fails.
+  const failing = new CanaryController({ plan, weights: weightsOf({ v1: 100, v2: 0 }), log, nowMs: 0, wallMs: 0 });
+  failing.begin();
+  failing.pause('test');
+  record(failing, 'v1', 40);
+  record(failing, 'v2', 20, 20);
+  failing.tick(1);
+  t.equal(failing.state, 'rolled_back');
+  t.equal(failing.status().paused, false, 'ended: no longer paused');
+  // Ended: neither verb changes it.
+  t.equal(failing.resume('test', 2), false);
+  t.equal(failing.pause('test'), false);
+  t.equal(failing.state, 'rolled_back');
+});
+
 t.test('its status says every setting the judge applies, defaults filled in, in the POST body shape', async (t) => {
   // A README walk-through: `--on-inconclusive`, `--alpha` and the criteria flags were not in the answer, so an operator
   // could not confirm they were applied.
