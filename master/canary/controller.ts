@@ -14,9 +14,10 @@ import type { ResolvedErrorRateCriterion, ResolvedLatencyCriterion } from './jud
 // sum is kept. A held canary keeps its traffic, so it stays watched: it is
 // still judged and rolled back if it starts failing, and it can be aborted,
 // but it does not advance by itself. An operator holds a running canary by
-// hand (pause) and lets a held one step on again (resume), as Argo Rollouts'
-// `pause` and `promote` of a paused rollout do. The clock is passed in (STYLE
-// §15), so tests drive it.
+// hand (pause), or its plan pauses it as it reaches a step in `pauseAt` (a
+// manual gate), and lets a held one step on again (resume), as Argo Rollouts'
+// `pause`, its `pause: {}` step and `promote` of a paused rollout do. The
+// clock is passed in (STYLE §15), so tests drive it.
 
 export type CanaryState = 'running' | 'promoted' | 'rolled_back' | 'aborted' | 'held';
 export const CANARY_STATES: readonly CanaryState[] = ['running', 'promoted', 'rolled_back', 'aborted', 'held'];
@@ -41,6 +42,7 @@ export interface CanaryStatus {
   /** The canary's share of the pair as the canary set it: now while it runs (or is held), as it left it once ended. */
   canaryPercent: number;
   steps: readonly number[];
+  pauseAt: readonly number[];
   stepMs: number;
   maxStepMs: number;
   minRequests: number;
@@ -61,7 +63,10 @@ export interface CanaryStatus {
   endedAt: string | null;
   /** Why it is where it is: the judge's last reason, or what ended it. */
   reason: string;
-  /** Held by hand (pause) until resumed, promoted or ended: held so, it waits for the operator, not the judge. */
+  /**
+   * Held by hand (pause) or at a step of `pauseAt`, until resumed, promoted or ended: held so, it waits for the
+   * operator, not the judge.
+   */
   paused: boolean;
   /** The current step's requests so far, per version. */
   observed: { baseline: { requests: number; errors: number }; canary: { requests: number; errors: number } };
@@ -255,11 +260,15 @@ export class CanaryController {
    * when it was held already (by hand, or by the judge's maxStepMs): nothing changes then.
    */
   pause(by: string): boolean {
+    return this.#pause(`paused by hand (${by})`);
+  }
+
+  #pause(by: string): boolean {
     if (this.#state !== 'running') return false;
     const { steps } = this.plan;
     this.#state = 'held';
     this.#isPaused = true;
-    this.#heldReason = `paused by hand (${by}) at step ${this.#step + 1} (${steps[this.#step]} %)`;
+    this.#heldReason = `${by} at step ${this.#step + 1} (${steps[this.#step]} %)`;
     this.#reason = this.#heldReason;
     this.#log.info({ state: this.#state, step: this.#step, reason: this.#reason }, 'canary paused');
     return true;
@@ -294,6 +303,7 @@ export class CanaryController {
       step: this.#step,
       canaryPercent: this.canaryPercent,
       steps: plan.steps,
+      pauseAt: plan.pauseAt,
       stepMs: plan.stepMs,
       maxStepMs: plan.maxStepMs,
       minRequests: plan.judge.minRequests,
@@ -329,6 +339,8 @@ export class CanaryController {
     const weights = { [this.plan.canary]: canaryWeight, [this.plan.baseline]: baselineWeight };
     this.#weights.setPairWeights(this.plan.canary, this.plan.baseline, weights);
     this.#log.info({ step: this.#step, canaryPercent: percent, weights }, 'canary step');
+    // A manual gate: the weights are set, the step is judged, and it goes on when the operator resumes it.
+    if (this.plan.pauseAt.includes(percent)) this.#pause('paused by its plan (pauseAt)');
   }
 
   #end(state: CanaryState, reason: string, nowMs: number): void {

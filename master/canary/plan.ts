@@ -21,6 +21,8 @@ export interface CanaryPlan {
   baseline: string;
   /** Ascending, each in (0, 100], the last 100. */
   steps: readonly number[];
+  /** Steps (of `steps`) the canary pauses at as it reaches them, until resumed (Argo Rollouts' `pause: {}` step). */
+  pauseAt: readonly number[];
   stepMs: number;
   maxStepMs: number;
   onInconclusive: 'hold' | 'rollback';
@@ -44,6 +46,10 @@ const canaryBody = z.strictObject({
       error: 'must be an array of percentages',
     })
     .min(1, 'must not be empty')
+    .max(20, 'at most 20 steps')
+    .optional(),
+  pauseAt: z
+    .array(z.number({ error: 'must be a number' }), { error: 'must be an array of percentages of steps' })
     .max(20, 'at most 20 steps')
     .optional(),
   stepMs: ms.optional(),
@@ -79,6 +85,10 @@ export function parseCanaryPlan(canary: string, raw: unknown, defaultBaseline: s
       problems.push(`steps: must go up (weights never go back down), got ${steps.join(', ')}`);
   }
   if (steps.at(-1) !== 100) problems.push(`steps: the last step must be 100, got ${steps.at(-1)}`);
+  const pauseAt = [...new Set(body.pauseAt ?? [])].sort((a, b) => a - b);
+  for (const percent of pauseAt)
+    if (!(steps as readonly number[]).includes(percent))
+      problems.push(`pauseAt: ${percent} is not one of the steps (${steps.join(', ')})`);
   const stepMs = body.stepMs ?? CANARY_DEFAULTS.stepMs;
   const maxStepMs = body.maxStepMs ?? Math.max(CANARY_DEFAULTS.maxStepMs, stepMs);
   if (maxStepMs < stepMs) problems.push(`maxStepMs: must be ≥ stepMs (${stepMs})`);
@@ -100,6 +110,7 @@ export function parseCanaryPlan(canary: string, raw: unknown, defaultBaseline: s
     canary,
     baseline,
     steps: [...steps],
+    pauseAt,
     stepMs,
     maxStepMs,
     onInconclusive: body.onInconclusive ?? CANARY_DEFAULTS.onInconclusive,

@@ -19,6 +19,8 @@ export interface CanaryStatusBody {
   step: number;
   canaryPercent: number;
   steps: number[];
+  /** Steps it pauses at until resumed (absent from a gateway older than this CLI). */
+  pauseAt?: number[];
   stepMs: number;
   minRequests: number;
   /** The settings it judges by (absent from a gateway older than this CLI). */
@@ -78,7 +80,8 @@ export function formatCanary(c: CanaryStatusBody): string {
   const share = `${isRunning ? 'canary now at' : 'it left the canary at'} ${c.canaryPercent} % of the pair`;
   const state = c.paused === true ? 'paused (held by hand)' : c.state.replace('_', ' ');
   const head = `canary ${c.version} (baseline ${c.baseline}): ${state} at ${stepOf}, ${share}`;
-  const when = `started ${c.startedAt}${c.endedAt === null ? '' : `, ended ${c.endedAt}`}; steps ${c.steps.join('/')} %, at least ${c.stepMs / 1000} s and ${c.minRequests} canary requests each`;
+  const gates = c.pauseAt === undefined || c.pauseAt.length === 0 ? '' : `, pausing at ${c.pauseAt.join('/')} %`;
+  const when = `started ${c.startedAt}${c.endedAt === null ? '' : `, ended ${c.endedAt}`}; steps ${c.steps.join('/')} %${gates}, at least ${c.stepMs / 1000} s and ${c.minRequests} canary requests each`;
   const seen = `this step: baseline ${c.observed.baseline.requests} requests (${c.observed.baseline.errors} errors), canary ${c.observed.canary.requests} (${c.observed.canary.errors} errors)`;
   const rows = c.decisions.map((d) => {
     const format = d.metric === 'error_rate' ? pct : ms;

@@ -28,7 +28,7 @@ commands:
   rollback NAME                             deploy NAME's previous build
   remove NAME                               stop routing to NAME, drain and stop its workers
   reload                                    re-read the config file and apply the difference
-  canary NAME [--baseline V] [--steps 5,25,50,100] [--step 60s] [--min-requests 200]
+  canary NAME [--baseline V] [--steps 5,25,50,100] [--pause-at 25,50] [--step 60s] [--min-requests 200]
          [--max-step 10m] [--on-inconclusive hold|rollback] [--alpha 0.01]
          [--non-inferiority] [--no-error-rate] [--no-first-token] [--no-response-time] [--no-time-per-token]
          [--latency-margin 20ms] [--time-per-token-margin 2ms] [--max-error-rate 5%]
@@ -174,6 +174,10 @@ async function canaryCommand(
     body['steps'] =
       parseSteps(text('steps')!) ??
       usage(`--steps must be percentages like 5,25,50,100, got ${JSON.stringify(text('steps'))}`);
+  if (text('pause-at') !== undefined)
+    body['pauseAt'] =
+      parseSteps(text('pause-at')!) ??
+      usage(`--pause-at must be percentages of --steps like 25,50, got ${JSON.stringify(text('pause-at'))}`);
   for (const [flag, key] of [
     ['step', 'stepMs'],
     ['max-step', 'maxStepMs'],
@@ -297,6 +301,7 @@ function intervalMs(value: string | undefined): number | undefined {
 const CANARY_START_FLAGS = [
   'baseline',
   'steps',
+  'pause-at',
   'step',
   'max-step',
   'min-requests',
@@ -403,6 +408,7 @@ async function run(argv: string[]): Promise<void> {
       iterations: { type: 'string' },
       baseline: { type: 'string' },
       steps: { type: 'string' },
+      'pause-at': { type: 'string' },
       step: { type: 'string' },
       'max-step': { type: 'string' },
       'min-requests': { type: 'string' },

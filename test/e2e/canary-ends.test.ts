@@ -82,8 +82,11 @@ t.test('paused by hand and resumed: held where it is, a pipeline’s --wait wait
     versions: { base: worker(100), idle: worker(0) },
     routing: { default: 'base' },
   });
-  const plan = { steps: [25, 50, 100], stepMs: 0, minRequests: 1000 };
-  t.equal((await admin(gw, 'POST', '/admin/versions/idle/canary', plan)).status, 202);
+  const flags = ['--steps', '25,50,100', '--pause-at', '50', '--step', '0s', '--min-requests', '1000'];
+  const started = await runCli(t, ['canary', 'idle', ...flags, '--admin', gw.adminUrl]);
+  t.equal(started.code, 0, started.stderr);
+  t.match(started.stdout, /; steps 25\/50\/100 %, pausing at 50 %, at least 0 s and 1000 canary requests each\n/);
+  t.same((await canaryOf(gw, 'idle')).pauseAt, [50], 'a gate at 50 % (pauseAt): not reached yet');
   const paused = await runCli(t, ['canary', 'pause', 'idle', '--admin', gw.adminUrl]);
   t.equal(paused.code, 0, paused.stderr);
   t.match(

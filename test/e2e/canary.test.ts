@@ -64,6 +64,8 @@ t.test('canaries', async (t) => {
       ['bad alpha', 'good', { alpha: 2 }, 400, 'invalid_request'],
       ['the baseline as canary', 'base', {}, 400, 'invalid_request'],
       ['unknown field', 'good', { stepSeconds: 3 }, 400, 'invalid_request'],
+      ['a pause at no step', 'good', { steps: [10, 100], pauseAt: [50] }, 400, 'invalid_request'],
+      ['a pause that is no number', 'good', { pauseAt: ['25'] }, 400, 'invalid_request'],
     ];
     for (const [what, name, body, code, errorCode] of cases) {
       const res = await admin<ErrorBody>(gw, 'POST', `/admin/versions/${name}/canary`, body);

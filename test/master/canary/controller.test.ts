@@ -246,6 +246,53 @@ t.test('paused by hand: held at its step and still judged, until resumed, which 
   t.equal(failing.state, 'rolled_back');
 });
 
+t.test('pauseAt: a manual gate, paused as it reaches the step, judged there, on when resumed', async (t) => {
+  const plan = parseCanaryPlan(
+    'v2',
+    {
+      steps: [10, 50, 100],
+      pauseAt: [100, 50, 50],
+      stepMs: 0,
+      minRequests: 20,
+      criteria: { responseTimeP99: false, firstTokenP99: false, timePerTokenP99: false },
+    },
+    'v1',
+  );
+  t.same(plan.pauseAt, [50, 100], 'ordered, once each');
+  const weights = weightsOf({ v1: 100, v2: 0 });
+  const c = new CanaryController({ plan, weights, log, nowMs: 0, wallMs: 0 });
+  c.begin();
+  t.equal(c.state, 'running', 'no gate at its first step');
+  record(c, 'v1', 200);
+  record(c, 'v2', 40);
+  c.tick(1);
+  t.equal(c.status().step, 1);
+  t.same(weights.now, { v1: 50, v2: 50 }, 'the gate’s step has its weights');
+  t.equal(c.state, 'held');
+  t.equal(c.status().paused, true);
+  t.match(c.status().reason, /^paused by its plan \(pauseAt\) at step 2 \(50 %\)$/);
+  record(c, 'v1', 200);
+  record(c, 'v2', 200);
+  c.tick(2);
+  t.equal(c.status().step, 1, 'the judge would advance: the gate holds it');
+  c.resume('test', 3);
+  c.tick(4);
+  t.equal(c.status().step, 2, 'resumed, it goes on with what the step gathered');
+  t.equal(c.state, 'held', 'and the gate at 100 % holds it there, unpromoted');
+  t.match(c.status().reason, /^paused by its plan \(pauseAt\) at step 3 \(100 %\)$/);
+  record(c, 'v1', 200);
+  record(c, 'v2', 200);
+  c.resume('test', 5);
+  c.tick(6);
+  t.equal(c.state, 'promoted');
+  t.same(c.status().pauseAt, [50, 100]);
+
+  t.throws(
+    () => parseCanaryPlan('v2', { steps: [10, 100], pauseAt: [50] }, 'v1'),
+    /pauseAt: 50 is not one of the steps \(10, 100\)/,
+  );
+});
+
 t.test('its status says every setting the judge applies, defaults filled in, in the POST body shape', async (t) => {
   // A README walk-through: `--on-inconclusive`, `--alpha` and the criteria flags were not in the answer, so an operator
   // could not confirm they were applied.
