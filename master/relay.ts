@@ -54,6 +54,9 @@ const ERROR_EVENTS = [
 ];
 const LONGEST_ERROR_EVENT = Math.max(...ERROR_EVENTS.map((e) => e.length));
 const SEQUENCE_KEY = Buffer.from('"sequence_number":');
+const CR = 0x0d;
+const LF = 0x0a;
+const BLANK_LINE = Buffer.from('\n\n');
 
 /** True when `chunk` holds a content-bearing event (non-empty text, or tool calls). */
 export function hasContentEvent(chunk: Buffer): boolean {
@@ -66,12 +69,6 @@ export function hasContentEvent(chunk: Buffer): boolean {
     }
   }
   return chunk.indexOf(TOOL_CALLS_KEY) !== -1;
-}
-
-/** True when `chunk` holds the error event a failed stream ends with. */
-export function hasErrorEvent(chunk: Buffer): boolean {
-  for (const event of ERROR_EVENTS) if (chunk.indexOf(event) !== -1) return true;
-  return false;
 }
 
 /**
@@ -88,20 +85,45 @@ export function nextSequenceNumber(last: Buffer | undefined): number {
 }
 
 /**
- * Whether a stream's last two chunks hold its final error event — looked at once, at the end,
- * not per chunk: the worker writes that event last, on its own, so it lies in the last chunk, or
- * across the last two when reads split it.
+ * The first bytes of the last event a relayed stream began, kept as its chunks pass, so that its end can tell whether
+ * that event is the error event a failed stream ends with. The event may span many reads: a Responses upstream's
+ * `response.failed` echoes the response so far (up to maxEventBytes), graygate's own error event quotes up to 8,192
+ * characters of the upstream's message, and a client that reads slowly makes the master read the worker in 64 KiB
+ * pieces cut anywhere. The last two chunks with a seam of a few bytes (as it was) missed every such event whose start
+ * was further from the last read: the failed stream counted as a success, for the canary too (a probe).
  */
-export function endsWithErrorEvent(previous: Buffer | undefined, last: Buffer | undefined): boolean {
-  if (last === undefined) return false;
-  if (hasErrorEvent(last)) return true;
-  if (previous === undefined) return false;
-  const seam = Buffer.concat([previous.subarray(-LONGEST_ERROR_EVENT), last.subarray(0, LONGEST_ERROR_EVENT)]);
-  return hasErrorEvent(seam);
-}
+export class LastEventHead {
+  readonly #head = Buffer.alloc(LONGEST_ERROR_EVENT);
+  #length = 0;
+  /** Line feeds that ended the chunks so far (0, 1, or 2: an event ended); the stream starts as after an event. */
+  #endingLFs = 2;
 
-const CR = 0x0d;
-const LF = 0x0a;
+  push(chunk: Buffer): void {
+    const n = chunk.length;
+    if (n === 0) return;
+    // The last blank line with a byte after it (the worker frames its events with LF alone), or one the chunks
+    // before ended: the last event that begins in this chunk begins after it.
+    const blank = n >= 3 ? chunk.lastIndexOf(BLANK_LINE, n - 3) : -1;
+    let start = -1;
+    if (blank !== -1) start = blank + 2;
+    else if (this.#endingLFs >= 2) start = 0;
+    else if (this.#endingLFs === 1 && chunk[0] === LF && n > 1) start = 1;
+    if (start !== -1) this.#length = 0;
+    if (this.#length < this.#head.length) {
+      const from = start === -1 ? 0 : start;
+      this.#length += chunk.copy(this.#head, this.#length, from, from + this.#head.length - this.#length);
+    }
+    if (chunk[n - 1] !== LF) this.#endingLFs = 0;
+    else if (n >= 2) this.#endingLFs = chunk[n - 2] === LF ? 2 : 1;
+    else this.#endingLFs = this.#endingLFs >= 1 ? 2 : 1;
+  }
+
+  /** The last event begun is the final error event of a failed stream. */
+  get isErrorEvent(): boolean {
+    const head = this.#head.subarray(0, this.#length);
+    return ERROR_EVENTS.some((event) => head.length >= event.length && head.subarray(0, event.length).equals(event));
+  }
+}
 
 /**
  * Whether what was relayed of a stream ends where an event ends (a blank line: its last line end follows another), so
@@ -187,12 +209,14 @@ export function relayResponse(
     proxyRes.resume();
   };
   const socket = res.socket;
+  const lastEvent = ctx.isEventStream ? new LastEventHead() : undefined;
   const onData = (chunk: Buffer): void => {
     ctx.workerTimer?.refresh();
     if (ctx.isEventStream) {
       if (ctx.firstContentAtMs === 0 && hasContentEvent(chunk)) ctx.firstContentAtMs = hooks.now();
       ctx.previousChunk = ctx.lastChunk;
       ctx.lastChunk = chunk;
+      lastEvent?.push(chunk);
     }
     // One write, one syscall: framed by node:http the first time (its head goes with it), then by us.
     const isReady = writeChunk(res, chunk);
@@ -215,7 +239,7 @@ export function relayResponse(
     clearTimeout(ctx.workerTimer);
     ctx.workerTimer = undefined;
     if (ctx.isEventStream) {
-      if (endsWithErrorEvent(ctx.previousChunk, ctx.lastChunk)) ctx.isStreamFailed = true;
+      if (lastEvent?.isErrorEvent === true) ctx.isStreamFailed = true;
       else if (proxyRes.rawTrailers.length > 0) ctx.timePerTokenMs = timePerTokenOf(proxyRes.rawTrailers);
     }
     if (!res.writableEnded) res.end();

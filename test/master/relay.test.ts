@@ -1,5 +1,5 @@
 import t from 'tap';
-import { hasContentEvent, hasErrorEvent, nextSequenceNumber, timePerTokenOf } from '../../master/relay.js';
+import { hasContentEvent, LastEventHead, nextSequenceNumber, timePerTokenOf } from '../../master/relay.js';
 import { toResponsesErrorEvent, toSseErrorEvent, GraygateError } from '../../shared/errors.js';
 
 // What the master reads in a relayed SSE stream (SPEC §11 outcomes), as a case table.
@@ -22,21 +22,62 @@ t.test('hasContentEvent', async (t) => {
   for (const [chunk, want] of cases) t.equal(hasContentEvent(Buffer.from(chunk)), want, chunk.slice(0, 60));
 });
 
-t.test('hasErrorEvent', async (t) => {
-  t.ok(hasErrorEvent(Buffer.from(toSseErrorEvent(new GraygateError('upstream_reset')))));
-  t.ok(hasErrorEvent(Buffer.from('data: {"choices":[]}\n\n' + toSseErrorEvent(new GraygateError('worker_error')))));
+/** Whether a stream relayed as `chunks` ended with its error event, as the master reads it at the stream's end. */
+function endsWithErrorEvent(...chunks: string[]): boolean {
+  const head = new LastEventHead();
+  for (const chunk of chunks) head.push(Buffer.from(chunk));
+  return head.isErrorEvent;
+}
+
+t.test('LastEventHead: whether the last event of a stream is its error event', async (t) => {
+  t.ok(endsWithErrorEvent(toSseErrorEvent(new GraygateError('upstream_reset'))));
+  t.ok(endsWithErrorEvent('data: {"choices":[]}\n\n' + toSseErrorEvent(new GraygateError('worker_error'))));
   t.notOk(
-    hasErrorEvent(Buffer.from('data: {"choices":[{"delta":{"content":"{\\"error\\":1}"}}]}\n\n')),
+    endsWithErrorEvent('data: {"choices":[{"delta":{"content":"{\\"error\\":1}"}}]}\n\n'),
     'escaped text is not an event',
   );
+  t.notOk(endsWithErrorEvent(), 'nothing relayed');
+  t.notOk(endsWithErrorEvent('data: {"choices":[]}\n\n', 'data: [DONE]\n\n'));
+  t.notOk(endsWithErrorEvent(toSseErrorEvent(new GraygateError('upstream_reset')), 'data: [DONE]\n\n'), 'not the last');
   // A Responses stream's: graygate's own (a review found its failures counted as successes, the canary's too), an
   // upstream's `error` and `response.failed`.
-  t.ok(hasErrorEvent(Buffer.from(toResponsesErrorEvent(new GraygateError('upstream_reset'), 3))));
-  t.ok(hasErrorEvent(Buffer.from('event: response.failed\ndata: {"type":"response.failed","response":{}}\n\n')));
-  t.notOk(hasErrorEvent(Buffer.from('event: response.completed\ndata: {"type":"response.completed"}\n\n')));
+  t.ok(endsWithErrorEvent(toResponsesErrorEvent(new GraygateError('upstream_reset'), 3)));
+  t.ok(endsWithErrorEvent('event: response.failed\ndata: {"type":"response.failed","response":{}}\n\n'));
+  t.notOk(endsWithErrorEvent('event: response.completed\ndata: {"type":"response.completed"}\n\n'));
   // Its `type` last, as servers that build their events from openai-python's types write it (a probe).
-  t.ok(hasErrorEvent(Buffer.from('event: error\ndata: {"code":"server_error","message":"boom","type":"error"}\n\n')));
-  t.ok(hasErrorEvent(Buffer.from('event: response.failed\ndata: {"response":{},"type":"response.failed"}\n\n')));
+  t.ok(endsWithErrorEvent('event: error\ndata: {"code":"server_error","message":"boom","type":"error"}\n\n'));
+  t.ok(endsWithErrorEvent('event: response.failed\ndata: {"response":{},"type":"response.failed"}\n\n'));
+});
+
+t.test('LastEventHead: the error event whatever reads it came in', async (t) => {
+  // The master reads the worker in pieces cut anywhere (64 KiB when a slow client backs the stream up): an event
+  // longer than a read, or split far from its start, was taken for a success when only the last two reads and a few
+  // bytes of their seam were looked at (a probe: an upstream's 150 KB `response.failed`, and one read in 13 of an
+  // error event quoting an 8,000-character message).
+  const before = 'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n';
+  const events = [
+    toSseErrorEvent(new GraygateError('upstream_status', `the upstream reported an error: ${'错误'.repeat(4000)}`)),
+    `event: response.failed\ndata: ${JSON.stringify({ type: 'response.failed', response: { output: 'x'.repeat(150_000) } })}\n\n`,
+    toResponsesErrorEvent(new GraygateError('upstream_reset'), 7),
+  ];
+  for (const event of events) {
+    const stream = Buffer.from(before + event);
+    for (const step of [1, 7, 64, 65_536]) {
+      const chunks: string[] = [];
+      for (let at = 0; at < stream.length; at += step) chunks.push(stream.subarray(at, at + step).toString('latin1'));
+      const head = new LastEventHead();
+      for (const chunk of chunks) head.push(Buffer.from(chunk, 'latin1'));
+      t.ok(head.isErrorEvent, `${event.slice(0, 24)}… in reads of ${step}`);
+    }
+    const seam = before.length + 40;
+    const cut = new LastEventHead();
+    cut.push(stream.subarray(0, seam));
+    cut.push(stream.subarray(seam));
+    t.ok(cut.isErrorEvent, `${event.slice(0, 24)}… cut 40 bytes into it`);
+  }
+  const ok = new LastEventHead();
+  for (const chunk of [before, '\n', 'data: [DONE]', '\n', '\n']) ok.push(Buffer.from(chunk));
+  t.notOk(ok.isErrorEvent, 'a stream that ended well, its blank lines split');
 });
 
 t.test('nextSequenceNumber: one past the last event a Responses stream sent', async (t) => {
@@ -50,18 +91,6 @@ t.test('nextSequenceNumber: one past the last event a Responses stream sent', as
     toResponsesErrorEvent(new GraygateError('worker_error'), 43),
     /^event: error\ndata: \{"type":"error","code":"worker_error","message":".*","param":null,"sequence_number":43\}\n\n$/,
   );
-});
-
-t.test('endsWithErrorEvent: in the last chunk, or across the last two', async (t) => {
-  const { endsWithErrorEvent } = await import('../../master/relay.js');
-  const event = toSseErrorEvent(new GraygateError('upstream_reset'));
-  t.ok(endsWithErrorEvent(Buffer.from('data: {"choices":[]}\n\n'), Buffer.from(event)));
-  t.ok(
-    endsWithErrorEvent(Buffer.from(`data: {"choices":[]}\n\n${event.slice(0, 9)}`), Buffer.from(event.slice(9))),
-    'split across reads',
-  );
-  t.notOk(endsWithErrorEvent(Buffer.from('data: {"choices":[]}\n\n'), Buffer.from('data: [DONE]\n\n')));
-  t.notOk(endsWithErrorEvent(undefined, undefined));
 });
 
 t.test("timePerTokenOf: the worker's trailer, read as a bounded number or not at all", async (t) => {
