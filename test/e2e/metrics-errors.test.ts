@@ -1,6 +1,6 @@
 import t from 'tap';
 import { once } from 'node:events';
-import { createServer, request, type IncomingMessage } from 'node:http';
+import { Agent, createServer, request, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
 import { scrape, scrapeUntil } from '../helpers/metrics.js';
@@ -63,46 +63,52 @@ t.test("the master tells the worker how long it held the request, in place of an
   t.not(waited, '86400000');
 });
 
-t.test('a stream whose final error event is longer than a read is a failed stream', async (t) => {
-  // The master reads the worker in pieces (64 KiB at most); it looked for the error event in the last two and their
-  // seam, so a Responses upstream's `response.failed` that echoes a long answer (OpenAI's echoes the response so far)
-  // passed for a success, in graygate_request_errors_total and for the canary (a probe).
-  const failed = JSON.stringify({
-    type: 'response.failed',
-    sequence_number: 1,
-    response: {
-      id: 'resp_1',
-      status: 'failed',
-      output: [{ type: 'message', content: [{ text: 'x'.repeat(150_000) }] }],
-    },
-  });
-  const upstream = createServer((req, res) => {
-    req.resume();
-    req.on('end', () => {
-      res.writeHead(200, { 'content-type': 'text/event-stream' });
-      const delta = { type: 'response.output_text.delta', sequence_number: 0, delta: 'hi' };
-      res.write(`event: response.output_text.delta\ndata: ${JSON.stringify(delta)}\n\n`);
-      res.end(`event: response.failed\ndata: ${failed}\n\n`);
+for (const directStreams of [false, true]) {
+  const mode = directStreams ? ' (limits.directStreams)' : '';
+  t.test(`an upstream's response.failed longer than a read is a failed stream${mode}`, async (t) => {
+    // The master reads the worker in pieces (64 KiB at most) and looked for the error event in the last two and their
+    // seam: a Responses upstream's `response.failed` that echoes a long answer (OpenAI's echoes the response so far)
+    // passed for a success, in graygate_request_errors_total and for the canary (a probe). On limits.directStreams
+    // the worker, which reports how the stream ended, reported it done, whatever its size.
+    const output = [{ type: 'message', content: [{ text: 'x'.repeat(150_000) }] }];
+    const failed = JSON.stringify({
+      type: 'response.failed',
+      sequence_number: 1,
+      response: { status: 'failed', output },
     });
+    const upstream = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        const delta = { type: 'response.output_text.delta', sequence_number: 0, delta: 'hi' };
+        res.write(`event: response.output_text.delta\ndata: ${JSON.stringify(delta)}\n\n`);
+        res.end(`event: response.failed\ndata: ${failed}\n\n`);
+      });
+    });
+    upstream.listen(0, '127.0.0.1');
+    await once(upstream, 'listening');
+    t.teardown(() => new Promise((resolve) => upstream.close(resolve)));
+    const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1`;
+    const gw = await startGateway(t, {
+      versions: { v1: { weight: 1, upstream: { format: 'openai', url } } },
+      ...(directStreams ? { limits: { directStreams: true } } : {}),
+    });
+    const before = await scrape(gw);
+    const requests = (s: typeof before): number => s.sum('graygate_requests_total', { version: 'v1' });
+    const failures = (s: typeof before): number =>
+      s.sum('graygate_request_errors_total', { version: 'v1', kind: 'stream_failed' });
+    // Kept alive: a connection that closes after its answer is never offered to the worker.
+    const agent = new Agent({ keepAlive: true });
+    t.teardown(() => agent.destroy());
+    const res = await httpRequest(`${gw.url}/v1/responses`, {
+      agent,
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'm', input: 'hi', stream: true }),
+    });
+    t.equal(res.status, 200);
+    t.match(res.body, /event: response\.failed\n/, 'the client got the upstream’s event');
+    const after = await scrapeUntil(gw, (s) => requests(s) === requests(before) + 1, 'the stream finished');
+    t.equal(failures(after) - failures(before), 1);
   });
-  upstream.listen(0, '127.0.0.1');
-  await once(upstream, 'listening');
-  t.teardown(() => new Promise((resolve) => upstream.close(resolve)));
-  const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1`;
-  const gw = await startGateway(t, { versions: { v1: { weight: 1, upstream: { format: 'openai', url } } } });
-  const before = await scrape(gw);
-  const requests = (s: typeof before): number => s.sum('graygate_requests_total', { version: 'v1' });
-  const res = await httpRequest(`${gw.url}/v1/responses`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model: 'm', input: 'hi', stream: true }),
-  });
-  t.equal(res.status, 200);
-  t.match(res.body, /event: response\.failed\n/, 'the client got the upstream’s event');
-  const after = await scrapeUntil(gw, (s) => requests(s) === requests(before) + 1, 'the stream finished');
-  t.equal(
-    after.sum('graygate_request_errors_total', { version: 'v1', kind: 'stream_failed' }) -
-      before.sum('graygate_request_errors_total', { version: 'v1', kind: 'stream_failed' }),
-    1,
-  );
-});
+}

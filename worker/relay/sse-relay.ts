@@ -39,6 +39,8 @@ export class SseRelay extends SseResponse implements CallResponse {
   readonly consumer: BodyConsumer;
   readonly #options: SseRelayOptions;
   #isDone = false;
+  /** Responses: the final event was the upstream's `error` or `response.failed`. */
+  #isFailed = false;
   #usage: Record<string, unknown> | undefined;
   /** Completions: which of the choices asked for sent their finish_reason. */
   readonly #finishes: ChoiceFinishes;
@@ -63,7 +65,7 @@ export class SseRelay extends SseResponse implements CallResponse {
 
   complete(): void {
     // Complete without the upstream's `[DONE]` (every choice finished): the client gets one all the same.
-    this.finish(this.#options.kind === 'completions' && !this.#isDone ? DONE_EVENT : '');
+    this.finish(this.#options.kind === 'completions' && !this.#isDone ? DONE_EVENT : '', this.#isFailed);
   }
 
   usage(): { prompt_tokens: number; completion_tokens: number } | undefined {
@@ -102,6 +104,7 @@ export class SseRelay extends SseResponse implements CallResponse {
     if (typeof sequence === 'number') this.#sequence = sequence;
     if (RESPONSES_FINAL.has(kind)) {
       this.#isDone = true;
+      this.#isFailed = kind === 'error' || kind === 'response.failed';
       const usage = (value['response'] as { usage?: unknown } | undefined)?.usage;
       if (isRecord(usage)) this.#usage = usage;
     }

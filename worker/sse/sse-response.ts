@@ -134,17 +134,23 @@ export abstract class SseResponse {
     this.#write(PING_BYTES);
   }
 
-  /** The upstream finished: pending events, then `last` (e.g. `[DONE]`), end. */
-  protected finish(last: string): void {
+  /**
+   * The upstream finished: pending events, then `last` (e.g. `[DONE]`), end. `isFailed`: the upstream's own final
+   * event said the answer failed (a Responses `response.failed` or `error`, relayed as it came): the master counts it a
+   * failed stream (SPEC §11), as it does when it reads one it relays.
+   */
+  protected finish(last: string, isFailed = false): void {
     if (this.#bytes !== undefined) this.flush();
     this.#batch += last;
     // Corked: the last events and the chunked terminator leave in one writev (end() uncorks fully;
     // an ended response would not, so it is never corked).
     if (!this.res.writableEnded) this.res.socket?.cork();
     this.flush();
-    const timePerTokenMs = this.timePerTokenMs;
-    if (this.#direct !== undefined) this.#direct.end(timePerTokenMs);
-    else {
+    const timePerTokenMs = isFailed ? NaN : this.timePerTokenMs;
+    if (this.#direct !== undefined) {
+      if (isFailed) this.#direct.fail();
+      this.#direct.end(timePerTokenMs);
+    } else {
       // The master's canary judges it (SPEC §11): a trailer of this hop, which the master reads and does not relay.
       if (timePerTokenMs >= 0 && !this.res.writableEnded)
         this.res.addTrailers({ [TIME_PER_TOKEN_TRAILER]: timePerTokenMs.toFixed(3) });
