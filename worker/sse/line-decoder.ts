@@ -34,6 +34,8 @@ export class LineDecoder {
   /** Feeds one chunk; calls onLine for every line it completes. Throws upstream_protocol_error on an over-long line. */
   push(chunk: Buffer): void {
     const length = chunk.length;
+    // Nothing: it must not end the wait for the LF of a CR that ended the chunk before (one line end, not two).
+    if (length === 0) return;
     let start = 0;
     if (this.#isAfterCR) {
       this.#isAfterCR = false;
