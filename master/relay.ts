@@ -36,6 +36,7 @@ export interface RelayHooks {
 // quote, so `"reasoning_content":"` does not count.
 const CONTENT_KEYS = [Buffer.from('"content":"'), Buffer.from('"text":"'), Buffer.from('"delta":"')];
 const TOOL_CALLS_KEY = Buffer.from('"tool_calls":[');
+const FIRST_CONTENT_KEYS = [...CONTENT_KEYS, TOOL_CALLS_KEY];
 const QUOTE = 0x22;
 /**
  * The final event of a stream that failed after its status: graygate's (shared/errors.ts toSseErrorEvent; on a
@@ -57,6 +58,28 @@ const SEQUENCE_KEY = Buffer.from('"sequence_number":');
 const CR = 0x0d;
 const LF = 0x0a;
 const BLANK_LINE = Buffer.from('\n\n');
+
+/**
+ * True when a content key begins at the end of `previous` and ends in `chunk` (the reads cut it: a client that reads
+ * slowly makes the master read the worker in pieces cut anywhere), followed by what makes it content. Looked at only
+ * until the stream's first content, with no allocation: each key's cuts compared in place.
+ */
+export function spansContentKey(previous: Buffer | undefined, chunk: Buffer): boolean {
+  if (previous === undefined) return false;
+  for (const key of FIRST_CONTENT_KEYS) {
+    // Up to the whole key in `previous`: a text key's content then begins in this chunk.
+    for (let cut = 1; cut <= key.length; cut++) {
+      const rest = key.length - cut;
+      if (previous.length < cut || chunk.length < rest) continue;
+      if (previous.compare(key, 0, cut, previous.length - cut) !== 0) continue;
+      if (chunk.compare(key, cut, key.length, 0, rest) !== 0) continue;
+      // A tool call's key is content; a text key only with a character after its opening quote (that quote ends the
+      // key, so what follows is in this chunk; a chunk that ends with the key waits for the next one's seam).
+      if (key === TOOL_CALLS_KEY || (rest < chunk.length && chunk[rest] !== QUOTE)) return true;
+    }
+  }
+  return false;
+}
 
 /** True when `chunk` holds a content-bearing event (non-empty text, or tool calls). */
 export function hasContentEvent(chunk: Buffer): boolean {
@@ -213,7 +236,8 @@ export function relayResponse(
   const onData = (chunk: Buffer): void => {
     ctx.workerTimer?.refresh();
     if (ctx.isEventStream) {
-      if (ctx.firstContentAtMs === 0 && hasContentEvent(chunk)) ctx.firstContentAtMs = hooks.now();
+      if (ctx.firstContentAtMs === 0 && (hasContentEvent(chunk) || spansContentKey(ctx.lastChunk, chunk)))
+        ctx.firstContentAtMs = hooks.now();
       ctx.previousChunk = ctx.lastChunk;
       ctx.lastChunk = chunk;
       lastEvent?.push(chunk);

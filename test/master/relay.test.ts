@@ -1,5 +1,11 @@
 import t from 'tap';
-import { hasContentEvent, LastEventHead, nextSequenceNumber, timePerTokenOf } from '../../master/relay.js';
+import {
+  hasContentEvent,
+  LastEventHead,
+  nextSequenceNumber,
+  spansContentKey,
+  timePerTokenOf,
+} from '../../master/relay.js';
 import { toResponsesErrorEvent, toSseErrorEvent, GraygateError } from '../../shared/errors.js';
 
 // What the master reads in a relayed SSE stream (SPEC §11 outcomes), as a case table.
@@ -20,6 +26,33 @@ t.test('hasContentEvent', async (t) => {
     ['data: [DONE]\n\n', false],
   ];
   for (const [chunk, want] of cases) t.equal(hasContentEvent(Buffer.from(chunk)), want, chunk.slice(0, 60));
+});
+
+t.test('spansContentKey: a content key the reads cut, wherever they cut it', async (t) => {
+  const events = [
+    'data: {"choices":[{"index":0,"delta":{"content":"Hel"}}]}\n\n',
+    'data: {"choices":[{"delta":{"tool_calls":[{"index":0}]}}]}\n\n',
+    'data: {"choices":[{"text":"legacy","index":0}]}\n\n',
+    'data: {"type":"response.output_text.delta","delta":"hi"}\n\n',
+  ];
+  // A probe: `"content":"` cut across two reads was content in neither, and the stream's first token was taken late.
+  for (const event of events) {
+    const bytes = Buffer.from(event);
+    for (let at = 1; at < bytes.length; at++) {
+      const [previous, chunk] = [bytes.subarray(0, at), bytes.subarray(at)];
+      const found = hasContentEvent(previous) || hasContentEvent(chunk) || spansContentKey(previous, chunk);
+      // Cut right after a text key's opening quote, its first character is in the chunk: found there.
+      if (!found) t.fail(`${event.trim()} cut at ${at}: no content found`);
+    }
+  }
+  const empty = Buffer.from('data: {"choices":[{"delta":{"role":"assistant","content":""}}]}\n\n');
+  for (let at = 1; at < empty.length; at++) {
+    const [previous, chunk] = [empty.subarray(0, at), empty.subarray(at)];
+    if (spansContentKey(previous, chunk)) t.fail(`the role chunk's empty content cut at ${at} is content`);
+  }
+  t.notOk(spansContentKey(undefined, Buffer.from('"content":"x')), 'nothing before');
+  t.notOk(spansContentKey(Buffer.from('"reasoning_'), Buffer.from('content":"x"')), 'reasoning is not content');
+  t.pass('every cut');
 });
 
 /** Whether a stream relayed as `chunks` ended with its error event, as the master reads it at the stream's end. */
