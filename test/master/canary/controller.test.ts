@@ -293,6 +293,30 @@ t.test('pauseAt: a manual gate, paused as it reaches the step, judged there, on 
   );
 });
 
+t.test('a gate below the step it starts at is not skipped: it pauses at its first step', async (t) => {
+  // A review: pauseAt [25] with a canary that already had 30 % of the pair started at 50 % (firstStep skips 25) and
+  // went on to 100 % without the operator's gate, saying nothing of it.
+  const plan = parseCanaryPlan('v2', { steps: [25, 50, 100], pauseAt: [25], stepMs: 0 }, 'v1');
+  const weights = weightsOf({ v1: 70, v2: 30 });
+  const c = new CanaryController({ plan, weights, log, nowMs: 0, wallMs: 0 });
+  c.begin();
+  t.equal(c.status().step, 1, 'started at 50 %, above its share');
+  t.same(weights.now, { v1: 50, v2: 50 });
+  t.equal(c.state, 'held', 'the gate at 25 % holds it at the first step it could');
+  t.equal(c.status().paused, true);
+  t.match(c.status().reason, /^paused by its plan \(pauseAt 25 %, started past it\) at step 2 \(50 %\)$/);
+  // No gate at or below its first step: it runs.
+  const free = new CanaryController({
+    plan: parseCanaryPlan('v2', { steps: [25, 50, 100], pauseAt: [100], stepMs: 0 }, 'v1'),
+    weights: weightsOf({ v1: 70, v2: 30 }),
+    log,
+    nowMs: 0,
+    wallMs: 0,
+  });
+  free.begin();
+  t.equal(free.state, 'running');
+});
+
 t.test('its status says every setting the judge applies, defaults filled in, in the POST body shape', async (t) => {
   // A README walk-through: `--on-inconclusive`, `--alpha` and the criteria flags were not in the answer, so an operator
   // could not confirm they were applied.
