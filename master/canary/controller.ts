@@ -159,11 +159,15 @@ export class CanaryController {
   /** Sets the first step's weights (firstStep). */
   begin(): void {
     const share = this.currentShare;
-    const { steps } = this.plan;
+    const { steps, pauseAt } = this.plan;
     this.#step = this.firstStep;
     if (this.#step > 0)
       this.#reason = `started at step ${this.#step + 1} (${steps[this.#step]} %): the canary already had ${share} % of the pair`;
     this.#applyStep();
+    // A gate at a step it skips still holds it, at its first step: it asks for the operator before the canary goes past
+    // that share (a review: pauseAt [25] from 30 % went on from 50 % to 100 % without it, saying nothing).
+    const skipped = pauseAt.filter((percent) => percent < steps[this.#step]!);
+    if (skipped.length > 0) this.#pause(`paused by its plan (pauseAt ${skipped.join('/')} %, started past it)`);
   }
 
   /** The pair's weights an abort sets: the canary 0, the baseline the whole sum (SPEC §11). */
