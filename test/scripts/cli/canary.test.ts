@@ -69,6 +69,17 @@ t.test('formatCanary: state, step, why, and the decisions as a table', async (t)
   );
   for (const state of ['running', 'held'] as const)
     t.match(formatCanary({ ...status, state, endedAt: null, canaryPercent: 10 }), /, canary now at 10 % of the pair/);
+  // A review: a canary its plan paused (pauseAt) was printed "paused (held by hand)"; its why says who paused it.
+  const gate = formatCanary({
+    ...status,
+    state: 'held',
+    paused: true,
+    endedAt: null,
+    canaryPercent: 10,
+    reason: 'paused by its plan (pauseAt) at step 1 (10 %)',
+  });
+  t.match(gate, /^canary v2 \(baseline v1\): paused \(until resumed\) at step 1\/3 \(10 %\), canary now at 10 %/);
+  t.notMatch(gate, /by hand/);
   t.notMatch(text, /judged by/, 'a gateway that does not say its settings: no line');
   const judged = formatCanary({
     ...status,
