@@ -39,7 +39,7 @@ export interface CanaryStatusBody {
   startedAt: string;
   endedAt: string | null;
   reason: string;
-  /** Held by hand until resumed (absent from a gateway older than this CLI). */
+  /** Paused, by hand or at a step of pauseAt, until resumed (absent from a gateway older than this CLI). */
   paused?: boolean;
   observed: { baseline: { requests: number; errors: number }; canary: { requests: number; errors: number } };
   decisions: CanaryDecision[];
@@ -78,7 +78,8 @@ export function formatCanary(c: CanaryStatusBody): string {
   // and "now at 100 %" after a reload had set it to 0 was a probe's lie; graygate status has the weights now.
   const isRunning = c.state === 'running' || c.state === 'held';
   const share = `${isRunning ? 'canary now at' : 'it left the canary at'} ${c.canaryPercent} % of the pair`;
-  const state = c.paused === true ? 'paused (held by hand)' : c.state.replace('_', ' ');
+  // Paused by hand or at a step of pauseAt: its why says which.
+  const state = c.paused === true ? 'paused (until resumed)' : c.state.replace('_', ' ');
   const head = `canary ${c.version} (baseline ${c.baseline}): ${state} at ${stepOf}, ${share}`;
   const gates = c.pauseAt === undefined || c.pauseAt.length === 0 ? '' : `, pausing at ${c.pauseAt.join('/')} %`;
   const when = `started ${c.startedAt}${c.endedAt === null ? '' : `, ended ${c.endedAt}`}; steps ${c.steps.join('/')} %${gates}, at least ${c.stepMs / 1000} s and ${c.minRequests} canary requests each`;

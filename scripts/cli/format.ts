@@ -35,7 +35,7 @@ interface StatusVersion {
     startedAt: string;
     /** null while it runs or is held. */
     endedAt: string | null;
-    /** Held by hand until resumed (absent from a gateway older than this CLI). */
+    /** Paused, by hand or at a step of pauseAt, until resumed (absent from a gateway older than this CLI). */
     paused?: boolean;
   };
 }

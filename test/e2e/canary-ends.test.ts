@@ -91,7 +91,7 @@ t.test('paused by hand and resumed: held where it is, a pipeline’s --wait wait
   t.equal(paused.code, 0, paused.stderr);
   t.match(
     paused.stdout,
-    /^canary idle \(baseline base\): paused \(held by hand\) at step 1\/3 \(25 %\), canary now at 25 % of the pair\n/,
+    /^canary idle \(baseline base\): paused \(until resumed\) at step 1\/3 \(25 %\), canary now at 25 % of the pair\n/,
   );
   t.match(paused.stdout, /\nwhy: paused by hand \(POST \/admin\/versions\/idle\/canary\/pause\) at step 1 \(25 %\)\n/);
   const held = await canaryOf(gw, 'idle');
