@@ -317,14 +317,14 @@ const CANARY_START_FLAGS = [
   'time-per-token-margin',
 ] as const;
 
+/** The words after `canary` that are its verbs, not a version's name (`canary start NAME` for a version so named). */
+const CANARY_VERBS: readonly string[] = ['status', 'promote', 'pause', 'resume', 'abort', 'start'];
+
 /**
  * The flags each command reads besides --admin, --json, --help and --version (`start` hands its own to the
  * master, which refuses what it does not read). An operator probe: `deploy v2 --weight 10` deployed and left the
  * weight as it was, saying nothing.
  */
-/** The words after `canary` that are its verbs, not a version's name (`canary start NAME` for a version so named). */
-const CANARY_VERBS: readonly string[] = ['status', 'promote', 'pause', 'resume', 'abort', 'start'];
-
 function commandFlags(
   command: string,
   args: readonly string[],
