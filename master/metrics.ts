@@ -110,7 +110,9 @@ export interface MasterMetricsOptions {
   /** configHash of the applied config file (SPEC §13), read at scrape time. */
   configHash?: () => string;
   /** The last canary of each version (SPEC §11), read at scrape time. */
-  canaries?: () => Iterable<Pick<CanaryStatus, 'version' | 'state' | 'canaryPercent' | 'step' | 'decisions'>>;
+  canaries?: () => Iterable<
+    Pick<CanaryStatus, 'version' | 'state' | 'canaryPercent' | 'step' | 'decisions' | 'paused'>
+  >;
   /** Canaries ended since the master started, by version and end state, read at scrape time. */
   canaryEnds?: () => Iterable<{ version: string; state: string; count: number }>;
   /** The main port's connections (master/client-connections.ts), read at scrape time. */
@@ -312,6 +314,19 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
         this.reset();
         for (const c of readCanaries())
           for (const state of CANARY_STATES) this.set({ version: c.version, state }, c.state === state ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: METRIC.canaryPaused,
+      help:
+        'A running or held canary: 1 while it waits for its operator (paused by hand or at a step of pauseAt), ' +
+        '0 otherwise; held with 0, the judge held it (no verdict within maxStepMs)',
+      labelNames: ['version'] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const c of readCanaries())
+          if (c.state === 'running' || c.state === 'held') this.set({ version: c.version }, c.paused ? 1 : 0);
       },
     });
     new Gauge({

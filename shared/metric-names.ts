@@ -43,6 +43,8 @@ export const METRIC = {
   /** SPEC §11: the canary's share of its pair's weight, and its state (1 for the current one). */
   canaryPercent: 'graygate_canary_percent',
   canaryState: 'graygate_canary_state',
+  /** 1 while a held canary waits for its operator (paused by hand or at a step of pauseAt), 0 while held otherwise. */
+  canaryPaused: 'graygate_canary_paused',
   /** Canaries ended since the master started, by version and state (promoted, rolled_back, aborted): to alert on. */
   canaryEndedTotal: 'graygate_canary_ended_total',
   /** A running or held canary's latest verdict per criterion at its current step: 1 for it, 0 for the others. */

@@ -254,7 +254,8 @@ export class CanaryController {
   promote(by: string, nowMs: number): void {
     if (!this.isActive) return;
     const { steps } = this.plan;
-    const at = `step ${this.#step + 1} (${steps[this.#step]} %)${this.#state === 'held' ? ', held' : ''}`;
+    const held = this.#isPaused ? ', paused' : ', held';
+    const at = `step ${this.#step + 1} (${steps[this.#step]} %)${this.#state === 'held' ? held : ''}`;
     this.#end('promoted', `promoted by hand (${by}) at ${at}; the judge had said: ${this.#reason}`, nowMs);
   }
 
@@ -325,7 +326,7 @@ export class CanaryController {
       stepStartedAt: iso(this.#stepStartMs),
       endedAt: this.#endedAtMs === null ? null : iso(this.#endedAtMs),
       reason: this.#reason,
-      paused: this.#isPaused && this.#state === 'held',
+      paused: this.#isPaused,
       observed: {
         baseline: { requests: baseline.requests, errors: baseline.errors },
         canary: { requests: canary.requests, errors: canary.errors },
@@ -349,6 +350,8 @@ export class CanaryController {
 
   #end(state: CanaryState, reason: string, nowMs: number): void {
     this.#state = state;
+    // Held by the judge, or ended: no longer waiting for the operator.
+    this.#isPaused = false;
     this.#reason = reason;
     // Held is not an end: it is still judged, and ends when it is rolled back or aborted.
     if (state !== 'held') this.#endedAtMs = nowMs;

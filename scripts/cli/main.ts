@@ -117,7 +117,16 @@ async function canaryCommand(
     let unreachableSinceMs: number | undefined;
     // A canary paused by hand waits for its operator (resume, promote, abort), as Argo Rollouts' `status --watch` waits
     // on a paused rollout; one held by the judge (no verdict in maxStepMs) is the gate's answer: it will not move.
+    let isPauseSaid = false;
     while (one.state === 'running' || one.paused === true) {
+      // Said once a pause (it waits for a person, not a verdict: a pipeline's own timeout bounds it).
+      if (one.paused === true && !isPauseSaid) {
+        isPauseSaid = true;
+        process.stderr.write(
+          `graygate: canary ${one.version} is paused at step ${one.step + 1} (${one.steps[one.step]} %); ` +
+            'waiting until it is resumed, promoted or aborted\n',
+        );
+      }
       await delay(everyMs);
       try {
         one = await get();

@@ -98,6 +98,9 @@ t.test('paused by hand and resumed: held where it is, a pipeline’s --wait wait
   t.equal(held.state, 'held');
   t.equal(held.paused, true);
   t.same(await weights(gw), { base: 75, idle: 25 }, 'paused: the weights stay');
+  const metrics = await scrape(gw);
+  t.equal(metrics.sum('graygate_canary_paused', { version: 'idle' }), 1, 'waiting for its operator');
+  t.equal(metrics.sum('graygate_canary_state', { version: 'idle', state: 'held' }), 1);
   const st = await runCli(t, ['status', '--admin', gw.adminUrl]);
   t.match(st.stdout, /\ncanary idle \(baseline base\): paused, step 1\/3, 25 % — graygate canary status idle\n/);
   const again = await admin<CanaryStatus>(gw, 'POST', '/admin/versions/idle/canary/pause');
@@ -125,6 +128,11 @@ t.test('paused by hand and resumed: held where it is, a pipeline’s --wait wait
   t.equal((await admin(gw, 'POST', '/admin/versions/idle/canary/promote')).status, 200);
   const waited = await waiting;
   t.equal(waited.code, 0, `--wait ends with the promotion: ${waited.stderr}`);
+  t.equal(
+    waited.stderr,
+    'graygate: canary idle is paused at step 1 (25 %); waiting until it is resumed, promoted or aborted\n',
+    'the pause said once',
+  );
   t.same(await weights(gw), { base: 0, idle: 100 });
   const ended = await admin<ErrorBody>(gw, 'POST', '/admin/versions/idle/canary/resume');
   t.equal(ended.status, 404, 'an ended canary is not resumed');
