@@ -8,9 +8,10 @@ import { ROOT } from './root.js';
 // process each. tap loads @tapjs/processinfo into each test process, and its module hook costs the
 // process ~1.1 s of CPU for tap's own modules and ours before the first test (measured: six e2e
 // files under tap, one process each 23.8–25.0 s of CPU, the same six in one process 17.6–17.7 s),
-// ×43 files on CI's 2 cores. Each lane takes the next file no lane has taken, in path order, when
-// it has finished the one before: two lanes end within one file of each other whatever the files
-// cost, and the second starts when all-units.test.ts ends. A file's tests are root tests of the
+// ×43 files on CI's 2 cores. Each lane takes the next file no lane has taken, the longest first
+// (LONGEST_FIRST below), when it has finished the one before: two lanes end
+// within one file of each other, a short one when the long ones are taken first, and the second
+// starts when all-units.test.ts ends. A file's tests are root tests of the
 // lane's process, as in all-units.test.ts, with the same rules: a file leaves nothing behind (no
 // server, no environment change, no promise left to reject; none does). What a file shares with the
 // others in its lane is the process: an uncaught error ends the lane (the files it has not taken
@@ -71,9 +72,13 @@ export async function runLane(root: Root, laneUrl: string): Promise<void> {
   const ext = extname(self);
   const lane = basename(self, `.test${ext}`);
   const e2e = join(dirname(self), 'e2e');
-  const files = readdirSync(e2e, { recursive: true, encoding: 'utf8' })
+  const found = readdirSync(e2e, { recursive: true, encoding: 'utf8' })
     .filter((file) => file.endsWith(`.test${ext}`))
     .sort();
+  const files = inTakingOrder(found, ext);
+  const gone = LONGEST_FIRST.filter((name) => !found.includes(`${name}.test${ext}`));
+  if (gone.length > 0)
+    root.fail(`LONGEST_FIRST (test/helpers/e2e-lane.ts) names e2e files that are gone: ${gone.join(', ')}`);
   const dir = claimsDir();
   if (dir !== undefined) mkdirSync(dir, { recursive: true });
   // Taking a file: creating its entry, named without its extension (a lane run from test/, .ts, and one
@@ -132,3 +137,74 @@ export async function runLane(root: Root, laneUrl: string): Promise<void> {
 }
 
 const RUNNER_GRACE_MS = 20_000;
+
+/**
+ * Every e2e file, longest first (names without `.test.<ext>`, relative to test/e2e/): the order the lanes take them.
+ * Taken in path order, long files came late (worker-crash last), and one lane ended over a minute after the other
+ * (lane 1 at ~300 s, lane 2 at ~215 s); longest first, the last files taken are the shortest, and the two lanes end
+ * within one short file of each other. The order is the sum of each file's tests' `# time=` in one `npm test` run
+ * (its lanes' TAP output); it need not be exact, only keep the long files ahead of the short ones. A file not
+ * listed (a new one, its cost not known yet) is taken before these; a name listed that is gone fails the lane.
+ */
+const LONGEST_FIRST: readonly string[] = [
+  'hop-direct',
+  'loadtest-smoke-streaming',
+  'canary-criteria',
+  'canary',
+  'canary-ends',
+  'deploy',
+  'loadtest-smoke',
+  'hop-connections',
+  'cli',
+  'reload',
+  'admin',
+  'shutdown',
+  'hop-worker-health',
+  'streaming-upstream-shapes',
+  'streaming-adapters',
+  'config-invalid',
+  'admin-security',
+  'loadtest-stops',
+  'streaming-backpressure',
+  'worker-crash',
+  'openai-tools',
+  'hop-head-timeout',
+  'metrics-retired',
+  'openai-endpoints',
+  'worker-answer-budget',
+  'backlog',
+  'config-watch',
+  'streaming-faults',
+  'worker-bodies',
+  'hop-smuggling',
+  'loadtest-backlog-targets',
+  'routing',
+  'cli-top',
+  'hop-bodies',
+  'loadtest-nginx-broken',
+  'upstream-proxy',
+  'loadtest-short-hold',
+  'metrics-stream-logs',
+  'log-pipes',
+  'metrics',
+  'streaming-framing',
+  'metrics-errors',
+  'hop-client-errors',
+  'admin-status-queue',
+  'metrics-stuck-worker',
+  'metrics-top',
+  'cors-sticky',
+  'hop-pipelining',
+  'upstream-http2',
+  'streaming-upstream-dialects',
+  'upstream-mtls',
+  'upstream-key-echo',
+  'responses-worker-death',
+];
+
+/** `files` (found, in path order) in the order the lanes take them: those not listed, then LONGEST_FIRST's. */
+function inTakingOrder(files: readonly string[], ext: string): string[] {
+  const rank = new Map(LONGEST_FIRST.map((name, i) => [`${name}.test${ext}`, i]));
+  const listed = files.filter((file) => rank.has(file)).sort((a, b) => rank.get(a)! - rank.get(b)!);
+  return [...files.filter((file) => !rank.has(file)), ...listed];
+}
