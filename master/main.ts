@@ -345,7 +345,9 @@ const stopNow = (signal: 'SIGINT' | 'SIGTERM'): void => {
   );
   killAndExit(signal === 'SIGINT' ? 130 : 143);
 };
-for (const [signal, handler] of startSignals) process.off(signal, handler);
+// The running handlers are added before the start's are removed: a signal's last listener removed closes node's
+// watch on it, and a signal already received and not yet dispatched was lost with it (a SIGTERM sent as `listening`
+// arrived was never heard: the master served on until SIGKILLed), or, between the two, killed the master outright.
 process.on('SIGTERM', () => stop('SIGTERM'));
 process.on('SIGINT', () => stop('SIGINT'));
 const onSighup = (): void => {
@@ -361,6 +363,7 @@ const onSighup = (): void => {
   );
 };
 process.on('SIGHUP', onSighup);
+for (const [signal, handler] of startSignals) process.off(signal, handler);
 // One asked for while the master started (the file may have changed since it was read).
 if (isReloadAsked) onSighup();
 // PM2 sends 'shutdown' over IPC on Windows and with shutdown_with_message.
