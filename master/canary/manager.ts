@@ -199,8 +199,12 @@ export class CanaryManager {
     // A promotion during a reload was answered 200, then undone by the reload's commit, as a weight change would be.
     this.#versions.refuseChangesNow();
     const controller = this.#byCanary.get(name);
-    if (controller === undefined || !controller.isActive)
-      throw new GraygateError('not_found', `version "${name}" has no running or held canary`);
+    if (controller === undefined || !controller.isActive) {
+      // The baseline's name (a review: "no running or held canary" when one was running, against it).
+      const canary = this.#watching.get(name)?.plan.canary;
+      const hint = canary === undefined ? '' : `: it is the baseline of the canary of "${canary}", named so here`;
+      throw new GraygateError('not_found', `version "${name}" has no running or held canary${hint}`);
+    }
     end(controller);
     this.#settle();
     return controller.status();

@@ -103,6 +103,9 @@ t.test('paused by hand and resumed: held where it is, a pipeline’s --wait wait
   t.equal(metrics.sum('graygate_canary_state', { version: 'idle', state: 'held' }), 1);
   const st = await runCli(t, ['status', '--admin', gw.adminUrl]);
   t.match(st.stdout, /\ncanary idle \(baseline base\): paused, step 1\/3, 25 % — graygate canary status idle\n/);
+  const ofBaseline = await admin<ErrorBody>(gw, 'POST', '/admin/versions/base/canary/pause');
+  t.equal(ofBaseline.status, 404, 'the baseline has no canary of its own');
+  t.match(ofBaseline.body.error.message, /: it is the baseline of the canary of "idle", named so here$/);
   const again = await admin<CanaryStatus>(gw, 'POST', '/admin/versions/idle/canary/pause');
   t.equal(again.status, 200, 'a second pause changes nothing');
   t.equal(again.body.paused, true);
