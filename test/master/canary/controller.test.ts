@@ -26,6 +26,12 @@ function weightsOf(
   };
 }
 
+/** A plan of v2 against v1 judged on error rates alone (the latency criteria off), with `options` over the defaults. */
+function errorRatePlan(options: Record<string, unknown>): ReturnType<typeof parseCanaryPlan> {
+  const criteria = { responseTimeP99: false, firstTokenP99: false, timePerTokenP99: false };
+  return parseCanaryPlan('v2', { ...options, criteria }, 'v1');
+}
+
 function record(c: CanaryController, version: string, requests: number, errors = 0): void {
   for (let i = 0; i < requests; i++) c.record(version, i < errors, NaN, 5, NaN);
 }
@@ -35,16 +41,7 @@ t.test('the last step waits until the baseline has served enough to judge the ca
   // failing 60 % from then on served 37 errors in 68 requests before its rollback, and with 0 errors in 20 baseline
   // requests a canary failing half its requests was never rolled back.
   const weights = weightsOf({ v1: 100, v2: 0 });
-  const plan = parseCanaryPlan(
-    'v2',
-    {
-      steps: [50, 100],
-      stepMs: 0,
-      minRequests: 20,
-      criteria: { responseTimeP99: false, firstTokenP99: false, timePerTokenP99: false },
-    },
-    'v1',
-  );
+  const plan = errorRatePlan({ steps: [50, 100], stepMs: 0, minRequests: 20 });
   const c = new CanaryController({ plan, weights, log, nowMs: 0, wallMs: 0 });
   c.begin();
   t.same(weights.now, { v1: 50, v2: 50 });
@@ -180,17 +177,7 @@ t.test('promoted by hand from any step, running or held: the pair’s sum to the
 });
 
 t.test('paused by hand: held at its step and still judged, until resumed, which steps on from there', async (t) => {
-  const plan = parseCanaryPlan(
-    'v2',
-    {
-      steps: [10, 50, 100],
-      stepMs: 0,
-      maxStepMs: 100,
-      minRequests: 20,
-      criteria: { responseTimeP99: false, firstTokenP99: false, timePerTokenP99: false },
-    },
-    'v1',
-  );
+  const plan = errorRatePlan({ steps: [10, 50, 100], stepMs: 0, maxStepMs: 100, minRequests: 20 });
   const weights = weightsOf({ v1: 100, v2: 0 });
   const c = new CanaryController({ plan, weights, log, nowMs: 0, wallMs: 0 });
   c.begin();
@@ -247,17 +234,7 @@ t.test('paused by hand: held at its step and still judged, until resumed, which 
 });
 
 t.test('pauseAt: a manual gate, paused as it reaches the step, judged there, on when resumed', async (t) => {
-  const plan = parseCanaryPlan(
-    'v2',
-    {
-      steps: [10, 50, 100],
-      pauseAt: [100, 50, 50],
-      stepMs: 0,
-      minRequests: 20,
-      criteria: { responseTimeP99: false, firstTokenP99: false, timePerTokenP99: false },
-    },
-    'v1',
-  );
+  const plan = errorRatePlan({ steps: [10, 50, 100], pauseAt: [100, 50, 50], stepMs: 0, minRequests: 20 });
   t.same(plan.pauseAt, [50, 100], 'ordered, once each');
   const weights = weightsOf({ v1: 100, v2: 0 });
   const c = new CanaryController({ plan, weights, log, nowMs: 0, wallMs: 0 });
@@ -363,17 +340,7 @@ t.test('its status says every setting the judge applies, defaults filled in, in 
 
 t.test('a step advances once stepMs has passed since that step began, not since the canary began', async (t) => {
   const weights = weightsOf({ v1: 100, v2: 0 });
-  const plan = parseCanaryPlan(
-    'v2',
-    {
-      steps: [10, 50, 100],
-      stepMs: 100,
-      maxStepMs: 10_000,
-      minRequests: 20,
-      criteria: { responseTimeP99: false, firstTokenP99: false, timePerTokenP99: false },
-    },
-    'v1',
-  );
+  const plan = errorRatePlan({ steps: [10, 50, 100], stepMs: 100, maxStepMs: 10_000, minRequests: 20 });
   const c = new CanaryController({ plan, weights, log, nowMs: 0, wallMs: 0 });
   c.begin();
   record(c, 'v1', 80);
@@ -414,17 +381,7 @@ t.test('no verdict by maxStepMs: at maxStepMs exactly, onInconclusive applies (r
 
 t.test('a held canary is still judged but does not advance by itself', async (t) => {
   const weights = weightsOf({ v1: 100, v2: 0 });
-  const plan = parseCanaryPlan(
-    'v2',
-    {
-      steps: [10, 50, 100],
-      stepMs: 0,
-      maxStepMs: 100,
-      minRequests: 20,
-      criteria: { responseTimeP99: false, firstTokenP99: false, timePerTokenP99: false },
-    },
-    'v1',
-  );
+  const plan = errorRatePlan({ steps: [10, 50, 100], stepMs: 0, maxStepMs: 100, minRequests: 20 });
   const c = new CanaryController({ plan, weights, log, nowMs: 0, wallMs: 0 });
   c.begin();
   c.tick(100);
