@@ -268,12 +268,13 @@ export class CanaryController {
     return this.#pause(`paused by hand (${by})`);
   }
 
-  #pause(by: string): boolean {
+  /** `why`: who paused it ("paused by hand (…)", "paused by its plan (…)"); the step follows. */
+  #pause(why: string): boolean {
     if (this.#state !== 'running') return false;
     const { steps } = this.plan;
     this.#state = 'held';
     this.#isPaused = true;
-    this.#heldReason = `${by} at step ${this.#step + 1} (${steps[this.#step]} %)`;
+    this.#heldReason = `${why} at step ${this.#step + 1} (${steps[this.#step]} %)`;
     this.#reason = this.#heldReason;
     this.#log.info({ state: this.#state, step: this.#step, reason: this.#reason }, 'canary paused');
     return true;
@@ -353,7 +354,7 @@ export class CanaryController {
     // Held by the judge, or ended: no longer waiting for the operator.
     this.#isPaused = false;
     this.#reason = reason;
-    // Held is not an end: it is still judged, and ends when it is rolled back or aborted.
+    // Held is not an end: it is still judged, and ends when it is rolled back, promoted or aborted (or resumed).
     if (state !== 'held') this.#endedAtMs = nowMs;
     // A held canary is still judged at its step: that step's decisions stay current.
     if (state !== 'held') {
