@@ -60,18 +60,22 @@ const LF = 0x0a;
 const BLANK_LINE = Buffer.from('\n\n');
 
 /**
- * True when a content key begins at the end of `previous` and ends in `chunk` (the reads cut it: a client that reads
- * slowly makes the master read the worker in pieces cut anywhere), followed by what makes it content. Looked at only
- * until the stream's first content, with no allocation: each key's cuts compared in place.
+ * True when a content key begins in the last `previousLength` bytes of `previous` and ends in `chunk` (the reads cut
+ * it: a client that reads slowly makes the master read the worker in pieces cut anywhere), followed by what makes it
+ * content. Each key's cuts compared in place, with no allocation.
  */
-export function spansContentKey(previous: Buffer | undefined, chunk: Buffer): boolean {
+export function spansContentKey(
+  previous: Buffer | undefined,
+  chunk: Buffer,
+  previousLength = previous?.length ?? 0,
+): boolean {
   if (previous === undefined) return false;
   for (const key of FIRST_CONTENT_KEYS) {
     // Up to the whole key in `previous`: a text key's content then begins in this chunk.
     for (let cut = 1; cut <= key.length; cut++) {
       const rest = key.length - cut;
-      if (previous.length < cut || chunk.length < rest) continue;
-      if (previous.compare(key, 0, cut, previous.length - cut) !== 0) continue;
+      if (previousLength < cut || chunk.length < rest) continue;
+      if (previous.compare(key, 0, cut, previousLength - cut, previousLength) !== 0) continue;
       if (chunk.compare(key, cut, key.length, 0, rest) !== 0) continue;
       // A tool call's key is content; a text key only with a character after its opening quote (that quote ends the
       // key, so what follows is in this chunk; a chunk that ends with the key waits for the next one's seam).
@@ -92,6 +96,36 @@ export function hasContentEvent(chunk: Buffer): boolean {
     }
   }
   return chunk.indexOf(TOOL_CALLS_KEY) !== -1;
+}
+
+const LONGEST_CONTENT_KEY = Math.max(...FIRST_CONTENT_KEYS.map((key) => key.length));
+
+/**
+ * Whether a stream's reads, pushed as they come, have held its first content event: in one read, or across the
+ * reads' seams. The seam is the last bytes of everything read so far, not of the last read only, so a key cut over
+ * three or more reads (a read of a byte or two in its middle, or one that is only the key's end) is found as its
+ * content begins. Kept in one buffer of a key's length, in place: nothing allocated per read.
+ */
+export class FirstContent {
+  readonly #tail = Buffer.alloc(LONGEST_CONTENT_KEY);
+  #length = 0;
+
+  /** True when `chunk` holds, or with the reads before it completes, a content-bearing event. */
+  push(chunk: Buffer): boolean {
+    if (hasContentEvent(chunk) || spansContentKey(this.#tail, chunk, this.#length)) return true;
+    const n = chunk.length;
+    const size = this.#tail.length;
+    if (n >= size) {
+      chunk.copy(this.#tail, 0, n - size);
+      this.#length = size;
+      return false;
+    }
+    const kept = Math.min(this.#length, size - n);
+    this.#tail.copyWithin(0, this.#length - kept, this.#length);
+    chunk.copy(this.#tail, kept);
+    this.#length = kept + n;
+    return false;
+  }
 }
 
 /**
@@ -233,11 +267,11 @@ export function relayResponse(
   };
   const socket = res.socket;
   const lastEvent = ctx.isEventStream ? new LastEventHead() : undefined;
+  const firstContent = ctx.isEventStream ? new FirstContent() : undefined;
   const onData = (chunk: Buffer): void => {
     ctx.workerTimer?.refresh();
     if (ctx.isEventStream) {
-      if (ctx.firstContentAtMs === 0 && (hasContentEvent(chunk) || spansContentKey(ctx.lastChunk, chunk)))
-        ctx.firstContentAtMs = hooks.now();
+      if (ctx.firstContentAtMs === 0 && firstContent?.push(chunk) === true) ctx.firstContentAtMs = hooks.now();
       ctx.previousChunk = ctx.lastChunk;
       ctx.lastChunk = chunk;
       lastEvent?.push(chunk);

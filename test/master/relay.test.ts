@@ -1,5 +1,6 @@
 import t from 'tap';
 import {
+  FirstContent,
   hasContentEvent,
   LastEventHead,
   nextSequenceNumber,
@@ -53,6 +54,55 @@ t.test('spansContentKey: a content key the reads cut, wherever they cut it', asy
   t.notOk(spansContentKey(undefined, Buffer.from('"content":"x')), 'nothing before');
   t.notOk(spansContentKey(Buffer.from('"reasoning_'), Buffer.from('content":"x"')), 'reasoning is not content');
   t.pass('every cut');
+});
+
+t.test('FirstContent: a content key cut over three reads is found where its content begins', async (t) => {
+  // The relay looked only at the read before for the seam: a key cut over three reads (a read of a byte or two in
+  // its middle, or one that is only the key's end) was content in none of them, and a one-token answer had no first
+  // token at all.
+  const streams = [
+    'data: {"choices":[{"delta":{"role":"assistant","content":""}}]}\n\n' +
+      'data: {"choices":[{"index":0,"delta":{"content":"Hel"}}]}\n\n',
+    'data: {"choices":[{"delta":{"tool_calls":[{"index":0}]}}]}\n\n',
+    'data: {"choices":[{"text":"legacy","index":0}]}\n\n',
+    'event: response.content_part.added\ndata: {"type":"response.content_part.added","part":{"text":""}}\n\n' +
+      'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","delta":"hi"}\n\n',
+  ];
+  const keys = ['"content":"', '"text":"', '"delta":"'];
+  for (const stream of streams) {
+    const bytes = Buffer.from(stream);
+    // The byte at which the stream first holds content: a text key's first character, or the tool-call key's end.
+    let known = stream.indexOf('"tool_calls":[') === -1 ? Infinity : stream.indexOf('"tool_calls":[') + 13;
+    for (const key of keys)
+      for (let at = stream.indexOf(key); at !== -1; at = stream.indexOf(key, at + 1))
+        if (stream[at + key.length] !== '"') known = Math.min(known, at + key.length);
+    let misses = 0;
+    for (let a = 1; a < bytes.length; a++) {
+      for (let b = a + 1; b < bytes.length; b++) {
+        const reads = [bytes.subarray(0, a), bytes.subarray(a, b), bytes.subarray(b)];
+        const first = new FirstContent();
+        let end = 0;
+        let found = -1;
+        for (const read of reads) {
+          end += read.length;
+          if (first.push(read)) {
+            found = end;
+            break;
+          }
+        }
+        const want = known < a ? a : known < b ? b : bytes.length;
+        if (found !== want && misses++ < 3)
+          t.equal(found, want, `${stream.slice(0, 40)}… read as ${a}, ${b - a}, rest`);
+      }
+    }
+    t.equal(misses, 0, `${stream.slice(0, 40)}…: every cut in three reads`);
+  }
+  const oneByte = new FirstContent();
+  const role = 'data: {"choices":[{"delta":{"role":"assistant","content":""}}]}\n\n';
+  t.notOk(
+    [...Buffer.from(role)].some((byte) => oneByte.push(Buffer.from([byte]))),
+    "the role chunk's empty content, a byte a read, is not content",
+  );
 });
 
 /** Whether a stream relayed as `chunks` ended with its error event, as the master reads it at the stream's end. */
