@@ -3,7 +3,7 @@ import { GraygateError } from '../shared/errors.js';
 import { isEventStream, withoutHopByHop } from '../shared/http-headers.js';
 import type { RequestContext } from './request-context.js';
 import { DirectReport } from './direct-report.js';
-import { DIRECT_HEADER, TIME_PER_TOKEN_TRAILER, readTimePerTokenMs } from '../shared/direct.js';
+import { DIRECT_HEADER, STREAM_FAILED_TRAILER, TIME_PER_TOKEN_TRAILER, readTimePerTokenMs } from '../shared/direct.js';
 import { drainTarget, writeChunk } from '../shared/chunked-write.js';
 
 // The worker's response → the client (SPEC §4, §4a). One listener per
@@ -202,6 +202,13 @@ export function endsAtEventBoundary(previous: Buffer | undefined, last: Buffer |
   return end >= 1 && (tail[end - 1] === LF || tail[end - 1] === CR);
 }
 
+/** The worker said the stream failed (its trailer, which is not relayed). */
+export function isFailedByTrailer(rawTrailers: readonly string[]): boolean {
+  for (let i = 0; i + 1 < rawTrailers.length; i += 2)
+    if (rawTrailers[i]!.toLowerCase() === STREAM_FAILED_TRAILER) return rawTrailers[i + 1] === '1';
+  return false;
+}
+
 /** The worker's time per token of a stream (its trailer, which is not relayed); NaN when it sent none. */
 export function timePerTokenOf(rawTrailers: readonly string[]): number {
   for (let i = 0; i + 1 < rawTrailers.length; i += 2) {
@@ -297,7 +304,7 @@ export function relayResponse(
     clearTimeout(ctx.workerTimer);
     ctx.workerTimer = undefined;
     if (ctx.isEventStream) {
-      if (lastEvent?.isErrorEvent === true) ctx.isStreamFailed = true;
+      if (lastEvent?.isErrorEvent === true || isFailedByTrailer(proxyRes.rawTrailers)) ctx.isStreamFailed = true;
       else if (proxyRes.rawTrailers.length > 0) ctx.timePerTokenMs = timePerTokenOf(proxyRes.rawTrailers);
     }
     if (!res.writableEnded) res.end();

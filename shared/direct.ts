@@ -69,6 +69,13 @@ export function leaseGuardMs(headersMs: number): number {
  */
 export const TIME_PER_TOKEN_TRAILER = 'x-graygate-time-per-token-ms';
 
+/**
+ * The trailer (worker → master only, as TIME_PER_TOKEN_TRAILER) of a relayed stream the worker knows failed: it relayed
+ * an upstream's own final `response.failed` or `error` event, which the master cannot always tell from its bytes (an
+ * event with no name line, its `type` not first). DIRECT_FAILED on a direct answer.
+ */
+export const STREAM_FAILED_TRAILER = 'x-graygate-stream-failed';
+
 /** Longest time per token the master takes from a worker, ms (the canary's sketches resolve up to 30 min). */
 const MAX_TIME_PER_TOKEN_MS = 1_800_000;
 

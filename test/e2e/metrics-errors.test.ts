@@ -112,3 +112,48 @@ for (const directStreams of [false, true]) {
     t.equal(failures(after) - failures(before), 1);
   });
 }
+
+for (const directStreams of [false, true]) {
+  const mode = directStreams ? ' (limits.directStreams)' : '';
+  t.test(`an upstream's response.failed with no event line, its type last, is a failed stream${mode}`, async (t) => {
+    // The worker reads the event's type from its JSON, wherever it is, and on limits.directStreams reports the stream
+    // failed; the framed hop's master looked only at the event's first bytes (`event: response.failed` or
+    // `data: {"type":"response.failed"`): an upstream that names no event and writes `type` last, as openai-python's
+    // types serialise (response, sequence_number, type), passed for a success there, for the canary too.
+    const upstream = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.write(
+          `data: ${JSON.stringify({ delta: 'hi', sequence_number: 0, type: 'response.output_text.delta' })}\n\n`,
+        );
+        const failed = { response: { status: 'failed' }, sequence_number: 1, type: 'response.failed' };
+        res.end(`data: ${JSON.stringify(failed)}\n\n`);
+      });
+    });
+    upstream.listen(0, '127.0.0.1');
+    await once(upstream, 'listening');
+    t.teardown(() => new Promise((resolve) => upstream.close(resolve)));
+    const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1`;
+    const gw = await startGateway(t, {
+      versions: { v1: { weight: 1, upstream: { format: 'openai', url } } },
+      ...(directStreams ? { limits: { directStreams: true } } : {}),
+    });
+    const before = await scrape(gw);
+    const requests = (s: typeof before): number => s.sum('graygate_requests_total', { version: 'v1' });
+    const failures = (s: typeof before): number =>
+      s.sum('graygate_request_errors_total', { version: 'v1', kind: 'stream_failed' });
+    const agent = new Agent({ keepAlive: true });
+    t.teardown(() => agent.destroy());
+    const res = await httpRequest(`${gw.url}/v1/responses`, {
+      agent,
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'm', input: 'hi', stream: true }),
+    });
+    t.equal(res.status, 200);
+    t.match(res.body, /"type":"response\.failed"/, 'the client got the upstream’s event');
+    const after = await scrapeUntil(gw, (s) => requests(s) === requests(before) + 1, 'the stream finished');
+    t.equal(failures(after) - failures(before), 1);
+  });
+}

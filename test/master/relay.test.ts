@@ -6,6 +6,7 @@ import {
   nextSequenceNumber,
   spansContentKey,
   timePerTokenOf,
+  isFailedByTrailer,
 } from '../../master/relay.js';
 import { toResponsesErrorEvent, toSseErrorEvent, GraygateError } from '../../shared/errors.js';
 
@@ -214,4 +215,12 @@ t.test('endsAtEventBoundary: an error event may follow what was relayed only aft
       want,
       JSON.stringify([previous, last]),
     );
+});
+
+t.test("isFailedByTrailer: the worker's word that a relayed stream failed", async (t) => {
+  t.ok(isFailedByTrailer(['X-Graygate-Stream-Failed', '1']), 'any case of the name');
+  t.ok(isFailedByTrailer(['x-graygate-time-per-token-ms', '1.000', 'x-graygate-stream-failed', '1']));
+  t.notOk(isFailedByTrailer([]));
+  t.notOk(isFailedByTrailer(['x-graygate-stream-failed', '0']));
+  t.notOk(isFailedByTrailer(['x-graygate-stream-failed']), 'a name without its value');
 });

@@ -2,7 +2,7 @@ import type { ServerResponse } from 'node:http';
 import { toSseErrorEvent } from '../../shared/errors.js';
 import { DirectAnswer, directAnswerOf, type DirectRoute } from '../direct/direct-answer.js';
 import { PING_COMMENT, SSE_HEADERS } from './encoder.js';
-import { TIME_PER_TOKEN_TRAILER } from '../../shared/direct.js';
+import { STREAM_FAILED_TRAILER, TIME_PER_TOKEN_TRAILER } from '../../shared/direct.js';
 import { drainTarget, isBehind, writeChunk } from '../../shared/chunked-write.js';
 
 // What every streamed answer shares (SPEC §5, issue 3 parts 6–8), chat chunks
@@ -152,7 +152,9 @@ export abstract class SseResponse {
       this.#direct.end(timePerTokenMs);
     } else {
       // The master's canary judges it (SPEC §11): a trailer of this hop, which the master reads and does not relay.
-      if (timePerTokenMs >= 0 && !this.res.writableEnded)
+      // A failure is said too: the master reads the upstream's event's first bytes only, which need not name it.
+      if (isFailed && !this.res.writableEnded) this.res.addTrailers({ [STREAM_FAILED_TRAILER]: '1' });
+      else if (timePerTokenMs >= 0 && !this.res.writableEnded)
         this.res.addTrailers({ [TIME_PER_TOKEN_TRAILER]: timePerTokenMs.toFixed(3) });
       this.res.end();
     }
