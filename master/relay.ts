@@ -57,7 +57,6 @@ const LONGEST_ERROR_EVENT = Math.max(...ERROR_EVENTS.map((e) => e.length));
 const SEQUENCE_KEY = Buffer.from('"sequence_number":');
 const CR = 0x0d;
 const LF = 0x0a;
-const BLANK_LINE = Buffer.from('\n\n');
 
 /**
  * True when a content key begins in the last `previousLength` bytes of `previous` and ends in `chunk` (the reads cut
@@ -152,34 +151,86 @@ export function nextSequenceNumber(last: Buffer | undefined): number {
 export class LastEventHead {
   readonly #head = Buffer.alloc(LONGEST_ERROR_EVENT);
   #length = 0;
-  /** Line feeds that ended the chunks so far (0, 1, or 2: an event ended); the stream starts as after an event. */
-  #endingLFs = 2;
+  /**
+   * The line ends (0, 1, or 2: an event ended) of the run of CR and LF bytes that ended the chunks so far, and whether
+   * it ended in a CR (an LF next is the same line end). Events may be framed with CRLF or CR (a worker `entry` is any
+   * module; SSE reads all three), as endsAtEventBoundary allows. The stream starts as after an event.
+   */
+  #endingBreaks = 2;
+  #isAfterCR = false;
 
   push(chunk: Buffer): void {
     const n = chunk.length;
     if (n === 0) return;
-    // The last blank line with a byte after it (the worker frames its events with LF alone), or one the chunks
-    // before ended: the last event that begins in this chunk begins after it.
-    const blank = n >= 3 ? chunk.lastIndexOf(BLANK_LINE, n - 3) : -1;
-    let start = -1;
-    if (blank !== -1) start = blank + 2;
-    else if (this.#endingLFs >= 2) start = 0;
-    else if (this.#endingLFs === 1 && chunk[0] === LF && n > 1) start = 1;
+    const start = this.#lastStart(chunk);
     if (start !== -1) this.#length = 0;
     if (this.#length < this.#head.length) {
       const from = start === -1 ? 0 : start;
       this.#length += chunk.copy(this.#head, this.#length, from, from + this.#head.length - this.#length);
     }
-    if (chunk[n - 1] !== LF) this.#endingLFs = 0;
-    else if (n >= 2) this.#endingLFs = chunk[n - 2] === LF ? 2 : 1;
-    else this.#endingLFs = this.#endingLFs >= 1 ? 2 : 1;
+    // The run of line-end bytes the chunk ends with, joined to the one before when it is the whole chunk.
+    let first = n;
+    while (first > 0 && isLineEndByte(chunk[first - 1]!)) first--;
+    if (first > 0) {
+      this.#endingBreaks = 0;
+      this.#isAfterCR = false;
+    }
+    this.#endingBreaks = Math.min(2, this.#endingBreaks + this.#breaks(chunk, first, n, first === 0));
+    if (first < n) this.#isAfterCR = chunk[n - 1] === CR;
+  }
+
+  /** Where the last event that begins in `chunk` (with a byte of it there) begins; -1 when none does. */
+  #lastStart(chunk: Buffer): number {
+    let i = chunk.length - 1;
+    // The run the chunk ends with has no byte after it here: the next chunk's start says.
+    while (i >= 0 && isLineEndByte(chunk[i]!)) i--;
+    // The last LF and CR at or before i, each searched again only once passed: each byte is looked at once per kind
+    // (native searches: most of a chunk is an event's text; a worker that frames with LF has no CR to find).
+    let lastLF = i < 0 ? -1 : chunk.lastIndexOf(LF, i);
+    let lastCR = i < 0 ? -1 : chunk.lastIndexOf(CR, i);
+    while (i >= 0) {
+      if (lastLF > i) lastLF = chunk.lastIndexOf(LF, i);
+      if (lastCR > i) lastCR = chunk.lastIndexOf(CR, i);
+      const end = Math.max(lastLF, lastCR);
+      if (end === -1) break;
+      let first = end;
+      while (first > 0 && isLineEndByte(chunk[first - 1]!)) first--;
+      const carried = first === 0 ? this.#endingBreaks : 0;
+      if (carried + this.#breaks(chunk, first, end + 1, first === 0) >= 2) return end + 1;
+      i = first - 1;
+    }
+    // No line-end byte before the chunk's first other byte: it begins an event if the chunks before ended one.
+    return isLineEndByte(chunk[0]!) || this.#endingBreaks < 2 ? -1 : 0;
+  }
+
+  /** Line ends in chunk[from, to), all CR or LF (CRLF is one); an LF first after a carried CR is that CR's. */
+  #breaks(chunk: Buffer, from: number, to: number, isJoined: boolean): number {
+    let count = 0;
+    let j = from;
+    if (isJoined && this.#isAfterCR && j < to && chunk[j] === LF) j++;
+    // Two are an empty line: enough to know (a run of 64 KiB of line ends is not counted through).
+    while (j < to && count < 2) {
+      j += chunk[j] === CR && j + 1 < to && chunk[j + 1] === LF ? 2 : 1;
+      count++;
+    }
+    return count;
   }
 
   /** The last event begun is the final error event of a failed stream. */
   get isErrorEvent(): boolean {
     const head = this.#head.subarray(0, this.#length);
-    return ERROR_EVENTS.some((event) => head.length >= event.length && head.subarray(0, event.length).equals(event));
+    return ERROR_EVENTS.some((event) => {
+      if (head.length < event.length) return false;
+      // A name line may end in CR (CRLF or CR framing), where the event's text ends it in LF.
+      const last = event.length - 1;
+      if (event[last] === LF) return head.compare(event, 0, last, 0, last) === 0 && isLineEndByte(head[last]!);
+      return head.subarray(0, event.length).equals(event);
+    });
   }
+}
+
+function isLineEndByte(byte: number): boolean {
+  return byte === LF || byte === CR;
 }
 
 /**

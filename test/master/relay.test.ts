@@ -164,6 +164,32 @@ t.test('LastEventHead: the error event whatever reads it came in', async (t) => 
   t.notOk(ok.isErrorEvent, 'a stream that ended well, its blank lines split');
 });
 
+t.test('LastEventHead: events framed with CRLF or CR, as SSE reads them', async (t) => {
+  // A worker `entry` is any module: one that frames its events with CRLF (or CR) had its final error event taken for
+  // a success (no LF pair ever began an event); the last-two-reads scan before it found them.
+  const content = 'data: {"choices":[{"delta":{"content":"hi"}}]}';
+  const errors = ['data: {"error":{"code":"upstream_reset"}}', 'event: error\ndata: {"type":"error"}'];
+  for (const eol of ['\r\n', '\r']) {
+    const frame = (event: string): string => event.split('\n').join(eol) + eol + eol;
+    for (const error of errors) {
+      const stream = Buffer.from(frame(content) + frame(': ping') + frame(error));
+      const done = Buffer.from(frame(content) + frame(error) + frame('data: [DONE]'));
+      for (const step of [1, 2, 3, 7, stream.length]) {
+        const failed = new LastEventHead();
+        for (let at = 0; at < stream.length; at += step) failed.push(stream.subarray(at, at + step));
+        t.ok(failed.isErrorEvent, `${JSON.stringify(eol)}: ${error.slice(0, 14)}… in reads of ${step}`);
+        const ok = new LastEventHead();
+        for (let at = 0; at < done.length; at += step) ok.push(done.subarray(at, at + step));
+        t.notOk(ok.isErrorEvent, `${JSON.stringify(eol)}: [DONE] after it, in reads of ${step}`);
+      }
+    }
+  }
+  // CR | LF across reads is one line end, not an empty line: the event goes on.
+  const split = new LastEventHead();
+  for (const read of ['data: {"error":{}}\r', '\n', 'data: x\r', '\n\r\n']) split.push(Buffer.from(read));
+  t.ok(split.isErrorEvent, 'a CRLF cut between reads ends one line');
+});
+
 t.test('nextSequenceNumber: one past the last event a Responses stream sent', async (t) => {
   const events =
     'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","sequence_number":41,"delta":"a"}\n\n' +
