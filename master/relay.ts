@@ -106,7 +106,9 @@ const LONGEST_CONTENT_KEY = Math.max(...FIRST_CONTENT_KEYS.map((key) => key.leng
  * content begins. Kept in one buffer of a key's length, in place: nothing allocated per read.
  */
 export class FirstContent {
-  readonly #tail = Buffer.alloc(LONGEST_CONTENT_KEY);
+  // A slice of node's pool (allocUnsafe, under half its size), not an ArrayBuffer of its own a stream: only the
+  // #length bytes written are read.
+  readonly #tail = Buffer.allocUnsafe(LONGEST_CONTENT_KEY);
   #length = 0;
 
   /** True when `chunk` holds, or with the reads before it completes, a content-bearing event. */
@@ -149,7 +151,8 @@ export function nextSequenceNumber(last: Buffer | undefined): number {
  * was further from the last read: the failed stream counted as a success, for the canary too (a probe).
  */
 export class LastEventHead {
-  readonly #head = Buffer.alloc(LONGEST_ERROR_EVENT);
+  // Pooled, as FirstContent's: only the #length bytes written are read.
+  readonly #head = Buffer.allocUnsafe(LONGEST_ERROR_EVENT);
   #length = 0;
   /**
    * The line ends (0, 1, or 2: an event ended) of the run of CR and LF bytes that ended the chunks so far, and whether
