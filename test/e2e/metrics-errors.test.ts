@@ -63,97 +63,74 @@ t.test("the master tells the worker how long it held the request, in place of an
   t.not(waited, '86400000');
 });
 
-for (const directStreams of [false, true]) {
-  const mode = directStreams ? ' (limits.directStreams)' : '';
-  t.test(`an upstream's response.failed longer than a read is a failed stream${mode}`, async (t) => {
-    // The master reads the worker in pieces (64 KiB at most) and looked for the error event in the last two and their
-    // seam: a Responses upstream's `response.failed` that echoes a long answer (OpenAI's echoes the response so far)
-    // passed for a success, in graygate_request_errors_total and for the canary (a probe). On limits.directStreams
-    // the worker, which reports how the stream ended, reported it done, whatever its size.
-    const output = [{ type: 'message', content: [{ text: 'x'.repeat(150_000) }] }];
-    const failed = JSON.stringify({
-      type: 'response.failed',
-      sequence_number: 1,
-      response: { status: 'failed', output },
-    });
-    const upstream = createServer((req, res) => {
-      req.resume();
-      req.on('end', () => {
-        res.writeHead(200, { 'content-type': 'text/event-stream' });
-        const delta = { type: 'response.output_text.delta', sequence_number: 0, delta: 'hi' };
-        res.write(`event: response.output_text.delta\ndata: ${JSON.stringify(delta)}\n\n`);
-        res.end(`event: response.failed\ndata: ${failed}\n\n`);
-      });
-    });
-    upstream.listen(0, '127.0.0.1');
-    await once(upstream, 'listening');
-    t.teardown(() => new Promise((resolve) => upstream.close(resolve)));
-    const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1`;
-    const gw = await startGateway(t, {
-      versions: { v1: { weight: 1, upstream: { format: 'openai', url } } },
-      ...(directStreams ? { limits: { directStreams: true } } : {}),
-    });
-    const before = await scrape(gw);
-    const requests = (s: typeof before): number => s.sum('graygate_requests_total', { version: 'v1' });
-    const failures = (s: typeof before): number =>
-      s.sum('graygate_request_errors_total', { version: 'v1', kind: 'stream_failed' });
-    // Kept alive: a connection that closes after its answer is never offered to the worker.
-    const agent = new Agent({ keepAlive: true });
-    t.teardown(() => agent.destroy());
-    const res = await httpRequest(`${gw.url}/v1/responses`, {
-      agent,
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'm', input: 'hi', stream: true }),
-    });
-    t.equal(res.status, 200);
-    t.match(res.body, /event: response\.failed\n/, 'the client got the upstream’s event');
-    const after = await scrapeUntil(gw, (s) => requests(s) === requests(before) + 1, 'the stream finished');
-    t.equal(failures(after) - failures(before), 1);
-  });
-}
+// Two ways an upstream's own `response.failed` passed for a success. The master reads the worker in pieces (64 KiB at
+// most) and looked for the error event in the last two and their seam: one that echoes a long answer (OpenAI's echoes
+// the response so far) was missed, in graygate_request_errors_total and for the canary (a probe); on
+// limits.directStreams the worker reported it done, whatever its size. And the worker reads an event's type from its
+// JSON, wherever it is, where the framed hop's master looked only at the event's first bytes (`event:
+// response.failed` or `data: {"type":"response.failed"`): one with no event line and `type` last, as openai-python's
+// types serialise (response, sequence_number, type), passed for a success there.
+const longFailed = {
+  type: 'response.failed',
+  sequence_number: 1,
+  response: { status: 'failed', output: [{ type: 'message', content: [{ text: 'x'.repeat(150_000) }] }] },
+};
+const FAILED_STREAMS = [
+  {
+    what: 'longer than a read',
+    events: [
+      `event: response.output_text.delta\ndata: ${JSON.stringify({ type: 'response.output_text.delta', sequence_number: 0, delta: 'hi' })}\n\n`,
+      `event: response.failed\ndata: ${JSON.stringify(longFailed)}\n\n`,
+    ],
+    seen: /event: response\.failed\n/,
+  },
+  {
+    what: 'with no event line, its type last,',
+    events: [
+      `data: ${JSON.stringify({ delta: 'hi', sequence_number: 0, type: 'response.output_text.delta' })}\n\n`,
+      `data: ${JSON.stringify({ response: { status: 'failed' }, sequence_number: 1, type: 'response.failed' })}\n\n`,
+    ],
+    seen: /"type":"response\.failed"/,
+  },
+];
 
-for (const directStreams of [false, true]) {
-  const mode = directStreams ? ' (limits.directStreams)' : '';
-  t.test(`an upstream's response.failed with no event line, its type last, is a failed stream${mode}`, async (t) => {
-    // The worker reads the event's type from its JSON, wherever it is, and on limits.directStreams reports the stream
-    // failed; the framed hop's master looked only at the event's first bytes (`event: response.failed` or
-    // `data: {"type":"response.failed"`): an upstream that names no event and writes `type` last, as openai-python's
-    // types serialise (response, sequence_number, type), passed for a success there, for the canary too.
-    const upstream = createServer((req, res) => {
-      req.resume();
-      req.on('end', () => {
-        res.writeHead(200, { 'content-type': 'text/event-stream' });
-        res.write(
-          `data: ${JSON.stringify({ delta: 'hi', sequence_number: 0, type: 'response.output_text.delta' })}\n\n`,
-        );
-        const failed = { response: { status: 'failed' }, sequence_number: 1, type: 'response.failed' };
-        res.end(`data: ${JSON.stringify(failed)}\n\n`);
+for (const { what, events, seen } of FAILED_STREAMS) {
+  for (const directStreams of [false, true]) {
+    const mode = directStreams ? ' (limits.directStreams)' : '';
+    t.test(`an upstream's response.failed ${what} is a failed stream${mode}`, async (t) => {
+      const upstream = createServer((req, res) => {
+        req.resume();
+        req.on('end', () => {
+          res.writeHead(200, { 'content-type': 'text/event-stream' });
+          res.write(events[0]);
+          res.end(events[1]);
+        });
       });
+      upstream.listen(0, '127.0.0.1');
+      await once(upstream, 'listening');
+      t.teardown(() => new Promise((resolve) => upstream.close(resolve)));
+      const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1`;
+      const gw = await startGateway(t, {
+        versions: { v1: { weight: 1, upstream: { format: 'openai', url } } },
+        ...(directStreams ? { limits: { directStreams: true } } : {}),
+      });
+      const before = await scrape(gw);
+      const requests = (s: typeof before): number => s.sum('graygate_requests_total', { version: 'v1' });
+      const failures = (s: typeof before): number =>
+        s.sum('graygate_request_errors_total', { version: 'v1', kind: 'stream_failed' });
+      // Kept alive: a connection that closes after its answer is never offered to the worker.
+      const agent = new Agent({ keepAlive: true });
+      t.teardown(() => agent.destroy());
+      const res = await httpRequest(`${gw.url}/v1/responses`, {
+        agent,
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'm', input: 'hi', stream: true }),
+      });
+      t.equal(res.status, 200);
+      t.match(res.body, seen, 'the client got the upstream’s event');
+      const after = await scrapeUntil(gw, (s) => requests(s) === requests(before) + 1, 'the stream finished');
+      t.equal(failures(after) - failures(before), 1);
     });
-    upstream.listen(0, '127.0.0.1');
-    await once(upstream, 'listening');
-    t.teardown(() => new Promise((resolve) => upstream.close(resolve)));
-    const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1`;
-    const gw = await startGateway(t, {
-      versions: { v1: { weight: 1, upstream: { format: 'openai', url } } },
-      ...(directStreams ? { limits: { directStreams: true } } : {}),
-    });
-    const before = await scrape(gw);
-    const requests = (s: typeof before): number => s.sum('graygate_requests_total', { version: 'v1' });
-    const failures = (s: typeof before): number =>
-      s.sum('graygate_request_errors_total', { version: 'v1', kind: 'stream_failed' });
-    const agent = new Agent({ keepAlive: true });
-    t.teardown(() => agent.destroy());
-    const res = await httpRequest(`${gw.url}/v1/responses`, {
-      agent,
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'm', input: 'hi', stream: true }),
-    });
-    t.equal(res.status, 200);
-    t.match(res.body, /"type":"response\.failed"/, 'the client got the upstream’s event');
-    const after = await scrapeUntil(gw, (s) => requests(s) === requests(before) + 1, 'the stream finished');
-    t.equal(failures(after) - failures(before), 1);
-  });
+  }
 }
