@@ -11,6 +11,7 @@ import { canaryOf, pollPause, status, waitForStatus } from '../helpers/wait.js';
 import type { CanaryStatus } from '../../master/canary/controller.js';
 import { drive } from '../helpers/load.js';
 import { httpRequest } from '../helpers/http.js';
+import { openRaw } from '../helpers/raw-http.js';
 import { runCli } from '../helpers/cli.js';
 import { once } from 'node:events';
 import { createServer } from 'node:http';
@@ -103,6 +104,31 @@ t.test('paused by hand and resumed: held where it is, a pipeline’s --wait wait
   t.equal(metrics.sum('graygate_canary_state', { version: 'idle', state: 'held' }), 1);
   const st = await runCli(t, ['status', '--admin', gw.adminUrl]);
   t.match(st.stdout, /\ncanary idle \(baseline base\): paused, step 1\/3, 25 % — graygate canary status idle\n/);
+  // What an attacker sends the new verbs: a cross-site POST is refused as every change is (the admin guard), and a
+  // body on them, with a request pipelined behind it, is read past and the request behind it answered.
+  const port = new URL(gw.adminUrl).port;
+  const crossSite = await httpRequest(`${gw.adminUrl}/admin/versions/idle/canary/resume`, {
+    method: 'POST',
+    headers: { host: `127.0.0.1:${port}`, origin: 'http://evil.example', 'content-type': 'text/plain' },
+    body: '{}',
+  });
+  t.equal(crossSite.status, 403, 'a cross-site resume is refused');
+  t.equal((await canaryOf(gw, 'idle')).paused, true, 'and changes nothing');
+  const raw = await openRaw(gw.adminUrl, ['POST', 'GET']);
+  t.teardown(() => raw.socket.destroy());
+  const smuggled =
+    'DELETE /admin/versions/idle/canary HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\r\n';
+  raw.write(
+    `POST /admin/versions/idle/canary/pause HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n` +
+      `Content-Type: application/json\r\nContent-Length: ${smuggled.length}\r\n\r\n${smuggled}` +
+      `GET /admin/versions/idle/canary HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`,
+  );
+  const [bodied, behind] = await raw.waitFor(2);
+  t.equal(bodied!.status, 200, 'a pause with a body (itself a request) is one call');
+  t.equal(behind!.status, 200, 'the request behind it is answered');
+  // Had the body been read as a request, the second answer would be its abort.
+  t.equal((JSON.parse(behind!.body) as CanaryStatus).state, 'held', 'the body was no request of its own');
+  t.equal((await canaryOf(gw, 'idle')).paused, true, 'the canary was not aborted');
   const ofBaseline = await admin<ErrorBody>(gw, 'POST', '/admin/versions/base/canary/pause');
   t.equal(ofBaseline.status, 404, 'the baseline has no canary of its own');
   t.match(ofBaseline.body.error.message, /: it is the baseline of the canary of "idle", named so here$/);
