@@ -256,21 +256,22 @@ export function endsAtEventBoundary(previous: Buffer | undefined, last: Buffer |
   return end >= 1 && (tail[end - 1] === LF || tail[end - 1] === CR);
 }
 
+/** The first value of the trailer `name` (lower case) in node's raw trailers; undefined without it. */
+function trailerOf(rawTrailers: readonly string[], name: string): string | undefined {
+  for (let i = 0; i + 1 < rawTrailers.length; i += 2)
+    if (rawTrailers[i]!.toLowerCase() === name) return rawTrailers[i + 1];
+  return undefined;
+}
+
 /** The worker said the stream failed (its trailer, which is not relayed). */
 export function isFailedByTrailer(rawTrailers: readonly string[]): boolean {
-  for (let i = 0; i + 1 < rawTrailers.length; i += 2)
-    if (rawTrailers[i]!.toLowerCase() === STREAM_FAILED_TRAILER) return rawTrailers[i + 1] === '1';
-  return false;
+  return trailerOf(rawTrailers, STREAM_FAILED_TRAILER) === '1';
 }
 
 /** The worker's time per token of a stream (its trailer, which is not relayed); NaN when it sent none. */
 export function timePerTokenOf(rawTrailers: readonly string[]): number {
-  for (let i = 0; i + 1 < rawTrailers.length; i += 2) {
-    if (rawTrailers[i]!.toLowerCase() !== TIME_PER_TOKEN_TRAILER) continue;
-    const text = rawTrailers[i + 1]!;
-    return /^\d{1,10}(\.\d{1,3})?$/.test(text) ? readTimePerTokenMs(Number(text)) : NaN;
-  }
-  return NaN;
+  const text = trailerOf(rawTrailers, TIME_PER_TOKEN_TRAILER);
+  return text !== undefined && /^\d{1,10}(\.\d{1,3})?$/.test(text) ? readTimePerTokenMs(Number(text)) : NaN;
 }
 
 export function relayResponse(
