@@ -18,7 +18,7 @@ const tapBin = createRequire(import.meta.url)
 // ts-node hook out of every test process (about 1 s of CPU each). Coverage maps back to the .ts
 // sources through the emitted source maps. The suite is the files package.json's tap `include`
 // names: every unit test file in one process (test/all-units.test.ts says why; its name sorts first,
-// so it starts first), and the e2e files in two processes beside it that share them out
+// so it starts first), and the e2e files in three processes beside it that share them out
 // (test/helpers/e2e-lane.ts). tap's plugins are the ones the tests use (package.json `tap.plugin`
 // takes out the rest): on Node 20, @tapjs/mock's module hooks alone cost each test process ~0.6 s of
 // CPU. tap rebuilds its Test class for that list on its first run after `npm ci` (6–8 s, once); the

@@ -4,30 +4,33 @@ import { basename, dirname, extname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { ROOT } from './root.js';
 
-// `npm test` runs the e2e files in two tap processes, the lanes (test/e2e-lane-1 and -2), not one
+// `npm test` runs the e2e files in three tap processes, the lanes (test/e2e-lane-1, -2 and -3), not one
 // process each. tap loads @tapjs/processinfo into each test process, and its module hook costs the
 // process ~1.1 s of CPU for tap's own modules and ours before the first test (measured: six e2e
 // files under tap, one process each 23.8–25.0 s of CPU, the same six in one process 17.6–17.7 s),
-// ×43 files on CI's 2 cores. Each lane takes the next file no lane has taken, the longest first
-// (LONGEST_FIRST below), when it has finished the one before: two lanes end
-// within one file of each other, a short one when the long ones are taken first, and the second
-// starts when all-units.test.ts ends. A file's tests are root tests of the
+// ×53 files on CI's 2 cores. Each lane takes the next file no lane has taken, the longest first
+// (LONGEST_FIRST below), when it has finished the one before: the lanes end within one file of each
+// other, a short one when the long ones are taken first. Three lanes beside all-units.test.ts on 2
+// cores (package.json's tap `jobs` is 4: all four start at once): an e2e file spends much of its time
+// waiting on what it tests (a timeout, a worker's start, a client's pause), and with two lanes, the
+// second started when the unit tests ended, the 2 cores were idle a fifth of the run (358 s on CI's
+// box); with three, under 5 % of it, and the run ended in 308–311 s. A file's tests are root tests of the
 // lane's process, as in all-units.test.ts, with the same rules: a file leaves nothing behind (no
 // server, no environment change, no promise left to reject; none does). What a file shares with the
 // others in its lane is the process: an uncaught error ends the lane (the files it has not taken
-// are the other lane's), and a promise a file leaves to reject is reported against the next one.
+// are the other lanes'), and a promise a file leaves to reject is reported against the next one.
 // A file still runs alone as before (`npm test -- test/e2e/x.test.ts`), and `--grep` or `--only`
 // need that: here they would match the lane's tests, not the files'.
 //
 // Time: each file gets tap's per-file timeout (package.json, 120 s) from when its lane has loaded it, or
 // the `TIMEOUT_MS` it exports if it needs more (and sets alone with `t.setTimeout`). The lane times
 // the file out itself, before tap's runner would: a runner's timeout ends the whole run and drops the
-// other lane's results.
+// other lanes' results.
 //
 // Which files are taken is shared through a directory per run under .tap/e2e-lanes/: taking a file is
 // creating its entry there, which one process alone can do. The run is scripts/run-tap.mjs's (it
 // gives the lanes an id in GRAYGATE_E2E_RUN, and before it removes the directory when tap ends, fails the run if a
-// file has no entry there: one no lane ran, as when both stopped early) or, under a
+// file has no entry there: one no lane ran, as when all stopped early) or, under a
 // bare `npx tap`, the runner's, named by its pid and start time (those of runners that have ended are
 // removed when a lane starts). A lane that no tap runner started (`node dist/test/e2e-lane-1.test.js`),
 // or one under a bare `npx tap` where there is no /proc to read, runs every file.
@@ -141,64 +144,65 @@ const RUNNER_GRACE_MS = 20_000;
 /**
  * Every e2e file, longest first (names without `.test.<ext>`, relative to test/e2e/): the order the lanes take them.
  * Taken in path order, long files came late (worker-crash last), and one lane ended over a minute after the other
- * (lane 1 at ~300 s, lane 2 at ~215 s); longest first, the last files taken are the shortest, and the two lanes end
- * within one short file of each other. The order is the sum of each file's tests' `# time=` in one `npm test` run
- * (its lanes' TAP output); it need not be exact, only keep the long files ahead of the short ones. A file not
- * listed (a new one, its cost not known yet) is taken before these; a name listed that is gone fails the lane.
+ * (lane 1 at ~300 s, lane 2 at ~215 s); longest first, the last files taken are the shortest, and the lanes end
+ * within one short file of each other. The order is the sum of each file's tests' `# time=` in two `npm test` runs
+ * with three lanes (their TAP output; hop-direct alone ~100 s of a lane's ~290 s); it need not be exact, only keep
+ * the long files ahead of the short ones. A file not listed (a new one, its cost not known yet) is taken before
+ * these; a name listed that is gone fails the lane.
  */
 const LONGEST_FIRST: readonly string[] = [
   'hop-direct',
   'loadtest-smoke-streaming',
+  'canary-ends',
   'canary-criteria',
   'canary',
-  'canary-ends',
-  'deploy',
   'loadtest-smoke',
-  'hop-connections',
+  'deploy',
   'cli',
+  'hop-connections',
   'reload',
-  'admin',
   'shutdown',
   'hop-worker-health',
+  'admin',
   'streaming-upstream-shapes',
-  'streaming-adapters',
-  'config-invalid',
-  'admin-security',
-  'loadtest-stops',
-  'streaming-backpressure',
   'worker-crash',
-  'openai-tools',
+  'streaming-adapters',
   'hop-head-timeout',
-  'metrics-retired',
-  'openai-endpoints',
-  'worker-answer-budget',
-  'backlog',
+  'config-invalid',
   'config-watch',
+  'loadtest-stops',
+  'worker-answer-budget',
+  'metrics-errors',
+  'openai-tools',
+  'streaming-backpressure',
   'streaming-faults',
+  'openai-endpoints',
   'worker-bodies',
-  'hop-smuggling',
-  'loadtest-backlog-targets',
+  'metrics-retired',
   'routing',
-  'cli-top',
+  'loadtest-backlog-targets',
+  'hop-smuggling',
   'hop-bodies',
+  'admin-security',
   'loadtest-nginx-broken',
   'upstream-proxy',
   'loadtest-short-hold',
-  'metrics-stream-logs',
-  'log-pipes',
-  'metrics',
+  'backlog',
   'streaming-framing',
-  'metrics-errors',
+  'metrics',
+  'cli-top',
   'hop-client-errors',
-  'admin-status-queue',
   'metrics-stuck-worker',
-  'metrics-top',
-  'cors-sticky',
-  'hop-pipelining',
-  'upstream-http2',
-  'streaming-upstream-dialects',
+  'admin-status-queue',
+  'log-pipes',
   'upstream-mtls',
+  'hop-pipelining',
+  'streaming-upstream-dialects',
+  'metrics-stream-logs',
   'upstream-key-echo',
+  'upstream-http2',
+  'cors-sticky',
+  'metrics-top',
   'responses-worker-death',
 ];
 
