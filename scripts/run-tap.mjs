@@ -56,6 +56,9 @@ child.on('close', (code, signal) => {
   // A run stopped by a signal (^C) took no more files: nothing to report.
   const unrun = args.length > 0 || signal !== null ? [] : untaken();
   rmSync(`.tap/e2e-lanes/run-${run}`, { recursive: true, force: true });
+  // What a test process's children wrote and it did not move to .tap/coverage (test/helpers/child-env.ts): a report
+  // still being written as it exited, or all of a test process that crashed. The report has been made.
+  rmSync('.tap/coverage-children', { recursive: true, force: true });
   const line = [...tail.matchAll(/^# \{ (total: \d+[^}]*) \}$/gm)].at(-1)?.[1] ?? '';
   const counts = Object.fromEntries([...line.matchAll(/(\w+): (\d+)/g)].map((m) => [m[1], Number(m[2])]));
   const total = counts.total ?? 0;

@@ -1,6 +1,8 @@
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { pathToFileURL } from 'node:url';
 import { ROOT } from './root.js';
 
 // How a test starts a node process (masters, the CLI, load-test runs, fake workers): `node` with
@@ -12,9 +14,16 @@ import { ROOT } from './root.js';
 // of CPU per process (measured: a master with 2 workers, start, 50 requests, stop: 7.3 s → 9.7 s of
 // CPU for the three processes and curl), ×~250 processes a suite on CI's 2 cores. So the child is
 // started through `env -u NODE_OPTIONS`, after the hook has run: node then starts clean, and
-// NODE_V8_COVERAGE (+0.1 s a process) writes its coverage on exit into .tap/coverage, where tap's
-// report reads it, source-mapped to the .ts like the rest. A process that is SIGKILLed writes no
+// NODE_V8_COVERAGE (+0.1 s a process) writes its coverage on exit, which tap's report reads from
+// .tap/coverage, source-mapped to the .ts like the rest. A process that is SIGKILLed writes no
 // coverage either way. Outside tap, nothing changes: plain `node`, this environment.
+//
+// A child's V8 coverage holds every script it ran: node's own modules and node_modules are ~90 % of
+// its ~0.8 MB, and tap's report, which runs alone after every test process has ended, read ~540 MB
+// from ~760 children (12.5 s of CPU on an idle box, ~19 s at the end of CI's run). So each test
+// process's children write into a directory of its own, and flushChildCoverage() moves what they
+// wrote into .tap/coverage keeping only graygate's scripts (dist/): the e2e lanes after each file,
+// every test process as it exits. Its work is spread over the run, beside the other test processes.
 
 export interface NodeLaunch {
   /** What to spawn: node, or `env` that runs node. */
@@ -53,8 +62,58 @@ export function nodeLaunch(
   Object.assign(env, extra);
   if (!PROCESSINFO_IMPORT.test(base['NODE_OPTIONS'] ?? '')) return { command: process.execPath, prefix: [], env };
   delete env['NODE_OPTIONS'];
-  if (base['_TAPJS_PROCESSINFO_COVERAGE_'] === '1') env['NODE_V8_COVERAGE'] = join(ROOT, '.tap', 'coverage');
+  if (base['_TAPJS_PROCESSINFO_COVERAGE_'] === '1') {
+    env['NODE_V8_COVERAGE'] = CHILD_COVERAGE;
+    if (!flushesOnExit) {
+      flushesOnExit = true;
+      process.on('exit', () => {
+        flushChildCoverage();
+        try {
+          rmdirSync(CHILD_COVERAGE); // when empty: a report still being written stays (its process outlived this one)
+        } catch {
+          // not there, or not empty
+        }
+      });
+    }
+  }
   return { command: '/usr/bin/env', prefix: ['-u', 'NODE_OPTIONS', process.execPath], env };
+}
+
+/** Where this process's children write their V8 coverage (flushChildCoverage moves it to tap's). */
+const CHILD_COVERAGE = join(ROOT, '.tap', 'coverage-children', String(process.pid));
+const TAP_COVERAGE = join(ROOT, '.tap', 'coverage');
+/** The scripts a report keeps: graygate's, as built (the rest is node's and node_modules', which tap's drops). */
+const BUILT = `${pathToFileURL(join(ROOT, 'dist')).href}/`;
+let flushesOnExit = false;
+
+/**
+ * Moves the coverage this process's children have written into tap's .tap/coverage, only graygate's scripts kept. A
+ * report that does not parse is being written by a process still exiting: it stays for the next call.
+ */
+export function flushChildCoverage(): void {
+  let names: string[];
+  try {
+    names = readdirSync(CHILD_COVERAGE);
+  } catch {
+    return; // no child has written any
+  }
+  mkdirSync(TAP_COVERAGE, { recursive: true });
+  for (const name of names) {
+    const from = join(CHILD_COVERAGE, name);
+    let report: { result?: unknown };
+    try {
+      report = JSON.parse(readFileSync(from, 'utf8')) as { result?: unknown };
+    } catch {
+      continue;
+    }
+    if (Array.isArray(report.result)) {
+      report.result = report.result.filter(
+        (script: { url?: unknown }) => typeof script.url === 'string' && script.url.startsWith(BUILT),
+      );
+      writeFileSync(join(TAP_COVERAGE, name), JSON.stringify(report));
+    }
+    rmSync(from, { force: true });
+  }
 }
 
 /** fork()'s options for the same (with node's own `execArgv`): an IPC channel passes through `env`. */

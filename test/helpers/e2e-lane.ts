@@ -2,6 +2,7 @@ import type t from 'tap';
 import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { basename, dirname, extname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { flushChildCoverage } from './child-env.js';
 import { ROOT } from './root.js';
 
 // `npm test` runs the e2e files in three tap processes, the lanes (test/e2e-lane-1, -2 and -3), not one
@@ -114,6 +115,8 @@ export async function runLane(root: Root, laneUrl: string): Promise<void> {
     let file: string | undefined;
     await root.test(`${lane}: the next e2e file`, async (t) => {
       clearTimeout(timer);
+      // The file before has ended, and with it every process it started: their coverage to tap's (child-env.ts).
+      flushChildCoverage();
       // A lane whose file timed out takes no more: their tests would never run.
       file = timedOut ? undefined : claim();
       if (file === undefined) {
