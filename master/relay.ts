@@ -130,8 +130,8 @@ export class FirstContent {
 }
 
 /**
- * The number a Responses error event written after `last` takes: one past the last `"sequence_number":N` the stream's
- * last chunk holds (0 when it holds none: the event then says only that the stream failed).
+ * The number a Responses error event written after `last` takes: one past the last `"sequence_number":N` that chunk
+ * holds, the stream's last that held one (0 when none did: the event then says only that the stream failed).
  */
 export function nextSequenceNumber(last: Buffer | undefined): number {
   const at = last === undefined ? -1 : last.lastIndexOf(SEQUENCE_KEY);
@@ -140,6 +140,11 @@ export function nextSequenceNumber(last: Buffer | undefined): number {
   for (let i = at + SEQUENCE_KEY.length; i < last!.length && last![i]! >= 0x30 && last![i]! <= 0x39; i++)
     n = n * 10 + last![i]! - 0x30;
   return n + 1;
+}
+
+/** A request to the Responses API, whose stream numbers its events (and so must the master's error event). */
+export function isResponsesPath(path: string): boolean {
+  return path.startsWith('/v1/responses');
 }
 
 /**
@@ -330,6 +335,8 @@ export function relayResponse(
   const socket = res.socket;
   const lastEvent = ctx.isEventStream ? new LastEventHead() : undefined;
   const firstContent = ctx.isEventStream ? new FirstContent() : undefined;
+  // Only a Responses stream numbers its events, and only its error event is numbered (request-end.ts).
+  const isNumbered = ctx.isEventStream && isResponsesPath(ctx.forwardPath);
   const onData = (chunk: Buffer): void => {
     ctx.workerTimer?.refresh();
     if (ctx.isEventStream) {
@@ -337,6 +344,7 @@ export function relayResponse(
       ctx.previousChunk = ctx.lastChunk;
       ctx.lastChunk = chunk;
       lastEvent?.push(chunk);
+      if (isNumbered && chunk.includes(SEQUENCE_KEY)) ctx.lastNumberedChunk = chunk;
     }
     // One write, one syscall: framed by node:http the first time (its head goes with it), then by us.
     const isReady = writeChunk(res, chunk);

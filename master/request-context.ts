@@ -86,6 +86,12 @@ export class RequestContext {
   /** The last two chunks relayed, kept (no copy) to see, at its end, whether a stream ended with an error event. */
   lastChunk: Buffer | undefined = undefined;
   previousChunk: Buffer | undefined = undefined;
+  /**
+   * A Responses stream's last chunk that numbered an event (`"sequence_number":`), kept (no copy) to number the
+   * master's own error event after it: the last chunk alone may be a `: ping` the worker sent while the upstream was
+   * quiet.
+   */
+  lastNumberedChunk: Buffer | undefined = undefined;
   /** limits.directStreams: the worker was offered the client's connection for this answer (gateway.ts forward). */
   isDirectOffered = false;
   /** Tried again after its worker never got it (retry.ts). */

@@ -17,7 +17,7 @@ import { cutDirect } from './direct-connections.js';
 import { socketErrorCodeOf } from './socket-errors.js';
 import { TIME_PER_TOKEN_NOT_REPORTED } from './canary/outcomes.js';
 import { isModelCall, isModelListRead } from '../shared/model-calls.js';
-import { endsAtEventBoundary, nextSequenceNumber } from './relay.js';
+import { endsAtEventBoundary, isResponsesPath, nextSequenceNumber } from './relay.js';
 
 // The end of the main port's request path (gateway.ts): `refuse`, the one
 // function that turns any error into the client's answer, and `finish`, which
@@ -143,8 +143,11 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
       } else if (ctx.isEventStream && endsAtEventBoundary(ctx.previousChunk, ctx.lastChunk)) {
         ctx.isStreamFailed = true;
         // A Responses stream's clients read the Responses API's own error event (a worker that died mid-stream).
-        const isResponses = ctx.forwardPath.startsWith('/v1/responses');
-        res.end(isResponses ? toResponsesErrorEvent(err, nextSequenceNumber(ctx.lastChunk)) : toSseErrorEvent(err));
+        res.end(
+          isResponsesPath(ctx.forwardPath)
+            ? toResponsesErrorEvent(err, nextSequenceNumber(ctx.lastNumberedChunk))
+            : toSseErrorEvent(err),
+        );
       } else {
         // A whole answer cut after its status (a relayed embedding or completion), or a stream cut in the middle of an
         // event (the worker died writing it), where an error event would be read as the rest of that event: a reset
