@@ -327,7 +327,10 @@ t.test('directStreams', async (t) => {
       const upstream = once(mock.events, 'stream').then(([s]) => s as MockStream);
       // Tokens as fast as the mock writes them: the worker is writing when the connection goes. This process may
       // fall behind parsing them, and then sendTimeoutMs (500 ms here) cuts the stream first: also not a failure.
-      const s = await postStream(url, chatBody('[mock tokens=100000 token-size=64]'), {}, agent);
+      // The mock, in this process, writes until the sockets' buffers are full before the client here reads a byte:
+      // 1 KiB tokens fill them with a sixteenth of the events 64-byte ones took to frame, parse and relay (0.8 s of
+      // this process's CPU a close, then 0.2 s), and 32 MiB of them outlast the buffers as 100000 small ones did.
+      const s = await postStream(url, chatBody('[mock tokens=32768 token-size=1024]'), {}, agent);
       const handle = await upstream;
       const closed = handle.isClosed ? Promise.resolve() : once(handle, 'close');
       await s.until(() => s.data.length >= 3);
