@@ -5,6 +5,7 @@ import type { RequestContext } from './request-context.js';
 import { DirectReport } from './direct-report.js';
 import { DIRECT_HEADER, STREAM_FAILED_TRAILER, TIME_PER_TOKEN_TRAILER, readTimePerTokenMs } from '../shared/direct.js';
 import { drainTarget, writeChunk } from '../shared/chunked-write.js';
+import { SequenceNumbers } from './sequence-numbers.js';
 
 // The worker's response → the client (SPEC §4, §4a). One listener per
 // request, nothing allocated per chunk but its framing: each chunk restarts the idle timer
@@ -54,7 +55,6 @@ const ERROR_EVENTS = [
   Buffer.from('data: {"type":"response.failed"'),
 ];
 const LONGEST_ERROR_EVENT = Math.max(...ERROR_EVENTS.map((e) => e.length));
-const SEQUENCE_KEY = Buffer.from('"sequence_number":');
 const CR = 0x0d;
 const LF = 0x0a;
 
@@ -127,19 +127,6 @@ export class FirstContent {
     this.#length = kept + n;
     return false;
   }
-}
-
-/**
- * The number a Responses error event written after `last` takes: one past the last `"sequence_number":N` that chunk
- * holds, the stream's last that held one (0 when none did: the event then says only that the stream failed).
- */
-export function nextSequenceNumber(last: Buffer | undefined): number {
-  const at = last === undefined ? -1 : last.lastIndexOf(SEQUENCE_KEY);
-  if (at === -1) return 0;
-  let n = 0;
-  for (let i = at + SEQUENCE_KEY.length; i < last!.length && last![i]! >= 0x30 && last![i]! <= 0x39; i++)
-    n = n * 10 + last![i]! - 0x30;
-  return n + 1;
 }
 
 /** A request to the Responses API, whose stream numbers its events (and so must the master's error event). */
@@ -335,8 +322,8 @@ export function relayResponse(
   const socket = res.socket;
   const lastEvent = ctx.isEventStream ? new LastEventHead() : undefined;
   const firstContent = ctx.isEventStream ? new FirstContent() : undefined;
-  // Only a Responses stream numbers its events, and only its error event is numbered (request-end.ts).
-  const isNumbered = ctx.isEventStream && isResponsesPath(ctx.forwardPath);
+  // Only a Responses stream numbers its events, and so must the master's error event (request-end.ts).
+  if (ctx.isEventStream && isResponsesPath(ctx.forwardPath)) ctx.sequenceNumbers = new SequenceNumbers();
   const onData = (chunk: Buffer): void => {
     ctx.workerTimer?.refresh();
     if (ctx.isEventStream) {
@@ -344,7 +331,7 @@ export function relayResponse(
       ctx.previousChunk = ctx.lastChunk;
       ctx.lastChunk = chunk;
       lastEvent?.push(chunk);
-      if (isNumbered && chunk.includes(SEQUENCE_KEY)) ctx.lastNumberedChunk = chunk;
+      ctx.sequenceNumbers?.push(chunk);
     }
     // One write, one syscall: framed by node:http the first time (its head goes with it), then by us.
     const isReady = writeChunk(res, chunk);

@@ -3,6 +3,7 @@ import type { Lease } from './admission.js';
 import type { WorkerHandle } from './worker-handle.js';
 import type { VersionView } from './version.js';
 import type { RoutingFacts } from './router.js';
+import type { SequenceNumbers } from './sequence-numbers.js';
 
 // The one per-request object the master's pipeline steps read and write
 // (issue 9: proxy state used to travel in a module-level WeakMap and five
@@ -86,12 +87,8 @@ export class RequestContext {
   /** The last two chunks relayed, kept (no copy) to see, at its end, whether a stream ended with an error event. */
   lastChunk: Buffer | undefined = undefined;
   previousChunk: Buffer | undefined = undefined;
-  /**
-   * A Responses stream's last chunk that numbered an event (`"sequence_number":`), kept (no copy) to number the
-   * master's own error event after it: the last chunk alone may be a `: ping` the worker sent while the upstream was
-   * quiet.
-   */
-  lastNumberedChunk: Buffer | undefined = undefined;
+  /** A Responses stream's event numbers as they pass (relay.ts), to number the master's own error event after them. */
+  sequenceNumbers: SequenceNumbers | undefined = undefined;
   /** limits.directStreams: the worker was offered the client's connection for this answer (gateway.ts forward). */
   isDirectOffered = false;
   /** Tried again after its worker never got it (retry.ts). */

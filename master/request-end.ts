@@ -17,7 +17,7 @@ import { cutDirect } from './direct-connections.js';
 import { socketErrorCodeOf } from './socket-errors.js';
 import { TIME_PER_TOKEN_NOT_REPORTED } from './canary/outcomes.js';
 import { isModelCall, isModelListRead } from '../shared/model-calls.js';
-import { endsAtEventBoundary, isResponsesPath, nextSequenceNumber } from './relay.js';
+import { endsAtEventBoundary, isResponsesPath } from './relay.js';
 
 // The end of the main port's request path (gateway.ts): `refuse`, the one
 // function that turns any error into the client's answer, and `finish`, which
@@ -145,7 +145,7 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
         // A Responses stream's clients read the Responses API's own error event (a worker that died mid-stream).
         res.end(
           isResponsesPath(ctx.forwardPath)
-            ? toResponsesErrorEvent(err, nextSequenceNumber(ctx.lastNumberedChunk))
+            ? toResponsesErrorEvent(err, ctx.sequenceNumbers?.next ?? 0)
             : toSseErrorEvent(err),
         );
       } else {

@@ -3,11 +3,11 @@ import {
   FirstContent,
   hasContentEvent,
   LastEventHead,
-  nextSequenceNumber,
   spansContentKey,
   timePerTokenOf,
   isFailedByTrailer,
 } from '../../master/relay.js';
+import { SequenceNumbers } from '../../master/sequence-numbers.js';
 import { toResponsesErrorEvent, toSseErrorEvent, GraygateError } from '../../shared/errors.js';
 
 // What the master reads in a relayed SSE stream (SPEC §11 outcomes), as a case table.
@@ -190,13 +190,34 @@ t.test('LastEventHead: events framed with CRLF or CR, as SSE reads them', async 
   t.ok(split.isErrorEvent, 'a CRLF cut between reads ends one line');
 });
 
-t.test('nextSequenceNumber: one past the last event a Responses stream sent', async (t) => {
-  const events =
-    'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","sequence_number":41,"delta":"a"}\n\n' +
-    'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","sequence_number":42,"delta":"b"}\n\n';
-  t.equal(nextSequenceNumber(Buffer.from(events)), 43);
-  t.equal(nextSequenceNumber(Buffer.from(': ping\n\n')), 0);
-  t.equal(nextSequenceNumber(undefined), 0);
+t.test('SequenceNumbers: one past the last event a Responses stream sent, cut anywhere', async (t) => {
+  const delta = (n: number | string, sep = ':'): string =>
+    `event: response.output_text.delta\ndata: {"type":"response.output_text.delta","sequence_number"${sep}${n},"delta":"a"}\n\n`;
+  const numbered = (reads: readonly string[]): number => {
+    const numbers = new SequenceNumbers();
+    for (const read of reads) numbers.push(Buffer.from(read));
+    return numbers.next;
+  };
+  const stream = delta(41) + delta(42);
+  t.equal(numbered([stream]), 43);
+  t.equal(numbered([]), 0, 'nothing numbered yet: 0');
+  // A review: the last read alone was looked at, and a `: ping` after the events has no number (it said 0).
+  t.equal(numbered([stream, ': ping\n\n', ': ping\n\n']), 43, 'pings after the events change nothing');
+  // Cut at every byte, and read a byte at a time: the same number.
+  for (let cut = 1; cut < stream.length; cut++)
+    t.equal(numbered([stream.slice(0, cut), stream.slice(cut)]), 43, `cut at ${cut}`);
+  t.equal(numbered([...stream]), 43, 'a byte a read');
+  // Its digits cut: the number waits for the read that ends it (it said 2 for 1|2).
+  t.equal(numbered([delta(41) + delta(12).slice(0, delta(12).indexOf('2,')), '2,"delta":"a"}\n\n']), 13);
+  // The upstream's JSON, spaces and all (a Python server's `"sequence_number": 12` said 1).
+  t.equal(numbered([delta(' 12', ' :')]), 13, 'JSON whitespace around the colon');
+  t.equal(numbered([delta(41) + delta('\t7')]), 8);
+  // A schema echoed in a response names the key with no number after it: not a number.
+  const schema =
+    'data: {"type":"response.created","sequence_number":5,"response":{"tools":[{"parameters":{"properties":{"sequence_number":{"type":"integer"}}}}]}}\n\n';
+  t.equal(numbered([schema]), 6, "a schema's property is not a number");
+  // Past JSON's exact integers: not a number (400 digits were Infinity, written as null).
+  t.equal(numbered([delta(7) + delta('9'.repeat(400))]), 8);
   t.match(
     toResponsesErrorEvent(new GraygateError('worker_error'), 43),
     /^event: error\ndata: \{"type":"error","code":"worker_error","message":".*","param":null,"sequence_number":43\}\n\n$/,
