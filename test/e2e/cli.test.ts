@@ -12,8 +12,8 @@ import { DEAD_PORT } from '../helpers/dead-port.js';
 const cli = runCli;
 
 // ~50 node processes (CLI runs, a master, mock upstreams) started one after another: 82 s of the lane's wall time
-// beside the unit tests and the other lane, 121 s with one more busy core, past tap's 120 s per file (the lane failed
-// the file and took no more). Its own bound, as the load-test smoke files have.
+// beside the unit tests and the other lane (there were two), 121 s with one more busy core, past tap's 120 s per file
+// (the lane failed the file and took no more). Its own bound, as the load-test smoke files have.
 export const TIMEOUT_MS = 240_000; // test/helpers/e2e-lane.ts reads it
 t.setTimeout(TIMEOUT_MS);
 

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -18,12 +19,14 @@ import { ROOT } from './root.js';
 // .tap/coverage, source-mapped to the .ts like the rest. A process that is SIGKILLed writes no
 // coverage either way. Outside tap, nothing changes: plain `node`, this environment.
 //
-// A child's V8 coverage holds every script it ran: node's own modules and node_modules are ~90 % of
-// its ~0.8 MB, and tap's report, which runs alone after every test process has ended, read ~540 MB
-// from ~760 children (12.5 s of CPU on an idle box, ~19 s at the end of CI's run). So each test
+// A child's V8 coverage holds every script it ran, node's own modules and node_modules' too, and the
+// source map of each of ours: tap's report, which runs alone after every test process has ended, read
+// ~540 MB from ~760 children (12.5 s of CPU on an idle box, ~19 s at the end of CI's run); node's and
+// node_modules' scripts were 2/3 of it, and the same source maps, once in every report, most of the rest. So each test
 // process's children write into a directory of its own, and flushChildCoverage() moves what they
-// wrote into .tap/coverage keeping only graygate's scripts (dist/): the e2e lanes after each file,
-// every test process as it exits. Its work is spread over the run, beside the other test processes.
+// wrote into .tap/coverage keeping only the project's scripts (dist/, bin/) and each source map once:
+// the e2e lanes after each file, every test process as it exits (51 MB, the report 2.6 s). Its work is
+// spread over the run, beside the other test processes.
 
 export interface NodeLaunch {
   /** What to spawn: node, or `env` that runs node. */
@@ -79,17 +82,21 @@ export function nodeLaunch(
   return { command: '/usr/bin/env', prefix: ['-u', 'NODE_OPTIONS', process.execPath], env };
 }
 
-/** Where this process's children write their V8 coverage (flushChildCoverage moves it to tap's). */
-const CHILD_COVERAGE = join(ROOT, '.tap', 'coverage-children', String(process.pid));
+/**
+ * Where this process's children write their V8 coverage (flushChildCoverage moves it to tap's): named by a random id,
+ * not the pid, so that a directory a bare `npx tap` left (run-tap.mjs removes them) is never taken for this one's.
+ */
+const CHILD_COVERAGE = join(ROOT, '.tap', 'coverage-children', randomUUID());
 const TAP_COVERAGE = join(ROOT, '.tap', 'coverage');
-/** The scripts a report keeps: graygate's, as built (the rest is node's and node_modules', which tap's drops). */
-const BUILT = `${pathToFileURL(join(ROOT, 'dist')).href}/`;
+/** The scripts a report keeps: the project's (dist/, bin/), not node's or node_modules' (tap's report drops them). */
+const PROJECT = `${pathToFileURL(ROOT).href}/`;
+const isProjectScript = (url: string): boolean => url.startsWith(PROJECT) && !url.includes('/node_modules/');
 let flushesOnExit = false;
 /** The scripts whose source maps a report this process moved carries. */
 const mapsWritten = new Set<string>();
 
 /**
- * Moves the coverage this process's children have written into tap's .tap/coverage, only graygate's scripts kept. A
+ * Moves the coverage this process's children have written into tap's .tap/coverage, only the project's scripts kept. A
  * report that does not parse is being written by a process still exiting: it stays for the next call.
  */
 export function flushChildCoverage(): void {
@@ -110,21 +117,22 @@ export function flushChildCoverage(): void {
     }
     if (Array.isArray(report.result)) {
       report.result = report.result.filter(
-        (script: { url?: unknown }) => typeof script.url === 'string' && script.url.startsWith(BUILT),
+        (script: { url?: unknown }) => typeof script.url === 'string' && isProjectScript(script.url),
       );
       // Node adds the source map of every script it ran (~0.8 MB a child, 3/4 of what is left); the report takes
       // each script's from any one file, so each goes in once.
       const maps = report['source-map-cache'];
       if (typeof maps === 'object' && maps !== null) {
         const kept: Record<string, unknown> = {};
-        for (const [url, map] of Object.entries(maps)) {
-          if (!url.startsWith(BUILT) || mapsWritten.has(url)) continue;
-          mapsWritten.add(url);
-          kept[url] = map;
-        }
+        for (const [url, map] of Object.entries(maps))
+          if (isProjectScript(url) && !mapsWritten.has(url)) kept[url] = map;
         report['source-map-cache'] = kept;
+        writeFileSync(join(TAP_COVERAGE, name), JSON.stringify(report));
+        // Once written: a write that failed leaves them to the next report.
+        for (const url of Object.keys(kept)) mapsWritten.add(url);
+      } else {
+        writeFileSync(join(TAP_COVERAGE, name), JSON.stringify(report));
       }
-      writeFileSync(join(TAP_COVERAGE, name), JSON.stringify(report));
     }
     rmSync(from, { force: true });
   }

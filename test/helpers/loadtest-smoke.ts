@@ -7,7 +7,7 @@ import { ROOT } from './gateway.js';
 
 // Smoke runs of the load-test scenarios (issue 6; test/e2e/loadtest-smoke*.test.ts): tiny sizes, each
 // checks that the scenario runs, exits 0 and writes its JSON and Markdown reports — never its figures,
-// which depend on the machine. `npm test` builds first (pretest). Two files, so tap's two jobs share them.
+// which depend on the machine. `npm test` builds first (pretest). Two files, so two e2e lanes share them.
 
 const LOADTEST = join(ROOT, 'dist/scripts/loadtest.js');
 export const RUN_BOUND_MS = 45_000;
