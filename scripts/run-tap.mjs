@@ -21,9 +21,10 @@ const tapBin = createRequire(import.meta.url)
 // so it starts first), and the e2e files in three processes beside it that share them out
 // (test/helpers/e2e-lane.ts). tap's plugins are the ones the tests use (package.json `tap.plugin`
 // takes out the rest): on Node 20, @tapjs/mock's module hooks alone cost each test process ~0.6 s of
-// CPU. tap rebuilds its Test class for that list on its first run after `npm ci` (6–8 s, once); the
-// pretest type-checks before, against the full class, so a test that calls a method of a plugin
-// taken out compiles there and fails when it runs (add the plugin back). With arguments (`npm test
+// CPU. tap rebuilds its Test class for that list once after `npm ci` (6–8 s; the pretest's `tap build`,
+// beside its other steps, or else the first run); the pretest type-checks before, against the full
+// class, so a test that calls a method of a plugin taken out compiles there and fails when it runs
+// (add the plugin back). With arguments (`npm test
 // -- test/e2e/x.test.ts`), tap runs what it is given, TypeScript through ts-node as `npx tap` does,
 // and reports the coverage without failing on the whole suite's thresholds, which a few files never
 // reach.
