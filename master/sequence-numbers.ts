@@ -5,7 +5,7 @@
 const SEQUENCE_NAME = Buffer.from('"sequence_number"');
 /** A number's digits at most (past 2^53 JSON's numbers are not exact): longer is not a sequence number. */
 const MAX_SEQUENCE_DIGITS = 15;
-/** JSON whitespace on either side of the colon, at most (more is not an upstream's formatting): */
+/** JSON whitespace on either side of the colon, at most (more is not an upstream's formatting). */
 const MAX_SEQUENCE_SPACES = 4;
 /** The bytes from a number's name to the byte after its digits, at most: what a read keeps for the next. */
 const SEQUENCE_SPAN = SEQUENCE_NAME.length + 2 * MAX_SEQUENCE_SPACES + 1 + MAX_SEQUENCE_DIGITS + 1;
@@ -30,10 +30,10 @@ export class SequenceNumbers {
     if (n === 0) return;
     if (this.#carried > 0) {
       const copied = chunk.copy(this.#seam, this.#carried, 0, SEQUENCE_SPAN);
-      const found = lastSequenceNumber(this.#seam.subarray(0, this.#carried + copied), this.#carried);
+      const found = lastSequenceNumber(this.#seam, this.#carried, this.#carried + copied);
       if (found !== -1) this.next = found + 1;
     }
-    const found = lastSequenceNumber(chunk, n);
+    const found = lastSequenceNumber(chunk, n, n);
     if (found !== -1) this.next = found + 1;
     // The tail to carry: the last SEQUENCE_SPAN bytes of everything so far.
     if (n >= SEQUENCE_SPAN) {
@@ -49,28 +49,28 @@ export class SequenceNumbers {
 }
 
 /**
- * The last sequence number in `bytes` whose name starts before `nameBefore` and whose digits end before `bytes` does
- * (a number that reaches the end may go on in the next read); -1 when there is none.
+ * The last sequence number in `bytes` up to `end` whose name starts before `nameBefore` and whose digits end before
+ * `end` (a number that reaches it may go on in the next read); -1 when there is none.
  */
-function lastSequenceNumber(bytes: Buffer, nameBefore: number): number {
+function lastSequenceNumber(bytes: Buffer, nameBefore: number, end: number): number {
   let at = bytes.lastIndexOf(SEQUENCE_NAME, nameBefore - 1);
   for (; at !== -1; at = at === 0 ? -1 : bytes.lastIndexOf(SEQUENCE_NAME, at - 1)) {
-    let i = skipSpaces(bytes, at + SEQUENCE_NAME.length);
+    if (at + SEQUENCE_NAME.length > end) continue; // the seam's bytes past `end` are an older read's
+    let i = skipSpaces(bytes, at + SEQUENCE_NAME.length, end);
     if (i === -1 || bytes[i] !== 0x3a /* : */) continue;
-    i = skipSpaces(bytes, i + 1);
+    i = skipSpaces(bytes, i + 1, end);
     if (i === -1) continue;
     let value = 0;
     let digits = 0;
-    for (; i < bytes.length && bytes[i]! >= 0x30 && bytes[i]! <= 0x39; i++, digits++)
-      value = value * 10 + bytes[i]! - 0x30;
-    if (digits > 0 && digits <= MAX_SEQUENCE_DIGITS && i < bytes.length) return value;
+    for (; i < end && bytes[i]! >= 0x30 && bytes[i]! <= 0x39; i++, digits++) value = value * 10 + bytes[i]! - 0x30;
+    if (digits > 0 && digits <= MAX_SEQUENCE_DIGITS && i < end) return value;
   }
   return -1;
 }
 
-/** The index after at most MAX_SEQUENCE_SPACES JSON whitespace bytes from `i`; -1 past them or past the end. */
-function skipSpaces(bytes: Buffer, i: number): number {
-  for (let spaces = 0; i < bytes.length; i++, spaces++) {
+/** The index after at most MAX_SEQUENCE_SPACES JSON whitespace bytes from `i`; -1 past them or at `end`. */
+function skipSpaces(bytes: Buffer, i: number, end: number): number {
+  for (let spaces = 0; i < end; i++, spaces++) {
     const byte = bytes[i]!;
     if (byte !== 0x20 && byte !== 0x09 && byte !== 0x0a && byte !== 0x0d) return i;
     if (spaces === MAX_SEQUENCE_SPACES) return -1;
