@@ -6,6 +6,7 @@ import { DirectReport } from './direct-report.js';
 import { DIRECT_HEADER, STREAM_FAILED_TRAILER, TIME_PER_TOKEN_TRAILER, readTimePerTokenMs } from '../shared/direct.js';
 import { drainTarget, writeChunk } from '../shared/chunked-write.js';
 import { SequenceNumbers } from './sequence-numbers.js';
+import { isResponsesPath } from '../shared/model-calls.js';
 
 // The worker's response → the client (SPEC §4, §4a). One listener per
 // request, nothing allocated per chunk but its framing: each chunk restarts the idle timer
@@ -127,11 +128,6 @@ export class FirstContent {
     this.#length = kept + n;
     return false;
   }
-}
-
-/** A request to the Responses API, whose stream numbers its events (and so must the master's error event). */
-export function isResponsesPath(path: string): boolean {
-  return path.startsWith('/v1/responses');
 }
 
 /**

@@ -17,7 +17,7 @@ import { cutDirect } from './direct-connections.js';
 import { socketErrorCodeOf } from './socket-errors.js';
 import { TIME_PER_TOKEN_NOT_REPORTED } from './canary/outcomes.js';
 import { isModelCall, isModelListRead } from '../shared/model-calls.js';
-import { endsAtEventBoundary, isResponsesPath } from './relay.js';
+import { endsAtEventBoundary } from './relay.js';
 
 // The end of the main port's request path (gateway.ts): `refuse`, the one
 // function that turns any error into the client's answer, and `finish`, which
@@ -143,10 +143,11 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
       } else if (ctx.isEventStream && endsAtEventBoundary(ctx.previousChunk, ctx.lastChunk)) {
         ctx.isStreamFailed = true;
         // A Responses stream's clients read the Responses API's own error event (a worker that died mid-stream).
+        // (Its numbers are read for a Responses stream alone: relay.ts.)
         res.end(
-          isResponsesPath(ctx.forwardPath)
-            ? toResponsesErrorEvent(err, ctx.sequenceNumbers?.next ?? 0)
-            : toSseErrorEvent(err),
+          ctx.sequenceNumbers === undefined
+            ? toSseErrorEvent(err)
+            : toResponsesErrorEvent(err, ctx.sequenceNumbers.next),
         );
       } else {
         // A whole answer cut after its status (a relayed embedding or completion), or a stream cut in the middle of an

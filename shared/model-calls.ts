@@ -9,6 +9,14 @@ export const MODEL_CALLS = {
   '/v1/responses': 'responses',
 } as const;
 
+/**
+ * A Responses API path (a call, or a stored response's events again): its stream numbers its events, and so must the
+ * master's own error event in it (master/relay.ts).
+ */
+export function isResponsesPath(path: string): boolean {
+  return path.startsWith('/v1/responses');
+}
+
 /** The model list and one model (GET, HEAD), answered from the worker's cache of the upstream's list. */
 export const MODELS_PATH = '/v1/models';
 
