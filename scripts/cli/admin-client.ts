@@ -43,7 +43,15 @@ export class CliError extends Error {
 
 // sysexits.h: EX_USAGE 64, EX_UNAVAILABLE 69. 141 = 128 + SIGPIPE, what a
 // shell reports for a writer whose reader went away (`yes | head`).
-export const EXIT = { apiError: 1, notPromoted: 3, usage: 64, unreachable: 69, brokenPipe: 141 } as const;
+/** 124 as timeout(1) says it: `canary status --wait --timeout` passed with the canary still running or paused. */
+export const EXIT = {
+  apiError: 1,
+  notPromoted: 3,
+  usage: 64,
+  unreachable: 69,
+  timedOut: 124,
+  brokenPipe: 141,
+} as const;
 
 /** The body of an admin call as text; rejects with a CliError on an error answer or no answer. */
 export async function requestAdmin(options: AdminClientOptions, request: AdminRequest): Promise<string> {

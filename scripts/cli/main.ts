@@ -35,8 +35,10 @@ commands:
                                             start a canary of NAME: step its weight up, judged
                                             against the baseline, promoted or rolled back by itself
   canary status [NAME]                      a canary's state and the numbers behind it (all without NAME)
-  canary status NAME --wait [--interval S]  …once it has ended: exit 0 promoted, 3 rolled back,
-                                            aborted or held (a pipeline's gate; a pause waits)
+  canary status NAME --wait [--interval S] [--timeout 30m]
+                                            …once it has ended: exit 0 promoted, 3 rolled back,
+                                            aborted or held (a pipeline's gate; a pause waits),
+                                            124 still running or paused at --timeout
   canary promote NAME                       promote NAME's canary now, whatever its step (running
                                             or held): it gets the pair's whole weight
   canary pause NAME                         hold NAME's canary at its step (still judged) until resumed
@@ -66,6 +68,7 @@ environment:
 
 exit codes: 0 ok, 1 the admin API refused the call, 3 canary status --wait: not
 promoted, 64 usage, 69 admin API unreachable (top: 5 refreshes, --wait: 60 s),
+124 canary status --wait: --timeout passed with the canary not ended,
 130 interrupted (Ctrl-C on deploy stops the waiting only: the deploy goes on),
 141 the reader of the output went away (e.g. | head)`;
 
@@ -109,8 +112,11 @@ async function canaryCommand(
         method: 'GET',
         path: `/admin/versions/${encodeURIComponent(second)}/canary`,
       });
-    // A bad interval is a usage error before any call, not after the first.
+    // A bad interval or timeout is a usage error before any call, not after the first.
     const everyMs = intervalMs(values['interval'] as string | undefined) ?? 1000;
+    const timeoutMs = waitTimeoutMs(values['timeout'] as string | undefined);
+    // Counted from the command's start, as Argo Rollouts' `status --timeout` and timeout(1) count.
+    const deadlineMs = timeoutMs === undefined ? Infinity : performance.now() + timeoutMs;
     let one = await get();
     if (values['wait'] !== true) return print(one, () => formatCanary(one));
     // Argo Rollouts' `status` as a pipeline's gate: the verdict, then an exit code a script can branch on.
@@ -127,7 +133,18 @@ async function canaryCommand(
             'waiting until it is resumed, promoted or aborted\n',
         );
       }
-      await delay(everyMs);
+      const leftMs = deadlineMs - performance.now();
+      if (leftMs <= 0) {
+        const still = one;
+        print(still, () => formatCanary(still));
+        throw new CliError(
+          `canary ${still.version} is still ${still.paused === true ? 'paused' : still.state} at step ` +
+            `${still.step + 1}/${still.steps.length} after --timeout ${values['timeout'] as string}: not promoted yet`,
+          EXIT.timedOut,
+        );
+      }
+      // The last look is at the deadline, not up to an interval past it.
+      await delay(Math.min(everyMs, leftMs));
       try {
         one = await get();
         unreachableSinceMs = undefined;
@@ -307,6 +324,21 @@ function intervalMs(value: string | undefined): number | undefined {
   return ms;
 }
 
+/**
+ * `--timeout` of `canary status --wait` in ms (`30m`, `600`, `90s`): above 0 and at most node's longest timer, as
+ * `--interval`; undefined when not given (wait until the canary ends, or a pipeline's own timeout).
+ */
+function waitTimeoutMs(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const ms = parseDuration(value);
+  if (ms === undefined || !(ms > 0 && ms <= MAX_TIMER_MS))
+    usage(
+      `--timeout must be a duration above 0 (500ms, 90s, 30m, 2h; a plain number is seconds), at most ` +
+        `${Math.floor(MAX_TIMER_MS / 1000)} s, got ${JSON.stringify(value)}`,
+    );
+  return ms;
+}
+
 const CANARY_START_FLAGS = [
   'baseline',
   'steps',
@@ -352,7 +384,7 @@ function commandFlags(
     case 'mock-upstream':
       return ['port', 'format', 'fail-every', 'first-byte-ms', 'interval-ms', 'tokens'];
     case 'canary':
-      if (args[0] === 'status') return isWait ? ['wait', 'interval'] : ['wait'];
+      if (args[0] === 'status') return isWait ? ['wait', 'interval', 'timeout'] : ['wait'];
       if (args[0] !== 'start' && CANARY_VERBS.includes(args[0] ?? '')) return [];
       return CANARY_START_FLAGS;
     case 'weights':
@@ -414,6 +446,7 @@ async function run(argv: string[]): Promise<void> {
       'interval-ms': { type: 'string' },
       tokens: { type: 'string' },
       interval: { type: 'string' },
+      timeout: { type: 'string' },
       iterations: { type: 'string' },
       baseline: { type: 'string' },
       steps: { type: 'string' },
@@ -496,7 +529,7 @@ async function run(argv: string[]): Promise<void> {
       usage(
         `${commandName(command, args)} does not take ${stray.rawName}` +
           (command === 'status' && ['interval', 'iterations'].includes(stray.name) ? ' without --watch' : '') +
-          (command === 'canary' && stray.name === 'interval' ? ' without --wait' : ''),
+          (command === 'canary' && ['interval', 'timeout'].includes(stray.name) ? ' without --wait' : ''),
       );
   }
 

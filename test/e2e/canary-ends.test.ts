@@ -142,6 +142,27 @@ t.test('paused by hand and resumed: held where it is, a pipeline’s --wait wait
   const waiting = runCli(t, ['canary', 'status', 'idle', '--wait', '--interval', '0.05', '--admin', relay.url]);
   const first = await Promise.race([relay.untilCalls(3).then(() => 'polled'), waiting.then(() => 'exited')]);
   t.equal(first, 'polled', '--wait did not take a pause for a verdict');
+  // A pipeline that bounds its gate (Argo's `status --timeout`): the paused canary, never ending by itself, is
+  // printed as it is and the exit is 124, as timeout(1)'s; the canary goes on.
+  const bounded = await runCli(t, [
+    'canary',
+    'status',
+    'idle',
+    '--wait',
+    '--interval',
+    '0.05',
+    '--timeout',
+    '100ms',
+    '--admin',
+    gw.adminUrl,
+  ]);
+  t.equal(bounded.code, 124, bounded.stderr);
+  t.match(bounded.stdout, /^canary idle \(baseline base\): paused \(until resumed\) at step 1\/3 \(25 %\)/);
+  t.match(
+    bounded.stderr,
+    /\ngraygate: canary idle is still paused at step 1\/3 after --timeout 100ms: not promoted yet\n$/,
+  );
+  t.equal((await canaryOf(gw, 'idle')).paused, true, 'the canary goes on, paused');
 
   const resumed = await runCli(t, ['canary', 'resume', 'idle', '--admin', gw.adminUrl]);
   t.equal(resumed.code, 0, resumed.stderr);

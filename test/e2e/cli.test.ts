@@ -272,6 +272,10 @@ t.test('CLI errors without a gateway', async (t) => {
       ['canary', 'status', 'v2', '--wait', '--interval', '3000000'],
       /^graygate: --interval must be a number of seconds/,
     ],
+    [['canary', 'status', 'v2', '--timeout', '5m'], /^graygate: canary status does not take --timeout without --wait/],
+    [['canary', 'status', 'v2', '--wait', '--timeout', '0'], /^graygate: --timeout must be a duration above 0/],
+    [['canary', 'status', 'v2', '--wait', '--timeout', '30 days'], /^graygate: --timeout must be a duration above 0/],
+    [['canary', 'status', 'v2', '--wait', '--timeout', '597h'], /^graygate: --timeout must be .*, at most 2147483 s/],
     [['weights', 'v1=5', 'v1=0'], /^graygate: "v1" is named twice/],
     [
       ['weights', `v1=${'9'.repeat(400)}`],

@@ -90,7 +90,6 @@ const CHILD_COVERAGE = join(ROOT, '.tap', 'coverage-children', randomUUID());
 const TAP_COVERAGE = join(ROOT, '.tap', 'coverage');
 /** The scripts a report keeps: the project's (dist/, bin/), not node's or node_modules' (tap's report drops them). */
 const PROJECT = `${pathToFileURL(ROOT).href}/`;
-const isProjectScript = (url: string): boolean => url.startsWith(PROJECT) && !url.includes('/node_modules/');
 let flushesOnExit = false;
 /** The scripts whose source maps a report this process moved carries. */
 const mapsWritten = new Set<string>();
@@ -100,18 +99,28 @@ const mapsWritten = new Set<string>();
  * report that does not parse is being written by a process still exiting: it stays for the next call.
  */
 export function flushChildCoverage(): void {
+  moveCoverage(CHILD_COVERAGE, TAP_COVERAGE, PROJECT, mapsWritten);
+}
+
+/**
+ * flushChildCoverage's work, on directories and a project root of the caller's (its test lays them out): each whole
+ * report in `from` goes to `to` with only the scripts under `project` (not its node_modules) and the source maps not
+ * yet in `mapsWritten`, which it adds them to.
+ */
+export function moveCoverage(from: string, to: string, project: string, mapsWritten: Set<string>): void {
+  const isProjectScript = (url: string): boolean => url.startsWith(project) && !url.includes('/node_modules/');
   let names: string[];
   try {
-    names = readdirSync(CHILD_COVERAGE);
+    names = readdirSync(from);
   } catch {
     return; // no child has written any
   }
-  mkdirSync(TAP_COVERAGE, { recursive: true });
+  mkdirSync(to, { recursive: true });
   for (const name of names) {
-    const from = join(CHILD_COVERAGE, name);
+    const file = join(from, name);
     let report: { result?: unknown; 'source-map-cache'?: unknown };
     try {
-      report = JSON.parse(readFileSync(from, 'utf8')) as typeof report;
+      report = JSON.parse(readFileSync(file, 'utf8')) as typeof report;
     } catch {
       continue;
     }
@@ -127,14 +136,14 @@ export function flushChildCoverage(): void {
         for (const [url, map] of Object.entries(maps))
           if (isProjectScript(url) && !mapsWritten.has(url)) kept[url] = map;
         report['source-map-cache'] = kept;
-        writeFileSync(join(TAP_COVERAGE, name), JSON.stringify(report));
+        writeFileSync(join(to, name), JSON.stringify(report));
         // Once written: a write that failed leaves them to the next report.
         for (const url of Object.keys(kept)) mapsWritten.add(url);
       } else {
-        writeFileSync(join(TAP_COVERAGE, name), JSON.stringify(report));
+        writeFileSync(join(to, name), JSON.stringify(report));
       }
     }
-    rmSync(from, { force: true });
+    rmSync(file, { force: true });
   }
 }
 
