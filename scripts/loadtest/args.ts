@@ -9,8 +9,11 @@ import { DEFAULT_REPORT_DIR } from './paths.js';
 
 export const SCENARIOS = ['capacity', 'backlog', 'streams', 'swap', 'compare', 'canary'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
-/** compare --sse workloads (issue 10): 300 streams at 15k events/s, 40 streams at rest, GET /v1/models. */
-export const SSE_WORKLOADS = ['loaded', 'rest', 'small'] as const;
+/**
+ * compare --sse workloads (issue 10): 300 streams at 15k events/s, 40 streams at rest, GET /v1/models; `responses` (by
+ * name only) is the loaded workload as Responses API streams (POST /v1/responses, relayed unchanged and numbered).
+ */
+export const SSE_WORKLOADS = ['loaded', 'rest', 'small', 'responses'] as const;
 export type SseWorkload = (typeof SSE_WORKLOADS)[number];
 /**
  * compare --sse paths: straight to the upstream, nginx, a minimal
@@ -190,7 +193,8 @@ flags:
   --sse                 compare: issue 10's streaming workloads (CPU per event vs the upstream's,
                         added first token, RSS) plus GET /v1/models, interleaved over --rounds
   --rounds N            compare --sse: interleaved rounds (default 3)
-  --workloads a,b       compare --sse: any of ${SSE_WORKLOADS.join(',')} (default all)
+  --workloads a,b       compare --sse: any of ${SSE_WORKLOADS.join(',')} (default all but
+                        responses: the loaded workload as POST /v1/responses streams)
   --paths a,b           compare --sse: any of ${SSE_PATHS.join(',')} (default all available but onehop,
                         a prototype of a one-hop design, not graygate: scripts/loadtest/onehop-prototype.ts,
                         and direct-streams, this graygate with limits.directStreams (baseline-direct-streams:
@@ -428,7 +432,9 @@ export function parseLoadtestArgs(argv: string[]): Args {
     tokenIntervalMs: positive('token-interval-ms', values['token-interval-ms'], undefined),
     isSse: values.sse === true,
     rounds: between('rounds', values.rounds, 3, 1, MAX_ROUNDS),
-    workloads: list('workloads', values.workloads, SSE_WORKLOADS),
+    workloads: list('workloads', values.workloads, SSE_WORKLOADS).filter(
+      (w) => values.workloads !== undefined || w !== 'responses',
+    ),
     paths: list('paths', values.paths, SSE_PATHS).filter((p) => values.paths !== undefined || !BY_NAME_ONLY.has(p)),
     graygateRoot: buildRoot('graygate-root', values['graygate-root']),
     baselineRoot: buildRoot('baseline-root', values['baseline-root']),

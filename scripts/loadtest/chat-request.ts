@@ -23,4 +23,13 @@ export function chatBody(options: ChatRequestOptions): string {
   });
 }
 
+/** The same answer asked of the Responses API (`compare --sse --workloads responses`): POST /v1/responses. */
+export function responsesBody(options: ChatRequestOptions): string {
+  return JSON.stringify({
+    model: 'graygate-mock',
+    stream: options.isStream ?? true,
+    input: `[mock tokens=${options.tokens} interval-ms=${options.intervalMs}] Say hello.`,
+  });
+}
+
 export const JSON_HEADERS = { 'content-type': 'application/json' };

@@ -2,7 +2,9 @@ import { request, type Agent } from 'node:http';
 
 // The stream client of `streams`: one POST, then reads OpenAI SSE events
 // incrementally and notes when the first content token arrived. Deliberately
-// small and identical for the direct and the through-graygate runs.
+// small and identical for the direct and the through-graygate runs. Chat
+// completions' events (`choices[0].delta.content`, then `data: [DONE]`) and the
+// Responses API's (`response.output_text.delta`, ended by `response.completed`).
 
 export interface StreamResult {
   status: number;
@@ -12,7 +14,7 @@ export interface StreamResult {
   tokens: number;
   /** ms from sending the request to the end of the stream. */
   totalMs: number;
-  /** Saw `data: [DONE]`. */
+  /** Saw `data: [DONE]` (a Responses stream: `response.completed` or `response.incomplete`). */
   isDone: boolean;
   /** A network error, an error event or a non-200 status. */
   error: string | null;
@@ -103,9 +105,20 @@ export function readStream(url: string, options: StreamOptions): Promise<StreamR
           const parsed = JSON.parse(data) as {
             choices?: Array<{ delta?: { content?: string } }>;
             error?: { code?: string };
+            type?: string;
+            delta?: string;
+            code?: string;
           };
           if (parsed.error !== undefined) result.error = `error event: ${parsed.error.code ?? 'unknown'}`;
-          const content = parsed.choices?.[0]?.delta?.content;
+          let content = parsed.choices?.[0]?.delta?.content;
+          // The Responses API's events name their type; its last is the response's end, there is no [DONE].
+          if (parsed.type !== undefined) {
+            if (parsed.type === 'response.output_text.delta') content = parsed.delta;
+            else if (parsed.type === 'response.completed' || parsed.type === 'response.incomplete')
+              result.isDone = true;
+            else if (parsed.type === 'response.failed') result.error = 'error event: response.failed';
+            else if (parsed.type === 'error') result.error = `error event: ${parsed.code ?? 'unknown'}`;
+          }
           if (typeof content === 'string' && content !== '') {
             result.tokens++;
             options.onToken?.();

@@ -71,6 +71,8 @@ export interface SseReportInput {
   streams: StreamAggregate[] | null;
   restResult: StreamAggregate[] | null;
   small: SmallAggregate[] | null;
+  /** The loaded shape as Responses API streams (`--workloads responses`); null when not run. */
+  responsesResult: StreamAggregate[] | null;
   setupNotes: string[];
 }
 
@@ -250,8 +252,10 @@ function targetsFor(input: SseReportInput): Target[] {
     });
   }
   const failed =
-    [...(input.streams ?? []), ...(input.restResult ?? [])].reduce((n, a) => n + a.failed, 0) +
-    (small ?? []).reduce((n, s) => n + s.rounds.reduce((m, r) => m + r.non2xx + r.errors, 0), 0);
+    [...(input.streams ?? []), ...(input.restResult ?? []), ...(input.responsesResult ?? [])].reduce(
+      (n, a) => n + a.failed,
+      0,
+    ) + (small ?? []).reduce((n, s) => n + s.rounds.reduce((m, r) => m + r.non2xx + r.errors, 0), 0);
   targets.push({
     name: 'every stream and request completed on every path',
     value: `${failed} failed`,
@@ -275,7 +279,15 @@ export function sseReport(input: SseReportInput): ScenarioOutput {
   if (input.restResult !== null)
     tables.push(streamTable(`rest: ${shape(rest)}, ${args.rounds} × ${windowMs / 1000} s windows`, input.restResult));
   if (input.small !== null) tables.push(...smallTables(input.small));
-  const errors = [...(input.streams ?? []), ...(input.restResult ?? [])]
+  if (input.responsesResult !== null)
+    tables.push(
+      streamTable(
+        `responses: ${shape(loaded)} as POST /v1/responses streams (~${loaded.tokens + 8} events each: every token's ` +
+          `delta and 8 of the response's own), ${args.rounds} × ${windowMs / 1000} s windows`,
+        input.responsesResult,
+      ),
+    );
+  const errors = [...(input.streams ?? []), ...(input.restResult ?? []), ...(input.responsesResult ?? [])]
     .filter((a) => a.failed > 0)
     .map(
       (a) =>
@@ -301,6 +313,7 @@ export function sseReport(input: SseReportInput): ScenarioOutput {
       loaded: input.streams,
       rest: input.restResult,
       small: input.small,
+      responses: input.responsesResult,
       ratios: input.streams?.map((a) => ({ key: a.key, cpu: cpuRatios(a) })) ?? null,
     },
     tables,

@@ -1,4 +1,4 @@
-import { chatBody } from '../chat-request.js';
+import { chatBody, responsesBody, type ChatRequestOptions } from '../chat-request.js';
 import { runCannon, type CannonResult } from '../autocannon-process.js';
 import { Recorder } from '../histogram.js';
 import { readBoxCpuMs, RssSampler, type PidGroups, type RssSample } from '../rss.js';
@@ -16,15 +16,26 @@ import { sseReport, type SmallAggregate, type StreamAggregate, type StreamShape 
 //   rest    40 streams × 20 tokens, one every 20 ms: added first token when nothing saturates
 //   small   GET /v1/models, 50 connections (autocannon in its own process): graygate vs
 //           a node:http proxy and nginx in front of the SAME worker
+//   responses (by name only) the loaded workload as Responses API streams: the relay's
+//           per-read sequence-number reading (master/sequence-numbers.ts) on the event path
 // The upstream is one mock process (scripts/loadtest/mock-upstream-process.ts)
 // behind every path; its CPU is the yardstick (issue 10 "Rules of measurement").
 
 const LOADED: StreamShape = { slots: 300, tokens: 100, intervalMs: 20 };
 const REST: StreamShape = { slots: 40, tokens: 20, intervalMs: 20 };
 
+/** What a workload's streams ask: the path under a path's OpenAI base (/v1) and the body. */
+interface StreamCall {
+  path: string;
+  body: (options: ChatRequestOptions) => string;
+}
+const CHAT: StreamCall = { path: '/chat/completions', body: chatBody };
+const RESPONSES: StreamCall = { path: '/responses', body: responsesBody };
+
 async function runStreamRound(
   setup: SseSetup,
   path: SsePath,
+  call: StreamCall,
   shape: StreamShape,
   windowMs: number,
   agg: StreamAggregate,
@@ -42,8 +53,8 @@ async function runStreamRound(
   const round = new Recorder();
   try {
     const r = await runSseLoad({
-      url: `${path.base}/chat/completions`,
-      body: chatBody({ tokens: shape.tokens, intervalMs: shape.intervalMs }),
+      url: `${path.base}${call.path}`,
+      body: call.body({ tokens: shape.tokens, intervalMs: shape.intervalMs }),
       slots: shape.slots,
       rampMs: streamMs,
       warmMs: ctx.args.warmS === 1 ? Math.min(1000, windowMs / 2) : ctx.args.warmS * 1000,
@@ -102,6 +113,7 @@ async function runStreamRound(
 async function runStreamWorkload(
   name: string,
   setup: SseSetup,
+  call: StreamCall,
   shape: StreamShape,
   windowMs: number,
   ctx: ScenarioContext,
@@ -133,7 +145,7 @@ async function runStreamWorkload(
       ctx.progress.phase(
         `${name} round ${round + 1}/${ctx.args.rounds}: ${path.label}, ${shape.slots} streams × ${shape.tokens} tokens every ${shape.intervalMs} ms, ${windowMs / 1000} s window`,
       );
-      await runStreamRound(setup, path, shape, windowMs, aggs[i]!, recorders[i]!, ctx);
+      await runStreamRound(setup, path, call, shape, windowMs, aggs[i]!, recorders[i]!, ctx);
     }
   }
   aggs.forEach((a, i) => (a.firstToken = recorders[i]!.percentiles()));
@@ -218,22 +230,40 @@ export const runCompareSse: Scenario = async (ctx) => {
   const setup = await startSsePaths(args, progress, signal);
   try {
     // One short stream per path first: connections, JIT and the mock's first answer are not measured.
+    const calls = args.workloads.includes('responses') ? [CHAT, RESPONSES] : [CHAT];
     for (const p of setup.paths) {
-      const warm = await readStream(`${p.base}/chat/completions`, {
-        body: chatBody({ tokens: 2, intervalMs: 0 }),
-        agent: false,
-        timeoutMs: 10_000,
-        signal,
-      });
-      if (warm.error !== null) throw new Error(`${p.label} does not stream: ${warm.error}`);
+      for (const call of calls) {
+        const warm = await readStream(`${p.base}${call.path}`, {
+          body: call.body({ tokens: 2, intervalMs: 0 }),
+          agent: false,
+          timeoutMs: 10_000,
+          signal,
+        });
+        if (warm.error !== null) throw new Error(`${p.label} does not stream ${call.path}: ${warm.error}`);
+      }
     }
     const streams = args.workloads.includes('loaded')
-      ? await runStreamWorkload('loaded', setup, loaded, windowMs, ctx)
+      ? await runStreamWorkload('loaded', setup, CHAT, loaded, windowMs, ctx)
       : null;
-    const rest = args.workloads.includes('rest') ? await runStreamWorkload('rest', setup, REST, windowMs, ctx) : null;
+    const rest = args.workloads.includes('rest')
+      ? await runStreamWorkload('rest', setup, CHAT, REST, windowMs, ctx)
+      : null;
     const small =
       args.workloads.includes('small') && setup.builds.length > 0 ? await runSmallWorkload(setup, ctx) : null;
-    return sseReport({ args, loaded, rest: REST, windowMs, streams, restResult: rest, small, setupNotes: setup.notes });
+    const responses = args.workloads.includes('responses')
+      ? await runStreamWorkload('responses', setup, RESPONSES, loaded, windowMs, ctx)
+      : null;
+    return sseReport({
+      args,
+      loaded,
+      rest: REST,
+      windowMs,
+      streams,
+      restResult: rest,
+      small,
+      responsesResult: responses,
+      setupNotes: setup.notes,
+    });
   } finally {
     progress.phase('stopping');
     await setup.stop();

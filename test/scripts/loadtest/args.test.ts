@@ -159,3 +159,8 @@ t.test('counts and seconds are whole: a fraction was run as another number and r
   ];
   for (const [argv, message] of refused) t.throws(() => parseLoadtestArgs(argv), message, argv.join(' '));
 });
+
+t.test('compare --sse runs the responses workload only when named', async (t) => {
+  t.same(parseLoadtestArgs(['compare', '--sse']).workloads, ['loaded', 'rest', 'small'], 'the default: not it');
+  t.same(parseLoadtestArgs(['compare', '--sse', '--workloads', 'responses,loaded']).workloads, ['responses', 'loaded']);
+});
