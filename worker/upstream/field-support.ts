@@ -122,6 +122,12 @@ export const MESSAGE_FIELDS: Readonly<Record<string, Readonly<Record<ConvertedFo
   refusal: { ollama: REFUSED, anthropic: REFUSED },
   // OpenAI returns it on every assistant message (`[]` mostly), and clients push that message back as history.
   annotations: { ollama: unsent('output-only'), anthropic: unsent('output-only') },
+  // The OpenAI SDK's `chat.completions.parse()` adds the answer's JSON as an object here, and its users push that
+  // message back as history; api.openai.com ignores the key, so a 400 would end the conversation's next turn.
+  parsed: {
+    ollama: unsent("output-only: the OpenAI SDK's `parse()`"),
+    anthropic: unsent("output-only: the OpenAI SDK's `parse()`"),
+  },
   // graygate's own answers carry it (Ollama's `thinking`), and clients push them back.
   reasoning: { ollama: sent('assistant messages: `thinking`'), anthropic: unsent('output-only') },
   reasoning_content: { ollama: sent('assistant messages: `thinking`'), anthropic: unsent('output-only') },

@@ -78,6 +78,10 @@ t.test('checkChatFields: every field a format cannot take, in one 400', async (t
   // An assistant message exactly as api.openai.com returns it, pushed back as history.
   const history = [...messages, { role: 'assistant', content: 'hello', refusal: null, annotations: [] }, ...messages];
   for (const format of ['ollama', 'anthropic'] as const) cases.push([format, { messages: history }, undefined]);
+  // The message the OpenAI SDK's chat.completions.parse() returns for a json_schema answer, pushed back as history.
+  const parsed = { role: 'assistant', content: '{"a":"x"}', refusal: null, parsed: { a: 'x' } };
+  for (const format of ['ollama', 'anthropic'] as const)
+    cases.push([format, { messages: [...messages, parsed, ...messages] }, undefined]);
   for (const [format, req, message] of cases) {
     if (message === undefined) t.doesNotThrow(() => checkChatFields(req, format), JSON.stringify(req));
     else t.throws(() => checkChatFields(req, format), { code: 'invalid_request', message }, JSON.stringify(req));
