@@ -109,6 +109,11 @@ export interface GraygateErrorOptions {
    * an error a retry would only repeat, or the upstream's own hint passed on.
    */
   shouldRetry?: boolean;
+  /**
+   * The request field the error is about, as its path (`tools.0.function.strict`): the body's `param`, which
+   * OpenAI's SDKs read as `err.param` (api.openai.com names the field there, not only in the message).
+   */
+  param?: string;
 }
 
 export class GraygateError extends Error {
@@ -118,6 +123,7 @@ export class GraygateError extends Error {
   readonly retryAfterS: number | undefined;
   readonly shouldRetry: boolean | undefined;
   readonly reported: ReportedError | undefined;
+  readonly param: string | undefined;
 
   constructor(code: ErrorCode, message?: string, options: GraygateErrorOptions = {}) {
     const entry: CatalogueEntry = ERROR_CATALOGUE[code];
@@ -129,6 +135,7 @@ export class GraygateError extends Error {
     this.retryAfterS = options.retryAfterS;
     this.shouldRetry = options.shouldRetry;
     this.reported = options.reported;
+    this.param = options.param;
   }
 }
 
@@ -186,7 +193,11 @@ export function toErrorResponse(err: unknown): ErrorResponse {
   const reported = e.reported;
   const base = { code: e.code, status: e.status, headers };
   const message = boundedMessage(e.message);
-  if (reported === undefined) return { ...base, body: { error: { message, type: e.type, code: e.code } } };
+  if (reported === undefined) {
+    // Bounded as the message is: a path names a client's key, which may be megabytes long.
+    const param = e.param === undefined ? {} : { param: boundedMessage(e.param) };
+    return { ...base, body: { error: { message, type: e.type, code: e.code, ...param } } };
+  }
   const { type, code, param } = reported;
   return { ...base, body: { error: { message, type, code, ...(param === undefined ? {} : { param }) } } };
 }

@@ -45,6 +45,19 @@ t.test('toErrorResponse', async (t) => {
   const reported = { type: 'invalid_request_error', code: 'context_length_exceeded', param: 'messages' };
   const upstream = toErrorResponse(new GraygateError('upstream_status', 'too long', { status: 400, reported }));
   t.same([upstream.code, upstream.body.error.code], ['upstream_status', 'context_length_exceeded']);
+  // The field a check refused, where OpenAI's SDKs read it (`err.param`), bounded as the message is.
+  const field = new GraygateError('invalid_request', 'seed: is not supported', { param: 'seed' });
+  t.same(toErrorResponse(field).body.error, {
+    message: 'seed: is not supported',
+    type: 'invalid_request_error',
+    code: 'invalid_request',
+    param: 'seed',
+  });
+  const long = toErrorResponse(
+    new GraygateError('invalid_request', 'x', { param: 'k'.repeat(MAX_ERROR_MESSAGE_CHARS + 1) }),
+  );
+  t.equal(long.body.error.param?.length, MAX_ERROR_MESSAGE_CHARS);
+  t.ok(long.body.error.param?.endsWith('k…'));
 });
 
 t.test(

@@ -152,24 +152,30 @@ const MAX_LISTED = 10;
  */
 export function checkChatFields(req: Record<string, unknown>, format: ConvertedFormat): void {
   const problems: string[] = [];
-  fieldProblems(req, '', CHAT_FIELDS, format, problems);
+  const paths: string[] = [];
+  fieldProblems(req, '', CHAT_FIELDS, format, problems, paths);
   const messages = req['messages'];
   if (Array.isArray(messages)) {
     messages.forEach((m: Record<string, unknown>, i) => {
       // As `functions` and `function_call` are (CHAT_FIELDS): `tools` and `tool` messages are what converts.
-      if (m['role'] === 'function')
+      if (m['role'] === 'function') {
         problems.push(`messages.${i}.role: "function" is not supported by an ${format} upstream (use tools)`);
-      fieldProblems(m, `messages.${i}.`, MESSAGE_FIELDS, format, problems);
+        paths.push(`messages.${i}.role`);
+      }
+      fieldProblems(m, `messages.${i}.`, MESSAGE_FIELDS, format, problems, paths);
     });
   }
-  if (problems.length > 0) throw problemsError(problems);
+  if (problems.length > 0) throw problemsError(problems, paths[0]);
 }
 
-/** One 400 invalid_request listing the first problems, and how many more: a body of 10,000 keys is not echoed whole. */
-export function problemsError(problems: string[]): GraygateError {
+/**
+ * One 400 invalid_request listing the first problems, and how many more: a body of 10,000 keys is not echoed whole.
+ * `param`: the first problem's field path, the body's `param` (OpenAI names one field there).
+ */
+export function problemsError(problems: string[], param?: string): GraygateError {
   const listed = problems.slice(0, MAX_LISTED);
   if (problems.length > listed.length) listed.push(`and ${problems.length - listed.length} more`);
-  return new GraygateError('invalid_request', listed.join('; '));
+  return new GraygateError('invalid_request', listed.join('; '), param === undefined ? {} : { param });
 }
 
 /** What a key no table of this file (or of message-parts.ts) names gets: a 400 naming its path. */
@@ -183,13 +189,17 @@ function fieldProblems(
   table: typeof CHAT_FIELDS,
   format: ConvertedFormat,
   problems: string[],
+  paths: string[],
 ): void {
   for (const [key, v] of Object.entries(value)) {
     if (v === null || v === undefined) continue;
     const rule = table[key]?.[format];
-    if (rule === undefined) problems.push(unconvertible(`${prefix}${key}`, format));
-    else if (rule.kind === 'refused') problems.push(`${prefix}${key}: is not supported by an ${format} upstream`);
+    const path = `${prefix}${key}`;
+    const count = problems.length;
+    if (rule === undefined) problems.push(unconvertible(path, format));
+    else if (rule.kind === 'refused') problems.push(`${path}: is not supported by an ${format} upstream`);
     else if (rule.kind === 'only' && !rule.accepts(v))
-      problems.push(`${prefix}${key}: an ${format} upstream cannot express it (${rule.cell})`);
+      problems.push(`${path}: an ${format} upstream cannot express it (${rule.cell})`);
+    if (problems.length > count) paths.push(path);
   }
 }

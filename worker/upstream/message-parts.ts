@@ -16,7 +16,7 @@ import { unconvertible, type ConvertedFormat } from './field-support.js';
 // field, `messages.3.content.1.image_url.url: …`, like the other checks.
 
 export function invalid(path: string, message: string): GraygateError {
-  return new GraygateError('invalid_request', `${path}: ${message}`);
+  return new GraygateError('invalid_request', `${path}: ${message}`, { param: path });
 }
 
 const TEXT_PART_KEYS: ReadonlySet<string> = new Set(['type', 'text']);
@@ -34,7 +34,7 @@ const JSON_SCHEMA_KEYS: ReadonlySet<string> = new Set(['name', 'description', 's
 function checkKeys(value: object, allowed: ReadonlySet<string>, path: string, format: ConvertedFormat): void {
   for (const [key, v] of Object.entries(value)) {
     if (!allowed.has(key) && v !== null && v !== undefined)
-      throw new GraygateError('invalid_request', unconvertible(`${path}.${key}`, format));
+      throw new GraygateError('invalid_request', unconvertible(`${path}.${key}`, format), { param: `${path}.${key}` });
   }
 }
 

@@ -34,7 +34,11 @@ export function buildOllamaEmbedRequest(
   if (kind !== 'embeddings')
     throw new GraygateError('unsupported_endpoint', `POST /v1/${kind} is not supported by an ollama upstream`);
   const unknown = Object.keys(req).filter((k) => !FIELDS.has(k) && req[k] !== null && req[k] !== undefined);
-  if (unknown.length > 0) throw problemsError(unknown.map((k) => unconvertible(k, 'ollama')));
+  if (unknown.length > 0)
+    throw problemsError(
+      unknown.map((k) => unconvertible(k, 'ollama')),
+      unknown[0],
+    );
   const model = options.model ?? (req['model'] as string | undefined);
   if (model === undefined) throw invalid('model', 'is required');
   const input = req['input'];

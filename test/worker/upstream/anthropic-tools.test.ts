@@ -215,6 +215,13 @@ t.test('requests Anthropic cannot express are 400s naming the field', async (t) 
     ],
   ];
   for (const [name, req, message] of cases) t.throws(() => body(req), { code: 'invalid_request', message }, name);
+  // The field refused is the body's `param` too, where OpenAI's SDKs read it (`err.param`).
+  const part = { type: 'text', text: 'doc', cache_control: { type: 'ephemeral' } };
+  t.throws(() => body({ messages: [{ role: 'user', content: [part] }] }), {
+    code: 'invalid_request',
+    param: 'messages.0.content.0.cache_control',
+  });
+  t.throws(() => body({ temperature: 1.5 }), { code: 'invalid_request', param: 'temperature' });
   t.same(
     body({
       messages: [

@@ -88,4 +88,10 @@ t.test('checkChatFields: every field a format cannot take, in one 400', async (t
   }
   const many = Object.fromEntries(Array.from({ length: 13 }, (_, i) => [`x${i}`, 1]));
   t.throws(() => checkChatFields({ messages, ...many }, 'ollama'), { message: /; and 3 more$/ });
+  // The first field refused is the body's `param`, which OpenAI's SDKs read as `err.param`.
+  t.throws(() => checkChatFields({ messages, seed: 1, n: 2 }, 'anthropic'), { code: 'invalid_request', param: 'seed' });
+  t.throws(() => checkChatFields({ messages: [{ role: 'user', content: 'x', extra: 1 }] }, 'ollama'), {
+    code: 'invalid_request',
+    param: 'messages.0.extra',
+  });
 });
