@@ -209,7 +209,12 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
     // Given up before any answer: how long it waited is the least its answer would have taken (time to headers).
     if (isAbandoned && status === 0 && ctx.version !== undefined)
       metrics.observeHeaderLatency(ctx.version, (endMs - ctx.startedAtMs) / 1000);
-    if (options.outcomes !== undefined && ctx.version !== undefined && !ctx.isPinned)
+    // Refused before it was admitted for its version (its head or body: a 413, a 408, a 503 body_budget) it never
+    // reached the version: not judged. The body budget is the master's, shared by every version, and its 503 counted
+    // for the version a request's x-user-id chose (not one whose body's `user` would have): one slow upload pinned to
+    // any version (not judged) made each cheap request of a client's chosen keys an error of the canary (a probe).
+    const isAdmitted = wasPhase !== 'head' && wasPhase !== 'body';
+    if (options.outcomes !== undefined && ctx.version !== undefined && !ctx.isPinned && isAdmitted)
       recordOutcome(options.outcomes, ctx, status, error, isAborted, endMs);
     const line: Record<string, unknown> = {
       reqId: ctx.reqId,
@@ -256,8 +261,8 @@ function errorKind(status: number, isStreamFailed: boolean, isAbandoned: boolean
 }
 
 /**
- * SPEC §11: an error is a 5xx (the worker's, or the master's own refusal routed to the version) or a stream that ended
- * with an error event after its 200. Latencies only of answers that succeeded, from the moment the body was read:
+ * SPEC §11: an error is a 5xx (the worker's, or the master's own refusal of the version's admission) or a stream that
+ * ended with an error event after its 200. Latencies only of answers that succeeded, from the moment the body was read:
  * streams' first content event, other answers' end. Judged on the traffic the weights route but the model list (a
  * list served from the worker's cache a hundred times a call let a canary whose every call failed pass with "0.49 %
  * errors", a probe): requests pinned to a version are not recorded (the caller), nor 4xx answers (the request's fault:

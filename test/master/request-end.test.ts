@@ -1,0 +1,70 @@
+import t, { type Test } from 'tap';
+import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
+import { performance } from 'node:perf_hooks';
+import { createRequestEnd, type OutcomeSink } from '../../master/request-end.js';
+import { RequestContext, type RequestPhase } from '../../master/request-context.js';
+import { createMasterMetrics } from '../../master/metrics.js';
+import { ByteBudget } from '../../shared/byte-budget.js';
+import { createLogger } from '../../shared/log.js';
+import { GraygateError, type ErrorCode } from '../../shared/errors.js';
+
+// SPEC §11 and an attacker probe: which refusals of a routed request the canary judges. A refusal of the version's own
+// admission (its queue full, no ready worker) is the version's; one before the request was admitted (its head or
+// body refused) never reached it. The body budget is the master's, every version's: its 503 counted for the version
+// a request's x-user-id chose, so one slow upload pinned to any version (not judged) made each cheap request of a
+// client's chosen keys an error of the canary.
+
+interface Recorded {
+  version: string;
+  isError: boolean;
+}
+
+/** A real server on loopback whose one request is refused with `code` in `phase`, after routing to `v2`. */
+async function refusedOutcome(t: Test, phase: RequestPhase, code: ErrorCode): Promise<Recorded[]> {
+  const recorded: Recorded[] = [];
+  const outcomes: OutcomeSink = {
+    record: (version, isError) => void recorded.push({ version, isError }),
+    recordWait: () => {},
+  };
+  const ended = new Promise<void>((resolve) => {
+    const end = createRequestEnd({
+      log: createLogger({
+        role: 'master',
+        level: 'silent',
+        destination: new Writable({ write: (_c, _e, cb) => cb() }),
+      }),
+      metrics: createMasterMetrics({ versions: () => undefined }),
+      budget: new ByteBudget(1024),
+      isClosing: () => false,
+      now: () => performance.now(),
+      outcomes,
+      done: resolve,
+    });
+    const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+      const ctx = new RequestContext(req, res, performance.now());
+      res.once('close', () => end.finish(ctx));
+      ctx.version = 'v2'; // routed by the weights (not pinned) at its head
+      ctx.phase = phase;
+      end.refuse(ctx, new GraygateError(code));
+    });
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo;
+      request({ host: '127.0.0.1', port, path: '/v1/chat/completions', method: 'GET' }, (res) => res.resume()).end();
+    });
+    t.teardown(() => server.close());
+  });
+  await ended;
+  return recorded;
+}
+
+t.test('a refusal before the request was admitted for its version is not judged: body_budget', async (t) => {
+  t.same(await refusedOutcome(t, 'body', 'body_budget'), [], "the master's body budget: no outcome of v2");
+  t.same(await refusedOutcome(t, 'head', 'body_too_large'), [], 'a 413 at the head: none either');
+});
+
+t.test("a refusal of the version's admission is its error", async (t) => {
+  t.same(await refusedOutcome(t, 'queue', 'queue_full'), [{ version: 'v2', isError: true }]);
+  t.same(await refusedOutcome(t, 'queue', 'no_ready_worker'), [{ version: 'v2', isError: true }]);
+});
