@@ -90,6 +90,9 @@ function abortLine({ abortedCanary: a }: Aborts): string {
  */
 const WAIT_UNREACHABLE_MS = 60_000;
 
+/** `canary status --wait --timeout`: how long the look at the deadline may take to be answered, ms. */
+const LAST_LOOK_MS = 2000;
+
 async function canaryCommand(
   args: string[],
   values: Record<string, string | boolean | undefined>,
@@ -107,17 +110,25 @@ async function canaryCommand(
         canaries.length === 0 ? 'no canaries' : canaries.map(formatCanary).join('\n\n'),
       );
     }
-    const get = (): Promise<CanaryStatusBody> =>
-      callAdmin<CanaryStatusBody>(client(), {
-        method: 'GET',
-        path: `/admin/versions/${encodeURIComponent(second)}/canary`,
-      });
     // A bad interval or timeout is a usage error before any call, not after the first.
     const everyMs = intervalMs(values['interval'] as string | undefined) ?? 1000;
     const timeoutMs = waitTimeoutMs(values['timeout'] as string | undefined);
     // Counted from the command's start, as Argo Rollouts' `status --timeout` and timeout(1) count.
     const deadlineMs = timeoutMs === undefined ? Infinity : performance.now() + timeoutMs;
+    // With --timeout, a look is bounded by the time left (the one at the deadline gets LAST_LOOK_MS), and by the
+    // unreachable admin's retry time: an admin API that took the connection and never answered (a master stopped, its
+    // event loop stuck) held `--timeout 1s` for ever. Unanswered, a look is an unreachable admin (retried, then 69).
+    const lookMs = (): number =>
+      Math.ceil(Math.min(WAIT_UNREACHABLE_MS, Math.max(deadlineMs - performance.now(), LAST_LOOK_MS)));
+    const get = (): Promise<CanaryStatusBody> =>
+      callAdmin<CanaryStatusBody>(client(), {
+        method: 'GET',
+        path: `/admin/versions/${encodeURIComponent(second)}/canary`,
+        ...(deadlineMs === Infinity ? {} : { timeoutMs: lookMs() }),
+      });
     let one = await get();
+    /** When `one` was answered. */
+    let seenAtMs = performance.now();
     if (values['wait'] !== true) return print(one, () => formatCanary(one));
     // Argo Rollouts' `status` as a pipeline's gate: the verdict, then an exit code a script can branch on.
     let unreachableSinceMs: number | undefined;
@@ -137,24 +148,36 @@ async function canaryCommand(
       if (leftMs <= 0) {
         const still = one;
         print(still, () => formatCanary(still));
+        const where = `${still.paused === true ? 'paused' : still.state} at step ${still.step + 1}/${still.steps.length}`;
+        // The admin API gone quiet since the last answer: what was printed is that answer, not the canary now.
+        const seen =
+          unreachableSinceMs === undefined
+            ? `is still ${where}`
+            : `was last seen ${where} ${((performance.now() - seenAtMs) / 1000).toFixed(1)} s ago (the admin API ` +
+              'has not answered since)';
         throw new CliError(
-          `canary ${still.version} is still ${still.paused === true ? 'paused' : still.state} at step ` +
-            `${still.step + 1}/${still.steps.length} after --timeout ${values['timeout'] as string}: not promoted yet`,
+          `canary ${still.version} ${seen} after --timeout ${values['timeout'] as string}: not promoted yet`,
           EXIT.timedOut,
         );
       }
       // The last look is at the deadline, not up to an interval past it.
       await delay(Math.min(everyMs, leftMs));
+      const askedMs = performance.now();
       try {
         one = await get();
+        seenAtMs = performance.now();
         unreachableSinceMs = undefined;
       } catch (err) {
         if (!(err instanceof CliError)) throw err;
         // A master restarting (`pm2 reload`, a pod's container) is retried, as `graygate top` retries it (a probe: the
         // gate failed at its first missed call), for a restart's time; the master it starts has no canary (the 404).
-        unreachableSinceMs ??= performance.now();
+        unreachableSinceMs ??= askedMs;
         if (err.exitCode === EXIT.unreachable && performance.now() - unreachableSinceMs < WAIT_UNREACHABLE_MS) {
-          process.stderr.write(`graygate: ${err.message}; retrying for up to ${WAIT_UNREACHABLE_MS / 1000} s\n`);
+          const until =
+            deadlineMs - performance.now() < WAIT_UNREACHABLE_MS - (performance.now() - unreachableSinceMs)
+              ? `until --timeout ${values['timeout'] as string}`
+              : `for up to ${WAIT_UNREACHABLE_MS / 1000} s`;
+          process.stderr.write(`graygate: ${err.message}; retrying ${until}\n`);
           continue;
         }
         // Its version was removed, and the canary with it (the removal aborts it, SPEC §11), or the master restarted
