@@ -282,8 +282,9 @@ export function sseReport(input: SseReportInput): ScenarioOutput {
   if (input.responsesResult !== null)
     tables.push(
       streamTable(
-        `responses: ${shape(loaded)} as POST /v1/responses streams (~${loaded.tokens + 8} events each: every token's ` +
-          `delta and 8 of the response's own), ${args.rounds} × ${windowMs / 1000} s windows`,
+        `responses: ${shape(loaded)} as POST /v1/responses streams (${loaded.tokens + 8} events each: every token's ` +
+          `delta and 8 of the response's own; events/s and µs CPU/event count the token deltas, as the loaded ` +
+          `table counts tokens), ${args.rounds} × ${windowMs / 1000} s windows`,
         input.responsesResult,
       ),
     );
