@@ -13,6 +13,11 @@ import type { SequenceNumbers } from './sequence-numbers.js';
 /** Where a request is in the pipeline: read head → route → read body → admit → forward → relay → done. */
 export type RequestPhase = 'head' | 'body' | 'queue' | 'worker' | 'relay' | 'done';
 
+/** Its head or body still being read: not yet admitted for its version (admission is the `queue` phase on). */
+export function isBeforeAdmission(phase: RequestPhase): boolean {
+  return phase === 'head' || phase === 'body';
+}
+
 export const EMPTY_BODY = Buffer.alloc(0);
 
 export class RequestContext {

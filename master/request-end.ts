@@ -12,7 +12,7 @@ import type { Logger } from '../shared/log.js';
 import { NO_VERSION, type ErrorKind } from '../shared/metric-names.js';
 import type { MasterMetrics } from './metrics.js';
 import type { ByteBudget } from '../shared/byte-budget.js';
-import { EMPTY_BODY, type RequestContext } from './request-context.js';
+import { EMPTY_BODY, isBeforeAdmission, type RequestContext } from './request-context.js';
 import { cutDirect } from './direct-connections.js';
 import { socketErrorCodeOf } from './socket-errors.js';
 import { TIME_PER_TOKEN_NOT_REPORTED } from './canary/outcomes.js';
@@ -134,7 +134,7 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
       if (!res.headersSent) {
         // The connection closes after a refusal that left request bytes unread, and while draining; and when a worker
         // holds it (a call) or may still take it (an offer) and write an answer of its own after this one.
-        const isBodyUnread = (ctx.phase === 'head' || ctx.phase === 'body') && hasBody(req);
+        const isBodyUnread = isBeforeAdmission(ctx.phase) && hasBody(req);
         const isWorkerHolding = ctx.phase === 'worker' && (ctx.isDirectCall || ctx.isDirectOffered);
         const isClosingConnection = isClosing() || CLOSING_CODES.has(code) || isBodyUnread || isWorkerHolding;
         sendError(res, response, isClosingConnection ? { connection: 'close' } : {});
@@ -213,8 +213,7 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
     // reached the version: not judged. The body budget is the master's, shared by every version, and its 503 counted
     // for the version a request's x-user-id chose (not one whose body's `user` would have): one slow upload pinned to
     // any version (not judged) made each cheap request of a client's chosen keys an error of the canary (a probe).
-    const isAdmitted = wasPhase !== 'head' && wasPhase !== 'body';
-    if (options.outcomes !== undefined && ctx.version !== undefined && !ctx.isPinned && isAdmitted)
+    if (options.outcomes !== undefined && ctx.version !== undefined && !ctx.isPinned && !isBeforeAdmission(wasPhase))
       recordOutcome(options.outcomes, ctx, status, error, isAborted, endMs);
     const line: Record<string, unknown> = {
       reqId: ctx.reqId,
