@@ -184,6 +184,15 @@ export interface ErrorResponse {
   body: ErrorBody;
 }
 
+/**
+ * A field's path as api.openai.com writes it in `param`: an array's index in brackets, `messages.[0].content` for
+ * graygate's `messages.0.content` (openai/openai-python#1571 quotes `'param': 'messages.[2].content'`), so a client
+ * that reads `err.param` finds the same path behind graygate as without it.
+ */
+function openAiParam(path: string): string {
+  return path.replace(/(^|\.)(\d+)(?=\.|$)/g, '$1[$2]');
+}
+
 /** The single error handler (STYLE §8): any error → a status and an OpenAI-shaped body. */
 export function toErrorResponse(err: unknown): ErrorResponse {
   const e = isGraygateError(err) ? err : new GraygateError('internal_error');
@@ -195,7 +204,7 @@ export function toErrorResponse(err: unknown): ErrorResponse {
   const message = boundedMessage(e.message);
   if (reported === undefined) {
     // Bounded as the message is: a path names a client's key, which may be megabytes long.
-    const param = e.param === undefined ? {} : { param: boundedMessage(e.param) };
+    const param = e.param === undefined ? {} : { param: boundedMessage(openAiParam(e.param)) };
     return { ...base, body: { error: { message, type: e.type, code: e.code, ...param } } };
   }
   const { type, code, param } = reported;

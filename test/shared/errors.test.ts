@@ -53,6 +53,15 @@ t.test('toErrorResponse', async (t) => {
     code: 'invalid_request',
     param: 'seed',
   });
+  // An array's index as api.openai.com writes it there (`messages.[2].content`): the SDK's `err.param` reads alike.
+  const indexed = new GraygateError('invalid_request', 'x', { param: 'messages.0.content.12.cache_control' });
+  t.equal(toErrorResponse(indexed).body.error.param, 'messages.[0].content.[12].cache_control');
+  t.equal(toErrorResponse(new GraygateError('invalid_request', 'x', { param: 'n' })).body.error.param, 'n');
+  t.equal(
+    toErrorResponse(new GraygateError('invalid_request', 'x', { param: 'metadata.k2.v1' })).body.error.param,
+    'metadata.k2.v1',
+    'digits inside a key are not an index',
+  );
   const long = toErrorResponse(
     new GraygateError('invalid_request', 'x', { param: 'k'.repeat(MAX_ERROR_MESSAGE_CHARS + 1) }),
   );
