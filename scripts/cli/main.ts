@@ -93,6 +93,13 @@ const WAIT_UNREACHABLE_MS = 60_000;
 /** `canary status --wait --timeout`: how long the look at the deadline may take to be answered, ms. */
 const LAST_LOOK_MS = 2000;
 
+/**
+ * `canary status --wait`: how long one look may take to be answered, ms. An admin API that took the connection and
+ * never answered (a master stopped, its event loop stuck) held a `--wait` without `--timeout` for ever; unanswered, a
+ * look is an unreachable admin API, retried for WAIT_UNREACHABLE_MS as a refused connection is.
+ */
+const LOOK_MS = 10_000;
+
 async function canaryCommand(
   args: string[],
   values: Record<string, string | boolean | undefined>,
@@ -115,16 +122,15 @@ async function canaryCommand(
     const timeoutMs = waitTimeoutMs(values['timeout'] as string | undefined);
     // Counted from the command's start, as Argo Rollouts' `status --timeout` and timeout(1) count.
     const deadlineMs = timeoutMs === undefined ? Infinity : performance.now() + timeoutMs;
-    // With --timeout, a look is bounded by the time left (the one at the deadline gets LAST_LOOK_MS), and by the
-    // unreachable admin's retry time: an admin API that took the connection and never answered (a master stopped, its
-    // event loop stuck) held `--timeout 1s` for ever. Unanswered, a look is an unreachable admin (retried, then 69).
-    const lookMs = (): number =>
-      Math.ceil(Math.min(WAIT_UNREACHABLE_MS, Math.max(deadlineMs - performance.now(), LAST_LOOK_MS)));
+    // A look is bounded (LOOK_MS; with --timeout, also by the time left, the one at the deadline getting LAST_LOOK_MS):
+    // an admin API that took the connection and never answered (a master stopped, its event loop stuck) held
+    // `--timeout 1s` for ever. Unanswered, a look is an unreachable admin (retried, then 69).
+    const lookMs = (): number => Math.ceil(Math.min(LOOK_MS, Math.max(deadlineMs - performance.now(), LAST_LOOK_MS)));
     const get = (): Promise<CanaryStatusBody> =>
       callAdmin<CanaryStatusBody>(client(), {
         method: 'GET',
         path: `/admin/versions/${encodeURIComponent(second)}/canary`,
-        ...(deadlineMs === Infinity ? {} : { timeoutMs: lookMs() }),
+        timeoutMs: lookMs(),
       });
     let one = await get();
     /** When `one` was answered. */
@@ -171,13 +177,17 @@ async function canaryCommand(
         if (!(err instanceof CliError)) throw err;
         // A master restarting (`pm2 reload`, a pod's container) is retried, as `graygate top` retries it (a probe: the
         // gate failed at its first missed call), for a restart's time; the master it starts has no canary (the 404).
+        const isFirstMiss = unreachableSinceMs === undefined;
         unreachableSinceMs ??= askedMs;
         if (err.exitCode === EXIT.unreachable && performance.now() - unreachableSinceMs < WAIT_UNREACHABLE_MS) {
-          const until =
-            deadlineMs - performance.now() < WAIT_UNREACHABLE_MS - (performance.now() - unreachableSinceMs)
-              ? `until --timeout ${values['timeout'] as string}`
-              : `for up to ${WAIT_UNREACHABLE_MS / 1000} s`;
-          process.stderr.write(`graygate: ${err.message}; retrying ${until}\n`);
+          // Said once an outage (a look every --interval would print a line each), at its first missed look.
+          if (isFirstMiss) {
+            const until =
+              deadlineMs - performance.now() < WAIT_UNREACHABLE_MS - (performance.now() - unreachableSinceMs)
+                ? `until --timeout ${values['timeout'] as string}`
+                : `for up to ${WAIT_UNREACHABLE_MS / 1000} s`;
+            process.stderr.write(`graygate: ${err.message}; retrying ${until}\n`);
+          }
           continue;
         }
         // Its version was removed, and the canary with it (the removal aborts it, SPEC §11), or the master restarted

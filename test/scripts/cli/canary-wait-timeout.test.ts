@@ -100,3 +100,22 @@ t.test(
     t.notMatch(run.stderr, /is still running/);
   },
 );
+
+// Without --timeout the wait had no bound at all against the same admin API: each look is bounded (10 s), an
+// unanswered one is an unreachable admin API, retried for 60 s and then exit 69, as a refused connection is. The
+// retry is said once, not at every look. ~70 s of waiting (10 s a look, 60 s of retries), none of it CPU.
+t.test(
+  'an admin API that stops answering ends a --wait without --timeout: exit 69',
+  { timeout: 180_000 },
+  async (t) => {
+    const admin = await answersOnce(t, 'hangs');
+    const run = await runCli(t, ['canary', 'status', 'v2', '--wait', '--interval', '0.1', '--admin', admin]);
+    t.equal(run.code, 69, run.stderr);
+    t.equal(run.stderr.match(/retrying/g)?.length, 1, 'the retry said once');
+    t.match(
+      run.stderr,
+      /^graygate: admin API unreachable at .* \(no answer within 10000 ms\).*; retrying for up to 60 s\n/,
+    );
+    t.match(run.stderr, /\ngraygate: admin API unreachable at .* \(no answer within 10000 ms\)[^\n]*\n$/);
+  },
+);
