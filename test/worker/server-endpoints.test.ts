@@ -118,6 +118,47 @@ t.test('405 answers carry Allow; unknown paths are 404', async (t) => {
   t.equal(head.body, '', 'and no body');
 });
 
+t.test(
+  "a malformed or unconvertible body's 400 names its field in `param`, written as api.openai.com writes it",
+  async (t) => {
+    const w = await startTestWorker(t, { upstream: { format: 'anthropic', url: DEAD_URL } });
+    const post = async (path: string, body: unknown): Promise<{ status: number; error: Record<string, unknown> }> => {
+      const res = await httpRequest(`${w.url}${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...PROXIED },
+        body: JSON.stringify(body),
+      });
+      return { status: res.status, error: json<{ error: Record<string, unknown> }>(res).error };
+    };
+    // The OpenAI SDK reads `err.param`; api.openai.com writes an array's index in brackets (`messages.[2].content`).
+    const malformed = await post('/v1/chat/completions', { model: 'm', messages: [{ role: 'user', content: 5 }] });
+    t.equal(malformed.status, 400);
+    t.match(malformed.error, {
+      code: 'invalid_request',
+      param: 'messages.[0].content',
+      message: /^messages\.0\.content: /,
+    });
+    const unconvertible = await post('/v1/chat/completions', {
+      model: 'm',
+      messages: [{ role: 'user', content: 'x' }],
+      seed: 1,
+    });
+    t.match(unconvertible.error, { code: 'invalid_request', param: 'seed' });
+    const openai = await startTestWorker(t, { upstream: { format: 'openai', url: DEAD_URL } });
+    const endpoint = await httpRequest(`${openai.url}/v1/embeddings`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...PROXIED },
+      body: JSON.stringify({ model: 'm', input: 'x', dimensions: 0 }),
+    });
+    t.match(json<{ error: unknown }>(endpoint).error, { code: 'invalid_request', param: 'dimensions' });
+    const notJson = await httpRequest(`${w.url}/v1/chat/completions`, { method: 'POST', headers: PROXIED, body: '{' });
+    t.notOk(
+      'param' in json<{ error: Record<string, unknown> }>(notJson).error,
+      'a body that is not JSON: no field named',
+    );
+  },
+);
+
 t.test('an upstream call that fails says in the request line what it met (the address refused)', async (t) => {
   const url = DEAD_URL;
   const down = await startTestWorker(t, { upstream: { format: 'openai', url } });

@@ -6,6 +6,7 @@ import { toolProblems, messageToolProblems } from './chat-tools.js';
 import {
   boolean,
   checker,
+  firstProblemPath,
   integer,
   isObject,
   nonEmptyString,
@@ -140,7 +141,7 @@ export function parseChatRequest(body: Buffer): ChatRequest {
   if (problems.length > 0) {
     const listed = problems.slice(0, MAX_PROBLEMS_LISTED);
     if (problems.length > listed.length) listed.push(`and ${problems.length - listed.length} more`);
-    throw new GraygateError('invalid_request', listed.join('; '));
+    throw new GraygateError('invalid_request', listed.join('; '), firstProblemPath(problems));
   }
   return raw as ChatRequest;
 }

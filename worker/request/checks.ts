@@ -21,6 +21,17 @@ export function checker(problems: string[]): (path: string, value: unknown, rule
   };
 }
 
+/**
+ * The first problem's field path (`messages.0.role` of `messages.0.role: must be one of …`), the error body's `param`,
+ * which OpenAI's SDKs read as `err.param`. The paths these checks write are field names and indexes, never a client's
+ * key, so the first `: ` ends one.
+ */
+export function firstProblemPath(problems: readonly string[]): { param: string } | Record<string, never> {
+  const first = problems[0];
+  const end = first === undefined ? -1 : first.indexOf(': ');
+  return first === undefined || end <= 0 ? {} : { param: first.slice(0, end) };
+}
+
 export function nullable(rule: Rule): Rule {
   return (v) => (v === null ? undefined : rule(v));
 }

@@ -2,7 +2,16 @@ import { parseJsonExact } from './exact-numbers.js';
 import { GraygateError } from '../../shared/errors.js';
 import type { EmbeddingEncoding, RelayKind } from '../types.js';
 import { CHAT_REQUEST_LIMITS, requestText } from './chat-request.js';
-import { boolean, checker, isObject, nonEmptyString, nullable, object, positiveInteger } from './checks.js';
+import {
+  boolean,
+  checker,
+  firstProblemPath,
+  isObject,
+  nonEmptyString,
+  nullable,
+  object,
+  positiveInteger,
+} from './checks.js';
 import { checkJsonLimits } from './json-limits.js';
 
 // SPEC §12: the bodies of POST /v1/embeddings, /v1/completions and
@@ -50,7 +59,7 @@ export function parseEndpointRequest(kind: RelayKind, bytes: Buffer): EndpointRe
     );
     check('dimensions', raw['dimensions'], nullable(positiveInteger));
   }
-  if (problems.length > 0) throw new GraygateError('invalid_request', problems.join('; '));
+  if (problems.length > 0) throw new GraygateError('invalid_request', problems.join('; '), firstProblemPath(problems));
   return {
     body: raw,
     isStream: raw['stream'] === true,

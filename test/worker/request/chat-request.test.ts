@@ -187,6 +187,16 @@ const BAD: Array<[string, string, RegExp]> = [
 for (const [name, body, message] of BAD) {
   t.test(name, async (t) => {
     t.throws(() => parseChatRequest(Buffer.from(body)), { code: 'invalid_request', status: 400, message });
+    // The first problem's field is the body's `param` (OpenAI's SDKs read `err.param`), as its message starts.
+    let thrown: unknown;
+    try {
+      parseChatRequest(Buffer.from(body));
+    } catch (err) {
+      thrown = err;
+    }
+    const { message: said, param } = thrown as { message: string; param?: string };
+    // (a body that is not JSON, or not an object, names no field: no param)
+    t.equal(param, /^([\w.]+): /.exec(said)?.[1], "param names the first problem's field");
   });
 }
 

@@ -46,6 +46,22 @@ t.test('bad bodies are 400s naming the field', async (t) => {
       { code: 'invalid_request', message },
       `${kind} ${body}`,
     );
+  // The first problem's field is the body's `param` (OpenAI's SDKs read `err.param`); JSON and limit errors have none.
+  t.throws(() => parseEndpointRequest('completions', Buffer.from('{"model":1,"stream":"yes"}')), {
+    code: 'invalid_request',
+    param: 'model',
+  });
+  t.throws(() => parseEndpointRequest('completions', Buffer.from('{"stream_options":{"include_usage":1}}')), {
+    code: 'invalid_request',
+    param: 'stream_options.include_usage',
+  });
+  let unparsed: unknown;
+  try {
+    parseEndpointRequest('responses', Buffer.from('{"model":'));
+  } catch (err) {
+    unparsed = err;
+  }
+  t.equal((unparsed as { param?: string }).param, undefined, 'not JSON: no field to name');
   t.throws(() => parseEndpointRequest('responses', Buffer.from(`{"input":${'['.repeat(100)}${']'.repeat(100)}}`)), {
     message: /nested more than 64 levels/,
   });
