@@ -27,6 +27,7 @@ import { DIRECT_HEADER, leaseGuardMs, monotonicMs, type DirectOffer } from '../s
 import { WAITED_HEADER } from '../shared/ipc.js';
 import type { RelayHooks } from './relay.js';
 import { bodyParseErrorOf } from './body-parse-errors.js';
+import type { ServerResponseInternals } from '../shared/node-http.js';
 import { headProblem, isContinueExpectation, isUpgrade } from './head-problems.js';
 
 // The main port's request path (SPEC §3, §4, §4a) as named steps over one
@@ -147,9 +148,11 @@ export function createGateway(options: GatewayOptions): Gateway {
   function serve(req: IncomingMessage, res: ServerResponse): void {
     const ctx = new RequestContext(req, res, now());
     res.once('close', () => finish(ctx));
+    const isBodyless = !hasBody(req);
+    if (isBodyless) keepWithoutContinue(res);
     try {
       if (!readHead(ctx) || !route(ctx)) return;
-      if (!hasBody(req)) {
+      if (isBodyless) {
         admit(ctx);
         return;
       }
@@ -447,6 +450,17 @@ export function createGateway(options: GatewayOptions): Gateway {
     },
     closeIdle: (socket) => directConnections.closeIdle(socket),
   };
+}
+
+/**
+ * A request framed with no body that said `Expect: 100-continue` holds nothing back, so its answer keeps the connection
+ * (as nginx's and node's own default, which sends `100 Continue` at once): node closed it after every answer to such a
+ * request, refusals too, the requests pipelined after it dropped, since the master sends `100 Continue` only when it
+ * reads a body (readRequestBody).
+ */
+function keepWithoutContinue(res: ServerResponse): void {
+  const internals = res as ServerResponse & ServerResponseInternals;
+  if (internals._expect_continue === true) internals._expect_continue = false;
 }
 
 function readiness(registry: VersionRegistry): Record<string, boolean> {

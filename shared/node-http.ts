@@ -17,7 +17,7 @@ export type IncomingMessage = NodeHttp.IncomingMessage;
 export type ServerResponse = NodeHttp.ServerResponse;
 
 // node:http's own fields that graygate reads or sets: undocumented, and the same since node 0.x. Every place that
-// touches them names them through these two types, so one search finds them all when a node release changes them.
+// touches them names them through these types, so one search finds them all when a node release changes them.
 
 /** A response's: its head as built, whether that went to the socket, whether it has a body, whether it is the last. */
 export interface OutgoingInternals {
@@ -25,6 +25,14 @@ export interface OutgoingInternals {
   _headerSent: boolean;
   _hasBody: boolean;
   _last: boolean;
+}
+
+/**
+ * A server response's: its request said `Expect: 100-continue`. Node closes the connection after an answer that no
+ * `100 Continue` came before, since the client may still send the body it held back.
+ */
+export interface ServerResponseInternals {
+  _expect_continue?: boolean;
 }
 
 /** A socket's: the response node:http is writing to it, while there is one. */

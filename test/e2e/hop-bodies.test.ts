@@ -238,6 +238,33 @@ t.test('the request hop on the main port', async (t) => {
     conn.socket.destroy();
   });
 
+  t.test('`Expect: 100-continue` on a request with no body: no 100, and its connection is kept', async (t) => {
+    // Node closes the connection after an answer that no `100 Continue` came before (the client may still send the
+    // body it held back). With no body there is nothing held back: a client that sends the expectation on every
+    // request (.NET's ExpectContinue) lost its connection at each one, refused or not, and what it pipelined after.
+    const conn = await openRaw(gw.url, ['POST', 'GET', 'GET', 'GET']);
+    const expect = 'Host: gw\r\nExpect: 100-continue\r\n';
+    conn.write(
+      `POST /echo?empty HTTP/1.1\r\n${expect}Content-Length: 0\r\n\r\n` +
+        `GET /echo?none HTTP/1.1\r\n${expect}\r\n` +
+        `GET /echo?version=nope HTTP/1.1\r\n${expect}\r\n` +
+        'GET /echo?last HTTP/1.1\r\nHost: gw\r\n\r\n',
+    );
+    const answers = await conn.waitFor(4);
+    conn.socket.destroy();
+    t.same(
+      answers.map((r) => r.status),
+      [200, 200, 404, 200],
+      'each answered in turn, the refusal too',
+    );
+    t.same(
+      answers.map((r) => r.headers['connection']),
+      ['keep-alive', 'keep-alive', 'keep-alive', 'keep-alive'],
+      'none closes the connection',
+    );
+    t.equal(conn.responses.filter((r) => r.status === 100).length, 0, 'no 100 Continue: no body to ask for');
+  });
+
   t.test('a chunked body over maxBodyBytes is 413 and the connection closes', async (t) => {
     const conn = await openRaw(gw.url, ['POST']);
     conn.write('POST /echo HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n');
