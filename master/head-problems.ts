@@ -12,8 +12,27 @@ import { HOST_VALUE } from './request-facts.js';
  * `100 Continue` (a probe).
  */
 export function isContinueExpectation(value: string): boolean {
-  for (const member of value.split(',')) if (member.trim().toLowerCase() !== '100-continue') return false;
-  return true;
+  const members = expectations(value);
+  return members.length > 0 && members.every((member) => member === '100-continue');
+}
+
+/**
+ * An Expect field naming an expectation the master does not meet (417). Not an empty one, nor the empty members of a
+ * list (RFC 9110 §5.6.1: a recipient accepts them): `Expect:` alone, which Python's http.client sends for an empty
+ * value, was a 417 to every request (node's own test refuses it too).
+ */
+function isUnmetExpectation(value: string): boolean {
+  return expectations(value).some((member) => member !== '100-continue');
+}
+
+/** The members of an Expect field, lower case, its empty ones left out. */
+function expectations(value: string): string[] {
+  const members: string[] = [];
+  for (const member of value.split(',')) {
+    const name = member.trim().toLowerCase();
+    if (name !== '') members.push(name);
+  }
+  return members;
 }
 
 /**
@@ -46,7 +65,7 @@ export function headProblem(req: IncomingMessage): GraygateError | undefined {
   // An expectation other than 100-continue (Node's `checkExpectation` requests, and what its looser test let by), on
   // HTTP/1.1 only.
   const expect = req.headers['expect'];
-  if (expect !== undefined && isHttp11 && !isContinueExpectation(expect))
+  if (expect !== undefined && isHttp11 && isUnmetExpectation(expect))
     return new GraygateError('invalid_request', 'only `Expect: 100-continue` is supported', { status: 417 });
   const coding = req.headers['transfer-encoding'];
   if (coding !== undefined && !isHttp11)

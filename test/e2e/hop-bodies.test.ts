@@ -318,6 +318,13 @@ t.test('the request hop on the main port', async (t) => {
       'POST',
     );
     t.equal(onlyContinue.status, 200, '100-continue alone, in any case, spaces around it (no body: no 100)');
+    // RFC 9110 §5.6.1: a list's empty members are none, and an empty field expects nothing (they were 417, closed).
+    for (const field of ['', ' ', '100-continue,', ' , 100-continue']) {
+      const head = `POST /echo HTTP/1.1\r\nHost: gw\r\nExpect:${field}\r\nContent-Length: 2\r\n\r\n{}`;
+      const listed = await rawRequest(gw.url, head, 'POST');
+      t.equal(listed.status, 200, `Expect:${field}`);
+      t.equal((JSON.parse(listed.body) as { body: string }).body, '{}');
+    }
     // What Node lets through or answers bare, and nginx refuses (review of the hop).
     const noHost = await rawRequest(gw.url, 'GET /echo HTTP/1.1\r\nX-A: 1\r\n\r\n');
     t.equal(noHost.status, 400, 'HTTP/1.1 without Host');
