@@ -34,7 +34,12 @@ export interface WorkerLifecycleOptions {
    * A client connection's descriptor from the master (limits.directStreams) and its close. Absent: the handle is
    * closed at once, and requests naming it are answered through the master as usual.
    */
-  connections?: { add(id: number, handle: object): void; remove(id: number): void };
+  connections?: {
+    add(id: number, handle: object): void;
+    remove(id: number): void;
+    /** The master is gone: closes the connections no answer is being written to (worker/direct/connections.ts). */
+    closeIdle?(): void;
+  };
   /**
    * Requests passed as IPC `call` messages on those connections (limits.directStreams), answered straight to the
    * client; `idle` resolves when none is in flight (a drain waits for them as for the server's). Absent: the master
@@ -228,6 +233,8 @@ export async function runWorker(options: WorkerLifecycleOptions): Promise<void> 
   // STYLE §23: a worker whose master is gone exits instead of serving alone.
   process.on('disconnect', () => {
     log.warn('IPC channel closed, exiting');
+    // No master reads the client connections this process holds (limits.directStreams): idle ones close now.
+    options.connections?.closeIdle?.();
     drain(5000, 'disconnect');
   });
   process.on('SIGTERM', () => drain(5000, 'SIGTERM'));

@@ -966,3 +966,30 @@ t.test(
     t.equal(await Promise.race([ended, bound]), 'FIN', 'the master shut the connection down');
   },
 );
+
+t.test(
+  'directStreams: the master gone, a worker closes the idle connections it holds, and ends its answer',
+  async (t) => {
+    // The master's descriptors close with it; a worker's duplicates kept its connections open while it drained, until
+    // it exited (up to 5 s with an answer in flight): a request sent on an idle one meanwhile was never answered, then
+    // reset (a probe). With the option off its client had the connection's end at once.
+    const { gw } = await heldConnection(t, 30_000);
+    const streaming = await rawHeldConnectionOn(gw, t);
+    const idle = await rawHeldConnectionOn(gw, t);
+    const answered = streaming.responses.length;
+    const chat = JSON.stringify(chatBody('[mock tokens=40 interval-ms=50]'));
+    // Every answer so far read whole: the next bytes are the stream's.
+    const streamBytes = once(streaming.socket, 'data');
+    streaming.write(
+      `POST /v1/chat/completions HTTP/1.1\r\nHost: test\r\ncontent-type: application/json\r\n` +
+        `content-length: ${Buffer.byteLength(chat)}\r\n\r\n${chat}`,
+    );
+    await streamBytes;
+    gw.child.kill('SIGKILL');
+    await idle.closed;
+    // The worker exits once its answer has ended: a connection closed by its exit comes after the answer.
+    t.equal(streaming.responses.length, answered, 'the idle connection closed while the answer was still going out');
+    const [stream] = (await streaming.waitFor(answered + 1)).slice(answered);
+    t.match(stream?.body, /data: \[DONE\]/, 'and the answer in flight ends whole');
+  },
+);

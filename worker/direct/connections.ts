@@ -32,6 +32,17 @@ export class DirectConnections {
     socket?.destroy();
   }
 
+  /**
+   * The master is gone (its IPC channel closed): nothing reads these connections' requests any more. Those no answer
+   * is being written to close now, so their clients see the connection end and open another (a restarted master's);
+   * left open, a request sent on one waited unanswered until this process had drained and exited, up to 5 s with an
+   * answer in flight (a probe), where with the option off the master's exit closed it at once. An answer in flight
+   * goes on; its connection closes when this process exits.
+   */
+  closeIdle(): void {
+    for (const id of [...this.#sockets.keys()]) if (this.writing(id) === undefined) this.remove(id);
+  }
+
   /** Connection `id`, if this worker holds it and no answer is being written to it. */
   free(id: number): Socket | undefined {
     const socket = this.#sockets.get(id);
