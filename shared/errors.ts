@@ -188,10 +188,34 @@ export interface ErrorResponse {
  * A field's path as api.openai.com writes it in `param`: an array's index in brackets, `messages.[0].content` for
  * graygate's `messages.0.content` (openai/openai-python#1571 quotes `'param': 'messages.[2].content'`), so a client
  * that reads `err.param` finds the same path behind graygate as without it.
+ *
+ * Only as much as the answer shows (boundedMessage) is converted: the path may end in a client's key, as long as a
+ * body, and one regular expression over all of it took a 10 MiB key of `.1.1.1…` through ~5 M replacements (a
+ * review's probe: ~5 s of the worker's loop, ~25 s on a busy box, and a heap past 256 MiB, for one 400). Past
+ * MAX_ERROR_MESSAGE_CHARS the segments are not looked at; what was converted is then longer than the bound, so the cut
+ * and its `…` still come.
  */
 function openAiParam(path: string): string {
-  return path.replace(/(^|\.)(\d+)(?=\.|$)/g, '$1[$2]');
+  let converted = '';
+  let start = 0;
+  while (converted.length <= MAX_ERROR_MESSAGE_CHARS) {
+    const dot = path.indexOf('.', start);
+    const end = dot === -1 ? path.length : dot;
+    // A segment longer than an index can be is a client's key, and only its start can show.
+    const segment = path.slice(start, Math.min(end, start + MAX_ERROR_MESSAGE_CHARS + 1));
+    converted += end - start <= MAX_INDEX_DIGITS && INDEX.test(segment) ? `[${segment}]` : segment;
+    if (dot === -1) break;
+    converted += '.';
+    start = dot + 1;
+  }
+  return converted;
 }
+
+/** A path's segment that is an array's index (`0`, `12`): digits only; `k2` is a key. */
+const INDEX = /^\d+$/;
+
+/** The most digits an index has (an array's length is below 2^32); a longer run of them is a client's key. */
+const MAX_INDEX_DIGITS = 10;
 
 /** The single error handler (STYLE §8): any error → a status and an OpenAI-shaped body. */
 export function toErrorResponse(err: unknown): ErrorResponse {

@@ -1,6 +1,9 @@
 import t from 'tap';
+import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import {
   ERROR_CATALOGUE,
   GraygateError,
@@ -67,6 +70,38 @@ t.test('toErrorResponse', async (t) => {
   );
   t.equal(long.body.error.param?.length, MAX_ERROR_MESSAGE_CHARS);
   t.ok(long.body.error.param?.endsWith('k…'));
+  t.equal(
+    toErrorResponse(new GraygateError('invalid_request', 'x', { param: 'tools.12345678901234' })).body.error.param,
+    'tools.12345678901234',
+    'more digits than an index has: a key',
+  );
+  const near = toErrorResponse(
+    new GraygateError('invalid_request', 'x', { param: `${'k'.repeat(MAX_ERROR_MESSAGE_CHARS - 10)}.0.1234567` }),
+  );
+  t.equal(
+    near.body.error.param,
+    `${'k'.repeat(MAX_ERROR_MESSAGE_CHARS - 10)}.[0].[123…`,
+    'an index at the cut: converted, then cut',
+  );
+});
+
+t.test('a key as long as a body, in `param`: converted as far as the answer shows it, not whole', async (t) => {
+  // A probe: an unknown key `.1.1.1…` in a 10 MiB body (an anthropic version's 400) was converted whole to
+  // api.openai.com's form, ~5 M replacements: seconds of the worker's loop (~5 s alone, ~25 s on a busy box) and a
+  // heap past 256 MiB (a thread limited to that died of it). On a thread whose heap is under 5 times the key, which
+  // the part the answer shows fits in many times over; the whole conversion does not.
+  const errors = pathToFileURL(join(ROOT, 'dist/shared/errors.js')).href;
+  const thread = new Worker(
+    `const { parentPort } = require('node:worker_threads');
+     import(${JSON.stringify(errors)}).then(({ GraygateError, toErrorResponse }) => {
+       const e = new GraygateError('invalid_request', 'x', { param: 'metadata' + '.1'.repeat(5 * 1024 * 1024) });
+       parentPort.postMessage(toErrorResponse(e).body.error.param);
+     });`,
+    { eval: true, resourceLimits: { maxOldGenerationSizeMb: 48 } },
+  );
+  t.teardown(() => thread.terminate());
+  const [param] = (await once(thread, 'message')) as [string];
+  t.equal(param, `${`metadata${'.[1]'.repeat(MAX_ERROR_MESSAGE_CHARS)}`.slice(0, MAX_ERROR_MESSAGE_CHARS - 1)}…`);
 });
 
 t.test(
