@@ -1,5 +1,5 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import { serializeError } from '../../shared/errors.js';
+import { isGraygateError, serializeError } from '../../shared/errors.js';
 import { loadAdapter } from '../upstream/load-adapter.js';
 import {
   fromTransferred,
@@ -39,7 +39,8 @@ port.on('message', (job: PrepareJob) => {
     };
   } catch (err) {
     const { code, message } = serializeError(err);
-    reply = { id: job.id, ok: false, code, message };
+    const param = isGraygateError(err) ? err.param : undefined;
+    reply = { id: job.id, ok: false, code, message, ...(param === undefined ? {} : { param }) };
   }
   port.postMessage(reply, transfer);
 });

@@ -127,7 +127,7 @@ export type PrepareReply =
       encoding: EmbeddingEncoding;
       choices: number;
     }
-  | { id: number; ok: false; code: string; message: string };
+  | { id: number; ok: false; code: string; message: string; param?: string };
 
 /** Buffer → the view to post and the memory to move with it (none when the Buffer is a slice of Node's shared pool). */
 export function toTransferable(buf: Buffer): { bytes: Uint8Array; transfer: ArrayBuffer[] } {
@@ -140,8 +140,11 @@ export function fromTransferred(bytes: Uint8Array): Buffer {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-/** A failure of the thread's job as a catalogued error, the code kept (STYLE §7). */
-export function toJobError(reply: { code: string; message: string }): GraygateError {
+/**
+ * A failure of the thread's job as a catalogued error, the code kept (STYLE §7), and the field it names (the body's
+ * `param`): dropped, a body over the inline limit got a 400 without it where a smaller one had it.
+ */
+export function toJobError(reply: { code: string; message: string; param?: string }): GraygateError {
   const code = Object.hasOwn(ERROR_CATALOGUE, reply.code) ? (reply.code as ErrorCode) : 'internal_error';
-  return new GraygateError(code, reply.message);
+  return new GraygateError(code, reply.message, reply.param === undefined ? {} : { param: reply.param });
 }

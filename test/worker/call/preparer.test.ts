@@ -54,8 +54,16 @@ t.test('inline and on the thread, the same upstream call', async (t) => {
   t.same([onThread.isStream, onThread.includeUsage], [true, true]);
   await t.rejects(
     preparer.prepare(body('x'.repeat(2048), { n: 3 }), { signal }),
-    { code: 'invalid_request', message: /^n: an anthropic upstream cannot express it/ },
-    'a refusal crosses back with its code',
+    { code: 'invalid_request', message: /^n: an anthropic upstream cannot express it/, param: 'n' },
+    "a refusal crosses back with its code and the field it names (the body's `param`)",
+  );
+  const malformed = Buffer.from(
+    JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 5 }, 'x'.repeat(2048)] }),
+  );
+  await t.rejects(
+    preparer.prepare(malformed, { signal }),
+    { code: 'invalid_request', param: 'messages.0.content' },
+    "a malformed body's too",
   );
 });
 
