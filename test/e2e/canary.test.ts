@@ -232,8 +232,10 @@ t.test('canaries', async (t) => {
   t.test('a canary that leaves a third of its requests hanging is rolled back: the clients gave up', async (t) => {
     // Its clients time out, as SDKs do: each request they gave up on waited longer than the limit, the least its
     // answer would have taken (judged only on the requests it answered, it was promoted). Not as errors: one client
-    // closing a few connections then rolled any canary back.
-    const body = { steps: [50, 100], stepMs: 200, minRequests: 40, criteria: { firstTokenP99: false } };
+    // closing a few connections then rolled any canary back. A first step of 10 %: the judge has no bound on the
+    // baseline's p99 before ~830 of its requests at the step (alpha 0.01, three criteria: latency-metric.ts), and the
+    // canary's waits reject it within a few dozen of its own then; at 50 % the load sent ~1,700 requests, ~950 now.
+    const body = { steps: [10, 100], stepMs: 200, minRequests: 40, criteria: { firstTokenP99: false } };
     t.equal((await admin(gw, 'POST', '/admin/versions/hang/canary', body)).status, 202);
     const { final, load, seconds } = await runCanaryToEnd(gw, 'hang', {
       path: '/slow?ms=0',
@@ -252,8 +254,10 @@ t.test('canaries', async (t) => {
   });
 
   t.test('a canary whose first token is 400 ms slower is rolled back on latency', async (t) => {
+    // A first step of 10 %, as above: ~540 baseline streams before a bound on its p99 exists (alpha 0.1, two
+    // criteria), then a few of the canary's reject it (~1,150 streams at 50 %, ~600 now).
     const body = {
-      steps: [50, 100],
+      steps: [10, 100],
       stepMs: 200,
       minRequests: 40,
       alpha: 0.1,
