@@ -230,6 +230,11 @@ export async function runWorker(options: WorkerLifecycleOptions): Promise<void> 
         assertNever(msg);
     }
   });
+  // A message written after the master died and before this process read the channel's end (its loop busy, or not
+  // scheduled, when the master went) fails with EPIPE, which node emits here, not to `send`: with no listener it was
+  // an uncaught exception, and the worker died with the answers it writes straight to clients (limits.directStreams)
+  // cut, where 'disconnect' (next) lets them end. `process.connected` is already false for the messages after it.
+  process.on('error', (err) => log.debug({ err }, 'IPC write failed (the master is gone)'));
   // STYLE §23: a worker whose master is gone exits instead of serving alone.
   process.on('disconnect', () => {
     log.warn('IPC channel closed, exiting');

@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap';
 import { once } from 'node:events';
-import { Agent, request, type IncomingMessage } from 'node:http';
-import { connect, type Socket } from 'node:net';
+import { Agent, createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
+import { connect, type AddressInfo, type Socket } from 'node:net';
 import { admin, startGateway, TEST_WORKER_ENTRY, type Gateway } from '../helpers/gateway.js';
 import { startMockUpstream, BASE_PATHS, type MockStream, type MockUpstream } from '../../shared/mock-upstream/index.js';
 import { postStream, chatBody, type StreamClient } from '../worker/fixtures/sse-client.js';
@@ -991,5 +991,82 @@ t.test(
     t.equal(streaming.responses.length, answered, 'the idle connection closed while the answer was still going out');
     const [stream] = (await streaming.waitFor(answered + 1)).slice(answered);
     t.match(stream?.body, /data: \[DONE\]/, 'and the answer in flight ends whole');
+  },
+);
+
+/** One event of an OpenAI chat stream. */
+function openAiChunk(delta: object, finish: string | null = null): string {
+  const choices = [{ index: 0, delta, finish_reason: finish }];
+  return `data: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', created: 0, model: 'm', choices })}\n\n`;
+}
+
+/**
+ * An OpenAI upstream on loopback whose model list and streams answer at once, but for a stream whose prompt says
+ * `hold`: that one gets its head and a role chunk, then waits for the test (`held`).
+ */
+async function holdingUpstream(t: Test): Promise<{ url: string; held: Promise<ServerResponse> }> {
+  let hold: (res: ServerResponse) => void = () => undefined;
+  const held = new Promise<ServerResponse>((resolve) => (hold = resolve));
+  const server = createServer((req, res) => {
+    const parts: Buffer[] = [];
+    req.on('data', (part: Buffer) => parts.push(part));
+    req.on('end', () => {
+      if (req.method === 'GET') {
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify({ object: 'list', data: [{ id: 'm', object: 'model', created: 0, owned_by: 'x' }] }));
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(openAiChunk({ role: 'assistant' }));
+      if (Buffer.concat(parts).includes('hold')) return hold(res);
+      res.end(`${openAiChunk({ content: 'hi' })}${openAiChunk({}, 'stop')}data: [DONE]\n\n`);
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`, held };
+}
+
+t.test(
+  'directStreams: the master gone before the worker read its end, an answer in flight still ends whole',
+  async (t) => {
+    // A worker that wrote to its IPC channel after its master died and before it had read the channel's end (a
+    // worker busy or descheduled when the master went: the test above failed so on a loaded box) died of the EPIPE
+    // node emits as an uncaught 'error' on process, and the answer it was writing straight to its client was cut.
+    // Made certain here: the worker is stopped while the upstream's first token, then the master's end, reach it; its
+    // first token is said to the master (the canary's mark) before it reads that end.
+    const upstream = await holdingUpstream(t);
+    const gw = await startGateway(
+      t,
+      {
+        limits: { directStreams: true, healthIntervalMs: 60_000 },
+        versions: { v1: { weight: 1, upstream: { format: 'openai', url: upstream.url } } },
+      },
+      { env: { LOG_LEVEL: 'info' } },
+    );
+    const raw = await rawHeldConnectionOn(gw, t);
+    const answered = raw.responses.length;
+    const body = JSON.stringify(chatBody('hold'));
+    const firstBytes = once(raw.socket, 'data');
+    raw.write(
+      `POST /v1/chat/completions HTTP/1.1\r\nHost: test\r\ncontent-type: application/json\r\n` +
+        `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+    const res = await upstream.held;
+    await firstBytes; // the answer's head and role chunk: the worker writes to the client
+    const resume = stopWorker(t, await v1Pid(gw));
+    // Called back once in the kernel: on loopback, in the worker's socket, before the master's end is in its channel.
+    await new Promise<void>((resolve) => res.write(openAiChunk({ content: 'one' }), () => resolve()));
+    const masterExit = once(gw.child, 'exit');
+    gw.child.kill('SIGKILL');
+    await masterExit;
+    resume();
+    res.end(`${openAiChunk({}, 'stop')}data: [DONE]\n\n`);
+    const [stream] = (await raw.waitFor(answered + 1)).slice(answered);
+    t.match(stream?.body, /"content":"one"[\s\S]*data: \[DONE\]/, 'the answer in flight ends whole');
   },
 );
