@@ -967,33 +967,6 @@ t.test(
   },
 );
 
-t.test(
-  'directStreams: the master gone, a worker closes the idle connections it holds, and ends its answer',
-  async (t) => {
-    // The master's descriptors close with it; a worker's duplicates kept its connections open while it drained, until
-    // it exited (up to 5 s with an answer in flight): a request sent on an idle one meanwhile was never answered, then
-    // reset (a probe). With the option off its client had the connection's end at once.
-    const { gw } = await heldConnection(t, 30_000);
-    const streaming = await rawHeldConnectionOn(gw, t);
-    const idle = await rawHeldConnectionOn(gw, t);
-    const answered = streaming.responses.length;
-    const chat = JSON.stringify(chatBody('[mock tokens=40 interval-ms=50]'));
-    // Every answer so far read whole: the next bytes are the stream's.
-    const streamBytes = once(streaming.socket, 'data');
-    streaming.write(
-      `POST /v1/chat/completions HTTP/1.1\r\nHost: test\r\ncontent-type: application/json\r\n` +
-        `content-length: ${Buffer.byteLength(chat)}\r\n\r\n${chat}`,
-    );
-    await streamBytes;
-    gw.child.kill('SIGKILL');
-    await idle.closed;
-    // The worker exits once its answer has ended: a connection closed by its exit comes after the answer.
-    t.equal(streaming.responses.length, answered, 'the idle connection closed while the answer was still going out');
-    const [stream] = (await streaming.waitFor(answered + 1)).slice(answered);
-    t.match(stream?.body, /data: \[DONE\]/, 'and the answer in flight ends whole');
-  },
-);
-
 /** One event of an OpenAI chat stream. */
 function openAiChunk(delta: object, finish: string | null = null): string {
   const choices = [{ index: 0, delta, finish_reason: finish }];
@@ -1031,6 +1004,56 @@ async function holdingUpstream(t: Test): Promise<{ url: string; held: Promise<Se
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`, held };
 }
 
+/**
+ * A gateway with limits.directStreams, one v1 worker on `holdingUpstream`, and health probes far apart (a stopped
+ * worker is not replaced meanwhile).
+ */
+async function holdingGateway(t: Test): Promise<{ gw: Gateway; held: Promise<ServerResponse> }> {
+  const upstream = await holdingUpstream(t);
+  const gw = await startGateway(
+    t,
+    {
+      limits: { directStreams: true, healthIntervalMs: 60_000 },
+      versions: { v1: { weight: 1, upstream: { format: 'openai', url: upstream.url } } },
+    },
+    { env: { LOG_LEVEL: 'info' } },
+  );
+  return { gw, held: upstream.held };
+}
+
+/** Sends the stream `holdingUpstream` holds on `raw`; resolves once its head and role chunk reached the client. */
+async function postHeld(raw: RawConnection): Promise<void> {
+  const body = JSON.stringify(chatBody('hold'));
+  // Every answer so far read whole: the next bytes are the stream's.
+  const firstBytes = once(raw.socket, 'data');
+  raw.write(
+    `POST /v1/chat/completions HTTP/1.1\r\nHost: test\r\ncontent-type: application/json\r\n` +
+      `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
+  await firstBytes;
+}
+
+t.test(
+  'directStreams: the master gone, a worker closes the idle connections it holds, and ends its answer',
+  async (t) => {
+    // The master's descriptors close with it; a worker's duplicates kept its connections open while it drained, until
+    // it exited (up to 5 s with an answer in flight): a request sent on an idle one meanwhile was never answered, then
+    // reset (a probe). With the option off its client had the connection's end at once. The answer in flight is held
+    // by its upstream until the idle connection has closed, then ends.
+    const { gw, held } = await holdingGateway(t);
+    const streaming = await rawHeldConnectionOn(gw, t);
+    const idle = await rawHeldConnectionOn(gw, t);
+    const answered = streaming.responses.length;
+    await postHeld(streaming);
+    const res = await held;
+    gw.child.kill('SIGKILL');
+    await idle.closed;
+    res.end(`${openAiChunk({ content: 'one' })}${openAiChunk({}, 'stop')}data: [DONE]\n\n`);
+    const [stream] = (await streaming.waitFor(answered + 1)).slice(answered);
+    t.match(stream?.body, /"content":"one"[\s\S]*data: \[DONE\]/, 'and the answer in flight ends whole');
+  },
+);
+
 t.test(
   'directStreams: the master gone before the worker read its end, an answer in flight still ends whole',
   async (t) => {
@@ -1039,25 +1062,11 @@ t.test(
     // node emits as an uncaught 'error' on process, and the answer it was writing straight to its client was cut.
     // Made certain here: the worker is stopped while the upstream's first token, then the master's end, reach it; its
     // first token is said to the master (the canary's mark) before it reads that end.
-    const upstream = await holdingUpstream(t);
-    const gw = await startGateway(
-      t,
-      {
-        limits: { directStreams: true, healthIntervalMs: 60_000 },
-        versions: { v1: { weight: 1, upstream: { format: 'openai', url: upstream.url } } },
-      },
-      { env: { LOG_LEVEL: 'info' } },
-    );
+    const { gw, held } = await holdingGateway(t);
     const raw = await rawHeldConnectionOn(gw, t);
     const answered = raw.responses.length;
-    const body = JSON.stringify(chatBody('hold'));
-    const firstBytes = once(raw.socket, 'data');
-    raw.write(
-      `POST /v1/chat/completions HTTP/1.1\r\nHost: test\r\ncontent-type: application/json\r\n` +
-        `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-    );
-    const res = await upstream.held;
-    await firstBytes; // the answer's head and role chunk: the worker writes to the client
+    await postHeld(raw);
+    const res = await held;
     const resume = stopWorker(t, await v1Pid(gw));
     // Called back once in the kernel: on loopback, in the worker's socket, before the master's end is in its channel.
     await new Promise<void>((resolve) => res.write(openAiChunk({ content: 'one' }), () => resolve()));
