@@ -5,28 +5,29 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import { ROOT } from './root.js';
+import { sourceMapEntry, type SourceMapEntry } from './source-map-entry.js';
 
 // How a test starts a node process (masters, the CLI, load-test runs, fake workers): `node` with
-// this test's environment, minus what tap injects, plus V8's own coverage.
+// this test's environment, minus what tap injects, plus coverage of the project's scripts.
 //
 // tap loads @tapjs/processinfo into every test process, and processinfo puts itself into the
 // NODE_OPTIONS of every process that one spawns (process-on-spawn), and so into every worker a
 // master forks. Its ESM loader hooks run on a thread of their own, one round trip per module: +0.65 s
 // of CPU per process (measured: a master with 2 workers, start, 50 requests, stop: 7.3 s → 9.7 s of
 // CPU for the three processes and curl), ×~250 processes a suite on CI's 2 cores. So the child is
-// started through `env -u NODE_OPTIONS`, after the hook has run: node then starts clean, and
-// NODE_V8_COVERAGE (+0.1 s a process) writes its coverage on exit, which tap's report reads from
-// .tap/coverage, source-mapped to the .ts like the rest. A process that is SIGKILLed writes no
-// coverage either way. Outside tap, nothing changes: plain `node`, this environment.
+// started through `env -u NODE_OPTIONS`, after the hook has run: node then starts clean, with
+// NODE_OPTIONS our own coverage preload (child-coverage.cjs says what it writes and why not
+// NODE_V8_COVERAGE's), which tap's report reads from .tap/coverage, source-mapped to the .ts like the
+// rest. A process that is SIGKILLed writes no coverage either way. Outside tap, nothing changes: plain
+// `node`, this environment.
 //
-// A child's V8 coverage holds every script it ran, node's own modules and node_modules' too, and the
-// source map of each of ours: tap's report, which runs alone after every test process has ended, read
-// ~540 MB from ~760 children (12.5 s of CPU on an idle box, ~19 s at the end of CI's run); node's and
-// node_modules' scripts were 2/3 of it, and the same source maps, once in every report, most of the rest. So each test
-// process's children write into a directory of its own, and flushChildCoverage() moves what they
-// wrote into .tap/coverage keeping only the project's scripts (dist/, bin/) and each source map once:
-// the e2e lanes after each file, every test process as it exits (51 MB, the report 2.6 s). Its work is
-// spread over the run, beside the other test processes.
+// A child's report was once V8's whole coverage, node's own modules and node_modules' too, and the source
+// map of each of ours: tap's report, which runs alone after every test process has ended, read ~540 MB
+// from ~760 children (12.5 s of CPU on an idle box, ~19 s at the end of CI's run). So each test process's
+// children write into a directory of its own, and flushChildCoverage() moves what they wrote into
+// .tap/coverage, the project's scripts (dist/, bin/) only and each source map once: the e2e lanes after
+// each file, every test process as it exits. Its work is spread over the run, beside the other test
+// processes.
 
 export interface NodeLaunch {
   /** What to spawn: node, or `env` that runs node. */
@@ -65,8 +66,13 @@ export function nodeLaunch(
   Object.assign(env, extra);
   if (!PROCESSINFO_IMPORT.test(base['NODE_OPTIONS'] ?? '')) return { command: process.execPath, prefix: [], env };
   delete env['NODE_OPTIONS'];
+  const prefix = ['-u', 'NODE_OPTIONS'];
   if (base['_TAPJS_PROCESSINFO_COVERAGE_'] === '1') {
-    env['NODE_V8_COVERAGE'] = CHILD_COVERAGE;
+    env['TEST_CHILD_COVERAGE'] = CHILD_COVERAGE;
+    env['TEST_CHILD_COVERAGE_PROJECT'] = PROJECT;
+    // After `-u`: processinfo's spawn hook rewrites the NODE_OPTIONS of the environment it is given, not env's
+    // arguments. Quoted for a path with spaces.
+    prefix.push(`NODE_OPTIONS=--require="${COVERAGE_PRELOAD}"`);
     if (!flushesOnExit) {
       flushesOnExit = true;
       process.on('exit', () => {
@@ -79,7 +85,7 @@ export function nodeLaunch(
       });
     }
   }
-  return { command: '/usr/bin/env', prefix: ['-u', 'NODE_OPTIONS', process.execPath], env };
+  return { command: '/usr/bin/env', prefix: [...prefix, process.execPath], env };
 }
 
 /**
@@ -90,6 +96,8 @@ const CHILD_COVERAGE = join(ROOT, '.tap', 'coverage-children', randomUUID());
 const TAP_COVERAGE = join(ROOT, '.tap', 'coverage');
 /** The scripts a report keeps: the project's (dist/, bin/), not node's or node_modules' (tap's report drops them). */
 const PROJECT = `${pathToFileURL(ROOT).href}/`;
+/** The children's coverage preload (plain CommonJS, run from test/helpers/: no build). */
+const COVERAGE_PRELOAD = join(ROOT, 'test', 'helpers', 'child-coverage.cjs');
 let flushesOnExit = false;
 /** The scripts whose source maps a report this process moved carries. */
 const mapsWritten = new Set<string>();
@@ -104,10 +112,11 @@ export function flushChildCoverage(): void {
 
 /**
  * flushChildCoverage's work, on directories and a project root of the caller's (its test lays them out): each whole
- * report in `from` goes to `to` with only the scripts under `project` (not its node_modules) and the source maps not
- * yet in `mapsWritten`, which it adds them to.
+ * report in `from` goes to `to` with only the scripts under `project` (not its node_modules), and the source map of
+ * each not yet in `mapsWritten` (which it adds them to), as node's cache holds it (source-map-entry.ts).
  */
 export function moveCoverage(from: string, to: string, project: string, mapsWritten: Set<string>): void {
+  // The same test as child-coverage.cjs's, which keeps only these already; a NODE_V8_COVERAGE report has them all.
   const isProjectScript = (url: string): boolean => url.startsWith(project) && !url.includes('/node_modules/');
   let names: string[];
   try {
@@ -125,23 +134,20 @@ export function moveCoverage(from: string, to: string, project: string, mapsWrit
       continue;
     }
     if (Array.isArray(report.result)) {
-      report.result = report.result.filter(
+      const result = report.result.filter(
         (script: { url?: unknown }) => typeof script.url === 'string' && isProjectScript(script.url),
-      );
-      // Node adds the source map of every script it ran (~0.8 MB a child, 3/4 of what is left); the report takes
-      // each script's from any one file, so each goes in once.
-      const maps = report['source-map-cache'];
-      if (typeof maps === 'object' && maps !== null) {
-        const kept: Record<string, unknown> = {};
-        for (const [url, map] of Object.entries(maps))
-          if (isProjectScript(url) && !mapsWritten.has(url)) kept[url] = map;
-        report['source-map-cache'] = kept;
-        writeFileSync(join(to, name), JSON.stringify(report));
-        // Once written: a write that failed leaves them to the next report.
-        for (const url of Object.keys(kept)) mapsWritten.add(url);
-      } else {
-        writeFileSync(join(to, name), JSON.stringify(report));
+      ) as Array<{ url: string }>;
+      // tap's report takes each script's source map from any one report (~0.8 MB a child's were, 3/4 of what it
+      // kept): each goes in once a test process.
+      const maps: Record<string, SourceMapEntry> = {};
+      for (const { url } of result) {
+        if (mapsWritten.has(url) || Object.hasOwn(maps, url)) continue;
+        const entry = sourceMapEntry(url);
+        if (entry !== undefined) maps[url] = entry;
       }
+      writeFileSync(join(to, name), JSON.stringify({ result, 'source-map-cache': maps }));
+      // Once written: a write that failed leaves them to the next report.
+      for (const url of Object.keys(maps)) mapsWritten.add(url);
     }
     rmSync(file, { force: true });
   }

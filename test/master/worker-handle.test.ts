@@ -368,6 +368,31 @@ t.test('workerNodeOptions: the operator’s NODE_OPTIONS without debugger flags'
   for (const [input, want] of cases) t.equal(workerNodeOptions(input), want, String(input));
 });
 
+t.test('workerEnv: the master’s NODE_OPTIONS as workerNodeOptions leaves it, none if nothing is left', async (t) => {
+  // Under `npm test` every master has NODE_OPTIONS (the tests' coverage preload, test/helpers/child-env.ts): the
+  // branch where a worker gets none runs here only.
+  const { workerEnv } = await import('../../master/worker-process.js');
+  const settings = {
+    protocol: PROTOCOL_VERSION,
+    version: 'v1',
+    instance: 0,
+    upstream,
+    limits: { maxBodyBytes: 1000, shutdownTimeoutMs: 1000 },
+    logLevel: 'silent',
+  };
+  const cases: Array<[string, string | undefined, Record<string, string>, string | undefined]> = [
+    ['a master without', undefined, {}, undefined],
+    ['only a debugger flag', '--inspect=127.0.0.1:9229', {}, undefined],
+    ['a preload kept, the debugger port not', '--inspect --import=./otel.mjs', {}, '--import=./otel.mjs'],
+    ["the version's own, as written", '--import=./otel.mjs', { NODE_OPTIONS: '--inspect' }, '--inspect'],
+  ];
+  for (const [name, master, env, want] of cases) {
+    const got = workerEnv(master === undefined ? {} : { NODE_OPTIONS: master }, { env, settings, redactEnv: [] });
+    t.equal(got['NODE_OPTIONS'], want, name);
+    t.equal(Object.hasOwn(got, 'NODE_OPTIONS'), want !== undefined, `${name}: the variable itself`);
+  }
+});
+
 t.test(
   'holdOpen: a close asked while a descriptor is held waits for every hold, reads nothing meanwhile, happens once',
   (t) => {
