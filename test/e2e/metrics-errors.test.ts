@@ -94,43 +94,48 @@ const FAILED_STREAMS = [
   },
 ];
 
-for (const { what, events, seen } of FAILED_STREAMS) {
-  for (const directStreams of [false, true]) {
-    const mode = directStreams ? ' (limits.directStreams)' : '';
-    t.test(`an upstream's response.failed ${what} is a failed stream${mode}`, async (t) => {
-      const upstream = createServer((req, res) => {
-        req.resume();
-        req.on('end', () => {
-          res.writeHead(200, { 'content-type': 'text/event-stream' });
-          res.write(events[0]);
-          res.end(events[1]);
-        });
+// One gateway a mode, its upstream answering each request with the stream its model names (FAILED_STREAMS' index).
+for (const directStreams of [false, true]) {
+  const mode = directStreams ? ' (limits.directStreams)' : '';
+  t.test(`an upstream's response.failed is a failed stream${mode}`, async (t) => {
+    const upstream = createServer((req, res) => {
+      let body = '';
+      req.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+      req.on('end', () => {
+        const { events } = FAILED_STREAMS[Number((JSON.parse(body) as { model: string }).model)]!;
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.write(events[0]);
+        res.end(events[1]);
       });
-      upstream.listen(0, '127.0.0.1');
-      await once(upstream, 'listening');
-      t.teardown(() => new Promise((resolve) => upstream.close(resolve)));
-      const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1`;
-      const gw = await startGateway(t, {
-        versions: { v1: { weight: 1, upstream: { format: 'openai', url } } },
-        ...(directStreams ? { limits: { directStreams: true } } : {}),
-      });
-      const before = await scrape(gw);
-      const requests = (s: typeof before): number => s.sum('graygate_requests_total', { version: 'v1' });
-      const failures = (s: typeof before): number =>
-        s.sum('graygate_request_errors_total', { version: 'v1', kind: 'stream_failed' });
-      // Kept alive: a connection that closes after its answer is never offered to the worker.
-      const agent = new Agent({ keepAlive: true });
-      t.teardown(() => agent.destroy());
-      const res = await httpRequest(`${gw.url}/v1/responses`, {
-        agent,
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ model: 'm', input: 'hi', stream: true }),
-      });
-      t.equal(res.status, 200);
-      t.match(res.body, seen, 'the client got the upstream’s event');
-      const after = await scrapeUntil(gw, (s) => requests(s) === requests(before) + 1, 'the stream finished');
-      t.equal(failures(after) - failures(before), 1);
     });
-  }
+    upstream.listen(0, '127.0.0.1');
+    await once(upstream, 'listening');
+    t.teardown(() => new Promise((resolve) => upstream.close(resolve)));
+    const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1`;
+    const gw = await startGateway(t, {
+      versions: { v1: { weight: 1, upstream: { format: 'openai', url } } },
+      ...(directStreams ? { limits: { directStreams: true } } : {}),
+    });
+    // Kept alive: a connection that closes after its answer is never offered to the worker.
+    const agent = new Agent({ keepAlive: true });
+    t.teardown(() => agent.destroy());
+    for (const [model, { what, seen }] of FAILED_STREAMS.entries()) {
+      await t.test(what, async (t) => {
+        const before = await scrape(gw);
+        const requests = (s: typeof before): number => s.sum('graygate_requests_total', { version: 'v1' });
+        const failures = (s: typeof before): number =>
+          s.sum('graygate_request_errors_total', { version: 'v1', kind: 'stream_failed' });
+        const res = await httpRequest(`${gw.url}/v1/responses`, {
+          agent,
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model: String(model), input: 'hi', stream: true }),
+        });
+        t.equal(res.status, 200);
+        t.match(res.body, seen, 'the client got the upstream’s event');
+        const after = await scrapeUntil(gw, (s) => requests(s) === requests(before) + 1, 'the stream finished');
+        t.equal(failures(after) - failures(before), 1);
+      });
+    }
+  });
 }
