@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { sourceMapEntry } from './source-map-entry.js';
-import { moveCoverage } from './child-env.js';
+import { moveCoverage, nodeLaunch } from './child-env.js';
 
 // The suite's coverage of the processes tests start (child-env.ts): what a child's V8 report keeps on its way to tap's
 // .tap/coverage. A report that lost the project's scripts fails no test but lowers the coverage figure; one that kept
@@ -100,3 +100,17 @@ t.test('a report still being written stays for the next call; a missing director
 
   t.doesNotThrow(() => moveCoverage(join(from, 'never'), to, PROJECT, new Set()), 'no child wrote any');
 });
+
+t.test(
+  "a child's environment: the shell's graygate variables and NODE_EXTRA_CA_CERTS left out, a test's own kept",
+  async (t) => {
+    const shell = { HOME: '/root', PORT: '3000', GRAYGATE_ADMIN_TOKEN: 's3cret', NODE_EXTRA_CA_CERTS: '/etc/ca.pem' };
+    const { env } = nodeLaunch({}, shell);
+    t.same(env, { HOME: '/root' });
+    t.same(nodeLaunch({ NODE_EXTRA_CA_CERTS: '/test/ca.pem', PORT: '0' }, shell).env, {
+      HOME: '/root',
+      NODE_EXTRA_CA_CERTS: '/test/ca.pem',
+      PORT: '0',
+    });
+  },
+);
