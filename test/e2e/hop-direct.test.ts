@@ -8,7 +8,7 @@ import { postStream, chatBody, type StreamClient } from '../worker/fixtures/sse-
 import { status, waitForStatus } from '../helpers/wait.js';
 import { openRaw, type RawConnection } from '../helpers/raw-http.js';
 import { scrape } from '../helpers/metrics.js';
-import { untilOutput, untilOutputHas } from '../helpers/output.js';
+import { untilOutput } from '../helpers/output.js';
 import { METRIC } from '../../shared/metric-names.js';
 import { atFileLimit, hasPrlimit } from '../helpers/file-limit.js';
 
@@ -104,14 +104,21 @@ async function rawHeldConnectionOn(gw: Gateway, tt: Test): Promise<RawConnection
   throw new Error('no IPC call on the raw connection in 200 requests');
 }
 
+interface HeldConnection {
+  gw: Gateway;
+  url: string;
+  agent: Agent;
+  mock: MockUpstream;
+}
+
 /**
  * A gateway with limits.directStreams, one v1 worker and health probes far apart (a stopped worker is not replaced
- * meanwhile), and a keep-alive connection the worker holds: its requests go as IPC calls.
+ * meanwhile), shared by the tests of a group (a master and its worker's start were most of such a test's CPU).
+ * Returns what gives a test a keep-alive connection of its own that the worker holds, so its requests go as IPC
+ * calls, once v1's one worker is ready and idle: a test that killed the worker waits for its replacement too. The
+ * log is the group's: a test reads its own request ids' lines.
  */
-async function heldConnection(
-  t: Test,
-  workerHeadersTimeoutMs: number,
-): Promise<{ gw: Gateway; url: string; agent: Agent; mock: MockUpstream }> {
+async function heldGateway(t: Test, workerHeadersTimeoutMs: number): Promise<(tt: Test) => Promise<HeldConnection>> {
   const mock = await startMockUpstream({});
   t.teardown(() => mock.close());
   const gw = await startGateway(
@@ -123,10 +130,43 @@ async function heldConnection(
     { env: { LOG_LEVEL: 'info' } },
   );
   const url = `${gw.url}/v1/chat/completions`;
-  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
-  t.teardown(() => agent.destroy());
-  await untilDirectOn(gw, url, t, agent, 'call');
-  return { gw, url, agent, mock };
+  return async (tt) => {
+    await oneIdleWorker(gw);
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    tt.teardown(() => agent.destroy());
+    await untilDirectOn(gw, url, tt, agent, 'call');
+    return { gw, url, agent, mock };
+  };
+}
+
+/** Waits until v1 has one worker, ready and idle: a shared gateway's test begins so, whatever the test before did. */
+async function oneIdleWorker(gw: Gateway): Promise<void> {
+  await waitForStatus(
+    gw,
+    (v) => {
+      const workers = v['v1']!.workers;
+      return workers.length === 1 && workers[0]!.state === 'ready' && workers[0]!.inflight === 0;
+    },
+    'v1’s one worker ready and idle',
+  );
+}
+
+/** Waits until v1's worker `pid` is gone and another is ready: the group's next test needs one. */
+async function replaced(gw: Gateway, pid: number): Promise<void> {
+  await waitForStatus(
+    gw,
+    (v) => v['v1']!.workers.every((w) => w.pid !== pid) && v['v1']!.workers.some((w) => w.state === 'ready'),
+    'a new v1 worker',
+  );
+}
+
+/** The master's log lines that name `reqId`: a shared gateway's log holds its other tests' too. */
+function linesOf(gw: Gateway, reqId: string): string {
+  return gw
+    .output()
+    .split('\n')
+    .filter((l) => l.includes(reqId))
+    .join('\n');
 }
 
 /** SIGSTOPs a worker; returns what resumes it, which the test's teardown also does. */
@@ -614,103 +654,197 @@ function callOutcome(url: string, agent: Agent, id: string, directive: string): 
   });
 }
 
-t.test(
-  'directStreams: a call a stopped worker never answers gets 504 at workerHeadersTimeoutMs, and is timed',
-  async (t) => {
-    // The worker reports a call's status before it writes a byte, so a call with no status reported was not answered:
-    // the master answers it, as it does a relayed request (SPEC §4a), and closes the connection after, since the
-    // worker holds it. The 504 counts in the header-latency histogram, or a stopped worker's requests, the slowest,
-    // would be missing from it. Health probes far apart, so the stopped worker is not replaced meanwhile.
-    const { gw, url, agent } = await heldConnection(t, 1000);
-    const timed = async (): Promise<number> =>
-      (await scrape(gw)).sum(`${METRIC.requestDurationSeconds}_count`, { version: 'v1' });
-    const before = await timed();
-    const pid = await v1Pid(gw);
-    const resume = stopWorker(t, pid);
-    const id = `stopped-${Date.now()}`;
-    t.equal(await callOutcome(url, agent, id, '[mock tokens=2]'), '504 close worker_timeout', 'the master’s 504');
-    const line = await lineOf(gw, id);
-    t.same(
-      { directCall: line.directCall, direct: line.direct, status: line.status, error: line.error },
-      { directCall: true, direct: undefined, status: 504, error: 'worker_timeout' },
-      'sent as a call, answered by the master (not `direct`: the worker wrote nothing)',
-    );
-    resume();
-    t.equal(await timed(), before + 1, 'the 504 is timed in the header-latency histogram');
-  },
-);
+t.test('directStreams, held connections, workerHeadersTimeoutMs 2 s', async (t) => {
+  const heldConnection = await heldGateway(t, 2000);
 
-t.test(
-  'directStreams: a call whose upstream answers after workerHeadersTimeoutMs is the worker’s, its write lease renewed',
-  async (t) => {
-    // shared/direct.ts: the worker begins no answer past its write lease, which ends a guard before the master's
-    // timer; its heartbeats keep the timer, and the master renews the lease on each. Without the renewal the call gave
-    // up past its first lease (1.5 s here), and the master answered 504.
-    const { gw, url, agent } = await heldConnection(t, 2000);
-    const id = `slow-${Date.now()}`;
-    t.equal(await callOutcome(url, agent, id, '[mock tokens=2 first-byte-ms=5000]'), '200 keep-alive undefined');
-    const line = await lineOf(gw, id);
-    t.same(
-      { directCall: line.directCall, direct: line.direct, status: line.status, error: line.error },
-      { directCall: true, direct: true, status: 200, error: undefined },
-      'answered by the worker, straight to the client',
-    );
-  },
-);
+  t.test(
+    'directStreams: a call a stopped worker never answers gets 504 at workerHeadersTimeoutMs, and is timed',
+    async (t) => {
+      // The worker reports a call's status before it writes a byte, so a call with no status reported was not answered:
+      // the master answers it, as it does a relayed request (SPEC §4a), and closes the connection after, since the
+      // worker holds it. The 504 counts in the header-latency histogram, or a stopped worker's requests, the slowest,
+      // would be missing from it. Health probes far apart, so the stopped worker is not replaced meanwhile.
+      const { gw, url, agent } = await heldConnection(t);
+      const timed = async (): Promise<number> =>
+        (await scrape(gw)).sum(`${METRIC.requestDurationSeconds}_count`, { version: 'v1' });
+      const before = await timed();
+      const pid = await v1Pid(gw);
+      const resume = stopWorker(t, pid);
+      const id = `stopped-${Date.now()}`;
+      t.equal(await callOutcome(url, agent, id, '[mock tokens=2]'), '504 close worker_timeout', 'the master’s 504');
+      const line = await lineOf(gw, id);
+      t.same(
+        { directCall: line.directCall, direct: line.direct, status: line.status, error: line.error },
+        { directCall: true, direct: undefined, status: 504, error: 'worker_timeout' },
+        'sent as a call, answered by the master (not `direct`: the worker wrote nothing)',
+      );
+      resume();
+      t.equal(await timed(), before + 1, 'the 504 is timed in the header-latency histogram');
+    },
+  );
 
-t.test(
-  'directStreams: a call whose worker dies after reading it, before answering, gets 502 worker_error',
-  async (t) => {
-    // SPEC §4: a worker that dies before its response headers → 502 worker_error; a call's client gets it too. The
-    // worker read it (its upstream has the call): it may have run, and a POST is not sent twice.
-    const { gw, url, agent, mock } = await heldConnection(t, 10_000);
-    const pid = await v1Pid(gw);
-    const id = `killed-${Date.now()}`;
-    const upstream = once(mock.events, 'stream');
-    const outcome = callOutcome(url, agent, id, '[mock tokens=2 first-byte-ms=60000]');
-    await upstream;
-    process.kill(pid, 'SIGKILL');
-    t.equal(await outcome, '502 close worker_error', 'the master’s 502');
-    const line = await lineOf(gw, id);
-    t.same(
-      { directCall: line.directCall, status: line.status, error: line.error },
-      { directCall: true, status: 502, error: 'worker_error' },
-    );
-    t.notMatch(gw.output(), /request tried again/, 'not tried again: it ran');
-  },
-);
+  t.test(
+    'directStreams: a call whose upstream answers after workerHeadersTimeoutMs is the worker’s, its write lease renewed',
+    async (t) => {
+      // shared/direct.ts: the worker begins no answer past its write lease, which ends a guard before the master's
+      // timer; its heartbeats keep the timer, and the master renews the lease on each. Without the renewal the call
+      // gave up past its first lease (1.5 s here), and the master answered 504.
+      const { gw, url, agent } = await heldConnection(t);
+      const id = `slow-${Date.now()}`;
+      t.equal(await callOutcome(url, agent, id, '[mock tokens=2 first-byte-ms=5000]'), '200 keep-alive undefined');
+      const line = await lineOf(gw, id);
+      t.same(
+        { directCall: line.directCall, direct: line.direct, status: line.status, error: line.error },
+        { directCall: true, direct: true, status: 200, error: undefined },
+        'answered by the worker, straight to the client',
+      );
+    },
+  );
+});
 
-t.test(
-  'directStreams: a call its worker never read (stopped, then killed) goes to its replacement, a POST too',
-  async (t) => {
-    // The call waits unread in the channel of a stopped worker (a stuck one the health probes kill, a crash with calls
-    // on their way), which is then killed. It was a 502: the master could not tell it from a call the worker had begun.
-    // A worker now reports each call taken before anything of it runs, so one it never reported never ran there, and
-    // it goes to another worker, whatever its method, with the body the master kept (nginx's `proxy_next_upstream
-    // error`). Health probes far apart: the test kills the worker, not the probes.
-    const { gw, url, agent, mock } = await heldConnection(t, 10_000);
-    const pid = await v1Pid(gw);
-    const id = `unread-${Date.now()}`;
-    const calls: string[] = [];
-    const onStream = (s: MockStream): void => void calls.push(JSON.stringify(s.body));
-    mock.events.on('stream', onStream);
-    t.teardown(() => mock.events.off('stream', onStream));
-    stopWorker(t, pid);
-    const outcome = callOutcome(url, agent, id, `[mock tokens=2] ${id}`);
-    await waitForStatus(gw, (v) => v['v1']!.workers[0]!.inflight === 1, 'the call sent to the stopped worker');
-    process.kill(pid, 'SIGKILL');
-    t.equal(await outcome, '200 keep-alive undefined', 'answered, on a connection kept open');
-    const line = await lineOf(gw, id);
-    t.equal(line.status, 200);
-    t.not(line.workerPid, pid, 'by the replacement');
-    t.match(gw.output(), new RegExp(`"reqId":"${id}".*worker gone before it read the request: request tried again`));
-    t.equal(
-      calls.filter((c) => c.includes(id)).length,
-      1,
-      'one upstream call, with its body: the dead worker made none',
-    );
-  },
-);
+t.test('directStreams, held connections, workerHeadersTimeoutMs 10 s', async (t) => {
+  const heldConnection = await heldGateway(t, 10_000);
+
+  t.test(
+    'directStreams: a call whose worker dies after reading it, before answering, gets 502 worker_error',
+    async (t) => {
+      // SPEC §4: a worker that dies before its response headers → 502 worker_error; a call's client gets it too. The
+      // worker read it (its upstream has the call): it may have run, and a POST is not sent twice.
+      const { gw, url, agent, mock } = await heldConnection(t);
+      const pid = await v1Pid(gw);
+      const id = `killed-${Date.now()}`;
+      const upstream = once(mock.events, 'stream');
+      const outcome = callOutcome(url, agent, id, '[mock tokens=2 first-byte-ms=60000]');
+      await upstream;
+      process.kill(pid, 'SIGKILL');
+      t.equal(await outcome, '502 close worker_error', 'the master’s 502');
+      const line = await lineOf(gw, id);
+      t.same(
+        { directCall: line.directCall, status: line.status, error: line.error },
+        { directCall: true, status: 502, error: 'worker_error' },
+      );
+      t.notMatch(linesOf(gw, id), /request tried again/, 'not tried again: it ran');
+      await replaced(gw, pid);
+    },
+  );
+
+  t.test(
+    'directStreams: a call its worker never read (stopped, then killed) goes to its replacement, a POST too',
+    async (t) => {
+      // The call waits unread in the channel of a stopped worker (a stuck one the health probes kill, a crash with
+      // calls on their way), which is then killed. It was a 502: the master could not tell it from a call the worker
+      // had begun. A worker now reports each call taken before anything of it runs, so one it never reported never ran
+      // there, and it goes to another worker, whatever its method, with the body the master kept (nginx's
+      // `proxy_next_upstream error`). Health probes far apart: the test kills the worker, not the probes.
+      const { gw, url, agent, mock } = await heldConnection(t);
+      const pid = await v1Pid(gw);
+      const id = `unread-${Date.now()}`;
+      const calls: string[] = [];
+      const onStream = (s: MockStream): void => void calls.push(JSON.stringify(s.body));
+      mock.events.on('stream', onStream);
+      t.teardown(() => mock.events.off('stream', onStream));
+      stopWorker(t, pid);
+      const outcome = callOutcome(url, agent, id, `[mock tokens=2] ${id}`);
+      await waitForStatus(gw, (v) => v['v1']!.workers[0]!.inflight === 1, 'the call sent to the stopped worker');
+      process.kill(pid, 'SIGKILL');
+      t.equal(await outcome, '200 keep-alive undefined', 'answered, on a connection kept open');
+      const line = await lineOf(gw, id);
+      t.equal(line.status, 200);
+      t.not(line.workerPid, pid, 'by the replacement');
+      t.match(gw.output(), new RegExp(`"reqId":"${id}".*worker gone before it read the request: request tried again`));
+      t.equal(
+        calls.filter((c) => c.includes(id)).length,
+        1,
+        'one upstream call, with its body: the dead worker made none',
+      );
+      await replaced(gw, pid);
+    },
+  );
+
+  t.test(
+    'directStreams: a connection that closes while its descriptor waits for a backed-up worker does not stall the worker’s channel',
+    async (t) => {
+      // libuv reads a descriptor when it writes the message that carries it, which waits while the channel is backed
+      // up. Closed meanwhile, the write failed (EBADF), the message was lost, and node waited for its acknowledgement
+      // for good, holding every later message to the worker: its calls were cut at workerHeadersTimeoutMs and its
+      // health probes never answered. The master now keeps such a descriptor open until its message is written.
+      const { gw, url, agent } = await heldConnection(t);
+      const pid = await v1Pid(gw);
+      const resume = stopWorker(t, pid);
+      // A call of 2 MiB to the stopped worker: more than the channel's buffer holds, so the rest waits in libuv.
+      const big = postStream(url, chatBody(`[mock tokens=2] ${'x'.repeat(2 << 20)}`), {}, agent);
+      await waitForStatus(gw, (v) => v['v1']!.workers[0]!.inflight === 1, 'the big call sent');
+      // A new keep-alive connection: its request is offered with its descriptor, which waits behind the big call.
+      const body = JSON.stringify(chatBody('[mock tokens=2]'));
+      const fresh = connect(Number(new URL(gw.url).port), '127.0.0.1');
+      t.teardown(() => fresh.destroy());
+      fresh.on('error', () => undefined);
+      fresh.write(
+        `POST /v1/chat/completions HTTP/1.1\r\nHost: graygate\r\nContent-Type: application/json\r\n` +
+          `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      );
+      await waitForStatus(gw, (v) => v['v1']!.workers[0]!.inflight === 2, 'the fresh connection offered');
+      // Reset: the master's socket, and so its descriptor, close as soon as it reads the reset.
+      fresh.resetAndDestroy();
+      // The reset reached the master before this request did, and the message waits until the worker reads.
+      await status(gw);
+      resume();
+      const first = await big;
+      await first.done;
+      t.ok(isDone(first), 'the big call is answered whole');
+      const next = await postStream(url, chatBody('[mock tokens=2]'), {}, agent);
+      await next.done;
+      t.ok(isDone(next), 'the next call on the connection reaches the worker and is answered whole');
+      const line = await lineOf(gw, String(next.headers['x-request-id']));
+      t.same(
+        { directCall: line.directCall, error: line.error },
+        { directCall: true, error: undefined },
+        'sent as a call, answered',
+      );
+      t.equal(await v1Pid(gw), pid, 'by the same worker: nothing was replaced');
+      // The reset connection's close, held while its descriptor was on its way, happened: its request ended.
+      await waitForStatus(gw, (v) => v['v1']!.workers[0]!.inflight === 0, 'every request ended');
+    },
+  );
+
+  t.test(
+    'directStreams: a descriptor that never reaches the worker (its file limit) is offered again, and so are others',
+    { skip: hasPrlimit() ? false : 'needs util-linux prlimit, to lower a worker’s file limit' },
+    async (t) => {
+      // A worker process at its file limit gets a descriptor message without the descriptor (the kernel drops it:
+      // MSG_CTRUNC), and node answers the master with NODE_HANDLE_NACK. Sent with keepOpen, the message is not sent
+      // again, and no `conn-taken` came: the master waited for it for good, and offered that worker none again.
+      const { gw, url } = await heldConnection(t);
+      const pid = await v1Pid(gw);
+      // Fresh keep-alive sockets master → worker and worker → upstream, so the next request needs no new one there.
+      await (
+        await postStream(url, chatBody('[mock tokens=2]'))
+      ).done;
+      const restore = atFileLimit(t, pid);
+      // A new keep-alive connection: its first request offers the worker its descriptor, which cannot arrive.
+      const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+      t.teardown(() => agent.destroy());
+      // The group's log: this test's line is one more than it held.
+      const lostLines = (): number =>
+        gw
+          .output()
+          .split('\n')
+          .filter((l) => l.includes('a connection did not reach the worker')).length;
+      const lostBefore = lostLines();
+      const lost = untilOutput(gw, () => (lostLines() > lostBefore ? true : undefined));
+      await (
+        await postStream(url, chatBody('[mock tokens=2]'), {}, agent)
+      ).done;
+      await lost;
+      restore();
+      t.ok(await untilDirectOn(gw, url, t, agent, 'call'), 'the same connection is offered again, and taken');
+      const other = new Agent({ keepAlive: true, maxSockets: 1 });
+      t.teardown(() => other.destroy());
+      t.ok(await untilDirectOn(gw, url, t, other, 'call'), 'a later connection is offered to the worker, and taken');
+      t.equal(await v1Pid(gw), pid, 'by the same worker: nothing was replaced');
+    },
+  );
+});
 
 t.test(
   'directStreams: a call its worker never read, whose version was removed meanwhile, is chosen again, not queued',
@@ -750,162 +884,85 @@ t.test(
   },
 );
 
-t.test(
-  'directStreams: an offered GET a stuck worker never read goes to its replacement when it is killed',
-  async (t) => {
-    // A connection's first request to a worker goes over HTTP and offers it the connection. Unread in a stuck worker's
-    // accept queue when the worker was killed, a GET was answered 502, where the same GET without the offer goes to the
-    // replacement (worker-crash.test.ts): the master took the connection for the dead worker's to write to. A worker
-    // writes to a connection only for a request it read. The test worker takes the connections it is offered.
-    const gw = await startGateway(
-      t,
-      {
-        limits: { directStreams: true, maxSocketsPerWorker: 2, queueTimeoutMs: 60_000, healthIntervalMs: 60_000 },
-        versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1, env: { TEST_WORKER_CALLS: 'give-up' } } },
-      },
-      { env: { LOG_LEVEL: 'info' } },
-    );
-    // Its first line relayed: the worker's loop stops as it sent it. `Connection: close`: not offered.
-    const stuck = await new Promise<IncomingMessage>((resolve, reject) => {
-      request(`${gw.url}/block`, { agent: false }, resolve).on('error', reject).end();
-    });
-    const cut = new Promise<void>((resolve) => stuck.resume().on('close', resolve));
-    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
-    t.teardown(() => agent.destroy());
-    const id = `offered-${Date.now()}`;
-    const queued = new Promise<{ status: number; pid: number }>((resolve, reject) => {
-      request(`${gw.url}/echo`, { agent, headers: { 'x-request-id': id } }, (res) => {
-        let text = '';
-        res.setEncoding('utf8').on('data', (c: string) => (text += c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, pid: (JSON.parse(text) as { pid: number }).pid }));
-      })
-        .on('error', reject)
-        .end();
-    });
-    const before = await waitForStatus(
-      gw,
-      (v) => v['v1']!.workers[0]!.inflight === 2,
-      'the GET sent to the stuck worker',
-    );
-    const pid = before['v1']!.workers[0]!.pid;
-    process.kill(pid, 'SIGKILL');
-    const served = await queued;
-    t.equal(served.status, 200, 'the GET was served');
-    t.not(served.pid, pid, 'by the replacement');
-    t.match(gw.output(), new RegExp(`"reqId":"${id}".*worker unreachable: request tried again`));
-    await cut;
-  },
-);
-
-t.test('directStreams: a call its worker ends without a status gets 502 worker_error from the master', async (t) => {
-  // A worker build may end a call without answering it (its last report, no status): it wrote nothing, so the
-  // master answers, as for a relayed request whose worker gave up before its headers (SPEC §4), and closes the
-  // connection after, since the worker holds it. The test worker takes the connections it is offered and gives up on
-  // every call; the connection's first requests reach it over HTTP and are answered.
+t.test('directStreams, a test worker that takes connections and gives up on every call', async (t) => {
+  // One gateway for both tests (a master and its worker's start are much of such a test's CPU): each begins once v1's
+  // one worker is ready and idle, the first one's killed worker replaced.
   const gw = await startGateway(
     t,
     {
-      limits: { directStreams: true },
+      limits: { directStreams: true, maxSocketsPerWorker: 2, queueTimeoutMs: 60_000, healthIntervalMs: 60_000 },
       versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1, env: { TEST_WORKER_CALLS: 'give-up' } } },
     },
     { env: { LOG_LEVEL: 'info' } },
   );
-  const url = `${gw.url}/v1/chat/completions`;
-  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
-  t.teardown(() => agent.destroy());
-  const pid = await v1Pid(gw);
-  for (let i = 0; i < 200; i++) {
-    const id = `give-up-${i}`;
-    const outcome = await callOutcome(url, agent, id, 'hi');
-    const line = await lineOf(gw, id);
-    if (line.directCall !== true) {
-      t.equal(outcome, '200 keep-alive undefined', 'a request on the HTTP path is the worker’s answer');
-      continue;
-    }
-    t.equal(outcome, '502 close worker_error', 'the master’s 502, and the connection closed after it');
-    t.same({ status: line.status, error: line.error, direct: line.direct }, { status: 502, error: 'worker_error' });
-    t.equal(await v1Pid(gw), pid, 'from the worker that gave up, alive: not a worker lost');
-    return;
-  }
-  t.fail('no request became an IPC call in 200');
-});
 
-t.test(
-  'directStreams: a connection that closes while its descriptor waits for a backed-up worker does not stall the worker’s channel',
-  async (t) => {
-    // libuv reads a descriptor when it writes the message that carries it, which waits while the channel is backed
-    // up. Closed meanwhile, the write failed (EBADF), the message was lost, and node waited for its acknowledgement
-    // for good, holding every later message to the worker: its calls were cut at workerHeadersTimeoutMs and its
-    // health probes never answered. The master now keeps such a descriptor open until its message is written.
-    const { gw, url, agent } = await heldConnection(t, 10_000);
-    const pid = await v1Pid(gw);
-    const resume = stopWorker(t, pid);
-    // A call of 2 MiB to the stopped worker: more than the channel's buffer holds, so the rest waits in libuv.
-    const big = postStream(url, chatBody(`[mock tokens=2] ${'x'.repeat(2 << 20)}`), {}, agent);
-    await waitForStatus(gw, (v) => v['v1']!.workers[0]!.inflight === 1, 'the big call sent');
-    // A new keep-alive connection: its request is offered with its descriptor, which waits behind the big call.
-    const body = JSON.stringify(chatBody('[mock tokens=2]'));
-    const fresh = connect(Number(new URL(gw.url).port), '127.0.0.1');
-    t.teardown(() => fresh.destroy());
-    fresh.on('error', () => undefined);
-    fresh.write(
-      `POST /v1/chat/completions HTTP/1.1\r\nHost: graygate\r\nContent-Type: application/json\r\n` +
-        `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-    );
-    await waitForStatus(gw, (v) => v['v1']!.workers[0]!.inflight === 2, 'the fresh connection offered');
-    // Reset: the master's socket, and so its descriptor, close as soon as it reads the reset.
-    fresh.resetAndDestroy();
-    // The reset reached the master before this request did, and the message waits until the worker reads.
-    await status(gw);
-    resume();
-    const first = await big;
-    await first.done;
-    t.ok(isDone(first), 'the big call is answered whole');
-    const next = await postStream(url, chatBody('[mock tokens=2]'), {}, agent);
-    await next.done;
-    t.ok(isDone(next), 'the next call on the connection reaches the worker and is answered whole');
-    const line = await lineOf(gw, String(next.headers['x-request-id']));
-    t.same(
-      { directCall: line.directCall, error: line.error },
-      { directCall: true, error: undefined },
-      'sent as a call, answered',
-    );
-    t.equal(await v1Pid(gw), pid, 'by the same worker: nothing was replaced');
-    // The reset connection's close, held while its descriptor was on its way, happened: its request ended.
-    await waitForStatus(gw, (v) => v['v1']!.workers[0]!.inflight === 0, 'every request ended');
-  },
-);
+  t.test(
+    'directStreams: an offered GET a stuck worker never read goes to its replacement when it is killed',
+    async (t) => {
+      // A connection's first request to a worker goes over HTTP and offers it the connection. Unread in a stuck
+      // worker's accept queue when the worker was killed, a GET was answered 502, where the same GET without the offer
+      // goes to the replacement (worker-crash.test.ts): the master took the connection for the dead worker's to write
+      // to. A worker writes to a connection only for a request it read. The test worker takes the connections it is
+      // offered.
+      await oneIdleWorker(gw);
+      // Its first line relayed: the worker's loop stops as it sent it. `Connection: close`: not offered.
+      const stuck = await new Promise<IncomingMessage>((resolve, reject) => {
+        request(`${gw.url}/block`, { agent: false }, resolve).on('error', reject).end();
+      });
+      const cut = new Promise<void>((resolve) => stuck.resume().on('close', resolve));
+      const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+      t.teardown(() => agent.destroy());
+      const id = `offered-${Date.now()}`;
+      const queued = new Promise<{ status: number; pid: number }>((resolve, reject) => {
+        request(`${gw.url}/echo`, { agent, headers: { 'x-request-id': id } }, (res) => {
+          let text = '';
+          res.setEncoding('utf8').on('data', (c: string) => (text += c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, pid: (JSON.parse(text) as { pid: number }).pid }));
+        })
+          .on('error', reject)
+          .end();
+      });
+      const before = await waitForStatus(
+        gw,
+        (v) => v['v1']!.workers[0]!.inflight === 2,
+        'the GET sent to the stuck worker',
+      );
+      const pid = before['v1']!.workers[0]!.pid;
+      process.kill(pid, 'SIGKILL');
+      const served = await queued;
+      t.equal(served.status, 200, 'the GET was served');
+      t.not(served.pid, pid, 'by the replacement');
+      t.match(gw.output(), new RegExp(`"reqId":"${id}".*worker unreachable: request tried again`));
+      await cut;
+    },
+  );
 
-t.test(
-  'directStreams: a descriptor that never reaches the worker (its file limit) is offered again, and so are others',
-  { skip: hasPrlimit() ? false : 'needs util-linux prlimit, to lower a worker’s file limit' },
-  async (t) => {
-    // A worker process at its file limit gets a descriptor message without the descriptor (the kernel drops it:
-    // MSG_CTRUNC), and node answers the master with NODE_HANDLE_NACK. Sent with keepOpen, the message is not sent
-    // again, and no `conn-taken` came: the master waited for it for good, and offered that worker no connection again.
-    const { gw, url } = await heldConnection(t, 10_000);
-    const pid = await v1Pid(gw);
-    // Fresh keep-alive sockets master → worker and worker → upstream, so the next request needs no new one there.
-    await (
-      await postStream(url, chatBody('[mock tokens=2]'))
-    ).done;
-    const restore = atFileLimit(t, pid);
-    // A new keep-alive connection: its first request offers the worker its descriptor, which cannot arrive.
+  t.test('directStreams: a call its worker ends without a status gets 502 worker_error from the master', async (t) => {
+    // A worker build may end a call without answering it (its last report, no status): it wrote nothing, so the
+    // master answers, as for a relayed request whose worker gave up before its headers (SPEC §4), and closes the
+    // connection after, since the worker holds it. The test worker takes the connections it is offered and gives up on
+    // every call; the connection's first requests reach it over HTTP and are answered.
+    await oneIdleWorker(gw);
+    const url = `${gw.url}/v1/chat/completions`;
     const agent = new Agent({ keepAlive: true, maxSockets: 1 });
     t.teardown(() => agent.destroy());
-    const lost = untilOutputHas(gw, 'a connection did not reach the worker');
-    await (
-      await postStream(url, chatBody('[mock tokens=2]'), {}, agent)
-    ).done;
-    await lost;
-    restore();
-    t.ok(await untilDirectOn(gw, url, t, agent, 'call'), 'the same connection is offered again, and taken');
-    const other = new Agent({ keepAlive: true, maxSockets: 1 });
-    t.teardown(() => other.destroy());
-    t.ok(await untilDirectOn(gw, url, t, other, 'call'), 'a later connection is offered to the worker, and taken');
-    t.equal(await v1Pid(gw), pid, 'by the same worker: nothing was replaced');
-  },
-);
+    const pid = await v1Pid(gw);
+    for (let i = 0; i < 200; i++) {
+      const id = `give-up-${i}`;
+      const outcome = await callOutcome(url, agent, id, 'hi');
+      const line = await lineOf(gw, id);
+      if (line.directCall !== true) {
+        t.equal(outcome, '200 keep-alive undefined', 'a request on the HTTP path is the worker’s answer');
+        continue;
+      }
+      t.equal(outcome, '502 close worker_error', 'the master’s 502, and the connection closed after it');
+      t.same({ status: line.status, error: line.error, direct: line.direct }, { status: 502, error: 'worker_error' });
+      t.equal(await v1Pid(gw), pid, 'from the worker that gave up, alive: not a worker lost');
+      return;
+    }
+    t.fail('no request became an IPC call in 200');
+  });
+});
 
 t.test('directStreams: SIGTERM during a call, a request pipelined behind it gets 503 shutting_down', async (t) => {
   // The master ended a call's connection with it when closing: the request behind it, read and waiting, was dropped
