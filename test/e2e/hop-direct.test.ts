@@ -22,9 +22,10 @@ import { atFileLimit, hasPrlimit } from '../helpers/file-limit.js';
 // sends streams on a keep-alive connection until the master's log line says
 // `direct` (and `directCall`, for the path a held connection takes).
 
-// The longest e2e file (26 tests, each a master of its own): ~60 s alone, 88 s beside the unit tests and the other
-// lane at a load of 10, and past tap's 120 s per file in one CI run with two more suites on the box (the lane failed
-// the file and took no more). Its own bound, as cli.test.ts has.
+// The longest e2e file (10 masters: tests that stop, kill or remove what they test have their own, the others share
+// one by the limits they need): ~50 s alone, 88 s beside the unit tests and the other lane at a load of 10 (when it
+// had 26), and past tap's 120 s per file in one CI run with two more suites on the box (the lane failed the file and
+// took no more). Its own bound, as cli.test.ts has.
 export const TIMEOUT_MS = 240_000; // test/helpers/e2e-lane.ts reads it
 t.setTimeout(TIMEOUT_MS);
 
