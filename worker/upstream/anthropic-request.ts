@@ -29,6 +29,7 @@ export function buildAnthropicRequest(req: ChatRequest, options: BuildOptions): 
     throw new GraygateError(
       'invalid_request',
       'messages: an anthropic upstream needs at least one user or assistant message',
+      { param: 'messages' },
     );
   const body: Record<string, unknown> = {
     model,

@@ -394,6 +394,6 @@ export function isModelName(value: unknown): value is string {
 
 export function requireModel(req: { model?: unknown }, options: BuildOptions): string {
   const model = options.model ?? req.model;
-  if (typeof model !== 'string') throw new GraygateError('invalid_request', 'model: is required');
+  if (typeof model !== 'string') throw new GraygateError('invalid_request', 'model: is required', { param: 'model' });
   return model;
 }

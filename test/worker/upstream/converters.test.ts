@@ -80,6 +80,8 @@ t.test('openai request: a stream asks for usage; key as bearer, config model win
   t.notOk('authorization' in buildOpenAIRequest(req(), { model: undefined, apiKey: undefined }).headers);
   t.throws(() => buildOpenAIRequest(req({ model: undefined }), { model: undefined, apiKey: undefined }), {
     code: 'invalid_request',
+    message: 'model: is required',
+    param: 'model',
   });
 });
 
@@ -302,7 +304,7 @@ t.test('anthropic request: system moved out, max_tokens defaulted, headers', asy
         model: 'c',
         apiKey: undefined,
       }),
-    { code: 'invalid_request' },
+    { code: 'invalid_request', param: 'messages' },
   );
 });
 
