@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { MAX_HEADER_LINES } from '../shared/defaults.js';
@@ -11,7 +11,7 @@ import type { Logger } from '../shared/log.js';
 import { chooseVersion, needsStickyKey, type RoutingFacts } from './router.js';
 import { corsVaries, corsVerdict, isPreflight, preflightHeaders, responseCorsHeaders } from './cors.js';
 import { scanTopLevel } from './body-user.js';
-import { originForm, readRoutingFacts } from './request-facts.js';
+import { originForm, readRoutingFacts, targetAuthority } from './request-facts.js';
 import type { VersionRegistry } from './version-registry.js';
 import type { MasterMetrics } from './metrics.js';
 import type { Lease } from './admission.js';
@@ -172,7 +172,11 @@ export function createGateway(options: GatewayOptions): Gateway {
     // Absolute-form is served as its path; a target of no form the master takes is refused below, after the checks
     // every refusal gets (request id, head problems that close the connection, CORS).
     const target = originForm(req.url ?? '/');
-    if (target !== undefined) req.url = target;
+    if (target !== undefined && target !== req.url) {
+      // Absolute-form's host is the request's (RFC 9112 §3.2.2): the worker and x-forwarded-host get it, not Host's.
+      req.headers.host = targetAuthority(req.url!)!;
+      req.url = target;
+    }
     const path = target?.split('?', 1)[0];
     if (path !== undefined && HEALTH_PATHS.has(path) && req.httpVersionMajor === 1) {
       ctx.isHealthCheck = true;
@@ -379,6 +383,13 @@ export function createGateway(options: GatewayOptions): Gateway {
     const headers = copyHeaders(clientHeaders, NOT_FORWARDED);
     // SPEC §4a: framing is the master's, never the client's: a fresh Content-Length for the body it read.
     if (ctx.body.length > 0 || BODY_METHODS.has(req.method ?? '')) headers['content-length'] = String(ctx.body.length);
+    // x-forwarded-* as http-proxy-3's xfwd wrote them (a client's own for, port and proto first, ours appended), the
+    // port the one the client connected to, as Envoy and AWS's load balancers send it: xfwd's came from Host (80 for
+    // `Host: gw`, whatever the listener's). The worker's direct calls get them too.
+    appendForwarded(headers, 'x-forwarded-for', req.socket.remoteAddress);
+    appendForwarded(headers, 'x-forwarded-port', req.socket.localPort);
+    appendForwarded(headers, 'x-forwarded-proto', 'http');
+    headers['x-forwarded-host'] ??= headers.host ?? '';
     headers['x-request-id'] = ctx.reqId;
     headers['x-graygate-version'] = ctx.version;
     headers[WAITED_HEADER] = (now() - ctx.startedAtMs).toFixed(2);
@@ -475,4 +486,11 @@ function readiness(registry: VersionRegistry): Record<string, boolean> {
  */
 function bodyLimitBytes(limits: Pick<Limits, 'maxBodyBytes' | 'maxBufferedBodyBytes'>): number {
   return Math.min(limits.maxBodyBytes, limits.maxBufferedBodyBytes);
+}
+
+/** A hop's value appended to the client's own list of an x-forwarded-* header, or the header's only one. */
+function appendForwarded(headers: IncomingHttpHeaders, name: string, value: string | number | undefined): void {
+  if (value === undefined) return;
+  const sent = headers[name];
+  headers[name] = typeof sent === 'string' && sent !== '' ? `${sent},${value}` : String(value);
 }

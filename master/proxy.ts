@@ -76,7 +76,8 @@ export function createWorkerProxy(options: WorkerProxyOptions): WorkerProxy {
   // `proxy_pass` without a URI part). Without it http-proxy-3 rebuilds the path through `new URL`, which
   // resolves dot segments, `%2e%2e` and backslashes: `/v1/%2e%2e/v1/chat/completions` reached the worker as
   // `/v1/chat/completions`, a path the master never saw.
-  const proxy = createProxyServer({ xfwd: true, ws: false, selfHandleResponse: true, toProxy: true });
+  // xfwd off: the gateway writes x-forwarded-* (gateway.ts, with the listener's port).
+  const proxy = createProxyServer({ xfwd: false, ws: false, selfHandleResponse: true, toProxy: true });
 
   proxy.on('proxyReq', (proxyReq: ClientRequest, _req: IncomingMessage, _res: unknown, callOptions: unknown) => {
     const { ctx, timeouts } = callOptions as CallOptions;

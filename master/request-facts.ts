@@ -38,6 +38,16 @@ export function originForm(target: string): string | undefined {
   return rest.startsWith('/') ? rest : undefined;
 }
 
+/**
+ * The authority of an absolute-form target that originForm takes (`http://host:port/path` → `host:port`); undefined for
+ * origin-form. RFC 9112 §3.2.2: a server that gets one must ignore the Host header and use the target's host instead,
+ * as nginx's `$host` does.
+ */
+export function targetAuthority(target: string): string | undefined {
+  if (target.startsWith('/')) return undefined;
+  return ABSOLUTE_FORM.exec(target)?.[1];
+}
+
 export function readRoutingFacts(
   target: string,
   headers: IncomingHttpHeaders,

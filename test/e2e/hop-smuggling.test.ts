@@ -163,11 +163,16 @@ t.test('an absolute-form target is its path as sent; the master answers its own 
   const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } });
   const conn = await openRaw(gw.url, ['GET', 'GET']);
   conn.write(
-    'GET http://gw/x/../echo?c=1 HTTP/1.1\r\nHost: gw\r\n\r\nGET http://gw/healthz HTTP/1.1\r\nHost: gw\r\n\r\n',
+    'GET http://api.example:8443/x/../echo?c=1 HTTP/1.1\r\nHost: gw\r\n\r\nGET http://gw/healthz HTTP/1.1\r\nHost: gw\r\n\r\n',
   );
   const [echo, health] = await conn.waitFor(2);
   conn.socket.destroy();
   t.equal(echo!.status, 200);
+  // RFC 9112 §3.2.2: the target's host replaces Host (it reached the worker as `gw`).
+  const { headers } = JSON.parse(echo!.body) as Echo;
+  t.equal(headers['host'], 'api.example:8443', "the worker's Host is the target's");
+  t.equal(headers['x-forwarded-host'], 'api.example:8443');
+  t.equal(headers['x-forwarded-port'], new URL(gw.url).port, "the listener's port, not the target's or Host's");
   t.same(JSON.parse(health!.body), { status: 'ok' }, "the master's /healthz");
   const stats = json<Stats>(await httpRequest(`${gw.url}/stats`));
   t.same(

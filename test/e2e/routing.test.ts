@@ -71,6 +71,7 @@ t.test('routing, proxy headers and errors through the real master', async (t) =>
     t.equal(h['x-forwarded-for'], '127.0.0.1');
     t.equal(h['x-forwarded-proto'], 'http');
     t.match(h['x-forwarded-host'], /^127\.0\.0\.1:\d+$/);
+    t.equal(h['x-forwarded-port'], new URL(gw.url).port, "the listener's port");
     for (const name of ['x-secret-hop', 'keep-alive', 'te', 'proxy-authorization'])
       t.notOk(h[name], `${name} not forwarded`);
     // nginx's keepalive_timeout, above the 60 s of the load balancers put in front (Node's own is 5 s).

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { originForm, readRoutingFacts } from '../../master/request-facts.js';
+import { originForm, targetAuthority, readRoutingFacts } from '../../master/request-facts.js';
 import { DEFAULTS } from '../../shared/defaults.js';
 
 const routing = DEFAULTS.routing;
@@ -63,4 +63,8 @@ t.test('absolute-form targets become origin-form as they came; other forms and u
     ['http://example.com#x', undefined],
   ];
   for (const [target, want] of cases) t.equal(originForm(target), want, target);
+  // RFC 9112 §3.2.2: the host of an absolute-form target replaces the Host header.
+  t.equal(targetAuthority('http://example.com:8443/p'), 'example.com:8443');
+  t.equal(targetAuthority('HTTP://[::1]:8000'), '[::1]:8000');
+  t.equal(targetAuthority('/p'), undefined, 'origin-form: Host stands');
 });
