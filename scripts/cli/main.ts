@@ -126,16 +126,18 @@ async function canaryCommand(
     // an admin API that took the connection and never answered (a master stopped, its event loop stuck) held
     // `--timeout 1s` for ever. Unanswered, a look is an unreachable admin (retried, then 69).
     const lookMs = (): number => Math.ceil(Math.min(LOOK_MS, Math.max(deadlineMs - performance.now(), LAST_LOOK_MS)));
+    // Without --wait, one look, unbounded as every one-shot command's call is (kubectl's and curl's are).
+    const isWait = values['wait'] === true;
     const get = (): Promise<CanaryStatusBody> =>
       callAdmin<CanaryStatusBody>(client(), {
         method: 'GET',
         path: `/admin/versions/${encodeURIComponent(second)}/canary`,
-        timeoutMs: lookMs(),
+        ...(isWait ? { timeoutMs: lookMs() } : {}),
       });
     let one = await get();
     /** When `one` was answered. */
     let seenAtMs = performance.now();
-    if (values['wait'] !== true) return print(one, () => formatCanary(one));
+    if (!isWait) return print(one, () => formatCanary(one));
     // Argo Rollouts' `status` as a pipeline's gate: the verdict, then an exit code a script can branch on.
     let unreachableSinceMs: number | undefined;
     // A canary paused by hand waits for its operator (resume, promote, abort), as Argo Rollouts' `status --watch` waits

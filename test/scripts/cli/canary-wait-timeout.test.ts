@@ -119,3 +119,29 @@ t.test(
     t.match(run.stderr, /\ngraygate: admin API unreachable at .* \(no answer within 10000 ms\)[^\n]*\n$/);
   },
 );
+
+// Without --wait, `canary status NAME` is one look, as `status` is: no bound of its own (a look of --wait is 10 s). A
+// probe: a slow admin's answer after 10 s was "admin API unreachable", exit 69, for this command alone.
+t.test(
+  'canary status NAME without --wait waits for a slow answer, as every one-shot command does',
+  BOUND,
+  async (t) => {
+    const server: Server = createServer((_req, res) => {
+      // Past the 10 s a look of --wait gets: the slowness is what is tested, not a wait for something else.
+      const timer = setTimeout(() => {
+        res.setHeader('content-type', 'application/json');
+        res.end(RUNNING);
+      }, 10_500);
+      res.on('close', () => clearTimeout(timer));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    t.teardown(() => {
+      server.closeAllConnections();
+      server.close();
+    });
+    const admin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const run = await runCli(t, ['canary', 'status', 'v2', '--admin', admin]);
+    t.equal(run.code, 0, run.stderr);
+    t.match(run.stdout, /^canary v2 \(baseline v1\): running at step 1\/2/);
+  },
+);
