@@ -172,11 +172,10 @@ export function createGateway(options: GatewayOptions): Gateway {
     // Absolute-form is served as its path; a target of no form the master takes is refused below, after the checks
     // every refusal gets (request id, head problems that close the connection, CORS).
     const target = originForm(req.url ?? '/');
-    if (target !== undefined && target !== req.url) {
-      // Absolute-form's host is the request's (RFC 9112 §3.2.2): the worker and x-forwarded-host get it, not Host's.
-      req.headers.host = targetAuthority(req.url!)!;
-      req.url = target;
-    }
+    // Absolute-form's host is the request's (RFC 9112 §3.2.2): the worker and x-forwarded-host get it, not Host's,
+    // once the client's own Host has been checked (headProblem, as nginx checks it whatever the target's form).
+    const authority = target !== undefined && target !== req.url ? targetAuthority(req.url!) : undefined;
+    if (target !== undefined) req.url = target;
     const path = target?.split('?', 1)[0];
     if (path !== undefined && HEALTH_PATHS.has(path) && req.httpVersionMajor === 1) {
       ctx.isHealthCheck = true;
@@ -212,6 +211,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       refuse(ctx, framing);
       return false;
     }
+    if (authority !== undefined) req.headers.host = authority;
     // SPEC §12: CORS is decided by the master, before anything is forwarded.
     const origin = headerValue(req.headers['origin']);
     const cors = registry.config.cors;

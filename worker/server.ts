@@ -234,11 +234,11 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
   };
   // The head the master let through (up to its maxHeaderBytes) and what it adds to it (x-forwarded-*, x-request-id,
   // the version's and its own timing headers, its framing): Node's default 16 KiB, the master's default too, made a
-  // head within a few hundred bytes of it the worker's bare 431, its body unread (a review's repro).
-  const server = createServer(
-    { maxHeaderSize: (settings.limits.maxHeaderBytes ?? DEFAULTS.limits.maxHeaderBytes) + MASTER_HEAD_ROOM_BYTES },
-    handle,
-  );
+  // head within a few hundred bytes of it the worker's bare 431, its body unread (a review's repro). Twice the master's
+  // limit: X-Forwarded-Host is a copy of Host when the client sent none, and Host (an absolute-form target's authority
+  // too) may be most of the head (a 16 KB Host was the worker's 431, relayed with no body).
+  const maxHeaderBytes = settings.limits.maxHeaderBytes ?? DEFAULTS.limits.maxHeaderBytes;
+  const server = createServer({ maxHeaderSize: 2 * maxHeaderBytes + MASTER_HEAD_ROOM_BYTES }, handle);
 
   // IPC calls not yet answered whole (a drain waits for them, as the server waits for its connections).
   let openCalls = 0;

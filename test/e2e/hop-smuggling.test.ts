@@ -272,3 +272,18 @@ t.test('what nginx refuses in a head, and what a Connection header cannot remove
     t.notOk(echo['x-hop']);
   });
 });
+
+t.test("an absolute-form target's Host is checked as any other before the target's host replaces it", async (t) => {
+  // RFC 9112 §3.2: a Host of no host's value is a 400 whatever the target's form (nginx too); it was replaced, unread.
+  const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } });
+  for (const target of ['/echo', 'http://gw/echo']) {
+    const conn = await openRaw(gw.url, ['GET']);
+    conn.write(`GET ${target} HTTP/1.1\r\nHost: a b\r\n\r\n`);
+    const [refused] = await conn.waitFor(1);
+    conn.socket.destroy();
+    t.equal(refused!.status, 400, target);
+    t.match(JSON.parse(refused!.body), { error: { message: /the Host header is not a host name/ } }, target);
+  }
+  const stats = json<Stats>(await httpRequest(`${gw.url}/stats`));
+  t.same(stats.seen, [], 'neither reached the worker');
+});
