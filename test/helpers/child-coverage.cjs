@@ -70,13 +70,26 @@ function startCoverage(dir, project) {
   // covered, as it was when node wrote the report after them. Node emits 'exit' through process.emit on each of
   // those paths, process.exit() and the loop's end alike.
   const emit = process.emit;
+  let exitsEmitted = 0;
   process.emit = function (event, ...args) {
     if (event !== 'exit') return emit.call(this, event, ...args);
+    exitsEmitted++;
     try {
       return emit.call(this, event, ...args);
     } finally {
+      exitsEmitted--;
       report();
     }
+  };
+  // An 'exit' listener that calls process.exit() ends the process there (node emits 'exit' once, then reallyExit):
+  // the emit above never returns, and node wrote its report on that path too.
+  const reallyExit = process.reallyExit;
+  process.reallyExit = function (...args) {
+    if (exitsEmitted > 0) {
+      exitsEmitted = 0;
+      report();
+    }
+    return reallyExit.apply(this, args);
   };
 }
 

@@ -56,6 +56,9 @@ switch (process.argv[2]) {
   case 'throw':
     setImmediate(() => answer(null.n));
     break;
+  case 'exit-in-exit':
+    process.on('exit', () => process.exit(4));
+    break;
 }`,
 };
 
@@ -111,6 +114,8 @@ t.test("a child's report: the project's scripts, covered as node covers them, ho
     ['threads', 0, 4],
     ['signal', 3, 1],
     ['throw', 1, 1],
+    // An 'exit' listener's process.exit(): node emits no second 'exit', it ends there (the report was lost).
+    ['exit-in-exit', 4, 1],
   ];
   for (const [how, code, count] of cases) {
     const node = join(project, `node-${how}`);
