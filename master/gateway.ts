@@ -423,7 +423,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       }
     }
     req.headers = headers;
-    // http-proxy-3 adds x-forwarded-* to these: a try again starts from the client's own (until the worker answers).
+    // req.headers are the forwarded ones now, our x-forwarded-* hop appended: a try again starts from the client's own.
     ctx.clientHeaders = clientHeaders;
     proxy.forward(ctx, lease.worker, {
       headersMs: limits.workerHeadersTimeoutMs,
