@@ -389,7 +389,9 @@ export function createGateway(options: GatewayOptions): Gateway {
     appendForwarded(headers, 'x-forwarded-for', req.socket.remoteAddress);
     appendForwarded(headers, 'x-forwarded-port', req.socket.localPort);
     appendForwarded(headers, 'x-forwarded-proto', 'http');
-    headers['x-forwarded-host'] ??= headers.host ?? '';
+    // A client's empty one too, as xfwd's `||` did.
+    if (headers['x-forwarded-host'] === undefined || headers['x-forwarded-host'] === '')
+      headers['x-forwarded-host'] = headers.host ?? '';
     headers['x-request-id'] = ctx.reqId;
     headers['x-graygate-version'] = ctx.version;
     headers[WAITED_HEADER] = (now() - ctx.startedAtMs).toFixed(2);

@@ -76,6 +76,15 @@ t.test('routing, proxy headers and errors through the real master', async (t) =>
       t.notOk(h[name], `${name} not forwarded`);
     // nginx's keepalive_timeout, above the 60 s of the load balancers put in front (Node's own is 5 s).
     t.equal(res.headers['keep-alive'], 'timeout=75', "the master's Keep-Alive, not the worker's (65 s)");
+    // A front proxy's values first, the master's hop after; an empty X-Forwarded-Host is filled from Host.
+    const behind = json<Echo>(
+      await httpRequest(`${gw.url}/echo?version=v1`, {
+        headers: { 'x-forwarded-port': '443', 'x-forwarded-proto': 'https', 'x-forwarded-host': '' },
+      }),
+    ).headers;
+    t.equal(behind['x-forwarded-port'], `443,${new URL(gw.url).port}`);
+    t.equal(behind['x-forwarded-proto'], 'https,http');
+    t.match(behind['x-forwarded-host'], /^127\.0\.0\.1:\d+$/);
     const sneaky = json<Echo>(
       await httpRequest(`${gw.url}/echo?version=v1`, { headers: { connection: 'x-request-id, x-graygate-version' } }),
     ).headers;
