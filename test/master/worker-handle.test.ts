@@ -20,6 +20,15 @@ const log = createLogger({ role: 'master', level: 'silent' });
 const parsed = validateConfig({ versions: { v1: { weight: 1 } } });
 if (!parsed.ok) throw new Error(parsed.problems.join('\n'));
 const upstream = parsed.value.versions['v1']!.upstream;
+/** A worker's settings as these tests' master passes them. */
+const SETTINGS = {
+  protocol: PROTOCOL_VERSION,
+  version: 'v1',
+  instance: 0,
+  upstream,
+  limits: { maxBodyBytes: 1000, shutdownTimeoutMs: 1000 },
+  logLevel: 'silent',
+};
 
 function handle(
   t: { teardown(fn: () => unknown): void },
@@ -30,14 +39,7 @@ function handle(
   return new WorkerHandle({
     entry: FAKE_WORKER_ENTRY,
     env: {},
-    settings: {
-      protocol: PROTOCOL_VERSION,
-      version: 'v1',
-      instance: 0,
-      upstream,
-      limits: { maxBodyBytes: 1000, shutdownTimeoutMs: 1000 },
-      logLevel: 'silent',
-    },
+    settings: SETTINGS,
     readyTimeoutMs: 10_000,
     maxSockets: 4,
     maxIdleSockets: 1,
@@ -372,14 +374,6 @@ t.test('workerEnv: the master’s NODE_OPTIONS as workerNodeOptions leaves it, n
   // Under `npm test` every master has NODE_OPTIONS (the tests' coverage preload, test/helpers/child-env.ts): the
   // branch where a worker gets none runs here only.
   const { workerEnv } = await import('../../master/worker-process.js');
-  const settings = {
-    protocol: PROTOCOL_VERSION,
-    version: 'v1',
-    instance: 0,
-    upstream,
-    limits: { maxBodyBytes: 1000, shutdownTimeoutMs: 1000 },
-    logLevel: 'silent',
-  };
   const cases: Array<[string, string | undefined, Record<string, string>, string | undefined]> = [
     ['a master without', undefined, {}, undefined],
     ['only a debugger flag', '--inspect=127.0.0.1:9229', {}, undefined],
@@ -387,7 +381,11 @@ t.test('workerEnv: the master’s NODE_OPTIONS as workerNodeOptions leaves it, n
     ["the version's own, as written", '--import=./otel.mjs', { NODE_OPTIONS: '--inspect' }, '--inspect'],
   ];
   for (const [name, master, env, want] of cases) {
-    const got = workerEnv(master === undefined ? {} : { NODE_OPTIONS: master }, { env, settings, redactEnv: [] });
+    const got = workerEnv(master === undefined ? {} : { NODE_OPTIONS: master }, {
+      env,
+      settings: SETTINGS,
+      redactEnv: [],
+    });
     t.equal(got['NODE_OPTIONS'], want, name);
     t.equal(Object.hasOwn(got, 'NODE_OPTIONS'), want !== undefined, `${name}: the variable itself`);
   }
