@@ -383,8 +383,8 @@ export function createGateway(options: GatewayOptions): Gateway {
     const headers = copyHeaders(clientHeaders, NOT_FORWARDED);
     // SPEC §4a: framing is the master's, never the client's: a fresh Content-Length for the body it read.
     if (ctx.body.length > 0 || BODY_METHODS.has(req.method ?? '')) headers['content-length'] = String(ctx.body.length);
-    // x-forwarded-* as http-proxy-3's xfwd wrote them (a client's own for, port and proto first, ours appended), the
-    // port the one the client connected to, as Envoy and AWS's load balancers send it: xfwd's came from Host (80 for
+    // x-forwarded-* as http-proxy-3's xfwd wrote them (a client's own for, port and proto first, ours appended), but
+    // with the port the client connected to, as Envoy and AWS's load balancers send it: xfwd's came from Host (80 for
     // `Host: gw`, whatever the listener's). The worker's direct calls get them too.
     appendForwarded(headers, 'x-forwarded-for', req.socket.remoteAddress);
     appendForwarded(headers, 'x-forwarded-port', req.socket.localPort);
