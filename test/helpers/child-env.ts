@@ -54,7 +54,7 @@ const GRAYGATE_ENV = [
 ] as const;
 
 /**
- * What a test's child does without unless the test gives it: NODE_EXTRA_CA_CERTS, which a sandbox's shell sets to the
+ * What a test's child goes without unless the test gives it: NODE_EXTRA_CA_CERTS, which a sandbox's shell sets to the
  * system's bundle (~220 KB of PEM), is read and parsed by node 20 as each process starts: 0.115 → 0.073 CPU s a
  * `node -e 0` (20 runs, interleaved), ~0.08 s a master and worker's life, ×~700 children a suite. A child talks to
  * 127.0.0.1 alone, to servers whose certificates the tests that use TLS trust by name (NODE_EXTRA_CA_CERTS in `extra`,
