@@ -72,3 +72,51 @@ export function restartAfterCrash(
     );
   });
 }
+
+/**
+ * A worker of `state` was sent SIGTERM by someone other than the master (an operator's `kill PID`, a tool) and left it
+ * to the master (IPC `signal`). As a deploy swaps a build, a replacement starts, takes the worker's slot once ready,
+ * and the worker drains as an old build's does (no new requests, the master's own finish within limits.drainTimeoutMs,
+ * then `shutdown`): nothing is refused or cut. Not a crash: no backoff, and the instance's crash count is kept. A
+ * replacement that fails to start leaves the worker serving (an error line says so; a second SIGTERM drains it on its
+ * own, and its exit is then a crash). While the master stops, or for a worker already on its way out (an old build, a
+ * removed version, one draining), nothing: the `shutdown` it gets then is the signal's answer.
+ */
+export function replaceSignalled(
+  state: VersionState,
+  handle: WorkerHandle,
+  deps: Pick<CrashRestartDeps, 'log' | 'isStopping' | 'spawn'> & {
+    retire: (state: VersionState, workers: readonly WorkerHandle[]) => Promise<void>;
+  },
+): void {
+  const { log } = deps;
+  const slot = state.workers.indexOf(handle);
+  if (deps.isStopping() || state.isRemoved || slot === -1 || handle.state !== 'ready') return;
+  const fields = { version: state.name, instance: handle.instance, workerPid: handle.pid };
+  log.warn(fields, 'worker sent SIGTERM: a replacement starts, then it drains');
+  const replacement = deps.spawn(state, handle.instance);
+  replacement.restarts = handle.restarts + 1;
+  replacement.consecutiveCrashes = handle.consecutiveCrashes;
+  replacement.start().then(
+    () => {
+      // Meanwhile a deploy or a crash took the slot, the version was removed, or the master began to stop (which stops
+      // this one too): the replacement is not needed.
+      if (state.isRemoved || deps.isStopping() || state.workers[slot] !== handle) {
+        void replacement.stop(0);
+        return;
+      }
+      state.workers[slot] = replacement;
+      state.restarts++;
+      state.admission.pump();
+      log.info({ ...fields, replacementPid: replacement.pid }, 'worker sent SIGTERM replaced: it drains');
+      deps.retire(state, [handle]).catch((err: unknown) => log.error({ ...fields, err }, 'draining it failed'));
+    },
+    (err: unknown) =>
+      (err as { report?: ExitReport }).report?.isIntended === true
+        ? log.info(fields, 'the replacement of a worker sent SIGTERM was stopped as it started')
+        : log.error(
+            { ...fields, err },
+            'the replacement of a worker sent SIGTERM failed to start: it serves on (a second SIGTERM drains it)',
+          ),
+  );
+}

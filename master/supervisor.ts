@@ -55,6 +55,8 @@ export interface SpawnOptions {
   build: Build;
   /** An exit nobody asked for, while the master is not stopping. */
   onCrash: (handle: WorkerHandle, report: ExitReport) => void;
+  /** The worker was sent SIGTERM by someone else and left it to the master (WorkerSettings.takesSignals). */
+  onSignal?: (handle: WorkerHandle) => void;
 }
 
 export class Supervisor {
@@ -102,6 +104,7 @@ export class Supervisor {
         },
         logLevel: this.#options.logLevel ?? process.env['LOG_LEVEL'] ?? 'info',
         readsCallsTaken: true,
+        takesSignals: true,
         ...(this.#options.socketDir === undefined
           ? {}
           : { socketPath: join(this.#options.socketDir, `w${this.#nextSocket++}.sock`) }),
@@ -116,6 +119,8 @@ export class Supervisor {
     });
     this.#alive.add(handle);
     this.#options.onAliveChange?.(this.#alive.size);
+    const { onSignal } = options;
+    if (onSignal !== undefined) handle.on('signal', () => onSignal(handle));
     handle.once('exit', (report: ExitReport) => {
       this.#alive.delete(handle);
       this.#options.onAliveChange?.(this.#alive.size);

@@ -5,7 +5,7 @@ import type { RoutingTable } from './router.js';
 import type { Supervisor } from './supervisor.js';
 import type { WorkerHandle } from './worker-handle.js';
 import { RESTART_POLICY, type RestartPolicy } from './restart-policy.js';
-import { restartAfterCrash, type CrashRestartDeps } from './crash-restart.js';
+import { replaceSignalled, restartAfterCrash, type CrashRestartDeps } from './crash-restart.js';
 import { CanaryPairs, pairLabel } from './canary-pairs.js';
 import { VersionState } from './version-state.js';
 import { Retirement } from './retirement.js';
@@ -495,6 +495,11 @@ export class VersionRegistry {
       instance,
       build,
       onCrash: (handle, report) => restartAfterCrash(state, handle, report, this.#crashRestart),
+      onSignal: (handle) =>
+        replaceSignalled(state, handle, {
+          ...this.#crashRestart,
+          retire: (s, workers) => this.#retirement.retire(s, workers),
+        }),
     });
   }
 

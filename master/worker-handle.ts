@@ -66,6 +66,8 @@ const FINAL_METRICS_DEADLINE_MS = 1000;
 export interface WorkerHandleEvents {
   ready: [];
   exit: [ExitReport];
+  /** The worker was sent SIGTERM (not by the master) and left it to the master (IPC `signal`, answered already). */
+  signal: [];
 }
 
 export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements AdmissionTarget {
@@ -284,6 +286,12 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
             break;
           case 'calls-taken':
             this.#direct.onCallsTaken(msg.ids);
+            break;
+          case 'signal':
+            // Answered at once, whatever happens next: the worker serves on until this master's `shutdown`.
+            child.send({ type: 'signal-taken' }, undefined, undefined, ignoreSendError);
+            this.#log.info({ workerPid: child.pid, signal: msg.signal }, 'worker was sent SIGTERM');
+            this.emit('signal');
             break;
           default:
             assertNever(msg);

@@ -56,6 +56,12 @@ export interface WorkerSettings {
    * Absent from masters before it, which read only `call-report` `isTaken`, one a call.
    */
   readsCallsTaken?: boolean;
+  /**
+   * The master takes a ready worker's SIGTERM over (`signal`, answered `signal-taken`): it replaces the worker and
+   * stops it as it stops an old build's, or, shutting down itself, within its own deadline. Absent from masters before
+   * it: the worker drains on its own then, up to 5 s.
+   */
+  takesSignals?: boolean;
 }
 
 /** Where a ready worker listens: a unix socket, or a loopback TCP port. */
@@ -90,7 +96,9 @@ export type MasterToWorker =
    * a sign of life before its status; only to workers whose `ready` said `takesLeases`. By connection, where one call
    * at a time is answered: one sent for an earlier call comes before the next call's message.
    */
-  | { type: 'call-lease'; conn: number; writeBy: number };
+  | { type: 'call-lease'; conn: number; writeBy: number }
+  /** The master heard the worker's `signal`: it will send `shutdown` when the worker is to drain. */
+  | { type: 'signal-taken' };
 
 export type WorkerToMaster =
   | {
@@ -128,7 +136,12 @@ export type WorkerToMaster =
    */
   | { type: 'calls-taken'; ids: number[] }
   /** What became of the direct call `id` (IPC `call`). */
-  | DirectCallReport;
+  | DirectCallReport
+  /**
+   * A ready worker was sent SIGTERM (when its settings said `takesSignals`): it serves on until the master's `shutdown`
+   * and drains on its own only if no `signal-taken` comes.
+   */
+  | { type: 'signal'; signal: 'SIGTERM' };
 
 const MASTER_TO_WORKER_TYPES: ReadonlySet<string> = new Set<MasterToWorker['type']>([
   'shutdown',
@@ -138,6 +151,7 @@ const MASTER_TO_WORKER_TYPES: ReadonlySet<string> = new Set<MasterToWorker['type
   'conn-close',
   'call',
   'call-lease',
+  'signal-taken',
 ]);
 
 export function isMasterToWorker(msg: unknown): msg is MasterToWorker {
@@ -186,6 +200,7 @@ const WORKER_MESSAGE_CHECKS: Record<WorkerToMaster['type'], (m: Record<string, u
     isOptional(m['isEnd'], isBoolean) &&
     isOptional(m['isLast'], isBoolean) &&
     isOptional(m['isTaken'], isBoolean),
+  signal: (m) => m['signal'] === 'SIGTERM',
 };
 
 /** A `ready` message, whatever else it holds: one the master cannot use fails that worker's start at once. */

@@ -51,7 +51,15 @@ export interface WorkerLifecycleOptions {
    * one message. Absent or false: one `call-report` `isTaken` a call, as a master from before reads.
    */
   masterReadsCallsTaken?: boolean;
+  /**
+   * The master takes this worker's SIGTERM over once it is ready (WorkerSettings.takesSignals): the worker tells it
+   * and serves on until its `shutdown`. Absent or false: a SIGTERM drains it at once, up to 5 s.
+   */
+  masterTakesSignals?: boolean;
 }
+
+/** A worker's own drain deadline after SIGTERM when no master takes the signal over, ms. */
+const OWN_DRAIN_MS = 5000;
 
 /** A worker's side of IPC calls (limits.directStreams; worker/server.ts). */
 export interface DirectCalls {
@@ -123,6 +131,11 @@ export async function runWorker(options: WorkerLifecycleOptions): Promise<void> 
   loopDelay.enable();
 
   let isDraining = false;
+  /** `ready` sent: from then on a SIGTERM is the master's to act on (masterTakesSignals). */
+  let isReady = false;
+  /** A SIGTERM told to the master; the timer drains this worker if the master does not answer. */
+  let isSignalSent = false;
+  let signalTimer: NodeJS.Timeout | undefined;
   /** IPC calls read whose `calls-taken` (or `isTaken`) is queued or being written: in flight for a drain. */
   let callsBeingTaken = 0;
   let onCallsTaken: (() => void) | undefined;
@@ -145,6 +158,7 @@ export async function runWorker(options: WorkerLifecycleOptions): Promise<void> 
   const drain = (deadlineMs: number, reason: string): void => {
     if (isDraining) return;
     isDraining = true;
+    clearTimeout(signalTimer);
     log.info({ deadlineMs, reason }, 'worker draining');
     options.onDrain?.();
     const deadline = setTimeout(() => {
@@ -171,6 +185,10 @@ export async function runWorker(options: WorkerLifecycleOptions): Promise<void> 
     switch (msg.type) {
       case 'shutdown':
         drain(msg.deadlineMs, 'master');
+        break;
+      case 'signal-taken':
+        clearTimeout(signalTimer);
+        log.info('SIGTERM taken over by the master: serving until it says to drain');
         break;
       case 'ping': {
         // The longest interval between two samples, less the interval itself: 0 when idle.
@@ -242,7 +260,19 @@ export async function runWorker(options: WorkerLifecycleOptions): Promise<void> 
     options.connections?.closeIdle?.();
     drain(5000, 'disconnect');
   });
-  process.on('SIGTERM', () => drain(5000, 'SIGTERM'));
+  // A ready worker's SIGTERM is its master's to act on (WorkerSettings.takesSignals): sent to the whole process group
+  // (systemd's default KillMode, `kill -- -PGID`) it reaches the master too, whose drain gives streams its whole
+  // shutdownTimeoutMs; sent to this worker alone, the master starts a replacement and drains this one as it drains an
+  // old build (limits.drainTimeoutMs), so nothing is refused meanwhile. A master that does not answer within
+  // OWN_DRAIN_MS, a second SIGTERM, or a worker not ready yet: it drains on its own, as before.
+  process.on('SIGTERM', () => {
+    if (isDraining) return;
+    if (options.masterTakesSignals !== true || !isReady || isSignalSent || !process.connected)
+      return drain(OWN_DRAIN_MS, 'SIGTERM');
+    isSignalSent = true;
+    send({ type: 'signal', signal: 'SIGTERM' });
+    signalTimer = setTimeout(() => drain(OWN_DRAIN_MS, 'SIGTERM'), OWN_DRAIN_MS);
+  });
   // Ctrl-C and a terminal hangup reach the whole process group; the master
   // decides when workers drain, so they ignore both.
   process.on('SIGINT', () => undefined);
@@ -264,6 +294,7 @@ export async function runWorker(options: WorkerLifecycleOptions): Promise<void> 
     typeof address === 'string'
       ? { path: address }
       : { host: (address as AddressInfo).address, port: (address as AddressInfo).port };
+  isReady = true;
   send({
     type: 'ready',
     protocol: PROTOCOL_VERSION,

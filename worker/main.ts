@@ -30,6 +30,7 @@ await runWorker({
   connections: worker.connections,
   calls: worker.calls,
   masterReadsCallsTaken: settings.readsCallsTaken === true,
+  masterTakesSignals: settings.takesSignals === true,
   // The lifecycle closes the HTTP server; the worker server then lets
   // its requests finish and closes the upstream pool and the mock.
   onDrain: () => {

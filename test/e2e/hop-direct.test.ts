@@ -484,44 +484,67 @@ t.test('directStreams', async (t) => {
     );
   });
 
-  t.test('a worker sent SIGTERM during a call finishes the call before it exits', async (t) => {
-    // A draining worker exits once its HTTP server has closed; IPC calls hold no connection of that server, so it
-    // must wait for them too. (A deploy drains a worker only once the master's requests to it are over.)
-    const { agent } = await directConnection(t);
-    const raw = await rawHeldConnection(t);
-    const answered = raw.responses.length;
-    const pid = await v1Pid(gw);
-    // Long enough to keep the draining worker alive while the pipelined requests reach it (about 0.1 s), short enough
-    // to end well within the worker's 5 s drain deadline after SIGTERM on a loaded box (4 s took over 5 s in CI).
-    const s = await postStream(url, chatBody('[mock tokens=200 interval-ms=10]'), {}, agent);
-    await s.until(() => s.data.length >= 3);
-    const draining = `"pid":${pid},`;
-    process.kill(pid, 'SIGTERM');
-    const isDraining = (l: string): boolean => l.includes(draining) && l.includes('"msg":"worker draining"');
-    await untilOutput(gw, () => (gw.output().split('\n').some(isDraining) ? true : undefined));
-    // A call the draining worker refuses: its 503 says `Connection: close`, and the master closes the connection
-    // after it (found by review: it kept it, and answered the client's next, pipelined requests on it).
-    // A raw client, which would read on: two pipelined requests.
-    raw.write(rawGet('pipelined-1') + rawGet('pipelined-2'));
-    await raw.closed;
-    const after = raw.responses.slice(answered);
-    t.same(
-      after.map((r) => [r.status, r.headers['connection'], r.headers['x-request-id']]),
-      [[503, 'close', 'pipelined-1']],
-      'one answer, the 503, then the connection ended',
-    );
-    const refused = await lineOf(gw, 'pipelined-1');
-    t.same({ directCall: refused.directCall, status: refused.status }, { directCall: true, status: 503 });
-    await s.done;
-    t.ok(isDone(s), 'every token, then [DONE]');
-    const line = await lineOf(gw, String(s.headers['x-request-id']));
-    t.same({ directCall: line.directCall, error: line.error }, { directCall: true, error: undefined });
-    await waitForStatus(
-      gw,
-      (v) => v['v1']!.workers.every((w) => w.pid !== pid) && v['v1']!.workers.some((w) => w.state === 'ready'),
-      'a new v1 worker',
-    );
-  });
+  t.test(
+    'a worker sent SIGTERM alone: its call ends whole, a replacement answers its connections meanwhile',
+    async (t) => {
+      // A ready worker leaves its SIGTERM to the master (shared/worker-lifecycle.ts), which starts a replacement and
+      // drains it as a deploy drains an old build's. Before, it drained on its own and refused the calls on the
+      // connections it held 503 shutting_down for up to 5 s, where on the relayed path another instance served them.
+      // Its drain still waits for its calls as for its HTTP connections (the stream here ends whole).
+      const { agent } = await directConnection(t);
+      const raw = await rawHeldConnection(t);
+      const answered = raw.responses.length;
+      const pid = await v1Pid(gw);
+      const s = await postStream(url, chatBody('[mock tokens=200 interval-ms=10]'), {}, agent);
+      await s.until(() => s.data.length >= 3);
+      const before = gw.output().length;
+      process.kill(pid, 'SIGTERM');
+      const pidField = `"workerPid":${pid},`;
+      const linesOf = (text: string): string[] =>
+        gw
+          .output()
+          .split('\n')
+          .filter((l) => l.includes(pidField) && l.includes(text));
+      await untilOutput(gw, () => linesOf('"msg":"worker sent SIGTERM replaced: it drains"').length > 0 || undefined);
+      // Two requests pipelined on a connection the old worker holds.
+      raw.write(rawGet('after-sigterm-1') + rawGet('after-sigterm-2'));
+      await raw.waitFor(answered + 2);
+      t.same(
+        raw.responses.slice(answered).map((r) => [r.status, r.headers['connection'], r.headers['x-request-id']]),
+        [
+          [200, 'keep-alive', 'after-sigterm-1'],
+          [200, 'keep-alive', 'after-sigterm-2'],
+        ],
+        'both answered, the connection kept',
+      );
+      for (const id of ['after-sigterm-1', 'after-sigterm-2']) t.not((await lineOf(gw, id)).workerPid, pid, id);
+      await s.done;
+      t.ok(isDone(s), 'every token, then [DONE]');
+      const line = await lineOf(gw, String(s.headers['x-request-id']));
+      t.same(
+        { directCall: line.directCall, error: line.error, workerPid: line.workerPid },
+        { directCall: true, error: undefined, workerPid: pid },
+      );
+      await untilOutput(gw, () => linesOf('"msg":"worker exited"').length > 0 || undefined);
+      const exited = JSON.parse(linesOf('"msg":"worker exited"')[0]!) as { level: number; code: number | null };
+      t.same({ level: exited.level, code: exited.code }, { level: 30, code: 0 }, 'stopped by the master, not a crash');
+      const drains = gw
+        .output()
+        .split('\n')
+        .filter((l) => l.includes(`"pid":${pid},`) && l.includes('"msg":"worker draining"'));
+      t.same(
+        drains.map((l) => (JSON.parse(l) as { reason?: string }).reason),
+        ['master'],
+        'it drained when the master said so',
+      );
+      t.notOk(gw.output().slice(before).includes('"msg":"restarting crashed worker"'), 'nothing restarted as a crash');
+      await waitForStatus(
+        gw,
+        (v) => v['v1']!.workers.every((w) => w.pid !== pid) && v['v1']!.workers.some((w) => w.state === 'ready'),
+        'the old v1 worker gone, its replacement ready',
+      );
+    },
+  );
 
   t.test('a deploy while a call streams: it ends whole on the old worker, which then exits', async (t) => {
     const { agent } = await directConnection(t);

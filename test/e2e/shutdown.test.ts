@@ -52,6 +52,39 @@ t.test('SIGTERM during a request: it completes, then the master exits 0 and no c
   for (const pid of pids) t.notOk(isAlive(pid), `worker ${pid} is gone`);
 });
 
+t.test('SIGTERM to the whole process group: the workers drain when the master says, within its deadline', async (t) => {
+  // systemd's default KillMode=control-group and `kill -- -PGID` signal every process at once. A worker drained on its
+  // own then, for 5 s, whatever the master's shutdownTimeoutMs; now it leaves a SIGTERM to its master once ready.
+  const gw = await startGateway(
+    t,
+    { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } },
+    { env: { LOG_LEVEL: 'info' } },
+  );
+  const gate = requestGate(t);
+  const slow = httpRequest(gw.url + gate.path);
+  const st = await waitForStatus(gw, (v) => v.v1!.workers.some((w) => w.inflight === 1), 'request in flight');
+  const pid = st.v1!.workers[0]!.pid;
+  const workerLine = (msg: string): string | undefined =>
+    gw
+      .output()
+      .split('\n')
+      .find((l) => l.includes(`"pid":${pid},`) && l.includes(`"msg":"${msg}"`));
+  process.kill(-gw.pid, 'SIGTERM');
+  const takenOver = 'SIGTERM taken over by the master: serving until it says to drain';
+  // Either is the worker's answer to the signal (on its own, it drained at once).
+  while (workerLine(takenOver) === undefined && workerLine('worker draining') === undefined)
+    await once(gw.child.stdout!, 'data');
+  t.ok(workerLine(takenOver), 'the worker left the signal to the master');
+  gate.release();
+  const res = await slow;
+  t.equal(res.status, 200, 'the in-flight request completed');
+  t.equal(await gw.exited, 0, 'master exited 0');
+  const drained = JSON.parse(workerLine('worker draining')!) as { reason: string; deadlineMs: number };
+  t.equal(drained.reason, 'master', 'the worker drained when the master said so');
+  t.ok(drained.deadlineMs > 5000, `within the master's deadline (${drained.deadlineMs} ms), not 5 s of its own`);
+  t.notOk(isAlive(pid), 'the worker is gone');
+});
+
 t.test('a second SIGTERM during the drain stops at once: workers killed, the stream cut, exit 143', async (t) => {
   const gw = await startGateway(
     t,

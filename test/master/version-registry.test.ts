@@ -345,6 +345,66 @@ t.test(
   },
 );
 
+/** GET /signal: the fake worker tells the master it was sent SIGTERM; resolves once the master has heard it. */
+async function signal(w: WorkerHandle): Promise<void> {
+  const heard = once(w, 'signal');
+  request({ ...w.requestOptions('/signal'), agent: false }, (res) => res.resume())
+    .on('error', () => undefined)
+    .end();
+  await heard;
+}
+
+t.test(
+  'a worker sent SIGTERM is replaced once its replacement is ready, then drains and stops: no crash',
+  async (t) => {
+    const fake = fakeFork('ready');
+    const { registry } = setup(t, fake, { v1: { entry: FAKE_WORKER_ENTRY, weight: 1, instances: 2 } });
+    await registry.startAll();
+    const v1 = registry.require('v1');
+    const [old, other] = v1.workers as [WorkerHandle, WorkerHandle];
+    await signal(old);
+    t.equal(v1.workers[0], old, 'it serves on while its replacement starts');
+    const stopped = once(old, 'exit');
+    while (v1.workers[0] === old || v1.workers[0]!.state !== 'ready') await pollPause();
+    t.equal(v1.workers[1], other, 'the other instance untouched');
+    t.equal(v1.workers[0]!.instance, 0, 'in its slot');
+    const [report] = (await stopped) as [{ isIntended: boolean }];
+    t.equal(report.isIntended, true, 'stopped by the master, not a crash');
+    t.equal(old.state, 'stopped');
+    t.equal(v1.restarts, 1, 'counted as a restart of the version');
+    t.equal(fake.children.length, 3, 'one process forked for it');
+  },
+);
+
+t.test('a worker sent SIGTERM whose replacement fails to start serves on', async (t) => {
+  const fake = fakeFork('ready');
+  const { registry } = setup(t, fake, { v1: { entry: FAKE_WORKER_ENTRY, weight: 1 } });
+  await registry.startAll();
+  const v1 = registry.require('v1');
+  const old = v1.workers[0]!;
+  fake.mode = 'crash';
+  await signal(old);
+  t.equal(fake.children.length, 2, 'a replacement forked');
+  await once(fake.children[1]!, 'close');
+  // Long enough for a crash restart to have forked one (as forksAfterCrash waits): none may, for a failed replacement.
+  const probe = fakeFork('ready');
+  await setup(t, probe, { x: { entry: FAKE_WORKER_ENTRY, weight: 1 } }).registry.startAll();
+  t.equal(fake.children.length, 2, 'nothing forked after it');
+  t.equal(v1.workers[0], old, 'the worker keeps its slot');
+  t.equal(old.state, 'ready', 'and serves');
+  t.equal(v1.restarts, 0);
+});
+
+t.test('a worker sent SIGTERM while the master stops: nothing is forked, its stop is the answer', async (t) => {
+  const fake = fakeFork('ready');
+  const { registry } = setup(t, fake, { v1: { entry: FAKE_WORKER_ENTRY, weight: 1 } });
+  await registry.startAll();
+  registry.stopRestarts();
+  await signal(registry.require('v1').workers[0]!);
+  t.equal(fake.children.length, 1, 'nothing forked');
+  t.equal(registry.require('v1').workers[0]!.state, 'ready', 'it serves until the master stops it');
+});
+
 t.test('a worker that exits once the master is shutting down is not restarted', async (t) => {
   // A probe: a SIGTERM to the whole process group (systemd's default KillMode) reaches the workers, which drain and
   // exit; the master restarted each during its own drain.

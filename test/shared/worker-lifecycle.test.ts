@@ -15,14 +15,20 @@ const ENTRY = join(ROOT, 'dist/test/fixtures/lifecycle-worker.js');
 
 interface Message {
   type: string;
+  signal?: string;
+  address?: { host: string; port: number };
   id?: number;
   ids?: number[];
   isTaken?: boolean;
   isEnd?: boolean;
 }
 
-function startWorker(t: Test, readsTaken: boolean): { child: ChildProcess; messages: Message[] } {
-  const child = fork(ENTRY, [], forkLaunch({ LIFECYCLE_READS_TAKEN: readsTaken ? '1' : '0' }));
+function startWorker(t: Test, readsTaken: boolean, takesSignals = false): { child: ChildProcess; messages: Message[] } {
+  const child = fork(
+    ENTRY,
+    [],
+    forkLaunch({ LIFECYCLE_READS_TAKEN: readsTaken ? '1' : '0', LIFECYCLE_TAKES_SIGNALS: takesSignals ? '1' : '0' }),
+  );
   const messages: Message[] = [];
   child.on('message', (msg: Message) => messages.push(msg));
   t.teardown(() => {
@@ -59,4 +65,61 @@ t.test('calls read in one turn are reported taken in one message, before any of 
 
 t.test('to a master from before `calls-taken`, each call is reported taken on its own', async (t) => {
   t.same(await reportsOfThreeCalls(t, false), ['taken 1', 'taken 2', 'taken 3', 'end 1', 'end 2', 'end 3']);
+});
+
+// A ready worker's SIGTERM is its master's to act on (WorkerSettings.takesSignals): sent to the whole process group it
+// reaches the master too, whose drain has its own deadline; sent to the worker alone, the master replaces it first.
+
+/** The next message of `type` from the worker. */
+async function next(child: ChildProcess, messages: Message[], type: string): Promise<Message> {
+  for (;;) {
+    const found = messages.find((m) => m.type === type);
+    if (found !== undefined) return found;
+    await once(child, 'message');
+  }
+}
+
+/** Whether the worker's HTTP server still answers. */
+async function serves(ready: Message): Promise<number> {
+  const res = await fetch(`http://${ready.address!.host}:${ready.address!.port}/`);
+  await res.arrayBuffer();
+  return res.status;
+}
+
+t.test('a SIGTERM is told to a master that takes signals: the worker serves on until its shutdown', async (t) => {
+  const { child, messages } = startWorker(t, true, true);
+  const ready = await next(child, messages, 'ready');
+  const exited = once(child, 'exit');
+  child.kill('SIGTERM');
+  t.equal((await next(child, messages, 'signal')).signal, 'SIGTERM', 'the master is told');
+  child.send({ type: 'signal-taken' });
+  child.send({ type: 'ping', id: 1 });
+  await next(child, messages, 'pong');
+  t.equal(await serves(ready), 200, 'it serves on');
+  child.send({ type: 'shutdown', deadlineMs: 5000 });
+  t.same(await exited, [0, null], 'drained and exited 0 once told');
+});
+
+t.test('a second SIGTERM while the master has not said to drain: the worker drains on its own', async (t) => {
+  const { child, messages } = startWorker(t, true, true);
+  await next(child, messages, 'ready');
+  const exited = once(child, 'exit');
+  child.kill('SIGTERM');
+  await next(child, messages, 'signal');
+  child.kill('SIGTERM');
+  t.same(await exited, [0, null]);
+  t.equal(messages.filter((m) => m.type === 'signal').length, 1, 'told once');
+});
+
+t.test('to a master from before `signal`, a SIGTERM drains the worker at once', async (t) => {
+  const { child, messages } = startWorker(t, true, false);
+  await next(child, messages, 'ready');
+  const exited = once(child, 'exit');
+  child.kill('SIGTERM');
+  t.same(await exited, [0, null]);
+  t.same(
+    messages.filter((m) => m.type === 'signal'),
+    [],
+    'nothing told',
+  );
 });
