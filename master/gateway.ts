@@ -48,6 +48,8 @@ export interface GatewayOptions {
   budget: ByteBudget;
   /** True once SIGTERM arrived: new requests get 503 shutting_down, answers `Connection: close`. */
   isClosing: () => boolean;
+  /** True once the shutdown deadline passed: a request that ends unfinished then was cut by the master. */
+  isCutting?: () => boolean;
   /** Monotonic clock in ms. Default performance.now. */
   now?: () => number;
   /** Where each answered request's outcome goes (the canaries, SPEC §11): counters only, no allocation. */
@@ -113,6 +115,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     metrics,
     budget,
     isClosing,
+    isCutting: options.isCutting ?? (() => false),
     now,
     outcomes: options.outcomes,
     done,

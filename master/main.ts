@@ -142,6 +142,8 @@ const metrics = createMasterMetrics({
   clientConnections: () => clientConnections.status(),
 });
 let isClosing = false;
+/** The shutdown deadline passed: what is still in flight is the master's cut, not its client's leaving. */
+let isCutting = false;
 
 try {
   await registry.startAll();
@@ -164,6 +166,7 @@ const gateway = createGateway({
   budget,
   outcomes: canaries,
   isClosing: () => isClosing,
+  isCutting: () => isCutting,
   isOverBound: (socket) => clientConnections.isOverBound(socket),
 });
 const main = createMainServer({
@@ -325,6 +328,7 @@ const stop = (signal: string): void => {
     supervisor,
     log,
     deadlineMs: config.limits.shutdownTimeoutMs,
+    onDeadline: () => (isCutting = true),
   }).then(
     () => process.exit(0),
     (err: unknown) => {

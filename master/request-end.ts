@@ -41,6 +41,8 @@ export interface RequestEndOptions {
   budget: ByteBudget;
   /** True once SIGTERM arrived: a refusal then closes the connection. */
   isClosing: () => boolean;
+  /** True once the shutdown deadline passed: a request that ends unfinished then was cut by the master. */
+  isCutting: () => boolean;
   /** Monotonic clock in ms. */
   now: () => number;
   outcomes: OutcomeSink | undefined;
@@ -102,6 +104,9 @@ function linger(ctx: RequestContext): void {
   socket.once('close', () => clearTimeout(timer));
 }
 
+/** What the master says of a request its shutdown deadline cut (shutdownTimeoutMs). */
+const CUT_AT_DEADLINE = new GraygateError('shutting_down', 'graygate is shutting down: its deadline cut this request');
+
 export function createRequestEnd(options: RequestEndOptions): RequestEnd {
   const { log, metrics, budget, isClosing, now, done } = options;
 
@@ -113,7 +118,9 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
    */
   function refuse(ctx: RequestContext, err: unknown): void {
     const { req, res } = ctx;
-    const response = toErrorResponse(err);
+    // Past the shutdown deadline what ends a request unfinished is the shutdown (the master closes the connections
+    // and stops the workers): the client reads `shutting_down`, not the worker's failure it would otherwise see.
+    const response = toErrorResponse(options.isCutting() ? CUT_AT_DEADLINE : err);
     const code = response.code;
     ctx.errorCode ??= code;
     if (code === 'internal_error') log.error({ err, reqId: ctx.reqId }, 'unexpected error in the request path');
@@ -199,12 +206,16 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
     // A client that gave up waiting for its version's answer (queued for a slot, at the worker, or a stream before
     // its first content) was failed by that version, as nginx's 499 says; one that left while it still sent
     // its body was not.
+    // Cut at the shutdown deadline (its connection closed, or its worker stopped, by the master): neither its client's
+    // leaving nor its version's failure; its line says `shutting_down`.
+    const isCut = (isAborted || ctx.isStreamFailed) && options.isCutting();
     const isAbandoned =
       isAborted &&
+      !isCut &&
       (wasPhase === 'queue' ||
         wasPhase === 'worker' ||
         (wasPhase === 'relay' && ctx.isEventStream && ctx.firstContentAtMs === 0));
-    const error = errorKind(status, ctx.isStreamFailed, isAbandoned);
+    const error = errorKind(status, ctx.isStreamFailed && !isCut, isAbandoned);
     metrics.onRequestDone(version, status, error);
     // Given up before any answer: how long it waited is the least its answer would have taken (time to headers).
     if (isAbandoned && status === 0 && ctx.version !== undefined)
@@ -237,6 +248,7 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
     const socketError = isAborted ? socketErrorCodeOf(req.socket) : undefined;
     if (socketError !== undefined) line['clientError'] = socketError;
     if (ctx.errorCode !== undefined) line['error'] = ctx.errorCode;
+    else if (isCut) line['error'] = 'shutting_down';
     if (ctx.isStreamFailed) line['streamFailed'] = true;
     // The worker's time per token of a stream that ended well (SPEC §11): which requests drove a canary's verdict.
     if (ctx.timePerTokenMs >= 0) line['timePerTokenMs'] = Math.round(ctx.timePerTokenMs * 100) / 100;

@@ -39,6 +39,8 @@ export interface ShutdownOptions {
   supervisor: Supervisor;
   log: Logger;
   deadlineMs: number;
+  /** The deadline passed with requests in flight: the master cuts them now (their log lines say so). */
+  onDeadline?: () => void;
 }
 
 export async function shutdown(options: ShutdownOptions): Promise<void> {
@@ -53,8 +55,10 @@ export async function shutdown(options: ShutdownOptions): Promise<void> {
   const timedOut = new Promise<void>((resolve) => {
     deadline = setTimeout(() => {
       // Reached in the grace after the last answer, it cuts nothing.
-      if (inflight.inflight > 0)
+      if (inflight.inflight > 0) {
         log.warn({ deadlineMs, inflight: inflight.inflight }, 'shutdown deadline reached, cutting remaining requests');
+        options.onDeadline?.();
+      }
       resolve();
     }, deadlineMs);
   });

@@ -186,10 +186,14 @@ t.test(
 );
 
 t.test('SIGTERM: at the deadline, a request still waiting for a slot is answered 503, not reset', async (t) => {
-  const gw = await startGateway(t, {
-    versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } },
-    limits: { maxSocketsPerWorker: 1, queueTimeoutMs: 60_000, shutdownTimeoutMs: 1500 },
-  });
+  const gw = await startGateway(
+    t,
+    {
+      versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } },
+      limits: { maxSocketsPerWorker: 1, queueTimeoutMs: 60_000, shutdownTimeoutMs: 1500 },
+    },
+    { env: { LOG_LEVEL: 'info' } },
+  );
   const stream = request(`${gw.url}/sse?events=100000&ms=50`, { agent: false });
   stream.on('error', () => undefined);
   stream.on('response', (res) => res.resume());
@@ -203,6 +207,18 @@ t.test('SIGTERM: at the deadline, a request still waiting for a slot is answered
   t.equal(res.status, 503);
   t.equal(json<{ error: { code: string } }>(res).error.code, 'shutting_down');
   t.equal(await gw.exited, 0);
+  // The stream the deadline cut: the master's doing, not its client's leaving (it was logged as one, an abandoned
+  // request of its version's in the metrics).
+  const cut = gw
+    .output()
+    .split('\n')
+    .filter((l) => l.includes('"path":"/sse"') && l.includes('"msg":"request"'))
+    .map((l) => JSON.parse(l) as { aborted: boolean; error?: string });
+  t.same(
+    cut.map((l) => [l.aborted, l.error]),
+    [[true, 'shutting_down']],
+    "the cut stream logged as the shutdown's",
+  );
 });
 
 t.test('a TMPDIR too deep for unix socket paths: workers listen in /tmp, removed at exit', async (t) => {

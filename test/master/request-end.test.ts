@@ -38,6 +38,7 @@ async function refusedOutcome(t: Test, phase: RequestPhase, code: ErrorCode): Pr
       metrics: createMasterMetrics({ versions: () => undefined }),
       budget: new ByteBudget(1024),
       isClosing: () => false,
+      isCutting: () => false,
       now: () => performance.now(),
       outcomes,
       done: resolve,
