@@ -85,20 +85,10 @@ export function restartAfterCrash(
 export function replaceSignalled(
   state: VersionState,
   handle: WorkerHandle,
-  deps: Pick<CrashRestartDeps, 'log' | 'isStopping' | 'spawn' | 'later' | 'policy'> & {
+  deps: Pick<CrashRestartDeps, 'log' | 'isStopping' | 'spawn'> & {
     retire: (state: VersionState, workers: readonly WorkerHandle[]) => Promise<void>;
   },
 ): void {
-  // A SIGTERM to the whole process group reaches the master at about the same time, and the worker's message may be
-  // read before the master's own signal is handled (a manual `kill -TERM -PGID` forked a replacement, and logged it,
-  // on an idle master): the master acts once the grace has passed, by when a group's signal has stopped it.
-  deps.later(deps.policy.signalGraceMs ?? SIGNAL_GRACE_MS, () => replaceNow(state, handle, deps));
-}
-
-/** RestartPolicy.signalGraceMs's default, ms. */
-const SIGNAL_GRACE_MS = 200;
-
-function replaceNow(state: VersionState, handle: WorkerHandle, deps: Parameters<typeof replaceSignalled>[2]): void {
   const { log } = deps;
   const slot = state.workers.indexOf(handle);
   if (deps.isStopping() || state.isRemoved || slot === -1 || handle.state !== 'ready') return;

@@ -12,11 +12,6 @@ export interface RestartPolicy {
   /** Crashes in a row after which the master restarts that version's workers only every crashLoopDelayMs. */
   readonly maxConsecutiveCrashes: number;
   readonly crashLoopDelayMs: number;
-  /**
-   * How long the master waits before it acts on a worker's SIGTERM (crash-restart.ts replaceSignalled): a SIGTERM to
-   * the whole process group reaches the master within it, and stops it. Default 200 ms.
-   */
-  readonly signalGraceMs?: number;
 }
 
 export const RESTART_POLICY: RestartPolicy = {
