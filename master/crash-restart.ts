@@ -80,7 +80,8 @@ export function restartAfterCrash(
  * then `shutdown`): nothing is refused or cut. Not a crash: no backoff, and the instance's crash count is kept. A
  * replacement that fails to start leaves the worker serving (an error line says so; a second SIGTERM drains it on its
  * own, and its exit is then a crash). While the master stops, or for a worker already on its way out (an old build, a
- * removed version, one draining), nothing: the `shutdown` it gets then is the signal's answer.
+ * removed version, one draining), nothing: the `shutdown` it gets then is the signal's answer. Returns whether the
+ * master took the signal over; false for a worker in no slot (a new build whose swap is not done): it drains now.
  */
 export function replaceSignalled(
   state: VersionState,
@@ -88,10 +89,11 @@ export function replaceSignalled(
   deps: Pick<CrashRestartDeps, 'log' | 'isStopping' | 'spawn'> & {
     retire: (state: VersionState, workers: readonly WorkerHandle[]) => Promise<void>;
   },
-): void {
+): boolean {
   const { log } = deps;
+  if (deps.isStopping() || state.isRemoved || state.draining.has(handle) || handle.state === 'draining') return true;
   const slot = state.workers.indexOf(handle);
-  if (deps.isStopping() || state.isRemoved || slot === -1 || handle.state !== 'ready') return;
+  if (slot === -1 || handle.state !== 'ready') return false;
   const fields = { version: state.name, instance: handle.instance, workerPid: handle.pid };
   log.warn(fields, 'worker sent SIGTERM: a replacement starts, then it drains');
   const replacement = deps.spawn(state, handle.instance);
@@ -119,4 +121,5 @@ export function replaceSignalled(
             'the replacement of a worker sent SIGTERM failed to start: it serves on (a second SIGTERM drains it)',
           ),
   );
+  return true;
 }

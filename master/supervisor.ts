@@ -55,8 +55,11 @@ export interface SpawnOptions {
   build: Build;
   /** An exit nobody asked for, while the master is not stopping. */
   onCrash: (handle: WorkerHandle, report: ExitReport) => void;
-  /** The worker was sent SIGTERM by someone else and left it to the master (WorkerSettings.takesSignals). */
-  onSignal?: (handle: WorkerHandle) => void;
+  /**
+   * The worker was sent SIGTERM by someone else and left it to the master (WorkerSettings.takesSignals): whether the
+   * master takes it over (WorkerHandleOptions.onSignal).
+   */
+  onSignal?: (handle: WorkerHandle) => boolean;
 }
 
 export class Supervisor {
@@ -86,7 +89,8 @@ export class Supervisor {
     if (this.#isStopping) throw new GraygateError('shutting_down', 'the master is shutting down: no worker is started');
     const limits = this.#options.limits();
     const { version, instance, build } = options;
-    const handle = new WorkerHandle({
+    const { onSignal } = options;
+    const handle: WorkerHandle = new WorkerHandle({
       entry: build.entry,
       env: build.env,
       settings: {
@@ -116,11 +120,10 @@ export class Supervisor {
       redactEnv: [ADMIN_TOKEN_ENV, ...this.#options.redactEnv(), ...othersKeys(this.#options.keyEnvs?.(), build)],
       startLimiter: this.#startLimiter,
       ...(this.#options.fork === undefined ? {} : { fork: this.#options.fork }),
+      ...(onSignal === undefined ? {} : { onSignal: () => onSignal(handle) }),
     });
     this.#alive.add(handle);
     this.#options.onAliveChange?.(this.#alive.size);
-    const { onSignal } = options;
-    if (onSignal !== undefined) handle.on('signal', () => onSignal(handle));
     handle.once('exit', (report: ExitReport) => {
       this.#alive.delete(handle);
       this.#options.onAliveChange?.(this.#alive.size);

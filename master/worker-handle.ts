@@ -55,10 +55,20 @@ export interface WorkerHandleOptions {
   fork?: ForkFunction;
   /** Grace before each kill escalation, ms; default KILL_GRACE_MS. */
   killGraceMs?: number;
+  /**
+   * The ready worker was sent SIGTERM by someone else and left it to the master (IPC `signal`,
+   * WorkerSettings.takesSignals): true when the master takes it over (a replacement starts, or the worker is on its
+   * way out already and the master's `shutdown` follows). Absent, or false: the worker is told to drain now, as it
+   * did on its own before (SIGNAL_DRAIN_MS), and takes no new request meanwhile.
+   */
+  onSignal?: () => boolean;
 }
 
 /** Time a worker gets after SIGTERM before SIGKILL, and after its drain deadline before SIGTERM. */
 const KILL_GRACE_MS = 2000;
+
+/** The drain a worker sent SIGTERM is told to do when the master does not take the signal over, ms (as its own). */
+const SIGNAL_DRAIN_MS = 5000;
 
 /** Longest wait at stop for the worker's final metrics (as long as a scrape waits for one worker), ms. */
 const FINAL_METRICS_DEADLINE_MS = 1000;
@@ -66,7 +76,7 @@ const FINAL_METRICS_DEADLINE_MS = 1000;
 export interface WorkerHandleEvents {
   ready: [];
   exit: [ExitReport];
-  /** The worker was sent SIGTERM (not by the master) and left it to the master (IPC `signal`, answered already). */
+  /** The worker was sent SIGTERM (not by the master) and left it to the master (IPC `signal`): answered now. */
   signal: [];
 }
 
@@ -96,6 +106,8 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
   #readyAt = 0;
   #stderrTail: string[] = [];
   #isStopRequested = false;
+  /** When the drain of the master's stop (#terminate) ends, monotonic ms: a `signal` read meanwhile gets the rest. */
+  #stopDeadlineAt = 0;
   #isStarted = false;
   #exitReport: ExitReport | undefined;
   readonly #options: WorkerHandleOptions;
@@ -288,10 +300,17 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
             this.#direct.onCallsTaken(msg.ids);
             break;
           case 'signal':
-            // Answered at once, whatever happens next: the worker serves on until this master's `shutdown`.
-            child.send({ type: 'signal-taken' }, undefined, undefined, ignoreSendError);
             this.#log.info({ workerPid: child.pid, signal: msg.signal }, 'worker was sent SIGTERM');
-            this.emit('signal');
+            // Once the messages read with it have been acted on: a `ready` read in the same turn has made a
+            // replacement current by then (crash-restart.ts replaceSignalled, a promise's continuation).
+            setImmediate(() => {
+              try {
+                this.#answerSignal(child);
+              } catch (err) {
+                // Out of the message listener's try: a throw here ended the master with every stream.
+                this.#log.error({ err, workerPid: child.pid }, 'answering a worker sent SIGTERM failed');
+              }
+            });
             break;
           default:
             assertNever(msg);
@@ -327,6 +346,28 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
     });
   }
 
+  /**
+   * IPC `signal`: `signal-taken` when the master takes the SIGTERM over (onSignal), else `shutdown`. The master's own
+   * stop under way is the answer (#terminate SIGTERMs a worker it has not heard `ready` from, which may have sent it
+   * meanwhile: taken over, that worker served on until readyTimeoutMs or the kill escalation, a review); one the
+   * master does not take (a new build's, its swap not done) drains now, as it did on its own before.
+   */
+  #answerSignal(child: ChildProcess): void {
+    if (!child.connected || child.exitCode !== null || child.signalCode !== null) return;
+    let deadlineMs = SIGNAL_DRAIN_MS;
+    if (this.#isStopRequested) deadlineMs = Math.max(0, this.#stopDeadlineAt - performance.now());
+    else if (this.#options.onSignal?.() === true) {
+      child.send({ type: 'signal-taken' }, undefined, undefined, ignoreSendError);
+      this.emit('signal');
+      return;
+    } else {
+      this.#log.warn({ workerPid: child.pid, deadlineMs }, 'worker sent SIGTERM is not replaced: it drains now');
+      this.drain();
+    }
+    child.send({ type: 'shutdown', deadlineMs }, undefined, undefined, ignoreSendError);
+    this.emit('signal');
+  }
+
   /** Stops taking new requests (admission skips it); requests in flight go on. */
   drain(): void {
     if (this.#state === 'ready') this.#state = 'draining';
@@ -360,6 +401,7 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
     if (child === undefined || child.exitCode !== null || child.signalCode !== null) {
       return;
     }
+    this.#stopDeadlineAt = performance.now() + deadlineMs;
     const wasStarting = this.#state === 'starting';
     if (this.#state === 'ready' || this.#state === 'starting') this.#state = 'draining';
     const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));

@@ -395,6 +395,32 @@ t.test('a worker sent SIGTERM whose replacement fails to start serves on', async
   t.equal(v1.restarts, 0);
 });
 
+t.test('a new build’s worker sent SIGTERM before its swap is done is told to drain, not left serving', async (t) => {
+  // Answered `signal-taken` and never replaced (it has no slot yet), it served on for good: the operator's SIGTERM was
+  // lost (a review). Told to drain now, as it drained on its own before, its swap cannot move traffic to it.
+  const base = fakeFork('ready');
+  // The third fork (the new build's second instance) never gets ready: the swap waits for it.
+  const fake: FakeFork = {
+    ...base,
+    fork: (modulePath, args, options) => {
+      base.mode = base.children.length === 2 ? 'silent' : 'ready';
+      return base.fork(modulePath, args, options);
+    },
+  };
+  const { registry } = setup(t, fake, { v1: { entry: FAKE_WORKER_ENTRY, weight: 1 } });
+  await registry.startAll();
+  const v1 = registry.require('v1');
+  const deploying = registry.deploy('v1', { ...v1.build, instances: 2, env: { BUILD: 'b2' } });
+  deploying.catch(() => undefined);
+  let fresh: WorkerHandle | undefined;
+  while ((fresh = [...v1.starting].find((w) => w.state === 'ready')) === undefined) await pollPause();
+  await signal(fresh);
+  t.equal(fresh.state, 'draining', 'it takes no new request');
+  if (fresh.state === 'draining') await once(fresh, 'exit');
+  t.equal(v1.workers.length, 1, 'the old build serves on');
+  t.equal(v1.workers[0]!.state, 'ready');
+});
+
 t.test('a worker sent SIGTERM while the master stops: nothing is forked, its stop is the answer', async (t) => {
   const fake = fakeFork('ready');
   const { registry } = setup(t, fake, { v1: { entry: FAKE_WORKER_ENTRY, weight: 1 } });

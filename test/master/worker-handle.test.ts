@@ -3,7 +3,11 @@ import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { request } from 'node:http';
-import { WorkerHandle } from '../../master/worker-handle.js';
+import { fork as nodeFork, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { forkLaunch } from '../helpers/child-env.js';
+import { ROOT } from '../helpers/gateway.js';
+import { WorkerHandle, type ForkFunction } from '../../master/worker-handle.js';
 import { holdOpen } from '../../master/worker-direct.js';
 import type { ExitReport } from '../../master/worker-process.js';
 import { StartLimiter } from '../../master/start-limiter.js';
@@ -424,5 +428,73 @@ t.test(
     again();
     t.same(calls, ['readStop', 'close'], 'a hold with no close asked closes nothing');
     t.end();
+  },
+);
+
+t.test(
+  'a stop of a worker the master still sees starting, whose SIGTERM it takes for an operator’s: told to drain',
+  async (t) => {
+    // The master SIGTERMs a worker it has not heard `ready` from yet (#terminate); one that sent it meanwhile
+    // (WorkerSettings.takesSignals) leaves that SIGTERM to the master. Answered `signal-taken`, it served on until the
+    // kill escalation, deadlineMs + the grace later, and drained 5 s more on the second SIGTERM (a review).
+    const lifecycleEntry = join(ROOT, 'dist/test/fixtures/lifecycle-worker.js');
+    let held: unknown[] | undefined = [];
+    let onHeld: (() => void) | undefined;
+    const sent: unknown[] = [];
+    let child: ChildProcess | undefined;
+    const fork: ForkFunction = (_modulePath, args, options) => {
+      const c = nodeFork(lifecycleEntry, [...args], {
+        ...options,
+        ...forkLaunch({ LIFECYCLE_TAKES_SIGNALS: '1' }, options.env, options.execArgv),
+      });
+      child = c;
+      // Holds the worker's messages (its `ready` among them) until the master has sent its SIGTERM.
+      const emit = c.emit.bind(c) as (event: string | symbol, ...args: unknown[]) => boolean;
+      c.emit = ((event: string | symbol, ...rest: unknown[]) => {
+        if (event === 'message' && held !== undefined) {
+          held.push(rest[0]);
+          onHeld?.();
+          return true;
+        }
+        return emit(event, ...rest);
+      }) as typeof c.emit;
+      const send = c.send.bind(c) as (...a: unknown[]) => boolean;
+      c.send = (...a: unknown[]) => {
+        sent.push(a[0]);
+        return send(...a);
+      };
+      return c;
+    };
+    t.teardown(() => {
+      if (child !== undefined && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    });
+    const w = handle(t, fakeFork('ready'), { fork, settings: { ...SETTINGS, takesSignals: true } });
+    const heldOf = async (type: string): Promise<void> => {
+      while (!held!.some((m) => (m as { type?: string }).type === type))
+        await new Promise<void>((resolve) => (onHeld = resolve));
+    };
+    const starting = w.start();
+    await heldOf('ready');
+    t.equal(w.state, 'starting', 'the master has not read its ready yet');
+    const stopped = w.stop(60_000);
+    await heldOf('signal');
+    const messages = held;
+    held = undefined;
+    const answered = once(w, 'signal');
+    for (const msg of messages) child!.emit('message', msg);
+    await answered;
+    t.same(
+      sent.map((m) => (m as { type: string }).type),
+      ['shutdown'],
+      'the signal answered with the stop’s drain, not taken over',
+    );
+    const exit = once(w, 'exit') as Promise<[ExitReport]>;
+    await t.rejects(starting, { name: 'WorkerStartFailure' });
+    await stopped;
+    const [report] = await exit;
+    t.same(
+      { code: report.code, signal: report.signal, isIntended: report.isIntended },
+      { code: 0, signal: null, isIntended: true },
+    );
   },
 );
