@@ -12,6 +12,12 @@ export interface RestartPolicy {
   /** Crashes in a row after which the master restarts that version's workers only every crashLoopDelayMs. */
   readonly maxConsecutiveCrashes: number;
   readonly crashLoopDelayMs: number;
+  /**
+   * How long the master waits before it replaces a worker sent SIGTERM (crash-restart.ts replaceSignalled): a SIGTERM
+   * sent to the whole process group reaches the master as well, whose own stop, begun meanwhile, makes it moot.
+   * Default 500 ms.
+   */
+  readonly signalSettleMs?: number;
 }
 
 export const RESTART_POLICY: RestartPolicy = {
@@ -20,6 +26,7 @@ export const RESTART_POLICY: RestartPolicy = {
   stableAfterMs: 30_000,
   maxConsecutiveCrashes: 10,
   crashLoopDelayMs: 300_000, // 5 min
+  signalSettleMs: 500,
 };
 
 /**

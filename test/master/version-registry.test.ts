@@ -57,6 +57,7 @@ function setup(
       stableAfterMs: 60_000,
       maxConsecutiveCrashes: 2,
       crashLoopDelayMs,
+      signalSettleMs: 1,
     },
   });
   t.teardown(async () => {
@@ -384,6 +385,8 @@ t.test('a worker sent SIGTERM whose replacement fails to start serves on', async
   const old = v1.workers[0]!;
   fake.mode = 'crash';
   await signal(old);
+  // Once the signal has settled (signalSettleMs).
+  while (fake.children.length < 2) await pollPause();
   t.equal(fake.children.length, 2, 'a replacement forked');
   await once(fake.children[1]!, 'close');
   // Long enough for a crash restart to have forked one (as forksAfterCrash waits): none may, for a failed replacement.
@@ -427,6 +430,22 @@ t.test('a worker sent SIGTERM while the master stops: nothing is forked, its sto
   await registry.startAll();
   registry.stopRestarts();
   await signal(registry.require('v1').workers[0]!);
+  t.equal(fake.children.length, 1, 'nothing forked');
+  t.equal(registry.require('v1').workers[0]!.state, 'ready', 'it serves until the master stops it');
+});
+
+t.test('a worker sent SIGTERM just before the master’s own: nothing is forked', async (t) => {
+  // A SIGTERM to the whole process group: the master read the workers' `signal` before its own signal (libuv blocks
+  // signals across each fork), and forked a replacement for each, to stop it again (a review: half of the group kills
+  // of 4 workers forked 2 to 4).
+  const fake = fakeFork('ready');
+  const { registry } = setup(t, fake, { v1: { entry: FAKE_WORKER_ENTRY, weight: 1 } });
+  await registry.startAll();
+  await signal(registry.require('v1').workers[0]!);
+  registry.stopRestarts();
+  // Longer than the settle (1 ms): a full fork round trip of another registry.
+  const probe = fakeFork('ready');
+  await setup(t, probe, { x: { entry: FAKE_WORKER_ENTRY, weight: 1 } }).registry.startAll();
   t.equal(fake.children.length, 1, 'nothing forked');
   t.equal(registry.require('v1').workers[0]!.state, 'ready', 'it serves until the master stops it');
 });
