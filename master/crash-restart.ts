@@ -20,6 +20,11 @@ export interface CrashRestartDeps {
   spawn(state: VersionState, instance: number): WorkerHandle;
 }
 
+/** It stayed ready long enough that its crash count starts afresh. */
+function isStable(handle: WorkerHandle, policy: RestartPolicy): boolean {
+  return handle.readyAt > 0 && performance.now() - handle.readyAt > policy.stableAfterMs;
+}
+
 /** A worker of `state` exited unasked: restart it in its slot after the policy's delay, if it is still current. */
 export function restartAfterCrash(
   state: VersionState,
@@ -41,8 +46,7 @@ export function restartAfterCrash(
   // Counted per instance, as Kubernetes counts a container's restarts: one crash of every instance at once (an OOM
   // kill of the pod's processes) is one crash each, not a crash loop of the version (a probe's repro: 11 instances
   // killed once each, the last restarted after 5 minutes).
-  const isStable = handle.readyAt > 0 && performance.now() - handle.readyAt > policy.stableAfterMs;
-  const crashes = (isStable ? 0 : handle.consecutiveCrashes) + 1;
+  const crashes = (isStable(handle, policy) ? 0 : handle.consecutiveCrashes) + 1;
   const delayMs = nextRestartDelayMs(crashes, policy);
   if (crashes > policy.maxConsecutiveCrashes) {
     deps.log.error(
@@ -117,7 +121,9 @@ function replace(
   log.warn(fields, 'worker sent SIGTERM: a replacement starts, then it drains');
   const replacement = deps.spawn(state, handle.instance);
   replacement.restarts = handle.restarts + 1;
-  replacement.consecutiveCrashes = handle.consecutiveCrashes;
+  // Its crashes in a row, as a crash would count them: none once it was stable (an old crash loop's count, never reset
+  // while the worker served, put its replacement's first crash in the crash-loop delay, a review).
+  replacement.consecutiveCrashes = isStable(handle, deps.policy) ? 0 : handle.consecutiveCrashes;
   replacement.start().then(
     () => {
       // Meanwhile a deploy or a crash took the slot, the version was removed, or the master began to stop (which stops

@@ -35,6 +35,8 @@ function setup(
   unrouted: string[] = [],
   /** After maxConsecutiveCrashes (2): long by default, so a test sees no restart. */
   crashLoopDelayMs = 600_000,
+  /** A worker ready this long resets its crash count. */
+  stableAfterMs = 60_000,
 ) {
   const cfg = config(versions);
   const supervisor: Supervisor = new Supervisor({
@@ -54,7 +56,7 @@ function setup(
     restartPolicy: {
       initialDelayMs: 1,
       maxDelayMs: 5,
-      stableAfterMs: 60_000,
+      stableAfterMs,
       maxConsecutiveCrashes: 2,
       crashLoopDelayMs,
       signalSettleMs: 1,
@@ -376,6 +378,20 @@ t.test(
     t.equal(fake.children.length, 3, 'one process forked for it');
   },
 );
+
+t.test('a stable worker sent SIGTERM: its replacement starts with no crash in a row', async (t) => {
+  // An old crash loop's count stays on a worker that then served for hours (a crash resets it, stableAfterMs): carried
+  // to its replacement, that one's first crash was counted past maxConsecutiveCrashes (the crash-loop delay).
+  const fake = fakeFork('ready');
+  const { registry } = setup(t, fake, { v1: { entry: FAKE_WORKER_ENTRY, weight: 1 } }, [], [], 600_000, 1);
+  await registry.startAll();
+  const v1 = registry.require('v1');
+  const old = v1.workers[0]!;
+  old.consecutiveCrashes = 2;
+  await signal(old);
+  while (v1.workers[0] === old || v1.workers[0]!.state !== 'ready') await pollPause();
+  t.equal(v1.workers[0]!.consecutiveCrashes, 0, 'stable (1 ms here): counted afresh');
+});
 
 t.test('a worker sent SIGTERM whose replacement fails to start serves on', async (t) => {
   const fake = fakeFork('ready');
