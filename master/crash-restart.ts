@@ -124,8 +124,11 @@ function replace(
   // Its crashes in a row, as a crash would count them: none once it was stable (an old crash loop's count, never reset
   // while the worker served, put its replacement's first crash in the crash-loop delay, a review).
   replacement.consecutiveCrashes = isStable(handle, deps.policy) ? 0 : handle.consecutiveCrashes;
+  // Shown `starting` in status and metrics until it takes the slot, as a deploy's new build is (it was in neither).
+  state.starting.add(replacement);
   replacement.start().then(
     () => {
+      state.starting.delete(replacement);
       // Meanwhile a deploy or a crash took the slot, the version was removed, or the master began to stop (which stops
       // this one too): the replacement is not needed.
       if (state.isRemoved || deps.isStopping() || state.workers[slot] !== handle) {
@@ -138,12 +141,15 @@ function replace(
       log.info({ ...fields, replacementPid: replacement.pid }, 'worker sent SIGTERM replaced: it drains');
       deps.retire(state, [handle]).catch((err: unknown) => log.error({ ...fields, err }, 'draining it failed'));
     },
-    (err: unknown) =>
-      (err as { report?: ExitReport }).report?.isIntended === true
-        ? log.info(fields, 'the replacement of a worker sent SIGTERM was stopped as it started')
-        : log.error(
-            { ...fields, err },
-            'the replacement of a worker sent SIGTERM failed to start: it serves on (a second SIGTERM drains it)',
-          ),
+    (err: unknown) => {
+      state.starting.delete(replacement);
+      if ((err as { report?: ExitReport }).report?.isIntended === true)
+        log.info(fields, 'the replacement of a worker sent SIGTERM was stopped as it started');
+      else
+        log.error(
+          { ...fields, err },
+          'the replacement of a worker sent SIGTERM failed to start: it serves on (a second SIGTERM drains it)',
+        );
+    },
   );
 }

@@ -367,6 +367,12 @@ t.test(
     const [old, other] = v1.workers as [WorkerHandle, WorkerHandle];
     await signal(old);
     t.equal(v1.workers[0], old, 'it serves on while its replacement starts');
+    while (fake.children.length < 3) await pollPause();
+    t.same(
+      [...v1.starting].map((w) => w.pid),
+      [fake.children[2]!.pid],
+      'its replacement shows as starting (status, metrics)',
+    );
     const stopped = once(old, 'exit');
     while (v1.workers[0] === old || v1.workers[0]!.state !== 'ready') await pollPause();
     t.equal(v1.workers[1], other, 'the other instance untouched');
@@ -375,6 +381,7 @@ t.test(
     t.equal(report.isIntended, true, 'stopped by the master, not a crash');
     t.equal(old.state, 'stopped');
     t.equal(v1.restarts, 1, 'counted as a restart of the version');
+    t.equal(v1.starting.size, 0, 'starting no more');
     t.equal(fake.children.length, 3, 'one process forked for it');
   },
 );
@@ -405,6 +412,7 @@ t.test('a worker sent SIGTERM whose replacement fails to start serves on', async
   while (fake.children.length < 2) await pollPause();
   t.equal(fake.children.length, 2, 'a replacement forked');
   await once(fake.children[1]!, 'close');
+  while (v1.starting.size > 0) await pollPause();
   // Long enough for a crash restart to have forked one (as forksAfterCrash waits): none may, for a failed replacement.
   const probe = fakeFork('ready');
   await setup(t, probe, { x: { entry: FAKE_WORKER_ENTRY, weight: 1 } }).registry.startAll();
