@@ -79,7 +79,8 @@ export function restartAfterCrash(
 
 /**
  * A worker of `state` was sent SIGTERM by someone other than the master (an operator's `kill PID`, a tool) and left it
- * to the master (IPC `signal`). As a deploy swaps a build, a replacement starts, takes the worker's slot once ready,
+ * to the master (IPC `signal`). As a deploy swaps a build, a replacement starts (after restartPolicy.signalSettleMs:
+ * a group kill's own signal to the master may come later), takes the worker's slot once ready,
  * and the worker drains as an old build's does (no new requests, the master's own finish within limits.drainTimeoutMs,
  * then `shutdown`): nothing is refused or cut. Not a crash: no backoff, and the instance's crash count is kept. A
  * replacement that fails to start leaves the worker serving (an error line says so; a second SIGTERM drains it on its

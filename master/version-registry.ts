@@ -236,9 +236,11 @@ export class VersionRegistry {
   }
 
   /**
-   * The master is shutting down (SIGTERM, SIGINT): workers that exit from now on are not restarted. A SIGTERM to the
-   * whole process group (systemd's default KillMode, `kill -- -PGID`) reaches the workers too, which drain and exit on
-   * it; the master restarted each during its own drain (a probe).
+   * The master is shutting down (SIGTERM, SIGINT): workers that exit from now on are not restarted, and none sent
+   * SIGTERM is replaced. A SIGTERM to the whole process group (systemd's default KillMode, `kill -- -PGID`) reaches
+   * the workers too: a ready one leaves it to the master (its `signal`, read before or after the master's own signal:
+   * crash-restart.ts replaceSignalled waits restartPolicy.signalSettleMs), one not ready drains and exits on it; the
+   * master restarted each during its own drain (a probe).
    */
   stopRestarts(): void {
     this.#isStopping = true;
