@@ -187,6 +187,8 @@ export async function runWorker(options: WorkerLifecycleOptions): Promise<void> 
         drain(msg.deadlineMs, 'master');
         break;
       case 'signal-taken':
+        // Too late when this worker drains already (no answer came in OWN_DRAIN_MS): its own drain goes on.
+        if (isDraining) break;
         clearTimeout(signalTimer);
         log.info('SIGTERM taken over by the master: serving until it says to drain');
         break;
