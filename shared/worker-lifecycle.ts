@@ -56,6 +56,8 @@ export interface WorkerLifecycleOptions {
    * and serves on until its `shutdown`. Absent or false: a SIGTERM drains it at once, up to 5 s.
    */
   masterTakesSignals?: boolean;
+  /** How long a SIGTERM told to the master waits for its answer before the worker drains on its own, ms (5 s). */
+  signalAnswerMs?: number;
 }
 
 /** A worker's own drain deadline after SIGTERM when no master takes the signal over, ms. */
@@ -273,7 +275,7 @@ export async function runWorker(options: WorkerLifecycleOptions): Promise<void> 
       return drain(OWN_DRAIN_MS, 'SIGTERM');
     isSignalSent = true;
     send({ type: 'signal', signal: 'SIGTERM' });
-    signalTimer = setTimeout(() => drain(OWN_DRAIN_MS, 'SIGTERM'), OWN_DRAIN_MS);
+    signalTimer = setTimeout(() => drain(OWN_DRAIN_MS, 'SIGTERM'), options.signalAnswerMs ?? OWN_DRAIN_MS);
   });
   // Ctrl-C and a terminal hangup reach the whole process group; the master
   // decides when workers drain, so they ignore both.

@@ -23,11 +23,20 @@ interface Message {
   isEnd?: boolean;
 }
 
-function startWorker(t: Test, readsTaken: boolean, takesSignals = false): { child: ChildProcess; messages: Message[] } {
+function startWorker(
+  t: Test,
+  readsTaken: boolean,
+  takesSignals = false,
+  env: Record<string, string> = {},
+): { child: ChildProcess; messages: Message[] } {
   const child = fork(
     ENTRY,
     [],
-    forkLaunch({ LIFECYCLE_READS_TAKEN: readsTaken ? '1' : '0', LIFECYCLE_TAKES_SIGNALS: takesSignals ? '1' : '0' }),
+    forkLaunch({
+      LIFECYCLE_READS_TAKEN: readsTaken ? '1' : '0',
+      LIFECYCLE_TAKES_SIGNALS: takesSignals ? '1' : '0',
+      ...env,
+    }),
   );
   const messages: Message[] = [];
   child.on('message', (msg: Message) => messages.push(msg));
@@ -122,4 +131,14 @@ t.test('to a master from before `signal`, a SIGTERM drains the worker at once', 
     [],
     'nothing told',
   );
+});
+
+t.test('a master that does not answer a SIGTERM told to it: the worker drains on its own', async (t) => {
+  // A master stopped or hung: a SIGTERM still ends the worker (after 5 s by default; 50 ms here).
+  const { child, messages } = startWorker(t, true, true, { LIFECYCLE_SIGNAL_ANSWER_MS: '50' });
+  await next(child, messages, 'ready');
+  const exited = once(child, 'exit');
+  child.kill('SIGTERM');
+  await next(child, messages, 'signal');
+  t.same(await exited, [0, null], 'drained and exited 0 without an answer');
 });
