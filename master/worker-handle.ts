@@ -106,6 +106,8 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
   #readyAt = 0;
   #stderrTail: string[] = [];
   #isStopRequested = false;
+  /** Its `signal` came (IPC): answered once. */
+  #isSignalled = false;
   /** When the drain of the master's stop (#terminate) ends, monotonic ms: a `signal` read meanwhile gets the rest. */
   #stopDeadlineAt = 0;
   #isStarted = false;
@@ -300,6 +302,10 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
             this.#direct.onCallsTaken(msg.ids);
             break;
           case 'signal':
+            // Once a process: each answer can start a replacement, and a build's own IPC code may send it again and
+            // again (a review: five made five forks). The shared lifecycle sends one.
+            if (this.#isSignalled) break;
+            this.#isSignalled = true;
             this.#log.info({ workerPid: child.pid, signal: msg.signal }, 'worker was sent SIGTERM');
             // Once the messages read with it have been acted on: a `ready` read in the same turn has made a
             // replacement current by then (crash-restart.ts replaceSignalled, a promise's continuation).

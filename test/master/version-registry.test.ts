@@ -349,9 +349,9 @@ t.test(
 );
 
 /** GET /signal: the fake worker tells the master it was sent SIGTERM; resolves once the master has heard it. */
-async function signal(w: WorkerHandle): Promise<void> {
+async function signal(w: WorkerHandle, times = 1): Promise<void> {
   const heard = once(w, 'signal');
-  request({ ...w.requestOptions('/signal'), agent: false }, (res) => res.resume())
+  request({ ...w.requestOptions(`/signal?times=${times}`), agent: false }, (res) => res.resume())
     .on('error', () => undefined)
     .end();
   await heard;
@@ -398,6 +398,25 @@ t.test('a stable worker sent SIGTERM: its replacement starts with no crash in a 
   await signal(old);
   while (v1.workers[0] === old || v1.workers[0]!.state !== 'ready') await pollPause();
   t.equal(v1.workers[0]!.consecutiveCrashes, 0, 'stable (1 ms here): counted afresh');
+});
+
+t.test('a worker that says `signal` again and again gets one replacement', async (t) => {
+  // A build's own IPC code (a version's `entry`) may send anything: each `signal` made a settle timer, and each timer
+  // that ran before the first replacement was ready forked one more (the shared worker lifecycle sends one).
+  const fake = fakeFork('ready');
+  const { registry } = setup(t, fake, { v1: { entry: FAKE_WORKER_ENTRY, weight: 1 } });
+  await registry.startAll();
+  const v1 = registry.require('v1');
+  const old = v1.workers[0]!;
+  await signal(old, 5);
+  const stopped = once(old, 'exit');
+  while (v1.workers[0] === old || v1.workers[0]!.state !== 'ready') await pollPause();
+  await stopped;
+  // Longer than the settle (1 ms): a full fork round trip of another registry.
+  const probe = fakeFork('ready');
+  await setup(t, probe, { x: { entry: FAKE_WORKER_ENTRY, weight: 1 } }).registry.startAll();
+  t.equal(fake.children.length, 2, 'one replacement forked');
+  t.equal(v1.restarts, 1);
 });
 
 t.test('a worker sent SIGTERM whose replacement fails to start serves on', async (t) => {
