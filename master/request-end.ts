@@ -116,14 +116,19 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
    * on a stream after it (STYLE §9), a reset otherwise; and the worker request,
    * if any, is aborted.
    */
-  function refuse(ctx: RequestContext, err: unknown): void {
+  function refuse(ctx: RequestContext, failure: unknown): void {
     const { req, res } = ctx;
+    let response = toErrorResponse(failure);
+    if (response.code === 'internal_error')
+      log.error({ err: failure, reqId: ctx.reqId }, 'unexpected error in the request path');
     // Past the shutdown deadline what ends a request unfinished is the shutdown (the master closes the connections
-    // and stops the workers): the client reads `shutting_down`, not the worker's failure it would otherwise see.
-    const response = toErrorResponse(options.isCutting() ? CUT_AT_DEADLINE : err);
+    // and stops the workers): the client reads `shutting_down` (its answer, or its stream's last event), not the
+    // worker's failure it would otherwise see.
+    const isCut = options.isCutting();
+    const err = isCut ? CUT_AT_DEADLINE : failure;
+    if (isCut) response = toErrorResponse(err);
     const code = response.code;
     ctx.errorCode ??= code;
-    if (code === 'internal_error') log.error({ err, reqId: ctx.reqId }, 'unexpected error in the request path');
     // Before a version was chosen (a body_budget refusal while the body's `user` may still choose it): under "none",
     // as its requests_total is.
     if (REJECTION_CODES.has(code)) metrics.onRejected(ctx.version ?? NO_VERSION, code);

@@ -69,3 +69,45 @@ t.test("a refusal of the version's admission is its error", async (t) => {
   t.same(await refusedOutcome(t, 'queue', 'queue_full'), [{ version: 'v2', isError: true }]);
   t.same(await refusedOutcome(t, 'queue', 'no_ready_worker'), [{ version: 'v2', isError: true }]);
 });
+
+t.test('past the shutdown deadline a refusal says shutting_down, and a bug is still logged as one', async (t) => {
+  // A request the deadline cut was logged (and answered) as its worker's failure; the rewrite to `shutting_down` must
+  // not hide an unexpected error, which is logged whatever the client is told.
+  const lines: string[] = [];
+  const end = createRequestEnd({
+    log: createLogger({
+      role: 'master',
+      level: 'info',
+      destination: new Writable({ write: (c: Buffer, _e, cb) => void (lines.push(c.toString()), cb()) }),
+    }),
+    metrics: createMasterMetrics({ versions: () => undefined }),
+    budget: new ByteBudget(1024),
+    isClosing: () => true,
+    isCutting: () => true,
+    now: () => performance.now(),
+    outcomes: undefined,
+    done: () => undefined,
+  });
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const ctx = new RequestContext(req, res, performance.now());
+    ctx.phase = 'worker';
+    end.refuse(ctx, new Error('a bug'));
+  });
+  server.listen(0, '127.0.0.1');
+  t.teardown(() => server.close());
+  await new Promise((resolve) => server.once('listening', resolve));
+  const { port } = server.address() as AddressInfo;
+  const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+    request({ host: '127.0.0.1', port, path: '/v1/models' }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    })
+      .on('error', reject)
+      .end();
+  });
+  t.equal(answer.status, 503);
+  t.match(answer.body, /"code":"shutting_down"/);
+  t.match(lines.join(''), /"msg":"unexpected error in the request path"/, 'the bug logged');
+});
