@@ -1,5 +1,5 @@
 import type { Logger } from '../shared/log.js';
-import { nextRestartDelayMs, RESTART_POLICY, type RestartPolicy } from './restart-policy.js';
+import { nextRestartDelayMs, type RestartPolicy } from './restart-policy.js';
 import type { VersionState } from './version-state.js';
 import type { WorkerHandle } from './worker-handle.js';
 import type { ExitReport } from './worker-process.js';
@@ -95,14 +95,14 @@ export function replaceSignalled(
     retire: (state: VersionState, workers: readonly WorkerHandle[]) => Promise<void>;
   },
 ): boolean {
-  if (deps.isStopping() || state.isRemoved || state.draining.has(handle) || handle.state === 'draining') return true;
+  if (deps.isStopping() || state.isRemoved || handle.state === 'draining') return true;
   const slot = state.workers.indexOf(handle);
   if (slot === -1 || handle.state !== 'ready') return false;
   // Not at once: a SIGTERM sent to the whole process group reaches the workers' `signal` to the master before, or
   // well after, the master's own signal (a review: in half of the group kills of 4 workers, 2 to 4 replacements were
   // forked, each a synchronous fork of ~20 ms, before the master began to stop; libuv blocks signals across a fork).
   // The worker serves on meanwhile.
-  deps.later(deps.policy.signalSettleMs ?? RESTART_POLICY.signalSettleMs ?? 0, () => {
+  deps.later(deps.policy.signalSettleMs, () => {
     // Meanwhile the master began to stop, the version was removed, a deploy or a crash took the slot, or the worker
     // drains or exited: whatever ends it answers the signal.
     if (deps.isStopping() || state.isRemoved || state.workers[slot] !== handle || handle.state !== 'ready') return;

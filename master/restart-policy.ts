@@ -15,9 +15,8 @@ export interface RestartPolicy {
   /**
    * How long the master waits before it replaces a worker sent SIGTERM (crash-restart.ts replaceSignalled): a SIGTERM
    * sent to the whole process group reaches the master as well, whose own stop, begun meanwhile, makes it moot.
-   * Default 500 ms.
    */
-  readonly signalSettleMs?: number;
+  readonly signalSettleMs: number;
 }
 
 export const RESTART_POLICY: RestartPolicy = {

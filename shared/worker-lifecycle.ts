@@ -135,8 +135,7 @@ export async function runWorker(options: WorkerLifecycleOptions): Promise<void> 
   let isDraining = false;
   /** `ready` sent: from then on a SIGTERM is the master's to act on (masterTakesSignals). */
   let isReady = false;
-  /** A SIGTERM told to the master; the timer drains this worker if the master does not answer. */
-  let isSignalSent = false;
+  /** Set once a SIGTERM was told to the master: it drains this worker if the master does not answer. */
   let signalTimer: NodeJS.Timeout | undefined;
   /** IPC calls read whose `calls-taken` (or `isTaken`) is queued or being written: in flight for a drain. */
   let callsBeingTaken = 0;
@@ -271,9 +270,8 @@ export async function runWorker(options: WorkerLifecycleOptions): Promise<void> 
   // OWN_DRAIN_MS, a second SIGTERM, or a worker not ready yet: it drains on its own, as before.
   process.on('SIGTERM', () => {
     if (isDraining) return;
-    if (options.masterTakesSignals !== true || !isReady || isSignalSent || !process.connected)
+    if (options.masterTakesSignals !== true || !isReady || signalTimer !== undefined || !process.connected)
       return drain(OWN_DRAIN_MS, 'SIGTERM');
-    isSignalSent = true;
     send({ type: 'signal', signal: 'SIGTERM' });
     signalTimer = setTimeout(() => drain(OWN_DRAIN_MS, 'SIGTERM'), options.signalAnswerMs ?? OWN_DRAIN_MS);
   });

@@ -24,6 +24,7 @@ t.test('a policy passed in is the one applied (tests pass short delays)', async 
     stableAfterMs: 1_000,
     maxConsecutiveCrashes: 3,
     crashLoopDelayMs: 70,
+    signalSettleMs: 500,
   };
   t.same(
     [1, 2, 3, 4].map((crashes) => nextRestartDelayMs(crashes, policy)),
