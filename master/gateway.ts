@@ -71,6 +71,11 @@ export interface Gateway {
   readonly arrived: number;
   /** Resolves when no request is in flight (shutdown waits for requests, not connections). */
   idle(): Promise<void>;
+  /**
+   * At the shutdown deadline: every request still being served is refused with `err` as any failure is (request-end.ts
+   * refuse): a 503 before its status, a stream's final SSE error event where its last event ended, a reset otherwise.
+   */
+  cutAll(err: Error): void;
   /** The server's keep-alive timeout on an idle connection: closes it (direct-connections.ts closeIdle). */
   closeIdle(socket: Socket): void;
 }
@@ -109,6 +114,8 @@ export function createGateway(options: GatewayOptions): Gateway {
   const newRequestId = createRequestIds();
   let inflight = 0;
   let arrived = 0;
+  /** The requests being served (from their turn on their connection to their end): what the deadline cuts. */
+  const serving = new Set<RequestContext>();
   let idleWaiters: Array<() => void> = [];
   const { refuse, dropBody, releaseBody, finish } = createRequestEnd({
     log,
@@ -150,7 +157,11 @@ export function createGateway(options: GatewayOptions): Gateway {
 
   function serve(req: IncomingMessage, res: ServerResponse): void {
     const ctx = new RequestContext(req, res, now());
-    res.once('close', () => finish(ctx));
+    serving.add(ctx);
+    res.once('close', () => {
+      serving.delete(ctx);
+      finish(ctx);
+    });
     const isBodyless = !hasBody(req);
     if (isBodyless) keepWithoutContinue(res);
     try {
@@ -465,6 +476,11 @@ export function createGateway(options: GatewayOptions): Gateway {
       return new Promise((resolve) => idleWaiters.push(resolve));
     },
     closeIdle: (socket) => directConnections.closeIdle(socket),
+    cutAll(err) {
+      // Those queued for a slot are the registry's to refuse (refuseQueued): their leases leave the queue with them.
+      for (const ctx of [...serving])
+        if (!ctx.isHealthCheck && ctx.phase !== 'queue' && ctx.phase !== 'done') refuse(ctx, err);
+    },
   };
 }
 

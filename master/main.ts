@@ -328,7 +328,12 @@ const stop = (signal: string): void => {
     supervisor,
     log,
     deadlineMs: config.limits.shutdownTimeoutMs,
-    onDeadline: () => (isCutting = true),
+    onDeadline: () => {
+      isCutting = true;
+      // Answered as a failure is rather than reset with their connections: a 503 before the status, a stream's final
+      // error event (a client's SDK reads a cut answer, not an ended one), logged and counted as the shutdown's.
+      gateway.cutAll(new GraygateError('shutting_down'));
+    },
   }).then(
     () => process.exit(0),
     (err: unknown) => {

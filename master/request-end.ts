@@ -211,16 +211,16 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
     // A client that gave up waiting for its version's answer (queued for a slot, at the worker, or a stream before
     // its first content) was failed by that version, as nginx's 499 says; one that left while it still sent
     // its body was not.
-    // Cut at the shutdown deadline (its connection closed, or its worker stopped, by the master): neither its client's
-    // leaving nor its version's failure; its line says `shutting_down`.
-    const isCut = (isAborted || ctx.isStreamFailed) && options.isCutting();
+    // Cut at the shutdown deadline (refused `shutting_down`, its connection closed, or its worker stopped, by the
+    // master): neither its client's leaving nor its version's failure; its line says `shutting_down`.
+    const isCut = (isAborted || ctx.isStreamFailed || ctx.errorCode === 'shutting_down') && options.isCutting();
     const isAbandoned =
       isAborted &&
       !isCut &&
       (wasPhase === 'queue' ||
         wasPhase === 'worker' ||
         (wasPhase === 'relay' && ctx.isEventStream && ctx.firstContentAtMs === 0));
-    const error = errorKind(status, ctx.isStreamFailed && !isCut, isAbandoned);
+    const error = isCut ? undefined : errorKind(status, ctx.isStreamFailed, isAbandoned);
     metrics.onRequestDone(version, status, error);
     // Given up before any answer: how long it waited is the least its answer would have taken (time to headers).
     if (isAbandoned && status === 0 && ctx.version !== undefined)
@@ -229,7 +229,13 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
     // reached the version: not judged. The body budget is the master's, shared by every version, and its 503 counted
     // for the version a request's x-user-id chose (not one whose body's `user` would have): one slow upload pinned to
     // any version (not judged) made each cheap request of a client's chosen keys an error of the canary (a probe).
-    if (options.outcomes !== undefined && ctx.version !== undefined && !ctx.isPinned && !isBeforeAdmission(wasPhase))
+    if (
+      options.outcomes !== undefined &&
+      ctx.version !== undefined &&
+      !ctx.isPinned &&
+      !isBeforeAdmission(wasPhase) &&
+      !isCut
+    )
       recordOutcome(options.outcomes, ctx, status, error, isAborted, endMs);
     const line: Record<string, unknown> = {
       reqId: ctx.reqId,

@@ -185,41 +185,72 @@ t.test(
   },
 );
 
-t.test('SIGTERM: at the deadline, a request still waiting for a slot is answered 503, not reset', async (t) => {
-  const gw = await startGateway(
-    t,
-    {
-      versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } },
-      limits: { maxSocketsPerWorker: 1, queueTimeoutMs: 60_000, shutdownTimeoutMs: 1500 },
-    },
-    { env: { LOG_LEVEL: 'info' } },
-  );
-  const stream = request(`${gw.url}/sse?events=100000&ms=50`, { agent: false });
-  stream.on('error', () => undefined);
-  stream.on('response', (res) => res.resume());
-  stream.end();
-  t.teardown(() => stream.destroy());
-  await waitForStatus(gw, (v) => v.v1!.workers[0]!.inflight === 1, 'the stream holds the only slot');
-  const waiting = httpRequest(`${gw.url}/slow?ms=0`);
-  await waitForStatus(gw, (v) => v.v1!.queued === 1, 'a request waits');
-  process.kill(gw.pid, 'SIGTERM');
-  const res = await waiting;
-  t.equal(res.status, 503);
-  t.equal(json<{ error: { code: string } }>(res).error.code, 'shutting_down');
-  t.equal(await gw.exited, 0);
-  // The stream the deadline cut: the master's doing, not its client's leaving (it was logged as one, an abandoned
-  // request of its version's in the metrics).
-  const cut = gw
-    .output()
-    .split('\n')
-    .filter((l) => l.includes('"path":"/sse"') && l.includes('"msg":"request"'))
-    .map((l) => JSON.parse(l) as { aborted: boolean; error?: string });
-  t.same(
-    cut.map((l) => [l.aborted, l.error]),
-    [[true, 'shutting_down']],
-    "the cut stream logged as the shutdown's",
-  );
-});
+t.test(
+  'SIGTERM: at the deadline every request is answered as cut, none reset: 503s, a stream its last event',
+  async (t) => {
+    const gw = await startGateway(
+      t,
+      {
+        versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } },
+        limits: { maxSocketsPerWorker: 2, queueTimeoutMs: 60_000, shutdownTimeoutMs: 1500 },
+      },
+      { env: { LOG_LEVEL: 'info' } },
+    );
+    const stream = request(`${gw.url}/sse?events=100000&ms=50`, { agent: false });
+    stream.on('error', () => undefined);
+    const streamBody = new Promise<string>((resolve) =>
+      stream.on('response', (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('close', () => resolve(Buffer.concat(chunks).toString('utf8')));
+      }),
+    );
+    stream.end();
+    t.teardown(() => stream.destroy());
+    await waitForStatus(gw, (v) => v.v1!.workers[0]!.inflight === 1, 'the stream holds a slot');
+    // An answer the worker will not give before the deadline.
+    const held = httpRequest(`${gw.url}/slow?ms=600000`);
+    await waitForStatus(gw, (v) => v.v1!.workers[0]!.inflight === 2, 'a request waits for its answer: both slots held');
+    const waiting = httpRequest(`${gw.url}/slow?ms=0`);
+    await waitForStatus(gw, (v) => v.v1!.queued === 1, 'a request waits for a slot');
+    process.kill(gw.pid, 'SIGTERM');
+    for (const [what, answer] of [
+      ['waiting for a slot', await waiting],
+      ['waiting for its answer', await held],
+    ] as const) {
+      t.equal(answer.status, 503, `the request ${what}: 503`);
+      t.equal(json<{ error: { code: string } }>(answer).error.code, 'shutting_down');
+      t.equal(answer.headers['connection'], 'close');
+    }
+    // The stream ends with an error event where its last event ended (its client's SDK reads a failed answer, not a
+    // finished one: it was closed with no last word).
+    const events = (await streamBody).split('\n\n').filter((e) => e !== '');
+    t.ok(events.length > 1, 'the stream had events before the deadline');
+    t.match(
+      events.at(-1),
+      /^data: \{"error":\{.*"code":"shutting_down"/,
+      'and ends with an error event: shutting_down',
+    );
+    t.notMatch(events.at(-1), /\[DONE\]/);
+    t.equal(await gw.exited, 0);
+    // Each cut is the master's doing: neither its client's leaving (the stream was logged as one, an abandoned request
+    // of its version's in the metrics) nor its version's failure.
+    const lines = gw
+      .output()
+      .split('\n')
+      .filter((l) => l.includes('"msg":"request"'))
+      .map((l) => JSON.parse(l) as { path: string; status: number; aborted: boolean; error?: string });
+    t.same(
+      lines.map((l) => [l.path, l.status, l.aborted, l.error]).sort(),
+      [
+        ['/slow', 503, false, 'shutting_down'],
+        ['/slow', 503, false, 'shutting_down'],
+        ['/sse', 200, false, 'shutting_down'],
+      ],
+      "the requests the deadline cut, logged as the shutdown's",
+    );
+  },
+);
 
 t.test('a TMPDIR too deep for unix socket paths: workers listen in /tmp, removed at exit', async (t) => {
   // libuv cuts a socket path past sun_path (108 bytes) short: the master's sentinel and its first worker's socket

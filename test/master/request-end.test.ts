@@ -21,9 +21,18 @@ interface Recorded {
   isError: boolean;
 }
 
-/** A real server on loopback whose one request is refused with `code` in `phase`, after routing to `v2`. */
-async function refusedOutcome(t: Test, phase: RequestPhase, code: ErrorCode): Promise<Recorded[]> {
-  const recorded: Recorded[] = [];
+/**
+ * A real server on loopback whose one request is refused with `code` in `phase`, after routing to `v2` (past the
+ * shutdown deadline when `isCutting`); what the canary recorded, and the version's errors in the metrics.
+ */
+async function refusedOutcome(
+  t: Test,
+  phase: RequestPhase,
+  code: ErrorCode,
+  isCutting = false,
+): Promise<Recorded[] & { errors?: string }> {
+  const recorded: Recorded[] & { errors?: string } = [];
+  const metrics = createMasterMetrics({ versions: () => undefined });
   const outcomes: OutcomeSink = {
     record: (version, isError) => void recorded.push({ version, isError }),
     recordWait: () => {},
@@ -35,10 +44,10 @@ async function refusedOutcome(t: Test, phase: RequestPhase, code: ErrorCode): Pr
         level: 'silent',
         destination: new Writable({ write: (_c, _e, cb) => cb() }),
       }),
-      metrics: createMasterMetrics({ versions: () => undefined }),
+      metrics,
       budget: new ByteBudget(1024),
-      isClosing: () => false,
-      isCutting: () => false,
+      isClosing: () => isCutting,
+      isCutting: () => isCutting,
       now: () => performance.now(),
       outcomes,
       done: resolve,
@@ -57,6 +66,10 @@ async function refusedOutcome(t: Test, phase: RequestPhase, code: ErrorCode): Pr
     t.teardown(() => server.close());
   });
   await ended;
+  recorded.errors = (await metrics.registry.metrics())
+    .split('\n')
+    .filter((line) => line.startsWith('graygate_request_errors_total{'))
+    .join('\n');
   return recorded;
 }
 
@@ -68,6 +81,21 @@ t.test('a refusal before the request was admitted for its version is not judged:
 t.test("a refusal of the version's admission is its error", async (t) => {
   t.same(await refusedOutcome(t, 'queue', 'queue_full'), [{ version: 'v2', isError: true }]);
   t.same(await refusedOutcome(t, 'queue', 'no_ready_worker'), [{ version: 'v2', isError: true }]);
+});
+
+t.test("past the shutdown deadline the master's refusal is neither the version's error nor judged", async (t) => {
+  // A request still waiting for its answer at the deadline is answered 503 shutting_down (it was reset): the
+  // shutdown's, as a stream it cut is (its log line and metrics, SPEC §10).
+  const cut = await refusedOutcome(t, 'worker', 'shutting_down', true);
+  t.same([...cut], [], 'no outcome for the canary');
+  t.match(cut.errors, /graygate_request_errors_total\{version="v2",kind="5xx"\} 0/, 'no error of v2 in the metrics');
+  t.notMatch(cut.errors, /\} [1-9]/, 'of any kind');
+  const before = await refusedOutcome(t, 'worker', 'worker_error');
+  t.match(
+    before.errors,
+    /graygate_request_errors_total\{version="v2",kind="5xx"\} 1/,
+    'as a worker_error before it is',
+  );
 });
 
 t.test('past the shutdown deadline a refusal says shutting_down, and a bug is still logged as one', async (t) => {
