@@ -20,7 +20,7 @@ import type { ByteBudget } from '../shared/byte-budget.js';
 import { RequestContext } from './request-context.js';
 import { createWorkerProxy, type WorkerProxy } from './proxy.js';
 import { createRequestEnd, type OutcomeSink } from './request-end.js';
-import { DirectConnections } from './direct-connections.js';
+import { cutDirect, DirectConnections } from './direct-connections.js';
 import { callDirect } from './direct-calls.js';
 import { createRetries } from './retry.js';
 import { DIRECT_HEADER, leaseGuardMs, monotonicMs, type DirectOffer } from '../shared/direct.js';
@@ -73,7 +73,8 @@ export interface Gateway {
   idle(): Promise<void>;
   /**
    * At the shutdown deadline: every request still being served is refused with `err` as any failure is (request-end.ts
-   * refuse): a 503 before its status, a stream's final SSE error event where its last event ended, a reset otherwise.
+   * refuse): a 503 before its status, a stream's final SSE error event where its last event ended, a reset otherwise;
+   * one whose worker holds its connection and may be answering it now has the connection shut down (cutHeld).
    */
   cutAll(err: Error): void;
   /** The server's keep-alive timeout on an idle connection: closes it (direct-connections.ts closeIdle). */
@@ -448,6 +449,19 @@ export function createGateway(options: GatewayOptions): Gateway {
     });
   }
 
+  /**
+   * At the deadline, a request whose worker holds its connection (limits.directStreams: an IPC call, or an offer it may
+   * take) and has not said its status: it may be writing its answer to the client now, its report of it unread (the
+   * deadline's timer runs before I/O), and its write lease lasts until workerHeadersTimeoutMs (shared/direct.ts), which
+   * the shutdown cannot wait out. A 503 of the master's went in after the worker's head and first event (one answer
+   * inside the other): the connection is shut down instead, as a direct answer's is (request-end.ts refuse).
+   */
+  function cutHeld(ctx: RequestContext): void {
+    ctx.errorCode ??= 'shutting_down';
+    cutDirect(ctx);
+    ctx.proxyReq?.destroy();
+  }
+
   function done(): void {
     inflight--;
     if (inflight === 0 && idleWaiters.length > 0) {
@@ -478,8 +492,11 @@ export function createGateway(options: GatewayOptions): Gateway {
     closeIdle: (socket) => directConnections.closeIdle(socket),
     cutAll(err) {
       // Those queued for a slot are the registry's to refuse (refuseQueued): their leases leave the queue with them.
-      for (const ctx of [...serving])
-        if (!ctx.isHealthCheck && ctx.phase !== 'queue' && ctx.phase !== 'done') refuse(ctx, err);
+      for (const ctx of [...serving]) {
+        if (ctx.isHealthCheck || ctx.phase === 'queue' || ctx.phase === 'done') continue;
+        if (ctx.phase === 'worker' && (ctx.isDirectCall || ctx.isDirectOffered)) cutHeld(ctx);
+        else refuse(ctx, err);
+      }
     },
   };
 }

@@ -1,5 +1,6 @@
 import t, { type Test } from 'tap';
 import { once } from 'node:events';
+import { existsSync, readFileSync } from 'node:fs';
 import { Agent, createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import { admin, startGateway, TEST_WORKER_ENTRY, type Gateway } from '../helpers/gateway.js';
@@ -8,7 +9,7 @@ import { postStream, chatBody, type StreamClient } from '../worker/fixtures/sse-
 import { status, waitForStatus } from '../helpers/wait.js';
 import { openRaw, type RawConnection } from '../helpers/raw-http.js';
 import { scrape } from '../helpers/metrics.js';
-import { untilOutput } from '../helpers/output.js';
+import { untilOutput, untilOutputHas } from '../helpers/output.js';
 import { METRIC } from '../../shared/metric-names.js';
 import { atFileLimit, hasPrlimit } from '../helpers/file-limit.js';
 
@@ -1150,3 +1151,107 @@ t.test(
     t.match(stream?.body, /"content":"one"[\s\S]*data: \[DONE\]/, 'the answer in flight ends whole');
   },
 );
+
+/**
+ * An OpenAI upstream on loopback whose model list answers at once, and whose one stream waits for the test: `held`
+ * resolves once the call has arrived, with what sends its head and first event (the stream stays open).
+ */
+async function headHoldingUpstream(t: Test): Promise<{ url: string; held: Promise<() => void> }> {
+  let hold: (answer: () => void) => void = () => undefined;
+  const held = new Promise<() => void>((resolve) => (hold = resolve));
+  const server = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      if (req.method === 'GET') {
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify({ object: 'list', data: [{ id: 'm', object: 'model', created: 0, owned_by: 'x' }] }));
+        return;
+      }
+      hold(() => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.write(openAiChunk({ role: 'assistant' }));
+      });
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`, held };
+}
+
+t.test(
+  'directStreams: at the shutdown deadline, a call its worker is answering gets no answer of the master’s inside it',
+  { skip: existsSync('/proc/self/syscall') ? false : 'needs /proc/PID/syscall (Linux)' },
+  async (t) => {
+    // A call before its status may be answered by its worker at any moment, straight to the client, the report of it
+    // still unread in the master's channel (the deadline's timer runs before I/O). The master's own 503 went in after
+    // the worker's head and first event: the client read one answer inside the other, as the write lease
+    // (shared/direct.ts) prevents for the master's 504. Made certain here: the master is stopped in the middle of a
+    // loop turn while the worker answers, and resumed past its deadline.
+    // Room for the stop below, which may take a few tries.
+    const shutdownTimeoutMs = 5000;
+    const upstream = await headHoldingUpstream(t);
+    const gw = await startGateway(
+      t,
+      {
+        limits: { directStreams: true, healthIntervalMs: 60_000, shutdownTimeoutMs },
+        versions: { v1: { weight: 1, upstream: { format: 'openai', url: upstream.url } } },
+      },
+      { env: { LOG_LEVEL: 'info' } },
+    );
+    const raw = await rawHeldConnectionOn(gw, t);
+    const bytes: Buffer[] = [];
+    raw.socket.on('data', (chunk: Buffer) => bytes.push(chunk));
+    const body = JSON.stringify(chatBody('hold'));
+    raw.write(
+      `POST /v1/chat/completions HTTP/1.1\r\nHost: test\r\ncontent-type: application/json\r\n` +
+        `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+    const answer = await upstream.held;
+    process.kill(gw.pid, 'SIGTERM');
+    await untilOutputHas(gw, '"msg":"shutting down"');
+    // The deadline's timer was set before that line was written.
+    const deadline = performance.now() + shutdownTimeoutMs;
+    t.teardown(() => {
+      try {
+        process.kill(gw.pid, 'SIGCONT');
+      } catch {
+        // gone already
+      }
+    });
+    // Stopped in the middle of a loop turn (busy with admin reads), not in its poll: resumed, it ends that turn and
+    // runs its timers before it polls again. Stopped in its poll, it would read the worker's report first.
+    let isStopped = false;
+    const reads = Array.from({ length: 4 }, async () => {
+      while (!isStopped) await admin(gw, 'GET', '/admin/status').catch(() => undefined);
+    });
+    while (!isStopped) {
+      process.kill(gw.pid, 'SIGSTOP');
+      while (procStat(gw.pid)[2] !== 'T') await new Promise((resolve) => setImmediate(resolve));
+      isStopped = readFileSync(`/proc/${gw.pid}/syscall`, 'utf8').startsWith('-1 ');
+      if (!isStopped) process.kill(gw.pid, 'SIGCONT');
+    }
+    const seen = bytes.length;
+    answer();
+    // The worker's head and first event reach the client (or the connection ends: the test came too late).
+    while (bytes.length === seen && !raw.socket.destroyed) await Promise.race([once(raw.socket, 'data'), raw.closed]);
+    // Past the deadline (a timer's ms rounding aside) while the master is stopped: the condition itself, not a wait.
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, deadline + 50 - performance.now())));
+    process.kill(gw.pid, 'SIGCONT');
+    await raw.closed;
+    await Promise.all(reads);
+    const text = Buffer.concat(bytes).toString('latin1');
+    t.match(text, /^HTTP\/1\.1 200 /, 'the worker’s answer');
+    t.equal(text.match(/HTTP\/1\.1 \d{3} /g)?.length, 1, 'and no other inside it');
+    t.equal(await gw.exited, 0);
+  },
+);
+
+/** The fields of /proc/PID/stat after the command's name (the third field, index 2, is the state). */
+function procStat(pid: number): string[] {
+  const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return ['', '', ...text.slice(text.lastIndexOf(')') + 2).split(' ')];
+}

@@ -74,6 +74,8 @@ export async function openRaw(url: string, methods: string[] = [], localAddress?
           const lineEnd = rest.indexOf('\r\n', at);
           if (lineEnd === -1) return;
           const size = parseInt(rest.subarray(at, lineEnd).toString('latin1'), 16);
+          // Not a chunk's size line (another answer's head inside this one): left unparsed, not looped on for ever.
+          if (Number.isNaN(size)) return;
           if (rest.length < lineEnd + 2 + size + 2) return;
           if (size === 0) {
             at = lineEnd + 4;
