@@ -136,7 +136,8 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
     // answer's (a stopped worker's 504 included: its requests, the slowest, must not be missing from the histogram).
     // A direct answer's status went out from the worker.
     const isBeforeStatus = !ctx.isDirect && !res.headersSent && !res.writableEnded;
-    if (isBeforeStatus && !ctx.isClientGone && ctx.version !== undefined)
+    // A 503 of the shutdown's deadline times the shutdown, not the version (nor is it its error: finish).
+    if (isBeforeStatus && !ctx.isClientGone && ctx.version !== undefined && !isCut)
       metrics.observeHeaderLatency(ctx.version, (now() - ctx.startedAtMs) / 1000);
     if (ctx.isDirect) {
       // The worker writes this answer: where its framing stands is unknown here, so no error can be appended.

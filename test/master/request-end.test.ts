@@ -31,6 +31,7 @@ async function refusedOutcome(
   code: ErrorCode,
   isCutting = false,
 ): Promise<Recorded[] & { errors?: string }> {
+  // `errors`: the version's error counts and time-to-headers count, as /metrics shows them.
   const recorded: Recorded[] & { errors?: string } = [];
   const metrics = createMasterMetrics({ versions: () => undefined });
   const outcomes: OutcomeSink = {
@@ -68,7 +69,7 @@ async function refusedOutcome(
   await ended;
   recorded.errors = (await metrics.registry.metrics())
     .split('\n')
-    .filter((line) => line.startsWith('graygate_request_errors_total{'))
+    .filter((line) => /^graygate_request_(errors_total|duration_seconds_count)\{/.test(line))
     .join('\n');
   return recorded;
 }
@@ -89,13 +90,14 @@ t.test("past the shutdown deadline the master's refusal is neither the version's
   const cut = await refusedOutcome(t, 'worker', 'shutting_down', true);
   t.same([...cut], [], 'no outcome for the canary');
   t.match(cut.errors, /graygate_request_errors_total\{version="v2",kind="5xx"\} 0/, 'no error of v2 in the metrics');
-  t.notMatch(cut.errors, /\} [1-9]/, 'of any kind');
+  t.notMatch(cut.errors, /\} [1-9]/, "of any kind, nor its time to headers (the deadline's)");
   const before = await refusedOutcome(t, 'worker', 'worker_error');
   t.match(
     before.errors,
     /graygate_request_errors_total\{version="v2",kind="5xx"\} 1/,
     'as a worker_error before it is',
   );
+  t.match(before.errors, /graygate_request_duration_seconds_count\{version="v2"\} 1/, 'and its time');
 });
 
 t.test('past the shutdown deadline a refusal says shutting_down, and a bug is still logged as one', async (t) => {
