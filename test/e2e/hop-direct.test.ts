@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap';
 import { once } from 'node:events';
 import { existsSync, readFileSync } from 'node:fs';
-import { Agent, createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
+import { Agent, createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import { admin, startGateway, TEST_WORKER_ENTRY, type Gateway } from '../helpers/gateway.js';
 import { startMockUpstream, BASE_PATHS, type MockStream, type MockUpstream } from '../../shared/mock-upstream/index.js';
@@ -1045,6 +1045,17 @@ function openAiChunk(delta: object, finish: string | null = null): string {
   return `data: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', created: 0, model: 'm', choices })}\n\n`;
 }
 
+/** An upstream's base URL (`/v1`) once `server` listens on loopback; closed, its connections too, when `t` ends. */
+async function upstreamOnLoopback(t: Test, server: Server): Promise<string> {
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+}
+
 /**
  * An OpenAI upstream on loopback whose model list and streams answer at once, but for a stream whose prompt says
  * `hold`: that one gets its head and a role chunk, then waits for the test (`held`).
@@ -1067,13 +1078,7 @@ async function holdingUpstream(t: Test): Promise<{ url: string; held: Promise<Se
       res.end(`${openAiChunk({ content: 'hi' })}${openAiChunk({}, 'stop')}data: [DONE]\n\n`);
     });
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  t.teardown(() => {
-    server.closeAllConnections();
-    server.close();
-  });
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`, held };
+  return { url: await upstreamOnLoopback(t, server), held };
 }
 
 /**
@@ -1173,13 +1178,7 @@ async function headHoldingUpstream(t: Test): Promise<{ url: string; held: Promis
       });
     });
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  t.teardown(() => {
-    server.closeAllConnections();
-    server.close();
-  });
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`, held };
+  return { url: await upstreamOnLoopback(t, server), held };
 }
 
 t.test(
