@@ -28,6 +28,9 @@ export class RequestContext {
   /** The client's socket bytesWritten at arrival: the log's bytesOut is the difference. */
   readonly socketBytesAtStart: number;
   phase: RequestPhase = 'head';
+  /** The gateway's list of the requests being served (gateway.ts): the ones before and after this one in it. */
+  servingPrev: RequestContext | undefined = undefined;
+  servingNext: RequestContext | undefined = undefined;
   /** /healthz and /readyz: answered by the master, neither logged nor counted. */
   isHealthCheck = false;
   reqId = '';
