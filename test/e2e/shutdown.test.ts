@@ -192,7 +192,7 @@ t.test(
       t,
       {
         versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } },
-        limits: { maxSocketsPerWorker: 2, queueTimeoutMs: 60_000, shutdownTimeoutMs: 1500 },
+        limits: { maxSocketsPerWorker: 3, queueTimeoutMs: 60_000, shutdownTimeoutMs: 1500 },
       },
       { env: { LOG_LEVEL: 'info' } },
     );
@@ -208,15 +208,24 @@ t.test(
     stream.end();
     t.teardown(() => stream.destroy());
     await waitForStatus(gw, (v) => v.v1!.workers[0]!.inflight === 1, 'the stream holds a slot');
-    // An answer the worker will not give before the deadline.
+    // Answers the worker will not give before the deadline, and one that ends before it, in between: the master finds
+    // what it cuts among the requests it serves (gateway.ts), one of which left from the middle of them.
+    const gate = requestGate(t);
+    const ended = httpRequest(gw.url + gate.path);
+    await waitForStatus(gw, (v) => v.v1!.workers[0]!.inflight === 2, 'a gated request holds another');
     const held = httpRequest(`${gw.url}/slow?ms=600000`);
-    await waitForStatus(gw, (v) => v.v1!.workers[0]!.inflight === 2, 'a request waits for its answer: both slots held');
+    await waitForStatus(gw, (v) => v.v1!.workers[0]!.inflight === 3, 'a request waits for its answer');
+    gate.release();
+    t.equal((await ended).status, 200, 'the request in between ended');
+    const heldToo = httpRequest(`${gw.url}/slow?ms=600000`);
+    await waitForStatus(gw, (v) => v.v1!.workers[0]!.inflight === 3, 'another waits for its answer: every slot held');
     const waiting = httpRequest(`${gw.url}/slow?ms=0`);
     await waitForStatus(gw, (v) => v.v1!.queued === 1, 'a request waits for a slot');
     process.kill(gw.pid, 'SIGTERM');
     for (const [what, answer] of [
       ['waiting for a slot', await waiting],
       ['waiting for its answer', await held],
+      ['waiting for its answer, sent later', await heldToo],
     ] as const) {
       t.equal(answer.status, 503, `the request ${what}: 503`);
       t.equal(json<{ error: { code: string } }>(answer).error.code, 'shutting_down');
@@ -243,6 +252,8 @@ t.test(
     t.same(
       lines.map((l) => [l.path, l.status, l.aborted, l.error]).sort(),
       [
+        ['/gate', 200, false, undefined],
+        ['/slow', 503, false, 'shutting_down'],
         ['/slow', 503, false, 'shutting_down'],
         ['/slow', 503, false, 'shutting_down'],
         ['/sse', 200, false, 'shutting_down'],
