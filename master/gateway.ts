@@ -20,7 +20,7 @@ import type { ByteBudget } from '../shared/byte-budget.js';
 import { RequestContext } from './request-context.js';
 import { createWorkerProxy, type WorkerProxy } from './proxy.js';
 import { createRequestEnd, type OutcomeSink } from './request-end.js';
-import { cutDirect, DirectConnections } from './direct-connections.js';
+import { DirectConnections } from './direct-connections.js';
 import { callDirect } from './direct-calls.js';
 import { createRetries } from './retry.js';
 import { DIRECT_HEADER, leaseGuardMs, monotonicMs, type DirectOffer } from '../shared/direct.js';
@@ -73,8 +73,8 @@ export interface Gateway {
   idle(): Promise<void>;
   /**
    * At the shutdown deadline: every request still being served is refused with `err` as any failure is (request-end.ts
-   * refuse): a 503 before its status, a stream's final SSE error event where its last event ended, a reset otherwise;
-   * one whose worker holds its connection and may be answering it now has the connection shut down (cutHeld).
+   * refuse): a 503 before its status, a stream's final SSE error event where its last event ended, a reset otherwise
+   * (a connection whose worker writes or may be writing its answer: limits.directStreams).
    */
   cutAll(err: Error): void;
   /** The server's keep-alive timeout on an idle connection: closes it (direct-connections.ts closeIdle). */
@@ -453,19 +453,6 @@ export function createGateway(options: GatewayOptions): Gateway {
     });
   }
 
-  /**
-   * At the deadline, a request whose worker holds its connection (limits.directStreams: an IPC call, or an offer it may
-   * take) and has not said its status: it may be writing its answer to the client now, its report of it unread (the
-   * deadline's timer runs before I/O), and its write lease lasts until workerHeadersTimeoutMs (shared/direct.ts), which
-   * the shutdown cannot wait out. A 503 of the master's went in after the worker's head and first event (one answer
-   * inside the other): the connection is shut down instead, as a direct answer's is (request-end.ts refuse).
-   */
-  function cutHeld(ctx: RequestContext): void {
-    ctx.errorCode ??= 'shutting_down';
-    cutDirect(ctx);
-    ctx.proxyReq?.destroy();
-  }
-
   function startServing(ctx: RequestContext): void {
     ctx.servingNext = servingHead;
     if (servingHead !== undefined) servingHead.servingPrev = ctx;
@@ -519,8 +506,7 @@ export function createGateway(options: GatewayOptions): Gateway {
         if (ctx.isHealthCheck || ctx.phase === 'queue' || ctx.phase === 'done') continue;
         if (!ctx.isDirect && ctx.res.writableEnded) continue;
         try {
-          if (ctx.phase === 'worker' && (ctx.isDirectCall || ctx.isDirectOffered)) cutHeld(ctx);
-          else refuse(ctx, err);
+          refuse(ctx, err);
         } catch (e) {
           // This runs in the deadline's timer: a throw ended the master with no answer written to any request left
           // (a reviewer's injected one). One request's bug costs the others nothing; its connection closes next.

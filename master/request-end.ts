@@ -139,16 +139,20 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
     // A 503 of the shutdown's deadline times the shutdown, not the version (nor is it its error: finish).
     if (isBeforeStatus && !ctx.isClientGone && ctx.version !== undefined && !isCut)
       metrics.observeHeaderLatency(ctx.version, (now() - ctx.startedAtMs) / 1000);
-    if (ctx.isDirect) {
+    // A worker holds the connection (a call) or may still take it (an offer), and may write an answer of its own.
+    const isWorkerHolding = ctx.phase === 'worker' && (ctx.isDirectCall || ctx.isDirectOffered);
+    // Past the deadline such a worker may be writing its answer now, its report of it unread (the deadline's timer runs
+    // before I/O), and its write lease (shared/direct.ts), which keeps a 504 of the master's out of its answer, cannot
+    // be waited out: a 503 went in after the worker's head and first event (the review's test, hop-direct). Cut.
+    if (ctx.isDirect || (isCut && isWorkerHolding)) {
       // The worker writes this answer: where its framing stands is unknown here, so no error can be appended.
       if (ctx.phase === 'relay') ctx.isStreamFailed = true;
       cutDirect(ctx);
     } else if (!ctx.isClientGone && !res.writableEnded) {
       if (!res.headersSent) {
         // The connection closes after a refusal that left request bytes unread, and while draining; and when a worker
-        // holds it (a call) or may still take it (an offer) and write an answer of its own after this one.
+        // holds it and may write an answer after this one.
         const isBodyUnread = isBeforeAdmission(ctx.phase) && hasBody(req);
-        const isWorkerHolding = ctx.phase === 'worker' && (ctx.isDirectCall || ctx.isDirectOffered);
         const isClosingConnection = isClosing() || CLOSING_CODES.has(code) || isBodyUnread || isWorkerHolding;
         sendError(res, response, isClosingConnection ? { connection: 'close' } : {});
         // A client silent for bodyTimeoutMs is not sending: nothing to wait for.
