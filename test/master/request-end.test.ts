@@ -23,16 +23,16 @@ interface Recorded {
 
 /**
  * A real server on loopback whose one request is refused with `code` in `phase`, after routing to `v2` (past the
- * shutdown deadline when `isCutting`); what the canary recorded, and the version's errors in the metrics.
+ * shutdown deadline when `isCutting`): what the canary recorded, and the version's error counts and time-to-headers
+ * count as /metrics shows them.
  */
 async function refusedOutcome(
   t: Test,
   phase: RequestPhase,
   code: ErrorCode,
   isCutting = false,
-): Promise<Recorded[] & { errors?: string }> {
-  // `errors`: the version's error counts and time-to-headers count, as /metrics shows them.
-  const recorded: Recorded[] & { errors?: string } = [];
+): Promise<{ recorded: Recorded[]; metricLines: string }> {
+  const recorded: Recorded[] = [];
   const metrics = createMasterMetrics({ versions: () => undefined });
   const outcomes: OutcomeSink = {
     record: (version, isError) => void recorded.push({ version, isError }),
@@ -67,37 +67,41 @@ async function refusedOutcome(
     t.teardown(() => server.close());
   });
   await ended;
-  recorded.errors = (await metrics.registry.metrics())
+  const metricLines = (await metrics.registry.metrics())
     .split('\n')
     .filter((line) => /^graygate_request_(errors_total|duration_seconds_count)\{/.test(line))
     .join('\n');
-  return recorded;
+  return { recorded, metricLines };
 }
 
 t.test('a refusal before the request was admitted for its version is not judged: body_budget', async (t) => {
-  t.same(await refusedOutcome(t, 'body', 'body_budget'), [], "the master's body budget: no outcome of v2");
-  t.same(await refusedOutcome(t, 'head', 'body_too_large'), [], 'a 413 at the head: none either');
+  t.same((await refusedOutcome(t, 'body', 'body_budget')).recorded, [], "the master's body budget: no outcome of v2");
+  t.same((await refusedOutcome(t, 'head', 'body_too_large')).recorded, [], 'a 413 at the head: none either');
 });
 
 t.test("a refusal of the version's admission is its error", async (t) => {
-  t.same(await refusedOutcome(t, 'queue', 'queue_full'), [{ version: 'v2', isError: true }]);
-  t.same(await refusedOutcome(t, 'queue', 'no_ready_worker'), [{ version: 'v2', isError: true }]);
+  t.same((await refusedOutcome(t, 'queue', 'queue_full')).recorded, [{ version: 'v2', isError: true }]);
+  t.same((await refusedOutcome(t, 'queue', 'no_ready_worker')).recorded, [{ version: 'v2', isError: true }]);
 });
 
 t.test("past the shutdown deadline the master's refusal is neither the version's error nor judged", async (t) => {
   // A request still waiting for its answer at the deadline is answered 503 shutting_down (it was reset): the
   // shutdown's, as a stream it cut is (its log line and metrics, SPEC §10).
   const cut = await refusedOutcome(t, 'worker', 'shutting_down', true);
-  t.same([...cut], [], 'no outcome for the canary');
-  t.match(cut.errors, /graygate_request_errors_total\{version="v2",kind="5xx"\} 0/, 'no error of v2 in the metrics');
-  t.notMatch(cut.errors, /\} [1-9]/, "of any kind, nor its time to headers (the deadline's)");
+  t.same(cut.recorded, [], 'no outcome for the canary');
+  t.match(
+    cut.metricLines,
+    /graygate_request_errors_total\{version="v2",kind="5xx"\} 0/,
+    'no error of v2 in the metrics',
+  );
+  t.notMatch(cut.metricLines, /\} [1-9]/, "of any kind, nor its time to headers (the deadline's)");
   const before = await refusedOutcome(t, 'worker', 'worker_error');
   t.match(
-    before.errors,
+    before.metricLines,
     /graygate_request_errors_total\{version="v2",kind="5xx"\} 1/,
     'as a worker_error before it is',
   );
-  t.match(before.errors, /graygate_request_duration_seconds_count\{version="v2"\} 1/, 'and its time');
+  t.match(before.metricLines, /graygate_request_duration_seconds_count\{version="v2"\} 1/, 'and its time');
 });
 
 t.test('past the shutdown deadline a refusal says shutting_down, and a bug is still logged as one', async (t) => {
