@@ -155,6 +155,7 @@ const RUNNER_GRACE_MS = 20_000;
  */
 const LONGEST_FIRST: readonly string[] = [
   'hop-direct',
+  'cli-canary-wait-timeout',
   'loadtest-smoke-streaming',
   'canary-ends',
   'canary-criteria',

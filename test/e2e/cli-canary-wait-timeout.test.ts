@@ -1,12 +1,19 @@
 import t, { type Test } from 'tap';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { runCli } from '../../helpers/cli.js';
+import { runCli } from '../helpers/cli.js';
 
 // `canary status NAME --wait --timeout D` against an admin API that answers once and then no more: the bound is the
 // pipeline's, whatever the admin API does. An admin port that took the connection and never answered (a master
 // stopped, its event loop stuck) held `--timeout 1s` for ever; one that went away was reported at the deadline as
 // "still running" from its last answer, seconds old.
+
+// An e2e file (a lane runs it, test/helpers/e2e-lane.ts), not a unit one: its tests are the CLI's waits, ~77 s of
+// idle timers (10 s a look, 60 s of retries, a 10.5 s answer) that held all-units.test.ts's one process for a third
+// of its run; in a lane, the other lanes use the cores meanwhile. Its bound is more than tap's 120 s a file, for a
+// busy box.
+export const TIMEOUT_MS = 240_000; // test/helpers/e2e-lane.ts reads it
+t.setTimeout(TIMEOUT_MS);
 
 const RUNNING = JSON.stringify({
   version: 'v2',
