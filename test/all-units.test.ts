@@ -20,7 +20,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 // is this file's own: .js when run compiled from dist/test/, .ts when run by tap through ts-node.
 
 // tap's per-file timeout (package.json, 120 s) is for one file: here it covers all of them (~62 s alone on CI's 2
-// cores, ~150 s beside the three e2e lanes): a bound for a file that hangs, with room for a busy box.
+// cores, 115–155 s beside the three e2e lanes): a bound for a file that hangs, with room for a busy box.
 t.setTimeout(600_000);
 
 const self = fileURLToPath(import.meta.url);

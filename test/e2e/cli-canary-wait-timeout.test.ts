@@ -54,24 +54,19 @@ async function answersOnce(t: Test, after: 'hangs' | 'closes'): Promise<string> 
 }
 
 // What these tests wait for is the CLI's exit, not a time: before the fix it never exited, and the subtest's own bound
-// (far above the 500 ms and 1 s timeouts and the last look's 2 s, on a loaded box) fails it, where the unit process's
-// would hold the whole run for 600 s.
+// (far above the 500 ms and 1 s timeouts and the last look's 2 s, on a loaded box) fails it, where the file's would
+// hold its lane for 240 s.
 const BOUND = { timeout: 60_000 };
+
+/** `canary status v2 --wait` against `admin`, a look every 0.1 s, with `--timeout` when one is given. */
+function waitArgs(admin: string, timeout?: string): string[] {
+  const bound = timeout === undefined ? [] : ['--timeout', timeout];
+  return ['canary', 'status', 'v2', '--wait', '--interval', '0.1', ...bound, '--admin', admin];
+}
 
 t.test('an admin API that stops answering does not outlast --timeout', BOUND, async (t) => {
   const admin = await answersOnce(t, 'hangs');
-  const run = await runCli(t, [
-    'canary',
-    'status',
-    'v2',
-    '--wait',
-    '--interval',
-    '0.1',
-    '--timeout',
-    '500ms',
-    '--admin',
-    admin,
-  ]);
+  const run = await runCli(t, waitArgs(admin, '500ms'));
   t.equal(run.code, 124, run.stderr);
   t.match(run.stdout, /^canary v2 \(baseline v1\): running at step 1\/2/);
   t.match(
@@ -85,18 +80,7 @@ t.test(
   BOUND,
   async (t) => {
     const admin = await answersOnce(t, 'closes');
-    const run = await runCli(t, [
-      'canary',
-      'status',
-      'v2',
-      '--wait',
-      '--interval',
-      '0.1',
-      '--timeout',
-      '1s',
-      '--admin',
-      admin,
-    ]);
+    const run = await runCli(t, waitArgs(admin, '1s'));
     t.equal(run.code, 124, run.stderr);
     t.match(
       run.stderr,
@@ -116,7 +100,7 @@ t.test(
   { timeout: 180_000 },
   async (t) => {
     const admin = await answersOnce(t, 'hangs');
-    const run = await runCli(t, ['canary', 'status', 'v2', '--wait', '--interval', '0.1', '--admin', admin]);
+    const run = await runCli(t, waitArgs(admin));
     t.equal(run.code, 69, run.stderr);
     t.equal(run.stderr.match(/retrying/g)?.length, 1, 'the retry said once');
     t.match(
