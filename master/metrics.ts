@@ -1,5 +1,6 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { ERROR_KINDS, LOOP_DELAY_RESOLUTION_MS, METRIC, type ErrorKind } from '../shared/metric-names.js';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { ERROR_KINDS, METRIC, type ErrorKind } from '../shared/metric-names.js';
+import { collectProcessMetrics } from '../shared/process-metrics.js';
 import type { WorkerHealth, WorkerState } from './worker-handle.js';
 import { CANARY_STATES, type CanaryStatus } from './canary/controller.js';
 import { METRIC_VERDICTS } from './canary/decision.js';
@@ -122,7 +123,7 @@ export interface MasterMetricsOptions {
 export function createMasterMetrics(options: MasterMetricsOptions): MasterMetrics {
   const { versions } = options;
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: LOOP_DELAY_RESOLUTION_MS });
+  collectProcessMetrics(registry);
   const requests = new Counter({
     name: METRIC.requestsTotal,
     help: 'Requests finished by the master, by version and HTTP status (code 0: the client left before an answer)',

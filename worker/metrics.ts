@@ -1,11 +1,6 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import {
-  LOOP_DELAY_RESOLUTION_MS,
-  METRIC,
-  TOKEN_KINDS,
-  UPSTREAM_ERROR_KINDS,
-  type UpstreamErrorKind,
-} from '../shared/metric-names.js';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { METRIC, TOKEN_KINDS, UPSTREAM_ERROR_KINDS, type UpstreamErrorKind } from '../shared/metric-names.js';
+import { collectProcessMetrics } from '../shared/process-metrics.js';
 import type { ErrorCode } from '../shared/errors.js';
 
 // A worker's own series (SPEC §9, issue 5 part 2), answered to the master's
@@ -66,7 +61,7 @@ export function upstreamErrorKind(code: string): UpstreamErrorKind | undefined {
 export function createWorkerMetrics(options: WorkerMetricsOptions): WorkerMetrics {
   const { version } = options;
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: LOOP_DELAY_RESOLUTION_MS });
+  collectProcessMetrics(registry);
   const firstTokens = new Histogram({
     name: METRIC.streamFirstTokenSeconds,
     help: 'Time from request arrival at the master (its queue included) to the first content chunk sent, streaming requests, by version',
