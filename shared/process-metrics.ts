@@ -7,12 +7,12 @@ import { LOOP_DELAY_RESOLUTION_MS } from './metric-names.js';
 // relays waits (prom-client issue #615). A master holding 9,000 streams has ~18,000 sockets: prom-client collects
 // `nodejs_active_handles` and `nodejs_active_handles_total` by listing every handle (process._getActiveHandles(),
 // 6.2 ms each at 17,500 handles), `nodejs_active_resources` and `_total` by naming every resource
-// (process.getActiveResourcesInfo(), 9.5 ms) and `process_open_fds` by readdirSync('/proc/self/fd') (16.6 ms): ~40
-// ms in one turn of the loop, each scrape (docs/BENCHMARKS.md, the session of 7 December 13:26 UTC). The four
-// handle and resource series are left out (graygate_client_connections and graygate_streams_active count what
-// matters of them here); process_open_fds stays, every socket counted against the file limit a master lives under,
-// read by an asynchronous readdir: the directory is read on libuv's thread pool, and the loop only turns its names
-// into an array (~5 ms at 17,500, 20 ms of CPU either way).
+// (process.getActiveResourcesInfo(), 9.5 ms) and `process_open_fds` by readdirSync('/proc/self/fd') (16.6 ms): one
+// turn of the loop, each scrape (scripts/bench/scrape-cost.ts; docs/BENCHMARKS.md, 7 December 13:26). The four handle
+// and resource series are left out (graygate_client_connections and graygate_streams_active count what matters of
+// them here); process_open_fds stays, every socket counted against the file limit a master lives under, read by an
+// asynchronous readdir: the directory is read on libuv's thread pool, and the loop only turns its names into an array
+// (~5 ms at 17,500, 20 ms of CPU either way).
 
 /** The default series left out: their collection is linear in the process's handles, on its event loop. */
 export const LINEAR_IN_HANDLES = [

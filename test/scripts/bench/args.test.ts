@@ -100,6 +100,7 @@ t.test('every benchmark the README lists refuses a flag it does not know (exit 6
     'cold-worker',
     'body-scan',
     'pipelined-heads',
+    'scrape-cost',
   ]) {
     const { code, stderr } = await run(t, join(ROOT, `dist/scripts/bench/${name}.js`), ['--bogus']);
     t.equal(code, 64, name);
