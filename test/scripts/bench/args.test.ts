@@ -173,3 +173,17 @@ t.test('hop-latency refuses a count that would never end (exit 64), before it st
     t.match(stderr, message, args.join(' '));
   }
 });
+
+t.test('scrape-cost runs both registries and prints their row (a small run)', async (t) => {
+  // A benchmark no test runs breaks unseen: 20 connections, one round, ~0.3 s.
+  const { code, stdout, stderr } = await run(t, join(ROOT, 'dist/scripts/bench/scrape-cost.js'), [
+    '--connections',
+    '20',
+    '--rounds',
+    '1',
+  ]);
+  t.equal(code, 0, stderr);
+  t.match(stdout, /^20 connections, \d+ handles; medians of 1 rounds, alternating\n/);
+  for (const name of ['graygate', 'prom-client'])
+    t.match(stdout, new RegExp(`\\n${name} +(\\d+\\.\\d\\d +){2}\\d+\\.\\d\\d\\n`), `${name}'s row`);
+});
