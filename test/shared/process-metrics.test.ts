@@ -5,6 +5,7 @@ import type { Registry } from 'prom-client';
 import { createMasterMetrics } from '../../master/metrics.js';
 import { LINEAR_IN_HANDLES } from '../../shared/process-metrics.js';
 import { createWorkerMetrics } from '../../worker/metrics.js';
+import { parsePrometheusText } from '../../scripts/cli/prom-text.js';
 
 // The master's and a worker's process series (shared/process-metrics.ts): prom-client's defaults but what a scrape
 // would pay for in proportion to the process's connections, on its event loop. Each registry is the real one.
@@ -14,10 +15,9 @@ const registries: Array<[string, () => Registry]> = [
   ['worker', () => createWorkerMetrics({ version: 'v1' }).registry],
 ];
 
-/** The value of an unlabelled series in prom-client's text exposition. */
+/** The value of an unlabelled series in a scrape, undefined when the scrape has none. */
 function value(text: string, name: string): number | undefined {
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
-  return line === undefined ? undefined : Number(line.slice(name.length + 1));
+  return parsePrometheusText(text).find((s) => s.name === name)?.value;
 }
 
 // prom-client reads the module objects at each call: node's `fs` as CommonJS sees it, and `process`.
@@ -52,7 +52,8 @@ for (const [role, make] of registries) {
     }) as typeof fs.readdirSync;
     const text = await registry.metrics();
     t.same(calls, [], 'nothing linear in the handles called during the scrape');
-    for (const name of LINEAR_IN_HANDLES) t.notMatch(text, new RegExp(`^${name}[ {]`, 'm'), `no ${name}`);
+    const names = new Set(parsePrometheusText(text).map((s) => s.name));
+    for (const name of LINEAR_IN_HANDLES) t.notOk(names.has(name), `no ${name}`);
     // The rest of prom-client's defaults are there.
     for (const name of [
       'process_cpu_user_seconds_total',
