@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import { createServer, connect, type Socket } from 'node:net';
 import { Registry, collectDefaultMetrics } from 'prom-client';
+import { openFileLimit } from '../../master/file-limit.js';
 import { LOOP_DELAY_RESOLUTION_MS } from '../../shared/metric-names.js';
 import { collectProcessMetrics } from '../../shared/process-metrics.js';
 import { benchArgs } from './args.js';
@@ -22,7 +23,14 @@ const { values } = benchArgs({
 });
 const connections = Number(values.connections);
 const rounds = Number(values.rounds);
-checkCounts({ connections, rounds }, { atLeast: 1 });
+// Two descriptors a connection, under this process's open-file limit with room for node's own (`--connections 1e9`
+// opened sockets until EMFILE, then ended with a stack); rounds, a bound a run ends within.
+const fileLimit = openFileLimit();
+checkCounts(
+  { connections },
+  { atLeast: 1, atMost: fileLimit === undefined ? 100_000 : Math.floor((fileLimit - 100) / 2) },
+);
+checkCounts({ rounds }, { atLeast: 1, atMost: 1000 });
 
 const sockets: Socket[] = [];
 const server = createServer((socket) => {

@@ -184,6 +184,10 @@ t.test('scrape-cost runs both registries and prints their row (a small run)', as
   ]);
   t.equal(code, 0, stderr);
   t.match(stdout, /^20 connections, \d+ handles; medians of 1 rounds, alternating\n/);
+  // Past what the open-file limit holds: a usage error before it opens anything, not EMFILE's stack.
+  const tooMany = await run(t, join(ROOT, 'dist/scripts/bench/scrape-cost.js'), ['--connections', '1e9']);
+  t.equal(tooMany.code, 64, tooMany.stderr);
+  t.match(tooMany.stderr, /^--connections: expected a number ≥ 1 and ≤ \d+, got 1000000000\n/);
   for (const name of ['graygate', 'prom-client'])
     t.match(stdout, new RegExp(`\\n${name} +(\\d+\\.\\d\\d +){2}\\d+\\.\\d\\d\\n`), `${name}'s row`);
 });
