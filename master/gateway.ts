@@ -73,10 +73,12 @@ export interface Gateway {
   idle(): Promise<void>;
   /**
    * At the shutdown deadline: every request still being served is refused with `err` as any failure is (request-end.ts
-   * refuse): a 503 before its status, a stream's final SSE error event where its last event ended, a reset otherwise
-   * (a connection whose worker writes or may be writing its answer: limits.directStreams).
+   * refuse): a 503 before its status, a stream's final SSE error event where its last event ended. A request whose
+   * worker writes or may be writing its answer straight to the client (limits.directStreams) is ended by that worker,
+   * told to (IPC `cut`), within `graceMs`: its stream with its final event too; past `graceMs`, or when its worker
+   * cannot be told, its connection is cut. Resolves when each has ended or been cut.
    */
-  cutAll(err: Error): void;
+  cutAll(err: Error, graceMs: number): Promise<void>;
   /** The server's keep-alive timeout on an idle connection: closes it (direct-connections.ts closeIdle). */
   closeIdle(socket: Socket): void;
 }
@@ -496,25 +498,57 @@ export function createGateway(options: GatewayOptions): Gateway {
       return new Promise((resolve) => idleWaiters.push(resolve));
     },
     closeIdle: (socket) => directConnections.closeIdle(socket),
-    cutAll(err) {
+    async cutAll(err, graceMs) {
       // Those queued for a slot are the registry's to refuse (refuseQueued): their leases leave the queue with them. An
       // answer written whole is left to end as it would: its bytes are on their way, and it failed nothing.
       // Taken first: a refusal may end a request (its 'close') as the list is walked.
       const serving: RequestContext[] = [];
       for (let ctx = servingHead; ctx !== undefined; ctx = ctx.servingNext) serving.push(ctx);
+      const endedByWorkers: Array<Promise<void>> = [];
+      const left: RequestContext[] = [];
       for (const ctx of serving) {
         if (ctx.isHealthCheck || ctx.phase === 'queue' || ctx.phase === 'done') continue;
         if (!ctx.isDirect && ctx.res.writableEnded) continue;
-        try {
-          refuse(ctx, err);
-        } catch (e) {
-          // This runs in the deadline's timer: a throw ended the master with no answer written to any request left
-          // (a reviewer's injected one). One request's bug costs the others nothing; its connection closes next.
-          log.error({ err: e, reqId: ctx.reqId }, 'unexpected error cutting a request at the shutdown deadline');
+        // Its worker writes this answer (or may: an offer or a call before its status), where its framing stands is
+        // the worker's to know: told to, it ends the answer as failed, a stream with its final event (a client's SDK
+        // reads a failed answer, where a cut one reads as a network's fault); the master reads its end as usual.
+        if (graceMs > 0 && isWorkerWriting(ctx) && ctx.lease?.worker.cutAnswers() === true) {
+          ctx.isCutByWorker = true;
+          left.push(ctx);
+          endedByWorkers.push(new Promise((resolve) => ctx.res.once('close', resolve)));
+          continue;
         }
+        refuseAtDeadline(ctx, err);
       }
+      if (left.length === 0) return;
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.all(endedByWorkers),
+        new Promise((resolve) => (timer = setTimeout(resolve, graceMs))),
+      ]);
+      clearTimeout(timer);
+      // A worker that did not end its answers in time (stopped, or busy): their connections are cut, as before.
+      for (const ctx of left) if (ctx.phase !== 'done') refuseAtDeadline(ctx, err);
     },
   };
+
+  function refuseAtDeadline(ctx: RequestContext, err: Error): void {
+    try {
+      refuse(ctx, err);
+    } catch (e) {
+      // This runs in the deadline's timer: a throw ended the master with no answer written to any request left
+      // (a reviewer's injected one). One request's bug costs the others nothing; its connection closes next.
+      log.error({ err: e, reqId: ctx.reqId }, 'unexpected error cutting a request at the shutdown deadline');
+    }
+  }
+}
+
+/**
+ * limits.directStreams: the worker writes this request's answer straight to the client, or may (an offered request or
+ * a call before its status), so only it knows where that answer's framing stands.
+ */
+function isWorkerWriting(ctx: RequestContext): boolean {
+  return ctx.isDirect || (ctx.phase === 'worker' && (ctx.isDirectCall || ctx.isDirectOffered));
 }
 
 /**

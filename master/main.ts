@@ -32,6 +32,11 @@ const EXIT_CANT_LISTEN = 69;
 const EXIT_CANT_CREATE = 73;
 /** How long a second signal waits for the killed workers to exit, ms. */
 const KILL_WAIT_MS = 2000;
+/**
+ * At the shutdown deadline, how long a worker that writes its answers to clients (limits.directStreams) has to end them
+ * with their final event before their connections are cut, ms (IPC `cut`; normally a few ms).
+ */
+const CUT_GRACE_MS = 1000;
 
 const usage = argvProblem(process.argv.slice(2));
 if (usage !== undefined) {
@@ -332,7 +337,8 @@ const stop = (signal: string): void => {
       isCutting = true;
       // Answered as a failure is rather than reset with their connections: a 503 before the status, a stream's final
       // error event (a client's SDK reads a cut answer, not an ended one), logged and counted as the shutdown's.
-      gateway.cutAll(new GraygateError('shutting_down'));
+      // A worker that writes its answers to clients (limits.directStreams) ends those, within a second.
+      return gateway.cutAll(new GraygateError('shutting_down'), CUT_GRACE_MS);
     },
   }).then(
     () => process.exit(0),

@@ -112,6 +112,11 @@ export class RequestContext {
   isDirectCall = false;
   /** Bytes the worker wrote to the client on a direct answer (its final report), for the log line. */
   directBytes: number | undefined = undefined;
+  /**
+   * At the shutdown deadline its worker was told to end it (IPC `cut`, gateway.ts cutAll): a 5xx or a failed stream
+   * then is the shutdown's doing, not its version's.
+   */
+  isCutByWorker = false;
 
   constructor(req: IncomingMessage, res: ServerResponse, nowMs: number) {
     this.req = req;

@@ -217,8 +217,11 @@ export function createRequestEnd(options: RequestEndOptions): RequestEnd {
     // its first content) was failed by that version, as nginx's 499 says; one that left while it still sent
     // its body was not.
     // Cut at the shutdown deadline (refused `shutting_down`, its connection closed, or its worker stopped, by the
-    // master): neither its client's leaving nor its version's failure; its line says `shutting_down`.
-    const isCut = (isAborted || ctx.isStreamFailed || ctx.errorCode === 'shutting_down') && options.isCutting();
+    // master, or by its worker when told to: a 5xx or a failed stream then): neither its client's leaving nor its
+    // version's failure; its line says `shutting_down`.
+    const isCut =
+      (isAborted || ctx.isStreamFailed || ctx.errorCode === 'shutting_down' || (ctx.isCutByWorker && status >= 500)) &&
+      options.isCutting();
     const isAbandoned =
       isAborted &&
       !isCut &&

@@ -39,8 +39,11 @@ export interface ShutdownOptions {
   supervisor: Supervisor;
   log: Logger;
   deadlineMs: number;
-  /** The deadline passed with requests in flight: the master cuts them now (their log lines say so). */
-  onDeadline?: () => void;
+  /**
+   * The deadline passed with requests in flight: the master cuts them now (their log lines say so). What it returns is
+   * waited for before the connections close (answers their workers end: gateway.ts cutAll).
+   */
+  onDeadline?: () => Promise<void> | void;
 }
 
 export async function shutdown(options: ShutdownOptions): Promise<void> {
@@ -52,12 +55,13 @@ export async function shutdown(options: ShutdownOptions): Promise<void> {
   // what an operator watches a drain with (calls that change something are refused 503 shutting_down).
   NetServer.prototype.close.call(main);
   let deadline: NodeJS.Timeout | undefined;
+  let cutting: Promise<void> = Promise.resolve();
   const timedOut = new Promise<void>((resolve) => {
     deadline = setTimeout(() => {
       // Reached in the grace after the last answer, it cuts nothing.
       if (inflight.inflight > 0) {
         log.warn({ deadlineMs, inflight: inflight.inflight }, 'shutdown deadline reached, cutting remaining requests');
-        options.onDeadline?.();
+        cutting = Promise.resolve(options.onDeadline?.());
       }
       resolve();
     }, deadlineMs);
@@ -72,6 +76,8 @@ export async function shutdown(options: ShutdownOptions): Promise<void> {
   // At the deadline, requests still queued are answered before their connections close (they were reset unanswered).
   refuseQueued();
   await new Promise((resolve) => setImmediate(resolve));
+  // Answers their workers end (limits.directStreams) keep their connections until then.
+  await cutting;
   // Nothing is in flight: what remains is idle or never sent a whole request.
   main.closeAllConnections();
   admin.closeIdleConnections();

@@ -33,6 +33,7 @@ export interface DirectAbilities {
   takesCalls?: boolean;
   acksCalls?: boolean;
   takesLeases?: boolean;
+  takesCuts?: boolean;
 }
 
 /** At most one warn line this often for connections a worker could not take (its file limit). */
@@ -60,6 +61,9 @@ export class WorkerDirect {
   #acksCalls = false;
   /** … and keeps write leases (shared/direct.ts): it takes `call-lease` (an older build would exit on it). */
   #takesLeases = false;
+  /** … takes `cut` (an older build would exit on it), and was sent it. */
+  #takesCuts = false;
+  #isCut = false;
   /** IPC calls in this worker process, by id: where their reports go (slot-table.ts: not a Map). */
   readonly #calls = new SlotTable<DirectCallSink>();
 
@@ -79,6 +83,7 @@ export class WorkerDirect {
     this.#takesCalls = this.#takesConnections && abilities.takesCalls === true;
     this.#acksCalls = abilities.acksCalls === true;
     this.#takesLeases = this.#takesCalls && abilities.takesLeases === true;
+    this.#takesCuts = abilities.takesCuts === true;
   }
 
   /** See WorkerHandle.offerConnection; the handle checks that the worker is ready. */
@@ -140,6 +145,15 @@ export class WorkerDirect {
     const child = this.#child;
     if (!this.#takesLeases || child === undefined || !child.connected) return;
     child.send({ type: 'call-lease', conn, writeBy }, undefined, undefined, ignoreSendError);
+  }
+
+  /** See WorkerHandle.cutAnswers. */
+  cutAnswers(): boolean {
+    const child = this.#child;
+    if (!this.#takesCuts || child === undefined || !child.connected) return false;
+    if (!this.#isCut) child.send({ type: 'cut' }, undefined, undefined, ignoreSendError);
+    this.#isCut = true;
+    return true;
   }
 
   /** The client connection `id` closed: the worker closes its duplicate. */

@@ -483,6 +483,15 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
     this.#direct.closeConnection(id);
   }
 
+  /**
+   * The master's shutdown deadline passed: this worker process ends every answer in flight as failed (`shutting_down`),
+   * those it writes straight to clients (limits.directStreams) with their final event, whose framing only it knows.
+   * False when it cannot be asked (a build from before `cut`, or a process gone): the master cuts those itself.
+   */
+  cutAnswers(): boolean {
+    return (this.#state === 'ready' || this.#state === 'draining') && this.#direct.cutAnswers();
+  }
+
   /** limits.directStreams: renews the write lease of the call on connection `conn` (shared/direct.ts), if kept. */
   renewLease(conn: number, writeBy: number): void {
     this.#direct.renewLease(conn, writeBy);

@@ -98,7 +98,14 @@ export type MasterToWorker =
    */
   | { type: 'call-lease'; conn: number; writeBy: number }
   /** The master heard the worker's `signal`: it will send `shutdown` when the worker is to drain. */
-  | { type: 'signal-taken' };
+  | { type: 'signal-taken' }
+  /**
+   * The master's shutdown deadline passed (limits.shutdownTimeoutMs): every answer in flight ends now as failed, with
+   * `shutting_down` (a stream its final error event, one before its status a 503), as the master ends those it relays;
+   * for the answers this worker writes straight to clients (limits.directStreams), whose framing only it knows. Only to
+   * workers whose `ready` said `takesCuts` (an older build would exit on it); `shutdown` follows.
+   */
+  | { type: 'cut' };
 
 export type WorkerToMaster =
   | {
@@ -120,6 +127,8 @@ export type WorkerToMaster =
       acksCalls?: boolean;
       /** limits.directStreams: this worker keeps the write leases of offers and calls, and takes `call-lease`. */
       takesLeases?: boolean;
+      /** This worker takes `cut`: at the master's shutdown deadline it ends the answers it writes itself. */
+      takesCuts?: boolean;
     }
   | { type: 'fatal'; error: SerializedError }
   | { type: 'metrics'; replyTo: number; metrics: unknown[] }
@@ -152,6 +161,7 @@ const MASTER_TO_WORKER_TYPES: ReadonlySet<string> = new Set<MasterToWorker['type
   'call',
   'call-lease',
   'signal-taken',
+  'cut',
 ]);
 
 export function isMasterToWorker(msg: unknown): msg is MasterToWorker {
@@ -182,7 +192,8 @@ const WORKER_MESSAGE_CHECKS: Record<WorkerToMaster['type'], (m: Record<string, u
     isOptional(m['takesConnections'], isBoolean) &&
     isOptional(m['takesCalls'], isBoolean) &&
     isOptional(m['acksCalls'], isBoolean) &&
-    isOptional(m['takesLeases'], isBoolean),
+    isOptional(m['takesLeases'], isBoolean) &&
+    isOptional(m['takesCuts'], isBoolean),
   fatal: (m) => typeof m['error'] === 'object' && m['error'] !== null,
   metrics: (m) => isId(m['replyTo']) && Array.isArray(m['metrics']),
   pong: (m) =>

@@ -28,6 +28,11 @@ export interface WorkerLifecycleOptions {
   collectCounters?: () => Promise<unknown[]>;
   /** Called once when draining starts, before the server closes: abort long work here if needed. */
   onDrain?: () => void;
+  /**
+   * The master's shutdown deadline passed (IPC `cut`): end every answer in flight now as failed (`shutting_down`), so
+   * that those written straight to clients end with their final event rather than cut. Absent: the master cuts them.
+   */
+  cut?: () => void;
   /** Listen on this unix socket (WorkerSettings.socketPath); absent: 127.0.0.1 on a free port. */
   socketPath?: string | undefined;
   /**
@@ -187,6 +192,10 @@ export async function runWorker(options: WorkerLifecycleOptions): Promise<void> 
       case 'shutdown':
         drain(msg.deadlineMs, 'master');
         break;
+      case 'cut':
+        log.warn("the master's shutdown deadline passed: ending the answers in flight");
+        options.cut?.();
+        break;
       case 'signal-taken':
         // Too late when this worker drains already (no answer came in OWN_DRAIN_MS): its own drain goes on.
         if (isDraining) break;
@@ -305,6 +314,7 @@ export async function runWorker(options: WorkerLifecycleOptions): Promise<void> 
     ...(options.connections === undefined ? {} : { takesConnections: true }),
     ...(options.connections === undefined || options.calls === undefined ? {} : { takesCalls: true, acksCalls: true }),
     ...(options.calls?.lease === undefined ? {} : { takesLeases: true }),
+    ...(options.cut === undefined ? {} : { takesCuts: true }),
   });
   log.info({ address: reported }, 'worker ready');
 }

@@ -276,13 +276,16 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
     },
     close() {
       isDraining = true;
-      closing ??= (async () => {
-        catalog.close();
-        if (inFlight > 0) await new Promise<void>((resolve) => (onIdle = resolve));
-        await preparer.close();
-        await client.close();
-        await options.upstream.close();
-      })();
+      // Destroyed already (the master's shutdown deadline): there is nothing left to close gently.
+      closing ??=
+        destroying ??
+        (async () => {
+          catalog.close();
+          if (inFlight > 0) await new Promise<void>((resolve) => (onIdle = resolve));
+          await preparer.close();
+          await client.close();
+          await options.upstream.close();
+        })();
       return closing;
     },
     destroy(err) {

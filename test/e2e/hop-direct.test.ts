@@ -1182,6 +1182,58 @@ async function headHoldingUpstream(t: Test): Promise<{ url: string; held: Promis
 }
 
 t.test(
+  'directStreams: at the shutdown deadline the worker ends what it writes: a stream its final event, a call a 503',
+  async (t) => {
+    // The master cut such connections at its deadline (FIN mid-stream, the chunked body unfinished): a client's SDK
+    // read a network's fault where a relayed stream's reads a failed answer. Told (IPC `cut`), the worker ends them as
+    // failed answers end, since only it knows where their framing stands.
+    const mock = await startMockUpstream({});
+    t.teardown(() => mock.close());
+    const gw = await startGateway(
+      t,
+      {
+        limits: { directStreams: true, shutdownTimeoutMs: 1500 },
+        versions: { v1: { weight: 1, upstream: { format: 'openai', url: mock.url + BASE_PATHS.openai } } },
+      },
+      { env: { LOG_LEVEL: 'info' } },
+    );
+    const streaming = await rawHeldConnectionOn(gw, t);
+    const waiting = await rawHeldConnectionOn(gw, t);
+    const post = (id: string, prompt: string): string => {
+      const body = JSON.stringify(chatBody(prompt));
+      return (
+        `POST /v1/chat/completions HTTP/1.1\r\nHost: test\r\nx-request-id: ${id}\r\n` +
+        `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
+      );
+    };
+    const streamId = `cut-stream-${Date.now()}`;
+    const headId = `cut-head-${Date.now()}`;
+    const streamed = streaming.responses.length;
+    const firstBytes = once(streaming.socket, 'data');
+    streaming.write(post(streamId, '[mock tokens=100000 interval-ms=50]'));
+    await firstBytes;
+    const answered = waiting.responses.length;
+    waiting.write(post(headId, '[mock first-byte-ms=600000]'));
+    await waitForStatus(gw, (v) => v['v1']!.workers[0]!.inflight === 2, 'a stream and a call before its status');
+    process.kill(gw.pid, 'SIGTERM');
+
+    const stream = (await streaming.waitFor(streamed + 1))[streamed]!;
+    t.equal(stream.status, 200);
+    const events = stream.body.split('\n\n').filter((e) => e !== '');
+    t.ok(events.length > 1, 'the stream had events before the deadline');
+    t.match(events.at(-1), /^data: \{"error":\{.*"code":"shutting_down"/, 'and ends whole with an error event');
+    t.notMatch(stream.body, /\[DONE\]/);
+    const head = (await waiting.waitFor(answered + 1))[answered]!;
+    t.equal(head.status, 503, 'the call before its status: 503');
+    t.match(head.body, /"code":"shutting_down"/);
+    t.equal(await gw.exited, 0);
+    t.match(requestLine(gw, streamId), { status: 200, direct: true, streamFailed: true, error: 'shutting_down' });
+    t.match(requestLine(gw, headId), { status: 503, direct: true, error: 'shutting_down' });
+    t.notOk(requestLine(gw, streamId)?.aborted, 'ended by its worker, not cut');
+  },
+);
+
+t.test(
   'directStreams: at the shutdown deadline, a call its worker is answering gets no answer of the master’s inside it',
   { skip: existsSync('/proc/self/syscall') ? false : 'needs /proc/PID/syscall (Linux)' },
   async (t) => {

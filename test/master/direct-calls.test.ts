@@ -206,3 +206,27 @@ t.test(
     t.same([outcomes.refused, codes], [['late-sign'], ['worker_timeout']], 'the restarted timer answers 504 after all');
   },
 );
+
+t.test('the shutdown deadline’s `cut`: sent once, only to a worker whose `ready` said `takesCuts`', async (t) => {
+  // A build from before `cut` exits on a message it does not know (STYLE §19), its answers with it: the master cuts
+  // their connections itself then, as it did before.
+  const sent: unknown[] = [];
+  const child = { connected: true, send: (msg: unknown) => sent.push(msg) > 0, on: () => child };
+  const cuts = new WorkerDirect(createLogger({ role: 'master', level: 'silent' }));
+  cuts.attach(child as unknown as ChildProcess);
+  t.notOk(cuts.cutAnswers(), 'not before its `ready`');
+  cuts.onReady({ takesConnections: true, takesCalls: true, takesCuts: true });
+  t.ok(cuts.cutAnswers());
+  t.ok(cuts.cutAnswers(), 'asked again (another of its answers)');
+  t.same(sent, [{ type: 'cut' }], 'told once');
+  const old = new WorkerDirect(createLogger({ role: 'master', level: 'silent' }));
+  old.attach(child as unknown as ChildProcess);
+  old.onReady({ takesConnections: true, takesCalls: true, acksCalls: true, takesLeases: true });
+  t.notOk(old.cutAnswers(), 'a build from before: not told');
+  child.connected = false;
+  const gone = new WorkerDirect(createLogger({ role: 'master', level: 'silent' }));
+  gone.attach(child as unknown as ChildProcess);
+  gone.onReady({ takesCuts: true });
+  t.notOk(gone.cutAnswers(), 'a process whose channel closed: not told');
+  t.equal(sent.length, 1);
+});
