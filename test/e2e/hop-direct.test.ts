@@ -165,6 +165,23 @@ function linesOf(gw: Gateway, reqId: string): string {
     .join('\n');
 }
 
+/**
+ * A gateway of its own with limits.directStreams and `limits`, its one version v1 in front of a mock upstream of its
+ * own, logging each request: for a test that stops, kills or signals what it tests.
+ */
+async function mockGateway(t: Test, limits: Record<string, unknown>): Promise<Gateway> {
+  const mock = await startMockUpstream({});
+  t.teardown(() => mock.close());
+  return startGateway(
+    t,
+    {
+      limits: { directStreams: true, ...limits },
+      versions: { v1: { weight: 1, upstream: { format: 'openai', url: mock.url + BASE_PATHS.openai } } },
+    },
+    { env: { LOG_LEVEL: 'info' } },
+  );
+}
+
 /** SIGSTOPs a worker; returns what resumes it, which the test's teardown also does. */
 function stopWorker(t: Test, pid: number): () => void {
   process.kill(pid, 'SIGSTOP');
@@ -982,16 +999,7 @@ t.test('directStreams, a test worker that takes connections and gives up on ever
 t.test('directStreams: SIGTERM during a call, a request pipelined behind it gets 503 shutting_down', async (t) => {
   // The master ended a call's connection with it when closing: the request behind it, read and waiting, was dropped
   // unanswered (a POST a proxy in front cannot send again). A relayed connection's gets 503 shutting_down.
-  const mock = await startMockUpstream({});
-  t.teardown(() => mock.close());
-  const gw = await startGateway(
-    t,
-    {
-      limits: { directStreams: true },
-      versions: { v1: { weight: 1, upstream: { format: 'openai', url: mock.url + BASE_PATHS.openai } } },
-    },
-    { env: { LOG_LEVEL: 'info' } },
-  );
+  const gw = await mockGateway(t, {});
   const raw = await rawHeldConnectionOn(gw, t);
   const answered = raw.responses.length;
   const chat = JSON.stringify(chatBody('[mock tokens=40 interval-ms=50]'));
@@ -1020,16 +1028,7 @@ t.test(
     // Node's keep-alive timeout destroyed the master's descriptor; the worker's duplicate held the connection open
     // until that worker closed it, which a stopped one does not: a probe's request sent then was never answered, then
     // reset. With the option off the client had its FIN. Health probes far apart: the stopped worker stays.
-    const mock = await startMockUpstream({});
-    t.teardown(() => mock.close());
-    const gw = await startGateway(
-      t,
-      {
-        limits: { directStreams: true, keepAliveTimeoutMs: 1000, healthIntervalMs: 60_000 },
-        versions: { v1: { weight: 1, upstream: { format: 'openai', url: mock.url + BASE_PATHS.openai } } },
-      },
-      { env: { LOG_LEVEL: 'info' } },
-    );
+    const gw = await mockGateway(t, { keepAliveTimeoutMs: 1000, healthIntervalMs: 60_000 });
     const raw = await rawHeldConnectionOn(gw, t);
     const ended = once(raw.socket, 'end').then(() => 'FIN');
     stopWorker(t, await v1Pid(gw));
@@ -1187,16 +1186,7 @@ t.test(
     // The master cut such connections at its deadline (FIN mid-stream, the chunked body unfinished): a client's SDK
     // read a network's fault where a relayed stream's reads a failed answer. Told (IPC `cut`), the worker ends them as
     // failed answers end, since only it knows where their framing stands.
-    const mock = await startMockUpstream({});
-    t.teardown(() => mock.close());
-    const gw = await startGateway(
-      t,
-      {
-        limits: { directStreams: true, shutdownTimeoutMs: 1500 },
-        versions: { v1: { weight: 1, upstream: { format: 'openai', url: mock.url + BASE_PATHS.openai } } },
-      },
-      { env: { LOG_LEVEL: 'info' } },
-    );
+    const gw = await mockGateway(t, { shutdownTimeoutMs: 1500 });
     const streaming = await rawHeldConnectionOn(gw, t);
     const waiting = await rawHeldConnectionOn(gw, t);
     const post = (id: string, prompt: string): string => {
