@@ -76,8 +76,11 @@ export async function shutdown(options: ShutdownOptions): Promise<void> {
   // At the deadline, requests still queued are answered before their connections close (they were reset unanswered).
   refuseQueued();
   await new Promise((resolve) => setImmediate(resolve));
-  // Answers their workers end (limits.directStreams) keep their connections until then.
+  // Answers their workers end (limits.directStreams) keep their connections until then. Those cut after it get their
+  // FIN in the loop's next poll: closed before it (in this turn), a socket's pending shutdown(2) is cancelled, and a
+  // connection whose worker still holds a duplicate (a stopped one) stays open under it.
   await cutting;
+  await new Promise((resolve) => setImmediate(resolve));
   // Nothing is in flight: what remains is idle or never sent a whole request.
   main.closeAllConnections();
   admin.closeIdleConnections();

@@ -93,6 +93,15 @@ async function untilDirectOn(
 const rawGet = (id: string): string =>
   `GET /v1/models?version=v1 HTTP/1.1\r\nHost: test\r\nx-request-id: ${id}\r\n\r\n`;
 
+/** A streamed chat completion's POST as raw bytes, with its request id. */
+function rawPost(id: string, prompt: string): string {
+  const body = JSON.stringify(chatBody(prompt));
+  return (
+    `POST /v1/chat/completions HTTP/1.1\r\nHost: test\r\nx-request-id: ${id}\r\n` +
+    `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
+  );
+}
+
 /** A raw keep-alive connection to `gw` whose requests go to the worker as IPC calls (closed at the test's end). */
 async function rawHeldConnectionOn(gw: Gateway, tt: Test): Promise<RawConnection> {
   const raw = await openRaw(gw.url);
@@ -1189,21 +1198,14 @@ t.test(
     const gw = await mockGateway(t, { shutdownTimeoutMs: 1500 });
     const streaming = await rawHeldConnectionOn(gw, t);
     const waiting = await rawHeldConnectionOn(gw, t);
-    const post = (id: string, prompt: string): string => {
-      const body = JSON.stringify(chatBody(prompt));
-      return (
-        `POST /v1/chat/completions HTTP/1.1\r\nHost: test\r\nx-request-id: ${id}\r\n` +
-        `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
-      );
-    };
     const streamId = `cut-stream-${Date.now()}`;
     const headId = `cut-head-${Date.now()}`;
     const streamed = streaming.responses.length;
     const firstBytes = once(streaming.socket, 'data');
-    streaming.write(post(streamId, '[mock tokens=100000 interval-ms=50]'));
+    streaming.write(rawPost(streamId, '[mock tokens=100000 interval-ms=50]'));
     await firstBytes;
     const answered = waiting.responses.length;
-    waiting.write(post(headId, '[mock first-byte-ms=600000]'));
+    waiting.write(rawPost(headId, '[mock first-byte-ms=600000]'));
     await waitForStatus(gw, (v) => v['v1']!.workers[0]!.inflight === 2, 'a stream and a call before its status');
     process.kill(gw.pid, 'SIGTERM');
 
@@ -1220,6 +1222,28 @@ t.test(
     t.match(requestLine(gw, streamId), { status: 200, direct: true, streamFailed: true, error: 'shutting_down' });
     t.match(requestLine(gw, headId), { status: 503, direct: true, error: 'shutting_down' });
     t.notOk(requestLine(gw, streamId)?.aborted, 'ended by its worker, not cut');
+  },
+);
+
+t.test(
+  'directStreams: at the shutdown deadline, a stream whose worker is stopped is cut, not waited for',
+  async (t) => {
+    // Told to end its answers (IPC `cut`), a stopped worker ends none: the master waits a second for it, then closes
+    // the connection as it did before it asked (its FIN, though the worker holds a duplicate), and stops.
+    const gw = await mockGateway(t, { shutdownTimeoutMs: 1000, healthIntervalMs: 60_000 });
+    const streaming = await rawHeldConnectionOn(gw, t);
+    const id = `cut-stopped-${Date.now()}`;
+    const firstBytes = once(streaming.socket, 'data');
+    streaming.write(rawPost(id, '[mock tokens=100000 interval-ms=50]'));
+    await firstBytes;
+    const workerPid = await v1Pid(gw);
+    stopWorker(t, workerPid);
+    process.kill(gw.pid, 'SIGTERM');
+    await streaming.closed;
+    // Its kill escalation (the worker handle's tests) would take 4 s more.
+    process.kill(workerPid, 'SIGKILL');
+    t.equal(await gw.exited, 0, 'the master stops');
+    t.match(requestLine(gw, id), { status: 200, direct: true, error: 'shutting_down' }, 'logged as the shutdown’s');
   },
 );
 
