@@ -1240,7 +1240,9 @@ t.test(
     stopWorker(t, workerPid);
     process.kill(gw.pid, 'SIGTERM');
     await streaming.closed;
-    // Its kill escalation (the worker handle's tests) would take 4 s more; one already done is as good.
+    // Closed under the stopped worker's duplicate, not when the master's kill escalation (seconds later) ended it.
+    t.equal(existsSync(`/proc/${workerPid}`) ? procStat(workerPid)[2] : 'gone', 'T', 'cut while its worker is stopped');
+    // That escalation (the worker handle's tests) would take 4 s more; one already done is as good.
     try {
       process.kill(workerPid, 'SIGKILL');
     } catch {
