@@ -109,6 +109,22 @@ t.test('a SIGTERM is told to a master that takes signals: the worker serves on u
   t.same(await exited, [0, null], 'drained and exited 0 once told');
 });
 
+t.test(
+  'the shutdown deadline’s `cut`: a worker that takes it says so, ends its work, and drains when told',
+  async (t) => {
+    const { child, messages } = startWorker(t, true);
+    const ready = await next(child, messages, 'ready');
+    t.equal((ready as Message & { takesCuts?: boolean }).takesCuts, true, 'its `ready` says `takesCuts`');
+    const exited = once(child, 'exit');
+    child.send({ type: 'cut' });
+    child.send({ type: 'ping', id: 1 });
+    await next(child, messages, 'pong');
+    t.equal(await serves(ready), 503, 'cut: what it answers now is the cut’s');
+    child.send({ type: 'shutdown', deadlineMs: 5000 });
+    t.same(await exited, [0, null], 'a known message, not a protocol error: drained and exited 0');
+  },
+);
+
 t.test('a second SIGTERM while the master has not said to drain: the worker drains on its own', async (t) => {
   const { child, messages } = startWorker(t, true, true);
   await next(child, messages, 'ready');
