@@ -282,6 +282,8 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
         (async () => {
           catalog.close();
           if (inFlight > 0) await new Promise<void>((resolve) => (onIdle = resolve));
+          // Destroyed meanwhile (a draining worker told `cut`): its pool is gone, and closing it would reject.
+          if (destroying !== undefined) return destroying;
           await preparer.close();
           await client.close();
           await options.upstream.close();
