@@ -332,6 +332,10 @@ export function toUpstreamError(
 ): unknown {
   if (isGraygateError(err)) return err;
   const code = (err as { code?: unknown } | null)?.code;
+  // The pool was destroyed under the call (UpstreamClient.destroy: the master's shutdown deadline, IPC `cut`). With
+  // upstream.proxy, undici's ProxyAgent drops destroy's reason and its calls fail with this one instead: a stream
+  // ended with `upstream_reset`, a call before its status with a 502 (and counted as the upstream's errors).
+  if (code === 'UND_ERR_DESTROYED') return new GraygateError('shutting_down', undefined, { cause: err });
   if (code === 'UND_ERR_CONNECT_TIMEOUT') return new UpstreamTimeoutError('connect', options.connectMs, { cause: err });
   if (code === 'UND_ERR_HEADERS_TIMEOUT')
     return new UpstreamTimeoutError('first-byte', options.firstByteMs, { cause: err });
