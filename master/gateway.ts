@@ -141,7 +141,10 @@ export function createGateway(options: GatewayOptions): Gateway {
     refuse: (ctx, err) => refuse(ctx, err),
     onHeaders: (ctx) => {
       releaseBody(ctx);
-      if (ctx.version !== undefined)
+      // A 5xx its worker answered when told to end it at the shutdown deadline (cutAll): its wait is the shutdown's,
+      // as the master's own 503 there is not timed (request-end.ts refuse).
+      const status = ctx.isDirect ? ctx.res.statusCode : (ctx.proxyRes?.statusCode ?? 0);
+      if (ctx.version !== undefined && !(ctx.isCutByWorker && status >= 500))
         metrics.observeHeaderLatency(ctx.version, (ctx.headersAtMs - ctx.startedAtMs) / 1000);
     },
     onBodySent: (ctx) => dropBody(ctx),
