@@ -285,6 +285,7 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
           // Destroyed meanwhile (a draining worker told `cut`): its pool is gone, and closing it would reject.
           if (destroying !== undefined) return destroying;
           await preparer.close();
+          if (destroying !== undefined) return destroying;
           await client.close();
           await options.upstream.close();
         })();
