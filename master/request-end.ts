@@ -1,4 +1,5 @@
 import {
+  DEADLINE_CUT_MESSAGE,
   GraygateError,
   toErrorResponse,
   toResponsesErrorEvent,
@@ -105,7 +106,7 @@ function linger(ctx: RequestContext): void {
 }
 
 /** What the master says of a request its shutdown deadline cut (shutdownTimeoutMs). */
-const CUT_AT_DEADLINE = new GraygateError('shutting_down', 'graygate is shutting down: its deadline cut this request');
+const CUT_AT_DEADLINE = new GraygateError('shutting_down', DEADLINE_CUT_MESSAGE);
 
 export function createRequestEnd(options: RequestEndOptions): RequestEnd {
   const { log, metrics, budget, isClosing, now, done } = options;

@@ -7,7 +7,7 @@ import { resolveUpstream } from './upstream/resolve.js';
 import { createWorkerMetrics } from './metrics.js';
 import { ByteBudget } from '../shared/byte-budget.js';
 import { DEFAULTS } from '../shared/defaults.js';
-import { GraygateError } from '../shared/errors.js';
+import { DEADLINE_CUT_MESSAGE, GraygateError } from '../shared/errors.js';
 import { MISSING_FIX_WARNING, UNDICI_FINISHES_PAUSED_PARSERS } from './upstream/undici-fix.js';
 
 // Entry point of a worker process, forked by the master (SPEC §1). Wiring only.
@@ -40,6 +40,8 @@ await runWorker({
   // At the master's shutdown deadline: the upstream calls fail with shutting_down, so their answers end as failed ones
   // do (a stream with its final error event), written here when this process writes them to the client.
   cut: () => {
-    worker.destroy(new GraygateError('shutting_down')).catch((err: unknown) => log.error({ err }, 'cutting failed'));
+    worker
+      .destroy(new GraygateError('shutting_down', DEADLINE_CUT_MESSAGE))
+      .catch((err: unknown) => log.error({ err }, 'cutting failed'));
   },
 });

@@ -1214,6 +1214,7 @@ t.test(
     const events = stream.body.split('\n\n').filter((e) => e !== '');
     t.ok(events.length > 1, 'the stream had events before the deadline');
     t.match(events.at(-1), /^data: \{"error":\{.*"code":"shutting_down"/, 'and ends whole with an error event');
+    t.match(events.at(-1), /its deadline cut this request/, 'in the words of the master’s own');
     t.notMatch(stream.body, /\[DONE\]/);
     const head = (await waiting.waitFor(answered + 1))[answered]!;
     t.equal(head.status, 503, 'the call before its status: 503');

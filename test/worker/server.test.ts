@@ -62,17 +62,20 @@ t.test('destroy() ends streams in flight with a final error event', async (t) =>
   t.equal(w.upstreamCalls.destroy, 1);
 });
 
-t.test('destroy() during close() (a draining worker told `cut`): close() resolves, not rejected by the destroyed pool', async (t) => {
-  const mock = await startMockUpstream({});
-  t.teardown(() => mock.close());
-  const w = await startTestWorker(t, { upstream: { format: 'openai', url: mock.url + BASE_PATHS.openai } });
-  const s = await postStream(`${w.url}/v1/chat/completions`, chatBody('[mock tokens=5 fault=stall after=2]'));
-  await s.until(() => s.text() !== '');
-  const closed = w.worker.close().then(
-    () => 'resolved',
-    (err: unknown) => `rejected: ${(err as Error).message}`,
-  );
-  await w.worker.destroy();
-  await s.done;
-  t.equal(await closed, 'resolved');
-});
+t.test(
+  'destroy() during close() (a draining worker told `cut`): close() resolves, not rejected by the destroyed pool',
+  async (t) => {
+    const mock = await startMockUpstream({});
+    t.teardown(() => mock.close());
+    const w = await startTestWorker(t, { upstream: { format: 'openai', url: mock.url + BASE_PATHS.openai } });
+    const s = await postStream(`${w.url}/v1/chat/completions`, chatBody('[mock tokens=5 fault=stall after=2]'));
+    await s.until(() => s.text() !== '');
+    const closed = w.worker.close().then(
+      () => 'resolved',
+      (err: unknown) => `rejected: ${(err as Error).message}`,
+    );
+    await w.worker.destroy();
+    await s.done;
+    t.equal(await closed, 'resolved');
+  },
+);

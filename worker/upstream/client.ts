@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import type { Dispatcher, Pool as UndiciPool, ProxyAgent as UndiciProxyAgent } from 'undici';
 import { DEFAULTS, MAX_TIMER_MS } from '../../shared/defaults.js';
-import { GraygateError, isGraygateError } from '../../shared/errors.js';
+import { DEADLINE_CUT_MESSAGE, GraygateError, isGraygateError } from '../../shared/errors.js';
 import { UpstreamTimeoutError } from './timeouts.js';
 import { READ_AHEAD_BYTES, ResponseHandler, type UpstreamResponse } from './upstream-body.js';
 
@@ -335,7 +335,7 @@ export function toUpstreamError(
   // The pool was destroyed under the call (UpstreamClient.destroy: the master's shutdown deadline, IPC `cut`). With
   // upstream.proxy, undici's ProxyAgent drops destroy's reason and its calls fail with this one instead: a stream
   // ended with `upstream_reset`, a call before its status with a 502 (and counted as the upstream's errors).
-  if (code === 'UND_ERR_DESTROYED') return new GraygateError('shutting_down', undefined, { cause: err });
+  if (code === 'UND_ERR_DESTROYED') return new GraygateError('shutting_down', DEADLINE_CUT_MESSAGE, { cause: err });
   if (code === 'UND_ERR_CONNECT_TIMEOUT') return new UpstreamTimeoutError('connect', options.connectMs, { cause: err });
   if (code === 'UND_ERR_HEADERS_TIMEOUT')
     return new UpstreamTimeoutError('first-byte', options.firstByteMs, { cause: err });

@@ -247,8 +247,13 @@ t.test("a server's Keep-Alive hint may shorten keepAliveMs, never lengthen it", 
   t.pass('the idle connection closed after keepAliveMs, the hint of 600 s notwithstanding');
 });
 
-t.test('a call failed by the destroyed pool (the shutdown deadline; with upstream.proxy undici drops the reason) is shutting_down', async (t) => {
-  const err = Object.assign(new Error('The client is destroyed'), { code: 'UND_ERR_DESTROYED' });
-  for (const hasResponse of [false, true])
-    t.match(toUpstreamError(err, { hasResponse, connectMs: 1, firstByteMs: 1, idleMs: 1 }), { code: 'shutting_down' });
-});
+t.test(
+  'a call failed by the destroyed pool (the shutdown deadline; with upstream.proxy undici drops the reason) is shutting_down',
+  async (t) => {
+    const err = Object.assign(new Error('The client is destroyed'), { code: 'UND_ERR_DESTROYED' });
+    for (const hasResponse of [false, true])
+      t.match(toUpstreamError(err, { hasResponse, connectMs: 1, firstByteMs: 1, idleMs: 1 }), {
+        code: 'shutting_down',
+      });
+  },
+);
