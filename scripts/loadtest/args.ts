@@ -28,18 +28,23 @@ export const SSE_PATHS = [
   'onehop',
   'rawbody',
   'rawlean',
+  'mux',
+  'node2',
   'direct-streams',
   'baseline-direct-streams',
 ] as const;
 export type SsePathKey = (typeof SSE_PATHS)[number];
 /**
  * Paths `compare --sse` runs only when `--paths` names them: the prototypes (scripts/loadtest/onehop-prototype.ts,
- * rawbody-proxy.ts), and graygate with the experimental limits.directStreams.
+ * rawbody-proxy.ts, mux-prototype.ts), node2 (two node:http pipe proxies chained: two naive hops, the control of
+ * mux), and graygate with the experimental limits.directStreams.
  */
 const BY_NAME_ONLY: ReadonlySet<string> = new Set([
   'onehop',
   'rawbody',
   'rawlean',
+  'mux',
+  'node2',
   'direct-streams',
   'baseline-direct-streams',
 ]);
@@ -197,6 +202,8 @@ flags:
                         responses: the loaded workload as POST /v1/responses streams)
   --paths a,b           compare --sse: any of ${SSE_PATHS.join(',')} (default all available but onehop,
                         a prototype of a one-hop design, not graygate: scripts/loadtest/onehop-prototype.ts,
+                        rawbody and rawlean (rawbody-proxy.ts), mux, a prototype of a multiplexed
+                        master↔worker hop (mux-prototype.ts), node2, two node:http pipe proxies chained,
                         and direct-streams, this graygate with limits.directStreams (baseline-direct-streams:
                         the --baseline-root build with it); give it --warm-s 10 or
                         more, so that its 300 connections have reached the worker)

@@ -12,6 +12,8 @@ export const TEST_WORKER_ENTRY = join(ROOT, 'dist/test/fixtures/test-worker.js')
 export const NAIVE_PROXY_ENTRY = join(ROOT, 'dist/scripts/loadtest/naive-proxy.js');
 /** Issue 10's one-hop design as a prototype (not graygate): `compare --sse --paths onehop`. */
 export const ONEHOP_ENTRY = join(ROOT, 'dist/scripts/loadtest/onehop-prototype.js');
+/** Issue 10 target 1's multiplexed master↔worker hop as a prototype (not graygate): `compare --sse --paths mux`. */
+export const MUX_ENTRY = join(ROOT, 'dist/scripts/loadtest/mux-prototype.js');
 export const MOCK_UPSTREAM_ENTRY = join(ROOT, 'dist/scripts/loadtest/mock-upstream-process.js');
 export const DEFAULT_REPORT_DIR = join(ROOT, 'reports');
 

@@ -5,7 +5,7 @@ import { startGateway, type RunningGateway } from './gateway.js';
 import { pickListening, waitForMessage } from './ipc-wait.js';
 import { workerAddress, type WorkerAddress } from './listen-port.js';
 import { findNginx, startNginxIfAble } from './nginx.js';
-import { MOCK_UPSTREAM_ENTRY, ONEHOP_ENTRY, ROOT, buildEntries } from './paths.js';
+import { MOCK_UPSTREAM_ENTRY, MUX_ENTRY, ONEHOP_ENTRY, ROOT, buildEntries } from './paths.js';
 import { forkTracked, stopTracked } from './processes.js';
 import type { Progress } from './progress.js';
 import { processGroupMembers, type PidGroups } from './rss.js';
@@ -25,13 +25,22 @@ function pickOnehop(m: unknown): { url: string; pid: number; backPid: number } |
   return { url, pid, backPid };
 }
 
-/** The one-hop prototype (scripts/loadtest/onehop-prototype.ts): front and back process. */
+/**
+ * A two-process prototype (scripts/loadtest/onehop-prototype.ts, mux-prototype.ts): front and back process. With
+ * cpuProfDir, both run with --cpu-prof (the back inherits the front's node flags).
+ */
 async function startOnehop(
   env: Record<string, string>,
   signal: AbortSignal,
+  entry: { name: string; path: string; cpuProfDir?: string | undefined } = {
+    name: 'one-hop prototype',
+    path: ONEHOP_ENTRY,
+  },
 ): Promise<{ url: string; pid: number; backPid: number; stop: () => Promise<void> }> {
-  const p = forkTracked('one-hop prototype', ONEHOP_ENTRY, [], { cwd: ROOT, env: { ...process.env, ...env } });
-  const stop = (): Promise<void> => stopTracked(p, { graceMs: 1000 });
+  const execArgv = entry.cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${entry.cpuProfDir}`];
+  const p = forkTracked(entry.name, entry.path, [], { cwd: ROOT, env: { ...process.env, ...env }, execArgv });
+  // A profile is written on exit: time to write it.
+  const stop = (): Promise<void> => stopTracked(p, { graceMs: entry.cpuProfDir === undefined ? 1000 : 15_000 });
   try {
     return { ...(await waitForMessage(p, { pick: pickOnehop, timeoutMs: 15_000, signal })), stop };
   } catch (err) {
@@ -149,6 +158,49 @@ export async function startSsePaths(args: Args, progress: Progress, signal: Abor
         label: 'one-hop prototype (2 processes)',
         base: `${up.url}/v1`,
         pids: { master: [up.pid], worker: [up.backPid] },
+      });
+    }
+    if (wanted.has('mux')) {
+      progress.phase(
+        'starting the multiplexed-hop prototype (front, back, one unix socket between) in front of the mock',
+      );
+      const mux = await startOnehop({ MUX_TARGET: mockOrigin }, signal, {
+        name: 'mux prototype',
+        path: MUX_ENTRY,
+        cpuProfDir: args.cpuProfDir === undefined ? undefined : resolve(args.cpuProfDir, 'mux'),
+      });
+      stops.push(mux.stop);
+      paths.push({
+        key: 'mux',
+        label: 'mux prototype (two processes, one multiplexed socket)',
+        base: `${mux.url}/v1`,
+        pids: { master: [mux.pid], worker: [mux.backPid] },
+      });
+    }
+    // The control of mux: two naive node hops, two processes (the back one in front of the mock).
+    if (wanted.has('node2')) {
+      progress.phase('starting two node:http pipe proxies, one in front of the other, in front of the mock');
+      const prof = (role: string): string | undefined =>
+        args.cpuProfDir === undefined ? undefined : resolve(args.cpuProfDir, `node2-${role}`);
+      const backProxy = await startNaiveProxy({
+        mode: 'minimal',
+        targetUrl: mockOrigin,
+        cpuProfDir: prof('back'),
+        signal,
+      });
+      stops.push(backProxy.stop);
+      const frontProxy = await startNaiveProxy({
+        mode: 'minimal',
+        targetUrl: backProxy.url,
+        cpuProfDir: prof('front'),
+        signal,
+      });
+      stops.push(frontProxy.stop);
+      paths.push({
+        key: 'node2',
+        label: 'node:http pipe proxy × 2 (two processes, chained)',
+        base: `${frontProxy.url}/v1`,
+        pids: { master: [frontProxy.pid], worker: [backProxy.pid] },
       });
     }
 

@@ -13,7 +13,8 @@ t.test('swap', async (t) => {
 
 t.test('compare --sse: streaming workloads and GET /v1/models on every path', async (t) => {
   // direct-streams: graygate with limits.directStreams (issue 10), as its benchmark runs it; rawbody and rawlean: the
-  // raw-body prototype hop (BENCHMARKS), whose relay must stay correct for its figures to mean anything.
+  // raw-body prototype hop (BENCHMARKS), whose relay must stay correct for its figures to mean anything; mux: the
+  // multiplexed master↔worker hop prototype (its frames, demultiplexing and per-turn batching), and node2 its control.
   // nginx's column is the plain compare's to smoke-test; here it would only add two more processes.
   const report = await smoke(
     t,
@@ -33,7 +34,7 @@ t.test('compare --sse: streaming workloads and GET /v1/models on every path', as
       '--workloads',
       'loaded,small',
       '--paths',
-      'direct,node,rawbody,rawlean,graygate,direct-streams',
+      'direct,node,rawbody,rawlean,mux,node2,graygate,direct-streams',
     ],
     SSE_RUN_BOUND_MS,
   );
@@ -44,8 +45,9 @@ t.test('compare --sse: streaming workloads and GET /v1/models on every path', as
   const keys = results.loaded.map((a) => a.key);
   t.same(
     keys,
-    ['direct', 'node', 'rawbody', 'rawlean', 'graygate', 'direct-streams'],
-    'direct, the node proxy, the raw-body prototype both ways, graygate and graygate with limits.directStreams ran',
+    ['direct', 'node', 'rawbody', 'rawlean', 'mux', 'node2', 'graygate', 'direct-streams'],
+    'direct, the node proxy, the raw-body prototype both ways, the mux prototype, two chained node proxies, graygate ' +
+      'and graygate with limits.directStreams ran',
   );
   for (const a of results.loaded) {
     t.ok(a.streams > 0, `${a.key}: streams measured`);
