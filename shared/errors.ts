@@ -140,17 +140,17 @@ export class GraygateError extends Error {
 }
 
 /**
- * Longest message in an error answer, UTF-16 units. Messages name what a client or an upstream sent (a field's name,
- * an origin, an upstream's own message), which a client can make megabytes long: past this, cut with `…`, so no answer
- * echoes its input whole (a 9 MiB key name came back as a 9 MiB 400). The error itself keeps it whole: the log line of
- * a refused admin call or config file lists every problem.
- */
-/**
  * What a request still in flight at the shutdown deadline reads (`shutting_down`): its 503, or its stream's final
  * event, written by the master or, for an answer it writes to the client itself, by the worker told to (IPC `cut`).
  */
 export const DEADLINE_CUT_MESSAGE = 'graygate is shutting down: its deadline cut this request';
 
+/**
+ * Longest message in an error answer, UTF-16 units. Messages name what a client or an upstream sent (a field's name,
+ * an origin, an upstream's own message), which a client can make megabytes long: past this, cut with `…`, so no answer
+ * echoes its input whole (a 9 MiB key name came back as a 9 MiB 400). The error itself keeps it whole: the log line of
+ * a refused admin call or config file lists every problem.
+ */
 export const MAX_ERROR_MESSAGE_CHARS = 8192;
 
 function boundedMessage(message: string): string {
