@@ -17,7 +17,7 @@ import { startNaiveProxy } from './standalone.js';
 // a second graygate build. For GET /v1/models the proxies stand in front of
 // each graygate build's own worker instead, beside that graygate.
 
-function pickOnehop(m: unknown): { url: string; pid: number; backPid: number } | undefined {
+function pickPrototype(m: unknown): { url: string; pid: number; backPid: number } | undefined {
   if (typeof m !== 'object' || m === null) return undefined;
   const { type, url, pid, backPid } = m as Record<string, unknown>;
   if (type !== 'listening' || typeof url !== 'string' || typeof pid !== 'number' || typeof backPid !== 'number')
@@ -29,7 +29,7 @@ function pickOnehop(m: unknown): { url: string; pid: number; backPid: number } |
  * A two-process prototype (scripts/loadtest/onehop-prototype.ts, mux-prototype.ts): front and back process. With
  * cpuProfDir, both run with --cpu-prof (the back inherits the front's node flags).
  */
-async function startOnehop(
+async function startTwoProcessPrototype(
   env: Record<string, string>,
   signal: AbortSignal,
   entry: { name: string; path: string; cpuProfDir?: string | undefined } = {
@@ -42,7 +42,7 @@ async function startOnehop(
   // A profile is written on exit: time to write it.
   const stop = (): Promise<void> => stopTracked(p, { graceMs: entry.cpuProfDir === undefined ? 1000 : 15_000 });
   try {
-    return { ...(await waitForMessage(p, { pick: pickOnehop, timeoutMs: 15_000, signal })), stop };
+    return { ...(await waitForMessage(p, { pick: pickPrototype, timeoutMs: 15_000, signal })), stop };
   } catch (err) {
     await stop();
     throw err;
@@ -151,7 +151,7 @@ export async function startSsePaths(args: Args, progress: Progress, signal: Abor
     }
     if (wanted.has('onehop')) {
       progress.phase('starting the one-hop prototype (front parses, back writes to the client) in front of the mock');
-      const up = await startOnehop({ ONEHOP_TARGET: mockOrigin }, signal);
+      const up = await startTwoProcessPrototype({ ONEHOP_TARGET: mockOrigin }, signal);
       stops.push(up.stop);
       paths.push({
         key: 'onehop',
@@ -164,7 +164,7 @@ export async function startSsePaths(args: Args, progress: Progress, signal: Abor
       progress.phase(
         'starting the multiplexed-hop prototype (front, back, one unix socket between) in front of the mock',
       );
-      const mux = await startOnehop({ MUX_TARGET: mockOrigin }, signal, {
+      const mux = await startTwoProcessPrototype({ MUX_TARGET: mockOrigin }, signal, {
         name: 'mux prototype',
         path: MUX_ENTRY,
         cpuProfDir: args.cpuProfDir === undefined ? undefined : resolve(args.cpuProfDir, 'mux'),
@@ -349,7 +349,7 @@ export async function startSmallTargets(
         });
       }
       if (args.paths.includes('onehop')) {
-        const onehop = await startOnehop(
+        const onehop = await startTwoProcessPrototype(
           {
             ONEHOP_TARGET: w.kind === 'tcp' ? w.url : 'http://localhost',
             ...(w.kind === 'unix' ? { ONEHOP_SOCKET: w.socketPath } : {}),
