@@ -9,6 +9,7 @@ import { idleTimeoutWarnings } from '../shared/config.js';
 import { NO_VERSION } from '../shared/metric-names.js';
 import { EXIT_CONFIG, EXIT_USAGE, argvProblem, configPath, loadConfig } from './config-file.js';
 import { Supervisor } from './supervisor.js';
+import { CUT_GRACE_MS } from './worker-handle.js';
 import { openSocketDir } from './socket-dir.js';
 import { fileLimitWarning, openFileLimit } from './file-limit.js';
 import { ClientConnections } from './client-connections.js';
@@ -32,11 +33,6 @@ const EXIT_CANT_LISTEN = 69;
 const EXIT_CANT_CREATE = 73;
 /** How long a second signal waits for the killed workers to exit, ms. */
 const KILL_WAIT_MS = 2000;
-/**
- * At the shutdown deadline, how long a worker that writes its answers to clients (limits.directStreams) has to end them
- * with their final event before their connections are cut, ms (IPC `cut`; normally a few ms).
- */
-const CUT_GRACE_MS = 1000;
 
 const usage = argvProblem(process.argv.slice(2));
 if (usage !== undefined) {

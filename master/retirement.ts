@@ -1,6 +1,6 @@
 import type { Logger } from '../shared/log.js';
 import type { VersionState } from './version-state.js';
-import type { WorkerHandle } from './worker-handle.js';
+import { CUT_GRACE_MS, type WorkerHandle } from './worker-handle.js';
 
 // Workers and versions on their way out (SPEC §6): an old build's workers
 // drain (the master's own requests finish, within limits.drainTimeoutMs) and
@@ -61,6 +61,10 @@ export class Retirement {
         w.drain();
         const started = performance.now();
         await state.admission.whenIdle(w, deadlineMs);
+        // Still answering at the deadline: the worker ends those answers as failed ones end (a stream with its final
+        // event, which it alone can write to a connection it holds), within a second, before it stops; stopped now, its
+        // streams were cut (the master's agent destroyed under them; a direct one mid-body, without a word).
+        if (state.admission.inflight(w) > 0 && w.cutAnswers('drain')) await state.admission.whenIdle(w, CUT_GRACE_MS);
         await w.stop(Math.max(0, deadlineMs - (performance.now() - started)));
         state.drained(w);
       }),

@@ -148,10 +148,11 @@ export class WorkerDirect {
   }
 
   /** See WorkerHandle.cutAnswers. */
-  cutAnswers(): boolean {
+  cutAnswers(reason?: 'drain'): boolean {
     const child = this.#child;
     if (!this.#takesCuts || child === undefined || !child.connected) return false;
-    if (!this.#isCut) child.send({ type: 'cut' }, undefined, undefined, ignoreSendError);
+    if (!this.#isCut)
+      child.send({ type: 'cut', ...(reason === undefined ? {} : { reason }) }, undefined, undefined, ignoreSendError);
     this.#isCut = true;
     return true;
   }

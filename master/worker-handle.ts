@@ -66,6 +66,8 @@ export interface WorkerHandleOptions {
 
 /** Time a worker gets after SIGTERM before SIGKILL, and after its drain deadline before SIGTERM. */
 const KILL_GRACE_MS = 2000;
+/** How long a worker told to end its answers at a deadline (cutAnswers) has before they are cut, ms. */
+export const CUT_GRACE_MS = 1000;
 
 /** The drain a worker sent SIGTERM is told to do when the master does not take the signal over, ms (as its own). */
 const SIGNAL_DRAIN_MS = 5000;
@@ -484,12 +486,13 @@ export class WorkerHandle extends EventEmitter<WorkerHandleEvents> implements Ad
   }
 
   /**
-   * The master's shutdown deadline passed: this worker process ends every answer in flight as failed (`shutting_down`),
-   * those it writes straight to clients (limits.directStreams) with their final event, whose framing only it knows.
-   * False when it cannot be asked (a build from before `cut`, or a process gone): the master cuts those itself.
+   * A deadline passed (the master's shutdown, or `drain`: this old build's drain): this worker process ends every
+   * answer in flight as failed (`shutting_down`), a stream with its final event, those it writes straight to clients
+   * (limits.directStreams) too, whose framing only it knows; within CUT_GRACE_MS, normally a few ms. False when it
+   * cannot be asked (a build from before `cut`, or a process gone): the master cuts them itself.
    */
-  cutAnswers(): boolean {
-    return (this.#state === 'ready' || this.#state === 'draining') && this.#direct.cutAnswers();
+  cutAnswers(reason?: 'drain'): boolean {
+    return (this.#state === 'ready' || this.#state === 'draining') && this.#direct.cutAnswers(reason);
   }
 
   /** limits.directStreams: renews the write lease of the call on connection `conn` (shared/direct.ts), if kept. */

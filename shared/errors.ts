@@ -144,6 +144,11 @@ export class GraygateError extends Error {
  * event, written by the master or, for an answer it writes to the client itself, by the worker told to (IPC `cut`).
  */
 export const DEADLINE_CUT_MESSAGE = 'graygate is shutting down: its deadline cut this request';
+/**
+ * What a request still in flight at its worker's own drain deadline reads (`shutting_down`): an old build's at
+ * limits.drainTimeoutMs, a worker's that drains on its own (a SIGTERM its master did not take, its master gone).
+ */
+export const DRAIN_CUT_MESSAGE = 'the worker answering this request stopped: its drain deadline cut this request';
 
 /**
  * Longest message in an error answer, UTF-16 units. Messages name what a client or an upstream sent (a field's name,

@@ -100,12 +100,13 @@ export type MasterToWorker =
   /** The master heard the worker's `signal`: it will send `shutdown` when the worker is to drain. */
   | { type: 'signal-taken' }
   /**
-   * The master's shutdown deadline passed (limits.shutdownTimeoutMs): every answer in flight ends now as failed, with
-   * `shutting_down` (a stream its final error event, one before its status a 503), as the master ends those it relays;
-   * for the answers this worker writes straight to clients (limits.directStreams), whose framing only it knows. Only to
-   * workers whose `ready` said `takesCuts` (an older build would exit on it); `shutdown` follows.
+   * A deadline passed with answers in flight: every one ends now as failed, with `shutting_down` (a stream its final
+   * error event, one before its status a 503). The master's shutdown deadline (limits.shutdownTimeoutMs; the master
+   * ends those it relays itself, this is for those this worker writes straight to clients, whose framing only it
+   * knows), or, `reason` `drain`, this old build's drain deadline (limits.drainTimeoutMs). Only to workers whose
+   * `ready` said `takesCuts` (an older build would exit on it); `shutdown` follows.
    */
-  | { type: 'cut' };
+  | { type: 'cut'; reason?: 'drain' };
 
 export type WorkerToMaster =
   | {

@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Logger } from './log.js';
 import { PROTOCOL_VERSION, assertNever, isMasterToWorker, type WorkerAddress, type WorkerToMaster } from './ipc.js';
-import { serializeError } from './errors.js';
+import { DEADLINE_CUT_MESSAGE, DRAIN_CUT_MESSAGE, serializeError } from './errors.js';
 import type { DirectCallMessage, DirectCallReport } from './direct.js';
 import { LISTEN_BACKLOG } from './defaults.js';
 import { LOOP_DELAY_RESOLUTION_MS } from './metric-names.js';
@@ -29,10 +29,12 @@ export interface WorkerLifecycleOptions {
   /** Called once when draining starts, before the server closes: abort long work here if needed. */
   onDrain?: () => void;
   /**
-   * The master's shutdown deadline passed (IPC `cut`): end every answer in flight now as failed (`shutting_down`), so
-   * that those written straight to clients end with their final event rather than cut. Absent: the master cuts them.
+   * End every answer in flight now as failed (`shutting_down`, with `message`), so that a stream ends with its final
+   * event rather than cut: at the master's shutdown deadline (IPC `cut`; answers written straight to clients, which
+   * only this process can end so), and at this worker's own drain deadline, before its connections close. Absent: the
+   * master cuts the former; the latter are cut.
    */
-  cut?: () => void;
+  cut?: (message: string) => void;
   /** Listen on this unix socket (WorkerSettings.socketPath); absent: 127.0.0.1 on a free port. */
   socketPath?: string | undefined;
   /**
@@ -65,6 +67,8 @@ export interface WorkerLifecycleOptions {
   signalAnswerMs?: number;
 }
 
+/** At a drain's deadline, how long the answers in flight have to end as failed ones before their connections close. */
+const CUT_WAIT_MS = 1000;
 /** A worker's own drain deadline after SIGTERM when no master takes the signal over, ms. */
 const OWN_DRAIN_MS = 5000;
 
@@ -167,10 +171,20 @@ export async function runWorker(options: WorkerLifecycleOptions): Promise<void> 
     clearTimeout(signalTimer);
     log.info({ deadlineMs, reason }, 'worker draining');
     options.onDrain?.();
-    const deadline = setTimeout(() => {
-      log.warn('shutdown deadline reached, closing remaining connections');
+    const closeAll = (): void => {
       server.closeAllConnections();
       process.exit(0);
+    };
+    const deadline = setTimeout(() => {
+      if (options.cut === undefined) {
+        log.warn('shutdown deadline reached, closing remaining connections');
+        return closeAll();
+      }
+      // Their streams' final events first (what the master writes for those it relays at its own deadline); the
+      // drain's `server.close` callback exits once they have ended, or this does.
+      log.warn('shutdown deadline reached, ending the answers in flight, then closing remaining connections');
+      options.cut(DRAIN_CUT_MESSAGE);
+      setTimeout(closeAll, CUT_WAIT_MS).unref();
     }, deadlineMs);
     deadline.unref();
     server.close(() => {
@@ -193,8 +207,8 @@ export async function runWorker(options: WorkerLifecycleOptions): Promise<void> 
         drain(msg.deadlineMs, 'master');
         break;
       case 'cut':
-        log.warn("the master's shutdown deadline passed: ending the answers in flight");
-        options.cut?.();
+        log.warn({ reason: msg.reason ?? 'shutdown' }, 'a deadline passed: ending the answers in flight');
+        options.cut?.(msg.reason === 'drain' ? DRAIN_CUT_MESSAGE : DEADLINE_CUT_MESSAGE);
         break;
       case 'signal-taken':
         // Too late when this worker drains already (no answer came in OWN_DRAIN_MS): its own drain goes on.

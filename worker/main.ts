@@ -7,7 +7,7 @@ import { resolveUpstream } from './upstream/resolve.js';
 import { createWorkerMetrics } from './metrics.js';
 import { ByteBudget } from '../shared/byte-budget.js';
 import { DEFAULTS } from '../shared/defaults.js';
-import { DEADLINE_CUT_MESSAGE, GraygateError } from '../shared/errors.js';
+import { GraygateError } from '../shared/errors.js';
 import { MISSING_FIX_WARNING, UNDICI_FINISHES_PAUSED_PARSERS } from './upstream/undici-fix.js';
 
 // Entry point of a worker process, forked by the master (SPEC §1). Wiring only.
@@ -37,11 +37,11 @@ await runWorker({
   onDrain: () => {
     worker.close().catch((err: unknown) => log.error({ err }, 'closing the upstream failed'));
   },
-  // At the master's shutdown deadline: the upstream calls fail with shutting_down, so their answers end as failed ones
-  // do (a stream with its final error event), written here when this process writes them to the client.
-  cut: () => {
+  // At the master's shutdown deadline or this worker's own drain deadline: the upstream calls fail with shutting_down,
+  // so their answers end as failed ones do (a stream with its final error event).
+  cut: (message) => {
     worker
-      .destroy(new GraygateError('shutting_down', DEADLINE_CUT_MESSAGE))
+      .destroy(new GraygateError('shutting_down', message))
       .catch((err: unknown) => log.error({ err }, 'cutting failed'));
   },
 });

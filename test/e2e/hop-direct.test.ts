@@ -1254,6 +1254,42 @@ t.test(
   },
 );
 
+t.test('an old build’s drain deadline ends its streams with their final event, direct or relayed', async (t) => {
+  // At an old build's drain deadline (limits.drainTimeoutMs after a deploy) the master stopped its worker: a stream the
+  // worker wrote to the client was cut mid-body, one the master relayed got the master's `worker_error` event ("the
+  // worker stopped in the middle of the response"). Told (IPC `cut`), the worker ends them as failed answers end.
+  const gw = await mockGateway(t, { drainTimeoutMs: 1000, healthIntervalMs: 60_000 });
+  const oldPid = await v1Pid(gw);
+  const held = await rawHeldConnectionOn(gw, t);
+  const id = `drain-cut-${Date.now()}`;
+  const heldBefore = held.responses.length;
+  const firstBytes = once(held.socket, 'data');
+  held.write(rawPost(id, '[mock tokens=100000 interval-ms=50]'));
+  await firstBytes;
+  // A connection of its own: relayed, or offered to the worker on its first request; either way the old build's.
+  const other = await postStream(`${gw.url}/v1/chat/completions`, chatBody('[mock tokens=100000 interval-ms=50]'));
+  await other.until(() => other.data.length > 0);
+  await waitForStatus(gw, (v) => v['v1']!.workers[0]!.inflight === 2, 'two streams on the old build');
+  const deployed = await admin(gw, 'POST', '/admin/versions/v1/deploy', {});
+  t.equal(deployed.status, 200, 'the deploy answered after the old build’s drain');
+  const direct = (await held.waitFor(heldBefore + 1))[heldBefore]!;
+  const last = direct.body
+    .split('\n\n')
+    .filter((e) => e !== '')
+    .at(-1);
+  t.match(last, /^data: \{"error":\{.*"code":"shutting_down"/, 'the held connection’s stream ends whole, failed');
+  t.match(last, /its drain deadline cut this request/);
+  t.same(await other.done, { isComplete: true }, 'the other stream ends whole too');
+  t.match(
+    JSON.parse(other.data.at(-1) ?? '{}'),
+    {
+      error: { code: 'shutting_down', message: /its drain deadline cut this request/ },
+    },
+    'with the same event',
+  );
+  t.notOk(existsSync(`/proc/${oldPid}`) && procStat(oldPid)[2] !== 'Z', 'the old build stopped');
+});
+
 t.test(
   'directStreams: at the shutdown deadline, a call its worker is answering gets no answer of the master’s inside it',
   { skip: existsSync('/proc/self/syscall') ? false : 'needs /proc/PID/syscall (Linux)' },
