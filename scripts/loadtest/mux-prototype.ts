@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Dispatcher, Pool as UndiciPool } from 'undici';
+import { HOP_BY_HOP_HEADERS } from '../../shared/http-headers.js';
 
 // PROTOTYPE, not graygate (`compare --sse --paths mux`, issue 10 target 1): a MULTIPLEXED master↔worker hop,
 // measured before anything is built. Two processes, as graygate has. The front process (graygate's master) serves
@@ -41,17 +42,8 @@ const PAUSE = 7;
 const RESUME = 8;
 const FRAME_HEADER = 9;
 
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'transfer-encoding',
-  'te',
-  'trailer',
-  'upgrade',
-  'host',
-  'content-length',
-]);
+/** Not passed on to the upstream: the hop-by-hop names graygate drops, and the framing the back sets itself. */
+const HOP_BY_HOP: ReadonlySet<string> = new Set([...HOP_BY_HOP_HEADERS, 'host', 'content-length']);
 
 function withoutHopByHop(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
