@@ -149,33 +149,40 @@ export async function startSsePaths(args: Args, progress: Progress, signal: Abor
       stops.push(proxy.stop);
       paths.push({ key, label, base: `${proxy.url}/v1`, pids: { proxy: [proxy.pid] } });
     }
-    if (wanted.has('onehop')) {
-      progress.phase('starting the one-hop prototype (front parses, back writes to the client) in front of the mock');
-      const up = await startTwoProcessPrototype({ ONEHOP_TARGET: mockOrigin }, signal);
-      stops.push(up.stop);
-      paths.push({
+    // The two-process prototypes: the one-hop design (ONE-HOP.md) and the multiplexed hop (BENCHMARKS, "A multiplexed
+    // master↔worker hop"); front and back counted as master and worker.
+    const prototypes: Array<{
+      key: 'onehop' | 'mux';
+      path: string;
+      env: Record<string, string>;
+      label: string;
+      what: string;
+    }> = [
+      {
         key: 'onehop',
+        path: ONEHOP_ENTRY,
+        env: { ONEHOP_TARGET: mockOrigin },
         label: 'one-hop prototype (2 processes)',
-        base: `${up.url}/v1`,
-        pids: { master: [up.pid], worker: [up.backPid] },
-      });
-    }
-    if (wanted.has('mux')) {
-      progress.phase(
-        'starting the multiplexed-hop prototype (front, back, one unix socket between) in front of the mock',
-      );
-      const mux = await startTwoProcessPrototype({ MUX_TARGET: mockOrigin }, signal, {
-        name: 'mux prototype',
-        path: MUX_ENTRY,
-        cpuProfDir: args.cpuProfDir === undefined ? undefined : resolve(args.cpuProfDir, 'mux'),
-      });
-      stops.push(mux.stop);
-      paths.push({
+        what: 'the one-hop prototype (front parses, back writes to the client)',
+      },
+      {
         key: 'mux',
+        path: MUX_ENTRY,
+        env: { MUX_TARGET: mockOrigin },
         label: 'mux prototype (two processes, one multiplexed socket)',
-        base: `${mux.url}/v1`,
-        pids: { master: [mux.pid], worker: [mux.backPid] },
+        what: 'the multiplexed-hop prototype (front, back, one unix socket between)',
+      },
+    ];
+    for (const { key, path, env, label, what } of prototypes) {
+      if (!wanted.has(key)) continue;
+      progress.phase(`starting ${what} in front of the mock`);
+      const up = await startTwoProcessPrototype(env, signal, {
+        name: label,
+        path,
+        cpuProfDir: args.cpuProfDir === undefined ? undefined : resolve(args.cpuProfDir, key),
       });
+      stops.push(up.stop);
+      paths.push({ key, label, base: `${up.url}/v1`, pids: { master: [up.pid], worker: [up.backPid] } });
     }
     // The control of mux: two naive node hops, two processes (the back one in front of the mock).
     if (wanted.has('node2')) {
