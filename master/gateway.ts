@@ -143,8 +143,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       releaseBody(ctx);
       // A 5xx its worker answered when told to end it at the shutdown deadline (cutAll): its wait is the shutdown's,
       // as the master's own 503 there is not timed (request-end.ts refuse).
-      const status = ctx.isDirect ? ctx.res.statusCode : (ctx.proxyRes?.statusCode ?? 0);
-      if (ctx.version !== undefined && !(ctx.isCutByWorker && status >= 500))
+      if (ctx.version !== undefined && !(ctx.isCutByWorker && headStatus(ctx) >= 500))
         metrics.observeHeaderLatency(ctx.version, (ctx.headersAtMs - ctx.startedAtMs) / 1000);
     },
     onBodySent: (ctx) => dropBody(ctx),
@@ -544,6 +543,11 @@ export function createGateway(options: GatewayOptions): Gateway {
       log.error({ err: e, reqId: ctx.reqId }, 'unexpected error cutting a request at the shutdown deadline');
     }
   }
+}
+
+/** The status its worker answered with: the client's response's for a direct answer, else the worker's. */
+function headStatus(ctx: RequestContext): number {
+  return ctx.isDirect ? ctx.res.statusCode : (ctx.proxyRes?.statusCode ?? 0);
 }
 
 /**
