@@ -7,7 +7,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Dispatcher, Pool as UndiciPool } from 'undici';
-import { HOP_BY_HOP_HEADERS } from '../../shared/http-headers.js';
+import { readBody } from '../../shared/body.js';
+import { DEFAULTS } from '../../shared/defaults.js';
+import { toErrorResponse } from '../../shared/errors.js';
+import { HOP_BY_HOP_HEADERS, sendError } from '../../shared/http-headers.js';
 
 // PROTOTYPE, not graygate (`compare --sse --paths mux`, issue 10 target 1): a MULTIPLEXED master↔worker hop,
 // measured before anything is built. Two processes, as graygate has. The front process (graygate's master) serves
@@ -41,6 +44,8 @@ const ABORT = 6;
 const PAUSE = 7;
 const RESUME = 8;
 const FRAME_HEADER = 9;
+/** Largest request body the front takes (rawbody-proxy.ts's bound). */
+const MAX_REQUEST_BODY = 16 * 1024 * 1024;
 
 /** Not passed on to the upstream: the hop-by-hop names graygate drops, and the framing the back sets itself. */
 const HOP_BY_HOP: ReadonlySet<string> = new Set([...HOP_BY_HOP_HEADERS, 'host', 'content-length']);
@@ -204,17 +209,22 @@ function front(): void {
   const server = createServer((req, res) => {
     next = (next + 1) >>> 0;
     const id = next;
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      if (res.destroyed) return;
-      const link = links[id % links.length]!;
-      streams.set(id, { res, link, isPaused: false });
-      const meta = json({ method: req.method ?? 'GET', path: req.url ?? '/', headers: req.headers });
-      const prefix = Buffer.allocUnsafe(4);
-      prefix.writeUInt32BE(meta.length, 0);
-      link.send(REQ, id, Buffer.concat([prefix, meta, ...chunks]));
-    });
+    // graygate's own body reader, bounded (a frame's length is 32 bits) and timed as the master's default.
+    readBody(req, { maxBytes: MAX_REQUEST_BODY, idleTimeoutMs: DEFAULTS.limits.bodyTimeoutMs }).then(
+      (body) => {
+        if (res.destroyed) return;
+        const link = links[id % links.length]!;
+        streams.set(id, { res, link, isPaused: false });
+        const meta = json({ method: req.method ?? 'GET', path: req.url ?? '/', headers: req.headers });
+        const prefix = Buffer.allocUnsafe(4);
+        prefix.writeUInt32BE(meta.length, 0);
+        link.send(REQ, id, Buffer.concat([prefix, meta, body]));
+      },
+      (err: unknown) => {
+        res.setHeader('connection', 'close');
+        sendError(res, toErrorResponse(err));
+      },
+    );
     res.on('close', () => {
       const s = streams.get(id);
       if (s === undefined) return;
