@@ -76,7 +76,9 @@ export interface Gateway {
    * refuse): a 503 before its status, a stream's final SSE error event where its last event ended. A request whose
    * worker writes or may be writing its answer straight to the client (limits.directStreams) is ended by that worker,
    * told to (IPC `cut`), within `graceMs`: its stream with its final event too; past `graceMs`, or when its worker
-   * cannot be told, its connection is cut. Resolves when each has ended or been cut.
+   * cannot be told, its connection is cut. An answer the master ended (refused, or written whole) that its client has
+   * not taken yet keeps its connection until its last bytes are out, within `graceMs` too. Resolves when each has ended
+   * or been cut, or `graceMs` has passed.
    */
   cutAll(err: Error, graceMs: number): Promise<void>;
   /** The server's keep-alive timeout on an idle connection: closes it (direct-connections.ts closeIdle). */
@@ -507,10 +509,17 @@ export function createGateway(options: GatewayOptions): Gateway {
       const serving: RequestContext[] = [];
       for (let ctx = servingHead; ctx !== undefined; ctx = ctx.servingNext) serving.push(ctx);
       const endedByWorkers: Array<Promise<void>> = [];
+      // The master's answers whose last bytes its client has not taken yet (one reading slowly): their connections
+      // close once those bytes are out, within `graceMs` too, or a stream's final event, or the end of an answer
+      // written whole, was dropped with the connection.
+      const flushing: Array<Promise<void>> = [];
       const left: RequestContext[] = [];
       for (const ctx of serving) {
         if (ctx.isHealthCheck || ctx.phase === 'queue' || ctx.phase === 'done') continue;
-        if (!ctx.isDirect && ctx.res.writableEnded) continue;
+        if (!ctx.isDirect && ctx.res.writableEnded) {
+          if (graceMs > 0) whenFlushed(ctx.res, flushing);
+          continue;
+        }
         // Its worker writes this answer (or may: an offer or a call before its status), where its framing stands is
         // the worker's to know: told to, it ends the answer as failed, a stream with its final event (a client's SDK
         // reads a failed answer, where a cut one reads as a network's fault); the master reads its end as usual.
@@ -521,11 +530,12 @@ export function createGateway(options: GatewayOptions): Gateway {
           continue;
         }
         refuseAtDeadline(ctx, err);
+        if (graceMs > 0 && !ctx.isDirect) whenFlushed(ctx.res, flushing);
       }
-      if (left.length === 0) return;
+      if (left.length === 0 && flushing.length === 0) return;
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
-        Promise.all(endedByWorkers),
+        Promise.all([...endedByWorkers, ...flushing]),
         new Promise((resolve) => (timer = setTimeout(resolve, graceMs))),
       ]);
       clearTimeout(timer);
@@ -543,6 +553,20 @@ export function createGateway(options: GatewayOptions): Gateway {
       log.error({ err: e, reqId: ctx.reqId }, 'unexpected error cutting a request at the shutdown deadline');
     }
   }
+}
+
+/**
+ * An answer ended but not yet handed whole to its connection's socket (its client reads slowly): adds to `into` what
+ * resolves once it has been ('finish'), or its connection has closed.
+ */
+function whenFlushed(res: ServerResponse, into: Array<Promise<void>>): void {
+  if (!res.writableEnded || res.writableFinished || res.destroyed) return;
+  into.push(
+    new Promise((resolve) => {
+      res.once('finish', resolve);
+      res.once('close', resolve);
+    }),
+  );
 }
 
 /** The status its worker answered with: the client's response's for a direct answer, else the worker's. */

@@ -16,7 +16,10 @@ import {
   type Gateway,
 } from '../helpers/gateway.js';
 import { httpRequest, json } from '../helpers/http.js';
+import { untilOutputHas } from '../helpers/output.js';
 import { isAlive, waitForStatus } from '../helpers/wait.js';
+import { startMockUpstream, BASE_PATHS, type MockStream } from '../../shared/mock-upstream/index.js';
+import { chatBody } from '../worker/fixtures/sse-client.js';
 
 /** A gateway of one version logging its requests, and one kept-alive connection to it (maxSockets 1). */
 async function keptAliveGateway(t: Test): Promise<{ gw: Gateway; agent: Agent }> {
@@ -260,6 +263,49 @@ t.test(
       ],
       "the requests the deadline cut, logged as the shutdown's",
     );
+  },
+);
+
+t.test(
+  'SIGTERM: a client reading slowly at the deadline still gets its stream whole, with its final event',
+  async (t) => {
+    // At the deadline the master appends the stream's error event and ends it, then closes every connection: one
+    // whose client had not taken what was sent lost the event with the master's unsent bytes (the connection closed
+    // mid-body, a network fault to an SDK), so it waits for them to leave, as for the answers its workers end.
+    const mock = await startMockUpstream({});
+    t.teardown(() => mock.close());
+    const gw = await startGateway(t, {
+      versions: { v1: { weight: 1, upstream: { format: 'openai', url: mock.url + BASE_PATHS.openai } } },
+      limits: { shutdownTimeoutMs: 1000 },
+    });
+    const upstream = once(mock.events, 'stream').then(([s]) => s as MockStream);
+    const req = request(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      agent: false,
+      headers: { 'content-type': 'application/json' },
+    });
+    req.on('error', () => undefined);
+    t.teardown(() => req.destroy());
+    // ~50 MB: more than every hop's socket buffers hold (the upstream is held back at ~8 MiB).
+    req.end(JSON.stringify(chatBody('[mock tokens=32768 token-size=1024]')));
+    const [res] = (await once(req, 'response')) as [IncomingMessage];
+    t.equal(res.statusCode, 200);
+    res.pause(); // read nothing more until the deadline
+    const stream = await upstream;
+    if (!stream.isBlocked) await once(stream, 'blocked'); // the hops' buffers are filling: the client's is next
+    process.kill(gw.pid, 'SIGTERM');
+    await untilOutputHas(gw, 'shutdown deadline reached');
+    const chunks: Buffer[] = [];
+    res.on('data', (chunk: Buffer) => chunks.push(chunk));
+    res.on('error', () => undefined);
+    res.resume();
+    await once(res, 'close');
+    t.ok(res.complete, 'the chunked body ended whole');
+    const events = Buffer.concat(chunks).toString('utf8').split('\n\n');
+    t.equal(events.pop(), '', 'at an event boundary');
+    t.match(events.at(-1), /^data: \{"error":\{.*"code":"shutting_down"/, 'its last event: shutting_down');
+    t.notOk(stream.isComplete, 'the upstream never finished: the deadline cut it');
+    t.equal(await gw.exited, 0);
   },
 );
 
