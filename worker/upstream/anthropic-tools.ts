@@ -36,10 +36,7 @@ export function anthropicToolFields(req: ChatRequest): AnthropicToolFields {
         `tools.${i}.function.name`,
         `"${JSON_ANSWER_TOOL}" is reserved by graygate on an anthropic upstream (it carries JSON-mode answers)`,
       );
-    const tool: Record<string, unknown> = {
-      name: t.name,
-      input_schema: t.parameters ?? { type: 'object', properties: {} },
-    };
+    const tool: Record<string, unknown> = { name: t.name, input_schema: inputSchema(t.parameters) };
     if (t.description !== undefined) tool['description'] = t.description;
     if (t.strict) tool['strict'] = true;
     return tool;
@@ -70,6 +67,17 @@ export function anthropicToolFields(req: ChatRequest): AnthropicToolFields {
   if (tools.length > 0) out.tools = tools;
   if (choice !== undefined) out.tool_choice = choice['type'] === 'none' ? choice : { ...choice, ...noParallel };
   return out;
+}
+
+/**
+ * A function's `parameters` as Anthropic's `input_schema`, which must say `type: "object"` (a 400 "input_schema.type:
+ * Field required" otherwise). OpenAI takes a schema without it, `{}` included, as an object of those properties (the
+ * Vercel AI SDK and hand-written tools send `parameters: {}` for a tool without arguments), and no parameters at all as
+ * none.
+ */
+function inputSchema(parameters: Record<string, unknown> | undefined): Record<string, unknown> {
+  if (parameters === undefined) return { type: 'object', properties: {} };
+  return parameters['type'] === undefined ? { type: 'object', ...parameters } : parameters;
 }
 
 function toolChoice(req: ChatRequest, hasTools: boolean): Record<string, unknown> | undefined {

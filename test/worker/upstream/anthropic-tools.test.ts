@@ -65,6 +65,21 @@ t.test('tools, tool_choice, parallel_tool_calls and JSON mode → Anthropic', as
       { tools: [{ name: 'now', input_schema: { type: 'object', properties: {} } }] },
     ],
     [
+      'parameters without a type ({} included) are an object of those properties, as OpenAI reads them',
+      {
+        tools: [
+          { type: 'function', function: { name: 'now', parameters: {} } },
+          { type: 'function', function: { name: 'f', parameters: { properties: { a: { type: 'string' } } } } },
+        ],
+      },
+      {
+        tools: [
+          { name: 'now', input_schema: { type: 'object' } },
+          { name: 'f', input_schema: { type: 'object', properties: { a: { type: 'string' } } } },
+        ],
+      },
+    ],
+    [
       'strict is honoured',
       { tools: [{ type: 'function', function: { name: 'f', parameters: params, strict: true } }] },
       { tools: [{ name: 'f', input_schema: params, strict: true }] },
