@@ -18,6 +18,15 @@ export interface AnthropicMessage {
 /** The image types Anthropic takes. */
 const IMAGE_TYPES: ReadonlySet<string> = new Set(['image/jpeg', 'image/png', 'image/gif', 'image/webp']);
 
+/** Labels clients put on those types that Anthropic refuses by name (`data:image/jpg;base64,…` is common). */
+const IMAGE_TYPE_ALIASES: ReadonlyMap<string, string> = new Map([
+  ['image/jpg', 'image/jpeg'],
+  ['image/pjpeg', 'image/jpeg'],
+  ['image/x-png', 'image/png'],
+]);
+
+const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+
 export function anthropicMessages(messages: ChatMessage[]): { system: string[]; messages: AnthropicMessage[] } {
   const system: string[] = [];
   const out: AnthropicMessage[] = [];
@@ -101,13 +110,33 @@ function userBlock(part: Part): AnthropicBlock {
   if (part.kind === 'text') return { type: 'text', text: part.text };
   const data = parseDataUrl(part.url);
   if (data !== undefined) {
-    if (data.mediaType === undefined || !IMAGE_TYPES.has(data.mediaType)) {
+    const mediaType = imageTypeOf(data.data) ?? aliasOf(data.mediaType);
+    if (mediaType === undefined || !IMAGE_TYPES.has(mediaType)) {
       throw invalid(part.path, `an anthropic upstream takes images of type ${[...IMAGE_TYPES].join(', ')}`);
     }
-    return { type: 'image', source: { type: 'base64', media_type: data.mediaType, data: data.data } };
+    return { type: 'image', source: { type: 'base64', media_type: mediaType, data: data.data } };
   }
   if (!/^https?:\/\//i.test(part.url)) throw invalid(part.path, 'must be an http(s) URL or a base64 data: URL');
   return { type: 'image', source: { type: 'url', url: part.url } };
+}
+
+function aliasOf(mediaType: string | undefined): string | undefined {
+  return mediaType === undefined ? undefined : (IMAGE_TYPE_ALIASES.get(mediaType) ?? mediaType);
+}
+
+/**
+ * The type of a base64 image by its first bytes, when it is one Anthropic takes; undefined for any other. OpenAI reads
+ * an image by its bytes, whatever its data: URL says; Anthropic refuses one whose media_type is not what its bytes
+ * are ("Image does not match the provided media type"), which a client's wrong label (a PNG sent as image/jpeg) was.
+ */
+function imageTypeOf(base64: string): string | undefined {
+  const head = Buffer.from(base64.slice(0, 16), 'base64');
+  if (head[0] === 0xff && head[1] === 0xd8 && head[2] === 0xff) return 'image/jpeg';
+  if (head.subarray(0, 8).equals(PNG_SIGNATURE)) return 'image/png';
+  const text = head.toString('latin1');
+  if (text.startsWith('GIF87a') || text.startsWith('GIF89a')) return 'image/gif';
+  if (text.startsWith('RIFF') && text.slice(8, 12) === 'WEBP') return 'image/webp';
+  return undefined;
 }
 
 function assistantBlocks(m: ChatMessage, path: string, args: ToolArguments): AnthropicBlock[] {

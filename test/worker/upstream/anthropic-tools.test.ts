@@ -331,6 +331,26 @@ t.test('messages: tool_use blocks, tool_result turns, images', async (t) => {
   ]);
 });
 
+t.test('an image is sent as the type its bytes are, as OpenAI reads it, whatever its data: URL says', async (t) => {
+  const png = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13]).toString('base64');
+  const jpeg = Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0, 16]).toString('base64');
+  const gif = Buffer.from('GIF89a\x01\x00\x01\x00', 'latin1').toString('base64');
+  const webp = Buffer.from('RIFF\x24\x00\x00\x00WEBPVP8 ', 'latin1').toString('base64');
+  const cases: Array<[string, string, string]> = [
+    ['image/jpg, the common misnomer', `data:image/jpg;base64,${jpeg}`, 'image/jpeg'],
+    ['a PNG labelled image/jpeg', `data:image/jpeg;base64,${png}`, 'image/png'],
+    ['no media type', `data:;base64,${gif}`, 'image/gif'],
+    ['application/octet-stream', `data:application/octet-stream;base64,${webp}`, 'image/webp'],
+    ['bytes not read: image/jpg is image/jpeg', 'data:image/jpg;base64,AAAA', 'image/jpeg'],
+    ['bytes not read: the label is kept', 'data:image/webp;base64,AAAA', 'image/webp'],
+  ];
+  for (const [name, url, mediaType] of cases) {
+    const sent = body({ messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url } }] }] });
+    const [message] = sent['messages'] as Array<{ content: Array<{ source: { media_type: string } }> }>;
+    t.equal(message!.content[0]!.source.media_type, mediaType, name);
+  }
+});
+
 t.test(
   'empty or blank text, an empty system and empty turns are not sent: Anthropic refuses them, OpenAI takes them',
   async (t) => {
