@@ -7,7 +7,7 @@ import { checkChatFields } from './field-support.js';
 import { requireModel, type BuildOptions, type UpstreamRequest } from './format-adapter.js';
 import { invalid } from './message-parts.js';
 import { anthropicMessages } from './anthropic-messages.js';
-import { anthropicToolFields } from './anthropic-tools.js';
+import { anthropicToolFields, historyToolFields } from './anthropic-tools.js';
 
 // OpenAI chat request → Anthropic `/v1/messages` (SPEC §2, §12). What Anthropic
 // cannot express is a 400 naming the field (upstream/field-support.ts).
@@ -51,7 +51,8 @@ export function buildAnthropicRequest(req: ChatRequest, options: BuildOptions): 
   if (stop !== undefined) body['stop_sequences'] = checkStops(stop, typeof req.stop === 'string');
   const userId = req['safety_identifier'] ?? req['user'];
   if (typeof userId === 'string') body['metadata'] = { user_id: opaqueUserId(userId) };
-  Object.assign(body, anthropicToolFields(req));
+  const tools = anthropicToolFields(req);
+  Object.assign(body, tools.tools === undefined ? { ...tools, ...historyToolFields(messages) } : tools);
   const headers = {
     'content-type': 'application/json',
     accept: 'text/event-stream',

@@ -1,4 +1,5 @@
 import type { ChatRequest } from '../request/chat-request.js';
+import type { AnthropicMessage } from './anthropic-messages.js';
 import { functionTools, invalid, jsonSchemaOf } from './message-parts.js';
 
 // Tool calling and JSON mode on an Anthropic upstream (SPEC §12).
@@ -78,6 +79,25 @@ export function anthropicToolFields(req: ChatRequest): AnthropicToolFields {
 function inputSchema(parameters: Record<string, unknown> | undefined): Record<string, unknown> {
   if (parameters === undefined) return { type: 'object', properties: {} };
   return parameters['type'] === undefined ? { type: 'object', ...parameters } : parameters;
+}
+
+/**
+ * The tools a request that defines none must still send when its history holds tool calls: Anthropic refuses it
+ * otherwise (400 "Requests which include tool_use or tool_result blocks must define tools"), which OpenAI takes (a
+ * last call without tools, to have the model sum up its tools' results: AutoGen's reflect_on_tool_use, a summarizer).
+ * The history's tools, each taking any object, and `tool_choice: none`: the model can call none of them, as on OpenAI.
+ */
+export function historyToolFields(messages: AnthropicMessage[]): AnthropicToolFields {
+  const names = new Set<string>();
+  for (const m of messages) {
+    if (typeof m.content === 'string') continue;
+    for (const block of m.content) if (block.type === 'tool_use') names.add(block['name'] as string);
+  }
+  if (names.size === 0) return {};
+  return {
+    tools: [...names].map((name) => ({ name, input_schema: { type: 'object' } })),
+    tool_choice: { type: 'none' },
+  };
 }
 
 function toolChoice(req: ChatRequest, hasTools: boolean): Record<string, unknown> | undefined {

@@ -153,6 +153,51 @@ t.test('tools, tool_choice, parallel_tool_calls and JSON mode → Anthropic', as
   t.same((body({ response_format: { type: 'json_object' } })['tools'] as unknown[]).length, 1);
 });
 
+t.test('a history of tool calls with no tools defined: its tools are sent, none callable', async (t) => {
+  // OpenAI takes a last call without tools after the results (to sum them up); Anthropic refuses one whose messages
+  // hold tool_use or tool_result blocks unless it defines tools.
+  const history: ChatRequest['messages'] = [
+    user,
+    {
+      role: 'assistant',
+      content: null,
+      tool_calls: [
+        { id: 'toolu_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"P"}' } },
+        { id: 'toolu_2', type: 'function', function: { name: 'now', arguments: '' } },
+      ],
+    },
+    { role: 'tool', tool_call_id: 'toolu_1', content: 'sunny' },
+    { role: 'tool', tool_call_id: 'toolu_2', content: 'noon' },
+    {
+      role: 'assistant',
+      content: null,
+      tool_calls: [{ id: 'toolu_3', type: 'function', function: { name: 'now', arguments: '{}' } }],
+    },
+    { role: 'tool', tool_call_id: 'toolu_3', content: 'one' },
+  ];
+  const sent = body({ messages: history });
+  t.same(sent['tools'], [
+    { name: 'get_weather', input_schema: { type: 'object' } },
+    { name: 'now', input_schema: { type: 'object' } },
+  ]);
+  t.same(sent['tool_choice'], { type: 'none' }, 'the model calls none, as OpenAI without tools');
+  t.match(
+    body({ messages: history, response_format: { type: 'json_schema', json_schema: { name: 'x', schema: SCHEMA } } }),
+    { tool_choice: { type: 'none' }, output_config: { format: { type: 'json_schema', schema: SCHEMA } } },
+    'beside structured outputs',
+  );
+  t.match(
+    body({ messages: history, tools: [WEATHER] }),
+    { tools: [TOOL], tool_choice: { type: 'auto' } },
+    "the client's own tools when it sends them",
+  );
+  t.match(
+    body({ messages: history, response_format: { type: 'json_object' } }),
+    { tools: [ANSWER_TOOL], tool_choice: { type: 'tool', name: JSON_ANSWER_TOOL } },
+    'JSON mode defines its own tool',
+  );
+});
+
 t.test('requests Anthropic cannot express are 400s naming the field', async (t) => {
   const cases: Array<[string, Partial<ChatRequest>, RegExp]> = [
     ['required without tools', { tool_choice: 'required' }, /^tool_choice: forcing a tool call needs tools/],
