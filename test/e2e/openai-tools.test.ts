@@ -13,6 +13,7 @@ import {
   type MockStream,
 } from '../../shared/mock-upstream/index.js';
 import { postStream } from '../worker/fixtures/sse-client.js';
+import { JSON_ANSWER_TOOL } from '../../worker/upstream/anthropic-tools.js';
 
 // Issue 12 part 1, SPEC §12: tool calling and JSON mode through the real
 // gateway with the official openai client, for every upstream format: the
@@ -254,6 +255,37 @@ t.test('tool calling and JSON mode per format', async (t) => {
           type: 'json_schema',
           json_schema: { name: 'person', schema: PERSON_SCHEMA, strict: true },
         });
+    });
+
+    t.test(`${format}: JSON mode, json_schema not strict, streamed`, async (t) => {
+      const upstream = nextUpstream();
+      const stream = await client.chat.completions.create({
+        model: 'm',
+        stream: true,
+        response_format: { type: 'json_schema', json_schema: { name: 'person', schema: PERSON_SCHEMA } },
+        messages: [{ role: 'user', content: 'Who?' }],
+      });
+      const parts: string[] = [];
+      let finish: string | null | undefined;
+      for await (const chunk of stream) {
+        parts.push(chunk.choices[0]?.delta.content ?? '');
+        finish ??= chunk.choices[0]?.finish_reason;
+      }
+      t.same(JSON.parse(parts.join('')), sampleFromSchema(PERSON_SCHEMA), "the schema's JSON as content");
+      t.equal(finish, 'stop');
+      const sent = (await upstream).body;
+      // Anthropic: best effort, as OpenAI without strict: the answer tool takes keywords structured outputs refuse.
+      if (format === 'anthropic') {
+        t.same(
+          (sent['tools'] as Array<{ name: string; input_schema: unknown }>).map((tool) => [
+            tool.name,
+            tool.input_schema,
+          ]),
+          [[JSON_ANSWER_TOOL, PERSON_SCHEMA]],
+          "the answer tool, the schema its input's",
+        );
+        t.equal(sent['output_config'], undefined, 'not structured outputs');
+      }
     });
 
     t.test(`${format}: a forced tool (tool_choice)`, async (t) => {

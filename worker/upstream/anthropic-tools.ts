@@ -7,8 +7,11 @@ import { functionTools, invalid, jsonSchemaOf } from './message-parts.js';
 //   tools          → `tools` with `input_schema` (and `strict`, which Anthropic honours)
 //   tool_choice    → auto → auto, none → none, required → any, named → tool
 //   parallel_tool_calls: false → `disable_parallel_tool_use: true`
-//   response_format json_schema → `output_config.format` (structured outputs:
-//                    the answer is text that follows the schema)
+//   response_format json_schema, strict → `output_config.format` (structured
+//                    outputs: the answer is text that follows the schema)
+//   response_format json_schema, not strict, of an object → the answer tool
+//                    below with that schema as its input's (best effort, as
+//                    OpenAI's non-strict: any keyword, any Claude model)
 //   response_format json_object → Anthropic has no schema-less JSON mode, so
 //                    a tool whose input is any JSON object is forced, and its
 //                    input is re-emitted as the answer's content (anthropic.ts)
@@ -47,13 +50,18 @@ export function anthropicToolFields(req: ChatRequest): AnthropicToolFields {
   const format = req.response_format;
   if (format !== undefined && format !== null && format.type !== 'text') {
     const schema = format.type === 'json_schema' ? jsonSchemaOf(format.json_schema, 'anthropic') : undefined;
-    if (format.type === 'json_schema' && schema !== undefined) {
+    // Structured outputs hold the answer to the schema, and take only part of JSON Schema (no numeric or string bounds,
+    // `additionalProperties: false` on every object: others are a 400) on the Claude 4.5 family and later: what strict
+    // asks of OpenAI. A schema not strict, which OpenAI takes whole and follows as best it can, is the answer tool's
+    // input's, as a tool's input_schema takes any (an object's: a tool's input is one).
+    const isStrict = format.type === 'json_schema' && format.json_schema?.strict === true;
+    if (schema !== undefined && (isStrict || schema['type'] !== 'object')) {
       out.output_config = { format: { type: 'json_schema', schema } };
     } else if (format.type === 'json_object' || format.type === 'json_schema') {
       // The answer tool joins the choice unless the client forces a tool call anyway (then no JSON answer can come).
       if (choice === undefined || choice['type'] === 'auto' || choice['type'] === 'none') {
         const isOnlyAnswer = choice === undefined || choice['type'] === 'none' || tools.length === 0;
-        tools.push(JSON_ANSWER_TOOL_SPEC);
+        tools.push(schema === undefined ? JSON_ANSWER_TOOL_SPEC : { ...JSON_ANSWER_TOOL_SPEC, input_schema: schema });
         choice = isOnlyAnswer
           ? { type: 'tool', name: JSON_ANSWER_TOOL, disable_parallel_tool_use: true }
           : { type: 'any' };

@@ -79,7 +79,10 @@ export const CHAT_FIELDS: Readonly<Record<string, Readonly<Record<ConvertedForma
   },
   response_format: {
     ollama: sent('`json_object` → `format: "json"`, `json_schema` → `format: schema`'),
-    anthropic: sent('`json_schema` → `output_config.format`; `json_object` → a forced tool whose input is the answer'),
+    anthropic: sent(
+      '`json_schema` with `strict` → `output_config.format`, without → a forced tool whose input is the answer, ' +
+        "the schema its input's; `json_object` → that tool, its input any object",
+    ),
   },
   user: { ollama: unsent('sticky routing key'), anthropic: sent('`metadata.user_id`, its SHA-256 in hex') },
   safety_identifier: { ollama: unsent('an end-user id'), anthropic: sent('`metadata.user_id`, its SHA-256 in hex') },

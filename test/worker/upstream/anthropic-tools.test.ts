@@ -30,6 +30,7 @@ const ANSWER_TOOL = {
 };
 const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex');
 const SCHEMA = { type: 'object', properties: { a: { type: 'string' } }, additionalProperties: false };
+const BOUNDED = { type: 'object', properties: { age: { type: 'integer', minimum: 0 } } };
 
 t.test('a lone surrogate is sent as U+FFFD, which Anthropic takes (it refuses the body for one)', async (t) => {
   const sent = (content: string): string =>
@@ -103,13 +104,42 @@ t.test('tools, tool_choice, parallel_tool_calls and JSON mode → Anthropic', as
     ],
     [
       'json_schema with a description: it becomes the schema’s',
-      { response_format: { type: 'json_schema', json_schema: { name: 'x', description: 'A pair', schema: SCHEMA } } },
+      {
+        response_format: {
+          type: 'json_schema',
+          json_schema: { name: 'x', description: 'A pair', schema: SCHEMA, strict: true },
+        },
+      },
       { output_config: { format: { type: 'json_schema', schema: { ...SCHEMA, description: 'A pair' } } } },
     ],
     [
-      'json_schema → output_config',
+      'json_schema, strict → output_config',
       { response_format: { type: 'json_schema', json_schema: { name: 'x', schema: SCHEMA, strict: true } } },
       { output_config: { format: { type: 'json_schema', schema: SCHEMA } } },
+    ],
+    [
+      'json_schema not strict → the forced answer tool, the schema its input’s (bounds Anthropic’s structured outputs refuse)',
+      { response_format: { type: 'json_schema', json_schema: { name: 'x', schema: BOUNDED, strict: false } } },
+      {
+        tools: [{ ...ANSWER_TOOL, input_schema: BOUNDED }],
+        tool_choice: { type: 'tool', name: JSON_ANSWER_TOOL, disable_parallel_tool_use: true },
+      },
+    ],
+    [
+      'json_schema not strict with a description and tools → the answer tool among them, any',
+      {
+        tools: [WEATHER],
+        response_format: { type: 'json_schema', json_schema: { name: 'x', description: 'A pair', schema: SCHEMA } },
+      },
+      {
+        tools: [TOOL, { ...ANSWER_TOOL, input_schema: { ...SCHEMA, description: 'A pair' } }],
+        tool_choice: { type: 'any' },
+      },
+    ],
+    [
+      'json_schema not strict of something other than an object → output_config (a tool’s input is an object)',
+      { response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'array' } } } },
+      { output_config: { format: { type: 'json_schema', schema: { type: 'array' } } } },
     ],
     [
       'json_object → the forced answer tool',
@@ -182,7 +212,10 @@ t.test('a history of tool calls with no tools defined: its tools are sent, none 
   ]);
   t.same(sent['tool_choice'], { type: 'none' }, 'the model calls none, as OpenAI without tools');
   t.match(
-    body({ messages: history, response_format: { type: 'json_schema', json_schema: { name: 'x', schema: SCHEMA } } }),
+    body({
+      messages: history,
+      response_format: { type: 'json_schema', json_schema: { name: 'x', schema: SCHEMA, strict: true } },
+    }),
     { tool_choice: { type: 'none' }, output_config: { format: { type: 'json_schema', schema: SCHEMA } } },
     'beside structured outputs',
   );
