@@ -55,13 +55,17 @@ export function anthropicToolFields(req: ChatRequest): AnthropicToolFields {
     // asks of OpenAI. A schema not strict, which OpenAI takes whole and follows as best it can, is the answer tool's
     // input's, as a tool's input_schema takes any (an object's: a tool's input is one).
     const isStrict = format.type === 'json_schema' && format.json_schema?.strict === true;
-    if (schema !== undefined && (isStrict || schema['type'] !== 'object')) {
+    if (schema !== undefined && (isStrict || !isObjectSchema(schema))) {
       out.output_config = { format: { type: 'json_schema', schema } };
     } else if (format.type === 'json_object' || format.type === 'json_schema') {
       // The answer tool joins the choice unless the client forces a tool call anyway (then no JSON answer can come).
       if (choice === undefined || choice['type'] === 'auto' || choice['type'] === 'none') {
         const isOnlyAnswer = choice === undefined || choice['type'] === 'none' || tools.length === 0;
-        tools.push(schema === undefined ? JSON_ANSWER_TOOL_SPEC : { ...JSON_ANSWER_TOOL_SPEC, input_schema: schema });
+        tools.push(
+          schema === undefined
+            ? JSON_ANSWER_TOOL_SPEC
+            : { ...JSON_ANSWER_TOOL_SPEC, input_schema: inputSchema(schema) },
+        );
         choice = isOnlyAnswer
           ? { type: 'tool', name: JSON_ANSWER_TOOL, disable_parallel_tool_use: true }
           : { type: 'any' };
@@ -87,6 +91,14 @@ export function anthropicToolFields(req: ChatRequest): AnthropicToolFields {
 function inputSchema(parameters: Record<string, unknown> | undefined): Record<string, unknown> {
   if (parameters === undefined) return { type: 'object', properties: {} };
   return parameters['type'] === undefined ? { type: 'object', ...parameters } : parameters;
+}
+
+/**
+ * Whether a schema not strict is of an object, as OpenAI reads it: `type: "object"`, or no type and `properties` (as
+ * `inputSchema` sends a tool's). Another (an array, a `$ref` at its root) is no tool's input.
+ */
+function isObjectSchema(schema: Record<string, unknown>): boolean {
+  return schema['type'] === 'object' || (schema['type'] === undefined && schema['properties'] !== undefined);
 }
 
 /**

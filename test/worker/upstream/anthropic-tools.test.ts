@@ -183,6 +183,22 @@ t.test('tools, tool_choice, parallel_tool_calls and JSON mode → Anthropic', as
   t.same((body({ response_format: { type: 'json_object' } })['tools'] as unknown[]).length, 1);
 });
 
+t.test('json_schema not strict, its root without a type but with properties: the answer tool, an object', async (t) => {
+  // OpenAI reads such a schema as an object's, as it does a tool's parameters without a type; structured outputs would
+  // refuse its bounds and its objects without `additionalProperties: false`, and models before Claude 4.5 refuse them.
+  const untyped = { properties: { age: { type: 'integer', minimum: 0 } }, required: ['age'] };
+  const sent = body({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: untyped } } });
+  t.same(sent['tools'], [{ ...ANSWER_TOOL, input_schema: { type: 'object', ...untyped } }]);
+  t.same(sent['tool_choice'], { type: 'tool', name: JSON_ANSWER_TOOL, disable_parallel_tool_use: true });
+  t.equal(sent['output_config'], undefined, 'not structured outputs');
+  const ref = { $ref: '#/$defs/A', $defs: { A: SCHEMA } };
+  t.same(
+    body({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: ref } } })['output_config'],
+    { format: { type: 'json_schema', schema: ref } },
+    'a $ref at the root is not read as an object: structured outputs, as before',
+  );
+});
+
 t.test('a history of tool calls with no tools defined: its tools are sent, none callable', async (t) => {
   // OpenAI takes a last call without tools after the results (to sum them up); Anthropic refuses one whose messages
   // hold tool_use or tool_result blocks unless it defines tools.
