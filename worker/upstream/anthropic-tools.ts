@@ -94,12 +94,17 @@ function inputSchema(parameters: Record<string, unknown> | undefined): Record<st
 }
 
 /**
- * Whether a schema not strict is of an object, as OpenAI reads it: `type: "object"`, or no type and `properties` (as
- * `inputSchema` sends a tool's). Another (an array, a `$ref` at its root) is no tool's input.
+ * Whether a schema not strict can be the answer tool's input: of an object, as OpenAI reads it (`type: "object"`, or no
+ * type and `properties`, as `inputSchema` sends a tool's), without `anyOf`, `oneOf` or `allOf` at its root, which a
+ * tool's input_schema refuses (400 "input_schema does not support oneOf, allOf, or anyOf at the top level"). Another
+ * (an array, a `$ref` at its root, a union) goes as structured outputs, as every json_schema did before.
  */
 function isObjectSchema(schema: Record<string, unknown>): boolean {
+  if (ROOT_COMBINATORS.some((key) => schema[key] !== undefined)) return false;
   return schema['type'] === 'object' || (schema['type'] === undefined && schema['properties'] !== undefined);
 }
+
+const ROOT_COMBINATORS = ['anyOf', 'oneOf', 'allOf'] as const;
 
 /**
  * The tools a request that defines none must still send when its history holds tool calls: Anthropic refuses it

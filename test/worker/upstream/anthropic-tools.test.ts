@@ -199,6 +199,17 @@ t.test('json_schema not strict, its root without a type but with properties: the
   );
 });
 
+t.test('json_schema not strict with anyOf, oneOf or allOf at its root: structured outputs, as before', async (t) => {
+  // A tool's input_schema refuses them there (Anthropic's 400 "input_schema does not support oneOf, allOf, or anyOf at
+  // the top level"): as the answer tool's input, every such request failed.
+  for (const key of ['anyOf', 'oneOf', 'allOf']) {
+    const schema = { type: 'object', properties: { a: { type: 'string' } }, [key]: [{ required: ['a'] }] };
+    const sent = body({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema } } });
+    t.same(sent['output_config'], { format: { type: 'json_schema', schema } }, key);
+    t.equal(sent['tools'], undefined, `${key}: no answer tool`);
+  }
+});
+
 t.test('a history of tool calls with no tools defined: its tools are sent, none callable', async (t) => {
   // OpenAI takes a last call without tools after the results (to sum them up); Anthropic refuses one whose messages
   // hold tool_use or tool_result blocks unless it defines tools.
