@@ -52,7 +52,7 @@ export function anthropicToolFields(req: ChatRequest): AnthropicToolFields {
     const schema = format.type === 'json_schema' ? jsonSchemaOf(format.json_schema, 'anthropic') : undefined;
     // Structured outputs hold the answer to the schema, and take only part of JSON Schema (no numeric or string bounds,
     // `additionalProperties: false` on every object: others are a 400) on the Claude 4.5 family and later: what strict
-    // asks of OpenAI. A schema not strict, which OpenAI takes whole and follows as best it can, is the answer tool's
+    // asks for. A schema not strict, which OpenAI takes whole and follows as best it can, is the answer tool's
     // input's, as a tool's input_schema takes any (an object's: a tool's input is one).
     const isStrict = format.type === 'json_schema' && format.json_schema?.strict === true;
     if (schema !== undefined && (isStrict || !isObjectSchema(schema))) {
