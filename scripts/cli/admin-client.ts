@@ -74,6 +74,7 @@ export async function requestAdmin(options: AdminClientOptions, request: AdminRe
     ));
   } catch (err) {
     if (request.signal?.aborted === true) throw request.signal.reason;
+    if (err instanceof CliError) throw err;
     const cause = timeout?.aborted === true ? `no answer within ${request.timeoutMs} ms` : describeRequestError(err);
     throw new CliError(
       `admin API unreachable at ${options.adminUrl} (${cause}); is graygate running?${whereFrom(options.source)}`,
@@ -152,6 +153,13 @@ function whereFrom(source: AdminUrlSource | undefined): string {
   return ` (address from ${source})`;
 }
 
+/**
+ * The most of an answer the CLI reads, bytes: far above any status or /metrics of a real gateway (a few MiB with
+ * hundreds of workers). A server that is not graygate's admin port sent an endless body and the CLI held it all until
+ * node ran out of heap (an operator probe: a crash with a V8 stack, after seconds of a growing process).
+ */
+const MAX_ANSWER_BYTES = 64 * 1024 * 1024;
+
 // node:http rather than fetch: fetch refuses the Fetch standard's "bad ports" (6000, 6665–6669,
 // 10080…), and an admin port moved to one of them must still be reachable; it also starts faster.
 async function send(
@@ -162,11 +170,24 @@ async function send(
   const request = url.protocol === 'https:' ? (await import('node:https')).request : httpRequest;
   return new Promise((resolve, reject) => {
     const req = request(url, options, (res: IncomingMessage) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => (text += chunk));
+      const chunks: Buffer[] = [];
+      let bytes = 0;
+      res.on('data', (chunk: Buffer) => {
+        bytes += chunk.length;
+        if (bytes <= MAX_ANSWER_BYTES) return void chunks.push(chunk);
+        req.destroy();
+        reject(
+          new CliError(
+            `${url.origin} answered ${url.pathname} with more than ${MAX_ANSWER_BYTES / 1024 / 1024} MiB; is that the admin port?`,
+            EXIT.apiError,
+            res.statusCode,
+          ),
+        );
+      });
       const isProxied = res.headers['x-graygate-version'] !== undefined;
-      res.once('end', () => resolve({ status: res.statusCode ?? 0, text, isProxied }));
+      res.once('end', () =>
+        resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8'), isProxied }),
+      );
       res.once('error', reject);
     });
     req.once('error', reject);

@@ -208,6 +208,7 @@ const LONGEST_FIRST: readonly string[] = [
   'cors-sticky',
   'metrics-top',
   'responses-worker-death',
+  'cli-hostile-admin',
 ];
 
 /** `files` (found, in path order) in the order the lanes take them: those not listed, then LONGEST_FIRST's. */

@@ -1,0 +1,43 @@
+import t, { type Test } from 'tap';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { runCli } from '../helpers/cli.js';
+
+// SPEC §7: whatever answers at --admin (a wrong port, another service, a broken proxy), the CLI ends with a non-zero
+// exit and a one-line reason: it neither crashes nor prints what it was sent raw.
+
+type Answer = (req: IncomingMessage, res: ServerResponse) => void;
+
+async function serve(t: Test, answer: Answer): Promise<string> {
+  const server = createServer(answer).listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+t.test('an endless answer is cut at a bound, with a one-line reason', async (t) => {
+  let closed!: () => void;
+  const gone = new Promise<void>((resolve) => (closed = resolve));
+  const admin = await serve(t, (_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    const chunk = Buffer.alloc(64 * 1024, 0x20);
+    const write = (): void => {
+      while (!res.destroyed && res.write(chunk));
+    };
+    res.on('drain', write);
+    res.once('close', closed);
+    write();
+  });
+  const run = await runCli(t, ['status', '--admin', admin]);
+  t.equal(run.code, 1);
+  t.match(
+    run.stderr,
+    /^graygate: http:\/\/127\.0\.0\.1:\d+ answered \/admin\/status with more than 64 MiB; is that the admin port\?\n$/,
+  );
+  t.notMatch(run.stderr, /heap|FATAL|\n {4}at /);
+  await gone; // the CLI hung up rather than read on
+});
