@@ -545,7 +545,7 @@ async function run(argv: string[]): Promise<void> {
     });
   };
   const print = (value: unknown, human: () => string): void => {
-    process.stdout.write(`${values.json ? JSON.stringify(value, null, 2) : human()}\n`);
+    process.stdout.write(`${values.json ? JSON.stringify(value, null, 2) : readable(human)}\n`);
   };
   const name = (): string => args[0] ?? usage(`${command} needs a version name`);
   // Only `start` reads a config file: `status --config F` looked at the admin port of the environment, not F's.
@@ -695,6 +695,23 @@ async function run(argv: string[]): Promise<void> {
       return canaryCommand(args, values, client, print);
     default:
       usage(`unknown command ${JSON.stringify(command)}`);
+  }
+}
+
+/**
+ * The human view of an admin answer, or a one-line reason (SPEC §7) when the answer is not what the view reads: JSON
+ * of another shape (another service's `{}` at the address, a proxy's JSON page) threw a TypeError and node printed
+ * its stack (an operator probe: `graygate status --admin` at a service answering `{"versions":null}`).
+ */
+function readable(human: () => string): string {
+  try {
+    return human();
+  } catch (err) {
+    const why = err instanceof Error ? err.message : String(err);
+    throw new CliError(
+      `the admin API's answer is not what this CLI reads (${why}); is that graygate's admin port, of the same release?`,
+      EXIT.apiError,
+    );
   }
 }
 

@@ -41,3 +41,20 @@ t.test('an endless answer is cut at a bound, with a one-line reason', async (t) 
   t.notMatch(run.stderr, /heap|FATAL|\n {4}at /);
   await gone; // the CLI hung up rather than read on
 });
+
+t.test('JSON of another shape is a one-line reason, not a stack', async (t) => {
+  const answers = ['null', '[]', '{}', '{"versions":null}', '{"versions":{"v1":null}}', '{"versions":{"v1":{}}}'];
+  for (const body of answers) {
+    const admin = await serve(t, (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(body);
+    });
+    const run = await runCli(t, ['status', '--admin', admin]);
+    t.equal(run.code, 1, `${body}: exit 1`);
+    t.match(
+      run.stderr,
+      /^graygate: the admin API's answer is not what this CLI reads \([^\n]*\); is that graygate's admin port, of the same release\?\n$/,
+      `${body}: one line`,
+    );
+  }
+});
