@@ -1,5 +1,6 @@
 import type { IncomingMessage, RequestOptions } from 'node:http';
 import { request as httpRequest } from '../../shared/node-http.js';
+import { printable } from './format.js';
 
 // The CLI's view of the admin API (SPEC §6–§7): one request, one typed outcome.
 
@@ -109,7 +110,7 @@ export async function requestAdmin(options: AdminClientOptions, request: AdminRe
     const { isLoopbackHost } = await import('../../shared/config.js');
     hint = `; hint: ${forbiddenHint({ ...options, isLoopback: isLoopbackHost(new URL(options.adminUrl).hostname) })}`;
   }
-  throw new CliError(`${status} ${error.code}: ${message}${hint}`, EXIT.apiError, status);
+  throw new CliError(`${status} ${printable(error.code)}: ${printable(message)}${hint}`, EXIT.apiError, status);
 }
 
 /** An admin call's JSON answer. */

@@ -1,5 +1,18 @@
 // Human output of the CLI: plain aligned tables, no colour, so it pipes well.
 
+/** C0 controls but the newline, DEL and C1 controls: what a terminal acts on rather than shows. */
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/g;
+
+/**
+ * `text` from the admin API as a terminal shows it, each control character but the newline written as `\u001b`: an
+ * answer's ESC sequences, BEL and CR were printed raw (an operator probe: an error message from the address cleared
+ * the screen, retitled the terminal and overwrote its own line with a fake one).
+ */
+export function printable(text: string): string {
+  return text.replace(CONTROL, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 export function table(headers: readonly string[], rows: ReadonlyArray<readonly string[]>): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: readonly string[]): string =>

@@ -5,7 +5,7 @@ import { resolveAdminUrl } from './admin-address.js';
 import { MAX_TIMER_MS } from '../../shared/defaults.js';
 import { callAdmin, CliError, EXIT, type AdminClientOptions } from './admin-client.js';
 import { exitQuietlyOnBrokenPipe } from './broken-pipe.js';
-import { formatStatus, table, type StatusBody } from './format.js';
+import { formatStatus, printable, table, type StatusBody } from './format.js';
 import { formatCanary, parseDuration, parseSteps, type CanaryStatusBody } from './canary.js';
 import { runTop } from './top.js';
 import { packageVersion } from './version.js';
@@ -188,7 +188,7 @@ async function canaryCommand(
               deadlineMs - performance.now() < WAIT_UNREACHABLE_MS - (performance.now() - unreachableSinceMs)
                 ? `until --timeout ${values['timeout'] as string}`
                 : `for up to ${WAIT_UNREACHABLE_MS / 1000} s`;
-            process.stderr.write(`graygate: ${err.message}; retrying ${until}\n`);
+            process.stderr.write(`graygate: ${printable(err.message)}; retrying ${until}\n`);
           }
           continue;
         }
@@ -705,7 +705,7 @@ async function run(argv: string[]): Promise<void> {
  */
 function readable(human: () => string): string {
   try {
-    return human();
+    return printable(human());
   } catch (err) {
     const why = err instanceof Error ? err.message : String(err);
     throw new CliError(
@@ -719,7 +719,7 @@ try {
   await run(process.argv.slice(2));
 } catch (err) {
   if (err instanceof CliError) {
-    process.stderr.write(`graygate: ${err.message}\n`);
+    process.stderr.write(`graygate: ${printable(err.message)}\n`);
     process.exitCode = err.exitCode;
   } else {
     const problem = parseArgsProblem(err);

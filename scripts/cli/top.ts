@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { callAdmin, CliError, EXIT, requestAdmin, type AdminClientOptions } from './admin-client.js';
-import type { StatusBody } from './format.js';
+import { printable, type StatusBody } from './format.js';
 import { parsePrometheusText } from './prom-text.js';
 import { computeRows, renderRows, rowToJson, type Snapshot, type VersionRow } from './top-view.js';
 
@@ -93,7 +93,7 @@ export async function runTop(options: TopOptions): Promise<void> {
     } else {
       const header = `graygate top — ${options.adminUrl} — ${time.toLocaleTimeString()} — every ${intervalMs / 1000} s, Ctrl-C to quit`;
       output.write(
-        `${isTty ? CLEAR : frame === 0 ? '' : '\n'}${header}\n\n${rows === undefined ? problem : renderRows(rows)}\n`,
+        `${isTty ? CLEAR : frame === 0 ? '' : '\n'}${header}\n\n${printable(rows === undefined ? (problem ?? '') : renderRows(rows))}\n`,
       );
     }
     if (options.frames !== undefined && frame + 1 >= options.frames) return;

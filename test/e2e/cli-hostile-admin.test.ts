@@ -58,3 +58,51 @@ t.test('JSON of another shape is a one-line reason, not a stack', async (t) => {
     );
   }
 });
+
+t.test("an answer's control characters are shown escaped, never sent to the terminal", async (t) => {
+  const sneaky = 'x\u001b[2J\u001b]0;owned\u0007\rfake line\u009b31m';
+  const refusing = await serve(t, (_req, res) => {
+    res.writeHead(500, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ error: { code: `code${sneaky}`, message: `boom ${sneaky}` } }));
+  });
+  const refused = await runCli(t, ['status', '--admin', refusing]);
+  t.equal(refused.code, 1);
+  t.equal(
+    refused.stderr,
+    'graygate: 500 codex\\u001b[2J\\u001b]0;owned\\u0007\\u000dfake line\\u009b31m: ' +
+      'boom x\\u001b[2J\\u001b]0;owned\\u0007\\u000dfake line\\u009b31m\n',
+  );
+  const status = {
+    versions: {
+      v1: {
+        weight: 1,
+        queued: 0,
+        entry: `/srv/${sneaky}`,
+        upstream: { format: 'openai', url: 'mock:' },
+        workers: [],
+        lastDeploy: null,
+      },
+    },
+  };
+  const answering = await serve(t, (_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(status));
+  });
+  const shown = await runCli(t, ['status', '--admin', answering]);
+  t.equal(shown.code, 0);
+  const controls = [...shown.stdout].filter((c) => c !== '\n' && /\p{Cc}/u.test(c));
+  t.same(controls, [], 'no control character but newlines');
+  t.match(shown.stdout, '/srv/x\\u001b[2J');
+});
+
+t.test('a /metrics line the CLI cannot read is quoted with its control characters escaped', async (t) => {
+  const status = { versions: {} };
+  const admin = await serve(t, (req, res) => {
+    const isMetrics = req.url?.startsWith('/metrics') === true;
+    res.writeHead(200, { 'content-type': isMetrics ? 'text/plain' : 'application/json' });
+    res.end(isMetrics ? 'graygate_requests_total{version="v1" 5\u001b[2J\u0007\n' : JSON.stringify(status));
+  });
+  const run = await runCli(t, ['top', '--admin', admin, '--iterations', '1']);
+  t.equal(run.code, 1);
+  t.match(run.stderr, /not a Prometheus sample: .*5\\u001b\[2J\\u0007\n$/);
+});
