@@ -9,7 +9,7 @@ import type { Logger } from '../shared/log.js';
 import { WorkerHandle, type ForkFunction } from './worker-handle.js';
 import type { ExitReport } from './worker-process.js';
 import { StartLimiter } from './start-limiter.js';
-import type { Build } from './version.js';
+import { upstreamSecretEnvs, type Build } from './version.js';
 
 // Worker processes, and nothing else (issue 11; STYLE §21–§23): forks them,
 // watches for crashes, runs restart timers, probes health, stops them. Which
@@ -27,8 +27,8 @@ export interface SupervisorOptions {
   /** Read at each fork: admin.redactEnv, the variables besides ADMIN_TOKEN_ENV a worker never inherits. */
   redactEnv: () => readonly string[];
   /**
-   * Read at each fork: every version's `upstream.apiKeyEnv`. A worker inherits its own version's key only: a
-   * version's entry can be any build, and the others' keys are none of its business.
+   * Read at each fork: every version's `upstream.apiKeyEnv` and `upstream.proxyAuthEnv`. A worker inherits its own
+   * version's secrets only: a version's entry can be any build, and the others' keys are none of its business.
    */
   keyEnvs?: () => Iterable<string>;
   /** Concurrent worker start-ups; default the machine's available parallelism (start-limiter.ts). */
@@ -192,10 +192,10 @@ export class Supervisor {
 }
 
 /**
- * The key variables of versions other than `build`'s, as inherited from the master: a variable shared with its own
- * is its own, and one its own `env` sets is not inherited.
+ * The secret variables (keys, proxy credentials) of versions other than `build`'s, as inherited from the master: a
+ * variable shared with its own is its own, and one its own `env` sets is not inherited.
  */
 function othersKeys(keyEnvs: Iterable<string> | undefined, build: SpawnOptions['build']): string[] {
-  const own = build.upstream.apiKeyEnv;
-  return keyEnvs === undefined ? [] : [...keyEnvs].filter((name) => name !== own && !Object.hasOwn(build.env, name));
+  const own = new Set(upstreamSecretEnvs(build.upstream));
+  return keyEnvs === undefined ? [] : [...keyEnvs].filter((name) => !own.has(name) && !Object.hasOwn(build.env, name));
 }

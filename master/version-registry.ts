@@ -10,7 +10,7 @@ import { CanaryPairs, pairLabel } from './canary-pairs.js';
 import { VersionState } from './version-state.js';
 import { Retirement } from './retirement.js';
 import { cancelSwap, endSwap, lostWorker, startSwap, stderrSummary, switchBuild, type PendingSwap } from './deploy.js';
-import { buildOf, type Build, type DeployKind, type VersionView } from './version.js';
+import { buildOf, upstreamSecretEnvs, type Build, type DeployKind, type VersionView } from './version.js';
 import type { ReloadPlan } from './reload-plan.js';
 
 // The one owner of version state (issue 11): versions, their builds, weights,
@@ -130,13 +130,17 @@ export class VersionRegistry {
   get removing(): ReadonlySet<VersionView> {
     return this.#removing;
   }
-  /** Every upstream key variable (`upstream.apiKeyEnv`) of the running config's versions and running builds. */
+  /**
+   * Every upstream secret variable (`upstream.apiKeyEnv` and `upstream.proxyAuthEnv`) of the running config's versions
+   * and running builds.
+   */
   keyEnvs(): Set<string> {
     const names = new Set<string>();
-    for (const version of Object.values(this.#config.versions))
-      if (version.upstream.apiKeyEnv !== undefined) names.add(version.upstream.apiKeyEnv);
-    for (const version of this.#versions.values())
-      if (version.build.upstream.apiKeyEnv !== undefined) names.add(version.build.upstream.apiKeyEnv);
+    const upstreams = [
+      ...Object.values(this.#config.versions).map((version) => version.upstream),
+      ...[...this.#versions.values()].map((version) => version.build.upstream),
+    ];
+    for (const upstream of upstreams) for (const name of upstreamSecretEnvs(upstream)) names.add(name);
     return names;
   }
   /** Every version has a ready worker (SPEC §4a /readyz). */

@@ -26,6 +26,14 @@ export function buildOf(version: VersionConfig): Build {
   };
 }
 
+/**
+ * The variables an upstream's secrets are read from (its key, its proxy's credentials): a worker inherits those of its
+ * own version alone (SPEC §6's least privilege, supervisor.ts).
+ */
+export function upstreamSecretEnvs(upstream: Pick<UpstreamConfig, 'apiKeyEnv' | 'proxyAuthEnv'>): string[] {
+  return [upstream.apiKeyEnv, upstream.proxyAuthEnv].filter((name): name is string => name !== undefined);
+}
+
 export function isSameBuild(a: Build, b: Build): boolean {
   return (
     a.entry === b.entry &&

@@ -194,6 +194,33 @@ t.test('a worker inherits its own version’s upstream key, not the other versio
   );
 });
 
+t.test('a worker inherits its own version’s proxy credentials, not the other versions’', async (t) => {
+  // upstream.proxyAuthEnv (user:password for the egress proxy) came after the keys were redacted, and was not: every
+  // other version's workers had it in their environment (/proc/PID/environ), a helper's probe.
+  const gw = await startGateway(
+    t,
+    {
+      versions: {
+        v1: {
+          weight: 1,
+          upstream: {
+            format: 'openai',
+            url: 'https://upstream.invalid/v1',
+            proxy: 'http://proxy.invalid:3128',
+            proxyAuthEnv: 'PROXY_ONE',
+          },
+        },
+        v2: { weight: 1, upstream: { format: 'openai', url: 'mock:' } },
+      },
+    },
+    { env: { PROXY_ONE: 'corp:pw-6e0b' } },
+  );
+  const rows = await status(gw);
+  const hasCredentials = (version: string): boolean =>
+    readFileSync(`/proc/${rows[version]!.workers[0]!.pid}/environ`, 'utf8').includes('pw-6e0b');
+  t.same({ v1: hasCredentials('v1'), v2: hasCredentials('v2') }, { v1: true, v2: false });
+});
+
 t.test("the admin port refuses the heads the main port does, in the API's error shape", async (t) => {
   // A differential probe against nginx: the admin port took two Hosts, read `Transfer-Encoding: gzip, chunked` as
   // chunked, answered HEAD with 405 and refused bad heads with node's bare `400 Bad Request` (no JSON).
