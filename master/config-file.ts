@@ -76,6 +76,21 @@ function applyEnvOverrides(raw: unknown, env: NodeJS.ProcessEnv, problems: strin
 }
 
 /**
+ * What makes a GRAYGATE_ADMIN_TOKEN one no admin call can send, if anything (its value is never named). A token read
+ * from a file with its trailing newline (`kubectl create secret --from-file`, a CRLF file) started a master whose admin
+ * API answered every call `401 unauthorized`, the right token included, and said nothing (an operator probe): a header
+ * cannot carry a newline, and HTTP drops the spaces and tabs at either end of a header's value.
+ */
+function adminTokenProblem(token: string | undefined): string | undefined {
+  if (token === undefined || token === '') return undefined;
+  if (/[^\t\x20-\x7e\x80-\xff]/.test(token))
+    return 'has a character an HTTP header cannot carry (a newline, a control character), so no admin call could send it; a token read from a file keeps its trailing newline';
+  if (/^[\t ]|[\t ]$/.test(token))
+    return 'starts or ends with a space or tab, which HTTP drops from a header, so no admin call could send it';
+  return undefined;
+}
+
+/**
  * SPEC §13: the identity of a config file, shown as `graygate_config_info{hash}` so pods that run
  * different files are visible. sha256 of the file's text (UTF-8), first 12 hex digits: 48 bits,
  * plenty to tell a handful of files apart and short enough for a label. Pure: the same text gives
@@ -108,6 +123,8 @@ export function loadConfig(path: string, env: NodeJS.ProcessEnv): LoadedConfig {
   }
   const problems: string[] = [];
   const withEnv = applyEnvOverrides(raw, env, problems);
+  const tokenProblem = adminTokenProblem(env['GRAYGATE_ADMIN_TOKEN']);
+  if (tokenProblem !== undefined) problems.push(`GRAYGATE_ADMIN_TOKEN: ${tokenProblem}`);
   const result = validateConfig(withEnv);
   if (!result.ok) problems.push(...result.problems);
   else if (!isLoopbackHost(result.value.admin.host) && !env['GRAYGATE_ADMIN_TOKEN']) {

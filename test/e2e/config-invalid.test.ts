@@ -69,6 +69,19 @@ t.test('invalid config files exit 78 with one line per problem naming the field'
       { GRAYGATE_ADMIN_TOKEN: '' },
       [/admin\.host: binding admin to a non-loopback host needs GRAYGATE_ADMIN_TOKEN/],
     ],
+    // A token no client can send locked the admin API (every call 401) without a word; its value is never printed.
+    [
+      'an admin token read with its trailing newline',
+      JSON.stringify({ versions: { v1: { weight: 1 } } }),
+      { GRAYGATE_ADMIN_TOKEN: 'tok-5b1e\n' },
+      [/GRAYGATE_ADMIN_TOKEN: has a character an HTTP header cannot carry/],
+    ],
+    [
+      'an admin token with a space at its end',
+      JSON.stringify({ versions: { v1: { weight: 1 } } }),
+      { GRAYGATE_ADMIN_TOKEN: 'tok-5b1e ' },
+      [/GRAYGATE_ADMIN_TOKEN: starts or ends with a space or tab/],
+    ],
     [
       'bad PORT env',
       JSON.stringify({ versions: { v1: { weight: 1 } } }),
@@ -80,6 +93,7 @@ t.test('invalid config files exit 78 with one line per problem naming the field'
     const { code, stderr } = await runMaster(t, config, { ...LOCAL_PORTS, ...env });
     t.equal(code, 78, `${name}: exit 78`);
     for (const p of patterns) t.match(stderr, p, `${name}: ${p}`);
+    t.notOk(stderr.includes('tok-5b1e'), `${name}: no token printed`);
   }
 });
 
