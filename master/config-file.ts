@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { pino } from 'pino';
-import { readFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
 import { isLoopbackHost, validateConfig, type Config } from '../shared/config.js';
 
 // SPEC §1–§2: where the config comes from and what overrides it. Start-up
@@ -107,10 +107,40 @@ export function configHash(text: string): string {
  */
 export type LoadedConfig = { ok: true; value: Config; hash: string } | { ok: false; problems: string[] };
 
+/**
+ * The most a config file may hold, bytes: a config is a few KiB (a Kubernetes ConfigMap holds 1 MiB at most). A 300 MB
+ * file written over a watched config (an operator probe: a log redirected to the wrong path) was read whole and parsed:
+ * the master grew from 70 MB to 1.2 GB, kept it, and its main port stalled for seconds; a larger one would end it.
+ */
+const MAX_CONFIG_BYTES = 16 * 1024 * 1024;
+
+/** Opened so that a FIFO does not wait for a writer (which would hold the master's event loop till then). */
+export const CONFIG_OPEN_FLAGS = constants.O_RDONLY | constants.O_NONBLOCK;
+
+/** Why a config file is refused unread (over MAX_CONFIG_BYTES, or not a file: a FIFO, /dev/zero), if it is. */
+export function configFileProblem(stat: { isFile(): boolean; size: number }): string | undefined {
+  if (!stat.isFile()) return 'not a regular file';
+  if (stat.size > MAX_CONFIG_BYTES)
+    return `${stat.size} bytes, over the ${MAX_CONFIG_BYTES / 1024 / 1024} MiB a config file may hold`;
+  return undefined;
+}
+
+/** The config file's text; throws what configFileProblem says of it. */
+function readConfigText(path: string): string {
+  const fd = openSync(path, CONFIG_OPEN_FLAGS);
+  try {
+    const problem = configFileProblem(fstatSync(fd));
+    if (problem !== undefined) throw new Error(problem);
+    return readFileSync(fd, 'utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
+
 export function loadConfig(path: string, env: NodeJS.ProcessEnv): LoadedConfig {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readConfigText(path);
   } catch (err) {
     return { ok: false, problems: [`${path}: cannot read: ${(err as Error).message}`] };
   }

@@ -9,9 +9,9 @@ import {
   type FSWatcher,
   type Stats,
 } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { configHash } from './config-file.js';
+import { CONFIG_OPEN_FLAGS, configFileProblem, configHash } from './config-file.js';
 
 // SPEC §13, issue 14 part 3: `config.watch: true` applies a changed config file by itself.
 //
@@ -150,7 +150,7 @@ export function watchConfigFile(options: ConfigWatchOptions): ConfigWatch {
     try {
       let text: string;
       try {
-        text = await readFile(path, { encoding: 'utf8', signal: reads.signal });
+        text = await readBounded(path, reads.signal);
       } catch (err) {
         if (isClosed) return;
         // Once per kind of failure: a missing file stays one report, however many events follow.
@@ -321,6 +321,18 @@ function statOf(dir: string): Stats | undefined {
     return statSync(dir);
   } catch {
     return undefined;
+  }
+}
+
+/** The file's text, refused unread as loadConfig refuses it (config-file.ts configFileProblem). */
+async function readBounded(path: string, signal: AbortSignal): Promise<string> {
+  const file = await open(path, CONFIG_OPEN_FLAGS);
+  try {
+    const problem = configFileProblem(await file.stat());
+    if (problem !== undefined) throw new Error(`${path}: ${problem}`);
+    return await file.readFile({ encoding: 'utf8', signal });
+  } finally {
+    await file.close();
   }
 }
 

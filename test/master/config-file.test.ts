@@ -74,3 +74,16 @@ t.test(
     });
   },
 );
+
+t.test('loadConfig refuses a file over 16 MiB unread, and what is not a file', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'graygate-config-file-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'graygate.json');
+  writeFileSync(path, Buffer.alloc(16 * 1024 * 1024 + 1, 0x20));
+  t.same(loadConfig(path, {}), {
+    ok: false,
+    problems: [`${path}: cannot read: 16777217 bytes, over the 16 MiB a config file may hold`],
+  });
+  t.same(loadConfig(dir, {}), { ok: false, problems: [`${dir}: cannot read: not a regular file`] });
+  t.same(loadConfig('/dev/zero', {}), { ok: false, problems: ['/dev/zero: cannot read: not a regular file'] });
+});

@@ -437,3 +437,20 @@ t.test(
     });
   },
 );
+
+t.test(
+  'a file grown past the bound is reported unread, never offered; its return to a config is a change',
+  async (t) => {
+    // A 300 MB file written over a watched config was read whole (the master 70 MB → 1.2 GB, its port stalled).
+    const path = join(tempDir(t), 'graygate.json');
+    writeFileSync(path, config(1));
+    const w = record(t, { path });
+    writeFileSync(path, Buffer.alloc(16 * 1024 * 1024 + 1, 0x20));
+    await w.until('error', 1);
+    writeFileSync(path, config(2));
+    await w.until('change', 1);
+    const errors = w.seen.flatMap((s) => (s.kind === 'error' ? [s.err.message] : []));
+    t.match(errors, [/graygate\.json: 16777217 bytes, over the 16 MiB a config file may hold$/]);
+    t.same(w.changes(), [configHash(config(2))]);
+  },
+);
