@@ -43,7 +43,8 @@ t.test('an endless answer is cut at a bound, with a one-line reason', async (t) 
 });
 
 t.test('JSON of another shape is a one-line reason, not a stack', async (t) => {
-  const answers = ['null', '[]', '{}', '{"versions":null}', '{"versions":{"v1":null}}', '{"versions":{"v1":{}}}'];
+  // Three shapes, a CLI process each (the suite's CPU): none at all, no versions, a version of nothing.
+  const answers = ['null', '{}', '{"versions":{"v1":null}}'];
   for (const body of answers) {
     const admin = await serve(t, (_req, res) => {
       res.writeHead(200, { 'content-type': 'application/json' });
