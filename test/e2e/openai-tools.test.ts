@@ -227,13 +227,8 @@ t.test('tool calling and JSON mode per format', async (t) => {
         response_format: { type: 'json_object' },
         messages: [{ role: 'user', content: 'Answer in JSON [mock tokens=3]' }],
       });
-      const parts: string[] = [];
-      let finish: string | null | undefined;
-      for await (const chunk of stream) {
-        parts.push(chunk.choices[0]?.delta.content ?? '');
-        finish ??= chunk.choices[0]?.finish_reason;
-      }
-      t.same(JSON.parse(parts.join('')), { answer: mockText(3) }, 'valid JSON as content');
+      const { content, finish } = await contentOf(stream);
+      t.same(JSON.parse(content), { answer: mockText(3) }, 'valid JSON as content');
       t.equal(finish, 'stop', 'a plain stop, even where a tool carried it');
     });
 
@@ -265,13 +260,8 @@ t.test('tool calling and JSON mode per format', async (t) => {
         response_format: { type: 'json_schema', json_schema: { name: 'person', schema: PERSON_SCHEMA } },
         messages: [{ role: 'user', content: 'Who?' }],
       });
-      const parts: string[] = [];
-      let finish: string | null | undefined;
-      for await (const chunk of stream) {
-        parts.push(chunk.choices[0]?.delta.content ?? '');
-        finish ??= chunk.choices[0]?.finish_reason;
-      }
-      t.same(JSON.parse(parts.join('')), sampleFromSchema(PERSON_SCHEMA), "the schema's JSON as content");
+      const { content, finish } = await contentOf(stream);
+      t.same(JSON.parse(content), sampleFromSchema(PERSON_SCHEMA), "the schema's JSON as content");
       t.equal(finish, 'stop');
       const sent = (await upstream).body;
       // Anthropic: best effort, as OpenAI without strict: the answer tool takes keywords structured outputs refuse.
@@ -510,3 +500,16 @@ t.test('upstream.strictTools "unchecked": an ollama version takes strict tools a
   t.equal(taken.status, 200);
   t.ok(((await taken.json()) as { choices: unknown[] }).choices.length > 0);
 });
+
+/** A streamed answer's content, its deltas joined, and its first finish_reason. */
+async function contentOf(
+  stream: AsyncIterable<OpenAI.ChatCompletionChunk>,
+): Promise<{ content: string; finish: string | null | undefined }> {
+  const parts: string[] = [];
+  let finish: string | null | undefined;
+  for await (const chunk of stream) {
+    parts.push(chunk.choices[0]?.delta.content ?? '');
+    finish ??= chunk.choices[0]?.finish_reason;
+  }
+  return { content: parts.join(''), finish };
+}
