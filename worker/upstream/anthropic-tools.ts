@@ -93,6 +93,9 @@ function inputSchema(parameters: Record<string, unknown> | undefined): Record<st
   return parameters['type'] === undefined ? { type: 'object', ...parameters } : parameters;
 }
 
+/** What a tool's input_schema refuses at its root (and a schema not strict with one goes as structured outputs). */
+const ROOT_COMBINATORS = ['anyOf', 'oneOf', 'allOf'] as const;
+
 /**
  * Whether a schema not strict can be the answer tool's input: of an object, as OpenAI reads it (`type: "object"`, or no
  * type and `properties`, as `inputSchema` sends a tool's), without `anyOf`, `oneOf` or `allOf` at its root, which a
@@ -103,8 +106,6 @@ function isObjectSchema(schema: Record<string, unknown>): boolean {
   if (ROOT_COMBINATORS.some((key) => schema[key] !== undefined)) return false;
   return schema['type'] === 'object' || (schema['type'] === undefined && schema['properties'] !== undefined);
 }
-
-const ROOT_COMBINATORS = ['anyOf', 'oneOf', 'allOf'] as const;
 
 /**
  * The tools a request that defines none must still send when its history holds tool calls: Anthropic refuses it
