@@ -286,8 +286,12 @@ t.test(
     });
     req.on('error', () => undefined);
     t.teardown(() => req.destroy());
-    // ~50 MB: more than every hop's socket buffers hold (the upstream is held back at ~8 MiB).
-    req.end(JSON.stringify(chatBody('[mock tokens=32768 token-size=1024]')));
+    // 16 KiB events a millisecond apart, more than every hop's socket buffers hold (the upstream is held back at a few
+    // MiB). Paced, so the master keeps up until its client's buffers are full: each read of its worker's answer ends
+    // where an event does, and the deadline finds its relay at an event boundary. Sent as fast as the upstream could,
+    // a read now and then ended inside an event (the master reading a worker's write it had not finished), and a
+    // stream cut there is reset by design (SPEC §4): an error event would be read as the rest of that event.
+    req.end(JSON.stringify(chatBody('[mock tokens=100000 token-size=16384 interval-ms=1]')));
     const [res] = (await once(req, 'response')) as [IncomingMessage];
     t.equal(res.statusCode, 200);
     res.pause(); // read nothing more until the deadline
