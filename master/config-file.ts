@@ -126,7 +126,7 @@ export function configFileProblem(stat: { isFile(): boolean; size: number }): st
 }
 
 /** The config file's text; throws what configFileProblem says of it. */
-function readConfigText(path: string): string {
+export function readConfigText(path: string): string {
   const fd = openSync(path, CONFIG_OPEN_FLAGS);
   try {
     const problem = configFileProblem(fstatSync(fd));

@@ -1,17 +1,7 @@
-import {
-  closeSync,
-  fstatSync,
-  lstatSync,
-  openSync,
-  watch,
-  readFileSync,
-  statSync,
-  type FSWatcher,
-  type Stats,
-} from 'node:fs';
+import { closeSync, fstatSync, lstatSync, openSync, watch, statSync, type FSWatcher, type Stats } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { CONFIG_OPEN_FLAGS, configFileProblem, configHash } from './config-file.js';
+import { CONFIG_OPEN_FLAGS, configFileProblem, configHash, readConfigText } from './config-file.js';
 
 // SPEC §13, issue 14 part 3: `config.watch: true` applies a changed config file by itself.
 //
@@ -339,7 +329,7 @@ async function readBounded(path: string, signal: AbortSignal): Promise<string> {
 /** The baseline when the caller gives none; an unreadable file has none (its first readable content is a change). */
 function hashNow(path: string): string | undefined {
   try {
-    return configHash(readFileSync(path, 'utf8'));
+    return configHash(readConfigText(path));
   } catch {
     return undefined;
   }

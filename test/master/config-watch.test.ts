@@ -10,6 +10,7 @@ import {
   unlinkSync,
   utimesSync,
 } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
@@ -452,5 +453,20 @@ t.test(
     const errors = w.seen.flatMap((s) => (s.kind === 'error' ? [s.err.message] : []));
     t.match(errors, [/graygate\.json: 16777217 bytes, over the 16 MiB a config file may hold$/]);
     t.same(w.changes(), [configHash(config(2))]);
+  },
+);
+
+t.test(
+  'with no baseline given, a FIFO at the path is not read (it would hold the loop): the file put there is a change',
+  async (t) => {
+    // The baseline's read (hashNow) was unbounded and blocking: a FIFO with no writer held the thread for good.
+    const dir = tempDir(t);
+    const path = join(dir, 'graygate.json');
+    execFileSync('mkfifo', [path]);
+    const w = record(t, { path });
+    writeFileSync(join(dir, 'next.json'), config(3));
+    renameSync(join(dir, 'next.json'), path);
+    await w.until('change', 1);
+    t.same(w.changes(), [configHash(config(3))]);
   },
 );
