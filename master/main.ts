@@ -15,6 +15,7 @@ import { fileLimitWarning, openFileLimit } from './file-limit.js';
 import { ClientConnections } from './client-connections.js';
 import { laxParserWarning } from './http-parser.js';
 import { VersionRegistry } from './version-registry.js';
+import { unsetSecretWarnings } from './version.js';
 import { createGateway } from './gateway.js';
 import { createMainServer } from './main-server.js';
 import { ByteBudget } from '../shared/byte-budget.js';
@@ -114,7 +115,9 @@ const clientConnections = new ClientConnections({
 });
 const parserWarning = laxParserWarning(process.versions);
 if (parserWarning !== undefined) log.warn({ node: process.version }, parserWarning);
-for (const warning of idleTimeoutWarnings(config)) log.warn(warning);
+for (const warning of [...idleTimeoutWarnings(config), ...unsetSecretWarnings(config.versions, process.env)]) {
+  log.warn(warning);
+}
 const registry: VersionRegistry = new VersionRegistry({
   config,
   supervisor,

@@ -34,6 +34,36 @@ export function upstreamSecretEnvs(upstream: Pick<UpstreamConfig, 'apiKeyEnv' | 
   return [upstream.apiKeyEnv, upstream.proxyAuthEnv].filter((name): name is string => name !== undefined);
 }
 
+/**
+ * A warn line for each secret variable a version names that neither the master's environment nor the version's own
+ * `env` sets (or sets empty): its worker would start and call its upstream without it, and the first sign would be the
+ * upstream's 401 (a README probe). A warning, not a refusal, as the variable may be one of a key the upstream does not
+ * need; the line names the variable, never a value.
+ */
+export function unsetSecretWarnings(
+  versions: Readonly<Record<string, { env: Readonly<Record<string, string>>; upstream: UpstreamConfig }>>,
+  env: Readonly<Record<string, string | undefined>>,
+): string[] {
+  const warnings: string[] = [];
+  for (const [name, version] of Object.entries(versions)) {
+    const isUnset = (variable: string): boolean => (version.env[variable] ?? env[variable] ?? '') === '';
+    const { apiKeyEnv, proxyAuthEnv } = version.upstream;
+    if (apiKeyEnv !== undefined && isUnset(apiKeyEnv)) {
+      warnings.push(
+        `version ${name}'s upstream.apiKeyEnv names ${apiKeyEnv}, which is not set: its calls go to the upstream ` +
+          'without a key',
+      );
+    }
+    if (proxyAuthEnv !== undefined && isUnset(proxyAuthEnv)) {
+      warnings.push(
+        `version ${name}'s upstream.proxyAuthEnv names ${proxyAuthEnv}, which is not set: its calls go to the proxy ` +
+          'without credentials',
+      );
+    }
+  }
+  return warnings;
+}
+
 export function isSameBuild(a: Build, b: Build): boolean {
   return (
     a.entry === b.entry &&

@@ -21,7 +21,7 @@ import { loadConfig } from '../config-file.js';
 import type { VersionRegistry } from '../version-registry.js';
 import type { CanaryManager, CanaryPair } from '../canary/manager.js';
 import type { CanaryStatus } from '../canary/controller.js';
-import type { Build, DeployRecord, VersionView } from '../version.js';
+import { unsetSecretWarnings, type Build, type DeployRecord, type VersionView } from '../version.js';
 import { planReload } from '../reload-plan.js';
 import type { ClientConnectionsStatus } from '../client-connections.js';
 import { statusOf, versionStatus, type StatusBody, type VersionStatus } from './status.js';
@@ -168,7 +168,7 @@ export class Operations {
     const { name, ...version } = parseBody(addBody, raw);
     this.#checkConnections('upstream', version.upstream);
     const added = await this.#registry.add(name, { ...version, entry: this.#allowedEntry(version.entry) });
-    this.#warnIdleTimeout({ [name]: version });
+    this.#warn({ [name]: version });
     return versionStatus(added);
   }
 
@@ -180,11 +180,17 @@ export class Operations {
   }
 
   /**
-   * A warn line for each version whose pings a set limits.workerIdleTimeoutMs cuts, as at start (config.ts), for what
-   * an add, a deploy, a rollback or a reload brings (a probe: only the start's config was looked at).
+   * A warn line for each version whose pings a set limits.workerIdleTimeoutMs cuts (config.ts), and for each secret
+   * variable a version names that is not set (version.ts), as at start, for what an add, a deploy, a rollback or a
+   * reload brings (a probe: only the start's config was looked at).
    */
-  #warnIdleTimeout(versions: Readonly<Record<string, { upstream: Pick<UpstreamConfig, 'pingIntervalMs'> }>>): string[] {
-    const warnings = idleTimeoutWarnings({ limits: this.#registry.config.limits, versions });
+  #warn(
+    versions: Readonly<Record<string, { env: Readonly<Record<string, string>>; upstream: UpstreamConfig }>>,
+  ): string[] {
+    const warnings = [
+      ...idleTimeoutWarnings({ limits: this.#registry.config.limits, versions }),
+      ...unsetSecretWarnings(versions, this.#options.env),
+    ];
     for (const warning of warnings) this.#log.warn(warning);
     return warnings;
   }
@@ -220,7 +226,7 @@ export class Operations {
     const answer = await this.#swapAnswer(name, 'redeployed', (onSwitch) =>
       this.#registry.deploy(name, build, { onSwitch }),
     );
-    this.#warnIdleTimeout({ [name]: build });
+    this.#warn({ [name]: build });
     return answer;
   }
 
@@ -230,7 +236,7 @@ export class Operations {
       this.#registry.rollback(name, { onSwitch }),
     );
     const build = this.#registry.get(name)?.build; // removed meanwhile: nothing to warn of
-    if (build !== undefined) this.#warnIdleTimeout({ [name]: build });
+    if (build !== undefined) this.#warn({ [name]: build });
     return answer;
   }
 
@@ -408,7 +414,7 @@ export class Operations {
       result.applied.push(`config.watch ${next.config.watch ? 'on' : 'off'}`);
       this.#options.onWatchChange?.(next.config.watch);
     }
-    result.warnings.push(...this.#warnIdleTimeout(next.versions));
+    result.warnings.push(...this.#warn(next.versions));
     this.#log.info({ ...result, trigger: triggers.join(',') }, 'config reloaded');
     return result;
   }

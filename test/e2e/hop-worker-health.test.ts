@@ -15,10 +15,13 @@ interface ErrorBody {
   error: { message: string; type: string; code: string };
 }
 
+const UNSET_KEY = 'GG_HOP_HEALTH_UNSET_KEY';
+
 t.test('a silent or stopped worker', async (t) => {
   const gw = await startGateway(t, {
     versions: {
-      one: { entry: TEST_WORKER_ENTRY, weight: 1 },
+      // A key variable nothing sets (the test worker calls no upstream): a warn line at start.
+      one: { entry: TEST_WORKER_ENTRY, weight: 1, upstream: { format: 'openai', url: 'mock:', apiKeyEnv: UNSET_KEY } },
       two: { entry: TEST_WORKER_ENTRY, weight: 0, instances: 2 },
     },
     routing: { default: 'one' },
@@ -54,18 +57,26 @@ t.test('a silent or stopped worker', async (t) => {
     t.same((JSON.parse(events[0]!.slice('data: '.length)) as ErrorBody).error.code, 'worker_timeout');
   });
 
-  t.test('pings the idle timeout cuts are a warn line at start, and for a version added later', async (t) => {
-    // The idle timeout (2 s) is not above the default ping interval (15 s). A probe: an add, a deploy or a reload was
-    // silent about it, and only the start's config was looked at.
-    const warning = (name: string): string =>
-      `limits.workerIdleTimeoutMs (2000 ms) is not above version ${name}'s upstream.pingIntervalMs (15000 ms)`;
-    await untilOutputHas(gw, warning('one'));
-    t.notOk(gw.output().includes(warning('three')), 'nothing of a version not there yet');
-    const added = await admin(gw, 'POST', '/admin/versions', { name: 'three', entry: TEST_WORKER_ENTRY, weight: 0 });
-    t.equal(added.status, 201);
-    await untilOutputHas(gw, warning('three'));
-    t.equal((await admin(gw, 'DELETE', '/admin/versions/three')).status, 200);
-  });
+  t.test(
+    'pings the idle timeout cuts are a warn line at start, and for a version added later; an unset key too',
+    async (t) => {
+      // The idle timeout (2 s) is not above the default ping interval (15 s). A probe: an add, a deploy or a reload was
+      // silent about it, and only the start's config was looked at.
+      const warning = (name: string): string =>
+        `limits.workerIdleTimeoutMs (2000 ms) is not above version ${name}'s upstream.pingIntervalMs (15000 ms)`;
+      await untilOutputHas(gw, warning('one'));
+      t.notOk(gw.output().includes(warning('three')), 'nothing of a version not there yet');
+      // A README probe: a version's calls went to its upstream without a key, and nothing said so.
+      t.ok(
+        gw.output().includes(`version one's upstream.apiKeyEnv names ${UNSET_KEY}, which is not set`),
+        'and a key variable nothing sets',
+      );
+      const added = await admin(gw, 'POST', '/admin/versions', { name: 'three', entry: TEST_WORKER_ENTRY, weight: 0 });
+      t.equal(added.status, 201);
+      await untilOutputHas(gw, warning('three'));
+      t.equal((await admin(gw, 'DELETE', '/admin/versions/three')).status, 200);
+    },
+  );
 
   t.test('SIGSTOP of one of two workers: its request ends, the other serves, it is replaced', async (t) => {
     const before = (await status(gw)).two!.workers;

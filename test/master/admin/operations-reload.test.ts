@@ -43,7 +43,7 @@ interface Harness {
   logLines: () => string[];
 }
 
-function harness(t: Test, path: string, startedHash: string): Harness {
+function harness(t: Test, path: string, startedHash: string, env: NodeJS.ProcessEnv = {}): Harness {
   const loaded = loadConfig(path, {});
   if (!loaded.ok) throw new Error(loaded.problems.join('\n'));
   let applied = 0;
@@ -81,7 +81,7 @@ function harness(t: Test, path: string, startedHash: string): Harness {
     canaries: canaries as unknown as CanaryManager,
     log: createLogger({ role: 'master', level: 'info', destination }),
     configPath: path,
-    env: {},
+    env,
     configHash: startedHash,
   });
   t.teardown(() => endDrain());
@@ -165,6 +165,57 @@ t.test(
     );
   },
 );
+
+t.test('a secret variable a version names and nothing sets: a warning in the answer and a warn line', async (t) => {
+  // A README probe: a version whose apiKeyEnv named an unset variable started without a word, and its calls went to
+  // the upstream without a key (its 401 the first sign). Set in the master's environment or the version's own `env`:
+  // no warning; unset or empty: one, naming the variable, never a value.
+  const dir = mkdtempSync(join(tmpdir(), 'graygate-ops-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'graygate.json');
+  const entry = 'dist/test/fixtures/test-worker.js';
+  const upstream = (fields: Record<string, string>): Record<string, string> => ({
+    format: 'openai',
+    url: 'https://api.example.com/v1',
+    ...fields,
+  });
+  writeFileSync(
+    path,
+    JSON.stringify({
+      routing: { default: 'set' },
+      versions: {
+        set: { entry, weight: 1, upstream: upstream({ apiKeyEnv: 'GG_SET_KEY' }) },
+        own: { entry, weight: 1, upstream: upstream({ apiKeyEnv: 'GG_OWN_KEY' }), env: { GG_OWN_KEY: 'k' } },
+        unset: { entry, weight: 1, upstream: upstream({ apiKeyEnv: 'GG_UNSET_KEY' }) },
+        proxied: {
+          entry,
+          weight: 1,
+          upstream: upstream({ proxy: 'http://127.0.0.1:3128', proxyAuthEnv: 'GG_EMPTY_PROXY_AUTH' }),
+        },
+      },
+    }),
+  );
+  const h = harness(t, path, 'started-with', {
+    GG_SET_KEY: 'secret-set',
+    GG_EMPTY_PROXY_AUTH: '',
+  });
+  const reloaded = h.operations.reload('admin');
+  h.endDrain();
+  const warnings = [
+    "version unset's upstream.apiKeyEnv names GG_UNSET_KEY, which is not set: its calls go to the upstream without a " +
+      'key',
+    "version proxied's upstream.proxyAuthEnv names GG_EMPTY_PROXY_AUTH, which is not set: its calls go to the proxy " +
+      'without credentials',
+  ];
+  t.same((await reloaded).warnings, warnings);
+  for (const warning of warnings) {
+    t.ok(
+      h.logLines().some((line) => line.includes('"level":40') && line.includes(warning)),
+      'a warn line',
+    );
+  }
+  t.notOk(h.logLines().join('').includes('secret-set'), 'no value in any line');
+});
 
 t.test('a reload is checked against the running maxSocketsPerWorker, not the limits its file would set', async (t) => {
   // A review: limits take a restart, so a file lowering maxSocketsPerWorker to 8 passed its own check with an upstream
