@@ -28,12 +28,14 @@ commands:
   rollback NAME                             deploy NAME's previous build
   remove NAME                               stop routing to NAME, drain and stop its workers
   reload                                    re-read the config file and apply the difference
-  canary NAME [--baseline V] [--steps 5,25,50,100] [--pause-at 25,50] [--step 60s] [--min-requests 200]
+  canary [start] NAME [--baseline V] [--steps 5,25,50,100] [--pause-at 25,50] [--step 60s] [--min-requests 200]
          [--max-step 10m] [--on-inconclusive hold|rollback] [--alpha 0.01]
          [--non-inferiority] [--no-error-rate] [--no-first-token] [--no-response-time] [--no-time-per-token]
          [--latency-margin 20ms] [--time-per-token-margin 2ms] [--max-error-rate 5%]
                                             start a canary of NAME: step its weight up, judged
                                             against the baseline, promoted or rolled back by itself
+                                            (canary start NAME: the same, for a version named
+                                            status, promote, pause, resume or abort)
   canary status [NAME]                      a canary's state and the numbers behind it (all without NAME)
   canary status NAME --wait [--interval S] [--timeout 30m]
                                             …once it has ended: exit 0 promoted, 3 rolled back,
