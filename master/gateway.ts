@@ -218,8 +218,14 @@ export function createGateway(options: GatewayOptions): Gateway {
     }
     ctx.reqId = pickRequestId(headerValue(req.headers['x-request-id']), newRequestId);
     res.setHeader('x-request-id', ctx.reqId);
+    const origin = headerValue(req.headers['origin']);
+    const cors = registry.config.cors;
+    const verdict = corsVerdict(origin, cors);
+    if (corsVaries(cors)) res.setHeader('vary', 'Origin');
     if (isOverBound) {
-      // Before the head's other checks: nothing of it is looked at (a CORS 403 or a preflight's 204 is an answer too).
+      // Before the head's other checks: nothing else of it is looked at (a CORS 403 or a preflight's 204 is an answer
+      // too). An allowed page still gets its CORS headers, or its script sees no 503 nor Retry-After, only a failure.
+      if (verdict === 'allowed') setCorsHeaders(ctx, origin!);
       refuse(ctx, new GraygateError('too_many_connections', undefined, { retryAfterS: 1 }));
       return false;
     }
@@ -238,10 +244,6 @@ export function createGateway(options: GatewayOptions): Gateway {
     }
     if (authority !== undefined) req.headers.host = authority;
     // SPEC §12: CORS is decided by the master, before anything is forwarded.
-    const origin = headerValue(req.headers['origin']);
-    const cors = registry.config.cors;
-    const verdict = corsVerdict(origin, cors);
-    if (corsVaries(cors)) res.setHeader('vary', 'Origin');
     if (verdict === 'forbidden') {
       refuse(ctx, new GraygateError('forbidden', `origin ${JSON.stringify(origin)} is not allowed (cors.origins)`));
       return false;
@@ -252,7 +254,7 @@ export function createGateway(options: GatewayOptions): Gateway {
         res.end();
         return false;
       }
-      for (const [name, value] of Object.entries(responseCorsHeaders(origin!, cors))) res.setHeader(name, value);
+      setCorsHeaders(ctx, origin!);
     }
     if (target === undefined) {
       res.setHeader('connection', 'close'); // a head refused: what follows it is not read
@@ -281,6 +283,11 @@ export function createGateway(options: GatewayOptions): Gateway {
       return false;
     }
     return true;
+  }
+
+  function setCorsHeaders(ctx: RequestContext, origin: string): void {
+    const headers = responseCorsHeaders(origin, registry.config.cors);
+    for (const [name, value] of Object.entries(headers)) ctx.res.setHeader(name, value);
   }
 
   // Step 2: the version (SPEC §3), and what it decides before any body byte is read.
