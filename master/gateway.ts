@@ -222,10 +222,14 @@ export function createGateway(options: GatewayOptions): Gateway {
     const cors = registry.config.cors;
     const verdict = corsVerdict(origin, cors);
     if (corsVaries(cors)) res.setHeader('vary', 'Origin');
+    // On every answer to an allowed page from here on, refusals of the head included: without them its script sees
+    // no status, body nor Retry-After (a 503 past the bound, a 415 for a gzipped body), only "Failed to fetch".
+    if (verdict === 'allowed') {
+      for (const [name, value] of Object.entries(responseCorsHeaders(origin!, cors))) res.setHeader(name, value);
+    }
     if (isOverBound) {
       // Before the head's other checks: nothing else of it is looked at (a CORS 403 or a preflight's 204 is an answer
-      // too). An allowed page still gets its CORS headers, or its script sees no 503 nor Retry-After, only a failure.
-      if (verdict === 'allowed') setCorsHeaders(ctx, origin!);
+      // too).
       refuse(ctx, new GraygateError('too_many_connections', undefined, { retryAfterS: 1 }));
       return false;
     }
@@ -248,13 +252,10 @@ export function createGateway(options: GatewayOptions): Gateway {
       refuse(ctx, new GraygateError('forbidden', `origin ${JSON.stringify(origin)} is not allowed (cors.origins)`));
       return false;
     }
-    if (verdict === 'allowed') {
-      if (isPreflight(req.method, req.headers)) {
-        res.writeHead(204, preflightHeaders(origin!, req.headers, cors));
-        res.end();
-        return false;
-      }
-      setCorsHeaders(ctx, origin!);
+    if (verdict === 'allowed' && isPreflight(req.method, req.headers)) {
+      res.writeHead(204, preflightHeaders(origin!, req.headers, cors));
+      res.end();
+      return false;
     }
     if (target === undefined) {
       res.setHeader('connection', 'close'); // a head refused: what follows it is not read
@@ -283,11 +284,6 @@ export function createGateway(options: GatewayOptions): Gateway {
       return false;
     }
     return true;
-  }
-
-  function setCorsHeaders(ctx: RequestContext, origin: string): void {
-    const headers = responseCorsHeaders(origin, registry.config.cors);
-    for (const [name, value] of Object.entries(headers)) ctx.res.setHeader(name, value);
   }
 
   // Step 2: the version (SPEC §3), and what it decides before any body byte is read.

@@ -59,6 +59,20 @@ t.test('CORS and body-user stickiness', async (t) => {
     );
   });
 
+  t.test('a refusal of the head is readable by an allowed page too', async (t) => {
+    // A browser probe: a page gzipping its prompt (CompressionStream, Content-Encoding: gzip) saw only "TypeError:
+    // Failed to fetch", not the 415 saying to send the body as is: the head's refusals came before the CORS headers.
+    const res = await httpRequest(`${gw.url}/echo`, {
+      method: 'POST',
+      headers: { origin: 'https://app.example', 'content-type': 'application/json', 'content-encoding': 'gzip' },
+      body: '{}',
+    });
+    t.equal(res.status, 415);
+    t.equal(res.headers['access-control-allow-origin'], 'https://app.example');
+    t.match(String(res.headers['access-control-expose-headers']), /x-request-id/);
+    t.equal(res.headers['vary'], 'Origin');
+  });
+
   t.test('a request from an origin not allowed never reaches a worker', async (t) => {
     const before = await total();
     const simple = await httpRequest(`${gw.url}/echo`, {
