@@ -207,7 +207,10 @@ export const configSchema = z.strictObject({
             z.array(
               z
                 .string()
-                .refine((value) => originOf(value) !== undefined, 'must be an origin such as https://app.example.com')
+                .superRefine((value, ctx) => {
+                  const problem = listedOriginProblem(value);
+                  if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+                })
                 .transform((value) => originOf(value)!),
             ),
           ],
@@ -502,6 +505,16 @@ function upstreamUrlProblem(value: string): string | undefined {
       '(Azure OpenAI: use its v1 API, https://NAME.openai.azure.com/openai/v1)'
     );
   return undefined;
+}
+
+/**
+ * Why a listed origin is none. A `*` in it (`["*"]`, `https://*.example.com`) was taken as a literal host no browser
+ * sends, so every call from the pages meant was a 403: no pattern is read, and the message says so.
+ */
+function listedOriginProblem(value: string): string | undefined {
+  if (value.includes('*'))
+    return 'must be an origin, not a pattern: list each origin, or set cors.origins to "*" (not a list) for all';
+  return originOf(value) === undefined ? 'must be an origin such as https://app.example.com' : undefined;
 }
 
 /**

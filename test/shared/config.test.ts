@@ -204,6 +204,18 @@ t.test('cors.origins are kept as a browser sends Origin, and matched exactly', a
   }
 });
 
+t.test('a `*` in a listed origin is refused as a pattern, not kept as a host no browser sends', async (t) => {
+  // A probe: `["https://*.example.com"]` was accepted and matched no page, so every call from them was a 403.
+  for (const origin of ['*', 'https://*.example.com', 'http://localhost:*']) {
+    const bad = validateConfig({ versions: { v1: { weight: 1 } }, cors: { origins: [origin] } });
+    t.match(
+      bad.ok ? [] : bad.problems,
+      [/^cors\.origins\.0: must be an origin, not a pattern: .*"\*" \(not a list\)/],
+      origin,
+    );
+  }
+});
+
 t.test("the master's idle timer derived from a ping interval stays within node's timer limit", async (t) => {
   t.equal(workerIdleTimeoutMsFor({ workerIdleTimeoutMs: undefined }, { pingIntervalMs: 15_000 }), 35_000);
   t.equal(workerIdleTimeoutMsFor({ workerIdleTimeoutMs: undefined }, { pingIntervalMs: 0 }), 0);
