@@ -29,4 +29,10 @@ t.test('backlog without a queue_full answer: its fresh-connection target is n/a 
   );
   t.match(target, { value: 'no queue_full 503s', isMet: null });
   t.match(report.notes.join('\n'), /queue_full target n\/a: no fresh connection was refused with queue_full/);
+  // The table's count says its 503s are none of them queue_full, beside the "–" of their percentiles (a README probe
+  // read 12 fresh 503s beside a "–").
+  const table = report.tables[0]!;
+  const cell = (header: string): string => String(table.rows[0]![table.headers.indexOf(header)]);
+  t.match(cell('fresh 503s'), /^[1-9]\d* \(0 queue_full\)$/);
+  t.equal(cell('fresh 503 p50 ms'), '–');
 });

@@ -44,6 +44,7 @@ export interface Report {
   scenario: string;
   results: unknown;
   targets: unknown[];
+  tables: Array<{ headers: string[]; rows: unknown[][] }>;
   machine: { cores: number; node: string };
   files: { json: string; markdown: string };
   charts: string[];

@@ -202,6 +202,13 @@ export const runBacklog: Scenario = async (ctx) => {
       ? r.fresh.byStatus['503:queue_full']
       : r.fresh.byStatus['503'];
   const fresh503 = (r: Run, q: 'p50' | 'p99'): string => String(freshRefusals(r)?.[q] ?? '–');
+  // graygate's percentiles are of its queue_full 503s alone: the count says how many of its 503s those are (a README
+  // probe read 12 fresh 503s beside a "–" p50, all of them queue_timeout).
+  const fresh503s = (r: Run): string | number => {
+    const all = r.fresh.byStatus['503']?.count ?? 0;
+    const refusals = freshRefusals(r)?.count ?? 0;
+    return refusals === all ? all : `${all} (${refusals} queue_full)`;
+  };
   const freshOther = (r: Run): number =>
     Object.entries(r.fresh.byStatus)
       .filter(([s]) => !s.includes(':') && s !== '503')
@@ -217,7 +224,7 @@ export const runBacklog: Scenario = async (ctx) => {
     n503(r),
     p503(r, 'p50'),
     p503(r, 'p99'),
-    r.fresh.byStatus['503']?.count ?? 0,
+    fresh503s(r),
     fresh503(r, 'p50'),
     fresh503(r, 'p99'),
     freshOther(r),
@@ -303,7 +310,7 @@ export const runBacklog: Scenario = async (ctx) => {
   const notes = [
     `Load: autocannon, ${runs[0]!.load.connections} connections, ${runs[0]!.load.durationS} s, GET /slow on the test worker (TEST_WORKER_DELAY_MS=${ctx.args.workerDelayMs}); autocannon's 10 s request timeout resets a connection whose request waited longer ("timeouts").`,
     "Recovery: after autocannon stopped, one fresh request at a time (new connection) until one gets a 2xx; the time is from the end of the load to the end of that answer, so the worker's own delay is included.",
-    `"fresh": from ${FRESH_PROBE_DELAY_MS / 1000} s into the load until its end, one GET /slow on a NEW connection every 50 ms (a client arriving during the flood) from a process of its own (so the flood client's event loop is not in its timings), timed to the end of its answer; "fresh other": probes answered with another status or not at all within 10 s. The load's own 503s come on its keep-alive connections.`,
+    `"fresh": from ${FRESH_PROBE_DELAY_MS / 1000} s into the load until its end, one GET /slow on a NEW connection every 50 ms (a client arriving during the flood) from a process of its own (so the flood client's event loop is not in its timings), timed to the end of its answer (graygate's fresh 503 percentiles are of its queue_full refusals, the immediate ones, and its count says how many of its 503s those are); "fresh other": probes answered with another status or not at all within 10 s. The load's own 503s come on its keep-alive connections.`,
     '"unfinished": requests the load sent that were neither answered nor failed when it stopped (queued in the proxy or at the worker; autocannon drops them without a word).',
     '"worker served": requests the test worker itself counted (its /stats), read after the recovery wait; "?" when the worker could not be asked in time.',
   ];
