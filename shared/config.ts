@@ -512,9 +512,11 @@ function upstreamUrlProblem(value: string): string | undefined {
  * sends, so every call from the pages meant was a 403: no pattern is read, and the message says so.
  */
 function listedOriginProblem(value: string): string | undefined {
-  if (value.includes('*'))
+  const origin = originOf(value);
+  // As kept, too: `https://%2A.example.com` is `https://*.example.com` once its host is decoded.
+  if (value.includes('*') || origin?.includes('*') === true)
     return 'must be an origin, not a pattern: list each origin, or set cors.origins to "*" (not a list) for all';
-  return originOf(value) === undefined ? 'must be an origin such as https://app.example.com' : undefined;
+  return origin === undefined ? 'must be an origin such as https://app.example.com' : undefined;
 }
 
 /**

@@ -206,7 +206,7 @@ t.test('cors.origins are kept as a browser sends Origin, and matched exactly', a
 
 t.test('a `*` in a listed origin is refused as a pattern, not kept as a host no browser sends', async (t) => {
   // A probe: `["https://*.example.com"]` was accepted and matched no page, so every call from them was a 403.
-  for (const origin of ['*', 'https://*.example.com', 'http://localhost:*']) {
+  for (const origin of ['*', 'https://*.example.com', 'http://localhost:*', 'https://%2A.example.com']) {
     const bad = validateConfig({ versions: { v1: { weight: 1 } }, cors: { origins: [origin] } });
     t.match(
       bad.ok ? [] : bad.problems,
