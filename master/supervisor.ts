@@ -18,7 +18,7 @@ import { upstreamSecretEnvs, type Build } from './version.js';
 // of each unintended exit and runs what it decides.
 
 /** SPEC §6: never in a worker's environment, whatever admin.redactEnv says. */
-const ADMIN_TOKEN_ENV = 'GRAYGATE_ADMIN_TOKEN';
+export const ADMIN_TOKEN_ENV = 'GRAYGATE_ADMIN_TOKEN';
 
 export interface SupervisorOptions {
   log: Logger;

@@ -36,27 +36,35 @@ export function upstreamSecretEnvs(upstream: Pick<UpstreamConfig, 'apiKeyEnv' | 
 
 /**
  * A warn line for each secret variable a version names that neither the master's environment nor the version's own
- * `env` sets (or sets empty): its worker would start and call its upstream without it, and the first sign would be the
- * upstream's 401 (a README probe). A warning, not a refusal, as the variable may be one of a key the upstream does not
- * need; the line names the variable, never a value.
+ * `env` sets (or sets empty), or that `redactEnv` (GRAYGATE_ADMIN_TOKEN and admin.redactEnv, which no worker inherits,
+ * its version's `env` notwithstanding: worker-process.ts) keeps from it: its worker would start and call its upstream
+ * without it, and the first sign would be the upstream's 401 (a README probe). A warning, not a refusal, as the
+ * variable may be one of a key the upstream does not need; the line names the variable, never a value.
  */
 export function unsetSecretWarnings(
   versions: Readonly<Record<string, { env: Readonly<Record<string, string>>; upstream: UpstreamConfig }>>,
   env: Readonly<Record<string, string | undefined>>,
+  redactEnv: readonly string[],
 ): string[] {
   const warnings: string[] = [];
   for (const [name, version] of Object.entries(versions)) {
-    const isUnset = (variable: string): boolean => (version.env[variable] ?? env[variable] ?? '') === '';
+    /** Why the worker would not have the variable, if it would not. */
+    const missing = (variable: string): string | undefined => {
+      if (redactEnv.includes(variable)) return 'which no worker inherits (admin.redactEnv)';
+      return (version.env[variable] ?? env[variable] ?? '') === '' ? 'which is not set' : undefined;
+    };
     const { apiKeyEnv, proxyAuthEnv } = version.upstream;
-    if (apiKeyEnv !== undefined && isUnset(apiKeyEnv)) {
+    const keyProblem = apiKeyEnv === undefined ? undefined : missing(apiKeyEnv);
+    if (keyProblem !== undefined) {
       warnings.push(
-        `version ${name}'s upstream.apiKeyEnv names ${apiKeyEnv}, which is not set: its calls go to the upstream ` +
+        `version ${name}'s upstream.apiKeyEnv names ${apiKeyEnv}, ${keyProblem}: its calls go to the upstream ` +
           'without a key',
       );
     }
-    if (proxyAuthEnv !== undefined && isUnset(proxyAuthEnv)) {
+    const proxyProblem = proxyAuthEnv === undefined ? undefined : missing(proxyAuthEnv);
+    if (proxyProblem !== undefined) {
       warnings.push(
-        `version ${name}'s upstream.proxyAuthEnv names ${proxyAuthEnv}, which is not set: its calls go to the proxy ` +
+        `version ${name}'s upstream.proxyAuthEnv names ${proxyAuthEnv}, ${proxyProblem}: its calls go to the proxy ` +
           'without credentials',
       );
     }

@@ -183,6 +183,7 @@ t.test('a secret variable a version names and nothing sets: a warning in the ans
     path,
     JSON.stringify({
       routing: { default: 'set' },
+      admin: { redactEnv: ['GG_REDACTED_KEY'] },
       versions: {
         set: { entry, weight: 1, upstream: upstream({ apiKeyEnv: 'GG_SET_KEY' }) },
         own: { entry, weight: 1, upstream: upstream({ apiKeyEnv: 'GG_OWN_KEY' }), env: { GG_OWN_KEY: 'k' } },
@@ -192,12 +193,20 @@ t.test('a secret variable a version names and nothing sets: a warning in the ans
           weight: 1,
           upstream: upstream({ proxy: 'http://127.0.0.1:3128', proxyAuthEnv: 'GG_EMPTY_PROXY_AUTH' }),
         },
+        // Set in both, but admin.redactEnv keeps it from every worker, the version's own `env` notwithstanding.
+        redacted: {
+          entry,
+          weight: 1,
+          upstream: upstream({ apiKeyEnv: 'GG_REDACTED_KEY' }),
+          env: { GG_REDACTED_KEY: 'own-redacted' },
+        },
       },
     }),
   );
   const h = harness(t, path, 'started-with', {
     GG_SET_KEY: 'secret-set',
     GG_EMPTY_PROXY_AUTH: '',
+    GG_REDACTED_KEY: 'secret-redacted',
   });
   const reloaded = h.operations.reload('admin');
   h.endDrain();
@@ -206,6 +215,8 @@ t.test('a secret variable a version names and nothing sets: a warning in the ans
       'key',
     "version proxied's upstream.proxyAuthEnv names GG_EMPTY_PROXY_AUTH, which is not set: its calls go to the proxy " +
       'without credentials',
+    "version redacted's upstream.apiKeyEnv names GG_REDACTED_KEY, which no worker inherits (admin.redactEnv): its " +
+      'calls go to the upstream without a key',
   ];
   t.same((await reloaded).warnings, warnings);
   for (const warning of warnings) {
@@ -214,7 +225,9 @@ t.test('a secret variable a version names and nothing sets: a warning in the ans
       'a warn line',
     );
   }
-  t.notOk(h.logLines().join('').includes('secret-set'), 'no value in any line');
+  for (const value of ['secret-set', 'secret-redacted', 'own-redacted']) {
+    t.notOk(h.logLines().join('').includes(value), 'no value in any line');
+  }
 });
 
 t.test('a reload is checked against the running maxSocketsPerWorker, not the limits its file would set', async (t) => {
