@@ -228,8 +228,14 @@ export function createGateway(options: GatewayOptions): Gateway {
       for (const [name, value] of Object.entries(responseCorsHeaders(origin!, cors))) res.setHeader(name, value);
     }
     if (isOverBound) {
-      // Before the head's other checks: nothing else of it is looked at (a CORS 403 or a preflight's 204 is an answer
-      // too).
+      // Before the head's other checks: nothing else of it is looked at (a CORS 403 is an answer too). An allowed
+      // page's preflight is answered, its connection closed as every one past the bound is: refused, the browser reads
+      // it as a network error and never sends the call whose 503 and Retry-After tell it to back off (a browser probe).
+      if (verdict === 'allowed' && isPreflight(req.method, req.headers)) {
+        res.writeHead(204, preflightHeaders(origin!, req.headers, cors));
+        res.end();
+        return false;
+      }
       refuse(ctx, new GraygateError('too_many_connections', undefined, { retryAfterS: 1 }));
       return false;
     }

@@ -324,28 +324,43 @@ t.test(
   },
 );
 
-t.test('past limits.maxClientConnections, an allowed origin still gets its CORS headers on the 503', async (t) => {
-  // A browser probe: without Access-Control-Allow-Origin the page's script saw no 503 and no Retry-After, only
-  // "TypeError: Failed to fetch" (its preflight cached from an earlier call), exactly when it should back off.
-  const gw = await startGateway(t, {
-    versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } },
-    limits: { maxClientConnections: 1 },
-    cors: { origins: ['https://app.example'] },
-  });
-  const held = await openRaw(gw.url);
-  t.teardown(() => held.socket.destroy());
-  held.write(HALF_HEAD);
-  await untilConnections(gw, (c) => c.open === 1, '1 open');
-  const allowed = await served(t, gw, 'POST /echo HTTP/1.1\r\nHost: gw\r\nOrigin: https://app.example\r\n\r\n');
-  await allowed.closed;
-  t.match(allowed.responses, [{ status: 503, headers: { 'retry-after': '1', vary: 'Origin' } }]);
-  t.equal(allowed.responses[0]!.headers['access-control-allow-origin'], 'https://app.example');
-  t.match(String(allowed.responses[0]!.headers['access-control-expose-headers']), /retry-after/);
-  const other = await served(t, gw, 'POST /echo HTTP/1.1\r\nHost: gw\r\nOrigin: https://evil.example\r\n\r\n');
-  await other.closed;
-  t.match(other.responses, [{ status: 503, headers: { vary: 'Origin' } }]);
-  t.notOk(other.responses[0]!.headers['access-control-allow-origin'], 'none for an origin not allowed');
-});
+t.test(
+  'past limits.maxClientConnections, an allowed origin gets its CORS headers on the 503, its preflight a 204',
+  async (t) => {
+    // A browser probe: without Access-Control-Allow-Origin the page's script saw no 503 and no Retry-After, only
+    // "TypeError: Failed to fetch" (its preflight cached from an earlier call), exactly when it should back off.
+    const gw = await startGateway(t, {
+      versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } },
+      limits: { maxClientConnections: 1 },
+      cors: { origins: ['https://app.example'] },
+    });
+    const held = await openRaw(gw.url);
+    t.teardown(() => held.socket.destroy());
+    held.write(HALF_HEAD);
+    await untilConnections(gw, (c) => c.open === 1, '1 open');
+    const allowed = await served(t, gw, 'POST /echo HTTP/1.1\r\nHost: gw\r\nOrigin: https://app.example\r\n\r\n');
+    await allowed.closed;
+    t.match(allowed.responses, [{ status: 503, headers: { 'retry-after': '1', vary: 'Origin' } }]);
+    t.equal(allowed.responses[0]!.headers['access-control-allow-origin'], 'https://app.example');
+    t.match(String(allowed.responses[0]!.headers['access-control-expose-headers']), /retry-after/);
+    // Its preflight, not cached yet: answered, and closed as every connection past the bound is. Refused, the browser
+    // read it as a network error and never sent the call whose 503 says to back off.
+    const preflight = await served(
+      t,
+      gw,
+      'OPTIONS /echo HTTP/1.1\r\nHost: gw\r\nOrigin: https://app.example\r\n' +
+        'Access-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type\r\n\r\n',
+    );
+    await preflight.closed;
+    t.match(preflight.responses, [{ status: 204, headers: { connection: 'close', vary: 'Origin' } }]);
+    t.equal(preflight.responses[0]!.headers['access-control-allow-origin'], 'https://app.example');
+    t.match(String(preflight.responses[0]!.headers['access-control-allow-methods']), /POST/);
+    const other = await served(t, gw, 'POST /echo HTTP/1.1\r\nHost: gw\r\nOrigin: https://evil.example\r\n\r\n');
+    await other.closed;
+    t.match(other.responses, [{ status: 503, headers: { vary: 'Origin' } }]);
+    t.notOk(other.responses[0]!.headers['access-control-allow-origin'], 'none for an origin not allowed');
+  },
+);
 
 t.test("a ping interval of ~12 days: a stream's silences are not a stall", async (t) => {
   // Past MAX_TIMER_MS node fires a timer after 1 ms: with a ping interval of ~12 days or more (the master's idle timer
