@@ -8,7 +8,7 @@ import { LISTEN_BACKLOG } from '../shared/defaults.js';
 import { idleTimeoutWarnings } from '../shared/config.js';
 import { NO_VERSION } from '../shared/metric-names.js';
 import { EXIT_CONFIG, EXIT_USAGE, argvProblem, configPath, loadConfig } from './config-file.js';
-import { ADMIN_TOKEN_ENV, Supervisor } from './supervisor.js';
+import { Supervisor } from './supervisor.js';
 import { CUT_GRACE_MS } from './worker-handle.js';
 import { openSocketDir } from './socket-dir.js';
 import { fileLimitWarning, openFileLimit } from './file-limit.js';
@@ -117,7 +117,7 @@ const parserWarning = laxParserWarning(process.versions);
 if (parserWarning !== undefined) log.warn({ node: process.version }, parserWarning);
 for (const warning of [
   ...idleTimeoutWarnings(config),
-  ...unsetSecretWarnings(config.versions, process.env, [ADMIN_TOKEN_ENV, ...config.admin.redactEnv]),
+  ...unsetSecretWarnings(config.versions, process.env, config.admin.redactEnv),
 ]) {
   log.warn(warning);
 }

@@ -7,7 +7,7 @@ import { GraygateError } from '../shared/errors.js';
 import { PROTOCOL_VERSION } from '../shared/ipc.js';
 import type { Logger } from '../shared/log.js';
 import { WorkerHandle, type ForkFunction } from './worker-handle.js';
-import type { ExitReport } from './worker-process.js';
+import { neverInherited, type ExitReport } from './worker-process.js';
 import { StartLimiter } from './start-limiter.js';
 import { upstreamSecretEnvs, type Build } from './version.js';
 
@@ -17,14 +17,11 @@ import { upstreamSecretEnvs, type Build } from './version.js';
 // version registry's decision (version-registry.ts); the supervisor tells it
 // of each unintended exit and runs what it decides.
 
-/** SPEC §6: never in a worker's environment, whatever admin.redactEnv says. */
-export const ADMIN_TOKEN_ENV = 'GRAYGATE_ADMIN_TOKEN';
-
 export interface SupervisorOptions {
   log: Logger;
   /** Read at each fork: limits of the running config (ready timeout, sockets, health). */
   limits: () => Limits;
-  /** Read at each fork: admin.redactEnv, the variables besides ADMIN_TOKEN_ENV a worker never inherits. */
+  /** Read at each fork: admin.redactEnv, the variables besides the admin token no worker inherits (neverInherited). */
   redactEnv: () => readonly string[];
   /**
    * Read at each fork: every version's `upstream.apiKeyEnv` and `upstream.proxyAuthEnv`. A worker inherits its own
@@ -117,7 +114,7 @@ export class Supervisor {
       maxSockets: limits.maxSocketsPerWorker,
       maxIdleSockets: limits.maxIdleSocketsPerWorker,
       log: this.#log,
-      redactEnv: [ADMIN_TOKEN_ENV, ...this.#options.redactEnv(), ...othersKeys(this.#options.keyEnvs?.(), build)],
+      redactEnv: [...neverInherited(this.#options.redactEnv()), ...othersKeys(this.#options.keyEnvs?.(), build)],
       startLimiter: this.#startLimiter,
       ...(this.#options.fork === undefined ? {} : { fork: this.#options.fork }),
       ...(onSignal === undefined ? {} : { onSignal: () => onSignal(handle) }),

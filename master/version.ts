@@ -2,6 +2,7 @@ import { resolve as resolvePath } from 'node:path';
 import type { UpstreamConfig, VersionConfig } from '../shared/config.js';
 import type { VersionAdmission } from './admission.js';
 import type { WorkerHandle, WorkerState } from './worker-handle.js';
+import { neverInherited } from './worker-process.js';
 
 // What a version is, as data (issue 11): the build it runs, and the read-only
 // view every other module gets of a version. Only version-registry.ts holds
@@ -34,39 +35,35 @@ export function upstreamSecretEnvs(upstream: Pick<UpstreamConfig, 'apiKeyEnv' | 
   return [upstream.apiKeyEnv, upstream.proxyAuthEnv].filter((name): name is string => name !== undefined);
 }
 
+/** A version's secret variables: the config key naming each, and what its calls go without when it is missing. */
+const SECRETS = [
+  { key: 'apiKeyEnv', lacking: 'to the upstream without a key' },
+  { key: 'proxyAuthEnv', lacking: 'to the proxy without credentials' },
+] as const satisfies ReadonlyArray<{ key: keyof UpstreamConfig; lacking: string }>;
+
 /**
- * A warn line for each secret variable a version names that neither the master's environment nor the version's own
- * `env` sets (or sets empty), or that `redactEnv` (GRAYGATE_ADMIN_TOKEN and admin.redactEnv, which no worker inherits,
- * its version's `env` notwithstanding: worker-process.ts) keeps from it: its worker would start and call its upstream
- * without it, and the first sign would be the upstream's 401 (a README probe). A warning, not a refusal, as the
- * variable may be one of a key the upstream does not need; the line names the variable, never a value.
+ * A warn line for each secret variable a version names that its workers would not have: set neither in the master's
+ * environment nor in the version's own `env` (or set empty), or kept from every worker (GRAYGATE_ADMIN_TOKEN and
+ * `admin.redactEnv`, its version's `env` notwithstanding: worker-process.ts). Its calls would go without it, the
+ * upstream's 401 the first sign (a README probe). A warning, not a refusal, as the variable may be one of a key the
+ * upstream does not need; the line names the variable, never a value.
  */
 export function unsetSecretWarnings(
   versions: Readonly<Record<string, { env: Readonly<Record<string, string>>; upstream: UpstreamConfig }>>,
   env: Readonly<Record<string, string | undefined>>,
-  redactEnv: readonly string[],
+  adminRedactEnv: readonly string[],
 ): string[] {
+  const redacted = neverInherited(adminRedactEnv);
   const warnings: string[] = [];
   for (const [name, version] of Object.entries(versions)) {
-    /** Why the worker would not have the variable, if it would not. */
-    const missing = (variable: string): string | undefined => {
-      if (redactEnv.includes(variable)) return 'which no worker inherits (admin.redactEnv)';
-      return (version.env[variable] ?? env[variable] ?? '') === '' ? 'which is not set' : undefined;
-    };
-    const { apiKeyEnv, proxyAuthEnv } = version.upstream;
-    const keyProblem = apiKeyEnv === undefined ? undefined : missing(apiKeyEnv);
-    if (keyProblem !== undefined) {
-      warnings.push(
-        `version ${name}'s upstream.apiKeyEnv names ${apiKeyEnv}, ${keyProblem}: its calls go to the upstream ` +
-          'without a key',
-      );
-    }
-    const proxyProblem = proxyAuthEnv === undefined ? undefined : missing(proxyAuthEnv);
-    if (proxyProblem !== undefined) {
-      warnings.push(
-        `version ${name}'s upstream.proxyAuthEnv names ${proxyAuthEnv}, ${proxyProblem}: its calls go to the proxy ` +
-          'without credentials',
-      );
+    for (const { key, lacking } of SECRETS) {
+      const variable = version.upstream[key];
+      if (variable === undefined) continue;
+      let why: string;
+      if (redacted.includes(variable)) why = 'which no worker inherits (admin.redactEnv)';
+      else if ((version.env[variable] ?? env[variable] ?? '') === '') why = 'which is not set';
+      else continue;
+      warnings.push(`version ${name}'s upstream.${key} names ${variable}, ${why}: its calls go ${lacking}`);
     }
   }
   return warnings;

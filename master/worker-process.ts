@@ -17,6 +17,14 @@ export interface ExitReport {
   stderrTail: string[];
 }
 
+/** SPEC §6: never in a worker's environment, whatever admin.redactEnv says. */
+const ADMIN_TOKEN_ENV = 'GRAYGATE_ADMIN_TOKEN';
+
+/** The variables no worker inherits, its version's `env` notwithstanding (workerEnv deletes them last). */
+export function neverInherited(adminRedactEnv: readonly string[]): string[] {
+  return [ADMIN_TOKEN_ENV, ...adminRedactEnv];
+}
+
 /**
  * A worker's environment: the master's, the version's `env` over it, and its settings; never the admin token or a
  * variable named in admin.redactEnv (SPEC §6); the master's NODE_OPTIONS as workerNodeOptions leaves it, unless the

@@ -23,7 +23,6 @@ import type { CanaryManager, CanaryPair } from '../canary/manager.js';
 import type { CanaryStatus } from '../canary/controller.js';
 import { unsetSecretWarnings, type Build, type DeployRecord, type VersionView } from '../version.js';
 import { planReload } from '../reload-plan.js';
-import { ADMIN_TOKEN_ENV } from '../supervisor.js';
 import type { ClientConnectionsStatus } from '../client-connections.js';
 import { statusOf, versionStatus, type StatusBody, type VersionStatus } from './status.js';
 
@@ -190,7 +189,7 @@ export class Operations {
   ): string[] {
     const warnings = [
       ...idleTimeoutWarnings({ limits: this.#registry.config.limits, versions }),
-      ...unsetSecretWarnings(versions, this.#options.env, [ADMIN_TOKEN_ENV, ...this.#registry.config.admin.redactEnv]),
+      ...unsetSecretWarnings(versions, this.#options.env, this.#registry.config.admin.redactEnv),
     ];
     for (const warning of warnings) this.#log.warn(warning);
     return warnings;
