@@ -227,15 +227,11 @@ export function createGateway(options: GatewayOptions): Gateway {
     if (verdict === 'allowed') {
       for (const [name, value] of Object.entries(responseCorsHeaders(origin!, cors))) res.setHeader(name, value);
     }
-    if (isOverBound) {
-      // Before the head's other checks: nothing else of it is looked at (a CORS 403 is an answer too). An allowed
-      // page's preflight is answered, its connection closed as every one past the bound is: refused, the browser reads
-      // it as a network error and never sends the call whose 503 and Retry-After tell it to back off (a browser probe).
-      if (verdict === 'allowed' && isPreflight(req.method, req.headers)) {
-        res.writeHead(204, preflightHeaders(origin!, req.headers, cors));
-        res.end();
-        return false;
-      }
+    const isAllowedPreflight = verdict === 'allowed' && isPreflight(req.method, req.headers);
+    // Past the bound, before the head's other checks (a CORS 403 is an answer too), but for an allowed page's
+    // preflight, answered below and closed as every connection past the bound is: refused, the browser read it as a
+    // network error and never sent the call whose 503 and Retry-After tell it to back off (a browser probe).
+    if (isOverBound && !isAllowedPreflight) {
       refuse(ctx, new GraygateError('too_many_connections', undefined, { retryAfterS: 1 }));
       return false;
     }
@@ -258,7 +254,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       refuse(ctx, new GraygateError('forbidden', `origin ${JSON.stringify(origin)} is not allowed (cors.origins)`));
       return false;
     }
-    if (verdict === 'allowed' && isPreflight(req.method, req.headers)) {
+    if (isAllowedPreflight) {
       res.writeHead(204, preflightHeaders(origin!, req.headers, cors));
       res.end();
       return false;
