@@ -349,9 +349,12 @@ t.test(
       t,
       gw,
       'OPTIONS /echo HTTP/1.1\r\nHost: gw\r\nOrigin: https://app.example\r\n' +
-        'Access-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type\r\n\r\n',
+        'Access-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type\r\n\r\n' +
+        // Pipelined behind it: never served on a connection past the bound.
+        'POST /echo HTTP/1.1\r\nHost: gw\r\nOrigin: https://app.example\r\nContent-Length: 2\r\n\r\n{}',
     );
     await preflight.closed;
+    t.equal(preflight.responses.length, 1, 'the preflight answered, nothing pipelined behind it');
     t.match(preflight.responses, [{ status: 204, headers: { connection: 'close', vary: 'Origin' } }]);
     t.equal(preflight.responses[0]!.headers['access-control-allow-origin'], 'https://app.example');
     t.match(String(preflight.responses[0]!.headers['access-control-allow-methods']), /POST/);
