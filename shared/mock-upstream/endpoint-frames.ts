@@ -1,7 +1,9 @@
 import { openaiErrorBody, openaiErrorEvent, openaiUsage, sse, type FormatFrames, type MockAnswer } from './formats.js';
+import { pieces, type MockCall, type ToolFrames } from './tool-frames.js';
 
-// OpenAI's legacy completions and Responses API in their wire shapes (SPEC §8,
-// §12), text answers only, streamed and not.
+// OpenAI's legacy completions (text answers) and Responses API (text, JSON
+// mode and function calls) in their wire shapes (SPEC §8, §12), streamed and
+// not.
 // https://platform.openai.com/docs/api-reference/completions
 // https://platform.openai.com/docs/api-reference/responses-streaming
 
@@ -115,6 +117,66 @@ function event(a: MockAnswer, type: string, fields: Record<string, unknown>): st
   a.seq = sequence + 1;
   return sse(a, JSON.stringify({ type, sequence_number: sequence, ...fields }), type);
 }
+
+/** A function call of a Responses answer: an output item of its own, `call_id` what the next request answers. */
+function functionCallItem(a: MockAnswer, call: MockCall, index: number, status: string): Record<string, unknown> {
+  return {
+    id: `fc_${a.id}_${index}`,
+    type: 'function_call',
+    status,
+    arguments: status === 'in_progress' ? '' : call.args,
+    call_id: call.id,
+    name: call.name,
+  };
+}
+
+/**
+ * Function calls in the Responses API's shape (tool-frames.ts has the chat formats'): each call an output item, its
+ * arguments streamed as `response.function_call_arguments.delta` pieces, then `.done` and the item's whole form.
+ */
+export const responsesTools: ToolFrames = {
+  stream(a, calls, completionTokens) {
+    const out = [
+      event(a, 'response.created', { response: responseObject(a, 'in_progress', []) }),
+      event(a, 'response.in_progress', { response: responseObject(a, 'in_progress', []) }),
+    ];
+    calls.forEach((call, index) => {
+      const itemId = `fc_${a.id}_${index}`;
+      out.push(
+        event(a, 'response.output_item.added', {
+          output_index: index,
+          item: functionCallItem(a, call, index, 'in_progress'),
+        }),
+      );
+      for (const piece of pieces(call.args))
+        out.push(
+          event(a, 'response.function_call_arguments.delta', { item_id: itemId, output_index: index, delta: piece }),
+        );
+      out.push(
+        event(a, 'response.function_call_arguments.done', {
+          item_id: itemId,
+          output_index: index,
+          name: call.name,
+          arguments: call.args,
+        }),
+        event(a, 'response.output_item.done', {
+          output_index: index,
+          item: functionCallItem(a, call, index, 'completed'),
+        }),
+      );
+    });
+    const items = calls.map((call, index) => functionCallItem(a, call, index, 'completed'));
+    out.push(event(a, 'response.completed', { response: responseObject(a, 'completed', items, completionTokens) }));
+    return out;
+  },
+  completion: (a, calls, completionTokens) =>
+    responseObject(
+      a,
+      'completed',
+      calls.map((call, index) => functionCallItem(a, call, index, 'completed')),
+      completionTokens,
+    ),
+};
 
 export const responses: FormatFrames = {
   streamContentType: 'text/event-stream; charset=utf-8',

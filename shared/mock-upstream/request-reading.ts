@@ -48,11 +48,19 @@ export function promptTexts(body: Record<string, unknown>, dialect: 'completions
   return texts.filter((t) => t !== '');
 }
 
-export function requestTools(body: Record<string, unknown>, format: MockFormat): ToolSpec[] {
+/** Which OpenAI request shape a body is in: Chat Completions, or the Responses API (tools and JSON mode differ). */
+export type Dialect = 'chat' | 'responses';
+
+export function requestTools(body: Record<string, unknown>, format: MockFormat, dialect: Dialect = 'chat'): ToolSpec[] {
   const tools = Array.isArray(body['tools']) ? (body['tools'] as Array<Record<string, unknown>>) : [];
   return tools.flatMap((tool) => {
     if (format === 'anthropic')
       return typeof tool['name'] === 'string' ? [{ name: tool['name'], schema: tool['input_schema'] }] : [];
+    // The Responses API's function tools are flat: `{type: "function", name, parameters}`.
+    if (dialect === 'responses')
+      return tool['type'] === 'function' && typeof tool['name'] === 'string'
+        ? [{ name: tool['name'], schema: tool['parameters'] }]
+        : [];
     const fn = tool['function'] as { name?: unknown; parameters?: unknown } | undefined;
     return typeof fn?.name === 'string' ? [{ name: fn.name, schema: fn.parameters }] : [];
   });
@@ -62,11 +70,21 @@ export function requestTools(body: Record<string, unknown>, format: MockFormat):
  * The tool the request forces (OpenAI `required` or a named function,
  * Anthropic `any` or `tool`): the first tool for `required`/`any`.
  */
-export function forcedTool(body: Record<string, unknown>, format: MockFormat, tools: ToolSpec[]): string | undefined {
+export function forcedTool(
+  body: Record<string, unknown>,
+  format: MockFormat,
+  tools: ToolSpec[],
+  dialect: Dialect = 'chat',
+): string | undefined {
   const choice = body['tool_choice'] as
     { type?: unknown; name?: unknown; function?: { name?: unknown } } | string | undefined;
   if (format === 'openai') {
     if (choice === 'required') return tools[0]?.name;
+    // The Responses API names a forced function flat: `{type: "function", name}`.
+    if (dialect === 'responses')
+      return typeof choice === 'object' && choice?.type === 'function' && typeof choice.name === 'string'
+        ? choice.name
+        : undefined;
     if (
       typeof choice === 'object' &&
       choice !== null &&
@@ -85,7 +103,19 @@ export function forcedTool(body: Record<string, unknown>, format: MockFormat, to
 /** JSON mode asked for: any JSON object, or one following a schema. */
 export type JsonMode = { kind: 'object' } | { kind: 'schema'; schema: unknown };
 
-export function jsonMode(body: Record<string, unknown>, format: MockFormat): JsonMode | undefined {
+export function jsonMode(
+  body: Record<string, unknown>,
+  format: MockFormat,
+  dialect: Dialect = 'chat',
+): JsonMode | undefined {
+  if (dialect === 'responses') {
+    // The Responses API asks in `text.format`, its schema beside the type: `{type: "json_schema", name, schema}`.
+    const f = (body['text'] as { format?: { type?: unknown; schema?: unknown } } | undefined)?.format;
+    if (f?.type === 'json_object') return { kind: 'object' };
+    if (f?.type === 'json_schema')
+      return f.schema === undefined ? { kind: 'object' } : { kind: 'schema', schema: f.schema };
+    return undefined;
+  }
   if (format === 'openai') {
     const rf = body['response_format'] as { type?: unknown; json_schema?: { schema?: unknown } } | undefined;
     if (rf?.type === 'json_object') return { kind: 'object' };

@@ -3,7 +3,7 @@ import { createServer } from '../node-http.js';
 import type { AddressInfo } from 'node:net';
 import { EventEmitter, once } from 'node:events';
 import { BASE_PATHS, CHAT_PATHS, FRAMES, type FormatFrames, type MockAnswer, type MockFormat } from './formats.js';
-import { completions, responses } from './endpoint-frames.js';
+import { completions, responses, responsesTools } from './endpoint-frames.js';
 import { DEFAULT_CONTROLS, readControls, type MockControls } from './controls.js';
 import { countPromptTokens, mockText } from './text.js';
 import { MockStream } from './mock-stream.js';
@@ -201,9 +201,11 @@ async function answerRequest(
     if (c.fault === 'status') return json(res, c.status, frames.errorBody(c.status, `mock upstream error ${c.status}`));
     return json(res, 200, format === 'ollama' ? ollamaEmbed(body, a.model) : openaiEmbeddings(body, a.model));
   }
-  if (route.kind !== 'chat') return answerText(res, stream, frames, a, { maxTokens: frames.maxTokens(body), isStream });
-  const tools = requestTools(body, format);
-  const forced = forcedTool(body, format, tools);
+  if (route.kind === 'completions')
+    return answerText(res, stream, frames, a, { maxTokens: frames.maxTokens(body), isStream });
+  const dialect = route.kind;
+  const tools = requestTools(body, format, dialect);
+  const forced = forcedTool(body, format, tools, dialect);
   const names = stream.controls.tools.length > 0 ? stream.controls.tools : forced === undefined ? [] : [forced];
   if (names.length > 0) {
     const calls: MockCall[] = [];
@@ -225,9 +227,10 @@ async function answerRequest(
         args: stream.controls.args ?? JSON.stringify(toolArguments(spec.schema, stream.controls.tokens)),
       });
     }
-    return answerTools(res, stream, { text: frames, tools: TOOL_FRAMES[format] }, a, calls, isStream);
+    const toolFrames = dialect === 'responses' ? responsesTools : TOOL_FRAMES[format];
+    return answerTools(res, stream, { text: frames, tools: toolFrames }, a, calls, isStream);
   }
-  const mode = jsonMode(body, format);
+  const mode = jsonMode(body, format, dialect);
   if (mode === undefined) return answerText(res, stream, frames, a, { maxTokens: frames.maxTokens(body), isStream });
   const value = mode.kind === 'object' ? { answer: mockText(stream.controls.tokens) } : sampleFromSchema(mode.schema);
   return answerText(res, stream, frames, a, { maxTokens: undefined, isStream, pieces: pieces(JSON.stringify(value)) });

@@ -1,5 +1,6 @@
 import t from 'tap';
 import { once } from 'node:events';
+import OpenAI from 'openai';
 import { startMockUpstream, mockText, type MockStream } from '../../shared/mock-upstream/index.js';
 import { EventDecoder } from '../../worker/sse/event-decoder.js';
 import { LineDecoder } from '../../worker/sse/line-decoder.js';
@@ -178,3 +179,97 @@ t.test(
     t.same(more, [200, 200, 500], 'streams count too: the 12th answer fails');
   },
 );
+
+t.test('the Responses API: function calls and JSON mode in its own shapes, streamed and not', async (t) => {
+  // What the Responses API's clients (the openai SDK's responses.create, the AI SDK's default OpenAI provider) send
+  // and read: flat function tools, `tool_choice: {type: "function", name}`, `text.format` JSON mode.
+  const mock = await startMockUpstream({ format: 'openai' });
+  t.teardown(() => mock.close());
+  const client = new OpenAI({ baseURL: mock.baseUrl, apiKey: 'k', maxRetries: 0 });
+  const tools = [
+    {
+      type: 'function' as const,
+      name: 'get_weather',
+      strict: true,
+      parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
+    },
+    { type: 'function' as const, name: 'get_time', strict: false, parameters: { type: 'object', properties: {} } },
+  ];
+  const args = '{"city":"Paris"}';
+  const asked = await client.responses.create({
+    model: 'm',
+    input: `Weather and time? [mock tools=get_weather,get_time args=${args}]`,
+    tools,
+  });
+  t.same(
+    asked.output.map((item) => (item.type === 'function_call' ? [item.name, item.arguments, item.status] : item.type)),
+    [
+      ['get_weather', args, 'completed'],
+      ['get_time', args, 'completed'],
+    ],
+    'each call asked for is an output item of its own',
+  );
+  const callIds = asked.output.map((item) => (item.type === 'function_call' ? item.call_id : ''));
+  t.equal(new Set(callIds).size, 2, 'each call has a call_id of its own');
+  t.equal(asked.output_text, '', 'no text beside the calls');
+
+  const forced = await client.responses.create({
+    model: 'm',
+    input: 'What time is it?',
+    tools,
+    tool_choice: { type: 'function', name: 'get_weather' },
+  });
+  t.match(
+    forced.output,
+    [{ type: 'function_call', name: 'get_weather', arguments: JSON.stringify({ city: mockText(3) }) }],
+    'a forced function is called, its arguments made from its schema',
+  );
+
+  const stream = await client.responses.create({
+    model: 'm',
+    input: `Weather? [mock tools=get_weather args=${args}]`,
+    tools,
+    stream: true,
+  });
+  const types: string[] = [];
+  let streamedArgs = '';
+  let completed: OpenAI.Responses.Response | undefined;
+  for await (const event of stream) {
+    types.push(event.type);
+    if (event.type === 'response.function_call_arguments.delta') streamedArgs += event.delta;
+    if (event.type === 'response.completed') completed = event.response;
+  }
+  t.same(
+    [...new Set(types)],
+    [
+      'response.created',
+      'response.in_progress',
+      'response.output_item.added',
+      'response.function_call_arguments.delta',
+      'response.function_call_arguments.done',
+      'response.output_item.done',
+      'response.completed',
+    ],
+  );
+  t.equal(streamedArgs, args, 'the argument pieces join to the arguments');
+  t.match(completed?.output, [{ type: 'function_call', name: 'get_weather', arguments: args }]);
+
+  const schema = {
+    type: 'object',
+    properties: { name: { type: 'string' }, age: { type: 'integer' } },
+    required: ['name', 'age'],
+    additionalProperties: false,
+  };
+  const structured = await client.responses.create({
+    model: 'm',
+    input: 'A person',
+    text: { format: { type: 'json_schema', name: 'person', schema, strict: true } },
+  });
+  t.same(JSON.parse(structured.output_text), { name: mockText(3), age: 42 }, 'json_schema: a value of the schema');
+  const object = await client.responses.create({
+    model: 'm',
+    input: 'Any JSON [mock tokens=2]',
+    text: { format: { type: 'json_object' } },
+  });
+  t.same(JSON.parse(object.output_text), { answer: mockText(2) }, 'json_object: a JSON object');
+});
