@@ -1,7 +1,8 @@
-// SPEC §3 / issue 12 part 5: server-side OpenAI SDKs keep no cookies, but the
-// API has an end-user field, `user`, in the JSON body. When a request has no
-// x-user-id and no sticky cookie, the master reads that field as the sticky
-// key, so one user's multi-turn chat stays on one version.
+// SPEC §3 / issue 12 part 5: most server-side OpenAI SDKs keep no cookies, but
+// the API has an end-user field, `user`, in the JSON body (and
+// `safety_identifier`, which OpenAI now asks for in its place). When a request
+// has no x-user-id and no sticky cookie, the master reads that field as the
+// sticky key, so one user's multi-turn chat stays on one version.
 //
 // The master must not parse every body (chat histories run to megabytes, and
 // the master is one event loop for every client): this finds the top-level
@@ -15,6 +16,8 @@ const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 const COLON = 0x3a;
 const USER_KEY = Buffer.from('user');
+/** OpenAI's successor of `user` (a stable, hashed end-user id): the key when a body has no `user` string. */
+const SAFETY_KEY = Buffer.from('safety_identifier');
 /** Longest `user` value used as a key; longer ones are ignored (a key, not a document). */
 export const MAX_USER_KEY_CHARS = 256;
 
@@ -45,7 +48,10 @@ export const MAX_SCANNED_STRINGS = 100_000;
 
 /** What the master reads of a JSON body's top level: `user` (a sticky key) and `stream` (how its answer is timed). */
 export interface TopLevelFacts {
-  /** The top-level `user` string, if one (not empty, at most MAX_USER_KEY_CHARS). */
+  /**
+   * The top-level `user` string, else the `safety_identifier` one (the worker sends either upstream as the same
+   * end-user id), if one (not empty, at most MAX_USER_KEY_CHARS).
+   */
   user: string | undefined;
   /** The top-level `stream`, when it is true or false. */
   stream: boolean | undefined;
@@ -63,7 +69,7 @@ export function findTopLevelUser(body: Buffer): string | undefined {
   return scanTopLevel(body).user;
 }
 
-/** The top-level `user` and `stream` members of a JSON object body (nothing for anything else). */
+/** The top-level `user` (or `safety_identifier`) and `stream` members of a JSON object body (else nothing). */
 export function scanTopLevel(body: Buffer): TopLevelFacts {
   const facts: TopLevelFacts = { user: undefined, stream: undefined, isObject: false };
   if (body.length > MAX_SCANNED_BODY_BYTES) return facts;
@@ -77,6 +83,8 @@ export function scanTopLevel(body: Buffer): TopLevelFacts {
   let decodes = 0;
   /** Where the last top-level `user` value starts: decoded once, after the scan (a body may repeat it 50,000 times). */
   let userAt = -1;
+  /** Where the last top-level `safety_identifier` value starts, likewise. */
+  let safetyAt = -1;
   while (at < length) {
     const byte = body[at]!;
     if (byte === QUOTE) {
@@ -93,7 +101,8 @@ export function scanTopLevel(body: Buffer): TopLevelFacts {
           while (next < length && isSpace(body[next])) next++;
           // The last of a duplicated member counts, as the worker's JSON.parse reads it.
           if (name === 'stream') facts.stream = streamValue(body, next);
-          else userAt = next;
+          else if (name === 'user') userAt = next;
+          else safetyAt = next;
           at = next;
           continue;
         }
@@ -106,10 +115,11 @@ export function scanTopLevel(body: Buffer): TopLevelFacts {
     at++;
   }
   if (userAt !== -1) facts.user = userValue(body, userAt);
+  if (facts.user === undefined && safetyAt !== -1) facts.user = userValue(body, safetyAt);
   return facts;
 }
 
-/** A key that may be `user` or `stream` written with escapes (`us\u0065r`): JSON.parse tells. */
+/** A key that may be one of ours written with escapes (`us\u0065r`): JSON.parse tells. */
 const ESCAPED = 'escaped';
 /**
  * Escaped keys decoded in one body, at most: no client escapes `user` or `stream`, and each is a JSON.parse (50,000
@@ -117,27 +127,31 @@ const ESCAPED = 'escaped';
  */
 const MAX_KEY_DECODES = 64;
 
-/** `user` or `stream` if the string from `open` to `close` (its quotes) is one; ESCAPED if it may be one, escaped. */
-function keyName(body: Buffer, open: number, close: number): 'user' | 'stream' | typeof ESCAPED | undefined {
+/** The keys the scan reads. */
+type Key = 'user' | 'safety_identifier' | 'stream';
+
+/** One of ours if the string from `open` to `close` (its quotes) is one; ESCAPED if it may be one, escaped. */
+function keyName(body: Buffer, open: number, close: number): Key | typeof ESCAPED | undefined {
   if (isKey(body, open, close, USER_KEY)) return 'user';
   if (isKey(body, open, close, STREAM_KEY)) return 'stream';
+  if (isKey(body, open, close, SAFETY_KEY)) return 'safety_identifier';
   // The length first, then a backslash looked for inside the key only: an indexOf from here ran to the body's next
   // backslash, or its end, for every key (a probe: 4 MiB of `"a":"b",` held the master 47 s).
   return close - open <= MAX_ESCAPED_KEY_BYTES && hasBackslash(body, open + 1, close) ? ESCAPED : undefined;
 }
 
-/** The escaped key from `open` to `close` decoded: `user`, `stream`, or undefined. */
-function escapedKeyName(body: Buffer, open: number, close: number): 'user' | 'stream' | undefined {
+/** The escaped key from `open` to `close` decoded: one of ours, or undefined. */
+function escapedKeyName(body: Buffer, open: number, close: number): Key | undefined {
   try {
     const key = JSON.parse(body.toString('utf8', open, close + 1)) as string;
-    return key === 'user' || key === 'stream' ? key : undefined;
+    return key === 'user' || key === 'stream' || key === 'safety_identifier' ? key : undefined;
   } catch {
     return undefined;
   }
 }
 
-/** Longest escaped key worth decoding: `stream` with every letter a \uXXXX escape. */
-const MAX_ESCAPED_KEY_BYTES = 6 * 6 + 1;
+/** Longest escaped key worth decoding: `safety_identifier` with every letter a \uXXXX escape. */
+const MAX_ESCAPED_KEY_BYTES = SAFETY_KEY.length * 6 + 1;
 
 function hasBackslash(body: Buffer, from: number, to: number): boolean {
   for (let i = from; i < to; i++) if (body[i] === BACKSLASH) return true;

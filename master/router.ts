@@ -16,8 +16,9 @@ export interface RoutingFacts {
   /** Value of the sticky cookie, if present and non-empty. */
   stickyCookie: string | undefined;
   /**
-   * The JSON body's top-level `user` field (issue 12 part 5), if the
-   * request had one; read only when header and cookie are absent.
+   * The JSON body's top-level `user` field (issue 12 part 5), else its
+   * `safety_identifier`, if the request had one; read only when header and
+   * cookie are absent.
    */
   stickyBody?: string | undefined;
   /** A new random id, used (and set as the cookie) when the request has no sticky key. */
@@ -49,7 +50,7 @@ export function stickyCookieValue(name: string, id: string): string {
 
 /**
  * True when the weighted choice would need a fresh id: no explicit version,
- * no sticky header or cookie (the body's `user` may help).
+ * no sticky header or cookie (the body's `user` or `safety_identifier` may help).
  */
 export function needsStickyKey(facts: RoutingFacts): boolean {
   return (
@@ -93,7 +94,8 @@ export function chooseVersion(facts: RoutingFacts, table: RoutingTable): Routing
     key = facts.stickyCookie;
     reason = 'sticky-cookie';
   } else if (facts.stickyBody !== undefined) {
-    // The body's `user` keys the choice; no cookie is set (server-side SDKs keep none).
+    // The body's `user` keys the choice; no cookie is set: a client that sends one names its user on every call (most
+    // server-side SDKs keep no cookies; one that does, the Python SDK's httpx, is pinned by a cookie set earlier).
     key = facts.stickyBody;
     reason = 'sticky-body';
   } else {

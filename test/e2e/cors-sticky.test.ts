@@ -135,4 +135,31 @@ t.test('CORS and body-user stickiness', async (t) => {
       'x-user-id wins over the body, and the same key lands on the same version',
     );
   });
+
+  t.test("a body with `safety_identifier` (OpenAI's successor of `user`) and no `user` is keyed by it", async (t) => {
+    const versionOf = async (body: Record<string, unknown>): Promise<string> => {
+      const res = await httpRequest(`${gw.url}/echo`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'm', messages: [], ...body }),
+      });
+      t.notOk(res.headers['set-cookie'], 'no cookie needed');
+      return String(res.headers['x-graygate-version']);
+    };
+    const byUser = await versionOf({ user: 'user-7' });
+    const seen = new Set<string>();
+    for (let i = 0; i < 20; i++) seen.add(await versionOf({ safety_identifier: 'user-7' }));
+    t.same([...seen], [byUser], 'one version for one identifier, the one the same key as `user` gets');
+    const spread = new Set<string>();
+    for (let u = 0; u < 40; u++) spread.add(await versionOf({ safety_identifier: `s-${u}` }));
+    t.equal(spread.size, 2, 'different identifiers spread over the weights');
+    const other = [...spread].find((v) => v !== byUser)!;
+    let differs = 0;
+    while (differs < 40 && (await versionOf({ safety_identifier: `t-${differs}` })) !== other) differs++;
+    t.equal(
+      await versionOf({ user: 'user-7', safety_identifier: `t-${differs}` }),
+      byUser,
+      '`user` wins over `safety_identifier` when a body has both',
+    );
+  });
 });

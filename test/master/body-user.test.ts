@@ -29,6 +29,30 @@ t.test('findTopLevelUser', async (t) => {
   );
 });
 
+t.test("`safety_identifier`, OpenAI's successor of `user`, when a body has no `user` string", async (t) => {
+  const cases: Array<[string, string | undefined]> = [
+    ['{"model":"m","safety_identifier":"h1","messages":[]}', 'h1'],
+    ['{"user":"u","safety_identifier":"h"}', 'u'],
+    ['{"safety_identifier":"h","user":"u"}', 'u'],
+    ['{"user":42,"safety_identifier":"h"}', 'h'],
+    ['{"user":"","safety_identifier":"h"}', 'h'],
+    ['{"safety_identifier":7}', undefined],
+    ['{"metadata":{"safety_identifier":"nested"}}', undefined],
+    ['{"safety_identifier":"a","safety_identifier":"b"}', 'b'],
+    ['{"s\\u0061fety_identifier":"escaped"}', 'escaped'],
+    [
+      `{"${[...'safety_identifier'].map((c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`).join('')}":"all"}`,
+      'all',
+    ],
+  ];
+  for (const [body, want] of cases) t.equal(findTopLevelUser(Buffer.from(body)), want, body);
+  t.same(
+    scanTopLevel(Buffer.from('{"stream":false,"safety_identifier":"h2"}')),
+    { user: 'h2', stream: false, isObject: true },
+    'with `stream`, in one pass',
+  );
+});
+
 t.test('a large chat body: the member after a long history is found', async (t) => {
   const messages = Array.from({ length: 2000 }, (_, i) => ({
     role: i % 2 === 0 ? 'user' : 'assistant',
