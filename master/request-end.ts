@@ -16,7 +16,7 @@ import type { ByteBudget } from '../shared/byte-budget.js';
 import { EMPTY_BODY, isBeforeAdmission, type RequestContext } from './request-context.js';
 import { cutDirect } from './direct-connections.js';
 import { socketErrorCodeOf } from './socket-errors.js';
-import { TIME_PER_TOKEN_NOT_REPORTED } from './canary/outcomes.js';
+import { TIME_PER_TOKEN_LEFT, TIME_PER_TOKEN_NOT_REPORTED } from './canary/outcomes.js';
 import { isModelCall, isModelListRead } from '../shared/model-calls.js';
 import { endsAtEventBoundary } from './relay.js';
 
@@ -29,7 +29,8 @@ import { endsAtEventBoundary } from './relay.js';
 export interface OutcomeSink {
   /**
    * firstTokenMs for streams, responseMs for the rest; timePerTokenMs for streams that ended well (the worker's
-   * measure; TIME_PER_TOKEN_NOT_REPORTED when it sent none); NaN where there is none.
+   * measure; TIME_PER_TOKEN_NOT_REPORTED when it sent none), TIME_PER_TOKEN_LEFT for one its client left after its
+   * first content; NaN where there is none.
    */
   record(version: string, isError: boolean, firstTokenMs: number, responseMs: number, timePerTokenMs: number): void;
   /** A request its client gave up on before its first token (a stream) or its answer, after waiting this long. */
@@ -331,9 +332,13 @@ function recordOutcome(
     if (ctx.isEventStream) {
       if (ctx.firstContentAtMs > 0) firstTokenMs = ctx.firstContentAtMs - ctx.bodyReadAtMs;
       // A stream its client left has none (nor does it say the version reports none: a probe's canary so slow that
-      // every client gave up mid-stream passed as "not measured").
-      if (!isAborted && ctx.firstContentAtMs > 0)
-        timePerTokenMs = ctx.timePerTokenMs >= 0 ? ctx.timePerTokenMs : TIME_PER_TOKEN_NOT_REPORTED;
+      // every client gave up mid-stream passed as "not measured"); it is counted as left.
+      if (ctx.firstContentAtMs > 0)
+        timePerTokenMs = isAborted
+          ? TIME_PER_TOKEN_LEFT
+          : ctx.timePerTokenMs >= 0
+            ? ctx.timePerTokenMs
+            : TIME_PER_TOKEN_NOT_REPORTED;
     } else if (!isAborted) {
       responseMs = endMs - ctx.bodyReadAtMs;
     }

@@ -44,6 +44,13 @@ export interface LatencyObservations {
   baselinePreviousSteps: LatencySketchView;
 }
 
+/** A count of streams per side of a step. */
+export interface StreamCounts {
+  baseline: number;
+  canary: number;
+  baselinePreviousSteps: number;
+}
+
 /** Below this many expected canary answers of a kind, none at all is chance (Poisson: e^-5 < 1 %), not a sign. */
 const MIN_EXPECTED_COUNT = 5;
 
@@ -67,13 +74,16 @@ export function judgeLatency(
   criterion: ResolvedLatencyCriterion,
   evidence: MetricEvidence,
   /**
-   * time_per_token_p99: the streams each side ended well (not failed, not left by their client). A side whose streams
-   * ended well and reported no time per token does not measure it (a worker build older than this one, answers of one
-   * content event): not judged there, rather than held for ever. Streams their clients left count for nothing here:
-   * a canary so slow that every client gives up mid-stream must not pass as "not measured" (a probe).
+   * time_per_token_p99: the streams each side ended well (not failed, not left by their client), and those their
+   * clients left after the first content. A side whose streams ended well and reported no time per token does not
+   * measure it (a worker build older than this one, answers of one content event): not judged there, rather than held
+   * for ever. Streams their clients left count for nothing there: a canary so slow that every client gives up
+   * mid-stream must not pass as "not measured" (a probe), nor as "no such canary requests" (it had them).
    */
-  streamsEnded?: { baseline: number; canary: number; baselinePreviousSteps: number },
+  streams?: { ended: StreamCounts; left?: StreamCounts | undefined },
 ): MetricJudgement {
+  const streamsEnded = streams?.ended;
+  const canaryStreamsLeft = streams?.left?.canary ?? 0;
   const { maxRatio, marginMs } = criterion;
   const { canary } = obs;
   const isConcurrent = ctx.canaryShare < 1;
@@ -103,6 +113,11 @@ export function judgeLatency(
   } else if (streamsEnded !== undefined && canary.count === 0 && streamsEnded.canary > 0) {
     verdict = 'pass';
     why = `not measured: ${streamsEnded.canary} canary streams ended and none reported it`;
+  } else if (canary.count === 0 && canaryStreamsLeft >= MIN_EXPECTED_COUNT) {
+    // Its clients left every canary stream that had begun, before its end: how fast it streams is not known, and it
+    // had such streams, whatever the baseline's mix says (a baseline whose streams report few, or none, let a canary
+    // whose clients all gave up pass; a busy box in CI).
+    why = `no such canary answers: its clients left ${canaryStreamsLeft} streams before their end`;
   } else if (
     streamsEnded !== undefined &&
     reference.count === 0 &&

@@ -9,6 +9,8 @@ import type { StepObservations } from './statistics.js';
 
 /** `timePerTokenMs` of a stream that ended well and reported none (an older worker build, one content event). */
 export const TIME_PER_TOKEN_NOT_REPORTED = -1;
+/** `timePerTokenMs` of a stream its client left after its first content: it has none, and it was a stream. */
+export const TIME_PER_TOKEN_LEFT = -2;
 
 /** One version's outcomes over one period (a step, or the baseline's earlier steps). */
 class OutcomeTally {
@@ -16,6 +18,8 @@ class OutcomeTally {
   errors = 0;
   /** Streams that ended well (not failed, not left by their client), whether or not they reported a time per token. */
   streamsEnded = 0;
+  /** Streams their client left after their first content (so with no time per token). */
+  streamsLeft = 0;
   readonly firstTokenMs = new LatencySketch();
   readonly responseMs = new LatencySketch();
   readonly timePerTokenMs = new LatencySketch();
@@ -29,6 +33,7 @@ class OutcomeTally {
       this.timePerTokenMs.record(timePerTokenMs);
       this.streamsEnded++;
     } else if (timePerTokenMs === TIME_PER_TOKEN_NOT_REPORTED) this.streamsEnded++;
+    else if (timePerTokenMs === TIME_PER_TOKEN_LEFT) this.streamsLeft++;
   }
 
   /**
@@ -43,6 +48,7 @@ class OutcomeTally {
     this.requests += other.requests;
     this.errors += other.errors;
     this.streamsEnded += other.streamsEnded;
+    this.streamsLeft += other.streamsLeft;
     this.firstTokenMs.merge(other.firstTokenMs);
     this.responseMs.merge(other.responseMs);
     this.timePerTokenMs.merge(other.timePerTokenMs);
@@ -52,6 +58,7 @@ class OutcomeTally {
     this.requests = 0;
     this.errors = 0;
     this.streamsEnded = 0;
+    this.streamsLeft = 0;
     this.firstTokenMs.reset();
     this.responseMs.reset();
     this.timePerTokenMs.reset();
@@ -99,6 +106,11 @@ export class CanaryOutcomes {
         baseline: baseline.streamsEnded,
         canary: canary.streamsEnded,
         baselinePreviousSteps: previous.streamsEnded,
+      },
+      streamsLeft: {
+        baseline: baseline.streamsLeft,
+        canary: canary.streamsLeft,
+        baselinePreviousSteps: previous.streamsLeft,
       },
     };
   }

@@ -15,7 +15,7 @@ import {
   enabledMetrics,
   type ResolvedJudgeOptions,
 } from './judge-options.js';
-import { judgeLatency, type LatencyObservations } from './latency-metric.js';
+import { judgeLatency, type LatencyObservations, type StreamCounts } from './latency-metric.js';
 import { judgeMaxErrorRate } from './max-error-rate-metric.js';
 
 // The canary judge (SPEC §11, issue 13 part 3): one pure function the
@@ -114,7 +114,9 @@ export interface StepObservations {
    * Streams that ended well (not failed, not left by their client), with or without a time per token; absent: not
    * known (then a side with no time per token is never "not measured"). A stream its client left has none.
    */
-  streamsEnded?: { baseline: number; canary: number; baselinePreviousSteps: number };
+  streamsEnded?: StreamCounts;
+  /** Streams their clients left after their first content, with no time per token; absent: not known. */
+  streamsLeft?: StreamCounts;
 }
 
 export interface JudgeInput {
@@ -305,7 +307,7 @@ export function judge(input: JudgeInput): JudgeResult {
     time_per_token_p99: evidence.metrics.time_per_token_p99,
     max_error_rate: evidence.metrics.max_error_rate,
   };
-  const { errors, firstTokenMs, responseMs, timePerTokenMs, streamsEnded } = input.observations;
+  const { errors, firstTokenMs, responseMs, timePerTokenMs, streamsEnded, streamsLeft } = input.observations;
   const latencies = {
     first_token_p99: firstTokenMs,
     response_time_p99: responseMs,
@@ -324,7 +326,9 @@ export function judge(input: JudgeInput): JudgeResult {
               options.criteria[metric]!,
               evidence.metrics[metric],
               // A time per token is the worker's report: streams that ended well and reported none are not measured.
-              metric === 'time_per_token_p99' ? streamsEnded : undefined,
+              metric === 'time_per_token_p99' && streamsEnded !== undefined
+                ? { ended: streamsEnded, left: streamsLeft }
+                : undefined,
             );
     judgements.push(j);
     updated[metric] = j.evidence;

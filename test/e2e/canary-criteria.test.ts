@@ -127,7 +127,14 @@ t.test(
       giveUpAfterMs: 1000,
     });
     t.equal(final.state, 'held', final.reason);
-    t.match(final.reason, /time_per_token_p99: .*no such canary answers/, 'waiting for values, not "not measured"');
+    // Waiting for values (its clients left every stream), or, on a box starved enough that fewer than minRequests
+    // canary requests got their first token in maxStepMs, for the count; never "not measured" or "no such requests".
+    t.match(
+      final.reason,
+      /time_per_token_p99: .*(no such canary answers: its clients left \d+ streams|\d of 5 canary requests)/,
+      'waiting for values, not "not measured"',
+    );
+    t.comment(`held: ${final.reason}`);
   },
 );
 

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { CanaryOutcomes, TIME_PER_TOKEN_NOT_REPORTED } from '../../../master/canary/outcomes.js';
+import { CanaryOutcomes, TIME_PER_TOKEN_LEFT, TIME_PER_TOKEN_NOT_REPORTED } from '../../../master/canary/outcomes.js';
 
 // SPEC §11 and an attacker probe: a request its client gave up on is no error (a few closed connections rolled any
 // canary back), and a review of the first fix: a wait counted for the canary alone rolled back identical versions.
@@ -39,4 +39,20 @@ t.test('streams that ended well are counted whether or not they reported a time 
   const obs = o.observations();
   t.same(obs.streamsEnded, { baseline: 0, canary: 2, baselinePreviousSteps: 0 });
   t.equal(obs.timePerTokenMs.canary.count, 1);
+});
+
+t.test('streams their clients left after the first content are counted as left, per step', async (t) => {
+  // The judge holds a canary whose clients left every stream rather than pass it for want of values (CI on a busy box).
+  const o = new CanaryOutcomes();
+  o.canary.record(false, 100, NaN, TIME_PER_TOKEN_LEFT);
+  o.canary.record(false, 100, NaN, TIME_PER_TOKEN_LEFT);
+  o.baseline.record(false, 100, NaN, TIME_PER_TOKEN_LEFT);
+  o.canary.record(false, 100, NaN, 25);
+  const obs = o.observations();
+  t.same(obs.streamsLeft, { baseline: 1, canary: 2, baselinePreviousSteps: 0 });
+  t.same(obs.streamsEnded, { baseline: 0, canary: 1, baselinePreviousSteps: 0 }, 'a left stream did not end well');
+  t.equal(obs.timePerTokenMs.canary.count, 1, 'nor has it a time per token');
+  t.same(obs.errors.canary, { requests: 3, errors: 0 }, 'it is a request, and no error');
+  o.nextStep();
+  t.same(o.observations().streamsLeft, { baseline: 0, canary: 0, baselinePreviousSteps: 1 }, "the baseline's kept");
 });

@@ -354,7 +354,9 @@ interface Case {
   canaryResponse?: number[];
   baselinePerToken?: number[];
   canaryPerToken?: number[];
+  previousPerToken?: number[];
   streamsEnded?: { baseline: number; canary: number; baselinePreviousSteps: number };
+  streamsLeft?: { baseline: number; canary: number; baselinePreviousSteps: number };
   evidence?: CanaryEvidence;
   options?: JudgeOptions;
 }
@@ -381,9 +383,10 @@ function makeInput(c: Case): JudgeInput {
       timePerTokenMs: {
         baseline: sketchOf(c.baselinePerToken ?? []),
         canary: sketchOf(c.canaryPerToken ?? []),
-        baselinePreviousSteps: sketchOf([]),
+        baselinePreviousSteps: sketchOf(c.previousPerToken ?? []),
       },
       ...(c.streamsEnded === undefined ? {} : { streamsEnded: c.streamsEnded }),
+      ...(c.streamsLeft === undefined ? {} : { streamsLeft: c.streamsLeft }),
     },
   };
 }
@@ -554,6 +557,53 @@ t.test('verdicts', async (t) => {
       'wait',
       ['pass', 'pass', 'pass', 'not_yet'],
       /time_per_token_p99: .*no such canary answers, where the traffic mix expects/,
+    ],
+    [
+      'every canary stream left mid-stream, the baseline’s streams reporting none: not yet, never "not measured"',
+      {
+        ...clean40,
+        streamsEnded: { baseline: 180, canary: 0, baselinePreviousSteps: 0 },
+        streamsLeft: { baseline: 0, canary: 20, baselinePreviousSteps: 0 },
+      },
+      'wait',
+      ['pass', 'pass', 'pass', 'not_yet'],
+      /time_per_token_p99: .*no such canary answers: its clients left 20 streams before their end/,
+    ],
+    [
+      // CI on a busy box: a baseline whose streams (five tokens written at once) mostly came as one content event
+      // reported 7 times per token in 400 requests, and a canary whose clients all left was promoted.
+      'at 100 %, every canary stream left, the earlier baseline reporting few: not yet, never "no such canary requests"',
+      {
+        ...clean40,
+        canaryPercent: 100,
+        canary: { requests: 8, errors: 0 },
+        baseline: { requests: 0, errors: 0 },
+        previous: { requests: 400, errors: 0 },
+        baselineFirstToken: [],
+        previousFirstToken: spread(400, 100, 200),
+        canaryFirstToken: spread(8, 100, 150),
+        baselineResponse: [],
+        canaryResponse: [],
+        previousPerToken: spread(7, 0.2, 0.3),
+        streamsEnded: { baseline: 0, canary: 0, baselinePreviousSteps: 400 },
+        streamsLeft: { baseline: 0, canary: 8, baselinePreviousSteps: 0 },
+        options: { minRequests: 5 },
+      },
+      'wait',
+      ['pass', 'pass', 'pass', 'not_yet'],
+      /time_per_token_p99: .*no such canary answers: its clients left 8 streams/,
+    ],
+    [
+      'a few canary streams left, none ended, a mix that expects none: "no such canary requests" as before',
+      {
+        ...clean40,
+        baselinePerToken: spread(3, 20, 30),
+        streamsEnded: { baseline: 3, canary: 0, baselinePreviousSteps: 0 },
+        streamsLeft: { baseline: 0, canary: 4, baselinePreviousSteps: 0 },
+      },
+      'advance',
+      ['pass', 'pass', 'pass', 'pass'],
+      /time_per_token_p99: .*no such canary requests/,
     ],
     [
       'every stream 8× slower per token, baseline with enough streams for a bound: rollback on time per token',
