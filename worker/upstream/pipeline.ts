@@ -366,7 +366,9 @@ export async function readStatusError(
 ): Promise<GraygateError> {
   // A compressed body (asked for none) is not read as text: its bytes would be the message.
   const coding = codingProblem(headers);
-  const text = await readBounded(body, coding === undefined ? maxBytes : 1);
+  // The status is the answer, its body only the message: one cut short (a reset, a deadline) is what came of it, never
+  // the status lost (a 429 whose body a proxy left short became a 502 upstream_reset, its Retry-After gone).
+  const text = (await body.readAll(coding === undefined ? maxBytes : 1, true)).toString('utf8', 0, maxBytes);
   const retryAfter =
     retryAfterSeconds(headers['retry-after'], Date.now()) ?? retryAfterMsAsSeconds(headers['retry-after-ms']);
   // OpenAI's hint to its SDKs (a 429 for an exhausted quota says false), passed on.

@@ -127,8 +127,11 @@ export class UpstreamBody {
     else callback();
   }
 
-  /** The body's bytes, up to `maxBytes` (then the rest is not read: the body is destroyed). */
-  readAll(maxBytes: number): Promise<Buffer> {
+  /**
+   * The body's bytes, up to `maxBytes` (then the rest is not read: the body is destroyed). `isCutKept`: a body that
+   * fails before its end (reset, a deadline) resolves with the bytes that came instead of rejecting.
+   */
+  readAll(maxBytes: number, isCutKept = false): Promise<Buffer> {
     return new Promise((resolve, reject) => {
       const parts: Buffer[] = [];
       let bytes = 0;
@@ -142,7 +145,7 @@ export class UpstreamBody {
           }
         },
         end: () => resolve(Buffer.concat(parts)),
-        error: reject,
+        error: isCutKept ? () => resolve(Buffer.concat(parts)) : reject,
       });
     });
   }
