@@ -14,6 +14,7 @@ import {
   upstreamStreamError,
   type UpstreamAdapter,
   isModelName,
+  wrongFieldType,
 } from './format-adapter.js';
 import {
   contentChunk,
@@ -85,9 +86,9 @@ export function convertAnthropicEvent(state: StreamState, type: string, data: st
       return startBlock(state, value, data, sink);
     case 'content_block_delta': {
       const delta = value['delta'] as { type?: unknown; text?: unknown; partial_json?: unknown } | undefined;
-      if (delta?.type === 'text_delta' && typeof delta.text === 'string' && delta.text !== '')
-        send(state, sink, contentChunk(state, delta.text));
-      else if (
+      if (delta?.type === 'text_delta' && typeof delta.text === 'string') {
+        if (delta.text !== '') send(state, sink, contentChunk(state, delta.text));
+      } else if (
         delta?.type === 'input_json_delta' &&
         typeof delta.partial_json === 'string' &&
         delta.partial_json !== ''
@@ -102,7 +103,15 @@ export function convertAnthropicEvent(state: StreamState, type: string, data: st
           );
         state.inputsPending.delete(index);
         sendInput(state, index, delta.partial_json, sink);
-      }
+      } else if (delta?.type === 'text_delta' && delta.text != null) {
+        // A fragment that is no text: the upstream's malformed answer, not one quietly left out of it.
+        throw wrongFieldType("a text_delta's text", 'a string', delta.text);
+      } else if (
+        delta?.type === 'input_json_delta' &&
+        delta.partial_json != null &&
+        typeof delta.partial_json !== 'string'
+      )
+        throw wrongFieldType("an input_json_delta's partial_json", 'a string', delta.partial_json);
       // thinking_delta, signature_delta, citations_delta have no OpenAI equivalent.
       return;
     }

@@ -358,6 +358,15 @@ export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+/**
+ * A field a converter reads, of a type it cannot convert (`message.content` an array of parts, a number): the
+ * upstream's malformed answer, not an empty one. Null and absent are no text, and no error.
+ */
+export function wrongFieldType(field: string, expected: string, value: unknown): GraygateError {
+  const type = Array.isArray(value) ? 'an array' : typeof value === 'object' ? 'an object' : `a ${typeof value}`;
+  return new GraygateError('upstream_protocol_error', `the upstream sent ${field} as ${type}, not ${expected}`);
+}
+
 /** An error the upstream reported inside a 2xx stream. */
 export function upstreamStreamError(message: string, status = 502): GraygateError {
   return new GraygateError('upstream_status', `the upstream reported an error: ${withoutSecrets(message)}`, {

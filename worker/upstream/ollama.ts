@@ -11,6 +11,7 @@ import {
   isModelName,
   isRecord,
   upstreamErrorMessage,
+  wrongFieldType,
 } from './format-adapter.js';
 import {
   contentChunk,
@@ -63,13 +64,20 @@ export function convertOllamaLine(state: StreamState, _type: string, line: strin
     sink.chunk(roleChunk(state));
   }
   const message = value['message'] as { content?: unknown; thinking?: unknown; tool_calls?: unknown } | undefined;
+  // What the line says that is not of a type converted (content as an array of parts, tool_calls as one call) is the
+  // upstream's malformed answer: dropped, the client's answer was quietly empty.
+  if (message != null && !isRecord(message)) throw wrongFieldType('message', 'an object', message);
   // A thinking model's reasoning (Ollama ≥ 0.9), which comes before its content.
   const thinking = message?.thinking;
-  if (typeof thinking === 'string' && thinking !== '') sink.chunk(reasoningChunk(state, thinking));
+  if (typeof thinking === 'string') {
+    if (thinking !== '') sink.chunk(reasoningChunk(state, thinking));
+  } else if (thinking != null) throw wrongFieldType('message.thinking', 'a string', thinking);
   const content = message?.content;
-  if (typeof content === 'string' && content !== '')
-    sink.chunk(contentChunk(state, content, logprobsOf(value['logprobs'])));
+  if (typeof content === 'string') {
+    if (content !== '') sink.chunk(contentChunk(state, content, logprobsOf(value['logprobs'])));
+  } else if (content != null) throw wrongFieldType('message.content', 'a string', content);
   const calls = message?.tool_calls;
+  if (calls != null && !Array.isArray(calls)) throw wrongFieldType('message.tool_calls', 'an array', calls);
   if (Array.isArray(calls)) {
     if (calls.length > MAX_LINE_TOOL_CALLS)
       throw new GraygateError(
