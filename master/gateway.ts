@@ -202,7 +202,9 @@ export function createGateway(options: GatewayOptions): Gateway {
     const authority = target !== undefined && target !== req.url ? targetAuthority(req.url!) : undefined;
     if (target !== undefined) req.url = target;
     const path = target?.split('?', 1)[0];
-    if (path !== undefined && HEALTH_PATHS.has(path) && req.httpVersionMajor === 1) {
+    // A head the master refuses (two Hosts, a transfer-coding other than chunked, HTTP/2.0) is refused on the health
+    // paths too, below, and its connection closed: answered and kept alive, what followed it was read as a request.
+    if (path !== undefined && HEALTH_PATHS.has(path) && headProblem(req) === undefined) {
       ctx.isHealthCheck = true;
       if (req.method !== 'GET' && req.method !== 'HEAD') {
         res.setHeader('allow', 'GET, HEAD');

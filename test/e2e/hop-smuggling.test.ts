@@ -244,6 +244,26 @@ t.test('what nginx refuses in a head, and what a Connection header cannot remove
     t.equal((await worker()).total, before, 'nothing reached the worker');
   });
 
+  t.test('a health path meets the same checks: refused and closed, nothing after it served', async (t) => {
+    // /healthz and /readyz were answered before the head's checks: 200, kept alive, and what followed the head (a
+    // gzip-coded body never read) was served as a request of its own.
+    const before = (await worker()).total;
+    for (const [head, status] of [
+      ['Host: gw\r\nHost: other', 400],
+      ['Host: gw\r\nTransfer-Encoding: gzip', 501],
+      ['Host: gw\r\nExpect: tea', 417],
+    ] as const) {
+      for (const target of ['/healthz', '/readyz']) {
+        const conn = await openRaw(gw.url, ['GET']);
+        conn.write(`GET ${target} HTTP/1.1\r\n${head}\r\n\r\nGET /echo?after HTTP/1.1\r\nHost: gw\r\n\r\n`);
+        const [res] = await conn.waitFor(1);
+        t.equal(res!.status, status, `${target} with ${JSON.stringify(head)}`);
+        await conn.closed;
+      }
+    }
+    t.equal((await worker()).total, before, 'nothing after them reached the worker');
+  });
+
   t.test('HTTP/1.0 with Transfer-Encoding: 400 and closed, nothing after it served (RFC 9112 §6.1)', async (t) => {
     const before = (await worker()).total;
     const conn = await openRaw(gw.url, ['POST']);
