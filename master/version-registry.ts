@@ -185,7 +185,11 @@ export class VersionRegistry {
   /** Adds a version; it becomes routable once its workers are ready (SPEC §6: 201 then). */
   async add(name: string, version: VersionConfig): Promise<VersionView> {
     this.refuseChangesNow();
-    if (this.#versions.has(name) || this.#adding.has(name)) {
+    // A retried add (its first call timed out while the workers start) is told the add is under way: "exists; deploy"
+    // sent it to a deploy, which answered 404 unknown_version.
+    if (this.#adding.has(name))
+      throw new GraygateError('version_exists', `version "${name}" is being added: it is routable once it is ready`);
+    if (this.#versions.has(name)) {
       throw new GraygateError('version_exists', `version "${name}" exists; deploy to change its build`);
     }
     this.#adding.add(name);
@@ -512,9 +516,10 @@ export class VersionRegistry {
   #state(name: string): VersionState {
     const state = this.#versions.get(name);
     if (state === undefined) {
+      const adding = this.#adding.has(name) ? ` (it is being added: it is known once it is ready)` : '';
       throw new GraygateError(
         'unknown_version',
-        `unknown version "${name}"; known versions: ${[...this.#versions.keys()].join(', ')}`,
+        `unknown version "${name}"${adding}; known versions: ${[...this.#versions.keys()].join(', ')}`,
       );
     }
     return state;

@@ -5,6 +5,7 @@ import { validateConfig, versionSchema, type Config } from '../../shared/config.
 import { createLogger } from '../../shared/log.js';
 import { Supervisor } from '../../master/supervisor.js';
 import { VersionRegistry } from '../../master/version-registry.js';
+import { buildOf } from '../../master/version.js';
 import { StartLimiter } from '../../master/start-limiter.js';
 import type { WorkerHandle } from '../../master/worker-handle.js';
 import { fakeFork, killAll, FAKE_WORKER_ENTRY, type FakeFork } from '../helpers/fake-fork.js';
@@ -164,7 +165,16 @@ t.test('add, weights, remove', async (t) => {
     registry.routingTable.versions.some((v) => v.name === 'v2'),
     'not routable while starting',
   );
-  await t.rejects(registry.add('v2', cfg), { code: 'version_exists' }, 'a second add of the same name is refused');
+  await t.rejects(
+    registry.add('v2', cfg),
+    { code: 'version_exists', message: 'version "v2" is being added: it is routable once it is ready' },
+    'a second add of the same name is refused, saying the first is under way (not "exists; deploy")',
+  );
+  await t.rejects(
+    registry.deploy('v2', buildOf(cfg)),
+    { code: 'unknown_version', message: /^unknown version "v2" \(it is being added: it is known once it is ready\);/ },
+    'a deploy meanwhile says why it is unknown',
+  );
   await added;
   t.ok(
     registry.routingTable.versions.some((v) => v.name === 'v2'),
