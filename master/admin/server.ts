@@ -163,7 +163,10 @@ export function createAdminServer(options: AdminServerOptions): Server {
     // The main port's head checks (SPEC §4a): two Hosts, a Host no host has, an HTTP/2.0 request line, a
     // transfer-coding other than chunked (a gzip body was read as plain bytes), an unknown Expect; refused and closed.
     const head = headProblem(req);
-    if (head !== undefined) return sendError(res, toErrorResponse(head), { connection: 'close' });
+    if (head !== undefined) {
+      res.shouldKeepAlive = false;
+      return sendError(res, toErrorResponse(head), { connection: 'close' });
+    }
     if (isUpgrade(req)) res.shouldKeepAlive = false;
     // SPEC §6: a web page must not reach this port (guard.ts); checked
     // before the token, so a rebinding page learns nothing.
@@ -255,6 +258,11 @@ export function createAdminServer(options: AdminServerOptions): Server {
   // What node's parser refuses (a malformed head, one past its size, a head not sent in time): in the API's shape
   // too, not node's bare `400 Bad Request`; a connection that is just gone is closed.
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    // The request whose head node gave us was answered already, closing the connection (a refused head: node's parser
+    // fails on `Transfer-Encoding: gzip` after it): a second answer went out behind the first. One kept alive is
+    // followed by this refusal, for the bytes after it.
+    const last = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (last?.writableEnded === true && !last.shouldKeepAlive) return;
     const refusal = clientErrorResponse(err, { maxUrlBytes: Number.POSITIVE_INFINITY, headTimeoutMs: ADMIN_HEAD_MS });
     if (refusal === undefined || !socket.writable) socket.destroy();
     else socket.end(rawErrorResponse(refusal));

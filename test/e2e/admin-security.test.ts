@@ -242,6 +242,13 @@ t.test("the admin port refuses the heads the main port does, in the API's error 
       415,
       /Content-Encoding "gzip" is not supported/,
     ],
+    // Node's parser fails on it after the head: its 400 followed the 501 on the same connection (a probe).
+    [
+      'gzip alone',
+      `GET /admin/status HTTP/1.1\r\nHost: ${host}\r\nTransfer-Encoding: gzip\r\n\r\n`,
+      501,
+      /only chunked/,
+    ],
     ['an unknown Expect', `GET /admin/status HTTP/1.1\r\nHost: ${host}\r\nExpect: 200-ok\r\n\r\n`, 417, /100-continue/],
     // Node closed a CONNECT without a word (a probe).
     ['CONNECT', `CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n`, 400, /not a forward proxy/],
@@ -260,7 +267,16 @@ t.test("the admin port refuses the heads the main port does, in the API's error 
     t.equal(res!.status, code, what);
     t.match(JSON.parse(res!.body), { error: { message } }, `${what}: in the error shape`);
     await conn.closed;
+    t.equal(conn.responses.length, 1, `${what}: one answer, then closed`);
   }
+  // Bytes node cannot parse behind a request answered and kept alive: their own refusal, after its answer.
+  const behind = await openRaw(gw.adminUrl, ['GET', 'GET']);
+  behind.write(`GET /admin/nope HTTP/1.1\r\nHost: ${host}\r\n\r\nGARBAGE\r\n\r\n`);
+  t.same(
+    (await behind.waitFor(2)).map((r) => r.status),
+    [404, 400],
+  );
+  await behind.closed;
   // Absolute-form, which a server must accept (RFC 9112 §3.2.2): it was a 404 (a probe).
   const absolute = await openRaw(gw.adminUrl, ['GET']);
   absolute.write(`GET http://${host}/admin/status HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
