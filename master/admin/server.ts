@@ -1,7 +1,7 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createServer } from '../../shared/node-http.js';
 import type { Duplex } from 'node:stream';
-import { GraygateError, isGraygateError, toErrorResponse } from '../../shared/errors.js';
+import { GraygateError, isGraygateError, toErrorResponse, type ErrorResponse } from '../../shared/errors.js';
 import { headerValue, sendError, sendJson } from '../../shared/http-headers.js';
 import { readBody } from '../../shared/body.js';
 import type { Logger } from '../../shared/log.js';
@@ -252,7 +252,7 @@ export function createAdminServer(options: AdminServerOptions): Server {
   server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
     socket.on('error', () => socket.destroy());
     const refusal = new GraygateError('invalid_request', 'CONNECT is not supported: this is not a forward proxy');
-    if (socket.writable) socket.end(rawErrorResponse(toErrorResponse(refusal)));
+    if (socket.writable) socket.end(adminRawError(toErrorResponse(refusal)));
     else socket.destroy();
   });
   // What node's parser refuses (a malformed head, one past its size, a head not sent in time): in the API's shape
@@ -265,9 +265,14 @@ export function createAdminServer(options: AdminServerOptions): Server {
     if (last?.writableEnded === true && !last.shouldKeepAlive) return;
     const refusal = clientErrorResponse(err, { maxUrlBytes: Number.POSITIVE_INFINITY, headTimeoutMs: ADMIN_HEAD_MS });
     if (refusal === undefined || !socket.writable) socket.destroy();
-    else socket.end(rawErrorResponse(refusal));
+    else socket.end(adminRawError(refusal));
   });
   return server;
+}
+
+/** An answer written on the socket, with the header every admin answer has (a 408 or a 400 lacked it). */
+function adminRawError(response: ErrorResponse): string {
+  return rawErrorResponse({ ...response, headers: { ...response.headers, 'x-content-type-options': 'nosniff' } });
 }
 
 /**

@@ -268,6 +268,8 @@ t.test("the admin port refuses the heads the main port does, in the API's error 
     t.match(JSON.parse(res!.body), { error: { message } }, `${what}: in the error shape`);
     await conn.closed;
     t.equal(conn.responses.length, 1, `${what}: one answer, then closed`);
+    // Node's parser's refusals and CONNECT are written on the socket: they lacked it.
+    t.equal(res!.headers['x-content-type-options'], 'nosniff', `${what}: nosniff, as every admin answer`);
   }
   // Bytes node cannot parse behind a request answered and kept alive: their own refusal, after its answer.
   const behind = await openRaw(gw.adminUrl, ['GET', 'GET']);
