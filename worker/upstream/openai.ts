@@ -74,13 +74,14 @@ function buildOpenAIStoredResponseRequest(call: StoredResponseCall, options: Bui
 /**
  * One event of an OpenAI-format stream (chat or legacy completions): its JSON object, or undefined for `[DONE]` (as
  * OpenAI's SDKs read it, followed by anything: a space). The upstream's error, `event: error`, llama.cpp's `error: {…}`
- * line (sse/event-decoder.ts) or an `error` member, is thrown, whatever its shape.
+ * line (sse/event-decoder.ts), an `error` member, or an error object itself (`"object": "error"`, vLLM's in-stream
+ * error before 0.6, FastChat's and other servers' on its model), is thrown, whatever its shape.
  */
 export function readOpenAIEvent(type: string, data: string): Record<string, unknown> | undefined {
   if (data.startsWith('[DONE]')) return undefined;
   if (type === 'error') throw upstreamStreamError(upstreamErrorMessage(data));
   const value = parseUpstreamJson(data);
-  if (isError(value['error'])) throw upstreamStreamError(upstreamErrorMessage(data));
+  if (isError(value['error']) || value['object'] === 'error') throw upstreamStreamError(upstreamErrorMessage(data));
   return value;
 }
 

@@ -113,6 +113,15 @@ t.test('openai events: passed through with their own text, [DONE] ends, errors a
   t.throws(() => run(convertOpenAIEvent, [['message', '{"error":"overloaded","choices":[]}']]), {
     code: 'upstream_status',
   });
+  // vLLM's in-stream error before 0.6 (and FastChat's): the error object itself, without `error` or `choices`. Its
+  // message was lost: "the upstream sent a chunk without a choices array".
+  t.throws(
+    () =>
+      run(convertOpenAIEvent, [
+        ['message', '{"object":"error","message":"prompt too long","type":"BadRequestError","param":null,"code":400}'],
+      ]),
+    { code: 'upstream_status', message: /prompt too long/ },
+  );
   for (const none of ['null', 'false', '0', '""']) {
     const event = `{"error":${none},"choices":[{"index":0,"delta":{"content":"x"}}]}`;
     t.same(
