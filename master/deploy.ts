@@ -3,7 +3,7 @@ import { GraygateError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import type { WorkerHandle } from './worker-handle.js';
 import type { VersionAdmission } from './admission.js';
-import type { Build, DeployKind, DeployRecord } from './version.js';
+import { isSameBuild, type Build, type DeployKind, type DeployRecord } from './version.js';
 
 // Every build swap (SPEC §6, STYLE §21) in two halves: deploy, rollback, reload
 // and add all start a build here (startSwap), then move traffic to it in one
@@ -216,7 +216,10 @@ export function switchBuild(
   // A rollback takes its build off the list as traffic moves, not once its drain is over: the version takes the next
   // swap from then on, and a second rollback during this one's drain goes one build further back.
   if (kind === 'rollback') target.previousBuilds.pop();
-  else if (!isNew) {
+  // The build it replaces is one to roll back to, unless it is this one: a deploy of the running build (a pipeline's
+  // retry of a deploy that had gone on, a restart, a build rebuilt in place) left it on the list, and the rollback
+  // after it forked the running build again from the same files, rolling back nothing.
+  else if (!isNew && !isSameBuild(previous, build)) {
     target.previousBuilds.push(previous);
     if (target.previousBuilds.length > MAX_PREVIOUS_BUILDS) target.previousBuilds.shift();
   }

@@ -102,6 +102,11 @@ async function commands(t: Test, gw: Gateway, env: Record<string, string>): Prom
   const deployed = await cli(t, ['deploy', 'v2', ...a], env);
   t.equal(deployed.code, 0);
   t.match(deployed.stdout, /^deployed v2: \S+ \(pids \d+\) in \d+ ms\n$/);
+  // The same build again: new processes, and no build to roll back to (forked from the same files, it would roll back
+  // nothing); another one (two instances) is.
+  const same = await cli(t, ['rollback', 'v2', ...a], env);
+  t.same([same.code, same.stderr], [1, 'graygate: 409 no_previous_build: version "v2" has no previous build\n']);
+  t.equal((await cli(t, ['deploy', 'v2', '--instances', '2', ...a], env)).code, 0);
   const rolled = await cli(t, ['rollback', 'v2', ...a], env);
   t.equal(rolled.code, 0);
 

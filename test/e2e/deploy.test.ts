@@ -248,7 +248,8 @@ t.test('a rollback while the old build drains a long request: taken at once; tha
   const gate = requestGate(t);
   const long = httpRequest(`${gw.url}${gate.path}&version=v2`);
   await waitForStatus(gw, (v) => v.v2!.workers[0]!.inflight === 1, 'the long request on the old build');
-  const deploy = admin(gw, 'POST', '/admin/versions/v2/deploy', {});
+  // Another build (a deploy of the running one again leaves no build to roll back to).
+  const deploy = admin(gw, 'POST', '/admin/versions/v2/deploy', { env: { BUILD: 'b2' } });
   await waitForStatus(gw, (v) => v.v2!.lastDeploy?.phase === 'draining', 'traffic moved, the old build drains');
   const rolled = await admin<{ lastDeploy?: { kind: string } }>(gw, 'POST', '/admin/versions/v2/rollback');
   t.same([rolled.status, rolled.body.lastDeploy?.kind], [200, 'rollback'], 'not 409 deploy_in_progress');

@@ -154,6 +154,30 @@ t.test('deploy swaps the build; a failed deploy leaves the old one serving; roll
   await t.rejects(registry.rollback('v1'), { code: 'no_previous_build' });
 });
 
+t.test(
+  'a deploy of the running build is no step to roll back to: a rollback after it goes to the build before',
+  async (t) => {
+    // The automation probe: a pipeline retried a deploy that had timed out in its client (the first went on in the
+    // master); the rollback after it forked the same build again, from the same files, and rolled back nothing.
+    const fake = fakeFork('ready');
+    const { registry } = setup(t, fake, { v1: { entry: FAKE_WORKER_ENTRY, weight: 1, env: { BUILD: 'b1' } } });
+    await registry.startAll();
+    const b2 = { ...registry.require('v1').build, env: { BUILD: 'b2' } };
+    await registry.deploy('v1', b2);
+    const first = pids(registry.require('v1').workers);
+    const again = await registry.deploy('v1', { ...b2 });
+    t.notSame(pids(again.workers), first, 'the same build deployed again is still a restart (its files may be new)');
+    t.same(
+      again.previousBuilds.map((b) => b.env['BUILD']),
+      ['b1'],
+      'and not a build to roll back to',
+    );
+    const rolled = await registry.rollback('v1');
+    t.equal(rolled.build.env['BUILD'], 'b1', 'the rollback goes to the build before it');
+    await t.rejects(registry.rollback('v1'), { code: 'no_previous_build' });
+  },
+);
+
 t.test('add, weights, remove', async (t) => {
   const fake = fakeFork('ready');
   const removed: string[] = [];
