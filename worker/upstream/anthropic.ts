@@ -174,8 +174,11 @@ function setPromptTokens(state: StreamState, usage: AnthropicUsage | undefined, 
 function startBlock(state: StreamState, value: Record<string, unknown>, data: string, sink: ChunkSink): void {
   const block = value['content_block'] as
     { type?: unknown; text?: unknown; id?: unknown; name?: unknown; input?: unknown } | undefined;
-  if (block?.type === 'text' && typeof block.text === 'string' && block.text !== '')
-    send(state, sink, contentChunk(state, block.text));
+  if (block?.type === 'text' && typeof block.text === 'string') {
+    if (block.text !== '') send(state, sink, contentChunk(state, block.text));
+  } else if (block?.type === 'text' && block.text != null)
+    // A block's first text is a fragment too: one that is no text is the upstream's malformed answer, as a delta's is.
+    throw wrongFieldType("a text block's text", 'a string', block.text);
   const index = blockIndex(value);
   if (block?.type !== 'tool_use') {
     state.blocks.set(index, OTHER_BLOCK);

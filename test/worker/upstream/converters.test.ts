@@ -390,6 +390,24 @@ t.test('anthropic events → chunks', async (t) => {
   t.throws(() => run(convertAnthropicEvent, [['content_block_delta', '{"type":']]), {
     code: 'upstream_protocol_error',
   });
+  // A text block's first text is a text fragment too: one of another type was left out, as a text_delta's was.
+  t.throws(
+    () =>
+      run(convertAnthropicEvent, [
+        [
+          'content_block_start',
+          '{"type":"content_block_start","index":0,"content_block":{"type":"text","text":["hi"]}}',
+        ],
+      ]),
+    { code: 'upstream_protocol_error', message: "the upstream sent a text block's text as an array, not a string" },
+  );
+  t.same(
+    run(convertAnthropicEvent, [
+      ['content_block_start', '{"type":"content_block_start","index":0,"content_block":{"type":"text","text":null}}'],
+    ]).chunks,
+    [],
+    "a text block's null text is none, and no error",
+  );
   for (const [reason, expected] of [
     ['end_turn', 'stop'],
     ['max_tokens', 'length'],
