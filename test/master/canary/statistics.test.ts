@@ -594,6 +594,31 @@ t.test('verdicts', async (t) => {
       /time_per_token_p99: .*no such canary answers: its clients left 8 streams/,
     ],
     [
+      // A review: one short answer (one content event, no time per token) beside 19 streams left passed the step.
+      'most canary streams left, one ended well with none: not yet, never "not measured"',
+      {
+        ...clean40,
+        baselinePerToken: spread(180, 20, 30),
+        streamsEnded: { baseline: 180, canary: 1, baselinePreviousSteps: 0 },
+        streamsLeft: { baseline: 0, canary: 19, baselinePreviousSteps: 0 },
+      },
+      'wait',
+      ['pass', 'pass', 'pass', 'not_yet'],
+      /time_per_token_p99: .*no such canary answers: its clients left 19 streams before their end/,
+    ],
+    [
+      'a version that reports none, a few of its streams left by users: "not measured" as before',
+      {
+        ...clean40,
+        baselinePerToken: spread(180, 20, 30),
+        streamsEnded: { baseline: 180, canary: 20, baselinePreviousSteps: 0 },
+        streamsLeft: { baseline: 0, canary: 6, baselinePreviousSteps: 0 },
+      },
+      'advance',
+      ['pass', 'pass', 'pass', 'pass'],
+      /time_per_token_p99: .*not measured: 20 canary streams ended and none reported it/,
+    ],
+    [
       'a few canary streams left, none ended, a mix that expects none: "no such canary requests" as before',
       {
         ...clean40,
