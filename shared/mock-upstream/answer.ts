@@ -53,7 +53,7 @@ export async function answerText(
   res.end();
 }
 
-/** A tool-call answer: the calls' events at the controls' pace (faults other than `status` do not apply). */
+/** A tool-call answer: the calls' events at the controls' pace, with the fault asked for after `after` of them. */
 export async function answerTools(
   res: ServerResponse,
   stream: MockStream,
@@ -63,34 +63,44 @@ export async function answerTools(
   isStream: boolean,
 ): Promise<void> {
   const c = stream.controls;
-  if (c.fault === 'status')
+  if (c.fault === 'status' || (c.fault === 'error' && !isStream))
     return json(res, c.status, frames.text.errorBody(c.status, `mock upstream error ${c.status}`));
   const tokens = calls.reduce((n, call) => n + Math.max(1, Math.ceil(call.args.length / 4)), 0);
   if (!isStream) {
     await pause(stream, c.firstByteMs);
+    if (await fault(stream, frames.text, a, 0, false, 0)) return;
     return json(res, 200, frames.tools.completion(a, calls, tokens));
   }
   res.writeHead(200, { 'content-type': frames.text.streamContentType, 'cache-control': 'no-cache' });
   res.flushHeaders();
   await pause(stream, c.firstByteMs);
-  for (const event of frames.tools.stream(a, calls, tokens)) {
+  const events = [...frames.tools.stream(a, calls, tokens)];
+  // The fault comes after `after` of the answer's events (an agent's stream cut midway through its calls).
+  const at = Math.min(c.after, events.length);
+  for (const [i, event] of events.entries()) {
+    if (await fault(stream, frames.text, a, i, true, at)) return;
     await pause(stream, c.intervalMs);
     await stream.write(event);
     if (stream.isClosed) return;
   }
+  if (await fault(stream, frames.text, a, events.length, true, at)) return;
   res.end();
 }
 
-/** Applies the stream's fault when `sent` tokens went out. True: the answer is over (or stalls forever). */
+/**
+ * Applies the stream's fault when `sent` tokens (or tool-call events) went out, `at` being where it comes. True: the
+ * answer is over (or stalls forever).
+ */
 async function fault(
   stream: MockStream,
   frames: FormatFrames,
   a: MockAnswer,
   sent: number,
   isStream: boolean,
+  at = Math.min(stream.controls.after, stream.controls.tokens),
 ): Promise<boolean> {
   const c = stream.controls;
-  if (c.fault === 'none' || sent !== Math.min(c.after, c.tokens) || stream.isClosed) return stream.isClosed;
+  if (c.fault === 'none' || sent !== at || stream.isClosed) return stream.isClosed;
   switch (c.fault) {
     case 'stall':
       return true; // the connection stays open until the client gives up
