@@ -88,6 +88,25 @@ export async function answerTools(
 }
 
 /**
+ * An answer that is one JSON document (embeddings): after the first-byte delay, with the fault asked for (`error` is
+ * answered as `status`, as any answer not streamed).
+ */
+export async function answerJson(
+  res: ServerResponse,
+  stream: MockStream,
+  frames: FormatFrames,
+  a: MockAnswer,
+  value: () => unknown,
+): Promise<void> {
+  const c = stream.controls;
+  if (c.fault === 'status' || c.fault === 'error')
+    return json(res, c.status, frames.errorBody(c.status, `mock upstream error ${c.status}`));
+  await pause(stream, c.firstByteMs);
+  if (await fault(stream, frames, a, 0, false, 0)) return;
+  return json(res, 200, value());
+}
+
+/**
  * Applies the stream's fault when `sent` tokens (or tool-call events) went out, `at` being where it comes. True: the
  * answer is over (or stalls forever).
  */

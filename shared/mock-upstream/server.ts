@@ -7,7 +7,7 @@ import { completions, responses, responsesTools } from './endpoint-frames.js';
 import { DEFAULT_CONTROLS, readControls, type MockControls } from './controls.js';
 import { countPromptTokens, mockText } from './text.js';
 import { MockStream } from './mock-stream.js';
-import { answerText, answerTools, json } from './answer.js';
+import { answerJson, answerText, answerTools, json } from './answer.js';
 import { forcedTool, jsonMode, messageTexts, promptTexts, requestTools } from './request-reading.js';
 import { mockCallId, pieces, TOOL_FRAMES, type MockCall } from './tool-frames.js';
 import { sampleFromSchema } from './schema-sample.js';
@@ -196,11 +196,10 @@ async function answerRequest(
 ): Promise<void> {
   const { frames, format } = route;
   const isStream = frames.isStream(body);
-  if (route.kind === 'embeddings') {
-    const c = stream.controls;
-    if (c.fault === 'status') return json(res, c.status, frames.errorBody(c.status, `mock upstream error ${c.status}`));
-    return json(res, 200, format === 'ollama' ? ollamaEmbed(body, a.model) : openaiEmbeddings(body, a.model));
-  }
+  if (route.kind === 'embeddings')
+    return answerJson(res, stream, frames, a, () =>
+      format === 'ollama' ? ollamaEmbed(body, a.model) : openaiEmbeddings(body, a.model),
+    );
   if (route.kind === 'completions')
     return answerText(res, stream, frames, a, { maxTokens: frames.maxTokens(body), isStream });
   const dialect = route.kind;

@@ -62,3 +62,39 @@ t.test('a canary whose upstream ends its tool-call streams with an error event m
   t.equal((await status(gw)).agent!.weight, 0);
   t.comment(`rolled back after ${load.requests} requests: ${final.reason}`);
 });
+
+t.test('a canary whose upstream fails its embeddings (fault=error) is rolled back', async (t) => {
+  // The retrieval half of an agent's traffic. The mock upstream's faults other than fault=status, and its
+  // first-byte-ms, did not apply to embeddings (README "mock": an answer not streamed takes fault=error as its
+  // status): such a canary tried on the mock answered them as its baseline did and was promoted.
+  const good = await startMockUpstream();
+  t.teardown(() => good.close());
+  const broken = await startMockUpstream({ defaults: { fault: 'error', status: 503 } });
+  t.teardown(() => broken.close());
+  const gw = await startGateway(t, {
+    versions: {
+      base: { weight: 100, upstream: { format: 'openai', url: good.url + BASE_PATHS.openai } },
+      bademb: { weight: 0, upstream: { format: 'openai', url: broken.url + BASE_PATHS.openai } },
+    },
+    routing: { default: 'base' },
+  });
+  const body = { steps: [50, 100], stepMs: 200, minRequests: 20, criteria: { responseTimeP99: false } };
+  t.equal((await admin(gw, 'POST', '/admin/versions/bademb/canary', body)).status, 202);
+  const { load, final } = await runCanaryToEnd(gw, 'bademb', {
+    path: '/v1/embeddings',
+    method: 'POST',
+    body: JSON.stringify({ model: 'graygate-mock', input: 'hello' }),
+    maxRequests: 4000,
+  });
+  t.equal(final.state, 'rolled_back', final.reason);
+  t.ok(
+    final.decisions.some((d) => d.metric === 'error_rate' && d.verdict === 'fail'),
+    'the error-rate test rejected',
+  );
+  t.ok(
+    [...load.byStatus.keys()].some((s) => s >= 500),
+    'its clients got the errors',
+  );
+  t.equal((await status(gw)).bademb!.weight, 0);
+  t.comment(`rolled back after ${load.requests} requests: ${final.reason}`);
+});
