@@ -56,6 +56,8 @@ t.test("an upstream error whose body is cut or never ends keeps the upstream's s
     versions: {
       openai: { weight: 1, upstream: { format: 'openai', url: `http://127.0.0.1:${port}/v1`, timeouts } },
       anthropic: { weight: 0, upstream: { format: 'anthropic', url: `http://127.0.0.1:${port}`, timeouts } },
+      // The default deadlines (first byte 2 min, total 10 min): a body that never ends is read for ERROR_BODY_MS.
+      patient: { weight: 0, upstream: { format: 'openai', url: `http://127.0.0.1:${port}/v1` } },
     },
     routing: { default: 'openai' },
   });
@@ -64,6 +66,8 @@ t.test("an upstream error whose body is cut or never ends keeps the upstream's s
   for (const version of ['openai', 'anthropic'])
     for (const stream of [true, false])
       for (const model of ['rate-cut', 'rate-hang', 'key-cut', 'key-hang']) calls.push({ version, stream, model });
+  for (const stream of [true, false])
+    for (const model of ['rate-hang', 'key-hang']) calls.push({ version: 'patient', stream, model });
   const answers = await Promise.all(
     calls.map(({ version, stream, model }) =>
       httpRequest(`${gw.url}/v1/chat/completions?version=${version}`, {

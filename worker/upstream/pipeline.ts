@@ -21,6 +21,12 @@ const MAX_RETRY_AFTER_S = 86_400;
 
 /** Largest upstream error body read to find its message, bytes. */
 export const MAX_ERROR_BODY_BYTES = 64 * 1024;
+/**
+ * How long an error answer's body is read after its head: its status is the answer, the body only its message. One
+ * that never ended held the client's 429 until the call's first-byte deadline (2 min), or its total one for a whole
+ * answer's call (10 min) (a hostile-upstream probe).
+ */
+const ERROR_BODY_MS = 5_000;
 
 /** What reads the upstream's body. */
 export interface BodyConsumer {
@@ -361,14 +367,22 @@ async function readJsonInsteadOfStream(body: UpstreamBody): Promise<GraygateErro
 export async function readStatusError(
   status: number,
   headers: IncomingHttpHeaders,
-  body: Pick<UpstreamBody, 'readAll'>,
+  body: Pick<UpstreamBody, 'readAll' | 'destroy'>,
   maxBytes: number,
 ): Promise<GraygateError> {
   // A compressed body (asked for none) is not read as text: its bytes would be the message.
   const coding = codingProblem(headers);
-  // The status is the answer, its body only the message: one cut short (a reset, a deadline) is what came of it, never
-  // the status lost (a 429 whose body a proxy left short became a 502 upstream_reset, its Retry-After gone).
-  const text = (await body.readAll(coding === undefined ? maxBytes : 1, true)).toString('utf8', 0, maxBytes);
+  // The status is the answer, its body only the message: one cut short (a reset, a deadline, ERROR_BODY_MS) is what
+  // came of it, never the status lost (a 429 whose body a proxy left short became a 502 upstream_reset, its
+  // Retry-After gone).
+  const late = setTimeout(() => body.destroy(new Error('the error body took too long')), ERROR_BODY_MS);
+  let read: Buffer;
+  try {
+    read = await body.readAll(coding === undefined ? maxBytes : 1, true);
+  } finally {
+    clearTimeout(late);
+  }
+  const text = read.toString('utf8', 0, maxBytes);
   const retryAfter =
     retryAfterSeconds(headers['retry-after'], Date.now()) ?? retryAfterMsAsSeconds(headers['retry-after-ms']);
   // OpenAI's hint to its SDKs (a 429 for an exhausted quota says false), passed on.

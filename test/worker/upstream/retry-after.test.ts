@@ -3,8 +3,9 @@ import { readStatusError, retryAfterSeconds } from '../../../worker/upstream/pip
 import { toErrorResponse } from '../../../shared/errors.js';
 
 /** An upstream body of these bytes, as readStatusError reads one. */
-const bodyOf = (text: string): { readAll(): Promise<Buffer> } => ({
+const bodyOf = (text: string): { readAll(): Promise<Buffer>; destroy(): void } => ({
   readAll: () => Promise.resolve(Buffer.from(text)),
+  destroy: () => undefined,
 });
 
 // An upstream's 429 or 503 tells the client when to come back (SPEC §4: 4xx/429 kept, with Retry-After).
