@@ -1,5 +1,5 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import { createServer } from '../../shared/node-http.js';
+import { createServer, type SocketInternals } from '../../shared/node-http.js';
 import type { Duplex } from 'node:stream';
 import { GraygateError, isGraygateError, toErrorResponse, type ErrorResponse } from '../../shared/errors.js';
 import { headerValue, sendError, sendJson } from '../../shared/http-headers.js';
@@ -261,7 +261,7 @@ export function createAdminServer(options: AdminServerOptions): Server {
     // The request whose head node gave us was answered already, closing the connection (a refused head: node's parser
     // fails on `Transfer-Encoding: gzip` after it): a second answer went out behind the first. One kept alive is
     // followed by this refusal, for the bytes after it.
-    const last = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
+    const last = (socket as Duplex & SocketInternals)._httpMessage as ServerResponse | null | undefined;
     if (last?.writableEnded === true && !last.shouldKeepAlive) return;
     const refusal = clientErrorResponse(err, { maxUrlBytes: Number.POSITIVE_INFINITY, headTimeoutMs: ADMIN_HEAD_MS });
     if (refusal === undefined || !socket.writable) socket.destroy();
