@@ -376,13 +376,12 @@ export async function readStatusError(
   // came of it, never the status lost (a 429 whose body a proxy left short became a 502 upstream_reset, its
   // Retry-After gone).
   const late = setTimeout(() => body.destroy(new Error('the error body took too long')), ERROR_BODY_MS);
-  let read: Buffer;
+  let text: string;
   try {
-    read = await body.readAll(coding === undefined ? maxBytes : 1, true);
+    text = await readBounded(body, coding === undefined ? maxBytes : 1, true);
   } finally {
     clearTimeout(late);
   }
-  const text = read.toString('utf8', 0, maxBytes);
   const retryAfter =
     retryAfterSeconds(headers['retry-after'], Date.now()) ?? retryAfterMsAsSeconds(headers['retry-after-ms']);
   // OpenAI's hint to its SDKs (a 429 for an exhausted quota says false), passed on.
@@ -411,9 +410,9 @@ function retryAfterMsAsSeconds(value: string | string[] | undefined): number | u
   return Math.min(Math.ceil(Number(value) / 1000), MAX_RETRY_AFTER_S);
 }
 
-/** The body's first `maxBytes` as text; the rest is not read (the body is destroyed). */
-async function readBounded(body: Pick<UpstreamBody, 'readAll'>, maxBytes: number): Promise<string> {
-  return (await body.readAll(maxBytes)).toString('utf8', 0, maxBytes);
+/** The body's first `maxBytes` as text; the rest is not read (the body is destroyed). `isCutKept`: see readAll. */
+async function readBounded(body: Pick<UpstreamBody, 'readAll'>, maxBytes: number, isCutKept = false): Promise<string> {
+  return (await body.readAll(maxBytes, isCutKept)).toString('utf8', 0, maxBytes);
 }
 
 /**
