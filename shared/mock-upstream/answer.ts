@@ -74,7 +74,7 @@ export async function answerTools(
   res.writeHead(200, { 'content-type': frames.text.streamContentType, 'cache-control': 'no-cache' });
   res.flushHeaders();
   await pause(stream, c.firstByteMs);
-  const events = [...frames.tools.stream(a, calls, tokens)];
+  const events = frames.tools.stream(a, calls, tokens);
   // The fault comes after `after` of the answer's events (an agent's stream cut midway through its calls).
   const at = Math.min(c.after, events.length);
   for (const [i, event] of events.entries()) {
