@@ -257,17 +257,34 @@ export function createAdminServer(options: AdminServerOptions): Server {
   });
   // What node's parser refuses (a malformed head, one past its size, a head not sent in time): in the API's shape
   // too, not node's bare `400 Bad Request`; a connection that is just gone is closed.
+  // Sockets whose parser failed: the errors of the bytes after the first are ignored.
+  const refused = new WeakSet<Duplex>();
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-    // The request whose head node gave us was answered already, closing the connection (a refused head: node's parser
-    // fails on `Transfer-Encoding: gzip` after it): a second answer went out behind the first. One kept alive is
-    // followed by this refusal, for the bytes after it.
-    const last = (socket as Duplex & SocketInternals)._httpMessage as ServerResponse | null | undefined;
-    if (last?.writableEnded === true && !last.shouldKeepAlive) return;
+    if (refused.has(socket)) return;
+    refused.add(socket);
     const refusal = clientErrorResponse(err, { maxUrlBytes: Number.POSITIVE_INFINITY, headTimeoutMs: ADMIN_HEAD_MS });
-    if (refusal === undefined || !socket.writable) socket.destroy();
-    else socket.end(adminRawError(refusal));
+    if (refusal === undefined) return socket.destroy();
+    // The refusal waits for the answers of the requests before the bytes node could not parse, as the main port's
+    // does: written at once, it went out ahead of a `/metrics` or a status still being made, which was lost (a
+    // probe). A connection its last answer closed (a refused head, `Connection: close`) gets nothing more: node's
+    // parser fails on `Transfer-Encoding: gzip` after the head refused for it, and a second answer went out.
+    afterAnswers(socket, () => {
+      if (socket.writable) socket.end(adminRawError(refusal));
+      else socket.destroy();
+    });
   });
   return server;
+}
+
+/**
+ * Calls `then` once every answer due on the socket has been written: node answers pipelined requests in order, its
+ * own `finish` listener (the first) taking the answer off the socket and giving it the next one's, or ending it after
+ * a last one. An answer still on the socket has not emitted `finish`, even when written whole (`writableFinished`).
+ */
+function afterAnswers(socket: Duplex, then: () => void): void {
+  const current = (socket as Duplex & SocketInternals)._httpMessage as ServerResponse | null | undefined;
+  if (current === null || current === undefined) return then();
+  current.once('finish', () => afterAnswers(socket, then));
 }
 
 /** An answer written on the socket, with the header every admin answer has (a 408 or a 400 lacked it). */

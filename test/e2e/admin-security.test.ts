@@ -279,6 +279,18 @@ t.test("the admin port refuses the heads the main port does, in the API's error 
     [404, 400],
   );
   await behind.closed;
+  // Behind answers still being made (a status, /metrics): the refusal was written at once and their answers lost.
+  const afterAsync = await openRaw(gw.adminUrl, ['GET', 'GET', 'GET']);
+  afterAsync.write(
+    `GET /admin/status HTTP/1.1\r\nHost: ${host}\r\n\r\nGET /metrics HTTP/1.1\r\nHost: ${host}\r\n\r\n` +
+      'GARBAGE\r\n\r\n',
+  );
+  t.same(
+    (await afterAsync.waitFor(3)).map((r) => r.status),
+    [200, 200, 400],
+    'the refusal after the answers of the requests before it',
+  );
+  await afterAsync.closed;
   // Absolute-form, which a server must accept (RFC 9112 §3.2.2): it was a 404 (a probe).
   const absolute = await openRaw(gw.adminUrl, ['GET']);
   absolute.write(`GET http://${host}/admin/status HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
