@@ -202,8 +202,10 @@ export class CanaryManager {
     if (controller === undefined || !controller.isActive) {
       // The baseline's name (a review: "no running or held canary" when one was running, against it).
       const canary = this.#watching.get(name)?.plan.canary;
-      const hint = canary === undefined ? '' : `: it is the baseline of the canary of "${canary}", named so here`;
-      throw new GraygateError('not_found', `version "${name}" has no running or held canary${hint}`);
+      throw new GraygateError(
+        'not_found',
+        `version "${name}" has no running or held canary${endedHint(controller, canary)}`,
+      );
     }
     end(controller);
     this.#settle();
@@ -310,4 +312,17 @@ export class CanaryManager {
     }
     if (this.#watching.size === 0) this.close();
   }
+}
+
+/**
+ * Why there is nothing to end, past "no running or held canary": the canary of `name` named when `name` is its
+ * baseline; else how its last canary ended, when it had one (an operator's abort just after the judge promoted said
+ * only "no running or held canary", as if it had never run).
+ */
+function endedHint(last: CanaryController | undefined, canaryOfBaseline: string | undefined): string {
+  if (canaryOfBaseline !== undefined)
+    return `: it is the baseline of the canary of "${canaryOfBaseline}", named so here`;
+  if (last === undefined) return '';
+  const { state, endedAt, reason } = last.status();
+  return `: its last one ended ${state} at ${endedAt ?? 'an unknown time'} (${reason})`;
 }

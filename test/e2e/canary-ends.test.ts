@@ -187,6 +187,8 @@ t.test('paused by hand and resumed: held where it is, a pipeline’s --wait wait
   const ended = await admin<ErrorBody>(gw, 'POST', '/admin/versions/idle/canary/resume');
   t.equal(ended.status, 404, 'an ended canary is not resumed');
   t.equal(ended.body.error.code, 'not_found');
+  // It said only "no running or held canary", as if there had been none.
+  t.match(ended.body.error.message, /its last one ended promoted at \d{4}-.*\(.*canary\/promote.*\)$/, 'how it ended');
   const none = await runCli(t, ['canary', 'pause', 'base', '--admin', gw.adminUrl]);
   t.equal(none.code, 1, 'a version with no canary: the API refuses');
   t.match(none.stderr, /has no running or held canary/);
