@@ -367,7 +367,8 @@ const MAX_NESTING = 256;
 /** The first own `__proto__` key in a parsed JSON value, as a problem with its path; or nesting past MAX_NESTING. */
 function protoKeyProblem(value: unknown, path: string, depth: number): string | undefined {
   if (typeof value !== 'object' || value === null) return undefined;
-  if (depth > MAX_NESTING) return `${path}: nested deeper than ${MAX_NESTING} levels`;
+  // The path's first keys name where (it was 256 of them: a 400 of ~600 characters, a config error as long).
+  if (depth > MAX_NESTING) return `${shortPath(path)}: nested deeper than ${MAX_NESTING} levels`;
   if (Object.prototype.hasOwnProperty.call(value, '__proto__'))
     return `${path === '' ? '' : `${path}.`}__proto__: "__proto__" is not allowed as a key`;
   for (const [key, child] of Object.entries(value)) {
@@ -375,6 +376,12 @@ function protoKeyProblem(value: unknown, path: string, depth: number): string | 
     if (found !== undefined) return found;
   }
   return undefined;
+}
+
+/** A path's first four keys, `…` for the rest. */
+function shortPath(path: string): string {
+  const keys = path.split('.');
+  return keys.length <= 4 ? path : `${keys.slice(0, 4).join('.')}.…`;
 }
 
 /**
