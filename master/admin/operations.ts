@@ -168,8 +168,7 @@ export class Operations {
     const { name, ...version } = parseBody(addBody, raw);
     this.#checkConnections('upstream', version.upstream);
     const added = await this.#registry.add(name, { ...version, entry: this.#allowedEntry(version.entry) });
-    this.#warn({ [name]: version });
-    return versionStatus(added);
+    return withWarnings(versionStatus(added), this.#warn({ [name]: version }));
   }
 
   /** 400 for an upstream whose connections are fewer than a worker admits, as the file's check says (config.ts). */
@@ -226,8 +225,7 @@ export class Operations {
     const answer = await this.#swapAnswer(name, 'redeployed', (onSwitch) =>
       this.#registry.deploy(name, build, { onSwitch }),
     );
-    this.#warn({ [name]: build });
-    return answer;
+    return withWarnings(answer, this.#warn({ [name]: build }));
   }
 
   /** POST /admin/versions/:name/rollback: the build before the current one. */
@@ -236,8 +234,7 @@ export class Operations {
       this.#registry.rollback(name, { onSwitch }),
     );
     const build = this.#registry.get(name)?.build; // removed meanwhile: nothing to warn of
-    if (build !== undefined) this.#warn({ [name]: build });
-    return answer;
+    return build === undefined ? answer : withWarnings(answer, this.#warn({ [name]: build }));
   }
 
   /**
@@ -418,4 +415,9 @@ export class Operations {
     this.#log.info({ ...result, trigger: triggers.join(',') }, 'config reloaded');
     return result;
   }
+}
+
+/** An add's, deploy's or rollback's answer with the warnings it logged, when there are some. */
+function withWarnings(answer: VersionStatus, warnings: string[]): VersionStatus {
+  return warnings.length === 0 ? answer : { ...answer, warnings };
 }

@@ -40,6 +40,12 @@ export interface VersionStatus {
    * the CLI said "deployed v3" alone, and an operator did not know the canary had ended).
    */
   abortedCanary?: CanaryPair;
+  /**
+   * In the answer of an add, a deploy or a rollback only, when there are some: the warn lines it logged for the build
+   * it brought (a secret variable unset, pings limits.workerIdleTimeoutMs would cut), as a reload's answer lists them
+   * (a probe: a pipeline adding a version whose key was unset got a plain 201, the reason in the master's log only).
+   */
+  warnings?: string[];
 }
 
 export interface StatusBody {

@@ -79,11 +79,16 @@ type Print = (value: unknown, human: () => string) => void;
 /** A deploy's, rollback's or removal's answer: the canary it ended (absent from an older master's). */
 interface Aborts {
   abortedCanary?: { canary: string; baseline: string };
+  warnings?: string[];
 }
 
-/** A line "aborted the canary of v3 (baseline v1)", as reload says it (a probe: "deployed v3" alone hid the abort). */
-function abortLine({ abortedCanary: a }: Aborts): string {
-  return a === undefined ? '' : `\naborted the canary of ${a.canary} (baseline ${a.baseline})`;
+/**
+ * A line "aborted the canary of v3 (baseline v1)", as reload says it (a probe: "deployed v3" alone hid the abort), and
+ * a line for each warning an add, a deploy or a rollback logged, as reload prints them.
+ */
+function abortLine({ abortedCanary: a, warnings = [] }: Aborts): string {
+  const aborted = a === undefined ? '' : `\naborted the canary of ${a.canary} (baseline ${a.baseline})`;
+  return aborted + warnings.map((warning) => `\nwarning: ${warning}`).join('');
 }
 
 /**
@@ -635,8 +640,8 @@ async function run(argv: string[]): Promise<void> {
       };
       const instances = positiveInt(values.instances, '--instances');
       if (instances !== undefined) body['instances'] = instances;
-      const added = await callAdmin<unknown>(client(), { method: 'POST', path: '/admin/versions', body });
-      return print(added, () => `added ${name()}`);
+      const added = await callAdmin<Aborts>(client(), { method: 'POST', path: '/admin/versions', body });
+      return print(added, () => `added ${name()}${abortLine(added)}`);
     }
     case 'deploy': {
       const body: Record<string, unknown> = {};

@@ -14,13 +14,20 @@ const cli = runCli;
 // ~50 node processes (CLI runs, a master, mock upstreams) started one after another: 82 s of the lane's wall time
 // beside the unit tests and the other lane (there were two), 121 s with one more busy core, past tap's 120 s per file
 // (the lane failed the file and took no more). Its own bound, as the load-test smoke files have.
+const UNSET = 'GG_CLI_TEST_UNSET_KEY';
 export const TIMEOUT_MS = 240_000; // test/helpers/e2e-lane.ts reads it
 t.setTimeout(TIMEOUT_MS);
 
 t.test('CLI against a running gateway', async (t) => {
   const gw = await startGateway(
     t,
-    { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 90 }, v2: { entry: TEST_WORKER_ENTRY, weight: 10 } } },
+    {
+      versions: {
+        v1: { entry: TEST_WORKER_ENTRY, weight: 90 },
+        // A key variable nothing sets: a deploy's warning.
+        v2: { entry: TEST_WORKER_ENTRY, weight: 10, upstream: { format: 'openai', url: 'mock:', apiKeyEnv: UNSET } },
+      },
+    },
     { env: { GRAYGATE_ADMIN_TOKEN: 'tok' } },
   );
   const env = { GRAYGATE_ADMIN_TOKEN: 'tok' };
@@ -101,7 +108,15 @@ async function commands(t: Test, gw: Gateway, env: Record<string, string>): Prom
 
   const deployed = await cli(t, ['deploy', 'v2', ...a], env);
   t.equal(deployed.code, 0);
-  t.match(deployed.stdout, /^deployed v2: \S+ \(pids \d+\) in \d+ ms\n$/);
+  // With the warning the master logged, as reload prints them: it was in the master's log only.
+  t.match(
+    deployed.stdout,
+    new RegExp(
+      String.raw`^deployed v2: \S+ \(pids \d+\) in \d+ ms\n` +
+        `warning: version v2's upstream.apiKeyEnv names ${UNSET}, which is not set: its calls go to the upstream ` +
+        'without a key\n$',
+    ),
+  );
   // The same build again: new processes, and no build to roll back to (forked from the same files, it would roll back
   // nothing); another one (two instances) is.
   const same = await cli(t, ['rollback', 'v2', ...a], env);

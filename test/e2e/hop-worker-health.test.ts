@@ -75,6 +75,10 @@ t.test('a silent or stopped worker', async (t) => {
       const added = await admin(gw, 'POST', '/admin/versions', { name: 'three', entry: TEST_WORKER_ENTRY, weight: 0 });
       t.equal(added.status, 201);
       await untilOutputHas(gw, warning('three'));
+      // And in the answer, as a reload's lists them: a pipeline's add got a plain 201, the reason in the log only.
+      const { warnings } = added.body as { warnings?: string[] };
+      t.equal(warnings?.length, 1, "in the add's answer");
+      t.match(warnings, [warning('three')]);
       t.equal((await admin(gw, 'DELETE', '/admin/versions/three')).status, 200);
     },
   );
