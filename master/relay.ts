@@ -33,10 +33,17 @@ export interface RelayHooks {
 
 // What the worker writes (worker/sse): `data: {…"delta":{"content":"…` for
 // chat, `"text":"` for legacy completions, `"delta":"` for Responses API text
-// events, `"tool_calls":[` for tool calls. An empty string (the role chunk's
-// `"content":""`) is not content. The keys are matched with their opening
-// quote, so `"reasoning_content":"` does not count.
-const CONTENT_KEYS = [Buffer.from('"content":"'), Buffer.from('"text":"'), Buffer.from('"delta":"')];
+// events, `"tool_calls":[` for tool calls, `"reasoning_content":"` and
+// `"reasoning":"` for a reasoning model's thinking (a Responses stream's
+// reasoning summaries are `"delta":"` too). An empty string (the role chunk's
+// `"content":""`) is not content. The keys are matched with their opening quote.
+const CONTENT_KEYS = [
+  Buffer.from('"content":"'),
+  Buffer.from('"text":"'),
+  Buffer.from('"delta":"'),
+  Buffer.from('"reasoning_content":"'),
+  Buffer.from('"reasoning":"'),
+];
 const TOOL_CALLS_KEY = Buffer.from('"tool_calls":[');
 const FIRST_CONTENT_KEYS = [...CONTENT_KEYS, TOOL_CALLS_KEY];
 const QUOTE = 0x22;

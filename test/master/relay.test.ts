@@ -20,7 +20,9 @@ t.test('hasContentEvent', async (t) => {
       'data: {"choices":[{"delta":{"role":"assistant","content":""}}]}\n\ndata: {"choices":[{"delta":{"content":"x"}}]}\n\n',
       true,
     ],
-    ['data: {"choices":[{"delta":{"reasoning_content":"think"}}]}\n\n', false],
+    ['data: {"choices":[{"delta":{"reasoning_content":"think"}}]}\n\n', true],
+    ['data: {"choices":[{"delta":{"content":"","reasoning":"think"}}]}\n\n', true],
+    ['data: {"choices":[{"delta":{"reasoning":""}}]}\n\n', false],
     ['data: {"choices":[{"delta":{"tool_calls":[{"index":0}]}}]}\n\n', true],
     ['data: {"choices":[{"text":"legacy","index":0}]}\n\n', true],
     ['data: {"type":"response.output_text.delta","delta":"hi"}\n\n', true],
@@ -53,7 +55,7 @@ t.test('spansContentKey: a content key the reads cut, wherever they cut it', asy
     if (spansContentKey(previous, chunk)) t.fail(`the role chunk's empty content cut at ${at} is content`);
   }
   t.notOk(spansContentKey(undefined, Buffer.from('"content":"x')), 'nothing before');
-  t.notOk(spansContentKey(Buffer.from('"reasoning_'), Buffer.from('content":"x"')), 'reasoning is not content');
+  t.ok(spansContentKey(Buffer.from('"reasoning_'), Buffer.from('content":"x"')), "reasoning is the model's output");
   t.pass('every cut');
 });
 

@@ -24,9 +24,15 @@ export class SseWriter extends SseResponse implements ChatOutput {
     // another with no choices (Azure's `prompt_filter_results` first) is the upstream's, and goes out.
     if (!this.#includeUsage && chunk.choices.length === 0 && chunk.usage !== undefined && chunk.usage !== null) return;
     const delta = chunk.choices[0]?.delta;
-    // A tool call's fragments are the answer as much as text is (SPEC §12).
+    // A tool call's fragments are the answer as much as text is (SPEC §12), and a reasoning model's thinking, which
+    // the client is sent as it comes, is the model's output as much as its answer is: its first token is the first.
     const isContent =
-      delta !== undefined && (isText(delta.content) || isText(delta.refusal) || delta.tool_calls !== undefined);
+      delta !== undefined &&
+      (isText(delta.content) ||
+        isText(delta.refusal) ||
+        delta.tool_calls !== undefined ||
+        isText(delta['reasoning']) ||
+        isText(delta['reasoning_content']));
     this.queue(encodeChunk(chunk, raw), isContent);
   }
 

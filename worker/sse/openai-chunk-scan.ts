@@ -33,6 +33,9 @@ const KEY_DELTA = Buffer.from('delta');
 const KEY_FINISH = Buffer.from('finish_reason');
 const KEY_CONTENT = Buffer.from('content');
 const KEY_REFUSAL = Buffer.from('refusal');
+// A reasoning model's thinking, as vLLM, DeepSeek (`reasoning_content`) and OpenRouter, Ollama (`reasoning`) stream it.
+const KEY_REASONING_CONTENT = Buffer.from('reasoning_content');
+const KEY_REASONING = Buffer.from('reasoning');
 const KEY_TOOL_CALLS = Buffer.from('tool_calls');
 const DATA_PREFIX = Buffer.from('data: ');
 
@@ -72,6 +75,8 @@ class Scan {
   // Facts of the current event's first choice.
   #hasContent = false;
   #hasRefusal = false;
+  #hasReasoningContent = false;
+  #hasReasoning = false;
 
   constructor(buf: Buffer) {
     this.buf = buf;
@@ -86,11 +91,13 @@ class Scan {
     this.#end = end;
     this.#hasContent = false;
     this.#hasRefusal = false;
+    this.#hasReasoningContent = false;
+    this.#hasReasoning = false;
     let i = this.#space(start);
     i = this.#topObject(i);
     if (i === -1) return NOT_PLAIN;
     if (this.#space(i) !== end) return NOT_PLAIN;
-    return this.#hasContent || this.#hasRefusal ? 1 : 0;
+    return this.#hasContent || this.#hasRefusal || this.#hasReasoningContent || this.#hasReasoning ? 1 : 0;
   }
 
   #space(i: number): number {
@@ -182,6 +189,8 @@ class Scan {
   #delta(i: number): number {
     this.#hasContent = false;
     this.#hasRefusal = false;
+    this.#hasReasoningContent = false;
+    this.#hasReasoning = false;
     if (this.buf[i] === 0x6e) return this.#null(i); // null: no delta, as the decoding path takes it
     if (this.buf[i] !== 0x7b) return -1; // another non-object: the decoding path refuses it
     i = this.#space(i + 1);
@@ -201,6 +210,8 @@ class Scan {
       const isText = this.buf[valueStart] === QUOTE && i - valueStart > 2;
       if (key === KEY_CONTENT) this.#hasContent = isText;
       else if (key === KEY_REFUSAL) this.#hasRefusal = isText;
+      else if (key === KEY_REASONING_CONTENT) this.#hasReasoningContent = isText;
+      else if (key === KEY_REASONING) this.#hasReasoning = isText;
       i = this.#space(i);
       const c = this.buf[i];
       if (c === 0x7d) return i + 1;
@@ -351,6 +362,8 @@ const KEYS_BY_LENGTH: ReadonlyArray<readonly Buffer[] | undefined> = groupByLeng
   KEY_FINISH,
   KEY_CONTENT,
   KEY_REFUSAL,
+  KEY_REASONING_CONTENT,
+  KEY_REASONING,
   KEY_TOOL_CALLS,
 ]);
 const TRUE = Buffer.from('true');

@@ -150,3 +150,18 @@ t.test('a stream that fails after plain bytes ends with the error event only', a
   t.match(text(), /^data: \{"id":"c".*"a".*\n\ndata: \{"error":/s);
   t.notMatch(text(), /"b"/, 'queued, unflushed bytes are dropped for the error');
 });
+
+t.test("a reasoning model's first token is its first thinking the client is sent, relayed or converted", async (t) => {
+  const clock = { now: 5 };
+  const relayed = new SseWriter({ res: fakeResponse().res, now: () => clock.now, includeUsage: false });
+  const thinking = (delta: Record<string, unknown>): string =>
+    `data: ${JSON.stringify({ id: 'c', choices: [{ index: 0, delta, finish_reason: null }] })}\n\n`;
+  t.equal(relayed.relayPlain(Buffer.from(thinking({ content: null, reasoning_content: 'hm' }))), true);
+  t.equal(relayed.firstTokenAtMs, 5, "vLLM's and DeepSeek's reasoning_content");
+  // Ollama's thinking, converted to delta.reasoning (upstream/chunk-builders.ts).
+  const converted = new SseWriter({ res: fakeResponse().res, now: () => clock.now, includeUsage: false });
+  clock.now = 9;
+  converted.chunk({ ...framed, choices: [{ index: 0, delta: { reasoning: 'hm' }, finish_reason: null }] });
+  t.equal(converted.firstTokenAtMs, 9, "Ollama's thinking");
+  t.equal(converted.contentChunks, 1);
+});

@@ -32,7 +32,12 @@ function reference(payload: string): number {
   if (delta === undefined || delta === null) return 0;
   if ('tool_calls' in delta) return NOT_PLAIN;
   const isText = (x: unknown): boolean => typeof x === 'string' && x !== '';
-  return isText(delta['content']) || isText(delta['refusal']) ? 1 : 0;
+  return isText(delta['content']) ||
+    isText(delta['refusal']) ||
+    isText(delta['reasoning_content']) ||
+    isText(delta['reasoning'])
+    ? 1
+    : 0;
 }
 
 const event = (payload: string): Buffer => Buffer.from(`data: ${payload}\n\n`);
@@ -69,6 +74,9 @@ const PLAIN: Array<[string, string, number]> = [
     1,
   ],
   ['whitespace around tokens', ' { "choices" : [ { "delta" : { "content" : "x" } , "finish_reason" : null } ] } ', 1],
+  ['reasoning as vLLM and DeepSeek stream it', '{"choices":[{"delta":{"content":null,"reasoning_content":"hm"}}]}', 1],
+  ['reasoning as OpenRouter streams it', '{"choices":[{"delta":{"content":"","reasoning":"hm"}}]}', 1],
+  ['empty reasoning', '{"choices":[{"delta":{"reasoning_content":"","reasoning":""}}]}', 0],
   ['an empty first choice', '{"choices":[{}]}', 0],
   ['a null delta (taken as an empty one)', '{"choices":[{"delta":null}]}', 0],
   ['an empty delta', '{"choices":[{"delta":{}}]}', 0],
