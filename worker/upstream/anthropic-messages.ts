@@ -55,7 +55,7 @@ export function anthropicMessages(messages: ChatMessage[]): { system: string[]; 
     // part is left out, and a turn left with nothing is not sent. It says nothing, and Anthropic joins the
     // turns of one role on either side of it.
     if (m.role === 'user') {
-      const blocks = joinTexts(contentParts(m, path, 'anthropic', true))
+      const blocks = joinTexts(contentParts(m, path, 'anthropic', true, true))
         .map(userBlock)
         .filter(isNotEmptyText);
       if (resultTurn !== undefined) {
@@ -108,6 +108,7 @@ function joinTexts(parts: Part[]): Part[] {
 
 function userBlock(part: Part): AnthropicBlock {
   if (part.kind === 'text') return { type: 'text', text: part.text };
+  if (part.kind === 'file') return documentBlock(part);
   const data = parseDataUrl(part.url);
   if (data !== undefined) {
     const mediaType = imageTypeOf(data.data) ?? aliasOf(data.mediaType);
@@ -118,6 +119,29 @@ function userBlock(part: Part): AnthropicBlock {
   }
   if (!/^https?:\/\//i.test(part.url)) throw invalid(part.path, 'must be an http(s) URL or a base64 data: URL');
   return { type: 'image', source: { type: 'url', url: part.url } };
+}
+
+/**
+ * A PDF `file` part as Anthropic's document block (LiteLLM converts it so too); its file name is the document's
+ * title. Anthropic reads PDFs from base64 data; a file of another type is refused, naming it.
+ */
+function documentBlock(part: Extract<Part, { kind: 'file' }>): AnthropicBlock {
+  const data = parseDataUrl(part.data);
+  if (data === undefined) throw invalid(part.path, 'must be a base64 data: URL (data:application/pdf;base64,…)');
+  const isPdf =
+    data.mediaType === 'application/pdf' ||
+    Buffer.from(data.data.slice(0, 8), 'base64').toString('latin1').startsWith('%PDF-');
+  if (!isPdf)
+    throw invalid(
+      part.path,
+      `an anthropic upstream takes files of type application/pdf, not ${data.mediaType ?? 'unlabelled data'}`,
+    );
+  const block: AnthropicBlock = {
+    type: 'document',
+    source: { type: 'base64', media_type: 'application/pdf', data: data.data },
+  };
+  if (part.filename !== undefined && part.filename !== '') block['title'] = part.filename;
+  return block;
 }
 
 function aliasOf(mediaType: string | undefined): string | undefined {

@@ -22,6 +22,8 @@ export function invalid(path: string, message: string): GraygateError {
 const TEXT_PART_KEYS: ReadonlySet<string> = new Set(['type', 'text']);
 const IMAGE_PART_KEYS: ReadonlySet<string> = new Set(['type', 'image_url']);
 const IMAGE_URL_KEYS: ReadonlySet<string> = new Set(['url', 'detail']);
+const FILE_PART_KEYS: ReadonlySet<string> = new Set(['type', 'file']);
+const FILE_KEYS: ReadonlySet<string> = new Set(['file_data', 'filename']);
 const TOOL_KEYS: ReadonlySet<string> = new Set(['type', 'function']);
 const FUNCTION_KEYS: ReadonlySet<string> = new Set(['name', 'description', 'parameters', 'strict']);
 const JSON_SCHEMA_KEYS: ReadonlySet<string> = new Set(['name', 'description', 'schema', 'strict']);
@@ -39,13 +41,23 @@ function checkKeys(value: object, allowed: ReadonlySet<string>, path: string, fo
 }
 
 /** A content part, or a whole message's content given as a string. */
-export type Part = { kind: 'text'; text: string } | { kind: 'image'; url: string; path: string };
+export type Part =
+  | { kind: 'text'; text: string }
+  | { kind: 'image'; url: string; path: string }
+  | { kind: 'file'; data: string; filename: string | undefined; path: string };
 
 /**
- * The parts of a message's content: text always; images only where `allowImages`
- * (user messages). Any other part type is refused, naming the part.
+ * The parts of a message's content: text always; images only where `allowImages` (user messages), files (`file`
+ * parts whose `file_data` is a base64 `data:` URL) only where `allowFiles` too. Any other part type is refused, naming
+ * the part.
  */
-export function contentParts(msg: ChatMessage, path: string, format: ConvertedFormat, allowImages: boolean): Part[] {
+export function contentParts(
+  msg: ChatMessage,
+  path: string,
+  format: ConvertedFormat,
+  allowImages: boolean,
+  allowFiles = false,
+): Part[] {
   const content = msg.content;
   if (content === undefined || content === null) return [];
   if (typeof content === 'string') return [{ kind: 'text', text: content }];
@@ -63,11 +75,40 @@ export function contentParts(msg: ChatMessage, path: string, format: ConvertedFo
       if (typeof url !== 'string') throw invalid(`${at}.image_url.url`, 'must be a string');
       return { kind: 'image', url, path: `${at}.image_url.url` };
     }
+    if (part.type === 'file' && allowImages && allowFiles) return filePart(part, at, format);
     throw invalid(
       at,
       `content parts of type "${part.type}" are not supported in ${msg.role} messages by an ${format} upstream`,
     );
   });
+}
+
+/**
+ * A `file` part as the OpenAI SDK sends a PDF: `{file: {file_data: "data:application/pdf;base64,…", filename}}`. A
+ * `file_id` names a file uploaded to OpenAI, which no other upstream can read: refused, naming it.
+ */
+function filePart(part: ContentPart, at: string, format: ConvertedFormat): Part {
+  const file = part['file'];
+  if (typeof file !== 'object' || file === null || Array.isArray(file))
+    throw invalid(`${at}.file`, 'must be an object');
+  const fields = file as { file_data?: unknown; filename?: unknown; file_id?: unknown };
+  if (fields.file_id !== undefined && fields.file_id !== null) {
+    throw invalid(
+      `${at}.file.file_id`,
+      `names a file stored at OpenAI, which an ${format} upstream cannot read: send the file itself as file_data`,
+    );
+  }
+  checkKeys(part, FILE_PART_KEYS, at, format);
+  checkKeys(file, FILE_KEYS, `${at}.file`, format);
+  if (typeof fields.file_data !== 'string') throw invalid(`${at}.file.file_data`, 'must be a string');
+  if (fields.filename !== undefined && fields.filename !== null && typeof fields.filename !== 'string')
+    throw invalid(`${at}.file.filename`, 'must be a string');
+  return {
+    kind: 'file',
+    data: fields.file_data,
+    filename: typeof fields.filename === 'string' ? fields.filename : undefined,
+    path: `${at}.file.file_data`,
+  };
 }
 
 /** The text parts of a message joined (for roles that take text only). */

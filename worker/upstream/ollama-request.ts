@@ -85,7 +85,7 @@ function ollamaMessages(messages: ChatMessage[]): Array<Record<string, unknown>>
       const images: string[] = [];
       for (const part of contentParts(m, path, 'ollama', true)) {
         if (part.kind === 'text') texts.push(part.text);
-        else images.push(imageData(part.url, part.path));
+        else if (part.kind === 'image') images.push(imageData(part.url, part.path));
       }
       out['content'] = texts.join('');
       if (images.length > 0) out['images'] = images;

@@ -21,6 +21,8 @@ const body = (req: Partial<ChatRequest>): Record<string, unknown> =>
     unknown
   >;
 const params = { type: 'object', properties: { city: { type: 'string' } } };
+/** A PDF's first bytes (`%PDF-1.4`), as the OpenAI SDK sends a file: a base64 data: URL. */
+const PDF = 'data:application/pdf;base64,JVBERi0xLjQK';
 const WEATHER = { type: 'function', function: { name: 'get_weather', description: 'd', parameters: params } };
 const TOOL = { name: 'get_weather', input_schema: params, description: 'd' };
 const ANSWER_TOOL = {
@@ -281,9 +283,34 @@ t.test('requests Anthropic cannot express are 400s naming the field', async (t) 
       /^messages\.0\.content\.0\.image_url\.url: must be an http\(s\) URL or a base64 data: URL$/,
     ],
     [
-      'a file part',
+      'a file part without its data',
       { messages: [{ role: 'user', content: [{ type: 'file', file: {} }] }] },
+      /^messages\.0\.content\.0\.file\.file_data: must be a string$/,
+    ],
+    [
+      'a file stored at OpenAI, by its id',
+      { messages: [{ role: 'user', content: [{ type: 'file', file: { file_id: 'file-abc' } }] }] },
+      /^messages\.0\.content\.0\.file\.file_id: names a file stored at OpenAI/,
+    ],
+    [
+      'a file not a PDF',
+      { messages: [{ role: 'user', content: [{ type: 'file', file: { file_data: 'data:text/csv;base64,YSxi' } }] }] },
+      /^messages\.0\.content\.0\.file\.file_data: an anthropic upstream takes files of type application\/pdf, not text\/csv$/,
+    ],
+    [
+      'a file whose data is no data: URL',
+      { messages: [{ role: 'user', content: [{ type: 'file', file: { file_data: 'JVBERi0xLjQ=' } }] }] },
+      /^messages\.0\.content\.0\.file\.file_data: must be a base64 data: URL/,
+    ],
+    [
+      'a file in a system message',
+      { messages: [{ role: 'system', content: [{ type: 'file', file: { file_data: PDF } }] }, user] },
       /^messages\.0\.content\.0: content parts of type "file"/,
+    ],
+    [
+      'a key on a file',
+      { messages: [{ role: 'user', content: [{ type: 'file', file: { file_data: PDF, pages: [1] } }] }] },
+      /^messages\.0\.content\.0\.file\.pages: /,
     ],
     [
       'a refusal in history',
@@ -841,4 +868,36 @@ t.test('a whole input in the block start keeps numbers a double cannot hold, as 
     '{"id":12345678901234567890,"big":1e400,"ok":1.5,"s":"1e400"}',
     'written as the model wrote them (rounded, and null, before)',
   );
+});
+
+t.test('a PDF file part is a document block, its file name the title (it was a 400)', async (t) => {
+  // What the OpenAI SDK sends for a PDF (and LiteLLM converts so): a file part with a base64 data: URL.
+  const unlabelled = 'data:application/octet-stream;base64,JVBERi0xLjcK';
+  const sent = body({
+    messages: [
+      {
+        role: 'user',
+        content: [
+          { type: 'text', text: 'Sum these up' },
+          { type: 'file', file: { file_data: PDF, filename: 'report.pdf' } },
+          { type: 'file', file: { file_data: unlabelled } },
+        ],
+      },
+    ],
+  });
+  t.same(sent['messages'], [
+    {
+      role: 'user',
+      content: [
+        { type: 'text', text: 'Sum these up' },
+        {
+          type: 'document',
+          source: { type: 'base64', media_type: 'application/pdf', data: 'JVBERi0xLjQK' },
+          title: 'report.pdf',
+        },
+        // Labelled otherwise, a PDF by its first bytes, as images are read.
+        { type: 'document', source: { type: 'base64', media_type: 'application/pdf', data: 'JVBERi0xLjcK' } },
+      ],
+    },
+  ]);
 });
