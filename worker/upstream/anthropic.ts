@@ -1,11 +1,4 @@
-import {
-  JSON_ANSWER_BLOCK,
-  OTHER_BLOCK,
-  type ChatCompletionChunk,
-  type ChunkSink,
-  type FinishReason,
-  type StreamState,
-} from '../types.js';
+import { JSON_ANSWER_BLOCK, OTHER_BLOCK, type ChunkSink, type FinishReason, type StreamState } from '../types.js';
 import { mayHoldInexactNumbers, parseJsonExact, stringifyJsonExact } from '../request/exact-numbers.js';
 import { GraygateError } from '../../shared/errors.js';
 import {
@@ -19,7 +12,7 @@ import {
 import {
   contentChunk,
   finishChunk,
-  roleChunk,
+  sendChunk,
   toolArgumentsChunk,
   toolCallStartChunk,
   usageChunk,
@@ -87,7 +80,7 @@ export function convertAnthropicEvent(state: StreamState, type: string, data: st
     case 'content_block_delta': {
       const delta = value['delta'] as { type?: unknown; text?: unknown; partial_json?: unknown } | undefined;
       if (delta?.type === 'text_delta' && typeof delta.text === 'string') {
-        if (delta.text !== '') send(state, sink, contentChunk(state, delta.text));
+        if (delta.text !== '') sendChunk(state, sink, contentChunk(state, delta.text));
       } else if (
         delta?.type === 'input_json_delta' &&
         typeof delta.partial_json === 'string' &&
@@ -131,7 +124,7 @@ export function convertAnthropicEvent(state: StreamState, type: string, data: st
       // Anthropic may send more than one message_delta: one finish chunk, the first reason's.
       if (delta?.stop_reason !== undefined && delta.stop_reason !== null && state.finishReason === null) {
         sendPendingInputs(state, sink);
-        send(state, sink, finishChunk(state, mapAnthropicStopReason(delta.stop_reason, state.toolCalls > 0)));
+        sendChunk(state, sink, finishChunk(state, mapAnthropicStopReason(delta.stop_reason, state.toolCalls > 0)));
       }
       return;
     }
@@ -175,7 +168,7 @@ function startBlock(state: StreamState, value: Record<string, unknown>, data: st
   const block = value['content_block'] as
     { type?: unknown; text?: unknown; id?: unknown; name?: unknown; input?: unknown } | undefined;
   if (block?.type === 'text' && typeof block.text === 'string') {
-    if (block.text !== '') send(state, sink, contentChunk(state, block.text));
+    if (block.text !== '') sendChunk(state, sink, contentChunk(state, block.text));
   } else if (block?.type === 'text' && block.text != null)
     // A block's first text is a fragment too: one that is no text is the upstream's malformed answer, as a delta's is.
     throw wrongFieldType("a text block's text", 'a string', block.text);
@@ -200,7 +193,7 @@ function startBlock(state: StreamState, value: Record<string, unknown>, data: st
   }
   const { chunk, index: callIndex } = toolCallStartChunk(state, block.id, block.name);
   state.blocks.set(index, callIndex);
-  send(state, sink, chunk);
+  sendChunk(state, sink, chunk);
 }
 
 /**
@@ -228,14 +221,8 @@ function sendPendingInputs(state: StreamState, sink: ChunkSink): void {
 /** A fragment of a tool_use block's input: an arguments fragment, or content for the JSON-mode answer. */
 function sendInput(state: StreamState, index: number, fragment: string, sink: ChunkSink): void {
   const block = state.blocks.get(index);
-  if (block === JSON_ANSWER_BLOCK) send(state, sink, contentChunk(state, fragment));
-  else if (block !== undefined && block >= 0) send(state, sink, toolArgumentsChunk(state, block, fragment));
-}
-
-/** A chunk of the answer, after the role chunk OpenAI sends first. */
-function send(state: StreamState, sink: ChunkSink, chunk: ChatCompletionChunk): void {
-  if (!state.isRoleSent) sink.chunk(roleChunk(state));
-  sink.chunk(chunk);
+  if (block === JSON_ANSWER_BLOCK) sendChunk(state, sink, contentChunk(state, fragment));
+  else if (block !== undefined && block >= 0) sendChunk(state, sink, toolArgumentsChunk(state, block, fragment));
 }
 
 function isNonEmptyObject(value: unknown): boolean {
@@ -260,7 +247,7 @@ function endAnthropicStream(state: StreamState, sink: ChunkSink): void {
 function endMessage(state: StreamState, sink: ChunkSink): void {
   state.isDone = true;
   sendPendingInputs(state, sink);
-  if (state.finishReason === null) send(state, sink, finishChunk(state, 'stop'));
+  if (state.finishReason === null) sendChunk(state, sink, finishChunk(state, 'stop'));
   sink.chunk(usageChunk(state));
 }
 

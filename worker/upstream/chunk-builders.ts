@@ -1,13 +1,31 @@
-import type { ChatCompletionChunk, ChoiceLogprobs, ChunkDelta, FinishReason, StreamState, Usage } from '../types.js';
+import type {
+  ChatCompletionChunk,
+  ChoiceLogprobs,
+  ChunkDelta,
+  ChunkSink,
+  FinishReason,
+  StreamState,
+  Usage,
+} from '../types.js';
 
 // The OpenAI chunks the ollama and anthropic converters build, in the order
 // OpenAI sends them: a role chunk (`content: ""`), content deltas or tool-call
 // fragments, a chunk with finish_reason and an empty delta, and a usage chunk
 // with no choices.
 
-export function roleChunk(state: StreamState): ChatCompletionChunk {
+/**
+ * The role chunk: `content: ""` before text, `content: null` before a tool call, as OpenAI sends them (a client that
+ * opens a text part on a string, as the AI SDK does, had an empty one before every converted tool call).
+ */
+function roleChunk(state: StreamState, isToolCallNext: boolean): ChatCompletionChunk {
   state.isRoleSent = true;
-  return chunkOf(state, { role: 'assistant', content: '' }, null);
+  return chunkOf(state, { role: 'assistant', content: isToolCallNext ? null : '' }, null);
+}
+
+/** A chunk of the answer, after the role chunk OpenAI sends first (sent before the first, when it knows what). */
+export function sendChunk(state: StreamState, sink: ChunkSink, chunk: ChatCompletionChunk): void {
+  if (!state.isRoleSent) sink.chunk(roleChunk(state, chunk.choices[0]?.delta.tool_calls !== undefined));
+  sink.chunk(chunk);
 }
 
 export function contentChunk(state: StreamState, content: string, logprobs?: ChoiceLogprobs): ChatCompletionChunk {

@@ -17,7 +17,7 @@ import {
   contentChunk,
   finishChunk,
   reasoningChunk,
-  roleChunk,
+  sendChunk,
   syntheticToolCallId,
   usageChunk,
   wholeToolCallChunks,
@@ -58,11 +58,10 @@ export function convertOllamaLine(state: StreamState, _type: string, line: strin
   if (typeof error === 'string' && isError(error)) throw upstreamStreamError(error);
   // `{"error":{"message":…}}`: not Ollama's own, but a proxy's or a gateway's in front of it.
   if (isRecord(error)) throw upstreamStreamError(upstreamErrorMessage(text));
-  if (!state.isRoleSent) {
-    // The model that answered, as Ollama names it (`llama3.2` asked, `llama3.2:latest` answered), as OpenAI does.
-    if (isModelName(value['model'])) state.model = value['model'];
-    sink.chunk(roleChunk(state));
-  }
+  // The model that answered, as Ollama names it (`llama3.2` asked, `llama3.2:latest` answered), as OpenAI does. The
+  // role chunk goes before the first chunk (a line of empty content may come first): `content: null` before a tool
+  // call, as OpenAI's.
+  if (!state.isRoleSent && isModelName(value['model'])) state.model = value['model'];
   const message = value['message'] as { content?: unknown; thinking?: unknown; tool_calls?: unknown } | undefined;
   // What the line says that is not of a type converted (content as an array of parts, tool_calls as one call) is the
   // upstream's malformed answer: dropped, the client's answer was quietly empty.
@@ -70,11 +69,11 @@ export function convertOllamaLine(state: StreamState, _type: string, line: strin
   // A thinking model's reasoning (Ollama ≥ 0.9), which comes before its content.
   const thinking = message?.thinking;
   if (typeof thinking === 'string') {
-    if (thinking !== '') sink.chunk(reasoningChunk(state, thinking));
+    if (thinking !== '') sendChunk(state, sink, reasoningChunk(state, thinking));
   } else if (thinking != null) throw wrongFieldType('message.thinking', 'a string', thinking);
   const content = message?.content;
   if (typeof content === 'string') {
-    if (content !== '') sink.chunk(contentChunk(state, content, logprobsOf(value['logprobs'])));
+    if (content !== '') sendChunk(state, sink, contentChunk(state, content, logprobsOf(value['logprobs'])));
   } else if (content != null) throw wrongFieldType('message.content', 'a string', content);
   const calls = message?.tool_calls;
   if (calls != null && !Array.isArray(calls)) throw wrongFieldType('message.tool_calls', 'an array', calls);
@@ -99,7 +98,7 @@ export function convertOllamaLine(state: StreamState, _type: string, line: strin
     state.isDone = true;
     state.promptTokens = tokenCount(value['prompt_eval_count']);
     state.completionTokens = tokenCount(value['eval_count']);
-    sink.chunk(finishChunk(state, mapOllamaDoneReason(value['done_reason'], state.toolCalls > 0)));
+    sendChunk(state, sink, finishChunk(state, mapOllamaDoneReason(value['done_reason'], state.toolCalls > 0)));
     sink.chunk(usageChunk(state));
   }
 }
@@ -123,7 +122,7 @@ function sendToolCall(state: StreamState, call: OllamaToolCall, exactArgs: unkno
   // Ollama ≥ 0.12.10 gives each call an id; older ones give none.
   const id = typeof call.id === 'string' && call.id !== '' ? call.id : syntheticToolCallId(state, state.toolCalls);
   for (const chunk of wholeToolCallChunks(state, id, name, typeof args === 'string' ? args : stringifyJsonExact(args)))
-    sink.chunk(chunk);
+    sendChunk(state, sink, chunk);
 }
 
 interface OllamaLogprob {

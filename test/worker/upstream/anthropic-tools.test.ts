@@ -796,7 +796,8 @@ t.test('a message that ends with a block open, or says its stop reason twice: {}
   t.same(
     openBlock.map((c) => c.choices[0]?.delta ?? 'usage'),
     [
-      { role: 'assistant', content: '' },
+      // Before a tool call, `content: null`, as OpenAI's: `""` opened an empty text part in the AI SDK.
+      { role: 'assistant', content: null },
       { tool_calls: [{ index: 0, id: 'toolu_o', type: 'function', function: { name: 'now', arguments: '' } }] },
       { tool_calls: [{ index: 0, function: { arguments: '{}' } }] },
       {},

@@ -342,6 +342,26 @@ t.test('streamed tool calls → OpenAI fragments, finish_reason tool_calls', asy
     'whole calls become a first fragment and one arguments fragment; a call without an id gets one',
   );
   t.equal(chunks.at(-2)!.choices[0]!.finish_reason, 'tool_calls');
+  // An answer that is a tool call, after a line of nothing: its role chunk says `content: null` before it, as
+  // OpenAI's does (`""` opened an empty text part in the AI SDK), and goes once, first.
+  const callOnly = run([
+    '{"model":"qwen3","message":{"role":"assistant","content":""},"done":false}',
+    '{"model":"qwen3","message":{"role":"assistant","content":"","tool_calls":[{"function":{"name":"now","arguments":{}}}]},"done":false}',
+    '{"model":"qwen3","message":{"role":"assistant","content":""},"done":true,"done_reason":"stop"}',
+  ]).chunks;
+  t.same(
+    callOnly.map((c) => c.choices[0]?.delta ?? 'usage'),
+    [
+      { role: 'assistant', content: null },
+      { tool_calls: [{ index: 0, id: 'call_abc_0', type: 'function', function: { name: 'now', arguments: '' } }] },
+      { tool_calls: [{ index: 0, function: { arguments: '{}' } }] },
+      {},
+      'usage',
+    ],
+  );
+  const whole = new CompletionAggregator();
+  for (const chunk of callOnly) whole.chunk(chunk);
+  t.equal(whole.toCompletion().choices[0]!.message.content, null, 'whole: content null, as OpenAI answers a call');
   t.throws(() => run(['{"message":{"tool_calls":[{"function":{"arguments":{}}}]},"done":false}']), {
     code: 'upstream_protocol_error',
   });
