@@ -1,7 +1,7 @@
 import t from 'tap';
 import { request } from 'node:http';
 import { startMockUpstream, mockText, BASE_PATHS } from '../../shared/mock-upstream/index.js';
-import { httpRequest, json } from '../helpers/http.js';
+import { httpRequest, json, type SimpleResponse } from '../helpers/http.js';
 import { startTestWorker } from './fixtures/worker-server.js';
 import { causeOf } from '../../worker/call/handler.js';
 import { DEAD_PORT } from '../helpers/dead-port.js';
@@ -173,6 +173,41 @@ t.test('an upstream call that fails says in the request line what it met (the ad
   t.equal(line?.['error'], 'upstream_unreachable');
   t.match(line?.['errorCause'], `ECONNREFUSED ${new URL(url).host}`, 'the line has the address that refused');
 });
+
+t.test(
+  'an error the upstream answered or reported: the request line says what it said, as the client read',
+  async (t) => {
+    const mock = await startMockUpstream({});
+    t.teardown(() => mock.close());
+    const w = await startTestWorker(t, { upstream: { format: 'openai', url: mock.url + BASE_PATHS.openai } });
+    const chat = (content: string, stream: boolean, id: string): Promise<SimpleResponse> =>
+      httpRequest(`${w.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { ...PROXIED, 'x-request-id': id, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'm', stream, messages: [{ role: 'user', content }] }),
+      });
+    const quota = await chat('hi [mock fault=status status=429]', false, 'status-429');
+    const said = json<{ error: { message: string } }>(quota).error.message;
+    t.equal(quota.status, 429);
+    const server = await chat('hi [mock fault=status status=503]', false, 'status-503');
+    t.equal(server.status, 502, "a 5xx is the gateway's 502: only the line keeps the upstream's own status");
+    const midStream = await chat('hi [mock tokens=3 fault=error after=1 status=500]', true, 'in-stream');
+    t.match(midStream.body, /"error"/);
+    const lines = new Map(
+      w
+        .lines()
+        .filter((l) => l['msg'] === 'request finished')
+        .map((l) => [l['reqId'], l]),
+    );
+    t.match(lines.get('status-429'), { status: 429, error: 'upstream_status', errorCause: said });
+    t.match(lines.get('status-503'), { status: 502, error: 'upstream_status', errorCause: /^upstream answered 503: / });
+    t.match(lines.get('in-stream'), {
+      status: 200,
+      error: 'upstream_status',
+      errorCause: /the upstream reported an error/,
+    });
+  },
+);
 
 t.test('causeOf: every address of a name that refused, a bounded walk, nothing from our own errors', async (t) => {
   const refused = (address: string): Error =>

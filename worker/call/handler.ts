@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomFillSync } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { toErrorResponse } from '../../shared/errors.js';
+import { cutText, toErrorResponse } from '../../shared/errors.js';
 import { headerValue, sendError } from '../../shared/http-headers.js';
 import type { Logger } from '../../shared/log.js';
 import type { UpstreamConfig } from '../../shared/config.js';
@@ -223,8 +223,11 @@ export async function handleCall(
       errorCode = code;
       const kind = upstreamErrorKind(code);
       if (kind !== undefined) metrics.onUpstreamError(kind);
-      // Where the call failed on the way (never a protocol error's: a JSON parser quotes the answer it choked on).
+      // Where the call failed on the way (never a protocol error's: a JSON parser quotes the answer it choked on); an
+      // error the upstream answered or reported, what it said, as its client read it (the key hidden, withoutSecrets):
+      // its own status behind a 502 and a 429's quota against its rate limit were in no log the operator had.
       if (kind === 'connect' || kind === 'timeout' || kind === 'reset') errorCause = causeOf(err);
+      else if (kind === 'status') errorCause = loggedText(response.body.error.message);
       if (response.status === 500) options.log.error({ err, reqId }, 'unexpected error in the request handler');
       if (opened?.response.isCommitted === true) opened.response.failAfterCommit(err);
       else {
@@ -276,7 +279,7 @@ interface LineFacts {
   response: CallResponse | undefined;
   usage: { prompt_tokens: number; completion_tokens: number } | undefined;
   errorCode: string | undefined;
-  /** What the upstream call met, as node or undici said it (`connect ECONNREFUSED 10.0.0.7:8000`). */
+  /** What the upstream call met, as node or undici said it (`connect ECONNREFUSED 10.0.0.7:8000`), or answered. */
   errorCause: string | undefined;
   isAborted: boolean;
   reqId: string | undefined;
@@ -341,7 +344,16 @@ export function causeOf(err: unknown): string | undefined {
   // Every address of a name refused (localhost as ::1 and 127.0.0.1): node's AggregateError has an empty message.
   const errors = cause instanceof AggregateError ? (cause.errors as unknown[]) : [cause];
   const texts = errors.filter((e): e is NodeJS.ErrnoException => e instanceof Error).map(describe);
-  return texts.join('; ').slice(0, 300) || undefined;
+  return texts.join('; ').slice(0, MAX_CAUSE_CHARS) || undefined;
+}
+
+/** Longest errorCause, characters: a line per request, whatever an upstream's error says. */
+const MAX_CAUSE_CHARS = 300;
+
+/** An upstream's text as a log line carries it: bounded, and no control character for a terminal to act on. */
+function loggedText(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return cutText(text, Math.min(text.length, MAX_CAUSE_CHARS)).replace(/[\x00-\x1f\x7f]/g, '?');
 }
 
 function describe(err: NodeJS.ErrnoException): string {
