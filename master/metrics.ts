@@ -370,6 +370,12 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
   // Every kind of a version from its first request, at 0: rate(errors) / rate(requests) has a series to divide.
   const errorChildren = new Map<string, ReadonlyMap<ErrorKind, Counter.Internal>>();
   const retired = new RetiredTotals();
+  const rejectedChild = (version: string, reason: string): Counter.Internal => {
+    const key = `${version} ${reason}`;
+    let child = rejectedChildren.get(key);
+    if (child === undefined) rejectedChildren.set(key, (child = rejected.labels({ version, reason })));
+    return child;
+  };
   return {
     registry,
     onRequestDone(version, status, error) {
@@ -382,6 +388,8 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
         errors = new Map(ERROR_KINDS.map((kind) => [kind, failed.labels({ version, kind })]));
         for (const counter of errors.values()) counter.inc(0);
         errorChildren.set(version, errors);
+        // Every rejection reason too: a rejection ratio or alert reads 0 before the first refusal, not no data.
+        for (const reason of REJECTION_REASONS) rejectedChild(version, reason).inc(0);
       }
       if (error !== undefined) errors.get(error)!.inc();
     },
@@ -391,10 +399,7 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
       child.observe(seconds);
     },
     onRejected(version, reason) {
-      const key = `${version} ${reason}`;
-      let child = rejectedChildren.get(key);
-      if (child === undefined) rejectedChildren.set(key, (child = rejected.labels({ version, reason })));
-      child.inc();
+      rejectedChild(version, reason).inc();
     },
     forgetVersion(version) {
       for (const key of requestChildren.keys()) {

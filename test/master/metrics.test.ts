@@ -111,6 +111,13 @@ t.test('master series: request counts, latency, rejections, gauges read at scrap
   );
   t.equal(sum(`${METRIC.requestDurationSeconds}_count`, { version: 'v1' }), 2);
   t.equal(sum(METRIC.rejectedTotal, { version: 'v1', reason: 'queue_full' }), 1);
+  // A rejection ratio or alert reads a series at 0 before the first refusal, not no data (the error kinds' rule).
+  for (const reason of ['queue_full', 'queue_timeout', 'no_ready_worker', 'body_budget', 'worker_timeout'])
+    t.match(
+      await m.registry.metrics(),
+      new RegExp(`graygate_rejected_total\\{version="none",reason="${reason}"\\} 0`),
+      `${reason}: a series from a version's first request`,
+    );
   t.equal(sum(METRIC.queueDepth, { version: 'v1' }), 3);
   t.equal(sum(METRIC.workers, { version: 'v1', state: 'ready' }), 1);
   t.equal(sum(METRIC.workers, { version: 'v1', state: 'starting' }), 1);
