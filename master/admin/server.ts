@@ -1,6 +1,7 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createServer, type SocketInternals } from '../../shared/node-http.js';
 import type { Duplex } from 'node:stream';
+import { performance } from 'node:perf_hooks';
 import { GraygateError, isGraygateError, toErrorResponse, type ErrorResponse } from '../../shared/errors.js';
 import { headerValue, sendError, sendJson } from '../../shared/http-headers.js';
 import { readBody } from '../../shared/body.js';
@@ -155,6 +156,7 @@ export function createAdminServer(options: AdminServerOptions): Server {
   ];
 
   const hasToken = options.token !== undefined && options.token !== '';
+  const unauthorized = new UnauthorizedLog(log);
   // Deadlines checked every second (Node's default is every 30 s: a head's 10 s would be up to 40).
   const timing = { headersTimeout: ADMIN_HEAD_MS, connectionsCheckingInterval: 1000 };
   const server = createServer(timing, (req: IncomingMessage, res: ServerResponse) => {
@@ -184,6 +186,7 @@ export function createAdminServer(options: AdminServerOptions): Server {
       return sendError(res, toErrorResponse(forbidden), { connection: 'close' });
     }
     if (!isAuthorized(headerValue(req.headers['authorization']), options.token)) {
+      unauthorized.note(req);
       return sendError(res, toErrorResponse(new GraygateError('unauthorized')), { 'www-authenticate': 'Bearer' });
     }
     // Absolute-form (`GET http://127.0.0.1:9000/admin/status`), which a server must accept (RFC 9112 §3.2.2), as the
@@ -285,6 +288,41 @@ function afterAnswers(socket: Duplex, then: () => void): void {
   const current = (socket as Duplex & SocketInternals)._httpMessage as ServerResponse | null | undefined;
   if (current === null || current === undefined) return then();
   current.once('finish', () => afterAnswers(socket, then));
+}
+
+/** At most one line of refused tokens this often, ms. */
+const UNAUTHORIZED_LOG_MS = 10_000;
+
+/**
+ * Calls refused for a missing or wrong token, as warn lines: one at the first, then at most one every
+ * UNAUTHORIZED_LOG_MS, with how many were refused since the last (an observability probe: guessing the token left no
+ * trace; a line each would let a guesser fill the disk). The header is never logged: a token mistyped is nearly one.
+ */
+class UnauthorizedLog {
+  readonly #log: Logger;
+  #refused = 0;
+  #loggedAtMs = -Infinity;
+
+  constructor(log: Logger) {
+    this.#log = log;
+  }
+
+  note(req: IncomingMessage): void {
+    this.#refused++;
+    const nowMs = performance.now();
+    if (nowMs - this.#loggedAtMs < UNAUTHORIZED_LOG_MS) return;
+    this.#log.warn(
+      {
+        method: req.method,
+        path: (req.url ?? '/').split('?', 1)[0],
+        remoteAddress: req.socket.remoteAddress,
+        refused: this.#refused,
+      },
+      'admin call unauthorized: missing or wrong bearer token',
+    );
+    this.#refused = 0;
+    this.#loggedAtMs = nowMs;
+  }
 }
 
 /** An answer written on the socket, with the header every admin answer has (a 408 or a 400 lacked it). */

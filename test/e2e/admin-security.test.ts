@@ -116,6 +116,9 @@ t.test(
       401,
       'another scheme',
     );
+    // A guessed token left no trace (an observability probe): a warn line, never the header.
+    const refusedLine = await untilOutput(gw, () => gw.output().match(/^.*"msg":"admin call unauthorized.*$/m)?.[0]);
+    t.match(refusedLine, /"level":40,.*"path":"\/admin\/status".*"refused":1/);
 
     const environOf = (pid: number): string => readFileSync(`/proc/${pid}/environ`, 'utf8');
     const checkWorkers = async (when: string): Promise<void> => {
