@@ -144,6 +144,7 @@ const metrics = createMasterMetrics({
   versions: () => registry,
   bufferedBodyBytes: () => budget.heldBytes,
   configHash: () => operations.configHash,
+  lastReload: () => operations.lastReload,
   canaries: () => canaries.list(),
   canaryEnds: () => canaries.endedTotals(),
   clientConnections: () => clientConnections.status(),

@@ -31,6 +31,13 @@ export const PROXY_LATENCY_BUCKETS_S = [
 const EXITED: ReadonlySet<WorkerState> = new Set(['crashed', 'stopped']);
 
 /** What the metrics read of a worker; WorkerHandle has it. */
+/** The last config reload's outcome (Operations.lastReload). */
+export interface LastReload {
+  isSuccessful: boolean;
+  /** Unix ms a file was last applied: at start, then at each reload that applied one. */
+  successAtMs: number;
+}
+
 export interface WorkerView {
   readonly state: WorkerState;
   readonly instance: number;
@@ -110,6 +117,8 @@ export interface MasterMetricsOptions {
   bufferedBodyBytes?: () => number;
   /** configHash of the applied config file (SPEC §13), read at scrape time. */
   configHash?: () => string;
+  /** The last reload's outcome and when a file was last applied (at start: the started one), read at scrape time. */
+  lastReload?: () => LastReload;
   /** The last canary of each version (SPEC §11), read at scrape time. */
   canaries?: () => Iterable<
     Pick<CanaryStatus, 'version' | 'state' | 'canaryPercent' | 'step' | 'decisions' | 'paused'>
@@ -287,6 +296,26 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
       collect() {
         this.reset();
         this.set({ hash: readHash() }, 1);
+      },
+    });
+  }
+
+  const readLastReload = options.lastReload;
+  if (readLastReload !== undefined) {
+    new Gauge({
+      name: METRIC.configLastReloadSuccessful,
+      help: 'Whether the last config reload applied its file (1) or was refused (0): alert on 0 for longer than a retry',
+      registers: [registry],
+      collect() {
+        this.set(readLastReload().isSuccessful ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: METRIC.configLastReloadSuccessTimestampSeconds,
+      help: 'Unix time a config file was last applied (at start, or by a reload)',
+      registers: [registry],
+      collect() {
+        this.set(readLastReload().successAtMs / 1000);
       },
     });
   }

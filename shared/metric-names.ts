@@ -32,6 +32,13 @@ export const METRIC = {
   /** SPEC §13: 1, labelled with the applied config file's hash; more than one hash across pods means they disagree. */
   configInfo: 'graygate_config_info',
   /**
+   * Whether the last reload (POST /admin/reload, SIGHUP, config.watch) applied its file (1) or was refused (0), and
+   * when one last applied, as Prometheus's own `prometheus_config_last_reload_*`: pods that all refuse the same file
+   * keep one hash, which graygate_config_info cannot tell from a file applied everywhere.
+   */
+  configLastReloadSuccessful: 'graygate_config_last_reload_successful',
+  configLastReloadSuccessTimestampSeconds: 'graygate_config_last_reload_success_timestamp_seconds',
+  /**
    * Not in SPEC §9's list: the main port's open connections; those accepted past limits.maxClientConnections
    * (their requests answered 503 too_many_connections), and those closed as they came past these.
    */

@@ -24,6 +24,7 @@ import type { CanaryStatus } from '../canary/controller.js';
 import { unsetSecretWarnings, type Build, type DeployRecord, type VersionView } from '../version.js';
 import { planReload } from '../reload-plan.js';
 import type { ClientConnectionsStatus } from '../client-connections.js';
+import type { LastReload } from '../metrics.js';
 import { statusOf, versionStatus, type StatusBody, type VersionStatus } from './status.js';
 
 // What the admin API and SIGHUP do (SPEC §6, §10): bodies validated with the
@@ -116,6 +117,7 @@ export class Operations {
   /** What asked for the reload that waits (#reloadAgain). */
   readonly #againTriggers = new Set<ReloadTrigger>();
   #configHash: string;
+  #lastReload: LastReload = { isSuccessful: true, successAtMs: Date.now() };
 
   constructor(options: OperationsOptions) {
     this.#registry = options.registry;
@@ -123,6 +125,11 @@ export class Operations {
     this.#log = options.log;
     this.#options = options;
     this.#configHash = options.configHash;
+  }
+
+  /** The last reload's outcome, for graygate_config_last_reload_*: a start counts as an applied file. */
+  get lastReload(): LastReload {
+    return this.#lastReload;
   }
 
   /** sha256 (first 12 hex) of the config file applied last (SPEC §13). */
@@ -321,9 +328,20 @@ export class Operations {
   /** `triggers`: what asked for this reload (several when calls were coalesced), for its log line. */
   #start(triggers: ReloadTrigger[], isQueued = false): Promise<ReloadResult> {
     if (this.#reloading === undefined) {
-      this.#reloading = this.#reload(triggers, isQueued).finally(() => {
-        this.#reloading = undefined;
-      });
+      this.#reloading = this.#reload(triggers, isQueued)
+        .then(
+          (result) => {
+            this.#lastReload = { isSuccessful: true, successAtMs: Date.now() };
+            return result;
+          },
+          (err: unknown) => {
+            this.#lastReload = { ...this.#lastReload, isSuccessful: false };
+            throw err;
+          },
+        )
+        .finally(() => {
+          this.#reloading = undefined;
+        });
       return this.#reloading;
     }
     for (const trigger of triggers) this.#againTriggers.add(trigger);

@@ -65,11 +65,20 @@ t.test('a kubelet-style ConfigMap swap applies with no signal; an invalid one is
   t.equal(reloadedLines(), 1, 'the reload is logged once');
   const kept = await status(gw);
   t.same([kept.v1!.weight, kept.v2!.weight], [10, 90], 'the old weights still serve');
+  // The hash alone could not tell pods that all refused a file from pods that applied it (an observability probe).
+  const refused = (await scrape(gw)).text;
+  t.match(refused, /\ngraygate_config_last_reload_successful 0\n/, 'the refusal in the metrics');
+  const appliedAt = Number(/\ngraygate_config_last_reload_success_timestamp_seconds (\S+)\n/.exec(refused)?.[1]);
+  t.ok(appliedAt > 1.7e9, `when a file last applied (${appliedAt})`);
   t.equal((await httpRequest(`${gw.url}/slow?ms=0`, { headers: { 'x-user-id': 'u1' } })).status, 200);
 
   volume.update({ 'graygate.json': configText(input({ v1: 50, v2: 50 })) });
   await waitForStatus(gw, (v) => v.v1!.weight === 50, 'a valid file after the invalid one applies');
   await untilOutput(gw, () => (reloadedLines() === 2 ? true : undefined));
+  const applied = (await scrape(gw)).text;
+  t.match(applied, /\ngraygate_config_last_reload_successful 1\n/, 'applied again');
+  const lastAt = Number(/\ngraygate_config_last_reload_success_timestamp_seconds (\S+)\n/.exec(applied)?.[1]);
+  t.ok(lastAt >= appliedAt, 'its time moved on, or stayed in the same millisecond');
   t.equal(refusedLines(), 1, 'the refusal is logged once (counted once the next change is applied and logged)');
 });
 
