@@ -1,5 +1,5 @@
-import t from 'tap';
-import { startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
+import t, { type Test } from 'tap';
+import { startGateway, TEST_WORKER_ENTRY, type Gateway } from '../helpers/gateway.js';
 import { httpRequest, json } from '../helpers/http.js';
 import { openRaw } from '../helpers/raw-http.js';
 
@@ -29,11 +29,35 @@ function chunked(body: string): string {
   return `${Buffer.byteLength(body).toString(16)}\r\n${body}\r\n0\r\n\r\n`;
 }
 
-t.test('request smuggling through the master reaches nothing', async (t) => {
+/** The test worker's counts (GET /stats, itself not counted). */
+async function workerStats(url: string): Promise<Stats> {
+  return json<Stats>(await httpRequest(`${url}/stats`));
+}
+
+/**
+ * The requests the worker saw since it had seen `before` in all (its `total` then): a gateway shared by a group's tests
+ * holds the tests before's too. The worker keeps its last 100.
+ */
+function seenSince(stats: Stats, before: number): Array<{ method: string; url: string }> {
+  const count = stats.total - before;
+  if (count > stats.seen.length) throw new Error(`${count} requests since, more than the worker keeps`);
+  return count === 0 ? [] : stats.seen.slice(-count);
+}
+
+// One gateway for the tests of each group (a master and its worker's start were most of such a test's CPU): its
+// worker's counts are the group's, and each test reads what it sent since it began (seenSince).
+t.test('one worker socket (maxSocketsPerWorker 1)', async (t) => {
   const gw = await startGateway(t, {
     versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } },
     limits: { maxSocketsPerWorker: 1, maxIdleSocketsPerWorker: 1 },
   });
+  t.test('request smuggling through the master reaches nothing', (t) => smuggling(t, gw));
+  t.test('a head of 2000 header lines or more is refused: Node dropped lines the master cannot see', (t) =>
+    manyHeaderLines(t, gw),
+  );
+});
+
+async function smuggling(t: Test, gw: Gateway): Promise<void> {
   const variants: Array<{ name: string; method: string; head: string; body: string }> = [];
   for (const method of ['GET', 'HEAD', 'DELETE', 'OPTIONS']) {
     variants.push({
@@ -56,7 +80,7 @@ t.test('request smuggling through the master reaches nothing', async (t) => {
     body: chunked(SMUGGLED),
   });
 
-  let expectedTotal = 0;
+  let expectedTotal = (await workerStats(gw.url)).total;
   for (const v of variants) {
     t.test(v.name, async (t) => {
       const attacker = await openRaw(gw.url, [v.method, 'GET']);
@@ -94,16 +118,13 @@ t.test('request smuggling through the master reaches nothing', async (t) => {
       t.equal(stats.total, expectedTotal, 'the worker saw exactly the requests the master routed');
     });
   }
-});
+}
 
-t.test('a head of 2000 header lines or more is refused: Node dropped lines the master cannot see', async (t) => {
+async function manyHeaderLines(t: Test, gw: Gateway): Promise<void> {
   // Node keeps 2000 header lines and drops the rest, a Content-Length at the end among them, while its parser
   // still frames the body by it: the master forwarded the request with no body (a 200 MiB body passed a 1 MiB
   // limit unseen), and with the cut lifted alone the worker would drop the master's Content-Length instead.
-  const gw = await startGateway(t, {
-    versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } },
-    limits: { maxSocketsPerWorker: 1, maxIdleSocketsPerWorker: 1 },
-  });
+  const before = (await workerStats(gw.url)).total;
   const conn = await openRaw(gw.url, ['POST', 'GET']);
   conn.write(
     `POST /echo?many HTTP/1.1\r\nHost: gw\r\n${'a:1\r\n'.repeat(2000)}Content-Length: ${Buffer.byteLength(SMUGGLED)}\r\n\r\n${SMUGGLED}`,
@@ -113,9 +134,8 @@ t.test('a head of 2000 header lines or more is refused: Node dropped lines the m
   t.match(refused!.body, /"code":"headers_too_large"/);
   t.equal(refused!.headers['connection'], 'close', 'and the connection closes: its framing is not one the master saw');
   await conn.closed;
-  const stats = json<Stats>(await httpRequest(`${gw.url}/stats`));
   t.same(
-    stats.seen.map((s) => s.url),
+    seenSince(await workerStats(gw.url), before).map((s) => s.url),
     [],
     'the worker saw nothing of it',
   );
@@ -133,13 +153,27 @@ t.test('a head of 2000 header lines or more is refused: Node dropped lines the m
   t.equal(echo!.status, 200);
   t.equal((JSON.parse(echo!.body) as Echo).bodyBytes, 2);
   ok.socket.destroy();
+}
+
+t.test('the default limits', async (t) => {
+  const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } });
+  t.test('the worker gets the request target the master read, byte for byte', (t) => targets(t, gw));
+  t.test('an absolute-form target is its path as sent; the master answers its own paths in that form too', (t) =>
+    absoluteForm(t, gw),
+  );
+  t.test('what nginx refuses in a head, and what a Connection header cannot remove (a front-proxy probe)', (t) =>
+    frontProxyProbe(t, gw),
+  );
+  t.test("an absolute-form target's Host is checked as any other before the target's host replaces it", (t) =>
+    absoluteFormHost(t, gw),
+  );
 });
 
-t.test('the worker gets the request target the master read, byte for byte', async (t) => {
+async function targets(t: Test, gw: Gateway): Promise<void> {
   // http-proxy-3 rebuilt the path through `new URL`, which resolves dot segments, `%2e%2e` among them, and turns
   // backslashes into slashes: the worker answered a path the master never saw (`/v1/%2e%2e/v1/chat/completions`
   // was a chat call). nginx's `proxy_pass` without a URI forwards the target unchanged; so does the master.
-  const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } });
+  const before = (await workerStats(gw.url)).total;
   const targets = ['/x/%2e%2e/echo?a=1', '/x/../echo', '/x/%2E%2e/%2e/echo?b=%2e%2e', '//echo', '/x\\..\\echo'];
   const conn = await openRaw(
     gw.url,
@@ -148,19 +182,18 @@ t.test('the worker gets the request target the master read, byte for byte', asyn
   for (const target of targets) conn.write(`GET ${target} HTTP/1.1\r\nHost: gw\r\n\r\n`);
   const answers = await conn.waitFor(targets.length);
   conn.socket.destroy();
-  const stats = json<Stats>(await httpRequest(`${gw.url}/stats`));
   t.same(
-    stats.seen.map((s) => s.url),
+    seenSince(await workerStats(gw.url), before).map((s) => s.url),
     targets,
     'each target reached the worker as sent',
   );
   t.equal(answers.length, targets.length, 'each answered in turn');
-});
+}
 
-t.test('an absolute-form target is its path as sent; the master answers its own paths in that form too', async (t) => {
+async function absoluteForm(t: Test, gw: Gateway): Promise<void> {
   // RFC 9112 §3.2.2: a server must accept `GET http://host/path`. Its path was rebuilt through `new URL` (dot segments
   // resolved: not the path origin-form sends) and `http://gw/healthz` went to a worker (404), past the master's own.
-  const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } });
+  const before = (await workerStats(gw.url)).total;
   const conn = await openRaw(gw.url, ['GET', 'GET']);
   conn.write(
     'GET http://api.example:8443/x/../echo?c=1 HTTP/1.1\r\nHost: gw\r\n\r\nGET http://gw/healthz HTTP/1.1\r\nHost: gw\r\n\r\n',
@@ -174,9 +207,8 @@ t.test('an absolute-form target is its path as sent; the master answers its own 
   t.equal(headers['x-forwarded-host'], 'api.example:8443');
   t.equal(headers['x-forwarded-port'], new URL(gw.url).port, "the listener's port, not the target's or Host's");
   t.same(JSON.parse(health!.body), { status: 'ok' }, "the master's /healthz");
-  const stats = json<Stats>(await httpRequest(`${gw.url}/stats`));
   t.same(
-    stats.seen.map((s) => s.url),
+    seenSince(await workerStats(gw.url), before).map((s) => s.url),
     ['/x/../echo?c=1'],
     'the worker saw the path as sent, and no /healthz',
   );
@@ -198,11 +230,10 @@ t.test('an absolute-form target is its path as sent; the master answers its own 
   const [first] = await both.waitFor(1);
   t.match(JSON.parse(first!.body), { error: { message: /needs one Host header/ } });
   await both.closed;
-});
+}
 
-t.test('what nginx refuses in a head, and what a Connection header cannot remove (a front-proxy probe)', async (t) => {
-  const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } });
-  const worker = async (): Promise<Stats> => json<Stats>(await httpRequest(`${gw.url}/stats`));
+async function frontProxyProbe(t: Test, gw: Gateway): Promise<void> {
+  const worker = (): Promise<Stats> => workerStats(gw.url);
 
   t.test('a Host no host has: 400, and the connection closes', async (t) => {
     const before = (await worker()).total;
@@ -291,11 +322,11 @@ t.test('what nginx refuses in a head, and what a Connection header cannot remove
     t.match(echo['x-forwarded-for'], /^203\.0\.113\.7,/, "the front's address first, the master's peer after it");
     t.notOk(echo['x-hop']);
   });
-});
+}
 
-t.test("an absolute-form target's Host is checked as any other before the target's host replaces it", async (t) => {
+async function absoluteFormHost(t: Test, gw: Gateway): Promise<void> {
   // RFC 9112 §3.2: a Host of no host's value is a 400 whatever the target's form (nginx too); it was replaced, unread.
-  const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } });
+  const before = (await workerStats(gw.url)).total;
   for (const target of ['/echo', 'http://gw/echo']) {
     const conn = await openRaw(gw.url, ['GET']);
     conn.write(`GET ${target} HTTP/1.1\r\nHost: a b\r\n\r\n`);
@@ -304,6 +335,5 @@ t.test("an absolute-form target's Host is checked as any other before the target
     t.equal(refused!.status, 400, target);
     t.match(JSON.parse(refused!.body), { error: { message: /the Host header is not a host name/ } }, target);
   }
-  const stats = json<Stats>(await httpRequest(`${gw.url}/stats`));
-  t.same(stats.seen, [], 'neither reached the worker');
-});
+  t.same(seenSince(await workerStats(gw.url), before), [], 'neither reached the worker');
+}
