@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { admin, startGateway, TEST_WORKER_ENTRY, type Gateway } from '../helpers/gateway.js';
 import { httpRequest, json } from '../helpers/http.js';
 import { isAlive, pollPause, status, waitForStatus } from '../helpers/wait.js';
@@ -103,8 +103,22 @@ t.test('weights, add, remove', async (t) => {
   t.equal((await admin(gw, 'DELETE', '/admin/versions/v3')).status, 404);
 });
 
-t.test('admin errors keep the OpenAI shape', async (t) => {
-  const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } });
+// One gateway for three tests (a master and its worker's start were most of each one's CPU), in this order: the errors
+// (nothing is added), two adds of one name, then the drain after SIGTERM, which ends it.
+t.test('v1 alone, logging its requests', async (t) => {
+  const gw = await startGateway(
+    t,
+    { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } },
+    { env: { LOG_LEVEL: 'info' } },
+  );
+  t.test('admin errors keep the OpenAI shape', (t) => errorShapes(t, gw));
+  t.test('two concurrent adds of one name: one wins, the other gets 409', (t) => concurrentAdds(t, gw));
+  t.test('while the master drains after SIGTERM, the admin port answers reads and refuses changes', (t) =>
+    adminWhileDraining(t, gw),
+  );
+});
+
+async function errorShapes(t: Test, gw: Gateway): Promise<void> {
   const notFound = await admin<{ error: { type: string; code: string } }>(gw, 'GET', '/admin/nope');
   t.equal(notFound.status, 404);
   t.equal(notFound.body.error.code, 'not_found');
@@ -160,17 +174,16 @@ t.test('admin errors keep the OpenAI shape', async (t) => {
     t.match(refused.body.error.message, message, `${path} ${JSON.stringify(body)}`);
   }
   t.same(Object.keys(await status(gw)), ['v1'], 'nothing was added');
-});
+}
 
-t.test('two concurrent adds of one name: one wins, the other gets 409', async (t) => {
-  const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } });
+async function concurrentAdds(t: Test, gw: Gateway): Promise<void> {
   const [a, b] = await Promise.all([
     admin(gw, 'POST', '/admin/versions', { name: 'v3', entry: TEST_WORKER_ENTRY }),
     admin(gw, 'POST', '/admin/versions', { name: 'v3', entry: TEST_WORKER_ENTRY }),
   ]);
   t.same([a.status, b.status].sort(), [201, 409]);
   t.equal((await status(gw)).v3!.workers.length, 1, 'one group, one worker');
-});
+}
 
 t.test('removing a version serves the requests already waiting for it, then drains (SPEC §6)', async (t) => {
   const gw = await startGateway(t, {
@@ -271,14 +284,9 @@ t.test('a request whose version is removed while its body comes is routed again,
   t.match(served.text, /world/, 'with its body');
 });
 
-t.test('while the master drains after SIGTERM, the admin port answers reads and refuses changes', async (t) => {
+async function adminWhileDraining(t: Test, gw: Gateway): Promise<void> {
   // An admin probe: the admin port closed with the main one, so status and /metrics, what an operator watches a drain
   // with, were refused on new connections for the whole drain (Envoy keeps its admin interface up).
-  const gw = await startGateway(
-    t,
-    { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } },
-    { env: { LOG_LEVEL: 'info' } },
-  );
   const stream = request(`${gw.url}/sse?events=100000&ms=50`, { agent: false });
   stream.on('error', () => undefined);
   stream.on('response', (res) => res.resume());
@@ -295,4 +303,4 @@ t.test('while the master drains after SIGTERM, the admin port answers reads and 
   t.equal(change.body.error.code, 'shutting_down');
   stream.destroy();
   t.equal(await gw.exited, 0);
-});
+}
