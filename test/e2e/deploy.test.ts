@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { Agent, request } from 'node:http';
 import {
   admin,
@@ -120,8 +120,35 @@ t.test('deploy while 20 concurrent clients send requests: every request succeeds
   for (const r of after) t.ok(newPids.includes(json<{ pid: number }>(r).pid), 'new pids serve afterwards');
 });
 
-t.test('an SSE stream that started before a deploy finishes intact on the old worker, which then exits', async (t) => {
+// One gateway for the tests of a group (a master and its workers' start were most of such a test's CPU), each of which
+// leaves its versions with one build of one instance serving, nothing in flight and no deploy under way.
+t.test('v1 alone', async (t) => {
   const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } });
+  t.test('an SSE stream that started before a deploy finishes intact on the old worker, which then exits', (t) =>
+    streamThroughDeploy(t, gw),
+  );
+  t.test('builds that crash at start or never become ready are abandoned; the old build keeps serving', (t) =>
+    failedBuilds(t, gw),
+  );
+  t.test(
+    'a second rollback during the first one’s drain goes one build further back; each answers with its own record',
+    (t) => secondRollback(t, gw),
+  );
+  // Last: it leaves a second build (its env) to roll back to.
+  t.test('a swap whose drain ends while the next one starts leaves that one its lock', (t) => lockHandedOn(t, gw));
+});
+
+t.test('v1 and v2', async (t) => {
+  const gw = await startGateway(t, {
+    versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 }, v2: { entry: TEST_WORKER_ENTRY, weight: 1 } },
+  });
+  t.test('rollback returns to the previous entry; no previous build is 409', (t) => rollbackToEntry(t, gw));
+  t.test('a rollback while the old build drains a long request: taken at once; that request ends whole', (t) =>
+    rollbackWhileDraining(t, gw),
+  );
+});
+
+async function streamThroughDeploy(t: Test, gw: Gateway): Promise<void> {
   const oldPid = (await status(gw)).v1!.workers[0]!.pid;
   let deploy: ReturnType<typeof admin> | undefined;
   const body = await new Promise<string>((resolve, reject) => {
@@ -149,10 +176,9 @@ t.test('an SSE stream that started before a deploy finishes intact on the old wo
   const deployed = await deploy!;
   t.equal(deployed.status, 200);
   t.notOk(isAlive(oldPid), 'the old worker exited after its stream');
-});
+}
 
-t.test('builds that crash at start or never become ready are abandoned; the old build keeps serving', async (t) => {
-  const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } });
+async function failedBuilds(t: Test, gw: Gateway): Promise<void> {
   const oldPid = (await status(gw)).v1!.workers[0]!.pid;
 
   const crash = await admin<{ error: { code: string; message: string } }>(gw, 'POST', '/admin/versions/v1/deploy', {
@@ -198,12 +224,9 @@ t.test('builds that crash at start or never become ready are abandoned; the old 
   });
   t.equal(missing.body.error.code, 'deploy_failed');
   t.match(missing.body.error.message, /last stderr: Error[^|]*: Cannot find module '[^']*no-such-entry\.js' \| … \|/);
-});
+}
 
-t.test('rollback returns to the previous entry; no previous build is 409', async (t) => {
-  const gw = await startGateway(t, {
-    versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 }, v2: { entry: TEST_WORKER_ENTRY, weight: 1 } },
-  });
+async function rollbackToEntry(t: Test, gw: Gateway): Promise<void> {
   const none = await admin<{ error: { code: string } }>(gw, 'POST', '/admin/versions/v2/rollback');
   t.equal(none.status, 409);
   t.equal(none.body.error.code, 'no_previous_build');
@@ -234,16 +257,13 @@ t.test('rollback returns to the previous entry; no previous build is 409', async
   t.equal(rolled.body.lastDeploy.kind, 'rollback');
   t.equal((await httpRequest(`${gw.url}/stats?version=v2`)).status, 200, 'the test build serves again');
   t.equal((await admin(gw, 'POST', '/admin/versions/v2/rollback')).status, 409, 'nothing further back');
-});
+}
 
 // SPEC §6: no request is cut by a swap. An old build drained for shutdownTimeoutMs (30 s) and its longer streams were
 // cut (an LLM answer can run for minutes); it drains for limits.drainTimeoutMs now (10 min), and the version's lock is
 // released once traffic has moved, so that a rollback of a bad build need not wait for the good one's long streams.
 
-t.test('a rollback while the old build drains a long request: taken at once; that request ends whole', async (t) => {
-  const gw = await startGateway(t, {
-    versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 }, v2: { entry: TEST_WORKER_ENTRY, weight: 1 } },
-  });
+async function rollbackWhileDraining(t: Test, gw: Gateway): Promise<void> {
   const oldPid = (await status(gw)).v2!.workers[0]!.pid;
   const gate = requestGate(t);
   const long = httpRequest(`${gw.url}${gate.path}&version=v2`);
@@ -261,7 +281,7 @@ t.test('a rollback while the old build drains a long request: taken at once; tha
   t.same([answer.status, json<{ pid: number }>(answer).pid], [200, oldPid], 'answered whole by the old build');
   t.equal((await deploy).status, 200, 'the deploy answers once its old build is gone');
   t.notOk(isAlive(oldPid));
-});
+}
 
 t.test('a removal while an old build drains: forgotten once that build is gone too', async (t) => {
   const { gw, gate, long, deploy, removal } = await removeWhileDraining(t);
@@ -295,49 +315,44 @@ t.test('an old build is stopped at limits.drainTimeoutMs, not shutdownTimeoutMs'
   t.match(await long, /^(502|cut)$/, 'its request cut, as documented');
 });
 
-t.test(
-  'a second rollback during the first one’s drain goes one build further back; each answers with its own record',
-  async (t) => {
-    // A review: the rollback took its build off the list only once its drain was over, so a second one, taken during
-    // it now that the lock ends as traffic moves, redeployed the same build and lost the one before from the list; and
-    // a swap's answer, given after its drain, described the later swap (its record, its pids).
-    const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } });
-    for (const instances of [2, 3]) {
-      t.equal(
-        (await admin(gw, 'POST', '/admin/versions/v1/deploy', { instances })).status,
-        200,
-        `${instances} instances`,
-      );
-    }
-    const gate = requestGate(t);
-    const long = httpRequest(gw.url + gate.path);
-    await waitForStatus(gw, (v) => v.v1!.workers.some((w) => w.inflight === 1), 'a long request on the third build');
-    const first = admin<{ instances: number; lastDeploy: { kind: string; newPids: number[] } }>(
-      gw,
-      'POST',
-      '/admin/versions/v1/rollback',
+async function secondRollback(t: Test, gw: Gateway): Promise<void> {
+  // A review: the rollback took its build off the list only once its drain was over, so a second one, taken during
+  // it now that the lock ends as traffic moves, redeployed the same build and lost the one before from the list; and
+  // a swap's answer, given after its drain, described the later swap (its record, its pids).
+  for (const instances of [2, 3]) {
+    t.equal(
+      (await admin(gw, 'POST', '/admin/versions/v1/deploy', { instances })).status,
+      200,
+      `${instances} instances`,
     );
-    await waitForStatus(
-      gw,
-      (v) => v.v1!.lastDeploy?.kind === 'rollback' && v.v1!.lastDeploy.phase === 'draining',
-      'the first rollback drains the third build',
-    );
-    const second = await admin<{ instances: number; lastDeploy: { newPids: number[] } }>(
-      gw,
-      'POST',
-      '/admin/versions/v1/rollback',
-    );
-    t.same([second.status, second.body.instances], [200, 1], 'back to the first build');
-    t.equal(second.body.lastDeploy.newPids.length, 1);
-    gate.release();
-    t.equal((await long).status, 200, 'the long request ends whole');
-    const answered = await first;
-    t.same([answered.status, answered.body.lastDeploy.newPids.length], [200, 2], 'its own record: the second build');
-  },
-);
+  }
+  const gate = requestGate(t);
+  const long = httpRequest(gw.url + gate.path);
+  await waitForStatus(gw, (v) => v.v1!.workers.some((w) => w.inflight === 1), 'a long request on the third build');
+  const first = admin<{ instances: number; lastDeploy: { kind: string; newPids: number[] } }>(
+    gw,
+    'POST',
+    '/admin/versions/v1/rollback',
+  );
+  await waitForStatus(
+    gw,
+    (v) => v.v1!.lastDeploy?.kind === 'rollback' && v.v1!.lastDeploy.phase === 'draining',
+    'the first rollback drains the third build',
+  );
+  const second = await admin<{ instances: number; lastDeploy: { newPids: number[] } }>(
+    gw,
+    'POST',
+    '/admin/versions/v1/rollback',
+  );
+  t.same([second.status, second.body.instances], [200, 1], 'back to the first build');
+  t.equal(second.body.lastDeploy.newPids.length, 1);
+  gate.release();
+  t.equal((await long).status, 200, 'the long request ends whole');
+  const answered = await first;
+  t.same([answered.status, answered.body.lastDeploy.newPids.length], [200, 2], 'its own record: the second build');
+}
 
-t.test('a swap whose drain ends while the next one starts leaves that one its lock', async (t) => {
-  const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } });
+async function lockHandedOn(t: Test, gw: Gateway): Promise<void> {
   const gate = requestGate(t);
   const long = httpRequest(gw.url + gate.path);
   await waitForStatus(gw, (v) => v.v1!.workers[0]!.inflight === 1, 'a long request on the old build');
@@ -354,7 +369,7 @@ t.test('a swap whose drain ends while the next one starts leaves that one its lo
   t.same([third.status, third.body.error?.code], [409, 'deploy_in_progress'], 'the second one still holds the lock');
   ready.release();
   t.equal((await second).status, 200);
-});
+}
 
 t.test(
   'a version removed, added again and removed while the first one drains keeps its name till both are gone',
