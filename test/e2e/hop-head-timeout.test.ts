@@ -1,5 +1,5 @@
-import t from 'tap';
-import { startGateway, TEST_WORKER_ENTRY } from '../helpers/gateway.js';
+import t, { type Test } from 'tap';
+import { startGateway, TEST_WORKER_ENTRY, type Gateway } from '../helpers/gateway.js';
 import { openRaw, rawRequest } from '../helpers/raw-http.js';
 import { untilOutput, untilOutputHas } from '../helpers/output.js';
 import { scrape } from '../helpers/metrics.js';
@@ -115,47 +115,55 @@ async function tcpTimer(local: number, remote: number): Promise<{ kind: number; 
   return undefined;
 }
 
-t.test(
-  'accepted connections have TCP keepalive: a client gone without a FIN is found, not held until the answer ends',
-  { skip: process.platform === 'linux' ? false : '/proc/net/tcp is Linux' },
-  async (t) => {
-    // A network probe's repro: a client whose machine vanished (no FIN, no RST) kept its slot, and the upstream kept
-    // generating for it, until the answer ended. The kernel's keepalive finds such a peer; what the test can see
-    // without a network that drops packets is that the master's end of the connection has the keepalive timer.
-    const gw = await startGateway(t, { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } });
-    const c = await openRaw(gw.url);
-    t.teardown(() => c.socket.destroy());
-    c.write('GET /slow?ms=1 HTTP/1.1\r\nHost: gw\r\n\r\n');
-    t.equal((await c.waitFor(1))[0]!.status, 200);
-    const server = Number(new URL(gw.url).port);
-    // Until the client's kernel acknowledges the answer the socket shows its retransmission timer (kind 1).
-    let timer = await tcpTimer(server, c.socket.localPort!);
-    while (timer?.kind === 1) {
-      await pollPause();
-      timer = await tcpTimer(server, c.socket.localPort!);
-    }
-    t.equal(timer?.kind, 2, "the master's socket has the keepalive timer (0 without keepalive)");
-    t.ok(timer !== undefined && timer.ticks <= 300, 'probes start after at most 3 s of silence (USER_HZ ticks)');
-  },
-);
-
-t.test('a connection that errors under its request says why in the access log (clientError)', async (t) => {
-  // `aborted: true` alone did not tell a client that closed from one whose network died (ETIMEDOUT, the keepalive's
-  // verdict) or that reset; a reset is what loopback can show.
+// One gateway for the two tests on the default limits (a master and its worker's start were most of each one's CPU).
+t.test('the default limits, logging requests', async (t) => {
   const gw = await startGateway(
     t,
     { versions: { v1: { entry: TEST_WORKER_ENTRY, weight: 1 } } },
     { env: { LOG_LEVEL: 'info' } },
   );
+  t.test(
+    'accepted connections have TCP keepalive: a client gone without a FIN is found, not held until the answer ends',
+    { skip: process.platform === 'linux' ? false : '/proc/net/tcp is Linux' },
+    (t) => keepaliveTimer(t, gw),
+  );
+  t.test('a connection that errors under its request says why in the access log (clientError)', (t) =>
+    clientErrorLogged(t, gw),
+  );
+});
+
+async function keepaliveTimer(t: Test, gw: Gateway): Promise<void> {
+  // A network probe's repro: a client whose machine vanished (no FIN, no RST) kept its slot, and the upstream kept
+  // generating for it, until the answer ended. The kernel's keepalive finds such a peer; what the test can see
+  // without a network that drops packets is that the master's end of the connection has the keepalive timer.
   const c = await openRaw(gw.url);
-  c.write('GET /slow?ms=60000 HTTP/1.1\r\nHost: gw\r\n\r\n');
+  t.teardown(() => c.socket.destroy());
+  c.write('GET /slow?ms=1 HTTP/1.1\r\nHost: gw\r\n\r\n');
+  t.equal((await c.waitFor(1))[0]!.status, 200);
+  const server = Number(new URL(gw.url).port);
+  // Until the client's kernel acknowledges the answer the socket shows its retransmission timer (kind 1).
+  let timer = await tcpTimer(server, c.socket.localPort!);
+  while (timer?.kind === 1) {
+    await pollPause();
+    timer = await tcpTimer(server, c.socket.localPort!);
+  }
+  t.equal(timer?.kind, 2, "the master's socket has the keepalive timer (0 without keepalive)");
+  t.ok(timer !== undefined && timer.ticks <= 300, 'probes start after at most 3 s of silence (USER_HZ ticks)');
+}
+
+async function clientErrorLogged(t: Test, gw: Gateway): Promise<void> {
+  // `aborted: true` alone did not tell a client that closed from one whose network died (ETIMEDOUT, the keepalive's
+  // verdict) or that reset; a reset is what loopback can show.
+  const c = await openRaw(gw.url);
+  // Its own request id: the log holds the test before's request to /slow too.
+  c.write('GET /slow?ms=60000 HTTP/1.1\r\nHost: gw\r\nx-request-id: reset-under-request\r\n\r\n');
   await waitForStatus(gw, (v) => v.v1!.workers[0]!.inflight === 1, 'the request is at the worker');
   c.socket.resetAndDestroy();
   const line = await untilOutput(gw, () =>
     gw
       .output()
       .split('\n')
-      .find((l) => l.includes('"msg":"request"') && l.includes('/slow')),
+      .find((l) => l.includes('"msg":"request"') && l.includes('"reqId":"reset-under-request"')),
   );
   t.match(JSON.parse(line), { status: 0, aborted: true, clientError: 'ECONNRESET' });
-});
+}
