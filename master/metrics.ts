@@ -30,7 +30,6 @@ export const PROXY_LATENCY_BUCKETS_S = [
 /** Worker states with no process any more. */
 const EXITED: ReadonlySet<WorkerState> = new Set(['crashed', 'stopped']);
 
-/** What the metrics read of a worker; WorkerHandle has it. */
 /** The last config reload's outcome (Operations.lastReload). */
 export interface LastReload {
   isSuccessful: boolean;
@@ -38,6 +37,7 @@ export interface LastReload {
   successAtMs: number;
 }
 
+/** What the metrics read of a worker; WorkerHandle has it. */
 export interface WorkerView {
   readonly state: WorkerState;
   readonly instance: number;

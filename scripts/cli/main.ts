@@ -76,8 +76,11 @@ promoted, 64 usage, 69 admin API unreachable (top: 5 refreshes, --wait: 60 s),
 
 type Print = (value: unknown, human: () => string) => void;
 
-/** A deploy's, rollback's or removal's answer: the canary it ended (absent from an older master's). */
-interface Aborts {
+/**
+ * An add's, deploy's, rollback's or removal's answer: the canary it ended, the warnings it logged (absent from an older
+ * master's).
+ */
+interface AnswerNotes {
   abortedCanary?: { canary: string; baseline: string };
   warnings?: string[];
 }
@@ -86,7 +89,7 @@ interface Aborts {
  * A line "aborted the canary of v3 (baseline v1)", as reload says it (a probe: "deployed v3" alone hid the abort), and
  * a line for each warning an add, a deploy or a rollback logged, as reload prints them.
  */
-function abortLine({ abortedCanary: a, warnings = [] }: Aborts): string {
+function notesLines({ abortedCanary: a, warnings = [] }: AnswerNotes): string {
   const aborted = a === undefined ? '' : `\naborted the canary of ${a.canary} (baseline ${a.baseline})`;
   return aborted + warnings.map((warning) => `\nwarning: ${warning}`).join('');
 }
@@ -640,8 +643,8 @@ async function run(argv: string[]): Promise<void> {
       };
       const instances = positiveInt(values.instances, '--instances');
       if (instances !== undefined) body['instances'] = instances;
-      const added = await callAdmin<Aborts>(client(), { method: 'POST', path: '/admin/versions', body });
-      return print(added, () => `added ${name()}${abortLine(added)}`);
+      const added = await callAdmin<AnswerNotes>(client(), { method: 'POST', path: '/admin/versions', body });
+      return print(added, () => `added ${name()}${notesLines(added)}`);
     }
     case 'deploy': {
       const body: Record<string, unknown> = {};
@@ -658,31 +661,31 @@ async function run(argv: string[]): Promise<void> {
         process.exit(130);
       });
       const result = await callAdmin<
-        { lastDeploy: { from: string; to: string; durationMs: number; newPids: number[] } } & Aborts
+        { lastDeploy: { from: string; to: string; durationMs: number; newPids: number[] } } & AnswerNotes
       >(client(), { method: 'POST', path: `/admin/versions/${encodeURIComponent(name())}/deploy`, body });
       const d = result.lastDeploy;
       return print(
         result,
-        () => `deployed ${name()}: ${d.to} (pids ${d.newPids.join(', ')}) in ${d.durationMs} ms${abortLine(result)}`,
+        () => `deployed ${name()}: ${d.to} (pids ${d.newPids.join(', ')}) in ${d.durationMs} ms${notesLines(result)}`,
       );
     }
     case 'rollback': {
-      const result = await callAdmin<{ lastDeploy: { to: string; durationMs: number } } & Aborts>(client(), {
+      const result = await callAdmin<{ lastDeploy: { to: string; durationMs: number } } & AnswerNotes>(client(), {
         method: 'POST',
         path: `/admin/versions/${encodeURIComponent(name())}/rollback`,
       });
       return print(
         result,
         () =>
-          `rolled back ${name()} to ${result.lastDeploy.to} in ${result.lastDeploy.durationMs} ms${abortLine(result)}`,
+          `rolled back ${name()} to ${result.lastDeploy.to} in ${result.lastDeploy.durationMs} ms${notesLines(result)}`,
       );
     }
     case 'remove': {
-      const result = await callAdmin<Aborts>(client(), {
+      const result = await callAdmin<AnswerNotes>(client(), {
         method: 'DELETE',
         path: `/admin/versions/${encodeURIComponent(name())}`,
       });
-      return print(result, () => `removed ${name()}${abortLine(result)}`);
+      return print(result, () => `removed ${name()}${notesLines(result)}`);
     }
     case 'reload': {
       const result = await callAdmin<{ applied: string[]; restartRequired: string[]; warnings?: string[] }>(client(), {
