@@ -204,6 +204,17 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
   });
 
   // Issue 9 part 3: what the IPC health probe saw, per worker process.
+  /** A gauge of one value, read at scrape time. */
+  const scrapedGauge = (name: string, help: string, read: () => number): void => {
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(read());
+      },
+    });
+  };
   const healthGauge = (name: string, help: string, read: (h: WorkerHealth) => number): void => {
     new Gauge({
       name,
@@ -232,26 +243,16 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
   healthGauge(METRIC.workerHealthMisses, 'Health probes the worker missed in a row', (h) => h.misses);
   const readBuffered = options.bufferedBodyBytes;
   if (readBuffered !== undefined) {
-    new Gauge({
-      name: METRIC.bufferedBodyBytes,
-      help: 'Bytes of request bodies on their way right now, read and not yet answered by a worker (bounded by limits.maxBufferedBodyBytes)',
-      registers: [registry],
-      collect() {
-        this.set(readBuffered());
-      },
-    });
+    scrapedGauge(
+      METRIC.bufferedBodyBytes,
+      'Bytes of request bodies on their way right now, read and not yet answered by a worker (bounded by limits.maxBufferedBodyBytes)',
+      readBuffered,
+    );
   }
 
   const readConnections = options.clientConnections;
   if (readConnections !== undefined) {
-    new Gauge({
-      name: METRIC.clientConnections,
-      help: 'Client connections open on the main port',
-      registers: [registry],
-      collect() {
-        this.set(readConnections().open);
-      },
-    });
+    scrapedGauge(METRIC.clientConnections, 'Client connections open on the main port', () => readConnections().open);
     // Counts the connection tracker keeps (it counts every one; a scrape reads them).
     const trackerCounter = (name: string, help: string, read: (c: ClientConnectionsStatus) => number): void => {
       new Counter({
@@ -302,22 +303,16 @@ export function createMasterMetrics(options: MasterMetricsOptions): MasterMetric
 
   const readLastReload = options.lastReload;
   if (readLastReload !== undefined) {
-    new Gauge({
-      name: METRIC.configLastReloadSuccessful,
-      help: 'Whether the last config reload applied its file (1) or was refused (0): alert on 0 for longer than a retry',
-      registers: [registry],
-      collect() {
-        this.set(readLastReload().isSuccessful ? 1 : 0);
-      },
-    });
-    new Gauge({
-      name: METRIC.configLastReloadSuccessTimestampSeconds,
-      help: 'Unix time a config file was last applied (at start, or by a reload)',
-      registers: [registry],
-      collect() {
-        this.set(readLastReload().successAtMs / 1000);
-      },
-    });
+    scrapedGauge(
+      METRIC.configLastReloadSuccessful,
+      'Whether the last config reload applied its file (1) or was refused (0): alert on 0 for longer than a retry',
+      () => (readLastReload().isSuccessful ? 1 : 0),
+    );
+    scrapedGauge(
+      METRIC.configLastReloadSuccessTimestampSeconds,
+      'Unix time a config file was last applied (at start, or by a reload)',
+      () => readLastReload().successAtMs / 1000,
+    );
   }
 
   const readCanaries = options.canaries;
