@@ -2,6 +2,7 @@ import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Logger } from '../shared/log.js';
 import { addressKey } from './address-key.js';
+import { BurstLog } from './burst-log.js';
 import { clientConnectionsFor, OVER_BOUND_CONNECTIONS } from './file-limit.js';
 
 // The main port's connections (limits.maxClientConnections; nginx's worker_connections, Envoy's listener connection
@@ -107,10 +108,8 @@ export class ClientConnections {
   #lineSince: number[] = [];
   #lineHead = 0;
   #held: HeldConnections | undefined;
-  /** Refusals and drops since the last warn line. */
-  #unlogged = 0;
-  #loggedAtMs = -Infinity;
-  #flushTimer: NodeJS.Timeout | undefined;
+  /** Refusals and drops, as warn lines a burst at a time. */
+  readonly #refusals: BurstLog<true>;
   readonly #overBound = new WeakSet<Socket>();
   /** One listener for every socket's close, not a closure each. */
   readonly #onWithinClose = (): void => {
@@ -121,6 +120,7 @@ export class ClientConnections {
 
   constructor(options: ClientConnectionsOptions) {
     this.#options = options;
+    this.#refusals = new BurstLog(options.logIntervalMs ?? LOG_INTERVAL_MS, (count) => this.#logRefusals(count));
     this.#max = options.configured;
     this.setWorkers(0); // the supervisor says how many as it forks them
   }
@@ -282,18 +282,10 @@ export class ClientConnections {
   }
 
   #noteRefusal(): void {
-    this.#unlogged++;
-    const intervalMs = this.#options.logIntervalMs ?? LOG_INTERVAL_MS;
-    const sinceMs = performance.now() - this.#loggedAtMs;
-    if (sinceMs >= intervalMs) return this.#logRefusals();
-    // The rest of a burst gets its line when the interval ends, not at the next refusal, hours later.
-    this.#flushTimer ??= setTimeout(() => this.#logRefusals(), intervalMs - sinceMs).unref();
+    this.#refusals.note(true);
   }
 
-  #logRefusals(): void {
-    clearTimeout(this.#flushTimer);
-    this.#flushTimer = undefined;
-    if (this.#unlogged === 0) return;
+  #logRefusals(sinceLastLine: number): void {
     this.#options.log.warn(
       {
         maxClientConnections: this.#max,
@@ -301,13 +293,11 @@ export class ClientConnections {
         dropped: this.#dropped,
         closedIdle: this.#closedIdle,
         refusedPerAddress: this.#refusedPerAddress,
-        sinceLastLine: this.#unlogged,
+        sinceLastLine,
       },
       'client connections at limits.maxClientConnections: idle ones are closed for new ones, else new ones are ' +
         'answered 503 too_many_connections, or closed; a client holding limits.maxClientConnectionsPerAddress has ' +
         'its new ones closed',
     );
-    this.#unlogged = 0;
-    this.#loggedAtMs = performance.now();
   }
 }

@@ -1,7 +1,6 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createServer, type SocketInternals } from '../../shared/node-http.js';
 import type { Duplex } from 'node:stream';
-import { performance } from 'node:perf_hooks';
 import { GraygateError, isGraygateError, toErrorResponse, type ErrorResponse } from '../../shared/errors.js';
 import { headerValue, sendError, sendJson } from '../../shared/http-headers.js';
 import { readBody } from '../../shared/body.js';
@@ -16,6 +15,7 @@ import { clientErrorResponse, rawErrorResponse } from '../main-server.js';
 import { gatherMetrics } from './metrics-endpoint.js';
 import { ADMIN_MAX_CONNECTIONS } from '../file-limit.js';
 import type { Operations } from './operations.js';
+import { BurstLog } from '../burst-log.js';
 
 // The admin port (SPEC §6): JSON in and out, OpenAI-shaped errors, one bearer
 // token for everything including /metrics.
@@ -156,7 +156,13 @@ export function createAdminServer(options: AdminServerOptions): Server {
   ];
 
   const hasToken = options.token !== undefined && options.token !== '';
-  const unauthorized = new UnauthorizedLog(log);
+  // Calls refused for a missing or wrong token, as warn lines a burst at a time (an observability probe: guessing the
+  // token left no trace; a line each would let a guesser fill the disk). Never the header: a token mistyped is nearly
+  // one.
+  const unauthorized = new BurstLog<{ method: string | undefined; path: string; remoteAddress: string | undefined }>(
+    UNAUTHORIZED_LOG_MS,
+    (refused, last) => log.warn({ ...last, refused }, 'admin call unauthorized: missing or wrong bearer token'),
+  );
   // Deadlines checked every second (Node's default is every 30 s: a head's 10 s would be up to 40).
   const timing = { headersTimeout: ADMIN_HEAD_MS, connectionsCheckingInterval: 1000 };
   const server = createServer(timing, (req: IncomingMessage, res: ServerResponse) => {
@@ -186,7 +192,11 @@ export function createAdminServer(options: AdminServerOptions): Server {
       return sendError(res, toErrorResponse(forbidden), { connection: 'close' });
     }
     if (!isAuthorized(headerValue(req.headers['authorization']), options.token)) {
-      unauthorized.note(req);
+      unauthorized.note({
+        method: req.method,
+        path: (req.url ?? '/').split('?', 1)[0]!,
+        remoteAddress: req.socket.remoteAddress,
+      });
       return sendError(res, toErrorResponse(new GraygateError('unauthorized')), { 'www-authenticate': 'Bearer' });
     }
     // Absolute-form (`GET http://127.0.0.1:9000/admin/status`), which a server must accept (RFC 9112 §3.2.2), as the
@@ -292,38 +302,6 @@ function afterAnswers(socket: Duplex, then: () => void): void {
 
 /** At most one line of refused tokens this often, ms. */
 const UNAUTHORIZED_LOG_MS = 10_000;
-
-/**
- * Calls refused for a missing or wrong token, as warn lines: one at the first, then at most one every
- * UNAUTHORIZED_LOG_MS, with how many were refused since the last (an observability probe: guessing the token left no
- * trace; a line each would let a guesser fill the disk). The header is never logged: a token mistyped is nearly one.
- */
-class UnauthorizedLog {
-  readonly #log: Logger;
-  #refused = 0;
-  #loggedAtMs = -Infinity;
-
-  constructor(log: Logger) {
-    this.#log = log;
-  }
-
-  note(req: IncomingMessage): void {
-    this.#refused++;
-    const nowMs = performance.now();
-    if (nowMs - this.#loggedAtMs < UNAUTHORIZED_LOG_MS) return;
-    this.#log.warn(
-      {
-        method: req.method,
-        path: (req.url ?? '/').split('?', 1)[0],
-        remoteAddress: req.socket.remoteAddress,
-        refused: this.#refused,
-      },
-      'admin call unauthorized: missing or wrong bearer token',
-    );
-    this.#refused = 0;
-    this.#loggedAtMs = nowMs;
-  }
-}
 
 /** An answer written on the socket, with the header every admin answer has (a 408 or a 400 lacked it). */
 function adminRawError(response: ErrorResponse): string {
